@@ -1,0 +1,51 @@
+import express, { type Express, type Router } from 'express';
+import type { Feature, FeatureDeps } from './feature';
+import { adminAuth } from './http/admin-auth';
+import { notFound } from './http/errors';
+import { requestId } from './http/request-id';
+import { slashidErrors } from './http/slashid';
+
+export interface AppDeps extends FeatureDeps {
+  features: readonly Feature[];
+  /** Admin routes that are not a feature's (replication status). */
+  extraAdminRoutes: Router[];
+  /** Liveness/readiness details for /healthz. */
+  health: () => Promise<Record<string, unknown>>;
+}
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(requestId());
+  app.use(accessLog(deps));
+
+  app.get('/healthz', async (_req, res) => {
+    res.json({ status: 'ok', region: deps.config.region.id, ...(await deps.health()) });
+  });
+
+  const admin = express.Router();
+  admin.use('/admin', adminAuth(deps.config.adminToken));
+  for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(deps));
+  for (const r of deps.extraAdminRoutes) admin.use(r);
+  app.use(admin);
+
+  for (const f of deps.features) if (f.routes) app.use(f.routes(deps));
+
+  app.use(() => {
+    throw notFound('No such endpoint.');
+  });
+  app.use(slashidErrors(deps.log));
+  return app;
+}
+
+function accessLog({ log }: FeatureDeps): express.RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10, requestId: res.locals.requestId }, 'request');
+    });
+    next();
+  };
+}

@@ -1,0 +1,120 @@
+/**
+ * A region run as its own OS process (node dist/src/main.js), for `npm run cluster` and the test harness:
+ * start, wait until /healthz answers, pause (SIGSTOP), resume, kill -9, stop (SIGTERM), restart.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../paths';
+
+export interface RegionProcessOptions {
+  region: string;
+  url: string;
+  env: Record<string, string>;
+  /** Receives each output line of the process. */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
+  entry?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class RegionProcess {
+  private child: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(readonly opts: RegionProcessOptions) {}
+
+  get region(): string {
+    return this.opts.region;
+  }
+
+  get url(): string {
+    return this.opts.url;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== null;
+  }
+
+  start(): void {
+    if (this.child) throw new Error(`${this.region} is already running`);
+    const entry = this.opts.entry ?? path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+    const child = spawn(process.execPath, [entry], {
+      env: { ...process.env, ...this.opts.env, REGION: this.region },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      let buf = '';
+      child[stream]?.setEncoding('utf8');
+      child[stream]?.on('data', (chunk: string) => {
+        buf += chunk;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          this.opts.onLine?.(buf.slice(0, i), stream);
+          buf = buf.slice(i + 1);
+        }
+      });
+    }
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        if (this.child === child) this.child = null;
+        this.opts.onExit?.(code, signal);
+        resolve();
+      });
+    });
+  }
+
+  /** Resolves once GET /healthz answers 200; rejects if the process exits or the time runs out. */
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      if (!this.child) throw new Error(`${this.region} exited before it was ready`);
+      try {
+        const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error(`${this.region} was not ready within ${timeoutMs} ms`);
+  }
+
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** kill -9: no shutdown code runs. */
+  async kill(): Promise<void> {
+    if (!this.child) return;
+    this.child.kill('SIGCONT');
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** SIGTERM and wait for the graceful exit (kill -9 after `graceMs`). */
+  async stop(graceMs = 30_000): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    child.kill('SIGCONT');
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  async restart(): Promise<void> {
+    await this.kill();
+    this.start();
+    await this.waitReady();
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Deployment configuration: regions.config.json plus environment overrides.
+ * Read and validated once at start; a bad value stops the process with a message naming the field.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import Ajv from 'ajv';
+
+const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
+
+export const RegionSchema = Type.Object(
+  {
+    id: RegionId,
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    databaseUrl: Type.String({ pattern: '^postgres(ql)?://' }),
+    /** Address the region listens on and is reached at (default 127.0.0.1). */
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    /** Base URL other tools use to reach the region (default http://host:port). */
+    publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigFileSchema = Type.Object(
+  {
+    redisUrl: Type.String({ pattern: '^rediss?://' }),
+    redisKeyPrefix: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }),
+    regions: Type.Array(RegionSchema, { minItems: 1, maxItems: 32 }),
+    /** host:port pairs whose IdP metadata may be fetched over http and at private addresses. */
+    metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
+    /** How often each region re-fetches the IdP metadata of the credentials it created. */
+    metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 10 })),
+  },
+  { additionalProperties: false },
+);
+
+export type RegionConfig = Static<typeof RegionSchema>;
+export type ConfigFile = Static<typeof ConfigFileSchema>;
+
+export interface Config extends ConfigFile {
+  /** The region this process is. */
+  region: RegionConfig;
+  adminToken: string;
+  /** Secret that signs Infisical-dialect access tokens; the same in every region. */
+  tokenSigningSecret: string;
+  logLevel: string;
+  configPath: string;
+}
+
+export class ConfigError extends Error {}
+
+const validateFile = new Ajv({ allErrors: true }).compile<ConfigFile>(ConfigFileSchema);
+
+export function readConfigFile(configPath: string): ConfigFile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${configPath}: ${(err as Error).message}`);
+  }
+  if (!validateFile(raw)) {
+    const problems = (validateFile.errors ?? []).map((e) => {
+      const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(root)';
+      const extra = e.keyword === 'additionalProperties' ? ` '${String(e.params.additionalProperty)}'` : '';
+      return `${where}: ${e.message}${extra}`;
+    });
+    throw new ConfigError(`invalid config file ${configPath}: ${problems.join('; ')}`);
+  }
+  const ids = new Set<string>();
+  for (const [i, r] of raw.regions.entries()) {
+    if (ids.has(r.id)) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.id: duplicate region id '${r.id}'`);
+    ids.add(r.id);
+  }
+  return raw;
+}
+
+type Env = Record<string, string | undefined>;
+
+function intFromEnv(env: Env, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v)) throw new ConfigError(`${name} must be an integer, got '${v}'`);
+  return Number(v);
+}
+
+/**
+ * Builds the process configuration. Environment variables override the file:
+ * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REDIS_URL, REDIS_KEY_PREFIX,
+ * PORT, HOST, DATABASE_URL (the last three for this process's region only), LOG_LEVEL.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const configPath = path.resolve(env.REGIONS_CONFIG || './regions.config.json');
+  const file = readConfigFile(configPath);
+  const regionId = env.REGION;
+  if (!regionId) throw new ConfigError(`REGION is not set; it must be one of: ${file.regions.map((r) => r.id).join(', ')}`);
+  const region = file.regions.find((r) => r.id === regionId);
+  if (!region) throw new ConfigError(`REGION '${regionId}' is not in ${configPath}; known regions: ${file.regions.map((r) => r.id).join(', ')}`);
+  const adminToken = env.ADMIN_TOKEN ?? '';
+  if (adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be set to a secret of at least 16 characters');
+  const tokenSigningSecret = env.TOKEN_SIGNING_SECRET || `derived:${adminToken}`;
+  if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
+  if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
+  const port = intFromEnv(env, 'PORT');
+  if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);
+  const merged: RegionConfig = {
+    ...region,
+    port: port ?? region.port,
+    host: env.HOST || region.host || '127.0.0.1',
+    databaseUrl: env.DATABASE_URL || region.databaseUrl,
+  };
+  return {
+    ...file,
+    redisUrl: env.REDIS_URL || file.redisUrl,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX || file.redisKeyPrefix,
+    regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),
+    region: merged,
+    adminToken,
+    tokenSigningSecret,
+    logLevel: env.LOG_LEVEL || 'info',
+    configPath,
+  };
+}
+
+export function regionIds(config: Pick<Config, 'regions'>): string[] {
+  return config.regions.map((r) => r.id);
+}

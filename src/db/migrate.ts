@@ -1,0 +1,118 @@
+/**
+ * Applies prisma/migrations/<name>/migration.sql in name order and records each in _prisma_migrations
+ * exactly as `prisma migrate deploy` would, so a connected machine's Prisma CLI sees them as applied.
+ * We need our own migrator because the Prisma schema engine cannot be downloaded on the build machines.
+ * It also creates the region's database when it does not exist yet.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client } from 'pg';
+import { PROJECT_ROOT } from '../paths';
+
+export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, 'prisma', 'migrations');
+
+const CREATE_MIGRATIONS_TABLE = `
+CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+  "id" VARCHAR(36) PRIMARY KEY NOT NULL,
+  "checksum" VARCHAR(64) NOT NULL,
+  "finished_at" TIMESTAMPTZ,
+  "migration_name" VARCHAR(255) NOT NULL,
+  "logs" TEXT,
+  "rolled_back_at" TIMESTAMPTZ,
+  "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
+  "applied_steps_count" INTEGER NOT NULL DEFAULT 0
+)`;
+
+// Any constant works; it only has to be the same for every process that migrates the same database.
+const MIGRATION_LOCK_KEY = 72_707_369;
+
+export function listMigrations(dir = MIGRATIONS_DIR): { name: string; sql: string; checksum: string }[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort()
+    .map((name) => {
+      const sql = fs.readFileSync(path.join(dir, name, 'migration.sql'), 'utf8');
+      return { name, sql, checksum: crypto.createHash('sha256').update(sql).digest('hex') };
+    });
+}
+
+/** Creates the database named in the URL if it does not exist (connecting to the `postgres` database). */
+export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+  const url = new URL(databaseUrl);
+  const dbName = decodeURIComponent(url.pathname.slice(1));
+  if (!/^[A-Za-z0-9_-]{1,63}$/.test(dbName)) throw new Error(`unsupported database name '${dbName}'`);
+  url.pathname = '/postgres';
+  const admin = new Client({ connectionString: url.toString() });
+  await admin.connect();
+  try {
+    const found = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [dbName]);
+    if (found.rowCount) return false;
+    try {
+      await admin.query(`CREATE DATABASE "${dbName}"`);
+    } catch (err) {
+      // Another process of the same region created it first.
+      if ((err as { code?: string }).code !== '42P04' && (err as { code?: string }).code !== '23505') throw err;
+      return false;
+    }
+    return true;
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  const dbName = decodeURIComponent(url.pathname.slice(1));
+  url.pathname = '/postgres';
+  const admin = new Client({ connectionString: url.toString() });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Applies pending migrations; returns the names applied. Safe to run from several processes at once. */
+export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const client = new Client({ connectionString: databaseUrl });
+  await client.connect();
+  const applied: string[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(CREATE_MIGRATIONS_TABLE);
+    const done = await client.query<{ migration_name: string; checksum: string }>(
+      'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
+    );
+    const doneByName = new Map(done.rows.map((r) => [r.migration_name, r.checksum]));
+    for (const m of listMigrations(dir)) {
+      const seen = doneByName.get(m.name);
+      if (seen !== undefined) {
+        if (seen !== m.checksum) throw new Error(`migration ${m.name} was changed after it was applied (checksum mismatch)`);
+        continue;
+      }
+      const id = crypto.randomUUID();
+      await client.query('BEGIN');
+      try {
+        await client.query(
+          'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)',
+          [id, m.checksum, m.name],
+        );
+        await client.query(m.sql);
+        await client.query('UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1', [id]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`);
+      }
+      applied.push(m.name);
+    }
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await client.end();
+  }
+  return applied;
+}

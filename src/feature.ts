@@ -1,0 +1,26 @@
+import type { Router } from 'express';
+import type { Config } from './config';
+import type { Db } from './db/client';
+import type { Logger } from './logger';
+import type { Replicator } from './replication/replicator';
+import type { ReplicatedTable } from './replication/tables';
+
+/** What a feature gets to build its routes and background jobs. */
+export interface FeatureDeps {
+  config: Config;
+  db: Db;
+  repl: Replicator;
+  log: Logger;
+}
+
+/** A capability of the service: the tables it replicates, its HTTP routes, and optional background work. */
+export interface Feature {
+  name: string;
+  tables: readonly ReplicatedTable[];
+  /** Routes of the public API, rendered in the feature's own dialect. */
+  routes?(deps: FeatureDeps): Router;
+  /** Routes under /admin (they run behind the admin token). */
+  adminRoutes?(deps: FeatureDeps): Router;
+  /** Starts background work; returns its stop function. */
+  start?(deps: FeatureDeps): () => Promise<void>;
+}

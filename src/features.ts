@@ -1,0 +1,6 @@
+import type { Feature } from './feature';
+import { organizationsFeature } from './organizations/feature';
+import { providerCredentialsFeature } from './provider-credentials/feature';
+
+/** Every capability of the service; each wires itself in its own feature.ts. */
+export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature];

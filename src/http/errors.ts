@@ -1,0 +1,46 @@
+/**
+ * One error type for every dialect: status, a stable code, a message that is safe to show. Each dialect
+ * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Dialect-specific extras, e.g. the resource of a 408 or validation details. */
+    readonly extra: { result?: unknown; details?: unknown } = {},
+  ) {
+    super(message);
+  }
+}
+
+export const badRequest = (message: string, details?: unknown) => new AppError(400, 'bad_request', message, { details });
+export const unauthorized = (message: string) => new AppError(401, 'unauthorized', message);
+export const forbidden = (message: string) => new AppError(403, 'forbidden', message);
+export const notFound = (message: string) => new AppError(404, 'not_found', message);
+export const conflict = (message: string) => new AppError(409, 'conflict', message);
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  limit?: number;
+}
+
+/** Maps errors thrown by the JSON body parser (and our own) to AppError; null for unknown errors. */
+export function asAppError(err: unknown): AppError | null {
+  if (err instanceof AppError) return err;
+  const bp = err as BodyParserError;
+  switch (bp?.type) {
+    case 'entity.parse.failed':
+      return badRequest('The request body is not valid JSON.');
+    case 'entity.too.large':
+      return badRequest(`The request body is too large (the limit is ${Math.round((bp.limit ?? 0) / 1024)} KiB).`);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return badRequest('The request body must be UTF-8 encoded JSON.');
+    case 'request.aborted':
+      return badRequest('The request was aborted by the client.');
+    default:
+      return null;
+  }
+}

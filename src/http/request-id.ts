@@ -1,0 +1,25 @@
+import crypto from 'node:crypto';
+import type { RequestHandler, Response } from 'express';
+
+const SAFE_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+/** Takes the caller's X-Request-Id when it is sane, otherwise makes one, and echoes it back. */
+export function requestId(): RequestHandler {
+  return (req, res, next) => {
+    const given = req.get('x-request-id');
+    const id = given && SAFE_ID.test(given) ? given : crypto.randomUUID();
+    res.locals.requestId = id;
+    res.locals.startedAt = Date.now();
+    res.setHeader('X-Request-Id', id);
+    next();
+  };
+}
+
+export function getRequestId(res: Response): string {
+  return typeof res.locals.requestId === 'string' ? res.locals.requestId : 'unknown';
+}
+
+/** When the request arrived: consistency deadlines count from here. */
+export function startedAt(res: Response): number {
+  return typeof res.locals.startedAt === 'number' ? res.locals.startedAt : Date.now();
+}

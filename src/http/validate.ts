@@ -1,0 +1,25 @@
+/** One ajv instance; every schema is compiled once, at module load of the feature that owns it. */
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { TSchema, Static } from '@sinclair/typebox';
+
+export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri', 'uuid', 'date-time', 'email']);
+
+export function compile<S extends TSchema>(schema: S): ValidateFunction<Static<S>> {
+  return ajv.compile<Static<S>>(schema);
+}
+
+/** Turns ajv errors into sentences that name the field, e.g. "email_claims: must NOT have more than 3 items". */
+export function describeErrors(errors: ErrorObject[] | null | undefined): string[] {
+  return (errors ?? []).map((e) => {
+    const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : 'body';
+    switch (e.keyword) {
+      case 'additionalProperties':
+        return `${field === 'body' ? '' : field + ': '}unknown field '${String(e.params.additionalProperty)}'`;
+      case 'required':
+        return `${field === 'body' ? '' : field + ': '}missing required field '${String(e.params.missingProperty)}'`;
+      default:
+        return `${field}: ${e.message ?? 'is invalid'}`;
+    }
+  });
+}

@@ -1,0 +1,48 @@
+import { Router } from 'express';
+import type { Db } from '../db/client';
+import { jsonBody } from '../http/body';
+import { badRequest, notFound } from '../http/errors';
+import { startedAt } from '../http/request-id';
+import { isUuid } from '../http/slashid';
+import { describeErrors } from '../http/validate';
+import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import type { Replicator } from '../replication/replicator';
+import { validateCreateOrganization } from './schema';
+import { createOrganization, rotateApiKey } from './service';
+import { findOrganization } from './store';
+
+/** Admin endpoints for organizations and their API keys (mounted behind adminAuth). */
+export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
+  const router = Router();
+
+  router.post('/admin/organizations', jsonBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    if (!validateCreateOrganization(req.body)) {
+      throw badRequest(`Invalid request body: ${describeErrors(validateCreateOrganization.errors).join('; ')}.`);
+    }
+    const body = req.body;
+    const { value } = await writeWithConsistency(
+      repl, consistency, () => createOrganization(db, repl, body), (v) => v, (id) => res.setHeader('X-Change-Id', id),
+    );
+    res.status(201).json(value);
+  });
+
+  router.get('/admin/organizations/:id', async (req, res) => {
+    const id = String(req.params.id);
+    const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
+    if (!org) throw notFound(`Organization ${id} not found.`);
+    res.json({ id: org.id, name: org.name, parent_id: org.parentId, created_at: org.createdAt.toISOString() });
+  });
+
+  router.post('/admin/organizations/:id/api-keys', async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const id = String(req.params.id);
+    if (!isUuid(id)) throw notFound(`Organization ${id} not found.`);
+    const { value } = await writeWithConsistency(
+      repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, (cid) => res.setHeader('X-Change-Id', cid),
+    );
+    res.status(201).json(value);
+  });
+
+  return router;
+}

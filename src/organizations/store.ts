@@ -1,0 +1,30 @@
+import type { Db } from '../db/client';
+import { defineTable } from '../replication/tables';
+
+export const organizationsTable = defineTable('organizations', 'id');
+export const apiKeysTable = defineTable('api_keys', 'org_id');
+
+export function findOrganization(db: Db, id: string) {
+  return db.organization.findFirst({ where: { id, deletedAt: null } });
+}
+
+export function findApiKeyByKeyId(db: Db, keyId: string) {
+  return db.apiKey.findFirst({ where: { keyId, deletedAt: null } });
+}
+
+/** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */
+export async function isSelfOrAncestor(db: Db, ancestorId: string, orgId: string): Promise<boolean> {
+  if (ancestorId === orgId) return (await findOrganization(db, orgId)) !== null;
+  const rows = await db.$queryRawUnsafe<{ found: boolean }[]>(
+    `WITH RECURSIVE chain(id, parent_id, depth) AS (
+       SELECT id, parent_id, 0 FROM organizations WHERE id = $1::uuid AND deleted_at IS NULL
+       UNION ALL
+       SELECT o.id, o.parent_id, c.depth + 1 FROM organizations o JOIN chain c ON o.id = c.parent_id
+        WHERE o.deleted_at IS NULL AND c.depth < 64
+     )
+     SELECT EXISTS (SELECT 1 FROM chain WHERE id = $2::uuid) AS found`,
+    orgId,
+    ancestorId,
+  );
+  return rows[0]?.found === true;
+}

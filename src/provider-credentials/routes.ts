@@ -1,0 +1,86 @@
+import { Router, type Request, type Response } from 'express';
+import type { Db } from '../db/client';
+import { jsonBody } from '../http/body';
+import { badRequest, notFound } from '../http/errors';
+import { startedAt } from '../http/request-id';
+import { envelope, isUuid, orgIdOf, slashidAuth } from '../http/slashid';
+import { describeErrors } from '../http/validate';
+import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import type { Replicator } from '../replication/replicator';
+import {
+  DEFAULT_PAGE_LIMIT,
+  MAX_PAGE_LIMIT,
+  validateCreateCredential,
+  validateListQuery,
+  validatePatchCredential,
+} from './schema';
+import { createCredential, deleteCredential, patchCredential, viewFromModel } from './service';
+import { findCredential, listCredentials } from './store';
+
+export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
+
+export interface CredentialRouteDeps {
+  db: Db;
+  repl: Replicator;
+}
+
+function invalidBody(errors: Parameters<typeof describeErrors>[0]) {
+  return badRequest(`Invalid request body: ${describeErrors(errors).join('; ')}.`);
+}
+
+function credentialId(req: Request): string {
+  const id = String(req.params.id);
+  if (!isUuid(id)) throw notFound(`SAML provider credentials ${id} not found.`);
+  return id.toLowerCase();
+}
+
+const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
+
+export function providerCredentialRoutes({ db, repl }: CredentialRouteDeps): Router {
+  const router = Router();
+  router.use(CREDENTIALS_PATH, slashidAuth(db));
+
+  router.post(CREDENTIALS_PATH, jsonBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    if (!validateCreateCredential(req.body)) throw invalidBody(validateCreateCredential.errors);
+    const body = req.body;
+    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgIdOf(res), body), (v) => v, setChangeId(res));
+    res.status(201).json(envelope(value));
+  });
+
+  router.get(CREDENTIALS_PATH, async (req, res) => {
+    if (!validateListQuery(req.query)) {
+      throw badRequest(`Invalid query: ${describeErrors(validateListQuery.errors).join('; ')}; limit and offset are non-negative integers.`);
+    }
+    const limit = req.query.limit === undefined ? DEFAULT_PAGE_LIMIT : Number(req.query.limit);
+    const offset = req.query.offset === undefined ? 0 : Number(req.query.offset);
+    if (limit < 1 || limit > MAX_PAGE_LIMIT) throw badRequest(`limit must be between 1 and ${MAX_PAGE_LIMIT} (got ${limit}).`);
+    const { rows, total } = await listCredentials(db, orgIdOf(res), limit, offset);
+    res.json(envelope(rows.map(viewFromModel), { pagination: { limit, offset, total_count: total } }));
+  });
+
+  router.get(`${CREDENTIALS_PATH}/:id`, async (req, res) => {
+    const id = credentialId(req);
+    const row = await findCredential(db, orgIdOf(res), id);
+    if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
+    res.json(envelope(viewFromModel(row)));
+  });
+
+  router.patch(`${CREDENTIALS_PATH}/:id`, jsonBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const id = credentialId(req);
+    if (!validatePatchCredential(req.body)) throw invalidBody(validatePatchCredential.errors);
+    const patch = req.body;
+    await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch), (v) => v, setChangeId(res));
+    res.status(204).end();
+  });
+
+  router.delete(`${CREDENTIALS_PATH}/:id`, async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const id = credentialId(req);
+    await writeWithConsistency(repl, consistency, () => deleteCredential(repl, orgIdOf(res), id), () => undefined, setChangeId(res));
+    res.status(204).end();
+  });
+
+  return router;
+}

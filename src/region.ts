@@ -1,0 +1,75 @@
+/**
+ * One region process: migrate its database, connect Redis, start replication and background jobs, serve
+ * HTTP. `stop()` shuts down in order: stop accepting, let in-flight requests finish (their waits end by
+ * their own deadline at the latest), stop background work, flush the outbox, disconnect.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app';
+import type { Config } from './config';
+import { createDb } from './db/client';
+import { ensureDatabase, migrate } from './db/migrate';
+import type { Feature } from './feature';
+import { FEATURES } from './features';
+import { createLogger, type Logger } from './logger';
+import { createReplication } from './replication';
+
+export interface RegionOptions {
+  features?: readonly Feature[];
+  log?: Logger;
+  /** Listen on this port instead of the configured one (0 = any free port; tests use it). */
+  port?: number;
+  /** Longest time to wait for in-flight requests on stop. */
+  drainTimeoutMs?: number;
+}
+
+export async function startRegion(config: Config, opts: RegionOptions = {}) {
+  const log = opts.log ?? createLogger({ level: config.logLevel, region: config.region.id });
+  const features = opts.features ?? FEATURES;
+  const created = await ensureDatabase(config.region.databaseUrl);
+  const applied = await migrate(config.region.databaseUrl);
+  log.info({ created, applied }, 'database ready');
+
+  const db = createDb(config.region.databaseUrl);
+  const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
+  const deps = { config, db, repl: replication.repl, log };
+  const app = createApp({
+    ...deps,
+    features,
+    extraAdminRoutes: [replication.adminRoutes()],
+    health: async () => ({ redis: replication.redis.status }),
+  });
+  await replication.start();
+  const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
+
+  const server = http.createServer(app);
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? config.region.port, config.region.host ?? '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.region.host ?? '127.0.0.1'}:${port}`;
+  log.info({ url }, 'region ready');
+
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('shutting down');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const drained = await Promise.race([
+        closed.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), opts.drainTimeoutMs ?? 125_000).unref()),
+      ]);
+      if (!drained) server.closeAllConnections();
+      for (const s of stops) await s().catch((err: Error) => log.error({ err: err.message }, 'feature stop failed'));
+      await replication.stop();
+      await db.$disconnect();
+      log.info('stopped');
+    })());
+
+  return { server, url, port, db, replication, log, stop };
+}
+
+export type RunningRegion = Awaited<ReturnType<typeof startRegion>>;

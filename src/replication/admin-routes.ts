@@ -1,0 +1,114 @@
+import { Router } from 'express';
+import type { Db } from '../db/client';
+import { notFound } from '../http/errors';
+import { isUuid } from '../http/slashid';
+import type { Redis, ReplicationKeys } from '../redis';
+import type { OutboxRelay } from './relay';
+import { groupInfo } from './stream';
+import type { ReplicatedTable } from './tables';
+import type { Tracker } from './tracker';
+
+export interface ReplicationAdminDeps {
+  db: Db;
+  redis: Redis;
+  keys: ReplicationKeys;
+  tracker: Tracker;
+  relay: OutboxRelay;
+  region: string;
+  regions: readonly string[];
+  tables: readonly ReplicatedTable[];
+}
+
+const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
+
+/** Operator views of replication: overall status, one change's progress, and per-table digests. */
+export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
+  const router = Router();
+
+  router.get('/admin/replication', async (_req, res) => {
+    const [progress, outbox, stream] = await Promise.all([
+      d.db.replicationProgress.findMany({ orderBy: { originRegion: 'asc' } }),
+      d.db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint; oldest_unpublished: Date | null }[]>(
+        `SELECT count(*) FILTER (WHERE published_at IS NULL) AS unpublished,
+                count(*) FILTER (WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed,
+                min(created_at) FILTER (WHERE published_at IS NULL) AS oldest_unpublished
+           FROM replication_outbox`,
+      ),
+      streamStatus(d),
+    ]);
+    const o = outbox[0];
+    res.json({
+      region: d.region,
+      regions: d.regions,
+      applied: progress.map((p) => ({
+        origin_region: p.originRegion,
+        events_applied: Number(p.appliedCount),
+        last_change_id: p.lastChangeId,
+        last_event_at: iso(p.lastEventAt),
+        last_applied_at: iso(p.lastAppliedAt),
+        lag_ms: p.lastAppliedAt.getTime() - p.lastEventAt.getTime(),
+      })),
+      pending: stream.groups,
+      stream: { connected: stream.connected, length: stream.length, error: stream.error },
+      outbox: {
+        unpublished: Number(o?.unpublished ?? 0),
+        unconfirmed: Number(o?.unconfirmed ?? 0),
+        oldest_unpublished_at: iso(o?.oldest_unpublished),
+        published_by_relay: d.relay.published,
+        republished_after_loss: d.relay.republished,
+      },
+      waiting_requests: d.tracker.waiting,
+    });
+  });
+
+  router.get('/admin/replication/changes/:changeId', async (req, res) => {
+    const changeId = String(req.params.changeId);
+    if (!isUuid(changeId)) throw notFound(`Change ${changeId} not found.`);
+    const [acks, outboxRow] = await Promise.all([
+      d.tracker.status(changeId).catch(() => null),
+      d.db.replicationOutbox.findUnique({ where: { changeId } }),
+    ]);
+    if ((!acks || Object.keys(acks).length === 0) && !outboxRow) throw notFound(`Change ${changeId} is not known (or its record has expired).`);
+    const applied = Object.fromEntries(d.regions.map((r) => [r, acks?.[r] ?? null]));
+    res.json({
+      change_id: changeId,
+      complete: d.regions.every((r) => applied[r] !== null),
+      applied_at: applied,
+      pending_regions: d.regions.filter((r) => applied[r] === null),
+      tracker_available: acks !== null,
+      origin: outboxRow
+        ? { region: d.region, committed_at: iso(outboxRow.createdAt), published_at: iso(outboxRow.publishedAt), confirmed_at: iso(outboxRow.confirmedAt) }
+        : null,
+    });
+  });
+
+  router.get('/admin/replication/digest', async (_req, res) => {
+    const tables: Record<string, { rows: number; digest: string }> = {};
+    for (const t of d.tables) {
+      const r = await d.db.$queryRawUnsafe<{ rows: bigint; digest: string | null }[]>(
+        `SELECT count(*) AS rows, md5(coalesce(string_agg(to_jsonb(x)::text, E'\\n' ORDER BY x."${t.key}"), '')) AS digest FROM "${t.name}" x`,
+      );
+      tables[t.name] = { rows: Number(r[0]?.rows ?? 0), digest: r[0]?.digest ?? '' };
+    }
+    res.json({ region: d.region, tables });
+  });
+
+  return router;
+}
+
+async function streamStatus(d: ReplicationAdminDeps) {
+  try {
+    const [groups, length] = await Promise.all([groupInfo(d.redis, d.keys), d.redis.xlen(d.keys.stream)]);
+    return {
+      connected: true,
+      error: null,
+      length,
+      groups: d.regions.map((r) => {
+        const g = groups.find((x) => x.name === r);
+        return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null };
+      }),
+    };
+  } catch (err) {
+    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, groups: [] };
+  }
+}

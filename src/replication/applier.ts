@@ -1,0 +1,192 @@
+/**
+ * The apply side of replication, run by every region: one consumer group per region on the change stream.
+ * A batch is applied in one transaction (last writer wins per row, so duplicates and reordering are
+ * harmless), then acked in the tracker, then XACKed. Our own pending entries are re-read at start and
+ * entries left pending by a dead consumer are reclaimed with XAUTOCLAIM.
+ */
+import type { Db } from '../db/client';
+import type { Logger } from '../logger';
+import type { Redis, ReplicationKeys } from '../redis';
+import type { HybridClock } from './hlc';
+import type { RowStore } from './row-store';
+import { ensureGroups, eventField, type StreamEntry } from './stream';
+import type { ChangeEvent } from './tables';
+import type { Tracker } from './tracker';
+
+export interface ApplierDeps {
+  db: Db;
+  /** A connection of its own: XREADGROUP BLOCK holds it. */
+  reader: Redis;
+  redis: Redis;
+  keys: ReplicationKeys;
+  store: RowStore;
+  clock: HybridClock;
+  tracker: Tracker;
+  region: string;
+  regions: readonly string[];
+  consumer: string;
+  log: Logger;
+  batchSize?: number;
+  /** How long an entry may sit unacked with a consumer before another consumer takes it over. */
+  claimIdleMs?: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Applier {
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  private lastClaim = 0;
+  appliedEvents = 0;
+
+  constructor(private readonly d: ApplierDeps) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { reader, keys, region, consumer, log } = this.d;
+    const count = this.d.batchSize ?? 200;
+    let groupsReady = false;
+    let ownPending = true;
+    while (!this.stopped) {
+      try {
+        if (!groupsReady) {
+          await ensureGroups(this.d.redis, keys, this.d.regions);
+          groupsReady = true;
+          ownPending = true;
+        }
+        let entries: StreamEntry[];
+        if (ownPending) {
+          entries = await this.read(['COUNT', count, 'STREAMS', keys.stream, '0']);
+          if (entries.length === 0) ownPending = false;
+        } else if (Date.now() - this.lastClaim > 5000) {
+          this.lastClaim = Date.now();
+          entries = await this.claim(count);
+        } else {
+          entries = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.stream, '>']);
+        }
+        if (entries.length) await this.applyBatch(entries);
+      } catch (err) {
+        const message = (err as Error).message;
+        if (message.includes('NOGROUP')) {
+          log.warn({ region }, 'consumer groups missing (Redis restarted empty?); recreating them');
+          groupsReady = false;
+        } else {
+          log.debug({ err: message, consumer }, 'applier: stream read failed; retrying');
+          await sleep(500);
+        }
+      }
+    }
+  }
+
+  private async read(args: (string | number)[]): Promise<StreamEntry[]> {
+    const { reader, region, consumer } = this.d;
+    const res = (await reader.call('XREADGROUP', 'GROUP', region, consumer, ...args)) as [string, StreamEntry[]][] | null;
+    // Entries deleted from the stream while pending come back with null fields.
+    return (res?.[0]?.[1] ?? []).filter((e) => Array.isArray(e[1]));
+  }
+
+  private async claim(count: number): Promise<StreamEntry[]> {
+    const { reader, keys, region, consumer } = this.d;
+    const res = (await reader.call(
+      'XAUTOCLAIM', keys.stream, region, consumer, this.d.claimIdleMs ?? 15_000, '0-0', 'COUNT', count,
+    )) as [string, StreamEntry[], string[]?];
+    return (res[1] ?? []).filter((e) => Array.isArray(e[1]));
+  }
+
+  private async applyBatch(entries: StreamEntry[]): Promise<void> {
+    const { log } = this.d;
+    const parsed: { id: string; event: ChangeEvent }[] = [];
+    const poison: string[] = [];
+    for (const [id, fields] of entries) {
+      const event = parseEvent(eventField(fields));
+      if (event && event.ops.every((op) => this.d.store.has(op.table))) parsed.push({ id, event });
+      else poison.push(id);
+    }
+    if (poison.length) {
+      log.error({ ids: poison }, 'unreadable or unknown-table change events moved to the dead-letter stream');
+      await this.deadLetter(entries.filter(([id]) => poison.includes(id)));
+    }
+    if (parsed.length === 0) return;
+    try {
+      await this.commit(parsed);
+    } catch (err) {
+      // One bad event must not block the rest: retry one by one, dead-letter what fails on its own.
+      log.warn({ err: (err as Error).message }, 'batch apply failed; retrying events one by one');
+      let failures = 0;
+      for (const p of parsed) {
+        try {
+          await this.commit([p]);
+        } catch (e) {
+          failures += 1;
+          log.error({ err: (e as Error).message, changeId: p.event.changeId }, 'change event failed to apply');
+        }
+      }
+      // If every event failed, the database is likely down: leave them pending for a later retry.
+      if (failures === parsed.length) throw err;
+    }
+  }
+
+  private async commit(batch: { id: string; event: ChangeEvent }[]): Promise<void> {
+    const { db, store, clock, tracker, region, keys, redis } = this.d;
+    await db.$transaction(async (tx) => {
+      await store.apply(tx, batch.flatMap((b) => b.event.ops));
+      await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
+    });
+    for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
+    await tracker.ack(region, batch.map((b) => b.event.changeId));
+    await redis.xack(keys.stream, region, ...batch.map((b) => b.id));
+    this.appliedEvents += batch.length;
+  }
+
+  private async deadLetter(entries: StreamEntry[]): Promise<void> {
+    const { redis, keys, region } = this.d;
+    for (const [id, fields] of entries) {
+      await redis.xadd(keys.deadLetter, '*', 'region', region, 'id', id, ...fields);
+      await redis.xack(keys.stream, region, id);
+    }
+  }
+}
+
+const PROGRESS_SQL = `
+INSERT INTO replication_progress (origin_region, applied_count, last_change_id, last_event_at, last_applied_at)
+SELECT origin_region, applied_count, last_change_id, last_event_at, now()
+  FROM jsonb_to_recordset($1::jsonb) AS x(origin_region text, applied_count bigint, last_change_id uuid, last_event_at timestamptz)
+ON CONFLICT (origin_region) DO UPDATE SET
+  applied_count = replication_progress.applied_count + EXCLUDED.applied_count,
+  last_change_id = EXCLUDED.last_change_id,
+  last_event_at = GREATEST(replication_progress.last_event_at, EXCLUDED.last_event_at),
+  last_applied_at = EXCLUDED.last_applied_at`;
+
+function progressRows(events: ChangeEvent[]) {
+  const byOrigin = new Map<string, { origin_region: string; applied_count: number; last_change_id: string; last_event_at: string }>();
+  for (const e of events) {
+    const p = byOrigin.get(e.origin);
+    if (!p) byOrigin.set(e.origin, { origin_region: e.origin, applied_count: 1, last_change_id: e.changeId, last_event_at: e.createdAt });
+    else {
+      p.applied_count += 1;
+      if (e.createdAt >= p.last_event_at) Object.assign(p, { last_change_id: e.changeId, last_event_at: e.createdAt });
+    }
+  }
+  return [...byOrigin.values()];
+}
+
+export function parseEvent(raw: string | null): ChangeEvent | null {
+  if (!raw) return null;
+  try {
+    const e = JSON.parse(raw) as ChangeEvent;
+    const ok =
+      typeof e.changeId === 'string' && typeof e.origin === 'string' && typeof e.createdAt === 'string' && Array.isArray(e.ops) &&
+      e.ops.every((op) => typeof op.table === 'string' && typeof op.version === 'string' && /^\d{15}\.\d{6}\./.test(op.version) && typeof op.row === 'object' && op.row !== null);
+    return ok ? e : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The replication module: the one place that knows the protocol. It wires the writer, the tracker, the
+ * applier and the outbox relay over one Redis deployment. Features only declare their tables.
+ */
+import os from 'node:os';
+import type { Config } from '../config';
+import type { Db } from '../db/client';
+import type { Logger } from '../logger';
+import { createRedis, replicationKeys, type Redis } from '../redis';
+import { replicationAdminRoutes } from './admin-routes';
+import { Applier } from './applier';
+import { HybridClock } from './hlc';
+import { OutboxRelay } from './relay';
+import { Replicator } from './replicator';
+import { RowStore } from './row-store';
+import type { ReplicatedTable } from './tables';
+import { Tracker } from './tracker';
+
+export interface ReplicationOptions {
+  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region'>;
+  db: Db;
+  log: Logger;
+  tables: readonly ReplicatedTable[];
+  /** Run the applier in this process (default true). */
+  applier?: boolean;
+  consumerName?: string;
+}
+
+export async function createReplication(o: ReplicationOptions) {
+  const region = o.config.region.id;
+  const regions = o.config.regions.map((r) => r.id);
+  const keys = replicationKeys(o.config.redisKeyPrefix);
+  const name = `${region}:${process.pid}`;
+  const redis = createRedis(o.config.redisUrl, `${name}:cmd`);
+  const subscriber = createRedis(o.config.redisUrl, `${name}:sub`, { queueWhileOffline: true });
+  const reader = createRedis(o.config.redisUrl, `${name}:reader`);
+  const connections: Redis[] = [redis, subscriber, reader];
+  const store = await RowStore.load(o.db, o.tables);
+  const clock = new HybridClock(region);
+  const tracker = new Tracker(redis, subscriber, keys, o.log);
+  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, log: o.log });
+  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, log: o.log });
+  const applier =
+    o.applier === false
+      ? null
+      : new Applier({
+          db: o.db, reader, redis, keys, store, clock, tracker, region, regions, log: o.log,
+          consumer: o.consumerName ?? `${region}@${os.hostname()}`,
+        });
+
+  return {
+    repl,
+    tracker,
+    relay,
+    applier,
+    keys,
+    redis,
+    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, region, regions, tables: o.tables }),
+    async start() {
+      // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
+      void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));
+      relay.start();
+      applier?.start();
+    },
+    /** Stops background work, publishing what the outbox still holds if Redis lets us. */
+    async stop() {
+      await applier?.stop();
+      await relay.stop();
+      await relay.publishPending(0).catch(() => 0);
+      for (const c of connections) c.disconnect();
+    },
+  };
+}
+
+export type Replication = Awaited<ReturnType<typeof createReplication>>;

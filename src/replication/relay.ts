@@ -1,0 +1,177 @@
+/**
+ * Background duties of a region's outbox, so that nothing acknowledged is ever lost:
+ * - publish: rows the fast path did not publish (Redis down, crash between commit and XADD) go out in order;
+ * - confirm: a row is confirmed once every region has acked it; a row published long ago but neither
+ *   confirmed nor still in the stream (Redis restarted without its data) is published again;
+ * - trim: the stream is trimmed only below what every region's group has delivered and acked;
+ * - status: this region's figures are posted to Redis so one admin call can show every region.
+ */
+import type { Db } from '../db/client';
+import type { Logger } from '../logger';
+import type { Redis, ReplicationKeys } from '../redis';
+import { compareStreamIds, groupInfo } from './stream';
+import type { Tracker } from './tracker';
+
+export interface RelayDeps {
+  db: Db;
+  redis: Redis;
+  keys: ReplicationKeys;
+  tracker: Tracker;
+  region: string;
+  regions: readonly string[];
+  log: Logger;
+  intervalMs?: number;
+  /** Published but unconfirmed for this long: check the stream still has it. */
+  republishAfterMs?: number;
+  /** Confirmed rows are kept this long for follow-up, then deleted. */
+  retentionMs?: number;
+}
+
+interface OutboxRow {
+  change_id: string;
+  event: unknown;
+}
+
+export class OutboxRelay {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  private lastTrim = 0;
+  published = 0;
+  republished = 0;
+
+  constructor(private readonly d: RelayDeps) {}
+
+  start(): void {
+    const tick = async () => {
+      this.running = this.cycle();
+      await this.running;
+      if (!this.stopped) this.timer = setTimeout(tick, this.d.intervalMs ?? 500);
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  async cycle(): Promise<void> {
+    for (const step of [() => this.publishPending(1000), () => this.confirm(), () => this.trim()]) {
+      try {
+        await step();
+      } catch (err) {
+        this.d.log.debug({ err: (err as Error).message }, 'outbox relay step failed; will retry');
+      }
+    }
+  }
+
+  /** Publishes unpublished rows older than `minAgeMs` (the fast path handles fresh ones). Returns how many. */
+  async publishPending(minAgeMs: number): Promise<number> {
+    const { db, redis, keys, tracker, region } = this.d;
+    let total = 0;
+    for (;;) {
+      const rows = await db.$queryRawUnsafe<OutboxRow[]>(
+        `SELECT change_id::text, event FROM replication_outbox
+          WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1::float8 / 1000)
+          ORDER BY id LIMIT 500`,
+        minAgeMs,
+      );
+      if (rows.length === 0) return total;
+      const pipe = redis.pipeline();
+      for (const r of rows) pipe.xadd(keys.stream, '*', 'e', JSON.stringify(r.event));
+      const res = (await pipe.exec()) ?? [];
+      const ids: string[] = [];
+      const streamIds: string[] = [];
+      res.forEach(([err, sid], i) => {
+        const row = rows[i];
+        if (!err && typeof sid === 'string' && row) {
+          ids.push(row.change_id);
+          streamIds.push(sid);
+        }
+      });
+      if (ids.length === 0) throw new Error('XADD failed for the whole batch');
+      await db.$executeRawUnsafe(
+        `UPDATE replication_outbox o SET published_at = now(), stream_id = x.sid
+           FROM unnest($1::uuid[], $2::text[]) AS x(cid, sid) WHERE o.change_id = x.cid`,
+        ids,
+        streamIds,
+      );
+      await tracker.ack(region, ids);
+      total += ids.length;
+      this.published += ids.length;
+      if (rows.length < 500) return total;
+    }
+  }
+
+  async confirm(): Promise<void> {
+    const { db, redis, keys, regions } = this.d;
+    const rows = await db.$queryRawUnsafe<{ change_id: string; stream_id: string | null; stale: boolean }[]>(
+      `SELECT change_id::text, stream_id, published_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
+         FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL ORDER BY id LIMIT 2000`,
+      this.d.republishAfterMs ?? 10_000,
+    );
+    if (rows.length) {
+      const pipe = redis.pipeline();
+      for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
+      const acks = (await pipe.exec()) ?? [];
+      const confirmed: string[] = [];
+      const suspects: { change_id: string; stream_id: string | null }[] = [];
+      rows.forEach((r, i) => {
+        const [err, regionsAcked] = acks[i] ?? [new Error('missing reply')];
+        if (err) return;
+        const have = new Set(regionsAcked as string[]);
+        if (regions.every((x) => have.has(x))) confirmed.push(r.change_id);
+        else if (r.stale) suspects.push(r);
+      });
+      if (confirmed.length) {
+        await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);
+      }
+      if (suspects.length) await this.republishLost(suspects);
+    }
+    await db.$executeRawUnsafe(
+      `DELETE FROM replication_outbox WHERE confirmed_at < now() - make_interval(secs => $1::float8 / 1000)`,
+      this.d.retentionMs ?? 3_600_000,
+    );
+  }
+
+  private async republishLost(rows: { change_id: string; stream_id: string | null }[]): Promise<void> {
+    const { db, redis, keys, log } = this.d;
+    const pipe = redis.pipeline();
+    for (const r of rows) pipe.xrange(keys.stream, r.stream_id ?? '0-0', r.stream_id ?? '0-0');
+    const res = (await pipe.exec()) ?? [];
+    const lost = rows.filter((r, i) => {
+      const [err, found] = res[i] ?? [new Error('missing reply')];
+      return !err && (r.stream_id === null || (Array.isArray(found) && found.length === 0));
+    });
+    if (lost.length === 0) return;
+    log.warn({ count: lost.length }, 'published changes are missing from the stream and unconfirmed; publishing them again');
+    await db.$executeRawUnsafe(
+      'UPDATE replication_outbox SET published_at = NULL, stream_id = NULL WHERE change_id = ANY($1::uuid[])',
+      lost.map((r) => r.change_id),
+    );
+    this.republished += lost.length;
+    await this.publishPending(0);
+  }
+
+  /** Trims the stream below the oldest entry some region still needs. Skipped unless every group exists. */
+  async trim(force = false): Promise<number> {
+    if (!force && Date.now() - this.lastTrim < 30_000) return 0;
+    this.lastTrim = Date.now();
+    const { redis, keys, regions } = this.d;
+    const groups = await groupInfo(redis, keys);
+    if (!regions.every((r) => groups.some((g) => g.name === r))) return 0;
+    let floor: string | null = null;
+    for (const g of groups.filter((x) => regions.includes(x.name))) {
+      let needed = g.lastDeliveredId;
+      if (g.pending > 0) {
+        const summary = (await redis.xpending(keys.stream, g.name)) as [number, string | null, string | null, unknown];
+        if (summary[1]) needed = summary[1];
+      }
+      if (floor === null || compareStreamIds(needed, floor) < 0) floor = needed;
+    }
+    if (!floor || floor === '0-0') return 0;
+    return Number(await redis.call('XTRIM', keys.stream, 'MINID', floor));
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * Declarations of replicated tables. A feature declares its table here-by-value (name and key column);
+ * the replication module owns how rows are written, versioned, published and applied.
+ */
+export interface ReplicatedTable {
+  /** SQL table name. Every replicated table has version, origin_region, updated_at and deleted_at. */
+  readonly name: string;
+  /** The column that identifies a row across regions (its natural key). */
+  readonly key: string;
+}
+
+/** A full row as JSON, keyed by column name. */
+export type Row = Record<string, unknown>;
+
+export interface RowChange {
+  table: string;
+  key: string;
+  version: string;
+  row: Row;
+}
+
+/** One committed local transaction, as it travels between regions. */
+export interface ChangeEvent {
+  changeId: string;
+  origin: string;
+  createdAt: string;
+  ops: RowChange[];
+}
+
+export function defineTable(name: string, key: string): ReplicatedTable {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name) || !/^[a-z_][a-z0-9_]*$/.test(key)) throw new Error(`bad table declaration ${name}.${key}`);
+  return { name, key };
+}

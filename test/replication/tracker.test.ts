@@ -1,0 +1,71 @@
+import Redis from 'ioredis';
+import pino from 'pino';
+import { replicationKeys } from '../../src/redis';
+import { Tracker } from '../../src/replication/tracker';
+import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
+
+const prefix = `${uniqueName('tracker')}:`;
+const keys = replicationKeys(prefix);
+const conns: Redis[] = [];
+const conn = () => {
+  const c = new Redis(REDIS_URL);
+  conns.push(c);
+  return c;
+};
+let tracker: Tracker;
+let other: Tracker;
+
+beforeAll(async () => {
+  tracker = new Tracker(conn(), conn(), keys, pino({ level: 'silent' }));
+  other = new Tracker(conn(), conn(), keys, pino({ level: 'silent' }));
+  await tracker.start();
+  await other.start();
+});
+afterAll(async () => {
+  for (const c of conns) c.disconnect();
+  await deleteKeys(prefix);
+});
+
+test('a waiter is released by an ack announced after it registered', async () => {
+  const waiting = tracker.wait('c1', ['a', 'b', 'c'], ['a'], Date.now() + 5000);
+  await new Promise((r) => setTimeout(r, 50));
+  await other.ack('b', ['c1']);
+  await other.ack('c', ['c1']);
+  const res = await waiting;
+  expect(res).toEqual({ complete: true, applied: expect.arrayContaining(['a', 'b', 'c']), pending: [] });
+  expect(tracker.waiting).toBe(0);
+});
+
+test('an ack stored before the waiter registered is not missed', async () => {
+  await other.ack('b', ['c2']);
+  const res = await tracker.wait('c2', ['a', 'b'], ['a'], Date.now() + 5000);
+  expect(res.complete).toBe(true);
+});
+
+test('times out at the deadline with the regions still pending, and leaves no waiter behind', async () => {
+  const started = Date.now();
+  const res = await tracker.wait('c3', ['a', 'b', 'c'], ['a'], Date.now() + 300);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(280);
+  expect(res).toEqual({ complete: false, applied: ['a'], pending: ['b', 'c'] });
+  expect(tracker.waiting).toBe(0);
+});
+
+test('thousands of waiters share one subscriber connection and are all released', async () => {
+  const ids = Array.from({ length: 2000 }, (_, i) => `bulk-${i}`);
+  const waits = ids.map((id) => tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 10_000));
+  expect(tracker.waiting).toBe(2000);
+  await other.ack('b', ids);
+  const results = await Promise.all(waits);
+  expect(results.every((r) => r.complete)).toBe(true);
+  expect(tracker.waiting).toBe(0);
+});
+
+test('a waiter whose announcement was lost is still released by the sweep of stored acks', async () => {
+  const waiting = tracker.wait('c4', ['a', 'b'], ['a'], Date.now() + 5000);
+  // Store the ack without announcing it, as if the pub/sub message had been dropped.
+  await conns[0]?.hset(keys.ack('c4'), 'b', new Date().toISOString());
+  const started = Date.now();
+  const res = await waiting;
+  expect(res.complete).toBe(true);
+  expect(Date.now() - started).toBeLessThan(4000);
+});
