@@ -1,0 +1,103 @@
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+let r: InProcessRegion;
+beforeAll(async () => {
+  r = await startInProcess('admin');
+});
+afterAll(() => r.stop());
+
+const LIST = '/organizations/sso/saml/provider-credentials';
+
+describe('admin authentication', () => {
+  test.each([
+    ['no header', {}],
+    ['wrong token', { authorization: 'Bearer wrong-token-wrong-token' }],
+    ['not a bearer token', { authorization: 'Basic abc' }],
+  ])('answers 401 with %s', async (_name, headers) => {
+    const res = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'x' }, headers });
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 401, message: expect.stringContaining('ADMIN_TOKEN') }] });
+  });
+});
+
+describe('organizations', () => {
+  test('creates an organization, shows its key once, and never returns the key again', async () => {
+    const res = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'Acme' }, headers: adminHeaders });
+    expect(res.status).toBe(201);
+    expect(res.body).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'Acme', parent_id: null, created_at: expect.any(String), api_key: expect.stringMatching(/^sidk_/) });
+    const got = await call(r.url, 'GET', `/admin/organizations/${res.body.id}`, { headers: adminHeaders });
+    expect(got.status).toBe(200);
+    expect(got.body).toEqual({ id: res.body.id, name: 'Acme', parent_id: null, created_at: res.body.created_at });
+    expect(JSON.stringify(got.body)).not.toContain('sidk_');
+  });
+
+  test('stores only a hash of the key', async () => {
+    const org = await createOrg(r.url, 'hashed');
+    const rows = await r.region.db.apiKey.findMany({ where: { orgId: org.id } });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.keyHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(rows)).not.toContain(org.api_key.split('.')[1]);
+  });
+
+  test('creates a sub-organization under an existing parent', async () => {
+    const parent = await createOrg(r.url, 'parent');
+    const child = await createOrg(r.url, 'child', { parent_id: parent.id });
+    expect(child.parent_id).toBe(parent.id);
+  });
+
+  test.each([
+    ['missing name', {}],
+    ['empty name', { name: '' }],
+    ['unknown field', { name: 'a', color: 'red' }],
+    ['parent_id not a uuid', { name: 'a', parent_id: 'nope' }],
+    ['name not a string', { name: 42 }],
+  ])('answers 400 for %s and creates nothing', async (_n, body) => {
+    const before = await r.region.db.organization.count();
+    const res = await call(r.url, 'POST', '/admin/organizations', { body, headers: adminHeaders });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].httpcode).toBe(400);
+    expect(await r.region.db.organization.count()).toBe(before);
+  });
+
+  test('answers 404 for a parent that does not exist', async () => {
+    const res = await call(r.url, 'POST', '/admin/organizations', {
+      body: { name: 'orphan', parent_id: '01a20904-0000-7000-8000-000000000000' },
+      headers: adminHeaders,
+    });
+    expect(res.status).toBe(404);
+  });
+
+  test('answers 404 for an unknown organization', async () => {
+    for (const id of ['01a20904-0000-7000-8000-000000000000', 'not-a-uuid']) {
+      const res = await call(r.url, 'GET', `/admin/organizations/${id}`, { headers: adminHeaders });
+      expect(res.status).toBe(404);
+    }
+  });
+});
+
+describe('API keys', () => {
+  test('rotation issues a new key and the previous one stops working', async () => {
+    const org = await createOrg(r.url, 'rotating');
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(200);
+    const rotated = await call(r.url, 'POST', `/admin/organizations/${org.id}/api-keys`, { headers: adminHeaders });
+    expect(rotated.status).toBe(201);
+    expect(rotated.body).toEqual({ api_key: expect.stringMatching(/^sidk_/) });
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(401);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: rotated.body.api_key }) })).status).toBe(200);
+  });
+
+  test('rotation for an unknown organization answers 404', async () => {
+    const res = await call(r.url, 'POST', '/admin/organizations/01a20904-0000-7000-8000-000000000000/api-keys', { headers: adminHeaders });
+    expect(res.status).toBe(404);
+  });
+
+  test("a parent's key works for its sub-organizations, but not the other way round", async () => {
+    const parent = await createOrg(r.url, 'p');
+    const child = await createOrg(r.url, 'c', { parent_id: parent.id });
+    const grandchild = await createOrg(r.url, 'g', { parent_id: child.id });
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: grandchild.id, api_key: parent.api_key }) })).status).toBe(200);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: child.id, api_key: parent.api_key }) })).status).toBe(200);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: parent.id, api_key: child.api_key }) })).status).toBe(403);
+  });
+});

@@ -1,0 +1,247 @@
+import { call, createOrg, slashidHeaders } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+let r: InProcessRegion;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+let other: { id: string; api_key: string };
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  r = await startInProcess('credentials', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
+  org = await createOrg(r.url, 'org-a');
+  other = await createOrg(r.url, 'org-b');
+});
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+});
+
+const validBody = () => ({
+  idp_metadata_url: idp.url('okta.xml'),
+  label: 'Okta prod',
+  email_claims: ['email', 'mail'],
+  enable_in_slashid_oidc_authz_server: true,
+});
+
+async function create(body: unknown = validBody(), who = org, headers: Record<string, string> = {}) {
+  return call(r.url, 'POST', PATH, { body, headers: slashidHeaders(who, headers) });
+}
+
+const count = () => r.region.db.samlProviderCredential.count({ where: { deletedAt: null } });
+
+describe('create and read', () => {
+  test('POST answers 201 with the seed envelope and the credential', async () => {
+    const res = await create();
+    expect(res.status).toBe(201);
+    expect(res.body).toEqual({
+      meta: {},
+      errors: [],
+      result: { id: expect.stringMatching(/^[0-9a-f-]{36}$/), ...validBody() },
+    });
+    expect(res.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+    const got = await call(r.url, 'GET', `${PATH}/${res.body.result.id}`, { headers: slashidHeaders(org) });
+    expect(got.status).toBe(200);
+    expect(got.body).toEqual({ meta: {}, errors: [], result: res.body.result });
+  });
+
+  test('optional fields get their defaults', async () => {
+    const res = await create({ idp_metadata_url: idp.url('okta.xml') });
+    expect(res.status).toBe(201);
+    expect(res.body.result).toMatchObject({ label: '', email_claims: [], enable_in_slashid_oidc_authz_server: false });
+  });
+
+  test('the list is paginated with limit and offset and reports the total', async () => {
+    const fresh = await createOrg(r.url, 'paged');
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await create({ idp_metadata_url: idp.url('okta.xml'), label: `n${i}` }, fresh)).body.result.id);
+    const all = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
+    expect(all.status).toBe(200);
+    expect(all.body.meta).toEqual({ pagination: { limit: 50, offset: 0, total_count: 5 } });
+    expect(all.body.result.map((c: { id: string }) => c.id)).toEqual(ids);
+    const page = await call(r.url, 'GET', `${PATH}?limit=2&offset=3`, { headers: slashidHeaders(fresh) });
+    expect(page.body.meta.pagination).toEqual({ limit: 2, offset: 3, total_count: 5 });
+    expect(page.body.result.map((c: { id: string }) => c.id)).toEqual(ids.slice(3, 5));
+  });
+
+  test.each(['limit=0', 'limit=201', 'limit=abc', 'offset=-1', 'limit=1.5', 'foo=bar'])('the list answers 400 for %s', async (q) => {
+    const res = await call(r.url, 'GET', `${PATH}?${q}`, { headers: slashidHeaders(org) });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0]).toEqual({ httpcode: 400, message: expect.any(String) });
+  });
+});
+
+describe('authentication and isolation', () => {
+  test.each([
+    ['no API key', { 'SlashID-OrgID': '01a20904-0000-7000-8000-000000000000' }, 401],
+    ['an unknown API key', { 'SlashID-OrgID': '01a20904-0000-7000-8000-000000000000', 'SlashID-API-Key': 'sidk_AAAAAAAAAAAAAAAA.' + 'A'.repeat(43) }, 401],
+    ['a malformed API key', { 'SlashID-OrgID': '01a20904-0000-7000-8000-000000000000', 'SlashID-API-Key': 'hello' }, 401],
+  ])('answers %s with %i', async (_n, headers, status) => {
+    const res = await call(r.url, 'GET', PATH, { headers });
+    expect(res.status).toBe(status);
+    expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: status, message: expect.any(String) }] });
+  });
+
+  test('answers 400 without SlashID-OrgID or with one that is not an id', async () => {
+    expect((await call(r.url, 'GET', PATH, { headers: { 'SlashID-API-Key': org.api_key } })).status).toBe(400);
+    expect((await call(r.url, 'GET', PATH, { headers: { 'SlashID-API-Key': org.api_key, 'SlashID-OrgID': 'acme' } })).status).toBe(400);
+  });
+
+  test("answers 403 for a valid key used on another organization, and writes nothing", async () => {
+    const before = await count();
+    const res = await call(r.url, 'POST', PATH, { body: validBody(), headers: slashidHeaders({ id: other.id, api_key: org.api_key }) });
+    expect(res.status).toBe(403);
+    expect(await count()).toBe(before);
+    expect((await call(r.url, 'GET', PATH, { headers: slashidHeaders({ id: other.id, api_key: org.api_key }) })).status).toBe(403);
+  });
+
+  test("another organization's credential is 404 for read, update and delete, and stays untouched", async () => {
+    const mine = (await create()).body.result;
+    const h = slashidHeaders(other);
+    expect((await call(r.url, 'GET', `${PATH}/${mine.id}`, { headers: h })).status).toBe(404);
+    expect((await call(r.url, 'PATCH', `${PATH}/${mine.id}`, { body: { label: 'stolen' }, headers: h })).status).toBe(404);
+    expect((await call(r.url, 'DELETE', `${PATH}/${mine.id}`, { headers: h })).status).toBe(404);
+    const list = await call(r.url, 'GET', PATH, { headers: h });
+    expect(list.body.result.map((c: { id: string }) => c.id)).not.toContain(mine.id);
+    const still = await call(r.url, 'GET', `${PATH}/${mine.id}`, { headers: slashidHeaders(org) });
+    expect(still.body.result).toEqual(mine);
+  });
+});
+
+describe('validation: 400 in the envelope and nothing written', () => {
+  const url = () => idp.url('okta.xml');
+  test.each<[string, () => unknown]>([
+    ['a missing idp_metadata_url', () => ({ label: 'x' })],
+    ['a relative URL', () => ({ idp_metadata_url: '/metadata.xml' })],
+    ['a non-http scheme', () => ({ idp_metadata_url: 'ftp://idp.example.com/md.xml' })],
+    ['a non-URL', () => ({ idp_metadata_url: 'not a url' })],
+    ['an unknown field', () => ({ idp_metadata_url: url(), colour: 'red' })],
+    ['a wrong type for label', () => ({ idp_metadata_url: url(), label: 5 })],
+    ['four email claims', () => ({ idp_metadata_url: url(), email_claims: ['a', 'b', 'c', 'd'] })],
+    ['an empty email claim', () => ({ idp_metadata_url: url(), email_claims: [''] })],
+    ['a non-string email claim', () => ({ idp_metadata_url: url(), email_claims: [1] })],
+    ['a string for the boolean', () => ({ idp_metadata_url: url(), enable_in_slashid_oidc_authz_server: 'yes' })],
+    ['an array body', () => [{ idp_metadata_url: url() }]],
+    ['null', () => null],
+  ])('%s', async (_n, body) => {
+    const before = await count();
+    const res = await create(body());
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringMatching(/\w/) }] });
+    expect(await count()).toBe(before);
+  });
+
+  test('the message names the offending field', async () => {
+    const res = await create({ idp_metadata_url: url(), email_claims: ['a', 'b', 'c', 'd'] });
+    expect(res.body.errors[0].message).toContain('email_claims');
+  });
+
+  test.each<[string, { rawBody?: string; headers: Record<string, string> }]>([
+    ['invalid JSON', { rawBody: '{"idp_metadata_url": ', headers: { 'content-type': 'application/json' } }],
+    ['a non-JSON content type', { rawBody: 'idp_metadata_url=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } }],
+    ['no body', { headers: { 'content-type': 'application/json' } }],
+    ['an oversized body', { rawBody: JSON.stringify({ idp_metadata_url: 'https://a.example/', label: 'x'.repeat(70_000) }), headers: { 'content-type': 'application/json' } }],
+  ])('%s', async (_n, opts) => {
+    const before = await count();
+    const res = await call(r.url, 'POST', PATH, { rawBody: opts.rawBody, headers: { ...slashidHeaders(org), ...opts.headers } });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].httpcode).toBe(400);
+    expect(JSON.stringify(res.body)).not.toMatch(/\bat \w+ \(|node_modules|SyntaxError/);
+    expect(await count()).toBe(before);
+  });
+
+  test.each([
+    ['SlashID-Required-Consistency', 'everywhere'],
+    ['SlashID-Required-Consistency', 'ALL_REGIONS'],
+    ['SlashID-Required-Consistency-Timeout', '0'],
+    ['SlashID-Required-Consistency-Timeout', '121'],
+    ['SlashID-Required-Consistency-Timeout', '1.5'],
+    ['SlashID-Required-Consistency-Timeout', 'soon'],
+  ])('%s: %s', async (header, value) => {
+    const before = await count();
+    const res = await create(validBody(), org, { [header]: value });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toContain(header);
+    expect(await count()).toBe(before);
+  });
+
+  test('valid consistency headers are accepted', async () => {
+    for (const [level, timeout] of [['local_region', '1'], ['all_regions', '120'], ['local_region', '30']]) {
+      const res = await create(validBody(), org, { 'SlashID-Required-Consistency': level ?? '', 'SlashID-Required-Consistency-Timeout': timeout ?? '' });
+      expect(res.status).toBe(201);
+    }
+  });
+});
+
+describe('update and delete', () => {
+  test('PATCH answers 204 and changes only the given fields', async () => {
+    const c = (await create()).body.result;
+    const res = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { label: 'renamed', email_claims: ['upn'] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+    expect(res.body).toBeNull();
+    const got = await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) });
+    expect(got.body.result).toEqual({ ...c, label: 'renamed', email_claims: ['upn'] });
+  });
+
+  test.each<[string, unknown]>([
+    ['an empty patch', {}],
+    ['an unknown field', { nope: 1 }],
+    ['a bad URL', { idp_metadata_url: 'gopher://x' }],
+  ])('PATCH answers 400 for %s and changes nothing', async (_n, body) => {
+    const c = (await create()).body.result;
+    const res = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body, headers: slashidHeaders(org) });
+    expect(res.status).toBe(400);
+    expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result).toEqual(c);
+  });
+
+  test('PATCH and DELETE of an unknown id answer 404', async () => {
+    for (const id of ['01a20904-0000-7000-8000-000000000000', 'nope']) {
+      expect((await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'x' }, headers: slashidHeaders(org) })).status).toBe(404);
+      expect((await call(r.url, 'DELETE', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status).toBe(404);
+    }
+  });
+
+  test('DELETE answers 204; the credential is gone from reads and cannot be patched', async () => {
+    const c = (await create()).body.result;
+    const del = await call(r.url, 'DELETE', `${PATH}/${c.id}`, { headers: slashidHeaders(org) });
+    expect(del.status).toBe(204);
+    expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(404);
+    expect((await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { label: 'x' }, headers: slashidHeaders(org) })).status).toBe(404);
+    expect((await call(r.url, 'DELETE', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(404);
+    const list = await call(r.url, 'GET', `${PATH}?limit=200`, { headers: slashidHeaders(org) });
+    expect(list.body.result.map((x: { id: string }) => x.id)).not.toContain(c.id);
+  });
+});
+
+test('an unknown endpoint answers 404 in the envelope', async () => {
+  const res = await call(r.url, 'GET', '/nope', {});
+  expect(res.status).toBe(404);
+  expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 404, message: expect.any(String) }] });
+});
+
+test('local_region answers 408 when the local commit outlasts the timeout, and the write still completes', async () => {
+  const c = (await create()).body.result;
+  const { Client } = await import('pg');
+  const blocker = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await blocker.connect();
+  try {
+    // Hold the row's write lock, as a long transaction would.
+    await blocker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`saml_provider_credentials:${c.id}`]);
+    const started = Date.now();
+    const res = await call(r.url, 'PATCH', `${PATH}/${c.id}`, {
+      body: { label: 'slow' },
+      headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
+    });
+    expect(res.status).toBe(408);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(res.body.errors[0]).toEqual({ httpcode: 408, message: expect.stringContaining('not cancelled') });
+    await blocker.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`saml_provider_credentials:${c.id}`]);
+  } finally {
+    await blocker.end();
+  }
+  const done = async () => (await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result.label === 'slow';
+  const { eventually } = await import('../support/harness');
+  expect(await eventually(done, 5000)).toBe(true);
+});

@@ -1,0 +1,142 @@
+/**
+ * Multi-region test harness: every region is its own OS process (dist/src/main.js) with its own database,
+ * all on one Redis. Regions can be paused (SIGSTOP), resumed, killed with -9, stopped and restarted.
+ * Needs a build (`npm test` builds first).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { RegionProcess } from '../../src/cluster/region-process';
+import type { ConfigFile } from '../../src/config';
+import { PROJECT_ROOT } from '../../src/paths';
+import { ADMIN_TOKEN, createDeployment, type TestDeployment } from './env';
+
+export interface Cluster {
+  deployment: TestDeployment;
+  regions: string[];
+  proc(region: string): RegionProcess;
+  url(region: string): string;
+  /** Last lines each region printed (for failure messages). */
+  logs(region: string): string[];
+  stop(): Promise<void>;
+}
+
+export function assertBuilt(): void {
+  const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+  if (!fs.existsSync(main)) throw new Error('dist/src/main.js is missing: run `npm run build` (npm test does it)');
+}
+
+export async function startCluster(
+  label: string,
+  regionIds: string[],
+  opts: { extra?: Partial<ConfigFile>; env?: Record<string, string> } = {},
+): Promise<Cluster> {
+  assertBuilt();
+  const deployment = await createDeployment(label, regionIds, opts.extra);
+  const logs = new Map<string, string[]>(regionIds.map((r) => [r, []]));
+  const procs = new Map<string, RegionProcess>();
+  for (const r of deployment.file.regions) {
+    procs.set(
+      r.id,
+      new RegionProcess({
+        region: r.id,
+        url: `http://127.0.0.1:${r.port}`,
+        env: {
+          REGIONS_CONFIG: deployment.configPath,
+          ADMIN_TOKEN,
+          TOKEN_SIGNING_SECRET: 'test-signing-secret',
+          LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+          ...opts.env,
+        },
+        onLine: (line) => {
+          const buf = logs.get(r.id) ?? [];
+          buf.push(line);
+          if (buf.length > 200) buf.shift();
+          if (process.env.TEST_LOG_LEVEL) process.stdout.write(`[${r.id}] ${line}\n`);
+        },
+      }),
+    );
+  }
+  const proc = (region: string) => {
+    const p = procs.get(region);
+    if (!p) throw new Error(`no region ${region}`);
+    return p;
+  };
+  for (const p of procs.values()) p.start();
+  try {
+    await Promise.all([...procs.values()].map((p) => p.waitReady(60_000)));
+  } catch (err) {
+    const dump = [...logs].map(([r, l]) => `--- ${r}\n${l.slice(-20).join('\n')}`).join('\n');
+    await Promise.all([...procs.values()].map((p) => p.kill()));
+    await deployment.cleanup();
+    throw new Error(`${(err as Error).message}\n${dump}`);
+  }
+  return {
+    deployment,
+    regions: regionIds,
+    proc,
+    url: (region) => proc(region).url,
+    logs: (region) => logs.get(region) ?? [],
+    async stop() {
+      await Promise.all([...procs.values()].map((p) => p.stop(10_000)));
+      await deployment.cleanup();
+    },
+  };
+}
+
+export interface ApiResponse<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** A small HTTP client for tests: JSON in, JSON out (body is null for an empty response). */
+export async function call<T = any>(
+  baseUrl: string,
+  method: string,
+  urlPath: string,
+  opts: { body?: unknown; headers?: Record<string, string>; rawBody?: string; timeoutMs?: number } = {},
+): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = { ...opts.headers };
+  let body: string | undefined = opts.rawBody;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(baseUrl + urlPath, { method, headers, body, signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) });
+  const text = await res.text();
+  let parsed: unknown = null;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+export const adminHeaders = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/** Creates an organization through the admin API of `baseUrl` and returns its id and key. */
+export async function createOrg(baseUrl: string, name = 'acme', extra: { parent_id?: string; headers?: Record<string, string> } = {}) {
+  const res = await call(baseUrl, 'POST', '/admin/organizations', {
+    body: { name, ...(extra.parent_id ? { parent_id: extra.parent_id } : {}) },
+    headers: { ...adminHeaders, ...extra.headers },
+  });
+  if (res.status !== 201) throw new Error(`create org: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body as { id: string; name: string; parent_id: string | null; api_key: string };
+}
+
+export function slashidHeaders(org: { id: string; api_key: string }, extra: Record<string, string> = {}) {
+  return { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key, ...extra };
+}
+
+/** Polls `fn` until it returns true or the time runs out. */
+export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000, stepMs = 100): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await fn().catch(() => false)) return true;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return false;
+}

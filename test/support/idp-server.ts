@@ -1,0 +1,51 @@
+/**
+ * A local IdP metadata server for tests: serves the shared fixtures (and documents a test sets) on loopback.
+ * Deployments under test allow-list its host:port, so the service may fetch from it over plain http.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../../src/paths';
+
+export const FIXTURES_DIR = path.resolve(PROJECT_ROOT, '..', 'shared', 'fixtures', 'idp-metadata');
+
+export function fixture(name: string): string {
+  return fs.readFileSync(path.join(FIXTURES_DIR, name), 'utf8');
+}
+
+export interface IdpServer {
+  /** host:port, for metadataAllowedHosts. */
+  hostPort: string;
+  url(file: string): string;
+  /** Serve `body` at `/name` (overrides a fixture of the same name). */
+  set(name: string, body: string): void;
+  hits(name: string): number;
+  close(): Promise<void>;
+}
+
+export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
+  const docs = new Map<string, string>();
+  const hits = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const name = decodeURIComponent((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
+    hits.set(name, (hits.get(name) ?? 0) + 1);
+    let body = docs.get(name);
+    if (body === undefined && /^[a-z0-9-]+\.xml$/.test(name) && fs.existsSync(path.join(FIXTURES_DIR, name))) body = fixture(name);
+    if (body === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  const { port } = server.address() as AddressInfo;
+  const hostPort = `${host}:${port}`;
+  return {
+    hostPort,
+    url: (file) => `http://${hostPort}/${file}`,
+    set: (name, body) => void docs.set(name, body),
+    hits: (name) => hits.get(name) ?? 0,
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
