@@ -1,7 +1,10 @@
 /**
  * Generic SQL over replicated tables. Rows travel as JSON and are written with jsonb_populate_recordset,
- * so one statement serves every table: insert, or overwrite only when the incoming version is newer
- * (last writer wins). The same statement applies local writes and remote changes.
+ * so one statement serves every table. The merge rule: the row state that is greatest by
+ * (is a tombstone, version) wins. So the latest write wins, except that a deletion is final: no update,
+ * however late or concurrent, brings a deleted row back. Taking a maximum is commutative, associative and
+ * idempotent, which is what makes apply order-independent and duplicates harmless.
+ * The same statement applies local writes and remote changes.
  */
 import type { Db, TxClient } from '../db/client';
 import type { ReplicatedTable, Row, RowChange } from './tables';
@@ -42,7 +45,7 @@ export class RowStore {
           `INSERT INTO ${t} AS cur SELECT * FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ` +
           `ON CONFLICT (${ident(table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
           `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
-          `WHERE cur.version < EXCLUDED.version`,
+          `WHERE (cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)`,
         selectForUpdate: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType} FOR UPDATE`,
       });
     }
@@ -75,7 +78,7 @@ export class RowStore {
     for (const c of changes) {
       const id = `${c.table}\u0000${c.key}`;
       const seen = newest.get(id);
-      if (!seen || seen.version < c.version) newest.set(id, c);
+      if (!seen || rank(seen) < rank(c)) newest.set(id, c);
     }
     const byTable = new Map<string, Row[]>();
     for (const c of newest.values()) {
@@ -89,4 +92,9 @@ export class RowStore {
     }
     return changed;
   }
+}
+
+/** The merge order of row states, as a string that sorts like (is a tombstone, version). */
+export function rank(c: Pick<RowChange, 'version' | 'row'>): string {
+  return `${c.row.deleted_at ? 1 : 0}${c.version}`;
 }
