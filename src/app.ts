@@ -21,7 +21,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(accessLog(deps));
 
   app.get('/healthz', async (_req, res) => {
-    res.json({ status: 'ok', region: deps.config.region.id, ...(await deps.health()) });
+    res.json({ status: 'ok', region: deps.config.region.id, pid: process.pid, ...(await deps.health()) });
   });
 
   const admin = express.Router();

@@ -69,14 +69,16 @@ export class RegionProcess {
     });
   }
 
-  /** Resolves once GET /healthz answers 200; rejects if the process exits or the time runs out. */
+  /** Resolves once GET /healthz answers 200 from this very process; rejects if the process exits or the time runs out. */
   async waitReady(timeoutMs = 30_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
       if (!this.child) throw new Error(`${this.region} exited before it was ready`);
       try {
         const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok) return;
+        // Another process on the same port (an old cluster) must not pass for this one.
+        const body = res.ok ? ((await res.json()) as { pid?: number }) : null;
+        if (body?.pid === this.child.pid) return;
       } catch {
         // not listening yet
       }

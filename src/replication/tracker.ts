@@ -27,7 +27,6 @@ interface Waiter {
 
 export class Tracker {
   private readonly waiters = new Map<string, Set<Waiter>>();
-  private subscribed = false;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(
@@ -38,14 +37,24 @@ export class Tracker {
     private readonly sweepIntervalMs = 1000,
   ) {}
 
+  /**
+   * Subscribes once the subscriber connection is ready, and again after every reconnect. (Sending SUBSCRIBE
+   * while ioredis is still running its ready check makes it drop the connection and lose the subscription.)
+   */
   async start(): Promise<void> {
     this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
-    // After a reconnect, acks may have been announced while we were away: look at the stored ones.
-    this.subscriber.on('ready', () => {
-      if (this.subscribed) void this.recheckAll();
-    });
-    await this.subscriber.subscribe(this.keys.ackChannel);
-    this.subscribed = true;
+    this.subscriber.on('ready', () => void this.subscribe());
+    if (this.subscriber.status === 'ready') await this.subscribe();
+  }
+
+  private async subscribe(): Promise<void> {
+    try {
+      await this.subscriber.subscribe(this.keys.ackChannel);
+      // Acks announced while we were not subscribed are only in the stored hashes.
+      await this.recheckAll();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'tracker could not subscribe; will retry on reconnect');
+    }
   }
 
   /** Records that `region` has applied these changes and announces it. */

@@ -1,14 +1,14 @@
-import Redis from 'ioredis';
 import pino from 'pino';
-import { replicationKeys } from '../../src/redis';
+import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { Tracker } from '../../src/replication/tracker';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('tracker')}:`;
 const keys = replicationKeys(prefix);
 const conns: Redis[] = [];
-const conn = () => {
-  const c = new Redis(REDIS_URL);
+// The production factory: the subscriber is handed over before it is ready, as in a region process.
+const conn = (sub = false) => {
+  const c = createRedis(REDIS_URL, sub ? 'test:sub' : 'test:cmd', { queueWhileOffline: sub });
   conns.push(c);
   return c;
 };
@@ -16,14 +16,30 @@ let tracker: Tracker;
 let other: Tracker;
 
 beforeAll(async () => {
-  tracker = new Tracker(conn(), conn(), keys, pino({ level: 'silent' }));
-  other = new Tracker(conn(), conn(), keys, pino({ level: 'silent' }));
+  tracker = new Tracker(conn(), conn(true), keys, pino({ level: 'silent' }));
+  const lateSub = conn(true);
+  other = new Tracker(conn(), lateSub, keys, pino({ level: 'silent' }));
   await tracker.start();
+  // Start while the connection is up but ioredis is still in its ready check (the state a busy region
+  // process hits): a SUBSCRIBE sent then used to be lost with the connection.
+  await new Promise((resolve) => lateSub.once('connect', resolve));
   await other.start();
 });
 afterAll(async () => {
   for (const c of conns) c.disconnect();
   await deleteKeys(prefix);
+});
+
+test('each tracker holds exactly one subscription, even when started before its connection was ready', async () => {
+  const probe = conn(true);
+  const subscribed = async () => {
+    const reply = (await probe.call('PUBSUB', 'NUMSUB', keys.ackChannel)) as [string, number];
+    return Number(reply[1]);
+  };
+  const until = Date.now() + 5000;
+  while ((await subscribed()) < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 300)); // a dropped connection would show up here
+  expect(await subscribed()).toBe(2);
 });
 
 test('a waiter is released by an ack announced after it registered', async () => {

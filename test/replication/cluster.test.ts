@@ -1,0 +1,197 @@
+/**
+ * Replication across three region processes (own databases, one Redis): all_regions visibility, 408 with a
+ * paused region, kill -9 during writes, concurrent updates, delete races, duplicated and reordered events.
+ */
+import Redis from 'ioredis';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { REDIS_URL } from '../support/env';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
+let cluster: Cluster;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  cluster = await startCluster('cluster', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort] } });
+  org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: ALL });
+}, 90_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await idp?.close();
+});
+
+const body = (label = 'x') => ({ idp_metadata_url: idp.url('okta.xml'), label });
+const get = (region: string, id: string) => call(cluster.url(region), 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+const digests = async () =>
+  Promise.all(REGIONS.map(async (r) => JSON.stringify((await call(cluster.url(r), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables)));
+const converged = async () => new Set(await digests()).size === 1;
+
+test('an organization created with all_regions authenticates in every region at once', async () => {
+  const fresh = await createOrg(cluster.url('europe-belgium'), 'everywhere', { headers: ALL });
+  for (const r of REGIONS) {
+    const res = await call(cluster.url(r), 'GET', PATH, { headers: slashidHeaders(fresh) });
+    expect(res.status).toBe(200);
+  }
+});
+
+test('a credential created with all_regions is readable in every region right after the answer', async () => {
+  for (const origin of REGIONS) {
+    const res = await call(cluster.url(origin), 'POST', PATH, { body: body(`from ${origin}`), headers: slashidHeaders(org, ALL) });
+    expect(res.status).toBe(201);
+    for (const r of REGIONS) {
+      const got = await get(r, res.body.result.id);
+      expect(got.status).toBe(200);
+      expect(got.body.result).toEqual(res.body.result);
+    }
+  }
+});
+
+test('PATCH and DELETE with all_regions are visible everywhere right after the answer', async () => {
+  const c = (await call(cluster.url('us-iowa'), 'POST', PATH, { body: body(), headers: slashidHeaders(org, ALL) })).body.result;
+  const p = await call(cluster.url('asia-japan'), 'PATCH', `${PATH}/${c.id}`, { body: { label: 'patched' }, headers: slashidHeaders(org, ALL) });
+  expect(p.status).toBe(204);
+  for (const r of REGIONS) expect((await get(r, c.id)).body.result.label).toBe('patched');
+  const d = await call(cluster.url('europe-belgium'), 'DELETE', `${PATH}/${c.id}`, { headers: slashidHeaders(org, ALL) });
+  expect(d.status).toBe(204);
+  for (const r of REGIONS) expect((await get(r, c.id)).status).toBe(404);
+});
+
+test('with one region paused, all_regions answers 408 at its timeout and the write reaches that region after it resumes', async () => {
+  const paused = cluster.proc('asia-japan');
+  paused.pause();
+  try {
+    const started = Date.now();
+    const res = await call(cluster.url('us-iowa'), 'POST', PATH, {
+      body: body('during pause'),
+      headers: slashidHeaders(org, { ...ALL, 'SlashID-Required-Consistency-Timeout': '2' }),
+    });
+    const elapsed = Date.now() - started;
+    expect(res.status).toBe(408);
+    expect(elapsed).toBeGreaterThanOrEqual(1900);
+    expect(elapsed).toBeLessThan(4000);
+    expect(res.body.errors[0]).toEqual({ httpcode: 408, message: expect.stringContaining('asia-japan') });
+    expect(res.body.result).toEqual({ id: expect.any(String), ...body('during pause'), email_claims: [], enable_in_slashid_oidc_authz_server: false });
+    const changeId = res.headers.get('x-change-id') ?? '';
+    const status = await call(cluster.url('us-iowa'), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders });
+    expect(status.body).toMatchObject({ change_id: changeId, complete: false, pending_regions: ['asia-japan'] });
+
+    const local = await call(cluster.url('europe-belgium'), 'POST', PATH, { body: body('local while paused'), headers: slashidHeaders(org) });
+    expect(local.status).toBe(201);
+    expect((await get('europe-belgium', res.body.result.id)).status).toBe(200);
+
+    paused.resume();
+    expect(await eventually(async () => (await get('asia-japan', res.body.result.id)).status === 200)).toBe(true);
+    expect(await eventually(async () => (await get('asia-japan', local.body.result.id)).status === 200)).toBe(true);
+    expect(
+      await eventually(async () => (await call(cluster.url('us-iowa'), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders })).body.complete === true),
+    ).toBe(true);
+  } finally {
+    paused.resume();
+  }
+});
+
+test('kill -9 of regions during a stream of writes loses no acknowledged write', async () => {
+  const acked: string[] = [];
+  const writers = ['us-iowa', 'europe-belgium'];
+  const stream = (async () => {
+    for (let i = 0; i < 150; i++) {
+      const region = writers[i % 2] ?? 'us-iowa';
+      try {
+        const res = await call(cluster.url(region), 'POST', PATH, { body: body(`stream ${i}`), headers: slashidHeaders(org), timeoutMs: 5000 });
+        if (res.status === 201) acked.push(res.body.result.id);
+      } catch {
+        // the region is down: the write was not acknowledged
+      }
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  await cluster.proc('asia-japan').kill();
+  await new Promise((r) => setTimeout(r, 300));
+  await cluster.proc('us-iowa').kill();
+  await new Promise((r) => setTimeout(r, 500));
+  cluster.proc('us-iowa').start();
+  cluster.proc('asia-japan').start();
+  await Promise.all([cluster.proc('us-iowa').waitReady(), cluster.proc('asia-japan').waitReady()]);
+  await stream;
+  expect(acked.length).toBeGreaterThan(50);
+  const missing = async () => {
+    const out: string[] = [];
+    for (const r of REGIONS) {
+      const list = await call(cluster.url(r), 'GET', `${PATH}?limit=200&offset=0`, { headers: slashidHeaders(org) });
+      const ids = new Set<string>();
+      let offset = 0;
+      let page = list;
+      while (page.body.result?.length) {
+        for (const c of page.body.result as { id: string }[]) ids.add(c.id);
+        offset += 200;
+        page = await call(cluster.url(r), 'GET', `${PATH}?limit=200&offset=${offset}`, { headers: slashidHeaders(org) });
+      }
+      out.push(...acked.filter((id) => !ids.has(id)).map((id) => `${r}:${id}`));
+    }
+    return out;
+  };
+  expect(await eventually(async () => (await missing()).length === 0, 30_000, 500)).toBe(true);
+  expect(await eventually(converged, 15_000, 500)).toBe(true);
+}, 90_000);
+
+test('concurrent PATCHes of one credential in different regions end in the same state everywhere', async () => {
+  const c = (await call(cluster.url('us-iowa'), 'POST', PATH, { body: body(), headers: slashidHeaders(org, ALL) })).body.result;
+  for (let round = 0; round < 10; round++) {
+    const results = await Promise.all(
+      REGIONS.map((r, i) => call(cluster.url(r), 'PATCH', `${PATH}/${c.id}`, { body: { label: `round ${round} ${r}`, email_claims: [`c${i}`] }, headers: slashidHeaders(org) })),
+    );
+    expect(results.map((x) => x.status)).toEqual([204, 204, 204]);
+  }
+  const same = async () => {
+    const states = await Promise.all(REGIONS.map(async (r) => JSON.stringify((await get(r, c.id)).body.result)));
+    return new Set(states).size === 1 && states[0]?.includes('round 9') === true;
+  };
+  expect(await eventually(same)).toBe(true);
+});
+
+test('a DELETE racing PATCHes leaves the credential deleted everywhere', async () => {
+  const ids: string[] = [];
+  for (let i = 0; i < 8; i++) ids.push((await call(cluster.url('us-iowa'), 'POST', PATH, { body: body(`race ${i}`), headers: slashidHeaders(org, ALL) })).body.result.id);
+  await Promise.all(
+    ids.flatMap((id) => [
+      call(cluster.url('europe-belgium'), 'DELETE', `${PATH}/${id}`, { headers: slashidHeaders(org) }),
+      call(cluster.url('asia-japan'), 'PATCH', `${PATH}/${id}`, { body: { label: 'late patch' }, headers: slashidHeaders(org) }),
+      call(cluster.url('us-iowa'), 'PATCH', `${PATH}/${id}`, { body: { label: 'later patch' }, headers: slashidHeaders(org) }),
+    ]),
+  );
+  const allDeleted = async () => {
+    for (const r of REGIONS) for (const id of ids) if ((await get(r, id)).status !== 404) return false;
+    return true;
+  };
+  expect(await eventually(allDeleted)).toBe(true);
+});
+
+test('duplicated and reordered events change nothing', async () => {
+  expect(await eventually(converged, 15_000, 300)).toBe(true);
+  const before = await digests();
+  // Take every change event this deployment ever published and publish it again, newest first.
+  const redis = new Redis(REDIS_URL);
+  try {
+    const key = `${cluster.deployment.file.redisKeyPrefix}{repl}:changes`;
+    const entries = (await redis.xrange(key, '-', '+')).reverse();
+    expect(entries.length).toBeGreaterThan(10);
+    for (const [, fields] of entries) await redis.xadd(key, '*', ...fields);
+    // Wait until every region has consumed them all.
+    const drained = async () => {
+      const groups = (await redis.xinfo('GROUPS', key)) as unknown[][];
+      return groups.every((g) => {
+        const m = new Map<string, unknown>();
+        for (let i = 0; i + 1 < g.length; i += 2) m.set(String(g[i]), g[i + 1]);
+        return Number(m.get('pending')) === 0 && Number(m.get('lag')) === 0;
+      });
+    };
+    expect(await eventually(drained, 20_000, 200)).toBe(true);
+  } finally {
+    redis.disconnect();
+  }
+  expect(await digests()).toEqual(before);
+}, 60_000);
