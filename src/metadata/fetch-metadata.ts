@@ -1,0 +1,341 @@
+/**
+ * Server-side fetch of a user-supplied IdP metadata URL that cannot be turned against our own
+ * network (SSRF). For every hop, redirects included:
+ *   1. only http(s) URLs without credentials;
+ *   2. the host is resolved once and every address is checked against the address policy
+ *      (skipped for hosts an operator allow-listed);
+ *   3. plain http only for allow-listed hosts;
+ *   4. the connection is pinned to the checked addresses through a per-hop undici Agent whose
+ *      `lookup` answers with them, so a second DNS answer (rebinding) is never used.
+ * Time (connect and total) and size are bounded, and each limit has its own error.
+ */
+import { lookup as dnsLookup } from 'node:dns/promises';
+import type { LookupAddress } from 'node:dns';
+import { isIP, type LookupFunction } from 'node:net';
+import { Agent, request } from 'undici';
+import { blockedReason, isAllowListed } from './address-policy';
+import { MetadataError } from './errors';
+import { Deadline, describeFailure, formatBytes } from './fetch-errors';
+
+export interface FetchOptions {
+  /** "host:port" entries from config `metadataAllowedHosts` */
+  allowedHosts: readonly string[];
+  /** total time for all hops and the body; default 10000 */
+  timeoutMs?: number;
+  /** per connection, including the TLS handshake; default 5000 */
+  connectTimeoutMs?: number;
+  /** default 1 MiB */
+  maxBytes?: number;
+  /** default 3 */
+  maxRedirects?: number;
+}
+
+export interface FetchResult {
+  body: string;
+  finalUrl: string;
+  fetchedAt: Date;
+  contentType: string | null;
+}
+
+/** Resolves a host name to all its addresses; replaceable so tests need no real DNS. */
+export type ResolveHost = (hostname: string) => Promise<LookupAddress[]>;
+
+export interface Limits {
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  maxBytes: number;
+  maxRedirects: number;
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const MAX_URL_LENGTH = 4096;
+
+const systemResolve: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
+
+function limitsFrom(opts: FetchOptions): Limits {
+  return {
+    timeoutMs: opts.timeoutMs ?? 10_000,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 5_000,
+    maxBytes: opts.maxBytes ?? 1024 * 1024,
+    maxRedirects: opts.maxRedirects ?? 3,
+  };
+}
+
+function parseTargetUrl(text: string, base?: URL): URL {
+  let url: URL;
+  try {
+    if (text.length > MAX_URL_LENGTH) throw new Error('too long');
+    url = new URL(text, base);
+  } catch {
+    const where = base ? ` (redirect from ${base.href})` : '';
+    throw new MetadataError('invalid_url', `"${text.slice(0, 200)}" is not a valid URL${where}.`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new MetadataError(
+      'scheme_not_allowed',
+      `Metadata can only be fetched over https; "${url.protocol.replace(/:$/, '')}" URLs are not allowed (${url.href}).`,
+    );
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new MetadataError('invalid_url', 'Metadata URLs must not contain a user name or password.');
+  }
+  if (url.hostname === '') throw new MetadataError('invalid_url', `"${url.href}" has no host.`);
+  url.hash = '';
+  return url;
+}
+
+/** The host as written in a URL or Location value, or null when the reference has no authority. */
+function writtenHost(text: string): string | null {
+  const cleaned = text.replace(/[\t\n\r]/g, '').trim();
+  const m = /^[a-z][a-z0-9+.-]*:[\\/]*([^\\/?#]*)/i.exec(cleaned) ?? /^[\\/]{2,}([^\\/?#]*)/.exec(cleaned);
+  if (!m) return null;
+  const authority = m[1].slice(m[1].lastIndexOf('@') + 1);
+  const host = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.split(':')[0];
+  return host.toLowerCase();
+}
+
+/**
+ * The allow-list names addresses the way operators write them. An IPv4 host spelled any other way
+ * ("2130706433", "0x7f000001", "127.1") is an obfuscation, not a reference to a trusted IdP, so
+ * it never benefits from an allow-list entry even though it denotes the same address.
+ */
+function allowListEligible(text: string, url: URL, inherited: boolean): boolean {
+  if (isIP(url.hostname) !== 4) return true;
+  const written = writtenHost(text);
+  return written === null ? inherited : written === url.hostname;
+}
+
+function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
+}
+
+function bareHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+async function resolveAddresses(url: URL, resolveHost: ResolveHost, deadline: Deadline): Promise<LookupAddress[]> {
+  const host = bareHost(url);
+  const family = isIP(host);
+  if (family !== 0) return [{ address: host, family }];
+  let addresses: LookupAddress[];
+  try {
+    addresses = await deadline.race(resolveHost(host));
+  } catch (err) {
+    if (deadline.expired) throw deadline.error(url);
+    const code = err instanceof Error && 'code' in err ? String(err.code) : 'lookup failed';
+    const why = code === 'ENOTFOUND' ? 'no such host' : code;
+    throw new MetadataError('unreachable', `Could not resolve the host "${host}" of ${url.href} (${why}).`);
+  }
+  if (addresses.length === 0) {
+    throw new MetadataError('unreachable', `The host "${host}" of ${url.href} has no addresses.`);
+  }
+  return addresses;
+}
+
+interface Hop {
+  url: URL;
+  /** false when the URL spells an IPv4 host in a non-standard form */
+  allowListEligible: boolean;
+  from: URL | null;
+}
+
+function viaText(from: URL | null): string {
+  return from === null ? '' : ` (redirected from ${from.href})`;
+}
+
+function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError {
+  const { url } = hop;
+  const via = viaText(hop.from);
+  const target = isIP(bareHost(url)) !== 0 ? reason : `host "${url.hostname}", which resolves to ${reason}`;
+  const remedy = listed
+    ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.`
+    : `Metadata URLs must reach a public host; an operator can allow an internal IdP by adding ` +
+      `"${hostPort(url)}" to metadataAllowedHosts.`;
+  return new MetadataError(
+    'blocked_address',
+    `Refusing to fetch ${url.href}${via}: it points at ${target}, which is not a public address. ${remedy}`,
+  );
+}
+
+/**
+ * Checks one hop and returns the addresses to connect to. The address rule is applied before the
+ * scheme rule so that e.g. http://127.0.0.2 is reported as the blocked address it is.
+ */
+async function checkHop(
+  hop: Hop,
+  allowedHosts: readonly string[],
+  resolveHost: ResolveHost,
+  deadline: Deadline,
+): Promise<LookupAddress[]> {
+  const { url } = hop;
+  const listed = isAllowListed(url, allowedHosts);
+  const addresses = await resolveAddresses(url, resolveHost, deadline);
+  if (listed && hop.allowListEligible) return addresses;
+  for (const { address } of addresses) {
+    const reason = blockedReason(address);
+    if (reason !== null) throw blockedError(hop, reason, listed);
+  }
+  if (url.protocol === 'http:') {
+    const via = viaText(hop.from);
+    throw new MetadataError(
+      'scheme_not_allowed',
+      `Refusing to fetch ${url.href}${via} over plain http; use https. ` +
+        `(Plain http is allowed only for hosts listed in metadataAllowedHosts.)`,
+    );
+  }
+  return addresses;
+}
+
+/** A lookup that answers only with the addresses that were checked, for the one expected host. */
+function pinnedLookup(expectedHost: string, addresses: LookupAddress[]): LookupFunction {
+  return (hostname, options, callback) => {
+    if (hostname.toLowerCase() !== expectedHost.toLowerCase()) {
+      callback(new Error(`unexpected host ${hostname}`), []);
+      return;
+    }
+    const family: unknown = options.family;
+    const wanted = family === 4 || family === 'IPv4' ? 4 : family === 6 || family === 'IPv6' ? 6 : 0;
+    const usable = wanted === 0 ? addresses : addresses.filter((a) => a.family === wanted);
+    if (usable.length === 0) {
+      callback(Object.assign(new Error(`no IPv${wanted} address for ${hostname}`), { code: 'ENOTFOUND' }), []);
+    } else if (options.all === true) {
+      callback(null, usable);
+    } else {
+      callback(null, usable[0].address, usable[0].family);
+    }
+  };
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | null {
+  const value = headers[name];
+  if (Array.isArray(value)) return value[0] ?? null;
+  return value ?? null;
+}
+
+/** Drops a body we will not read; the stream reports its own abort, which is expected here. */
+function discard(body: { on(event: 'error', listener: () => void): unknown; destroy(): unknown }): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+function decodeBody(bytes: Buffer): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return new TextDecoder('utf-16le').decode(bytes.subarray(2));
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return new TextDecoder('utf-16be').decode(bytes.subarray(2));
+  return new TextDecoder('utf-8').decode(bytes);
+}
+
+function tooLarge(url: URL, maxBytes: number, declared: number | null): MetadataError {
+  const said = declared === null ? '' : ` (it announces ${formatBytes(declared)})`;
+  return new MetadataError(
+    'too_large',
+    `The document at ${url.href} is larger than the ${formatBytes(maxBytes)} allowed for metadata${said}.`,
+  );
+}
+
+async function readLimited(body: AsyncIterable<unknown>, url: URL, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    size += data.length;
+    if (size > maxBytes) throw tooLarge(url, maxBytes, null);
+    chunks.push(data);
+  }
+  return Buffer.concat(chunks);
+}
+
+function statusError(url: URL, status: number, via: string): MetadataError {
+  const hint =
+    status === 404
+      ? ' Check the URL.'
+      : status === 401 || status === 403
+        ? ' The metadata URL must be readable without logging in.'
+        : '';
+  return new MetadataError(
+    'http_status',
+    `${url.href}${via} answered HTTP ${status}; expected 200 with the metadata XML.${hint}`,
+  );
+}
+
+type HopResult = { kind: 'redirect'; location: string } | { kind: 'body'; body: string; contentType: string | null };
+
+async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, deadline: Deadline, via: string): Promise<HopResult> {
+  const agent = new Agent({
+    connect: { lookup: pinnedLookup(bareHost(url), addresses), timeout: limits.connectTimeoutMs },
+    connections: 1,
+    headersTimeout: limits.timeoutMs,
+    bodyTimeout: limits.timeoutMs,
+  });
+  try {
+    const res = await request(url, {
+      dispatcher: agent,
+      method: 'GET',
+      signal: deadline.signal,
+      headers: {
+        accept: 'application/samlmetadata+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1',
+        'accept-encoding': 'identity',
+        'user-agent': 'saml-credential-service metadata fetcher',
+      },
+    });
+    if (REDIRECT_STATUSES.has(res.statusCode)) {
+      discard(res.body);
+      const location = header(res.headers, 'location');
+      if (location === null) {
+        throw new MetadataError('http_status', `${url.href}${via} answered HTTP ${res.statusCode} without a Location header.`);
+      }
+      return { kind: 'redirect', location };
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      discard(res.body);
+      throw statusError(url, res.statusCode, via);
+    }
+    const declared = Number(header(res.headers, 'content-length') ?? NaN);
+    if (Number.isFinite(declared) && declared > limits.maxBytes) {
+      discard(res.body);
+      throw tooLarge(url, limits.maxBytes, declared);
+    }
+    const bytes = await readLimited(res.body, url, limits.maxBytes);
+    return { kind: 'body', body: decodeBody(bytes), contentType: header(res.headers, 'content-type') };
+  } catch (err) {
+    throw describeFailure(err, url, limits, deadline);
+  } finally {
+    await agent.destroy().catch(() => undefined);
+  }
+}
+
+/** fetchMetadata with a replaceable resolver (tests use it to run without real DNS). */
+export async function fetchMetadataWithResolver(
+  url: string,
+  opts: FetchOptions,
+  resolveHost: ResolveHost,
+): Promise<FetchResult> {
+  const limits = limitsFrom(opts);
+  const deadline = new Deadline(limits.timeoutMs);
+  try {
+    const first = parseTargetUrl(url.trim());
+    let hop: Hop = { url: first, allowListEligible: allowListEligible(url, first, true), from: null };
+    for (let redirects = 0; ; redirects++) {
+      const addresses = await checkHop(hop, opts.allowedHosts, resolveHost, deadline);
+      const via = viaText(hop.from);
+      const result = await fetchHop(hop.url, addresses, limits, deadline, via);
+      if (result.kind === 'body') {
+        return { body: result.body, finalUrl: hop.url.href, fetchedAt: new Date(), contentType: result.contentType };
+      }
+      if (redirects >= limits.maxRedirects) {
+        throw new MetadataError(
+          'too_many_redirects',
+          `${first.href} redirected more than ${limits.maxRedirects} times (the last hop, ${hop.url.href}, ` +
+            `points to ${result.location.slice(0, 200)}); give the final metadata URL instead.`,
+        );
+      }
+      const next = parseTargetUrl(result.location, hop.url);
+      hop = { url: next, allowListEligible: allowListEligible(result.location, next, hop.allowListEligible), from: hop.url };
+    }
+  } finally {
+    deadline.clear();
+  }
+}
+
+export async function fetchMetadata(url: string, opts: FetchOptions): Promise<FetchResult> {
+  return fetchMetadataWithResolver(url, opts, systemResolve);
+}

@@ -1,0 +1,28 @@
+import { fetchMetadata, type FetchOptions } from './fetch-metadata';
+import { MetadataError } from './errors';
+import { parseIdpMetadata, type ParsedMetadata } from './parse-metadata';
+
+export { MetadataError, isMetadataError, type MetadataErrorCode } from './errors';
+export { blockedReason, isAllowListed } from './address-policy';
+export { fetchMetadata, type FetchOptions, type FetchResult } from './fetch-metadata';
+export { parseCertificate, type CertificateInfo } from './x509';
+export { parseIdpMetadata, cacheDurationMs, type ParsedMetadata } from './parse-metadata';
+
+/**
+ * Fetches an IdP metadata URL and validates the document. `now` (default: the fetch time) is the
+ * clock for certificate and validUntil checks.
+ */
+export async function fetchAndParse(
+  url: string,
+  opts: FetchOptions & { now?: Date },
+): Promise<{ metadata: ParsedMetadata; fetchedAt: Date; finalUrl: string }> {
+  const fetched = await fetchMetadata(url, opts);
+  try {
+    const metadata = parseIdpMetadata(fetched.body, { now: opts.now ?? fetched.fetchedAt });
+    return { metadata, fetchedAt: fetched.fetchedAt, finalUrl: fetched.finalUrl };
+  } catch (err) {
+    // The parser does not know where the document came from; the admin needs to.
+    if (err instanceof MetadataError) throw new MetadataError(err.code, `${err.message} (fetched from ${fetched.finalUrl})`);
+    throw err;
+  }
+}

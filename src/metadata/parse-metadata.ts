@@ -1,0 +1,261 @@
+/**
+ * Reads SAML 2.0 IdP metadata and decides whether it can be used to trust an identity provider:
+ * exactly one IdP, a usable SSO endpoint, at least one current signing certificate, not stale,
+ * and, when the document is signed, a signature that verifies.
+ */
+import type { Element } from '@xmldom/xmldom';
+import { MetadataError } from './errors';
+import { cacheDurationMs } from './iso-duration';
+import { certificateLabel, parseCertificate, type CertificateInfo } from './x509';
+import { attr, childElements, descendantElements, DS_NS, htmlPageError, is, MD_NS, parseXml } from './xml-dom';
+import { verifyRootSignature } from './xml-signature';
+
+export { cacheDurationMs } from './iso-duration';
+
+export interface ParsedMetadata {
+  entityId: string;
+  ssoServices: { binding: string; location: string }[];
+  signingCertificates: (CertificateInfo & { expired: boolean })[];
+  validUntil: string | null;
+  /** raw ISO-8601 duration */
+  cacheDuration: string | null;
+  signed: boolean;
+}
+
+export const BINDING_REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
+export const BINDING_POST = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST';
+const USABLE_BINDINGS = new Set([BINDING_REDIRECT, BINDING_POST]);
+
+function shortBinding(binding: string): string {
+  return binding.replace(/^urn:oasis:names:tc:SAML:2\.0:bindings:/, '');
+}
+
+function checkRoot(root: Element): void {
+  if (is(root, MD_NS, 'EntityDescriptor') || is(root, MD_NS, 'EntitiesDescriptor')) return;
+  if (root.localName?.toLowerCase() === 'html') throw htmlPageError(root.toString());
+  const ns = root.namespaceURI ? ` in namespace ${root.namespaceURI}` : ' without a namespace';
+  throw new MetadataError(
+    'not_metadata',
+    `The document is XML but not SAML metadata: its root element is <${root.localName}>${ns}, ` +
+      `expected an EntityDescriptor or EntitiesDescriptor in namespace ${MD_NS}.`,
+  );
+}
+
+// ---- validUntil / cacheDuration -------------------------------------------------------------
+
+function parseDateTime(text: string): Date | null {
+  const trimmed = text.trim();
+  // xs:dateTime without a zone is local time of an unknown zone; UTC is the only sane reading.
+  const zoned = /(Z|[+-]\d{2}:\d{2})$/.test(trimmed) ? trimmed : `${trimmed}Z`;
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}/.test(zoned)) return null;
+  const date = new Date(zoned);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+/** Checks validUntil on each element and returns the earliest one, as ISO. */
+function checkValidUntil(elements: Element[], now: Date): string | null {
+  let earliest: Date | null = null;
+  for (const el of elements) {
+    const raw = attr(el, 'validUntil');
+    if (raw === null) continue;
+    const date = parseDateTime(raw);
+    if (date === null) {
+      throw new MetadataError('not_metadata', `The metadata's validUntil "${raw}" is not a valid date and time.`);
+    }
+    if (date.getTime() <= now.getTime()) {
+      throw new MetadataError(
+        'metadata_expired',
+        `The metadata expired: its validUntil is ${date.toISOString()}, which has passed. ` +
+          'Ask the IdP for current metadata (a stale copy may list revoked certificates).',
+      );
+    }
+    if (earliest === null || date < earliest) earliest = date;
+  }
+  return earliest === null ? null : earliest.toISOString();
+}
+
+function shortestCacheDuration(elements: Element[]): string | null {
+  let best: { raw: string; ms: number } | null = null;
+  for (const el of elements) {
+    const raw = attr(el, 'cacheDuration');
+    const ms = raw === null ? null : cacheDurationMs(raw);
+    if (raw !== null && ms !== null && (best === null || ms < best.ms)) best = { raw: raw.trim(), ms };
+  }
+  return best === null ? null : best.raw;
+}
+
+// ---- picking the IdP entity -----------------------------------------------------------------
+
+interface EntityInContext {
+  entity: Element;
+  /** EntitiesDescriptors enclosing the entity, outermost first */
+  groups: Element[];
+}
+
+function collectEntities(el: Element, groups: Element[], out: EntityInContext[]): void {
+  if (is(el, MD_NS, 'EntityDescriptor')) {
+    out.push({ entity: el, groups });
+    return;
+  }
+  for (const child of childElements(el, MD_NS, 'EntityDescriptor')) collectEntities(child, [...groups, el], out);
+  for (const child of childElements(el, MD_NS, 'EntitiesDescriptor')) collectEntities(child, [...groups, el], out);
+}
+
+function entityId(entity: Element): string {
+  return attr(entity, 'entityID')?.trim() ?? '';
+}
+
+function selectIdp(root: Element): EntityInContext {
+  const entities: EntityInContext[] = [];
+  collectEntities(root, [], entities);
+  const idps = entities.filter((e) => childElements(e.entity, MD_NS, 'IDPSSODescriptor').length > 0);
+  if (idps.length === 1) {
+    if (entityId(idps[0].entity) === '') {
+      throw new MetadataError('not_metadata', 'The IdP EntityDescriptor has no entityID.');
+    }
+    return idps[0];
+  }
+  if (idps.length > 1) {
+    const ids = idps.map((e) => entityId(e.entity) || '(no entityID)');
+    const listed = ids.slice(0, 5).join(', ') + (ids.length > 5 ? ', …' : '');
+    throw new MetadataError(
+      'multiple_idps',
+      `The document describes ${idps.length} identity providers (${listed}); ` +
+        'use the metadata URL of the single IdP you want to connect.',
+    );
+  }
+  const sp = entities.find((e) => childElements(e.entity, MD_NS, 'SPSSODescriptor').length > 0);
+  if (sp !== undefined) {
+    throw new MetadataError(
+      'sp_metadata',
+      `This is service-provider (SP) metadata for "${entityId(sp.entity)}", not identity-provider metadata: ` +
+        "it has an SPSSODescriptor and no IDPSSODescriptor. Use your IdP's metadata URL.",
+    );
+  }
+  if (entities.length === 0) {
+    throw new MetadataError('not_metadata', 'The EntitiesDescriptor contains no EntityDescriptor.');
+  }
+  throw new MetadataError(
+    'no_idp_descriptor',
+    `The entity "${entityId(entities[0].entity)}" has no IDPSSODescriptor, so it does not describe a SAML identity provider.`,
+  );
+}
+
+// ---- SSO endpoints --------------------------------------------------------------------------
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'https:' || url.protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
+
+function ssoServices(descriptors: Element[], entity: string): { binding: string; location: string }[] {
+  const all = descriptors.flatMap((d) => childElements(d, MD_NS, 'SingleSignOnService'));
+  const usable = all
+    .map((el) => ({ binding: attr(el, 'Binding')?.trim() ?? '', location: attr(el, 'Location')?.trim() ?? '' }))
+    .filter((s) => USABLE_BINDINGS.has(s.binding) && isHttpUrl(s.location));
+  if (usable.length > 0) return usable;
+  const others = [...new Set(all.map((el) => shortBinding(attr(el, 'Binding') ?? '(none)')))];
+  const detail =
+    all.length === 0
+      ? 'it has no SingleSignOnService at all'
+      : `its SingleSignOnService endpoints (${others.join(', ')}) have no HTTP-Redirect or HTTP-POST binding with an http(s) Location`;
+  throw new MetadataError(
+    'no_sso_service',
+    `The IdP "${entity}" has no usable single sign-on endpoint: ${detail}. ` +
+      'An HTTP-Redirect or HTTP-POST SingleSignOnService is required.',
+  );
+}
+
+// ---- signing certificates -------------------------------------------------------------------
+
+function signingKeyDescriptors(descriptors: Element[]): { signing: Element[]; encryptionOnly: number } {
+  const keys = descriptors.flatMap((d) => childElements(d, MD_NS, 'KeyDescriptor'));
+  const signing = keys.filter((k) => {
+    const use = attr(k, 'use');
+    return use === null || use.trim() === '' || use.trim() === 'signing';
+  });
+  return { signing, encryptionOnly: keys.length - signing.length };
+}
+
+function signingCertificates(descriptors: Element[], entity: string, now: Date): (CertificateInfo & { expired: boolean })[] {
+  const { signing, encryptionOnly } = signingKeyDescriptors(descriptors);
+  const texts = signing.flatMap((k) => descendantElements(k, DS_NS, 'X509Certificate')).map((el) => el.textContent ?? '');
+  if (texts.length === 0) {
+    const hint = encryptionOnly > 0 ? ' (it only has encryption keys)' : '';
+    throw new MetadataError(
+      'no_signing_certificate',
+      `The IdP "${entity}" publishes no signing certificate${hint}: ` +
+        'a KeyDescriptor with use="signing" (or no use) holding an X509Certificate is required.',
+    );
+  }
+  const certs: (CertificateInfo & { expired: boolean })[] = [];
+  const problems: string[] = [];
+  for (const text of texts) {
+    try {
+      const info = parseCertificate(text);
+      if (certs.some((c) => c.fingerprintSha256 === info.fingerprintSha256)) continue;
+      certs.push({ ...info, expired: new Date(info.notAfter).getTime() <= now.getTime() });
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : 'unreadable');
+    }
+  }
+  if (certs.length === 0) {
+    throw new MetadataError(
+      'no_signing_certificate',
+      `The IdP "${entity}" has no usable signing certificate: ${problems[0] ?? 'none could be read'}`,
+    );
+  }
+  if (certs.every((c) => c.expired)) throw expiredError(certs, entity);
+  return certs;
+}
+
+function expiredError(certs: CertificateInfo[], entity: string): MetadataError {
+  const day = (iso: string): string => iso.replace('T', ' ').replace(/\.\d{3}Z$/, ' UTC');
+  if (certs.length === 1) {
+    return new MetadataError(
+      'certificate_expired',
+      `The IdP "${entity}" has only one signing certificate (${certificateLabel(certs[0])}) and it expired on ` +
+        `${day(certs[0].notAfter)}. Ask the IdP administrator to rotate it and publish the new certificate.`,
+    );
+  }
+  const list = certs.map((c) => `${certificateLabel(c)} expired ${day(c.notAfter)}`).join('; ');
+  return new MetadataError(
+    'certificate_expired',
+    `All ${certs.length} signing certificates of the IdP "${entity}" have expired (${list}). ` +
+      'Ask the IdP administrator to publish a current certificate.',
+  );
+}
+
+// ---- entry point ----------------------------------------------------------------------------
+
+/** Parses and validates IdP metadata. Throws MetadataError with an admin-readable message. */
+export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetadata {
+  const parsed = parseXml(xml);
+  checkRoot(parsed.root);
+
+  const signedXml = verifyRootSignature(parsed.text, parsed.root);
+  // From here on, read only what the signature covered.
+  const root = signedXml === null ? parsed.root : parseXml(signedXml).root;
+  checkRoot(root);
+
+  // Staleness first: an expired aggregate is refused as such, whatever it contains.
+  checkValidUntil([root], opts.now);
+  const { entity, groups } = selectIdp(root);
+  const id = entityId(entity);
+  const descriptors = childElements(entity, MD_NS, 'IDPSSODescriptor');
+  const scope = [...groups, entity, ...descriptors];
+  const validUntil = checkValidUntil(scope, opts.now);
+
+  return {
+    entityId: id,
+    ssoServices: ssoServices(descriptors, id),
+    signingCertificates: signingCertificates(descriptors, id, opts.now),
+    validUntil,
+    cacheDuration: shortestCacheDuration(scope),
+    signed: signedXml !== null,
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * Verification of an enveloped XML signature on a metadata document's root element.
+ *
+ * The signature is checked with the certificate in its own KeyInfo: metadata is trusted because
+ * it was fetched over a checked connection, and the signature proves the document was not altered
+ * after the IdP produced it. The signer certificate's validity dates are deliberately not judged
+ * (Entra keeps signing with an expired certificate). To rule out signature wrapping, the signature
+ * must cover exactly the root element, and the caller reads the metadata from the XML that was
+ * actually digested rather than from the original parse.
+ */
+import type { Element } from '@xmldom/xmldom';
+import { SignedXml } from 'xml-crypto';
+import { MetadataError } from './errors';
+import { childElements, descendantElements, DS_NS, attr } from './xml-dom';
+import { parseCertificate } from './x509';
+
+function badSignature(why: string): MetadataError {
+  return new MetadataError(
+    'bad_signature',
+    `The metadata carries an XML signature that does not verify: ${why}. ` +
+      'Download a fresh, unmodified copy from the IdP.',
+  );
+}
+
+function signerCertificate(signature: Element): string {
+  const keyInfo = childElements(signature, DS_NS, 'KeyInfo')[0];
+  const certEl = keyInfo ? descendantElements(keyInfo, DS_NS, 'X509Certificate')[0] : undefined;
+  if (certEl === undefined) throw badSignature('the signature has no X509Certificate in its KeyInfo');
+  try {
+    return parseCertificate(certEl.textContent ?? '').pem;
+  } catch (err) {
+    const why = err instanceof Error ? err.message : 'unreadable';
+    throw badSignature(`the certificate in the signature's KeyInfo cannot be read (${why})`);
+  }
+}
+
+/** xml-crypto's messages are written for developers; say the same thing for an admin. */
+function explainLibraryError(message: string): string {
+  if (/signature value .* is incorrect/.test(message)) return 'the signature value does not match the signed content';
+  if (/multiple elements with the same value for the ID/.test(message)) {
+    return 'several elements carry the signed ID, which is how signature-wrapping attacks work';
+  }
+  if (/algorithm .* is not supported|not supported/i.test(message)) return `it uses an unsupported algorithm (${message})`;
+  return message.replace(/\s+/g, ' ').replace(/\.+$/, '').slice(0, 200);
+}
+
+function coversRoot(uri: string, root: Element): boolean {
+  if (uri === '') return true;
+  const id = attr(root, 'ID');
+  return id !== null && id !== '' && uri === `#${id}`;
+}
+
+function failureReason(sig: SignedXml): string {
+  const failed = sig.getReferences().find((ref) => ref.validationError !== undefined);
+  if (failed === undefined) return 'the signature value does not match';
+  if (/digest/i.test(failed.validationError?.message ?? '')) {
+    return 'the signed content was changed after signing (digest mismatch)';
+  }
+  return 'the signed element could not be found';
+}
+
+/**
+ * Returns null when the root carries no signature, else the canonical XML of the root element
+ * that the signature covers. Throws `bad_signature` when the signature does not verify.
+ */
+export function verifyRootSignature(text: string, root: Element): string | null {
+  const signatures = childElements(root, DS_NS, 'Signature');
+  if (signatures.length === 0) return null;
+  if (signatures.length > 1) throw badSignature('the root element carries more than one signature');
+  const signature = signatures[0];
+
+  const sig = new SignedXml({ publicCert: signerCertificate(signature) });
+  let valid: boolean;
+  try {
+    sig.loadSignature(signature);
+    const refs = sig.getReferences();
+    if (refs.length !== 1 || !coversRoot(refs[0].uri, root)) {
+      throw badSignature('the signature does not cover the whole document (it must reference the root element)');
+    }
+    valid = sig.checkSignature(text);
+  } catch (err) {
+    if (err instanceof MetadataError) throw err;
+    const message = err instanceof Error ? err.message : '';
+    throw badSignature(explainLibraryError(message));
+  }
+  if (!valid) throw badSignature(failureReason(sig));
+
+  const signed = sig.getSignedReferences();
+  if (signed.length !== 1) throw badSignature('the signature does not cover exactly one element');
+  return signed[0];
+}

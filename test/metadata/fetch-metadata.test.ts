@@ -1,0 +1,233 @@
+/**
+ * End-to-end fetches against real servers on loopback. Each server serves valid metadata, so a
+ * refusal the fetcher fails to make would show up as a success; `hits` proves refused URLs were
+ * never requested. No test sends traffic anywhere but loopback.
+ */
+import net from 'node:net';
+import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
+import { fetchMetadata, type FetchOptions } from '../../src/metadata/fetch-metadata';
+import { fetchAndParse } from '../../src/metadata';
+import { canBind, OKTA_ENTITY_ID, OKTA_XML, startHttpServer, startHttpsServer, type LocalServer } from './support/local-servers';
+import { REFERENCE_NOW } from './support/fixtures';
+
+const HAS_127_0_0_2 = canBind('127.0.0.2');
+const HAS_IPV6_LOOPBACK = canBind('::1');
+if (!HAS_127_0_0_2) console.warn('Skipping 127.0.0.2 cases: this OS does not let a process bind 127.0.0.2.');
+if (!HAS_IPV6_LOOPBACK) console.warn('Skipping [::1] cases: this OS does not let a process bind ::1.');
+
+let main: LocalServer;
+let other: LocalServer;
+let alt: LocalServer | null = null;
+let v6: LocalServer | null = null;
+let tls: LocalServer;
+const servers: LocalServer[] = [];
+
+function required(server: LocalServer | null, what: string): LocalServer {
+  if (server === null) throw new Error(`could not start the ${what} test server`);
+  servers.push(server);
+  return server;
+}
+
+beforeAll(async () => {
+  main = required(await startHttpServer('127.0.0.1'), '127.0.0.1');
+  other = required(await startHttpServer('127.0.0.1'), 'second 127.0.0.1');
+  tls = required(await startHttpsServer('127.0.0.1'), 'https');
+  // Same port as `main` where possible, so these really are other names for the same service.
+  if (HAS_127_0_0_2) alt = required((await startHttpServer('127.0.0.2', main.port)) ?? (await startHttpServer('127.0.0.2')), '127.0.0.2');
+  if (HAS_IPV6_LOOPBACK) v6 = required((await startHttpServer('::1', main.port)) ?? (await startHttpServer('::1')), '::1');
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+});
+
+const allowMain = (): FetchOptions => ({ allowedHosts: [`127.0.0.1:${main.port}`] });
+
+async function refusal(url: string, opts: FetchOptions): Promise<MetadataError> {
+  try {
+    await fetchMetadata(url, opts);
+  } catch (err) {
+    if (err instanceof MetadataError) return err;
+    throw err;
+  }
+  throw new Error(`fetching ${url} succeeded`);
+}
+
+async function expectRefused(url: string, opts: FetchOptions, code: MetadataErrorCode, server: LocalServer): Promise<MetadataError> {
+  const before = server.hits.length;
+  const err = await refusal(url, opts);
+  expect({ code: err.code, message: err.message }).toEqual({ code, message: expect.any(String) });
+  expect(server.hits.length).toBe(before);
+  return err;
+}
+
+describe('allow-listed hosts', () => {
+  it('fetches http://127.0.0.1:<port> when that host:port is allow-listed', async () => {
+    const result = await fetchMetadata(`${main.origin}/metadata.xml`, allowMain());
+    expect(result.body).toBe(OKTA_XML);
+    expect(result.finalUrl).toBe(`${main.origin}/metadata.xml`);
+    expect(result.contentType).toBe('application/samlmetadata+xml');
+    expect(result.fetchedAt).toBeInstanceOf(Date);
+  });
+
+  it('fetches and parses in one call', async () => {
+    const { metadata, finalUrl } = await fetchAndParse(`${main.origin}/metadata.xml`, { ...allowMain(), now: REFERENCE_NOW });
+    expect(metadata.entityId).toBe(OKTA_ENTITY_ID);
+    expect(finalUrl).toBe(`${main.origin}/metadata.xml`);
+  });
+
+  it('names the URL when the fetched document is an HTML page', async () => {
+    await expect(fetchAndParse(`${main.origin}/html`, allowMain())).rejects.toMatchObject({
+      code: 'not_xml',
+      message: expect.stringMatching(new RegExp(`HTML page.*fetched from ${main.origin}/html`)),
+    });
+  });
+
+  it('reaches the same service through each alternative name once that name is allow-listed', async () => {
+    // Controls for the refusals below: these names really do lead to a live server.
+    const names = [`0.0.0.0:${main.port}`, `localhost:${main.port}`];
+    for (const hostPort of names) {
+      const result = await fetchMetadata(`http://${hostPort}/metadata.xml`, { allowedHosts: [hostPort] });
+      expect(result.body).toBe(OKTA_XML);
+    }
+  });
+});
+
+describe('refuses non-public addresses that are not allow-listed', () => {
+  it.each([
+    ['0.0.0.0', (p: number) => `http://0.0.0.0:${p}/metadata.xml`, /unspecified address 0\.0\.0\.0/],
+    ['decimal 2130706433', (p: number) => `http://2130706433:${p}/metadata.xml`, /loopback address 127\.0\.0\.1/],
+    ['hex 0x7f000001', (p: number) => `http://0x7f000001:${p}/metadata.xml`, /loopback address 127\.0\.0\.1/],
+    ['short 127.1', (p: number) => `http://127.1:${p}/metadata.xml`, /loopback address 127\.0\.0\.1/],
+    ['IPv4-mapped [::ffff:127.0.0.1]', (p: number) => `http://[::ffff:127.0.0.1]:${p}/metadata.xml`, /IPv4-mapped form of loopback/],
+    ['localhost', (p: number) => `http://localhost:${p}/metadata.xml`, /host "localhost", which resolves to loopback address 127\.0\.0\.1/],
+  ])('%s', async (_name, url, reason) => {
+    const err = await expectRefused(url(main.port), allowMain(), 'blocked_address', main);
+    expect(err.message).toMatch(reason);
+  });
+
+  it('does not let an odd spelling of an allow-listed IPv4 address use the allow-list entry', async () => {
+    const err = await expectRefused(`http://2130706433:${main.port}/metadata.xml`, allowMain(), 'blocked_address', main);
+    expect(err.message).toMatch(/applies only when the address is written as 127\.0\.0\.1/);
+  });
+
+  (HAS_127_0_0_2 ? it : it.skip)('http://127.0.0.2:<port>, which is reachable when allow-listed', async () => {
+    const server = required(alt, '127.0.0.2');
+    await expectRefused(`${server.origin}/metadata.xml`, allowMain(), 'blocked_address', server);
+    const control = await fetchMetadata(`${server.origin}/metadata.xml`, { allowedHosts: [`127.0.0.2:${server.port}`] });
+    expect(control.body).toBe(OKTA_XML);
+  });
+
+  (HAS_IPV6_LOOPBACK ? it : it.skip)('http://[::1]:<port>, which is reachable when allow-listed', async () => {
+    const server = required(v6, '::1');
+    const err = await expectRefused(`${server.origin}/metadata.xml`, allowMain(), 'blocked_address', server);
+    expect(err.message).toMatch(/loopback address ::1/);
+    const control = await fetchMetadata(`${server.origin}/metadata.xml`, { allowedHosts: [`[::1]:${server.port}`] });
+    expect(control.body).toBe(OKTA_XML);
+  });
+
+  it('applies the address rule to https too', async () => {
+    const err = await expectRefused(`https://127.0.0.1:${tls.port}/metadata.xml`, allowMain(), 'blocked_address', tls);
+    expect(err.message).toContain(`"127.0.0.1:${tls.port}" to metadataAllowedHosts`);
+  });
+});
+
+describe('redirects', () => {
+  it('checks the target of every redirect', async () => {
+    const target = `${other.origin}/metadata.xml`;
+    const err = await expectRefused(`${main.origin}/redirect?target=${encodeURIComponent(target)}`, allowMain(), 'blocked_address', other);
+    expect(err.message).toContain(`redirected from ${main.origin}/redirect`);
+  });
+
+  it('follows a redirect to another allow-listed host', async () => {
+    const target = `${other.origin}/metadata.xml`;
+    const opts = { allowedHosts: [`127.0.0.1:${main.port}`, `127.0.0.1:${other.port}`] };
+    const result = await fetchMetadata(`${main.origin}/redirect?target=${encodeURIComponent(target)}`, opts);
+    expect(result.finalUrl).toBe(target);
+    expect(result.body).toBe(OKTA_XML);
+  });
+
+  it('refuses a redirect to a non-http scheme', async () => {
+    const err = await refusal(`${main.origin}/redirect?target=${encodeURIComponent('file:///etc/passwd')}`, allowMain());
+    expect(err.code).toBe('scheme_not_allowed');
+  });
+
+  it('follows up to maxRedirects redirects and refuses one more', async () => {
+    const ok = await fetchMetadata(`${main.origin}/chain?n=3`, { ...allowMain(), maxRedirects: 3 });
+    expect(ok.finalUrl).toBe(`${main.origin}/metadata.xml`);
+    const err = await refusal(`${main.origin}/chain?n=4`, { ...allowMain(), maxRedirects: 3 });
+    expect(err.code).toBe('too_many_redirects');
+  });
+
+  it('stops a redirect loop', async () => {
+    const err = await refusal(`${main.origin}/loop`, allowMain());
+    expect(err.code).toBe('too_many_redirects');
+    expect(err.message).toMatch(/more than 3 times/);
+  });
+
+  it('reports a redirect without a Location header', async () => {
+    expect((await refusal(`${main.origin}/redirect-without-location`, allowMain())).code).toBe('http_status');
+  });
+});
+
+describe('limits and failures', () => {
+  it('times out on a server that never answers', async () => {
+    const started = Date.now();
+    const err = await refusal(`${main.origin}/hang`, { ...allowMain(), timeoutMs: 300 });
+    expect(err.code).toBe('timeout');
+    expect(err.message).toMatch(/within 300 ms/);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('times out on a body that stops arriving', async () => {
+    const err = await refusal(`${main.origin}/stall-body`, { ...allowMain(), timeoutMs: 300 });
+    expect(err.code).toBe('timeout');
+  });
+
+  it('times out connecting when the TLS handshake never completes', async () => {
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket)); // accepts, never speaks TLS
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    try {
+      const err = await refusal(`https://127.0.0.1:${port}/`, { allowedHosts: [`127.0.0.1:${port}`], connectTimeoutMs: 200, timeoutMs: 5000 });
+      expect(err.code).toBe('timeout');
+      expect(err.message).toMatch(/connecting to 127\.0\.0\.1:\d+: no connection within 200 ms/);
+    } finally {
+      sockets.forEach((socket) => socket.destroy());
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it('stops reading a body larger than maxBytes', async () => {
+    const err = await refusal(`${main.origin}/huge`, { ...allowMain(), maxBytes: 256 * 1024 });
+    expect(err.code).toBe('too_large');
+    expect(err.message).toMatch(/256 KiB/);
+  });
+
+  it('refuses a body whose Content-Length is over maxBytes without reading it', async () => {
+    const err = await refusal(`${main.origin}/huge-declared`, allowMain());
+    expect(err.code).toBe('too_large');
+    expect(err.message).toMatch(/announces 50 MiB/);
+  });
+
+  it('reports a 404 as http_status', async () => {
+    const err = await refusal(`${main.origin}/nope.xml`, allowMain());
+    expect(err.code).toBe('http_status');
+    expect(err.message).toMatch(/HTTP 404/);
+  });
+
+  it('reports a refused connection as unreachable', async () => {
+    const closed = required(await startHttpServer('127.0.0.1'), 'closed-port');
+    await closed.close();
+    const err = await refusal(`${closed.origin}/metadata.xml`, { allowedHosts: [`127.0.0.1:${closed.port}`] });
+    expect(err.code).toBe('unreachable');
+  });
+
+  it('verifies TLS certificates, also for allow-listed hosts', async () => {
+    const err = await refusal(`https://localhost:${tls.port}/metadata.xml`, { allowedHosts: [`localhost:${tls.port}`] });
+    expect(err.code).toBe('tls_error');
+    expect(tls.hits).toHaveLength(0);
+  });
+});

@@ -1,0 +1,311 @@
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
+import { parseIdpMetadata, type ParsedMetadata } from '../../src/metadata/parse-metadata';
+import { fixture, REFERENCE_NOW } from './support/fixtures';
+
+const REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
+const POST = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST';
+
+function parse(xml: string, now = REFERENCE_NOW): ParsedMetadata {
+  return parseIdpMetadata(xml, { now });
+}
+
+function refusal(xml: string, now = REFERENCE_NOW): MetadataError {
+  try {
+    parse(xml, now);
+  } catch (err) {
+    if (err instanceof MetadataError) return err;
+    throw err;
+  }
+  throw new Error('the metadata was accepted');
+}
+
+function ssoUrl(m: ParsedMetadata, binding: string): string[] {
+  return m.ssoServices.filter((s) => s.binding === binding).map((s) => s.location);
+}
+
+// Expected values transcribed from shared/fixtures/idp-metadata/MANIFEST.md.
+interface ValidCase {
+  file: string;
+  entityId: string;
+  redirect: string;
+  post: string;
+  certs: { notAfter: string; expired: boolean }[];
+  signed: boolean;
+  validUntil: string | null;
+}
+
+const VALID: ValidCase[] = [
+  {
+    file: 'okta.xml',
+    entityId: 'http://www.okta.com/exk9u78i8aMSxvkV70h7',
+    redirect: 'https://dev-599847.oktapreview.com/app/expresssaml2dev599847_esaml2sp_1/exk9u78i8aMSxvkV70h7/sso/saml',
+    post: 'https://dev-599847.oktapreview.com/app/expresssaml2dev599847_esaml2sp_1/exk9u78i8aMSxvkV70h7/sso/saml',
+    certs: [{ notAfter: '2027-03-06T04:55:33.000Z', expired: false }],
+    signed: false,
+    validUntil: null,
+  },
+  {
+    file: 'azure-entra.xml',
+    entityId: 'https://sts.windows.net/81c1df79-e153-4f9d-a101-8dcf04af6c2c/',
+    redirect: 'https://login.microsoftonline.com/81c1df79-e153-4f9d-a101-8dcf04af6c2c/saml2',
+    post: 'https://login.microsoftonline.com/81c1df79-e153-4f9d-a101-8dcf04af6c2c/saml2',
+    certs: [
+      { notAfter: '2025-09-28T09:17:32.000Z', expired: true },
+      { notAfter: '2027-05-07T16:44:56.000Z', expired: false },
+    ],
+    signed: true,
+    validUntil: null,
+  },
+  {
+    file: 'google-workspace.xml',
+    entityId: 'https://accounts.google.com/o/saml2?idpid=C01yz0nbv',
+    redirect: 'https://accounts.google.com/o/saml2/idp?idpid=C01yz0nbv',
+    post: 'https://accounts.google.com/o/saml2/idp?idpid=C01yz0nbv',
+    certs: [{ notAfter: '2030-06-03T14:29:25.000Z', expired: false }],
+    signed: false,
+    validUntil: '2030-06-03T14:29:25.000Z',
+  },
+  {
+    file: 'keycloak.xml',
+    entityId: 'https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak',
+    redirect: 'https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak/protocol/saml',
+    post: 'https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak/protocol/saml',
+    certs: [{ notAfter: '2030-12-10T18:35:11.000Z', expired: false }],
+    signed: false,
+    validUntil: null,
+  },
+  {
+    file: 'adfs.xml',
+    entityId: 'http://adfs-testad.testad.local/adfs/services/trust',
+    redirect: 'https://adfs-testad.testad.local/adfs/ls/',
+    post: 'https://adfs-testad.testad.local/adfs/ls/',
+    certs: [{ notAfter: '2029-10-27T09:42:32.000Z', expired: false }],
+    signed: true,
+    validUntil: null,
+  },
+  {
+    file: 'auth0.xml',
+    entityId: 'urn:dev-tyj7qyzz.auth0.com',
+    redirect: 'https://dev-tyj7qyzz.auth0.com/samlp/AX3jRN4ECnojiEepVjvM7yVCEcpVX6w6',
+    post: 'https://dev-tyj7qyzz.auth0.com/samlp/AX3jRN4ECnojiEepVjvM7yVCEcpVX6w6',
+    certs: [{ notAfter: '2032-12-03T13:21:44.000Z', expired: false }],
+    signed: false,
+    validUntil: null,
+  },
+  {
+    file: 'simplesamlphp.xml',
+    entityId: 'https://guest.login.utexas.edu/idp',
+    redirect: 'https://guest.login.utexas.edu/simplesaml/module.php/saml/idp/singleSignOnService',
+    post: 'https://guest.login.utexas.edu/simplesaml/module.php/saml/idp/singleSignOnService',
+    certs: [{ notAfter: '2033-08-15T21:04:27.000Z', expired: false }],
+    signed: false,
+    validUntil: null,
+  },
+  {
+    file: 'shibboleth-aggregate-entities.xml',
+    entityId: 'https://idp.testshib.org/idp/shibboleth',
+    redirect: 'https://idp.testshib.org/idp/profile/SAML2/Redirect/SSO',
+    post: 'https://idp.testshib.org/idp/profile/SAML2/POST/SSO',
+    certs: [{ notAfter: '2036-08-23T21:20:54.000Z', expired: false }],
+    signed: false,
+    validUntil: null,
+  },
+  {
+    file: 'two-signing-certs.xml',
+    entityId: 'https://accounts.google.com/o/saml2?idpid=C03ddq7te',
+    redirect: 'https://accounts.google.com/o/saml2/idp?idpid=C03ddq7te',
+    post: 'https://accounts.google.com/o/saml2/idp?idpid=C03ddq7te',
+    certs: [
+      { notAfter: '2028-10-09T20:03:19.000Z', expired: false },
+      { notAfter: '2028-10-09T20:04:55.000Z', expired: false },
+    ],
+    signed: false,
+    validUntil: '2028-10-09T20:03:19.000Z',
+  },
+];
+
+const INVALID: { file: string; code: MetadataErrorCode; message: RegExp }[] = [
+  { file: 'malformed.xml', code: 'not_xml', message: /not well-formed XML/ },
+  { file: 'html-error-page.xml', code: 'not_xml', message: /HTML page titled "Error 404 Not Found"/ },
+  { file: 'sp-metadata-not-idp.xml', code: 'sp_metadata', message: /service-provider \(SP\) metadata for "https:\/\/accounts\.google\.com\/o\/saml1"/ },
+  { file: 'no-sso-service.xml', code: 'no_sso_service', message: /no SingleSignOnService/ },
+  { file: 'onelogin-expired-cert.xml', code: 'certificate_expired', message: /expired on 2021-08-05/ },
+  { file: 'signed-aggregate-expired-validuntil.xml', code: 'metadata_expired', message: /validUntil is 2017-04-22T12:17:22/ },
+  { file: 'signed-metadata-bad-signature.xml', code: 'bad_signature', message: /digest mismatch/ },
+];
+
+describe('MANIFEST verdicts at 2026-11-23', () => {
+  it('covers every fixture in the directory', () => {
+    const files = readdirSync(path.resolve(__dirname, '../../../shared/fixtures/idp-metadata')).filter((f) => f.endsWith('.xml'));
+    expect([...VALID.map((v) => v.file), ...INVALID.map((v) => v.file)].sort()).toEqual(files.sort());
+  });
+
+  it.each(VALID)('accepts $file', (c) => {
+    const m = parse(fixture(c.file));
+    expect(m.entityId).toBe(c.entityId);
+    expect(ssoUrl(m, REDIRECT)).toEqual([c.redirect]);
+    expect(ssoUrl(m, POST)).toEqual([c.post]);
+    expect(m.ssoServices.every((s) => s.binding === REDIRECT || s.binding === POST)).toBe(true);
+    expect(m.signingCertificates.map((cert) => ({ notAfter: cert.notAfter, expired: cert.expired }))).toEqual(c.certs);
+    expect(m.signed).toBe(c.signed);
+    expect(m.validUntil).toBe(c.validUntil);
+  });
+
+  it.each(INVALID)('refuses $file with $code', (c) => {
+    const err = refusal(fixture(c.file));
+    expect(err.code).toBe(c.code);
+    expect(err.message).toMatch(c.message);
+  });
+});
+
+describe('signatures', () => {
+  it('accepts Entra metadata although the signer certificate expired, flagging the expired signing cert', () => {
+    const m = parse(fixture('azure-entra.xml'));
+    expect(m.signed).toBe(true);
+    expect(m.signingCertificates.filter((c) => !c.expired)).toHaveLength(1);
+  });
+
+  it('refuses adfs.xml with one character changed inside the signed content', () => {
+    const original = fixture('adfs.xml');
+    const tampered = original.replace('Location="https://adfs-testad.testad.local/adfs/ls/"', 'Location="https://adfs-testad.testad.local/adfs/ls/x"');
+    expect(tampered).not.toBe(original);
+    expect(refusal(tampered).code).toBe('bad_signature');
+  });
+
+  it('refuses adfs.xml with a changed SignatureValue', () => {
+    const original = fixture('adfs.xml');
+    const tampered = original.replace(/<ds:SignatureValue>(.)/, (_m, c: string) => `<ds:SignatureValue>${c === 'A' ? 'B' : 'A'}`);
+    expect(tampered).not.toBe(original);
+    expect(refusal(tampered).code).toBe('bad_signature');
+  });
+
+  it('refuses a signature that references an inner element instead of the root', () => {
+    const original = fixture('adfs.xml');
+    const moved = original
+      .replace(/<ds:Reference URI="#[^"]+"/, '<ds:Reference URI="#inner"')
+      .replace('<IDPSSODescriptor ', '<IDPSSODescriptor ID="inner" ');
+    const err = refusal(moved);
+    expect(err.code).toBe('bad_signature');
+    expect(err.message).toMatch(/cover the whole document/);
+  });
+
+  it('refuses a document whose ID is duplicated to smuggle in a second copy (signature wrapping)', () => {
+    const original = fixture('adfs.xml');
+    const id = (/<EntityDescriptor ID="([^"]+)"/.exec(original) ?? ['', ''])[1];
+    const wrapped = original.replace('<IDPSSODescriptor ', `<Extensions><EntityDescriptor ID="${id}" entityID="x"/></Extensions><IDPSSODescriptor `);
+    expect(refusal(wrapped).code).toBe('bad_signature');
+  });
+});
+
+describe('XML safety', () => {
+  it('refuses an entity-expansion bomb without expanding it', () => {
+    const bomb =
+      '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>' +
+      '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="&lol2;"/>';
+    expect(refusal(bomb).code).toBe('doctype_not_allowed');
+  });
+
+  it('refuses an external entity', () => {
+    const xxe =
+      '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' +
+      '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="&xxe;"/>';
+    expect(refusal(xxe).code).toBe('doctype_not_allowed');
+  });
+
+  it('refuses any DOCTYPE, even on otherwise valid metadata', () => {
+    const okta = fixture('okta.xml').replace('<md:EntityDescriptor', '<!DOCTYPE md:EntityDescriptor>\n<md:EntityDescriptor');
+    expect(refusal(okta).code).toBe('doctype_not_allowed');
+  });
+
+  it.each([
+    ['', /empty/],
+    ['{"metadata": true}', /JSON/],
+    ['Service Unavailable', /does not start with a tag/],
+    ['<a><b></a>', /not well-formed/],
+  ])('refuses %j as not XML', (text, message) => {
+    const err = refusal(text);
+    expect(err.code).toBe('not_xml');
+    expect(err.message).toMatch(message);
+  });
+
+  it('forgives blank lines before the XML declaration', () => {
+    expect(parse(`\r\n\n${fixture('okta.xml')}`).entityId).toBe('http://www.okta.com/exk9u78i8aMSxvkV70h7');
+  });
+
+  it('refuses well-formed XML that is not SAML metadata', () => {
+    const err = refusal('<feed xmlns="http://www.w3.org/2005/Atom"/>');
+    expect(err.code).toBe('not_metadata');
+    expect(err.message).toMatch(/<feed>/);
+  });
+
+  it('recognises well-formed XHTML as an HTML page', () => {
+    const err = refusal('<html xmlns="http://www.w3.org/1999/xhtml"><head><title>Sign in</title></head><body/></html>');
+    expect(err.message).toMatch(/HTML page titled "Sign in"/);
+  });
+});
+
+describe('validity and content rules', () => {
+  const okta = fixture('okta.xml');
+  const withRootAttrs = (attrs: string): string => okta.replace('<md:EntityDescriptor ', `<md:EntityDescriptor ${attrs} `);
+
+  it('refuses metadata whose validUntil has passed, naming the date', () => {
+    const err = refusal(withRootAttrs('validUntil="2026-11-22T23:59:59Z"'));
+    expect(err.code).toBe('metadata_expired');
+    expect(err.message).toMatch(/2026-11-22T23:59:59/);
+  });
+
+  it('accepts metadata whose validUntil is still ahead and reports it', () => {
+    expect(parse(withRootAttrs('validUntil="2026-11-24T00:00:00Z"')).validUntil).toBe('2026-11-24T00:00:00.000Z');
+  });
+
+  it('uses the clock it is given: google-workspace.xml is stale after its validUntil', () => {
+    const err = refusal(fixture('google-workspace.xml'), new Date('2030-06-04T00:00:00Z'));
+    expect(err.code).toBe('metadata_expired');
+    expect(err.message).toMatch(/2030-06-03/);
+  });
+
+  it('refuses when every signing certificate has expired, listing their dates', () => {
+    const err = refusal(fixture('azure-entra.xml'), new Date('2027-06-01T00:00:00Z'));
+    expect(err.code).toBe('certificate_expired');
+    expect(err.message).toMatch(/2025-09-28/);
+    expect(err.message).toMatch(/2027-05-07/);
+  });
+
+  it('keeps the raw cacheDuration', () => {
+    expect(parse(withRootAttrs('cacheDuration="PT6H"')).cacheDuration).toBe('PT6H');
+    expect(parse(okta).cacheDuration).toBeNull();
+  });
+
+  it('refuses an IdP whose only SSO endpoints use other bindings, naming them', () => {
+    const soapOnly = okta.replace(/bindings:HTTP-(POST|Redirect)/g, 'bindings:SOAP');
+    const err = refusal(soapOnly);
+    expect(err.code).toBe('no_sso_service');
+    expect(err.message).toMatch(/SOAP/);
+  });
+
+  it('refuses an IdP with only an encryption key', () => {
+    const err = refusal(okta.replace('<md:KeyDescriptor use="signing">', '<md:KeyDescriptor use="encryption">'));
+    expect(err.code).toBe('no_signing_certificate');
+    expect(err.message).toMatch(/only has encryption keys/);
+  });
+
+  it('refuses an IdP whose signing certificate is garbage', () => {
+    const garbled = okta.replace(/<ds:X509Certificate>[^<]+</, '<ds:X509Certificate>bm90IGEgY2VydA==<');
+    const err = refusal(garbled);
+    expect(err.code).toBe('no_signing_certificate');
+    expect(err.message).toMatch(/not an X\.509 certificate/);
+  });
+
+  it('refuses a document holding several IdPs, naming them', () => {
+    const aggregate = fixture('signed-aggregate-expired-validuntil.xml')
+      .replace(/<ds:Signature[\s\S]*?<\/ds:Signature>/, '')
+      .replace(/ validUntil="[^"]+"/, '');
+    const err = refusal(aggregate);
+    expect(err.code).toBe('multiple_idps');
+    expect(err.message).toMatch(/2 identity providers/);
+    expect(err.message).toContain('https://si-saai.ualg.pt/idp/shibboleth');
+    expect(err.message).toContain('https://idp.fccn.pt/idp/shibboleth');
+  });
+});
