@@ -30,7 +30,7 @@ export const ConfigFileSchema = Type.Object(
     /** host:port pairs whose IdP metadata may be fetched over http and at private addresses. */
     metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
     /** How often each region re-fetches the IdP metadata of the credentials it created. */
-    metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 10 })),
+    metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );
@@ -46,6 +46,11 @@ export interface Config extends ConfigFile {
   tokenSigningSecret: string;
   logLevel: string;
   configPath: string;
+  /**
+   * Judge IdP certificates and validUntil as of this ISO time instead of now (METADATA_VALIDATION_TIME).
+   * For tests whose fixtures expire; leave unset in production.
+   */
+  metadataValidationTime: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -119,7 +124,14 @@ export function loadConfig(env: Env = process.env): Config {
     tokenSigningSecret,
     logLevel: env.LOG_LEVEL || 'info',
     configPath,
+    metadataValidationTime: validTime(env.METADATA_VALIDATION_TIME),
   };
+}
+
+function validTime(v: string | undefined): string | null {
+  if (!v) return null;
+  if (Number.isNaN(Date.parse(v))) throw new ConfigError(`METADATA_VALIDATION_TIME must be an ISO date-time, got '${v}'`);
+  return new Date(v).toISOString();
 }
 
 export function regionIds(config: Pick<Config, 'regions'>): string[] {

@@ -1,6 +1,7 @@
 import type { Feature } from './feature';
+import { infisicalFeature } from './infisical/feature';
 import { organizationsFeature } from './organizations/feature';
 import { providerCredentialsFeature } from './provider-credentials/feature';
 
 /** Every capability of the service; each wires itself in its own feature.ts. */
-export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature];
+export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature];

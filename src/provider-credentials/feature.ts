@@ -1,9 +1,16 @@
 import type { Feature } from '../feature';
+import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
 import { providerCredentialRoutes } from './routes';
 import { credentialsTable } from './store';
 
 export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
   tables: [credentialsTable],
-  routes: ({ db, repl }) => providerCredentialRoutes({ db, repl }),
+  routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
+  adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region),
+  start: (deps) => {
+    const refresher = new MetadataRefresher(deps);
+    refresher.start();
+    return () => refresher.stop();
+  },
 };

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { Db } from '../db/client';
+import { loadIdpMetadata, metadataView, nextRefreshAt, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
 import { jsonBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
@@ -22,6 +23,7 @@ export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
 export interface CredentialRouteDeps {
   db: Db;
   repl: Replicator;
+  config: MetadataConfig;
 }
 
 function invalidBody(errors: Parameters<typeof describeErrors>[0]) {
@@ -36,7 +38,12 @@ function credentialId(req: Request): string {
 
 const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
-export function providerCredentialRoutes({ db, repl }: CredentialRouteDeps): Router {
+export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDeps): Router {
+  const fetchMetadata = async (url: string) => {
+    const metadata = await loadIdpMetadata(config, url);
+    return { metadata, nextRefreshAt: nextRefreshAt(metadata, config) };
+  };
+
   const router = Router();
   router.use(CREDENTIALS_PATH, slashidAuth(db));
 
@@ -44,7 +51,8 @@ export function providerCredentialRoutes({ db, repl }: CredentialRouteDeps): Rou
     const consistency = parseConsistency(req, startedAt(res));
     if (!validateCreateCredential(req.body)) throw invalidBody(validateCreateCredential.errors);
     const body = req.body;
-    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgIdOf(res), body), (v) => v, setChangeId(res));
+    const fetched = await fetchMetadata(body.idp_metadata_url);
+    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgIdOf(res), body, fetched), (v) => v, setChangeId(res));
     res.status(201).json(envelope(value));
   });
 
@@ -66,12 +74,41 @@ export function providerCredentialRoutes({ db, repl }: CredentialRouteDeps): Rou
     res.json(envelope(viewFromModel(row)));
   });
 
+  // The parsed IdP metadata: not part of the seed's result shape, so it has its own read-only resource.
+  router.get(`${CREDENTIALS_PATH}/:id/metadata`, async (req, res) => {
+    const id = credentialId(req);
+    const row = await findCredential(db, orgIdOf(res), id);
+    if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
+    const refresh = await db.metadataRefreshState.findUnique({ where: { credentialId: id } });
+    res.json(
+      envelope({
+        id,
+        idp_metadata_url: row.idpMetadataUrl,
+        metadata: metadataView(row.metadata as StoredMetadata | null, validationTime(config)),
+        refresh: {
+          home_region: row.homeRegion,
+          // The schedule lives in the home region only.
+          ...(refresh
+            ? {
+                next_at: refresh.nextAt.toISOString(),
+                last_success_at: refresh.lastSuccessAt?.toISOString() ?? null,
+                last_error: refresh.lastError,
+                consecutive_failures: refresh.consecutiveFailures,
+              }
+            : {}),
+        },
+      }),
+    );
+  });
+
   router.patch(`${CREDENTIALS_PATH}/:id`, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = credentialId(req);
     if (!validatePatchCredential(req.body)) throw invalidBody(validatePatchCredential.errors);
     const patch = req.body;
-    await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch), (v) => v, setChangeId(res));
+    if (!(await findCredential(db, orgIdOf(res), id))) throw notFound(`SAML provider credentials ${id} not found.`);
+    const fetched = patch.idp_metadata_url ? await fetchMetadata(patch.idp_metadata_url) : null;
+    await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), (v) => v, setChangeId(res));
     res.status(204).end();
   });
 

@@ -4,7 +4,8 @@ import { notFound } from '../http/errors';
 import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
-import { credentialsTable } from './store';
+import type { StoredMetadata } from './metadata';
+import { credentialsTable, recordRefresh } from './store';
 
 export function viewFromModel(m: SamlProviderCredential): CredentialView {
   return {
@@ -26,12 +27,13 @@ export function viewFromRow(r: Row): CredentialView {
   };
 }
 
-export interface CredentialExtras {
-  /** Parsed IdP metadata, when it was fetched for this write. */
-  metadata?: unknown;
+/** IdP metadata fetched for this write, and when the home region should fetch it again. */
+export interface FetchedMetadata {
+  metadata: StoredMetadata;
+  nextRefreshAt: Date;
 }
 
-export function createCredential(repl: Replicator, orgId: string, body: CreateCredentialBody, extras: CredentialExtras = {}) {
+export function createCredential(repl: Replicator, orgId: string, body: CreateCredentialBody, fetched: FetchedMetadata) {
   return repl.write(async (w) => {
     const row = await w.put(credentialsTable, {
       id: uuidv7(),
@@ -40,9 +42,11 @@ export function createCredential(repl: Replicator, orgId: string, body: CreateCr
       idp_metadata_url: body.idp_metadata_url,
       email_claims: body.email_claims ?? [],
       enable_in_slashid_oidc_authz_server: body.enable_in_slashid_oidc_authz_server ?? false,
-      metadata: extras.metadata ?? null,
+      metadata: fetched.metadata,
+      home_region: repl.region,
       created_at: new Date().toISOString(),
     });
+    await recordRefresh(w.tx, String(row.id), fetched.nextRefreshAt, { ok: true });
     return viewFromRow(row);
   });
 }
@@ -55,10 +59,11 @@ async function lockOwned(w: Parameters<Parameters<Replicator['write']>[0]>[0], o
   return current;
 }
 
-export function patchCredential(repl: Replicator, orgId: string, id: string, patch: PatchCredentialBody, extras: CredentialExtras = {}) {
+export function patchCredential(repl: Replicator, orgId: string, id: string, patch: PatchCredentialBody, fetched: FetchedMetadata | null) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
-    const row = await w.put(credentialsTable, { ...current, ...patch, ...extras });
+    const row = await w.put(credentialsTable, { ...current, ...patch, ...(fetched ? { metadata: fetched.metadata } : {}) });
+    if (fetched) await recordRefresh(w.tx, id, fetched.nextRefreshAt, { ok: true });
     return viewFromRow(row);
   });
 }

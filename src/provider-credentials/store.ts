@@ -1,4 +1,4 @@
-import type { Db } from '../db/client';
+import type { Db, TxClient } from '../db/client';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
@@ -14,4 +14,19 @@ export async function listCredentials(db: Db, orgId: string, limit: number, offs
 
 export function findCredential(db: Db, orgId: string, id: string) {
   return db.samlProviderCredential.findFirst({ where: { id, orgId, deletedAt: null } });
+}
+
+export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
+
+/** Records a metadata fetch (at a write or by the refresh job) and schedules the next one. Local, not replicated. */
+export async function recordRefresh(db: Pick<TxClient, 'metadataRefreshState'>, credentialId: string, nextAt: Date, outcome: RefreshOutcome) {
+  const now = new Date();
+  const fields = outcome.ok
+    ? { nextAt, lastAttemptAt: now, lastSuccessAt: now, lastError: null, lastErrorCode: null, consecutiveFailures: 0 }
+    : { nextAt, lastAttemptAt: now, lastError: outcome.message, lastErrorCode: outcome.code };
+  await db.metadataRefreshState.upsert({
+    where: { credentialId },
+    create: { credentialId, ...fields, consecutiveFailures: outcome.ok ? 0 : 1 },
+    update: outcome.ok ? fields : { ...fields, consecutiveFailures: { increment: 1 } },
+  });
 }

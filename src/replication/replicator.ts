@@ -60,7 +60,8 @@ export class Replicator {
               ...row,
               version,
               origin_region: region,
-              updated_at: row.updated_at ?? new Date().toISOString(),
+              // A new row was last updated when it was created; an existing one, now.
+              updated_at: current ? new Date().toISOString() : (row.created_at ?? new Date().toISOString()),
               deleted_at: row.deleted_at ?? null,
             };
             await store.apply(tx, [{ table: table.name, key, version, row: full }]);

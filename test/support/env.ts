@@ -13,6 +13,8 @@ import { dropDatabase } from '../../src/db/migrate';
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+/** The fixtures' MANIFEST judges certificates as of this date; tests pin the service's clock to it. */
+export const FIXTURE_DATE = '2026-11-23T00:00:00.000Z';
 
 export function uniqueName(label: string): string {
   return `t_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase().slice(0, 20)}_${crypto.randomBytes(4).toString('hex')}`;
@@ -58,6 +60,7 @@ export async function createDeployment(label: string, regions: string[], extra: 
         tokenSigningSecret: 'test-signing-secret',
         logLevel: process.env.TEST_LOG_LEVEL ?? 'silent',
         configPath,
+        metadataValidationTime: FIXTURE_DATE,
       };
     },
     async cleanup() {

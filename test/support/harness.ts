@@ -8,7 +8,7 @@ import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile } from '../../src/config';
 import { PROJECT_ROOT } from '../../src/paths';
-import { ADMIN_TOKEN, createDeployment, type TestDeployment } from './env';
+import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, type TestDeployment } from './env';
 
 export interface Cluster {
   deployment: TestDeployment;
@@ -45,6 +45,7 @@ export async function startCluster(
           ADMIN_TOKEN,
           TOKEN_SIGNING_SECRET: 'test-signing-secret',
           LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+          METADATA_VALIDATION_TIME: FIXTURE_DATE,
           ...opts.env,
         },
         onLine: (line) => {

@@ -20,18 +20,29 @@ export interface IdpServer {
   url(file: string): string;
   /** Serve `body` at `/name` (overrides a fixture of the same name). */
   set(name: string, body: string): void;
+  /** Answer `/name` with a 302 to `location`. */
+  redirect(name: string, location: string): void;
+  /** Answer `/name` with 404 from now on. */
+  remove(name: string): void;
   hits(name: string): number;
   close(): Promise<void>;
 }
 
 export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
   const docs = new Map<string, string>();
+  const redirects = new Map<string, string>();
+  const removed = new Set<string>();
   const hits = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const name = decodeURIComponent((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
     hits.set(name, (hits.get(name) ?? 0) + 1);
-    let body = docs.get(name);
-    if (body === undefined && /^[a-z0-9-]+\.xml$/.test(name) && fs.existsSync(path.join(FIXTURES_DIR, name))) body = fixture(name);
+    const location = redirects.get(name);
+    if (location) {
+      res.writeHead(302, { location }).end();
+      return;
+    }
+    let body = removed.has(name) ? undefined : docs.get(name);
+    if (body === undefined && !removed.has(name) && /^[a-z0-9-]+\.xml$/.test(name) && fs.existsSync(path.join(FIXTURES_DIR, name))) body = fixture(name);
     if (body === undefined) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       return;
@@ -44,7 +55,12 @@ export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
   return {
     hostPort,
     url: (file) => `http://${hostPort}/${file}`,
-    set: (name, body) => void docs.set(name, body),
+    set: (name, body) => {
+      removed.delete(name);
+      docs.set(name, body);
+    },
+    redirect: (name, location) => void redirects.set(name, location),
+    remove: (name) => void removed.add(name),
     hits: (name) => hits.get(name) ?? 0,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };

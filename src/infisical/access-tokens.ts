@@ -1,0 +1,55 @@
+/**
+ * Access tokens of the Infisical dialect: HS256 JWTs bound to one organization (`sub`), signed with the
+ * deployment-wide `tokenSigningSecret`, so a token issued by any region is accepted by every region
+ * without a lookup. They cannot be revoked before `exp`; keep lifetimes short.
+ */
+import type { RequestHandler, Response } from 'express';
+import jwt from 'jsonwebtoken';
+import { unauthorized } from '../http/errors';
+import { isUuid } from '../http/slashid';
+import type { AccessTokenView } from './schema';
+
+export const TOKEN_AUDIENCE = 'infisical-api';
+export const TOKEN_ISSUER = 'saml-credential-service';
+
+export function issueAccessToken(secret: string, orgId: string, expiresInSeconds: number, now = Date.now()): AccessTokenView {
+  const iat = Math.floor(now / 1000);
+  const exp = iat + expiresInSeconds;
+  const token = jwt.sign({ sub: orgId, aud: TOKEN_AUDIENCE, iss: TOKEN_ISSUER, iat, exp }, secret, { algorithm: 'HS256' });
+  return { access_token: token, token_type: 'Bearer', expires_at: new Date(exp * 1000).toISOString() };
+}
+
+/** The organization the token is bound to, or a 401 that says what is wrong with it. */
+export function verifyAccessToken(secret: string, token: string): string {
+  let payload: string | jwt.JwtPayload;
+  try {
+    // Pinning the algorithm keeps "alg: none" and algorithm-confusion tokens out.
+    payload = jwt.verify(token, secret, { algorithms: ['HS256'], audience: TOKEN_AUDIENCE, issuer: TOKEN_ISSUER });
+  } catch (err) {
+    if (err instanceof jwt.TokenExpiredError) {
+      throw unauthorized(`The access token expired at ${err.expiredAt.toISOString()}; issue a new one.`);
+    }
+    throw unauthorized('The access token is not valid: it is malformed, not signed by this service, or not meant for this API.');
+  }
+  const sub = typeof payload === 'string' ? undefined : payload.sub;
+  if (typeof sub !== 'string' || !isUuid(sub)) throw unauthorized('The access token does not name an organization.');
+  return sub.toLowerCase();
+}
+
+/** `Authorization: Bearer <access token>`; stores the token's organization for the handler. */
+export function bearerAuth(secret: string): RequestHandler {
+  return (req, res, next) => {
+    const header = req.get('authorization');
+    if (!header) throw unauthorized('Missing Authorization header: send Authorization: Bearer <access token>.');
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m?.[1]) throw unauthorized('The Authorization header must be "Bearer <access token>".');
+    res.locals.tokenOrgId = verifyAccessToken(secret, m[1]);
+    next();
+  };
+}
+
+export function tokenOrgOf(res: Response): string {
+  const id: unknown = res.locals.tokenOrgId;
+  if (typeof id !== 'string') throw new Error('bearerAuth did not run before this handler');
+  return id;
+}

@@ -1,0 +1,125 @@
+import { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { ValidateFunction } from 'ajv';
+import type { Db } from '../db/client';
+import { jsonBody } from '../http/body';
+import { badRequest, forbidden, notFound } from '../http/errors';
+import { startedAt } from '../http/request-id';
+import { isUuid } from '../http/slashid';
+import { describeErrors } from '../http/validate';
+import type { Logger } from '../logger';
+import { findOrganization, isSelfOrAncestor } from '../organizations/store';
+import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import type { Replicator } from '../replication/replicator';
+import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
+import { infisicalErrors, issuesFromAjv, validationFailure } from './errors';
+import {
+  DEFAULT_TOKEN_LIFETIME_SECONDS,
+  validateCreateSsoConfig,
+  validateGetSsoConfigQuery,
+  validateIssueAccessToken,
+  validatePatchSsoConfig,
+} from './schema';
+import { createSamlConfig, detailsFromModel, patchSamlConfig, settingIssues } from './service';
+import { findSamlConfig } from './store';
+
+export const API_PREFIX = '/api/v1';
+export const SSO_CONFIG_PATH = '/sso/config';
+
+/** Schema issues and our own checks together, so one 422 lists every problem of the body. */
+function checkBody<T>(validate: ValidateFunction<T>, body: unknown): T {
+  if (validate(body)) {
+    const issues = settingIssues(body, []);
+    if (issues.length) throw validationFailure(issues);
+    return body;
+  }
+  const schemaIssues = issuesFromAjv(validate.errors);
+  throw validationFailure([...schemaIssues, ...settingIssues(body, schemaIssues)]);
+}
+
+/** After validation, as Infisical does: a malformed body is a 422 even when it names someone else's org. */
+async function authorize(db: Db, res: Response, orgId: string): Promise<string> {
+  const tokenOrg = tokenOrgOf(res);
+  const target = orgId.toLowerCase();
+  if (!(await isSelfOrAncestor(db, tokenOrg, target))) {
+    throw forbidden(`This access token is not valid for organization ${orgId}: it is bound to another organization.`);
+  }
+  return target;
+}
+
+const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
+
+export interface InfisicalRouteDeps {
+  db: Db;
+  repl: Replicator;
+  tokenSigningSecret: string;
+  log: Logger;
+}
+
+/** Infisical's /api/v1 paths. Everything under /api/v1, unknown paths included, answers in its error shape. */
+export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: InfisicalRouteDeps): Router {
+  const api = Router();
+  // Authentication runs before the body is parsed: an anonymous caller learns nothing about the body rules.
+  const auth = bearerAuth(tokenSigningSecret);
+
+  api.post(SSO_CONFIG_PATH, auth, jsonBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const body = checkBody(validateCreateSsoConfig, req.body);
+    await authorize(db, res, body.organizationId);
+    const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body), (v) => v, setChangeId(res));
+    res.json(value);
+  });
+
+  api.get(SSO_CONFIG_PATH, auth, async (req, res) => {
+    const query = req.query;
+    if (!validateGetSsoConfigQuery(query)) throw validationFailure(issuesFromAjv(validateGetSsoConfigQuery.errors));
+    const orgId = await authorize(db, res, query.organizationId);
+    const config = await findSamlConfig(db, orgId);
+    if (!config) throw notFound(`Organization ${orgId} has no SAML config.`);
+    res.json(detailsFromModel(config));
+  });
+
+  api.patch(SSO_CONFIG_PATH, auth, jsonBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const body = checkBody(validatePatchSsoConfig, req.body);
+    await authorize(db, res, body.organizationId);
+    const { value } = await writeWithConsistency(repl, consistency, () => patchSamlConfig(repl, body), (v) => v, setChangeId(res));
+    res.json(value);
+  });
+
+  api.use((req) => {
+    throw notFound(`Route ${req.method}:${req.originalUrl.split('?')[0]} not found.`);
+  });
+  api.use(infisicalErrors(log));
+
+  const router = Router();
+  router.use(API_PREFIX, api);
+  return router;
+}
+
+const hasBody = (req: Request) =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+/** The body is optional here (every field has a default); when there is one, it must be JSON. */
+function optionalJsonBody(): RequestHandler {
+  const parse = jsonBody();
+  return (req, res, next) => (hasBody(req) ? parse(req, res, next) : next());
+}
+
+/** Admin call that issues access tokens for the Infisical dialect (mounted behind adminAuth). */
+export function infisicalAdminRoutes({ db, tokenSigningSecret }: { db: Db; tokenSigningSecret: string }): Router {
+  const router = Router();
+
+  router.post('/admin/organizations/:id/access-tokens', optionalJsonBody(), async (req, res) => {
+    const id = String(req.params.id);
+    const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
+    if (!org) throw notFound(`Organization ${id} not found.`);
+    const body: unknown = req.body ?? {};
+    if (!validateIssueAccessToken(body)) {
+      throw badRequest(`Invalid request body: ${describeErrors(validateIssueAccessToken.errors).join('; ')}.`);
+    }
+    const lifetime = body.expires_in_seconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS;
+    res.status(201).json(issueAccessToken(tokenSigningSecret, org.id, lifetime));
+  });
+
+  return router;
+}

@@ -1,0 +1,98 @@
+/**
+ * Request and response shapes of the Infisical dialect, after Infisical's OpenAPI for
+ * POST /api/v1/sso/config (shared/seeds/000_2bcebda910c06db6.txt). Field names are Infisical's camelCase.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { compile } from '../http/validate';
+
+export const AUTH_PROVIDERS = ['okta-saml', 'azure-saml', 'jumpcloud-saml', 'google-saml', 'keycloak-saml', 'auth0-saml'] as const;
+export type AuthProvider = (typeof AUTH_PROVIDERS)[number];
+
+const OrganizationId = Type.String({ format: 'uuid', description: 'The ID of the organization the SAML config belongs to.' });
+
+const fields = {
+  // One enum keyword rather than a union of literals: ajv then reports one issue listing the allowed values.
+  authProvider: Type.Unsafe<AuthProvider>({
+    type: 'string',
+    enum: [...AUTH_PROVIDERS],
+    description: 'Authentication provider to use for SAML authentication.',
+  }),
+  isActive: Type.Boolean({ description: 'Whether to enable or disable this SAML configuration.' }),
+  // Shape only here; "absolute https URL" is checked in service.ts so the message can say why.
+  entryPoint: Type.String({ minLength: 1, maxLength: 2048, description: 'The IdP URL users are sent to for SAML sign-in (https).' }),
+  issuer: Type.String({ minLength: 1, maxLength: 1024, description: 'The SAML provider issuer URL or entity ID.' }),
+  cert: Type.String({ minLength: 1, maxLength: 32 * 1024, description: "The IdP's signing certificate: PEM, or bare base64 DER." }),
+  enableGroupSync: Type.Boolean({ description: 'Whether to synchronize group memberships from the SAML provider.' }),
+};
+
+export const CreateSsoConfigBody = Type.Object(
+  {
+    organizationId: OrganizationId,
+    authProvider: fields.authProvider,
+    isActive: fields.isActive,
+    entryPoint: fields.entryPoint,
+    issuer: fields.issuer,
+    cert: fields.cert,
+    enableGroupSync: Type.Optional(fields.enableGroupSync),
+  },
+  { additionalProperties: false },
+);
+export type CreateSsoConfigBody = Static<typeof CreateSsoConfigBody>;
+
+/** Infisical's PATCH: the same fields, all optional but organizationId. */
+export const PatchSsoConfigBody = Type.Object(
+  {
+    organizationId: OrganizationId,
+    authProvider: Type.Optional(fields.authProvider),
+    isActive: Type.Optional(fields.isActive),
+    entryPoint: Type.Optional(fields.entryPoint),
+    issuer: Type.Optional(fields.issuer),
+    cert: Type.Optional(fields.cert),
+    enableGroupSync: Type.Optional(fields.enableGroupSync),
+  },
+  { additionalProperties: false },
+);
+export type PatchSsoConfigBody = Static<typeof PatchSsoConfigBody>;
+
+/** Other query parameters are ignored, as Infisical's (non-strict) query schema does. */
+export const GetSsoConfigQuery = Type.Object({ organizationId: OrganizationId });
+
+export const MAX_TOKEN_LIFETIME_SECONDS = 30 * 24 * 3600;
+export const DEFAULT_TOKEN_LIFETIME_SECONDS = 3600;
+
+export const IssueAccessTokenBody = Type.Object(
+  {
+    expires_in_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKEN_LIFETIME_SECONDS })),
+  },
+  { additionalProperties: false },
+);
+export type IssueAccessTokenBody = Static<typeof IssueAccessTokenBody>;
+
+export const validateCreateSsoConfig = compile(CreateSsoConfigBody);
+export const validatePatchSsoConfig = compile(PatchSsoConfigBody);
+export const validateGetSsoConfigQuery = compile(GetSsoConfigQuery);
+export const validateIssueAccessToken = compile(IssueAccessTokenBody);
+
+/** The seed's 200 response of POST, exactly (it is additionalProperties: false); PATCH answers the same. */
+export interface SsoConfigView {
+  id: string;
+  orgId: string;
+  isActive: boolean;
+  lastUsed: string | null;
+  createdAt: string;
+  updatedAt: string;
+  authProvider: string;
+}
+
+/** GET also returns the IdP settings, as Infisical does. */
+export interface SsoConfigDetails extends SsoConfigView {
+  entryPoint: string;
+  issuer: string;
+  cert: string;
+}
+
+export interface AccessTokenView {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_at: string;
+}

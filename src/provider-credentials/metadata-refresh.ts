@@ -1,0 +1,126 @@
+/**
+ * Background refresh of IdP metadata, run by each region for the credentials it is home to (the region
+ * that created them). A changed document (a rotated certificate, say) is written like any other change and
+ * replicates; an unchanged one only moves the local schedule. A failed refresh keeps the last good
+ * metadata, backs off, and shows up in GET /admin/metadata-refresh — it is never silent.
+ */
+import { Router } from 'express';
+import type { Db } from '../db/client';
+import { AppError } from '../http/errors';
+import type { Logger } from '../logger';
+import type { Replicator } from '../replication/replicator';
+import { loadIdpMetadata, nextRefreshAt, sameMetadata, type MetadataConfig, type StoredMetadata } from './metadata';
+import { credentialsTable, recordRefresh } from './store';
+
+export interface RefreshDeps {
+  db: Db;
+  repl: Replicator;
+  config: MetadataConfig;
+  log: Logger;
+}
+
+interface Due {
+  id: string;
+  idp_metadata_url: string;
+  metadata: StoredMetadata | null;
+}
+
+const MAX_BACKOFF_MS = 3600_000;
+
+export class MetadataRefresher {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  refreshed = 0;
+  failed = 0;
+
+  constructor(private readonly d: RefreshDeps) {}
+
+  start(): void {
+    const periodMs = (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
+    const tickMs = Math.min(30_000, Math.max(500, periodMs / 4));
+    const tick = async () => {
+      this.running = this.runOnce().then(() => undefined, (err: Error) => this.d.log.warn({ err: err.message }, 'metadata refresh cycle failed'));
+      await this.running;
+      if (!this.stopped) this.timer = setTimeout(tick, tickMs);
+    };
+    this.timer = setTimeout(tick, tickMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Refreshes every due credential this region is home to; returns how many it looked at. */
+  async runOnce(limit = 20): Promise<number> {
+    const due = await this.d.db.$queryRawUnsafe<Due[]>(
+      `SELECT c.id::text, c.idp_metadata_url, c.metadata
+         FROM saml_provider_credentials c
+         LEFT JOIN metadata_refresh_state s ON s.credential_id = c.id
+        WHERE c.home_region = $1 AND c.deleted_at IS NULL AND coalesce(s.next_at, c.updated_at) <= now()
+        ORDER BY coalesce(s.next_at, c.updated_at) LIMIT $2`,
+      this.d.repl.region,
+      limit,
+    );
+    for (const c of due) await this.refreshOne(c);
+    return due.length;
+  }
+
+  private async refreshOne(c: Due): Promise<void> {
+    const { db, repl, config, log } = this.d;
+    let fresh: StoredMetadata;
+    try {
+      fresh = await loadIdpMetadata(config, c.idp_metadata_url);
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError(500, 'internal', (err as Error).message);
+      const state = await db.metadataRefreshState.findUnique({ where: { credentialId: c.id } });
+      const backoff = Math.min(MAX_BACKOFF_MS, 60_000 * 2 ** (state?.consecutiveFailures ?? 0));
+      const period = (config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
+      await recordRefresh(db, c.id, new Date(Date.now() + Math.min(backoff, period)), { ok: false, code: e.code, message: e.message });
+      this.failed += 1;
+      log.warn({ credentialId: c.id, code: e.code, err: e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
+      return;
+    }
+    if (!sameMetadata(c.metadata, fresh)) {
+      await repl.write(async (w) => {
+        const current = await w.lock(credentialsTable, c.id);
+        // Deleted or re-pointed meanwhile: this fetch is no longer the credential's metadata.
+        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url) return;
+        await w.put(credentialsTable, { ...current, metadata: fresh });
+      });
+      log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
+    }
+    await recordRefresh(db, c.id, nextRefreshAt(fresh, config), { ok: true });
+    this.refreshed += 1;
+  }
+}
+
+/** GET /admin/metadata-refresh: this region's refresh schedule, failures first. */
+export function metadataRefreshAdminRoutes(db: Db, region: string): Router {
+  const router = Router();
+  router.get('/admin/metadata-refresh', async (_req, res) => {
+    const rows = await db.$queryRawUnsafe<
+      { credential_id: string; org_id: string; idp_metadata_url: string; next_at: Date; last_attempt_at: Date | null; last_success_at: Date | null; last_error: string | null; last_error_code: string | null; consecutive_failures: number }[]
+    >(
+      `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
+              s.last_error, s.last_error_code, s.consecutive_failures
+         FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
+        WHERE c.home_region = $1 AND c.deleted_at IS NULL
+        ORDER BY s.consecutive_failures DESC, s.next_at ASC LIMIT 500`,
+      region,
+    );
+    res.json({
+      region,
+      failing: rows.filter((r) => r.consecutive_failures > 0).length,
+      credentials: rows.map((r) => ({
+        ...r,
+        next_at: r.next_at.toISOString(),
+        last_attempt_at: r.last_attempt_at?.toISOString() ?? null,
+        last_success_at: r.last_success_at?.toISOString() ?? null,
+      })),
+    });
+  });
+  return router;
+}

@@ -1,0 +1,97 @@
+/**
+ * The IdP metadata of a credential: fetched (safely) by the region that takes the write, stored in the
+ * replicated row, shown to the org, and re-fetched on a schedule by the credential's home region.
+ */
+import type { Config } from '../config';
+import { AppError } from '../http/errors';
+import { cacheDurationMs, fetchAndParse, isMetadataError, type ParsedMetadata } from '../metadata';
+
+export interface StoredCertificate {
+  subject: string;
+  issuer: string;
+  not_before: string;
+  not_after: string;
+  fingerprint_sha256: string;
+  pem: string;
+}
+
+/** The `metadata` column: what the credential's IdP said when it was last fetched. */
+export interface StoredMetadata {
+  entity_id: string;
+  sso_services: { binding: string; location: string }[];
+  signing_certificates: StoredCertificate[];
+  valid_until: string | null;
+  cache_duration: string | null;
+  signed: boolean;
+  fetched_at: string;
+  fetched_from: string;
+}
+
+export function toStoredMetadata(m: ParsedMetadata, fetchedAt: Date, finalUrl: string): StoredMetadata {
+  return {
+    entity_id: m.entityId,
+    sso_services: m.ssoServices,
+    signing_certificates: m.signingCertificates.map((c) => ({
+      subject: c.subject,
+      issuer: c.issuer,
+      not_before: c.notBefore,
+      not_after: c.notAfter,
+      fingerprint_sha256: c.fingerprintSha256,
+      pem: c.pem,
+    })),
+    valid_until: m.validUntil,
+    cache_duration: m.cacheDuration,
+    signed: m.signed,
+    fetched_at: fetchedAt.toISOString(),
+    fetched_from: finalUrl,
+  };
+}
+
+export type MetadataConfig = Pick<Config, 'metadataAllowedHosts' | 'metadataValidationTime' | 'metadataRefreshIntervalSeconds'>;
+
+export function validationTime(config: MetadataConfig): Date {
+  return config.metadataValidationTime ? new Date(config.metadataValidationTime) : new Date();
+}
+
+/** Fetches and validates the metadata; a refusal is a 400 that says what was wrong. */
+export async function loadIdpMetadata(config: MetadataConfig, url: string): Promise<StoredMetadata> {
+  try {
+    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config) });
+    return toStoredMetadata(r.metadata, r.fetchedAt, r.finalUrl);
+  } catch (err) {
+    if (isMetadataError(err)) throw new AppError(400, `idp_metadata_${err.code}`, `idp_metadata_url was refused: ${err.message}`);
+    throw err;
+  }
+}
+
+export const DEFAULT_REFRESH_SECONDS = 24 * 3600;
+const MIN_REFRESH_MS = 1000;
+
+/** When to fetch again: the configured period, sooner if the document's cacheDuration or validUntil ask. */
+export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, now = new Date()): Date {
+  let wait = (config.metadataRefreshIntervalSeconds ?? DEFAULT_REFRESH_SECONDS) * 1000;
+  const cache = m?.cache_duration ? cacheDurationMs(m.cache_duration) : null;
+  if (cache !== null && cache > 0) wait = Math.min(wait, cache);
+  if (m?.valid_until) {
+    // Refresh well before the document goes stale: half of the remaining time.
+    const left = Date.parse(m.valid_until) - now.getTime();
+    if (left > 0) wait = Math.min(wait, left / 2);
+  }
+  return new Date(now.getTime() + Math.max(MIN_REFRESH_MS, wait));
+}
+
+/** What the org sees of a credential's metadata (the seed's `result` shape stays as it is). */
+export function metadataView(m: StoredMetadata | null, now: Date) {
+  if (!m) return null;
+  return {
+    ...m,
+    signing_certificates: m.signing_certificates.map((c) => ({ ...c, expired: Date.parse(c.not_after) <= now.getTime() })),
+  };
+}
+
+/** Compares what matters of two fetches (not when they were made). */
+export function sameMetadata(a: StoredMetadata | null, b: StoredMetadata): boolean {
+  if (!a) return false;
+  const strip = ({ fetched_at: _f, ...rest }: StoredMetadata) => JSON.stringify(rest);
+  return strip(a) === strip(b);
+}

@@ -1,0 +1,158 @@
+/**
+ * Access tokens: the admin call that issues them, and 401/403 on the Infisical API (seed shapes).
+ */
+import jwt from 'jsonwebtoken';
+import { call, createOrg, adminHeaders } from '../support/harness';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from './support/fixtures';
+import { expectSeedShape } from './support/seed-schemas';
+
+// The secret test/support/env.ts gives every test region.
+const SECRET = 'test-signing-secret';
+
+let region: InProcessRegion;
+let url: string;
+let certs: TestCerts;
+
+beforeAll(async () => {
+  certs = makeCerts();
+  region = await startInProcess('infisical-auth', ['us-iowa']);
+  url = region.url;
+});
+afterAll(async () => {
+  await region?.stop();
+});
+
+async function api(method: string, path: string, headers: Record<string, string>, body?: unknown) {
+  const res = await call(url, method, path, { headers, ...(body === undefined ? {} : { body }) });
+  expectSeedShape(method, res);
+  return res;
+}
+
+const claims = (orgId: string, over: Record<string, unknown> = {}) => ({
+  sub: orgId, aud: 'infisical-api', iss: 'saml-credential-service', exp: Math.floor(Date.now() / 1000) + 600, ...over,
+});
+
+describe('POST /admin/organizations/{id}/access-tokens', () => {
+  test('issues a signed HS256 token bound to the org, valid for an hour by default', async () => {
+    const org = await createOrg(url);
+    const before = Date.now();
+    const res = await call(url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders });
+    expect(res.status).toBe(201);
+    expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_at', 'token_type']);
+    expect(res.body.token_type).toBe('Bearer');
+    const decoded = jwt.verify(res.body.access_token, SECRET, { algorithms: ['HS256'], complete: true });
+    expect(decoded.header.alg).toBe('HS256');
+    expect(decoded.payload).toMatchObject({ sub: org.id, aud: 'infisical-api', iss: 'saml-credential-service' });
+    const expiresAt = Date.parse(res.body.expires_at);
+    expect(expiresAt).toBe(((decoded.payload as jwt.JwtPayload).exp ?? 0) * 1000);
+    expect(Math.abs(expiresAt - before - 3600_000)).toBeLessThan(5000);
+  });
+
+  test('takes expires_in_seconds from 1 to 30 days and refuses anything else', async () => {
+    const org = await createOrg(url);
+    const path = `/admin/organizations/${org.id}/access-tokens`;
+    const ok = await call(url, 'POST', path, { headers: adminHeaders, body: { expires_in_seconds: 2592000 } });
+    expect(ok.status).toBe(201);
+    expect(Math.abs(Date.parse(ok.body.expires_at) - Date.now() - 2592000_000)).toBeLessThan(5000);
+    for (const bad of [0, 2592001, 1.5, '60']) {
+      const res = await call(url, 'POST', path, { headers: adminHeaders, body: { expires_in_seconds: bad } });
+      expect(res.status).toBe(400);
+      expect(res.body.errors[0].message).toContain('expires_in_seconds');
+    }
+  });
+
+  test('answers 404 for an unknown organization and 401 without the admin token', async () => {
+    const missing = await call(url, 'POST', '/admin/organizations/00000000-0000-4000-8000-000000000000/access-tokens', { headers: adminHeaders });
+    expect(missing.status).toBe(404);
+    const org = await createOrg(url);
+    const anonymous = await call(url, 'POST', `/admin/organizations/${org.id}/access-tokens`);
+    expect(anonymous.status).toBe(401);
+  });
+});
+
+describe('401: no token, bad signature, expired', () => {
+  let orgId: string;
+  beforeAll(async () => {
+    orgId = (await createOrg(url)).id;
+  });
+
+  const cases: [string, () => Record<string, string>, string][] = [
+    ['no Authorization header', () => ({}), 'Missing Authorization header'],
+    ['a non-Bearer scheme', () => ({ authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }), 'Bearer <access token>'],
+    ['a token that is not a JWT', () => bearer('not-a-jwt'), 'not valid'],
+    ['a token signed with another secret', () => bearer(jwt.sign(claims(orgId), 'another-secret-another-secret')), 'not valid'],
+    ['an unsigned (alg none) token', () => bearer(jwt.sign(claims(orgId), '', { algorithm: 'none' })), 'not valid'],
+    ['a token signed with HS512', () => bearer(jwt.sign(claims(orgId), SECRET, { algorithm: 'HS512' })), 'not valid'],
+    ['a token for another audience', () => bearer(jwt.sign(claims(orgId, { aud: 'slashid' }), SECRET)), 'not valid'],
+    ['an expired token', () => bearer(jwt.sign(claims(orgId, { exp: Math.floor(Date.now() / 1000) - 60 }), SECRET)), 'expired at'],
+    ['a token without an organization', () => bearer(jwt.sign(claims(orgId, { sub: 'acme' }), SECRET)), 'does not name an organization'],
+  ];
+
+  test.each(cases)('%s', async (_name, headers, why) => {
+    for (const [method, path, body] of [
+      ['POST', SSO, configBody(orgId, certs.pem)],
+      ['GET', `${SSO}?organizationId=${orgId}`, undefined],
+      ['PATCH', SSO, { organizationId: orgId, isActive: false }],
+    ] as const) {
+      const res = await api(method, path, headers(), body);
+      expect(res.status).toBe(401);
+      expect(res.body.error).toBe('UnauthorizedError');
+      expect(res.body.message).toContain(why);
+    }
+  });
+
+  test('authentication comes before the body is looked at', async () => {
+    const res = await api('POST', SSO, {}, { nonsense: true });
+    expect(res.status).toBe(401);
+  });
+});
+
+describe('403: the token is for another organization', () => {
+  test('refuses POST, GET and PATCH on an org that is not the token org or below it', async () => {
+    const mine = await createOrg(url, 'mine');
+    const theirs = await createOrg(url, 'theirs');
+    const theirToken = await issueToken(url, theirs.id);
+    expect((await api('POST', SSO, bearer(theirToken), configBody(theirs.id, certs.pem))).status).toBe(200);
+
+    const token = await issueToken(url, mine.id);
+    const attempts = [
+      await api('POST', SSO, bearer(token), configBody(theirs.id, certs.pem)),
+      await api('GET', `${SSO}?organizationId=${theirs.id}`, bearer(token)),
+      await api('PATCH', SSO, bearer(token), { organizationId: theirs.id, isActive: false }),
+    ];
+    for (const res of attempts) {
+      expect(res.status).toBe(403);
+      expect(res.body).toMatchObject({ error: 'PermissionDenied', message: expect.stringContaining(theirs.id) });
+    }
+    const unchanged = await api('GET', `${SSO}?organizationId=${theirs.id}`, bearer(theirToken));
+    expect(unchanged.body.isActive).toBe(true);
+  });
+
+  test('an org that does not exist is a 403 too: the token cannot be for it', async () => {
+    const mine = await createOrg(url);
+    const token = await issueToken(url, mine.id);
+    const res = await api('GET', `${SSO}?organizationId=00000000-0000-4000-8000-000000000000`, bearer(token));
+    expect(res.status).toBe(403);
+  });
+
+  test("a parent org's token works for its sub-organization, not the other way round", async () => {
+    const parent = await createOrg(url, 'parent');
+    const child = await createOrg(url, 'child', { parent_id: parent.id });
+    const parentToken = await issueToken(url, parent.id);
+    const created = await api('POST', SSO, bearer(parentToken), configBody(child.id, certs.pem));
+    expect(created.status).toBe(200);
+    expect(created.body.orgId).toBe(child.id);
+    const childToken = await issueToken(url, child.id);
+    expect((await api('GET', `${SSO}?organizationId=${child.id}`, bearer(childToken))).status).toBe(200);
+    expect((await api('POST', SSO, bearer(childToken), configBody(parent.id, certs.pem))).status).toBe(403);
+  });
+
+  test('validation comes before authorization: a malformed body for another org is a 422', async () => {
+    const mine = await createOrg(url);
+    const theirs = await createOrg(url);
+    const token = await issueToken(url, mine.id);
+    const res = await api('POST', SSO, bearer(token), configBody(theirs.id, certs.pem, { entryPoint: 'http://idp.example.com' }));
+    expect(res.status).toBe(422);
+  });
+});

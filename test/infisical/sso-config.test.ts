@@ -1,0 +1,277 @@
+/**
+ * The Infisical-compatible SSO config API on one region: every answer is checked against the seed's
+ * OpenAPI response schemas.
+ */
+import { samlConfigId } from '../../src/infisical/service';
+import { call, createOrg, type ApiResponse } from '../support/harness';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from './support/fixtures';
+import { expectSeedShape, validatorFor } from './support/seed-schemas';
+
+let region: InProcessRegion;
+let url: string;
+let certs: TestCerts;
+
+beforeAll(async () => {
+  certs = makeCerts();
+  region = await startInProcess('infisical', ['us-iowa']);
+  url = region.url;
+});
+afterAll(async () => {
+  await region?.stop();
+});
+
+/** A fresh org and a token for it. */
+async function newOrg(name = 'acme') {
+  const org = await createOrg(url, name);
+  return { id: org.id, token: await issueToken(url, org.id) };
+}
+
+async function api(method: string, path: string, token: string, opts: { body?: unknown; rawBody?: string; headers?: Record<string, string> } = {}) {
+  const res = await call(url, method, path, { ...opts, headers: bearer(token, opts.headers) });
+  expectSeedShape(method, res);
+  return res;
+}
+
+function issues(res: ApiResponse): { code: string; path: string[]; message: string }[] {
+  expect(res.status).toBe(422);
+  expect(res.body.error).toBe('ValidationFailure');
+  expect(Array.isArray(res.body.message)).toBe(true);
+  return res.body.message;
+}
+
+test('the seed validators are strict: an extra field or a wrong type fails them', () => {
+  const ok = {
+    id: '0b9f6f7e-8d0e-4c4a-9d7e-6a1f9b2f0c11', orgId: '5a0c5a39-7ad3-4f4b-9bd1-1d6c0d3d7a55', isActive: true,
+    lastUsed: null, createdAt: '2026-11-23T01:00:00.000Z', updatedAt: '2026-11-23T01:00:00.000Z', authProvider: 'okta-saml',
+  };
+  const post200 = validatorFor('POST', 200);
+  expect(post200(ok)).toBe(true);
+  expect(post200({ ...ok, cert: 'x' })).toBe(false);
+  expect(post200({ ...ok, lastUsed: 'yesterday' })).toBe(false);
+  expect(validatorFor('GET', 200)(ok)).toBe(false);
+  expect(validatorFor('GET', 404)({ reqId: 'r', statusCode: 404, message: 'm', error: 'NotFound', details: {} })).toBe(false);
+});
+
+describe('POST /api/v1/sso/config', () => {
+  test('creates the config and answers 200 with exactly the seed fields', async () => {
+    const org = await newOrg();
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { enableGroupSync: true }) });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ orgId: org.id, isActive: true, lastUsed: null, authProvider: 'okta-saml' });
+    expect(res.body.createdAt).toBe(res.body.updatedAt);
+    expect(res.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  test('derives the config id from the organization, so every region would pick the same one', async () => {
+    const org = await newOrg();
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    expect(res.status).toBe(200);
+    expect(res.body.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-/);
+    expect(res.body.id).toBe(samlConfigId(org.id));
+    expect(res.body.id).not.toBe(org.id);
+    const again = await newOrg();
+    const other = await api('POST', SSO, again.token, { body: configBody(again.id, certs.pem) });
+    expect(other.body.id).not.toBe(res.body.id);
+  });
+
+  test('accepts a certificate given as bare base64 DER, as IdPs often hand it out', async () => {
+    const org = await newOrg();
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.bareBase64, { authProvider: 'azure-saml' }) });
+    expect(res.status).toBe(200);
+    const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(got.body.cert).toBe(certs.bareBase64);
+  });
+
+  test('answers 409 with a clear message for a second config of the same org, and keeps the first', async () => {
+    const org = await newOrg();
+    const first = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    expect(first.status).toBe(200);
+    const second = await api('POST', SSO, org.token, { body: configBody(org.id, certs.otherPem, { issuer: 'second' }) });
+    expect(second.status).toBe(409);
+    expect(second.body.error).toBe('Conflict');
+    expect(second.body.message).toContain(`Organization ${org.id} already has a SAML config`);
+    expect(second.body.message).toContain('PATCH');
+    const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(got.body.issuer).toBe('http://www.okta.com/exk1example');
+  });
+
+  test('of two simultaneous creates for one org, exactly one wins and the other gets 409', async () => {
+    const org = await newOrg();
+    const results = await Promise.all(
+      ['a', 'b', 'c'].map((i) => api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { issuer: i }) })),
+    );
+    expect(results.map((r) => r.status).sort()).toEqual([200, 409, 409]);
+  });
+});
+
+describe('validation (422, Infisical shape)', () => {
+  let org: { id: string; token: string };
+  beforeAll(async () => {
+    org = await newOrg('validation');
+  });
+
+  test('lists every missing and malformed field at once', async () => {
+    const res = await api('POST', SSO, org.token, {
+      body: { organizationId: org.id, authProvider: 'onelogin-saml', isActive: 'yes', extra: 1 },
+    });
+    const list = issues(res);
+    const byField = new Map(list.map((i) => [i.path.join('.') || (i.code === 'unrecognized_keys' ? 'keys' : ''), i]));
+    expect(byField.get('authProvider')?.code).toBe('invalid_enum_value');
+    expect(byField.get('authProvider')?.message).toContain("'okta-saml'");
+    expect(byField.get('isActive')?.code).toBe('invalid_type');
+    for (const f of ['entryPoint', 'issuer', 'cert']) expect(byField.get(f)?.message).toBe(`${f} is required`);
+    expect(list.some((i) => i.code === 'unrecognized_keys' && i.message.includes("'extra'"))).toBe(true);
+  });
+
+  test.each([
+    ['http://idp.example.com/sso', "'http' would send SAML requests unprotected"],
+    ['/sso/saml', 'must be an absolute https URL'],
+    ['idp.example.com/sso', 'must be an absolute https URL'],
+    ['https://user:pw@idp.example.com/sso', 'user name or password'],
+  ])('refuses entryPoint %s', async (entryPoint, why) => {
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { entryPoint }) });
+    const list = issues(res);
+    expect(list).toEqual([{ code: 'custom', path: ['entryPoint'], message: expect.stringContaining(why) }]);
+  });
+
+  test.each([
+    ['<certificate?>', 'not base64'],
+    ['QUJDREVGR0g=', 'not an X.509 certificate'],
+    ['-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----', 'BEGIN PRIVATE KEY'],
+  ])('refuses a cert that does not parse (%s) and says why', async (cert, why) => {
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, cert) });
+    const list = issues(res);
+    expect(list).toHaveLength(1);
+    expect(list[0]?.path).toEqual(['cert']);
+    expect(list[0]?.message).toContain('cert is not a usable X.509 certificate');
+    expect(list[0]?.message).toContain(why);
+  });
+
+  test('refuses an expired certificate and names its expiry date', async () => {
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.expiredPem) });
+    const list = issues(res);
+    expect(list).toHaveLength(1);
+    expect(list[0]?.message).toContain(`expired on ${certs.expiredNotAfter}`);
+    expect(list[0]?.message).toContain('CN=expired-idp');
+  });
+
+  test('reports schema problems and certificate problems together', async () => {
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.expiredPem, { entryPoint: 'ftp://x', isActive: 1 }) });
+    expect(issues(res).map((i) => i.path[0]).sort()).toEqual(['cert', 'entryPoint', 'isActive']);
+  });
+
+  test('a body that is JSON but not an object is a 422', async () => {
+    const res = await api('POST', SSO, org.token, { body: ['x'] });
+    expect(issues(res)[0]?.message).toBe('body must be of type object');
+  });
+
+  test('GET without organizationId, or with one that is not a UUID, is a 422', async () => {
+    expect(issues(await api('GET', SSO, org.token))[0]?.path).toEqual(['organizationId']);
+    expect(issues(await api('GET', `${SSO}?organizationId=acme`, org.token))[0]?.code).toBe('invalid_string');
+  });
+
+  test('nothing is written when validation fails', async () => {
+    const res = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(res.status).toBe(404);
+  });
+});
+
+describe('bad requests (400, Infisical shape)', () => {
+  let org: { id: string; token: string };
+  beforeAll(async () => {
+    org = await newOrg('badreq');
+  });
+
+  test('invalid JSON', async () => {
+    const res = await api('POST', SSO, org.token, { rawBody: '{"organizationId":', headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'BadRequest', message: 'The request body is not valid JSON.' });
+  });
+
+  test('a content type other than JSON', async () => {
+    const res = await api('PATCH', SSO, org.token, { rawBody: 'organizationId=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('Content-Type must be application/json');
+  });
+
+  test('bad consistency headers', async () => {
+    const body = configBody(org.id, certs.pem);
+    const level = await api('POST', SSO, org.token, { body, headers: { 'SlashID-Required-Consistency': 'everywhere' } });
+    expect(level.status).toBe(400);
+    expect(level.body.message).toContain('SlashID-Required-Consistency');
+    const timeout = await api('PATCH', SSO, org.token, { body: { organizationId: org.id }, headers: { 'SlashID-Required-Consistency-Timeout': '500' } });
+    expect(timeout.status).toBe(400);
+    expect(timeout.body.message).toContain('1 to 120');
+  });
+});
+
+describe('GET and PATCH', () => {
+  test('GET returns the config with entryPoint, issuer and cert', async () => {
+    const org = await newOrg();
+    const created = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    const res = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      ...created.body,
+      entryPoint: 'https://idp.example.com/app/sso/saml',
+      issuer: 'http://www.okta.com/exk1example',
+      cert: certs.pem,
+    });
+  });
+
+  test('GET of an org without a config is a 404', async () => {
+    const org = await newOrg();
+    const res = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(res.status).toBe(404);
+    expect(res.body.error).toBe('NotFound');
+  });
+
+  test('PATCH changes only the given fields and moves updatedAt', async () => {
+    const org = await newOrg();
+    const created = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    await new Promise((r) => setTimeout(r, 10));
+    const res = await api('PATCH', SSO, org.token, {
+      body: { organizationId: org.id, isActive: false, cert: certs.otherPem, entryPoint: 'https://idp.example.com/v2/sso' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ id: created.body.id, isActive: false, createdAt: created.body.createdAt, authProvider: 'okta-saml' });
+    expect(Date.parse(res.body.updatedAt)).toBeGreaterThan(Date.parse(created.body.updatedAt));
+    const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(got.body).toMatchObject({ isActive: false, cert: certs.otherPem, entryPoint: 'https://idp.example.com/v2/sso', issuer: 'http://www.okta.com/exk1example' });
+  });
+
+  test('PATCH with only organizationId changes nothing', async () => {
+    const org = await newOrg();
+    const created = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id } });
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual(created.body);
+    expect(res.headers.get('x-change-id')).toBeNull();
+  });
+
+  test('PATCH validates like POST: an expired certificate is refused and the config is unchanged', async () => {
+    const org = await newOrg();
+    await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, cert: certs.expiredPem, authProvider: 'saml' } });
+    expect(issues(res).map((i) => i.path[0]).sort()).toEqual(['authProvider', 'cert']);
+    const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
+    expect(got.body.cert).toBe(certs.pem);
+  });
+
+  test('PATCH of an org without a config is a 404', async () => {
+    const org = await newOrg();
+    const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, isActive: false } });
+    expect(res.status).toBe(404);
+    expect(res.body).toMatchObject({ error: 'NotFound', message: expect.stringContaining('has no SAML config') });
+  });
+
+  test('unknown paths under /api/v1 also answer in Infisical shape', async () => {
+    const org = await newOrg();
+    for (const [method, path] of [['GET', '/api/v1/sso/other'], ['DELETE', SSO], ['GET', '/api/v1']]) {
+      const res = await api(method as string, path as string, org.token);
+      expect(res.status).toBe(404);
+      expect(res.body.error).toBe('NotFound');
+    }
+  });
+});

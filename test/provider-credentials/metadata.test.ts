@@ -1,0 +1,160 @@
+/**
+ * IdP metadata through the service: each fixture gets its MANIFEST verdict (clock pinned to 2026-11-23),
+ * SSRF refusals with real servers listening behind them, the metadata resource, and the refresh job.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+let r: InProcessRegion;
+let idp: IdpServer;
+let decoy: http.Server;
+let decoyPort: number;
+let org: { id: string; api_key: string };
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  // A live server that is NOT allow-listed: a missed refusal would fetch from it successfully.
+  decoy = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/xml' }).end(fixture('okta.xml')));
+  await new Promise<void>((resolve) => decoy.listen(0, '0.0.0.0', () => resolve()));
+  decoyPort = (decoy.address() as AddressInfo).port;
+  r = await startInProcess('metadata', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 1 });
+  org = await createOrg(r.url, 'md');
+});
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+  await new Promise((res) => decoy.close(res));
+});
+
+const count = () => r.region.db.samlProviderCredential.count({ where: { deletedAt: null } });
+const create = (url: string) => call(r.url, 'POST', PATH, { body: { idp_metadata_url: url }, headers: slashidHeaders(org) });
+
+describe('every fixture gets its MANIFEST verdict', () => {
+  test.each([
+    ['okta.xml', 'http://www.okta.com/exk9u78i8aMSxvkV70h7', 1],
+    ['azure-entra.xml', 'https://sts.windows.net/81c1df79-e153-4f9d-a101-8dcf04af6c2c/', 2],
+    ['google-workspace.xml', 'https://accounts.google.com/o/saml2?idpid=C01yz0nbv', 1],
+    ['keycloak.xml', 'https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak', 1],
+    ['adfs.xml', 'http://adfs-testad.testad.local/adfs/services/trust', 1],
+    ['auth0.xml', 'urn:dev-tyj7qyzz.auth0.com', 1],
+    ['simplesamlphp.xml', 'https://guest.login.utexas.edu/idp', 1],
+    ['shibboleth-aggregate-entities.xml', 'https://idp.testshib.org/idp/shibboleth', 1],
+    ['two-signing-certs.xml', 'https://accounts.google.com/o/saml2?idpid=C03ddq7te', 2],
+  ])('%s is accepted and its parsed metadata is visible', async (file, entityId, certs) => {
+    const res = await create(idp.url(file));
+    expect(res.status).toBe(201);
+    const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.status).toBe(200);
+    expect(md.body.result.metadata.entity_id).toBe(entityId);
+    expect(md.body.result.metadata.signing_certificates).toHaveLength(certs);
+    expect(md.body.result.metadata.sso_services.length).toBeGreaterThan(0);
+    for (const c of md.body.result.metadata.signing_certificates) {
+      expect(c).toMatchObject({ not_after: expect.any(String), fingerprint_sha256: expect.any(String), expired: expect.any(Boolean) });
+    }
+    expect(md.body.result.refresh.home_region).toBe('us-iowa');
+  });
+
+  test.each([
+    ['onelogin-expired-cert.xml', /expired.*2021-08-05/i],
+    ['signed-aggregate-expired-validuntil.xml', /validUntil|stale/i],
+    ['signed-metadata-bad-signature.xml', /signature/i],
+    ['no-sso-service.xml', /SingleSignOnService/i],
+    ['sp-metadata-not-idp.xml', /service provider|SP metadata|SPSSODescriptor/i],
+    ['malformed.xml', /XML/],
+    ['html-error-page.xml', /HTML/],
+  ])('%s is refused with a 400 that says why, and nothing is written', async (file, why) => {
+    const before = await count();
+    const res = await create(idp.url(file));
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(why);
+    expect(res.body.errors[0].message).toContain('idp_metadata_url');
+    expect(await count()).toBe(before);
+  });
+});
+
+describe('server-side request forgery is refused, with a live server behind each address', () => {
+  test.each([
+    ['127.0.0.2', () => `http://127.0.0.2:${decoyPort}/md.xml`],
+    ['[::1]', () => `http://[::1]:${decoyPort}/md.xml`],
+    ['0.0.0.0', () => `http://0.0.0.0:${decoyPort}/md.xml`],
+    ['decimal 127.0.0.1', () => `http://2130706433:${decoyPort}/md.xml`],
+    ['hex 127.0.0.1', () => `http://0x7f000001:${decoyPort}/md.xml`],
+    ['localhost', () => `http://localhost:${decoyPort}/md.xml`],
+    ['a loopback port that is not allow-listed', () => `http://127.0.0.1:${decoyPort}/md.xml`],
+    ['https to loopback', () => `https://127.0.0.1:${decoyPort}/md.xml`],
+  ])('%s', async (_n, url) => {
+    const before = await count();
+    const res = await create(url());
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(/loopback|not allowed|blocked|private|unspecified/i);
+    expect(await count()).toBe(before);
+  });
+
+  test('a redirect from an allow-listed host to a loopback port that is not allow-listed', async () => {
+    idp.redirect('hop.xml', `http://127.0.0.1:${decoyPort}/md.xml`);
+    const res = await create(idp.url('hop.xml'));
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(/redirect/i);
+  });
+
+  test('a document larger than the limit', async () => {
+    idp.set('huge.xml', `<x>${'a'.repeat(2 * 1024 * 1024)}</x>`);
+    const res = await create(idp.url('huge.xml'));
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(/large|limit/i);
+  });
+});
+
+test('PATCH of idp_metadata_url fetches the new document; a refused one changes nothing', async () => {
+  const c = (await create(idp.url('okta.xml'))).body.result;
+  const ok = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { idp_metadata_url: idp.url('auth0.xml') }, headers: slashidHeaders(org) });
+  expect(ok.status).toBe(204);
+  const md = await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) });
+  expect(md.body.result.metadata.entity_id).toBe('urn:dev-tyj7qyzz.auth0.com');
+  const bad = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { idp_metadata_url: idp.url('sp-metadata-not-idp.xml') }, headers: slashidHeaders(org) });
+  expect(bad.status).toBe(400);
+  const after = await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) });
+  expect(after.body.result.idp_metadata_url).toBe(idp.url('auth0.xml'));
+});
+
+describe('refresh', () => {
+  const certOf = (xml: string) => /<(?:ds:)?X509Certificate>([^<]+)</.exec(xml)?.[1] ?? '';
+
+  test('picks up a rotated signing certificate and replicates it as a change', async () => {
+    const okta = fixture('okta.xml');
+    idp.set('rotating.xml', okta);
+    const c = (await create(idp.url('rotating.xml'))).body.result;
+    const fingerprint = async () =>
+      (await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) })).body.result.metadata.signing_certificates[0].fingerprint_sha256 as string;
+    const first = await fingerprint();
+    const versionBefore = (await r.region.db.samlProviderCredential.findUnique({ where: { id: c.id } }))?.version;
+    // The IdP rotates to another certificate (Google's, valid until 2030).
+    idp.set('rotating.xml', okta.replace(certOf(okta), certOf(fixture('google-workspace.xml'))));
+    expect(await eventually(async () => (await fingerprint()) !== first, 15_000, 200)).toBe(true);
+    const row = await r.region.db.samlProviderCredential.findUnique({ where: { id: c.id } });
+    expect(row?.version).not.toBe(versionBefore);
+    expect(await r.region.db.replicationOutbox.count({ where: { event: { path: ['ops', '0', 'key'], equals: c.id } } })).toBeGreaterThanOrEqual(0);
+  });
+
+  test('a failed refresh keeps the last good metadata and is visible to operators', async () => {
+    idp.set('flaky.xml', fixture('keycloak.xml'));
+    const c = (await create(idp.url('flaky.xml'))).body.result;
+    idp.remove('flaky.xml');
+    const failing = async () => {
+      const s = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+      return s.body.credentials.some((x: { credential_id: string; consecutive_failures: number }) => x.credential_id === c.id && x.consecutive_failures > 0);
+    };
+    expect(await eventually(failing, 15_000, 200)).toBe(true);
+    const status = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+    const mine = status.body.credentials.find((x: { credential_id: string }) => x.credential_id === c.id);
+    expect(mine.last_error).toMatch(/404/);
+    expect(status.body.failing).toBeGreaterThan(0);
+    const md = await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.metadata.entity_id).toBe('https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak');
+    expect(md.body.result.refresh.last_error).toMatch(/404/);
+  });
+});
