@@ -1,0 +1,79 @@
+/**
+ * Redis is the replication bus; losing it (here: stopped, and restarted empty) must lose no write.
+ * local_region writes keep succeeding during the outage, all_regions writes answer 408 at their deadline,
+ * and once Redis is back every acknowledged write reaches every region.
+ */
+import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+let redis: OwnRedis;
+let cluster: Cluster;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+
+beforeAll(async () => {
+  redis = await ownRedis();
+  await redis.start();
+  idp = await startIdpServer();
+  cluster = await startCluster('redis-outage', REGIONS, { extra: { redisUrl: redis.url, metadataAllowedHosts: [idp.hostPort] } });
+  org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+}, 90_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await redis?.kill();
+  await idp?.close();
+});
+
+async function idsIn(region: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (let offset = 0; ; offset += 200) {
+    const page = await call(cluster.url(region), 'GET', `${PATH}?limit=200&offset=${offset}`, { headers: slashidHeaders(org) });
+    for (const c of page.body.result as { id: string }[]) ids.add(c.id);
+    if (page.body.result.length < 200) return ids;
+  }
+}
+
+test('writes during a Redis outage are kept and reach every region after Redis returns empty', async () => {
+  const acked: string[] = [];
+  const write = async (region: string, label: string) => {
+    const res = await call(cluster.url(region), 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(201);
+    acked.push(res.body.result.id);
+  };
+  for (let i = 0; i < 15; i++) await write(REGIONS[i % 3] ?? 'us-iowa', `before ${i}`);
+
+  await redis.kill();
+  for (let i = 0; i < 30; i++) await write(REGIONS[i % 3] ?? 'us-iowa', `during ${i}`);
+  const started = Date.now();
+  const strict = await call(cluster.url('europe-belgium'), 'POST', PATH, {
+    body: { idp_metadata_url: idp.url('okta.xml'), label: 'all regions during outage' },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '1' }),
+  });
+  expect(strict.status).toBe(408);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  expect(strict.body.result.id).toEqual(expect.any(String));
+  acked.push(strict.body.result.id);
+  const status = await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders });
+  expect(status.body.stream.connected).toBe(false);
+  expect(status.body.outbox.unpublished).toBeGreaterThan(0);
+
+  await redis.start();
+  for (let i = 0; i < 15; i++) await write(REGIONS[i % 3] ?? 'us-iowa', `after ${i}`);
+
+  const allEverywhere = async () => {
+    for (const r of REGIONS) {
+      const ids = await idsIn(r);
+      if (!acked.every((id) => ids.has(id))) return false;
+    }
+    return true;
+  };
+  expect(await eventually(allEverywhere, 45_000, 500)).toBe(true);
+  const digests = async () =>
+    new Set(await Promise.all(REGIONS.map(async (r) => JSON.stringify((await call(cluster.url(r), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables)))).size === 1;
+  expect(await eventually(digests, 15_000, 500)).toBe(true);
+  // The organization itself, created before the outage, survived Redis losing its data too.
+  for (const r of REGIONS) expect((await call(cluster.url(r), 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(200);
+}, 120_000);
