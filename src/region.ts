@@ -42,7 +42,12 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
-  const server = http.createServer(app);
+  let draining = false;
+  const server = http.createServer((req, res) => {
+    // While draining, end keep-alive connections after their current request so the server can close.
+    if (draining) res.setHeader('Connection', 'close');
+    app(req, res);
+  });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -56,12 +61,15 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const stop = () =>
     (stopping ??= (async () => {
       log.info('shutting down');
+      draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
       const drained = await Promise.race([
         closed.then(() => true),
         new Promise<boolean>((r) => setTimeout(() => r(false), opts.drainTimeoutMs ?? 125_000).unref()),
       ]);
+      clearInterval(idleSweep);
       if (!drained) server.closeAllConnections();
       for (const s of stops) await s().catch((err: Error) => log.error({ err: err.message }, 'feature stop failed'));
       await replication.stop();
