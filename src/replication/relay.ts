@@ -37,6 +37,9 @@ export class OutboxRelay {
   private running: Promise<void> | null = null;
   private stopped = false;
   private lastTrim = 0;
+  private lastConfirm = 0;
+  /** Keyset cursor over unconfirmed rows, so old rows stuck on a down region do not hide newer ones. */
+  private confirmCursor = 0n;
   published = 0;
   republished = 0;
 
@@ -58,7 +61,9 @@ export class OutboxRelay {
   }
 
   async cycle(): Promise<void> {
-    for (const step of [() => this.publishPending(1000), () => this.confirm(), () => this.trim()]) {
+    const confirmDue = Date.now() - this.lastConfirm >= 2000;
+    if (confirmDue) this.lastConfirm = Date.now();
+    for (const step of [() => this.publishPending(1000), () => (confirmDue ? this.confirm() : undefined), () => this.trim()]) {
       try {
         await step();
       } catch (err) {
@@ -107,11 +112,14 @@ export class OutboxRelay {
 
   async confirm(): Promise<void> {
     const { db, redis, keys, regions } = this.d;
-    const rows = await db.$queryRawUnsafe<{ change_id: string; stream_id: string | null; stale: boolean }[]>(
-      `SELECT change_id::text, stream_id, published_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
-         FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL ORDER BY id LIMIT 2000`,
+    const rows = await db.$queryRawUnsafe<{ id: bigint; change_id: string; stream_id: string | null; stale: boolean }[]>(
+      `SELECT id, change_id::text, stream_id, published_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
+         FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2
+        ORDER BY id LIMIT 2000`,
       this.d.republishAfterMs ?? 10_000,
+      this.confirmCursor,
     );
+    this.confirmCursor = rows.length === 2000 ? (rows[rows.length - 1]?.id ?? 0n) : 0n;
     if (rows.length) {
       const pipe = redis.pipeline();
       for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
