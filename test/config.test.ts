@@ -1,0 +1,57 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config';
+import { PROJECT_ROOT } from '../src/paths';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-config-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const good = {
+  redisUrl: 'redis://127.0.0.1:6379',
+  redisKeyPrefix: 'saml:',
+  regions: [
+    { id: 'us-iowa', port: 8081, databaseUrl: 'postgresql://postgres@127.0.0.1:5432/a' },
+    { id: 'asia-japan', port: 8083, databaseUrl: 'postgresql://postgres@127.0.0.1:5432/b' },
+  ],
+};
+
+function write(content: unknown, name = `${Math.random()}.json`): string {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, typeof content === 'string' ? content : JSON.stringify(content));
+  return p;
+}
+
+const env = (file: string, extra: Record<string, string> = {}) => ({ REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'x'.repeat(20), ...extra });
+
+test('a valid file and environment give the region, with environment overrides applied', () => {
+  const c = loadConfig(env(write(good), { PORT: '9999', REDIS_KEY_PREFIX: 'other:', DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/z' }));
+  expect(c.region).toMatchObject({ id: 'us-iowa', port: 9999, databaseUrl: 'postgresql://postgres@127.0.0.1:5432/z', host: '127.0.0.1' });
+  expect(c.redisKeyPrefix).toBe('other:');
+  expect(c.regions.map((r) => r.id)).toEqual(['us-iowa', 'asia-japan']);
+});
+
+test.each<[string, unknown, Record<string, string>, RegExp]>([
+  ['a missing file', null, {}, /cannot read config file/],
+  ['invalid JSON', '{"redisUrl": ', {}, /cannot read config file/],
+  ['a bad port', { ...good, regions: [{ ...good.regions[0], port: 70000 }] }, {}, /regions\.0\.port/],
+  ['a bad Redis URL', { ...good, redisUrl: 'http://x' }, {}, /redisUrl/],
+  ['an unknown field', { ...good, colour: 'red' }, {}, /unknown|colour|additional/],
+  ['a duplicate region', { ...good, regions: [good.regions[0], good.regions[0]] }, {}, /regions\.1\.id: duplicate/],
+  ['no REGION', good, { REGION: '' }, /REGION is not set/],
+  ['an unknown REGION', good, { REGION: 'mars' }, /REGION 'mars' is not in/],
+  ['no ADMIN_TOKEN', good, { ADMIN_TOKEN: '' }, /ADMIN_TOKEN/],
+  ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
+  ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
+])('%s is refused with a message naming the field', (_n, content, extra, message) => {
+  const file = content === null ? path.join(dir, 'absent.json') : write(content);
+  expect(() => loadConfig(env(file, extra))).toThrow(message);
+});
+
+test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-zero', () => {
+  const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+  const res = spawnSync(process.execPath, [main], { env: { ...process.env, REGIONS_CONFIG: write(good), REGION: 'us-iowa', ADMIN_TOKEN: '' }, encoding: 'utf8' });
+  expect(res.status).toBe(2);
+  expect(res.stderr).toMatch(/configuration error: ADMIN_TOKEN/);
+});
