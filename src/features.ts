@@ -1,7 +1,8 @@
 import type { Feature } from './feature';
+import { idempotencyFeature } from './idempotency/feature';
 import { infisicalFeature } from './infisical/feature';
 import { organizationsFeature } from './organizations/feature';
 import { providerCredentialsFeature } from './provider-credentials/feature';
 
 /** Every capability of the service; each wires itself in its own feature.ts. */
-export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature];
+export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature, idempotencyFeature];

@@ -3,17 +3,20 @@ import type { ValidateFunction } from 'ajv';
 import type { Db } from '../db/client';
 import { jsonBody } from '../http/body';
 import { badRequest, forbidden, notFound } from '../http/errors';
-import { startedAt } from '../http/request-id';
+import { getRequestId, startedAt } from '../http/request-id';
 import { isUuid } from '../http/slashid';
 import { describeErrors } from '../http/validate';
+import { parseIdempotencyKey } from '../idempotency/request';
+import { doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
 import { findOrganization, isSelfOrAncestor } from '../organizations/store';
 import { parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
-import { infisicalErrors, issuesFromAjv, validationFailure } from './errors';
+import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorBody } from './errors';
 import {
   DEFAULT_TOKEN_LIFETIME_SECONDS,
+  type SsoConfigView,
   validateCreateSsoConfig,
   validateGetSsoConfigQuery,
   validateIssueAccessToken,
@@ -24,6 +27,8 @@ import { findSamlConfig } from './store';
 
 export const API_PREFIX = '/api/v1';
 export const SSO_CONFIG_PATH = '/sso/config';
+/** The operation's name in idempotency keys; keys are unique per organization and operation. */
+export const CREATE_ENDPOINT = 'infisical:sso-config:create';
 
 /** Schema issues and our own checks together, so one 422 lists every problem of the body. */
 function checkBody<T>(validate: ValidateFunction<T>, body: unknown): T {
@@ -48,6 +53,17 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
 
 const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
+/**
+ * A replay, or the 422 for a key reused with another body. That 422 is rendered here rather than by
+ * infisicalErrors, which names every 422 `ValidationFailure` with a list of issues: this one is not a
+ * problem of the body, and its own error name lets a client tell the two apart.
+ */
+function answerPrior(res: Response, prior: Prior): void {
+  if (prior.kind === 'replay') return sendReplay(res, prior.response);
+  const body: InfisicalErrorBody = { reqId: getRequestId(res), statusCode: 422, message: prior.message, error: 'IdempotencyKeyReused' };
+  res.status(422).json(body);
+}
+
 export interface InfisicalRouteDeps {
   db: Db;
   repl: Replicator;
@@ -63,10 +79,15 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
 
   api.post(SSO_CONFIG_PATH, auth, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
+    const key = parseIdempotencyKey(req);
     const body = checkBody(validateCreateSsoConfig, req.body);
-    await authorize(db, res, body.organizationId);
-    const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body), (v) => v, setChangeId(res));
-    res.json(value);
+    const orgId = await authorize(db, res, body.organizationId);
+    const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
+    const prior = await findPrior(db, idem);
+    if (prior) return answerPrior(res, prior);
+    const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body, idem), doneValue, setChangeId(res));
+    if (value.kind !== 'done') return answerPrior(res, value);
+    res.json(value.value);
   });
 
   api.get(SSO_CONFIG_PATH, auth, async (req, res) => {

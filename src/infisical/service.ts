@@ -1,6 +1,7 @@
 import { v5 as uuidv5 } from 'uuid';
 import type { InfisicalSamlConfig } from '../generated/prisma/client';
 import { conflict, notFound } from '../http/errors';
+import { runOnce, type IdempotentCall } from '../idempotency/service';
 import { isMetadataError } from '../metadata/errors';
 import { parseCertificate } from '../metadata/x509';
 import type { Replicator } from '../replication/replicator';
@@ -106,9 +107,10 @@ export function detailsFromModel(m: InfisicalSamlConfig): SsoConfigDetails {
   };
 }
 
-export function createSamlConfig(repl: Replicator, body: CreateSsoConfigBody) {
+/** With `idem`, a request that committed first with the same key answers instead (see runOnce). */
+export function createSamlConfig(repl: Replicator, body: CreateSsoConfigBody, idem: IdempotentCall<SsoConfigView> | null = null) {
   const orgId = body.organizationId.toLowerCase();
-  return repl.write(async (w) => {
+  return repl.write((w) => runOnce(w, idem, async () => {
     // The lock covers the absent row too, so two creates in this region cannot both pass the check.
     const current = await w.lock(samlConfigsTable, orgId);
     if (current && !current.deleted_at) {
@@ -129,7 +131,7 @@ export function createSamlConfig(repl: Replicator, body: CreateSsoConfigBody) {
       updated_at: now,
     });
     return viewFromRow(row);
-  });
+  }));
 }
 
 export function patchSamlConfig(repl: Replicator, body: PatchSsoConfigBody) {

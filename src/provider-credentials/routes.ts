@@ -6,9 +6,12 @@ import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { envelope, isUuid, orgIdOf, slashidAuth } from '../http/slashid';
 import { describeErrors } from '../http/validate';
+import { parseIdempotencyKey } from '../idempotency/request';
+import { doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
+  type CredentialView,
   DEFAULT_PAGE_LIMIT,
   MAX_PAGE_LIMIT,
   validateCreateCredential,
@@ -19,6 +22,8 @@ import { createCredential, deleteCredential, patchCredential, viewFromModel } fr
 import { findCredential, listCredentials } from './store';
 
 export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
+/** The operation's name in idempotency keys; keys are unique per organization and operation. */
+export const CREATE_ENDPOINT = 'slashid:provider-credentials:create';
 
 export interface CredentialRouteDeps {
   db: Db;
@@ -38,6 +43,11 @@ function credentialId(req: Request): string {
 
 const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
+function answerPrior(res: Response, prior: Prior): void {
+  if (prior.kind === 'reused') throw keyReused(prior.message);
+  sendReplay(res, prior.response);
+}
+
 export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDeps): Router {
   const fetchMetadata = async (url: string) => {
     const metadata = await loadIdpMetadata(config, url);
@@ -49,11 +59,18 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
 
   router.post(CREDENTIALS_PATH, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
+    const key = parseIdempotencyKey(req);
     if (!validateCreateCredential(req.body)) throw invalidBody(validateCreateCredential.errors);
     const body = req.body;
+    const orgId = orgIdOf(res);
+    const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: CredentialView) => ({ status: 201, body: envelope(v) }));
+    // Before the metadata fetch: a retry must not depend on the IdP being reachable again.
+    const prior = await findPrior(db, idem);
+    if (prior) return answerPrior(res, prior);
     const fetched = await fetchMetadata(body.idp_metadata_url);
-    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgIdOf(res), body, fetched), (v) => v, setChangeId(res));
-    res.status(201).json(envelope(value));
+    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem), doneValue, setChangeId(res));
+    if (value.kind !== 'done') return answerPrior(res, value);
+    res.status(201).json(envelope(value.value));
   });
 
   router.get(CREDENTIALS_PATH, async (req, res) => {

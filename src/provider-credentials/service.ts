@@ -1,6 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { SamlProviderCredential } from '../generated/prisma/client';
 import { notFound } from '../http/errors';
+import { runOnce, type IdempotentCall } from '../idempotency/service';
 import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
@@ -33,8 +34,15 @@ export interface FetchedMetadata {
   nextRefreshAt: Date;
 }
 
-export function createCredential(repl: Replicator, orgId: string, body: CreateCredentialBody, fetched: FetchedMetadata) {
-  return repl.write(async (w) => {
+/** With `idem`, a request that committed first with the same key answers instead (see runOnce). */
+export function createCredential(
+  repl: Replicator,
+  orgId: string,
+  body: CreateCredentialBody,
+  fetched: FetchedMetadata,
+  idem: IdempotentCall<CredentialView> | null = null,
+) {
+  return repl.write((w) => runOnce(w, idem, async () => {
     const row = await w.put(credentialsTable, {
       id: uuidv7(),
       org_id: orgId,
@@ -48,7 +56,7 @@ export function createCredential(repl: Replicator, orgId: string, body: CreateCr
     });
     await recordRefresh(w.tx, String(row.id), fetched.nextRefreshAt, { ok: true });
     return viewFromRow(row);
-  });
+  }));
 }
 
 async function lockOwned(w: Parameters<Parameters<Replicator['write']>[0]>[0], orgId: string, id: string): Promise<Row> {

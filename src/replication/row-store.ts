@@ -36,6 +36,13 @@ export class RowStore {
       const names = cols.map((c) => c.column_name);
       const missing = [...REQUIRED_COLUMNS, table.key].filter((c) => !names.includes(c));
       if (missing.length) throw new Error(`replicated table ${table.name} lacks column(s) ${missing.join(', ')}`);
+      // ON CONFLICT merges on the key only: any other unique index would turn a race into an error.
+      const extra = await db.$queryRawUnsafe<{ name: string }[]>(
+        `SELECT i.relname AS name FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+          WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace AND x.indisunique AND NOT x.indisprimary`,
+        table.name,
+      );
+      if (extra.length) throw new Error(`replicated table ${table.name} has unique index(es) besides its key: ${extra.map((e) => e.name).join(', ')}`);
       const keyType = cols.find((c) => c.column_name === table.key)?.udt_name ?? 'text';
       const t = ident(table.name);
       const updatable = names.filter((n) => n !== table.key);

@@ -1,0 +1,188 @@
+/**
+ * `npm run harness -- up [flags]`: the multi-region stack on network namespaces, kept up until Ctrl-C,
+ * with fault commands read from stdin. `npm run harness -- cleanup` removes leftovers of dead runs.
+ */
+import readline from 'node:readline';
+import { log, parseFlags, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
+import { removeLeftovers } from './netns';
+import { DEFAULT_REDIS_DELAY_MS, DEFAULT_REGIONS, REDIS_HOST, Stack, type RegionSpec, type StackOptions } from './stack';
+
+const USAGE = `usage: npm run harness -- up [options]      start the stack and keep it up until Ctrl-C or 'quit'
+       npm run harness -- cleanup             remove what dead harness runs left behind
+
+options of up:
+  --regions N          number of regions, 1..8 (default 3: us-iowa, europe-belgium, asia-japan; more are region-4, ...)
+  --latency LIST       one-way delays in ms, e.g. us-iowa=5,europe-belgium=45,asia-japan=70,redis=2
+                       (defaults as shown; extra regions 30). Between two hosts the round trip is the sum.
+  --redis-latency MS   Redis host's delay (default ${DEFAULT_REDIS_DELAY_MS})
+  --jitter MS          random +-MS per packet burst (default 0; order is kept)
+  --redis-aof yes|no   Redis append-only file, so 'restart redis' keeps the stream (default yes)
+  --log-level LEVEL    the regions' LOG_LEVEL (default warn); their lines are echoed unless --quiet
+  --logs DIR           keep every host's log in DIR (default: in the run's temp dir, removed at exit)
+  --quiet              do not echo region output
+
+commands on stdin while up:
+  status                       hosts, addresses, pids, delays, partitions
+  partition HOST [link|wan]    link (default): take the host's link down, nothing reaches it;
+                               wan: cut it from the other hosts only (its clients and the IdP still reach it)
+  heal HOST                    end the partition (HOST: a region or redis)
+  pause HOST | resume HOST     SIGSTOP / SIGCONT the region (or Redis)
+  kill HOST                    kill -9
+  restart HOST                 kill -9 if running, start again, wait until it serves
+  latency HOST MS              change a host's one-way delay
+  quit                         stop everything and clean up (also Ctrl-C)
+`;
+
+export function regionSpecs(flags: Flags): { regions: RegionSpec[]; redisDelayMs: number } {
+  const n = intFlag(flags, 'regions', DEFAULT_REGIONS.length, 1, 8);
+  const regions: RegionSpec[] = Array.from({ length: n }, (_, i) => DEFAULT_REGIONS[i] ?? { id: `region-${i + 1}`, delayMs: 30 }).map((r) => ({ ...r }));
+  let redisDelayMs = numFlag(flags, 'redis-latency', DEFAULT_REDIS_DELAY_MS, 0, 10_000);
+  for (const item of (flags.get('latency') ?? '').split(',').filter(Boolean)) {
+    const m = /^([a-z][a-z0-9-]*)=(\d+(?:\.\d+)?)$/.exec(item.trim());
+    if (!m?.[1] || !m[2]) throw new UsageError(`--latency: '${item}' is not HOST=MS`);
+    if (m[1] === REDIS_HOST) redisDelayMs = Number(m[2]);
+    else {
+      const r = regions.find((x) => x.id === m[1]);
+      if (!r) throw new UsageError(`--latency: no region '${m[1]}' (regions: ${regions.map((x) => x.id).join(', ')})`);
+      r.delayMs = Number(m[2]);
+    }
+  }
+  return { regions, redisDelayMs };
+}
+
+function describe(stack: Stack): string {
+  const rows = stack.status().map((s) => {
+    const url = s.host === REDIS_HOST ? stack.redisUrl : stack.regionUrl(s.host);
+    const db = s.host === REDIS_HOST ? '' : `  db ${stack.dbUrl(s.host)}`;
+    return `  ${s.host.padEnd(16)} ${url.padEnd(26)} delay ${String(s.delayMs).padStart(3)} ms${db}`;
+  });
+  return [
+    `harness run ${stack.runId} is up (bridge ${stack.net.bridge}, ${stack.net.gateway})`,
+    ...rows,
+    `  IdP metadata     ${stack.idpUrl('okta.xml')}`,
+    `  ADMIN_TOKEN=${stack.adminToken}`,
+    `  config ${stack.configPath}`,
+  ].join('\n');
+}
+
+function statusTable(stack: Stack): string {
+  return stack
+    .status()
+    .map((s) => `  ${s.host.padEnd(16)} ${s.address.padEnd(13)} ${s.state.padEnd(8)} pid ${String(s.pid ?? '-').padEnd(8)} delay ${s.delayMs} ms${s.partitioned ? `  PARTITIONED (${s.partitioned})` : ''}`)
+    .join('\n');
+}
+
+async function command(stack: Stack, line: string): Promise<boolean> {
+  const [cmd = '', host = '', arg = ''] = line.trim().split(/\s+/);
+  const needHost = () => {
+    if (!stack.hostNames.includes(host)) throw new Error(`${cmd} needs a host: ${stack.hostNames.join(', ')}`);
+  };
+  switch (cmd) {
+    case '':
+      return true;
+    case 'status':
+      process.stdout.write(statusTable(stack) + '\n');
+      return true;
+    case 'partition':
+      needHost();
+      if (arg !== '' && arg !== 'link' && arg !== 'wan') throw new Error('partition HOST [link|wan]');
+      stack.partition(host, arg === 'wan' ? 'wan' : 'link');
+      break;
+    case 'heal':
+      needHost();
+      stack.heal(host);
+      break;
+    case 'pause':
+    case 'resume':
+      needHost();
+      if (cmd === 'pause') stack.pause(host);
+      else stack.resume(host);
+      break;
+    case 'kill':
+      needHost();
+      await stack.kill(host);
+      break;
+    case 'restart':
+    case 'start':
+      needHost();
+      if (cmd === 'restart') await stack.restart(host);
+      else await stack.startService(host);
+      break;
+    case 'latency':
+      needHost();
+      if (!/^\d+$/.test(arg)) throw new Error('latency HOST MS');
+      stack.setDelay(host, Number(arg));
+      break;
+    case 'quit':
+    case 'exit':
+      return false;
+    case 'help':
+      process.stdout.write(USAGE.slice(USAGE.indexOf('commands on stdin')));
+      return true;
+    default:
+      throw new Error(`unknown command '${cmd}' (try help)`);
+  }
+  process.stdout.write(`ok: ${line.trim()}\n`);
+  return true;
+}
+
+async function up(flags: Flags): Promise<number> {
+  const { regions, redisDelayMs } = regionSpecs(flags);
+  const aof = flags.get('redis-aof') ?? 'yes';
+  if (aof !== 'yes' && aof !== 'no') throw new UsageError('--redis-aof must be yes or no');
+  const quiet = flags.has('quiet');
+  const opts: StackOptions = {
+    regions,
+    redisDelayMs,
+    jitterMs: numFlag(flags, 'jitter', 0, 0, 10_000),
+    redisAppendOnly: aof === 'yes',
+    logLevel: flags.get('log-level') ?? 'warn',
+    logDir: flags.get('logs'),
+    onRegionLine: quiet ? undefined : (region, line) => process.stdout.write(`[${region}] ${line}\n`),
+    say: log,
+  };
+  const stack = await Stack.up(opts);
+  process.stdout.write(describe(stack) + '\nType help for commands; Ctrl-C or quit stops everything.\n');
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  return new Promise<number>((resolve) => {
+    let queue = Promise.resolve(true);
+    rl.on('line', (line) => {
+      // One command at a time, in the order typed: a restart finishes before the next partition.
+      queue = queue.then(async (go) => {
+        if (!go) return false;
+        try {
+          const more = await command(stack, line);
+          if (!more) resolve(0);
+          return more;
+        } catch (err) {
+          process.stdout.write(`error: ${(err as Error).message}\n`);
+          return true;
+        }
+      });
+    });
+    // Without a terminal (stdin at EOF) keep running until a signal: `up` is a long-running command.
+  });
+}
+
+async function main(): Promise<number> {
+  const { flags, positional } = parseFlags(
+    process.argv.slice(2),
+    ['regions', 'latency', 'redis-latency', 'jitter', 'redis-aof', 'log-level', 'logs'],
+    ['quiet', 'help'],
+  );
+  const cmd = positional[0] ?? 'up';
+  if (flags.has('help') || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (cmd !== 'up' && cmd !== 'cleanup') throw new UsageError(`unknown command '${cmd}'`);
+  requireRoot(`npm run harness -- ${cmd}`);
+  if (cmd === 'cleanup') {
+    const removed = removeLeftovers();
+    process.stdout.write(removed.length ? `removed leftovers of runs ${removed.join(', ')}\n` : 'nothing to clean up\n');
+    return 0;
+  }
+  return up(flags);
+}
+
+if (require.main === module) runMain(main, USAGE);

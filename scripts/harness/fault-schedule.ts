@@ -1,0 +1,226 @@
+/**
+ * `npm run test:faults`: the fault-schedule test. On a fresh harness stack (Redis with an append-only file),
+ * concurrent clients create credentials in every region while regions are killed -9 and restarted, one
+ * region is partitioned for a while and Redis is restarted. Then it checks that no acknowledged write was
+ * lost in any region and that all regions converge to identical content (per-table digests) in time.
+ * Exits 0 only if lost = 0, no 5xx or unexpected answer, every fault recovered and convergence <= limit.
+ */
+import fs from 'node:fs';
+import { regionSpecs } from './cli';
+import { createOrg, RegionClient } from './client';
+import { conflictsOk, conflictTable, runConflicts, type ConflictFigures } from './conflicts';
+import { intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
+import { FaultSchedule } from './faults';
+import { Load, type LoadFigures } from './load';
+import { Stack, type PartitionMode } from './stack';
+import { checkAcknowledged, waitConverged, type LossCheck } from './verify';
+
+const USAGE = `usage: npm run test:faults -- [--short] [options]
+  --creates N          at least N creates answered by the service (default 10000; --short 1500)
+  --duration S         and run the load and the faults for at least S seconds (default 60; --short 30)
+  --clients N          concurrent clients, spread over the regions (default 24)
+  --kill-every S       kill -9 a random region about every S seconds (default 4; 0 = never)
+  --restart-after S    start a killed region again after S seconds (default 1.5)
+  --partition S        partition one region for S seconds, a quarter into the run (default 10; 0 = never)
+  --partition-mode M   wan (default): cut the region from Redis and the other regions, its clients still
+                       reach it; link: take its link down, nothing reaches it
+  --redis-restart KILL|TERM|no   restart Redis once, 60 % into the run, after this signal (default KILL)
+  --all-regions F      share of creates sent with all_regions and a 2 s timeout (default 0.1)
+  --converge-limit S   fail if the regions are not identical S seconds after the faults end (default 30)
+  --conflicts N        afterwards, N rounds of the conflict test on the same stack (default 0; --short 100)
+  --report PATH        also write the figures as JSON to PATH
+  --logs DIR           keep every host's log in DIR
+  --regions N, --latency LIST, --redis-latency MS, --jitter MS   as for npm run harness
+`;
+
+interface Options {
+  creates: number;
+  durationS: number;
+  clients: number;
+  killEveryS: number;
+  restartAfterS: number;
+  partitionS: number;
+  partitionMode: PartitionMode;
+  redisSignal: NodeJS.Signals | null;
+  allRegions: number;
+  convergeLimitS: number;
+  conflicts: number;
+  report?: string;
+}
+
+function options(flags: Flags): Options {
+  const short = flags.has('short');
+  const redis = flags.get('redis-restart') ?? 'KILL';
+  if (!['KILL', 'TERM', 'no'].includes(redis)) throw new UsageError('--redis-restart must be KILL, TERM or no');
+  const mode = flags.get('partition-mode') ?? 'wan';
+  if (mode !== 'wan' && mode !== 'link') throw new UsageError('--partition-mode must be wan or link');
+  return {
+    creates: intFlag(flags, 'creates', short ? 1500 : 10_000, 1),
+    durationS: numFlag(flags, 'duration', short ? 30 : 60, 20, 86_400),
+    clients: intFlag(flags, 'clients', 24, 1, 1000),
+    killEveryS: numFlag(flags, 'kill-every', 4, 0, 3600),
+    restartAfterS: numFlag(flags, 'restart-after', 1.5, 0, 3600),
+    partitionS: numFlag(flags, 'partition', 10, 0, 3600),
+    partitionMode: mode,
+    redisSignal: redis === 'no' ? null : (`SIG${redis}` as NodeJS.Signals),
+    allRegions: numFlag(flags, 'all-regions', 0.1, 0, 1),
+    convergeLimitS: numFlag(flags, 'converge-limit', 30, 1, 3600),
+    conflicts: intFlag(flags, 'conflicts', short ? 100 : 0, 0),
+    report: flags.get('report'),
+  };
+}
+
+interface Report {
+  ok: boolean;
+  failures: string[];
+  options: Options;
+  topology: { regions: { id: string; delayMs: number }[]; redisDelayMs: number };
+  figures: LoadFigures & {
+    acknowledged: number;
+    lost: number;
+    committedUnacknowledged: number;
+    rowsPerRegion: Record<string, number>;
+    convergeMs: number | null;
+    faultSeconds: number;
+    totalSeconds: number;
+    kills: number;
+    partitions: number;
+    redisRestarts: number;
+  };
+  lost: LossCheck['lost'];
+  events: { atMs: number; what: string }[];
+  conflicts: ConflictFigures | null;
+}
+
+function table(r: Report): string {
+  const f = r.figures;
+  const conv = f.convergeMs === null ? `not within ${r.options.convergeLimitS * 3} s` : `${(f.convergeMs / 1000).toFixed(1)} s`;
+  const rows: [string, string | number][] = [
+    ['writes tried', f.tried],
+    ['answered (any HTTP status)', f.answered],
+    ['acknowledged (201)', f.acked201],
+    ['acknowledged (408 with result)', f.acked408],
+    ['408 without result', f.unanswered408],
+    ['connection errors / timeouts', `${f.connectionErrors} / ${f.timeouts}`],
+    ['5xx answers', f.server5xx],
+    ['400 metadata fetch refused', f.metadataRefused],
+    ['other answers', f.otherStatus],
+    ['LOST acknowledged writes', f.lost],
+    ['committed, unacknowledged', f.committedUnacknowledged],
+    ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
+    ['kills / partitions / Redis restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts}`],
+    ['load and faults', `${f.faultSeconds.toFixed(1)} s`],
+    ['whole run', `${f.totalSeconds.toFixed(1)} s`],
+  ];
+  const perRegion = Object.entries(f.perRegion).map(
+    ([region, p]) => `  ${region.padEnd(16)} tried ${p.tried}, acknowledged ${p.acked}, errors ${p.errors}, 201 latency p50 ${p.p50Ms} ms p99 ${p.p99Ms} ms`,
+  );
+  return [
+    ...rows.map(([k, v]) => `  ${k.padEnd(36)} ${v}`),
+    ...perRegion,
+    ...f.samples.map((s) => `  sample: ${s}`),
+    ...r.lost.slice(0, 20).map((l) => `  lost: ${l.id} (acknowledged by ${l.ackedBy}) missing in ${l.missingIn.join(', ')}`),
+  ].join('\n');
+}
+
+async function main(): Promise<number> {
+  const { flags } = parseFlags(
+    process.argv.slice(2),
+    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'redis-restart', 'all-regions', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
+    ['short', 'help'],
+  );
+  if (flags.has('help')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const o = options(flags);
+  const topology = regionSpecs(flags);
+  requireRoot('npm run test:faults');
+  const t0 = Date.now();
+  const stack = await Stack.up({
+    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: true, logLevel: 'warn', logDir: flags.get('logs'), say: log,
+  });
+  const perRegion = Math.max(1, Math.ceil(o.clients / stack.regionIds.length));
+  const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), perRegion));
+  const first = clients[0];
+  if (!first) throw new Error('no regions');
+  const org = await createOrg(first, stack.adminToken, `faults-${stack.runId}`);
+  log(`stack ${stack.runId} up in ${((Date.now() - t0) / 1000).toFixed(1)} s; load: >= ${o.creates} creates, >= ${o.durationS} s, ${o.clients} clients`);
+
+  const durationMs = o.durationS * 1000;
+  const load = new Load(
+    { clients: o.clients, minCreates: o.creates, minDurationMs: durationMs, allRegionsShare: o.allRegions, allRegionsTimeoutS: 2, idpUrl: stack.idpUrl('okta.xml'), label: `faults-${stack.runId}` },
+    clients,
+    org,
+  );
+  const faults = new FaultSchedule(
+    stack,
+    {
+      killEveryMs: o.killEveryS > 0 ? o.killEveryS * 1000 : Number.MAX_SAFE_INTEGER,
+      restartAfterMs: o.restartAfterS * 1000,
+      partitionAtMs: durationMs * 0.25,
+      partitionMs: o.partitionS * 1000,
+      partitionMode: o.partitionMode,
+      redisRestartAtMs: o.redisSignal ? durationMs * 0.6 : null,
+      redisSignal: o.redisSignal ?? 'SIGKILL',
+    },
+    log,
+  );
+  const progress = setInterval(() => log(`load: ${load.tried} tried, ${load.acknowledged} acknowledged`), 10_000);
+  const loadStart = Date.now();
+  faults.start();
+  const { figures, acked } = await load.run();
+  clearInterval(progress);
+  await faults.stop();
+  const faultsEnded = Date.now();
+  log(`faults over after ${((faultsEnded - loadStart) / 1000).toFixed(1)} s; waiting for the regions to converge`);
+
+  const conv = await waitConverged(clients, stack.adminToken, faultsEnded, o.convergeLimitS * 3000);
+  const dbUrls = Object.fromEntries(stack.regionIds.map((r) => [r, stack.dbUrl(r)]));
+  const loss = await checkAcknowledged(dbUrls, org.id, acked);
+  let conflicts: ConflictFigures | null = null;
+  if (o.conflicts > 0) {
+    log(`conflict test: ${o.conflicts} rounds`);
+    conflicts = await runConflicts(clients, org, stack.idpUrl('okta.xml'), o.conflicts, log);
+  }
+
+  const failures: string[] = [];
+  if (loss.lost.length) failures.push(`${loss.lost.length} acknowledged writes are missing in some region`);
+  if (figures.server5xx) failures.push(`${figures.server5xx} answers were 5xx`);
+  if (figures.otherStatus) failures.push(`${figures.otherStatus} answers had an unexpected status`);
+  if (conv.ms === null || conv.ms > o.convergeLimitS * 1000) failures.push(`the regions did not converge within ${o.convergeLimitS} s`);
+  if (faults.failures.length) failures.push(...faults.failures.map((f) => `fault schedule: ${f}`));
+  if (conflicts && !conflictsOk(conflicts)) failures.push('the conflict test failed');
+  if (conv.ms === null) for (const [r, d] of Object.entries(conv.digests)) process.stdout.write(`  last digest of ${r}: ${JSON.stringify(d)}\n`);
+
+  const report: Report = {
+    ok: failures.length === 0,
+    failures,
+    options: o,
+    topology,
+    figures: {
+      ...figures,
+      acknowledged: acked.size,
+      lost: loss.lost.length,
+      committedUnacknowledged: loss.committedUnacknowledged,
+      rowsPerRegion: loss.rowsPerRegion,
+      convergeMs: conv.ms,
+      faultSeconds: (faultsEnded - loadStart) / 1000,
+      totalSeconds: (Date.now() - t0) / 1000,
+      kills: faults.kills,
+      partitions: faults.partitions,
+      redisRestarts: faults.redisRestarts,
+    },
+    lost: loss.lost,
+    events: faults.events,
+    conflicts,
+  };
+  process.stdout.write(`\nfault schedule, run ${stack.runId}: ${stack.regionIds.length} regions, ${o.clients} clients\n${table(report)}\n`);
+  if (conflicts) process.stdout.write(conflictTable(conflicts) + '\n');
+  process.stdout.write(report.ok ? 'RESULT: PASS\n' : `RESULT: FAIL\n${failures.map((f) => `  - ${f}`).join('\n')}\n`);
+  if (o.report) fs.writeFileSync(o.report, JSON.stringify(report, null, 2) + '\n');
+  await Promise.all(clients.map((c) => c.close()));
+  return report.ok ? 0 : 1;
+}
+
+if (require.main === module) runMain(main, USAGE);

@@ -1,0 +1,142 @@
+/**
+ * The faults of the fault schedule, run against a Stack while the load runs:
+ * - every ~killEvery (±25 %) kill -9 a random region that is up and not cut off, start it again
+ *   restartAfter later (in the background, so kills keep their pace);
+ * - once, partition one region for `partitionMs`;
+ * - once, kill Redis (SIGKILL by default, so up to a second of its append-only file is lost) and start it
+ *   again on the same data dir.
+ * `stop()` ends the schedule and brings everything back: heals, restarts what is down, waits until it serves.
+ */
+import { sleep } from './common';
+import { REDIS_HOST, type PartitionMode, type Stack } from './stack';
+
+export interface FaultOptions {
+  killEveryMs: number;
+  restartAfterMs: number;
+  /** When (after the start) to partition a region, and for how long; 0 disables. */
+  partitionAtMs: number;
+  partitionMs: number;
+  partitionMode: PartitionMode;
+  /** When to restart Redis; null disables. */
+  redisRestartAtMs: number | null;
+  redisSignal: NodeJS.Signals;
+}
+
+export interface FaultEvent {
+  atMs: number;
+  what: string;
+}
+
+export class FaultSchedule {
+  private stopped = false;
+  private started = 0;
+  private readonly loops: Promise<void>[] = [];
+  private readonly restarts = new Set<Promise<void>>();
+  private readonly restarting = new Set<string>();
+  readonly events: FaultEvent[] = [];
+  kills = 0;
+  partitions = 0;
+  redisRestarts = 0;
+  failures: string[] = [];
+
+  constructor(
+    private readonly stack: Stack,
+    private readonly o: FaultOptions,
+    private readonly say: (msg: string) => void,
+  ) {}
+
+  start(): void {
+    this.started = Date.now();
+    this.loops.push(this.killer());
+    if (this.o.partitionMs > 0) this.loops.push(this.at(this.o.partitionAtMs, () => this.partition()));
+    if (this.o.redisRestartAtMs !== null) this.loops.push(this.at(this.o.redisRestartAtMs, () => this.restartRedis()));
+  }
+
+  /** Ends the faults; resolves once every region and Redis is back, connected and serving. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+    await Promise.all([...this.restarts]);
+    for (const host of this.stack.hostNames) {
+      if (this.stack.isPartitioned(host)) {
+        this.stack.heal(host);
+        this.event(`heal ${host} (end of schedule)`);
+      }
+    }
+    await Promise.all(
+      this.stack.hostNames.filter((h) => !this.stack.isRunning(h)).map(async (h) => {
+        await this.stack.startService(h);
+        this.event(`start ${h} (end of schedule)`);
+      }),
+    );
+  }
+
+  private event(what: string): void {
+    const atMs = Date.now() - this.started;
+    this.events.push({ atMs, what });
+    this.say(`t+${(atMs / 1000).toFixed(1)}s ${what}`);
+  }
+
+  /** Sleeps up to `ms`, waking early when the schedule stops; true if it stopped. */
+  private async nap(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (!this.stopped && Date.now() < until) await sleep(Math.min(100, until - Date.now()));
+    return this.stopped;
+  }
+
+  private async at(ms: number, fn: () => Promise<void>): Promise<void> {
+    if (await this.nap(ms)) return;
+    await fn().catch((err: Error) => this.fail(err.message));
+  }
+
+  private fail(message: string): void {
+    this.failures.push(message);
+    this.event(`FAILED: ${message}`);
+  }
+
+  private async killer(): Promise<void> {
+    for (;;) {
+      const wait = this.o.killEveryMs * (0.75 + Math.random() * 0.5);
+      if (await this.nap(wait)) return;
+      const candidates = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
+      const region = candidates[Math.floor(Math.random() * candidates.length)];
+      if (!region) continue;
+      await this.stack.kill(region);
+      this.kills++;
+      this.event(`kill -9 ${region}`);
+      this.restarting.add(region);
+      const restart = (async () => {
+        await sleep(this.o.restartAfterMs);
+        await this.stack.startService(region);
+        this.event(`${region} is back`);
+      })()
+        .catch((err: Error) => this.fail(`restart of ${region}: ${err.message}`))
+        .finally(() => {
+          this.restarting.delete(region);
+          this.restarts.delete(restart);
+        });
+      this.restarts.add(restart);
+    }
+  }
+
+  private async partition(): Promise<void> {
+    const candidates = this.stack.regionIds.filter((r) => !this.restarting.has(r));
+    const region = candidates[Math.floor(Math.random() * candidates.length)] ?? this.stack.regionIds[0];
+    if (!region) return;
+    this.stack.partition(region, this.o.partitionMode);
+    this.partitions++;
+    this.event(`partition (${this.o.partitionMode}) ${region} for ${this.o.partitionMs / 1000} s`);
+    await sleep(this.o.partitionMs);
+    this.stack.heal(region);
+    this.event(`heal ${region}`);
+  }
+
+  private async restartRedis(): Promise<void> {
+    await this.stack.kill(REDIS_HOST, this.o.redisSignal);
+    this.event(`redis stopped with ${this.o.redisSignal}`);
+    await sleep(1000);
+    await this.stack.startService(REDIS_HOST);
+    this.redisRestarts++;
+    this.event('redis is back (same append-only file)');
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The write load of the fault schedule: concurrent clients, spread over the regions, each creating SAML
+ * provider credentials one after another with a unique label. A client records what the service answered:
+ * an id acknowledged by 201 (or by a 408 that carries the result) must survive every fault.
+ * A connection error or a timeout is not an answer; the client notes it, waits a moment and goes on.
+ */
+import { sleep } from './common';
+import { CREDENTIALS_PATH, orgHeaders, resultId, type Org, type RegionClient } from './client';
+
+export interface LoadOptions {
+  clients: number;
+  /** Stop once the service has answered at least this many creates (connection errors do not count)... */
+  minCreates: number;
+  /** ...and at least this long has passed. */
+  minDurationMs: number;
+  /** Share of creates sent with all_regions (the rest local_region), to exercise 408-with-result. */
+  allRegionsShare: number;
+  allRegionsTimeoutS: number;
+  idpUrl: string;
+  label: string;
+}
+
+export interface LoadFigures {
+  tried: number;
+  /** Creates the service answered with any HTTP status. */
+  answered: number;
+  acked201: number;
+  acked408: number;
+  /** 408 without a result: the local commit did not finish in time; the outcome is unknown. */
+  unanswered408: number;
+  connectionErrors: number;
+  timeouts: number;
+  server5xx: number;
+  /** 400 because the region could not fetch the IdP metadata (expected while it is partitioned). */
+  metadataRefused: number;
+  otherStatus: number;
+  perRegion: Record<string, { tried: number; acked: number; errors: number; p50Ms: number; p99Ms: number }>;
+  /** A few 5xx / unexpected answers, for the report. */
+  samples: string[];
+}
+
+export interface LoadResult {
+  figures: LoadFigures;
+  /** Every acknowledged id, with the region that acknowledged it. */
+  acked: Map<string, string>;
+}
+
+const PAUSE_AFTER_ERROR_MS = 150;
+
+export class Load {
+  private stopped = false;
+  private started = 0;
+  private readonly acked = new Map<string, string>();
+  private readonly latencies = new Map<string, number[]>();
+  private readonly f: LoadFigures = {
+    tried: 0, answered: 0, acked201: 0, acked408: 0, unanswered408: 0, connectionErrors: 0, timeouts: 0, server5xx: 0, metadataRefused: 0,
+    otherStatus: 0, perRegion: {}, samples: [],
+  };
+
+  constructor(
+    private readonly o: LoadOptions,
+    private readonly clients: readonly RegionClient[],
+    private readonly org: Org,
+  ) {
+    for (const c of clients) {
+      this.f.perRegion[c.region] = { tried: 0, acked: 0, errors: 0, p50Ms: 0, p99Ms: 0 };
+      this.latencies.set(c.region, []);
+    }
+  }
+
+  get tried(): number {
+    return this.f.tried;
+  }
+
+  get acknowledged(): number {
+    return this.acked.size;
+  }
+
+  /** Runs until both minimums are met (or stop()); resolves when every client has finished its request. */
+  async run(): Promise<LoadResult> {
+    this.started = Date.now();
+    await Promise.all(Array.from({ length: this.o.clients }, (_, i) => this.client(i)));
+    for (const [region, l] of this.latencies) {
+      l.sort((a, b) => a - b);
+      const r = this.f.perRegion[region];
+      if (r) Object.assign(r, { p50Ms: l[Math.floor(l.length / 2)] ?? 0, p99Ms: l[Math.max(0, Math.ceil(l.length * 0.99) - 1)] ?? 0 });
+    }
+    return { figures: this.f, acked: this.acked };
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private done(): boolean {
+    return this.stopped || (this.f.answered >= this.o.minCreates && Date.now() - this.started >= this.o.minDurationMs);
+  }
+
+  private async client(i: number): Promise<void> {
+    const c = this.clients[i % this.clients.length];
+    if (!c) return;
+    const stats = this.f.perRegion[c.region] ?? { tried: 0, acked: 0, errors: 0, p50Ms: 0, p99Ms: 0 };
+    let backoff = PAUSE_AFTER_ERROR_MS;
+    for (let seq = 0; !this.done(); seq++) {
+      const allRegions = Math.random() < this.o.allRegionsShare;
+      const headers = orgHeaders(
+        this.org,
+        allRegions ? { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': String(this.o.allRegionsTimeoutS) } : {},
+      );
+      const body = { idp_metadata_url: this.o.idpUrl, label: `${this.o.label}-c${i}-${seq}` };
+      this.f.tried++;
+      stats.tried++;
+      const t0 = Date.now();
+      let ok = false;
+      try {
+        const res = await c.call('POST', CREDENTIALS_PATH, { headers, body });
+        this.f.answered++;
+        backoff = PAUSE_AFTER_ERROR_MS;
+        const id = resultId(res.body);
+        if (res.status === 201 && id) {
+          this.f.acked201++;
+          ok = true;
+          this.latencies.get(c.region)?.push(Date.now() - t0);
+        } else if (res.status === 408 && id) {
+          this.f.acked408++;
+          ok = true;
+        } else if (res.status === 408) this.f.unanswered408++;
+        else if (res.status >= 500) {
+          this.f.server5xx++;
+          this.sample(`${c.region} ${res.status} ${JSON.stringify(res.body)}`);
+        } else if (res.status === 400 && JSON.stringify(res.body).includes('idp_metadata_url was refused')) {
+          this.f.metadataRefused++;
+          this.sample(`${c.region} ${res.status} ${JSON.stringify(res.body)}`);
+        } else {
+          this.f.otherStatus++;
+          this.sample(`${c.region} ${res.status} ${JSON.stringify(res.body)}`);
+        }
+        if (ok && id) {
+          this.acked.set(id, c.region);
+          stats.acked++;
+        }
+        if (res.status >= 500) await sleep(PAUSE_AFTER_ERROR_MS);
+      } catch (err) {
+        const code = String((err as { code?: unknown }).code ?? '');
+        if (code.includes('TIMEOUT')) this.f.timeouts++;
+        else this.f.connectionErrors++;
+        stats.errors++;
+        // The region is down or cut off: back off (up to a second) rather than spin on it.
+        await sleep(backoff);
+        backoff = Math.min(1000, backoff * 2);
+      }
+    }
+  }
+
+  private sample(s: string): void {
+    if (this.f.samples.length < 10) this.f.samples.push(s.slice(0, 400));
+  }
+}

@@ -1,0 +1,65 @@
+import type { Db } from '../db/client';
+import type { IdempotencyKey } from '../generated/prisma/client';
+import { defineTable, type Row } from '../replication/tables';
+
+/**
+ * Replicated like the resources it describes, and written in the same change as the resource, so a region
+ * that has the resource has its key and a region that lacks one lacks both.
+ */
+export const idempotencyKeysTable = defineTable('idempotency_keys', 'id');
+
+/** The parts of a stored key that decide what a new request with it gets. */
+export interface StoredKey {
+  orgId: string;
+  endpoint: string;
+  requestHash: string;
+  responseStatus: number;
+  responseBody: unknown;
+  expiresAt: Date;
+  deleted: boolean;
+}
+
+export function storedFromModel(m: IdempotencyKey): StoredKey {
+  return {
+    orgId: m.orgId,
+    endpoint: m.endpoint,
+    requestHash: m.requestHash,
+    responseStatus: m.responseStatus,
+    responseBody: m.responseBody,
+    expiresAt: m.expiresAt,
+    deleted: m.deletedAt !== null,
+  };
+}
+
+/** The same, from a row as the replication layer returns it (to_jsonb of the table). */
+export function storedFromRow(r: Row): StoredKey {
+  return {
+    orgId: String(r.org_id),
+    endpoint: String(r.endpoint),
+    requestHash: String(r.request_hash),
+    responseStatus: Number(r.response_status),
+    responseBody: r.response_body,
+    expiresAt: new Date(String(r.expires_at)),
+    deleted: r.deleted_at !== null && r.deleted_at !== undefined,
+  };
+}
+
+export async function findStoredKey(db: Db, id: string): Promise<StoredKey | null> {
+  const m = await db.idempotencyKey.findUnique({ where: { id } });
+  return m ? storedFromModel(m) : null;
+}
+
+/**
+ * Deletes up to `limit` keys that expired before `cutoff`, in this region only. The expiry is checked
+ * again on the outer statement: a request that reuses an expired key rewrites the row meanwhile, and
+ * Postgres re-evaluates that condition on the new row version, so the fresh key survives.
+ */
+export async function deleteExpiredKeys(db: Db, cutoff: Date, limit: number): Promise<number> {
+  return db.$executeRawUnsafe(
+    `DELETE FROM idempotency_keys
+      WHERE expires_at < $1::timestamptz
+        AND id IN (SELECT id FROM idempotency_keys WHERE expires_at < $1::timestamptz ORDER BY expires_at LIMIT $2)`,
+    cutoff.toISOString(),
+    limit,
+  );
+}

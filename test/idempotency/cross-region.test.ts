@@ -1,0 +1,131 @@
+/**
+ * Idempotency-Key across three region processes: a retry sent to another region once the first write has
+ * replicated, and a retry after a 408, in both dialects.
+ */
+import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
+const LOCAL = { 'SlashID-Required-Consistency': 'local_region' };
+
+let cluster: Cluster;
+let idp: IdpServer;
+let certs: TestCerts;
+
+beforeAll(async () => {
+  certs = makeCerts();
+  idp = await startIdpServer();
+  cluster = await startCluster('idem-x', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort] } });
+}, 90_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await idp?.close();
+});
+
+type Org = { id: string; api_key: string };
+const newOrg = (): Promise<Org> => createOrg(cluster.url('us-iowa'), 'acme', { headers: ALL });
+const body = (label = 'Okta prod') => ({ idp_metadata_url: idp.url('okta.xml'), label });
+
+function post(region: string, org: Org, payload: unknown, headers: Record<string, string>) {
+  return call(cluster.url(region), 'POST', PATH, { body: payload, headers: slashidHeaders(org, headers) });
+}
+
+/** The ids of the org's credentials as one region's database has them. */
+async function idsIn(region: string, org: Org): Promise<string[]> {
+  const res = await call(cluster.url(region), 'GET', PATH, { headers: slashidHeaders(org) });
+  if (res.status !== 200) throw new Error(`list in ${region}: ${res.status}`);
+  return (res.body.result as { id: string }[]).map((c) => c.id);
+}
+
+async function converged(): Promise<boolean> {
+  const digests = await Promise.all(
+    REGIONS.map(async (r) => JSON.stringify((await call(cluster.url(r), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables)),
+  );
+  return new Set(digests).size === 1;
+}
+
+test('a retry sent to another region after an all_regions create replays it there, and no region has a second credential', async () => {
+  const org = await newOrg();
+  const first = await post('us-iowa', org, body(), { ...ALL, 'Idempotency-Key': 'x-region' });
+  expect(first.status).toBe(201);
+  const retry = await post('europe-belgium', org, body(), { 'Idempotency-Key': 'x-region' });
+  expect(retry.status).toBe(201);
+  expect(retry.headers.get('idempotent-replayed')).toBe('true');
+  expect(retry.body).toEqual(first.body);
+  const reused = await post('asia-japan', org, body('another'), { 'Idempotency-Key': 'x-region' });
+  expect(reused.status).toBe(422);
+  expect(reused.body.errors[0].message).toContain('different request body');
+  expect(await eventually(converged)).toBe(true);
+  for (const r of REGIONS) expect(await idsIn(r, org)).toEqual([first.body.result.id]);
+});
+
+test('a retry after a 408 answers 201 with the id the 408 reported, and the credential exists once everywhere', async () => {
+  const org = await newOrg();
+  const japan = cluster.proc('asia-japan');
+  japan.pause();
+  let id: string;
+  try {
+    const timedOut = await post('us-iowa', org, body('during pause'), { ...ALL, 'SlashID-Required-Consistency-Timeout': '1', 'Idempotency-Key': 'after-408' });
+    expect(timedOut.status).toBe(408);
+    id = timedOut.body.result.id;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const retry = await post('us-iowa', org, body('during pause'), { ...LOCAL, 'Idempotency-Key': 'after-408' });
+    expect(retry.status).toBe(201);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(retry.body).toEqual({ meta: {}, errors: [], result: timedOut.body.result });
+    // Belgium has the write too, so a retry there is also a replay.
+    expect(await eventually(async () => (await idsIn('europe-belgium', org)).length === 1)).toBe(true);
+    const elsewhere = await post('europe-belgium', org, body('during pause'), { 'Idempotency-Key': 'after-408' });
+    expect(elsewhere.status).toBe(201);
+    expect(elsewhere.body.result.id).toBe(id);
+  } finally {
+    japan.resume();
+  }
+  expect(await eventually(async () => (await idsIn('asia-japan', org)).length === 1, 30_000)).toBe(true);
+  expect(await eventually(converged)).toBe(true);
+  for (const r of REGIONS) expect(await idsIn(r, org)).toEqual([id]);
+  // Japan has the key now as well: the retry there replays instead of creating.
+  const inJapan = await post('asia-japan', org, body('during pause'), { 'Idempotency-Key': 'after-408' });
+  expect(inJapan.status).toBe(201);
+  expect(inJapan.headers.get('idempotent-replayed')).toBe('true');
+  expect(inJapan.body.result.id).toBe(id);
+}, 60_000);
+
+describe('Infisical dialect', () => {
+  async function infisicalOrg() {
+    const org = await newOrg();
+    return { id: org.id, token: await issueToken(cluster.url('europe-belgium'), org.id) };
+  }
+
+  test('a retry in another region replays the create instead of answering 409', async () => {
+    const org = await infisicalOrg();
+    const first = await call(cluster.url('us-iowa'), 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(org.token, { ...ALL, 'Idempotency-Key': 'sso-x' }) });
+    expect(first.status).toBe(200);
+    const retry = await call(cluster.url('asia-japan'), 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(org.token, { 'Idempotency-Key': 'sso-x' }) });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(retry.body).toEqual(first.body);
+  });
+
+  test('a retry after a 408 answers 200 with the config the 408 carried in details', async () => {
+    const org = await infisicalOrg();
+    const japan = cluster.proc('asia-japan');
+    japan.pause();
+    try {
+      const timedOut = await call(cluster.url('us-iowa'), 'POST', SSO, {
+        body: configBody(org.id, certs.pem),
+        headers: bearer(org.token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '1', 'Idempotency-Key': 'sso-408' }),
+      });
+      expect(timedOut.status).toBe(408);
+      const retry = await call(cluster.url('us-iowa'), 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(org.token, { 'Idempotency-Key': 'sso-408' }) });
+      expect(retry.status).toBe(200);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.body).toEqual(timedOut.body.details);
+    } finally {
+      japan.resume();
+    }
+  }, 60_000);
+});
