@@ -66,7 +66,7 @@ export function requireRoot(command: string): void {
   if (typeof process.getuid === 'function' && process.getuid() === 0) return;
   process.stderr.write(
     `${command} needs root: it creates network namespaces, veth links and a bridge (ip netns / ip link) and runs\n` +
-      `Postgres as the postgres user. Run it as root (e.g. sudo -E npm run harness -- up).\n`,
+      `Postgres as the postgres user. Run it as root (e.g. sudo -E ${command}).\n`,
   );
   process.exit(2);
 }

@@ -5,9 +5,10 @@
  *
  * It models netem on every host's egress: bytes from a peer are held for the peer's delay, bytes back for
  * this host's delay, so the round trip between two hosts is the sum of their delays. The TCP handshake
- * happens at once locally, so the first bytes from the client also wait one round trip (what connect()
- * would have cost). Order is kept per direction, half-closes and resets are forwarded after the same
- * delay, and a refused upstream (the service is down) resets the client's connection.
+ * happens at once locally, so the first bytes from the client wait one round trip (what connect() would
+ * have cost) before their own one-way delay. Order is kept per direction, half-closes and resets are forwarded after the same
+ * delay, and a refused upstream (the service is down) resets the client's connection. A `cut` peer's
+ * bytes are held both ways until the cut is lifted: a partition between hosts that keeps the link up.
  */
 import net from 'node:net';
 
@@ -143,7 +144,8 @@ export class DelayProxy {
       s.setNoDelay(true);
       s.once('close', () => this.sockets.delete(s));
     }
-    const toServer = new DelayedPipe(down, up, inbound, isCut, Date.now() + rtt);
+    // connect() would have returned one round trip after the SYN; the first bytes travel after that.
+    const toServer = new DelayedPipe(down, up, inbound, isCut, Date.now() + rtt + (this.o.delays().peers[peer] ?? 0));
     const toClient = new DelayedPipe(up, down, outbound, isCut, 0);
     down.resume();
     // A reset travels like data: the other side learns of it after the delay of the side that reset.

@@ -16,7 +16,7 @@ import { Stack, type PartitionMode } from './stack';
 import { checkAcknowledged, waitConverged, type LossCheck } from './verify';
 
 const USAGE = `usage: npm run test:faults -- [--short] [options]
-  --creates N          at least N creates answered by the service (default 10000; --short 1500)
+  --creates N          at least N creates answered by the service (default 10000; --short 600)
   --duration S         and run the load and the faults for at least S seconds (default 60; --short 30)
   --clients N          concurrent clients, spread over the regions (default 24)
   --kill-every S       kill -9 a random region about every S seconds (default 4; 0 = never)
@@ -24,10 +24,12 @@ const USAGE = `usage: npm run test:faults -- [--short] [options]
   --partition S        partition one region for S seconds, a quarter into the run (default 10; 0 = never)
   --partition-mode M   wan (default): cut the region from Redis and the other regions, its clients still
                        reach it; link: take its link down, nothing reaches it
-  --redis-restart KILL|TERM|no   restart Redis once, 60 % into the run, after this signal (default KILL)
+  --redis-restart KILL|TERM|no   restart Redis once after this signal (default KILL)
+  --redis-restart-at F when: this fraction into --duration (default 0.6)
+  --redis-aof yes|no   Redis persistence (default yes; no = a restart loses the stream, acks and groups)
   --all-regions F      share of creates sent with all_regions and a 2 s timeout (default 0.1)
   --converge-limit S   fail if the regions are not identical S seconds after the faults end (default 30)
-  --conflicts N        afterwards, N rounds of the conflict test on the same stack (default 0; --short 100)
+  --conflicts N        afterwards, N rounds of the conflict test on the same stack (default 0; --short 50)
   --report PATH        also write the figures as JSON to PATH
   --logs DIR           keep every host's log in DIR
   --regions N, --latency LIST, --redis-latency MS, --jitter MS   as for npm run harness
@@ -42,6 +44,8 @@ interface Options {
   partitionS: number;
   partitionMode: PartitionMode;
   redisSignal: NodeJS.Signals | null;
+  redisRestartAt: number;
+  redisAof: boolean;
   allRegions: number;
   convergeLimitS: number;
   conflicts: number;
@@ -55,7 +59,7 @@ function options(flags: Flags): Options {
   const mode = flags.get('partition-mode') ?? 'wan';
   if (mode !== 'wan' && mode !== 'link') throw new UsageError('--partition-mode must be wan or link');
   return {
-    creates: intFlag(flags, 'creates', short ? 1500 : 10_000, 1),
+    creates: intFlag(flags, 'creates', short ? 600 : 10_000, 1),
     durationS: numFlag(flags, 'duration', short ? 30 : 60, 20, 86_400),
     clients: intFlag(flags, 'clients', 24, 1, 1000),
     killEveryS: numFlag(flags, 'kill-every', 4, 0, 3600),
@@ -63,9 +67,11 @@ function options(flags: Flags): Options {
     partitionS: numFlag(flags, 'partition', 10, 0, 3600),
     partitionMode: mode,
     redisSignal: redis === 'no' ? null : (`SIG${redis}` as NodeJS.Signals),
+    redisRestartAt: numFlag(flags, 'redis-restart-at', 0.6, 0, 1),
+    redisAof: flags.get('redis-aof') !== 'no',
     allRegions: numFlag(flags, 'all-regions', 0.1, 0, 1),
     convergeLimitS: numFlag(flags, 'converge-limit', 30, 1, 3600),
-    conflicts: intFlag(flags, 'conflicts', short ? 100 : 0, 0),
+    conflicts: intFlag(flags, 'conflicts', short ? 50 : 0, 0),
     report: flags.get('report'),
   };
 }
@@ -126,7 +132,7 @@ function table(r: Report): string {
 async function main(): Promise<number> {
   const { flags } = parseFlags(
     process.argv.slice(2),
-    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'redis-restart', 'all-regions', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
+    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'redis-restart', 'redis-restart-at', 'redis-aof', 'all-regions', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
     ['short', 'help'],
   );
   if (flags.has('help')) {
@@ -138,7 +144,7 @@ async function main(): Promise<number> {
   requireRoot('npm run test:faults');
   const t0 = Date.now();
   const stack = await Stack.up({
-    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: true, logLevel: 'warn', logDir: flags.get('logs'), say: log,
+    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, logLevel: 'warn', logDir: flags.get('logs'), say: log,
   });
   const perRegion = Math.max(1, Math.ceil(o.clients / stack.regionIds.length));
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), perRegion));
@@ -161,7 +167,7 @@ async function main(): Promise<number> {
       partitionAtMs: durationMs * 0.25,
       partitionMs: o.partitionS * 1000,
       partitionMode: o.partitionMode,
-      redisRestartAtMs: o.redisSignal ? durationMs * 0.6 : null,
+      redisRestartAtMs: o.redisSignal ? durationMs * o.redisRestartAt : null,
       redisSignal: o.redisSignal ?? 'SIGKILL',
     },
     log,

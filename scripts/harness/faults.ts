@@ -137,6 +137,6 @@ export class FaultSchedule {
     await sleep(1000);
     await this.stack.startService(REDIS_HOST);
     this.redisRestarts++;
-    this.event('redis is back (same append-only file)');
+    this.event('redis is back');
   }
 }

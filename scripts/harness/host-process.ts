@@ -94,10 +94,6 @@ export class HostProcess {
     this.opts.onLine?.(line);
   }
 
-  get exited(): Promise<void> {
-    return this.exitedP;
-  }
-
   /** Writes one line to the process's stdin (link agents). */
   send(line: string): void {
     this.child?.stdin?.write(line + '\n');

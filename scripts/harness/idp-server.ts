@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 import { DelayProxy, type DelayTable } from './delay-proxy';
 
-export const FIXTURES_DIR = path.resolve(PROJECT_ROOT, '..', 'shared', 'fixtures', 'idp-metadata');
+const FIXTURES_DIR = path.resolve(PROJECT_ROOT, '..', 'shared', 'fixtures', 'idp-metadata');
 
 export interface IdpServer {
   /** host:port for metadataAllowedHosts. */

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sleepSync } from './common';
 
-export const NAME_PREFIX = 'samlh';
+const NAME_PREFIX = 'samlh';
 const STATE_DIR = '/run/saml-harness';
 const TMP_BASE = 'saml-harness-';
 const SLOTS = 8;
@@ -78,7 +78,8 @@ function procState(pid: number): string | null {
 
 function isAlive(s: RunState): boolean {
   const t = procStartTime(s.pid);
-  return t !== null && t === s.startTime;
+  // A killed harness whose parent has not reaped it yet is a zombie: dead, though /proc still lists it.
+  return t !== null && t === s.startTime && procState(s.pid) !== 'Z';
 }
 
 const slotFile = (slot: number) => path.join(STATE_DIR, `slot-${slot}.json`);
@@ -113,7 +114,7 @@ function links(): string[] {
 }
 
 /** Stops whatever still runs in a namespace: TERM first (Postgres shuts down cleanly), then KILL. */
-export function killNamespace(ns: string): void {
+function killNamespace(ns: string): void {
   // Zombies (our own children, not reaped while this runs synchronously) are dead already.
   const pids = () => {
     try {
@@ -138,7 +139,7 @@ export function killNamespace(ns: string): void {
 }
 
 /** Removes every namespace, link, temp dir and state file of run `id`. Safe to call twice. */
-export function destroyRun(id: string, state: RunState | null): void {
+function destroyRun(id: string, state: RunState | null): void {
   const prefix = `${NAME_PREFIX}${id}`;
   const ours = namespaces().filter((n) => n.startsWith(prefix));
   for (const ns of ours) killNamespace(ns);

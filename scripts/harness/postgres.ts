@@ -73,7 +73,7 @@ export async function waitPostgres(proc: HostProcess, ns: string, timeoutMs = 30
   while (Date.now() < until) {
     if (!proc.running) throw new Error(`${proc.name} exited during start-up:\n${proc.lastLines(15).join('\n')}`);
     try {
-      await run('ip', ['netns', 'exec', ns, path.join(pgBinDir(), 'pg_isready'), '-q', '-h', '127.0.0.1', '-p', String(PG_PORT)]);
+      await run('ip', ['netns', 'exec', ns, path.join(pgBinDir(), 'pg_isready'), '-q', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', PG_USER]);
       return;
     } catch {
       await sleep(100);

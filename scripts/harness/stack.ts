@@ -1,8 +1,9 @@
 /**
  * The multi-region stack of the harness: Redis and every region as hosts of their own (a network namespace
  * with its own address on one bridge), each region with its own Postgres inside its namespace, an IdP
- * metadata server in the root namespace, and per-host one-way delays. Faults: partition/heal a host's link,
- * pause/resume (SIGSTOP/SIGCONT), kill -9 and restart a region or Redis.
+ * metadata server in the root namespace, and per-host one-way delays. Faults: partition a host (its link
+ * down, or a WAN cut from the other hosts) and heal it, pause/resume (SIGSTOP/SIGCONT), kill -9 and
+ * restart a region or Redis.
  *
  * `Stack.up()` registers its teardown before it creates anything, so every way out of the process
  * (Ctrl-C, SIGTERM, an uncaught error, a failed start) removes what was made.
@@ -10,16 +11,14 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Redis from 'ioredis';
 import type { ConfigFile } from '../../src/config';
-import { PROJECT_ROOT } from '../../src/paths';
-import { onTeardown, sleep } from './common';
+import { onTeardown } from './common';
 import type { DelayTable } from './delay-proxy';
-import { HostProcess } from './host-process';
+import type { HostProcess } from './host-process';
 import { startIdpServer, type IdpServer } from './idp-server';
-import type { AgentConfig } from './link-agent';
 import { Network, removeLeftovers, reserveRun, type HostLink } from './netns';
 import { cloneData, initTemplate, PG_PORT, postgresProcess, waitPostgres } from './postgres';
+import { agentProcess, REDIS_PORT, redisProcess, REGION_PORT, regionProcess, startAgent, waitRedis, waitRegion } from './services';
 
 export const DEFAULT_REGIONS: readonly RegionSpec[] = [
   { id: 'us-iowa', delayMs: 5 },
@@ -28,8 +27,6 @@ export const DEFAULT_REGIONS: readonly RegionSpec[] = [
 ];
 export const DEFAULT_REDIS_DELAY_MS = 2;
 export const REDIS_HOST = 'redis';
-const REGION_PORT = 8080;
-const REDIS_PORT = 6379;
 /** The fixtures' MANIFEST judges certificates as of this date; the regions' clock for metadata is pinned to it. */
 export const FIXTURE_DATE = '2026-11-23T00:00:00Z';
 
@@ -165,19 +162,32 @@ export class Stack {
     const template = initTemplate(path.join(tmp, 'pg'));
     template.catch(() => undefined); // awaited below; until then a failure must not count as unhandled
     fs.mkdirSync(path.join(tmp, 'redis'));
+    const regionEnv = {
+      REGIONS_CONFIG: this.configPath,
+      ADMIN_TOKEN: this.adminToken,
+      TOKEN_SIGNING_SECRET: `harness-${this.adminToken}`,
+      LOG_LEVEL: o.logLevel,
+      METADATA_VALIDATION_TIME: FIXTURE_DATE,
+    };
     for (const link of links) {
       const isRedis = link.name === REDIS_HOST;
-      const ports = isRedis ? [REDIS_PORT] : [REGION_PORT, PG_PORT];
       this.hosts.set(link.name, {
         link,
         delayMs: delayOf.get(link.name) ?? 0,
-        agent: this.agentProcess(link, ports),
-        service: isRedis ? this.redisProcess(link, path.join(tmp, 'redis')) : this.regionProcess(link),
+        agent: agentProcess(link, isRedis ? [REDIS_PORT] : [REGION_PORT, PG_PORT], this.logFile(`link-agent-${link.name}`)),
+        service: isRedis
+          ? redisProcess(link, path.join(tmp, 'redis'), o.redisAppendOnly, this.logFile('redis'))
+          : regionProcess(link, regionEnv, this.logFile(`region-${link.name}`), (line) => o.onRegionLine?.(link.name, line)),
         postgres: isRedis ? null : postgresProcess(`postgres@${link.name}`, link.ns, path.join(tmp, 'pg', link.name), this.logFile(`postgres-${link.name}`)),
         partitioned: null,
       });
     }
-    await Promise.all([...this.hosts.values()].map((h) => this.startAgent(h)));
+    await Promise.all(
+      [...this.hosts.values()].map(async (h) => {
+        await startAgent(h.agent);
+        this.pushDelays();
+      }),
+    );
     const templateDir = await template;
     for (const h of this.hosts.values()) {
       if (!h.postgres) continue;
@@ -194,70 +204,6 @@ export class Stack {
 
   private logFile(name: string): string {
     return path.join(this.logDir, `${name}.log`);
-  }
-
-  private agentProcess(link: HostLink, ports: number[]): HostProcess {
-    const config: AgentConfig = {
-      listenHost: link.ip,
-      forwards: ports.map((p) => ({ listenPort: p, targetPort: p })),
-      delays: { self: 0, peers: {}, jitter: 0, cut: [] },
-    };
-    return new HostProcess({
-      name: `link-agent@${link.name}`,
-      ns: link.ns,
-      command: process.execPath,
-      args: [path.join(PROJECT_ROOT, 'dist', 'scripts', 'harness', 'link-agent.js'), JSON.stringify(config)],
-      stdin: true,
-      logFile: this.logFile(`link-agent-${link.name}`),
-    });
-  }
-
-  private async startAgent(h: Host): Promise<void> {
-    const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${h.agent.name} did not start:\n${h.agent.lastLines(10).join('\n')}`)), 15_000);
-      const poll = setInterval(() => {
-        if (h.agent.lastLines(5).includes('ready')) {
-          clearTimeout(timer);
-          clearInterval(poll);
-          resolve();
-        }
-      }, 20);
-    });
-    h.agent.start();
-    await ready;
-    this.pushDelays();
-  }
-
-  private redisProcess(link: HostLink, dir: string): HostProcess {
-    const aof = this.o.redisAppendOnly;
-    return new HostProcess({
-      name: 'redis',
-      ns: link.ns,
-      command: 'redis-server',
-      args: ['--bind', '127.0.0.1', '--port', String(REDIS_PORT), '--dir', dir, '--save', '', '--appendonly', aof ? 'yes' : 'no', '--appendfsync', 'everysec', '--protected-mode', 'no'],
-      logFile: this.logFile('redis'),
-    });
-  }
-
-  private regionProcess(link: HostLink): HostProcess {
-    return new HostProcess({
-      name: link.name,
-      ns: link.ns,
-      command: process.execPath,
-      args: [path.join(PROJECT_ROOT, 'dist', 'src', 'main.js')],
-      env: {
-        REGION: link.name,
-        REGIONS_CONFIG: this.configPath,
-        ADMIN_TOKEN: this.adminToken,
-        TOKEN_SIGNING_SECRET: `harness-${this.adminToken}`,
-        // The config's host is the address others reach the region at; the process listens behind its agent.
-        HOST: '127.0.0.1',
-        LOG_LEVEL: this.o.logLevel,
-        METADATA_VALIDATION_TIME: FIXTURE_DATE,
-      },
-      logFile: this.logFile(`region-${link.name}`),
-      onLine: (line) => this.o.onRegionLine?.(link.name, line),
-    });
   }
 
   private peerDelays(): Record<string, number> {
@@ -286,46 +232,8 @@ export class Stack {
   async startService(host: string, timeoutMs = 60_000): Promise<void> {
     const h = this.host(host);
     if (!h.service.running) h.service.start();
-    if (host === REDIS_HOST) await this.waitRedis(h, timeoutMs);
-    else await this.waitRegion(h, timeoutMs);
-  }
-
-  private async waitRegion(h: Host, timeoutMs: number): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    const url = `${this.regionUrl(h.link.name)}/healthz`;
-    while (Date.now() < until) {
-      if (!h.service.running) throw new Error(`${h.link.name} exited during start-up:\n${h.service.lastLines(20).join('\n')}`);
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-        // A reply from an earlier process of the region must not pass for this one.
-        const body = res.ok ? ((await res.json()) as { pid?: number }) : null;
-        if (body?.pid !== undefined && body.pid === h.service.pid) return;
-      } catch {
-        // not listening yet
-      }
-      await sleep(100);
-    }
-    throw new Error(`${h.link.name} was not ready within ${timeoutMs} ms:\n${h.service.lastLines(20).join('\n')}`);
-  }
-
-  private async waitRedis(h: Host, timeoutMs: number): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      if (!h.service.running) throw new Error(`redis exited during start-up:\n${h.service.lastLines(20).join('\n')}`);
-      const c = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        // While loading the append-only file Redis answers LOADING; it is not ready yet.
-        if ((await c.ping()) === 'PONG') return;
-      } catch {
-        // not up yet
-      } finally {
-        c.disconnect();
-      }
-      await sleep(100);
-    }
-    throw new Error(`redis was not ready within ${timeoutMs} ms`);
+    if (host === REDIS_HOST) await waitRedis(h.service, this.redisUrl, timeoutMs);
+    else await waitRegion(h.service, this.regionUrl(host), timeoutMs);
   }
 
   partition(host: string, mode: PartitionMode = 'link'): void {
@@ -369,10 +277,6 @@ export class Stack {
 
   isRunning(host: string): boolean {
     return this.host(host).service.running;
-  }
-
-  lastLines(host: string, n = 30): string[] {
-    return this.host(host).service.lastLines(n);
   }
 
   status(): HostStatus[] {

@@ -49,7 +49,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
         lag_ms: p.lastAppliedAt.getTime() - p.lastEventAt.getTime(),
       })),
       pending: stream.groups,
-      stream: { connected: stream.connected, length: stream.length, error: stream.error },
+      stream: { connected: stream.connected, length: stream.length, dead_letters: stream.deadLetters, error: stream.error },
       outbox: {
         unpublished: Number(o?.unpublished ?? 0),
         unconfirmed: Number(o?.unconfirmed ?? 0),
@@ -98,17 +98,18 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
 
 async function streamStatus(d: ReplicationAdminDeps) {
   try {
-    const [groups, length] = await Promise.all([groupInfo(d.redis, d.keys), d.redis.xlen(d.keys.stream)]);
+    const [groups, length, deadLetters] = await Promise.all([groupInfo(d.redis, d.keys), d.redis.xlen(d.keys.stream), d.redis.xlen(d.keys.deadLetter)]);
     return {
       connected: true,
       error: null,
       length,
+      deadLetters,
       groups: d.regions.map((r) => {
         const g = groups.find((x) => x.name === r);
         return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null };
       }),
     };
   } catch (err) {
-    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, groups: [] };
+    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, groups: [] };
   }
 }

@@ -37,6 +37,7 @@ export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
+  private readonly failures = new Map<string, number>();
   appliedEvents = 0;
 
   constructor(private readonly d: ApplierDeps) {}
@@ -103,47 +104,72 @@ export class Applier {
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
     const { log } = this.d;
-    const parsed: { id: string; event: ChangeEvent }[] = [];
-    const poison: string[] = [];
-    for (const [id, fields] of entries) {
-      const event = parseEvent(eventField(fields));
-      if (event && event.ops.every((op) => this.d.store.has(op.table))) parsed.push({ id, event });
-      else poison.push(id);
+    const parsed: Parsed[] = [];
+    const poison: StreamEntry[] = [];
+    for (const entry of entries) {
+      const event = parseEvent(eventField(entry[1]));
+      if (event && event.ops.every((op) => this.d.store.has(op.table))) parsed.push({ id: entry[0], event });
+      else poison.push(entry);
     }
     if (poison.length) {
-      log.error({ ids: poison }, 'unreadable or unknown-table change events moved to the dead-letter stream');
-      await this.deadLetter(entries.filter(([id]) => poison.includes(id)));
+      log.error({ ids: poison.map((p) => p[0]) }, 'unreadable or unknown-table change events moved to the dead-letter stream');
+      await this.deadLetter(poison);
     }
     if (parsed.length === 0) return;
+    let applied = parsed;
     try {
-      await this.commit(parsed);
+      await this.apply(parsed);
     } catch (err) {
-      // One bad event must not block the rest: retry one by one, dead-letter what fails on its own.
+      // One bad event must not block the rest: retry one by one.
       log.warn({ err: (err as Error).message }, 'batch apply failed; retrying events one by one');
-      let failures = 0;
+      applied = [];
       for (const p of parsed) {
         try {
-          await this.commit([p]);
+          await this.apply([p]);
+          applied.push(p);
         } catch (e) {
-          failures += 1;
-          log.error({ err: (e as Error).message, changeId: p.event.changeId }, 'change event failed to apply');
+          await this.failedAlone(p, e as Error);
         }
       }
-      // If every event failed, the database is likely down: leave them pending for a later retry.
-      if (failures === parsed.length) throw err;
+      // Every event failed: the database is likely down. Leave them pending for a later retry.
+      if (applied.length === 0) throw err;
     }
+    await this.acknowledge(applied);
   }
 
-  private async commit(batch: { id: string; event: ChangeEvent }[]): Promise<void> {
-    const { db, store, clock, tracker, region, keys, redis } = this.d;
+  private async apply(batch: Parsed[]): Promise<void> {
+    const { db, store, clock } = this.d;
     await db.$transaction(async (tx) => {
       await store.apply(tx, batch.flatMap((b) => b.event.ops));
       await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
     });
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
-    await tracker.ack(region, batch.map((b) => b.event.changeId));
-    await redis.xack(keys.stream, region, ...batch.map((b) => b.id));
     this.appliedEvents += batch.length;
+  }
+
+  /**
+   * Acks in the tracker, then XACK. If Redis fails here the events stay pending: they are re-read
+   * (XAUTOCLAIM), applied again as no-ops, and acked then. Not an apply failure.
+   */
+  private async acknowledge(batch: Parsed[]): Promise<void> {
+    const { tracker, region, keys, redis, log } = this.d;
+    try {
+      await tracker.ack(region, batch.map((b) => b.event.changeId));
+      await redis.xack(keys.stream, region, ...batch.map((b) => b.id));
+    } catch (err) {
+      log.warn({ err: (err as Error).message, count: batch.length }, 'applied, but could not ack in Redis; the events stay pending and are acked on redelivery');
+    }
+  }
+
+  /** An event that fails while the others of its batch apply is retried; after a few failures it is parked. */
+  private async failedAlone(p: Parsed, err: Error): Promise<void> {
+    const failures = (this.failures.get(p.id) ?? 0) + 1;
+    this.failures.set(p.id, failures);
+    this.d.log.error({ err: err.message, changeId: p.event.changeId, failures }, 'change event failed to apply');
+    if (failures < MAX_FAILURES_ALONE) return;
+    this.failures.delete(p.id);
+    this.d.log.error({ changeId: p.event.changeId }, 'change event moved to the dead-letter stream after repeated failures');
+    await this.deadLetter([[p.id, ['e', JSON.stringify(p.event)]]]);
   }
 
   private async deadLetter(entries: StreamEntry[]): Promise<void> {
@@ -154,6 +180,10 @@ export class Applier {
     }
   }
 }
+
+type Parsed = { id: string; event: ChangeEvent };
+
+const MAX_FAILURES_ALONE = 3;
 
 const PROGRESS_SQL = `
 INSERT INTO replication_progress (origin_region, applied_count, last_change_id, last_event_at, last_applied_at)

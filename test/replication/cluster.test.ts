@@ -209,3 +209,18 @@ test('duplicated and reordered events change nothing', async () => {
   }
   expect(await digests()).toEqual(before);
 }, 60_000);
+
+test('an unreadable event is parked in the dead-letter stream and does not hold up replication', async () => {
+  const redis = new Redis(REDIS_URL);
+  try {
+    const key = `${cluster.deployment.file.redisKeyPrefix}{repl}:changes`;
+    await redis.xadd(key, '*', 'e', '{"not": "a change event"');
+    const after = await call(cluster.url('us-iowa'), 'POST', PATH, { body: body('after poison'), headers: slashidHeaders(org, ALL) });
+    expect(after.status).toBe(201);
+    const parked = async () =>
+      (await call(cluster.url('asia-japan'), 'GET', '/admin/replication', { headers: adminHeaders })).body.stream.dead_letters >= REGIONS.length;
+    expect(await eventually(parked)).toBe(true);
+  } finally {
+    redis.disconnect();
+  }
+});
