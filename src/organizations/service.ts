@@ -5,7 +5,7 @@ import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import { generateApiKey, keyIdOf, keyMatches } from './api-keys';
 import type { CreateOrganizationBody, OrganizationView } from './schema';
-import { apiKeysTable, findApiKeyByKeyId, findOrganization, organizationsTable } from './store';
+import { apiKeysTable, findLiveApiKey, findOrganization, organizationsTable } from './store';
 
 export function toOrganizationView(row: Row): OrganizationView {
   return {
@@ -50,9 +50,9 @@ export function rotateApiKey(db: Db, repl: Replicator, orgId: string) {
   });
 }
 
-/** The organization a key belongs to, or null for a malformed, unknown or replaced key. */
+/** The (existing) organization a key belongs to, or null for a malformed, unknown or replaced key. */
 export async function authenticateApiKey(db: Db, apiKey: string): Promise<string | null> {
   const keyId = keyIdOf(apiKey);
-  const row = keyId ? await findApiKeyByKeyId(db, keyId) : null;
+  const row = keyId ? await findLiveApiKey(db, keyId) : null;
   return keyMatches(apiKey, row?.keyHash ?? null) && row ? row.orgId : null;
 }

@@ -8,8 +8,15 @@ export function findOrganization(db: Db, id: string) {
   return db.organization.findFirst({ where: { id, deletedAt: null } });
 }
 
-export function findApiKeyByKeyId(db: Db, keyId: string) {
-  return db.apiKey.findFirst({ where: { keyId, deletedAt: null } });
+/** The key row with that id, if its organization exists (one query: this is on every request's path). */
+export async function findLiveApiKey(db: Db, keyId: string): Promise<{ orgId: string; keyHash: string } | null> {
+  const rows = await db.$queryRawUnsafe<{ org_id: string; key_hash: string }[]>(
+    `SELECT k.org_id::text, k.key_hash FROM api_keys k JOIN organizations o ON o.id = k.org_id AND o.deleted_at IS NULL
+      WHERE k.key_id = $1 AND k.deleted_at IS NULL`,
+    keyId,
+  );
+  const row = rows[0];
+  return row ? { orgId: row.org_id, keyHash: row.key_hash } : null;
 }
 
 /** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */

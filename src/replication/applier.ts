@@ -116,14 +116,18 @@ export class Applier {
       await this.deadLetter(poison);
     }
     if (parsed.length === 0) return;
-    let applied = parsed;
+    // Our own changes were committed here before they were published: they only need acking.
+    const own = parsed.filter((p) => p.event.origin === this.d.region);
+    const remote = parsed.filter((p) => p.event.origin !== this.d.region);
+    if (remote.length === 0) return this.acknowledge(own);
+    let applied = remote;
     try {
-      await this.apply(parsed);
+      await this.apply(remote);
     } catch (err) {
       // One bad event must not block the rest: retry one by one.
       log.warn({ err: (err as Error).message }, 'batch apply failed; retrying events one by one');
       applied = [];
-      for (const p of parsed) {
+      for (const p of remote) {
         try {
           await this.apply([p]);
           applied.push(p);
@@ -134,7 +138,7 @@ export class Applier {
       // Every event failed: the database is likely down. Leave them pending for a later retry.
       if (applied.length === 0) throw err;
     }
-    await this.acknowledge(applied);
+    await this.acknowledge([...own, ...applied]);
   }
 
   private async apply(batch: Parsed[]): Promise<void> {

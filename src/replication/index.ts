@@ -65,6 +65,7 @@ export async function createReplication(o: ReplicationOptions) {
     /** Stops background work, publishing what the outbox still holds if Redis lets us. */
     async stop() {
       await applier?.stop();
+      await repl.flushPublished();
       await relay.stop();
       await relay.publishPending(0).catch(() => 0);
       for (const c of connections) c.disconnect();

@@ -14,7 +14,7 @@ type Queryable = Pick<Db | TxClient, '$queryRawUnsafe' | '$executeRawUnsafe'>;
 interface TableSql {
   table: ReplicatedTable;
   upsert: string;
-  selectForUpdate: string;
+  selectRow: string;
 }
 
 const REQUIRED_COLUMNS = ['version', 'origin_region', 'updated_at', 'deleted_at'];
@@ -53,7 +53,8 @@ export class RowStore {
           `ON CONFLICT (${ident(table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
           `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
           `WHERE (cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)`,
-        selectForUpdate: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType} FOR UPDATE`,
+        // The advisory lock taken just before serializes local writers of the key; FOR UPDATE adds nothing.
+        selectRow: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType}`,
       });
     }
     return new RowStore(sql);
@@ -75,7 +76,7 @@ export class RowStore {
    */
   async lock(tx: Queryable, table: ReplicatedTable, key: string): Promise<Row | null> {
     await tx.$executeRawUnsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', `${table.name}:${key}`);
-    const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(this.get(table.name).selectForUpdate, key);
+    const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(this.get(table.name).selectRow, key);
     return rows[0]?.row ?? null;
   }
 
