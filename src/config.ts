@@ -103,7 +103,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (!region) throw new ConfigError(`REGION '${regionId}' is not in ${configPath}; known regions: ${file.regions.map((r) => r.id).join(', ')}`);
   const adminToken = env.ADMIN_TOKEN ?? '';
   if (adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be set to a secret of at least 16 characters');
-  const tokenSigningSecret = env.TOKEN_SIGNING_SECRET || `derived:${adminToken}`;
+  // Its own secret, not derived from ADMIN_TOKEN: every access token would otherwise let its holder
+  // guess at the admin token offline.
+  const tokenSigningSecret = env.TOKEN_SIGNING_SECRET ?? '';
+  if (tokenSigningSecret.length < 16) {
+    throw new ConfigError('TOKEN_SIGNING_SECRET must be set to a secret of at least 16 characters, the same in every region');
+  }
   if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
   if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const port = intFromEnv(env, 'PORT');

@@ -9,6 +9,7 @@ import { authenticateApiKey } from '../organizations/service';
 import { isSelfOrAncestor } from '../organizations/store';
 import { AppError, asAppError, badRequest, forbidden, unauthorized } from './errors';
 import { getRequestId } from './request-id';
+import { UUID_PATTERN } from './validate';
 
 export interface Pagination {
   limit: number;
@@ -41,7 +42,7 @@ export function slashidErrors(log: Logger): ErrorRequestHandler {
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const UUID = new RegExp(UUID_PATTERN);
 
 export function isUuid(s: string): boolean {
   return UUID.test(s);

@@ -1,9 +1,16 @@
 /** One ajv instance; every schema is compiled once, at module load of the feature that owns it. */
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import type { TSchema, Static } from '@sinclair/typebox';
+import { Type, type TSchema, type Static } from '@sinclair/typebox';
 
 export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri', 'uuid', 'date-time', 'email']);
+
+/**
+ * A UUID as Postgres and Prisma take it. (ajv-formats' `uuid` also accepts a `urn:uuid:` prefix, which
+ * the database then rejects.)
+ */
+export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+export const Uuid = (opts: { description?: string } = {}) => Type.String({ pattern: UUID_PATTERN, ...opts });
 
 export function compile<S extends TSchema>(schema: S): ValidateFunction<Static<S>> {
   return ajv.compile<Static<S>>(schema);

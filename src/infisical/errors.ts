@@ -8,6 +8,7 @@ import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
 import { AppError, asAppError } from '../http/errors';
 import { getRequestId } from '../http/request-id';
+import { UUID_PATTERN } from '../http/validate';
 
 export interface ValidationIssue {
   /** Zod's issue codes, so Infisical clients that branch on them keep working. */
@@ -67,6 +68,8 @@ export function issuesFromAjv(errors: ErrorObject[] | null | undefined): Validat
       }
       case 'format':
         return { code: 'invalid_string', path, message: `${field} must be a valid ${String(e.params.format)}` };
+      case 'pattern':
+        return { code: 'invalid_string', path, message: e.params.pattern === UUID_PATTERN ? `${field} must be a valid uuid` : `${field} ${e.message ?? 'is invalid'}` };
       case 'minLength':
       case 'minimum':
         return { code: 'too_small', path, message: `${field} ${e.message ?? 'is too small'}` };

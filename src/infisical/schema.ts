@@ -3,12 +3,12 @@
  * POST /api/v1/sso/config (shared/seeds/000_2bcebda910c06db6.txt). Field names are Infisical's camelCase.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { compile } from '../http/validate';
+import { compile, Uuid } from '../http/validate';
 
 export const AUTH_PROVIDERS = ['okta-saml', 'azure-saml', 'jumpcloud-saml', 'google-saml', 'keycloak-saml', 'auth0-saml'] as const;
 export type AuthProvider = (typeof AUTH_PROVIDERS)[number];
 
-const OrganizationId = Type.String({ format: 'uuid', description: 'The ID of the organization the SAML config belongs to.' });
+const OrganizationId = Uuid({ description: 'The ID of the organization the SAML config belongs to.' });
 
 const fields = {
   // One enum keyword rather than a union of literals: ajv then reports one issue listing the allowed values.

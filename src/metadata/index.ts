@@ -23,6 +23,7 @@ export async function fetchAndParse(
   } catch (err) {
     // The parser does not know where the document came from; the admin needs to.
     if (err instanceof MetadataError) throw new MetadataError(err.code, `${err.message} (fetched from ${fetched.finalUrl})`);
-    throw err;
+    // Whatever else a hostile document makes the parser throw is still the document's fault: a 400, not a 500.
+    throw new MetadataError('not_metadata', `The document could not be processed as SAML metadata (${(err as Error).message}; fetched from ${fetched.finalUrl}).`);
   }
 }

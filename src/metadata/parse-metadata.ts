@@ -92,10 +92,16 @@ interface EntityInContext {
   groups: Element[];
 }
 
+// Real aggregates nest EntitiesDescriptor two or three deep; a hostile document could nest thousands.
+const MAX_ENTITIES_NESTING = 8;
+
 function collectEntities(el: Element, groups: Element[], out: EntityInContext[]): void {
   if (is(el, MD_NS, 'EntityDescriptor')) {
     out.push({ entity: el, groups });
     return;
+  }
+  if (groups.length >= MAX_ENTITIES_NESTING) {
+    throw new MetadataError('not_metadata', `EntitiesDescriptor elements are nested more than ${MAX_ENTITIES_NESTING} deep; this is not usable IdP metadata.`);
   }
   for (const child of childElements(el, MD_NS, 'EntityDescriptor')) collectEntities(child, [...groups, el], out);
   for (const child of childElements(el, MD_NS, 'EntitiesDescriptor')) collectEntities(child, [...groups, el], out);

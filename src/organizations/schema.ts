@@ -1,10 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile } from '../http/validate';
+import { compile, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 200 }),
-    parent_id: Type.Optional(Type.String({ format: 'uuid' })),
+    parent_id: Type.Optional(Uuid()),
   },
   { additionalProperties: false },
 );

@@ -108,11 +108,13 @@ export class Applier {
     const poison: StreamEntry[] = [];
     for (const entry of entries) {
       const event = parseEvent(eventField(entry[1]));
-      if (event && event.ops.every((op) => this.d.store.has(op.table))) parsed.push({ id: entry[0], event });
-      else poison.push(entry);
+      if (!event) poison.push(entry);
+      else if (event.ops.every((op) => this.d.store.has(op.table))) parsed.push({ id: entry[0], event });
+      // A table this version does not know (a rolling upgrade): leave it pending until this region knows it.
+      else log.warn({ changeId: event.changeId, tables: event.ops.map((o) => o.table) }, 'change event for an unknown table left pending');
     }
     if (poison.length) {
-      log.error({ ids: poison.map((p) => p[0]) }, 'unreadable or unknown-table change events moved to the dead-letter stream');
+      log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
       await this.deadLetter(poison);
     }
     if (parsed.length === 0) return;
@@ -127,17 +129,21 @@ export class Applier {
       // One bad event must not block the rest: retry one by one.
       log.warn({ err: (err as Error).message }, 'batch apply failed; retrying events one by one');
       applied = [];
+      const failed: { p: Parsed; err: Error }[] = [];
       for (const p of remote) {
         try {
           await this.apply([p]);
           applied.push(p);
         } catch (e) {
-          await this.failedAlone(p, e as Error);
+          failed.push({ p, err: e as Error });
         }
       }
-      // Every event failed: the database is likely down. Leave them pending for a later retry.
+      // Every event failed: the database is likely down, which says nothing about the events. Leave them
+      // pending for a later retry, without counting it against them.
       if (applied.length === 0) throw err;
+      for (const f of failed) await this.failedAlone(f.p, f.err);
     }
+    for (const p of applied) this.failures.delete(p.id);
     await this.acknowledge([...own, ...applied]);
   }
 

@@ -51,6 +51,15 @@ export async function writeWithConsistency<T>(
   toResult: (value: T) => unknown,
   onChangeId: (changeId: string) => void = () => undefined,
 ): Promise<WriteOutcome<T>> {
+  if (Date.now() >= c.deadline) {
+    // Work before the write (the IdP metadata fetch) used up the whole timeout: write nothing, so the
+    // caller knows exactly where it stands.
+    throw new AppError(
+      408,
+      'consistency_timeout',
+      `The request used up its ${c.timeoutSeconds} s timeout before the write could start (fetching the IdP metadata took that long); nothing was written. Retry with a longer SlashID-Required-Consistency-Timeout.`,
+    );
+  }
   const pending = write();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<null>((resolve) => {

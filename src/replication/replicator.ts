@@ -64,7 +64,9 @@ export class Replicator {
               updated_at: current ? new Date().toISOString() : (row.created_at ?? new Date().toISOString()),
               deleted_at: row.deleted_at ?? null,
             };
-            await store.apply(tx, [{ table: table.name, key, version, row: full }]);
+            const stored = await store.apply(tx, [{ table: table.name, key, version, row: full }]);
+            // Only a live row over a tombstone can be refused; features check first, so this is a bug guard.
+            if (stored !== 1) throw new Error(`write to ${table.name} ${key} was refused by the merge rule`);
             ops.push({ table: table.name, key, version, row: full });
             return full;
           },

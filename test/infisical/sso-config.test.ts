@@ -169,6 +169,8 @@ describe('validation (422, Infisical shape)', () => {
   test('GET without organizationId, or with one that is not a UUID, is a 422', async () => {
     expect(issues(await api('GET', SSO, org.token))[0]?.path).toEqual(['organizationId']);
     expect(issues(await api('GET', `${SSO}?organizationId=acme`, org.token))[0]?.code).toBe('invalid_string');
+    // ajv's uuid format would take a urn:uuid: prefix that the database then rejects (a 500 before).
+    expect(issues(await api('GET', `${SSO}?organizationId=urn:uuid:${org.id}`, org.token))[0]?.code).toBe('invalid_string');
   });
 
   test('nothing is written when validation fails', async () => {

@@ -52,6 +52,7 @@ describe('organizations', () => {
     ['unknown field', { name: 'a', color: 'red' }],
     ['parent_id not a uuid', { name: 'a', parent_id: 'nope' }],
     ['name not a string', { name: 42 }],
+    ['parent_id as a urn:uuid', { name: 'a', parent_id: 'urn:uuid:01a20904-0000-7000-8000-000000000000' }],
   ])('answers 400 for %s and creates nothing', async (_n, body) => {
     const before = await r.region.db.organization.count();
     const res = await call(r.url, 'POST', '/admin/organizations', { body, headers: adminHeaders });

@@ -158,3 +158,26 @@ describe('refresh', () => {
     expect(md.body.result.refresh.last_error).toMatch(/404/);
   });
 });
+
+test('a metadata fetch that outlasts the consistency timeout answers 408 and writes nothing', async () => {
+  const before = await count();
+  idp.slow('okta.xml', 1500);
+  const res = await call(r.url, 'POST', PATH, {
+    body: { idp_metadata_url: idp.url('okta.xml') },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
+  });
+  expect(res.status).toBe(408);
+  expect(res.body.errors[0].message).toMatch(/nothing was written/);
+  expect(res.body.result).toBeUndefined();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await count()).toBe(before);
+});
+
+test('deeply nested metadata is refused with a 400, quickly', async () => {
+  const depth = 5000;
+  const ns = 'urn:oasis:names:tc:SAML:2.0:metadata';
+  idp.set('nested.xml', `<EntitiesDescriptor xmlns="${ns}">`.repeat(depth) + '</EntitiesDescriptor>'.repeat(depth));
+  const res = await create(idp.url('nested.xml'));
+  expect(res.status).toBe(400);
+  expect(res.body.errors[0].message).toMatch(/nested/);
+});

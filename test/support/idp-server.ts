@@ -24,6 +24,8 @@ export interface IdpServer {
   redirect(name: string, location: string): void;
   /** Answer `/name` with 404 from now on. */
   remove(name: string): void;
+  /** Hold the answer to `/name` for `ms` milliseconds (a slow IdP). */
+  slow(name: string, ms: number): void;
   hits(name: string): number;
   close(): Promise<void>;
 }
@@ -32,9 +34,16 @@ export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
   const docs = new Map<string, string>();
   const redirects = new Map<string, string>();
   const removed = new Set<string>();
+  const delays = new Map<string, number>();
   const hits = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const name = decodeURIComponent((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
+    const wait = delays.get(name);
+    if (wait) {
+      delays.delete(name);
+      setTimeout(() => server.emit('request', req, res), wait);
+      return;
+    }
     hits.set(name, (hits.get(name) ?? 0) + 1);
     const location = redirects.get(name);
     if (location) {
@@ -61,6 +70,7 @@ export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
     },
     redirect: (name, location) => void redirects.set(name, location),
     remove: (name) => void removed.add(name),
+    slow: (name, ms) => void delays.set(name, ms),
     hits: (name) => hits.get(name) ?? 0,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
