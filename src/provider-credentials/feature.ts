@@ -1,11 +1,11 @@
 import type { Feature } from '../feature';
 import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
 import { providerCredentialRoutes } from './routes';
-import { credentialsTable } from './store';
+import { credentialsTable, metadataTable } from './store';
 
 export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
-  tables: [credentialsTable],
+  tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
   adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region),
   start: (deps) => {

@@ -10,6 +10,7 @@ import { AppError } from '../http/errors';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { loadIdpMetadata, nextRefreshAt, sameMetadata, type MetadataConfig, type StoredMetadata } from './metadata';
+import { putMetadata } from './service';
 import { credentialsTable, recordRefresh } from './store';
 
 export interface RefreshDeps {
@@ -56,10 +57,14 @@ export class MetadataRefresher {
   /** Refreshes every due credential this region is home to; returns how many it looked at. */
   async runOnce(limit = 20): Promise<number> {
     const due = await this.d.db.$queryRawUnsafe<Due[]>(
-      `SELECT c.id::text, c.idp_metadata_url, c.metadata
+      // Due by schedule, or at once when the stored document is for another URL than the credential's now
+      // (a PATCH of the URL in another region raced a refresh here).
+      `SELECT c.id::text, c.idp_metadata_url, CASE WHEN m.idp_metadata_url = c.idp_metadata_url THEN m.metadata END AS metadata
          FROM saml_provider_credentials c
+         LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL
          LEFT JOIN metadata_refresh_state s ON s.credential_id = c.id
-        WHERE c.home_region = $1 AND c.deleted_at IS NULL AND coalesce(s.next_at, c.updated_at) <= now()
+        WHERE c.home_region = $1 AND c.deleted_at IS NULL
+          AND (coalesce(s.next_at, c.updated_at) <= now() OR m.idp_metadata_url IS DISTINCT FROM c.idp_metadata_url)
         ORDER BY coalesce(s.next_at, c.updated_at) LIMIT $2`,
       this.d.repl.region,
       limit,
@@ -83,16 +88,18 @@ export class MetadataRefresher {
       log.warn({ credentialId: c.id, code: e.code, err: e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
       return;
     }
+    const fetched = { metadata: fresh, nextRefreshAt: nextRefreshAt(fresh, config) };
     if (!sameMetadata(c.metadata, fresh)) {
       await repl.write(async (w) => {
+        // Only the metadata row is written: the credential row, which users PATCH, is only read.
         const current = await w.lock(credentialsTable, c.id);
         // Deleted or re-pointed meanwhile: this fetch is no longer the credential's metadata.
         if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url) return;
-        await w.put(credentialsTable, { ...current, metadata: fresh });
+        await putMetadata(w, current, fetched);
       });
       log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
     }
-    await recordRefresh(db, c.id, nextRefreshAt(fresh, config), { ok: true });
+    await recordRefresh(db, c.id, fetched.nextRefreshAt, { ok: true });
     this.refreshed += 1;
   }
 }

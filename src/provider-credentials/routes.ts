@@ -19,7 +19,7 @@ import {
   validatePatchCredential,
 } from './schema';
 import { createCredential, deleteCredential, patchCredential, viewFromModel } from './service';
-import { findCredential, listCredentials } from './store';
+import { findCredential, findMetadata, listCredentials } from './store';
 
 export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
 /** The operation's name in idempotency keys; keys are unique per organization and operation. */
@@ -96,12 +96,16 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const id = credentialId(req);
     const row = await findCredential(db, orgIdOf(res), id);
     if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
-    const refresh = await db.metadataRefreshState.findUnique({ where: { credentialId: id } });
+    const [metadata, refresh] = await Promise.all([findMetadata(db, id), db.metadataRefreshState.findUnique({ where: { credentialId: id } })]);
     res.json(
       envelope({
         id,
         idp_metadata_url: row.idpMetadataUrl,
-        metadata: metadataView(row.metadata as StoredMetadata | null, validationTime(config)),
+        // A document fetched for a URL the credential no longer has is not shown (the home region re-fetches it).
+        metadata: metadataView(
+          (metadata && metadata.idpMetadataUrl === row.idpMetadataUrl ? metadata.metadata : null) as StoredMetadata | null,
+          validationTime(config),
+        ),
         refresh: {
           home_region: row.homeRegion,
           // The schedule lives in the home region only.

@@ -6,7 +6,7 @@ import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
-import { credentialsTable, recordRefresh } from './store';
+import { credentialsTable, metadataTable, recordRefresh } from './store';
 
 export function viewFromModel(m: SamlProviderCredential): CredentialView {
   return {
@@ -50,16 +50,31 @@ export function createCredential(
       idp_metadata_url: body.idp_metadata_url,
       email_claims: body.email_claims ?? [],
       enable_in_slashid_oidc_authz_server: body.enable_in_slashid_oidc_authz_server ?? false,
-      metadata: fetched.metadata,
       home_region: repl.region,
       created_at: new Date().toISOString(),
     });
-    await recordRefresh(w.tx, String(row.id), fetched.nextRefreshAt, { ok: true });
+    await putMetadata(w, row, fetched);
     return viewFromRow(row);
   }));
 }
 
-async function lockOwned(w: Parameters<Parameters<Replicator['write']>[0]>[0], orgId: string, id: string): Promise<Row> {
+type Writer = Parameters<Parameters<Replicator['write']>[0]>[0];
+
+/** Stores the fetched document for the credential (its own replicated row) and schedules the next fetch. */
+export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata): Promise<void> {
+  const id = String(credential.id);
+  const current = await w.lock(metadataTable, id);
+  await w.put(metadataTable, {
+    credential_id: id,
+    org_id: credential.org_id,
+    idp_metadata_url: credential.idp_metadata_url,
+    metadata: fetched.metadata,
+    created_at: current?.created_at ?? new Date().toISOString(),
+  });
+  await recordRefresh(w.tx, id, fetched.nextRefreshAt, { ok: true });
+}
+
+async function lockOwned(w: Writer, orgId: string, id: string): Promise<Row> {
   const current = await w.lock(credentialsTable, id);
   if (!current || current.deleted_at || current.org_id !== orgId) {
     throw notFound(`SAML provider credentials ${id} not found.`);
@@ -70,8 +85,8 @@ async function lockOwned(w: Parameters<Parameters<Replicator['write']>[0]>[0], o
 export function patchCredential(repl: Replicator, orgId: string, id: string, patch: PatchCredentialBody, fetched: FetchedMetadata | null) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
-    const row = await w.put(credentialsTable, { ...current, ...patch, ...(fetched ? { metadata: fetched.metadata } : {}) });
-    if (fetched) await recordRefresh(w.tx, id, fetched.nextRefreshAt, { ok: true });
+    const row = await w.put(credentialsTable, { ...current, ...patch });
+    if (fetched) await putMetadata(w, row, fetched);
     return viewFromRow(row);
   });
 }
@@ -79,7 +94,10 @@ export function patchCredential(repl: Replicator, orgId: string, id: string, pat
 export function deleteCredential(repl: Replicator, orgId: string, id: string) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
-    await w.put(credentialsTable, { ...current, deleted_at: new Date().toISOString() });
+    const now = new Date().toISOString();
+    await w.put(credentialsTable, { ...current, deleted_at: now });
+    const metadata = await w.lock(metadataTable, id);
+    if (metadata && !metadata.deleted_at) await w.put(metadataTable, { ...metadata, deleted_at: now });
     return { id };
   });
 }

@@ -2,6 +2,7 @@ import type { Db, TxClient } from '../db/client';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
+export const metadataTable = defineTable('saml_credential_metadata', 'credential_id');
 
 export async function listCredentials(db: Db, orgId: string, limit: number, offset: number) {
   const where = { orgId, deletedAt: null };
@@ -10,6 +11,10 @@ export async function listCredentials(db: Db, orgId: string, limit: number, offs
     db.samlProviderCredential.count({ where }),
   ]);
   return { rows, total };
+}
+
+export function findMetadata(db: Db, credentialId: string) {
+  return db.samlCredentialMetadata.findFirst({ where: { credentialId, deletedAt: null } });
 }
 
 export function findCredential(db: Db, orgId: string, id: string) {

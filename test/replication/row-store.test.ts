@@ -38,7 +38,6 @@ function change(id: string, version: string, fields: Record<string, unknown>): R
       idp_metadata_url: 'https://idp.example.com/md',
       email_claims: [],
       enable_in_slashid_oidc_authz_server: false,
-      metadata: null,
       home_region: 'us-iowa',
       created_at: '2026-11-23T00:00:00.000Z',
       updated_at: '2026-11-23T00:00:00.000Z',
