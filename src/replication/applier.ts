@@ -29,6 +29,8 @@ export interface ApplierDeps {
   batchSize?: number;
   /** How long an entry may sit unacked with a consumer before another consumer takes it over. */
   claimIdleMs?: number;
+  /** How often to look for such entries (default 5 s). */
+  claimEveryMs?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +69,7 @@ export class Applier {
         if (ownPending) {
           entries = await this.read(['COUNT', count, 'STREAMS', keys.stream, '0']);
           if (entries.length === 0) ownPending = false;
-        } else if (Date.now() - this.lastClaim > 5000) {
+        } else if (Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
           this.lastClaim = Date.now();
           entries = await this.claim(count);
         } else {
