@@ -5,7 +5,7 @@
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
-import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL } from '../support/env';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -223,4 +223,15 @@ test('an unreadable event is parked in the dead-letter stream and does not hold 
   } finally {
     redis.disconnect();
   }
+});
+
+test('the IdP metadata is fetched once, by the region that takes the write; the others get the parsed result', async () => {
+  idp.set('fetched-once.xml', fixture('keycloak.xml'));
+  const res = await call(cluster.url('europe-belgium'), 'POST', PATH, { body: { idp_metadata_url: idp.url('fetched-once.xml') }, headers: slashidHeaders(org, ALL) });
+  expect(res.status).toBe(201);
+  for (const r of REGIONS) {
+    const md = await call(cluster.url(r), 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.metadata.entity_id).toBe('https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak');
+  }
+  expect(idp.hits('fetched-once.xml')).toBe(1);
 });
