@@ -6,6 +6,16 @@ import { Pool } from 'undici';
 
 export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
 
+/** A response body as JSON when it is JSON, as text otherwise, null when empty. */
+export function parseBody(text: string): unknown {
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
 export interface Reply {
   status: number;
   body: unknown;
@@ -33,16 +43,7 @@ export class RegionClient {
       headers['content-type'] = 'application/json';
     }
     const res = await this.pool.request({ method, path, headers, body });
-    const text = await res.body.text();
-    let parsed: unknown = null;
-    if (text) {
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = text;
-      }
-    }
-    return { status: res.statusCode, body: parsed, headers: res.headers };
+    return { status: res.statusCode, body: parseBody(await res.body.text()), headers: res.headers };
   }
 
   close(): Promise<void> {

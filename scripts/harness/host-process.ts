@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { forEachLine } from '../../src/cluster/region-process';
 
 export interface HostProcessOptions {
   /** For messages, e.g. "asia-japan" or "postgres@asia-japan". */
@@ -64,18 +65,7 @@ export class HostProcess {
     this.child = child;
     this.paused = false;
     if (this.opts.logFile && !this.log) this.log = fs.createWriteStream(this.opts.logFile, { flags: 'a' });
-    for (const stream of [child.stdout, child.stderr]) {
-      let buf = '';
-      stream?.setEncoding('utf8');
-      stream?.on('data', (chunk: string) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          this.line(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
+    for (const stream of [child.stdout, child.stderr]) forEachLine(stream, (line) => this.line(line));
     child.stdin?.on('error', () => undefined); // the process died; its exit is reported below
     this.exitedP = new Promise((resolve) => {
       child.once('exit', (code, signal) => {

@@ -16,6 +16,20 @@ export interface RegionProcessOptions {
   entry?: string;
 }
 
+/** Calls `onLine` with each complete line a child's output stream prints. */
+export function forEachLine(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
+  let buf = '';
+  stream?.setEncoding('utf8');
+  stream?.on('data', (chunk: string) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class RegionProcess {
@@ -48,18 +62,7 @@ export class RegionProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
-    for (const stream of ['stdout', 'stderr'] as const) {
-      let buf = '';
-      child[stream]?.setEncoding('utf8');
-      child[stream]?.on('data', (chunk: string) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          this.opts.onLine?.(buf.slice(0, i), stream);
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
+    for (const stream of ['stdout', 'stderr'] as const) forEachLine(child[stream], (line) => this.opts.onLine?.(line, stream));
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         if (this.child === child) this.child = null;

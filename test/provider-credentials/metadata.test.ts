@@ -141,6 +141,18 @@ describe('refresh', () => {
     expect((await r.region.db.samlProviderCredential.findUnique({ where: { id: c.id } }))?.version).toBe(credentialVersion);
   });
 
+  test('a stored document for another URL than the credential has (a raced PATCH) is re-fetched at once', async () => {
+    idp.set('raced.xml', fixture('auth0.xml'));
+    const c = (await create(idp.url('raced.xml'))).body.result;
+    // As if a refresh of the old URL had won over a PATCH of the URL made in another region; and not due for a day.
+    await r.region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid`, c.id);
+    await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() + interval '1 day' WHERE credential_id = $1::uuid`, c.id);
+    const healed = async () => (await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: c.id } }))?.idpMetadataUrl === idp.url('raced.xml');
+    expect(await eventually(healed, 10_000, 100)).toBe(true);
+    const md = await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.metadata.entity_id).toBe('urn:dev-tyj7qyzz.auth0.com');
+  });
+
   test('a failed refresh keeps the last good metadata and is visible to operators', async () => {
     idp.set('flaky.xml', fixture('keycloak.xml'));
     const c = (await create(idp.url('flaky.xml'))).body.result;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile } from '../../src/config';
 import { PROJECT_ROOT } from '../../src/paths';
+import { parseBody } from '../../scripts/harness/client';
 import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, type TestDeployment } from './env';
 
 export interface Cluster {
@@ -104,16 +105,7 @@ export async function call<T = any>(
     headers['content-type'] ??= 'application/json';
   }
   const res = await fetch(baseUrl + urlPath, { method, headers, body, signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) });
-  const text = await res.text();
-  let parsed: unknown = null;
-  if (text) {
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = text;
-    }
-  }
-  return { status: res.status, body: parsed as T, headers: res.headers };
+  return { status: res.status, body: parseBody(await res.text()) as T, headers: res.headers };
 }
 
 export const adminHeaders = { authorization: `Bearer ${ADMIN_TOKEN}` };
