@@ -45,7 +45,7 @@ async function freePort(): Promise<number> {
 
 async function main(): Promise<void> {
   if (!fs.existsSync(path.join(PROJECT_ROOT, 'dist', 'src', 'main.js'))) throw new Error('run npm run build first');
-  const okta = fs.readFileSync(path.resolve(PROJECT_ROOT, '..', 'shared', 'fixtures', 'idp-metadata', 'okta.xml'), 'utf8');
+  const okta = fs.readFileSync(path.resolve(PROJECT_ROOT, 'test', 'fixtures', 'idp-metadata', 'okta.xml'), 'utf8');
   const idp = http.createServer((_q, s) => s.writeHead(200, { 'content-type': 'application/xml' }).end(okta));
   await new Promise<void>((r) => idp.listen(0, '127.0.0.1', () => r()));
   const idpHost = `127.0.0.1:${(idp.address() as AddressInfo).port}`;

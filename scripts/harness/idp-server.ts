@@ -1,5 +1,5 @@
 /**
- * The IdP metadata server of a harness run: serves the shared fixture documents from the root namespace,
+ * The IdP metadata server of a harness run: serves the IdP fixture documents (test/fixtures/idp-metadata) from the root namespace,
  * reachable by the region hosts on the bridge address (which the generated config allow-lists). Like every
  * other host it sits behind a DelayProxy, so a region's fetch pays that region's delay.
  */
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 import { DelayProxy, type DelayTable } from './delay-proxy';
 
-const FIXTURES_DIR = path.resolve(PROJECT_ROOT, '..', 'shared', 'fixtures', 'idp-metadata');
+const FIXTURES_DIR = path.resolve(PROJECT_ROOT, 'test', 'fixtures', 'idp-metadata');
 
 export interface IdpServer {
   /** host:port for metadataAllowedHosts. */

@@ -1,6 +1,6 @@
 /**
  * Request and response shapes of the Infisical dialect, after Infisical's OpenAPI for
- * POST /api/v1/sso/config (shared/seeds/000_2bcebda910c06db6.txt). Field names are Infisical's camelCase.
+ * POST /api/v1/sso/config (docs/contracts/infisical-create-sso-config.txt). Field names are Infisical's camelCase.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { compile, Uuid } from '../http/validate';

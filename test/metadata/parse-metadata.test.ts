@@ -25,7 +25,7 @@ function ssoUrl(m: ParsedMetadata, binding: string): string[] {
   return m.ssoServices.filter((s) => s.binding === binding).map((s) => s.location);
 }
 
-// Expected values transcribed from shared/fixtures/idp-metadata/MANIFEST.md.
+// Expected values transcribed from test/fixtures/idp-metadata/MANIFEST.md.
 interface ValidCase {
   file: string;
   entityId: string;
@@ -138,7 +138,7 @@ const INVALID: { file: string; code: MetadataErrorCode; message: RegExp }[] = [
 
 describe('MANIFEST verdicts at 2026-11-23', () => {
   it('covers every fixture in the directory', () => {
-    const files = readdirSync(path.resolve(__dirname, '../../../shared/fixtures/idp-metadata')).filter((f) => f.endsWith('.xml'));
+    const files = readdirSync(path.resolve(__dirname, '../fixtures/idp-metadata')).filter((f) => f.endsWith('.xml'));
     expect([...VALID.map((v) => v.file), ...INVALID.map((v) => v.file)].sort()).toEqual(files.sort());
   });
 

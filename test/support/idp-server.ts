@@ -1,5 +1,5 @@
 /**
- * A local IdP metadata server for tests: serves the shared fixtures (and documents a test sets) on loopback.
+ * A local IdP metadata server for tests: serves the fixtures in test/fixtures/idp-metadata (and documents a test sets) on loopback.
  * Deployments under test allow-list its host:port, so the service may fetch from it over plain http.
  */
 import fs from 'node:fs';
@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 
-export const FIXTURES_DIR = path.resolve(PROJECT_ROOT, '..', 'shared', 'fixtures', 'idp-metadata');
+export const FIXTURES_DIR = path.resolve(PROJECT_ROOT, 'test', 'fixtures', 'idp-metadata');
 
 export function fixture(name: string): string {
   return fs.readFileSync(path.join(FIXTURES_DIR, name), 'utf8');

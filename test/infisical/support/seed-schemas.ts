@@ -1,6 +1,6 @@
 /**
  * Response validators built from Infisical's own OpenAPI for POST /api/v1/sso/config
- * (shared/seeds/000_2bcebda910c06db6.txt), so the tests check our bodies against Infisical's contract
+ * (docs/contracts/infisical-create-sso-config.txt), so the tests check our bodies against Infisical's contract
  * rather than against a copy of our own types.
  *
  * - POST and PATCH answers are checked against the seed's 200 schema as is (additionalProperties: false).
@@ -15,7 +15,7 @@ import addFormats from 'ajv-formats';
 import YAML from 'yaml';
 import { PROJECT_ROOT } from '../../../src/paths';
 
-export const SEED_PATH = path.resolve(PROJECT_ROOT, '..', 'shared', 'seeds', '000_2bcebda910c06db6.txt');
+export const SEED_PATH = path.resolve(PROJECT_ROOT, 'docs', 'contracts', 'infisical-create-sso-config.txt');
 
 type Schema = Record<string, unknown>;
 
