@@ -30,7 +30,8 @@ export interface IdpServer {
   close(): Promise<void>;
 }
 
-export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
+/** Listens on `host`:`port`; port 0 (the tests' default) picks a free one. Rejects when the port is taken. */
+export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpServer> {
   const docs = new Map<string, string>();
   const redirects = new Map<string, string>();
   const removed = new Set<string>();
@@ -58,9 +59,14 @@ export async function startIdpServer(host = '127.0.0.1'): Promise<IdpServer> {
     }
     res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' }).end(body);
   });
-  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  const hostPort = `${host}:${port}`;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const hostPort = `${host}:${(server.address() as AddressInfo).port}`;
   return {
     hostPort,
     url: (file) => `http://${hostPort}/${file}`,
