@@ -1,27 +1,35 @@
-# Multi-stage build: compile TypeScript and generate the Prisma client in the build stage; the runtime
-# stage holds only production dependencies and the compiled output, and runs as the unprivileged `node` user.
-FROM node:20-bookworm-slim AS build
+# The service image: one region per container (set REGION). Multi-stage: the build stage compiles the
+# service (src/ only: no harness, tests or benchmark) and generates the Prisma client; the runtime stage holds
+# production dependencies and the compiled output, and runs as the unprivileged `node` user.
+# Node 22 LTS; the service supports Node >= 20.19 (Prisma 7's floor).
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json prisma.config.ts ./
+# No install scripts: nothing may download a binary at build time (Prisma's engines are not needed:
+# the client uses the pg driver adapter, and `prisma generate` runs without the schema engine).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json tsconfig.image.json prisma.config.ts ./
 COPY prisma ./prisma
 COPY src ./src
-COPY scripts ./scripts
-COPY bench ./bench
-# `npm run build` runs `prisma generate` (no schema engine needed for it) and then tsc.
-RUN npm run build && npm prune --omit=dev
+RUN npm run generate && npx tsc -p tsconfig.image.json && npm prune --omit=dev --ignore-scripts
 
-FROM node:20-bookworm-slim
-ENV NODE_ENV=production
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production \
+    HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # SQL migrations, applied by the service itself at start.
 COPY --from=build /app/prisma ./prisma
-COPY regions.config.json ./regions.config.json
+# An example only; mount the deployment's own file and point REGIONS_CONFIG at it. The image ships no
+# development allow-list (the repository's regions.config.json lets metadata fetches reach loopback).
+COPY deploy/regions.example.json ./config/regions.example.json
 USER node
-EXPOSE 8081
-# Set REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET (and REGIONS_CONFIG / REDIS_URL / DATABASE_URL / PORT / HOST).
+EXPOSE 8080
+# Liveness: /healthz answers while the process serves.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# Required: REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET. Optional: PORT, HOST, DATABASE_URL,
+# REDIS_URL, REDIS_KEY_PREFIX, LOG_LEVEL (they override the file).
 CMD ["node", "dist/src/main.js"]

@@ -96,6 +96,9 @@ function intFromEnv(env: Env, name: string): number | undefined {
  */
 export function loadConfig(env: Env = process.env): Config {
   const configPath = path.resolve(env.REGIONS_CONFIG || './regions.config.json');
+  if (!env.REGIONS_CONFIG && !fs.existsSync(configPath)) {
+    throw new ConfigError(`REGIONS_CONFIG is not set and there is no ${configPath}; point REGIONS_CONFIG at the deployment's regions file`);
+  }
   const file = readConfigFile(configPath);
   const regionId = env.REGION;
   if (!regionId) throw new ConfigError(`REGION is not set; it must be one of: ${file.regions.map((r) => r.id).join(', ')}`);

@@ -14,6 +14,9 @@ import { FEATURES } from './features';
 import { createLogger, type Logger } from './logger';
 import { createReplication } from './replication';
 
+/** How long a stopping region waits for in-flight requests (an all_regions wait may last 120 s). */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 125_000;
+
 export interface RegionOptions {
   features?: readonly Feature[];
   log?: Logger;
@@ -67,7 +70,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
       const drained = await Promise.race([
         closed.then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), opts.drainTimeoutMs ?? 125_000).unref()),
+        new Promise<boolean>((r) => setTimeout(() => r(false), opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS).unref()),
       ]);
       clearInterval(idleSweep);
       if (!drained) server.closeAllConnections();

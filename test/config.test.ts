@@ -50,6 +50,16 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   expect(() => loadConfig(env(file, extra))).toThrow(message);
 });
 
+test('without REGIONS_CONFIG and with no ./regions.config.json, the error names REGIONS_CONFIG', () => {
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    expect(() => loadConfig({ ...env('unused'), REGIONS_CONFIG: undefined })).toThrow(/REGIONS_CONFIG is not set/);
+  } finally {
+    process.chdir(cwd);
+  }
+});
+
 test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-zero', () => {
   const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
   const res = spawnSync(process.execPath, [main], { env: { ...process.env, REGIONS_CONFIG: write(good), REGION: 'us-iowa', ADMIN_TOKEN: '' }, encoding: 'utf8' });
