@@ -4,6 +4,7 @@ import { adminAuth } from './http/admin-auth';
 import { notFound } from './http/errors';
 import { requestId } from './http/request-id';
 import { slashidErrors } from './http/slashid';
+import type { Metrics } from './observability/metrics';
 
 export interface AppDeps extends FeatureDeps {
   features: readonly Feature[];
@@ -11,6 +12,7 @@ export interface AppDeps extends FeatureDeps {
   extraAdminRoutes: Router[];
   /** Liveness/readiness details for /healthz. */
   health: () => Promise<Record<string, unknown>>;
+  metrics: Metrics;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -19,10 +21,13 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', false);
   app.use(requestId());
   app.use(accessLog(deps));
+  app.use(deps.metrics.http);
 
   app.get('/healthz', async (_req, res) => {
     res.json({ status: 'ok', region: deps.config.region.id, pid: process.pid, ...(await deps.health()) });
   });
+  // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
+  app.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
 
   const admin = express.Router();
   admin.use('/admin', adminAuth(deps.config.adminToken));

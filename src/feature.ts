@@ -1,4 +1,5 @@
 import type { Router } from 'express';
+import type { Registry } from 'prom-client';
 import type { Config } from './config';
 import type { Db } from './db/client';
 import type { Logger } from './logger';
@@ -23,4 +24,6 @@ export interface Feature {
   adminRoutes?(deps: FeatureDeps): Router;
   /** Starts background work; returns its stop function. */
   start?(deps: FeatureDeps): () => Promise<void>;
+  /** Registers the feature's metric families in the region's registry (read at scrape time). */
+  metrics?(deps: FeatureDeps, registry: Registry): void;
 }

@@ -12,6 +12,8 @@ import { ensureDatabase, migrate } from './db/migrate';
 import type { Feature } from './feature';
 import { FEATURES } from './features';
 import { createLogger, type Logger } from './logger';
+import { createMetrics } from './observability/metrics';
+import { registerReplicationMetrics } from './observability/replication-metrics';
 import { createReplication } from './replication';
 
 /** How long a stopping region waits for in-flight requests (an all_regions wait may last 120 s). */
@@ -36,11 +38,16 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const db = createDb(config.region.databaseUrl);
   const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
   const deps = { config, db, repl: replication.repl, log };
+  // A registry of this region's own: figures are read at scrape time from what replication and features keep.
+  const metrics = createMetrics({ region: config.region.id });
+  registerReplicationMetrics(metrics.registry, { db, regions: config.regions.map((r) => r.id), ...replication });
+  for (const f of features) f.metrics?.(deps, metrics.registry);
   const app = createApp({
     ...deps,
     features,
     extraAdminRoutes: [replication.adminRoutes()],
     health: async () => ({ redis: replication.redis.status }),
+    metrics,
   });
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));

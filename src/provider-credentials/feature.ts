@@ -1,5 +1,6 @@
 import type { Feature } from '../feature';
 import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
+import { registerRefreshMetrics } from './refresh-metrics';
 import { providerCredentialRoutes } from './routes';
 import { credentialsTable, metadataTable } from './store';
 
@@ -8,6 +9,7 @@ export const providerCredentialsFeature: Feature = {
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
   adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region),
+  metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region),
   start: (deps) => {
     const refresher = new MetadataRefresher(deps);
     refresher.start();

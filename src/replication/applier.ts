@@ -41,6 +41,8 @@ export class Applier {
   private lastClaim = 0;
   private readonly failures = new Map<string, number>();
   appliedEvents = 0;
+  /** Observer of each applied batch: its events' origins and how long it took (metrics set it). */
+  onApplied?: (origins: readonly string[], seconds: number) => void;
 
   constructor(private readonly d: ApplierDeps) {}
 
@@ -151,12 +153,14 @@ export class Applier {
 
   private async apply(batch: Parsed[]): Promise<void> {
     const { db, store, clock } = this.d;
+    const started = performance.now();
     await db.$transaction(async (tx) => {
       await store.apply(tx, batch.flatMap((b) => b.event.ops));
       await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
     });
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
     this.appliedEvents += batch.length;
+    this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
   }
 
   /**

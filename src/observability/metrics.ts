@@ -1,0 +1,94 @@
+/**
+ * Prometheus metrics of one region process, served at GET /metrics behind the admin token. Each region
+ * gets a registry of its own (never prom-client's global one), so several regions in one process — the
+ * in-process tests — do not collide. The request path pays for one histogram observation; everything
+ * else (replication, metadata refresh) is read when Prometheus scrapes, by collect callbacks registered
+ * next to the code that knows the figures.
+ */
+import type { Request, RequestHandler, Response } from 'express';
+import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  /** Times every request by route pattern, method and status, and counts consistency waits. */
+  http: RequestHandler;
+  /** Answers GET /metrics (mount it behind the admin token). */
+  handler: RequestHandler;
+}
+
+/** Request durations are mostly milliseconds; all_regions waits last up to the 120 s maximum timeout. */
+const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export function createMetrics(opts: { region: string }): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ region: opts.region });
+  collectDefaultMetrics({ register: registry });
+
+  const requests = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP requests by route pattern, method and status (the _count is the number of requests).',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: HTTP_BUCKETS,
+    registers: [registry],
+  });
+  const waits = new Histogram({
+    name: 'consistency_wait_seconds',
+    help: 'Replicated writes by consistency level and outcome (reached, timeout = 408, conflict = 409, error), from request start.',
+    labelNames: ['level', 'outcome'] as const,
+    buckets: HTTP_BUCKETS,
+    registers: [registry],
+  });
+
+  const http: RequestHandler = (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.once('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const status = res.statusCode;
+      requests.observe({ route: routePattern(req), method: req.method, status: String(status) }, seconds);
+      const wait = consistencyWait(req, res);
+      if (wait) waits.observe(wait, seconds);
+    });
+    next();
+  };
+
+  const handler: RequestHandler = async (_req, res) => {
+    const body = await registry.metrics();
+    res.set('Content-Type', registry.contentType).send(body);
+  };
+
+  return { registry, http, handler };
+}
+
+/**
+ * The Express route pattern that answered (`/organizations/:orgId`), never the raw path, so ids do not
+ * become label values. Requests answered before a route matched (404, an auth middleware's 401) share
+ * one value. Routers are mounted at the root, so the pattern is the route's own path.
+ */
+export function routePattern(req: Request): string {
+  const route: unknown = req.route;
+  if (route && typeof route === 'object' && 'path' in route && typeof route.path === 'string') return req.baseUrl + route.path;
+  return '(unmatched)';
+}
+
+/**
+ * A request waited for a consistency level when it committed a replicated write (the routes answer its
+ * X-Change-Id) or answered 408 (only a consistency timeout does). Its outcome is its status.
+ */
+function consistencyWait(req: Request, res: Response): { level: string; outcome: string } | null {
+  const status = res.statusCode;
+  if (res.getHeader('x-change-id') === undefined && status !== 408) return null;
+  const level = req.get('SlashID-Required-Consistency') === 'all_regions' ? 'all_regions' : 'local_region';
+  const outcome = status === 408 ? 'timeout' : status === 409 ? 'conflict' : status < 300 ? 'reached' : 'error';
+  return { level, outcome };
+}
+
+/** A scrape starts every collect callback at once: those calls share one load (null when it fails). */
+export function shared<T>(load: () => Promise<T>): () => Promise<T | null> {
+  let pending: Promise<T | null> | null = null;
+  return () =>
+    (pending ??= load()
+      .catch(() => null)
+      .finally(() => {
+        pending = null;
+      }));
+}

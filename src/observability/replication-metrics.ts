@@ -1,0 +1,169 @@
+/**
+ * Replication figures for /metrics, read when Prometheus scrapes: the durable progress per origin
+ * (replication_progress), the outbox backlog, parked events, the change stream's length and its consumer
+ * groups, and the counters the relay, tracker and applier keep in memory. One Postgres and one Redis
+ * snapshot serve every family of a scrape. The only figure measured on the replication path is the apply
+ * batch duration (the applier calls `onApplied`).
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Db } from '../db/client';
+import type { Redis, ReplicationKeys } from '../redis';
+import { groupInfo, type GroupInfo } from '../replication/stream';
+import { shared } from './metrics';
+
+export interface ReplicationMetricSources {
+  db: Db;
+  redis: Redis;
+  keys: ReplicationKeys;
+  regions: readonly string[];
+  tracker: { readonly waiting: number };
+  relay: { readonly published: number; readonly republished: number };
+  /** The applier calls these observers when it has them (set here). */
+  applier: {
+    onApplied?: (origins: readonly string[], seconds: number) => void;
+    /** An event refused (unauthenticated, or a clock too far ahead); no applier refuses events yet. */
+    onRefused?: (origin: string, reason: string) => void;
+  } | null;
+}
+
+interface DbSnapshot {
+  progress: { origin: string; applied: number; lastEventAt: Date; lastAppliedAt: Date }[];
+  unpublished: number;
+  unconfirmed: number;
+  /** Per origin; null while the replication_failures table does not exist. */
+  failures: { origin: string; failing: number; parked: number }[] | null;
+}
+
+interface RedisSnapshot {
+  length: number;
+  deadLetters: number;
+  groups: GroupInfo[];
+}
+
+async function loadDb(db: Db): Promise<DbSnapshot> {
+  const [progress, outbox, hasFailures] = await Promise.all([
+    db.replicationProgress.findMany(),
+    // Two counts over the outbox's partial indexes (unpublished, published but unconfirmed).
+    db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint }[]>(
+      `SELECT (SELECT count(*) FROM replication_outbox WHERE published_at IS NULL) AS unpublished,
+              (SELECT count(*) FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed`,
+    ),
+    db.$queryRawUnsafe<{ present: boolean }[]>(`SELECT to_regclass('replication_failures') IS NOT NULL AS present`),
+  ]);
+  const failures = hasFailures[0]?.present
+    ? await db.$queryRawUnsafe<{ origin_region: string; failing: bigint; parked: bigint }[]>(
+        `SELECT origin_region, count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+           FROM replication_failures GROUP BY origin_region`,
+      )
+    : null;
+  return {
+    progress: progress.map((p) => ({ origin: p.originRegion, applied: Number(p.appliedCount), lastEventAt: p.lastEventAt, lastAppliedAt: p.lastAppliedAt })),
+    unpublished: Number(outbox[0]?.unpublished ?? 0),
+    unconfirmed: Number(outbox[0]?.unconfirmed ?? 0),
+    failures: failures?.map((f) => ({ origin: f.origin_region, failing: Number(f.failing), parked: Number(f.parked) })) ?? null,
+  };
+}
+
+async function loadRedis(redis: Redis, keys: ReplicationKeys): Promise<RedisSnapshot> {
+  const [length, deadLetters, groups] = await Promise.all([redis.xlen(keys.stream), redis.xlen(keys.deadLetter), groupInfo(redis, keys)]);
+  return { length, deadLetters, groups };
+}
+
+export function registerReplicationMetrics(registry: Registry, s: ReplicationMetricSources): void {
+  const dbSnapshot = shared(() => loadDb(s.db));
+  const redisSnapshot = shared(() => loadRedis(s.redis, s.keys));
+  const registers = [registry];
+
+  /** A gauge (or counter) set from a snapshot at scrape time; no samples when the source is unreachable. */
+  const fromDb = <L extends string>(name: string, help: string, labelNames: readonly L[], set: (g: Gauge<L>, d: DbSnapshot) => void) =>
+    new Gauge({ name, help, labelNames, registers, async collect() {
+      this.reset();
+      const d = await dbSnapshot();
+      if (d) set(this, d);
+    } });
+  const fromRedis = <L extends string>(name: string, help: string, labelNames: readonly L[], set: (g: Gauge<L>, r: RedisSnapshot) => void) =>
+    new Gauge({ name, help, labelNames, registers, async collect() {
+      this.reset();
+      const r = await redisSnapshot();
+      if (r) set(this, r);
+    } });
+
+  fromDb('replication_lag_seconds', 'Per origin region: how long the last applied change took from its commit there to its apply here.', ['origin_region'], (g, d) => {
+    for (const p of d.progress) g.set({ origin_region: p.origin }, Math.max(0, (p.lastAppliedAt.getTime() - p.lastEventAt.getTime()) / 1000));
+  });
+  fromDb('replication_last_applied_timestamp_seconds', 'Per origin region: when this region last applied one of its changes (Unix time).', ['origin_region'], (g, d) => {
+    for (const p of d.progress) g.set({ origin_region: p.origin }, p.lastAppliedAt.getTime() / 1000);
+  });
+  new Counter({
+    name: 'replication_events_applied_total',
+    help: 'Per origin region: change events applied by this region (durable: kept in replication_progress).',
+    labelNames: ['origin_region'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      const d = await dbSnapshot();
+      for (const p of d?.progress ?? []) this.inc({ origin_region: p.origin }, p.applied);
+    },
+  });
+  fromDb('replication_outbox_unpublished', 'Changes committed here and not yet published to the stream.', [], (g, d) => g.set(d.unpublished));
+  fromDb('replication_outbox_unconfirmed', 'Changes published and not yet applied (or parked) by every region.', [], (g, d) => g.set(d.unconfirmed));
+  fromDb('replication_events_parked', 'Per origin region: change events this region parked (replication_failures).', ['origin_region'], (g, d) => {
+    for (const f of d.failures ?? []) g.set({ origin_region: f.origin }, f.parked);
+  });
+  fromDb('replication_events_failing', 'Per origin region: change events that failed to apply here and are being retried.', ['origin_region'], (g, d) => {
+    for (const f of d.failures ?? []) g.set({ origin_region: f.origin }, f.failing);
+  });
+
+  fromRedis('replication_stream_length', 'Entries in the change stream.', [], (g, r) => g.set(r.length));
+  fromRedis('replication_dead_letter_length', 'Entries in the dead-letter stream (unreadable events).', [], (g, r) => g.set(r.deadLetters));
+  fromRedis('replication_stream_pending', 'Per destination region: entries delivered to its consumer group and not yet acknowledged.', ['destination_region'], (g, r) => {
+    for (const x of r.groups) if (s.regions.includes(x.name)) g.set({ destination_region: x.name }, x.pending);
+  });
+  fromRedis('replication_stream_undelivered', 'Per destination region: entries not yet delivered to its consumer group.', ['destination_region'], (g, r) => {
+    for (const x of r.groups) if (s.regions.includes(x.name) && x.lag !== null) g.set({ destination_region: x.name }, x.lag);
+  });
+  new Gauge({
+    name: 'replication_redis_up',
+    help: '1 when this scrape could read the change stream from Redis, else 0.',
+    registers,
+    async collect() {
+      this.set((await redisSnapshot()) ? 1 : 0);
+    },
+  });
+
+  new Gauge({
+    name: 'replication_waiting_requests',
+    help: 'Requests waiting for all_regions consistency right now.',
+    registers,
+    collect() {
+      this.set(s.tracker.waiting);
+    },
+  });
+  const fromCount = (name: string, help: string, read: () => number) =>
+    new Counter({ name, help, registers, collect() {
+      this.reset();
+      this.inc(read());
+    } });
+  fromCount('replication_relay_published_total', 'Changes the outbox relay published (those the write path could not publish at once).', () => s.relay.published);
+  fromCount('replication_relay_republished_total', 'Changes published again because they went missing from the stream unconfirmed.', () => s.relay.republished);
+
+  const batches = new Histogram({
+    name: 'replication_apply_batch_duration_seconds',
+    help: 'Per origin region: how long applying a batch of change events took (one transaction).',
+    labelNames: ['origin_region'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const refused = new Counter({
+    name: 'replication_events_refused_total',
+    help: 'Per origin region and reason: change events this region refused to apply.',
+    labelNames: ['origin_region', 'reason'] as const,
+    registers,
+  });
+  if (s.applier) {
+    s.applier.onApplied = (origins, seconds) => {
+      for (const origin of new Set(origins)) batches.observe({ origin_region: origin }, seconds);
+    };
+    s.applier.onRefused = (origin, reason) => refused.inc({ origin_region: origin, reason });
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * GET /metrics: one registry per region (two regions run in this process), request durations by route
+ * pattern, consistency waits by outcome, and replication figures read from Postgres and Redis at scrape time.
+ */
+import Redis from 'ioredis';
+import { startRegion, type RunningRegion } from '../../src/region';
+import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { adminHeaders, call, createOrg, eventually } from '../support/harness';
+import { scrape } from './support';
+
+let deployment: TestDeployment;
+const running = new Map<string, RunningRegion>();
+const url = (region: string) => running.get(region)?.url ?? '';
+const start = async (region: string) => {
+  running.set(region, await startRegion(deployment.configFor(region), { port: 0, drainTimeoutMs: 5000 }));
+};
+
+beforeAll(async () => {
+  deployment = await createDeployment('metrics', ['us-iowa', 'europe-belgium', 'asia-japan']);
+  await start('us-iowa');
+  await start('europe-belgium');
+}, 60_000);
+afterAll(async () => {
+  for (const r of running.values()) await r.stop();
+  await deployment?.cleanup();
+});
+
+test('answers 401 without the admin token and Prometheus text with it', async () => {
+  expect((await call(url('us-iowa'), 'GET', '/metrics')).status).toBe(401);
+  expect((await call(url('us-iowa'), 'GET', '/metrics', { headers: { authorization: 'Bearer wrong-token-wrong' } })).status).toBe(401);
+  const res = await fetch(`${url('us-iowa')}/metrics`, { headers: adminHeaders });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  const m = await scrape(url('us-iowa'));
+  // Node process metrics, labelled with this region.
+  expect(m.value('process_cpu_user_seconds_total', { region: 'us-iowa' })).toBeGreaterThan(0);
+  expect(m.value('nodejs_heap_size_used_bytes', { region: 'us-iowa' })).toBeGreaterThan(0);
+});
+
+test('times requests by route pattern, method and status, never by raw path', async () => {
+  const org = await createOrg(url('us-iowa'), 'route-labels');
+  for (let i = 0; i < 3; i++) expect((await call(url('us-iowa'), 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(200);
+  await call(url('us-iowa'), 'GET', '/no/such/thing/42');
+  const m = await scrape(url('us-iowa'));
+  const labels = { route: '/admin/organizations/:id', method: 'GET', status: '200' };
+  expect(m.value('http_request_duration_seconds_count', labels)).toBe(3);
+  expect(m.value('http_request_duration_seconds_bucket', { ...labels, le: '+Inf' })).toBe(3);
+  expect(m.value('http_request_duration_seconds_sum', labels)).toBeGreaterThan(0);
+  expect(m.value('http_request_duration_seconds_count', { route: '(unmatched)', method: 'GET', status: '404' })).toBe(1);
+  expect(m.text).not.toContain(org.id);
+  expect(m.text).not.toContain('/no/such/thing');
+  // Each region counts only its own requests.
+  const other = await scrape(url('europe-belgium'));
+  expect(other.value('http_request_duration_seconds_count', labels)).toBeUndefined();
+});
+
+test('counts consistency waits by level and outcome, and replication per origin and destination', async () => {
+  // asia-japan is configured but not running: all_regions cannot be reached.
+  const timedOut = await call(url('us-iowa'), 'POST', '/admin/organizations', {
+    body: { name: 'waits' },
+    headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '1' },
+  });
+  expect(timedOut.status).toBe(408);
+  await createOrg(url('us-iowa'), 'local');
+  await start('asia-japan');
+  await createOrg(url('us-iowa'), 'everywhere', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+
+  const m = await scrape(url('us-iowa'));
+  expect(m.value('consistency_wait_seconds_count', { level: 'all_regions', outcome: 'timeout' })).toBe(1);
+  expect(m.value('consistency_wait_seconds_sum', { level: 'all_regions', outcome: 'timeout' })).toBeGreaterThanOrEqual(0.9);
+  expect(m.value('consistency_wait_seconds_count', { level: 'all_regions', outcome: 'reached' })).toBe(1);
+  expect(m.value('consistency_wait_seconds_count', { level: 'local_region', outcome: 'reached' })).toBeGreaterThanOrEqual(2);
+  expect(m.value('replication_waiting_requests')).toBe(0);
+  expect(m.value('replication_redis_up')).toBe(1);
+  expect(m.value('replication_stream_length')).toBeGreaterThan(0);
+  for (const r of ['us-iowa', 'europe-belgium', 'asia-japan']) {
+    expect(m.value('replication_stream_pending', { destination_region: r })).toEqual(expect.any(Number));
+    expect(m.value('replication_stream_undelivered', { destination_region: r })).toEqual(expect.any(Number));
+  }
+  expect(m.value('replication_outbox_unpublished')).toEqual(expect.any(Number));
+  expect(m.value('replication_outbox_unconfirmed')).toEqual(expect.any(Number));
+
+  // The receiving side: every us-iowa change applied in europe-belgium, in batches, with its lag.
+  const changes = Number((await running.get('us-iowa')?.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_outbox'))?.[0]?.n);
+  expect(changes).toBeGreaterThanOrEqual(4);
+  const origin = { origin_region: 'us-iowa' };
+  expect(await eventually(async () => (await scrape(url('asia-japan'))).value('replication_events_applied_total', origin) === changes)).toBe(true);
+  const be = await scrape(url('europe-belgium'));
+  expect(be.value('replication_events_applied_total', origin)).toBe(changes);
+  expect(be.value('replication_lag_seconds', origin)).toBeGreaterThanOrEqual(0);
+  expect(be.value('replication_last_applied_timestamp_seconds', origin)).toBeGreaterThan(Date.now() / 1000 - 120);
+  expect(be.value('replication_apply_batch_duration_seconds_count', origin)).toBeGreaterThanOrEqual(1);
+  expect(be.value('replication_apply_batch_duration_seconds_sum', origin)).toBeGreaterThan(0);
+  expect(be.value('consistency_wait_seconds_count', { level: 'all_regions', outcome: 'timeout' })).toBeUndefined();
+});
+
+test('shows the dead-letter stream and parked events', async () => {
+  const redis = new Redis(REDIS_URL);
+  try {
+    await redis.xadd(`${deployment.file.redisKeyPrefix}{repl}:dead-letter`, '*', 'region', 'asia-japan', 'e', 'not json');
+  } finally {
+    redis.disconnect();
+  }
+  const db = running.get('europe-belgium')?.db;
+  if (!db) throw new Error('europe-belgium is not running');
+  // Parked events live in replication_failures once that table exists (issue G).
+  const [{ present } = { present: false }] = await db.$queryRawUnsafe<{ present: boolean }[]>(`SELECT to_regclass('replication_failures') IS NOT NULL AS present`);
+  if (present) {
+    await db.$executeRawUnsafe(
+      `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+       VALUES (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 3, 'apply-failed', 'test', now())`,
+    );
+  }
+  const m = await scrape(url('europe-belgium'));
+  expect(m.value('replication_dead_letter_length')).toBe(1);
+  if (present) expect(m.value('replication_events_parked', { origin_region: 'asia-japan' })).toBe(1);
+  else expect(m.samples('replication_events_parked')).toEqual([]);
+  expect(m.text).toContain('# TYPE replication_events_refused_total counter');
+});
+
+test('shows the metadata refresh schedule of the credentials a region is home to', async () => {
+  const m = await scrape(url('us-iowa'));
+  expect(m.value('metadata_refresh_due')).toBe(0);
+  expect(m.value('metadata_refresh_failing')).toBe(0);
+  // Nothing refreshed yet: 0, as for any timestamp that never happened.
+  expect(m.value('metadata_refresh_last_success_timestamp_seconds')).toBe(0);
+});
