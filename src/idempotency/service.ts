@@ -37,8 +37,11 @@ export interface IdempotentCall<T> {
   respond(value: T): StoredResponse;
 }
 
-/** What an earlier request with the same key decides for this one. */
-export type Prior = { kind: 'replay'; response: StoredResponse } | { kind: 'reused'; message: string };
+/**
+ * What an earlier request with the same key decides for this one. A replay names the change that stored
+ * the answer, so a replay under all_regions can wait on it as the first request did.
+ */
+export type Prior = { kind: 'replay'; response: StoredResponse; changeId: string | null } | { kind: 'reused'; message: string };
 
 /** The result of a write that may have been answered by an earlier request instead. */
 export type Outcome<T> = { kind: 'done'; value: T } | Prior;
@@ -62,7 +65,7 @@ export function idempotentCall<T>(
 function decide(stored: StoredKey | null, call: IdempotentCall<unknown>, now: Date): Prior | null {
   if (!stored || stored.deleted || stored.expiresAt.getTime() <= now.getTime()) return null;
   if (stored.requestHash === call.requestHash && stored.orgId === call.orgId && stored.endpoint === call.endpoint) {
-    return { kind: 'replay', response: { status: stored.responseStatus, body: stored.responseBody } };
+    return { kind: 'replay', response: { status: stored.responseStatus, body: stored.responseBody }, changeId: stored.changeId };
   }
   return {
     kind: 'reused',
@@ -99,6 +102,7 @@ export async function runOnce<T>(w: WriteContext, call: IdempotentCall<T> | null
     request_hash: call.requestHash,
     response_status: response.status,
     response_body: response.body,
+    change_id: w.changeId,
     created_at: created.toISOString(),
     expires_at: new Date(created.getTime() + KEY_LIFETIME_MS).toISOString(),
   });

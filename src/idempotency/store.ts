@@ -17,6 +17,8 @@ export interface StoredKey {
   responseBody: unknown;
   expiresAt: Date;
   deleted: boolean;
+  /** The change that stored the key and the resource (null for keys stored before it was recorded). */
+  changeId: string | null;
 }
 
 export function storedFromModel(m: IdempotencyKey): StoredKey {
@@ -28,6 +30,7 @@ export function storedFromModel(m: IdempotencyKey): StoredKey {
     responseBody: m.responseBody,
     expiresAt: m.expiresAt,
     deleted: m.deletedAt !== null,
+    changeId: m.changeId,
   };
 }
 
@@ -41,6 +44,7 @@ export function storedFromRow(r: Row): StoredKey {
     responseBody: r.response_body,
     expiresAt: new Date(String(r.expires_at)),
     deleted: r.deleted_at !== null && r.deleted_at !== undefined,
+    changeId: typeof r.change_id === 'string' ? r.change_id : null,
   };
 }
 

@@ -10,7 +10,7 @@ import { parseIdempotencyKey } from '../idempotency/request';
 import { doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
 import { findOrganization, isSelfOrAncestor } from '../organizations/store';
-import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import { awaitChange, parseConsistency, writeWithConsistency, type FollowUp } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
 import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorBody } from './errors';
@@ -53,6 +53,10 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
 
 const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
+/** Where an Infisical client follows a change with its own access token. */
+export const CHANGES_PATH = '/replication/changes';
+const followUp: FollowUp = (id) => `GET ${API_PREFIX}${CHANGES_PATH}/${id} (with your access token)`;
+
 /**
  * A replay, or the 422 for a key reused with another body. That 422 is rendered here rather than by
  * infisicalErrors, which names every 422 `ValidationFailure` with a list of issues: this one is not a
@@ -84,8 +88,10 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
     const orgId = await authorize(db, res, body.organizationId);
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
     const prior = await findPrior(db, idem);
+    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior.changeId, followUp);
     if (prior) return answerPrior(res, prior);
-    const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body, idem), doneValue, setChangeId(res));
+    const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body, idem), doneValue, setChangeId(res), followUp);
+    if (value.kind === 'replay') await awaitChange(repl, consistency, value.changeId, followUp);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.json(value.value);
   });
@@ -103,8 +109,16 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
     const consistency = parseConsistency(req, startedAt(res));
     const body = checkBody(validatePatchSsoConfig, req.body);
     await authorize(db, res, body.organizationId);
-    const { value } = await writeWithConsistency(repl, consistency, () => patchSamlConfig(repl, body), (v) => v, setChangeId(res));
+    const { value } = await writeWithConsistency(repl, consistency, () => patchSamlConfig(repl, body), (v) => v, setChangeId(res), followUp);
     res.json(value);
+  });
+
+  // A change of the token's organization (its X-Change-Id): applied, superseded or pending per region.
+  api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
+    const changeId = String(req.params.changeId).toLowerCase();
+    const status = isUuid(changeId) ? await repl.changeStatus(changeId, tokenOrgOf(res).toLowerCase()) : null;
+    if (!status) throw notFound(`Change ${String(req.params.changeId)} is not known for this organization (or its record has expired).`);
+    res.json(status);
   });
 
   api.use((req) => {

@@ -5,7 +5,7 @@ import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import { generateApiKey, keyIdOf, keyMatches } from './api-keys';
 import type { CreateOrganizationBody, OrganizationView } from './schema';
-import { apiKeysTable, findLiveApiKey, findOrganization, organizationsTable } from './store';
+import { apiKeysTable, findLiveApiKey, findOrganization, liveKeyIds, organizationsTable } from './store';
 
 export function toOrganizationView(row: Row): OrganizationView {
   return {
@@ -35,17 +35,24 @@ export function createOrganization(db: Db, repl: Replicator, input: CreateOrgani
   });
 }
 
-/** Replaces the organization's key: the previous one stops working once this write reaches a region. */
+/**
+ * Adds a key and revokes (tombstones) the organization's other keys this region knows; they stop working
+ * in each region as the change reaches it. Keys are rows of their own, so two rotations in two regions at
+ * once each add their key and both keys keep working (each revoked only what it knew); the next rotation
+ * revokes both.
+ */
 export function rotateApiKey(db: Db, repl: Replicator, orgId: string) {
   const key = generateApiKey();
   return repl.write(async (w) => {
-    if (!(await findOrganization(db, orgId))) throw notFound(`Organization ${orgId} does not exist.`);
-    await w.put(apiKeysTable, {
-      org_id: orgId,
-      key_id: key.keyId,
-      key_hash: key.keyHash,
-      created_at: new Date().toISOString(),
-    });
+    // The organization's row lock serializes rotations in this region, so each revokes the one before.
+    const org = await w.lock(organizationsTable, orgId);
+    if (!org || org.deleted_at) throw notFound(`Organization ${orgId} does not exist.`);
+    const now = new Date().toISOString();
+    for (const keyId of await liveKeyIds(w.tx, orgId)) {
+      const old = await w.lock(apiKeysTable, keyId);
+      if (old && !old.deleted_at) await w.put(apiKeysTable, { ...old, deleted_at: now });
+    }
+    await w.put(apiKeysTable, { org_id: orgId, key_id: key.keyId, key_hash: key.keyHash, created_at: now });
     return { api_key: key.apiKey };
   });
 }

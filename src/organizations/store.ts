@@ -1,8 +1,9 @@
 import type { Db } from '../db/client';
 import { defineTable } from '../replication/tables';
 
-export const organizationsTable = defineTable('organizations', 'id');
-export const apiKeysTable = defineTable('api_keys', 'org_id');
+export const organizationsTable = defineTable('organizations', 'id', { orgColumn: 'id' });
+/** One row per key: an organization may hold several live keys (see rotateApiKey). */
+export const apiKeysTable = defineTable('api_keys', 'key_id');
 
 export function findOrganization(db: Db, id: string) {
   return db.organization.findFirst({ where: { id, deletedAt: null } });
@@ -17,6 +18,15 @@ export async function findLiveApiKey(db: Db, keyId: string): Promise<{ orgId: st
   );
   const row = rows[0];
   return row ? { orgId: row.org_id, keyHash: row.key_hash } : null;
+}
+
+/** The key ids of the organization's live keys in this region. */
+export async function liveKeyIds(db: Pick<Db, '$queryRawUnsafe'>, orgId: string): Promise<string[]> {
+  const rows = await db.$queryRawUnsafe<{ key_id: string }[]>(
+    'SELECT key_id FROM api_keys WHERE org_id = $1::uuid AND deleted_at IS NULL ORDER BY key_id',
+    orgId,
+  );
+  return rows.map((r) => r.key_id);
 }
 
 /** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */

@@ -3,6 +3,7 @@ import type { Db } from '../db/client';
 import { notFound } from '../http/errors';
 import { isUuid } from '../http/slashid';
 import type { Redis, ReplicationKeys } from '../redis';
+import { changeStatus } from './change-status';
 import type { OutboxRelay } from './relay';
 import { groupInfo } from './stream';
 import type { ReplicatedTable } from './tables';
@@ -64,22 +65,9 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   router.get('/admin/replication/changes/:changeId', async (req, res) => {
     const changeId = String(req.params.changeId);
     if (!isUuid(changeId)) throw notFound(`Change ${changeId} not found.`);
-    const [acks, outboxRow] = await Promise.all([
-      d.tracker.status(changeId).catch(() => null),
-      d.db.replicationOutbox.findUnique({ where: { changeId } }),
-    ]);
-    if ((!acks || Object.keys(acks).length === 0) && !outboxRow) throw notFound(`Change ${changeId} is not known (or its record has expired).`);
-    const applied = Object.fromEntries(d.regions.map((r) => [r, acks?.[r] ?? null]));
-    res.json({
-      change_id: changeId,
-      complete: d.regions.every((r) => applied[r] !== null),
-      applied_at: applied,
-      pending_regions: d.regions.filter((r) => applied[r] === null),
-      tracker_available: acks !== null,
-      origin: outboxRow
-        ? { region: d.region, committed_at: iso(outboxRow.createdAt), published_at: iso(outboxRow.publishedAt), confirmed_at: iso(outboxRow.confirmedAt) }
-        : null,
-    });
+    const status = await changeStatus(d, changeId.toLowerCase(), null);
+    if (!status) throw notFound(`Change ${changeId} is not known (or its record has expired).`);
+    res.json(status);
   });
 
   router.get('/admin/replication/digest', async (_req, res) => {

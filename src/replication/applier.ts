@@ -11,7 +11,7 @@ import type { HybridClock } from './hlc';
 import type { RowStore } from './row-store';
 import { ensureGroups, eventField, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
-import type { Tracker } from './tracker';
+import type { AckOutcome, Tracker } from './tracker';
 
 export interface ApplierDeps {
   db: Db;
@@ -40,6 +40,8 @@ export class Applier {
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
   private readonly failures = new Map<string, number>();
+  /** Per change id applied in this process and not yet acked: superseded outcomes (applied if absent). */
+  private readonly outcomes = new Map<string, AckOutcome>();
   appliedEvents = 0;
   /** Observer of each applied batch: its events' origins and how long it took (metrics set it). */
   onApplied?: (origins: readonly string[], seconds: number) => void;
@@ -154,10 +156,25 @@ export class Applier {
   private async apply(batch: Parsed[]): Promise<void> {
     const { db, store, clock } = this.d;
     const started = performance.now();
+    const lost = new Map<string, AckOutcome>();
     await db.$transaction(async (tx) => {
-      await store.apply(tx, batch.flatMap((b) => b.event.ops));
+      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops));
+      // A change holds when every row it wrote holds it; the first row that does not names the winner.
+      let i = 0;
+      for (const b of batch) {
+        for (let k = 0; k < b.event.ops.length; k++) {
+          const o = outcomes[i++];
+          if (o && !o.applied && !lost.has(b.event.changeId)) {
+            const w = o.winner;
+            lost.set(b.event.changeId, { outcome: 'superseded', winner: { table: w.table, key: w.key, version: w.version, originRegion: w.originRegion } });
+          }
+        }
+      }
       await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
     });
+    // Only a committed apply decides what the ack says.
+    for (const b of batch) this.outcomes.delete(b.event.changeId);
+    for (const [id, o] of lost) this.outcomes.set(id, o);
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
     this.appliedEvents += batch.length;
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
@@ -169,8 +186,14 @@ export class Applier {
    */
   private async acknowledge(batch: Parsed[]): Promise<void> {
     const { tracker, region, keys, redis, log } = this.d;
+    const outcomes = new Map<string, AckOutcome>();
+    for (const b of batch) {
+      const o = this.outcomes.get(b.event.changeId);
+      if (o) outcomes.set(b.event.changeId, o);
+      this.outcomes.delete(b.event.changeId);
+    }
     try {
-      await tracker.ack(region, batch.map((b) => b.event.changeId));
+      await tracker.ack(region, batch.map((b) => b.event.changeId), { outcomes });
       await redis.xack(keys.stream, region, ...batch.map((b) => b.id));
     } catch (err) {
       log.warn({ err: (err as Error).message, count: batch.length }, 'applied, but could not ack in Redis; the events stay pending and are acked on redelivery');

@@ -7,6 +7,7 @@ import type { Request } from 'express';
 import { AppError, badRequest } from '../http/errors';
 import type { Replicator } from './replicator';
 import type { ChangeEvent } from './tables';
+import type { WaitResult } from './tracker';
 
 export type ConsistencyLevel = 'local_region' | 'all_regions';
 
@@ -40,6 +41,55 @@ export interface WriteOutcome<T> {
   changeId: string | null;
 }
 
+/** Where a client follows a change with its own credentials (the dialect's route); the default is SlashID's. */
+export type FollowUp = (changeId: string) => string;
+
+export const slashidFollowUp: FollowUp = (id) =>
+  `GET /organizations/replication/changes/${id} (with your SlashID-OrgID and SlashID-API-Key)`;
+
+/**
+ * The 409 of an all_regions write that lost: some region already held a state of the row that outranks
+ * it (an earlier create of the same key, a deletion, a newer update), so the write is not, and will not
+ * become, the row's state anywhere.
+ */
+export function supersededError(changeId: string, waited: WaitResult, result?: unknown): AppError {
+  const lost = waited.superseded[0];
+  const what = lost
+    ? `${lost.winner.table} ${lost.winner.key} holds version ${lost.winner.version} written in ${lost.winner.originRegion}` +
+      ` (seen in ${waited.superseded.map((s) => s.region).join(', ')})`
+    : 'another write won';
+  return new AppError(
+    409,
+    'write_superseded',
+    `This write (change ${changeId}) lost to a concurrent write and is not kept: ${what}. ` +
+      'Read the resource for its current state and retry the change if it still applies.',
+    result === undefined ? {} : { result },
+  );
+}
+
+function pendingError(c: Consistency, changeId: string, waited: WaitResult, followUp: FollowUp, result?: unknown): AppError {
+  return new AppError(
+    408,
+    'consistency_timeout',
+    `all_regions consistency was not reached within ${c.timeoutSeconds} s: applied in ${waited.applied.join(', ') || 'no region yet'}; ` +
+      `still pending in ${waited.pending.join(', ')}. The write is committed and keeps replicating; ` +
+      `follow up with ${followUp(changeId)}.`,
+    result === undefined ? {} : { result },
+  );
+}
+
+/**
+ * For the replay of an idempotent request: under all_regions, waits on the change that stored it (as the
+ * first request did): returns once every region holds it, 409 if it lost, 408 if still pending.
+ * local_region, or a key stored before change ids were recorded, answers at once.
+ */
+export async function awaitChange(repl: Replicator, c: Consistency, changeId: string | null, followUp: FollowUp = slashidFollowUp): Promise<void> {
+  if (c.level === 'local_region' || !changeId) return;
+  const waited = await repl.waitForAllRegions(changeId, c.deadline, []);
+  if (waited.superseded.length) throw supersededError(changeId, waited);
+  if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
+}
+
 /**
  * Runs a replicated write and waits for the requested level. Resolves with the value when reached;
  * throws a 408 AppError (carrying `toResult(value)` when the write committed) when not.
@@ -50,6 +100,7 @@ export async function writeWithConsistency<T>(
   write: () => Promise<{ value: T; event: ChangeEvent | null }>,
   toResult: (value: T) => unknown,
   onChangeId: (changeId: string) => void = () => undefined,
+  followUp: FollowUp = slashidFollowUp,
 ): Promise<WriteOutcome<T>> {
   if (Date.now() >= c.deadline) {
     // Work before the write (the IdP metadata fetch) used up the whole timeout: write nothing, so the
@@ -84,12 +135,7 @@ export async function writeWithConsistency<T>(
   if (c.level === 'local_region' || !changeId) return { value: committed.value, changeId };
   const waited = await repl.waitForAllRegions(changeId, c.deadline);
   if (waited.complete) return { value: committed.value, changeId };
-  throw new AppError(
-    408,
-    'consistency_timeout',
-    `all_regions consistency was not reached within ${c.timeoutSeconds} s: applied in ${waited.applied.join(', ')}; ` +
-      `still pending in ${waited.pending.join(', ')}. The write is committed and keeps replicating; ` +
-      `follow up with GET /admin/replication/changes/${changeId}.`,
-    { result: toResult(committed.value) },
-  );
+  // A lost write answers 409 without `result`: nothing of it is kept.
+  if (waited.superseded.length) throw supersededError(changeId, waited);
+  throw pendingError(c, changeId, waited, followUp, toResult(committed.value));
 }

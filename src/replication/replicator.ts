@@ -9,15 +9,24 @@ import type { Db, TxClient } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
-import type { RowStore } from './row-store';
+import { AppError } from '../http/errors';
+import type { RowStore, Winner } from './row-store';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
+import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
 
 export interface WriteContext {
   tx: TxClient;
+  /** The id the change will travel under (known before commit, so rows can refer to it). */
+  changeId: string;
   /** Locks the row for the rest of the transaction (also when absent) and returns it, tombstones included. */
   lock(table: ReplicatedTable, key: string): Promise<Row | null>;
-  /** Stores a full row as a new version (newer than whatever is stored) and returns what was stored. */
+  /**
+   * Stores a full row as a new version (newer than whatever is stored) and returns what was stored. Over
+   * an existing row it is an update (the row keeps its creation stamp); over no row it is a create, stamped
+   * with the transaction's first version (all creates of one write share it, so concurrent writes win or
+   * lose as a whole). A create never replaces a row another region created earlier: see row-store.ts.
+   */
   put(table: ReplicatedTable, row: Row): Promise<Row>;
 }
 
@@ -33,6 +42,16 @@ export interface ReplicatorDeps {
   log: Logger;
 }
 
+function refusedWrite(w: Winner): AppError {
+  return new AppError(
+    409,
+    'write_superseded',
+    `This write lost to a concurrent write from another region before it committed; nothing was written: ` +
+      `${w.table} ${w.key} holds version ${w.version} written in ${w.originRegion}${w.deleted ? ' (deleted)' : ''}. ` +
+      'Read the resource for its current state and retry the change if it still applies.',
+  );
+}
+
 export class Replicator {
   constructor(private readonly d: ReplicatorDeps) {}
 
@@ -46,38 +65,53 @@ export class Replicator {
 
   async write<T>(fn: (ctx: WriteContext) => Promise<T>): Promise<{ value: T; event: ChangeEvent | null }> {
     const { store, clock, region } = this.d;
+    const changeId = uuidv7();
     const result = await this.d.db.$transaction(
       async (tx) => {
         const ops: RowChange[] = [];
+        let createdVersion: string | null = null;
+        let orgId: string | null = null;
         const ctx: WriteContext = {
           tx,
+          changeId,
           lock: (table, key) => store.lock(tx, table, key),
           put: async (table, row) => {
             const key = String(row[table.key]);
             const current = await store.lock(tx, table, key);
             const version = clock.next(typeof current?.version === 'string' ? current.version : null);
+            createdVersion ??= version;
             const full: Row = {
               ...row,
               version,
+              created_version: typeof current?.created_version === 'string' ? current.created_version : createdVersion,
               origin_region: region,
               // A new row was last updated when it was created; an existing one, now.
               updated_at: current ? new Date().toISOString() : (row.created_at ?? new Date().toISOString()),
               deleted_at: row.deleted_at ?? null,
             };
             const stored = await store.apply(tx, [{ table: table.name, key, version, row: full }]);
-            // Only a live row over a tombstone can be refused; features check first, so this is a bug guard.
-            if (stored !== 1) throw new Error(`write to ${table.name} ${key} was refused by the merge rule`);
+            // Refused: the applier stored an outranking state of this row (an earlier create of the same
+            // key, a deletion) after the feature looked. The write lost before it committed: 409, nothing
+            // written. (The applier does not take the features' per-key locks yet: issue G item 5.)
+            const lost = stored.outcomes[0];
+            // A deletion whose row another region deleted meanwhile holds: nothing to write or replicate.
+            if (stored.changed !== 1 && lost && !lost.applied && full.deleted_at && lost.winner.deleted && lost.winner.createdVersion === full.created_version) return full;
+            if (stored.changed !== 1 && lost && !lost.applied) throw refusedWrite(lost.winner);
+            if (stored.changed !== 1) throw new Error(`write to ${table.name} ${key} was refused by the merge rule`);
             ops.push({ table: table.name, key, version, row: full });
+            const org = full[table.orgColumn ?? 'org_id'];
+            if (orgId === null && typeof org === 'string') orgId = org.toLowerCase();
             return full;
           },
         };
         const value = await fn(ctx);
         if (ops.length === 0) return { value, event: null };
-        const event: ChangeEvent = { changeId: uuidv7(), origin: region, createdAt: new Date().toISOString(), ops };
+        const event: ChangeEvent = { changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId };
         await tx.$executeRawUnsafe(
-          'INSERT INTO replication_outbox (change_id, event) VALUES ($1::uuid, $2::jsonb)',
+          'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)',
           event.changeId,
           JSON.stringify(event),
+          orgId,
         );
         return { value, event };
       },
@@ -93,7 +127,8 @@ export class Replicator {
       const streamId = await this.d.redis.xadd(this.d.keys.stream, '*', 'e', JSON.stringify(event));
       if (!streamId) throw new Error('XADD returned no id');
       this.markPublished(event.changeId, streamId);
-      await this.d.tracker.ack(this.d.region, [event.changeId]);
+      // The origin's own ack is "applied": its transaction put every row.
+      await this.d.tracker.ack(this.d.region, [event.changeId], { orgs: event.orgId ? { [event.changeId]: event.orgId } : undefined });
       return true;
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message, changeId: event.changeId }, 'publish deferred to the relay');
@@ -131,8 +166,16 @@ export class Replicator {
     }
   }
 
-  /** Waits until every configured region has applied the change, or the deadline passes. */
-  waitForAllRegions(changeId: string, deadline: number): Promise<WaitResult> {
-    return this.d.tracker.wait(changeId, this.d.regions, [this.d.region], deadline);
+  /**
+   * Waits until every configured region holds the change, one reports it superseded, or the deadline
+   * passes. `alreadyApplied`: the regions known to hold it (by default this one, which just committed it).
+   */
+  waitForAllRegions(changeId: string, deadline: number, alreadyApplied: readonly string[] = [this.d.region]): Promise<WaitResult> {
+    return this.d.tracker.wait(changeId, this.d.regions, alreadyApplied, deadline);
+  }
+
+  /** A change's progress, for its organization only (null: unknown here, or another organization's). */
+  changeStatus(changeId: string, orgId: string | null): Promise<ChangeStatus | null> {
+    return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.d.regions }, changeId, orgId);
   }
 }

@@ -1,10 +1,16 @@
 /**
  * Generic SQL over replicated tables. Rows travel as JSON and are written with jsonb_populate_recordset,
  * so one statement serves every table. The merge rule: the row state that is greatest by
- * (is a tombstone, version) wins. So the latest write wins, except that a deletion is final: no update,
- * however late or concurrent, brings a deleted row back. Taking a maximum is commutative, associative and
- * idempotent, which is what makes apply order-independent and duplicates harmless.
- * The same statement applies local writes and remote changes.
+ * (earliest creation, is a tombstone, version) wins.
+ * - Earliest creation: every row carries `created_version`, the version of the write that created it.
+ *   Of two rows created concurrently under one key (a natural key: one config per org), the earlier create
+ *   wins, together with every later update of it; the later create and its updates are discarded. An
+ *   existing row is therefore never replaced by a create.
+ * - Then a deletion is final: no update of the same row, however late or concurrent, brings it back.
+ * - Then the latest write wins.
+ * This is a maximum over a total order, so it is commutative, associative and idempotent: apply is
+ * order-independent and duplicates are harmless. The same statement applies local writes and remote changes,
+ * and reports per change whether the row now holds it (applied) or a greater state (superseded).
  */
 import type { Db, TxClient } from '../db/client';
 import type { ReplicatedTable, Row, RowChange } from './tables';
@@ -15,9 +21,32 @@ interface TableSql {
   table: ReplicatedTable;
   upsert: string;
   selectRow: string;
+  selectStates: string;
+  /** uuid keys come back from Postgres in lower case. */
+  uuidKey: boolean;
 }
 
-const REQUIRED_COLUMNS = ['version', 'origin_region', 'updated_at', 'deleted_at'];
+const REQUIRED_COLUMNS = ['version', 'created_version', 'origin_region', 'updated_at', 'deleted_at'];
+
+/** The stored state that outranked a change: what the loser's client is told won. */
+export interface Winner {
+  table: string;
+  key: string;
+  version: string;
+  createdVersion: string;
+  originRegion: string;
+  deleted: boolean;
+}
+
+/** Whether the row holds a change after it was applied. A duplicate of the stored version is applied. */
+export type OpOutcome = { applied: true } | { applied: false; winner: Winner };
+
+export interface ApplyResult {
+  /** Rows inserted or replaced. */
+  changed: number;
+  /** One per change given, in the same order. */
+  outcomes: OpOutcome[];
+}
 
 const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
@@ -48,13 +77,19 @@ export class RowStore {
       const updatable = names.filter((n) => n !== table.key);
       sql.set(table.name, {
         table,
+        uuidKey: keyType === 'uuid',
         upsert:
           `INSERT INTO ${t} AS cur SELECT * FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ` +
           `ON CONFLICT (${ident(table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
           `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
-          `WHERE (cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)`,
+          `WHERE EXCLUDED.created_version < cur.created_version OR (EXCLUDED.created_version = cur.created_version AND ` +
+          `(cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)) ` +
+          `RETURNING ${ident(table.key)}::text AS key, version`,
         // The advisory lock taken just before serializes local writers of the key; FOR UPDATE adds nothing.
         selectRow: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType}`,
+        selectStates:
+          `SELECT ${ident(table.key)}::text AS key, version, created_version, origin_region, deleted_at IS NOT NULL AS deleted ` +
+          `FROM ${t} WHERE ${ident(table.key)} = ANY($1::${keyType}[])`,
       });
     }
     return new RowStore(sql);
@@ -80,29 +115,128 @@ export class RowStore {
     return rows[0]?.row ?? null;
   }
 
-  /** Applies row changes; older or equal versions leave the stored row as it is. Returns rows changed. */
-  async apply(tx: Queryable, changes: readonly RowChange[]): Promise<number> {
-    const newest = new Map<string, RowChange>();
-    for (const c of changes) {
-      const id = `${c.table}\u0000${c.key}`;
-      const seen = newest.get(id);
-      if (!seen || rank(seen) < rank(c)) newest.set(id, c);
+  /**
+   * Applies row changes by the merge rule; a change that does not outrank the stored row leaves it as it
+   * is. Reports, per change, whether the row held it: judged in the order given (as if applied one by
+   * one), a change is applied when it outranks or equals what the row held before it, or when it is a
+   * deletion and the row is already deleted (a delete's intent holds whichever tombstone is kept);
+   * otherwise it is superseded, and the winner is the row's final state. A row a concurrent transaction
+   * wrote past all of this call's changes supersedes them all.
+   */
+  async apply(tx: Queryable, changes: readonly RowChange[]): Promise<ApplyResult> {
+    const norm = changes.map((c) => normalize(c, this.get(c.table)));
+    const before = await this.states(tx, norm);
+    const newest = new Map<string, Normalized>();
+    for (const c of norm) {
+      const seen = newest.get(c.id);
+      if (!seen || compareStates(seen.state, c.state) < 0) newest.set(c.id, c);
     }
     const byTable = new Map<string, Row[]>();
     for (const c of newest.values()) {
+      const b = before.get(c.id);
+      if (b && compareStates(c.state, b) <= 0) continue; // nothing to write
       const rows = byTable.get(c.table) ?? [];
       rows.push(c.row);
       byTable.set(c.table, rows);
     }
     let changed = 0;
+    const written = new Set<string>();
     for (const [tableName, rows] of byTable) {
-      changed += await tx.$executeRawUnsafe(this.get(tableName).upsert, JSON.stringify(rows));
+      const res = await tx.$queryRawUnsafe<{ key: string; version: string }[]>(this.get(tableName).upsert, JSON.stringify(rows));
+      changed += res.length;
+      for (const w of res) written.add(`${tableName}\u0000${w.key}`);
     }
-    return changed;
+    // A row that should have been written but was not: a concurrent writer got there first. Read it back.
+    const lostRace = [...newest.values()].filter((c) => byTable.get(c.table)?.includes(c.row) && !written.has(c.id));
+    const after = lostRace.length ? await this.states(tx, lostRace) : new Map<string, Stored>();
+    const running = new Map<string, Stored | undefined>();
+    const outcomes = norm.map((c): OpOutcome => {
+      const raced = after.get(c.id);
+      const final = raced ?? finalState(before.get(c.id), newest.get(c.id));
+      const held = running.has(c.id) ? running.get(c.id) : before.get(c.id);
+      const cmp = held ? compareStates(c.state, held) : 1;
+      if (cmp > 0) running.set(c.id, { ...c.state, originRegion: String(c.row.origin_region ?? '') });
+      // Judged against what the row held before it, or, when a concurrent writer won the race, against that.
+      const holds = raced ? compareStates(c.state, raced) >= 0 || deletionHolds(c.state, raced) : cmp >= 0 || deletionHolds(c.state, held);
+      if (holds || !final) return { applied: true };
+      return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
+    });
+    return { changed, outcomes };
+  }
+
+  /** The stored merge states of the rows these changes touch, by table and key. */
+  private async states(tx: Queryable, changes: readonly Normalized[]): Promise<Map<string, Stored>> {
+    const out = new Map<string, Stored>();
+    for (const tableName of new Set(changes.map((c) => c.table))) {
+      const keys = [...new Set(changes.filter((c) => c.table === tableName).map((c) => c.rowKey))];
+      const rows = await tx.$queryRawUnsafe<{ key: string; version: string; created_version: string; origin_region: string; deleted: boolean }[]>(
+        this.get(tableName).selectStates,
+        keys,
+      );
+      for (const r of rows) {
+        out.set(`${tableName}\u0000${r.key}`, { version: r.version, createdVersion: r.created_version, originRegion: r.origin_region, deleted: r.deleted });
+      }
+    }
+    return out;
   }
 }
 
-/** The merge order of row states, as a string that sorts like (is a tombstone, version). */
-export function rank(c: Pick<RowChange, 'version' | 'row'>): string {
-  return `${c.row.deleted_at ? 1 : 0}${c.version}`;
+interface Stored extends MergeState {
+  originRegion: string;
+}
+
+/** A deletion holds when the row (of the same create) is deleted, whichever tombstone is kept. */
+function deletionHolds(change: MergeState, held: MergeState | undefined): boolean {
+  return change.deleted && held?.deleted === true && held.createdVersion === change.createdVersion;
+}
+
+function finalState(before: Stored | undefined, newest: Normalized | undefined): Stored | undefined {
+  if (!newest) return before;
+  if (before && compareStates(newest.state, before) <= 0) return before;
+  return { ...newest.state, originRegion: String(newest.row.origin_region ?? '') };
+}
+
+/** What the merge order looks at in a row state. */
+export interface MergeState {
+  createdVersion: string;
+  deleted: boolean;
+  version: string;
+}
+
+/**
+ * The merge order: negative when `a` loses to `b`. Earlier creation first (a create never replaces an
+ * existing row), then a tombstone over a live row, then the later version. The same order as the upsert's
+ * WHERE clause ("C" collation compares like JavaScript strings on these ASCII values).
+ */
+export function compareStates(a: MergeState, b: MergeState): number {
+  if (a.createdVersion !== b.createdVersion) return a.createdVersion < b.createdVersion ? 1 : -1;
+  if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
+  return a.version < b.version ? -1 : a.version > b.version ? 1 : 0;
+}
+
+export function stateOf(c: Pick<RowChange, 'version' | 'row'>): MergeState {
+  return {
+    // Events from a region that predates creation stamps carry none: they rank as rows created before
+    // stamps existed, like the rows the migration stamped '' (see the migration and the README).
+    createdVersion: typeof c.row.created_version === 'string' ? c.row.created_version : '',
+    deleted: c.row.deleted_at !== null && c.row.deleted_at !== undefined,
+    version: c.version,
+  };
+}
+
+interface Normalized {
+  /** table and key, for maps */
+  id: string;
+  table: string;
+  rowKey: string;
+  row: Row;
+  state: MergeState;
+}
+
+function normalize(c: RowChange, sql: TableSql): Normalized {
+  const state = stateOf(c);
+  // The row's own key column decides the conflict, so it (not c.key) matches the upsert's RETURNING.
+  const key = String(c.row[sql.table.key]);
+  const rowKey = sql.uuidKey ? key.toLowerCase() : key;
+  return { id: `${c.table}\u0000${rowKey}`, table: c.table, rowKey, row: { ...c.row, created_version: state.createdVersion }, state };
 }

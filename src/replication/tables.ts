@@ -7,6 +7,11 @@ export interface ReplicatedTable {
   readonly name: string;
   /** The column that identifies a row across regions (its natural key). */
   readonly key: string;
+  /**
+   * The column naming the organization a row belongs to (default org_id), so a change can be followed
+   * by that organization's own credentials.
+   */
+  readonly orgColumn?: string;
 }
 
 /** A full row as JSON, keyed by column name. */
@@ -25,9 +30,12 @@ export interface ChangeEvent {
   origin: string;
   createdAt: string;
   ops: RowChange[];
+  /** The organization the change belongs to (absent in events of older versions). */
+  orgId?: string | null;
 }
 
-export function defineTable(name: string, key: string): ReplicatedTable {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name) || !/^[a-z_][a-z0-9_]*$/.test(key)) throw new Error(`bad table declaration ${name}.${key}`);
-  return { name, key };
+export function defineTable(name: string, key: string, opts: { orgColumn?: string } = {}): ReplicatedTable {
+  const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
+  if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn))) throw new Error(`bad table declaration ${name}.${key}`);
+  return opts.orgColumn ? { name, key, orgColumn: opts.orgColumn } : { name, key };
 }

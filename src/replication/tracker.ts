@@ -1,6 +1,10 @@
 /**
- * Replication tracker: which regions have applied which change.
- * Acks live in Redis as a hash per change (region -> ISO time) with a TTL, and every ack batch is announced
+ * Replication tracker: which regions have applied which change, and whether it held there.
+ * Acks live in Redis as a hash per change (region -> "applied@<ISO time>" or
+ * "superseded:<table>:<key>:<winning version>@<ISO time>"; a bare ISO time, from older versions, means
+ * applied) with a TTL, plus the field "~org" naming the change's organization when the origin knows it.
+ * Superseded: when the region applied the change, the row already held a state that outranks it (see
+ * row-store.ts), so the change is not, and will never be, the row's state there. Every ack batch is announced
  * on one pub/sub channel. A process holds ONE subscriber connection and an in-memory map of waiters; a waiter
  * checks the stored acks right after it registers, so an ack that landed first is not missed, and its timer
  * is cleared as soon as it is answered. Pub/sub is at-most-once (a reconnect or a full output buffer drops
@@ -11,18 +15,75 @@ import type { Logger } from '../logger';
 
 export const ACK_TTL_SECONDS = 7 * 24 * 3600;
 
+/** Hash field holding the change's organization (not a region: region ids have no '~'). */
+export const ORG_FIELD = '~org';
+
+/** The state that won over a superseded change, as recorded in an ack. */
+export interface AckWinner {
+  table: string;
+  key: string;
+  version: string;
+  /** The region that wrote the winning version (the version's suffix). */
+  originRegion: string;
+}
+
+export type AckOutcome = { outcome: 'applied' } | { outcome: 'superseded'; winner: AckWinner };
+
+export interface Ack {
+  outcome: 'applied' | 'superseded';
+  at: string;
+  winner?: AckWinner;
+}
+
+export function formatAck(o: AckOutcome, at: string): string {
+  return o.outcome === 'applied' ? `applied@${at}` : `superseded:${o.winner.table}:${o.winner.key}:${o.winner.version}@${at}`;
+}
+
+/** Reads an ack value; null for a value that is not an applied/superseded ack (e.g. a parked one). */
+export function parseAck(value: string): Ack | null {
+  const atSign = value.lastIndexOf('@');
+  if (atSign < 0) return /^\d{4}-/.test(value) ? { outcome: 'applied', at: value } : null;
+  const head = value.slice(0, atSign);
+  const at = value.slice(atSign + 1);
+  if (head === 'applied') return { outcome: 'applied', at };
+  const [kind, table = '', key = '', version = ''] = head.split(':');
+  if (kind !== 'superseded') return null;
+  return { outcome: 'superseded', at, winner: { table, key, version, originRegion: version.split('.').slice(2).join('.') } };
+}
+
+/** The applied/superseded acks of a change by region (other fields left out). */
+export function acksOf(hash: Record<string, string>): Map<string, Ack> {
+  const acks = new Map<string, Ack>();
+  for (const [field, value] of Object.entries(hash)) {
+    const ack = field === ORG_FIELD ? null : parseAck(value);
+    if (ack) acks.set(field, ack);
+  }
+  return acks;
+}
+
 export interface WaitResult {
+  /** Every region applied the change and holds it. */
   complete: boolean;
-  /** Regions known to have applied the change (the local region included). */
+  /** Regions known to have applied the change and to hold it (the local region included). */
   applied: string[];
   /** Regions still missing. */
   pending: string[];
+  /** Regions where the change lost to a state that outranks it: the write is not, and will not be, there. */
+  superseded: { region: string; winner: AckWinner }[];
 }
 
 interface Waiter {
   need: Set<string>;
   applied: Set<string>;
+  superseded: Map<string, AckWinner>;
   finish: (complete: boolean) => void;
+}
+
+export interface AckOptions {
+  /** Per change id; changes left out were applied. */
+  outcomes?: ReadonlyMap<string, AckOutcome>;
+  /** Per change id: its organization, recorded once by the origin. */
+  orgs?: Readonly<Record<string, string>>;
 }
 
 export class Tracker {
@@ -57,16 +118,25 @@ export class Tracker {
     }
   }
 
-  /** Records that `region` has applied these changes and announces it. */
-  async ack(region: string, changeIds: readonly string[]): Promise<void> {
+  /**
+   * Records that `region` has applied these changes (held, unless `opts.outcomes` says superseded) and
+   * announces it.
+   */
+  async ack(region: string, changeIds: readonly string[], opts: AckOptions = {}): Promise<void> {
     if (changeIds.length === 0) return;
     const at = new Date().toISOString();
     const pipe = this.redis.pipeline();
+    const lost: Record<string, string> = {};
     for (const id of changeIds) {
-      pipe.hset(this.keys.ack(id), region, at);
+      const value = formatAck(opts.outcomes?.get(id) ?? { outcome: 'applied' }, at);
+      if (!value.startsWith('applied')) lost[id] = value;
+      const org = opts.orgs?.[id];
+      if (org) pipe.hset(this.keys.ack(id), region, value, ORG_FIELD, org);
+      else pipe.hset(this.keys.ack(id), region, value);
       pipe.expire(this.keys.ack(id), ACK_TTL_SECONDS);
     }
-    pipe.publish(this.keys.ackChannel, JSON.stringify({ region, ids: changeIds }));
+    // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
+    pipe.publish(this.keys.ackChannel, JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds }));
     const results = await pipe.exec();
     const failed = results?.find(([err]) => err);
     if (failed?.[0]) throw failed[0];
@@ -84,16 +154,23 @@ export class Tracker {
     return new Promise<WaitResult>((resolve) => {
       const need = new Set(regions);
       const applied = new Set(alreadyApplied.filter((r) => need.has(r)));
+      const superseded = new Map<string, AckWinner>();
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
         need,
         applied,
+        superseded,
         finish: (complete) => {
           if (timer) clearTimeout(timer);
           const set = this.waiters.get(changeId);
           set?.delete(waiter);
           if (set && set.size === 0) this.waiters.delete(changeId);
-          resolve({ complete, applied: [...applied], pending: [...need].filter((r) => !applied.has(r)) });
+          resolve({
+            complete,
+            applied: [...applied],
+            pending: [...need].filter((r) => !applied.has(r) && !superseded.has(r)),
+            superseded: [...superseded].map(([region, winner]) => ({ region, winner })),
+          });
         },
       };
       if (applied.size === need.size) return waiter.finish(true);
@@ -113,31 +190,41 @@ export class Tracker {
   }
 
   private onMessage(message: string): void {
-    let parsed: { region?: unknown; ids?: unknown };
+    let parsed: { region?: unknown; ids?: unknown; lost?: Record<string, unknown> };
     try {
       parsed = JSON.parse(message) as typeof parsed;
     } catch {
       return;
     }
-    if (typeof parsed.region !== 'string' || !Array.isArray(parsed.ids)) return;
+    const region = parsed.region;
+    if (typeof region !== 'string' || !Array.isArray(parsed.ids)) return;
     for (const id of parsed.ids) {
-      if (typeof id === 'string') this.markApplied(id, [parsed.region]);
+      if (typeof id !== 'string') continue;
+      const lost = parsed.lost?.[id];
+      const ack = typeof lost === 'string' ? parseAck(lost) : null;
+      this.markAcked(id, new Map([[region, ack ?? { outcome: 'applied', at: '' }]]));
     }
   }
 
-  private markApplied(changeId: string, regions: readonly string[]): void {
+  /** A waiter finishes on the first superseded ack (the write has lost) or once every region holds it. */
+  private markAcked(changeId: string, acks: ReadonlyMap<string, Ack>): void {
     const set = this.waiters.get(changeId);
     if (!set) return;
     for (const w of [...set]) {
-      for (const r of regions) if (w.need.has(r)) w.applied.add(r);
-      if (w.applied.size === w.need.size) w.finish(true);
+      for (const [r, ack] of acks) {
+        if (!w.need.has(r)) continue;
+        if (ack.outcome === 'superseded' && ack.winner) w.superseded.set(r, ack.winner);
+        else w.applied.add(r);
+      }
+      if (w.superseded.size > 0) w.finish(false);
+      else if (w.applied.size === w.need.size) w.finish(true);
     }
   }
 
   private async recheck(changeId: string): Promise<void> {
     try {
       const acks = await this.redis.hgetall(this.keys.ack(changeId));
-      this.markApplied(changeId, Object.keys(acks));
+      this.markAcked(changeId, acksOf(acks));
     } catch (err) {
       this.log.debug({ err: (err as Error).message, changeId }, 'tracker recheck failed; waiting for announcements');
     }
@@ -159,12 +246,12 @@ export class Tracker {
     for (let i = 0; i < ids.length; i += 500) {
       const batch = ids.slice(i, i + 500);
       const pipe = this.redis.pipeline();
-      for (const id of batch) pipe.hkeys(this.keys.ack(id));
+      for (const id of batch) pipe.hgetall(this.keys.ack(id));
       try {
         const res = (await pipe.exec()) ?? [];
         batch.forEach((id, j) => {
-          const [err, regions] = res[j] ?? [null, []];
-          if (!err && Array.isArray(regions)) this.markApplied(id, regions as string[]);
+          const [err, acks] = res[j] ?? [null, {}];
+          if (!err && acks && typeof acks === 'object') this.markAcked(id, acksOf(acks as Record<string, string>));
         });
       } catch (err) {
         this.log.debug({ err: (err as Error).message }, 'tracker sweep failed; will retry');

@@ -105,9 +105,76 @@ test('a deletion is final: a later or late-arriving update never brings the row 
 
 test('a batch holding several versions of one row keeps the greatest', async () => {
   const id = '01a20904-0000-7000-8000-000000000999';
-  const changed = await store.apply(db, [change(id, v(3000), { label: 'c' }), change(id, v(1000), { label: 'a' }), change(id, v(2000), { label: 'b' })]);
+  const { changed, outcomes } = await store.apply(db, [change(id, v(3000), { label: 'c' }), change(id, v(1000), { label: 'a' }), change(id, v(2000), { label: 'b' })]);
   expect(changed).toBe(1);
   expect((await stateOf(id))?.label).toBe('c');
+  // Judged in the order given: the two older ones came after a newer one, so they lost to it.
+  expect(outcomes.map((o) => o.applied)).toEqual([true, false, false]);
+});
+
+describe('earliest create wins, and each change learns whether the row holds it', () => {
+  // Two regions create the same key concurrently; each then updates its own create.
+  const created = (id: string, at: number, region: string, fields: Record<string, unknown> = {}) =>
+    change(id, v(at, region), { created_version: v(at, region), label: `created in ${region}`, ...fields });
+  const updated = (id: string, createdAt: number, createdIn: string, at: number, region: string, label: string) =>
+    change(id, v(at, region), { created_version: v(createdAt, createdIn), label });
+
+  test('every order, with duplicates, keeps the earlier create and its update; the later create and its update lose', async () => {
+    const orders = permutations([0, 1, 2, 3]);
+    let n = 200;
+    for (const order of orders) {
+      const id = `01a20904-0000-7000-8000-${String(++n).padStart(12, '0')}`;
+      const events = [
+        created(id, 1000, 'us-iowa'),
+        updated(id, 1000, 'us-iowa', 3000, 'us-iowa', 'patched in iowa'),
+        // Created later, and then updated even later: its versions are greater, yet it must lose whole.
+        created(id, 2000, 'europe-belgium'),
+        updated(id, 2000, 'europe-belgium', 4000, 'europe-belgium', 'patched in belgium'),
+      ];
+      const verdict = new Map<number, boolean[]>();
+      for (const i of [...order, order[0] ?? 0]) {
+        const e = events[i];
+        if (!e) continue;
+        const { outcomes } = await store.apply(db, [e]);
+        verdict.set(i, [...(verdict.get(i) ?? []), outcomes[0]?.applied ?? false]);
+      }
+      expect(await stateOf(id)).toEqual({ label: 'patched in iowa', version: v(3000), deleted: false, claims: [] });
+      // First delivery: a change is held exactly when nothing that outranks it had arrived. The later
+      // create's lineage is held only while the earlier create has not arrived (as in a cut-off region);
+      // the earlier create's update is always held; each create unless its own update came first.
+      const before = (i: number, j: number) => order.indexOf(i) < order.indexOf(j);
+      const first = (i: number) => verdict.get(i)?.[0];
+      expect([first(0), first(1), first(2), first(3)]).toEqual([before(0, 1), true, before(2, 0) && before(2, 1) && before(2, 3), before(3, 0) && before(3, 1)]);
+    }
+  });
+
+  test('a superseded change names the stored winner; a duplicate of the stored version counts as applied', async () => {
+    const id = '01a20904-0000-7000-8000-000000000500';
+    expect((await store.apply(db, [created(id, 1000, 'us-iowa')])).outcomes).toEqual([{ applied: true }]);
+    expect((await store.apply(db, [created(id, 1000, 'us-iowa')])).outcomes).toEqual([{ applied: true }]);
+    const lost = await store.apply(db, [created(id, 2000, 'europe-belgium')]);
+    expect(lost).toEqual({
+      changed: 0,
+      outcomes: [{ applied: false, winner: { table: credentialsTable.name, key: id, version: v(1000), createdVersion: v(1000), originRegion: 'us-iowa', deleted: false } }],
+    });
+    // An update older than the stored row of the same create is superseded too.
+    await store.apply(db, [updated(id, 1000, 'us-iowa', 5000, 'us-iowa', 'newer')]);
+    const late = await store.apply(db, [updated(id, 1000, 'us-iowa', 4000, 'asia-japan', 'older')]);
+    expect(late.outcomes[0]).toMatchObject({ applied: false, winner: { version: v(5000) } });
+  });
+
+  test('a deletion holds whichever tombstone of the row is kept', async () => {
+    const id = '01a20904-0000-7000-8000-000000000501';
+    await store.apply(db, [created(id, 1000, 'us-iowa')]);
+    const del = (at: number, region: string) => updated(id, 1000, 'us-iowa', at, region, 'x');
+    const a = del(3000, 'us-iowa');
+    a.row.deleted_at = '2026-11-23T00:00:03.000Z';
+    const b = del(2000, 'europe-belgium');
+    b.row.deleted_at = '2026-11-23T00:00:02.000Z';
+    expect((await store.apply(db, [a])).outcomes).toEqual([{ applied: true }]);
+    expect((await store.apply(db, [b])).outcomes).toEqual([{ applied: true }]);
+    expect((await stateOf(id))?.version).toBe(v(3000));
+  });
 });
 
 describe('hybrid logical clock', () => {

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { Tracker } from '../../src/replication/tracker';
+import { parseAck, Tracker } from '../../src/replication/tracker';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('tracker')}:`;
@@ -48,7 +48,7 @@ test('a waiter is released by an ack announced after it registered', async () =>
   await other.ack('b', ['c1']);
   await other.ack('c', ['c1']);
   const res = await waiting;
-  expect(res).toEqual({ complete: true, applied: expect.arrayContaining(['a', 'b', 'c']), pending: [] });
+  expect(res).toEqual({ complete: true, applied: expect.arrayContaining(['a', 'b', 'c']), pending: [], superseded: [] });
   expect(tracker.waiting).toBe(0);
 });
 
@@ -62,7 +62,7 @@ test('times out at the deadline with the regions still pending, and leaves no wa
   const started = Date.now();
   const res = await tracker.wait('c3', ['a', 'b', 'c'], ['a'], Date.now() + 300);
   expect(Date.now() - started).toBeGreaterThanOrEqual(280);
-  expect(res).toEqual({ complete: false, applied: ['a'], pending: ['b', 'c'] });
+  expect(res).toEqual({ complete: false, applied: ['a'], pending: ['b', 'c'], superseded: [] });
   expect(tracker.waiting).toBe(0);
 });
 
@@ -84,4 +84,42 @@ test('a waiter whose announcement was lost is still released by the sweep of sto
   const res = await waiting;
   expect(res.complete).toBe(true);
   expect(Date.now() - started).toBeLessThan(4000);
+});
+
+describe('applied and superseded acks', () => {
+  const winner = { table: 'infisical_saml_configs', key: 'k1', version: '000000000001000.000000.europe-belgium', originRegion: 'europe-belgium' };
+
+  test('a superseded ack answers the waiter at once, naming the winner, without waiting for the others', async () => {
+    const waiting = tracker.wait('s1', ['a', 'b', 'c'], ['a'], Date.now() + 5000);
+    const started = Date.now();
+    await other.ack('b', ['s1'], { outcomes: new Map([['s1', { outcome: 'superseded' as const, winner }]]) });
+    const res = await waiting;
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(res).toEqual({ complete: false, applied: ['a'], pending: ['c'], superseded: [{ region: 'b', winner }] });
+    expect(tracker.waiting).toBe(0);
+  });
+
+  test('a superseded ack stored before the waiter registered is found by its first check', async () => {
+    await other.ack('b', ['s2'], { outcomes: new Map([['s2', { outcome: 'superseded' as const, winner }]]) });
+    const res = await tracker.wait('s2', ['a', 'b'], ['a'], Date.now() + 5000);
+    expect(res.superseded).toEqual([{ region: 'b', winner }]);
+  });
+
+  test('the origin records the organization beside the acks; it is not taken for a region', async () => {
+    await other.ack('a', ['s3'], { orgs: { s3: 'org-1' } });
+    const stored = await tracker.status('s3');
+    expect(stored['~org']).toBe('org-1');
+    expect(parseAck(stored.a ?? '')?.outcome).toBe('applied');
+    const res = await tracker.wait('s3', ['a'], [], Date.now() + 2000);
+    expect(res).toEqual({ complete: true, applied: ['a'], pending: [], superseded: [] });
+  });
+
+  test('ack values parse in every form, older plain times included', () => {
+    expect(parseAck('2026-11-30T00:00:00.000Z')).toEqual({ outcome: 'applied', at: '2026-11-30T00:00:00.000Z' });
+    expect(parseAck('applied@2026-11-30T00:00:00.000Z')).toEqual({ outcome: 'applied', at: '2026-11-30T00:00:00.000Z' });
+    expect(parseAck(`superseded:t:k:${winner.version}@2026-11-30T00:00:00.000Z`)).toEqual({
+      outcome: 'superseded', at: '2026-11-30T00:00:00.000Z', winner: { ...winner, table: 't', key: 'k' },
+    });
+    expect(parseAck('parked 2026-11-30T00:00:00.000Z')).toBeNull();
+  });
 });

@@ -9,7 +9,7 @@ import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile } from '../../src/config';
 import { PROJECT_ROOT } from '../../src/paths';
 import { parseBody } from '../../scripts/harness/client';
-import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, type TestDeployment } from './env';
+import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, TEST_SIGNING_SECRET, type TestDeployment } from './env';
 
 export interface Cluster {
   deployment: TestDeployment;
@@ -29,7 +29,7 @@ export function assertBuilt(): void {
 export async function startCluster(
   label: string,
   regionIds: string[],
-  opts: { extra?: Partial<ConfigFile>; env?: Record<string, string> } = {},
+  opts: { extra?: Partial<ConfigFile>; env?: Record<string, string>; regionEnv?: Record<string, Record<string, string>> } = {},
 ): Promise<Cluster> {
   assertBuilt();
   const deployment = await createDeployment(label, regionIds, opts.extra);
@@ -44,10 +44,11 @@ export async function startCluster(
         env: {
           REGIONS_CONFIG: deployment.configPath,
           ADMIN_TOKEN,
-          TOKEN_SIGNING_SECRET: 'test-signing-secret',
+          TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET,
           LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
           METADATA_VALIDATION_TIME: FIXTURE_DATE,
           ...opts.env,
+          ...opts.regionEnv?.[r.id],
         },
         onLine: (line) => {
           const buf = logs.get(r.id) ?? [];

@@ -1,0 +1,23 @@
+import { Router } from 'express';
+import type { Db } from '../db/client';
+import { notFound } from '../http/errors';
+import { envelope, isUuid, orgIdOf, slashidAuth } from '../http/slashid';
+import type { Replicator } from '../replication/replicator';
+
+export const CHANGES_PATH = '/organizations/replication/changes';
+
+/**
+ * SlashID dialect: an API client follows its own change (the X-Change-Id of a write) with its own
+ * credentials: per region applied, superseded or pending. Only changes of the organization in
+ * SlashID-OrgID are shown; any other change id answers 404, as an unknown one does.
+ */
+export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
+  const router = Router();
+  router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
+    const raw = String(req.params.changeId);
+    const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), orgIdOf(res)) : null;
+    if (!status) throw notFound(`Change ${raw} is not known for this organization (or its record has expired).`);
+    res.json(envelope(status));
+  });
+  return router;
+}

@@ -1,0 +1,69 @@
+/**
+ * One change's progress as the tracker and this region's outbox know it: per region applied (holds it),
+ * superseded (lost to a state that outranks it) or pending. Served to operators (/admin) and to the
+ * change's own organization (the dialects' org-scoped routes).
+ */
+import type { Db } from '../db/client';
+import { acksOf, ORG_FIELD, type AckWinner, type Tracker } from './tracker';
+
+export interface ChangeStatus {
+  change_id: string;
+  /** complete: every region holds the change; superseded: it lost somewhere (so everywhere); pending: neither yet. */
+  state: 'complete' | 'superseded' | 'pending';
+  complete: boolean;
+  /** Per region: when it applied the change and held it, or null. */
+  applied_at: Record<string, string | null>;
+  pending_regions: string[];
+  superseded: { region: string; at: string; winner: AckWinner }[];
+  tracker_available: boolean;
+  /** Present when this region is the change's origin. */
+  origin: { region: string; committed_at: string | null; published_at: string | null; confirmed_at: string | null } | null;
+}
+
+export interface ChangeStatusDeps {
+  db: Db;
+  tracker: Tracker;
+  region: string;
+  regions: readonly string[];
+}
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/**
+ * The status of `changeId`, or null when neither the tracker nor this region's outbox knows it. With
+ * `orgId`, only a change known to belong to that organization is shown (the origin's outbox row or the
+ * tracker's record names it); any other answers null, so a client cannot probe other organizations.
+ */
+export async function changeStatus(d: ChangeStatusDeps, changeId: string, orgId: string | null): Promise<ChangeStatus | null> {
+  const [hash, outbox] = await Promise.all([
+    d.tracker.status(changeId).catch(() => null),
+    d.db.replicationOutbox.findUnique({ where: { changeId } }),
+  ]);
+  if ((!hash || Object.keys(hash).length === 0) && !outbox) return null;
+  if (orgId !== null) {
+    const owner = outbox?.orgId ?? hash?.[ORG_FIELD] ?? null;
+    if (owner?.toLowerCase() !== orgId) return null;
+  }
+  const acks = acksOf(hash ?? {});
+  const applied_at: Record<string, string | null> = {};
+  const superseded: ChangeStatus['superseded'] = [];
+  for (const r of d.regions) {
+    const a = acks.get(r);
+    applied_at[r] = a?.outcome === 'applied' ? a.at : null;
+    if (a?.outcome === 'superseded' && a.winner) superseded.push({ region: r, at: a.at, winner: a.winner });
+  }
+  const pending = d.regions.filter((r) => !acks.has(r));
+  const complete = superseded.length === 0 && pending.length === 0;
+  return {
+    change_id: changeId,
+    state: superseded.length ? 'superseded' : complete ? 'complete' : 'pending',
+    complete,
+    applied_at,
+    pending_regions: pending,
+    superseded,
+    tracker_available: hash !== null,
+    origin: outbox
+      ? { region: d.region, committed_at: iso(outbox.createdAt), published_at: iso(outbox.publishedAt), confirmed_at: iso(outbox.confirmedAt) }
+      : null,
+  };
+}

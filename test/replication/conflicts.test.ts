@@ -1,0 +1,189 @@
+/**
+ * No acknowledged write is silently discarded on a natural key. Rounds of concurrent Infisical config
+ * creates (one config per organization) and API-key rotations in two region processes, every fourth round
+ * across a partition (one region's link to Redis held, so it keeps serving but neither sends nor receives).
+ * After each round both regions converge, and:
+ * - every 2xx answer's write is present in the converged state of both regions (0 discarded);
+ * - an all_regions create that lost answered 409 (naming the winner), never 2xx;
+ * - a create that answered 408 across the partition and lost answers 409 when replayed with its
+ *   Idempotency-Key, and its change reads "superseded" on the org-scoped status route.
+ * CONFLICT_ROUNDS (default 20) sets the number of rounds; the 200-round figures come from
+ * `CONFLICT_ROUNDS=200 npx jest test/replication/conflicts.test.ts`.
+ */
+import { DelayProxy, type DelayTable } from '../../scripts/harness/delay-proxy';
+import { bearer, configBody, issueToken, makeCerts, SSO } from '../infisical/support/fixtures';
+import { REDIS_URL } from '../support/env';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+
+const A = 'us-iowa';
+const B = 'europe-belgium';
+const ROUNDS = Number(process.env.CONFLICT_ROUNDS ?? 20);
+const ALL = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '20' };
+
+let cluster: Cluster;
+let proxy: DelayProxy;
+const link: DelayTable = { self: 0, peers: {}, jitter: 0, cut: [] };
+const cert = makeCerts().pem;
+
+const figures = {
+  rounds: 0,
+  partitionRounds: 0,
+  successAnswers: 0,
+  discarded: 0,
+  allRegionsLosers: 0,
+  allRegionsLosersWith409: 0,
+  replayedLosersWith409: 0,
+  supersededOnStatusRoute: 0,
+  unexpected: [] as string[],
+};
+
+beforeAll(async () => {
+  const redis = new URL(REDIS_URL);
+  proxy = new DelayProxy({ listenHost: '127.0.0.1', listenPort: 0, targetHost: redis.hostname, targetPort: Number(redis.port || 6379), delays: () => link });
+  await proxy.listen();
+  const viaProxy = `redis://127.0.0.1:${proxy.port}${redis.pathname}`;
+  cluster = await startCluster('conflicts', [A, B], { regionEnv: { [B]: { REDIS_URL: viaProxy } } });
+}, 90_000);
+
+afterAll(async () => {
+  link.cut = [];
+  await cluster?.stop();
+  await proxy?.close();
+  // The figures of this run, for the record (the 200-round run's are quoted in the README).
+  process.stdout.write(`conflict figures: ${JSON.stringify(figures)}\n`);
+});
+
+const partition = () => (link.cut = ['127.0.0.1']);
+const heal = () => (link.cut = []);
+
+async function configIn(region: string, orgId: string, token: string) {
+  const res = await call(cluster.url(region), 'GET', `${SSO}?organizationId=${orgId}`, { headers: bearer(token) });
+  return res.status === 200 ? (res.body as { issuer: string; entryPoint: string }) : null;
+}
+
+/** Waits until both regions return the same config, and returns it. */
+async function converged(orgId: string, token: string) {
+  let seen: unknown = null;
+  const ok = await eventually(async () => {
+    const [a, b] = await Promise.all([configIn(A, orgId, token), configIn(B, orgId, token)]);
+    seen = [a, b];
+    return a !== null && JSON.stringify(a) === JSON.stringify(b);
+  }, 30_000, 50);
+  if (!ok) throw new Error(`regions did not converge: ${JSON.stringify(seen)}`);
+  return (seen as [{ issuer: string; entryPoint: string }])[0];
+}
+
+async function keyWorks(region: string, org: { id: string }, apiKey: string) {
+  const res = await call(cluster.url(region), 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders({ id: org.id, api_key: apiKey }) });
+  return res.status === 200;
+}
+
+async function rotate(region: string, orgId: string, headers: Record<string, string>) {
+  return call(cluster.url(region), 'POST', `/admin/organizations/${orgId}/api-keys`, { headers: { ...adminHeaders, ...headers } });
+}
+
+function expectKeysPresent(org: { id: string }, keys: string[]) {
+  return eventually(async () => {
+    for (const k of keys) for (const r of [A, B]) if (!(await keyWorks(r, org, k))) return false;
+    return true;
+  }, 30_000, 100);
+}
+
+async function concurrentRound(round: number) {
+  const org = await createOrg(cluster.url(A), `conflict ${round}`, { headers: ALL });
+  const token = await issueToken(cluster.url(A), org.id);
+  const bodies = [A, B].map((r) => configBody(org.id, cert, { issuer: `issuer of round ${round} in ${r}` }));
+  const [creates, rotations] = await Promise.all([
+    Promise.all([A, B].map((r, i) => call(cluster.url(r), 'POST', SSO, { body: bodies[i], headers: bearer(token, ALL) }))),
+    Promise.all([A, B].map((r) => rotate(r, org.id, ALL))),
+  ]);
+  const config = await converged(org.id, token);
+  creates.forEach((c, i) => {
+    const mine = bodies[i]?.issuer;
+    if (c.status === 200) {
+      figures.successAnswers++;
+      if (config.issuer !== mine) {
+        figures.discarded++;
+        figures.unexpected.push(`round ${round}: 200 create in ${[A, B][i]} discarded`);
+      }
+    } else {
+      figures.allRegionsLosers++;
+      if (c.status === 409 && config.issuer !== mine && /lost to a concurrent write/.test(c.body.message)) figures.allRegionsLosersWith409++;
+      else figures.unexpected.push(`round ${round}: create in ${[A, B][i]} answered ${c.status} ${JSON.stringify(c.body)}`);
+    }
+    // A committed write names its change (a write refused before commit has none).
+    if (c.status === 200) expect(c.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+  for (const r of rotations) {
+    if (r.status === 201) figures.successAnswers++;
+    else figures.unexpected.push(`round ${round}: rotation answered ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const keys = rotations.filter((r) => r.status === 201).map((r) => (r.body as { api_key: string }).api_key);
+  if (!(await expectKeysPresent(org, keys))) {
+    figures.discarded += keys.length;
+    figures.unexpected.push(`round ${round}: a rotated key does not work in every region`);
+  }
+}
+
+async function partitionRound(round: number) {
+  figures.partitionRounds++;
+  const org = await createOrg(cluster.url(A), `partitioned ${round}`, { headers: ALL });
+  const token = await issueToken(cluster.url(A), org.id);
+  partition();
+  try {
+    // The connected region creates and updates first (local_region: it cannot know about the other side).
+    const first = await call(cluster.url(A), 'POST', SSO, { body: configBody(org.id, cert, { issuer: `first in ${A}` }), headers: bearer(token) });
+    const patched = await call(cluster.url(A), 'PATCH', SSO, { body: { organizationId: org.id, entryPoint: `https://idp.example.com/round-${round}` }, headers: bearer(token) });
+    const rotatedA = await rotate(A, org.id, {});
+    // The cut-off region accepts a later create under all_regions: it cannot reach the level, so 408.
+    const idemKey = `round-${round}`;
+    const laterBody = configBody(org.id, cert, { issuer: `later in ${B}` });
+    const later = await call(cluster.url(B), 'POST', SSO, {
+      body: laterBody,
+      headers: bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '1', 'Idempotency-Key': idemKey }),
+    });
+    const rotatedB = await rotate(B, org.id, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '1' });
+    for (const r of [first, patched, rotatedA]) {
+      if (r.status === 200 || r.status === 201) figures.successAnswers++;
+      else figures.unexpected.push(`round ${round}: connected-side write answered ${r.status}`);
+    }
+    expect(later.status).toBe(408);
+    expect(later.body.message).toMatch(/GET \/api\/v1\/replication\/changes\//);
+    expect(rotatedB.status).toBe(408);
+    heal();
+    const config = await converged(org.id, token);
+    if (config.issuer !== `first in ${A}` || config.entryPoint !== `https://idp.example.com/round-${round}`) {
+      figures.discarded++;
+      figures.unexpected.push(`round ${round}: the older config or its PATCH was lost: ${JSON.stringify(config)}`);
+    }
+    // The 408'd create lost: its replay says so, and so does its change on the org-scoped route.
+    figures.allRegionsLosers++;
+    const replay = await call(cluster.url(B), 'POST', SSO, { body: laterBody, headers: bearer(token, { ...ALL, 'Idempotency-Key': idemKey }) });
+    if (replay.status === 409) figures.replayedLosersWith409++;
+    else figures.unexpected.push(`round ${round}: replay of the lost create answered ${replay.status} ${JSON.stringify(replay.body)}`);
+    const changeId = later.headers.get('x-change-id') ?? '';
+    const status = await call(cluster.url(B), 'GET', `/api/v1/replication/changes/${changeId}`, { headers: bearer(token) });
+    if (status.status === 200 && status.body.state === 'superseded') figures.supersededOnStatusRoute++;
+    else figures.unexpected.push(`round ${round}: status of the lost create: ${status.status} ${JSON.stringify(status.body)}`);
+    // Both rotations keep a working key: neither knew the other's.
+    const keys = [rotatedA, rotatedB].map((r) => (r.body as { api_key?: string }).api_key ?? (r.body as { result?: { api_key: string } }).result?.api_key ?? '');
+    if (!(await expectKeysPresent(org, keys))) {
+      figures.discarded += 1;
+      figures.unexpected.push(`round ${round}: a key rotated across the partition does not work everywhere`);
+    }
+  } finally {
+    heal();
+  }
+}
+
+test(`${ROUNDS} rounds of concurrent creates and rotations in two regions discard no acknowledged write`, async () => {
+  for (let round = 0; round < ROUNDS; round++) {
+    figures.rounds++;
+    if (round % 4 === 3) await partitionRound(round);
+    else await concurrentRound(round);
+  }
+  expect(figures.unexpected).toEqual([]);
+  expect(figures.discarded).toBe(0);
+  expect(figures.allRegionsLosersWith409 + figures.replayedLosersWith409).toBe(figures.allRegionsLosers);
+  expect(figures.supersededOnStatusRoute).toBe(figures.partitionRounds);
+}, 60_000 + ROUNDS * 15_000);
