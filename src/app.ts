@@ -5,13 +5,16 @@ import { notFound } from './http/errors';
 import { requestId } from './http/request-id';
 import { slashidErrors } from './http/slashid';
 import type { Metrics } from './observability/metrics';
+import type { ReadinessReport } from './observability/readiness';
 
 export interface AppDeps extends FeatureDeps {
   features: readonly Feature[];
   /** Admin routes that are not a feature's (replication status). */
   extraAdminRoutes: Router[];
-  /** Liveness/readiness details for /healthz. */
+  /** Liveness details for /healthz. */
   health: () => Promise<Record<string, unknown>>;
+  /** Readiness for /readyz: the database answers and is migrated. */
+  readiness: () => Promise<ReadinessReport>;
   metrics: Metrics;
 }
 
@@ -25,6 +28,10 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/healthz', async (_req, res) => {
     res.json({ status: 'ok', region: deps.config.region.id, pid: process.pid, ...(await deps.health()) });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const report = await deps.readiness();
+    res.status(report.ready ? 200 : 503).json({ region: deps.config.region.id, ...report });
   });
   // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
   app.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);

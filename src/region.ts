@@ -13,6 +13,7 @@ import type { Feature } from './feature';
 import { FEATURES } from './features';
 import { createLogger, type Logger } from './logger';
 import { createMetrics } from './observability/metrics';
+import { createReadiness } from './observability/readiness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { createReplication } from './replication';
 
@@ -47,6 +48,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     features,
     extraAdminRoutes: [replication.adminRoutes()],
     health: async () => ({ redis: replication.redis.status }),
+    readiness: createReadiness({ db, log, redisStatus: () => replication.redis.status }),
     metrics,
   });
   await replication.start();

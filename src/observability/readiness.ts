@@ -1,0 +1,58 @@
+/**
+ * Readiness (GET /readyz): a region is ready to take traffic when its database answers and carries every
+ * migration this build knows. Redis is reported but does not count: without it a region still serves
+ * reads and local_region writes (the outbox holds them), only all_regions writes wait.
+ */
+import type { Db } from '../db/client';
+import { listMigrations } from '../db/migrate';
+import type { Logger } from '../logger';
+
+export interface ReadinessReport {
+  ready: boolean;
+  database: 'ok' | 'unreachable';
+  /** Migrations this build has that the database has not applied (null when the database is unreachable). */
+  missing_migrations: string[] | null;
+  redis: { reachable: boolean; status: string };
+}
+
+const DEFAULT_TIMEOUT_MS = 2000;
+
+export function createReadiness(d: { db: Db; redisStatus: () => string; log: Logger; timeoutMs?: number }): () => Promise<ReadinessReport> {
+  // The migrations of this build are fixed for the life of the process.
+  const expected = listMigrations().map((m) => m.name);
+  return async () => {
+    const status = d.redisStatus();
+    const redis = { reachable: status === 'ready', status };
+    try {
+      const missing = await withTimeout(missingMigrations(d.db, expected), d.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      return { ready: missing.length === 0, database: 'ok', missing_migrations: missing, redis };
+    } catch (err) {
+      // The reason stays in the log: /readyz needs no credentials and must not describe the database.
+      d.log.warn({ err: (err as Error).message }, 'readiness: the database does not answer');
+      return { ready: false, database: 'unreachable', missing_migrations: null, redis };
+    }
+  };
+}
+
+async function missingMigrations(db: Db, expected: readonly string[]): Promise<string[]> {
+  await db.$queryRawUnsafe('SELECT 1');
+  const applied = await db
+    .$queryRawUnsafe<{ migration_name: string }[]>(
+      'SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
+    )
+    .catch((err: Error & { code?: string; meta?: { code?: string } }) => {
+      // No migrations table yet: the database answers, nothing is applied.
+      if (/_prisma_migrations.*does not exist|42P01/.test(`${err.message} ${err.meta?.code ?? ''}`)) return [];
+      throw err;
+    });
+  const done = new Set(applied.map((r) => r.migration_name));
+  return expected.filter((name) => !done.has(name));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
