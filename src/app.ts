@@ -6,6 +6,7 @@ import { requestId } from './http/request-id';
 import { slashidErrors } from './http/slashid';
 import type { Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
+import { requestLog } from './observability/request-log';
 
 export interface AppDeps extends FeatureDeps {
   features: readonly Feature[];
@@ -23,7 +24,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.use(requestId());
-  app.use(accessLog(deps));
+  app.use(requestLog(deps.log));
   app.use(deps.metrics.http);
 
   app.get('/healthz', async (_req, res) => {
@@ -49,15 +50,4 @@ export function createApp(deps: AppDeps): Express {
   });
   app.use(slashidErrors(deps.log));
   return app;
-}
-
-function accessLog({ log }: FeatureDeps): express.RequestHandler {
-  return (req, res, next) => {
-    const start = process.hrtime.bigint();
-    res.on('finish', () => {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10, requestId: res.locals.requestId }, 'request');
-    });
-    next();
-  };
 }

@@ -1,6 +1,17 @@
 /** Process entry point: one region (REGION) of the deployment in REGIONS_CONFIG. */
 import { ConfigError, loadConfig } from './config';
+import { createLogger, type Logger } from './logger';
 import { startRegion } from './region';
+
+/** A promise nobody handled or an exception nobody caught leaves the process in an unknown state: log it, exit. */
+function exitOnUnhandled(log: Logger): void {
+  const fatal = (kind: string) => (err: unknown) => {
+    log.fatal({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, kind);
+    process.exit(1);
+  };
+  process.on('unhandledRejection', fatal('unhandled promise rejection'));
+  process.on('uncaughtException', fatal('uncaught exception'));
+}
 
 async function main(): Promise<void> {
   let config;
@@ -13,7 +24,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const region = await startRegion(config);
+  const log = createLogger({ level: config.logLevel, region: config.region.id });
+  exitOnUnhandled(log);
+  const region = await startRegion(config, { log });
   let signals = 0;
   const onSignal = (sig: string) => {
     signals += 1;

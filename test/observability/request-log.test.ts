@@ -1,0 +1,123 @@
+/**
+ * Request logs: one JSON line per request with the request id, the organization authentication resolved,
+ * the route pattern, status and duration, and no credentials. A region process that meets an unhandled
+ * rejection logs it (fatal) before it exits.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { RegionProcess } from '../../src/cluster/region-process';
+import { startRegion, type RunningRegion } from '../../src/region';
+import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
+import { adminHeaders, assertBuilt, call, createOrg, eventually, slashidHeaders } from '../support/harness';
+
+type Line = Record<string, unknown>;
+const lines: Line[] = [];
+const sink = new Writable({
+  write(chunk: Buffer, _enc, done) {
+    for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Line);
+    done();
+  },
+});
+
+let deployment: TestDeployment;
+let region: RunningRegion;
+beforeAll(async () => {
+  deployment = await createDeployment('request-log', ['us-iowa']);
+  const log = pino({ level: 'info', base: { region: 'us-iowa' } }, sink);
+  region = await startRegion(deployment.configFor('us-iowa'), { port: 0, drainTimeoutMs: 5000, log });
+});
+afterAll(async () => {
+  await region?.stop();
+  await deployment?.cleanup();
+});
+
+const CREDENTIALS = '/organizations/sso/saml/provider-credentials';
+/** The request line of the request that went out with this X-Request-Id. */
+async function lineOf(requestId: string): Promise<Line> {
+  let found: Line | undefined;
+  await eventually(async () => (found = lines.find((l) => l.msg === 'request' && l.requestId === requestId)) !== undefined, 5000, 20);
+  if (!found) throw new Error(`no request line for ${requestId}`);
+  return found;
+}
+
+test('logs one line per request with request id, organization, route pattern, status and duration', async () => {
+  const org = await createOrg(region.url, 'logged');
+  const missing = '0190a4a8-0000-7000-8000-000000000001';
+  const res = await call(region.url, 'GET', `${CREDENTIALS}/${missing}`, { headers: slashidHeaders(org, { 'X-Request-Id': 'log-test-1' }) });
+  expect(res.status).toBe(404);
+  expect(res.headers.get('x-request-id')).toBe('log-test-1');
+  const line = await lineOf('log-test-1');
+  expect(line).toEqual({
+    level: 30,
+    time: expect.any(Number),
+    region: 'us-iowa',
+    requestId: 'log-test-1',
+    msg: 'request',
+    method: 'GET',
+    path: `${CREDENTIALS}/${missing}`,
+    route: `${CREDENTIALS}/:id`,
+    status: 404,
+    ms: expect.any(Number),
+    orgId: org.id,
+  });
+  expect(lines.filter((l) => l.requestId === 'log-test-1')).toHaveLength(1);
+  // No credentials in the log.
+  expect(JSON.stringify(lines)).not.toContain(org.api_key);
+});
+
+test('takes the organization of an Infisical request from its access token, and omits it when unauthenticated', async () => {
+  const org = await createOrg(region.url, 'infisical');
+  const token = (await call(region.url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders })).body.access_token as string;
+  const res = await call(region.url, 'GET', `/api/v1/sso/config?organizationId=${org.id}`, {
+    headers: { authorization: `Bearer ${token}`, 'X-Request-Id': 'log-test-2' },
+  });
+  expect(res.status).toBe(404);
+  expect(await lineOf('log-test-2')).toMatchObject({ route: '/api/v1/sso/config', status: 404, orgId: org.id });
+
+  await call(region.url, 'GET', CREDENTIALS, { headers: { 'SlashID-OrgID': org.id, 'X-Request-Id': 'log-test-3' } });
+  const anonymous = await lineOf('log-test-3');
+  expect(anonymous).toMatchObject({ status: 401, route: '(unmatched)' });
+  expect(anonymous).not.toHaveProperty('orgId');
+  expect(JSON.stringify(lines)).not.toContain(token);
+});
+
+test('a region process logs an unhandled rejection as fatal before it exits', async () => {
+  assertBuilt();
+  // A deployment of its own: this process must not share a database with the in-process region.
+  const own = await createDeployment('request-log-fatal', ['us-iowa']);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-fatal-'));
+  // Loaded before the service: turns SIGUSR2 into a promise rejection nobody handles.
+  const preload = path.join(dir, 'reject-on-usr2.js');
+  fs.writeFileSync(preload, "process.on('SIGUSR2', () => { Promise.reject(new Error('boom from the test')); });\n");
+  const out: string[] = [];
+  let exitCode: number | null | undefined;
+  const proc = new RegionProcess({
+    region: 'us-iowa',
+    url: `http://127.0.0.1:${own.file.regions[0]?.port ?? 0}`,
+    env: {
+      REGIONS_CONFIG: own.configPath,
+      ADMIN_TOKEN,
+      TOKEN_SIGNING_SECRET: 'test-signing-secret',
+      LOG_LEVEL: 'info',
+      NODE_OPTIONS: `--require ${preload}`,
+    },
+    onLine: (line) => out.push(line),
+    onExit: (code) => (exitCode = code),
+  });
+  try {
+    proc.start();
+    await proc.waitReady(60_000);
+    process.kill(proc.pid ?? 0, 'SIGUSR2');
+    expect(await eventually(async () => exitCode !== undefined, 10_000)).toBe(true);
+    expect(exitCode).toBe(1);
+    const fatal = out.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Line) : {})).find((l) => l.level === 60);
+    expect(fatal).toMatchObject({ region: 'us-iowa', msg: 'unhandled promise rejection', err: { message: 'boom from the test' } });
+  } finally {
+    await proc.kill();
+    await own.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
