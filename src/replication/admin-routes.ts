@@ -1,9 +1,11 @@
 import { Router } from 'express';
 import type { Db } from '../db/client';
-import { notFound } from '../http/errors';
+import { conflict, notFound } from '../http/errors';
 import { isUuid } from '../http/slashid';
 import type { Redis, ReplicationKeys } from '../redis';
 import { changeStatus } from './change-status';
+import type { Applier } from './applier';
+import { failureStatus } from './parked';
 import type { OutboxRelay } from './relay';
 import { groupInfo } from './stream';
 import type { ReplicatedTable } from './tables';
@@ -15,6 +17,8 @@ export interface ReplicationAdminDeps {
   keys: ReplicationKeys;
   tracker: Tracker;
   relay: OutboxRelay;
+  /** Null when this process runs no applier (then parked events are retried by the process that does). */
+  applier: Applier | null;
   region: string;
   regions: readonly string[];
   tables: readonly ReplicatedTable[];
@@ -27,7 +31,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   const router = Router();
 
   router.get('/admin/replication', async (_req, res) => {
-    const [progress, outbox, stream] = await Promise.all([
+    const [progress, outbox, stream, failures] = await Promise.all([
       d.db.replicationProgress.findMany({ orderBy: { originRegion: 'asc' } }),
       d.db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint; oldest_unpublished: Date | null }[]>(
         `SELECT count(*) FILTER (WHERE published_at IS NULL) AS unpublished,
@@ -36,6 +40,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
            FROM replication_outbox`,
       ),
       streamStatus(d),
+      failureStatus(d.db),
     ]);
     const o = outbox[0];
     res.json({
@@ -58,8 +63,16 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
         published_by_relay: d.relay.published,
         republished_after_loss: d.relay.republished,
       },
+      // Events this region could not apply: failing (retried) and parked (kept, acked to origin as parked).
+      failures,
       waiting_requests: d.tracker.waiting,
     });
+  });
+
+  // After an upgrade that lets this region apply parked events (it also retries them at start).
+  router.post('/admin/replication/parked/retry', async (_req, res) => {
+    if (!d.applier) throw conflict('This process runs no applier; retry on a process of this region that does.');
+    res.json({ region: d.region, ...(await d.applier.retryParked()) });
   });
 
   router.get('/admin/replication/changes/:changeId', async (req, res) => {

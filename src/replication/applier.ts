@@ -1,13 +1,18 @@
 /**
  * The apply side of replication, run by every region: one consumer group per region on the change stream.
  * A batch is applied in one transaction (last writer wins per row, so duplicates and reordering are
- * harmless), then acked in the tracker, then XACKed. Our own pending entries are re-read at start and
- * entries left pending by a dead consumer are reclaimed with XAUTOCLAIM.
+ * harmless), then acked in the tracker, then XACKed. Our own pending entries are walked once at start with
+ * a cursor, and entries left pending (by a dead consumer, or by a failed apply) are reclaimed with
+ * XAUTOCLAIM, also with a cursor: an entry that cannot be applied is passed over, never re-read in a loop.
+ * An event that keeps failing while the database answers is parked (see parked.ts); while the database
+ * does not answer (SELECT 1 fails), nothing is counted against any event.
  */
 import type { Db } from '../db/client';
+import { isTransient } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
+import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import type { RowStore } from './row-store';
 import { ensureGroups, eventField, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
@@ -39,14 +44,19 @@ export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
-  private readonly failures = new Map<string, number>();
+  private readonly failures: FailureLog;
   /** Per change id applied in this process and not yet acked: superseded outcomes (applied if absent). */
   private readonly outcomes = new Map<string, AckOutcome>();
   appliedEvents = 0;
+  parkedEvents = 0;
+  /** Pending entries found deleted from the stream before this region applied them (see relay trim). */
+  lostEntries = 0;
   /** Observer of each applied batch: its events' origins and how long it took (metrics set it). */
   onApplied?: (origins: readonly string[], seconds: number) => void;
 
-  constructor(private readonly d: ApplierDeps) {}
+  constructor(private readonly d: ApplierDeps) {
+    this.failures = new FailureLog(d.db);
+  }
 
   start(): void {
     this.loop ??= this.run();
@@ -58,26 +68,36 @@ export class Applier {
   }
 
   private async run(): Promise<void> {
-    const { reader, keys, region, consumer, log } = this.d;
+    const { keys, region, consumer, log } = this.d;
     const count = this.d.batchSize ?? 200;
     let groupsReady = false;
-    let ownPending = true;
+    let started = false;
+    // Cursors: our own pending entries are walked once (null when done); XAUTOCLAIM scans the pending
+    // list from claimCursor and wraps to 0-0. An entry that fails stays pending and the cursor moves on.
+    let pendingCursor: string | null = '0';
+    let claimCursor = '0-0';
     while (!this.stopped) {
       try {
         if (!groupsReady) {
           await ensureGroups(this.d.redis, keys, this.d.regions);
           groupsReady = true;
-          ownPending = true;
+          pendingCursor = '0';
+        }
+        if (!started) {
+          // After an upgrade, events parked by the previous version may apply now.
+          await this.failures.load();
+          const retried = await this.retryParked();
+          if (retried.applied || retried.parked) log.info(retried, 'retried parked change events');
+          started = true;
         }
         let entries: StreamEntry[];
-        if (ownPending) {
-          entries = await this.read(['COUNT', count, 'STREAMS', keys.stream, '0']);
-          if (entries.length === 0) ownPending = false;
-        } else if (Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
-          this.lastClaim = Date.now();
-          entries = await this.claim(count);
+        if (pendingCursor !== null) {
+          ({ entries, last: pendingCursor } = await this.read(['COUNT', count, 'STREAMS', keys.stream, pendingCursor]));
+        } else if (claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
+          if (claimCursor === '0-0') this.lastClaim = Date.now();
+          ({ entries, next: claimCursor } = await this.claim(count, claimCursor));
         } else {
-          entries = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.stream, '>']);
+          ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.stream, '>']));
         }
         if (entries.length) await this.applyBatch(entries);
       } catch (err) {
@@ -93,36 +113,56 @@ export class Applier {
     }
   }
 
-  private async read(args: (string | number)[]): Promise<StreamEntry[]> {
+  /** One page of XREADGROUP; `last` is the id of the last entry returned (null when none). */
+  private async read(args: (string | number)[]): Promise<{ entries: StreamEntry[]; last: string | null }> {
     const { reader, region, consumer } = this.d;
     const res = (await reader.call('XREADGROUP', 'GROUP', region, consumer, ...args)) as [string, StreamEntry[]][] | null;
+    const raw = res?.[0]?.[1] ?? [];
     // Entries deleted from the stream while pending come back with null fields.
-    return (res?.[0]?.[1] ?? []).filter((e) => Array.isArray(e[1]));
+    const gone = raw.filter((e) => !Array.isArray(e[1])).map((e) => e[0]);
+    if (gone.length) await this.lost(gone, true);
+    return { entries: raw.filter((e) => Array.isArray(e[1])), last: raw[raw.length - 1]?.[0] ?? null };
   }
 
-  private async claim(count: number): Promise<StreamEntry[]> {
+  /** One page of XAUTOCLAIM from `start`; `next` is where the following page starts (0-0 once wrapped). */
+  private async claim(count: number, start: string): Promise<{ entries: StreamEntry[]; next: string }> {
     const { reader, keys, region, consumer } = this.d;
     const res = (await reader.call(
-      'XAUTOCLAIM', keys.stream, region, consumer, this.d.claimIdleMs ?? 15_000, '0-0', 'COUNT', count,
+      'XAUTOCLAIM', keys.stream, region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
     )) as [string, StreamEntry[], string[]?];
-    return (res[1] ?? []).filter((e) => Array.isArray(e[1]));
+    // Redis 7 drops entries deleted from the stream from the pending list itself and names them here.
+    if (res[2]?.length) await this.lost(res[2], false);
+    return { entries: (res[1] ?? []).filter((e) => Array.isArray(e[1])), next: String(res[0] ?? '0-0') };
+  }
+
+  /** Pending entries trimmed from the stream before this region applied them: nothing left to apply. */
+  private async lost(ids: string[], ack: boolean): Promise<void> {
+    this.lostEntries += ids.length;
+    this.d.log.error({ count: ids.length, first: ids[0] }, 'pending change events were trimmed from the stream before this region applied them; re-seed this region (see README, Operations)');
+    if (ack) await this.d.redis.xack(this.d.keys.stream, this.d.region, ...ids);
   }
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
     const { log } = this.d;
     const parsed: Parsed[] = [];
     const poison: StreamEntry[] = [];
+    const unfit: Unfit[] = [];
     for (const entry of entries) {
       const event = parseEvent(eventField(entry[1]));
-      if (!event) poison.push(entry);
-      else if (event.ops.every((op) => this.d.store.has(op.table))) parsed.push({ id: entry[0], event });
-      // A table this version does not know (a rolling upgrade): leave it pending until this region knows it.
-      else log.warn({ changeId: event.changeId, tables: event.ops.map((o) => o.table) }, 'change event for an unknown table left pending');
+      if (!event) {
+        poison.push(entry);
+        continue;
+      }
+      const p = { id: entry[0], event };
+      const why = event.origin === this.d.region ? null : this.unfit(event);
+      if (why) unfit.push({ p, ...why });
+      else parsed.push(p);
     }
     if (poison.length) {
       log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
       await this.deadLetter(poison);
     }
+    if (unfit.length) await this.park(unfit);
     if (parsed.length === 0) return;
     // Our own changes were committed here before they were published: they only need acking.
     const own = parsed.filter((p) => p.event.origin === this.d.region);
@@ -132,6 +172,9 @@ export class Applier {
     try {
       await this.apply(remote);
     } catch (err) {
+      // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
+      // and count nothing against them.
+      if (!(await this.databaseUp())) throw err;
       // One bad event must not block the rest: retry one by one.
       log.warn({ err: (err as Error).message }, 'batch apply failed; retrying events one by one');
       applied = [];
@@ -141,16 +184,74 @@ export class Applier {
           await this.apply([p]);
           applied.push(p);
         } catch (e) {
-          failed.push({ p, err: e as Error });
+          // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
+          if (!isTransient(e)) failed.push({ p, err: e as Error });
         }
       }
-      // Every event failed: the database is likely down, which says nothing about the events. Leave them
-      // pending for a later retry, without counting it against them.
-      if (applied.length === 0) throw err;
+      if (failed.length && !(await this.databaseUp())) throw err;
       for (const f of failed) await this.failedAlone(f.p, f.err);
     }
-    for (const p of applied) this.failures.delete(p.id);
+    await this.failures.cleared(applied.map((p) => p.event.changeId));
     await this.acknowledge([...own, ...applied]);
+  }
+
+  /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
+  private unfit(event: ChangeEvent): { reason: ParkReason; error: string } | null {
+    const unknown = [...new Set(event.ops.map((op) => op.table).filter((t) => !this.d.store.has(t)))];
+    // A table this version does not know (a rolling upgrade): parked until this region is upgraded.
+    if (unknown.length) return { reason: 'unknown-table', error: `table(s) not replicated by this version: ${unknown.join(', ')}` };
+    return null;
+  }
+
+  private async databaseUp(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.d.db.$queryRawUnsafe('SELECT 1'),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('database probe timed out')), 5000))),
+      ]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Re-applies parked events (at start, and on POST /admin/replication/parked/retry): those this version can
+   * now apply leave the parked list and are acked as applied; the others stay, with their latest error.
+   */
+  async retryParked(): Promise<{ applied: number; parked: number }> {
+    let after: { parkedAt: Date; changeId: string } | null = null;
+    let applied = 0;
+    let parked = 0;
+    for (;;) {
+      const rows = await this.failures.parked(100, after);
+      const last = rows[rows.length - 1];
+      if (!last) break;
+      after = { parkedAt: last.parked_at, changeId: last.change_id };
+      const done: Parsed[] = [];
+      for (const r of rows) {
+        const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event };
+        const why = this.unfit(r.event);
+        if (!why) {
+          try {
+            await this.apply([p]);
+            done.push(p);
+            continue;
+          } catch (err) {
+            if (!(await this.databaseUp())) throw err;
+            await this.failures.stillParked(r.change_id, 'apply-failed', (err as Error).message);
+          }
+        } else await this.failures.stillParked(r.change_id, why.reason, why.error);
+        parked += 1;
+      }
+      await this.failures.unpark(done.map((p) => p.event.changeId));
+      applied += done.length;
+      if (done.length) await this.acknowledge(done);
+    }
+    return { applied, parked };
   }
 
   private async apply(batch: Parsed[]): Promise<void> {
@@ -200,15 +301,28 @@ export class Applier {
     }
   }
 
-  /** An event that fails while the others of its batch apply is retried; after a few failures it is parked. */
+  /**
+   * An event that failed on its own while the database answers: the failure is counted durably and the
+   * event stays pending (XAUTOCLAIM retries it); after MAX_FAILURES it is parked.
+   */
   private async failedAlone(p: Parsed, err: Error): Promise<void> {
-    const failures = (this.failures.get(p.id) ?? 0) + 1;
-    this.failures.set(p.id, failures);
+    const failures = await this.failures.record(p.event, p.id, err);
     this.d.log.error({ err: err.message, changeId: p.event.changeId, failures }, 'change event failed to apply');
-    if (failures < MAX_FAILURES_ALONE) return;
-    this.failures.delete(p.id);
-    this.d.log.error({ changeId: p.event.changeId }, 'change event moved to the dead-letter stream after repeated failures');
-    await this.deadLetter([[p.id, ['e', JSON.stringify(p.event)]]]);
+    if (failures >= MAX_FAILURES) await this.park([{ p, reason: 'apply-failed', error: err.message }]);
+  }
+
+  /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
+  private async park(items: Unfit[]): Promise<void> {
+    const { tracker, region, keys, redis, log } = this.d;
+    await this.failures.park(items.map((i) => ({ event: i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
+    this.parkedEvents += items.length;
+    log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
+    try {
+      await tracker.parked(region, items.map((i) => i.p.event.changeId));
+      await redis.xack(keys.stream, region, ...items.map((i) => i.p.id));
+    } catch (err) {
+      log.warn({ err: (err as Error).message, count: items.length }, 'parked, but could not ack in Redis; the events stay pending and are parked again on redelivery');
+    }
   }
 
   private async deadLetter(entries: StreamEntry[]): Promise<void> {
@@ -221,8 +335,7 @@ export class Applier {
 }
 
 type Parsed = { id: string; event: ChangeEvent };
-
-const MAX_FAILURES_ALONE = 3;
+type Unfit = { p: Parsed; reason: ParkReason; error: string };
 
 const PROGRESS_SQL = `
 INSERT INTO replication_progress (origin_region, applied_count, last_change_id, last_event_at, last_applied_at)

@@ -55,7 +55,7 @@ export async function createReplication(o: ReplicationOptions) {
     applier,
     keys,
     redis,
-    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, region, regions, tables: o.tables }),
+    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, applier, region, regions, tables: o.tables }),
     async start() {
       // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
       void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));

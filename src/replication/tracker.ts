@@ -15,6 +15,9 @@ import type { Logger } from '../logger';
 
 export const ACK_TTL_SECONDS = 7 * 24 * 3600;
 
+/** The ack value of a region that parked the change instead of applying it (parseAck reads it as no ack). */
+export const PARKED_PREFIX = 'parked ';
+
 /** Hash field holding the change's organization (not a region: region ids have no '~'). */
 export const ORG_FIELD = '~org';
 
@@ -137,6 +140,24 @@ export class Tracker {
     }
     // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
     pipe.publish(this.keys.ackChannel, JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds }));
+    const results = await pipe.exec();
+    const failed = results?.find(([err]) => err);
+    if (failed?.[0]) throw failed[0];
+  }
+
+  /**
+   * Records that `region` parked these changes (it could not apply them): the origin's relay counts the
+   * region as done, so it neither republishes them nor keeps them in the stream, but no waiter counts a
+   * parked change as applied (the value says "parked", and nothing is announced).
+   */
+  async parked(region: string, changeIds: readonly string[]): Promise<void> {
+    if (changeIds.length === 0) return;
+    const value = `${PARKED_PREFIX}${new Date().toISOString()}`;
+    const pipe = this.redis.pipeline();
+    for (const id of changeIds) {
+      pipe.hset(this.keys.ack(id), region, value);
+      pipe.expire(this.keys.ack(id), ACK_TTL_SECONDS);
+    }
     const results = await pipe.exec();
     const failed = results?.find(([err]) => err);
     if (failed?.[0]) throw failed[0];

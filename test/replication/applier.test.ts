@@ -1,88 +1,57 @@
 /**
- * The applier against a real Postgres and Redis: when the database cannot apply anything (an outage),
- * events stay pending however often they are retried — they are not parked as poison — and apply once
- * the database is back.
+ * The applier against a real Postgres and Redis: when the database itself is down (the applier's probe,
+ * SELECT 1, fails), events stay pending however often they are retried — no failure is counted against
+ * them and nothing is parked — and they apply once the database is back.
  */
-import pino from 'pino';
 import { Client } from 'pg';
-import { createDb, type Db } from '../../src/db/client';
-import { ensureDatabase, migrate } from '../../src/db/migrate';
-import { FEATURES } from '../../src/features';
-import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { Applier } from '../../src/replication/applier';
-import { formatVersion, HybridClock } from '../../src/replication/hlc';
-import { RowStore } from '../../src/replication/row-store';
-import type { ChangeEvent } from '../../src/replication/tables';
-import { Tracker } from '../../src/replication/tracker';
-import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { groupInfo } from '../../src/replication/stream';
 import { eventually } from '../support/harness';
+import { orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
 
-let dep: TestDeployment;
-let db: Db;
-let pg: Client;
-const conns: Redis[] = [];
-let applier: Applier;
+let rig: ApplierRig;
+let admin: Client;
 
 afterAll(async () => {
-  await applier?.stop();
-  for (const c of conns) c.disconnect();
-  await pg?.end();
-  await db?.$disconnect();
-  await dep.cleanup();
+  await admin?.end();
+  await rig?.cleanup();
 });
 
-test('a database outage leaves events pending instead of dead-lettering them, and they apply once it is back', async () => {
-  dep = await createDeployment('applier', ['us-iowa', 'europe-belgium']);
-  const url = dep.file.regions[1]?.databaseUrl ?? '';
-  await ensureDatabase(url);
-  await migrate(url);
-  db = createDb(url);
-  pg = new Client({ connectionString: url });
-  await pg.connect();
-  const keys = replicationKeys(dep.file.redisKeyPrefix);
-  const conn = (sub = false) => {
-    const c = createRedis(REDIS_URL, 'applier-test', { queueWhileOffline: sub });
-    conns.push(c);
-    return c;
-  };
-  const log = pino({ level: 'silent' });
-  const redis = conn();
-  await new Promise((r) => redis.once('ready', r));
-  const tracker = new Tracker(redis, conn(true), keys, log);
-  const store = await RowStore.load(db, FEATURES.flatMap((f) => f.tables));
-  applier = new Applier({
-    db, reader: conn(), redis, keys, store, clock: new HybridClock('europe-belgium'), tracker, region: 'europe-belgium',
-    regions: ['us-iowa', 'europe-belgium'], consumer: 'test', log, claimIdleMs: 50, claimEveryMs: 100,
-  });
+/** Refuses every connection to the region's database and ends the open ones: an outage, as the applier sees it. */
+async function setDatabaseUp(up: boolean): Promise<void> {
+  const name = new URL(rig.databaseUrl).pathname.slice(1);
+  await admin.query(`ALTER DATABASE "${name}" WITH ALLOW_CONNECTIONS ${up}`);
+  if (!up) await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+}
 
-  // Every apply transaction fails while the progress table is missing: to the applier, a database outage.
-  await pg.query('ALTER TABLE replication_progress RENAME TO replication_progress_away');
-  const id = '01a20904-0000-7000-8000-0000000000aa';
-  const version = formatVersion({ wall: Date.now(), counter: 0, region: 'us-iowa' });
-  const now = new Date().toISOString();
-  const event: ChangeEvent = {
-    changeId: '01a20904-0000-7000-8000-0000000000bb',
-    origin: 'us-iowa',
-    createdAt: now,
-    ops: [{
-      table: 'organizations', key: id, version,
-      row: { id, name: 'during outage', parent_id: null, created_at: now, updated_at: now, deleted_at: null, version, origin_region: 'us-iowa' },
-    }],
-  };
-  await redis.xgroup('CREATE', keys.stream, 'europe-belgium', '0', 'MKSTREAM').catch(() => undefined);
-  await redis.xadd(keys.stream, '*', 'e', JSON.stringify(event));
+test('a database outage parks nothing and counts no failure; the events apply once it is back', async () => {
+  rig = await startApplierRig('applier');
+  const url = new URL(rig.databaseUrl);
+  url.pathname = '/postgres';
+  admin = new Client({ connectionString: url.toString() });
+  await admin.connect();
+  const applier = await rig.applier();
+  const warm = orgEvent('before the outage');
+  await rig.publish(warm);
   applier.start();
+  expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: warm.orgId } })) !== null, 10_000, 50)).toBe(true);
 
-  // Many read/claim cycles, each a failed attempt.
-  await new Promise((r) => setTimeout(r, 2500));
-  expect(await redis.xlen(keys.deadLetter).catch(() => 0)).toBe(0);
-  const pending = (await redis.xpending(keys.stream, 'europe-belgium')) as [number, ...unknown[]];
-  expect(pending[0]).toBe(1);
-  expect(await db.organization.findUnique({ where: { id } })).toBeNull();
+  await setDatabaseUp(false);
+  const events = [orgEvent('during outage 1'), orgEvent('during outage 2')];
+  for (const e of events) await rig.publish(e);
+  // Many read/claim cycles (claims every 100 ms), each a failed attempt.
+  await new Promise((r) => setTimeout(r, 3000));
+  // Neither is acked: delivered and pending, or not delivered yet (claims of the first keep the reader busy).
+  const group = (await groupInfo(rig.redis, rig.keys)).find((g) => g.name === REGION);
+  expect((group?.pending ?? 0) + (group?.lag ?? 0)).toBe(2);
+  expect(group?.pending).toBeGreaterThanOrEqual(1);
+  expect(applier.parkedEvents).toBe(0);
 
-  await pg.query('ALTER TABLE replication_progress_away RENAME TO replication_progress');
-  expect(await eventually(async () => (await db.organization.findUnique({ where: { id } }))?.name === 'during outage', 10_000, 100)).toBe(true);
-  expect(await eventually(async () => ((await redis.xpending(keys.stream, 'europe-belgium')) as [number])[0] === 0, 10_000, 100)).toBe(true);
-  expect(Object.keys(await tracker.status(event.changeId))).toContain('europe-belgium');
-  expect(await redis.xlen(keys.deadLetter).catch(() => 0)).toBe(0);
+  await setDatabaseUp(true);
+  for (const e of events) {
+    expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: e.orgId } }))?.name === e.ops[0]?.row.name, 15_000, 100)).toBe(true);
+  }
+  expect(await eventually(async () => (await rig.pendingCount()) === 0, 10_000, 100)).toBe(true);
+  expect(await rig.db.$queryRawUnsafe<unknown[]>('SELECT * FROM replication_failures')).toEqual([]);
+  for (const e of events) expect((await rig.tracker.status(e.changeId))[REGION]).not.toMatch(/^parked /);
+  expect(await rig.redis.xlen(rig.keys.deadLetter)).toBe(0);
 }, 60_000);

@@ -1,0 +1,117 @@
+/**
+ * Change events this region cannot apply, kept in Postgres (replication_failures). Failures are counted per
+ * change id durably, so a restart does not reset the count. An event is parked when it has failed
+ * MAX_FAILURES times on a healthy database, names a table this version does not know (a rolling upgrade),
+ * or carries a version too far ahead of this region's clock. A parked event is acknowledged to its origin
+ * as parked (so the origin confirms it instead of republishing it, and it no longer pins the stream), and
+ * is re-applied after an upgrade: at start, and on POST /admin/replication/parked/retry.
+ */
+import type { Db } from '../db/client';
+import type { ChangeEvent } from './tables';
+
+export type ParkReason = 'apply-failed' | 'unknown-table' | 'clock-skew';
+
+export const MAX_FAILURES = 3;
+
+const ERROR_MAX_CHARS = 2000;
+
+export class FailureLog {
+  /** Change ids with a failure row not parked yet; a successful apply deletes their row. */
+  private readonly failing = new Set<string>();
+
+  constructor(private readonly db: Db) {}
+
+  /** Loads the ids that were failing before a restart, so their rows are cleared once they apply. */
+  async load(): Promise<void> {
+    const rows = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
+      'SELECT change_id::text FROM replication_failures WHERE parked_at IS NULL',
+    );
+    for (const r of rows) this.failing.add(r.change_id);
+  }
+
+  /** Counts one failure of an event; returns how many times it has failed so far. */
+  async record(event: ChangeEvent, streamId: string, err: Error): Promise<number> {
+    const rows = await this.db.$queryRawUnsafe<{ failures: number }[]>(
+      `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error)
+       VALUES ($1::uuid, $2, $3, $4::jsonb, 1, 'apply-failed', $5)
+       ON CONFLICT (change_id) DO UPDATE SET failures = replication_failures.failures + 1, stream_id = EXCLUDED.stream_id,
+         last_error = EXCLUDED.last_error, last_failed_at = now()
+       RETURNING failures`,
+      event.changeId, event.origin, streamId, JSON.stringify(event), err.message.slice(0, ERROR_MAX_CHARS),
+    );
+    this.failing.add(event.changeId);
+    return rows[0]?.failures ?? 1;
+  }
+
+  /** Parks events (keeping their failure count). */
+  async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<void> {
+    if (items.length === 0) return;
+    await this.db.$executeRawUnsafe(
+      `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
+       SELECT x.change_id, x.origin_region, x.stream_id, x.event, 1, x.reason, x.last_error, now()
+         FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)
+       ON CONFLICT (change_id) DO UPDATE SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
+         stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()`,
+      JSON.stringify(items.map((i) => ({
+        change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
+        last_error: i.error.slice(0, ERROR_MAX_CHARS),
+      }))),
+    );
+    for (const i of items) this.failing.delete(i.event.changeId);
+  }
+
+  /** Forgets the failures of events that have now applied (only those known to have failed: no query otherwise). */
+  async cleared(changeIds: readonly string[]): Promise<void> {
+    const known = changeIds.filter((id) => this.failing.has(id));
+    if (known.length === 0) return;
+    await this.db.$executeRawUnsafe('DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NULL', known);
+    for (const id of known) this.failing.delete(id);
+  }
+
+  /** Parked events, oldest first, after `afterChangeId` (keyset paging). */
+  async parked(limit: number, after: { parkedAt: Date; changeId: string } | null = null) {
+    return this.db.$queryRawUnsafe<{ change_id: string; stream_id: string | null; event: ChangeEvent; reason: ParkReason; parked_at: Date }[]>(
+      `SELECT change_id::text, stream_id, event, reason, parked_at FROM replication_failures
+        WHERE parked_at IS NOT NULL AND ($2::timestamptz IS NULL OR (parked_at, change_id) > ($2::timestamptz, $3::uuid))
+        ORDER BY parked_at, change_id LIMIT $1`,
+      limit, after?.parkedAt ?? null, after?.changeId ?? null,
+    );
+  }
+
+  /** Removes a parked event that has now applied. */
+  async unpark(changeIds: readonly string[]): Promise<void> {
+    if (changeIds.length) await this.db.$executeRawUnsafe('DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[])', changeIds);
+  }
+
+  /** Notes why a retried parked event still does not apply. */
+  async stillParked(changeId: string, reason: ParkReason, error: string): Promise<void> {
+    await this.db.$executeRawUnsafe(
+      'UPDATE replication_failures SET reason = $2, last_error = $3, last_failed_at = now() WHERE change_id = $1::uuid',
+      changeId, reason, error.slice(0, ERROR_MAX_CHARS),
+    );
+  }
+}
+
+/** For the admin status: how many events are failing and parked, and the oldest parked ones. */
+export async function failureStatus(db: Db, limit = 20) {
+  const [counts, oldest] = await Promise.all([
+    db.$queryRawUnsafe<{ failing: bigint; parked: bigint }[]>(
+      `SELECT count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+         FROM replication_failures`,
+    ),
+    db.$queryRawUnsafe<{ change_id: string; origin_region: string; stream_id: string | null; reason: string; failures: number; last_error: string; parked_at: Date; tables: string[] }[]>(
+      `SELECT change_id::text, origin_region, stream_id, reason, failures, last_error, parked_at,
+              ARRAY(SELECT DISTINCT op->>'table' FROM jsonb_array_elements(event->'ops') op) AS tables
+         FROM replication_failures WHERE parked_at IS NOT NULL ORDER BY parked_at, change_id LIMIT $1`,
+      limit,
+    ),
+  ]);
+  return {
+    failing: Number(counts[0]?.failing ?? 0),
+    parked: Number(counts[0]?.parked ?? 0),
+    oldest_parked: oldest.map((p) => ({
+      change_id: p.change_id, origin_region: p.origin_region, stream_id: p.stream_id, tables: p.tables, reason: p.reason,
+      failures: p.failures, error: p.last_error, parked_at: new Date(p.parked_at).toISOString(),
+    })),
+  };
+}

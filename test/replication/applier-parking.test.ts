@@ -1,0 +1,83 @@
+/**
+ * The applier never wedges (issue G, item 4): an event it cannot apply is passed over (its failures are
+ * counted in Postgres) and parked after a few, acknowledged to its origin as parked; later events apply
+ * meanwhile; a restart with such an entry pending walks the pending list once instead of looping.
+ */
+import { MAX_FAILURES } from '../../src/replication/parked';
+import { eventually } from '../support/harness';
+import { eventFor, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
+
+let rig: ApplierRig;
+beforeAll(async () => {
+  rig = await startApplierRig('parking');
+});
+afterAll(async () => {
+  await rig.cleanup();
+});
+
+const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
+const failureRow = async (changeId: string) =>
+  (await rig.db.$queryRawUnsafe<{ failures: number; reason: string; parked: boolean; last_error: string }[]>(
+    'SELECT failures, reason, parked_at IS NOT NULL AS parked, last_error FROM replication_failures WHERE change_id = $1::uuid',
+    changeId,
+  ))[0] ?? null;
+
+test('an event for an unknown table and one missing a NOT NULL column do not stop later events; both are parked and acked as parked', async () => {
+  const before = orgEvent('before');
+  const unknownTable = eventFor('widgets', 'w1', { id: 'w1', color: 'blue' });
+  const missingName = orgEvent(undefined);
+  const after = orgEvent('after');
+  for (const e of [before, unknownTable, missingName, after]) await rig.publish(e);
+  const applier = await rig.applier();
+  applier.start();
+
+  expect(await eventually(async () => (await orgName(after.orgId)) === 'after', 10_000, 50)).toBe(true);
+  expect(await orgName(before.orgId)).toBe('before');
+  // The unknown table is parked at once; the NOT NULL violation after MAX_FAILURES failed attempts.
+  expect(await failureRow(unknownTable.changeId)).toMatchObject({ reason: 'unknown-table', parked: true });
+  expect(await eventually(async () => (await failureRow(missingName.changeId))?.parked === true, 15_000, 50)).toBe(true);
+  expect(await failureRow(missingName.changeId)).toMatchObject({ reason: 'apply-failed', failures: MAX_FAILURES });
+  expect((await failureRow(missingName.changeId))?.last_error).toMatch(/null value in column "name"|23502/);
+  expect(await rig.pendingCount()).toBe(0);
+  // Acked to the origin as parked: its relay can confirm the change, but no waiter counts it as applied.
+  expect((await rig.tracker.status(missingName.changeId))[REGION]).toMatch(/^parked /);
+  expect((await rig.tracker.status(unknownTable.changeId))[REGION]).toMatch(/^parked /);
+  expect((await rig.tracker.status(after.changeId))[REGION]).not.toMatch(/^parked /);
+  expect(await rig.tracker.wait(missingName.changeId, [REGION], [], Date.now() + 300)).toMatchObject({ complete: false });
+  expect(applier.parkedEvents).toBe(2);
+  await applier.stop();
+}, 60_000);
+
+test('a restart with a failing entry pending walks the pending list once, applies the rest, and keeps counting its failures', async () => {
+  const bad = orgEvent(undefined);
+  const good = [orgEvent('g1'), orgEvent('g2'), orgEvent('g3')];
+  for (const e of [good[0], bad, good[1], good[2]]) if (e) await rig.publish(e);
+  // A consumer read them and died before acking: they are its pending entries.
+  await rig.redis.xreadgroup('GROUP', REGION, 'crashed', 'COUNT', 100, 'STREAMS', rig.keys.stream, '>');
+
+  const rereads = async () => {
+    // No claims during this phase: only the walk of our own pending entries reads them.
+    const applier = await rig.applier({ consumer: 'crashed', claimIdleMs: 600_000, claimEveryMs: 600_000 });
+    const reader = (applier as unknown as { d: { reader: { call: (...a: unknown[]) => Promise<unknown> } } }).d.reader;
+    const call = reader.call.bind(reader);
+    let pendingReads = 0;
+    reader.call = (...args: unknown[]) => {
+      if (args[0] === 'XREADGROUP' && args[args.length - 1] !== '>') pendingReads += 1;
+      return call(...args);
+    };
+    applier.start();
+    await new Promise((r) => setTimeout(r, 2000));
+    await applier.stop();
+    return pendingReads;
+  };
+
+  // Before: the applier re-read its pending entries from 0 until the read came back empty, forever.
+  expect(await rereads()).toBeLessThanOrEqual(3);
+  for (const g of good) expect(await orgName(g.orgId)).toBe(g.ops[0]?.row.name);
+  expect(await failureRow(bad.changeId)).toMatchObject({ failures: 1, parked: false });
+  expect(await rig.pendingCount()).toBe(1);
+
+  // A second restart: the count is durable, it goes on from 1.
+  expect(await rereads()).toBeLessThanOrEqual(3);
+  expect(await failureRow(bad.changeId)).toMatchObject({ failures: 2, parked: false });
+}, 60_000);

@@ -1,0 +1,103 @@
+/**
+ * One region's applier in the test process, against real Postgres and Redis: for behaviour local to one
+ * applier (failures, parking, restarts), with events put on the stream by hand as another region would.
+ */
+import pino from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import { createDb, type Db } from '../../src/db/client';
+import { ensureDatabase, migrate } from '../../src/db/migrate';
+import { FEATURES } from '../../src/features';
+import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../../src/redis';
+import { Applier, type ApplierDeps } from '../../src/replication/applier';
+import { formatVersion, HybridClock } from '../../src/replication/hlc';
+import { RowStore } from '../../src/replication/row-store';
+import type { ChangeEvent, ReplicatedTable, Row } from '../../src/replication/tables';
+import { Tracker } from '../../src/replication/tracker';
+import { createDeployment, REDIS_URL, type TestDeployment } from './env';
+
+export const REGION = 'europe-belgium';
+export const ORIGIN = 'us-iowa';
+
+export interface ApplierRig {
+  dep: TestDeployment;
+  db: Db;
+  databaseUrl: string;
+  redis: Redis;
+  keys: ReplicationKeys;
+  tracker: Tracker;
+  /** An applier for REGION (not started); stopped by cleanup(). */
+  applier(opts?: Partial<ApplierDeps> & { tables?: readonly ReplicatedTable[] }): Promise<Applier>;
+  /** Puts an event on the stream as ORIGIN would; returns its stream id. */
+  publish(event: ChangeEvent): Promise<string>;
+  pendingCount(): Promise<number>;
+  cleanup(): Promise<void>;
+}
+
+/** A unique id for test rows and changes. */
+export const testId = (): string => uuidv7();
+
+/** A change event from ORIGIN writing one row of `table` (full row, replication columns filled in). */
+export function eventFor(table: string, key: string, fields: Row, opts: { wall?: number; origin?: string } = {}): ChangeEvent {
+  const origin = opts.origin ?? ORIGIN;
+  const version = formatVersion({ wall: opts.wall ?? Date.now(), counter: 0, region: origin });
+  const now = new Date().toISOString();
+  return {
+    changeId: testId(),
+    origin,
+    createdAt: now,
+    ops: [{ table, key, version, row: { created_at: now, updated_at: now, deleted_at: null, version, origin_region: origin, ...fields } }],
+  };
+}
+
+export function orgEvent(name: string | undefined, opts: { wall?: number } = {}): ChangeEvent & { orgId: string } {
+  const id = testId();
+  const fields: Row = { id, parent_id: null };
+  if (name !== undefined) fields.name = name;
+  return { ...eventFor('organizations', id, fields, opts), orgId: id };
+}
+
+export async function startApplierRig(label: string): Promise<ApplierRig> {
+  const dep = await createDeployment(label, [ORIGIN, REGION]);
+  const databaseUrl = dep.file.regions[1]?.databaseUrl ?? '';
+  await ensureDatabase(databaseUrl);
+  await migrate(databaseUrl);
+  const db = createDb(databaseUrl);
+  const keys = replicationKeys(dep.file.redisKeyPrefix);
+  const conns: Redis[] = [];
+  const appliers: Applier[] = [];
+  const conn = (sub = false) => {
+    const c = createRedis(REDIS_URL, `${label}-test`, { queueWhileOffline: sub });
+    conns.push(c);
+    return c;
+  };
+  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const redis = conn();
+  await new Promise((r) => redis.once('ready', r));
+  const tracker = new Tracker(redis, conn(true), keys, log);
+  await redis.xgroup('CREATE', keys.stream, REGION, '0', 'MKSTREAM');
+  await redis.xgroup('CREATE', keys.stream, ORIGIN, '0', 'MKSTREAM');
+  return {
+    dep, db, databaseUrl, redis, keys, tracker,
+    async applier(opts = {}) {
+      const store = await RowStore.load(db, opts.tables ?? FEATURES.flatMap((f) => f.tables));
+      const a = new Applier({
+        db, reader: conn(), redis, keys, store, clock: new HybridClock(REGION), tracker, region: REGION,
+        regions: [ORIGIN, REGION], consumer: 'test', log, claimIdleMs: 50, claimEveryMs: 100, ...opts,
+      });
+      appliers.push(a);
+      return a;
+    },
+    async publish(event) {
+      return String(await redis.xadd(keys.stream, '*', 'e', JSON.stringify(event)));
+    },
+    async pendingCount() {
+      return Number(((await redis.xpending(keys.stream, REGION)) as [number])[0]);
+    },
+    async cleanup() {
+      for (const a of appliers) await a.stop();
+      for (const c of conns) c.disconnect();
+      await db.$disconnect();
+      await dep.cleanup();
+    },
+  };
+}
