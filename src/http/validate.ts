@@ -12,6 +12,12 @@ export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri'
 export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 export const Uuid = (opts: { description?: string } = {}) => Type.String({ pattern: UUID_PATTERN, ...opts });
 
+const UUID = new RegExp(UUID_PATTERN);
+
+export function isUuid(s: string): boolean {
+  return UUID.test(s);
+}
+
 export function compile<S extends TSchema>(schema: S): ValidateFunction<Static<S>> {
   return ajv.compile<Static<S>>(schema);
 }

@@ -6,7 +6,7 @@
 import type { RequestHandler, Response } from 'express';
 import jwt from 'jsonwebtoken';
 import { unauthorized } from '../http/errors';
-import { isUuid } from '../http/slashid';
+import { isUuid } from '../http/validate';
 import type { AccessTokenView } from './schema';
 
 export const TOKEN_AUDIENCE = 'infisical-api';

@@ -4,7 +4,6 @@
  * network condition was hit.
  */
 import { MetadataError } from './errors';
-import type { Limits } from './fetch-metadata';
 
 /** One budget for the whole fetch: DNS, every redirect hop and the body. */
 export class Deadline {
@@ -77,7 +76,8 @@ const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIG
 const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE']);
 const UNREACHABLE_CODES = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL']);
 
-export function describeFailure(err: unknown, url: URL, limits: Limits, deadline: Deadline): MetadataError {
+/** `limits` is the one field the message needs, so this module does not import fetch-metadata (which imports it). */
+export function describeFailure(err: unknown, url: URL, limits: { connectTimeoutMs: number }, deadline: Deadline): MetadataError {
   if (err instanceof MetadataError) return err;
   if (deadline.expired) return deadline.error(url);
   const codes = errorCodes(err);

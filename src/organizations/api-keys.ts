@@ -34,10 +34,3 @@ export function keyMatches(apiKey: string, storedHash: string | null): boolean {
   const stored = storedHash && /^[0-9a-f]{64}$/.test(storedHash) ? Buffer.from(storedHash, 'hex') : DUMMY_HASH;
   return crypto.timingSafeEqual(presented, stored) && storedHash !== null;
 }
-
-/** Constant-time equality of two secrets of any length (used for the admin token). */
-export function secretEquals(a: string, b: string): boolean {
-  const ha = crypto.createHash('sha256').update(a).digest();
-  const hb = crypto.createHash('sha256').update(b).digest();
-  return crypto.timingSafeEqual(ha, hb);
-}

@@ -1,8 +1,10 @@
 import { Router } from 'express';
 import type { Db } from '../db/client';
 import { notFound } from '../http/errors';
-import { envelope, isUuid, orgIdOf, slashidAuth } from '../http/slashid';
+import { envelope } from '../http/slashid';
+import { isUuid } from '../http/validate';
 import type { Replicator } from '../replication/replicator';
+import { orgIdOf, slashidAuth } from './slashid-auth';
 
 export const CHANGES_PATH = '/organizations/replication/changes';
 

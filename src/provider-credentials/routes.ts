@@ -4,10 +4,11 @@ import { loadIdpMetadata, metadataView, nextRefreshAt, validationTime, type Meta
 import { jsonBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
-import { envelope, isUuid, orgIdOf, slashidAuth } from '../http/slashid';
-import { describeErrors } from '../http/validate';
+import { envelope } from '../http/slashid';
+import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
+import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { awaitChange, parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {

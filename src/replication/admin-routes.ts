@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { Db } from '../db/client';
 import { conflict, notFound } from '../http/errors';
-import { isUuid } from '../http/slashid';
+import { isUuid } from '../http/validate';
 import type { Redis, ReplicationKeys } from '../redis';
 import { changeStatus } from './change-status';
 import type { Applier } from './applier';
