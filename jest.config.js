@@ -1,9 +1,27 @@
+// Two projects. `unit`: tests that need no Postgres, no Redis and no build (dist/), so `npm run test:unit`
+// answers in seconds. `integration`: every other test, including a new file until it is listed here.
+const UNIT = [
+  'test/harness/delay-proxy.test.ts',
+  'test/idempotency/request.test.ts',
+  'test/infisical/errors.test.ts',
+  'test/metadata/*.test.ts',
+];
+
+const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';
+
+const common = {
+  testEnvironment: 'node',
+  rootDir: __dirname,
+  roots: ['<rootDir>/test'],
+  transform: { '^.+\\.ts$': 'ts-jest' },
+};
+
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': 'ts-jest' },
+  projects: [
+    { ...common, displayName: 'unit', testMatch: UNIT.map((glob) => `<rootDir>/${glob}`) },
+    { ...common, displayName: 'integration', testMatch: ['**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', ...UNIT.map(asRegex)] },
+  ],
   testTimeout: 60000,
   maxWorkers: 2,
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
