@@ -1,0 +1,39 @@
+// `npm test` runs this instead of `npm run build`: it builds (Prisma client + tsc) only when dist/ is missing or
+// older than one of its inputs. A developer never tests a stale dist/, and CI, which builds once before the
+// typecheck and the fault schedule, does not generate and compile a second time for the tests.
+// `npm run build` writes dist/.build-stamp when it succeeds; any input touched after that makes the build stale.
+// Plain JavaScript: it runs before anything is compiled.
+const { execSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..');
+const STAMP = path.join(ROOT, 'dist', '.build-stamp');
+const INPUTS = ['src', 'scripts', 'bench', 'prisma', 'prisma.config.ts', 'tsconfig.json', 'tsconfig.build.json', 'package.json', 'package-lock.json'];
+// Outputs of the build itself, not inputs.
+const SKIP = new Set([path.join(ROOT, 'src', 'generated')]);
+
+/** The newest mtime under `p` (directories count too: deleting a file changes its directory's mtime). */
+function newest(p) {
+  if (SKIP.has(p) || !fs.existsSync(p)) return 0;
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return st.mtimeMs;
+  let max = st.mtimeMs;
+  for (const name of fs.readdirSync(p)) max = Math.max(max, newest(path.join(p, name)));
+  return max;
+}
+
+function staleReason() {
+  if (!fs.existsSync(STAMP)) return 'dist/ has not been built';
+  const built = fs.statSync(STAMP).mtimeMs;
+  const changed = INPUTS.find((input) => newest(path.join(ROOT, input)) > built);
+  return changed ? `${changed} changed since the last build` : null;
+}
+
+const reason = staleReason();
+if (reason) {
+  console.log(`building: ${reason}`);
+  execSync('npm run build', { cwd: ROOT, stdio: 'inherit' });
+} else {
+  console.log('dist/ is up to date with its inputs: not rebuilding');
+}
