@@ -140,9 +140,9 @@ async function partitionRound(round: number) {
     const laterBody = configBody(org.id, cert, { issuer: `later in ${B}` });
     const later = await call(cluster.url(B), 'POST', SSO, {
       body: laterBody,
-      headers: bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '1', 'Idempotency-Key': idemKey }),
+      headers: bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '2', 'Idempotency-Key': idemKey }),
     });
-    const rotatedB = await rotate(B, org.id, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '1' });
+    const rotatedB = await rotate(B, org.id, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '2' });
     for (const r of [first, patched, rotatedA]) {
       if (r.status === 200 || r.status === 201) figures.successAnswers++;
       else figures.unexpected.push(`round ${round}: connected-side write answered ${r.status}`);
@@ -187,3 +187,75 @@ test(`${ROUNDS} rounds of concurrent creates and rotations in two regions discar
   expect(figures.allRegionsLosersWith409 + figures.replayedLosersWith409).toBe(figures.allRegionsLosers);
   expect(figures.supersededOnStatusRoute).toBe(figures.partitionRounds);
 }, 60_000 + ROUNDS * 15_000);
+
+describe('following a change with the organization\'s own credentials', () => {
+  test('the status route shows a change to its organization only, in both dialects, and every write names its change', async () => {
+    const org = await createOrg(cluster.url(A), 'follower', { headers: ALL });
+    const other = await createOrg(cluster.url(A), 'stranger', { headers: ALL });
+    const token = await issueToken(cluster.url(A), org.id);
+    const created = await call(cluster.url(A), 'POST', SSO, { body: configBody(org.id, cert), headers: bearer(token, ALL) });
+    expect(created.status).toBe(200);
+    const changeId = created.headers.get('x-change-id') ?? '';
+    const patched = await call(cluster.url(B), 'PATCH', SSO, { body: { organizationId: org.id, isActive: false }, headers: bearer(token) });
+    expect(patched.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+    const rotated = await rotate(A, org.id, {});
+    expect(rotated.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+
+    for (const region of [A, B]) {
+      const own = await call(cluster.url(region), 'GET', `/organizations/replication/changes/${changeId}`, { headers: slashidHeaders({ id: org.id, api_key: (rotated.body as { api_key: string }).api_key }) });
+      expect(own.status).toBe(200);
+      expect(own.body.result).toMatchObject({ change_id: changeId, state: 'complete', complete: true, pending_regions: [], superseded: [] });
+      const infisical = await call(cluster.url(region), 'GET', `/api/v1/replication/changes/${changeId}`, { headers: bearer(token) });
+      expect(infisical.body).toMatchObject({ change_id: changeId, state: 'complete' });
+      // Another organization's credentials learn nothing, not even that the change exists.
+      const stranger = await call(cluster.url(region), 'GET', `/organizations/replication/changes/${changeId}`, { headers: slashidHeaders(other) });
+      expect(stranger.status).toBe(404);
+      const strangerToken = await issueToken(cluster.url(region), other.id);
+      expect((await call(cluster.url(region), 'GET', `/api/v1/replication/changes/${changeId}`, { headers: bearer(strangerToken) })).status).toBe(404);
+    }
+  });
+
+  test('a local_region create that lost is not silent: its change reads superseded and names the winner', async () => {
+    const org = await createOrg(cluster.url(A), 'silent', { headers: ALL });
+    const token = await issueToken(cluster.url(A), org.id);
+    partition();
+    let lost;
+    try {
+      const kept = await call(cluster.url(A), 'POST', SSO, { body: configBody(org.id, cert, { issuer: 'kept' }), headers: bearer(token) });
+      expect(kept.status).toBe(200);
+      lost = await call(cluster.url(B), 'POST', SSO, { body: configBody(org.id, cert, { issuer: 'lost' }), headers: bearer(token) });
+      expect(lost.status).toBe(200);
+    } finally {
+      heal();
+    }
+    expect((await converged(org.id, token)).issuer).toBe('kept');
+    const changeId = lost.headers.get('x-change-id') ?? '';
+    let status: { state?: string; superseded?: { region: string; winner: { table: string; originRegion: string } }[] } = {};
+    expect(await eventually(async () => {
+      status = (await call(cluster.url(B), 'GET', `/api/v1/replication/changes/${changeId}`, { headers: bearer(token) })).body;
+      return status.state === 'superseded';
+    })).toBe(true);
+    expect(status.superseded?.[0]).toMatchObject({ region: A, winner: { table: 'infisical_saml_configs', originRegion: A } });
+  });
+
+  test('a replay under all_regions answers 408 again while its change is still pending, then the stored answer', async () => {
+    const org = await createOrg(cluster.url(A), 'replayer', { headers: ALL });
+    const token = await issueToken(cluster.url(A), org.id);
+    const body = configBody(org.id, cert);
+    const headers = bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '2', 'Idempotency-Key': 'replay-after-408' });
+    partition();
+    try {
+      const first = await call(cluster.url(B), 'POST', SSO, { body, headers });
+      expect(first.status).toBe(408);
+      expect(first.body.message).toMatch(/GET \/api\/v1\/replication\/changes\//);
+      const again = await call(cluster.url(B), 'POST', SSO, { body, headers });
+      expect(again.status).toBe(408);
+      expect(again.headers.get('idempotent-replayed')).toBeNull();
+    } finally {
+      heal();
+    }
+    const replay = await call(cluster.url(B), 'POST', SSO, { body, headers: { ...headers, 'SlashID-Required-Consistency-Timeout': '20' } });
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+  });
+});
