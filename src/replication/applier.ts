@@ -259,6 +259,9 @@ export class Applier {
     const started = performance.now();
     const lost = new Map<string, AckOutcome>();
     await db.$transaction(async (tx) => {
+      // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
+      // for this apply (or this apply for it) instead of racing it into a merge-rule refusal.
+      await store.lockAll(tx, batch.flatMap((b) => b.event.ops));
       const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops));
       // A change holds when every row it wrote holds it; the first row that does not names the winner.
       let i = 0;

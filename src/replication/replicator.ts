@@ -14,6 +14,23 @@ import type { RowStore, Winner } from './row-store';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
+import { isTransient } from '../db/pg-errors';
+
+const COLLISION_ATTEMPTS = 5;
+
+/** Runs a local write's transaction again (up to COLLISION_ATTEMPTS in all) when it collided with an apply. */
+async function retryCollisions<T>(run: () => Promise<T>, log: Logger): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      const collided = isTransient(err) || (err instanceof AppError && err.code === 'write_superseded') || /refused by the merge rule/.test(String((err as Error).message));
+      if (!collided || attempt >= COLLISION_ATTEMPTS) throw err;
+      log.debug({ err: (err as Error).message, attempt }, 'local write collided with an apply; running it again');
+      await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 10 * attempt));
+    }
+  }
+}
 
 export interface WriteContext {
   tx: TxClient;
@@ -66,7 +83,9 @@ export class Replicator {
   async write<T>(fn: (ctx: WriteContext) => Promise<T>): Promise<{ value: T; event: ChangeEvent | null }> {
     const { store, clock, region } = this.d;
     const changeId = uuidv7();
-    const result = await this.d.db.$transaction(
+    // A write that collides with an apply of the same key (a deadlock, or the merge rule refusing it because
+    // an outranking state landed first) runs again, whole: the feature then sees what is stored now.
+    const result = await retryCollisions(() => this.d.db.$transaction(
       async (tx) => {
         const ops: RowChange[] = [];
         let createdVersion: string | null = null;
@@ -92,7 +111,8 @@ export class Replicator {
             const stored = await store.apply(tx, [{ table: table.name, key, version, row: full }]);
             // Refused: the applier stored an outranking state of this row (an earlier create of the same
             // key, a deletion) after the feature looked. The write lost before it committed: 409, nothing
-            // written. (The applier does not take the features' per-key locks yet: issue G item 5.)
+            // written. (The applier takes the same per-key locks, and write() runs the transaction again
+            // first, so this answer is left for a state that outranks the write after the retries.)
             const lost = stored.outcomes[0];
             // A deletion whose row another region deleted meanwhile holds: nothing to write or replicate.
             if (stored.changed !== 1 && lost && !lost.applied && full.deleted_at && lost.winner.deleted && lost.winner.createdVersion === full.created_version) return full;
@@ -116,7 +136,7 @@ export class Replicator {
         return { value, event };
       },
       { maxWait: 10_000, timeout: 20_000 },
-    );
+    ), this.d.log);
     if (result.event) void this.publish(result.event);
     return result;
   }

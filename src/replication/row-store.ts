@@ -116,6 +116,16 @@ export class RowStore {
   }
 
   /**
+   * Takes the same per-key locks as lock(), for every row the changes touch, in one fixed (sorted) order:
+   * the applier calls it before applying, so an apply waits for a local write of the same key (and the
+   * other way round) instead of racing it; the fixed order keeps two appliers from deadlocking each other.
+   */
+  async lockAll(tx: Queryable, changes: readonly Pick<RowChange, 'table' | 'key'>[]): Promise<void> {
+    const ids = [...new Set(changes.map((c) => `${c.table}:${c.key}`))].sort();
+    if (ids.length) await tx.$executeRawUnsafe('SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS x(k, n) ORDER BY n', ids);
+  }
+
+  /**
    * Applies row changes by the merge rule; a change that does not outrank the stored row leaves it as it
    * is. Reports, per change, whether the row held it: judged in the order given (as if applied one by
    * one), a change is applied when it outranks or equals what the row held before it, or when it is a
