@@ -132,6 +132,10 @@ export class RowStore {
    * deletion and the row is already deleted (a delete's intent holds whichever tombstone is kept);
    * otherwise it is superseded, and the winner is the row's final state. A row a concurrent transaction
    * wrote past all of this call's changes supersedes them all.
+   * An "applied" ack must stay true: the applier holds the rows' per-key locks (lockAll) while it applies,
+   * so a local create of the same key that is still running either commits first (and this change is
+   * superseded) or sees this row and refuses. Without them a region could ack a create and then commit an
+   * earlier one of its own, discarding a write that answered 2xx under all_regions.
    */
   async apply(tx: Queryable, changes: readonly RowChange[]): Promise<ApplyResult> {
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
