@@ -5,10 +5,12 @@
 import Redis from 'ioredis';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
-import { adminHeaders, call, createOrg, eventually } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { scrape } from './support';
 
 let deployment: TestDeployment;
+let idp: IdpServer;
 const running = new Map<string, RunningRegion>();
 const url = (region: string) => running.get(region)?.url ?? '';
 const start = async (region: string) => {
@@ -16,13 +18,15 @@ const start = async (region: string) => {
 };
 
 beforeAll(async () => {
-  deployment = await createDeployment('metrics', ['us-iowa', 'europe-belgium', 'asia-japan']);
+  idp = await startIdpServer();
+  deployment = await createDeployment('metrics', ['us-iowa', 'europe-belgium', 'asia-japan'], { metadataAllowedHosts: [idp.hostPort] });
   await start('us-iowa');
   await start('europe-belgium');
 }, 60_000);
 afterAll(async () => {
   for (const r of running.values()) await r.stop();
   await deployment?.cleanup();
+  await idp?.close();
 });
 
 test('answers 401 without the admin token and Prometheus text with it', async () => {
@@ -119,9 +123,35 @@ test('shows the dead-letter stream and parked events', async () => {
 });
 
 test('shows the metadata refresh schedule of the credentials a region is home to', async () => {
+  const before = await scrape(url('us-iowa'));
+  expect(before.value('metadata_refresh_due')).toBe(0);
+  // Nothing fetched yet: 0, as for any timestamp that never happened.
+  expect(before.value('metadata_refresh_last_success_timestamp_seconds')).toBe(0);
+
+  const org = await createOrg(url('us-iowa'), 'refresh');
+  const ids: string[] = [];
+  for (const label of ['a', 'b']) {
+    const res = await call(url('us-iowa'), 'POST', '/organizations/sso/saml/provider-credentials', {
+      body: { idp_metadata_url: idp.url('keycloak.xml'), label },
+      headers: slashidHeaders(org),
+    });
+    expect(res.status).toBe(201);
+    ids.push(res.body.result.id as string);
+  }
+  const db = running.get('us-iowa')?.db;
+  if (!db) throw new Error('us-iowa is not running');
+  // One credential's last refresh failed an hour ago and it is due again.
+  await db.$executeRawUnsafe(
+    `UPDATE metadata_refresh_state SET consecutive_failures = 2, next_at = now() - interval '1 minute', last_success_at = now() - interval '1 hour'
+      WHERE credential_id = $1::uuid`,
+    ids[0],
+  );
   const m = await scrape(url('us-iowa'));
-  expect(m.value('metadata_refresh_due')).toBe(0);
-  expect(m.value('metadata_refresh_failing')).toBe(0);
-  // Nothing refreshed yet: 0, as for any timestamp that never happened.
-  expect(m.value('metadata_refresh_last_success_timestamp_seconds')).toBe(0);
+  expect(m.value('metadata_refresh_due')).toBe(1);
+  expect(m.value('metadata_refresh_failing')).toBe(1);
+  const now = Date.now() / 1000;
+  expect(m.value('metadata_refresh_last_success_timestamp_seconds')).toBeGreaterThan(now - 60);
+  expect(m.value('metadata_refresh_oldest_success_timestamp_seconds')).toBeCloseTo(now - 3600, -2);
+  // Another region is not home to them.
+  expect((await scrape(url('europe-belgium'))).value('metadata_refresh_failing')).toBe(0);
 });
