@@ -31,6 +31,8 @@ export const ConfigFileSchema = Type.Object(
     metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
     /** How often each region re-fetches the IdP metadata of the credentials it created. */
     metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** How far ahead of a region's clock a replicated version may be; further ahead, the event is parked. */
+    maxClockSkewMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
   },
   { additionalProperties: false },
 );

@@ -200,6 +200,13 @@ export class Applier {
     const unknown = [...new Set(event.ops.map((op) => op.table).filter((t) => !this.d.store.has(t)))];
     // A table this version does not know (a rolling upgrade): parked until this region is upgraded.
     if (unknown.length) return { reason: 'unknown-table', error: `table(s) not replicated by this version: ${unknown.join(', ')}` };
+    // A version too far ahead of this region's clock (its origin's clock runs ahead): neither applied nor
+    // observed, or it would drag this clock along and win every conflict. Parked until the clocks agree.
+    const { clock } = this.d;
+    const ahead = event.ops.find((op) => !clock.admits(op.version));
+    if (ahead) {
+      return { reason: 'clock-skew', error: `version ${ahead.version} is ${clock.aheadBy(ahead.version)} ms ahead of this region's clock (maxClockSkewMs ${clock.maxSkewMs})` };
+    }
     return null;
   }
 

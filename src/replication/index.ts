@@ -9,7 +9,7 @@ import type { Logger } from '../logger';
 import { createRedis, replicationKeys, type Redis } from '../redis';
 import { replicationAdminRoutes } from './admin-routes';
 import { Applier } from './applier';
-import { HybridClock } from './hlc';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
 import { OutboxRelay } from './relay';
 import { Replicator } from './replicator';
 import { RowStore } from './row-store';
@@ -17,7 +17,7 @@ import type { ReplicatedTable } from './tables';
 import { Tracker } from './tracker';
 
 export interface ReplicationOptions {
-  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region'>;
+  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs'>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -36,7 +36,7 @@ export async function createReplication(o: ReplicationOptions) {
   const reader = createRedis(o.config.redisUrl, `${name}:reader`);
   const connections: Redis[] = [redis, subscriber, reader];
   const store = await RowStore.load(o.db, o.tables);
-  const clock = new HybridClock(region);
+  const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, o.log);
   const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, log: o.log });
   const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, log: o.log });
