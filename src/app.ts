@@ -37,6 +37,7 @@ export function createApp(deps: AppDeps): Express {
   // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
   app.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
 
+  for (const f of deps.features) if (f.pages) app.use(f.pages(deps));
   const admin = express.Router();
   admin.use('/admin', adminAuth(deps.config.adminToken));
   for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(deps));

@@ -22,6 +22,8 @@ export interface Feature {
   routes?(deps: FeatureDeps): Router;
   /** Routes under /admin (they run behind the admin token). */
   adminRoutes?(deps: FeatureDeps): Router;
+  /** Pages that hold no data, served without the admin token (their scripts send it to fetch data). */
+  pages?(deps: FeatureDeps): Router;
   /** Starts background work; returns its stop function. */
   start?(deps: FeatureDeps): () => Promise<void>;
   /** Registers the feature's metric families in the region's registry (read at scrape time). */

@@ -1,3 +1,4 @@
+import { consoleFeature } from './console/feature';
 import type { Feature } from './feature';
 import { idempotencyFeature } from './idempotency/feature';
 import { infisicalFeature } from './infisical/feature';
@@ -5,4 +6,4 @@ import { organizationsFeature } from './organizations/feature';
 import { providerCredentialsFeature } from './provider-credentials/feature';
 
 /** Every capability of the service; each wires itself in its own feature.ts. */
-export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature, idempotencyFeature];
+export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature, idempotencyFeature, consoleFeature];

@@ -1,0 +1,172 @@
+/**
+ * The deployment at a glance, gathered by the serving region: every configured region's /healthz, /readyz,
+ * /admin/replication and /admin/metadata-refresh, fetched in parallel with a short timeout each. A region
+ * that does not answer is reported down; it never fails the whole answer. Only the configured regions'
+ * URLs are fetched, never one taken from a request, so the IdP-metadata address policy does not apply.
+ */
+import type { ValidateFunction } from 'ajv';
+import type { Config, RegionConfig } from '../config';
+import {
+  checkHealth,
+  checkMetadataRefresh,
+  checkReadiness,
+  checkReplication,
+  type DeploymentStatus,
+  type LagCell,
+  type PeerMetadataRefresh,
+  type PeerReplication,
+  type RegionStatus,
+} from './schema';
+
+/** Each status call to a region gets this long; a SIGSTOPped region accepts the connection and never answers. */
+export const PEER_TIMEOUT_MS = 1500;
+/** Failing metadata refreshes listed per region (the count covers all of them). */
+const LISTED_FAILURES = 5;
+
+/** Where a region is reached: its publicUrl, else http://host:port (a wildcard listen address means this host). */
+export function regionUrl(r: RegionConfig): string {
+  if (r.publicUrl) return r.publicUrl.replace(/\/+$/, '');
+  const host = r.host === undefined || r.host === '0.0.0.0' ? '127.0.0.1' : r.host === '::' ? '::1' : r.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${r.port}`;
+}
+
+type Answer<T> = { ok: true; body: T; ms: number } | { ok: false; problem: string };
+
+async function getJson<T>(
+  base: string,
+  path: string,
+  check: ValidateFunction<T>,
+  opts: { token?: string; timeoutMs: number; statuses?: number[] },
+): Promise<Answer<T>> {
+  const started = Date.now();
+  try {
+    const res = await fetch(base + path, {
+      headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {},
+      signal: AbortSignal.timeout(opts.timeoutMs),
+      redirect: 'error',
+    });
+    const text = await res.text();
+    if (!(opts.statuses ?? [200]).includes(res.status)) return { ok: false, problem: `${path} answered ${res.status}` };
+    const body: unknown = JSON.parse(text);
+    if (!check(body)) return { ok: false, problem: `${path} answered in a form this version does not read` };
+    return { ok: true, body, ms: Date.now() - started };
+  } catch (err) {
+    const e = err as Error;
+    const why = e.name === 'TimeoutError' ? `no answer within ${opts.timeoutMs} ms` : e instanceof SyntaxError ? 'not JSON' : 'unreachable';
+    return { ok: false, problem: `${path}: ${why}` };
+  }
+}
+
+interface Gathered {
+  status: RegionStatus;
+  replication: PeerReplication | null;
+}
+
+async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): Promise<Gathered> {
+  const url = regionUrl(r);
+  const [health, ready, repl, refresh] = await Promise.all([
+    getJson(url, '/healthz', checkHealth, { timeoutMs }),
+    getJson(url, '/readyz', checkReadiness, { timeoutMs, statuses: [200, 503] }),
+    getJson(url, '/admin/replication', checkReplication, { token, timeoutMs }),
+    getJson(url, '/admin/metadata-refresh', checkMetadataRefresh, { token, timeoutMs }),
+  ]);
+  // A region that answers under another id is misconfigured, not this region: never show its figures as ours.
+  const up = health.ok && health.body.region === r.id;
+  // Down: one reason is enough (the other calls failed the same way).
+  const problems = health.ok ? [ready, repl, refresh].flatMap((a) => (a.ok ? [] : [a.problem])) : [health.problem];
+  if (health.ok && !up) problems.unshift(`/healthz answered as region ${health.body.region}`);
+  const replication = up && repl.ok ? repl.body : null;
+  return {
+    replication,
+    status: {
+      id: r.id,
+      url,
+      up,
+      ready: up && ready.ok ? ready.body.ready : null,
+      response_ms: up && health.ok ? health.ms : null,
+      problems,
+      redis: up && health.ok ? (health.body.redis ?? null) : null,
+      database: up && ready.ok ? ready.body.database : null,
+      replication: replication && {
+        outbox_unpublished: replication.outbox.unpublished,
+        outbox_unconfirmed: replication.outbox.unconfirmed,
+        oldest_unpublished_at: replication.outbox.oldest_unpublished_at,
+        failing: replication.failures.failing,
+        parked: replication.failures.parked,
+        dead_letters: replication.stream.dead_letters,
+        stream_connected: replication.stream.connected,
+        waiting_requests: replication.waiting_requests,
+      },
+      metadata_refresh: up && refresh.ok ? refreshSummary(refresh.body) : null,
+      backlog: null,
+    },
+  };
+}
+
+function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metadata_refresh']> {
+  const failures = m.credentials.filter((c) => c.consecutive_failures > 0).slice(0, LISTED_FAILURES);
+  return {
+    failing: m.failing,
+    failures: failures.map((c) => ({
+      credential_id: c.credential_id,
+      idp_metadata_url: c.idp_metadata_url,
+      consecutive_failures: c.consecutive_failures,
+      last_error: c.last_error,
+      last_success_at: c.last_success_at,
+    })),
+  };
+}
+
+const time = (iso: string | null | undefined) => (iso ? Date.parse(iso) : null);
+
+/**
+ * Lag from each origin to each other region. A region is behind an origin when it has not applied the
+ * newest event of that origin that some region has applied; the gap is measured in event time, so it
+ * grows with the writes a stalled region misses and is 0 once it has caught up.
+ */
+export function lagMatrix(regions: readonly Gathered[]): LagCell[] {
+  const newest = new Map<string, number>();
+  for (const g of regions) {
+    for (const a of g.replication?.applied ?? []) {
+      const t = time(a.last_event_at);
+      if (t !== null && t > (newest.get(a.origin_region) ?? -Infinity)) newest.set(a.origin_region, t);
+    }
+  }
+  const cells: LagCell[] = [];
+  for (const origin of regions.map((g) => g.status.id)) {
+    for (const g of regions) {
+      if (g.status.id === origin) continue;
+      const cell: LagCell = { origin, region: g.status.id, state: 'unknown', behind_ms: null, last_lag_ms: null, last_applied_at: null };
+      if (!g.status.up) cell.state = 'down';
+      if (g.replication) {
+        const a = g.replication.applied.find((x) => x.origin_region === origin);
+        const mine = time(a?.last_event_at);
+        const top = newest.get(origin) ?? null;
+        cell.last_lag_ms = a ? a.lag_ms : null;
+        cell.last_applied_at = a?.last_applied_at ?? null;
+        // Nothing from this origin has been applied anywhere yet: nothing to be behind on.
+        cell.behind_ms = top === null ? 0 : mine === null ? null : Math.max(0, top - mine);
+        cell.state = cell.behind_ms === 0 ? 'caught-up' : 'behind';
+      }
+      cells.push(cell);
+    }
+  }
+  return cells;
+}
+
+export async function gatherDeployment(config: Pick<Config, 'region' | 'regions' | 'adminToken'>, timeoutMs = PEER_TIMEOUT_MS): Promise<DeploymentStatus> {
+  const gathered = await Promise.all(config.regions.map((r) => gatherRegion(r, config.adminToken, timeoutMs)));
+  // Every region reads the one shared stream; the first that could read it tells each region's backlog.
+  const view = gathered.find((g) => g.replication?.stream.connected)?.replication;
+  for (const g of gathered) {
+    const p = view?.pending.find((x) => x.region === g.status.id);
+    g.status.backlog = p ? { undelivered: p.undelivered, pending_acks: p.pending_acks } : null;
+  }
+  return {
+    region: config.region.id,
+    generated_at: new Date().toISOString(),
+    timeout_ms: timeoutMs,
+    regions: gathered.map((g) => g.status),
+    lag: lagMatrix(gathered),
+  };
+}

@@ -1,0 +1,261 @@
+/**
+ * The deployment console's page, stylesheet and script, kept as strings so they ship inside the compiled
+ * service (the image holds dist/ only). The page holds no data: the script asks for the admin token once,
+ * keeps it in sessionStorage and sends it as a Bearer header; it builds the DOM with textContent only, so
+ * nothing a region reports (an IdP's error message, say) is ever parsed as HTML.
+ */
+
+export const CONSOLE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>Deployment console</title>
+<link rel="stylesheet" href="/admin/console.css">
+<script src="/admin/console.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>Deployment console</h1>
+  <span id="meta"></span>
+  <button id="forget" type="button" hidden>Forget token</button>
+</header>
+<form id="login" hidden>
+  <label>Admin token <input id="token" type="password" autocomplete="off" required></label>
+  <button type="submit">Open</button>
+  <span id="login-error" class="bad"></span>
+</form>
+<main id="console" hidden>
+  <section>
+    <h2>Regions <small>* serves this page; every figure refreshes every 3 s</small></h2>
+    <table id="regions">
+      <thead><tr>
+        <th>Region</th><th>State</th><th>Answer</th><th>Redis</th><th title="unpublished / unconfirmed">Outbox</th>
+        <th title="stream entries not yet delivered / delivered but not acknowledged">Backlog</th>
+        <th title="failing / parked">Refused</th><th>Dead letters</th><th>Waiting requests</th><th>Metadata failing</th><th>Problems</th>
+      </tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
+  <section>
+    <h2>Replication lag <small>origin (row) &rarr; region (column): how far behind the origin's newest event</small></h2>
+    <table id="lag"></table>
+  </section>
+  <section>
+    <h2>Failing metadata refreshes</h2>
+    <ul id="refresh-failures"></ul>
+  </section>
+  <section>
+    <h2>Follow a change</h2>
+    <form id="follow">
+      <input id="change-id" placeholder="change id (X-Change-Id)" size="40" autocomplete="off" spellcheck="false">
+      <button type="submit">Follow</button>
+    </form>
+    <div id="change"></div>
+  </section>
+</main>
+</body>
+</html>
+`;
+
+export const CONSOLE_CSS = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1rem 1.5rem; color: #1b1f23; }
+header { display: flex; align-items: baseline; gap: 1rem; }
+h1 { font-size: 1.3rem; margin: 0 0 .5rem; } h2 { font-size: 1rem; margin: 1.2rem 0 .4rem; }
+h2 small { font-weight: normal; color: #586069; }
+table { border-collapse: collapse; } th, td { border: 1px solid #d1d5da; padding: .25rem .5rem; text-align: left; }
+th { background: #f6f8fa; font-weight: 600; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.ok { color: #116329; } .warn { color: #9a6700; } .bad { color: #cf222e; }
+td.ok { background: #dafbe1; } td.warn { background: #fff8c5; } td.bad { background: #ffebe9; } td.none { color: #8c959f; }
+#meta { color: #586069; } ul { margin: 0; padding-left: 1.2rem; }
+`;
+
+// Plain ES2017 for any current browser; no template literals (this file is one).
+export const CONSOLE_JS = String.raw`(function () {
+  'use strict';
+  var KEY = 'saml-console-admin-token';
+  var REFRESH_MS = 3000;
+  var timer = null;
+  var followed = null;
+  var byId = function (id) { return document.getElementById(id); };
+
+  function el(tag, attrs, children) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === 'text') e.textContent = attrs[k];
+      else if (k === 'class') e.className = attrs[k];
+      else e.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c !== null) e.appendChild(c); });
+    return e;
+  }
+  function td(text, cls) { return el('td', { text: text === null || text === undefined ? '—' : String(text), class: cls || '' }); }
+  function ms(v) {
+    if (v === null || v === undefined) return '—';
+    if (v < 1000) return v + ' ms';
+    if (v < 60000) return (v / 1000).toFixed(1) + ' s';
+    return Math.round(v / 60000) + ' min';
+  }
+  function token() { return sessionStorage.getItem(KEY); }
+  function api(path) {
+    return fetch(path, { headers: { Authorization: 'Bearer ' + token() }, cache: 'no-store' });
+  }
+
+  function showLogin(message) {
+    clearTimeout(timer);
+    sessionStorage.removeItem(KEY);
+    byId('console').hidden = true;
+    byId('forget').hidden = true;
+    byId('login').hidden = false;
+    byId('login-error').textContent = message || '';
+    byId('token').focus();
+  }
+
+  function regionState(r, lag) {
+    if (!r.up) return 'down';
+    if (r.ready === false) return 'not-ready';
+    var backlog = r.backlog ? (r.backlog.undelivered || 0) + (r.backlog.pending_acks || 0) : 0;
+    var behind = lag.some(function (c) { return c.region === r.id && c.state === 'behind'; });
+    return backlog > 0 || behind ? 'lagging' : 'up';
+  }
+  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'not-ready': 'bad', down: 'bad' };
+
+  function renderRegions(d) {
+    var body = byId('regions').tBodies[0];
+    body.replaceChildren();
+    d.regions.forEach(function (r) {
+      var state = regionState(r, d.lag);
+      var rep = r.replication;
+      var meta = r.metadata_refresh;
+      var row = el('tr', { 'data-region': r.id, 'data-state': state }, [
+        el('th', { text: r.id + (r.id === d.region ? ' *' : ''), title: r.url + (r.id === d.region ? ' (serves this page)' : '') }),
+        td(state, STATE_CLASS[state]),
+        td(r.up ? ms(r.response_ms) : null, 'num'),
+        td(r.redis, r.redis && r.redis !== 'ready' ? 'bad' : ''),
+        td(rep ? rep.outbox_unpublished + ' / ' + rep.outbox_unconfirmed : null, rep && rep.outbox_unpublished > 0 ? 'num warn' : 'num'),
+        td(r.backlog ? r.backlog.undelivered + ' / ' + r.backlog.pending_acks : null, state === 'lagging' || state === 'down' && r.backlog ? 'num warn' : 'num'),
+        td(rep ? rep.failing + ' / ' + rep.parked : null, rep && rep.failing + rep.parked > 0 ? 'num bad' : 'num'),
+        td(rep ? rep.dead_letters : null, rep && rep.dead_letters > 0 ? 'num bad' : 'num'),
+        td(rep ? rep.waiting_requests : null, 'num'),
+        td(meta ? meta.failing : null, meta && meta.failing > 0 ? 'num bad' : 'num'),
+        td(r.problems.join('; ') || ''),
+      ]);
+      body.appendChild(row);
+    });
+  }
+
+  function renderLag(d) {
+    var ids = d.regions.map(function (r) { return r.id; });
+    var table = byId('lag');
+    table.replaceChildren();
+    table.appendChild(el('tr', {}, [el('th', { text: 'origin \u2193 / region \u2192' })].concat(ids.map(function (id) { return el('th', { text: id }); }))));
+    ids.forEach(function (origin) {
+      var cells = ids.map(function (region) {
+        if (region === origin) return td('', 'none');
+        var c = d.lag.find(function (x) { return x.origin === origin && x.region === region; });
+        var text = c.state === 'caught-up' ? 'caught up' : c.state === 'behind' ? (c.behind_ms === null ? 'behind' : 'behind ' + ms(c.behind_ms)) : c.state;
+        var cell = td(text, { 'caught-up': 'ok', behind: 'warn', down: 'bad', unknown: 'none' }[c.state]);
+        cell.setAttribute('data-origin', origin);
+        cell.setAttribute('data-region', region);
+        cell.setAttribute('data-state', c.state);
+        cell.title = 'last event applied ' + (c.last_applied_at || 'never') + ', ' + ms(c.last_lag_ms) + ' after its commit';
+        return cell;
+      });
+      table.appendChild(el('tr', {}, [el('th', { text: origin })].concat(cells)));
+    });
+  }
+
+  function renderRefreshFailures(d) {
+    var list = byId('refresh-failures');
+    list.replaceChildren();
+    d.regions.forEach(function (r) {
+      (r.metadata_refresh ? r.metadata_refresh.failures : []).forEach(function (f) {
+        list.appendChild(el('li', { text: r.id + ': ' + f.idp_metadata_url + ' — ' + f.consecutive_failures + ' failures, last: ' + (f.last_error || '?') }));
+      });
+    });
+    if (!list.children.length) list.appendChild(el('li', { text: 'none', class: 'ok' }));
+  }
+
+  function renderChange(status, message) {
+    var box = byId('change');
+    box.replaceChildren();
+    if (!status) { box.appendChild(el('p', { text: message, class: 'bad' })); return; }
+    box.appendChild(el('p', { text: 'Change ' + status.change_id + ': ' + status.state, 'data-change-state': status.state, class: status.complete ? 'ok' : 'warn' }));
+    var superseded = {};
+    status.superseded.forEach(function (s) { superseded[s.region] = s; });
+    var rows = Object.keys(status.applied_at).map(function (region) {
+      var at = status.applied_at[region];
+      var state = at ? 'applied' : superseded[region] ? 'superseded' : 'pending';
+      var row = el('tr', { 'data-region': region, 'data-state': state }, [
+        el('th', { text: region }),
+        td(state, { applied: 'ok', superseded: 'warn', pending: 'bad' }[state]),
+        td(at || (superseded[region] ? superseded[region].at : null)),
+      ]);
+      return row;
+    });
+    box.appendChild(el('table', { id: 'change-regions' }, [el('tr', {}, [el('th', { text: 'Region' }), el('th', { text: 'State' }), el('th', { text: 'At' })])].concat(rows)));
+  }
+
+  function refreshChange() {
+    if (!followed) return Promise.resolve();
+    var id = followed;
+    return api('/admin/replication/changes/' + encodeURIComponent(id)).then(function (res) {
+      if (id !== followed) return;
+      if (res.status === 401) return showLogin('The admin token was refused.');
+      return res.json().then(function (body) {
+        if (res.ok) renderChange(body);
+        else renderChange(null, (body.errors && body.errors[0] && body.errors[0].message) || 'HTTP ' + res.status);
+      });
+    });
+  }
+
+  function poll() {
+    clearTimeout(timer);
+    api('/admin/deployment').then(function (res) {
+      if (res.status === 401) return showLogin('The admin token was refused.');
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      return res.json().then(function (d) {
+        byId('meta').textContent = 'served by ' + d.region + ' · updated ' + new Date(d.generated_at).toLocaleTimeString();
+        byId('meta').className = '';
+        renderRegions(d);
+        renderLag(d);
+        renderRefreshFailures(d);
+        return refreshChange();
+      });
+    }).catch(function (err) {
+      byId('meta').textContent = 'this region did not answer (' + err.message + '); retrying';
+      byId('meta').className = 'bad';
+    }).then(function () {
+      if (token()) timer = setTimeout(poll, REFRESH_MS);
+    });
+  }
+
+  function start() {
+    byId('login').hidden = true;
+    byId('console').hidden = false;
+    byId('forget').hidden = false;
+    poll();
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    byId('login').addEventListener('submit', function (e) {
+      e.preventDefault();
+      var value = byId('token').value.trim();
+      byId('token').value = '';
+      if (!value) return;
+      sessionStorage.setItem(KEY, value);
+      start();
+    });
+    byId('forget').addEventListener('click', function () { showLogin(''); });
+    byId('follow').addEventListener('submit', function (e) {
+      e.preventDefault();
+      followed = byId('change-id').value.trim() || null;
+      byId('change').replaceChildren();
+      refreshChange();
+    });
+    if (token()) start(); else showLogin('');
+  });
+})();
+`;

@@ -1,0 +1,121 @@
+/**
+ * Schemas of the deployment console: the parts of a region's own status answers the console reads
+ * (checked, so a peer running another version shows as "unreadable" rather than as zeros), and the
+ * GET /admin/deployment answer.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { compile } from '../http/validate';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Time = Nullable(Type.String());
+const Count = Type.Integer({ minimum: 0 });
+
+// What a region answers (only the fields used here; others may be added freely).
+export const PeerHealth = Type.Object({ status: Type.String(), region: Type.String(), redis: Type.Optional(Type.String()) });
+export const PeerReadiness = Type.Object({ ready: Type.Boolean(), database: Type.String() });
+export const PeerReplication = Type.Object({
+  region: Type.String(),
+  applied: Type.Array(
+    Type.Object({
+      origin_region: Type.String(),
+      events_applied: Type.Integer(),
+      last_change_id: Nullable(Type.String()),
+      last_event_at: Time,
+      last_applied_at: Time,
+      lag_ms: Type.Integer(),
+    }),
+  ),
+  pending: Type.Array(Type.Object({ region: Type.String(), pending_acks: Nullable(Type.Integer()), undelivered: Nullable(Type.Integer()) })),
+  stream: Type.Object({ connected: Type.Boolean(), dead_letters: Nullable(Type.Integer()), error: Nullable(Type.String()) }),
+  outbox: Type.Object({ unpublished: Type.Integer(), unconfirmed: Type.Integer(), oldest_unpublished_at: Time }),
+  failures: Type.Object({ failing: Type.Integer(), parked: Type.Integer() }),
+  waiting_requests: Type.Integer(),
+});
+export const PeerMetadataRefresh = Type.Object({
+  failing: Type.Integer(),
+  credentials: Type.Array(
+    Type.Object({
+      credential_id: Type.String(),
+      idp_metadata_url: Type.String(),
+      last_error: Nullable(Type.String()),
+      consecutive_failures: Type.Integer(),
+      last_success_at: Time,
+    }),
+  ),
+});
+export type PeerReplication = Static<typeof PeerReplication>;
+export type PeerMetadataRefresh = Static<typeof PeerMetadataRefresh>;
+
+export const checkHealth = compile(PeerHealth);
+export const checkReadiness = compile(PeerReadiness);
+export const checkReplication = compile(PeerReplication);
+export const checkMetadataRefresh = compile(PeerMetadataRefresh);
+
+// The GET /admin/deployment answer.
+export const RegionStatus = Type.Object({
+  id: Type.String(),
+  url: Type.String(),
+  /** /healthz answered within the timeout. */
+  up: Type.Boolean(),
+  /** /readyz said ready (null when it did not answer). */
+  ready: Nullable(Type.Boolean()),
+  response_ms: Nullable(Type.Integer()),
+  /** Why a figure is missing: the region or one of its status routes did not answer, or answered oddly. */
+  problems: Type.Array(Type.String()),
+  redis: Nullable(Type.String()),
+  database: Nullable(Type.String()),
+  replication: Type.Union([
+    Type.Object({
+      outbox_unpublished: Count,
+      outbox_unconfirmed: Count,
+      oldest_unpublished_at: Time,
+      failing: Count,
+      parked: Count,
+      dead_letters: Nullable(Type.Integer()),
+      stream_connected: Type.Boolean(),
+      waiting_requests: Count,
+    }),
+    Type.Null(),
+  ]),
+  metadata_refresh: Type.Union([
+    Type.Object({
+      failing: Count,
+      /** The first few failing credentials. */
+      failures: Type.Array(
+        Type.Object({
+          credential_id: Type.String(),
+          idp_metadata_url: Type.String(),
+          consecutive_failures: Type.Integer(),
+          last_error: Nullable(Type.String()),
+          last_success_at: Time,
+        }),
+      ),
+    }),
+    Type.Null(),
+  ]),
+  /** Entries of the shared stream not yet applied by this region (null: no region could read the stream). */
+  backlog: Type.Union([Type.Object({ undelivered: Nullable(Type.Integer()), pending_acks: Nullable(Type.Integer()) }), Type.Null()]),
+});
+
+export const LagCell = Type.Object({
+  origin: Type.String(),
+  region: Type.String(),
+  /** down: the region did not answer; behind: it has not applied the origin's newest event any region has. */
+  state: Type.Union([Type.Literal('down'), Type.Literal('behind'), Type.Literal('caught-up'), Type.Literal('unknown')]),
+  /** Event time between the origin's newest event seen anywhere and the newest this region applied. */
+  behind_ms: Nullable(Type.Integer()),
+  /** Commit-to-apply time of the last event from the origin this region applied. */
+  last_lag_ms: Nullable(Type.Integer()),
+  last_applied_at: Time,
+});
+
+export const DeploymentStatus = Type.Object({
+  region: Type.String(),
+  generated_at: Type.String(),
+  timeout_ms: Type.Integer(),
+  regions: Type.Array(RegionStatus),
+  lag: Type.Array(LagCell),
+});
+export type RegionStatus = Static<typeof RegionStatus>;
+export type LagCell = Static<typeof LagCell>;
+export type DeploymentStatus = Static<typeof DeploymentStatus>;

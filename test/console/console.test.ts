@@ -1,0 +1,157 @@
+/**
+ * The deployment console against three region processes: GET /admin/deployment (JSON) and the page in a
+ * real headless Chromium (Debian's chromium, driven by playwright-core). A region paused with SIGSTOP
+ * shows as down while writes happen elsewhere; after it resumes it catches up and the lag clears.
+ * CONSOLE_SCREENSHOT=docs/console.png also saves the screenshot the README shows.
+ */
+import fs from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { lagMatrix } from '../../src/console/deployment';
+import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
+import { ADMIN_TOKEN } from '../support/env';
+import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
+
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
+
+let cluster: Cluster;
+let browser: Browser;
+beforeAll(async () => {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+  [cluster, browser] = await Promise.all([startCluster('console', REGIONS), chromium.launch({ executablePath: CHROMIUM, args: ARGS })]);
+}, 120_000);
+afterAll(async () => {
+  await browser?.close();
+  await cluster?.stop();
+});
+
+const deployment = async (region = 'us-iowa') => {
+  const res = await call<DeploymentStatus>(cluster.url(region), 'GET', '/admin/deployment', { headers: adminHeaders });
+  expect(res.status).toBe(200);
+  return res.body;
+};
+const regionOf = (d: DeploymentStatus, id: string) => d.regions.find((r) => r.id === id) as RegionStatus;
+
+/** Creates an organization in `region` (local_region) and returns the id of its change. */
+async function write(region: string, name: string): Promise<string> {
+  const res = await call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
+  expect(res.status).toBe(201);
+  return res.headers.get('x-change-id') ?? '';
+}
+
+test('GET /admin/deployment needs the admin token and reports every region up, ready and caught up', async () => {
+  expect((await call(cluster.url('europe-belgium'), 'GET', '/admin/deployment')).status).toBe(401);
+  await call(cluster.url('us-iowa'), 'POST', '/admin/organizations', {
+    body: { name: 'everywhere' },
+    headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' },
+  });
+  // On a loaded machine a region's first status answers (cold queries) can outlast the 1.5 s timeout;
+  // the console shows that as a problem and asks again, so wait for a clean round.
+  let d = await deployment('europe-belgium');
+  await eventually(async () => (d = await deployment('europe-belgium')).regions.every((r) => r.problems.length === 0), 20_000, 500);
+  expect(d.region).toBe('europe-belgium');
+  expect(d.regions.map((r) => r.id)).toEqual(REGIONS);
+  for (const r of d.regions) {
+    expect(r).toMatchObject({ up: true, ready: true, problems: [], redis: 'ready', database: 'ok', url: cluster.url(r.id) });
+    expect(r.replication).toMatchObject({ outbox_unpublished: 0, failing: 0, parked: 0, dead_letters: 0, stream_connected: true, waiting_requests: 0 });
+    expect(r.metadata_refresh).toEqual({ failing: 0, failures: [] });
+    expect(r.backlog).toEqual({ undelivered: expect.any(Number), pending_acks: expect.any(Number) });
+  }
+  expect(d.lag).toHaveLength(6);
+  expect(d.lag.find((c) => c.origin === 'us-iowa' && c.region === 'asia-japan')).toMatchObject({ state: 'caught-up', behind_ms: 0, last_lag_ms: expect.any(Number) });
+});
+
+test('the page itself needs no token, holds no data and may load nothing from elsewhere', async () => {
+  const res = await fetch(`${cluster.url('asia-japan')}/admin/console`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+  expect(res.headers.get('content-security-policy')).toContain("default-src 'none'");
+  const html = await res.text();
+  expect(html).not.toMatch(/https?:\/\//);
+  expect(html).not.toContain('us-iowa');
+  expect((await fetch(`${cluster.url('asia-japan')}/admin/console.js`)).status).toBe(200);
+});
+
+test('a behind region is measured in event time against the newest event any region applied', () => {
+  const region = (id: string, applied: { origin_region: string; last_event_at: string }[]) => ({
+    status: { id, up: true } as RegionStatus,
+    replication: { applied: applied.map((a) => ({ ...a, events_applied: 1, last_change_id: null, last_applied_at: a.last_event_at, lag_ms: 5 })) } as never,
+  });
+  const cells = lagMatrix([
+    region('a', []),
+    region('b', [{ origin_region: 'a', last_event_at: '2026-01-01T00:00:10.000Z' }]),
+    region('c', [{ origin_region: 'a', last_event_at: '2026-01-01T00:00:04.000Z' }]),
+  ]);
+  expect(cells.find((c) => c.origin === 'a' && c.region === 'b')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
+  expect(cells.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'behind', behind_ms: 6000 });
+  expect(cells.find((c) => c.origin === 'b' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
+});
+
+async function regionState(page: Page, region: string): Promise<string | null> {
+  return page.getAttribute(`#regions tr[data-region="${region}"]`, 'data-state', { timeout: 1000 }).catch(() => null);
+}
+async function lagStates(page: Page, region: string): Promise<string[]> {
+  return page.$$eval(`#lag td[data-region="${region}"]`, (tds) => tds.map((td) => td.getAttribute('data-state') ?? ''));
+}
+
+test('in Chromium: shows all three regions, a paused region as down while others write, and the lag clearing after it resumes', async () => {
+  const context = await browser.newContext({ viewport: { width: 1180, height: 640 } });
+  const page = await context.newPage();
+  const requested: string[] = [];
+  const errors: string[] = [];
+  page.on('request', (r) => requested.push(r.url()));
+  page.on('pageerror', (e) => errors.push(e.message));
+  const paused = cluster.proc('asia-japan');
+  try {
+    await page.goto(`${cluster.url('us-iowa')}/admin/console`);
+    await page.fill('#token', ADMIN_TOKEN);
+    await page.click('#login button[type=submit]');
+    for (const r of REGIONS) await page.waitForSelector(`#regions tr[data-region="${r}"][data-state="up"]`, { timeout: 15_000 });
+    expect(await eventually(async () => (await lagStates(page, 'asia-japan')).every((s) => s === 'caught-up'), 15_000)).toBe(true);
+    // The token is in sessionStorage, not in the address, not in the form.
+    expect(await page.evaluate(() => sessionStorage.getItem('saml-console-admin-token'))).toBe(ADMIN_TOKEN);
+    expect(await page.inputValue('#token')).toBe('');
+
+    paused.pause();
+    const changes: string[] = [];
+    for (let i = 0; i < 3; i++) changes.push(await write(i % 2 ? 'europe-belgium' : 'us-iowa', `while paused ${i}`));
+    await page.waitForSelector('#regions tr[data-region="asia-japan"][data-state="down"]', { timeout: 15_000 });
+    expect(await lagStates(page, 'asia-japan')).toEqual(['down', 'down']);
+    expect(await regionState(page, 'us-iowa')).toBe('up');
+    expect(await page.textContent('#regions tr[data-region="asia-japan"]')).toContain('no answer within 1500 ms');
+
+    // The JSON: the paused region is down with a reason, the others answer, and its backlog grows.
+    const d = await deployment('europe-belgium');
+    expect(regionOf(d, 'asia-japan')).toMatchObject({ up: false, ready: null, replication: null, metadata_refresh: null });
+    expect(regionOf(d, 'asia-japan').problems).toContain('/healthz: no answer within 1500 ms');
+    // A read the region had blocked in before the pause takes one entry (delivered, never acknowledged).
+    const backlog = regionOf(d, 'asia-japan').backlog;
+    expect((backlog?.undelivered ?? 0) + (backlog?.pending_acks ?? 0)).toBeGreaterThanOrEqual(3);
+    expect(regionOf(d, 'us-iowa')).toMatchObject({ up: true, ready: true });
+
+    // Following one change: applied where the writers are, pending in the paused region.
+    const change = changes[2] ?? '';
+    await page.fill('#change-id', change);
+    await page.click('#follow button[type=submit]');
+    await page.waitForSelector('#change-regions tr[data-region="asia-japan"][data-state="pending"]', { timeout: 10_000 });
+    expect(await page.getAttribute('#change-regions tr[data-region="us-iowa"]', 'data-state')).toBe('applied');
+    if (process.env.CONSOLE_SCREENSHOT) await page.screenshot({ path: process.env.CONSOLE_SCREENSHOT, fullPage: true });
+
+    paused.resume();
+    await page.waitForSelector('#change-regions tr[data-region="asia-japan"][data-state="applied"]', { timeout: 20_000 });
+    await page.waitForSelector('#regions tr[data-region="asia-japan"][data-state="up"]', { timeout: 20_000 });
+    expect(await eventually(async () => (await lagStates(page, 'asia-japan')).every((s) => s === 'caught-up'), 10_000)).toBe(true);
+    expect(await page.getAttribute('[data-change-state]', 'data-change-state')).toBe('complete');
+    const drained = async () => JSON.stringify(regionOf(await deployment('asia-japan'), 'asia-japan').backlog) === '{"undelivered":0,"pending_acks":0}';
+    expect(await eventually(drained, 10_000)).toBe(true);
+
+    expect(errors).toEqual([]);
+    const origin = cluster.url('us-iowa');
+    expect(requested.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
+    expect(requested.some((u) => u.includes(ADMIN_TOKEN))).toBe(false);
+  } finally {
+    paused.resume();
+    await context.close();
+  }
+}, 120_000);
