@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { lagMatrix } from '../../src/console/deployment';
 import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
-import { ADMIN_TOKEN } from '../support/env';
+import { DelayProxy } from '../../scripts/harness/delay-proxy';
+import { ADMIN_TOKEN, REDIS_URL } from '../support/env';
 import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -17,13 +18,29 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-background-networking', '
 
 let cluster: Cluster;
 let browser: Browser;
+// europe-belgium reaches Redis through this proxy, so a test can cut that region off from Redis.
+let belgiumRedis: DelayProxy;
+const redisLink = (listenPort: number) => {
+  const target = new URL(REDIS_URL);
+  return new DelayProxy({
+    listenHost: '127.0.0.1',
+    listenPort,
+    targetHost: target.hostname,
+    targetPort: Number(target.port || 6379),
+    delays: () => ({ self: 0, peers: {}, jitter: 0, cut: [] }),
+  });
+};
 beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
-  [cluster, browser] = await Promise.all([startCluster('console', REGIONS), chromium.launch({ executablePath: CHROMIUM, args: ARGS })]);
+  belgiumRedis = redisLink(0);
+  await belgiumRedis.listen();
+  const regionEnv = { 'europe-belgium': { REDIS_URL: `redis://127.0.0.1:${belgiumRedis.port}` } };
+  [cluster, browser] = await Promise.all([startCluster('console', REGIONS, { regionEnv }), chromium.launch({ executablePath: CHROMIUM, args: ARGS })]);
 }, 120_000);
 afterAll(async () => {
   await browser?.close();
   await cluster?.stop();
+  await belgiumRedis?.close();
 });
 
 const deployment = async (region = 'us-iowa') => {
@@ -88,6 +105,16 @@ test('a behind region is measured in event time against the newest event any reg
   expect(cells.find((c) => c.origin === 'b' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
 });
 
+/** A page of the console served by `region`, logged in, once it shows every region up and caught up. */
+async function openConsole(region: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1180, height: 640 } });
+  await page.goto(`${cluster.url(region)}/admin/console`);
+  await page.fill('#token', ADMIN_TOKEN);
+  await page.click('#login button[type=submit]');
+  for (const r of REGIONS) await page.waitForSelector(`#regions tr[data-region="${r}"][data-state="up"]`, { timeout: 15_000 });
+  return page;
+}
+
 async function regionState(page: Page, region: string): Promise<string | null> {
   return page.getAttribute(`#regions tr[data-region="${region}"]`, 'data-state', { timeout: 1000 }).catch(() => null);
 }
@@ -110,7 +137,7 @@ test('in Chromium: shows all three regions, a paused region as down while others
     for (const r of REGIONS) await page.waitForSelector(`#regions tr[data-region="${r}"][data-state="up"]`, { timeout: 15_000 });
     expect(await eventually(async () => (await lagStates(page, 'asia-japan')).every((s) => s === 'caught-up'), 15_000)).toBe(true);
     // The token is in sessionStorage, not in the address, not in the form.
-    expect(await page.evaluate(() => sessionStorage.getItem('saml-console-admin-token'))).toBe(ADMIN_TOKEN);
+    expect(await page.evaluate('sessionStorage.getItem("saml-console-admin-token")')).toBe(ADMIN_TOKEN);
     expect(await page.inputValue('#token')).toBe('');
 
     paused.pause();
@@ -154,4 +181,32 @@ test('in Chromium: shows all three regions, a paused region as down while others
     paused.resume();
     await context.close();
   }
+}, 120_000);
+
+test('in Chromium: a region cut off from Redis shows as lagging behind the origin in event time, until it reconnects', async () => {
+  const page = await openConsole('asia-japan');
+  const port = belgiumRedis.port;
+  try {
+    expect(await eventually(async () => (await lagStates(page, 'europe-belgium')).every((s) => s === 'caught-up'), 15_000)).toBe(true);
+    await belgiumRedis.close();
+    // Two writes some time apart: europe-belgium misses both, so it is behind by at least the gap between
+    // the last write it applied and the newest.
+    await write('us-iowa', 'before the gap');
+    await new Promise((r) => setTimeout(r, 300));
+    await write('us-iowa', 'after the gap');
+    await page.waitForSelector('#regions tr[data-region="europe-belgium"][data-state="lagging"]', { timeout: 15_000 });
+    const cell = '#lag td[data-origin="us-iowa"][data-region="europe-belgium"]';
+    expect(await page.getAttribute(cell, 'data-state')).toBe('behind');
+    expect(await page.textContent(cell)).toMatch(/^behind \d/);
+    expect(await page.getAttribute(`#lag td[data-origin="us-iowa"][data-region="asia-japan"]`, 'data-state')).toBe('caught-up');
+    const d = await deployment('asia-japan');
+    expect(regionOf(d, 'europe-belgium')).toMatchObject({ up: true, ready: true, replication: { stream_connected: false } });
+    expect(d.lag.find((c) => c.origin === 'us-iowa' && c.region === 'europe-belgium')?.behind_ms).toBeGreaterThanOrEqual(300);
+  } finally {
+    belgiumRedis = redisLink(port);
+    await belgiumRedis.listen();
+  }
+  await page.waitForSelector('#regions tr[data-region="europe-belgium"][data-state="up"]', { timeout: 20_000 });
+  expect(await lagStates(page, 'europe-belgium')).toEqual(['caught-up', 'caught-up']);
+  await page.close();
 }, 120_000);
