@@ -10,6 +10,7 @@
  * CONFLICT_ROUNDS (default 20) sets the number of rounds; the 200-round figures come from
  * `CONFLICT_ROUNDS=200 npx jest test/replication/conflicts.test.ts`.
  */
+import { Client } from 'pg';
 import { DelayProxy, type DelayTable } from '../../scripts/harness/delay-proxy';
 import { bearer, configBody, issueToken, makeCerts, SSO } from '../infisical/support/fixtures';
 import { REDIS_URL } from '../support/env';
@@ -82,11 +83,35 @@ async function rotate(region: string, orgId: string, headers: Record<string, str
   return call(cluster.url(region), 'POST', `/admin/organizations/${orgId}/api-keys`, { headers: { ...adminHeaders, ...headers } });
 }
 
-function expectKeysPresent(org: { id: string }, keys: string[]) {
-  return eventually(async () => {
-    for (const k of keys) for (const r of [A, B]) if (!(await keyWorks(r, org, k))) return false;
-    return true;
-  }, 30_000, 100);
+/**
+ * The two keys of two rotations are present: each works in every region, unless the other rotation had
+ * already received it and revoked it (then that rotation is simply the later one, as any later rotation
+ * revokes earlier keys). A rotation's new key is created with its transaction's first version, which is
+ * also the version of the tombstones it wrote, so the revoking rotation can be told from the rows.
+ */
+async function expectKeysPresent(org: { id: string }, keys: string[]) {
+  const works = (k: string) => eventually(async () => (await keyWorks(A, org, k)) && (await keyWorks(B, org, k)), 15_000, 100);
+  const failing: string[] = [];
+  for (const k of keys) if (!(await works(k))) failing.push(k);
+  if (failing.length === 0) return true;
+  if (failing.length === keys.length) return false;
+  const idOf = (k: string) => /^sidk_([^.]+)\./.exec(k)?.[1] ?? '';
+  const pg = new Client({ connectionString: cluster.deployment.file.regions[0]?.databaseUrl });
+  await pg.connect();
+  try {
+    const rows = await pg.query<{ key_id: string; version: string; created_version: string; deleted: boolean }>(
+      'SELECT key_id, version, created_version, deleted_at IS NOT NULL AS deleted FROM api_keys WHERE key_id = ANY($1)',
+      [keys.map(idOf)],
+    );
+    const byId = new Map(rows.rows.map((r) => [r.key_id, r]));
+    return failing.every((k) => {
+      const revoked = byId.get(idOf(k));
+      const others = keys.filter((o) => o !== k).map((o) => byId.get(idOf(o)));
+      return revoked?.deleted === true && others.some((o) => o && !o.deleted && o.created_version === revoked.version);
+    });
+  } finally {
+    await pg.end();
+  }
 }
 
 async function concurrentRound(round: number) {
