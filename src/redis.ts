@@ -24,6 +24,8 @@ export function replicationKeys(prefix: string) {
   return {
     stream: `${prefix}{repl}:changes`,
     deadLetter: `${prefix}{repl}:dead-letter`,
+    /** The first entry id of this incarnation of the stream (see relay.ts: trimmed or lost?). */
+    streamBorn: `${prefix}{repl}:stream-born`,
     ack: (changeId: string) => `${prefix}{repl}:ack:${changeId}`,
     ackChannel: `${prefix}{repl}:acks`,
   };

@@ -3,11 +3,11 @@ import type { Db } from '../db/client';
 import { conflict, notFound } from '../http/errors';
 import { isUuid } from '../http/validate';
 import type { Redis, ReplicationKeys } from '../redis';
-import { changeStatus } from './change-status';
 import type { Applier } from './applier';
 import { failureStatus } from './parked';
+import { changeStatus } from './change-status';
 import type { OutboxRelay } from './relay';
-import { groupInfo } from './stream';
+import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
 
@@ -55,7 +55,9 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
         lag_ms: p.lastAppliedAt.getTime() - p.lastEventAt.getTime(),
       })),
       pending: stream.groups,
-      stream: { connected: stream.connected, length: stream.length, dead_letters: stream.deadLetters, error: stream.error },
+      stream: { connected: stream.connected, length: stream.length, first_id: stream.firstId, dead_letters: stream.deadLetters, error: stream.error },
+      // Regions whose group fell behind the stream cap: re-seed each from a peer (README, Operations).
+      needs_reseed: stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
       outbox: {
         unpublished: Number(o?.unpublished ?? 0),
         unconfirmed: Number(o?.unconfirmed ?? 0),
@@ -99,18 +101,23 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
 
 async function streamStatus(d: ReplicationAdminDeps) {
   try {
-    const [groups, length, deadLetters] = await Promise.all([groupInfo(d.redis, d.keys), d.redis.xlen(d.keys.stream), d.redis.xlen(d.keys.deadLetter)]);
+    const [groups, length, deadLetters, bounds] = await Promise.all([
+      groupInfo(d.redis, d.keys), d.redis.xlen(d.keys.stream), d.redis.xlen(d.keys.deadLetter), streamBounds(d.redis, d.keys),
+    ]);
     return {
       connected: true,
       error: null,
       length,
       deadLetters,
-      groups: d.regions.map((r) => {
+      firstId: bounds?.firstId ?? null,
+      groups: await Promise.all(d.regions.map(async (r) => {
         const g = groups.find((x) => x.name === r);
-        return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null };
-      }),
+        // A group that lost entries to the stream cap before reading them: re-seed it (npm run reseed).
+        const needsReseed = g ? behindTrim(g, await groupFloor(d.redis, d.keys, g), bounds) : null;
+        return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null, needs_reseed: needsReseed };
+      })),
     };
   } catch (err) {
-    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, groups: [] };
+    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, firstId: null, groups: [] };
   }
 }

@@ -14,7 +14,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import type { RowStore } from './row-store';
-import { ensureGroups, eventField, type StreamEntry } from './stream';
+import { DEAD_LETTER_MAX_LENGTH, ensureGroups, eventField, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
 import type { AckOutcome, Tracker } from './tracker';
 
@@ -338,7 +338,7 @@ export class Applier {
   private async deadLetter(entries: StreamEntry[]): Promise<void> {
     const { redis, keys, region } = this.d;
     for (const [id, fields] of entries) {
-      await redis.xadd(keys.deadLetter, '*', 'region', region, 'id', id, ...fields);
+      await redis.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
       await redis.xack(keys.stream, region, id);
     }
   }

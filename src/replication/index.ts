@@ -17,7 +17,7 @@ import type { ReplicatedTable } from './tables';
 import { Tracker } from './tracker';
 
 export interface ReplicationOptions {
-  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs'>;
+  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds'>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -37,9 +37,10 @@ export async function createReplication(o: ReplicationOptions) {
   const connections: Redis[] = [redis, subscriber, reader];
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
-  const tracker = new Tracker(redis, subscriber, keys, o.log);
-  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, log: o.log });
-  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, log: o.log });
+  const tracker = new Tracker(redis, subscriber, keys, o.log, 1000, o.config.ackTtlSeconds);
+  const { streamMaxLength } = o.config;
+  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, log: o.log, streamMaxLength });
+  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, log: o.log, streamMaxLength });
   const applier =
     o.applier === false
       ? null

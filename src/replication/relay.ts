@@ -9,7 +9,7 @@
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
-import { compareStreamIds, groupInfo } from './stream';
+import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 
 export interface RelayDeps {
@@ -23,8 +23,10 @@ export interface RelayDeps {
   intervalMs?: number;
   /** Published but unconfirmed for this long: check the stream still has it. */
   republishAfterMs?: number;
-  /** Confirmed rows are kept this long for follow-up, then deleted. */
+  /** Confirmed rows are kept this long for follow-up, then deleted; so are their ack records in Redis. */
   retentionMs?: number;
+  /** Cap of the change stream (XADD MAXLEN ~). */
+  streamMaxLength?: number;
 }
 
 interface OutboxRow {
@@ -42,6 +44,8 @@ export class OutboxRelay {
   private confirmCursor = 0n;
   published = 0;
   republished = 0;
+  /** Changes trimmed by the stream cap before every region acked them (those regions need a re-seed). */
+  trimmedUnconfirmed = 0;
 
   constructor(private readonly d: RelayDeps) {}
 
@@ -85,7 +89,8 @@ export class OutboxRelay {
       );
       if (rows.length === 0) return total;
       const pipe = redis.pipeline();
-      for (const r of rows) pipe.xadd(keys.stream, '*', 'e', JSON.stringify(r.event));
+      const cap = this.d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH;
+      for (const r of rows) pipe.xadd(keys.stream, 'MAXLEN', '~', cap, '*', 'e', JSON.stringify(r.event));
       const res = (await pipe.exec()) ?? [];
       const ids: string[] = [];
       const streamIds: string[] = [];
@@ -135,6 +140,7 @@ export class OutboxRelay {
       });
       if (confirmed.length) {
         await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);
+        await this.expireAcks(confirmed);
       }
       if (suspects.length) await this.republishLost(suspects);
     }
@@ -144,15 +150,51 @@ export class OutboxRelay {
     );
   }
 
+  /**
+   * A confirmed change's ack record is kept only as long as its outbox row (for follow-up), then expires:
+   * Redis holds acks of the last retention period, not of the last ack TTL.
+   */
+  private async expireAcks(changeIds: string[]): Promise<void> {
+    const pipe = this.d.redis.pipeline();
+    const seconds = Math.max(1, Math.ceil((this.d.retentionMs ?? 3_600_000) / 1000));
+    for (const id of changeIds) pipe.expire(this.d.keys.ack(id), seconds);
+    await pipe.exec();
+  }
+
+  /** Records (once per stream incarnation) the first id it holds; returns the record. */
+  private async markBorn(bounds: StreamBounds | null): Promise<string | null> {
+    const { redis, keys } = this.d;
+    if (!bounds) return null;
+    await redis.set(keys.streamBorn, bounds.firstId ?? bounds.lastGeneratedId, 'NX');
+    return redis.get(keys.streamBorn);
+  }
+
   private async republishLost(rows: { change_id: string; stream_id: string | null }[]): Promise<void> {
     const { db, redis, keys, log } = this.d;
     const pipe = redis.pipeline();
     for (const r of rows) pipe.xrange(keys.stream, r.stream_id ?? '0-0', r.stream_id ?? '0-0');
     const res = (await pipe.exec()) ?? [];
-    const lost = rows.filter((r, i) => {
+    const missing = rows.filter((r, i) => {
       const [err, found] = res[i] ?? [new Error('missing reply')];
       return !err && (r.stream_id === null || (Array.isArray(found) && found.length === 0));
     });
+    if (missing.length === 0) return;
+    // Missing, and older than the oldest entry left but not than this stream's birth: trimmed by the cap,
+    // not lost by Redis. The regions that had not read it are marked as needing a re-seed (the status shows
+    // it); publishing it again would only feed the cap, so it counts as delivered. (A Redis that lost its
+    // data lost the birth mark too: the new mark is newer than every row published before, which are lost.)
+    const bounds = await streamBounds(redis, keys);
+    const born = await this.markBorn(bounds);
+    const trimmed = missing.filter((r) => {
+      if (r.stream_id === null || born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
+      return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
+    });
+    if (trimmed.length) {
+      log.warn({ count: trimmed.length }, 'unconfirmed changes were trimmed by the stream cap; regions behind the cap need a re-seed');
+      await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', trimmed.map((r) => r.change_id));
+      this.trimmedUnconfirmed += trimmed.length;
+    }
+    const lost = missing.filter((r) => !trimmed.includes(r));
     if (lost.length === 0) return;
     log.warn({ count: lost.length }, 'published changes are missing from the stream and unconfirmed; publishing them again');
     await db.$executeRawUnsafe(
@@ -169,6 +211,7 @@ export class OutboxRelay {
     this.lastTrim = Date.now();
     const { redis, keys, regions } = this.d;
     const groups = await groupInfo(redis, keys);
+    await this.markBorn(await streamBounds(redis, keys));
     if (!regions.every((r) => groups.some((g) => g.name === r))) return 0;
     let floor: string | null = null;
     for (const g of groups.filter((x) => regions.includes(x.name))) {

@@ -14,6 +14,7 @@ import type { RowStore, Winner } from './row-store';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
+import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
 import { isTransient } from '../db/pg-errors';
 
 const COLLISION_ATTEMPTS = 5;
@@ -57,6 +58,8 @@ export interface ReplicatorDeps {
   region: string;
   regions: readonly string[];
   log: Logger;
+  /** Cap of the change stream (XADD MAXLEN ~). */
+  streamMaxLength?: number;
 }
 
 function refusedWrite(w: Winner): AppError {
@@ -144,7 +147,8 @@ export class Replicator {
   /** Fast path after commit. Failures are fine: the relay publishes whatever is left unpublished. */
   async publish(event: ChangeEvent): Promise<boolean> {
     try {
-      const streamId = await this.d.redis.xadd(this.d.keys.stream, '*', 'e', JSON.stringify(event));
+      const cap = this.d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH;
+      const streamId = await this.d.redis.xadd(this.d.keys.stream, 'MAXLEN', '~', cap, '*', 'e', JSON.stringify(event));
       if (!streamId) throw new Error('XADD returned no id');
       this.markPublished(event.changeId, streamId);
       // The origin's own ack is "applied": its transaction put every row.

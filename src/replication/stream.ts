@@ -28,6 +28,8 @@ export interface GroupInfo {
   lastDeliveredId: string;
   /** Entries not yet delivered to the group (Redis 7); null when Redis cannot tell. */
   lag: number | null;
+  /** The group's logical read counter (Redis 7); null when Redis cannot tell. */
+  entriesRead: number | null;
 }
 
 export async function groupInfo(redis: Redis, keys: ReplicationKeys): Promise<GroupInfo[]> {
@@ -36,13 +38,78 @@ export async function groupInfo(redis: Redis, keys: ReplicationKeys): Promise<Gr
     const m = new Map<string, unknown>();
     for (let i = 0; i + 1 < flat.length; i += 2) m.set(String(flat[i]), flat[i + 1]);
     const lag = m.get('lag');
+    const read = m.get('entries-read');
     return {
       name: String(m.get('name')),
       pending: Number(m.get('pending') ?? 0),
       lastDeliveredId: String(m.get('last-delivered-id') ?? '0-0'),
       lag: lag === null || lag === undefined ? null : Number(lag),
+      entriesRead: read === null || read === undefined ? null : Number(read),
     };
   });
+}
+
+/** Default cap of the change stream (XADD MAXLEN ~): about 1,000,000 entries of ~1 kB, some 1 GB. */
+export const DEFAULT_STREAM_MAX_LENGTH = 1_000_000;
+/** Cap of the dead-letter stream. */
+export const DEAD_LETTER_MAX_LENGTH = 10_000;
+
+export interface StreamBounds {
+  length: number;
+  /** The oldest entry still in the stream (null when empty). */
+  firstId: string | null;
+  lastGeneratedId: string;
+  entriesAdded: number;
+}
+
+/** Where the stream begins and ends now (null when there is no stream). */
+export async function streamBounds(redis: Redis, keys: ReplicationKeys): Promise<StreamBounds | null> {
+  let flat: unknown[];
+  try {
+    flat = (await redis.xinfo('STREAM', keys.stream)) as unknown[];
+  } catch (err) {
+    if (/no such key/i.test(String((err as Error).message))) return null;
+    throw err;
+  }
+  const m = new Map<string, unknown>();
+  for (let i = 0; i + 1 < flat.length; i += 2) m.set(String(flat[i]), flat[i + 1]);
+  const first = m.get('first-entry');
+  return {
+    length: Number(m.get('length') ?? 0),
+    firstId: Array.isArray(first) ? String(first[0]) : null,
+    lastGeneratedId: String(m.get('last-generated-id') ?? '0-0'),
+    entriesAdded: Number(m.get('entries-added') ?? 0),
+  };
+}
+
+/** The group's last delivered id and its oldest pending entry (null when none pending). */
+export async function groupFloor(redis: Redis, keys: ReplicationKeys, g: GroupInfo): Promise<{ lastDelivered: string; oldestPending: string | null }> {
+  if (g.pending === 0) return { lastDelivered: g.lastDeliveredId, oldestPending: null };
+  const summary = (await redis.xpending(keys.stream, g.name)) as [number, string | null, string | null, unknown];
+  return { lastDelivered: g.lastDeliveredId, oldestPending: summary[1] };
+}
+
+/**
+ * Whether a trim took entries the group had not read or acked (it fell behind the stream cap, or was
+ * created after the history it needs was trimmed): it then needs a re-seed (npm run reseed). Redis 7.0
+ * does not record trims in max-deleted-entry-id, so this compares with the oldest entry left: a pending
+ * entry older than it is gone; a group positioned before it lost the entries in between, which the
+ * group's read counter tells when Redis knows it (conservatively yes when it does not).
+ */
+export function behindTrim(g: GroupInfo, floor: { lastDelivered: string; oldestPending: string | null }, b: StreamBounds | null): boolean {
+  if (!b || b.entriesAdded <= b.length) return false;
+  const before = (id: string) => (b.firstId ? compareStreamIds(id, b.firstId) < 0 : compareStreamIds(id, b.lastGeneratedId) < 0);
+  if (floor.oldestPending !== null && before(floor.oldestPending)) return true;
+  if (!before(floor.lastDelivered)) return false;
+  if (b.firstId && floor.lastDelivered === previousStreamId(b.firstId)) return false;
+  return g.entriesRead === null || b.entriesAdded - g.entriesRead > b.length;
+}
+
+/** The stream id just before `id` (for XGROUP SETID: the next read starts at `id`). */
+export function previousStreamId(id: string): string {
+  const [ms = 0n, seq = 0n] = id.split('-').map((x) => BigInt(x));
+  if (seq > 0n) return `${ms}-${seq - 1n}`;
+  return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
 }
 
 export function eventField(fields: string[]): string | null {

@@ -13,7 +13,11 @@
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
 
-export const ACK_TTL_SECONDS = 7 * 24 * 3600;
+/**
+ * Default lifetime of an ack record. The origin's relay shortens it to the outbox retention once the change
+ * is confirmed; this TTL is the backstop for changes never confirmed (their origin gone, say).
+ */
+export const ACK_TTL_SECONDS = 24 * 3600;
 
 /** The ack value of a region that parked the change instead of applying it (parseAck reads it as no ack). */
 export const PARKED_PREFIX = 'parked ';
@@ -99,6 +103,7 @@ export class Tracker {
     private readonly keys: ReplicationKeys,
     private readonly log: Logger,
     private readonly sweepIntervalMs = 1000,
+    private readonly ackTtlSeconds = ACK_TTL_SECONDS,
   ) {}
 
   /**
@@ -136,7 +141,7 @@ export class Tracker {
       const org = opts.orgs?.[id];
       if (org) pipe.hset(this.keys.ack(id), region, value, ORG_FIELD, org);
       else pipe.hset(this.keys.ack(id), region, value);
-      pipe.expire(this.keys.ack(id), ACK_TTL_SECONDS);
+      pipe.expire(this.keys.ack(id), this.ackTtlSeconds);
     }
     // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
     pipe.publish(this.keys.ackChannel, JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds }));
@@ -156,7 +161,7 @@ export class Tracker {
     const pipe = this.redis.pipeline();
     for (const id of changeIds) {
       pipe.hset(this.keys.ack(id), region, value);
-      pipe.expire(this.keys.ack(id), ACK_TTL_SECONDS);
+      pipe.expire(this.keys.ack(id), this.ackTtlSeconds);
     }
     const results = await pipe.exec();
     const failed = results?.find(([err]) => err);

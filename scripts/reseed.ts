@@ -1,0 +1,34 @@
+/**
+ * `npm run reseed -- --from <peer region> --to <region>`: re-seeds a region whose consumer group fell
+ * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
+ * REGIONS_CONFIG (default ./regions.config.json); prints what it copied as JSON. See src/replication/reseed.ts.
+ */
+import path from 'node:path';
+import { ConfigError, readConfigFile } from '../src/config';
+import { FEATURES } from '../src/features';
+import { reseed } from '../src/replication/reseed';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function main(): Promise<void> {
+  const from = arg('from');
+  const to = arg('to');
+  if (!from || !to) {
+    process.stderr.write('usage: npm run reseed -- --from <peer region> --to <region to re-seed>\n');
+    process.exit(2);
+  }
+  const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
+  try {
+    const file = readConfigFile(configPath);
+    const result = await reseed(file, from, to, FEATURES.flatMap((f) => f.tables));
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } catch (err) {
+    process.stderr.write(`reseed failed: ${err instanceof ConfigError ? err.message : (err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+void main();

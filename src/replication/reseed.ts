@@ -1,0 +1,102 @@
+/**
+ * Re-seeds a region that fell behind the stream cap (its consumer group lost entries it had not read)
+ * from a peer region that did not:
+ * 1. the target's group is moved to where the peer's group stands (the peer has applied everything
+ *    before it), and its pending entries that the cap trimmed are acked (nothing is left to read);
+ * 2. every row of every replicated table is copied from the peer's database into the target's, through
+ *    the row store's merge rule and per-key locks, so the target keeps whatever it holds that is newer.
+ * Step 1 comes first: a change the peer had not applied when its rows were read is then still delivered
+ * to the target afterwards. Both steps are idempotent, and the target may keep serving meanwhile.
+ * An operator tool: it reads the peer's database directly (regions never do).
+ */
+import { Client } from 'pg';
+import type { ConfigFile } from '../config';
+import { createDb } from '../db/client';
+import { ensureDatabase, migrate } from '../db/migrate';
+import { createRedis, replicationKeys } from '../redis';
+import { RowStore } from './row-store';
+import { behindTrim, compareStreamIds, ensureGroups, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
+import type { ReplicatedTable, Row, RowChange } from './tables';
+
+export interface ReseedResult {
+  from: string;
+  to: string;
+  /** The target group's new last-delivered id. */
+  position: string;
+  /** Pending entries of the target that the cap had trimmed, acked. */
+  trimmedPendingAcked: number;
+  tables: Record<string, { rows: number; changed: number }>;
+}
+
+const PAGE = 500;
+
+export async function reseed(file: ConfigFile, from: string, to: string, tables: readonly ReplicatedTable[]): Promise<ReseedResult> {
+  const source = file.regions.find((r) => r.id === from);
+  const target = file.regions.find((r) => r.id === to);
+  if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
+  if (from === to) throw new Error('--from and --to must name two different regions');
+  const keys = replicationKeys(file.redisKeyPrefix);
+  const redis = createRedis(file.redisUrl, `reseed:${process.pid}`, { queueWhileOffline: true });
+  const peerDb = new Client({ connectionString: source.databaseUrl });
+  await ensureDatabase(target.databaseUrl);
+  await migrate(target.databaseUrl);
+  const db = createDb(target.databaseUrl, { poolSize: 2 });
+  try {
+    await ensureGroups(redis, keys, [from, to]);
+    const bounds = await streamBounds(redis, keys);
+    const peer = (await groupInfo(redis, keys)).find((g) => g.name === from);
+    if (!peer) throw new Error(`no consumer group for ${from}`);
+    const floor = await groupFloor(redis, keys, peer);
+    if (behindTrim(peer, floor, bounds)) throw new Error(`${from} fell behind the stream cap too; re-seed from another region`);
+    const position = floor.oldestPending ? previousStreamId(floor.oldestPending) : floor.lastDelivered;
+    await redis.xgroup('SETID', keys.stream, to, position);
+    // Pending entries older than the oldest entry left were trimmed: nothing is left to read.
+    const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.stream, to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
+
+    await peerDb.connect();
+    const store = await RowStore.load(db, tables);
+    const copied: ReseedResult['tables'] = {};
+    for (const table of tables) {
+      const t = `"${table.name}"`;
+      const k = `"${table.key}"`;
+      let after: string | null = null;
+      const stats = { rows: 0, changed: 0 };
+      for (;;) {
+        const page: { rows: { key: string; row: Row }[] } = after === null
+          ? await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x ORDER BY ${k} LIMIT ${PAGE}`)
+          : await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x WHERE ${k} > $1 ORDER BY ${k} LIMIT ${PAGE}`, [after]);
+        if (page.rows.length === 0) break;
+        const changes: RowChange[] = page.rows.map((r) => ({ table: table.name, key: r.key, version: String(r.row.version), row: r.row }));
+        const res = await db.$transaction(async (tx) => {
+          await store.lockAll(tx, changes);
+          return store.apply(tx, changes);
+        });
+        stats.rows += changes.length;
+        stats.changed += res.changed;
+        after = page.rows[page.rows.length - 1]?.key ?? null;
+        if (page.rows.length < PAGE) break;
+      }
+      copied[table.name] = stats;
+    }
+    return { from, to, position, trimmedPendingAcked, tables: copied };
+  } finally {
+    redis.disconnect();
+    await peerDb.end().catch(() => undefined);
+    await db.$disconnect();
+  }
+}
+
+/** Acks the group's pending entries at or below `through` (all trimmed): nothing is left to read. */
+async function ackTrimmedPending(redis: ReturnType<typeof createRedis>, stream: string, group: string, through: string): Promise<number> {
+  if (through === '0-0') return 0;
+  let acked = 0;
+  let start = '-';
+  for (;;) {
+    const rows = (await redis.xpending(stream, group, start, through, 1000)) as [string, string, number, number][];
+    const ids = rows.map((r) => r[0]).filter((id) => compareStreamIds(id, through) <= 0);
+    if (ids.length) acked += Number(await redis.xack(stream, group, ...ids));
+    const last = rows[rows.length - 1]?.[0];
+    if (!last || rows.length < 1000) return acked;
+    start = `(${last}`;
+  }
+}
