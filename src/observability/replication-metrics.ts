@@ -30,8 +30,8 @@ interface DbSnapshot {
   progress: { origin: string; applied: number; lastEventAt: Date; lastAppliedAt: Date }[];
   unpublished: number;
   unconfirmed: number;
-  /** Per origin; null while the replication_failures table does not exist. */
-  failures: { origin: string; failing: number; parked: number }[] | null;
+  /** Per origin and reason (apply-failed, unknown-table, clock-skew: a version too far ahead is refused and parked). */
+  failures: { origin: string; reason: string; failing: number; parked: number }[];
 }
 
 interface RedisSnapshot {
@@ -41,26 +41,23 @@ interface RedisSnapshot {
 }
 
 async function loadDb(db: Db): Promise<DbSnapshot> {
-  const [progress, outbox, hasFailures] = await Promise.all([
+  const [progress, outbox, failures] = await Promise.all([
     db.replicationProgress.findMany(),
     // Two counts over the outbox's partial indexes (unpublished, published but unconfirmed).
     db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint }[]>(
       `SELECT (SELECT count(*) FROM replication_outbox WHERE published_at IS NULL) AS unpublished,
               (SELECT count(*) FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed`,
     ),
-    db.$queryRawUnsafe<{ present: boolean }[]>(`SELECT to_regclass('replication_failures') IS NOT NULL AS present`),
+    db.$queryRawUnsafe<{ origin_region: string; reason: string; failing: bigint; parked: bigint }[]>(
+      `SELECT origin_region, reason, count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+         FROM replication_failures GROUP BY origin_region, reason`,
+    ),
   ]);
-  const failures = hasFailures[0]?.present
-    ? await db.$queryRawUnsafe<{ origin_region: string; failing: bigint; parked: bigint }[]>(
-        `SELECT origin_region, count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
-           FROM replication_failures GROUP BY origin_region`,
-      )
-    : null;
   return {
     progress: progress.map((p) => ({ origin: p.originRegion, applied: Number(p.appliedCount), lastEventAt: p.lastEventAt, lastAppliedAt: p.lastAppliedAt })),
     unpublished: Number(outbox[0]?.unpublished ?? 0),
     unconfirmed: Number(outbox[0]?.unconfirmed ?? 0),
-    failures: failures?.map((f) => ({ origin: f.origin_region, failing: Number(f.failing), parked: Number(f.parked) })) ?? null,
+    failures: failures.map((f) => ({ origin: f.origin_region, reason: f.reason, failing: Number(f.failing), parked: Number(f.parked) })),
   };
 }
 
@@ -107,11 +104,11 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   });
   fromDb('replication_outbox_unpublished', 'Changes committed here and not yet published to the stream.', [], (g, d) => g.set(d.unpublished));
   fromDb('replication_outbox_unconfirmed', 'Changes published and not yet applied (or parked) by every region.', [], (g, d) => g.set(d.unconfirmed));
-  fromDb('replication_events_parked', 'Per origin region: change events this region parked (replication_failures).', ['origin_region'], (g, d) => {
-    for (const f of d.failures ?? []) g.set({ origin_region: f.origin }, f.parked);
+  fromDb('replication_events_parked', 'Per origin region and reason: change events this region parked unapplied (replication_failures).', ['origin_region', 'reason'], (g, d) => {
+    for (const f of d.failures) if (f.parked > 0) g.set({ origin_region: f.origin, reason: f.reason }, f.parked);
   });
   fromDb('replication_events_failing', 'Per origin region: change events that failed to apply here and are being retried.', ['origin_region'], (g, d) => {
-    for (const f of d.failures ?? []) g.set({ origin_region: f.origin }, f.failing);
+    for (const f of d.failures) if (f.failing > 0) g.inc({ origin_region: f.origin }, f.failing);
   });
 
   fromRedis('replication_stream_length', 'Entries in the change stream.', [], (g, r) => g.set(r.length));

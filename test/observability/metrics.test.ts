@@ -107,18 +107,20 @@ test('shows the dead-letter stream and parked events', async () => {
   }
   const db = running.get('europe-belgium')?.db;
   if (!db) throw new Error('europe-belgium is not running');
-  // Parked events live in replication_failures once that table exists (issue G).
-  const [{ present } = { present: false }] = await db.$queryRawUnsafe<{ present: boolean }[]>(`SELECT to_regclass('replication_failures') IS NOT NULL AS present`);
-  if (present) {
-    await db.$executeRawUnsafe(
-      `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
-       VALUES (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 3, 'apply-failed', 'test', now())`,
-    );
-  }
+  // Two events from asia-japan parked (one of them refused for its clock), one still being retried.
+  await db.$executeRawUnsafe(
+    `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+     VALUES (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 3, 'apply-failed', 'test', now()),
+            (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 1, 'clock-skew', 'test', now()),
+            (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 1, 'apply-failed', 'test', NULL)`,
+  );
   const m = await scrape(url('europe-belgium'));
   expect(m.value('replication_dead_letter_length')).toBe(1);
-  if (present) expect(m.value('replication_events_parked', { origin_region: 'asia-japan' })).toBe(1);
-  else expect(m.samples('replication_events_parked')).toEqual([]);
+  expect(m.samples('replication_events_parked').map((x) => [x.labels.origin_region, x.labels.reason, x.value]).sort()).toEqual([
+    ['asia-japan', 'apply-failed', 1],
+    ['asia-japan', 'clock-skew', 1],
+  ]);
+  expect(m.value('replication_events_failing', { origin_region: 'asia-japan' })).toBe(1);
   expect(m.text).toContain('# TYPE replication_events_refused_total counter');
 });
 
