@@ -133,7 +133,9 @@ async function concurrentRound(round: number) {
       }
     } else {
       figures.allRegionsLosers++;
-      if (c.status === 409 && config.issuer !== mine && /lost to a concurrent write/.test(c.body.message)) figures.allRegionsLosersWith409++;
+      // Lost after commit (superseded in a region), or refused before it (the other create had reached
+      // this region first: Infisical's own 409); either way a 409 and nothing of it kept.
+      if (c.status === 409 && config.issuer !== mine && /lost to a concurrent write|already has a SAML config/.test(c.body.message)) figures.allRegionsLosersWith409++;
       else figures.unexpected.push(`round ${round}: create in ${[A, B][i]} answered ${c.status} ${JSON.stringify(c.body)}`);
     }
     // A committed write names its change (a write refused before commit has none).
