@@ -33,6 +33,8 @@ export const ConfigFileSchema = Type.Object(
     metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     /** How far ahead of a region's clock a replicated version may be; further ahead, the event is parked. */
     maxClockSkewMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
+    /** Clock skew tolerated on SAML NotBefore / NotOnOrAfter (seconds, default 60). */
+    samlClockSkewSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 600 })),
     /** Cap of the change stream (entries, XADD MAXLEN ~); a region further behind needs a re-seed. */
     streamMaxLength: Type.Optional(Type.Integer({ minimum: 100 })),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */

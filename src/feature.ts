@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config';
 import type { Db } from './db/client';
 import type { Logger } from './logger';
+import type { Redis } from './redis';
 import type { Replicator } from './replication/replicator';
 import type { ReplicatedTable } from './replication/tables';
 
@@ -12,6 +13,8 @@ export interface FeatureDeps {
   db: Db;
   repl: Replicator;
   log: Logger;
+  /** The deployment's shared Redis (fail-fast command connection), for short-lived state with a TTL. */
+  redis: Redis;
 }
 
 /** A capability of the service: the tables it replicates, its HTTP routes, and optional background work. */

@@ -4,6 +4,7 @@ import { idempotencyFeature } from './idempotency/feature';
 import { infisicalFeature } from './infisical/feature';
 import { organizationsFeature } from './organizations/feature';
 import { providerCredentialsFeature } from './provider-credentials/feature';
+import { ssoFeature } from './sso/feature';
 
 /** Every capability of the service; each wires itself in its own feature.ts. */
-export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature, idempotencyFeature, consoleFeature];
+export const FEATURES: readonly Feature[] = [organizationsFeature, providerCredentialsFeature, infisicalFeature, idempotencyFeature, consoleFeature, ssoFeature];

@@ -38,7 +38,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
 
   const db = createDb(config.region.databaseUrl);
   const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
-  const deps = { config, db, repl: replication.repl, log };
+  const deps = { config, db, repl: replication.repl, log, redis: replication.redis };
   // A registry of this region's own: figures are read at scrape time from what replication and features keep.
   const metrics = createMetrics({ region: config.region.id });
   registerReplicationMetrics(metrics.registry, { db, regions: config.regions.map((r) => r.id), ...replication });

@@ -1,0 +1,56 @@
+import express, { Router, type Request, type Response } from 'express';
+import { badRequest, notFound } from '../http/errors';
+import { describeErrors, isUuid } from '../http/validate';
+import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
+import { validateAcsForm, validateLoginQuery } from './schema';
+import { SSO_PATH } from './sp';
+
+function credentialId(req: Request): string {
+  const id = String(req.params.id);
+  if (!isUuid(id)) throw notFound(`SAML provider credentials ${id.slice(0, 64)} not found.`);
+  return id.toLowerCase();
+}
+
+// A posted SAMLResponse is base64 of a signed XML document: tens of KiB, rarely more.
+const form = express.urlencoded({ extended: false, limit: '1mb', parameterLimit: 20 });
+
+const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
+
+/** The SAML SP endpoints: browsers and IdPs call them, so they take no API key. */
+export function ssoRoutes(deps: SsoDeps): Router {
+  const router = Router();
+
+  router.get(`${SSO_PATH}/:id/metadata`, async (req, res) => {
+    const xml = await spMetadata(deps, credentialId(req));
+    res.type('application/samlmetadata+xml').send(xml);
+  });
+
+  router.get(`${SSO_PATH}/:id/login`, async (req, res) => {
+    const id = credentialId(req);
+    if (!validateLoginQuery(req.query)) {
+      throw badRequest(`Invalid query: ${describeErrors(validateLoginQuery.errors).join('; ')}; relay_state is optional, printable ASCII, at most 80 characters.`);
+    }
+    const start = await startLogin(deps, id, req.query.relay_state ?? null);
+    noStore(res);
+    if (start.kind === 'redirect') return res.redirect(302, start.location);
+    res.setHeader('Content-Security-Policy', `default-src 'none'; script-src 'nonce-${start.nonce}'; form-action ${start.idpOrigin}`);
+    res.type('html').send(start.html);
+  });
+
+  router.post(`${SSO_PATH}/:id/acs`, (req, _res, next) => {
+    if (!req.is('application/x-www-form-urlencoded')) {
+      return next(badRequest('The IdP must post the SAML response as an HTML form (application/x-www-form-urlencoded) with a SAMLResponse field.'));
+    }
+    next();
+  }, form, async (req, res) => {
+    const id = credentialId(req);
+    if (!validateAcsForm(req.body)) {
+      throw badRequest(`Invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState).`);
+    }
+    const { result, token } = await consumeResponse(deps, id, req.body.SAMLResponse);
+    noStore(res);
+    res.json({ meta: {}, errors: [], result, token });
+  });
+
+  return router;
+}

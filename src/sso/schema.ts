@@ -1,0 +1,34 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { compile } from '../http/validate';
+
+/** SAML bindings say RelayState SHOULD NOT exceed 80 bytes; IdPs may cut longer ones. */
+export const MAX_RELAY_STATE = 80;
+
+export const LoginQuery = Type.Object(
+  { relay_state: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_RELAY_STATE, pattern: '^[\\x20-\\x7e]+$' })) },
+  { additionalProperties: false },
+);
+
+export const AcsForm = Type.Object(
+  {
+    SAMLResponse: Type.String({ minLength: 1, maxLength: 1024 * 1024 }),
+    RelayState: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: true },
+);
+export type AcsForm = Static<typeof AcsForm>;
+
+export const SsoResult = Type.Object({
+  org_id: Type.String(),
+  credential_id: Type.String(),
+  email: Type.String(),
+  name_id: Type.String(),
+  session_index: Type.Union([Type.String(), Type.Null()]),
+  attributes: Type.Record(Type.String(), Type.Array(Type.String())),
+  /** The relay_state the login was started with (IdP-initiated: none). */
+  relay_state: Type.Union([Type.String(), Type.Null()]),
+});
+export type SsoResult = Static<typeof SsoResult>;
+
+export const validateLoginQuery = compile(LoginQuery);
+export const validateAcsForm = compile(AcsForm);

@@ -1,0 +1,128 @@
+/**
+ * SAML single sign-on with a stored credential: SP metadata, starting a login, and consuming the IdP's
+ * response into a short-lived session token. Any region serves any credential it has replicated.
+ */
+import crypto from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import type { Config } from '../config';
+import type { Db } from '../db/client';
+import { AppError, notFound } from '../http/errors';
+import { TOKEN_ISSUER } from '../infisical/access-tokens';
+import type { StoredMetadata } from '../provider-credentials/metadata';
+import { findMetadata } from '../provider-credentials/store';
+import type { Redis } from '../redis';
+import { emailOf, refused, validateResponse } from './response';
+import type { SsoResult } from './schema';
+import { acsUrl, authnRequestXml, newRequestId, pickSsoService, postForm, redirectUrl, spEntityId, spMetadataXml } from './sp';
+import { findCredentialById, firstUse, rememberRequest, REQUEST_TTL_SECONDS, ssoKeys, takeRequest } from './store';
+
+export const DEFAULT_SKEW_SECONDS = 60;
+export const SSO_TOKEN_AUDIENCE = 'saml-sso';
+export const SSO_TOKEN_LIFETIME_SECONDS = 300;
+
+export interface SsoDeps {
+  db: Db;
+  redis: Redis;
+  config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret'>;
+}
+
+async function loadCredential(deps: SsoDeps, id: string) {
+  const credential = await findCredentialById(deps.db, id);
+  if (!credential) {
+    throw notFound(`SAML provider credentials ${id} not found in this region (a credential created in another region moments ago may not have arrived yet).`);
+  }
+  const row = await findMetadata(deps.db, id);
+  // A document fetched for a URL the credential no longer has is not trusted (the home region re-fetches it).
+  if (!row || row.idpMetadataUrl !== credential.idpMetadataUrl) {
+    throw new AppError(503, 'metadata_unavailable', `The IdP metadata of credential ${id} is not available in this region yet; try again in a moment.`);
+  }
+  return { credential, metadata: row.metadata as unknown as StoredMetadata };
+}
+
+export async function spMetadata(deps: SsoDeps, id: string): Promise<string> {
+  await loadCredential(deps, id);
+  return spMetadataXml(id, deps.config.region, deps.config.regions);
+}
+
+export type LoginStart = { kind: 'redirect'; location: string } | { kind: 'post'; html: string; nonce: string; idpOrigin: string };
+
+export async function startLogin(deps: SsoDeps, id: string, relayState: string | null): Promise<LoginStart> {
+  const { metadata } = await loadCredential(deps, id);
+  const service = pickSsoService(metadata.sso_services);
+  if (!service) throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no HTTP-Redirect or HTTP-POST sign-on endpoint; fix its metadata.`);
+  const requestId = newRequestId();
+  const xml = authnRequestXml({ id: requestId, credentialId: id, destination: service.location, acs: acsUrl(deps.config.region, id), now: new Date() });
+  await rememberRequest(deps.redis, ssoKeys(deps.config.redisKeyPrefix, deps.config.region.id), requestId, { credential_id: id, relay_state: relayState });
+  if (service.binding.endsWith(':HTTP-Redirect')) return { kind: 'redirect', location: redirectUrl(service.location, xml, relayState) };
+  const nonce = crypto.randomBytes(16).toString('base64');
+  return { kind: 'post', html: postForm(service.location, xml, relayState, nonce), nonce, idpOrigin: new URL(service.location).origin };
+}
+
+function decodeBase64Xml(encoded: string): string {
+  const compact = encoded.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) throw refused(400, 'SAMLResponse is not base64; post the IdP\'s form field unchanged.');
+  return Buffer.from(compact, 'base64').toString('utf8');
+}
+
+export interface SignIn {
+  result: SsoResult;
+  token: string;
+}
+
+/** Validates a posted SAMLResponse. The posted RelayState is not used: it is not signed; the login's own is returned. */
+export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: string): Promise<SignIn> {
+  const { credential, metadata } = await loadCredential(deps, id);
+  const { config } = deps;
+  const keys = ssoKeys(config.redisKeyPrefix, config.region.id);
+  const assertion = validateResponse(decodeBase64Xml(samlResponse), {
+    idpEntityId: metadata.entity_id,
+    spEntityId: spEntityId(id),
+    acsUrl: acsUrl(config.region, id),
+    certificates: metadata.signing_certificates,
+    now: Date.now(),
+    skewMs: (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000,
+  });
+  if (assertion.inResponseTo === null) {
+    throw refused(403, `the response answers no login started by this service (IdP-initiated sign-in), which is not enabled for this credential; start the sign-in at ${acsUrl(config.region, id).replace(/acs$/, 'login')}.`);
+  }
+  if (!(await firstUse(deps.redis, keys, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) {
+    throw refused(401, 'this assertion was already used to sign in (each is accepted once); sign in again.');
+  }
+  const request = await takeRequest(deps.redis, keys, assertion.inResponseTo);
+  if (request === null || request.credential_id !== id) {
+    throw refused(
+      401,
+      `the response answers a login request this region did not start, or one that expired or was already answered (requests last ` +
+        `${REQUEST_TTL_SECONDS / 60} minutes and are answered once, in the region where they started). Sign in again.`,
+    );
+  }
+  const email = emailOf(assertion, credential.emailClaims);
+  if ('problem' in email) throw refused(422, email.problem);
+  const result: SsoResult = {
+    org_id: credential.orgId,
+    credential_id: id,
+    email: email.email,
+    name_id: assertion.nameId,
+    session_index: assertion.sessionIndex,
+    attributes: assertion.attributes,
+    relay_state: request.relay_state,
+  };
+  return { result, token: issueSsoToken(config.tokenSigningSecret, result) };
+}
+
+/** A short-lived HS256 JWT for the org and user, signed like the Infisical access tokens (same secret and issuer, its own audience). */
+export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): string {
+  const iat = Math.floor(now / 1000);
+  const claims = {
+    iss: TOKEN_ISSUER,
+    aud: SSO_TOKEN_AUDIENCE,
+    sub: r.email,
+    org_id: r.org_id,
+    credential_id: r.credential_id,
+    name_id: r.name_id,
+    session_index: r.session_index,
+    iat,
+    exp: iat + SSO_TOKEN_LIFETIME_SECONDS,
+  };
+  return jwt.sign(claims, secret, { algorithm: 'HS256' });
+}

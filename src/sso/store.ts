@@ -1,0 +1,59 @@
+/**
+ * What a login keeps between its start and the IdP's answer, and the replay cache, both in the deployment's
+ * Redis with a TTL: expiry needs no cleanup job, GETDEL and SET NX make "answered once" and "accepted once"
+ * atomic, and nothing here needs to survive longer than a login. Outstanding requests are keyed by region:
+ * only the region that started a login accepts its answer (its ACS URL is the one the request named).
+ * Assertion ids are not: an assertion is accepted once in the whole deployment.
+ */
+import crypto from 'node:crypto';
+import type { Db } from '../db/client';
+import { AppError } from '../http/errors';
+import type { Redis } from '../redis';
+
+/** How long a started login waits for the IdP's answer (the user may need to type a password and pass MFA). */
+export const REQUEST_TTL_SECONDS = 600;
+/** Bounds how long an assertion id is kept, whatever NotOnOrAfter the IdP chose. */
+export const MAX_REPLAY_TTL_MS = 24 * 3600 * 1000;
+
+export interface PendingRequest {
+  credential_id: string;
+  relay_state: string | null;
+}
+
+export function ssoKeys(prefix: string, region: string) {
+  return {
+    request: (id: string) => `${prefix}sso:${region}:request:${id}`,
+    // Hashed: the id is the IdP's text, of any length.
+    assertion: (issuer: string, id: string) => `${prefix}sso:assertion:${crypto.createHash('sha256').update(`${issuer}\0${id}`).digest('hex')}`,
+  };
+}
+export type SsoKeys = ReturnType<typeof ssoKeys>;
+
+async function orUnavailable<T>(op: Promise<T>): Promise<T> {
+  try {
+    return await op;
+  } catch {
+    // Fail closed: without the request store and the replay cache no response can be judged.
+    throw new AppError(503, 'sso_unavailable', 'Single sign-on is unavailable for a moment (its session store cannot be reached); try again shortly.');
+  }
+}
+
+export function rememberRequest(redis: Redis, keys: SsoKeys, id: string, request: PendingRequest): Promise<unknown> {
+  return orUnavailable(redis.set(keys.request(id), JSON.stringify(request), 'EX', REQUEST_TTL_SECONDS));
+}
+
+/** The outstanding request `id`, removed as it is read (a request is answered once). */
+export async function takeRequest(redis: Redis, keys: SsoKeys, id: string): Promise<PendingRequest | null> {
+  const raw = await orUnavailable(redis.getdel(keys.request(id)));
+  return raw === null ? null : (JSON.parse(raw) as PendingRequest);
+}
+
+/** True the first time an assertion is seen; it is remembered until it could no longer be used. */
+export async function firstUse(redis: Redis, keys: SsoKeys, issuer: string, assertionId: string, ttlMs: number): Promise<boolean> {
+  const ttl = Math.max(1000, Math.min(MAX_REPLAY_TTL_MS, Math.ceil(ttlMs)));
+  return (await orUnavailable(redis.set(keys.assertion(issuer, assertionId), '1', 'PX', ttl, 'NX'))) === 'OK';
+}
+
+export function findCredentialById(db: Db, id: string) {
+  return db.samlProviderCredential.findFirst({ where: { id, deletedAt: null } });
+}

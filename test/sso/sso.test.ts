@@ -1,0 +1,273 @@
+/**
+ * SAML single sign-on through real region processes: the test IdP (test/sso/support/idp-simulator.ts) serves
+ * its metadata, the credential is created in us-iowa, and logins run mostly in europe-belgium, so every
+ * sign-in also uses a credential created in another region.
+ */
+import jwt from 'jsonwebtoken';
+import { verifyAccessToken } from '../../src/infisical/access-tokens';
+import { call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { TEST_SIGNING_SECRET } from '../support/env';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import {
+  assertionXml,
+  b64,
+  fieldsOf,
+  idpMetadata,
+  newId,
+  PERSISTENT_FORMAT,
+  POST,
+  requestFromRedirect,
+  responseXml,
+  signedResponse,
+  signElement,
+  signer,
+  type ResponseSpec,
+} from './support/idp-simulator';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const US = 'us-iowa';
+const EU = 'europe-belgium';
+const ENTITY = 'https://idp.simulator.test/saml';
+const A = signer('idp-a');
+const B = signer('idp-b');
+const STRANGER = signer('stranger');
+
+let cluster: Cluster;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+let cred: string;
+
+async function createCredential(doc: string, body: Record<string, unknown> = {}): Promise<string> {
+  const res = await call(cluster.url(US), 'POST', PATH, {
+    body: { idp_metadata_url: idp.url(doc), email_claims: ['email'], ...body },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+  });
+  if (res.status !== 201) throw new Error(`create credential: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.result.id as string;
+}
+
+async function login(region: string, id: string, relayState?: string) {
+  const q = relayState ? `?relay_state=${encodeURIComponent(relayState)}` : '';
+  const res = await fetch(`${cluster.url(region)}/sso/saml/${id}/login${q}`, { redirect: 'manual' });
+  expect(res.status).toBe(302);
+  return requestFromRedirect(res.headers.get('location') ?? '');
+}
+
+async function acs(region: string, id: string, xml: string) {
+  const res = await fetch(`${cluster.url(region)}/sso/saml/${id}/acs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ SAMLResponse: b64(xml), RelayState: 'ignored' }),
+  });
+  return { status: res.status, body: (await res.json()) as { errors: { message: string }[]; result?: Record<string, unknown>; token?: string } };
+}
+
+/** A login at `region` and a response to it, as the IdP would answer (override any part). */
+async function answer(region: string, id: string, spec: Partial<ResponseSpec> = {}): Promise<ResponseSpec> {
+  const req = await login(region, id);
+  return { issuer: ENTITY, audience: req.issuer, acs: req.acs, inResponseTo: req.id, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] }, ...spec };
+}
+
+async function refusal(region: string, id: string, xml: string, status: number) {
+  const res = await acs(region, id, xml);
+  expect(res.status).toBe(status);
+  expect(res.body.result).toBeUndefined();
+  expect(res.body.token).toBeUndefined();
+  return res.body.errors[0]?.message ?? '';
+}
+
+const NOT_SIGNED = /not signed by the identity provider of this credential/;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  idp.set('idp.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+  cluster = await startCluster('sso', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 1, samlClockSkewSeconds: 30 } });
+  org = await createOrg(cluster.url(US), 'sso');
+  cred = await createCredential('idp.xml');
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await idp?.close();
+});
+
+describe('SP metadata and login', () => {
+  test('each region serves SP metadata with one entity ID and its own ACS URL as the default', async () => {
+    const docs = await Promise.all([US, EU].map(async (r) => (await fetch(`${cluster.url(r)}/sso/saml/${cred}/metadata`)).text()));
+    const entity = (xml: string) => /entityID="([^"]+)"/.exec(xml)?.[1];
+    expect(entity(docs[0] ?? '')).toBe(`urn:saml-credential-service:sp:${cred}`);
+    expect(entity(docs[1] ?? '')).toBe(entity(docs[0] ?? ''));
+    const defaultAcs = (xml: string) => /Location="([^"]+)" index="0" isDefault="true"/.exec(xml)?.[1];
+    expect(defaultAcs(docs[1] ?? '')).toBe(`${cluster.url(EU)}/sso/saml/${cred}/acs`);
+    expect(defaultAcs(docs[0] ?? '')).toBe(`${cluster.url(US)}/sso/saml/${cred}/acs`);
+    expect(docs[1]).toContain(`Binding="${POST}"`);
+    expect(docs[1]).toContain('nameid-format:emailAddress');
+  });
+
+  test('login answers 302 to the IdP with a deflated AuthnRequest for this region and the relay state', async () => {
+    const req = await login(EU, cred, '/after-login?x=1');
+    expect(req.xml).toContain(`Destination="http://${idp.hostPort}/sso"`);
+    expect(req.acs).toBe(`${cluster.url(EU)}/sso/saml/${cred}/acs`);
+    expect(req.issuer).toBe(`urn:saml-credential-service:sp:${cred}`);
+    expect(req.relayState).toBe('/after-login?x=1');
+    expect(req.id).toMatch(/^_[0-9a-f]{40}$/);
+  });
+
+  test('an IdP that only takes HTTP-POST gets an auto-submitting form', async () => {
+    idp.set('post-only.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso-post`, certs: [A], bindings: [POST] }));
+    const id = await createCredential('post-only.xml');
+    const res = await fetch(`${cluster.url(EU)}/sso/saml/${id}/login?relay_state=r1`, { redirect: 'manual' });
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain(`action="http://${idp.hostPort}/sso-post"`);
+    expect(html).toMatch(/<script nonce="[^"]+">document\.forms\[0\]\.submit\(\);<\/script>/);
+    const encoded = /name="SAMLRequest" value="([^"]+)"/.exec(html)?.[1] ?? '';
+    expect(fieldsOf(Buffer.from(encoded, 'base64').toString('utf8')).acs).toBe(`${cluster.url(EU)}/sso/saml/${id}/acs`);
+    expect(res.headers.get('content-security-policy')).toContain(`form-action http://${idp.hostPort}`);
+  });
+
+  test('an unknown credential is a 404 in the SlashID envelope', async () => {
+    const res = await call(cluster.url(EU), 'GET', '/sso/saml/00000000-0000-7000-8000-000000000000/login');
+    expect(res.status).toBe(404);
+    expect(res.body.errors[0].message).toMatch(/not found/);
+  });
+});
+
+describe('signing in', () => {
+  test('a signed assertion for a login at one region signs in there, with the email attribute and a token', async () => {
+    // The ACS the IdP uses comes from the region's SP metadata.
+    const metadata = await (await fetch(`${cluster.url(EU)}/sso/saml/${cred}/metadata`)).text();
+    const acsUrl = /Location="([^"]+)" index="0"/.exec(metadata)?.[1] ?? '';
+    const req = await login(EU, cred, 'back-to-app');
+    const spec: ResponseSpec = { issuer: ENTITY, audience: req.issuer, acs: acsUrl, inResponseTo: req.id, nameId: 'u-123', nameIdFormat: PERSISTENT_FORMAT, attributes: { email: ['alice@example.com'], groups: ['a', 'b'] } };
+    const res = await acs(EU, cred, signedResponse(spec, A));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ meta: {}, errors: [] });
+    expect(res.body.result).toEqual({
+      org_id: org.id,
+      credential_id: cred,
+      email: 'alice@example.com',
+      name_id: 'u-123',
+      session_index: '_session-1',
+      attributes: { email: ['alice@example.com'], groups: ['a', 'b'] },
+      relay_state: 'back-to-app',
+    });
+    const claims = jwt.verify(res.body.token ?? '', TEST_SIGNING_SECRET, { algorithms: ['HS256'], audience: 'saml-sso', issuer: 'saml-credential-service' }) as jwt.JwtPayload;
+    expect(claims).toMatchObject({ sub: 'alice@example.com', org_id: org.id, credential_id: cred, name_id: 'u-123' });
+    expect((claims.exp ?? 0) - (claims.iat ?? 0)).toBeLessThanOrEqual(300);
+    // Not an access token of the Infisical API.
+    expect(() => verifyAccessToken(TEST_SIGNING_SECRET, res.body.token ?? '')).toThrow();
+  });
+
+  test('with no email attribute, an email-format NameID is the email (whole response signed)', async () => {
+    const spec = await answer(EU, cred, { nameId: 'bob@example.com', attributes: { department: ['x'] } });
+    const res = await acs(EU, cred, signedResponse(spec, A, 'response'));
+    expect(res.status).toBe(200);
+    expect(res.body.result).toMatchObject({ email: 'bob@example.com', name_id: 'bob@example.com' });
+  });
+
+  test('no email anywhere is a 422 that says what to send', async () => {
+    const spec = await answer(EU, cred, { nameId: 'u-999', nameIdFormat: PERSISTENT_FORMAT, attributes: { mail2: ['x@example.com'] } });
+    expect(await refusal(EU, cred, signedResponse(spec, A), 422)).toMatch(/no email address.*email_claims \("email"\)/);
+  });
+});
+
+describe('refusals', () => {
+  test('a signature by a certificate the IdP metadata does not list', async () => {
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred), STRANGER), 401)).toMatch(NOT_SIGNED);
+  });
+
+  test('an assertion changed after signing', async () => {
+    const xml = signedResponse(await answer(EU, cred), A).replace(/alice@example\.com/g, 'mallory@example.com');
+    expect(await refusal(EU, cred, xml, 401)).toMatch(NOT_SIGNED);
+  });
+
+  test('an unsigned response', async () => {
+    const spec = await answer(EU, cred);
+    expect(await refusal(EU, cred, responseXml(spec, assertionXml(spec)), 401)).toMatch(NOT_SIGNED);
+  });
+
+  test('signature wrapping: the signature moved onto a forged assertion, the signed one hidden in Extensions', async () => {
+    const spec = await answer(EU, cred);
+    const genuineId = newId('a');
+    const signed = signElement(assertionXml(spec, genuineId), genuineId, A);
+    const signature = /<Signature[\s\S]*<\/Signature>/.exec(signed)?.[0] ?? '';
+    expect(signature).not.toBe('');
+    const genuine = signed.replace(signature, '');
+    const forged = assertionXml({ ...spec, nameId: 'mallory@example.com', attributes: { email: ['mallory@example.com'] } }).replace(
+      `<saml:Issuer>${ENTITY}</saml:Issuer>`,
+      `<saml:Issuer>${ENTITY}</saml:Issuer>${signature}`,
+    );
+    const xml = responseXml(spec, forged).replace('<samlp:Status>', `<samlp:Extensions>${genuine}</samlp:Extensions><samlp:Status>`);
+    expect(await refusal(EU, cred, xml, 401)).toMatch(NOT_SIGNED);
+  });
+
+  test('signature wrapping: a forged assertion next to the signed one, or one with the same ID around it', async () => {
+    const spec = await answer(EU, cred);
+    const id = newId('a');
+    const signed = signElement(assertionXml(spec, id), id, A);
+    const forged = assertionXml({ ...spec, nameId: 'mallory@example.com', attributes: { email: ['mallory@example.com'] } });
+    expect(await refusal(EU, cred, responseXml(spec, forged + signed), 401)).toMatch(NOT_SIGNED);
+    const sameId = assertionXml({ ...spec, nameId: 'mallory@example.com', attributes: { email: ['mallory@example.com'] } }, id).replace('</saml:Subject>', `</saml:Subject><saml:Advice>${signed}</saml:Advice>`);
+    expect(await refusal(EU, cred, responseXml(spec, sameId), 401)).toMatch(NOT_SIGNED);
+  });
+
+  test('another issuer, audience or destination, each named with the value to configure', async () => {
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { issuer: 'https://other-idp.test' }), A), 401)).toContain(`this credential's IdP is "${ENTITY}"`);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { audience: 'https://someone-else' }), A), 401)).toContain(`urn:saml-credential-service:sp:${cred}`);
+    const usAcs = `${cluster.url(US)}/sso/saml/${cred}/acs`;
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { acs: usAcs }), A), 401)).toMatch(/addressed to .*not to this region's ACS URL/);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { recipient: usAcs }), A), 401)).toMatch(/addressed to .*not to this region's ACS URL/);
+  });
+
+  test('an expired assertion and one not valid yet (beyond the configured skew)', async () => {
+    const past = new Date(Date.now() - 120_000);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { notOnOrAfter: past, notBefore: new Date(Date.now() - 600_000) }), A), 401)).toMatch(/expired at/);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { notBefore: new Date(Date.now() + 120_000) }), A), 401)).toMatch(/not valid before/);
+    // Within the 30 s skew: accepted.
+    const res = await acs(EU, cred, signedResponse(await answer(EU, cred, { notBefore: new Date(Date.now() + 10_000) }), A));
+    expect(res.status).toBe(200);
+  });
+
+  test('a replayed assertion is accepted once', async () => {
+    const xml = signedResponse(await answer(EU, cred), A);
+    expect((await acs(EU, cred, xml)).status).toBe(200);
+    expect(await refusal(EU, cred, xml, 401)).toMatch(/already used/);
+  });
+
+  test('an InResponseTo this region never issued, or issued by another region', async () => {
+    const spec = await answer(EU, cred, { inResponseTo: '_never-issued' });
+    expect(await refusal(EU, cred, signedResponse(spec, A), 401)).toMatch(/did not start/);
+    const atUs = await login(US, cred);
+    const crossRegion = await answer(EU, cred, { inResponseTo: atUs.id });
+    expect(await refusal(EU, cred, signedResponse(crossRegion, A), 401)).toMatch(/did not start/);
+  });
+
+  test('an IdP-initiated response (no InResponseTo) and an encrypted assertion', async () => {
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: null }), A), 403)).toMatch(/IdP-initiated/);
+    const spec = await answer(EU, cred, { encrypted: true });
+    expect(await refusal(EU, cred, responseXml(spec, ''), 400)).toMatch(/encrypted/);
+  });
+
+  test('a form without SAMLResponse, and one that is not XML', async () => {
+    const res = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'RelayState=x' });
+    expect(res.status).toBe(400);
+    expect(await refusal(EU, cred, '<!DOCTYPE x [<!ENTITY a "b">]><x/>', 400)).toMatch(/well-formed|DOCTYPE/);
+  });
+});
+
+describe('certificate rotation', () => {
+  test('both listed certificates work; once a refresh removes the old one, it is refused', async () => {
+    idp.set('rotating.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A, B] }));
+    const id = await createCredential('rotating.xml');
+    for (const by of [A, B]) expect((await acs(EU, id, signedResponse(await answer(EU, id), by))).status).toBe(200);
+
+    idp.set('rotating.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [B] }));
+    const refreshed = await eventually(async () => {
+      const md = await call(cluster.url(EU), 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) });
+      return md.body.result.metadata.signing_certificates.length === 1;
+    }, 30_000, 250);
+    expect(refreshed).toBe(true);
+    expect(await refusal(EU, id, signedResponse(await answer(EU, id), A), 401)).toMatch(NOT_SIGNED);
+    expect((await acs(EU, id, signedResponse(await answer(EU, id), B))).status).toBe(200);
+  });
+});
