@@ -2,6 +2,7 @@
  * `npm run bench`: latency of local_region vs all_regions creates on three local regions (separate
  * processes, own databases, one Redis), plus throughput under concurrency. Prints a table and JSON.
  * Options: --n <creates per level> (default 500), --concurrency <clients> (default 16), --seconds <s> (default 5).
+ * `npm run bench -- stall` measures instead the event-loop stall of parsing the largest metadata documents.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import { RegionProcess } from '../src/cluster/region-process';
 import type { ConfigFile } from '../src/config';
 import { dropDatabase } from '../src/db/migrate';
 import { PROJECT_ROOT } from '../src/paths';
+import { runStallBench } from './stall';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(configPath, JSON.stringify(file));
   const adminToken = crypto.randomBytes(18).toString('base64url');
   const procs = file.regions.map(
-    (r) => new RegionProcess({ region: r.id, url: `http://127.0.0.1:${r.port}`, env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: crypto.randomBytes(24).toString('base64url'), LOG_LEVEL: 'warn' } }),
+    (r) => new RegionProcess({ region: r.id, url: `http://127.0.0.1:${r.port}`, env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: crypto.randomBytes(32).toString('base64url'), LOG_LEVEL: 'warn' } }),
   );
   const cleanup = async () => {
     await Promise.all(procs.map((p) => p.stop()));
@@ -123,7 +125,8 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: Error) => {
+// `npm run bench -- stall`: the event-loop stall of parsing the largest metadata documents (bench/stall.ts).
+(process.argv.includes('stall') ? runStallBench(process.argv) : main()).catch((err: Error) => {
   process.stderr.write(`bench failed: ${err.message}\n`);
   process.exit(1);
 });

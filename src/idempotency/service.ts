@@ -41,7 +41,9 @@ export interface IdempotentCall<T> {
  * What an earlier request with the same key decides for this one. A replay names the change that stored
  * the answer, so a replay under all_regions can wait on it as the first request did.
  */
-export type Prior = { kind: 'replay'; response: StoredResponse; changeId: string | null } | { kind: 'reused'; message: string };
+export type Prior =
+  | { kind: 'replay'; response: StoredResponse; changeId: string | null; storedAt: Date }
+  | { kind: 'reused'; message: string };
 
 /** The result of a write that may have been answered by an earlier request instead. */
 export type Outcome<T> = { kind: 'done'; value: T } | Prior;
@@ -65,7 +67,12 @@ export function idempotentCall<T>(
 function decide(stored: StoredKey | null, call: IdempotentCall<unknown>, now: Date): Prior | null {
   if (!stored || stored.deleted || stored.expiresAt.getTime() <= now.getTime()) return null;
   if (stored.requestHash === call.requestHash && stored.orgId === call.orgId && stored.endpoint === call.endpoint) {
-    return { kind: 'replay', response: { status: stored.responseStatus, body: stored.responseBody }, changeId: stored.changeId };
+    return {
+      kind: 'replay',
+      response: { status: stored.responseStatus, body: stored.responseBody },
+      changeId: stored.changeId,
+      storedAt: new Date(stored.expiresAt.getTime() - KEY_LIFETIME_MS),
+    };
   }
   return {
     kind: 'reused',

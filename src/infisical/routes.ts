@@ -87,10 +87,10 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
     const orgId = await authorize(db, res, body.organizationId);
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
     const prior = await findPrior(db, idem);
-    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior.changeId, followUp);
+    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior, followUp);
     if (prior) return answerPrior(res, prior);
     const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body, idem), doneValue, setChangeId(res), followUp);
-    if (value.kind === 'replay') await awaitChange(repl, consistency, value.changeId, followUp);
+    if (value.kind === 'replay') await awaitChange(repl, consistency, value, followUp);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.json(value.value);
   });

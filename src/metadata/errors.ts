@@ -35,8 +35,28 @@ export class MetadataError extends Error {
     readonly code: MetadataErrorCode,
     message: string,
   ) {
-    super(message);
+    // The message is stored (refresh state) and shown; whatever a document put in it, it must be both.
+    super(storableText(message, MAX_MESSAGE_CHARS));
   }
+}
+
+const MAX_MESSAGE_CHARS = 1000;
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ufffe\uffff]/g;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** `text` cut to `max` characters, without control characters or unpaired surrogates. Linear. */
+function storableText(text: string, max: number): string {
+  const cut = text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return cut.replace(CONTROL, '?').replace(LONE_SURROGATE, '\ufffd');
+}
+
+/**
+ * A short, printable quote of text that came from a fetched document or a remote server (a page title,
+ * an entity id, a library message that may echo the input): one line, at most `max` characters.
+ */
+export function excerpt(text: string, max = 100): string {
+  const head = text.slice(0, max * 4).replace(/[\t\n\r]+/g, ' ').trim();
+  return storableText(head, max);
 }
 
 export function isMetadataError(err: unknown): err is MetadataError {

@@ -3,7 +3,7 @@
  * tls, the budget running out) into MetadataErrors that tell the admin which limit or which
  * network condition was hit.
  */
-import { MetadataError } from './errors';
+import { excerpt, MetadataError } from './errors';
 
 /** One budget for the whole fetch: DNS, every redirect hop and the body. */
 export class Deadline {
@@ -91,7 +91,7 @@ export function describeFailure(err: unknown, url: URL, limits: { connectTimeout
     return new MetadataError('unreachable', `Could not reach ${host}: the connection was refused. Check the host and port.`);
   }
   if (has((c) => TLS_CODE.test(c))) {
-    const why = err instanceof Error ? err.message : codes[0];
+    const why = excerpt(err instanceof Error ? err.message : (codes[0] ?? ''), 150);
     return new MetadataError(
       'tls_error',
       `Could not establish a trusted https connection to ${host}: ${why}. The IdP needs a valid certificate for this host name.`,
@@ -103,6 +103,6 @@ export function describeFailure(err: unknown, url: URL, limits: { connectTimeout
   if (has((c) => UNREACHABLE_CODES.has(c))) {
     return new MetadataError('unreachable', `Could not reach ${host}: no route to the host.`);
   }
-  const detail = codes[0] ?? (err instanceof Error ? err.message : 'unknown error');
+  const detail = excerpt(codes[0] ?? (err instanceof Error ? err.message : 'unknown error'), 150);
   return new MetadataError('unreachable', `Could not fetch ${url.href} (${detail}).`);
 }

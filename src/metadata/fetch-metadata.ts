@@ -14,7 +14,7 @@ import type { LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, request } from 'undici';
 import { blockedReason, isAllowListed } from './address-policy';
-import { MetadataError } from './errors';
+import { excerpt, MetadataError } from './errors';
 import { Deadline, describeFailure, formatBytes } from './fetch-errors';
 
 export interface FetchOptions {
@@ -68,7 +68,7 @@ function parseTargetUrl(text: string, base?: URL): URL {
     url = new URL(text, base);
   } catch {
     const where = base ? ` (redirect from ${base.href})` : '';
-    throw new MetadataError('invalid_url', `"${text.slice(0, 200)}" is not a valid URL${where}.`);
+    throw new MetadataError('invalid_url', `"${excerpt(text, 200)}" is not a valid URL${where}.`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new MetadataError(
@@ -325,7 +325,7 @@ export async function fetchMetadataWithResolver(
         throw new MetadataError(
           'too_many_redirects',
           `${first.href} redirected more than ${limits.maxRedirects} times (the last hop, ${hop.url.href}, ` +
-            `points to ${result.location.slice(0, 200)}); give the final metadata URL instead.`,
+            `points to ${excerpt(result.location, 200)}); give the final metadata URL instead.`,
         );
       }
       const next = parseTargetUrl(result.location, hop.url);

@@ -16,6 +16,7 @@ const YEAR = 365 * DAY;
  */
 export function cacheDurationMs(iso: string): number | null {
   const text = iso.trim();
+  if (text.length > 64) return null;
   const m = DURATION.exec(text);
   if (!m || text === 'P' || text.endsWith('T')) return null;
   const units = [YEAR, MONTH, 7 * DAY, DAY, HOUR, MINUTE, SECOND];

@@ -4,7 +4,7 @@
  * and, when the document is signed, a signature that verifies.
  */
 import type { Element } from '@xmldom/xmldom';
-import { MetadataError } from './errors';
+import { excerpt, MetadataError } from './errors';
 import { cacheDurationMs } from './iso-duration';
 import { certificateLabel, parseCertificate, type CertificateInfo } from './x509';
 import { attr, childElements, descendantElements, DS_NS, htmlPageError, is, MD_NS, parseXml } from './xml-dom';
@@ -33,10 +33,10 @@ function shortBinding(binding: string): string {
 function checkRoot(root: Element): void {
   if (is(root, MD_NS, 'EntityDescriptor') || is(root, MD_NS, 'EntitiesDescriptor')) return;
   if (root.localName?.toLowerCase() === 'html') throw htmlPageError(root.toString());
-  const ns = root.namespaceURI ? ` in namespace ${root.namespaceURI}` : ' without a namespace';
+  const ns = root.namespaceURI ? ` in namespace ${excerpt(root.namespaceURI, 100)}` : ' without a namespace';
   throw new MetadataError(
     'not_metadata',
-    `The document is XML but not SAML metadata: its root element is <${root.localName}>${ns}, ` +
+    `The document is XML but not SAML metadata: its root element is <${excerpt(root.localName ?? '', 60)}>${ns}, ` +
       `expected an EntityDescriptor or EntitiesDescriptor in namespace ${MD_NS}.`,
   );
 }
@@ -45,6 +45,7 @@ function checkRoot(root: Element): void {
 
 function parseDateTime(text: string): Date | null {
   const trimmed = text.trim();
+  if (trimmed.length > 40) return null;
   // xs:dateTime without a zone is local time of an unknown zone; UTC is the only sane reading.
   const zoned = /(Z|[+-]\d{2}:\d{2})$/.test(trimmed) ? trimmed : `${trimmed}Z`;
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}/.test(zoned)) return null;
@@ -60,7 +61,7 @@ function checkValidUntil(elements: Element[], now: Date): string | null {
     if (raw === null) continue;
     const date = parseDateTime(raw);
     if (date === null) {
-      throw new MetadataError('not_metadata', `The metadata's validUntil "${raw}" is not a valid date and time.`);
+      throw new MetadataError('not_metadata', `The metadata's validUntil "${excerpt(raw, 40)}" is not a valid date and time.`);
     }
     if (date.getTime() <= now.getTime()) {
       throw new MetadataError(
@@ -122,7 +123,7 @@ function selectIdp(root: Element): EntityInContext {
     return idps[0];
   }
   if (idps.length > 1) {
-    const ids = idps.map((e) => entityId(e.entity) || '(no entityID)');
+    const ids = idps.slice(0, 6).map((e) => excerpt(entityId(e.entity), 100) || '(no entityID)');
     const listed = ids.slice(0, 5).join(', ') + (ids.length > 5 ? ', …' : '');
     throw new MetadataError(
       'multiple_idps',
@@ -134,7 +135,7 @@ function selectIdp(root: Element): EntityInContext {
   if (sp !== undefined) {
     throw new MetadataError(
       'sp_metadata',
-      `This is service-provider (SP) metadata for "${entityId(sp.entity)}", not identity-provider metadata: ` +
+      `This is service-provider (SP) metadata for "${excerpt(entityId(sp.entity), 100)}", not identity-provider metadata: ` +
         "it has an SPSSODescriptor and no IDPSSODescriptor. Use your IdP's metadata URL.",
     );
   }
@@ -143,7 +144,7 @@ function selectIdp(root: Element): EntityInContext {
   }
   throw new MetadataError(
     'no_idp_descriptor',
-    `The entity "${entityId(entities[0].entity)}" has no IDPSSODescriptor, so it does not describe a SAML identity provider.`,
+    `The entity "${excerpt(entityId(entities[0].entity), 100)}" has no IDPSSODescriptor, so it does not describe a SAML identity provider.`,
   );
 }
 
@@ -164,7 +165,7 @@ function ssoServices(descriptors: Element[], entity: string): { binding: string;
     .map((el) => ({ binding: attr(el, 'Binding')?.trim() ?? '', location: attr(el, 'Location')?.trim() ?? '' }))
     .filter((s) => USABLE_BINDINGS.has(s.binding) && isHttpUrl(s.location));
   if (usable.length > 0) return usable;
-  const others = [...new Set(all.map((el) => shortBinding(attr(el, 'Binding') ?? '(none)')))];
+  const others = [...new Set(all.slice(0, 20).map((el) => excerpt(shortBinding(attr(el, 'Binding') ?? '(none)'), 60)))].slice(0, 5);
   const detail =
     all.length === 0
       ? 'it has no SingleSignOnService at all'
@@ -187,9 +188,18 @@ function signingKeyDescriptors(descriptors: Element[]): { signing: Element[]; en
   return { signing, encryptionOnly: keys.length - signing.length };
 }
 
+/** Each certificate is parsed (X.509, hashing); this bounds that work per document. */
+const MAX_SIGNING_CERTIFICATES = 20;
+
 function signingCertificates(descriptors: Element[], entity: string, now: Date): (CertificateInfo & { expired: boolean })[] {
   const { signing, encryptionOnly } = signingKeyDescriptors(descriptors);
   const texts = signing.flatMap((k) => descendantElements(k, DS_NS, 'X509Certificate')).map((el) => el.textContent ?? '');
+  if (texts.length > MAX_SIGNING_CERTIFICATES) {
+    throw new MetadataError(
+      'no_signing_certificate',
+      `The IdP "${entity}" lists ${texts.length} signing certificates; at most ${MAX_SIGNING_CERTIFICATES} are accepted (an IdP publishes one to three).`,
+    );
+  }
   if (texts.length === 0) {
     const hint = encryptionOnly > 0 ? ' (it only has encryption keys)' : '';
     throw new MetadataError(
@@ -255,11 +265,13 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
   const descriptors = childElements(entity, MD_NS, 'IDPSSODescriptor');
   const scope = [...groups, entity, ...descriptors];
   const validUntil = checkValidUntil(scope, opts.now);
+  // The entity id as quoted in messages: the document chose it.
+  const shown = excerpt(id, 100);
 
   return {
     entityId: id,
-    ssoServices: ssoServices(descriptors, id),
-    signingCertificates: signingCertificates(descriptors, id, opts.now),
+    ssoServices: ssoServices(descriptors, shown),
+    signingCertificates: signingCertificates(descriptors, shown, opts.now),
     validUntil,
     cacheDuration: shortestCacheDuration(scope),
     signed: signedXml !== null,

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { MetadataError } from './errors';
+import { excerpt, MetadataError } from './errors';
 
 export interface CertificateInfo {
   pem: string;
@@ -13,30 +13,38 @@ export interface CertificateInfo {
   fingerprintSha256: string;
 }
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const PEM_LABEL = /^[A-Z0-9 ]{1,64}$/;
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+/** Far above any real certificate (an 8192-bit RSA one is ~3 KiB of base64); bounds the work per certificate. */
+export const MAX_CERTIFICATE_CHARS = 32 * 1024;
+
+/**
+ * The body of the first PEM block, found with indexOf (a backtracking pattern over repeated
+ * "-----BEGIN A-----" lines costs one full scan per line).
+ */
+function pemBody(text: string): string {
+  const begin = text.indexOf('-----BEGIN ');
+  const labelEnd = begin < 0 ? -1 : text.indexOf('-----', begin + 11);
+  const label = labelEnd < 0 ? '' : text.slice(begin + 11, labelEnd);
+  const endMarker = `-----END ${label}-----`;
+  const end = PEM_LABEL.test(label) ? text.indexOf(endMarker, labelEnd + 5) : -1;
+  if (end < 0) {
+    throw new MetadataError('invalid_certificate', 'The certificate has a "-----BEGIN" line without a matching "-----END" line.');
+  }
+  if (label !== 'CERTIFICATE') {
+    throw new MetadataError('invalid_certificate', `Expected a "BEGIN CERTIFICATE" block but found "BEGIN ${label}".`);
+  }
+  return text.slice(labelEnd + 5, end);
+}
 
 function base64Body(text: string): string {
+  if (text.length > MAX_CERTIFICATE_CHARS) {
+    throw new MetadataError('invalid_certificate', `The certificate is longer than ${MAX_CERTIFICATE_CHARS / 1024} KiB; no real certificate is.`);
+  }
   const trimmed = text.trim();
   if (trimmed === '') throw new MetadataError('invalid_certificate', 'The certificate is empty.');
-  let body = trimmed;
-  if (trimmed.includes('-----BEGIN')) {
-    const block = PEM_BLOCK.exec(trimmed);
-    if (!block) {
-      throw new MetadataError(
-        'invalid_certificate',
-        'The certificate has a "-----BEGIN" line without a matching "-----END" line.',
-      );
-    }
-    if (block[1] !== 'CERTIFICATE') {
-      throw new MetadataError(
-        'invalid_certificate',
-        `Expected a "BEGIN CERTIFICATE" block but found "BEGIN ${block[1]}".`,
-      );
-    }
-    body = block[2];
-  }
+  const body = trimmed.includes('-----BEGIN') ? pemBody(trimmed) : trimmed;
   const compact = body.replace(/\s+/g, '');
   if (!BASE64.test(compact) || compact.length % 4 === 1) {
     throw new MetadataError(
@@ -60,7 +68,7 @@ function opensslDateToIso(text: string): string {
   const m = /^([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4}) GMT$/.exec(text.trim());
   const month = m ? MONTHS.indexOf(m[1]) : -1;
   if (!m || month < 0) {
-    throw new MetadataError('invalid_certificate', `The certificate has an unreadable validity date "${text}".`);
+    throw new MetadataError('invalid_certificate', `The certificate has an unreadable validity date "${excerpt(text, 40)}".`);
   }
   const ms = Date.UTC(Number(m[6]), month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]));
   return new Date(ms).toISOString();
@@ -84,7 +92,7 @@ export function parseCertificate(text: string): CertificateInfo {
   } catch (err) {
     // Node tries PEM before DER, so its message is often about PEM and would only mislead.
     const detail = err instanceof Error ? err.message.replace(/^error:[0-9A-F]+:/, '') : '';
-    const why = detail === '' || /PEM routines/.test(detail) ? '' : ` (${detail})`;
+    const why = detail === '' || /PEM routines/.test(detail) ? '' : ` (${excerpt(detail, 120)})`;
     throw new MetadataError(
       'invalid_certificate',
       `The text is base64 but not an X.509 certificate: the decoded bytes are not a DER-encoded certificate${why}.`,
@@ -102,6 +110,6 @@ export function parseCertificate(text: string): CertificateInfo {
 
 /** A short label for messages: the certificate's CN if it has one, else its whole subject. */
 export function certificateLabel(info: CertificateInfo): string {
-  const cn = /(?:^|, )CN=([^,]+)/.exec(info.subject);
-  return cn ? `"${cn[1]}"` : `"${info.subject}"`;
+  const cn = /(?:^|, )CN=([^,]+)/.exec(info.subject.slice(0, 1000));
+  return `"${excerpt(cn ? cn[1] : info.subject, 80)}"`;
 }

@@ -5,7 +5,8 @@
  * parser would have done with them.
  */
 import { DOMParser, type Document, type Element } from '@xmldom/xmldom';
-import { MetadataError } from './errors';
+import { excerpt, MetadataError } from './errors';
+import { checkXmlLimits } from './xml-limits';
 
 export const MD_NS = 'urn:oasis:names:tc:SAML:2.0:metadata';
 export const DS_NS = 'http://www.w3.org/2000/09/xmldsig#';
@@ -17,15 +18,40 @@ export interface ParsedXml {
   root: Element;
 }
 
-/** Skips the XML declaration, comments and whitespace that may precede the first tag. */
+const isSpace = (c: number) => c === 0x20 || c === 0x9 || c === 0xa || c === 0xd;
+
+/** Skips the XML declaration, comments and whitespace that may precede the first tag (by indexOf: linear). */
 function prologEnd(text: string): number {
-  const prolog = /^(?:\s+|<\?xml[^>]*\?>|<!--[\s\S]*?-->)*/.exec(text);
-  return prolog ? prolog[0].length : 0;
+  let i = 0;
+  for (;;) {
+    while (isSpace(text.charCodeAt(i))) i++;
+    const close = text.startsWith('<?xml', i) ? '?>' : text.startsWith('<!--', i) ? '-->' : null;
+    if (close === null) return i;
+    const end = text.indexOf(close, i + 4);
+    if (end < 0) return i;
+    i = end + close.length;
+  }
 }
 
+/** Where in a page its <title> is looked for: a title sits in the head, near the top. */
+const TITLE_SCAN_CHARS = 64 * 1024;
+
+/**
+ * The page's title, quoted short and printable. Found with indexOf over a bounded prefix, never a
+ * backtracking pattern: `<title` repeated a million times must cost one pass, not one per occurrence.
+ */
 export function htmlTitle(text: string): string | null {
-  const m = /<title[^>]*>([^<]{1,200})<\/title>/i.exec(text);
-  return m ? m[1].replace(/\s+/g, ' ').trim() : null;
+  const head = text.slice(0, TITLE_SCAN_CHARS);
+  const lower = head.toLowerCase();
+  // toLowerCase can change the length of exotic text; then indexes would not line up, so give up.
+  if (lower.length !== head.length) return null;
+  const open = lower.indexOf('<title');
+  if (open < 0) return null;
+  const gt = lower.indexOf('>', open);
+  const close = gt < 0 ? -1 : lower.indexOf('</title>', gt);
+  if (close < 0 || close - gt - 1 > 200 || lower.lastIndexOf('<', close - 1) > gt) return null;
+  const title = excerpt(head.slice(gt + 1, close).replace(/\s+/g, ' '), 80);
+  return title === '' ? null : title;
 }
 
 export function htmlPageError(text: string): MetadataError {
@@ -42,7 +68,8 @@ function refuseNonXml(text: string): void {
   if (text.trim() === '') {
     throw new MetadataError('not_xml', 'The document is empty; expected SAML metadata XML.');
   }
-  const start = text.slice(prologEnd(text), prologEnd(text) + 200);
+  const from = prologEnd(text);
+  const start = text.slice(from, from + 200);
   if (/^<!doctype\s+html\b/i.test(start) || /^<(html|head|body)\b/i.test(start)) {
     throw htmlPageError(text);
   }
@@ -64,7 +91,8 @@ function refuseNonXml(text: string): void {
 }
 
 function describeParseError(message: string): string {
-  const clean = message.replace(/\s*\n@#\[line:\d+,col:\d+\]/g, '').trim();
+  // The parser's message may quote the document: keep a short, printable excerpt of it.
+  const clean = excerpt(message.slice(0, 400).replace(/[ \t]*\n@#\[line:\d+,col:\d+\]/g, ''), 200);
   const truncated = /unclosed xml tag|missing root element|unexpected end/i.test(clean)
     ? ' It seems to end early; was the download cut off?'
     : '';
@@ -75,6 +103,7 @@ export function parseXml(input: string): ParsedXml {
   // Servers often prepend a newline to the XML declaration; that is harmless, so forgive it.
   const text = input.replace(/^\uFEFF/, '').replace(/^\s+(?=<\?xml)/, '');
   refuseNonXml(text);
+  checkXmlLimits(text);
   let firstProblem: string | null = null;
   const parser = new DOMParser({
     onError: (level, msg) => {

@@ -10,7 +10,7 @@
  */
 import type { Element } from '@xmldom/xmldom';
 import { SignedXml } from 'xml-crypto';
-import { MetadataError } from './errors';
+import { excerpt, MetadataError } from './errors';
 import { childElements, descendantElements, DS_NS, attr } from './xml-dom';
 import { parseCertificate } from './x509';
 
@@ -35,13 +35,15 @@ function signerCertificate(signature: Element): string {
 }
 
 /** xml-crypto's messages are written for developers; say the same thing for an admin. */
-function explainLibraryError(message: string): string {
+function explainLibraryError(full: string): string {
+  // The library's message may echo the document (an algorithm URI, an ID); judge and quote only a bounded excerpt.
+  const message = excerpt(full, 300);
   if (/signature value .* is incorrect/.test(message)) return 'the signature value does not match the signed content';
   if (/multiple elements with the same value for the ID/.test(message)) {
     return 'several elements carry the signed ID, which is how signature-wrapping attacks work';
   }
-  if (/algorithm .* is not supported|not supported/i.test(message)) return `it uses an unsupported algorithm (${message})`;
-  return message.replace(/\s+/g, ' ').replace(/\.+$/, '').slice(0, 200);
+  if (/algorithm .* is not supported|not supported/i.test(message)) return `it uses an unsupported algorithm (${excerpt(message, 150)})`;
+  return excerpt(message, 200).replace(/\.+$/, '');
 }
 
 function coversRoot(uri: string, root: Element): boolean {

@@ -67,11 +67,11 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: CredentialView) => ({ status: 201, body: envelope(v) }));
     // Before the metadata fetch: a retry must not depend on the IdP being reachable again.
     const prior = await findPrior(db, idem);
-    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior.changeId);
+    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior);
     if (prior) return answerPrior(res, prior);
     const fetched = await fetchMetadata(body.idp_metadata_url);
     const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem), doneValue, setChangeId(res));
-    if (value.kind === 'replay') await awaitChange(repl, consistency, value.changeId);
+    if (value.kind === 'replay') await awaitChange(repl, consistency, value);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.status(201).json(envelope(value.value));
   });

@@ -79,12 +79,27 @@ function pendingError(c: Consistency, changeId: string, waited: WaitResult, foll
 }
 
 /**
+ * How long a change can be followed: its origin keeps the outbox row and the ack record this long after
+ * every region acked it (the relay's retention), then both expire.
+ */
+export const FOLLOW_UP_WINDOW_MS = 3_600_000;
+
+/**
  * For the replay of an idempotent request: under all_regions, waits on the change that stored it (as the
  * first request did): returns once every region holds it, 409 if it lost, 408 if still pending.
- * local_region, or a key stored before change ids were recorded, answers at once.
+ * local_region, or a key stored before change ids were recorded, answers at once; so does a key stored
+ * longer ago than the follow-up window whose change is no longer known (its records expired after every
+ * region acked it: the stored answer is all that is left; read the resource for its state).
  */
-export async function awaitChange(repl: Replicator, c: Consistency, changeId: string | null, followUp: FollowUp = slashidFollowUp): Promise<void> {
+export async function awaitChange(
+  repl: Replicator,
+  c: Consistency,
+  change: string | null | { changeId: string | null; storedAt?: Date },
+  followUp: FollowUp = slashidFollowUp,
+): Promise<void> {
+  const { changeId, storedAt } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined };
   if (c.level === 'local_region' || !changeId) return;
+  if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
   const waited = await repl.waitForAllRegions(changeId, c.deadline, []);
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp);

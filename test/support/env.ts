@@ -13,6 +13,8 @@ import { dropDatabase } from '../../src/db/migrate';
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+/** TOKEN_SIGNING_SECRET of every test region (at least 32 bytes, as config validation requires). */
+export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
 /** The fixtures' MANIFEST judges certificates as of this date; tests pin the service's clock to it. */
 export const FIXTURE_DATE = '2026-11-23T00:00:00.000Z';
 
@@ -57,7 +59,7 @@ export async function createDeployment(label: string, regions: string[], extra: 
         ...file,
         region: { ...r, host: '127.0.0.1' },
         adminToken: ADMIN_TOKEN,
-        tokenSigningSecret: 'test-signing-secret',
+        tokenSigningSecret: TEST_SIGNING_SECRET,
         logLevel: process.env.TEST_LOG_LEVEL ?? 'silent',
         configPath,
         metadataValidationTime: FIXTURE_DATE,
