@@ -1,4 +1,5 @@
 import type { Feature } from '../feature';
+import { ssoOperations } from './operations';
 import { ssoRoutes } from './routes';
 
 /** SAML single sign-on: every region is the service provider of every credential (no tables of its own). */
@@ -6,4 +7,5 @@ export const ssoFeature: Feature = {
   name: 'saml-sso',
   tables: [],
   routes: ({ db, redis, config }) => ssoRoutes({ db, redis, config }),
+  operations: ssoOperations,
 };
