@@ -1,4 +1,5 @@
 import type { Feature } from '../feature';
+import { ssoOperations } from './operations';
 import { ssoRoutes } from './routes';
 import { settingsTable } from './store';
 
@@ -7,4 +8,5 @@ export const ssoFeature: Feature = {
   name: 'saml-sso',
   tables: [settingsTable],
   routes: ({ db, redis, config, repl }) => ssoRoutes({ db, redis, config, repl }),
+  operations: ssoOperations,
 };
