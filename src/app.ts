@@ -3,6 +3,7 @@ import type { Feature, FeatureDeps } from './feature';
 import { adminAuth } from './http/admin-auth';
 import { notFound } from './http/errors';
 import { requestId } from './http/request-id';
+import { refuseUnstorableInput } from './http/storable-text';
 import { slashidErrors } from './http/slashid';
 import type { Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
@@ -39,7 +40,8 @@ export function createApp(deps: AppDeps): Express {
 
   for (const f of deps.features) if (f.pages) app.use(f.pages(deps));
   const admin = express.Router();
-  admin.use('/admin', adminAuth(deps.config.adminToken));
+  // Admin answers carry secrets (API keys, access tokens): no cache may keep them.
+  admin.use('/admin', noStore, refuseUnstorableInput(), adminAuth(deps.config.adminToken));
   for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(deps));
   for (const r of deps.extraAdminRoutes) admin.use(r);
   app.use(admin);
@@ -52,3 +54,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(slashidErrors(deps.log));
   return app;
 }
+
+const noStore: express.RequestHandler = (_req, res, next) => {
+  res.setHeader('Cache-Control', 'no-store');
+  next();
+};

@@ -63,6 +63,8 @@ export interface Config extends ConfigFile {
 
 export class ConfigError extends Error {}
 
+export const MIN_SIGNING_SECRET_BYTES = 32;
+
 const validateFile = new Ajv({ allErrors: true }).compile<ConfigFile>(ConfigFileSchema);
 
 export function readConfigFile(configPath: string): ConfigFile {
@@ -116,9 +118,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be set to a secret of at least 16 characters');
   // Its own secret, not derived from ADMIN_TOKEN: every access token would otherwise let its holder
   // guess at the admin token offline.
+  // HS256 keys shorter than the hash (32 bytes) make the tokens' security the key's, not the algorithm's.
   const tokenSigningSecret = env.TOKEN_SIGNING_SECRET ?? '';
-  if (tokenSigningSecret.length < 16) {
-    throw new ConfigError('TOKEN_SIGNING_SECRET must be set to a secret of at least 16 characters, the same in every region');
+  if (Buffer.byteLength(tokenSigningSecret, 'utf8') < MIN_SIGNING_SECRET_BYTES) {
+    throw new ConfigError(
+      `TOKEN_SIGNING_SECRET must be set to a random secret of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. openssl rand -hex 32), the same in every region`,
+    );
   }
   if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
   if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);

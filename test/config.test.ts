@@ -23,7 +23,7 @@ function write(content: unknown, name = `${Math.random()}.json`): string {
   return p;
 }
 
-const env = (file: string, extra: Record<string, string> = {}) => ({ REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'x'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(20), ...extra });
+const env = (file: string, extra: Record<string, string> = {}) => ({ REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'x'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32), ...extra });
 
 test('a valid file and environment give the region, with environment overrides applied', () => {
   const c = loadConfig(env(write(good), { PORT: '9999', REDIS_KEY_PREFIX: 'other:', DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/z' }));
@@ -43,6 +43,8 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['an unknown REGION', good, { REGION: 'mars' }, /REGION 'mars' is not in/],
   ['no ADMIN_TOKEN', good, { ADMIN_TOKEN: '' }, /ADMIN_TOKEN/],
   ['no TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: '' }, /TOKEN_SIGNING_SECRET/],
+  ['a 16-character TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(16) }, /TOKEN_SIGNING_SECRET must be set to a random secret of at least 32 bytes/],
+  ['a 31-byte TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(31) }, /at least 32 bytes/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
 ])('%s is refused with a message naming the field', (_n, content, extra, message) => {

@@ -1,5 +1,4 @@
 import type { Feature } from '../feature';
-import { consoleOperations } from './operations';
 import { consolePages, deploymentAdminRoutes } from './routes';
 
 /** The deployment console: a page every region serves, and the admin route that gathers every region's status. */
@@ -8,5 +7,4 @@ export const consoleFeature: Feature = {
   tables: [],
   pages: () => consolePages(),
   adminRoutes: ({ config }) => deploymentAdminRoutes(config),
-  operations: consoleOperations,
 };

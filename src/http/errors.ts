@@ -23,6 +23,7 @@ export const conflict = (message: string) => new AppError(409, 'conflict', messa
 interface BodyParserError {
   type?: string;
   status?: number;
+  statusCode?: number;
   limit?: number;
 }
 
@@ -41,6 +42,15 @@ export function asAppError(err: unknown): AppError | null {
     case 'request.aborted':
       return badRequest('The request was aborted by the client.');
     default:
-      return null;
+      break;
   }
+  // The router's decoding of a path parameter with a malformed %-escape.
+  if (err instanceof URIError) return badRequest('The URL contains a malformed %-escape.');
+  // Any other client error from the HTTP plumbing (a body that does not inflate, a size that does not match):
+  // a 400 with a fixed message, never the library's wording, which may quote the input.
+  const status = bp?.status ?? bp?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return badRequest(`The request body could not be read${typeof bp.type === 'string' ? ` (${bp.type.slice(0, 40)})` : ''}.`);
+  }
+  return null;
 }

@@ -1,13 +1,16 @@
 /**
  * Access tokens of the Infisical dialect: HS256 JWTs bound to one organization (`sub`), signed with the
  * deployment-wide `tokenSigningSecret`, so a token issued by any region is accepted by every region
- * without a lookup. They cannot be revoked before `exp`; keep lifetimes short.
+ * without a lookup. They cannot be revoked before `exp`; keep lifetimes short. Every token names its signing
+ * key (`kid`, derived from the secret) and has an `exp` at most MAX_TOKEN_LIFETIME_SECONDS after its `iat`;
+ * a token without either is refused, whoever signed it.
  */
+import crypto from 'node:crypto';
 import type { RequestHandler, Response } from 'express';
 import jwt from 'jsonwebtoken';
 import { unauthorized } from '../http/errors';
 import { isUuid } from '../http/validate';
-import type { AccessTokenView } from './schema';
+import { MAX_TOKEN_LIFETIME_SECONDS, type AccessTokenView } from './schema';
 
 export const TOKEN_AUDIENCE = 'infisical-api';
 export const TOKEN_ISSUER = 'saml-credential-service';
@@ -15,23 +18,43 @@ export const TOKEN_ISSUER = 'saml-credential-service';
 export function issueAccessToken(secret: string, orgId: string, expiresInSeconds: number, now = Date.now()): AccessTokenView {
   const iat = Math.floor(now / 1000);
   const exp = iat + expiresInSeconds;
-  const token = jwt.sign({ sub: orgId, aud: TOKEN_AUDIENCE, iss: TOKEN_ISSUER, iat, exp }, secret, { algorithm: 'HS256' });
+  const token = jwt.sign({ sub: orgId, aud: TOKEN_AUDIENCE, iss: TOKEN_ISSUER, iat, exp }, secret, { algorithm: 'HS256', keyid: signingKeyId(secret) });
   return { access_token: token, token_type: 'Bearer', expires_at: new Date(exp * 1000).toISOString() };
+}
+
+/**
+ * The key id in the header of the tokens `secret` signs: an HMAC of a fixed label, so it names the key (and
+ * lets a rotation tell keys apart) without revealing anything about it.
+ */
+export function signingKeyId(secret: string): string {
+  return crypto.createHmac('sha256', secret).update('access-token-signing-key').digest('base64url').slice(0, 16);
 }
 
 /** The organization the token is bound to, or a 401 that says what is wrong with it. */
 export function verifyAccessToken(secret: string, token: string): string {
   let payload: string | jwt.JwtPayload;
+  let kid: string | undefined;
   try {
     // Pinning the algorithm keeps "alg: none" and algorithm-confusion tokens out.
-    payload = jwt.verify(token, secret, { algorithms: ['HS256'], audience: TOKEN_AUDIENCE, issuer: TOKEN_ISSUER });
+    const decoded = jwt.verify(token, secret, { algorithms: ['HS256'], audience: TOKEN_AUDIENCE, issuer: TOKEN_ISSUER, complete: true });
+    payload = decoded.payload;
+    kid = decoded.header.kid;
   } catch (err) {
     if (err instanceof jwt.TokenExpiredError) {
       throw unauthorized(`The access token expired at ${err.expiredAt.toISOString()}; issue a new one.`);
     }
     throw unauthorized('The access token is not valid: it is malformed, not signed by this service, or not meant for this API.');
   }
-  const sub = typeof payload === 'string' ? undefined : payload.sub;
+  if (typeof payload === 'string') throw unauthorized('The access token is not valid: its payload is not a set of claims.');
+  if (kid !== signingKeyId(secret)) throw unauthorized('The access token is not valid: it does not name the key it is signed with (kid).');
+  const { exp, iat } = payload;
+  if (typeof exp !== 'number' || typeof iat !== 'number') {
+    throw unauthorized('The access token is not valid: it has no expiry (exp) or issue time (iat); every token must expire.');
+  }
+  if (exp - iat > MAX_TOKEN_LIFETIME_SECONDS) {
+    throw unauthorized(`The access token is not valid: its lifetime is longer than the ${MAX_TOKEN_LIFETIME_SECONDS} s allowed.`);
+  }
+  const sub = payload.sub;
   if (typeof sub !== 'string' || !isUuid(sub)) throw unauthorized('The access token does not name an organization.');
   return sub.toLowerCase();
 }

@@ -4,6 +4,7 @@ import type { Db } from '../db/client';
 import { jsonBody } from '../http/body';
 import { badRequest, forbidden, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
+import { refuseUnstorableInput } from '../http/storable-text';
 import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
@@ -77,6 +78,7 @@ export interface InfisicalRouteDeps {
 /** Infisical's /api/v1 paths. Everything under /api/v1, unknown paths included, answers in its error shape. */
 export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: InfisicalRouteDeps): Router {
   const api = Router();
+  api.use(refuseUnstorableInput());
   // Authentication runs before the body is parsed: an anonymous caller learns nothing about the body rules.
   const auth = bearerAuth(tokenSigningSecret);
 

@@ -65,29 +65,42 @@ export class MetadataRefresher {
          LEFT JOIN metadata_refresh_state s ON s.credential_id = c.id
         WHERE c.home_region = $1 AND c.deleted_at IS NULL
           AND (coalesce(s.next_at, c.updated_at) <= now() OR m.idp_metadata_url IS DISTINCT FROM c.idp_metadata_url)
-        ORDER BY coalesce(s.next_at, c.updated_at) LIMIT $2`,
+        -- Re-pointed credentials first: their stored document is not theirs, and a backlog of due ones must not starve them.
+        ORDER BY (m.idp_metadata_url IS DISTINCT FROM c.idp_metadata_url) DESC, coalesce(s.next_at, c.updated_at) LIMIT $2`,
       this.d.repl.region,
       limit,
     );
-    for (const c of due) await this.refreshOne(c);
+    // Each credential on its own: whatever one tenant's IdP serves (or makes the write throw), the others are
+    // still refreshed in this cycle, and the failing one is recorded, backed off and shown.
+    for (const c of due) {
+      try {
+        await this.refreshOne(c);
+      } catch (err) {
+        await this.recordFailure(c, err).catch((e: Error) =>
+          this.d.log.error({ credentialId: c.id, err: e.message }, 'could not record a failed IdP metadata refresh'),
+        );
+      }
+    }
     return due.length;
+  }
+
+  private async recordFailure(c: Due, err: unknown): Promise<void> {
+    const { db, config, log } = this.d;
+    // Our own refusals (AppError) say what was wrong with the document; anything else is logged in full and
+    // recorded as an internal failure, without its wording (it may be a database message).
+    const e = err instanceof AppError ? err : new AppError(500, 'internal', 'The refresh failed inside the service (see the region log).');
+    if (!(err instanceof AppError)) log.error({ credentialId: c.id, err }, 'IdP metadata refresh failed');
+    const state = await db.metadataRefreshState.findUnique({ where: { credentialId: c.id } });
+    const backoff = Math.min(MAX_BACKOFF_MS, 60_000 * 2 ** Math.min(20, state?.consecutiveFailures ?? 0));
+    const period = (config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
+    await recordRefresh(db, c.id, new Date(Date.now() + Math.min(backoff, period)), { ok: false, code: e.code, message: e.message });
+    this.failed += 1;
+    log.warn({ credentialId: c.id, code: e.code, err: e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
   }
 
   private async refreshOne(c: Due): Promise<void> {
     const { db, repl, config, log } = this.d;
-    let fresh: StoredMetadata;
-    try {
-      fresh = await loadIdpMetadata(config, c.idp_metadata_url);
-    } catch (err) {
-      const e = err instanceof AppError ? err : new AppError(500, 'internal', (err as Error).message);
-      const state = await db.metadataRefreshState.findUnique({ where: { credentialId: c.id } });
-      const backoff = Math.min(MAX_BACKOFF_MS, 60_000 * 2 ** (state?.consecutiveFailures ?? 0));
-      const period = (config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
-      await recordRefresh(db, c.id, new Date(Date.now() + Math.min(backoff, period)), { ok: false, code: e.code, message: e.message });
-      this.failed += 1;
-      log.warn({ credentialId: c.id, code: e.code, err: e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
-      return;
-    }
+    const fresh: StoredMetadata = await loadIdpMetadata(config, c.idp_metadata_url);
     const fetched = { metadata: fresh, nextRefreshAt: nextRefreshAt(fresh, config) };
     if (!sameMetadata(c.metadata, fresh)) {
       await repl.write(async (w) => {
@@ -118,9 +131,15 @@ export function metadataRefreshAdminRoutes(db: Db, region: string): Router {
         ORDER BY s.consecutive_failures DESC, s.next_at ASC LIMIT 500`,
       region,
     );
+    // Counted apart from the list, which is capped.
+    const failing = await db.$queryRawUnsafe<{ n: bigint }[]>(
+      `SELECT count(*) AS n FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
+        WHERE c.home_region = $1 AND c.deleted_at IS NULL AND s.consecutive_failures > 0`,
+      region,
+    );
     res.json({
       region,
-      failing: rows.filter((r) => r.consecutive_failures > 0).length,
+      failing: Number(failing[0]?.n ?? 0),
       credentials: rows.map((r) => ({
         ...r,
         next_at: r.next_at.toISOString(),

@@ -4,6 +4,7 @@ import { loadIdpMetadata, metadataView, nextRefreshAt, validationTime, type Meta
 import { jsonBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
+import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
 import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
@@ -56,7 +57,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
   };
 
   const router = Router();
-  router.use(CREDENTIALS_PATH, slashidAuth(db));
+  router.use(CREDENTIALS_PATH, refuseUnstorableInput(), slashidAuth(db));
 
   router.post(CREDENTIALS_PATH, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));

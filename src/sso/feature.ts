@@ -1,12 +1,9 @@
 import type { Feature } from '../feature';
-import { ssoOperations } from './operations';
 import { ssoRoutes } from './routes';
-import { settingsTable } from './store';
 
-/** SAML single sign-on: every region is the service provider of every credential; per-credential settings. */
+/** SAML single sign-on: every region is the service provider of every credential (no tables of its own). */
 export const ssoFeature: Feature = {
   name: 'saml-sso',
-  tables: [settingsTable],
-  routes: ({ db, redis, config, repl }) => ssoRoutes({ db, redis, config, repl }),
-  operations: ssoOperations,
+  tables: [],
+  routes: ({ db, redis, config }) => ssoRoutes({ db, redis, config }),
 };

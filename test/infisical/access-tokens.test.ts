@@ -7,8 +7,12 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from './support/fixtures';
 import { expectSeedShape } from './support/seed-schemas';
 
-// The secret test/support/env.ts gives every test region.
-const SECRET = 'test-signing-secret';
+import { signingKeyId } from '../../src/infisical/access-tokens';
+import { TEST_SIGNING_SECRET as SECRET } from '../support/env';
+
+/** Signs as the service does (HS256, with its key id) unless `opts` says otherwise. */
+const sign = (claimSet: object, opts: jwt.SignOptions = {}, secret = SECRET) =>
+  jwt.sign(claimSet, secret, { algorithm: 'HS256', keyid: signingKeyId(SECRET), ...opts });
 
 let region: InProcessRegion;
 let url: string;
@@ -29,8 +33,9 @@ async function api(method: string, path: string, headers: Record<string, string>
   return res;
 }
 
+const omit = (o: Record<string, unknown>, key: string) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== key));
 const claims = (orgId: string, over: Record<string, unknown> = {}) => ({
-  sub: orgId, aud: 'infisical-api', iss: 'saml-credential-service', exp: Math.floor(Date.now() / 1000) + 600, ...over,
+  sub: orgId, aud: 'infisical-api', iss: 'saml-credential-service', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, ...over,
 });
 
 describe('POST /admin/organizations/{id}/access-tokens', () => {
@@ -43,6 +48,8 @@ describe('POST /admin/organizations/{id}/access-tokens', () => {
     expect(res.body.token_type).toBe('Bearer');
     const decoded = jwt.verify(res.body.access_token, SECRET, { algorithms: ['HS256'], complete: true });
     expect(decoded.header.alg).toBe('HS256');
+    expect(decoded.header.kid).toBe(signingKeyId(SECRET));
+    expect(res.headers.get('cache-control')).toBe('no-store');
     expect(decoded.payload).toMatchObject({ sub: org.id, aud: 'infisical-api', iss: 'saml-credential-service' });
     const expiresAt = Date.parse(res.body.expires_at);
     expect(expiresAt).toBe(((decoded.payload as jwt.JwtPayload).exp ?? 0) * 1000);
@@ -81,12 +88,17 @@ describe('401: no token, bad signature, expired', () => {
     ['no Authorization header', () => ({}), 'Missing Authorization header'],
     ['a non-Bearer scheme', () => ({ authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }), 'Bearer <access token>'],
     ['a token that is not a JWT', () => bearer('not-a-jwt'), 'not valid'],
-    ['a token signed with another secret', () => bearer(jwt.sign(claims(orgId), 'another-secret-another-secret')), 'not valid'],
+    ['a token signed with another secret', () => bearer(sign(claims(orgId), {}, 'another-secret-another-secret-another')), 'not valid'],
     ['an unsigned (alg none) token', () => bearer(jwt.sign(claims(orgId), '', { algorithm: 'none' })), 'not valid'],
-    ['a token signed with HS512', () => bearer(jwt.sign(claims(orgId), SECRET, { algorithm: 'HS512' })), 'not valid'],
-    ['a token for another audience', () => bearer(jwt.sign(claims(orgId, { aud: 'slashid' }), SECRET)), 'not valid'],
-    ['an expired token', () => bearer(jwt.sign(claims(orgId, { exp: Math.floor(Date.now() / 1000) - 60 }), SECRET)), 'expired at'],
-    ['a token without an organization', () => bearer(jwt.sign(claims(orgId, { sub: 'acme' }), SECRET)), 'does not name an organization'],
+    ['a token signed with HS512', () => bearer(sign(claims(orgId), { algorithm: 'HS512' })), 'not valid'],
+    ['a token for another audience', () => bearer(sign(claims(orgId, { aud: 'slashid' }))), 'not valid'],
+    ['an expired token', () => bearer(sign(claims(orgId, { exp: Math.floor(Date.now() / 1000) - 60 }))), 'expired at'],
+    ['a token without an organization', () => bearer(sign(claims(orgId, { sub: 'acme' }))), 'does not name an organization'],
+    ['a token without exp', () => bearer(sign(omit(claims(orgId), 'exp'))), 'no expiry (exp)'],
+    ['a token without iat', () => bearer(sign(omit(claims(orgId), 'iat'), { noTimestamp: true })), 'no expiry (exp) or issue time (iat)'],
+    ['a token living longer than 30 days', () => bearer(sign(claims(orgId, { exp: Math.floor(Date.now() / 1000) + 31 * 86400 }))), 'lifetime is longer'],
+    ['a token without a key id', () => bearer(jwt.sign(claims(orgId), SECRET, { algorithm: 'HS256' })), 'does not name the key'],
+    ['a token naming another key', () => bearer(sign(claims(orgId), { keyid: 'another-key' })), 'does not name the key'],
   ];
 
   test.each(cases)('%s', async (_name, headers, why) => {

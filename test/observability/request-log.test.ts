@@ -100,7 +100,7 @@ test('a region process logs an unhandled rejection as fatal before it exits', as
     env: {
       REGIONS_CONFIG: own.configPath,
       ADMIN_TOKEN,
-      TOKEN_SIGNING_SECRET: 'test-signing-secret',
+      TOKEN_SIGNING_SECRET: 'test-signing-secret-0123456789abcdef', // at least 32 bytes (config validation)
       LOG_LEVEL: 'info',
       NODE_OPTIONS: `--require ${preload}`,
     },
