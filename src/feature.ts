@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config';
 import type { Db } from './db/client';
 import type { Logger } from './logger';
+import type { Operation } from './openapi/operation';
 import type { Redis } from './redis';
 import type { Replicator } from './replication/replicator';
 import type { ReplicatedTable } from './replication/tables';
@@ -31,4 +32,6 @@ export interface Feature {
   start?(deps: FeatureDeps): () => Promise<void>;
   /** Registers the feature's metric families in the region's registry (read at scrape time). */
   metrics?(deps: FeatureDeps, registry: Registry): void;
+  /** The OpenAPI operations of the feature's routes (GET /openapi.json collects them; the tests check every answer against them). */
+  operations?: readonly Operation[];
 }

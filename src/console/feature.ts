@@ -1,4 +1,5 @@
 import type { Feature } from '../feature';
+import { consoleOperations } from './operations';
 import { consolePages, deploymentAdminRoutes } from './routes';
 
 /** The deployment console: a page every region serves, and the admin route that gathers every region's status. */
@@ -7,4 +8,5 @@ export const consoleFeature: Feature = {
   tables: [],
   pages: () => consolePages(),
   adminRoutes: ({ config }) => deploymentAdminRoutes(config),
+  operations: consoleOperations,
 };

@@ -1,5 +1,6 @@
 import type { Feature } from '../feature';
 import { infisicalAdminRoutes, infisicalRoutes } from './routes';
+import { infisicalOperations } from './operations';
 import { samlConfigsTable } from './store';
 
 /** Infisical-compatible SAML SSO config API (/api/v1/sso/config) and its access-token admin call. */
@@ -8,4 +9,5 @@ export const infisicalFeature: Feature = {
   tables: [samlConfigsTable],
   routes: ({ db, repl, config, log }) => infisicalRoutes({ db, repl, tokenSigningSecret: config.tokenSigningSecret, log }),
   adminRoutes: ({ db, config }) => infisicalAdminRoutes({ db, tokenSigningSecret: config.tokenSigningSecret }),
+  operations: infisicalOperations,
 };

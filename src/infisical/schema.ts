@@ -2,7 +2,7 @@
  * Request and response shapes of the Infisical dialect, after Infisical's OpenAPI for
  * POST /api/v1/sso/config (docs/contracts/infisical-create-sso-config.txt). Field names are Infisical's camelCase.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { compile, Uuid } from '../http/validate';
 
 export const AUTH_PROVIDERS = ['okta-saml', 'azure-saml', 'jumpcloud-saml', 'google-saml', 'keycloak-saml', 'auth0-saml'] as const;
@@ -73,26 +73,67 @@ export const validatePatchSsoConfig = compile(PatchSsoConfigBody);
 export const validateGetSsoConfigQuery = compile(GetSsoConfigQuery);
 export const validateIssueAccessToken = compile(IssueAccessTokenBody);
 
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Timestamp = Type.String({ format: 'date-time' });
+
 /** The seed's 200 response of POST, exactly (it is additionalProperties: false); PATCH answers the same. */
-export interface SsoConfigView {
-  id: string;
-  orgId: string;
-  isActive: boolean;
-  lastUsed: string | null;
-  createdAt: string;
-  updatedAt: string;
-  authProvider: string;
-}
+export const SsoConfigView = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    orgId: Type.String({ format: 'uuid' }),
+    isActive: Type.Boolean(),
+    lastUsed: Nullable(Timestamp),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    authProvider: Type.String(),
+  },
+  { additionalProperties: false },
+);
+export type SsoConfigView = Static<typeof SsoConfigView>;
 
 /** GET also returns the IdP settings, as Infisical does. */
-export interface SsoConfigDetails extends SsoConfigView {
-  entryPoint: string;
-  issuer: string;
-  cert: string;
-}
+export const SsoConfigDetails = Type.Object(
+  { ...SsoConfigView.properties, entryPoint: Type.String(), issuer: Type.String(), cert: Type.String() },
+  { additionalProperties: false },
+);
+export type SsoConfigDetails = Static<typeof SsoConfigDetails>;
 
-export interface AccessTokenView {
-  access_token: string;
-  token_type: 'Bearer';
-  expires_at: string;
+export const AccessTokenView = Type.Object(
+  {
+    access_token: Type.String({ description: 'A JWT for Authorization: Bearer on /api/v1.' }),
+    token_type: Type.Literal('Bearer'),
+    expires_at: Timestamp,
+  },
+  { additionalProperties: false },
+);
+export type AccessTokenView = Static<typeof AccessTokenView>;
+
+/** A Zod-style issue of a 422 (src/infisical/errors.ts makes them). */
+export const ValidationIssueSchema = Type.Object(
+  {
+    code: Type.String(),
+    path: Type.Array(Type.String()),
+    message: Type.String(),
+    keys: Type.Optional(Type.Array(Type.String())),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The dialect's error body for one status, after the seed's: a 422's `message` is its list of issues;
+ * `details` only where the seed allows it (400, 403) and on a 408, which carries what was written.
+ */
+export function InfisicalError(status: number, details?: TSchema) {
+  const withDetails = details ?? (status === 400 || status === 403 || status === 408 || status === 409 ? Type.Unknown() : undefined);
+  return Type.Object(
+    {
+      reqId: Type.String(),
+      statusCode: Type.Number({ enum: [status] }),
+      // A reused Idempotency-Key's 422 (error IdempotencyKeyReused) says why in a sentence.
+      message: status === 422 ? Type.Union([Type.Array(ValidationIssueSchema), Type.String()]) : Type.String(),
+      error: Type.String(),
+      ...(withDetails ? { details: Type.Optional(withDetails) } : {}),
+    },
+    { additionalProperties: false },
+  );
 }

@@ -1,5 +1,6 @@
 import type { Feature } from '../feature';
 import { changeRoutes } from './change-routes';
+import { organizationOperations } from './operations';
 import { organizationAdminRoutes } from './routes';
 import { apiKeysTable, organizationsTable } from './store';
 
@@ -8,4 +9,5 @@ export const organizationsFeature: Feature = {
   tables: [organizationsTable, apiKeysTable],
   routes: ({ db, repl }) => changeRoutes({ db, repl }),
   adminRoutes: ({ db, repl }) => organizationAdminRoutes({ db, repl }),
+  operations: organizationOperations,
 };

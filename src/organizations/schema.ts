@@ -11,9 +11,21 @@ export const CreateOrganizationBody = Type.Object(
 export type CreateOrganizationBody = Static<typeof CreateOrganizationBody>;
 export const validateCreateOrganization = compile(CreateOrganizationBody);
 
-export interface OrganizationView {
-  id: string;
-  name: string;
-  parent_id: string | null;
-  created_at: string;
-}
+export const OrganizationView = Type.Object(
+  {
+    id: Uuid(),
+    name: Type.String(),
+    parent_id: Type.Union([Uuid(), Type.Null()]),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+export type OrganizationView = Static<typeof OrganizationView>;
+
+const ApiKey = Type.String({ pattern: '^sidk_[A-Za-z0-9_-]{16}\\.[A-Za-z0-9_-]{43}$', description: 'Shown only in this answer.' });
+
+/** POST /admin/organizations: the organization and its first API key. */
+export const CreatedOrganization = Type.Object({ ...OrganizationView.properties, api_key: ApiKey }, { additionalProperties: false });
+
+/** POST /admin/organizations/{id}/api-keys. */
+export const RotatedApiKey = Type.Object({ api_key: ApiKey }, { additionalProperties: false });

@@ -1,5 +1,6 @@
 import type { Feature } from '../feature';
 import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
+import { providerCredentialOperations } from './operations';
 import { registerRefreshMetrics } from './refresh-metrics';
 import { providerCredentialRoutes } from './routes';
 import { credentialsTable, metadataTable } from './store';
@@ -10,6 +11,7 @@ export const providerCredentialsFeature: Feature = {
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
   adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region),
   metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region),
+  operations: providerCredentialOperations,
   start: (deps) => {
     const refresher = new MetadataRefresher(deps);
     refresher.start();

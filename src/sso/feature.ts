@@ -1,9 +1,12 @@
 import type { Feature } from '../feature';
+import { ssoOperations } from './operations';
 import { ssoRoutes } from './routes';
+import { settingsTable } from './store';
 
-/** SAML single sign-on: every region is the service provider of every credential (no tables of its own). */
+/** SAML single sign-on: every region is the service provider of every credential; per-credential settings. */
 export const ssoFeature: Feature = {
   name: 'saml-sso',
-  tables: [],
-  routes: ({ db, redis, config }) => ssoRoutes({ db, redis, config }),
+  tables: [settingsTable],
+  routes: ({ db, redis, config, repl }) => ssoRoutes({ db, redis, config, repl }),
+  operations: ssoOperations,
 };

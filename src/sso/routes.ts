@@ -1,9 +1,19 @@
 import express, { Router, type Request, type Response } from 'express';
+import { jsonBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
+import { startedAt } from '../http/request-id';
+import { envelope } from '../http/slashid';
 import { describeErrors, isUuid } from '../http/validate';
+import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
+import { CREDENTIALS_PATH } from '../provider-credentials/routes';
+import { findCredential } from '../provider-credentials/store';
+import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import type { Replicator } from '../replication/replicator';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
-import { validateAcsForm, validateLoginQuery } from './schema';
+import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
+import { putSettings } from './settings';
 import { SSO_PATH } from './sp';
+import { findSettings } from './store';
 
 function credentialId(req: Request): string {
   const id = String(req.params.id);
@@ -16,9 +26,31 @@ const form = express.urlencoded({ extended: false, limit: '1mb', parameterLimit:
 
 const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
 
-/** The SAML SP endpoints: browsers and IdPs call them, so they take no API key. */
-export function ssoRoutes(deps: SsoDeps): Router {
+/**
+ * The SAML SP endpoints (browsers and IdPs call them, so they take no API key), and the credential's SSO
+ * settings (the organization's, behind its API key, in the SlashID dialect).
+ */
+export function ssoRoutes(deps: SsoDeps & { repl: Replicator }): Router {
   const router = Router();
+  const { db, repl } = deps;
+  const settingsPath = `${CREDENTIALS_PATH}/:id/sso-settings`;
+
+  router.get(settingsPath, slashidAuth(db), async (req, res) => {
+    const id = credentialId(req);
+    if (!(await findCredential(db, orgIdOf(res), id))) throw notFound(`SAML provider credentials ${id} not found.`);
+    const row = await findSettings(db, id);
+    const view: SettingsView = { credential_id: id, allow_idp_initiated: row?.allowIdpInitiated ?? false };
+    res.json(envelope(view));
+  });
+
+  router.put(settingsPath, slashidAuth(db), jsonBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const id = credentialId(req);
+    if (!validateSettingsBody(req.body)) throw badRequest(`Invalid request body: ${describeErrors(validateSettingsBody.errors).join('; ')}.`);
+    const body = req.body;
+    const { value } = await writeWithConsistency(repl, consistency, () => putSettings(repl, orgIdOf(res), id, body), (v) => v, (changeId) => res.setHeader('X-Change-Id', changeId));
+    res.json(envelope(value));
+  });
 
   router.get(`${SSO_PATH}/:id/metadata`, async (req, res) => {
     const xml = await spMetadata(deps, credentialId(req));
@@ -47,7 +79,7 @@ export function ssoRoutes(deps: SsoDeps): Router {
     if (!validateAcsForm(req.body)) {
       throw badRequest(`Invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState).`);
     }
-    const { result, token } = await consumeResponse(deps, id, req.body.SAMLResponse);
+    const { result, token } = await consumeResponse(deps, id, req.body.SAMLResponse, req.body.RelayState ?? null);
     noStore(res);
     res.json({ meta: {}, errors: [], result, token });
   });

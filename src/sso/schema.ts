@@ -30,5 +30,29 @@ export const SsoResult = Type.Object({
 });
 export type SsoResult = Static<typeof SsoResult>;
 
+/** PUT …/sso-settings: the whole set of options. */
+export const SettingsBody = Type.Object(
+  {
+    allow_idp_initiated: Type.Boolean({ description: 'Accept responses that answer no login started here (IdP-initiated sign-in). Default false.' }),
+  },
+  { additionalProperties: false },
+);
+export type SettingsBody = Static<typeof SettingsBody>;
+
+/** A saml_sso_settings row as it travels between regions. */
+export const SettingsRow = Type.Object({
+  credential_id: Type.String(),
+  org_id: Type.String(),
+  allow_idp_initiated: Type.Boolean(),
+  created_at: Type.String(),
+});
+export type SettingsRow = Static<typeof SettingsRow>;
+
+export interface SettingsView {
+  credential_id: string;
+  allow_idp_initiated: boolean;
+}
+
 export const validateLoginQuery = compile(LoginQuery);
+export const validateSettingsBody = compile(SettingsBody);
 export const validateAcsForm = compile(AcsForm);

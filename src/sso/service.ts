@@ -14,7 +14,7 @@ import type { Redis } from '../redis';
 import { emailOf, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
 import { acsUrl, authnRequestXml, newRequestId, pickSsoService, postForm, redirectUrl, spEntityId, spMetadataXml } from './sp';
-import { findCredentialById, firstUse, rememberRequest, REQUEST_TTL_SECONDS, ssoKeys, takeRequest } from './store';
+import { findCredentialById, findSettings, firstUse, rememberRequest, REQUEST_TTL_SECONDS, ssoKeys, takeRequest } from './store';
 
 export const DEFAULT_SKEW_SECONDS = 60;
 export const SSO_TOKEN_AUDIENCE = 'saml-sso';
@@ -69,8 +69,11 @@ export interface SignIn {
   token: string;
 }
 
-/** Validates a posted SAMLResponse. The posted RelayState is not used: it is not signed; the login's own is returned. */
-export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: string): Promise<SignIn> {
+/**
+ * Validates a posted SAMLResponse. The relay state returned is the one the login was started with; the posted
+ * RelayState (not signed) is only used for IdP-initiated sign-in, where there is no other.
+ */
+export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: string, postedRelayState: string | null): Promise<SignIn> {
   const { credential, metadata } = await loadCredential(deps, id);
   const { config } = deps;
   const keys = ssoKeys(config.redisKeyPrefix, config.region.id);
@@ -82,19 +85,29 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     now: Date.now(),
     skewMs: (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000,
   });
-  if (assertion.inResponseTo === null) {
-    throw refused(403, `the response answers no login started by this service (IdP-initiated sign-in), which is not enabled for this credential; start the sign-in at ${acsUrl(config.region, id).replace(/acs$/, 'login')}.`);
+  const idpInitiated = assertion.inResponseTo === null;
+  if (idpInitiated && !(await findSettings(deps.db, id))?.allowIdpInitiated) {
+    throw refused(
+      403,
+      `the response answers no login started by this service (IdP-initiated sign-in), which is not enabled for this credential; ` +
+        `start the sign-in at ${acsUrl(config.region, id).replace(/acs$/, 'login')}, or enable allow_idp_initiated in the credential's sso-settings.`,
+    );
   }
+  // Before the request is consumed, so that a replay is refused as such.
   if (!(await firstUse(deps.redis, keys, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) {
     throw refused(401, 'this assertion was already used to sign in (each is accepted once); sign in again.');
   }
-  const request = await takeRequest(deps.redis, keys, assertion.inResponseTo);
-  if (request === null || request.credential_id !== id) {
-    throw refused(
-      401,
-      `the response answers a login request this region did not start, or one that expired or was already answered (requests last ` +
-        `${REQUEST_TTL_SECONDS / 60} minutes and are answered once, in the region where they started). Sign in again.`,
-    );
+  let relayState = postedRelayState;
+  if (assertion.inResponseTo !== null) {
+    const request = await takeRequest(deps.redis, keys, assertion.inResponseTo);
+    if (request === null || request.credential_id !== id) {
+      throw refused(
+        401,
+        `the response answers a login request this region did not start, or one that expired or was already answered (requests last ` +
+          `${REQUEST_TTL_SECONDS / 60} minutes and are answered once, in the region where they started). Sign in again.`,
+      );
+    }
+    relayState = request.relay_state;
   }
   const email = emailOf(assertion, credential.emailClaims);
   if ('problem' in email) throw refused(422, email.problem);
@@ -105,7 +118,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     name_id: assertion.nameId,
     session_index: assertion.sessionIndex,
     attributes: assertion.attributes,
-    relay_state: request.relay_state,
+    relay_state: relayState,
   };
   return { result, token: issueSsoToken(config.tokenSigningSecret, result) };
 }

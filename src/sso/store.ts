@@ -9,6 +9,10 @@ import crypto from 'node:crypto';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
 import type { Redis } from '../redis';
+import { defineTable } from '../replication/tables';
+
+/** Per-credential SSO options (replicated). */
+export const settingsTable = defineTable('saml_sso_settings', 'credential_id');
 
 /** How long a started login waits for the IdP's answer (the user may need to type a password and pass MFA). */
 export const REQUEST_TTL_SECONDS = 600;
@@ -56,4 +60,8 @@ export async function firstUse(redis: Redis, keys: SsoKeys, issuer: string, asse
 
 export function findCredentialById(db: Db, id: string) {
   return db.samlProviderCredential.findFirst({ where: { id, deletedAt: null } });
+}
+
+export async function findSettings(db: Db, credentialId: string) {
+  return db.samlSsoSettings.findFirst({ where: { credentialId, deletedAt: null } });
 }

@@ -57,7 +57,7 @@ async function acs(region: string, id: string, xml: string) {
   const res = await fetch(`${cluster.url(region)}/sso/saml/${id}/acs`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ SAMLResponse: b64(xml), RelayState: 'ignored' }),
+    body: new URLSearchParams({ SAMLResponse: b64(xml), RelayState: 'from-idp' }),
   });
   return { status: res.status, body: (await res.json()) as { errors: { message: string }[]; result?: Record<string, unknown>; token?: string } };
 }
@@ -252,6 +252,41 @@ describe('refusals', () => {
     const res = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'RelayState=x' });
     expect(res.status).toBe(400);
     expect(await refusal(EU, cred, '<!DOCTYPE x [<!ENTITY a "b">]><x/>', 400)).toMatch(/well-formed|DOCTYPE/);
+  });
+});
+
+describe('IdP-initiated sign-in', () => {
+  const settings = (id: string) => `${PATH}/${id}/sso-settings`;
+
+  test('is off by default, and only the organization can turn it on (in every region)', async () => {
+    const read = await call(cluster.url(EU), 'GET', settings(cred), { headers: slashidHeaders(org) });
+    expect(read.status).toBe(200);
+    expect(read.body.result).toEqual({ credential_id: cred, allow_idp_initiated: false });
+    const anonymous = await call(cluster.url(US), 'PUT', settings(cred), { body: { allow_idp_initiated: true } });
+    expect(anonymous.status).toBe(401);
+    const other = await createOrg(cluster.url(US), 'other');
+    const foreign = await call(cluster.url(US), 'PUT', settings(cred), { body: { allow_idp_initiated: true }, headers: slashidHeaders(other) });
+    expect(foreign.status).toBe(404);
+    const bad = await call(cluster.url(US), 'PUT', settings(cred), { body: { allow_idp_initiated: 'yes' }, headers: slashidHeaders(org) });
+    expect(bad.status).toBe(400);
+  });
+
+  test('once enabled, a response answering no request signs in, once; the IdP\'s RelayState is returned', async () => {
+    idp.set('idp-initiated.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+    const id = await createCredential('idp-initiated.xml');
+    const spec = await answer(EU, id, { inResponseTo: null });
+    expect(await refusal(EU, id, signedResponse(spec, A), 403)).toMatch(/IdP-initiated/);
+    const put = await call(cluster.url(US), 'PUT', settings(id), {
+      body: { allow_idp_initiated: true },
+      headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+    });
+    expect(put.status).toBe(200);
+    expect(put.body.result).toEqual({ credential_id: id, allow_idp_initiated: true });
+    const xml = signedResponse(spec, A);
+    const first = await acs(EU, id, xml);
+    expect(first.status).toBe(200);
+    expect(first.body.result).toMatchObject({ email: 'alice@example.com', relay_state: 'from-idp' });
+    expect(await refusal(EU, id, xml, 401)).toMatch(/already used/);
   });
 });
 

@@ -53,7 +53,9 @@ function dig(doc: Schema, ...keys: string[]): Schema {
 }
 
 const doc = loadSeedDocument();
-const responses = dig(doc, 'paths', '/api/v1/sso/config', 'post', 'responses');
+/** The seed's operation (POST /api/v1/sso/config), as written (OpenAPI 3.0). */
+export const seedOperation = dig(doc, 'paths', '/api/v1/sso/config', 'post');
+const responses = dig(seedOperation, 'responses');
 const schemaFor = (status: string) => fromOpenApi(dig(responses, status, 'content', 'application/json', 'schema')) as Schema;
 
 export const SEED_STATUSES = Object.keys(responses);

@@ -1,0 +1,39 @@
+import { Envelope } from '../http/slashid-schema';
+import { Uuid } from '../http/validate';
+import type { Operation } from '../openapi/operation';
+import { ChangeStatusSchema } from '../replication/schema';
+import { CHANGES_PATH } from './change-routes';
+import { CreatedOrganization, CreateOrganizationBody, OrganizationView, RotatedApiKey } from './schema';
+
+const tags = ['Organizations (admin)'];
+
+/** The OpenAPI operations of routes.ts and change-routes.ts. */
+export const organizationOperations: Operation[] = [
+  {
+    method: 'post', path: '/admin/organizations', tags, auth: 'admin', dialect: 'slashid', headers: ['consistency'],
+    summary: 'Create an organization and its first API key',
+    body: { schema: CreateOrganizationBody },
+    responses: { 201: { description: 'Created; the API key is shown only here.', schema: CreatedOrganization, headers: ['X-Change-Id'] } },
+    errors: [400, 401, { status: 404, description: 'parent_id names no organization in this region.' }, { status: 408, result: CreatedOrganization }, 409],
+  },
+  {
+    method: 'get', path: '/admin/organizations/{id}', tags, auth: 'admin', dialect: 'slashid',
+    summary: 'Read an organization (never its keys)',
+    responses: { 200: { description: 'The organization.', schema: OrganizationView } },
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'post', path: '/admin/organizations/{id}/api-keys', tags, auth: 'admin', dialect: 'slashid', headers: ['consistency'],
+    summary: "Rotate the organization's API key",
+    description: "Adds a key and revokes the organization's keys this region knows, in each region as the change reaches it.",
+    responses: { 201: { description: 'The new key.', schema: RotatedApiKey, headers: ['X-Change-Id'] } },
+    errors: [400, 401, 404, { status: 408, result: RotatedApiKey }, 409],
+  },
+  {
+    method: 'get', path: `${CHANGES_PATH}/{changeId}`, tags: ['SlashID replication'], auth: 'slashid', dialect: 'slashid',
+    summary: "Follow one of the organization's changes (an X-Change-Id) across regions",
+    pathParams: { changeId: Uuid() },
+    responses: { 200: { description: 'Per region: applied, superseded or pending.', schema: Envelope(ChangeStatusSchema) } },
+    errors: [400, 401, 403, { status: 404, description: 'Not a change of this organization, or its record expired.' }],
+  },
+];

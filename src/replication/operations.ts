@@ -1,0 +1,34 @@
+import { Uuid } from '../http/validate';
+import type { Operation } from '../openapi/operation';
+import { ChangeStatusSchema, DigestResult, ParkedRetryResult, ReplicationStatus } from './schema';
+
+const tags = ['Replication (admin)'];
+
+/** The OpenAPI operations of admin-routes.ts. */
+export const replicationOperations: Operation[] = [
+  {
+    method: 'get', path: '/admin/replication', tags, auth: 'admin', dialect: 'slashid',
+    summary: "This region's replication status: applied per origin, consumer groups, stream, outbox, failures",
+    responses: { 200: { description: 'The status.', schema: ReplicationStatus } },
+    errors: [400, 401],
+  },
+  {
+    method: 'post', path: '/admin/replication/parked/retry', tags, auth: 'admin', dialect: 'slashid',
+    summary: 'Apply parked change events again (after an upgrade)',
+    responses: { 200: { description: 'How many applied and how many stay parked.', schema: ParkedRetryResult } },
+    errors: [400, 401, { status: 409, description: 'This process runs no applier.' }],
+  },
+  {
+    method: 'get', path: '/admin/replication/changes/{changeId}', tags, auth: 'admin', dialect: 'slashid',
+    summary: "One change's progress across regions",
+    pathParams: { changeId: Uuid() },
+    responses: { 200: { description: 'Per region: applied, superseded or pending.', schema: ChangeStatusSchema } },
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'get', path: '/admin/replication/digest', tags, auth: 'admin', dialect: 'slashid',
+    summary: 'Per replicated table: row count and digest (equal in every region once caught up)',
+    responses: { 200: { description: 'The digests.', schema: DigestResult } },
+    errors: [400, 401],
+  },
+];

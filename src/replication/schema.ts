@@ -1,0 +1,120 @@
+/** Schemas of the replication module's answers (admin status, one change's progress, digests), for the OpenAPI document. */
+import { Type, type TSchema } from '@sinclair/typebox';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Time = Type.String({ format: 'date-time' });
+const Count = Type.Integer({ minimum: 0 });
+const strict = { additionalProperties: false } as const;
+
+/** One change: per region applied (and held), superseded (and by what), or pending. See change-status.ts. */
+export const ChangeStatusSchema = Type.Object(
+  {
+    change_id: Type.String({ format: 'uuid' }),
+    state: Type.Union([Type.Literal('complete'), Type.Literal('superseded'), Type.Literal('pending')]),
+    complete: Type.Boolean(),
+    applied_at: Type.Record(Type.String(), Nullable(Time), { description: 'Per region: when it applied the change and held it, or null.' }),
+    pending_regions: Type.Array(Type.String()),
+    superseded: Type.Array(
+      Type.Object(
+        {
+          region: Type.String(),
+          at: Time,
+          winner: Type.Object({ table: Type.String(), key: Type.String(), version: Type.String(), originRegion: Type.String() }, strict),
+        },
+        strict,
+      ),
+    ),
+    tracker_available: Type.Boolean(),
+    origin: Nullable(
+      Type.Object({ region: Type.String(), committed_at: Nullable(Time), published_at: Nullable(Time), confirmed_at: Nullable(Time) }, strict),
+    ),
+  },
+  strict,
+);
+
+/** GET /admin/replication. */
+export const ReplicationStatus = Type.Object(
+  {
+    region: Type.String(),
+    regions: Type.Array(Type.String()),
+    applied: Type.Array(
+      Type.Object(
+        {
+          origin_region: Type.String(),
+          events_applied: Count,
+          last_change_id: Nullable(Type.String()),
+          last_event_at: Nullable(Time),
+          last_applied_at: Nullable(Time),
+          lag_ms: Type.Integer(),
+        },
+        strict,
+      ),
+    ),
+    pending: Type.Array(
+      Type.Object(
+        {
+          region: Type.String(),
+          pending_acks: Nullable(Count),
+          undelivered: Nullable(Count),
+          last_delivered_id: Nullable(Type.String()),
+          needs_reseed: Nullable(Type.Boolean()),
+        },
+        strict,
+      ),
+    ),
+    stream: Type.Object(
+      {
+        connected: Type.Boolean(),
+        length: Nullable(Count),
+        first_id: Nullable(Type.String()),
+        dead_letters: Nullable(Count),
+        error: Nullable(Type.String()),
+      },
+      strict,
+    ),
+    needs_reseed: Type.Array(Type.String(), { description: 'Regions whose consumer group fell behind the stream cap: re-seed them.' }),
+    outbox: Type.Object(
+      {
+        unpublished: Count,
+        unconfirmed: Count,
+        oldest_unpublished_at: Nullable(Time),
+        published_by_relay: Count,
+        republished_after_loss: Count,
+      },
+      strict,
+    ),
+    failures: Type.Object(
+      {
+        failing: Count,
+        parked: Count,
+        oldest_parked: Type.Array(
+          Type.Object(
+            {
+              change_id: Type.String(),
+              origin_region: Type.String(),
+              stream_id: Nullable(Type.String()),
+              tables: Type.Array(Type.String()),
+              reason: Type.String(),
+              failures: Count,
+              error: Type.String(),
+              parked_at: Time,
+            },
+            strict,
+          ),
+        ),
+      },
+      strict,
+    ),
+    waiting_requests: Count,
+  },
+  strict,
+);
+
+/** POST /admin/replication/parked/retry. */
+export const ParkedRetryResult = Type.Object({ region: Type.String(), applied: Count, parked: Count }, strict);
+
+/** GET /admin/replication/digest: per replicated table, its row count and an md5 of its rows (equal everywhere once caught up). */
+export const DigestResult = Type.Object(
+  { region: Type.String(), tables: Type.Record(Type.String(), Type.Object({ rows: Count, digest: Type.String() }, strict)) },
+  strict,
+);

@@ -1,0 +1,45 @@
+import { Type } from '@sinclair/typebox';
+import { ErrorItem } from '../http/slashid-schema';
+import type { Operation } from '../openapi/operation';
+import { AcsForm, LoginQuery, SsoResult } from './schema';
+import { SSO_PATH } from './sp';
+
+const tags = ['SAML single sign-on'];
+const unavailable = { status: 503, description: 'The metadata of the credential or the session store is not available in this region yet.' };
+
+/** The OpenAPI operations of routes.ts (browsers and IdPs call them: no API key). */
+export const ssoOperations: Operation[] = [
+  {
+    method: 'get', path: `${SSO_PATH}/{id}/metadata`, tags, auth: 'none', dialect: 'slashid',
+    summary: 'The SP metadata of a credential (one entity ID for every region, this region’s ACS first)',
+    responses: { 200: { description: 'SAML metadata.', contentType: 'application/samlmetadata+xml' } },
+    errors: [400, 404],
+  },
+  {
+    method: 'get', path: `${SSO_PATH}/{id}/login`, tags, auth: 'none', dialect: 'slashid', query: LoginQuery,
+    summary: 'Start a sign-in at the IdP',
+    responses: {
+      200: { description: 'An auto-submitting form (HTTP-POST binding).', contentType: 'text/html' },
+      302: { description: 'To the IdP with a deflated AuthnRequest (HTTP-Redirect binding).', headers: ['Location'] },
+    },
+    errors: [400, 404, { status: 409, description: 'The IdP has no usable sign-on endpoint.' }, unavailable],
+  },
+  {
+    method: 'post', path: `${SSO_PATH}/{id}/acs`, tags, auth: 'none', dialect: 'slashid',
+    summary: "The assertion consumer service: the IdP posts the user's SAML response here",
+    body: { schema: AcsForm, contentType: 'application/x-www-form-urlencoded' },
+    responses: {
+      200: {
+        description: 'The signed-in user and a short-lived session token.',
+        schema: Type.Object(
+          { meta: Type.Object({}, { additionalProperties: false }), errors: Type.Array(ErrorItem, { maxItems: 0 }), result: SsoResult, token: Type.String() },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    errors: [
+      400, { status: 401, description: 'The SAML response was refused.' }, { status: 403, description: 'IdP-initiated sign-in, which is not enabled.' }, 404, 409,
+      { status: 422, description: 'The assertion carries no usable email address.' }, unavailable,
+    ],
+  },
+];

@@ -1,0 +1,126 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../../src/paths';
+import { call } from '../support/harness';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { fromOpenApi, SEED_STATUSES, seedOperation as seedOp } from '../infisical/support/seed-schemas';
+
+type Json = Record<string, any>;
+
+let region: InProcessRegion;
+let doc: Json;
+const seedOperation = seedOp as Json;
+
+beforeAll(async () => {
+  region = await startInProcess('openapi');
+  const res = await call(region.url, 'GET', '/openapi.json');
+  expect(res.status).toBe(200);
+  doc = res.body;
+});
+afterAll(() => region?.stop());
+
+/** The validator is ESM only; it runs in its own node process, which reads the document from a file. */
+function validateOpenApi(document: unknown): { valid: boolean; version: string; errors: unknown } {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'openapi-')), 'openapi.json');
+  fs.writeFileSync(file, JSON.stringify(document));
+  try {
+    const script = `import { Validator } from '@seriousme/openapi-schema-validator';
+      import fs from 'node:fs';
+      const v = new Validator();
+      const r = await v.validate(JSON.parse(fs.readFileSync(process.argv[1], 'utf8')));
+      process.stdout.write(JSON.stringify({ valid: r.valid, version: v.version, errors: r.errors ?? null }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script, file], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+    return JSON.parse(out) as { valid: boolean; version: string; errors: unknown };
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+}
+
+/** A schema's JSON types (a union of a type and null counts as both), and its format if any. */
+function shape(schema: Json): { types: string[]; format?: string } {
+  const members: Json[] = schema.anyOf ?? [schema];
+  const types = new Set<string>();
+  let format: string | undefined;
+  for (const m of members) {
+    for (const t of [m.type ?? (m.const === null ? 'null' : 'any')].flat() as string[]) types.add(t);
+    format ??= m.format;
+  }
+  return { types: [...types].sort(), ...(format ? { format } : {}) };
+}
+
+/** Field names, their types, and which are required: what a client of the contract relies on. */
+function fields(schema: Json) {
+  const props = (schema.properties ?? {}) as Record<string, Json>;
+  return {
+    names: Object.keys(props).sort(),
+    required: [...((schema.required ?? []) as string[])].sort(),
+    types: Object.fromEntries(Object.entries(props).map(([k, v]) => [k, shape(v)])),
+    additionalProperties: schema.additionalProperties,
+  };
+}
+
+/**
+ * Same names, same types where the seed states one (`details: {}` and a 422's `message: {}` admit anything).
+ * A request requires exactly what the seed requires; an answer may promise more fields than the seed
+ * requires (we always send `lastUsed`, as null), never fewer.
+ */
+function expectSameFields(ours: Json, seed: Json, kind: 'request' | 'response'): void {
+  const o = fields(ours);
+  const s = fields(seed);
+  expect(o.names).toEqual(s.names);
+  if (kind === 'request') expect(o.required).toEqual(s.required);
+  else expect(o.required).toEqual(expect.arrayContaining(s.required));
+  expect(o.additionalProperties).toEqual(s.additionalProperties);
+  for (const [name, t] of Object.entries(s.types)) {
+    if (t.types.includes('any')) continue;
+    expect({ name, ...o.types[name] }).toEqual({ name, ...t });
+  }
+}
+
+describe('GET /openapi.json', () => {
+  it('is a valid OpenAPI 3.1 document', () => {
+    expect(doc.openapi).toBe('3.1.0');
+    const result = validateOpenApi(doc);
+    expect(result).toMatchObject({ valid: true, version: '3.1' });
+  });
+
+  it('is served by every region without a token, and describes both dialects and the admin API', () => {
+    const paths = Object.keys(doc.paths);
+    for (const p of ['/organizations/sso/saml/provider-credentials/{id}', '/api/v1/sso/config', '/admin/organizations', '/admin/deployment',
+      '/admin/console', '/metrics', '/readyz', '/healthz', '/openapi.json', '/sso/saml/{id}/acs']) {
+      expect(paths).toContain(p);
+    }
+    const create = doc.paths['/organizations/sso/saml/provider-credentials'].post;
+    const headers = (create.parameters as Json[]).map((p) => p.$ref);
+    expect(headers).toEqual(expect.arrayContaining(['#/components/parameters/SlashIdOrgId', '#/components/parameters/Consistency',
+      '#/components/parameters/ConsistencyTimeout', '#/components/parameters/IdempotencyKey']));
+    expect(create.security).toEqual([{ slashIdApiKey: [] }]);
+    expect(doc.paths['/admin/organizations'].post.security).toEqual([{ adminToken: [] }]);
+    expect(doc.paths['/api/v1/sso/config'].get.security).toEqual([{ infisicalToken: [] }]);
+  });
+});
+
+describe('the Infisical part matches the contract (docs/contracts/infisical-create-sso-config.txt)', () => {
+  const ours = () => doc.paths['/api/v1/sso/config'].post;
+
+  it('takes the same request body', () => {
+    const seed = fromOpenApi(seedOperation.requestBody.content['application/json'].schema) as Json;
+    expectSameFields(ours().requestBody.content['application/json'].schema, seed, 'request');
+    expect(ours().requestBody.content['application/json'].schema.properties.authProvider.enum)
+      .toEqual(seed.properties.authProvider.enum);
+  });
+
+  it.each(SEED_STATUSES)('answers %s with the same fields and types', (status) => {
+    const seed = fromOpenApi(seedOperation.responses[status].content['application/json'].schema) as Json;
+    const response = ours().responses[status];
+    expect(response).toBeDefined();
+    expectSameFields(response.content['application/json'].schema, seed, 'response');
+  });
+
+  it('documents the same security scheme: a bearer JWT', () => {
+    expect(doc.components.securitySchemes.infisicalToken).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
+    expect(ours().security).toEqual([{ infisicalToken: [] }]);
+  });
+});
