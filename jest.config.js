@@ -14,6 +14,8 @@ const common = {
   rootDir: __dirname,
   roots: ['<rootDir>/test'],
   transform: { '^.+\\.ts$': 'ts-jest' },
+  // Every answer of the service a test receives is checked against its OpenAPI document.
+  setupFilesAfterEnv: ['<rootDir>/test/support/openapi-setup.ts'],
 };
 
 /** @type {import('jest').Config} */

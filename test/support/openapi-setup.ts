@@ -1,0 +1,50 @@
+/**
+ * Jest setup (every test file): every answer of this service that a test receives through fetch (the
+ * harness's `call`, direct fetch calls, in-process regions calling their peers) is checked against the
+ * OpenAPI document; a mismatch fails the test that received it. The service is told apart from other
+ * servers in the tests (IdP fixtures, simulators) by the X-Request-Id every answer of it carries.
+ */
+import { checkAgainstDocument } from './openapi-check';
+
+const failures: string[] = [];
+const pending = new Set<Promise<void>>();
+const original = globalThis.fetch;
+
+function describeRequest(input: Parameters<typeof fetch>[0], init?: RequestInit): { method: string; path: string } {
+  const url = input instanceof Request ? input.url : String(input);
+  const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+  return { method, path: new URL(url).pathname };
+}
+
+async function inspect(req: { method: string; path: string }, res: Response): Promise<void> {
+  const body = req.method === 'HEAD' ? '' : await res.text();
+  const failure = checkAgainstDocument({ ...req, status: res.status, contentType: res.headers.get('content-type') ?? '', body });
+  if (failure) failures.push(failure);
+}
+
+globalThis.fetch = async (input, init) => {
+  const res = await original(input, init);
+  if (res.headers.has('x-request-id')) {
+    const p = inspect(describeRequest(input, init), res.clone()).catch((err: Error) => {
+      failures.push(`checking an answer failed: ${err.message}`);
+    });
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  }
+  return res;
+};
+
+/** The mismatches found so far (and forgets them): for the test of this check itself. */
+export async function takeFailures(): Promise<string[]> {
+  await Promise.all([...pending]);
+  return failures.splice(0);
+}
+
+async function assertNoFailures(): Promise<void> {
+  const found = await takeFailures();
+  if (found.length === 0) return;
+  throw new Error(`${found.length} answer(s) do not match the OpenAPI document (src/openapi, GET /openapi.json):\n${found.join('\n')}`);
+}
+
+afterEach(assertNoFailures);
+afterAll(assertNoFailures);
