@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox';
-import { ErrorItem } from '../http/slashid-schema';
+import { Envelope, ErrorItem } from '../http/slashid-schema';
 import type { Operation } from '../openapi/operation';
-import { AcsForm, LoginQuery, SsoResult } from './schema';
+import { CREDENTIALS_PATH } from '../provider-credentials/routes';
+import { AcsForm, LoginQuery, SettingsBody, SettingsView, SsoResult } from './schema';
 import { SSO_PATH } from './sp';
 
 const tags = ['SAML single sign-on'];
@@ -41,5 +42,18 @@ export const ssoOperations: Operation[] = [
       400, { status: 401, description: 'The SAML response was refused.' }, { status: 403, description: 'IdP-initiated sign-in, which is not enabled.' }, 404, 409,
       { status: 422, description: 'The assertion carries no usable email address.' }, unavailable,
     ],
+  },
+  {
+    method: 'get', path: `${CREDENTIALS_PATH}/{id}/sso-settings`, tags, auth: 'slashid', dialect: 'slashid',
+    summary: "The credential's single sign-on options",
+    responses: { 200: { description: 'The options (defaults when never set).', schema: Envelope(SettingsView) } },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'patch', path: `${CREDENTIALS_PATH}/{id}/sso-settings`, tags, auth: 'slashid', dialect: 'slashid', headers: ['consistency'],
+    summary: "Change the credential's single sign-on options (replicated)",
+    body: { schema: SettingsBody },
+    responses: { 200: { description: 'The options now.', schema: Envelope(SettingsView), headers: ['X-Change-Id'] } },
+    errors: [400, 401, 403, 404, 408, 409],
   },
 ];

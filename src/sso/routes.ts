@@ -11,7 +11,7 @@ import { parseConsistency, writeWithConsistency } from '../replication/consisten
 import type { Replicator } from '../replication/replicator';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
 import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
-import { putSettings } from './settings';
+import { patchSettings } from './settings';
 import { SSO_PATH } from './sp';
 import { findSettings } from './store';
 
@@ -43,12 +43,12 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator }): Router {
     res.json(envelope(view));
   });
 
-  router.put(settingsPath, slashidAuth(db), jsonBody(), async (req, res) => {
+  router.patch(settingsPath, slashidAuth(db), jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = credentialId(req);
     if (!validateSettingsBody(req.body)) throw badRequest(`Invalid request body: ${describeErrors(validateSettingsBody.errors).join('; ')}.`);
     const body = req.body;
-    const { value } = await writeWithConsistency(repl, consistency, () => putSettings(repl, orgIdOf(res), id, body), (v) => v, (changeId) => res.setHeader('X-Change-Id', changeId));
+    const { value } = await writeWithConsistency(repl, consistency, () => patchSettings(repl, orgIdOf(res), id, body), (v) => v, (changeId) => res.setHeader('X-Change-Id', changeId));
     res.json(envelope(value));
   });
 

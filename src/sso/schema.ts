@@ -30,13 +30,10 @@ export const SsoResult = Type.Object({
 });
 export type SsoResult = Static<typeof SsoResult>;
 
-/** PUT …/sso-settings: the whole set of options. */
-export const SettingsBody = Type.Object(
-  {
-    allow_idp_initiated: Type.Boolean({ description: 'Accept responses that answer no login started here (IdP-initiated sign-in). Default false.' }),
-  },
-  { additionalProperties: false },
-);
+const allowIdpInitiated = Type.Boolean({ description: 'Accept responses that answer no login started here (IdP-initiated sign-in). Default false.' });
+
+/** PATCH …/sso-settings: the options to change. */
+export const SettingsBody = Type.Object({ allow_idp_initiated: Type.Optional(allowIdpInitiated) }, { additionalProperties: false, minProperties: 1 });
 export type SettingsBody = Static<typeof SettingsBody>;
 
 /** A saml_sso_settings row as it travels between regions. */
@@ -48,10 +45,8 @@ export const SettingsRow = Type.Object({
 });
 export type SettingsRow = Static<typeof SettingsRow>;
 
-export interface SettingsView {
-  credential_id: string;
-  allow_idp_initiated: boolean;
-}
+export const SettingsView = Type.Object({ credential_id: Type.String({ format: 'uuid' }), allow_idp_initiated: allowIdpInitiated }, { additionalProperties: false });
+export type SettingsView = Static<typeof SettingsView>;
 
 export const validateLoginQuery = compile(LoginQuery);
 export const validateSettingsBody = compile(SettingsBody);

@@ -8,15 +8,16 @@ import type { Replicator } from '../replication/replicator';
 import type { SettingsBody, SettingsRow, SettingsView } from './schema';
 import { settingsTable } from './store';
 
-export function putSettings(repl: Replicator, orgId: string, credentialId: string, body: SettingsBody) {
+export function patchSettings(repl: Replicator, orgId: string, credentialId: string, body: SettingsBody) {
   return repl.write(async (w): Promise<SettingsView> => {
     const credential = await w.lock(credentialsTable, credentialId);
     if (!credential || credential.deleted_at || credential.org_id !== orgId) throw notFound(`SAML provider credentials ${credentialId} not found.`);
     const current = await w.lock(settingsTable, credentialId);
+    const live = current && !current.deleted_at ? current : null;
     const row: SettingsRow = {
       credential_id: credentialId,
       org_id: orgId,
-      allow_idp_initiated: body.allow_idp_initiated,
+      allow_idp_initiated: body.allow_idp_initiated ?? live?.allow_idp_initiated === true,
       created_at: typeof current?.created_at === 'string' ? current.created_at : new Date().toISOString(),
     };
     await w.put(settingsTable, row);

@@ -262,13 +262,15 @@ describe('IdP-initiated sign-in', () => {
     const read = await call(cluster.url(EU), 'GET', settings(cred), { headers: slashidHeaders(org) });
     expect(read.status).toBe(200);
     expect(read.body.result).toEqual({ credential_id: cred, allow_idp_initiated: false });
-    const anonymous = await call(cluster.url(US), 'PUT', settings(cred), { body: { allow_idp_initiated: true } });
+    const anonymous = await call(cluster.url(US), 'PATCH', settings(cred), { body: { allow_idp_initiated: true } });
     expect(anonymous.status).toBe(401);
     const other = await createOrg(cluster.url(US), 'other');
-    const foreign = await call(cluster.url(US), 'PUT', settings(cred), { body: { allow_idp_initiated: true }, headers: slashidHeaders(other) });
+    const foreign = await call(cluster.url(US), 'PATCH', settings(cred), { body: { allow_idp_initiated: true }, headers: slashidHeaders(other) });
     expect(foreign.status).toBe(404);
-    const bad = await call(cluster.url(US), 'PUT', settings(cred), { body: { allow_idp_initiated: 'yes' }, headers: slashidHeaders(org) });
-    expect(bad.status).toBe(400);
+    for (const body of [{ allow_idp_initiated: 'yes' }, {}]) {
+      const bad = await call(cluster.url(US), 'PATCH', settings(cred), { body, headers: slashidHeaders(org) });
+      expect(bad.status).toBe(400);
+    }
   });
 
   test('once enabled, a response answering no request signs in, once; the IdP\'s RelayState is returned', async () => {
@@ -276,12 +278,12 @@ describe('IdP-initiated sign-in', () => {
     const id = await createCredential('idp-initiated.xml');
     const spec = await answer(EU, id, { inResponseTo: null });
     expect(await refusal(EU, id, signedResponse(spec, A), 403)).toMatch(/IdP-initiated/);
-    const put = await call(cluster.url(US), 'PUT', settings(id), {
+    const patched = await call(cluster.url(US), 'PATCH', settings(id), {
       body: { allow_idp_initiated: true },
       headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
     });
-    expect(put.status).toBe(200);
-    expect(put.body.result).toEqual({ credential_id: id, allow_idp_initiated: true });
+    expect(patched.status).toBe(200);
+    expect(patched.body.result).toEqual({ credential_id: id, allow_idp_initiated: true });
     const xml = signedResponse(spec, A);
     const first = await acs(EU, id, xml);
     expect(first.status).toBe(200);
