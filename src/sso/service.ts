@@ -7,7 +7,7 @@ import jwt from 'jsonwebtoken';
 import type { Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError, notFound } from '../http/errors';
-import { TOKEN_ISSUER } from '../infisical/access-tokens';
+import { signingKeyId, TOKEN_ISSUER } from '../infisical/access-tokens';
 import type { StoredMetadata } from '../provider-credentials/metadata';
 import { findMetadata } from '../provider-credentials/store';
 import type { Redis } from '../redis';
@@ -123,7 +123,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   return { result, token: issueSsoToken(config.tokenSigningSecret, result) };
 }
 
-/** A short-lived HS256 JWT for the org and user, signed like the Infisical access tokens (same secret and issuer, its own audience). */
+/** A short-lived HS256 JWT for the org and user, signed like the Infisical access tokens (same secret, kid and issuer; its own audience). */
 export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): string {
   const iat = Math.floor(now / 1000);
   const claims = {
@@ -137,5 +137,5 @@ export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): s
     iat,
     exp: iat + SSO_TOKEN_LIFETIME_SECONDS,
   };
-  return jwt.sign(claims, secret, { algorithm: 'HS256' });
+  return jwt.sign(claims, secret, { algorithm: 'HS256', keyid: signingKeyId(secret) });
 }

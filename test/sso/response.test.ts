@@ -2,6 +2,7 @@
  * The SAML Response validator on its own (no region): signature placement and wrapping, the one answer
  * before the signature verifies, and the email rules.
  */
+import { SignedXml } from 'xml-crypto';
 import { emailOf, validateResponse, type Expectations } from '../../src/sso/response';
 import { assertionXml, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec } from './support/idp-simulator';
 
@@ -71,6 +72,16 @@ test('every failure before the signature verifies gets the same answer', () => {
   ]);
   expect(answers.size).toBe(1);
   expect([...answers][0]).toMatch(NOT_SIGNED);
+});
+
+test('an HMAC "signature" keyed with the public certificate is refused (key confusion)', () => {
+  const s = spec();
+  const id = newId('a');
+  const sig = new SignedXml({ privateKey: A.cert, signatureAlgorithm: 'http://www.w3.org/2000/09/xmldsig#hmac-sha1', canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#' });
+  sig.enableHMAC();
+  sig.addReference({ xpath: `//*[@ID='${id}']`, transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'], digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256' });
+  sig.computeSignature(assertionXml(s, id), { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
+  expect(message(() => validateResponse(responseXml(s, sig.getSignedXml()), exp()))).toMatch(NOT_SIGNED);
 });
 
 test('an IdP status other than Success is refused with the status named', () => {

@@ -4,7 +4,7 @@
  * sign-in also uses a credential created in another region.
  */
 import jwt from 'jsonwebtoken';
-import { verifyAccessToken } from '../../src/infisical/access-tokens';
+import { signingKeyId, verifyAccessToken } from '../../src/infisical/access-tokens';
 import { call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { TEST_SIGNING_SECRET } from '../support/env';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
@@ -154,6 +154,7 @@ describe('signing in', () => {
     const claims = jwt.verify(res.body.token ?? '', TEST_SIGNING_SECRET, { algorithms: ['HS256'], audience: 'saml-sso', issuer: 'saml-credential-service' }) as jwt.JwtPayload;
     expect(claims).toMatchObject({ sub: 'alice@example.com', org_id: org.id, credential_id: cred, name_id: 'u-123' });
     expect((claims.exp ?? 0) - (claims.iat ?? 0)).toBeLessThanOrEqual(300);
+    expect(jwt.decode(res.body.token ?? '', { complete: true })?.header.kid).toBe(signingKeyId(TEST_SIGNING_SECRET));
     // Not an access token of the Infisical API.
     expect(() => verifyAccessToken(TEST_SIGNING_SECRET, res.body.token ?? '')).toThrow();
   });
