@@ -3,10 +3,15 @@
  * its metadata, the credential is created in us-iowa, and logins run mostly in europe-belgium, so every
  * sign-in also uses a credential created in another region.
  */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import jwt from 'jsonwebtoken';
 import { signingKeyId, verifyAccessToken } from '../../src/infisical/access-tokens';
 import { call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
-import { TEST_SIGNING_SECRET } from '../support/env';
+import { PROJECT_ROOT } from '../../src/paths';
+import { freePorts, TEST_SIGNING_SECRET } from '../support/env';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import {
   assertionXml,
@@ -36,6 +41,9 @@ let cluster: Cluster;
 let idp: IdpServer;
 let org: { id: string; api_key: string };
 let cred: string;
+/** npm run idp:simulator, for the README's curl sign-in. */
+let simulator: ChildProcess;
+let simulatorHost: string;
 
 async function createCredential(doc: string, body: Record<string, unknown> = {}): Promise<string> {
   const res = await call(cluster.url(US), 'POST', PATH, {
@@ -81,11 +89,14 @@ const NOT_SIGNED = /not signed by the identity provider of this credential/;
 beforeAll(async () => {
   idp = await startIdpServer();
   idp.set('idp.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
-  cluster = await startCluster('sso', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 1, samlClockSkewSeconds: 30 } });
+  simulatorHost = `127.0.0.1:${(await freePorts(1))[0]}`;
+  simulator = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'idp-simulator.js')], { env: { ...process.env, PORT: simulatorHost.split(':')[1] }, stdio: 'ignore' });
+  cluster = await startCluster('sso', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort, simulatorHost], metadataRefreshIntervalSeconds: 1, samlClockSkewSeconds: 30 } });
   org = await createOrg(cluster.url(US), 'sso');
   cred = await createCredential('idp.xml');
 }, 120_000);
 afterAll(async () => {
+  simulator?.kill();
   await cluster?.stop();
   await idp?.close();
 });
@@ -307,5 +318,25 @@ describe('certificate rotation', () => {
     expect(refreshed).toBe(true);
     expect(await refusal(EU, id, signedResponse(await answer(EU, id), A), 401)).toMatch(NOT_SIGNED);
     expect((await acs(EU, id, signedResponse(await answer(EU, id), B))).status).toBe(200);
+  });
+});
+
+describe('README', () => {
+  test("the curl sign-in with the IdP simulator runs as written and prints what it says", async () => {
+    const readme = fs.readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const block = /```sh\n(SIM=\$\{SIM:-[\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    expect(block).toContain('/acs');
+    const prelude = `H=(-H "SlashID-OrgID: ${org.id}" -H "SlashID-API-Key: ${org.api_key}")\nset -e\n`;
+    const { stdout } = await promisify(execFile)('bash', ['-c', prelude + block], {
+      env: { ...process.env, US: cluster.url(US), EU: cluster.url(EU), SIM: `http://${simulatorHost}` },
+      timeout: 30_000,
+    });
+    const expected = block.split('\n').filter((l) => l.startsWith('# ') && !l.startsWith('# Start') && !l.startsWith('# The same')).map((l) => l.slice(2));
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(expected.length);
+    expected.forEach((want, i) => {
+      const pattern = want.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace('…', '[^"]+').replace('http://127\\.0\\.0\\.1:8082', cluster.url(EU).replace(/\./g, '\\.'));
+      expect(lines[i]).toMatch(new RegExp(`^${pattern}$`));
+    });
   });
 });
