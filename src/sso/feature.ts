@@ -7,6 +7,6 @@ import { settingsTable } from './store';
 export const ssoFeature: Feature = {
   name: 'saml-sso',
   tables: [settingsTable],
-  routes: ({ db, redis, config, repl }) => ssoRoutes({ db, redis, config, repl }),
+  routes: ({ db, redis, config, repl, log }) => ssoRoutes({ db, redis, config, repl, log }),
   operations: ssoOperations,
 };

@@ -1,13 +1,14 @@
 import express, { Router, type Request, type Response } from 'express';
 import { jsonBody } from '../http/body';
-import { badRequest, notFound } from '../http/errors';
-import { startedAt } from '../http/request-id';
+import { AppError, badRequest, notFound } from '../http/errors';
+import { getRequestId, startedAt } from '../http/request-id';
 import { envelope } from '../http/slashid';
 import { describeErrors, isUuid } from '../http/validate';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { CREDENTIALS_PATH } from '../provider-credentials/routes';
 import { findCredential } from '../provider-credentials/store';
 import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
 import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
@@ -30,7 +31,7 @@ const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
  * The SAML SP endpoints (browsers and IdPs call them, so they take no API key), and the credential's SSO
  * settings (the organization's, behind its API key, in the SlashID dialect).
  */
-export function ssoRoutes(deps: SsoDeps & { repl: Replicator }): Router {
+export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Router {
   const router = Router();
   const { db, repl } = deps;
   const settingsPath = `${CREDENTIALS_PATH}/:id/sso-settings`;
@@ -79,7 +80,14 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator }): Router {
     if (!validateAcsForm(req.body)) {
       throw badRequest(`Invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState).`);
     }
-    const { result, token } = await consumeResponse(deps, id, req.body.SAMLResponse, req.body.RelayState ?? null);
+    // Every outcome is logged: the refusal's reason reaches the browser, and operators need it too.
+    const audit = { requestId: getRequestId(res), credentialId: id };
+    const signIn = await consumeResponse(deps, id, req.body.SAMLResponse, req.body.RelayState ?? null).catch((err: unknown) => {
+      if (err instanceof AppError) deps.log.info({ ...audit, status: err.status, reason: err.message }, 'saml sign-in refused');
+      throw err;
+    });
+    const { result, token } = signIn;
+    deps.log.info({ ...audit, orgId: result.org_id, nameId: result.name_id }, 'saml sign-in');
     noStore(res);
     res.json({ meta: {}, errors: [], result, token });
   });

@@ -91,7 +91,7 @@ beforeAll(async () => {
   idp.set('idp.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
   simulatorHost = `127.0.0.1:${(await freePorts(1))[0]}`;
   simulator = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'idp-simulator.js')], { env: { ...process.env, PORT: simulatorHost.split(':')[1] }, stdio: 'ignore' });
-  cluster = await startCluster('sso', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort, simulatorHost], metadataRefreshIntervalSeconds: 1, samlClockSkewSeconds: 30 } });
+  cluster = await startCluster('sso', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort, simulatorHost], metadataRefreshIntervalSeconds: 1, samlClockSkewSeconds: 30 }, env: { LOG_LEVEL: 'info' } });
   org = await createOrg(cluster.url(US), 'sso');
   cred = await createCredential('idp.xml');
 }, 120_000);
@@ -184,8 +184,10 @@ describe('signing in', () => {
 });
 
 describe('refusals', () => {
-  test('a signature by a certificate the IdP metadata does not list', async () => {
+  test('a signature by a certificate the IdP metadata does not list (and the refusal is logged with its reason)', async () => {
     expect(await refusal(EU, cred, signedResponse(await answer(EU, cred), STRANGER), 401)).toMatch(NOT_SIGNED);
+    const logged = () => cluster.logs(EU).some((l) => l.includes('saml sign-in refused') && l.includes(cred) && NOT_SIGNED.test(l));
+    expect(await eventually(async () => logged(), 5000)).toBe(true);
   });
 
   test('an assertion changed after signing', async () => {
