@@ -1,10 +1,13 @@
 import express, { type Express, type Router } from 'express';
 import type { Feature, FeatureDeps } from './feature';
 import { adminAuth } from './http/admin-auth';
+import { withAdmissionBlock, type Admission } from './http/admission';
 import { notFound } from './http/errors';
 import { requestId } from './http/request-id';
 import { refuseUnstorableInput } from './http/storable-text';
 import { slashidErrors } from './http/slashid';
+import { infisicalErrors } from './infisical/errors';
+import { API_PREFIX } from './infisical/routes';
 import type { Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
 import { requestLog } from './observability/request-log';
@@ -18,6 +21,8 @@ export interface AppDeps extends FeatureDeps {
   /** Readiness for /readyz: the database answers and is migrated. */
   readiness: () => Promise<ReadinessReport>;
   metrics: Metrics;
+  /** Gates the API routes (src/http/admission.ts); health, metrics and admin routes pass no gate. */
+  admission?: Admission;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -43,9 +48,15 @@ export function createApp(deps: AppDeps): Express {
   // Admin answers carry secrets (API keys, access tokens): no cache may keep them.
   admin.use('/admin', noStore, refuseUnstorableInput(), adminAuth(deps.config.adminToken));
   for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(deps));
+  if (deps.admission) admin.get('/admin/replication', withAdmissionBlock(deps.admission));
   for (const r of deps.extraAdminRoutes) admin.use(r);
   app.use(admin);
 
+  if (deps.admission) {
+    // A refusal leaves in the envelope of the API it was sent to: Infisical's under its prefix, else SlashID's.
+    app.use(API_PREFIX, deps.admission.middleware, infisicalErrors(deps.log));
+    app.use(deps.admission.middleware);
+  }
   for (const f of deps.features) if (f.routes) app.use(f.routes(deps));
 
   app.use(() => {

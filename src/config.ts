@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import Ajv from 'ajv';
+import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
 
 const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 
@@ -21,6 +22,23 @@ export const RegionSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** One admission gate (src/http/admission.ts); fields left out take the defaults there. */
+const GateSchema = Type.Object(
+  {
+    /** Requests in their database phase at once. */
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Requests waiting for a slot; beyond it they are answered 503 at once. */
+    queue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+    /** Longest wait for a slot (ms); then 503. */
+    queueWaitMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 120_000 })),
+  },
+  { additionalProperties: false },
+);
+
+/** The database pool's size (src/db/client.ts); the gates together must leave some of it to admin and replication. */
+export const DB_POOL_SIZE = 10;
+export const ADMISSION_RESERVED_CONNECTIONS = 2;
 
 export const ConfigFileSchema = Type.Object(
   {
@@ -39,6 +57,18 @@ export const ConfigFileSchema = Type.Object(
     streamMaxLength: Type.Optional(Type.Integer({ minimum: 100 })),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */
     ackTtlSeconds: Type.Optional(Type.Integer({ minimum: 60 })),
+    /** Admission control of the API routes: bounds of requests in flight and queued, per kind (README, Configuration). */
+    admission: Type.Optional(
+      Type.Object(
+        {
+          writes: Type.Optional(GateSchema),
+          reads: Type.Optional(GateSchema),
+          /** Retry-After of a 503 (seconds). */
+          retryAfterSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -86,6 +116,14 @@ export function readConfigFile(configPath: string): ConfigFile {
   for (const [i, r] of raw.regions.entries()) {
     if (ids.has(r.id)) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.id: duplicate region id '${r.id}'`);
     ids.add(r.id);
+  }
+  const a = raw.admission;
+  const slots = (a?.writes?.concurrency ?? DEFAULT_ADMISSION.writes.concurrency) + (a?.reads?.concurrency ?? DEFAULT_ADMISSION.reads.concurrency);
+  if (slots > DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS) {
+    throw new ConfigError(
+      `invalid config file ${configPath}: admission: writes.concurrency + reads.concurrency is ${slots}; it must be at most ` +
+        `${DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS} (the database pool's ${DB_POOL_SIZE} connections less ${ADMISSION_RESERVED_CONNECTIONS} kept for admin routes and replication)`,
+    );
   }
   return raw;
 }
@@ -153,6 +191,16 @@ function validTime(v: string | undefined): string | null {
   if (!v) return null;
   if (Number.isNaN(Date.parse(v))) throw new ConfigError(`METADATA_VALIDATION_TIME must be an ISO date-time, got '${v}'`);
   return new Date(v).toISOString();
+}
+
+/** The admission limits of a configuration: its `admission` fields over the defaults. */
+export function admissionLimits(config: Pick<ConfigFile, 'admission'>): AdmissionLimits {
+  const a = config.admission;
+  return {
+    writes: { ...DEFAULT_ADMISSION.writes, ...a?.writes },
+    reads: { ...DEFAULT_ADMISSION.reads, ...a?.reads },
+    retryAfterSeconds: a?.retryAfterSeconds ?? DEFAULT_ADMISSION.retryAfterSeconds,
+  };
 }
 
 export function regionIds(config: Pick<Config, 'regions'>): string[] {

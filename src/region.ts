@@ -6,12 +6,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
-import type { Config } from './config';
+import { admissionLimits, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
 import type { Feature } from './feature';
 import { FEATURES } from './features';
+import { createAdmission } from './http/admission';
 import { createLogger, type Logger } from './logger';
+import { registerAdmissionMetrics } from './observability/admission-metrics';
 import { createMetrics } from './observability/metrics';
 import { createReadiness } from './observability/readiness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
@@ -43,6 +45,9 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const metrics = createMetrics({ region: config.region.id });
   registerReplicationMetrics(metrics.registry, { db, regions: config.regions.map((r) => r.id), ...replication });
   for (const f of features) f.metrics?.(deps, metrics.registry);
+  // Bounds the API's use of the database pool; overload is answered 503 at the door (src/http/admission.ts).
+  const admission = createAdmission(admissionLimits(config));
+  registerAdmissionMetrics(metrics.registry, admission);
   const app = createApp({
     ...deps,
     features,
@@ -50,6 +55,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     health: async () => ({ redis: replication.redis.status }),
     readiness: createReadiness({ db, log, redisStatus: () => replication.redis.status }),
     metrics,
+    admission,
   });
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
@@ -89,7 +95,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       log.info('stopped');
     })());
 
-  return { server, url, port, db, replication, log, stop };
+  return { server, url, port, db, replication, admission, log, stop };
 }
 
 export type RunningRegion = Awaited<ReturnType<typeof startRegion>>;

@@ -8,7 +8,7 @@ export class AppError extends Error {
     readonly code: string,
     message: string,
     /** Dialect-specific extras, e.g. the resource of a 408 or validation details. */
-    readonly extra: { result?: unknown; details?: unknown } = {},
+    readonly extra: { result?: unknown; details?: unknown; retryAfterSeconds?: number } = {},
   ) {
     super(message);
   }
@@ -43,6 +43,11 @@ export function asAppError(err: unknown): AppError | null {
       return badRequest('The request was aborted by the client.');
     default:
       break;
+  }
+  // The pool had no connection for an interactive transaction within its maxWait (Prisma P2028). Admission
+  // control (admission.ts) keeps the pool from running dry; should it happen anyway, it is overload: a 503.
+  if ((err as { code?: unknown })?.code === 'P2028' || /Unable to start a transaction in the given time/.test(String((err as Error)?.message))) {
+    return new AppError(503, 'overloaded', 'This region is at capacity (no database connection freed up in time); nothing was done. Retry shortly.', { retryAfterSeconds: 2 });
   }
   // The router's decoding of a path parameter with a malformed %-escape.
   if (err instanceof URIError) return badRequest('The URL contains a malformed %-escape.');

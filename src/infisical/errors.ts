@@ -35,6 +35,7 @@ const ERROR_NAMES: Record<number, string> = {
   409: 'Conflict',
   422: 'ValidationFailure',
   500: 'InternalServerError',
+  503: 'ServiceUnavailable',
 };
 
 export function validationFailure(issues: ValidationIssue[]): AppError {
@@ -98,11 +99,14 @@ export function infisicalErrors(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const reqId = getRequestId(res);
     const known = asAppError(err);
-    if (!known || known.status >= 500) {
+    // A 503 (overload, see src/http/admission.ts) is an answer, not a failure: no stack in the log.
+    const answer = known && (known.status < 500 || known.status === 503) ? known : null;
+    if (!answer) {
       log.error({ err, requestId: reqId, method: req.method, path: req.originalUrl }, 'unhandled error');
     }
     if (res.headersSent) return;
-    const e = known && known.status < 500 ? known : new AppError(500, 'internal', 'Something went wrong');
+    const e = answer ?? new AppError(500, 'internal', 'Something went wrong');
+    if (e.extra.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(e.extra.retryAfterSeconds));
     res.status(e.status).json(renderError(e, reqId));
   };
 }

@@ -32,6 +32,8 @@ const HEADERS = {
   Location: { description: 'Where to go next', schema: { type: 'string' } },
 };
 
+const RETRY_AFTER = { description: 'Seconds to wait before retrying', schema: { type: 'string', pattern: '^[0-9]+$' } };
+
 const PARAMETERS: Record<string, Json> = {
   SlashIdOrgId: {
     name: 'SlashID-OrgID', in: 'header', required: true,
@@ -98,13 +100,15 @@ function operationObject(op: Operation): Json {
 
   const responses: Json = {};
   for (const [status, spec] of Object.entries(op.responses)) responses[status] = responseObject(spec);
-  const errors: ErrorSpec[] = [...(op.errors ?? []), 500];
+  // An API operation passes admission control (src/http/admission.ts): beyond its bounds it answers 503.
+  const gated = op.auth === 'slashid' || op.auth === 'infisical';
+  const errors: ErrorSpec[] = [...(op.errors ?? []), 500, ...(gated ? [503] : [])];
   for (const e of errors) {
     const { status, description, result } = typeof e === 'number' ? { status: e, description: undefined, result: undefined } : e;
     if (responses[String(status)]) continue;
     responses[String(status)] = {
       description: description ?? ERROR_TEXT[status] ?? 'Error',
-      headers: { 'X-Request-Id': HEADERS['X-Request-Id'] },
+      headers: status === 503 ? { 'X-Request-Id': HEADERS['X-Request-Id'], 'Retry-After': RETRY_AFTER } : { 'X-Request-Id': HEADERS['X-Request-Id'] },
       content: { 'application/json': { schema: errorSchema(op, status, result) } },
     };
   }

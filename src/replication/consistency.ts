@@ -4,6 +4,7 @@
  * is still running goes on, and a committed change keeps replicating.
  */
 import type { Request } from 'express';
+import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest } from '../http/errors';
 import type { Replicator } from './replicator';
 import type { ChangeEvent } from './tables';
@@ -100,6 +101,7 @@ export async function awaitChange(
   const { changeId, storedAt } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined };
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
+  leaveAdmission(); // waiting for other regions holds no database connection: give the slot back
   const waited = await repl.waitForAllRegions(changeId, c.deadline, []);
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
@@ -148,6 +150,9 @@ export async function writeWithConsistency<T>(
   const changeId = committed.event?.changeId ?? null;
   if (changeId) onChangeId(changeId);
   if (c.level === 'local_region' || !changeId) return { value: committed.value, changeId };
+  // Committed: the transaction's connection is back in the pool and waiting for other regions needs none
+  // (the tracker waits on Redis acks), so the request gives its admission slot back too.
+  leaveAdmission();
   const waited = await repl.waitForAllRegions(changeId, c.deadline);
   if (waited.complete) return { value: committed.value, changeId };
   // A lost write answers 409 without `result`: nothing of it is kept.

@@ -1,5 +1,6 @@
 /** Schemas of the replication module's answers (admin status, one change's progress, digests), for the OpenAPI document. */
 import { Type, type TSchema } from '@sinclair/typebox';
+import { AdmissionStatus } from '../http/admission-schema';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Time = Type.String({ format: 'date-time' });
@@ -106,6 +107,7 @@ export const ReplicationStatus = Type.Object(
       strict,
     ),
     waiting_requests: Count,
+    admission: Type.Optional(AdmissionStatus),
   },
   strict,
 );

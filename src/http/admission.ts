@@ -1,0 +1,212 @@
+/**
+ * Admission control: a bounded number of API requests in their database phase, and a bounded queue in
+ * front of them. Beyond the bounds a request is answered 503 with Retry-After at once, in its dialect's
+ * envelope, instead of queueing without end inside the database pool (where the interactive transaction's
+ * maxWait ran out as a 500). Writes and reads have a gate each, sized together below the pool so that the
+ * admin and health routes, which pass no gate, and background replication always find a connection.
+ *
+ * A request holds its slot from arrival until it leaves the database phase: when it answers, or when a
+ * replicated write has committed and only waits for other regions (`leaveAdmission()`, called by
+ * consistency.ts). A waiter therefore costs a pending promise and its socket, never a slot or a connection.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { RequestHandler } from 'express';
+import { AppError } from './errors';
+
+export interface GateLimits {
+  /** Requests in their database phase at once. */
+  concurrency: number;
+  /** Requests waiting for a slot; one more is refused at once. */
+  queue: number;
+  /** Longest wait for a slot; a request still queued then is refused. */
+  queueWaitMs: number;
+}
+
+export interface AdmissionLimits {
+  writes: GateLimits;
+  reads: GateLimits;
+  /** Retry-After of a refusal (seconds). */
+  retryAfterSeconds: number;
+}
+
+/** The database pool (src/db/client.ts) has 10 connections; the gates take 8, the rest is headroom. */
+export const DEFAULT_ADMISSION: AdmissionLimits = {
+  writes: { concurrency: 5, queue: 2000, queueWaitMs: 10_000 },
+  reads: { concurrency: 3, queue: 1000, queueWaitMs: 5_000 },
+  retryAfterSeconds: 2,
+};
+
+export type RefusalReason = 'queue_full' | 'queue_timeout';
+
+interface Queued {
+  grant: (release: () => void) => void;
+  timer: NodeJS.Timeout;
+  done: boolean;
+}
+
+/** A counting semaphore with a bounded FIFO queue and a bounded wait. */
+export class Gate {
+  private active = 0;
+  private readonly waiting: Queued[] = [];
+  private head = 0;
+  private queuedCount = 0;
+  admitted = 0;
+  readonly refused: Record<RefusalReason, number> = { queue_full: 0, queue_timeout: 0 };
+  peakQueued = 0;
+
+  constructor(
+    readonly name: 'writes' | 'reads',
+    readonly limits: GateLimits,
+  ) {}
+
+  get inFlight(): number {
+    return this.active;
+  }
+
+  get queued(): number {
+    return this.queuedCount;
+  }
+
+  /**
+   * Resolves with the slot's release function (idempotent), or rejects with the refusal reason. `cancel`
+   * registers what to do when the caller gives up first (the client went away): leave the queue.
+   */
+  acquire(onCancel?: (cancel: () => void) => void): Promise<() => void> {
+    if (this.active < this.limits.concurrency && this.queuedCount === 0) return Promise.resolve(this.grant());
+    if (this.queuedCount >= this.limits.queue) {
+      this.refused.queue_full++;
+      return Promise.reject(new Refused('queue_full'));
+    }
+    return new Promise((resolve, reject) => {
+      const entry: Queued = {
+        grant: resolve,
+        done: false,
+        timer: setTimeout(() => {
+          this.drop(entry);
+          this.refused.queue_timeout++;
+          reject(new Refused('queue_timeout'));
+        }, this.limits.queueWaitMs),
+      };
+      this.waiting.push(entry);
+      this.queuedCount++;
+      this.peakQueued = Math.max(this.peakQueued, this.queuedCount);
+      onCancel?.(() => this.drop(entry));
+    });
+  }
+
+  status() {
+    return {
+      in_flight: this.active,
+      queued: this.queuedCount,
+      peak_queued: this.peakQueued,
+      admitted: this.admitted,
+      refused: { ...this.refused },
+      limits: { concurrency: this.limits.concurrency, queue: this.limits.queue, queue_wait_ms: this.limits.queueWaitMs },
+    };
+  }
+
+  private grant(): () => void {
+    this.active++;
+    this.admitted++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      this.next();
+    };
+  }
+
+  private drop(entry: Queued): void {
+    if (entry.done) return;
+    entry.done = true;
+    clearTimeout(entry.timer);
+    this.queuedCount--;
+  }
+
+  private next(): void {
+    while (this.active < this.limits.concurrency && this.head < this.waiting.length) {
+      const entry = this.waiting[this.head++] as Queued;
+      if (entry.done) continue;
+      this.drop(entry);
+      entry.grant(this.grant());
+    }
+    // Compact the array now and then instead of shifting it on every grant.
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+}
+
+class Refused extends Error {
+  constructor(readonly reason: RefusalReason) {
+    super(reason);
+  }
+}
+
+export interface Admission {
+  gates: { writes: Gate; reads: Gate };
+  limits: AdmissionLimits;
+  /** Gates an API request (mount in front of the API routes, followed by the dialect's error renderer). */
+  middleware: RequestHandler;
+  /** The `admission` block of /admin/replication. */
+  status(): Record<string, unknown>;
+}
+
+const slot = new AsyncLocalStorage<{ release: () => void }>();
+
+/**
+ * Gives the current request's slot back (no-op outside a gated request). A replicated write calls it once
+ * committed: what is left is waiting for other regions, which needs no database connection.
+ */
+export function leaveAdmission(): void {
+  slot.getStore()?.release();
+}
+
+export function overloaded(gate: string, reason: RefusalReason, retryAfterSeconds: number): AppError {
+  const why = reason === 'queue_full' ? 'its queue is full' : 'no slot freed up in time';
+  return new AppError(503, 'overloaded', `This region is at capacity for ${gate} (${why}); nothing was done. Retry in ${retryAfterSeconds} s.`, {
+    retryAfterSeconds,
+  });
+}
+
+export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION): Admission {
+  const gates = { writes: new Gate('writes', limits.writes), reads: new Gate('reads', limits.reads) };
+  const middleware: RequestHandler = (req, res, next) => {
+    // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
+    if (res.locals.admission) return next();
+    res.locals.admission = true;
+    const gate = req.method === 'GET' || req.method === 'HEAD' ? gates.reads : gates.writes;
+    gate
+      .acquire((cancel) => res.once('close', cancel))
+      .then(
+        (release) => {
+          res.once('close', release);
+          slot.run({ release }, next);
+        },
+        (err: unknown) => {
+          if (!(err instanceof Refused)) return next(err);
+          next(overloaded(gate.name, err.reason, limits.retryAfterSeconds));
+        },
+      );
+  };
+  return {
+    gates,
+    limits,
+    middleware,
+    status: () => ({ writes: gates.writes.status(), reads: gates.reads.status(), retry_after_seconds: limits.retryAfterSeconds }),
+  };
+}
+
+/**
+ * Adds the `admission` block to an admin status answer (GET /admin/replication) without that route
+ * having to know about admission: mounted in front of it, it extends the JSON object the route sends.
+ */
+export function withAdmissionBlock(admission: Pick<Admission, 'status'>): RequestHandler {
+  return (_req, res, next) => {
+    const json = res.json.bind(res);
+    res.json = (body: unknown) => json(body !== null && typeof body === 'object' && !Array.isArray(body) ? { ...body, admission: admission.status() } : body);
+    next();
+  };
+}
