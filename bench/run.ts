@@ -2,7 +2,8 @@
  * `npm run bench`: latency of local_region vs all_regions creates on three local regions (separate
  * processes, own databases, one Redis), plus throughput under concurrency. Prints a table and JSON.
  * Options: --n <creates per level> (default 500), --concurrency <clients> (default 16), --seconds <s> (default 5).
- * `npm run bench -- stall` measures instead the event-loop stall of parsing the largest metadata documents.
+ * `npm run bench -- stall` measures instead the event-loop stall of parsing the largest metadata documents;
+ * `npm run bench -- overload` the answers, memory and admin latency of a flood of all_regions writes.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -14,6 +15,7 @@ import { RegionProcess } from '../src/cluster/region-process';
 import type { ConfigFile } from '../src/config';
 import { dropDatabase } from '../src/db/migrate';
 import { PROJECT_ROOT } from '../src/paths';
+import { runOverloadBench } from './overload';
 import { runStallBench } from './stall';
 
 const arg = (name: string, def: number) => {
@@ -126,7 +128,9 @@ async function main(): Promise<void> {
 }
 
 // `npm run bench -- stall`: the event-loop stall of parsing the largest metadata documents (bench/stall.ts).
-(process.argv.includes('stall') ? runStallBench(process.argv) : main()).catch((err: Error) => {
+// `npm run bench -- overload`: issue 16's overload scenario (bench/overload.ts).
+const bench = process.argv.includes('stall') ? runStallBench(process.argv) : process.argv.includes('overload') ? runOverloadBench(process.argv) : main();
+bench.catch((err: Error) => {
   process.stderr.write(`bench failed: ${err.message}\n`);
   process.exit(1);
 });
