@@ -10,7 +10,8 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { PROJECT_ROOT } from '../paths';
 
-export const MIGRATIONS_DIR = path.join(PROJECT_ROOT, 'prisma', 'migrations');
+/** prisma/migrations, or the directory MIGRATIONS_DIR names (tests run two schema versions side by side with it). */
+export const MIGRATIONS_DIR = process.env.MIGRATIONS_DIR || path.join(PROJECT_ROOT, 'prisma', 'migrations');
 
 const CREATE_MIGRATIONS_TABLE = `
 CREATE TABLE IF NOT EXISTS "_prisma_migrations" (

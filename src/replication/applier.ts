@@ -13,7 +13,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
-import type { RowStore } from './row-store';
+import { isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroups, eventField, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
 import type { AckOutcome, Tracker } from './tracker';
@@ -158,6 +158,15 @@ export class Applier {
       if (why) unfit.push({ p, ...why });
       else parsed.push(p);
     }
+    // A column this process does not know may be one its own database gained since it loaded the columns
+    // (a migration by a newer process of this region): look again before holding the event.
+    if (unfit.some((u) => u.reason === 'schema-ahead') && (await this.d.store.reloadIfStale())) {
+      for (const u of unfit.splice(0)) {
+        const why = this.unfit(u.p.event);
+        if (why) unfit.push({ p: u.p, ...why });
+        else parsed.push(u.p);
+      }
+    }
     if (poison.length) {
       log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
       await this.deadLetter(poison);
@@ -200,6 +209,12 @@ export class Applier {
     const unknown = [...new Set(event.ops.map((op) => op.table).filter((t) => !this.d.store.has(t)))];
     // A table this version does not know (a rolling upgrade): parked until this region is upgraded.
     if (unknown.length) return { reason: 'unknown-table', error: `table(s) not replicated by this version: ${unknown.join(', ')}` };
+    // Columns of a newer schema: held until this region is upgraded, never applied partially.
+    const newer = this.schemaAhead(event);
+    if (newer) {
+      const cols = Object.entries(newer).map(([t, c]) => `${t}(${c.join(', ')})`).join(', ');
+      return { reason: 'schema-ahead', error: `event of schema ${event.schema ?? '(unknown)'} carries column(s) this region's schema ${this.d.store.schema || '(none)'} lacks: ${cols}` };
+    }
     // A version too far ahead of this region's clock (its origin's clock runs ahead): neither applied nor
     // observed, or it would drag this clock along and win every conflict. Parked until the clocks agree.
     const { clock } = this.d;
@@ -208,6 +223,25 @@ export class Applier {
       return { reason: 'clock-skew', error: `version ${ahead.version} is ${clock.aheadBy(ahead.version)} ms ahead of this region's clock (maxClockSkewMs ${clock.maxSkewMs})` };
     }
     return null;
+  }
+
+  /**
+   * Per table, the columns the event's rows carry that this region's tables lack, when they are a newer
+   * schema's; null when there are none. Columns of an origin whose schema is older than ours are columns
+   * this region dropped (contract step): ignored, and the rest applies. Without a schema (an event of an
+   * older version) or with an equal one, extra columns are held too: never silently discarded.
+   */
+  private schemaAhead(event: ChangeEvent): Record<string, string[]> | null {
+    const { store } = this.d;
+    if (event.schema !== undefined && event.schema < store.schema) return null;
+    let out: Record<string, string[]> | null = null;
+    for (const op of event.ops) {
+      const extra = store.extraColumns(op.table, op.row);
+      if (extra.length === 0) continue;
+      out ??= {};
+      out[op.table] = [...new Set([...(out[op.table] ?? []), ...extra])].sort();
+    }
+    return out;
   }
 
   private async databaseUp(): Promise<boolean> {
@@ -230,6 +264,8 @@ export class Applier {
    * now apply leave the parked list and are acked as applied; the others stay, with their latest error.
    */
   async retryParked(): Promise<{ applied: number; parked: number }> {
+    // After an upgrade (a migration by this or another process): events held for a newer schema may fit now.
+    await this.d.store.reload();
     let after: { parkedAt: Date; changeId: string } | null = null;
     let applied = 0;
     let parked = 0;
@@ -262,10 +298,42 @@ export class Applier {
   }
 
   private async apply(batch: Parsed[]): Promise<void> {
+    try {
+      await this.applyOnce(batch);
+    } catch (err) {
+      // A migration changed a table under the cached statements: reload the column lists, try once more.
+      if (!isSchemaChange(err)) throw err;
+      this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns');
+      await this.d.store.reload();
+      await this.applyOnce(batch);
+    }
+  }
+
+  /**
+   * For events held for a newer schema and now applied: the time (as a version prefix) this region's
+   * schema moved past the one it had when it held them. A write stored here before then could not set
+   * the held columns, so where such a write outranks the event, the event still sets those columns.
+   */
+  private async upgradedAt(held: NonNullable<ChangeEvent['held']>): Promise<string | null> {
+    const rows = await this.d.db.$queryRawUnsafe<{ at: Date | null }[]>(
+      `SELECT min(finished_at) AS at FROM "_prisma_migrations" WHERE migration_name > $1 AND finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+      held.schema,
+    );
+    const at = rows[0]?.at;
+    return at ? String(new Date(at).getTime()).padStart(15, '0') : null;
+  }
+
+  private async applyOnce(batch: Parsed[]): Promise<void> {
     const { db, store, clock } = this.d;
     const started = performance.now();
     const lost = new Map<string, AckOutcome>();
+    const fills: { p: Parsed; before: string }[] = [];
+    for (const p of batch) {
+      const before = p.event.held ? await this.upgradedAt(p.event.held) : null;
+      if (before) fills.push({ p, before });
+    }
     await db.$transaction(async (tx) => {
+
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
       // for this apply (or this apply for it) instead of racing it into a merge-rule refusal.
       await store.lockAll(tx, batch.flatMap((b) => b.event.ops));
@@ -279,6 +347,12 @@ export class Applier {
             const w = o.winner;
             lost.set(b.event.changeId, { outcome: 'superseded', winner: { table: w.table, key: w.key, version: w.version, originRegion: w.originRegion } });
           }
+        }
+      }
+      for (const { p, before } of fills) {
+        for (const op of p.event.ops) {
+          const cols = p.event.held?.columns[op.table];
+          if (cols?.length) await store.fillColumns(tx, op, cols, before);
         }
       }
       await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
@@ -324,7 +398,12 @@ export class Applier {
   /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
   private async park(items: Unfit[]): Promise<void> {
     const { tracker, region, keys, redis, log } = this.d;
-    await this.failures.park(items.map((i) => ({ event: i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
+    const { store } = this.d;
+    const held = (e: ChangeEvent): ChangeEvent => {
+      const columns = e.held ? null : this.schemaAhead(e);
+      return columns ? { ...e, held: { schema: store.schema, columns } } : e;
+    };
+    await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
     this.parkedEvents += items.length;
     log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
     try {

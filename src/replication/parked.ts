@@ -9,7 +9,7 @@
 import type { Db } from '../db/client';
 import type { ChangeEvent } from './tables';
 
-export type ParkReason = 'apply-failed' | 'unknown-table' | 'clock-skew';
+export type ParkReason = 'apply-failed' | 'unknown-table' | 'clock-skew' | 'schema-ahead';
 
 export const MAX_FAILURES = 3;
 

@@ -10,7 +10,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
 import { AppError } from '../http/errors';
-import type { RowStore, Winner } from './row-store';
+import { isSchemaChange, type RowStore, type Winner } from './row-store';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
@@ -88,7 +88,9 @@ export class Replicator {
     const changeId = uuidv7();
     // A write that collides with an apply of the same key (a deadlock, or the merge rule refusing it because
     // an outranking state landed first) runs again, whole: the feature then sees what is stored now.
-    const result = await retryCollisions(() => this.d.db.$transaction(
+    // One that fails because a migration changed a table under this process's cached statements runs once
+    // more after the row store reloaded its column lists.
+    const run = () => retryCollisions(() => this.d.db.$transaction(
       async (tx) => {
         const ops: RowChange[] = [];
         let createdVersion: string | null = null;
@@ -102,7 +104,11 @@ export class Replicator {
             const current = await store.lock(tx, table, key);
             const version = clock.next(typeof current?.version === 'string' ? current.version : null);
             createdVersion ??= version;
+            // An update replaces the row as this region knows it: a column of this schema the feature left
+            // out is cleared, as before. A create leaves it out (its default applies), and so does the event.
+            const cleared = current ? Object.fromEntries(store.columnsOf(table.name).filter((c) => !(c in row)).map((c) => [c, null])) : {};
             const full: Row = {
+              ...cleared,
               ...row,
               version,
               created_version: typeof current?.created_version === 'string' ? current.created_version : createdVersion,
@@ -129,7 +135,7 @@ export class Replicator {
         };
         const value = await fn(ctx);
         if (ops.length === 0) return { value, event: null };
-        const event: ChangeEvent = { changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId };
+        const event: ChangeEvent = { changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema };
         await tx.$executeRawUnsafe(
           'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)',
           event.changeId,
@@ -140,6 +146,15 @@ export class Replicator {
       },
       { maxWait: 10_000, timeout: 20_000 },
     ), this.d.log);
+    let result: Awaited<ReturnType<typeof run>>;
+    try {
+      result = await run();
+    } catch (err) {
+      if (!isSchemaChange(err)) throw err;
+      this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns and running the write again');
+      await store.reload();
+      result = await run();
+    }
     if (result.event) void this.publish(result.event);
     return result;
   }

@@ -1,6 +1,8 @@
 /**
  * Generic SQL over replicated tables. Rows travel as JSON and are written with jsonb_populate_recordset,
- * so one statement serves every table. The merge rule: the row state that is greatest by
+ * one statement per table and column set: a row updates only the columns it carries, so a region whose
+ * schema lacks a column (a rolling upgrade) does not erase that column's value in the regions that have it;
+ * a new row gets the defaults of the columns it lacks. The merge rule: the row state that is greatest by
  * (earliest creation, is a tombstone, version) wins.
  * - Earliest creation: every row carries `created_version`, the version of the write that created it.
  *   Of two rows created concurrently under one key (a natural key: one config per org), the earlier create
@@ -13,13 +15,17 @@
  * and reports per change whether the row now holds it (applied) or a greater state (superseded).
  */
 import type { Db, TxClient } from '../db/client';
+import { pgCode } from '../db/pg-errors';
 import type { ReplicatedTable, Row, RowChange } from './tables';
 
 type Queryable = Pick<Db | TxClient, '$queryRawUnsafe' | '$executeRawUnsafe'>;
 
 interface TableSql {
   table: ReplicatedTable;
-  upsert: string;
+  /** The table's columns in this database, as last loaded. */
+  columns: Set<string>;
+  /** Upserts by column set (sorted names joined by ','): an event updates only the columns it carries. */
+  upserts: Map<string, string>;
   selectRow: string;
   selectStates: string;
   /** uuid keys come back from Postgres in lower case. */
@@ -50,11 +56,74 @@ export interface ApplyResult {
 
 const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
-export class RowStore {
-  private constructor(private readonly sql: Map<string, TableSql>) {}
+/**
+ * Postgres errors that say the schema changed under a cached statement: a column or table gone (a
+ * migration dropped it), or a cached plan whose result type changed. The caller reloads and retries once.
+ */
+export function isSchemaChange(err: unknown): boolean {
+  const code = pgCode(err);
+  return code === '42703' || code === '42P01' || /cached plan must not change result type/.test(String((err as Error | undefined)?.message));
+}
 
-  /** Reads each table's columns from the database once, and checks the replication columns exist. */
+export class RowStore {
+  private constructor(
+    private sql: Map<string, TableSql>,
+    /** The newest migration applied to this database when loaded: the schema version events carry. */
+    private schemaVersion: string,
+    private readonly db: Db,
+    private readonly tables: readonly ReplicatedTable[],
+  ) {}
+
+  /** Reads each table's columns from the database, and checks the replication columns exist. */
   static async load(db: Db, tables: readonly ReplicatedTable[]): Promise<RowStore> {
+    const { sql, schema } = await RowStore.read(db, tables);
+    return new RowStore(sql, schema, db, tables);
+  }
+
+  /**
+   * Reads the column lists again (after a migration: a dropped column would fail every cached statement,
+   * an added one would be left out of every write). Concurrent callers share one reload.
+   */
+  reload(): Promise<void> {
+    this.reloading ??= RowStore.read(this.db, this.tables)
+      .then(({ sql, schema }) => {
+        this.sql = sql;
+        this.schemaVersion = schema;
+        this.reloadedAt = Date.now();
+      })
+      .finally(() => {
+        this.reloading = null;
+      });
+    return this.reloading;
+  }
+
+  /** Reloads unless that was done in the last `minAgeMs`; true when it reloaded. */
+  async reloadIfStale(minAgeMs = 5000): Promise<boolean> {
+    if (Date.now() - this.reloadedAt < minAgeMs) return false;
+    await this.reload();
+    return true;
+  }
+
+  private reloading: Promise<void> | null = null;
+  private reloadedAt = Date.now();
+
+  /** The newest migration this database had when the columns were loaded ('' when none is recorded). */
+  get schema(): string {
+    return this.schemaVersion;
+  }
+
+  /** The table's columns in this database, as last loaded. */
+  columnsOf(tableName: string): string[] {
+    return [...this.get(tableName).columns];
+  }
+
+  /** Columns a row carries that this database's table lacks (a newer schema's, or ones dropped here). */
+  extraColumns(tableName: string, row: Row): string[] {
+    const cols = this.get(tableName).columns;
+    return Object.keys(row).filter((c) => !cols.has(c));
+  }
+
+  private static async read(db: Db, tables: readonly ReplicatedTable[]): Promise<{ sql: Map<string, TableSql>; schema: string }> {
     const sql = new Map<string, TableSql>();
     for (const table of tables) {
       const cols = await db.$queryRawUnsafe<{ column_name: string; udt_name: string }[]>(
@@ -74,17 +143,11 @@ export class RowStore {
       if (extra.length) throw new Error(`replicated table ${table.name} has unique index(es) besides its key: ${extra.map((e) => e.name).join(', ')}`);
       const keyType = cols.find((c) => c.column_name === table.key)?.udt_name ?? 'text';
       const t = ident(table.name);
-      const updatable = names.filter((n) => n !== table.key);
       sql.set(table.name, {
         table,
+        columns: new Set(names),
+        upserts: new Map(),
         uuidKey: keyType === 'uuid',
-        upsert:
-          `INSERT INTO ${t} AS cur SELECT * FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ` +
-          `ON CONFLICT (${ident(table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
-          `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
-          `WHERE EXCLUDED.created_version < cur.created_version OR (EXCLUDED.created_version = cur.created_version AND ` +
-          `(cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)) ` +
-          `RETURNING ${ident(table.key)}::text AS key, version`,
         // The advisory lock taken just before serializes local writers of the key; FOR UPDATE adds nothing.
         selectRow: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType}`,
         selectStates:
@@ -92,7 +155,58 @@ export class RowStore {
           `FROM ${t} WHERE ${ident(table.key)} = ANY($1::${keyType}[])`,
       });
     }
-    return new RowStore(sql);
+    // Tests load a store over a bare table set; a database without the migrations table has schema ''.
+    const migrations = await db
+      .$queryRawUnsafe<{ name: string | null }[]>(
+        `SELECT max(migration_name) AS name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+      )
+      .catch(() => [{ name: null }]);
+    return { sql, schema: migrations[0]?.name ?? '' };
+  }
+
+  /**
+   * The upsert of rows carrying exactly `cols` (sorted, all columns of the table, the key among them).
+   * A new row gets the defaults of the columns it lacks; an existing one keeps their values: a row from a
+   * region whose schema lacks a column does not erase that column here. The merge rule is the same for
+   * every column set.
+   */
+  private upsertFor(s: TableSql, cols: readonly string[]): string {
+    const id = cols.join(',');
+    const cached = s.upserts.get(id);
+    if (cached) return cached;
+    const t = ident(s.table.name);
+    const list = cols.map(ident).join(', ');
+    const updatable = cols.filter((n) => n !== s.table.key);
+    const sql =
+      `INSERT INTO ${t} AS cur (${list}) SELECT ${list} FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ` +
+      `ON CONFLICT (${ident(s.table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
+      `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
+      `WHERE EXCLUDED.created_version < cur.created_version OR (EXCLUDED.created_version = cur.created_version AND ` +
+      `(cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)) ` +
+      `RETURNING ${ident(s.table.key)}::text AS key, version`;
+    s.upserts.set(id, sql);
+    return sql;
+  }
+
+  /**
+   * After an upgrade, for a parked event whose row lost by version to a write this region made before it
+   * had `columns` (so that write could not set them): sets those columns from the event. Only rows of the
+   * same create whose stored version lies between the event's and `before` (the time this region's schema
+   * gained the columns) are touched: a later write may have set the columns itself. Returns rows updated.
+   */
+  async fillColumns(tx: Queryable, change: RowChange, columns: readonly string[], before: string): Promise<number> {
+    const s = this.get(change.table);
+    const cols = columns.filter((c) => s.columns.has(c) && c !== s.table.key);
+    if (cols.length === 0) return 0;
+    const t = ident(s.table.name);
+    const k = ident(s.table.key);
+    const state = stateOf(change);
+    return tx.$executeRawUnsafe(
+      `UPDATE ${t} AS cur SET (${cols.map(ident).join(', ')}) = ROW(${cols.map((c) => `x.${ident(c)}`).join(', ')}) ` +
+        `FROM jsonb_populate_record(NULL::${t}, $1::jsonb) AS x WHERE cur.${k} = x.${k} AND cur.created_version = $2 ` +
+        `AND cur.version > $3 AND cur.version < $4`,
+      JSON.stringify(change.row), state.createdVersion, change.version, before,
+    );
   }
 
   has(tableName: string): boolean {
@@ -145,23 +259,31 @@ export class RowStore {
       const seen = newest.get(c.id);
       if (!seen || compareStates(seen.state, c.state) < 0) newest.set(c.id, c);
     }
-    const byTable = new Map<string, Row[]>();
+    // Grouped by table and column set: each row updates only the columns it carries (and this table has;
+    // a column dropped here is left out).
+    const groups = new Map<string, { table: string; cols: string[]; rows: Row[] }>();
+    const toWrite = new Set<Row>();
     for (const c of newest.values()) {
       const b = before.get(c.id);
       if (b && compareStates(c.state, b) <= 0) continue; // nothing to write
-      const rows = byTable.get(c.table) ?? [];
-      rows.push(c.row);
-      byTable.set(c.table, rows);
+      const s = this.get(c.table);
+      const cols = Object.keys(c.row).filter((k) => s.columns.has(k)).sort();
+      if (!cols.includes(s.table.key)) cols.push(s.table.key);
+      const gid = `${c.table}\u0000${cols.join(',')}`;
+      const g = groups.get(gid) ?? { table: c.table, cols, rows: [] };
+      g.rows.push(c.row);
+      groups.set(gid, g);
+      toWrite.add(c.row);
     }
     let changed = 0;
     const written = new Set<string>();
-    for (const [tableName, rows] of byTable) {
-      const res = await tx.$queryRawUnsafe<{ key: string; version: string }[]>(this.get(tableName).upsert, JSON.stringify(rows));
+    for (const g of groups.values()) {
+      const res = await tx.$queryRawUnsafe<{ key: string; version: string }[]>(this.upsertFor(this.get(g.table), g.cols), JSON.stringify(g.rows));
       changed += res.length;
-      for (const w of res) written.add(`${tableName}\u0000${w.key}`);
+      for (const w of res) written.add(`${g.table}\u0000${w.key}`);
     }
     // A row that should have been written but was not: a concurrent writer got there first. Read it back.
-    const lostRace = [...newest.values()].filter((c) => byTable.get(c.table)?.includes(c.row) && !written.has(c.id));
+    const lostRace = [...newest.values()].filter((c) => toWrite.has(c.row) && !written.has(c.id));
     const after = lostRace.length ? await this.states(tx, lostRace) : new Map<string, Stored>();
     const running = new Map<string, Stored | undefined>();
     const outcomes = norm.map((c): OpOutcome => {

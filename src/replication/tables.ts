@@ -32,6 +32,18 @@ export interface ChangeEvent {
   ops: RowChange[];
   /** The organization the change belongs to (absent in events of older versions). */
   orgId?: string | null;
+  /**
+   * The origin's schema version: the newest migration its database had applied (migration names sort by
+   * time). With the row's own columns it tells a column this region lacks because the origin is ahead
+   * (the event is held, parked 'schema-ahead') from one this region dropped (ignored). Absent in events
+   * of older versions.
+   */
+  schema?: string;
+  /**
+   * Set on a parked copy only (replication_failures.event): per table, the columns this region lacked when
+   * it held the event, and its schema then; after the upgrade they are filled in (see Applier.retryParked).
+   */
+  held?: { schema: string; columns: Record<string, string[]> };
 }
 
 export function defineTable(name: string, key: string, opts: { orgColumn?: string } = {}): ReplicatedTable {
