@@ -49,6 +49,15 @@ export const ConfigFileSchema = Type.Object(
     metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
     /** How often each region re-fetches the IdP metadata of the credentials it created. */
     metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Live SAML provider credentials an organization may hold (counted in the region that takes the create; default 100). */
+    maxCredentialsPerOrg: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    /** IdP metadata fetches in flight at once, per organization (default 2) and per region (default 16); beyond, a 429 / 503. */
+    metadataFetchConcurrency: Type.Optional(
+      Type.Object(
+        { perOrg: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })), perRegion: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+        { additionalProperties: false },
+      ),
+    ),
     /** How far ahead of a region's clock a replicated version may be; further ahead, the event is parked. */
     maxClockSkewMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
     /** Clock skew tolerated on SAML NotBefore / NotOnOrAfter (seconds, default 60). */

@@ -20,6 +20,11 @@ export interface ParsedMetadata {
   /** raw ISO-8601 duration */
   cacheDuration: string | null;
   signed: boolean;
+  /**
+   * SHA-256 fingerprint of the certificate the document's signature verified with (null when unsigned).
+   * A signature proves nothing by itself: it counts only when this certificate is trusted for the credential.
+   */
+  signedBy: string | null;
 }
 
 export const BINDING_REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
@@ -112,6 +117,9 @@ function entityId(entity: Element): string {
   return attr(entity, 'entityID')?.trim() ?? '';
 }
 
+/** SAML 2.0 metadata (section 2.3.2) limits an entityID to 1024 characters. */
+export const MAX_ENTITY_ID_CHARS = 1024;
+
 function selectIdp(root: Element): EntityInContext {
   const entities: EntityInContext[] = [];
   collectEntities(root, [], entities);
@@ -119,6 +127,9 @@ function selectIdp(root: Element): EntityInContext {
   if (idps.length === 1) {
     if (entityId(idps[0].entity) === '') {
       throw new MetadataError('not_metadata', 'The IdP EntityDescriptor has no entityID.');
+    }
+    if (entityId(idps[0].entity).length > MAX_ENTITY_ID_CHARS) {
+      throw new MetadataError('not_metadata', `The IdP's entityID is longer than the ${MAX_ENTITY_ID_CHARS} characters SAML allows.`);
     }
     return idps[0];
   }
@@ -159,11 +170,20 @@ function isHttpUrl(text: string): boolean {
   }
 }
 
+/** What is stored of the endpoints (SSO uses one): the first usable ones, each once, of a bounded length. */
+export const MAX_STORED_SSO_SERVICES = 8;
+const MAX_LOCATION_CHARS = 2048;
+
 function ssoServices(descriptors: Element[], entity: string): { binding: string; location: string }[] {
   const all = descriptors.flatMap((d) => childElements(d, MD_NS, 'SingleSignOnService'));
-  const usable = all
-    .map((el) => ({ binding: attr(el, 'Binding')?.trim() ?? '', location: attr(el, 'Location')?.trim() ?? '' }))
-    .filter((s) => USABLE_BINDINGS.has(s.binding) && isHttpUrl(s.location));
+  const usable: { binding: string; location: string }[] = [];
+  for (const el of all) {
+    const s = { binding: attr(el, 'Binding')?.trim() ?? '', location: attr(el, 'Location')?.trim() ?? '' };
+    if (!USABLE_BINDINGS.has(s.binding) || s.location.length > MAX_LOCATION_CHARS || !isHttpUrl(s.location)) continue;
+    if (usable.some((u) => u.binding === s.binding && u.location === s.location)) continue;
+    usable.push(s);
+    if (usable.length >= MAX_STORED_SSO_SERVICES) break;
+  }
   if (usable.length > 0) return usable;
   const others = [...new Set(all.slice(0, 20).map((el) => excerpt(shortBinding(attr(el, 'Binding') ?? '(none)'), 60)))].slice(0, 5);
   const detail =
@@ -190,6 +210,8 @@ function signingKeyDescriptors(descriptors: Element[]): { signing: Element[]; en
 
 /** Each certificate is parsed (X.509, hashing); this bounds that work per document. */
 const MAX_SIGNING_CERTIFICATES = 20;
+/** The PEM text of all signing certificates together. */
+export const MAX_SIGNING_CERTIFICATES_CHARS = 64 * 1024;
 
 function signingCertificates(descriptors: Element[], entity: string, now: Date): (CertificateInfo & { expired: boolean })[] {
   const { signing, encryptionOnly } = signingKeyDescriptors(descriptors);
@@ -225,6 +247,14 @@ function signingCertificates(descriptors: Element[], entity: string, now: Date):
       `The IdP "${entity}" has no usable signing certificate: ${problems[0] ?? 'none could be read'}`,
     );
   }
+  // The certificates are stored (SSO checks responses with them) and replicated: their bulk is bounded.
+  const total = certs.reduce((n, c) => n + c.pem.length, 0);
+  if (total > MAX_SIGNING_CERTIFICATES_CHARS) {
+    throw new MetadataError(
+      'no_signing_certificate',
+      `The IdP "${entity}" lists signing certificates of ${Math.ceil(total / 1024)} KiB in all; at most ${MAX_SIGNING_CERTIFICATES_CHARS / 1024} KiB are accepted (a certificate is 1 to 2 KiB).`,
+    );
+  }
   if (certs.every((c) => c.expired)) throw expiredError(certs, entity);
   return certs;
 }
@@ -253,9 +283,9 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
   const parsed = parseXml(xml);
   checkRoot(parsed.root);
 
-  const signedXml = verifyRootSignature(parsed.text, parsed.root);
+  const signature = verifyRootSignature(parsed.text, parsed.root);
   // From here on, read only what the signature covered.
-  const root = signedXml === null ? parsed.root : parseXml(signedXml).root;
+  const root = signature === null ? parsed.root : parseXml(signature.xml).root;
   checkRoot(root);
 
   // Staleness first: an expired aggregate is refused as such, whatever it contains.
@@ -274,6 +304,7 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
     signingCertificates: signingCertificates(descriptors, shown, opts.now),
     validUntil,
     cacheDuration: shortestCacheDuration(scope),
-    signed: signedXml !== null,
+    signed: signature !== null,
+    signedBy: signature?.signer.fingerprintSha256 ?? null,
   };
 }

@@ -1,9 +1,11 @@
 /**
  * Verification of an enveloped XML signature on a metadata document's root element.
  *
- * The signature is checked with the certificate in its own KeyInfo: metadata is trusted because
- * it was fetched over a checked connection, and the signature proves the document was not altered
- * after the IdP produced it. The signer certificate's validity dates are deliberately not judged
+ * The signature is checked with the certificate in its own KeyInfo, which proves only that whoever holds
+ * that certificate's key produced the document: anyone can sign with a throwaway key. So the signer
+ * certificate is returned, and the signature counts for trust only when the caller finds it among the
+ * certificates trusted for the credential (src/provider-credentials/trust.ts). The signer certificate's
+ * validity dates are deliberately not judged
  * (Entra keeps signing with an expired certificate). To rule out signature wrapping, the signature
  * must cover exactly the root element, and the caller reads the metadata from the XML that was
  * actually digested rather than from the original parse.
@@ -12,7 +14,7 @@ import type { Element } from '@xmldom/xmldom';
 import { SignedXml } from 'xml-crypto';
 import { excerpt, MetadataError } from './errors';
 import { childElements, descendantElements, DS_NS, attr } from './xml-dom';
-import { parseCertificate } from './x509';
+import { parseCertificate, type CertificateInfo } from './x509';
 
 function badSignature(why: string): MetadataError {
   return new MetadataError(
@@ -22,12 +24,12 @@ function badSignature(why: string): MetadataError {
   );
 }
 
-function signerCertificate(signature: Element): string {
+function signerCertificate(signature: Element): CertificateInfo {
   const keyInfo = childElements(signature, DS_NS, 'KeyInfo')[0];
   const certEl = keyInfo ? descendantElements(keyInfo, DS_NS, 'X509Certificate')[0] : undefined;
   if (certEl === undefined) throw badSignature('the signature has no X509Certificate in its KeyInfo');
   try {
-    return parseCertificate(certEl.textContent ?? '').pem;
+    return parseCertificate(certEl.textContent ?? '');
   } catch (err) {
     const why = err instanceof Error ? err.message : 'unreadable';
     throw badSignature(`the certificate in the signature's KeyInfo cannot be read (${why})`);
@@ -63,15 +65,18 @@ function failureReason(sig: SignedXml): string {
 
 /**
  * Returns null when the root carries no signature, else the canonical XML of the root element
- * that the signature covers. Throws `bad_signature` when the signature does not verify.
+ * that the signature covers and the certificate it verified with (the one in its KeyInfo; whether
+ * that certificate is trusted is the caller's question). Throws `bad_signature` when the signature
+ * does not verify.
  */
-export function verifyRootSignature(text: string, root: Element): string | null {
+export function verifyRootSignature(text: string, root: Element): { xml: string; signer: CertificateInfo } | null {
   const signatures = childElements(root, DS_NS, 'Signature');
   if (signatures.length === 0) return null;
   if (signatures.length > 1) throw badSignature('the root element carries more than one signature');
   const signature = signatures[0];
 
-  const sig = new SignedXml({ publicCert: signerCertificate(signature) });
+  const signer = signerCertificate(signature);
+  const sig = new SignedXml({ publicCert: signer.pem });
   let valid: boolean;
   try {
     sig.loadSignature(signature);
@@ -89,5 +94,5 @@ export function verifyRootSignature(text: string, root: Element): string | null 
 
   const signed = sig.getSignedReferences();
   if (signed.length !== 1) throw badSignature('the signature does not cover exactly one element');
-  return signed[0];
+  return { xml: signed[0], signer };
 }

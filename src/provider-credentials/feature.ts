@@ -9,7 +9,7 @@ export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
-  adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region),
+  adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region, repl),
   metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region),
   operations: providerCredentialOperations,
   start: (deps) => {

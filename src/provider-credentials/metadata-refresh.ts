@@ -2,16 +2,19 @@
  * Background refresh of IdP metadata, run by each region for the credentials it is home to (the region
  * that created them). A changed document (a rotated certificate, say) is written like any other change and
  * replicates; an unchanged one only moves the local schedule. A failed refresh keeps the last good
- * metadata, backs off, and shows up in GET /admin/metadata-refresh — it is never silent.
+ * metadata, backs off, and shows up in GET /admin/metadata-refresh — it is never silent. A document that
+ * changes the signing certificates without a trusted signature is held, not applied (trust.ts).
  */
 import { Router } from 'express';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
-import { loadIdpMetadata, nextRefreshAt, sameMetadata, type MetadataConfig, type StoredMetadata } from './metadata';
+import { fetchLimiterFor } from './fetch-limiter';
+import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
-import { credentialsTable, recordRefresh } from './store';
+import { credentialsTable, metadataTable, recordRefresh } from './store';
+import { acceptHeld, decideRefresh, firstUse, type MetadataRecord, type RefreshOutcome } from './trust';
 
 export interface RefreshDeps {
   db: Db;
@@ -34,6 +37,7 @@ export class MetadataRefresher {
   private stopped = false;
   refreshed = 0;
   failed = 0;
+  held = 0;
 
   constructor(private readonly d: RefreshDeps) {}
 
@@ -76,6 +80,8 @@ export class MetadataRefresher {
       try {
         await this.refreshOne(c);
       } catch (err) {
+        // No fetch slot (the region or the org is at its bound): still due, taken on a later tick.
+        if (err instanceof AppError && (err.code === 'too_many_metadata_fetches' || err.code === 'metadata_fetches_busy')) continue;
         await this.recordFailure(c, err).catch((e: Error) =>
           this.d.log.error({ credentialId: c.id, err: e.message }, 'could not record a failed IdP metadata refresh'),
         );
@@ -100,35 +106,69 @@ export class MetadataRefresher {
 
   private async refreshOne(c: Due): Promise<void> {
     const { db, repl, config, log } = this.d;
-    const fresh: StoredMetadata = await loadIdpMetadata(config, c.idp_metadata_url);
-    const fetched = { metadata: fresh, nextRefreshAt: nextRefreshAt(fresh, config) };
-    if (!sameMetadata(c.metadata, fresh)) {
-      await repl.write(async (w) => {
+    const orgId = await db.$queryRawUnsafe<{ org_id: string }[]>('SELECT org_id::text FROM saml_provider_credentials WHERE id = $1::uuid', c.id);
+    const fresh: StoredMetadata = await fetchLimiterFor(config).run(orgId[0]?.org_id ?? c.id, () => loadIdpMetadata(config, c.idp_metadata_url));
+    const next = nextRefreshAt(fresh, config);
+    // Judged first on what the query read (most refreshes change nothing and write nothing), then again under the lock.
+    const judge = (stored: MetadataRecord | null): { record: MetadataRecord; outcome: RefreshOutcome } =>
+      stored ? decideRefresh(stored, fresh) : { record: firstUse(fresh, null), outcome: 'applied' };
+    let outcome = judge(c.metadata as MetadataRecord | null).outcome;
+    if (outcome !== 'unchanged') {
+      outcome = await repl.write(async (w) => {
         // Only the metadata row is written: the credential row, which users PATCH, is only read.
         const current = await w.lock(credentialsTable, c.id);
         // Deleted or re-pointed meanwhile: this fetch is no longer the credential's metadata.
-        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url) return;
-        await putMetadata(w, current, fetched);
-      });
-      log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
+        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url) return 'unchanged' as const;
+        const row = await w.lock(metadataTable, c.id);
+        const stored = row && !row.deleted_at && row.idp_metadata_url === c.idp_metadata_url ? (row.metadata as MetadataRecord) : null;
+        const decided = judge(stored);
+        if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next });
+        return decided.outcome;
+      }).then((r) => r.value);
+      if (outcome === 'applied') log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
+      if (outcome === 'held') {
+        this.held += 1;
+        log.warn({ credentialId: c.id }, 'IdP metadata changes the signing certificates without a trusted signature; held, not applied');
+      }
     }
-    await recordRefresh(db, c.id, fetched.nextRefreshAt, { ok: true });
+    await recordRefresh(db, c.id, next, { ok: true });
     this.refreshed += 1;
   }
 }
 
-/** GET /admin/metadata-refresh: this region's refresh schedule, failures first. */
-export function metadataRefreshAdminRoutes(db: Db, region: string): Router {
+/**
+ * GET /admin/metadata-refresh: this region's refresh schedule, failures first, held documents next.
+ * POST /admin/metadata-refresh/{credential_id}/accept: an operator applies a held document (its signing
+ * certificates become trusted); 404 when the credential holds none.
+ */
+export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replicator): Router {
   const router = Router();
+  router.post('/admin/metadata-refresh/:credential_id/accept', async (req, res) => {
+    const id = String(req.params.credential_id).toLowerCase();
+    const none = () => new AppError(404, 'not_found', `Credential ${id} has no held IdP metadata to accept.`);
+    if (!repl || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw none();
+    await repl.write(async (w) => {
+      const credential = await w.lock(credentialsTable, id);
+      const row = await w.lock(metadataTable, id);
+      if (!credential || credential.deleted_at || !row || row.deleted_at || row.idp_metadata_url !== credential.idp_metadata_url) throw none();
+      const accepted = acceptHeld(row.metadata as MetadataRecord);
+      if (!accepted) throw none();
+      await w.put(metadataTable, { ...row, metadata: accepted });
+    });
+    res.status(204).end();
+  });
   router.get('/admin/metadata-refresh', async (_req, res) => {
     const rows = await db.$queryRawUnsafe<
-      { credential_id: string; org_id: string; idp_metadata_url: string; next_at: Date; last_attempt_at: Date | null; last_success_at: Date | null; last_error: string | null; last_error_code: string | null; consecutive_failures: number }[]
+      { credential_id: string; org_id: string; idp_metadata_url: string; next_at: Date; last_attempt_at: Date | null; last_success_at: Date | null; last_error: string | null; last_error_code: string | null; consecutive_failures: number; held_since: string | null; held_reason: string | null }[]
     >(
       `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
-              s.last_error, s.last_error_code, s.consecutive_failures
+              s.last_error, s.last_error_code, s.consecutive_failures,
+              m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
          FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
+         LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL
         WHERE c.home_region = $1 AND c.deleted_at IS NULL
-        ORDER BY s.consecutive_failures DESC, s.next_at ASC LIMIT 500`,
+        -- Failing first, then held documents (both wait for someone), then by schedule.
+        ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at ASC LIMIT 500`,
       region,
     );
     // Counted apart from the list, which is capped.
@@ -137,11 +177,18 @@ export function metadataRefreshAdminRoutes(db: Db, region: string): Router {
         WHERE c.home_region = $1 AND c.deleted_at IS NULL AND s.consecutive_failures > 0`,
       region,
     );
+    const held = await db.$queryRawUnsafe<{ n: bigint }[]>(
+      `SELECT count(*) AS n FROM saml_credential_metadata m JOIN saml_provider_credentials c ON c.id = m.credential_id
+        WHERE c.home_region = $1 AND c.deleted_at IS NULL AND m.deleted_at IS NULL AND jsonb_typeof(m.metadata->'pending') = 'object'`,
+      region,
+    );
     res.json({
       region,
       failing: Number(failing[0]?.n ?? 0),
+      held: Number(held[0]?.n ?? 0),
       credentials: rows.map((r) => ({
         ...r,
+        held_since: r.held_since ? new Date(r.held_since).toISOString() : null,
         next_at: r.next_at.toISOString(),
         last_attempt_at: r.last_attempt_at?.toISOString() ?? null,
         last_success_at: r.last_success_at?.toISOString() ?? null,

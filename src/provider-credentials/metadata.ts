@@ -5,6 +5,7 @@
 import type { Config } from '../config';
 import { AppError } from '../http/errors';
 import { cacheDurationMs, fetchAndParse, isMetadataError, type ParsedMetadata } from '../metadata';
+import { trustedOf, type MetadataRecord } from './trust';
 
 export interface StoredCertificate {
   subject: string;
@@ -23,6 +24,8 @@ export interface StoredMetadata {
   valid_until: string | null;
   cache_duration: string | null;
   signed: boolean;
+  /** SHA-256 fingerprint of the certificate the signature verified with; trusted or not, see trust.ts. */
+  signed_by?: string | null;
   fetched_at: string;
   fetched_from: string;
 }
@@ -42,12 +45,16 @@ export function toStoredMetadata(m: ParsedMetadata, fetchedAt: Date, finalUrl: s
     valid_until: m.validUntil,
     cache_duration: m.cacheDuration,
     signed: m.signed,
+    signed_by: m.signedBy,
     fetched_at: fetchedAt.toISOString(),
     fetched_from: finalUrl,
   };
 }
 
-export type MetadataConfig = Pick<Config, 'metadataAllowedHosts' | 'metadataValidationTime' | 'metadataRefreshIntervalSeconds'>;
+export type MetadataConfig = Pick<
+  Config,
+  'metadataAllowedHosts' | 'metadataValidationTime' | 'metadataRefreshIntervalSeconds' | 'metadataFetchConcurrency' | 'maxCredentialsPerOrg'
+>;
 
 export function validationTime(config: MetadataConfig): Date {
   return config.metadataValidationTime ? new Date(config.metadataValidationTime) : new Date();
@@ -83,9 +90,21 @@ export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, 
 /** What the org sees of a credential's metadata (the seed's `result` shape stays as it is). */
 export function metadataView(m: StoredMetadata | null, now: Date) {
   if (!m) return null;
+  const { trusted_certificates: _t, pending: _p, ...doc } = m as MetadataRecord;
   return {
-    ...m,
-    signing_certificates: m.signing_certificates.map((c) => ({ ...c, expired: Date.parse(c.not_after) <= now.getTime() })),
+    ...doc,
+    signed_by: doc.signed_by ?? null,
+    signing_certificates: doc.signing_certificates.map((c) => ({ ...c, expired: Date.parse(c.not_after) <= now.getTime() })),
+  };
+}
+
+/** The trust half of the record: pinned certificates and a held document (trust.ts). */
+export function trustView(m: StoredMetadata | null, now: Date) {
+  if (!m) return { trusted_certificates: [], held_metadata: null };
+  const r = m as MetadataRecord;
+  return {
+    trusted_certificates: trustedOf(r),
+    held_metadata: r.pending ? { held_at: r.pending.held_at, reason: r.pending.reason, metadata: metadataView(r.pending.metadata, now) } : null,
   };
 }
 

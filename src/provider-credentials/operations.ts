@@ -5,6 +5,11 @@ import { CREDENTIALS_PATH } from './routes';
 import { CreateCredentialBody, CredentialMetadataView, CredentialView, ListQuery, MetadataRefreshStatus, PatchCredentialBody } from './schema';
 
 const tags = ['SlashID SAML provider credentials'];
+// The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts).
+const fetchBusy = [
+  { status: 429, description: 'The organization has as many IdP metadata fetches in progress as it may; retry after Retry-After seconds.' },
+  { status: 503, description: 'The region is fetching as much IdP metadata as it may at once (or is at capacity); retry after Retry-After seconds.' },
+];
 const one = `${CREDENTIALS_PATH}/{id}`;
 const query = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50, description: ListQuery.properties.limit.description })),
@@ -20,8 +25,10 @@ export const providerCredentialOperations: Operation[] = [
     responses: { 201: { description: 'Created.', schema: Envelope(CredentialView), headers: ['X-Change-Id', 'Idempotent-Replayed'] } },
     errors: [
       { status: 400, description: 'A header or the body is invalid, or the IdP metadata was refused.' },
-      401, 403, { status: 408, result: CredentialView }, 409,
+      401, 403, { status: 408, result: CredentialView },
+      { status: 409, description: 'The write lost to a concurrent write, or the organization has as many credentials as it may (maxCredentialsPerOrg).' },
       { status: 422, description: 'The Idempotency-Key was used before with a different body.' },
+      ...fetchBusy,
     ],
   },
   {
@@ -45,9 +52,12 @@ export const providerCredentialOperations: Operation[] = [
   {
     method: 'patch', path: one, tags, auth: 'slashid', dialect: 'slashid', headers: ['consistency'],
     summary: 'Update a credential (the same fields as create, all optional)',
+    description:
+      'A new idp_metadata_url, or idp_trusted_certificates, fetches the metadata again and pins its trust again (trust on first use, ' +
+      'or the certificates given); this is how the owner accepts a held document.',
     body: { schema: PatchCredentialBody },
     responses: { 204: { description: 'Updated.', headers: ['X-Change-Id'] } },
-    errors: [400, 401, 403, 404, 408, 409],
+    errors: [400, 401, 403, 404, 408, 409, ...fetchBusy],
   },
   {
     method: 'delete', path: one, tags, auth: 'slashid', dialect: 'slashid', headers: ['consistency'],
@@ -57,8 +67,14 @@ export const providerCredentialOperations: Operation[] = [
   },
   {
     method: 'get', path: '/admin/metadata-refresh', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid',
-    summary: "This region's IdP metadata refresh schedule, failures first",
+    summary: "This region's IdP metadata refresh schedule, failures first, held documents next",
     responses: { 200: { description: 'The schedule of the credentials this region is home of.', schema: MetadataRefreshStatus } },
     errors: [400, 401],
+  },
+  {
+    method: 'post', path: '/admin/metadata-refresh/{credential_id}/accept', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid',
+    summary: "Accept a credential's held IdP metadata: it is applied and its signing certificates become trusted",
+    responses: { 204: { description: 'Applied (and replicated).' } },
+    errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, 409],
   },
 ];

@@ -1,6 +1,8 @@
 import { Router, type Request, type Response } from 'express';
 import type { Db } from '../db/client';
-import { loadIdpMetadata, metadataView, nextRefreshAt, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
+import { fetchLimiterFor } from './fetch-limiter';
+import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
+import { callerPins, firstUse, type TrustedCertificate } from './trust';
 import { jsonBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
@@ -20,7 +22,7 @@ import {
   validateListQuery,
   validatePatchCredential,
 } from './schema';
-import { createCredential, deleteCredential, patchCredential, viewFromModel } from './service';
+import { createCredential, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
 import { findCredential, findMetadata, listCredentials } from './store';
 
 export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
@@ -51,8 +53,11 @@ function answerPrior(res: Response, prior: Prior): void {
 }
 
 export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDeps): Router {
-  const fetchMetadata = async (url: string) => {
-    const metadata = await loadIdpMetadata(config, url);
+  const limiter = fetchLimiterFor(config);
+  // The owner sets the URL (or the pins): trust on first use of this document, or the owner's certificates.
+  const fetchMetadata = async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null) => {
+    const fresh = await limiter.run(orgId, () => loadIdpMetadata(config, url), res);
+    const metadata = firstUse(fresh, pins);
     return { metadata, nextRefreshAt: nextRefreshAt(metadata, config) };
   };
 
@@ -70,8 +75,10 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const prior = await findPrior(db, idem);
     if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior);
     if (prior) return answerPrior(res, prior);
-    const fetched = await fetchMetadata(body.idp_metadata_url);
-    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem), doneValue, setChangeId(res));
+    const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
+    const fetched = await fetchMetadata(res, orgId, body.idp_metadata_url, pins);
+    const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
+    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), doneValue, setChangeId(res));
     if (value.kind === 'replay') await awaitChange(repl, consistency, value);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.status(201).json(envelope(value.value));
@@ -101,15 +108,14 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const row = await findCredential(db, orgIdOf(res), id);
     if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
     const [metadata, refresh] = await Promise.all([findMetadata(db, id), db.metadataRefreshState.findUnique({ where: { credentialId: id } })]);
+    // A document fetched for a URL the credential no longer has is not shown (the home region re-fetches it).
+    const stored = (metadata && metadata.idpMetadataUrl === row.idpMetadataUrl ? metadata.metadata : null) as StoredMetadata | null;
     res.json(
       envelope({
         id,
         idp_metadata_url: row.idpMetadataUrl,
-        // A document fetched for a URL the credential no longer has is not shown (the home region re-fetches it).
-        metadata: metadataView(
-          (metadata && metadata.idpMetadataUrl === row.idpMetadataUrl ? metadata.metadata : null) as StoredMetadata | null,
-          validationTime(config),
-        ),
+        metadata: metadataView(stored, validationTime(config)),
+        ...trustView(stored, validationTime(config)),
         refresh: {
           home_region: row.homeRegion,
           // The schedule lives in the home region only.
@@ -131,8 +137,12 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const id = credentialId(req);
     if (!validatePatchCredential(req.body)) throw invalidBody(validatePatchCredential.errors);
     const patch = req.body;
-    if (!(await findCredential(db, orgIdOf(res), id))) throw notFound(`SAML provider credentials ${id} not found.`);
-    const fetched = patch.idp_metadata_url ? await fetchMetadata(patch.idp_metadata_url) : null;
+    const existing = await findCredential(db, orgIdOf(res), id);
+    if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
+    // A new URL, or new pins (the owner's way to accept a held document): fetch and pin again.
+    const pins = patch.idp_trusted_certificates ? callerPins(patch.idp_trusted_certificates) : null;
+    const url = patch.idp_metadata_url ?? (pins ? existing.idpMetadataUrl : null);
+    const fetched = url ? await fetchMetadata(res, orgIdOf(res), url, pins) : null;
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), (v) => v, setChangeId(res));
     res.status(204).end();
   });

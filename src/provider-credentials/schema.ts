@@ -14,6 +14,14 @@ const fields = {
     description: 'Names of the claims holding the user email addresses.',
   }),
   enable_in_slashid_oidc_authz_server: Type.Boolean(),
+  idp_trusted_certificates: Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), {
+    minItems: 1,
+    maxItems: 5,
+    description:
+      "Certificates (PEM, or base64 DER) trusted to sign the IdP's metadata, pinned instead of trusting the first document fetched. " +
+      'The document fetched now must be signed by one of them or list only them as signing certificates; a later document that changes ' +
+      'the signing certificates is applied only when signed by a trusted certificate, otherwise it is held. Write-only (see the metadata resource).',
+  }),
 };
 
 export const CreateCredentialBody = Type.Object(
@@ -22,6 +30,7 @@ export const CreateCredentialBody = Type.Object(
     label: Type.Optional(fields.label),
     email_claims: Type.Optional(fields.email_claims),
     enable_in_slashid_oidc_authz_server: Type.Optional(fields.enable_in_slashid_oidc_authz_server),
+    idp_trusted_certificates: Type.Optional(fields.idp_trusted_certificates),
   },
   { additionalProperties: false },
 );
@@ -61,40 +70,56 @@ export type CredentialView = Static<typeof CredentialView>;
 const Time = Type.String({ format: 'date-time' });
 const NullableTime = Type.Union([Time, Type.Null()]);
 
+const MetadataDocument = Type.Object(
+  {
+    entity_id: Type.String(),
+    sso_services: Type.Array(Type.Object({ binding: Type.String(), location: Type.String() }, { additionalProperties: false })),
+    signing_certificates: Type.Array(
+      Type.Object(
+        {
+          subject: Type.String(),
+          issuer: Type.String(),
+          not_before: Time,
+          not_after: Time,
+          fingerprint_sha256: Type.String(),
+          pem: Type.String(),
+          expired: Type.Boolean(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    valid_until: NullableTime,
+    cache_duration: Type.Union([Type.String(), Type.Null()]),
+    signed: Type.Boolean(),
+    signed_by: Type.Union([Type.String({ description: 'SHA-256 fingerprint of the certificate the signature verified with (trusted or not).' }), Type.Null()]),
+    fetched_at: Time,
+    fetched_from: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
 /** GET …/{id}/metadata: the parsed IdP metadata (null until fetched for the current URL) and its refresh schedule. */
 export const CredentialMetadataView = Type.Object(
   {
     id: Type.String(),
     idp_metadata_url: Type.String(),
-    metadata: Type.Union([
+    metadata: Type.Union([MetadataDocument, Type.Null()]),
+    trusted_certificates: Type.Array(
       Type.Object(
         {
-          entity_id: Type.String(),
-          sso_services: Type.Array(Type.Object({ binding: Type.String(), location: Type.String() }, { additionalProperties: false })),
-          signing_certificates: Type.Array(
-            Type.Object(
-              {
-                subject: Type.String(),
-                issuer: Type.String(),
-                not_before: Time,
-                not_after: Time,
-                fingerprint_sha256: Type.String(),
-                pem: Type.String(),
-                expired: Type.Boolean(),
-              },
-              { additionalProperties: false },
-            ),
-          ),
-          valid_until: NullableTime,
-          cache_duration: Type.Union([Type.String(), Type.Null()]),
-          signed: Type.Boolean(),
-          fetched_at: Time,
-          fetched_from: Type.String(),
+          fingerprint_sha256: Type.String(),
+          subject: Type.Union([Type.String(), Type.Null()]),
+          not_after: Type.Union([Time, Type.Null()]),
+          source: Type.Union([Type.Literal('first_use'), Type.Literal('caller'), Type.Literal('signed_refresh'), Type.Literal('operator')]),
         },
         { additionalProperties: false },
       ),
-      Type.Null(),
-    ]),
+      { description: 'Certificates trusted to sign the metadata (pinned; see README, Security).' },
+    ),
+    held_metadata: Type.Union(
+      [Type.Object({ held_at: Time, reason: Type.String(), metadata: MetadataDocument }, { additionalProperties: false }), Type.Null()],
+      { description: 'A fetched document that changes the signing certificates without a trusted signature: not applied, not used by SSO.' },
+    ),
     refresh: Type.Object(
       {
         home_region: Type.String(),
@@ -115,6 +140,8 @@ export const MetadataRefreshStatus = Type.Object(
   {
     region: Type.String(),
     failing: Type.Integer({ minimum: 0 }),
+    /** Credentials whose last fetched document is held (untrusted change of signing certificates). */
+    held: Type.Integer({ minimum: 0 }),
     credentials: Type.Array(
       Type.Object(
         {
@@ -127,6 +154,8 @@ export const MetadataRefreshStatus = Type.Object(
           last_error: Type.Union([Type.String(), Type.Null()]),
           last_error_code: Type.Union([Type.String(), Type.Null()]),
           consecutive_failures: Type.Integer({ minimum: 0 }),
+          held_since: NullableTime,
+          held_reason: Type.Union([Type.String(), Type.Null()]),
         },
         { additionalProperties: false },
       ),

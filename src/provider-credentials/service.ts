@@ -1,6 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { SamlProviderCredential } from '../generated/prisma/client';
-import { notFound } from '../http/errors';
+import { AppError, notFound } from '../http/errors';
+import { organizationsTable } from '../organizations/store';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
@@ -34,15 +35,35 @@ export interface FetchedMetadata {
   nextRefreshAt: Date;
 }
 
-/** With `idem`, a request that committed first with the same key answers instead (see runOnce). */
+export const DEFAULT_MAX_CREDENTIALS_PER_ORG = 100;
+
+/**
+ * With `idem`, a request that committed first with the same key answers instead (see runOnce). At most
+ * `maxPerOrg` live credentials per organization, counted in this region under the organization's lock (so two
+ * creates here cannot both take the last place; creates in two regions at once can exceed it by what they add).
+ */
 export function createCredential(
   repl: Replicator,
   orgId: string,
   body: CreateCredentialBody,
   fetched: FetchedMetadata,
   idem: IdempotentCall<CredentialView> | null = null,
+  maxPerOrg = DEFAULT_MAX_CREDENTIALS_PER_ORG,
 ) {
   return repl.write((w) => runOnce(w, idem, async () => {
+    await w.lock(organizationsTable, orgId);
+    const live = await w.tx.$queryRawUnsafe<{ n: bigint }[]>(
+      'SELECT count(*) AS n FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL',
+      orgId,
+    );
+    const n = Number(live[0]?.n ?? 0);
+    if (n >= maxPerOrg) {
+      throw new AppError(
+        409,
+        'credential_limit_reached',
+        `This organization has ${n} SAML provider credentials, the most it may have (${maxPerOrg}); delete one before creating another.`,
+      );
+    }
     const row = await w.put(credentialsTable, {
       id: uuidv7(),
       org_id: orgId,
@@ -85,7 +106,9 @@ async function lockOwned(w: Writer, orgId: string, id: string): Promise<Row> {
 export function patchCredential(repl: Replicator, orgId: string, id: string, patch: PatchCredentialBody, fetched: FetchedMetadata | null) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
-    const row = await w.put(credentialsTable, { ...current, ...patch });
+    // The pinned certificates live in the metadata row (trust.ts), not in the credential's columns.
+    const { idp_trusted_certificates: _pins, ...columns } = patch;
+    const row = await w.put(credentialsTable, { ...current, ...columns });
     if (fetched) await putMetadata(w, row, fetched);
     return viewFromRow(row);
   });
@@ -95,9 +118,23 @@ export function deleteCredential(repl: Replicator, orgId: string, id: string) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
     const now = new Date().toISOString();
-    await w.put(credentialsTable, { ...current, deleted_at: now });
+    // Tombstones keep the key, the version (put stamps it), deleted_at and the NOT NULL minimums, not the
+    // payload: a deleted credential's label, URL and IdP metadata are neither stored nor replicated.
+    await w.put(credentialsTable, {
+      id,
+      org_id: current.org_id,
+      label: '',
+      idp_metadata_url: '',
+      email_claims: [],
+      enable_in_slashid_oidc_authz_server: false,
+      home_region: current.home_region,
+      created_at: current.created_at,
+      deleted_at: now,
+    });
     const metadata = await w.lock(metadataTable, id);
-    if (metadata && !metadata.deleted_at) await w.put(metadataTable, { ...metadata, deleted_at: now });
+    if (metadata && !metadata.deleted_at) {
+      await w.put(metadataTable, { credential_id: id, org_id: metadata.org_id, idp_metadata_url: '', metadata: {}, created_at: metadata.created_at, deleted_at: now });
+    }
     return { id };
   });
 }

@@ -124,7 +124,7 @@ test('PATCH of idp_metadata_url fetches the new document; a refused one changes 
 describe('refresh', () => {
   const certOf = (xml: string) => /<(?:ds:)?X509Certificate>([^<]+)</.exec(xml)?.[1] ?? '';
 
-  test('picks up a rotated signing certificate and replicates it as a change', async () => {
+  test('holds an unsigned rotation to an untrusted certificate; once accepted it replicates as a change', async () => {
     const okta = fixture('okta.xml');
     idp.set('rotating.xml', okta);
     const c = (await create(idp.url('rotating.xml'))).body.result;
@@ -133,9 +133,14 @@ describe('refresh', () => {
     const first = await fingerprint();
     const credentialVersion = (await r.region.db.samlProviderCredential.findUnique({ where: { id: c.id } }))?.version;
     const metadataVersion = (await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: c.id } }))?.version;
-    // The IdP rotates to another certificate (Google's, valid until 2030).
+    // The IdP "rotates" to another certificate (Google's, valid until 2030) in an unsigned document: held, not applied.
     idp.set('rotating.xml', okta.replace(certOf(okta), certOf(fixture('google-workspace.xml'))));
-    expect(await eventually(async () => (await fingerprint()) !== first, 15_000, 200)).toBe(true);
+    const held = async () => (await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) })).body.result.held_metadata !== null;
+    expect(await eventually(held, 15_000, 200)).toBe(true);
+    expect(await fingerprint()).toBe(first);
+    // An operator accepts it (README, Security: IdP metadata trust).
+    expect((await call(r.url, 'POST', `/admin/metadata-refresh/${c.id}/accept`, { headers: adminHeaders })).status).toBe(204);
+    expect(await fingerprint()).not.toBe(first);
     // The new document is a replicated change of the metadata row; the credential row users PATCH is untouched.
     expect((await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: c.id } }))?.version).not.toBe(metadataVersion);
     expect((await r.region.db.samlProviderCredential.findUnique({ where: { id: c.id } }))?.version).toBe(credentialVersion);

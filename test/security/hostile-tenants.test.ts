@@ -115,10 +115,11 @@ describe('the metadata refresher isolates each credential', () => {
       expect(res.status).toBe(201);
       ids.push(res.body.result.id);
     }
-    // The hostile one comes first in the cycle; the others change (a rotated certificate), so their refresh writes.
+    // The hostile one comes first in the cycle; the others change (their entity id; the certificate stays, a
+    // change of it without a trusted signature would be held), so their refresh writes.
     idp.set('refresh-first.xml', okta.replace('entityID="', 'entityID="&#0;'));
-    idp.set('refresh-second.xml', fixture('two-signing-certs.xml'));
-    idp.set('refresh-third.xml', fixture('auth0.xml'));
+    idp.set('refresh-second.xml', okta.replace(/entityID="[^"]*"/, 'entityID="https://accounts.google.com/o/saml2?idpid=C03ddq7te"'));
+    idp.set('refresh-third.xml', okta.replace(/entityID="[^"]*"/, 'entityID="urn:dev-tyj7qyzz.auth0.com"'));
     await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 hour' WHERE credential_id = $1::uuid`, ids[0]);
     await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = ANY($1::uuid[])`, ids.slice(1));
 

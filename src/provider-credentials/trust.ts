@@ -1,0 +1,150 @@
+/**
+ * Which IdP signing certificates a credential trusts, and what a fetched document may change.
+ *
+ * A metadata signature proves only that the holder of the certificate in its KeyInfo produced the document;
+ * anyone can sign with a throwaway key. It counts as verified only when that certificate is one of the
+ * credential's trusted certificates, pinned when the credential (or its URL) was set:
+ *   - supplied by the owner (`idp_trusted_certificates` on create or PATCH): the document fetched then must
+ *     be signed by one of them, or list only them as signing certificates;
+ *   - otherwise trust on first use: the signer of the first document (if signed) and its signing certificates.
+ * A refresh whose signing certificates are all trusted already (the same ones, or some of them dropped at the
+ * end of a rotation) is applied. One that brings in another certificate is applied only when it is signed by a
+ * trusted certificate (its certificates are then trusted too: the IdP vouched for its rotation); otherwise it is held (`pending`): stored next to the applied document, never used by SSO, shown to the owner
+ * and operators, until the owner re-pins (PATCH `idp_trusted_certificates`) or an operator accepts it
+ * (POST /admin/metadata-refresh/{credential_id}/accept).
+ */
+import { AppError } from '../http/errors';
+import { parseCertificate } from '../metadata';
+import type { StoredMetadata } from './metadata';
+
+export type TrustSource = 'first_use' | 'caller' | 'signed_refresh' | 'operator';
+
+export interface TrustedCertificate {
+  fingerprint_sha256: string;
+  subject: string | null;
+  not_after: string | null;
+  source: TrustSource;
+}
+
+export interface HeldMetadata {
+  metadata: StoredMetadata;
+  held_at: string;
+  reason: string;
+}
+
+/** The `metadata` column: the applied document (what SSO uses), the trusted certificates, a held document. */
+export interface MetadataRecord extends StoredMetadata {
+  trusted_certificates?: TrustedCertificate[];
+  pending?: HeldMetadata | null;
+}
+
+/** Pinned certificates kept per credential (the newest win when a signed rotation adds more). */
+export const MAX_TRUSTED_CERTIFICATES = 10;
+
+/** The document alone, without the trust fields. */
+export function documentOf(r: MetadataRecord): StoredMetadata {
+  const { trusted_certificates: _t, pending: _p, ...doc } = r;
+  return doc;
+}
+
+/** Rows written before pinning existed trust what they had applied (first use at upgrade). */
+export function trustedOf(r: MetadataRecord): TrustedCertificate[] {
+  return r.trusted_certificates ?? pinsOf(r, 'first_use');
+}
+
+function pinsOf(m: StoredMetadata, source: TrustSource): TrustedCertificate[] {
+  return m.signing_certificates.map((c) => ({ fingerprint_sha256: c.fingerprint_sha256, subject: c.subject, not_after: c.not_after, source }));
+}
+
+function merge(a: TrustedCertificate[], b: TrustedCertificate[]): TrustedCertificate[] {
+  const out = [...a];
+  for (const c of b) if (!out.some((o) => o.fingerprint_sha256 === c.fingerprint_sha256)) out.push(c);
+  return out.slice(-MAX_TRUSTED_CERTIFICATES);
+}
+
+/** Every signing certificate the document lists is trusted: applying it adds no trust. */
+export function listsOnlyTrusted(m: StoredMetadata, trusted: TrustedCertificate[]): boolean {
+  return m.signing_certificates.every((c) => trusted.some((t) => t.fingerprint_sha256 === c.fingerprint_sha256));
+}
+
+/** Signed, and by a certificate the credential trusts. */
+export function signedByTrusted(m: StoredMetadata, trusted: TrustedCertificate[]): boolean {
+  return m.signed_by != null && trusted.some((t) => t.fingerprint_sha256 === m.signed_by);
+}
+
+/** JSON with sorted keys: a document read back from JSONB has its keys in another order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v ?? null);
+}
+
+const sameDocument = (a: StoredMetadata, b: StoredMetadata) => {
+  const strip = ({ fetched_at: _f, ...rest }: StoredMetadata) => canonical({ signed_by: null, ...rest });
+  return strip(a) === strip(b);
+};
+
+/** Certificates supplied by the owner (PEM or bare base64 DER), as pins; a bad one is a 400 naming it. */
+export function callerPins(pems: string[]): TrustedCertificate[] {
+  return pems.map((pem, i) => {
+    try {
+      const c = parseCertificate(pem);
+      return { fingerprint_sha256: c.fingerprintSha256, subject: c.subject, not_after: c.notAfter, source: 'caller' as const };
+    } catch (err) {
+      throw new AppError(400, 'bad_request', `idp_trusted_certificates[${i}] is not a readable X.509 certificate: ${(err as Error).message}`);
+    }
+  });
+}
+
+/**
+ * The record of a document fetched when the owner sets the credential's URL or pins: trust on first use, or
+ * the owner's certificates, which must vouch for the document (sign it, or be all it lists).
+ */
+export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | null): MetadataRecord {
+  if (pins === null) {
+    const signer = fresh.signed_by && !fresh.signing_certificates.some((c) => c.fingerprint_sha256 === fresh.signed_by)
+      ? [{ fingerprint_sha256: fresh.signed_by, subject: null, not_after: null, source: 'first_use' as const }]
+      : [];
+    return { ...fresh, trusted_certificates: [...signer, ...pinsOf(fresh, 'first_use')], pending: null };
+  }
+  if (!signedByTrusted(fresh, pins) && !listsOnlyTrusted(fresh, pins)) {
+    throw new AppError(
+      400,
+      'idp_metadata_untrusted',
+      'idp_metadata_url was refused: the metadata is not signed by any of idp_trusted_certificates ' +
+        `(${fresh.signed_by ? `it is signed by the certificate with SHA-256 fingerprint ${fresh.signed_by}` : 'it is unsigned'}) ` +
+        'and lists signing certificates that are not among them.',
+    );
+  }
+  return { ...fresh, trusted_certificates: pins, pending: null };
+}
+
+export type RefreshOutcome = 'unchanged' | 'applied' | 'held';
+
+/** What a refresh makes of the stored record. */
+export function decideRefresh(current: MetadataRecord, fresh: StoredMetadata, now = new Date()): { record: MetadataRecord; outcome: RefreshOutcome } {
+  const trusted = trustedOf(current);
+  const applied = documentOf(current);
+  if (listsOnlyTrusted(fresh, trusted) || signedByTrusted(fresh, trusted)) {
+    const pins = listsOnlyTrusted(fresh, trusted) ? trusted : merge(trusted, pinsOf(fresh, 'signed_refresh'));
+    const record = { ...fresh, trusted_certificates: pins, pending: null };
+    const unchanged = sameDocument(applied, fresh) && !current.pending && current.trusted_certificates !== undefined;
+    return { record, outcome: unchanged ? 'unchanged' : 'applied' };
+  }
+  const held = current.pending;
+  if (held && sameDocument(held.metadata, fresh)) return { record: current, outcome: 'unchanged' };
+  const reason = fresh.signed
+    ? `the document lists a signing certificate not trusted for this credential and is signed by a certificate not trusted either (SHA-256 ${fresh.signed_by})`
+    : 'the document lists a signing certificate not trusted for this credential and is not signed by a trusted certificate';
+  return { record: { ...current, trusted_certificates: trusted, pending: { metadata: fresh, held_at: now.toISOString(), reason } }, outcome: 'held' };
+}
+
+/** An operator accepts the held document: it is applied and its signing certificates are trusted. */
+export function acceptHeld(current: MetadataRecord): MetadataRecord | null {
+  if (!current.pending) return null;
+  const fresh = current.pending.metadata;
+  return { ...fresh, trusted_certificates: merge(trustedOf(current), pinsOf(fresh, 'operator')), pending: null };
+}

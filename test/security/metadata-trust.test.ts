@@ -1,0 +1,172 @@
+/**
+ * Signatures that mean something (issue H, item 3), through a region with a test IdP whose document changes
+ * between fetches: a metadata signature counts only when made with a certificate trusted for the credential
+ * (pinned on first use or supplied by the owner). A refresh that brings in an untrusted signing certificate
+ * without a trusted signature is held: shown to the owner and operators, never used by SSO, until accepted.
+ */
+import { SignedXml } from 'xml-crypto';
+import { parseCertificate } from '../../src/metadata';
+import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { idpMetadata, signer, type Signer } from '../sso/support/idp-simulator';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const ENTITY = 'https://idp.trust.test/saml';
+const A = signer('idp-a');
+const B = signer('idp-b');
+const STRANGER = signer('stranger');
+const fp = (s: Signer) => parseCertificate(s.cert).fingerprintSha256;
+
+let r: InProcessRegion;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+let refresher: MetadataRefresher;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  r = await startInProcess('trust', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 3600 });
+  org = await createOrg(r.url, 'trust');
+  refresher = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config: r.deployment.configFor('us-iowa'), log: r.region.log });
+});
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+});
+
+/** IdP metadata listing `certs`, signed over its root by `by` (its certificate in the KeyInfo), or unsigned. */
+function doc(certs: Signer[], by: Signer | null, sso = `http://${idp.hostPort}/sso`): string {
+  const xml = idpMetadata({ entityId: ENTITY, ssoUrl: sso, certs }).replace('<md:EntityDescriptor ', '<md:EntityDescriptor ID="_md" ');
+  if (!by) return xml;
+  const sig = new SignedXml({
+    privateKey: by.key,
+    publicCert: by.cert,
+    signatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+    canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#',
+  });
+  sig.addReference({
+    xpath: '/*',
+    digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256',
+    transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'],
+  });
+  sig.computeSignature(xml, { location: { reference: '/*', action: 'prepend' } });
+  return sig.getSignedXml();
+}
+
+const create = (file: string, extra: object = {}) =>
+  call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(file), ...extra }, headers: slashidHeaders(org) });
+const resource = async (id: string) => (await call(r.url, 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) })).body.result;
+/** What SSO reads: the applied document's signing certificates in the replicated row. */
+const ssoCertificates = async (id: string) => {
+  const rows = await r.region.db.$queryRawUnsafe<{ fps: string[] }[]>(
+    `SELECT array(SELECT c->>'fingerprint_sha256' FROM jsonb_array_elements(metadata->'signing_certificates') c) AS fps FROM saml_credential_metadata WHERE credential_id = $1::uuid`,
+    id,
+  );
+  return rows[0]?.fps ?? [];
+};
+async function refreshNow(id: string) {
+  await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid`, id);
+  await refresher.runOnce();
+}
+
+describe('trust on first use', () => {
+  let id: string;
+  test('the first document pins its signer and signing certificates', async () => {
+    idp.set('tofu.xml', doc([A], A));
+    const res = await create('tofu.xml');
+    expect(res.status).toBe(201);
+    id = res.body.result.id;
+    const md = await resource(id);
+    expect(md.metadata).toMatchObject({ signed: true, signed_by: fp(A) });
+    expect(md.trusted_certificates).toEqual([expect.objectContaining({ fingerprint_sha256: fp(A), source: 'first_use' })]);
+    expect(md.held_metadata).toBeNull();
+  });
+
+  test('a rotation signed by the pinned key is applied, and its new certificate becomes trusted', async () => {
+    idp.set('tofu.xml', doc([B], A));
+    await refreshNow(id);
+    expect(await ssoCertificates(id)).toEqual([fp(B)]);
+    const md = await resource(id);
+    expect(md.held_metadata).toBeNull();
+    expect(md.trusted_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256).sort()).toEqual([fp(A), fp(B)].sort());
+  });
+
+  test('an unsigned document naming another certificate is held; SSO keeps the trusted one', async () => {
+    idp.set('tofu.xml', doc([STRANGER], null));
+    await refreshNow(id);
+    expect(await ssoCertificates(id)).toEqual([fp(B)]);
+    const md = await resource(id);
+    expect(md.metadata.signing_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256)).toEqual([fp(B)]);
+    expect(md.held_metadata).toMatchObject({ reason: expect.stringMatching(/not signed by a trusted certificate/), metadata: { signed: false } });
+    expect(md.held_metadata.metadata.signing_certificates[0].fingerprint_sha256).toBe(fp(STRANGER));
+
+    const admin = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+    expect(admin.body.held).toBe(1);
+    expect(admin.body.credentials).toContainEqual(expect.objectContaining({ credential_id: id, held_since: expect.any(String), held_reason: expect.any(String) }));
+  });
+
+  test('a document signed by a throwaway key naming its own certificate is held too', async () => {
+    idp.set('tofu.xml', doc([STRANGER], STRANGER));
+    await refreshNow(id);
+    expect(await ssoCertificates(id)).toEqual([fp(B)]);
+    const md = await resource(id);
+    expect(md.held_metadata.metadata).toMatchObject({ signed: true, signed_by: fp(STRANGER) });
+    expect(md.held_metadata.reason).toMatch(/signed by a certificate not trusted/);
+  });
+
+  test('fetching the same held document again writes nothing', async () => {
+    const before = (await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } }))?.version;
+    await refreshNow(id); // the same held document
+    expect((await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } }))?.version).toBe(before);
+  });
+
+  test('an operator accepts the held document: applied, its certificate trusted', async () => {
+    expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(204);
+    expect(await ssoCertificates(id)).toEqual([fp(STRANGER)]);
+    const md = await resource(id);
+    expect(md.held_metadata).toBeNull();
+    expect(md.trusted_certificates).toContainEqual(expect.objectContaining({ fingerprint_sha256: fp(STRANGER), source: 'operator' }));
+    expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(404);
+  });
+});
+
+describe('certificates supplied by the owner', () => {
+  test('create: the document must be signed by one of them, or list only them', async () => {
+    idp.set('pinned.xml', doc([A], A));
+    const refused = await create('pinned.xml', { idp_trusted_certificates: [B.cert] });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringMatching(/not signed by any of idp_trusted_certificates/) }] });
+    const bad = await create('pinned.xml', { idp_trusted_certificates: ['not a certificate'] });
+    expect(bad.status).toBe(400);
+    expect(bad.body.errors[0].message).toMatch(/idp_trusted_certificates\[0\]/);
+
+    idp.set('pinned.xml', doc([A], B)); // signed by the pinned B, naming A
+    const ok = await create('pinned.xml', { idp_trusted_certificates: [B.cert] });
+    expect(ok.status).toBe(201);
+    const md = await resource(ok.body.result.id);
+    expect(md.trusted_certificates).toEqual([expect.objectContaining({ fingerprint_sha256: fp(B), source: 'caller' })]);
+    expect(ok.body.result).not.toHaveProperty('idp_trusted_certificates');
+  });
+
+  test('PATCH re-pinning is how the owner accepts a held document', async () => {
+    idp.set('owner.xml', doc([A], null));
+    const id = (await create('owner.xml')).body.result.id as string;
+    idp.set('owner.xml', doc([B], STRANGER));
+    await refreshNow(id);
+    expect(await ssoCertificates(id)).toEqual([fp(A)]);
+    expect((await resource(id)).held_metadata).not.toBeNull();
+
+    // Pins that do not vouch for the document are refused; nothing changes.
+    const wrong = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [A.cert] }, headers: slashidHeaders(org) });
+    expect(wrong.status).toBe(400);
+    expect(await ssoCertificates(id)).toEqual([fp(A)]);
+
+    const res = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [STRANGER.cert] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+    expect(await ssoCertificates(id)).toEqual([fp(B)]);
+    const md = await resource(id);
+    expect(md.held_metadata).toBeNull();
+    expect(md.trusted_certificates).toEqual([expect.objectContaining({ fingerprint_sha256: fp(STRANGER), source: 'caller' })]);
+  });
+});

@@ -1,0 +1,131 @@
+/**
+ * Quotas (issue H, item 4) through a region: what is stored of a document, credentials per organization, IdP
+ * metadata fetches in flight per organization and per region, and tombstones without payload.
+ */
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const MAX_CREDENTIALS = 3;
+let r: InProcessRegion;
+let idp: IdpServer;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  r = await startInProcess('quotas', ['us-iowa'], {
+    metadataAllowedHosts: [idp.hostPort],
+    metadataRefreshIntervalSeconds: 3600,
+    maxCredentialsPerOrg: MAX_CREDENTIALS,
+    metadataFetchConcurrency: { perOrg: 1, perRegion: 2 },
+  });
+});
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+});
+
+const okta = fixture('okta.xml');
+const create = (org: { id: string; api_key: string }, file: string) =>
+  call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(file) }, headers: slashidHeaders(org) });
+
+describe('what is stored of a document', () => {
+  test('only the usable SSO endpoints, each once and at most 8; an over-long entityID is refused', async () => {
+    const org = await createOrg(r.url, 'stored');
+    const services = Array.from({ length: 300 }, (_, i) =>
+      `<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso/${i % 50}"/>` +
+      `<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:SOAP" Location="https://idp.example/soap/${i}"/>`).join('');
+    idp.set('many-endpoints.xml', okta.replace('</md:IDPSSODescriptor>', `${services}</md:IDPSSODescriptor>`));
+    const res = await create(org, 'many-endpoints.xml');
+    expect(res.status).toBe(201);
+    const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.metadata.sso_services).toHaveLength(8);
+    const stored = await r.region.db.$queryRawUnsafe<{ n: number }[]>(
+      'SELECT octet_length(metadata::text) AS n FROM saml_credential_metadata WHERE credential_id = $1::uuid',
+      res.body.result.id,
+    );
+    expect(stored[0]?.n).toBeLessThan(16 * 1024);
+
+    idp.set('long-entity.xml', okta.replace(/entityID="[^"]*"/, `entityID="urn:${'e'.repeat(1100)}"`));
+    const long = await create(org, 'long-entity.xml');
+    expect(long.status).toBe(400);
+    expect(long.body.errors[0].message).toMatch(/longer than the 1024 characters/);
+  });
+});
+
+describe('credentials per organization', () => {
+  test(`at most ${MAX_CREDENTIALS} live credentials; a delete frees a place`, async () => {
+    const org = await createOrg(r.url, 'limited');
+    const ids: string[] = [];
+    for (let i = 0; i < MAX_CREDENTIALS; i++) {
+      const res = await create(org, 'okta.xml');
+      expect(res.status).toBe(201);
+      ids.push(res.body.result.id);
+    }
+    const refused = await create(org, 'okta.xml');
+    expect(refused.status).toBe(409);
+    expect(refused.body).toEqual({
+      meta: {},
+      errors: [{ httpcode: 409, message: `This organization has ${MAX_CREDENTIALS} SAML provider credentials, the most it may have (${MAX_CREDENTIALS}); delete one before creating another.` }],
+    });
+    // Another organization is not affected.
+    expect((await create(await createOrg(r.url, 'other'), 'okta.xml')).status).toBe(201);
+    expect((await call(r.url, 'DELETE', `${PATH}/${ids[0]}`, { headers: slashidHeaders(org) })).status).toBe(204);
+    expect((await create(org, 'okta.xml')).status).toBe(201);
+  });
+});
+
+describe('IdP metadata fetches in flight', () => {
+  test('per organization: a second fetch while one runs is a 429 with Retry-After; per region: a 503', async () => {
+    const [a, b, c] = [await createOrg(r.url, 'fa'), await createOrg(r.url, 'fb'), await createOrg(r.url, 'fc')];
+    for (const name of ['slow-a.xml', 'slow-b.xml']) {
+      idp.set(name, okta);
+      idp.slow(name, 2000);
+    }
+    const first = create(a, 'slow-a.xml');
+    await new Promise((res) => setTimeout(res, 300));
+    const again = await create(a, 'okta.xml');
+    expect(again.status).toBe(429);
+    expect(again.headers.get('retry-after')).toMatch(/^[0-9]+$/);
+    expect(again.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/IdP metadata fetches in progress \(the limit is 1\)/) }] });
+
+    const second = create(b, 'slow-b.xml');
+    await new Promise((res) => setTimeout(res, 300));
+    const busy = await create(c, 'okta.xml');
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toMatch(/^[0-9]+$/);
+    expect(busy.body.errors[0].message).toMatch(/fetching as much IdP metadata as it may at once/);
+
+    expect((await first).status).toBe(201);
+    expect((await second).status).toBe(201);
+    // The slots are given back.
+    expect((await create(c, 'okta.xml')).status).toBe(201);
+  });
+});
+
+describe('tombstones', () => {
+  test('a delete keeps the key, version and deleted_at, not the payload', async () => {
+    const org = await createOrg(r.url, 'tombstone');
+    const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'secret label', email_claims: ['mail'] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(201);
+    const id = res.body.result.id as string;
+    const del = await call(r.url, 'DELETE', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+    expect(del.status).toBe(204);
+    const cred = await r.region.db.samlProviderCredential.findUnique({ where: { id } });
+    expect(cred).toMatchObject({ label: '', idpMetadataUrl: '', emailClaims: [], deletedAt: expect.any(Date), orgId: org.id });
+    const md = await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } });
+    expect(md).toMatchObject({ metadata: {}, idpMetadataUrl: '', deletedAt: expect.any(Date) });
+    // The change that travels to the other regions carries no payload either.
+    const outbox = await r.region.db.$queryRawUnsafe<{ event: string }[]>(
+      'SELECT event::text FROM replication_outbox WHERE change_id = $1::uuid',
+      del.headers.get('x-change-id'),
+    );
+    expect(outbox).toHaveLength(1);
+    expect(outbox[0]?.event).not.toContain('secret label');
+    expect(outbox[0]?.event).not.toContain('okta.xml');
+    expect(outbox[0]?.event).not.toContain('BEGIN CERTIFICATE');
+    // Gone for the API.
+    expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status).toBe(404);
+    expect((await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body.credentials).not.toContainEqual(expect.objectContaining({ credential_id: id }));
+  });
+});
