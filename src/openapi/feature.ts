@@ -41,10 +41,12 @@ export function openApiFeature(features: readonly Feature[]): Feature {
     tables: [],
     operations: [ownOperation],
     pages: () => {
-      // Built once per region: the operations are fixed for the life of the process.
-      const document = JSON.stringify(openApiDocument([...features, self]));
+      // Built once per region, on first request: the operations are fixed for the life of the process, and
+      // building it costs start-up time a restarting region should spend on getting ready.
+      let document: string | null = null;
       const router = Router();
       router.get(OPENAPI_PATH, (_req, res) => {
+        document ??= JSON.stringify(openApiDocument([...features, self]));
         res.type('application/json').send(document);
       });
       return router;
