@@ -10,7 +10,7 @@ import { MetadataRefresher } from '../../src/provider-credentials/metadata-refre
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
-import { idpMetadata, signer, type Signer } from '../sso/support/idp-simulator';
+import { b64, idpMetadata, requestFromRedirect, signedResponse, signer, type Signer } from '../sso/support/idp-simulator';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const ENTITY = 'https://idp.trust.test/saml';
@@ -65,6 +65,20 @@ const ssoCertificates = async (id: string) => {
   );
   return rows[0]?.fps ?? [];
 };
+/** A sign-in at the region answered with a response whose assertion `by` signed: the ACS status. */
+async function signIn(id: string, by: Signer): Promise<number> {
+  const login = await fetch(`${r.url}/sso/saml/${id}/login`, { redirect: 'manual' });
+  expect(login.status).toBe(302);
+  const req = requestFromRedirect(login.headers.get('location') ?? '');
+  const xml = signedResponse({ issuer: ENTITY, audience: req.issuer, acs: req.acs, inResponseTo: req.id, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] } }, by);
+  const res = await fetch(`${r.url}/sso/saml/${id}/acs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ SAMLResponse: b64(xml) }),
+  });
+  await res.text();
+  return res.status;
+}
 async function refreshNow(id: string) {
   await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid`, id);
   await refresher.runOnce();
@@ -74,7 +88,7 @@ describe('trust on first use', () => {
   let id: string;
   test('the first document pins its signer and signing certificates', async () => {
     idp.set('tofu.xml', doc([A], A));
-    const res = await create('tofu.xml');
+    const res = await create('tofu.xml', { email_claims: ['email'] });
     expect(res.status).toBe(201);
     id = res.body.result.id;
     const md = await resource(id);
@@ -101,6 +115,10 @@ describe('trust on first use', () => {
     expect(md.held_metadata).toMatchObject({ reason: expect.stringMatching(/not signed by a trusted certificate/), metadata: { signed: false } });
     expect(md.held_metadata.metadata.signing_certificates[0].fingerprint_sha256).toBe(fp(STRANGER));
 
+    // SSO: the held document's certificate signs nothing in; the applied one still does.
+    expect(await signIn(id, STRANGER)).toBe(401);
+    expect(await signIn(id, B)).toBe(200);
+
     const admin = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
     expect(admin.body.held).toBe(1);
     expect(admin.body.credentials).toContainEqual(expect.objectContaining({ credential_id: id, held_since: expect.any(String), held_reason: expect.any(String) }));
@@ -124,6 +142,7 @@ describe('trust on first use', () => {
   test('an operator accepts the held document: applied, its certificate trusted', async () => {
     expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(204);
     expect(await ssoCertificates(id)).toEqual([fp(STRANGER)]);
+    expect(await signIn(id, STRANGER)).toBe(200);
     const md = await resource(id);
     expect(md.held_metadata).toBeNull();
     expect(md.trusted_certificates).toContainEqual(expect.objectContaining({ fingerprint_sha256: fp(STRANGER), source: 'operator' }));
