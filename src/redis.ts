@@ -28,6 +28,9 @@ export function replicationKeys(prefix: string) {
     streamBorn: `${prefix}{repl}:stream-born`,
     ack: (changeId: string) => `${prefix}{repl}:ack:${changeId}`,
     ackChannel: `${prefix}{repl}:acks`,
+    /** The deployment's members (see replication/membership.ts) and the channel announcing changes. */
+    members: `${prefix}{repl}:members`,
+    membersChannel: `${prefix}{repl}:members-changed`,
   };
 }
 export type ReplicationKeys = ReturnType<typeof replicationKeys>;

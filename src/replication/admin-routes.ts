@@ -4,6 +4,7 @@ import { conflict, notFound } from '../http/errors';
 import { isUuid } from '../http/validate';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
+import type { Membership } from './membership';
 import { failureStatus } from './parked';
 import { changeStatus } from './change-status';
 import type { OutboxRelay } from './relay';
@@ -21,6 +22,8 @@ export interface ReplicationAdminDeps {
   applier: Applier | null;
   region: string;
   regions: readonly string[];
+  /** The deployment's members; without it, `regions`. */
+  membership?: Pick<Membership, 'regions' | 'members'>;
   tables: readonly ReplicatedTable[];
 }
 
@@ -29,6 +32,7 @@ const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOStrin
 /** Operator views of replication: overall status, one change's progress, and per-table digests. */
 export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   const router = Router();
+  const regions = () => d.membership?.regions() ?? d.regions;
 
   router.get('/admin/replication', async (_req, res) => {
     const [progress, outbox, stream, failures] = await Promise.all([
@@ -39,13 +43,16 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
                 min(created_at) FILTER (WHERE published_at IS NULL) AS oldest_unpublished
            FROM replication_outbox`,
       ),
-      streamStatus(d),
+      streamStatus({ ...d, regions: regions() }),
       failureStatus(d.db),
     ]);
     const o = outbox[0];
     res.json({
       region: d.region,
-      regions: d.regions,
+      regions: regions(),
+      // The deployment's members (README, "Adding a region"): joining until re-seeded, then active.
+      members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active', since: null, joinedAt: null, registered: false })))
+        .map((m) => ({ region: m.region, state: m.state, since: m.since, joined_at: m.joinedAt, registered: m.registered })),
       applied: progress.map((p) => ({
         origin_region: p.originRegion,
         events_applied: Number(p.appliedCount),
@@ -80,7 +87,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   router.get('/admin/replication/changes/:changeId', async (req, res) => {
     const changeId = String(req.params.changeId);
     if (!isUuid(changeId)) throw notFound(`Change ${changeId} not found.`);
-    const status = await changeStatus(d, changeId.toLowerCase(), null);
+    const status = await changeStatus({ ...d, regions: regions() }, changeId.toLowerCase(), null);
     if (!status) throw notFound(`Change ${changeId} is not known (or its record has expired).`);
     res.json(status);
   });

@@ -12,6 +12,7 @@ import { isTransient } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
+import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroups, eventField, type StreamEntry } from './stream';
@@ -29,6 +30,8 @@ export interface ApplierDeps {
   tracker: Tracker;
   region: string;
   regions: readonly string[];
+  /** The deployment's members: this region joins before it reads, and their groups are the ones ensured. */
+  membership?: Membership;
   consumer: string;
   log: Logger;
   batchSize?: number;
@@ -79,7 +82,8 @@ export class Applier {
     while (!this.stopped) {
       try {
         if (!groupsReady) {
-          await ensureGroups(this.d.redis, keys, this.d.regions);
+          await this.d.membership?.join();
+          await ensureGroups(this.d.redis, keys, this.d.membership?.regions() ?? this.d.regions);
           groupsReady = true;
           pendingCursor = '0';
         }

@@ -10,6 +10,7 @@ import { createRedis, replicationKeys, type Redis } from '../redis';
 import { replicationAdminRoutes } from './admin-routes';
 import { Applier } from './applier';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
+import { Membership } from './membership';
 import { OutboxRelay } from './relay';
 import { Replicator } from './replicator';
 import { RowStore } from './row-store';
@@ -39,13 +40,15 @@ export async function createReplication(o: ReplicationOptions) {
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, o.log, 1000, o.config.ackTtlSeconds);
   const { streamMaxLength } = o.config;
-  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, log: o.log, streamMaxLength });
-  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, log: o.log, streamMaxLength });
+  // The deployment's members (Redis record united with this config), not this config's list alone.
+  const membership = new Membership({ redis, subscriber, keys, region, configured: regions, log: o.log });
+  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, membership, log: o.log, streamMaxLength });
+  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, membership, log: o.log, streamMaxLength });
   const applier =
     o.applier === false
       ? null
       : new Applier({
-          db: o.db, reader, redis, keys, store, clock, tracker, region, regions, log: o.log,
+          db: o.db, reader, redis, keys, store, clock, tracker, region, regions, membership, log: o.log,
           consumer: o.consumerName ?? `${region}@${os.hostname()}`,
         });
 
@@ -56,15 +59,18 @@ export async function createReplication(o: ReplicationOptions) {
     applier,
     keys,
     redis,
-    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, applier, region, regions, tables: o.tables }),
+    membership,
+    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, applier, region, regions, membership, tables: o.tables }),
     async start() {
       // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
       void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));
+      membership.start();
       relay.start();
       applier?.start();
     },
     /** Stops background work, publishing what the outbox still holds if Redis lets us. */
     async stop() {
+      membership.stop();
       await applier?.stop();
       await repl.flushPublished();
       await relay.stop();

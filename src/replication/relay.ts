@@ -9,6 +9,7 @@
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
+import { mustAck, type Member, type Membership } from './membership';
 import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 
@@ -19,6 +20,8 @@ export interface RelayDeps {
   tracker: Tracker;
   region: string;
   regions: readonly string[];
+  /** The deployment's members (read fresh before confirming and trimming); without it, `regions`. */
+  membership?: Pick<Membership, 'refresh'>;
   log: Logger;
   intervalMs?: number;
   /** Published but unconfirmed for this long: check the stream still has it. */
@@ -115,8 +118,13 @@ export class OutboxRelay {
     }
   }
 
+  /** The members now (a fresh read; the last known ones while Redis is down). */
+  private async members(): Promise<Pick<Member, 'region' | 'since'>[]> {
+    return this.d.membership ? this.d.membership.refresh() : this.d.regions.map((region) => ({ region, since: null }));
+  }
+
   async confirm(): Promise<void> {
-    const { db, redis, keys, regions } = this.d;
+    const { db, redis, keys } = this.d;
     const rows = await db.$queryRawUnsafe<{ id: bigint; change_id: string; stream_id: string | null; stale: boolean }[]>(
       `SELECT id, change_id::text, stream_id, published_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
          FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2
@@ -126,6 +134,9 @@ export class OutboxRelay {
     );
     this.confirmCursor = rows.length === 2000 ? (rows[rows.length - 1]?.id ?? 0n) : 0n;
     if (rows.length) {
+      // Read after the rows: a region that joins after this read registered after these rows were
+      // published, so they are at or before its `since` and reach it by its re-seed (membership.ts).
+      const members = await this.members();
       const pipe = redis.pipeline();
       for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
       const acks = (await pipe.exec()) ?? [];
@@ -135,7 +146,7 @@ export class OutboxRelay {
         const [err, regionsAcked] = acks[i] ?? [new Error('missing reply')];
         if (err) return;
         const have = new Set(regionsAcked as string[]);
-        if (regions.every((x) => have.has(x))) confirmed.push(r.change_id);
+        if (members.every((m) => have.has(m.region) || !mustAck(m, r.stream_id, compareStreamIds))) confirmed.push(r.change_id);
         else if (r.stale) suspects.push(r);
       });
       if (confirmed.length) {
@@ -209,12 +220,16 @@ export class OutboxRelay {
   async trim(force = false): Promise<number> {
     if (!force && Date.now() - this.lastTrim < 30_000) return 0;
     this.lastTrim = Date.now();
-    const { redis, keys, regions } = this.d;
+    const { redis, keys } = this.d;
+    const members = await this.members();
     const groups = await groupInfo(redis, keys);
     await this.markBorn(await streamBounds(redis, keys));
-    if (!regions.every((r) => groups.some((g) => g.name === r))) return 0;
+    if (!members.every((m) => groups.some((g) => g.name === m.region))) return 0;
     let floor: string | null = null;
-    for (const g of groups.filter((x) => regions.includes(x.name))) {
+    // Every group on the stream counts, members' or not: a region that joins creates its group at the
+    // stream's end, above any floor computed before, so nothing it has not read is trimmed. A removed
+    // region's group is destroyed by the admin command that removes it.
+    for (const g of groups) {
       let needed = g.lastDeliveredId;
       if (g.pending > 0) {
         const summary = (await redis.xpending(keys.stream, g.name)) as [number, string | null, string | null, unknown];

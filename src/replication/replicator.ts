@@ -9,6 +9,7 @@ import type { Db, TxClient } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
+import type { Membership } from './membership';
 import { AppError } from '../http/errors';
 import { isSchemaChange, type RowStore, type Winner } from './row-store';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
@@ -57,6 +58,8 @@ export interface ReplicatorDeps {
   tracker: Tracker;
   region: string;
   regions: readonly string[];
+  /** The deployment's members; without it, `regions`. */
+  membership?: Pick<Membership, 'regions'>;
   log: Logger;
   /** Cap of the change stream (XADD MAXLEN ~). */
   streamMaxLength?: number;
@@ -79,8 +82,9 @@ export class Replicator {
     return this.d.region;
   }
 
+  /** The deployment's regions (its members: a region being added counts as soon as it joined). */
   get regions(): readonly string[] {
-    return this.d.regions;
+    return this.d.membership?.regions() ?? this.d.regions;
   }
 
   async write<T>(fn: (ctx: WriteContext) => Promise<T>): Promise<{ value: T; event: ChangeEvent | null }> {
@@ -209,12 +213,19 @@ export class Replicator {
    * Waits until every configured region holds the change, one reports it superseded, or the deadline
    * passes. `alreadyApplied`: the regions known to hold it (by default this one, which just committed it).
    */
-  waitForAllRegions(changeId: string, deadline: number, alreadyApplied: readonly string[] = [this.d.region]): Promise<WaitResult> {
-    return this.d.tracker.wait(changeId, this.d.regions, alreadyApplied, deadline);
+  async waitForAllRegions(changeId: string, deadline: number, alreadyApplied: readonly string[] = [this.d.region]): Promise<WaitResult> {
+    let waited = await this.d.tracker.wait(changeId, this.regions, alreadyApplied, deadline);
+    // A region that joined while we waited counts too: never answer complete without a current member.
+    for (;;) {
+      const joined = this.regions.filter((r) => !waited.applied.includes(r) && !waited.pending.includes(r));
+      if (!waited.complete || joined.length === 0) return waited;
+      const more = await this.d.tracker.wait(changeId, [...waited.applied, ...joined], waited.applied, deadline);
+      waited = { ...more, applied: [...new Set([...waited.applied, ...more.applied])] };
+    }
   }
 
   /** A change's progress, for its organization only (null: unknown here, or another organization's). */
   changeStatus(changeId: string, orgId: string | null): Promise<ChangeStatus | null> {
-    return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.d.regions }, changeId, orgId);
+    return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.regions }, changeId, orgId);
   }
 }

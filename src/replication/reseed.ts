@@ -14,6 +14,7 @@ import type { ConfigFile } from '../config';
 import { createDb } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys } from '../redis';
+import { updateMember } from './membership';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, ensureGroups, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
@@ -50,6 +51,9 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     if (behindTrim(peer, floor, bounds)) throw new Error(`${from} fell behind the stream cap too; re-seed from another region`);
     const position = floor.oldestPending ? previousStreamId(floor.oldestPending) : floor.lastDelivered;
     await redis.xgroup('SETID', keys.stream, to, position);
+    // Changes at or before the new position reach the target by the copy below, not the stream: their
+    // origins no longer wait for its ack of them (membership.ts). A region not in the record is left out.
+    await updateMember(redis, keys, to, { since: position });
     // Pending entries older than the oldest entry left were trimmed: nothing is left to read.
     const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.stream, to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
 
@@ -78,6 +82,8 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
       }
       copied[table.name] = stats;
     }
+    // Seeded: a region that joined a running deployment is now an active member.
+    await updateMember(redis, keys, to, { state: 'active' });
     return { from, to, position, trimmedPendingAcked, tables: copied };
   } finally {
     redis.disconnect();

@@ -1,0 +1,165 @@
+/**
+ * Adding a region to a running deployment (issue G, item 8; README, Operations, "Adding a region"):
+ * three regions under continuous writes keep their 3-region config; a 4th starts with a config naming four,
+ * joins the membership record, is re-seeded from a peer with `npm run reseed`, and becomes active. The old
+ * regions count it from the moment it joined: an all_regions write waits for it (408 while it is paused,
+ * and its outbox row is not confirmed without its ack), and one made after it joined names it among the
+ * regions that applied it. At the end the four databases are identical and no acknowledged write is lost.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client } from 'pg';
+import { RegionProcess } from '../../src/cluster/region-process';
+import type { ConfigFile } from '../../src/config';
+import { dropDatabase } from '../../src/db/migrate';
+import { PROJECT_ROOT } from '../../src/paths';
+import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
+import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, TEST_SIGNING_SECRET } from '../support/env';
+
+const OLD = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const NEW = 'south-brazil';
+let cluster: Cluster;
+let added: RegionProcess | null = null;
+let addedDb = '';
+const addedLogs: string[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster('add-region', OLD);
+}, 120_000);
+afterAll(async () => {
+  await added?.stop(10_000);
+  await cluster?.stop();
+  if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const status = async (url: string) => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body;
+const digest = async (url: string) => JSON.stringify((await call(url, 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables);
+
+function runScript(script: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', script), ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('a 4th region joins three running regions under writes: identical regions, no lost write, all_regions counts it', async () => {
+  const urls = OLD.map((r) => cluster.url(r));
+  const acknowledged: string[] = [];
+  let failures = 0;
+  let writing = true;
+  // Continuous local_region writes in the three old regions, one after another, for the whole procedure.
+  const writer = (async () => {
+    for (let i = 0; writing; i++) {
+      const url = urls[i % urls.length] as string;
+      try {
+        const res = await call(url, 'POST', '/admin/organizations', { body: { name: `w${i}` }, headers: adminHeaders });
+        if (res.status === 201) acknowledged.push(res.body.id);
+        else failures++;
+      } catch {
+        failures++;
+      }
+    }
+  })();
+  await eventually(async () => acknowledged.length >= 30, 30_000, 100);
+
+  // 1. The new region's entry in a config file naming four regions (the old regions keep theirs).
+  const file = JSON.parse(fs.readFileSync(cluster.deployment.configPath, 'utf8')) as ConfigFile;
+  const [port] = await freePorts(1);
+  addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
+  const newFile: ConfigFile = { ...file, regions: [...file.regions, { id: NEW, port: port as number, databaseUrl: addedDb }] };
+  const newConfig = path.join(path.dirname(cluster.deployment.configPath), 'regions.4.config.json');
+  fs.writeFileSync(newConfig, JSON.stringify(newFile, null, 2));
+
+  // 2. Start it: it joins the membership record (joining) and creates its consumer group.
+  added = new RegionProcess({
+    region: NEW,
+    url: `http://127.0.0.1:${port}`,
+    env: {
+      REGIONS_CONFIG: newConfig, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET,
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
+    },
+    onLine: (line) => {
+      addedLogs.push(line);
+      if (addedLogs.length > 200) addedLogs.shift();
+    },
+  });
+  added.start();
+  await added.waitReady(60_000);
+  const newUrl = added.url;
+  const joined = await eventually(async () => {
+    const s = await status(urls[0] as string);
+    return s.regions.includes(NEW) && s.members.find((m: { region: string }) => m.region === NEW)?.state === 'joining';
+  }, 20_000, 200);
+  expect({ joined, logs: joined ? [] : addedLogs.slice(-20) }).toEqual({ joined: true, logs: [] });
+
+  // 3. Re-seed it from a peer while the writes go on.
+  const reseed = await runScript('reseed.js', ['--from', 'europe-belgium', '--to', NEW], { REGIONS_CONFIG: newConfig });
+  expect(reseed.stderr).toBe('');
+  expect(reseed.code).toBe(0);
+  expect(JSON.parse(reseed.stdout).tables.organizations.rows).toBeGreaterThan(0);
+  // 4. The re-seed marked it active; every old region sees it (their config still names three).
+  for (const url of urls) {
+    expect(await eventually(async () => (await status(url)).members.find((m: { region: string }) => m.region === NEW)?.state === 'active', 10_000, 200)).toBe(true);
+  }
+
+  // An all_regions write in an old-config region waits for the new region and names it.
+  const strict = await call(urls[2] as string, 'POST', '/admin/organizations', {
+    body: { name: 'after join' },
+    headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '20' },
+  });
+  expect(strict.status).toBe(201);
+  acknowledged.push(strict.body.id);
+  const change = (await call(urls[2] as string, 'GET', `/admin/replication/changes/${strict.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+  expect(Object.keys(change.applied_at).sort()).toEqual([...OLD, NEW].sort());
+  expect(change.applied_at[NEW]).not.toBeNull();
+
+  // While the new region is paused, an all_regions write in an old region answers 408 naming it, and the
+  // origin does not confirm (so never deletes) the outbox row without its ack.
+  added.pause();
+  try {
+    const paused = await call(urls[0] as string, 'POST', '/admin/organizations', {
+      body: { name: 'while paused' },
+      headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '3' },
+    });
+    expect(paused.status).toBe(408);
+    expect(JSON.stringify(paused.body)).toContain(NEW);
+    await sleep(4000);
+    const pending = (await call(urls[0] as string, 'GET', `/admin/replication/changes/${paused.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+    expect(pending.pending_regions).toEqual([NEW]);
+    expect(pending.origin.confirmed_at).toBeNull();
+  } finally {
+    added.resume();
+  }
+
+  await sleep(2000);
+  writing = false;
+  await writer;
+  expect(failures).toBe(0);
+
+  // Identical rows in all four regions, every acknowledged write among them.
+  const all = [...urls, newUrl];
+  const converged = await eventually(async () => {
+    const d = await Promise.all(all.map(digest));
+    return d.every((x) => x === d[0]);
+  }, 60_000, 500);
+  expect(converged).toBe(true);
+  for (const url of [urls[0] as string, newUrl]) {
+    const db = url === newUrl ? addedDb : (cluster.deployment.file.regions[0]?.databaseUrl as string);
+    const client = new Client({ connectionString: db });
+    await client.connect();
+    try {
+      const found = await client.query('SELECT count(*)::int AS n FROM organizations WHERE id = ANY($1::uuid[])', [acknowledged]);
+      expect(found.rows[0].n).toBe(acknowledged.length);
+    } finally {
+      await client.end();
+    }
+  }
+  // Every old region's outbox confirms once the new region acked (or was seeded with) each change.
+  for (const url of urls) expect(await eventually(async () => (await status(url)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
+}, 300_000);
