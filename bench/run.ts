@@ -65,8 +65,9 @@ async function main(): Promise<void> {
   const configPath = path.join(dir, 'regions.config.json');
   fs.writeFileSync(configPath, JSON.stringify(file));
   const adminToken = crypto.randomBytes(18).toString('base64url');
+  const replicationKeys = `bench:${crypto.randomBytes(32).toString('base64url')}`;
   const procs = file.regions.map(
-    (r) => new RegionProcess({ region: r.id, url: `http://127.0.0.1:${r.port}`, env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: crypto.randomBytes(32).toString('base64url'), LOG_LEVEL: 'warn' } }),
+    (r) => new RegionProcess({ region: r.id, url: `http://127.0.0.1:${r.port}`, env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: crypto.randomBytes(32).toString('base64url'), REPLICATION_KEYS: replicationKeys, LOG_LEVEL: 'warn' } }),
   );
   const cleanup = async () => {
     await Promise.all(procs.map((p) => p.stop()));

@@ -39,13 +39,19 @@ async function main(): Promise<void> {
     process.stdout.write(`ADMIN_TOKEN was not set; using a generated one for this cluster:\n  export ADMIN_TOKEN=${adminToken}\n`);
   }
   const tokenSigningSecret = process.env.TOKEN_SIGNING_SECRET || crypto.randomBytes(32).toString('base64url');
+  // The key that signs change events on the bus (the same in every region; see README, Security).
+  let replicationKeys = process.env.REPLICATION_KEYS;
+  if (!replicationKeys) {
+    replicationKeys = `k1:${crypto.randomBytes(32).toString('base64url')}`;
+    process.stdout.write(`REPLICATION_KEYS was not set; using a generated one for this cluster:\n  export REPLICATION_KEYS=${replicationKeys}\n`);
+  }
   let stopping = false;
   const procs = file.regions.map(
     (r) =>
       new RegionProcess({
         region: r.id,
         url: r.publicUrl ?? `http://${r.host ?? '127.0.0.1'}:${r.port}`,
-        env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: tokenSigningSecret, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+        env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: tokenSigningSecret, REPLICATION_KEYS: replicationKeys, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
         onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
         onExit: (code, signal) => {
           if (!stopping) process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal})\n`);

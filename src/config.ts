@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import Ajv from 'ajv';
+import { parseReplicationKeys, type ReplicationKey } from './replication/event-auth';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
 
 const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
@@ -91,6 +92,11 @@ export interface Config extends ConfigFile {
   adminToken: string;
   /** Secret that signs Infisical-dialect access tokens; the same in every region. */
   tokenSigningSecret: string;
+  /**
+   * Keys that sign and verify change events on the bus (REPLICATION_KEYS, `kid:secret,...`): the first
+   * signs, every one is accepted. The same set in every region (see src/replication/event-auth.ts).
+   */
+  replicationKeys: ReplicationKey[];
   logLevel: string;
   configPath: string;
   /**
@@ -148,7 +154,7 @@ function intFromEnv(env: Env, name: string): number | undefined {
 
 /**
  * Builds the process configuration. Environment variables override the file:
- * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REDIS_URL, REDIS_KEY_PREFIX,
+ * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS, REDIS_URL, REDIS_KEY_PREFIX,
  * PORT, HOST, DATABASE_URL (the last three for this process's region only), LOG_LEVEL.
  */
 export function loadConfig(env: Env = process.env): Config {
@@ -172,6 +178,18 @@ export function loadConfig(env: Env = process.env): Config {
       `TOKEN_SIGNING_SECRET must be set to a random secret of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. openssl rand -hex 32), the same in every region`,
     );
   }
+  // Change events are signed: anyone who can write to Redis could otherwise change every region's data.
+  if (!env.REPLICATION_KEYS) {
+    throw new ConfigError(
+      `REPLICATION_KEYS must be set to the key(s) that sign change events, kid:secret[,kid:secret...] with secrets of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. r1:$(openssl rand -hex 32)), the same in every region`,
+    );
+  }
+  let replicationKeys: ReplicationKey[];
+  try {
+    replicationKeys = parseReplicationKeys(env.REPLICATION_KEYS);
+  } catch (err) {
+    throw new ConfigError(`REPLICATION_KEYS: ${(err as Error).message}`);
+  }
   if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
   if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const port = intFromEnv(env, 'PORT');
@@ -190,6 +208,7 @@ export function loadConfig(env: Env = process.env): Config {
     region: merged,
     adminToken,
     tokenSigningSecret,
+    replicationKeys,
     logLevel: env.LOG_LEVEL || 'info',
     configPath,
     metadataValidationTime: validTime(env.METADATA_VALIDATION_TIME),

@@ -23,7 +23,7 @@ function write(content: unknown, name = `${Math.random()}.json`): string {
   return p;
 }
 
-const env = (file: string, extra: Record<string, string> = {}) => ({ REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'x'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32), ...extra });
+const env = (file: string, extra: Record<string, string> = {}) => ({ REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'x'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32), REPLICATION_KEYS: `k1:${'r'.repeat(32)}`, ...extra });
 
 test('a valid file and environment give the region, with environment overrides applied', () => {
   const c = loadConfig(env(write(good), { PORT: '9999', REDIS_KEY_PREFIX: 'other:', DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/z' }));
@@ -45,11 +45,21 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['no TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: '' }, /TOKEN_SIGNING_SECRET/],
   ['a 16-character TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(16) }, /TOKEN_SIGNING_SECRET must be set to a random secret of at least 32 bytes/],
   ['a 31-byte TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(31) }, /at least 32 bytes/],
+  ['no REPLICATION_KEYS', good, { REPLICATION_KEYS: '' }, /REPLICATION_KEYS must be set/],
+  ['a 31-byte replication secret', good, { REPLICATION_KEYS: `k1:${'r'.repeat(31)}` }, /REPLICATION_KEYS: the secret of key 'k1' must be at least 32 bytes/],
+  ['a replication key without a key id', good, { REPLICATION_KEYS: 'r'.repeat(40) }, /REPLICATION_KEYS: entry 1 must be kid:secret/],
+  ['a second replication key too short', good, { REPLICATION_KEYS: `k1:${'r'.repeat(32)},k2:short` }, /key 'k2' must be at least 32 bytes/],
+  ['a duplicate replication key id', good, { REPLICATION_KEYS: `k1:${'r'.repeat(32)},k1:${'q'.repeat(32)}` }, /key id 'k1' appears twice/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
 ])('%s is refused with a message naming the field', (_n, content, extra, message) => {
   const file = content === null ? path.join(dir, 'absent.json') : write(content);
   expect(() => loadConfig(env(file, extra))).toThrow(message);
+});
+
+test('REPLICATION_KEYS: the first key signs, every key verifies; a secret may contain ":"', () => {
+  const c = loadConfig(env(write(good), { REPLICATION_KEYS: `new:${'n'.repeat(32)},old:a:${'o'.repeat(32)}` }));
+  expect(c.replicationKeys).toEqual([{ kid: 'new', secret: 'n'.repeat(32) }, { kid: 'old', secret: `a:${'o'.repeat(32)}` }]);
 });
 
 test('without REGIONS_CONFIG and with no ./regions.config.json, the error names REGIONS_CONFIG', () => {

@@ -166,6 +166,8 @@ export class Stack {
       REGIONS_CONFIG: this.configPath,
       ADMIN_TOKEN: this.adminToken,
       TOKEN_SIGNING_SECRET: `harness-${this.adminToken}`,
+      // Change events on the bus are signed; every region of the stack shares the key.
+      REPLICATION_KEYS: `harness:harness-replication-${this.adminToken}`,
       LOG_LEVEL: o.logLevel,
       METADATA_VALIDATION_TIME: FIXTURE_DATE,
     };

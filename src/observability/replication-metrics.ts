@@ -21,7 +21,7 @@ export interface ReplicationMetricSources {
   /** The applier calls these observers when it has them (set here). */
   applier: {
     onApplied?: (origins: readonly string[], seconds: number) => void;
-    /** An event refused (unauthenticated, or a clock too far ahead); no applier refuses events yet. */
+    /** An event refused: unauthenticated (unsigned, unknown-key, bad-signature; origin 'unknown' unless a known region) or clock-skew. */
     onRefused?: (origin: string, reason: string) => void;
   } | null;
 }

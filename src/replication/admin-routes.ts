@@ -74,6 +74,15 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
       },
       // Events this region could not apply: failing (retried) and parked (kept, acked to origin as parked).
       failures,
+      // Entries refused for their signature (unsigned, unknown key, altered) by this process's applier since
+      // it started: never applied, moved to the dead-letter stream. Null when this process runs no applier.
+      refused: d.applier
+        ? {
+            total: d.applier.refusedEvents,
+            by_reason: { ...d.applier.refusedByReason },
+            recent: d.applier.recentRefused.map((r) => ({ stream_id: r.streamId, claimed_origin: r.origin, reason: r.reason, kid: r.kid, at: r.at })).reverse(),
+          }
+        : null,
       waiting_requests: d.tracker.waiting,
     });
   });

@@ -15,9 +15,10 @@ import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { isSchemaChange, type RowStore } from './row-store';
-import { DEAD_LETTER_MAX_LENGTH, ensureGroups, eventField, type StreamEntry } from './stream';
+import { DEAD_LETTER_MAX_LENGTH, ensureGroups, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
 import type { AckOutcome, Tracker } from './tracker';
+import type { EventAuth, RefusalReason } from './event-auth';
 
 export interface ApplierDeps {
   db: Db;
@@ -39,7 +40,22 @@ export interface ApplierDeps {
   claimIdleMs?: number;
   /** How often to look for such entries (default 5 s). */
   claimEveryMs?: number;
+  /** Verifies each entry's signature before anything else reads it (see event-auth.ts). */
+  auth: EventAuth;
 }
+
+/** An entry refused for its signature, as /admin/replication shows it. */
+export interface RefusedEntry {
+  streamId: string;
+  /** The origin the entry claims (unauthenticated: it may be a lie), null when unreadable. */
+  origin: string | null;
+  reason: RefusalReason;
+  kid: string | null;
+  at: string;
+}
+
+/** How many refused entries /admin/replication lists (the newest). */
+export const RECENT_REFUSED = 20;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,6 +72,12 @@ export class Applier {
   lostEntries = 0;
   /** Observer of each applied batch: its events' origins and how long it took (metrics set it). */
   onApplied?: (origins: readonly string[], seconds: number) => void;
+  /** Observer of each refused entry: its claimed origin (a known region, else 'unknown') and reason. */
+  onRefused?: (origin: string, reason: string) => void;
+  /** Entries refused for their signature since start, per reason, and the newest of them. */
+  refusedEvents = 0;
+  readonly refusedByReason: Partial<Record<RefusalReason, number>> = {};
+  readonly recentRefused: RefusedEntry[] = [];
 
   constructor(private readonly d: ApplierDeps) {
     this.failures = new FailureLog(d.db);
@@ -151,8 +173,16 @@ export class Applier {
     const parsed: Parsed[] = [];
     const poison: StreamEntry[] = [];
     const unfit: Unfit[] = [];
+    const refused: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[] = [];
     for (const entry of entries) {
-      const event = parseEvent(eventField(entry[1]));
+      // Nothing of an entry is read before its signature holds: a refused one is never applied, never
+      // observed by the clock, never acked to the tracker.
+      const v = this.d.auth.verify(entry[1]);
+      if (!v.ok) {
+        refused.push({ entry, reason: v.reason, kid: v.kid, body: v.body });
+        continue;
+      }
+      const event = parseEvent(v.body);
       if (!event) {
         poison.push(entry);
         continue;
@@ -171,6 +201,7 @@ export class Applier {
         else parsed.push(u.p);
       }
     }
+    if (refused.length) await this.refuse(refused);
     if (poison.length) {
       log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
       await this.deadLetter(poison);
@@ -409,12 +440,43 @@ export class Applier {
     };
     await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
     this.parkedEvents += items.length;
+    // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
+    for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
     log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
     try {
       await tracker.parked(region, items.map((i) => i.p.event.changeId));
       await redis.xack(keys.stream, region, ...items.map((i) => i.p.id));
     } catch (err) {
       log.warn({ err: (err as Error).message, count: items.length }, 'parked, but could not ack in Redis; the events stay pending and are parked again on redelivery');
+    }
+  }
+
+  /**
+   * Entries whose signature does not hold (missing, unknown key, altered): counted, remembered for
+   * /admin/replication, and dead-lettered with the reason (XACKed, so they do not pin the trim floor).
+   * Not parked: parked events live in Postgres and are retried by POST /admin/replication/parked/retry,
+   * which does not verify again; and whoever can write to Redis could fill this region's database.
+   * The dead-letter stream is capped. Nothing is acked to the tracker: the claimed origin may be a lie.
+   */
+  private async refuse(items: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[]): Promise<void> {
+    const known = new Set<string>(this.d.regions);
+    const at = new Date().toISOString();
+    for (const { entry, reason, kid, body } of items) {
+      const origin = claimedOrigin(body);
+      this.refusedEvents += 1;
+      this.refusedByReason[reason] = (this.refusedByReason[reason] ?? 0) + 1;
+      this.recentRefused.push({ streamId: entry[0], origin, reason, kid: kid === null ? null : kid.slice(0, 64), at });
+      if (this.recentRefused.length > RECENT_REFUSED) this.recentRefused.shift();
+      this.onRefused?.(origin !== null && known.has(origin) ? origin : 'unknown', reason);
+    }
+    this.d.log.error(
+      { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
+      'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
+    );
+    const { redis, keys, region } = this.d;
+    for (const { entry, reason } of items) {
+      await redis.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
+      await redis.xack(keys.stream, region, entry[0]);
     }
   }
 
@@ -451,6 +513,17 @@ function progressRows(events: ChangeEvent[]) {
     }
   }
   return [...byOrigin.values()];
+}
+
+/** The origin an unauthenticated entry claims, for operators (at most 64 characters), or null. */
+function claimedOrigin(body: string | null): string | null {
+  if (body === null || body.length > 4_000_000) return null;
+  try {
+    const o = (JSON.parse(body) as { origin?: unknown } | null)?.origin;
+    return typeof o === 'string' ? o.slice(0, 64) : null;
+  } catch {
+    return null;
+  }
 }
 
 export function parseEvent(raw: string | null): ChangeEvent | null {

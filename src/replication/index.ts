@@ -9,6 +9,7 @@ import type { Logger } from '../logger';
 import { createRedis, replicationKeys, type Redis } from '../redis';
 import { replicationAdminRoutes } from './admin-routes';
 import { Applier } from './applier';
+import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
 import { Membership } from './membership';
 import { OutboxRelay } from './relay';
@@ -18,7 +19,7 @@ import type { ReplicatedTable } from './tables';
 import { Tracker } from './tracker';
 
 export interface ReplicationOptions {
-  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds'>;
+  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys'>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -40,16 +41,18 @@ export async function createReplication(o: ReplicationOptions) {
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, o.log, 1000, o.config.ackTtlSeconds);
   const { streamMaxLength } = o.config;
+  // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
+  const auth = new EventAuth(o.config.replicationKeys);
   // The deployment's members (Redis record united with this config), not this config's list alone.
   const membership = new Membership({ redis, subscriber, keys, region, configured: regions, log: o.log });
-  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, membership, log: o.log, streamMaxLength });
-  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, membership, log: o.log, streamMaxLength });
+  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, membership, log: o.log, streamMaxLength, auth });
+  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth });
   const applier =
     o.applier === false
       ? null
       : new Applier({
           db: o.db, reader, redis, keys, store, clock, tracker, region, regions, membership, log: o.log,
-          consumer: o.consumerName ?? `${region}@${os.hostname()}`,
+          consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth,
         });
 
   return {

@@ -12,6 +12,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import { mustAck, type Member, type Membership } from './membership';
 import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
+import type { EventAuth, SignedEvent } from './event-auth';
 
 export interface RelayDeps {
   db: Db;
@@ -30,6 +31,8 @@ export interface RelayDeps {
   retentionMs?: number;
   /** Cap of the change stream (XADD MAXLEN ~). */
   streamMaxLength?: number;
+  /** Events go out with the signature stored with them (see event-auth.ts). */
+  auth: EventAuth;
 }
 
 interface OutboxRow {
@@ -93,7 +96,7 @@ export class OutboxRelay {
       if (rows.length === 0) return total;
       const pipe = redis.pipeline();
       const cap = this.d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH;
-      for (const r of rows) pipe.xadd(keys.stream, 'MAXLEN', '~', cap, '*', 'e', JSON.stringify(r.event));
+      for (const r of rows) pipe.xadd(keys.stream, 'MAXLEN', '~', cap, '*', ...this.d.auth.entryFields(r.event as SignedEvent));
       const res = (await pipe.exec()) ?? [];
       const ids: string[] = [];
       const streamIds: string[] = [];

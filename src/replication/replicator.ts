@@ -16,6 +16,7 @@ import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
 import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
+import type { EventAuth, SignedEvent } from './event-auth';
 import { isTransient } from '../db/pg-errors';
 
 const COLLISION_ATTEMPTS = 5;
@@ -63,6 +64,8 @@ export interface ReplicatorDeps {
   log: Logger;
   /** Cap of the change stream (XADD MAXLEN ~). */
   streamMaxLength?: number;
+  /** Signs each event where it is created: the outbox stores it signed (see event-auth.ts). */
+  auth: EventAuth;
 }
 
 function refusedWrite(w: Winner): AppError {
@@ -139,7 +142,7 @@ export class Replicator {
         };
         const value = await fn(ctx);
         if (ops.length === 0) return { value, event: null };
-        const event: ChangeEvent = { changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema };
+        const event: SignedEvent = this.d.auth.sign({ changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema });
         await tx.$executeRawUnsafe(
           'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)',
           event.changeId,
@@ -164,10 +167,10 @@ export class Replicator {
   }
 
   /** Fast path after commit. Failures are fine: the relay publishes whatever is left unpublished. */
-  async publish(event: ChangeEvent): Promise<boolean> {
+  async publish(event: SignedEvent): Promise<boolean> {
     try {
       const cap = this.d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH;
-      const streamId = await this.d.redis.xadd(this.d.keys.stream, 'MAXLEN', '~', cap, '*', 'e', JSON.stringify(event));
+      const streamId = await this.d.redis.xadd(this.d.keys.stream, 'MAXLEN', '~', cap, '*', ...this.d.auth.entryFields(event));
       if (!streamId) throw new Error('XADD returned no id');
       this.markPublished(event.changeId, streamId);
       // The origin's own ack is "applied": its transaction put every row.

@@ -119,6 +119,33 @@ export const ReplicationStatus = Type.Object(
       },
       strict,
     ),
+    // Change entries this process's applier refused for their signature since it started (never applied;
+    // dead-lettered). Null when the process runs no applier.
+    refused: Nullable(
+      Type.Object(
+        {
+          total: Count,
+          by_reason: Type.Object(
+            { unsigned: Type.Optional(Count), 'unknown-key': Type.Optional(Count), 'bad-signature': Type.Optional(Count) },
+            strict,
+          ),
+          recent: Type.Array(
+            Type.Object(
+              {
+                stream_id: Type.String(),
+                claimed_origin: Nullable(Type.String({ description: 'The origin the entry names; unauthenticated.' })),
+                reason: Type.Union([Type.Literal('unsigned'), Type.Literal('unknown-key'), Type.Literal('bad-signature')]),
+                kid: Nullable(Type.String()),
+                at: Time,
+              },
+              strict,
+            ),
+            { description: 'The newest refused entries, newest first.' },
+          ),
+        },
+        strict,
+      ),
+    ),
     waiting_requests: Count,
     admission: Type.Optional(AdmissionStatus),
   },

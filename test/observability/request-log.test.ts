@@ -101,6 +101,7 @@ test('a region process logs an unhandled rejection as fatal before it exits', as
       REGIONS_CONFIG: own.configPath,
       ADMIN_TOKEN,
       TOKEN_SIGNING_SECRET: 'test-signing-secret-0123456789abcdef', // at least 32 bytes (config validation)
+      REPLICATION_KEYS: 'test-k1:test-replication-secret-0123456789abcdef',
       LOG_LEVEL: 'info',
       NODE_OPTIONS: `--require ${preload}`,
     },

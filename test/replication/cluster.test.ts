@@ -6,7 +6,7 @@ import Redis from 'ioredis';
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
-import { REDIS_URL } from '../support/env';
+import { REDIS_URL, testEventAuth } from '../support/env';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -193,7 +193,9 @@ test('duplicated and reordered events change nothing', async () => {
     }
     expect(events.length).toBeGreaterThanOrEqual(6);
     events.sort((a, b) => (a.created < b.created ? 1 : -1));
-    for (const e of events) await redis.xadd(key, '*', 'e', e.json);
+    // Each as stored (jsonb: its keys reordered), with the signature it was created with.
+    const auth = testEventAuth();
+    for (const e of events) await redis.xadd(key, '*', ...auth.entryFields(JSON.parse(e.json)));
     // Wait until every region has consumed them all.
     const drained = async () => {
       const groups = (await redis.xinfo('GROUPS', key)) as unknown[][];
@@ -208,6 +210,8 @@ test('duplicated and reordered events change nothing', async () => {
     redis.disconnect();
   }
   expect(await digests()).toEqual(before);
+  // Every one was accepted: the signature of the stored (jsonb) event holds over its canonical bytes.
+  for (const r of REGIONS) expect((await call(cluster.url(r), 'GET', '/admin/replication', { headers: adminHeaders })).body.refused.total).toBe(0);
 }, 60_000);
 
 test('an unreadable event is parked in the dead-letter stream and does not hold up replication', async () => {

@@ -8,7 +8,7 @@ import { FEATURES } from '../../src/features';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { defineTable } from '../../src/replication/tables';
-import { REDIS_URL } from '../support/env';
+import { REDIS_URL, testEventAuth } from '../support/env';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { eventFor, REGION } from '../support/applier-rig';
@@ -33,7 +33,7 @@ test('an event for a table this version lacks is parked, reported, and applied o
   await new Promise((r) => redis.once('ready', r));
   const keys = replicationKeys(first.deployment.file.redisKeyPrefix);
   const event = eventFor('widgets', 'w1', { id: 'w1', color: 'blue' });
-  await redis.xadd(keys.stream, '*', 'e', JSON.stringify(event));
+  await redis.xadd(keys.stream, '*', ...testEventAuth().entryFields(event));
 
   expect(await eventually(async () => (await status(first.url)).failures?.parked === 1, 10_000)).toBe(true);
   expect((await status(first.url)).failures.oldest_parked[0]).toMatchObject({

@@ -1,5 +1,5 @@
 /**
- * Malformed requests over every route of both dialects and the admin API, sent as raw bytes on a socket (so
+ * Malformed requests over every route of both dialects, the SAML SP endpoints (/sso/saml/*) and the admin API, sent as raw bytes on a socket (so
  * nothing in a client library tidies them up): bad %-escapes, NUL and lone surrogates, odd content types and
  * encodings, broken and hostile JSON, huge and invalid headers. Deterministic (seeded); one region in process.
  * Every answer must be below 500 and quote no stack trace, SQL or file path.
@@ -13,7 +13,7 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { issueToken } from '../infisical/support/fixtures';
 
 const SEED = 20261130;
-const REQUESTS = 640;
+const REQUESTS = 720;
 const P = '/organizations/sso/saml/provider-credentials';
 
 let r: InProcessRegion;
@@ -51,8 +51,10 @@ function random(seed: number): () => number {
 interface Route {
   method: string;
   path: (id: string) => string;
-  dialect: 'slashid' | 'infisical' | 'admin';
+  dialect: 'slashid' | 'infisical' | 'admin' | 'sso';
   body: boolean;
+  /** Posted as an HTML form (the ACS): the body is one of FORM_BODIES. */
+  form?: boolean;
 }
 
 const ROUTES: Route[] = [
@@ -74,10 +76,16 @@ const ROUTES: Route[] = [
   { method: 'GET', path: () => '/admin/replication/digest', dialect: 'admin', body: false },
   { method: 'GET', path: () => '/admin/metadata-refresh', dialect: 'admin', body: false },
   { method: 'GET', path: () => '/healthz', dialect: 'admin', body: false },
+  { method: 'GET', path: (id) => `${P}/${id}/sso-settings`, dialect: 'slashid', body: false },
+  { method: 'PATCH', path: (id) => `${P}/${id}/sso-settings`, dialect: 'slashid', body: true },
+  // The SAML SP endpoints: browsers and IdPs call them, without an API key.
+  { method: 'GET', path: (id) => `/sso/saml/${id}/metadata`, dialect: 'sso', body: false },
+  { method: 'GET', path: (id) => `/sso/saml/${id}/login`, dialect: 'sso', body: false },
+  { method: 'POST', path: (id) => `/sso/saml/${id}/acs`, dialect: 'sso', body: true, form: true },
 ];
 
 const BAD_IDS = ['%', '%zz', '%ED%A0%80', '%00', '%C0%AF', '%FF', '%E0%A4%A', '..%2F..%2Fx', 'a'.repeat(3000), '%F0%9F%98%80', ';x=1', '%2500', '%uD800', '00000000-0000-0000-0000-00000000000g', 'urn:uuid:00000000-0000-0000-0000-000000000000'];
-const BAD_QUERIES = ['?limit=%00', '?limit=-1', '?limit=1e3', '?limit[]=1', '?limit=1&limit=2', '?offset=%ED%A0%80', '?organizationId=%00', '?organizationId[a]=1', '?%=1', '?a=%', `?a=${'b'.repeat(6000)}`, '?organizationId=%ED%B0%80', '?__proto__[x]=1', '?offset=99999999999999999999'];
+const BAD_QUERIES = ['?relay_state=%00', '?relay_state=%ED%A0%80', `?relay_state=${'r'.repeat(300)}`, '?relay_state[]=1', '?relay_state=a&relay_state=b', '?limit=%00', '?limit=-1', '?limit=1e3', '?limit[]=1', '?limit=1&limit=2', '?offset=%ED%A0%80', '?organizationId=%00', '?organizationId[a]=1', '?%=1', '?a=%', `?a=${'b'.repeat(6000)}`, '?organizationId=%ED%B0%80', '?__proto__[x]=1', '?offset=99999999999999999999'];
 const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-16', 'application/json; charset=latin1', 'application/json; charset=x-unknown', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset="', '*/*', 'application/json; =', 'application/merge-patch+json'];
 const ENCODINGS = ['gzip', 'deflate', 'br', 'x-unknown', 'gzip, gzip', 'identity', 'compress'];
 const S = (s: string) => JSON.stringify(s);
@@ -115,6 +123,35 @@ function bodies(): string[] {
   ];
 }
 
+const b64 = (s: string) => encodeURIComponent(Buffer.from(s, 'utf8').toString('base64'));
+/** Bodies for the ACS: broken forms, and SAMLResponse values that are not base64, not XML, or hostile XML. */
+function formBodies(): string[] {
+  const samlp = 'xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"';
+  return [
+    '',
+    'SAMLResponse=',
+    'SAMLResponse=%',
+    'SAMLResponse=%ZZ&RelayState=%',
+    'SAMLResponse=%00',
+    'SAMLResponse=!!!not-base64!!!',
+    'SAMLResponse=PHg%2B&SAMLResponse=PHk%2B',
+    'SAMLResponse[a]=1',
+    'RelayState=only',
+    `SAMLResponse=${b64('<x/>')}&RelayState=%ED%A0%80`,
+    `SAMLResponse=${b64('not xml at all')}`,
+    `SAMLResponse=${b64('\u0000<samlp:Response/>')}`,
+    `SAMLResponse=${b64(`<samlp:Response ${samlp} ID="_1" Version="2.0"><saml:Issuer>x</saml:Issuer></samlp:Response>`)}`,
+    `SAMLResponse=${b64('<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]><r>&c;&c;&c;</r>')}`,
+    `SAMLResponse=${b64('<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>')}`,
+    `SAMLResponse=${b64('<a>'.repeat(20_000) + '</a>'.repeat(20_000))}`,
+    `SAMLResponse=${b64(`<samlp:Response ${samlp}>${'<saml:Assertion/>'.repeat(3000)}</samlp:Response>`)}`,
+    `SAMLResponse=${b64(`<samlp:Response ${samlp} ${Array.from({ length: 500 }, (_, i) => `a${i}="v"`).join(' ')}/>`)}`,
+    `SAMLResponse=${b64('<title' .repeat(20_000))}`,
+    `SAMLResponse=${'A'.repeat(200_000)}`,
+    '{"SAMLResponse":"PHg+"}',
+  ];
+}
+
 const ORG_IDS = () => [org.id, org.id.toUpperCase(), '00000000-0000-0000-0000-000000000000', 'not-a-uuid', ''];
 
 interface Sent {
@@ -129,7 +166,7 @@ function pick<T>(rnd: () => number, items: readonly T[]): T {
 /** One malformed request: a route, then two or three things wrong with it. */
 function generate(rnd: () => number, route: Route): Sent {
   const notes: string[] = [`${route.method} ${route.dialect}`];
-  let id = rnd() < 0.3 ? (route.dialect === 'slashid' ? credentialId : org.id) : pick(rnd, BAD_IDS);
+  let id = rnd() < 0.3 ? (route.dialect === 'slashid' || route.dialect === 'sso' ? credentialId : org.id) : pick(rnd, BAD_IDS);
   if (route.dialect === 'infisical' && rnd() < 0.3) id = pick(rnd, ORG_IDS());
   let path = route.path(id);
   if (rnd() < 0.35) path += (path.includes('?') ? '&' : '') + pick(rnd, BAD_QUERIES).replace(/^\?/, path.includes('?') ? '' : '?');
@@ -140,10 +177,10 @@ function generate(rnd: () => number, route: Route): Sent {
     if (route.dialect === 'infisical') headers.push(['Authorization', rnd() < 0.85 ? `Bearer ${token}` : pick(rnd, ['Bearer a.b.c', 'Bearer ' + ' '.repeat(100), 'Basic eDp5', `Bearer ${token}x`, 'Bearer \xe9\xe9'])]);
     if (route.dialect === 'admin') headers.push(['Authorization', rnd() < 0.85 ? adminHeaders.authorization : 'Bearer \xff']);
   }
-  let body = route.body || rnd() < 0.15 ? pick(rnd, bodies()) : null;
+  let body = route.body || rnd() < 0.15 ? pick(rnd, route.form ? formBodies() : bodies()) : null;
   let encoded: Buffer | null = body === null ? null : Buffer.from(body, 'utf8');
   if (encoded !== null) {
-    headers.push(['Content-Type', rnd() < 0.6 ? 'application/json' : pick(rnd, CONTENT_TYPES)]);
+    headers.push(['Content-Type', rnd() < 0.6 ? (route.form ? 'application/x-www-form-urlencoded' : 'application/json') : pick(rnd, CONTENT_TYPES)]);
     const roll = rnd();
     if (roll < 0.1) {
       headers.push(['Content-Encoding', pick(rnd, ENCODINGS)]);

@@ -67,7 +67,7 @@ async function acs(region: string, id: string, xml: string) {
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ SAMLResponse: b64(xml), RelayState: 'from-idp' }),
   });
-  return { status: res.status, body: (await res.json()) as { errors: { message: string }[]; result?: Record<string, unknown>; token?: string } };
+  return { status: res.status, headers: res.headers, body: (await res.json()) as { errors: { message: string }[]; result?: Record<string, unknown>; token?: string } };
 }
 
 /** A login at `region` and a response to it, as the IdP would answer (override any part). */
@@ -152,6 +152,8 @@ describe('signing in', () => {
     const spec: ResponseSpec = { issuer: ENTITY, audience: req.issuer, acs: acsUrl, inResponseTo: req.id, nameId: 'u-123', nameIdFormat: PERSISTENT_FORMAT, attributes: { email: ['alice@example.com'], groups: ['a', 'b'] } };
     const res = await acs(EU, cred, signedResponse(spec, A));
     expect(res.status).toBe(200);
+    // The answer carries a token: no cache (browser, proxy) may keep it.
+    expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.body).toMatchObject({ meta: {}, errors: [] });
     expect(res.body.result).toEqual({
       org_id: org.id,

@@ -13,7 +13,7 @@ import { formatVersion, HybridClock } from '../../src/replication/hlc';
 import { RowStore } from '../../src/replication/row-store';
 import type { ChangeEvent, ReplicatedTable, Row } from '../../src/replication/tables';
 import { Tracker } from '../../src/replication/tracker';
-import { createDeployment, REDIS_URL, type TestDeployment } from './env';
+import { createDeployment, REDIS_URL, testEventAuth, type TestDeployment } from './env';
 
 export const REGION = 'europe-belgium';
 export const ORIGIN = 'us-iowa';
@@ -82,13 +82,13 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
       const store = await RowStore.load(db, opts.tables ?? FEATURES.flatMap((f) => f.tables));
       const a = new Applier({
         db, reader: conn(), redis, keys, store, clock: new HybridClock(REGION), tracker, region: REGION,
-        regions: [ORIGIN, REGION], consumer: 'test', log, claimIdleMs: 50, claimEveryMs: 100, ...opts,
+        regions: [ORIGIN, REGION], consumer: 'test', log, claimIdleMs: 50, claimEveryMs: 100, auth: testEventAuth(), ...opts,
       });
       appliers.push(a);
       return a;
     },
     async publish(event) {
-      return String(await redis.xadd(keys.stream, '*', 'e', JSON.stringify(event)));
+      return String(await redis.xadd(keys.stream, '*', ...testEventAuth().entryFields(event)));
     },
     async pendingCount() {
       return Number(((await redis.xpending(keys.stream, REGION)) as [number])[0]);

@@ -9,12 +9,17 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import type { Config, ConfigFile } from '../../src/config';
 import { dropDatabase } from '../../src/db/migrate';
+import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 /** TOKEN_SIGNING_SECRET of every test region (at least 32 bytes, as config validation requires). */
 export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
+/** REPLICATION_KEYS of every test region (kid:secret, secrets of at least 32 bytes). */
+export const TEST_REPLICATION_KEYS = 'test-k1:test-replication-secret-0123456789abcdef';
+/** Signs (and verifies) change events as the test regions do, for tests that publish events themselves. */
+export const testEventAuth = (keys = TEST_REPLICATION_KEYS) => new EventAuth(parseReplicationKeys(keys));
 /** The fixtures' MANIFEST judges certificates as of this date; tests pin the service's clock to it. */
 export const FIXTURE_DATE = '2026-11-23T00:00:00.000Z';
 
@@ -60,6 +65,7 @@ export async function createDeployment(label: string, regions: string[], extra: 
         region: { ...r, host: '127.0.0.1' },
         adminToken: ADMIN_TOKEN,
         tokenSigningSecret: TEST_SIGNING_SECRET,
+        replicationKeys: parseReplicationKeys(TEST_REPLICATION_KEYS),
         logLevel: process.env.TEST_LOG_LEVEL ?? 'silent',
         configPath,
         metadataValidationTime: FIXTURE_DATE,

@@ -9,7 +9,7 @@ import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile } from '../../src/config';
 import { PROJECT_ROOT } from '../../src/paths';
 import { parseBody } from '../../scripts/harness/client';
-import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, TEST_SIGNING_SECRET, type TestDeployment } from './env';
+import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from './env';
 
 export interface Cluster {
   deployment: TestDeployment;
@@ -45,6 +45,7 @@ export async function startCluster(
           REGIONS_CONFIG: deployment.configPath,
           ADMIN_TOKEN,
           TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET,
+          REPLICATION_KEYS: TEST_REPLICATION_KEYS,
           LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
           METADATA_VALIDATION_TIME: FIXTURE_DATE,
           ...opts.env,

@@ -11,10 +11,12 @@ export interface OwnRedis {
   kill(): Promise<void>;
 }
 
-export async function ownRedis(): Promise<OwnRedis> {
+/** `password`: the server requires it (--requirepass); `url` carries it (redis://:password@host:port). */
+export async function ownRedis(opts: { password?: string } = {}): Promise<OwnRedis> {
   const [port = 0] = await freePorts(1);
   let child: ChildProcess | null = null;
-  const url = `redis://127.0.0.1:${port}`;
+  const auth = opts.password ? `:${encodeURIComponent(opts.password)}@` : '';
+  const url = `redis://${auth}127.0.0.1:${port}`;
   const ping = async () => {
     const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     c.on('error', () => undefined);
@@ -31,7 +33,8 @@ export async function ownRedis(): Promise<OwnRedis> {
     url,
     port,
     async start() {
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      const password = opts.password ? ['--requirepass', opts.password] : [];
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...password], { stdio: 'ignore' });
       for (let i = 0; i < 100 && !(await ping()); i++) await new Promise((r) => setTimeout(r, 50));
     },
     async kill() {

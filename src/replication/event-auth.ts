@@ -1,0 +1,148 @@
+/**
+ * Authenticated change events. Every event is signed where it is created (Replicator.write) with an
+ * HMAC-SHA256 under the deployment's replication key, and every applier verifies it before it reads
+ * anything else of the event: an event without a valid signature is never applied and never moves the
+ * clock (see applier.ts, "refused").
+ *
+ * Canonical bytes: the event's JSON with its keys sorted (recursively) and without the `sig` field, as
+ * produced by `canonicalJson`. The stream entry carries exactly those bytes and the signature as separate
+ * fields, `e` (the canonical JSON), `k` (key id) and `s` (hex HMAC), so the verifier checks the bytes it
+ * received and parses them once: nothing is re-serialized between verifying and applying. The MAC is
+ * taken over `EVENT_MAC_CONTEXT` + the key id + a newline + those bytes (a domain label, and the key id
+ * bound to the signature). The outbox stores the event with its `sig` ({ kid, mac }); the relay
+ * publishes it with that signature, unchanged: the canonical form of the stored JSON is the same
+ * bytes (Postgres jsonb keeps every JSON value; only key order and spacing change, which sorting undoes).
+ *
+ * Keys rotate without downtime: REPLICATION_KEYS lists `kid:secret` pairs; the first signs, all verify.
+ * Roll out a new key to every region in second place first, then move it to first place everywhere,
+ * then drop the old one once no event signed with it can still be in flight (the stream's retention).
+ */
+import crypto from 'node:crypto';
+import type { ChangeEvent } from './tables';
+
+export interface ReplicationKey {
+  kid: string;
+  secret: string;
+}
+
+export interface EventSig {
+  kid: string;
+  mac: string;
+}
+
+/** A change event as it is stored in the outbox: with the signature it was created with. */
+export type SignedEvent = ChangeEvent & { sig?: EventSig };
+
+export type RefusalReason = 'unsigned' | 'unknown-key' | 'bad-signature';
+
+export const EVENT_MAC_CONTEXT = 'saml-credential-service/change-event/v1\n';
+export const MIN_REPLICATION_SECRET_BYTES = 32;
+export const KID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Parses REPLICATION_KEYS: `kid1:secret1,kid2:secret2` (a secret runs from the first ':' to the next ',').
+ * Throws with a message naming what is wrong (never the secret).
+ */
+export function parseReplicationKeys(raw: string): ReplicationKey[] {
+  const keys: ReplicationKey[] = [];
+  for (const [i, part] of raw.split(',').entries()) {
+    const at = part.indexOf(':');
+    const kid = at < 0 ? '' : part.slice(0, at).trim();
+    const secret = at < 0 ? '' : part.slice(at + 1);
+    if (!KID_PATTERN.test(kid)) throw new Error(`entry ${i + 1} must be kid:secret with a key id of letters, digits, '.', '_' or '-' (at most 64)`);
+    if (Buffer.byteLength(secret, 'utf8') < MIN_REPLICATION_SECRET_BYTES) {
+      throw new Error(`the secret of key '${kid}' must be at least ${MIN_REPLICATION_SECRET_BYTES} bytes (e.g. openssl rand -hex 32)`);
+    }
+    if (keys.some((k) => k.kid === kid)) throw new Error(`key id '${kid}' appears twice`);
+    keys.push({ kid, secret });
+  }
+  return keys;
+}
+
+/** JSON with object keys sorted at every level; otherwise JSON.stringify's output (undefined members left out). */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalJson((value as { toJSON(): unknown }).toJSON());
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined || typeof v === 'function' ? 'null' : canonicalJson(v))).join(',')}]`;
+  const entries = Object.keys(value)
+    .sort()
+    .filter((k) => {
+      const v = (value as Record<string, unknown>)[k];
+      return v !== undefined && typeof v !== 'function';
+    })
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+  return `{${entries.join(',')}}`;
+}
+
+/** The bytes an event is signed over: its canonical JSON without `sig` (and without local-only `held`). */
+export function canonicalEventBytes(event: SignedEvent): string {
+  const { sig: _sig, held: _held, ...body } = event as SignedEvent & { held?: unknown };
+  return canonicalJson(body);
+}
+
+export type Verified = { ok: true; body: string; kid: string } | { ok: false; reason: RefusalReason; kid: string | null; body: string | null };
+
+export class EventAuth {
+  private readonly byKid: Map<string, Buffer>;
+  private readonly signer: ReplicationKey;
+
+  constructor(keys: readonly ReplicationKey[]) {
+    const first = keys[0];
+    if (!first) throw new Error('at least one replication key is required');
+    this.signer = first;
+    this.byKid = new Map(keys.map((k) => [k.kid, Buffer.from(k.secret, 'utf8')]));
+  }
+
+  /** The key id new events are signed with. */
+  get signingKid(): string {
+    return this.signer.kid;
+  }
+
+  /** The key ids accepted. */
+  get kids(): string[] {
+    return [...this.byKid.keys()];
+  }
+
+  private mac(kid: string, body: string): string | null {
+    const secret = this.byKid.get(kid);
+    if (!secret) return null;
+    return crypto.createHmac('sha256', secret).update(EVENT_MAC_CONTEXT).update(kid).update('\n').update(body, 'utf8').digest('hex');
+  }
+
+  /** The event with its signature under the current signing key (any earlier `sig` replaced). */
+  sign<E extends ChangeEvent>(event: E): E & { sig: EventSig } {
+    const body = canonicalEventBytes(event);
+    return { ...event, sig: { kid: this.signer.kid, mac: this.mac(this.signer.kid, body) as string } };
+  }
+
+  /**
+   * The stream entry's fields for a stored event: its canonical bytes with the signature it was created
+   * with. An event stored without one (written by a version before events were signed) is signed now.
+   */
+  entryFields(event: SignedEvent): string[] {
+    const signed = event.sig ? event : this.sign(event);
+    const sig = signed.sig as EventSig;
+    return ['e', canonicalEventBytes(signed), 'k', sig.kid, 's', sig.mac];
+  }
+
+  /** Checks a stream entry's fields: the `e` bytes, signed with a known key under `k`, MAC `s`. */
+  verify(fields: readonly string[]): Verified {
+    let body: string | null = null;
+    let kid: string | null = null;
+    let mac: string | null = null;
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const name = fields[i];
+      const value = fields[i + 1] ?? null;
+      if (name === 'e' && body === null) body = value;
+      else if (name === 'k' && kid === null) kid = value;
+      else if (name === 's' && mac === null) mac = value;
+    }
+    if (body === null || kid === null || mac === null) return { ok: false, reason: 'unsigned', kid, body };
+    const expected = this.mac(kid, body);
+    if (expected === null) return { ok: false, reason: 'unknown-key', kid, body };
+    const a = Buffer.from(expected, 'hex');
+    const b = /^[0-9a-f]{64}$/.test(mac) ? Buffer.from(mac, 'hex') : Buffer.alloc(0);
+    if (b.length !== a.length || !crypto.timingSafeEqual(a, b)) return { ok: false, reason: 'bad-signature', kid, body };
+    return { ok: true, body, kid };
+  }
+}

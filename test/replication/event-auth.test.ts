@@ -1,0 +1,68 @@
+/**
+ * Signed change events (src/replication/event-auth.ts): the signature made where the event is created holds
+ * over the event as the outbox gives it back (Postgres jsonb reorders keys and respaces), and any change to
+ * the bytes, the key id or the MAC is refused.
+ */
+import { Client } from 'pg';
+import { canonicalJson, EventAuth, parseReplicationKeys, type SignedEvent } from '../../src/replication/event-auth';
+import type { ChangeEvent } from '../../src/replication/tables';
+import { PG_BASE } from '../support/env';
+
+const auth = new EventAuth(parseReplicationKeys(`a:${'a'.repeat(32)},b:${'b'.repeat(32)}`));
+const event: ChangeEvent = {
+  changeId: '0190a1b2-0000-7000-8000-000000000001',
+  origin: 'us-iowa',
+  createdAt: '2026-11-30T12:00:00.000Z',
+  orgId: null,
+  ops: [{
+    table: 'organizations',
+    key: 'k',
+    version: '001796040000000.000001.us-iowa',
+    row: { name: 'acme "é" \u2028 😀', n: 1e21, small: 1e-7, neg: -0, nested: { z: [1, { b: 2, a: 1 }], a: null }, version: '001796040000000.000001.us-iowa' },
+  }],
+};
+
+test('canonical JSON sorts keys at every level and is stable under a parse', () => {
+  expect(canonicalJson({ b: 1, a: { d: [3, { y: 1, x: 2 }], c: undefined } })).toBe('{"a":{"d":[3,{"x":2,"y":1}]},"b":1}');
+  const c = canonicalJson(event);
+  expect(canonicalJson(JSON.parse(c))).toBe(c);
+});
+
+test('the signature survives the outbox (jsonb) round trip; the first key signs, every key verifies', async () => {
+  const signed = auth.sign(event);
+  expect(signed.sig.kid).toBe('a');
+  const pg = new Client({ connectionString: `${PG_BASE}/postgres` });
+  await pg.connect();
+  let stored: SignedEvent;
+  try {
+    stored = (await pg.query<{ e: SignedEvent }>('SELECT $1::jsonb AS e', [JSON.stringify(signed)])).rows[0]!.e;
+  } finally {
+    await pg.end();
+  }
+  expect(JSON.stringify(stored)).not.toBe(JSON.stringify(signed)); // jsonb reordered it
+  const fields = auth.entryFields(stored);
+  expect(fields).toEqual(auth.entryFields(signed));
+  expect(auth.verify(fields)).toMatchObject({ ok: true, kid: 'a' });
+  const onlyB = new EventAuth(parseReplicationKeys(`b:${'b'.repeat(32)}`));
+  expect(onlyB.verify(fields)).toMatchObject({ ok: false, reason: 'unknown-key' });
+  expect(auth.verify(onlyB.entryFields(onlyB.sign(event)))).toMatchObject({ ok: true, kid: 'b' });
+});
+
+test('altered bytes, a swapped key id, a bad MAC or missing fields are refused', () => {
+  const [e, body, k, kid, s, mac] = auth.entryFields(auth.sign(event)) as string[];
+  const tampered = body!.replace('acme', 'pwned');
+  expect(auth.verify([e!, tampered, k!, kid!, s!, mac!])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  expect(auth.verify([e!, body!, k!, 'b', s!, mac!])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  expect(auth.verify([e!, body!, k!, kid!, s!, mac!.replace(/^./, (c) => (c === '0' ? '1' : '0'))])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  expect(auth.verify([e!, body!, k!, kid!, s!, 'zz'])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  expect(auth.verify([e!, body!])).toMatchObject({ ok: false, reason: 'unsigned' });
+  expect(auth.verify([e!, body!, k!, kid!])).toMatchObject({ ok: false, reason: 'unsigned' });
+  expect(auth.verify([])).toMatchObject({ ok: false, reason: 'unsigned', body: null });
+});
+
+test('REPLICATION_KEYS parsing refuses short secrets, bad key ids and duplicates', () => {
+  expect(() => parseReplicationKeys(`k:${'s'.repeat(31)}`)).toThrow(/at least 32 bytes/);
+  expect(() => parseReplicationKeys(`bad kid:${'s'.repeat(32)}`)).toThrow(/key id/);
+  expect(() => parseReplicationKeys(`k:${'s'.repeat(32)},k:${'t'.repeat(32)}`)).toThrow(/twice/);
+  expect(parseReplicationKeys(`k:${'s'.repeat(32)}:x`)).toEqual([{ kid: 'k', secret: `${'s'.repeat(32)}:x` }]);
+});
