@@ -459,7 +459,7 @@ export class Applier {
    * The dead-letter stream is capped. Nothing is acked to the tracker: the claimed origin may be a lie.
    */
   private async refuse(items: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[]): Promise<void> {
-    const known = new Set<string>(this.d.regions);
+    const known = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
     const at = new Date().toISOString();
     for (const { entry, reason, kid, body } of items) {
       const origin = claimedOrigin(body);
