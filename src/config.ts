@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import Ajv from 'ajv';
-import { parseReplicationKeys, type ReplicationKey } from './replication/event-auth';
+import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
 
 const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });

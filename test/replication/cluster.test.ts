@@ -17,7 +17,8 @@ let org: { id: string; api_key: string };
 
 beforeAll(async () => {
   idp = await startIdpServer();
-  cluster = await startCluster('cluster', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort] } });
+  // The kill -9 test alone creates more credentials than the default per-org quota (100) allows.
+  cluster = await startCluster('cluster', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort], maxCredentialsPerOrg: 10_000 } });
   org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: ALL });
 }, 90_000);
 afterAll(async () => {
