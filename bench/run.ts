@@ -59,6 +59,9 @@ async function main(): Promise<void> {
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     redisKeyPrefix: `${name}:`,
     regions: await Promise.all(REGIONS.map(async (id) => ({ id, port: await freePort(), databaseUrl: `postgresql://postgres@127.0.0.1:5432/${name}_${id.replace(/-/g, '_')}` }))),
+    // One organization drives the whole load: lift the per-org quotas that would otherwise refuse it.
+    maxCredentialsPerOrg: 100_000,
+    metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 },
     metadataAllowedHosts: [idpHost],
   };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-bench-'));

@@ -156,6 +156,9 @@ export class Stack {
         host: l.ip,
         publicUrl: `http://${l.ip}:${REGION_PORT}`,
       })),
+      // One organization drives the whole load: lift the per-org quotas that would otherwise refuse it.
+      maxCredentialsPerOrg: 100_000,
+      metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 },
       metadataAllowedHosts: [this.idp.hostPort],
     };
     fs.writeFileSync(this.configPath, JSON.stringify(file, null, 2));
