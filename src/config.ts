@@ -52,10 +52,17 @@ export const ConfigFileSchema = Type.Object(
     metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Live SAML provider credentials an organization may hold (counted in the region that takes the create; default 100). */
     maxCredentialsPerOrg: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    /** IdP metadata fetches in flight at once, per organization (default 2) and per region (default 16); beyond, a 429 / 503. */
+    /**
+     * IdP metadata fetches in flight at once, per organization (default 4) and per region (default 16); a request
+     * beyond its organization's bound waits up to waitMs (default 5000) for a slot; then a 429, beyond the region's a 503.
+     */
     metadataFetchConcurrency: Type.Optional(
       Type.Object(
-        { perOrg: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })), perRegion: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+        {
+          perOrg: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+          perRegion: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+        },
         { additionalProperties: false },
       ),
     ),

@@ -56,7 +56,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
   const limiter = fetchLimiterFor(config);
   // The owner sets the URL (or the pins): trust on first use of this document, or the owner's certificates.
   const fetchMetadata = async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null) => {
-    const fresh = await limiter.run(orgId, () => loadIdpMetadata(config, url), res);
+    const fresh = await limiter.run(orgId, () => loadIdpMetadata(config, url), res, limiter.orgWaitMs);
     const metadata = firstUse(fresh, pins);
     return { metadata, nextRefreshAt: nextRefreshAt(metadata, config) };
   };

@@ -17,7 +17,7 @@ beforeAll(async () => {
     metadataAllowedHosts: [idp.hostPort],
     metadataRefreshIntervalSeconds: 3600,
     maxCredentialsPerOrg: MAX_CREDENTIALS,
-    metadataFetchConcurrency: { perOrg: 1, perRegion: 2 },
+    metadataFetchConcurrency: { perOrg: 1, perRegion: 2, waitMs: 0 },
   });
 });
 afterAll(async () => {
