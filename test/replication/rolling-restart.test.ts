@@ -13,7 +13,8 @@ let org: { id: string; api_key: string };
 
 beforeAll(async () => {
   idp = await startIdpServer();
-  cluster = await startCluster('rolling', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort] } });
+  // The load of the first test creates more credentials than the default per-org quota (100) allows.
+  cluster = await startCluster('rolling', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort], maxCredentialsPerOrg: 10_000 } });
   org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
 }, 90_000);
 afterAll(async () => {
