@@ -7,31 +7,17 @@
  * region after this long; default: never, so admitted writes answer 408), --writes-queue <n>,
  * --writes-queue-wait <ms> (us-iowa's write gate), --credentials <n> (default 64).
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { RegionProcess } from '../src/cluster/region-process';
-import type { ConfigFile } from '../src/config';
-import { dropDatabase } from '../src/db/migrate';
-import { PROJECT_ROOT } from '../src/paths';
+import type { RegionProcess } from '../src/cluster/region-process';
+import { benchDeployment } from './deployment';
 
-const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const PATH = '/organizations/sso/saml/provider-credentials';
 
 function arg(argv: string[], name: string): number | undefined {
   const i = argv.indexOf(`--${name}`);
   return i > 0 ? Number(argv[i + 1]) : undefined;
-}
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Resident set size of a process (MB), from /proc. */
@@ -89,42 +75,22 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
   const CREDENTIALS = arg(argv, 'credentials') ?? 64;
   const writesQueue = arg(argv, 'writes-queue');
   const writesQueueWait = arg(argv, 'writes-queue-wait');
-  if (!fs.existsSync(path.join(PROJECT_ROOT, 'dist', 'src', 'main.js'))) throw new Error('run npm run build first');
-  const okta = fs.readFileSync(path.resolve(PROJECT_ROOT, 'test', 'fixtures', 'idp-metadata', 'okta.xml'), 'utf8');
-  const idp = http.createServer((_q, s) => s.writeHead(200, { 'content-type': 'application/xml' }).end(okta));
-  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', () => r()));
-  const idpHost = `127.0.0.1:${(idp.address() as AddressInfo).port}`;
-
-  const name = `bench_${crypto.randomBytes(3).toString('hex')}`;
-  const file: ConfigFile = {
-    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    redisKeyPrefix: `${name}:`,
-    regions: await Promise.all(REGIONS.map(async (id) => ({ id, port: await freePort(), databaseUrl: `postgresql://postgres@127.0.0.1:5432/${name}_${id.replace(/-/g, '_')}` }))),
-    metadataAllowedHosts: [idpHost],
-    ...(writesQueue !== undefined || writesQueueWait !== undefined
-      ? { admission: { writes: { ...(writesQueue !== undefined ? { queue: writesQueue } : {}), ...(writesQueueWait !== undefined ? { queueWaitMs: writesQueueWait } : {}) } } }
-      : {}),
-  };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-overload-'));
-  const configPath = path.join(dir, 'regions.config.json');
-  fs.writeFileSync(configPath, JSON.stringify(file));
-  const adminToken = crypto.randomBytes(18).toString('base64url');
-  const env = {
-    REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: crypto.randomBytes(32).toString('base64url'),
-    REPLICATION_KEYS: `bench:${crypto.randomBytes(32).toString('base64url')}`, LOG_LEVEL: 'warn',
-  };
   let unhandled = 0;
-  const procs = file.regions.map(
-    (r) => new RegionProcess({ region: r.id, url: `http://127.0.0.1:${r.port}`, env, onLine: (line) => { if (/unhandled error/.test(line)) unhandled++; } }),
-  );
+  const deployment = await benchDeployment({
+    extra:
+      writesQueue !== undefined || writesQueueWait !== undefined
+        ? { admission: { writes: { ...(writesQueue !== undefined ? { queue: writesQueue } : {}), ...(writesQueueWait !== undefined ? { queueWaitMs: writesQueueWait } : {}) } } }
+        : {},
+    onLine: (line) => {
+      if (/unhandled error/.test(line)) unhandled++;
+    },
+  });
+  const { file, procs, adminToken, idpHost } = deployment;
   const [iowa, , japan] = procs as [RegionProcess, RegionProcess, RegionProcess];
   const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   const cleanup = async () => {
     japan.resume();
-    await Promise.all(procs.map((p) => p.stop()));
-    await Promise.all(file.regions.map((r) => dropDatabase(r.databaseUrl).catch(() => undefined)));
-    fs.rmSync(dir, { recursive: true, force: true });
-    idp.close();
+    await deployment.cleanup();
     agent.destroy();
   };
   try {

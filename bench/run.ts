@@ -5,16 +5,8 @@
  * `npm run bench -- stall` measures instead the event-loop stall of parsing the largest metadata documents;
  * `npm run bench -- overload` the answers, memory and admin latency of a flood of all_regions writes.
  */
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { RegionProcess } from '../src/cluster/region-process';
-import type { ConfigFile } from '../src/config';
-import { dropDatabase } from '../src/db/migrate';
-import { PROJECT_ROOT } from '../src/paths';
+import { benchDeployment } from './deployment';
 import { runOverloadBench } from './overload';
 import { runStallBench } from './stall';
 
@@ -25,7 +17,6 @@ const arg = (name: string, def: number) => {
 const N = arg('n', 500);
 const CONCURRENCY = arg('concurrency', 16);
 const SECONDS = arg('seconds', 5);
-const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const PATH = '/organizations/sso/saml/provider-credentials';
 
 function percentile(sorted: number[], p: number): number {
@@ -39,45 +30,11 @@ function summary(ms: number[]) {
   return { n: s.length, p50: r(percentile(s, 50)), p90: r(percentile(s, 90)), p99: r(percentile(s, 99)), max: r(s[s.length - 1] ?? NaN) };
 }
 
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 async function main(): Promise<void> {
-  if (!fs.existsSync(path.join(PROJECT_ROOT, 'dist', 'src', 'main.js'))) throw new Error('run npm run build first');
-  const okta = fs.readFileSync(path.resolve(PROJECT_ROOT, 'test', 'fixtures', 'idp-metadata', 'okta.xml'), 'utf8');
-  const idp = http.createServer((_q, s) => s.writeHead(200, { 'content-type': 'application/xml' }).end(okta));
-  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', () => r()));
-  const idpHost = `127.0.0.1:${(idp.address() as AddressInfo).port}`;
-
-  const name = `bench_${crypto.randomBytes(3).toString('hex')}`;
-  const file: ConfigFile = {
-    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    redisKeyPrefix: `${name}:`,
-    regions: await Promise.all(REGIONS.map(async (id) => ({ id, port: await freePort(), databaseUrl: `postgresql://postgres@127.0.0.1:5432/${name}_${id.replace(/-/g, '_')}` }))),
-    // One organization drives the whole load: lift the per-org quotas that would otherwise refuse it.
-    maxCredentialsPerOrg: 100_000,
-    metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 },
-    metadataAllowedHosts: [idpHost],
-  };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-bench-'));
-  const configPath = path.join(dir, 'regions.config.json');
-  fs.writeFileSync(configPath, JSON.stringify(file));
-  const adminToken = crypto.randomBytes(18).toString('base64url');
-  const replicationKeys = `bench:${crypto.randomBytes(32).toString('base64url')}`;
-  const procs = file.regions.map(
-    (r) => new RegionProcess({ region: r.id, url: `http://127.0.0.1:${r.port}`, env: { REGIONS_CONFIG: configPath, ADMIN_TOKEN: adminToken, TOKEN_SIGNING_SECRET: crypto.randomBytes(32).toString('base64url'), REPLICATION_KEYS: replicationKeys, LOG_LEVEL: 'warn' } }),
-  );
-  const cleanup = async () => {
-    await Promise.all(procs.map((p) => p.stop()));
-    await Promise.all(file.regions.map((r) => dropDatabase(r.databaseUrl).catch(() => undefined)));
-    fs.rmSync(dir, { recursive: true, force: true });
-    idp.close();
-  };
+  // One organization drives the whole load: lift the per-org quotas that would otherwise refuse it.
+  const { procs, adminToken, idpHost, cleanup } = await benchDeployment({
+    extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 } },
+  });
   try {
     for (const p of procs) p.start();
     await Promise.all(procs.map((p) => p.waitReady(60_000)));
