@@ -35,9 +35,14 @@ export function padded(opts: { elements?: number; chars?: number; id?: string } 
 
 /** `xml` with an enveloped RSA-SHA256 signature over its root (which must carry an ID), as IdPs sign metadata. */
 export function signed(xml: string): string {
+  return signRoot(xml, { key: fs.readFileSync(path.join(SIGNER_DIR, 'bench-signing-key.pem')), cert: fs.readFileSync(path.join(SIGNER_DIR, 'bench-signing-cert.pem')) });
+}
+
+/** `xml` signed over its root by `by` (its certificate in the KeyInfo): enveloped, exclusive c14n, RSA-SHA256. */
+export function signRoot(xml: string, by: { key: string | Buffer; cert: string | Buffer }): string {
   const sig = new SignedXml({
-    privateKey: fs.readFileSync(path.join(SIGNER_DIR, 'bench-signing-key.pem')),
-    publicCert: fs.readFileSync(path.join(SIGNER_DIR, 'bench-signing-cert.pem')),
+    privateKey: by.key,
+    publicCert: by.cert,
     signatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
     canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#',
   });

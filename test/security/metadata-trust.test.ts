@@ -4,7 +4,7 @@
  * (pinned on first use or supplied by the owner). A refresh that brings in an untrusted signing certificate
  * without a trusted signature is held: shown to the owner and operators, never used by SSO, until accepted.
  */
-import { SignedXml } from 'xml-crypto';
+import { signRoot } from '../../bench/metadata-documents';
 import { parseCertificate } from '../../src/metadata';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
@@ -38,20 +38,7 @@ afterAll(async () => {
 /** IdP metadata listing `certs`, signed over its root by `by` (its certificate in the KeyInfo), or unsigned. */
 function doc(certs: Signer[], by: Signer | null, sso = `http://${idp.hostPort}/sso`): string {
   const xml = idpMetadata({ entityId: ENTITY, ssoUrl: sso, certs }).replace('<md:EntityDescriptor ', '<md:EntityDescriptor ID="_md" ');
-  if (!by) return xml;
-  const sig = new SignedXml({
-    privateKey: by.key,
-    publicCert: by.cert,
-    signatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
-    canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#',
-  });
-  sig.addReference({
-    xpath: '/*',
-    digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256',
-    transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'],
-  });
-  sig.computeSignature(xml, { location: { reference: '/*', action: 'prepend' } });
-  return sig.getSignedXml();
+  return by ? signRoot(xml, by) : xml;
 }
 
 const create = (file: string, extra: object = {}) =>
