@@ -39,7 +39,17 @@ export function signed(xml: string): string {
 }
 
 /** `xml` signed over its root by `by` (its certificate in the KeyInfo): enveloped, exclusive c14n, RSA-SHA256. */
-export function signRoot(xml: string, by: { key: string | Buffer; cert: string | Buffer }): string {
+export function signRoot(xml: string, by: Signing): string {
+  return signEnveloped(xml, by, '/*', { reference: '/*', action: 'prepend' });
+}
+
+export interface Signing {
+  key: string | Buffer;
+  cert: string | Buffer;
+}
+
+/** An enveloped RSA-SHA256, exclusive-c14n signature by `by` over the element at `xpath`, placed at `location`. */
+export function signEnveloped(xml: string, by: Signing, xpath: string, location: { reference: string; action: 'prepend' | 'after' }): string {
   const sig = new SignedXml({
     privateKey: by.key,
     publicCert: by.cert,
@@ -47,11 +57,11 @@ export function signRoot(xml: string, by: { key: string | Buffer; cert: string |
     canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#',
   });
   sig.addReference({
-    xpath: '/*',
+    xpath,
     digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256',
     transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'],
   });
-  sig.computeSignature(xml, { location: { reference: '/*', action: 'prepend' } });
+  sig.computeSignature(xml, { location });
   return sig.getSignedXml();
 }
 

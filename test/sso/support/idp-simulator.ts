@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { SignedXml } from 'xml-crypto';
+import { signEnveloped } from '../../../bench/metadata-documents';
 import { PROJECT_ROOT } from '../../../src/paths';
 
 const DIR = path.join(PROJECT_ROOT, 'test', 'fixtures', 'sso');
@@ -107,19 +107,7 @@ export function responseXml(s: ResponseSpec, assertion: string): string {
 
 /** Signs the element with `id` (enveloped, exclusive c14n, RSA-SHA256), the signature right after its Issuer. */
 export function signElement(xml: string, id: string, by: Signer): string {
-  const sig = new SignedXml({
-    privateKey: by.key,
-    publicCert: by.cert,
-    signatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
-    canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#',
-  });
-  sig.addReference({
-    xpath: `//*[@ID='${id}']`,
-    transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'],
-    digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256',
-  });
-  sig.computeSignature(xml, { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
-  return sig.getSignedXml();
+  return signEnveloped(xml, by, `//*[@ID='${id}']`, { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' });
 }
 
 /** A response whose assertion (default) or whole response is signed by `by`. */
