@@ -237,7 +237,11 @@ function checkRecipient(assertion: Element, exp: Expectations): { until: number;
   throw refused(401, problem);
 }
 
-/** What node-saml does not check, on the signed assertion it returned (and the posted Response's envelope). */
+/**
+ * What node-saml does not check, on the signed assertion it returned (and the posted Response's envelope).
+ * The fields are read from that assertion's XML rather than from node-saml's profile, where an attribute of
+ * the same name (say "nameID" or "issuer") fills a field the assertion lacks; only its attributes are used.
+ */
 function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectations): ValidatedAssertion {
   const { response } = posted;
   const destination = attr(response, 'Destination');
@@ -247,19 +251,21 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   if (attr(firstChild(firstChild(response, SAMLP_NS, 'Status') ?? response, SAMLP_NS, 'StatusCode') ?? response, 'Value') !== STATUS_SUCCESS) {
     throw statusRefusal(response, null);
   }
-  const issuers = [profile.issuer?.trim() || null, text(firstChild(response, SAML_NS, 'Issuer'))];
+  const signed = parseXml(profile.getAssertionXml?.() ?? '').root;
+  const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
   if (issuers[0] === null) throw refused(401, 'the assertion names no Issuer.');
   for (const issuer of issuers) {
     if (issuer !== null && issuer !== exp.idpEntityId) {
       throw refused(401, `the response was issued by "${quote(issuer, 200)}", but this credential's IdP is "${quote(exp.idpEntityId, 200)}". Post it to the credential of that IdP.`);
     }
   }
-  const signed = parseXml(profile.getAssertionXml?.() ?? '').root;
-  const nameId = profile.nameID?.trim();
-  if (!nameId) throw refused(401, 'the assertion has no (unencrypted) NameID in its Subject.');
+  const subject = firstChild(signed, SAML_NS, 'Subject');
+  const nameIdEl = subject ? firstChild(subject, SAML_NS, 'NameID') : null;
+  const nameId = text(nameIdEl);
+  if (nameIdEl === null || nameId === null) throw refused(401, 'the assertion has no (unencrypted) NameID in its Subject.');
   const confirmation = checkRecipient(signed, exp);
-  // node-saml checked the Response's InResponseTo, which may be unsigned; the bearer confirmation's is signed.
-  const inResponseTo = typeof profile.inResponseTo === 'string' ? profile.inResponseTo : null;
+  // node-saml looked up the Response's InResponseTo, which may be unsigned; the bearer confirmation's is signed.
+  const inResponseTo = attr(response, 'InResponseTo');
   if (confirmation.inResponseTo !== inResponseTo) {
     throw refused(401, inResponseTo !== null && confirmation.inResponseTo === null ? 'the response names the request it answers, but its signed assertion does not; sign in again.' : OTHER_REQUEST);
   }
@@ -267,12 +273,13 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   if (!assertionId) throw refused(400, 'the assertion has no ID.');
   const conditions = firstChild(signed, SAML_NS, 'Conditions');
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
+  const authn = firstChild(signed, SAML_NS, 'AuthnStatement');
   return {
     assertionId,
     inResponseTo,
     nameId,
-    nameIdFormat: profile.nameIDFormat ?? null,
-    sessionIndex: profile.sessionIndex ?? null,
+    nameIdFormat: attr(nameIdEl, 'Format'),
+    sessionIndex: authn ? attr(authn, 'SessionIndex') : null,
     attributes: attributeValues(profile),
     friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,

@@ -5,6 +5,7 @@
  */
 import type { CacheProvider } from '@node-saml/node-saml';
 import { SignedXml } from 'xml-crypto';
+import { signEnveloped } from '../../bench/metadata-documents';
 import { emailOf, parseResponse, validateResponse, type Expectations } from '../../src/sso/response';
 import { assertionXml, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec } from './support/idp-simulator';
 
@@ -161,4 +162,14 @@ test('an unsigned error response without an assertion is refused with the IdP st
   const text = await message(() => validate(xml));
   expect(text).toMatch(/did not authenticate the user \(status Responder: User is not assigned\)/);
   expect(text).not.toMatch(/SAML provider returned/);
+});
+
+test('an attribute named like a field (nameID, issuer) never stands in for the assertion\'s own NameID or Issuer', async () => {
+  const s = spec({ assertionId: newId('a'), attributes: { nameID: ['mallory@example.com'], issuer: ['https://idp.test'] } });
+  const withoutNameId = assertionXml(s).replace(/<saml:NameID [^>]*>[^<]*<\/saml:NameID>/, '<saml:EncryptedID/>');
+  expect(await message(() => validate(responseXml(s, signElement(withoutNameId, s.assertionId ?? '', A))))).toMatch(/no \(unencrypted\) NameID/);
+  const withoutIssuer = assertionXml(s).replace('<saml:Issuer>https://idp.test</saml:Issuer>', '');
+  const id = s.assertionId ?? '';
+  const signedNoIssuer = signEnveloped(withoutIssuer, A, `//*[@ID='${id}']`, { reference: `//*[@ID='${id}']`, action: 'prepend' });
+  expect(await message(() => validate(responseXml(s, signedNoIssuer)))).toMatch(/names no Issuer/);
 });

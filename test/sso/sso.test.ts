@@ -271,6 +271,18 @@ describe('refusals', () => {
   });
 });
 
+describe("node-saml's own words", () => {
+  test('are logged with the refusal for the operators, never answered', async () => {
+    const spec = await answer(EU, cred);
+    const twoAssertions = responseXml(spec, signElement(assertionXml(spec, 'x1'), 'x1', A) + assertionXml(spec));
+    const text = await refusal(EU, cred, twoAssertions, 401);
+    expect(text).toMatch(NOT_SIGNED);
+    expect(text).not.toMatch(/multiple assertions|Invalid signature/);
+    const logged = () => cluster.logs(EU).some((l) => l.includes('saml sign-in refused') && l.includes('"libraryReason":"Invalid signature: multiple assertions"'));
+    expect(await eventually(async () => logged(), 5000)).toBe(true);
+  });
+});
+
 describe('the login a response answers', () => {
   test('is not cancelled by a refused response naming it: the genuine answer still signs in, and only once', async () => {
     const spec = await answer(EU, cred);
