@@ -1,29 +1,28 @@
 /**
- * Validation of a SAML Response posted to an ACS (Web Browser SSO profile, HTTP-POST binding).
+ * Validation of a SAML Response posted to an ACS (Web Browser SSO profile, HTTP-POST binding), on
+ * @node-saml/node-saml. node-saml verifies the XML signature over the Response or its single Assertion with
+ * the credential's current IdP certificates only (never one the message brings), refuses signature wrapping
+ * (the signature must be a child of the element it references, that ID must be unique, one assertion), and
+ * reads the assertion from the XML the signature digested. It checks NotBefore / NotOnOrAfter with the skew,
+ * the audience, and InResponseTo against this region's outstanding requests (store.ts's cache provider; it
+ * looks the Response's InResponseTo up before the signature, so a response to no outstanding login is refused
+ * as such whatever its signature, which says nothing about the other checks), and it refuses encrypted
+ * assertions (it is given no decryption key).
  *
- * The signature is checked first, against the credential's current IdP signing certificates only (never a
- * certificate the message brings along). Until it verifies, every refusal is the same kind ("not a valid
- * signed response"), so a forger learns nothing about the other checks. Against signature wrapping: a
- * signature counts only when it is a child of the Response or of its single Assertion and references exactly
- * that element by ID, and everything after is read from the XML the signature digested (xml-crypto's signed
- * reference, parsed again), never from the posted document. Unsigned Response attributes (Destination,
- * InResponseTo, Status) are only trusted where the signed assertion agrees (Recipient, InResponseTo).
+ * What node-saml leaves out is checked here, after it accepted the response, on the signed assertion it
+ * returns: the issuer, the IdP's status, Destination and the bearer Recipient, and that InResponseTo is
+ * signed. node-saml's error messages never reach the client: each is mapped to one of ours, which says what
+ * to fix; every signature failure gets the same one, so a forger learns nothing about the other checks.
  */
+import { SamlStatusError, type CacheProvider, type Profile } from '@node-saml/node-saml';
 import type { Element } from '@xmldom/xmldom';
-import { SignedXml } from 'xml-crypto';
 import { AppError } from '../http/errors';
-import { attr, childElements, descendantElements, DS_NS, is, parseXml } from '../metadata/xml-dom';
-import { NAMEID_EMAIL, NAMEID_UNSPECIFIED, SAML_NS, SAMLP_NS } from './sp';
+import { attr, childElements, is, parseXml } from '../metadata/xml-dom';
+import { NAMEID_EMAIL, NAMEID_UNSPECIFIED, SAML_NS, SAMLP_NS, serviceProvider } from './sp';
+import { REQUEST_TTL_SECONDS } from './store';
 
 const STATUS_SUCCESS = 'urn:oasis:names:tc:SAML:2.0:status:Success';
 const BEARER = 'urn:oasis:names:tc:SAML:2.0:cm:bearer';
-const ALLOWED_TRANSFORMS = new Set([
-  'http://www.w3.org/2000/09/xmldsig#enveloped-signature',
-  'http://www.w3.org/2001/10/xml-exc-c14n#',
-  'http://www.w3.org/2001/10/xml-exc-c14n#WithComments',
-  'http://www.w3.org/TR/2001/REC-xml-c14n-20010315',
-  'http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments',
-]);
 
 /** What the response must match: the credential's IdP and this region's SP endpoint. */
 export interface Expectations {
@@ -31,8 +30,9 @@ export interface Expectations {
   spEntityId: string;
   acsUrl: string;
   certificates: readonly { pem: string }[];
-  now: number;
   skewMs: number;
+  /** This region's outstanding requests of the credential (node-saml looks InResponseTo up there). */
+  requests: CacheProvider;
 }
 
 export interface ValidatedAssertion {
@@ -49,25 +49,48 @@ export interface ValidatedAssertion {
   usableUntil: number;
 }
 
+/** The posted document, read before node-saml judges it: the 400s, and what a refusal's message quotes. */
+export interface PostedResponse {
+  xml: string;
+  response: Element;
+  /** Its single Assertion and that assertion's ID, unverified (null: none, or several). */
+  assertion: Element | null;
+  assertionId: string | null;
+}
+
+/** A refusal; `libraryReason` is node-saml's own wording, for the log only. */
+export class SamlRefusal extends AppError {
+  constructor(
+    status: number,
+    message: string,
+    readonly libraryReason: string | null = null,
+  ) {
+    super(status, 'saml_response_refused', `Sign-in refused: ${message}`);
+  }
+}
+
+export function refused(status: number, message: string, libraryReason: string | null = null): SamlRefusal {
+  return new SamlRefusal(status, message, libraryReason);
+}
+
 /** A short, one-line, printable quote of text the IdP chose (an entity id, a status message). */
 function quote(text: string, max = 100): string {
   const line = text.slice(0, max * 2).replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
-export function refused(status: number, message: string): AppError {
-  return new AppError(status, 'saml_response_refused', `Sign-in refused: ${message}`);
-}
+const NOT_SIGNED =
+  "the SAML response is not signed by the identity provider of this credential (the XML signature over the Response or its Assertion " +
+  "is missing, does not verify with any of the IdP's current signing certificates, or does not cover the element that is read). " +
+  'If the IdP rotated its certificate, publish the new one in its metadata and refresh the credential; otherwise sign in again from the start.';
 
-/** The one answer before the signature verifies, whatever was wrong. */
-function notSigned(): AppError {
-  return refused(
-    401,
-    "the SAML response is not signed by the identity provider of this credential (the XML signature over the Response or its Assertion " +
-      "is missing, does not verify with any of the IdP's current signing certificates, or does not cover the element that is read). " +
-      "If the IdP rotated its certificate, publish the new one in its metadata and refresh the credential; otherwise sign in again from the start.",
-  );
-}
+const NOT_STARTED =
+  `the response answers a login request this region did not start, or one that expired or was already answered (requests last ` +
+  `${REQUEST_TTL_SECONDS / 60} minutes and are answered once, in the region where they started). Sign in again.`;
+
+export const notStarted = (libraryReason: string | null = null) => refused(401, NOT_STARTED, libraryReason);
+
+const OTHER_REQUEST = 'the response and its assertion answer different requests (InResponseTo differs); sign in again.';
 
 function firstChild(parent: Element, ns: string, name: string): Element | null {
   return childElements(parent, ns, name)[0] ?? null;
@@ -76,55 +99,6 @@ function firstChild(parent: Element, ns: string, name: string): Element | null {
 function text(el: Element | null): string | null {
   const t = el?.textContent?.trim();
   return t ? t : null;
-}
-
-/** Verifies `signature` (a child of `element`) with one of `certs`; returns the XML it digested, or null. */
-function verifiedElementXml(xml: string, element: Element, signature: Element, certs: readonly { pem: string }[]): string | null {
-  const id = attr(element, 'ID');
-  if (!id) return null;
-  for (const cert of certs) {
-    const sig = new SignedXml({ publicCert: cert.pem });
-    try {
-      sig.loadSignature(signature);
-      if (!sig.checkSignature(xml)) continue;
-    } catch {
-      continue;
-    }
-    const refs = sig.getReferences();
-    const signed = sig.getSignedReferences();
-    const ref = refs[0];
-    if (refs.length !== 1 || signed.length !== 1 || ref === undefined || ref.uri !== `#${id}`) return null;
-    if (!ref.transforms.every((t) => ALLOWED_TRANSFORMS.has(t))) return null;
-    return signed[0] ?? null;
-  }
-  return null;
-}
-
-function reparse(xml: string, ns: string, name: string, id: string | null): Element {
-  const root = parseXml(xml).root;
-  if (!is(root, ns, name) || attr(root, 'ID') !== id) throw notSigned();
-  return root;
-}
-
-/** The Response and the Assertion to read: signed ones, each re-read from what its signature covered. */
-function signedParts(xml: string, posted: Element, certs: Expectations['certificates']): { response: Element; assertion: Element; responseSigned: boolean } {
-  const assertions = childElements(posted, SAML_NS, 'Assertion');
-  const responseSigs = childElements(posted, DS_NS, 'Signature');
-  if (assertions.length !== 1 || responseSigs.length > 1) throw notSigned();
-  const postedAssertion = assertions[0];
-  if (responseSigs.length === 1) {
-    const signed = verifiedElementXml(xml, posted, responseSigs[0], certs);
-    if (signed === null) throw notSigned();
-    const response = reparse(signed, SAMLP_NS, 'Response', attr(posted, 'ID'));
-    const inside = childElements(response, SAML_NS, 'Assertion');
-    if (inside.length !== 1) throw notSigned();
-    return { response, assertion: inside[0], responseSigned: true };
-  }
-  const assertionSigs = childElements(postedAssertion, DS_NS, 'Signature');
-  if (assertionSigs.length !== 1) throw notSigned();
-  const signed = verifiedElementXml(xml, postedAssertion, assertionSigs[0], certs);
-  if (signed === null) throw notSigned();
-  return { response: posted, assertion: reparse(signed, SAML_NS, 'Assertion', attr(postedAssertion, 'ID')), responseSigned: false };
 }
 
 function parseTime(raw: string | null): number | null {
@@ -138,134 +112,200 @@ function parseTime(raw: string | null): number | null {
 const iso = (ms: number) => new Date(ms).toISOString();
 const clockHint = 'check that the IdP\'s and this service\'s clocks are right, then sign in again';
 
-function checkStatus(response: Element): void {
-  const code = attr(firstChild(firstChild(response, SAMLP_NS, 'Status') ?? response, SAMLP_NS, 'StatusCode') ?? response, 'Value');
-  if (code === STATUS_SUCCESS) return;
-  const message = text(firstChild(firstChild(response, SAMLP_NS, 'Status') ?? response, SAMLP_NS, 'StatusMessage'));
-  const shown = code ? quote(code.replace(/^urn:oasis:names:tc:SAML:2\.0:status:/, ''), 80) : 'none';
-  throw refused(401, `the identity provider did not authenticate the user (status ${shown}${message ? `: ${quote(message, 200)}` : ''}). Sign in again or ask your IdP administrator.`);
+/** Parses a decoded SAMLResponse far enough to refuse what is not a SAML 2.0 Response (400). */
+export function parseResponse(xml: string): PostedResponse {
+  let response: Element;
+  try {
+    response = parseXml(xml).root;
+  } catch {
+    throw refused(400, 'SAMLResponse is not a well-formed XML document (or contains a DOCTYPE, which is never accepted). Post the IdP\'s response unchanged.');
+  }
+  if (!is(response, SAMLP_NS, 'Response')) throw refused(400, 'SAMLResponse is not a SAML 2.0 Response.');
+  const assertions = childElements(response, SAML_NS, 'Assertion');
+  const assertion = assertions.length === 1 ? (assertions[0] ?? null) : null;
+  return { xml, response, assertion, assertionId: assertion ? attr(assertion, 'ID') : null };
 }
 
-function checkIssuers(response: Element, assertion: Element, exp: Expectations): void {
-  const responseIssuer = text(firstChild(response, SAML_NS, 'Issuer'));
-  const assertionIssuer = text(firstChild(assertion, SAML_NS, 'Issuer'));
-  if (assertionIssuer === null) throw refused(401, 'the assertion names no Issuer.');
-  for (const issuer of [assertionIssuer, responseIssuer]) {
-    if (issuer !== null && issuer !== exp.idpEntityId) {
-      throw refused(401, `the response was issued by "${quote(issuer, 200)}", but this credential's IdP is "${quote(exp.idpEntityId, 200)}". Post it to the credential of that IdP.`);
+function bearerData(assertion: Element): Element[] {
+  const subject = firstChild(assertion, SAML_NS, 'Subject');
+  return (subject ? childElements(subject, SAML_NS, 'SubjectConfirmation') : [])
+    .filter((c) => attr(c, 'Method') === BEARER)
+    .flatMap((c) => childElements(c, SAML_NS, 'SubjectConfirmationData'));
+}
+
+/** The posted assertion's times named by `attribute` (Conditions and bearer confirmations), for messages only. */
+function postedTimes(posted: PostedResponse, attribute: string): number[] {
+  const a = posted.assertion;
+  if (a === null) return [];
+  const conditions = firstChild(a, SAML_NS, 'Conditions');
+  return [...(conditions ? [conditions] : []), ...bearerData(a)].map((el) => parseTime(attr(el, attribute))).filter((t): t is number => t !== null);
+}
+
+function audienceRefusal(posted: PostedResponse, exp: Expectations, reason: string): SamlRefusal {
+  const conditions = posted.assertion ? firstChild(posted.assertion, SAML_NS, 'Conditions') : null;
+  const seen = (conditions ? childElements(conditions, SAML_NS, 'AudienceRestriction') : [])
+    .flatMap((r) => childElements(r, SAML_NS, 'Audience'))
+    .map((a) => `"${quote(text(a) ?? '', 100)}"`);
+  return refused(
+    401,
+    `the assertion is meant for audience ${seen.length ? seen.join(', ') : '(none)'}, not this service provider; set the audience (SP entity ID) of the IdP application to "${exp.spEntityId}".`,
+    reason,
+  );
+}
+
+function statusRefusal(response: Element, reason: string | null): SamlRefusal {
+  const status = firstChild(response, SAMLP_NS, 'Status');
+  const code = status ? attr(firstChild(status, SAMLP_NS, 'StatusCode') ?? status, 'Value') : null;
+  const message = status ? text(firstChild(status, SAMLP_NS, 'StatusMessage')) : null;
+  const shown = code ? quote(code.replace(/^urn:oasis:names:tc:SAML:2\.0:status:/, ''), 80) : 'none';
+  return refused(401, `the identity provider did not authenticate the user (status ${shown}${message ? `: ${quote(message, 200)}` : ''}). Sign in again or ask your IdP administrator.`, reason);
+}
+
+/**
+ * node-saml's refusal as ours. Its wording is matched, not shown: an error it may add in a later version
+ * falls to the last, general answer, and is logged (libraryReason) for the operators.
+ */
+function mapLibraryError(err: unknown, posted: PostedResponse, exp: Expectations): AppError {
+  if (err instanceof AppError) return err; // the session store (503)
+  const reason = err instanceof Error ? err.message : String(err);
+  if (err instanceof SamlStatusError) return statusRefusal(posted.response, reason);
+  if (/No decryption key/.test(reason)) {
+    return refused(400, 'the assertion is encrypted, which this service does not support; turn off assertion encryption in the IdP application.', reason);
+  }
+  if (/^(Subject)?InResponseTo is not valid/.test(reason)) return notStarted(reason);
+  if (/InResponseTo does not match/.test(reason)) return refused(401, OTHER_REQUEST, reason);
+  if (/not yet valid/.test(reason)) {
+    const notBefore = Math.max(...postedTimes(posted, 'NotBefore'));
+    return refused(401, `the assertion is not valid before ${Number.isFinite(notBefore) ? iso(notBefore) : 'its NotBefore'}; ${clockHint}.`, reason);
+  }
+  if (/expired|No valid subject confirmation/.test(reason)) {
+    const notOnOrAfter = Math.min(...postedTimes(posted, 'NotOnOrAfter'));
+    return refused(401, `the assertion expired at ${Number.isFinite(notOnOrAfter) ? iso(notOnOrAfter) : 'its NotOnOrAfter'}; sign in again (${clockHint}).`, reason);
+  }
+  if (/Error parsing (NotBefore|NotOnOrAfter|IssueInstant)/.test(reason)) {
+    return refused(401, 'the assertion lacks a valid IssueInstant, or a NotOnOrAfter in its Conditions or SubjectConfirmationData, or one of its times is not a valid date; check the IdP.', reason);
+  }
+  if (/audience|AudienceRestriction/i.test(reason)) return audienceRefusal(posted, exp, reason);
+  if (/signature|Missing SAML assertion|assertion from signed data|reference uri|ref URI/i.test(reason)) return refused(401, NOT_SIGNED, reason);
+  return refused(
+    401,
+    `the SAML response could not be validated as a sign-in of this credential's IdP; check the IdP application against the SP metadata (${exp.acsUrl.replace(/acs$/, 'metadata')}), then sign in again.`,
+    reason,
+  );
+}
+
+/** node-saml's attribute values (a string, an array, or an object for a structured value) as strings. */
+function attributeValues(profile: Profile): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const asText = (v: unknown): string => (typeof v === 'string' ? v.trim() : typeof (v as { _?: unknown })?._ === 'string' ? String((v as { _: string })._).trim() : '');
+  for (const [name, value] of Object.entries((profile.attributes ?? {}) as Record<string, unknown>)) {
+    out[name] = (Array.isArray(value) ? value : [value]).map(asText);
+  }
+  return out;
+}
+
+function friendlyNamesOf(assertion: Element): Record<string, string> {
+  const friendly: Record<string, string> = {};
+  for (const statement of childElements(assertion, SAML_NS, 'AttributeStatement')) {
+    for (const a of childElements(statement, SAML_NS, 'Attribute')) {
+      const name = attr(a, 'Name');
+      const f = attr(a, 'FriendlyName');
+      if (name && f && !(f in friendly)) friendly[f] = name;
     }
   }
-}
-
-function checkConditions(assertion: Element, exp: Expectations): number | null {
-  const conditions = firstChild(assertion, SAML_NS, 'Conditions');
-  if (conditions === null) throw refused(401, `the assertion has no Conditions, so no audience; configure the IdP application with audience (SP entity ID) "${exp.spEntityId}".`);
-  const notBefore = parseTime(attr(conditions, 'NotBefore'));
-  const notOnOrAfter = parseTime(attr(conditions, 'NotOnOrAfter'));
-  if (notBefore !== null && notBefore > exp.now + exp.skewMs) throw refused(401, `the assertion is not valid before ${iso(notBefore)}; ${clockHint}.`);
-  if (notOnOrAfter !== null && notOnOrAfter <= exp.now - exp.skewMs) throw refused(401, `the assertion expired at ${iso(notOnOrAfter)}; sign in again (${clockHint}).`);
-  const restrictions = childElements(conditions, SAML_NS, 'AudienceRestriction');
-  const ok = restrictions.length > 0 && restrictions.every((r) => childElements(r, SAML_NS, 'Audience').some((a) => text(a) === exp.spEntityId));
-  if (!ok) {
-    const seen = restrictions.flatMap((r) => childElements(r, SAML_NS, 'Audience')).map((a) => quote(text(a) ?? '', 100));
-    throw refused(401, `the assertion is meant for audience ${seen.length ? seen.map((s) => `"${s}"`).join(', ') : '(none)'}, not this service provider; set the audience (SP entity ID) of the IdP application to "${exp.spEntityId}".`);
-  }
-  return notOnOrAfter;
+  return friendly;
 }
 
 /** A bearer SubjectConfirmation for this ACS, still usable; returns its NotOnOrAfter and InResponseTo. */
-function checkSubjectConfirmation(subject: Element, exp: Expectations): { until: number; inResponseTo: string | null } {
-  const bearers = childElements(subject, SAML_NS, 'SubjectConfirmation').filter((c) => attr(c, 'Method') === BEARER);
-  if (bearers.length === 0) throw refused(401, 'the assertion has no bearer SubjectConfirmation (required by the Web Browser SSO profile).');
+function checkRecipient(assertion: Element, exp: Expectations): { until: number; inResponseTo: string | null } {
+  const data = bearerData(assertion);
+  if (data.length === 0) throw refused(401, 'the assertion has no bearer SubjectConfirmation (required by the Web Browser SSO profile).');
   let problem = '';
-  for (const c of bearers) {
-    const data = firstChild(c, SAML_NS, 'SubjectConfirmationData');
-    const recipient = data ? attr(data, 'Recipient') : null;
-    const until = data ? parseTime(attr(data, 'NotOnOrAfter')) : null;
+  for (const d of data) {
+    const recipient = attr(d, 'Recipient');
+    const until = parseTime(attr(d, 'NotOnOrAfter'));
     if (recipient !== exp.acsUrl) {
       problem = `the assertion is addressed to ${recipient ? `"${quote(recipient, 200)}"` : 'no Recipient'}, not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs (see the SP metadata).`;
     } else if (until === null) {
       problem = 'the assertion\'s SubjectConfirmationData has no valid NotOnOrAfter.';
-    } else if (until <= exp.now - exp.skewMs) {
+    } else if (until <= Date.now() - exp.skewMs) {
       problem = `the assertion's subject confirmation expired at ${iso(until)}; sign in again (${clockHint}).`;
     } else {
-      return { until, inResponseTo: data ? attr(data, 'InResponseTo') : null };
+      return { until, inResponseTo: attr(d, 'InResponseTo') };
     }
   }
   throw refused(401, problem);
 }
 
-function attributesOf(assertion: Element): { values: Record<string, string[]>; friendly: Record<string, string> } {
-  const values: Record<string, string[]> = {};
-  const friendly: Record<string, string> = {};
-  for (const statement of childElements(assertion, SAML_NS, 'AttributeStatement')) {
-    for (const a of childElements(statement, SAML_NS, 'Attribute')) {
-      const name = attr(a, 'Name');
-      if (!name) continue;
-      const list = (values[name] ??= []);
-      for (const v of childElements(a, SAML_NS, 'AttributeValue')) list.push(v.textContent?.trim() ?? '');
-      const f = attr(a, 'FriendlyName');
-      if (f && !(f in friendly)) friendly[f] = name;
+/**
+ * What node-saml does not check, on the signed assertion it returned (and the posted Response's envelope).
+ * The fields are read from that assertion's XML rather than from node-saml's profile, where an attribute of
+ * the same name (say "nameID" or "issuer") fills a field the assertion lacks; only its attributes are used.
+ */
+function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectations): ValidatedAssertion {
+  const { response } = posted;
+  const destination = attr(response, 'Destination');
+  if (destination !== null && destination !== exp.acsUrl) {
+    throw refused(401, `the response is addressed to "${quote(destination, 200)}", not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs.`);
+  }
+  if (attr(firstChild(firstChild(response, SAMLP_NS, 'Status') ?? response, SAMLP_NS, 'StatusCode') ?? response, 'Value') !== STATUS_SUCCESS) {
+    throw statusRefusal(response, null);
+  }
+  const signed = parseXml(profile.getAssertionXml?.() ?? '').root;
+  const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
+  if (issuers[0] === null) throw refused(401, 'the assertion names no Issuer.');
+  for (const issuer of issuers) {
+    if (issuer !== null && issuer !== exp.idpEntityId) {
+      throw refused(401, `the response was issued by "${quote(issuer, 200)}", but this credential's IdP is "${quote(exp.idpEntityId, 200)}". Post it to the credential of that IdP.`);
     }
   }
-  return { values, friendly };
-}
-
-/**
- * Parses and checks a decoded SAMLResponse for `exp`. Throws an AppError (4xx) that says what to fix;
- * InResponseTo and the replay cache are the caller's (they need Redis).
- */
-export function validateResponse(xml: string, exp: Expectations): ValidatedAssertion {
-  let posted: Element;
-  try {
-    posted = parseXml(xml).root;
-  } catch {
-    throw refused(400, 'SAMLResponse is not a well-formed XML document (or contains a DOCTYPE, which is never accepted). Post the IdP\'s response unchanged.');
-  }
-  if (!is(posted, SAMLP_NS, 'Response')) throw refused(400, 'SAMLResponse is not a SAML 2.0 Response.');
-  if (descendantElements(posted, SAML_NS, 'EncryptedAssertion').length > 0) {
-    throw refused(400, 'the assertion is encrypted, which this service does not support; turn off assertion encryption in the IdP application.');
-  }
-  const { response, assertion, responseSigned } = signedParts(xml, posted, exp.certificates);
-
-  if (attr(response, 'Version') !== '2.0' || attr(assertion, 'Version') !== '2.0') throw refused(400, 'the response is not SAML version 2.0.');
-  const destination = attr(response, 'Destination');
-  if ((destination !== null || responseSigned) && destination !== exp.acsUrl) {
-    throw refused(401, `the response is addressed to ${destination ? `"${quote(destination, 200)}"` : 'no Destination'}, not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs.`);
-  }
-  checkStatus(response);
-  checkIssuers(response, assertion, exp);
-  const conditionsUntil = checkConditions(assertion, exp);
-
-  const subject = firstChild(assertion, SAML_NS, 'Subject');
+  const subject = firstChild(signed, SAML_NS, 'Subject');
   const nameIdEl = subject ? firstChild(subject, SAML_NS, 'NameID') : null;
   const nameId = text(nameIdEl);
-  if (subject === null || nameIdEl === null || nameId === null) throw refused(401, 'the assertion has no (unencrypted) NameID in its Subject.');
-  const confirmation = checkSubjectConfirmation(subject, exp);
-  const responseInResponseTo = attr(response, 'InResponseTo');
-  // The confirmation's InResponseTo is signed with the assertion; the Response's may not be.
-  if (confirmation.inResponseTo !== null && responseInResponseTo !== null && confirmation.inResponseTo !== responseInResponseTo) {
-    throw refused(401, 'the response and its assertion answer different requests (InResponseTo differs); sign in again.');
+  if (nameIdEl === null || nameId === null) throw refused(401, 'the assertion has no (unencrypted) NameID in its Subject.');
+  const confirmation = checkRecipient(signed, exp);
+  // node-saml looked up the Response's InResponseTo, which may be unsigned; the bearer confirmation's is signed.
+  const inResponseTo = attr(response, 'InResponseTo');
+  if (confirmation.inResponseTo !== inResponseTo) {
+    throw refused(401, inResponseTo !== null && confirmation.inResponseTo === null ? 'the response names the request it answers, but its signed assertion does not; sign in again.' : OTHER_REQUEST);
   }
-  const inResponseTo = confirmation.inResponseTo ?? (responseSigned ? responseInResponseTo : null);
-  if (inResponseTo === null && responseInResponseTo !== null) {
-    throw refused(401, 'the response names the request it answers, but its signed assertion does not; sign in again.');
-  }
-
-  const assertionId = attr(assertion, 'ID');
+  const assertionId = attr(signed, 'ID');
   if (!assertionId) throw refused(400, 'the assertion has no ID.');
-  const authn = firstChild(assertion, SAML_NS, 'AuthnStatement');
-  const { values, friendly } = attributesOf(assertion);
+  const conditions = firstChild(signed, SAML_NS, 'Conditions');
+  const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
+  const authn = firstChild(signed, SAML_NS, 'AuthnStatement');
   return {
     assertionId,
     inResponseTo,
     nameId,
     nameIdFormat: attr(nameIdEl, 'Format'),
     sessionIndex: authn ? attr(authn, 'SessionIndex') : null,
-    attributes: values,
-    friendlyNames: friendly,
+    attributes: attributeValues(profile),
+    friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
   };
+}
+
+/**
+ * Validates a parsed SAMLResponse for `exp`: node-saml, then our checks. Throws an AppError (4xx) that says
+ * what to fix; the replay cache and the IdP-initiated rule are the caller's.
+ */
+export async function validateResponse(posted: PostedResponse, exp: Expectations): Promise<ValidatedAssertion> {
+  const sp = serviceProvider({
+    entityId: exp.spEntityId,
+    acsUrl: exp.acsUrl,
+    idpCertificates: exp.certificates.map((c) => c.pem),
+    requests: exp.requests,
+    skewMs: exp.skewMs,
+  });
+  let profile: Profile | null;
+  try {
+    ({ profile } = await sp.validatePostResponseAsync({ SAMLResponse: Buffer.from(posted.xml, 'utf8').toString('base64') }));
+  } catch (err) {
+    throw mapLibraryError(err, posted, exp);
+  }
+  if (profile === null) throw statusRefusal(posted.response, 'no profile');
+  return checkAccepted(profile, posted, exp);
 }
 
 const EMAIL = /^[^\s@<>()[\],;:"]{1,64}@[^\s@<>()[\],;:"]{1,255}$/;

@@ -10,6 +10,7 @@ import { findCredential } from '../provider-credentials/store';
 import { parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
+import { SamlRefusal } from './response';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
 import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
 import { patchSettings } from './settings';
@@ -83,7 +84,9 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
     // Every outcome is logged: the refusal's reason reaches the browser, and operators need it too.
     const audit = { requestId: getRequestId(res), credentialId: id };
     const signIn = await consumeResponse(deps, id, req.body.SAMLResponse, req.body.RelayState ?? null).catch((err: unknown) => {
-      if (err instanceof AppError) deps.log.info({ ...audit, status: err.status, reason: err.message }, 'saml sign-in refused');
+      // node-saml's own wording (never sent to the client) helps tell its refusals apart.
+      const library = err instanceof SamlRefusal && err.libraryReason ? { libraryReason: err.libraryReason } : {};
+      if (err instanceof AppError) deps.log.info({ ...audit, status: err.status, reason: err.message, ...library }, 'saml sign-in refused');
       throw err;
     });
     const { result, token } = signIn;

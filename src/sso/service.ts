@@ -11,10 +11,10 @@ import { signingKeyId, TOKEN_ISSUER } from '../infisical/access-tokens';
 import type { StoredMetadata } from '../provider-credentials/metadata';
 import { findMetadata } from '../provider-credentials/store';
 import type { Redis } from '../redis';
-import { emailOf, refused, validateResponse } from './response';
+import { emailOf, notStarted, parseResponse, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
-import { acsUrl, authnRequestXml, newRequestId, pickSsoService, postForm, redirectUrl, spEntityId, spMetadataXml } from './sp';
-import { findCredentialById, findSettings, firstUse, rememberRequest, REQUEST_TTL_SECONDS, ssoKeys, takeRequest } from './store';
+import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
+import { alreadyUsed, findCredentialById, findSettings, firstUse, RequestCache, ssoKeys } from './store';
 
 export const DEFAULT_SKEW_SECONDS = 60;
 export const SSO_TOKEN_AUDIENCE = 'saml-sso';
@@ -50,12 +50,21 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
   const { metadata } = await loadCredential(deps, id);
   const service = pickSsoService(metadata.sso_services);
   if (!service) throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no HTTP-Redirect or HTTP-POST sign-on endpoint; fix its metadata.`);
-  const requestId = newRequestId();
-  const xml = authnRequestXml({ id: requestId, credentialId: id, destination: service.location, acs: acsUrl(deps.config.region, id), now: new Date() });
-  await rememberRequest(deps.redis, ssoKeys(deps.config.redisKeyPrefix, deps.config.region.id), requestId, { credential_id: id, relay_state: relayState });
-  if (service.binding.endsWith(':HTTP-Redirect')) return { kind: 'redirect', location: redirectUrl(service.location, xml, relayState) };
+  const postBinding = !service.binding.endsWith(':HTTP-Redirect');
+  const sp = serviceProvider({
+    entityId: spEntityId(id),
+    acsUrl: acsUrl(deps.config.region, id),
+    idpCertificates: metadata.signing_certificates.map((c) => c.pem),
+    // node-saml saves the request id (with the relay state) here as it writes the AuthnRequest.
+    requests: new RequestCache(deps.redis, ssoKeys(deps.config.redisKeyPrefix, deps.config.region.id), id, relayState),
+    ssoUrl: service.location,
+    postBinding,
+  });
+  if (!postBinding) return { kind: 'redirect', location: await sp.getAuthorizeUrlAsync(relayState ?? '', undefined, {}) };
+  const message = await sp.getAuthorizeMessageAsync(relayState ?? '');
+  const fields = Object.fromEntries(Object.entries(message).filter(([, v]) => typeof v === 'string' && v !== '').map(([k, v]) => [k, String(v)]));
   const nonce = crypto.randomBytes(16).toString('base64');
-  return { kind: 'post', html: postForm(service.location, xml, relayState, nonce), nonce, idpOrigin: new URL(service.location).origin };
+  return { kind: 'post', html: postForm(service.location, fields, nonce), nonce, idpOrigin: new URL(service.location).origin };
 }
 
 function decodeBase64Xml(encoded: string): string {
@@ -63,6 +72,8 @@ function decodeBase64Xml(encoded: string): string {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) throw refused(400, 'SAMLResponse is not base64; post the IdP\'s form field unchanged.');
   return Buffer.from(compact, 'base64').toString('utf8');
 }
+
+const replayed = () => refused(401, 'this assertion was already used to sign in (each is accepted once); sign in again.');
 
 export interface SignIn {
   result: SsoResult;
@@ -77,36 +88,32 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   const { credential, metadata } = await loadCredential(deps, id);
   const { config } = deps;
   const keys = ssoKeys(config.redisKeyPrefix, config.region.id);
-  const assertion = validateResponse(decodeBase64Xml(samlResponse), {
+  const posted = parseResponse(decodeBase64Xml(samlResponse));
+  // Before node-saml takes the request it answers, so that a replay is refused as such. The id read here is
+  // not verified yet: it can only lead to this refusal, for an id that was accepted from this IdP before.
+  if (posted.assertionId && (await alreadyUsed(deps.redis, keys, metadata.entity_id, posted.assertionId))) throw replayed();
+  const requests = new RequestCache(deps.redis, keys, id);
+  const assertion = await validateResponse(posted, {
     idpEntityId: metadata.entity_id,
     spEntityId: spEntityId(id),
     acsUrl: acsUrl(config.region, id),
     certificates: metadata.signing_certificates,
-    now: Date.now(),
     skewMs: (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000,
+    requests,
   });
-  const idpInitiated = assertion.inResponseTo === null;
-  if (idpInitiated && !(await findSettings(deps.db, id))?.allowIdpInitiated) {
+  if (assertion.inResponseTo === null && !(await findSettings(deps.db, id))?.allowIdpInitiated) {
     throw refused(
       403,
       `the response answers no login started by this service (IdP-initiated sign-in), which is not enabled for this credential; ` +
         `start the sign-in at ${acsUrl(config.region, id).replace(/acs$/, 'login')}, or enable allow_idp_initiated in the credential's sso-settings.`,
     );
   }
-  // Before the request is consumed, so that a replay is refused as such.
-  if (!(await firstUse(deps.redis, keys, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) {
-    throw refused(401, 'this assertion was already used to sign in (each is accepted once); sign in again.');
-  }
+  if (!(await firstUse(deps.redis, keys, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) throw replayed();
   let relayState = postedRelayState;
   if (assertion.inResponseTo !== null) {
-    const request = await takeRequest(deps.redis, keys, assertion.inResponseTo);
-    if (request === null || request.credential_id !== id) {
-      throw refused(
-        401,
-        `the response answers a login request this region did not start, or one that expired or was already answered (requests last ` +
-          `${REQUEST_TTL_SECONDS / 60} minutes and are answered once, in the region where they started). Sign in again.`,
-      );
-    }
+    // node-saml found the request outstanding; taking it makes "answered once" atomic across responses.
+    const request = await requests.take(assertion.inResponseTo);
+    if (request === null) throw notStarted();
     relayState = request.relay_state;
   }
   const email = emailOf(assertion, credential.emailClaims);

@@ -1,14 +1,15 @@
 /**
  * This service as the SAML service provider (SP) of one credential: its entity ID (the same in every
  * region, so the IdP is configured once), each region's assertion consumer service (ACS) URL, the SP
- * metadata document, and the AuthnRequest that starts a login (HTTP-Redirect or HTTP-POST binding).
- * Requests are not signed: the SP has no key, and IdPs do not require signed requests by default.
+ * metadata document (ours: it lists every region's ACS URL, which @node-saml/node-saml's cannot), and the
+ * node-saml SP that writes the AuthnRequests and validates the responses. Requests are not signed: the SP
+ * has no key, and IdPs do not require signed requests by default.
  */
-import crypto from 'node:crypto';
-import zlib from 'node:zlib';
+import { SAML, ValidateInResponseTo, type CacheProvider } from '@node-saml/node-saml';
 import type { RegionConfig } from '../config';
 import { regionUrl } from '../console/deployment';
 import { BINDING_POST, BINDING_REDIRECT } from '../metadata/parse-metadata';
+import { REQUEST_TTL_SECONDS } from './store';
 
 export const SAMLP_NS = 'urn:oasis:names:tc:SAML:2.0:protocol';
 export const SAML_NS = 'urn:oasis:names:tc:SAML:2.0:assertion';
@@ -52,20 +53,43 @@ export function spMetadataXml(credentialId: string, region: RegionConfig, region
   ].join('\n');
 }
 
-/** An xs:ID: starts with a letter or underscore; 160 random bits. */
-export function newRequestId(): string {
-  return `_${crypto.randomBytes(20).toString('hex')}`;
+/** What node-saml needs to be the SP of one credential in one region. */
+export interface SpOptions {
+  /** spEntityId() of the credential. */
+  entityId: string;
+  acsUrl: string;
+  /** The PEM certificates a response may be signed with: the credential's IdP metadata, never the message. */
+  idpCertificates: readonly string[];
+  /** The outstanding login requests of this region (store.ts). */
+  requests: CacheProvider;
+  /** Logins: the IdP's sign-on URL and whether it takes HTTP-POST (no deflate) rather than HTTP-Redirect. */
+  ssoUrl?: string;
+  postBinding?: boolean;
+  /** Responses: the tolerated clock difference. */
+  skewMs?: number;
 }
 
-export function authnRequestXml(o: { id: string; credentialId: string; destination: string; acs: string; now: Date }): string {
-  return (
-    `<samlp:AuthnRequest xmlns:samlp="${SAMLP_NS}" xmlns:saml="${SAML_NS}" ID="${o.id}" Version="2.0" ` +
-    `IssueInstant="${o.now.toISOString()}" Destination="${xmlEscape(o.destination)}" ` +
-    `AssertionConsumerServiceURL="${xmlEscape(o.acs)}" ProtocolBinding="${BINDING_POST}">` +
-    `<saml:Issuer>${xmlEscape(spEntityId(o.credentialId))}</saml:Issuer>` +
-    `<samlp:NameIDPolicy Format="${NAMEID_UNSPECIFIED}" AllowCreate="true"/>` +
-    '</samlp:AuthnRequest>'
-  );
+export function serviceProvider(o: SpOptions): SAML {
+  return new SAML({
+    issuer: o.entityId,
+    audience: o.entityId,
+    callbackUrl: o.acsUrl,
+    idpCert: [...o.idpCertificates],
+    entryPoint: o.ssoUrl,
+    skipRequestCompression: o.postBinding === true,
+    // Let the IdP send the NameID format its application is configured with, and ask for no particular
+    // authentication method (node-saml's default would demand a password over TLS).
+    identifierFormat: NAMEID_UNSPECIFIED,
+    disableRequestedAuthnContext: true,
+    // The signature may cover the Response or its Assertion (IdPs differ); one of them must verify.
+    wantAuthnResponseSigned: false,
+    wantAssertionsSigned: false,
+    acceptedClockSkewMs: o.skewMs ?? 0,
+    // A response without InResponseTo is IdP-initiated, which service.ts accepts only when enabled.
+    validateInResponseTo: ValidateInResponseTo.ifPresent,
+    requestIdExpirationPeriodMs: REQUEST_TTL_SECONDS * 1000,
+    cacheProvider: o.requests,
+  });
 }
 
 export interface SsoService {
@@ -78,23 +102,17 @@ export function pickSsoService(services: readonly SsoService[]): SsoService | nu
   return services.find((s) => s.binding === BINDING_REDIRECT) ?? services.find((s) => s.binding === BINDING_POST) ?? null;
 }
 
-/** HTTP-Redirect binding: the request deflated (raw DEFLATE), base64, as query parameters of the SSO URL. */
-export function redirectUrl(location: string, requestXml: string, relayState: string | null): string {
-  const url = new URL(location);
-  url.searchParams.append('SAMLRequest', zlib.deflateRawSync(Buffer.from(requestXml, 'utf8')).toString('base64'));
-  if (relayState !== null) url.searchParams.append('RelayState', relayState);
-  return url.toString();
-}
-
-/** HTTP-POST binding: a page whose form posts the request (plain base64) to the IdP as soon as it loads. */
-export function postForm(location: string, requestXml: string, relayState: string | null, nonce: string): string {
-  const field = (name: string, value: string) => `<input type="hidden" name="${name}" value="${xmlEscape(value)}">`;
+/**
+ * HTTP-POST binding: a page whose form posts node-saml's message (SAMLRequest, RelayState) to the IdP as soon
+ * as it loads. Ours rather than node-saml's page, whose inline handlers a Content-Security-Policy would block.
+ */
+export function postForm(location: string, fields: Record<string, string>, nonce: string): string {
+  const field = (name: string, value: string) => `<input type="hidden" name="${xmlEscape(name)}" value="${xmlEscape(value)}">`;
   return [
     '<!DOCTYPE html>',
     '<html><head><meta charset="utf-8"><title>Signing in…</title></head><body>',
     `<form method="post" action="${xmlEscape(location)}">`,
-    field('SAMLRequest', Buffer.from(requestXml, 'utf8').toString('base64')),
-    relayState !== null ? field('RelayState', relayState) : '',
+    ...Object.entries(fields).map(([name, value]) => field(name, value)),
     '<noscript><p>JavaScript is off: press the button to continue to your identity provider.</p><button type="submit">Continue</button></noscript>',
     '</form>',
     `<script nonce="${nonce}">document.forms[0].submit();</script>`,

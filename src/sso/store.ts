@@ -1,11 +1,12 @@
 /**
  * What a login keeps between its start and the IdP's answer, and the replay cache, both in the deployment's
  * Redis with a TTL: expiry needs no cleanup job, GETDEL and SET NX make "answered once" and "accepted once"
- * atomic, and nothing here needs to survive longer than a login. Outstanding requests are keyed by region:
- * only the region that started a login accepts its answer (its ACS URL is the one the request named).
- * Assertion ids are not: an assertion is accepted once in the whole deployment.
+ * atomic, and nothing here needs to survive longer than a login. Outstanding requests are keyed by region
+ * (and credential): only the region that started a login accepts its answer (its ACS URL is the one the
+ * request named). Assertion ids are not: an assertion is accepted once in the whole deployment.
  */
 import crypto from 'node:crypto';
+import type { CacheItem, CacheProvider } from '@node-saml/node-saml';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
 import type { Redis } from '../redis';
@@ -19,14 +20,15 @@ export const REQUEST_TTL_SECONDS = 600;
 /** Bounds how long an assertion id is kept, whatever NotOnOrAfter the IdP chose. */
 export const MAX_REPLAY_TTL_MS = 24 * 3600 * 1000;
 
-export interface PendingRequest {
-  credential_id: string;
+/** A started login as stored: when node-saml issued it (it checks the age too), and the relay state to return. */
+interface PendingRequest {
+  created_at: string;
   relay_state: string | null;
 }
 
 export function ssoKeys(prefix: string, region: string) {
   return {
-    request: (id: string) => `${prefix}sso:${region}:request:${id}`,
+    request: (credentialId: string, id: string) => `${prefix}sso:${region}:request:${credentialId}:${id}`,
     // Hashed: the id is the IdP's text, of any length.
     assertion: (issuer: string, id: string) => `${prefix}sso:assertion:${crypto.createHash('sha256').update(`${issuer}\0${id}`).digest('hex')}`,
   };
@@ -42,14 +44,47 @@ async function orUnavailable<T>(op: Promise<T>): Promise<T> {
   }
 }
 
-export function rememberRequest(redis: Redis, keys: SsoKeys, id: string, request: PendingRequest): Promise<unknown> {
-  return orUnavailable(redis.set(keys.request(id), JSON.stringify(request), 'EX', REQUEST_TTL_SECONDS));
+/**
+ * node-saml's cache provider for the outstanding requests of one credential in this region: it saves the id
+ * of each AuthnRequest it writes, and looks up the InResponseTo of each response (and checks its age).
+ * node-saml also removes a request after any response to it, even one it refused; here a refused response
+ * does not cancel the user's login (a forged post would), so removal is take(), once the response was
+ * accepted: GETDEL, so that of two responses to one request only one signs in.
+ */
+export class RequestCache implements CacheProvider {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: SsoKeys,
+    private readonly credentialId: string,
+    /** Saved with the requests of a login. */
+    private readonly relayState: string | null = null,
+  ) {}
+
+  async saveAsync(id: string, createdAt: string): Promise<CacheItem> {
+    const request: PendingRequest = { created_at: createdAt, relay_state: this.relayState };
+    await orUnavailable(this.redis.set(this.keys.request(this.credentialId, id), JSON.stringify(request), 'EX', REQUEST_TTL_SECONDS));
+    return { value: createdAt, createdAt: Date.now() };
+  }
+
+  async getAsync(id: string): Promise<string | null> {
+    const raw = await orUnavailable(this.redis.get(this.keys.request(this.credentialId, id)));
+    return raw === null ? null : (JSON.parse(raw) as PendingRequest).created_at;
+  }
+
+  async removeAsync(): Promise<string | null> {
+    return null;
+  }
+
+  /** The outstanding request `id`, removed as it is read (a request is answered once). */
+  async take(id: string): Promise<PendingRequest | null> {
+    const raw = await orUnavailable(this.redis.getdel(this.keys.request(this.credentialId, id)));
+    return raw === null ? null : (JSON.parse(raw) as PendingRequest);
+  }
 }
 
-/** The outstanding request `id`, removed as it is read (a request is answered once). */
-export async function takeRequest(redis: Redis, keys: SsoKeys, id: string): Promise<PendingRequest | null> {
-  const raw = await orUnavailable(redis.getdel(keys.request(id)));
-  return raw === null ? null : (JSON.parse(raw) as PendingRequest);
+/** Whether an assertion id was already accepted (before validating a response: a replay is named as such). */
+export async function alreadyUsed(redis: Redis, keys: SsoKeys, issuer: string, assertionId: string): Promise<boolean> {
+  return (await orUnavailable(redis.exists(keys.assertion(issuer, assertionId)))) === 1;
 }
 
 /** True the first time an assertion is seen; it is remembered until it could no longer be used. */

@@ -1,22 +1,31 @@
 /**
  * The SAML Response validator on its own (no region): signature placement and wrapping, the one answer
- * before the signature verifies, and the email rules.
+ * before the signature verifies, and the email rules. The login it answers ('_req1') is outstanding in a
+ * stand-in for node-saml's request cache (the Redis-backed one is tested through the regions, sso.test.ts).
  */
+import type { CacheProvider } from '@node-saml/node-saml';
 import { SignedXml } from 'xml-crypto';
-import { emailOf, validateResponse, type Expectations } from '../../src/sso/response';
+import { signEnveloped } from '../../bench/metadata-documents';
+import { emailOf, parseResponse, validateResponse, type Expectations } from '../../src/sso/response';
 import { assertionXml, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec } from './support/idp-simulator';
 
 const A = signer('idp-a');
 const ACS = 'https://sp.test/sso/saml/c1/acs';
+const outstanding: CacheProvider = {
+  saveAsync: async () => null,
+  getAsync: async (id) => (id === '_req1' ? new Date().toISOString() : null),
+  removeAsync: async () => null,
+};
 const exp = (over: Partial<Expectations> = {}): Expectations => ({
   idpEntityId: 'https://idp.test',
   spEntityId: 'urn:sp:c1',
   acsUrl: ACS,
   certificates: [{ pem: A.cert }],
-  now: Date.now(),
   skewMs: 30_000,
+  requests: outstanding,
   ...over,
 });
+const validate = (xml: string, expectations = exp()) => validateResponse(parseResponse(xml), expectations);
 const spec = (over: Partial<ResponseSpec> = {}): ResponseSpec => ({
   issuer: 'https://idp.test',
   audience: 'urn:sp:c1',
@@ -26,9 +35,9 @@ const spec = (over: Partial<ResponseSpec> = {}): ResponseSpec => ({
   attributes: { email: ['alice@example.com'] },
   ...over,
 });
-const message = (fn: () => unknown) => {
+const message = async (fn: () => Promise<unknown>) => {
   try {
-    fn();
+    await fn();
   } catch (err) {
     return (err as Error).message;
   }
@@ -36,75 +45,131 @@ const message = (fn: () => unknown) => {
 };
 const NOT_SIGNED = /not signed by the identity provider/;
 
-test('reads the assertion of a valid response, signed on the assertion or on the whole response', () => {
+test('reads the assertion of a valid response, signed on the assertion or on the whole response', async () => {
   for (const what of ['assertion', 'response'] as const) {
-    const a = validateResponse(signedResponse(spec({ sessionIndex: '_s9' }), A, what), exp());
+    const a = await validate(signedResponse(spec({ sessionIndex: '_s9' }), A, what), exp());
     expect(a).toMatchObject({ inResponseTo: '_req1', nameId: 'alice@example.com', sessionIndex: '_s9', attributes: { email: ['alice@example.com'] } });
   }
 });
 
-test('the signature must reference its own parent: a signature moved onto a forged assertion is refused', () => {
+test('the signature must reference its own parent: a signature moved onto a forged assertion is refused', async () => {
   const s = spec();
   const id = newId('a');
   const signed = signElement(assertionXml(s, id), id, A);
   const signature = /<Signature[\s\S]*<\/Signature>/.exec(signed)?.[0] ?? '';
   const forged = assertionXml({ ...s, nameId: 'mallory@example.com' }).replace('</saml:Issuer>', `</saml:Issuer>${signature}`);
   const xml = responseXml(s, forged).replace('<samlp:Status>', `<samlp:Extensions>${signed.replace(signature, '')}</samlp:Extensions><samlp:Status>`);
-  expect(message(() => validateResponse(xml, exp()))).toMatch(NOT_SIGNED);
+  expect(await message(() => validate(xml, exp()))).toMatch(NOT_SIGNED);
 });
 
-test('what is read is what was signed: a comment injected into a signed NameID does not truncate it', () => {
+test('what is read is what was signed: a comment injected into a signed NameID does not truncate it', async () => {
   // The IdP signed "alice@example.com.evil.test"; comments are outside the canonical form, so the signature
   // still verifies, and a reader of the posted DOM's first text node would see "alice@example.com".
   const signed = signedResponse(spec({ nameId: 'alice@example.com.evil.test', attributes: {} }), A);
   const xml = signed.replace('alice@example.com.evil.test</saml:NameID>', 'alice@example.com<!---->.evil.test</saml:NameID>');
   expect(xml).not.toBe(signed);
-  expect(validateResponse(xml, exp()).nameId).toBe('alice@example.com.evil.test');
+  expect((await validate(xml, exp())).nameId).toBe('alice@example.com.evil.test');
 });
 
-test('every failure before the signature verifies gets the same answer', () => {
+test('every failure before the signature verifies gets the same answer', async () => {
   const other = signer('stranger');
-  const answers = new Set([
-    message(() => validateResponse(signedResponse(spec(), other), exp())),
-    message(() => validateResponse(signedResponse(spec(), A).replace('alice@', 'mallory@'), exp())),
-    message(() => validateResponse(responseXml(spec(), assertionXml(spec())), exp())),
-    message(() => validateResponse(signedResponse(spec({ audience: 'wrong' }), other), exp())),
-  ]);
+  const answers = new Set(await Promise.all([
+    message(() => validate(signedResponse(spec(), other), exp())),
+    message(() => validate(signedResponse(spec(), A).replace('alice@', 'mallory@'), exp())),
+    message(() => validate(responseXml(spec(), assertionXml(spec())), exp())),
+    message(() => validate(signedResponse(spec({ audience: 'wrong' }), other), exp())),
+  ]));
   expect(answers.size).toBe(1);
   expect([...answers][0]).toMatch(NOT_SIGNED);
 });
 
-test('an HMAC "signature" keyed with the public certificate is refused (key confusion)', () => {
+test('an HMAC "signature" keyed with the public certificate is refused (key confusion)', async () => {
   const s = spec();
   const id = newId('a');
   const sig = new SignedXml({ privateKey: A.cert, signatureAlgorithm: 'http://www.w3.org/2000/09/xmldsig#hmac-sha1', canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#' });
   sig.enableHMAC();
   sig.addReference({ xpath: `//*[@ID='${id}']`, transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'], digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256' });
   sig.computeSignature(assertionXml(s, id), { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
-  expect(message(() => validateResponse(responseXml(s, sig.getSignedXml()), exp()))).toMatch(NOT_SIGNED);
+  expect(await message(() => validate(responseXml(s, sig.getSignedXml()), exp()))).toMatch(NOT_SIGNED);
 });
 
-test('an IdP status other than Success is refused with the status named', () => {
+test('an IdP status other than Success is refused with the status named', async () => {
   const xml = signedResponse(spec(), A, 'response');
   const failed = xml.replace('status:Success', 'status:Requester');
   // Re-sign so only the status is wrong.
   const id = /samlp:Response [^>]*ID="([^"]+)"/.exec(failed)?.[1] ?? '';
   const unsigned = failed.replace(/<Signature[\s\S]*?<\/Signature>/, '');
-  expect(message(() => validateResponse(signElement(unsigned, id, A), exp()))).toMatch(/status Requester/);
+  expect(await message(() => validate(signElement(unsigned, id, A), exp()))).toMatch(/status Requester/);
 });
 
 describe('email', () => {
-  const assertion = (over: Partial<ResponseSpec>) => validateResponse(signedResponse(spec(over), A), exp());
-  test('the first of email_claims present wins', () => {
-    const a = assertion({ attributes: { mail: ['m@example.com'], email: ['e@example.com'] } });
+  const assertion = (over: Partial<ResponseSpec>) => validate(signedResponse(spec(over), A), exp());
+  test('the first of email_claims present wins', async () => {
+    const a = await assertion({ attributes: { mail: ['m@example.com'], email: ['e@example.com'] } });
     expect(emailOf(a, ['upn', 'mail', 'email'])).toEqual({ email: 'm@example.com' });
   });
-  test('a claim present but not an email address is named', () => {
-    const a = assertion({ attributes: { email: ['not-an-email'] } });
+  test('a claim present but not an email address is named', async () => {
+    const a = await assertion({ attributes: { email: ['not-an-email'] } });
     expect(emailOf(a, ['email'])).toEqual({ problem: expect.stringMatching(/"email".*not-an-email.*not an email address/) });
   });
-  test('else an email NameID; a persistent NameID is never taken as the email', () => {
-    expect(emailOf(assertion({ attributes: {} }), ['email'])).toEqual({ email: 'alice@example.com' });
-    expect(emailOf(assertion({ attributes: {}, nameId: 'x@y.test', nameIdFormat: PERSISTENT_FORMAT }), ['email'])).toEqual({ problem: expect.stringMatching(/no email address/) });
+  test('else an email NameID; a persistent NameID is never taken as the email', async () => {
+    expect(emailOf(await assertion({ attributes: {} }), ['email'])).toEqual({ email: 'alice@example.com' });
+    expect(emailOf(await assertion({ attributes: {}, nameId: 'x@y.test', nameIdFormat: PERSISTENT_FORMAT }), ['email'])).toEqual({ problem: expect.stringMatching(/no email address/) });
   });
+});
+
+describe('where the signature is (node-saml takes either)', () => {
+  const stranger = signer('stranger');
+  const nested = (assertionBy: typeof A, responseBy: typeof A) => {
+    const s = spec({ assertionId: newId('a'), responseId: newId('r') });
+    const inner = signElement(assertionXml(s, s.assertionId), s.assertionId ?? '', assertionBy);
+    return signElement(responseXml(s, inner), s.responseId ?? '', responseBy);
+  };
+
+  test('only the Response signed, or only the Assertion: both are read', async () => {
+    for (const what of ['assertion', 'response'] as const) {
+      const xml = signedResponse(spec(), A, what);
+      expect((xml.match(/<Signature /g) ?? []).length).toBe(1);
+      expect(await validate(xml)).toMatchObject({ nameId: 'alice@example.com', inResponseTo: '_req1' });
+    }
+  });
+
+  test('a Response signature that does not verify leaves the response unsigned: its signed assertion still counts', async () => {
+    expect(await validate(nested(A, stranger))).toMatchObject({ nameId: 'alice@example.com' });
+    // The IdP's signature over the Response covers the assertion, whatever signature the assertion carries.
+    expect(await validate(nested(stranger, A))).toMatchObject({ nameId: 'alice@example.com' });
+    expect(await message(() => validate(nested(stranger, stranger)))).toMatch(NOT_SIGNED);
+  });
+});
+
+describe('InResponseTo', () => {
+  test('a login this service did not start is refused as such', async () => {
+    expect(await message(() => validate(signedResponse(spec({ inResponseTo: '_other' }), A)))).toMatch(/did not start/);
+  });
+
+  test('the request answered must be named in the signed assertion, not only in the (unsigned) Response', async () => {
+    const s = spec({ assertionId: newId('a') });
+    const unsignedIrt = responseXml(s, signElement(assertionXml({ ...s, inResponseTo: null }), s.assertionId ?? '', A));
+    expect(await message(() => validate(unsignedIrt))).toMatch(/names the request it answers, but its signed assertion does not/);
+    const onlySigned = responseXml({ ...s, inResponseTo: null }, signElement(assertionXml(s), s.assertionId ?? '', A));
+    expect(await message(() => validate(onlySigned))).toMatch(/answer different requests/);
+  });
+});
+
+test('an unsigned error response without an assertion is refused with the IdP status, never node-saml\'s words', async () => {
+  const xml = responseXml(spec(), '')
+    .replace('<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/>', '<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/><samlp:StatusMessage>User is not assigned</samlp:StatusMessage>');
+  const text = await message(() => validate(xml));
+  expect(text).toMatch(/did not authenticate the user \(status Responder: User is not assigned\)/);
+  expect(text).not.toMatch(/SAML provider returned/);
+});
+
+test('an attribute named like a field (nameID, issuer) never stands in for the assertion\'s own NameID or Issuer', async () => {
+  const s = spec({ assertionId: newId('a'), attributes: { nameID: ['mallory@example.com'], issuer: ['https://idp.test'] } });
+  const withoutNameId = assertionXml(s).replace(/<saml:NameID [^>]*>[^<]*<\/saml:NameID>/, '<saml:EncryptedID/>');
+  expect(await message(() => validate(responseXml(s, signElement(withoutNameId, s.assertionId ?? '', A))))).toMatch(/no \(unencrypted\) NameID/);
+  const withoutIssuer = assertionXml(s).replace('<saml:Issuer>https://idp.test</saml:Issuer>', '');
+  const id = s.assertionId ?? '';
+  const signedNoIssuer = signEnveloped(withoutIssuer, A, `//*[@ID='${id}']`, { reference: `//*[@ID='${id}']`, action: 'prepend' });
+  expect(await message(() => validate(responseXml(s, signedNoIssuer)))).toMatch(/names no Issuer/);
 });

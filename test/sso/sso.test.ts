@@ -271,6 +271,35 @@ describe('refusals', () => {
   });
 });
 
+describe("node-saml's own words", () => {
+  test('are logged with the refusal for the operators, never answered', async () => {
+    const spec = await answer(EU, cred);
+    const twoAssertions = responseXml(spec, signElement(assertionXml(spec, 'x1'), 'x1', A) + assertionXml(spec));
+    const text = await refusal(EU, cred, twoAssertions, 401);
+    expect(text).toMatch(NOT_SIGNED);
+    expect(text).not.toMatch(/multiple assertions|Invalid signature/);
+    const logged = () => cluster.logs(EU).some((l) => l.includes('saml sign-in refused') && l.includes('"libraryReason":"Invalid signature: multiple assertions"'));
+    expect(await eventually(async () => logged(), 5000)).toBe(true);
+  });
+});
+
+describe('the login a response answers', () => {
+  test('is not cancelled by a refused response naming it: the genuine answer still signs in, and only once', async () => {
+    const spec = await answer(EU, cred);
+    expect(await refusal(EU, cred, signedResponse(spec, STRANGER), 401)).toMatch(NOT_SIGNED);
+    expect(await refusal(EU, cred, signedResponse({ ...spec, audience: 'https://someone-else' }, A), 401)).toContain(`urn:saml-credential-service:sp:${cred}`);
+    expect((await acs(EU, cred, signedResponse(spec, A))).status).toBe(200);
+    // Another assertion for the same, now answered, login.
+    expect(await refusal(EU, cred, signedResponse(spec, A), 401)).toMatch(/did not start/);
+  });
+
+  test('answered by two responses at once: one signs in', async () => {
+    const spec = await answer(EU, cred);
+    const results = await Promise.all([signedResponse(spec, A), signedResponse(spec, A)].map((xml) => acs(EU, cred, xml)));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 401]);
+  });
+});
+
 describe('IdP-initiated sign-in', () => {
   const settings = (id: string) => `${PATH}/${id}/sso-settings`;
 

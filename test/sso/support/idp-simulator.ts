@@ -49,7 +49,7 @@ export function requestFromRedirect(location: string): { xml: string; id: string
 
 export function fieldsOf(requestXml: string): { id: string; acs: string; issuer: string } {
   const pick = (re: RegExp) => re.exec(requestXml)?.[1] ?? '';
-  return { id: pick(/ ID="([^"]+)"/), acs: pick(/AssertionConsumerServiceURL="([^"]+)"/), issuer: pick(/<saml:Issuer>([^<]+)</) };
+  return { id: pick(/ ID="([^"]+)"/), acs: pick(/AssertionConsumerServiceURL="([^"]+)"/), issuer: pick(/<saml:Issuer\b[^>]*>([^<]+)</) };
 }
 
 export interface ResponseSpec {
