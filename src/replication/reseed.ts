@@ -50,6 +50,10 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     const floor = await groupFloor(redis, keys, peer);
     if (behindTrim(peer, floor, bounds)) throw new Error(`${from} fell behind the stream cap too; re-seed from another region`);
     const position = floor.oldestPending ? previousStreamId(floor.oldestPending) : floor.lastDelivered;
+    // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Once the group
+    // moves, the target no longer reads as behind the cap; without this the peer could collect a tombstone
+    // the target still lacks before the copy reaches it, and the target's stale row would stay.
+    await updateMember(redis, keys, to, { state: 'joining' });
     await redis.xgroup('SETID', keys.stream, to, position);
     // Changes at or before the new position reach the target by the copy below, not the stream: their
     // origins no longer wait for its ack of them (membership.ts). A region not in the record is left out.
