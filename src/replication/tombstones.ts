@@ -179,10 +179,11 @@ export class TombstoneCollector {
       );
       if (rows.length === 0) return 0;
       await tx.$executeRawUnsafe(
-        `UPDATE replication_horizon SET collected_through = GREATEST(collected_through, $1::text COLLATE "C"),
-                collected = jsonb_set(collected, ARRAY[$2::text], to_jsonb(COALESCE((collected->>$2)::bigint, 0) + $3)),
-                last_collected_at = now()
-          WHERE id = 1`,
+        `INSERT INTO replication_horizon AS h (id, collected_through, collected, last_collected_at)
+         VALUES (1, $1, jsonb_build_object($2::text, $3::bigint), now())
+         ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through),
+           collected = jsonb_set(h.collected, ARRAY[$2::text], to_jsonb(COALESCE((h.collected->>$2)::bigint, 0) + $3::bigint)),
+           last_collected_at = now()`,
         cutoff, table.name, rows.length,
       );
       return rows.length;

@@ -1,5 +1,5 @@
--- Tombstone collection (src/replication/tombstones.ts). One row: the highest cut-off below which this
--- region has collected tombstones ('' while it has collected none) and how many it collected, per table.
+-- Tombstone collection (src/replication/tombstones.ts). At most one row, written by the first collection:
+-- the highest cut-off below which this region has collected tombstones, and how many, per table.
 -- A change of a row this region does not hold whose creation is older than collected_through is not
 -- applied: that row's tombstone was collected here (row-store.ts).
 CREATE TABLE "replication_horizon" (
@@ -10,7 +10,6 @@ CREATE TABLE "replication_horizon" (
     CONSTRAINT "replication_horizon_pkey" PRIMARY KEY ("id"),
     CONSTRAINT "replication_horizon_one_row" CHECK ("id" = 1)
 );
-INSERT INTO "replication_horizon" ("id") VALUES (1);
 
 -- The collector finds tombstones older than its cut-off through these partial indexes (not expressible
 -- in schema.prisma) instead of scanning the tables.
