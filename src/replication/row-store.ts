@@ -319,22 +319,31 @@ export class RowStore {
   }
 
   /**
-   * Changes of rows absent here that were created before this region's collection horizon
-   * (replication_horizon.collected_through): their row existed everywhere before the horizon, so its
-   * absence means its tombstone was collected, and the change is older than that deletion (a late
-   * update, a redelivery, a replayed event). Applying it would bring the row back. Read under the per-key
-   * locks the caller holds, which the collector takes too, so a tombstone cannot vanish in between.
-   * Tables pruned locally are left out: their rows go without tombstones (tables.ts).
+   * Changes of a row created before this region's collection horizon (replication_horizon.collected_through)
+   * when the row is absent here, or held as a later create of its key: that create was applied everywhere
+   * before the horizon, so the row's absence (or a newer incarnation) means its tombstone was collected,
+   * and the change is older than that deletion (a late update, a redelivery, a replayed event). Applying
+   * it would bring the row back (or, by "earliest create wins", replace the newer incarnation). Read under
+   * the per-key locks the caller holds, which the collector takes too, so a tombstone cannot vanish in
+   * between. Tables pruned locally are left out: their rows go without tombstones (tables.ts).
    */
   private async collected(tx: Queryable, changes: readonly Normalized[], before: ReadonlyMap<string, Stored>): Promise<{ changes: Set<Normalized>; through: string }> {
     const none = { changes: new Set<Normalized>(), through: '' };
-    const absent = changes.filter((c) => !before.has(c.id) && !this.get(c.table).table.prunedLocally);
-    if (!this.hasHorizon || absent.length === 0) return none;
+    // Rows stamped before creation stamps existed carry '': their own version stands in.
+    const created = (s: { createdVersion: string; version: string }) => s.createdVersion || s.version;
+    const candidates = changes.filter((c) => {
+      if (this.get(c.table).table.prunedLocally) return false;
+      const b = before.get(c.id);
+      return !b || created(c.state) < created(b);
+    });
+    if (!this.hasHorizon || candidates.length === 0) return none;
     const rows = await tx.$queryRawUnsafe<{ through: string }[]>('SELECT collected_through AS through FROM replication_horizon WHERE id = 1');
     const through = rows[0]?.through ?? '';
     if (through === '') return none;
-    // Rows stamped before creation stamps existed carry '': their own version stands in.
-    const old = absent.filter((c) => (c.state.createdVersion || c.state.version) < through);
+    const old = candidates.filter((c) => {
+      const b = before.get(c.id);
+      return created(c.state) < through && (!b || created(b) >= through);
+    });
     this.belowHorizon += old.length;
     return { changes: new Set(old), through };
   }

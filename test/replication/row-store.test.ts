@@ -230,8 +230,13 @@ describe('rows whose tombstone was collected (replication_horizon.collected_thro
     expect(store.belowHorizon).toBe(before + 3);
   });
 
-  test('a row created after the cut-off, and a row still held, follow the merge rule as before', async () => {
+  test('a row created after the cut-off, and a row still held, follow the merge rule; an older incarnation does not replace a newer one', async () => {
     expect((await store.apply(db, [created(fresh, 4000, 'europe-belgium')])).outcomes).toEqual([{ applied: true }]);
+    expect((await stateOf(fresh))?.label).toBe('created in europe-belgium');
+    // A change of the key's collected incarnation (created before the cut-off) does not replace the newer
+    // one, though an earlier create would otherwise win.
+    const stale = await store.apply(db, [updated(fresh, 1000, 7000, 'asia-japan', 'collected incarnation')]);
+    expect(stale.outcomes[0]).toMatchObject({ applied: false, winner: { version: v(4000, 'europe-belgium'), deleted: false } });
     expect((await stateOf(fresh))?.label).toBe('created in europe-belgium');
     expect((await store.apply(db, [updated(existing, 1000, 6000, 'asia-japan', 'updated')])).outcomes).toEqual([{ applied: true }]);
     expect((await stateOf(existing))?.label).toBe('updated');
