@@ -13,6 +13,7 @@ import { mustAck, updateMember, type Member, type Membership } from './membershi
 import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
+import { Loop } from './loop';
 
 export interface RelayDeps {
   db: Db;
@@ -41,9 +42,7 @@ interface OutboxRow {
 }
 
 export class OutboxRelay {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = false;
+  private readonly loop: Loop;
   private lastTrim = 0;
   private lastConfirm = 0;
   /** Keyset cursor over unconfirmed rows, so old rows stuck on a down region do not hide newer ones. */
@@ -53,21 +52,16 @@ export class OutboxRelay {
   /** Changes trimmed by the stream cap before every region acked them (those regions need a re-seed). */
   trimmedUnconfirmed = 0;
 
-  constructor(private readonly d: RelayDeps) {}
-
-  start(): void {
-    const tick = async () => {
-      this.running = this.cycle();
-      await this.running;
-      if (!this.stopped) this.timer = setTimeout(tick, this.d.intervalMs ?? 500);
-    };
-    this.timer = setTimeout(tick, 0);
+  constructor(private readonly d: RelayDeps) {
+    this.loop = new Loop(() => this.cycle(), d.intervalMs ?? 500);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async cycle(): Promise<void> {

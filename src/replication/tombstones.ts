@@ -14,6 +14,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import {
   clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, type HorizonResult, type MemberView, type Watermark,
 } from './horizon';
+import { Loop } from './loop';
 import type { Member } from './membership';
 import type { RowStore } from './row-store';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
@@ -55,9 +56,7 @@ SELECT (SELECT min((op->>'version') COLLATE "C") FROM replication_outbox o, json
        (SELECT min((op->>'version') COLLATE "C") FROM replication_failures f, jsonb_array_elements(f.event->'ops') op) AS failures`;
 
 export class TombstoneCollector {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = false;
+  private readonly loop: Loop;
   /** The last horizon this process computed, with its cut-off, and when. */
   last: { at: Date; result: HorizonResult; cutoff: string | null } | null = null;
   lastError: string | null = null;
@@ -65,7 +64,9 @@ export class TombstoneCollector {
   collected = 0;
   cycles = 0;
 
-  constructor(private readonly d: CollectorDeps) {}
+  constructor(private readonly d: CollectorDeps) {
+    this.loop = new Loop(() => this.cycle(), d.options.intervalMs);
+  }
 
   get options(): TombstoneCollectionOptions {
     return this.d.options;
@@ -86,19 +87,11 @@ export class TombstoneCollector {
   }
 
   start(): void {
-    if (!this.d.options.enabled) return;
-    const tick = async () => {
-      this.running = this.cycle();
-      await this.running;
-      if (!this.stopped) this.timer = setTimeout(tick, this.d.options.intervalMs);
-    };
-    this.timer = setTimeout(tick, 0);
+    if (this.d.options.enabled) this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async cycle(): Promise<void> {
@@ -159,7 +152,7 @@ export class TombstoneCollector {
       for (;;) {
         const n = await this.collectBatch(table, cutoff);
         total += n;
-        if (n < this.d.options.batchSize || this.stopped) break;
+        if (n < this.d.options.batchSize || this.loop.stopped) break;
       }
     }
     this.collected += total;

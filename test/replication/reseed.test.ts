@@ -5,11 +5,8 @@
  * Tombstones (issue H, item 4): a deletion the returning region missed is not collected anywhere before
  * the re-seed (the region still holds the live row), and is collected in both once it is re-seeded.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { Client } from 'pg';
-import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'asia-japan'];
 const CAP = 100;
@@ -70,11 +67,7 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   expect(await keyState('us-iowa', oldKey)).toBe('tombstone');
   expect(await keyState('asia-japan', oldKey)).toBe('live');
 
-  const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', 'us-iowa', '--to', 'asia-japan'], {
-    env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
+  const run = runReseed(cluster, 'us-iowa', 'asia-japan');
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
   const result = JSON.parse(run.stdout);

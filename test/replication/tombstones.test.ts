@@ -4,12 +4,9 @@
  * region collects anything; a replayed older event of a collected row does not bring it back; and a
  * re-seed after collection converges. Minimum age 0 here, so the horizon (clock less 30 s) decides.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL, testEventAuth } from '../support/env';
 
@@ -166,11 +163,7 @@ test('with one region paused no region collects a tombstone; once it is back and
 
 test('a re-seed after collection converges: the target gets every live row and no collected one comes back', async () => {
   const kept = await createCredential('us-iowa', 'kept');
-  const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', 'us-iowa', '--to', 'asia-japan'], {
-    env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
+  const run = runReseed(cluster, 'us-iowa', 'asia-japan');
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
   const members = (await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body.members;
