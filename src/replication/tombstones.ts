@@ -9,6 +9,7 @@
  * so a late or replayed event cannot bring a collected row back.
  */
 import type { Db } from '../db/client';
+import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import {
@@ -186,9 +187,15 @@ export class TombstoneCollector {
 
 /** The durable record of what this region collected (replication_horizon). */
 export async function collectionRecord(db: Db): Promise<{ collectedThrough: string; collected: Record<string, number>; lastCollectedAt: Date | null }> {
-  const rows = await db.$queryRawUnsafe<{ collected_through: string; collected: Record<string, number>; last_collected_at: Date | null }[]>(
-    'SELECT collected_through, collected, last_collected_at FROM replication_horizon WHERE id = 1',
-  );
+  // A database whose schema predates collection (MIGRATIONS_DIR of an older version) has collected nothing.
+  const rows = await db
+    .$queryRawUnsafe<{ collected_through: string; collected: Record<string, number>; last_collected_at: Date | null }[]>(
+      'SELECT collected_through, collected, last_collected_at FROM replication_horizon WHERE id = 1',
+    )
+    .catch((err: unknown) => {
+      if (pgCode(err) === '42P01') return [];
+      throw err;
+    });
   const r = rows[0];
   return { collectedThrough: r?.collected_through ?? '', collected: r?.collected ?? {}, lastCollectedAt: r?.last_collected_at ?? null };
 }
