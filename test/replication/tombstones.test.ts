@@ -161,11 +161,19 @@ test('with one region paused no region collects a tombstone; once it is back and
   for (const r of REGIONS) expect((await call(cluster.url(r), 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(404);
 }, 240_000);
 
-test('a re-seed after collection converges: the target gets every live row and no collected one comes back', async () => {
+test('a re-seed after collection converges: the target gets every live row and loses a stale copy of a collected one', async () => {
   const kept = await createCredential('us-iowa', 'kept');
+  // asia-japan holds a live copy of the collected credential, as a database restored from a backup would.
+  const row = (await db('us-iowa').query('SELECT to_jsonb(x) AS row FROM saml_provider_credentials x WHERE id = $1', [kept.id])).rows[0].row;
+  const old = '000001000000000.000000.us-iowa';
+  await db('asia-japan').query('INSERT INTO saml_provider_credentials SELECT * FROM jsonb_populate_record(NULL::saml_provider_credentials, $1::jsonb)', [
+    { ...row, id: collectedId, label: 'restored from a backup', version: old, created_version: old },
+  ]);
+  expect(await credentialState('asia-japan', collectedId)).toBe('live');
   const run = runReseed(cluster, 'us-iowa', 'asia-japan');
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
+  expect(JSON.parse(run.stdout).tables.saml_provider_credentials).toMatchObject({ removed: 1 });
   const members = (await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body.members;
   expect(members.find((m: { region: string }) => m.region === 'asia-japan').state).toBe('active');
   expect(await eventually(async () => new Set(await Promise.all(REGIONS.map(digest))).size === 1, 30_000, 300)).toBe(true);
