@@ -5,6 +5,7 @@ const UNIT = [
   'test/idempotency/request.test.ts',
   'test/infisical/errors.test.ts',
   'test/metadata/*.test.ts',
+  'test/replication/horizon.test.ts',
 ];
 
 const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';

@@ -74,6 +74,24 @@ export const ConfigFileSchema = Type.Object(
     streamMaxLength: Type.Optional(Type.Integer({ minimum: 100 })),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */
     ackTtlSeconds: Type.Optional(Type.Integer({ minimum: 60 })),
+    /**
+     * Collection of tombstones no change can reach any more (src/replication/tombstones.ts): on/off, how often
+     * each region reports its watermark and collects (ms), how much older than the replication horizon a
+     * tombstone must be (ms), and tombstones deleted per transaction. Defaults: true, 60000, 3600000, 500.
+     * intervalMs is at most 300000: a confirmed outbox row holds its region's watermark for 6 intervals
+     * and must still be there (it is kept 1 h).
+     */
+    tombstoneCollection: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean()),
+          intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
+          minAgeMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400_000 })),
+          batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** Admission control of the API routes: bounds of requests in flight and queued, per kind (README, Configuration). */
     admission: Type.Optional(
       Type.Object(

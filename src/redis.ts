@@ -31,6 +31,8 @@ export function replicationKeys(prefix: string) {
     /** The deployment's members (see replication/membership.ts) and the channel announcing changes. */
     members: `${prefix}{repl}:members`,
     membersChannel: `${prefix}{repl}:members-changed`,
+    /** Each member's watermark for the tombstone horizon (see replication/horizon.ts). */
+    watermarks: `${prefix}{repl}:watermarks`,
   };
 }
 export type ReplicationKeys = ReturnType<typeof replicationKeys>;

@@ -50,6 +50,9 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a replication key without a key id', good, { REPLICATION_KEYS: 'r'.repeat(40) }, /REPLICATION_KEYS: entry 1 must be kid:secret/],
   ['a second replication key too short', good, { REPLICATION_KEYS: `k1:${'r'.repeat(32)},k2:short` }, /key 'k2' must be at least 32 bytes/],
   ['a duplicate replication key id', good, { REPLICATION_KEYS: `k1:${'r'.repeat(32)},k1:${'q'.repeat(32)}` }, /key id 'k1' appears twice/],
+  ['a tombstone collection interval above 5 minutes', { ...good, tombstoneCollection: { intervalMs: 300_001 } }, {}, /tombstoneCollection\.intervalMs/],
+  ['a negative tombstone minimum age', { ...good, tombstoneCollection: { minAgeMs: -1 } }, {}, /tombstoneCollection\.minAgeMs/],
+  ['an unknown tombstone collection field', { ...good, tombstoneCollection: { horizon: 'now' } }, {}, /tombstoneCollection: .*additional properties 'horizon'/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
 ])('%s is refused with a message naming the field', (_n, content, extra, message) => {

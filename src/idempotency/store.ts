@@ -4,9 +4,10 @@ import { defineTable, type Row } from '../replication/tables';
 
 /**
  * Replicated like the resources it describes, and written in the same change as the resource, so a region
- * that has the resource has its key and a region that lacks one lacks both.
+ * that has the resource has its key and a region that lacks one lacks both. Expired keys are deleted by
+ * each region on its own (cleanup.ts), so a change of a key absent here is applied whatever its age.
  */
-export const idempotencyKeysTable = defineTable('idempotency_keys', 'id');
+export const idempotencyKeysTable = defineTable('idempotency_keys', 'id', { prunedLocally: true });
 
 /** The parts of a stored key that decide what a new request with it gets. */
 export interface StoredKey {

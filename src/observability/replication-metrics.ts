@@ -9,6 +9,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
 import type { Redis, ReplicationKeys } from '../redis';
 import { groupInfo, type GroupInfo } from '../replication/stream';
+import { wallOf } from '../replication/horizon';
+import { collectionRecord } from '../replication/tombstones';
 import { shared } from './metrics';
 
 export interface ReplicationMetricSources {
@@ -24,6 +26,11 @@ export interface ReplicationMetricSources {
     /** An event refused: unauthenticated (unsigned, unknown-key, bad-signature; origin 'unknown' unless a known region) or clock-skew. */
     onRefused?: (origin: string, reason: string) => void;
   } | null;
+  /** The tombstone collector, when this process runs one. */
+  tombstones?: {
+    readonly last: { result: { horizon: string | null; members: { region: string; watermark: string | null }[] } } | null;
+    readonly belowHorizon: number;
+  } | null;
 }
 
 interface DbSnapshot {
@@ -32,6 +39,8 @@ interface DbSnapshot {
   unconfirmed: number;
   /** Per origin and reason (apply-failed, unknown-table, clock-skew: a version too far ahead is refused and parked). */
   failures: { origin: string; reason: string; failing: number; parked: number }[];
+  /** Tombstones this region collected, per table (durable: replication_horizon). */
+  collected: Record<string, number>;
 }
 
 interface RedisSnapshot {
@@ -41,7 +50,7 @@ interface RedisSnapshot {
 }
 
 async function loadDb(db: Db): Promise<DbSnapshot> {
-  const [progress, outbox, failures] = await Promise.all([
+  const [progress, outbox, failures, record] = await Promise.all([
     db.replicationProgress.findMany(),
     // Two counts over the outbox's partial indexes (unpublished, published but unconfirmed).
     db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint }[]>(
@@ -52,12 +61,14 @@ async function loadDb(db: Db): Promise<DbSnapshot> {
       `SELECT origin_region, reason, count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
          FROM replication_failures GROUP BY origin_region, reason`,
     ),
+    collectionRecord(db),
   ]);
   return {
     progress: progress.map((p) => ({ origin: p.originRegion, applied: Number(p.appliedCount), lastEventAt: p.lastEventAt, lastAppliedAt: p.lastAppliedAt })),
     unpublished: Number(outbox[0]?.unpublished ?? 0),
     unconfirmed: Number(outbox[0]?.unconfirmed ?? 0),
     failures: failures.map((f) => ({ origin: f.origin_region, reason: f.reason, failing: Number(f.failing), parked: Number(f.parked) })),
+    collected: record.collected,
   };
 }
 
@@ -143,6 +154,42 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     } });
   fromCount('replication_relay_published_total', 'Changes the outbox relay published (those the write path could not publish at once).', () => s.relay.published);
   fromCount('replication_relay_republished_total', 'Changes published again because they went missing from the stream unconfirmed.', () => s.relay.republished);
+
+  new Counter({
+    name: 'replication_tombstones_collected_total',
+    help: 'Per table: tombstones this region collected once older than the replication horizon (durable: replication_horizon).',
+    labelNames: ['table'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      const d = await dbSnapshot();
+      for (const [table, n] of Object.entries(d?.collected ?? {})) this.inc({ table }, Number(n));
+    },
+  });
+  const tomb = s.tombstones;
+  if (tomb) {
+    new Gauge({
+      name: 'replication_tombstone_horizon_timestamp_seconds',
+      help: 'The replication horizon this process last computed (wall-clock part, Unix time); no sample while a member holds it back.',
+      registers,
+      collect() {
+        this.reset();
+        const h = tomb.last?.result.horizon;
+        if (h) this.set(wallOf(h) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'replication_watermark_timestamp_seconds',
+      help: "Per member region: its last reported watermark (wall-clock part, Unix time), as this process last read it.",
+      labelNames: ['region'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const m of tomb.last?.result.members ?? []) if (m.watermark) this.set({ region: m.region }, wallOf(m.watermark) / 1000);
+      },
+    });
+    fromCount('replication_events_below_horizon_total', 'Changes of rows whose tombstone was collected here, not applied (a late, redelivered or replayed event).', () => tomb.belowHorizon);
+  }
 
   const batches = new Histogram({
     name: 'replication_apply_batch_duration_seconds',

@@ -11,6 +11,7 @@ import type { OutboxRelay } from './relay';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
+import { collectionRecord, type TombstoneCollector } from './tombstones';
 
 export interface ReplicationAdminDeps {
   db: Db;
@@ -20,6 +21,8 @@ export interface ReplicationAdminDeps {
   relay: OutboxRelay;
   /** Null when this process runs no applier (then parked events are retried by the process that does). */
   applier: Applier | null;
+  /** Null when this process runs no collector (it runs no applier). */
+  tombstones?: TombstoneCollector | null;
   region: string;
   regions: readonly string[];
   /** The deployment's members; without it, `regions`. */
@@ -35,7 +38,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   const regions = () => d.membership?.regions() ?? d.regions;
 
   router.get('/admin/replication', async (_req, res) => {
-    const [progress, outbox, stream, failures] = await Promise.all([
+    const [progress, outbox, stream, failures, tombstones] = await Promise.all([
       d.db.replicationProgress.findMany({ orderBy: { originRegion: 'asc' } }),
       d.db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint; oldest_unpublished: Date | null }[]>(
         `SELECT count(*) FILTER (WHERE published_at IS NULL) AS unpublished,
@@ -45,6 +48,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
       ),
       streamStatus({ ...d, regions: regions() }),
       failureStatus(d.db),
+      tombstoneStatus(d),
     ]);
     const o = outbox[0];
     res.json({
@@ -84,6 +88,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
           }
         : null,
       waiting_requests: d.tracker.waiting,
+      tombstones,
     });
   });
 
@@ -136,4 +141,33 @@ async function streamStatus(d: ReplicationAdminDeps) {
   } catch (err) {
     return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, firstId: null, groups: [] };
   }
+}
+
+/** The tombstone horizon as this process last computed it, and what this region collected (durable). */
+async function tombstoneStatus(d: ReplicationAdminDeps) {
+  const c = d.tombstones;
+  if (!c) return null;
+  const record = await collectionRecord(d.db);
+  const last = c.last;
+  return {
+    enabled: c.options.enabled,
+    interval_ms: c.options.intervalMs,
+    min_age_ms: c.options.minAgeMs,
+    computed_at: iso(last?.at),
+    horizon: last?.result.horizon ?? null,
+    lowest_region: last?.result.lowest ?? null,
+    collect_below: last?.cutoff ?? null,
+    held_by: last?.result.heldBy ?? [],
+    members: (last?.result.members ?? []).map((m) => ({
+      region: m.region,
+      watermark: m.watermark,
+      reported_at: m.reportedAt === null ? null : new Date(m.reportedAt).toISOString(),
+      age_ms: m.ageMs,
+    })),
+    last_error: c.lastError,
+    collected_through: record.collectedThrough || null,
+    last_collected_at: iso(record.lastCollectedAt),
+    collected: { total: Object.values(record.collected).reduce((a, b) => a + Number(b), 0), by_table: record.collected },
+    refused_below_horizon: c.belowHorizon,
+  };
 }

@@ -17,9 +17,10 @@ import { Replicator } from './replicator';
 import { RowStore } from './row-store';
 import type { ReplicatedTable } from './tables';
 import { Tracker } from './tracker';
+import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 
 export interface ReplicationOptions {
-  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys'>;
+  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection'>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -55,25 +56,37 @@ export async function createReplication(o: ReplicationOptions) {
           consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth,
         });
 
+  // Tombstones are collected by the processes that apply changes (see tombstones.ts).
+  const tombstones =
+    o.applier === false
+      ? null
+      : new TombstoneCollector({
+          db: o.db, redis, keys, region, regions, membership, store, tables: o.tables, log: o.log,
+          options: { ...DEFAULT_TOMBSTONE_COLLECTION, ...o.config.tombstoneCollection },
+        });
+
   return {
     repl,
     tracker,
     relay,
     applier,
+    tombstones,
     keys,
     redis,
     membership,
-    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, applier, region, regions, membership, tables: o.tables }),
+    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables }),
     async start() {
       // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
       void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));
       membership.start();
       relay.start();
       applier?.start();
+      tombstones?.start();
     },
     /** Stops background work, publishing what the outbox still holds if Redis lets us. */
     async stop() {
       membership.stop();
+      await tombstones?.stop();
       await applier?.stop();
       await repl.flushPublished();
       await relay.stop();

@@ -99,6 +99,7 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
  */
 export async function removeMember(redis: Redis, keys: ReplicationKeys, region: string): Promise<{ removed: boolean; groupDestroyed: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
+  await redis.hdel(keys.watermarks, region);
   let groupDestroyed = false;
   try {
     groupDestroyed = Number(await redis.xgroup('DESTROY', keys.stream, region)) === 1;

@@ -9,10 +9,11 @@
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
-import { mustAck, type Member, type Membership } from './membership';
+import { mustAck, updateMember, type Member, type Membership } from './membership';
 import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
+import { Loop } from './loop';
 
 export interface RelayDeps {
   db: Db;
@@ -41,9 +42,7 @@ interface OutboxRow {
 }
 
 export class OutboxRelay {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private stopped = false;
+  private readonly loop: Loop;
   private lastTrim = 0;
   private lastConfirm = 0;
   /** Keyset cursor over unconfirmed rows, so old rows stuck on a down region do not hide newer ones. */
@@ -53,21 +52,16 @@ export class OutboxRelay {
   /** Changes trimmed by the stream cap before every region acked them (those regions need a re-seed). */
   trimmedUnconfirmed = 0;
 
-  constructor(private readonly d: RelayDeps) {}
-
-  start(): void {
-    const tick = async () => {
-      this.running = this.cycle();
-      await this.running;
-      if (!this.stopped) this.timer = setTimeout(tick, this.d.intervalMs ?? 500);
-    };
-    this.timer = setTimeout(tick, 0);
+  constructor(private readonly d: RelayDeps) {
+    this.loop = new Loop(() => this.cycle(), d.intervalMs ?? 500);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async cycle(): Promise<void> {
@@ -204,7 +198,8 @@ export class OutboxRelay {
       return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
     });
     if (trimmed.length) {
-      log.warn({ count: trimmed.length }, 'unconfirmed changes were trimmed by the stream cap; regions behind the cap need a re-seed');
+      const behind = await this.markBehind(trimmed);
+      log.warn({ count: trimmed.length, regions: behind }, 'unconfirmed changes were trimmed by the stream cap; regions behind the cap need a re-seed');
       await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', trimmed.map((r) => r.change_id));
       this.trimmedUnconfirmed += trimmed.length;
     }
@@ -217,6 +212,29 @@ export class OutboxRelay {
     );
     this.republished += lost.length;
     await this.publishPending(0);
+  }
+
+  /**
+   * The members that never acked these trimmed changes are marked `joining` again: they need a re-seed
+   * (which marks them active), and until then no region collects tombstones (horizon.ts). Their consumer
+   * group alone would not tell for long: once it reads past the trim it no longer looks behind. Done
+   * before the rows are confirmed, so a horizon that passes them sees the mark.
+   */
+  private async markBehind(rows: { change_id: string; stream_id: string | null }[]): Promise<string[]> {
+    const { redis, keys } = this.d;
+    const members = await this.members();
+    const pipe = redis.pipeline();
+    for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
+    const acks = (await pipe.exec()) ?? [];
+    const behind = new Set<string>();
+    rows.forEach((r, i) => {
+      const [err, acked] = acks[i] ?? [new Error('missing reply')];
+      if (err) throw err;
+      const have = new Set(acked as string[]);
+      for (const m of members) if (!have.has(m.region) && mustAck(m, r.stream_id, compareStreamIds)) behind.add(m.region);
+    });
+    for (const region of behind) await updateMember(redis, keys, region, { state: 'joining' });
+    return [...behind];
   }
 
   /** Trims the stream below the oldest entry some region still needs. Skipped unless every group exists. */

@@ -7,11 +7,13 @@
  *    the row store's merge rule and per-key locks, so the target keeps whatever it holds that is newer.
  * Step 1 comes first: a change the peer had not applied when its rows were read is then still delivered
  * to the target afterwards. Both steps are idempotent, and the target may keep serving meanwhile.
+ * 3. the target's rows whose tombstones the peer collected are removed (removeCollected).
+ * The target is marked joining throughout, so no region collects tombstones meanwhile (horizon.ts).
  * An operator tool: it reads the peer's database directly (regions never do).
  */
 import { Client } from 'pg';
 import type { ConfigFile } from '../config';
-import { createDb } from '../db/client';
+import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys } from '../redis';
 import { updateMember } from './membership';
@@ -26,7 +28,8 @@ export interface ReseedResult {
   position: string;
   /** Pending entries of the target that the cap had trimmed, acked. */
   trimmedPendingAcked: number;
-  tables: Record<string, { rows: number; changed: number }>;
+  /** Per table: rows copied from the peer, rows that changed here, rows removed (collected in the peer). */
+  tables: Record<string, { rows: number; changed: number; removed: number }>;
 }
 
 const PAGE = 500;
@@ -50,6 +53,10 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     const floor = await groupFloor(redis, keys, peer);
     if (behindTrim(peer, floor, bounds)) throw new Error(`${from} fell behind the stream cap too; re-seed from another region`);
     const position = floor.oldestPending ? previousStreamId(floor.oldestPending) : floor.lastDelivered;
+    // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Once the group
+    // moves, the target no longer reads as behind the cap; without this the peer could collect a tombstone
+    // the target still lacks before the copy reaches it, and the target's stale row would stay.
+    await updateMember(redis, keys, to, { state: 'joining' });
     await redis.xgroup('SETID', keys.stream, to, position);
     // Changes at or before the new position reach the target by the copy below, not the stream: their
     // origins no longer wait for its ack of them (membership.ts). A region not in the record is left out.
@@ -60,11 +67,12 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     await peerDb.connect();
     const store = await RowStore.load(db, tables);
     const copied: ReseedResult['tables'] = {};
+    const collectedThrough = await peerCollectedThrough(peerDb);
     for (const table of tables) {
       const t = `"${table.name}"`;
       const k = `"${table.key}"`;
       let after: string | null = null;
-      const stats = { rows: 0, changed: 0 };
+      const stats = { rows: 0, changed: 0, removed: 0 };
       for (;;) {
         const page: { rows: { key: string; row: Row }[] } = after === null
           ? await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x ORDER BY ${k} LIMIT ${PAGE}`)
@@ -80,6 +88,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
         after = page.rows[page.rows.length - 1]?.key ?? null;
         if (page.rows.length < PAGE) break;
       }
+      if (collectedThrough && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, collectedThrough);
       copied[table.name] = stats;
     }
     // Seeded: a region that joined a running deployment is now an active member.
@@ -89,6 +98,44 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     redis.disconnect();
     await peerDb.end().catch(() => undefined);
     await db.$disconnect();
+  }
+}
+
+/** The cut-off below which the peer collected tombstones ('' when it collected none; tombstones.ts). */
+async function peerCollectedThrough(peerDb: Client): Promise<string> {
+  const r = await peerDb.query<{ through: string }>('SELECT collected_through AS through FROM replication_horizon WHERE id = 1').catch(() => ({ rows: [] }));
+  return r.rows[0]?.through ?? '';
+}
+
+/**
+ * Removes the target's rows that the peer lacks and that were created before the peer's collection
+ * cut-off: such a row was created everywhere before the horizon, so the peer lacking it means the peer
+ * collected its tombstone, and the target's copy is one whose deletion it missed (a database restored
+ * from a backup, a region added again with its old database). Taken under the rows' per-key locks, and
+ * checked again there.
+ */
+async function removeCollected(db: Db, peerDb: Client, store: RowStore, table: ReplicatedTable, through: string): Promise<number> {
+  const t = `"${table.name}"`;
+  const k = `"${table.key}"`;
+  const old = `COALESCE(NULLIF(created_version, ''), version) < $1`;
+  let removed = 0;
+  let after = '';
+  for (;;) {
+    const page = await db.$queryRawUnsafe<{ key: string }[]>(
+      `SELECT ${k}::text AS key FROM ${t} WHERE ${old} AND ${k}::text > $2 ORDER BY ${k}::text LIMIT ${PAGE}`, through, after,
+    );
+    if (page.length === 0) return removed;
+    const keys = page.map((r) => r.key);
+    const present = new Set((await peerDb.query<{ key: string }>(`SELECT ${k}::text AS key FROM ${t} WHERE ${k}::text = ANY($1::text[])`, [keys])).rows.map((r) => r.key));
+    const gone = keys.filter((key) => !present.has(key));
+    if (gone.length) {
+      removed += await db.$transaction(async (tx) => {
+        await store.lockAll(tx, gone.map((key) => ({ table: table.name, key })));
+        return tx.$executeRawUnsafe(`DELETE FROM ${t} WHERE ${old} AND ${k}::text = ANY($2::text[])`, through, gone);
+      });
+    }
+    after = keys[keys.length - 1] ?? after;
+    if (page.length < PAGE) return removed;
   }
 }
 

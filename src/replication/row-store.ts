@@ -72,12 +72,20 @@ export class RowStore {
     private schemaVersion: string,
     private readonly db: Db,
     private readonly tables: readonly ReplicatedTable[],
+    /** Whether this database records a tombstone collection horizon (replication_horizon). */
+    private hasHorizon: boolean,
   ) {}
+
+  /**
+   * Changes not applied because their row's tombstone was collected here (see apply), since this store
+   * was loaded.
+   */
+  belowHorizon = 0;
 
   /** Reads each table's columns from the database, and checks the replication columns exist. */
   static async load(db: Db, tables: readonly ReplicatedTable[]): Promise<RowStore> {
-    const { sql, schema } = await RowStore.read(db, tables);
-    return new RowStore(sql, schema, db, tables);
+    const { sql, schema, hasHorizon } = await RowStore.read(db, tables);
+    return new RowStore(sql, schema, db, tables, hasHorizon);
   }
 
   /**
@@ -86,9 +94,10 @@ export class RowStore {
    */
   reload(): Promise<void> {
     this.reloading ??= RowStore.read(this.db, this.tables)
-      .then(({ sql, schema }) => {
+      .then(({ sql, schema, hasHorizon }) => {
         this.sql = sql;
         this.schemaVersion = schema;
+        this.hasHorizon = hasHorizon;
         this.reloadedAt = Date.now();
       })
       .finally(() => {
@@ -123,7 +132,7 @@ export class RowStore {
     return Object.keys(row).filter((c) => !cols.has(c));
   }
 
-  private static async read(db: Db, tables: readonly ReplicatedTable[]): Promise<{ sql: Map<string, TableSql>; schema: string }> {
+  private static async read(db: Db, tables: readonly ReplicatedTable[]): Promise<{ sql: Map<string, TableSql>; schema: string; hasHorizon: boolean }> {
     const sql = new Map<string, TableSql>();
     for (const table of tables) {
       const cols = await db.$queryRawUnsafe<{ column_name: string; udt_name: string }[]>(
@@ -161,7 +170,8 @@ export class RowStore {
         `SELECT max(migration_name) AS name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
       )
       .catch(() => [{ name: null }]);
-    return { sql, schema: migrations[0]?.name ?? '' };
+    const horizon = await db.$queryRawUnsafe<{ t: string | null }[]>(`SELECT to_regclass('replication_horizon')::text AS t`);
+    return { sql, schema: migrations[0]?.name ?? '', hasHorizon: Boolean(horizon[0]?.t) };
   }
 
   /**
@@ -254,8 +264,10 @@ export class RowStore {
   async apply(tx: Queryable, changes: readonly RowChange[]): Promise<ApplyResult> {
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
     const before = await this.states(tx, norm);
+    const below = await this.collected(tx, norm, before);
     const newest = new Map<string, Normalized>();
     for (const c of norm) {
+      if (below.changes.has(c)) continue;
       const seen = newest.get(c.id);
       if (!seen || compareStates(seen.state, c.state) < 0) newest.set(c.id, c);
     }
@@ -289,6 +301,12 @@ export class RowStore {
     const outcomes = norm.map((c): OpOutcome => {
       const raced = after.get(c.id);
       const final = raced ?? finalState(before.get(c.id), newest.get(c.id));
+      if (below.changes.has(c)) {
+        // The row's tombstone was collected here: a deletion holds; anything else lost to it.
+        if (c.state.deleted) return { applied: true };
+        const w = final ?? { version: below.through, createdVersion: c.state.createdVersion, originRegion: '', deleted: true };
+        return { applied: false, winner: { table: c.table, key: c.rowKey, ...w } };
+      }
       const held = running.has(c.id) ? running.get(c.id) : before.get(c.id);
       const cmp = held ? compareStates(c.state, held) : 1;
       if (cmp > 0) running.set(c.id, { ...c.state, originRegion: String(c.row.origin_region ?? '') });
@@ -298,6 +316,36 @@ export class RowStore {
       return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
     });
     return { changed, outcomes };
+  }
+
+  /**
+   * Changes of a row created before this region's collection horizon (replication_horizon.collected_through)
+   * when the row is absent here, or held as a later create of its key: that create was applied everywhere
+   * before the horizon, so the row's absence (or a newer incarnation) means its tombstone was collected,
+   * and the change is older than that deletion (a late update, a redelivery, a replayed event). Applying
+   * it would bring the row back (or, by "earliest create wins", replace the newer incarnation). Read under
+   * the per-key locks the caller holds, which the collector takes too, so a tombstone cannot vanish in
+   * between. Tables pruned locally are left out: their rows go without tombstones (tables.ts).
+   */
+  private async collected(tx: Queryable, changes: readonly Normalized[], before: ReadonlyMap<string, Stored>): Promise<{ changes: Set<Normalized>; through: string }> {
+    const none = { changes: new Set<Normalized>(), through: '' };
+    // Rows stamped before creation stamps existed carry '': their own version stands in.
+    const created = (s: { createdVersion: string; version: string }) => s.createdVersion || s.version;
+    const candidates = changes.filter((c) => {
+      if (this.get(c.table).table.prunedLocally) return false;
+      const b = before.get(c.id);
+      return !b || created(c.state) < created(b);
+    });
+    if (!this.hasHorizon || candidates.length === 0) return none;
+    const rows = await tx.$queryRawUnsafe<{ through: string }[]>('SELECT collected_through AS through FROM replication_horizon WHERE id = 1');
+    const through = rows[0]?.through ?? '';
+    if (through === '') return none;
+    const old = candidates.filter((c) => {
+      const b = before.get(c.id);
+      return created(c.state) < through && (!b || created(b) >= through);
+    });
+    this.belowHorizon += old.length;
+    return { changes: new Set(old), through };
   }
 
   /** The stored merge states of the rows these changes touch, by table and key. */

@@ -33,6 +33,38 @@ export const ChangeStatusSchema = Type.Object(
   strict,
 );
 
+/** Tombstone collection (README, "Tombstones"): null when the process runs no collector. */
+const TombstoneStatus = Type.Object(
+  {
+    enabled: Type.Boolean(),
+    interval_ms: Count,
+    min_age_ms: Count,
+    computed_at: Nullable(Time),
+    horizon: Nullable(Type.String({ description: 'No change at or below this version can still arrive anywhere; null while a member holds it back.' })),
+    lowest_region: Nullable(Type.String({ description: 'The member whose watermark is the horizon.' })),
+    collect_below: Nullable(Type.String({ description: 'The horizon less min_age_ms: tombstones older than this are collected.' })),
+    held_by: Type.Array(
+      Type.Object(
+        {
+          region: Type.String(),
+          reason: Type.Union(['joining', 'no-report', 'stale-report', 'no-group', 'needs-reseed', 'unreadable'].map((r) => Type.Literal(r))),
+        },
+        strict,
+      ),
+      { description: 'Members that keep the horizon from being computed.' },
+    ),
+    members: Type.Array(
+      Type.Object({ region: Type.String(), watermark: Nullable(Type.String()), reported_at: Nullable(Time), age_ms: Nullable(Type.Integer()) }, strict),
+    ),
+    last_error: Nullable(Type.String()),
+    collected_through: Nullable(Type.String({ description: 'The highest cut-off this region collected below (durable).' })),
+    last_collected_at: Nullable(Time),
+    collected: Type.Object({ total: Count, by_table: Type.Record(Type.String(), Count) }, strict),
+    refused_below_horizon: Count,
+  },
+  strict,
+);
+
 /** GET /admin/replication. */
 export const ReplicationStatus = Type.Object(
   {
@@ -147,6 +179,7 @@ export const ReplicationStatus = Type.Object(
       ),
     ),
     waiting_requests: Count,
+    tombstones: Nullable(TombstoneStatus),
     admission: Type.Optional(AdmissionStatus),
   },
   strict,

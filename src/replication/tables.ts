@@ -12,6 +12,12 @@ export interface ReplicatedTable {
    * by that organization's own credentials.
    */
   readonly orgColumn?: string;
+  /**
+   * Rows each region deletes on its own schedule (expired idempotency keys), not through tombstones: a row
+   * absent here says nothing about the rest of the deployment, so a change of one is always applied, and
+   * the tombstone collector leaves the table alone (see tombstones.ts).
+   */
+  readonly prunedLocally?: boolean;
 }
 
 /** A full row as JSON, keyed by column name. */
@@ -46,8 +52,13 @@ export interface ChangeEvent {
   held?: { schema: string; columns: Record<string, string[]> };
 }
 
-export function defineTable(name: string, key: string, opts: { orgColumn?: string } = {}): ReplicatedTable {
+export function defineTable(name: string, key: string, opts: { orgColumn?: string; prunedLocally?: boolean } = {}): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
   if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn))) throw new Error(`bad table declaration ${name}.${key}`);
-  return opts.orgColumn ? { name, key, orgColumn: opts.orgColumn } : { name, key };
+  return {
+    name,
+    key,
+    ...(opts.orgColumn ? { orgColumn: opts.orgColumn } : {}),
+    ...(opts.prunedLocally ? { prunedLocally: true } : {}),
+  };
 }

@@ -2,18 +2,18 @@
  * Bounded Redis (issue G, item 7): the change stream is capped; a region that is down while more changes
  * than the cap are written falls behind it, is reported as needing a re-seed, and `npm run reseed` (here
  * its compiled script) brings it back from a peer: identical databases, and replication goes on.
+ * Tombstones (issue H, item 4): a deletion the returning region missed is not collected anywhere before
+ * the re-seed (the region still holds the live row), and is collected in both once it is re-seeded.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { Client } from 'pg';
+import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'asia-japan'];
 const CAP = 100;
 let cluster: Cluster;
 
 beforeAll(async () => {
-  cluster = await startCluster('reseed', REGIONS, { extra: { streamMaxLength: CAP } });
+  cluster = await startCluster('reseed', REGIONS, { extra: { streamMaxLength: CAP, tombstoneCollection: { intervalMs: 300, minAgeMs: 0 } } });
 }, 90_000);
 afterAll(async () => {
   await cluster?.stop();
@@ -21,11 +21,28 @@ afterAll(async () => {
 
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body;
 const digest = async (region: string) => JSON.stringify((await call(cluster.url(region), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables);
+/** An API key row in a region's database: live, a tombstone (revoked), or absent (collected). */
+async function keyState(region: string, keyId: string): Promise<string> {
+  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
+  await db.connect();
+  try {
+    const r = await db.query('SELECT deleted_at IS NOT NULL AS deleted FROM api_keys WHERE key_id = $1', [keyId]);
+    return r.rows.length === 0 ? 'absent' : r.rows[0].deleted ? 'tombstone' : 'live';
+  } finally {
+    await db.end();
+  }
+}
+const memberState = async (region: string) => (await status('us-iowa')).members.find((m: { region: string }) => m.region === region)?.state;
 
 test('a region that falls behind the stream cap is marked as needing a re-seed and is re-seeded from a peer with one command', async () => {
   const us = cluster.url('us-iowa');
   await createOrg(us, 'before', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  const keyed = await createOrg(us, 'keyed', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  const oldKey = /^sidk_([^.]+)\./.exec(keyed.api_key)?.[1] ?? '';
   await cluster.proc('asia-japan').stop();
+  // Revoked while asia-japan is away: the change is trimmed before it reads it.
+  expect((await call(us, 'POST', `/admin/organizations/${keyed.id}/api-keys`, { headers: adminHeaders })).status).toBe(201);
+  const revokedAt = Date.now();
   const orgs = [];
   for (let i = 0; i < 4 * CAP; i++) orgs.push(await createOrg(us, `while away ${i}`));
 
@@ -39,12 +56,18 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   // What the stream still holds arrives; what the cap trimmed does not.
   await new Promise((r) => setTimeout(r, 2000));
   expect(await digest('asia-japan')).not.toBe(await digest('us-iowa'));
+  // us-iowa's relay, confirming the trimmed changes asia-japan never acked, marked it joining: no horizon
+  // anywhere, so the revoked key's tombstone stays while asia-japan still holds the key live.
+  expect(await eventually(async () => (await memberState('asia-japan')) === 'joining', 30_000, 200)).toBe(true);
+  const held = async () => {
+    const t = (await status('us-iowa')).tombstones;
+    return Date.parse(t.computed_at) > revokedAt + 35_000 && t.horizon === null && t.held_by.some((h: { region: string; reason: string }) => h.region === 'asia-japan' && h.reason === 'joining');
+  };
+  expect(await eventually(held, 90_000, 500)).toBe(true);
+  expect(await keyState('us-iowa', oldKey)).toBe('tombstone');
+  expect(await keyState('asia-japan', oldKey)).toBe('live');
 
-  const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', 'us-iowa', '--to', 'asia-japan'], {
-    env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
+  const run = runReseed(cluster, 'us-iowa', 'asia-japan');
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
   const result = JSON.parse(run.stdout);
@@ -52,10 +75,14 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
 
   expect(await eventually(async () => (await digest('asia-japan')) === (await digest('us-iowa')), 20_000, 200)).toBe(true);
   expect((await status('us-iowa')).needs_reseed).toEqual([]);
+  expect(await memberState('asia-japan')).toBe('active');
+  // The re-seed brought the tombstone; now both regions collect it, and the old key stays refused.
+  expect(await eventually(async () => (await keyState('us-iowa', oldKey)) === 'absent' && (await keyState('asia-japan', oldKey)) === 'absent', 90_000, 500)).toBe(true);
+  expect((await call(cluster.url('asia-japan'), 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders(keyed) })).status).toBe(401);
   // Replication goes on: a later write reaches the re-seeded region, and an early key works there.
   const after = await createOrg(us, 'after', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
   for (const o of [after, orgs[0]]) {
     if (!o) continue;
     expect((await call(cluster.url('asia-japan'), 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders(o) })).status).toBe(200);
   }
-}, 240_000);
+}, 400_000);

@@ -2,6 +2,7 @@ import { createDb, type Db } from '../../src/db/client';
 import { ensureDatabase, migrate } from '../../src/db/migrate';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { formatVersion, HybridClock } from '../../src/replication/hlc';
+import { clockFloor } from '../../src/replication/horizon';
 import { RowStore } from '../../src/replication/row-store';
 import type { RowChange } from '../../src/replication/tables';
 import { createDeployment, type TestDeployment } from '../support/env';
@@ -195,5 +196,55 @@ describe('hybrid logical clock', () => {
     clock.observe(remote);
     expect(clock.next() > remote).toBe(true);
     expect(clock.next(v(20_000, 'europe-belgium')) > v(20_000, 'europe-belgium')).toBe(true);
+  });
+});
+
+describe('rows whose tombstone was collected (replication_horizon.collected_through)', () => {
+  const cutoff = clockFloor(3000);
+  const a = '01a20904-0000-7000-8000-000000000600';
+  const existing = '01a20904-0000-7000-8000-000000000601';
+  const fresh = '01a20904-0000-7000-8000-000000000602';
+  const pruned = '01a20904-0000-7000-8000-000000000603';
+  const created = (id: string, at: number, region: string) => change(id, v(at, region), { created_version: v(at, region), label: `created in ${region}` });
+  const updated = (id: string, createdAt: number, at: number, region: string, label: string) =>
+    change(id, v(at, region), { created_version: v(createdAt), label });
+  beforeAll(async () => {
+    await store.apply(db, [created(existing, 1000, 'us-iowa')]);
+    await db.$executeRawUnsafe('INSERT INTO replication_horizon (id, collected_through) VALUES (1, $1)', cutoff);
+  });
+  afterAll(() => db.$executeRawUnsafe('DELETE FROM replication_horizon'));
+
+  test('a change of an absent row created before the cut-off is not applied: an update lost to the collected deletion, a deletion holds', async () => {
+    const before = store.belowHorizon;
+    const late = await store.apply(db, [updated(a, 1000, 5000, 'asia-japan', 'a late update')]);
+    expect(late).toEqual({
+      changed: 0,
+      outcomes: [{ applied: false, winner: { table: credentialsTable.name, key: a, version: cutoff, createdVersion: v(1000), originRegion: '', deleted: true } }],
+    });
+    const replayedCreate = await store.apply(db, [created(a, 1000, 'us-iowa')]);
+    expect(replayedCreate.outcomes[0]).toMatchObject({ applied: false });
+    const del = updated(a, 1000, 2000, 'europe-belgium', '');
+    del.row.deleted_at = '2026-11-23T00:00:02.000Z';
+    expect((await store.apply(db, [del])).outcomes).toEqual([{ applied: true }]);
+    expect(await stateOf(a)).toBeNull();
+    expect(store.belowHorizon).toBe(before + 3);
+  });
+
+  test('a row created after the cut-off, and a row still held, follow the merge rule; an older incarnation does not replace a newer one', async () => {
+    expect((await store.apply(db, [created(fresh, 4000, 'europe-belgium')])).outcomes).toEqual([{ applied: true }]);
+    expect((await stateOf(fresh))?.label).toBe('created in europe-belgium');
+    // A change of the key's collected incarnation (created before the cut-off) does not replace the newer
+    // one, though an earlier create would otherwise win.
+    const stale = await store.apply(db, [updated(fresh, 1000, 7000, 'asia-japan', 'collected incarnation')]);
+    expect(stale.outcomes[0]).toMatchObject({ applied: false, winner: { version: v(4000, 'europe-belgium'), deleted: false } });
+    expect((await stateOf(fresh))?.label).toBe('created in europe-belgium');
+    expect((await store.apply(db, [updated(existing, 1000, 6000, 'asia-japan', 'updated')])).outcomes).toEqual([{ applied: true }]);
+    expect((await stateOf(existing))?.label).toBe('updated');
+  });
+
+  test('a table whose rows each region prunes itself applies a change of an absent row whatever its age', async () => {
+    const local = await RowStore.load(db, [{ ...credentialsTable, prunedLocally: true }]);
+    expect((await local.apply(db, [updated(pruned, 1000, 5000, 'asia-japan', 'rewritten')])).outcomes).toEqual([{ applied: true }]);
+    expect((await stateOf(pruned))?.label).toBe('rewritten');
   });
 });

@@ -3,6 +3,7 @@
  * all on one Redis. Regions can be paused (SIGSTOP), resumed, killed with -9, stopped and restarted.
  * Needs a build (`npm test` builds first).
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
@@ -134,4 +135,13 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000,
     await new Promise((r) => setTimeout(r, stepMs));
   }
   return false;
+}
+
+/** Runs `npm run reseed` (its compiled script) for a cluster: --from `from` --to `to`. */
+export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string) {
+  return spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', from, '--to', to], {
+    env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
 }

@@ -1,0 +1,201 @@
+/**
+ * Tombstone collection, run by every region that runs an applier. Each cycle it
+ * 1. reports this region's watermark to Redis (`<prefix>{repl}:watermarks`, see horizon.ts), and
+ * 2. computes the deployment's horizon from every member's report, and deletes this region's tombstones
+ *    older than the horizon less `minAgeMs`, a batch per transaction.
+ * A batch takes each row's per-key lock (the one local writes and the applier take) without waiting,
+ * skips rows someone holds, and records its cut-off in replication_horizon in the same transaction: from
+ * its commit on, a change of a row absent here that is older than the cut-off is not applied (row-store.ts),
+ * so a late or replayed event cannot bring a collected row back.
+ */
+import type { Db } from '../db/client';
+import { pgCode } from '../db/pg-errors';
+import type { Logger } from '../logger';
+import type { Redis, ReplicationKeys } from '../redis';
+import {
+  clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, type HorizonResult, type MemberView, type Watermark,
+} from './horizon';
+import { Loop } from './loop';
+import type { Member } from './membership';
+import type { RowStore } from './row-store';
+import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
+import type { ReplicatedTable } from './tables';
+
+export interface TombstoneCollectionOptions {
+  enabled: boolean;
+  /** How often a region reports its watermark and collects (ms). */
+  intervalMs: number;
+  /** Tombstones are collected only once older than the horizon by this much (ms). */
+  minAgeMs: number;
+  /** Tombstones deleted per transaction. */
+  batchSize: number;
+}
+
+export const DEFAULT_TOMBSTONE_COLLECTION: TombstoneCollectionOptions = { enabled: true, intervalMs: 60_000, minAgeMs: 3_600_000, batchSize: 500 };
+
+/** A report older than this many intervals no longer counts (its region may be down or cut off). */
+const REPORT_MAX_AGE_INTERVALS = 3;
+
+export interface CollectorDeps {
+  db: Db;
+  redis: Redis;
+  keys: ReplicationKeys;
+  region: string;
+  regions: readonly string[];
+  /** The deployment's members, read fresh before each horizon; without it, `regions`, all active. */
+  membership?: { refresh(): Promise<Pick<Member, 'region' | 'state'>[]> };
+  store: Pick<RowStore, 'belowHorizon'>;
+  tables: readonly ReplicatedTable[];
+  log: Logger;
+  options: TombstoneCollectionOptions;
+}
+
+/** The outbox rows not yet settled and the events held failing or parked: the oldest version of each. */
+const WATERMARK_SQL = `
+SELECT (SELECT min((op->>'version') COLLATE "C") FROM replication_outbox o, jsonb_array_elements(o.event->'ops') op
+         WHERE o.confirmed_at IS NULL OR o.confirmed_at > now() - make_interval(secs => $1::float8 / 1000)) AS outbox,
+       (SELECT min((op->>'version') COLLATE "C") FROM replication_failures f, jsonb_array_elements(f.event->'ops') op) AS failures`;
+
+export class TombstoneCollector {
+  private readonly loop: Loop;
+  /** The last horizon this process computed, with its cut-off, and when. */
+  last: { at: Date; result: HorizonResult; cutoff: string | null } | null = null;
+  lastError: string | null = null;
+  /** Tombstones this process collected since it started. */
+  collected = 0;
+  cycles = 0;
+
+  constructor(private readonly d: CollectorDeps) {
+    this.loop = new Loop(() => this.cycle(), d.options.intervalMs);
+  }
+
+  get options(): TombstoneCollectionOptions {
+    return this.d.options;
+  }
+
+  /** A report is used while younger than this (ms). */
+  get maxAgeMs(): number {
+    return REPORT_MAX_AGE_INTERVALS * this.d.options.intervalMs;
+  }
+
+  /** A confirmed outbox row holds its origin's watermark this long (ms): longer than a report may be old. */
+  get settleMs(): number {
+    return 2 * this.maxAgeMs;
+  }
+
+  get belowHorizon(): number {
+    return this.d.store.belowHorizon;
+  }
+
+  start(): void {
+    if (this.d.options.enabled) this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  async cycle(): Promise<void> {
+    try {
+      await this.report();
+      await this.collect();
+      this.lastError = null;
+    } catch (err) {
+      // Redis or the database unavailable: nothing is collected this time, which is always safe.
+      this.lastError = (err as Error).message;
+      this.d.log.debug({ err: this.lastError }, 'tombstone collection cycle failed; will retry');
+    } finally {
+      this.cycles += 1;
+    }
+  }
+
+  /** Redis's clock (ms): every report and every age is measured on it. */
+  private async redisNow(): Promise<number> {
+    const [sec, usec] = await this.d.redis.time();
+    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  }
+
+  /** Computes this region's watermark and posts it. */
+  async report(): Promise<Watermark> {
+    const { db, redis, keys, region } = this.d;
+    const at = await this.redisNow();
+    const clock = clockFloor(Date.now() - IN_FLIGHT_MS);
+    const rows = await db.$queryRawUnsafe<{ outbox: string | null; failures: string | null }[]>(WATERMARK_SQL, this.settleMs);
+    const mark: Watermark = { watermark: regionWatermark({ outbox: rows[0]?.outbox ?? null, failures: rows[0]?.failures ?? null, clock }), at };
+    await redis.hset(keys.watermarks, region, JSON.stringify(mark));
+    return mark;
+  }
+
+  /** The deployment's horizon now, from Redis (members, their groups and reports). */
+  async horizon(): Promise<HorizonResult> {
+    const { redis, keys } = this.d;
+    const members = this.d.membership ? await this.d.membership.refresh() : this.d.regions.map((region) => ({ region, state: 'active' as const }));
+    const [groups, bounds, raw, now] = await Promise.all([groupInfo(redis, keys), streamBounds(redis, keys), redis.hgetall(keys.watermarks), this.redisNow()]);
+    const views: MemberView[] = [];
+    for (const m of members) {
+      const g = groups.find((x) => x.name === m.region);
+      views.push({ region: m.region, state: m.state, group: g ? { behindTrim: behindTrim(g, await groupFloor(redis, keys, g), bounds) } : null });
+    }
+    const reports = new Map<string, Watermark | null>();
+    for (const [region, value] of Object.entries(raw)) reports.set(region, parseWatermark(value));
+    return computeHorizon({ members: views, reports, now, maxAgeMs: this.maxAgeMs });
+  }
+
+  /** Computes the horizon and deletes this region's tombstones below its cut-off; returns how many. */
+  async collect(): Promise<number> {
+    const result = await this.horizon();
+    const cutoff = result.horizon === null ? null : collectionCutoff(result.horizon, this.d.options.minAgeMs);
+    this.last = { at: new Date(), result, cutoff };
+    if (cutoff === null) return 0;
+    let total = 0;
+    for (const table of this.d.tables) {
+      if (table.prunedLocally) continue;
+      for (;;) {
+        const n = await this.collectBatch(table, cutoff);
+        total += n;
+        if (n < this.d.options.batchSize || this.loop.stopped) break;
+      }
+    }
+    this.collected += total;
+    if (total > 0) this.d.log.info({ collected: total, below: cutoff, horizon: result.horizon }, 'collected tombstones older than the replication horizon');
+    return total;
+  }
+
+  private async collectBatch(table: ReplicatedTable, cutoff: string): Promise<number> {
+    const t = `"${table.name}"`;
+    const k = `"${table.key}"`;
+    return this.d.db.$transaction(async (tx) => {
+      const rows = await tx.$queryRawUnsafe<{ key: string }[]>(
+        `DELETE FROM ${t} WHERE ${k} IN (SELECT ${k} FROM ${t} WHERE deleted_at IS NOT NULL AND version < $1 ORDER BY version LIMIT $2)
+            AND deleted_at IS NOT NULL AND version < $1 AND pg_try_advisory_xact_lock(hashtextextended($3 || ${k}::text, 0))
+          RETURNING ${k}::text AS key`,
+        cutoff, this.d.options.batchSize, `${table.name}:`,
+      );
+      if (rows.length === 0) return 0;
+      await tx.$executeRawUnsafe(
+        `INSERT INTO replication_horizon AS h (id, collected_through, collected, last_collected_at)
+         VALUES (1, $1, jsonb_build_object($2::text, $3::bigint), now())
+         ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through),
+           collected = jsonb_set(h.collected, ARRAY[$2::text], to_jsonb(COALESCE((h.collected->>$2)::bigint, 0) + $3::bigint)),
+           last_collected_at = now()`,
+        cutoff, table.name, rows.length,
+      );
+      return rows.length;
+    });
+  }
+}
+
+/** The durable record of what this region collected (replication_horizon). */
+export async function collectionRecord(db: Db): Promise<{ collectedThrough: string; collected: Record<string, number>; lastCollectedAt: Date | null }> {
+  // A database whose schema predates collection (MIGRATIONS_DIR of an older version) has collected nothing.
+  const rows = await db
+    .$queryRawUnsafe<{ collected_through: string; collected: Record<string, number>; last_collected_at: Date | null }[]>(
+      'SELECT collected_through, collected, last_collected_at FROM replication_horizon WHERE id = 1',
+    )
+    .catch((err: unknown) => {
+      if (pgCode(err) === '42P01') return [];
+      throw err;
+    });
+  const r = rows[0];
+  return { collectedThrough: r?.collected_through ?? '', collected: r?.collected ?? {}, lastCollectedAt: r?.last_collected_at ?? null };
+}
