@@ -4,6 +4,7 @@ const UNIT = [
   'test/harness/delay-proxy.test.ts',
   'test/idempotency/request.test.ts',
   'test/infisical/errors.test.ts',
+  'test/organizations/api-key-cache-race.test.ts',
   'test/metadata/*.test.ts',
 ];
 
