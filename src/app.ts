@@ -23,6 +23,8 @@ export interface AppDeps extends FeatureDeps {
   metrics: Metrics;
   /** Gates the API routes (src/http/admission.ts); health, metrics and admin routes pass no gate. */
   admission?: Admission;
+  /** The database client of the admin routes (a pool of their own); `db` when absent. */
+  adminDb?: FeatureDeps['db'];
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -47,7 +49,8 @@ export function createApp(deps: AppDeps): Express {
   const admin = express.Router();
   // Admin answers carry secrets (API keys, access tokens): no cache may keep them.
   admin.use('/admin', noStore, refuseUnstorableInput(), adminAuth(deps.config.adminToken));
-  for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(deps));
+  const adminDeps = { ...deps, db: deps.adminDb ?? deps.db };
+  for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(adminDeps));
   if (deps.admission) admin.get('/admin/replication', withAdmissionBlock(deps.admission));
   for (const r of deps.extraAdminRoutes) admin.use(r);
   app.use(admin);

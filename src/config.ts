@@ -39,6 +39,8 @@ const GateSchema = Type.Object(
 
 /** The database pool's size (src/db/client.ts); the gates together must leave some of it to admin and replication. */
 export const DB_POOL_SIZE = 10;
+/** The operator routes' own pool (src/region.ts): admin, readiness and metrics never wait behind the API. */
+export const ADMIN_POOL_SIZE = 2;
 export const ADMISSION_RESERVED_CONNECTIONS = 2;
 
 export const ConfigFileSchema = Type.Object(
@@ -144,7 +146,7 @@ export function readConfigFile(configPath: string): ConfigFile {
   if (slots > DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS) {
     throw new ConfigError(
       `invalid config file ${configPath}: admission: writes.concurrency + reads.concurrency is ${slots}; it must be at most ` +
-        `${DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS} (the database pool's ${DB_POOL_SIZE} connections less ${ADMISSION_RESERVED_CONNECTIONS} kept for admin routes and replication)`,
+        `${DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS} (the database pool's ${DB_POOL_SIZE} connections less ${ADMISSION_RESERVED_CONNECTIONS} kept for replication and writes of the admin routes)`,
     );
   }
   return raw;

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app';
-import { admissionLimits, type Config } from './config';
+import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
 import type { Feature } from './feature';
@@ -38,22 +38,26 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const applied = await migrate(config.region.databaseUrl);
   log.info({ created, applied }, 'database ready');
 
-  const db = createDb(config.region.databaseUrl);
+  const db = createDb(config.region.databaseUrl, { poolSize: DB_POOL_SIZE });
+  // The operator's routes (admin, readiness, metrics) read through a small pool of their own, so that they
+  // answer while API requests hold or queue for every connection of the main pool (src/http/admission.ts).
+  const adminDb = createDb(config.region.databaseUrl, { poolSize: ADMIN_POOL_SIZE });
   const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
   const deps = { config, db, repl: replication.repl, log, redis: replication.redis };
   // A registry of this region's own: figures are read at scrape time from what replication and features keep.
   const metrics = createMetrics({ region: config.region.id });
-  registerReplicationMetrics(metrics.registry, { db, regions: config.regions.map((r) => r.id), ...replication });
-  for (const f of features) f.metrics?.(deps, metrics.registry);
+  registerReplicationMetrics(metrics.registry, { db: adminDb, regions: config.regions.map((r) => r.id), ...replication });
+  for (const f of features) f.metrics?.({ ...deps, db: adminDb }, metrics.registry);
   // Bounds the API's use of the database pool; overload is answered 503 at the door (src/http/admission.ts).
-  const admission = createAdmission(admissionLimits(config));
+  const admission = createAdmission(admissionLimits(config), log);
   registerAdmissionMetrics(metrics.registry, admission);
   const app = createApp({
     ...deps,
     features,
-    extraAdminRoutes: [replication.adminRoutes()],
+    adminDb,
+    extraAdminRoutes: [replication.adminRoutes(adminDb)],
     health: async () => ({ redis: replication.redis.status }),
-    readiness: createReadiness({ db, log, redisStatus: () => replication.redis.status }),
+    readiness: createReadiness({ db: adminDb, log, redisStatus: () => replication.redis.status }),
     metrics,
     admission,
   });
@@ -92,6 +96,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       for (const s of stops) await s().catch((err: Error) => log.error({ err: err.message }, 'feature stop failed'));
       await replication.stop();
       await db.$disconnect();
+      await adminDb.$disconnect();
       log.info('stopped');
     })());
 

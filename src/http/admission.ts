@@ -11,6 +11,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { RequestHandler } from 'express';
+import type { Logger } from '../logger';
 import { AppError } from './errors';
 
 export interface GateLimits {
@@ -171,8 +172,33 @@ export function overloaded(gate: string, reason: RefusalReason, retryAfterSecond
   });
 }
 
-export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION): Admission {
+/** How often at most admission logs a summary of the requests it refused. */
+export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * One warning per interval with the refusals since the last one, instead of a line per refused request
+ * (under overload that would be thousands of lines a second, written by the process that is overloaded).
+ */
+function refusalSummary(gates: Record<string, Gate>, log: Pick<Logger, 'warn'> | undefined): () => void {
+  let timer: NodeJS.Timeout | null = null;
+  let reported = 0;
+  const total = () => Object.values(gates).reduce((n, g) => n + g.refused.queue_full + g.refused.queue_timeout, 0);
+  return () => {
+    if (!log || timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      const now = total();
+      const refused = Object.fromEntries(Object.values(gates).map((g) => [g.name, { ...g.refused, in_flight: g.inFlight, queued: g.queued }]));
+      log.warn({ refused_since_last: now - reported, gates: refused }, 'at capacity: requests were answered 503 (see admission on /admin/replication)');
+      reported = now;
+    }, REFUSAL_LOG_INTERVAL_MS);
+    timer.unref();
+  };
+}
+
+export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log?: Pick<Logger, 'warn'>): Admission {
   const gates = { writes: new Gate('writes', limits.writes), reads: new Gate('reads', limits.reads) };
+  const refusedOne = refusalSummary(gates, log);
   const middleware: RequestHandler = (req, res, next) => {
     // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
     if (res.locals.admission) return next();
@@ -187,6 +213,7 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION): Ad
         },
         (err: unknown) => {
           if (!(err instanceof Refused)) return next(err);
+          refusedOne();
           next(overloaded(gate.name, err.reason, limits.retryAfterSeconds));
         },
       );
