@@ -5,6 +5,7 @@ const UNIT = [
   'test/idempotency/request.test.ts',
   'test/infisical/errors.test.ts',
   'test/organizations/api-key-cache-race.test.ts',
+  'test/overload/slot-budget.test.ts',
   'test/metadata/*.test.ts',
 ];
 

@@ -26,16 +26,48 @@ export interface GateLimits {
 export interface AdmissionLimits {
   writes: GateLimits;
   reads: GateLimits;
+  /**
+   * Requests of both kinds in their database phase at once. A kind may use what the other leaves idle, up
+   * to its own concurrency; with each kind's concurrency below this, each always has the rest.
+   */
+  databaseSlots: number;
   /** Retry-After of a refusal (seconds). */
   retryAfterSeconds: number;
 }
 
-/** The database pool (src/db/client.ts) has 10 connections; the gates take 8, the rest is headroom. */
+/**
+ * The database pool (src/db/client.ts) has 10 connections; the gates take 8 together, the rest is headroom
+ * for replication. Either kind may take 6 of the 8 when the other is idle, so each always has 2.
+ */
 export const DEFAULT_ADMISSION: AdmissionLimits = {
-  writes: { concurrency: 5, queue: 2000, queueWaitMs: 10_000 },
-  reads: { concurrency: 3, queue: 1000, queueWaitMs: 5_000 },
+  writes: { concurrency: 6, queue: 2000, queueWaitMs: 10_000 },
+  reads: { concurrency: 6, queue: 1000, queueWaitMs: 5_000 },
+  databaseSlots: 8,
   retryAfterSeconds: 2,
 };
+
+/** The slots both gates draw from (AdmissionLimits.databaseSlots); a freed slot wakes the gates in turn. */
+export class SlotBudget {
+  used = 0;
+  private readonly gates: Gate[] = [];
+  private turn = 0;
+
+  constructor(readonly slots: number) {}
+
+  get free(): boolean {
+    return this.used < this.slots;
+  }
+
+  join(gate: Gate): void {
+    this.gates.push(gate);
+  }
+
+  /** A slot came back: the gates take turns to admit their next queued request, so neither starves. */
+  released(): void {
+    for (let i = 0; i < this.gates.length && this.free; i++) this.gates[(this.turn + i) % this.gates.length]?.pump();
+    this.turn = (this.turn + 1) % Math.max(1, this.gates.length);
+  }
+}
 
 export type RefusalReason = 'queue_full' | 'queue_timeout';
 
@@ -58,7 +90,14 @@ export class Gate {
   constructor(
     readonly name: 'writes' | 'reads',
     readonly limits: GateLimits,
-  ) {}
+    private readonly budget: SlotBudget = new SlotBudget(limits.concurrency),
+  ) {
+    budget.join(this);
+  }
+
+  private get canGrant(): boolean {
+    return this.active < this.limits.concurrency && this.budget.free;
+  }
 
   get inFlight(): number {
     return this.active;
@@ -73,7 +112,7 @@ export class Gate {
    * registers what to do when the caller gives up first (the client went away): leave the queue.
    */
   acquire(onCancel?: (cancel: () => void) => void): Promise<() => void> {
-    if (this.active < this.limits.concurrency && this.queuedCount === 0) return Promise.resolve(this.grant());
+    if (this.canGrant && this.queuedCount === 0) return Promise.resolve(this.grant());
     if (this.queuedCount >= this.limits.queue) {
       this.refused.queue_full++;
       return Promise.reject(new Refused('queue_full'));
@@ -108,13 +147,15 @@ export class Gate {
 
   private grant(): () => void {
     this.active++;
+    this.budget.used++;
     this.admitted++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.active--;
-      this.next();
+      this.budget.used--;
+      this.budget.released();
     };
   }
 
@@ -125,8 +166,9 @@ export class Gate {
     this.queuedCount--;
   }
 
-  private next(): void {
-    while (this.active < this.limits.concurrency && this.head < this.waiting.length) {
+  /** Admits queued requests while this gate and the budget have room. */
+  pump(): void {
+    while (this.canGrant && this.head < this.waiting.length) {
       const entry = this.waiting[this.head++] as Queued;
       if (entry.done) continue;
       this.drop(entry);
@@ -197,7 +239,8 @@ function refusalSummary(gates: Record<string, Gate>, log: Pick<Logger, 'warn'> |
 }
 
 export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log?: Pick<Logger, 'warn'>): Admission {
-  const gates = { writes: new Gate('writes', limits.writes), reads: new Gate('reads', limits.reads) };
+  const budget = new SlotBudget(limits.databaseSlots);
+  const gates = { writes: new Gate('writes', limits.writes, budget), reads: new Gate('reads', limits.reads, budget) };
   const refusedOne = refusalSummary(gates, log);
   const middleware: RequestHandler = (req, res, next) => {
     // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
@@ -222,7 +265,12 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
     gates,
     limits,
     middleware,
-    status: () => ({ writes: gates.writes.status(), reads: gates.reads.status(), retry_after_seconds: limits.retryAfterSeconds }),
+    status: () => ({
+      writes: gates.writes.status(),
+      reads: gates.reads.status(),
+      database_slots: { in_use: budget.used, limit: budget.slots },
+      retry_after_seconds: limits.retryAfterSeconds,
+    }),
   };
 }
 
