@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from './app';
+import { createApp, frontDoor } from './app';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
@@ -18,6 +18,9 @@ import { createMetrics } from './observability/metrics';
 import { createReadiness } from './observability/readiness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { createReplication } from './replication';
+
+/** The listening socket's accept queue (see the listen call). */
+export const LISTEN_BACKLOG = 4096;
 
 /** How long a stopping region waits for in-flight requests (an all_regions wait may last 120 s). */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 125_000;
@@ -61,6 +64,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     metrics,
     admission,
   });
+  const handle = frontDoor(app, admission);
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
@@ -68,12 +72,14 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const server = http.createServer((req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
-    app(req, res);
+    handle(req, res);
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port ?? config.region.port, config.region.host ?? '127.0.0.1', () => resolve());
+    // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission
+    // is full) instead of having their SYNs dropped and retried seconds later. The kernel caps it at somaxconn.
+    server.listen({ port: opts.port ?? config.region.port, host: config.region.host ?? '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.region.host ?? '127.0.0.1'}:${port}`;

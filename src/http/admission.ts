@@ -134,6 +134,16 @@ export class Gate {
     });
   }
 
+  /** Whether a request arriving now would be refused at once (no slot, and the queue is at its bound). */
+  get full(): boolean {
+    return !(this.canGrant && this.queuedCount === 0) && this.queuedCount >= this.limits.queue;
+  }
+
+  /** Counts a refusal made without calling acquire() (see Admission.refuseAtOnce). */
+  countRefusal(): void {
+    this.refused.queue_full++;
+  }
+
   status() {
     return {
       in_flight: this.active,
@@ -195,6 +205,11 @@ export interface Admission {
   middleware: RequestHandler;
   /** The `admission` block of /admin/replication. */
   status(): Record<string, unknown>;
+  /**
+   * For the server's front door: the 503 of a request that would be refused at once (counted as refused),
+   * or null. Under a flood this answers before any middleware runs, so refusals stay cheap.
+   */
+  refuseAtOnce(method: string | undefined): AppError | null;
 }
 
 const slot = new AsyncLocalStorage<{ release: () => void }>();
@@ -242,11 +257,12 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
   const budget = new SlotBudget(limits.databaseSlots);
   const gates = { writes: new Gate('writes', limits.writes, budget), reads: new Gate('reads', limits.reads, budget) };
   const refusedOne = refusalSummary(gates, log);
+  const gateOf = (method: string | undefined) => (method === 'GET' || method === 'HEAD' ? gates.reads : gates.writes);
   const middleware: RequestHandler = (req, res, next) => {
     // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
     if (res.locals.admission) return next();
     res.locals.admission = true;
-    const gate = req.method === 'GET' || req.method === 'HEAD' ? gates.reads : gates.writes;
+    const gate = gateOf(req.method);
     gate
       .acquire((cancel) => res.once('close', cancel))
       .then(
@@ -271,6 +287,13 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
       database_slots: { in_use: budget.used, limit: budget.slots },
       retry_after_seconds: limits.retryAfterSeconds,
     }),
+    refuseAtOnce: (method) => {
+      const gate = gateOf(method);
+      if (!gate.full) return null;
+      gate.countRefusal();
+      refusedOne();
+      return overloaded(gate.name, 'queue_full', limits.retryAfterSeconds);
+    },
   };
 }
 

@@ -92,6 +92,7 @@ test('a flood of Infisical reads beyond the bounds answers 2xx or 503 with Retry
   for (const r of refused) {
     expect(r.headers.get('retry-after')).toBe('3');
     expect(r.body).toEqual({ reqId: expect.any(String), statusCode: 503, message: expect.stringContaining('at capacity'), error: 'ServiceUnavailable' });
+    expect(r.headers.get('x-request-id')).toBe(r.body.reqId);
   }
 }, 60_000);
 
