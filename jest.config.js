@@ -4,6 +4,8 @@ const UNIT = [
   'test/harness/delay-proxy.test.ts',
   'test/idempotency/request.test.ts',
   'test/infisical/errors.test.ts',
+  'test/organizations/api-key-cache-race.test.ts',
+  'test/overload/slot-budget.test.ts',
   'test/metadata/*.test.ts',
   'test/replication/horizon.test.ts',
 ];

@@ -1,3 +1,5 @@
+import crypto from 'node:crypto';
+import type { RequestListener } from 'node:http';
 import express, { type Express, type Router } from 'express';
 import type { Feature, FeatureDeps } from './feature';
 import { adminAuth } from './http/admin-auth';
@@ -5,8 +7,8 @@ import { withAdmissionBlock, type Admission } from './http/admission';
 import { notFound } from './http/errors';
 import { requestId } from './http/request-id';
 import { refuseUnstorableInput } from './http/storable-text';
-import { slashidErrors } from './http/slashid';
-import { infisicalErrors } from './infisical/errors';
+import { errorEnvelope, slashidErrors } from './http/slashid';
+import { infisicalErrors, renderError } from './infisical/errors';
 import { API_PREFIX } from './infisical/routes';
 import type { Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
@@ -23,6 +25,8 @@ export interface AppDeps extends FeatureDeps {
   metrics: Metrics;
   /** Gates the API routes (src/http/admission.ts); health, metrics and admin routes pass no gate. */
   admission?: Admission;
+  /** The database client of the admin routes (a pool of their own); `db` when absent. */
+  adminDb?: FeatureDeps['db'];
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -47,15 +51,18 @@ export function createApp(deps: AppDeps): Express {
   const admin = express.Router();
   // Admin answers carry secrets (API keys, access tokens): no cache may keep them.
   admin.use('/admin', noStore, refuseUnstorableInput(), adminAuth(deps.config.adminToken));
-  for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(deps));
+  const adminDeps = { ...deps, db: deps.adminDb ?? deps.db };
+  for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(adminDeps));
   if (deps.admission) admin.get('/admin/replication', withAdmissionBlock(deps.admission));
   for (const r of deps.extraAdminRoutes) admin.use(r);
   app.use(admin);
 
   if (deps.admission) {
     // A refusal leaves in the envelope of the API it was sent to: Infisical's under its prefix, else SlashID's.
+    // Each refusal is rendered right behind the gate: under a flood thousands of them a second would
+    // otherwise each walk every feature's router on the way to the error renderer at the end.
     app.use(API_PREFIX, deps.admission.middleware, infisicalErrors(deps.log));
-    app.use(deps.admission.middleware);
+    app.use(deps.admission.middleware, slashidErrors(deps.log));
   }
   for (const f of deps.features) if (f.routes) app.use(f.routes(deps));
 
@@ -70,3 +77,32 @@ const noStore: express.RequestHandler = (_req, res, next) => {
   res.setHeader('Cache-Control', 'no-store');
   next();
 };
+
+/** Paths the gates never see (they are answered before admission in createApp). */
+const UNGATED = /^\/(admin|healthz|readyz|metrics)(\/|\?|$)/;
+
+/**
+ * The server's request handler: `app`, behind a front door that answers an API request the gates would
+ * refuse at once (src/http/admission.ts) with its 503 straight away, in its dialect's envelope, before any
+ * middleware runs. A flood of 10,000 connections is then mostly cheap refusals, and the event loop stays
+ * free for the admin routes and the requests that were admitted. (Such refusals are counted by admission,
+ * not in the per-route HTTP metrics.)
+ */
+export function frontDoor(app: Express, admission: Admission | undefined): RequestListener {
+  if (!admission) return app;
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const refusal = UNGATED.test(url) ? null : admission.refuseAtOnce(req.method);
+    if (!refusal) return void app(req, res);
+    const id = crypto.randomUUID();
+    const body = url.startsWith(`${API_PREFIX}/`) || url === API_PREFIX ? renderError(refusal, id) : errorEnvelope(refusal);
+    res.writeHead(503, {
+      'content-type': 'application/json; charset=utf-8',
+      'x-request-id': id,
+      'retry-after': String(refusal.extra.retryAfterSeconds ?? admission.limits.retryAfterSeconds),
+      // The request's body is not read: this connection is not reused.
+      connection: 'close',
+    });
+    res.end(JSON.stringify(body));
+  };
+}

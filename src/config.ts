@@ -39,6 +39,8 @@ const GateSchema = Type.Object(
 
 /** The database pool's size (src/db/client.ts); the gates together must leave some of it to admin and replication. */
 export const DB_POOL_SIZE = 10;
+/** The operator routes' own pool (src/region.ts): admin, readiness and metrics never wait behind the API. */
+export const ADMIN_POOL_SIZE = 2;
 export const ADMISSION_RESERVED_CONNECTIONS = 2;
 
 export const ConfigFileSchema = Type.Object(
@@ -98,6 +100,8 @@ export const ConfigFileSchema = Type.Object(
         {
           writes: Type.Optional(GateSchema),
           reads: Type.Optional(GateSchema),
+          /** Requests of both kinds in their database phase at once (each kind also within its concurrency). */
+          databaseSlots: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
           /** Retry-After of a 503 (seconds). */
           retryAfterSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
         },
@@ -157,12 +161,11 @@ export function readConfigFile(configPath: string): ConfigFile {
     if (ids.has(r.id)) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.id: duplicate region id '${r.id}'`);
     ids.add(r.id);
   }
-  const a = raw.admission;
-  const slots = (a?.writes?.concurrency ?? DEFAULT_ADMISSION.writes.concurrency) + (a?.reads?.concurrency ?? DEFAULT_ADMISSION.reads.concurrency);
+  const slots = raw.admission?.databaseSlots ?? DEFAULT_ADMISSION.databaseSlots;
   if (slots > DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS) {
     throw new ConfigError(
-      `invalid config file ${configPath}: admission: writes.concurrency + reads.concurrency is ${slots}; it must be at most ` +
-        `${DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS} (the database pool's ${DB_POOL_SIZE} connections less ${ADMISSION_RESERVED_CONNECTIONS} kept for admin routes and replication)`,
+      `invalid config file ${configPath}: admission.databaseSlots is ${slots}; it must be at most ` +
+        `${DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS} (the database pool's ${DB_POOL_SIZE} connections less ${ADMISSION_RESERVED_CONNECTIONS} kept for replication and writes of the admin routes)`,
     );
   }
   return raw;
@@ -252,6 +255,7 @@ export function admissionLimits(config: Pick<ConfigFile, 'admission'>): Admissio
   return {
     writes: { ...DEFAULT_ADMISSION.writes, ...a?.writes },
     reads: { ...DEFAULT_ADMISSION.reads, ...a?.reads },
+    databaseSlots: a?.databaseSlots ?? DEFAULT_ADMISSION.databaseSlots,
     retryAfterSeconds: a?.retryAfterSeconds ?? DEFAULT_ADMISSION.retryAfterSeconds,
   };
 }

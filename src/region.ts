@@ -5,8 +5,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from './app';
-import { admissionLimits, type Config } from './config';
+import { createApp, frontDoor } from './app';
+import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
 import type { Feature } from './feature';
@@ -18,6 +18,9 @@ import { createMetrics } from './observability/metrics';
 import { createReadiness } from './observability/readiness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { createReplication } from './replication';
+
+/** The listening socket's accept queue (see the listen call). */
+export const LISTEN_BACKLOG = 4096;
 
 /** How long a stopping region waits for in-flight requests (an all_regions wait may last 120 s). */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 125_000;
@@ -38,25 +41,30 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const applied = await migrate(config.region.databaseUrl);
   log.info({ created, applied }, 'database ready');
 
-  const db = createDb(config.region.databaseUrl);
+  const db = createDb(config.region.databaseUrl, { poolSize: DB_POOL_SIZE });
+  // The operator's routes (admin, readiness, metrics) read through a small pool of their own, so that they
+  // answer while API requests hold or queue for every connection of the main pool (src/http/admission.ts).
+  const adminDb = createDb(config.region.databaseUrl, { poolSize: ADMIN_POOL_SIZE });
   const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
   const deps = { config, db, repl: replication.repl, log, redis: replication.redis };
   // A registry of this region's own: figures are read at scrape time from what replication and features keep.
   const metrics = createMetrics({ region: config.region.id });
-  registerReplicationMetrics(metrics.registry, { db, regions: config.regions.map((r) => r.id), ...replication });
-  for (const f of features) f.metrics?.(deps, metrics.registry);
+  registerReplicationMetrics(metrics.registry, { db: adminDb, regions: config.regions.map((r) => r.id), ...replication });
+  for (const f of features) f.metrics?.({ ...deps, db: adminDb }, metrics.registry);
   // Bounds the API's use of the database pool; overload is answered 503 at the door (src/http/admission.ts).
-  const admission = createAdmission(admissionLimits(config));
+  const admission = createAdmission(admissionLimits(config), log);
   registerAdmissionMetrics(metrics.registry, admission);
   const app = createApp({
     ...deps,
     features,
-    extraAdminRoutes: [replication.adminRoutes()],
+    adminDb,
+    extraAdminRoutes: [replication.adminRoutes(adminDb)],
     health: async () => ({ redis: replication.redis.status }),
-    readiness: createReadiness({ db, log, redisStatus: () => replication.redis.status }),
+    readiness: createReadiness({ db: adminDb, log, redisStatus: () => replication.redis.status }),
     metrics,
     admission,
   });
+  const handle = frontDoor(app, admission);
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
@@ -64,12 +72,14 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const server = http.createServer((req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
-    app(req, res);
+    handle(req, res);
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port ?? config.region.port, config.region.host ?? '127.0.0.1', () => resolve());
+    // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission
+    // is full) instead of having their SYNs dropped and retried seconds later. The kernel caps it at somaxconn.
+    server.listen({ port: opts.port ?? config.region.port, host: config.region.host ?? '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.region.host ?? '127.0.0.1'}:${port}`;
@@ -92,6 +102,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       for (const s of stops) await s().catch((err: Error) => log.error({ err: err.message }, 'feature stop failed'));
       await replication.stop();
       await db.$disconnect();
+      await adminDb.$disconnect();
       log.info('stopped');
     })());
 

@@ -17,6 +17,12 @@ const GateStatus = Type.Object(
 );
 
 export const AdmissionStatus = Type.Object(
-  { writes: GateStatus, reads: GateStatus, retry_after_seconds: Count },
+  {
+    writes: GateStatus,
+    reads: GateStatus,
+    /** The slots both kinds draw from (admission.databaseSlots). */
+    database_slots: Type.Object({ in_use: Count, limit: Count }, strict),
+    retry_after_seconds: Count,
+  },
   { ...strict, description: 'Admission control of the API routes: requests in their database phase, queued, and answered 503.' },
 );

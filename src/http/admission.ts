@@ -11,6 +11,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { RequestHandler } from 'express';
+import type { Logger } from '../logger';
 import { AppError } from './errors';
 
 export interface GateLimits {
@@ -25,16 +26,48 @@ export interface GateLimits {
 export interface AdmissionLimits {
   writes: GateLimits;
   reads: GateLimits;
+  /**
+   * Requests of both kinds in their database phase at once. A kind may use what the other leaves idle, up
+   * to its own concurrency; with each kind's concurrency below this, each always has the rest.
+   */
+  databaseSlots: number;
   /** Retry-After of a refusal (seconds). */
   retryAfterSeconds: number;
 }
 
-/** The database pool (src/db/client.ts) has 10 connections; the gates take 8, the rest is headroom. */
+/**
+ * The database pool (src/db/client.ts) has 10 connections; the gates take 8 together, the rest is headroom
+ * for replication. Either kind may take 6 of the 8 when the other is idle, so each always has 2.
+ */
 export const DEFAULT_ADMISSION: AdmissionLimits = {
-  writes: { concurrency: 5, queue: 2000, queueWaitMs: 10_000 },
-  reads: { concurrency: 3, queue: 1000, queueWaitMs: 5_000 },
+  writes: { concurrency: 6, queue: 2000, queueWaitMs: 10_000 },
+  reads: { concurrency: 6, queue: 1000, queueWaitMs: 5_000 },
+  databaseSlots: 8,
   retryAfterSeconds: 2,
 };
+
+/** The slots both gates draw from (AdmissionLimits.databaseSlots); a freed slot wakes the gates in turn. */
+export class SlotBudget {
+  used = 0;
+  private readonly gates: Gate[] = [];
+  private turn = 0;
+
+  constructor(readonly slots: number) {}
+
+  get free(): boolean {
+    return this.used < this.slots;
+  }
+
+  join(gate: Gate): void {
+    this.gates.push(gate);
+  }
+
+  /** A slot came back: the gates take turns to admit their next queued request, so neither starves. */
+  released(): void {
+    for (let i = 0; i < this.gates.length && this.free; i++) this.gates[(this.turn + i) % this.gates.length]?.pump();
+    this.turn = (this.turn + 1) % Math.max(1, this.gates.length);
+  }
+}
 
 export type RefusalReason = 'queue_full' | 'queue_timeout';
 
@@ -57,7 +90,14 @@ export class Gate {
   constructor(
     readonly name: 'writes' | 'reads',
     readonly limits: GateLimits,
-  ) {}
+    private readonly budget: SlotBudget = new SlotBudget(limits.concurrency),
+  ) {
+    budget.join(this);
+  }
+
+  private get canGrant(): boolean {
+    return this.active < this.limits.concurrency && this.budget.free;
+  }
 
   get inFlight(): number {
     return this.active;
@@ -72,7 +112,7 @@ export class Gate {
    * registers what to do when the caller gives up first (the client went away): leave the queue.
    */
   acquire(onCancel?: (cancel: () => void) => void): Promise<() => void> {
-    if (this.active < this.limits.concurrency && this.queuedCount === 0) return Promise.resolve(this.grant());
+    if (this.canGrant && this.queuedCount === 0) return Promise.resolve(this.grant());
     if (this.queuedCount >= this.limits.queue) {
       this.refused.queue_full++;
       return Promise.reject(new Refused('queue_full'));
@@ -94,6 +134,16 @@ export class Gate {
     });
   }
 
+  /** Whether a request arriving now would be refused at once (no slot, and the queue is at its bound). */
+  get full(): boolean {
+    return !(this.canGrant && this.queuedCount === 0) && this.queuedCount >= this.limits.queue;
+  }
+
+  /** Counts a refusal made without calling acquire() (see Admission.refuseAtOnce). */
+  countRefusal(): void {
+    this.refused.queue_full++;
+  }
+
   status() {
     return {
       in_flight: this.active,
@@ -107,13 +157,15 @@ export class Gate {
 
   private grant(): () => void {
     this.active++;
+    this.budget.used++;
     this.admitted++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.active--;
-      this.next();
+      this.budget.used--;
+      this.budget.released();
     };
   }
 
@@ -124,8 +176,9 @@ export class Gate {
     this.queuedCount--;
   }
 
-  private next(): void {
-    while (this.active < this.limits.concurrency && this.head < this.waiting.length) {
+  /** Admits queued requests while this gate and the budget have room. */
+  pump(): void {
+    while (this.canGrant && this.head < this.waiting.length) {
       const entry = this.waiting[this.head++] as Queued;
       if (entry.done) continue;
       this.drop(entry);
@@ -152,6 +205,11 @@ export interface Admission {
   middleware: RequestHandler;
   /** The `admission` block of /admin/replication. */
   status(): Record<string, unknown>;
+  /**
+   * For the server's front door: the 503 of a request that would be refused at once (counted as refused),
+   * or null. Under a flood this answers before any middleware runs, so refusals stay cheap.
+   */
+  refuseAtOnce(method: string | undefined): AppError | null;
 }
 
 const slot = new AsyncLocalStorage<{ release: () => void }>();
@@ -171,13 +229,40 @@ export function overloaded(gate: string, reason: RefusalReason, retryAfterSecond
   });
 }
 
-export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION): Admission {
-  const gates = { writes: new Gate('writes', limits.writes), reads: new Gate('reads', limits.reads) };
+/** How often at most admission logs a summary of the requests it refused. */
+export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * One warning per interval with the refusals since the last one, instead of a line per refused request
+ * (under overload that would be thousands of lines a second, written by the process that is overloaded).
+ */
+function refusalSummary(gates: Record<string, Gate>, log: Pick<Logger, 'warn'> | undefined): () => void {
+  let timer: NodeJS.Timeout | null = null;
+  let reported = 0;
+  const total = () => Object.values(gates).reduce((n, g) => n + g.refused.queue_full + g.refused.queue_timeout, 0);
+  return () => {
+    if (!log || timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      const now = total();
+      const refused = Object.fromEntries(Object.values(gates).map((g) => [g.name, { ...g.refused, in_flight: g.inFlight, queued: g.queued }]));
+      log.warn({ refused_since_last: now - reported, gates: refused }, 'at capacity: requests were answered 503 (see admission on /admin/replication)');
+      reported = now;
+    }, REFUSAL_LOG_INTERVAL_MS);
+    timer.unref();
+  };
+}
+
+export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log?: Pick<Logger, 'warn'>): Admission {
+  const budget = new SlotBudget(limits.databaseSlots);
+  const gates = { writes: new Gate('writes', limits.writes, budget), reads: new Gate('reads', limits.reads, budget) };
+  const refusedOne = refusalSummary(gates, log);
+  const gateOf = (method: string | undefined) => (method === 'GET' || method === 'HEAD' ? gates.reads : gates.writes);
   const middleware: RequestHandler = (req, res, next) => {
     // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
     if (res.locals.admission) return next();
     res.locals.admission = true;
-    const gate = req.method === 'GET' || req.method === 'HEAD' ? gates.reads : gates.writes;
+    const gate = gateOf(req.method);
     gate
       .acquire((cancel) => res.once('close', cancel))
       .then(
@@ -187,6 +272,7 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION): Ad
         },
         (err: unknown) => {
           if (!(err instanceof Refused)) return next(err);
+          refusedOne();
           next(overloaded(gate.name, err.reason, limits.retryAfterSeconds));
         },
       );
@@ -195,7 +281,19 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION): Ad
     gates,
     limits,
     middleware,
-    status: () => ({ writes: gates.writes.status(), reads: gates.reads.status(), retry_after_seconds: limits.retryAfterSeconds }),
+    status: () => ({
+      writes: gates.writes.status(),
+      reads: gates.reads.status(),
+      database_slots: { in_use: budget.used, limit: budget.slots },
+      retry_after_seconds: limits.retryAfterSeconds,
+    }),
+    refuseAtOnce: (method) => {
+      const gate = gateOf(method);
+      if (!gate.full) return null;
+      gate.countRefusal();
+      refusedOne();
+      return overloaded(gate.name, 'queue_full', limits.retryAfterSeconds);
+    },
   };
 }
 

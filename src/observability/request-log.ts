@@ -25,7 +25,9 @@ export function requestLog(log: Logger): HttpLogger<Request, Response> {
     // The request id alone on req.log / res.log, instead of the whole serialized request.
     quietReqLogger: true,
     quietResLogger: true,
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+    // A 503 is admission control refusing a request under overload (src/http/admission.ts): an answer, not a
+    // failure, and one that can come thousands of times a second. Admission logs a summary of them instead.
+    customLogLevel: (_req, res, err) => (res.statusCode === 503 ? 'info' : err || res.statusCode >= 500 ? 'error' : 'info'),
     customSuccessMessage: () => 'request',
     customErrorMessage: () => 'request',
     customSuccessObject: (req, res, val: { responseTime: number }) => line(req, res, val.responseTime),

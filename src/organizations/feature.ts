@@ -1,4 +1,5 @@
 import type { Feature } from '../feature';
+import { startApiKeyCache } from './api-key-cache';
 import { changeRoutes } from './change-routes';
 import { organizationOperations } from './operations';
 import { organizationAdminRoutes } from './routes';
@@ -10,4 +11,6 @@ export const organizationsFeature: Feature = {
   routes: ({ db, repl }) => changeRoutes({ db, repl }),
   adminRoutes: ({ db, repl }) => organizationAdminRoutes({ db, repl }),
   operations: organizationOperations,
+  // API-key checks are answered from memory while this region's database notifies key changes.
+  start: ({ db, config, log }) => startApiKeyCache(db, config.region.databaseUrl, log).stop,
 };

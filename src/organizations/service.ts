@@ -3,6 +3,7 @@ import type { Db } from '../db/client';
 import { notFound } from '../http/errors';
 import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
+import { apiKeyCacheOf } from './api-key-cache';
 import { generateApiKey, keyIdOf, keyMatches } from './api-keys';
 import type { CreateOrganizationBody, OrganizationView } from './schema';
 import { apiKeysTable, findLiveApiKey, findOrganization, liveKeyIds, organizationsTable } from './store';
@@ -60,6 +61,8 @@ export function rotateApiKey(db: Db, repl: Replicator, orgId: string) {
 /** The (existing) organization a key belongs to, or null for a malformed, unknown or replaced key. */
 export async function authenticateApiKey(db: Db, apiKey: string): Promise<string | null> {
   const keyId = keyIdOf(apiKey);
-  const row = keyId ? await findLiveApiKey(db, keyId) : null;
+  const cache = apiKeyCacheOf(db);
+  const load = (id: string) => findLiveApiKey(db, id);
+  const row = keyId ? await (cache ? cache.find(keyId, load) : load(keyId)) : null;
   return keyMatches(apiKey, row?.keyHash ?? null) && row ? row.orgId : null;
 }

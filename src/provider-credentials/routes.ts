@@ -137,12 +137,15 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const id = credentialId(req);
     if (!validatePatchCredential(req.body)) throw invalidBody(validatePatchCredential.errors);
     const patch = req.body;
-    const existing = await findCredential(db, orgIdOf(res), id);
-    if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
-    // A new URL, or new pins (the owner's way to accept a held document): fetch and pin again.
+    // A new URL, or new pins (the owner's way to accept a held document): fetch and pin again. Only then is
+    // the credential read first (a 404 before any fetch); otherwise the write's own lock answers 404.
     const pins = patch.idp_trusted_certificates ? callerPins(patch.idp_trusted_certificates) : null;
-    const url = patch.idp_metadata_url ?? (pins ? existing.idpMetadataUrl : null);
-    const fetched = url ? await fetchMetadata(res, orgIdOf(res), url, pins) : null;
+    let fetched: Awaited<ReturnType<typeof fetchMetadata>> | null = null;
+    if (patch.idp_metadata_url !== undefined || pins) {
+      const existing = await findCredential(db, orgIdOf(res), id);
+      if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
+      fetched = await fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins);
+    }
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), (v) => v, setChangeId(res));
     res.status(204).end();
   });

@@ -74,7 +74,9 @@ export async function createReplication(o: ReplicationOptions) {
     keys,
     redis,
     membership,
-    adminRoutes: () => replicationAdminRoutes({ db: o.db, redis, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables }),
+    /** `db`: the client the operator routes read through (the region gives them a pool of their own). */
+    adminRoutes: (db: Db = o.db) =>
+      replicationAdminRoutes({ db, redis, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables }),
     async start() {
       // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
       void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));

@@ -102,13 +102,23 @@ export class Replicator {
         const ops: RowChange[] = [];
         let createdVersion: string | null = null;
         let orgId: string | null = null;
+        // The rows this transaction locked, as stored now: a key is locked (and read) once per transaction,
+        // and put() knows what it replaces without reading it again.
+        const locked = new Map<string, Row | null>();
+        const lock = async (table: ReplicatedTable, key: string): Promise<Row | null> => {
+          const id = store.lockedIdOf(table.name, key);
+          if (locked.has(id)) return locked.get(id) ?? null;
+          const row = await store.lock(tx, table, key);
+          locked.set(id, row);
+          return row;
+        };
         const ctx: WriteContext = {
           tx,
           changeId,
-          lock: (table, key) => store.lock(tx, table, key),
+          lock,
           put: async (table, row) => {
             const key = String(row[table.key]);
-            const current = await store.lock(tx, table, key);
+            const current = await lock(table, key);
             const version = clock.next(typeof current?.version === 'string' ? current.version : null);
             createdVersion ??= version;
             // An update replaces the row as this region knows it: a column of this schema the feature left
@@ -124,7 +134,8 @@ export class Replicator {
               updated_at: current ? new Date().toISOString() : (row.created_at ?? new Date().toISOString()),
               deleted_at: row.deleted_at ?? null,
             };
-            const stored = await store.apply(tx, [{ table: table.name, key, version, row: full }]);
+            const stored = await store.apply(tx, [{ table: table.name, key, version, row: full }], locked);
+            locked.delete(store.lockedIdOf(table.name, key)); // what the row holds now is read again if needed
             // Refused: the applier stored an outranking state of this row (an earlier create of the same
             // key, a deletion) after the feature looked. The write lost before it committed: 409, nothing
             // written. (The applier takes the same per-key locks, and write() runs the transaction again

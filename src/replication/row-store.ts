@@ -30,6 +30,8 @@ interface TableSql {
   selectStates: string;
   /** uuid keys come back from Postgres in lower case. */
   uuidKey: boolean;
+  /** The key column's type name (its udt_name). */
+  keyType: string;
 }
 
 const REQUIRED_COLUMNS = ['version', 'created_version', 'origin_region', 'updated_at', 'deleted_at'];
@@ -68,6 +70,8 @@ export function isSchemaChange(err: unknown): boolean {
 export class RowStore {
   private constructor(
     private sql: Map<string, TableSql>,
+    /** Whether the database has replication_lock_row (lock and read in one round trip). */
+    private lockFn: boolean,
     /** The newest migration applied to this database when loaded: the schema version events carry. */
     private schemaVersion: string,
     private readonly db: Db,
@@ -84,8 +88,8 @@ export class RowStore {
 
   /** Reads each table's columns from the database, and checks the replication columns exist. */
   static async load(db: Db, tables: readonly ReplicatedTable[]): Promise<RowStore> {
-    const { sql, schema, hasHorizon } = await RowStore.read(db, tables);
-    return new RowStore(sql, schema, db, tables, hasHorizon);
+    const { sql, schema, lockFn, hasHorizon } = await RowStore.read(db, tables);
+    return new RowStore(sql, lockFn, schema, db, tables, hasHorizon);
   }
 
   /**
@@ -94,8 +98,9 @@ export class RowStore {
    */
   reload(): Promise<void> {
     this.reloading ??= RowStore.read(this.db, this.tables)
-      .then(({ sql, schema, hasHorizon }) => {
+      .then(({ sql, schema, lockFn, hasHorizon }) => {
         this.sql = sql;
+        this.lockFn = lockFn;
         this.schemaVersion = schema;
         this.hasHorizon = hasHorizon;
         this.reloadedAt = Date.now();
@@ -132,7 +137,10 @@ export class RowStore {
     return Object.keys(row).filter((c) => !cols.has(c));
   }
 
-  private static async read(db: Db, tables: readonly ReplicatedTable[]): Promise<{ sql: Map<string, TableSql>; schema: string; hasHorizon: boolean }> {
+  private static async read(
+    db: Db,
+    tables: readonly ReplicatedTable[],
+  ): Promise<{ sql: Map<string, TableSql>; schema: string; lockFn: boolean; hasHorizon: boolean }> {
     const sql = new Map<string, TableSql>();
     for (const table of tables) {
       const cols = await db.$queryRawUnsafe<{ column_name: string; udt_name: string }[]>(
@@ -157,6 +165,7 @@ export class RowStore {
         columns: new Set(names),
         upserts: new Map(),
         uuidKey: keyType === 'uuid',
+        keyType,
         // The advisory lock taken just before serializes local writers of the key; FOR UPDATE adds nothing.
         selectRow: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType}`,
         selectStates:
@@ -171,7 +180,10 @@ export class RowStore {
       )
       .catch(() => [{ name: null }]);
     const horizon = await db.$queryRawUnsafe<{ t: string | null }[]>(`SELECT to_regclass('replication_horizon')::text AS t`);
-    return { sql, schema: migrations[0]?.name ?? '', hasHorizon: Boolean(horizon[0]?.t) };
+    const fn = await db.$queryRawUnsafe<{ found: boolean }[]>(
+      `SELECT to_regprocedure('replication_lock_row(text,text,text,text,text)') IS NOT NULL AS found`,
+    );
+    return { sql, schema: migrations[0]?.name ?? '', lockFn: fn[0]?.found === true, hasHorizon: Boolean(horizon[0]?.t) };
   }
 
   /**
@@ -219,6 +231,11 @@ export class RowStore {
     );
   }
 
+  /** The key under which apply() looks up a row a write locked (see lockedId). */
+  lockedIdOf(tableName: string, key: string): string {
+    return lockedId(tableName, this.get(tableName).uuidKey ? key.toLowerCase() : key);
+  }
+
   has(tableName: string): boolean {
     return this.sql.has(tableName);
   }
@@ -234,8 +251,16 @@ export class RowStore {
    * of the transaction and returns it, tombstone included.
    */
   async lock(tx: Queryable, table: ReplicatedTable, key: string): Promise<Row | null> {
+    const s = this.get(table.name);
+    if (this.lockFn) {
+      // One round trip (see the migration replication_lock_row): the lock, then a read after it was granted.
+      const rows = await tx.$queryRawUnsafe<{ row: Row | null }[]>(
+        'SELECT replication_lock_row($1, $2, $3, $4, $5) AS row', `${table.name}:${key}`, table.name, table.key, s.keyType, key,
+      );
+      return rows[0]?.row ?? null;
+    }
     await tx.$executeRawUnsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', `${table.name}:${key}`);
-    const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(this.get(table.name).selectRow, key);
+    const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(s.selectRow, key);
     return rows[0]?.row ?? null;
   }
 
@@ -261,9 +286,9 @@ export class RowStore {
    * superseded) or sees this row and refuses. Without them a region could ack a create and then commit an
    * earlier one of its own, discarding a write that answered 2xx under all_regions.
    */
-  async apply(tx: Queryable, changes: readonly RowChange[]): Promise<ApplyResult> {
+  async apply(tx: Queryable, changes: readonly RowChange[], locked?: ReadonlyMap<string, Row | null>): Promise<ApplyResult> {
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
-    const before = await this.states(tx, norm);
+    const before = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : await this.states(tx, norm);
     const below = await this.collected(tx, norm, before);
     const newest = new Map<string, Normalized>();
     for (const c of norm) {
@@ -367,6 +392,22 @@ export class RowStore {
 
 interface Stored extends MergeState {
   originRegion: string;
+}
+
+/** The key of a row in the map of rows a write has locked (and so knows): table and key as the row store normalizes them. */
+export function lockedId(table: string, key: string): string {
+  return `${table}\u0000${key}`;
+}
+
+/** The stored states of rows this transaction holds the locks of and has read since (no need to read them again). */
+function knownStates(changes: readonly Normalized[], locked: ReadonlyMap<string, Row | null>): Map<string, Stored> {
+  const out = new Map<string, Stored>();
+  for (const c of changes) {
+    const row = locked.get(lockedId(c.table, c.rowKey));
+    if (!row) continue;
+    out.set(c.id, { ...stateOf({ version: String(row.version), row }), originRegion: String(row.origin_region ?? '') });
+  }
+  return out;
 }
 
 /** A deletion holds when the row (of the same create) is deleted, whichever tombstone is kept. */

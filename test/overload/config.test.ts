@@ -23,7 +23,7 @@ test.each([
   [{ reads: { queueWaitMs: 200_000 } }, /admission\.reads\.queueWaitMs: must be <= 120000/],
   [{ writes: { burst: 3 } }, /admission\.writes: must NOT have additional properties 'burst'/],
   [{ retryAfterSeconds: 0 }, /admission\.retryAfterSeconds: must be >= 1/],
-  [{ writes: { concurrency: 7 }, reads: { concurrency: 3 } }, /writes\.concurrency \+ reads\.concurrency is 10; it must be at most 8/],
+  [{ databaseSlots: 10 }, /admission\.databaseSlots is 10; it must be at most 8/],
 ])('refuses admission %j naming the field', (admission, message) => {
   expect(() => readConfigFile(write({ admission }))).toThrow(ConfigError);
   expect(() => readConfigFile(write({ admission }))).toThrow(message);

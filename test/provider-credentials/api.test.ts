@@ -196,6 +196,28 @@ describe('update and delete', () => {
     expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result).toEqual(c);
   });
 
+  test('a PATCH that waited for the credential\'s lock builds on what the lock holder committed', async () => {
+    const c = (await create()).body.result;
+    const { Client } = await import('pg');
+    const holder = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+    await holder.connect();
+    try {
+      // Another writer holds the key's lock and changes the label before it commits.
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`saml_provider_credentials:${c.id}`]);
+      await holder.query("UPDATE saml_provider_credentials SET label = 'set by the holder' WHERE id = $1", [c.id]);
+      const patched = call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { email_claims: ['upn'] }, headers: slashidHeaders(org) });
+      const waiting = async () => (await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rows[0]?.n === 1;
+      while (!(await waiting())) await new Promise((res) => setTimeout(res, 20));
+      await holder.query('COMMIT');
+      expect((await patched).status).toBe(204);
+    } finally {
+      await holder.end();
+    }
+    const got = await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) });
+    expect(got.body.result).toEqual({ ...c, label: 'set by the holder', email_claims: ['upn'] });
+  });
+
   test('PATCH and DELETE of an unknown id answer 404', async () => {
     for (const id of ['01a20904-0000-7000-8000-000000000000', 'nope']) {
       expect((await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'x' }, headers: slashidHeaders(org) })).status).toBe(404);

@@ -1,0 +1,305 @@
+/**
+ * `npm run bench`: this service against the least an Express 5 + `pg` service does (bench/baseline.ts),
+ * both started and loaded in the same run so the ratios hold on any machine.
+ * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation: read one
+ *    credential, PATCH its label (both rotating over 64 rows), create one (the service fetches, parses and
+ *    validates IdP metadata from a local server). Only us-iowa runs; the two other regions are paused
+ *    (SIGSTOP) so that the service gets the machine the baseline gets.
+ * 2. all_regions − local_region: sequential PATCHes alternating the two levels (--n each, default 200),
+ *    three regions on loopback; p50 of each and the difference.
+ * 3. Apply: a backlog of --backlog (default 100000) changes of distinct rows committed in us-iowa while
+ *    asia-japan is paused; the time asia-japan takes to apply them once resumed.
+ * With --stored <n>, n credentials of another organization are bulk-inserted (SQL) into every region first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import path from 'node:path';
+import os from 'node:os';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import type { RegionProcess } from '../src/cluster/region-process';
+import { forEachLine } from '../src/cluster/region-process';
+import { dropDatabase, ensureDatabase } from '../src/db/migrate';
+import { PROJECT_ROOT } from '../src/paths';
+import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
+import { seedBaseline } from './baseline';
+import { benchDeployment, type BenchDeployment } from './deployment';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const CONNECTIONS = 32;
+const ROWS = 64;
+
+const arg = (argv: string[], name: string, def: number) => {
+  const i = argv.indexOf(`--${name}`);
+  return i > 0 ? Number(argv[i + 1]) : def;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const load = () => os.loadavg()[0]?.toFixed(1) ?? '?';
+const r1 = (x: number) => Math.round(x * 10) / 10;
+
+interface Target {
+  url: string;
+  orgId: string;
+  headers: Record<string, string>;
+  ids: string[];
+  idpUrl: string;
+}
+
+type Op = 'read' | 'patch' | 'create';
+
+interface Measured {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  load: string;
+}
+
+/** One autocannon run of `op` against `t`; reads and patches rotate over the 64 rows. */
+async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
+  let n = 0;
+  const request: autocannon.Request =
+    op === 'read'
+      ? { method: 'GET', setupRequest: (r) => ({ ...r, path: `${PATH}/${t.ids[n++ % t.ids.length]}` }) }
+      : op === 'patch'
+        ? { method: 'PATCH', setupRequest: (r) => ({ ...r, path: `${PATH}/${t.ids[n % t.ids.length]}`, body: JSON.stringify({ label: `l${n++}` }) }) }
+        : { method: 'POST', path: PATH, setupRequest: (r) => ({ ...r, body: JSON.stringify({ idp_metadata_url: t.idpUrl, label: `b${n++}` }) }) };
+  const res = await autocannon({
+    url: t.url,
+    connections: CONNECTIONS,
+    duration: seconds,
+    headers: { ...t.headers, 'content-type': 'application/json' },
+    requests: [request],
+  });
+  return { rps: Math.round(res.requests.average), p50: res.latency.p50, p99: res.latency.p99, non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load() };
+}
+
+/** The baseline as its own process on its own database, seeded with the 64 rows. */
+async function startBaseline(name: string, orgId: string): Promise<{ target: Omit<Target, 'idpUrl' | 'headers'>; stop(): Promise<void> }> {
+  const databaseUrl = `postgresql://postgres@127.0.0.1:5432/${name}_baseline`;
+  await ensureDatabase(databaseUrl);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  const ids = await seedBaseline(pool, orgId, ROWS);
+  await pool.end();
+  const child: ChildProcess = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'bench', 'baseline.js')], {
+    env: { ...process.env, BASELINE_DATABASE_URL: databaseUrl, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    forEachLine(child.stdout, (line) => {
+      const m = /^listening (\d+)/.exec(line);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', () => reject(new Error('the baseline exited')));
+  });
+  return {
+    target: { url: `http://127.0.0.1:${port}`, orgId, ids },
+    async stop() {
+      child.kill('SIGTERM');
+      await dropDatabase(databaseUrl).catch(() => undefined);
+    },
+  };
+}
+
+async function json<T>(res: Response, expect: number): Promise<T> {
+  const body = (await res.json()) as T;
+  if (res.status !== expect) throw new Error(`${res.url} answered ${res.status}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** Bulk-inserts `n` live credentials of a fresh organization into every region's database (same rows everywhere). */
+async function storeCredentials(d: BenchDeployment, n: number): Promise<void> {
+  const orgId = crypto.randomUUID();
+  const version = `${String(Date.now()).padStart(15, '0')}.000000.us-iowa`;
+  for (const r of d.file.regions) {
+    const pool = new pg.Pool({ connectionString: r.databaseUrl, max: 1 });
+    await pool.query(
+      `INSERT INTO saml_provider_credentials (id, org_id, label, idp_metadata_url, email_claims, enable_in_slashid_oidc_authz_server,
+         home_region, created_at, updated_at, version, created_version, origin_region)
+       SELECT md5($1 || g)::uuid, $1::uuid, 'stored ' || g, 'https://idp.example.com/' || g || '.xml', ARRAY['email'], false,
+         'us-iowa', now(), now(), $2, $2, 'us-iowa' FROM generate_series(1, $3::int) g`,
+      [orgId, version, n],
+    );
+    await pool.query('ANALYZE saml_provider_credentials');
+    await pool.end();
+  }
+}
+
+/**
+ * Commits `n` single-row changes (creates of distinct credentials) in us-iowa: rows and signed outbox events
+ * written with SQL, as `n` committed writes would leave them; us-iowa's relay publishes them.
+ */
+async function commitBacklog(d: BenchDeployment, orgId: string, n: number): Promise<void> {
+  const auth = new EventAuth(parseReplicationKeys(d.procs[0]?.opts.env.REPLICATION_KEYS ?? ''));
+  const url = d.file.regions[0]?.databaseUrl ?? '';
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const schema = (await pool.query<{ name: string }>(`SELECT max(migration_name) AS name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`)).rows[0]?.name ?? '';
+  const wall = String(Date.now()).padStart(15, '0');
+  const now = new Date().toISOString();
+  const CHUNK = 5000;
+  for (let start = 0; start < n; start += CHUNK) {
+    const rows = [];
+    const outbox = [];
+    for (let i = start; i < Math.min(n, start + CHUNK); i++) {
+      const version = `${wall}.${String(i).padStart(6, '0')}.us-iowa`;
+      const row = {
+        id: crypto.randomUUID(), org_id: orgId, label: `backlog ${i}`, idp_metadata_url: 'https://idp.example.com/backlog.xml',
+        email_claims: ['email'], enable_in_slashid_oidc_authz_server: false, home_region: 'us-iowa', created_at: now, updated_at: now,
+        deleted_at: null, version, created_version: version, origin_region: 'us-iowa',
+      };
+      rows.push(row);
+      const event = auth.sign({ changeId: crypto.randomUUID(), origin: 'us-iowa', createdAt: now, ops: [{ table: 'saml_provider_credentials', key: row.id, version, row }], orgId, schema });
+      outbox.push({ change_id: event.changeId, event, org_id: orgId });
+    }
+    await pool.query('BEGIN');
+    await pool.query('INSERT INTO saml_provider_credentials SELECT * FROM jsonb_populate_recordset(NULL::saml_provider_credentials, $1::jsonb)', [JSON.stringify(rows)]);
+    await pool.query('INSERT INTO replication_outbox (change_id, event, org_id) SELECT change_id, event, org_id FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, event jsonb, org_id uuid)', [JSON.stringify(outbox)]);
+    await pool.query('COMMIT');
+  }
+  await pool.end();
+}
+
+async function appliedFrom(url: string, origin: string): Promise<number> {
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  try {
+    const r = await pool.query<{ n: string }>('SELECT coalesce(sum(applied_count), 0)::text AS n FROM replication_progress WHERE origin_region = $1', [origin]);
+    return Number(r.rows[0]?.n ?? 0);
+  } finally {
+    await pool.end();
+  }
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+async function unpublished(url: string): Promise<number> {
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  try {
+    const r = await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM replication_outbox WHERE published_at IS NULL');
+    return Number(r.rows[0]?.n ?? 0);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Every other region applied at least as many of us-iowa's changes as us-iowa's outbox holds. */
+async function caughtUp(d: BenchDeployment): Promise<boolean> {
+  const [iowa, ...others] = d.file.regions.map((r) => r.databaseUrl);
+  const pool = new pg.Pool({ connectionString: iowa, max: 1 });
+  const written = Number((await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM replication_outbox').finally(() => pool.end())).rows[0]?.n ?? 0);
+  for (const url of others) if ((await appliedFrom(url, 'us-iowa')) < written) return false;
+  return true;
+}
+
+function percentile50(ms: number[]): number {
+  const s = [...ms].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+export async function runThroughputBench(argv: string[]): Promise<void> {
+  const SECONDS = arg(argv, 'seconds', 8);
+  const N = arg(argv, 'n', 200);
+  const BACKLOG = arg(argv, 'backlog', 100_000);
+  const STORED = arg(argv, 'stored', 0);
+  const d = await benchDeployment({
+    extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 } },
+  });
+  const [iowa, europe, japan] = d.procs as [RegionProcess, RegionProcess, RegionProcess];
+  let baseline: Awaited<ReturnType<typeof startBaseline>> | null = null;
+  const started = { load: os.loadavg().map((x) => x.toFixed(1)).join(' ') };
+  try {
+    for (const p of d.procs) p.start();
+    await Promise.all(d.procs.map((p) => p.waitReady(120_000)));
+    if (STORED > 0) {
+      const t = performance.now();
+      await storeCredentials(d, STORED);
+      process.stdout.write(`stored ${STORED} credentials in every region in ${Math.round((performance.now() - t) / 1000)} s\n`);
+    }
+    const admin = { authorization: `Bearer ${d.adminToken}`, 'content-type': 'application/json', 'SlashID-Required-Consistency': 'all_regions' };
+    const org = await json<{ id: string; api_key: string }>(await fetch(`${iowa.url}/admin/organizations`, { method: 'POST', headers: admin, body: JSON.stringify({ name: 'bench' }) }), 201);
+    const headers = { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key };
+    const idpUrl = `http://${d.idpHost}/okta.xml`;
+    const ids: string[] = [];
+    for (let i = 0; i < ROWS; i++) {
+      const res = await fetch(`${iowa.url}${PATH}`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json', 'SlashID-Required-Consistency': 'all_regions' },
+        body: JSON.stringify({ idp_metadata_url: idpUrl, label: `c${i}` }),
+      });
+      ids.push((await json<{ result: { id: string } }>(res, 201)).result.id);
+    }
+    baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
+    const sides = { baseline: { ...baseline.target, headers, idpUrl }, service: { url: iowa.url, orgId: org.id, headers, ids, idpUrl } };
+
+    // 1. Throughput, one region: the others paused, so the service has the machine the baseline has.
+    europe.pause();
+    japan.pause();
+    const table: Record<Op, { baseline: Measured; service: Measured }> = {} as Record<Op, { baseline: Measured; service: Measured }>;
+    for (const op of ['read', 'patch', 'create'] as const) {
+      // A short warm-up of each side (JIT, pools, keep-alive), then the measured run.
+      await cannon(sides.baseline, op, 2);
+      const b = await cannon(sides.baseline, op, SECONDS);
+      await cannon(sides.service, op, 2);
+      const s = await cannon(sides.service, op, SECONDS);
+      table[op] = { baseline: b, service: s };
+    }
+    europe.resume();
+    japan.resume();
+    await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
+
+    // 2. all_regions − local_region, alternating so that the machine's load weighs on both alike.
+    const lat: Record<string, number[]> = { local_region: [], all_regions: [] };
+    for (let i = 0; i < 2 * N + 20; i++) {
+      const level = i % 2 ? 'all_regions' : 'local_region';
+      const t = performance.now();
+      const res = await fetch(`${iowa.url}${PATH}/${ids[i % ROWS]}`, {
+        method: 'PATCH',
+        headers: { ...headers, 'content-type': 'application/json', 'SlashID-Required-Consistency': level },
+        body: JSON.stringify({ label: `s${i}` }),
+      });
+      await res.arrayBuffer();
+      if (res.status !== 204) throw new Error(`PATCH answered ${res.status}`);
+      if (i >= 20) lat[level]?.push(performance.now() - t);
+    }
+    const p50 = { local_region: r1(percentile50(lat.local_region ?? [])), all_regions: r1(percentile50(lat.all_regions ?? [])), load: load() };
+
+    // 3. Apply a backlog of distinct rows after a pause.
+    japan.pause();
+    const japanUrl = d.file.regions[2]?.databaseUrl ?? '';
+    const before = await appliedFrom(japanUrl, 'us-iowa');
+    await commitBacklog(d, org.id, BACKLOG);
+    await until('us-iowa to publish the backlog', async () => (await unpublished(d.file.regions[0]?.databaseUrl ?? '')) === 0, 600_000, 500);
+    await until('europe-belgium to apply the backlog', async () => (await appliedFrom(d.file.regions[1]?.databaseUrl ?? '', 'us-iowa')) >= before + BACKLOG, 600_000, 500);
+    const applyLoad = load();
+    const t0 = performance.now();
+    japan.resume();
+    await until('asia-japan to apply the backlog', async () => (await appliedFrom(japanUrl, 'us-iowa')) >= before + BACKLOG, 600_000, 50);
+    const applySeconds = (performance.now() - t0) / 1000;
+
+    const ratio = (op: Op) => (table[op].service.rps / table[op].baseline.rps).toFixed(2);
+    const target: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
+    const out = process.stdout;
+    out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
+    out.write(`\nThroughput: autocannon, ${CONNECTIONS} connections, ${SECONDS} s per run; one region (the others paused)\n`);
+    out.write('| operation | baseline (Express + pg) | this service | ratio | target | load avg |\n| --- | --- | --- | --- | --- | --- |\n');
+    for (const op of ['read', 'patch', 'create'] as const) {
+      const { baseline: b, service: s } = table[op];
+      const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
+      out.write(`| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${ratio(op)} | ≥ ${target[op]} | ${b.load} / ${s.load} |\n`);
+    }
+    out.write(`\nSequential PATCH on loopback, three regions (${N} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`);
+    out.write(`Apply: ${BACKLOG} changes of distinct rows applied by asia-japan in ${applySeconds.toFixed(1)} s after it resumed: ${Math.round(BACKLOG / applySeconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${applyLoad})\n`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, throughput: table, latency_p50_ms: p50, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
+  } finally {
+    japan.resume();
+    europe.resume();
+    await baseline?.stop();
+    await d.cleanup();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * API-key checks from memory. Every request authenticates with its API key, and the key rows change
+ * rarely, so each process keeps the rows it looked up. It keeps them only while it listens to its
+ * database's `auth_changed` channel (a trigger on api_keys and organizations notifies it when a change
+ * commits, whichever way it arrived: a local write, a change replicated from another region, a re-seed),
+ * and drops all of them on every notification and whenever the LISTEN connection is down. A rotated or
+ * revoked key therefore stops working in a region as soon as the region has committed the change.
+ * A lookup that raced a change (it read the database before the change committed, and finishes after the
+ * notification) is answered but not kept: the generation it started under is gone.
+ */
+import type { Db } from '../db/client';
+import { listen, type ChannelListener } from '../db/notify';
+import type { Logger } from '../logger';
+
+export const AUTH_CHANNEL = 'auth_changed';
+
+export interface LiveKey {
+  orgId: string;
+  keyHash: string;
+}
+
+export class ApiKeyCache {
+  private readonly entries = new Map<string, LiveKey>();
+  private generation = 0;
+  private listening = false;
+  hits = 0;
+  misses = 0;
+
+  /** At most `maxEntries` keys are kept; beyond that the cache starts over (keys are few; ids are guessable by no one). */
+  constructor(private readonly maxEntries = 10_000) {}
+
+  /** Whether looked-up keys are kept (only while notifications are received). */
+  get active(): boolean {
+    return this.listening;
+  }
+
+  setListening(listening: boolean): void {
+    this.listening = listening;
+    this.invalidate();
+  }
+
+  invalidate(): void {
+    this.generation++;
+    this.entries.clear();
+  }
+
+  /** The live key with this id: from memory, or from `load` (kept when nothing changed meanwhile). */
+  async find(keyId: string, load: (keyId: string) => Promise<LiveKey | null>): Promise<LiveKey | null> {
+    const cached = this.listening ? this.entries.get(keyId) : undefined;
+    if (cached) {
+      this.hits++;
+      return cached;
+    }
+    this.misses++;
+    const generation = this.generation;
+    const row = await load(keyId);
+    // Unknown keys are not kept: anyone can send those.
+    if (row && this.listening && generation === this.generation) {
+      if (this.entries.size >= this.maxEntries) this.entries.clear();
+      this.entries.set(keyId, row);
+    }
+    return row;
+  }
+}
+
+/** The cache of each database client whose region listens for key changes (see startApiKeyCache). */
+const caches = new WeakMap<Db, ApiKeyCache>();
+
+export function apiKeyCacheOf(db: Db): ApiKeyCache | null {
+  return caches.get(db) ?? null;
+}
+
+/** Starts caching the keys read through `db`, invalidated by `databaseUrl`'s notifications; returns the stop. */
+export function startApiKeyCache(db: Db, databaseUrl: string, log: Logger): { cache: ApiKeyCache; stop(): Promise<void> } {
+  const cache = new ApiKeyCache();
+  const listener: ChannelListener = listen({
+    databaseUrl,
+    channel: AUTH_CHANNEL,
+    log,
+    onNotify: () => cache.invalidate(),
+    onState: (up) => cache.setListening(up),
+  });
+  caches.set(db, cache);
+  return {
+    cache,
+    async stop() {
+      if (caches.get(db) === cache) caches.delete(db);
+      await listener.stop();
+    },
+  };
+}

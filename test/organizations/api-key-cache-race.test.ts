@@ -1,0 +1,46 @@
+/** The cache's bookkeeping on its own: what a lookup that raced a change may keep (src/organizations/api-key-cache.ts). */
+import { ApiKeyCache, type LiveKey } from '../../src/organizations/api-key-cache';
+
+const KEY: LiveKey = { orgId: 'org', keyHash: 'hash' };
+
+test('keeps a looked-up key while listening, and reads it again after a change is announced', async () => {
+  const cache = new ApiKeyCache();
+  cache.setListening(true);
+  const load = jest.fn(async () => KEY);
+  await cache.find('k', load);
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(1);
+  cache.invalidate();
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(2);
+});
+
+test('does not keep a key read before a change that was announced while the read ran', async () => {
+  const cache = new ApiKeyCache();
+  cache.setListening(true);
+  let finish: (k: LiveKey) => void = () => undefined;
+  const slow = cache.find('k', () => new Promise<LiveKey>((r) => (finish = r)));
+  cache.invalidate(); // the change committed and was announced while the old row was on its way
+  finish(KEY);
+  expect(await slow).toEqual(KEY);
+  const load = jest.fn(async () => null);
+  expect(await cache.find('k', load)).toBeNull();
+  expect(load).toHaveBeenCalledTimes(1);
+});
+
+test('keeps nothing while not listening (changes would go unannounced), nor unknown keys', async () => {
+  const cache = new ApiKeyCache();
+  const load = jest.fn(async () => KEY);
+  await cache.find('k', load);
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(2);
+  cache.setListening(true);
+  const none = jest.fn(async () => null);
+  await cache.find('x', none);
+  await cache.find('x', none);
+  expect(none).toHaveBeenCalledTimes(2);
+  await cache.find('k', load);
+  cache.setListening(false);
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(4);
+});

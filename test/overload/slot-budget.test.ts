@@ -1,0 +1,48 @@
+/** The two admission gates drawing from one budget of database slots (src/http/admission.ts), on their own. */
+import { Gate, SlotBudget } from '../../src/http/admission';
+
+const limits = (concurrency: number) => ({ concurrency, queue: 100, queueWaitMs: 60_000 });
+
+function gates(slots = 8, each = 6) {
+  const budget = new SlotBudget(slots);
+  return { budget, writes: new Gate('writes', limits(each), budget), reads: new Gate('reads', limits(each), budget) };
+}
+
+test('a kind uses the slots the other leaves idle, up to its own concurrency', async () => {
+  const { reads, budget } = gates();
+  const held = await Promise.all(Array.from({ length: 6 }, () => reads.acquire()));
+  expect(reads.inFlight).toBe(6);
+  expect(budget.used).toBe(6);
+  let seventh = false;
+  const queued = reads.acquire().then((release) => ((seventh = true), release));
+  await Promise.resolve();
+  expect(seventh).toBe(false);
+  expect(reads.queued).toBe(1);
+  held[0]?.();
+  (await queued)();
+  expect(seventh).toBe(true);
+  for (const r of held) r();
+  expect(budget.used).toBe(0);
+});
+
+test('each kind keeps the slots the other cannot take, and a slot the other kind frees goes to its queue', async () => {
+  const { writes, reads, budget } = gates();
+  const w = await Promise.all(Array.from({ length: 6 }, () => writes.acquire()));
+  // Writes hold all they may (6 of 8): two reads still get a slot at once.
+  const r = await Promise.all(Array.from({ length: 2 }, () => reads.acquire()));
+  expect(reads.queued).toBe(0);
+  expect(budget.used).toBe(8);
+  // The budget is spent: a third read queues, and gets the slot a write gives back.
+  let admitted = false;
+  const third = reads.acquire().then((rel) => ((admitted = true), rel));
+  await Promise.resolve();
+  expect(admitted).toBe(false);
+  expect(reads.queued).toBe(1);
+  w[0]?.();
+  const rel = await third;
+  expect(admitted).toBe(true);
+  expect(reads.inFlight).toBe(3);
+  expect(writes.inFlight).toBe(5);
+  for (const x of [...w.slice(1), ...r, rel]) x();
+  expect(budget.used).toBe(0);
+});
