@@ -20,8 +20,11 @@
  */
 import { formatVersion } from './hlc';
 
-/** A write transaction runs at most 20 s (replicator.ts); versions it took before then are committed or gone. */
-export const IN_FLIGHT_MS = 30_000;
+/** How long a write transaction may run (replicator.ts): versions it took earlier are committed or gone. */
+export const WRITE_TX_TIMEOUT_MS = 20_000;
+
+/** How far behind its clock a region's watermark stays: the write timeout and a margin. */
+export const IN_FLIGHT_MS = WRITE_TX_TIMEOUT_MS + 10_000;
 
 export interface Watermark {
   /** A version (or version prefix): every event of this region below it is settled or gone. */

@@ -18,6 +18,7 @@ import type { Tracker, WaitResult } from './tracker';
 import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { isTransient } from '../db/pg-errors';
+import { WRITE_TX_TIMEOUT_MS } from './horizon';
 
 const COLLISION_ATTEMPTS = 5;
 
@@ -162,7 +163,8 @@ export class Replicator {
         );
         return { value, event };
       },
-      { maxWait: 10_000, timeout: 20_000 },
+      // The tombstone horizon counts on this bound (horizon.ts).
+      { maxWait: 10_000, timeout: WRITE_TX_TIMEOUT_MS },
     ), this.d.log);
     let result: Awaited<ReturnType<typeof run>>;
     try {
