@@ -2,7 +2,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Admission } from '../http/admission';
 
-export function registerAdmissionMetrics(registry: Registry, admission: Pick<Admission, 'gates'>): void {
+export function registerAdmissionMetrics(registry: Registry, admission: Pick<Admission, 'gates' | 'limits'>): void {
   const gates = Object.values(admission.gates);
   const registers = [registry];
   new Gauge({
@@ -25,7 +25,7 @@ export function registerAdmissionMetrics(registry: Registry, admission: Pick<Adm
   });
   new Gauge({
     name: 'admission_limit',
-    help: 'Configured admission bounds, by gate and bound (concurrency, queue).',
+    help: 'Configured admission bounds, by gate and bound (concurrency, queue; gate "all": database_slots, shared by both).',
     labelNames: ['gate', 'bound'] as const,
     registers,
     collect() {
@@ -33,6 +33,7 @@ export function registerAdmissionMetrics(registry: Registry, admission: Pick<Adm
         this.set({ gate: g.name, bound: 'concurrency' }, g.limits.concurrency);
         this.set({ gate: g.name, bound: 'queue' }, g.limits.queue);
       }
+      this.set({ gate: 'all', bound: 'database_slots' }, admission.limits.databaseSlots);
     },
   });
   new Counter({

@@ -285,6 +285,8 @@ export class RowStore {
    * so a local create of the same key that is still running either commits first (and this change is
    * superseded) or sees this row and refuses. Without them a region could ack a create and then commit an
    * earlier one of its own, discarding a write that answered 2xx under all_regions.
+   * `locked`: rows the caller's transaction holds the locks of and has read since, by lockedId (a local
+   * write's put()); when every change's row is among them, their stored states are not read again.
    */
   async apply(tx: Queryable, changes: readonly RowChange[], locked?: ReadonlyMap<string, Row | null>): Promise<ApplyResult> {
     const norm = changes.map((c) => normalize(c, this.get(c.table)));

@@ -101,5 +101,6 @@ test('/metrics reports admission in flight, queued and rejected', async () => {
   const text = await res.text();
   expect(text).toMatch(/admission_in_flight\{gate="writes",region="us-iowa"\} 0/);
   expect(text).toMatch(/admission_queued\{gate="reads",region="us-iowa"\} 0/);
+  expect(text).toMatch(/admission_limit\{gate="all",bound="database_slots",region="us-iowa"\} 8/);
   expect(text).toMatch(/admission_rejected_total\{gate="writes",reason="queue_full",region="us-iowa"\} [1-9]/);
 });
