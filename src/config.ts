@@ -20,6 +20,8 @@ export const RegionSchema = Type.Object(
     host: Type.Optional(Type.String({ minLength: 1 })),
     /** Base URL other tools use to reach the region (default http://host:port). */
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+    /** The region's own Redis (its inbox stream, its changes' acks); default: the top-level redisUrl. */
+    redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   },
   { additionalProperties: false },
 );
@@ -236,6 +238,11 @@ export function admissionLimits(config: Pick<ConfigFile, 'admission'>): Admissio
     reads: { ...DEFAULT_ADMISSION.reads, ...a?.reads },
     retryAfterSeconds: a?.retryAfterSeconds ?? DEFAULT_ADMISSION.retryAfterSeconds,
   };
+}
+
+/** The Redis of a region: its own `redisUrl`, else the deployment's default (one Redis for every region). */
+export function redisUrlOf(config: Pick<ConfigFile, 'redisUrl' | 'regions'>, regionId: string): string {
+  return config.regions.find((r) => r.id === regionId)?.redisUrl ?? config.redisUrl;
 }
 
 export function regionIds(config: Pick<Config, 'regions'>): string[] {

@@ -1,5 +1,7 @@
 /**
- * The apply side of replication, run by every region: one consumer group per region on the change stream.
+ * The apply side of replication, run by every region: it reads only its own inbox, in its own Redis (the
+ * other regions deliver their changes into it), with its region's consumer group, and acks each change
+ * into the Redis of the change's origin, where the origin's tracker waits.
  * A batch is applied in one transaction (last writer wins per row, so duplicates and reordering are
  * harmless), then acked in the tracker, then XACKed. Our own pending entries are walked once at start with
  * a cursor, and entries left pending (by a dead consumer, or by a failed apply) are reclaimed with
@@ -11,27 +13,29 @@ import type { Db } from '../db/client';
 import { isTransient } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
+import type { RedisLinks } from './links';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { isSchemaChange, type RowStore } from './row-store';
-import { DEAD_LETTER_MAX_LENGTH, ensureGroups, type StreamEntry } from './stream';
+import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
-import type { AckOutcome, Tracker } from './tracker';
+import { recordAcks, recordParked, type AckOutcome, type Tracker } from './tracker';
 import type { EventAuth, RefusalReason } from './event-auth';
 
 export interface ApplierDeps {
   db: Db;
-  /** A connection of its own: XREADGROUP BLOCK holds it. */
+  /** A connection of its own to this region's Redis: XREADGROUP BLOCK holds it. */
   reader: Redis;
-  redis: Redis;
+  /** This region's Redis (links.own) and, for acks, every origin's. */
+  links: RedisLinks;
   keys: ReplicationKeys;
   store: RowStore;
   clock: HybridClock;
   tracker: Tracker;
   region: string;
   regions: readonly string[];
-  /** The deployment's members: this region joins before it reads, and their groups are the ones ensured. */
+  /** The deployment's members: this region joins before it reads. */
   membership?: Membership;
   consumer: string;
   log: Logger;
@@ -105,7 +109,7 @@ export class Applier {
       try {
         if (!groupsReady) {
           await this.d.membership?.join();
-          await ensureGroups(this.d.redis, keys, this.d.membership?.regions() ?? this.d.regions);
+          await ensureGroup(this.d.links.own, keys.inbox(region), region);
           groupsReady = true;
           pendingCursor = '0';
         }
@@ -118,12 +122,12 @@ export class Applier {
         }
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
-          ({ entries, last: pendingCursor } = await this.read(['COUNT', count, 'STREAMS', keys.stream, pendingCursor]));
+          ({ entries, last: pendingCursor } = await this.read(['COUNT', count, 'STREAMS', keys.inbox(region), pendingCursor]));
         } else if (claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
           if (claimCursor === '0-0') this.lastClaim = Date.now();
           ({ entries, next: claimCursor } = await this.claim(count, claimCursor));
         } else {
-          ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.stream, '>']));
+          ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
         }
         if (entries.length) await this.applyBatch(entries);
       } catch (err) {
@@ -154,7 +158,7 @@ export class Applier {
   private async claim(count: number, start: string): Promise<{ entries: StreamEntry[]; next: string }> {
     const { reader, keys, region, consumer } = this.d;
     const res = (await reader.call(
-      'XAUTOCLAIM', keys.stream, region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
+      'XAUTOCLAIM', keys.inbox(region), region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
     )) as [string, StreamEntry[], string[]?];
     // Redis 7 drops entries deleted from the stream from the pending list itself and names them here.
     if (res[2]?.length) await this.lost(res[2], false);
@@ -165,7 +169,7 @@ export class Applier {
   private async lost(ids: string[], ack: boolean): Promise<void> {
     this.lostEntries += ids.length;
     this.d.log.error({ count: ids.length, first: ids[0] }, 'pending change events were trimmed from the stream before this region applied them; re-seed this region (see README, Operations)');
-    if (ack) await this.d.redis.xack(this.d.keys.stream, this.d.region, ...ids);
+    if (ack) await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...ids);
   }
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
@@ -401,23 +405,33 @@ export class Applier {
   }
 
   /**
-   * Acks in the tracker, then XACK. If Redis fails here the events stay pending: they are re-read
-   * (XAUTOCLAIM), applied again as no-ops, and acked then. Not an apply failure.
+   * Acks each change into its origin's Redis (where its tracker waits), then XACKs it here. If an
+   * origin's Redis fails here, its events stay pending: they are re-read (XAUTOCLAIM), applied again as
+   * no-ops, and acked then. Not an apply failure; the other origins' events are acked meanwhile.
    */
   private async acknowledge(batch: Parsed[]): Promise<void> {
-    const { tracker, region, keys, redis, log } = this.d;
     const outcomes = new Map<string, AckOutcome>();
     for (const b of batch) {
       const o = this.outcomes.get(b.event.changeId);
       if (o) outcomes.set(b.event.changeId, o);
       this.outcomes.delete(b.event.changeId);
     }
-    try {
-      await tracker.ack(region, batch.map((b) => b.event.changeId), { outcomes });
-      await redis.xack(keys.stream, region, ...batch.map((b) => b.id));
-    } catch (err) {
-      log.warn({ err: (err as Error).message, count: batch.length }, 'applied, but could not ack in Redis; the events stay pending and are acked on redelivery');
-    }
+    await this.toOrigins(batch, (redis, ids) => recordAcks(redis, this.d.keys, this.d.region, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
+  }
+
+  /** Runs `send` against each origin's Redis with its changes' ids, then XACKs the entries of the origins it reached. */
+  private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[]) => Promise<void>, what: string): Promise<void> {
+    const { links, region, keys, log } = this.d;
+    const byOrigin = new Map<string, Parsed[]>();
+    for (const b of batch) byOrigin.set(b.event.origin, [...(byOrigin.get(b.event.origin) ?? []), b]);
+    await Promise.all([...byOrigin].map(async ([origin, items]) => {
+      try {
+        await send(links.to(origin), items.map((i) => i.event.changeId));
+        await links.own.xack(keys.inbox(region), region, ...items.map((i) => i.id));
+      } catch (err) {
+        log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);
+      }
+    }));
   }
 
   /**
@@ -432,7 +446,7 @@ export class Applier {
 
   /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
   private async park(items: Unfit[]): Promise<void> {
-    const { tracker, region, keys, redis, log } = this.d;
+    const { region, log } = this.d;
     const { store } = this.d;
     const held = (e: ChangeEvent): ChangeEvent => {
       const columns = e.held ? null : this.schemaAhead(e);
@@ -443,12 +457,7 @@ export class Applier {
     // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
     for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
     log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
-    try {
-      await tracker.parked(region, items.map((i) => i.p.event.changeId));
-      await redis.xack(keys.stream, region, ...items.map((i) => i.p.id));
-    } catch (err) {
-      log.warn({ err: (err as Error).message, count: items.length }, 'parked, but could not ack in Redis; the events stay pending and are parked again on redelivery');
-    }
+    await this.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
   }
 
   /**
@@ -473,18 +482,18 @@ export class Applier {
       { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
       'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
     );
-    const { redis, keys, region } = this.d;
+    const { links, keys, region } = this.d;
     for (const { entry, reason } of items) {
-      await redis.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
-      await redis.xack(keys.stream, region, entry[0]);
+      await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
+      await links.own.xack(keys.inbox(region), region, entry[0]);
     }
   }
 
   private async deadLetter(entries: StreamEntry[]): Promise<void> {
-    const { redis, keys, region } = this.d;
+    const { links, keys, region } = this.d;
     for (const [id, fields] of entries) {
-      await redis.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
-      await redis.xack(keys.stream, region, id);
+      await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
+      await links.own.xack(keys.inbox(region), region, id);
     }
   }
 }

@@ -1,0 +1,78 @@
+/**
+ * A process's connections to the deployment's Redis servers: its own region's Redis (its inbox, the acks
+ * of the changes it originated, membership) and every other region's (the relay delivers changes into
+ * their inboxes; the applier sends acks back to each change's origin). Regions that share a Redis share a
+ * connection, so one Redis for every region (the development default) costs no extra connections.
+ * A region's Redis is the `redisUrl` of its config entry, else the URL it recorded in the membership
+ * record (a region added to a running deployment), else the deployment's default `redisUrl`.
+ */
+import { createRedis, type Redis } from '../redis';
+
+/** How long a command to another region's Redis may go unanswered (a partition answers nothing). */
+export const PEER_COMMAND_TIMEOUT_MS = 2000;
+
+export interface RedisLinksOptions {
+  region: string;
+  own: Redis;
+  /** Per configured region, its Redis URL (config entry, else the default). */
+  configured: ReadonlyMap<string, string>;
+  defaultUrl: string;
+  /** Connection name prefix (CLIENT LIST shows it). */
+  name: string;
+}
+
+export class RedisLinks {
+  private readonly byUrl = new Map<string, Redis>();
+  private readonly learned = new Map<string, string>();
+
+  constructor(private readonly o: RedisLinksOptions) {
+    this.byUrl.set(this.urlOf(o.region), o.own);
+  }
+
+  get own(): Redis {
+    return this.o.own;
+  }
+
+  urlOf(region: string): string {
+    return this.o.configured.get(region) ?? this.learned.get(region) ?? this.o.defaultUrl;
+  }
+
+  /** Notes the Redis a member not in this process's config recorded for itself. */
+  learn(region: string, url: string | null): void {
+    if (url && !this.o.configured.has(region)) this.learned.set(region, url);
+  }
+
+  /** Whether `region` uses this process's own Redis. */
+  sharesOwn(region: string): boolean {
+    return this.to(region) === this.o.own;
+  }
+
+  /** The command connection to `region`'s Redis (opened on first use; fails fast while it is down). */
+  to(region: string): Redis {
+    const url = this.urlOf(region);
+    let c = this.byUrl.get(url);
+    if (!c) {
+      c = createRedis(url, `${this.o.name}:to:${region}`, { commandTimeoutMs: PEER_COMMAND_TIMEOUT_MS });
+      this.byUrl.set(url, c);
+    }
+    return c;
+  }
+
+  /** Closes the connections to other regions' Redis (the owner closes its own). */
+  disconnect(): void {
+    for (const c of this.byUrl.values()) if (c !== this.o.own) c.disconnect();
+  }
+}
+
+/** Runs `fn` for each region at once; a region whose Redis fails does not hold back the others. */
+export async function eachRegion<T>(regions: readonly string[], fn: (region: string) => Promise<T>): Promise<Map<string, { ok: true; value: T } | { ok: false; error: Error }>> {
+  const out = new Map<string, { ok: true; value: T } | { ok: false; error: Error }>();
+  await Promise.all(regions.map(async (r) => {
+    try {
+      out.set(r, { ok: true, value: await fn(r) });
+    } catch (err) {
+      out.set(r, { ok: false, error: err as Error });
+    }
+  }));
+  return out;
+}
