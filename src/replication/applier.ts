@@ -9,6 +9,7 @@
  * An event that keeps failing while the database answers is parked (see parked.ts); while the database
  * does not answer (SELECT 1 fails), nothing is counted against any event.
  */
+import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import { isTransient } from '../db/pg-errors';
 import type { Logger } from '../logger';
@@ -17,6 +18,7 @@ import type { RedisLinks } from './links';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
+import { inTransaction } from './pg-tx';
 import { isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
@@ -25,6 +27,8 @@ import type { EventAuth, RefusalReason } from './event-auth';
 
 export interface ApplierDeps {
   db: Db;
+  /** Plain pg connections for the apply transactions (pg-tx.ts: they are on the all_regions critical path). */
+  pool: Pool;
   /** A connection of its own to this region's Redis: XREADGROUP BLOCK holds it. */
   reader: Redis;
   /** This region's Redis (links.own) and, for acks, every origin's. */
@@ -241,6 +245,7 @@ export class Applier {
     }
     await this.failures.cleared(applied.map((p) => p.event.changeId));
     await this.acknowledge([...own, ...applied]);
+    await this.recordProgress(applied);
   }
 
   /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
@@ -332,6 +337,7 @@ export class Applier {
       await this.failures.unpark(done.map((p) => p.event.changeId));
       applied += done.length;
       if (done.length) await this.acknowledge(done);
+      await this.recordProgress(done);
     }
     return { applied, parked };
   }
@@ -363,7 +369,7 @@ export class Applier {
   }
 
   private async applyOnce(batch: Parsed[]): Promise<void> {
-    const { db, store, clock } = this.d;
+    const { store, clock } = this.d;
     const started = performance.now();
     const lost = new Map<string, AckOutcome>();
     const fills: { p: Parsed; before: string }[] = [];
@@ -371,8 +377,7 @@ export class Applier {
       const before = p.event.held ? await this.upgradedAt(p.event.held) : null;
       if (before) fills.push({ p, before });
     }
-    await db.$transaction(async (tx) => {
-
+    await inTransaction(this.d.pool, async (tx) => {
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
       // for this apply (or this apply for it) instead of racing it into a merge-rule refusal.
       await store.lockAll(tx, batch.flatMap((b) => b.event.ops));
@@ -394,7 +399,6 @@ export class Applier {
           if (cols?.length) await store.fillColumns(tx, op, cols, before);
         }
       }
-      await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
     });
     // Only a committed apply decides what the ack says.
     for (const b of batch) this.outcomes.delete(b.event.changeId);
@@ -402,6 +406,20 @@ export class Applier {
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
     this.appliedEvents += batch.length;
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
+  }
+
+  /**
+   * Counts applied events per origin (replication_progress: the status's `applied` and lag). After the acks,
+   * not in the apply's transaction: an all_regions write waits on the apply, not on this bookkeeping. A
+   * crash in between leaves the count short by that batch; nothing else depends on it.
+   */
+  private async recordProgress(applied: Parsed[]): Promise<void> {
+    if (applied.length === 0) return;
+    try {
+      await this.d.db.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(applied.map((b) => b.event))));
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message, count: applied.length }, 'could not count applied events in replication_progress');
+    }
   }
 
   /**

@@ -12,6 +12,7 @@ import { createRedis, replicationKeys, type Redis } from '../redis';
 import { replicationAdminRoutes } from './admin-routes';
 import { Applier } from './applier';
 import { Deliverer } from './delivery';
+import { createApplyPool } from './pg-tx';
 import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
 import { RedisLinks } from './links';
@@ -24,7 +25,7 @@ import type { ReplicatedTable } from './tables';
 import { Tracker } from './tracker';
 
 export interface ReplicationOptions {
-  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys'>;
+  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys'>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -38,14 +39,17 @@ export async function createReplication(o: ReplicationOptions) {
   const regions = o.config.regions.map((r) => r.id);
   const keys = replicationKeys(o.config.redisKeyPrefix);
   const name = `${region}:${process.pid}`;
-  const ownUrl = redisUrlOf(o.config, region);
+  // Where the other regions reach this region's Redis (recorded in its membership entry), and where this
+  // process does (the same unless REGION_REDIS_URL says otherwise).
+  const sharedUrl = redisUrlOf(o.config, region);
+  const ownUrl = o.config.localRedisUrl ?? sharedUrl;
   const redis = createRedis(ownUrl, `${name}:cmd`);
   const subscriber = createRedis(ownUrl, `${name}:sub`, { queueWhileOffline: true });
   const reader = createRedis(ownUrl, `${name}:reader`);
   const connections: Redis[] = [redis, subscriber, reader];
   const links = new RedisLinks({
     region, own: redis, name, defaultUrl: o.config.redisUrl,
-    configured: new Map(o.config.regions.map((r) => [r.id, redisUrlOf(o.config, r.id)])),
+    configured: new Map(o.config.regions.map((r) => [r.id, r.id === region ? ownUrl : redisUrlOf(o.config, r.id)])),
   });
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
@@ -55,14 +59,15 @@ export async function createReplication(o: ReplicationOptions) {
   const auth = new EventAuth(o.config.replicationKeys);
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH);
   // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
-  const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: ownUrl, log: o.log });
+  const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });
   const repl = new Replicator({ db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, log: o.log, auth });
   const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth, deliverer });
+  const pool = o.applier === false ? null : createApplyPool(o.config.region.databaseUrl);
   const applier =
-    o.applier === false
+    pool === null
       ? null
       : new Applier({
-          db: o.db, reader, links, keys, store, clock, tracker, region, regions, membership, log: o.log,
+          db: o.db, pool, reader, links, keys, store, clock, tracker, region, regions, membership, log: o.log,
           consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth,
         });
 
@@ -92,6 +97,7 @@ export async function createReplication(o: ReplicationOptions) {
       await relay.publishPending(0).catch(() => 0);
       links.disconnect();
       for (const c of connections) c.disconnect();
+      await pool?.end().catch(() => undefined);
     },
   };
 }

@@ -10,6 +10,7 @@ import { FEATURES } from '../../src/features';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../../src/redis';
 import { Applier, type ApplierDeps } from '../../src/replication/applier';
 import { RedisLinks } from '../../src/replication/links';
+import { createApplyPool } from '../../src/replication/pg-tx';
 import { formatVersion, HybridClock } from '../../src/replication/hlc';
 import { RowStore } from '../../src/replication/row-store';
 import type { ChangeEvent, ReplicatedTable, Row } from '../../src/replication/tables';
@@ -71,6 +72,7 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     conns.push(c);
     return c;
   };
+  const pool = createApplyPool(databaseUrl);
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const redis = conn();
   await new Promise((r) => redis.once('ready', r));
@@ -83,7 +85,7 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     async applier(opts = {}) {
       const store = await RowStore.load(db, opts.tables ?? FEATURES.flatMap((f) => f.tables));
       const a = new Applier({
-        db, reader: conn(), links, keys, store, clock: new HybridClock(REGION), tracker, region: REGION,
+        db, pool, reader: conn(), links, keys, store, clock: new HybridClock(REGION), tracker, region: REGION,
         regions: [ORIGIN, REGION], consumer: 'test', log, claimIdleMs: 50, claimEveryMs: 100, auth: testEventAuth(), ...opts,
       });
       appliers.push(a);
@@ -98,6 +100,7 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     async cleanup() {
       for (const a of appliers) await a.stop();
       for (const c of conns) c.disconnect();
+      await pool.end();
       await db.$disconnect();
       await dep.cleanup();
     },
