@@ -3,8 +3,9 @@
  * of the changes it originated, membership) and every other region's (the relay delivers changes into
  * their inboxes; the applier sends acks back to each change's origin). Regions that share a Redis share a
  * connection, so one Redis for every region (the development default) costs no extra connections.
- * A region's Redis is the `redisUrl` of its config entry, else the URL it recorded in the membership
- * record (a region added to a running deployment), else the deployment's default `redisUrl`.
+ * A region's Redis is the `redisUrl` of its config entry, else the address it recorded in the membership
+ * record (a region added to a running deployment; recorded without credentials, reached with those of the
+ * default `redisUrl`), else the deployment's default `redisUrl`.
  */
 import { createRedis, type Redis } from '../redis';
 
@@ -39,7 +40,7 @@ export class RedisLinks {
 
   /** Notes the Redis a member not in this process's config recorded for itself. */
   learn(region: string, url: string | null): void {
-    if (url && !this.o.configured.has(region)) this.learned.set(region, url);
+    if (url && !this.o.configured.has(region)) this.learned.set(region, withCredentialsOf(url, this.o.defaultUrl));
   }
 
   /** Whether `region` uses this process's own Redis. */
@@ -75,4 +76,30 @@ export async function eachRegion<T>(regions: readonly string[], fn: (region: str
     }
   }));
   return out;
+}
+
+/** A Redis URL without user and password: what a region records about itself in the shared membership record. */
+export function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** `url` with the user and password of `from` when it carries none. */
+function withCredentialsOf(url: string, from: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) return url;
+    const f = new URL(from);
+    u.username = f.username;
+    u.password = f.password;
+    return u.toString();
+  } catch {
+    return url;
+  }
 }

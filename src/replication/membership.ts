@@ -9,8 +9,9 @@
  * its configured regions, so it never needs another region's Redis to know the members. Each region is
  * the author of its own entry: it writes it into every region's Redis when it joins, and its processes
  * copy it again (every few seconds) into any Redis whose copy is missing or differs (a Redis that was down,
- * or restarted empty). `redis_url` is where the region's Redis is, for regions whose config does not name
- * it (a region added to a running deployment).
+ * or restarted empty). `redis_url` is where the region's Redis is (without credentials: those of the
+ * default `redisUrl` are used), for regions whose config does not name it (a region added to a running
+ * deployment).
  * - state: `joining` (it joined a running deployment and has not been seeded yet) or `active`.
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
@@ -21,7 +22,7 @@
  */
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
-import { eachRegion, type RedisLinks } from './links';
+import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { groupInfo, streamBounds } from './stream';
 
 export type MemberState = 'joining' | 'active';
@@ -181,7 +182,7 @@ export class Membership {
   }
 
   private entry(state: MemberState): MemberEntry {
-    return { state, redis_url: this.d.ownRedisUrl };
+    return { state, redis_url: withoutCredentials(this.d.ownRedisUrl) };
   }
 
   /** The other members whose Redis is not this region's own. */
