@@ -67,11 +67,16 @@ export const RECENT_REFUSED = 20;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Batches whose acks may be on their way at once before the applier waits for the oldest. */
+const MAX_ACKS_IN_FLIGHT = 32;
+
 export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
   private readonly failures: FailureLog;
+  /** Acks on their way to origins' Redis (see toOrigins). */
+  private readonly acking = new Set<Promise<void>>();
   /** Per change id applied in this process and not yet acked: superseded outcomes (applied if absent). */
   private readonly outcomes = new Map<string, AckOutcome>();
   appliedEvents = 0;
@@ -98,6 +103,7 @@ export class Applier {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
+    await Promise.all(this.acking);
   }
 
   private async run(): Promise<void> {
@@ -437,19 +443,26 @@ export class Applier {
     await this.toOrigins(batch, (redis, ids) => recordAcks(redis, this.d.keys, this.d.region, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
   }
 
-  /** Runs `send` against each origin's Redis with its changes' ids, then XACKs the entries of the origins it reached. */
+  /**
+   * Runs `send` against each origin's Redis with its changes' ids, then XACKs the entries of the origins it
+   * reached. An origin's Redis is a WAN round trip away: the next batch does not wait for the answer (the
+   * origin has the ack half way through it), only for acks beyond MAX_ACKS_IN_FLIGHT batches.
+   */
   private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[]) => Promise<void>, what: string): Promise<void> {
     const { links, region, keys, log } = this.d;
     const byOrigin = new Map<string, Parsed[]>();
     for (const b of batch) byOrigin.set(b.event.origin, [...(byOrigin.get(b.event.origin) ?? []), b]);
-    await Promise.all([...byOrigin].map(async ([origin, items]) => {
+    const sending = Promise.all([...byOrigin].map(async ([origin, items]) => {
       try {
         await send(links.to(origin), items.map((i) => i.event.changeId));
         await links.own.xack(keys.inbox(region), region, ...items.map((i) => i.id));
       } catch (err) {
         log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);
       }
-    }));
+    })).then(() => undefined);
+    this.acking.add(sending);
+    void sending.finally(() => this.acking.delete(sending));
+    while (this.acking.size > MAX_ACKS_IN_FLIGHT) await Promise.race(this.acking);
   }
 
   /**
