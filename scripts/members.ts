@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     // One connection per distinct Redis; each is named after the regions it serves.
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
-    for (const url of servers.keys()) connections.set(url, createRedis(url, `members:${process.pid}`, { commandTimeoutMs: 5000 }));
+    for (const url of servers.keys()) connections.set(url, createRedis(url, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 }));
     const each = <T>(fn: (redis: Redis) => Promise<T>) =>
       eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
     const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);

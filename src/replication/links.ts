@@ -28,6 +28,23 @@ export class RedisLinks {
 
   constructor(private readonly o: RedisLinksOptions) {
     this.byUrl.set(this.urlOf(o.region), o.own);
+    // Connected ahead of use: these connections refuse commands while not connected (never queue them).
+    for (const r of o.configured.keys()) this.to(r);
+  }
+
+  /** Waits (up to `timeoutMs`) until the connection to `region`'s Redis is ready; never rejects. */
+  async ready(region: string, timeoutMs = PEER_COMMAND_TIMEOUT_MS): Promise<void> {
+    const c = this.to(region);
+    if (c.status === 'ready') return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        c.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      c.once('ready', done);
+    });
   }
 
   get own(): Redis {

@@ -225,6 +225,7 @@ export class Membership {
     const { members } = await readMembers(links.own, keys);
     const seen = new Map(members);
     const peers = await eachRegion(this.regions().filter((r) => r !== region), async (peer) => {
+      await links.ready(peer);
       const { members: theirs } = await readMembers(links.to(peer), keys);
       for (const [r, m] of theirs) if (!seen.has(r)) seen.set(r, m);
       return (await streamBounds(links.to(peer), keys.inbox(peer)))?.lastGeneratedId ?? '0-0';

@@ -49,6 +49,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   const db = createDb(target.databaseUrl, { poolSize: 2 });
   try {
     for (const r of file.regions) {
+      await links.ready(r.id);
       const { members } = await readMembers(links.to(r.id), keys).catch((err: Error) => {
         throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
       });
