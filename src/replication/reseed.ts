@@ -104,7 +104,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
 }
 
 /** Marks `region` active in its own Redis, then in every other region's it can reach. */
-export async function activate(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string): Promise<boolean> {
+async function activate(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string): Promise<boolean> {
   if (!(await updateMember(links.own, keys, region, { state: 'active' }))) return false;
   await Promise.all(regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state: 'active' }).catch(() => false)));
   return true;
