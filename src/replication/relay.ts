@@ -96,9 +96,13 @@ export class OutboxRelay {
     }
   }
 
-  /** The other members (a fresh read; the last known ones while this region's Redis is down). */
-  private async destinations(): Promise<string[]> {
-    const regions = this.d.membership ? (await this.d.membership.refresh()).map((m) => m.region) : this.d.regions;
+  /**
+   * The other members: a fresh read (the last known ones while this region's Redis is down), or with
+   * `cached`, the process's cached members (re-read every second).
+   */
+  private async destinations(cached = false): Promise<string[]> {
+    const m = this.d.membership;
+    const regions = !m ? this.d.regions : cached ? m.regions() : (await m.refresh()).map((x) => x.region);
     return regions.filter((r) => r !== this.d.region);
   }
 
@@ -130,7 +134,8 @@ export class OutboxRelay {
    */
   async publishPending(minAgeMs: number): Promise<number> {
     const { db, tracker, region } = this.d;
-    const destinations = await this.destinations();
+    // Every cycle: the cached members will do (confirm() reads them fresh and delivers to newcomers).
+    const destinations = await this.destinations(true);
     const down = new Set<string>();
     let total = 0;
     let after = 0n;

@@ -127,3 +127,27 @@ test('with region 1\'s Redis down, regions 2 and 3 replicate between themselves;
   const change2 = (await call(cluster.url(THREE), 'GET', `/admin/replication/changes/${strict.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
   expect(change2.complete).toBe(true);
 }, 300_000);
+
+test('changes delivered into an inbox that its Redis then loses are delivered again by their origin', async () => {
+  // Region 3's applier is stopped: changes land in its inbox, unread. Then its Redis restarts empty.
+  cluster.proc(THREE).pause();
+  const ids: string[] = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const res = await write(ONE, `lost inbox ${i}`);
+      expect(res.status).toBe(201);
+      ids.push(res.body.id);
+    }
+    // Delivered (region 2 has them; region 3's inbox holds them), then lost with region 3's Redis.
+    for (const id of ids) expect(await eventually(() => has(TWO, id), 10_000, 100)).toBe(true);
+    await redis.get(THREE)?.kill();
+    await redis.get(THREE)?.start();
+  } finally {
+    cluster.proc(THREE).resume();
+  }
+  // Region 1's relay finds its unconfirmed deliveries missing from region 3's inbox and delivers them again.
+  const arrived = await eventually(async () => (await Promise.all(ids.map((id) => has(THREE, id)))).every(Boolean), 60_000, 250);
+  expect({ arrived, logs: arrived ? [] : [...cluster.logs(ONE).slice(-10), ...cluster.logs(THREE).slice(-10)] }).toEqual({ arrived: true, logs: [] });
+  expect((await status(ONE)).outbox.republished_after_loss).toBeGreaterThan(0);
+  expect(await eventually(async () => (await status(ONE)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
+}, 120_000);
