@@ -60,7 +60,7 @@ function describe(stack: Stack): string {
     const region = /^redis@(.+)$/.exec(s.host)?.[1];
     const url = s.host === REDIS_HOST ? stack.redisUrl() : region ? stack.redisUrl(region) : stack.regionUrl(s.host);
     const db = s.host === REDIS_HOST || region ? '' : `  db ${stack.dbUrl(s.host)}`;
-    return `  ${s.host.padEnd(16)} ${url.padEnd(26)} delay ${String(s.delayMs).padStart(3)} ms${db}`;
+    return `  ${s.host.padEnd(22)} ${url.padEnd(26)} delay ${String(s.delayMs).padStart(3)} ms${db}`;
   });
   return [
     `harness run ${stack.runId} is up (bridge ${stack.net.bridge}, ${stack.net.gateway})`,
@@ -74,7 +74,7 @@ function describe(stack: Stack): string {
 function statusTable(stack: Stack): string {
   return stack
     .status()
-    .map((s) => `  ${s.host.padEnd(16)} ${s.address.padEnd(13)} ${s.state.padEnd(8)} pid ${String(s.pid ?? '-').padEnd(8)} delay ${s.delayMs} ms${s.partitioned ? `  PARTITIONED (${s.partitioned})` : ''}`)
+    .map((s) => `  ${s.host.padEnd(22)} ${s.address.padEnd(13)} ${s.state.padEnd(8)} pid ${String(s.pid ?? '-').padEnd(8)} delay ${s.delayMs} ms${s.partitioned ? `  PARTITIONED (${s.partitioned})` : ''}`)
     .join('\n');
 }
 
