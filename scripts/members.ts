@@ -1,15 +1,18 @@
 /**
  * `npm run members -- list | activate <region> | remove <region>`: the deployment's membership record
- * (src/replication/membership.ts). `list` prints the record; `activate` marks a joined region active (the
- * re-seed does it too); `remove` takes a region out of the deployment for good — its entry and its consumer
- * group — so the other regions stop waiting for it, confirming without it and keeping the stream for it.
- * Stop the region and take it out of every config file first. Reads REGIONS_CONFIG (default
- * ./regions.config.json) for the Redis URL and key prefix; prints JSON.
+ * (src/replication/membership.ts), of which every region's Redis holds a copy. `list` prints, per member,
+ * the regions whose Redis knows it and its state there; `activate` marks a joined region active (the
+ * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
+ * Redis, and its inbox — so the other regions stop waiting for it and delivering to it. Stop the region
+ * and take it out of every config file first. A Redis that does not answer is named in `unreachable`:
+ * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
+ * regions' Redis URLs and the key prefix; prints JSON.
  */
 import path from 'node:path';
-import { ConfigError, readConfigFile } from '../src/config';
-import { createRedis, replicationKeys } from '../src/redis';
-import { readMembers, removeMember, updateMember } from '../src/replication/membership';
+import { ConfigError, readConfigFile, redisUrlOf } from '../src/config';
+import { createRedis, replicationKeys, type Redis } from '../src/redis';
+import { eachRegion } from '../src/replication/links';
+import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
 
 async function main(): Promise<void> {
   const [command, region] = process.argv.slice(2);
@@ -18,28 +21,48 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
-  let redis: ReturnType<typeof createRedis> | null = null;
+  const connections = new Map<string, Redis>();
   try {
     const file = readConfigFile(configPath);
+    if (process.env.REDIS_URL) file.redisUrl = process.env.REDIS_URL;
     const keys = replicationKeys(process.env.REDIS_KEY_PREFIX || file.redisKeyPrefix);
-    redis = createRedis(process.env.REDIS_URL || file.redisUrl, `members:${process.pid}`, { queueWhileOffline: true });
+    // One connection per distinct Redis; each is named after the regions it serves.
+    const servers = new Map<string, string[]>();
+    for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
+    for (const url of servers.keys()) connections.set(url, createRedis(url, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 }));
+    const each = <T>(fn: (redis: Redis) => Promise<T>) =>
+      eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
+    const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
     let result: unknown;
     if (command === 'activate') {
-      if (!(await updateMember(redis, keys, region as string, { state: 'active' }))) throw new Error(`${region} is not a member (it registers itself when it starts)`);
-      result = { region, state: 'active' };
+      const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }));
+      if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
+      result = { region, state: 'active', unreachable: unreachable(res) };
     } else if (command === 'remove') {
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
-      result = { region, ...(await removeMember(redis, keys, region as string)) };
+      const res = await each((redis) => removeMember(redis, keys, region as string));
+      const removed = [...res.values()].some((r) => r.ok && r.value.removed);
+      const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
+      result = { region, removed, inboxDeleted, unreachable: unreachable(res) };
     } else {
-      const { members, generation } = await readMembers(redis, keys);
-      result = { generation, members: [...members.values()].map((m) => ({ region: m.region, state: m.state, since: m.since, joined_at: m.joinedAt })) };
+      const res = await each((redis) => readMembers(redis, keys));
+      const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();
+      for (const [url, r] of res) {
+        if (!r.ok) continue;
+        for (const m of r.value.members.values()) {
+          const entry = members.get(m.region) ?? { region: m.region, known_in: {}, joined_at: m.joinedAt };
+          for (const id of servers.get(url) ?? []) entry.known_in[id] = m.state;
+          members.set(m.region, entry);
+        }
+      }
+      result = { members: [...members.values()], unreachable: unreachable(res) };
     }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
     process.stderr.write(`members failed: ${err instanceof ConfigError ? err.message : (err as Error).message}\n`);
     process.exitCode = 1;
   } finally {
-    redis?.disconnect();
+    for (const c of connections.values()) c.disconnect();
   }
 }
 

@@ -20,6 +20,8 @@ export const RegionSchema = Type.Object(
     host: Type.Optional(Type.String({ minLength: 1 })),
     /** Base URL other tools use to reach the region (default http://host:port). */
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+    /** The region's own Redis (its inbox stream, its changes' acks); default: the top-level redisUrl. */
+    redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   },
   { additionalProperties: false },
 );
@@ -118,6 +120,11 @@ export type ConfigFile = Static<typeof ConfigFileSchema>;
 export interface Config extends ConfigFile {
   /** The region this process is. */
   region: RegionConfig;
+  /**
+   * How this process reaches its own region's Redis when not at the address the other regions use
+   * (REGION_REDIS_URL, e.g. a local address); unset: its config entry's `redisUrl`, else the default.
+   */
+  localRedisUrl?: string;
   adminToken: string;
   /** Secret that signs Infisical-dialect access tokens; the same in every region. */
   tokenSigningSecret: string;
@@ -182,8 +189,9 @@ function intFromEnv(env: Env, name: string): number | undefined {
 
 /**
  * Builds the process configuration. Environment variables override the file:
- * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS, REDIS_URL, REDIS_KEY_PREFIX,
- * PORT, HOST, DATABASE_URL (the last three for this process's region only), LOG_LEVEL.
+ * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS, REDIS_URL (the default Redis),
+ * REDIS_KEY_PREFIX, PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last four for this process's region only),
+ * LOG_LEVEL.
  */
 export function loadConfig(env: Env = process.env): Config {
   const configPath = path.resolve(env.REGIONS_CONFIG || './regions.config.json');
@@ -219,6 +227,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`REPLICATION_KEYS: ${(err as Error).message}`);
   }
   if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
+  if (env.REGION_REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REGION_REDIS_URL)) throw new ConfigError(`REGION_REDIS_URL must start with redis:// or rediss://`);
   if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const port = intFromEnv(env, 'PORT');
   if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);
@@ -234,6 +243,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisKeyPrefix: env.REDIS_KEY_PREFIX || file.redisKeyPrefix,
     regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),
     region: merged,
+    ...(env.REGION_REDIS_URL ? { localRedisUrl: env.REGION_REDIS_URL } : {}),
     adminToken,
     tokenSigningSecret,
     replicationKeys,
@@ -258,6 +268,11 @@ export function admissionLimits(config: Pick<ConfigFile, 'admission'>): Admissio
     databaseSlots: a?.databaseSlots ?? DEFAULT_ADMISSION.databaseSlots,
     retryAfterSeconds: a?.retryAfterSeconds ?? DEFAULT_ADMISSION.retryAfterSeconds,
   };
+}
+
+/** The Redis of a region: its own `redisUrl`, else the deployment's default (one Redis for every region). */
+export function redisUrlOf(config: Pick<ConfigFile, 'redisUrl' | 'regions'>, regionId: string): string {
+  return config.regions.find((r) => r.id === regionId)?.redisUrl ?? config.redisUrl;
 }
 
 export function regionIds(config: Pick<Config, 'regions'>): string[] {

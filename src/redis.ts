@@ -6,26 +6,33 @@ export type { Redis };
  * A command connection that fails fast while Redis is unreachable instead of queueing: callers on the
  * write path must not hang on Redis (the outbox relay publishes later), and readers retry in their loops.
  */
-export function createRedis(url: string, name: string, opts: { queueWhileOffline?: boolean } = {}): Redis {
+export function createRedis(url: string, name: string, opts: { queueWhileOffline?: boolean; commandTimeoutMs?: number } = {}): Redis {
   const client = new Redis(url, {
     connectionName: name,
     enableOfflineQueue: opts.queueWhileOffline ?? false,
     maxRetriesPerRequest: opts.queueWhileOffline ? null : 1,
     retryStrategy: (attempt) => Math.min(100 * attempt, 1000),
     connectTimeout: 2000,
+    // A Redis behind a partition does not refuse commands, it never answers them: bound the wait.
+    ...(opts.commandTimeoutMs ? { commandTimeout: opts.commandTimeoutMs } : {}),
   });
   // Connection errors are expected during a Redis outage; the loops that use the client report them.
   client.on('error', () => undefined);
   return client;
 }
 
-/** Keys shared by the regions of one deployment. The {repl} hash tag keeps them in one Redis Cluster slot. */
+/**
+ * Replication keys of one deployment. Each region has its own Redis (one Redis may also serve them all):
+ * its inbox stream lives there, and so do the ack records of the changes it originated. The {repl} hash
+ * tag keeps a Redis's keys in one Redis Cluster slot.
+ */
 export function replicationKeys(prefix: string) {
   return {
-    stream: `${prefix}{repl}:changes`,
+    /** A region's inbox: the changes every other region delivers to it, in that region's Redis. */
+    inbox: (region: string) => `${prefix}{repl}:changes:${region}`,
     deadLetter: `${prefix}{repl}:dead-letter`,
-    /** The first entry id of this incarnation of the stream (see relay.ts: trimmed or lost?). */
-    streamBorn: `${prefix}{repl}:stream-born`,
+    /** The first entry id of this incarnation of a region's inbox (see relay.ts: trimmed or lost?). */
+    inboxBorn: (region: string) => `${prefix}{repl}:changes-born:${region}`,
     ack: (changeId: string) => `${prefix}{repl}:ack:${changeId}`,
     ackChannel: `${prefix}{repl}:acks`,
     /** The deployment's members (see replication/membership.ts) and the channel announcing changes. */

@@ -49,7 +49,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const deps = { config, db, repl: replication.repl, log, redis: replication.redis };
   // A registry of this region's own: figures are read at scrape time from what replication and features keep.
   const metrics = createMetrics({ region: config.region.id });
-  registerReplicationMetrics(metrics.registry, { db: adminDb, regions: config.regions.map((r) => r.id), ...replication });
+  registerReplicationMetrics(metrics.registry, { db: adminDb, region: config.region.id, regions: config.regions.map((r) => r.id), ...replication });
   for (const f of features) f.metrics?.({ ...deps, db: adminDb }, metrics.registry);
   // Bounds the API's use of the database pool; overload is answered 503 at the door (src/http/admission.ts).
   const admission = createAdmission(admissionLimits(config), log);

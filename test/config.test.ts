@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '../src/config';
+import { loadConfig, redisUrlOf } from '../src/config';
 import { PROJECT_ROOT } from '../src/paths';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-config-'));
@@ -32,11 +32,22 @@ test('a valid file and environment give the region, with environment overrides a
   expect(c.regions.map((r) => r.id)).toEqual(['us-iowa', 'asia-japan']);
 });
 
+test("each region's Redis: its own redisUrl, else the top-level default; REGION_REDIS_URL is how this process reaches its own", () => {
+  const file = { ...good, regions: [{ ...good.regions[0], redisUrl: 'redis://10.0.0.1:6379' }, good.regions[1]] };
+  const c = loadConfig(env(write(file), { REGION_REDIS_URL: 'redis://127.0.0.1:6380' }));
+  expect(redisUrlOf(c, 'us-iowa')).toBe('redis://10.0.0.1:6379');
+  expect(redisUrlOf(c, 'asia-japan')).toBe('redis://127.0.0.1:6379');
+  expect(c.localRedisUrl).toBe('redis://127.0.0.1:6380');
+  expect(loadConfig(env(write(good))).localRedisUrl).toBeUndefined();
+});
+
 test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a missing file', null, {}, /cannot read config file/],
   ['invalid JSON', '{"redisUrl": ', {}, /cannot read config file/],
   ['a bad port', { ...good, regions: [{ ...good.regions[0], port: 70000 }] }, {}, /regions\.0\.port/],
   ['a bad Redis URL', { ...good, redisUrl: 'http://x' }, {}, /redisUrl/],
+  ["a bad region's Redis URL", { ...good, regions: [{ ...good.regions[0], redisUrl: 'http://x' }] }, {}, /regions\.0\.redisUrl/],
+  ['a bad REGION_REDIS_URL', good, { REGION_REDIS_URL: 'localhost:6379' }, /REGION_REDIS_URL must start with redis:\/\//],
   ['an unknown field', { ...good, colour: 'red' }, {}, /unknown|colour|additional/],
   ['a duplicate region', { ...good, regions: [good.regions[0], good.regions[0]] }, {}, /regions\.1\.id: duplicate/],
   ['no REGION', good, { REGION: '' }, /REGION is not set/],

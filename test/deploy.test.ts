@@ -44,3 +44,17 @@ test('compose builds one image once, mounts the compose config, and waits longer
   }
   expect(read('docker-compose.yml')).toMatch(/LOCAL DEMO ONLY/);
 });
+
+test('compose runs a Redis per region, and each region names its own in the config it mounts', () => {
+  const compose = YAML.parse(read('docker-compose.yml'), { merge: true }) as {
+    services: Record<string, { image?: string; depends_on?: Record<string, unknown> }>;
+  };
+  const file = JSON.parse(read('deploy/regions.compose.json')) as { regions: { id: string; redisUrl?: string }[] };
+  for (const r of file.regions) {
+    const service = `redis-${r.id}`;
+    expect(compose.services[service]?.image).toMatch(/^redis:/);
+    expect(r.redisUrl).toBe(`redis://${service}:6379`);
+    expect(Object.keys(compose.services[r.id]?.depends_on ?? {})).toContain(service);
+  }
+  expect(new Set(file.regions.map((r) => r.redisUrl)).size).toBe(file.regions.length);
+});

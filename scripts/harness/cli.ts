@@ -1,20 +1,25 @@
 /**
  * `npm run harness -- up [flags]`: the multi-region stack on network namespaces, kept up until Ctrl-C,
- * with fault commands read from stdin. `npm run harness -- cleanup` removes leftovers of dead runs.
+ * with fault commands read from stdin. `npm run harness -- bench [flags]`: the consistency latency figure
+ * (bench.ts). `npm run harness -- cleanup` removes leftovers of dead runs.
  */
 import readline from 'node:readline';
 import { log, parseFlags, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
+import { bench } from './bench';
 import { removeLeftovers } from './netns';
 import { DEFAULT_REDIS_DELAY_MS, DEFAULT_REGIONS, REDIS_HOST, Stack, type RegionSpec, type StackOptions } from './stack';
 
 const USAGE = `usage: npm run harness -- up [options]      start the stack and keep it up until Ctrl-C or 'quit'
+       npm run harness -- bench [options]     all_regions - local_region latency (p50) at a given RTT; see --help of bench
        npm run harness -- cleanup             remove what dead harness runs left behind
 
 options of up:
   --regions N          number of regions, 1..8 (default 3: us-iowa, europe-belgium, asia-japan; more are region-4, ...)
   --latency LIST       one-way delays in ms, e.g. us-iowa=5,europe-belgium=45,asia-japan=70,redis=2
                        (defaults as shown; extra regions 30). Between two hosts the round trip is the sum.
-  --redis-latency MS   Redis host's delay (default ${DEFAULT_REDIS_DELAY_MS})
+  --shared-redis       one Redis on a host of its own for every region (the topology before per-region Redis);
+                       default: each region host runs its own Redis
+  --redis-latency MS   the shared Redis host's delay (default ${DEFAULT_REDIS_DELAY_MS})
   --jitter MS          random +-MS per packet burst (default 0; order is kept)
   --redis-aof yes|no   Redis append-only file, so 'restart redis' keeps the stream (default yes)
   --log-level LEVEL    the regions' LOG_LEVEL (default warn); their lines are echoed unless --quiet
@@ -25,10 +30,10 @@ commands on stdin while up:
   status                       hosts, addresses, pids, delays, partitions
   partition HOST [link|wan]    link (default): take the host's link down, nothing reaches it;
                                wan: cut it from the other hosts only (its clients and the IdP still reach it)
-  heal HOST                    end the partition (HOST: a region or redis)
-  pause HOST | resume HOST     SIGSTOP / SIGCONT the region (or Redis)
-  kill HOST                    kill -9
-  restart HOST                 kill -9 if running, start again, wait until it serves
+  heal HOST                    end the partition (HOST: a region, or redis when shared)
+  pause SVC | resume SVC       SIGSTOP / SIGCONT a service: a region, redis@REGION (its Redis), or redis (shared)
+  kill SVC                     kill -9
+  restart SVC                  kill -9 if running, start again, wait until it serves
   latency HOST MS              change a host's one-way delay
   quit                         stop everything and clean up (also Ctrl-C)
 `;
@@ -52,9 +57,10 @@ export function regionSpecs(flags: Flags): { regions: RegionSpec[]; redisDelayMs
 
 function describe(stack: Stack): string {
   const rows = stack.status().map((s) => {
-    const url = s.host === REDIS_HOST ? stack.redisUrl : stack.regionUrl(s.host);
-    const db = s.host === REDIS_HOST ? '' : `  db ${stack.dbUrl(s.host)}`;
-    return `  ${s.host.padEnd(16)} ${url.padEnd(26)} delay ${String(s.delayMs).padStart(3)} ms${db}`;
+    const region = /^redis@(.+)$/.exec(s.host)?.[1];
+    const url = s.host === REDIS_HOST ? stack.redisUrl() : region ? stack.redisUrl(region) : stack.regionUrl(s.host);
+    const db = s.host === REDIS_HOST || region ? '' : `  db ${stack.dbUrl(s.host)}`;
+    return `  ${s.host.padEnd(22)} ${url.padEnd(26)} delay ${String(s.delayMs).padStart(3)} ms${db}`;
   });
   return [
     `harness run ${stack.runId} is up (bridge ${stack.net.bridge}, ${stack.net.gateway})`,
@@ -68,7 +74,7 @@ function describe(stack: Stack): string {
 function statusTable(stack: Stack): string {
   return stack
     .status()
-    .map((s) => `  ${s.host.padEnd(16)} ${s.address.padEnd(13)} ${s.state.padEnd(8)} pid ${String(s.pid ?? '-').padEnd(8)} delay ${s.delayMs} ms${s.partitioned ? `  PARTITIONED (${s.partitioned})` : ''}`)
+    .map((s) => `  ${s.host.padEnd(22)} ${s.address.padEnd(13)} ${s.state.padEnd(8)} pid ${String(s.pid ?? '-').padEnd(8)} delay ${s.delayMs} ms${s.partitioned ? `  PARTITIONED (${s.partitioned})` : ''}`)
     .join('\n');
 }
 
@@ -76,6 +82,9 @@ async function command(stack: Stack, line: string): Promise<boolean> {
   const [cmd = '', host = '', arg = ''] = line.trim().split(/\s+/);
   const needHost = () => {
     if (!stack.hostNames.includes(host)) throw new Error(`${cmd} needs a host: ${stack.hostNames.join(', ')}`);
+  };
+  const needService = () => {
+    if (!stack.serviceNames.includes(host)) throw new Error(`${cmd} needs a service: ${stack.serviceNames.join(', ')}`);
   };
   switch (cmd) {
     case '':
@@ -94,17 +103,17 @@ async function command(stack: Stack, line: string): Promise<boolean> {
       break;
     case 'pause':
     case 'resume':
-      needHost();
+      needService();
       if (cmd === 'pause') stack.pause(host);
       else stack.resume(host);
       break;
     case 'kill':
-      needHost();
+      needService();
       await stack.kill(host);
       break;
     case 'restart':
     case 'start':
-      needHost();
+      needService();
       if (cmd === 'restart') await stack.restart(host);
       else await stack.startService(host);
       break;
@@ -136,6 +145,7 @@ async function up(flags: Flags): Promise<number> {
     redisDelayMs,
     jitterMs: numFlag(flags, 'jitter', 0, 0, 10_000),
     redisAppendOnly: aof === 'yes',
+    sharedRedis: flags.has('shared-redis'),
     logLevel: flags.get('log-level') ?? 'warn',
     logDir: flags.get('logs'),
     onRegionLine: quiet ? undefined : (region, line) => process.stdout.write(`[${region}] ${line}\n`),
@@ -165,10 +175,11 @@ async function up(flags: Flags): Promise<number> {
 }
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'bench') return bench(process.argv.slice(3));
   const { flags, positional } = parseFlags(
     process.argv.slice(2),
     ['regions', 'latency', 'redis-latency', 'jitter', 'redis-aof', 'log-level', 'logs'],
-    ['quiet', 'help'],
+    ['quiet', 'help', 'shared-redis'],
   );
   const cmd = positional[0] ?? 'up';
   if (flags.has('help') || cmd === 'help') {

@@ -1,7 +1,8 @@
 /**
- * `npm run test:faults`: the fault-schedule test. On a fresh harness stack (Redis with an append-only file),
- * concurrent clients create credentials in every region while regions are killed -9 and restarted, one
- * region is partitioned for a while and Redis is restarted. Then it checks that no acknowledged write was
+ * `npm run test:faults`: the fault-schedule test. On a fresh harness stack (each region with its own Redis,
+ * with an append-only file; `--shared-redis`: one Redis for all), concurrent clients create credentials in
+ * every region while regions are killed -9 and restarted, one region is cut off from the others for a
+ * while, another is partitioned entirely (its Redis with it), and a region's Redis is killed and restarted. Then it checks that no acknowledged write was
  * lost in any region and that all regions converge to identical content (per-table digests) in time.
  * Exits 0 only if lost = 0, no 5xx or unexpected answer, every fault recovered and convergence <= limit.
  */
@@ -22,11 +23,15 @@ const USAGE = `usage: npm run test:faults -- [--short] [options]
   --kill-every S       kill -9 a random region about every S seconds (default 4; 0 = never)
   --restart-after S    start a killed region again after S seconds (default 1.5)
   --partition S        partition one region for S seconds, a quarter into the run (default 10; 0 = never)
-  --partition-mode M   wan (default): cut the region from Redis and the other regions, its clients still
-                       reach it; link: take its link down, nothing reaches it
-  --redis-restart KILL|TERM|no   restart Redis once after this signal (default KILL)
+  --partition-mode M   wan (default): cut the region from the other regions (and their Redis), its clients
+                       still reach it; link: take its link down, nothing reaches it
+  --isolate S          partition another region entirely (link down: its clients, its own Redis, the other
+                       regions) for S seconds, three quarters into the run (default 8; 0 = never)
+  --redis-restart KILL|TERM|no   kill a region's Redis (the shared one with --shared-redis) once with this
+                       signal and start it again (default KILL)
   --redis-restart-at F when: this fraction into --duration (default 0.6)
-  --redis-aof yes|no   Redis persistence (default yes; no = a restart loses the stream, acks and groups)
+  --redis-aof yes|no   Redis persistence (default yes; no = a restart loses the inbox, acks and groups)
+  --shared-redis       one Redis host for every region (the topology before per-region Redis)
   --all-regions F      share of creates sent with all_regions and a 2 s timeout (default 0.1)
   --converge-limit S   fail if the regions are not identical S seconds after the faults end (default 30)
   --conflicts N        afterwards, N rounds of the conflict test on the same stack (default 0; --short 50)
@@ -43,6 +48,7 @@ interface Options {
   restartAfterS: number;
   partitionS: number;
   partitionMode: PartitionMode;
+  isolateS: number;
   redisSignal: NodeJS.Signals | null;
   redisRestartAt: number;
   redisAof: boolean;
@@ -66,6 +72,7 @@ function options(flags: Flags): Options {
     restartAfterS: numFlag(flags, 'restart-after', 1.5, 0, 3600),
     partitionS: numFlag(flags, 'partition', 10, 0, 3600),
     partitionMode: mode,
+    isolateS: numFlag(flags, 'isolate', 8, 0, 3600),
     redisSignal: redis === 'no' ? null : (`SIG${redis}` as NodeJS.Signals),
     redisRestartAt: numFlag(flags, 'redis-restart-at', 0.6, 0, 1),
     redisAof: flags.get('redis-aof') !== 'no',
@@ -132,8 +139,8 @@ function table(r: Report): string {
 async function main(): Promise<number> {
   const { flags } = parseFlags(
     process.argv.slice(2),
-    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'redis-restart', 'redis-restart-at', 'redis-aof', 'all-regions', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
-    ['short', 'help'],
+    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'redis-aof', 'all-regions', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
+    ['short', 'help', 'shared-redis'],
   );
   if (flags.has('help')) {
     process.stdout.write(USAGE);
@@ -144,7 +151,7 @@ async function main(): Promise<number> {
   requireRoot('npm run test:faults');
   const t0 = Date.now();
   const stack = await Stack.up({
-    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, logLevel: 'warn', logDir: flags.get('logs'), say: log,
+    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, sharedRedis: flags.has('shared-redis'), logLevel: 'warn', logDir: flags.get('logs'), say: log,
   });
   const perRegion = Math.max(1, Math.ceil(o.clients / stack.regionIds.length));
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), perRegion));
@@ -167,6 +174,8 @@ async function main(): Promise<number> {
       partitionAtMs: durationMs * 0.25,
       partitionMs: o.partitionS * 1000,
       partitionMode: o.partitionMode,
+      isolateAtMs: durationMs * 0.75,
+      isolateMs: o.isolateS * 1000,
       redisRestartAtMs: o.redisSignal ? durationMs * o.redisRestartAt : null,
       redisSignal: o.redisSignal ?? 'SIGKILL',
     },

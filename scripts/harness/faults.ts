@@ -3,12 +3,14 @@
  * - every ~killEvery (±25 %) kill -9 a random region that is up and not cut off, start it again
  *   restartAfter later (in the background, so kills keep their pace);
  * - once, partition one region for `partitionMs`;
+ * - once, partition another region entirely for `isolateMs` (its link down: its clients, its own Redis and
+ *   every other region are cut off from it);
  * - once, kill Redis (SIGKILL by default, so up to a second of its append-only file is lost) and start it
- *   again on the same data dir.
+ *   again on the same data dir: with a Redis per region, one region's Redis; else the shared one.
  * `stop()` ends the schedule and brings everything back: heals, restarts what is down, waits until it serves.
  */
 import { sleep } from './common';
-import { REDIS_HOST, type PartitionMode, type Stack } from './stack';
+import { REDIS_HOST, regionRedis, type PartitionMode, type Stack } from './stack';
 
 export interface FaultOptions {
   killEveryMs: number;
@@ -17,7 +19,10 @@ export interface FaultOptions {
   partitionAtMs: number;
   partitionMs: number;
   partitionMode: PartitionMode;
-  /** When to restart Redis; null disables. */
+  /** When to partition a region entirely (link down), and for how long; 0 disables. */
+  isolateAtMs: number;
+  isolateMs: number;
+  /** When to restart Redis (a region's own, or the shared one); null disables. */
   redisRestartAtMs: number | null;
   redisSignal: NodeJS.Signals;
 }
@@ -48,7 +53,8 @@ export class FaultSchedule {
   start(): void {
     this.started = Date.now();
     this.loops.push(this.killer());
-    if (this.o.partitionMs > 0) this.loops.push(this.at(this.o.partitionAtMs, () => this.partition()));
+    if (this.o.partitionMs > 0) this.loops.push(this.at(this.o.partitionAtMs, () => this.partition(this.o.partitionMode, this.o.partitionMs)));
+    if (this.o.isolateMs > 0) this.loops.push(this.at(this.o.isolateAtMs, () => this.partition('link', this.o.isolateMs)));
     if (this.o.redisRestartAtMs !== null) this.loops.push(this.at(this.o.redisRestartAtMs, () => this.restartRedis()));
   }
 
@@ -119,24 +125,28 @@ export class FaultSchedule {
     }
   }
 
-  private async partition(): Promise<void> {
-    const candidates = this.stack.regionIds.filter((r) => !this.restarting.has(r));
-    const region = candidates[Math.floor(Math.random() * candidates.length)] ?? this.stack.regionIds[0];
+  private async partition(mode: PartitionMode, ms: number): Promise<void> {
+    const free = this.stack.regionIds.filter((r) => !this.stack.isPartitioned(r));
+    const candidates = free.filter((r) => !this.restarting.has(r));
+    const region = candidates[Math.floor(Math.random() * candidates.length)] ?? free[0];
     if (!region) return;
-    this.stack.partition(region, this.o.partitionMode);
+    this.stack.partition(region, mode);
     this.partitions++;
-    this.event(`partition (${this.o.partitionMode}) ${region} for ${this.o.partitionMs / 1000} s`);
-    await sleep(this.o.partitionMs);
+    this.event(`partition (${mode === 'link' ? 'link: the whole region, its Redis included' : mode}) ${region} for ${ms / 1000} s`);
+    await sleep(ms);
     this.stack.heal(region);
     this.event(`heal ${region}`);
   }
 
   private async restartRedis(): Promise<void> {
-    await this.stack.kill(REDIS_HOST, this.o.redisSignal);
-    this.event(`redis stopped with ${this.o.redisSignal}`);
+    // With a Redis per region: one region's Redis, chosen among the regions that are up.
+    const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r));
+    const target = this.stack.sharedRedis ? REDIS_HOST : regionRedis(up[Math.floor(Math.random() * up.length)] ?? this.stack.regionIds[0] ?? '');
+    await this.stack.kill(target, this.o.redisSignal);
+    this.event(`${target} stopped with ${this.o.redisSignal}`);
     await sleep(1000);
-    await this.stack.startService(REDIS_HOST);
+    await this.stack.startService(target);
     this.redisRestarts++;
-    this.event('redis is back');
+    this.event(`${target} is back`);
   }
 }

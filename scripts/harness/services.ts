@@ -39,9 +39,9 @@ export async function startAgent(agent: HostProcess, timeoutMs = 15_000): Promis
   }
 }
 
-export function redisProcess(link: HostLink, dir: string, appendOnly: boolean, logFile: string): HostProcess {
+export function redisProcess(link: HostLink, dir: string, appendOnly: boolean, logFile: string, name = 'redis'): HostProcess {
   return new HostProcess({
-    name: 'redis',
+    name,
     ns: link.ns,
     command: 'redis-server',
     args: [
@@ -85,7 +85,7 @@ export async function waitRegion(proc: HostProcess, baseUrl: string, timeoutMs: 
 export async function waitRedis(proc: HostProcess, url: string, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (!proc.running) throw new Error(`redis exited during start-up:\n${proc.lastLines(20).join('\n')}`);
+    if (!proc.running) throw new Error(`${proc.name} exited during start-up:\n${proc.lastLines(20).join('\n')}`);
     const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
     c.on('error', () => undefined);
     try {
@@ -99,5 +99,5 @@ export async function waitRedis(proc: HostProcess, url: string, timeoutMs: numbe
     }
     await sleep(100);
   }
-  throw new Error(`redis was not ready within ${timeoutMs} ms`);
+  throw new Error(`${proc.name} was not ready within ${timeoutMs} ms`);
 }

@@ -1,9 +1,11 @@
 /**
- * The multi-region stack of the harness: Redis and every region as hosts of their own (a network namespace
- * with its own address on one bridge), each region with its own Postgres inside its namespace, an IdP
- * metadata server in the root namespace, and per-host one-way delays. Faults: partition a host (its link
- * down, or a WAN cut from the other hosts) and heal it, pause/resume (SIGSTOP/SIGCONT), kill -9 and
- * restart a region or Redis.
+ * The multi-region stack of the harness: every region as a host of its own (a network namespace with its
+ * own address on one bridge), each region with its own Postgres and its own Redis inside its namespace
+ * (the other regions reach that Redis at the host's address, through its delays), an IdP metadata server
+ * in the root namespace, and per-host one-way delays. With `sharedRedis`, one Redis on a host of its own
+ * serves every region instead (the topology before issue I, for comparison). Faults: partition a host
+ * (its link down, or a WAN cut from the other hosts) and heal it, pause/resume (SIGSTOP/SIGCONT), kill -9
+ * and restart a region, a region's Redis (`redis@<region>`) or the shared Redis.
  *
  * `Stack.up()` registers its teardown before it creates anything, so every way out of the process
  * (Ctrl-C, SIGTERM, an uncaught error, a failed start) removes what was made.
@@ -27,6 +29,8 @@ export const DEFAULT_REGIONS: readonly RegionSpec[] = [
 ];
 export const DEFAULT_REDIS_DELAY_MS = 2;
 export const REDIS_HOST = 'redis';
+/** The service name of a region's own Redis (kill, restart, pause it by this name). */
+export const regionRedis = (region: string) => `redis@${region}`;
 /** The fixtures' MANIFEST judges certificates as of this date; the regions' clock for metadata is pinned to it. */
 export const FIXTURE_DATE = '2026-11-23T00:00:00Z';
 
@@ -41,6 +45,8 @@ export interface StackOptions {
   jitterMs: number;
   /** Redis with an append-only file (needed to restart Redis without losing the stream). */
   redisAppendOnly: boolean;
+  /** One Redis for every region, on a host of its own (default: a Redis per region, on its host). */
+  sharedRedis?: boolean;
   /** LOG_LEVEL of the regions. */
   logLevel: string;
   /** Keep the hosts' logs here; by default they live in the run's temp dir and go with it. */
@@ -63,6 +69,8 @@ interface Host {
   agent: HostProcess;
   service: HostProcess;
   postgres: HostProcess | null;
+  /** The region's own Redis (null on the shared Redis host, and for regions when Redis is shared). */
+  redis: HostProcess | null;
   partitioned: PartitionMode | null;
 }
 
@@ -122,8 +130,19 @@ export class Stack {
     return `postgresql://postgres@${this.host(region).link.ip}:${PG_PORT}/saml`;
   }
 
-  get redisUrl(): string {
-    return `redis://${this.host(REDIS_HOST).link.ip}:${REDIS_PORT}`;
+  /** The shared Redis's URL, or with a Redis per region the given region's (the first by default). */
+  redisUrl(region?: string): string {
+    const host = this.o.sharedRedis ? REDIS_HOST : (region ?? this.regionIds[0] ?? '');
+    return `redis://${this.host(host).link.ip}:${REDIS_PORT}`;
+  }
+
+  get sharedRedis(): boolean {
+    return this.o.sharedRedis === true;
+  }
+
+  /** Every service that can be killed, restarted, paused: the hosts' main services and the regions' Redis. */
+  get serviceNames(): string[] {
+    return [...this.hosts.values()].flatMap((h) => (h.redis ? [h.link.name, regionRedis(h.link.name)] : [h.link.name]));
   }
 
   idpUrl(file: string): string {
@@ -140,21 +159,25 @@ export class Stack {
   private async build(): Promise<void> {
     const { o, net } = this;
     const tmp = net.run.tmpdir;
+    const shared = o.sharedRedis === true;
     net.createBridge();
-    const links = [net.addHost(REDIS_HOST), ...o.regions.map((r) => net.addHost(r.id))];
+    const links = [...(shared ? [net.addHost(REDIS_HOST)] : []), ...o.regions.map((r) => net.addHost(r.id))];
+    const regionLinks = links.filter((l) => l.name !== REDIS_HOST);
     const delayOf = new Map<string, number>([[REDIS_HOST, o.redisDelayMs], ...o.regions.map((r) => [r.id, r.delayMs] as [string, number])]);
     // The IdP stands for the internet: a WAN partition between our hosts does not cut it off.
     this.idp = await startIdpServer(net.gateway, () => ({ self: 0, peers: this.peerDelays(), jitter: o.jitterMs, cut: [] }));
-    const redisIp = links[0]?.ip ?? '';
+    const redisAt = (l: HostLink) => `redis://${l.ip}:${REDIS_PORT}`;
     const file: ConfigFile = {
-      redisUrl: `redis://${redisIp}:${REDIS_PORT}`,
+      redisUrl: redisAt(links[0] as HostLink),
       redisKeyPrefix: 'saml:',
-      regions: links.slice(1).map((l) => ({
+      regions: regionLinks.map((l) => ({
         id: l.name,
         port: REGION_PORT,
         databaseUrl: `postgresql://postgres@127.0.0.1:${PG_PORT}/saml`,
         host: l.ip,
         publicUrl: `http://${l.ip}:${REGION_PORT}`,
+        // Its own Redis, which the other regions reach at its address (with its delays).
+        ...(shared ? {} : { redisUrl: redisAt(l) }),
       })),
       // One organization drives the whole load: lift the per-org quotas that would otherwise refuse it.
       maxCredentialsPerOrg: 100_000,
@@ -164,7 +187,6 @@ export class Stack {
     fs.writeFileSync(this.configPath, JSON.stringify(file, null, 2));
     const template = initTemplate(path.join(tmp, 'pg'));
     template.catch(() => undefined); // awaited below; until then a failure must not count as unhandled
-    fs.mkdirSync(path.join(tmp, 'redis'));
     const regionEnv = {
       REGIONS_CONFIG: this.configPath,
       ADMIN_TOKEN: this.adminToken,
@@ -173,17 +195,25 @@ export class Stack {
       REPLICATION_KEYS: `harness:harness-replication-${this.adminToken}`,
       LOG_LEVEL: o.logLevel,
       METADATA_VALIDATION_TIME: FIXTURE_DATE,
+      // A region reaches its own Redis inside its host (loopback), as a region does in its own site.
+      ...(shared ? {} : { REGION_REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}` }),
+    };
+    const redisDir = (name: string) => {
+      const dir = path.join(tmp, `redis-${name}`);
+      fs.mkdirSync(dir, { recursive: true });
+      return dir;
     };
     for (const link of links) {
       const isRedis = link.name === REDIS_HOST;
       this.hosts.set(link.name, {
         link,
         delayMs: delayOf.get(link.name) ?? 0,
-        agent: agentProcess(link, isRedis ? [REDIS_PORT] : [REGION_PORT, PG_PORT], this.logFile(`link-agent-${link.name}`)),
+        agent: agentProcess(link, isRedis ? [REDIS_PORT] : shared ? [REGION_PORT, PG_PORT] : [REGION_PORT, PG_PORT, REDIS_PORT], this.logFile(`link-agent-${link.name}`)),
         service: isRedis
-          ? redisProcess(link, path.join(tmp, 'redis'), o.redisAppendOnly, this.logFile('redis'))
+          ? redisProcess(link, redisDir(link.name), o.redisAppendOnly, this.logFile('redis'))
           : regionProcess(link, regionEnv, this.logFile(`region-${link.name}`), (line) => o.onRegionLine?.(link.name, line)),
         postgres: isRedis ? null : postgresProcess(`postgres@${link.name}`, link.ns, path.join(tmp, 'pg', link.name), this.logFile(`postgres-${link.name}`)),
+        redis: isRedis || shared ? null : redisProcess(link, redisDir(link.name), o.redisAppendOnly, this.logFile(`redis-${link.name}`), regionRedis(link.name)),
         partitioned: null,
       });
     }
@@ -200,10 +230,10 @@ export class Stack {
       h.postgres.start();
     }
     await Promise.all([
-      this.startService(REDIS_HOST),
+      ...this.serviceNames.filter((n) => n === REDIS_HOST || n.startsWith('redis@')).map((n) => this.startService(n)),
       ...[...this.hosts.values()].flatMap((h) => (h.postgres ? [waitPostgres(h.postgres, h.link.ns)] : [])),
     ]);
-    o.say(`Redis and ${o.regions.length} Postgres servers are up; starting the regions`);
+    o.say(`${shared ? 'Redis' : `${o.regions.length} Redis servers`} and ${o.regions.length} Postgres servers are up; starting the regions`);
     await Promise.all(this.regionIds.map((r) => this.startService(r)));
   }
 
@@ -233,12 +263,23 @@ export class Stack {
     this.pushDelays();
   }
 
-  /** Starts a host's service (a region or Redis) if it is not running, and waits until it serves. */
-  async startService(host: string, timeoutMs = 60_000): Promise<void> {
-    const h = this.host(host);
-    if (!h.service.running) h.service.start();
-    if (host === REDIS_HOST) await waitRedis(h.service, this.redisUrl, timeoutMs);
-    else await waitRegion(h.service, this.regionUrl(host), timeoutMs);
+  /** The process of a service: a host's main one (a region, the shared Redis) or `redis@<region>`. */
+  private proc(service: string): HostProcess {
+    const m = /^redis@(.+)$/.exec(service);
+    if (!m?.[1]) return this.host(service).service;
+    const p = this.host(m[1]).redis;
+    if (!p) throw new Error(`${m[1]} has no Redis of its own (the stack runs one shared Redis)`);
+    return p;
+  }
+
+  /** Starts a service (a region, a region's Redis, the shared Redis) if it is not running, and waits until it serves. */
+  async startService(service: string, timeoutMs = 60_000): Promise<void> {
+    const p = this.proc(service);
+    if (!p.running) p.start();
+    const region = /^redis@(.+)$/.exec(service)?.[1];
+    if (service === REDIS_HOST) await waitRedis(p, this.redisUrl(), timeoutMs);
+    else if (region) await waitRedis(p, this.redisUrl(region), timeoutMs);
+    else await waitRegion(p, this.regionUrl(service), timeoutMs);
   }
 
   partition(host: string, mode: PartitionMode = 'link'): void {
@@ -257,17 +298,17 @@ export class Stack {
     else if (mode === 'wan') this.pushDelays();
   }
 
-  pause(host: string): void {
-    this.host(host).service.pause();
+  pause(service: string): void {
+    this.proc(service).pause();
   }
 
-  resume(host: string): void {
-    this.host(host).service.resume();
+  resume(service: string): void {
+    this.proc(service).resume();
   }
 
-  /** kill -9 (or `signal`) of a region or Redis; resolves when it has exited. */
-  async kill(host: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    await this.host(host).service.stop(signal);
+  /** kill -9 (or `signal`) of a region or a Redis; resolves when it has exited. */
+  async kill(service: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.proc(service).stop(signal);
   }
 
   /** Stops the service if it runs (kill -9 unless `signal` says otherwise) and starts it again. */
@@ -280,19 +321,23 @@ export class Stack {
     return this.host(host).partitioned !== null;
   }
 
-  isRunning(host: string): boolean {
-    return this.host(host).service.running;
+  isRunning(service: string): boolean {
+    return this.proc(service).running;
   }
 
   status(): HostStatus[] {
-    return [...this.hosts.values()].map((h) => ({
-      host: h.link.name,
-      address: h.link.ip,
-      delayMs: h.delayMs,
-      pid: h.service.pid ?? null,
-      state: !h.service.running ? 'down' : h.service.paused ? 'paused' : 'running',
-      partitioned: h.partitioned,
-    }));
+    return this.serviceNames.map((name) => {
+      const h = this.host(/^redis@(.+)$/.exec(name)?.[1] ?? name);
+      const p = this.proc(name);
+      return {
+        host: name,
+        address: h.link.ip,
+        delayMs: h.delayMs,
+        pid: p.pid ?? null,
+        state: !p.running ? 'down' : p.paused ? 'paused' : 'running',
+        partitioned: h.partitioned,
+      };
+    });
   }
 
   /** Stops everything and removes every namespace, link and temp dir of this run. Synchronous. */
@@ -301,10 +346,11 @@ export class Stack {
     const t0 = Date.now();
     for (const h of this.hosts.values()) {
       h.service.signalSync('SIGKILL');
+      h.redis?.signalSync('SIGKILL');
       // Immediate shutdown: Postgres stops its backends and releases its shared memory itself.
       h.postgres?.signalSync('SIGQUIT');
       h.agent.signalSync('SIGKILL');
-      for (const p of [h.service, h.postgres, h.agent]) p?.closeLog();
+      for (const p of [h.service, h.redis, h.postgres, h.agent]) p?.closeLog();
     }
     void this.idp?.close();
     this.net.destroy();

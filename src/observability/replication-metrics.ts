@@ -1,13 +1,14 @@
 /**
  * Replication figures for /metrics, read when Prometheus scrapes: the durable progress per origin
- * (replication_progress), the outbox backlog, parked events, the change stream's length and its consumer
- * groups, and the counters the relay, tracker and applier keep in memory. One Postgres and one Redis
+ * (replication_progress), the outbox backlog, parked events, this region's inbox length and every
+ * region's consumer group on its own inbox, and the counters the relay, tracker and applier keep in memory. One Postgres and one Redis
  * snapshot serve every family of a scrape. The only figure measured on the replication path is the apply
  * batch duration (the applier calls `onApplied`).
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
-import type { Redis, ReplicationKeys } from '../redis';
+import type { ReplicationKeys } from '../redis';
+import { eachRegion, type RedisLinks } from '../replication/links';
 import { groupInfo, type GroupInfo } from '../replication/stream';
 import { wallOf } from '../replication/horizon';
 import { collectionRecord } from '../replication/tombstones';
@@ -15,8 +16,11 @@ import { shared } from './metrics';
 
 export interface ReplicationMetricSources {
   db: Db;
-  redis: Redis;
+  /** This region's Redis (its inbox) and the other regions' (their groups). */
+  links: RedisLinks;
   keys: ReplicationKeys;
+  /** This process's region. */
+  region: string;
   regions: readonly string[];
   tracker: { readonly waiting: number };
   relay: { readonly published: number; readonly republished: number };
@@ -72,14 +76,20 @@ async function loadDb(db: Db): Promise<DbSnapshot> {
   };
 }
 
-async function loadRedis(redis: Redis, keys: ReplicationKeys): Promise<RedisSnapshot> {
-  const [length, deadLetters, groups] = await Promise.all([redis.xlen(keys.stream), redis.xlen(keys.deadLetter), groupInfo(redis, keys)]);
-  return { length, deadLetters, groups };
+async function loadRedis(s: ReplicationMetricSources): Promise<RedisSnapshot> {
+  const own = s.links.own;
+  const [length, deadLetters, groups] = await Promise.all([
+    own.xlen(s.keys.inbox(s.region)),
+    own.xlen(s.keys.deadLetter),
+    // Each region's group is on its own inbox, in its own Redis; one that does not answer is left out.
+    eachRegion(s.regions, async (r) => (await groupInfo(s.links.to(r), s.keys.inbox(r))).find((g) => g.name === r)),
+  ]);
+  return { length, deadLetters, groups: [...groups.values()].flatMap((g) => (g.ok && g.value ? [g.value] : [])) };
 }
 
 export function registerReplicationMetrics(registry: Registry, s: ReplicationMetricSources): void {
   const dbSnapshot = shared(() => loadDb(s.db));
-  const redisSnapshot = shared(() => loadRedis(s.redis, s.keys));
+  const redisSnapshot = shared(() => loadRedis(s));
   const registers = [registry];
 
   /** A gauge (or counter) set from a snapshot at scrape time; no samples when the source is unreachable. */
@@ -122,7 +132,7 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     for (const f of d.failures) if (f.failing > 0) g.inc({ origin_region: f.origin }, f.failing);
   });
 
-  fromRedis('replication_stream_length', 'Entries in the change stream.', [], (g, r) => g.set(r.length));
+  fromRedis('replication_stream_length', 'Entries in this region\'s inbox stream.', [], (g, r) => g.set(r.length));
   fromRedis('replication_dead_letter_length', 'Entries in the dead-letter stream (unreadable events).', [], (g, r) => g.set(r.deadLetters));
   fromRedis('replication_stream_pending', 'Per destination region: entries delivered to its consumer group and not yet acknowledged.', ['destination_region'], (g, r) => {
     for (const x of r.groups) if (s.regions.includes(x.name)) g.set({ destination_region: x.name }, x.pending);

@@ -2,8 +2,9 @@ import { Router } from 'express';
 import type { Db } from '../db/client';
 import { conflict, notFound } from '../http/errors';
 import { isUuid } from '../http/validate';
-import type { Redis, ReplicationKeys } from '../redis';
+import type { ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
+import { eachRegion, type RedisLinks } from './links';
 import type { Membership } from './membership';
 import { failureStatus } from './parked';
 import { changeStatus } from './change-status';
@@ -15,7 +16,7 @@ import { collectionRecord, type TombstoneCollector } from './tombstones';
 
 export interface ReplicationAdminDeps {
   db: Db;
-  redis: Redis;
+  links: RedisLinks;
   keys: ReplicationKeys;
   tracker: Tracker;
   relay: OutboxRelay;
@@ -55,8 +56,8 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
       region: d.region,
       regions: regions(),
       // The deployment's members (README, "Adding a region"): joining until re-seeded, then active.
-      members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active', since: null, joinedAt: null, registered: false })))
-        .map((m) => ({ region: m.region, state: m.state, since: m.since, joined_at: m.joinedAt, registered: m.registered })),
+      members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active', joinedAt: null, registered: false })))
+        .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered })),
       applied: progress.map((p) => ({
         origin_region: p.originRegion,
         events_applied: Number(p.appliedCount),
@@ -120,26 +121,30 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   return router;
 }
 
+/**
+ * This region's inbox (in its own Redis) and, per member, its consumer group on its own inbox (in its
+ * Redis; nulls when that Redis does not answer).
+ */
 async function streamStatus(d: ReplicationAdminDeps) {
+  const own = d.links.own;
+  const inbox = d.keys.inbox(d.region);
+  const groups = await eachRegion(d.regions, async (r) => {
+    const redis = d.links.to(r);
+    const stream = d.keys.inbox(r);
+    const [g, bounds] = await Promise.all([groupInfo(redis, stream).then((gs) => gs.find((x) => x.name === r)), streamBounds(redis, stream)]);
+    // A group that lost entries to the inbox cap before reading them: re-seed it (npm run reseed).
+    const needsReseed = g ? behindTrim(g, await groupFloor(redis, stream, g), bounds) : null;
+    return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null, needs_reseed: needsReseed };
+  });
+  const perRegion = d.regions.map((r) => {
+    const g = groups.get(r);
+    return g?.ok ? g.value : { region: r, pending_acks: null, undelivered: null, last_delivered_id: null, needs_reseed: null };
+  });
   try {
-    const [groups, length, deadLetters, bounds] = await Promise.all([
-      groupInfo(d.redis, d.keys), d.redis.xlen(d.keys.stream), d.redis.xlen(d.keys.deadLetter), streamBounds(d.redis, d.keys),
-    ]);
-    return {
-      connected: true,
-      error: null,
-      length,
-      deadLetters,
-      firstId: bounds?.firstId ?? null,
-      groups: await Promise.all(d.regions.map(async (r) => {
-        const g = groups.find((x) => x.name === r);
-        // A group that lost entries to the stream cap before reading them: re-seed it (npm run reseed).
-        const needsReseed = g ? behindTrim(g, await groupFloor(d.redis, d.keys, g), bounds) : null;
-        return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null, needs_reseed: needsReseed };
-      })),
-    };
+    const [length, deadLetters, bounds] = await Promise.all([own.xlen(inbox), own.xlen(d.keys.deadLetter), streamBounds(own, inbox)]);
+    return { connected: true, error: null, length, deadLetters, firstId: bounds?.firstId ?? null, groups: perRegion };
   } catch (err) {
-    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, firstId: null, groups: [] };
+    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, firstId: null, groups: perRegion };
   }
 }
 

@@ -1,5 +1,7 @@
 /**
- * The apply side of replication, run by every region: one consumer group per region on the change stream.
+ * The apply side of replication, run by every region: it reads only its own inbox, in its own Redis (the
+ * other regions deliver their changes into it), with its region's consumer group, and acks each change
+ * into the Redis of the change's origin, where the origin's tracker waits.
  * A batch is applied in one transaction (last writer wins per row, so duplicates and reordering are
  * harmless), then acked in the tracker, then XACKed. Our own pending entries are walked once at start with
  * a cursor, and entries left pending (by a dead consumer, or by a failed apply) are reclaimed with
@@ -7,31 +9,37 @@
  * An event that keeps failing while the database answers is parked (see parked.ts); while the database
  * does not answer (SELECT 1 fails), nothing is counted against any event.
  */
+import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import { isTransient } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
+import type { RedisLinks } from './links';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
+import { inTransaction } from './pg-tx';
 import { isSchemaChange, type RowStore } from './row-store';
-import { DEAD_LETTER_MAX_LENGTH, ensureGroups, type StreamEntry } from './stream';
+import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
-import type { AckOutcome, Tracker } from './tracker';
+import { recordAcks, recordParked, type AckOutcome, type Tracker } from './tracker';
 import type { EventAuth, RefusalReason } from './event-auth';
 
 export interface ApplierDeps {
   db: Db;
-  /** A connection of its own: XREADGROUP BLOCK holds it. */
+  /** Plain pg connections for the apply transactions (pg-tx.ts: they are on the all_regions critical path). */
+  pool: Pool;
+  /** A connection of its own to this region's Redis: XREADGROUP BLOCK holds it. */
   reader: Redis;
-  redis: Redis;
+  /** This region's Redis (links.own) and, for acks, every origin's. */
+  links: RedisLinks;
   keys: ReplicationKeys;
   store: RowStore;
   clock: HybridClock;
   tracker: Tracker;
   region: string;
   regions: readonly string[];
-  /** The deployment's members: this region joins before it reads, and their groups are the ones ensured. */
+  /** The deployment's members: this region joins before it reads. */
   membership?: Membership;
   consumer: string;
   log: Logger;
@@ -59,11 +67,16 @@ export const RECENT_REFUSED = 20;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Batches whose acks may be on their way at once before the applier waits for the oldest. */
+const MAX_ACKS_IN_FLIGHT = 32;
+
 export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
   private readonly failures: FailureLog;
+  /** Acks on their way to origins' Redis (see toOrigins). */
+  private readonly acking = new Set<Promise<void>>();
   /** Per change id applied in this process and not yet acked: superseded outcomes (applied if absent). */
   private readonly outcomes = new Map<string, AckOutcome>();
   appliedEvents = 0;
@@ -90,6 +103,7 @@ export class Applier {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
+    await Promise.all(this.acking);
   }
 
   private async run(): Promise<void> {
@@ -105,7 +119,7 @@ export class Applier {
       try {
         if (!groupsReady) {
           await this.d.membership?.join();
-          await ensureGroups(this.d.redis, keys, this.d.membership?.regions() ?? this.d.regions);
+          await ensureGroup(this.d.links.own, keys.inbox(region), region);
           groupsReady = true;
           pendingCursor = '0';
         }
@@ -118,12 +132,12 @@ export class Applier {
         }
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
-          ({ entries, last: pendingCursor } = await this.read(['COUNT', count, 'STREAMS', keys.stream, pendingCursor]));
+          ({ entries, last: pendingCursor } = await this.read(['COUNT', count, 'STREAMS', keys.inbox(region), pendingCursor]));
         } else if (claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
           if (claimCursor === '0-0') this.lastClaim = Date.now();
           ({ entries, next: claimCursor } = await this.claim(count, claimCursor));
         } else {
-          ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.stream, '>']));
+          ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
         }
         if (entries.length) await this.applyBatch(entries);
       } catch (err) {
@@ -154,7 +168,7 @@ export class Applier {
   private async claim(count: number, start: string): Promise<{ entries: StreamEntry[]; next: string }> {
     const { reader, keys, region, consumer } = this.d;
     const res = (await reader.call(
-      'XAUTOCLAIM', keys.stream, region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
+      'XAUTOCLAIM', keys.inbox(region), region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
     )) as [string, StreamEntry[], string[]?];
     // Redis 7 drops entries deleted from the stream from the pending list itself and names them here.
     if (res[2]?.length) await this.lost(res[2], false);
@@ -165,7 +179,7 @@ export class Applier {
   private async lost(ids: string[], ack: boolean): Promise<void> {
     this.lostEntries += ids.length;
     this.d.log.error({ count: ids.length, first: ids[0] }, 'pending change events were trimmed from the stream before this region applied them; re-seed this region (see README, Operations)');
-    if (ack) await this.d.redis.xack(this.d.keys.stream, this.d.region, ...ids);
+    if (ack) await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...ids);
   }
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
@@ -237,6 +251,7 @@ export class Applier {
     }
     await this.failures.cleared(applied.map((p) => p.event.changeId));
     await this.acknowledge([...own, ...applied]);
+    await this.recordProgress(applied);
   }
 
   /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
@@ -328,6 +343,7 @@ export class Applier {
       await this.failures.unpark(done.map((p) => p.event.changeId));
       applied += done.length;
       if (done.length) await this.acknowledge(done);
+      await this.recordProgress(done);
     }
     return { applied, parked };
   }
@@ -359,7 +375,7 @@ export class Applier {
   }
 
   private async applyOnce(batch: Parsed[]): Promise<void> {
-    const { db, store, clock } = this.d;
+    const { store, clock } = this.d;
     const started = performance.now();
     const lost = new Map<string, AckOutcome>();
     const fills: { p: Parsed; before: string }[] = [];
@@ -367,8 +383,7 @@ export class Applier {
       const before = p.event.held ? await this.upgradedAt(p.event.held) : null;
       if (before) fills.push({ p, before });
     }
-    await db.$transaction(async (tx) => {
-
+    await inTransaction(this.d.pool, async (tx) => {
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
       // for this apply (or this apply for it) instead of racing it into a merge-rule refusal.
       await store.lockAll(tx, batch.flatMap((b) => b.event.ops));
@@ -390,7 +405,6 @@ export class Applier {
           if (cols?.length) await store.fillColumns(tx, op, cols, before);
         }
       }
-      await tx.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(batch.map((b) => b.event))));
     });
     // Only a committed apply decides what the ack says.
     for (const b of batch) this.outcomes.delete(b.event.changeId);
@@ -401,23 +415,54 @@ export class Applier {
   }
 
   /**
-   * Acks in the tracker, then XACK. If Redis fails here the events stay pending: they are re-read
-   * (XAUTOCLAIM), applied again as no-ops, and acked then. Not an apply failure.
+   * Counts applied events per origin (replication_progress: the status's `applied` and lag). After the acks,
+   * not in the apply's transaction: an all_regions write waits on the apply, not on this bookkeeping. A
+   * crash in between leaves the count short by that batch; nothing else depends on it.
+   */
+  private async recordProgress(applied: Parsed[]): Promise<void> {
+    if (applied.length === 0) return;
+    try {
+      await this.d.db.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(applied.map((b) => b.event))));
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message, count: applied.length }, 'could not count applied events in replication_progress');
+    }
+  }
+
+  /**
+   * Acks each change into its origin's Redis (where its tracker waits), then XACKs it here. If an
+   * origin's Redis fails here, its events stay pending: they are re-read (XAUTOCLAIM), applied again as
+   * no-ops, and acked then. Not an apply failure; the other origins' events are acked meanwhile.
    */
   private async acknowledge(batch: Parsed[]): Promise<void> {
-    const { tracker, region, keys, redis, log } = this.d;
     const outcomes = new Map<string, AckOutcome>();
     for (const b of batch) {
       const o = this.outcomes.get(b.event.changeId);
       if (o) outcomes.set(b.event.changeId, o);
       this.outcomes.delete(b.event.changeId);
     }
-    try {
-      await tracker.ack(region, batch.map((b) => b.event.changeId), { outcomes });
-      await redis.xack(keys.stream, region, ...batch.map((b) => b.id));
-    } catch (err) {
-      log.warn({ err: (err as Error).message, count: batch.length }, 'applied, but could not ack in Redis; the events stay pending and are acked on redelivery');
-    }
+    await this.toOrigins(batch, (redis, ids) => recordAcks(redis, this.d.keys, this.d.region, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
+  }
+
+  /**
+   * Runs `send` against each origin's Redis with its changes' ids, then XACKs the entries of the origins it
+   * reached. An origin's Redis is a WAN round trip away: the next batch does not wait for the answer (the
+   * origin has the ack half way through it), only for acks beyond MAX_ACKS_IN_FLIGHT batches.
+   */
+  private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[]) => Promise<void>, what: string): Promise<void> {
+    const { links, region, keys, log } = this.d;
+    const byOrigin = new Map<string, Parsed[]>();
+    for (const b of batch) byOrigin.set(b.event.origin, [...(byOrigin.get(b.event.origin) ?? []), b]);
+    const sending = Promise.all([...byOrigin].map(async ([origin, items]) => {
+      try {
+        await send(links.to(origin), items.map((i) => i.event.changeId));
+        await links.own.xack(keys.inbox(region), region, ...items.map((i) => i.id));
+      } catch (err) {
+        log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);
+      }
+    })).then(() => undefined);
+    this.acking.add(sending);
+    void sending.finally(() => this.acking.delete(sending));
+    while (this.acking.size > MAX_ACKS_IN_FLIGHT) await Promise.race(this.acking);
   }
 
   /**
@@ -432,7 +477,7 @@ export class Applier {
 
   /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
   private async park(items: Unfit[]): Promise<void> {
-    const { tracker, region, keys, redis, log } = this.d;
+    const { region, log } = this.d;
     const { store } = this.d;
     const held = (e: ChangeEvent): ChangeEvent => {
       const columns = e.held ? null : this.schemaAhead(e);
@@ -443,12 +488,7 @@ export class Applier {
     // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
     for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
     log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
-    try {
-      await tracker.parked(region, items.map((i) => i.p.event.changeId));
-      await redis.xack(keys.stream, region, ...items.map((i) => i.p.id));
-    } catch (err) {
-      log.warn({ err: (err as Error).message, count: items.length }, 'parked, but could not ack in Redis; the events stay pending and are parked again on redelivery');
-    }
+    await this.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
   }
 
   /**
@@ -473,18 +513,18 @@ export class Applier {
       { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
       'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
     );
-    const { redis, keys, region } = this.d;
+    const { links, keys, region } = this.d;
     for (const { entry, reason } of items) {
-      await redis.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
-      await redis.xack(keys.stream, region, entry[0]);
+      await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
+      await links.own.xack(keys.inbox(region), region, entry[0]);
     }
   }
 
   private async deadLetter(entries: StreamEntry[]): Promise<void> {
-    const { redis, keys, region } = this.d;
+    const { links, keys, region } = this.d;
     for (const [id, fields] of entries) {
-      await redis.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
-      await redis.xack(keys.stream, region, id);
+      await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
+      await links.own.xack(keys.inbox(region), region, id);
     }
   }
 }

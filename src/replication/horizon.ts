@@ -9,8 +9,8 @@
  * - its clock less IN_FLIGHT_MS (versions of write transactions still running, and of every later write,
  *   are above it).
  * The deployment's horizon is the least watermark of all current members, computed only when every member
- * has a fresh report, is active (not joining or being re-seeded), and has a consumer group that did not
- * fall behind the stream cap; otherwise there is none. Never on missing information.
+ * has a fresh report, is active (not joining or being re-seeded), and reports a consumer group on its inbox
+ * that did not fall behind the inbox cap; otherwise there is none. Never on missing information.
  *
  * Why a confirmed row still holds its origin's watermark for `settleMs`: a region may park an event and
  * ack it as parked, after which its origin confirms it. If that region's report predates the park while
@@ -31,6 +31,12 @@ export interface Watermark {
   watermark: string;
   /** When it was computed (ms, Redis clock). */
   at: number;
+  /**
+   * The reporting region's own inbox, as its Redis shows it: whether its consumer group exists and fell
+   * behind the inbox cap. Each inbox lives in its region's Redis, which other regions need not reach, so
+   * the region reports it (absent: a report of an older version, read as no group).
+   */
+  inbox?: { group: boolean; behindTrim: boolean };
 }
 
 export type HoldReason = 'joining' | 'no-report' | 'stale-report' | 'no-group' | 'needs-reseed' | 'unreadable';
@@ -38,7 +44,7 @@ export type HoldReason = 'joining' | 'no-report' | 'stale-report' | 'no-group' |
 export interface MemberView {
   region: string;
   state: 'joining' | 'active';
-  /** Null: Redis has no consumer group for it. */
+  /** Null: it has no consumer group on its inbox (as its report says). */
   group: { behindTrim: boolean } | null;
 }
 
@@ -69,7 +75,8 @@ export function parseWatermark(raw: string | undefined | null): Watermark | null
   try {
     const v = JSON.parse(raw) as Partial<Watermark>;
     if (typeof v.watermark !== 'string' || !/^\d{15}\.\d{6}\./.test(v.watermark) || typeof v.at !== 'number') return null;
-    return { watermark: v.watermark, at: v.at };
+    const inbox = v.inbox && typeof v.inbox.group === 'boolean' && typeof v.inbox.behindTrim === 'boolean' ? { group: v.inbox.group, behindTrim: v.inbox.behindTrim } : undefined;
+    return { watermark: v.watermark, at: v.at, ...(inbox ? { inbox } : {}) };
   } catch {
     return null;
   }

@@ -1,26 +1,35 @@
 /**
  * The replication module: the one place that knows the protocol. It wires the writer, the tracker, the
- * applier and the outbox relay over one Redis deployment. Features only declare their tables.
+ * applier and the outbox relay. Each region has its own Redis (one Redis may serve them all): this
+ * process reads its own region's inbox and tracker there, and writes into the other regions' Redis only
+ * to deliver changes and to send acks back to their origins. Features only declare their tables.
  */
 import os from 'node:os';
-import type { Config } from '../config';
+import { redisUrlOf, type Config } from '../config';
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import { createRedis, replicationKeys, type Redis } from '../redis';
 import { replicationAdminRoutes } from './admin-routes';
 import { Applier } from './applier';
+import { Deliverer } from './delivery';
+import { createApplyPool } from './pg-tx';
 import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
+import { RedisLinks } from './links';
 import { Membership } from './membership';
 import { OutboxRelay } from './relay';
 import { Replicator } from './replicator';
 import { RowStore } from './row-store';
+import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
 import type { ReplicatedTable } from './tables';
 import { Tracker } from './tracker';
 import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 
 export interface ReplicationOptions {
-  config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection'>;
+  config: Pick<
+    Config,
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection'
+  >;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -34,25 +43,35 @@ export async function createReplication(o: ReplicationOptions) {
   const regions = o.config.regions.map((r) => r.id);
   const keys = replicationKeys(o.config.redisKeyPrefix);
   const name = `${region}:${process.pid}`;
-  const redis = createRedis(o.config.redisUrl, `${name}:cmd`);
-  const subscriber = createRedis(o.config.redisUrl, `${name}:sub`, { queueWhileOffline: true });
-  const reader = createRedis(o.config.redisUrl, `${name}:reader`);
+  // Where the other regions reach this region's Redis (recorded in its membership entry), and where this
+  // process does (the same unless REGION_REDIS_URL says otherwise).
+  const sharedUrl = redisUrlOf(o.config, region);
+  const ownUrl = o.config.localRedisUrl ?? sharedUrl;
+  const redis = createRedis(ownUrl, `${name}:cmd`);
+  const subscriber = createRedis(ownUrl, `${name}:sub`, { queueWhileOffline: true });
+  const reader = createRedis(ownUrl, `${name}:reader`);
   const connections: Redis[] = [redis, subscriber, reader];
+  const links = new RedisLinks({
+    region, own: redis, name, defaultUrl: o.config.redisUrl,
+    configured: new Map(o.config.regions.map((r) => [r.id, r.id === region ? ownUrl : redisUrlOf(o.config, r.id)])),
+  });
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, o.log, 1000, o.config.ackTtlSeconds);
   const { streamMaxLength } = o.config;
   // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
   const auth = new EventAuth(o.config.replicationKeys);
-  // The deployment's members (Redis record united with this config), not this config's list alone.
-  const membership = new Membership({ redis, subscriber, keys, region, configured: regions, log: o.log });
-  const repl = new Replicator({ db: o.db, redis, keys, store, clock, tracker, region, regions, membership, log: o.log, streamMaxLength, auth });
-  const relay = new OutboxRelay({ db: o.db, redis, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth });
+  const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH);
+  // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
+  const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });
+  const repl = new Replicator({ db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, log: o.log, auth });
+  const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth, deliverer });
+  const pool = o.applier === false ? null : createApplyPool(o.config.region.databaseUrl);
   const applier =
-    o.applier === false
+    pool === null
       ? null
       : new Applier({
-          db: o.db, reader, redis, keys, store, clock, tracker, region, regions, membership, log: o.log,
+          db: o.db, pool, reader, links, keys, store, clock, tracker, region, regions, membership, log: o.log,
           consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth,
         });
 
@@ -61,7 +80,7 @@ export async function createReplication(o: ReplicationOptions) {
     o.applier === false
       ? null
       : new TombstoneCollector({
-          db: o.db, redis, keys, region, regions, membership, store, tables: o.tables, log: o.log,
+          db: o.db, links, keys, region, regions, membership, store, tables: o.tables, log: o.log,
           options: { ...DEFAULT_TOMBSTONE_COLLECTION, ...o.config.tombstoneCollection },
         });
 
@@ -73,10 +92,11 @@ export async function createReplication(o: ReplicationOptions) {
     tombstones,
     keys,
     redis,
+    links,
     membership,
     /** `db`: the client the operator routes read through (the region gives them a pool of their own). */
     adminRoutes: (db: Db = o.db) =>
-      replicationAdminRoutes({ db, redis, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables }),
+      replicationAdminRoutes({ db, links, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables }),
     async start() {
       // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
       void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));
@@ -93,7 +113,9 @@ export async function createReplication(o: ReplicationOptions) {
       await repl.flushPublished();
       await relay.stop();
       await relay.publishPending(0).catch(() => 0);
+      links.disconnect();
       for (const c of connections) c.disconnect();
+      await pool?.end().catch(() => undefined);
     },
   };
 }

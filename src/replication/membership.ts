@@ -1,24 +1,28 @@
 /**
  * Deployment-wide membership: the regions every process counts for all_regions waits, outbox confirmation
- * (and so deletion) and stream trimming, instead of the region list of its own config file. While a region
- * is being added, the other regions still run the old config; they learn of the new one from here.
+ * (and so deletion) and deliveries, instead of the region list of its own config file. While a region is
+ * being added, the other regions still run the old config; they learn of the new one from here.
  *
- * The record is a Redis hash `<prefix>{repl}:members`: region -> JSON {state, since, joined_at}, plus the
- * field `~generation` (bumped on every change, announced on `<prefix>{repl}:members-changed`).
+ * Where it lives: every region's Redis holds a copy of the record, a hash `<prefix>{repl}:members`:
+ * region -> JSON {state, joined_at, redis_url}, plus the field `~generation` (bumped on every change,
+ * announced on `<prefix>{repl}:members-changed`). A process reads only its own region's copy, united with
+ * its configured regions, so it never needs another region's Redis to know the members. Each region is
+ * the author of its own entry: it writes it into every region's Redis when it joins, and its processes
+ * copy it again (every few seconds) into any Redis whose copy is missing or differs (a Redis that was down,
+ * or restarted empty). `redis_url` is where the region's Redis is (without credentials: those of the
+ * default `redisUrl` are used), for regions whose config does not name it (a region added to a running
+ * deployment).
  * - state: `joining` (it joined a running deployment and has not been seeded yet) or `active`.
- * - since: the stream id its consumer group started after, when it joined a running deployment (null:
- *   it reads, or was moved to read, the stream from where its group stands and needs every change).
- *   Changes published at or before `since` reach it by the re-seed, not the stream, so the origins do not
- *   wait for its ack of them. `npm run reseed` moves the group and sets `since` to the new position.
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
- * explicit admin command (`npm run members -- remove <region>`), which also destroys its consumer group.
+ * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
  * Each process caches the members, re-reads them every second and on an announcement, and keeps the last
- * known members while Redis is down (local_region writes never wait for this). The relay re-reads them
- * fresh before it confirms and before it trims.
+ * known members while its Redis is down (local_region writes never wait for this). The relay re-reads them
+ * fresh before it confirms.
  */
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
+import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { groupInfo, streamBounds } from './stream';
 
 export type MemberState = 'joining' | 'active';
@@ -26,9 +30,9 @@ export type MemberState = 'joining' | 'active';
 export interface Member {
   region: string;
   state: MemberState;
-  /** Changes at or before this stream id do not need this member's ack (it gets them by the re-seed). */
-  since: string | null;
   joinedAt: string | null;
+  /** The Redis the region recorded for itself (null: not recorded; its config entry or the default). */
+  redisUrl: string | null;
   /** False for a region known only from this process's config (not yet in the record). */
   registered: boolean;
 }
@@ -37,8 +41,8 @@ const GENERATION = '~generation';
 
 interface Stored {
   state?: string;
-  since?: string | null;
   joined_at?: string;
+  redis_url?: string;
 }
 
 function parse(region: string, raw: string): Member {
@@ -51,8 +55,8 @@ function parse(region: string, raw: string): Member {
   return {
     region,
     state: v.state === 'joining' ? 'joining' : 'active',
-    since: typeof v.since === 'string' && /^\d+-\d+$/.test(v.since) ? v.since : null,
     joinedAt: typeof v.joined_at === 'string' ? v.joined_at : null,
+    redisUrl: typeof v.redis_url === 'string' && /^rediss?:\/\//.test(v.redis_url) ? v.redis_url : null,
     registered: true,
   };
 }
@@ -65,49 +69,47 @@ export async function readMembers(redis: Redis, keys: ReplicationKeys): Promise<
   return { members, generation: Number(hash[GENERATION] ?? 0) };
 }
 
-/** Writes (or, with `onlyIfAbsent`, adds) a member's entry, bumps the generation and announces it. */
-export async function writeMember(
-  redis: Redis,
-  keys: ReplicationKeys,
-  region: string,
-  entry: { state: MemberState; since: string | null; joined_at?: string },
-  onlyIfAbsent = false,
-): Promise<boolean> {
-  const value = JSON.stringify({ state: entry.state, since: entry.since, joined_at: entry.joined_at ?? new Date().toISOString() });
+export interface MemberEntry {
+  state: MemberState;
+  joined_at?: string;
+  redis_url?: string | null;
+}
+
+function encode(entry: MemberEntry): string {
+  return JSON.stringify({ state: entry.state, joined_at: entry.joined_at ?? new Date().toISOString(), ...(entry.redis_url ? { redis_url: entry.redis_url } : {}) });
+}
+
+/** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
+export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false): Promise<boolean> {
+  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent);
+}
+
+async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean): Promise<boolean> {
   const written = onlyIfAbsent ? (await redis.hsetnx(keys.members, region, value)) === 1 : (await redis.hset(keys.members, region, value), true);
   if (written) await announce(redis, keys);
   return written;
 }
 
-/** Changes a registered member's state and/or `since` (keeping the rest); false when it is not a member. */
-export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state?: MemberState; since?: string | null }): Promise<boolean> {
+/** Changes a registered member's state in one Redis (keeping the rest); false when it is not a member there. */
+export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState }): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
   const m = parse(region, raw);
-  await writeMember(redis, keys, region, {
-    state: patch.state ?? m.state,
-    since: patch.since === undefined ? m.since : patch.since,
-    joined_at: m.joinedAt ?? undefined,
-  });
+  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
   return true;
 }
 
 /**
- * Removes a region from the deployment: its entry and its consumer group (so it no longer holds back the
- * trim). Stop the region and take it out of every config file first: a running region registers itself
- * again, and a config that names it keeps counting it.
+ * Removes a region from one Redis's record, and its inbox if it is in this Redis (so no one delivers to it
+ * or waits for it). Stop the region and take it out of every config file first: a running region registers
+ * itself again, and a config that names it keeps counting it.
  */
-export async function removeMember(redis: Redis, keys: ReplicationKeys, region: string): Promise<{ removed: boolean; groupDestroyed: boolean }> {
+export async function removeMember(redis: Redis, keys: ReplicationKeys, region: string): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
-  let groupDestroyed = false;
-  try {
-    groupDestroyed = Number(await redis.xgroup('DESTROY', keys.stream, region)) === 1;
-  } catch (err) {
-    if (!/no such key|requires the key to exist/i.test(String((err as Error).message))) throw err;
-  }
+  const inboxDeleted = Number(await redis.del(keys.inbox(region))) === 1;
   await announce(redis, keys);
-  return { removed, groupDestroyed };
+  return { removed, inboxDeleted };
 }
 
 async function announce(redis: Redis, keys: ReplicationKeys): Promise<void> {
@@ -116,21 +118,28 @@ async function announce(redis: Redis, keys: ReplicationKeys): Promise<void> {
 }
 
 export interface MembershipDeps {
-  redis: Redis;
+  /** The process's Redis connections: its own region's record is read, every region's is written. */
+  links: RedisLinks;
   /** The process's subscriber connection (shared with the tracker; messages are told apart by channel). */
   subscriber: Redis;
   keys: ReplicationKeys;
   region: string;
   /** The regions of this process's config file. */
   configured: readonly string[];
+  /** This region's Redis, recorded in its entry for the regions whose config does not name it. */
+  ownRedisUrl: string;
   log: Logger;
   refreshMs?: number;
+  /** How often this region's entry is copied into the other regions' Redis where it is missing or differs. */
+  propagateMs?: number;
 }
 
 export class Membership {
   private known = new Map<string, Member>();
   private timer: NodeJS.Timeout | null = null;
   private joined = false;
+  private lastPropagated = 0;
+  private propagating = false;
   generation = 0;
 
   constructor(private readonly d: MembershipDeps) {
@@ -148,62 +157,97 @@ export class Membership {
 
   private union(stored: Map<string, Member>): Map<string, Member> {
     const out = new Map<string, Member>();
-    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', since: null, joinedAt: null, registered: false });
+    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false });
     for (const r of [...stored.keys()].sort()) if (!out.has(r)) out.set(r, stored.get(r) as Member);
     return out;
   }
 
-  /** Reads the record now; on a Redis error keeps (and returns) the last known members. */
+  /** Reads this region's copy of the record now; on a Redis error keeps (and returns) the last known members. */
   async refresh(): Promise<Member[]> {
+    const { links, keys, region } = this.d;
     try {
-      const { members, generation } = await readMembers(this.d.redis, this.d.keys);
-      // Redis lost the record (restarted empty): register again.
-      if (this.joined && !members.has(this.d.region)) {
-        await writeMember(this.d.redis, this.d.keys, this.d.region, { state: 'active', since: null }, true);
+      const { members, generation } = await readMembers(links.own, keys);
+      // This Redis lost the record (restarted empty): register again.
+      if (this.joined && !members.has(region)) {
+        await writeMember(links.own, keys, region, this.entry('active'), true);
         return this.refresh();
       }
+      for (const m of members.values()) links.learn(m.region, m.redisUrl);
       this.generation = generation;
       this.known = this.union(members);
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership refresh failed; using the last known members');
     }
+    if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
   }
 
+  private entry(state: MemberState): MemberEntry {
+    return { state, redis_url: withoutCredentials(this.d.ownRedisUrl) };
+  }
+
+  /** The other members whose Redis is not this region's own. */
+  private peers(): string[] {
+    return this.regions().filter((r) => r !== this.d.region && !this.d.links.sharesOwn(r));
+  }
+
   /**
-   * Registers this region and makes sure its consumer group exists. Joining a running deployment (other
-   * members registered, the stream holds changes, no group of ours yet): register as `joining` FIRST, then
-   * create the group at the stream's current end and record that position as `since`. Every relay reads
-   * the members after it selects the rows to confirm, so a change it confirms without our ack was published
-   * before we registered, hence at or before `since`; and the trim never takes what a group has not read.
-   * Otherwise (first start of a deployment, restart) the group is created at 0 if missing, as before.
+   * Copies this region's entry, as its own Redis holds it, into every other region's Redis where it is
+   * missing or differs. A Redis that is down is tried again next time.
+   */
+  async propagate(): Promise<void> {
+    if (this.propagating) return;
+    this.propagating = true;
+    this.lastPropagated = Date.now();
+    const { links, keys, region } = this.d;
+    try {
+      const mine = await links.own.hget(keys.members, region);
+      if (mine === null) return;
+      await eachRegion(this.peers(), async (peer) => {
+        const to = links.to(peer);
+        if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false);
+      });
+    } catch (err) {
+      this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');
+    } finally {
+      this.propagating = false;
+    }
+  }
+
+  /**
+   * Registers this region, in its own Redis and every other reachable region's. It joins a running
+   * deployment (other members registered, another region's inbox has received changes, and no consumer
+   * group of its own yet: no region has been delivering to it) as `joining`: the changes confirmed before
+   * the other regions learnt of it reach it by the re-seed (npm run reseed), the rest by its inbox.
+   * Otherwise (first start of a deployment, restart) it registers as active if it was not registered.
    */
   async join(): Promise<void> {
-    const { redis, keys, region, log } = this.d;
-    const { members } = await readMembers(redis, keys);
-    const groups = await groupInfo(redis, keys).catch((err: Error) => {
-      if (/no such key/i.test(err.message)) return [];
-      throw err;
+    const { links, keys, region, log } = this.d;
+    const { members } = await readMembers(links.own, keys);
+    const seen = new Map(members);
+    const peers = await eachRegion(this.regions().filter((r) => r !== region), async (peer) => {
+      await links.ready(peer);
+      const { members: theirs } = await readMembers(links.to(peer), keys);
+      for (const [r, m] of theirs) if (!seen.has(r)) seen.set(r, m);
+      return (await streamBounds(links.to(peer), keys.inbox(peer)))?.lastGeneratedId ?? '0-0';
     });
-    const hasGroup = groups.some((g) => g.name === region);
-    const bounds = await streamBounds(redis, keys);
-    const others = [...members.keys()].some((r) => r !== region);
-    if (!members.has(region) && !hasGroup && others && bounds && bounds.lastGeneratedId !== '0-0') {
-      await writeMember(redis, keys, region, { state: 'joining', since: null });
-      let since: string | null = null;
-      try {
-        await redis.xgroup('CREATE', keys.stream, region, '$', 'MKSTREAM');
-        since = (await groupInfo(redis, keys)).find((g) => g.name === region)?.lastDeliveredId ?? null;
-      } catch (err) {
-        if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
-      }
-      if (since) await updateMember(redis, keys, region, { since });
-      log.warn({ region, since }, 'joined a running deployment: re-seed this region from a peer (npm run reseed), see README "Adding a region"');
-    } else {
-      await writeMember(redis, keys, region, { state: 'active', since: null }, true);
-    }
+    const hasGroup = await groupInfo(links.own, keys.inbox(region)).then(
+      (groups) => groups.some((g) => g.name === region),
+      (err: Error) => {
+        if (/no such key/i.test(err.message)) return false;
+        throw err;
+      },
+    );
+    const running = [...peers.values()].some((p) => p.ok && p.value !== '0-0');
+    const others = [...seen.keys()].some((r) => r !== region);
+    const joining = !seen.has(region) && !hasGroup && others && running;
+    // Every member's Redis: its own copy first (the one this region's processes read and copy from).
+    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active'), true);
+    if (joining) log.warn({ region }, 'joined a running deployment: re-seed this region from a peer (npm run reseed), see README "Adding a region"');
     this.joined = true;
+    for (const [r, m] of seen) links.learn(r, m.redisUrl);
     await this.refresh();
+    await this.propagate();
   }
 
   /** Refreshes every `refreshMs` and on each announcement. */
@@ -227,9 +271,4 @@ export class Membership {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
-}
-
-/** Whether `member` must ack a change published at `streamId` before its origin confirms it. */
-export function mustAck(member: Pick<Member, 'since'>, streamId: string | null, compare: (a: string, b: string) => number): boolean {
-  return member.since === null || streamId === null || compare(streamId, member.since) > 0;
 }

@@ -1,29 +1,35 @@
 /**
- * Background duties of a region's outbox, so that nothing acknowledged is ever lost:
- * - publish: rows the fast path did not publish (Redis down, crash between commit and XADD) go out in order;
- * - confirm: a row is confirmed once every region has acked it; a row published long ago but neither
- *   confirmed nor still in the stream (Redis restarted without its data) is published again;
- * - trim: the stream is trimmed only below what every region's group has delivered and acked;
- * - status: this region's figures are posted to Redis so one admin call can show every region.
+ * Background duties of a region's outbox, so that nothing acknowledged is ever lost. Each change goes
+ * from its origin straight into every other member's inbox, in that member's own Redis (delivery.ts):
+ * - publish: rows the fast path did not deliver everywhere (a destination's Redis down, a crash between
+ *   commit and XADD) are delivered, in order, to the destinations that lack them;
+ * - confirm: per destination, a delivery is confirmed once that region acked the change (its ack is in
+ *   this region's Redis); a row is confirmed once every member did. A member with no delivery yet (it
+ *   joined since) gets one; a delivery long unconfirmed and no longer in its destination's inbox (that
+ *   Redis restarted without its data) is delivered again;
+ * - trim: each destination's inbox is trimmed below what its region's group has delivered and acked.
+ * One destination that is down or cut off never holds back the others.
  */
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
-import type { Redis, ReplicationKeys } from '../redis';
-import { mustAck, updateMember, type Member, type Membership } from './membership';
-import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupInfo, streamBounds, type StreamBounds } from './stream';
+import type { ReplicationKeys } from '../redis';
+import { Deliverer, recordDeliveries, type Delivery } from './delivery';
+import { updateMember, type Membership } from './membership';
+import { eachRegion, type RedisLinks } from './links';
+import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { Loop } from './loop';
 
 export interface RelayDeps {
   db: Db;
-  redis: Redis;
+  links: RedisLinks;
   keys: ReplicationKeys;
   tracker: Tracker;
   region: string;
   regions: readonly string[];
-  /** The deployment's members (read fresh before confirming and trimming); without it, `regions`. */
-  membership?: Pick<Membership, 'refresh'>;
+  /** The deployment's members (read fresh before confirming); without it, `regions`. */
+  membership?: Pick<Membership, 'refresh' | 'regions'>;
   log: Logger;
   intervalMs?: number;
   /** Published but unconfirmed for this long: check the stream still has it. */
@@ -34,11 +40,16 @@ export interface RelayDeps {
   streamMaxLength?: number;
   /** Events go out with the signature stored with them (see event-auth.ts). */
   auth: EventAuth;
+  /** Shared with the fast path (Replicator.publish), so a destination's group is made sure of once. */
+  deliverer?: Deliverer;
 }
 
-interface OutboxRow {
-  change_id: string;
-  event: unknown;
+interface DeliveryState {
+  /** The inbox entry it was (last) delivered as. */
+  sid: string;
+  /** Delivered longer ago than republishAfterMs. */
+  stale: boolean;
+  confirmed: boolean;
 }
 
 export class OutboxRelay {
@@ -47,13 +58,15 @@ export class OutboxRelay {
   private lastConfirm = 0;
   /** Keyset cursor over unconfirmed rows, so old rows stuck on a down region do not hide newer ones. */
   private confirmCursor = 0n;
+  private readonly deliverer: Deliverer;
   published = 0;
   republished = 0;
-  /** Changes trimmed by the stream cap before every region acked them (those regions need a re-seed). */
+  /** Changes trimmed by an inbox's cap before its region acked them (that region needs a re-seed). */
   trimmedUnconfirmed = 0;
 
   constructor(private readonly d: RelayDeps) {
     this.loop = new Loop(() => this.cycle(), d.intervalMs ?? 500);
+    this.deliverer = d.deliverer ?? new Deliverer(d.keys, d.auth, d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH);
   }
 
   start(): void {
@@ -76,85 +89,155 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes unpublished rows older than `minAgeMs` (the fast path handles fresh ones). Returns how many. */
+  /**
+   * The other members: a fresh read (the last known ones while this region's Redis is down), or with
+   * `cached`, the process's cached members (re-read every second).
+   */
+  private async destinations(cached = false): Promise<string[]> {
+    const m = this.d.membership;
+    const regions = !m ? this.d.regions : cached ? m.regions() : (await m.refresh()).map((x) => x.region);
+    return regions.filter((r) => r !== this.d.region);
+  }
+
+  /**
+   * Delivers each event to each destination that lacks it, a destination at a time (at once for all);
+   * returns the deliveries made and the destinations that failed (down, cut off).
+   */
+  private async deliverMissing(needs: Map<string, { changeId: string; event: SignedEvent }[]>): Promise<{ made: Delivery[]; failed: Set<string> }> {
+    const made: Delivery[] = [];
+    const failed = new Set<string>();
+    const res = await eachRegion([...needs.keys()], async (dest) => {
+      const items = needs.get(dest) ?? [];
+      const ids = await this.deliverer.deliver(this.d.links.to(dest), dest, items.map((i) => i.event));
+      return items.map((i, k) => ({ changeId: i.changeId, region: dest, streamId: ids[k] as string }));
+    });
+    for (const [dest, r] of res) {
+      if (r.ok) made.push(...r.value);
+      else {
+        failed.add(dest);
+        this.d.log.debug({ err: r.error.message, destination: dest }, 'could not deliver to a region; will retry');
+      }
+    }
+    return { made, failed };
+  }
+
+  /**
+   * Delivers unpublished rows older than `minAgeMs` (the fast path handles fresh ones) to the destinations
+   * that lack them, in order. Returns how many rows became published.
+   */
   async publishPending(minAgeMs: number): Promise<number> {
-    const { db, redis, keys, tracker, region } = this.d;
+    const { db, tracker, region } = this.d;
+    // Every cycle: the cached members will do (confirm() reads them fresh and delivers to newcomers).
+    const destinations = await this.destinations(true);
+    const down = new Set<string>();
     let total = 0;
+    let after = 0n;
     for (;;) {
-      const rows = await db.$queryRawUnsafe<OutboxRow[]>(
-        `SELECT change_id::text, event FROM replication_outbox
-          WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1::float8 / 1000)
-          ORDER BY id LIMIT 500`,
+      const rows = await db.$queryRawUnsafe<{ id: bigint; change_id: string; event: SignedEvent; delivered: string[] }[]>(
+        `SELECT o.id, o.change_id::text, o.event, ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered
+           FROM replication_outbox o
+          WHERE o.published_at IS NULL AND o.id > $2 AND o.created_at < now() - make_interval(secs => $1::float8 / 1000)
+          ORDER BY o.id LIMIT 500`,
         minAgeMs,
+        after,
       );
-      if (rows.length === 0) return total;
-      const pipe = redis.pipeline();
-      const cap = this.d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH;
-      for (const r of rows) pipe.xadd(keys.stream, 'MAXLEN', '~', cap, '*', ...this.d.auth.entryFields(r.event as SignedEvent));
-      const res = (await pipe.exec()) ?? [];
-      const ids: string[] = [];
-      const streamIds: string[] = [];
-      res.forEach(([err, sid], i) => {
-        const row = rows[i];
-        if (!err && typeof sid === 'string' && row) {
-          ids.push(row.change_id);
-          streamIds.push(sid);
+      const last = rows[rows.length - 1];
+      if (!last) return total;
+      after = last.id;
+      const needs = new Map<string, { changeId: string; event: SignedEvent }[]>();
+      for (const r of rows) {
+        for (const dest of destinations) {
+          if (r.delivered.includes(dest) || down.has(dest)) continue;
+          let list = needs.get(dest);
+          if (!list) needs.set(dest, (list = []));
+          list.push({ changeId: r.change_id, event: r.event });
         }
-      });
-      if (ids.length === 0) throw new Error('XADD failed for the whole batch');
-      await db.$executeRawUnsafe(
-        `UPDATE replication_outbox o SET published_at = now(), stream_id = x.sid
-           FROM unnest($1::uuid[], $2::text[]) AS x(cid, sid) WHERE o.change_id = x.cid`,
-        ids,
-        streamIds,
-      );
-      await tracker.ack(region, ids);
-      total += ids.length;
-      this.published += ids.length;
-      if (rows.length < 500) return total;
+      }
+      const { made, failed } = await this.deliverMissing(needs);
+      for (const f of failed) down.add(f);
+      const have = new Map(rows.map((r) => [r.change_id, new Set(r.delivered)]));
+      for (const m of made) have.get(m.changeId)?.add(m.region);
+      const published = rows.filter((r) => destinations.every((dest) => have.get(r.change_id)?.has(dest))).map((r) => r.change_id);
+      await recordDeliveries(db, made, published);
+      // The origin's own ack is "applied": its transaction put every row.
+      if (published.length) await tracker.ack(region, published).catch(() => undefined);
+      total += published.length;
+      this.published += published.length;
+      // Every destination these rows still lack is down: the rest would wait for it too.
+      if (rows.length < 500 || (made.length === 0 && needs.size === 0 && down.size > 0)) return total;
     }
   }
 
-  /** The members now (a fresh read; the last known ones while Redis is down). */
-  private async members(): Promise<Pick<Member, 'region' | 'since'>[]> {
-    return this.d.membership ? this.d.membership.refresh() : this.d.regions.map((region) => ({ region, since: null }));
-  }
-
   async confirm(): Promise<void> {
-    const { db, redis, keys } = this.d;
-    const rows = await db.$queryRawUnsafe<{ id: bigint; change_id: string; stream_id: string | null; stale: boolean }[]>(
-      `SELECT id, change_id::text, stream_id, published_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
-         FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2
-        ORDER BY id LIMIT 2000`,
+    const { db, links, keys, region } = this.d;
+    const rows = await db.$queryRawUnsafe<{ id: bigint; change_id: string; deliveries: Record<string, DeliveryState> }[]>(
+      `SELECT o.id, o.change_id::text,
+              COALESCE((SELECT jsonb_object_agg(d.region, jsonb_build_object('sid', d.stream_id, 'confirmed', d.confirmed_at IS NOT NULL,
+                          'stale', d.delivered_at < now() - make_interval(secs => $1::float8 / 1000)))
+                          FROM replication_deliveries d WHERE d.change_id = o.change_id), '{}'::jsonb) AS deliveries
+         FROM replication_outbox o WHERE o.published_at IS NOT NULL AND o.confirmed_at IS NULL AND o.id > $2
+        ORDER BY o.id LIMIT 2000`,
       this.d.republishAfterMs ?? 10_000,
       this.confirmCursor,
     );
     this.confirmCursor = rows.length === 2000 ? (rows[rows.length - 1]?.id ?? 0n) : 0n;
     if (rows.length) {
-      // Read after the rows: a region that joins after this read registered after these rows were
-      // published, so they are at or before its `since` and reach it by its re-seed (membership.ts).
-      const members = await this.members();
-      const pipe = redis.pipeline();
+      // Read after the rows: a region that registers after this read gets a delivery of every row not
+      // confirmed by then (next time round), and the re-seed covers the rest (membership.ts).
+      const destinations = await this.destinations();
+      const pipe = links.own.pipeline();
       for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
       const acks = (await pipe.exec()) ?? [];
       const confirmed: string[] = [];
-      const suspects: { change_id: string; stream_id: string | null }[] = [];
+      const acked: { changeId: string; region: string }[] = [];
+      const ownAck: string[] = [];
+      const missing = new Set<string>();
+      const suspects = new Map<string, { change_id: string; stream_id: string }[]>();
       rows.forEach((r, i) => {
         const [err, regionsAcked] = acks[i] ?? [new Error('missing reply')];
         if (err) return;
         const have = new Set(regionsAcked as string[]);
-        if (members.every((m) => have.has(m.region) || !mustAck(m, r.stream_id, compareStreamIds))) confirmed.push(r.change_id);
-        else if (r.stale) suspects.push(r);
+        if (!have.has(region)) ownAck.push(r.change_id);
+        let done = true;
+        for (const dest of destinations) {
+          const dl = r.deliveries[dest];
+          if (dl?.confirmed) continue;
+          if (have.has(dest)) {
+            acked.push({ changeId: r.change_id, region: dest });
+            continue;
+          }
+          done = false;
+          if (!dl) missing.add(r.change_id);
+          else if (dl.stale) suspects.set(dest, [...(suspects.get(dest) ?? []), { change_id: r.change_id, stream_id: dl.sid }]);
+        }
+        if (done) confirmed.push(r.change_id);
       });
+      if (ownAck.length) await this.d.tracker.ack(region, ownAck).catch(() => undefined);
+      await this.confirmDeliveries(acked);
       if (confirmed.length) {
         await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);
         await this.expireAcks(confirmed);
       }
-      if (suspects.length) await this.republishLost(suspects);
+      // Rows a member has no delivery of (it joined since they were published): deliver them now.
+      if (missing.size) {
+        await db.$executeRawUnsafe('UPDATE replication_outbox SET published_at = NULL WHERE change_id = ANY($1::uuid[])', [...missing]);
+        await this.publishPending(0);
+      }
+      if (suspects.size) await eachRegion([...suspects.keys()], (dest) => this.redeliverLost(dest, suspects.get(dest) ?? []));
     }
     await db.$executeRawUnsafe(
       `DELETE FROM replication_outbox WHERE confirmed_at < now() - make_interval(secs => $1::float8 / 1000)`,
       this.d.retentionMs ?? 3_600_000,
+    );
+  }
+
+  private async confirmDeliveries(acked: readonly { changeId: string; region: string }[]): Promise<void> {
+    if (acked.length === 0) return;
+    await this.d.db.$executeRawUnsafe(
+      `UPDATE replication_deliveries d SET confirmed_at = now() FROM unnest($1::uuid[], $2::text[]) AS x(cid, region)
+        WHERE d.change_id = x.cid AND d.region = x.region AND d.confirmed_at IS NULL`,
+      acked.map((a) => a.changeId),
+      acked.map((a) => a.region),
     );
   }
 
@@ -163,102 +246,107 @@ export class OutboxRelay {
    * Redis holds acks of the last retention period, not of the last ack TTL.
    */
   private async expireAcks(changeIds: string[]): Promise<void> {
-    const pipe = this.d.redis.pipeline();
+    const pipe = this.d.links.own.pipeline();
     const seconds = Math.max(1, Math.ceil((this.d.retentionMs ?? 3_600_000) / 1000));
     for (const id of changeIds) pipe.expire(this.d.keys.ack(id), seconds);
     await pipe.exec();
   }
 
-  /** Records (once per stream incarnation) the first id it holds; returns the record. */
-  private async markBorn(bounds: StreamBounds | null): Promise<string | null> {
-    const { redis, keys } = this.d;
+  /** Records (once per incarnation of a destination's inbox) the first id it holds; returns the record. */
+  private async markBorn(dest: string, bounds: StreamBounds | null): Promise<string | null> {
+    const { links, keys } = this.d;
     if (!bounds) return null;
-    await redis.set(keys.streamBorn, bounds.firstId ?? bounds.lastGeneratedId, 'NX');
-    return redis.get(keys.streamBorn);
+    const redis = links.to(dest);
+    await redis.set(keys.inboxBorn(dest), bounds.firstId ?? bounds.lastGeneratedId, 'NX');
+    return redis.get(keys.inboxBorn(dest));
   }
 
-  private async republishLost(rows: { change_id: string; stream_id: string | null }[]): Promise<void> {
-    const { db, redis, keys, log } = this.d;
+  /** Deliveries to `dest` long unconfirmed: delivered again if its inbox no longer holds them. */
+  private async redeliverLost(dest: string, rows: { change_id: string; stream_id: string }[]): Promise<void> {
+    const { db, links, keys, log } = this.d;
+    const redis = links.to(dest);
+    const stream = keys.inbox(dest);
     const pipe = redis.pipeline();
-    for (const r of rows) pipe.xrange(keys.stream, r.stream_id ?? '0-0', r.stream_id ?? '0-0');
+    for (const r of rows) pipe.xrange(stream, r.stream_id, r.stream_id);
     const res = (await pipe.exec()) ?? [];
-    const missing = rows.filter((r, i) => {
+    const missing = rows.filter((_, i) => {
       const [err, found] = res[i] ?? [new Error('missing reply')];
-      return !err && (r.stream_id === null || (Array.isArray(found) && found.length === 0));
+      return !err && Array.isArray(found) && found.length === 0;
     });
     if (missing.length === 0) return;
-    // Missing, and older than the oldest entry left but not than this stream's birth: trimmed by the cap,
-    // not lost by Redis. The regions that had not read it are marked as needing a re-seed (the status shows
-    // it); publishing it again would only feed the cap, so it counts as delivered. (A Redis that lost its
-    // data lost the birth mark too: the new mark is newer than every row published before, which are lost.)
-    const bounds = await streamBounds(redis, keys);
-    const born = await this.markBorn(bounds);
+    // Missing, and older than the oldest entry left but not than this inbox's birth: trimmed by the cap,
+    // not lost by Redis. The destination needs a re-seed (its status shows it); delivering it again would
+    // only feed the cap, so it counts as confirmed. (A Redis that lost its data lost the birth mark too:
+    // the new mark is newer than every entry delivered before, which are lost.)
+    const bounds = await streamBounds(redis, stream);
+    const born = await this.markBorn(dest, bounds);
     const trimmed = missing.filter((r) => {
-      if (r.stream_id === null || born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
+      if (born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
       return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
     });
     if (trimmed.length) {
-      const behind = await this.markBehind(trimmed);
-      log.warn({ count: trimmed.length, regions: behind }, 'unconfirmed changes were trimmed by the stream cap; regions behind the cap need a re-seed');
-      await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', trimmed.map((r) => r.change_id));
+      await this.markBehind(dest);
+      log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes were trimmed by an inbox cap; that region needs a re-seed');
+      await this.confirmDeliveries(trimmed.map((r) => ({ changeId: r.change_id, region: dest })));
       this.trimmedUnconfirmed += trimmed.length;
     }
     const lost = missing.filter((r) => !trimmed.includes(r));
     if (lost.length === 0) return;
-    log.warn({ count: lost.length }, 'published changes are missing from the stream and unconfirmed; publishing them again');
-    await db.$executeRawUnsafe(
-      'UPDATE replication_outbox SET published_at = NULL, stream_id = NULL WHERE change_id = ANY($1::uuid[])',
+    log.warn({ count: lost.length, destination: dest }, 'delivered changes are missing from a region\'s inbox and unconfirmed; delivering them again');
+    const events = await db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(
+      'SELECT change_id::text, event FROM replication_outbox WHERE change_id = ANY($1::uuid[]) ORDER BY id',
       lost.map((r) => r.change_id),
     );
+    const ids = await this.deliverer.deliver(redis, dest, events.map((e) => e.event));
+    await recordDeliveries(db, events.map((e, i) => ({ changeId: e.change_id, region: dest, streamId: ids[i] as string })), []);
     this.republished += lost.length;
-    await this.publishPending(0);
   }
 
   /**
-   * The members that never acked these trimmed changes are marked `joining` again: they need a re-seed
-   * (which marks them active), and until then no region collects tombstones (horizon.ts). Their consumer
-   * group alone would not tell for long: once it reads past the trim it no longer looks behind. Done
-   * before the rows are confirmed, so a horizon that passes them sees the mark.
+   * A destination whose inbox cap trimmed changes it never acked is marked `joining` again: it needs a
+   * re-seed (which marks it active), and until then no region collects tombstones (horizon.ts). Its
+   * consumer group alone would not tell for long: once it reads past the trim it no longer looks behind.
+   * Written first into the destination's own Redis (its entry's authoritative copy, which its processes
+   * copy everywhere), then into every other region's it can reach; done before the rows are confirmed, so
+   * a horizon that passes them sees the mark.
    */
-  private async markBehind(rows: { change_id: string; stream_id: string | null }[]): Promise<string[]> {
-    const { redis, keys } = this.d;
-    const members = await this.members();
-    const pipe = redis.pipeline();
-    for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
-    const acks = (await pipe.exec()) ?? [];
-    const behind = new Set<string>();
-    rows.forEach((r, i) => {
-      const [err, acked] = acks[i] ?? [new Error('missing reply')];
-      if (err) throw err;
-      const have = new Set(acked as string[]);
-      for (const m of members) if (!have.has(m.region) && mustAck(m, r.stream_id, compareStreamIds)) behind.add(m.region);
+  private async markBehind(dest: string): Promise<void> {
+    const { links, keys } = this.d;
+    const home = links.to(dest);
+    await updateMember(home, keys, dest, { state: 'joining' });
+    const regions = this.d.membership?.regions() ?? this.d.regions;
+    const seen = new Set([home]);
+    const others = regions.filter((r) => {
+      const redis = links.to(r);
+      if (seen.has(redis)) return false;
+      seen.add(redis);
+      return true;
     });
-    for (const region of behind) await updateMember(redis, keys, region, { state: 'joining' });
-    return [...behind];
+    await eachRegion(others, (r) => updateMember(links.to(r), keys, dest, { state: 'joining' }));
   }
 
-  /** Trims the stream below the oldest entry some region still needs. Skipped unless every group exists. */
+  /** Trims each destination's inbox below the oldest entry its region still needs (its group's floor). */
   async trim(force = false): Promise<number> {
     if (!force && Date.now() - this.lastTrim < 30_000) return 0;
     this.lastTrim = Date.now();
-    const { redis, keys } = this.d;
-    const members = await this.members();
-    const groups = await groupInfo(redis, keys);
-    await this.markBorn(await streamBounds(redis, keys));
-    if (!members.every((m) => groups.some((g) => g.name === m.region))) return 0;
-    let floor: string | null = null;
-    // Every group on the stream counts, members' or not: a region that joins creates its group at the
-    // stream's end, above any floor computed before, so nothing it has not read is trimmed. A removed
-    // region's group is destroyed by the admin command that removes it.
-    for (const g of groups) {
-      let needed = g.lastDeliveredId;
-      if (g.pending > 0) {
-        const summary = (await redis.xpending(keys.stream, g.name)) as [number, string | null, string | null, unknown];
-        if (summary[1]) needed = summary[1];
-      }
-      if (floor === null || compareStreamIds(needed, floor) < 0) floor = needed;
-    }
-    if (!floor || floor === '0-0') return 0;
-    return Number(await redis.call('XTRIM', keys.stream, 'MINID', floor));
+    const res = await eachRegion(await this.destinations(), (dest) => this.trimInbox(dest));
+    let total = 0;
+    for (const r of res.values()) if (r.ok) total += r.value;
+    return total;
+  }
+
+  private async trimInbox(dest: string): Promise<number> {
+    const { links, keys } = this.d;
+    const redis = links.to(dest);
+    const stream = keys.inbox(dest);
+    const bounds = await streamBounds(redis, stream);
+    if (!bounds) return 0;
+    await this.markBorn(dest, bounds);
+    const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
+    if (!g) return 0;
+    const floor = await groupFloor(redis, stream, g);
+    const needed = floor.oldestPending ?? floor.lastDelivered;
+    if (needed === '0-0') return 0;
+    return Number(await redis.call('XTRIM', stream, 'MINID', needed));
   }
 }

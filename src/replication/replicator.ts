@@ -1,13 +1,13 @@
 /**
  * The write side of replication. A feature's write runs in one local transaction through `write()`:
  * it locks and puts full rows, and the same transaction stores the change event in the outbox.
- * After commit the event is published to the stream right away (fast path); if that fails, the relay
- * publishes it later. `waitFor()` turns a consistency level into a wait on the tracker.
+ * After commit the event is delivered right away (fast path) into every other member's inbox, each in
+ * that member's own Redis; what fails there, the relay delivers later. `waitFor()` turns a consistency
+ * level into a wait on the tracker (in this region's Redis, where the other regions' acks arrive).
  */
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, TxClient } from '../db/client';
 import type { Logger } from '../logger';
-import type { Redis, ReplicationKeys } from '../redis';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { AppError } from '../http/errors';
@@ -15,7 +15,8 @@ import { isSchemaChange, type RowStore, type Winner } from './row-store';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
-import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
+import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
+import { eachRegion, type RedisLinks } from './links';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { isTransient } from '../db/pg-errors';
 import { WRITE_TX_TIMEOUT_MS } from './horizon';
@@ -53,8 +54,9 @@ export interface WriteContext {
 
 export interface ReplicatorDeps {
   db: Db;
-  redis: Redis;
-  keys: ReplicationKeys;
+  links: RedisLinks;
+  /** Delivers events into other regions' inboxes (shared with the relay). */
+  deliverer: Deliverer;
   store: RowStore;
   clock: HybridClock;
   tracker: Tracker;
@@ -63,8 +65,6 @@ export interface ReplicatorDeps {
   /** The deployment's members; without it, `regions`. */
   membership?: Pick<Membership, 'regions'>;
   log: Logger;
-  /** Cap of the change stream (XADD MAXLEN ~). */
-  streamMaxLength?: number;
   /** Signs each event where it is created: the outbox stores it signed (see event-auth.ts). */
   auth: EventAuth;
 }
@@ -179,31 +179,37 @@ export class Replicator {
     return result;
   }
 
-  /** Fast path after commit. Failures are fine: the relay publishes whatever is left unpublished. */
+  /** Fast path after commit. Failures are fine: the relay delivers whatever is left undelivered. */
   async publish(event: SignedEvent): Promise<boolean> {
-    try {
-      const cap = this.d.streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH;
-      const streamId = await this.d.redis.xadd(this.d.keys.stream, 'MAXLEN', '~', cap, '*', ...this.d.auth.entryFields(event));
-      if (!streamId) throw new Error('XADD returned no id');
-      this.markPublished(event.changeId, streamId);
-      // The origin's own ack is "applied": its transaction put every row.
-      await this.d.tracker.ack(this.d.region, [event.changeId], { orgs: event.orgId ? { [event.changeId]: event.orgId } : undefined });
-      return true;
-    } catch (err) {
-      this.d.log.debug({ err: (err as Error).message, changeId: event.changeId }, 'publish deferred to the relay');
-      return false;
+    const { links, deliverer, region } = this.d;
+    const destinations = this.regions.filter((r) => r !== region);
+    // The origin's own ack is "applied" (its transaction put every row); it goes alongside the deliveries.
+    const ownAck = this.d.tracker.ack(region, [event.changeId], { orgs: event.orgId ? { [event.changeId]: event.orgId } : undefined }).then(
+      () => true,
+      (err: Error) => {
+        this.d.log.debug({ err: err.message, changeId: event.changeId }, 'own ack deferred to the relay');
+        return false;
+      },
+    );
+    const res = await eachRegion(destinations, async (dest) => (await deliverer.deliver(links.to(dest), dest, [event]))[0] as string);
+    const made: Delivery[] = [];
+    for (const [dest, r] of res) {
+      if (r.ok) made.push({ changeId: event.changeId, region: dest, streamId: r.value });
+      else this.d.log.debug({ err: r.error.message, changeId: event.changeId, destination: dest }, 'delivery deferred to the relay');
     }
+    this.markDelivered(event.changeId, made, made.length === destinations.length);
+    return (await ownAck) && made.length === destinations.length;
   }
 
-  private pendingMarks: { changeId: string; streamId: string }[] = [];
+  private pendingMarks: { changeId: string; made: Delivery[]; complete: boolean }[] = [];
   private markTimer: NodeJS.Timeout | null = null;
 
   /**
-   * Outbox rows are marked published in small batches, one UPDATE per ~20 ms instead of one per write.
-   * A mark that is lost (crash, database error) only means the relay publishes that event again.
+   * Deliveries are recorded in small batches, one statement per ~20 ms instead of one per write. A record
+   * that is lost (crash, database error) only means the relay delivers that event again.
    */
-  private markPublished(changeId: string, streamId: string): void {
-    this.pendingMarks.push({ changeId, streamId });
+  private markDelivered(changeId: string, made: Delivery[], complete: boolean): void {
+    this.pendingMarks.push({ changeId, made, complete });
     this.markTimer ??= setTimeout(() => void this.flushPublished(), 20);
   }
 
@@ -214,14 +220,9 @@ export class Replicator {
     this.pendingMarks = [];
     if (marks.length === 0) return;
     try {
-      await this.d.db.$executeRawUnsafe(
-        `UPDATE replication_outbox o SET published_at = now(), stream_id = x.sid
-           FROM unnest($1::uuid[], $2::text[]) AS x(cid, sid) WHERE o.change_id = x.cid AND o.published_at IS NULL`,
-        marks.map((m) => m.changeId),
-        marks.map((m) => m.streamId),
-      );
+      await recordDeliveries(this.d.db, marks.flatMap((m) => m.made), marks.filter((m) => m.complete).map((m) => m.changeId));
     } catch (err) {
-      this.d.log.debug({ err: (err as Error).message, count: marks.length }, 'could not mark events published; the relay will publish them again');
+      this.d.log.debug({ err: (err as Error).message, count: marks.length }, 'could not record deliveries; the relay will deliver them again');
     }
   }
 

@@ -1,31 +1,33 @@
 /**
- * Re-seeds a region that fell behind the stream cap (its consumer group lost entries it had not read)
- * from a peer region that did not:
- * 1. the target's group is moved to where the peer's group stands (the peer has applied everything
- *    before it), and its pending entries that the cap trimmed are acked (nothing is left to read);
- * 2. every row of every replicated table is copied from the peer's database into the target's, through
+ * Re-seeds a region from a peer region: a region added to a running deployment, or one whose inbox lost
+ * entries to its cap before it read them.
+ * 1. The target must be registered in every region's Redis: from then on, every origin delivers to it
+ *    each change it has not confirmed (membership.ts, relay.ts), so what the copy below misses (a change
+ *    the peer had not applied yet) still reaches it through its inbox; whatever an origin confirmed
+ *    without it, the peer had applied before the target registered there, hence before the copy.
+ *    Its pending inbox entries that the cap trimmed are acked (nothing is left to read).
+ * 2. Every row of every replicated table is copied from the peer's database into the target's, through
  *    the row store's merge rule and per-key locks, so the target keeps whatever it holds that is newer.
- * Step 1 comes first: a change the peer had not applied when its rows were read is then still delivered
- * to the target afterwards. Both steps are idempotent, and the target may keep serving meanwhile.
- * 3. the target's rows whose tombstones the peer collected are removed (removeCollected).
- * The target is marked joining throughout, so no region collects tombstones meanwhile (horizon.ts).
+ * 3. The target's rows whose tombstones the peer collected are removed (removeCollected).
+ * All steps are idempotent, and the target may keep serving meanwhile. The target is marked joining
+ * throughout (in its own Redis first, then in every other region's), so no region collects tombstones
+ * meanwhile (horizon.ts).
  * An operator tool: it reads the peer's database directly (regions never do).
  */
 import { Client } from 'pg';
-import type { ConfigFile } from '../config';
+import { redisUrlOf, type ConfigFile } from '../config';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
-import { createRedis, replicationKeys } from '../redis';
-import { updateMember } from './membership';
+import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
+import { RedisLinks } from './links';
+import { readMembers, updateMember } from './membership';
 import { RowStore } from './row-store';
-import { behindTrim, compareStreamIds, ensureGroups, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
+import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
 
 export interface ReseedResult {
   from: string;
   to: string;
-  /** The target group's new last-delivered id. */
-  position: string;
   /** Pending entries of the target that the cap had trimmed, acked. */
   trimmedPendingAcked: number;
   /** Per table: rows copied from the peer, rows that changed here, rows removed (collected in the peer). */
@@ -40,29 +42,37 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
   if (from === to) throw new Error('--from and --to must name two different regions');
   const keys = replicationKeys(file.redisKeyPrefix);
-  const redis = createRedis(file.redisUrl, `reseed:${process.pid}`, { queueWhileOffline: true });
+  const redis = createRedis(redisUrlOf(file, to), `reseed:${process.pid}`, { queueWhileOffline: true });
+  const links = new RedisLinks({
+    region: to, own: redis, name: `reseed:${process.pid}`, defaultUrl: file.redisUrl,
+    configured: new Map(file.regions.map((r) => [r.id, redisUrlOf(file, r.id)])),
+  });
   const peerDb = new Client({ connectionString: source.databaseUrl });
   await ensureDatabase(target.databaseUrl);
   await migrate(target.databaseUrl);
   const db = createDb(target.databaseUrl, { poolSize: 2 });
   try {
-    await ensureGroups(redis, keys, [from, to]);
-    const bounds = await streamBounds(redis, keys);
-    const peer = (await groupInfo(redis, keys)).find((g) => g.name === from);
+    for (const r of file.regions) {
+      await links.ready(r.id);
+      const { members } = await readMembers(links.to(r.id), keys).catch((err: Error) => {
+        throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
+      });
+      if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
+    }
+    const peerRedis = links.to(from);
+    const peerInbox = keys.inbox(from);
+    const peer = (await groupInfo(peerRedis, peerInbox)).find((g) => g.name === from);
     if (!peer) throw new Error(`no consumer group for ${from}`);
-    const floor = await groupFloor(redis, keys, peer);
-    if (behindTrim(peer, floor, bounds)) throw new Error(`${from} fell behind the stream cap too; re-seed from another region`);
-    const position = floor.oldestPending ? previousStreamId(floor.oldestPending) : floor.lastDelivered;
-    // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Once the group
-    // moves, the target no longer reads as behind the cap; without this the peer could collect a tombstone
-    // the target still lacks before the copy reaches it, and the target's stale row would stay.
-    await updateMember(redis, keys, to, { state: 'joining' });
-    await redis.xgroup('SETID', keys.stream, to, position);
-    // Changes at or before the new position reach the target by the copy below, not the stream: their
-    // origins no longer wait for its ack of them (membership.ts). A region not in the record is left out.
-    await updateMember(redis, keys, to, { since: position });
+    if (behindTrim(peer, await groupFloor(peerRedis, peerInbox, peer), await streamBounds(peerRedis, peerInbox))) {
+      throw new Error(`${from} fell behind its inbox cap too; re-seed from another region`);
+    }
+    // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Without this a
+    // region could collect a tombstone the target still lacks before the copy reaches it, and the target's
+    // stale row would stay.
+    await setState(links, keys, file.regions.map((r) => r.id), to, 'joining');
     // Pending entries older than the oldest entry left were trimmed: nothing is left to read.
-    const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.stream, to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
+    const bounds = await streamBounds(redis, keys.inbox(to));
+    const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.inbox(to), to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
 
     await peerDb.connect();
     const store = await RowStore.load(db, tables);
@@ -91,10 +101,12 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
       if (collectedThrough && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, collectedThrough);
       copied[table.name] = stats;
     }
-    // Seeded: a region that joined a running deployment is now an active member.
-    await updateMember(redis, keys, to, { state: 'active' });
-    return { from, to, position, trimmedPendingAcked, tables: copied };
+    // Seeded: a region that joined a running deployment is now an active member, in its own Redis first
+    // (its processes copy its entry into any Redis missed here).
+    await setState(links, keys, file.regions.map((r) => r.id), to, 'active');
+    return { from, to, trimmedPendingAcked, tables: copied };
   } finally {
+    links.disconnect();
     redis.disconnect();
     await peerDb.end().catch(() => undefined);
     await db.$disconnect();
@@ -139,8 +151,15 @@ async function removeCollected(db: Db, peerDb: Client, store: RowStore, table: R
   }
 }
 
+/** Sets `region`'s state in its own Redis, then in every other region's it can reach. */
+async function setState(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, state: 'joining' | 'active'): Promise<boolean> {
+  if (!(await updateMember(links.own, keys, region, { state }))) return false;
+  await Promise.all(regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state }).catch(() => false)));
+  return true;
+}
+
 /** Acks the group's pending entries at or below `through` (all trimmed): nothing is left to read. */
-async function ackTrimmedPending(redis: ReturnType<typeof createRedis>, stream: string, group: string, through: string): Promise<number> {
+async function ackTrimmedPending(redis: Redis, stream: string, group: string, through: string): Promise<number> {
   if (through === '0-0') return 0;
   let acked = 0;
   let start = '-';

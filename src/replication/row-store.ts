@@ -14,11 +14,15 @@
  * order-independent and duplicates are harmless. The same statement applies local writes and remote changes,
  * and reports per change whether the row now holds it (applied) or a greater state (superseded).
  */
-import type { Db, TxClient } from '../db/client';
+import type { Db } from '../db/client';
 import { pgCode } from '../db/pg-errors';
 import type { ReplicatedTable, Row, RowChange } from './tables';
 
-type Queryable = Pick<Db | TxClient, '$queryRawUnsafe' | '$executeRawUnsafe'>;
+/** What the row store needs of a connection or transaction: raw queries (Prisma's clients, or pg-tx.ts). */
+export interface Queryable {
+  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
+  $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
+}
 
 interface TableSql {
   table: ReplicatedTable;

@@ -75,13 +75,12 @@ export const ReplicationStatus = Type.Object(
         {
           region: Type.String(),
           state: Type.Union([Type.Literal('joining'), Type.Literal('active')]),
-          since: Nullable(Type.String({ description: 'Changes at or before this stream id reach the region by its re-seed.' })),
           joined_at: Nullable(Time),
           registered: Type.Boolean({ description: 'False: known only from this region\'s config file.' }),
         },
         strict,
       ),
-      { description: "The deployment's members (Redis record and this region's config): all_regions waits, outbox confirmation and trimming count them." },
+      { description: "The deployment's members (the record in this region's Redis and this region's config): all_regions waits, outbox confirmation and deliveries count them." },
     ),
     applied: Type.Array(
       Type.Object(

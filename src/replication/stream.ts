@@ -1,5 +1,8 @@
-/** Small helpers over the Redis change stream shared by the applier, the relay and the admin status. */
-import type { Redis, ReplicationKeys } from '../redis';
+/**
+ * Small helpers over a region's inbox stream (the changes delivered to it, in its own Redis), shared by
+ * the applier, the relay and the admin status. Each inbox has one consumer group: its region's.
+ */
+import type { Redis } from '../redis';
 
 export type StreamEntry = [id: string, fields: string[]];
 
@@ -11,14 +14,12 @@ export function compareStreamIds(a: string, b: string): number {
   return 0;
 }
 
-/** Creates a consumer group for every configured region, reading from the start of the stream. */
-export async function ensureGroups(redis: Redis, keys: ReplicationKeys, regions: readonly string[]): Promise<void> {
-  for (const region of regions) {
-    try {
-      await redis.xgroup('CREATE', keys.stream, region, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
-    }
+/** Creates the region's consumer group on its inbox, reading from the start, unless it exists. */
+export async function ensureGroup(redis: Redis, stream: string, region: string): Promise<void> {
+  try {
+    await redis.xgroup('CREATE', stream, region, '0', 'MKSTREAM');
+  } catch (err) {
+    if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
   }
 }
 
@@ -32,8 +33,8 @@ export interface GroupInfo {
   entriesRead: number | null;
 }
 
-export async function groupInfo(redis: Redis, keys: ReplicationKeys): Promise<GroupInfo[]> {
-  const raw = (await redis.xinfo('GROUPS', keys.stream)) as unknown[][];
+export async function groupInfo(redis: Redis, stream: string): Promise<GroupInfo[]> {
+  const raw = (await redis.xinfo('GROUPS', stream)) as unknown[][];
   return raw.map((flat) => {
     const m = new Map<string, unknown>();
     for (let i = 0; i + 1 < flat.length; i += 2) m.set(String(flat[i]), flat[i + 1]);
@@ -63,10 +64,10 @@ export interface StreamBounds {
 }
 
 /** Where the stream begins and ends now (null when there is no stream). */
-export async function streamBounds(redis: Redis, keys: ReplicationKeys): Promise<StreamBounds | null> {
+export async function streamBounds(redis: Redis, stream: string): Promise<StreamBounds | null> {
   let flat: unknown[];
   try {
-    flat = (await redis.xinfo('STREAM', keys.stream)) as unknown[];
+    flat = (await redis.xinfo('STREAM', stream)) as unknown[];
   } catch (err) {
     if (/no such key/i.test(String((err as Error).message))) return null;
     throw err;
@@ -83,9 +84,9 @@ export async function streamBounds(redis: Redis, keys: ReplicationKeys): Promise
 }
 
 /** The group's last delivered id and its oldest pending entry (null when none pending). */
-export async function groupFloor(redis: Redis, keys: ReplicationKeys, g: GroupInfo): Promise<{ lastDelivered: string; oldestPending: string | null }> {
+export async function groupFloor(redis: Redis, stream: string, g: GroupInfo): Promise<{ lastDelivered: string; oldestPending: string | null }> {
   if (g.pending === 0) return { lastDelivered: g.lastDeliveredId, oldestPending: null };
-  const summary = (await redis.xpending(keys.stream, g.name)) as [number, string | null, string | null, unknown];
+  const summary = (await redis.xpending(stream, g.name)) as [number, string | null, string | null, unknown];
   return { lastDelivered: g.lastDeliveredId, oldestPending: summary[1] };
 }
 

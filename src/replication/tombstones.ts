@@ -1,6 +1,8 @@
 /**
  * Tombstone collection, run by every region that runs an applier. Each cycle it
- * 1. reports this region's watermark to Redis (`<prefix>{repl}:watermarks`, see horizon.ts), and
+ * 1. reports this region's watermark, with the state of its own inbox, into every member's Redis
+ *    (`<prefix>{repl}:watermarks`, see horizon.ts; a Redis it cannot reach keeps an older report, which
+ *    goes stale there and holds collection back in that region), and
  * 2. computes the deployment's horizon from every member's report, and deletes this region's tombstones
  *    older than the horizon less `minAgeMs`, a batch per transaction.
  * A batch takes each row's per-key lock (the one local writes and the applier take) without waiting,
@@ -11,10 +13,11 @@
 import type { Db } from '../db/client';
 import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
-import type { Redis, ReplicationKeys } from '../redis';
+import type { ReplicationKeys } from '../redis';
 import {
   clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, type HorizonResult, type MemberView, type Watermark,
 } from './horizon';
+import { eachRegion, type RedisLinks } from './links';
 import { Loop } from './loop';
 import type { Member } from './membership';
 import type { RowStore } from './row-store';
@@ -38,7 +41,8 @@ const REPORT_MAX_AGE_INTERVALS = 3;
 
 export interface CollectorDeps {
   db: Db;
-  redis: Redis;
+  /** This region's Redis (reports are read there) and the others' (reports are copied there). */
+  links: Pick<RedisLinks, 'own' | 'to' | 'sharesOwn'>;
   keys: ReplicationKeys;
   region: string;
   regions: readonly string[];
@@ -111,33 +115,48 @@ export class TombstoneCollector {
 
   /** Redis's clock (ms): every report and every age is measured on it. */
   private async redisNow(): Promise<number> {
-    const [sec, usec] = await this.d.redis.time();
+    const [sec, usec] = await this.d.links.own.time();
     return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   }
 
-  /** Computes this region's watermark and posts it. */
+  /** Computes this region's watermark and posts it into its own Redis, then into every other member's. */
   async report(): Promise<Watermark> {
-    const { db, redis, keys, region } = this.d;
+    const { db, links, keys, region } = this.d;
+    const own = links.own;
     const at = await this.redisNow();
     const clock = clockFloor(Date.now() - IN_FLIGHT_MS);
-    const rows = await db.$queryRawUnsafe<{ outbox: string | null; failures: string | null }[]>(WATERMARK_SQL, this.settleMs);
-    const mark: Watermark = { watermark: regionWatermark({ outbox: rows[0]?.outbox ?? null, failures: rows[0]?.failures ?? null, clock }), at };
-    await redis.hset(keys.watermarks, region, JSON.stringify(mark));
+    const inbox = keys.inbox(region);
+    const [rows, groups, bounds] = await Promise.all([
+      db.$queryRawUnsafe<{ outbox: string | null; failures: string | null }[]>(WATERMARK_SQL, this.settleMs),
+      groupInfo(own, inbox),
+      streamBounds(own, inbox),
+    ]);
+    const g = groups.find((x) => x.name === region);
+    const mark: Watermark = {
+      watermark: regionWatermark({ outbox: rows[0]?.outbox ?? null, failures: rows[0]?.failures ?? null, clock }),
+      at,
+      inbox: { group: Boolean(g), behindTrim: g ? behindTrim(g, await groupFloor(own, inbox, g), bounds) : false },
+    };
+    const value = JSON.stringify(mark);
+    await own.hset(keys.watermarks, region, value);
+    const members = this.d.membership ? (await this.d.membership.refresh()).map((m) => m.region) : this.d.regions;
+    await eachRegion(members.filter((r) => !links.sharesOwn(r)), (r) => links.to(r).hset(keys.watermarks, region, value));
     return mark;
   }
 
-  /** The deployment's horizon now, from Redis (members, their groups and reports). */
+  /** The deployment's horizon now, from this region's Redis: the members and the reports they copied there. */
   async horizon(): Promise<HorizonResult> {
-    const { redis, keys } = this.d;
+    const { links, keys } = this.d;
     const members = this.d.membership ? await this.d.membership.refresh() : this.d.regions.map((region) => ({ region, state: 'active' as const }));
-    const [groups, bounds, raw, now] = await Promise.all([groupInfo(redis, keys), streamBounds(redis, keys), redis.hgetall(keys.watermarks), this.redisNow()]);
-    const views: MemberView[] = [];
-    for (const m of members) {
-      const g = groups.find((x) => x.name === m.region);
-      views.push({ region: m.region, state: m.state, group: g ? { behindTrim: behindTrim(g, await groupFloor(redis, keys, g), bounds) } : null });
-    }
+    const [raw, now] = await Promise.all([links.own.hgetall(keys.watermarks), this.redisNow()]);
     const reports = new Map<string, Watermark | null>();
     for (const [region, value] of Object.entries(raw)) reports.set(region, parseWatermark(value));
+    const views: MemberView[] = members.map((m) => {
+      const r = reports.get(m.region);
+      // Without a report the member is held as unreported (computeHorizon), not as groupless.
+      const group = !r ? { behindTrim: false } : r.inbox?.group ? { behindTrim: r.inbox.behindTrim } : null;
+      return { region: m.region, state: m.state, group };
+    });
     return computeHorizon({ members: views, reports, now, maxAgeMs: this.maxAgeMs });
   }
 

@@ -9,6 +9,8 @@
  * checks the stored acks right after it registers, so an ack that landed first is not missed, and its timer
  * is cleared as soon as it is answered. Pub/sub is at-most-once (a reconnect or a full output buffer drops
  * messages), so while anyone waits, one sweep timer per process also re-reads the stored acks.
+ * Each region's tracker lives in its own Redis: the regions that apply a change write their acks into
+ * the Redis of the change's origin (recordAcks), where its waiters are.
  */
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
@@ -103,7 +105,7 @@ export class Tracker {
     private readonly keys: ReplicationKeys,
     private readonly log: Logger,
     private readonly sweepIntervalMs = 1000,
-    private readonly ackTtlSeconds = ACK_TTL_SECONDS,
+    readonly ackTtlSeconds = ACK_TTL_SECONDS,
   ) {}
 
   /**
@@ -130,42 +132,13 @@ export class Tracker {
    * Records that `region` has applied these changes (held, unless `opts.outcomes` says superseded) and
    * announces it.
    */
-  async ack(region: string, changeIds: readonly string[], opts: AckOptions = {}): Promise<void> {
-    if (changeIds.length === 0) return;
-    const at = new Date().toISOString();
-    const pipe = this.redis.pipeline();
-    const lost: Record<string, string> = {};
-    for (const id of changeIds) {
-      const value = formatAck(opts.outcomes?.get(id) ?? { outcome: 'applied' }, at);
-      if (!value.startsWith('applied')) lost[id] = value;
-      const org = opts.orgs?.[id];
-      if (org) pipe.hset(this.keys.ack(id), region, value, ORG_FIELD, org);
-      else pipe.hset(this.keys.ack(id), region, value);
-      pipe.expire(this.keys.ack(id), this.ackTtlSeconds);
-    }
-    // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
-    pipe.publish(this.keys.ackChannel, JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds }));
-    const results = await pipe.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed?.[0]) throw failed[0];
+  ack(region: string, changeIds: readonly string[], opts: AckOptions = {}): Promise<void> {
+    return recordAcks(this.redis, this.keys, region, changeIds, opts, this.ackTtlSeconds);
   }
 
-  /**
-   * Records that `region` parked these changes (it could not apply them): the origin's relay counts the
-   * region as done, so it neither republishes them nor keeps them in the stream, but no waiter counts a
-   * parked change as applied (the value says "parked", and nothing is announced).
-   */
-  async parked(region: string, changeIds: readonly string[]): Promise<void> {
-    if (changeIds.length === 0) return;
-    const value = `${PARKED_PREFIX}${new Date().toISOString()}`;
-    const pipe = this.redis.pipeline();
-    for (const id of changeIds) {
-      pipe.hset(this.keys.ack(id), region, value);
-      pipe.expire(this.keys.ack(id), this.ackTtlSeconds);
-    }
-    const results = await pipe.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed?.[0]) throw failed[0];
+  /** Records that `region` parked these changes (see recordParked). */
+  parked(region: string, changeIds: readonly string[]): Promise<void> {
+    return recordParked(this.redis, this.keys, region, changeIds, this.ackTtlSeconds);
   }
 
   async status(changeId: string): Promise<Record<string, string>> {
@@ -284,4 +257,48 @@ export class Tracker {
       }
     }
   }
+}
+
+/**
+ * Records in `redis` (the Redis of the changes' origin, whose tracker waits on them) that `region` has
+ * applied these changes (held, unless `opts.outcomes` says superseded), and announces it there.
+ */
+export async function recordAcks(redis: Redis, keys: ReplicationKeys, region: string, changeIds: readonly string[], opts: AckOptions = {}, ttlSeconds = ACK_TTL_SECONDS): Promise<void> {
+  if (changeIds.length === 0) return;
+  const at = new Date().toISOString();
+  const pipe = redis.pipeline();
+  const lost: Record<string, string> = {};
+  for (const id of changeIds) {
+    const value = formatAck(opts.outcomes?.get(id) ?? { outcome: 'applied' }, at);
+    if (!value.startsWith('applied')) lost[id] = value;
+    const org = opts.orgs?.[id];
+    if (org) pipe.hset(keys.ack(id), region, value, ORG_FIELD, org);
+    else pipe.hset(keys.ack(id), region, value);
+    pipe.expire(keys.ack(id), ttlSeconds);
+  }
+  // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
+  pipe.publish(keys.ackChannel, JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds }));
+  await execAll(pipe);
+}
+
+/**
+ * Records in the origin's Redis that `region` parked these changes (it could not apply them): the origin's
+ * relay counts the region as done, so it neither republishes them nor keeps them in the inbox, but no
+ * waiter counts a parked change as applied (the value says "parked", and nothing is announced).
+ */
+export async function recordParked(redis: Redis, keys: ReplicationKeys, region: string, changeIds: readonly string[], ttlSeconds = ACK_TTL_SECONDS): Promise<void> {
+  if (changeIds.length === 0) return;
+  const value = `${PARKED_PREFIX}${new Date().toISOString()}`;
+  const pipe = redis.pipeline();
+  for (const id of changeIds) {
+    pipe.hset(keys.ack(id), region, value);
+    pipe.expire(keys.ack(id), ttlSeconds);
+  }
+  await execAll(pipe);
+}
+
+async function execAll(pipe: ReturnType<Redis['pipeline']>): Promise<void> {
+  const results = await pipe.exec();
+  const failed = results?.find(([err]) => err);
+  if (failed?.[0]) throw failed[0];
 }

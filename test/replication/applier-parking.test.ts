@@ -53,7 +53,7 @@ test('a restart with a failing entry pending walks the pending list once, applie
   const good = [orgEvent('g1'), orgEvent('g2'), orgEvent('g3')];
   for (const e of [good[0], bad, good[1], good[2]]) if (e) await rig.publish(e);
   // A consumer read them and died before acking: they are its pending entries.
-  await rig.redis.xreadgroup('GROUP', REGION, 'crashed', 'COUNT', 100, 'STREAMS', rig.keys.stream, '>');
+  await rig.redis.xreadgroup('GROUP', REGION, 'crashed', 'COUNT', 100, 'STREAMS', rig.keys.inbox(REGION), '>');
 
   const rereads = async () => {
     // No claims during this phase: only the walk of our own pending entries reads them.

@@ -41,7 +41,7 @@ test('a database outage parks nothing and counts no failure; the events apply on
   // Many read/claim cycles (claims every 100 ms), each a failed attempt.
   await new Promise((r) => setTimeout(r, 3000));
   // Neither is acked: delivered and pending, or not delivered yet (claims of the first keep the reader busy).
-  const group = (await groupInfo(rig.redis, rig.keys)).find((g) => g.name === REGION);
+  const group = (await groupInfo(rig.redis, rig.keys.inbox(REGION))).find((g) => g.name === REGION);
   expect((group?.pending ?? 0) + (group?.lag ?? 0)).toBe(2);
   expect(group?.pending).toBeGreaterThanOrEqual(1);
   expect(applier.parkedEvents).toBe(0);

@@ -183,7 +183,7 @@ test('duplicated and reordered events change nothing', async () => {
   // newest first: every event arrives a second time, and out of order.
   const redis = new Redis(REDIS_URL);
   try {
-    const key = `${cluster.deployment.file.redisKeyPrefix}{repl}:changes`;
+    const inbox = (r: string) => `${cluster.deployment.file.redisKeyPrefix}{repl}:changes:${r}`;
     const events: { created: string; json: string }[] = [];
     for (const r of cluster.deployment.file.regions) {
       const pg = new Client({ connectionString: r.databaseUrl });
@@ -196,11 +196,11 @@ test('duplicated and reordered events change nothing', async () => {
     events.sort((a, b) => (a.created < b.created ? 1 : -1));
     // Each as stored (jsonb: its keys reordered), with the signature it was created with.
     const auth = testEventAuth();
-    for (const e of events) await redis.xadd(key, '*', ...auth.entryFields(JSON.parse(e.json)));
-    // Wait until every region has consumed them all.
+    for (const e of events) for (const r of REGIONS) await redis.xadd(inbox(r), '*', ...auth.entryFields(JSON.parse(e.json)));
+    // Wait until every region has consumed them all (each reads its own inbox).
     const drained = async () => {
-      const groups = (await redis.xinfo('GROUPS', key)) as unknown[][];
-      return groups.every((g) => {
+      const groups = (await Promise.all(REGIONS.map(async (r) => (await redis.xinfo('GROUPS', inbox(r))) as unknown[][]))).flat();
+      return groups.length === REGIONS.length && groups.every((g) => {
         const m = new Map<string, unknown>();
         for (let i = 0; i + 1 < g.length; i += 2) m.set(String(g[i]), g[i + 1]);
         return Number(m.get('pending')) === 0 && Number(m.get('lag')) === 0;
@@ -218,8 +218,7 @@ test('duplicated and reordered events change nothing', async () => {
 test('an unreadable event is parked in the dead-letter stream and does not hold up replication', async () => {
   const redis = new Redis(REDIS_URL);
   try {
-    const key = `${cluster.deployment.file.redisKeyPrefix}{repl}:changes`;
-    await redis.xadd(key, '*', 'e', '{"not": "a change event"');
+    for (const r of REGIONS) await redis.xadd(`${cluster.deployment.file.redisKeyPrefix}{repl}:changes:${r}`, '*', 'e', '{"not": "a change event"');
     const after = await call(cluster.url('us-iowa'), 'POST', PATH, { body: body('after poison'), headers: slashidHeaders(org, ALL) });
     expect(after.status).toBe(201);
     const parked = async () =>

@@ -33,7 +33,7 @@ test('an event for a table this version lacks is parked, reported, and applied o
   await new Promise((r) => redis.once('ready', r));
   const keys = replicationKeys(first.deployment.file.redisKeyPrefix);
   const event = eventFor('widgets', 'w1', { id: 'w1', color: 'blue' });
-  await redis.xadd(keys.stream, '*', ...testEventAuth().entryFields(event));
+  await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(event));
 
   expect(await eventually(async () => (await status(first.url)).failures?.parked === 1, 10_000)).toBe(true);
   expect((await status(first.url)).failures.oldest_parked[0]).toMatchObject({

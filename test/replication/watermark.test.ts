@@ -27,7 +27,7 @@ beforeAll(async () => {
   db = createDb(url);
   redis = new Redis(REDIS_URL);
   collector = new TombstoneCollector({
-    db, redis, keys: keys(), region: 'us-iowa', regions: ['us-iowa'], store: { belowHorizon: 0 }, tables: [], log: pino({ level: 'silent' }),
+    db, links: { own: redis, to: () => redis, sharesOwn: () => true }, keys: keys(), region: 'us-iowa', regions: ['us-iowa'], store: { belowHorizon: 0 }, tables: [], log: pino({ level: 'silent' }),
     options: { enabled: true, intervalMs: 1000, minAgeMs: 0, batchSize: 10 },
   });
 });
@@ -53,6 +53,8 @@ test('with nothing pending it is the clock less the in-flight bound, posted with
   expect(mark.watermark >= clockFloor(before - IN_FLIGHT_MS)).toBe(true);
   expect(mark.watermark <= clockFloor(Date.now() - IN_FLIGHT_MS)).toBe(true);
   expect(parseWatermark(await redis.hget(keys().watermarks, 'us-iowa'))).toEqual(mark);
+  // No consumer group on its inbox yet: reported, so that every region holds collection back.
+  expect(mark.inbox).toEqual({ group: false, behindTrim: false });
 });
 
 test('a row confirmed long ago does not hold it; a row confirmed within the settle time, an unconfirmed one and a parked event do', async () => {

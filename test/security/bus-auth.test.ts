@@ -50,7 +50,8 @@ describe('forged change events', () => {
       ...real,
       ops: real.ops.map((o) => (o === op ? { ...o, version: ahead, row: { ...o.row, name: 'pwned', version: ahead } } : o)),
     };
-    const stream = cluster.deployment.file.redisKeyPrefix + '{repl}:changes';
+    // Into every region's inbox (each region reads only its own).
+    const inbox = (r: string) => `${cluster.deployment.file.redisKeyPrefix}{repl}:changes:${r}`;
     const good = new EventAuth(parseReplicationKeys(TEST_REPLICATION_KEYS));
     const rogue = new EventAuth(parseReplicationKeys(`rogue:${'x'.repeat(40)}`));
     const wrongSecret = new EventAuth(parseReplicationKeys(`test-k1:${'y'.repeat(40)}`));
@@ -63,14 +64,14 @@ describe('forged change events', () => {
       rogue.entryFields(rogue.sign(unsigned)),
       wrongSecret.entryFields(wrongSecret.sign(unsigned)),
     ];
-    const ids: string[] = [];
-    for (const f of entries) ids.push(String(await redis.xadd(stream, '*', ...f)));
+    const ids = new Map<string, string[]>(REGIONS.map((r) => [r, []]));
+    for (const f of entries) for (const r of REGIONS) ids.get(r)?.push(String(await redis.xadd(inbox(r), '*', ...f)));
 
     for (const r of REGIONS) {
       expect(await eventually(async () => (await status(cluster, r)).refused?.total === 4, 20_000)).toBe(true);
       const s = await status(cluster, r);
       expect(s.refused.by_reason).toEqual({ 'bad-signature': 2, unsigned: 1, 'unknown-key': 1 });
-      expect(s.refused.recent.map((x: { stream_id: string }) => x.stream_id).sort()).toEqual([...ids].sort());
+      expect(s.refused.recent.map((x: { stream_id: string }) => x.stream_id).sort()).toEqual([...(ids.get(r) ?? [])].sort());
       expect(s.refused.recent.find((x: { reason: string }) => x.reason === 'unknown-key')).toMatchObject({ claimed_origin: 'us-iowa', kid: 'rogue' });
       // Acked (dead-lettered), so they pin nothing.
       expect(await eventually(async () => (await status(cluster, r)).pending.every((g: { pending_acks: number }) => g.pending_acks === 0))).toBe(true);
@@ -138,7 +139,7 @@ describe('key rotation', () => {
     try {
       const old = new EventAuth(parseReplicationKeys(K1));
       const [stored] = await query<{ event: SignedEvent }>(cluster, 'europe-belgium', 'SELECT event FROM replication_outbox WHERE org_id = $1::uuid', [c.id]);
-      await redis.xadd(cluster.deployment.file.redisKeyPrefix + '{repl}:changes', '*', ...old.entryFields(old.sign(stored!.event)));
+      await redis.xadd(`${cluster.deployment.file.redisKeyPrefix}{repl}:changes:us-iowa`, '*', ...old.entryFields(old.sign(stored!.event)));
       expect(await eventually(async () => (await status(cluster, 'us-iowa')).refused.by_reason['unknown-key'] === 1)).toBe(true);
     } finally {
       redis.disconnect();

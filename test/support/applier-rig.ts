@@ -9,6 +9,8 @@ import { ensureDatabase, migrate } from '../../src/db/migrate';
 import { FEATURES } from '../../src/features';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../../src/redis';
 import { Applier, type ApplierDeps } from '../../src/replication/applier';
+import { RedisLinks } from '../../src/replication/links';
+import { createApplyPool } from '../../src/replication/pg-tx';
 import { formatVersion, HybridClock } from '../../src/replication/hlc';
 import { RowStore } from '../../src/replication/row-store';
 import type { ChangeEvent, ReplicatedTable, Row } from '../../src/replication/tables';
@@ -70,32 +72,35 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     conns.push(c);
     return c;
   };
+  const pool = createApplyPool(databaseUrl);
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const redis = conn();
   await new Promise((r) => redis.once('ready', r));
   const tracker = new Tracker(redis, conn(true), keys, log);
-  await redis.xgroup('CREATE', keys.stream, REGION, '0', 'MKSTREAM');
-  await redis.xgroup('CREATE', keys.stream, ORIGIN, '0', 'MKSTREAM');
+  // One Redis serves both regions here; the applier reads its inbox and acks into the origin's (the same).
+  const links = new RedisLinks({ region: REGION, own: redis, name: `${label}-test`, defaultUrl: REDIS_URL, configured: new Map() });
+  await redis.xgroup('CREATE', keys.inbox(REGION), REGION, '0', 'MKSTREAM');
   return {
     dep, db, databaseUrl, redis, keys, tracker,
     async applier(opts = {}) {
       const store = await RowStore.load(db, opts.tables ?? FEATURES.flatMap((f) => f.tables));
       const a = new Applier({
-        db, reader: conn(), redis, keys, store, clock: new HybridClock(REGION), tracker, region: REGION,
+        db, pool, reader: conn(), links, keys, store, clock: new HybridClock(REGION), tracker, region: REGION,
         regions: [ORIGIN, REGION], consumer: 'test', log, claimIdleMs: 50, claimEveryMs: 100, auth: testEventAuth(), ...opts,
       });
       appliers.push(a);
       return a;
     },
     async publish(event) {
-      return String(await redis.xadd(keys.stream, '*', ...testEventAuth().entryFields(event)));
+      return String(await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(event)));
     },
     async pendingCount() {
-      return Number(((await redis.xpending(keys.stream, REGION)) as [number])[0]);
+      return Number(((await redis.xpending(keys.inbox(REGION), REGION)) as [number])[0]);
     },
     async cleanup() {
       for (const a of appliers) await a.stop();
       for (const c of conns) c.disconnect();
+      await pool.end();
       await db.$disconnect();
       await dep.cleanup();
     },

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
-import type { Config, ConfigFile } from '../../src/config';
+import type { Config, ConfigFile, RegionConfig } from '../../src/config';
 import { dropDatabase } from '../../src/db/migrate';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 
@@ -36,8 +36,16 @@ export interface TestDeployment {
   cleanup(): Promise<void>;
 }
 
-/** A deployment of `regions` regions on free ports, with fresh database names and a fresh key prefix. */
-export async function createDeployment(label: string, regions: string[], extra: Partial<ConfigFile> = {}): Promise<TestDeployment> {
+/**
+ * A deployment of `regions` regions on free ports, with fresh database names and a fresh key prefix.
+ * `regionConfig`: extra fields of some regions' entries (e.g. a Redis of their own).
+ */
+export async function createDeployment(
+  label: string,
+  regions: string[],
+  extra: Partial<ConfigFile> = {},
+  regionConfig: Record<string, Partial<RegionConfig>> = {},
+): Promise<TestDeployment> {
   const name = uniqueName(label);
   const ports = await freePorts(regions.length);
   const file: ConfigFile = {
@@ -47,6 +55,7 @@ export async function createDeployment(label: string, regions: string[], extra: 
       id,
       port: ports[i] ?? 0,
       databaseUrl: `${PG_BASE}/${name}_${id.replace(/-/g, '_')}`,
+      ...regionConfig[id],
     })),
     ...extra,
   };

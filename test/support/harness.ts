@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile, RegionConfig } from '../../src/config';
 import { PROJECT_ROOT } from '../../src/paths';
 import { parseBody } from '../../scripts/harness/client';
 import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from './env';
@@ -30,10 +30,16 @@ export function assertBuilt(): void {
 export async function startCluster(
   label: string,
   regionIds: string[],
-  opts: { extra?: Partial<ConfigFile>; env?: Record<string, string>; regionEnv?: Record<string, Record<string, string>> } = {},
+  opts: {
+    extra?: Partial<ConfigFile>;
+    env?: Record<string, string>;
+    regionEnv?: Record<string, Record<string, string>>;
+    /** Extra fields of some regions' config entries (e.g. `redisUrl`: a Redis of their own). */
+    regionConfig?: Record<string, Partial<RegionConfig>>;
+  } = {},
 ): Promise<Cluster> {
   assertBuilt();
-  const deployment = await createDeployment(label, regionIds, opts.extra);
+  const deployment = await createDeployment(label, regionIds, opts.extra, opts.regionConfig);
   const logs = new Map<string, string[]>(regionIds.map((r) => [r, []]));
   const procs = new Map<string, RegionProcess>();
   for (const r of deployment.file.regions) {

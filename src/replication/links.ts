@@ -1,0 +1,122 @@
+/**
+ * A process's connections to the deployment's Redis servers: its own region's Redis (its inbox, the acks
+ * of the changes it originated, membership) and every other region's (the relay delivers changes into
+ * their inboxes; the applier sends acks back to each change's origin). Regions that share a Redis share a
+ * connection, so one Redis for every region (the development default) costs no extra connections.
+ * A region's Redis is the `redisUrl` of its config entry, else the address it recorded in the membership
+ * record (a region added to a running deployment; recorded without credentials, reached with those of the
+ * default `redisUrl`), else the deployment's default `redisUrl`.
+ */
+import { createRedis, type Redis } from '../redis';
+
+/** How long a command to another region's Redis may go unanswered (a partition answers nothing). */
+export const PEER_COMMAND_TIMEOUT_MS = 2000;
+
+export interface RedisLinksOptions {
+  region: string;
+  own: Redis;
+  /** Per configured region, its Redis URL (config entry, else the default). */
+  configured: ReadonlyMap<string, string>;
+  defaultUrl: string;
+  /** Connection name prefix (CLIENT LIST shows it). */
+  name: string;
+}
+
+export class RedisLinks {
+  private readonly byUrl = new Map<string, Redis>();
+  private readonly learned = new Map<string, string>();
+
+  constructor(private readonly o: RedisLinksOptions) {
+    this.byUrl.set(this.urlOf(o.region), o.own);
+    // Connected ahead of use: these connections refuse commands while not connected (never queue them).
+    for (const r of o.configured.keys()) this.to(r);
+  }
+
+  /** Waits (up to `timeoutMs`) until the connection to `region`'s Redis is ready; never rejects. */
+  async ready(region: string, timeoutMs = PEER_COMMAND_TIMEOUT_MS): Promise<void> {
+    const c = this.to(region);
+    if (c.status === 'ready') return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        c.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      c.once('ready', done);
+    });
+  }
+
+  get own(): Redis {
+    return this.o.own;
+  }
+
+  urlOf(region: string): string {
+    return this.o.configured.get(region) ?? this.learned.get(region) ?? this.o.defaultUrl;
+  }
+
+  /** Notes the Redis a member not in this process's config recorded for itself. */
+  learn(region: string, url: string | null): void {
+    if (url && !this.o.configured.has(region)) this.learned.set(region, withCredentialsOf(url, this.o.defaultUrl));
+  }
+
+  /** Whether `region` uses this process's own Redis. */
+  sharesOwn(region: string): boolean {
+    return this.to(region) === this.o.own;
+  }
+
+  /** The command connection to `region`'s Redis (opened on first use; fails fast while it is down). */
+  to(region: string): Redis {
+    const url = this.urlOf(region);
+    let c = this.byUrl.get(url);
+    if (!c) {
+      c = createRedis(url, `${this.o.name}:to:${region}`, { commandTimeoutMs: PEER_COMMAND_TIMEOUT_MS });
+      this.byUrl.set(url, c);
+    }
+    return c;
+  }
+
+  /** Closes the connections to other regions' Redis (the owner closes its own). */
+  disconnect(): void {
+    for (const c of this.byUrl.values()) if (c !== this.o.own) c.disconnect();
+  }
+}
+
+/** Runs `fn` for each region at once; a region whose Redis fails does not hold back the others. */
+export async function eachRegion<T>(regions: readonly string[], fn: (region: string) => Promise<T>): Promise<Map<string, { ok: true; value: T } | { ok: false; error: Error }>> {
+  const out = new Map<string, { ok: true; value: T } | { ok: false; error: Error }>();
+  await Promise.all(regions.map(async (r) => {
+    try {
+      out.set(r, { ok: true, value: await fn(r) });
+    } catch (err) {
+      out.set(r, { ok: false, error: err as Error });
+    }
+  }));
+  return out;
+}
+
+/** A Redis URL without user and password: what a region records about itself in the shared membership record. */
+export function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** `url` with the user and password of `from` when it carries none. */
+function withCredentialsOf(url: string, from: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) return url;
+    const f = new URL(from);
+    u.username = f.username;
+    u.password = f.password;
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

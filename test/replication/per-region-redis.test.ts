@@ -1,0 +1,153 @@
+/**
+ * Each region with a Redis of its own (issue I): three regions, three Redis servers. With region 1's
+ * Redis stopped, regions 2 and 3 keep replicating between themselves (their Redis are up), and region 1
+ * still takes local_region writes and delivers them into the others' inboxes; all_regions writes answer
+ * 408 naming region 1. Once its Redis is back (empty: it keeps nothing), all three converge, every
+ * acknowledged write everywhere, and every outbox confirms.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { Client } from 'pg';
+import { PROJECT_ROOT } from '../../src/paths';
+import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
+
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const [ONE = '', TWO = '', THREE = ''] = REGIONS;
+let cluster: Cluster;
+const redis = new Map<string, OwnRedis>();
+
+beforeAll(async () => {
+  for (const r of REGIONS) {
+    const server = await ownRedis();
+    await server.start();
+    redis.set(r, server);
+  }
+  cluster = await startCluster('perregionredis', REGIONS, {
+    regionConfig: Object.fromEntries(REGIONS.map((r) => [r, { redisUrl: redis.get(r)?.url }])),
+  });
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+  for (const s of redis.values()) await s.kill();
+});
+
+const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+const digest = async (region: string) => JSON.stringify((await call(cluster.url(region), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables);
+const has = async (region: string, id: string) => (await call(cluster.url(region), 'GET', `/admin/organizations/${id}`, { headers: adminHeaders })).status === 200;
+
+async function write(region: string, name: string, headers: Record<string, string> = {}) {
+  return call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: { ...adminHeaders, ...headers } });
+}
+
+async function keysOf(region: string): Promise<string[]> {
+  const c = await import('ioredis').then((m) => new m.default(redis.get(region)?.url ?? ''));
+  try {
+    return await c.keys('*');
+  } finally {
+    c.disconnect();
+  }
+}
+
+test('with region 1\'s Redis down, regions 2 and 3 replicate between themselves; after it returns, all three converge with nothing lost', async () => {
+  const acked: string[] = [];
+  // Every region's changes travel through the destinations' Redis, and acks through the origin's.
+  const first = await write(TWO, 'before', { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '20' });
+  expect(first.status).toBe(201);
+  acked.push(first.body.id);
+  // Each Redis holds its own region's inbox and the acks of its own region's changes, and no other inbox.
+  for (const r of REGIONS) {
+    const keys = await keysOf(r);
+    expect(keys.filter((k) => k.includes('{repl}:changes:') && !k.includes('-born:')).map((k) => k.split(':').pop())).toEqual([r]);
+  }
+  expect((await keysOf(TWO)).some((k) => k.includes(`{repl}:ack:${first.headers.get('x-change-id')}`))).toBe(true);
+  expect((await keysOf(ONE)).some((k) => k.includes(`{repl}:ack:${first.headers.get('x-change-id')}`))).toBe(false);
+
+  await redis.get(ONE)?.kill();
+
+  // Writes in regions 2 and 3 reach each other.
+  for (let i = 0; i < 5; i++) {
+    for (const [from, to] of [[TWO, THREE], [THREE, TWO]] as const) {
+      const res = await write(from, `${from} ${i}`);
+      expect(res.status).toBe(201);
+      acked.push(res.body.id);
+      expect(await eventually(() => has(to, res.body.id), 10_000, 100)).toBe(true);
+    }
+  }
+  // Region 1 still takes local_region writes, and delivers them into the others' inboxes.
+  const fromOne = await write(ONE, 'from region 1 without its Redis');
+  expect(fromOne.status).toBe(201);
+  acked.push(fromOne.body.id);
+  for (const r of [TWO, THREE]) expect(await eventually(() => has(r, fromOne.body.id), 10_000, 100)).toBe(true);
+  // all_regions cannot complete without region 1: 408, naming it as pending; the write is kept.
+  const strict = await write(THREE, 'strict', { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '2' });
+  expect(strict.status).toBe(408);
+  expect(JSON.stringify(strict.body)).toContain(ONE);
+  acked.push(strict.body.result?.id ?? strict.body.details?.id ?? strict.body.id);
+  const change = (await call(cluster.url(THREE), 'GET', `/admin/replication/changes/${strict.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+  expect(change.pending_regions).toEqual([ONE]);
+  expect((await status(ONE)).stream.connected).toBe(false);
+  expect((await status(TWO)).stream.connected).toBe(true);
+
+  // Region 1's Redis returns, empty.
+  await redis.get(ONE)?.start();
+  const after = await write(ONE, 'after', { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '30' });
+  expect(after.status).toBe(201);
+  acked.push(after.body.id);
+
+  const converged = await eventually(async () => {
+    const d = await Promise.all(REGIONS.map(digest));
+    return d.every((x) => x === d[0]);
+  }, 60_000, 500);
+  expect(converged).toBe(true);
+  for (const r of cluster.deployment.file.regions) {
+    const pg = new Client({ connectionString: r.databaseUrl });
+    await pg.connect();
+    try {
+      const found = await pg.query('SELECT count(*)::int AS n FROM organizations WHERE id = ANY($1::uuid[])', [acked]);
+      expect({ region: r.id, n: found.rows[0].n }).toEqual({ region: r.id, n: acked.length });
+    } finally {
+      await pg.end();
+    }
+  }
+  // Every origin's outbox confirms: each destination acked each change (region 1's acks arrived again).
+  for (const r of REGIONS) expect(await eventually(async () => (await status(r)).outbox.unconfirmed === 0 && (await status(r)).outbox.unpublished === 0, 60_000, 500)).toBe(true);
+  // Every Redis knows every member again: region 1 registered itself in its empty Redis, and the others
+  // copied their entries into it (`npm run members -- list` reads each region's Redis).
+  const members = () => {
+    const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'members.js'), 'list'], {
+      env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath }, encoding: 'utf8', timeout: 30_000,
+    });
+    return JSON.parse(run.stdout) as { members: { region: string; known_in: Record<string, string> }[]; unreachable: string[] };
+  };
+  expect(await eventually(async () => {
+    const m = members();
+    return m.unreachable.length === 0 && m.members.length === 3 && m.members.every((x) => Object.keys(x.known_in).length === 3);
+  }, 30_000, 1000)).toBe(true);
+  const change2 = (await call(cluster.url(THREE), 'GET', `/admin/replication/changes/${strict.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+  expect(change2.complete).toBe(true);
+}, 300_000);
+
+test('changes delivered into an inbox that its Redis then loses are delivered again by their origin', async () => {
+  // Region 3's applier is stopped: changes land in its inbox, unread. Then its Redis restarts empty.
+  cluster.proc(THREE).pause();
+  const ids: string[] = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const res = await write(ONE, `lost inbox ${i}`);
+      expect(res.status).toBe(201);
+      ids.push(res.body.id);
+    }
+    // Delivered (region 2 has them; region 3's inbox holds them), then lost with region 3's Redis.
+    for (const id of ids) expect(await eventually(() => has(TWO, id), 10_000, 100)).toBe(true);
+    await redis.get(THREE)?.kill();
+    await redis.get(THREE)?.start();
+  } finally {
+    cluster.proc(THREE).resume();
+  }
+  // Region 1's relay finds its unconfirmed deliveries missing from region 3's inbox and delivers them again.
+  const arrived = await eventually(async () => (await Promise.all(ids.map((id) => has(THREE, id)))).every(Boolean), 60_000, 250);
+  expect({ arrived, logs: arrived ? [] : [...cluster.logs(ONE).slice(-10), ...cluster.logs(THREE).slice(-10)] }).toEqual({ arrived: true, logs: [] });
+  expect((await status(ONE)).outbox.republished_after_loss).toBeGreaterThan(0);
+  expect(await eventually(async () => (await status(ONE)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
+}, 120_000);
