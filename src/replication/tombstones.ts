@@ -128,7 +128,11 @@ export class TombstoneCollector {
     const inbox = keys.inbox(region);
     const [rows, groups, bounds] = await Promise.all([
       db.$queryRawUnsafe<{ outbox: string | null; failures: string | null }[]>(WATERMARK_SQL, this.settleMs),
-      groupInfo(own, inbox),
+      // No inbox yet (nothing delivered to this region): no group either.
+      groupInfo(own, inbox).catch((err: Error) => {
+        if (/no such key/i.test(err.message)) return [];
+        throw err;
+      }),
       streamBounds(own, inbox),
     ]);
     const g = groups.find((x) => x.name === region);

@@ -65,7 +65,9 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   };
   expect(await eventually(held, 90_000, 500)).toBe(true);
   expect(await keyState('us-iowa', oldKey)).toBe('tombstone');
-  expect(await keyState('asia-japan', oldKey)).toBe('live');
+  // (asia-japan may or may not hold the revocation yet: that depends on which of its deliveries the inbox
+  // cap trimmed and which its origin delivered again as lost. Either way it stays joining until re-seeded.)
+  expect(await memberState('asia-japan')).toBe('joining');
 
   const run = runReseed(cluster, 'us-iowa', 'asia-japan');
   expect(run.stderr).toBe('');

@@ -4,6 +4,7 @@
  * region collects anything; a replayed older event of a collected row does not bring it back; and a
  * re-seed after collection converges. Minimum age 0 here, so the horizon (clock less 30 s) decides.
  */
+import { replicationKeys } from '../../src/redis';
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
@@ -122,7 +123,9 @@ test('a replayed create of a collected credential (a signed entry recorded from 
   // The create was us-iowa's: the other regions apply it (its origin only acks its own events).
   const appliers = ['europe-belgium', 'asia-japan'];
   const before = await Promise.all(appliers.map(async (r) => (await tombstones(r)).refused_below_horizon as number));
-  await redis.xadd(`${cluster.deployment.file.redisKeyPrefix}{repl}:changes`, '*', ...recorded);
+  // Into each applier's own inbox (one Redis serves every region here).
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  for (const r of appliers) await redis.xadd(keys.inbox(r), '*', ...recorded);
   // They read it (its signature holds) and do not apply it: older than what they collected.
   const refused = async () => (await Promise.all(appliers.map(async (r, i) => (await tombstones(r)).refused_below_horizon > (before[i] ?? 0)))).every(Boolean);
   expect(await eventually(refused, 30_000, 300)).toBe(true);
