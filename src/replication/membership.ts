@@ -167,9 +167,10 @@ export class Membership {
     const { links, keys, region } = this.d;
     try {
       const { members, generation } = await readMembers(links.own, keys);
-      // This Redis lost the record (restarted empty): register again.
+      // This Redis lost the record (restarted empty): register again, in the state last known (a region
+      // marked joining stays so until it is re-seeded: tombstone collection waits for it, horizon.ts).
       if (this.joined && !members.has(region)) {
-        await writeMember(links.own, keys, region, this.entry('active'), true);
+        await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true);
         return this.refresh();
       }
       for (const m of members.values()) links.learn(m.region, m.redisUrl);
@@ -240,7 +241,8 @@ export class Membership {
     );
     const running = [...peers.values()].some((p) => p.ok && p.value !== '0-0');
     const others = [...seen.keys()].some((r) => r !== region);
-    const joining = !seen.has(region) && !hasGroup && others && running;
+    // New to a running deployment, or marked joining in some region's copy (it still needs its re-seed).
+    const joining = (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
     await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active'), true);
     if (joining) log.warn({ region }, 'joined a running deployment: re-seed this region from a peer (npm run reseed), see README "Adding a region"');

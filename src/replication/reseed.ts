@@ -77,7 +77,6 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     await peerDb.connect();
     const store = await RowStore.load(db, tables);
     const copied: ReseedResult['tables'] = {};
-    const collectedThrough = await peerCollectedThrough(peerDb);
     for (const table of tables) {
       const t = `"${table.name}"`;
       const k = `"${table.key}"`;
@@ -98,6 +97,8 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
         after = page.rows[page.rows.length - 1]?.key ?? null;
         if (page.rows.length < PAGE) break;
       }
+      // Read after the copy: a tombstone the peer collected while its table was being copied counts too.
+      const collectedThrough = await peerCollectedThrough(peerDb);
       if (collectedThrough && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, collectedThrough);
       copied[table.name] = stats;
     }
@@ -151,10 +152,13 @@ async function removeCollected(db: Db, peerDb: Client, store: RowStore, table: R
   }
 }
 
-/** Sets `region`'s state in its own Redis, then in every other region's it can reach. */
+/** Sets `region`'s state in its own Redis, then in every other region's. */
 async function setState(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, state: 'joining' | 'active'): Promise<boolean> {
   if (!(await updateMember(links.own, keys, region, { state }))) return false;
-  await Promise.all(regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state }).catch(() => false)));
+  // Joining must reach every Redis (or the re-seed stops): a region that missed it could collect during
+  // the copy. Active is best effort: the target's processes copy their entry everywhere.
+  const others = regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state }));
+  await Promise.all(state === 'joining' ? others : others.map((p) => p.catch(() => false)));
   return true;
 }
 

@@ -113,17 +113,22 @@ export class TombstoneCollector {
     }
   }
 
-  /** Redis's clock (ms): every report and every age is measured on it. */
-  private async redisNow(): Promise<number> {
-    const [sec, usec] = await this.d.links.own.time();
-    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  /** This region's Redis's clock (ms): the ages of the reports read there are measured on it. */
+  private redisNow(): Promise<number> {
+    return clockOf(this.d.links.own);
   }
 
-  /** Computes this region's watermark and posts it into its own Redis, then into every other member's. */
+  /**
+   * Computes this region's watermark and posts it into its own Redis, then into every other member's.
+   * Each copy is stamped with the clock of the Redis it goes to, read before the watermark is computed,
+   * so the region reading it there ages it on one clock and never takes it for younger than it is.
+   */
   async report(): Promise<Watermark> {
     const { db, links, keys, region } = this.d;
     const own = links.own;
-    const at = await this.redisNow();
+    const members = this.d.membership ? (await this.d.membership.refresh()).map((m) => m.region) : this.d.regions;
+    const peers = members.filter((r) => !links.sharesOwn(r));
+    const [at, peerTimes] = await Promise.all([this.redisNow(), eachRegion(peers, (r) => clockOf(links.to(r)))]);
     const clock = clockFloor(Date.now() - IN_FLIGHT_MS);
     const inbox = keys.inbox(region);
     const [rows, groups, bounds] = await Promise.all([
@@ -141,10 +146,11 @@ export class TombstoneCollector {
       at,
       inbox: { group: Boolean(g), behindTrim: g ? behindTrim(g, await groupFloor(own, inbox, g), bounds) : false },
     };
-    const value = JSON.stringify(mark);
-    await own.hset(keys.watermarks, region, value);
-    const members = this.d.membership ? (await this.d.membership.refresh()).map((m) => m.region) : this.d.regions;
-    await eachRegion(members.filter((r) => !links.sharesOwn(r)), (r) => links.to(r).hset(keys.watermarks, region, value));
+    await own.hset(keys.watermarks, region, JSON.stringify(mark));
+    await eachRegion(peers, async (r) => {
+      const t = peerTimes.get(r);
+      if (t?.ok) await links.to(r).hset(keys.watermarks, region, JSON.stringify({ ...mark, at: t.value }));
+    });
     return mark;
   }
 
@@ -221,4 +227,10 @@ export async function collectionRecord(db: Db): Promise<{ collectedThrough: stri
     });
   const r = rows[0];
   return { collectedThrough: r?.collected_through ?? '', collected: r?.collected ?? {}, lastCollectedAt: r?.last_collected_at ?? null };
+}
+
+/** A Redis server's clock (ms). */
+async function clockOf(redis: Pick<RedisLinks['own'], 'time'>): Promise<number> {
+  const [sec, usec] = await redis.time();
+  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
 }

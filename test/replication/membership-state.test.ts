@@ -1,0 +1,53 @@
+/**
+ * A region's membership state survives its Redis losing the record: a region marked joining (it missed
+ * changes and needs a re-seed; tombstone collection waits for it) registers itself again as joining, never
+ * as active.
+ */
+import { randomUUID } from 'node:crypto';
+import Redis from 'ioredis';
+import pino from 'pino';
+import { replicationKeys } from '../../src/redis';
+import { RedisLinks } from '../../src/replication/links';
+import { Membership, readMembers, updateMember, writeMember } from '../../src/replication/membership';
+import { deleteKeys, REDIS_URL } from '../support/env';
+
+const prefix = `test-membership-${randomUUID().slice(0, 8)}:`;
+const keys = replicationKeys(prefix);
+const regions = ['us-iowa', 'europe-belgium'];
+let redis: Redis;
+let subscriber: Redis;
+let membership: Membership;
+
+beforeAll(() => {
+  redis = new Redis(REDIS_URL);
+  subscriber = new Redis(REDIS_URL);
+  const links = new RedisLinks({ region: 'us-iowa', own: redis, name: 'membership-test', defaultUrl: REDIS_URL, configured: new Map(regions.map((r) => [r, REDIS_URL])) });
+  membership = new Membership({ links, subscriber, keys, region: 'us-iowa', configured: regions, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
+});
+afterAll(async () => {
+  membership.stop();
+  await deleteKeys(prefix);
+  redis.disconnect();
+  subscriber.disconnect();
+});
+
+const stateIn = async (region: string) => (await readMembers(redis, keys)).members.get(region)?.state;
+
+test('a region marked joining registers again as joining when its Redis lost the record', async () => {
+  await writeMember(redis, keys, 'us-iowa', { state: 'joining' });
+  await membership.join();
+  expect(await stateIn('us-iowa')).toBe('joining');
+  await membership.refresh();
+  expect(membership.members().find((m) => m.region === 'us-iowa')?.state).toBe('joining');
+  await redis.del(keys.members);
+  await membership.refresh();
+  expect(await stateIn('us-iowa')).toBe('joining');
+});
+
+test('an active region registers again as active', async () => {
+  expect(await updateMember(redis, keys, 'us-iowa', { state: 'active' })).toBe(true);
+  await membership.refresh();
+  await redis.del(keys.members);
+  await membership.refresh();
+  expect(await stateIn('us-iowa')).toBe('active');
+});
