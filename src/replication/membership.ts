@@ -168,8 +168,15 @@ export class Membership {
     try {
       const { members, generation } = await readMembers(links.own, keys);
       // This Redis lost the record (restarted empty): register again, in the state last known (a region
-      // marked joining stays so until it is re-seeded: tombstone collection waits for it, horizon.ts).
+      // marked joining stays so until it is re-seeded: tombstone collection waits for it, horizon.ts), and
+      // put back every member this process knew from it. A region added at runtime is in no config here:
+      // without this it would drop out of this region's members until its own processes copy it back, and
+      // meanwhile the relay could confirm changes it never received.
       if (this.joined && !members.has(region)) {
+        for (const m of this.known.values()) {
+          if (m.region === region || !m.registered) continue;
+          await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true);
+        }
         await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true);
         return this.refresh();
       }

@@ -1,7 +1,7 @@
 /**
  * A region's membership state survives its Redis losing the record: a region marked joining (it missed
  * changes and needs a re-seed; tombstone collection waits for it) registers itself again as joining, never
- * as active.
+ * as active; and the members it knew, a region added at runtime included, are put back.
  */
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
@@ -17,15 +17,17 @@ const regions = ['us-iowa', 'europe-belgium'];
 let redis: Redis;
 let subscriber: Redis;
 let membership: Membership;
+let links: RedisLinks;
 
 beforeAll(() => {
   redis = new Redis(REDIS_URL);
   subscriber = new Redis(REDIS_URL);
-  const links = new RedisLinks({ region: 'us-iowa', own: redis, name: 'membership-test', defaultUrl: REDIS_URL, configured: new Map(regions.map((r) => [r, REDIS_URL])) });
+  links = new RedisLinks({ region: 'us-iowa', own: redis, name: 'membership-test', defaultUrl: REDIS_URL, configured: new Map(regions.map((r) => [r, REDIS_URL])) });
   membership = new Membership({ links, subscriber, keys, region: 'us-iowa', configured: regions, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
 });
 afterAll(async () => {
   membership.stop();
+  links.disconnect();
   await deleteKeys(prefix);
   redis.disconnect();
   subscriber.disconnect();
@@ -50,4 +52,15 @@ test('an active region registers again as active', async () => {
   await redis.del(keys.members);
   await membership.refresh();
   expect(await stateIn('us-iowa')).toBe('active');
+});
+
+test('a region added at runtime (in no config here) stays a member when this region\'s Redis lost the record', async () => {
+  await writeMember(redis, keys, 'south-brazil', { state: 'active', redis_url: REDIS_URL });
+  await membership.refresh();
+  expect(membership.regions()).toContain('south-brazil');
+  await redis.del(keys.members);
+  await membership.refresh();
+  expect(membership.regions()).toContain('south-brazil');
+  const restored = (await readMembers(redis, keys)).members.get('south-brazil');
+  expect(restored).toMatchObject({ state: 'active', redisUrl: REDIS_URL });
 });
