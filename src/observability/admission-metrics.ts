@@ -5,24 +5,18 @@ import type { Admission } from '../http/admission';
 export function registerAdmissionMetrics(registry: Registry, admission: Pick<Admission, 'gates' | 'limits'>): void {
   const gates = Object.values(admission.gates);
   const registers = [registry];
-  new Gauge({
-    name: 'admission_in_flight',
-    help: 'API requests holding an admission slot (in their database phase), by gate.',
-    labelNames: ['gate'] as const,
-    registers,
-    collect() {
-      for (const g of gates) this.set({ gate: g.name }, g.inFlight);
-    },
-  });
-  new Gauge({
-    name: 'admission_queued',
-    help: 'API requests waiting for an admission slot, by gate.',
-    labelNames: ['gate'] as const,
-    registers,
-    collect() {
-      for (const g of gates) this.set({ gate: g.name }, g.queued);
-    },
-  });
+  const perGate = (name: string, help: string, read: (g: (typeof gates)[number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['gate'] as const,
+      registers,
+      collect() {
+        for (const g of gates) this.set({ gate: g.name }, read(g));
+      },
+    });
+  perGate('admission_in_flight', 'API requests holding an admission slot (in their database phase), by gate.', (g) => g.inFlight);
+  perGate('admission_queued', 'API requests waiting for an admission slot, by gate.', (g) => g.queued);
   new Gauge({
     name: 'admission_limit',
     help: 'Configured admission bounds, by gate and bound (concurrency, queue; gate "all": database_slots, shared by both).',

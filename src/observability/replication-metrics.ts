@@ -99,6 +99,13 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
       const d = await dbSnapshot();
       if (d) set(this, d);
     } });
+  /** A durable count kept in the database, read at scrape time. */
+  const countFromDb = <L extends string>(name: string, help: string, labelNames: readonly L[], counts: (d: DbSnapshot) => [Record<L, string>, number][]) =>
+    new Counter({ name, help, labelNames, registers, async collect() {
+      this.reset();
+      const d = await dbSnapshot();
+      if (d) for (const [labels, n] of counts(d)) this.inc(labels, n);
+    } });
   const fromRedis = <L extends string>(name: string, help: string, labelNames: readonly L[], set: (g: Gauge<L>, r: RedisSnapshot) => void) =>
     new Gauge({ name, help, labelNames, registers, async collect() {
       this.reset();
@@ -112,17 +119,9 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   fromDb('replication_last_applied_timestamp_seconds', 'Per origin region: when this region last applied one of its changes (Unix time).', ['origin_region'], (g, d) => {
     for (const p of d.progress) g.set({ origin_region: p.origin }, p.lastAppliedAt.getTime() / 1000);
   });
-  new Counter({
-    name: 'replication_events_applied_total',
-    help: 'Per origin region: change events applied by this region (durable: kept in replication_progress).',
-    labelNames: ['origin_region'] as const,
-    registers,
-    async collect() {
-      this.reset();
-      const d = await dbSnapshot();
-      for (const p of d?.progress ?? []) this.inc({ origin_region: p.origin }, p.applied);
-    },
-  });
+  countFromDb('replication_events_applied_total', 'Per origin region: change events applied by this region (durable: kept in replication_progress).', ['origin_region'], (d) =>
+    d.progress.map((p) => [{ origin_region: p.origin }, p.applied]),
+  );
   fromDb('replication_outbox_unpublished', 'Changes committed here and not yet published to the stream.', [], (g, d) => g.set(d.unpublished));
   fromDb('replication_outbox_unconfirmed', 'Changes published and not yet applied (or parked) by every region.', [], (g, d) => g.set(d.unconfirmed));
   fromDb('replication_events_parked', 'Per origin region and reason: change events this region parked unapplied (replication_failures).', ['origin_region', 'reason'], (g, d) => {
@@ -165,17 +164,9 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   fromCount('replication_relay_published_total', 'Changes the outbox relay published (those the write path could not publish at once).', () => s.relay.published);
   fromCount('replication_relay_republished_total', 'Changes published again because they went missing from the stream unconfirmed.', () => s.relay.republished);
 
-  new Counter({
-    name: 'replication_tombstones_collected_total',
-    help: 'Per table: tombstones this region collected once older than the replication horizon (durable: replication_horizon).',
-    labelNames: ['table'] as const,
-    registers,
-    async collect() {
-      this.reset();
-      const d = await dbSnapshot();
-      for (const [table, n] of Object.entries(d?.collected ?? {})) this.inc({ table }, Number(n));
-    },
-  });
+  countFromDb('replication_tombstones_collected_total', 'Per table: tombstones this region collected once older than the replication horizon (durable: replication_horizon).', ['table'], (d) =>
+    Object.entries(d.collected).map(([table, n]) => [{ table }, Number(n)]),
+  );
   const tomb = s.tombstones;
   if (tomb) {
     new Gauge({

@@ -4,9 +4,9 @@
  * region collects anything; a replayed older event of a collected row does not bring it back; and a
  * re-seed after collection converges. Minimum age 0 here, so the horizon (clock less 30 s) decides.
  */
-import { replicationKeys } from '../../src/redis';
 import Redis from 'ioredis';
 import { Client } from 'pg';
+import { replicationKeys } from '../../src/redis';
 import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL, testEventAuth } from '../support/env';
