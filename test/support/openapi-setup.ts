@@ -22,8 +22,29 @@ async function inspect(req: { method: string; path: string }, res: Response): Pr
   if (failure) failures.push(failure);
 }
 
+/**
+ * A keep-alive connection the server closed at the moment the client reused it fails with "other side
+ * closed" before any answer; on a loaded machine the client's idle timer can run late and lose that race.
+ * Like browsers, an idempotent request (GET, HEAD) is sent once more on a fresh connection then; nothing
+ * else is retried, since the server may have acted on it.
+ */
+function closedBeforeAnswer(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code === 'ECONNRESET' || (cause?.code === 'UND_ERR_SOCKET' && /other side closed/.test(cause.message ?? ''));
+}
+
+async function send(input: Parameters<typeof fetch>[0], init?: RequestInit): Promise<Response> {
+  try {
+    return await original(input, init);
+  } catch (err) {
+    const { method } = describeRequest(input, init);
+    if ((method !== 'GET' && method !== 'HEAD') || !closedBeforeAnswer(err)) throw err;
+    return original(input, init);
+  }
+}
+
 globalThis.fetch = async (input, init) => {
-  const res = await original(input, init);
+  const res = await send(input, init);
   if (res.headers.has('x-request-id')) {
     const p = inspect(describeRequest(input, init), res.clone()).catch((err: Error) => {
       failures.push(`checking an answer failed: ${err.message}`);
