@@ -202,11 +202,53 @@ function percentile50(ms: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
+/** Part 3: a backlog of distinct rows committed in us-iowa while asia-japan is paused; its time to apply them once resumed. */
+async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number): Promise<{ seconds: number; load: string }> {
+  const japan = d.procs[2] as RegionProcess;
+  japan.pause();
+  try {
+    const japanUrl = d.file.regions[2]?.databaseUrl ?? '';
+    const before = await appliedFrom(japanUrl, 'us-iowa');
+    await commitBacklog(d, orgId, backlog);
+    await until('us-iowa to publish the backlog', async () => (await unpublished(d.file.regions[0]?.databaseUrl ?? '')) === 0, 600_000, 500);
+    await until('europe-belgium to apply the backlog', async () => (await appliedFrom(d.file.regions[1]?.databaseUrl ?? '', 'us-iowa')) >= before + backlog, 600_000, 500);
+    const applyLoad = load();
+    const t0 = performance.now();
+    japan.resume();
+    await until('asia-japan to apply the backlog', async () => (await appliedFrom(japanUrl, 'us-iowa')) >= before + backlog, 600_000, 50);
+    return { seconds: (performance.now() - t0) / 1000, load: applyLoad };
+  } finally {
+    japan.resume();
+  }
+}
+
+/** Sequential PATCHes alternating local_region and all_regions (n each, after 20 warm-up): p50 of each. */
+async function sequentialLatency(url: string, headers: Record<string, string>, ids: string[], n: number): Promise<{ local_region: number; all_regions: number; load: string }> {
+  const lat: Record<string, number[]> = { local_region: [], all_regions: [] };
+  for (let i = 0; i < 2 * n + 20; i++) {
+    const level = i % 2 ? 'all_regions' : 'local_region';
+    const t = performance.now();
+    const res = await fetch(`${url}${PATH}/${ids[i % ids.length]}`, {
+      method: 'PATCH',
+      headers: { ...headers, 'content-type': 'application/json', 'SlashID-Required-Consistency': level },
+      body: JSON.stringify({ label: `s${i}` }),
+    });
+    await res.arrayBuffer();
+    if (res.status !== 204) throw new Error(`PATCH answered ${res.status}`);
+    if (i >= 20) lat[level]?.push(performance.now() - t);
+  }
+  return { local_region: r1(percentile50(lat.local_region ?? [])), all_regions: r1(percentile50(lat.all_regions ?? [])), load: load() };
+}
+
 export async function runThroughputBench(argv: string[]): Promise<void> {
   const SECONDS = arg(argv, 'seconds', 8);
   const N = arg(argv, 'n', 200);
   const BACKLOG = arg(argv, 'backlog', 100_000);
   const STORED = arg(argv, 'stored', 0);
+  // `npm run bench -- latency`: only part 2 (quick, to iterate on the replication path).
+  const LATENCY_ONLY = argv.includes('latency');
+  // `npm run bench -- apply`: only part 3.
+  const APPLY_ONLY = argv.includes('apply');
   const d = await benchDeployment({
     extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 } },
   });
@@ -234,6 +276,16 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
       });
       ids.push((await json<{ result: { id: string } }>(res, 201)).result.id);
     }
+    if (LATENCY_ONLY) {
+      const p50 = await sequentialLatency(iowa.url, headers, ids, N);
+      process.stdout.write(`\nSequential PATCH on loopback, three regions (${N} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`);
+      return;
+    }
+    if (APPLY_ONLY) {
+      const a = await applyBacklog(d, org.id, BACKLOG);
+      process.stdout.write(`\nApply: ${BACKLOG} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(BACKLOG / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n`);
+      return;
+    }
     baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
     const sides = { baseline: { ...baseline.target, headers, idpUrl }, service: { url: iowa.url, orgId: org.id, headers, ids, idpUrl } };
 
@@ -254,33 +306,10 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
 
     // 2. all_regions − local_region, alternating so that the machine's load weighs on both alike.
-    const lat: Record<string, number[]> = { local_region: [], all_regions: [] };
-    for (let i = 0; i < 2 * N + 20; i++) {
-      const level = i % 2 ? 'all_regions' : 'local_region';
-      const t = performance.now();
-      const res = await fetch(`${iowa.url}${PATH}/${ids[i % ROWS]}`, {
-        method: 'PATCH',
-        headers: { ...headers, 'content-type': 'application/json', 'SlashID-Required-Consistency': level },
-        body: JSON.stringify({ label: `s${i}` }),
-      });
-      await res.arrayBuffer();
-      if (res.status !== 204) throw new Error(`PATCH answered ${res.status}`);
-      if (i >= 20) lat[level]?.push(performance.now() - t);
-    }
-    const p50 = { local_region: r1(percentile50(lat.local_region ?? [])), all_regions: r1(percentile50(lat.all_regions ?? [])), load: load() };
+    const p50 = await sequentialLatency(iowa.url, headers, ids, N);
 
     // 3. Apply a backlog of distinct rows after a pause.
-    japan.pause();
-    const japanUrl = d.file.regions[2]?.databaseUrl ?? '';
-    const before = await appliedFrom(japanUrl, 'us-iowa');
-    await commitBacklog(d, org.id, BACKLOG);
-    await until('us-iowa to publish the backlog', async () => (await unpublished(d.file.regions[0]?.databaseUrl ?? '')) === 0, 600_000, 500);
-    await until('europe-belgium to apply the backlog', async () => (await appliedFrom(d.file.regions[1]?.databaseUrl ?? '', 'us-iowa')) >= before + BACKLOG, 600_000, 500);
-    const applyLoad = load();
-    const t0 = performance.now();
-    japan.resume();
-    await until('asia-japan to apply the backlog', async () => (await appliedFrom(japanUrl, 'us-iowa')) >= before + BACKLOG, 600_000, 50);
-    const applySeconds = (performance.now() - t0) / 1000;
+    const { seconds: applySeconds, load: applyLoad } = await applyBacklog(d, org.id, BACKLOG);
 
     const ratio = (op: Op) => (table[op].service.rps / table[op].baseline.rps).toFixed(2);
     const target: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };

@@ -57,7 +57,7 @@ export class RegionProcess {
   start(): void {
     if (this.child) throw new Error(`${this.region} is already running`);
     const entry = this.opts.entry ?? path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
-    const child = spawn(process.execPath, [entry], {
+    const child = spawn(process.execPath, [...(process.env.REGION_CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.REGION_CPU_PROFILE_DIR] : []), entry], {
       env: { ...process.env, ...this.opts.env, REGION: this.region },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

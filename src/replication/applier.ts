@@ -18,7 +18,7 @@ import type { RedisLinks } from './links';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
-import { inTransaction } from './pg-tx';
+import { inPipeline } from './pg-tx';
 import { isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
 import type { ChangeEvent } from './tables';
@@ -108,7 +108,7 @@ export class Applier {
 
   private async run(): Promise<void> {
     const { keys, region, consumer, log } = this.d;
-    const count = this.d.batchSize ?? 200;
+    const count = this.d.batchSize ?? 1000;
     let groupsReady = false;
     let started = false;
     // Cursors: our own pending entries are walked once (null when done); XAUTOCLAIM scans the pending
@@ -383,11 +383,11 @@ export class Applier {
       const before = p.event.held ? await this.upgradedAt(p.event.held) : null;
       if (before) fills.push({ p, before });
     }
-    await inTransaction(this.d.pool, async (tx) => {
+    await inPipeline(this.d.pool, async (tx) => {
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
-      // for this apply (or this apply for it) instead of racing it into a merge-rule refusal.
-      await store.lockAll(tx, batch.flatMap((b) => b.event.ops));
-      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops));
+      // for this apply (or this apply for it) instead of racing it into a merge-rule refusal. Taken in the
+      // round trip that reads the rows; the writes go with the commit unless held columns follow.
+      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, { lock: true, last: fills.length === 0 });
       // A change holds when every row it wrote holds it; the first row that does not names the winner.
       let i = 0;
       for (const b of batch) {
@@ -399,12 +399,9 @@ export class Applier {
           }
         }
       }
-      for (const { p, before } of fills) {
-        for (const op of p.event.ops) {
-          const cols = p.event.held?.columns[op.table];
-          if (cols?.length) await store.fillColumns(tx, op, cols, before);
-        }
-      }
+      if (fills.length === 0) return;
+      const sets = fills.flatMap(({ p, before }) => p.event.ops.map((op) => store.fillColumns(op, p.event.held?.columns[op.table] ?? [], before)));
+      await tx.run(sets.filter((st) => st !== null), true);
     });
     // Only a committed apply decides what the ack says.
     for (const b of batch) this.outcomes.delete(b.event.changeId);

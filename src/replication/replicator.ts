@@ -183,7 +183,9 @@ export class Replicator {
   async publish(event: SignedEvent): Promise<boolean> {
     const { links, deliverer, region } = this.d;
     const destinations = this.regions.filter((r) => r !== region);
-    // The origin's own ack is "applied" (its transaction put every row); it goes alongside the deliveries.
+    // The deliveries go out first (they are what an all_regions write waits on); the origin's own ack
+    // ("applied": its transaction put every row) goes alongside them.
+    const delivering = eachRegion(destinations, async (dest) => (await deliverer.deliver(links.to(dest), dest, [event]))[0] as string);
     const ownAck = this.d.tracker.ack(region, [event.changeId], { orgs: event.orgId ? { [event.changeId]: event.orgId } : undefined }).then(
       () => true,
       (err: Error) => {
@@ -191,7 +193,7 @@ export class Replicator {
         return false;
       },
     );
-    const res = await eachRegion(destinations, async (dest) => (await deliverer.deliver(links.to(dest), dest, [event]))[0] as string);
+    const res = await delivering;
     const made: Delivery[] = [];
     for (const [dest, r] of res) {
       if (r.ok) made.push({ changeId: event.changeId, region: dest, streamId: r.value });

@@ -24,6 +24,47 @@ export interface Queryable {
   $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
 }
 
+/** One statement and its parameters ($1, $2, …); `exec`: it returns no rows worth reading (a lock). */
+export interface Statement {
+  sql: string;
+  values: unknown[];
+  exec?: boolean;
+}
+
+/**
+ * A transaction that sends several statements in one round trip (pg-tx.ts): each statement runs after
+ * the one before it, with a snapshot of its own, and `last` commits the transaction after them. Each
+ * statement's rows come back in order.
+ */
+export interface Pipeline {
+  run(statements: readonly Statement[], last?: boolean): Promise<unknown[][]>;
+}
+
+/** Runs statements one round trip each, for a transaction that cannot send several at once. */
+function oneByOne(tx: Queryable): Pipeline {
+  return {
+    run: async (statements) => {
+      const out: unknown[][] = [];
+      for (const st of statements) {
+        if (st.exec) {
+          await tx.$executeRawUnsafe(st.sql, ...st.values);
+          out.push([]);
+        } else out.push(await tx.$queryRawUnsafe<unknown[]>(st.sql, ...st.values));
+      }
+      return out;
+    },
+  };
+}
+
+export interface ApplyOptions {
+  /** Take the rows' per-key locks first (lockAll), in the same round trip as the reads. */
+  lock?: boolean;
+  /** Nothing follows in this transaction: a Pipeline commits with the writes' round trip. */
+  last?: boolean;
+}
+
+const HORIZON_SQL = 'SELECT collected_through AS through FROM replication_horizon WHERE id = 1';
+
 interface TableSql {
   table: ReplicatedTable;
   /** The table's columns in this database, as last loaded. */
@@ -218,21 +259,24 @@ export class RowStore {
    * After an upgrade, for a parked event whose row lost by version to a write this region made before it
    * had `columns` (so that write could not set them): sets those columns from the event. Only rows of the
    * same create whose stored version lies between the event's and `before` (the time this region's schema
-   * gained the columns) are touched: a later write may have set the columns itself. Returns rows updated.
+   * gained the columns) are touched: a later write may have set the columns itself. Null when there is
+   * nothing to set.
    */
-  async fillColumns(tx: Queryable, change: RowChange, columns: readonly string[], before: string): Promise<number> {
+  fillColumns(change: RowChange, columns: readonly string[], before: string): Statement | null {
     const s = this.get(change.table);
     const cols = columns.filter((c) => s.columns.has(c) && c !== s.table.key);
-    if (cols.length === 0) return 0;
+    if (cols.length === 0) return null;
     const t = ident(s.table.name);
     const k = ident(s.table.key);
     const state = stateOf(change);
-    return tx.$executeRawUnsafe(
-      `UPDATE ${t} AS cur SET (${cols.map(ident).join(', ')}) = ROW(${cols.map((c) => `x.${ident(c)}`).join(', ')}) ` +
+    return {
+      sql:
+        `UPDATE ${t} AS cur SET (${cols.map(ident).join(', ')}) = ROW(${cols.map((c) => `x.${ident(c)}`).join(', ')}) ` +
         `FROM jsonb_populate_record(NULL::${t}, $1::jsonb) AS x WHERE cur.${k} = x.${k} AND cur.created_version = $2 ` +
         `AND cur.version > $3 AND cur.version < $4`,
-      JSON.stringify(change.row), state.createdVersion, change.version, before,
-    );
+      values: [JSON.stringify(change.row), state.createdVersion, change.version, before],
+      exec: true,
+    };
   }
 
   /** The key under which apply() looks up a row a write locked (see lockedId). */
@@ -274,8 +318,8 @@ export class RowStore {
    * other way round) instead of racing it; the fixed order keeps two appliers from deadlocking each other.
    */
   async lockAll(tx: Queryable, changes: readonly Pick<RowChange, 'table' | 'key'>[]): Promise<void> {
-    const ids = [...new Set(changes.map((c) => `${c.table}:${c.key}`))].sort();
-    if (ids.length) await tx.$executeRawUnsafe('SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS x(k, n) ORDER BY n', ids);
+    const st = lockAllStatement(changes);
+    if (st) await tx.$executeRawUnsafe(st.sql, ...st.values);
   }
 
   /**
@@ -292,10 +336,25 @@ export class RowStore {
    * `locked`: rows the caller's transaction holds the locks of and has read since, by lockedId (a local
    * write's put()); when every change's row is among them, their stored states are not read again.
    */
-  async apply(tx: Queryable, changes: readonly RowChange[], locked?: ReadonlyMap<string, Row | null>): Promise<ApplyResult> {
+  async apply(tx: Queryable | Pipeline, changes: readonly RowChange[], locked?: ReadonlyMap<string, Row | null>, opts: ApplyOptions = {}): Promise<ApplyResult> {
+    // A Pipeline sends each step's statements in one round trip: the locks, the stored states and the
+    // horizon in the first; the writes, a read-back of their rows and the commit in the second.
+    const pipelined = 'run' in tx;
+    const run = pipelined ? tx : oneByOne(tx);
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
-    const before = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : await this.states(tx, norm);
-    const below = await this.collected(tx, norm, before);
+    const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
+    const first: Statement[] = [];
+    const lock = opts.lock ? lockAllStatement(changes) : null;
+    if (lock) first.push(lock);
+    const reads = known ? [] : this.stateReads(norm);
+    first.push(...reads);
+    // The horizon is read ahead only where it costs no round trip of its own; otherwise when needed.
+    const horizonAhead = pipelined && this.hasHorizon;
+    if (horizonAhead) first.push({ sql: HORIZON_SQL, values: [] });
+    const got = first.length ? await run.run(first) : [];
+    const before = known ?? this.statesFrom(reads.length ? got.slice(lock ? 1 : 0, (lock ? 1 : 0) + reads.length) : [], reads);
+    const prefetched = horizonAhead ? String((got[got.length - 1]?.[0] as { through?: string } | undefined)?.through ?? '') : undefined;
+    const below = await this.collected(run, norm, before, prefetched);
     const newest = new Map<string, Normalized>();
     for (const c of norm) {
       if (below.changes.has(c)) continue;
@@ -318,19 +377,29 @@ export class RowStore {
       groups.set(gid, g);
       toWrite.add(c.row);
     }
+    const writes: Statement[] = [...groups.values()].map((g) => ({ sql: this.upsertFor(this.get(g.table), g.cols), values: [JSON.stringify(g.rows)] }));
+    // Pipelined, the rows written are read back in the same round trip (before the commit), in case a
+    // concurrent writer got to one first; one by one, only the rows that turn out not written are.
+    const readBack = pipelined ? this.stateReads([...newest.values()].filter((c) => toWrite.has(c.row))) : [];
+    const results = writes.length || readBack.length || opts.last ? await run.run([...writes, ...readBack], opts.last) : [];
     let changed = 0;
     const written = new Set<string>();
-    for (const g of groups.values()) {
-      const res = await tx.$queryRawUnsafe<{ key: string; version: string }[]>(this.upsertFor(this.get(g.table), g.cols), JSON.stringify(g.rows));
-      changed += res.length;
-      for (const w of res) written.add(`${g.table}\u0000${w.key}`);
-    }
+    [...groups.values()].forEach((g, i) => {
+      const rows = (results[i] ?? []) as { key: string }[];
+      changed += rows.length;
+      for (const w of rows) written.add(`${g.table}\u0000${w.key}`);
+    });
     // A row that should have been written but was not: a concurrent writer got there first. Read it back.
-    const lostRace = [...newest.values()].filter((c) => toWrite.has(c.row) && !written.has(c.id));
-    const after = lostRace.length ? await this.states(tx, lostRace) : new Map<string, Stored>();
+    const lostRace = new Set([...newest.values()].filter((c) => toWrite.has(c.row) && !written.has(c.id)).map((c) => c.id));
+    let after = new Map<string, Stored>();
+    if (lostRace.size && pipelined) after = this.statesFrom(results.slice(writes.length), readBack);
+    else if (lostRace.size) {
+      const again = this.stateReads([...newest.values()].filter((c) => lostRace.has(c.id)));
+      after = this.statesFrom(await run.run(again), again);
+    }
     const running = new Map<string, Stored | undefined>();
     const outcomes = norm.map((c): OpOutcome => {
-      const raced = after.get(c.id);
+      const raced = lostRace.has(c.id) ? after.get(c.id) : undefined;
       const final = raced ?? finalState(before.get(c.id), newest.get(c.id));
       if (below.changes.has(c)) {
         // The row's tombstone was collected here: a deletion holds; anything else lost to it.
@@ -358,7 +427,12 @@ export class RowStore {
    * the per-key locks the caller holds, which the collector takes too, so a tombstone cannot vanish in
    * between. Tables pruned locally are left out: their rows go without tombstones (tables.ts).
    */
-  private async collected(tx: Queryable, changes: readonly Normalized[], before: ReadonlyMap<string, Stored>): Promise<{ changes: Set<Normalized>; through: string }> {
+  private async collected(
+    run: Pipeline,
+    changes: readonly Normalized[],
+    before: ReadonlyMap<string, Stored>,
+    prefetched?: string,
+  ): Promise<{ changes: Set<Normalized>; through: string }> {
     const none = { changes: new Set<Normalized>(), through: '' };
     // Rows stamped before creation stamps existed carry '': their own version stands in.
     const created = (s: { createdVersion: string; version: string }) => s.createdVersion || s.version;
@@ -368,8 +442,7 @@ export class RowStore {
       return !b || created(c.state) < created(b);
     });
     if (!this.hasHorizon || candidates.length === 0) return none;
-    const rows = await tx.$queryRawUnsafe<{ through: string }[]>('SELECT collected_through AS through FROM replication_horizon WHERE id = 1');
-    const through = rows[0]?.through ?? '';
+    const through = prefetched ?? String(((await run.run([{ sql: HORIZON_SQL, values: [] }]))[0]?.[0] as { through?: string } | undefined)?.through ?? '');
     if (through === '') return none;
     const old = candidates.filter((c) => {
       const b = before.get(c.id);
@@ -379,21 +452,32 @@ export class RowStore {
     return { changes: new Set(old), through };
   }
 
-  /** The stored merge states of the rows these changes touch, by table and key. */
-  private async states(tx: Queryable, changes: readonly Normalized[]): Promise<Map<string, Stored>> {
+  /** Reads of the stored merge states of the rows these changes touch: one statement per table. */
+  private stateReads(changes: readonly Normalized[]): (Statement & { table: string })[] {
+    return [...new Set(changes.map((c) => c.table))].map((tableName) => ({
+      table: tableName,
+      sql: this.get(tableName).selectStates,
+      values: [[...new Set(changes.filter((c) => c.table === tableName).map((c) => c.rowKey))]],
+    }));
+  }
+
+  /** The states those reads returned (`rows[i]` answering `reads[i]`), by table and key. */
+  private statesFrom(rows: readonly unknown[][], reads: readonly { table: string }[]): Map<string, Stored> {
     const out = new Map<string, Stored>();
-    for (const tableName of new Set(changes.map((c) => c.table))) {
-      const keys = [...new Set(changes.filter((c) => c.table === tableName).map((c) => c.rowKey))];
-      const rows = await tx.$queryRawUnsafe<{ key: string; version: string; created_version: string; origin_region: string; deleted: boolean }[]>(
-        this.get(tableName).selectStates,
-        keys,
-      );
-      for (const r of rows) {
-        out.set(`${tableName}\u0000${r.key}`, { version: r.version, createdVersion: r.created_version, originRegion: r.origin_region, deleted: r.deleted });
+    reads.forEach(({ table }, i) => {
+      for (const r of (rows[i] ?? []) as { key: string; version: string; created_version: string; origin_region: string; deleted: boolean }[]) {
+        out.set(`${table}\u0000${r.key}`, { version: r.version, createdVersion: r.created_version, originRegion: r.origin_region, deleted: r.deleted });
       }
-    }
+    });
     return out;
   }
+}
+
+/** The per-key locks of lock() for every row the changes touch, in one fixed (sorted) order; null for none. */
+function lockAllStatement(changes: readonly Pick<RowChange, 'table' | 'key'>[]): Statement | null {
+  const ids = [...new Set(changes.map((c) => `${c.table}:${c.key}`))].sort();
+  if (ids.length === 0) return null;
+  return { sql: 'SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS x(k, n) ORDER BY n', values: [ids], exec: true };
 }
 
 interface Stored extends MergeState {

@@ -1,0 +1,3 @@
+import { rowStoreCases } from './row-store-cases';
+
+rowStoreCases(true);
