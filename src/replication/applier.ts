@@ -67,6 +67,16 @@ export const RECENT_REFUSED = 20;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Entries per batch. Each batch holds an advisory lock per row until it commits, and Postgres's lock table
+ * is shared by every database of a server (max_locks_per_transaction × max_connections, 6,400 by default):
+ * two batches of 500 in three regions on one server stay well inside it.
+ */
+const BATCH_SIZE = 500;
+
+/** Batches applied at once: one in the database while the next is read, verified and parsed. */
+const BATCHES_IN_FLIGHT = 2;
+
 /** Batches whose acks may be on their way at once before the applier waits for the oldest. */
 const MAX_ACKS_IN_FLIGHT = 32;
 
@@ -75,6 +85,10 @@ export class Applier {
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
   private readonly failures: FailureLog;
+  /** Batches being applied (see run). */
+  private readonly applying = new Set<Promise<void>>();
+  /** The first failure of a batch applied in the background, for the loop to handle. */
+  private batchError: Error | null = null;
   /** Acks on their way to origins' Redis (see toOrigins). */
   private readonly acking = new Set<Promise<void>>();
   /** Per change id applied in this process and not yet acked: superseded outcomes (applied if absent). */
@@ -103,12 +117,13 @@ export class Applier {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
+    await Promise.all(this.applying);
     await Promise.all(this.acking);
   }
 
   private async run(): Promise<void> {
     const { keys, region, consumer, log } = this.d;
-    const count = this.d.batchSize ?? 1000;
+    const count = this.d.batchSize ?? BATCH_SIZE;
     let groupsReady = false;
     let started = false;
     // Cursors: our own pending entries are walked once (null when done); XAUTOCLAIM scans the pending
@@ -139,7 +154,21 @@ export class Applier {
         } else {
           ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
         }
-        if (entries.length) await this.applyBatch(entries);
+        if (entries.length) {
+          // The next batch is read (and verified and parsed) while this one is in the database: up to
+          // BATCHES_IN_FLIGHT batches at once. Their order does not matter (the merge rule is a maximum)
+          // and each takes its rows' locks in one fixed order, so two batches never deadlock.
+          const applying: Promise<void> = this.applyBatch(entries).catch((err: Error) => {
+            this.batchError ??= err;
+          });
+          this.applying.add(applying);
+          void applying.finally(() => this.applying.delete(applying));
+          while (this.applying.size >= BATCHES_IN_FLIGHT) await Promise.race(this.applying);
+        }
+        // A batch that failed is handled as the loop's own failure (a lost group, a Redis error).
+        const failed = this.batchError;
+        this.batchError = null;
+        if (failed) throw failed;
       } catch (err) {
         const message = (err as Error).message;
         if (message.includes('NOGROUP')) {
@@ -251,7 +280,6 @@ export class Applier {
     }
     await this.failures.cleared(applied.map((p) => p.event.changeId));
     await this.acknowledge([...own, ...applied]);
-    await this.recordProgress(applied);
   }
 
   /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
@@ -343,7 +371,6 @@ export class Applier {
       await this.failures.unpark(done.map((p) => p.event.changeId));
       applied += done.length;
       if (done.length) await this.acknowledge(done);
-      await this.recordProgress(done);
     }
     return { applied, parked };
   }
@@ -387,7 +414,10 @@ export class Applier {
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
       // for this apply (or this apply for it) instead of racing it into a merge-rule refusal. Taken in the
       // round trip that reads the rows; the writes go with the commit unless held columns follow.
-      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, { lock: true, last: fills.length === 0 });
+      // The count of applied events per origin (replication_progress: the status's `applied` and lag)
+      // commits with them.
+      const progress = { sql: PROGRESS_SQL, values: [JSON.stringify(progressRows(batch.map((b) => b.event)))], exec: true };
+      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, { lock: true, last: fills.length === 0, with: [progress] });
       // A change holds when every row it wrote holds it; the first row that does not names the winner.
       let i = 0;
       for (const b of batch) {
@@ -409,20 +439,6 @@ export class Applier {
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
     this.appliedEvents += batch.length;
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
-  }
-
-  /**
-   * Counts applied events per origin (replication_progress: the status's `applied` and lag). After the acks,
-   * not in the apply's transaction: an all_regions write waits on the apply, not on this bookkeeping. A
-   * crash in between leaves the count short by that batch; nothing else depends on it.
-   */
-  private async recordProgress(applied: Parsed[]): Promise<void> {
-    if (applied.length === 0) return;
-    try {
-      await this.d.db.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(progressRows(applied.map((b) => b.event))));
-    } catch (err) {
-      this.d.log.warn({ err: (err as Error).message, count: applied.length }, 'could not count applied events in replication_progress');
-    }
   }
 
   /**

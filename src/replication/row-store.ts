@@ -61,6 +61,8 @@ export interface ApplyOptions {
   lock?: boolean;
   /** Nothing follows in this transaction: a Pipeline commits with the writes' round trip. */
   last?: boolean;
+  /** Statements to run after the writes (in their round trip, when pipelined). */
+  with?: Statement[];
 }
 
 const HORIZON_SQL = 'SELECT collected_through AS through FROM replication_horizon WHERE id = 1';
@@ -338,7 +340,7 @@ export class RowStore {
    */
   async apply(tx: Queryable | Pipeline, changes: readonly RowChange[], locked?: ReadonlyMap<string, Row | null>, opts: ApplyOptions = {}): Promise<ApplyResult> {
     // A Pipeline sends each step's statements in one round trip: the locks, the stored states and the
-    // horizon in the first; the writes, a read-back of their rows and the commit in the second.
+    // horizon in the first; the writes (and `opts.with`) and the commit in the second.
     const pipelined = 'run' in tx;
     const run = pipelined ? tx : oneByOne(tx);
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
@@ -378,10 +380,8 @@ export class RowStore {
       toWrite.add(c.row);
     }
     const writes: Statement[] = [...groups.values()].map((g) => ({ sql: this.upsertFor(this.get(g.table), g.cols), values: [JSON.stringify(g.rows)] }));
-    // Pipelined, the rows written are read back in the same round trip (before the commit), in case a
-    // concurrent writer got to one first; one by one, only the rows that turn out not written are.
-    const readBack = pipelined ? this.stateReads([...newest.values()].filter((c) => toWrite.has(c.row))) : [];
-    const results = writes.length || readBack.length || opts.last ? await run.run([...writes, ...readBack], opts.last) : [];
+    const also = opts.with ?? [];
+    const results = writes.length || also.length || opts.last ? await run.run([...writes, ...also], opts.last) : [];
     let changed = 0;
     const written = new Set<string>();
     [...groups.values()].forEach((g, i) => {
@@ -389,13 +389,14 @@ export class RowStore {
       changed += rows.length;
       for (const w of rows) written.add(`${g.table}\u0000${w.key}`);
     });
-    // A row that should have been written but was not: a concurrent writer got there first. Read it back.
+    // A row that should have been written but was not: a writer that does not take the per-key locks got
+    // there first (a safety net: every writer takes them). Read it back, to name what won: in the same
+    // transaction, or just after it when it has committed already.
     const lostRace = new Set([...newest.values()].filter((c) => toWrite.has(c.row) && !written.has(c.id)).map((c) => c.id));
     let after = new Map<string, Stored>();
-    if (lostRace.size && pipelined) after = this.statesFrom(results.slice(writes.length), readBack);
-    else if (lostRace.size) {
+    if (lostRace.size) {
       const again = this.stateReads([...newest.values()].filter((c) => lostRace.has(c.id)));
-      after = this.statesFrom(await run.run(again), again);
+      after = this.statesFrom(await (opts.last && pipelined ? oneByOne(this.db) : run).run(again), again);
     }
     const running = new Map<string, Stored | undefined>();
     const outcomes = norm.map((c): OpOutcome => {
