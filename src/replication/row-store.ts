@@ -73,6 +73,8 @@ interface TableSql {
   columns: Set<string>;
   /** Upserts by column set (sorted names joined by ','): an event updates only the columns it carries. */
   upserts: Map<string, string>;
+  /** One-statement applies by column set (see applyFor). */
+  applies: Map<string, string>;
   selectRow: string;
   selectStates: string;
   /** uuid keys come back from Postgres in lower case. */
@@ -211,6 +213,7 @@ export class RowStore {
         table,
         columns: new Set(names),
         upserts: new Map(),
+        applies: new Map(),
         uuidKey: keyType === 'uuid',
         keyType,
         // The advisory lock taken just before serializes local writers of the key; FOR UPDATE adds nothing.
@@ -243,18 +246,61 @@ export class RowStore {
     const id = cols.join(',');
     const cached = s.upserts.get(id);
     if (cached) return cached;
-    const t = ident(s.table.name);
     const list = cols.map(ident).join(', ');
+    const sql = `INSERT INTO ${ident(s.table.name)} AS cur (${list}) SELECT ${list} FROM jsonb_populate_recordset(NULL::${ident(s.table.name)}, $1::jsonb) ${this.onConflict(s, cols)}`;
+    s.upserts.set(id, sql);
+    return sql;
+  }
+
+  /** The upsert's merge rule: replace a row only with a state that outranks it (compareStates). */
+  private onConflict(s: TableSql, cols: readonly string[]): string {
     const updatable = cols.filter((n) => n !== s.table.key);
-    const sql =
-      `INSERT INTO ${t} AS cur (${list}) SELECT ${list} FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) ` +
+    return (
       `ON CONFLICT (${ident(s.table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
       `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
       `WHERE EXCLUDED.created_version < cur.created_version OR (EXCLUDED.created_version = cur.created_version AND ` +
       `(cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)) ` +
-      `RETURNING ${ident(s.table.key)}::text AS key, version`;
-    s.upserts.set(id, sql);
+      `RETURNING ${ident(s.table.key)}::text AS key, version`
+    );
+  }
+
+  /**
+   * One statement that applies rows carrying exactly `cols` ($1, a JSON array; $2, their keys) and
+   * reports what it saw: the rows' stored states before it (`before`), the collection horizon
+   * (`through`) and the rows it wrote (`written`). All on one snapshot, taken after the caller's locks:
+   * the upsert leaves out a row the horizon rules out by the same rule as collected(), so the caller
+   * judges each change on exactly what the statement saw.
+   */
+  private applyFor(s: TableSql, cols: readonly string[]): string {
+    const id = cols.join(',');
+    const cached = s.applies.get(id);
+    if (cached) return cached;
+    const t = ident(s.table.name);
+    const k = ident(s.table.key);
+    const list = cols.map(ident).join(', ');
+    const through = '(SELECT through FROM h)';
+    const horizon = this.hasHorizon ? `SELECT COALESCE((${HORIZON_SQL}), '') AS through` : `SELECT ''::text AS through`;
+    const c = (col: string) => `COALESCE(NULLIF(${col}.created_version, ''), ${col}.version) COLLATE "C"`;
+    const guard =
+      this.hasHorizon && !s.table.prunedLocally
+        ? `NOT (${through} <> '' AND ${c('x')} < ${through} COLLATE "C" AND NOT EXISTS (SELECT 1 FROM b WHERE b.key = x.${k}::text AND ${c('b')} < ${through} COLLATE "C"))`
+        : 'true';
+    const sql =
+      `WITH h AS (${horizon}), ` +
+      `b AS (SELECT ${k}::text AS key, version, created_version, origin_region, deleted_at IS NOT NULL AS deleted FROM ${t} WHERE ${k} = ANY($2::${s.keyType}[])), ` +
+      `up AS (INSERT INTO ${t} AS cur (${list}) SELECT ${cols.map((col) => `x.${ident(col)}`).join(', ')} ` +
+      `FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS x WHERE ${guard} ${this.onConflict(s, cols)}) ` +
+      `SELECT ${through} AS through, (SELECT COALESCE(json_agg(b), '[]'::json) FROM b) AS before, (SELECT COALESCE(json_agg(up), '[]'::json) FROM up) AS written`;
+    s.applies.set(id, sql);
     return sql;
+  }
+
+  /** The columns a change's row carries that this table has (sorted), its key among them. */
+  private columnSet(c: Normalized): string[] {
+    const s = this.get(c.table);
+    const cols = Object.keys(c.row).filter((k) => s.columns.has(k)).sort();
+    if (!cols.includes(s.table.key)) cols.push(s.table.key);
+    return cols;
   }
 
   /**
@@ -345,8 +391,60 @@ export class RowStore {
     const run = pipelined ? tx : oneByOne(tx);
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
     const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
+    const single = pipelined && opts.last && !known ? this.singleTripGroups(norm) : null;
+    const r = single ? await this.applyInOneTrip(run, norm, single, opts) : await this.applyInSteps(run, norm, known, opts, pipelined);
+    return this.judge(norm, r, opts.last && pipelined ? oneByOne(this.db) : run);
+  }
+
+  /**
+   * The one-round-trip apply (a Pipeline that commits): possible when every row appears once in the batch
+   * and each table's rows carry one column set, so what to write does not depend on what is stored. Then
+   * one statement per table reads the stored states and the horizon and upserts the rows the horizon does
+   * not rule out, all on one snapshot taken after the locks (row-store's applyFor); null when not possible.
+   */
+  private singleTripGroups(norm: readonly Normalized[]): Map<string, { cols: string[]; changes: Normalized[] }> | null {
+    const ids = new Set<string>();
+    const groups = new Map<string, { cols: string[]; changes: Normalized[] }>();
+    for (const c of norm) {
+      if (ids.has(c.id)) return null;
+      ids.add(c.id);
+      const cols = this.columnSet(c);
+      const g = groups.get(c.table);
+      if (g && g.cols.join(',') !== cols.join(',')) return null;
+      if (g) g.changes.push(c);
+      else groups.set(c.table, { cols, changes: [c] });
+    }
+    return groups;
+  }
+
+  private async applyInOneTrip(run: Pipeline, norm: readonly Normalized[], groups: Map<string, { cols: string[]; changes: Normalized[] }>, opts: ApplyOptions): Promise<Gathered> {
+    const lock = opts.lock ? lockAllStatement(norm.map((c) => ({ table: c.table, key: c.rowKey }))) : null;
+    const tables = [...groups];
+    const statements: Statement[] = tables.map(([table, g]) => ({
+      sql: this.applyFor(this.get(table), g.cols),
+      values: [JSON.stringify(g.changes.map((c) => c.row)), g.changes.map((c) => c.rowKey)],
+    }));
+    const res = await run.run([...(lock ? [lock] : []), ...statements, ...(opts.with ?? [])], true);
+    const before = new Map<string, Stored>();
+    const through = new Map<string, string>();
+    const written = new Set<string>();
+    let changed = 0;
+    tables.forEach(([table], i) => {
+      const row = res[(lock ? 1 : 0) + i]?.[0] as { through: string; before: StoredRow[]; written: { key: string }[] } | undefined;
+      through.set(table, row?.through ?? '');
+      for (const r of row?.before ?? []) before.set(`${table}\u0000${r.key}`, storedOf(r));
+      for (const w of row?.written ?? []) written.add(`${table}\u0000${w.key}`);
+      changed += row?.written.length ?? 0;
+    });
+    const below = this.ruledOut(norm, before, (t) => through.get(t) ?? '');
+    const newest = new Map(norm.filter((c) => !below.changes.has(c)).map((c) => [c.id, c]));
+    const toWrite = new Set([...newest.values()].filter((c) => !before.has(c.id) || compareStates(c.state, before.get(c.id) as Stored) > 0).map((c) => c.row));
+    return { before, below, newest, toWrite, written, changed };
+  }
+
+  private async applyInSteps(run: Pipeline, norm: readonly Normalized[], known: Map<string, Stored> | null, opts: ApplyOptions, pipelined: boolean): Promise<Gathered> {
     const first: Statement[] = [];
-    const lock = opts.lock ? lockAllStatement(changes) : null;
+    const lock = opts.lock ? lockAllStatement(norm.map((c) => ({ table: c.table, key: c.rowKey }))) : null;
     if (lock) first.push(lock);
     const reads = known ? [] : this.stateReads(norm);
     first.push(...reads);
@@ -370,9 +468,7 @@ export class RowStore {
     for (const c of newest.values()) {
       const b = before.get(c.id);
       if (b && compareStates(c.state, b) <= 0) continue; // nothing to write
-      const s = this.get(c.table);
-      const cols = Object.keys(c.row).filter((k) => s.columns.has(k)).sort();
-      if (!cols.includes(s.table.key)) cols.push(s.table.key);
+      const cols = this.columnSet(c);
       const gid = `${c.table}\u0000${cols.join(',')}`;
       const g = groups.get(gid) ?? { table: c.table, cols, rows: [] };
       g.rows.push(c.row);
@@ -389,6 +485,12 @@ export class RowStore {
       changed += rows.length;
       for (const w of rows) written.add(`${g.table}\u0000${w.key}`);
     });
+    return { before, below, newest, toWrite, written, changed };
+  }
+
+  /** Per change, whether the row holds it, from what was stored before and what was written. */
+  private async judge(norm: readonly Normalized[], r: Gathered, readAfter: Pipeline): Promise<ApplyResult> {
+    const { before, below, newest, toWrite, written, changed } = r;
     // A row that should have been written but was not: a writer that does not take the per-key locks got
     // there first (a safety net: every writer takes them). Read it back, to name what won: in the same
     // transaction, or just after it when it has committed already.
@@ -396,7 +498,7 @@ export class RowStore {
     let after = new Map<string, Stored>();
     if (lostRace.size) {
       const again = this.stateReads([...newest.values()].filter((c) => lostRace.has(c.id)));
-      after = this.statesFrom(await (opts.last && pipelined ? oneByOne(this.db) : run).run(again), again);
+      after = this.statesFrom(await readAfter.run(again), again);
     }
     const running = new Map<string, Stored | undefined>();
     const outcomes = norm.map((c): OpOutcome => {
@@ -405,7 +507,7 @@ export class RowStore {
       if (below.changes.has(c)) {
         // The row's tombstone was collected here: a deletion holds; anything else lost to it.
         if (c.state.deleted) return { applied: true };
-        const w = final ?? { version: below.through, createdVersion: c.state.createdVersion, originRegion: '', deleted: true };
+        const w = final ?? { version: below.throughOf(c.table), createdVersion: c.state.createdVersion, originRegion: '', deleted: true };
         return { applied: false, winner: { table: c.table, key: c.rowKey, ...w } };
       }
       const held = running.has(c.id) ? running.get(c.id) : before.get(c.id);
@@ -428,29 +530,29 @@ export class RowStore {
    * the per-key locks the caller holds, which the collector takes too, so a tombstone cannot vanish in
    * between. Tables pruned locally are left out: their rows go without tombstones (tables.ts).
    */
-  private async collected(
-    run: Pipeline,
-    changes: readonly Normalized[],
-    before: ReadonlyMap<string, Stored>,
-    prefetched?: string,
-  ): Promise<{ changes: Set<Normalized>; through: string }> {
-    const none = { changes: new Set<Normalized>(), through: '' };
-    // Rows stamped before creation stamps existed carry '': their own version stands in.
-    const created = (s: { createdVersion: string; version: string }) => s.createdVersion || s.version;
-    const candidates = changes.filter((c) => {
-      if (this.get(c.table).table.prunedLocally) return false;
-      const b = before.get(c.id);
-      return !b || created(c.state) < created(b);
-    });
-    if (!this.hasHorizon || candidates.length === 0) return none;
+  private async collected(run: Pipeline, changes: readonly Normalized[], before: ReadonlyMap<string, Stored>, prefetched?: string): Promise<Below> {
+    if (!this.hasHorizon || !changes.some((c) => this.mayBeBelow(c, before))) return { changes: new Set(), throughOf: () => '' };
     const through = prefetched ?? String(((await run.run([{ sql: HORIZON_SQL, values: [] }]))[0]?.[0] as { through?: string } | undefined)?.through ?? '');
-    if (through === '') return none;
-    const old = candidates.filter((c) => {
+    return this.ruledOut(changes, before, () => through);
+  }
+
+  /** A change of a row absent here, or held as a later create: its row's tombstone may have been collected. */
+  private mayBeBelow(c: Normalized, before: ReadonlyMap<string, Stored>): boolean {
+    if (this.get(c.table).table.prunedLocally) return false;
+    const b = before.get(c.id);
+    return !b || created(c.state) < created(b);
+  }
+
+  /** The changes the horizon rules out (see collected), given each table's collection horizon. */
+  private ruledOut(changes: readonly Normalized[], before: ReadonlyMap<string, Stored>, throughOf: (table: string) => string): Below {
+    if (!this.hasHorizon) return { changes: new Set(), throughOf };
+    const old = changes.filter((c) => {
+      const through = throughOf(c.table);
       const b = before.get(c.id);
-      return created(c.state) < through && (!b || created(b) >= through);
+      return through !== '' && this.mayBeBelow(c, before) && created(c.state) < through && (!b || created(b) >= through);
     });
     this.belowHorizon += old.length;
-    return { changes: new Set(old), through };
+    return { changes: new Set(old), throughOf };
   }
 
   /** Reads of the stored merge states of the rows these changes touch: one statement per table. */
@@ -466,9 +568,7 @@ export class RowStore {
   private statesFrom(rows: readonly unknown[][], reads: readonly { table: string }[]): Map<string, Stored> {
     const out = new Map<string, Stored>();
     reads.forEach(({ table }, i) => {
-      for (const r of (rows[i] ?? []) as { key: string; version: string; created_version: string; origin_region: string; deleted: boolean }[]) {
-        out.set(`${table}\u0000${r.key}`, { version: r.version, createdVersion: r.created_version, originRegion: r.origin_region, deleted: r.deleted });
-      }
+      for (const r of (rows[i] ?? []) as StoredRow[]) out.set(`${table}\u0000${r.key}`, storedOf(r));
     });
     return out;
   }
@@ -483,6 +583,41 @@ function lockAllStatement(changes: readonly Pick<RowChange, 'table' | 'key'>[]):
 
 interface Stored extends MergeState {
   originRegion: string;
+}
+
+/** A stored merge state as the state reads return it. */
+interface StoredRow {
+  key: string;
+  version: string;
+  created_version: string;
+  origin_region: string;
+  deleted: boolean;
+}
+
+function storedOf(r: StoredRow): Stored {
+  return { version: r.version, createdVersion: r.created_version, originRegion: r.origin_region, deleted: r.deleted };
+}
+
+/** Rows stamped before creation stamps existed carry '': their own version stands in. */
+const created = (s: { createdVersion: string; version: string }) => s.createdVersion || s.version;
+
+/** Changes the collection horizon rules out, and the horizon of each table. */
+interface Below {
+  changes: Set<Normalized>;
+  throughOf: (table: string) => string;
+}
+
+/** What an apply read and wrote, for judging each change (RowStore.judge). */
+interface Gathered {
+  before: Map<string, Stored>;
+  below: Below;
+  /** Per row, the change the batch writes (the greatest not ruled out). */
+  newest: Map<string, Normalized>;
+  /** The rows that outrank what was stored: written unless a concurrent writer got there first. */
+  toWrite: Set<Row>;
+  /** Rows written, by table and key. */
+  written: Set<string>;
+  changed: number;
 }
 
 /** The key of a row in the map of rows a write has locked (and so knows): table and key as the row store normalizes them. */
