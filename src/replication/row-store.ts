@@ -391,8 +391,10 @@ export class RowStore {
     const run = pipelined ? tx : oneByOne(tx);
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
     const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
+    // The same lock keys as lock() and lockAll(): the keys as the changes name them.
+    const lock = opts.lock ? lockAllStatement(changes) : null;
     const single = pipelined && opts.last && !known ? this.singleTripGroups(norm) : null;
-    const r = single ? await this.applyInOneTrip(run, norm, single, opts) : await this.applyInSteps(run, norm, known, opts, pipelined);
+    const r = single ? await this.applyInOneTrip(run, norm, single, lock, opts) : await this.applyInSteps(run, norm, known, lock, opts, pipelined);
     return this.judge(norm, r, opts.last && pipelined ? oneByOne(this.db) : run);
   }
 
@@ -417,8 +419,13 @@ export class RowStore {
     return groups;
   }
 
-  private async applyInOneTrip(run: Pipeline, norm: readonly Normalized[], groups: Map<string, { cols: string[]; changes: Normalized[] }>, opts: ApplyOptions): Promise<Gathered> {
-    const lock = opts.lock ? lockAllStatement(norm.map((c) => ({ table: c.table, key: c.rowKey }))) : null;
+  private async applyInOneTrip(
+    run: Pipeline,
+    norm: readonly Normalized[],
+    groups: Map<string, { cols: string[]; changes: Normalized[] }>,
+    lock: Statement | null,
+    opts: ApplyOptions,
+  ): Promise<Gathered> {
     const tables = [...groups];
     const statements: Statement[] = tables.map(([table, g]) => ({
       sql: this.applyFor(this.get(table), g.cols),
@@ -442,9 +449,15 @@ export class RowStore {
     return { before, below, newest, toWrite, written, changed };
   }
 
-  private async applyInSteps(run: Pipeline, norm: readonly Normalized[], known: Map<string, Stored> | null, opts: ApplyOptions, pipelined: boolean): Promise<Gathered> {
+  private async applyInSteps(
+    run: Pipeline,
+    norm: readonly Normalized[],
+    known: Map<string, Stored> | null,
+    lock: Statement | null,
+    opts: ApplyOptions,
+    pipelined: boolean,
+  ): Promise<Gathered> {
     const first: Statement[] = [];
-    const lock = opts.lock ? lockAllStatement(norm.map((c) => ({ table: c.table, key: c.rowKey }))) : null;
     if (lock) first.push(lock);
     const reads = known ? [] : this.stateReads(norm);
     first.push(...reads);
