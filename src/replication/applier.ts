@@ -68,11 +68,12 @@ export const RECENT_REFUSED = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Entries per batch. Each batch holds an advisory lock per row until it commits, and Postgres's lock table
- * is shared by every database of a server (max_locks_per_transaction × max_connections, 6,400 by default):
- * two batches of 500 in three regions on one server stay well inside it.
+ * Entries per batch. Each batch holds an advisory lock per row until it commits (an event writes one to
+ * three rows: an organization and its key, a credential and its metadata), and Postgres's lock table is
+ * shared by every database of a server (about max_locks_per_transaction × max_connections, 6,400 by
+ * default): two batches of 250 in each of three regions on one server (development, tests) stay inside it.
  */
-const BATCH_SIZE = 500;
+const BATCH_SIZE = 250;
 
 /** Batches applied at once: one in the database while the next is read, verified and parsed. */
 const BATCHES_IN_FLIGHT = 2;
@@ -91,8 +92,8 @@ export class Applier {
   private batchError: Error | null = null;
   /** Acks on their way to origins' Redis (see toOrigins). */
   private readonly acking = new Set<Promise<void>>();
-  /** Per change id applied in this process and not yet acked: superseded outcomes (applied if absent). */
-  private readonly outcomes = new Map<string, AckOutcome>();
+  /** Stream ids of the entries of batches being applied: XAUTOCLAIM must not hand them out again. */
+  private readonly inFlight = new Set<string>();
   appliedEvents = 0;
   parkedEvents = 0;
   /** Pending entries found deleted from the stream before this region applied them (see relay trim). */
@@ -158,9 +159,14 @@ export class Applier {
           // The next batch is read (and verified and parsed) while this one is in the database: up to
           // BATCHES_IN_FLIGHT batches at once. Their order does not matter (the merge rule is a maximum)
           // and each takes its rows' locks in one fixed order, so two batches never deadlock.
-          const applying: Promise<void> = this.applyBatch(entries).catch((err: Error) => {
-            this.batchError ??= err;
-          });
+          for (const e of entries) this.inFlight.add(e[0]);
+          const applying: Promise<void> = this.applyBatch(entries)
+            .catch((err: Error) => {
+              this.batchError ??= err;
+            })
+            .finally(() => {
+              for (const e of entries) this.inFlight.delete(e[0]);
+            });
           this.applying.add(applying);
           void applying.finally(() => this.applying.delete(applying));
           while (this.applying.size >= BATCHES_IN_FLIGHT) await Promise.race(this.applying);
@@ -201,7 +207,8 @@ export class Applier {
     )) as [string, StreamEntry[], string[]?];
     // Redis 7 drops entries deleted from the stream from the pending list itself and names them here.
     if (res[2]?.length) await this.lost(res[2], false);
-    return { entries: (res[1] ?? []).filter((e) => Array.isArray(e[1])), next: String(res[0] ?? '0-0') };
+    // An entry of a batch still being applied here (a slow apply outlasts claimIdleMs) is not taken twice.
+    return { entries: (res[1] ?? []).filter((e) => Array.isArray(e[1]) && !this.inFlight.has(e[0])), next: String(res[0] ?? '0-0') };
   }
 
   /** Pending entries trimmed from the stream before this region applied them: nothing left to apply. */
@@ -254,10 +261,12 @@ export class Applier {
     // Our own changes were committed here before they were published: they only need acking.
     const own = parsed.filter((p) => p.event.origin === this.d.region);
     const remote = parsed.filter((p) => p.event.origin !== this.d.region);
-    if (remote.length === 0) return this.acknowledge(own);
+    if (remote.length === 0) return this.acknowledge(own, new Map());
     let applied = remote;
+    // Superseded outcomes of this batch's changes (applied when absent), for their acks.
+    const outcomes = new Map<string, AckOutcome>();
     try {
-      await this.apply(remote);
+      await this.apply(remote, outcomes);
     } catch (err) {
       // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
       // and count nothing against them.
@@ -268,7 +277,7 @@ export class Applier {
       const failed: { p: Parsed; err: Error }[] = [];
       for (const p of remote) {
         try {
-          await this.apply([p]);
+          await this.apply([p], outcomes);
           applied.push(p);
         } catch (e) {
           // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
@@ -279,7 +288,7 @@ export class Applier {
       for (const f of failed) await this.failedAlone(f.p, f.err);
     }
     await this.failures.cleared(applied.map((p) => p.event.changeId));
-    await this.acknowledge([...own, ...applied]);
+    await this.acknowledge([...own, ...applied], outcomes);
   }
 
   /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
@@ -353,12 +362,13 @@ export class Applier {
       if (!last) break;
       after = { parkedAt: last.parked_at, changeId: last.change_id };
       const done: Parsed[] = [];
+      const outcomes = new Map<string, AckOutcome>();
       for (const r of rows) {
         const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event };
         const why = this.unfit(r.event);
         if (!why) {
           try {
-            await this.apply([p]);
+            await this.apply([p], outcomes);
             done.push(p);
             continue;
           } catch (err) {
@@ -370,20 +380,21 @@ export class Applier {
       }
       await this.failures.unpark(done.map((p) => p.event.changeId));
       applied += done.length;
-      if (done.length) await this.acknowledge(done);
+      if (done.length) await this.acknowledge(done, outcomes);
     }
     return { applied, parked };
   }
 
-  private async apply(batch: Parsed[]): Promise<void> {
+  /** Applies the batch in one transaction; its changes' superseded outcomes go into `outcomes`. */
+  private async apply(batch: Parsed[], outcomes: Map<string, AckOutcome>): Promise<void> {
     try {
-      await this.applyOnce(batch);
+      await this.applyOnce(batch, outcomes);
     } catch (err) {
       // A migration changed a table under the cached statements: reload the column lists, try once more.
       if (!isSchemaChange(err)) throw err;
       this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns');
       await this.d.store.reload();
-      await this.applyOnce(batch);
+      await this.applyOnce(batch, outcomes);
     }
   }
 
@@ -401,7 +412,7 @@ export class Applier {
     return at ? String(new Date(at).getTime()).padStart(15, '0') : null;
   }
 
-  private async applyOnce(batch: Parsed[]): Promise<void> {
+  private async applyOnce(batch: Parsed[], outcomes: Map<string, AckOutcome>): Promise<void> {
     const { store, clock } = this.d;
     const started = performance.now();
     const lost = new Map<string, AckOutcome>();
@@ -434,8 +445,8 @@ export class Applier {
       await tx.run(sets.filter((st) => st !== null), true);
     });
     // Only a committed apply decides what the ack says.
-    for (const b of batch) this.outcomes.delete(b.event.changeId);
-    for (const [id, o] of lost) this.outcomes.set(id, o);
+    for (const b of batch) outcomes.delete(b.event.changeId);
+    for (const [id, o] of lost) outcomes.set(id, o);
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
     this.appliedEvents += batch.length;
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
@@ -446,13 +457,7 @@ export class Applier {
    * origin's Redis fails here, its events stay pending: they are re-read (XAUTOCLAIM), applied again as
    * no-ops, and acked then. Not an apply failure; the other origins' events are acked meanwhile.
    */
-  private async acknowledge(batch: Parsed[]): Promise<void> {
-    const outcomes = new Map<string, AckOutcome>();
-    for (const b of batch) {
-      const o = this.outcomes.get(b.event.changeId);
-      if (o) outcomes.set(b.event.changeId, o);
-      this.outcomes.delete(b.event.changeId);
-    }
+  private async acknowledge(batch: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
     await this.toOrigins(batch, (redis, ids) => recordAcks(redis, this.d.keys, this.d.region, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
   }
 
@@ -549,9 +554,11 @@ const PROGRESS_SQL = `
 INSERT INTO replication_progress (origin_region, applied_count, last_change_id, last_event_at, last_applied_at)
 SELECT origin_region, applied_count, last_change_id, last_event_at, now()
   FROM jsonb_to_recordset($1::jsonb) AS x(origin_region text, applied_count bigint, last_change_id uuid, last_event_at timestamptz)
+ ORDER BY origin_region
 ON CONFLICT (origin_region) DO UPDATE SET
   applied_count = replication_progress.applied_count + EXCLUDED.applied_count,
-  last_change_id = EXCLUDED.last_change_id,
+  last_change_id = CASE WHEN EXCLUDED.last_event_at >= replication_progress.last_event_at
+    THEN EXCLUDED.last_change_id ELSE replication_progress.last_change_id END,
   last_event_at = GREATEST(replication_progress.last_event_at, EXCLUDED.last_event_at),
   last_applied_at = EXCLUDED.last_applied_at`;
 
@@ -565,7 +572,8 @@ function progressRows(events: ChangeEvent[]) {
       if (e.createdAt >= p.last_event_at) Object.assign(p, { last_change_id: e.changeId, last_event_at: e.createdAt });
     }
   }
-  return [...byOrigin.values()];
+  // In one order (by origin) in every batch: two batches applied at once lock these rows in the same order.
+  return [...byOrigin.values()].sort((a, b) => (a.origin_region < b.origin_region ? -1 : a.origin_region > b.origin_region ? 1 : 0));
 }
 
 /** The origin an unauthenticated entry claims, for operators (at most 64 characters), or null. */
@@ -584,7 +592,7 @@ export function parseEvent(raw: string | null): ChangeEvent | null {
   try {
     const e = JSON.parse(raw) as ChangeEvent;
     const ok =
-      typeof e.changeId === 'string' && typeof e.origin === 'string' && typeof e.createdAt === 'string' && Array.isArray(e.ops) &&
+      typeof e.changeId === 'string' && typeof e.origin === 'string' && typeof e.createdAt === 'string' && !Number.isNaN(Date.parse(e.createdAt)) && Array.isArray(e.ops) &&
       e.ops.every((op) => typeof op.table === 'string' && typeof op.version === 'string' && /^\d{15}\.\d{6}\./.test(op.version) && typeof op.row === 'object' && op.row !== null);
     return ok ? e : null;
   } catch {

@@ -2,9 +2,9 @@
  * Transactions on a plain pg connection, for the apply path. A change waited on with all_regions is on
  * the critical path from its apply in each region to its ack; the same statements through the ORM's
  * interactive transaction cost several times the round trips themselves (measured: 6.8 ms against 1.6 ms
- * for six statements). Here an apply is two round trips however many statements it has: BEGIN, the
- * locks, the reads of the stored rows and of the horizon in one; the writes and COMMIT in the other (measured on loopback with three regions on two cores: 4.6 ms from BEGIN to COMMIT before, as
- * one round trip per statement).
+ * for six statements). Here the statements go several to a round trip (inPipeline): an apply is one round
+ * trip (BEGIN, the locks, one read-and-upsert statement per table, COMMIT) or, for a batch that needs to
+ * see what is stored before it knows what to write, two (see RowStore.apply).
  */
 import { Pool, type PoolClient, type QueryResult } from 'pg';
 import type { Pipeline, Statement } from './row-store';
@@ -38,7 +38,9 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: Pipeline) => Promise<T>
       if (ended) throw new Error('this transaction has ended');
       const texts = statements.map((st) => inlineParameters(st));
       const opening = !begun;
-      if (opening) texts.unshift('BEGIN');
+      // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
+      // locks the statements before it waited for.
+      if (opening) texts.unshift('BEGIN ISOLATION LEVEL READ COMMITTED');
       if (last) texts.push('COMMIT');
       begun = true;
       ended = last;
@@ -67,7 +69,10 @@ async function simpleQuery(client: PoolClient, texts: string[]): Promise<unknown
 
 /** A statement with its $n parameters written in as literals (their casts stay in the SQL). */
 export function inlineParameters(st: Statement): string {
-  return st.sql.replace(/\$(\d+)/g, (_m, n: string) => literal(st.values[Number(n) - 1]));
+  return st.sql.replace(/\$(\d+)/g, (_m, n: string) => {
+    if (Number(n) < 1 || Number(n) > st.values.length) throw new Error(`statement has no parameter $${n}`);
+    return literal(st.values[Number(n) - 1]);
+  });
 }
 
 /**
@@ -84,9 +89,9 @@ function literal(v: unknown): string {
   if (v === null || v === undefined) return 'NULL';
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) throw new Error(`cannot write ${v} into SQL`);
-    return String(v);
+    return `(${v})`; // parenthesized: "1-$1" with -5 must not become the comment "1--5"
   }
-  if (typeof v === 'bigint') return String(v);
+  if (typeof v === 'bigint') return `(${v})`;
   if (typeof v === 'boolean') return v ? 'TRUE' : 'FALSE';
   if (v instanceof Date) return stringLiteral(v.toISOString());
   // A one-dimensional array literal: every element quoted, backslash and quote escaped inside it.

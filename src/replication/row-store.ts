@@ -198,6 +198,10 @@ export class RowStore {
         table.name,
       );
       const names = cols.map((c) => c.column_name);
+      // Names are written into SQL as quoted identifiers, and statements get their parameters written in
+      // (pg-tx.ts inlineParameters replaces every $n): a name with a '$' or a quote is refused.
+      const odd = names.filter((n) => !/^[a-z_][a-z0-9_]*$/.test(n));
+      if (odd.length) throw new Error(`replicated table ${table.name} has column name(s) this service does not write: ${odd.join(', ')}`);
       const missing = [...REQUIRED_COLUMNS, table.key].filter((c) => !names.includes(c));
       if (missing.length) throw new Error(`replicated table ${table.name} lacks column(s) ${missing.join(', ')}`);
       // ON CONFLICT merges on the key only: any other unique index would turn a race into an error.
@@ -511,7 +515,12 @@ export class RowStore {
     let after = new Map<string, Stored>();
     if (lostRace.size) {
       const again = this.stateReads([...newest.values()].filter((c) => lostRace.has(c.id)));
-      after = this.statesFrom(await readAfter.run(again), again);
+      try {
+        after = this.statesFrom(await readAfter.run(again), again);
+      } catch {
+        // Read after the commit, and failed: the apply holds; what won is not known, but the change did not.
+        for (const id of lostRace) after.set(id, { version: '', createdVersion: '', originRegion: '', deleted: false });
+      }
     }
     const running = new Map<string, Stored | undefined>();
     const outcomes = norm.map((c): OpOutcome => {
