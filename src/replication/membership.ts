@@ -35,6 +35,8 @@ export interface Member {
   redisUrl: string | null;
   /** False for a region known only from this process's config (not yet in the record). */
   registered: boolean;
+  /** The re-seed that marked it joining (its token), while nothing else has rewritten the entry since. */
+  reseed: string | null;
 }
 
 const GENERATION = '~generation';
@@ -43,6 +45,7 @@ interface Stored {
   state?: string;
   joined_at?: string;
   redis_url?: string;
+  reseed?: string;
 }
 
 function parse(region: string, raw: string): Member {
@@ -58,6 +61,7 @@ function parse(region: string, raw: string): Member {
     joinedAt: typeof v.joined_at === 'string' ? v.joined_at : null,
     redisUrl: typeof v.redis_url === 'string' && /^rediss?:\/\//.test(v.redis_url) ? v.redis_url : null,
     registered: true,
+    reseed: typeof v.reseed === 'string' ? v.reseed : null,
   };
 }
 
@@ -73,10 +77,16 @@ export interface MemberEntry {
   state: MemberState;
   joined_at?: string;
   redis_url?: string | null;
+  reseed?: string;
 }
 
 function encode(entry: MemberEntry): string {
-  return JSON.stringify({ state: entry.state, joined_at: entry.joined_at ?? new Date().toISOString(), ...(entry.redis_url ? { redis_url: entry.redis_url } : {}) });
+  return JSON.stringify({
+    state: entry.state,
+    joined_at: entry.joined_at ?? new Date().toISOString(),
+    ...(entry.redis_url ? { redis_url: entry.redis_url } : {}),
+    ...(entry.reseed ? { reseed: entry.reseed } : {}),
+  });
 }
 
 /** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
@@ -90,13 +100,39 @@ async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, val
   return written;
 }
 
-/** Changes a registered member's state in one Redis (keeping the rest); false when it is not a member there. */
-export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState }): Promise<boolean> {
+/**
+ * Changes a registered member's state in one Redis (keeping the rest); false when it is not a member there.
+ * `reseed` names the re-seed that sets it (see activateAfterReseed); any other update clears that name.
+ */
+export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
   const m = parse(region, raw);
-  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
+  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed });
   return true;
+}
+
+/** Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2]; bumps the generation. */
+const COMPARE_AND_SET = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[1], '${GENERATION}', 1)
+return 1`;
+
+/**
+ * The end of a re-seed: marks the region active in one Redis only if its entry is still the one the
+ * re-seed wrote (joining, with its token). A relay that found the region's inbox trimmed past changes it
+ * had not applied marks it joining again meanwhile (relay.ts markBehind), which clears the token: then
+ * the copy may lack those changes, the region stays joining, and this answers false.
+ */
+export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, region: string, token: string): Promise<boolean> {
+  const raw = await redis.hget(keys.members, region);
+  if (raw === null) return false;
+  const m = parse(region, raw);
+  if (m.state !== 'joining' || m.reseed !== token) return false;
+  const active = encode({ state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
+  const set = Number(await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, active)) === 1;
+  if (set) await redis.publish(keys.membersChannel, JSON.stringify({ members: Number(await redis.hget(keys.members, GENERATION)) }));
+  return set;
 }
 
 /**
@@ -157,7 +193,7 @@ export class Membership {
 
   private union(stored: Map<string, Member>): Map<string, Member> {
     const out = new Map<string, Member>();
-    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false });
+    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null });
     for (const r of [...stored.keys()].sort()) if (!out.has(r)) out.set(r, stored.get(r) as Member);
     return out;
   }

@@ -14,13 +14,14 @@
  * meanwhile (horizon.ts).
  * An operator tool: it reads the peer's database directly (regions never do).
  */
+import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { redisUrlOf, type ConfigFile } from '../config';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
 import { RedisLinks } from './links';
-import { readMembers, updateMember } from './membership';
+import { activateAfterReseed, readMembers, updateMember } from './membership';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
@@ -69,7 +70,9 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Without this a
     // region could collect a tombstone the target still lacks before the copy reaches it, and the target's
     // stale row would stay.
-    await setState(links, keys, file.regions.map((r) => r.id), to, 'joining');
+    // The entry names this re-seed: a relay that marks the target behind meanwhile rewrites it without.
+    const token = randomUUID();
+    await setState(links, keys, file.regions.map((r) => r.id), to, 'joining', token);
     // Pending entries older than the oldest entry left were trimmed: nothing is left to read.
     const bounds = await streamBounds(redis, keys.inbox(to));
     const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.inbox(to), to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
@@ -103,8 +106,13 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
       copied[table.name] = stats;
     }
     // Seeded: a region that joined a running deployment is now an active member, in its own Redis first
-    // (its processes copy its entry into any Redis missed here).
-    await setState(links, keys, file.regions.map((r) => r.id), to, 'active');
+    // (its processes copy its entry into any Redis missed here), unless it was marked behind during the copy.
+    if (!(await activateAfterReseed(links.own, keys, to, token))) {
+      throw new Error(
+        `${to} was marked as needing a re-seed again while this one copied (its inbox cap trimmed changes it had not applied, or its entry changed): it stays joining; run the re-seed again`,
+      );
+    }
+    await setState(links, keys, file.regions.filter((r) => !links.sharesOwn(r.id)).map((r) => r.id), to, 'active');
     return { from, to, trimmedPendingAcked, tables: copied };
   } finally {
     links.disconnect();
@@ -152,12 +160,12 @@ async function removeCollected(db: Db, peerDb: Client, store: RowStore, table: R
   }
 }
 
-/** Sets `region`'s state in its own Redis, then in every other region's. */
-async function setState(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, state: 'joining' | 'active'): Promise<boolean> {
-  if (!(await updateMember(links.own, keys, region, { state }))) return false;
+/** Sets `region` joining in its own Redis, then in every other region's (`regions`); or active in `regions` (the own Redis is activateAfterReseed's). */
+async function setState(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, state: 'joining' | 'active', reseed?: string): Promise<boolean> {
+  if (state === 'joining' && !(await updateMember(links.own, keys, region, { state, reseed }))) return false;
   // Joining must reach every Redis (or the re-seed stops): a region that missed it could collect during
   // the copy. Active is best effort: the target's processes copy their entry everywhere.
-  const others = regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state }));
+  const others = regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state, reseed }));
   await Promise.all(state === 'joining' ? others : others.map((p) => p.catch(() => false)));
   return true;
 }

@@ -8,7 +8,7 @@ import Redis from 'ioredis';
 import pino from 'pino';
 import { replicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
-import { Membership, readMembers, updateMember, writeMember } from '../../src/replication/membership';
+import { activateAfterReseed, Membership, readMembers, updateMember, writeMember } from '../../src/replication/membership';
 import { deleteKeys, REDIS_URL } from '../support/env';
 
 const prefix = `test-membership-${randomUUID().slice(0, 8)}:`;
@@ -63,4 +63,19 @@ test('a region added at runtime (in no config here) stays a member when this reg
   expect(membership.regions()).toContain('south-brazil');
   const restored = (await readMembers(redis, keys)).members.get('south-brazil');
   expect(restored).toMatchObject({ state: 'active', redisUrl: REDIS_URL });
+});
+
+test('a re-seed marks its target active only if nothing marked it behind again while it copied', async () => {
+  await writeMember(redis, keys, 'asia-japan', { state: 'active' });
+  await updateMember(redis, keys, 'asia-japan', { state: 'joining', reseed: 'copy-1' });
+  expect(await activateAfterReseed(redis, keys, 'asia-japan', 'another-copy')).toBe(false);
+  expect(await activateAfterReseed(redis, keys, 'asia-japan', 'copy-1')).toBe(true);
+  expect(await stateIn('asia-japan')).toBe('active');
+  expect((await readMembers(redis, keys)).members.get('asia-japan')?.reseed).toBeNull();
+  // The next re-seed; during its copy a relay finds the target's inbox trimmed past changes it had not
+  // applied and marks it joining again (relay.ts markBehind): the copy may lack them.
+  await updateMember(redis, keys, 'asia-japan', { state: 'joining', reseed: 'copy-2' });
+  await updateMember(redis, keys, 'asia-japan', { state: 'joining' });
+  expect(await activateAfterReseed(redis, keys, 'asia-japan', 'copy-2')).toBe(false);
+  expect(await stateIn('asia-japan')).toBe('joining');
 });
