@@ -285,10 +285,16 @@ export class RowStore {
     const through = '(SELECT through FROM h)';
     const horizon = this.hasHorizon ? `SELECT COALESCE((${HORIZON_SQL}), '') AS through` : `SELECT ''::text AS through`;
     const c = (col: string) => `COALESCE(NULLIF(${col}.created_version, ''), ${col}.version) COLLATE "C"`;
-    const guard =
+    const ruledOut =
       this.hasHorizon && !s.table.prunedLocally
         ? `NOT (${through} <> '' AND ${c('x')} < ${through} COLLATE "C" AND NOT EXISTS (SELECT 1 FROM b WHERE b.key = x.${k}::text AND ${c('b')} < ${through} COLLATE "C"))`
         : 'true';
+    // A row whose stored state already outranks or equals it (a redelivery) is left out too, as the two-step
+    // path does: ON CONFLICT would refuse it anyway, but only after locking the row and writing WAL.
+    const outranked =
+      `NOT EXISTS (SELECT 1 FROM b WHERE b.key = x.${k}::text AND (b.created_version COLLATE "C" < x.created_version COLLATE "C" OR ` +
+      `(b.created_version = x.created_version AND (b.deleted, b.version COLLATE "C") >= (x.deleted_at IS NOT NULL, x.version COLLATE "C"))))`;
+    const guard = `${ruledOut} AND ${outranked}`;
     const sql =
       `WITH h AS (${horizon}), ` +
       `b AS (SELECT ${k}::text AS key, version, created_version, origin_region, deleted_at IS NOT NULL AS deleted FROM ${t} WHERE ${k} = ANY($2::${s.keyType}[])), ` +
