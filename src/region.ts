@@ -70,7 +70,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     admission,
   });
   const handle = frontDoor(app, admission);
-  await replication.start();
+  // Before any background work starts: a taken operator port fails the start here.
   const operatorPort = opts.operatorPort === undefined ? config.region.operatorPort : opts.operatorPort;
   const operator: OperatorListener | null =
     operatorPort === undefined || operatorPort === null
@@ -85,6 +85,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
           },
           snapshot: () => ({ redisStatus: replication.redis.status, replication: replication.figures(), admission: admission.status() }),
         });
+  await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
   let draining = false;
@@ -99,6 +100,10 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission
     // is full) instead of having their SYNs dropped and retried seconds later. The kernel caps it at somaxconn.
     server.listen({ port: opts.port ?? config.region.port, host: config.region.host ?? '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve());
+  }).catch(async (err: unknown) => {
+    // The operator listener's thread would otherwise keep a process that failed to start alive.
+    await operator?.stop();
+    throw err;
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.region.host ?? '127.0.0.1'}:${port}`;

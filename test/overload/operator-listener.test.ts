@@ -6,7 +6,7 @@
  * test runs on) in Atomics.wait until a client on another thread has its answers.
  */
 import { Worker } from 'node:worker_threads';
-import { adminHeaders, call } from '../support/harness';
+import { adminHeaders, call, eventually } from '../support/harness';
 import { ADMIN_TOKEN } from '../support/env';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
@@ -70,6 +70,9 @@ async function whileMainThreadBlocked(requests: { url: string; headers?: Record<
 
 test('the operator port answers /healthz, /readyz and /admin/replication like the region port, behind the same admin token', async () => {
   expect(operator).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  // Once the region has registered itself as a member (it does so as it starts), its figures hold still.
+  const registered = async () => (await call(r.url, 'GET', '/admin/replication', { headers: adminHeaders })).body.members[0]?.registered === true;
+  expect(await eventually(registered)).toBe(true);
   const main = await call(r.url, 'GET', '/admin/replication', { headers: adminHeaders });
   const answered = Date.now();
   // A snapshot the main thread published after that answer (one every 250 ms).
