@@ -30,6 +30,6 @@ EXPOSE 8080
 # Ready: the database answers and is migrated (/readyz; /healthz is liveness only).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Required: REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS. Optional: PORT, HOST, DATABASE_URL,
+# Required: REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS. Optional: PORT, OPERATOR_PORT, HOST, DATABASE_URL,
 # REDIS_URL, REDIS_KEY_PREFIX, LOG_LEVEL (they override the file).
 CMD ["node", "dist/src/main.js"]

@@ -19,6 +19,8 @@ export const BENCH_REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 export interface BenchDeployment {
   file: ConfigFile;
   procs: RegionProcess[];
+  /** Each region's operator listener (null without `operatorPorts`). */
+  operatorUrls: (string | null)[];
   adminToken: string;
   /** host:port of the IdP metadata server. */
   idpHost: string;
@@ -33,7 +35,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function benchDeployment(opts: { extra?: Partial<ConfigFile>; onLine?: (line: string) => void } = {}): Promise<BenchDeployment> {
+/** `operatorPorts`: give each region an operator port (src/operator/listener.ts), at `operatorUrls[i]`. */
+export async function benchDeployment(opts: { extra?: Partial<ConfigFile>; onLine?: (line: string) => void; operatorPorts?: boolean } = {}): Promise<BenchDeployment> {
   if (!fs.existsSync(path.join(PROJECT_ROOT, 'dist', 'src', 'main.js'))) throw new Error('run npm run build first');
   const okta = fs.readFileSync(path.resolve(PROJECT_ROOT, 'test', 'fixtures', 'idp-metadata', 'okta.xml'), 'utf8');
   const idp = http.createServer((_q, s) => s.writeHead(200, { 'content-type': 'application/xml' }).end(okta));
@@ -44,7 +47,12 @@ export async function benchDeployment(opts: { extra?: Partial<ConfigFile>; onLin
   const file: ConfigFile = {
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     redisKeyPrefix: `${name}:`,
-    regions: await Promise.all(BENCH_REGIONS.map(async (id) => ({ id, port: await freePort(), databaseUrl: `postgresql://postgres@127.0.0.1:5432/${name}_${id.replace(/-/g, '_')}` }))),
+    regions: await Promise.all(
+      BENCH_REGIONS.map(async (id) => ({
+        id, port: await freePort(), databaseUrl: `postgresql://postgres@127.0.0.1:5432/${name}_${id.replace(/-/g, '_')}`,
+        ...(opts.operatorPorts ? { operatorPort: await freePort() } : {}),
+      })),
+    ),
     metadataAllowedHosts: [idpHost],
     ...opts.extra,
   };
@@ -60,6 +68,7 @@ export async function benchDeployment(opts: { extra?: Partial<ConfigFile>; onLin
   return {
     file,
     procs,
+    operatorUrls: file.regions.map((r) => (r.operatorPort ? `http://127.0.0.1:${r.operatorPort}` : null)),
     adminToken,
     idpHost,
     async cleanup() {

@@ -2,8 +2,9 @@
  * `npm run bench -- overload`: issue 16's scenario. Three regions (separate processes), asia-japan paused
  * with SIGSTOP, then N concurrent PATCHes with all_regions to us-iowa rotating over 64 credentials.
  * Prints the answers by status (and whether every 503 carried Retry-After), us-iowa's idle RSS and its peak
- * above idle, the all_regions waiters reached, and how long /admin/replication took to answer during the load
- * (polled every 250 ms by a process of its own, bench/admin-poller.ts).
+ * above idle, the all_regions waiters reached, and how long /admin/replication took to answer during the load:
+ * on us-iowa's operator port (src/operator/listener.ts; what operators should watch under overload) and on its
+ * region port, each polled every 250 ms by a process of its own (bench/admin-poller.ts).
  * Options: --n <requests> (default 10000), --timeout <s> (default 120), --resume-after <s> (resume the paused
  * region after this long; default: never, so admitted writes answer 408), --writes-queue <n>,
  * --writes-queue-wait <ms> (us-iowa's write gate), --credentials <n> (default 64).
@@ -53,21 +54,63 @@ function redisConnections(pid: number | undefined): number {
   return n;
 }
 
+function percentiles(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN);
+  return { p50: at(0.5), p99: at(0.99), max: Math.round(sorted[sorted.length - 1] ?? NaN) };
+}
+
+/** Times GET /admin/replication at `url` from a process of its own (bench/admin-poller.ts). */
+function startPoller(url: string, adminToken: string) {
+  const ms: number[] = [];
+  let failures = 0;
+  let waitersPeak = 0;
+  const poller = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'bench', 'admin-poller.js'), url, adminToken], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const done = new Promise((r) => poller.once('exit', r));
+  forEachLine(poller.stdout, (line) => {
+    const a = JSON.parse(line) as { ms: number; status: number; waiting: number | null };
+    ms.push(a.ms);
+    if (a.status !== 200) failures++;
+    waitersPeak = Math.max(waitersPeak, a.waiting ?? 0);
+  });
+  return {
+    get waitersPeak() {
+      return waitersPeak;
+    },
+    async stop() {
+      poller.kill('SIGTERM');
+      await done;
+      return { polls: ms.length, ms: percentiles(ms), over_1s: ms.filter((x) => x > 1000).length, failures };
+    },
+  };
+}
+
 interface Answer {
   status: number;
   retryAfter: boolean;
+  /** Why no answer came (status -1): the error code, or 'client timeout'. */
+  error?: string;
+  /**
+   * How long the TCP connection took to be established (NaN: never). When the listening socket's queues
+   * overflow, the kernel drops SYNs and the client retries them 1, 3, 7, 15, 31… s later.
+   */
+  connectMs: number;
 }
 
 /** One request on its own connection (no pooling: N sockets at once, as N clients would). */
 function send(agent: http.Agent, url: string, method: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve) => {
+    const sent = performance.now();
+    let connectMs = NaN;
+    const failed = (err: Error & { code?: string }): Answer => ({ status: -1, retryAfter: false, error: err.code ?? err.message, connectMs });
     const req = http.request(url, { method, agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, timeout: timeoutMs }, (res) => {
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] !== undefined }));
-      res.on('error', () => resolve({ status: -1, retryAfter: false }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] !== undefined, connectMs }));
+      res.on('error', (err) => resolve(failed(err)));
     });
+    req.once('socket', (socket) => socket.once('connect', () => (connectMs = performance.now() - sent)));
     req.on('timeout', () => req.destroy(new Error('client timeout')));
-    req.on('error', () => resolve({ status: -1, retryAfter: false }));
+    req.on('error', (err) => resolve(failed(err)));
     req.end(body);
   });
 }
@@ -81,6 +124,7 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
   const writesQueueWait = arg(argv, 'writes-queue-wait');
   let unhandled = 0;
   const deployment = await benchDeployment({
+    operatorPorts: true,
     extra:
       writesQueue !== undefined || writesQueueWait !== undefined
         ? { admission: { writes: { ...(writesQueue !== undefined ? { queue: writesQueue } : {}), ...(writesQueueWait !== undefined ? { queueWaitMs: writesQueueWait } : {}) } } }
@@ -89,7 +133,7 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
       if (/unhandled error/.test(line)) unhandled++;
     },
   });
-  const { file, procs, adminToken, idpHost } = deployment;
+  const { file, procs, adminToken, idpHost, operatorUrls } = deployment;
   const [iowa, , japan] = procs as [RegionProcess, RegionProcess, RegionProcess];
   const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   const cleanup = async () => {
@@ -117,8 +161,6 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
     japan.pause();
     let peak = idle;
     let redisPeak = redisIdle;
-    let waitersPeak = 0;
-    let adminFailures = 0;
     const rssTimer = setInterval(() => {
       try {
         peak = Math.max(peak, rssMb(iowa.pid) || 0);
@@ -127,16 +169,9 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
         // the process went away: the answers will say so
       }
     }, 200);
-    // The admin route is timed from a process of its own (bench/admin-poller.ts): this one is busy sending.
-    const adminMs: number[] = [];
-    const poller = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'bench', 'admin-poller.js'), iowa.url, adminToken], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const pollerDone = new Promise((r) => poller.once('exit', r));
-    forEachLine(poller.stdout, (line) => {
-      const a = JSON.parse(line) as { ms: number; status: number; waiting: number | null };
-      adminMs.push(a.ms);
-      if (a.status !== 200) adminFailures++;
-      waitersPeak = Math.max(waitersPeak, a.waiting ?? 0);
-    });
+    // The admin route is timed from processes of their own: this one is busy sending.
+    const operatorPoller = startPoller(operatorUrls[0] as string, adminToken);
+    const regionPortPoller = startPoller(iowa.url, adminToken);
     const resumeTimer = RESUME_AFTER === undefined ? null : setTimeout(() => japan.resume(), RESUME_AFTER * 1000);
     const started = performance.now();
     const answers = await Promise.all(
@@ -149,10 +184,8 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
     const seconds = (performance.now() - started) / 1000;
     clearInterval(rssTimer);
     if (resumeTimer) clearTimeout(resumeTimer);
-    poller.kill('SIGTERM');
-    await pollerDone;
-    const sortedAdmin = [...adminMs].sort((a, b) => a - b);
-    const adminAt = (q: number) => sortedAdmin[Math.min(sortedAdmin.length - 1, Math.floor(q * sortedAdmin.length))] ?? NaN;
+    const waitersPeak = operatorPoller.waitersPeak;
+    const [onOperatorPort, onRegionPort] = await Promise.all([operatorPoller.stop(), regionPortPoller.stop()]);
 
     const byStatus: Record<string, number> = {};
     for (const a of answers) byStatus[a.status] = (byStatus[a.status] ?? 0) + 1;
@@ -169,16 +202,18 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
       answers_5xx_other_than_503: answers.filter((a) => a.status >= 500 && a.status !== 503).length,
       answers_503_without_retry_after: refused.filter((a) => !a.retryAfter).length,
       client_errors_no_answer: byStatus['-1'] ?? 0,
+      client_errors_by_cause: answers.reduce<Record<string, number>>((acc, a) => (a.error ? { ...acc, [a.error]: (acc[a.error] ?? 0) + 1 } : acc), {}),
+      // A client whose SYNs were dropped connects seconds later, and then may wait the whole consistency timeout.
+      client_errors_connected_after_30s_or_never: answers.filter((a) => a.status === -1 && !(a.connectMs <= 30_000)).length,
+      connect_ms: percentiles(answers.map((a) => a.connectMs).filter((ms) => !Number.isNaN(ms))),
       unhandled_errors_logged: unhandled,
       rss_idle_mb: Math.round(idle),
       rss_peak_above_idle_mb: Math.round(peak - idle),
       redis_connections_idle: redisIdle,
       redis_connections_peak: redisPeak,
       waiters_peak: waitersPeak,
-      admin_replication_polls: adminMs.length,
-      admin_replication_ms: { p50: adminAt(0.5), p99: adminAt(0.99), max: sortedAdmin[sortedAdmin.length - 1] ?? NaN },
-      admin_replication_over_1s: adminMs.filter((ms) => ms > 1000).length,
-      admin_replication_failures: adminFailures,
+      admin_replication_operator_port: onOperatorPort,
+      admin_replication_region_port: onRegionPort,
     };
     process.stdout.write(`\nOverload: ${N} concurrent all_regions PATCHes to us-iowa, asia-japan paused${RESUME_AFTER === undefined ? '' : ` (resumed after ${RESUME_AFTER} s)`}\n`);
     for (const [k, v] of Object.entries(report)) process.stdout.write(`  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}\n`);

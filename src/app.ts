@@ -6,13 +6,13 @@ import { adminAuth } from './http/admin-auth';
 import { withAdmissionBlock, type Admission } from './http/admission';
 import { notFound } from './http/errors';
 import { requestId } from './http/request-id';
-import { refuseUnstorableInput } from './http/storable-text';
 import { errorEnvelope, slashidErrors } from './http/slashid';
 import { infisicalErrors, renderError } from './infisical/errors';
 import { API_PREFIX } from './infisical/routes';
 import type { Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
 import { requestLog } from './observability/request-log';
+import { adminGuard, healthRoutes } from './operator/routes';
 
 export interface AppDeps extends FeatureDeps {
   features: readonly Feature[];
@@ -37,20 +37,13 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestLog(deps.log));
   app.use(deps.metrics.http);
 
-  app.get('/healthz', async (_req, res) => {
-    res.json({ status: 'ok', region: deps.config.region.id, pid: process.pid, ...(await deps.health()) });
-  });
-  app.get('/readyz', async (_req, res) => {
-    const report = await deps.readiness();
-    res.status(report.ready ? 200 : 503).json({ region: deps.config.region.id, ...report });
-  });
+  app.use(healthRoutes({ region: deps.config.region.id, health: deps.health, readiness: deps.readiness }));
   // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
   app.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
 
   for (const f of deps.features) if (f.pages) app.use(f.pages(deps));
   const admin = express.Router();
-  // Admin answers carry secrets (API keys, access tokens): no cache may keep them.
-  admin.use('/admin', noStore, refuseUnstorableInput(), adminAuth(deps.config.adminToken));
+  admin.use('/admin', ...adminGuard(deps.config.adminToken));
   const adminDeps = { ...deps, db: deps.adminDb ?? deps.db };
   for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(adminDeps));
   if (deps.admission) admin.get('/admin/replication', withAdmissionBlock(deps.admission));
@@ -72,11 +65,6 @@ export function createApp(deps: AppDeps): Express {
   app.use(slashidErrors(deps.log));
   return app;
 }
-
-const noStore: express.RequestHandler = (_req, res, next) => {
-  res.setHeader('Cache-Control', 'no-store');
-  next();
-};
 
 /** Paths the gates never see (they are answered before admission in createApp). */
 const UNGATED = /^\/(admin|healthz|readyz|metrics)(\/|\?|$)/;

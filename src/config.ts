@@ -22,6 +22,11 @@ export const RegionSchema = Type.Object(
     publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
     /** The region's own Redis (its inbox stream, its changes' acks); default: the top-level redisUrl. */
     redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+    /**
+     * The operator port: /healthz, /readyz and /admin/replication served by a thread of their own, so that they
+     * answer while the region's port is flooded (src/operator/listener.ts). Same host as `port`. Default: none.
+     */
+    operatorPort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
   },
   { additionalProperties: false },
 );
@@ -167,6 +172,7 @@ export function readConfigFile(configPath: string): ConfigFile {
   for (const [i, r] of raw.regions.entries()) {
     if (ids.has(r.id)) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.id: duplicate region id '${r.id}'`);
     ids.add(r.id);
+    if (r.operatorPort === r.port) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.operatorPort: it must differ from port (${r.port})`);
   }
   const slots = raw.admission?.databaseSlots ?? DEFAULT_ADMISSION.databaseSlots;
   if (slots > DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS) {
@@ -190,8 +196,8 @@ function intFromEnv(env: Env, name: string): number | undefined {
 /**
  * Builds the process configuration. Environment variables override the file:
  * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS, REDIS_URL (the default Redis),
- * REDIS_KEY_PREFIX, PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last four for this process's region only),
- * LOG_LEVEL.
+ * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
+ * region only), LOG_LEVEL.
  */
 export function loadConfig(env: Env = process.env): Config {
   const configPath = path.resolve(env.REGIONS_CONFIG || './regions.config.json');
@@ -231,12 +237,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const port = intFromEnv(env, 'PORT');
   if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);
+  const operatorPort = intFromEnv(env, 'OPERATOR_PORT');
+  if (operatorPort !== undefined && (operatorPort < 1 || operatorPort > 65535)) throw new ConfigError(`OPERATOR_PORT must be 1..65535, got ${operatorPort}`);
   const merged: RegionConfig = {
     ...region,
     port: port ?? region.port,
+    ...(operatorPort !== undefined ? { operatorPort } : {}),
     host: env.HOST || region.host || '127.0.0.1',
     databaseUrl: env.DATABASE_URL || region.databaseUrl,
   };
+  if (merged.operatorPort === merged.port) throw new ConfigError(`the operator port (${merged.operatorPort}) must differ from the region's port`);
   return {
     ...file,
     redisUrl: env.REDIS_URL || file.redisUrl,

@@ -17,6 +17,7 @@ import { registerAdmissionMetrics } from './observability/admission-metrics';
 import { createMetrics } from './observability/metrics';
 import { createReadiness } from './observability/readiness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
+import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
 
 /** The listening socket's accept queue (see the listen call). */
@@ -30,6 +31,10 @@ export interface RegionOptions {
   log?: Logger;
   /** Listen on this port instead of the configured one (0 = any free port; tests use it). */
   port?: number;
+  /** The operator listener's port instead of the configured `operatorPort` (0 = any free port); null: none. */
+  operatorPort?: number | null;
+  /** When the operator port's /healthz says `stalled` (default 30 s; tests shorten it). */
+  operatorStalledAfterMs?: number;
   /** Longest time to wait for in-flight requests on stop. */
   drainTimeoutMs?: number;
 }
@@ -65,6 +70,21 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     admission,
   });
   const handle = frontDoor(app, admission);
+  // Before any background work starts: a taken operator port fails the start here.
+  const operatorPort = opts.operatorPort === undefined ? config.region.operatorPort : opts.operatorPort;
+  const operator: OperatorListener | null =
+    operatorPort === undefined || operatorPort === null
+      ? null
+      : await startOperatorListener({
+          log,
+          data: {
+            region: config.region.id, host: config.region.host ?? '127.0.0.1', port: operatorPort,
+            databaseUrl: config.region.databaseUrl, redisUrls: replication.redisUrls, defaultRedisUrl: config.redisUrl,
+            keyPrefix: config.redisKeyPrefix, adminToken: config.adminToken, logLevel: config.logLevel,
+            ...(opts.operatorStalledAfterMs !== undefined ? { stalledAfterMs: opts.operatorStalledAfterMs } : {}),
+          },
+          snapshot: () => ({ redisStatus: replication.redis.status, replication: replication.figures(), admission: admission.status() }),
+        });
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
@@ -80,6 +100,10 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission
     // is full) instead of having their SYNs dropped and retried seconds later. The kernel caps it at somaxconn.
     server.listen({ port: opts.port ?? config.region.port, host: config.region.host ?? '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve());
+  }).catch(async (err: unknown) => {
+    // The operator listener's thread would otherwise keep a process that failed to start alive.
+    await operator?.stop();
+    throw err;
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.region.host ?? '127.0.0.1'}:${port}`;
@@ -100,13 +124,14 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       clearInterval(idleSweep);
       if (!drained) server.closeAllConnections();
       for (const s of stops) await s().catch((err: Error) => log.error({ err: err.message }, 'feature stop failed'));
+      await operator?.stop();
       await replication.stop();
       await db.$disconnect();
       await adminDb.$disconnect();
       log.info('stopped');
     })());
 
-  return { server, url, port, db, replication, admission, log, stop };
+  return { server, url, port, operatorUrl: operator?.url ?? null, db, replication, admission, log, stop };
 }
 
 export type RunningRegion = Awaited<ReturnType<typeof startRegion>>;

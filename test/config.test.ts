@@ -41,6 +41,13 @@ test("each region's Redis: its own redisUrl, else the top-level default; REGION_
   expect(loadConfig(env(write(good))).localRedisUrl).toBeUndefined();
 });
 
+test("the operator port: the region's operatorPort, OPERATOR_PORT over it, none by default", () => {
+  const file = { ...good, regions: [{ ...good.regions[0], operatorPort: 9181 }, good.regions[1]] };
+  expect(loadConfig(env(write(file))).region.operatorPort).toBe(9181);
+  expect(loadConfig(env(write(file), { OPERATOR_PORT: '9182' })).region.operatorPort).toBe(9182);
+  expect(loadConfig(env(write(good))).region.operatorPort).toBeUndefined();
+});
+
 test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a missing file', null, {}, /cannot read config file/],
   ['invalid JSON', '{"redisUrl": ', {}, /cannot read config file/],
@@ -65,6 +72,10 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a negative tombstone minimum age', { ...good, tombstoneCollection: { minAgeMs: -1 } }, {}, /tombstoneCollection\.minAgeMs/],
   ['an unknown tombstone collection field', { ...good, tombstoneCollection: { horizon: 'now' } }, {}, /tombstoneCollection: .*additional properties 'horizon'/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
+  ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],
+  ['an operator port equal to the port', { ...good, regions: [{ ...good.regions[0], operatorPort: 8081 }] }, {}, /regions\.0\.operatorPort: it must differ from port/],
+  ['a bad OPERATOR_PORT', good, { OPERATOR_PORT: '70000' }, /OPERATOR_PORT must be 1\.\.65535/],
+  ['OPERATOR_PORT equal to PORT', good, { OPERATOR_PORT: '8081' }, /operator port \(8081\) must differ/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
 ])('%s is refused with a message naming the field', (_n, content, extra, message) => {
   const file = content === null ? path.join(dir, 'absent.json') : write(content);

@@ -3,7 +3,7 @@
  * migration this build knows. Redis is reported but does not count: without it a region still serves
  * reads and local_region writes (the outbox holds them), only all_regions writes wait.
  */
-import type { Db } from '../db/client';
+import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
 import type { Logger } from '../logger';
 
@@ -17,7 +17,7 @@ export interface ReadinessReport {
 
 const DEFAULT_TIMEOUT_MS = 2000;
 
-export function createReadiness(d: { db: Db; redisStatus: () => string; log: Logger; timeoutMs?: number }): () => Promise<ReadinessReport> {
+export function createReadiness(d: { db: SqlReader; redisStatus: () => string; log: Logger; timeoutMs?: number }): () => Promise<ReadinessReport> {
   // The migrations of this build are fixed for the life of the process.
   const expected = listMigrations().map((m) => m.name);
   return async () => {
@@ -34,7 +34,7 @@ export function createReadiness(d: { db: Db; redisStatus: () => string; log: Log
   };
 }
 
-async function missingMigrations(db: Db, expected: readonly string[]): Promise<string[]> {
+async function missingMigrations(db: SqlReader, expected: readonly string[]): Promise<string[]> {
   await db.$queryRawUnsafe('SELECT 1');
   const applied = await db
     .$queryRawUnsafe<{ migration_name: string }[]>(

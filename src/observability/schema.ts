@@ -3,10 +3,18 @@ import { Type } from '@sinclair/typebox';
 
 export const HealthStatus = Type.Object(
   {
-    status: Type.Literal('ok'),
+    status: Type.Union([Type.Literal('ok'), Type.Literal('stalled')], {
+      description: "stalled (503): only on the operator port, when the region's main thread has published no figures for 30 s (its event loop is stuck).",
+    }),
     region: Type.String(),
     pid: Type.Integer({ description: 'The region process id (to pause it in a demo).' }),
     redis: Type.String({ description: "ioredis' connection status, e.g. ready or reconnecting." }),
+    main_thread: Type.Optional(
+      Type.Object(
+        { snapshot_age_ms: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]) },
+        { additionalProperties: false, description: "Only on the operator port: how old the main thread's last published figures are (null: none yet)." },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { Db } from '../db/client';
+import type { Db, SqlReader } from '../db/client';
 import { conflict, notFound } from '../http/errors';
 import { isUuid } from '../http/validate';
 import type { ReplicationKeys } from '../redis';
@@ -39,58 +39,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   const regions = () => d.membership?.regions() ?? d.regions;
 
   router.get('/admin/replication', async (_req, res) => {
-    const [progress, outbox, stream, failures, tombstones] = await Promise.all([
-      d.db.replicationProgress.findMany({ orderBy: { originRegion: 'asc' } }),
-      d.db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint; oldest_unpublished: Date | null }[]>(
-        `SELECT count(*) FILTER (WHERE published_at IS NULL) AS unpublished,
-                count(*) FILTER (WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed,
-                min(created_at) FILTER (WHERE published_at IS NULL) AS oldest_unpublished
-           FROM replication_outbox`,
-      ),
-      streamStatus({ ...d, regions: regions() }),
-      failureStatus(d.db),
-      tombstoneStatus(d),
-    ]);
-    const o = outbox[0];
-    res.json({
-      region: d.region,
-      regions: regions(),
-      // The deployment's members (README, "Adding a region"): joining until re-seeded, then active.
-      members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active', joinedAt: null, registered: false })))
-        .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered })),
-      applied: progress.map((p) => ({
-        origin_region: p.originRegion,
-        events_applied: Number(p.appliedCount),
-        last_change_id: p.lastChangeId,
-        last_event_at: iso(p.lastEventAt),
-        last_applied_at: iso(p.lastAppliedAt),
-        lag_ms: p.lastAppliedAt.getTime() - p.lastEventAt.getTime(),
-      })),
-      pending: stream.groups,
-      stream: { connected: stream.connected, length: stream.length, first_id: stream.firstId, dead_letters: stream.deadLetters, error: stream.error },
-      // Regions whose group fell behind the stream cap: re-seed each from a peer (README, Operations).
-      needs_reseed: stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
-      outbox: {
-        unpublished: Number(o?.unpublished ?? 0),
-        unconfirmed: Number(o?.unconfirmed ?? 0),
-        oldest_unpublished_at: iso(o?.oldest_unpublished),
-        published_by_relay: d.relay.published,
-        republished_after_loss: d.relay.republished,
-      },
-      // Events this region could not apply: failing (retried) and parked (kept, acked to origin as parked).
-      failures,
-      // Entries refused for their signature (unsigned, unknown key, altered) by this process's applier since
-      // it started: never applied, moved to the dead-letter stream. Null when this process runs no applier.
-      refused: d.applier
-        ? {
-            total: d.applier.refusedEvents,
-            by_reason: { ...d.applier.refusedByReason },
-            recent: d.applier.recentRefused.map((r) => ({ stream_id: r.streamId, claimed_origin: r.origin, reason: r.reason, kid: r.kid, at: r.at })).reverse(),
-          }
-        : null,
-      waiting_requests: d.tracker.waiting,
-      tombstones,
-    });
+    res.json(await replicationStatus(d, replicationFigures(d)));
   });
 
   // After an upgrade that lets this region apply parked events (it also retries them at start).
@@ -122,10 +71,116 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
 }
 
 /**
+ * The part of GET /admin/replication this process keeps in memory (no I/O): members, the relay's and the
+ * applier's counters, the waiters, the last tombstone horizon computed, and where each member's Redis is.
+ * Plain data: the operator listener (src/operator) answers from a copy the main thread publishes.
+ */
+export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'tracker' | 'relay' | 'applier' | 'tombstones' | 'regions' | 'membership'>) {
+  const regions = d.membership?.regions() ?? [...d.regions];
+  const c = d.tombstones;
+  const last = c?.last;
+  return {
+    regions,
+    // The deployment's members (README, "Adding a region"): joining until re-seeded, then active.
+    members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active' as const, joinedAt: null, registered: false })))
+      .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered })),
+    /** Each member's Redis as this process reaches it (not answered: it may carry credentials). */
+    redisUrls: Object.fromEntries(regions.map((r) => [r, d.links.urlOf(r)])),
+    published_by_relay: d.relay.published,
+    republished_after_loss: d.relay.republished,
+    // Entries refused for their signature (unsigned, unknown key, altered) by this process's applier since
+    // it started: never applied, moved to the dead-letter stream. Null when this process runs no applier.
+    refused: d.applier
+      ? {
+          total: d.applier.refusedEvents,
+          by_reason: { ...d.applier.refusedByReason },
+          recent: d.applier.recentRefused.map((r) => ({ stream_id: r.streamId, claimed_origin: r.origin, reason: r.reason, kid: r.kid, at: r.at })).reverse(),
+        }
+      : null,
+    waiting_requests: d.tracker.waiting,
+    // The tombstone horizon as this process last computed it (what it collected is read from the database).
+    tombstones: c
+      ? {
+          enabled: c.options.enabled,
+          interval_ms: c.options.intervalMs,
+          min_age_ms: c.options.minAgeMs,
+          computed_at: iso(last?.at),
+          horizon: last?.result.horizon ?? null,
+          lowest_region: last?.result.lowest ?? null,
+          collect_below: last?.cutoff ?? null,
+          held_by: last?.result.heldBy ?? [],
+          members: (last?.result.members ?? []).map((m) => ({
+            region: m.region,
+            watermark: m.watermark,
+            reported_at: m.reportedAt === null ? null : new Date(m.reportedAt).toISOString(),
+            age_ms: m.ageMs,
+          })),
+          last_error: c.lastError,
+          refused_below_horizon: c.belowHorizon,
+        }
+      : null,
+  };
+}
+
+export type ReplicationFigures = ReturnType<typeof replicationFigures>;
+
+/**
+ * GET /admin/replication: `figures` (this process's, or the copy the operator listener holds) with what is
+ * read from the database and from the members' Redis.
+ */
+export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string }, figures: ReplicationFigures) {
+  const memory = figures.tombstones;
+  const [progress, outbox, stream, failures, record] = await Promise.all([
+    d.db.$queryRawUnsafe<{ origin_region: string; applied_count: bigint | string; last_change_id: string; last_event_at: Date; last_applied_at: Date }[]>(
+      'SELECT origin_region, applied_count, last_change_id::text, last_event_at, last_applied_at FROM replication_progress ORDER BY origin_region',
+    ),
+    d.db.$queryRawUnsafe<{ unpublished: bigint | string; unconfirmed: bigint | string; oldest_unpublished: Date | null }[]>(
+      `SELECT count(*) FILTER (WHERE published_at IS NULL) AS unpublished,
+              count(*) FILTER (WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed,
+              min(created_at) FILTER (WHERE published_at IS NULL) AS oldest_unpublished
+         FROM replication_outbox`,
+    ),
+    streamStatus({ ...d, regions: figures.regions }),
+    failureStatus(d.db),
+    memory ? collectionRecord(d.db) : null,
+  ]);
+  const o = outbox[0];
+  return {
+    region: d.region,
+    regions: figures.regions,
+    members: figures.members,
+    applied: progress.map((p) => ({
+      origin_region: p.origin_region,
+      events_applied: Number(p.applied_count),
+      last_change_id: p.last_change_id,
+      last_event_at: iso(p.last_event_at),
+      last_applied_at: iso(p.last_applied_at),
+      lag_ms: new Date(p.last_applied_at).getTime() - new Date(p.last_event_at).getTime(),
+    })),
+    pending: stream.groups,
+    stream: { connected: stream.connected, length: stream.length, first_id: stream.firstId, dead_letters: stream.deadLetters, error: stream.error },
+    // Regions whose group fell behind the stream cap: re-seed each from a peer (README, Operations).
+    needs_reseed: stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
+    outbox: {
+      unpublished: Number(o?.unpublished ?? 0),
+      unconfirmed: Number(o?.unconfirmed ?? 0),
+      oldest_unpublished_at: iso(o?.oldest_unpublished),
+      published_by_relay: figures.published_by_relay,
+      republished_after_loss: figures.republished_after_loss,
+    },
+    // Events this region could not apply: failing (retried) and parked (kept, acked to origin as parked).
+    failures,
+    refused: figures.refused,
+    waiting_requests: figures.waiting_requests,
+    tombstones: memory && record ? tombstoneStatus(memory, record) : null,
+  };
+}
+
+/**
  * This region's inbox (in its own Redis) and, per member, its consumer group on its own inbox (in its
  * Redis; nulls when that Redis does not answer).
  */
-async function streamStatus(d: ReplicationAdminDeps) {
+async function streamStatus(d: { links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[] }) {
   const own = d.links.own;
   const inbox = d.keys.inbox(d.region);
   const groups = await eachRegion(d.regions, async (r) => {
@@ -148,31 +203,15 @@ async function streamStatus(d: ReplicationAdminDeps) {
   }
 }
 
-/** The tombstone horizon as this process last computed it, and what this region collected (durable). */
-async function tombstoneStatus(d: ReplicationAdminDeps) {
-  const c = d.tombstones;
-  if (!c) return null;
-  const record = await collectionRecord(d.db);
-  const last = c.last;
+/** The tombstone block: the horizon as this process last computed it, and what this region collected (durable). */
+function tombstoneStatus(memory: NonNullable<ReplicationFigures['tombstones']>, record: Awaited<ReturnType<typeof collectionRecord>>) {
+  const { last_error, refused_below_horizon, ...computed } = memory;
   return {
-    enabled: c.options.enabled,
-    interval_ms: c.options.intervalMs,
-    min_age_ms: c.options.minAgeMs,
-    computed_at: iso(last?.at),
-    horizon: last?.result.horizon ?? null,
-    lowest_region: last?.result.lowest ?? null,
-    collect_below: last?.cutoff ?? null,
-    held_by: last?.result.heldBy ?? [],
-    members: (last?.result.members ?? []).map((m) => ({
-      region: m.region,
-      watermark: m.watermark,
-      reported_at: m.reportedAt === null ? null : new Date(m.reportedAt).toISOString(),
-      age_ms: m.ageMs,
-    })),
-    last_error: c.lastError,
+    ...computed,
+    last_error,
     collected_through: record.collectedThrough || null,
     last_collected_at: iso(record.lastCollectedAt),
     collected: { total: Object.values(record.collected).reduce((a, b) => a + Number(b), 0), by_table: record.collected },
-    refused_below_horizon: c.belowHorizon,
+    refused_below_horizon,
   };
 }

@@ -9,7 +9,7 @@ import { redisUrlOf, type Config } from '../config';
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import { createRedis, replicationKeys, type Redis } from '../redis';
-import { replicationAdminRoutes } from './admin-routes';
+import { replicationAdminRoutes, replicationFigures } from './admin-routes';
 import { Applier } from './applier';
 import { Deliverer } from './delivery';
 import { createApplyPool } from './pg-tx';
@@ -97,6 +97,10 @@ export async function createReplication(o: ReplicationOptions) {
     /** `db`: the client the operator routes read through (the region gives them a pool of their own). */
     adminRoutes: (db: Db = o.db) =>
       replicationAdminRoutes({ db, links, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables }),
+    /** The in-memory part of GET /admin/replication (what the operator listener gets a copy of). */
+    figures: () => replicationFigures({ links, tracker, relay, applier, tombstones, regions, membership }),
+    /** Per configured region, its Redis as this process reaches it. */
+    redisUrls: Object.fromEntries(regions.map((r) => [r, links.urlOf(r)])),
     async start() {
       // Subscribing waits for Redis; do not hold the region's start-up hostage to a Redis outage.
       void tracker.start().catch((err: Error) => o.log.error({ err: err.message }, 'tracker subscription failed'));

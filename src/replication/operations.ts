@@ -1,4 +1,5 @@
 import { Uuid } from '../http/validate';
+import { OPERATOR_PORT_NOTE } from '../observability/operations';
 import type { Operation } from '../openapi/operation';
 import { ChangeStatusSchema, DigestResult, ParkedRetryResult, ReplicationStatus } from './schema';
 
@@ -9,6 +10,7 @@ export const replicationOperations: Operation[] = [
   {
     method: 'get', path: '/admin/replication', tags, auth: 'admin', dialect: 'slashid',
     summary: "This region's replication status: applied per origin, consumer groups, stream, outbox, failures",
+    description: OPERATOR_PORT_NOTE,
     responses: { 200: { description: 'The status.', schema: ReplicationStatus } },
     errors: [400, 401],
   },

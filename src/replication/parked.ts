@@ -6,7 +6,7 @@
  * as parked (so the origin confirms it instead of republishing it, and it no longer pins the stream), and
  * is re-applied after an upgrade: at start, and on POST /admin/replication/parked/retry.
  */
-import type { Db } from '../db/client';
+import type { Db, SqlReader } from '../db/client';
 import type { ChangeEvent } from './tables';
 
 export type ParkReason = 'apply-failed' | 'unknown-table' | 'clock-skew' | 'schema-ahead';
@@ -93,7 +93,7 @@ export class FailureLog {
 }
 
 /** For the admin status: how many events are failing and parked, and the oldest parked ones. */
-export async function failureStatus(db: Db, limit = 20) {
+export async function failureStatus(db: SqlReader, limit = 20) {
   const [counts, oldest] = await Promise.all([
     db.$queryRawUnsafe<{ failing: bigint; parked: bigint }[]>(
       `SELECT count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked

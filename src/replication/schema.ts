@@ -180,6 +180,17 @@ export const ReplicationStatus = Type.Object(
     waiting_requests: Count,
     tombstones: Nullable(TombstoneStatus),
     admission: Type.Optional(AdmissionStatus),
+    snapshot: Type.Optional(
+      Type.Object(
+        { taken_at: Time, age_ms: Count },
+        {
+          ...strict,
+          description:
+            'Only on the operator port: when the main thread published the in-memory figures of this answer (members, outbox.published_by_relay ' +
+            'and republished_after_loss, refused, waiting_requests, the tombstone horizon, admission); the rest is read when asked.',
+        },
+      ),
+    ),
   },
   strict,
 );

@@ -10,7 +10,7 @@
  * its commit on, a change of a row absent here that is older than the cut-off is not applied (row-store.ts),
  * so a late or replayed event cannot bring a collected row back.
  */
-import type { Db } from '../db/client';
+import type { Db, SqlReader } from '../db/client';
 import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
@@ -215,7 +215,7 @@ export class TombstoneCollector {
 }
 
 /** The durable record of what this region collected (replication_horizon). */
-export async function collectionRecord(db: Db): Promise<{ collectedThrough: string; collected: Record<string, number>; lastCollectedAt: Date | null }> {
+export async function collectionRecord(db: SqlReader): Promise<{ collectedThrough: string; collected: Record<string, number>; lastCollectedAt: Date | null }> {
   // A database whose schema predates collection (MIGRATIONS_DIR of an older version) has collected nothing.
   const rows = await db
     .$queryRawUnsafe<{ collected_through: string; collected: Record<string, number>; last_collected_at: Date | null }[]>(

@@ -3,7 +3,7 @@
  * for API tests that do not need several processes.
  */
 import type { ConfigFile } from '../../src/config';
-import { startRegion, type RunningRegion } from '../../src/region';
+import { startRegion, type RegionOptions, type RunningRegion } from '../../src/region';
 import { createDeployment, type TestDeployment } from './env';
 
 export interface InProcessRegion {
@@ -13,9 +13,15 @@ export interface InProcessRegion {
   stop(): Promise<void>;
 }
 
-export async function startInProcess(label: string, regionIds = ['us-iowa'], extra: Partial<ConfigFile> = {}, which = regionIds[0]): Promise<InProcessRegion> {
+export async function startInProcess(
+  label: string,
+  regionIds = ['us-iowa'],
+  extra: Partial<ConfigFile> = {},
+  which = regionIds[0],
+  opts: RegionOptions = {},
+): Promise<InProcessRegion> {
   const deployment = await createDeployment(label, regionIds, extra);
-  const region = await startRegion(deployment.configFor(which ?? 'us-iowa'), { port: 0, drainTimeoutMs: 5000 });
+  const region = await startRegion(deployment.configFor(which ?? 'us-iowa'), { port: 0, drainTimeoutMs: 5000, ...opts });
   return {
     deployment,
     region,

@@ -1,0 +1,112 @@
+/**
+ * The operator listener's thread (started by listener.ts): GET /healthz, /readyz and /admin/replication on
+ * the operator port, with an event loop, a database pool and Redis connections of its own, so that they
+ * answer while the main thread's loop is saturated by a flood (or blocked). What only the main thread knows
+ * (waiters, admission, the relay's and applier's counters, members, Redis status) comes from the snapshot
+ * it publishes every SNAPSHOT_INTERVAL_MS; the rest is read here when asked.
+ *
+ * No Prisma client here: a second one in this thread's isolate would cost ~90 MB; the status queries are
+ * raw SQL, which a plain pg pool runs (SqlReader).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import express from 'express';
+import { Pool } from 'pg';
+import type { SqlReader } from '../db/client';
+import { notFound } from '../http/errors';
+import { requestId } from '../http/request-id';
+import { slashidErrors } from '../http/slashid';
+import { createLogger } from '../logger';
+import { createReadiness } from '../observability/readiness';
+import { requestLog } from '../observability/request-log';
+import { createRedis, replicationKeys } from '../redis';
+import { replicationStatus } from '../replication/admin-routes';
+import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
+import { adminGuard, healthRoutes } from './routes';
+import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
+
+const d = workerData as OperatorWorkerData;
+const port = parentPort;
+if (!port) throw new Error('src/operator/worker.ts runs as a worker thread (src/operator/listener.ts starts it)');
+
+const log = createLogger({ level: d.logLevel, region: d.region }).child({ listener: 'operator' });
+const pool = new Pool({ connectionString: d.databaseUrl, max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 });
+// An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
+pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
+const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };
+const name = `${d.region}:${process.pid}:operator`;
+const links = new RedisLinks({
+  region: d.region, name, defaultUrl: d.defaultRedisUrl, configured: new Map(Object.entries(d.redisUrls)),
+  own: createRedis(d.redisUrls[d.region] ?? d.defaultRedisUrl, `${name}:cmd`, { commandTimeoutMs: PEER_COMMAND_TIMEOUT_MS }),
+});
+const keys = replicationKeys(d.keyPrefix);
+
+let snapshot: OperatorSnapshot | null = null;
+const age = () => (snapshot ? Date.now() - snapshot.at : null);
+const stalled = () => snapshot === null || (age() ?? 0) > (d.stalledAfterMs ?? STALLED_AFTER_MS);
+
+const app = express();
+app.disable('x-powered-by');
+app.set('trust proxy', false);
+app.use(requestId());
+app.use(requestLog(log));
+app.use(healthRoutes({
+  region: d.region,
+  health: async () => ({
+    ...(stalled() ? { status: 'stalled' } : {}),
+    redis: snapshot?.redisStatus ?? 'unknown',
+    main_thread: { snapshot_age_ms: age() },
+  }),
+  readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown' }),
+}));
+app.use('/admin', ...adminGuard(d.adminToken));
+app.get('/admin/replication', async (_req, res) => {
+  // Never null: the server listens once the first snapshot came.
+  const s = snapshot as OperatorSnapshot;
+  const status = await replicationStatus({ db, links, keys, region: d.region }, s.replication);
+  res.json({
+    ...status,
+    ...(s.admission ? { admission: s.admission } : {}),
+    snapshot: { taken_at: new Date(s.at).toISOString(), age_ms: Date.now() - s.at },
+  });
+});
+app.use(() => {
+  throw notFound('The operator port serves GET /healthz, /readyz and /admin/replication; everything else is on the region\'s port.');
+});
+app.use(slashidErrors(log));
+
+const server = http.createServer(app);
+server.keepAliveTimeout = 5000;
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'snapshot') {
+    if (!snapshot) listen();
+    snapshot = m.snapshot;
+    // Members added at runtime: reach their Redis where the main thread does.
+    for (const [region, url] of Object.entries(m.snapshot.replication.redisUrls)) links.learn(region, url);
+  } else if (m.type === 'stop') {
+    void stop();
+  }
+});
+
+async function stop(): Promise<void> {
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+  links.disconnect();
+  links.own.disconnect();
+  await pool.end().catch(() => undefined);
+  port?.close();
+}
+
+/** Listens once the main thread's first snapshot came (listener.ts sends it right away). */
+function listen(): void {
+  server.once('error', (err) => {
+    throw err;
+  });
+  server.listen({ port: d.port, host: d.host }, () => {
+    port?.postMessage({ type: 'listening', port: (server.address() as AddressInfo).port } satisfies FromWorker);
+  });
+}

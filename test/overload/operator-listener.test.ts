@@ -1,0 +1,157 @@
+/**
+ * The operator listener (src/operator): /healthz, /readyz and /admin/replication on a port of their own,
+ * served by a thread of their own. Through a real region (real HTTP, Postgres, Redis, the worker thread):
+ * it answers like the region's port, authenticates like it, and keeps answering while the region's main
+ * event loop is blocked — which this test does deterministically, by parking the main thread (the thread this
+ * test runs on) in Atomics.wait until a client on another thread has its answers.
+ */
+import { Worker } from 'node:worker_threads';
+import { adminHeaders, call, eventually } from '../support/harness';
+import { ADMIN_TOKEN } from '../support/env';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+let r: InProcessRegion;
+let operator: string;
+beforeAll(async () => {
+  r = await startInProcess('operator-listener', ['us-iowa'], {}, 'us-iowa', { operatorPort: 0, operatorStalledAfterMs: 1000 });
+  operator = r.region.operatorUrl as string;
+});
+afterAll(async () => {
+  await r?.stop();
+});
+
+interface Answer {
+  url: string;
+  status: number;
+  body: string;
+}
+
+/**
+ * Blocks this thread (the region's main thread) until a client thread has sent `requests` in turn and
+ * received their answers, or `limitMs` passed. `unansweredUrl` is requested first and not awaited: whether
+ * it was answered by the time the others were is reported. Returns what the client saw.
+ */
+async function whileMainThreadBlocked(requests: { url: string; headers?: Record<string, string>; until?: number }[], unansweredUrl: string, limitMs = 60_000) {
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const client = new Worker(
+    `
+    const { workerData, parentPort } = require('node:worker_threads');
+    (async () => {
+      let mainAnswered = false;
+      fetch(workerData.unansweredUrl).then(() => { mainAnswered = true; }, () => undefined);
+      const answers = [];
+      for (const q of workerData.requests) {
+        // 'until': ask again until this status comes (the listener's view changes while the main thread stays blocked).
+        for (;;) {
+          const res = await fetch(q.url, { headers: q.headers ?? {} });
+          const a = { url: q.url, status: res.status, body: await res.text() };
+          if (q.until === undefined || a.status === q.until) { answers.push(a); break; }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      parentPort.postMessage({ answers, mainAnswered });
+      Atomics.store(workerData.flag, 0, 1);
+      Atomics.notify(workerData.flag, 0);
+    })().catch((err) => {
+      parentPort.postMessage({ error: String(err) });
+      Atomics.store(workerData.flag, 0, 2);
+      Atomics.notify(workerData.flag, 0);
+    });
+    `,
+    { eval: true, workerData: { requests, unansweredUrl, flag } },
+  );
+  const reported = new Promise<{ answers?: Answer[]; mainAnswered?: boolean; error?: string }>((resolve) => client.once('message', resolve));
+  // The region's event loop (this thread's) is blocked from here until the client is done.
+  const woke = Atomics.wait(flag, 0, 0, limitMs);
+  const result = await reported;
+  await client.terminate();
+  return { woke, ...result };
+}
+
+test('the operator port answers /healthz, /readyz and /admin/replication like the region port, behind the same admin token', async () => {
+  expect(operator).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  // Once the region has registered itself as a member (it does so as it starts), its figures hold still.
+  const registered = async () => (await call(r.url, 'GET', '/admin/replication', { headers: adminHeaders })).body.members[0]?.registered === true;
+  expect(await eventually(registered)).toBe(true);
+  const main = await call(r.url, 'GET', '/admin/replication', { headers: adminHeaders });
+  const answered = Date.now();
+  // A snapshot the main thread published after that answer (one every 250 ms).
+  let replication = await call(operator, 'GET', '/admin/replication', { headers: adminHeaders });
+  while (Date.parse(replication.body.snapshot?.taken_at) <= answered) {
+    await new Promise((res) => setTimeout(res, 100));
+    replication = await call(operator, 'GET', '/admin/replication', { headers: adminHeaders });
+  }
+  const [health, ready] = await Promise.all([call(operator, 'GET', '/healthz'), call(operator, 'GET', '/readyz')]);
+  expect(health.status).toBe(200);
+  expect(health.body).toMatchObject({ status: 'ok', region: 'us-iowa', pid: process.pid, redis: 'ready' });
+  expect(health.body.main_thread.snapshot_age_ms).toBeGreaterThanOrEqual(0);
+  expect(ready.status).toBe(200);
+  expect(ready.body).toMatchObject({ region: 'us-iowa', ready: true, database: 'ok', missing_migrations: [] });
+  expect(replication.status).toBe(200);
+  expect(replication.headers.get('cache-control')).toBe('no-store');
+  // The same answer as the region's port, plus how old the main thread's figures are.
+  const { snapshot, ...rest } = replication.body;
+  expect(Object.keys(rest)).toEqual(Object.keys(main.body));
+  expect(rest.admission.writes.limits).toEqual(main.body.admission.writes.limits);
+  expect(rest.members).toEqual(main.body.members);
+  expect(rest.pending.map((p: { region: string }) => p.region)).toEqual(['us-iowa']);
+  expect(rest.tombstones.enabled).toBe(true);
+  expect(Date.parse(snapshot.taken_at)).not.toBeNaN();
+  expect(snapshot.age_ms).toBeGreaterThanOrEqual(0);
+});
+
+test('the operator port refuses a missing or wrong admin token like the region port, and serves nothing else', async () => {
+  for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789' }, { authorization: ADMIN_TOKEN }] as Record<string, string>[]) {
+    const [onOperator, onMain] = await Promise.all([
+      call(operator, 'GET', '/admin/replication', { headers }),
+      call(r.url, 'GET', '/admin/replication', { headers }),
+    ]);
+    expect(onOperator.status).toBe(401);
+    expect(onOperator.body).toEqual(onMain.body);
+  }
+  const other = await call(operator, 'GET', '/admin/organizations', { headers: adminHeaders });
+  expect(other.status).toBe(404);
+  expect(other.body.errors[0].message).toMatch(/operator port serves GET \/healthz, \/readyz and \/admin\/replication/);
+});
+
+test('while the main event loop is blocked, the operator port answers and the region port does not', async () => {
+  const seen = await whileMainThreadBlocked(
+    [
+      { url: `${operator}/admin/replication`, headers: adminHeaders },
+      { url: `${operator}/readyz` },
+      // The main thread publishes nothing while blocked: after operatorStalledAfterMs, liveness says so.
+      { url: `${operator}/healthz`, until: 503 },
+    ],
+    `${r.url}/healthz`,
+  );
+  expect(seen.error).toBeUndefined();
+  expect(seen.woke).toBe('ok');
+  expect(seen.mainAnswered).toBe(false);
+  const [replication, ready, health] = seen.answers ?? [];
+  expect(replication?.status).toBe(200);
+  expect(JSON.parse(replication?.body ?? '{}')).toMatchObject({ region: 'us-iowa', waiting_requests: 0, outbox: { unpublished: 0 } });
+  expect(ready?.status).toBe(200);
+  expect(JSON.parse(health?.body ?? '{}')).toMatchObject({ status: 'stalled', region: 'us-iowa' });
+  expect(JSON.parse(health?.body ?? '{}').main_thread.snapshot_age_ms).toBeGreaterThan(1000);
+  // Unblocked, the main thread publishes again and the operator port's liveness recovers.
+  let after = await call(operator, 'GET', '/healthz');
+  for (let i = 0; i < 50 && after.status !== 200; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    after = await call(operator, 'GET', '/healthz');
+  }
+  expect(after.body.status).toBe('ok');
+});
+
+test('the figures on the operator port are the main thread\'s: a change there shows in the next snapshot', async () => {
+  const before = (await call(operator, 'GET', '/admin/replication', { headers: adminHeaders })).body.admission.writes.admitted as number;
+  const org = await call(r.url, 'POST', '/admin/organizations', { headers: adminHeaders, body: { name: 'snap' } });
+  expect(org.status).toBe(201);
+  const key = { 'SlashID-OrgID': org.body.id, 'SlashID-API-Key': org.body.api_key };
+  expect((await call(r.url, 'POST', '/organizations/sso/saml/provider-credentials', { headers: key, body: {} })).status).toBe(400);
+  let admitted = before;
+  for (let i = 0; i < 50 && admitted === before; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    admitted = (await call(operator, 'GET', '/admin/replication', { headers: adminHeaders })).body.admission.writes.admitted;
+  }
+  expect(admitted).toBe(before + 1);
+});
