@@ -12,6 +12,7 @@ import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
 import type { ConfigFile } from '../src/config';
 import { dropDatabase } from '../src/db/migrate';
+import { deleteKeysWithPrefix } from '../src/redis';
 import { PROJECT_ROOT } from '../src/paths';
 
 export const BENCH_REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -74,6 +75,8 @@ export async function benchDeployment(opts: { extra?: Partial<ConfigFile>; onLin
     async cleanup() {
       await Promise.all(procs.map((p) => p.stop()));
       await Promise.all(file.regions.map((r) => dropDatabase(r.databaseUrl).catch(() => undefined)));
+      // The bench's streams and ack records (a backlog run leaves hundreds of MB otherwise).
+      await deleteKeysWithPrefix(file.redisUrl, file.redisKeyPrefix).catch(() => undefined);
       fs.rmSync(dir, { recursive: true, force: true });
       idp.close();
     },

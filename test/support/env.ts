@@ -6,9 +6,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Redis from 'ioredis';
 import type { Config, ConfigFile, RegionConfig } from '../../src/config';
 import { dropDatabase } from '../../src/db/migrate';
+import { deleteKeysWithPrefix } from '../../src/redis';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
@@ -88,18 +88,8 @@ export async function createDeployment(
   };
 }
 
-export async function deleteKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      if (keys.length) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+export function deleteKeys(prefix: string): Promise<void> {
+  return deleteKeysWithPrefix(REDIS_URL, prefix);
 }
 
 export async function freePorts(n: number): Promise<number[]> {
