@@ -61,8 +61,6 @@ export interface ApplyOptions {
   lock?: boolean;
   /** Nothing follows in this transaction: a Pipeline commits with the writes' round trip. */
   last?: boolean;
-  /** Statements to run after the writes (in their round trip, when pipelined). */
-  with?: Statement[];
 }
 
 const HORIZON_SQL = 'SELECT collected_through AS through FROM replication_horizon WHERE id = 1';
@@ -396,7 +394,7 @@ export class RowStore {
    */
   async apply(tx: Queryable | Pipeline, changes: readonly RowChange[], locked?: ReadonlyMap<string, Row | null>, opts: ApplyOptions = {}): Promise<ApplyResult> {
     // A Pipeline sends each step's statements in one round trip: the locks, the stored states and the
-    // horizon in the first; the writes (and `opts.with`) and the commit in the second.
+    // horizon in the first; the writes and the commit in the second.
     const pipelined = 'run' in tx;
     const run = pipelined ? tx : oneByOne(tx);
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
@@ -404,7 +402,7 @@ export class RowStore {
     // The same lock keys as lock() and lockAll(): the keys as the changes name them.
     const lock = opts.lock ? lockAllStatement(changes) : null;
     const single = pipelined && opts.last && !known ? this.singleTripGroups(norm) : null;
-    const r = single ? await this.applyInOneTrip(run, norm, single, lock, opts) : await this.applyInSteps(run, norm, known, lock, opts, pipelined);
+    const r = single ? await this.applyInOneTrip(run, norm, single, lock) : await this.applyInSteps(run, norm, known, lock, opts, pipelined);
     return this.judge(norm, r, opts.last && pipelined ? oneByOne(this.db) : run);
   }
 
@@ -434,14 +432,13 @@ export class RowStore {
     norm: readonly Normalized[],
     groups: Map<string, { cols: string[]; changes: Normalized[] }>,
     lock: Statement | null,
-    opts: ApplyOptions,
   ): Promise<Gathered> {
     const tables = [...groups];
     const statements: Statement[] = tables.map(([table, g]) => ({
       sql: this.applyFor(this.get(table), g.cols),
       values: [JSON.stringify(g.changes.map((c) => c.row)), g.changes.map((c) => c.rowKey)],
     }));
-    const res = await run.run([...(lock ? [lock] : []), ...statements, ...(opts.with ?? [])], true);
+    const res = await run.run([...(lock ? [lock] : []), ...statements], true);
     const before = new Map<string, Stored>();
     const through = new Map<string, string>();
     const written = new Set<string>();
@@ -499,8 +496,7 @@ export class RowStore {
       toWrite.add(c.row);
     }
     const writes: Statement[] = [...groups.values()].map((g) => ({ sql: this.upsertFor(this.get(g.table), g.cols), values: [JSON.stringify(g.rows)] }));
-    const also = opts.with ?? [];
-    const results = writes.length || also.length || opts.last ? await run.run([...writes, ...also], opts.last) : [];
+    const results = writes.length || opts.last ? await run.run(writes, opts.last) : [];
     let changed = 0;
     const written = new Set<string>();
     [...groups.values()].forEach((g, i) => {
