@@ -603,7 +603,7 @@ interface ProgressRow {
 }
 
 /** How often applied events are counted in replication_progress. */
-const PROGRESS_FLUSH_MS = 250;
+const PROGRESS_FLUSH_MS = 1000;
 
 function progressRows(events: readonly ChangeEvent[]): ProgressRow[] {
   const byOrigin = new Map<string, ProgressRow>();
