@@ -57,7 +57,13 @@ export class RegionProcess {
   start(): void {
     if (this.child) throw new Error(`${this.region} is already running`);
     const entry = this.opts.entry ?? path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
-    const child = spawn(process.execPath, [...(process.env.REGION_CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.REGION_CPU_PROFILE_DIR] : []), entry], {
+    // Bench experiments: REGION_NODE_ARGS (node options for every region process, space-separated) and
+    // REGION_CPU_PROFILE_DIR (a V8 CPU profile per region, written when it stops).
+    const nodeArgs = [
+      ...(process.env.REGION_NODE_ARGS ? process.env.REGION_NODE_ARGS.split(' ').filter(Boolean) : []),
+      ...(process.env.REGION_CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.REGION_CPU_PROFILE_DIR] : []),
+    ];
+    const child = spawn(process.execPath, [...nodeArgs, entry], {
       env: { ...process.env, ...this.opts.env, REGION: this.region },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
