@@ -202,6 +202,12 @@ function percentile50(ms: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
+const latencyLine = (n: number, p50: { local_region: number; all_regions: number; load: string }) =>
+  `Sequential PATCH on loopback, three regions (${n} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`;
+
+const applyLine = (backlog: number, a: { seconds: number; load: string }) =>
+  `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n`;
+
 /** Part 3: a backlog of distinct rows committed in us-iowa while asia-japan is paused; its time to apply them once resumed. */
 async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number): Promise<{ seconds: number; load: string }> {
   const japan = d.procs[2] as RegionProcess;
@@ -278,12 +284,12 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     }
     if (LATENCY_ONLY) {
       const p50 = await sequentialLatency(iowa.url, headers, ids, N);
-      process.stdout.write(`\nSequential PATCH on loopback, three regions (${N} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`);
+      process.stdout.write(`\n${latencyLine(N, p50)}`);
       return;
     }
     if (APPLY_ONLY) {
       const a = await applyBacklog(d, org.id, BACKLOG);
-      process.stdout.write(`\nApply: ${BACKLOG} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(BACKLOG / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n`);
+      process.stdout.write(`\n${applyLine(BACKLOG, a)}`);
       return;
     }
     baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
@@ -322,8 +328,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
       const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
       out.write(`| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${ratio(op)} | ≥ ${target[op]} | ${b.load} / ${s.load} |\n`);
     }
-    out.write(`\nSequential PATCH on loopback, three regions (${N} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`);
-    out.write(`Apply: ${BACKLOG} changes of distinct rows applied by asia-japan in ${applySeconds.toFixed(1)} s after it resumed: ${Math.round(BACKLOG / applySeconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${applyLoad})\n`);
+    out.write(`\n${latencyLine(N, p50)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
     out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, throughput: table, latency_p50_ms: p50, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
   } finally {
     japan.resume();

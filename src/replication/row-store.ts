@@ -446,8 +446,8 @@ export class RowStore {
     tables.forEach(([table], i) => {
       const row = res[(lock ? 1 : 0) + i]?.[0] as { through: string; before: StoredRow[]; written: { key: string }[] } | undefined;
       through.set(table, row?.through ?? '');
-      for (const r of row?.before ?? []) before.set(`${table}\u0000${r.key}`, storedOf(r));
-      for (const w of row?.written ?? []) written.add(`${table}\u0000${w.key}`);
+      for (const r of row?.before ?? []) before.set(lockedId(table, r.key), storedOf(r));
+      for (const w of row?.written ?? []) written.add(lockedId(table, w.key));
       changed += row?.written.length ?? 0;
     });
     const below = this.ruledOut(norm, before, (t) => through.get(t) ?? '');
@@ -502,7 +502,7 @@ export class RowStore {
     [...groups.values()].forEach((g, i) => {
       const rows = (results[i] ?? []) as { key: string }[];
       changed += rows.length;
-      for (const w of rows) written.add(`${g.table}\u0000${w.key}`);
+      for (const w of rows) written.add(lockedId(g.table, w.key));
     });
     return { before, below, newest, toWrite, written, changed };
   }
@@ -592,7 +592,7 @@ export class RowStore {
   private statesFrom(rows: readonly unknown[][], reads: readonly { table: string }[]): Map<string, Stored> {
     const out = new Map<string, Stored>();
     reads.forEach(({ table }, i) => {
-      for (const r of (rows[i] ?? []) as StoredRow[]) out.set(`${table}\u0000${r.key}`, storedOf(r));
+      for (const r of (rows[i] ?? []) as StoredRow[]) out.set(lockedId(table, r.key), storedOf(r));
     });
     return out;
   }
@@ -644,7 +644,7 @@ interface Gathered {
   changed: number;
 }
 
-/** The key of a row in the map of rows a write has locked (and so knows): table and key as the row store normalizes them. */
+/** A row's id in the row store's maps (stored states, rows written, rows a write has locked): table and key as the row store normalizes them. */
 export function lockedId(table: string, key: string): string {
   return `${table}\u0000${key}`;
 }
@@ -713,5 +713,5 @@ function normalize(c: RowChange, sql: TableSql): Normalized {
   // The row's own key column decides the conflict, so it (not c.key) matches the upsert's RETURNING.
   const key = String(c.row[sql.table.key]);
   const rowKey = sql.uuidKey ? key.toLowerCase() : key;
-  return { id: `${c.table}\u0000${rowKey}`, table: c.table, rowKey, row: { ...c.row, created_version: state.createdVersion }, state };
+  return { id: lockedId(c.table, rowKey), table: c.table, rowKey, row: { ...c.row, created_version: state.createdVersion }, state };
 }

@@ -3,6 +3,13 @@ import { Gate, SlotBudget } from '../../src/http/admission';
 
 const limits = (concurrency: number) => ({ concurrency, queue: 100, queueWaitMs: 60_000 });
 
+/** Asks `gate` for one more slot; `admitted()` tells whether it has been given yet. */
+function oneMore(gate: Gate): { admitted: () => boolean; granted: Promise<() => void> } {
+  let admitted = false;
+  const granted = gate.acquire().then((release) => ((admitted = true), release));
+  return { admitted: () => admitted, granted };
+}
+
 function gates(slots = 8, each = 6) {
   const budget = new SlotBudget(slots);
   return { budget, writes: new Gate('writes', limits(each), budget), reads: new Gate('reads', limits(each), budget) };
@@ -13,14 +20,13 @@ test('a kind uses the slots the other leaves idle, up to its own concurrency', a
   const held = await Promise.all(Array.from({ length: 6 }, () => reads.acquire()));
   expect(reads.inFlight).toBe(6);
   expect(budget.used).toBe(6);
-  let seventh = false;
-  const queued = reads.acquire().then((release) => ((seventh = true), release));
+  const seventh = oneMore(reads);
   await Promise.resolve();
-  expect(seventh).toBe(false);
+  expect(seventh.admitted()).toBe(false);
   expect(reads.queued).toBe(1);
   held[0]?.();
-  (await queued)();
-  expect(seventh).toBe(true);
+  (await seventh.granted)();
+  expect(seventh.admitted()).toBe(true);
   for (const r of held) r();
   expect(budget.used).toBe(0);
 });
@@ -33,14 +39,13 @@ test('each kind keeps the slots the other cannot take, and a slot the other kind
   expect(reads.queued).toBe(0);
   expect(budget.used).toBe(8);
   // The budget is spent: a third read queues, and gets the slot a write gives back.
-  let admitted = false;
-  const third = reads.acquire().then((rel) => ((admitted = true), rel));
+  const third = oneMore(reads);
   await Promise.resolve();
-  expect(admitted).toBe(false);
+  expect(third.admitted()).toBe(false);
   expect(reads.queued).toBe(1);
   w[0]?.();
-  const rel = await third;
-  expect(admitted).toBe(true);
+  const rel = await third.granted;
+  expect(third.admitted()).toBe(true);
   expect(reads.inFlight).toBe(3);
   expect(writes.inFlight).toBe(5);
   for (const x of [...w.slice(1), ...r, rel]) x();
