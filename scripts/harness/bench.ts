@@ -2,11 +2,13 @@
  * `npm run harness -- bench`: what all_regions costs over local_region, at a given round trip between
  * regions. On a fresh harness stack (each region a host with its own Postgres and Redis; `--shared-redis`:
  * one Redis host for all, the topology before) every region in turn creates organizations one after
- * another, alternating the two consistency levels; the figure is p50(all_regions) − p50(local_region) per
+ * another, alternating the two consistency levels, each write started once the one before it has replicated
+ * everywhere (--gap); the figure is p50(all_regions) − p50(local_region) per
  * region and over all, against the bound 1.3 × RTT (one direct round trip is the floor: the change goes to
  * each other region's Redis, its ack comes back to the origin's). Exits 1 when the bound is missed.
  */
 import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import os from 'node:os';
 import { adminHeaders, createOrg, percentile, RegionClient } from './client';
 import { intFlag, log, numFlag, parseFlags, requireRoot, UsageError } from './common';
@@ -18,6 +20,9 @@ const USAGE = `usage: npm run harness -- bench [options]
   --writes N        writes per region and level (default 100)
   --shared-redis    one Redis host for every region (its delay is half the RTT too), for comparison
   --bound F         fail when the difference exceeds F x RTT (default 1.3)
+  --gap MS          pause after each write (default 2 x RTT + 50 ms: the write has replicated everywhere
+                    before the next starts, so both levels are timed on a quiet deployment; with 0 every
+                    all_regions write competes with the replication of the local_region write just before it)
   --report PATH     also write the figures as JSON to PATH
 `;
 
@@ -52,7 +57,7 @@ async function timedCreate(c: RegionClient, token: string, name: string, level: 
 }
 
 export async function bench(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(argv, ['rtt', 'regions', 'writes', 'bound', 'report'], ['shared-redis', 'help']);
+  const { flags } = parseFlags(argv, ['rtt', 'regions', 'writes', 'bound', 'report', 'gap'], ['shared-redis', 'help']);
   if (flags.has('help')) {
     process.stdout.write(USAGE);
     return 0;
@@ -62,6 +67,7 @@ export async function bench(argv: string[]): Promise<number> {
   const writes = intFlag(flags, 'writes', 100, 1, 100_000);
   const bound = numFlag(flags, 'bound', 1.3, 0);
   const sharedRedis = flags.has('shared-redis');
+  const gap = numFlag(flags, 'gap', 2 * rtt + 50, 0, 60_000);
   if (rtt < 0) throw new UsageError('--rtt must be >= 0');
   requireRoot('npm run harness -- bench');
   const regions = Array.from({ length: n }, (_, i) => ({ id: DEFAULT_REGIONS[i]?.id ?? `region-${i + 1}`, delayMs: rtt / 2 }));
@@ -71,7 +77,7 @@ export async function bench(argv: string[]): Promise<number> {
     const first = clients[0];
     if (!first) throw new Error('no regions');
     await createOrg(first, stack.adminToken, `bench-${stack.runId}`);
-    log(`bench: ${writes} writes per region and level, ${rtt} ms RTT, ${sharedRedis ? 'one shared Redis' : 'a Redis per region'}`);
+    log(`bench: ${writes} writes per region and level, ${rtt} ms RTT, ${sharedRedis ? 'one shared Redis' : 'a Redis per region'}, ${gap} ms between writes`);
     const per: Figures[] = [];
     const allLocal: number[] = [];
     const allAll: number[] = [];
@@ -86,7 +92,9 @@ export async function bench(argv: string[]): Promise<number> {
       const all: number[] = [];
       for (let i = 0; i < writes; i++) {
         local.push(await timedCreate(c, stack.adminToken, `local ${i}`, 'local_region'));
+        await sleep(gap);
         all.push(await timedCreate(c, stack.adminToken, `all ${i}`, 'all_regions'));
+        await sleep(gap);
       }
       allLocal.push(...local);
       allAll.push(...all);
@@ -101,11 +109,11 @@ export async function bench(argv: string[]): Promise<number> {
     );
     process.stdout.write(
       `\nconsistency latency, run ${stack.runId}: ${n} regions, RTT ${rtt} ms, ${sharedRedis ? 'one shared Redis' : 'a Redis per region'}, ` +
-        `${writes} writes per region and level, ${os.cpus().length} CPUs, load average ${load}\n${lines.join('\n')}\n` +
+        `${writes} writes per region and level, ${gap} ms between writes, ${os.cpus().length} CPUs, load average ${load}\n${lines.join('\n')}\n` +
         `all_regions - local_region p50: ${overall.diffP50} ms (bound ${bound} x RTT = ${limit} ms)\nRESULT: ${ok ? 'PASS' : 'FAIL'}\n`,
     );
     const report = flags.get('report');
-    if (report) fs.writeFileSync(report, JSON.stringify({ ok, rttMs: rtt, regions: n, writes, sharedRedis, boundMs: limit, loadAverage: os.loadavg(), perRegion: per, overall }, null, 2) + '\n');
+    if (report) fs.writeFileSync(report, JSON.stringify({ ok, rttMs: rtt, regions: n, writes, gapMs: gap, sharedRedis, boundMs: limit, loadAverage: os.loadavg(), perRegion: per, overall }, null, 2) + '\n');
     return ok ? 0 : 1;
   } finally {
     await Promise.all(clients.map((c) => c.close()));
