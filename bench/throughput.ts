@@ -202,6 +202,18 @@ function percentile50(ms: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
+const TARGET: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
+
+/** Part 1's table: both sides, their ratio and its target, per operation. */
+function throughputTable(table: Partial<Record<Op, { baseline: Measured; service: Measured }>>, ops: readonly Op[], seconds: number): string {
+  const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
+  const rows = ops.map((op) => {
+    const { baseline: b, service: s } = table[op] as { baseline: Measured; service: Measured };
+    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)} | ≥ ${TARGET[op]} | ${b.load} / ${s.load} |\n`;
+  });
+  return `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per run; one region (the others paused)\n| operation | baseline (Express + pg) | this service | ratio | target | load avg |\n| --- | --- | --- | --- | --- | --- |\n${rows.join('')}`;
+}
+
 const latencyLine = (n: number, p50: { local_region: number; all_regions: number; load: string }) =>
   `Sequential PATCH on loopback, three regions (${n} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`;
 
@@ -255,6 +267,10 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
   const LATENCY_ONLY = argv.includes('latency');
   // `npm run bench -- apply`: only part 3.
   const APPLY_ONLY = argv.includes('apply');
+  // `npm run bench -- throughput [--ops read,patch]`: only part 1, for the operations named (default all).
+  const THROUGHPUT_ONLY = argv.includes('throughput');
+  const named = argv.includes('--ops') ? (argv[argv.indexOf('--ops') + 1] ?? '').split(',') : ['read', 'patch', 'create'];
+  const ops = named.filter((o): o is Op => o === 'read' || o === 'patch' || o === 'create');
   const d = await benchDeployment({
     extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 } },
   });
@@ -298,8 +314,8 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     // 1. Throughput, one region: the others paused, so the service has the machine the baseline has.
     europe.pause();
     japan.pause();
-    const table: Record<Op, { baseline: Measured; service: Measured }> = {} as Record<Op, { baseline: Measured; service: Measured }>;
-    for (const op of ['read', 'patch', 'create'] as const) {
+    const table: Partial<Record<Op, { baseline: Measured; service: Measured }>> = {};
+    for (const op of ops) {
       // A short warm-up of each side (JIT, pools, keep-alive), then the measured run.
       await cannon(sides.baseline, op, 2);
       const b = await cannon(sides.baseline, op, SECONDS);
@@ -309,6 +325,10 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     }
     europe.resume();
     japan.resume();
+    if (THROUGHPUT_ONLY) {
+      process.stdout.write(`\n${throughputTable(table, ops, SECONDS)}`);
+      return;
+    }
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
 
     // 2. all_regions − local_region, alternating so that the machine's load weighs on both alike.
@@ -317,17 +337,9 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     // 3. Apply a backlog of distinct rows after a pause.
     const { seconds: applySeconds, load: applyLoad } = await applyBacklog(d, org.id, BACKLOG);
 
-    const ratio = (op: Op) => (table[op].service.rps / table[op].baseline.rps).toFixed(2);
-    const target: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
-    out.write(`\nThroughput: autocannon, ${CONNECTIONS} connections, ${SECONDS} s per run; one region (the others paused)\n`);
-    out.write('| operation | baseline (Express + pg) | this service | ratio | target | load avg |\n| --- | --- | --- | --- | --- | --- |\n');
-    for (const op of ['read', 'patch', 'create'] as const) {
-      const { baseline: b, service: s } = table[op];
-      const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
-      out.write(`| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${ratio(op)} | ≥ ${target[op]} | ${b.load} / ${s.load} |\n`);
-    }
+    out.write(`\n${throughputTable(table, ops, SECONDS)}`);
     out.write(`\n${latencyLine(N, p50)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
     out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, throughput: table, latency_p50_ms: p50, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
   } finally {
