@@ -180,8 +180,9 @@ describe('refresh', () => {
 test('a metadata fetch that outlasts the consistency timeout answers 408 and writes nothing', async () => {
   const before = await count();
   idp.slow('okta.xml', 1500);
+  // A URL no earlier test fetched: no fetch of it can be in flight or remembered (it failed once with a 201).
   const res = await call(r.url, 'POST', PATH, {
-    body: { idp_metadata_url: idp.url('okta.xml') },
+    body: { idp_metadata_url: `${idp.url('okta.xml')}?outlasts=${Date.now()}` },
     headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
   });
   expect(res.status).toBe(408);
