@@ -270,7 +270,8 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
   // `npm run bench -- throughput [--ops read,patch]`: only part 1, for the operations named (default all).
   const THROUGHPUT_ONLY = argv.includes('throughput');
   const named = argv.includes('--ops') ? (argv[argv.indexOf('--ops') + 1] ?? '').split(',') : ['read', 'patch', 'create'];
-  const ops = named.filter((o): o is Op => o === 'read' || o === 'patch' || o === 'create');
+  const ops = named.filter((o): o is Op => o in TARGET);
+  if (ops.length !== named.length || ops.length === 0) throw new Error(`--ops takes a comma-separated list of ${Object.keys(TARGET).join(', ')} (got '${named.join(',')}')`);
   const d = await benchDeployment({
     extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 } },
   });

@@ -2,8 +2,8 @@
  * `npm run harness -- bench`: what all_regions costs over local_region, at a given round trip between
  * regions. On a fresh harness stack (each region a host with its own Postgres and Redis; `--shared-redis`:
  * one Redis host for all, the topology before) every region in turn creates organizations one after
- * another, alternating the two consistency levels, each write started once the one before it has replicated
- * everywhere (--gap); the figure is p50(all_regions) − p50(local_region) per
+ * another, alternating the two consistency levels, with a pause after each write long enough for it to have
+ * replicated everywhere (--gap); the figure is p50(all_regions) − p50(local_region) per
  * region and over all, against the bound 1.3 × RTT (one direct round trip is the floor: the change goes to
  * each other region's Redis, its ack comes back to the origin's). Exits 1 when the bound is missed.
  */

@@ -179,10 +179,12 @@ describe('refresh', () => {
 
 test('a metadata fetch that outlasts the consistency timeout answers 408 and writes nothing', async () => {
   const before = await count();
-  idp.slow('okta.xml', 1500);
-  // A URL no earlier test fetched: no fetch of it can be in flight or remembered (it failed once with a 201).
+  // Only this URL is held: the refresher re-fetching okta.xml for an earlier test's credential used the
+  // one-shot delay of the bare name up once, and this create then answered 201.
+  const file = `okta.xml?outlasts=${Date.now()}`;
+  idp.slow(file, 1500);
   const res = await call(r.url, 'POST', PATH, {
-    body: { idp_metadata_url: `${idp.url('okta.xml')}?outlasts=${Date.now()}` },
+    body: { idp_metadata_url: idp.url(file) },
     headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
   });
   expect(res.status).toBe(408);

@@ -18,8 +18,9 @@ afterAll(async () => {
   await rig?.cleanup();
 });
 
+// Waiters on this test's database only (pg_locks lists the whole server: other suites' applies wait too).
 const lockWaiters = async () =>
-  Number((await holder.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).rows[0].n);
+  Number((await holder.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rows[0].n);
 
 test('an entry whose apply waits on a lock past claimIdleMs is applied once, not claimed and applied again beside it', async () => {
   const applier = await rig.applier({ claimIdleMs: 50, claimEveryMs: 50 });

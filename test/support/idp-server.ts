@@ -24,7 +24,10 @@ export interface IdpServer {
   redirect(name: string, location: string): void;
   /** Answer `/name` with 404 from now on. */
   remove(name: string): void;
-  /** Hold the answer to `/name` for `ms` milliseconds (a slow IdP). */
+  /**
+   * Hold the next answer to `/name` for `ms` milliseconds (a slow IdP). With a query (`okta.xml?x=1`) only
+   * that URL is held: a background refresh of the bare name elsewhere does not use the delay up.
+   */
   slow(name: string, ms: number): void;
   hits(name: string): number;
   close(): Promise<void>;
@@ -39,9 +42,12 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
   const hits = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const name = decodeURIComponent((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
-    const wait = delays.get(name);
+    // A delay set for a name with its query holds that URL alone; one set for the bare name, any query.
+    const asked = decodeURIComponent((req.url ?? '/').slice(1));
+    const held = delays.has(asked) ? asked : name;
+    const wait = delays.get(held);
     if (wait) {
-      delays.delete(name);
+      delays.delete(held);
       setTimeout(() => server.emit('request', req, res), wait);
       return;
     }
