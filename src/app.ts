@@ -37,18 +37,21 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestLog(deps.log));
   app.use(deps.metrics.http);
 
-  app.use(healthRoutes({ region: deps.config.region.id, health: deps.health, readiness: deps.readiness }));
-  // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
-  app.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
-
+  // The console's pages (under /admin, public: they ask for the token) and /openapi.json.
   for (const f of deps.features) if (f.pages) app.use(f.pages(deps));
-  const admin = express.Router();
-  admin.use('/admin', ...adminGuard(deps.config.adminToken));
+
+  // Health, metrics and the admin API: paths of their own (UNGATED), so an API request skips all their
+  // routers' layers in one test instead of matching each of them (Express walks every layer it meets).
+  const operator = express.Router();
+  operator.use(healthRoutes({ region: deps.config.region.id, health: deps.health, readiness: deps.readiness }));
+  // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
+  operator.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
+  operator.use('/admin', ...adminGuard(deps.config.adminToken));
   const adminDeps = { ...deps, db: deps.adminDb ?? deps.db };
-  for (const f of deps.features) if (f.adminRoutes) admin.use(f.adminRoutes(adminDeps));
-  if (deps.admission) admin.get('/admin/replication', withAdmissionBlock(deps.admission));
-  for (const r of deps.extraAdminRoutes) admin.use(r);
-  app.use(admin);
+  for (const f of deps.features) if (f.adminRoutes) operator.use(f.adminRoutes(adminDeps));
+  if (deps.admission) operator.get('/admin/replication', withAdmissionBlock(deps.admission));
+  for (const r of deps.extraAdminRoutes) operator.use(r);
+  app.use((req, res, next) => (UNGATED.test(req.url) ? operator(req, res, next) : next()));
 
   if (deps.admission) {
     // A refusal leaves in the envelope of the API it was sent to: Infisical's under its prefix, else SlashID's.

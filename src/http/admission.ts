@@ -9,8 +9,7 @@
  * replicated write has committed and only waits for other regions (`leaveAdmission()`, called by
  * consistency.ts). A waiter therefore costs a pending promise and its socket, never a slot or a connection.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import type { Logger } from '../logger';
 import { AppError } from './errors';
 
@@ -107,12 +106,18 @@ export class Gate {
     return this.queuedCount;
   }
 
+  /** The slot's release function when one is free and nobody queues for it; null otherwise (then acquire()). */
+  tryGrant(): (() => void) | null {
+    return this.canGrant && this.queuedCount === 0 ? this.grant() : null;
+  }
+
   /**
    * Resolves with the slot's release function (idempotent), or rejects with the refusal reason. `cancel`
    * registers what to do when the caller gives up first (the client went away): leave the queue.
    */
   acquire(onCancel?: (cancel: () => void) => void): Promise<() => void> {
-    if (this.canGrant && this.queuedCount === 0) return Promise.resolve(this.grant());
+    const now = this.tryGrant();
+    if (now) return Promise.resolve(now);
     if (this.queuedCount >= this.limits.queue) {
       this.refused.queue_full++;
       return Promise.reject(new Refused('queue_full'));
@@ -212,14 +217,16 @@ export interface Admission {
   refuseAtOnce(method: string | undefined): AppError | null;
 }
 
-const slot = new AsyncLocalStorage<{ release: () => void }>();
+/** Where a gated request keeps its slot's release (on the request, not in an AsyncLocalStorage: see below). */
+const SLOT = Symbol('admission slot');
+type Gated = Request & { [SLOT]?: () => void };
 
 /**
- * Gives the current request's slot back (no-op outside a gated request). A replicated write calls it once
+ * Gives the request's slot back (no-op for a request that holds none). A replicated write calls it once
  * committed: what is left is waiting for other regions, which needs no database connection.
  */
-export function leaveAdmission(): void {
-  slot.getStore()?.release();
+export function leaveAdmission(req: Request): void {
+  (req as Gated)[SLOT]?.();
 }
 
 export function overloaded(gate: string, reason: RefusalReason, retryAfterSeconds: number): AppError {
@@ -263,13 +270,18 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
     if (res.locals.admission) return next();
     res.locals.admission = true;
     const gate = gateOf(req.method);
+    const admitted = (release: () => void) => {
+      res.once('close', release);
+      (req as Gated)[SLOT] = release;
+      next();
+    };
+    // A free slot is taken synchronously (most requests): no promise, no extra turn of the event loop.
+    const now = gate.tryGrant();
+    if (now) return admitted(now);
     gate
       .acquire((cancel) => res.once('close', cancel))
       .then(
-        (release) => {
-          res.once('close', release);
-          slot.run({ release }, next);
-        },
+        admitted,
         (err: unknown) => {
           if (!(err instanceof Refused)) return next(err);
           refusedOne();

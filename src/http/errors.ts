@@ -46,7 +46,8 @@ export function asAppError(err: unknown): AppError | null {
   }
   // The pool had no connection for an interactive transaction within its maxWait (Prisma P2028). Admission
   // control (admission.ts) keeps the pool from running dry; should it happen anyway, it is overload: a 503.
-  if ((err as { code?: unknown })?.code === 'P2028' || /Unable to start a transaction in the given time/.test(String((err as Error)?.message))) {
+  // The same from the pg pool itself (its connectionTimeoutMillis, src/db/client.ts).
+  if ((err as { code?: unknown })?.code === 'P2028' || /Unable to start a transaction in the given time|timeout exceeded when trying to connect/.test(String((err as Error)?.message))) {
     return new AppError(503, 'overloaded', 'This region is at capacity (no database connection freed up in time); nothing was done. Retry shortly.', { retryAfterSeconds: 2 });
   }
   // The router's decoding of a path parameter with a malformed %-escape.

@@ -9,7 +9,7 @@ import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from '
 import type { StoredMetadata } from './metadata';
 import { credentialsTable, metadataTable, recordRefresh } from './store';
 
-export function viewFromModel(m: SamlProviderCredential): CredentialView {
+export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
   return {
     id: m.id,
     label: m.label,

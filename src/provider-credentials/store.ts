@@ -1,4 +1,4 @@
-import type { Db, TxClient } from '../db/client';
+import { poolOf, type Db, type TxClient } from '../db/client';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
@@ -17,8 +17,28 @@ export function findMetadata(db: Db, credentialId: string) {
   return db.samlCredentialMetadata.findFirst({ where: { credentialId, deletedAt: null } });
 }
 
-export function findCredential(db: Db, orgId: string, id: string) {
-  return db.samlProviderCredential.findFirst({ where: { id, orgId, deletedAt: null } });
+/** The columns a read of one credential answers with (the fields of viewFromModel, and its home region). */
+export interface StoredCredential {
+  id: string;
+  label: string;
+  idpMetadataUrl: string;
+  emailClaims: string[];
+  enableInSlashidOidcAuthzServer: boolean;
+  homeRegion: string;
+}
+
+/** A prepared statement (named: parsed and planned once per connection). Both ids are validated UUIDs. */
+const FIND_CREDENTIAL = {
+  name: 'find_credential',
+  text: `SELECT id, label, idp_metadata_url AS "idpMetadataUrl", email_claims AS "emailClaims",
+    enable_in_slashid_oidc_authz_server AS "enableInSlashidOidcAuthzServer", home_region AS "homeRegion"
+    FROM saml_provider_credentials WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL`,
+};
+
+/** A live credential of the organization, or null. The most frequent read: on the pool, not the ORM (see poolOf). */
+export async function findCredential(db: Db, orgId: string, id: string): Promise<StoredCredential | null> {
+  const res = await poolOf(db).query<StoredCredential>({ ...FIND_CREDENTIAL, values: [id, orgId] });
+  return res.rows[0] ?? null;
 }
 
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };

@@ -16,6 +16,8 @@ export interface Consistency {
   level: ConsistencyLevel;
   timeoutSeconds: number;
   deadline: number;
+  /** Gives the request's admission slot back (it only waits for other regions from then on). */
+  leave: () => void;
 }
 
 export const DEFAULT_TIMEOUT_SECONDS = 30;
@@ -34,7 +36,7 @@ export function parseConsistency(req: Request, startedAt = Date.now()): Consiste
     }
     timeoutSeconds = Number(rawTimeout);
   }
-  return { level, timeoutSeconds, deadline: startedAt + timeoutSeconds * 1000 };
+  return { level, timeoutSeconds, deadline: startedAt + timeoutSeconds * 1000, leave: () => leaveAdmission(req) };
 }
 
 export interface WriteOutcome<T> {
@@ -101,7 +103,7 @@ export async function awaitChange(
   const { changeId, storedAt } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined };
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
-  leaveAdmission(); // waiting for other regions holds no database connection: give the slot back
+  c.leave(); // waiting for other regions holds no database connection: give the slot back
   const waited = await repl.waitForAllRegions(changeId, c.deadline, []);
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
@@ -152,7 +154,7 @@ export async function writeWithConsistency<T>(
   if (c.level === 'local_region' || !changeId) return { value: committed.value, changeId };
   // Committed: the transaction's connection is back in the pool and waiting for other regions needs none
   // (the tracker waits on Redis acks), so the request gives its admission slot back too.
-  leaveAdmission();
+  c.leave();
   const waited = await repl.waitForAllRegions(changeId, c.deadline);
   if (waited.complete) return { value: committed.value, changeId };
   // A lost write answers 409 without `result`: nothing of it is kept.
