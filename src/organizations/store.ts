@@ -1,4 +1,5 @@
 import type { Db } from '../db/client';
+import type { Queryable } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 
 export const organizationsTable = defineTable('organizations', 'id', { orgColumn: 'id' });
@@ -21,7 +22,7 @@ export async function findLiveApiKey(db: Db, keyId: string): Promise<{ orgId: st
 }
 
 /** The key ids of the organization's live keys in this region. */
-export async function liveKeyIds(db: Pick<Db, '$queryRawUnsafe'>, orgId: string): Promise<string[]> {
+export async function liveKeyIds(db: Pick<Queryable, '$queryRawUnsafe'>, orgId: string): Promise<string[]> {
   const rows = await db.$queryRawUnsafe<{ key_id: string }[]>(
     'SELECT key_id FROM api_keys WHERE org_id = $1::uuid AND deleted_at IS NULL ORDER BY key_id',
     orgId,

@@ -52,7 +52,7 @@ export function createCredential(
 ) {
   return repl.write((w) => runOnce(w, idem, async () => {
     await w.lock(organizationsTable, orgId);
-    const live = await w.tx.$queryRawUnsafe<{ n: bigint }[]>(
+    const live = await w.tx.$queryRawUnsafe<{ n: string | bigint }[]>(
       'SELECT count(*) AS n FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL',
       orgId,
     );

@@ -1,4 +1,5 @@
-import { poolOf, type Db, type TxClient } from '../db/client';
+import { poolOf, type Db } from '../db/client';
+import type { Queryable } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
@@ -43,15 +44,28 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
 
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
 
-/** Records a metadata fetch (at a write or by the refresh job) and schedules the next one. Local, not replicated. */
-export async function recordRefresh(db: Pick<TxClient, 'metadataRefreshState'>, credentialId: string, nextAt: Date, outcome: RefreshOutcome) {
+/**
+ * Records a metadata fetch (at a write or by the refresh job) and schedules the next one. Local, not
+ * replicated. Raw SQL: it runs inside replicated writes too, whose transactions are raw (replicator.ts).
+ */
+export async function recordRefresh(db: Queryable, credentialId: string, nextAt: Date, outcome: RefreshOutcome): Promise<void> {
   const now = new Date();
-  const fields = outcome.ok
-    ? { nextAt, lastAttemptAt: now, lastSuccessAt: now, lastError: null, lastErrorCode: null, consecutiveFailures: 0 }
-    : { nextAt, lastAttemptAt: now, lastError: outcome.message, lastErrorCode: outcome.code };
-  await db.metadataRefreshState.upsert({
-    where: { credentialId },
-    create: { credentialId, ...fields, consecutiveFailures: outcome.ok ? 0 : 1 },
-    update: outcome.ok ? fields : { ...fields, consecutiveFailures: { increment: 1 } },
-  });
+  if (outcome.ok) {
+    await db.$executeRawUnsafe(
+      `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_success_at, last_error, last_error_code, consecutive_failures)
+       VALUES ($1::uuid, $2::timestamptz, $3::timestamptz, $3::timestamptz, NULL, NULL, 0)
+       ON CONFLICT (credential_id) DO UPDATE SET next_at = EXCLUDED.next_at, last_attempt_at = EXCLUDED.last_attempt_at,
+         last_success_at = EXCLUDED.last_success_at, last_error = NULL, last_error_code = NULL, consecutive_failures = 0`,
+      credentialId, nextAt.toISOString(), now.toISOString(),
+    );
+    return;
+  }
+  await db.$executeRawUnsafe(
+    `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_error, last_error_code, consecutive_failures)
+     VALUES ($1::uuid, $2::timestamptz, $3::timestamptz, $4, $5, 1)
+     ON CONFLICT (credential_id) DO UPDATE SET next_at = EXCLUDED.next_at, last_attempt_at = EXCLUDED.last_attempt_at,
+       last_error = EXCLUDED.last_error, last_error_code = EXCLUDED.last_error_code,
+       consecutive_failures = metadata_refresh_state.consecutive_failures + 1`,
+    credentialId, nextAt.toISOString(), now.toISOString(), outcome.message, outcome.code,
+  );
 }

@@ -7,7 +7,7 @@
  * see what is stored before it knows what to write, two (see RowStore.apply).
  */
 import { Pool, type PoolClient, type QueryResult } from 'pg';
-import type { Pipeline, Statement } from './row-store';
+import type { Pipeline, Queryable, Statement } from './row-store';
 
 /** A small pool of the applier's own (two batches at a time; a parked retry waits for one of them). */
 export function createApplyPool(databaseUrl: string): Pool {
@@ -17,6 +17,20 @@ export function createApplyPool(databaseUrl: string): Pool {
   return pool;
 }
 
+export interface PipelineOptions {
+  /**
+   * The longest the transaction may run, from checkout: past it, no COMMIT is sent and a statement still
+   * running is cut off with its connection (the server rolls the transaction back). Default: no bound.
+   */
+  timeoutMs?: number;
+}
+
+/** A transaction of inPipeline: a Pipeline, and raw queries one round trip each (see queryable). */
+export interface PipelineTx extends Pipeline {
+  /** Like run, with each statement's full result (its row count too). */
+  send(statements: readonly Statement[], last?: boolean): Promise<QueryResult[]>;
+}
+
 /**
  * Runs `fn` in one transaction whose statements go several to a round trip (a Pipeline): BEGIN goes with
  * the first batch and COMMIT with the batch sent as `last` (or on its own once `fn` resolves). A batch is
@@ -24,47 +38,74 @@ export function createApplyPool(databaseUrl: string): Pool {
  * (inlineParameters); each statement still runs on its own snapshot, after the one before it, and an
  * error stops the batch and rolls the transaction back.
  */
-export async function inPipeline<T>(pool: Pool, fn: (tx: Pipeline) => Promise<T>): Promise<T> {
+export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<T>, opts: PipelineOptions = {}): Promise<T> {
   const client = await pool.connect();
   let begun = false;
   let ended = false;
   let broken = false;
+  let expired = false;
   // A connection that dies while checked out between two round trips (a database restart) emits an
   // error with no query to reject: caught here, and the next round trip fails instead.
   const onError = () => (broken = true);
   client.on('error', onError);
-  const tx: Pipeline = {
-    run: async (statements, last = false) => {
-      if (ended) throw new Error('this transaction has ended');
-      const texts = statements.map((st) => inlineParameters(st));
-      const opening = !begun;
-      // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
-      // locks the statements before it waited for.
-      if (opening) texts.unshift('BEGIN ISOLATION LEVEL READ COMMITTED');
-      if (last) texts.push('COMMIT');
-      begun = true;
-      ended = last;
-      const rows = await simpleQuery(client, texts);
-      return rows.slice(opening ? 1 : 0, (opening ? 1 : 0) + statements.length);
-    },
+  // Past the bound the connection is closed under whatever runs: its query fails, and nothing commits.
+  const timer = opts.timeoutMs === undefined ? null : setTimeout(() => {
+    expired = broken = true;
+    (client as PoolClient & { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }, opts.timeoutMs);
+  const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {
+    if (ended) throw new Error('this transaction has ended');
+    if (expired) throw new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
+    const texts = statements.map((st) => inlineParameters(st));
+    const opening = !begun;
+    // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
+    // locks the statements before it waited for.
+    if (opening) texts.unshift('BEGIN ISOLATION LEVEL READ COMMITTED');
+    if (last) texts.push('COMMIT');
+    begun = true;
+    ended = last;
+    const results = await simpleQuery(client, texts);
+    return results.slice(opening ? 1 : 0, (opening ? 1 : 0) + statements.length);
+  };
+  const tx: PipelineTx = {
+    send,
+    run: async (statements, last = false) => (await send(statements, last)).map((r) => r.rows as unknown[]),
   };
   try {
     const out = await fn(tx);
     if (!ended) await tx.run([], true);
     return out;
   } catch (err) {
-    if (begun) await client.query('ROLLBACK').catch(() => (broken = true));
+    if (begun && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
+    if (expired) throw new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
     throw err;
   } finally {
+    if (timer) clearTimeout(timer);
     client.off('error', onError);
     client.release(broken);
   }
 }
 
-/** The rows of each statement of a multi-statement simple query, in order. */
-async function simpleQuery(client: PoolClient, texts: string[]): Promise<unknown[][]> {
+/**
+ * Raw queries on a pipelined transaction, one round trip each (the first carries BEGIN): what the row
+ * store and the features' writes run (Queryable), without an ORM's interactive transaction around them.
+ * `pending`: statements held back to go with the next round trip (each query sends them first, in order).
+ */
+export function queryable(tx: PipelineTx, pending: Statement[] = []): Queryable {
+  const send = async (st: Statement) => {
+    const held = pending.splice(0);
+    return (await tx.send([...held, st]))[held.length];
+  };
+  return {
+    $queryRawUnsafe: async <R = unknown>(sql: string, ...values: unknown[]) => ((await send({ sql, values }))?.rows ?? []) as R,
+    $executeRawUnsafe: async (sql: string, ...values: unknown[]) => (await send({ sql, values, exec: true }))?.rowCount ?? 0,
+  };
+}
+
+/** The result of each statement of a multi-statement simple query, in order. */
+async function simpleQuery(client: PoolClient, texts: string[]): Promise<QueryResult[]> {
   const res = (await client.query(texts.join(';\n'))) as QueryResult | QueryResult[];
-  return (Array.isArray(res) ? res : [res]).map((r) => r.rows as unknown[]);
+  return Array.isArray(res) ? res : [res];
 }
 
 /** A statement with its $n parameters written in as literals (their casts stay in the SQL). */

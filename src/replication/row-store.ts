@@ -133,10 +133,15 @@ export class RowStore {
    */
   belowHorizon = 0;
 
+  /** Whether the database has replication_expect_written (a local write's upserts wait for its commit: deferredPut). */
+  private expectFn = false;
+
   /** Reads each table's columns from the database, and checks the replication columns exist. */
   static async load(db: Db, tables: readonly ReplicatedTable[]): Promise<RowStore> {
-    const { sql, schema, lockFn, hasHorizon } = await RowStore.read(db, tables);
-    return new RowStore(sql, lockFn, schema, db, tables, hasHorizon);
+    const { sql, schema, lockFn, hasHorizon, expectFn } = await RowStore.read(db, tables);
+    const store = new RowStore(sql, lockFn, schema, db, tables, hasHorizon);
+    store.expectFn = expectFn;
+    return store;
   }
 
   /**
@@ -145,9 +150,10 @@ export class RowStore {
    */
   reload(): Promise<void> {
     this.reloading ??= RowStore.read(this.db, this.tables)
-      .then(({ sql, schema, lockFn, hasHorizon }) => {
+      .then(({ sql, schema, lockFn, hasHorizon, expectFn }) => {
         this.sql = sql;
         this.lockFn = lockFn;
+        this.expectFn = expectFn;
         this.schemaVersion = schema;
         this.hasHorizon = hasHorizon;
         this.reloadedAt = Date.now();
@@ -187,7 +193,7 @@ export class RowStore {
   private static async read(
     db: Db,
     tables: readonly ReplicatedTable[],
-  ): Promise<{ sql: Map<string, TableSql>; schema: string; lockFn: boolean; hasHorizon: boolean }> {
+  ): Promise<{ sql: Map<string, TableSql>; schema: string; lockFn: boolean; hasHorizon: boolean; expectFn: boolean }> {
     const sql = new Map<string, TableSql>();
     for (const table of tables) {
       const cols = await db.$queryRawUnsafe<{ column_name: string; udt_name: string }[]>(
@@ -235,7 +241,10 @@ export class RowStore {
     const fn = await db.$queryRawUnsafe<{ found: boolean }[]>(
       `SELECT to_regprocedure('replication_lock_row(text,text,text,text,text)') IS NOT NULL AS found`,
     );
-    return { sql, schema: migrations[0]?.name ?? '', lockFn: fn[0]?.found === true, hasHorizon: Boolean(horizon[0]?.t) };
+    const expect = await db.$queryRawUnsafe<{ found: boolean }[]>(
+      `SELECT to_regprocedure('replication_expect_written(bigint,bigint,text)') IS NOT NULL AS found`,
+    );
+    return { sql, schema: migrations[0]?.name ?? '', lockFn: fn[0]?.found === true, hasHorizon: Boolean(horizon[0]?.t), expectFn: expect[0]?.found === true };
   }
 
   /**
@@ -366,6 +375,28 @@ export class RowStore {
     await tx.$executeRawUnsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', `${table.name}:${key}`);
     const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(s.selectRow, key);
     return rows[0]?.row ?? null;
+  }
+
+  /**
+   * The upsert of one row that a local write has locked and read (`current`; null when absent), to be sent
+   * with the transaction's last round trip (its outbox row and COMMIT) instead of a round trip of its own.
+   * Under the lock the outcome is known: the change outranks `current`, and nothing else writes the row
+   * before the commit. The statement still checks it wrote the row and otherwise fails the transaction
+   * (replication_expect_written: a serialization failure, so the write runs again). Null when the change
+   * does not outrank `current`, or the database lacks the function: then apply() it at once, as before.
+   * No horizon check: a local create's creation stamp is the transaction's own fresh version, above any
+   * horizon, and a local update keeps the stamp of the row it holds.
+   */
+  deferredPut(change: RowChange, current: Row | null): Statement | null {
+    if (!this.expectFn) return null;
+    const s = this.get(change.table);
+    const c = normalize(change, s);
+    if (current && compareStates(c.state, stateOf({ version: String(current.version), row: current })) <= 0) return null;
+    return {
+      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c))}) SELECT replication_expect_written((SELECT count(*) FROM w), 1, $2)`,
+      values: [JSON.stringify([c.row]), `${change.table} ${c.rowKey}`],
+      exec: true,
+    };
   }
 
   /**

@@ -1,0 +1,115 @@
+/**
+ * The transaction a local write runs in (replicator.ts on pg-tx.ts): its row upserts are held back and go
+ * with the outbox row and COMMIT (RowStore.deferredPut). Should a held-back upsert not write its row (a
+ * writer that skips the per-key locks got there first), the whole transaction rolls back with a
+ * serialization failure, which the replicator runs again. And a transaction past its time bound commits
+ * nothing.
+ */
+import type { Pool } from 'pg';
+import { createDb, poolOf, type Db } from '../../src/db/client';
+import { ensureDatabase, migrate } from '../../src/db/migrate';
+import { pgCode } from '../../src/db/pg-errors';
+import { credentialsTable } from '../../src/provider-credentials/store';
+import { formatVersion } from '../../src/replication/hlc';
+import { inPipeline, queryable } from '../../src/replication/pg-tx';
+import { RowStore, type Statement } from '../../src/replication/row-store';
+import type { Row, RowChange } from '../../src/replication/tables';
+import { createDeployment, type TestDeployment } from '../support/env';
+
+let dep: TestDeployment;
+let db: Db;
+let pool: Pool;
+let store: RowStore;
+beforeAll(async () => {
+  dep = await createDeployment('localwritetx', ['us-iowa']);
+  const url = dep.file.regions[0]?.databaseUrl ?? '';
+  await ensureDatabase(url);
+  await migrate(url);
+  db = createDb(url);
+  pool = poolOf(db);
+  store = await RowStore.load(db, [credentialsTable]);
+});
+afterAll(async () => {
+  await db.$disconnect();
+  await dep.cleanup();
+});
+
+const ORG = '01a20904-0000-7000-8000-0000000000b0';
+const v = (wall: number) => formatVersion({ wall, counter: 0, region: 'us-iowa' });
+const row = (id: string, version: string, label: string): Row => ({
+  id, org_id: ORG, label, idp_metadata_url: 'https://idp.example.com/md', email_claims: [], enable_in_slashid_oidc_authz_server: false,
+  home_region: 'us-iowa', created_at: '2026-11-23T00:00:00.000Z', updated_at: '2026-11-23T00:00:00.000Z', deleted_at: null,
+  origin_region: 'us-iowa', version, created_version: v(1000),
+});
+const change = (r: Row): RowChange => ({ table: credentialsTable.name, key: String(r.id), version: String(r.version), row: r });
+const outbox = (changeId: string): Statement => ({
+  sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)',
+  values: [changeId, '{}', ORG],
+  exec: true,
+});
+const stored = async (id: string) => (await pool.query<{ label: string; version: string }>('SELECT label, version FROM saml_provider_credentials WHERE id = $1', [id])).rows[0];
+const inOutbox = async (changeId: string) => Number((await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount);
+
+test('a held-back upsert writes its row with the outbox row in the commit round trip', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000b1';
+  const first = row(id, v(1000), 'first');
+  await store.apply(db, [change(first)]);
+  const next = row(id, v(2000), 'second');
+  const held = store.deferredPut(change(next), first);
+  expect(held).not.toBeNull();
+  await inPipeline(pool, (tx) => tx.run([held as Statement, outbox('01a20904-0000-7000-8000-0000000000c1')], true));
+  expect(await stored(id)).toEqual({ label: 'second', version: v(2000) });
+  expect(await inOutbox('01a20904-0000-7000-8000-0000000000c1')).toBe(1);
+});
+
+test('a held-back upsert that finds its row changed under it rolls the whole transaction back (40001)', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000b2';
+  const first = row(id, v(1000), 'first');
+  await store.apply(db, [change(first)]);
+  // The write read `first` under its lock; then a writer that takes no lock stores a newer version.
+  const held = store.deferredPut(change(row(id, v(2000), 'mine')), first) as Statement;
+  await pool.query("UPDATE saml_provider_credentials SET version = $2, label = 'sneaked in' WHERE id = $1", [id, v(3000)]);
+  const err = await inPipeline(pool, (tx) => tx.run([held, outbox('01a20904-0000-7000-8000-0000000000c2')], true)).catch((e: unknown) => e);
+  expect(pgCode(err)).toBe('40001');
+  expect(String((err as Error).message)).toMatch(/refused by the merge rule/);
+  expect(await stored(id)).toEqual({ label: 'sneaked in', version: v(3000) });
+  expect(await inOutbox('01a20904-0000-7000-8000-0000000000c2')).toBe(0);
+});
+
+test('a change that does not outrank what the write read is not held back (applied at once instead)', () => {
+  const id = '01a20904-0000-7000-8000-0000000000b3';
+  expect(store.deferredPut(change(row(id, v(1000), 'older')), row(id, v(2000), 'newer'))).toBeNull();
+});
+
+test('held-back statements go ahead of the next query of the transaction, which sees them', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000b4';
+  const first = row(id, v(1000), 'first');
+  await store.apply(db, [change(first)]);
+  const pending = [store.deferredPut(change(row(id, v(2000), 'seen')), first) as Statement];
+  const label = await inPipeline(pool, async (tx) => {
+    const rows = await queryable(tx, pending).$queryRawUnsafe<{ label: string }[]>('SELECT label FROM saml_provider_credentials WHERE id = $1::uuid', id);
+    return rows[0]?.label;
+  });
+  expect(pending).toHaveLength(0);
+  expect(label).toBe('seen');
+});
+
+test('a transaction that runs past its time bound commits nothing', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000b5';
+  const first = row(id, v(1000), 'first');
+  await store.apply(db, [change(first)]);
+  const started = Date.now();
+  const err = await inPipeline(
+    pool,
+    async (tx) => {
+      await tx.run([{ sql: "UPDATE saml_provider_credentials SET label = 'too late' WHERE id = $1::uuid", values: [id], exec: true }]);
+      await tx.run([{ sql: 'SELECT pg_sleep(5)', values: [] }], true);
+    },
+    { timeoutMs: 300 },
+  ).catch((e: unknown) => e);
+  expect(String((err as Error).message)).toMatch(/ran past its 300 ms/);
+  expect(Date.now() - started).toBeLessThan(4000);
+  expect((await stored(id))?.label).toBe('first');
+  // The pool goes on with a fresh connection.
+  expect((await pool.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
+});
