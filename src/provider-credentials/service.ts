@@ -1,13 +1,14 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { SamlProviderCredential } from '../generated/prisma/client';
+import { pgCode } from '../db/pg-errors';
 import { AppError, notFound } from '../http/errors';
 import { organizationsTable } from '../organizations/store';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
-import type { Replicator } from '../replication/replicator';
+import type { PutOptions, Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
-import { credentialsTable, metadataTable, recordRefresh } from './store';
+import { credentialsTable, limitCheck, LIMIT_SQLSTATE, metadataTable, refreshStatement } from './store';
 
 export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
   return {
@@ -50,49 +51,50 @@ export function createCredential(
   idem: IdempotentCall<CredentialView> | null = null,
   maxPerOrg = DEFAULT_MAX_CREDENTIALS_PER_ORG,
 ) {
-  return repl.write((w) => runOnce(w, idem, async () => {
-    await w.lock(organizationsTable, orgId);
-    const live = await w.tx.$queryRawUnsafe<{ n: string | bigint }[]>(
-      'SELECT count(*) AS n FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL',
-      orgId,
-    );
-    const n = Number(live[0]?.n ?? 0);
-    if (n >= maxPerOrg) {
+  return repl
+    .write((w) => runOnce(w, idem, async () => {
+      const row = await w.put(credentialsTable, {
+        id: uuidv7(),
+        org_id: orgId,
+        label: body.label ?? '',
+        idp_metadata_url: body.idp_metadata_url,
+        email_claims: body.email_claims ?? [],
+        enable_in_slashid_oidc_authz_server: body.enable_in_slashid_oidc_authz_server ?? false,
+        home_region: repl.region,
+        created_at: new Date().toISOString(),
+      }, { fresh: true });
+      await putMetadata(w, row, fetched, { fresh: true });
+      // The limit, counted under the organization's lock with the new row in: both with the commit.
+      w.later(w.lockStatement(organizationsTable, orgId));
+      w.later(limitCheck(orgId, maxPerOrg));
+      return viewFromRow(row);
+    }))
+    .catch((err: unknown) => {
+      if (pgCode(err) !== LIMIT_SQLSTATE) throw err;
+      const n = Number((err as Error).message) || maxPerOrg;
       throw new AppError(
         409,
         'credential_limit_reached',
         `This organization has ${n} SAML provider credentials, the most it may have (${maxPerOrg}); delete one before creating another.`,
       );
-    }
-    const row = await w.put(credentialsTable, {
-      id: uuidv7(),
-      org_id: orgId,
-      label: body.label ?? '',
-      idp_metadata_url: body.idp_metadata_url,
-      email_claims: body.email_claims ?? [],
-      enable_in_slashid_oidc_authz_server: body.enable_in_slashid_oidc_authz_server ?? false,
-      home_region: repl.region,
-      created_at: new Date().toISOString(),
     });
-    await putMetadata(w, row, fetched);
-    return viewFromRow(row);
-  }));
 }
 
 type Writer = Parameters<Parameters<Replicator['write']>[0]>[0];
 
 /** Stores the fetched document for the credential (its own replicated row) and schedules the next fetch. */
-export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata): Promise<void> {
+export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata, opts: PutOptions = {}): Promise<void> {
   const id = String(credential.id);
-  const current = await w.lock(metadataTable, id);
+  // A new credential's metadata row is new too (keyed by the credential's fresh id).
+  const current = opts.fresh ? null : await w.lock(metadataTable, id);
   await w.put(metadataTable, {
     credential_id: id,
     org_id: credential.org_id,
     idp_metadata_url: credential.idp_metadata_url,
     metadata: fetched.metadata,
     created_at: current?.created_at ?? new Date().toISOString(),
-  });
-  await recordRefresh(w.tx, id, fetched.nextRefreshAt, { ok: true });
+  }, opts);
+  w.later(refreshStatement(id, fetched.nextRefreshAt, { ok: true }));
 }
 
 async function lockOwned(w: Writer, orgId: string, id: string): Promise<Row> {

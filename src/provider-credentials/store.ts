@@ -1,5 +1,5 @@
 import { poolOf, type Db } from '../db/client';
-import type { Queryable } from '../replication/row-store';
+import type { Queryable, Statement } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
@@ -46,26 +46,51 @@ export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: 
 
 /**
  * Records a metadata fetch (at a write or by the refresh job) and schedules the next one. Local, not
- * replicated. Raw SQL: it runs inside replicated writes too, whose transactions are raw (replicator.ts).
+ * replicated. Raw SQL: it also goes with replicated writes, whose transactions are raw (replicator.ts).
  */
 export async function recordRefresh(db: Queryable, credentialId: string, nextAt: Date, outcome: RefreshOutcome): Promise<void> {
-  const now = new Date();
+  const st = refreshStatement(credentialId, nextAt, outcome);
+  await db.$executeRawUnsafe(st.sql, ...st.values);
+}
+
+/** recordRefresh as a statement (for WriteContext.later). */
+export function refreshStatement(credentialId: string, nextAt: Date, outcome: RefreshOutcome): Statement {
+  const now = new Date().toISOString();
   if (outcome.ok) {
-    await db.$executeRawUnsafe(
-      `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_success_at, last_error, last_error_code, consecutive_failures)
+    return {
+      sql: `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_success_at, last_error, last_error_code, consecutive_failures)
        VALUES ($1::uuid, $2::timestamptz, $3::timestamptz, $3::timestamptz, NULL, NULL, 0)
        ON CONFLICT (credential_id) DO UPDATE SET next_at = EXCLUDED.next_at, last_attempt_at = EXCLUDED.last_attempt_at,
          last_success_at = EXCLUDED.last_success_at, last_error = NULL, last_error_code = NULL, consecutive_failures = 0`,
-      credentialId, nextAt.toISOString(), now.toISOString(),
-    );
-    return;
+      values: [credentialId, nextAt.toISOString(), now],
+      exec: true,
+    };
   }
-  await db.$executeRawUnsafe(
-    `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_error, last_error_code, consecutive_failures)
+  return {
+    sql: `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_error, last_error_code, consecutive_failures)
      VALUES ($1::uuid, $2::timestamptz, $3::timestamptz, $4, $5, 1)
      ON CONFLICT (credential_id) DO UPDATE SET next_at = EXCLUDED.next_at, last_attempt_at = EXCLUDED.last_attempt_at,
        last_error = EXCLUDED.last_error, last_error_code = EXCLUDED.last_error_code,
        consecutive_failures = metadata_refresh_state.consecutive_failures + 1`,
-    credentialId, nextAt.toISOString(), now.toISOString(), outcome.message, outcome.code,
-  );
+    values: [credentialId, nextAt.toISOString(), now, outcome.message, outcome.code],
+    exec: true,
+  };
+}
+
+/** The SQLSTATE of a create that would take the organization past its credential limit (limitCheck). */
+export const LIMIT_SQLSTATE = 'SC001';
+
+/**
+ * Checks, under the organization's lock and after the create's own row, that the organization holds at
+ * most `max` live credentials; fails the transaction with LIMIT_SQLSTATE and, as the message, how many it
+ * held before this create. Sent with the create's last round trip (WriteContext.later), so the lock that
+ * serializes an organization's creates in this region is held for that round trip only.
+ */
+export function limitCheck(orgId: string, max: number): Statement {
+  return {
+    sql: `WITH n AS (SELECT count(*) AS n FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL)
+      SELECT replication_check(n <= $2, '${LIMIT_SQLSTATE}', (n - 1)::text) FROM n`,
+    values: [orgId, max],
+    exec: true,
+  };
 }

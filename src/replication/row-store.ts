@@ -133,7 +133,7 @@ export class RowStore {
    */
   belowHorizon = 0;
 
-  /** Whether the database has replication_expect_written (a local write's upserts wait for its commit: deferredPut). */
+  /** Whether the database has replication_check (a local write's upserts wait for its commit: deferredPut). */
   private expectFn = false;
 
   /** Reads each table's columns from the database, and checks the replication columns exist. */
@@ -242,7 +242,7 @@ export class RowStore {
       `SELECT to_regprocedure('replication_lock_row(text,text,text,text,text)') IS NOT NULL AS found`,
     );
     const expect = await db.$queryRawUnsafe<{ found: boolean }[]>(
-      `SELECT to_regprocedure('replication_expect_written(bigint,bigint,text)') IS NOT NULL AS found`,
+      `SELECT to_regprocedure('replication_check(boolean,text,text)') IS NOT NULL AS found`,
     );
     return { sql, schema: migrations[0]?.name ?? '', lockFn: fn[0]?.found === true, hasHorizon: Boolean(horizon[0]?.t), expectFn: expect[0]?.found === true };
   }
@@ -377,12 +377,23 @@ export class RowStore {
     return rows[0]?.row ?? null;
   }
 
+  /** Whether deferredPut can hold upserts back (the database has replication_check). */
+  get canDefer(): boolean {
+    return this.expectFn;
+  }
+
+  /** The per-key lock lock() takes, alone: a statement to send with others (see WriteContext.later). */
+  lockStatement(table: ReplicatedTable, key: string): Statement {
+    this.get(table.name);
+    return { sql: 'SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', values: [`${table.name}:${key}`], exec: true };
+  }
+
   /**
    * The upsert of one row that a local write has locked and read (`current`; null when absent), to be sent
    * with the transaction's last round trip (its outbox row and COMMIT) instead of a round trip of its own.
    * Under the lock the outcome is known: the change outranks `current`, and nothing else writes the row
    * before the commit. The statement still checks it wrote the row and otherwise fails the transaction
-   * (replication_expect_written: a serialization failure, so the write runs again). Null when the change
+   * (replication_check: a serialization failure, so the write runs again). Null when the change
    * does not outrank `current`, or the database lacks the function: then apply() it at once, as before.
    * No horizon check: a local create's creation stamp is the transaction's own fresh version, above any
    * horizon, and a local update keeps the stamp of the row it holds.
@@ -393,8 +404,8 @@ export class RowStore {
     const c = normalize(change, s);
     if (current && compareStates(c.state, stateOf({ version: String(current.version), row: current })) <= 0) return null;
     return {
-      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c))}) SELECT replication_expect_written((SELECT count(*) FROM w), 1, $2)`,
-      values: [JSON.stringify([c.row]), `${change.table} ${c.rowKey}`],
+      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c))}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2)`,
+      values: [JSON.stringify([c.row]), `write to ${change.table} ${c.rowKey} was refused by the merge rule`],
       exec: true,
     };
   }

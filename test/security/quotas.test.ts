@@ -75,6 +75,37 @@ describe('credentials per organization', () => {
   });
 });
 
+describe('credentials per organization, creates at once', () => {
+  test('ten concurrent creates for three places: three 201, seven 409, and nothing of the refused ones is stored', async () => {
+    // A region of its own whose fetch limits let all ten through to the write.
+    const race = await startInProcess('quotas-race', ['us-iowa'], {
+      metadataAllowedHosts: [idp.hostPort],
+      metadataRefreshIntervalSeconds: 3600,
+      maxCredentialsPerOrg: MAX_CREDENTIALS,
+      metadataFetchConcurrency: { perOrg: 20, perRegion: 20 },
+    });
+    try {
+      const org = await createOrg(race.url, 'race');
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, () => call(race.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml') }, headers: slashidHeaders(org) })),
+      );
+      expect(answers.map((a) => a.status).sort()).toEqual([201, 201, 201, 409, 409, 409, 409, 409, 409, 409]);
+      for (const a of answers.filter((x) => x.status === 409)) expect(a.body.errors[0].message).toMatch(/the most it may have \(3\)/);
+      const rows = await race.region.db.$queryRawUnsafe<{ credentials: number; metadata: number; refresh: number; outbox: number }[]>(
+        `SELECT (SELECT count(*)::int FROM saml_provider_credentials WHERE org_id = $1::uuid) AS credentials,
+                (SELECT count(*)::int FROM saml_credential_metadata WHERE org_id = $1::uuid) AS metadata,
+                (SELECT count(*)::int FROM metadata_refresh_state r JOIN saml_provider_credentials c ON c.id = r.credential_id WHERE c.org_id = $1::uuid) AS refresh,
+                (SELECT count(*)::int FROM replication_outbox WHERE org_id = $1::uuid) AS outbox`,
+        org.id,
+      );
+      // The organization's own create is in the outbox too.
+      expect(rows[0]).toEqual({ credentials: 3, metadata: 3, refresh: 3, outbox: 4 });
+    } finally {
+      await race.stop();
+    }
+  });
+});
+
 describe('IdP metadata fetches in flight', () => {
   test('per organization: a second fetch while one runs is a 429 with Retry-After; per region: a 503', async () => {
     const [a, b, c] = [await createOrg(r.url, 'fa'), await createOrg(r.url, 'fb'), await createOrg(r.url, 'fc')];
