@@ -5,8 +5,10 @@
  *   2. the host is resolved once and every address is checked against the address policy
  *      (skipped for hosts an operator allow-listed);
  *   3. plain http only for allow-listed hosts;
- *   4. the connection is pinned to the checked addresses through a per-hop undici Agent whose
- *      `lookup` answers with them, so a second DNS answer (rebinding) is never used.
+ *   4. the connection is pinned to the checked addresses through an undici Agent whose `lookup` answers
+ *      with them, so a second DNS answer (rebinding) is never used. Agents are kept per origin and set of
+ *      checked addresses (agentFor): a later fetch whose host resolves to the same checked addresses
+ *      reuses an idle connection (keep-alive); one that resolves differently gets an agent of its own.
  * Time (connect and total) and size are bounded, and each limit has its own error.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
@@ -259,13 +261,53 @@ function statusError(url: URL, status: number, via: string): MetadataError {
 
 type HopResult = { kind: 'redirect'; location: string } | { kind: 'body'; body: string; contentType: string | null };
 
-async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, deadline: Deadline, via: string): Promise<HopResult> {
+/** Agents kept for reuse (least recently used first); beyond MAX_AGENTS the oldest is closed. */
+const agents = new Map<string, Agent>();
+const MAX_AGENTS = 64;
+/** Connections per agent (per IdP origin and address set): concurrent fetches of one IdP need not queue. */
+const CONNECTIONS_PER_AGENT = 8;
+/** An idle connection to an IdP is closed after this long (undici's default is 4 s). */
+const KEEP_ALIVE_MS = 10_000;
+
+/**
+ * The agent for `url` pinned to `addresses`, kept alive across fetches. Every fetch still resolves the host
+ * and checks each address first (checkHop): the key holds the checked addresses, so an agent only ever
+ * connects to addresses that passed the check for this very origin.
+ */
+function agentFor(url: URL, addresses: LookupAddress[], limits: Limits): Agent {
+  const key = [url.origin, addresses.map((a) => `${a.family}/${a.address}`).sort().join(','), limits.connectTimeoutMs, limits.timeoutMs].join('|');
+  const kept = agents.get(key);
+  if (kept) {
+    agents.delete(key);
+    agents.set(key, kept);
+    return kept;
+  }
   const agent = new Agent({
     connect: { lookup: pinnedLookup(bareHost(url), addresses), timeout: limits.connectTimeoutMs },
-    connections: 1,
+    connections: CONNECTIONS_PER_AGENT,
+    keepAliveTimeout: KEEP_ALIVE_MS,
+    keepAliveMaxTimeout: KEEP_ALIVE_MS,
     headersTimeout: limits.timeoutMs,
     bodyTimeout: limits.timeoutMs,
   });
+  agents.set(key, agent);
+  for (const [oldKey, old] of agents) {
+    if (agents.size <= MAX_AGENTS) break;
+    agents.delete(oldKey);
+    void old.close().catch(() => undefined); // after the fetches it is serving
+  }
+  return agent;
+}
+
+/** Closes every kept connection to IdPs (at shutdown; fetches after it open new ones). */
+export async function closeIdpConnections(): Promise<void> {
+  const all = [...agents.values()];
+  agents.clear();
+  await Promise.all(all.map((a) => a.close().catch(() => undefined)));
+}
+
+async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, deadline: Deadline, via: string): Promise<HopResult> {
+  const agent = agentFor(url, addresses, limits);
   try {
     const res = await request(url, {
       dispatcher: agent,
@@ -298,8 +340,6 @@ async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, de
     return { kind: 'body', body: decodeBody(bytes), contentType: header(res.headers, 'content-type') };
   } catch (err) {
     throw describeFailure(err, url, limits, deadline);
-  } finally {
-    await agent.destroy().catch(() => undefined);
   }
 }
 

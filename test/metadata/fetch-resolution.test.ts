@@ -3,12 +3,13 @@
  * public address, outgoing connections are stubbed to fail, so even a regression could not send
  * traffic off this machine.
  */
-import net from 'node:net';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import type { LookupAddress } from 'node:dns';
 import { MetadataError } from '../../src/metadata/errors';
-import { fetchMetadataWithResolver, type FetchOptions, type ResolveHost } from '../../src/metadata/fetch-metadata';
-import { OKTA_XML, startHttpServer, type LocalServer } from './support/local-servers';
+import { closeIdpConnections, fetchMetadataWithResolver, type FetchOptions, type ResolveHost } from '../../src/metadata/fetch-metadata';
+import { canBind, OKTA_XML, startHttpServer, type LocalServer } from './support/local-servers';
 
 let server: LocalServer;
 
@@ -170,5 +171,50 @@ describe('with connections forbidden', () => {
     const err = await refusal(url, { allowedHosts: [] }, resolve);
     expect(err.code).toBe(code);
     expect(resolve.calls).toEqual([]);
+  });
+});
+
+describe('kept-alive connections', () => {
+  /** A server on 0.0.0.0 (so 127.0.0.1 and 127.0.0.2 both reach it) that records the address of each connection. */
+  async function countingServer(): Promise<{ port: number; connections: string[]; close(): Promise<void> }> {
+    const connections: string[] = [];
+    const srv = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/xml' }).end(OKTA_XML));
+    srv.on('connection', (socket) => connections.push(socket.localAddress ?? '?'));
+    await new Promise<void>((resolve) => srv.listen(0, '0.0.0.0', () => resolve()));
+    const { port } = srv.address() as AddressInfo;
+    return {
+      port,
+      connections,
+      close: () => new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+    };
+  }
+
+  afterAll(() => closeIdpConnections());
+
+  it('reuses a connection while the host resolves to the same checked addresses, and opens one to a new answer', async () => {
+    const srv = await countingServer();
+    try {
+      const opts = { allowedHosts: [`idp.test:${srv.port}`] };
+      const url = `http://idp.test:${srv.port}/metadata.xml`;
+      const first = resolverFor({ 'idp.test': ['127.0.0.1'] });
+      for (let i = 0; i < 3; i++) {
+        expect((await fetchMetadataWithResolver(url, opts, first)).body).toBe(OKTA_XML);
+        // undici hands a finished connection back to its pool on a later turn of the event loop.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // Each fetch resolved and checked the host again; one connection served all three.
+      expect(first.calls).toEqual(['idp.test', 'idp.test', 'idp.test']);
+      expect(srv.connections).toEqual(['127.0.0.1']);
+      if (!canBind('127.0.0.2')) return;
+      // The name now resolves elsewhere: the kept connection (to the old address) is not used for it.
+      const moved = resolverFor({ 'idp.test': ['127.0.0.2'] });
+      expect((await fetchMetadataWithResolver(url, opts, moved)).body).toBe(OKTA_XML);
+      expect(srv.connections).toEqual(['127.0.0.1', '127.0.0.2']);
+    } finally {
+      await srv.close();
+    }
   });
 });
