@@ -217,7 +217,10 @@ export interface Admission {
   refuseAtOnce(method: string | undefined): AppError | null;
 }
 
-/** Where a gated request keeps its slot's release (on the request, not in an AsyncLocalStorage: see below). */
+/**
+ * Where a gated request keeps its slot's release: on the request (read back through its Consistency, see
+ * consistency.ts), not in an AsyncLocalStorage, whose hooks would cost something on every promise.
+ */
 const SLOT = Symbol('admission slot');
 type Gated = Request & { [SLOT]?: () => void };
 

@@ -1,17 +1,19 @@
 /**
- * Transactions on a plain pg connection, for the apply path. A change waited on with all_regions is on
- * the critical path from its apply in each region to its ack; the same statements through the ORM's
- * interactive transaction cost several times the round trips themselves (measured: 6.8 ms against 1.6 ms
- * for six statements). Here the statements go several to a round trip (inPipeline): an apply is one round
- * trip (BEGIN, the locks, one read-and-upsert statement per table, COMMIT) or, for a batch that needs to
- * see what is stored before it knows what to write, two (see RowStore.apply).
+ * Transactions on a plain pg connection, for the apply path and local writes (replicator.ts). A change
+ * waited on with all_regions is on the critical path from its apply in each region to its ack; the same
+ * statements through the ORM's interactive transaction cost several times the round trips themselves
+ * (measured: 6.8 ms against 1.6 ms for six statements). Here the statements go several to a round trip
+ * (inPipeline): an apply is one round trip (BEGIN, the locks, one read-and-upsert statement per table,
+ * COMMIT) or, for a batch that needs to see what is stored before it knows what to write, two (see
+ * RowStore.apply); a local write two (see Replicator.write), a create one.
  */
+import { createHash } from 'node:crypto';
 import { Pool, type PoolClient, type QueryResult } from 'pg';
 import type { Pipeline, Queryable, Statement } from './row-store';
 
 /** A small pool of the applier's own (two batches at a time; a parked retry waits for one of them). */
-export function createApplyPool(databaseUrl: string): Pool {
-  const pool = new Pool({ connectionString: databaseUrl, max: 2 });
+export function createApplyPool(databaseUrl: string, max = 2): Pool {
+  const pool = new Pool({ connectionString: databaseUrl, max });
   // A connection that dies while idle (a database restart) is dropped; the next checkout opens a new one.
   pool.on('error', () => undefined);
   return pool;
@@ -56,16 +58,31 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
   const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {
     if (ended) throw new Error('this transaction has ended');
     if (expired) throw new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
-    const texts = statements.map((st) => inlineParameters(st));
-    const opening = !begun;
+    const texts: string[] = [];
     // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
     // locks the statements before it waited for.
-    if (opening) texts.unshift('BEGIN ISOLATION LEVEL READ COMMITTED');
+    if (!begun) texts.push(...preparedStatements.reset(client), 'BEGIN ISOLATION LEVEL READ COMMITTED');
+    // Where each statement's own result is (a PREPARE before it has one too).
+    const at: number[] = [];
+    const preparing: string[] = [];
+    for (const st of statements) {
+      const text = preparedStatements.text(client, st, texts, preparing);
+      at.push(texts.length);
+      texts.push(text);
+    }
     if (last) texts.push('COMMIT');
     begun = true;
     ended = last;
-    const results = await simpleQuery(client, texts);
-    return results.slice(opening ? 1 : 0, (opening ? 1 : 0) + statements.length);
+    try {
+      const results = await simpleQuery(client, texts);
+      preparedStatements.done(client, preparing);
+      return at.map((i) => results[i] as QueryResult);
+    } catch (err) {
+      // Whether a PREPARE of this batch took effect is not known: the connection starts its next
+      // transaction with DEALLOCATE ALL.
+      if (preparing.length) preparedStatements.unknown(client);
+      throw err;
+    }
   };
   const tx: PipelineTx = {
     send,
@@ -101,6 +118,48 @@ export function queryable(tx: PipelineTx, pending: Statement[] = []): Queryable 
     $executeRawUnsafe: async (sql: string, ...values: unknown[]) => (await send({ sql, values, exec: true }))?.rowCount ?? 0,
   };
 }
+
+/**
+ * Server-side prepared statements of the pooled connections (Statement.prepare): each connection PREPAREs
+ * a statement text the first time a batch of its carries it (in that batch, just before its first
+ * EXECUTE) under a name derived from the text, and EXECUTEs it from then on. Measured on the upsert of a
+ * local write: 135 µs of the Postgres backend's CPU instead of 250 µs when planned every time.
+ */
+const preparedStatements = {
+  byClient: new WeakMap<PoolClient, Set<string>>(),
+  /** Connections whose prepared statements are not known (a batch with a PREPARE failed). */
+  dirty: new WeakSet<PoolClient>(),
+
+  /** What a connection sends before its next transaction: DEALLOCATE ALL when its statements are unknown. */
+  reset(client: PoolClient): string[] {
+    if (!this.dirty.has(client)) return [];
+    this.dirty.delete(client);
+    this.byClient.get(client)?.clear();
+    return ['DEALLOCATE ALL'];
+  },
+
+  /** The text that runs `st` on `client`: as sent, or an EXECUTE (its PREPARE pushed onto `texts` first). */
+  text(client: PoolClient, st: Statement, texts: string[], preparing: string[]): string {
+    if (!st.prepare) return inlineParameters(st);
+    const name = `r_${createHash('sha1').update(st.sql).digest('hex').slice(0, 20)}`;
+    const known = this.byClient.get(client) ?? new Set<string>();
+    this.byClient.set(client, known);
+    if (!known.has(name) && !preparing.includes(name)) {
+      texts.push(`PREPARE ${name} AS ${st.sql}`);
+      preparing.push(name);
+    }
+    return st.values.length ? `EXECUTE ${name}(${st.values.map(literal).join(', ')})` : `EXECUTE ${name}`;
+  },
+
+  done(client: PoolClient, names: readonly string[]): void {
+    const known = this.byClient.get(client);
+    for (const n of names) known?.add(n);
+  },
+
+  unknown(client: PoolClient): void {
+    this.dirty.add(client);
+  },
+};
 
 /** The result of each statement of a multi-statement simple query, in order. */
 async function simpleQuery(client: PoolClient, texts: string[]): Promise<QueryResult[]> {

@@ -198,7 +198,7 @@ export class Replicator {
         const event: SignedEvent = this.d.auth.sign({ changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema });
         // The held-back upserts, the outbox row and COMMIT: one round trip.
         await pipe.run(
-          [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)', values: [event.changeId, JSON.stringify(event), orgId], exec: true }],
+          [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)', values: [event.changeId, JSON.stringify(event), orgId], exec: true, prepare: true }],
           true,
         );
         return { value, event };

@@ -29,6 +29,13 @@ export interface Statement {
   sql: string;
   values: unknown[];
   exec?: boolean;
+  /**
+   * Sent through a pipelined transaction (pg-tx.ts), run as a prepared statement: PREPAREd once per
+   * connection, then EXECUTEd, so Postgres parses and plans it once instead of every time. For statements
+   * whose text repeats (the upserts and applies of a table's column set, the outbox row); every parameter's
+   * type must follow from the SQL (a cast, a function's argument).
+   */
+  prepare?: boolean;
 }
 
 /**
@@ -404,9 +411,10 @@ export class RowStore {
     const c = normalize(change, s);
     if (current && compareStates(c.state, stateOf({ version: String(current.version), row: current })) <= 0) return null;
     return {
-      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c))}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2)`,
+      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c))}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2::text)`,
       values: [JSON.stringify([c.row]), `write to ${change.table} ${c.rowKey} was refused by the merge rule`],
       exec: true,
+      prepare: true,
     };
   }
 
@@ -478,6 +486,7 @@ export class RowStore {
     const tables = [...groups];
     const statements: Statement[] = tables.map(([table, g]) => ({
       sql: this.applyFor(this.get(table), g.cols),
+      prepare: true,
       values: [JSON.stringify(g.changes.map((c) => c.row)), g.changes.map((c) => c.rowKey)],
     }));
     const res = await run.run([...(lock ? [lock] : []), ...statements], true);
@@ -537,7 +546,7 @@ export class RowStore {
       groups.set(gid, g);
       toWrite.add(c.row);
     }
-    const writes: Statement[] = [...groups.values()].map((g) => ({ sql: this.upsertFor(this.get(g.table), g.cols), values: [JSON.stringify(g.rows)] }));
+    const writes: Statement[] = [...groups.values()].map((g) => ({ sql: this.upsertFor(this.get(g.table), g.cols), values: [JSON.stringify(g.rows)], prepare: true }));
     const results = writes.length || opts.last ? await run.run(writes, opts.last) : [];
     let changed = 0;
     const written = new Set<string>();

@@ -11,7 +11,7 @@ import { ensureDatabase, migrate } from '../../src/db/migrate';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { formatVersion } from '../../src/replication/hlc';
-import { inPipeline, queryable } from '../../src/replication/pg-tx';
+import { createApplyPool, inPipeline, queryable } from '../../src/replication/pg-tx';
 import { RowStore, type Statement } from '../../src/replication/row-store';
 import type { Row, RowChange } from '../../src/replication/tables';
 import { createDeployment, type TestDeployment } from '../support/env';
@@ -112,4 +112,37 @@ test('a transaction that runs past its time bound commits nothing', async () => 
   expect((await stored(id))?.label).toBe('first');
   // The pool goes on with a fresh connection.
   expect((await pool.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
+});
+
+describe('prepared statements (Statement.prepare)', () => {
+  let one: Pool;
+  beforeAll(() => {
+    one = createApplyPool(dep.file.regions[0]?.databaseUrl ?? '', 1);
+  });
+  afterAll(() => one.end());
+
+  const labelOf: Statement = { sql: 'SELECT label FROM saml_provider_credentials WHERE id = $1::uuid', values: [], prepare: true };
+  const prepared = () =>
+    inPipeline(one, async (tx) => (await tx.run([{ sql: 'SELECT name, statement FROM pg_prepared_statements', values: [] }]))[0] as { name: string; statement: string }[]);
+
+  test('are prepared once per connection and executed from then on, with their parameters', async () => {
+    const id = '01a20904-0000-7000-8000-0000000000b6';
+    await store.apply(db, [change(row(id, v(1000), 'prepared'))]);
+    for (let i = 0; i < 3; i++) {
+      const rows = await inPipeline(one, async (tx) => (await tx.run([{ ...labelOf, values: [id] }], true))[0]);
+      expect(rows).toEqual([{ label: 'prepared' }]);
+    }
+    const mine = (await prepared()).filter((p) => p.statement.includes('SELECT label FROM saml_provider_credentials'));
+    expect(mine).toHaveLength(1);
+  });
+
+  test('a batch that failed after its PREPARE leaves the connection usable: it starts over with DEALLOCATE ALL', async () => {
+    const other: Statement = { sql: 'SELECT $1::int / $2::int AS q', values: [], prepare: true };
+    // PREPARE runs, then its EXECUTE fails (division by zero): the batch and the transaction fail.
+    await expect(inPipeline(one, (tx) => tx.run([{ ...other, values: [1, 0] }], true))).rejects.toThrow(/division by zero/);
+    // The same statement on the same connection (pool of one) is prepared again and runs.
+    const rows = await inPipeline(one, async (tx) => (await tx.run([{ ...other, values: [6, 3] }], true))[0]);
+    expect(rows).toEqual([{ q: 2 }]);
+    expect((await prepared()).filter((p) => p.statement.includes('AS q'))).toHaveLength(1);
+  });
 });
