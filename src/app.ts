@@ -34,8 +34,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.use(requestId());
-  app.use(requestLog(deps.log));
-  app.use(deps.metrics.http);
+  app.use(requestLog(deps.log, deps.metrics));
 
   // The console's pages (under /admin, public: they ask for the token) and /openapi.json.
   for (const f of deps.features) if (f.pages) app.use(f.pages(deps));

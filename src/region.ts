@@ -12,6 +12,7 @@ import { ensureDatabase, migrate } from './db/migrate';
 import type { Feature } from './feature';
 import { FEATURES } from './features';
 import { createAdmission } from './http/admission';
+import { closeIdpConnections } from './metadata/fetch-metadata';
 import { createLogger, type Logger } from './logger';
 import { registerAdmissionMetrics } from './observability/admission-metrics';
 import { createMetrics } from './observability/metrics';
@@ -128,6 +129,8 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       await replication.stop();
       await db.$disconnect();
       await adminDb.$disconnect();
+      // Kept-alive connections to IdPs (shared by the process's regions: another one opens new ones).
+      await closeIdpConnections();
       log.info('stopped');
     })());
 
