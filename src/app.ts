@@ -36,12 +36,11 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestId());
   app.use(requestLog(deps.log, deps.metrics));
 
-  // The console's pages (under /admin, public: they ask for the token) and /openapi.json.
-  for (const f of deps.features) if (f.pages) app.use(f.pages(deps));
-
-  // Health, metrics and the admin API: paths of their own (UNGATED), so an API request skips all their
-  // routers' layers in one test instead of matching each of them (Express walks every layer it meets).
+  // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
+  // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one
+  // test instead of matching each of them (Express walks every layer it meets).
   const operator = express.Router();
+  for (const f of deps.features) if (f.pages) operator.use(f.pages(deps));
   operator.use(healthRoutes({ region: deps.config.region.id, health: deps.health, readiness: deps.readiness }));
   // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
   operator.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
@@ -69,7 +68,7 @@ export function createApp(deps: AppDeps): Express {
 }
 
 /** Paths the gates never see (they are answered before admission in createApp). */
-const UNGATED = /^\/(admin|healthz|readyz|metrics)(\/|\?|$)/;
+const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/;
 
 /**
  * The server's request handler: `app`, behind a front door that answers an API request the gates would

@@ -26,7 +26,10 @@ export interface Feature {
   routes?(deps: FeatureDeps): Router;
   /** Routes under /admin (they run behind the admin token). */
   adminRoutes?(deps: FeatureDeps): Router;
-  /** Pages that hold no data, served without the admin token (their scripts send it to fetch data). */
+  /**
+   * Pages that hold no data, served without the admin token (their scripts send it to fetch data). Their
+   * paths are under /admin/ or /openapi.json: only those reach them (UNGATED in app.ts).
+   */
   pages?(deps: FeatureDeps): Router;
   /** Starts background work; returns its stop function. */
   start?(deps: FeatureDeps): () => Promise<void>;
