@@ -3,9 +3,6 @@ import { Pool } from 'pg';
 import { PrismaClient } from '../generated/prisma/client';
 
 export type Db = PrismaClient;
-/** The client handed to a transaction callback. */
-export type TxClient = Parameters<Parameters<PrismaClient['$transaction']>[0]>[0];
-
 /**
  * Raw SQL reads, all the operator's status queries need: a Prisma client, or a plain pg pool in the operator
  * listener's thread (src/operator), where a second Prisma client would cost ~90 MB.

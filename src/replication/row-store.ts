@@ -141,13 +141,13 @@ export class RowStore {
   belowHorizon = 0;
 
   /** Whether the database has replication_check (a local write's upserts wait for its commit: deferredPut). */
-  private expectFn = false;
+  private checkFn = false;
 
   /** Reads each table's columns from the database, and checks the replication columns exist. */
   static async load(db: Db, tables: readonly ReplicatedTable[]): Promise<RowStore> {
-    const { sql, schema, lockFn, hasHorizon, expectFn } = await RowStore.read(db, tables);
+    const { sql, schema, lockFn, hasHorizon, checkFn } = await RowStore.read(db, tables);
     const store = new RowStore(sql, lockFn, schema, db, tables, hasHorizon);
-    store.expectFn = expectFn;
+    store.checkFn = checkFn;
     return store;
   }
 
@@ -157,10 +157,10 @@ export class RowStore {
    */
   reload(): Promise<void> {
     this.reloading ??= RowStore.read(this.db, this.tables)
-      .then(({ sql, schema, lockFn, hasHorizon, expectFn }) => {
+      .then(({ sql, schema, lockFn, hasHorizon, checkFn }) => {
         this.sql = sql;
         this.lockFn = lockFn;
-        this.expectFn = expectFn;
+        this.checkFn = checkFn;
         this.schemaVersion = schema;
         this.hasHorizon = hasHorizon;
         this.reloadedAt = Date.now();
@@ -200,7 +200,7 @@ export class RowStore {
   private static async read(
     db: Db,
     tables: readonly ReplicatedTable[],
-  ): Promise<{ sql: Map<string, TableSql>; schema: string; lockFn: boolean; hasHorizon: boolean; expectFn: boolean }> {
+  ): Promise<{ sql: Map<string, TableSql>; schema: string; lockFn: boolean; hasHorizon: boolean; checkFn: boolean }> {
     const sql = new Map<string, TableSql>();
     for (const table of tables) {
       const cols = await db.$queryRawUnsafe<{ column_name: string; udt_name: string }[]>(
@@ -251,7 +251,7 @@ export class RowStore {
     const expect = await db.$queryRawUnsafe<{ found: boolean }[]>(
       `SELECT to_regprocedure('replication_check(boolean,text,text)') IS NOT NULL AS found`,
     );
-    return { sql, schema: migrations[0]?.name ?? '', lockFn: fn[0]?.found === true, hasHorizon: Boolean(horizon[0]?.t), expectFn: expect[0]?.found === true };
+    return { sql, schema: migrations[0]?.name ?? '', lockFn: fn[0]?.found === true, hasHorizon: Boolean(horizon[0]?.t), checkFn: expect[0]?.found === true };
   }
 
   /**
@@ -386,7 +386,7 @@ export class RowStore {
 
   /** Whether deferredPut can hold upserts back (the database has replication_check). */
   get canDefer(): boolean {
-    return this.expectFn;
+    return this.checkFn;
   }
 
   /** The per-key lock lock() takes, alone: a statement to send with others (see WriteContext.later). */
@@ -406,7 +406,7 @@ export class RowStore {
    * horizon, and a local update keeps the stamp of the row it holds.
    */
   deferredPut(change: RowChange, current: Row | null): Statement | null {
-    if (!this.expectFn) return null;
+    if (!this.checkFn) return null;
     const s = this.get(change.table);
     const c = normalize(change, s);
     if (current && compareStates(c.state, stateOf({ version: String(current.version), row: current })) <= 0) return null;
