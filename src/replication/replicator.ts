@@ -216,58 +216,48 @@ export class Replicator {
       await store.reload();
       result = await run();
     }
-    if (result.event) void this.publish(result.event);
+    if (result.event) this.publish(result.event);
     return result;
   }
 
-  /** Events committed since the last delivery round, with who waits for their outcome (see publish). */
-  private outgoing: { event: SignedEvent; done: (delivered: boolean) => void }[] = [];
+  /** Events committed since the last delivery round (see publish). */
+  private outgoing: SignedEvent[] = [];
 
   /**
-   * Fast path after commit. Failures are fine: the relay delivers whatever is left undelivered. Resolves
-   * true when every destination has the event and this region's own ack is recorded.
+   * Fast path after commit. Failures are fine: the relay delivers whatever is left undelivered.
    * Events committed in the same turn of the event loop go out together (on setImmediate, right after the
    * I/O that completed their commits): one pipeline per destination and one for the acks, instead of three
    * per event. Under load a turn completes several commits; alone, an event waits for no other.
    */
-  publish(event: SignedEvent): Promise<boolean> {
-    return new Promise((done) => {
-      this.outgoing.push({ event, done });
-      if (this.outgoing.length === 1) setImmediate(() => void this.deliverOutgoing());
-    });
+  publish(event: SignedEvent): void {
+    this.outgoing.push(event);
+    if (this.outgoing.length === 1) setImmediate(() => void this.deliverOutgoing());
   }
 
   private async deliverOutgoing(): Promise<void> {
-    const batch = this.outgoing;
+    const events = this.outgoing;
     this.outgoing = [];
     const { links, deliverer, region } = this.d;
-    const events = batch.map((b) => b.event);
     const ids = events.map((e) => e.changeId);
     const destinations = this.regions.filter((r) => r !== region);
     // The deliveries go out first (they are what an all_regions write waits on); the origin's own acks
     // ("applied": its transactions put every row) go alongside them.
     const delivering = eachRegion(destinations, (dest) => deliverer.deliver(links.to(dest), dest, events));
     const orgs = Object.fromEntries(events.flatMap((e) => (e.orgId ? [[e.changeId, e.orgId]] : [])));
-    const ownAck = this.d.tracker.ack(region, ids, { orgs }).then(
-      () => true,
-      (err: Error) => {
-        this.d.log.debug({ err: err.message, count: ids.length }, 'own acks deferred to the relay');
-        return false;
-      },
-    );
+    const ownAck = this.d.tracker.ack(region, ids, { orgs }).catch((err: Error) => {
+      this.d.log.debug({ err: err.message, count: ids.length }, 'own acks deferred to the relay');
+    });
     const res = await delivering;
     const made = new Map<string, Delivery[]>(ids.map((id) => [id, []]));
     for (const [dest, r] of res) {
       if (r.ok) r.value.forEach((streamId, i) => made.get(ids[i] as string)?.push({ changeId: ids[i] as string, region: dest, streamId }));
       else this.d.log.debug({ err: r.error.message, count: ids.length, destination: dest }, 'delivery deferred to the relay');
     }
-    const acked = await ownAck;
-    for (const b of batch) {
-      const mine = made.get(b.event.changeId) ?? [];
-      const complete = mine.length === destinations.length;
-      this.markDelivered(b.event.changeId, mine, complete);
-      b.done(acked && complete);
+    for (const id of ids) {
+      const mine = made.get(id) ?? [];
+      this.markDelivered(id, mine, mine.length === destinations.length);
     }
+    await ownAck;
   }
 
   private pendingMarks: { changeId: string; made: Delivery[]; complete: boolean }[] = [];

@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
-import { createDb, type Db } from '../../src/db/client';
-import { ensureDatabase, listMigrations, migrate } from '../../src/db/migrate';
+import type { Db } from '../../src/db/client';
+import { listMigrations, migrate } from '../../src/db/migrate';
 import { PROJECT_ROOT } from '../../src/paths';
-import { createDeployment, type TestDeployment } from '../support/env';
+import { migratedDb, type MigratedDb } from '../support/migrated-db';
 
 interface ModelSpec {
   model: string;
@@ -37,23 +37,19 @@ function parseSchema(text: string): ModelSpec[] {
 }
 
 const specs = parseSchema(fs.readFileSync(path.join(PROJECT_ROOT, 'prisma', 'schema.prisma'), 'utf8'));
-let dep: TestDeployment;
+let m: MigratedDb;
 let pg: Client;
 let db: Db;
 
 beforeAll(async () => {
-  dep = await createDeployment('drift', ['us-iowa']);
-  const url = dep.file.regions[0]?.databaseUrl ?? '';
-  await ensureDatabase(url);
-  await migrate(url);
-  pg = new Client({ connectionString: url });
+  m = await migratedDb('drift');
+  db = m.db;
+  pg = new Client({ connectionString: m.url });
   await pg.connect();
-  db = createDb(url);
 });
 afterAll(async () => {
   await pg.end();
-  await db.$disconnect();
-  await dep.cleanup();
+  await m.close();
 });
 
 test('the schema declares models', () => {
@@ -82,5 +78,5 @@ test('migrations are recorded the way prisma migrate records them', async () => 
   expect(rows.rows.map((r) => [r.migration_name, r.checksum])).toEqual(listMigrations().map((m) => [m.name, m.checksum]));
   expect(rows.rows.every((r) => r.finished_at !== null && r.applied_steps_count === 1)).toBe(true);
   // Running it again applies nothing.
-  expect(await migrate(dep.file.regions[0]?.databaseUrl ?? '')).toEqual([]);
+  expect(await migrate(m.url)).toEqual([]);
 });

@@ -1,10 +1,12 @@
 /**
  * The operator routes read through a pool of their own (src/region.ts): with every connection of the main
- * pool busy, /admin/replication, /readyz and /metrics still answer.
+ * pool busy, /admin/replication, /readyz and /metrics still answer. An API write that finds no connection
+ * of the main pool within POOL_WAIT_MS is refused 503 in its envelope, and writes nothing.
  */
 import { Client } from 'pg';
 import { DB_POOL_SIZE } from '../../src/config';
-import { adminHeaders, call } from '../support/harness';
+import { POOL_WAIT_MS } from '../../src/db/client';
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
 let r: InProcessRegion;
@@ -19,14 +21,23 @@ afterAll(async () => {
   await r?.stop();
 });
 
-test('admin, readiness and metrics answer while every connection of the main pool is taken', async () => {
-  // Every connection of the main pool waits for a lock this test holds.
+const waiting = async () =>
+  (await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rows[0]?.n;
+
+/** Takes every connection of the main pool (each waits for a lock this test holds); returns the release. */
+async function takeMainPool(): Promise<() => Promise<void>> {
   await holder.query('SELECT pg_advisory_lock(4242)');
   // (A Prisma query runs once something awaits it: then() starts each now.)
   const busy = Array.from({ length: DB_POOL_SIZE }, () => r.region.db.$executeRawUnsafe('SELECT pg_advisory_xact_lock(4242)').then(() => undefined));
-  const waiting = async () =>
-    (await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rows[0]?.n;
   while ((await waiting()) !== DB_POOL_SIZE) await new Promise((res) => setTimeout(res, 20));
+  return async () => {
+    await holder.query('SELECT pg_advisory_unlock(4242)');
+    await Promise.all(busy);
+  };
+}
+
+test('admin, readiness and metrics answer while every connection of the main pool is taken', async () => {
+  const release = await takeMainPool();
   try {
     const [replication, ready, metrics] = await Promise.all([
       call(r.url, 'GET', '/admin/replication', { headers: adminHeaders }),
@@ -41,7 +52,29 @@ test('admin, readiness and metrics answer while every connection of the main poo
     // The main pool is still all taken: nothing above could have borrowed from it.
     expect(await waiting()).toBe(DB_POOL_SIZE);
   } finally {
-    await holder.query('SELECT pg_advisory_unlock(4242)');
-    await Promise.all(busy);
+    await release();
   }
 });
+
+test('an API write that gets no connection of the main pool in time answers 503 with Retry-After, and writes nothing', async () => {
+  const org = await createOrg(r.url, 'pool-wait');
+  // The API key is checked from memory from now on (the write below needs no connection before its own).
+  expect((await call(r.url, 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders(org) })).status).toBe(200);
+  const outbox = async () => (await holder.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_outbox')).rows[0]?.n;
+  const before = await outbox();
+  const release = await takeMainPool();
+  try {
+    const started = Date.now();
+    const res = await call(r.url, 'PATCH', '/organizations/sso/saml/provider-credentials/0190a4a8-0000-7000-8000-00000000beef', {
+      body: { label: 'no connection' },
+      headers: slashidHeaders(org),
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(POOL_WAIT_MS - 100);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('2');
+    expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 503, message: expect.stringMatching(/at capacity/) }] });
+  } finally {
+    await release();
+  }
+  expect(await outbox()).toBe(before);
+}, POOL_WAIT_MS + 20_000);

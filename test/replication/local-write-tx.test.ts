@@ -6,33 +6,26 @@
  * nothing.
  */
 import type { Pool } from 'pg';
-import { createDb, poolOf, type Db } from '../../src/db/client';
-import { ensureDatabase, migrate } from '../../src/db/migrate';
+import { poolOf, type Db } from '../../src/db/client';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { formatVersion } from '../../src/replication/hlc';
 import { createApplyPool, inPipeline, queryable } from '../../src/replication/pg-tx';
 import { RowStore, type Statement } from '../../src/replication/row-store';
 import type { Row, RowChange } from '../../src/replication/tables';
-import { createDeployment, type TestDeployment } from '../support/env';
+import { migratedDb, type MigratedDb } from '../support/migrated-db';
 
-let dep: TestDeployment;
+let m: MigratedDb;
 let db: Db;
 let pool: Pool;
 let store: RowStore;
 beforeAll(async () => {
-  dep = await createDeployment('localwritetx', ['us-iowa']);
-  const url = dep.file.regions[0]?.databaseUrl ?? '';
-  await ensureDatabase(url);
-  await migrate(url);
-  db = createDb(url);
+  m = await migratedDb('localwritetx');
+  db = m.db;
   pool = poolOf(db);
   store = await RowStore.load(db, [credentialsTable]);
 });
-afterAll(async () => {
-  await db.$disconnect();
-  await dep.cleanup();
-});
+afterAll(() => m.close());
 
 const ORG = '01a20904-0000-7000-8000-0000000000b0';
 const v = (wall: number) => formatVersion({ wall, counter: 0, region: 'us-iowa' });
@@ -117,7 +110,7 @@ test('a transaction that runs past its time bound commits nothing', async () => 
 describe('prepared statements (Statement.prepare)', () => {
   let one: Pool;
   beforeAll(() => {
-    one = createApplyPool(dep.file.regions[0]?.databaseUrl ?? '', 1);
+    one = createApplyPool(m.url, 1);
   });
   afterAll(() => one.end());
 

@@ -3,19 +3,18 @@
  * statement, as local writes do) and by row-store-pipelined.test.ts through pg-tx.ts's pipelined
  * transactions (as the applier does): both must store and report the same.
  */
-import { createDb, type Db } from '../../src/db/client';
-import { ensureDatabase, migrate } from '../../src/db/migrate';
+import type { Db } from '../../src/db/client';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { formatVersion, HybridClock } from '../../src/replication/hlc';
 import { clockFloor } from '../../src/replication/horizon';
 import { RowStore } from '../../src/replication/row-store';
 import type { RowChange } from '../../src/replication/tables';
-import { createDeployment, type TestDeployment } from '../support/env';
+import { migratedDb, type MigratedDb } from '../support/migrated-db';
 import type { Pool } from 'pg';
 import { createApplyPool, inPipeline } from '../../src/replication/pg-tx';
 
 export function rowStoreCases(pipelined: boolean): void {
-  let dep: TestDeployment;
+  let m: MigratedDb;
   let db: Db;
   let store: RowStore;
 
@@ -29,18 +28,14 @@ export function rowStoreCases(pipelined: boolean): void {
     pool ? inPipeline(pool, (tx) => s.apply(tx, changes, undefined, { lock: true, last: true })) : s.apply(db, changes);
 
   beforeAll(async () => {
-    dep = await createDeployment(pipelined ? 'rowstorepipe' : 'rowstore', ['us-iowa']);
-    const url = dep.file.regions[0]?.databaseUrl ?? '';
-    await ensureDatabase(url);
-    await migrate(url);
-    db = createDb(url);
-    if (pipelined) pool = createApplyPool(url);
+    m = await migratedDb(pipelined ? 'rowstorepipe' : 'rowstore');
+    db = m.db;
+    if (pipelined) pool = createApplyPool(m.url);
     store = await RowStore.load(db, [credentialsTable]);
   });
   afterAll(async () => {
     await pool?.end();
-    await db.$disconnect();
-    await dep.cleanup();
+    await m.close();
   });
 
   const ORG = '01a20904-0000-7000-8000-00000000000a';

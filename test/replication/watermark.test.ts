@@ -5,14 +5,15 @@
  */
 import Redis from 'ioredis';
 import pino from 'pino';
-import { createDb, type Db } from '../../src/db/client';
-import { ensureDatabase, migrate } from '../../src/db/migrate';
+import type { Db } from '../../src/db/client';
 import { replicationKeys } from '../../src/redis';
 import { formatVersion } from '../../src/replication/hlc';
 import { clockFloor, IN_FLIGHT_MS, parseWatermark } from '../../src/replication/horizon';
 import { TombstoneCollector } from '../../src/replication/tombstones';
-import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { REDIS_URL, type TestDeployment } from '../support/env';
+import { migratedDb, type MigratedDb } from '../support/migrated-db';
 
+let m: MigratedDb;
 let dep: TestDeployment;
 let db: Db;
 let redis: Redis;
@@ -20,11 +21,8 @@ let collector: TombstoneCollector;
 const keys = () => replicationKeys(dep.file.redisKeyPrefix);
 
 beforeAll(async () => {
-  dep = await createDeployment('watermark', ['us-iowa']);
-  const url = dep.file.regions[0]?.databaseUrl ?? '';
-  await ensureDatabase(url);
-  await migrate(url);
-  db = createDb(url);
+  m = await migratedDb('watermark');
+  ({ dep, db } = m);
   redis = new Redis(REDIS_URL);
   collector = new TombstoneCollector({
     db, links: { own: redis, to: () => redis, sharesOwn: () => true }, keys: keys(), region: 'us-iowa', regions: ['us-iowa'], store: { belowHorizon: 0 }, tables: [], log: pino({ level: 'silent' }),
@@ -33,8 +31,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   redis.disconnect();
-  await db.$disconnect();
-  await dep.cleanup();
+  await m.close();
 });
 
 const v = (wall: number, region: string) => formatVersion({ wall, counter: 0, region });
