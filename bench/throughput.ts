@@ -23,6 +23,7 @@ import { dropDatabase, ensureDatabase } from '../src/db/migrate';
 import { PROJECT_ROOT } from '../src/paths';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
 import { seedBaseline } from './baseline';
+import { cpuPerRequest, sampleCpu, type CpuSample } from './cpu';
 import { benchDeployment, type BenchDeployment } from './deployment';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -39,6 +40,8 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 
 interface Target {
   url: string;
+  /** The process answering (its CPU per request is measured). */
+  pid?: number;
   orgId: string;
   headers: Record<string, string>;
   ids: string[];
@@ -54,6 +57,8 @@ interface Measured {
   non2xx: number;
   errors: number;
   load: string;
+  /** CPU per request (µs) of the process, Postgres and Redis; null where /proc is not there. */
+  cpu: CpuSample | null;
 }
 
 /** One autocannon run of `op` against `t`; reads and patches rotate over the 64 rows. */
@@ -65,6 +70,7 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
       : op === 'patch'
         ? { method: 'PATCH', setupRequest: (r) => ({ ...r, path: `${PATH}/${t.ids[n % t.ids.length]}`, body: JSON.stringify({ label: `l${n++}` }) }) }
         : { method: 'POST', path: PATH, setupRequest: (r) => ({ ...r, body: JSON.stringify({ idp_metadata_url: t.idpUrl, label: `b${n++}` }) }) };
+  const before = sampleCpu(t.pid);
   const res = await autocannon({
     url: t.url,
     connections: CONNECTIONS,
@@ -72,7 +78,8 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
     headers: { ...t.headers, 'content-type': 'application/json' },
     requests: [request],
   });
-  return { rps: Math.round(res.requests.average), p50: res.latency.p50, p99: res.latency.p99, non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load() };
+  const cpu = cpuPerRequest(before, sampleCpu(t.pid), res.requests.total);
+  return { rps: Math.round(res.requests.average), p50: res.latency.p50, p99: res.latency.p99, non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu };
 }
 
 /** The baseline as its own process on its own database, seeded with the 64 rows. */
@@ -94,7 +101,7 @@ async function startBaseline(name: string, orgId: string): Promise<{ target: Omi
     child.once('exit', () => reject(new Error('the baseline exited')));
   });
   return {
-    target: { url: `http://127.0.0.1:${port}`, orgId, ids },
+    target: { url: `http://127.0.0.1:${port}`, pid: child.pid, orgId, ids },
     async stop() {
       child.kill('SIGTERM');
       await dropDatabase(databaseUrl).catch(() => undefined);
@@ -204,14 +211,21 @@ function percentile50(ms: number[]): number {
 
 const TARGET: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
 
+const cpuCell = (c: CpuSample | null) => (c ? `${c.process} + ${c.postgres} + ${c.redis} µs` : 'n/a');
+
 /** Part 1's table: both sides, their ratio and its target, per operation. */
 function throughputTable(table: Partial<Record<Op, { baseline: Measured; service: Measured }>>, ops: readonly Op[], seconds: number): string {
   const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
   const rows = ops.map((op) => {
     const { baseline: b, service: s } = table[op] as { baseline: Measured; service: Measured };
-    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)} | ≥ ${TARGET[op]} | ${b.load} / ${s.load} |\n`;
+    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${b.load} / ${s.load} |\n`;
   });
-  return `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per run; one region (the others paused)\n| operation | baseline (Express + pg) | this service | ratio | target | load avg |\n| --- | --- | --- | --- | --- | --- |\n${rows.join('')}`;
+  return (
+    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per run; one region (the others paused)\n` +
+    '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | load avg |\n' +
+    `| --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
+    'CPU per request: µs of the HTTP process (all its threads) + of Postgres (all backends) + of Redis, from /proc; less noisy than requests per second.\n'
+  );
 }
 
 const latencyLine = (n: number, p50: { local_region: number; all_regions: number; load: string }) =>
@@ -310,7 +324,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
       return;
     }
     baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
-    const sides = { baseline: { ...baseline.target, headers, idpUrl }, service: { url: iowa.url, orgId: org.id, headers, ids, idpUrl } };
+    const sides = { baseline: { ...baseline.target, headers, idpUrl }, service: { url: iowa.url, pid: iowa.pid, orgId: org.id, headers, ids, idpUrl } };
 
     // 1. Throughput, one region: the others paused, so the service has the machine the baseline has.
     europe.pause();

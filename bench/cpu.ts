@@ -1,0 +1,59 @@
+/**
+ * CPU time spent by the processes of one side of a benchmark run (Linux, from /proc): the HTTP process,
+ * every Postgres backend and Redis. Divided by the requests answered, it is the cost of one request, a
+ * figure that a noisy shared machine moves much less than requests per second (another tenant's load
+ * slows the run but does not add CPU time to these processes). Elsewhere than Linux, nothing is measured.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+
+const TICK_US = 1e6 / 100; // USER_HZ: 100 on every Linux architecture Node runs on
+
+export interface CpuSample {
+  process: number;
+  postgres: number;
+  redis: number;
+}
+
+/**
+ * user + system CPU of a process (all its threads), in µs; 0 when it is gone. With `reaped`, that of its
+ * children that exited too (a Postgres backend that ends during a run moves its time to the postmaster's).
+ */
+function processCpu(pid: number, reaped = false): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) * TICK_US;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU in µs of every process whose command name is `comm`, and of their exited children (Postgres: the postmaster and its backends). */
+function cpuOf(comm: string): number {
+  let sum = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === comm) sum += processCpu(Number(entry), true);
+    } catch {
+      // gone between the listing and the read
+    }
+  }
+  return sum;
+}
+
+export const cpuMeasured = os.platform() === 'linux' && fs.existsSync('/proc/self/stat');
+
+/** The CPU so far of `pid`, of Postgres and of Redis (µs). */
+export function sampleCpu(pid: number | undefined): CpuSample | null {
+  if (!cpuMeasured || pid === undefined) return null;
+  return { process: processCpu(pid), postgres: cpuOf('postgres'), redis: cpuOf('redis-server') };
+}
+
+/** CPU per request (µs) between two samples. */
+export function cpuPerRequest(before: CpuSample | null, after: CpuSample | null, requests: number): CpuSample | null {
+  if (!before || !after || requests <= 0) return null;
+  const per = (k: keyof CpuSample) => Math.round((after[k] - before[k]) / requests);
+  return { process: per('process'), postgres: per('postgres'), redis: per('redis') };
+}
