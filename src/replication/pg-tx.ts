@@ -114,6 +114,10 @@ export function queryable(tx: PipelineTx, pending: Statement[] = []): Queryable 
     return (await tx.send([...held, st]))[held.length];
   };
   return {
+    batch: async (statements) => {
+      const held = pending.splice(0);
+      return (await tx.send([...held, ...statements])).slice(held.length).map((r) => r.rows as unknown[]);
+    },
     $queryRawUnsafe: async <R = unknown>(sql: string, ...values: unknown[]) => ((await send({ sql, values }))?.rows ?? []) as R,
     $executeRawUnsafe: async (sql: string, ...values: unknown[]) => (await send({ sql, values, exec: true }))?.rowCount ?? 0,
   };

@@ -87,6 +87,36 @@ test('held-back statements go ahead of the next query of the transaction, which 
   expect(label).toBe('seen');
 });
 
+test('lock() takes the key\'s lock and reads the row in one round trip, after the lock\'s previous holder committed', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000ba';
+  await store.apply(db, [change(row(id, v(1000), 'first'))]);
+  let release = () => undefined as void;
+  const holding = new Promise<void>((r) => (release = r));
+  let locked = () => undefined as void;
+  const hasLock = new Promise<void>((r) => (locked = r));
+  // A holds the key's lock and changes the row; B asks for the lock meanwhile.
+  const a = inPipeline(pool, async (tx) => {
+    await store.lock(queryable(tx), credentialsTable, id);
+    locked();
+    await holding;
+    await tx.run([{ sql: "UPDATE saml_provider_credentials SET label = 'by the holder' WHERE id = $1::uuid", values: [id], exec: true }], true);
+  });
+  await hasLock;
+  let roundTrips = 0;
+  const b = inPipeline(pool, async (tx) => {
+    const counted = { ...tx, send: (...args: Parameters<typeof tx.send>) => (roundTrips++, tx.send(...args)) };
+    return store.lock(queryable(counted), credentialsTable, id);
+  });
+  let bDone = false;
+  void b.then(() => (bDone = true));
+  await new Promise((r) => setTimeout(r, 200));
+  expect(bDone).toBe(false); // waiting for A's lock
+  release();
+  await a;
+  expect((await b)?.label).toBe('by the holder');
+  expect(roundTrips).toBe(1);
+});
+
 test('a transaction that runs past its time bound commits nothing', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b5';
   const first = row(id, v(1000), 'first');
