@@ -2,8 +2,8 @@
  * `npm run bench`: this service against the least an Express 5 + `pg` service does (bench/baseline.ts),
  * both started and loaded in the same run so the ratios hold on any machine.
  * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation: read one
- *    credential, PATCH its label (both rotating over 64 rows), create one (the service fetches, parses and
- *    validates IdP metadata from a local server). Only us-iowa runs; the two other regions are paused
+ *    credential, PATCH its label (both rotating over 64 rows), create one (rotating over 64 organizations;
+ *    the service fetches, parses and validates IdP metadata from a local server). Only us-iowa runs; the two other regions are paused
  *    (SIGSTOP) so that the service gets the machine the baseline gets.
  * 2. all_regions − local_region: sequential PATCHes alternating the two levels (--n each, default 200),
  *    three regions on loopback; p50 of each and the difference.
@@ -29,6 +29,7 @@ import { benchDeployment, type BenchDeployment } from './deployment';
 const PATH = '/organizations/sso/saml/provider-credentials';
 const CONNECTIONS = 32;
 const ROWS = 64;
+const ORGS = 64;
 
 const arg = (argv: string[], name: string, def: number) => {
   const i = argv.indexOf(`--${name}`);
@@ -44,6 +45,8 @@ interface Target {
   pid?: number;
   orgId: string;
   headers: Record<string, string>;
+  /** The organizations creates rotate over (their SlashID-OrgID and SlashID-API-Key headers). */
+  creators: Record<string, string>[];
   ids: string[];
   idpUrl: string;
 }
@@ -69,7 +72,11 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
       ? { method: 'GET', setupRequest: (r) => ({ ...r, path: `${PATH}/${t.ids[n++ % t.ids.length]}` }) }
       : op === 'patch'
         ? { method: 'PATCH', setupRequest: (r) => ({ ...r, path: `${PATH}/${t.ids[n % t.ids.length]}`, body: JSON.stringify({ label: `l${n++}` }) }) }
-        : { method: 'POST', path: PATH, setupRequest: (r) => ({ ...r, body: JSON.stringify({ idp_metadata_url: t.idpUrl, label: `b${n++}` }) }) };
+        : {
+            method: 'POST',
+            path: PATH,
+            setupRequest: (r) => ({ ...r, headers: { ...r.headers, ...t.creators[n % t.creators.length] }, body: JSON.stringify({ idp_metadata_url: t.idpUrl, label: `b${n++}` }) }),
+          };
   const before = sampleCpu(t.pid);
   const res = await autocannon({
     url: t.url,
@@ -83,7 +90,7 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
 }
 
 /** The baseline as its own process on its own database, seeded with the 64 rows. */
-async function startBaseline(name: string, orgId: string): Promise<{ target: Omit<Target, 'idpUrl' | 'headers'>; stop(): Promise<void> }> {
+async function startBaseline(name: string, orgId: string): Promise<{ target: Omit<Target, 'idpUrl' | 'headers' | 'creators'>; stop(): Promise<void> }> {
   const databaseUrl = `postgresql://postgres@127.0.0.1:5432/${name}_baseline`;
   await ensureDatabase(databaseUrl);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
@@ -303,6 +310,13 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     const admin = { authorization: `Bearer ${d.adminToken}`, 'content-type': 'application/json', 'SlashID-Required-Consistency': 'all_regions' };
     const org = await json<{ id: string; api_key: string }>(await fetch(`${iowa.url}/admin/organizations`, { method: 'POST', headers: admin, body: JSON.stringify({ name: 'bench' }) }), 201);
     const headers = { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key };
+    // Creates rotate over ORGS organizations, as reads and patches rotate over rows: an organization's creates
+    // in one region take its lock in turn (its credential limit), a hot spot no real load has.
+    const creators = [headers];
+    while (creators.length < ORGS) {
+      const o = await json<{ id: string; api_key: string }>(await fetch(`${iowa.url}/admin/organizations`, { method: 'POST', headers: admin, body: JSON.stringify({ name: `bench ${creators.length}` }) }), 201);
+      creators.push({ 'SlashID-OrgID': o.id, 'SlashID-API-Key': o.api_key });
+    }
     const idpUrl = `http://${d.idpHost}/okta.xml`;
     const ids: string[] = [];
     for (let i = 0; i < ROWS; i++) {
@@ -324,7 +338,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
       return;
     }
     baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
-    const sides = { baseline: { ...baseline.target, headers, idpUrl }, service: { url: iowa.url, pid: iowa.pid, orgId: org.id, headers, ids, idpUrl } };
+    const sides = { baseline: { ...baseline.target, headers, creators, idpUrl }, service: { url: iowa.url, pid: iowa.pid, orgId: org.id, headers, creators, ids, idpUrl } };
 
     // 1. Throughput, one region: the others paused, so the service has the machine the baseline has.
     europe.pause();

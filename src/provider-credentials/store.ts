@@ -88,9 +88,13 @@ export const LIMIT_SQLSTATE = 'SC001';
  */
 export function limitCheck(orgId: string, max: number): Statement {
   return {
-    sql: `WITH n AS (SELECT count(*) AS n FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL)
-      SELECT replication_check(n <= $2, '${LIMIT_SQLSTATE}', (n - 1)::text) FROM n`,
+    // Counted up to max + 1 only (all of them for the refusal's message): the check costs what the limit
+    // allows, however many rows the organization held before a lower limit was configured.
+    sql: `WITH n AS (SELECT count(*) AS n FROM (SELECT FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL LIMIT $2::int + 1) live)
+      SELECT replication_check(n <= $2::int, '${LIMIT_SQLSTATE}', CASE WHEN n > $2::int THEN (SELECT count(*) - 1 FROM saml_provider_credentials
+        WHERE org_id = $1::uuid AND deleted_at IS NULL)::text END) FROM n`,
     values: [orgId, max],
     exec: true,
+    prepare: true,
   };
 }

@@ -75,6 +75,25 @@ describe('credentials per organization', () => {
   });
 });
 
+describe('credentials per organization, over a limit lowered since', () => {
+  test('the refusal names how many the organization holds, though the check counts only up to the limit', async () => {
+    const org = await createOrg(r.url, 'over');
+    // Five live credentials stored under a higher limit (written as rows: this region allows three).
+    await r.region.db.$executeRawUnsafe(
+      `INSERT INTO saml_provider_credentials (id, org_id, label, idp_metadata_url, email_claims, enable_in_slashid_oidc_authz_server,
+         home_region, created_at, updated_at, version, created_version, origin_region)
+       SELECT gen_random_uuid(), $1::uuid, 'old ' || g, 'https://idp.example.com/md', ARRAY[]::text[], false, 'us-iowa', now(), now(),
+         '000000000000001.000000.us-iowa', '000000000000001.000000.us-iowa', 'us-iowa' FROM generate_series(1, 5) g`,
+      org.id,
+    );
+    const refused = await create(org, 'okta.xml');
+    expect(refused.status).toBe(409);
+    expect(refused.body.errors[0].message).toBe(
+      `This organization has 5 SAML provider credentials, the most it may have (${MAX_CREDENTIALS}); delete one before creating another.`,
+    );
+  });
+});
+
 describe('credentials per organization, creates at once', () => {
   test('ten concurrent creates for three places: three 201, seven 409, and nothing of the refused ones is stored', async () => {
     // A region of its own whose fetch limits let all ten through to the write.
