@@ -130,6 +130,29 @@ export async function writeWithConsistency<T>(
       `The request used up its ${c.timeoutSeconds} s timeout before the write could start (fetching the IdP metadata took that long); nothing was written. Retry with a longer SlashID-Required-Consistency-Timeout.`,
     );
   }
+  const { value, changeId } = await committedWithin(repl, c, write);
+  if (changeId) onChangeId(changeId);
+  if (c.level === 'local_region' || !changeId) return { value, changeId };
+  // Committed: the transaction's connection is back in the pool and waiting for other regions needs none
+  // (the tracker waits on Redis acks), so the request gives its admission slot back too.
+  c.leave();
+  const waited = await repl.waitForAllRegions(changeId, c.deadline);
+  if (waited.complete) return { value, changeId };
+  // A lost write answers 409 without `result`: nothing of it is kept.
+  if (waited.superseded.length) throw supersededError(changeId, waited);
+  throw pendingError(c, changeId, waited, followUp, toResult(value));
+}
+
+/**
+ * The write's value and change id once it committed (408 when it did not within the deadline). Its own
+ * function so that the committed event (every row it wrote, signed) is not held by the caller while it
+ * waits on the other regions: 10,000 waiters held ~7,000 of them (heap snapshot).
+ */
+async function committedWithin<T>(
+  repl: Replicator,
+  c: Consistency,
+  write: () => Promise<{ value: T; event: ChangeEvent | null }>,
+): Promise<{ value: T; changeId: string | null }> {
   const pending = write();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<null>((resolve) => {
@@ -149,15 +172,5 @@ export async function writeWithConsistency<T>(
       `The write did not commit in ${repl.region} within ${c.timeoutSeconds} s. It was not cancelled and may still complete.`,
     );
   }
-  const changeId = committed.event?.changeId ?? null;
-  if (changeId) onChangeId(changeId);
-  if (c.level === 'local_region' || !changeId) return { value: committed.value, changeId };
-  // Committed: the transaction's connection is back in the pool and waiting for other regions needs none
-  // (the tracker waits on Redis acks), so the request gives its admission slot back too.
-  c.leave();
-  const waited = await repl.waitForAllRegions(changeId, c.deadline);
-  if (waited.complete) return { value: committed.value, changeId };
-  // A lost write answers 409 without `result`: nothing of it is kept.
-  if (waited.superseded.length) throw supersededError(changeId, waited);
-  throw pendingError(c, changeId, waited, followUp, toResult(committed.value));
+  return { value: committed.value, changeId: committed.event?.changeId ?? null };
 }
