@@ -37,8 +37,10 @@ const refusal = (where: string) =>
   badRequest(`${where} contains text that cannot be stored: a NUL character or an unpaired UTF-16 surrogate.`);
 
 function decodedPath(req: Request): string {
+  const path = req.path;
+  if (!path.includes('%')) return path;
   try {
-    return decodeURIComponent(req.path);
+    return decodeURIComponent(path);
   } catch {
     throw badRequest('The URL path contains a malformed %-escape.');
   }
@@ -48,10 +50,15 @@ function decodedPath(req: Request): string {
 export function refuseUnstorableInput(): RequestHandler {
   return (req, _res, next) => {
     if (!isStorableText(decodedPath(req))) throw refusal('The URL path');
-    const inQuery = unstorableField(req.query, 'query');
-    if (inQuery) throw refusal(`The query parameter ${inQuery.replace(/^query\./, '')}`);
-    for (let i = 1; i < req.rawHeaders.length; i += 2) {
-      if (!isStorableText(req.rawHeaders[i] ?? '')) throw refusal(`The header ${(req.rawHeaders[i - 1] ?? '').slice(0, 64)}`);
+    if (req.url.includes('?')) {
+      const inQuery = unstorableField(req.query, 'query');
+      if (inQuery) throw refusal(`The query parameter ${inQuery.replace(/^query\./, '')}`);
+    }
+    // One test over all header values; which one it was is looked for only when one is refused.
+    if (!isStorableText(req.rawHeaders.join('\n'))) {
+      for (let i = 1; i < req.rawHeaders.length; i += 2) {
+        if (!isStorableText(req.rawHeaders[i] ?? '')) throw refusal(`The header ${(req.rawHeaders[i - 1] ?? '').slice(0, 64)}`);
+      }
     }
     next();
   };
