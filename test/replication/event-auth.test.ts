@@ -28,6 +28,36 @@ test('canonical JSON sorts keys at every level and is stable under a parse', () 
   expect(canonicalJson(JSON.parse(c))).toBe(c);
 });
 
+/** The definition, written plainly (as events were signed before canonicalJson used JSON.stringify's key list). */
+function reference(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return reference((value as { toJSON(): unknown }).toJSON());
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined || typeof v === 'function' ? 'null' : reference(v))).join(',')}]`;
+  const entries = Object.keys(value)
+    .sort()
+    .filter((k) => (value as Record<string, unknown>)[k] !== undefined && typeof (value as Record<string, unknown>)[k] !== 'function')
+    .map((k) => `${JSON.stringify(k)}:${reference((value as Record<string, unknown>)[k])}`);
+  return `{${entries.join(',')}}`;
+}
+
+test('canonical JSON is the sorted-keys definition for any shape (random values, keys that look like numbers, dates)', () => {
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const KEYS = ['a', 'b', 'B', '10', '2', '0', 'z', 'é', 'x y', 'version', 'row', 'ops'];
+  const gen = (depth: number): unknown => {
+    const r = rnd();
+    if (depth > 3 || r < 0.3) return [null, true, 1.5, -0, 'text "q" \u2028', undefined, 1e21][Math.floor(rnd() * 7)];
+    if (r < 0.45) return new Date(Math.floor(rnd() * 2e12));
+    if (r < 0.65) return Array.from({ length: Math.floor(rnd() * 4) }, () => gen(depth + 1));
+    return Object.fromEntries(Array.from({ length: Math.floor(rnd() * 6) }, () => [KEYS[Math.floor(rnd() * KEYS.length)], gen(depth + 1)]));
+  };
+  for (let i = 0; i < 500; i++) {
+    const v = gen(0);
+    expect(canonicalJson(v)).toBe(reference(v));
+  }
+  expect(canonicalJson(event)).toBe(reference(event));
+});
+
 test('the signature survives the outbox (jsonb) round trip; the first key signs, every key verifies', async () => {
   const signed = auth.sign(event);
   expect(signed.sig.kid).toBe('a');
