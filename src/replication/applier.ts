@@ -502,7 +502,11 @@ export class Applier {
   private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[]) => Promise<void>, what: string): Promise<void> {
     const { links, region, keys, log } = this.d;
     const byOrigin = new Map<string, Parsed[]>();
-    for (const b of batch) byOrigin.set(b.event.origin, [...(byOrigin.get(b.event.origin) ?? []), b]);
+    for (const b of batch) {
+      const items = byOrigin.get(b.event.origin);
+      if (items) items.push(b);
+      else byOrigin.set(b.event.origin, [b]);
+    }
     const sending = Promise.all([...byOrigin].map(async ([origin, items]) => {
       try {
         await send(links.to(origin), items.map((i) => i.event.changeId));

@@ -123,3 +123,26 @@ describe('applied and superseded acks', () => {
     expect(parseAck('parked 2026-11-30T00:00:00.000Z')).toBeNull();
   });
 });
+
+test('acks are recorded in one script per batch: each change\'s field, its organization and TTL, then one announcement; also in a Redis that has not seen the script', async () => {
+  const cmd = conn();
+  const listener = conn(true);
+  const heard: string[] = [];
+  await listener.subscribe(keys.ackChannel);
+  listener.on('message', (_ch: string, m: string) => heard.push(m));
+  // A Redis restarted since (or never asked): the script is not cached there, and is sent whole.
+  await cmd.script('FLUSH');
+  await tracker.ack('d', ['script-1', 'script-2'], { orgs: { 'script-1': '01a20904-0000-7000-8000-00000000000f' } });
+  expect(await cmd.hgetall(keys.ack('script-1'))).toEqual({ d: expect.stringMatching(/^applied@/), '~org': '01a20904-0000-7000-8000-00000000000f' });
+  expect(await cmd.hgetall(keys.ack('script-2'))).toEqual({ d: expect.stringMatching(/^applied@/) });
+  for (const id of ['script-1', 'script-2']) {
+    const ttl = await cmd.ttl(keys.ack(id));
+    expect(ttl).toBeGreaterThan(3600);
+  }
+  const until = Date.now() + 2000;
+  while (heard.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  expect(heard.map((m) => JSON.parse(m))).toEqual([{ region: 'd', ids: ['script-1', 'script-2'] }]);
+  // Cached now: the next batch runs by its hash.
+  await tracker.ack('e', ['script-1']);
+  expect(await cmd.hget(keys.ack('script-1'), 'e')).toMatch(/^applied@/);
+});
