@@ -28,7 +28,7 @@ test('canonical JSON sorts keys at every level and is stable under a parse', () 
   expect(canonicalJson(JSON.parse(c))).toBe(c);
 });
 
-/** The definition, written plainly (as events were signed before canonicalJson used JSON.stringify's key list). */
+/** The definition, written plainly with map/filter/join (as events were signed before canonicalJson's loops). */
 function reference(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return reference((value as { toJSON(): unknown }).toJSON());
