@@ -379,7 +379,8 @@ export class RowStore {
       return (rows?.[0] as { row: Row | null } | undefined)?.row ?? null;
     }
     // A transaction that sends one statement at a time: two round trips.
-    await tx.$executeRawUnsafe('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', `${table.name}:${key}`);
+    const lock = this.lockStatement(table, key);
+    await tx.$executeRawUnsafe(lock.sql, ...lock.values);
     const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(s.selectRow, key);
     return rows[0]?.row ?? null;
   }
