@@ -127,6 +127,8 @@ describe('applied and superseded acks', () => {
 test('acks are recorded in one script per batch: each change\'s field, its organization and TTL, then one announcement; also in a Redis that has not seen the script', async () => {
   const cmd = conn();
   const listener = conn(true);
+  // Command connections refuse commands until they are ready (no offline queue).
+  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
   const heard: string[] = [];
   await listener.subscribe(keys.ackChannel);
   listener.on('message', (_ch: string, m: string) => heard.push(m));
@@ -145,4 +147,5 @@ test('acks are recorded in one script per batch: each change\'s field, its organ
   // Cached now: the next batch runs by its hash.
   await tracker.ack('e', ['script-1']);
   expect(await cmd.hget(keys.ack('script-1'), 'e')).toMatch(/^applied@/);
+  await listener.unsubscribe(keys.ackChannel); // the first test counts this channel's subscribers
 });
