@@ -12,6 +12,7 @@ import { RegionProcess } from '../../src/cluster/region-process';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
 import { adminHeaders, assertBuilt, call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 
 type Line = Record<string, unknown>;
 const lines: Line[] = [];
@@ -24,14 +25,17 @@ const sink = new Writable({
 
 let deployment: TestDeployment;
 let region: RunningRegion;
+let idp: IdpServer;
 beforeAll(async () => {
-  deployment = await createDeployment('request-log', ['us-iowa']);
+  idp = await startIdpServer();
+  deployment = await createDeployment('request-log', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
   const log = pino({ level: 'info', base: { region: 'us-iowa' } }, sink);
   region = await startRegion(deployment.configFor('us-iowa'), { port: 0, drainTimeoutMs: 5000, log });
 });
 afterAll(async () => {
   await region?.stop();
   await deployment?.cleanup();
+  await idp?.close();
 });
 
 const CREDENTIALS = '/organizations/sso/saml/provider-credentials';
@@ -82,6 +86,32 @@ test('takes the organization of an Infisical request from its access token, and 
   expect(anonymous).toMatchObject({ status: 401, route: '(unmatched)' });
   expect(anonymous).not.toHaveProperty('orgId');
   expect(JSON.stringify(lines)).not.toContain(token);
+});
+
+test('a request whose client went away before the answer is logged as aborted and not timed in the metrics', async () => {
+  const org = await createOrg(region.url, 'aborted');
+  // The create waits on a slow IdP; the client gives up meanwhile.
+  idp.set('slow-for-abort.xml', fixture('okta.xml'));
+  idp.slow('slow-for-abort.xml', 1500);
+  const gone = new AbortController();
+  const sent = fetch(`${region.url}${CREDENTIALS}`, {
+    method: 'POST',
+    headers: { ...slashidHeaders(org, { 'X-Request-Id': 'log-test-aborted' }), 'content-type': 'application/json' },
+    body: JSON.stringify({ idp_metadata_url: idp.url('slow-for-abort.xml') }),
+    signal: gone.signal,
+  }).then(() => 'answered', (err: Error) => err.name);
+  await new Promise((r) => setTimeout(r, 300));
+  gone.abort();
+  expect(await sent).toBe('AbortError');
+  expect(await lineOf('log-test-aborted')).toMatchObject({ method: 'POST', route: CREDENTIALS, aborted: true, orgId: org.id });
+  // The region finishes the create on its own (the fetch returns after 1.5 s); still nothing is timed for it.
+  await eventually(async () => (await region.db.samlProviderCredential.count({ where: { orgId: org.id } })) === 1, 10_000, 50);
+  await new Promise((r) => setTimeout(r, 200));
+  const metrics = (await call(region.url, 'GET', '/metrics', { headers: adminHeaders })).body as string;
+  // The organization's create is timed (the scrape shows requests); the aborted create is not.
+  expect(metrics).toMatch(/http_request_duration_seconds_count\{[^}]*route="\/admin\/organizations",method="POST"/);
+  expect(metrics).not.toContain(`route="${CREDENTIALS}",method="POST"`);
+  expect(lines.filter((l) => l.requestId === 'log-test-aborted')).toHaveLength(1);
 });
 
 test('a region process logs an unhandled rejection as fatal before it exits', async () => {
