@@ -277,7 +277,7 @@ export async function recordAcks(redis: Redis, keys: ReplicationKeys, region: st
   }
   // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
   const announcement = JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds });
-  await runScript(redis, RECORD_ACKS, changeIds.map((id) => keys.ack(id)), [ttlSeconds, region, ORG_FIELD, keys.ackChannel, announcement, ...perChange]);
+  await runRecordAcks(redis, changeIds.map((id) => keys.ack(id)), [ttlSeconds, region, ORG_FIELD, keys.ackChannel, announcement, ...perChange]);
 }
 
 /**
@@ -295,17 +295,15 @@ end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return #KEYS`;
 
-const scriptShas = new Map<string, string>();
+const RECORD_ACKS_SHA = createHash('sha1').update(RECORD_ACKS).digest('hex');
 
-/** Runs a script by its hash, loading it on first use in each Redis (EVAL sends and caches it). */
-async function runScript(redis: Redis, script: string, scriptKeys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-  let sha = scriptShas.get(script);
-  if (!sha) scriptShas.set(script, (sha = createHash('sha1').update(script).digest('hex')));
+/** Runs RECORD_ACKS by its hash; a Redis that does not have it yet (new, restarted) gets it whole. */
+async function runRecordAcks(redis: Redis, scriptKeys: readonly string[], args: readonly (string | number)[]): Promise<void> {
   try {
-    return await redis.evalsha(sha, scriptKeys.length, ...scriptKeys, ...args);
+    await redis.evalsha(RECORD_ACKS_SHA, scriptKeys.length, ...scriptKeys, ...args);
   } catch (err) {
     if (!/NOSCRIPT/.test(String((err as Error).message))) throw err;
-    return redis.eval(script, scriptKeys.length, ...scriptKeys, ...args);
+    await redis.eval(RECORD_ACKS, scriptKeys.length, ...scriptKeys, ...args);
   }
 }
 
