@@ -5,9 +5,11 @@
  * own process by bench/throughput.ts: `node dist/bench/baseline.js` with BASELINE_DATABASE_URL and PORT;
  * it prints "listening <port>" once it serves.
  */
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import pg from 'pg';
+import { serverClasses } from '../src/http/server-classes';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 
@@ -60,7 +62,10 @@ function serve(pool: pg.Pool, port: number): void {
     );
     res.status(201).json(envelope(r.rows[0]));
   });
-  const server = app.listen(port, '127.0.0.1', () => process.stdout.write(`listening ${(server.address() as AddressInfo).port}\n`));
+  // BASELINE_SERVER_CLASSES=1: the baseline with the service's fix for Express's per-request prototype change
+  // (src/http/server-classes.ts), to show what that fix alone is worth. By default the baseline is plain Express.
+  const server = process.env.BASELINE_SERVER_CLASSES === '1' ? http.createServer(serverClasses(app), app) : http.createServer(app);
+  server.listen(port, '127.0.0.1', () => process.stdout.write(`listening ${(server.address() as AddressInfo).port}\n`));
 }
 
 if (require.main === module) {

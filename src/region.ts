@@ -20,6 +20,7 @@ import { createReadiness } from './observability/readiness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
+import { serverClasses } from './http/server-classes';
 
 /** The listening socket's accept queue (see the listen call). */
 export const LISTEN_BACKLOG = 4096;
@@ -90,7 +91,8 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
   let draining = false;
-  const server = http.createServer((req, res) => {
+  // Requests and responses built with Express's prototypes already in place (see server-classes.ts).
+  const server = http.createServer(serverClasses(app), (req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
     handle(req, res);

@@ -25,6 +25,7 @@ import { replicationStatus } from '../replication/admin-routes';
 import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
 import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
+import { serverClasses } from '../http/server-classes';
 
 const d = workerData as OperatorWorkerData;
 const port = parentPort;
@@ -76,7 +77,7 @@ app.use(() => {
 });
 app.use(slashidErrors(log));
 
-const server = http.createServer(app);
+const server = http.createServer(serverClasses(app), app);
 server.keepAliveTimeout = 5000;
 
 port.on('message', (m: ToWorker) => {
