@@ -19,7 +19,8 @@ import type { Tracker, WaitResult } from './tracker';
 import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
 import { eachRegion, type RedisLinks } from './links';
 import type { EventAuth, SignedEvent } from './event-auth';
-import { isTransient } from '../db/pg-errors';
+import { isTransient, pgCode } from '../db/pg-errors';
+import { STALE_GUESS } from './row-guesses';
 import { WRITE_TX_TIMEOUT_MS } from './horizon';
 
 const COLLISION_ATTEMPTS = 5;
@@ -122,6 +123,11 @@ export class Replicator {
     // The transaction runs on the pool under the database client (poolOf), pipelined: BEGIN goes with the
     // first statement and COMMIT with the outbox row. Through the ORM's interactive transaction a PATCH took
     // five round trips and ~1 ms of CPU (its own bookkeeping around each statement); see J in the README.
+    // A row the write locks is guessed (store.guess: as this process last saw it committed) and the guess
+    // checked with the commit, which makes a PATCH one round trip; a stale guess fails the transaction before
+    // COMMIT and the write runs again reading what it locks.
+    let guessing = true;
+    const guessed: Array<[string, string]> = [];
     const run = () => retryCollisions(() => inPipeline(
       poolOf(this.d.db),
       async (pipe) => {
@@ -134,9 +140,20 @@ export class Replicator {
         // The rows this transaction locked, as stored now: a key is locked (and read) once per transaction,
         // and put() knows what it replaces without reading it again.
         const locked = new Map<string, Row | null>();
+        // Keys this transaction put: never guessed (the check would see the write itself).
+        const putKeys = new Set<string>();
+        // The deferred upserts, by statement: each returns the row it wrote, kept once COMMIT succeeded.
+        const deferredKeys = new Map<Statement, [string, string]>();
         const lock = async (table: ReplicatedTable, key: string): Promise<Row | null> => {
           const id = store.lockedIdOf(table.name, key);
           if (locked.has(id)) return locked.get(id) ?? null;
+          const guess = guessing && !putKeys.has(id) ? store.guess(table, key) : null;
+          if (guess) {
+            pending.push(...guess.statements);
+            guessed.push([table.name, key]);
+            locked.set(id, guess.row);
+            return guess.row;
+          }
           const row = await store.lock(tx, table, key);
           locked.set(id, row);
           return row;
@@ -168,9 +185,12 @@ export class Replicator {
             const change: RowChange = { table: table.name, key, version, row: full };
             const org = full[table.orgColumn ?? 'org_id'];
             if (orgId === null && typeof org === 'string') orgId = org.toLowerCase();
+            putKeys.add(store.lockedIdOf(table.name, key));
+            store.forgetGuess(table.name, key);
             const deferred = store.deferredPut(change, current);
             if (deferred) {
               pending.push(deferred);
+              deferredKeys.set(deferred, [table.name, key]);
               locked.delete(store.lockedIdOf(table.name, key)); // read again (after the upsert) if locked again
               ops.push(change);
               return full;
@@ -197,24 +217,36 @@ export class Replicator {
         }
         const event: SignedEvent = this.d.auth.sign({ changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema });
         // The held-back upserts, the outbox row and COMMIT: one round trip.
-        await pipe.run(
-          [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)', values: [event.changeId, JSON.stringify(event), orgId], exec: true, prepare: true }],
-          true,
-        );
+        const last = [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)', values: [event.changeId, JSON.stringify(event), orgId], exec: true, prepare: true }];
+        const results = await pipe.run(last, true);
+        // Committed: the rows as written are the next guesses of their keys.
+        last.forEach((st, i) => {
+          const k = deferredKeys.get(st);
+          if (k) store.written(k[0], k[1], results[i]?.[0]);
+        });
         return { value, event };
       },
       // The tombstone horizon counts on this bound (horizon.ts). A free connection is waited for up to the
       // pool's POOL_WAIT_MS (then 503).
       { timeoutMs: WRITE_TX_TIMEOUT_MS },
     ), this.d.log);
-    let result: Awaited<ReturnType<typeof run>>;
-    try {
-      result = await run();
-    } catch (err) {
-      if (!isSchemaChange(err)) throw err;
-      this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns and running the write again');
-      await store.reload();
-      result = await run();
+    let result: Awaited<ReturnType<typeof run>> | undefined;
+    let reloaded = false;
+    while (!result) {
+      try {
+        result = await run();
+      } catch (err) {
+        if (guessing && guessed.length && (pgCode(err) === STALE_GUESS || err instanceof AppError)) {
+          // Nothing was written. A stale guess, or an answer (a 404, say) the feature may have drawn from a
+          // guess whose check never ran: run it again reading every row it locks.
+          for (const [table, key] of guessed) store.forgetGuess(table, key);
+          guessing = false;
+        } else if (!reloaded && isSchemaChange(err)) {
+          this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns and running the write again');
+          await store.reload();
+          reloaded = true;
+        } else throw err;
+      }
     }
     if (result.event) this.publish(result.event);
     return result;

@@ -17,6 +17,7 @@
 import type { Db } from '../db/client';
 import { pgCode } from '../db/pg-errors';
 import type { ReplicatedTable, Row, RowChange } from './tables';
+import { RowGuesses, STALE_GUESS } from './row-guesses';
 
 /** What the row store needs of a connection or transaction: raw queries (Prisma's clients, or pg-tx.ts). */
 export interface Queryable {
@@ -85,7 +86,10 @@ interface TableSql {
   upserts: Map<string, string>;
   /** One-statement applies by column set (see applyFor). */
   applies: Map<string, string>;
+  /** The row as JSON text (the text is what RowGuesses keeps). */
   selectRow: string;
+  /** Fails the transaction with STALE_GUESS unless the row is stored exactly as given (every column). */
+  expectRow: string;
   selectStates: string;
   /** uuid keys come back from Postgres in lower case. */
   uuidKey: boolean;
@@ -146,6 +150,9 @@ export class RowStore {
   /** Whether the database has replication_check (a local write's upserts wait for its commit: deferredPut). */
   private checkFn = false;
 
+  /** Rows as this process last saw them committed: a local write's guess (see guess()). */
+  private readonly guesses = new RowGuesses();
+
   /** Reads each table's columns from the database, and checks the replication columns exist. */
   static async load(db: Db, tables: readonly ReplicatedTable[]): Promise<RowStore> {
     const { sql, schema, hasHorizon, checkFn } = await RowStore.read(db, tables);
@@ -163,6 +170,8 @@ export class RowStore {
       .then(({ sql, schema, hasHorizon, checkFn }) => {
         this.sql = sql;
         this.checkFn = checkFn;
+        // Rows kept under the old column lists would leave an added column out of a guess.
+        this.guesses.clear();
         this.schemaVersion = schema;
         this.hasHorizon = hasHorizon;
         this.reloadedAt = Date.now();
@@ -234,7 +243,8 @@ export class RowStore {
         uuidKey: keyType === 'uuid',
         keyType,
         // The advisory lock taken just before serializes local writers of the key; FOR UPDATE adds nothing.
-        selectRow: `SELECT to_jsonb(cur) AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType}`,
+        selectRow: `SELECT to_jsonb(cur)::text AS row FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType}`,
+        expectRow: `SELECT replication_check(EXISTS (SELECT FROM ${t} cur WHERE ${ident(table.key)} = $1::${keyType} AND to_jsonb(cur) = $2::jsonb), '${STALE_GUESS}', $3::text)`,
         selectStates:
           `SELECT ${ident(table.key)}::text AS key, version, created_version, origin_region, deleted_at IS NOT NULL AS deleted ` +
           `FROM ${t} WHERE ${ident(table.key)} = ANY($1::${keyType}[])`,
@@ -259,12 +269,12 @@ export class RowStore {
    * region whose schema lacks a column does not erase that column here. The merge rule is the same for
    * every column set.
    */
-  private upsertFor(s: TableSql, cols: readonly string[]): string {
-    const id = cols.join(',');
+  private upsertFor(s: TableSql, cols: readonly string[], returning = `${ident(s.table.key)}::text AS key, version`): string {
+    const id = `${cols.join(',')}\u0000${returning}`;
     const cached = s.upserts.get(id);
     if (cached) return cached;
     const list = cols.map(ident).join(', ');
-    const sql = `INSERT INTO ${ident(s.table.name)} AS cur (${list}) SELECT ${list} FROM jsonb_populate_recordset(NULL::${ident(s.table.name)}, $1::jsonb) ${this.onConflict(s, cols)}`;
+    const sql = `INSERT INTO ${ident(s.table.name)} AS cur (${list}) SELECT ${list} FROM jsonb_populate_recordset(NULL::${ident(s.table.name)}, $1::jsonb) ${this.onConflict(s, cols)} RETURNING ${returning}`;
     s.upserts.set(id, sql);
     return sql;
   }
@@ -276,8 +286,7 @@ export class RowStore {
       `ON CONFLICT (${ident(s.table.key)}) DO UPDATE SET (${updatable.map(ident).join(', ')}) = ` +
       `ROW(${updatable.map((c) => `EXCLUDED.${ident(c)}`).join(', ')}) ` +
       `WHERE EXCLUDED.created_version < cur.created_version OR (EXCLUDED.created_version = cur.created_version AND ` +
-      `(cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version)) ` +
-      `RETURNING ${ident(s.table.key)}::text AS key, version`
+      `(cur.deleted_at IS NOT NULL, cur.version) < (EXCLUDED.deleted_at IS NOT NULL, EXCLUDED.version))`
     );
   }
 
@@ -312,7 +321,7 @@ export class RowStore {
       `WITH h AS (${horizon}), ` +
       `b AS (SELECT ${k}::text AS key, version, created_version, origin_region, deleted_at IS NOT NULL AS deleted FROM ${t} WHERE ${k} = ANY($2::${s.keyType}[])), ` +
       `up AS (INSERT INTO ${t} AS cur (${list}) SELECT ${cols.map((col) => `x.${ident(col)}`).join(', ')} ` +
-      `FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS x WHERE ${guard} ${this.onConflict(s, cols)}) ` +
+      `FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS x WHERE ${guard} ${this.onConflict(s, cols)} RETURNING ${ident(s.table.key)}::text AS key, version) ` +
       `SELECT ${through} AS through, (SELECT COALESCE(json_agg(b), '[]'::json) FROM b) AS before, (SELECT COALESCE(json_agg(up), '[]'::json) FROM up) AS written`;
     s.applies.set(id, sql);
     return sql;
@@ -376,13 +385,50 @@ export class RowStore {
       // taken then, so it sees whatever the lock's previous holder committed. (Measured: 155 µs of the
       // backend's CPU through replication_lock_row, whose dynamic SQL is planned on every call.)
       const [, rows] = await tx.batch([this.lockStatement(table, key), { sql: s.selectRow, values: [key], prepare: true }]);
-      return (rows?.[0] as { row: Row | null } | undefined)?.row ?? null;
+      return this.seen(table.name, key, (rows?.[0] as { row: string | null } | undefined)?.row ?? null);
     }
     // A transaction that sends one statement at a time: two round trips.
     const lock = this.lockStatement(table, key);
     await tx.$executeRawUnsafe(lock.sql, ...lock.values);
-    const rows = await tx.$queryRawUnsafe<{ row: Row }[]>(s.selectRow, key);
-    return rows[0]?.row ?? null;
+    const rows = await tx.$queryRawUnsafe<{ row: string | null }[]>(s.selectRow, key);
+    return this.seen(table.name, key, rows[0]?.row ?? null);
+  }
+
+  /** A row read (or written) as JSON text: parsed, and kept as the next guess of its key. */
+  private seen(tableName: string, key: string, text: string | null): Row | null {
+    if (text === null) return null;
+    const row = JSON.parse(text) as Row;
+    if (typeof row.version === 'string') this.guesses.keep(this.lockedIdOf(tableName, key), text, row.version);
+    return row;
+  }
+
+  /**
+   * The row as this process last saw it committed, instead of lock(): null when none is kept (or the
+   * database cannot check a guess). Otherwise the row, and two statements for the transaction's next round
+   * trip (WriteContext.later): the key's lock, then the check that the row is still stored exactly as
+   * guessed (every column, not only its version: a hand-made fix or a writer outside the replicator changes
+   * a row without a new version), which fails the transaction with STALE_GUESS if not (see row-guesses.ts). A write that put the key
+   * already in this transaction must not guess it: the check would see its own write.
+   */
+  guess(table: ReplicatedTable, key: string): { row: Row; statements: Statement[] } | null {
+    if (!this.checkFn) return null;
+    const s = this.get(table.name);
+    const kept = this.guesses.get(this.lockedIdOf(table.name, key));
+    if (!kept) return null;
+    const check = { sql: s.expectRow, values: [key, kept.text, `${table.name} ${key} is no longer as guessed (version ${kept.version})`], exec: true, prepare: true };
+    return { row: kept.row, statements: [this.lockStatement(table, key), check] };
+  }
+
+  /** What a committed deferredPut returned (its `row`): kept as the next guess of its key. */
+  written(tableName: string, key: string, result: unknown): void {
+    const text = (result as { row?: unknown } | undefined)?.row;
+    if (typeof text === 'string') this.seen(tableName, key, text);
+    else this.guesses.forget(this.lockedIdOf(tableName, key));
+  }
+
+  /** Drops the guess of a key (a stale one, or one this process is about to change). */
+  forgetGuess(tableName: string, key: string): void {
+    this.guesses.forget(this.lockedIdOf(tableName, key));
   }
 
   /** Whether deferredPut can hold upserts back (the database has replication_check). */
@@ -412,7 +458,8 @@ export class RowStore {
     const c = normalize(change, s);
     if (current && compareStates(c.state, stateOf({ version: String(current.version), row: current })) <= 0) return null;
     return {
-      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c))}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2::text)`,
+      // The row as written comes back (as JSON text) to be the next guess of its key (see guess()).
+      sql: `WITH w AS (${this.upsertFor(s, this.columnSet(c), 'to_jsonb(cur)::text AS row')}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2::text), (SELECT row FROM w) AS row`,
       values: [JSON.stringify([c.row]), `write to ${change.table} ${c.rowKey} was refused by the merge rule`],
       exec: true,
       prepare: true,
@@ -454,6 +501,8 @@ export class RowStore {
     const lock = opts.lock ? lockAllStatement(changes) : null;
     const single = pipelined && opts.last && !known ? this.singleTripGroups(norm) : null;
     const r = single ? await this.applyInOneTrip(run, norm, single, lock) : await this.applyInSteps(run, norm, known, lock, opts, pipelined);
+    // What this changed is not what a guess of these keys holds (a guess would fail its check; see guess()).
+    for (const c of norm) this.guesses.forget(c.id);
     return this.judge(norm, r, opts.last && pipelined ? oneByOne(this.db) : run);
   }
 

@@ -218,6 +218,17 @@ describe('update and delete', () => {
     expect(got.body.result).toEqual({ ...c, label: 'set by the holder', email_claims: ['upn'] });
   });
 
+  test('a PATCH does not answer 404 from what the region guessed the row holds: a row restored by hand is found', async () => {
+    // The region keeps the row its DELETE stored as the guess of the key (a tombstone, which answers 404).
+    const c = (await create()).body.result;
+    expect((await call(r.url, 'DELETE', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(204);
+    // Restored by hand, keeping the version: only a check of the whole row sees it.
+    await r.region.db.$executeRawUnsafe("UPDATE saml_provider_credentials SET deleted_at = NULL, idp_metadata_url = $2 WHERE id = $1::uuid", c.id, c.idp_metadata_url);
+    const res = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { label: 'found' }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+    expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result.label).toBe('found');
+  });
+
   test('PATCH and DELETE of an unknown id answer 404', async () => {
     for (const id of ['01a20904-0000-7000-8000-000000000000', 'nope']) {
       expect((await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'x' }, headers: slashidHeaders(org) })).status).toBe(404);

@@ -1,0 +1,132 @@
+/**
+ * A local write's guesses (src/replication/row-guesses.ts, RowStore.guess): the row as this process last
+ * saw it committed stands in for the read under the lock, and is checked, whole, in the commit's round trip.
+ */
+import type { Pool } from 'pg';
+import { poolOf, type Db } from '../../src/db/client';
+import { pgCode } from '../../src/db/pg-errors';
+import { credentialsTable } from '../../src/provider-credentials/store';
+import { formatVersion } from '../../src/replication/hlc';
+import { inPipeline, queryable } from '../../src/replication/pg-tx';
+import { RowGuesses, STALE_GUESS } from '../../src/replication/row-guesses';
+import { RowStore, type Statement } from '../../src/replication/row-store';
+import type { Row, RowChange } from '../../src/replication/tables';
+import { migratedDb, type MigratedDb } from '../support/migrated-db';
+
+let m: MigratedDb;
+let db: Db;
+let pool: Pool;
+let store: RowStore;
+beforeAll(async () => {
+  m = await migratedDb('rowguesses');
+  db = m.db;
+  pool = poolOf(db);
+  store = await RowStore.load(db, [credentialsTable]);
+});
+afterAll(() => m.close());
+
+const ORG = '01a20904-0000-7000-8000-0000000000d0';
+const v = (wall: number) => formatVersion({ wall, counter: 0, region: 'us-iowa' });
+const row = (id: string, version: string, label: string): Row => ({
+  id, org_id: ORG, label, idp_metadata_url: 'https://idp.example.com/md', email_claims: [], enable_in_slashid_oidc_authz_server: false,
+  home_region: 'us-iowa', created_at: '2026-11-23T00:00:00.000Z', updated_at: '2026-11-23T00:00:00.000Z', deleted_at: null,
+  origin_region: 'us-iowa', version, created_version: v(1000),
+});
+const change = (r: Row): RowChange => ({ table: credentialsTable.name, key: String(r.id), version: String(r.version), row: r });
+const outbox = (changeId: string): Statement => ({
+  sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)',
+  values: [changeId, '{}', ORG],
+  exec: true,
+});
+const stored = async (id: string) => (await pool.query<{ label: string }>('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0]?.label;
+const inOutbox = async (changeId: string) => Number((await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount);
+
+/** Stores `r` and reads it under the lock, as a local write does (which keeps it as the next guess). */
+async function seen(r: Row): Promise<Row> {
+  await store.apply(db, [change(r)]);
+  const read = await inPipeline(pool, (tx) => store.lock(queryable(tx), credentialsTable, String(r.id)));
+  return read as Row;
+}
+
+/** One round trip: the guess's lock and check, the upsert built on the guess, an outbox row, COMMIT. */
+async function writeOnGuess(id: string, label: string, changeId: string): Promise<{ roundTrips: number; err: unknown }> {
+  const guess = store.guess(credentialsTable, id);
+  if (!guess) throw new Error('no guess kept');
+  const next = { ...guess.row, label, version: v(Date.now()) };
+  const upsert = store.deferredPut(change(next), guess.row) as Statement;
+  let roundTrips = 0;
+  const err = await inPipeline(pool, async (tx) => {
+    roundTrips++;
+    const results = await tx.run([...guess.statements, upsert, outbox(changeId)], true);
+    store.written(credentialsTable.name, id, results[guess.statements.length]?.[0]);
+  }).then(() => null, (e: unknown) => e);
+  return { roundTrips, err };
+}
+
+test('a row read under the lock is the next guess; a write on it is one round trip and commits', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000d1';
+  const read = await seen(row(id, v(1000), 'first'));
+  expect(store.guess(credentialsTable, id)?.row).toEqual(read);
+  const { roundTrips, err } = await writeOnGuess(id, 'second', '01a20904-0000-7000-8000-0000000000e1');
+  expect(err).toBeNull();
+  expect(roundTrips).toBe(1);
+  expect(await stored(id)).toBe('second');
+  expect(await inOutbox('01a20904-0000-7000-8000-0000000000e1')).toBe(1);
+  // What the write stored, as Postgres returned it, is the guess now: the same as a read under the lock.
+  const kept = store.guess(credentialsTable, id)?.row;
+  expect(kept?.label).toBe('second');
+  expect(kept).toEqual(await inPipeline(pool, (tx) => store.lock(queryable(tx), credentialsTable, id)));
+});
+
+test('a row changed since the guess, even by a writer that kept its version, fails the write before COMMIT', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000d2';
+  await seen(row(id, v(1000), 'first'));
+  await pool.query("UPDATE saml_provider_credentials SET label = 'by hand' WHERE id = $1", [id]);
+  const { err } = await writeOnGuess(id, 'on a stale guess', '01a20904-0000-7000-8000-0000000000e2');
+  expect(pgCode(err)).toBe(STALE_GUESS);
+  expect(await stored(id)).toBe('by hand');
+  expect(await inOutbox('01a20904-0000-7000-8000-0000000000e2')).toBe(0);
+});
+
+test('an applied change of the key drops its guess', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000d3';
+  await seen(row(id, v(1000), 'first'));
+  expect(store.guess(credentialsTable, id)).not.toBeNull();
+  await store.apply(db, [change(row(id, v(2000), 'from another region'))]);
+  expect(store.guess(credentialsTable, id)).toBeNull();
+});
+
+test('a guess is a copy: changing it changes neither the kept row nor the next guess', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000d4';
+  await seen(row(id, v(1000), 'first'));
+  const g = store.guess(credentialsTable, id);
+  (g?.row.email_claims as string[]).push('changed');
+  expect(store.guess(credentialsTable, id)?.row.email_claims).toEqual([]);
+});
+
+describe('RowGuesses bounds', () => {
+  const text = (n: number, version = 'v1') => JSON.stringify({ version, pad: 'x'.repeat(n) });
+
+  test('keeps at most the rows and bytes it is given, dropping the least recently used first', () => {
+    const g = new RowGuesses({ rows: 2, bytes: 1_000, rowBytes: 500 });
+    g.keep('a', text(10), 'v1');
+    g.keep('b', text(10), 'v1');
+    g.get('a'); // a is now the most recently used
+    g.keep('c', text(10), 'v1');
+    expect([g.get('a') !== null, g.get('b') !== null, g.get('c') !== null]).toEqual([true, false, true]);
+    const big = new RowGuesses({ rows: 10, bytes: 700, rowBytes: 500 });
+    big.keep('a', text(300), 'v1');
+    big.keep('b', text(300), 'v1');
+    big.keep('c', text(300), 'v1');
+    expect(big.size).toBe(2);
+    expect(big.get('a')).toBeNull();
+  });
+
+  test('does not keep a row larger than its per-row bound, and forgets what it held under that key', () => {
+    const g = new RowGuesses({ rows: 10, bytes: 10_000, rowBytes: 100 });
+    g.keep('a', text(10), 'v1');
+    g.keep('a', text(200), 'v2');
+    expect(g.get('a')).toBeNull();
+    expect(g.size).toBe(0);
+  });
+});
