@@ -6,40 +6,27 @@
  * nothing.
  */
 import type { Pool } from 'pg';
-import { poolOf, type Db } from '../../src/db/client';
+import type { Db } from '../../src/db/client';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
-import { formatVersion } from '../../src/replication/hlc';
 import { createApplyPool, inPipeline, queryable } from '../../src/replication/pg-tx';
 import { RowStore, type Statement } from '../../src/replication/row-store';
-import type { Row, RowChange } from '../../src/replication/tables';
-import { migratedDb, type MigratedDb } from '../support/migrated-db';
+import type { Row } from '../../src/replication/tables';
+import type { MigratedDb } from '../support/migrated-db';
+import { change, credentialRow, credentialStore, outboxRow, v } from '../support/credential-rows';
 
 let m: MigratedDb;
 let db: Db;
 let pool: Pool;
 let store: RowStore;
 beforeAll(async () => {
-  m = await migratedDb('localwritetx');
-  db = m.db;
-  pool = poolOf(db);
-  store = await RowStore.load(db, [credentialsTable]);
+  ({ m, db, pool, store } = await credentialStore('localwritetx'));
 });
 afterAll(() => m.close());
 
 const ORG = '01a20904-0000-7000-8000-0000000000b0';
-const v = (wall: number) => formatVersion({ wall, counter: 0, region: 'us-iowa' });
-const row = (id: string, version: string, label: string): Row => ({
-  id, org_id: ORG, label, idp_metadata_url: 'https://idp.example.com/md', email_claims: [], enable_in_slashid_oidc_authz_server: false,
-  home_region: 'us-iowa', created_at: '2026-11-23T00:00:00.000Z', updated_at: '2026-11-23T00:00:00.000Z', deleted_at: null,
-  origin_region: 'us-iowa', version, created_version: v(1000),
-});
-const change = (r: Row): RowChange => ({ table: credentialsTable.name, key: String(r.id), version: String(r.version), row: r });
-const outbox = (changeId: string): Statement => ({
-  sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)',
-  values: [changeId, '{}', ORG],
-  exec: true,
-});
+const row = (id: string, version: string, label: string): Row => credentialRow(ORG, id, version, label);
+const outbox = (changeId: string): Statement => outboxRow(ORG, changeId);
 const stored = async (id: string) => (await pool.query<{ label: string; version: string }>('SELECT label, version FROM saml_provider_credentials WHERE id = $1', [id])).rows[0];
 const inOutbox = async (changeId: string) => Number((await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount);
 
