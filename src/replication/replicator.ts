@@ -275,7 +275,7 @@ export class Replicator {
     // The deliveries go out first (they are what an all_regions write waits on); the origin's own acks
     // ("applied": its transactions put every row) go alongside them.
     const delivering = eachRegion(destinations, (dest) => deliverer.deliver(links.to(dest), dest, events));
-    const orgs = Object.fromEntries(events.flatMap((e) => (e.orgId ? [[e.changeId, e.orgId]] : [])));
+    const orgs = new Map(events.flatMap((e) => (e.orgId ? [[e.changeId, e.orgId] as const] : [])));
     const ownAck = this.d.tracker.ack(region, ids, { orgs }).catch((err: Error) => {
       this.d.log.debug({ err: err.message, count: ids.length }, 'own acks deferred to the relay');
     });

@@ -92,8 +92,11 @@ interface Waiter {
 export interface AckOptions {
   /** Per change id; changes left out were applied. */
   outcomes?: ReadonlyMap<string, AckOutcome>;
-  /** Per change id: its organization, recorded once by the origin. */
-  orgs?: Readonly<Record<string, string>>;
+  /**
+   * Per change id: its organization, recorded once by the origin. A Map: an object keyed by change ids would
+   * give V8 a new hidden class for every id it adds.
+   */
+  orgs?: ReadonlyMap<string, string>;
 }
 
 export class Tracker {
@@ -273,7 +276,7 @@ export async function recordAcks(redis: Redis, keys: ReplicationKeys, region: st
   for (const id of changeIds) {
     const value = formatAck(opts.outcomes?.get(id) ?? { outcome: 'applied' }, at);
     if (!value.startsWith('applied')) lost[id] = value;
-    perChange.push(value, opts.orgs?.[id] ?? '');
+    perChange.push(value, opts.orgs?.get(id) ?? '');
   }
   // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
   const announcement = JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds });

@@ -106,7 +106,7 @@ describe('applied and superseded acks', () => {
   });
 
   test('the origin records the organization beside the acks; it is not taken for a region', async () => {
-    await other.ack('a', ['s3'], { orgs: { s3: 'org-1' } });
+    await other.ack('a', ['s3'], { orgs: new Map([['s3', 'org-1']]) });
     const stored = await tracker.status('s3');
     expect(stored['~org']).toBe('org-1');
     expect(parseAck(stored.a ?? '')?.outcome).toBe('applied');
@@ -134,7 +134,7 @@ test('acks are recorded in one script per batch: each change\'s field, its organ
   listener.on('message', (_ch: string, m: string) => heard.push(m));
   // A Redis restarted since (or never asked): the script is not cached there, and is sent whole.
   await cmd.script('FLUSH');
-  await tracker.ack('d', ['script-1', 'script-2'], { orgs: { 'script-1': '01a20904-0000-7000-8000-00000000000f' } });
+  await tracker.ack('d', ['script-1', 'script-2'], { orgs: new Map([['script-1', '01a20904-0000-7000-8000-00000000000f']]) });
   expect(await cmd.hgetall(keys.ack('script-1'))).toEqual({ d: expect.stringMatching(/^applied@/), '~org': '01a20904-0000-7000-8000-00000000000f' });
   expect(await cmd.hgetall(keys.ack('script-2'))).toEqual({ d: expect.stringMatching(/^applied@/) });
   for (const id of ['script-1', 'script-2']) {
