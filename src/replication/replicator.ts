@@ -128,6 +128,8 @@ export class Replicator {
     // COMMIT and the write runs again reading what it locks.
     let guessing = true;
     const guessed: Array<[string, string]> = [];
+    // Whether the transaction attempted last built on a guess (an earlier attempt's guesses do not count).
+    let lastUsedGuess = false;
     const run = () => retryCollisions(() => inPipeline(
       poolOf(this.d.db),
       async (pipe) => {
@@ -140,6 +142,7 @@ export class Replicator {
         // The rows this transaction locked, as stored now: a key is locked (and read) once per transaction,
         // and put() knows what it replaces without reading it again.
         const locked = new Map<string, Row | null>();
+        lastUsedGuess = false;
         // Keys this transaction put: never guessed (the check would see the write itself).
         const putKeys = new Set<string>();
         // The deferred upserts, by statement: each returns the row it wrote, kept once COMMIT succeeded.
@@ -151,6 +154,7 @@ export class Replicator {
           if (guess) {
             pending.push(...guess.statements);
             guessed.push([table.name, key]);
+            lastUsedGuess = true;
             locked.set(id, guess.row);
             return guess.row;
           }
@@ -236,7 +240,7 @@ export class Replicator {
       try {
         result = await run();
       } catch (err) {
-        if (guessing && guessed.length && (pgCode(err) === STALE_GUESS || err instanceof AppError)) {
+        if (guessing && lastUsedGuess && (pgCode(err) === STALE_GUESS || err instanceof AppError)) {
           // Nothing was written. A stale guess, or an answer (a 404, say) the feature may have drawn from a
           // guess whose check never ran: run it again reading every row it locks.
           for (const [table, key] of guessed) store.forgetGuess(table, key);

@@ -13,12 +13,13 @@
  */
 import type { Row } from './tables';
 
-/** The SQLSTATE of a failed guess check: the row's version is not the guessed one. */
+/** The SQLSTATE of a failed guess check: the row is not stored as guessed. */
 export const STALE_GUESS = 'RG001';
 
 const MAX_ROWS = 4096;
+/** Bytes counted as the rows' JSON text length (UTF-16 code units: bytes for ASCII text). */
 const MAX_BYTES = 16 * 1024 * 1024;
-/** A row larger than this is not kept (its JSON text, in UTF-16 code units). */
+/** A row larger than this is not kept (its JSON text's length). */
 const MAX_ROW_BYTES = 16 * 1024;
 
 export class RowGuesses {
