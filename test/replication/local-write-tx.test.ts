@@ -146,7 +146,7 @@ describe('prepared statements (Statement.prepare)', () => {
     expect(mine).toHaveLength(1);
   });
 
-  test('a batch that failed after its PREPARE leaves the connection usable: it starts over with DEALLOCATE ALL', async () => {
+  test('a batch that failed after its PREPARE leaves the connection usable: it drops its own statements and starts over', async () => {
     const other: Statement = { sql: 'SELECT $1::int / $2::int AS q', values: [], prepare: true };
     // PREPARE runs, then its EXECUTE fails (division by zero): the batch and the transaction fail.
     await expect(inPipeline(one, (tx) => tx.run([{ ...other, values: [1, 0] }], true))).rejects.toThrow(/division by zero/);
@@ -154,5 +154,18 @@ describe('prepared statements (Statement.prepare)', () => {
     const rows = await inPipeline(one, async (tx) => (await tx.run([{ ...other, values: [6, 3] }], true))[0]);
     expect(rows).toEqual([{ q: 2 }]);
     expect((await prepared()).filter((p) => p.statement.includes('AS q'))).toHaveLength(1);
+  });
+
+  test('a failed batch leaves the statements the pg driver prepared by name on the connection (a read\'s) working', async () => {
+    const id = '01a20904-0000-7000-8000-0000000000b7';
+    await store.apply(db, [change(row(id, v(1000), 'read by name'))]);
+    // As findCredential does: a statement the driver prepares by name and then only binds.
+    const byName = () => one.query<{ label: string }>({ name: 'label_by_name', text: 'SELECT label FROM saml_provider_credentials WHERE id = $1', values: [id] });
+    expect((await byName()).rows).toEqual([{ label: 'read by name' }]);
+    const failing: Statement = { sql: 'SELECT $1::int / $2::int AS r', values: [], prepare: true };
+    await expect(inPipeline(one, (tx) => tx.run([{ ...failing, values: [1, 0] }], true))).rejects.toThrow(/division by zero/);
+    // The next transaction on this connection drops its own statements; the driver's stays.
+    await inPipeline(one, (tx) => tx.run([{ ...failing, values: [4, 2] }], true));
+    expect((await byName()).rows).toEqual([{ label: 'read by name' }]);
   });
 });
