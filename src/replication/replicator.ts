@@ -127,9 +127,8 @@ export class Replicator {
     // checked with the commit, which makes a PATCH one round trip; a stale guess fails the transaction before
     // COMMIT and the write runs again reading what it locks.
     let guessing = true;
+    // The keys the transaction attempted last built on guesses of (emptied as each attempt starts).
     const guessed: Array<[string, string]> = [];
-    // Whether the transaction attempted last built on a guess (an earlier attempt's guesses do not count).
-    let lastUsedGuess = false;
     const run = () => retryCollisions(() => inPipeline(
       poolOf(this.d.db),
       async (pipe) => {
@@ -142,7 +141,7 @@ export class Replicator {
         // The rows this transaction locked, as stored now: a key is locked (and read) once per transaction,
         // and put() knows what it replaces without reading it again.
         const locked = new Map<string, Row | null>();
-        lastUsedGuess = false;
+        guessed.length = 0;
         // Keys this transaction put: never guessed (the check would see the write itself).
         const putKeys = new Set<string>();
         // The deferred upserts, by statement: each returns the row it wrote, kept once COMMIT succeeded.
@@ -154,7 +153,6 @@ export class Replicator {
           if (guess) {
             pending.push(...guess.statements);
             guessed.push([table.name, key]);
-            lastUsedGuess = true;
             locked.set(id, guess.row);
             return guess.row;
           }
@@ -226,7 +224,7 @@ export class Replicator {
         // Committed: the rows as written are the next guesses of their keys.
         last.forEach((st, i) => {
           const k = deferredKeys.get(st);
-          if (k) store.written(k[0], k[1], results[i]?.[0]);
+          if (k) store.keepWritten(k[0], k[1], results[i]?.[0]);
         });
         return { value, event };
       },
@@ -240,7 +238,7 @@ export class Replicator {
       try {
         result = await run();
       } catch (err) {
-        if (guessing && lastUsedGuess && (pgCode(err) === STALE_GUESS || err instanceof AppError)) {
+        if (guessing && guessed.length && (pgCode(err) === STALE_GUESS || err instanceof AppError)) {
           // Nothing was written. A stale guess, or an answer (a 404, say) the feature may have drawn from a
           // guess whose check never ran: run it again reading every row it locks.
           for (const [table, key] of guessed) store.forgetGuess(table, key);

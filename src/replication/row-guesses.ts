@@ -4,7 +4,8 @@
  * row and COMMIT (RowStore.guess). A guess is only ever a guess: the check runs under the row's lock, after
  * whatever held the lock before committed, and compares the stored row, every column, with the guessed one
  * (jsonb equality); when they differ (an apply from another region, another process, a hand-made fix that
- * kept the version, a collected tombstone, a restore) the transaction fails with STALE_GUESS before COMMIT and the write runs again, reading the row (Replicator.write).
+ * kept the version, a collected tombstone, a restore) the transaction fails with STALE_GUESS before
+ * COMMIT and the write runs again, reading the row (Replicator.write).
  *
  * Bounded by count and by bytes (the rows' JSON text): a table with large rows (IdP metadata documents) is
  * mostly not kept. Kept: rows read under a local write's lock, and rows a local write stored, as Postgres

@@ -404,11 +404,12 @@ export class RowStore {
 
   /**
    * The row as this process last saw it committed, instead of lock(): null when none is kept (or the
-   * database cannot check a guess). Otherwise the row, and two statements to hold back for the transaction's
-   * next round trip (as WriteContext.later does): the key's lock, then the check that the row is still stored exactly as
-   * guessed (every column, not only its version: a hand-made fix or a writer outside the replicator changes
-   * a row without a new version), which fails the transaction with STALE_GUESS if not (see row-guesses.ts). A write that put the key
-   * already in this transaction must not guess it: the check would see its own write.
+   * database cannot check a guess). Otherwise the row, and two statements to hold back for the
+   * transaction's next round trip (as WriteContext.later does): the key's lock, then the check that the row
+   * is still stored exactly as guessed (every column, not only its version: a hand-made fix or a writer
+   * outside the replicator changes a row without a new version), which fails the transaction with
+   * STALE_GUESS if not (see row-guesses.ts). A write that put the key already in this transaction must not
+   * guess it: the check would see its own write.
    */
   guess(table: ReplicatedTable, key: string): { row: Row; statements: Statement[] } | null {
     if (!this.checkFn) return null;
@@ -420,7 +421,7 @@ export class RowStore {
   }
 
   /** What a committed deferredPut returned (its `row`): kept as the next guess of its key. */
-  written(tableName: string, key: string, result: unknown): void {
+  keepWritten(tableName: string, key: string, result: unknown): void {
     const text = (result as { row?: unknown } | undefined)?.row;
     if (typeof text === 'string') this.seen(tableName, key, text);
     else this.guesses.forget(this.lockedIdOf(tableName, key));

@@ -45,7 +45,7 @@ async function writeOnGuess(id: string, label: string, changeId: string): Promis
   const err = await inPipeline(pool, async (tx) => {
     roundTrips++;
     const results = await tx.run([...guess.statements, upsert, outbox(changeId)], true);
-    store.written(credentialsTable.name, id, results[guess.statements.length]?.[0]);
+    store.keepWritten(credentialsTable.name, id, results[guess.statements.length]?.[0]);
   }).then(() => null, (e: unknown) => e);
   return { roundTrips, err };
 }
