@@ -34,7 +34,13 @@ export function replicationKeys(prefix: string) {
     /** The first entry id of this incarnation of a region's inbox (see relay.ts: trimmed or lost?). */
     inboxBorn: (region: string) => `${prefix}{repl}:changes-born:${region}`,
     ack: (changeId: string) => `${prefix}{repl}:ack:${changeId}`,
-    ackChannel: `${prefix}{repl}:acks`,
+    /**
+     * Where the acks of an origin's changes are announced: one channel per origin, so that where regions
+     * share a Redis each announcement wakes only the processes of the region waiting on it.
+     */
+    ackChannel: (origin: string) => `${prefix}{repl}:acks:${origin}`,
+    /** The one channel every ack was announced on before that (versions up to 2026-12-01): still heard. */
+    sharedAckChannel: `${prefix}{repl}:acks`,
     /** The deployment's members (see replication/membership.ts) and the channel announcing changes. */
     members: `${prefix}{repl}:members`,
     membersChannel: `${prefix}{repl}:members-changed`,

@@ -491,7 +491,8 @@ export class Applier {
    * no-ops, and acked then. Not an apply failure; the other origins' events are acked meanwhile.
    */
   private async acknowledge(batch: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
-    await this.toOrigins(batch, (redis, ids) => recordAcks(redis, this.d.keys, this.d.region, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
+    const region = this.d.region;
+    await this.toOrigins(batch, (redis, ids, origin) => recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
   }
 
   /**
@@ -499,7 +500,7 @@ export class Applier {
    * reached. An origin's Redis is a WAN round trip away: the next batch does not wait for the answer (the
    * origin has the ack half way through it), only for acks beyond MAX_ACKS_IN_FLIGHT batches.
    */
-  private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[]) => Promise<void>, what: string): Promise<void> {
+  private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[], origin: string) => Promise<void>, what: string): Promise<void> {
     const { links, region, keys, log } = this.d;
     const byOrigin = new Map<string, Parsed[]>();
     for (const b of batch) {
@@ -509,7 +510,7 @@ export class Applier {
     }
     const sending = Promise.all([...byOrigin].map(async ([origin, items]) => {
       try {
-        await send(links.to(origin), items.map((i) => i.event.changeId));
+        await send(links.to(origin), items.map((i) => i.event.changeId), origin);
         await links.own.xack(keys.inbox(region), region, ...items.map((i) => i.id));
       } catch (err) {
         log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);

@@ -57,7 +57,7 @@ export async function createReplication(o: ReplicationOptions) {
   });
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
-  const tracker = new Tracker(redis, subscriber, keys, o.log, 1000, o.config.ackTtlSeconds);
+  const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds);
   const { streamMaxLength } = o.config;
   // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
   const auth = new EventAuth(o.config.replicationKeys);

@@ -5,7 +5,8 @@
  * applied) with a TTL, plus the field "~org" naming the change's organization when the origin knows it.
  * Superseded: when the region applied the change, the row already held a state that outranks it (see
  * row-store.ts), so the change is not, and will never be, the row's state there. Every ack batch is announced
- * on one pub/sub channel. A process holds ONE subscriber connection and an in-memory map of waiters; a waiter
+ * on its origin's pub/sub channel (where regions share a Redis, an ack wakes only the origin's processes,
+ * not every region's). A process holds ONE subscriber connection and an in-memory map of waiters; a waiter
  * checks the stored acks right after it registers, so an ack that landed first is not missed, and its timer
  * is cleared as soon as it is answered. Pub/sub is at-most-once (a reconnect or a full output buffer drops
  * messages), so while anyone waits, one sweep timer per process also re-reads the stored acks.
@@ -107,6 +108,8 @@ export class Tracker {
     private readonly redis: Redis,
     private readonly subscriber: Redis,
     private readonly keys: ReplicationKeys,
+    /** This process's region: the origin of the changes its waiters wait on, whose channel it hears. */
+    private readonly region: string,
     private readonly log: Logger,
     private readonly sweepIntervalMs = 1000,
     readonly ackTtlSeconds = ACK_TTL_SECONDS,
@@ -117,14 +120,19 @@ export class Tracker {
    * while ioredis is still running its ready check makes it drop the connection and lose the subscription.)
    */
   async start(): Promise<void> {
-    this.subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
+    const channels = new Set([this.keys.ackChannel(this.region), this.keys.sharedAckChannel]);
+    // The connection carries other subscriptions too (membership's).
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channels.has(channel)) this.onMessage(message);
+    });
     this.subscriber.on('ready', () => void this.subscribe());
     if (this.subscriber.status === 'ready') await this.subscribe();
   }
 
   private async subscribe(): Promise<void> {
     try {
-      await this.subscriber.subscribe(this.keys.ackChannel);
+      // The shared channel: where a region still running a version before per-origin channels announces.
+      await this.subscriber.subscribe(this.keys.ackChannel(this.region), this.keys.sharedAckChannel);
       // Acks announced while we were not subscribed are only in the stored hashes.
       await this.recheckAll();
     } catch (err) {
@@ -133,11 +141,11 @@ export class Tracker {
   }
 
   /**
-   * Records that `region` has applied these changes (held, unless `opts.outcomes` says superseded) and
-   * announces it.
+   * Records that `region` has applied these changes of this tracker's region (held, unless `opts.outcomes`
+   * says superseded) and announces it.
    */
   ack(region: string, changeIds: readonly string[], opts: AckOptions = {}): Promise<void> {
-    return recordAcks(this.redis, this.keys, region, changeIds, opts, this.ackTtlSeconds);
+    return recordAcks(this.redis, this.keys, { origin: this.region, region }, changeIds, opts, this.ackTtlSeconds);
   }
 
   /** Records that `region` parked these changes (see recordParked). */
@@ -266,9 +274,17 @@ export class Tracker {
 
 /**
  * Records in `redis` (the Redis of the changes' origin, whose tracker waits on them) that `region` has
- * applied these changes (held, unless `opts.outcomes` says superseded), and announces it there.
+ * applied these changes of `origin` (held, unless `opts.outcomes` says superseded), and announces it on
+ * the origin's channel there.
  */
-export async function recordAcks(redis: Redis, keys: ReplicationKeys, region: string, changeIds: readonly string[], opts: AckOptions = {}, ttlSeconds = ACK_TTL_SECONDS): Promise<void> {
+export async function recordAcks(
+  redis: Redis,
+  keys: ReplicationKeys,
+  { origin, region }: { origin: string; region: string },
+  changeIds: readonly string[],
+  opts: AckOptions = {},
+  ttlSeconds = ACK_TTL_SECONDS,
+): Promise<void> {
   if (changeIds.length === 0) return;
   const at = new Date().toISOString();
   const lost: Record<string, string> = {};
@@ -280,7 +296,7 @@ export async function recordAcks(redis: Redis, keys: ReplicationKeys, region: st
   }
   // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
   const announcement = JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds });
-  await runRecordAcks(redis, changeIds.map((id) => keys.ack(id)), [ttlSeconds, region, ORG_FIELD, keys.ackChannel, announcement, ...perChange]);
+  await runRecordAcks(redis, changeIds.map((id) => keys.ack(id)), [ttlSeconds, region, ORG_FIELD, keys.ackChannel(origin), announcement, ...perChange]);
 }
 
 /**

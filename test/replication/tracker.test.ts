@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { parseAck, Tracker } from '../../src/replication/tracker';
+import { parseAck, recordAcks, Tracker } from '../../src/replication/tracker';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('tracker')}:`;
@@ -16,9 +16,9 @@ let tracker: Tracker;
 let other: Tracker;
 
 beforeAll(async () => {
-  tracker = new Tracker(conn(), conn(true), keys, pino({ level: 'silent' }));
+  tracker = new Tracker(conn(), conn(true), keys, 'a', pino({ level: 'silent' }));
   const lateSub = conn(true);
-  other = new Tracker(conn(), lateSub, keys, pino({ level: 'silent' }));
+  other = new Tracker(conn(), lateSub, keys, 'a', pino({ level: 'silent' }));
   await tracker.start();
   // Start while the connection is up but ioredis is still in its ready check (the state a busy region
   // process hits): a SUBSCRIBE sent then used to be lost with the connection.
@@ -33,7 +33,9 @@ afterAll(async () => {
 test('each tracker holds exactly one subscription, even when started before its connection was ready', async () => {
   const probe = conn(true);
   const subscribed = async () => {
-    const reply = (await probe.call('PUBSUB', 'NUMSUB', keys.ackChannel)) as [string, number];
+    const reply = (await probe.call('PUBSUB', 'NUMSUB', keys.ackChannel('a'), keys.ackChannel('b'))) as [string, number, string, number];
+    // Both trackers are region a's: nobody hears region b's channel.
+    expect(Number(reply[3])).toBe(0);
     return Number(reply[1]);
   };
   const until = Date.now() + 5000;
@@ -130,7 +132,7 @@ test('acks are recorded in one script per batch: each change\'s field, its organ
   // Command connections refuse commands until they are ready (no offline queue).
   await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
   const heard: string[] = [];
-  await listener.subscribe(keys.ackChannel);
+  await listener.subscribe(keys.ackChannel('a'));
   listener.on('message', (_ch: string, m: string) => heard.push(m));
   // A Redis restarted since (or never asked): the script is not cached there, and is sent whole.
   await cmd.script('FLUSH');
@@ -147,5 +149,33 @@ test('acks are recorded in one script per batch: each change\'s field, its organ
   // Cached now: the next batch runs by its hash.
   await tracker.ack('e', ['script-1']);
   expect(await cmd.hget(keys.ack('script-1'), 'e')).toMatch(/^applied@/);
-  await listener.unsubscribe(keys.ackChannel); // the first test counts this channel's subscribers
+  await listener.unsubscribe(keys.ackChannel('a')); // the first test counts this channel's subscribers
+});
+
+test('an ack is announced on its origin\'s channel only: where regions share a Redis, it wakes no other region', async () => {
+  const cmd = conn();
+  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  const heard: Record<string, string[]> = {};
+  const listeners = await Promise.all(['a', 'b'].map(async (origin) => {
+    const l = conn(true);
+    await l.subscribe(keys.ackChannel(origin), keys.sharedAckChannel);
+    l.on('message', (ch: string, m: string) => (heard[`${origin} ${ch}`] ??= []).push(m));
+    return l;
+  }));
+  await recordAcks(cmd, keys, { origin: 'b', region: 'c' }, ['from-b']);
+  const until = Date.now() + 2000;
+  while (!heard[`b ${keys.ackChannel('b')}`] && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100)); // anything heard elsewhere would be here by now
+  expect(heard).toEqual({ [`b ${keys.ackChannel('b')}`]: [JSON.stringify({ region: 'c', ids: ['from-b'] })] });
+  for (const l of listeners) await l.unsubscribe();
+});
+
+test('an ack announced on the shared channel (a region still running the previous version) releases a waiter', async () => {
+  const cmd = conn();
+  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release it.
+  const waiting = tracker.wait('legacy-1', ['a', 'b'], ['a'], Date.now() + 900);
+  await new Promise((r) => setTimeout(r, 50));
+  await cmd.publish(keys.sharedAckChannel, JSON.stringify({ region: 'b', ids: ['legacy-1'] }));
+  expect(await waiting).toMatchObject({ complete: true, pending: [] });
 });

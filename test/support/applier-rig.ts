@@ -76,7 +76,7 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const redis = conn();
   await new Promise((r) => redis.once('ready', r));
-  const tracker = new Tracker(redis, conn(true), keys, log);
+  const tracker = new Tracker(redis, conn(true), keys, REGION, log);
   // One Redis serves both regions here; the applier reads its inbox and acks into the origin's (the same).
   const links = new RedisLinks({ region: REGION, own: redis, name: `${label}-test`, defaultUrl: REDIS_URL, configured: new Map() });
   await redis.xgroup('CREATE', keys.inbox(REGION), REGION, '0', 'MKSTREAM');
