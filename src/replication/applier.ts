@@ -173,6 +173,10 @@ export class Applier {
             });
           this.applying.add(applying);
           void applying.finally(() => this.applying.delete(applying));
+          // The batch's transaction goes to Postgres first (in this turn's microtasks), the next read after
+          // it: a socket write that wakes another process costs the writer ~0.1-0.25 ms on a small VM, and
+          // the read first held back every apply, so every all_regions wait, by that much.
+          await new Promise<void>((resolve) => setImmediate(resolve));
           while (this.applying.size >= BATCHES_IN_FLIGHT) await Promise.race(this.applying);
         }
         // A batch that failed is handled as the loop's own failure (a lost group, a Redis error).

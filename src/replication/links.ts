@@ -82,9 +82,12 @@ export class RedisLinks {
   }
 }
 
+/** What an operation on one region's Redis gave. */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: Error };
+
 /** Runs `fn` for each region at once; a region whose Redis fails does not hold back the others. */
-export async function eachRegion<T>(regions: readonly string[], fn: (region: string) => Promise<T>): Promise<Map<string, { ok: true; value: T } | { ok: false; error: Error }>> {
-  const out = new Map<string, { ok: true; value: T } | { ok: false; error: Error }>();
+export async function eachRegion<T>(regions: readonly string[], fn: (region: string) => Promise<T>): Promise<Map<string, Outcome<T>>> {
+  const out = new Map<string, Outcome<T>>();
   await Promise.all(regions.map(async (r) => {
     try {
       out.set(r, { ok: true, value: await fn(r) });

@@ -106,13 +106,9 @@ export class OutboxRelay {
   private async deliverMissing(needs: Map<string, { changeId: string; event: SignedEvent }[]>): Promise<{ made: Delivery[]; failed: Set<string> }> {
     const made: Delivery[] = [];
     const failed = new Set<string>();
-    const res = await eachRegion([...needs.keys()], async (dest) => {
-      const items = needs.get(dest) ?? [];
-      const ids = await this.deliverer.deliver(this.d.links.to(dest), dest, items.map((i) => i.event));
-      return items.map((i, k) => ({ changeId: i.changeId, region: dest, streamId: ids[k] as string }));
-    });
+    const res = await this.deliverer.deliverAll(this.d.links, new Map([...needs].map(([dest, items]) => [dest, items.map((i) => i.event)])));
     for (const [dest, r] of res) {
-      if (r.ok) made.push(...r.value);
+      if (r.ok) r.value.forEach((streamId, k) => made.push({ changeId: (needs.get(dest)?.[k] as { changeId: string }).changeId, region: dest, streamId }));
       else {
         failed.add(dest);
         this.d.log.debug({ err: r.error.message, destination: dest }, 'could not deliver to a region; will retry');
@@ -297,7 +293,7 @@ export class OutboxRelay {
       'SELECT change_id::text, event FROM replication_outbox WHERE change_id = ANY($1::uuid[]) ORDER BY id',
       lost.map((r) => r.change_id),
     );
-    const ids = await this.deliverer.deliver(redis, dest, events.map((e) => e.event));
+    const ids = await this.deliverer.deliver(links, dest, events.map((e) => e.event));
     await recordDeliveries(db, events.map((e, i) => ({ changeId: e.change_id, region: dest, streamId: ids[i] as string })), []);
     this.republished += lost.length;
   }

@@ -17,7 +17,7 @@ import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
 import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
-import { eachRegion, type RedisLinks } from './links';
+import type { RedisLinks } from './links';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { isTransient, pgCode } from '../db/pg-errors';
 import { STALE_GUESS } from './row-guesses';
@@ -276,7 +276,7 @@ export class Replicator {
     const destinations = this.regions.filter((r) => r !== region);
     // The deliveries go out first (they are what an all_regions write waits on); the origin's own acks
     // ("applied": its transactions put every row) go alongside them.
-    const delivering = eachRegion(destinations, (dest) => deliverer.deliver(links.to(dest), dest, events));
+    const delivering = deliverer.deliverAll(links, new Map(destinations.map((dest) => [dest, events])));
     const orgs = new Map(events.flatMap((e) => (e.orgId ? [[e.changeId, e.orgId] as const] : [])));
     const ownAck = this.d.tracker.ack(region, ids, { orgs }).catch((err: Error) => {
       this.d.log.debug({ err: err.message, count: ids.length }, 'own acks deferred to the relay');
