@@ -17,10 +17,35 @@ export function formatVersion(s: Stamp): string {
   return `${String(s.wall).padStart(WALL_DIGITS, '0')}.${String(s.counter).padStart(COUNTER_DIGITS, '0')}.${s.region}`;
 }
 
+/**
+ * Reads "<15 digits>.<6 digits>.<region>". Checked by hand, not with a regular expression: an applied row
+ * is parsed three times, and each match's array was a few per cent of what an applying region allocated.
+ */
 export function parseVersion(v: string): Stamp {
-  const m = /^(\d{15})\.(\d{6})\.(.+)$/.exec(v);
-  if (!m) throw new Error(`malformed version '${v}'`);
-  return { wall: Number(m[1]), counter: Number(m[2]), region: m[3] };
+  const region = v.slice(WALL_DIGITS + COUNTER_DIGITS + 2);
+  if (
+    v.length <= WALL_DIGITS + COUNTER_DIGITS + 2 ||
+    !digits(v, 0, WALL_DIGITS) ||
+    v.charCodeAt(WALL_DIGITS) !== DOT ||
+    !digits(v, WALL_DIGITS + 1, WALL_DIGITS + 1 + COUNTER_DIGITS) ||
+    v.charCodeAt(WALL_DIGITS + 1 + COUNTER_DIGITS) !== DOT ||
+    LINE_BREAK.test(region)
+  ) {
+    throw new Error(`malformed version '${v}'`);
+  }
+  return { wall: Number(v.slice(0, WALL_DIGITS)), counter: Number(v.slice(WALL_DIGITS + 1, WALL_DIGITS + 1 + COUNTER_DIGITS)), region };
+}
+
+const DOT = 46;
+/** What a regular expression's `.` does not match: a region id holds none of them. */
+const LINE_BREAK = /[\n\r\u2028\u2029]/;
+
+function digits(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 /** A remote version too far ahead of this region's clock: refused, not observed. */

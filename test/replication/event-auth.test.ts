@@ -4,7 +4,8 @@
  * the bytes, the key id or the MAC is refused.
  */
 import { Client } from 'pg';
-import { canonicalJson, EventAuth, parseReplicationKeys, type SignedEvent } from '../../src/replication/event-auth';
+import { createHmac } from 'node:crypto';
+import { canonicalJson, EVENT_MAC_CONTEXT, EventAuth, parseReplicationKeys, type SignedEvent } from '../../src/replication/event-auth';
 import type { ChangeEvent } from '../../src/replication/tables';
 import { PG_BASE } from '../support/env';
 
@@ -21,6 +22,14 @@ const event: ChangeEvent = {
     row: { name: 'acme "é" \u2028 😀', n: 1e21, small: 1e-7, neg: -0, nested: { z: [1, { b: 2, a: 1 }], a: null }, version: '001796040000000.000001.us-iowa' },
   }],
 };
+
+test('the MAC on the wire is HMAC-SHA256 over the context, the key id, a newline and the bytes, in hex (what every version sends and checks)', () => {
+  const [, bytes, , kid, , mac] = auth.entryFields(auth.sign(event));
+  const expected = createHmac('sha256', 'a'.repeat(32)).update(EVENT_MAC_CONTEXT).update('a').update('\n').update(bytes as string, 'utf8').digest('hex');
+  expect([kid, mac]).toEqual(['a', expected]);
+  expect(auth.verify(['e', bytes as string, 'k', 'a', 's', expected])).toMatchObject({ ok: true });
+  expect(auth.verify(['e', bytes as string, 'k', 'a', 's', expected.toUpperCase()])).toMatchObject({ ok: false, reason: 'bad-signature' });
+});
 
 test('canonical JSON sorts keys at every level and is stable under a parse', () => {
   expect(canonicalJson({ b: 1, a: { d: [3, { y: 1, x: 2 }], c: undefined } })).toBe('{"a":{"d":[3,{"x":2,"y":1}]},"b":1}');
