@@ -104,7 +104,8 @@ export async function awaitChange(
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
   c.leave(); // waiting for other regions holds no database connection: give the slot back
-  const waited = await repl.waitForAllRegions(changeId, c.deadline, []);
+  // The stored request may have been served first in another region: its acks come on that origin's channel.
+  const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { anyOrigin: true });
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
 }

@@ -40,52 +40,71 @@ export class Deliverer {
     const out = new Map<string, Outcome<string[]>>();
     const byRedis = new Map<Redis, string[]>();
     for (const [region, events] of batches) {
-      if (events.length === 0) out.set(region, { ok: true, value: [] });
-      else {
+      if (events.length === 0) {
+        out.set(region, { ok: true, value: [] });
+        continue;
+      }
+      try {
         const redis = links.to(region);
         const regions = byRedis.get(redis);
         if (regions) regions.push(region);
         else byRedis.set(redis, [region]);
+      } catch (err) {
+        out.set(region, { ok: false, error: err as Error });
       }
     }
     await Promise.all([...byRedis].map(async ([redis, regions]) => {
-      const ready: string[] = [];
-      for (const region of regions) {
-        try {
-          await this.ensureGroupOf(redis, region);
-          ready.push(region);
-        } catch (err) {
-          out.set(region, { ok: false, error: err as Error });
-        }
-      }
-      if (ready.length === 0) return;
-      const pipe = redis.pipeline();
-      for (const region of ready) {
-        const stream = this.keys.inbox(region);
-        for (const e of batches.get(region) ?? []) pipe.xadd(stream, 'MAXLEN', '~', this.maxLength, '*', ...this.auth.entryFields(e));
-      }
-      let res: [Error | null, unknown][];
       try {
-        res = (await pipe.exec()) ?? [];
+        await this.deliverVia(redis, regions, batches, out);
       } catch (err) {
-        for (const region of ready) out.set(region, { ok: false, error: err as Error });
-        return;
-      }
-      let i = 0;
-      for (const region of ready) {
-        const ids: string[] = [];
-        let error: Error | null = null;
-        for (const _ of batches.get(region) ?? []) {
-          const [err, id] = res[i++] ?? [new Error('missing reply')];
-          if (err || typeof id !== 'string') error ??= err ?? new Error('XADD returned no id');
-          else ids.push(id);
-        }
-        // A Redis that lost its data lost the group too: make sure of it again next time.
-        if (error) this.ensured.delete(this.keys.inbox(region));
-        out.set(region, error ? { ok: false, error } : { ok: true, value: ids });
+        for (const region of regions) if (!out.has(region)) out.set(region, { ok: false, error: err as Error });
       }
     }));
     return out;
+  }
+
+  /** deliverAll's part for the regions whose inboxes are in `redis`: one pipeline, results into `out`. */
+  private async deliverVia(redis: Redis, regions: readonly string[], batches: ReadonlyMap<string, readonly SignedEvent[]>, out: Map<string, Outcome<string[]>>): Promise<void> {
+    // Groups not made sure of yet are created first, at once. When there are none (every call but the
+    // first), the pipeline is written before this function first waits: the deliveries leave before
+    // whatever the caller sends next (the origin's own ack).
+    const unsure = regions.filter((r) => !this.ensured.has(this.keys.inbox(r)));
+    if (unsure.length) {
+      const made = await Promise.allSettled(unsure.map(async (r) => {
+        await ensureGroup(redis, this.keys.inbox(r), r);
+        this.ensured.add(this.keys.inbox(r));
+      }));
+      made.forEach((m, k) => {
+        if (m.status === 'rejected') out.set(unsure[k] as string, { ok: false, error: m.reason as Error });
+      });
+    }
+    const ready = regions.filter((r) => !out.has(r));
+    if (ready.length === 0) return;
+    const pipe = redis.pipeline();
+    for (const region of ready) {
+      const stream = this.keys.inbox(region);
+      for (const e of batches.get(region) ?? []) pipe.xadd(stream, 'MAXLEN', '~', this.maxLength, '*', ...this.auth.entryFields(e));
+    }
+    let res: [Error | null, unknown][];
+    try {
+      res = (await pipe.exec()) ?? [];
+    } catch (err) {
+      for (const region of ready) out.set(region, { ok: false, error: err as Error });
+      return;
+    }
+    let i = 0;
+    for (const region of ready) {
+      const ids: string[] = [];
+      let error: Error | null = null;
+      for (const _ of batches.get(region) ?? []) {
+        const [err, id] = res[i++] ?? [new Error('missing reply')];
+        if (err || typeof id !== 'string') error ??= err ?? new Error('XADD returned no id');
+        else ids.push(id);
+      }
+      // A Redis that lost its data lost the group too: make sure of it again next time.
+      if (error) this.ensured.delete(this.keys.inbox(region));
+      out.set(region, error ? { ok: false, error } : { ok: true, value: ids });
+    }
   }
 
   /** deliverAll for one region: its entry ids, or its error thrown. */
@@ -93,13 +112,6 @@ export class Deliverer {
     const r = (await this.deliverAll(links, new Map([[region, events]]))).get(region);
     if (!r?.ok) throw r?.error ?? new Error('not delivered');
     return r.value;
-  }
-
-  private async ensureGroupOf(redis: Redis, region: string): Promise<void> {
-    const stream = this.keys.inbox(region);
-    if (this.ensured.has(stream)) return;
-    await ensureGroup(redis, stream, region);
-    this.ensured.add(stream);
   }
 }
 

@@ -323,15 +323,16 @@ export class Replicator {
 
   /**
    * Waits until every configured region holds the change, one reports it superseded, or the deadline
-   * passes. `alreadyApplied`: the regions known to hold it (by default this one, which just committed it).
+   * passes. `alreadyApplied`: the regions known to hold it (by default this one, which just committed it);
+   * `anyOrigin`: the change may have been made in another region (see Tracker.wait).
    */
-  async waitForAllRegions(changeId: string, deadline: number, alreadyApplied: readonly string[] = [this.d.region]): Promise<WaitResult> {
-    let waited = await this.d.tracker.wait(changeId, this.regions, alreadyApplied, deadline);
+  async waitForAllRegions(changeId: string, deadline: number, alreadyApplied: readonly string[] = [this.d.region], opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
+    let waited = await this.d.tracker.wait(changeId, this.regions, alreadyApplied, deadline, opts);
     // A region that joined while we waited counts too: never answer complete without a current member.
     for (;;) {
       const joined = this.regions.filter((r) => !waited.applied.includes(r) && !waited.pending.includes(r));
       if (!waited.complete || joined.length === 0) return waited;
-      const more = await this.d.tracker.wait(changeId, [...waited.applied, ...joined], waited.applied, deadline);
+      const more = await this.d.tracker.wait(changeId, [...waited.applied, ...joined], waited.applied, deadline, opts);
       waited = { ...more, applied: [...new Set([...waited.applied, ...more.applied])] };
     }
   }

@@ -103,6 +103,9 @@ export interface AckOptions {
 export class Tracker {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private sweeper: NodeJS.Timeout | null = null;
+  /** Waiters whose change may have another origin, and the pattern subscription they share. */
+  private anyOriginWaiters = 0;
+  private everyOriginOn: Promise<void> | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -124,6 +127,11 @@ export class Tracker {
     // The connection carries other subscriptions too (membership's).
     this.subscriber.on('message', (channel: string, message: string) => {
       if (channels.has(channel)) this.onMessage(message);
+    });
+    // Every origin's channel, while a waiter may wait on another region's change (see wait); this
+    // region's own announcements already came as 'message'.
+    this.subscriber.on('pmessage', (pattern: string, channel: string, message: string) => {
+      if (pattern === this.everyOrigin && !channels.has(channel)) this.onMessage(message);
     });
     this.subscriber.on('ready', () => void this.subscribe());
     if (this.subscriber.status === 'ready') await this.subscribe();
@@ -157,22 +165,33 @@ export class Tracker {
     return this.redis.hgetall(this.keys.ack(changeId));
   }
 
+  /** The pattern of every origin's ack channel (the prefix's glob characters escaped). */
+  private get everyOrigin(): string {
+    return this.keys.ackChannel('').replace(/[*?[\]\\]/g, '\\$&') + '*';
+  }
+
   /**
    * Resolves when every region in `regions` has acked `changeId`, or at `deadline` (epoch ms) with what is
-   * known then. Never rejects: with Redis down it simply times out.
+   * known then. Never rejects: with Redis down it simply times out. `anyOrigin`: the change may have been
+   * made in another region (the replay of an idempotent request first served there), whose acks are
+   * announced on that region's channel; while such a waiter waits, this process hears every origin's.
    */
-  wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number): Promise<WaitResult> {
+  wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
     return new Promise<WaitResult>((resolve) => {
       const need = new Set(regions);
       const applied = new Set(alreadyApplied.filter((r) => need.has(r)));
       const superseded = new Map<string, AckWinner>();
       let timer: NodeJS.Timeout | undefined;
+      // Whether the waiter holds a share of the every-origin subscription (one answered at once never does).
+      let hearsEveryOrigin = false;
       const waiter: Waiter = {
         need,
         applied,
         superseded,
         finish: (complete) => {
           if (timer) clearTimeout(timer);
+          if (hearsEveryOrigin) this.leaveEveryOrigin();
+          hearsEveryOrigin = false;
           const set = this.waiters.get(changeId);
           set?.delete(waiter);
           if (set && set.size === 0) this.waiters.delete(changeId);
@@ -190,8 +209,28 @@ export class Tracker {
       if (!set) this.waiters.set(changeId, (set = new Set()));
       set.add(waiter);
       this.scheduleSweep();
-      void this.recheck(changeId);
+      // Every origin's channel heard first: an ack announced before then is in the stored acks.
+      if (opts.anyOrigin) {
+        hearsEveryOrigin = true;
+        void this.joinEveryOrigin().then(() => this.recheck(changeId));
+      } else void this.recheck(changeId);
     });
+  }
+
+  private joinEveryOrigin(): Promise<void> {
+    if (this.anyOriginWaiters++ === 0) {
+      this.everyOriginOn = this.subscriber.psubscribe(this.everyOrigin).then(
+        () => undefined,
+        (err: Error) => this.log.debug({ err: err.message }, 'tracker could not hear every origin; the sweep finds their acks'),
+      );
+    }
+    return this.everyOriginOn ?? Promise.resolve();
+  }
+
+  private leaveEveryOrigin(): void {
+    if (--this.anyOriginWaiters > 0) return;
+    this.everyOriginOn = null;
+    void this.subscriber.punsubscribe(this.everyOrigin).catch(() => undefined);
   }
 
   get waiting(): number {
@@ -210,7 +249,8 @@ export class Tracker {
     const region = parsed.region;
     if (typeof region !== 'string' || !Array.isArray(parsed.ids)) return;
     for (const id of parsed.ids) {
-      // Every ack of the deployment's changes is announced here; most have no waiter in this process.
+      // Every ack of this region's changes is announced here (and, while any-origin waiters wait, every
+      // region's); most have no waiter in this process.
       if (typeof id !== 'string' || !this.waiters.has(id)) continue;
       const lost = parsed.lost?.[id];
       const ack = typeof lost === 'string' ? parseAck(lost) : null;

@@ -56,13 +56,38 @@ test('destinations sharing a Redis get their entries in one pipeline, in order, 
   }
 });
 
-test('a destination whose inbox fails does not fail the others sharing its pipeline', async () => {
-  // Not a stream: its XADD fails (WRONGTYPE), and so does making its group.
-  await redis.set(keys.inbox('broken'), 'x');
-  await redis.xgroup('CREATE', keys.inbox('fine'), 'fine', '0', 'MKSTREAM');
+test('with every group known, the entries are written before anything the caller sends next', async () => {
   const deliverer = new Deliverer(keys, auth, 1000);
-  const res = await deliverer.deliverAll(links, new Map([['broken', [event(4)]], ['fine', [event(5)]]]));
-  expect(res.get('broken')).toMatchObject({ ok: false });
-  expect(res.get('fine')).toMatchObject({ ok: true, value: [expect.any(String)] });
-  await expect(deliverer.deliver(links, 'broken', [event(6)])).rejects.toThrow(/WRONGTYPE/);
+  await deliverer.deliverAll(links, new Map([['first', [event(10)]]]));
+  // Not awaited: a command sent right after, on the same connection, must find the entry there (the
+  // origin sends its own ack right after its deliveries, and they are what all_regions waits on).
+  const delivering = deliverer.deliverAll(links, new Map([['first', [event(11)]]]));
+  const seen = await redis.xlen(keys.inbox('first'));
+  await delivering;
+  expect(seen).toBe(2);
+});
+
+test('a destination whose entries fail does not fail the others sharing its pipeline', async () => {
+  const deliverer = new Deliverer(keys, auth, 1000);
+  // Each inbox gets its group; then one of them stops being a stream, so only its XADDs fail.
+  await deliverer.deliverAll(links, new Map([['left', [event(20)]], ['broken', [event(21)]], ['right', [event(22)]]]));
+  await redis.del(keys.inbox('broken'));
+  await redis.set(keys.inbox('broken'), 'x');
+  const res = await deliverer.deliverAll(links, new Map([
+    ['left', [event(23), event(24)]],
+    ['broken', [event(25), event(26), event(27)]],
+    ['right', [event(28), event(29)]],
+  ]));
+  expect(res.get('broken')).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/WRONGTYPE/) }) });
+  for (const [region, changes] of [['left', [20, 23, 24]], ['right', [22, 28, 29]]] as const) {
+    const r = res.get(region);
+    if (!r?.ok) throw new Error(`${region} was not delivered`);
+    const entries = (await redis.xrange(keys.inbox(region), '-', '+')) as [string, string[]][];
+    expect(entries.map((e) => changeIdOf(e[1]))).toEqual(changes.map((n) => event(n).changeId));
+    expect(entries.slice(1).map((e) => e[0])).toEqual(r.value);
+  }
+  // Its group is made sure of again next time (a Redis that lost its data lost the group too).
+  await redis.del(keys.inbox('broken'));
+  expect(await deliverer.deliver(links, 'broken', [event(30)])).toHaveLength(1);
+  expect(((await redis.xinfo('GROUPS', keys.inbox('broken'))) as unknown[][]).map((g) => g[1])).toEqual(['broken']);
 });

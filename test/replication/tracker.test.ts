@@ -170,6 +170,21 @@ test('an ack is announced on its origin\'s channel only: where regions share a R
   for (const l of listeners) await l.unsubscribe();
 });
 
+test('a waiter on a change that may be another region\'s hears that origin\'s channel while it waits; only while one waits', async () => {
+  const cmd = conn();
+  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release them.
+  const anyOrigin = tracker.wait('foreign-1', ['a', 'b'], ['a'], Date.now() + 900, { anyOrigin: true });
+  await new Promise((r) => setTimeout(r, 100));
+  await cmd.publish(keys.ackChannel('b'), JSON.stringify({ region: 'b', ids: ['foreign-1'] }));
+  expect(await anyOrigin).toMatchObject({ complete: true, pending: [] });
+  // The last such waiter gone, the pattern goes too: another origin's announcement reaches no one here.
+  const later = tracker.wait('foreign-3', ['a', 'b'], ['a'], Date.now() + 400);
+  await new Promise((r) => setTimeout(r, 100));
+  await cmd.publish(keys.ackChannel('b'), JSON.stringify({ region: 'b', ids: ['foreign-3'] }));
+  expect(await later).toMatchObject({ complete: false });
+});
+
 test('an ack announced on the shared channel (a region still running the previous version) releases a waiter', async () => {
   const cmd = conn();
   await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
