@@ -247,8 +247,21 @@ function throughputTable(table: Partial<Record<Op, { baseline: Measured; service
   );
 }
 
-const latencyLine = (n: number, p50: { local_region: number; all_regions: number; load: string }) =>
-  `Sequential PATCH on loopback, three regions (${n} each, alternating): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n`;
+type LatencyP50 = { local_region: number; all_regions: number; load: string };
+
+const latencyLine = (n: number, gapMs: number, p50: LatencyP50, backToBack: LatencyP50) =>
+  `Sequential PATCH on loopback, three regions (${n} each, alternating, ${gapMs} ms between writes): local_region p50 ${p50.local_region} ms, all_regions p50 ${p50.all_regions} ms, difference ${r1(p50.all_regions - p50.local_region)} ms (target ≤ 3; load avg ${p50.load})\n` +
+  `  back to back: local_region p50 ${backToBack.local_region} ms, all_regions p50 ${backToBack.all_regions} ms, difference ${r1(backToBack.all_regions - backToBack.local_region)} ms (each all_regions write runs during the replication of the local_region write before it; load avg ${backToBack.load})\n`;
+
+/**
+ * Part 2, both ways: writes spaced `gapMs` apart, so that each starts on a quiet deployment (the previous
+ * write replicated everywhere, as the harness's WAN bench does: --gap), and back to back.
+ */
+async function latencyBothWays(url: string, headers: Record<string, string>, ids: string[], n: number, gapMs: number): Promise<{ p50: LatencyP50; backToBack: LatencyP50 }> {
+  const p50 = await sequentialLatency(url, headers, ids, n, gapMs);
+  const backToBack = await sequentialLatency(url, headers, ids, n, 0);
+  return { p50, backToBack };
+}
 
 const applyLine = (backlog: number, a: { seconds: number; load: string }) =>
   `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n`;
@@ -289,8 +302,8 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
   }
 }
 
-/** Sequential PATCHes alternating local_region and all_regions (n each, after 20 warm-up): p50 of each. */
-async function sequentialLatency(url: string, headers: Record<string, string>, ids: string[], n: number): Promise<{ local_region: number; all_regions: number; load: string }> {
+/** Sequential PATCHes alternating local_region and all_regions (n each, after 20 warm-up), `gapMs` apart: p50 of each. */
+async function sequentialLatency(url: string, headers: Record<string, string>, ids: string[], n: number, gapMs: number): Promise<LatencyP50> {
   const lat: Record<string, number[]> = { local_region: [], all_regions: [] };
   for (let i = 0; i < 2 * n + 20; i++) {
     const level = i % 2 ? 'all_regions' : 'local_region';
@@ -303,6 +316,7 @@ async function sequentialLatency(url: string, headers: Record<string, string>, i
     await res.arrayBuffer();
     if (res.status !== 204) throw new Error(`PATCH answered ${res.status}`);
     if (i >= 20) lat[level]?.push(performance.now() - t);
+    if (gapMs > 0) await sleep(gapMs);
   }
   return { local_region: r1(percentile50(lat.local_region ?? [])), all_regions: r1(percentile50(lat.all_regions ?? [])), load: load() };
 }
@@ -310,6 +324,8 @@ async function sequentialLatency(url: string, headers: Record<string, string>, i
 export async function runThroughputBench(argv: string[]): Promise<void> {
   const SECONDS = arg(argv, 'seconds', 8);
   const N = arg(argv, 'n', 200);
+  // Between the sequential writes of part 2 (ms): each starts once the one before it has replicated.
+  const GAP = arg(argv, 'gap', 20);
   const BACKLOG = arg(argv, 'backlog', 100_000);
   const STORED = arg(argv, 'stored', 0);
   // `npm run bench -- latency`: only part 2 (quick, to iterate on the replication path).
@@ -356,8 +372,8 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
       ids.push((await json<{ result: { id: string } }>(res, 201)).result.id);
     }
     if (LATENCY_ONLY) {
-      const p50 = await sequentialLatency(iowa.url, headers, ids, N);
-      process.stdout.write(`\n${latencyLine(N, p50)}`);
+      const { p50, backToBack } = await latencyBothWays(iowa.url, headers, ids, N, GAP);
+      process.stdout.write(`\n${latencyLine(N, GAP, p50, backToBack)}`);
       return;
     }
     if (APPLY_ONLY) {
@@ -389,7 +405,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
 
     // 2. all_regions − local_region, alternating so that the machine's load weighs on both alike.
-    const p50 = await sequentialLatency(iowa.url, headers, ids, N);
+    const { p50, backToBack } = await latencyBothWays(iowa.url, headers, ids, N, GAP);
 
     // 3. Apply a backlog of distinct rows after a pause.
     const { seconds: applySeconds, load: applyLoad } = await applyBacklog(d, org.id, BACKLOG);
@@ -397,8 +413,8 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
     out.write(`\n${throughputTable(table, ops, SECONDS)}`);
-    out.write(`\n${latencyLine(N, p50)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, throughput: table, latency_p50_ms: p50, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
+    out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, throughput: table, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
   } finally {
     japan.resume();
     europe.resume();
