@@ -14,6 +14,11 @@ const conn = (sub = false) => {
 };
 let tracker: Tracker;
 let other: Tracker;
+/**
+ * Resolves once the connection is ready. A SUBSCRIBE sent while ioredis still runs its ready check can be
+ * lost with the connection (why the tracker subscribes on 'ready'): a listener here waits for it first.
+ */
+const ready = (c: Redis) => new Promise((resolve) => (c.status === 'ready' ? resolve(undefined) : c.once('ready', resolve)));
 
 beforeAll(async () => {
   tracker = new Tracker(conn(), conn(true), keys, 'a', pino({ level: 'silent' }));
@@ -130,8 +135,9 @@ test('acks are recorded in one script per batch: each change\'s field, its organ
   const cmd = conn();
   const listener = conn(true);
   // Command connections refuse commands until they are ready (no offline queue).
-  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  await ready(cmd);
   const heard: string[] = [];
+  await ready(listener);
   await listener.subscribe(keys.ackChannel('a'));
   listener.on('message', (_ch: string, m: string) => heard.push(m));
   // A Redis restarted since (or never asked): the script is not cached there, and is sent whole.
@@ -154,10 +160,11 @@ test('acks are recorded in one script per batch: each change\'s field, its organ
 
 test('an ack is announced on its origin\'s channel only: where regions share a Redis, it wakes no other region', async () => {
   const cmd = conn();
-  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  await ready(cmd);
   const heard: Record<string, string[]> = {};
   const listeners = await Promise.all(['a', 'b'].map(async (origin) => {
     const l = conn(true);
+    await ready(l);
     await l.subscribe(keys.ackChannel(origin), keys.sharedAckChannel);
     l.on('message', (ch: string, m: string) => (heard[`${origin} ${ch}`] ??= []).push(m));
     return l;
@@ -172,7 +179,7 @@ test('an ack is announced on its origin\'s channel only: where regions share a R
 
 test('a waiter on a change that may be another region\'s hears that origin\'s channel while it waits; only while one waits', async () => {
   const cmd = conn();
-  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  await ready(cmd);
   // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release them.
   const anyOrigin = tracker.wait('foreign-1', ['a', 'b'], ['a'], Date.now() + 900, { anyOrigin: true });
   await new Promise((r) => setTimeout(r, 100));
@@ -187,7 +194,7 @@ test('a waiter on a change that may be another region\'s hears that origin\'s ch
 
 test('an ack announced on the shared channel (a region still running the previous version) releases a waiter', async () => {
   const cmd = conn();
-  await new Promise((resolve) => (cmd.status === 'ready' ? resolve(undefined) : cmd.once('ready', resolve)));
+  await ready(cmd);
   // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release it.
   const waiting = tracker.wait('legacy-1', ['a', 'b'], ['a'], Date.now() + 900);
   await new Promise((r) => setTimeout(r, 50));
