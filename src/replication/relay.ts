@@ -108,7 +108,8 @@ export class OutboxRelay {
     const failed = new Set<string>();
     const res = await this.deliverer.deliverAll(this.d.links, new Map([...needs].map(([dest, items]) => [dest, items.map((i) => i.event)])));
     for (const [dest, r] of res) {
-      if (r.ok) r.value.forEach((streamId, k) => made.push({ changeId: (needs.get(dest)?.[k] as { changeId: string }).changeId, region: dest, streamId }));
+      const items = needs.get(dest) ?? [];
+      if (r.ok) r.value.forEach((streamId, k) => made.push({ changeId: items[k]?.changeId as string, region: dest, streamId }));
       else {
         failed.add(dest);
         this.d.log.debug({ err: r.error.message, destination: dest }, 'could not deliver to a region; will retry');

@@ -269,7 +269,7 @@ export class RowStore {
    * region whose schema lacks a column does not erase that column here. The merge rule is the same for
    * every column set.
    */
-  private upsertFor(s: TableSql, cols: readonly string[], returning = `${ident(s.table.key)}::text AS key, version`): string {
+  private upsertFor(s: TableSql, cols: readonly string[], returning = writtenKey(s)): string {
     const id = `${cols.join(',')}\u0000${returning}`;
     const cached = s.upserts.get(id);
     if (cached) return cached;
@@ -321,7 +321,7 @@ export class RowStore {
       `WITH h AS (${horizon}), ` +
       `b AS (SELECT ${k}::text AS key, version, created_version, origin_region, deleted_at IS NOT NULL AS deleted FROM ${t} WHERE ${k} = ANY($2::${s.keyType}[])), ` +
       `up AS (INSERT INTO ${t} AS cur (${list}) SELECT ${cols.map((col) => `x.${ident(col)}`).join(', ')} ` +
-      `FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS x WHERE ${guard} ${this.onConflict(s, cols)} RETURNING ${ident(s.table.key)}::text AS key, version) ` +
+      `FROM jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS x WHERE ${guard} ${this.onConflict(s, cols)} RETURNING ${writtenKey(s)}) ` +
       `SELECT ${through} AS through, (SELECT COALESCE(json_agg(b), '[]'::json) FROM b) AS before, (SELECT COALESCE(json_agg(up), '[]'::json) FROM up) AS written`;
     s.applies.set(id, sql);
     return sql;
@@ -811,6 +811,11 @@ interface Normalized {
   rowKey: string;
   row: Row;
   state: MergeState;
+}
+
+/** What an upsert returns of each row it wrote by default: its key (as text) and version. */
+function writtenKey(s: TableSql): string {
+  return `${ident(s.table.key)}::text AS key, version`;
 }
 
 function isSorted(list: readonly string[]): boolean {

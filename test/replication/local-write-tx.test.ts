@@ -6,67 +6,57 @@
  * nothing.
  */
 import type { Pool } from 'pg';
-import type { Db } from '../../src/db/client';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { createApplyPool, inPipeline, queryable } from '../../src/replication/pg-tx';
-import { RowStore, type Statement } from '../../src/replication/row-store';
+import type { Statement } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
-import type { MigratedDb } from '../support/migrated-db';
-import { change, credentialRow, credentialStore, outboxRow, v } from '../support/credential-rows';
+import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
 
-let m: MigratedDb;
-let db: Db;
-let pool: Pool;
-let store: RowStore;
-beforeAll(async () => {
-  ({ m, db, pool, store } = await credentialStore('localwritetx'));
-});
-afterAll(() => m.close());
+const s = useCredentialStore('localwritetx');
 
 const ORG = '01a20904-0000-7000-8000-0000000000b0';
 const row = (id: string, version: string, label: string): Row => credentialRow(ORG, id, version, label);
 const outbox = (changeId: string): Statement => outboxRow(ORG, changeId);
-const stored = async (id: string) => (await pool.query<{ label: string; version: string }>('SELECT label, version FROM saml_provider_credentials WHERE id = $1', [id])).rows[0];
-const inOutbox = async (changeId: string) => Number((await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount);
+const stored = async (id: string) => (await s.pool.query<{ label: string; version: string }>('SELECT label, version FROM saml_provider_credentials WHERE id = $1', [id])).rows[0];
 
 test('a held-back upsert writes its row with the outbox row in the commit round trip', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b1';
   const first = row(id, v(1000), 'first');
-  await store.apply(db, [change(first)]);
+  await s.store.apply(s.db, [change(first)]);
   const next = row(id, v(2000), 'second');
-  const held = store.deferredPut(change(next), first);
+  const held = s.store.deferredPut(change(next), first);
   expect(held).not.toBeNull();
-  await inPipeline(pool, (tx) => tx.run([held as Statement, outbox('01a20904-0000-7000-8000-0000000000c1')], true));
+  await inPipeline(s.pool, (tx) => tx.run([held as Statement, outbox('01a20904-0000-7000-8000-0000000000c1')], true));
   expect(await stored(id)).toEqual({ label: 'second', version: v(2000) });
-  expect(await inOutbox('01a20904-0000-7000-8000-0000000000c1')).toBe(1);
+  expect(await inOutbox(s.pool, '01a20904-0000-7000-8000-0000000000c1')).toBe(1);
 });
 
 test('a held-back upsert that finds its row changed under it rolls the whole transaction back (40001)', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b2';
   const first = row(id, v(1000), 'first');
-  await store.apply(db, [change(first)]);
+  await s.store.apply(s.db, [change(first)]);
   // The write read `first` under its lock; then a writer that takes no lock stores a newer version.
-  const held = store.deferredPut(change(row(id, v(2000), 'mine')), first) as Statement;
-  await pool.query("UPDATE saml_provider_credentials SET version = $2, label = 'sneaked in' WHERE id = $1", [id, v(3000)]);
-  const err = await inPipeline(pool, (tx) => tx.run([held, outbox('01a20904-0000-7000-8000-0000000000c2')], true)).catch((e: unknown) => e);
+  const held = s.store.deferredPut(change(row(id, v(2000), 'mine')), first) as Statement;
+  await s.pool.query("UPDATE saml_provider_credentials SET version = $2, label = 'sneaked in' WHERE id = $1", [id, v(3000)]);
+  const err = await inPipeline(s.pool, (tx) => tx.run([held, outbox('01a20904-0000-7000-8000-0000000000c2')], true)).catch((e: unknown) => e);
   expect(pgCode(err)).toBe('40001');
   expect(String((err as Error).message)).toMatch(/refused by the merge rule/);
   expect(await stored(id)).toEqual({ label: 'sneaked in', version: v(3000) });
-  expect(await inOutbox('01a20904-0000-7000-8000-0000000000c2')).toBe(0);
+  expect(await inOutbox(s.pool, '01a20904-0000-7000-8000-0000000000c2')).toBe(0);
 });
 
 test('a change that does not outrank what the write read is not held back (applied at once instead)', () => {
   const id = '01a20904-0000-7000-8000-0000000000b3';
-  expect(store.deferredPut(change(row(id, v(1000), 'older')), row(id, v(2000), 'newer'))).toBeNull();
+  expect(s.store.deferredPut(change(row(id, v(1000), 'older')), row(id, v(2000), 'newer'))).toBeNull();
 });
 
 test('held-back statements go ahead of the next query of the transaction, which sees them', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b4';
   const first = row(id, v(1000), 'first');
-  await store.apply(db, [change(first)]);
-  const pending = [store.deferredPut(change(row(id, v(2000), 'seen')), first) as Statement];
-  const label = await inPipeline(pool, async (tx) => {
+  await s.store.apply(s.db, [change(first)]);
+  const pending = [s.store.deferredPut(change(row(id, v(2000), 'seen')), first) as Statement];
+  const label = await inPipeline(s.pool, async (tx) => {
     const rows = await queryable(tx, pending).$queryRawUnsafe<{ label: string }[]>('SELECT label FROM saml_provider_credentials WHERE id = $1::uuid', id);
     return rows[0]?.label;
   });
@@ -76,23 +66,23 @@ test('held-back statements go ahead of the next query of the transaction, which 
 
 test('lock() takes the key\'s lock and reads the row in one round trip, after the lock\'s previous holder committed', async () => {
   const id = '01a20904-0000-7000-8000-0000000000ba';
-  await store.apply(db, [change(row(id, v(1000), 'first'))]);
+  await s.store.apply(s.db, [change(row(id, v(1000), 'first'))]);
   let release = () => undefined as void;
   const holding = new Promise<void>((r) => (release = r));
   let locked = () => undefined as void;
   const hasLock = new Promise<void>((r) => (locked = r));
   // A holds the key's lock and changes the row; B asks for the lock meanwhile.
-  const a = inPipeline(pool, async (tx) => {
-    await store.lock(queryable(tx), credentialsTable, id);
+  const a = inPipeline(s.pool, async (tx) => {
+    await s.store.lock(queryable(tx), credentialsTable, id);
     locked();
     await holding;
     await tx.run([{ sql: "UPDATE saml_provider_credentials SET label = 'by the holder' WHERE id = $1::uuid", values: [id], exec: true }], true);
   });
   await hasLock;
   let roundTrips = 0;
-  const b = inPipeline(pool, async (tx) => {
+  const b = inPipeline(s.pool, async (tx) => {
     const counted = { ...tx, send: (...args: Parameters<typeof tx.send>) => (roundTrips++, tx.send(...args)) };
-    return store.lock(queryable(counted), credentialsTable, id);
+    return s.store.lock(queryable(counted), credentialsTable, id);
   });
   let bDone = false;
   void b.then(() => (bDone = true));
@@ -107,10 +97,10 @@ test('lock() takes the key\'s lock and reads the row in one round trip, after th
 test('a transaction that runs past its time bound commits nothing', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b5';
   const first = row(id, v(1000), 'first');
-  await store.apply(db, [change(first)]);
+  await s.store.apply(s.db, [change(first)]);
   const started = Date.now();
   const err = await inPipeline(
-    pool,
+    s.pool,
     async (tx) => {
       await tx.run([{ sql: "UPDATE saml_provider_credentials SET label = 'too late' WHERE id = $1::uuid", values: [id], exec: true }]);
       await tx.run([{ sql: 'SELECT pg_sleep(5)', values: [] }], true);
@@ -121,13 +111,13 @@ test('a transaction that runs past its time bound commits nothing', async () => 
   expect(Date.now() - started).toBeLessThan(4000);
   expect((await stored(id))?.label).toBe('first');
   // The pool goes on with a fresh connection.
-  expect((await pool.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
+  expect((await s.pool.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
 });
 
 describe('prepared statements (Statement.prepare)', () => {
   let one: Pool;
   beforeAll(() => {
-    one = createApplyPool(m.url, 1);
+    one = createApplyPool(s.m.url, 1);
   });
   afterAll(() => one.end());
 
@@ -137,7 +127,7 @@ describe('prepared statements (Statement.prepare)', () => {
 
   test('are prepared once per connection and executed from then on, with their parameters', async () => {
     const id = '01a20904-0000-7000-8000-0000000000b6';
-    await store.apply(db, [change(row(id, v(1000), 'prepared'))]);
+    await s.store.apply(s.db, [change(row(id, v(1000), 'prepared'))]);
     for (let i = 0; i < 3; i++) {
       const rows = await inPipeline(one, async (tx) => (await tx.run([{ ...labelOf, values: [id] }], true))[0]);
       expect(rows).toEqual([{ label: 'prepared' }]);
@@ -158,7 +148,7 @@ describe('prepared statements (Statement.prepare)', () => {
 
   test('a failed batch leaves the statements the pg driver prepared by name on the connection (a read\'s) working', async () => {
     const id = '01a20904-0000-7000-8000-0000000000b7';
-    await store.apply(db, [change(row(id, v(1000), 'read by name'))]);
+    await s.store.apply(s.db, [change(row(id, v(1000), 'read by name'))]);
     // As findCredential does: a statement the driver prepares by name and then only binds.
     const byName = () => one.query<{ label: string }>({ name: 'label_by_name', text: 'SELECT label FROM saml_provider_credentials WHERE id = $1', values: [id] });
     expect((await byName()).rows).toEqual([{ label: 'read by name' }]);

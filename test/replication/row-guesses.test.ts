@@ -2,50 +2,39 @@
  * A local write's guesses (src/replication/row-guesses.ts, RowStore.guess): the row as this process last
  * saw it committed stands in for the read under the lock, and is checked, whole, in the commit's round trip.
  */
-import type { Pool } from 'pg';
-import type { Db } from '../../src/db/client';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { inPipeline, queryable } from '../../src/replication/pg-tx';
 import { RowGuesses, STALE_GUESS } from '../../src/replication/row-guesses';
-import { RowStore, type Statement } from '../../src/replication/row-store';
+import type { Statement } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
-import type { MigratedDb } from '../support/migrated-db';
-import { change, credentialRow, credentialStore, outboxRow, v } from '../support/credential-rows';
+import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
 
-let m: MigratedDb;
-let db: Db;
-let pool: Pool;
-let store: RowStore;
-beforeAll(async () => {
-  ({ m, db, pool, store } = await credentialStore('rowguesses'));
-});
-afterAll(() => m.close());
+const s = useCredentialStore('rowguesses');
 
 const ORG = '01a20904-0000-7000-8000-0000000000d0';
 const row = (id: string, version: string, label: string): Row => credentialRow(ORG, id, version, label);
 const outbox = (changeId: string): Statement => outboxRow(ORG, changeId);
-const stored = async (id: string) => (await pool.query<{ label: string }>('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0]?.label;
-const inOutbox = async (changeId: string) => Number((await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount);
+const stored = async (id: string) => (await s.pool.query<{ label: string }>('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0]?.label;
 
 /** Stores `r` and reads it under the lock, as a local write does (which keeps it as the next guess). */
 async function seen(r: Row): Promise<Row> {
-  await store.apply(db, [change(r)]);
-  const read = await inPipeline(pool, (tx) => store.lock(queryable(tx), credentialsTable, String(r.id)));
+  await s.store.apply(s.db, [change(r)]);
+  const read = await inPipeline(s.pool, (tx) => s.store.lock(queryable(tx), credentialsTable, String(r.id)));
   return read as Row;
 }
 
 /** One round trip: the guess's lock and check, the upsert built on the guess, an outbox row, COMMIT. */
 async function writeOnGuess(id: string, label: string, changeId: string): Promise<{ roundTrips: number; err: unknown }> {
-  const guess = store.guess(credentialsTable, id);
+  const guess = s.store.guess(credentialsTable, id);
   if (!guess) throw new Error('no guess kept');
   const next = { ...guess.row, label, version: v(Date.now()) };
-  const upsert = store.deferredPut(change(next), guess.row) as Statement;
+  const upsert = s.store.deferredPut(change(next), guess.row) as Statement;
   let roundTrips = 0;
-  const err = await inPipeline(pool, async (tx) => {
+  const err = await inPipeline(s.pool, async (tx) => {
     roundTrips++;
     const results = await tx.run([...guess.statements, upsert, outbox(changeId)], true);
-    store.keepWritten(credentialsTable.name, id, results[guess.statements.length]?.[0]);
+    s.store.keepWritten(credentialsTable.name, id, results[guess.statements.length]?.[0]);
   }).then(() => null, (e: unknown) => e);
   return { roundTrips, err };
 }
@@ -53,42 +42,42 @@ async function writeOnGuess(id: string, label: string, changeId: string): Promis
 test('a row read under the lock is the next guess; a write on it is one round trip and commits', async () => {
   const id = '01a20904-0000-7000-8000-0000000000d1';
   const read = await seen(row(id, v(1000), 'first'));
-  expect(store.guess(credentialsTable, id)?.row).toEqual(read);
+  expect(s.store.guess(credentialsTable, id)?.row).toEqual(read);
   const { roundTrips, err } = await writeOnGuess(id, 'second', '01a20904-0000-7000-8000-0000000000e1');
   expect(err).toBeNull();
   expect(roundTrips).toBe(1);
   expect(await stored(id)).toBe('second');
-  expect(await inOutbox('01a20904-0000-7000-8000-0000000000e1')).toBe(1);
+  expect(await inOutbox(s.pool, '01a20904-0000-7000-8000-0000000000e1')).toBe(1);
   // What the write stored, as Postgres returned it, is the guess now: the same as a read under the lock.
-  const kept = store.guess(credentialsTable, id)?.row;
+  const kept = s.store.guess(credentialsTable, id)?.row;
   expect(kept?.label).toBe('second');
-  expect(kept).toEqual(await inPipeline(pool, (tx) => store.lock(queryable(tx), credentialsTable, id)));
+  expect(kept).toEqual(await inPipeline(s.pool, (tx) => s.store.lock(queryable(tx), credentialsTable, id)));
 });
 
 test('a row changed since the guess, even by a writer that kept its version, fails the write before COMMIT', async () => {
   const id = '01a20904-0000-7000-8000-0000000000d2';
   await seen(row(id, v(1000), 'first'));
-  await pool.query("UPDATE saml_provider_credentials SET label = 'by hand' WHERE id = $1", [id]);
+  await s.pool.query("UPDATE saml_provider_credentials SET label = 'by hand' WHERE id = $1", [id]);
   const { err } = await writeOnGuess(id, 'on a stale guess', '01a20904-0000-7000-8000-0000000000e2');
   expect(pgCode(err)).toBe(STALE_GUESS);
   expect(await stored(id)).toBe('by hand');
-  expect(await inOutbox('01a20904-0000-7000-8000-0000000000e2')).toBe(0);
+  expect(await inOutbox(s.pool, '01a20904-0000-7000-8000-0000000000e2')).toBe(0);
 });
 
 test('an applied change of the key drops its guess', async () => {
   const id = '01a20904-0000-7000-8000-0000000000d3';
   await seen(row(id, v(1000), 'first'));
-  expect(store.guess(credentialsTable, id)).not.toBeNull();
-  await store.apply(db, [change(row(id, v(2000), 'from another region'))]);
-  expect(store.guess(credentialsTable, id)).toBeNull();
+  expect(s.store.guess(credentialsTable, id)).not.toBeNull();
+  await s.store.apply(s.db, [change(row(id, v(2000), 'from another region'))]);
+  expect(s.store.guess(credentialsTable, id)).toBeNull();
 });
 
 test('a guess is a copy: changing it changes neither the kept row nor the next guess', async () => {
   const id = '01a20904-0000-7000-8000-0000000000d4';
   await seen(row(id, v(1000), 'first'));
-  const g = store.guess(credentialsTable, id);
+  const g = s.store.guess(credentialsTable, id);
   (g?.row.email_claims as string[]).push('changed');
-  expect(store.guess(credentialsTable, id)?.row.email_claims).toEqual([]);
+  expect(s.store.guess(credentialsTable, id)?.row.email_claims).toEqual([]);
 });
 
 describe('RowGuesses bounds', () => {

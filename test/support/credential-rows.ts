@@ -36,7 +36,24 @@ export interface CredentialStore {
 }
 
 /** A migrated database named after `name`, its pool and a row store of the credentials table. */
-export async function credentialStore(name: string): Promise<CredentialStore> {
+async function credentialStore(name: string): Promise<CredentialStore> {
   const m = await migratedDb(name);
   return { m, db: m.db, pool: poolOf(m.db), store: await RowStore.load(m.db, [credentialsTable]) };
 }
+
+/**
+ * The test file's credential store (see credentialStore): made before its tests, closed after them. Its
+ * fields are set once the test file's beforeAll ran.
+ */
+export function useCredentialStore(name: string): CredentialStore {
+  const s = {} as CredentialStore;
+  beforeAll(async () => {
+    Object.assign(s, await credentialStore(name));
+  });
+  afterAll(() => s.m?.close());
+  return s;
+}
+
+/** How many outbox rows (0 or 1) the database behind `pool` holds for the change. */
+export const inOutbox = async (pool: Pool, changeId: string): Promise<number> =>
+  Number((await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount);
