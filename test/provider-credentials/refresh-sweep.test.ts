@@ -1,0 +1,98 @@
+/**
+ * The refresh job's bounded queries (metadata-refresh.ts): credentials due by schedule come through the
+ * next_at index; home credentials without a schedule (re-seeded, imported) or with another URL's document
+ * are found by a sweep of one page of credentials per tick and refreshed first; schedules of credentials
+ * the region does not refresh are dropped as they come due. The region's own refresher ticks every 30 s;
+ * these tests run their own, tick by tick.
+ */
+import { createLogger } from '../../src/logger';
+import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
+import { call, createOrg, slashidHeaders } from '../support/harness';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+let r: InProcessRegion;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+let refresher: MetadataRefresher;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  idp.set('sweep.xml', fixture('keycloak.xml'));
+  r = await startInProcess('refreshsweep', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
+  org = await createOrg(r.url, 'sweep');
+  refresher = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config: r.deployment.configFor('us-iowa'), log: createLogger({ level: 'silent' }) });
+});
+afterAll(async () => {
+  await r?.stop();
+  await idp?.close();
+});
+
+/** Three new credentials, in id order, each with its schedule (a create writes one, due in a day). */
+async function threeCredentials(): Promise<string[]> {
+  await r.region.db.$executeRawUnsafe('DELETE FROM saml_provider_credentials');
+  await r.region.db.$executeRawUnsafe('DELETE FROM metadata_refresh_state');
+  const ids: string[] = [];
+  for (const label of ['a', 'b', 'c']) {
+    const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('sweep.xml'), label }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(201);
+    ids.push(res.body.result.id as string);
+  }
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() + interval '1 day', last_attempt_at = NULL");
+  return ids.sort();
+}
+
+/** The credentials whose refresh was attempted (their schedule records an attempt). */
+async function attempted(): Promise<string[]> {
+  const rows = await r.region.db.$queryRawUnsafe<{ id: string }[]>('SELECT credential_id::text AS id FROM metadata_refresh_state WHERE last_attempt_at IS NOT NULL ORDER BY 1');
+  return rows.map((x) => x.id);
+}
+
+const unschedule = (id: string) => r.region.db.$executeRawUnsafe('DELETE FROM metadata_refresh_state WHERE credential_id = $1::uuid', id);
+const makeDue = (id: string) => r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid", id);
+
+test('credentials the sweep finds (no schedule, another URL\'s document) go before those due by schedule', async () => {
+  const [x, y, z] = (await threeCredentials()) as [string, string, string];
+  await makeDue(x);
+  await unschedule(y);
+  await r.region.db.$executeRawUnsafe("UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid", z);
+  // One credential per tick, the whole table in one page.
+  expect(await refresher.runOnce(1, 100)).toBe(1);
+  expect(await attempted()).toEqual([y]);
+  expect(await refresher.runOnce(1, 100)).toBe(1);
+  expect(await attempted()).toEqual([y, z].sort());
+  expect((await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: z } }))?.idpMetadataUrl).toBe(idp.url('sweep.xml'));
+  expect(await refresher.runOnce(1, 100)).toBe(1);
+  expect(await attempted()).toEqual([x, y, z].sort());
+  expect(await refresher.runOnce(1, 100)).toBe(0);
+});
+
+test('the sweep takes one page per tick, and starts over after the last', async () => {
+  const [a, b, c] = (await threeCredentials()) as [string, string, string];
+  await unschedule(c);
+  // Pages of one credential: a, then b, then c (found and refreshed), then the table's end.
+  expect(await refresher.runOnce(5, 1)).toBe(0);
+  expect(await refresher.runOnce(5, 1)).toBe(0);
+  expect(await attempted()).toEqual([]);
+  expect(await refresher.runOnce(5, 1)).toBe(1);
+  expect(await attempted()).toEqual([c]);
+  expect(await refresher.runOnce(5, 1)).toBe(0);
+  // Started over: a credential unscheduled before the current page is found on the next pass.
+  await unschedule(a);
+  expect(await refresher.runOnce(5, 1)).toBe(1);
+  expect(await attempted()).toEqual([a, c].sort());
+  expect(b).toBeDefined();
+});
+
+test('due schedules of credentials this region does not refresh are dropped; its own are kept and refreshed', async () => {
+  const [a, b, c] = (await threeCredentials()) as [string, string, string];
+  const gone = '01a20906-0000-7000-8000-000000000001';
+  await r.region.db.$executeRawUnsafe("INSERT INTO metadata_refresh_state (credential_id, next_at) VALUES ($1::uuid, now() - interval '1 hour')", gone);
+  await r.region.db.$executeRawUnsafe("UPDATE saml_provider_credentials SET home_region = 'europe-belgium' WHERE id = $1::uuid", a);
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET deleted_at = now() WHERE id = $1::uuid', b);
+  for (const id of [a, b, c]) await makeDue(id);
+  expect(await refresher.runOnce(20, 100)).toBe(1);
+  const left = await r.region.db.$queryRawUnsafe<{ id: string; attempted: boolean }[]>('SELECT credential_id::text AS id, last_attempt_at IS NOT NULL AS attempted FROM metadata_refresh_state ORDER BY 1');
+  expect(left).toEqual([{ id: c, attempted: true }]);
+});
