@@ -295,6 +295,7 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     await japanPool.query('SELECT 1');
     const t0 = performance.now();
     japan.resume();
+    if (process.env.X_TIMES) process.stderr.write(`X_T0 ${Date.now() / 1000}\n`);
     // Timed on the rows themselves: the applied-events count is written once a second, which made this
     // figure a whole number of seconds after the first count (5.2 or 6.2 s for the same run). First the
     // backlog's very last row (one index lookup per poll: the polls share the cores with the apply), then
@@ -308,6 +309,7 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     } finally {
       await japanPool.end();
     }
+    if (process.env.X_TIMES) process.stderr.write(`X_T1 ${Date.now() / 1000}\n`);
     return { seconds: (performance.now() - t0) / 1000, load: applyLoad };
   } finally {
     japan.resume();
