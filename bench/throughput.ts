@@ -20,7 +20,7 @@ import pg from 'pg';
 import type { RegionProcess } from '../src/cluster/region-process';
 import { forEachLine } from '../src/cluster/region-process';
 import { dropDatabase, ensureDatabase } from '../src/db/migrate';
-import { withSessionSettings } from '../src/db/session';
+import { sessionConfig } from '../src/db/session';
 import { PROJECT_ROOT } from '../src/paths';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
 import { seedBaseline } from './baseline';
@@ -96,7 +96,7 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
  * the cores the regions need.
  */
 function regionPool(databaseUrl: string, max: number): pg.Pool {
-  return new pg.Pool({ connectionString: withSessionSettings(databaseUrl), max });
+  return new pg.Pool({ ...sessionConfig(databaseUrl), max });
 }
 
 /** The baseline as its own process on its own database, seeded with the 64 rows. */
@@ -295,7 +295,6 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     await japanPool.query('SELECT 1');
     const t0 = performance.now();
     japan.resume();
-    if (process.env.X_TIMES) process.stderr.write(`X_T0 ${Date.now() / 1000}\n`);
     // Timed on the rows themselves: the applied-events count is written once a second, which made this
     // figure a whole number of seconds after the first count (5.2 or 6.2 s for the same run). First the
     // backlog's very last row (one index lookup per poll: the polls share the cores with the apply), then
@@ -309,7 +308,6 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     } finally {
       await japanPool.end();
     }
-    if (process.env.X_TIMES) process.stderr.write(`X_T1 ${Date.now() / 1000}\n`);
     return { seconds: (performance.now() - t0) / 1000, load: applyLoad };
   } finally {
     japan.resume();

@@ -1,7 +1,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Pool } from 'pg';
 import { PrismaClient } from '../generated/prisma/client';
-import { withSessionSettings } from './session';
+import { sessionConfig } from './session';
 
 export type Db = PrismaClient;
 /**
@@ -19,7 +19,7 @@ export const POOL_WAIT_MS = 10_000;
 const pools = new WeakMap<Db, Pool>();
 
 export function createDb(databaseUrl: string, opts: { poolSize?: number } = {}): Db {
-  const pool = new Pool({ connectionString: withSessionSettings(databaseUrl), max: opts.poolSize ?? 10, connectionTimeoutMillis: POOL_WAIT_MS });
+  const pool = new Pool({ ...sessionConfig(databaseUrl), max: opts.poolSize ?? 10, connectionTimeoutMillis: POOL_WAIT_MS });
   const db = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
   pools.set(db, pool);
   return db;

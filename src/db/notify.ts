@@ -6,6 +6,7 @@
  */
 import { Client } from 'pg';
 import type { Logger } from '../logger';
+import { sessionConfig } from './session';
 
 export interface ChannelListener {
   stop(): Promise<void>;
@@ -41,7 +42,7 @@ export function listen(o: ListenOptions): ChannelListener {
   const connect = () => {
     retry = null;
     if (stopped) return;
-    const c = new Client({ connectionString: o.databaseUrl, keepAlive: true });
+    const c = new Client({ ...sessionConfig(o.databaseUrl), keepAlive: true });
     client = c;
     c.on('notification', (n) => {
       if (n.channel === o.channel) o.onNotify(n.payload ?? '');

@@ -1,6 +1,6 @@
 /**
- * Settings every connection of the service starts its session with, carried in the connection string's
- * `options` (libpq's `-c name=value`, kept after any the operator's URL already gives).
+ * Settings every database session of the service starts with, passed to Postgres as libpq's `options`
+ * (`-c name=value`) after any the operator gives (in the URL's `options`, else in PGOPTIONS).
  *
  * - `jit=off`: Postgres compiles a query with LLVM when its estimated cost passes `jit_above_cost`, and the
  *   estimate of the relay's and the horizon's queries over the outbox jumps past it whenever the table's
@@ -8,17 +8,18 @@
  *   backlog: the relay's look for unpublished rows ran in 1.6 ms and spent 155 ms compiling, twice a second,
  *   on a core the appliers needed. None of the service's statements runs long enough to gain from it.
  */
-const SESSION_OPTIONS = ['-c jit=off'];
+import type { ClientConfig } from 'pg';
+import { parse } from 'pg-connection-string';
 
-/** `databaseUrl` with the service's session settings added to its `options` parameter. */
-export function withSessionSettings(databaseUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(databaseUrl);
-  } catch {
-    return databaseUrl; // not a URL (a key=value string): used as given
-  }
-  const given = url.searchParams.get('options');
-  url.searchParams.set('options', [given, ...SESSION_OPTIONS].filter(Boolean).join(' '));
-  return url.toString();
+const SESSION_OPTIONS = '-c jit=off';
+
+/**
+ * The connection settings of `databaseUrl` as node-postgres reads them (its own parser, so a URL means
+ * exactly what it meant before), with the service's session settings added to `options`. Passed instead
+ * of the URL: pg lets a URL's `options` override a config's, so the URL itself is not rewritten.
+ */
+export function sessionConfig(databaseUrl: string): ClientConfig {
+  const parsed = parse(databaseUrl);
+  const given = parsed.options ?? process.env.PGOPTIONS;
+  return { ...(parsed as ClientConfig), options: [given, SESSION_OPTIONS].filter(Boolean).join(' ') };
 }

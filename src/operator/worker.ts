@@ -26,14 +26,14 @@ import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
 import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
 import { serverClasses } from '../http/server-classes';
-import { withSessionSettings } from '../db/session';
+import { sessionConfig } from '../db/session';
 
 const d = workerData as OperatorWorkerData;
 const port = parentPort;
 if (!port) throw new Error('src/operator/worker.ts runs as a worker thread (src/operator/listener.ts starts it)');
 
 const log = createLogger({ level: d.logLevel, region: d.region }).child({ listener: 'operator' });
-const pool = new Pool({ connectionString: withSessionSettings(d.databaseUrl), max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 });
+const pool = new Pool({ ...sessionConfig(d.databaseUrl), max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 });
 // An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
 pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
 const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };

@@ -9,12 +9,12 @@
  */
 import { createHash } from 'node:crypto';
 import { Pool, type PoolClient, type QueryResult } from 'pg';
-import { withSessionSettings } from '../db/session';
+import { sessionConfig } from '../db/session';
 import type { Pipeline, Queryable, Statement } from './row-store';
 
 /** A small pool of the applier's own (two batches at a time; a parked retry waits for one of them). */
 export function createApplyPool(databaseUrl: string, max = 2): Pool {
-  const pool = new Pool({ connectionString: withSessionSettings(databaseUrl), max });
+  const pool = new Pool({ ...sessionConfig(databaseUrl), max });
   // A connection that dies while idle (a database restart) is dropped; the next checkout opens a new one.
   pool.on('error', () => undefined);
   return pool;

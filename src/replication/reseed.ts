@@ -25,7 +25,7 @@ import { activateAfterReseed, readMembers, updateMember } from './membership';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
-import { withSessionSettings } from '../db/session';
+import { sessionConfig } from '../db/session';
 
 export interface ReseedResult {
   from: string;
@@ -49,7 +49,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     region: to, own: redis, name: `reseed:${process.pid}`, defaultUrl: file.redisUrl,
     configured: new Map(file.regions.map((r) => [r.id, redisUrlOf(file, r.id)])),
   });
-  const peerDb = new Client({ connectionString: withSessionSettings(source.databaseUrl) });
+  const peerDb = new Client(sessionConfig(source.databaseUrl));
   await ensureDatabase(target.databaseUrl);
   await migrate(target.databaseUrl);
   const db = createDb(target.databaseUrl, { poolSize: 2 });

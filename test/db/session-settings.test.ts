@@ -3,9 +3,9 @@
  * any `options` the operator's URL already carries kept. The database is set to JIT on first, so a
  * connection that missed the settings would show it.
  */
-import { Client } from 'pg';
+import { Client, type ClientConfig } from 'pg';
 import { createDb, poolOf } from '../../src/db/client';
-import { withSessionSettings } from '../../src/db/session';
+import { sessionConfig } from '../../src/db/session';
 import { createApplyPool } from '../../src/replication/pg-tx';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
 
@@ -20,8 +20,8 @@ afterAll(async () => {
   await m?.close();
 });
 
-async function shown(url: string, setting: string): Promise<string> {
-  const c = new Client({ connectionString: url });
+async function shown(to: string | ClientConfig, setting: string): Promise<string> {
+  const c = new Client(typeof to === 'string' ? { connectionString: to } : to);
   await c.connect();
   try {
     return String((await c.query<Record<string, string>>(`SHOW ${setting}`)).rows[0]?.[setting]);
@@ -53,18 +53,33 @@ test('the applier pool runs with JIT off', async () => {
   }
 });
 
-test("options the operator's URL gives are kept, and the rest of the URL is unchanged", async () => {
+test("options the operator's URL gives are kept, and so are the URL's other parameters", async () => {
   const url = new URL(m.url);
   url.searchParams.set('options', '-c statement_timeout=4321');
   url.searchParams.set('application_name', 'session-test');
-  const withSettings = withSessionSettings(url.toString());
-  expect(await shown(withSettings, 'jit')).toBe('off');
-  expect(await shown(withSettings, 'statement_timeout')).toBe('4321ms');
-  expect(await shown(withSettings, 'application_name')).toBe('session-test');
-  const after = new URL(withSettings);
-  expect([after.username, after.password, after.host, after.pathname]).toEqual([url.username, url.password, url.host, url.pathname]);
+  const config = sessionConfig(url.toString());
+  expect(await shown(config, 'jit')).toBe('off');
+  expect(await shown(config, 'statement_timeout')).toBe('4321ms');
+  expect(await shown(config, 'application_name')).toBe('session-test');
 });
 
-test('a connection string that is not a URL is used as given', () => {
-  expect(withSessionSettings('host=/var/run/postgresql dbname=x')).toBe('host=/var/run/postgresql dbname=x');
+test('without options in the URL, PGOPTIONS is kept', async () => {
+  const before = process.env.PGOPTIONS;
+  process.env.PGOPTIONS = '-c statement_timeout=777';
+  try {
+    const config = sessionConfig(m.url);
+    expect(await shown(config, 'jit')).toBe('off');
+    expect(await shown(config, 'statement_timeout')).toBe('777ms');
+  } finally {
+    if (before === undefined) delete process.env.PGOPTIONS;
+    else process.env.PGOPTIONS = before;
+  }
+});
+
+test('a URL node-postgres reads leniently (a raw % in the password) still connects, with the settings', async () => {
+  // The test server trusts local connections, so any password connects. Rewriting such a URL re-encoded
+  // the added option (jit%3Doff) and Postgres refused the connection.
+  const url = m.url.replace('postgresql://postgres@', 'postgresql://postgres:100%@');
+  expect(url).toContain('100%@');
+  expect(await shown(sessionConfig(url), 'jit')).toBe('off');
 });
