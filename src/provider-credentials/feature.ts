@@ -5,15 +5,19 @@ import { registerRefreshMetrics } from './refresh-metrics';
 import { providerCredentialRoutes } from './routes';
 import { credentialsTable, metadataTable } from './store';
 
+/** Each region's refresher, for its figures in /metrics (the feature's metrics and start get the same deps). */
+const refreshers = new WeakMap<object, MetadataRefresher>();
+
 export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
   adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region, repl),
-  metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region),
+  metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region, () => refreshers.get(repl)?.foundWaiting ?? 0),
   operations: providerCredentialOperations,
   start: (deps) => {
     const refresher = new MetadataRefresher(deps);
+    refreshers.set(deps.repl, refresher);
     refresher.start();
     return () => refresher.stop();
   },

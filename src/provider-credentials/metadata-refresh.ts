@@ -95,47 +95,71 @@ export class MetadataRefresher {
     const { db, repl } = this.d;
     const region = repl.region;
     if (this.found.size < limit) await this.sweep(region, sweepPage);
-    // Schedules of credentials this region does not refresh (another region's home, deleted, gone) are
-    // dropped as they come due, so the due ones below are found through the index alone.
-    await db.$executeRawUnsafe(
-      `DELETE FROM metadata_refresh_state s WHERE s.next_at <= now()
-          AND NOT EXISTS (SELECT 1 FROM saml_provider_credentials c WHERE c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL)`,
-      region,
-    );
+    const scheduled = await this.dueBySchedule(region, limit);
+    // Found ones first, but those due by schedule (failures backing off among them) keep half the slots.
+    const slots = limit - Math.min(scheduled.length, Math.floor(limit / 2));
     const first: string[] = [];
     for (const id of this.found) {
-      if (first.length === limit) break;
+      if (first.length === slots) break;
       first.push(id);
     }
-    for (const id of first) this.found.delete(id);
     const picked = first.length
       ? await db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) AND c.home_region = $2 AND c.deleted_at IS NULL`, first, region)
       : [];
-    const scheduled = picked.length < limit
-      ? await db.$queryRawUnsafe<Due[]>(
-          `${DUE_SELECT} JOIN metadata_refresh_state s ON s.credential_id = c.id
-            WHERE s.next_at <= now() AND c.home_region = $1 AND c.deleted_at IS NULL AND NOT (c.id = ANY($3::uuid[]))
-            ORDER BY s.next_at LIMIT $2`,
-          region,
-          limit - picked.length,
-          picked.map((p) => p.id),
-        )
-      : [];
-    const due = [...picked, ...scheduled];
+    // Found ones no longer home and live need nothing; the others leave the list once attempted.
+    const live = new Set(picked.map((p) => p.id));
+    for (const id of first) if (!live.has(id)) this.found.delete(id);
+    const due = [...picked, ...scheduled.filter((c) => !live.has(c.id))].slice(0, limit);
     // Each credential on its own: whatever one tenant's IdP serves (or makes the write throw), the others are
     // still refreshed in this cycle, and the failing one is recorded, backed off and shown.
     for (const c of due) {
+      const wasFound = this.found.delete(c.id);
       try {
         await this.refreshOne(c);
       } catch (err) {
-        // No fetch slot (the region or the org is at its bound): still due, taken on a later tick.
-        if (err instanceof AppError && (err.code === 'too_many_metadata_fetches' || err.code === 'metadata_fetches_busy')) continue;
+        // No fetch slot (the region or the org is at its bound): still due, taken on a later tick (a found
+        // one goes back to the end of the list).
+        if (err instanceof AppError && (err.code === 'too_many_metadata_fetches' || err.code === 'metadata_fetches_busy')) {
+          if (wasFound) this.found.add(c.id);
+          continue;
+        }
         await this.recordFailure(c, err).catch((e: Error) =>
           this.d.log.error({ credentialId: c.id, err: e.message }, 'could not record a failed IdP metadata refresh'),
         );
       }
     }
     return due.length;
+  }
+
+  /**
+   * Up to `limit` home credentials due by schedule, oldest first, through the next_at index. The due
+   * schedules met on the way that belong to credentials this region does not refresh (another region's
+   * home, deleted, gone) are dropped, so each is passed over once, and a tick reads a bounded number.
+   */
+  private async dueBySchedule(region: string, limit: number): Promise<Due[]> {
+    const { db } = this.d;
+    const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean }[]>(
+      `SELECT s.credential_id::text AS id, coalesce(c.home_region = $1 AND c.deleted_at IS NULL, false) AS mine
+         FROM metadata_refresh_state s LEFT JOIN saml_provider_credentials c ON c.id = s.credential_id
+        WHERE s.next_at <= now() ORDER BY s.next_at LIMIT $2`,
+      region,
+      limit * 4,
+    );
+    const foreign = heads.filter((h) => !h.mine).map((h) => h.id);
+    if (foreign.length) {
+      // Checked again under the delete: a schedule written meanwhile (not due any more) stays.
+      await db.$executeRawUnsafe(
+        `DELETE FROM metadata_refresh_state s WHERE s.credential_id = ANY($1::uuid[]) AND s.next_at <= now()
+            AND NOT EXISTS (SELECT 1 FROM saml_provider_credentials c WHERE c.id = s.credential_id AND c.home_region = $2 AND c.deleted_at IS NULL)`,
+        foreign,
+        region,
+      );
+    }
+    const mine = heads.filter((h) => h.mine).slice(0, limit).map((h) => h.id);
+    if (mine.length === 0) return [];
+    const rows = await db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[])`, mine);
+    const order = new Map(mine.map((id, i) => [id, i]));
+    return rows.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
   }
 
   /** One page of the sweep: home credentials of the page with no schedule or another URL's document. */

@@ -14,7 +14,8 @@ interface RefreshFigures {
   oldest_success: Date | null;
 }
 
-export function registerRefreshMetrics(registry: Registry, db: Db, region: string): void {
+/** `waiting`: credentials the refresher's sweep found (no schedule, another URL's document) and has yet to refresh. */
+export function registerRefreshMetrics(registry: Registry, db: Db, region: string, waiting: () => number = () => 0): void {
   // The gauges of one scrape share one query.
   const figures = shared(async (): Promise<RefreshFigures | null> => {
     // Each figure through an index (next_at, the failing ones, last_success_at), joined to the credentials
@@ -22,7 +23,7 @@ export function registerRefreshMetrics(registry: Registry, db: Db, region: strin
     // credential it replaced took 0.45 s of Postgres per scrape at 200,000).
     const home = `JOIN saml_provider_credentials c ON c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL`;
     const rows = await db.$queryRawUnsafe<{ due: bigint; failing: bigint; last_success: Date | null; oldest_success: Date | null }[]>(
-      // "Due" by schedule (the refresher also takes the credentials its sweep finds re-pointed or unscheduled first).
+      // "Due": by schedule here, plus the credentials the refresher's sweep found (added above).
       `SELECT (SELECT count(*) FROM metadata_refresh_state s ${home} WHERE s.next_at <= now()) AS due,
               (SELECT count(*) FROM metadata_refresh_state s ${home} WHERE s.consecutive_failures > 0) AS failing,
               (SELECT s.last_success_at FROM metadata_refresh_state s ${home} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
@@ -30,7 +31,7 @@ export function registerRefreshMetrics(registry: Registry, db: Db, region: strin
       region,
     );
     const r = rows[0];
-    return r ? { due: Number(r.due), failing: Number(r.failing), last_success: r.last_success, oldest_success: r.oldest_success } : null;
+    return r ? { due: Number(r.due) + waiting(), failing: Number(r.failing), last_success: r.last_success, oldest_success: r.oldest_success } : null;
   });
   const gauge = (name: string, help: string, value: (f: RefreshFigures) => number | null) =>
     new Gauge({ name, help, registers: [registry], async collect() {

@@ -6,6 +6,7 @@
  * these tests run their own, tick by tick.
  */
 import { createLogger } from '../../src/logger';
+import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
@@ -95,4 +96,36 @@ test('due schedules of credentials this region does not refresh are dropped; its
   expect(await refresher.runOnce(20, 100)).toBe(1);
   const left = await r.region.db.$queryRawUnsafe<{ id: string; attempted: boolean }[]>('SELECT credential_id::text AS id, last_attempt_at IS NOT NULL AS attempted FROM metadata_refresh_state ORDER BY 1');
   expect(left).toEqual([{ id: c, attempted: true }]);
+});
+
+test('a found credential that meets a busy fetch limit stays found for the next tick', async () => {
+  const [, , c] = (await threeCredentials()) as [string, string, string];
+  await unschedule(c);
+  // A refresher whose region may fetch one document at a time, and that slot taken.
+  const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 1, waitMs: 0 } };
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  let release = () => undefined as void;
+  const held = fetchLimiterFor(config).run('someone-else', () => new Promise<void>((res) => (release = res)));
+  // Pages of one: c is found on the third tick, when no slot is free.
+  for (let i = 0; i < 3; i++) await own.runOnce(5, 1);
+  expect(await attempted()).toEqual([]);
+  expect(own.foundWaiting).toBe(1);
+  release();
+  await held;
+  // The fourth tick's page is past the table's end: c is refreshed because it is still on the list.
+  expect(await own.runOnce(5, 1)).toBe(1);
+  expect(await attempted()).toEqual([c]);
+  expect(own.foundWaiting).toBe(0);
+});
+
+test('credentials due by schedule keep half of a tick while found ones wait', async () => {
+  const [x, y, z] = (await threeCredentials()) as [string, string, string];
+  await makeDue(x);
+  await unschedule(y);
+  await unschedule(z);
+  // Two a tick: one found (y), one due by schedule (x); z next tick.
+  expect(await refresher.runOnce(2, 100)).toBe(2);
+  expect(await attempted()).toEqual([x, y].sort());
+  expect(await refresher.runOnce(2, 100)).toBe(1);
+  expect(await attempted()).toEqual([x, y, z].sort());
 });
