@@ -8,26 +8,20 @@
 import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
-import { call, createOrg, slashidHeaders } from '../support/harness';
-import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
-import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { call, slashidHeaders } from '../support/harness';
+import { fixture, type IdpServer } from '../support/idp-server';
+import type { InProcessRegion } from '../support/in-process';
+import { useRefreshRig } from '../support/refresh-rig';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
 let idp: IdpServer;
 let org: { id: string; api_key: string };
 let refresher: MetadataRefresher;
-
-beforeAll(async () => {
-  idp = await startIdpServer();
+const rig = useRefreshRig('sweep');
+beforeAll(() => {
+  ({ r, idp, org, refresher } = rig);
   idp.set('sweep.xml', fixture('keycloak.xml'));
-  r = await startInProcess('refreshsweep', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
-  org = await createOrg(r.url, 'sweep');
-  refresher = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config: r.deployment.configFor('us-iowa'), log: createLogger({ level: 'silent' }) });
-});
-afterAll(async () => {
-  await r?.stop();
-  await idp?.close();
 });
 
 /** Three new credentials, in id order, each with its schedule (a create writes one, due in a day). */

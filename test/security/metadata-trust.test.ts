@@ -6,10 +6,11 @@
  */
 import { signRoot } from '../../bench/metadata-documents';
 import { parseCertificate } from '../../src/metadata';
-import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
-import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
-import { startIdpServer, type IdpServer } from '../support/idp-server';
-import { startInProcess, type InProcessRegion } from '../support/in-process';
+import type { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
+import { adminHeaders, call, slashidHeaders } from '../support/harness';
+import type { IdpServer } from '../support/idp-server';
+import type { InProcessRegion } from '../support/in-process';
+import { useRefreshRig } from '../support/refresh-rig';
 import { b64, idpMetadata, requestFromRedirect, signedResponse, signer, type Signer } from '../sso/support/idp-simulator';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -23,17 +24,8 @@ let r: InProcessRegion;
 let idp: IdpServer;
 let org: { id: string; api_key: string };
 let refresher: MetadataRefresher;
-
-beforeAll(async () => {
-  idp = await startIdpServer();
-  r = await startInProcess('trust', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 3600 });
-  org = await createOrg(r.url, 'trust');
-  refresher = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config: r.deployment.configFor('us-iowa'), log: r.region.log });
-});
-afterAll(async () => {
-  await r.stop();
-  await idp.close();
-});
+const rig = useRefreshRig('trust', { metadataRefreshIntervalSeconds: 3600 });
+beforeAll(() => ({ r, idp, org, refresher } = rig));
 
 /** IdP metadata listing `certs`, signed over its root by `by` (its certificate in the KeyInfo), or unsigned. */
 function doc(certs: Signer[], by: Signer | null, sso = `http://${idp.hostPort}/sso`): string {
