@@ -229,6 +229,25 @@ export class MetadataRefresher {
   }
 }
 
+/** Credentials listed by GET /admin/metadata-refresh. */
+const LISTED = 500;
+/** The credentials holding a document for an operator (the partial index saml_credential_metadata_held_idx). */
+const HELD_IDS = `SELECT h.credential_id FROM saml_credential_metadata h WHERE h.deleted_at IS NULL AND jsonb_typeof(h.metadata->'pending') = 'object'`;
+
+interface AdminRow {
+  credential_id: string;
+  org_id: string;
+  idp_metadata_url: string;
+  next_at: Date;
+  last_attempt_at: Date | null;
+  last_success_at: Date | null;
+  last_error: string | null;
+  last_error_code: string | null;
+  consecutive_failures: number;
+  held_since: string | null;
+  held_reason: string | null;
+}
+
 /**
  * GET /admin/metadata-refresh: this region's refresh schedule, failures first, held documents next.
  * POST /admin/metadata-refresh/{credential_id}/accept: an operator applies a held document (its signing
@@ -251,28 +270,32 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     res.status(204).end();
   });
   router.get('/admin/metadata-refresh', async (_req, res) => {
-    const rows = await db.$queryRawUnsafe<
-      { credential_id: string; org_id: string; idp_metadata_url: string; next_at: Date; last_attempt_at: Date | null; last_success_at: Date | null; last_error: string | null; last_error_code: string | null; consecutive_failures: number; held_since: string | null; held_reason: string | null }[]
-    >(
-      `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
+    // Failing first, then held documents (both wait for someone), then by schedule; each part read through
+    // an index and capped, so the answer costs the same whatever the number of credentials (the console
+    // asks every region for it every few seconds while it is open).
+    const listed = (from: string) => `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
               s.last_error, s.last_error_code, s.consecutive_failures,
               m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
-         FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
-         LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL
-        WHERE c.home_region = $1 AND c.deleted_at IS NULL
-        -- Failing first, then held documents (both wait for someone), then by schedule.
-        ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at ASC LIMIT 500`,
-      region,
-    );
-    // Counted apart from the list, which is capped.
+         FROM ${from} JOIN saml_provider_credentials c ON c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL
+         LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
+    const parts = await Promise.all([
+      `${listed('metadata_refresh_state s')} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`,
+      // From the held ones (few) to their schedules: ordering every schedule by next_at and filtering would
+      // walk them all when fewer than the cap are held.
+      `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed('held JOIN metadata_refresh_state s ON s.credential_id = held.credential_id')}
+        WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`,
+      `${listed('metadata_refresh_state s')} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`,
+    ].map((sql) => db.$queryRawUnsafe<AdminRow[]>(sql, region)));
+    const seen = new Set<string>();
+    const rows = parts.flat().filter((r) => !seen.has(r.credential_id) && seen.add(r.credential_id)).slice(0, LISTED);
+    // Counted apart from the list, which is capped (each through its partial index).
     const failing = await db.$queryRawUnsafe<{ n: bigint }[]>(
       `SELECT count(*) AS n FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
         WHERE c.home_region = $1 AND c.deleted_at IS NULL AND s.consecutive_failures > 0`,
       region,
     );
     const held = await db.$queryRawUnsafe<{ n: bigint }[]>(
-      `SELECT count(*) AS n FROM saml_credential_metadata m JOIN saml_provider_credentials c ON c.id = m.credential_id
-        WHERE c.home_region = $1 AND c.deleted_at IS NULL AND m.deleted_at IS NULL AND jsonb_typeof(m.metadata->'pending') = 'object'`,
+      `SELECT count(*) AS n FROM saml_provider_credentials c WHERE c.home_region = $1 AND c.deleted_at IS NULL AND c.id IN (${HELD_IDS})`,
       region,
     );
     res.json({

@@ -8,7 +8,7 @@
 import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
-import { call, slashidHeaders } from '../support/harness';
+import { adminHeaders, call, slashidHeaders } from '../support/harness';
 import { fixture, type IdpServer } from '../support/idp-server';
 import type { InProcessRegion } from '../support/in-process';
 import { useRefreshRig } from '../support/refresh-rig';
@@ -122,4 +122,20 @@ test('credentials due by schedule keep half of a tick while found ones wait', as
   expect(await attempted()).toEqual([x, y].sort());
   expect(await refresher.runOnce(2, 100)).toBe(1);
   expect(await attempted()).toEqual([x, y, z].sort());
+});
+
+test('GET /admin/metadata-refresh lists the failing, then the held, then the rest by schedule', async () => {
+  const [a, b, c] = (await threeCredentials()) as [string, string, string];
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() + interval '1 hour' WHERE credential_id = $1::uuid", a);
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() + interval '2 hours' WHERE credential_id = $1::uuid", b);
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() + interval '3 hours', consecutive_failures = 2 WHERE credential_id = $1::uuid", c);
+  await r.region.db.$executeRawUnsafe(
+    `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{pending}', jsonb_build_object('held_at', now(), 'reason', 'test')) WHERE credential_id = $1::uuid`,
+    b,
+  );
+  const res = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+  expect(res.status).toBe(200);
+  expect(res.body.credentials.map((x: { credential_id: string }) => x.credential_id)).toEqual([c, b, a]);
+  expect([res.body.failing, res.body.held]).toEqual([1, 1]);
+  expect(res.body.credentials[1].held_reason).toBe('test');
 });
