@@ -97,7 +97,7 @@ export class MetadataRefresher {
     if (this.found.size < limit) await this.sweep(region, sweepPage);
     const scheduled = await this.dueBySchedule(region, limit);
     // Found ones first, but those due by schedule (failures backing off among them) keep half the slots.
-    const slots = limit - Math.min(scheduled.length, Math.floor(limit / 2));
+    const slots = limit - Math.min(scheduled.filter((c) => !this.found.has(c.id)).length, Math.floor(limit / 2));
     const first: string[] = [];
     for (const id of this.found) {
       if (first.length === slots) break;
@@ -172,6 +172,8 @@ export class MetadataRefresher {
                      WHERE p.home_region = $3 AND p.deleted_at IS NULL
                        AND (m.idp_metadata_url IS DISTINCT FROM p.idp_metadata_url
                             OR NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id))
+                       -- One whose refresh failed waits out its back-off: its schedule brings it back.
+                       AND NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id AND s.consecutive_failures > 0 AND s.next_at > now())
                      ORDER BY p.id) AS found`,
       this.sweepCursor,
       page,

@@ -139,3 +139,15 @@ test('GET /admin/metadata-refresh lists the failing, then the held, then the res
   expect([res.body.failing, res.body.held]).toEqual([1, 1]);
   expect(res.body.credentials[1].held_reason).toBe('test');
 });
+
+test('a re-pointed credential whose refresh failed waits out its back-off, then its schedule brings it back', async () => {
+  const [, , z] = (await threeCredentials()) as [string, string, string];
+  await r.region.db.$executeRawUnsafe("UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid", z);
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 1, next_at = now() + interval '1 hour' WHERE credential_id = $1::uuid", z);
+  expect(await refresher.runOnce(5, 100)).toBe(0);
+  expect(await refresher.runOnce(5, 100)).toBe(0);
+  await makeDue(z);
+  expect(await refresher.runOnce(5, 100)).toBe(1);
+  expect(await attempted()).toEqual([z]);
+  expect((await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: z } }))?.idpMetadataUrl).toBe(idp.url('sweep.xml'));
+});
