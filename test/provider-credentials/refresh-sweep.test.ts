@@ -104,6 +104,9 @@ test('a found credential that meets a busy fetch limit stays found for the next 
   for (let i = 0; i < 3; i++) await own.runOnce(5, 1);
   expect(await attempted()).toEqual([]);
   expect(own.foundWaiting).toBe(1);
+  // A tick ends at a busy limit, though its batch was full.
+  expect(await own.runTick(10_000, 1)).toBe(1);
+  expect(own.foundWaiting).toBe(1);
   release();
   await held;
   // The fourth tick's page is past the table's end: c is refreshed because it is still on the list.
@@ -150,4 +153,13 @@ test('a re-pointed credential whose refresh failed waits out its back-off, then 
   expect(await refresher.runOnce(5, 100)).toBe(1);
   expect(await attempted()).toEqual([z]);
   expect((await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: z } }))?.idpMetadataUrl).toBe(idp.url('sweep.xml'));
+});
+
+test('a tick takes batch after batch while they are full, within its budget', async () => {
+  const ids = await threeCredentials();
+  for (const id of ids) await makeDue(id);
+  expect(await refresher.runTick(10_000, 1)).toBe(3);
+  expect(await attempted()).toEqual(ids);
+  // Nothing due any more: the next tick stops after its first, empty batch.
+  expect(await refresher.runTick(10_000, 1)).toBe(0);
 });
