@@ -13,7 +13,7 @@ import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
-import { credentialsTable, metadataTable, recordRefresh } from './store';
+import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
 import { acceptHeld, decideRefresh, firstUse, type MetadataRecord, type RefreshOutcome } from './trust';
 
 export interface RefreshDeps {
@@ -25,6 +25,7 @@ export interface RefreshDeps {
 
 interface Due {
   id: string;
+  org_id: string;
   idp_metadata_url: string;
   metadata: StoredMetadata | null;
 }
@@ -40,7 +41,7 @@ const SWEEP_PAGE = 10_000;
 const SWEEP_START = '00000000-0000-0000-0000-000000000000';
 
 /** A credential to refresh, with its stored document when that is for its current URL. */
-const DUE_SELECT = `SELECT c.id::text, c.idp_metadata_url, CASE WHEN m.idp_metadata_url = c.idp_metadata_url THEN m.metadata END AS metadata
+const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, CASE WHEN m.idp_metadata_url = c.idp_metadata_url THEN m.metadata END AS metadata
   FROM saml_provider_credentials c
   LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
 
@@ -51,6 +52,14 @@ export class MetadataRefresher {
   refreshed = 0;
   failed = 0;
   held = 0;
+  /**
+   * Home credentials the sweep found without a schedule (re-seeded, imported, or written by an older
+   * version) or whose stored document is for another URL than the credential's (a PATCH of the URL in
+   * another region raced a refresh here): refreshed before anything due by schedule.
+   */
+  private readonly found = new Set<string>();
+  /** Where the next sweep page starts (credential ids in order; wraps to the start). */
+  private sweepCursor = SWEEP_START;
 
   constructor(private readonly d: RefreshDeps) {}
 
@@ -74,9 +83,9 @@ export class MetadataRefresher {
     const until = Date.now() + budgetMs;
     let total = 0;
     for (;;) {
-      const n = await this.runOnce(limit);
-      total += n;
-      if (n < limit || this.metBusy || this.stopped || Date.now() >= until) return total;
+      const { looked, busy } = await this.batch(limit, SWEEP_PAGE);
+      total += looked;
+      if (looked < limit || busy || this.stopped || Date.now() >= until) return total;
     }
   }
 
@@ -85,17 +94,6 @@ export class MetadataRefresher {
     if (this.timer) clearTimeout(this.timer);
     await this.running;
   }
-
-  /**
-   * Home credentials the sweep found without a schedule (re-seeded, imported, or written by an older
-   * version) or whose stored document is for another URL than the credential's (a PATCH of the URL in
-   * another region raced a refresh here): refreshed before anything due by schedule.
-   */
-  private readonly found = new Set<string>();
-  /** Whether the last runOnce met a busy fetch limit (its tick goes no further). */
-  private metBusy = false;
-  /** Where the next sweep page starts (credential ids in order; wraps to the start). */
-  private sweepCursor = SWEEP_START;
 
   /** How many credentials the sweep found that wait for their refresh. */
   get foundWaiting(): number {
@@ -109,9 +107,14 @@ export class MetadataRefresher {
    * 1.3 s of Postgres per tick at 200,000 home credentials, and grew with them.
    */
   async runOnce(limit = 20, sweepPage = SWEEP_PAGE): Promise<number> {
+    return (await this.batch(limit, sweepPage)).looked;
+  }
+
+  /** runOnce, and whether a fetch slot was busy (the tick goes no further then). */
+  private async batch(limit: number, sweepPage: number): Promise<{ looked: number; busy: boolean }> {
     const { db, repl } = this.d;
     const region = repl.region;
-    this.metBusy = false;
+    let busy = false;
     if (this.found.size < limit) await this.sweep(region, sweepPage);
     const scheduled = await this.dueBySchedule(region, limit);
     // Found ones first, but those due by schedule (failures backing off among them) keep half the slots.
@@ -139,7 +142,7 @@ export class MetadataRefresher {
         // one goes back to the end of the list).
         if (err instanceof AppError && (err.code === 'too_many_metadata_fetches' || err.code === 'metadata_fetches_busy')) {
           if (wasFound) this.found.add(c.id);
-          this.metBusy = true;
+          busy = true;
           continue;
         }
         await this.recordFailure(c, err).catch((e: Error) =>
@@ -147,7 +150,7 @@ export class MetadataRefresher {
         );
       }
     }
-    return due.length;
+    return { looked: due.length, busy };
   }
 
   /**
@@ -176,9 +179,7 @@ export class MetadataRefresher {
     }
     const mine = heads.filter((h) => h.mine).slice(0, limit).map((h) => h.id);
     if (mine.length === 0) return [];
-    const rows = await db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[])`, mine);
-    const order = new Map(mine.map((id, i) => [id, i]));
-    return rows.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
+    return db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) ORDER BY array_position($1::uuid[], c.id)`, mine);
   }
 
   /** One page of the sweep: home credentials of the page with no schedule or another URL's document. */
@@ -220,8 +221,7 @@ export class MetadataRefresher {
 
   private async refreshOne(c: Due): Promise<void> {
     const { db, repl, config, log } = this.d;
-    const orgId = await db.$queryRawUnsafe<{ org_id: string }[]>('SELECT org_id::text FROM saml_provider_credentials WHERE id = $1::uuid', c.id);
-    const fresh: StoredMetadata = await fetchLimiterFor(config).run(orgId[0]?.org_id ?? c.id, () => loadIdpMetadata(config, c.idp_metadata_url));
+    const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.idp_metadata_url));
     const next = nextRefreshAt(fresh, config);
     // Judged first on what the query read (most refreshes change nothing and write nothing), then again under the lock.
     const judge = (stored: MetadataRecord | null): { record: MetadataRecord; outcome: RefreshOutcome } =>
@@ -297,28 +297,23 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     const listed = (from: string) => `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
               s.last_error, s.last_error_code, s.consecutive_failures,
               m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
-         FROM ${from} JOIN saml_provider_credentials c ON c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL
-         LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
-    const parts = await Promise.all([
-      `${listed('metadata_refresh_state s')} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`,
+         FROM ${from} LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
+    const [failingFirst, heldNext, scheduled, failing, held] = await Promise.all([
+      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, region),
       // From the held ones (few) to their schedules: ordering every schedule by next_at and filtering would
       // walk them all when fewer than the cap are held.
-      `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed('held JOIN metadata_refresh_state s ON s.credential_id = held.credential_id')}
-        WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`,
-      `${listed('metadata_refresh_state s')} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`,
-    ].map((sql) => db.$queryRawUnsafe<AdminRow[]>(sql, region)));
+      db.$queryRawUnsafe<AdminRow[]>(
+        `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed(`held JOIN ${HOME_SCHEDULES} ON s.credential_id = held.credential_id`)}
+          WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`,
+        region,
+      ),
+      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, region),
+      // Counted apart from the list, which is capped (each through its partial index).
+      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0`, region),
+      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM saml_provider_credentials c WHERE c.home_region = $1 AND c.deleted_at IS NULL AND c.id IN (${HELD_IDS})`, region),
+    ]);
     const seen = new Set<string>();
-    const rows = parts.flat().filter((r) => !seen.has(r.credential_id) && seen.add(r.credential_id)).slice(0, LISTED);
-    // Counted apart from the list, which is capped (each through its partial index).
-    const failing = await db.$queryRawUnsafe<{ n: bigint }[]>(
-      `SELECT count(*) AS n FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
-        WHERE c.home_region = $1 AND c.deleted_at IS NULL AND s.consecutive_failures > 0`,
-      region,
-    );
-    const held = await db.$queryRawUnsafe<{ n: bigint }[]>(
-      `SELECT count(*) AS n FROM saml_provider_credentials c WHERE c.home_region = $1 AND c.deleted_at IS NULL AND c.id IN (${HELD_IDS})`,
-      region,
-    );
+    const rows = [...failingFirst, ...heldNext, ...scheduled].filter((r) => !seen.has(r.credential_id) && seen.add(r.credential_id)).slice(0, LISTED);
     res.json({
       region,
       failing: Number(failing[0]?.n ?? 0),

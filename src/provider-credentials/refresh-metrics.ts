@@ -6,6 +6,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
 import { shared } from '../observability/metrics';
+import { HOME_SCHEDULES } from './store';
 
 interface RefreshFigures {
   due: number;
@@ -21,13 +22,12 @@ export function registerRefreshMetrics(registry: Registry, db: Db, region: strin
     // Each figure through an index (next_at, the failing ones, last_success_at), joined to the credentials
     // for their home: a scrape costs the same at a million credentials as at ten (the join of every
     // credential it replaced took 0.45 s of Postgres per scrape at 200,000).
-    const home = `JOIN saml_provider_credentials c ON c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL`;
     const rows = await db.$queryRawUnsafe<{ due: bigint; failing: bigint; last_success: Date | null; oldest_success: Date | null }[]>(
       // "Due": by schedule here, plus the credentials the refresher's sweep found (added above).
-      `SELECT (SELECT count(*) FROM metadata_refresh_state s ${home} WHERE s.next_at <= now()) AS due,
-              (SELECT count(*) FROM metadata_refresh_state s ${home} WHERE s.consecutive_failures > 0) AS failing,
-              (SELECT s.last_success_at FROM metadata_refresh_state s ${home} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
-              (SELECT s.last_success_at FROM metadata_refresh_state s ${home} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at ASC LIMIT 1) AS oldest_success`,
+      `SELECT (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.next_at <= now()) AS due,
+              (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0) AS failing,
+              (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
+              (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at ASC LIMIT 1) AS oldest_success`,
       region,
     );
     const r = rows[0];

@@ -42,6 +42,12 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
   return res.rows[0] ?? null;
 }
 
+/**
+ * The refresh schedules (alias `s`) of the live credentials (alias `c`) this region is home to, the region
+ * as `$1`: what the refresher, its admin route and its /metrics figures read.
+ */
+export const HOME_SCHEDULES = `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL`;
+
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
 
 /**

@@ -163,3 +163,12 @@ test('a tick takes batch after batch while they are full, within its budget', as
   // Nothing due any more: the next tick stops after its first, empty batch.
   expect(await refresher.runTick(10_000, 1)).toBe(0);
 });
+
+test('of the credentials due by schedule, the longest due go first', async () => {
+  const [a, b, c] = (await threeCredentials()) as [string, string, string];
+  for (const [id, minutes] of [[a, 1], [b, 30], [c, 10]] as const) {
+    await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - make_interval(mins => $2) WHERE credential_id = $1::uuid`, id, minutes);
+  }
+  expect(await refresher.runOnce(2, 100)).toBe(2);
+  expect(await attempted()).toEqual([b, c].sort());
+});
