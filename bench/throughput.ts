@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: this service against the least an Express 5 + `pg` service does (bench/baseline.ts),
  * both started and loaded in the same run so the ratios hold on any machine.
- * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation: read one
+ * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation, each after
+ *    --warmup seconds (default 10) of the same load unmeasured: read one
  *    credential, PATCH its label (both rotating over 64 rows), create one (rotating over 64 organizations;
  *    the service fetches, parses and validates IdP metadata from a local server). Only us-iowa runs; the two other regions are paused
  *    (SIGSTOP) so that the service gets the machine the baseline gets.
@@ -243,14 +244,14 @@ const TARGET: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
 const cpuCell = (c: CpuSample | null) => (c ? `${c.process} + ${c.postgres} + ${c.redis} µs` : 'n/a');
 
 /** Part 1's table: both sides, their ratio and its target, per operation. */
-function throughputTable(table: Partial<Record<Op, { baseline: Measured; service: Measured }>>, ops: readonly Op[], seconds: number): string {
+function throughputTable(table: Partial<Record<Op, { baseline: Measured; service: Measured }>>, ops: readonly Op[], seconds: number, warmup: number): string {
   const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
   const rows = ops.map((op) => {
     const { baseline: b, service: s } = table[op] as { baseline: Measured; service: Measured };
     return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${b.load} / ${s.load} |\n`;
   });
   return (
-    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per run; one region (the others paused)\n` +
+    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per run after ${warmup} s of the same load unmeasured; one region (the others paused)\n` +
     '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | load avg |\n' +
     `| --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
     'CPU per request: µs of the HTTP process (all its threads) + of Postgres (all backends) + of Redis, from /proc; less noisy than requests per second.\n'
@@ -335,6 +336,10 @@ async function sequentialLatency(url: string, headers: Record<string, string>, i
 
 export async function runThroughputBench(argv: string[]): Promise<void> {
   const SECONDS = arg(argv, 'seconds', 8);
+  // Unmeasured load before each side's measured run: V8 was still compiling the service's code (three
+  // isolates: the main thread and two parse workers) for 12-16 s of load, 10-18 % of the region's CPU in
+  // the measured window after a 2 s warm-up (perf, 2026-12-01). The baseline's few functions compile at once.
+  const WARMUP = arg(argv, 'warmup', 10);
   const N = arg(argv, 'n', 200);
   // Between the sequential writes of part 2 (ms): each starts once the one before it has replicated.
   const GAP = arg(argv, 'gap', 20);
@@ -401,17 +406,17 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     japan.pause();
     const table: Partial<Record<Op, { baseline: Measured; service: Measured }>> = {};
     for (const op of ops) {
-      // A short warm-up of each side (JIT, pools, keep-alive), then the measured run.
-      await cannon(sides.baseline, op, 2);
+      // A warm-up of each side (JIT, pools, keep-alive), then the measured run.
+      await cannon(sides.baseline, op, WARMUP);
       const b = await cannon(sides.baseline, op, SECONDS);
-      await cannon(sides.service, op, 2);
+      await cannon(sides.service, op, WARMUP);
       const s = await cannon(sides.service, op, SECONDS);
       table[op] = { baseline: b, service: s };
     }
     europe.resume();
     japan.resume();
     if (THROUGHPUT_ONLY) {
-      process.stdout.write(`\n${throughputTable(table, ops, SECONDS)}`);
+      process.stdout.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}`);
       return;
     }
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
@@ -424,9 +429,9 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
 
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
-    out.write(`\n${throughputTable(table, ops, SECONDS)}`);
+    out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}`);
     out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, throughput: table, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
   } finally {
     japan.resume();
     europe.resume();

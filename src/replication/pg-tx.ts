@@ -153,7 +153,7 @@ const preparedStatements = {
   /** The text that runs `st` on `client`: as sent, or an EXECUTE (its PREPARE pushed onto `texts` first). */
   text(client: PoolClient, st: Statement, texts: string[], preparing: string[]): string {
     if (!st.prepare) return inlineParameters(st);
-    const name = `r_${createHash('sha1').update(st.sql).digest('hex').slice(0, 20)}`;
+    const name = this.nameOf(st.sql);
     const known = this.byClient.get(client) ?? new Set<string>();
     this.byClient.set(client, known);
     if (!known.has(name) && !preparing.includes(name)) {
@@ -161,6 +161,20 @@ const preparedStatements = {
       preparing.push(name);
     }
     return st.values.length ? `EXECUTE ${name}(${st.values.map(literal).join(', ')})` : `EXECUTE ${name}`;
+  },
+
+  /** Statement names by text: a few dozen texts, each hashed once instead of on every transaction. */
+  names: new Map<string, string>(),
+
+  nameOf(sql: string): string {
+    let name = this.names.get(sql);
+    if (name === undefined) {
+      name = `r_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+      // The texts are built from table and column lists: bounded, unless a caller prepares ad-hoc SQL.
+      if (this.names.size >= 1000) this.names.clear();
+      this.names.set(sql, name);
+    }
+    return name;
   },
 
   done(client: PoolClient, names: readonly string[]): void {
