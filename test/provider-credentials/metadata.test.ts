@@ -83,9 +83,8 @@ async function toastChunks(table: string): Promise<number> {
   return Number(c?.n);
 }
 
-test('a credential whose parsed metadata is 2-8 KB is stored whole in its rows, not compressed into TOAST', async () => {
-  const tables = ['saml_credential_metadata', 'replication_outbox'];
-  const before = await Promise.all(tables.map(toastChunks));
+test('a credential whose parsed metadata is 2-8 KB is stored whole in its row, not compressed into TOAST', async () => {
+  const before = await toastChunks('saml_credential_metadata');
   const res = await create(idp.url('azure-entra.xml'));
   expect(res.status).toBe(201);
   const [row] = await r.region.db.$queryRawUnsafe<{ size: number; compressed: string | null }[]>(
@@ -95,7 +94,7 @@ test('a credential whose parsed metadata is 2-8 KB is stored whole in its rows, 
   // Above Postgres's default TOAST threshold (~2 KB), where it would compress the value and move it out of line.
   expect(row?.size).toBeGreaterThan(2100);
   expect(row?.compressed).toBeNull();
-  expect(await Promise.all(tables.map(toastChunks))).toEqual(before);
+  expect(await toastChunks('saml_credential_metadata')).toBe(before);
   const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
   expect(md.body.result.metadata.signing_certificates).toHaveLength(2);
 });
