@@ -95,9 +95,9 @@ export class MetadataRefresher {
     await this.running;
   }
 
-  /** How many credentials the sweep found that wait for their refresh. */
-  get foundWaiting(): number {
-    return this.found.size;
+  /** The credentials the sweep found that wait for their refresh. */
+  get foundWaiting(): string[] {
+    return [...this.found];
   }
 
   /**

@@ -15,23 +15,30 @@ interface RefreshFigures {
   oldest_success: Date | null;
 }
 
-/** `waiting`: credentials the refresher's sweep found (no schedule, another URL's document) and has yet to refresh. */
-export function registerRefreshMetrics(registry: Registry, db: Db, region: string, waiting: () => number = () => 0): void {
+/**
+ * `waiting`: the credentials the refresher's sweep found (no schedule, another URL's document) and has yet to
+ * refresh; those of them also due by schedule are counted once.
+ */
+export function registerRefreshMetrics(registry: Registry, db: Db, region: string, waiting: () => readonly string[] = () => []): void {
   // The gauges of one scrape share one query.
   const figures = shared(async (): Promise<RefreshFigures | null> => {
     // Each figure through an index (next_at, the failing ones, last_success_at), joined to the credentials
     // for their home: a scrape costs the same at a million credentials as at ten (the join of every
     // credential it replaced took 0.45 s of Postgres per scrape at 200,000).
     const rows = await db.$queryRawUnsafe<{ due: bigint; failing: bigint; last_success: Date | null; oldest_success: Date | null }[]>(
-      // "Due": by schedule here, plus the credentials the refresher's sweep found (added above).
-      `SELECT (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.next_at <= now()) AS due,
+      // "Due": by schedule, plus the credentials the refresher's sweep found that are not (a few ids, at most
+      // one sweep page's worth).
+      `SELECT (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.next_at <= now())
+                + (SELECT count(*) FROM unnest($2::uuid[]) f(id)
+                    WHERE NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = f.id AND s.next_at <= now())) AS due,
               (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0) AS failing,
               (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
               (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at ASC LIMIT 1) AS oldest_success`,
       region,
+      waiting(),
     );
     const r = rows[0];
-    return r ? { due: Number(r.due) + waiting(), failing: Number(r.failing), last_success: r.last_success, oldest_success: r.oldest_success } : null;
+    return r ? { due: Number(r.due), failing: Number(r.failing), last_success: r.last_success, oldest_success: r.oldest_success } : null;
   });
   const gauge = (name: string, help: string, value: (f: RefreshFigures) => number | null) =>
     new Gauge({ name, help, registers: [registry], async collect() {

@@ -7,7 +7,9 @@
  */
 import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
+import { Registry } from 'prom-client';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
+import { registerRefreshMetrics } from '../../src/provider-credentials/refresh-metrics';
 import { adminHeaders, call, slashidHeaders } from '../support/harness';
 import { fixture, type IdpServer } from '../support/idp-server';
 import type { InProcessRegion } from '../support/in-process';
@@ -103,16 +105,16 @@ test('a found credential that meets a busy fetch limit stays found for the next 
   // Pages of one: c is found on the third tick, when no slot is free.
   for (let i = 0; i < 3; i++) await own.runOnce(5, 1);
   expect(await attempted()).toEqual([]);
-  expect(own.foundWaiting).toBe(1);
+  expect(own.foundWaiting).toHaveLength(1);
   // A tick ends at a busy limit, though its batch was full.
   expect(await own.runTick(10_000, 1)).toBe(1);
-  expect(own.foundWaiting).toBe(1);
+  expect(own.foundWaiting).toHaveLength(1);
   release();
   await held;
   // The fourth tick's page is past the table's end: c is refreshed because it is still on the list.
   expect(await own.runOnce(5, 1)).toBe(1);
   expect(await attempted()).toEqual([c]);
-  expect(own.foundWaiting).toBe(0);
+  expect(own.foundWaiting).toHaveLength(0);
 });
 
 test('credentials due by schedule keep half of a tick while found ones wait', async () => {
@@ -171,4 +173,17 @@ test('of the credentials due by schedule, the longest due go first', async () =>
   }
   expect(await refresher.runOnce(2, 100)).toBe(2);
   expect(await attempted()).toEqual([b, c].sort());
+});
+
+test('metadata_refresh_due counts a found credential that is also due by schedule once', async () => {
+  const [x, y, z] = (await threeCredentials()) as [string, string, string];
+  // y has no schedule; z is due by its schedule and also has another URL's document; x is not due.
+  await unschedule(y);
+  await makeDue(z);
+  const registry = new Registry();
+  registerRefreshMetrics(registry, r.region.db, 'us-iowa', () => [y, z]);
+  const due = async () => (await registry.getSingleMetric('metadata_refresh_due')?.get())?.values[0]?.value;
+  expect(await due()).toBe(2);
+  await makeDue(x);
+  expect(await due()).toBe(3);
 });
