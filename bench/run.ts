@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: this service against an Express 5 + `pg` baseline in the same run (bench/throughput.ts).
  * Options: --seconds <s per autocannon run> (default 8), --warmup <s of unmeasured load before each> (default
- * 10), --n <sequential PATCHes per consistency level>
+ * 16), --n <sequential PATCHes per consistency level>
  * (default 200), --gap <ms between them, default 20; they also run back to back>, --backlog <changes> (default
  * 100000), --stored <credentials bulk-inserted first> (default 0).
  * `npm run bench -- latency` or `-- apply` runs only the all_regions latency or the backlog apply part;

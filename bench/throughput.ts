@@ -2,7 +2,7 @@
  * `npm run bench`: this service against the least an Express 5 + `pg` service does (bench/baseline.ts),
  * both started and loaded in the same run so the ratios hold on any machine.
  * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation, each after
- *    --warmup seconds (default 10) of the same load unmeasured: read one
+ *    --warmup seconds (default 16) of the same load unmeasured: read one
  *    credential, PATCH its label (both rotating over 64 rows), create one (rotating over 64 organizations;
  *    the service fetches, parses and validates IdP metadata from a local server). Only us-iowa runs; the two other regions are paused
  *    (SIGSTOP) so that the service gets the machine the baseline gets.
@@ -339,7 +339,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
   // Unmeasured load before each side's measured run: V8 was still compiling the service's code (three
   // isolates: the main thread and two parse workers) for 12-16 s of load, 10-18 % of the region's CPU in
   // the measured window after a 2 s warm-up (perf, 2026-12-01). The baseline's few functions compile at once.
-  const WARMUP = arg(argv, 'warmup', 10);
+  const WARMUP = arg(argv, 'warmup', 16);
   const N = arg(argv, 'n', 200);
   // Between the sequential writes of part 2 (ms): each starts once the one before it has replicated.
   const GAP = arg(argv, 'gap', 20);

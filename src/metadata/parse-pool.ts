@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { PROJECT_ROOT } from '../paths';
 import { MetadataError, type MetadataErrorCode } from './errors';
 import { parseIdpMetadata, type ParsedMetadata } from './parse-metadata';
@@ -35,15 +35,6 @@ interface Slot {
   worker: Worker;
   current: (Pending & { timer: NodeJS.Timeout }) | null;
 }
-
-/**
- * A parse worker's heap bounds. Old space: a document that makes it allocate without bound ends the worker,
- * not the region. Young generation: 8 MB instead of V8's 48 for a worker; the workers' heaps grew with every
- * parse until a major GC, and stayed grown when idle (two workers alone after 3,000 parses of Okta's document
- * each: RSS 146 MB against 107 MB with 8; a region after the bench's creates: 286 against 276 MB). Time per
- * parse unchanged; the largest accepted document 38-42 ms either way.
- */
-export const PARSE_WORKER_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 8 } as const;
 
 export function defaultWorkerScript(): string | null {
   const candidates = [path.join(__dirname, 'parse-worker.js'), path.join(PROJECT_ROOT, 'dist', 'src', 'metadata', 'parse-worker.js')];
@@ -77,11 +68,6 @@ export class ParsePool {
     });
   }
 
-  /** The heap bounds of each running worker, as V8 applied them. */
-  workerLimits(): ResourceLimits[] {
-    return this.slots.map((s) => s.worker.resourceLimits ?? {});
-  }
-
   /** Terminates the workers; queued parses are refused. */
   async close(): Promise<void> {
     for (const p of this.queue.splice(0)) p.reject(new Error('metadata parse pool closed'));
@@ -104,7 +90,8 @@ export class ParsePool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(this.script ?? '', { resourceLimits: PARSE_WORKER_LIMITS });
+    // A worker only parses; a document that makes it allocate without bound ends it, not the region.
+    const worker = new Worker(this.script ?? '', { resourceLimits: { maxOldGenerationSizeMb: 256 } });
     const slot: Slot = { worker, current: null };
     worker.on('message', (reply: ParseReply) => this.finish(slot, reply));
     worker.on('error', (err) => this.fail(slot, err));

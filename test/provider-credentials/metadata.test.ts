@@ -76,29 +76,6 @@ describe('every fixture gets its MANIFEST verdict', () => {
   });
 });
 
-/** Chunks in the TOAST table of `table` (rows moved out of line are stored there). */
-async function toastChunks(table: string): Promise<number> {
-  const [t] = await r.region.db.$queryRawUnsafe<{ toast: string }[]>(`SELECT reltoastrelid::regclass::text AS toast FROM pg_class WHERE relname = $1`, table);
-  const [c] = await r.region.db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${t?.toast ?? 'missing'}`);
-  return Number(c?.n);
-}
-
-test('a credential whose parsed metadata is 2-8 KB is stored whole in its row, not compressed into TOAST', async () => {
-  const before = await toastChunks('saml_credential_metadata');
-  const res = await create(idp.url('azure-entra.xml'));
-  expect(res.status).toBe(201);
-  const [row] = await r.region.db.$queryRawUnsafe<{ size: number; compressed: string | null }[]>(
-    `SELECT pg_column_size(metadata) AS size, pg_column_compression(metadata) AS compressed FROM saml_credential_metadata WHERE credential_id = $1::uuid`,
-    res.body.result.id,
-  );
-  // Above Postgres's default TOAST threshold (~2 KB), where it would compress the value and move it out of line.
-  expect(row?.size).toBeGreaterThan(2100);
-  expect(row?.compressed).toBeNull();
-  expect(await toastChunks('saml_credential_metadata')).toBe(before);
-  const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
-  expect(md.body.result.metadata.signing_certificates).toHaveLength(2);
-});
-
 describe('server-side request forgery is refused, with a live server behind each address', () => {
   test.each([
     ['127.0.0.2', () => `http://127.0.0.2:${decoyPort}/md.xml`],
