@@ -57,3 +57,15 @@ export function cpuPerRequest(before: CpuSample | null, after: CpuSample | null,
   const per = (k: keyof CpuSample) => Math.round((after[k] - before[k]) / requests);
   return { process: per('process'), postgres: per('postgres'), redis: per('redis') };
 }
+
+/** A process's resident memory now and at its peak (VmRSS, VmHWM), in MB; null where /proc is not there. */
+export function residentMb(pid: number | undefined): { now: number; peak: number } | null {
+  if (!cpuMeasured || pid === undefined) return null;
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { now: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
+  } catch {
+    return null;
+  }
+}

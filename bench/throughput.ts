@@ -25,7 +25,7 @@ import { sessionConfig } from '../src/db/session';
 import { PROJECT_ROOT } from '../src/paths';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
 import { seedBaseline } from './baseline';
-import { cpuPerRequest, sampleCpu, type CpuSample } from './cpu';
+import { cpuPerRequest, residentMb, sampleCpu, type CpuSample } from './cpu';
 import { benchDeployment, type BenchDeployment } from './deployment';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -274,6 +274,9 @@ async function latencyBothWays(url: string, headers: Record<string, string>, ids
   return { p50, backToBack };
 }
 
+const rssLine = (rss: { now: number; peak: number } | null) =>
+  rss ? `us-iowa's resident memory after these runs: ${rss.now} MB (peak since it started ${rss.peak} MB; two parse workers included once creates ran)\n` : '';
+
 const applyLine = (backlog: number, a: { seconds: number; load: string }) =>
   `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n`;
 
@@ -413,10 +416,12 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
       const s = await cannon(sides.service, op, SECONDS);
       table[op] = { baseline: b, service: s };
     }
+    // The serving region's memory once the runs are over, and its peak since it started.
+    const rss = residentMb(iowa.pid);
     europe.resume();
     japan.resume();
     if (THROUGHPUT_ONLY) {
-      process.stdout.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}`);
+      process.stdout.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}${rssLine(rss)}`);
       return;
     }
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
@@ -429,9 +434,9 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
 
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
-    out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}`);
+    out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}${rssLine(rss)}`);
     out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
   } finally {
     japan.resume();
     europe.resume();
