@@ -5,9 +5,9 @@
  * the region does not refresh are dropped as they come due. The region's own refresher ticks every 30 s;
  * these tests run their own, tick by tick.
  */
+import { Registry } from 'prom-client';
 import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
-import { Registry } from 'prom-client';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { registerRefreshMetrics } from '../../src/provider-credentials/refresh-metrics';
 import { adminHeaders, call, slashidHeaders } from '../support/harness';
@@ -177,13 +177,27 @@ test('of the credentials due by schedule, the longest due go first', async () =>
 
 test('metadata_refresh_due counts a found credential that is also due by schedule once', async () => {
   const [x, y, z] = (await threeCredentials()) as [string, string, string];
-  // y has no schedule; z is due by its schedule and also has another URL's document; x is not due.
+  // y has no schedule; z has another URL's document and is due by its schedule; x is not due.
   await unschedule(y);
+  await r.region.db.$executeRawUnsafe("UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid", z);
   await makeDue(z);
-  const registry = new Registry();
-  registerRefreshMetrics(registry, r.region.db, 'us-iowa', () => [y, z]);
-  const due = async () => (await registry.getSingleMetric('metadata_refresh_due')?.get())?.values[0]?.value;
-  expect(await due()).toBe(2);
-  await makeDue(x);
-  expect(await due()).toBe(3);
+  // A refresher whose only fetch slot is taken: its sweep finds y and z, and both stay found.
+  const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 1, waitMs: 0 } };
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  let release = () => undefined as void;
+  const held = fetchLimiterFor(config).run('someone-else', () => new Promise<void>((res) => (release = res)));
+  try {
+    await own.runOnce(5, 100);
+    expect(own.foundWaiting.sort()).toEqual([y, z].sort());
+    const registry = new Registry();
+    registerRefreshMetrics(registry, r.region.db, 'us-iowa', () => own.foundWaiting);
+    const due = async () => (await registry.getSingleMetric('metadata_refresh_due')?.get())?.values[0]?.value;
+    // z once (found and due), y (found): 2, not 3.
+    expect(await due()).toBe(2);
+    await makeDue(x);
+    expect(await due()).toBe(3);
+  } finally {
+    release();
+    await held;
+  }
 });
