@@ -49,6 +49,15 @@ async function attempted(): Promise<string[]> {
 const unschedule = (id: string) => r.region.db.$executeRawUnsafe('DELETE FROM metadata_refresh_state WHERE credential_id = $1::uuid', id);
 const makeDue = (id: string) => r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid", id);
 
+/** A refresher of its own whose region may fetch one document at a time, and that slot taken until `release`. */
+function busyRefresher(): { own: MetadataRefresher; release: () => void; held: Promise<void> } {
+  const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 1, waitMs: 0 } };
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  let release = () => undefined as void;
+  const held = fetchLimiterFor(config).run('someone-else', () => new Promise<void>((res) => (release = res)));
+  return { own, release: () => release(), held };
+}
+
 test('credentials the sweep finds (no schedule, another URL\'s document) go before those due by schedule', async () => {
   const [x, y, z] = (await threeCredentials()) as [string, string, string];
   await makeDue(x);
@@ -97,11 +106,7 @@ test('due schedules of credentials this region does not refresh are dropped; its
 test('a found credential that meets a busy fetch limit stays found for the next tick', async () => {
   const [, , c] = (await threeCredentials()) as [string, string, string];
   await unschedule(c);
-  // A refresher whose region may fetch one document at a time, and that slot taken.
-  const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 1, waitMs: 0 } };
-  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
-  let release = () => undefined as void;
-  const held = fetchLimiterFor(config).run('someone-else', () => new Promise<void>((res) => (release = res)));
+  const { own, release, held } = busyRefresher();
   // Pages of one: c is found on the third tick, when no slot is free.
   for (let i = 0; i < 3; i++) await own.runOnce(5, 1);
   expect(await attempted()).toEqual([]);
@@ -181,11 +186,8 @@ test('metadata_refresh_due counts a found credential that is also due by schedul
   await unschedule(y);
   await r.region.db.$executeRawUnsafe("UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid", z);
   await makeDue(z);
-  // A refresher whose only fetch slot is taken: its sweep finds y and z, and both stay found.
-  const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 1, waitMs: 0 } };
-  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
-  let release = () => undefined as void;
-  const held = fetchLimiterFor(config).run('someone-else', () => new Promise<void>((res) => (release = res)));
+  // Its only fetch slot taken, the refresher's sweep finds y and z, and both stay found.
+  const { own, release, held } = busyRefresher();
   try {
     await own.runOnce(5, 100);
     expect(own.foundWaiting.sort()).toEqual([y, z].sort());
