@@ -265,8 +265,17 @@ export class Replicator {
    */
   publish(event: SignedEvent): void {
     this.outgoing.push(event);
-    if (this.outgoing.length === 1) setImmediate(() => void this.deliverOutgoing());
+    if (this.outgoing.length === 1) {
+      setImmediate(() => {
+        const round = this.deliverOutgoing().catch((err: Error) => this.d.log.debug({ err: err.message }, 'delivery round failed; the relay delivers its events'));
+        this.rounds.add(round);
+        void round.finally(() => this.rounds.delete(round));
+      });
+    }
   }
+
+  /** Delivery rounds under way (see flushPublished). */
+  private readonly rounds = new Set<Promise<void>>();
 
   private async deliverOutgoing(): Promise<void> {
     const events = this.outgoing;
@@ -305,20 +314,39 @@ export class Replicator {
    */
   private markDelivered(changeId: string, made: Delivery[], complete: boolean): void {
     this.pendingMarks.push({ changeId, made, complete });
-    this.markTimer ??= setTimeout(() => void this.flushPublished(), MARK_DELIVERED_MS);
+    this.markTimer ??= setTimeout(() => void this.recordMarks(), MARK_DELIVERED_MS);
   }
 
+  /** The last batch of records under way; each batch starts after the one before it has ended. */
+  private recording: Promise<void> = Promise.resolve();
+
+  /**
+   * Records every delivery made so far: it waits for the delivery rounds under way (their records are
+   * then pending) and for a batch the timer already started, so that when it returns, every event whose
+   * delivery round had begun is recorded (or its record failed, which only means the relay delivers it
+   * again). Used at shutdown.
+   */
   async flushPublished(): Promise<void> {
+    await Promise.all([...this.rounds]);
+    await this.recordMarks();
+  }
+
+  private recordMarks(): Promise<void> {
     if (this.markTimer) clearTimeout(this.markTimer);
     this.markTimer = null;
     const marks = this.pendingMarks;
     this.pendingMarks = [];
-    if (marks.length === 0) return;
-    try {
-      await recordDeliveries(this.d.db, marks.flatMap((m) => m.made), marks.filter((m) => m.complete).map((m) => m.changeId));
-    } catch (err) {
-      this.d.log.debug({ err: (err as Error).message, count: marks.length }, 'could not record deliveries; the relay will deliver them again');
-    }
+    const before = this.recording;
+    this.recording = (async () => {
+      await before;
+      if (marks.length === 0) return;
+      try {
+        await recordDeliveries(this.d.db, marks.flatMap((m) => m.made), marks.filter((m) => m.complete).map((m) => m.changeId));
+      } catch (err) {
+        this.d.log.debug({ err: (err as Error).message, count: marks.length }, 'could not record deliveries; the relay will deliver them again');
+      }
+    })();
+    return this.recording;
   }
 
   /**

@@ -68,3 +68,16 @@ test('events of one turn go out in one delivery round with their own acks; a lat
   );
   expect(rows).toEqual([a, b, c].map((e) => ({ change_id: e.changeId, published: true, regions: ['asia-japan', 'europe-belgium'] })));
 });
+
+test('flushPublished records a delivery round that is still under way when it is called', async () => {
+  const d = await committed(4);
+  r.region.replication.repl.publish(d);
+  await new Promise((resolve) => setImmediate(resolve)); // the round has begun: its XADDs are on their way to Redis
+  await r.region.replication.repl.flushPublished();
+  const rows = await r.region.db.$queryRawUnsafe<{ published: boolean; regions: string[] }[]>(
+    `SELECT o.published_at IS NOT NULL AS published, ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id ORDER BY d.region) AS regions
+       FROM replication_outbox o WHERE o.change_id = $1::uuid`,
+    d.changeId,
+  );
+  expect(rows).toEqual([{ published: true, regions: ['asia-japan', 'europe-belgium'] }]);
+});
