@@ -81,6 +81,12 @@ export const ConfigFileSchema = Type.Object(
     samlClockSkewSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 600 })),
     /** Cap of the change stream (entries, XADD MAXLEN ~); a region further behind needs a re-seed. */
     streamMaxLength: Type.Optional(Type.Integer({ minimum: 100 })),
+    /**
+     * Whether an origin may deliver several events in one inbox entry (a pack; default true). An applier of a
+     * version before packs (before 2026-12-01's seventh session) dead-letters a pack: set false while such a
+     * version still runs anywhere (a rolling upgrade), true once every region runs this one (README, Upgrades).
+     */
+    replicationPacks: Type.Optional(Type.Boolean()),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */
     ackTtlSeconds: Type.Optional(Type.Integer({ minimum: 60 })),
     /**

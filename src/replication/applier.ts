@@ -68,7 +68,7 @@ export const RECENT_REFUSED = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Entries per batch. Each batch holds an advisory lock per row until it commits (an event writes one to
+ * Events per batch (a read takes about this many; see eventsPerEntry). Each batch holds an advisory lock per row until it commits (an event writes one to
  * three rows: an organization and its key, a credential and its metadata), and Postgres's lock table is
  * shared by every database of a server (about max_locks_per_transaction × max_connections, 6,400 by
  * default): two batches of 250 in each of three regions on one server (development, tests) stay inside it.
@@ -95,6 +95,13 @@ export class Applier {
   /** Applied events not yet counted in replication_progress, per origin (see countApplied). */
   private progress = new Map<string, ProgressRow>();
   private progressTimer: NodeJS.Timeout | null = null;
+  /**
+   * Events per entry of the recent reads (packs, see event-auth.ts): the largest of the last batch, or half
+   * the estimate before it when that is larger, so that it follows larger packs at once and smaller ones
+   * over a few batches. A read takes batchSize / this entries; a batch with more events than batchSize
+   * still goes to the database in transactions of at most batchSize events (see applyBatch).
+   */
+  private eventsPerEntry = 1;
   /** Stream ids of the entries of batches being applied: XAUTOCLAIM must not hand them out again. */
   private readonly inFlight = new Set<string>();
   appliedEvents = 0;
@@ -128,7 +135,9 @@ export class Applier {
 
   private async run(): Promise<void> {
     const { keys, region, consumer, log } = this.d;
-    const count = this.d.batchSize ?? BATCH_SIZE;
+    const events = this.d.batchSize ?? BATCH_SIZE;
+    // Entries per read: about `events` events, as many entries as the recent packs leave room for.
+    const count = () => Math.max(1, Math.floor(events / this.eventsPerEntry));
     let groupsReady = false;
     let started = false;
     // Cursors: our own pending entries are walked once (null when done); XAUTOCLAIM scans the pending
@@ -152,12 +161,12 @@ export class Applier {
         }
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
-          ({ entries, last: pendingCursor } = await this.read(['COUNT', count, 'STREAMS', keys.inbox(region), pendingCursor]));
+          ({ entries, last: pendingCursor } = await this.read(['COUNT', count(), 'STREAMS', keys.inbox(region), pendingCursor]));
         } else if (claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
           if (claimCursor === '0-0') this.lastClaim = Date.now();
-          ({ entries, next: claimCursor } = await this.claim(count, claimCursor));
+          ({ entries, next: claimCursor } = await this.claim(count(), claimCursor));
         } else {
-          ({ entries } = await this.read(['COUNT', count, 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
+          ({ entries } = await this.read(['COUNT', count(), 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
         }
         if (entries.length) {
           // The next batch is read (and verified and parsed) while this one is in the database: up to
@@ -232,6 +241,7 @@ export class Applier {
     const poison: StreamEntry[] = [];
     const unfit: Unfit[] = [];
     const refused: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[] = [];
+    let largest = 0;
     for (const entry of entries) {
       // Nothing of an entry is read before its signature holds: a refused one is never applied, never
       // observed by the clock, never acked to the tracker.
@@ -240,16 +250,22 @@ export class Applier {
         refused.push({ entry, reason: v.reason, kid: v.kid, body: v.body });
         continue;
       }
-      const event = parseEvent(v.body);
-      if (!event) {
+      // A pack is read whole or not at all: one unreadable event makes the entry poison.
+      const events = v.packed ? parsePack(v.body) : [parseEvent(v.body)];
+      if (!events || events.some((e) => e === null)) {
         poison.push(entry);
         continue;
       }
-      const p = { id: entry[0], event };
-      const why = event.origin === this.d.region ? null : this.unfit(event);
-      if (why) unfit.push({ p, ...why });
-      else parsed.push(p);
+      const ref: EntryRef = { id: entry[0], open: events.length };
+      largest = Math.max(largest, events.length);
+      for (const event of events as ChangeEvent[]) {
+        const p = { id: entry[0], event, entry: ref };
+        const why = event.origin === this.d.region ? null : this.unfit(event);
+        if (why) unfit.push({ p, ...why });
+        else parsed.push(p);
+      }
     }
+    if (largest) this.eventsPerEntry = Math.max(largest, Math.ceil(this.eventsPerEntry / 2));
     // A column this process does not know may be one its own database gained since it loaded the columns
     // (a migration by a newer process of this region): look again before holding the event.
     if (unfit.some((u) => u.reason === 'schema-ahead') && (await this.d.store.reloadIfStale())) {
@@ -274,7 +290,9 @@ export class Applier {
     // Superseded outcomes of this batch's changes (applied when absent), for their acks.
     const outcomes = new Map<string, AckOutcome>();
     try {
-      await this.apply(remote, outcomes);
+      // Packs can bring more events than a transaction should lock rows for: at most batchSize each.
+      const limit = this.d.batchSize ?? BATCH_SIZE;
+      for (let i = 0; i < remote.length; i += limit) await this.apply(remote.slice(i, i + limit), outcomes);
     } catch (err) {
       // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
       // and count nothing against them.
@@ -372,7 +390,8 @@ export class Applier {
       const done: Parsed[] = [];
       const outcomes = new Map<string, AckOutcome>();
       for (const r of rows) {
-        const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event };
+        // Its entry was settled when it was parked: nothing to XACK now.
+        const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event, entry: null };
         const why = this.unfit(r.event);
         if (!why) {
           try {
@@ -515,7 +534,9 @@ export class Applier {
     const sending = Promise.all([...byOrigin].map(async ([origin, items]) => {
       try {
         await send(links.to(origin), items.map((i) => i.event.changeId), origin);
-        await links.own.xack(keys.inbox(region), region, ...items.map((i) => i.id));
+        const settled = new Set<string>();
+        for (const i of items) if (i.entry && --i.entry.open === 0) settled.add(i.entry.id);
+        if (settled.size) await links.own.xack(keys.inbox(region), region, ...settled);
       } catch (err) {
         log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);
       }
@@ -589,7 +610,14 @@ export class Applier {
   }
 }
 
-type Parsed = { id: string; event: ChangeEvent };
+/**
+ * An event read from the inbox: its entry's id and the entry it came in (null for a parked event retried
+ * from the database). An entry is XACKed once each of its events is settled (applied or parked, and acked
+ * to its origin): a pack whose event failed stays pending, and is read again whole.
+ */
+type Parsed = { id: string; event: ChangeEvent; entry: EntryRef | null };
+/** An inbox entry being applied, with how many of its events are not settled yet. */
+type EntryRef = { id: string; open: number };
 type Unfit = { p: Parsed; reason: ParkReason; error: string };
 
 const PROGRESS_SQL = `
@@ -641,12 +669,29 @@ function claimedOrigin(body: string | null): string | null {
 export function parseEvent(raw: string | null): ChangeEvent | null {
   if (!raw) return null;
   try {
-    const e = JSON.parse(raw) as ChangeEvent;
-    const ok =
-      typeof e.changeId === 'string' && typeof e.origin === 'string' && typeof e.createdAt === 'string' && !Number.isNaN(Date.parse(e.createdAt)) && Array.isArray(e.ops) &&
-      e.ops.every((op) => typeof op.table === 'string' && typeof op.version === 'string' && /^\d{15}\.\d{6}\./.test(op.version) && typeof op.row === 'object' && op.row !== null);
-    return ok ? e : null;
+    const e: unknown = JSON.parse(raw);
+    return validEvent(e) ? e : null;
   } catch {
     return null;
   }
+}
+
+/** A pack's events (null when it is not a JSON array; an unreadable event is null in its place). */
+export function parsePack(raw: string): (ChangeEvent | null)[] | null {
+  let list: unknown;
+  try {
+    list = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  return Array.isArray(list) && list.length > 0 ? list.map((e) => (validEvent(e) ? e : null)) : null;
+}
+
+function validEvent(v: unknown): v is ChangeEvent {
+  const e = v as ChangeEvent | null;
+  return (
+    typeof e === 'object' && e !== null &&
+    typeof e.changeId === 'string' && typeof e.origin === 'string' && typeof e.createdAt === 'string' && !Number.isNaN(Date.parse(e.createdAt)) && Array.isArray(e.ops) &&
+    e.ops.every((op) => typeof op.table === 'string' && typeof op.version === 'string' && /^\d{15}\.\d{6}\./.test(op.version) && typeof op.row === 'object' && op.row !== null)
+  );
 }

@@ -5,6 +5,14 @@
  * holds one row per (change, destination): the inbox entry it was delivered as, when, and when the
  * destination acked it (its confirmation). The outbox row is `published` once every destination it
  * needed has a delivery, and `confirmed` once every member acked (see relay.ts).
+ *
+ * Packs: the events of one delivery (a turn's commits on the fast path, a page of the relay) go to a
+ * destination several to an entry (event-auth.ts), up to PACK_MAX_EVENTS events and PACK_MAX_BYTES, when
+ * the deployment allows it (config `replicationPacks`) and the destination's inbox holds fewer than
+ * streamMaxLength / PACK_MAX_EVENTS entries (its length as the previous delivery's pipeline saw it). That
+ * bound keeps the inbox's memory within about twice what streamMaxLength allowed with one event per entry
+ * (the cap counts entries), and a region is never trimmed earlier than it was. An event that would be a
+ * pack of one goes as a single entry; so does everything while the length is not known yet.
  */
 import type { Db } from '../db/client';
 import type { Redis, ReplicationKeys } from '../redis';
@@ -18,15 +26,63 @@ export interface Delivery {
   streamId: string;
 }
 
+/** At most this many events go in one entry (a pack). */
+export const PACK_MAX_EVENTS = 64;
+/** A pack ends before its bytes pass this (an event larger than it goes alone). */
+export const PACK_MAX_BYTES = 64 * 1024;
+
+/** One inbox entry to write: its fields and how many events it carries. */
+interface Entry {
+  fields: string[];
+  events: number;
+}
+
 export class Deliverer {
   /** Destinations whose consumer group this process made sure of (a group is created before the first entry). */
   private readonly ensured = new Set<string>();
+  /** Each destination's inbox length (entries) as the last delivery's pipeline read it. */
+  private readonly lengths = new Map<string, number>();
 
   constructor(
     private readonly keys: ReplicationKeys,
     private readonly auth: EventAuth,
     private readonly maxLength: number,
+    /** Whether events may go several to an entry (config `replicationPacks`, default true). */
+    private readonly packs = true,
   ) {}
+
+  /** Whether a delivery to `region` now goes in packs (see the file's comment). */
+  packsTo(region: string): boolean {
+    return this.packs && (this.lengths.get(region) ?? Infinity) < this.maxLength / PACK_MAX_EVENTS;
+  }
+
+  /**
+   * The entries that carry `events`, in order: packs (when `packed`) of consecutive events up to the
+   * limits, a single-event entry for an event alone. A pack is signed once, whichever destinations get it.
+   */
+  private entries(events: readonly SignedEvent[], packed: boolean): Entry[] {
+    if (!packed || events.length < 2) return events.map((e) => ({ fields: this.auth.entryFields(e), events: 1 }));
+    const out: Entry[] = [];
+    let group: SignedEvent[] = [];
+    let bytes: string[] = [];
+    let size = 0;
+    const close = () => {
+      if (group.length === 1) out.push({ fields: this.auth.entryFields(group[0] as SignedEvent), events: 1 });
+      else if (group.length > 1) out.push({ fields: this.auth.packFields(`[${bytes.join(',')}]`), events: group.length });
+      group = [];
+      bytes = [];
+      size = 0;
+    };
+    for (const e of events) {
+      const b = this.auth.eventBytes(e);
+      if (group.length && (group.length >= PACK_MAX_EVENTS || size + b.length + 1 > PACK_MAX_BYTES)) close();
+      group.push(e);
+      bytes.push(b);
+      size += b.length + 1;
+    }
+    close();
+    return out;
+  }
 
   /**
    * Adds each region's events to its inbox in its Redis; per region, each event's entry id in order, or
@@ -53,9 +109,20 @@ export class Deliverer {
         out.set(region, { ok: false, error: err as Error });
       }
     }
+    // The same events go to several destinations (the fast path): their entries are built and signed once.
+    const planned = new Map<readonly SignedEvent[], Map<boolean, Entry[]>>();
+    const plan = (region: string): Entry[] => {
+      const events = batches.get(region) ?? [];
+      const packed = this.packsTo(region);
+      const byMode = planned.get(events) ?? new Map<boolean, Entry[]>();
+      planned.set(events, byMode);
+      let entries = byMode.get(packed);
+      if (!entries) byMode.set(packed, (entries = this.entries(events, packed)));
+      return entries;
+    };
     await Promise.all([...byRedis].map(async ([redis, regions]) => {
       try {
-        await this.deliverVia(redis, regions, batches, out);
+        await this.deliverVia(redis, regions, plan, out);
       } catch (err) {
         for (const region of regions) if (!out.has(region)) out.set(region, { ok: false, error: err as Error });
       }
@@ -64,7 +131,7 @@ export class Deliverer {
   }
 
   /** deliverAll's part for the regions whose inboxes are in `redis`: one pipeline, results into `out`. */
-  private async deliverVia(redis: Redis, regions: readonly string[], batches: ReadonlyMap<string, readonly SignedEvent[]>, out: Map<string, Outcome<string[]>>): Promise<void> {
+  private async deliverVia(redis: Redis, regions: readonly string[], plan: (region: string) => Entry[], out: Map<string, Outcome<string[]>>): Promise<void> {
     // Groups not made sure of yet are created first, at once. When there are none (every call but the
     // first), the pipeline is written before this function first waits: the deliveries leave before
     // whatever the caller sends next (the origin's own ack).
@@ -81,10 +148,12 @@ export class Deliverer {
     const ready = regions.filter((r) => !out.has(r));
     if (ready.length === 0) return;
     const pipe = redis.pipeline();
-    for (const region of ready) {
+    const entries = ready.map(plan);
+    ready.forEach((region, k) => {
       const stream = this.keys.inbox(region);
-      for (const e of batches.get(region) ?? []) pipe.xadd(stream, 'MAXLEN', '~', this.maxLength, '*', ...this.auth.entryFields(e));
-    }
+      for (const e of entries[k] as Entry[]) pipe.xadd(stream, 'MAXLEN', '~', this.maxLength, '*', ...e.fields);
+      pipe.xlen(stream);
+    });
     let res: [Error | null, unknown][];
     try {
       res = (await pipe.exec()) ?? [];
@@ -93,18 +162,21 @@ export class Deliverer {
       return;
     }
     let i = 0;
-    for (const region of ready) {
+    ready.forEach((region, k) => {
       const ids: string[] = [];
       let error: Error | null = null;
-      for (const _ of batches.get(region) ?? []) {
+      for (const e of entries[k] as Entry[]) {
         const [err, id] = res[i++] ?? [new Error('missing reply')];
         if (err || typeof id !== 'string') error ??= err ?? new Error('XADD returned no id');
-        else ids.push(id);
+        else for (let n = 0; n < e.events; n++) ids.push(id);
       }
+      const [lenErr, length] = res[i++] ?? [new Error('missing reply')];
+      if (!lenErr && typeof length === 'number') this.lengths.set(region, length);
+      else this.lengths.delete(region);
       // A Redis that lost its data lost the group too: make sure of it again next time.
       if (error) this.ensured.delete(this.keys.inbox(region));
       out.set(region, error ? { ok: false, error } : { ok: true, value: ids });
-    }
+    });
   }
 
   /** deliverAll for one region: its entry ids, or its error thrown. */

@@ -28,7 +28,7 @@ import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 export interface ReplicationOptions {
   config: Pick<
     Config,
-    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection'
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection'
   >;
   db: Db;
   log: Logger;
@@ -58,10 +58,10 @@ export async function createReplication(o: ReplicationOptions) {
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds);
-  const { streamMaxLength } = o.config;
+  const { streamMaxLength, replicationPacks } = o.config;
   // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
   const auth = new EventAuth(o.config.replicationKeys);
-  const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH);
+  const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
   // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
   const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });
   const repl = new Replicator({ db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, log: o.log, auth });

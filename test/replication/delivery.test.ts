@@ -3,9 +3,9 @@
  * write), each region's outcome stays its own, and each inbox gets its consumer group first.
  */
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { Deliverer } from '../../src/replication/delivery';
+import { Deliverer, PACK_MAX_BYTES, PACK_MAX_EVENTS } from '../../src/replication/delivery';
 import { RedisLinks } from '../../src/replication/links';
-import { REDIS_URL, deleteKeys, testEventAuth, uniqueName } from '../support/env';
+import { REDIS_URL, deleteKeys, inboxEvents, testEventAuth, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('delivery')}:`;
 const keys = replicationKeys(prefix);
@@ -16,10 +16,8 @@ let links: RedisLinks;
 const event = (n: number) =>
   auth.sign({ changeId: `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`, origin: 'us-iowa', createdAt: new Date().toISOString(), ops: [] });
 
-const changeIdOf = (fields: string[]) => {
-  const v = auth.verify(fields);
-  return v.ok ? (JSON.parse(v.body) as { changeId: string }).changeId : `refused: ${v.reason}`;
-};
+/** The events of an inbox, in order, each with its entry's id. */
+const inbox = async (region: string) => inboxEvents(auth, (await redis.xrange(keys.inbox(region), '-', '+')) as [string, string[]][]);
 
 beforeAll(async () => {
   redis = createRedis(REDIS_URL, 'delivery-test');
@@ -45,9 +43,9 @@ test('destinations sharing a Redis get their entries in one pipeline, in order, 
     for (const [region, changes] of [['europe-belgium', [1, 2]], ['asia-japan', [3]]] as const) {
       const r = res.get(region);
       if (!r?.ok) throw new Error(`${region} was not delivered`);
-      const entries = (await redis.xrange(keys.inbox(region), '-', '+')) as [string, string[]][];
-      expect(entries.map((e) => e[0])).toEqual(r.value);
-      expect(entries.map((e) => changeIdOf(e[1]))).toEqual(changes.map((n) => event(n).changeId));
+      const events = await inbox(region);
+      expect(events.map((e) => e.id)).toEqual(r.value);
+      expect(events.map((e) => e.changeId)).toEqual(changes.map((n) => event(n).changeId));
       const groups = (await redis.xinfo('GROUPS', keys.inbox(region))) as unknown[][];
       expect(groups.map((g) => g[1])).toEqual([region]);
     }
@@ -82,12 +80,65 @@ test('a destination whose entries fail does not fail the others sharing its pipe
   for (const [region, changes] of [['left', [20, 23, 24]], ['right', [22, 28, 29]]] as const) {
     const r = res.get(region);
     if (!r?.ok) throw new Error(`${region} was not delivered`);
-    const entries = (await redis.xrange(keys.inbox(region), '-', '+')) as [string, string[]][];
-    expect(entries.map((e) => changeIdOf(e[1]))).toEqual(changes.map((n) => event(n).changeId));
-    expect(entries.slice(1).map((e) => e[0])).toEqual(r.value);
+    const events = await inbox(region);
+    expect(events.map((e) => e.changeId)).toEqual(changes.map((n) => event(n).changeId));
+    expect(events.slice(1).map((e) => e.id)).toEqual(r.value);
   }
   // Its group is made sure of again next time (a Redis that lost its data lost the group too).
   await redis.del(keys.inbox('broken'));
   expect(await deliverer.deliver(links, 'broken', [event(30)])).toHaveLength(1);
   expect(((await redis.xinfo('GROUPS', keys.inbox('broken'))) as unknown[][]).map((g) => g[1])).toEqual(['broken']);
+});
+
+/** Each entry of an inbox: its field names' first (`e` one event, `p` a pack) and how many events it carries. */
+const shapes = async (region: string) =>
+  ((await redis.xrange(keys.inbox(region), '-', '+')) as [string, string[]][]).map(([, f]) => `${f[0]}${f[0] === 'p' ? (JSON.parse(f[1] as string) as unknown[]).length : ''}`);
+
+test('packs: once the inbox is known to be short, a delivery\'s events go several to an entry, in order, each with its entry\'s id; a lone event goes as one', async () => {
+  const deliverer = new Deliverer(keys, auth, 100_000);
+  // The first delivery does not know the inbox's length yet: one entry per event.
+  await deliverer.deliverAll(links, new Map([['packed', [event(40), event(41)]]]));
+  expect(deliverer.packsTo('packed')).toBe(true);
+  const res = await deliverer.deliverAll(links, new Map([['packed', [event(42), event(43), event(44)]]]));
+  await deliverer.deliverAll(links, new Map([['packed', [event(45)]]]));
+  expect(await shapes('packed')).toEqual(['e', 'e', 'p3', 'e']);
+  const events = await inbox('packed');
+  expect(events.map((e) => e.changeId)).toEqual([40, 41, 42, 43, 44, 45].map((n) => event(n).changeId));
+  const r = res.get('packed');
+  expect(r?.ok && r.value).toEqual(events.slice(2, 5).map((e) => e.id));
+  expect(new Set(events.slice(2, 5).map((e) => e.id)).size).toBe(1);
+});
+
+test('packs end at PACK_MAX_EVENTS events and before PACK_MAX_BYTES; an event larger than that goes alone', async () => {
+  const deliverer = new Deliverer(keys, auth, 100_000);
+  await deliverer.deliverAll(links, new Map([['limits', [event(50)]]]));
+  const many = Array.from({ length: PACK_MAX_EVENTS + 3 }, (_, i) => event(100 + i));
+  await deliverer.deliverAll(links, new Map([['limits', many]]));
+  expect(await shapes('limits')).toEqual(['e', `p${PACK_MAX_EVENTS}`, 'p3']);
+  // Events of ~20 KB: three fit under 64 KB; one of 70 KB is an entry of its own between packs.
+  const sized = (n: number, kb: number) =>
+    auth.sign({ changeId: `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`, origin: 'us-iowa', createdAt: new Date().toISOString(), ops: [{ table: 't', key: 'k', version: '001796040000000.000001.us-iowa', row: { pad: 'x'.repeat(kb * 1024) } }] });
+  await deliverer.deliverAll(links, new Map([['limits', [sized(300, 20), sized(301, 20), sized(302, 20), sized(303, 20), sized(304, 70), sized(305, 20), sized(306, 20)]]]));
+  const after = (await shapes('limits')).slice(3);
+  expect(after).toEqual(['p3', 'e', 'e', 'p2']);
+  expect((await inbox('limits')).slice(-7).map((e) => e.changeId)).toEqual([300, 301, 302, 303, 304, 305, 306].map((n) => sized(n, 0).changeId));
+  expect(PACK_MAX_BYTES).toBe(64 * 1024);
+});
+
+test('no packs to an inbox holding streamMaxLength / PACK_MAX_EVENTS entries or more, nor when packs are off', async () => {
+  // The cap counts entries: packs to a long inbox could hold PACK_MAX_EVENTS times the events it allowed.
+  const deliverer = new Deliverer(keys, auth, PACK_MAX_EVENTS * 10);
+  await deliverer.deliverAll(links, new Map([['long', Array.from({ length: 9 }, (_, i) => event(400 + i))]]));
+  expect(await shapes('long')).toHaveLength(9);
+  expect(deliverer.packsTo('long')).toBe(true);
+  await deliverer.deliverAll(links, new Map([['long', [event(410), event(411)]]]));
+  expect(deliverer.packsTo('long')).toBe(false); // 10 entries now
+  await deliverer.deliverAll(links, new Map([['long', [event(412), event(413)]]]));
+  expect((await shapes('long')).slice(9)).toEqual(['p2', 'e', 'e']);
+
+  const off = new Deliverer(keys, auth, 100_000, false);
+  await off.deliverAll(links, new Map([['off', [event(420)]]]));
+  await off.deliverAll(links, new Map([['off', [event(421), event(422)]]]));
+  expect(off.packsTo('off')).toBe(false);
+  expect(await shapes('off')).toEqual(['e', 'e', 'e']);
 });

@@ -5,7 +5,7 @@
  */
 import { Client } from 'pg';
 import { createHmac } from 'node:crypto';
-import { canonicalJson, EVENT_MAC_CONTEXT, EventAuth, parseReplicationKeys, type SignedEvent } from '../../src/replication/event-auth';
+import { canonicalJson, EVENT_MAC_CONTEXT, EVENT_PACK_MAC_CONTEXT, EventAuth, parseReplicationKeys, type SignedEvent } from '../../src/replication/event-auth';
 import type { ChangeEvent } from '../../src/replication/tables';
 import { PG_BASE } from '../support/env';
 
@@ -97,6 +97,27 @@ test('altered bytes, a swapped key id, a bad MAC or missing fields are refused',
   expect(auth.verify([e!, body!])).toMatchObject({ ok: false, reason: 'unsigned' });
   expect(auth.verify([e!, body!, k!, kid!])).toMatchObject({ ok: false, reason: 'unsigned' });
   expect(auth.verify([])).toMatchObject({ ok: false, reason: 'unsigned', body: null });
+});
+
+test('a pack: one MAC over the JSON array of the events\' bytes under its own context; altered, mistaken for one event or doubled, it is refused', () => {
+  const second: ChangeEvent = { ...event, changeId: '0190a1b2-0000-7000-8000-000000000002' };
+  const body = `[${[event, second].map((e) => auth.eventBytes(auth.sign(e))).join(',')}]`;
+  const fields = auth.packFields(body);
+  const [p, , k, kid, s, mac] = fields as string[];
+  expect([p, k, kid, s]).toEqual(['p', 'k', 'a', 's']);
+  expect(mac).toBe(createHmac('sha256', 'a'.repeat(32)).update(EVENT_PACK_MAC_CONTEXT).update('a\n').update(body, 'utf8').digest('hex'));
+  expect(auth.verify(fields)).toEqual({ ok: true, body, kid: 'a', packed: true });
+  expect((JSON.parse(body) as ChangeEvent[]).map((e) => e.changeId)).toEqual([event.changeId, second.changeId]);
+  // A single event's entry verifies as not packed.
+  expect(auth.verify(auth.entryFields(auth.sign(event)))).toMatchObject({ ok: true, packed: false });
+  // Altered; the pack's bytes and MAC offered as one event; one event's bytes and MAC offered as a pack.
+  expect(auth.verify(['p', body.replace('acme', 'pwned'), k!, kid!, s!, mac!])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  expect(auth.verify(['e', body, k!, kid!, s!, mac!])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  const [, one, , , , oneMac] = auth.entryFields(auth.sign(event)) as string[];
+  expect(auth.verify(['p', one!, 'k', 'a', 's', oneMac!])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  // A second body field (another pack or event appended to a valid entry) is refused, not ignored.
+  expect(auth.verify([...fields, 'e', one!])).toMatchObject({ ok: false, reason: 'bad-signature' });
+  expect(auth.verify(['e', one!, 'k', 'a', 's', oneMac!, 'p', body])).toMatchObject({ ok: false, reason: 'bad-signature' });
 });
 
 test('REPLICATION_KEYS parsing refuses short secrets, bad key ids and duplicates', () => {

@@ -31,6 +31,8 @@ export interface ApplierRig {
   applier(opts?: Partial<ApplierDeps> & { tables?: readonly ReplicatedTable[] }): Promise<Applier>;
   /** Puts an event on the stream as ORIGIN would; returns its stream id. */
   publish(event: ChangeEvent): Promise<string>;
+  /** Puts events on the stream in one entry (a pack, see event-auth.ts); `body` replaces the pack's bytes (signed as given). */
+  publishPack(events: ChangeEvent[], body?: string): Promise<string>;
   pendingCount(): Promise<number>;
   cleanup(): Promise<void>;
 }
@@ -93,6 +95,10 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     },
     async publish(event) {
       return String(await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(event)));
+    },
+    async publishPack(events, body) {
+      const auth = testEventAuth();
+      return String(await redis.xadd(keys.inbox(REGION), '*', ...auth.packFields(body ?? `[${events.map((e) => auth.eventBytes(e)).join(',')}]`)));
     },
     async pendingCount() {
       return Number(((await redis.xpending(keys.inbox(REGION), REGION)) as [number])[0]);

@@ -20,6 +20,22 @@ export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
 export const TEST_REPLICATION_KEYS = 'test-k1:test-replication-secret-0123456789abcdef';
 /** Signs (and verifies) change events as the test regions do, for tests that publish events themselves. */
 export const testEventAuth = (keys = TEST_REPLICATION_KEYS) => new EventAuth(parseReplicationKeys(keys));
+/**
+ * The change ids an inbox entry carries, in order (one for a single event, several for a pack), verified
+ * with `auth`; a refused entry reads as `refused: <reason>`.
+ */
+export function entryChangeIds(auth: EventAuth, fields: string[]): string[] {
+  const v = auth.verify(fields);
+  if (!v.ok) return [`refused: ${v.reason}`];
+  const body = JSON.parse(v.body) as { changeId: string } | { changeId: string }[];
+  return (Array.isArray(body) ? body : [body]).map((e) => e.changeId);
+}
+
+/** An inbox's events in order: each with the id of the entry it is in (a pack's events share one). */
+export function inboxEvents(auth: EventAuth, entries: [string, string[]][]): { id: string; changeId: string }[] {
+  return entries.flatMap(([id, fields]) => entryChangeIds(auth, fields).map((changeId) => ({ id, changeId })));
+}
+
 /** The fixtures' MANIFEST judges certificates as of this date; tests pin the service's clock to it. */
 export const FIXTURE_DATE = '2026-11-23T00:00:00.000Z';
 
