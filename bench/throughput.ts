@@ -23,7 +23,9 @@ import { forEachLine } from '../src/cluster/region-process';
 import { dropDatabase, ensureDatabase } from '../src/db/migrate';
 import { sessionConfig } from '../src/db/session';
 import { PROJECT_ROOT } from '../src/paths';
+import { createRedis, replicationKeys } from '../src/redis';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
+import { groupInfo } from '../src/replication/stream';
 import { seedBaseline } from './baseline';
 import { cpuPerRequest, residentMb, sampleCpu, type CpuSample } from './cpu';
 import { benchDeployment, type BenchDeployment } from './deployment';
@@ -277,11 +279,24 @@ async function latencyBothWays(url: string, headers: Record<string, string>, ids
 const rssLine = (rss: { now: number; peak: number } | null) =>
   rss ? `us-iowa's resident memory after these runs: ${rss.now} MB (peak since it started ${rss.peak} MB; two parse workers included once creates ran)\n` : '';
 
-const applyLine = (backlog: number, a: { seconds: number; load: string }) =>
-  `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n`;
+type Applied = { seconds: number; load: string; entries: number | null; packs: boolean };
+
+const applyLine = (backlog: number, a: Applied) =>
+  `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n` +
+  `  delivered in ${a.entries ?? '?'} inbox entries${a.entries ? `, ${r1(backlog / a.entries)} events per entry` : ''} (replicationPacks ${a.packs ? 'on' : 'off'})\n`;
+
+/** Entries of `region`'s inbox not yet delivered to its group (null when Redis cannot tell). */
+async function undelivered(d: BenchDeployment, region: string): Promise<number | null> {
+  const redis = createRedis(d.file.redisUrl, 'bench-inbox');
+  try {
+    return (await groupInfo(redis, replicationKeys(d.file.redisKeyPrefix).inbox(region))).find((g) => g.name === region)?.lag ?? null;
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** Part 3: a backlog of distinct rows committed in us-iowa while asia-japan is paused; its time to apply them once resumed. */
-async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number): Promise<{ seconds: number; load: string }> {
+async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number): Promise<Applied> {
   const japan = d.procs[2] as RegionProcess;
   japan.pause();
   try {
@@ -293,6 +308,7 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     await until('us-iowa to publish the backlog', async () => (await unpublished(d.file.regions[0]?.databaseUrl ?? '')) === 0, 600_000, 500);
     await until('europe-belgium to apply the backlog', async () => (await appliedFrom(d.file.regions[1]?.databaseUrl ?? '', 'us-iowa')) >= before + backlog, 600_000, 500);
     const applyLoad = load();
+    const entries = await undelivered(d, 'asia-japan');
     // One connection for the polls below, opened before the clock starts (a new backend per poll would
     // cost the machine more than the query).
     const japanPool = regionPool(japanUrl, 1);
@@ -312,7 +328,7 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     } finally {
       await japanPool.end();
     }
-    return { seconds: (performance.now() - t0) / 1000, load: applyLoad };
+    return { seconds: (performance.now() - t0) / 1000, load: applyLoad, entries, packs: d.file.replicationPacks !== false };
   } finally {
     japan.resume();
   }
@@ -348,6 +364,8 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
   const GAP = arg(argv, 'gap', 20);
   const BACKLOG = arg(argv, 'backlog', 100_000);
   const STORED = arg(argv, 'stored', 0);
+  // --packs off: the regions deliver one event per inbox entry (config replicationPacks false), for an A/B.
+  const PACKS = argv.includes('--packs') ? argv[argv.indexOf('--packs') + 1] !== 'off' : true;
   // `npm run bench -- latency`: only part 2 (quick, to iterate on the replication path).
   const LATENCY_ONLY = argv.includes('latency');
   // `npm run bench -- apply`: only part 3.
@@ -358,7 +376,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
   const ops = named.filter((o): o is Op => o in TARGET);
   if (ops.length !== named.length || ops.length === 0) throw new Error(`--ops takes a comma-separated list of ${Object.keys(TARGET).join(', ')} (got '${named.join(',')}')`);
   const d = await benchDeployment({
-    extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 } },
+    extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 }, ...(PACKS ? {} : { replicationPacks: false }) },
   });
   const [iowa, europe, japan] = d.procs as [RegionProcess, RegionProcess, RegionProcess];
   let baseline: Awaited<ReturnType<typeof startBaseline>> | null = null;
@@ -430,13 +448,14 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     const { p50, backToBack } = await latencyBothWays(iowa.url, headers, ids, N, GAP);
 
     // 3. Apply a backlog of distinct rows after a pause.
-    const { seconds: applySeconds, load: applyLoad } = await applyBacklog(d, org.id, BACKLOG);
+    const applied = await applyBacklog(d, org.id, BACKLOG);
+    const { seconds: applySeconds, load: applyLoad } = applied;
 
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
     out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}${rssLine(rss)}`);
-    out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, { seconds: applySeconds, load: applyLoad })}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad } })}\n`);
+    out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, applied)}`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs } })}\n`);
   } finally {
     japan.resume();
     europe.resume();

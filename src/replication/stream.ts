@@ -112,8 +112,3 @@ export function previousStreamId(id: string): string {
   if (seq > 0n) return `${ms}-${seq - 1n}`;
   return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
 }
-
-export function eventField(fields: string[]): string | null {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'e') return fields[i + 1] ?? null;
-  return null;
-}
