@@ -289,6 +289,7 @@ const applyLine = (backlog: number, a: Applied) =>
 async function undelivered(d: BenchDeployment, region: string): Promise<number | null> {
   const redis = createRedis(d.file.redisUrl, 'bench-inbox');
   try {
+    await new Promise((resolve) => redis.once('ready', resolve));
     return (await groupInfo(redis, replicationKeys(d.file.redisKeyPrefix).inbox(region))).find((g) => g.name === region)?.lag ?? null;
   } finally {
     redis.disconnect();
