@@ -279,11 +279,11 @@ async function latencyBothWays(url: string, headers: Record<string, string>, ids
 const rssLine = (rss: { now: number; peak: number } | null) =>
   rss ? `us-iowa's resident memory after these runs: ${rss.now} MB (peak since it started ${rss.peak} MB; two parse workers included once creates ran)\n` : '';
 
-type Applied = { seconds: number; load: string; entries: number | null; packs: boolean };
+type Applied = { seconds: number; load: string; entries: number | null; packs: boolean; cpu: CpuSample | null };
 
 const applyLine = (backlog: number, a: Applied) =>
   `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n` +
-  `  delivered in ${a.entries ?? '?'} inbox entries${a.entries ? `, ${r1(backlog / a.entries)} events per entry` : ''} (replicationPacks ${a.packs ? 'on' : 'off'})\n`;
+  `  delivered in ${a.entries ?? '?'} inbox entries${a.entries ? `, ${r1(backlog / a.entries)} events per entry` : ''} (replicationPacks ${a.packs ? 'on' : 'off'}); CPU per change ${cpuCell(a.cpu)}\n`;
 
 /** Entries of `region`'s inbox not yet delivered to its group (null when Redis cannot tell). */
 async function undelivered(d: BenchDeployment, region: string): Promise<number | null> {
@@ -314,6 +314,7 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     // cost the machine more than the query).
     const japanPool = regionPool(japanUrl, 1);
     await japanPool.query('SELECT 1');
+    const cpu0 = sampleCpu(japan.pid);
     const t0 = performance.now();
     japan.resume();
     // Timed on the rows themselves: the applied-events count is written once a second, which made this
@@ -329,7 +330,8 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     } finally {
       await japanPool.end();
     }
-    return { seconds: (performance.now() - t0) / 1000, load: applyLoad, entries, packs: d.file.replicationPacks !== false };
+    const seconds = (performance.now() - t0) / 1000;
+    return { seconds, load: applyLoad, entries, packs: d.file.replicationPacks !== false, cpu: cpuPerRequest(cpu0, sampleCpu(japan.pid), backlog) };
   } finally {
     japan.resume();
   }
@@ -456,7 +458,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
     out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}${rssLine(rss)}`);
     out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, applied)}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs } })}\n`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs, cpu_per_change_us: applied.cpu } })}\n`);
   } finally {
     japan.resume();
     europe.resume();
