@@ -83,8 +83,9 @@ export const ConfigFileSchema = Type.Object(
     streamMaxLength: Type.Optional(Type.Integer({ minimum: 100 })),
     /**
      * Whether an origin may deliver several events in one inbox entry (a pack; default true). An applier of a
-     * version before packs (before 2026-12-01's seventh session) dead-letters a pack: set false while such a
-     * version still runs anywhere (a rolling upgrade), true once every region runs this one (README, Upgrades).
+     * version whose config has no such key dead-letters a pack (and its region then needs a re-seed): set
+     * false while such a version still runs anywhere, true once every region runs this one (README,
+     * Upgrading to packs).
      */
     replicationPacks: Type.Optional(Type.Boolean()),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */

@@ -21,6 +21,7 @@ import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { inPipeline } from './pg-tx';
 import { isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
+import { PACK_MAX_EVENTS } from './delivery';
 import type { ChangeEvent } from './tables';
 import { recordAcks, recordParked, type AckOutcome, type Tracker } from './tracker';
 import type { EventAuth, RefusalReason } from './event-auth';
@@ -98,10 +99,11 @@ export class Applier {
   /**
    * Events per entry of the recent reads (packs, see event-auth.ts): the largest of the last batch, or half
    * the estimate before it when that is larger, so that it follows larger packs at once and smaller ones
-   * over a few batches. A read takes batchSize / this entries; a batch with more events than batchSize
+   * over a few batches. It starts at the largest a pack can be: the first reads after a start (our pending
+   * entries, those claimed from others) take few entries, which may be full packs. A read takes batchSize / this entries; a batch with more events than batchSize
    * still goes to the database in transactions of at most batchSize events (see applyBatch).
    */
-  private eventsPerEntry = 1;
+  private eventsPerEntry = PACK_MAX_EVENTS;
   /** Stream ids of the entries of batches being applied: XAUTOCLAIM must not hand them out again. */
   private readonly inFlight = new Set<string>();
   appliedEvents = 0;
@@ -241,6 +243,7 @@ export class Applier {
     const poison: StreamEntry[] = [];
     const unfit: Unfit[] = [];
     const refused: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[] = [];
+    const badInPacks: { id: string; items: { index: number; raw: string }[] }[] = [];
     let largest = 0;
     for (const entry of entries) {
       // Nothing of an entry is read before its signature holds: a refused one is never applied, never
@@ -250,17 +253,22 @@ export class Applier {
         refused.push({ entry, reason: v.reason, kid: v.kid, body: v.body });
         continue;
       }
-      // A pack is read whole or not at all: one unreadable event makes the entry poison.
-      const events = v.packed ? parsePack(v.body) : [parseEvent(v.body)];
-      if (!events || events.some((e) => e === null)) {
+      // A pack holds events of one origin under one MAC that holds: its readable events are applied, an
+      // unreadable one (a bug of its origin's version) is dead-lettered alone and counts as settled. An
+      // entry with nothing readable is dead-lettered whole.
+      const pack = v.packed ? readPack(v.body) : null;
+      const event = v.packed ? null : parseEvent(v.body);
+      const events = pack ? pack.events : event ? [event] : [];
+      if (events.length === 0) {
         poison.push(entry);
         continue;
       }
+      if (pack?.unreadable.length) badInPacks.push({ id: entry[0], items: pack.unreadable });
       const ref: EntryRef = { id: entry[0], open: events.length };
-      largest = Math.max(largest, events.length);
-      for (const event of events as ChangeEvent[]) {
-        const p = { id: entry[0], event, entry: ref };
-        const why = event.origin === this.d.region ? null : this.unfit(event);
+      largest = Math.max(largest, events.length + (pack?.unreadable.length ?? 0));
+      for (const e of events) {
+        const p = { id: entry[0], event: e, entry: ref };
+        const why = e.origin === this.d.region ? null : this.unfit(e);
         if (why) unfit.push({ p, ...why });
         else parsed.push(p);
       }
@@ -280,39 +288,53 @@ export class Applier {
       log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
       await this.deadLetter(poison);
     }
+    if (badInPacks.length) {
+      log.error({ packs: badInPacks.map((b) => ({ id: b.id, indexes: b.items.map((i) => i.index) })) }, 'unreadable change events of packs moved to the dead-letter stream; the rest of each pack applies');
+      await this.deadLetterFromPacks(badInPacks);
+    }
     if (unfit.length) await this.park(unfit);
     if (parsed.length === 0) return;
     // Our own changes were committed here before they were published: they only need acking.
     const own = parsed.filter((p) => p.event.origin === this.d.region);
     const remote = parsed.filter((p) => p.event.origin !== this.d.region);
     if (remote.length === 0) return this.acknowledge(own, new Map());
-    let applied = remote;
     // Superseded outcomes of this batch's changes (applied when absent), for their acks.
     const outcomes = new Map<string, AckOutcome>();
-    try {
-      // Packs can bring more events than a transaction should lock rows for: at most batchSize each.
-      const limit = this.d.batchSize ?? BATCH_SIZE;
-      for (let i = 0; i < remote.length; i += limit) await this.apply(remote.slice(i, i + limit), outcomes);
-    } catch (err) {
-      // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
-      // and count nothing against them.
-      if (!(await this.databaseUp())) throw err;
-      // One bad event must not block the rest: retry one by one.
-      log.warn({ err: (err as Error).message }, 'batch apply failed; retrying events one by one');
-      applied = [];
-      const failed: { p: Parsed; err: Error }[] = [];
-      for (const p of remote) {
-        try {
-          await this.apply([p], outcomes);
-          applied.push(p);
-        } catch (e) {
-          // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
-          if (!isTransient(e)) failed.push({ p, err: e as Error });
+    const applied: Parsed[] = [];
+    const failed: { p: Parsed; err: Error }[] = [];
+    // Packs can bring more events than a transaction should lock rows for: at most batchSize each. A chunk
+    // that fails is retried event by event; the chunks committed before it stay applied.
+    const limit = this.d.batchSize ?? BATCH_SIZE;
+    for (let i = 0; i < remote.length; i += limit) {
+      const chunk = remote.slice(i, i + limit);
+      try {
+        await this.apply(chunk, outcomes);
+        applied.push(...chunk);
+      } catch (err) {
+        // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
+        // and count nothing against them. What committed before it is acked now.
+        if (!(await this.databaseUp())) {
+          if (applied.length) await this.acknowledge([...own, ...applied], outcomes).catch(() => undefined);
+          throw err;
+        }
+        // One bad event must not block the rest: retry one by one.
+        log.warn({ err: (err as Error).message, events: chunk.length }, 'batch apply failed; retrying its events one by one');
+        for (const p of chunk) {
+          try {
+            await this.apply([p], outcomes);
+            applied.push(p);
+          } catch (e) {
+            // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
+            if (!isTransient(e)) failed.push({ p, err: e as Error });
+          }
+        }
+        if (failed.length && !(await this.databaseUp())) {
+          if (applied.length) await this.acknowledge([...own, ...applied], outcomes).catch(() => undefined);
+          throw err;
         }
       }
-      if (failed.length && !(await this.databaseUp())) throw err;
-      for (const f of failed) await this.failedAlone(f.p, f.err);
     }
+    for (const f of failed) await this.failedAlone(f.p, f.err);
     await this.failures.cleared(applied.map((p) => p.event.changeId));
     await this.acknowledge([...own, ...applied], outcomes);
   }
@@ -564,10 +586,11 @@ export class Applier {
       const columns = e.held ? null : this.schemaAhead(e);
       return columns ? { ...e, held: { schema: store.schema, columns } } : e;
     };
-    await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
-    this.parkedEvents += items.length;
+    const fresh = await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
+    // Counted once per event (an event of a pack read again is parked again, not counted again).
+    this.parkedEvents += fresh.size;
     // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
-    for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
+    for (const i of items) if (i.reason === 'clock-skew' && fresh.has(i.p.event.changeId)) this.onRefused?.(i.p.event.origin, i.reason);
     log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
     await this.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
   }
@@ -598,6 +621,14 @@ export class Applier {
     for (const { entry, reason } of items) {
       await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
       await links.own.xack(keys.inbox(region), region, entry[0]);
+    }
+  }
+
+  /** Unreadable events of packs whose other events apply: each copied alone (its pack's id and index); the pack is not XACKed here. */
+  private async deadLetterFromPacks(packs: { id: string; items: { index: number; raw: string }[] }[]): Promise<void> {
+    const { links, keys, region } = this.d;
+    for (const { id, items } of packs) {
+      for (const i of items) await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, 'index', String(i.index), 'e', i.raw);
     }
   }
 
@@ -659,7 +690,9 @@ function progressRows(events: readonly ChangeEvent[]): ProgressRow[] {
 function claimedOrigin(body: string | null): string | null {
   if (body === null || body.length > 4_000_000) return null;
   try {
-    const o = (JSON.parse(body) as { origin?: unknown } | null)?.origin;
+    const parsed = JSON.parse(body) as { origin?: unknown } | { origin?: unknown }[] | null;
+    // A pack claims the origin of its first event (a pack holds one origin's events).
+    const o = (Array.isArray(parsed) ? (parsed[0] as { origin?: unknown } | undefined) : parsed)?.origin;
     return typeof o === 'string' ? o.slice(0, 64) : null;
   } catch {
     return null;
@@ -676,15 +709,22 @@ export function parseEvent(raw: string | null): ChangeEvent | null {
   }
 }
 
-/** A pack's events (null when it is not a JSON array; an unreadable event is null in its place). */
-export function parsePack(raw: string): (ChangeEvent | null)[] | null {
+/** A pack's readable events, and its unreadable ones (their index and JSON); none when it is not a JSON array. */
+export function readPack(raw: string): { events: ChangeEvent[]; unreadable: { index: number; raw: string }[] } {
   let list: unknown;
   try {
     list = JSON.parse(raw);
   } catch {
-    return null;
+    return { events: [], unreadable: [] };
   }
-  return Array.isArray(list) && list.length > 0 ? list.map((e) => (validEvent(e) ? e : null)) : null;
+  const events: ChangeEvent[] = [];
+  const unreadable: { index: number; raw: string }[] = [];
+  if (!Array.isArray(list)) return { events, unreadable };
+  list.forEach((e: unknown, index) => {
+    if (validEvent(e)) events.push(e);
+    else unreadable.push({ index, raw: JSON.stringify(e) ?? 'null' });
+  });
+  return { events, unreadable };
 }
 
 function validEvent(v: unknown): v is ChangeEvent {

@@ -8,11 +8,13 @@
  *
  * Packs: the events of one delivery (a turn's commits on the fast path, a page of the relay) go to a
  * destination several to an entry (event-auth.ts), up to PACK_MAX_EVENTS events and PACK_MAX_BYTES, when
- * the deployment allows it (config `replicationPacks`) and the destination's inbox holds fewer than
- * streamMaxLength / PACK_MAX_EVENTS entries (its length as the previous delivery's pipeline saw it). That
- * bound keeps the inbox's memory within about twice what streamMaxLength allowed with one event per entry
- * (the cap counts entries), and a region is never trimmed earlier than it was. An event that would be a
- * pack of one goes as a single entry; so does everything while the length is not known yet.
+ * the deployment allows it (config `replicationPacks`). The stream cap counts entries, so a delivery makes
+ * at most streamMaxLength / PACK_MAX_EVENTS minus the inbox's length packs (the length as the previous
+ * delivery's pipeline read it, XLEN, acked entries included until the relay trims them) and sends the rest
+ * as single entries: per origin process, the packs in an inbox stay within about one cap's worth of events,
+ * and a region is never trimmed earlier than with single entries. An event that would be a pack of one
+ * goes as a single entry, so does everything while the length is not known yet, and so does an event read
+ * from the outbox whose stored signature does not hold (a pack is signed anew: it must not launder it).
  */
 import type { Db } from '../db/client';
 import type { Redis, ReplicationKeys } from '../redis';
@@ -37,6 +39,13 @@ interface Entry {
   events: number;
 }
 
+/** Consecutive events that may share an entry, and the pack's fields once built (signed once for every destination). */
+interface Group {
+  events: SignedEvent[];
+  bytes: string[];
+  fields?: string[];
+}
+
 export class Deliverer {
   /** Destinations whose consumer group this process made sure of (a group is created before the first entry). */
   private readonly ensured = new Set<string>();
@@ -47,40 +56,51 @@ export class Deliverer {
     private readonly keys: ReplicationKeys,
     private readonly auth: EventAuth,
     private readonly maxLength: number,
-    /** Whether events may go several to an entry (config `replicationPacks`, default true). */
-    private readonly packs = true,
+    /** Whether events may go several to an entry (config `replicationPacks`; the region passes it, default true there). */
+    private readonly packs = false,
   ) {}
 
-  /** Whether a delivery to `region` now goes in packs (see the file's comment). */
-  packsTo(region: string): boolean {
-    return this.packs && (this.lengths.get(region) ?? Infinity) < this.maxLength / PACK_MAX_EVENTS;
+  /** How many packs a delivery to `region` may make now (see the file's comment). */
+  packBudget(region: string): number {
+    const length = this.lengths.get(region);
+    if (!this.packs || length === undefined) return 0;
+    return Math.max(0, Math.floor(this.maxLength / PACK_MAX_EVENTS) - length);
   }
 
-  /**
-   * The entries that carry `events`, in order: packs (when `packed`) of consecutive events up to the
-   * limits, a single-event entry for an event alone. A pack is signed once, whichever destinations get it.
-   */
-  private entries(events: readonly SignedEvent[], packed: boolean): Entry[] {
-    if (!packed || events.length < 2) return events.map((e) => ({ fields: this.auth.entryFields(e), events: 1 }));
-    const out: Entry[] = [];
-    let group: SignedEvent[] = [];
-    let bytes: string[] = [];
+  /** Consecutive events up to the limits; an event whose stored signature does not hold is a group of its own. */
+  private groups(events: readonly SignedEvent[]): Group[] {
+    const out: Group[] = [];
+    let group: Group | null = null;
     let size = 0;
-    const close = () => {
-      if (group.length === 1) out.push({ fields: this.auth.entryFields(group[0] as SignedEvent), events: 1 });
-      else if (group.length > 1) out.push({ fields: this.auth.packFields(`[${bytes.join(',')}]`), events: group.length });
-      group = [];
-      bytes = [];
-      size = 0;
-    };
     for (const e of events) {
+      if (!this.auth.holds(e)) {
+        out.push({ events: [e], bytes: [] });
+        group = null;
+        continue;
+      }
       const b = this.auth.eventBytes(e);
-      if (group.length && (group.length >= PACK_MAX_EVENTS || size + b.length + 1 > PACK_MAX_BYTES)) close();
-      group.push(e);
-      bytes.push(b);
+      if (!group || group.events.length >= PACK_MAX_EVENTS || size + b.length + 1 > PACK_MAX_BYTES) {
+        group = { events: [], bytes: [] };
+        out.push(group);
+        size = 0;
+      }
+      group.events.push(e);
+      group.bytes.push(b);
       size += b.length + 1;
     }
-    close();
+    return out;
+  }
+
+  /** The entries that carry `groups` to a destination allowed `budget` packs: packs first, then single entries. */
+  private entries(groups: readonly Group[], budget: number): Entry[] {
+    const out: Entry[] = [];
+    for (const g of groups) {
+      if (g.events.length > 1 && budget > 0) {
+        budget -= 1;
+        g.fields ??= this.auth.packFields(`[${g.bytes.join(',')}]`);
+        out.push({ fields: g.fields, events: g.events.length });
+      } else for (const e of g.events) out.push({ fields: this.auth.entryFields(e), events: 1 });
+    }
     return out;
   }
 
@@ -109,16 +129,15 @@ export class Deliverer {
         out.set(region, { ok: false, error: err as Error });
       }
     }
-    // The same events go to several destinations (the fast path): their entries are built and signed once.
-    const planned = new Map<readonly SignedEvent[], Map<boolean, Entry[]>>();
+    // The same events go to several destinations (the fast path): their packs are built and signed once.
+    const grouped = new Map<readonly SignedEvent[], Group[]>();
     const plan = (region: string): Entry[] => {
       const events = batches.get(region) ?? [];
-      const packed = this.packsTo(region);
-      const byMode = planned.get(events) ?? new Map<boolean, Entry[]>();
-      planned.set(events, byMode);
-      let entries = byMode.get(packed);
-      if (!entries) byMode.set(packed, (entries = this.entries(events, packed)));
-      return entries;
+      const budget = this.packBudget(region);
+      if (budget === 0 || events.length < 2) return events.map((e) => ({ fields: this.auth.entryFields(e), events: 1 }));
+      let groups = grouped.get(events);
+      if (!groups) grouped.set(events, (groups = this.groups(events)));
+      return this.entries(groups, budget);
     };
     await Promise.all([...byRedis].map(async ([redis, regions]) => {
       try {

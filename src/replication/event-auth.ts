@@ -13,10 +13,11 @@
  * publishes it with that signature, unchanged: the canonical form of the stored JSON is the same
  * bytes (Postgres jsonb keeps every JSON value; only key order and spacing change, which sorting undoes).
  *
- * A **pack** carries several events of one origin in one entry (delivery.ts sends packs to a destination
- * whose live readers all read them): fields `p` (a JSON array of the events' canonical bytes), `k` and
+ * A **pack** carries several events of one origin in one entry (delivery.ts, when the deployment's config
+ * `replicationPacks` allows it): fields `p` (a JSON array of the events' canonical bytes), `k` and
  * `s`, the MAC taken the same way under `EVENT_PACK_MAC_CONTEXT` (so the bytes of a pack and of a single
- * event can never pass for each other). The pack is signed when it is sent, with the current key: one MAC
+ * event can never pass for each other). The pack is signed when it is sent, with the current key, and only
+ * over events whose own signature holds (EventAuth.holds): one MAC
  * check, one stream entry and one XACK per pack instead of per event, for the applier.
  *
  * Keys rotate without downtime: REPLICATION_KEYS lists `kid:secret` pairs; the first signs, all verify.
@@ -78,7 +79,7 @@ export type Verified = { ok: true; body: string; kid: string; packed: boolean } 
 export class EventAuth {
   private readonly byKid: Map<string, Buffer>;
   private readonly signer: ReplicationKey;
-  /** The bytes each event this process signed was signed over (an event is not changed once signed). */
+  /** The bytes each event this process signed, or found its stored signature to hold over, was signed over (an event is not changed once signed). */
   private readonly signedBytes = new WeakMap<object, string>();
 
   constructor(keys: readonly ReplicationKey[]) {
@@ -122,6 +123,22 @@ export class EventAuth {
     const signed = event.sig ? event : this.sign(event);
     const sig = signed.sig as EventSig;
     return ['e', this.eventBytes(signed), 'k', sig.kid, 's', sig.mac];
+  }
+
+  /**
+   * Whether `event` may go in a pack, which is signed anew: it was signed here, or its stored signature
+   * holds over its bytes under a key held here, or it has none (stored by a version before events were
+   * signed: entryFields signs it now anyway). An event read back from the outbox with a signature that does
+   * not hold (an altered row, a dropped key) must go as a single entry with that signature, to be refused.
+   */
+  holds(event: SignedEvent): boolean {
+    if (this.signedBytes.has(event) || !event.sig) return true;
+    const body = canonicalEventBytes(event);
+    const expected = this.mac(event.sig.kid, body);
+    const given = /^[0-9a-f]{64}$/.test(event.sig.mac) ? Buffer.from(event.sig.mac, 'hex') : Buffer.alloc(0);
+    if (!expected || given.length !== expected.length || !crypto.timingSafeEqual(expected, given)) return false;
+    this.signedBytes.set(event, body);
+    return true;
   }
 
   /** The bytes an event is signed over, as its entry (or a pack) carries them. */

@@ -18,6 +18,11 @@ const ERROR_MAX_CHARS = 2000;
 export class FailureLog {
   /** Change ids with a failure row not parked yet; a successful apply deletes their row. */
   private readonly failing = new Set<string>();
+  /**
+   * Change ids this process parked: a pack is read again whole while one of its events is unsettled, so an
+   * event of it parked before comes round again (not counted twice), and may apply then (its row goes).
+   */
+  private readonly parkedHere = new Set<string>();
 
   constructor(private readonly db: Db) {}
 
@@ -43,9 +48,10 @@ export class FailureLog {
     return rows[0]?.failures ?? 1;
   }
 
-  /** Parks events (keeping their failure count). */
-  async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<void> {
-    if (items.length === 0) return;
+  /** Parks events (keeping their failure count); returns the change ids this process had not parked before. */
+  async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<Set<string>> {
+    const fresh = new Set(items.map((i) => i.event.changeId).filter((id) => !this.parkedHere.has(id)));
+    if (items.length === 0) return fresh;
     await this.db.$executeRawUnsafe(
       `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
        SELECT x.change_id, x.origin_region, x.stream_id, x.event, 1, x.reason, x.last_error, now()
@@ -57,15 +63,27 @@ export class FailureLog {
         last_error: i.error.slice(0, ERROR_MAX_CHARS),
       }))),
     );
-    for (const i of items) this.failing.delete(i.event.changeId);
+    for (const i of items) {
+      this.failing.delete(i.event.changeId);
+      this.parkedHere.add(i.event.changeId);
+    }
+    return fresh;
   }
 
-  /** Forgets the failures of events that have now applied (only those known to have failed: no query otherwise). */
+  /**
+   * Forgets the failures of events that have now applied (only those known to have failed: no query
+   * otherwise), and the parked rows of those this process parked (an event of a pack read again).
+   */
   async cleared(changeIds: readonly string[]): Promise<void> {
     const known = changeIds.filter((id) => this.failing.has(id));
-    if (known.length === 0) return;
-    await this.db.$executeRawUnsafe('DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NULL', known);
+    const parked = changeIds.filter((id) => this.parkedHere.has(id));
+    if (known.length === 0 && parked.length === 0) return;
+    await this.db.$executeRawUnsafe(
+      'DELETE FROM replication_failures WHERE (change_id = ANY($1::uuid[]) AND parked_at IS NULL) OR change_id = ANY($2::uuid[])',
+      known, parked,
+    );
     for (const id of known) this.failing.delete(id);
+    for (const id of parked) this.parkedHere.delete(id);
   }
 
   /** Parked events, oldest first, after `afterChangeId` (keyset paging). */
@@ -81,6 +99,7 @@ export class FailureLog {
   /** Removes a parked event that has now applied. */
   async unpark(changeIds: readonly string[]): Promise<void> {
     if (changeIds.length) await this.db.$executeRawUnsafe('DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[])', changeIds);
+    for (const id of changeIds) this.parkedHere.delete(id);
   }
 
   /** Notes why a retried parked event still does not apply. */

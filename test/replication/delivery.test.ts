@@ -95,10 +95,11 @@ const shapes = async (region: string) =>
   ((await redis.xrange(keys.inbox(region), '-', '+')) as [string, string[]][]).map(([, f]) => `${f[0]}${f[0] === 'p' ? (JSON.parse(f[1] as string) as unknown[]).length : ''}`);
 
 test('packs: once the inbox is known to be short, a delivery\'s events go several to an entry, in order, each with its entry\'s id; a lone event goes as one', async () => {
-  const deliverer = new Deliverer(keys, auth, 100_000);
+  const deliverer = new Deliverer(keys, auth, 100_000, true);
   // The first delivery does not know the inbox's length yet: one entry per event.
+  expect(deliverer.packBudget('packed')).toBe(0);
   await deliverer.deliverAll(links, new Map([['packed', [event(40), event(41)]]]));
-  expect(deliverer.packsTo('packed')).toBe(true);
+  expect(deliverer.packBudget('packed')).toBe(Math.floor(100_000 / PACK_MAX_EVENTS) - 2);
   const res = await deliverer.deliverAll(links, new Map([['packed', [event(42), event(43), event(44)]]]));
   await deliverer.deliverAll(links, new Map([['packed', [event(45)]]]));
   expect(await shapes('packed')).toEqual(['e', 'e', 'p3', 'e']);
@@ -110,7 +111,7 @@ test('packs: once the inbox is known to be short, a delivery\'s events go severa
 });
 
 test('packs end at PACK_MAX_EVENTS events and before PACK_MAX_BYTES; an event larger than that goes alone', async () => {
-  const deliverer = new Deliverer(keys, auth, 100_000);
+  const deliverer = new Deliverer(keys, auth, 100_000, true);
   await deliverer.deliverAll(links, new Map([['limits', [event(50)]]]));
   const many = Array.from({ length: PACK_MAX_EVENTS + 3 }, (_, i) => event(100 + i));
   await deliverer.deliverAll(links, new Map([['limits', many]]));
@@ -119,26 +120,52 @@ test('packs end at PACK_MAX_EVENTS events and before PACK_MAX_BYTES; an event la
   const sized = (n: number, kb: number) =>
     auth.sign({ changeId: `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`, origin: 'us-iowa', createdAt: new Date().toISOString(), ops: [{ table: 't', key: 'k', version: '001796040000000.000001.us-iowa', row: { pad: 'x'.repeat(kb * 1024) } }] });
   await deliverer.deliverAll(links, new Map([['limits', [sized(300, 20), sized(301, 20), sized(302, 20), sized(303, 20), sized(304, 70), sized(305, 20), sized(306, 20)]]]));
-  const after = (await shapes('limits')).slice(3);
-  expect(after).toEqual(['p3', 'e', 'e', 'p2']);
+  expect((await shapes('limits')).slice(3)).toEqual(['p3', 'e', 'e', 'p2']);
   expect((await inbox('limits')).slice(-7).map((e) => e.changeId)).toEqual([300, 301, 302, 303, 304, 305, 306].map((n) => sized(n, 0).changeId));
   expect(PACK_MAX_BYTES).toBe(64 * 1024);
 });
 
-test('no packs to an inbox holding streamMaxLength / PACK_MAX_EVENTS entries or more, nor when packs are off', async () => {
+test('a delivery makes at most streamMaxLength / PACK_MAX_EVENTS minus the inbox\'s length packs, the rest single; none when packs are off', async () => {
   // The cap counts entries: packs to a long inbox could hold PACK_MAX_EVENTS times the events it allowed.
-  const deliverer = new Deliverer(keys, auth, PACK_MAX_EVENTS * 10);
-  await deliverer.deliverAll(links, new Map([['long', Array.from({ length: 9 }, (_, i) => event(400 + i))]]));
-  expect(await shapes('long')).toHaveLength(9);
-  expect(deliverer.packsTo('long')).toBe(true);
-  await deliverer.deliverAll(links, new Map([['long', [event(410), event(411)]]]));
-  expect(deliverer.packsTo('long')).toBe(false); // 10 entries now
-  await deliverer.deliverAll(links, new Map([['long', [event(412), event(413)]]]));
-  expect((await shapes('long')).slice(9)).toEqual(['p2', 'e', 'e']);
+  const deliverer = new Deliverer(keys, auth, PACK_MAX_EVENTS * 10, true);
+  await deliverer.deliverAll(links, new Map([['long', Array.from({ length: 7 }, (_, i) => event(400 + i))]]));
+  expect(await shapes('long')).toHaveLength(7);
+  expect(deliverer.packBudget('long')).toBe(3);
+  // Four groups (three full ones and one of 4): the budget allows three packs, the fourth group goes as 4 single entries.
+  const many = Array.from({ length: 3 * PACK_MAX_EVENTS + 4 }, (_, i) => event(1000 + i));
+  const res = await deliverer.deliverAll(links, new Map([['long', many]]));
+  expect((await shapes('long')).slice(7)).toEqual([`p${PACK_MAX_EVENTS}`, `p${PACK_MAX_EVENTS}`, `p${PACK_MAX_EVENTS}`, 'e', 'e', 'e', 'e']);
+  const r = res.get('long');
+  expect(r?.ok && r.value.length).toBe(3 * PACK_MAX_EVENTS + 4);
+  expect(deliverer.packBudget('long')).toBe(0); // 14 entries now
+  await deliverer.deliverAll(links, new Map([['long', [event(420), event(421)]]]));
+  expect((await shapes('long')).slice(14)).toEqual(['e', 'e']);
 
-  const off = new Deliverer(keys, auth, 100_000, false);
-  await off.deliverAll(links, new Map([['off', [event(420)]]]));
-  await off.deliverAll(links, new Map([['off', [event(421), event(422)]]]));
-  expect(off.packsTo('off')).toBe(false);
+  const off = new Deliverer(keys, auth, 100_000);
+  await off.deliverAll(links, new Map([['off', [event(430)]]]));
+  await off.deliverAll(links, new Map([['off', [event(431), event(432)]]]));
+  expect(off.packBudget('off')).toBe(0);
   expect(await shapes('off')).toEqual(['e', 'e', 'e']);
+});
+
+test('an event read back from the outbox whose stored signature does not hold is never packed: it goes alone, with that signature, and is refused', async () => {
+  const deliverer = new Deliverer(keys, auth, 100_000, true);
+  await deliverer.deliverAll(links, new Map([['laundry', [event(500)]]]));
+  // As the relay reads them: plain objects out of jsonb, not the ones signed here.
+  const fromOutbox = (e: ReturnType<typeof event>) => JSON.parse(JSON.stringify(e)) as ReturnType<typeof event>;
+  const altered = { ...fromOutbox(event(502)), origin: 'asia-japan' };
+  const droppedKey = fromOutbox(testEventAuth(`gone:${'g'.repeat(32)}`).sign({ ...event(503), sig: undefined }));
+  const unsigned = { ...fromOutbox(event(505)), sig: undefined };
+  await deliverer.deliverAll(links, new Map([['laundry', [fromOutbox(event(501)), altered, droppedKey, fromOutbox(event(504)), unsigned, fromOutbox(event(506))]]]));
+  expect((await shapes('laundry')).slice(1)).toEqual(['e', 'e', 'e', 'p3']);
+  const entries = ((await redis.xrange(keys.inbox('laundry'), '-', '+')) as [string, string[]][]).slice(1);
+  expect(entries.map(([, f]) => auth.verify(f))).toMatchObject([
+    { ok: true, packed: false }, // 501: alone, the group before the altered one
+    { ok: false, reason: 'bad-signature' },
+    { ok: false, reason: 'unknown-key' },
+    { ok: true, packed: true },
+  ]);
+  expect((await inbox('laundry')).slice(1).map((e) => e.changeId)).toEqual([
+    event(501).changeId, 'refused: bad-signature', 'refused: unknown-key', event(504).changeId, event(505).changeId, event(506).changeId,
+  ]);
 });

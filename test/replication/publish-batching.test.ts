@@ -6,7 +6,7 @@
  */
 import { Deliverer } from '../../src/replication/delivery';
 import { eventually } from '../support/harness';
-import { testEventAuth } from '../support/env';
+import { entryChangeIds, testEventAuth } from '../support/env';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -33,10 +33,13 @@ async function committed(n: number) {
 async function inboxChangeIds(region: string): Promise<string[]> {
   const { links, keys } = r.region.replication;
   const entries = await links.own.xrange(keys.inbox(region), '-', '+');
-  return entries.map(([, fields]) => {
-    const v = auth.verify(fields);
-    return v.ok ? (JSON.parse(v.body) as { changeId: string }).changeId : `refused: ${v.reason}`;
-  });
+  return entries.flatMap(([, fields]) => entryChangeIds(auth, fields));
+}
+
+/** Per inbox entry of `region` in `of`: how many events it carries. */
+async function entrySizes(of: InProcessRegion, region: string): Promise<number[]> {
+  const { links, keys } = of.region.replication;
+  return (await links.own.xrange(keys.inbox(region), '-', '+')).map(([, fields]) => entryChangeIds(auth, fields).length);
 }
 
 test('events of one turn go out in one delivery round with their own acks; a later turn is a round of its own', async () => {
@@ -80,4 +83,25 @@ test('flushPublished records a delivery round that is still under way when it is
     d.changeId,
   );
   expect(rows).toEqual([{ published: true, regions: ['asia-japan', 'europe-belgium'] }]);
+});
+
+test('with the deployment\'s config, events of one turn go to each destination as one pack; with replicationPacks false, one entry each', async () => {
+  const packed = [await committed(5), await committed(6), await committed(7)];
+  const before = (await entrySizes(r, 'asia-japan')).length;
+  for (const e of packed) r.region.replication.repl.publish(e);
+  expect(await eventually(async () => (await inboxChangeIds('asia-japan')).includes(packed[2]!.changeId))).toBe(true);
+  for (const dest of ['europe-belgium', 'asia-japan']) expect((await entrySizes(r, dest)).slice(before)).toEqual([3]);
+
+  const off = await startInProcess('pubnopack', REGIONS, { replicationPacks: false });
+  try {
+    const sign = (n: number) => auth.sign({ changeId: `01a20905-0000-7000-8000-${String(n).padStart(12, '0')}`, origin: 'us-iowa', createdAt: new Date().toISOString(), ops: [], orgId: ORG });
+    const first = sign(10);
+    off.region.replication.repl.publish(first); // the inbox's length is known after this one
+    expect(await eventually(async () => (await entrySizes(off, 'asia-japan')).length === 1)).toBe(true);
+    for (const n of [11, 12, 13]) off.region.replication.repl.publish(sign(n));
+    expect(await eventually(async () => (await entrySizes(off, 'asia-japan')).length === 4)).toBe(true);
+    expect(await entrySizes(off, 'europe-belgium')).toEqual([1, 1, 1, 1]);
+  } finally {
+    await off.stop();
+  }
 });

@@ -34,6 +34,8 @@ export interface ApplierRig {
   /** Puts events on the stream in one entry (a pack, see event-auth.ts); `body` replaces the pack's bytes (signed as given). */
   publishPack(events: ChangeEvent[], body?: string): Promise<string>;
   pendingCount(): Promise<number>;
+  /** Stops the appliers started so far and empties the inbox (its group made anew): a test's leftovers do not reach the next. */
+  reset(): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -102,6 +104,11 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     },
     async pendingCount() {
       return Number(((await redis.xpending(keys.inbox(REGION), REGION)) as [number])[0]);
+    },
+    async reset() {
+      for (const a of appliers.splice(0)) await a.stop();
+      await redis.del(keys.inbox(REGION));
+      await redis.xgroup('CREATE', keys.inbox(REGION), REGION, '0', 'MKSTREAM');
     },
     async cleanup() {
       for (const a of appliers) await a.stop();
