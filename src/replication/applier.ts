@@ -104,6 +104,10 @@ export class Applier {
    * still goes to the database in transactions of at most batchSize events (see applyBatch).
    */
   private eventsPerEntry = PACK_MAX_EVENTS;
+  /** Packs whose unreadable events this process dead-lettered (the newest 10,000): not again on a re-read. */
+  private readonly deadLettered = new Set<string>();
+  /** Applied events whose failure rows could not be cleared (the database went away): cleared with the next batch. */
+  private unclearedIds: string[] = [];
   /** Stream ids of the entries of batches being applied: XAUTOCLAIM must not hand them out again. */
   private readonly inFlight = new Set<string>();
   appliedEvents = 0;
@@ -244,6 +248,7 @@ export class Applier {
     const unfit: Unfit[] = [];
     const refused: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[] = [];
     const badInPacks: { id: string; items: { index: number; raw: string }[] }[] = [];
+    const settledAlready: string[] = [];
     let largest = 0;
     for (const entry of entries) {
       // Nothing of an entry is read before its signature holds: a refused one is never applied, never
@@ -263,10 +268,17 @@ export class Applier {
         poison.push(entry);
         continue;
       }
-      if (pack?.unreadable.length) badInPacks.push({ id: entry[0], items: pack.unreadable });
-      const ref: EntryRef = { id: entry[0], open: events.length };
+      // Read again (one of its events was not settled): what this process dead-lettered or parked of it
+      // then is settled already (parked events apply through the retry of parked events).
+      if (pack?.unreadable.length && !this.deadLettered.has(entry[0])) badInPacks.push({ id: entry[0], items: pack.unreadable });
       largest = Math.max(largest, events.length + (pack?.unreadable.length ?? 0));
-      for (const e of events) {
+      const open = pack ? events.filter((e) => !this.failures.parkedHere(e.changeId)) : events;
+      if (open.length === 0) {
+        settledAlready.push(entry[0]);
+        continue;
+      }
+      const ref: EntryRef = { id: entry[0], open: open.length };
+      for (const e of open) {
         const p = { id: entry[0], event: e, entry: ref };
         const why = e.origin === this.d.region ? null : this.unfit(e);
         if (why) unfit.push({ p, ...why });
@@ -292,6 +304,7 @@ export class Applier {
       log.error({ packs: badInPacks.map((b) => ({ id: b.id, indexes: b.items.map((i) => i.index) })) }, 'unreadable change events of packs moved to the dead-letter stream; the rest of each pack applies');
       await this.deadLetterFromPacks(badInPacks);
     }
+    if (settledAlready.length) await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...settledAlready);
     if (unfit.length) await this.park(unfit);
     if (parsed.length === 0) return;
     // Our own changes were committed here before they were published: they only need acking.
@@ -314,7 +327,7 @@ export class Applier {
         // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
         // and count nothing against them. What committed before it is acked now.
         if (!(await this.databaseUp())) {
-          if (applied.length) await this.acknowledge([...own, ...applied], outcomes).catch(() => undefined);
+          await this.settleBeforeOutage(own, applied, outcomes);
           throw err;
         }
         // One bad event must not block the rest: retry one by one.
@@ -329,14 +342,25 @@ export class Applier {
           }
         }
         if (failed.length && !(await this.databaseUp())) {
-          if (applied.length) await this.acknowledge([...own, ...applied], outcomes).catch(() => undefined);
+          await this.settleBeforeOutage(own, applied, outcomes);
           throw err;
         }
       }
     }
     for (const f of failed) await this.failedAlone(f.p, f.err);
-    await this.failures.cleared(applied.map((p) => p.event.changeId));
+    const uncleared = this.unclearedIds.splice(0);
+    await this.failures.cleared([...uncleared, ...applied.map((p) => p.event.changeId)]);
     await this.acknowledge([...own, ...applied], outcomes);
+  }
+
+  /**
+   * The database went away in the middle of a batch: what committed before is acked now (their failure
+   * rows, if any, are cleared with the next batch); the rest stays pending.
+   */
+  private async settleBeforeOutage(own: Parsed[], applied: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
+    if (applied.length === 0) return;
+    this.unclearedIds.push(...applied.map((p) => p.event.changeId));
+    await this.acknowledge([...own, ...applied], outcomes).catch(() => undefined);
   }
 
   /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
@@ -624,11 +648,28 @@ export class Applier {
     }
   }
 
-  /** Unreadable events of packs whose other events apply: each copied alone (its pack's id and index); the pack is not XACKed here. */
+  /**
+   * Unreadable events of packs whose other events apply: each copied alone (its pack's id and index), once
+   * per pack in this process; the pack is not XACKed here. One that names its change and a member as its
+   * origin (the pack's MAC holds: it is what that origin sent) is acked to it as parked, so that its
+   * relay confirms it instead of taking it, once the pack is trimmed, for lost to the inbox cap.
+   */
   private async deadLetterFromPacks(packs: { id: string; items: { index: number; raw: string }[] }[]): Promise<void> {
-    const { links, keys, region } = this.d;
+    const { links, keys, region, log } = this.d;
+    const members = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
+    const byOrigin = new Map<string, string[]>();
     for (const { id, items } of packs) {
-      for (const i of items) await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, 'index', String(i.index), 'e', i.raw);
+      for (const i of items) {
+        await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, 'index', String(i.index), 'e', i.raw);
+        const named = namedChange(i.raw);
+        if (named && members.has(named.origin)) byOrigin.set(named.origin, [...(byOrigin.get(named.origin) ?? []), named.changeId]);
+      }
+      this.deadLettered.add(id);
+      if (this.deadLettered.size > 10_000) this.deadLettered.delete(this.deadLettered.values().next().value as string);
+    }
+    for (const [origin, ids] of byOrigin) {
+      await recordParked(links.to(origin), keys, region, ids, this.d.tracker.ackTtlSeconds).catch((err: Error) =>
+        log.warn({ err: err.message, origin, count: ids.length }, 'could not ack unreadable events to their origin as parked'));
     }
   }
 
@@ -694,6 +735,16 @@ function claimedOrigin(body: string | null): string | null {
     // A pack claims the origin of its first event (a pack holds one origin's events).
     const o = (Array.isArray(parsed) ? (parsed[0] as { origin?: unknown } | undefined) : parsed)?.origin;
     return typeof o === 'string' ? o.slice(0, 64) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The change id and origin an unreadable event still names, if it does. */
+function namedChange(raw: string): { changeId: string; origin: string } | null {
+  try {
+    const e = JSON.parse(raw) as { changeId?: unknown; origin?: unknown } | null;
+    return e && typeof e.changeId === 'string' && /^[0-9a-f-]{36}$/i.test(e.changeId) && typeof e.origin === 'string' ? { changeId: e.changeId, origin: e.origin } : null;
   } catch {
     return null;
   }

@@ -19,10 +19,10 @@ export class FailureLog {
   /** Change ids with a failure row not parked yet; a successful apply deletes their row. */
   private readonly failing = new Set<string>();
   /**
-   * Change ids this process parked: a pack is read again whole while one of its events is unsettled, so an
-   * event of it parked before comes round again (not counted twice), and may apply then (its row goes).
+   * Change ids this process parked: a pack is read again whole while one of its events is unsettled, and
+   * an event of it parked before is then passed over as settled (the retry of parked events applies it).
    */
-  private readonly parkedHere = new Set<string>();
+  private readonly parkedIds = new Set<string>();
 
   constructor(private readonly db: Db) {}
 
@@ -50,7 +50,7 @@ export class FailureLog {
 
   /** Parks events (keeping their failure count); returns the change ids this process had not parked before. */
   async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<Set<string>> {
-    const fresh = new Set(items.map((i) => i.event.changeId).filter((id) => !this.parkedHere.has(id)));
+    const fresh = new Set(items.map((i) => i.event.changeId).filter((id) => !this.parkedIds.has(id)));
     if (items.length === 0) return fresh;
     await this.db.$executeRawUnsafe(
       `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
@@ -65,25 +65,22 @@ export class FailureLog {
     );
     for (const i of items) {
       this.failing.delete(i.event.changeId);
-      this.parkedHere.add(i.event.changeId);
+      this.parkedIds.add(i.event.changeId);
     }
     return fresh;
   }
 
-  /**
-   * Forgets the failures of events that have now applied (only those known to have failed: no query
-   * otherwise), and the parked rows of those this process parked (an event of a pack read again).
-   */
+  /** Forgets the failures of events that have now applied (only those known to have failed: no query otherwise). */
   async cleared(changeIds: readonly string[]): Promise<void> {
     const known = changeIds.filter((id) => this.failing.has(id));
-    const parked = changeIds.filter((id) => this.parkedHere.has(id));
-    if (known.length === 0 && parked.length === 0) return;
-    await this.db.$executeRawUnsafe(
-      'DELETE FROM replication_failures WHERE (change_id = ANY($1::uuid[]) AND parked_at IS NULL) OR change_id = ANY($2::uuid[])',
-      known, parked,
-    );
+    if (known.length === 0) return;
+    await this.db.$executeRawUnsafe('DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NULL', known);
     for (const id of known) this.failing.delete(id);
-    for (const id of parked) this.parkedHere.delete(id);
+  }
+
+  /** Whether this process parked the change (and it has not been retried since). */
+  parkedHere(changeId: string): boolean {
+    return this.parkedIds.has(changeId);
   }
 
   /** Parked events, oldest first, after `afterChangeId` (keyset paging). */
@@ -99,7 +96,7 @@ export class FailureLog {
   /** Removes a parked event that has now applied. */
   async unpark(changeIds: readonly string[]): Promise<void> {
     if (changeIds.length) await this.db.$executeRawUnsafe('DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[])', changeIds);
-    for (const id of changeIds) this.parkedHere.delete(id);
+    for (const id of changeIds) this.parkedIds.delete(id);
   }
 
   /** Notes why a retried parked event still does not apply. */

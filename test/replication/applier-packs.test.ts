@@ -76,11 +76,12 @@ test('an event of a pack that cannot apply keeps its pack pending until it is pa
   await applier.stop();
 }, 60_000);
 
-test('an unreadable event of a pack is dead-lettered alone (with its pack\'s id and index) and the rest applies; a pack with nothing readable is dead-lettered whole', async () => {
+test('an unreadable event of a pack is dead-lettered alone (with its pack\'s id and index), once, and acked to its origin as parked; the rest applies; a pack with nothing readable is dead-lettered whole', async () => {
   const [fine, alsoFine] = [orgEvent('r1'), orgEvent('r2')];
+  const failing = orgEvent(undefined); // keeps the pack pending for MAX_FAILURES reads
   const before = (await deadLetters()).length;
   const { ops: _ops, ...noOps } = orgEvent('r0');
-  const id = await rig.publishPack([], `[${auth.eventBytes(fine)},${JSON.stringify(noOps)},${auth.eventBytes(alsoFine)}]`);
+  const id = await rig.publishPack([], `[${auth.eventBytes(fine)},${JSON.stringify(noOps)},${auth.eventBytes(failing)},${auth.eventBytes(alsoFine)}]`);
   const notAList = await rig.publishPack([], JSON.stringify(noOps));
   const after = orgEvent('r3');
   await rig.publish(after);
@@ -89,11 +90,15 @@ test('an unreadable event of a pack is dead-lettered alone (with its pack\'s id 
   expect(await eventually(async () => (await orgName(after.orgId)) === 'r3', 10_000, 50)).toBe(true);
   expect(await orgName(fine.orgId)).toBe('r1');
   expect(await orgName(alsoFine.orgId)).toBe('r2');
-  expect(await eventually(async () => (await deadLetters()).length === before + 2, 5000, 50)).toBe(true);
-  const dead = (await deadLetters()).slice(before).map(([, f]) => f);
-  expect(dead.find((f) => f[3] === id)).toEqual(['region', REGION, 'id', id, 'index', '1', 'e', JSON.stringify(noOps)]);
-  expect(dead.find((f) => f[3] === notAList)?.slice(0, 5)).toEqual(['region', REGION, 'id', notAList, 'p']);
+  expect(await eventually(async () => (await parked(failing.changeId)) === 'apply-failed', 20_000, 50)).toBe(true);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
+  // Read MAX_FAILURES times, dead-lettered once.
+  const dead = (await deadLetters()).slice(before).map(([, f]) => f);
+  expect(dead.filter((f) => f[3] === id)).toEqual([['region', REGION, 'id', id, 'index', '1', 'e', JSON.stringify(noOps)]]);
+  expect(dead.filter((f) => f[3] === notAList).map((f) => f.slice(0, 5))).toEqual([['region', REGION, 'id', notAList, 'p']]);
+  expect(dead).toHaveLength(2);
+  // It names its change and origin: acked there as parked, so the origin's relay confirms it.
+  expect((await rig.tracker.status(noOps.changeId))[REGION]).toMatch(/^parked /);
   await applier.stop();
 }, 30_000);
 
@@ -155,3 +160,35 @@ test('reads take batchSize / events-per-entry entries: few at start (packs may b
   expect(counts).toContain(64);
   expect(counts.indexOf(64)).toBeLessThan(10);
 }, 60_000);
+
+test('the database going away in the middle of a pack: the transactions committed before are acked at once, the rest stays pending and applies later, one XACK', async () => {
+  const events = Array.from({ length: 4 }, (_, i) => orgEvent(`w${i}`));
+  const id = await rig.publishPack(events);
+  const applier = await rig.applier({ batchSize: 2, claimIdleMs: 3000, claimEveryMs: 100 });
+  const inner = applier as unknown as { apply: (b: unknown[], o: unknown) => Promise<void>; databaseUp: () => Promise<boolean> };
+  const apply = inner.apply.bind(applier);
+  // The pack's second transaction fails once, and the database then reports itself down (once).
+  const second = events[2]!.changeId;
+  let failed = false;
+  const up = jest.spyOn(inner, 'databaseUp');
+  jest.spyOn(inner, 'apply').mockImplementation(async (b, o) => {
+    if (!failed && (b as { event: ChangeEvent }[]).some((p) => p.event.changeId === second)) {
+      failed = true;
+      up.mockResolvedValueOnce(false);
+      throw new Error('Connection terminated unexpectedly');
+    }
+    return apply(b, o);
+  });
+  const xacks = jest.spyOn(rig.redis, 'xack');
+  applier.start();
+  // The first transaction's two changes are acked as applied at once, while the pack stays pending (it is
+  // taken over again only 3 s later).
+  expect(await eventually(async () => /^applied/.test((await rig.tracker.status(events[1]!.changeId))[REGION] ?? ''), 1500, 20)).toBe(true);
+  expect(await rig.pendingCount()).toBe(1);
+  expect((await rig.tracker.status(events[2]!.changeId))[REGION]).toBeUndefined();
+  expect(await eventually(async () => (await Promise.all(events.map((e) => orgName(e.orgId)))).every((n) => n !== null), 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
+  for (const e of events) expect((await rig.tracker.status(e.changeId))[REGION]).toMatch(/^applied/);
+  expect(xacks.mock.calls.filter((c) => c.slice(2).includes(id))).toHaveLength(1);
+  await applier.stop();
+}, 30_000);
