@@ -24,6 +24,8 @@ export interface ReplicationMetricSources {
   regions: readonly string[];
   tracker: { readonly waiting: number };
   relay: { readonly published: number; readonly republished: number };
+  /** Entries and events this process delivered, per destination (a pack is one entry of several events). */
+  deliverer?: { readonly delivered: ReadonlyMap<string, { entries: number; events: number }> };
   /** The applier calls these observers when it has them (set here). */
   applier: {
     onApplied?: (origins: readonly string[], seconds: number) => void;
@@ -163,6 +165,13 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     } });
   fromCount('replication_relay_published_total', 'Changes the outbox relay published (those the write path could not publish at once).', () => s.relay.published);
   fromCount('replication_relay_republished_total', 'Changes published again because they went missing from the stream unconfirmed.', () => s.relay.republished);
+  const deliveredCount = (name: string, help: string, read: (d: { entries: number; events: number }) => number) =>
+    new Counter({ name, help, labelNames: ['destination_region'], registers, collect() {
+      this.reset();
+      for (const [region, d] of s.deliverer?.delivered ?? []) this.inc({ destination_region: region }, read(d));
+    } });
+  deliveredCount('replication_delivered_entries_total', 'Inbox entries this process delivered, per destination (since start).', (d) => d.entries);
+  deliveredCount('replication_delivered_events_total', 'Changes this process delivered, per destination (since start); over replication_delivered_entries_total: the events per entry (packs).', (d) => d.events);
 
   countFromDb('replication_tombstones_collected_total', 'Per table: tombstones this region collected once older than the replication horizon (durable: replication_horizon).', ['table'], (d) =>
     Object.entries(d.collected).map(([table, n]) => [{ table }, Number(n)]),

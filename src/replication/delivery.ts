@@ -51,6 +51,8 @@ export class Deliverer {
   private readonly ensured = new Set<string>();
   /** Each destination's inbox length (entries) as the last delivery's pipeline read it. */
   private readonly lengths = new Map<string, number>();
+  /** Per destination, the entries and events this process delivered since start (metrics: how much packs hold). */
+  readonly delivered = new Map<string, { entries: number; events: number }>();
 
   constructor(
     private readonly keys: ReplicationKeys,
@@ -194,6 +196,12 @@ export class Deliverer {
       else this.lengths.delete(region);
       // A Redis that lost its data lost the group too: make sure of it again next time.
       if (error) this.ensured.delete(this.keys.inbox(region));
+      else {
+        const d = this.delivered.get(region) ?? { entries: 0, events: 0 };
+        d.entries += (entries[k] as Entry[]).length;
+        d.events += ids.length;
+        this.delivered.set(region, d);
+      }
       out.set(region, error ? { ok: false, error } : { ok: true, value: ids });
     });
   }

@@ -88,6 +88,7 @@ export async function createReplication(o: ReplicationOptions) {
     repl,
     tracker,
     relay,
+    deliverer,
     applier,
     tombstones,
     keys,

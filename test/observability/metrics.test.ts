@@ -82,6 +82,10 @@ test('counts consistency waits by level and outcome, and replication per origin 
     expect(m.value('replication_stream_pending', { destination_region: r })).toEqual(expect.any(Number));
     expect(m.value('replication_stream_undelivered', { destination_region: r })).toEqual(expect.any(Number));
   }
+  // What this process delivered to each destination: entries, and the events in them (a pack is one entry).
+  const delivered = { destination_region: 'europe-belgium' };
+  expect(m.value('replication_delivered_entries_total', delivered)).toBeGreaterThanOrEqual(1);
+  expect(m.value('replication_delivered_events_total', delivered)).toBeGreaterThanOrEqual(m.value('replication_delivered_entries_total', delivered) ?? Infinity);
   expect(m.value('replication_outbox_unpublished')).toEqual(expect.any(Number));
   expect(m.value('replication_outbox_unconfirmed')).toEqual(expect.any(Number));
 

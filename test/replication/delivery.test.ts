@@ -108,6 +108,8 @@ test('packs: once the inbox is known to be short, a delivery\'s events go severa
   const r = res.get('packed');
   expect(r?.ok && r.value).toEqual(events.slice(2, 5).map((e) => e.id));
   expect(new Set(events.slice(2, 5).map((e) => e.id)).size).toBe(1);
+  // What /metrics reports (replication_delivered_entries_total / _events_total).
+  expect(deliverer.delivered.get('packed')).toEqual({ entries: 4, events: 6 });
 });
 
 test('packs end at PACK_MAX_EVENTS events and before PACK_MAX_BYTES; an event larger than that goes alone', async () => {
