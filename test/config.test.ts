@@ -32,6 +32,11 @@ test('a valid file and environment give the region, with environment overrides a
   expect(c.regions.map((r) => r.id)).toEqual(['us-iowa', 'asia-japan']);
 });
 
+test('replicationPacks: unset by default (the region then packs), false when the file says so', () => {
+  expect(loadConfig(env(write(good))).replicationPacks).toBeUndefined();
+  expect(loadConfig(env(write({ ...good, replicationPacks: false }))).replicationPacks).toBe(false);
+});
+
 test("each region's Redis: its own redisUrl, else the top-level default; REGION_REDIS_URL is how this process reaches its own", () => {
   const file = { ...good, regions: [{ ...good.regions[0], redisUrl: 'redis://10.0.0.1:6379' }, good.regions[1]] };
   const c = loadConfig(env(write(file), { REGION_REDIS_URL: 'redis://127.0.0.1:6380' }));
@@ -71,6 +76,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a tombstone collection interval above 5 minutes', { ...good, tombstoneCollection: { intervalMs: 300_001 } }, {}, /tombstoneCollection\.intervalMs/],
   ['a negative tombstone minimum age', { ...good, tombstoneCollection: { minAgeMs: -1 } }, {}, /tombstoneCollection\.minAgeMs/],
   ['an unknown tombstone collection field', { ...good, tombstoneCollection: { horizon: 'now' } }, {}, /tombstoneCollection: .*additional properties 'horizon'/],
+  ['a replicationPacks that is not a boolean', { ...good, replicationPacks: 'off' }, {}, /replicationPacks/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],
   ['an operator port equal to the port', { ...good, regions: [{ ...good.regions[0], operatorPort: 8081 }] }, {}, /regions\.0\.operatorPort: it must differ from port/],

@@ -12,6 +12,7 @@
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import { isTransient } from '../db/pg-errors';
+import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
@@ -238,7 +239,7 @@ export class Applier {
   private async lost(ids: string[], ack: boolean): Promise<void> {
     this.lostEntries += ids.length;
     this.d.log.error({ count: ids.length, first: ids[0] }, 'pending change events were trimmed from the stream before this region applied them; re-seed this region (see README, Operations)');
-    if (ack) await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...ids);
+    if (ack) await this.xack(ids);
   }
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
@@ -248,7 +249,8 @@ export class Applier {
     const unfit: Unfit[] = [];
     const refused: { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null }[] = [];
     const badInPacks: { id: string; items: { index: number; raw: string }[] }[] = [];
-    const settledAlready: string[] = [];
+    // Events this process parked before, read again (their pack was pending, or their ack did not reach the origin).
+    const parkedBefore: Parsed[] = [];
     let largest = 0;
     for (const entry of entries) {
       // Nothing of an entry is read before its signature holds: a refused one is never applied, never
@@ -268,18 +270,18 @@ export class Applier {
         poison.push(entry);
         continue;
       }
-      // Read again (one of its events was not settled): what this process dead-lettered or parked of it
-      // then is settled already (parked events apply through the retry of parked events).
+      // Read again (a pack whose event was not settled, an ack that did not reach the origin): what this
+      // process dead-lettered of it is not copied again; what it parked is acked as parked again, not
+      // parked or applied again (parked events apply through the retry of parked events).
       if (pack?.unreadable.length && !this.deadLettered.has(entry[0])) badInPacks.push({ id: entry[0], items: pack.unreadable });
       largest = Math.max(largest, events.length + (pack?.unreadable.length ?? 0));
-      const open = pack ? events.filter((e) => !this.failures.parkedHere(e.changeId)) : events;
-      if (open.length === 0) {
-        settledAlready.push(entry[0]);
-        continue;
-      }
-      const ref: EntryRef = { id: entry[0], open: open.length };
-      for (const e of open) {
+      const ref: EntryRef = { id: entry[0], open: events.length };
+      for (const e of events) {
         const p = { id: entry[0], event: e, entry: ref };
+        if (this.failures.parkedHere(e.changeId)) {
+          parkedBefore.push(p);
+          continue;
+        }
         const why = e.origin === this.d.region ? null : this.unfit(e);
         if (why) unfit.push({ p, ...why });
         else parsed.push(p);
@@ -304,7 +306,7 @@ export class Applier {
       log.error({ packs: badInPacks.map((b) => ({ id: b.id, indexes: b.items.map((i) => i.index) })) }, 'unreadable change events of packs moved to the dead-letter stream; the rest of each pack applies');
       await this.deadLetterFromPacks(badInPacks);
     }
-    if (settledAlready.length) await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...settledAlready);
+    if (parkedBefore.length) await this.toOrigins(parkedBefore, (redis, ids) => recordParked(redis, this.d.keys, this.d.region, ids, this.d.tracker.ackTtlSeconds), 'parked before');
     if (unfit.length) await this.park(unfit);
     if (parsed.length === 0) return;
     // Our own changes were committed here before they were published: they only need acking.
@@ -570,7 +572,7 @@ export class Applier {
    * origin has the ack half way through it), only for acks beyond MAX_ACKS_IN_FLIGHT batches.
    */
   private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[], origin: string) => Promise<void>, what: string): Promise<void> {
-    const { links, region, keys, log } = this.d;
+    const { links, log } = this.d;
     const byOrigin = new Map<string, Parsed[]>();
     for (const b of batch) {
       const items = byOrigin.get(b.event.origin);
@@ -582,7 +584,7 @@ export class Applier {
         await send(links.to(origin), items.map((i) => i.event.changeId), origin);
         const settled = new Set<string>();
         for (const i of items) if (i.entry && --i.entry.open === 0) settled.add(i.entry.id);
-        if (settled.size) await links.own.xack(keys.inbox(region), region, ...settled);
+        if (settled.size) await this.xack([...settled]);
       } catch (err) {
         log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);
       }
@@ -610,11 +612,10 @@ export class Applier {
       const columns = e.held ? null : this.schemaAhead(e);
       return columns ? { ...e, held: { schema: store.schema, columns } } : e;
     };
-    const fresh = await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
-    // Counted once per event (an event of a pack read again is parked again, not counted again).
-    this.parkedEvents += fresh.size;
+    await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
+    this.parkedEvents += items.length;
     // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
-    for (const i of items) if (i.reason === 'clock-skew' && fresh.has(i.p.event.changeId)) this.onRefused?.(i.p.event.origin, i.reason);
+    for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
     log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
     await this.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
   }
@@ -641,10 +642,9 @@ export class Applier {
       { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
       'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
     );
-    const { links, keys, region } = this.d;
     for (const { entry, reason } of items) {
-      await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', entry[0], 'refused', reason, ...entry[1]);
-      await links.own.xack(keys.inbox(region), region, entry[0]);
+      await this.toDeadLetter(entry[0], ['refused', reason, ...entry[1]]);
+      await this.xack([entry[0]]);
     }
   }
 
@@ -660,7 +660,7 @@ export class Applier {
     const byOrigin = new Map<string, string[]>();
     for (const { id, items } of packs) {
       for (const i of items) {
-        await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, 'index', String(i.index), 'e', i.raw);
+        await this.toDeadLetter(id, ['index', String(i.index), 'e', i.raw]);
         const named = namedChange(i.raw);
         if (named && members.has(named.origin)) byOrigin.set(named.origin, [...(byOrigin.get(named.origin) ?? []), named.changeId]);
       }
@@ -674,11 +674,21 @@ export class Applier {
   }
 
   private async deadLetter(entries: StreamEntry[]): Promise<void> {
-    const { links, keys, region } = this.d;
     for (const [id, fields] of entries) {
-      await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
-      await links.own.xack(keys.inbox(region), region, id);
+      await this.toDeadLetter(id, fields);
+      await this.xack([id]);
     }
+  }
+
+  /** Copies an inbox entry (or a part of it) to the dead-letter stream, with this region and its entry id. */
+  private async toDeadLetter(id: string, fields: string[]): Promise<void> {
+    const { links, keys, region } = this.d;
+    await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
+  }
+
+  /** XACKs entries of this region's inbox. */
+  private async xack(ids: string[]): Promise<void> {
+    await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...ids);
   }
 }
 
@@ -744,7 +754,7 @@ function claimedOrigin(body: string | null): string | null {
 function namedChange(raw: string): { changeId: string; origin: string } | null {
   try {
     const e = JSON.parse(raw) as { changeId?: unknown; origin?: unknown } | null;
-    return e && typeof e.changeId === 'string' && /^[0-9a-f-]{36}$/i.test(e.changeId) && typeof e.origin === 'string' ? { changeId: e.changeId, origin: e.origin } : null;
+    return e && typeof e.changeId === 'string' && isUuid(e.changeId) && typeof e.origin === 'string' ? { changeId: e.changeId, origin: e.origin } : null;
   } catch {
     return null;
   }

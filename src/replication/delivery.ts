@@ -93,6 +93,11 @@ export class Deliverer {
     return out;
   }
 
+  /** The entry of one event alone. */
+  private single(e: SignedEvent): Entry {
+    return { fields: this.auth.entryFields(e), events: 1 };
+  }
+
   /** The entries that carry `groups` to a destination allowed `budget` packs: packs first, then single entries. */
   private entries(groups: readonly Group[], budget: number): Entry[] {
     const out: Entry[] = [];
@@ -101,7 +106,7 @@ export class Deliverer {
         budget -= 1;
         g.fields ??= this.auth.packFields(`[${g.bytes.join(',')}]`);
         out.push({ fields: g.fields, events: g.events.length });
-      } else for (const e of g.events) out.push({ fields: this.auth.entryFields(e), events: 1 });
+      } else out.push(...g.events.map((e) => this.single(e)));
     }
     return out;
   }
@@ -136,7 +141,7 @@ export class Deliverer {
     const plan = (region: string): Entry[] => {
       const events = batches.get(region) ?? [];
       const budget = this.packBudget(region);
-      if (budget === 0 || events.length < 2) return events.map((e) => ({ fields: this.auth.entryFields(e), events: 1 }));
+      if (budget === 0 || events.length < 2) return events.map((e) => this.single(e));
       let groups = grouped.get(events);
       if (!groups) grouped.set(events, (groups = this.groups(events)));
       return this.entries(groups, budget);

@@ -134,9 +134,7 @@ export class EventAuth {
   holds(event: SignedEvent): boolean {
     if (this.signedBytes.has(event) || !event.sig) return true;
     const body = canonicalEventBytes(event);
-    const expected = this.mac(event.sig.kid, body);
-    const given = /^[0-9a-f]{64}$/.test(event.sig.mac) ? Buffer.from(event.sig.mac, 'hex') : Buffer.alloc(0);
-    if (!expected || given.length !== expected.length || !crypto.timingSafeEqual(expected, given)) return false;
+    if (!macMatches(this.mac(event.sig.kid, body), event.sig.mac)) return false;
     this.signedBytes.set(event, body);
     return true;
   }
@@ -174,8 +172,13 @@ export class EventAuth {
     if (body === null || kid === null || mac === null) return { ok: false, reason: 'unsigned', kid, body };
     const expected = this.mac(kid, body, packed ? EVENT_PACK_MAC_CONTEXT : EVENT_MAC_CONTEXT);
     if (expected === null) return { ok: false, reason: 'unknown-key', kid, body };
-    const given = /^[0-9a-f]{64}$/.test(mac) ? Buffer.from(mac, 'hex') : Buffer.alloc(0);
-    if (given.length !== expected.length || !crypto.timingSafeEqual(expected, given)) return { ok: false, reason: 'bad-signature', kid, body };
+    if (!macMatches(expected, mac)) return { ok: false, reason: 'bad-signature', kid, body };
     return { ok: true, body, kid, packed: packed === true };
   }
+}
+
+/** Whether the hex MAC `given` is `expected` (null: no key to check it with), compared in constant time. */
+function macMatches(expected: Buffer | null, given: string): boolean {
+  const bytes = /^[0-9a-f]{64}$/.test(given) ? Buffer.from(given, 'hex') : Buffer.alloc(0);
+  return expected !== null && bytes.length === expected.length && crypto.timingSafeEqual(expected, bytes);
 }

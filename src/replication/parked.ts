@@ -19,8 +19,9 @@ export class FailureLog {
   /** Change ids with a failure row not parked yet; a successful apply deletes their row. */
   private readonly failing = new Set<string>();
   /**
-   * Change ids this process parked: a pack is read again whole while one of its events is unsettled, and
-   * an event of it parked before is then passed over as settled (the retry of parked events applies it).
+   * Change ids this process parked: read again (a pack is read again whole while one of its events is
+   * unsettled; an entry whose ack did not reach its origin is read again), such an event is acked as
+   * parked again, not parked or applied again (the retry of parked events applies it).
    */
   private readonly parkedIds = new Set<string>();
 
@@ -48,10 +49,9 @@ export class FailureLog {
     return rows[0]?.failures ?? 1;
   }
 
-  /** Parks events (keeping their failure count); returns the change ids this process had not parked before. */
-  async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<Set<string>> {
-    const fresh = new Set(items.map((i) => i.event.changeId).filter((id) => !this.parkedIds.has(id)));
-    if (items.length === 0) return fresh;
+  /** Parks events (keeping their failure count). */
+  async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<void> {
+    if (items.length === 0) return;
     await this.db.$executeRawUnsafe(
       `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
        SELECT x.change_id, x.origin_region, x.stream_id, x.event, 1, x.reason, x.last_error, now()
@@ -67,7 +67,6 @@ export class FailureLog {
       this.failing.delete(i.event.changeId);
       this.parkedIds.add(i.event.changeId);
     }
-    return fresh;
   }
 
   /** Forgets the failures of events that have now applied (only those known to have failed: no query otherwise). */

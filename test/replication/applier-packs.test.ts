@@ -76,6 +76,27 @@ test('an event of a pack that cannot apply keeps its pack pending until it is pa
   await applier.stop();
 }, 60_000);
 
+test('an event parked before whose ack did not reach its origin is acked as parked when its pack is read again, not parked again', async () => {
+  const good = orgEvent('y1');
+  const unknownTable = eventFor('widgets', 'w-again', { id: 'w-again' });
+  await rig.publishPack([unknownTable, good]);
+  const applier = await rig.applier();
+  // The first ack to the origin (the park's) fails: the pack stays pending with the parked event unsettled.
+  const links = (applier as unknown as { d: { links: { to: (r: string) => unknown } } }).d.links;
+  const to = links.to.bind(links);
+  jest.spyOn(links, 'to').mockImplementationOnce(() => {
+    throw new Error('origin Redis unreachable');
+  }).mockImplementation(to);
+  applier.start();
+  expect(await eventually(async () => (await orgName(good.orgId)) === 'y1', 10_000, 50)).toBe(true);
+  expect(await parked(unknownTable.changeId)).toBe('unknown-table');
+  // Read again (taken over after claimIdleMs): the parked event is acked as parked; the pack is XACKed.
+  expect(await eventually(async () => /^parked /.test((await rig.tracker.status(unknownTable.changeId))[REGION] ?? ''), 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
+  expect(applier.parkedEvents).toBe(1);
+  await applier.stop();
+}, 30_000);
+
 test('an unreadable event of a pack is dead-lettered alone (with its pack\'s id and index), once, and acked to its origin as parked; the rest applies; a pack with nothing readable is dead-lettered whole', async () => {
   const [fine, alsoFine] = [orgEvent('r1'), orgEvent('r2')];
   const failing = orgEvent(undefined); // keeps the pack pending for MAX_FAILURES reads
