@@ -22,10 +22,34 @@ export function createApplyPool(databaseUrl: string, max = 2): Pool {
 
 export interface PipelineOptions {
   /**
-   * The longest the transaction may run, from checkout: past it, no COMMIT is sent and a statement still
-   * running is cut off with its connection (the server rolls the transaction back). Default: no bound.
+   * The longest the transaction may run, from checkout. Past it, no COMMIT is sent, and a round trip still
+   * running is cut off with its connection. Cutting the connection alone does not stop the server: a
+   * batch that waits on a lock, or runs, goes on to its COMMIT once it can (Postgres notices a closed
+   * client only when it next writes to it). So the batch that carries COMMIT also carries, just before it,
+   * a check of the server's own clock (deadlineCheck): a transaction past its bound fails there and is
+   * rolled back, whether or not its client is still listening. Default: no bound.
    */
   timeoutMs?: number;
+}
+
+/** Time the server keeps for COMMIT and the reply after its deadline check (see deadlineCheck). */
+const COMMIT_MARGIN_MS = 2000;
+
+/** Marks the error of a failed deadline check (a cast of text that is not a number: SQLSTATE 22P02). */
+const DEADLINE_MARKER = 'transaction past its time bound';
+
+/**
+ * A statement that fails unless the server's clock is within `ms` of the transaction's start (BEGIN),
+ * with no function of the schema (the applier's and the tests' pools use it too). The failing branch casts
+ * a text built from clock_timestamp() to int: a constant would be folded, and fail, when planned.
+ */
+function deadlineCheck(ms: number): string {
+  const bound = `transaction_timestamp() + make_interval(secs => ${Math.max(0, Math.floor(ms)) / 1000})`;
+  return `SELECT CASE WHEN clock_timestamp() <= ${bound} THEN 0 ELSE ('${DEADLINE_MARKER} at ' || clock_timestamp()::text)::int END`;
+}
+
+function isDeadlineError(err: unknown): boolean {
+  return (err as { code?: string } | null)?.code === '22P02' && String((err as Error).message).includes(DEADLINE_MARKER);
 }
 
 /** A transaction of inPipeline: a Pipeline, and raw queries one round trip each (see queryable). */
@@ -43,6 +67,7 @@ export interface PipelineTx extends Pipeline {
  */
 export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<T>, opts: PipelineOptions = {}): Promise<T> {
   const client = await pool.connect();
+  const checkedOutAt = Date.now();
   let begun = false;
   let ended = false;
   let broken = false;
@@ -56,22 +81,46 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
     expired = broken = true;
     (client as PoolClient & { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }, opts.timeoutMs);
+  const pastBound = () => new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
+  // How long the transaction may run on the server's clock from its BEGIN (set when BEGIN is sent).
+  let serverBoundMs: number | null = null;
   const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {
     if (ended) throw new Error('this transaction has ended');
-    if (expired) throw new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
+    if (expired) throw pastBound();
     const texts: string[] = [];
-    // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
-    // locks the statements before it waited for.
-    if (!begun) texts.push(...preparedStatements.reset(client), 'BEGIN ISOLATION LEVEL READ COMMITTED');
+    // Statements of this registry the connection may hold under names it no longer knows are dropped first,
+    // inside the transaction: before BEGIN they would run in an implicit transaction of the database's
+    // default isolation, after which BEGIN ISOLATION LEVEL fails (25001) on every transaction of this
+    // connection. DEALLOCATE is not transactional, so a rollback does not bring them back.
+    const reset = begun ? [] : preparedStatements.reset(client);
     // Where each statement's own result is (a PREPARE before it has one too).
     const at: number[] = [];
     const preparing: string[] = [];
-    for (const st of statements) {
-      const text = preparedStatements.text(client, st, texts, preparing);
-      at.push(texts.length);
-      texts.push(text);
+    try {
+      // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
+      // locks the statements before it waited for.
+      if (!begun) {
+        texts.push('BEGIN ISOLATION LEVEL READ COMMITTED', ...reset);
+        if (opts.timeoutMs !== undefined) {
+          // What is left of the bound when BEGIN leaves, less the time COMMIT and its reply may take: the
+          // server refuses to commit later than the client would still be listening.
+          const left = opts.timeoutMs - (Date.now() - checkedOutAt);
+          serverBoundMs = left - Math.min(COMMIT_MARGIN_MS, left / 10);
+        }
+      }
+      for (const st of statements) {
+        const text = preparedStatements.text(client, st, texts, preparing);
+        at.push(texts.length);
+        texts.push(text);
+      }
+    } catch (err) {
+      if (reset.length) preparedStatements.unknown(client); // the DEALLOCATE was never sent
+      throw err;
     }
-    if (last) texts.push('COMMIT');
+    if (last) {
+      if (serverBoundMs !== null) texts.push(deadlineCheck(serverBoundMs));
+      texts.push('COMMIT');
+    }
     begun = true;
     ended = last;
     try {
@@ -79,9 +128,13 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
       preparedStatements.done(client, preparing);
       return at.map((i) => results[i] as QueryResult);
     } catch (err) {
-      // Whether a PREPARE of this batch took effect is not known: the connection starts its next
-      // transaction by dropping this registry's statements (see preparedStatements.reset).
-      if (preparing.length) preparedStatements.unknown(client);
+      // Whether a PREPARE or the DEALLOCATE of this batch took effect is not known: the connection starts
+      // its next transaction by dropping this registry's statements (see preparedStatements.reset).
+      if (preparing.length || reset.length) preparedStatements.unknown(client);
+      if (isDeadlineError(err)) {
+        expired = true;
+        throw pastBound();
+      }
       throw err;
     }
   };
@@ -95,7 +148,7 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
     return out;
   } catch (err) {
     if (begun && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
-    if (expired) throw new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
+    if (expired) throw pastBound();
     throw err;
   } finally {
     if (timer) clearTimeout(timer);
@@ -139,7 +192,7 @@ const preparedStatements = {
   dirty: new WeakSet<PoolClient>(),
 
   /**
-   * What a connection sends before its next transaction when its statements are unknown: drop the ones of
+   * What a connection sends at the start of its next transaction (after BEGIN) when its statements are unknown: drop the ones of
    * this registry (named r_…) that exist. Not DEALLOCATE ALL: the pool's connections also carry statements
    * the pg driver prepared by name for others (findCredential's), which the driver believes still there.
    */

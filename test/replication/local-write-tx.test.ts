@@ -94,7 +94,20 @@ test('lock() takes the key\'s lock and reads the row in one round trip, after th
   expect(roundTrips).toBe(1);
 });
 
-test('a transaction that runs past its time bound commits nothing', async () => {
+/** Until no other backend of this database runs a statement containing `marker` (the server has finished it). */
+async function serverDone(marker: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await s.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND query LIKE '%' || $1 || '%'",
+      [marker],
+    );
+    if (rows[0]?.n === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the server still runs ${marker}`);
+}
+
+test('a transaction that runs past its time bound commits nothing, even once the server finishes its batch', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b5';
   const first = row(id, v(1000), 'first');
   await s.store.apply(s.db, [change(first)]);
@@ -103,15 +116,55 @@ test('a transaction that runs past its time bound commits nothing', async () => 
     s.pool,
     async (tx) => {
       await tx.run([{ sql: "UPDATE saml_provider_credentials SET label = 'too late' WHERE id = $1::uuid", values: [id], exec: true }]);
-      await tx.run([{ sql: 'SELECT pg_sleep(5)', values: [] }], true);
+      // The batch that carries COMMIT runs on after the client gave up (it cut the connection at 300 ms).
+      await tx.run([{ sql: 'SELECT pg_sleep(1.5) AS past_bound_marker_b5', values: [] }], true);
     },
     { timeoutMs: 300 },
   ).catch((e: unknown) => e);
   expect(String((err as Error).message)).toMatch(/ran past its 300 ms/);
-  expect(Date.now() - started).toBeLessThan(4000);
+  expect(Date.now() - started).toBeLessThan(1400);
+  await serverDone('past_bound_marker_b5');
+  // The server reached COMMIT after the bound: its own deadline check refused it.
   expect((await stored(id))?.label).toBe('first');
   // The pool goes on with a fresh connection.
   expect((await s.pool.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
+});
+
+test('a transaction whose commit batch waits on a lock past its bound commits nothing once the lock is free', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000b8';
+  await s.store.apply(s.db, [change(row(id, v(1000), 'first'))]);
+  // Another session holds the key's lock (an apply, an operator's session) for longer than the bound.
+  const holder = await s.pool.connect();
+  await holder.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lock_marker_b8', 0))");
+  try {
+    const err = await inPipeline(
+      s.pool,
+      (tx) =>
+        tx.run(
+          [
+            { sql: "SELECT pg_advisory_xact_lock(hashtextextended('lock_marker_b8', 0))", values: [] },
+            { sql: "UPDATE saml_provider_credentials SET label = 'after the lock' WHERE id = $1::uuid", values: [id], exec: true },
+          ],
+          true,
+        ),
+      { timeoutMs: 300 },
+    ).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/ran past its 300 ms/);
+  } finally {
+    await holder.query('COMMIT');
+    holder.release();
+  }
+  await serverDone('lock_marker_b8');
+  expect((await stored(id))?.label).toBe('first');
+});
+
+test('a transaction within its bound commits with the deadline check in its last batch', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000b9';
+  await s.store.apply(s.db, [change(row(id, v(1000), 'first'))]);
+  await inPipeline(s.pool, (tx) => tx.run([{ sql: "UPDATE saml_provider_credentials SET label = 'in time' WHERE id = $1::uuid", values: [id], exec: true }], true), {
+    timeoutMs: 5000,
+  });
+  expect((await stored(id))?.label).toBe('in time');
 });
 
 describe('prepared statements (Statement.prepare)', () => {
@@ -144,6 +197,22 @@ describe('prepared statements (Statement.prepare)', () => {
     const rows = await inPipeline(one, async (tx) => (await tx.run([{ ...other, values: [6, 3] }], true))[0]);
     expect(rows).toEqual([{ q: 2 }]);
     expect((await prepared()).filter((p) => p.statement.includes('AS q'))).toHaveLength(1);
+  });
+
+  test('a failed batch with a PREPARE leaves the connection usable when the database\'s default isolation is not READ COMMITTED', async () => {
+    // The statements dropped before the next transaction must not run ahead of its BEGIN: in an implicit
+    // transaction of this default, after which BEGIN ISOLATION LEVEL fails (25001) on every transaction.
+    await one.query("SET default_transaction_isolation = 'repeatable read'"); // this connection (pool of one)
+    try {
+      const mod: Statement = { sql: 'SELECT $1::int % $2::int AS m', values: [], prepare: true };
+      await expect(inPipeline(one, (tx) => tx.run([{ ...mod, values: [1, 0] }], true))).rejects.toThrow(/division by zero/);
+      for (let i = 0; i < 2; i++) {
+        const rows = await inPipeline(one, async (tx) => (await tx.run([{ ...mod, values: [7, 4] }], true))[0]);
+        expect(rows).toEqual([{ m: 3 }]);
+      }
+    } finally {
+      await one.query('RESET default_transaction_isolation');
+    }
   });
 
   test('a failed batch leaves the statements the pg driver prepared by name on the connection (a read\'s) working', async () => {
