@@ -249,12 +249,17 @@ export class OutboxRelay {
     await pipe.exec();
   }
 
-  /** Records (once per incarnation of a destination's inbox) the first id it holds; returns the record. */
+  /**
+   * Records (once per incarnation of a destination's inbox) the first id it holds; returns the record (null
+   * while there is none). An empty inbox is not marked: one its Redis recreated empty after losing its data
+   * (the applier's MKSTREAM) has no id of its own yet, and a mark below its first entry would take every
+   * entry the old incarnation lost for one the cap trimmed (none would be delivered again).
+   */
   private async markBorn(dest: string, bounds: StreamBounds | null): Promise<string | null> {
     const { links, keys } = this.d;
     if (!bounds) return null;
     const redis = links.to(dest);
-    await redis.set(keys.inboxBorn(dest), bounds.firstId ?? bounds.lastGeneratedId, 'NX');
+    if (bounds.firstId) await redis.set(keys.inboxBorn(dest), bounds.firstId, 'NX');
     return redis.get(keys.inboxBorn(dest));
   }
 
@@ -277,8 +282,14 @@ export class OutboxRelay {
     // the new mark is newer than every entry delivered before, which are lost.)
     const bounds = await streamBounds(redis, stream);
     const born = await this.markBorn(dest, bounds);
+    // Acked since confirm() read the acks (applied and XACKed, then trimmed below the group's floor): done.
+    const ackPipe = links.own.pipeline();
+    for (const r of missing) ackPipe.hexists(keys.ack(r.change_id), dest);
+    const ackRes = (await ackPipe.exec()) ?? [];
+    const ackedNow = missing.filter((_, i) => ackRes[i]?.[0] === null && ackRes[i]?.[1] === 1);
+    if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest })));
     const trimmed = missing.filter((r) => {
-      if (born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
+      if (ackedNow.includes(r) || born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
       return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
     });
     if (trimmed.length) {
@@ -287,7 +298,7 @@ export class OutboxRelay {
       await this.confirmDeliveries(trimmed.map((r) => ({ changeId: r.change_id, region: dest })));
       this.trimmedUnconfirmed += trimmed.length;
     }
-    const lost = missing.filter((r) => !trimmed.includes(r));
+    const lost = missing.filter((r) => !trimmed.includes(r) && !ackedNow.includes(r));
     if (lost.length === 0) return;
     log.warn({ count: lost.length, destination: dest }, 'delivered changes are missing from a region\'s inbox and unconfirmed; delivering them again');
     const events = await db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(

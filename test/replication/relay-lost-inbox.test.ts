@@ -1,0 +1,157 @@
+/**
+ * The origin's relay tells an inbox entry lost with its Redis (delivered again) from one trimmed by the
+ * inbox's cap (the region needs a re-seed) by the inbox's birth mark: the first id of the inbox's current
+ * incarnation. A Redis that lost its data lost the mark too; the applier recreates the inbox empty
+ * (MKSTREAM), and the mark must not be taken from an empty inbox, or every entry the old incarnation lost
+ * looks trimmed. Here with a Redis server of the test's own (its data lost by restarting it) and the
+ * relay's database calls recorded.
+ */
+import Redis from 'ioredis';
+import { createLogger } from '../../src/logger';
+import { replicationKeys } from '../../src/redis';
+import type { Db } from '../../src/db/client';
+import type { Deliverer } from '../../src/replication/delivery';
+import type { EventAuth, SignedEvent } from '../../src/replication/event-auth';
+import { RedisLinks } from '../../src/replication/links';
+import { readMembers, writeMember } from '../../src/replication/membership';
+import { OutboxRelay } from '../../src/replication/relay';
+import type { Tracker } from '../../src/replication/tracker';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
+
+let server: OwnRedis;
+beforeAll(async () => {
+  server = await ownRedis();
+  await server.start();
+});
+afterAll(() => server.kill());
+
+const keys = replicationKeys('relaylost:');
+const stream = keys.inbox('c');
+
+interface Rig {
+  redis: Redis;
+  relay: OutboxRelay;
+  statements: string[];
+  redelivered: string[];
+  redeliverLost(rows: { change_id: string; stream_id: string }[]): Promise<void>;
+  close(): void;
+}
+
+function rig(): Rig {
+  const redis = new Redis(server.url);
+  const links = new RedisLinks({ region: 'a', own: redis, name: 'relaylost', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
+  const statements: string[] = [];
+  const redelivered: string[] = [];
+  const db = {
+    $executeRawUnsafe: async (sql: string, ...args: unknown[]) => {
+      statements.push(`${sql.trim().split(/\s+/).slice(0, 2).join(' ')} ${JSON.stringify(args[0])}`);
+      return 0;
+    },
+    $queryRawUnsafe: async (_sql: string, ids: string[]) => ids.map((id) => ({ change_id: id, event: { changeId: id } })),
+  } as unknown as Db;
+  const deliverer = {
+    deliver: async (_links: unknown, dest: string, events: SignedEvent[]) => {
+      redelivered.push(...events.map((e) => e.changeId));
+      return Promise.all(events.map((e) => redis.xadd(keys.inbox(dest), '*', 'e', e.changeId) as Promise<string>));
+    },
+  } as unknown as Deliverer;
+  const relay = new OutboxRelay({
+    db,
+    links,
+    keys,
+    tracker: {} as Tracker,
+    region: 'a',
+    regions: ['a', 'c'],
+    log: createLogger({ level: 'silent' }),
+    auth: {} as EventAuth,
+    deliverer,
+  });
+  const redeliverLost = (rows: { change_id: string; stream_id: string }[]) =>
+    (relay as unknown as { redeliverLost(dest: string, r: typeof rows): Promise<void> }).redeliverLost('c', rows);
+  return {
+    redis,
+    relay,
+    statements,
+    redelivered,
+    redeliverLost,
+    close: () => {
+      links.disconnect();
+      redis.disconnect();
+    },
+  };
+}
+
+/** Three entries delivered into c's inbox and never acked; the origin's trim marks the inbox's birth. */
+async function deliveredThree(r: Rig) {
+  await r.redis.xgroup('CREATE', stream, 'c', '0', 'MKSTREAM');
+  const rows: { change_id: string; stream_id: string }[] = [];
+  for (let i = 0; i < 3; i++) rows.push({ change_id: `change-${i}`, stream_id: (await r.redis.xadd(stream, '*', 'e', `old ${i}`)) as string });
+  await r.relay.trim(true);
+  expect(await r.redis.get(keys.inboxBorn('c'))).toBe(rows[0]?.stream_id);
+  return rows;
+}
+
+/** c's Redis restarts without its data; c registers again and its applier recreates its group, empty. */
+async function lostAndRecreated(r: Rig) {
+  await server.kill();
+  await server.start();
+  for (let i = 0; i < 100 && r.redis.status !== 'ready'; i++) await new Promise((res) => setTimeout(res, 50));
+  await writeMember(r.redis, keys, 'c', { state: 'active' });
+  await r.redis.xgroup('CREATE', stream, 'c', '0', 'MKSTREAM');
+}
+
+test('entries an inbox lost with its Redis are delivered again even when a trim ran while the recreated inbox was empty', async () => {
+  const r = rig();
+  try {
+    const rows = await deliveredThree(r);
+    await lostAndRecreated(r);
+    // An origin's periodic trim while the new inbox is still empty: no birth mark from it.
+    await r.relay.trim(true);
+    expect(await r.redis.get(keys.inboxBorn('c'))).toBeNull();
+    // The deliveries go stale over two cycles of the relay: the first redelivery becomes the inbox's first
+    // entry (its birth), and the later one is still taken for lost, not for trimmed.
+    await r.redeliverLost(rows.slice(0, 2));
+    await r.redeliverLost(rows.slice(2));
+    expect(r.redelivered).toEqual(['change-0', 'change-1', 'change-2']);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+  } finally {
+    r.close();
+  }
+});
+
+test('an entry trimmed by the cap below the inbox\'s birth is still told apart (confirmed, the region marked for a re-seed)', async () => {
+  const r = rig();
+  try {
+    await r.redis.flushall(); // the test's own server: a clean slate
+    await writeMember(r.redis, keys, 'c', { state: 'active' });
+    const rows = await deliveredThree(r);
+    // The cap trims the first two (never acked); the third is still there.
+    await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
+    await r.redeliverLost(rows);
+    expect(r.redelivered).toEqual([]);
+    expect(r.relay.trimmedUnconfirmed).toBe(2);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('joining');
+  } finally {
+    r.close();
+  }
+});
+
+test('an entry gone from the inbox because its region acked it meanwhile is confirmed, neither redelivered nor taken for trimmed', async () => {
+  const r = rig();
+  try {
+    await r.redis.flushall();
+    await writeMember(r.redis, keys, 'c', { state: 'active' });
+    const rows = await deliveredThree(r);
+    // c applied and acked the first two after the relay read the acks; a trim removed them.
+    for (const row of rows.slice(0, 2)) await r.redis.hset(keys.ack(row.change_id), 'c', `applied@${new Date().toISOString()}`);
+    await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
+    await r.redeliverLost(rows);
+    expect(r.redelivered).toEqual([]);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+    expect(r.statements.some((st) => st.startsWith('UPDATE replication_deliveries') && st.includes('change-0') && st.includes('change-1'))).toBe(true);
+  } finally {
+    r.close();
+  }
+});
