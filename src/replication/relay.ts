@@ -52,6 +52,11 @@ interface DeliveryState {
   confirmed: boolean;
 }
 
+/** Unpublished rows read per page; pages per call of the tail pass and of the sweep (see publishPending). */
+const PAGE_ROWS = 500;
+const TAIL_PAGES = 20;
+const SWEEP_PAGES = 4;
+
 export class OutboxRelay {
   private readonly loop: Loop;
   private lastTrim = 0;
@@ -120,49 +125,103 @@ export class OutboxRelay {
 
   /**
    * Delivers unpublished rows older than `minAgeMs` (the fast path handles fresh ones) to the destinations
-   * that lack them, in order. Returns how many rows became published.
+   * that lack them, in order within each pass. Returns how many rows became published. While a destination
+   * is down, every row waits for it and the unpublished backlog grows without bound, so each call reads a
+   * bounded part of it, in two passes, and a row another destination lacks is never stuck behind rows
+   * that only the down one lacks: first the rows added since the last call (where the fast path's misses
+   * are: a destination's Redis blipped, the process crashed after commit), then a sweep that resumes where
+   * the last call's stopped and wraps around the whole backlog (rows that committed late, the backlog of a
+   * process that restarted).
    */
   async publishPending(minAgeMs: number): Promise<number> {
-    const { db, tracker, region } = this.d;
     // Every cycle: the cached members will do (confirm() reads them fresh and delivers to newcomers).
     const destinations = await this.destinations(true);
     const down = new Set<string>();
     let total = 0;
-    let after = 0n;
-    for (;;) {
-      const rows = await db.$queryRawUnsafe<{ id: bigint; change_id: string; event: SignedEvent; delivered: string[] }[]>(
-        `SELECT o.id, o.change_id::text, o.event, ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered
-           FROM replication_outbox o
-          WHERE o.published_at IS NULL AND o.id > $2 AND o.created_at < now() - make_interval(secs => $1::float8 / 1000)
-          ORDER BY o.id LIMIT 500`,
-        minAgeMs,
-        after,
-      );
-      const last = rows[rows.length - 1];
-      if (!last) return total;
-      after = last.id;
-      const needs = new Map<string, { changeId: string; event: SignedEvent }[]>();
-      for (const r of rows) {
-        for (const dest of destinations) {
-          if (r.delivered.includes(dest) || down.has(dest)) continue;
-          let list = needs.get(dest);
-          if (!list) needs.set(dest, (list = []));
-          list.push({ changeId: r.change_id, event: r.event });
-        }
-      }
-      const { made, failed } = await this.deliverMissing(needs);
-      for (const f of failed) down.add(f);
-      const have = new Map(rows.map((r) => [r.change_id, new Set(r.delivered)]));
-      for (const m of made) have.get(m.changeId)?.add(m.region);
-      const published = rows.filter((r) => destinations.every((dest) => have.get(r.change_id)?.has(dest))).map((r) => r.change_id);
-      await recordDeliveries(db, made, published);
-      // The origin's own ack is "applied": its transaction put every row.
-      if (published.length) await tracker.ack(region, published).catch(() => undefined);
-      total += published.length;
-      this.published += published.length;
-      // Every destination these rows still lack is down: the rest would wait for it too.
-      if (rows.length < 500 || (made.length === 0 && needs.size === 0 && down.size > 0)) return total;
+    // The tail: rows after the highest id the last call read (at the first call, the backlog's end: what
+    // lies before it is the sweep's).
+    this.tail ??= BigInt((await this.d.db.$queryRawUnsafe<{ max: bigint | null }[]>('SELECT max(id) AS max FROM replication_outbox'))[0]?.max ?? 0n);
+    for (let i = 0; i < TAIL_PAGES; i++) {
+      const page = await this.publishPage({ after: this.tail, minAgeMs }, destinations, down);
+      total += page.published;
+      if (page.last === null) break;
+      this.tail = page.last;
     }
+    for (let i = 0; i < SWEEP_PAGES; i++) {
+      const page = await this.publishPage({ after: this.sweep, minAgeMs }, destinations, down);
+      total += page.published;
+      // At the backlog's end the sweep starts over from its beginning (next call).
+      this.sweep = page.last ?? 0n;
+      if (page.last === null) break;
+    }
+    return total;
+  }
+
+  /** Keyset cursors of publishPending's two passes over the unpublished rows. */
+  private tail: bigint | null = null;
+  private sweep = 0n;
+
+  /**
+   * One page of unpublished rows (after an id, or named ones): each is delivered to the destinations that
+   * lack a delivery of it (but those `down` already failed in this call; a new failure joins them), and
+   * marked published once every destination has one. `last`: the page's last id, null when the page was
+   * not full (nothing after it).
+   */
+  private async publishPage(
+    which: { after: bigint; minAgeMs: number } | { changeIds: readonly string[] },
+    destinations: readonly string[],
+    down: Set<string>,
+  ): Promise<{ published: number; last: bigint | null }> {
+    const { db, tracker, region } = this.d;
+    const delivered = 'ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered';
+    const rows =
+      'changeIds' in which
+        ? await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[] }[]>(
+            `SELECT o.id, o.change_id::text, ${delivered} FROM replication_outbox o WHERE o.change_id = ANY($1::uuid[]) ORDER BY o.id`,
+            which.changeIds,
+          )
+        : await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[] }[]>(
+            // The events are read only for the rows that need a delivery: most rows of a backlog behind a
+            // down destination need none this time.
+            `SELECT o.id, o.change_id::text, ${delivered}
+               FROM replication_outbox o
+              WHERE o.published_at IS NULL AND o.id > $2 AND o.created_at < now() - make_interval(secs => $1::float8 / 1000)
+              ORDER BY o.id LIMIT ${PAGE_ROWS}`,
+            which.minAgeMs,
+            which.after,
+          );
+    const needed = new Set<string>();
+    for (const r of rows) for (const dest of destinations) if (!r.delivered.includes(dest) && !down.has(dest)) needed.add(r.change_id);
+    const events = new Map<string, SignedEvent>();
+    if (needed.size) {
+      const read = await db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(
+        'SELECT change_id::text, event FROM replication_outbox WHERE change_id = ANY($1::uuid[])',
+        [...needed],
+      );
+      for (const e of read) events.set(e.change_id, e.event);
+    }
+    const needs = new Map<string, { changeId: string; event: SignedEvent }[]>();
+    for (const r of rows) {
+      const event = events.get(r.change_id);
+      if (!event) continue; // needs nothing, or gone meanwhile
+      for (const dest of destinations) {
+        if (r.delivered.includes(dest) || down.has(dest)) continue;
+        let list = needs.get(dest);
+        if (!list) needs.set(dest, (list = []));
+        list.push({ changeId: r.change_id, event });
+      }
+    }
+    const { made, failed } = needs.size ? await this.deliverMissing(needs) : { made: [], failed: new Set<string>() };
+    for (const f of failed) down.add(f);
+    const have = new Map(rows.map((r) => [r.change_id, new Set(r.delivered)]));
+    for (const m of made) have.get(m.changeId)?.add(m.region);
+    const published = rows.filter((r) => destinations.every((dest) => have.get(r.change_id)?.has(dest))).map((r) => r.change_id);
+    await recordDeliveries(db, made, published);
+    // The origin's own ack is "applied": its transaction put every row.
+    if (published.length) await tracker.ack(region, published).catch(() => undefined);
+    this.published += published.length;
+    const last = rows[rows.length - 1];
+    return { published: published.length, last: 'changeIds' in which || rows.length < PAGE_ROWS || !last ? null : last.id };
   }
 
   async confirm(): Promise<void> {
@@ -218,7 +277,7 @@ export class OutboxRelay {
       // Rows a member has no delivery of (it joined since they were published): deliver them now.
       if (missing.size) {
         await db.$executeRawUnsafe('UPDATE replication_outbox SET published_at = NULL WHERE change_id = ANY($1::uuid[])', [...missing]);
-        await this.publishPending(0);
+        await this.publishPage({ changeIds: [...missing] }, destinations, new Set());
       }
       if (suspects.size) await eachRegion([...suspects.keys()], (dest) => this.redeliverLost(dest, suspects.get(dest) ?? []));
     }
