@@ -288,6 +288,19 @@ export class Membership {
     const joining = (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
     await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active'), true);
+    // Its own copy lacks the region itself: new, or this Redis lost its data (an applier that met NOGROUP
+    // joins again). Every other member found in a peer's copy or known to this process goes back in too,
+    // as refresh() does: a region added at runtime is in no config here, and once this region's own entry
+    // is back, nothing else would restore it (until its own processes copy it over, which they cannot while
+    // it is down); meanwhile no change would be delivered to it and the relay would confirm them without it.
+    if (!members.has(region)) {
+      const others = new Map([...this.known].filter(([, m]) => m.registered));
+      for (const [r, m] of seen) others.set(r, m);
+      for (const m of others.values()) {
+        if (m.region === region || members.has(m.region)) continue;
+        await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true);
+      }
+    }
     if (joining) log.warn({ region }, 'joined a running deployment: re-seed this region from a peer (npm run reseed), see README "Adding a region"');
     this.joined = true;
     for (const [r, m] of seen) links.learn(r, m.redisUrl);

@@ -65,6 +65,46 @@ test('a region added at runtime (in no config here) stays a member when this reg
   expect(restored).toMatchObject({ state: 'active', redisUrl: REDIS_URL });
 });
 
+test('a region added at runtime stays a member when this region\'s Redis lost the record and an applier joins again (NOGROUP) before the next refresh', async () => {
+  await writeMember(redis, keys, 'south-chile', { state: 'active', redis_url: REDIS_URL });
+  await membership.refresh();
+  expect(membership.regions()).toContain('south-chile');
+  await redis.del(keys.members);
+  // The applier meets NOGROUP and registers again first: its own entry back, refresh() sees no loss.
+  await membership.join();
+  await membership.refresh();
+  expect(membership.regions()).toContain('south-chile');
+  expect((await readMembers(redis, keys)).members.get('south-chile')).toMatchObject({ state: 'active', redisUrl: REDIS_URL });
+});
+
+test('a process that starts after its Redis lost the record takes the members a peer\'s copy holds, a region added at runtime included', async () => {
+  // europe-belgium's copy lives in a Redis of its own (another database of the shared server).
+  const peerUrl = `${REDIS_URL}/7`;
+  const peer = new Redis(peerUrl);
+  const peerLinks = new RedisLinks({
+    region: 'us-iowa',
+    own: redis,
+    name: 'membership-test-peer',
+    defaultUrl: REDIS_URL,
+    configured: new Map([['us-iowa', REDIS_URL], ['europe-belgium', peerUrl]]),
+  });
+  const fresh = new Membership({ links: peerLinks, subscriber, keys, region: 'us-iowa', configured: regions, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
+  try {
+    await writeMember(peer, keys, 'europe-belgium', { state: 'active', redis_url: peerUrl });
+    await writeMember(peer, keys, 'us-iowa', { state: 'active', redis_url: REDIS_URL });
+    await writeMember(peer, keys, 'south-peru', { state: 'joining', redis_url: REDIS_URL });
+    await redis.del(keys.members);
+    await fresh.join();
+    expect(fresh.regions()).toContain('south-peru');
+    expect((await readMembers(redis, keys)).members.get('south-peru')).toMatchObject({ state: 'joining' });
+  } finally {
+    fresh.stop();
+    peerLinks.disconnect();
+    await peer.del(keys.members);
+    peer.disconnect();
+  }
+});
+
 test('a re-seed marks its target active only if nothing marked it behind again while it copied', async () => {
   await writeMember(redis, keys, 'asia-japan', { state: 'active' });
   await updateMember(redis, keys, 'asia-japan', { state: 'joining', reseed: 'copy-1' });
