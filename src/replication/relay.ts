@@ -20,6 +20,7 @@ import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, str
 import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { Loop } from './loop';
+import { IN_FLIGHT_MS } from './horizon';
 
 export interface RelayDeps {
   db: Db;
@@ -56,6 +57,8 @@ interface DeliveryState {
 const PAGE_ROWS = 500;
 const TAIL_PAGES = 20;
 const SWEEP_PAGES = 4;
+/** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
+const TAIL_HOLD_MS = 30_000;
 
 export class OutboxRelay {
   private readonly loop: Loop;
@@ -126,30 +129,45 @@ export class OutboxRelay {
   /**
    * Delivers unpublished rows older than `minAgeMs` (the fast path handles fresh ones) to the destinations
    * that lack them, in order within each pass. Returns how many rows became published. While a destination
-   * is down, every row waits for it and the unpublished backlog grows without bound, so each call reads a
-   * bounded part of it, in two passes, and a row another destination lacks is never stuck behind rows
-   * that only the down one lacks: first the rows added since the last call (where the fast path's misses
-   * are: a destination's Redis blipped, the process crashed after commit), then a sweep that resumes where
-   * the last call's stopped and wraps around the whole backlog (rows that committed late, the backlog of a
-   * process that restarted).
+   * is down, every row waits for it and the unpublished backlog grows without bound, so a call reads only a
+   * bounded part of what needs nothing, in two passes, and a row another destination lacks is never stuck
+   * behind rows that only the down one lacks:
+   * - the tail: the rows added since the last call, where the fast path's misses are (a destination's
+   *   Redis blipped, the process crashed after commit). It does not move past a row that a destination
+   *   failing for less than TAIL_HOLD_MS lacks (a blip: that row is tried again next call); a destination
+   *   failing longer is down, and its rows are left to the sweep. At the first call it starts before the
+   *   rows of the last IN_FLIGHT_MS + a minute (those of a process that just restarted);
+   * - the sweep: resumes where the last call's stopped and wraps around the whole backlog, reading on as
+   *   long as its pages deliver something (a destination back after an outage gets its backlog at once) and
+   *   SWEEP_PAGES pages that deliver nothing.
    */
   async publishPending(minAgeMs: number): Promise<number> {
     // Every cycle: the cached members will do (confirm() reads them fresh and delivers to newcomers).
     const destinations = await this.destinations(true);
     const down = new Set<string>();
     let total = 0;
-    // The tail: rows after the highest id the last call read (at the first call, the backlog's end: what
-    // lies before it is the sweep's).
-    this.tail ??= BigInt((await this.d.db.$queryRawUnsafe<{ max: bigint | null }[]>('SELECT max(id) AS max FROM replication_outbox'))[0]?.max ?? 0n);
+    this.tail ??= BigInt(
+      (
+        await this.d.db.$queryRawUnsafe<{ start: bigint | null }[]>(
+          `SELECT COALESCE((SELECT min(id) - 1 FROM replication_outbox WHERE created_at > now() - make_interval(secs => $1::float8 / 1000)),
+                           (SELECT max(id) FROM replication_outbox), 0) AS start`,
+          IN_FLIGHT_MS + 60_000,
+        )
+      )[0]?.start ?? 0n,
+    );
+    let held: bigint | null = null;
     for (let i = 0; i < TAIL_PAGES; i++) {
       const page = await this.publishPage({ after: this.tail, minAgeMs }, destinations, down);
       total += page.published;
+      if (page.heldFrom !== null && held === null) held = page.heldFrom;
       if (page.last === null) break;
       this.tail = page.last;
     }
-    for (let i = 0; i < SWEEP_PAGES; i++) {
+    if (held !== null && held <= this.tail) this.tail = held - 1n;
+    for (let idle = 0; idle < SWEEP_PAGES; ) {
       const page = await this.publishPage({ after: this.sweep, minAgeMs }, destinations, down);
       total += page.published;
+      if (page.made === 0) idle++;
       // At the backlog's end the sweep starts over from its beginning (next call).
       this.sweep = page.last ?? 0n;
       if (page.last === null) break;
@@ -160,6 +178,8 @@ export class OutboxRelay {
   /** Keyset cursors of publishPending's two passes over the unpublished rows. */
   private tail: bigint | null = null;
   private sweep = 0n;
+  /** Per destination: since when its deliveries fail (cleared by one that succeeds). */
+  private readonly failingSince = new Map<string, number>();
 
   /**
    * One page of unpublished rows (after an id, or named ones): each is delivered to the destinations that
@@ -171,7 +191,7 @@ export class OutboxRelay {
     which: { after: bigint; minAgeMs: number } | { changeIds: readonly string[] },
     destinations: readonly string[],
     down: Set<string>,
-  ): Promise<{ published: number; last: bigint | null }> {
+  ): Promise<{ published: number; made: number; heldFrom: bigint | null; last: bigint | null }> {
     const { db, tracker, region } = this.d;
     const delivered = 'ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered';
     const rows =
@@ -212,7 +232,12 @@ export class OutboxRelay {
       }
     }
     const { made, failed } = needs.size ? await this.deliverMissing(needs) : { made: [], failed: new Set<string>() };
-    for (const f of failed) down.add(f);
+    const now = Date.now();
+    for (const f of failed) {
+      down.add(f);
+      if (!this.failingSince.has(f)) this.failingSince.set(f, now);
+    }
+    for (const m of made) this.failingSince.delete(m.region);
     const have = new Map(rows.map((r) => [r.change_id, new Set(r.delivered)]));
     for (const m of made) have.get(m.changeId)?.add(m.region);
     const published = rows.filter((r) => destinations.every((dest) => have.get(r.change_id)?.has(dest))).map((r) => r.change_id);
@@ -220,8 +245,16 @@ export class OutboxRelay {
     // The origin's own ack is "applied": its transaction put every row.
     if (published.length) await tracker.ack(region, published).catch(() => undefined);
     this.published += published.length;
+    // The first row a destination that only began failing lacks (see publishPending's tail).
+    const blipping = [...down].filter((dest) => now - (this.failingSince.get(dest) ?? now) < TAIL_HOLD_MS);
+    const heldRow = blipping.length ? rows.find((r) => blipping.some((dest) => !have.get(r.change_id)?.has(dest))) : undefined;
     const last = rows[rows.length - 1];
-    return { published: published.length, last: 'changeIds' in which || rows.length < PAGE_ROWS || !last ? null : last.id };
+    return {
+      published: published.length,
+      made: made.length,
+      heldFrom: heldRow ? BigInt(heldRow.id) : null,
+      last: 'changeIds' in which || rows.length < PAGE_ROWS || !last ? null : last.id,
+    };
   }
 
   async confirm(): Promise<void> {

@@ -2,8 +2,8 @@
  * The origin's relay delivers the rows its fast path missed. While one destination is down, every row
  * waits for it and the unpublished backlog grows; a row that another, reachable destination lacks must
  * still reach it within a few cycles, wherever it lies in that backlog (README: one destination that is
- * down never holds back the others). A migrated database of the test's own, the shared Redis for the
- * reachable destination b, and nothing listening where destination c's Redis should be.
+ * down never holds back the others). A migrated database of the test's own, a Redis of the test's own for
+ * the reachable destination b (stopped to make it blip), and nothing where destination c's Redis should be.
  */
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
@@ -16,16 +16,19 @@ import { OutboxRelay } from '../../src/replication/relay';
 import type { Tracker } from '../../src/replication/tracker';
 import { freePorts, REDIS_URL, testEventAuth } from '../support/env';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 let m: MigratedDb;
+let bServer: OwnRedis;
 let own: Redis;
 let links: RedisLinks;
-let relay: OutboxRelay;
 const keys = replicationKeys(`relaypub${process.pid}:`);
 const auth = testEventAuth();
 
 beforeAll(async () => {
   m = await migratedDb('relaypublish');
+  bServer = await ownRedis();
+  await bServer.start();
   const [nowhere = 1] = await freePorts(1);
   own = new Redis(REDIS_URL);
   links = new RedisLinks({
@@ -33,9 +36,22 @@ beforeAll(async () => {
     own,
     name: 'relaypub',
     defaultUrl: REDIS_URL,
-    configured: new Map([['a', REDIS_URL], ['b', REDIS_URL], ['c', `redis://127.0.0.1:${nowhere}`]]),
+    configured: new Map([['a', REDIS_URL], ['b', bServer.url], ['c', `redis://127.0.0.1:${nowhere}`]]),
   });
-  relay = new OutboxRelay({
+}, 60_000);
+afterAll(async () => {
+  links.disconnect();
+  own.disconnect();
+  await bServer.kill();
+  await m.close();
+});
+
+const pool = () => poolOf(m.db);
+
+/** A relay of its own (its cursors start afresh) over an empty outbox. */
+async function freshRelay(): Promise<OutboxRelay> {
+  await pool().query('TRUNCATE replication_outbox CASCADE');
+  return new OutboxRelay({
     db: m.db,
     links,
     keys,
@@ -46,23 +62,15 @@ beforeAll(async () => {
     auth,
     deliverer: new Deliverer(keys, auth, 1_000_000),
   });
-}, 60_000);
-afterAll(async () => {
-  links.disconnect();
-  await own.del(keys.inbox('b'));
-  own.disconnect();
-  await m.close();
-});
+}
 
-const pool = () => poolOf(m.db);
-
-/** `n` committed changes a minute old; `deliveredTo`: the regions the fast path delivered each to. */
-async function committed(n: number, deliveredTo: string[]): Promise<string[]> {
+/** `n` committed changes created `age` ago; `deliveredTo`: the regions the fast path delivered each to. */
+async function committed(n: number, deliveredTo: string[], age = '1 minute'): Promise<string[]> {
   const ids = Array.from({ length: n }, () => randomUUID());
   const events = ids.map((changeId) => JSON.stringify(auth.sign({ changeId, origin: 'a', createdAt: new Date().toISOString(), ops: [] })));
   await pool().query(
-    `INSERT INTO replication_outbox (change_id, event, created_at) SELECT x.id, x.ev::jsonb, now() - interval '1 minute' FROM unnest($1::uuid[], $2::text[]) AS x(id, ev)`,
-    [ids, events],
+    `INSERT INTO replication_outbox (change_id, event, created_at) SELECT x.id, x.ev::jsonb, now() - $3::interval FROM unnest($1::uuid[], $2::text[]) AS x(id, ev)`,
+    [ids, events, age],
   );
   for (const r of deliveredTo) {
     await pool().query(`INSERT INTO replication_deliveries (change_id, region, stream_id) SELECT x, $2, '1-0' FROM unnest($1::uuid[]) AS x`, [ids, r]);
@@ -70,29 +78,61 @@ async function committed(n: number, deliveredTo: string[]): Promise<string[]> {
   return ids;
 }
 
-const deliveredToB = async (id: string) =>
-  Number((await pool().query(`SELECT 1 FROM replication_deliveries WHERE change_id = $1 AND region = 'b'`, [id])).rowCount);
+const deliveredToB = async (ids: string[]) =>
+  Number((await pool().query(`SELECT count(*) AS n FROM replication_deliveries WHERE change_id = ANY($1::uuid[]) AND region = 'b'`, [ids])).rows[0].n);
+const idOf = async (changeId: string) => BigInt((await pool().query('SELECT id FROM replication_outbox WHERE change_id = $1', [changeId])).rows[0].id);
+const cursors = (relay: OutboxRelay) => relay as unknown as { tail: bigint | null; sweep: bigint };
 
 test('a row that a reachable destination lacks reaches it within a few cycles, behind a backlog that only the down destination lacks', async () => {
-  // c is down: 2,100 rows the fast path delivered to b only, so every page of them needs nothing now.
-  await committed(2100, ['b']);
-  const [late = ''] = await committed(1, []); // its fast path failed for b too (b's Redis blipped)
+  const relay = await freshRelay();
+  // c is down: 2,100 rows the fast path delivered to b only, written before this process started (its
+  // tail starts after them: they are the sweep's).
+  await committed(2100, ['b'], '10 minutes');
+  const late = await committed(1, [], '10 minutes'); // its fast path failed for b too
   for (let cycle = 0; cycle < 3 && (await deliveredToB(late)) === 0; cycle++) await relay.publishPending(1000);
   expect(await deliveredToB(late)).toBe(1);
-  expect(await own.xlen(keys.inbox('b'))).toBe(1);
   // The backlog stays unpublished: c still lacks every row.
   expect(Number((await pool().query('SELECT count(*) AS n FROM replication_outbox WHERE published_at IS NULL')).rows[0].n)).toBe(2101);
 });
 
-test('the sweep finds a row the tail passed over (it committed after the tail read past its id)', async () => {
-  const [early = ''] = await committed(1, []);
-  // The tail reads past it; as if it had not committed yet, its row is hidden from that read.
-  await pool().query('UPDATE replication_outbox SET created_at = now() + interval \'1 hour\' WHERE change_id = $1', [early]);
-  await committed(1, ['b']);
+test('rows written while a destination blips are delivered to it as soon as it is back, without waiting for the sweep to come round', async () => {
+  const relay = await freshRelay();
+  // c down; a backlog of 10,000 rows only c lacks, older than the tail: the sweep reads 2,000 a call.
+  await committed(10_000, ['b'], '10 minutes');
+  await relay.publishPending(1000); // the tail starts at the backlog's end
+  await bServer.kill();
+  // 600 rows whose fast path failed for b (its Redis is down) and c.
+  const blipped = await committed(600, []);
   await relay.publishPending(1000);
-  expect(await deliveredToB(early)).toBe(0);
+  expect(await deliveredToB(blipped)).toBe(0);
+  await bServer.start();
+  await links.ready('b', 5000);
+  // The tail waited for b: the next call delivers them (the sweep would need ~5 calls to get there).
+  await relay.publishPending(1000);
+  expect(await deliveredToB(blipped)).toBe(600);
+});
+
+test('the sweep finds a row the tail read past before it was visible (it committed late)', async () => {
+  const relay = await freshRelay();
+  await relay.publishPending(1000); // the tail starts on an empty outbox
+  const [early = ''] = await committed(1, []);
+  // The tail reads past it: as if it had not committed yet, its row is hidden from that read.
+  await pool().query("UPDATE replication_outbox SET created_at = now() + interval '1 hour' WHERE change_id = $1", [early]);
+  await committed(600, ['b', 'c']); // more than a page after it, needing nothing: the tail moves on
+  await relay.publishPending(1000);
+  const earlyId = await idOf(early);
+  expect(cursors(relay).tail).toBeGreaterThan(earlyId);
+  expect(await deliveredToB([early])).toBe(0);
   await pool().query("UPDATE replication_outbox SET created_at = now() - interval '1 minute' WHERE change_id = $1", [early]);
-  // The sweep reads 2,000 rows a call and wraps around the backlog (2,104 rows here).
-  for (let cycle = 0; cycle < 4 && (await deliveredToB(early)) === 0; cycle++) await relay.publishPending(1000);
-  expect(await deliveredToB(early)).toBe(1);
+  for (let cycle = 0; cycle < 3 && (await deliveredToB([early])) === 0; cycle++) await relay.publishPending(1000);
+  expect(await deliveredToB([early])).toBe(1);
+  expect(cursors(relay).tail).toBeGreaterThan(earlyId); // delivered by the sweep, not by the tail
+});
+
+test('after a restart, the tail starts before the rows of the last minute and a half: one the fast path missed is delivered at once', async () => {
+  const relay = await freshRelay();
+  await committed(10_000, ['b'], '10 minutes'); // c's backlog, the sweep's
+  const missed = await committed(1, [], '20 seconds'); // committed just before the process restarted
+  await relay.publishPending(1000);
+  expect(await deliveredToB(missed)).toBe(1);
 });
