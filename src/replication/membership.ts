@@ -268,13 +268,28 @@ export class Membership {
   async join(): Promise<void> {
     const { links, keys, region, log } = this.d;
     const { members } = await readMembers(links.own, keys);
-    const seen = new Map(members);
+    // Every copy of each entry this region's own copy lacks: the one in the member's own Redis is its
+    // authoritative copy (its processes write there first and copy from there); the others may lag.
+    const copies = new Map<string, { own?: Member; others: Member[] }>();
     const peers = await eachRegion(this.regions().filter((r) => r !== region), async (peer) => {
       await links.ready(peer);
       const { members: theirs } = await readMembers(links.to(peer), keys);
-      for (const [r, m] of theirs) if (!seen.has(r)) seen.set(r, m);
+      for (const [r, m] of theirs) {
+        if (members.has(r)) continue;
+        const c = copies.get(r) ?? { others: [] };
+        copies.set(r, c);
+        if (r === peer) c.own = m;
+        else c.others.push(m);
+      }
       return (await streamBounds(links.to(peer), keys.inbox(peer)))?.lastGeneratedId ?? '0-0';
     });
+    // Without the member's own copy, a copy that says joining wins (it needs a re-seed until its own
+    // processes say otherwise; tombstone collection waits for it meanwhile).
+    const seen = new Map(members);
+    for (const [r, c] of copies) {
+      const m = c.own ?? c.others.find((x) => x.state === 'joining') ?? c.others[0];
+      if (m) seen.set(r, m);
+    }
     const hasGroup = await groupInfo(links.own, keys.inbox(region)).then(
       (groups) => groups.some((g) => g.name === region),
       (err: Error) => {

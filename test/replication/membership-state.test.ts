@@ -33,6 +33,13 @@ afterAll(async () => {
   subscriber.disconnect();
 });
 
+/** The shared Redis server's database `n` (a peer's Redis of its own for these tests). */
+const inDb = (n: number) => {
+  const u = new URL(REDIS_URL);
+  u.pathname = `/${n}`;
+  return u.toString();
+};
+
 const stateIn = async (region: string) => (await readMembers(redis, keys)).members.get(region)?.state;
 
 test('a region marked joining registers again as joining when its Redis lost the record', async () => {
@@ -79,7 +86,7 @@ test('a region added at runtime stays a member when this region\'s Redis lost th
 
 test('a process that starts after its Redis lost the record takes the members a peer\'s copy holds, a region added at runtime included', async () => {
   // europe-belgium's copy lives in a Redis of its own (another database of the shared server).
-  const peerUrl = `${REDIS_URL}/7`;
+  const peerUrl = inDb(7);
   const peer = new Redis(peerUrl);
   const peerLinks = new RedisLinks({
     region: 'us-iowa',
@@ -102,6 +109,35 @@ test('a process that starts after its Redis lost the record takes the members a 
     peerLinks.disconnect();
     await peer.del(keys.members);
     peer.disconnect();
+  }
+});
+
+test('of two peers\' copies that disagree on a member this region lost, the one saying joining wins', async () => {
+  const urls = { 'europe-belgium': inDb(7), 'asia-japan': inDb(8) };
+  const peers = Object.values(urls).map((u) => new Redis(u));
+  const configured = ['us-iowa', 'europe-belgium', 'asia-japan'];
+  const peerLinks = new RedisLinks({
+    region: 'us-iowa',
+    own: redis,
+    name: 'membership-test-peers',
+    defaultUrl: REDIS_URL,
+    configured: new Map([['us-iowa', REDIS_URL], ...Object.entries(urls)]),
+  });
+  const fresh = new Membership({ links: peerLinks, subscriber, keys, region: 'us-iowa', configured, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
+  try {
+    // europe-belgium's copy lags: asia-japan's says the runtime region was marked behind since.
+    await writeMember(peers[0] as Redis, keys, 'south-ecuador', { state: 'active', redis_url: REDIS_URL });
+    await writeMember(peers[1] as Redis, keys, 'south-ecuador', { state: 'joining', redis_url: REDIS_URL });
+    await redis.del(keys.members);
+    await fresh.join();
+    expect((await readMembers(redis, keys)).members.get('south-ecuador')).toMatchObject({ state: 'joining' });
+  } finally {
+    fresh.stop();
+    peerLinks.disconnect();
+    for (const p of peers) {
+      await p.del(keys.members);
+      p.disconnect();
+    }
   }
 });
 
