@@ -42,7 +42,7 @@ export interface IdempotentCall<T> {
  * the answer, so a replay under all_regions can wait on it as the first request did.
  */
 export type Prior =
-  | { kind: 'replay'; response: StoredResponse; changeId: string | null; storedAt: Date }
+  | { kind: 'replay'; response: StoredResponse; changeId: string | null; storedAt: Date; origin: string | null }
   | { kind: 'reused'; message: string };
 
 /** The result of a write that may have been answered by an earlier request instead. */
@@ -72,6 +72,7 @@ function decide(stored: StoredKey | null, call: IdempotentCall<unknown>, now: Da
       response: { status: stored.responseStatus, body: stored.responseBody },
       changeId: stored.changeId,
       storedAt: new Date(stored.expiresAt.getTime() - KEY_LIFETIME_MS),
+      origin: stored.originRegion,
     };
   }
   return {

@@ -20,6 +20,8 @@ export interface StoredKey {
   deleted: boolean;
   /** The change that stored the key and the resource (null for keys stored before it was recorded). */
   changeId: string | null;
+  /** The region that made that change (a key row is written once): where its acks are recorded. */
+  originRegion: string | null;
 }
 
 export function storedFromModel(m: IdempotencyKey): StoredKey {
@@ -32,6 +34,7 @@ export function storedFromModel(m: IdempotencyKey): StoredKey {
     expiresAt: m.expiresAt,
     deleted: m.deletedAt !== null,
     changeId: m.changeId,
+    originRegion: m.originRegion,
   };
 }
 
@@ -46,6 +49,7 @@ export function storedFromRow(r: Row): StoredKey {
     expiresAt: new Date(String(r.expires_at)),
     deleted: r.deleted_at !== null && r.deleted_at !== undefined,
     changeId: typeof r.change_id === 'string' ? r.change_id : null,
+    originRegion: typeof r.origin_region === 'string' ? r.origin_region : null,
   };
 }
 

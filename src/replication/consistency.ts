@@ -97,15 +97,19 @@ export const FOLLOW_UP_WINDOW_MS = 3_600_000;
 export async function awaitChange(
   repl: Replicator,
   c: Consistency,
-  change: string | null | { changeId: string | null; storedAt?: Date },
+  change: string | null | { changeId: string | null; storedAt?: Date; origin?: string | null },
   followUp: FollowUp = slashidFollowUp,
 ): Promise<void> {
-  const { changeId, storedAt } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined };
+  const { changeId, storedAt, origin } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined, origin: null };
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
   c.leave(); // waiting for other regions holds no database connection: give the slot back
-  // The stored request may have been served first in another region: its acks come on that origin's channel.
-  const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { anyOrigin: true });
+  // The stored request may have been served first in another region: its acks are recorded in that
+  // origin's Redis (named by the key row), and announced on its channel. This region holds the change
+  // (the key row came with it).
+  const waited = origin
+    ? await repl.waitForAllRegions(changeId, c.deadline, [repl.region], { origin, anyOrigin: origin !== repl.region })
+    : await repl.waitForAllRegions(changeId, c.deadline, [], { anyOrigin: true });
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
 }

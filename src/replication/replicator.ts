@@ -354,13 +354,28 @@ export class Replicator {
    * passes. `alreadyApplied`: the regions known to hold it (by default this one, which just committed it);
    * `anyOrigin`: the change may have been made in another region (see Tracker.wait).
    */
-  async waitForAllRegions(changeId: string, deadline: number, alreadyApplied: readonly string[] = [this.d.region], opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
-    let waited = await this.d.tracker.wait(changeId, this.regions, alreadyApplied, deadline, opts);
+  /**
+   * `origin`: the region that made the change, when it may be another (an idempotent replay): its acks are
+   * in that region's Redis, which this process's tracker does not hear when it is not its own, so they are
+   * read there until complete. `anyOrigin`: the origin is not known; the tracker hears every origin's
+   * channel of its own Redis.
+   */
+  async waitForAllRegions(
+    changeId: string,
+    deadline: number,
+    alreadyApplied: readonly string[] = [this.d.region],
+    opts: { anyOrigin?: boolean; origin?: string } = {},
+  ): Promise<WaitResult> {
+    const { tracker, links, region } = this.d;
+    const elsewhere = opts.origin !== undefined && opts.origin !== region && !links.sharesOwn(opts.origin) ? links.to(opts.origin) : null;
+    const wait = (regions: readonly string[], applied: readonly string[]) =>
+      elsewhere ? tracker.waitReading(elsewhere, changeId, regions, applied, deadline) : tracker.wait(changeId, regions, applied, deadline, opts);
+    let waited = await wait(this.regions, alreadyApplied);
     // A region that joined while we waited counts too: never answer complete without a current member.
     for (;;) {
       const joined = this.regions.filter((r) => !waited.applied.includes(r) && !waited.pending.includes(r));
       if (!waited.complete || joined.length === 0) return waited;
-      const more = await this.d.tracker.wait(changeId, [...waited.applied, ...joined], waited.applied, deadline, opts);
+      const more = await wait([...waited.applied, ...joined], waited.applied);
       waited = { ...more, applied: [...new Set([...waited.applied, ...more.applied])] };
     }
   }

@@ -26,6 +26,9 @@ export const ACK_TTL_SECONDS = 24 * 3600;
 /** The ack value of a region that parked the change instead of applying it (parseAck reads it as no ack). */
 export const PARKED_PREFIX = 'parked ';
 
+/** How often waitReading reads the acks in another region's Redis. */
+const READ_EVERY_MS = 100;
+
 /** Hash field holding the change's organization (not a region: region ids have no '~'). */
 export const ORG_FIELD = '~org';
 
@@ -215,6 +218,40 @@ export class Tracker {
         void this.joinEveryOrigin().then(() => this.recheck(changeId));
       } else void this.recheck(changeId);
     });
+  }
+
+  /**
+   * Like wait(), for a change whose acks are recorded in another region's Redis (`redis`, its origin's),
+   * which this process does not subscribe to: reads them there every READ_EVERY_MS until every region in
+   * `regions` holds the change, one superseded it, or `deadline`. Never rejects: with that Redis down it
+   * times out.
+   */
+  async waitReading(redis: Redis, changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number): Promise<WaitResult> {
+    const need = new Set(regions);
+    const applied = new Set(alreadyApplied.filter((r) => need.has(r)));
+    const superseded = new Map<string, AckWinner>();
+    for (;;) {
+      try {
+        for (const [r, ack] of acksOf(await redis.hgetall(this.keys.ack(changeId)))) {
+          if (!need.has(r)) continue;
+          if (ack.outcome === 'superseded' && ack.winner) superseded.set(r, ack.winner);
+          else applied.add(r);
+        }
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message, changeId }, 'could not read the acks in the origin\'s Redis; will retry');
+      }
+      const complete = superseded.size === 0 && applied.size === need.size;
+      const left = deadline - Date.now();
+      if (complete || superseded.size > 0 || left <= 0) {
+        return {
+          complete,
+          applied: [...applied],
+          pending: [...need].filter((r) => !applied.has(r) && !superseded.has(r)),
+          superseded: [...superseded].map(([region, winner]) => ({ region, winner })),
+        };
+      }
+      await new Promise((r) => setTimeout(r, Math.min(READ_EVERY_MS, left)));
+    }
   }
 
   private joinEveryOrigin(): Promise<void> {
