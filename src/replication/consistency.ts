@@ -105,11 +105,9 @@ export async function awaitChange(
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
   c.leave(); // waiting for other regions holds no database connection: give the slot back
   // The stored request may have been served first in another region: its acks are recorded in that
-  // origin's Redis (named by the key row), and announced on its channel. This region holds the change
-  // (the key row came with it).
-  const waited = origin
-    ? await repl.waitForAllRegions(changeId, c.deadline, [repl.region], { origin, anyOrigin: origin !== repl.region })
-    : await repl.waitForAllRegions(changeId, c.deadline, [], { anyOrigin: true });
+  // origin's Redis (named by the key row), and announced on its channel. This region's own ack is waited
+  // for too: the key row came with the change, but a row of it may have lost here (superseded).
+  const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { origin: origin ?? undefined, anyOrigin: origin !== repl.region });
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
 }

@@ -57,6 +57,8 @@ interface DeliveryState {
 const PAGE_ROWS = 500;
 const TAIL_PAGES = 20;
 const SWEEP_PAGES = 4;
+/** The longest one call's sweep reads on while it delivers. */
+const SWEEP_BUDGET_MS = 2000;
 /** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
 const TAIL_HOLD_MS = 30_000;
 
@@ -138,8 +140,9 @@ export class OutboxRelay {
    *   failing longer is down, and its rows are left to the sweep. At the first call it starts before the
    *   rows of the last IN_FLIGHT_MS + a minute (those of a process that just restarted);
    * - the sweep: resumes where the last call's stopped and wraps around the whole backlog, reading on as
-   *   long as its pages deliver something (a destination back after an outage gets its backlog at once) and
-   *   SWEEP_PAGES pages that deliver nothing.
+   *   long as its pages deliver something (a destination back after an outage gets its backlog in calls of
+   *   up to SWEEP_BUDGET_MS, so confirm and trim still run between them) and SWEEP_PAGES pages that deliver
+   *   nothing.
    */
   async publishPending(minAgeMs: number): Promise<number> {
     // Every cycle: the cached members will do (confirm() reads them fresh and delivers to newcomers).
@@ -155,16 +158,18 @@ export class OutboxRelay {
         )
       )[0]?.start ?? 0n,
     );
+    // The tail never moves past a held row, even when a later page fails.
     let held: bigint | null = null;
-    for (let i = 0; i < TAIL_PAGES; i++) {
-      const page = await this.publishPage({ after: this.tail, minAgeMs }, destinations, down);
+    for (let i = 0, after = this.tail; i < TAIL_PAGES; i++) {
+      const page = await this.publishPage({ after, minAgeMs }, destinations, down);
       total += page.published;
-      if (page.heldFrom !== null && held === null) held = page.heldFrom;
+      held ??= page.heldFrom;
       if (page.last === null) break;
-      this.tail = page.last;
+      after = page.last;
+      this.tail = held === null ? after : held - 1n;
     }
-    if (held !== null && held <= this.tail) this.tail = held - 1n;
-    for (let idle = 0; idle < SWEEP_PAGES; ) {
+    const sweepUntil = Date.now() + SWEEP_BUDGET_MS;
+    for (let idle = 0; idle < SWEEP_PAGES && Date.now() < sweepUntil; ) {
       const page = await this.publishPage({ after: this.sweep, minAgeMs }, destinations, down);
       total += page.published;
       if (page.made === 0) idle++;
@@ -172,6 +177,9 @@ export class OutboxRelay {
       this.sweep = page.last ?? 0n;
       if (page.last === null) break;
     }
+    // A destination that did not fail in this call is not failing (it had nothing to take, or took it): a
+    // later failure starts a new blip.
+    for (const dest of [...this.failingSince.keys()]) if (!down.has(dest)) this.failingSince.delete(dest);
     return total;
   }
 

@@ -367,7 +367,9 @@ export class Replicator {
     opts: { anyOrigin?: boolean; origin?: string } = {},
   ): Promise<WaitResult> {
     const { tracker, links, region } = this.d;
-    const elsewhere = opts.origin !== undefined && opts.origin !== region && !links.sharesOwn(opts.origin) ? links.to(opts.origin) : null;
+    // A current member's Redis only (a removed region's address may no longer be known).
+    const remote = opts.origin !== undefined && opts.origin !== region && this.regions.includes(opts.origin) && !links.sharesOwn(opts.origin);
+    const elsewhere = remote ? links.to(opts.origin as string) : null;
     const wait = (regions: readonly string[], applied: readonly string[]) =>
       elsewhere ? tracker.waitReading(elsewhere, changeId, regions, applied, deadline) : tracker.wait(changeId, regions, applied, deadline, opts);
     let waited = await wait(this.regions, alreadyApplied);
