@@ -40,11 +40,20 @@ test('a flood of SlashID writes beyond the bounds answers 2xx or 503 with Retry-
   const created = await call(url, 'POST', CRED, { headers: slashidHeaders(org), body: { idp_metadata_url: idp.url('okta.xml'), label: 'x' } });
   expect(created.status).toBe(201);
   const id = created.body.result.id as string;
-  const flood = Array.from({ length: 200 }, (_, i) =>
-    call(url, 'PATCH', `${CRED}/${id}`, { headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }), body: { label: `l${i}` } }),
-  );
+  // In waves (20 every 50 ms for 1 s), not all at once: a single burst fills the queue and drains it within
+  // ~100 ms, which a poll on a loaded machine can miss entirely (CI saw it once).
+  const patch = (i: number) =>
+    call(url, 'PATCH', `${CRED}/${id}`, { headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }), body: { label: `l${i}` } });
+  const flood = (async () => {
+    const waves: Promise<Awaited<ReturnType<typeof patch>>[]>[] = [];
+    for (let w = 0; w < 20; w++) {
+      waves.push(Promise.all(Array.from({ length: 20 }, (_, k) => patch(w * 20 + k))));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return (await Promise.all(waves)).flat();
+  })();
   let settled = false;
-  const all = Promise.all(flood).finally(() => (settled = true));
+  const all = flood.finally(() => (settled = true));
   // While the flood lasts, the health and admin routes answer (they pass no gate and queue for no slot).
   const during: { health: number; admin: number; ms: number; queued: number }[] = [];
   do {
