@@ -114,10 +114,12 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
     res.json(value);
   });
 
-  // A change of the token's organization (its X-Change-Id): applied, superseded or pending per region.
+  // A change of the token's organization or of one of its sub-organizations (whose configurations the
+  // token may write: authorize): applied, superseded or pending per region.
   api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
     const changeId = String(req.params.changeId).toLowerCase();
-    const status = isUuid(changeId) ? await repl.changeStatus(changeId, tokenOrgOf(res).toLowerCase()) : null;
+    const tokenOrg = tokenOrgOf(res).toLowerCase();
+    const status = isUuid(changeId) ? await repl.changeStatus(changeId, (owner) => isSelfOrAncestor(db, tokenOrg, owner)) : null;
     if (!status) throw notFound(`Change ${String(req.params.changeId)} is not known for this organization (or its record has expired).`);
     res.json(status);
   });

@@ -34,15 +34,23 @@ const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
  * `orgId`, only a change known to belong to that organization is shown (the origin's outbox row or the
  * tracker's record names it); any other answers null, so a client cannot probe other organizations.
  */
-export async function changeStatus(d: ChangeStatusDeps, changeId: string, orgId: string | null): Promise<ChangeStatus | null> {
+/**
+ * `orgId`: only a change of this organization (null: any); or a test of the change's organization (an
+ * Infisical token's organization may follow its sub-organizations' changes).
+ */
+export async function changeStatus(
+  d: ChangeStatusDeps,
+  changeId: string,
+  orgId: string | null | ((owner: string) => Promise<boolean>),
+): Promise<ChangeStatus | null> {
   const [hash, outbox] = await Promise.all([
     d.tracker.status(changeId).catch(() => null),
     d.db.replicationOutbox.findUnique({ where: { changeId } }),
   ]);
   if ((!hash || Object.keys(hash).length === 0) && !outbox) return null;
   if (orgId !== null) {
-    const owner = outbox?.orgId ?? hash?.[ORG_FIELD] ?? null;
-    if (owner?.toLowerCase() !== orgId) return null;
+    const owner = (outbox?.orgId ?? hash?.[ORG_FIELD] ?? null)?.toLowerCase() ?? null;
+    if (owner === null || !(typeof orgId === 'string' ? owner === orgId : await orgId(owner))) return null;
   }
   const acks = acksOf(hash ?? {});
   const applied_at: Record<string, string | null> = {};

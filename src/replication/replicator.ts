@@ -383,7 +383,7 @@ export class Replicator {
   }
 
   /** A change's progress, for its organization only (null: unknown here, or another organization's). */
-  changeStatus(changeId: string, orgId: string | null): Promise<ChangeStatus | null> {
+  changeStatus(changeId: string, orgId: Parameters<typeof changeStatus>[2]): Promise<ChangeStatus | null> {
     return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.regions }, changeId, orgId);
   }
 }

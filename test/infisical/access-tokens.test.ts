@@ -158,6 +158,13 @@ describe('403: the token is for another organization', () => {
     const childToken = await issueToken(url, child.id);
     expect((await api('GET', `${SSO}?organizationId=${child.id}`, bearer(childToken))).status).toBe(200);
     expect((await api('POST', SSO, bearer(childToken), configBody(parent.id, certs.pem))).status).toBe(403);
+    // The parent's token follows the change it made for the child (its X-Change-Id); another org's does not.
+    const change = created.headers.get('x-change-id');
+    const followed = (token: string) => call(url, 'GET', `/api/v1/replication/changes/${change}`, { headers: bearer(token) });
+    expect((await followed(parentToken)).status).toBe(200);
+    expect((await followed(childToken)).status).toBe(200);
+    const stranger = await issueToken(url, (await createOrg(url, 'stranger')).id);
+    expect((await followed(stranger)).status).toBe(404);
   });
 
   test('validation comes before authorization: a malformed body for another org is a 422', async () => {
