@@ -5,10 +5,10 @@
  */
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
-import { deleteExpiredKeys } from './store';
+import { deleteExpiredKeys, KEEP_AFTER_EXPIRY_MS } from './store';
 
 /** Expired keys are already ignored; they stay a day longer so an operator can still see what a late retry met. */
-export const KEEP_AFTER_EXPIRY_MS = 24 * 3600_000;
+export { KEEP_AFTER_EXPIRY_MS } from './store';
 const BATCH = 1000;
 
 export interface CleanupOptions {

@@ -7,7 +7,19 @@ import { defineTable, type Row } from '../replication/tables';
  * that has the resource has its key and a region that lacks one lacks both. Expired keys are deleted by
  * each region on its own (cleanup.ts), so a change of a key absent here is applied whatever its age.
  */
-export const idempotencyKeysTable = defineTable('idempotency_keys', 'id', { prunedLocally: true });
+/** How long after its expiry a key is kept before this region's cleanup deletes it (cleanup.ts). */
+export const KEEP_AFTER_EXPIRY_MS = 24 * 3600_000;
+
+/**
+ * Each region deletes its expired keys on its own schedule (cleanup.ts); an apply deletes the ones of its
+ * batch that cleanup may delete first (prunable), as if it had run just then: a key reused after one
+ * region's pass and before another's would otherwise meet the old row there, lose to its earlier create
+ * (a false 409 for the write) and stay different from the other regions.
+ */
+export const idempotencyKeysTable = defineTable('idempotency_keys', 'id', {
+  prunedLocally: true,
+  prunable: `expires_at < now() - make_interval(secs => ${KEEP_AFTER_EXPIRY_MS / 1000})`,
+});
 
 /** The parts of a stored key that decide what a new request with it gets. */
 export interface StoredKey {

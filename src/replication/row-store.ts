@@ -543,13 +543,14 @@ export class RowStore {
       prepare: true,
       values: [JSON.stringify(g.changes.map((c) => c.row)), g.changes.map((c) => c.rowKey)],
     }));
-    const res = await run.run([...(lock ? [lock] : []), ...statements], true);
+    const ahead = [...(lock ? [lock] : []), ...this.prunes(norm)];
+    const res = await run.run([...ahead, ...statements], true);
     const before = new Map<string, Stored>();
     const through = new Map<string, string>();
     const written = new Set<string>();
     let changed = 0;
     tables.forEach(([table], i) => {
-      const row = res[(lock ? 1 : 0) + i]?.[0] as { through: string; before: StoredRow[]; written: { key: string }[] } | undefined;
+      const row = res[ahead.length + i]?.[0] as { through: string; before: StoredRow[]; written: { key: string }[] } | undefined;
       through.set(table, row?.through ?? '');
       for (const r of row?.before ?? []) before.set(lockedId(table, r.key), storedOf(r));
       for (const w of row?.written ?? []) written.add(lockedId(table, w.key));
@@ -571,13 +572,16 @@ export class RowStore {
   ): Promise<Gathered> {
     const first: Statement[] = [];
     if (lock) first.push(lock);
+    // What this region's cleanup may delete goes first (not when the states are known: a local write's).
+    if (!known) first.push(...this.prunes(norm));
+    const ahead = first.length;
     const reads = known ? [] : this.stateReads(norm);
     first.push(...reads);
     // The horizon is read ahead only where it costs no round trip of its own; otherwise when needed.
     const horizonAhead = pipelined && this.hasHorizon;
     if (horizonAhead) first.push({ sql: HORIZON_SQL, values: [] });
     const got = first.length ? await run.run(first) : [];
-    const before = known ?? this.statesFrom(reads.length ? got.slice(lock ? 1 : 0, (lock ? 1 : 0) + reads.length) : [], reads);
+    const before = known ?? this.statesFrom(reads.length ? got.slice(ahead, ahead + reads.length) : [], reads);
     const prefetched = horizonAhead ? String((got[got.length - 1]?.[0] as { through?: string } | undefined)?.through ?? '') : undefined;
     const below = await this.collected(run, norm, before, prefetched);
     const newest = new Map<string, Normalized>();
@@ -610,6 +614,29 @@ export class RowStore {
       for (const w of rows) written.add(lockedId(g.table, w.key));
     });
     return { before, below, newest, toWrite, written, changed };
+  }
+
+  /**
+   * Per table of the batch that declares rows its own cleanup may delete (ReplicatedTable.prunable): a
+   * statement deleting the batch's rows that meet it, as if the cleanup had just run.
+   */
+  private prunes(norm: readonly Normalized[]): Statement[] {
+    const keys = new Map<string, string[]>();
+    for (const c of norm) {
+      if (!this.get(c.table).table.prunable) continue;
+      const list = keys.get(c.table) ?? [];
+      list.push(c.rowKey);
+      keys.set(c.table, list);
+    }
+    return [...keys].map(([table, list]) => {
+      const s = this.get(table);
+      return {
+        sql: `DELETE FROM ${ident(table)} WHERE ${ident(s.table.key)} = ANY($1::${s.keyType}[]) AND (${s.table.prunable})`,
+        values: [list],
+        exec: true,
+        prepare: true,
+      };
+    });
   }
 
   /** Per change, whether the row holds it, from what was stored before and what was written. */

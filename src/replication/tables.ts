@@ -18,6 +18,11 @@ export interface ReplicatedTable {
    * the tombstone collector leaves the table alone (see tombstones.ts).
    */
   readonly prunedLocally?: boolean;
+  /**
+   * Of a table prunedLocally: the SQL condition (on its own columns) of the rows this region's cleanup may
+   * delete at any time. An apply deletes its batch's rows that meet it before it reads what is stored.
+   */
+  readonly prunable?: string;
 }
 
 /** A full row as JSON, keyed by column name. */
@@ -52,7 +57,7 @@ export interface ChangeEvent {
   held?: { schema: string; columns: Record<string, string[]> };
 }
 
-export function defineTable(name: string, key: string, opts: { orgColumn?: string; prunedLocally?: boolean } = {}): ReplicatedTable {
+export function defineTable(name: string, key: string, opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: string } = {}): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
   if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn))) throw new Error(`bad table declaration ${name}.${key}`);
   return {
@@ -60,5 +65,6 @@ export function defineTable(name: string, key: string, opts: { orgColumn?: strin
     key,
     ...(opts.orgColumn ? { orgColumn: opts.orgColumn } : {}),
     ...(opts.prunedLocally ? { prunedLocally: true } : {}),
+    ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
   };
 }
