@@ -19,6 +19,9 @@ export const KEEP_AFTER_EXPIRY_MS = 24 * 3600_000;
 export const idempotencyKeysTable = defineTable('idempotency_keys', 'id', {
   prunedLocally: true,
   prunable: `expires_at < now() - make_interval(secs => ${KEEP_AFTER_EXPIRY_MS / 1000})`,
+  // A key row that old arriving late (a region catching up, a parked event retried) is not stored again:
+  // it would replace a newer key row of a reuse, by its earlier create.
+  prunableRow: (row) => new Date(String(row.expires_at)).getTime() < Date.now() - KEEP_AFTER_EXPIRY_MS,
 });
 
 /** The parts of a stored key that decide what a new request with it gets. */

@@ -119,7 +119,7 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
   api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
     const changeId = String(req.params.changeId).toLowerCase();
     const tokenOrg = tokenOrgOf(res).toLowerCase();
-    const status = isUuid(changeId) ? await repl.changeStatus(changeId, (owner) => isSelfOrAncestor(db, tokenOrg, owner)) : null;
+    const status = isUuid(changeId) ? await repl.changeStatus(changeId, async (owner) => owner === tokenOrg || isSelfOrAncestor(db, tokenOrg, owner)) : null;
     if (!status) throw notFound(`Change ${String(req.params.changeId)} is not known for this organization (or its record has expired).`);
     res.json(status);
   });

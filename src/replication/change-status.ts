@@ -32,11 +32,9 @@ const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 /**
  * The status of `changeId`, or null when neither the tracker nor this region's outbox knows it. With
  * `orgId`, only a change known to belong to that organization is shown (the origin's outbox row or the
- * tracker's record names it); any other answers null, so a client cannot probe other organizations.
- */
-/**
- * `orgId`: only a change of this organization (null: any); or a test of the change's organization (an
- * Infisical token's organization may follow its sub-organizations' changes).
+ * tracker's record names it), or, given a test of the change's organization instead, one it passes (an
+ * Infisical token's organization may follow its sub-organizations' changes); any other answers null, so
+ * a client cannot probe other organizations. Null `orgId`: any change.
  */
 export async function changeStatus(
   d: ChangeStatusDeps,

@@ -499,6 +499,14 @@ export class RowStore {
     // horizon in the first; the writes and the commit in the second.
     const pipelined = 'run' in tx;
     const run = pipelined ? tx : oneByOne(tx);
+    // A row its table's cleanup would delete at once is not stored (taken as applied and pruned).
+    const pruned = changes.map((c) => this.get(c.table).table.prunableRow?.(c.row) === true);
+    if (pruned.some(Boolean)) {
+      const kept = changes.filter((_, i) => !pruned[i]);
+      const r: ApplyResult = kept.length || opts.last ? await this.apply(tx, kept, locked, opts) : { changed: 0, outcomes: [] };
+      let k = 0;
+      return { changed: r.changed, outcomes: pruned.map((p) => (p ? { applied: true } : (r.outcomes[k++] as OpOutcome))) };
+    }
     const norm = changes.map((c) => normalize(c, this.get(c.table)));
     const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
     // The same lock keys as lock() and lockAll(): the keys as the changes name them.

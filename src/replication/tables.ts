@@ -23,6 +23,8 @@ export interface ReplicatedTable {
    * delete at any time. An apply deletes its batch's rows that meet it before it reads what is stored.
    */
   readonly prunable?: string;
+  /** The same condition on a row as an event carries it: such a change is taken as applied and pruned. */
+  readonly prunableRow?: (row: Row) => boolean;
 }
 
 /** A full row as JSON, keyed by column name. */
@@ -57,7 +59,11 @@ export interface ChangeEvent {
   held?: { schema: string; columns: Record<string, string[]> };
 }
 
-export function defineTable(name: string, key: string, opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: string } = {}): ReplicatedTable {
+export function defineTable(
+  name: string,
+  key: string,
+  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: string; prunableRow?: (row: Row) => boolean } = {},
+): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
   if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn))) throw new Error(`bad table declaration ${name}.${key}`);
   return {
@@ -66,5 +72,6 @@ export function defineTable(name: string, key: string, opts: { orgColumn?: strin
     ...(opts.orgColumn ? { orgColumn: opts.orgColumn } : {}),
     ...(opts.prunedLocally ? { prunedLocally: true } : {}),
     ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
+    ...(opts.prunedLocally && opts.prunableRow ? { prunableRow: opts.prunableRow } : {}),
   };
 }
