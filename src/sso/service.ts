@@ -14,7 +14,7 @@ import type { Redis } from '../redis';
 import { emailOf, notStarted, parseResponse, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
 import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
-import { alreadyUsed, findCredentialById, findSettings, firstUse, RequestCache, ssoKeys } from './store';
+import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, ssoKeys } from './store';
 
 export const DEFAULT_SKEW_SECONDS = 60;
 export const SSO_TOKEN_AUDIENCE = 'saml-sso';
@@ -106,6 +106,15 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
       403,
       `the response answers no login started by this service (IdP-initiated sign-in), which is not enabled for this credential; ` +
         `start the sign-in at ${acsUrl(config.region, id).replace(/acs$/, 'login')}, or enable allow_idp_initiated in the credential's sso-settings.`,
+    );
+  }
+  // A response answering no request is refused a second time only while its assertion id is remembered
+  // (MAX_REPLAY_TTL_MS): one usable for longer could be replayed once that is over.
+  if (assertion.inResponseTo === null && assertion.usableUntil - Date.now() > MAX_REPLAY_TTL_MS) {
+    throw refused(
+      401,
+      `the assertion stays usable until ${new Date(assertion.usableUntil).toISOString()}, more than ${MAX_REPLAY_TTL_MS / 3600_000} h from now: ` +
+        `an IdP-initiated response must expire within that time (its replays are refused that long); shorten the assertion lifetime in the IdP.`,
     );
   }
   if (!(await firstUse(deps.redis, keys, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) throw replayed();

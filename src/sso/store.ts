@@ -1,9 +1,12 @@
 /**
- * What a login keeps between its start and the IdP's answer, and the replay cache, both in the deployment's
+ * What a login keeps between its start and the IdP's answer, and the replay cache, both in the region's
  * Redis with a TTL: expiry needs no cleanup job, GETDEL and SET NX make "answered once" and "accepted once"
  * atomic, and nothing here needs to survive longer than a login. Outstanding requests are keyed by region
  * (and credential): only the region that started a login accepts its answer (its ACS URL is the one the
- * request named). Assertion ids are not: an assertion is accepted once in the whole deployment.
+ * request named). The replay cache is the region's too (with a Redis per region, per region): an
+ * assertion is accepted once in a region, and only in one region, since its Recipient must be that
+ * region's ACS URL (response.ts). An IdP-initiated one usable longer than MAX_REPLAY_TTL_MS is refused
+ * (service.ts): it could be replayed once its id is forgotten.
  */
 import crypto from 'node:crypto';
 import type { CacheItem, CacheProvider } from '@node-saml/node-saml';

@@ -334,6 +334,9 @@ describe('IdP-initiated sign-in', () => {
     expect(first.status).toBe(200);
     expect(first.body.result).toMatchObject({ email: 'alice@example.com', relay_state: 'from-idp' });
     expect(await refusal(EU, id, xml, 401)).toMatch(/already used/);
+    // One usable for longer than its id is remembered (24 h) could be replayed after that: refused.
+    const longLived = await answer(EU, id, { inResponseTo: null, notOnOrAfter: new Date(Date.now() + 3 * 24 * 3600_000) });
+    expect(await refusal(EU, id, signedResponse(longLived, A), 401)).toMatch(/more than 24 h from now/);
   });
 });
 
