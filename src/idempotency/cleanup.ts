@@ -7,8 +7,6 @@ import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import { deleteExpiredKeys, KEEP_AFTER_EXPIRY_MS } from './store';
 
-/** Expired keys are already ignored; they stay a day longer so an operator can still see what a late retry met. */
-export { KEEP_AFTER_EXPIRY_MS } from './store';
 const BATCH = 1000;
 
 export interface CleanupOptions {

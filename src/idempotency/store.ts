@@ -3,25 +3,25 @@ import type { IdempotencyKey } from '../generated/prisma/client';
 import { defineTable, type Row } from '../replication/tables';
 
 /**
- * Replicated like the resources it describes, and written in the same change as the resource, so a region
- * that has the resource has its key and a region that lacks one lacks both. Expired keys are deleted by
- * each region on its own (cleanup.ts), so a change of a key absent here is applied whatever its age.
+ * How long after its expiry a key is kept before this region's cleanup deletes it (cleanup.ts). Expired keys
+ * are already ignored; they stay a day longer so an operator can still see what a late retry met.
  */
-/** How long after its expiry a key is kept before this region's cleanup deletes it (cleanup.ts). */
 export const KEEP_AFTER_EXPIRY_MS = 24 * 3600_000;
 
 /**
- * Each region deletes its expired keys on its own schedule (cleanup.ts); an apply deletes the ones of its
- * batch that cleanup may delete first (prunable), as if it had run just then: a key reused after one
- * region's pass and before another's would otherwise meet the old row there, lose to its earlier create
- * (a false 409 for the write) and stay different from the other regions.
+ * Replicated like the resources it describes, and written in the same change as the resource, so a region
+ * that has the resource has its key and a region that lacks one lacks both. Expired keys are deleted by
+ * each region on its own schedule (cleanup.ts), so a change of a key absent here is applied, unless the
+ * key is past the cleanup's cutoff (prunable). An apply also deletes the rows of its batch that cleanup may
+ * delete, as if it had run just then: a key reused after one region's pass and before another's would
+ * otherwise meet the old row there, lose to its earlier create (a false 409 for the write) and stay
+ * different from the other regions.
  */
 export const idempotencyKeysTable = defineTable('idempotency_keys', 'id', {
   prunedLocally: true,
-  prunable: `expires_at < now() - make_interval(secs => ${KEEP_AFTER_EXPIRY_MS / 1000})`,
-  // A key row that old arriving late (a region catching up, a parked event retried) is not stored again:
-  // it would replace a newer key row of a reuse, by its earlier create.
-  prunableRow: (row) => new Date(String(row.expires_at)).getTime() < Date.now() - KEEP_AFTER_EXPIRY_MS,
+  // A key row that old arriving late (a region catching up, a parked event retried) is not stored again
+  // either: it would replace a newer key row of a reuse, by its earlier create.
+  prunable: { column: 'expires_at', keepMs: KEEP_AFTER_EXPIRY_MS },
 });
 
 /** The parts of a stored key that decide what a new request with it gets. */

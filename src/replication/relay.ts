@@ -218,27 +218,27 @@ export class OutboxRelay {
             which.minAgeMs,
             which.after,
           );
-    const needed = new Set<string>();
-    for (const r of rows) for (const dest of destinations) if (!r.delivered.includes(dest) && !down.has(dest)) needed.add(r.change_id);
+    // Per row, the destinations (not down) it lacks; the events only of the rows that lack one.
+    const lacking = rows.map((r) => destinations.filter((dest) => !r.delivered.includes(dest) && !down.has(dest)));
+    const wanted = rows.filter((_, i) => lacking[i]?.length).map((r) => r.change_id);
     const events = new Map<string, SignedEvent>();
-    if (needed.size) {
+    if (wanted.length) {
       const read = await db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(
         'SELECT change_id::text, event FROM replication_outbox WHERE change_id = ANY($1::uuid[])',
-        [...needed],
+        wanted,
       );
       for (const e of read) events.set(e.change_id, e.event);
     }
     const needs = new Map<string, { changeId: string; event: SignedEvent }[]>();
-    for (const r of rows) {
+    rows.forEach((r, i) => {
       const event = events.get(r.change_id);
-      if (!event) continue; // needs nothing, or gone meanwhile
-      for (const dest of destinations) {
-        if (r.delivered.includes(dest) || down.has(dest)) continue;
+      if (!event) return; // needs nothing, or gone meanwhile
+      for (const dest of lacking[i] ?? []) {
         let list = needs.get(dest);
         if (!list) needs.set(dest, (list = []));
         list.push({ changeId: r.change_id, event });
       }
-    }
+    });
     const { made, failed } = needs.size ? await this.deliverMissing(needs) : { made: [], failed: new Set<string>() };
     const now = Date.now();
     for (const f of failed) {

@@ -353,12 +353,9 @@ export class Replicator {
    * Waits until every configured region holds the change, one reports it superseded, or the deadline
    * passes. `alreadyApplied`: the regions known to hold it (by default this one, which just committed it);
    * `anyOrigin`: the change may have been made in another region (see Tracker.wait).
-   */
-  /**
    * `origin`: the region that made the change, when it may be another (an idempotent replay): its acks are
    * in that region's Redis, which this process's tracker does not hear when it is not its own, so they are
-   * read there until complete. `anyOrigin`: the origin is not known; the tracker hears every origin's
-   * channel of its own Redis.
+   * read there until complete (a current member's only: a removed region's address may no longer be known).
    */
   async waitForAllRegions(
     changeId: string,

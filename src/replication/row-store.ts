@@ -16,7 +16,7 @@
  */
 import type { Db } from '../db/client';
 import { pgCode } from '../db/pg-errors';
-import type { ReplicatedTable, Row, RowChange } from './tables';
+import { isPrunable, type ReplicatedTable, type Row, type RowChange } from './tables';
 import { RowGuesses, STALE_GUESS } from './row-guesses';
 
 /** What the row store needs of a connection or transaction: raw queries (Prisma's clients, or pg-tx.ts). */
@@ -500,7 +500,7 @@ export class RowStore {
     const pipelined = 'run' in tx;
     const run = pipelined ? tx : oneByOne(tx);
     // A row its table's cleanup would delete at once is not stored (taken as applied and pruned).
-    const pruned = changes.map((c) => this.get(c.table).table.prunableRow?.(c.row) === true);
+    const pruned = changes.map((c) => isPrunable(this.get(c.table).table, c.row));
     if (pruned.some(Boolean)) {
       const kept = changes.filter((_, i) => !pruned[i]);
       const r: ApplyResult = kept.length || opts.last ? await this.apply(tx, kept, locked, opts) : { changed: 0, outcomes: [] };
@@ -638,9 +638,10 @@ export class RowStore {
     }
     return [...keys].map(([table, list]) => {
       const s = this.get(table);
+      const p = s.table.prunable as NonNullable<ReplicatedTable['prunable']>;
       return {
-        sql: `DELETE FROM ${ident(table)} WHERE ${ident(s.table.key)} = ANY($1::${s.keyType}[]) AND (${s.table.prunable})`,
-        values: [list],
+        sql: `DELETE FROM ${ident(table)} WHERE ${ident(s.table.key)} = ANY($1::${s.keyType}[]) AND ${ident(p.column)} < now() - make_interval(secs => $2::float8 / 1000)`,
+        values: [list, p.keepMs],
         exec: true,
         prepare: true,
       };

@@ -19,12 +19,22 @@ export interface ReplicatedTable {
    */
   readonly prunedLocally?: boolean;
   /**
-   * Of a table prunedLocally: the SQL condition (on its own columns) of the rows this region's cleanup may
-   * delete at any time. An apply deletes its batch's rows that meet it before it reads what is stored.
+   * Of a table prunedLocally: the rows this region's cleanup may delete at any time, those whose `column`
+   * (a timestamp) lies more than `keepMs` in the past. An apply deletes its batch's stored rows that are,
+   * and takes a change of a row that is as applied without storing it (see RowStore.apply).
    */
-  readonly prunable?: string;
-  /** The same condition on a row as an event carries it: such a change is taken as applied and pruned. */
-  readonly prunableRow?: (row: Row) => boolean;
+  readonly prunable?: Prunable;
+}
+
+export interface Prunable {
+  column: string;
+  keepMs: number;
+}
+
+/** Whether `row` (as an event carries it) is one its table's cleanup may delete now. */
+export function isPrunable(table: ReplicatedTable, row: Row): boolean {
+  const p = table.prunable;
+  return p !== undefined && Date.parse(String(row[p.column])) < Date.now() - p.keepMs;
 }
 
 /** A full row as JSON, keyed by column name. */
@@ -62,16 +72,17 @@ export interface ChangeEvent {
 export function defineTable(
   name: string,
   key: string,
-  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: string; prunableRow?: (row: Row) => boolean } = {},
+  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: Prunable } = {},
 ): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
-  if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn))) throw new Error(`bad table declaration ${name}.${key}`);
+  if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn)) || (opts.prunable !== undefined && !ok(opts.prunable.column))) {
+    throw new Error(`bad table declaration ${name}.${key}`);
+  }
   return {
     name,
     key,
     ...(opts.orgColumn ? { orgColumn: opts.orgColumn } : {}),
     ...(opts.prunedLocally ? { prunedLocally: true } : {}),
     ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
-    ...(opts.prunedLocally && opts.prunableRow ? { prunableRow: opts.prunableRow } : {}),
   };
 }

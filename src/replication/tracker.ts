@@ -86,11 +86,39 @@ export interface WaitResult {
   superseded: { region: string; winner: AckWinner }[];
 }
 
-interface Waiter {
+/** What a wait has learnt of a change: the regions it needs, those that hold it, those where it lost. */
+interface Progress {
   need: Set<string>;
   applied: Set<string>;
   superseded: Map<string, AckWinner>;
+}
+
+interface Waiter extends Progress {
   finish: (complete: boolean) => void;
+}
+
+function progress(regions: readonly string[], alreadyApplied: readonly string[]): Progress {
+  const need = new Set(regions);
+  return { need, applied: new Set(alreadyApplied.filter((r) => need.has(r))), superseded: new Map() };
+}
+
+/** Counts `acks` of the regions `p` needs; returns whether the wait is over (lost somewhere, or held everywhere). */
+function take(p: Progress, acks: ReadonlyMap<string, Ack>): boolean {
+  for (const [r, ack] of acks) {
+    if (!p.need.has(r)) continue;
+    if (ack.outcome === 'superseded' && ack.winner) p.superseded.set(r, ack.winner);
+    else p.applied.add(r);
+  }
+  return p.superseded.size > 0 || p.applied.size === p.need.size;
+}
+
+function resultOf(p: Progress): WaitResult {
+  return {
+    complete: p.superseded.size === 0 && p.applied.size === p.need.size,
+    applied: [...p.applied],
+    pending: [...p.need].filter((r) => !p.applied.has(r) && !p.superseded.has(r)),
+    superseded: [...p.superseded].map(([region, winner]) => ({ region, winner })),
+  };
 }
 
 export interface AckOptions {
@@ -181,16 +209,12 @@ export class Tracker {
    */
   wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
     return new Promise<WaitResult>((resolve) => {
-      const need = new Set(regions);
-      const applied = new Set(alreadyApplied.filter((r) => need.has(r)));
-      const superseded = new Map<string, AckWinner>();
+      const p = progress(regions, alreadyApplied);
       let timer: NodeJS.Timeout | undefined;
       // Whether the waiter holds a share of the every-origin subscription (one answered at once never does).
       let hearsEveryOrigin = false;
       const waiter: Waiter = {
-        need,
-        applied,
-        superseded,
+        ...p,
         finish: (complete) => {
           if (timer) clearTimeout(timer);
           if (hearsEveryOrigin) this.leaveEveryOrigin();
@@ -198,15 +222,10 @@ export class Tracker {
           const set = this.waiters.get(changeId);
           set?.delete(waiter);
           if (set && set.size === 0) this.waiters.delete(changeId);
-          resolve({
-            complete,
-            applied: [...applied],
-            pending: [...need].filter((r) => !applied.has(r) && !superseded.has(r)),
-            superseded: [...superseded].map(([region, winner]) => ({ region, winner })),
-          });
+          resolve({ ...resultOf(p), complete });
         },
       };
-      if (applied.size === need.size) return waiter.finish(true);
+      if (p.applied.size === p.need.size) return waiter.finish(true);
       timer = setTimeout(() => waiter.finish(false), Math.max(0, deadline - Date.now()));
       let set = this.waiters.get(changeId);
       if (!set) this.waiters.set(changeId, (set = new Set()));
@@ -227,29 +246,16 @@ export class Tracker {
    * times out.
    */
   async waitReading(redis: Redis, changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number): Promise<WaitResult> {
-    const need = new Set(regions);
-    const applied = new Set(alreadyApplied.filter((r) => need.has(r)));
-    const superseded = new Map<string, AckWinner>();
+    const p = progress(regions, alreadyApplied);
     for (;;) {
+      let over = p.applied.size === p.need.size;
       try {
-        for (const [r, ack] of acksOf(await redis.hgetall(this.keys.ack(changeId)))) {
-          if (!need.has(r)) continue;
-          if (ack.outcome === 'superseded' && ack.winner) superseded.set(r, ack.winner);
-          else applied.add(r);
-        }
+        over = take(p, acksOf(await redis.hgetall(this.keys.ack(changeId))));
       } catch (err) {
         this.log.debug({ err: (err as Error).message, changeId }, 'could not read the acks in the origin\'s Redis; will retry');
       }
-      const complete = superseded.size === 0 && applied.size === need.size;
       const left = deadline - Date.now();
-      if (complete || superseded.size > 0 || left <= 0) {
-        return {
-          complete,
-          applied: [...applied],
-          pending: [...need].filter((r) => !applied.has(r) && !superseded.has(r)),
-          superseded: [...superseded].map(([region, winner]) => ({ region, winner })),
-        };
-      }
+      if (over || left <= 0) return resultOf(p);
       await new Promise((r) => setTimeout(r, Math.min(READ_EVERY_MS, left)));
     }
   }
@@ -299,15 +305,7 @@ export class Tracker {
   private markAcked(changeId: string, acks: ReadonlyMap<string, Ack>): void {
     const set = this.waiters.get(changeId);
     if (!set) return;
-    for (const w of [...set]) {
-      for (const [r, ack] of acks) {
-        if (!w.need.has(r)) continue;
-        if (ack.outcome === 'superseded' && ack.winner) w.superseded.set(r, ack.winner);
-        else w.applied.add(r);
-      }
-      if (w.superseded.size > 0) w.finish(false);
-      else if (w.applied.size === w.need.size) w.finish(true);
-    }
+    for (const w of [...set]) if (take(w, acks)) w.finish(w.superseded.size === 0);
   }
 
   private async recheck(changeId: string): Promise<void> {

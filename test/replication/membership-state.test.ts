@@ -84,38 +84,13 @@ test('a region added at runtime stays a member when this region\'s Redis lost th
   expect((await readMembers(redis, keys)).members.get('south-chile')).toMatchObject({ state: 'active', redisUrl: REDIS_URL });
 });
 
-test('a process that starts after its Redis lost the record takes the members a peer\'s copy holds, a region added at runtime included', async () => {
-  // europe-belgium's copy lives in a Redis of its own (another database of the shared server).
-  const peerUrl = inDb(7);
-  const peer = new Redis(peerUrl);
-  const peerLinks = new RedisLinks({
-    region: 'us-iowa',
-    own: redis,
-    name: 'membership-test-peer',
-    defaultUrl: REDIS_URL,
-    configured: new Map([['us-iowa', REDIS_URL], ['europe-belgium', peerUrl]]),
-  });
-  const fresh = new Membership({ links: peerLinks, subscriber, keys, region: 'us-iowa', configured: regions, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
-  try {
-    await writeMember(peer, keys, 'europe-belgium', { state: 'active', redis_url: peerUrl });
-    await writeMember(peer, keys, 'us-iowa', { state: 'active', redis_url: REDIS_URL });
-    await writeMember(peer, keys, 'south-peru', { state: 'joining', redis_url: REDIS_URL });
-    await redis.del(keys.members);
-    await fresh.join();
-    expect(fresh.regions()).toContain('south-peru');
-    expect((await readMembers(redis, keys)).members.get('south-peru')).toMatchObject({ state: 'joining' });
-  } finally {
-    fresh.stop();
-    peerLinks.disconnect();
-    await peer.del(keys.members);
-    peer.disconnect();
-  }
-});
-
-test('of two peers\' copies that disagree on a member this region lost, the one saying joining wins', async () => {
-  const urls = { 'europe-belgium': inDb(7), 'asia-japan': inDb(8) };
+/**
+ * A Membership of us-iowa as a process starting now would make it, whose peers' copies of the record live
+ * in Redis databases of their own (`urls`, by region); runs `fn` with it and the peers' connections, then
+ * cleans up.
+ */
+async function withPeers(urls: Record<string, string>, fn: (fresh: Membership, peers: Redis[]) => Promise<void>): Promise<void> {
   const peers = Object.values(urls).map((u) => new Redis(u));
-  const configured = ['us-iowa', 'europe-belgium', 'asia-japan'];
   const peerLinks = new RedisLinks({
     region: 'us-iowa',
     own: redis,
@@ -123,14 +98,10 @@ test('of two peers\' copies that disagree on a member this region lost, the one 
     defaultUrl: REDIS_URL,
     configured: new Map([['us-iowa', REDIS_URL], ...Object.entries(urls)]),
   });
+  const configured = ['us-iowa', ...Object.keys(urls)];
   const fresh = new Membership({ links: peerLinks, subscriber, keys, region: 'us-iowa', configured, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
   try {
-    // europe-belgium's copy lags: asia-japan's says the runtime region was marked behind since.
-    await writeMember(peers[0] as Redis, keys, 'south-ecuador', { state: 'active', redis_url: REDIS_URL });
-    await writeMember(peers[1] as Redis, keys, 'south-ecuador', { state: 'joining', redis_url: REDIS_URL });
-    await redis.del(keys.members);
-    await fresh.join();
-    expect((await readMembers(redis, keys)).members.get('south-ecuador')).toMatchObject({ state: 'joining' });
+    await fn(fresh, peers);
   } finally {
     fresh.stop();
     peerLinks.disconnect();
@@ -139,6 +110,31 @@ test('of two peers\' copies that disagree on a member this region lost, the one 
       p.disconnect();
     }
   }
+}
+
+test('a process that starts after its Redis lost the record takes the members a peer\'s copy holds, a region added at runtime included', async () => {
+  // europe-belgium's copy lives in a Redis of its own (another database of the shared server).
+  const peerUrl = inDb(7);
+  await withPeers({ 'europe-belgium': peerUrl }, async (fresh, [peer]) => {
+    await writeMember(peer as Redis, keys, 'europe-belgium', { state: 'active', redis_url: peerUrl });
+    await writeMember(peer as Redis, keys, 'us-iowa', { state: 'active', redis_url: REDIS_URL });
+    await writeMember(peer as Redis, keys, 'south-peru', { state: 'joining', redis_url: REDIS_URL });
+    await redis.del(keys.members);
+    await fresh.join();
+    expect(fresh.regions()).toContain('south-peru');
+    expect((await readMembers(redis, keys)).members.get('south-peru')).toMatchObject({ state: 'joining' });
+  });
+});
+
+test('of two peers\' copies that disagree on a member this region lost, the one saying joining wins', async () => {
+  await withPeers({ 'europe-belgium': inDb(7), 'asia-japan': inDb(8) }, async (fresh, [europe, asia]) => {
+    // europe-belgium's copy lags: asia-japan's says the runtime region was marked behind since.
+    await writeMember(europe as Redis, keys, 'south-ecuador', { state: 'active', redis_url: REDIS_URL });
+    await writeMember(asia as Redis, keys, 'south-ecuador', { state: 'joining', redis_url: REDIS_URL });
+    await redis.del(keys.members);
+    await fresh.join();
+    expect((await readMembers(redis, keys)).members.get('south-ecuador')).toMatchObject({ state: 'joining' });
+  });
 });
 
 test('a re-seed marks its target active only if nothing marked it behind again while it copied', async () => {

@@ -91,6 +91,13 @@ async function deliveredThree(r: Rig) {
   return rows;
 }
 
+/** From an empty server: c active, three entries delivered into its inbox and never acked. */
+async function activeWithThree(r: Rig) {
+  await r.redis.flushall(); // the test's own server
+  await writeMember(r.redis, keys, 'c', { state: 'active' });
+  return deliveredThree(r);
+}
+
 /** c's Redis restarts without its data; c registers again and its applier recreates its group, empty. */
 async function lostAndRecreated(r: Rig) {
   await server.kill();
@@ -123,9 +130,7 @@ test('entries an inbox lost with its Redis are delivered again even when a trim 
 test('an entry trimmed by the cap below the inbox\'s birth is still told apart (confirmed, the region marked for a re-seed)', async () => {
   const r = rig();
   try {
-    await r.redis.flushall(); // the test's own server: a clean slate
-    await writeMember(r.redis, keys, 'c', { state: 'active' });
-    const rows = await deliveredThree(r);
+    const rows = await activeWithThree(r);
     // The cap trims the first two (never acked); the third is still there.
     await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
     await r.redeliverLost(rows);
@@ -140,9 +145,7 @@ test('an entry trimmed by the cap below the inbox\'s birth is still told apart (
 test('an entry gone from the inbox because its region acked it meanwhile is confirmed, neither redelivered nor taken for trimmed', async () => {
   const r = rig();
   try {
-    await r.redis.flushall();
-    await writeMember(r.redis, keys, 'c', { state: 'active' });
-    const rows = await deliveredThree(r);
+    const rows = await activeWithThree(r);
     // c applied and acked the first two after the relay read the acks; a trim removed them.
     for (const row of rows.slice(0, 2)) await r.redis.hset(keys.ack(row.change_id), 'c', `applied@${new Date().toISOString()}`);
     await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
