@@ -229,7 +229,12 @@ type Gated = Request & { [SLOT]?: () => void };
  * committed: what is left is waiting for other regions, which needs no database connection.
  */
 export function leaveAdmission(req: Request): void {
-  (req as Gated)[SLOT]?.();
+  const release = (req as Gated)[SLOT];
+  if (!release) return;
+  (req as Gated)[SLOT] = undefined;
+  release();
+  // Its 'close' listener, there in case the request ends first, has nothing left to do.
+  req.res?.off('close', release);
 }
 
 export function overloaded(gate: string, reason: RefusalReason, retryAfterSeconds: number): AppError {
@@ -281,10 +286,15 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
     // A free slot is taken synchronously (most requests): no promise, no extra turn of the event loop.
     const now = gate.tryGrant();
     if (now) return admitted(now);
+    let cancelOnClose: (() => void) | undefined;
     gate
-      .acquire((cancel) => res.once('close', cancel))
+      .acquire((cancel) => res.once('close', (cancelOnClose = cancel)))
       .then(
-        admitted,
+        (release) => {
+          // Admitted: the queue entry (and its timer) is done with; the listener would keep it to the end.
+          if (cancelOnClose) res.off('close', cancelOnClose);
+          admitted(release);
+        },
         (err: unknown) => {
           if (!(err instanceof Refused)) return next(err);
           refusedOne();

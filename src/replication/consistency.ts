@@ -139,11 +139,13 @@ export async function writeWithConsistency<T>(
   // Committed: the transaction's connection is back in the pool and waiting for other regions needs none
   // (the tracker waits on Redis acks), so the request gives its admission slot back too.
   c.leave();
-  const waited = await repl.waitForAllRegions(changeId, c.deadline);
-  if (waited.complete) return { value, changeId };
-  // A lost write answers 409 without `result`: nothing of it is kept.
-  if (waited.superseded.length) throw supersededError(changeId, waited);
-  throw pendingError(c, changeId, waited, followUp, toResult(value));
+  // Returned, not awaited: this function's frame is not kept for as long as the other regions take.
+  return repl.waitForAllRegions(changeId, c.deadline).then((waited) => {
+    if (waited.complete) return { value, changeId };
+    // A lost write answers 409 without `result`: nothing of it is kept.
+    if (waited.superseded.length) throw supersededError(changeId, waited);
+    throw pendingError(c, changeId, waited, followUp, toResult(value));
+  });
 }
 
 /**

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
+import { Deadlines, type Timed } from './deadlines';
 
 /**
  * Default lifetime of an ack record. The origin's relay shortens it to the outbox retention once the change
@@ -86,39 +87,65 @@ export interface WaitResult {
   superseded: { region: string; winner: AckWinner }[];
 }
 
-/** What a wait has learnt of a change: the regions it needs, those that hold it, those where it lost. */
-interface Progress {
-  need: Set<string>;
-  applied: Set<string>;
-  superseded: Map<string, AckWinner>;
-}
+/**
+ * What a wait has learnt of a change: the regions it needs, those that hold it, those where it lost. Plain
+ * arrays (a handful of regions): with two Sets and a Map per waiter, 10,000 waiters held ~7 MB of hash
+ * tables for sets of three names.
+ */
+class Tally {
+  readonly applied: string[];
+  superseded: [string, AckWinner][] | null = null;
 
-interface Waiter extends Progress {
-  finish: (complete: boolean) => void;
-}
-
-function progress(regions: readonly string[], alreadyApplied: readonly string[]): Progress {
-  const need = new Set(regions);
-  return { need, applied: new Set(alreadyApplied.filter((r) => need.has(r))), superseded: new Map() };
-}
-
-/** Counts `acks` of the regions `p` needs; returns whether the wait is over (lost somewhere, or held everywhere). */
-function take(p: Progress, acks: ReadonlyMap<string, Ack>): boolean {
-  for (const [r, ack] of acks) {
-    if (!p.need.has(r)) continue;
-    if (ack.outcome === 'superseded' && ack.winner) p.superseded.set(r, ack.winner);
-    else p.applied.add(r);
+  constructor(
+    readonly need: readonly string[],
+    alreadyApplied: readonly string[],
+  ) {
+    this.applied = alreadyApplied.filter((r, i) => need.includes(r) && alreadyApplied.indexOf(r) === i);
   }
-  return p.superseded.size > 0 || p.applied.size === p.need.size;
+
+  get held(): boolean {
+    return this.applied.length === this.need.length;
+  }
+
+  /** Counts `acks` of the regions it needs; returns whether the wait is over (lost somewhere, or held everywhere). */
+  take(acks: ReadonlyMap<string, Ack>): boolean {
+    for (const [r, ack] of acks) {
+      if (!this.need.includes(r)) continue;
+      if (ack.outcome === 'superseded' && ack.winner) {
+        if (!this.superseded?.some(([s]) => s === r)) (this.superseded ??= []).push([r, ack.winner]);
+      } else if (!this.applied.includes(r)) this.applied.push(r);
+    }
+    return this.superseded !== null || this.held;
+  }
+
+  result(complete = this.superseded === null && this.held): WaitResult {
+    const lost = this.superseded ?? [];
+    return {
+      complete,
+      applied: [...this.applied],
+      pending: this.need.filter((r) => !this.applied.includes(r) && !lost.some(([s]) => s === r)),
+      superseded: lost.map(([region, winner]) => ({ region, winner })),
+    };
+  }
 }
 
-function resultOf(p: Progress): WaitResult {
-  return {
-    complete: p.superseded.size === 0 && p.applied.size === p.need.size,
-    applied: [...p.applied],
-    pending: [...p.need].filter((r) => !p.applied.has(r) && !p.superseded.has(r)),
-    superseded: [...p.superseded].map(([region, winner]) => ({ region, winner })),
-  };
+const unanswered = (): void => undefined;
+
+/** A waiting wait(): its tally, its deadline (in the tracker's heap) and how to answer it. */
+class Waiter extends Tally implements Timed {
+  slot = -1;
+  resolve: (result: WaitResult) => void = unanswered;
+
+  constructor(
+    readonly changeId: string,
+    need: readonly string[],
+    alreadyApplied: readonly string[],
+    readonly deadline: number,
+    /** Whether it holds a share of the every-origin subscription (see Tracker.wait). */
+    public hearsEveryOrigin: boolean,
+  ) {
+    super(need, alreadyApplied);
+  }
 }
 
 export interface AckOptions {
@@ -132,7 +159,9 @@ export interface AckOptions {
 }
 
 export class Tracker {
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  /** Per change, its waiter (almost always one) or waiters. */
+  private readonly waiters = new Map<string, Waiter | Waiter[]>();
+  private readonly deadlines = new Deadlines<Waiter>((w) => this.finish(w, false));
   private sweeper: NodeJS.Timeout | null = null;
   /** Waiters whose change may have another origin, and the pattern subscription they share. */
   private anyOriginWaiters = 0;
@@ -208,35 +237,35 @@ export class Tracker {
    * announced on that region's channel; while such a waiter waits, this process hears every origin's.
    */
   wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
-    return new Promise<WaitResult>((resolve) => {
-      const p = progress(regions, alreadyApplied);
-      let timer: NodeJS.Timeout | undefined;
-      // Whether the waiter holds a share of the every-origin subscription (one answered at once never does).
-      let hearsEveryOrigin = false;
-      const waiter: Waiter = {
-        ...p,
-        finish: (complete) => {
-          if (timer) clearTimeout(timer);
-          if (hearsEveryOrigin) this.leaveEveryOrigin();
-          hearsEveryOrigin = false;
-          const set = this.waiters.get(changeId);
-          set?.delete(waiter);
-          if (set && set.size === 0) this.waiters.delete(changeId);
-          resolve({ ...resultOf(p), complete });
-        },
-      };
-      if (p.applied.size === p.need.size) return waiter.finish(true);
-      timer = setTimeout(() => waiter.finish(false), Math.max(0, deadline - Date.now()));
-      let set = this.waiters.get(changeId);
-      if (!set) this.waiters.set(changeId, (set = new Set()));
-      set.add(waiter);
-      this.scheduleSweep();
-      // Every origin's channel heard first: an ack announced before then is in the stored acks.
-      if (opts.anyOrigin) {
-        hearsEveryOrigin = true;
-        void this.joinEveryOrigin().then(() => this.recheck(changeId));
-      } else void this.recheck(changeId);
-    });
+    const waiter = new Waiter(changeId, regions, alreadyApplied, deadline, opts.anyOrigin === true);
+    if (waiter.held) return Promise.resolve(waiter.result(true));
+    const answered = new Promise<WaitResult>((resolve) => (waiter.resolve = resolve));
+    const others = this.waiters.get(changeId);
+    if (others === undefined) this.waiters.set(changeId, waiter);
+    else if (Array.isArray(others)) others.push(waiter);
+    else this.waiters.set(changeId, [others, waiter]);
+    this.deadlines.add(waiter);
+    this.scheduleSweep();
+    // Every origin's channel heard first: an ack announced before then is in the stored acks.
+    if (waiter.hearsEveryOrigin) void this.joinEveryOrigin().then(() => this.recheck(changeId));
+    else void this.recheck(changeId);
+    return answered;
+  }
+
+  /** Answers a waiter (at most once) and forgets it. */
+  private finish(waiter: Waiter, complete: boolean): void {
+    const others = this.waiters.get(waiter.changeId);
+    if (others === waiter) this.waiters.delete(waiter.changeId);
+    else if (Array.isArray(others)) {
+      const i = others.indexOf(waiter);
+      if (i < 0) return;
+      others.splice(i, 1);
+      if (others.length === 1) this.waiters.set(waiter.changeId, others[0] as Waiter);
+    } else return;
+    this.deadlines.remove(waiter);
+    if (waiter.hearsEveryOrigin) this.leaveEveryOrigin();
+    waiter.hearsEveryOrigin = false;
+    waiter.resolve(waiter.result(complete));
   }
 
   /**
@@ -246,16 +275,16 @@ export class Tracker {
    * times out.
    */
   async waitReading(redis: Redis, changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number): Promise<WaitResult> {
-    const p = progress(regions, alreadyApplied);
+    const p = new Tally(regions, alreadyApplied);
     for (;;) {
-      let over = p.applied.size === p.need.size;
+      let over = p.held;
       try {
-        over = take(p, acksOf(await redis.hgetall(this.keys.ack(changeId))));
+        over = p.take(acksOf(await redis.hgetall(this.keys.ack(changeId))));
       } catch (err) {
         this.log.debug({ err: (err as Error).message, changeId }, 'could not read the acks in the origin\'s Redis; will retry');
       }
       const left = deadline - Date.now();
-      if (over || left <= 0) return resultOf(p);
+      if (over || left <= 0) return p.result();
       await new Promise((r) => setTimeout(r, Math.min(READ_EVERY_MS, left)));
     }
   }
@@ -277,9 +306,7 @@ export class Tracker {
   }
 
   get waiting(): number {
-    let n = 0;
-    for (const set of this.waiters.values()) n += set.size;
-    return n;
+    return this.deadlines.size;
   }
 
   private onMessage(message: string): void {
@@ -303,9 +330,9 @@ export class Tracker {
 
   /** A waiter finishes on the first superseded ack (the write has lost) or once every region holds it. */
   private markAcked(changeId: string, acks: ReadonlyMap<string, Ack>): void {
-    const set = this.waiters.get(changeId);
-    if (!set) return;
-    for (const w of [...set]) if (take(w, acks)) w.finish(w.superseded.size === 0);
+    const waiting = this.waiters.get(changeId);
+    if (waiting === undefined) return;
+    for (const w of Array.isArray(waiting) ? [...waiting] : [waiting]) if (w.take(acks)) this.finish(w, w.superseded === null);
   }
 
   private async recheck(changeId: string): Promise<void> {

@@ -1,5 +1,7 @@
 /** The two admission gates drawing from one budget of database slots (src/http/admission.ts), on their own. */
-import { Gate, SlotBudget } from '../../src/http/admission';
+import { EventEmitter } from 'node:events';
+import type { Request, Response } from 'express';
+import { createAdmission, Gate, leaveAdmission, SlotBudget } from '../../src/http/admission';
 
 const limits = (concurrency: number) => ({ concurrency, queue: 100, queueWaitMs: 60_000 });
 
@@ -50,4 +52,41 @@ test('each kind keeps the slots the other cannot take, and a slot the other kind
   expect(writes.inFlight).toBe(5);
   for (const x of [...w.slice(1), ...r, rel]) x();
   expect(budget.used).toBe(0);
+});
+
+test('a request admitted from the queue keeps no listener of its wait, and none once it leaves admission (a waiter holds neither)', async () => {
+  const admission = createAdmission({
+    writes: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
+    reads: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
+    databaseSlots: 2,
+    retryAfterSeconds: 1,
+  });
+  const request = () => {
+    const res = Object.assign(new EventEmitter(), { locals: {} }) as unknown as Response & EventEmitter;
+    const req = { method: 'PATCH', res } as unknown as Request;
+    let passed = false;
+    admission.middleware(req, res, () => (passed = true));
+    return { req, res, passed: () => passed };
+  };
+  const first = request();
+  expect(first.passed()).toBe(true);
+  const second = request();
+  expect(second.passed()).toBe(false);
+  expect(admission.gates.writes.queued).toBe(1);
+  // Queued: the request's 'close' would take it out of the queue.
+  expect(second.res.listenerCount('close')).toBe(1);
+  leaveAdmission(first.req);
+  expect(first.res.listenerCount('close')).toBe(0);
+  await new Promise((r) => setImmediate(r));
+  expect(second.passed()).toBe(true);
+  // Admitted: only the slot's release listens, in case the request ends before it leaves.
+  expect(second.res.listenerCount('close')).toBe(1);
+  leaveAdmission(second.req);
+  expect(second.res.listenerCount('close')).toBe(0);
+  expect(admission.gates.writes.inFlight).toBe(0);
+  // Leaving twice, or a close after leaving, gives nothing back twice.
+  leaveAdmission(second.req);
+  second.res.emit('close');
+  expect(admission.gates.writes.inFlight).toBe(0);
+  expect(admission.status()).toMatchObject({ database_slots: { in_use: 0 } });
 });

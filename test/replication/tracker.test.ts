@@ -73,6 +73,37 @@ test('times out at the deadline with the regions still pending, and leaves no wa
   expect(tracker.waiting).toBe(0);
 });
 
+test('several waiters on one change keep their own deadlines: the earlier times out, the later still gets the ack', async () => {
+  const soon = tracker.wait('c5', ['a', 'b'], ['a'], Date.now() + 200);
+  const later = tracker.wait('c5', ['a', 'b'], ['a'], Date.now() + 5000);
+  const third = tracker.wait('c5', ['a', 'b', 'c'], ['a'], Date.now() + 5000);
+  expect(tracker.waiting).toBe(3);
+  expect(await soon).toEqual({ complete: false, applied: ['a'], pending: ['b'], superseded: [] });
+  expect(tracker.waiting).toBe(2);
+  await other.ack('b', ['c5']);
+  expect(await later).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+  // The ack counts for the waiter that also needs c; it waits on.
+  expect(tracker.waiting).toBe(1);
+  await other.ack('c', ['c5']);
+  expect((await third).complete).toBe(true);
+  expect(tracker.waiting).toBe(0);
+});
+
+test('waiters with shuffled deadlines each time out at their own, never before', async () => {
+  const now = Date.now();
+  const offsets = [400, 100, 300, 200, 250, 150];
+  const ended: { i: number; early: boolean }[] = [];
+  await Promise.all(
+    offsets.map((ms, i) => tracker.wait(`d-${i}`, ['a', 'b'], ['a'], now + ms).then((r) => {
+      expect(r.complete).toBe(false);
+      ended.push({ i, early: Date.now() < now + ms });
+    })),
+  );
+  expect(ended.map((e) => e.i)).toEqual([1, 5, 3, 4, 2, 0]);
+  expect(ended.some((e) => e.early)).toBe(false);
+  expect(tracker.waiting).toBe(0);
+});
+
 test('thousands of waiters share one subscriber connection and are all released', async () => {
   const ids = Array.from({ length: 2000 }, (_, i) => `bulk-${i}`);
   const waits = ids.map((id) => tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 10_000));
