@@ -10,7 +10,7 @@ import { parseIdempotencyKey } from '../idempotency/request';
 import { doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
 import { findOrganization, isSelfOrAncestor } from '../organizations/store';
-import { awaitChange, parseConsistency, writeWithConsistency, type FollowUp } from '../replication/consistency';
+import { awaitChange, parseConsistency, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
 import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorBody } from './errors';
@@ -56,6 +56,8 @@ const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Ch
 /** Where an Infisical client follows a change with its own access token. */
 export const CHANGES_PATH = '/replication/changes';
 const followUp: FollowUp = (id) => `GET ${API_PREFIX}${CHANGES_PATH}/${id} (with your access token)`;
+/** This dialect's bodies are the config itself: a replay's 408 carries the stored one in `details`. */
+const storedConfig: StoredResult = (body) => body;
 
 /**
  * A replay, or the 422 for a key reused with another body. That 422 is rendered here rather than by
@@ -89,10 +91,10 @@ export function infisicalRoutes({ db, repl, tokenSigningSecret, log }: Infisical
     const orgId = await authorize(db, res, body.organizationId);
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
     const prior = await findPrior(db, idem);
-    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior, followUp);
+    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior, followUp, storedConfig);
     if (prior) return answerPrior(res, prior);
     const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body, idem), doneValue, setChangeId(res), followUp);
-    if (value.kind === 'replay') await awaitChange(repl, consistency, value, followUp);
+    if (value.kind === 'replay') await awaitChange(repl, consistency, value, followUp, storedConfig);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.json(value.value);
   });

@@ -51,6 +51,16 @@ export const slashidFollowUp: FollowUp = (id) =>
   `GET /organizations/replication/changes/${id} (with your SlashID-OrgID and SlashID-API-Key)`;
 
 /**
+ * The resource a stored answer holds, for the 408 of a replay that timed out as the first request's 408
+ * carried it (`result` / `details`). The default reads SlashID's envelope; a dialect whose bodies are the
+ * resource itself passes `(body) => body`.
+ */
+export type StoredResult = (body: unknown) => unknown;
+
+export const slashidStoredResult: StoredResult = (body) =>
+  body !== null && typeof body === 'object' ? (body as { result?: unknown }).result : undefined;
+
+/**
  * The 409 of an all_regions write that lost: some region already held a state of the row that outranks
  * it (an earlier create of the same key, a deletion, a newer update), so the write is not, and will not
  * become, the row's state anywhere.
@@ -89,7 +99,8 @@ export const FOLLOW_UP_WINDOW_MS = 3_600_000;
 
 /**
  * For the replay of an idempotent request: under all_regions, waits on the change that stored it (as the
- * first request did): returns once every region holds it, 409 if it lost, 408 if still pending.
+ * first request did): returns once every region holds it, 409 if it lost, 408 if still pending (carrying
+ * the stored answer's resource, as the first request's 408 did).
  * local_region, or a key stored before change ids were recorded, answers at once; so does a key stored
  * longer ago than the follow-up window whose change is no longer known (its records expired after every
  * region acked it: the stored answer is all that is left; read the resource for its state).
@@ -97,10 +108,11 @@ export const FOLLOW_UP_WINDOW_MS = 3_600_000;
 export async function awaitChange(
   repl: Replicator,
   c: Consistency,
-  change: string | null | { changeId: string | null; storedAt?: Date; origin?: string | null },
+  change: string | null | { changeId: string | null; storedAt?: Date; origin?: string | null; response?: { body: unknown } },
   followUp: FollowUp = slashidFollowUp,
+  storedResult: StoredResult = slashidStoredResult,
 ): Promise<void> {
-  const { changeId, storedAt, origin } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined, origin: null };
+  const { changeId, storedAt, origin, response } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined, origin: null, response: undefined };
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
   c.leave(); // waiting for other regions holds no database connection: give the slot back
@@ -109,7 +121,7 @@ export async function awaitChange(
   // for too: the key row came with the change, but a row of it may have lost here (superseded).
   const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { origin: origin ?? undefined, anyOrigin: origin !== repl.region });
   if (waited.superseded.length) throw supersededError(changeId, waited);
-  if (!waited.complete) throw pendingError(c, changeId, waited, followUp);
+  if (!waited.complete) throw pendingError(c, changeId, waited, followUp, response ? storedResult(response.body) : undefined);
 }
 
 /**

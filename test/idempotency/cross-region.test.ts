@@ -76,6 +76,10 @@ test('a retry after a 408 answers 201 with the id the 408 reported, and the cred
     expect(retry.status).toBe(201);
     expect(retry.headers.get('idempotent-replayed')).toBe('true');
     expect(retry.body).toEqual({ meta: {}, errors: [], result: timedOut.body.result });
+    // With all_regions the retry waits on the change, and its 408 carries the credential as the first did.
+    const stillPending = await post('us-iowa', org, body('during pause'), { ...ALL, 'SlashID-Required-Consistency-Timeout': '1', 'Idempotency-Key': 'after-408' });
+    expect(stillPending.status).toBe(408);
+    expect(stillPending.body.result).toEqual(timedOut.body.result);
     // Belgium has the write too, so a retry there is also a replay.
     expect(await eventually(async () => (await idsIn('europe-belgium', org)).length === 1)).toBe(true);
     const elsewhere = await post('europe-belgium', org, body('during pause'), { 'Idempotency-Key': 'after-408' });
@@ -124,6 +128,12 @@ describe('Infisical dialect', () => {
       expect(retry.status).toBe(200);
       expect(retry.headers.get('idempotent-replayed')).toBe('true');
       expect(retry.body).toEqual(timedOut.body.details);
+      const stillPending = await call(cluster.url('us-iowa'), 'POST', SSO, {
+        body: configBody(org.id, certs.pem),
+        headers: bearer(org.token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '1', 'Idempotency-Key': 'sso-408' }),
+      });
+      expect(stillPending.status).toBe(408);
+      expect(stillPending.body.details).toEqual(timedOut.body.details);
     } finally {
       japan.resume();
     }
