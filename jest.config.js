@@ -11,6 +11,7 @@ const UNIT = [
   'test/overload/slot-budget.test.ts',
   'test/metadata/*.test.ts',
   'test/replication/horizon.test.ts',
+  'test/replication/deadlines.test.ts',
 ];
 
 const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';

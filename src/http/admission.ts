@@ -279,6 +279,9 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
     res.locals.admission = true;
     const gate = gateOf(req.method);
     const admitted = (release: () => void) => {
+      // The client went away before this (between a grant from the queue and now, say): its 'close' has
+      // fired, so a listener added now would never give the slot back (a slot lost for good, each time).
+      if (res.closed) return release();
       res.once('close', release);
       (req as Gated)[SLOT] = release;
       next();

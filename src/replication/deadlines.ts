@@ -2,19 +2,21 @@
  * Many deadlines, one timer: a binary min-heap of entries by deadline and a single Node timer armed for
  * the earliest. The tracker holds one entry per all_regions waiter; with a timer each, 10,000 waiters held
  * 10,000 Timeout objects (and their closures) for nothing but a 408 most never reach. An entry answered
- * early is taken out in O(log n), so the heap holds only the entries still waiting.
+ * early is taken out in O(log n), so the heap holds only the entries still waiting. Deadlines are given as
+ * wall-clock times (a request's start plus its timeout) and kept on the monotonic clock from then on, as a
+ * timer of their own would: a step of the system clock (NTP, a VM resumed) moves no 408 earlier or later.
  */
 
-/** What the heap stores: the deadline (epoch ms) and the entry's place in the heap (-1 when not in it). */
+/** What the heap stores: when the entry is due (performance.now() ms) and its place (-1 when not in it). */
 export interface Timed {
-  deadline: number;
+  due: number;
   slot: number;
 }
 
 export class Deadlines<T extends Timed> {
   private readonly heap: T[] = [];
   private timer: NodeJS.Timeout | null = null;
-  /** When the armed timer fires (epoch ms); Infinity when none is armed. */
+  /** When the armed timer fires (performance.now() ms); Infinity when none is armed. */
   private armedFor = Infinity;
 
   /** `expired` is called for each entry whose deadline has passed, after it left the heap. */
@@ -29,11 +31,13 @@ export class Deadlines<T extends Timed> {
     return this.timer !== null;
   }
 
-  add(entry: T): void {
+  /** Adds an entry due at `deadline` (epoch ms). */
+  add(entry: T, deadline: number): void {
+    entry.due = performance.now() + (deadline - Date.now());
     entry.slot = this.heap.length;
     this.heap.push(entry);
     this.up(entry.slot);
-    if (entry.deadline < this.armedFor) this.arm();
+    if (entry.due < this.armedFor) this.arm();
   }
 
   /** Takes the entry out (no-op when it is not in the heap). The timer stays: firing early finds nothing. */
@@ -55,8 +59,8 @@ export class Deadlines<T extends Timed> {
     this.disarm();
     const first = this.heap[0];
     if (!first) return;
-    this.armedFor = first.deadline;
-    this.timer = setTimeout(() => this.fire(), Math.max(0, first.deadline - Date.now()));
+    this.armedFor = first.due;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, Math.ceil(first.due - performance.now())));
   }
 
   private disarm(): void {
@@ -68,8 +72,8 @@ export class Deadlines<T extends Timed> {
   private fire(): void {
     this.timer = null;
     this.armedFor = Infinity;
-    const now = Date.now();
-    for (let first = this.heap[0]; first && first.deadline <= now; first = this.heap[0]) {
+    const now = performance.now();
+    for (let first = this.heap[0]; first && first.due <= now; first = this.heap[0]) {
       this.remove(first);
       this.expired(first);
     }
@@ -82,7 +86,7 @@ export class Deadlines<T extends Timed> {
     while (i > 0) {
       const p = (i - 1) >> 1;
       const parent = heap[p] as T;
-      if (parent.deadline <= entry.deadline) break;
+      if (parent.due <= entry.due) break;
       heap[i] = parent;
       parent.slot = i;
       i = p;
@@ -98,9 +102,9 @@ export class Deadlines<T extends Timed> {
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
-      if (c + 1 < n && (heap[c + 1] as T).deadline < (heap[c] as T).deadline) c++;
+      if (c + 1 < n && (heap[c + 1] as T).due < (heap[c] as T).due) c++;
       const child = heap[c] as T;
-      if (entry.deadline <= child.deadline) break;
+      if (entry.due <= child.due) break;
       heap[i] = child;
       child.slot = i;
       i = c;

@@ -134,13 +134,13 @@ const unanswered = (): void => undefined;
 /** A waiting wait(): its tally, its deadline (in the tracker's heap) and how to answer it. */
 class Waiter extends Tally implements Timed {
   slot = -1;
+  due = 0;
   resolve: (result: WaitResult) => void = unanswered;
 
   constructor(
     readonly changeId: string,
     need: readonly string[],
     alreadyApplied: readonly string[],
-    readonly deadline: number,
     /** Whether it holds a share of the every-origin subscription (see Tracker.wait). */
     public hearsEveryOrigin: boolean,
   ) {
@@ -237,14 +237,14 @@ export class Tracker {
    * announced on that region's channel; while such a waiter waits, this process hears every origin's.
    */
   wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
-    const waiter = new Waiter(changeId, regions, alreadyApplied, deadline, opts.anyOrigin === true);
+    const waiter = new Waiter(changeId, regions, alreadyApplied, opts.anyOrigin === true);
     if (waiter.held) return Promise.resolve(waiter.result(true));
     const answered = new Promise<WaitResult>((resolve) => (waiter.resolve = resolve));
     const others = this.waiters.get(changeId);
     if (others === undefined) this.waiters.set(changeId, waiter);
     else if (Array.isArray(others)) others.push(waiter);
     else this.waiters.set(changeId, [others, waiter]);
-    this.deadlines.add(waiter);
+    this.deadlines.add(waiter, deadline);
     this.scheduleSweep();
     // Every origin's channel heard first: an ack announced before then is in the stored acks.
     if (waiter.hearsEveryOrigin) void this.joinEveryOrigin().then(() => this.recheck(changeId));

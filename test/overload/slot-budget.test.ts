@@ -90,3 +90,35 @@ test('a request admitted from the queue keeps no listener of its wait, and none 
   expect(admission.gates.writes.inFlight).toBe(0);
   expect(admission.status()).toMatchObject({ database_slots: { in_use: 0 } });
 });
+
+test('a queued request whose client goes away just as it is admitted gives its slot back at once (and one gone before admission takes none)', async () => {
+  const admission = createAdmission({
+    writes: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
+    reads: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
+    databaseSlots: 2,
+    retryAfterSeconds: 1,
+  });
+  const request = (closed = false) => {
+    const res = Object.assign(new EventEmitter(), { locals: {}, closed }) as unknown as Response & EventEmitter & { closed: boolean };
+    const req = { method: 'PATCH', res } as unknown as Request;
+    let passed = false;
+    admission.middleware(req, res, () => (passed = true));
+    return { req, res, passed: () => passed };
+  };
+  const first = request();
+  const second = request();
+  expect(admission.gates.writes.queued).toBe(1);
+  // The first leaves: the slot is granted to the second, whose admission runs a turn later. The second's
+  // client closes in between (several sockets closing in one tick do this).
+  leaveAdmission(first.req);
+  second.res.closed = true;
+  second.res.emit('close');
+  await new Promise((r) => setImmediate(r));
+  expect(second.passed()).toBe(false);
+  expect(admission.gates.writes.inFlight).toBe(0);
+  // A request whose client is already gone when it reaches admission holds no slot either.
+  expect(request(true).passed()).toBe(false);
+  expect(admission.gates.writes.inFlight).toBe(0);
+  // The slot is there for the next request.
+  expect(request().passed()).toBe(true);
+});
