@@ -116,6 +116,27 @@ function send(agent: http.Agent, url: string, method: string, headers: Record<st
 }
 
 export async function runOverloadBench(argv: string[]): Promise<void> {
+  const report = await overload(argv);
+  process.stdout.write(`\nOverload: ${report.requests} concurrent all_regions PATCHes to us-iowa, asia-japan paused${report.resumed_after_s === null ? '' : ` (resumed after ${report.resumed_after_s} s)`}\n`);
+  for (const [k, v] of Object.entries(report)) process.stdout.write(`  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}\n`);
+  process.stdout.write(`\n${JSON.stringify(report)}\n`);
+}
+
+/**
+ * The part of `npm run bench` for J's waiter target: 10,000 all_regions PATCHes let through the write gate
+ * (queue 10,000, 120 s wait) with a 90 s timeout, so that all of them commit and wait at once.
+ */
+export const WAITERS_ARGS = ['--n', '10000', '--writes-queue', '10000', '--writes-queue-wait', '120000', '--timeout', '90'];
+
+/** One line for `npm run bench`'s summary. */
+export function waitersLine(r: Awaited<ReturnType<typeof overload>>): string {
+  return (
+    `${r.requests} concurrent all_regions PATCHes to one region (${r.waiters_peak} waiting at once at the peak): RSS +${r.rss_peak_above_idle_mb} MB above ${r.rss_idle_mb} MB idle ` +
+    `(target ≤ 200 MB), Redis connections ${r.redis_connections_idle} → ${r.redis_connections_peak} (target: constant); answers ${JSON.stringify(r.answers_by_status)}; load avg ${r.machine.replace(/.*load average /, '')}\n`
+  );
+}
+
+export async function overload(argv: string[]) {
   const N = arg(argv, 'n') ?? 10_000;
   const TIMEOUT = arg(argv, 'timeout') ?? 120;
   const RESUME_AFTER = arg(argv, 'resume-after');
@@ -215,9 +236,7 @@ export async function runOverloadBench(argv: string[]): Promise<void> {
       admin_replication_operator_port: onOperatorPort,
       admin_replication_region_port: onRegionPort,
     };
-    process.stdout.write(`\nOverload: ${N} concurrent all_regions PATCHes to us-iowa, asia-japan paused${RESUME_AFTER === undefined ? '' : ` (resumed after ${RESUME_AFTER} s)`}\n`);
-    for (const [k, v] of Object.entries(report)) process.stdout.write(`  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}\n`);
-    process.stdout.write(`\n${JSON.stringify(report)}\n`);
+    return report;
   } finally {
     await cleanup();
   }

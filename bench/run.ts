@@ -9,13 +9,24 @@
  * `-- throughput [--ops read,patch,create]` only the throughput table (for the operations named).
  * `npm run bench -- stall` measures instead the event-loop stall of parsing the largest metadata documents;
  * `npm run bench -- overload` the answers, memory and admin latency of a flood of all_regions writes.
+ * The full run ends with the overload bench's 10,000 waiters (WAITERS_ARGS; `--waiters off` leaves it out).
  */
-import { runOverloadBench } from './overload';
+import { overload, runOverloadBench, WAITERS_ARGS, waitersLine } from './overload';
 import { runStallBench } from './stall';
 import { runThroughputBench } from './throughput';
 
 const argv = process.argv;
-const bench = argv.includes('stall') ? runStallBench(argv) : argv.includes('overload') ? runOverloadBench(argv) : runThroughputBench(argv);
+const part = ['stall', 'overload', 'latency', 'apply', 'throughput'].some((p) => argv.includes(p));
+const waiters = !part && !(argv.includes('--waiters') && argv[argv.indexOf('--waiters') + 1] === 'off');
+
+async function full(): Promise<void> {
+  await runThroughputBench(argv);
+  if (!waiters) return;
+  // A deployment of its own, after the other parts: the flood's memory is the region's alone.
+  process.stdout.write(`\n${waitersLine(await overload(WAITERS_ARGS))}`);
+}
+
+const bench = argv.includes('stall') ? runStallBench(argv) : argv.includes('overload') ? runOverloadBench(argv) : full();
 bench.catch((err: Error) => {
   process.stderr.write(`bench failed: ${err.message}\n`);
   process.exit(1);
