@@ -54,20 +54,26 @@ test('each kind keeps the slots the other cannot take, and a slot the other kind
   expect(budget.used).toBe(0);
 });
 
-test('a request admitted from the queue keeps no listener of its wait, and none once it leaves admission (a waiter holds neither)', async () => {
+/** An admission of one write slot, and PATCH requests through its middleware (fake request and response). */
+function oneWriteSlot() {
   const admission = createAdmission({
     writes: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
     reads: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
     databaseSlots: 2,
     retryAfterSeconds: 1,
   });
-  const request = () => {
-    const res = Object.assign(new EventEmitter(), { locals: {} }) as unknown as Response & EventEmitter;
+  const request = (closed = false) => {
+    const res = Object.assign(new EventEmitter(), { locals: {}, closed }) as unknown as Response & EventEmitter & { closed: boolean };
     const req = { method: 'PATCH', res } as unknown as Request;
     let passed = false;
     admission.middleware(req, res, () => (passed = true));
     return { req, res, passed: () => passed };
   };
+  return { admission, request };
+}
+
+test('a request admitted from the queue keeps no listener of its wait, and none once it leaves admission (a waiter holds neither)', async () => {
+  const { admission, request } = oneWriteSlot();
   const first = request();
   expect(first.passed()).toBe(true);
   const second = request();
@@ -92,19 +98,7 @@ test('a request admitted from the queue keeps no listener of its wait, and none 
 });
 
 test('a queued request whose client goes away just as it is admitted gives its slot back at once (and one gone before admission takes none)', async () => {
-  const admission = createAdmission({
-    writes: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
-    reads: { concurrency: 1, queue: 10, queueWaitMs: 60_000 },
-    databaseSlots: 2,
-    retryAfterSeconds: 1,
-  });
-  const request = (closed = false) => {
-    const res = Object.assign(new EventEmitter(), { locals: {}, closed }) as unknown as Response & EventEmitter & { closed: boolean };
-    const req = { method: 'PATCH', res } as unknown as Request;
-    let passed = false;
-    admission.middleware(req, res, () => (passed = true));
-    return { req, res, passed: () => passed };
-  };
+  const { admission, request } = oneWriteSlot();
   const first = request();
   const second = request();
   expect(admission.gates.writes.queued).toBe(1);
