@@ -2,7 +2,11 @@
  * LISTEN on a Postgres channel over a connection of its own (a pooled connection cannot hold a LISTEN),
  * reconnecting after a failure. `onState(true)` is called once the LISTEN is in place, `onState(false)` as
  * soon as the connection is lost: notifications sent in between are not delivered, so a listener that
- * caches must treat "down" as "everything may have changed".
+ * caches must treat "down" as "everything may have changed". The connection sits idle (its channel's changes
+ * are rare), and a network that drops an idle connection silently (a NAT's or a load balancer's idle timeout,
+ * a failover behind a virtual address) raises no error until TCP keepalive gives up, 2 h 11 min with Linux's
+ * defaults; meanwhile the listener would believe it hears every change. So it also sends a heartbeat query:
+ * one that fails, or gets no answer within its timeout, counts as the connection lost.
  */
 import { Client } from 'pg';
 import type { Logger } from '../logger';
@@ -21,17 +25,30 @@ export interface ListenOptions {
   onState(listening: boolean): void;
   /** Wait before reconnecting (default 1000 ms). */
   retryMs?: number;
+  /** How often the heartbeat query runs (default 10 s). */
+  heartbeatMs?: number;
+  /** How long the heartbeat may take before the connection counts as lost (default 5 s). */
+  heartbeatTimeoutMs?: number;
 }
+
+export const HEARTBEAT_MS = 10_000;
+export const HEARTBEAT_TIMEOUT_MS = 5_000;
 
 export function listen(o: ListenOptions): ChannelListener {
   if (!/^[a-z_][a-z0-9_]*$/.test(o.channel)) throw new Error(`bad channel name ${o.channel}`);
   let stopped = false;
   let client: Client | null = null;
   let retry: NodeJS.Timeout | null = null;
+  let heartbeat: NodeJS.Timeout | null = null;
+  const stopHeartbeat = () => {
+    if (heartbeat) clearInterval(heartbeat);
+    heartbeat = null;
+  };
 
   const lost = (c: Client, err?: Error) => {
     if (client !== c) return; // already handled
     client = null;
+    stopHeartbeat();
     o.onState(false);
     c.end().catch(() => undefined);
     if (stopped) return;
@@ -52,9 +69,26 @@ export function listen(o: ListenOptions): ChannelListener {
     c.connect()
       .then(() => c.query(`LISTEN ${o.channel}`))
       .then(() => {
-        if (client === c && !stopped) o.onState(true);
+        if (client !== c || stopped) return;
+        o.onState(true);
+        heartbeat = setInterval(() => beat(c), o.heartbeatMs ?? HEARTBEAT_MS);
+        heartbeat.unref();
       })
       .catch((err: Error) => lost(c, err));
+  };
+
+  const beat = (c: Client) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer to the heartbeat in time')), o.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS);
+    });
+    Promise.race([c.query('SELECT 1'), late]).then(
+      () => clearTimeout(timer),
+      (err: Error) => {
+        clearTimeout(timer);
+        lost(c, err);
+      },
+    );
   };
 
   connect();
@@ -62,6 +96,7 @@ export function listen(o: ListenOptions): ChannelListener {
     async stop() {
       stopped = true;
       if (retry) clearTimeout(retry);
+      stopHeartbeat();
       const c = client;
       client = null;
       o.onState(false);

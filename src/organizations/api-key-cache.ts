@@ -4,7 +4,10 @@
  * database's `auth_changed` channel (a trigger on api_keys and organizations notifies it when a change
  * commits, whichever way it arrived: a local write, a change replicated from another region, a re-seed),
  * and drops all of them on every notification and whenever the LISTEN connection is down. A rotated or
- * revoked key therefore stops working in a region as soon as the region has committed the change.
+ * revoked key therefore stops working in a region as soon as the region has committed the change. Should
+ * notifications stop arriving while the connection still answers (a pooler between the region and its
+ * database that does not relay them, say), an entry is also dropped once it is MAX_AGE_MS old: that bounds
+ * how long a revoked key can go on working then.
  * A lookup that raced a change (it read the database before the change committed, and finishes after the
  * notification) is answered but not kept: the generation it started under is gone.
  */
@@ -19,15 +22,22 @@ export interface LiveKey {
   keyHash: string;
 }
 
+/** How long a looked-up key is kept at most (ms). */
+export const MAX_AGE_MS = 60_000;
+
 export class ApiKeyCache {
-  private readonly entries = new Map<string, LiveKey>();
+  /** Per key id: the key and when it was looked up (performance.now()). */
+  private readonly entries = new Map<string, { key: LiveKey; at: number }>();
   private generation = 0;
   private listening = false;
   hits = 0;
   misses = 0;
 
   /** At most `maxEntries` keys are kept; beyond that the cache starts over (keys are few; ids are guessable by no one). */
-  constructor(private readonly maxEntries = 10_000) {}
+  constructor(
+    private readonly maxEntries = 10_000,
+    private readonly maxAgeMs = MAX_AGE_MS,
+  ) {}
 
   /** Whether looked-up keys are kept (only while notifications are received). */
   get active(): boolean {
@@ -47,17 +57,19 @@ export class ApiKeyCache {
   /** The live key with this id: from memory, or from `load` (kept when nothing changed meanwhile). */
   async find(keyId: string, load: (keyId: string) => Promise<LiveKey | null>): Promise<LiveKey | null> {
     const cached = this.listening ? this.entries.get(keyId) : undefined;
-    if (cached) {
+    if (cached && performance.now() - cached.at <= this.maxAgeMs) {
       this.hits++;
-      return cached;
+      return cached.key;
     }
     this.misses++;
     const generation = this.generation;
+    // Aged from before the lookup: what it read may be older than its answer.
+    const started = performance.now();
     const row = await load(keyId);
     // Unknown keys are not kept: anyone can send those.
     if (row && this.listening && generation === this.generation) {
       if (this.entries.size >= this.maxEntries) this.entries.clear();
-      this.entries.set(keyId, row);
+      this.entries.set(keyId, { key: row, at: started });
     }
     return row;
   }

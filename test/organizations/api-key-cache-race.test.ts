@@ -44,3 +44,18 @@ test('keeps nothing while not listening (changes would go unannounced), nor unkn
   await cache.find('k', load);
   expect(load).toHaveBeenCalledTimes(4);
 });
+
+test('drops a key once it is older than its maximum age, even with no change announced', async () => {
+  // The backstop for notifications lost while the LISTEN connection still answers its heartbeat.
+  const cache = new ApiKeyCache(10_000, 50);
+  cache.setListening(true);
+  const load = jest.fn(async () => KEY);
+  await cache.find('k', load);
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(1);
+  await new Promise((r) => setTimeout(r, 80));
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(2);
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(2);
+});

@@ -1,0 +1,76 @@
+/**
+ * The LISTEN connection's heartbeat (src/db/notify.ts): a connection the network stops carrying without
+ * closing it (a NAT's idle timeout, say) raises no error for hours; the heartbeat finds it, the listener is
+ * told it is down (the API-key cache drops everything then), and it listens again over a new connection.
+ */
+import net from 'node:net';
+import { Client } from 'pg';
+import pino from 'pino';
+import { listen, type ChannelListener } from '../../src/db/notify';
+import { PG_BASE, uniqueName } from '../support/env';
+
+/** A TCP proxy to Postgres whose open connections can be frozen: bytes stop flowing, nothing is closed. */
+function freezableProxy() {
+  const upstream = new URL(PG_BASE);
+  const open: { frozen: boolean }[] = [];
+  const server = net.createServer((client) => {
+    const state = { frozen: false };
+    open.push(state);
+    const pgSocket = net.connect(Number(upstream.port || 5432), upstream.hostname);
+    client.on('data', (b) => void (state.frozen || pgSocket.write(b)));
+    pgSocket.on('data', (b) => void (state.frozen || client.write(b)));
+    for (const [a, b] of [[client, pgSocket], [pgSocket, client]] as const) {
+      a.on('error', () => b.destroy());
+      a.on('close', () => b.destroy());
+    }
+  });
+  return {
+    server,
+    freezeAll: () => open.forEach((s) => (s.frozen = true)),
+    listening: new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port))),
+  };
+}
+
+const proxy = freezableProxy();
+let listener: ChannelListener | null = null;
+afterAll(async () => {
+  await listener?.stop();
+  proxy.server.close();
+});
+
+test('a LISTEN connection that silently stops answering is taken for lost, and the listener listens again', async () => {
+  const port = await proxy.listening;
+  const base = new URL(PG_BASE);
+  const viaProxy = `postgresql://${base.username}${base.password ? `:${base.password}` : ''}@127.0.0.1:${port}/postgres`;
+  const states: boolean[] = [];
+  const heard: string[] = [];
+  const channel = uniqueName('hb').replace(/[^a-z0-9_]/g, '_');
+  listener = listen({
+    databaseUrl: viaProxy,
+    channel,
+    log: pino({ level: 'silent' }),
+    onNotify: (p) => heard.push(p),
+    onState: (up) => states.push(up),
+    retryMs: 100,
+    heartbeatMs: 200,
+    heartbeatTimeoutMs: 300,
+  });
+  const until = async (what: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (!what() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    return what();
+  };
+  expect(await until(() => states.at(-1) === true, 5000)).toBe(true);
+  // Well past a few heartbeats, a connection that answers stays up.
+  await new Promise((r) => setTimeout(r, 700));
+  expect(states).toEqual([true]);
+  proxy.freezeAll();
+  expect(await until(() => states.includes(false), 2000)).toBe(true);
+  // A new connection (not frozen) listens again, and hears what is announced.
+  expect(await until(() => states.at(-1) === true, 5000)).toBe(true);
+  const direct = new Client({ connectionString: `${PG_BASE}/postgres` });
+  await direct.connect();
+  await direct.query(`NOTIFY ${channel}, 'after'`);
+  await direct.end();
+  expect(await until(() => heard.includes('after'), 3000)).toBe(true);
+}, 20_000);
