@@ -32,6 +32,24 @@ async function keyState(region: string, keyId: string): Promise<string> {
     await db.end();
   }
 }
+/** A region's collection cut-off (replication_horizon), raised to `atLeast` first when given. */
+async function horizonOf(region: string, atLeast?: string): Promise<string> {
+  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
+  await db.connect();
+  try {
+    if (atLeast) {
+      await db.query(
+        `INSERT INTO replication_horizon AS h (id, collected_through) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through)`,
+        [atLeast],
+      );
+    }
+    const r = await db.query<{ through: string }>('SELECT collected_through AS through FROM replication_horizon WHERE id = 1');
+    return r.rows[0]?.through ?? '';
+  } finally {
+    await db.end();
+  }
+}
 const memberState = async (region: string) => (await status('us-iowa')).members.find((m: { region: string }) => m.region === region)?.state;
 
 test('a region that falls behind the stream cap is marked as needing a re-seed and is re-seeded from a peer with one command', async () => {
@@ -69,9 +87,22 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   // cap trimmed and which its origin delivered again as lost. Either way it stays joining until re-seeded.)
   expect(await memberState('asia-japan')).toBe('joining');
 
+  // A collection cut-off in the peer above asia-japan's own, and only just (no version lies between the
+  // two, so it rules nothing out in this test): the re-seeded region must take it over, or it would apply
+  // what the peer refuses (a late create of a row whose tombstone was collected) and hold that row alone.
+  const own = await horizonOf('asia-japan');
+  const peerCutoff = await horizonOf('us-iowa', `${own || '000000000000001.000000.'}0`);
+  expect(peerCutoff > own).toBe(true);
+
+  // asia-japan's process paused meanwhile: its own collector, free to run once it is active again, would
+  // raise its cut-off too and hide what the re-seed did.
+  cluster.proc('asia-japan').pause();
   const run = runReseed(cluster, 'us-iowa', 'asia-japan');
+  const taken = await horizonOf('asia-japan');
+  cluster.proc('asia-japan').resume();
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
+  expect(taken >= peerCutoff).toBe(true);
   const result = JSON.parse(run.stdout);
   expect(result.tables.organizations.rows).toBeGreaterThanOrEqual(4 * CAP + 1);
 
