@@ -8,8 +8,8 @@
  *    Its pending inbox entries that the cap trimmed are acked (nothing is left to read).
  * 2. Every row of every replicated table is copied from the peer's database into the target's, through
  *    the row store's merge rule and per-key locks, so the target keeps whatever it holds that is newer.
- * 3. The target's rows whose tombstones the peer collected are removed (removeCollected), and the target
- *    takes the peer's collection cut-off as its own (if higher).
+ * 3. The target takes the peer's collection cut-off as its own (if higher), then its rows whose tombstones
+ *    the peer collected are removed (removeCollected).
  * All steps are idempotent, and the target may keep serving meanwhile. The target is marked joining
  * throughout (in its own Redis first, then in every other region's), so no region collects tombstones
  * meanwhile (horizon.ts).
@@ -102,22 +102,26 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
         after = page.rows[page.rows.length - 1]?.key ?? null;
         if (page.rows.length < PAGE) break;
       }
-      // Read after the copy: a tombstone the peer collected while its table was being copied counts too.
-      const collectedThrough = await peerCollectedThrough(peerDb);
-      if (collectedThrough && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, collectedThrough);
       copied[table.name] = stats;
     }
-    // Below the peer's cut-off the target now holds what the peer holds, so it must also refuse what the
-    // peer refuses: a change of a row whose tombstone was collected (row-store.ts, collected()). Without the
-    // cut-off, a region added or restored after a collection applied a late or replayed create of a
-    // collected row, and held it alone for good.
+    // Read after the copy: a tombstone the peer collected while a table was being copied counts too.
     const through = await peerCollectedThrough(peerDb);
     if (through) {
+      // Below the peer's cut-off the target holds what the peer holds once the rows below are removed, so
+      // it must also refuse what the peer refuses: a change of a row whose tombstone was collected
+      // (row-store.ts, collected()). Without the cut-off, a region added or restored after a collection
+      // applied a late or replayed create of a collected row, and held it alone for good. Written after
+      // the copy (which the cut-off would refuse rows of) and before the removal: the applier reads it under
+      // the per-key locks the removal takes, so a change applied before the write is removed, and none after.
       await db.$executeRawUnsafe(
         `INSERT INTO replication_horizon AS h (id, collected_through) VALUES (1, $1)
          ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through)`,
         through,
       );
+      for (const table of tables) {
+        const stats = copied[table.name];
+        if (stats && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, through);
+      }
     }
     // Seeded: a region that joined a running deployment is now an active member, in its own Redis first
     // (its processes copy its entry into any Redis missed here), unless it was marked behind during the copy.
