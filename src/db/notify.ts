@@ -81,6 +81,7 @@ export function listen(o: ListenOptions): ChannelListener {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('no answer to the heartbeat in time')), o.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS);
+      timer.unref();
     });
     Promise.race([c.query('SELECT 1'), late]).then(
       () => clearTimeout(timer),
@@ -100,7 +101,14 @@ export function listen(o: ListenOptions): ChannelListener {
       const c = client;
       client = null;
       o.onState(false);
-      await c?.end().catch(() => undefined);
+      // A connection the network stopped carrying never answers the goodbye: do not wait for it long.
+      let timer: NodeJS.Timeout | undefined;
+      const bounded = new Promise<void>((r) => {
+        timer = setTimeout(r, 2000);
+        timer.unref();
+      });
+      await Promise.race([c?.end().catch(() => undefined), bounded]);
+      clearTimeout(timer);
     },
   };
 }

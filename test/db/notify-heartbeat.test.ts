@@ -13,10 +13,13 @@ import { PG_BASE, uniqueName } from '../support/env';
 function freezableProxy() {
   const upstream = new URL(PG_BASE);
   const open: { frozen: boolean }[] = [];
-  const server = net.createServer((client) => {
+  const sockets: net.Socket[] = [];
+  // Half-open allowed: a frozen connection swallows the client's FIN too, as a network that dropped it would.
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
     const state = { frozen: false };
     open.push(state);
     const pgSocket = net.connect(Number(upstream.port || 5432), upstream.hostname);
+    sockets.push(client, pgSocket);
     client.on('data', (b) => void (state.frozen || pgSocket.write(b)));
     pgSocket.on('data', (b) => void (state.frozen || client.write(b)));
     for (const [a, b] of [[client, pgSocket], [pgSocket, client]] as const) {
@@ -27,6 +30,11 @@ function freezableProxy() {
   return {
     server,
     freezeAll: () => open.forEach((s) => (s.frozen = true)),
+    /** Closes the proxy and every connection through it (frozen ones never close on their own). */
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
     listening: new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port))),
   };
 }
@@ -35,7 +43,7 @@ const proxy = freezableProxy();
 let listener: ChannelListener | null = null;
 afterAll(async () => {
   await listener?.stop();
-  proxy.server.close();
+  proxy.close();
 });
 
 test('a LISTEN connection that silently stops answering is taken for lost, and the listener listens again', async () => {
@@ -73,4 +81,26 @@ test('a LISTEN connection that silently stops answering is taken for lost, and t
   await direct.query(`NOTIFY ${channel}, 'after'`);
   await direct.end();
   expect(await until(() => heard.includes('after'), 3000)).toBe(true);
+}, 20_000);
+
+test('stopping over a connection the network stopped carrying does not wait for its goodbye', async () => {
+  const port = await proxy.listening;
+  const base = new URL(PG_BASE);
+  const viaProxy = `postgresql://${base.username}${base.password ? `:${base.password}` : ''}@127.0.0.1:${port}/postgres`;
+  let up = false;
+  const frozenListener = listen({
+    databaseUrl: viaProxy,
+    channel: 'hb_stop',
+    log: pino({ level: 'silent' }),
+    onNotify: () => undefined,
+    onState: (s) => (up = s),
+    heartbeatMs: 60_000,
+  });
+  const end = Date.now() + 5000;
+  while (!up && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  expect(up).toBe(true);
+  proxy.freezeAll();
+  const started = Date.now();
+  await frozenListener.stop();
+  expect(Date.now() - started).toBeLessThan(4000);
 }, 20_000);
