@@ -50,6 +50,8 @@ export interface ApplierDeps {
   claimIdleMs?: number;
   /** How often to look for such entries (default 5 s). */
   claimEveryMs?: number;
+  /** How often changes parked for clock skew are tried again (default SKEW_RETRY_MS). */
+  skewRetryEveryMs?: number;
   /** Verifies each entry's signature before anything else reads it (see event-auth.ts). */
   auth: EventAuth;
 }
@@ -77,6 +79,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 const BATCH_SIZE = 250;
 
+/**
+ * Changes parked because their origin's clock was ahead (clock-skew) are tried again this often: once the
+ * clocks agree again they apply without an operator, and the tombstone horizon, which a parked change
+ * holds back (tombstones.ts), moves on.
+ */
+export const SKEW_RETRY_MS = 60_000;
+
 /** Batches applied at once: one in the database while the next is read, verified and parsed. */
 const BATCHES_IN_FLIGHT = 2;
 
@@ -87,6 +96,7 @@ export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
+  private lastSkewRetry = Date.now();
   private readonly failures: FailureLog;
   /** Batches being applied (see run). */
   private readonly applying = new Set<Promise<void>>();
@@ -165,6 +175,11 @@ export class Applier {
           const retried = await this.retryParked();
           if (retried.applied || retried.parked) log.info(retried, 'retried parked change events');
           started = true;
+        }
+        if (Date.now() - this.lastSkewRetry > (this.d.skewRetryEveryMs ?? SKEW_RETRY_MS)) {
+          this.lastSkewRetry = Date.now();
+          const retried = await this.retryParked({ reason: 'clock-skew' });
+          if (retried.applied) log.info(retried, 'applied change events parked for clock skew: the clocks agree again');
         }
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
@@ -424,14 +439,14 @@ export class Applier {
    * Re-applies parked events (at start, and on POST /admin/replication/parked/retry): those this version can
    * now apply leave the parked list and are acked as applied; the others stay, with their latest error.
    */
-  async retryParked(): Promise<{ applied: number; parked: number }> {
+  async retryParked(opts: { reason?: ParkReason } = {}): Promise<{ applied: number; parked: number }> {
     // After an upgrade (a migration by this or another process): events held for a newer schema may fit now.
-    await this.d.store.reload();
+    if (!opts.reason) await this.d.store.reload();
     let after: { parkedAt: Date; changeId: string } | null = null;
     let applied = 0;
     let parked = 0;
     for (;;) {
-      const rows = await this.failures.parked(100, after);
+      const rows = await this.failures.parked(100, after, opts.reason);
       const last = rows[rows.length - 1];
       if (!last) break;
       after = { parkedAt: last.parked_at, changeId: last.change_id };
@@ -450,7 +465,7 @@ export class Applier {
             if (!(await this.databaseUp())) throw err;
             await this.failures.stillParked(r.change_id, 'apply-failed', (err as Error).message);
           }
-        } else await this.failures.stillParked(r.change_id, why.reason, why.error);
+        } else if (!(opts.reason && why.reason === r.reason)) await this.failures.stillParked(r.change_id, why.reason, why.error);
         parked += 1;
       }
       await this.failures.unpark(done.map((p) => p.event.changeId));

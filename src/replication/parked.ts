@@ -82,13 +82,14 @@ export class FailureLog {
     return this.parkedIds.has(changeId);
   }
 
-  /** Parked events, oldest first, after `afterChangeId` (keyset paging). */
-  async parked(limit: number, after: { parkedAt: Date; changeId: string } | null = null) {
+  /** Parked events (of one reason, when given), oldest first, after `afterChangeId` (keyset paging). */
+  async parked(limit: number, after: { parkedAt: Date; changeId: string } | null = null, reason: ParkReason | null = null) {
     return this.db.$queryRawUnsafe<{ change_id: string; stream_id: string | null; event: ChangeEvent; reason: ParkReason; parked_at: Date }[]>(
       `SELECT change_id::text, stream_id, event, reason, parked_at FROM replication_failures
         WHERE parked_at IS NOT NULL AND ($2::timestamptz IS NULL OR (parked_at, change_id) > ($2::timestamptz, $3::uuid))
+          AND ($4::text IS NULL OR reason = $4)
         ORDER BY parked_at, change_id LIMIT $1`,
-      limit, after?.parkedAt ?? null, after?.changeId ?? null,
+      limit, after?.parkedAt ?? null, after?.changeId ?? null, reason,
     );
   }
 

@@ -86,4 +86,25 @@ describe('the applier', () => {
     expect(await applier.retryParked()).toEqual({ applied: 1, parked: 0 });
     expect((await org(ahead.orgId))?.name).toBe('from the future');
   }, 60_000);
+
+  test('an event parked for clock skew applies on its own once the clocks agree, without an operator\'s retry', async () => {
+    await rig.reset();
+    let now = Date.now();
+    const clock = new HybridClock('europe-belgium', () => now, 60_000);
+    const applier = await rig.applier({ clock, skewRetryEveryMs: 100 });
+    const ahead = orgEvent('parked, then on its own', { wall: now + 10 * 60_000 });
+    await rig.publish(ahead);
+    applier.start();
+    const parkedRows = () => rig.db.$queryRawUnsafe<{ n: number }[]>(
+      'SELECT count(*)::int AS n FROM replication_failures WHERE change_id = $1::uuid AND parked_at IS NOT NULL', ahead.changeId,
+    );
+    expect(await eventually(async () => (await parkedRows())[0]?.n === 1, 10_000, 50)).toBe(true);
+    // Tried again while still ahead: it stays parked.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await rig.db.organization.findUnique({ where: { id: ahead.orgId } })).toBeNull();
+    // The physical clock catches up (simulated): the periodic retry applies it and forgets its parking.
+    now += 10 * 60_000;
+    expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: ahead.orgId } }))?.name === 'parked, then on its own', 10_000, 50)).toBe(true);
+    expect((await parkedRows())[0]?.n).toBe(0);
+  }, 60_000);
 });
