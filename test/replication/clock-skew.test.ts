@@ -107,4 +107,26 @@ describe('the applier', () => {
     expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: ahead.orgId } }))?.name === 'parked, then on its own', 10_000, 50)).toBe(true);
     expect((await parkedRows())[0]?.n).toBe(0);
   }, 60_000);
+
+  test('the periodic retry of many parked changes does not hold back the changes arriving meanwhile', async () => {
+    await rig.reset();
+    let now = Date.now();
+    const clock = new HybridClock('europe-belgium', () => now, 60_000);
+    const applier = await rig.applier({ clock, skewRetryEveryMs: 200 });
+    // A clock minutes ahead parks all its region sent meanwhile: here 1,000 changes.
+    const N = 1000;
+    const ahead = Array.from({ length: N }, (_, i) => orgEvent(`ahead ${i}`, { wall: now + 10 * 60_000 }));
+    for (let i = 0; i < N; i += 50) await rig.publishPack(ahead.slice(i, i + 50));
+    applier.start();
+    const parked = async () => Number((await rig.db.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM replication_failures WHERE parked_at IS NOT NULL'))[0]?.n);
+    expect(await eventually(async () => (await parked()) === N, 30_000, 100)).toBe(true);
+    now += 10 * 60_000;
+    // The retry has begun applying them; a change arriving now applies while it goes on.
+    expect(await eventually(async () => (await parked()) < N, 10_000, 10)).toBe(true);
+    const fresh = orgEvent('arrived during the retry', { wall: now });
+    await rig.publish(fresh);
+    expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: fresh.orgId } })) !== null, 10_000, 10)).toBe(true);
+    expect(await parked()).toBeGreaterThan(0);
+    expect(await eventually(async () => (await parked()) === 0, 60_000, 100)).toBe(true);
+  }, 120_000);
 });
