@@ -11,6 +11,7 @@
 import { Client } from 'pg';
 import type { Logger } from '../logger';
 import { sessionConfig } from './session';
+import { withTimeout } from './timeout';
 
 export interface ChannelListener {
   stop(): Promise<void>;
@@ -77,20 +78,8 @@ export function listen(o: ListenOptions): ChannelListener {
       .catch((err: Error) => lost(c, err));
   };
 
-  const beat = (c: Client) => {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('no answer to the heartbeat in time')), o.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS);
-      timer.unref();
-    });
-    Promise.race([c.query('SELECT 1'), late]).then(
-      () => clearTimeout(timer),
-      (err: Error) => {
-        clearTimeout(timer);
-        lost(c, err);
-      },
-    );
-  };
+  const beat = (c: Client) =>
+    void withTimeout(c.query('SELECT 1'), o.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS, 'no answer to the heartbeat in time').catch((err: Error) => lost(c, err));
 
   connect();
   return {
@@ -102,13 +91,7 @@ export function listen(o: ListenOptions): ChannelListener {
       client = null;
       o.onState(false);
       // A connection the network stopped carrying never answers the goodbye: do not wait for it long.
-      let timer: NodeJS.Timeout | undefined;
-      const bounded = new Promise<void>((r) => {
-        timer = setTimeout(r, 2000);
-        timer.unref();
-      });
-      await Promise.race([c?.end().catch(() => undefined), bounded]);
-      clearTimeout(timer);
+      if (c) await withTimeout(c.end(), 2000).catch(() => undefined);
     },
   };
 }

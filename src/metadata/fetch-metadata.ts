@@ -150,14 +150,16 @@ function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError 
   const via = viaText(hop.from);
   // A name's answer is not repeated: the caller would learn the internal network's addresses (and, from
   // the kind, which internal names exist). An address the caller wrote itself is named with its kind.
-  const target = isIP(bareHost(url)) !== 0 ? reason : `host "${url.hostname}", which resolves to an address that is not public (not shown)`;
+  const target = isIP(bareHost(url)) !== 0
+    ? `${reason}, which is not a public address`
+    : `host "${url.hostname}", which resolves to an address that is not public (not shown)`;
   const remedy = listed
     ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.`
     : `Metadata URLs must reach a public host; an operator can allow an internal IdP by adding ` +
       `"${hostPort(url)}" to metadataAllowedHosts.`;
   return new MetadataError(
     'blocked_address',
-    `Refusing to fetch ${url.href}${via}: it points at ${target}${isIP(bareHost(url)) !== 0 ? ', which is not a public address' : ''}. ${remedy}`,
+    `Refusing to fetch ${url.href}${via}: it points at ${target}. ${remedy}`,
   );
 }
 

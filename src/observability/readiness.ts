@@ -5,6 +5,7 @@
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
+import { withTimeout } from '../db/timeout';
 import type { Logger } from '../logger';
 
 export interface ReadinessReport {
@@ -49,10 +50,3 @@ async function missingMigrations(db: SqlReader, expected: readonly string[]): Pr
   return expected.filter((name) => !done.has(name));
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}

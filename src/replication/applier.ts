@@ -12,6 +12,7 @@
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import { isTransient } from '../db/pg-errors';
+import { withTimeout } from '../db/timeout';
 import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
@@ -429,19 +430,8 @@ export class Applier {
     return out;
   }
 
-  private async databaseUp(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.d.db.$queryRawUnsafe('SELECT 1'),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('database probe timed out')), 5000))),
-      ]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
+  private databaseUp(): Promise<boolean> {
+    return withTimeout(this.d.db.$queryRawUnsafe('SELECT 1'), 5000).then(() => true, () => false);
   }
 
   /**

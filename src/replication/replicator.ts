@@ -356,8 +356,6 @@ export class Replicator {
    * `origin`: the region that made the change, when it may be another (an idempotent replay): its acks are
    * in that region's Redis, which this process's tracker does not hear when it is not its own, so they are
    * read there until complete (a current member's only: a removed region's address may no longer be known).
-   */
-  /**
    * Not an async function: a suspended frame per waiter (its generator, registers and promise) was ~300
    * bytes of each of 10,000 all_regions waiters; a promise chain holds only what the next step needs.
    */

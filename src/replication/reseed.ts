@@ -26,6 +26,7 @@ import { activateAfterReseed, readMembers, updateMember } from './membership';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
+import { RAISE_COLLECTED_THROUGH_SQL } from './tombstones';
 import { sessionConfig } from '../db/session';
 
 export interface ReseedResult {
@@ -113,11 +114,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
       // applied a late or replayed create of a collected row, and held it alone for good. Written after
       // the copy (which the cut-off would refuse rows of) and before the removal: the applier reads it under
       // the per-key locks the removal takes, so a change applied before the write is removed, and none after.
-      await db.$executeRawUnsafe(
-        `INSERT INTO replication_horizon AS h (id, collected_through) VALUES (1, $1)
-         ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through)`,
-        through,
-      );
+      await db.$executeRawUnsafe(RAISE_COLLECTED_THROUGH_SQL, through);
       for (const table of tables) {
         const stats = copied[table.name];
         if (stats && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, through);

@@ -229,6 +229,13 @@ export async function collectionRecord(db: SqlReader): Promise<{ collectedThroug
   return { collectedThrough: r?.collected_through ?? '', collected: r?.collected ?? {}, lastCollectedAt: r?.last_collected_at ?? null };
 }
 
+/**
+ * Raises this region's collection cut-off to $1 (never lowers it): what a region does when it starts
+ * holding what a peer holds below the peer's cut-off (a re-seed), so that it refuses the same late changes.
+ */
+export const RAISE_COLLECTED_THROUGH_SQL = `INSERT INTO replication_horizon AS h (id, collected_through) VALUES (1, $1)
+  ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through)`;
+
 /** A Redis server's clock (ms). */
 async function clockOf(redis: Pick<RedisLinks['own'], 'time'>): Promise<number> {
   const [sec, usec] = await redis.time();

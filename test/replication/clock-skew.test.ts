@@ -59,6 +59,20 @@ describe('the applier', () => {
     await rig.cleanup();
   });
 
+  /** A fresh inbox, and an applier whose physical clock the test moves (`later`); the skew bound is 60 s. */
+  async function onTestClock(skewRetryEveryMs: number) {
+    await rig.reset();
+    const t = { now: Date.now(), later: (ms: number) => (t.now += ms) };
+    const applier = await rig.applier({ clock: new HybridClock('europe-belgium', () => t.now, 60_000), skewRetryEveryMs });
+    return { t, applier };
+  }
+  /** Events parked here (of one change, when given). */
+  const parkedCount = async (changeId: string | null = null) =>
+    Number((await rig.db.$queryRawUnsafe<{ n: number }[]>(
+      'SELECT count(*)::int AS n FROM replication_failures WHERE parked_at IS NOT NULL AND ($1::uuid IS NULL OR change_id = $1::uuid)', changeId,
+    ))[0]?.n);
+  const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
+
   test('parks an event from a clock far ahead, unapplied and unobserved, reports it, and applies it once within the bound', async () => {
     let now = Date.now();
     const clock = new HybridClock('europe-belgium', () => now, 60_000);
@@ -88,45 +102,35 @@ describe('the applier', () => {
   }, 60_000);
 
   test('an event parked for clock skew applies on its own once the clocks agree, without an operator\'s retry', async () => {
-    await rig.reset();
-    let now = Date.now();
-    const clock = new HybridClock('europe-belgium', () => now, 60_000);
-    const applier = await rig.applier({ clock, skewRetryEveryMs: 100 });
-    const ahead = orgEvent('parked, then on its own', { wall: now + 10 * 60_000 });
+    const { t, applier } = await onTestClock(100);
+    const ahead = orgEvent('parked, then on its own', { wall: t.now + 10 * 60_000 });
     await rig.publish(ahead);
     applier.start();
-    const parkedRows = () => rig.db.$queryRawUnsafe<{ n: number }[]>(
-      'SELECT count(*)::int AS n FROM replication_failures WHERE change_id = $1::uuid AND parked_at IS NOT NULL', ahead.changeId,
-    );
-    expect(await eventually(async () => (await parkedRows())[0]?.n === 1, 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await parkedCount(ahead.changeId)) === 1, 10_000, 50)).toBe(true);
     // Tried again while still ahead: it stays parked.
     await new Promise((r) => setTimeout(r, 400));
-    expect(await rig.db.organization.findUnique({ where: { id: ahead.orgId } })).toBeNull();
+    expect(await orgName(ahead.orgId)).toBeNull();
     // The physical clock catches up (simulated): the periodic retry applies it and forgets its parking.
-    now += 10 * 60_000;
-    expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: ahead.orgId } }))?.name === 'parked, then on its own', 10_000, 50)).toBe(true);
-    expect((await parkedRows())[0]?.n).toBe(0);
+    t.later(10 * 60_000);
+    expect(await eventually(async () => (await orgName(ahead.orgId)) === 'parked, then on its own', 10_000, 50)).toBe(true);
+    expect(await parkedCount(ahead.changeId)).toBe(0);
   }, 60_000);
 
   test('the periodic retry of many parked changes does not hold back the changes arriving meanwhile', async () => {
-    await rig.reset();
-    let now = Date.now();
-    const clock = new HybridClock('europe-belgium', () => now, 60_000);
-    const applier = await rig.applier({ clock, skewRetryEveryMs: 200 });
+    const { t, applier } = await onTestClock(200);
     // A clock minutes ahead parks all its region sent meanwhile: here 1,000 changes.
     const N = 1000;
-    const ahead = Array.from({ length: N }, (_, i) => orgEvent(`ahead ${i}`, { wall: now + 10 * 60_000 }));
+    const ahead = Array.from({ length: N }, (_, i) => orgEvent(`ahead ${i}`, { wall: t.now + 10 * 60_000 }));
     for (let i = 0; i < N; i += 50) await rig.publishPack(ahead.slice(i, i + 50));
     applier.start();
-    const parked = async () => Number((await rig.db.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM replication_failures WHERE parked_at IS NOT NULL'))[0]?.n);
-    expect(await eventually(async () => (await parked()) === N, 30_000, 100)).toBe(true);
-    now += 10 * 60_000;
+    expect(await eventually(async () => (await parkedCount()) === N, 30_000, 100)).toBe(true);
+    t.later(10 * 60_000);
     // The retry has begun applying them; a change arriving now applies while it goes on.
-    expect(await eventually(async () => (await parked()) < N, 10_000, 10)).toBe(true);
-    const fresh = orgEvent('arrived during the retry', { wall: now });
+    expect(await eventually(async () => (await parkedCount()) < N, 10_000, 10)).toBe(true);
+    const fresh = orgEvent('arrived during the retry', { wall: t.now });
     await rig.publish(fresh);
-    expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: fresh.orgId } })) !== null, 10_000, 10)).toBe(true);
-    expect(await parked()).toBeGreaterThan(0);
-    expect(await eventually(async () => (await parked()) === 0, 60_000, 100)).toBe(true);
+    expect(await eventually(async () => (await orgName(fresh.orgId)) !== null, 10_000, 10)).toBe(true);
+    expect(await parkedCount()).toBeGreaterThan(0);
+    expect(await eventually(async () => (await parkedCount()) === 0, 60_000, 100)).toBe(true);
   }, 120_000);
 });

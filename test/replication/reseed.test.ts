@@ -6,6 +6,7 @@
  * the re-seed (the region still holds the live row), and is collected in both once it is re-seeded.
  */
 import { Client } from 'pg';
+import { RAISE_COLLECTED_THROUGH_SQL } from '../../src/replication/tombstones';
 import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'asia-japan'];
@@ -38,11 +39,7 @@ async function horizonOf(region: string, atLeast?: string): Promise<string> {
   await db.connect();
   try {
     if (atLeast) {
-      await db.query(
-        `INSERT INTO replication_horizon AS h (id, collected_through) VALUES (1, $1)
-         ON CONFLICT (id) DO UPDATE SET collected_through = GREATEST(h.collected_through, EXCLUDED.collected_through)`,
-        [atLeast],
-      );
+      await db.query(RAISE_COLLECTED_THROUGH_SQL, [atLeast]);
     }
     const r = await db.query<{ through: string }>('SELECT collected_through AS through FROM replication_horizon WHERE id = 1');
     return r.rows[0]?.through ?? '';
