@@ -4,6 +4,7 @@
  * change's own organization (the dialects' org-scoped routes).
  */
 import type { Db } from '../db/client';
+import type { RedisLinks } from './links';
 import { acksOf, ORG_FIELD, type AckWinner, type Tracker } from './tracker';
 
 export interface ChangeStatus {
@@ -25,9 +26,26 @@ export interface ChangeStatusDeps {
   tracker: Tracker;
   region: string;
   regions: readonly string[];
+  /** The other regions' Redis, where a change originated elsewhere keeps its acks (a Redis per region). */
+  links?: RedisLinks;
 }
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/**
+ * A change this region did not originate keeps its acks in its origin's Redis (the appliers record them
+ * there), which is this region's own only when they share one. The id does not name the origin, so every
+ * other Redis of the deployment is asked once (a connection per distinct Redis, each bounded by the peer
+ * command timeout); the first record found is the change's. Null when none has it or none answers.
+ */
+async function elsewhere(d: ChangeStatusDeps, changeId: string): Promise<Record<string, string> | null> {
+  const { links } = d;
+  if (!links) return null;
+  const peers = new Set(d.regions.map((r) => links.to(r)));
+  peers.delete(links.own);
+  const found = await Promise.all([...peers].map((redis) => d.tracker.status(changeId, redis).catch(() => null)));
+  return found.find((h) => h && Object.keys(h).length > 0) ?? null;
+}
 
 /**
  * The status of `changeId`, or null when neither the tracker nor this region's outbox knows it. With
@@ -41,10 +59,11 @@ export async function changeStatus(
   changeId: string,
   orgId: string | null | ((owner: string) => Promise<boolean>),
 ): Promise<ChangeStatus | null> {
-  const [hash, outbox] = await Promise.all([
+  const [own, outbox] = await Promise.all([
     d.tracker.status(changeId).catch(() => null),
     d.db.replicationOutbox.findUnique({ where: { changeId } }),
   ]);
+  const hash = own && Object.keys(own).length === 0 && !outbox ? ((await elsewhere(d, changeId)) ?? own) : own;
   if ((!hash || Object.keys(hash).length === 0) && !outbox) return null;
   if (orgId !== null) {
     const owner = (outbox?.orgId ?? hash?.[ORG_FIELD] ?? null)?.toLowerCase() ?? null;

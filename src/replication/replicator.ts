@@ -384,6 +384,6 @@ export class Replicator {
 
   /** A change's progress, for its organization only (null: unknown here, or another organization's). */
   changeStatus(changeId: string, orgId: Parameters<typeof changeStatus>[2]): Promise<ChangeStatus | null> {
-    return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.regions }, changeId, orgId);
+    return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.regions, links: this.d.links }, changeId, orgId);
   }
 }

@@ -221,8 +221,9 @@ export class Tracker {
     return recordParked(this.redis, this.keys, region, changeIds, this.ackTtlSeconds);
   }
 
-  async status(changeId: string): Promise<Record<string, string>> {
-    return this.redis.hgetall(this.keys.ack(changeId));
+  /** The change's ack record in this region's Redis, or in `redis` (another origin's). */
+  async status(changeId: string, redis: Redis = this.redis): Promise<Record<string, string>> {
+    return redis.hgetall(this.keys.ack(changeId));
   }
 
   /** The pattern of every origin's ack channel (the prefix's glob characters escaped). */

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Client } from 'pg';
 import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -48,6 +48,24 @@ async function keysOf(region: string): Promise<string[]> {
     c.disconnect();
   }
 }
+
+test('a change is followed from any region: its acks are read in its origin\'s Redis', async () => {
+  const res = await write(TWO, 'followed', { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '20' });
+  expect(res.status).toBe(201);
+  const changeId = res.headers.get('x-change-id');
+  const other = await createOrg(cluster.url(TWO), 'someone else', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  for (const r of [ONE, THREE]) {
+    // The operator's view, in a region that did not originate the change (its own Redis has no record of it).
+    const admin = await call(cluster.url(r), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders });
+    expect({ region: r, status: admin.status, state: admin.body.state, origin: admin.body.origin }).toEqual({ region: r, status: 200, state: 'complete', origin: null });
+    // The organization's own view (SlashID dialect), still scoped to it.
+    const own = await call(cluster.url(r), 'GET', `/organizations/replication/changes/${changeId}`, { headers: slashidHeaders({ id: res.body.id, api_key: res.body.api_key }) });
+    expect({ region: r, status: own.status, complete: own.body.result?.complete }).toEqual({ region: r, status: 200, complete: true });
+    const foreign = await call(cluster.url(r), 'GET', `/organizations/replication/changes/${changeId}`, { headers: slashidHeaders(other) });
+    expect({ region: r, status: foreign.status }).toEqual({ region: r, status: 404 });
+  }
+  expect((await call(cluster.url(ONE), 'GET', '/admin/replication/changes/00000000-0000-4000-8000-000000000000', { headers: adminHeaders })).status).toBe(404);
+}, 60_000);
 
 test('with region 1\'s Redis down, regions 2 and 3 replicate between themselves; after it returns, all three converge with nothing lost', async () => {
   const acked: string[] = [];
