@@ -115,7 +115,8 @@ function bareHost(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
-async function resolveAddresses(url: URL, resolveHost: ResolveHost, deadline: Deadline): Promise<LookupAddress[]> {
+async function resolveAddresses(hop: Hop, listed: boolean, resolveHost: ResolveHost, deadline: Deadline): Promise<LookupAddress[]> {
+  const { url } = hop;
   const host = bareHost(url);
   const family = isIP(host);
   if (family !== 0) return [{ address: host, family }];
@@ -125,12 +126,12 @@ async function resolveAddresses(url: URL, resolveHost: ResolveHost, deadline: De
   } catch (err) {
     if (deadline.expired) throw deadline.error(url);
     const code = err instanceof Error && 'code' in err ? String(err.code) : 'lookup failed';
-    const why = code === 'ENOTFOUND' ? 'no such host' : code;
-    throw new MetadataError('unreachable', `Could not resolve the host "${host}" of ${url.href} (${why}).`);
+    const missing = code === 'ENOTFOUND' || code === 'ENODATA';
+    // An allow-listed host is the operator's own: it may be told plainly that the name does not resolve.
+    if (missing && !listed) throw noPublicAddress(hop);
+    throw new MetadataError('unreachable', `Could not resolve the host "${host}" of ${url.href} (${missing ? 'no such host' : code}).`);
   }
-  if (addresses.length === 0) {
-    throw new MetadataError('unreachable', `The host "${host}" of ${url.href} has no addresses.`);
-  }
+  if (addresses.length === 0) throw listed ? new MetadataError('unreachable', `The host "${host}" of ${url.href} has no addresses.`) : noPublicAddress(hop);
   return addresses;
 }
 
@@ -145,22 +146,30 @@ function viaText(from: URL | null): string {
   return from === null ? '' : ` (redirected from ${from.href})`;
 }
 
-function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError {
+function allowListRemedy(url: URL): string {
+  return `Metadata URLs must reach a public host; an operator can allow an internal IdP by adding "${hostPort(url)}" to metadataAllowedHosts.`;
+}
+
+/**
+ * A host name that has no address and one whose addresses are not all public get the same refusal: which
+ * internal names exist, and what they resolve to, is not the caller's to learn (any organization's user
+ * can try URLs, and the answer is also stored as the refresh job's last error).
+ */
+function noPublicAddress(hop: Hop): MetadataError {
   const { url } = hop;
-  const via = viaText(hop.from);
-  // A name's answer is not repeated: the caller would learn the internal network's addresses (and, from
-  // the kind, which internal names exist). An address the caller wrote itself is named with its kind.
-  const target = isIP(bareHost(url)) !== 0
-    ? `${reason}, which is not a public address`
-    : `host "${url.hostname}", which resolves to an address that is not public (not shown)`;
-  const remedy = listed
-    ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.`
-    : `Metadata URLs must reach a public host; an operator can allow an internal IdP by adding ` +
-      `"${hostPort(url)}" to metadataAllowedHosts.`;
   return new MetadataError(
     'blocked_address',
-    `Refusing to fetch ${url.href}${via}: it points at ${target}. ${remedy}`,
+    `Refusing to fetch ${url.href}${viaText(hop.from)}: the host "${url.hostname}" does not resolve to a public address ` +
+      `(it has no address, or one that is not public; which, is not shown). Check the host name. ${allowListRemedy(url)}`,
   );
+}
+
+/** An address the caller wrote itself is named, with its kind. */
+function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError {
+  const { url } = hop;
+  if (isIP(bareHost(url)) === 0) return noPublicAddress(hop); // a name: listed names are not checked
+  const remedy = listed ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.` : allowListRemedy(url);
+  return new MetadataError('blocked_address', `Refusing to fetch ${url.href}${viaText(hop.from)}: it points at ${reason}, which is not a public address. ${remedy}`);
 }
 
 /**
@@ -175,7 +184,7 @@ async function checkHop(
 ): Promise<LookupAddress[]> {
   const { url } = hop;
   const listed = isAllowListed(url, allowedHosts);
-  const addresses = await resolveAddresses(url, resolveHost, deadline);
+  const addresses = await resolveAddresses(hop, listed, resolveHost, deadline);
   if (listed && hop.allowListEligible) return addresses;
   for (const { address } of addresses) {
     const reason = blockedReason(address);

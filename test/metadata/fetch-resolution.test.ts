@@ -93,7 +93,7 @@ describe('resolution and pinning', () => {
       resolve,
     );
     expect(err.code).toBe('blocked_address');
-    expect(err.message).toMatch(/"internal\.test", which resolves to an address that is not public \(not shown\)/);
+    expect(err.message).toMatch(/the host "internal\.test" does not resolve to a public address .*not shown/);
     // The internal answer itself is not told to the caller.
     expect(err.message).not.toContain('10.1.2.3');
   });
@@ -128,7 +128,7 @@ describe('with connections forbidden', () => {
     const resolve = resolverFor({ 'mixed.test': ['93.184.215.14', '10.0.0.1'] });
     const err = await refusal('https://mixed.test/metadata.xml', { allowedHosts: [] }, resolve);
     expect(err.code).toBe('blocked_address');
-    expect(err.message).toMatch(/not public \(not shown\)/);
+    expect(err.message).toMatch(/does not resolve to a public address .*not shown/);
     expect(err.message).not.toMatch(/10\.0\.0\.1|93\.184/);
   });
 
@@ -136,7 +136,7 @@ describe('with connections forbidden', () => {
     const resolve = resolverFor({ 'metadata.test': ['169.254.169.254'] });
     const err = await refusal('https://metadata.test/latest/meta-data/', { allowedHosts: [] }, resolve);
     expect(err.code).toBe('blocked_address');
-    expect(err.message).toMatch(/"metadata\.test", which resolves to an address that is not public/);
+    expect(err.message).toMatch(/the host "metadata\.test" does not resolve to a public address/);
     expect(err.message).not.toContain('169.254');
   });
 
@@ -152,8 +152,18 @@ describe('with connections forbidden', () => {
     expect(err.message).toMatch(/over plain http; use https/);
   });
 
-  it('reports a name that does not resolve as unreachable', async () => {
-    const err = await refusal('https://missing.test/metadata.xml', { allowedHosts: [] }, resolverFor({}));
+  it('answers a name that does not resolve exactly as one that resolves to an internal address (which internal names exist is not told)', async () => {
+    const resolve = resolverFor({ 'internal.test': ['10.1.2.3'], 'loopback.test': ['127.0.0.1'] });
+    const missing = await refusal('https://missing.test/metadata.xml', { allowedHosts: [] }, resolve);
+    const answers = await Promise.all(['internal.test', 'loopback.test'].map((h) => refusal(`https://${h}/metadata.xml`, { allowedHosts: [] }, resolve)));
+    for (const [h, err] of answers.map((e, i) => [['internal.test', 'loopback.test'][i] as string, e] as const)) {
+      expect({ code: err.code, message: err.message.replaceAll(h, 'missing.test') }).toEqual({ code: missing.code, message: missing.message });
+    }
+    expect(missing.message).toMatch(/"missing\.test" does not resolve to a public address.*Check the host name/);
+  });
+
+  it('tells an operator plainly that an allow-listed name does not resolve', async () => {
+    const err = await refusal('https://missing.test/metadata.xml', { allowedHosts: ['missing.test:443'] }, resolverFor({}));
     expect(err.code).toBe('unreachable');
     expect(err.message).toMatch(/"missing\.test".*no such host/);
   });
