@@ -83,6 +83,28 @@ function oneLineName(name: string): string {
  * <ds:X509Certificate>), with any whitespace. Validity dates are reported, not judged:
  * whether an expired certificate is acceptable depends on what it is used for.
  */
+/** The shortest RSA (and DSA) key a signing certificate may have: shorter ones can be factored. */
+export const MIN_RSA_BITS = 2048;
+
+/** Why the certificate's public key is too weak to trust, or null. */
+function weakKey(cert: X509Certificate): string | null {
+  const key = cert.publicKey;
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  if ((key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss' || key.asymmetricKeyType === 'dsa') && (bits === undefined || bits < MIN_RSA_BITS)) {
+    return `a ${bits ?? 'unknown'}-bit ${key.asymmetricKeyType.toUpperCase()} key`;
+  }
+  return null;
+}
+
+/** Whether a stored PEM certificate's key is strong enough to verify a signature with (see weakKey). */
+export function strongSigningKey(pem: string): boolean {
+  try {
+    return weakKey(new X509Certificate(pem)) === null;
+  } catch {
+    return false;
+  }
+}
+
 export function parseCertificate(text: string): CertificateInfo {
   const base64 = base64Body(text);
   const der = Buffer.from(base64, 'base64');
@@ -98,6 +120,8 @@ export function parseCertificate(text: string): CertificateInfo {
       `The text is base64 but not an X.509 certificate: the decoded bytes are not a DER-encoded certificate${why}.`,
     );
   }
+  const weak = weakKey(cert);
+  if (weak !== null) throw new MetadataError('invalid_certificate', `The certificate "${excerpt(oneLineName(cert.subject), 80)}" has ${weak}; keys that short can be broken, so it cannot be trusted to sign. The IdP needs a new signing certificate (RSA of at least ${MIN_RSA_BITS} bits, or EC).`);
   return {
     pem: toPem(base64),
     subject: oneLineName(cert.subject),

@@ -6,7 +6,7 @@
  */
 import { DOMParser, type Document, type Element } from '@xmldom/xmldom';
 import { excerpt, MetadataError } from './errors';
-import { checkXmlLimits } from './xml-limits';
+import { checkXmlLimits, XML_LIMITS, type XmlLimits } from './xml-limits';
 
 export const MD_NS = 'urn:oasis:names:tc:SAML:2.0:metadata';
 export const DS_NS = 'http://www.w3.org/2000/09/xmldsig#';
@@ -99,11 +99,11 @@ function describeParseError(message: string): string {
   return `The document is not well-formed XML (${clean}).${truncated}`;
 }
 
-export function parseXml(input: string): ParsedXml {
+export function parseXml(input: string, limits: XmlLimits = XML_LIMITS): ParsedXml {
   // Servers often prepend a newline to the XML declaration; that is harmless, so forgive it.
   const text = input.replace(/^\uFEFF/, '').replace(/^\s+(?=<\?xml)/, '');
   refuseNonXml(text);
-  checkXmlLimits(text);
+  checkXmlLimits(text, limits);
   let firstProblem: string | null = null;
   const parser = new DOMParser({
     onError: (level, msg) => {

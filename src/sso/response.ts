@@ -16,8 +16,11 @@
  */
 import { SamlStatusError, type CacheProvider, type Profile } from '@node-saml/node-saml';
 import type { Element } from '@xmldom/xmldom';
+import { SignedXml } from 'xml-crypto';
 import { AppError } from '../http/errors';
-import { attr, childElements, is, parseXml } from '../metadata/xml-dom';
+import { strongSigningKey } from '../metadata/x509';
+import { attr, childElements, DS_NS, is, parseXml } from '../metadata/xml-dom';
+import type { XmlLimits } from '../metadata/xml-limits';
 import { NAMEID_EMAIL, NAMEID_UNSPECIFIED, SAML_NS, SAMLP_NS, serviceProvider } from './sp';
 import { REQUEST_TTL_SECONDS } from './store';
 
@@ -112,13 +115,29 @@ function parseTime(raw: string | null): number | null {
 const iso = (ms: number) => new Date(ms).toISOString();
 const clockHint = 'check that the IdP\'s and this service\'s clocks are right, then sign in again';
 
+/**
+ * What a posted response may be. A real one is a few to a few tens of KiB (an assertion with a large group
+ * claim: ~1,000 elements); the signature check parses and digests the whole document, on the event loop,
+ * so the bounds are what keeps a forged post, which needs no credentials, cheap.
+ */
+export const RESPONSE_LIMITS: XmlLimits = { maxChars: 256 * 1024, maxDepth: 30, maxElements: 2000, maxAttributes: 4000, maxAttributesPerElement: 50 };
+
+/**
+ * The signed assertion as node-saml returns it: exclusive canonicalization copies the namespace declarations
+ * an element uses onto it, so it can hold more per element than was posted; its size is bounded by the post.
+ */
+const SIGNED_LIMITS: XmlLimits = { ...RESPONSE_LIMITS, maxChars: 4 * RESPONSE_LIMITS.maxChars, maxAttributes: 50_000, maxAttributesPerElement: 1000 };
+
 /** Parses a decoded SAMLResponse far enough to refuse what is not a SAML 2.0 Response (400). */
 export function parseResponse(xml: string): PostedResponse {
+  if (xml.length > RESPONSE_LIMITS.maxChars) {
+    throw refused(413, `SAMLResponse is ${Math.ceil(xml.length / 1024)} KiB of XML; at most ${RESPONSE_LIMITS.maxChars / 1024} KiB are accepted (a SAML response is a few KiB).`);
+  }
   let response: Element;
   try {
-    response = parseXml(xml).root;
+    response = parseXml(xml, RESPONSE_LIMITS).root;
   } catch {
-    throw refused(400, 'SAMLResponse is not a well-formed XML document (or contains a DOCTYPE, which is never accepted). Post the IdP\'s response unchanged.');
+    throw refused(400, 'SAMLResponse is not a well-formed XML document within the size limits (or contains a DOCTYPE, which is never accepted). Post the IdP\'s response unchanged.');
   }
   if (!is(response, SAMLP_NS, 'Response')) throw refused(400, 'SAMLResponse is not a SAML 2.0 Response.');
   const assertions = childElements(response, SAML_NS, 'Assertion');
@@ -196,7 +215,8 @@ function mapLibraryError(err: unknown, posted: PostedResponse, exp: Expectations
 
 /** node-saml's attribute values (a string, an array, or an object for a structured value) as strings. */
 function attributeValues(profile: Profile): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  // No prototype: the IdP names the attributes ("constructor", "__proto__" are names like any other).
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
   const asText = (v: unknown): string => (typeof v === 'string' ? v.trim() : typeof (v as { _?: unknown })?._ === 'string' ? String((v as { _: string })._).trim() : '');
   for (const [name, value] of Object.entries((profile.attributes ?? {}) as Record<string, unknown>)) {
     out[name] = (Array.isArray(value) ? value : [value]).map(asText);
@@ -205,12 +225,12 @@ function attributeValues(profile: Profile): Record<string, string[]> {
 }
 
 function friendlyNamesOf(assertion: Element): Record<string, string> {
-  const friendly: Record<string, string> = {};
+  const friendly: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const statement of childElements(assertion, SAML_NS, 'AttributeStatement')) {
     for (const a of childElements(statement, SAML_NS, 'Attribute')) {
       const name = attr(a, 'Name');
       const f = attr(a, 'FriendlyName');
-      if (name && f && !(f in friendly)) friendly[f] = name;
+      if (name && f && !Object.hasOwn(friendly, f)) friendly[f] = name;
     }
   }
   return friendly;
@@ -251,7 +271,12 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   if (attr(firstChild(firstChild(response, SAMLP_NS, 'Status') ?? response, SAMLP_NS, 'StatusCode') ?? response, 'Value') !== STATUS_SUCCESS) {
     throw statusRefusal(response, null);
   }
-  const signed = parseXml(profile.getAssertionXml?.() ?? '').root;
+  let signed: Element;
+  try {
+    signed = parseXml(profile.getAssertionXml?.() ?? '', SIGNED_LIMITS).root;
+  } catch {
+    throw refused(401, 'the signed assertion could not be read back within the size limits; check the IdP application against the SP metadata.');
+  }
   const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
   if (issuers[0] === null) throw refused(401, 'the assertion names no Issuer.');
   for (const issuer of issuers) {
@@ -294,7 +319,7 @@ export async function validateResponse(posted: PostedResponse, exp: Expectations
   const sp = serviceProvider({
     entityId: exp.spEntityId,
     acsUrl: exp.acsUrl,
-    idpCertificates: exp.certificates.map((c) => c.pem),
+    idpCertificates: signingCandidates(posted, exp.certificates.map((c) => c.pem).filter(strongSigningKey)),
     requests: exp.requests,
     skewMs: exp.skewMs,
   });
@@ -308,6 +333,59 @@ export async function validateResponse(posted: PostedResponse, exp: Expectations
   return checkAccepted(profile, posted, exp);
 }
 
+/** Signature and digest algorithms accepted (SHA-1 is not: collisions are practical). */
+const SIGNATURE_ALGORITHMS = new Set([
+  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha512',
+  'http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1',
+]);
+const DIGEST_ALGORITHMS = new Set(['http://www.w3.org/2001/04/xmlenc#sha256', 'http://www.w3.org/2001/04/xmlenc#sha512']);
+
+/**
+ * The IdP certificates worth handing to node-saml, which checks every certificate it is given in full: for
+ * each, it parses the whole document again and digests the signed element before it looks at the signature
+ * value, so 20 certificates cost 20 times the largest document. Here each signature node-saml would check
+ * (the Response's, the Assertion's) has its SignedInfo canonicalized once, by xml-crypto as node-saml's check
+ * does, and its value verified against each certificate (a public-key operation on a few hundred bytes):
+ * only certificates that verify one are passed on, and they are what node-saml would accept anyway. When none
+ * does, one certificate is passed, so node-saml still refuses the response in its own order (a response to
+ * no outstanding request as such) at the cost of one check. A weak signature or digest algorithm is refused.
+ */
+function signingCandidates(posted: PostedResponse, pems: readonly string[]): string[] {
+  const signatures = [posted.response, posted.assertion].flatMap((el) => (el ? childElements(el, DS_NS, 'Signature') : []));
+  if (signatures.length === 0 || pems.length === 0) return [...pems];
+  const verified = new Set<string>();
+  for (const signature of signatures) {
+    const signedInfo = childElements(signature, DS_NS, 'SignedInfo')[0];
+    const algorithms = signedInfo ? [...childElements(signedInfo, DS_NS, 'SignatureMethod'), ...childElements(signedInfo, DS_NS, 'Reference').flatMap((r) => childElements(r, DS_NS, 'DigestMethod'))] : [];
+    for (const m of algorithms) {
+      const algorithm = attr(m, 'Algorithm') ?? '';
+      if (!(m.localName === 'SignatureMethod' ? SIGNATURE_ALGORITHMS : DIGEST_ALGORITHMS).has(algorithm)) {
+        throw refused(401, `the SAML response is signed with ${quote(algorithm.replace(/^.*#/, ''), 60) || 'no algorithm'}, which is not accepted (SHA-1 and weaker are refused); set the IdP application's signature and digest algorithms to SHA-256.`);
+      }
+    }
+    try {
+      const sig = new SignedXml();
+      sig.loadSignature(signature);
+      // xml-crypto's own steps of checkSignature (not in its typings), so the canonical form is the one it checks.
+      const internals = sig as unknown as { signatureValue: unknown; getCanonSignedInfoXml(doc: unknown): string; findSignatureAlgorithm(name: unknown): { verifySignature(data: string, key: string, value: unknown): boolean } };
+      const canon = internals.getCanonSignedInfoXml(signature.ownerDocument);
+      const algorithm = internals.findSignatureAlgorithm(sig.signatureAlgorithm);
+      for (const pem of pems) {
+        if (verified.has(pem)) continue;
+        try {
+          if (algorithm.verifySignature(canon, pem, internals.signatureValue)) verified.add(pem);
+        } catch {
+          // not this certificate
+        }
+      }
+    } catch {
+      // An unreadable signature: node-saml refuses it.
+    }
+  }
+  return verified.size ? pems.filter((p) => verified.has(p)) : pems.slice(0, 1);
+}
+
 const EMAIL = /^[^\s@<>()[\],;:"]{1,64}@[^\s@<>()[\],;:"]{1,255}$/;
 
 export type EmailOutcome = { email: string } | { problem: string };
@@ -315,8 +393,8 @@ export type EmailOutcome = { email: string } | { problem: string };
 /** The first of `claims` present among the attributes (by Name or FriendlyName), else an email-format NameID. */
 export function emailOf(a: ValidatedAssertion, claims: readonly string[]): EmailOutcome {
   for (const claim of claims) {
-    const name = claim in a.attributes ? claim : a.friendlyNames[claim];
-    const value = name === undefined ? undefined : a.attributes[name]?.find((v) => v !== '');
+    const name = Object.hasOwn(a.attributes, claim) ? claim : Object.hasOwn(a.friendlyNames, claim) ? a.friendlyNames[claim] : undefined;
+    const value = name === undefined || !Object.hasOwn(a.attributes, name) ? undefined : a.attributes[name]?.find((v) => v !== '');
     if (value === undefined) continue;
     if (EMAIL.test(value)) return { email: value };
     return { problem: `the attribute "${quote(claim, 100)}" (the first of the credential's email_claims the IdP sent) holds "${quote(value, 100)}", which is not an email address. Map the user's email to it in the IdP, or change email_claims.` };

@@ -23,8 +23,9 @@ function credentialId(req: Request): string {
   return id.toLowerCase();
 }
 
-// A posted SAMLResponse is base64 of a signed XML document: tens of KiB, rarely more.
-const form = express.urlencoded({ extended: false, limit: '1mb', parameterLimit: 20 });
+// A posted SAMLResponse is base64 of a signed XML document: tens of KiB, rarely more. The XML may be 256 KiB
+// (RESPONSE_LIMITS); its base64, form-encoded, is ~360 KB.
+const form = express.urlencoded({ extended: false, limit: '512kb', parameterLimit: 20 });
 
 const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
 

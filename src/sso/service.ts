@@ -91,7 +91,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   const posted = parseResponse(decodeBase64Xml(samlResponse));
   // Before node-saml takes the request it answers, so that a replay is refused as such. The id read here is
   // not verified yet: it can only lead to this refusal, for an id that was accepted from this IdP before.
-  if (posted.assertionId && (await alreadyUsed(deps.redis, keys, metadata.entity_id, posted.assertionId))) throw replayed();
+  if (posted.assertionId && (await alreadyUsed(deps.redis, keys, id, metadata.entity_id, posted.assertionId))) throw replayed();
   const requests = new RequestCache(deps.redis, keys, id);
   const assertion = await validateResponse(posted, {
     idpEntityId: metadata.entity_id,
@@ -117,7 +117,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
         `an IdP-initiated response must expire within that time (its replays are refused that long); shorten the assertion lifetime in the IdP.`,
     );
   }
-  if (!(await firstUse(deps.redis, keys, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) throw replayed();
+  if (!(await firstUse(deps.redis, keys, id, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) throw replayed();
   let relayState = postedRelayState;
   if (assertion.inResponseTo !== null) {
     // node-saml found the request outstanding; taking it makes "answered once" atomic across responses.

@@ -29,11 +29,17 @@ interface PendingRequest {
   relay_state: string | null;
 }
 
+const assertionHash = (issuer: string, id: string) => crypto.createHash('sha256').update(`${issuer}\0${id}`).digest('hex');
+
 export function ssoKeys(prefix: string, region: string) {
   return {
     request: (credentialId: string, id: string) => `${prefix}sso:${region}:request:${credentialId}:${id}`,
-    // Hashed: the id is the IdP's text, of any length.
-    assertion: (issuer: string, id: string) => `${prefix}sso:assertion:${crypto.createHash('sha256').update(`${issuer}\0${id}`).digest('hex')}`,
+    // Per credential (an assertion is addressed to one: its audience and Recipient), so that another
+    // organization's IdP claiming the same entity ID cannot mark this IdP's assertion ids as used. Hashed:
+    // the id is the IdP's text, of any length.
+    assertion: (credentialId: string, issuer: string, id: string) => `${prefix}sso:assertion:${credentialId}:${assertionHash(issuer, id)}`,
+    /** The key of versions before 2026-12-02 (issuer and id only), read for a day after an upgrade. */
+    legacyAssertion: (issuer: string, id: string) => `${prefix}sso:assertion:${assertionHash(issuer, id)}`,
   };
 }
 export type SsoKeys = ReturnType<typeof ssoKeys>;
@@ -86,14 +92,14 @@ export class RequestCache implements CacheProvider {
 }
 
 /** Whether an assertion id was already accepted (before validating a response: a replay is named as such). */
-export async function alreadyUsed(redis: Redis, keys: SsoKeys, issuer: string, assertionId: string): Promise<boolean> {
-  return (await orUnavailable(redis.exists(keys.assertion(issuer, assertionId)))) === 1;
+export async function alreadyUsed(redis: Redis, keys: SsoKeys, credentialId: string, issuer: string, assertionId: string): Promise<boolean> {
+  return (await orUnavailable(redis.exists(keys.assertion(credentialId, issuer, assertionId), keys.legacyAssertion(issuer, assertionId)))) > 0;
 }
 
 /** True the first time an assertion is seen; it is remembered until it could no longer be used. */
-export async function firstUse(redis: Redis, keys: SsoKeys, issuer: string, assertionId: string, ttlMs: number): Promise<boolean> {
+export async function firstUse(redis: Redis, keys: SsoKeys, credentialId: string, issuer: string, assertionId: string, ttlMs: number): Promise<boolean> {
   const ttl = Math.max(1000, Math.min(MAX_REPLAY_TTL_MS, Math.ceil(ttlMs)));
-  return (await orUnavailable(redis.set(keys.assertion(issuer, assertionId), '1', 'PX', ttl, 'NX'))) === 'OK';
+  return (await orUnavailable(redis.set(keys.assertion(credentialId, issuer, assertionId), '1', 'PX', ttl, 'NX'))) === 'OK';
 }
 
 export function findCredentialById(db: Db, id: string) {

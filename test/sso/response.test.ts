@@ -5,9 +5,11 @@
  */
 import type { CacheProvider } from '@node-saml/node-saml';
 import { SignedXml } from 'xml-crypto';
+import { AppError } from '../../src/http/errors';
+import { parseIdpMetadata } from '../../src/metadata/parse-metadata';
 import { signEnveloped } from '../../bench/metadata-documents';
 import { emailOf, parseResponse, validateResponse, type Expectations } from '../../src/sso/response';
-import { assertionXml, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec } from './support/idp-simulator';
+import { assertionXml, idpMetadata, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
 
 const A = signer('idp-a');
 const ACS = 'https://sp.test/sso/saml/c1/acs';
@@ -90,7 +92,7 @@ test('an HMAC "signature" keyed with the public certificate is refused (key conf
   sig.enableHMAC();
   sig.addReference({ xpath: `//*[@ID='${id}']`, transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'], digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256' });
   sig.computeSignature(assertionXml(s, id), { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
-  expect(await message(() => validate(responseXml(s, sig.getSignedXml()), exp()))).toMatch(NOT_SIGNED);
+  expect(await message(() => validate(responseXml(s, sig.getSignedXml()), exp()))).toMatch(/signed with hmac-sha1, which is not accepted/);
 });
 
 test('an IdP status other than Success is refused with the status named', async () => {
@@ -172,4 +174,97 @@ test('an attribute named like a field (nameID, issuer) never stands in for the a
   const id = s.assertionId ?? '';
   const signedNoIssuer = signEnveloped(withoutIssuer, A, `//*[@ID='${id}']`, { reference: `//*[@ID='${id}']`, action: 'prepend' });
   expect(await message(() => validate(responseXml(s, signedNoIssuer)))).toMatch(/names no Issuer/);
+});
+
+/** Signs the assertion `id` of `xml` as an IdP would, with the given algorithms. */
+function signWith(xml: string, id: string, by: Signer, signatureAlgorithm: string, digestAlgorithm: string): string {
+  const sig = new SignedXml({ privateKey: by.key, publicCert: by.cert, signatureAlgorithm, canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#' });
+  sig.addReference({ xpath: `//*[@ID='${id}']`, digestAlgorithm, transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', 'http://www.w3.org/2001/10/xml-exc-c14n#'] });
+  sig.computeSignature(xml, { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
+  return sig.getSignedXml();
+}
+const RSA_SHA1 = 'http://www.w3.org/2000/09/xmldsig#rsa-sha1';
+const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
+const SHA1 = 'http://www.w3.org/2000/09/xmldsig#sha1';
+const SHA256 = 'http://www.w3.org/2001/04/xmlenc#sha256';
+
+test('a signature or digest with SHA-1 is refused, though the IdP\'s key made it', async () => {
+  for (const [alg, digest] of [[RSA_SHA1, SHA1], [RSA_SHA256, SHA1], [RSA_SHA1, SHA256]] as const) {
+    const s = spec();
+    const id = newId('a');
+    const xml = responseXml(s, signWith(assertionXml(s, id), id, A, alg, digest));
+    expect(await message(() => validate(xml))).toMatch(/is not accepted \(SHA-1 and weaker are refused\); set the IdP application's signature and digest algorithms to SHA-256/);
+  }
+  const s = spec();
+  const id = newId('a');
+  await expect(validate(responseXml(s, signWith(assertionXml(s, id), id, A, RSA_SHA256, SHA256)))).resolves.toMatchObject({ nameId: 'alice@example.com' });
+});
+
+test('an IdP certificate with a key under 2048 bits is not trusted: refused in metadata, and ignored if stored', async () => {
+  const weak = signer('weak-1024');
+  expect(() => parseIdpMetadata(idpMetadata({ entityId: 'https://idp.test', ssoUrl: 'https://idp.test/sso', certs: [weak] }), { now: new Date() })).toThrow(/1024-bit RSA key; keys that short can be broken/);
+  // Beside a strong one, the weak certificate is dropped and the strong one kept.
+  const both = parseIdpMetadata(idpMetadata({ entityId: 'https://idp.test', ssoUrl: 'https://idp.test/sso', certs: [weak, A] }), { now: new Date() });
+  expect(both.signingCertificates.map((c) => c.pem.replace(/\s+/g, ''))).toEqual([A.cert.replace(/\s+/g, '')]);
+  // A weak certificate stored before this rule never verifies a sign-in.
+  const s = spec();
+  const id = newId('a');
+  const signed = responseXml(s, signElement(assertionXml(s, id), id, weak));
+  expect(await message(() => validate(signed, exp({ certificates: [{ pem: weak.cert }] })))).toMatch(NOT_SIGNED);
+});
+
+test('node-saml checks the signature with the certificate that made it only (each check parses and digests the whole document again)', async () => {
+  const others = [signer('idp-b'), signer('stranger'), signer('weak-1024')];
+  const certificates = [...others, A].map((c) => ({ pem: c.cert }));
+  const check = jest.spyOn(SignedXml.prototype, 'checkSignature');
+  try {
+    for (const what of ['assertion', 'response'] as const) {
+      check.mockClear();
+      await expect(validate(signedResponse(spec(), A, what), exp({ certificates }))).resolves.toMatchObject({ nameId: 'alice@example.com' });
+      expect({ what, checks: check.mock.calls.length }).toEqual({ what, checks: 1 });
+    }
+    // Signed by a key no certificate holds: one check (node-saml's own refusal), not one per certificate.
+    check.mockClear();
+    expect(await message(() => validate(signedResponse(spec({ inResponseTo: null }), signer('stranger'), 'assertion'), exp({ certificates: [...others.slice(0, 1), A].map((c) => ({ pem: c.cert })) })))).toMatch(NOT_SIGNED);
+    expect(check.mock.calls.length).toBeLessThanOrEqual(1);
+  } finally {
+    check.mockRestore();
+  }
+});
+
+test('a response over 256 KiB is refused before any parsing', async () => {
+  const s = spec();
+  const id = newId('a');
+  const pad = `<saml:AttributeStatement><saml:Attribute Name="pad"><saml:AttributeValue>${'x'.repeat(300 * 1024)}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>`;
+  const xml = responseXml(s, signElement(assertionXml(s, id).replace('</saml:Assertion>', `${pad}</saml:Assertion>`), id, A));
+  let err: unknown;
+  try {
+    parseResponse(xml);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(AppError);
+  expect({ status: (err as AppError).status, message: (err as Error).message }).toEqual({ status: 413, message: expect.stringMatching(/at most 256 KiB are accepted/) });
+});
+
+test('an assertion whose canonical form gains namespace declarations is read (it was a 500)', async () => {
+  // Exclusive c14n copies the 26 prefixes the NameID uses onto it: 53 attributes on one element, over the
+  // 50 the posted document may have per element.
+  const prefixes = Array.from({ length: 26 }, (_, i) => `p${i}`);
+  const s = spec();
+  const id = newId('a');
+  const assertion = assertionXml(s, id).replace('<saml:NameID ', `<saml:NameID${prefixes.map((p) => ` ${p}:a="1"`).join('')} `);
+  const xml = signElement(responseXml(s, '__A__').replace('<samlp:Response ', `<samlp:Response${prefixes.map((p) => ` xmlns:${p}="urn:x:${p}"`).join('')} `).replace('__A__', assertion), id, A);
+  await expect(validate(xml)).resolves.toMatchObject({ nameId: 'alice@example.com' });
+});
+
+test('attributes named like Object.prototype members are attributes like any other (a TypeError, 500, before)', async () => {
+  const s = spec({ attributes: {} });
+  const id = newId('a');
+  const assertion = assertionXml(s, id).replace('</saml:Assertion>', '<saml:AttributeStatement><saml:Attribute Name="constructor" FriendlyName="mail"/><saml:Attribute Name="__proto__"><saml:AttributeValue>x@example.com</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>');
+  const a = await validate(responseXml(s, signElement(assertion, id, A)));
+  expect(emailOf(a, ['mail'])).toEqual({ email: 'alice@example.com' });
+  expect(emailOf(a, ['toString', 'hasOwnProperty'])).toEqual({ email: 'alice@example.com' });
+  // node-saml itself drops an attribute named __proto__; asking for it finds nothing, and does not throw.
+  expect(emailOf(a, ['__proto__'])).toEqual({ email: 'alice@example.com' });
 });

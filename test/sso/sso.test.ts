@@ -28,6 +28,9 @@ import {
   signer,
   type ResponseSpec,
 } from './support/idp-simulator';
+import { createRedis } from '../../src/redis';
+import { alreadyUsed, firstUse, ssoKeys } from '../../src/sso/store';
+import { REDIS_URL } from '../support/env';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const US = 'us-iowa';
@@ -337,6 +340,42 @@ describe('IdP-initiated sign-in', () => {
     // One usable for longer than its id is remembered (24 h) could be replayed after that: refused.
     const longLived = await answer(EU, id, { inResponseTo: null, notOnOrAfter: new Date(Date.now() + 3 * 24 * 3600_000) });
     expect(await refusal(EU, id, signedResponse(longLived, A), 401)).toMatch(/more than 24 h from now/);
+  });
+});
+
+describe('the replay cache', () => {
+  test('is per credential: another organization\'s IdP claiming the same entity ID cannot use up this IdP\'s assertion ids', async () => {
+    const mallory = await createOrg(cluster.url(US), 'mallory');
+    idp.set('claims-entity.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [STRANGER] }));
+    const theirs = await call(cluster.url(US), 'POST', PATH, { body: { idp_metadata_url: idp.url('claims-entity.xml'), email_claims: ['email'] }, headers: slashidHeaders(mallory) });
+    expect(theirs.status).toBe(201);
+    const malloryCred = theirs.body.result.id as string;
+    const on = await call(cluster.url(US), 'PATCH', `${PATH}/${malloryCred}/sso-settings`, { body: { allow_idp_initiated: true }, headers: slashidHeaders(mallory) });
+    expect(on.status).toBe(200);
+    // Mallory signs in to her own credential with the id the victim's IdP will use next (a guessable id scheme).
+    const next = newId('a');
+    const hers = await answer(US, malloryCred, { inResponseTo: null, assertionId: next, nameId: 'mallory@example.com', attributes: { email: ['mallory@example.com'] } });
+    expect((await acs(US, malloryCred, signedResponse(hers, STRANGER))).status).toBe(200);
+    // The victim's own sign-in with that id still works, once.
+    const victim = signedResponse(await answer(US, cred, { assertionId: next }), A);
+    const signedIn = await acs(US, cred, victim);
+    expect({ status: signedIn.status, message: signedIn.body.errors[0]?.message }).toEqual({ status: 200, message: undefined });
+    expect(await refusal(US, cred, signedResponse(await answer(US, cred, { assertionId: next }), A), 401)).toMatch(/already used/);
+  });
+
+  test('an assertion id remembered under the key of versions before 2026-12-02 (issuer and id only) is still refused', async () => {
+    const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
+    const keys = ssoKeys(`sso-legacy-${process.pid}:`, US);
+    try {
+      await redis.set(keys.legacyAssertion(ENTITY, '_old'), '1', 'PX', 60_000);
+      expect(await alreadyUsed(redis, keys, cred, ENTITY, '_old')).toBe(true);
+      expect(await alreadyUsed(redis, keys, cred, ENTITY, '_new')).toBe(false);
+      expect(await firstUse(redis, keys, cred, ENTITY, '_new', 60_000)).toBe(true);
+      expect(await alreadyUsed(redis, keys, cred, ENTITY, '_new')).toBe(true);
+    } finally {
+      await redis.del(keys.legacyAssertion(ENTITY, '_old'), keys.assertion(cred, ENTITY, '_new'));
+      redis.disconnect();
+    }
   });
 });
 

@@ -22,8 +22,8 @@ export interface Signer {
   cert: string;
 }
 
-/** `idp-a`, `idp-b` (a rotation's old and new key), `stranger` (listed nowhere). */
-export function signer(name: 'idp-a' | 'idp-b' | 'stranger'): Signer {
+/** `idp-a`, `idp-b` (a rotation's old and new key), `stranger` (listed nowhere), `weak-1024` (too short a key). */
+export function signer(name: 'idp-a' | 'idp-b' | 'stranger' | 'weak-1024'): Signer {
   return { name, key: fs.readFileSync(path.join(DIR, `${name}.key.pem`), 'utf8'), cert: fs.readFileSync(path.join(DIR, `${name}.cert.pem`), 'utf8') };
 }
 
