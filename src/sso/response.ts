@@ -244,7 +244,13 @@ function checkRecipient(assertion: Element, exp: Expectations): { until: number;
   for (const d of data) {
     const recipient = attr(d, 'Recipient');
     const until = parseTime(attr(d, 'NotOnOrAfter'));
-    if (recipient !== exp.acsUrl) {
+    // node-saml checks a confirmation's NotBefore only for a response to a login; the profile forbids it on a
+    // bearer confirmation, and one in the future is not usable yet, whoever started the sign-in.
+    const notBefore = attr(d, 'NotBefore');
+    const from = notBefore === null ? null : parseTime(notBefore);
+    if (notBefore !== null && (from === null || from > Date.now() + exp.skewMs)) {
+      problem = `the assertion's subject confirmation is not valid before ${from === null ? 'its NotBefore (not a date)' : iso(from)}; ${clockHint}.`;
+    } else if (recipient !== exp.acsUrl) {
       problem = `the assertion is addressed to ${recipient ? `"${quote(recipient, 200)}"` : 'no Recipient'}, not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs (see the SP metadata).`;
     } else if (until === null) {
       problem = 'the assertion\'s SubjectConfirmationData has no valid NotOnOrAfter.';

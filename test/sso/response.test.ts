@@ -268,3 +268,14 @@ test('attributes named like Object.prototype members are attributes like any oth
   // node-saml itself drops an attribute named __proto__; asking for it finds nothing, and does not throw.
   expect(emailOf(a, ['__proto__'])).toEqual({ email: 'alice@example.com' });
 });
+
+test('a bearer confirmation not valid yet is refused, for an IdP-initiated response too (node-saml checks it only for a login\'s)', async () => {
+  for (const inResponseTo of ['_req1', null]) {
+    const s = spec({ inResponseTo });
+    const id = newId('a');
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    const assertion = assertionXml(s, id).replace('<saml:SubjectConfirmationData', `<saml:SubjectConfirmationData NotBefore="${later}"`);
+    // (node-saml's own refusal of the login's reads as its generic expiry.)
+    expect(await message(() => validate(responseXml(s, signElement(assertion, id, A))))).toMatch(inResponseTo ? /Sign-in refused/ : /subject confirmation is not valid before/);
+  }
+});
