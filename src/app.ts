@@ -77,6 +77,9 @@ const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/;
  * free for the admin routes and the requests that were admitted. (Such refusals are counted by admission,
  * not in the per-route HTTP metrics.)
  */
+/** The Infisical dialect's paths, as Express matches them (any case; a query may follow the prefix). */
+const INFISICAL_PATH = new RegExp(`^${API_PREFIX.replaceAll('/', '\\/')}(?:[/?]|$)`, 'i');
+
 export function frontDoor(app: Express, admission: Admission | undefined): RequestListener {
   if (!admission) return app;
   return (req, res) => {
@@ -84,7 +87,7 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
     const refusal = UNGATED.test(url) ? null : admission.refuseAtOnce(req.method);
     if (!refusal) return void app(req, res);
     const id = crypto.randomUUID();
-    const body = url.startsWith(`${API_PREFIX}/`) || url === API_PREFIX ? renderError(refusal, id) : errorEnvelope(refusal);
+    const body = INFISICAL_PATH.test(url) ? renderError(refusal, id) : errorEnvelope(refusal);
     res.writeHead(503, {
       'content-type': 'application/json; charset=utf-8',
       'x-request-id': id,

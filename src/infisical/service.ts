@@ -45,8 +45,8 @@ export function certProblem(value: string, now = Date.now()): string | null {
   try {
     ({ notAfter, subject } = parseCertificate(value));
   } catch (err) {
-    if (isMetadataError(err)) return `cert is not a usable X.509 certificate: ${err.message}`;
-    throw err;
+    // Our own refusal says what is wrong; anything else is still the caller's certificate, not a fault here.
+    return `cert is not a usable X.509 certificate${isMetadataError(err) ? `: ${err.message}` : '.'}`;
   }
   if (Date.parse(notAfter) <= now) {
     return `cert (${subject}) expired on ${notAfter}; upload the IdP's current signing certificate.`;

@@ -74,8 +74,9 @@ function opensslDateToIso(text: string): string {
   return new Date(ms).toISOString();
 }
 
-function oneLineName(name: string): string {
-  return name.split('\n').filter((part) => part !== '').join(', ');
+function oneLineName(name: string | undefined): string {
+  // Node gives no string at all for an empty name (a certificate may name its subject in its SANs only).
+  return (name ?? '').split('\n').filter((part) => part !== '').join(', ');
 }
 
 /**

@@ -14,7 +14,7 @@
  * (POST /admin/metadata-refresh/{credential_id}/accept).
  */
 import { AppError } from '../http/errors';
-import { parseCertificate } from '../metadata';
+import { isMetadataError, parseCertificate } from '../metadata';
 import type { StoredMetadata } from './metadata';
 
 export type TrustSource = 'first_use' | 'caller' | 'signed_refresh' | 'operator';
@@ -94,7 +94,9 @@ export function callerPins(pems: string[]): TrustedCertificate[] {
       const c = parseCertificate(pem);
       return { fingerprint_sha256: c.fingerprintSha256, subject: c.subject, not_after: c.notAfter, source: 'caller' as const };
     } catch (err) {
-      throw new AppError(400, 'bad_request', `idp_trusted_certificates[${i}] is not a readable X.509 certificate: ${(err as Error).message}`);
+      // Our own refusal says what is wrong; anything else is not shown (it would be a library's wording).
+      const why = isMetadataError(err) ? `: ${err.message}` : '.';
+      throw new AppError(400, 'bad_request', `idp_trusted_certificates[${i}] is not a readable X.509 certificate${why}`);
     }
   });
 }

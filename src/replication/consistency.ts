@@ -24,13 +24,14 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 export function parseConsistency(req: Request, startedAt = Date.now()): Consistency {
   const rawLevel = req.get('SlashID-Required-Consistency');
-  const level = rawLevel === undefined || rawLevel === '' ? 'local_region' : rawLevel;
+  // Absent means the default; present and empty is a value, and not one of the two.
+  const level = rawLevel === undefined ? 'local_region' : rawLevel;
   if (level !== 'local_region' && level !== 'all_regions') {
     throw badRequest(`SlashID-Required-Consistency must be 'local_region' or 'all_regions' (got '${rawLevel}').`);
   }
   const rawTimeout = req.get('SlashID-Required-Consistency-Timeout');
   let timeoutSeconds = DEFAULT_TIMEOUT_SECONDS;
-  if (rawTimeout !== undefined && rawTimeout !== '') {
+  if (rawTimeout !== undefined) {
     if (!/^\d{1,3}$/.test(rawTimeout.trim()) || Number(rawTimeout) < 1 || Number(rawTimeout) > 120) {
       throw badRequest(`SlashID-Required-Consistency-Timeout must be a whole number of seconds from 1 to 120 (got '${rawTimeout}').`);
     }

@@ -83,6 +83,14 @@ describe('POST /api/v1/sso/config', () => {
     expect(got.body.cert).toBe(certs.bareBase64);
   });
 
+  test('accepts a certificate whose subject and issuer are empty (named in its subjectAltName; it was a 500)', async () => {
+    const org = await newOrg();
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.noSubjectPem) });
+    expect(res.status).toBe(200);
+    const patched = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, cert: certs.noSubjectPem } });
+    expect(patched.status).toBe(200);
+  });
+
   test('answers 409 with a clear message for a second config of the same org, and keeps the first', async () => {
     const org = await newOrg();
     const first = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });

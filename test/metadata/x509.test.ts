@@ -1,4 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { MetadataError } from '../../src/metadata/errors';
 import { parseCertificate } from '../../src/metadata/x509';
 import { fixture } from './support/fixtures';
@@ -17,6 +21,17 @@ function refusal(text: string): MetadataError {
 }
 
 describe('parseCertificate', () => {
+  it('reads a certificate whose subject and issuer are empty (named in its subjectAltName only; it threw a TypeError)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'x509-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', '/', '-addext', 'subjectAltName=DNS:idp.example.com', '-keyout', 'k.pem', '-out', 'c.pem'], { cwd: dir, stdio: 'ignore' });
+      const info = parseCertificate(fs.readFileSync(path.join(dir, 'c.pem'), 'utf8'));
+      expect({ subject: info.subject, issuer: info.issuer }).toEqual({ subject: '', issuer: '' });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reads bare base64 DER with line breaks, as found in metadata', () => {
     expect(OKTA_CERT_B64).toContain('\n');
     const info = parseCertificate(OKTA_CERT_B64);

@@ -155,6 +155,8 @@ describe('validation: 400 in the envelope and nothing written', () => {
   test.each([
     ['SlashID-Required-Consistency', 'everywhere'],
     ['SlashID-Required-Consistency', 'ALL_REGIONS'],
+    ['SlashID-Required-Consistency', ''],
+    ['SlashID-Required-Consistency-Timeout', ''],
     ['SlashID-Required-Consistency-Timeout', '0'],
     ['SlashID-Required-Consistency-Timeout', '121'],
     ['SlashID-Required-Consistency-Timeout', '1.5'],

@@ -41,7 +41,8 @@ function load(): Checker {
       routes.push({
         method: method.toUpperCase(),
         template,
-        regex: new RegExp(`^${pattern}/?$`),
+        // Express matches paths without regard to case (its default), and so does the document's reading.
+        regex: new RegExp(`^${pattern}/?$`, 'i'),
         literals: template.split('/').filter((s) => s && !s.includes('{')).length,
         responses: (op as Json).responses as Json,
       });
@@ -85,7 +86,7 @@ export function checkAgainstDocument(r: Observed): string | null {
   if (!route) {
     // Unknown endpoints answer 404 (a malformed path 400) in the envelope of the path's dialect.
     if (r.status !== 404 && r.status !== 400) return `${where}: no documented operation matches ${r.method} ${r.path}`;
-    const infisical = r.path.startsWith('/api/v1/') || r.path === '/api/v1';
+    const infisical = /^\/api\/v1(\/|$)/i.test(r.path);
     const probe = c.routes.find((x) => x.template.startsWith('/api/v1/') === infisical && x.responses['404'] !== undefined);
     if (!probe) return `${where}: no operation documents the 404 envelope of this dialect`;
     return checkBody(c, `unknown ${infisical ? 'infisical' : 'slashid'} ${r.status}`, where, errorSchemaFor(probe, r.status), r);

@@ -17,6 +17,8 @@ export interface TestCerts {
   expiredNotAfter: string;
   /** A second valid certificate, for updates. */
   otherPem: string;
+  /** Valid, with an empty subject and issuer (named in its subjectAltName only, as RFC 5280 allows). */
+  noSubjectPem: string;
 }
 
 const openssl = (args: string[], cwd: string) => execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -47,7 +49,9 @@ export function makeCerts(): TestCerts {
   try {
     const pem = selfSigned(dir, 'idp', 'idp.example.com');
     const bareBase64 = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
-    return { pem, bareBase64, expiredPem: expired(dir), expiredNotAfter: '2020-02-01T00:00:00.000Z', otherPem: selfSigned(dir, 'next', 'idp-next.example.com') };
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', '/', '-addext', 'subjectAltName=DNS:idp.example.com', '-keyout', 'nosubject.key', '-out', 'nosubject.pem'], dir);
+    const noSubjectPem = fs.readFileSync(path.join(dir, 'nosubject.pem'), 'utf8');
+    return { pem, bareBase64, expiredPem: expired(dir), expiredNotAfter: '2020-02-01T00:00:00.000Z', otherPem: selfSigned(dir, 'next', 'idp-next.example.com'), noSubjectPem };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
