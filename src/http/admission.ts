@@ -9,7 +9,7 @@
  * replicated write has committed and only waits for other regions (`leaveAdmission()`, called by
  * consistency.ts). A waiter therefore costs a pending promise and its socket, never a slot or a connection.
  */
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger';
 import { AppError } from './errors';
 
@@ -222,7 +222,9 @@ export interface Admission {
  * consistency.ts), not in an AsyncLocalStorage, whose hooks would cost something on every promise.
  */
 const SLOT = Symbol('admission slot');
-type Gated = Request & { [SLOT]?: () => void };
+/** How the request takes a slot again after outsideAdmission (one per gate, shared by its requests). */
+const READMIT = Symbol('admission readmit');
+type Gated = Request & { [SLOT]?: () => void; [READMIT]?: (req: Request) => Promise<void> };
 
 /**
  * Gives the request's slot back (no-op for a request that holds none). A replicated write calls it once
@@ -235,6 +237,21 @@ export function leaveAdmission(req: Request): void {
   release();
   // Its 'close' listener, there in case the request ends first, has nothing left to do.
   req.res?.off('close', release);
+}
+
+/**
+ * Runs `work` without the request's slot, then takes one again (queueing like a new request; 503 when the
+ * gate refuses). For work that needs no database connection and may take long: an IdP metadata fetch, which
+ * its own limiter bounds (per organization and per region), so that one organization's slow IdP cannot hold
+ * every write slot and turn other organizations' writes away. A request that holds no slot runs it as is.
+ */
+export async function outsideAdmission<T>(req: Request, work: () => Promise<T>): Promise<T> {
+  const readmit = (req as Gated)[READMIT];
+  if (!readmit || !(req as Gated)[SLOT]) return work();
+  leaveAdmission(req);
+  const value = await work();
+  await readmit(req);
+  return value;
 }
 
 export function overloaded(gate: string, reason: RefusalReason, retryAfterSeconds: number): AppError {
@@ -273,18 +290,22 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
   const gates = { writes: new Gate('writes', limits.writes, budget), reads: new Gate('reads', limits.reads, budget) };
   const refusedOne = refusalSummary(gates, log);
   const gateOf = (method: string | undefined) => (method === 'GET' || method === 'HEAD' ? gates.reads : gates.writes);
-  const middleware: RequestHandler = (req, res, next) => {
-    // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
-    if (res.locals.admission) return next();
-    res.locals.admission = true;
-    const gate = gateOf(req.method);
+  /**
+   * Gives `req` a slot of `gate`: `done()` once it holds one, `done(err)` with the 503. When its client
+   * left before, the slot goes back and `gone()` is called instead (nothing is left to answer).
+   */
+  const admit = (gate: Gate, req: Request, res: Response, done: (err?: unknown) => void, gone: () => void) => {
     const admitted = (release: () => void) => {
       // The client went away before this (between a grant from the queue and now, say): its 'close' has
       // fired, so a listener added now would never give the slot back (a slot lost for good, each time).
-      if (res.closed) return release();
+      if (res.closed) {
+        release();
+        return gone();
+      }
       res.once('close', release);
       (req as Gated)[SLOT] = release;
-      next();
+      (req as Gated)[READMIT] = readmitTo[gate.name];
+      done();
     };
     // A free slot is taken synchronously (most requests): no promise, no extra turn of the event loop.
     const now = gate.tryGrant();
@@ -299,11 +320,27 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
           admitted(release);
         },
         (err: unknown) => {
-          if (!(err instanceof Refused)) return next(err);
+          if (!(err instanceof Refused)) return done(err);
           refusedOne();
-          next(overloaded(gate.name, err.reason, limits.retryAfterSeconds));
+          done(overloaded(gate.name, err.reason, limits.retryAfterSeconds));
         },
       );
+  };
+  const readmitTo: Record<string, (req: Request) => Promise<void>> = Object.fromEntries(
+    Object.values(gates).map((gate) => [
+      gate.name,
+      (req: Request) =>
+        new Promise<void>((resolve, reject) =>
+          // Gone: the work goes no further (its answer could not be sent), and holds no slot.
+          admit(gate, req, req.res as Response, (err) => (err ? reject(err) : resolve()), () => reject(overloaded(gate.name, 'queue_timeout', limits.retryAfterSeconds))),
+        ),
+    ]),
+  );
+  const middleware: RequestHandler = (req, res, next) => {
+    // Mounted once per dialect prefix: a request already holding (or refused) a slot passes.
+    if (res.locals.admission) return next();
+    res.locals.admission = true;
+    admit(gateOf(req.method), req, res, next, () => undefined);
   };
   return {
     gates,

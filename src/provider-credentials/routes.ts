@@ -4,6 +4,7 @@ import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
 import { callerPins, firstUse, type TrustedCertificate } from './trust';
 import { jsonBody } from '../http/body';
+import { outsideAdmission } from '../http/admission';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
@@ -56,7 +57,9 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
   const limiter = fetchLimiterFor(config);
   // The owner sets the URL (or the pins): trust on first use of this document, or the owner's certificates.
   const fetchMetadata = async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null) => {
-    const fresh = await limiter.run(orgId, () => loadIdpMetadata(config, url), res, limiter.orgWaitMs);
+    // Without the request's admission slot: the fetch needs no database connection and its own limiter bounds
+    // it, so one organization's slow IdP cannot hold the region's write slots (others' writes would get 503).
+    const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, () => loadIdpMetadata(config, url), res, limiter.orgWaitMs));
     const metadata = firstUse(fresh, pins);
     return { metadata, nextRefreshAt: nextRefreshAt(metadata, config) };
   };

@@ -107,6 +107,20 @@ test('a flood of Infisical reads beyond the bounds answers 2xx or 503 with Retry
   }
 }, 60_000);
 
+test('one organization\'s slow IdP does not hold the write slots: another organization\'s write goes through meanwhile', async () => {
+  const [slow, other] = [await createOrg(url, 'slow-idp'), await createOrg(url, 'bystander')];
+  const mine = await call(url, 'POST', CRED, { headers: slashidHeaders(other), body: { idp_metadata_url: idp.url('okta.xml'), label: 'mine' } });
+  expect(mine.status).toBe(201);
+  // The region takes one write at a time (concurrency 1, 300 ms of queue): the slow create's fetch takes 3 s.
+  idp.slow('okta.xml?slow=1', 3000);
+  const creating = call(url, 'POST', CRED, { headers: slashidHeaders(slow), body: { idp_metadata_url: idp.url('okta.xml?slow=1'), label: 'slow' } });
+  expect(await eventually(async () => idp.held() === 1, 5000, 20)).toBe(true);
+  const patched = await call(url, 'PATCH', `${CRED}/${mine.body.result.id}`, { headers: slashidHeaders(other), body: { label: 'still mine' } });
+  expect(patched.status).toBe(204);
+  // The slow create takes a slot again once fetched, and is written.
+  expect((await creating).status).toBe(201);
+}, 60_000);
+
 test('/metrics reports admission in flight, queued and rejected', async () => {
   const res = await fetch(`${url}/metrics`, { headers: adminHeaders });
   const text = await res.text();

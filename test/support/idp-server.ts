@@ -29,6 +29,8 @@ export interface IdpServer {
    * that URL is held: a background refresh of the bare name elsewhere does not use the delay up.
    */
   slow(name: string, ms: number): void;
+  /** Requests being held by a delay of slow() right now. */
+  held(): number;
   hits(name: string): number;
   close(): Promise<void>;
 }
@@ -40,6 +42,7 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
   const removed = new Set<string>();
   const delays = new Map<string, number>();
   const hits = new Map<string, number>();
+  let holding = 0;
   const server = http.createServer((req, res) => {
     const name = decodeURIComponent((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
     // A delay set for a name with its query holds that URL alone; one set for the bare name, any query.
@@ -48,7 +51,11 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
     const wait = delays.get(held);
     if (wait) {
       delays.delete(held);
-      setTimeout(() => server.emit('request', req, res), wait);
+      holding += 1;
+      setTimeout(() => {
+        holding -= 1;
+        server.emit('request', req, res);
+      }, wait);
       return;
     }
     hits.set(name, (hits.get(name) ?? 0) + 1);
@@ -83,6 +90,7 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
     redirect: (name, location) => void redirects.set(name, location),
     remove: (name) => void removed.add(name),
     slow: (name, ms) => void delays.set(name, ms),
+    held: () => holding,
     hits: (name) => hits.get(name) ?? 0,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
