@@ -11,6 +11,28 @@ const unavailable = { status: 503, description: 'The metadata of the credential 
 /** The OpenAPI operations of routes.ts (browsers and IdPs call them: no API key). */
 export const ssoOperations: Operation[] = [
   {
+    method: 'get', path: `${SSO_PATH}/jwks.json`, tags, auth: 'none', dialect: 'slashid',
+    summary: 'The public key of the sign-in tokens the ACS issues (a JWK Set; the tokens are ES256)',
+    responses: {
+      200: {
+        description: 'One P-256 key, the same in every region; its kid is in every token\'s header.',
+        schema: Type.Object(
+          {
+            keys: Type.Array(
+              Type.Object(
+                { kty: Type.Literal('EC'), crv: Type.Literal('P-256'), x: Type.String(), y: Type.String(), kid: Type.String(), alg: Type.Literal('ES256'), use: Type.Literal('sig') },
+                { additionalProperties: false },
+              ),
+              { minItems: 1 },
+            ),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    errors: [],
+  },
+  {
     method: 'get', path: `${SSO_PATH}/{id}/metadata`, tags, auth: 'none', dialect: 'slashid',
     summary: 'The SP metadata of a credential (one entity ID for every region, this region’s ACS first)',
     responses: { 200: { description: 'SAML metadata.', contentType: 'application/samlmetadata+xml' } },
@@ -40,6 +62,7 @@ export const ssoOperations: Operation[] = [
     },
     errors: [
       400, { status: 401, description: 'The SAML response was refused.' }, { status: 403, description: 'IdP-initiated sign-in, which is not enabled.' }, 404, 409,
+      { status: 413, description: 'The form is over 512 KB, or its SAML response over 256 KiB.' },
       { status: 422, description: 'The assertion carries no usable email address.' }, unavailable,
     ],
   },

@@ -15,6 +15,7 @@ import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service
 import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
 import { patchSettings } from './settings';
 import { SSO_PATH } from './sp';
+import { ssoTokenKey } from './token-key';
 import { findSettings } from './store';
 
 function credentialId(req: Request): string {
@@ -53,6 +54,12 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
     const body = req.body;
     const { value } = await writeWithConsistency(repl, consistency, () => patchSettings(repl, orgIdOf(res), id, body), (v) => v, (changeId) => res.setHeader('X-Change-Id', changeId));
     res.json(envelope(value));
+  });
+
+  // The public key of the SSO tokens (an application checks a sign-in's token with it; no secret needed).
+  router.get(`${SSO_PATH}/jwks.json`, (_req, res) => {
+    res.setHeader('Cache-Control', 'public, max-age=3600');
+    res.json({ keys: [ssoTokenKey(deps.config.tokenSigningSecret).jwk] });
   });
 
   router.get(`${SSO_PATH}/:id/metadata`, async (req, res) => {

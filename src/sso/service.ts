@@ -7,7 +7,8 @@ import jwt from 'jsonwebtoken';
 import type { Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError, notFound } from '../http/errors';
-import { signingKeyId, TOKEN_ISSUER } from '../infisical/access-tokens';
+import { TOKEN_ISSUER } from '../infisical/access-tokens';
+import { ssoTokenKey } from './token-key';
 import type { StoredMetadata } from '../provider-credentials/metadata';
 import { findMetadata } from '../provider-credentials/store';
 import type { Redis } from '../redis';
@@ -139,7 +140,11 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   return { result, token: issueSsoToken(config.tokenSigningSecret, result) };
 }
 
-/** A short-lived HS256 JWT for the org and user, signed like the Infisical access tokens (same secret, kid and issuer; its own audience). */
+/**
+ * A short-lived ES256 JWT for the org and user, signed with the key derived from the token secret
+ * (token-key.ts) and checked with its public half (GET /sso/saml/jwks.json). Its own audience; the
+ * Infisical API takes HS256 tokens of its own audience only.
+ */
 export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): string {
   const iat = Math.floor(now / 1000);
   const claims = {
@@ -153,5 +158,6 @@ export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): s
     iat,
     exp: iat + SSO_TOKEN_LIFETIME_SECONDS,
   };
-  return jwt.sign(claims, secret, { algorithm: 'HS256', keyid: signingKeyId(secret) });
+  const key = ssoTokenKey(secret);
+  return jwt.sign(claims, key.privateKey, { algorithm: 'ES256', keyid: key.kid });
 }

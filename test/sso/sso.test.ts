@@ -4,11 +4,12 @@
  * sign-in also uses a credential created in another region.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import jwt from 'jsonwebtoken';
-import { signingKeyId, verifyAccessToken } from '../../src/infisical/access-tokens';
+import { verifyAccessToken } from '../../src/infisical/access-tokens';
 import { call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { PROJECT_ROOT } from '../../src/paths';
 import { freePorts, TEST_SIGNING_SECRET } from '../support/env';
@@ -167,11 +168,18 @@ describe('signing in', () => {
       attributes: { email: ['alice@example.com'], groups: ['a', 'b'] },
       relay_state: 'back-to-app',
     });
-    const claims = jwt.verify(res.body.token ?? '', TEST_SIGNING_SECRET, { algorithms: ['HS256'], audience: 'saml-sso', issuer: 'saml-credential-service' }) as jwt.JwtPayload;
+    // An application checks the token with the public key every region publishes (the same key in each).
+    const [jwks, other] = await Promise.all([US, EU].map((r) => call(cluster.url(r), 'GET', '/sso/saml/jwks.json')));
+    expect(jwks?.status).toBe(200);
+    expect(other?.body).toEqual(jwks?.body);
+    const [jwk] = jwks?.body.keys as { kid: string }[];
+    const claims = jwt.verify(res.body.token ?? '', crypto.createPublicKey({ key: jwk as crypto.JsonWebKey, format: 'jwk' }), { algorithms: ['ES256'], audience: 'saml-sso', issuer: 'saml-credential-service' }) as jwt.JwtPayload;
     expect(claims).toMatchObject({ sub: 'alice@example.com', org_id: org.id, credential_id: cred, name_id: 'u-123' });
     expect((claims.exp ?? 0) - (claims.iat ?? 0)).toBeLessThanOrEqual(300);
-    expect(jwt.decode(res.body.token ?? '', { complete: true })?.header.kid).toBe(signingKeyId(TEST_SIGNING_SECRET));
-    // Not an access token of the Infisical API.
+    expect(jwt.decode(res.body.token ?? '', { complete: true })?.header.kid).toBe(jwk?.kid);
+    // It is not made with the token secret, which the application does not need (it signs access tokens):
+    // not an HS256 token of that secret, not an access token of the Infisical API.
+    expect(() => jwt.verify(res.body.token ?? '', TEST_SIGNING_SECRET, { algorithms: ['HS256'] })).toThrow();
     expect(() => verifyAccessToken(TEST_SIGNING_SECRET, res.body.token ?? '')).toThrow();
   });
 
