@@ -128,8 +128,14 @@ export function doneValue<T>(o: Outcome<T>): T | undefined {
 }
 
 /** Sends the stored answer again, marked as a replay. */
-export function sendReplay(res: Response, response: StoredResponse): void {
+/**
+ * The stored answer again, marked as a replay, with the X-Change-Id of the change that stored it (a client
+ * whose first answer was lost learns it here, to follow the change up); none for a key stored before change
+ * ids were recorded.
+ */
+export function sendReplay(res: Response, response: StoredResponse, changeId: string | null = null): void {
   res.setHeader(REPLAYED_HEADER, 'true');
+  if (changeId) res.setHeader('X-Change-Id', changeId);
   res.status(response.status).json(response.body);
 }
 

@@ -65,7 +65,7 @@ const storedConfig: StoredResult = (body) => body;
  * problem of the body, and its own error name lets a client tell the two apart.
  */
 function answerPrior(res: Response, prior: Prior): void {
-  if (prior.kind === 'replay') return sendReplay(res, prior.response);
+  if (prior.kind === 'replay') return sendReplay(res, prior.response, prior.changeId);
   const body: InfisicalErrorBody = { reqId: getRequestId(res), statusCode: 422, message: prior.message, error: 'IdempotencyKeyReused' };
   res.status(422).json(body);
 }

@@ -50,7 +50,7 @@ const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Ch
 
 function answerPrior(res: Response, prior: Prior): void {
   if (prior.kind === 'reused') throw keyReused(prior.message);
-  sendReplay(res, prior.response);
+  sendReplay(res, prior.response, prior.changeId);
 }
 
 export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDeps): Router {

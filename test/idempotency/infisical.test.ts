@@ -48,6 +48,8 @@ test('a retry with the same key and body answers 200 with the same config, marke
   expect(again.status).toBe(200);
   expect(again.headers.get('idempotent-replayed')).toBe('true');
   expect(again.body).toEqual(first.body);
+  expect(again.headers.get('x-change-id')).toBe(first.headers.get('x-change-id'));
+  expect(again.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
   expect(await configs(org)).toBe(1);
 });
 

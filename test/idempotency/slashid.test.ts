@@ -51,7 +51,9 @@ describe('a retry with the same key and body', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.body).toEqual(first.body);
     expect(again.body.result.id).toBe(first.body.result.id);
-    expect(again.headers.get('x-change-id')).toBeNull();
+    // The change that stored it, so a client whose first answer was lost can follow it up.
+    expect(again.headers.get('x-change-id')).toBe(first.headers.get('x-change-id'));
+    expect(again.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
     expect(await credentials(org)).toBe(1);
     expect(await keyRows(org)).toBe(1);
   });
