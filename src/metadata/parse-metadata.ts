@@ -305,6 +305,6 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
     validUntil,
     cacheDuration: shortestCacheDuration(scope),
     signed: signature !== null,
-    signedBy: signature?.signer.fingerprintSha256 ?? null,
+    signedBy: signature?.signer?.fingerprintSha256 ?? null,
   };
 }

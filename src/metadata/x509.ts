@@ -107,6 +107,16 @@ export function strongSigningKey(pem: string): boolean {
 }
 
 export function parseCertificate(text: string): CertificateInfo {
+  const { info, weak } = readCertificate(text);
+  if (weak !== null) throw new MetadataError('invalid_certificate', `The certificate "${excerpt(info.subject, 80)}" has ${weak}; keys that short can be broken, so it cannot be trusted to sign. The IdP needs a new signing certificate (RSA of at least ${MIN_RSA_BITS} bits, or EC).`);
+  return info;
+}
+
+/**
+ * parseCertificate without the key-size rule: the certificate and why its key is too weak to trust (null
+ * when it is not). For a certificate that is read but not trusted for it (a metadata signature's signer).
+ */
+export function readCertificate(text: string): { info: CertificateInfo; weak: string | null } {
   const base64 = base64Body(text);
   const der = Buffer.from(base64, 'base64');
   let cert: X509Certificate;
@@ -121,9 +131,7 @@ export function parseCertificate(text: string): CertificateInfo {
       `The text is base64 but not an X.509 certificate: the decoded bytes are not a DER-encoded certificate${why}.`,
     );
   }
-  const weak = weakKey(cert);
-  if (weak !== null) throw new MetadataError('invalid_certificate', `The certificate "${excerpt(oneLineName(cert.subject), 80)}" has ${weak}; keys that short can be broken, so it cannot be trusted to sign. The IdP needs a new signing certificate (RSA of at least ${MIN_RSA_BITS} bits, or EC).`);
-  return {
+  const info: CertificateInfo = {
     pem: toPem(base64),
     subject: oneLineName(cert.subject),
     issuer: oneLineName(cert.issuer),
@@ -131,6 +139,7 @@ export function parseCertificate(text: string): CertificateInfo {
     notAfter: opensslDateToIso(cert.validTo),
     fingerprintSha256: cert.fingerprint256,
   };
+  return { info, weak: weakKey(cert) };
 }
 
 /** A short label for messages: the certificate's CN if it has one, else its whole subject. */

@@ -14,7 +14,7 @@ import type { Element } from '@xmldom/xmldom';
 import { SignedXml } from 'xml-crypto';
 import { excerpt, MetadataError } from './errors';
 import { childElements, descendantElements, DS_NS, attr } from './xml-dom';
-import { parseCertificate, type CertificateInfo } from './x509';
+import { readCertificate, type CertificateInfo } from './x509';
 
 function badSignature(why: string): MetadataError {
   return new MetadataError(
@@ -24,12 +24,13 @@ function badSignature(why: string): MetadataError {
   );
 }
 
-function signerCertificate(signature: Element): CertificateInfo {
+function signerCertificate(signature: Element): { info: CertificateInfo; weak: string | null } {
   const keyInfo = childElements(signature, DS_NS, 'KeyInfo')[0];
   const certEl = keyInfo ? descendantElements(keyInfo, DS_NS, 'X509Certificate')[0] : undefined;
   if (certEl === undefined) throw badSignature('the signature has no X509Certificate in its KeyInfo');
   try {
-    return parseCertificate(certEl.textContent ?? '');
+    // A weak key is read (the signature is checked as any other) and then counts for nothing (below).
+    return readCertificate(certEl.textContent ?? '');
   } catch (err) {
     const why = err instanceof Error ? err.message : 'unreadable';
     throw badSignature(`the certificate in the signature's KeyInfo cannot be read (${why})`);
@@ -69,13 +70,13 @@ function failureReason(sig: SignedXml): string {
  * that certificate is trusted is the caller's question). Throws `bad_signature` when the signature
  * does not verify.
  */
-export function verifyRootSignature(text: string, root: Element): { xml: string; signer: CertificateInfo } | null {
+export function verifyRootSignature(text: string, root: Element): { xml: string; signer: CertificateInfo | null } | null {
   const signatures = childElements(root, DS_NS, 'Signature');
   if (signatures.length === 0) return null;
   if (signatures.length > 1) throw badSignature('the root element carries more than one signature');
   const signature = signatures[0];
 
-  const signer = signerCertificate(signature);
+  const { info: signer, weak } = signerCertificate(signature);
   const sig = new SignedXml({ publicCert: signer.pem });
   let valid: boolean;
   try {
@@ -94,5 +95,6 @@ export function verifyRootSignature(text: string, root: Element): { xml: string;
 
   const signed = sig.getSignedReferences();
   if (signed.length !== 1) throw badSignature('the signature does not cover exactly one element');
-  return { xml: signed[0], signer };
+  // Signed by a key too short to trust: read as signed by no one (as by a certificate nobody trusts).
+  return { xml: signed[0], signer: weak === null ? signer : null };
 }

@@ -140,6 +140,14 @@ export function parseResponse(xml: string): PostedResponse {
     throw refused(400, 'SAMLResponse is not a well-formed XML document within the size limits (or contains a DOCTYPE, which is never accepted). Post the IdP\'s response unchanged.');
   }
   if (!is(response, SAMLP_NS, 'Response')) throw refused(400, 'SAMLResponse is not a SAML 2.0 Response.');
+  // node-saml finds the assertion by its local name alone: one in another namespace would be read by it
+  // and missed by the checks here (the algorithms, the certificate chosen, the replay look-up).
+  for (let n = response.firstChild; n !== null; n = n.nextSibling) {
+    const el = n as Element;
+    if (n.nodeType === 1 && (el.localName === 'Assertion' || el.localName === 'EncryptedAssertion') && el.namespaceURI !== SAML_NS) {
+      throw refused(400, `SAMLResponse holds an ${el.localName} outside the SAML 2.0 assertion namespace; post the IdP's response unchanged.`);
+    }
+  }
   const assertions = childElements(response, SAML_NS, 'Assertion');
   const assertion = assertions.length === 1 ? (assertions[0] ?? null) : null;
   return { xml, response, assertion, assertionId: assertion ? attr(assertion, 'ID') : null };
@@ -284,6 +292,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
     throw refused(401, 'the signed assertion could not be read back within the size limits; check the IdP application against the SP metadata.');
   }
   const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
+  if (!is(signed, SAML_NS, 'Assertion')) throw refused(401, NOT_SIGNED);
   if (issuers[0] === null) throw refused(401, 'the assertion names no Issuer.');
   for (const issuer of issuers) {
     if (issuer !== null && issuer !== exp.idpEntityId) {
@@ -377,10 +386,14 @@ function signingCandidates(posted: PostedResponse, pems: readonly string[]): str
       const internals = sig as unknown as { signatureValue: unknown; getCanonSignedInfoXml(doc: unknown): string; findSignatureAlgorithm(name: unknown): { verifySignature(data: string, key: string, value: unknown): boolean } };
       const canon = internals.getCanonSignedInfoXml(signature.ownerDocument);
       const algorithm = internals.findSignatureAlgorithm(sig.signatureAlgorithm);
+      // The first certificate that verifies it is the one: another with the same key (a renewal) would only
+      // repeat node-saml's whole check.
       for (const pem of pems) {
-        if (verified.has(pem)) continue;
         try {
-          if (algorithm.verifySignature(canon, pem, internals.signatureValue)) verified.add(pem);
+          if (algorithm.verifySignature(canon, pem, internals.signatureValue)) {
+            verified.add(pem);
+            break;
+          }
         } catch {
           // not this certificate
         }

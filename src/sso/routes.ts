@@ -1,4 +1,4 @@
-import express, { Router, type Request, type Response } from 'express';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import { jsonBody } from '../http/body';
 import { AppError, badRequest, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
@@ -26,7 +26,13 @@ function credentialId(req: Request): string {
 
 // A posted SAMLResponse is base64 of a signed XML document: tens of KiB, rarely more. The XML may be 256 KiB
 // (RESPONSE_LIMITS); its base64, form-encoded, is ~360 KB.
-const form = express.urlencoded({ extended: false, limit: '512kb', parameterLimit: 20 });
+const formParser = express.urlencoded({ extended: false, limit: '512kb', parameterLimit: 20 });
+const form: RequestHandler = (req, res, next) =>
+  formParser(req, res, (err?: unknown) => {
+    // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
+    const tooLarge = typeof err === 'object' && err !== null && (err as { type?: unknown }).type === 'entity.too.large';
+    next(tooLarge ? new AppError(413, 'payload_too_large', 'Sign-in refused: the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.') : err);
+  });
 
 const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
 

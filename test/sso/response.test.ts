@@ -206,6 +206,13 @@ test('an IdP certificate with a key under 2048 bits is not trusted: refused in m
   // Beside a strong one, the weak certificate is dropped and the strong one kept.
   const both = parseIdpMetadata(idpMetadata({ entityId: 'https://idp.test', ssoUrl: 'https://idp.test/sso', certs: [weak, A] }), { now: new Date() });
   expect(both.signingCertificates.map((c) => c.pem.replace(/\s+/g, ''))).toEqual([A.cert.replace(/\s+/g, '')]);
+  // Metadata whose own signature was made with such a key is read, and that signature counts for nothing
+  // (as one by a certificate nobody trusts), instead of the document being refused as not verifying.
+  const md = idpMetadata({ entityId: 'https://idp.test', ssoUrl: 'https://idp.test/sso', certs: [A] }).replace('<md:EntityDescriptor ', '<md:EntityDescriptor ID="_md1" ');
+  const byWeak = parseIdpMetadata(signEnveloped(md, weak, "//*[@ID='_md1']", { reference: "//*[@ID='_md1']", action: 'prepend' }), { now: new Date() });
+  expect({ signed: byWeak.signed, signedBy: byWeak.signedBy, certs: byWeak.signingCertificates.length }).toEqual({ signed: true, signedBy: null, certs: 1 });
+  const byStrong = parseIdpMetadata(signEnveloped(md, signer('stranger'), "//*[@ID='_md1']", { reference: "//*[@ID='_md1']", action: 'prepend' }), { now: new Date() });
+  expect(byStrong.signedBy).toMatch(/^[0-9A-F:]+$/);
   // A weak certificate stored before this rule never verifies a sign-in.
   const s = spec();
   const id = newId('a');
@@ -278,4 +285,21 @@ test('a bearer confirmation not valid yet is refused, for an IdP-initiated respo
     // (node-saml's own refusal of the login's reads as its generic expiry.)
     expect(await message(() => validate(responseXml(s, signElement(assertion, id, A))))).toMatch(inResponseTo ? /Sign-in refused/ : /subject confirmation is not valid before/);
   }
+});
+
+test('an Assertion outside the SAML namespace is refused (node-saml reads assertions by local name; the checks here by namespace)', async () => {
+  const s = spec();
+  const id = newId('a');
+  const foreign = assertionXml(s, id)
+    .replace('<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"', '<x:Assertion xmlns:x="urn:not-saml" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"')
+    .replace('</saml:Assertion>', '</x:Assertion>');
+  // Signed with SHA-1, which a SAML-namespace assertion would be refused for.
+  const xml = responseXml(s, signWith(foreign, id, A, RSA_SHA1, SHA1));
+  let err: unknown;
+  try {
+    parseResponse(xml);
+  } catch (e) {
+    err = e;
+  }
+  expect({ status: (err as AppError | undefined)?.status, message: (err as Error | undefined)?.message }).toEqual({ status: 400, message: expect.stringMatching(/outside the SAML 2.0 assertion namespace/) });
 });

@@ -351,6 +351,18 @@ describe('IdP-initiated sign-in', () => {
   });
 });
 
+describe('size', () => {
+  test('a form over 512 KB is refused 413, as documented', async () => {
+    const res = await fetch(`${cluster.url(US)}/sso/saml/${cred}/acs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ SAMLResponse: 'A'.repeat(600 * 1024) }),
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { errors: { httpcode: number; message: string }[] }).errors[0]).toEqual({ httpcode: 413, message: expect.stringMatching(/over 512 KB/) });
+  });
+});
+
 describe('the replay cache', () => {
   test('is per credential: another organization\'s IdP claiming the same entity ID cannot use up this IdP\'s assertion ids', async () => {
     const mallory = await createOrg(cluster.url(US), 'mallory');
