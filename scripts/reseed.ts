@@ -17,13 +17,18 @@ async function main(): Promise<void> {
   const from = arg('from');
   const to = arg('to');
   if (!from || !to) {
-    process.stderr.write('usage: npm run reseed -- --from <peer region> --to <region to re-seed>\n');
+    process.stderr.write('usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--wait <seconds the peer may take to catch up, default 30>] [--force]\n');
     process.exit(2);
   }
   const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
   try {
     const file = readConfigFile(configPath);
-    const result = await reseed(file, from, to, FEATURES.flatMap((f) => f.tables));
+    const wait = arg('wait');
+    if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
+    const result = await reseed(file, from, to, FEATURES.flatMap((f) => f.tables), {
+      force: process.argv.includes('--force'),
+      ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
+    });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
     process.stderr.write(`reseed failed: ${err instanceof ConfigError ? err.message : (err as Error).message}\n`);

@@ -40,7 +40,48 @@ export interface ReseedResult {
 
 const PAGE = 500;
 
-export async function reseed(file: ConfigFile, from: string, to: string, tables: readonly ReplicatedTable[]): Promise<ReseedResult> {
+export interface ReseedOptions {
+  /** Copy without checking that the peer caught up (an origin whose database is gone for good, say). */
+  force?: boolean;
+  /** How long to wait for the peer to catch up before refusing; default 30 s. */
+  waitMs?: number;
+}
+
+/**
+ * What the peer still lacks, as far as its origins and its own database show: per other region, changes it
+ * committed before `before` that the peer has not acked (its delivery to the peer is not confirmed), and the
+ * changes the peer holds failing or parked. The target gets none of these from its inbox if the cap trimmed
+ * them there, so a copy made now would miss them for good. Empty when caught up.
+ */
+async function peerLacks(file: ConfigFile, from: string, to: string, before: Date, peerDb: Client): Promise<string[]> {
+  const lacks: string[] = [];
+  const failures = await peerDb.query<{ failing: number; parked: number }>(
+    'SELECT count(*) FILTER (WHERE parked_at IS NULL)::int AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL)::int AS parked FROM replication_failures',
+  );
+  const f = failures.rows[0];
+  if (f && (f.failing || f.parked)) lacks.push(`${from} holds ${f.failing} change(s) failing and ${f.parked} parked (GET /admin/replication on ${from}; retry or resolve them first)`);
+  for (const origin of file.regions.filter((r) => r.id !== from && r.id !== to)) {
+    const db = new Client(sessionConfig(origin.databaseUrl));
+    try {
+      await db.connect();
+      const r = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM replication_outbox o
+          WHERE o.confirmed_at IS NULL AND o.created_at < $2
+            AND NOT EXISTS (SELECT 1 FROM replication_deliveries d WHERE d.change_id = o.change_id AND d.region = $1 AND d.confirmed_at IS NOT NULL)`,
+        [from, before],
+      );
+      const n = r.rows[0]?.n ?? 0;
+      if (n) lacks.push(`${origin.id} has ${n} change(s) ${from} has not applied yet`);
+    } catch (err) {
+      lacks.push(`${origin.id}'s database cannot be read (${(err as Error).message}), so whether ${from} has all its changes is unknown`);
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+  return lacks;
+}
+
+export async function reseed(file: ConfigFile, from: string, to: string, tables: readonly ReplicatedTable[], opts: ReseedOptions = {}): Promise<ReseedResult> {
   const source = file.regions.find((r) => r.id === from);
   const target = file.regions.find((r) => r.id === to);
   if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
@@ -70,6 +111,21 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     if (behindTrim(peer, await groupFloor(peerRedis, peerInbox, peer), await streamBounds(peerRedis, peerInbox))) {
       throw new Error(`${from} fell behind its inbox cap too; re-seed from another region`);
     }
+    await peerDb.connect();
+    // The peer must hold every change the target may have lost: what any origin committed before now.
+    // Later changes reach the target through its inbox (it is a member), whatever the peer holds.
+    if (!opts.force) {
+      const before = new Date();
+      const until = Date.now() + (opts.waitMs ?? 30_000);
+      let lacks = await peerLacks(file, from, to, before, peerDb);
+      while (lacks.length && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 500));
+        lacks = await peerLacks(file, from, to, before, peerDb);
+      }
+      if (lacks.length) {
+        throw new Error(`${from} has not caught up, so a copy from it now could miss changes ${to} lost for good: ${lacks.join('; ')}. Re-seed once it has (or from another region); --force copies anyway`);
+      }
+    }
     // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Without this a
     // region could collect a tombstone the target still lacks before the copy reaches it, and the target's
     // stale row would stay.
@@ -80,7 +136,6 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     const bounds = await streamBounds(redis, keys.inbox(to));
     const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.inbox(to), to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
 
-    await peerDb.connect();
     const store = await RowStore.load(db, tables);
     const copied: ReseedResult['tables'] = {};
     for (const table of tables) {

@@ -144,8 +144,8 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000,
 }
 
 /** Runs `npm run reseed` (its compiled script) for a cluster: --from `from` --to `to`. */
-export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string) {
-  return spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', from, '--to', to], {
+export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string, extra: string[] = []) {
+  return spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', from, '--to', to, ...extra], {
     env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath },
     encoding: 'utf8',
     timeout: 60_000,

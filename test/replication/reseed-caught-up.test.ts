@@ -1,0 +1,46 @@
+/**
+ * The re-seed copies from a peer only once the peer has caught up: every change another origin committed
+ * before the re-seed started must be applied at the peer (its delivery to the peer confirmed), and the peer
+ * must hold no failing or parked change. A change the target's inbox cap trimmed reaches it only through
+ * the copy, so a copy from a peer that lacks it would lose it for good. The command waits (--wait) for the
+ * peer, then refuses, naming what is missing; --force copies anyway.
+ */
+import { createOrg, runReseed, startCluster, type Cluster } from '../support/harness';
+
+const [ORIGIN, PEER, TARGET] = ['us-iowa', 'europe-belgium', 'asia-japan'];
+let cluster: Cluster;
+
+beforeAll(async () => {
+  cluster = await startCluster('reseedcaught', [ORIGIN, PEER, TARGET]);
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+test('refuses to copy from a peer that has not applied an origin\'s change, and copies once it has', async () => {
+  cluster.proc(PEER).pause();
+  let refused;
+  try {
+    await createOrg(cluster.url(ORIGIN), 'the peer lacks this');
+    refused = runReseed(cluster, PEER, TARGET, ['--wait', '2']);
+  } finally {
+    cluster.proc(PEER).resume();
+  }
+  expect(refused.status).toBe(1);
+  expect(refused.stderr).toMatch(new RegExp(`${PEER} has not caught up.*${ORIGIN} has 1 change\\(s\\) ${PEER} has not applied yet.*--force`));
+  // Once the peer applied it (its relay confirms within seconds), the same command copies.
+  const copied = runReseed(cluster, PEER, TARGET, ['--wait', '30']);
+  expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(JSON.parse(copied.stdout)).toMatchObject({ from: PEER, to: TARGET });
+}, 120_000);
+
+test('--force copies without the check', async () => {
+  cluster.proc(PEER).pause();
+  try {
+    await createOrg(cluster.url(ORIGIN), 'forced');
+    const forced = runReseed(cluster, PEER, TARGET, ['--force']);
+    expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
+  } finally {
+    cluster.proc(PEER).resume();
+  }
+}, 120_000);
