@@ -39,6 +39,8 @@ export interface ReseedResult {
 }
 
 const PAGE = 500;
+/** Changes of one origin looked at per check (their acks are read one by one). */
+const LACK_LIMIT = 10_000;
 
 export interface ReseedOptions {
   /** Copy without checking that the peer caught up (an origin whose database is gone for good, say). */
@@ -53,7 +55,7 @@ export interface ReseedOptions {
  * changes the peer holds failing or parked. The target gets none of these from its inbox if the cap trimmed
  * them there, so a copy made now would miss them for good. Empty when caught up.
  */
-async function peerLacks(file: ConfigFile, from: string, to: string, before: Date, peerDb: Client): Promise<string[]> {
+async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys): Promise<string[]> {
   const lacks: string[] = [];
   const failures = await peerDb.query<{ failing: number; parked: number }>(
     'SELECT count(*) FILTER (WHERE parked_at IS NULL)::int AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL)::int AS parked FROM replication_failures',
@@ -64,14 +66,26 @@ async function peerLacks(file: ConfigFile, from: string, to: string, before: Dat
     const db = new Client(sessionConfig(origin.databaseUrl));
     try {
       await db.connect();
-      const r = await db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM replication_outbox o
+      // The cut-off on the origin's own clock, taken at the first look (the command's host may differ).
+      let before = befores.get(origin.id);
+      if (!before) {
+        before = (await db.query<{ now: Date }>('SELECT now() AS now')).rows[0]?.now ?? new Date();
+        befores.set(origin.id, before);
+      }
+      const r = await db.query<{ change_id: string }>(
+        `SELECT o.change_id::text AS change_id FROM replication_outbox o
           WHERE o.confirmed_at IS NULL AND o.created_at < $2
-            AND NOT EXISTS (SELECT 1 FROM replication_deliveries d WHERE d.change_id = o.change_id AND d.region = $1 AND d.confirmed_at IS NOT NULL)`,
+            AND NOT EXISTS (SELECT 1 FROM replication_deliveries d WHERE d.change_id = o.change_id AND d.region = $1 AND d.confirmed_at IS NOT NULL)
+          ORDER BY o.id LIMIT ${LACK_LIMIT}`,
         [from, before],
       );
-      const n = r.rows[0]?.n ?? 0;
-      if (n) lacks.push(`${origin.id} has ${n} change(s) ${from} has not applied yet`);
+      // The origin's relay records a delivery's ack every 2 s while it runs: an ack the peer already wrote
+      // into the origin's Redis counts too (the origin's process may be down with its database up).
+      const pipe = links.to(origin.id).pipeline();
+      for (const row of r.rows) pipe.hexists(keys.ack(row.change_id), from);
+      const acked = r.rows.length ? ((await pipe.exec()) ?? []) : [];
+      const n = r.rows.filter((_, i) => !(acked[i]?.[0] === null && acked[i]?.[1] === 1)).length;
+      if (n) lacks.push(`${origin.id} has ${n}${r.rows.length === LACK_LIMIT ? ' or more' : ''} change(s) ${from} has not applied yet`);
     } catch (err) {
       lacks.push(`${origin.id}'s database cannot be read (${(err as Error).message}), so whether ${from} has all its changes is unknown`);
     } finally {
@@ -103,6 +117,12 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
         throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
       });
       if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
+      // A peer that needs a re-seed itself (its cap trimmed changes it never read; or it joined and was never
+      // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
+      const peerState = members.get(from)?.state;
+      if (!opts.force && peerState !== 'active') {
+        throw new Error(`${from} is ${peerState ?? 'not a member'} in ${r.id}'s Redis (it needs a re-seed itself, or is not seeded yet): re-seed from an active region`);
+      }
     }
     const peerRedis = links.to(from);
     const peerInbox = keys.inbox(from);
@@ -115,12 +135,12 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     // The peer must hold every change the target may have lost: what any origin committed before now.
     // Later changes reach the target through its inbox (it is a member), whatever the peer holds.
     if (!opts.force) {
-      const before = new Date();
+      const befores = new Map<string, Date>();
       const until = Date.now() + (opts.waitMs ?? 30_000);
-      let lacks = await peerLacks(file, from, to, before, peerDb);
+      let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
       while (lacks.length && Date.now() < until) {
         await new Promise((r) => setTimeout(r, 500));
-        lacks = await peerLacks(file, from, to, before, peerDb);
+        lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
       }
       if (lacks.length) {
         throw new Error(`${from} has not caught up, so a copy from it now could miss changes ${to} lost for good: ${lacks.join('; ')}. Re-seed once it has (or from another region); --force copies anyway`);

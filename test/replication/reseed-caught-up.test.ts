@@ -5,7 +5,10 @@
  * the copy, so a copy from a peer that lacks it would lose it for good. The command waits (--wait) for the
  * peer, then refuses, naming what is missing; --force copies anyway.
  */
-import { createOrg, runReseed, startCluster, type Cluster } from '../support/harness';
+import { updateMember } from '../../src/replication/membership';
+import { createRedis, replicationKeys } from '../../src/redis';
+import { adminHeaders, call, createOrg, runReseed, startCluster, type Cluster } from '../support/harness';
+import { REDIS_URL } from '../support/env';
 
 const [ORIGIN, PEER, TARGET] = ['us-iowa', 'europe-belgium', 'asia-japan'];
 let cluster: Cluster;
@@ -42,5 +45,36 @@ test('--force copies without the check', async () => {
     expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
   } finally {
     cluster.proc(PEER).resume();
+  }
+}, 120_000);
+
+test('an origin whose process is down (its database and Redis up) does not hold the check back: the peer\'s ack in its Redis counts', async () => {
+  // runReseed blocks this process (spawnSync): let the event loop see the keep-alive sockets the regions
+  // closed meanwhile, or the next request may go out on one of them.
+  await new Promise((r) => setTimeout(r, 200));
+  // all_regions: answered once every region acked, the peer among them; the origin stops right after, before
+  // its relay records those acks in its database (every 2 s).
+  const res = await call(cluster.url(ORIGIN), 'POST', '/admin/organizations', { body: { name: 'acked, then the origin stops' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
+  cluster.proc(ORIGIN).pause();
+  try {
+    expect(res.status).toBe(201);
+    const copied = runReseed(cluster, PEER, TARGET, ['--wait', '3']);
+    expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
+  } finally {
+    cluster.proc(ORIGIN).resume();
+  }
+}, 120_000);
+
+test('a peer that needs a re-seed itself is refused (its origins count what its cap trimmed as confirmed)', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  try {
+    await updateMember(redis, keys, PEER, { state: 'joining' });
+    const refused = runReseed(cluster, PEER, TARGET, ['--wait', '1']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`${PEER} is joining in .*re-seed from an active region`));
+  } finally {
+    await updateMember(redis, keys, PEER, { state: 'active' });
+    redis.disconnect();
   }
 }, 120_000);
