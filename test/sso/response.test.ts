@@ -307,3 +307,37 @@ test('an Assertion outside the SAML namespace is refused (node-saml reads assert
   }
   expect({ status: (err as AppError | undefined)?.status, message: (err as Error | undefined)?.message }).toEqual({ status: 400, message: expect.stringMatching(/outside the SAML 2.0 assertion namespace/) });
 });
+
+test('a response without an assertion, signed by a key the IdP does not list, is still answered by what it carries (an IdP status, an encrypted assertion)', async () => {
+  const stranger = signer('stranger');
+  const rid = newId('r');
+  const failed = responseXml(spec({ responseId: rid }), '')
+    .replace('<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/>', '<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/><samlp:StatusMessage>User is not assigned</samlp:StatusMessage>');
+  expect(await message(() => validate(signElement(failed, rid, stranger)))).toMatch(/did not authenticate the user \(status Responder/);
+  const eid = newId('r');
+  const encrypted = signElement(responseXml(spec({ responseId: eid, encrypted: true }), ''), eid, stranger);
+  expect(await message(() => validate(encrypted))).toMatch(/encrypted, which this service does not support/);
+});
+
+test('extra signatures are refused at once: more than one on an element (node-saml refuses it too), more than two in all', async () => {
+  const s = spec();
+  const id = newId('a');
+  const signed = signElement(assertionXml(s, id), id, signer('stranger'));
+  const signature = /<Signature[\s\S]*<\/Signature>/.exec(signed)?.[0] ?? '';
+  const check = jest.spyOn(SignedXml.prototype, 'checkSignature');
+  try {
+    const twice = responseXml(s, signed.replace(signature, signature + signature));
+    expect(await message(() => validate(twice))).toMatch(NOT_SIGNED);
+    expect(check.mock.calls.length).toBe(0);
+  } finally {
+    check.mockRestore();
+  }
+  const decoys = responseXml(s, signed.replace('</saml:Assertion>', `${'<x:SignedInfo xmlns:x="urn:x"/>'.repeat(5)}</saml:Assertion>`));
+  let err: unknown;
+  try {
+    parseResponse(decoys);
+  } catch (e) {
+    err = e;
+  }
+  expect({ status: (err as AppError | undefined)?.status, message: (err as Error | undefined)?.message }).toEqual({ status: 400, message: expect.stringMatching(/more than two XML signatures/) });
+});
