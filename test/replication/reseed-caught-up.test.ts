@@ -25,14 +25,14 @@ test('refuses to copy from a peer that has not applied an origin\'s change, and 
   let refused;
   try {
     await createOrg(cluster.url(ORIGIN), 'the peer lacks this');
-    refused = runReseed(cluster, PEER, TARGET, ['--wait', '2']);
+    refused = await runReseed(cluster, PEER, TARGET, ['--wait', '2']);
   } finally {
     cluster.proc(PEER).resume();
   }
   expect(refused.status).toBe(1);
   expect(refused.stderr).toMatch(new RegExp(`${PEER} has not caught up.*${ORIGIN} has 1 change\\(s\\) ${PEER} has not applied yet.*--force`));
   // Once the peer applied it (its relay confirms within seconds), the same command copies.
-  const copied = runReseed(cluster, PEER, TARGET, ['--wait', '30']);
+  const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
   expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
   expect(JSON.parse(copied.stdout)).toMatchObject({ from: PEER, to: TARGET });
 }, 120_000);
@@ -41,7 +41,7 @@ test('--force copies without the check', async () => {
   cluster.proc(PEER).pause();
   try {
     await createOrg(cluster.url(ORIGIN), 'forced');
-    const forced = runReseed(cluster, PEER, TARGET, ['--force']);
+    const forced = await runReseed(cluster, PEER, TARGET, ['--force']);
     expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
   } finally {
     cluster.proc(PEER).resume();
@@ -49,16 +49,13 @@ test('--force copies without the check', async () => {
 }, 120_000);
 
 test('an origin whose process is down (its database and Redis up) does not hold the check back: the peer\'s ack in its Redis counts', async () => {
-  // runReseed blocks this process (spawnSync): let the event loop see the keep-alive sockets the regions
-  // closed meanwhile, or the next request may go out on one of them.
-  await new Promise((r) => setTimeout(r, 200));
   // all_regions: answered once every region acked, the peer among them; the origin stops right after, before
   // its relay records those acks in its database (every 2 s).
   const res = await call(cluster.url(ORIGIN), 'POST', '/admin/organizations', { body: { name: 'acked, then the origin stops' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
   cluster.proc(ORIGIN).pause();
   try {
     expect(res.status).toBe(201);
-    const copied = runReseed(cluster, PEER, TARGET, ['--wait', '3']);
+    const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '3']);
     expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
   } finally {
     cluster.proc(ORIGIN).resume();
@@ -70,7 +67,7 @@ test('a peer that needs a re-seed itself is refused (its origins count what its 
   const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
   try {
     await updateMember(redis, keys, PEER, { state: 'joining' });
-    const refused = runReseed(cluster, PEER, TARGET, ['--wait', '1']);
+    const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(new RegExp(`${PEER} is joining in .*re-seed from an active region`));
   } finally {

@@ -94,7 +94,7 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   // asia-japan's process paused meanwhile: its own collector, free to run once it is active again, would
   // raise its cut-off too and hide what the re-seed did.
   cluster.proc('asia-japan').pause();
-  const run = runReseed(cluster, 'us-iowa', 'asia-japan');
+  const run = await runReseed(cluster, 'us-iowa', 'asia-japan');
   const taken = await horizonOf('asia-japan');
   cluster.proc('asia-japan').resume();
   expect(run.stderr).toBe('');

@@ -173,7 +173,7 @@ test('a re-seed after collection converges: the target gets every live row and l
     { ...row, id: collectedId, label: 'restored from a backup', version: old, created_version: old },
   ]);
   expect(await credentialState('asia-japan', collectedId)).toBe('live');
-  const run = runReseed(cluster, 'us-iowa', 'asia-japan');
+  const run = await runReseed(cluster, 'us-iowa', 'asia-japan');
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
   expect(JSON.parse(run.stdout).tables.saml_provider_credentials).toMatchObject({ removed: 1 });

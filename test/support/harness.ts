@@ -3,7 +3,7 @@
  * all on one Redis. Regions can be paused (SIGSTOP), resumed, killed with -9, stopped and restarted.
  * Needs a build (`npm test` builds first).
  */
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
@@ -143,11 +143,22 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000,
   return false;
 }
 
-/** Runs `npm run reseed` (its compiled script) for a cluster: --from `from` --to `to`. */
-export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string, extra: string[] = []) {
-  return spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', from, '--to', to, ...extra], {
-    env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath },
-    encoding: 'utf8',
-    timeout: 60_000,
+/**
+ * Runs `npm run reseed` (its compiled script) against the cluster's config. Asynchronous: a synchronous
+ * spawn would stop this process's event loop for the whole run, and a keep-alive socket a region closed
+ * meanwhile would then be taken for the next request ("other side closed").
+ */
+export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string, extra: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', from, '--to', to, ...extra],
+      { env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath }, encoding: 'utf8', timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (err as NodeJS.ErrnoException & { code?: unknown }).code : 0;
+        if (err && typeof code !== 'number') return reject(err);
+        resolve({ status: typeof code === 'number' ? code : 0, stdout, stderr });
+      },
+    );
   });
 }
