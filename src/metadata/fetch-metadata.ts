@@ -160,7 +160,7 @@ function noPublicAddress(hop: Hop): MetadataError {
   return new MetadataError(
     'blocked_address',
     `Refusing to fetch ${url.href}${viaText(hop.from)}: the host "${url.hostname}" does not resolve to a public address ` +
-      `(it has no address, or one that is not public; which, is not shown). Check the host name. ${allowListRemedy(url)}`,
+      `(it has no address, or one that is not public; which of the two is not shown). Check the host name. ${allowListRemedy(url)}`,
   );
 }
 

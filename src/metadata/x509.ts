@@ -79,11 +79,6 @@ function oneLineName(name: string | undefined): string {
   return (name ?? '').split('\n').filter((part) => part !== '').join(', ');
 }
 
-/**
- * Parses a certificate given as PEM or as bare base64 DER (the form used inside
- * <ds:X509Certificate>), with any whitespace. Validity dates are reported, not judged:
- * whether an expired certificate is acceptable depends on what it is used for.
- */
 /** The shortest RSA (and DSA) key a signing certificate may have: shorter ones can be factored. */
 export const MIN_RSA_BITS = 2048;
 
@@ -100,12 +95,17 @@ function weakKey(cert: X509Certificate): string | null {
 /** Whether a stored PEM certificate's key is strong enough to verify a signature with (see weakKey). */
 export function strongSigningKey(pem: string): boolean {
   try {
-    return weakKey(new X509Certificate(pem)) === null;
+    return readCertificate(pem).weak === null;
   } catch {
     return false;
   }
 }
 
+/**
+ * Parses a certificate given as PEM or as bare base64 DER (the form used inside
+ * <ds:X509Certificate>), with any whitespace. Validity dates are reported, not judged:
+ * whether an expired certificate is acceptable depends on what it is used for.
+ */
 export function parseCertificate(text: string): CertificateInfo {
   const { info, weak } = readCertificate(text);
   if (weak !== null) throw new MetadataError('invalid_certificate', `The certificate "${excerpt(info.subject, 80)}" has ${weak}; keys that short can be broken, so it cannot be trusted to sign. The IdP needs a new signing certificate (RSA of at least ${MIN_RSA_BITS} bits, or EC).`);

@@ -1,6 +1,8 @@
 /**
  * Re-seeds a region from a peer region: a region added to a running deployment, or one whose inbox lost
  * entries to its cap before it read them.
+ * 0. The peer must have caught up (peerLacks; --force skips it): what the target's cap trimmed reaches the
+ *    target only through this copy, so a change the peer lacks now would be lost there for good.
  * 1. The target must be registered in every region's Redis: from then on, every origin delivers to it
  *    each change it has not confirmed (membership.ts, relay.ts), so what the copy below misses (a change
  *    the peer had not applied yet) still reaches it through its inbox; whatever an origin confirmed
@@ -51,8 +53,9 @@ export interface ReseedOptions {
 
 /**
  * What the peer still lacks, as far as its origins and its own database show: per other region, changes it
- * committed before `before` that the peer has not acked (its delivery to the peer is not confirmed), and the
- * changes the peer holds failing or parked. The target gets none of these from its inbox if the cap trimmed
+ * committed before the first look (`befores`, on its own clock) that the peer has not acked (neither its
+ * delivery to the peer confirmed nor the peer's ack in its Redis), and the changes the peer holds failing or
+ * parked. The target gets none of these from its inbox if the cap trimmed
  * them there, so a copy made now would miss them for good. Empty when caught up.
  */
 async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys): Promise<string[]> {

@@ -296,8 +296,8 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   } catch {
     throw refused(401, 'the signed assertion could not be read back within the size limits; check the IdP application against the SP metadata.');
   }
-  const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
   if (!is(signed, SAML_NS, 'Assertion')) throw refused(401, NOT_SIGNED);
+  const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
   if (issuers[0] === null) throw refused(401, 'the assertion names no Issuer.');
   for (const issuer of issuers) {
     if (issuer !== null && issuer !== exp.idpEntityId) {
@@ -433,8 +433,9 @@ export type EmailOutcome = { email: string } | { problem: string };
 /** The first of `claims` present among the attributes (by Name or FriendlyName), else an email-format NameID. */
 export function emailOf(a: ValidatedAssertion, claims: readonly string[]): EmailOutcome {
   for (const claim of claims) {
+    // Own properties only: the IdP names the attributes ("constructor" is a name like any other).
     const name = Object.hasOwn(a.attributes, claim) ? claim : Object.hasOwn(a.friendlyNames, claim) ? a.friendlyNames[claim] : undefined;
-    const value = name === undefined || !Object.hasOwn(a.attributes, name) ? undefined : a.attributes[name]?.find((v) => v !== '');
+    const value = name !== undefined && Object.hasOwn(a.attributes, name) ? a.attributes[name]?.find((v) => v !== '') : undefined;
     if (value === undefined) continue;
     if (EMAIL.test(value)) return { email: value };
     return { problem: `the attribute "${quote(claim, 100)}" (the first of the credential's email_claims the IdP sent) holds "${quote(value, 100)}", which is not an email address. Map the user's email to it in the IdP, or change email_claims.` };

@@ -10,7 +10,7 @@ import { findCredential } from '../provider-credentials/store';
 import { parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
-import { SamlRefusal } from './response';
+import { refused, SamlRefusal } from './response';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
 import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
 import { patchSettings } from './settings';
@@ -31,7 +31,7 @@ const form: RequestHandler = (req, res, next) =>
   formParser(req, res, (err?: unknown) => {
     // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
     const tooLarge = typeof err === 'object' && err !== null && (err as { type?: unknown }).type === 'entity.too.large';
-    next(tooLarge ? new AppError(413, 'payload_too_large', 'Sign-in refused: the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.') : err);
+    next(tooLarge ? refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.') : err);
   });
 
 const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
