@@ -5,11 +5,8 @@
  * 408 naming region 1. Once its Redis is back (empty: it keeps nothing), all three converge, every
  * acknowledged write everywhere, and every outbox confirms.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { Client } from 'pg';
-import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -132,14 +129,10 @@ test('with region 1\'s Redis down, regions 2 and 3 replicate between themselves;
   for (const r of REGIONS) expect(await eventually(async () => (await status(r)).outbox.unconfirmed === 0 && (await status(r)).outbox.unpublished === 0, 60_000, 500)).toBe(true);
   // Every Redis knows every member again: region 1 registered itself in its empty Redis, and the others
   // copied their entries into it (`npm run members -- list` reads each region's Redis).
-  const members = () => {
-    const run = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'members.js'), 'list'], {
-      env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath }, encoding: 'utf8', timeout: 30_000,
-    });
-    return JSON.parse(run.stdout) as { members: { region: string; known_in: Record<string, string> }[]; unreachable: string[] };
-  };
+  const members = async () =>
+    JSON.parse((await runScript(cluster, 'members', ['list'])).stdout) as { members: { region: string; known_in: Record<string, string> }[]; unreachable: string[] };
   expect(await eventually(async () => {
-    const m = members();
+    const m = await members();
     return m.unreachable.length === 0 && m.members.length === 3 && m.members.every((x) => Object.keys(x.known_in).length === 3);
   }, 30_000, 1000)).toBe(true);
   const change2 = (await call(cluster.url(THREE), 'GET', `/admin/replication/changes/${strict.headers.get('x-change-id')}`, { headers: adminHeaders })).body;

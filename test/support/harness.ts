@@ -144,15 +144,15 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000,
 }
 
 /**
- * Runs `npm run reseed` (its compiled script) against the cluster's config. Asynchronous: a synchronous
- * spawn would stop this process's event loop for the whole run, and a keep-alive socket a region closed
- * meanwhile would then be taken for the next request ("other side closed").
+ * Runs one of the compiled operator scripts (dist/scripts/<name>.js) against the cluster's config.
+ * Asynchronous: a synchronous spawn would stop this process's event loop for the whole run, and a
+ * keep-alive socket a region closed meanwhile would then be taken for the next request ("other side closed").
  */
-export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string, extra: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runScript(cluster: Pick<Cluster, 'deployment'>, name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), '--from', from, '--to', to, ...extra],
+      [path.join(PROJECT_ROOT, 'dist', 'scripts', `${name}.js`), ...args],
       { env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath }, encoding: 'utf8', timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (err as NodeJS.ErrnoException & { code?: unknown }).code : 0;
@@ -161,4 +161,9 @@ export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to
       },
     );
   });
+}
+
+/** Runs `npm run reseed` (its compiled script) against the cluster's config. */
+export function runReseed(cluster: Pick<Cluster, 'deployment'>, from: string, to: string, extra: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return runScript(cluster, 'reseed', ['--from', from, '--to', to, ...extra]);
 }
