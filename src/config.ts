@@ -138,8 +138,14 @@ export interface Config extends ConfigFile {
    */
   localRedisUrl?: string;
   adminToken: string;
-  /** Secret that signs Infisical-dialect access tokens; the same in every region. */
+  /** Secret that signs Infisical-dialect access tokens (and, derived, the SSO tokens); the same in every region. */
   tokenSigningSecret: string;
+  /**
+   * Other secrets whose tokens are still accepted and whose SSO key is still published
+   * (TOKEN_ACCEPTED_SECRETS, comma-separated): a rotation's old secret, or its next one before any region
+   * signs with it. None of them signs.
+   */
+  tokenAcceptedSecrets?: string[];
   /**
    * Keys that sign and verify change events on the bus (REPLICATION_KEYS, `kid:secret,...`): the first
    * signs, every one is accepted. The same set in every region (see src/replication/event-auth.ts).
@@ -202,7 +208,7 @@ function intFromEnv(env: Env, name: string): number | undefined {
 
 /**
  * Builds the process configuration. Environment variables override the file:
- * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS, REDIS_URL (the default Redis),
+ * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
  * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
  * region only), LOG_LEVEL.
  */
@@ -227,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
       `TOKEN_SIGNING_SECRET must be set to a random secret of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. openssl rand -hex 32), the same in every region`,
     );
   }
+  const tokenAcceptedSecrets = acceptedSecrets(env.TOKEN_ACCEPTED_SECRETS, tokenSigningSecret);
   // Change events are signed: anyone who can write to Redis could otherwise change every region's data.
   if (!env.REPLICATION_KEYS) {
     throw new ConfigError(
@@ -263,11 +270,22 @@ export function loadConfig(env: Env = process.env): Config {
     ...(env.REGION_REDIS_URL ? { localRedisUrl: env.REGION_REDIS_URL } : {}),
     adminToken,
     tokenSigningSecret,
+    ...(tokenAcceptedSecrets.length ? { tokenAcceptedSecrets } : {}),
     replicationKeys,
     logLevel: env.LOG_LEVEL || 'info',
     configPath,
     metadataValidationTime: validTime(env.METADATA_VALIDATION_TIME),
   };
+}
+
+/** TOKEN_ACCEPTED_SECRETS: comma-separated, each as long as the signing secret must be; the signing secret itself is left out. */
+function acceptedSecrets(v: string | undefined, signing: string): string[] {
+  const list = (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const short = list.findIndex((x) => Buffer.byteLength(x, 'utf8') < MIN_SIGNING_SECRET_BYTES);
+  if (short >= 0) {
+    throw new ConfigError(`TOKEN_ACCEPTED_SECRETS: secret ${short + 1} is shorter than ${MIN_SIGNING_SECRET_BYTES} bytes; each is a secret like TOKEN_SIGNING_SECRET, separated by commas`);
+  }
+  return [...new Set(list)].filter((x) => x !== signing);
 }
 
 function validTime(v: string | undefined): string | null {

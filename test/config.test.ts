@@ -68,6 +68,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['no TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: '' }, /TOKEN_SIGNING_SECRET/],
   ['a 16-character TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(16) }, /TOKEN_SIGNING_SECRET must be set to a random secret of at least 32 bytes/],
   ['a 31-byte TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(31) }, /at least 32 bytes/],
+  ['a 31-byte accepted token secret', good, { TOKEN_ACCEPTED_SECRETS: `${'a'.repeat(32)},${'b'.repeat(31)}` }, /TOKEN_ACCEPTED_SECRETS: secret 2 is shorter than 32 bytes/],
   ['no REPLICATION_KEYS', good, { REPLICATION_KEYS: '' }, /REPLICATION_KEYS must be set/],
   ['a 31-byte replication secret', good, { REPLICATION_KEYS: `k1:${'r'.repeat(31)}` }, /REPLICATION_KEYS: the secret of key 'k1' must be at least 32 bytes/],
   ['a replication key without a key id', good, { REPLICATION_KEYS: 'r'.repeat(40) }, /REPLICATION_KEYS: entry 1 must be kid:secret/],
@@ -91,6 +92,12 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
 test('REPLICATION_KEYS: the first key signs, every key verifies; a secret may contain ":"', () => {
   const c = loadConfig(env(write(good), { REPLICATION_KEYS: `new:${'n'.repeat(32)},old:a:${'o'.repeat(32)}` }));
   expect(c.replicationKeys).toEqual([{ kid: 'new', secret: 'n'.repeat(32) }, { kid: 'old', secret: `a:${'o'.repeat(32)}` }]);
+});
+
+test('TOKEN_ACCEPTED_SECRETS: comma-separated, trimmed, without repeats and without the signing secret', () => {
+  expect(loadConfig(env(write(good))).tokenAcceptedSecrets).toBeUndefined();
+  const c = loadConfig(env(write(good), { TOKEN_ACCEPTED_SECRETS: ` ${'a'.repeat(32)} ,${'s'.repeat(32)},${'a'.repeat(32)},,${'b'.repeat(40)}` }));
+  expect(c.tokenAcceptedSecrets).toEqual(['a'.repeat(32), 'b'.repeat(40)]);
 });
 
 test('without REGIONS_CONFIG and with no ./regions.config.json, the error names REGIONS_CONFIG', () => {

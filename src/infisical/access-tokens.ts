@@ -1,7 +1,8 @@
 /**
  * Access tokens of the Infisical dialect: HS256 JWTs bound to one organization (`sub`), signed with the
  * deployment-wide `tokenSigningSecret`, so a token issued by any region is accepted by every region
- * without a lookup. They cannot be revoked before `exp`; keep lifetimes short. Every token names its signing
+ * without a lookup; during a rotation, tokens of the `tokenAcceptedSecrets` are accepted too (the
+ * token's `kid` picks the secret). They cannot be revoked before `exp`; keep lifetimes short. Every token names its signing
  * key (`kid`, derived from the secret) and has an `exp` at most MAX_TOKEN_LIFETIME_SECONDS after its `iat`;
  * a token without either is refused, whoever signed it.
  */
@@ -30,8 +31,16 @@ export function signingKeyId(secret: string): string {
   return crypto.createHmac('sha256', secret).update('access-token-signing-key').digest('base64url').slice(0, 16);
 }
 
-/** The organization the token is bound to, or a 401 that says what is wrong with it. */
-export function verifyAccessToken(secret: string, token: string): string {
+/**
+ * The organization the token is bound to, or a 401 that says what is wrong with it. `secrets`: the signing
+ * secret and any others still accepted (a rotation's); the token's `kid` picks which one checks it.
+ */
+export function verifyAccessToken(secrets: string | readonly string[], token: string): string {
+  const list = typeof secrets === 'string' ? [secrets] : secrets;
+  // The header is read unverified only to pick the key; a token naming no accepted key is checked against the
+  // signing secret, so that what it is told (expired, malformed, no kid) does not depend on the kid it names.
+  const named = decodedKid(token);
+  const secret = list.find((s) => named !== undefined && signingKeyId(s) === named) ?? list[0] ?? '';
   let payload: string | jwt.JwtPayload;
   let kid: string | undefined;
   try {
@@ -59,14 +68,22 @@ export function verifyAccessToken(secret: string, token: string): string {
   return sub.toLowerCase();
 }
 
+function decodedKid(token: string): unknown {
+  try {
+    return jwt.decode(token, { complete: true })?.header.kid;
+  } catch {
+    return undefined;
+  }
+}
+
 /** `Authorization: Bearer <access token>`; stores the token's organization for the handler. */
-export function bearerAuth(secret: string): RequestHandler {
+export function bearerAuth(secrets: readonly string[]): RequestHandler {
   return (req, res, next) => {
     const header = req.get('authorization');
     if (!header) throw unauthorized('Missing Authorization header: send Authorization: Bearer <access token>.');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!m?.[1]) throw unauthorized('The Authorization header must be "Bearer <access token>".');
-    res.locals.tokenOrgId = verifyAccessToken(secret, m[1]);
+    res.locals.tokenOrgId = verifyAccessToken(secrets, m[1]);
     next();
   };
 }

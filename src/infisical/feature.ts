@@ -7,7 +7,7 @@ import { samlConfigsTable } from './store';
 export const infisicalFeature: Feature = {
   name: 'infisical-saml-config',
   tables: [samlConfigsTable],
-  routes: ({ db, repl, config, log }) => infisicalRoutes({ db, repl, tokenSigningSecret: config.tokenSigningSecret, log }),
+  routes: ({ db, repl, config, log }) => infisicalRoutes({ db, repl, tokenSigningSecret: config.tokenSigningSecret, tokenAcceptedSecrets: config.tokenAcceptedSecrets ?? [], log }),
   adminRoutes: ({ db, config }) => infisicalAdminRoutes({ db, tokenSigningSecret: config.tokenSigningSecret }),
   operations: infisicalOperations,
 };

@@ -12,10 +12,10 @@ const unavailable = { status: 503, description: 'The metadata of the credential 
 export const ssoOperations: Operation[] = [
   {
     method: 'get', path: `${SSO_PATH}/jwks.json`, tags, auth: 'none', dialect: 'slashid',
-    summary: 'The public key of the sign-in tokens the ACS issues (a JWK Set; the tokens are ES256)',
+    summary: 'The public keys of the sign-in tokens the ACS issues (a JWK Set; the tokens are ES256)',
     responses: {
       200: {
-        description: 'One P-256 key, the same in every region; its kid is in every token\'s header.',
+        description: 'The signing P-256 key first (its kid is in every token\'s header), then, during a rotation of TOKEN_SIGNING_SECRET, the keys of TOKEN_ACCEPTED_SECRETS.',
         schema: Type.Object(
           {
             keys: Type.Array(

@@ -62,10 +62,12 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
     res.json(envelope(value));
   });
 
-  // The public key of the SSO tokens (an application checks a sign-in's token with it; no secret needed).
+  // The public keys of the SSO tokens (an application checks a sign-in's token with them; no secret needed):
+  // the signing key first, then those of the secrets still accepted (a rotation's old or next key).
   router.get(`${SSO_PATH}/jwks.json`, (_req, res) => {
     res.setHeader('Cache-Control', 'public, max-age=3600');
-    res.json({ keys: [ssoTokenKey(deps.config.tokenSigningSecret).jwk] });
+    const secrets = [deps.config.tokenSigningSecret, ...(deps.config.tokenAcceptedSecrets ?? [])];
+    res.json({ keys: secrets.map((s) => ssoTokenKey(s).jwk) });
   });
 
   router.get(`${SSO_PATH}/:id/metadata`, async (req, res) => {

@@ -24,7 +24,7 @@ export const SSO_TOKEN_LIFETIME_SECONDS = 300;
 export interface SsoDeps {
   db: Db;
   redis: Redis;
-  config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret'>;
+  config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets'>;
 }
 
 async function loadCredential(deps: SsoDeps, id: string) {
