@@ -679,7 +679,8 @@ export class RowStore {
       const cmp = held ? compareStates(c.state, held) : 1;
       if (cmp > 0) running.set(c.id, { ...c.state, originRegion: String(c.row.origin_region ?? '') });
       // Judged against what the row held before it, or, when a concurrent writer won the race, against that.
-      const holds = raced ? compareStates(c.state, raced) >= 0 || deletionHolds(c.state, raced) : cmp >= 0 || deletionHolds(c.state, held);
+      const against = raced ?? held;
+      const holds = (raced ? compareStates(c.state, raced) >= 0 : cmp >= 0) || deletionHolds(c.state, against) || creationHolds(c.state, against);
       if (holds || !final) return { applied: true };
       return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
     });
@@ -804,6 +805,16 @@ function knownStates(changes: readonly Normalized[], locked: ReadonlyMap<string,
 /** A deletion holds when the row (of the same create) is deleted, whichever tombstone is kept. */
 function deletionHolds(change: MergeState, held: MergeState | undefined): boolean {
   return change.deleted && held?.deleted === true && held.createdVersion === change.createdVersion;
+}
+
+/**
+ * A create whose row is here, as a later state of the very row it created (same creation stamp): an update
+ * or a deletion written where the create had been applied got here first. The create is not lost: the row
+ * exists because of it. (Judged superseded, an all_regions create answered 409, "not kept", while every
+ * region held the credential, and a client that retried made a second one.)
+ */
+function creationHolds(change: MergeState, held: MergeState | undefined): boolean {
+  return !change.deleted && change.version === change.createdVersion && held?.createdVersion === change.createdVersion;
 }
 
 function finalState(before: Stored | undefined, newest: Normalized | undefined): Stored | undefined {
