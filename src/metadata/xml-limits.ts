@@ -85,6 +85,10 @@ function tooBig(what: string, limit: number): MetadataError {
   return new MetadataError('too_large', `The document has more ${what} than the ${limit} allowed for IdP metadata.`);
 }
 
+function malformedTag(what: string): MetadataError {
+  return new MetadataError('not_xml', `The document is not well-formed XML (${what} in a start tag).`);
+}
+
 /** Skips `<!-- -->`, `<![CDATA[ ]]>` and `<? ?>`; returns the index after the construct, or -1 when `lt` starts none. */
 function skipSpecial(text: string, lt: number): number {
   const pairs: [string, string][] = [['<!--', '-->'], ['<![CDATA[', ']]>'], ['<?', '?>']];
@@ -123,18 +127,28 @@ function checkStructure(text: string, limits: XmlLimits): void {
       i = gt + 1;
       continue;
     }
-    // A start tag: read to its '>' outside quoted values; each '=' outside quotes is one attribute.
+    // A start tag: read to its '>' outside quoted values; each '=' outside quotes is one attribute. A value
+    // must be quoted and a quote must open a value: where the two differ, this scan and the parser would
+    // disagree on where the tag ends (xmldom reads `b=x"y` as a value and goes on), and what one counted as
+    // a quoted value the other would build as elements.
     let j = lt + 1;
     let quote = 0;
     let attrs = 0;
+    let valueNext = false;
     for (; j < n; j++) {
       const c = text.charCodeAt(j);
       if (quote !== 0) {
         if (c === quote) quote = 0;
-      } else if (c === 34 || c === 39) quote = c;
-      else if (c === 61 /* = */) {
+      } else if (c === 34 || c === 39) {
+        if (!valueNext) throw malformedTag('a quote where no attribute value starts');
+        quote = c;
+        valueNext = false;
+      } else if (c === 61 /* = */) {
+        if (valueNext) throw malformedTag('an attribute without a quoted value');
+        valueNext = true;
         if (++attrs > limits.maxAttributesPerElement) throw tooBig('attributes on one element', limits.maxAttributesPerElement);
       } else if (c === 62 /* > */ || c === 60 /* < */) break;
+      else if (valueNext && c !== 32 && c !== 9 && c !== 10 && c !== 13) throw malformedTag('an attribute value without quotes');
     }
     scanStats.steps += j - lt;
     if (++elements > limits.maxElements) throw tooBig('elements', limits.maxElements);

@@ -49,6 +49,36 @@ function explainLibraryError(full: string): string {
   return excerpt(message, 200).replace(/\.+$/, '');
 }
 
+/** The transforms a signature's reference may list: what SAML and metadata signers use. */
+const TRANSFORMS = new Set([
+  'http://www.w3.org/2000/09/xmldsig#enveloped-signature',
+  'http://www.w3.org/2001/10/xml-exc-c14n#',
+  'http://www.w3.org/2001/10/xml-exc-c14n#WithComments',
+  'http://www.w3.org/TR/2001/REC-xml-c14n-20010315',
+  'http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments',
+]);
+const ENVELOPED = 'http://www.w3.org/2000/09/xmldsig#enveloped-signature';
+
+/**
+ * What is wrong with the transforms of a loaded signature's references, or null. xml-crypto runs each
+ * transform over the whole signed element (a canonicalization serialises and parses it again) before it
+ * looks at the signature value, and takes any number: 300 of them over 800 KB held a parse worker for 14 s,
+ * with a signature of any key (a metadata signature is checked with the certificate it carries itself).
+ * Signers list an enveloped-signature transform and one canonicalization; xml-crypto adds a canonicalization
+ * after an enveloped-signature transform that ends the list.
+ */
+export function transformsProblem(sig: SignedXml): string | null {
+  for (const ref of sig.getReferences()) {
+    const transforms = ref.transforms ?? [];
+    const unknown = transforms.find((t) => !TRANSFORMS.has(t));
+    if (unknown !== undefined) return `its reference uses a transform that is not accepted (${excerpt(unknown, 100)})`;
+    if (transforms.length > 3 || transforms.filter((t) => t === ENVELOPED).length > 1) {
+      return `its reference lists ${transforms.length} transforms, where signers use an enveloped-signature transform and one canonicalization`;
+    }
+  }
+  return null;
+}
+
 function coversRoot(uri: string, root: Element): boolean {
   if (uri === '') return true;
   const id = attr(root, 'ID');
@@ -85,6 +115,8 @@ export function verifyRootSignature(text: string, root: Element): { xml: string;
     if (refs.length !== 1 || !coversRoot(refs[0].uri, root)) {
       throw badSignature('the signature does not cover the whole document (it must reference the root element)');
     }
+    const transforms = transformsProblem(sig);
+    if (transforms !== null) throw badSignature(transforms);
     valid = sig.checkSignature(text);
   } catch (err) {
     if (err instanceof MetadataError) throw err;

@@ -20,6 +20,7 @@ import { SignedXml } from 'xml-crypto';
 import { AppError } from '../http/errors';
 import { strongSigningKey } from '../metadata/x509';
 import { attr, childElements, DS_NS, is, parseXml } from '../metadata/xml-dom';
+import { transformsProblem } from '../metadata/xml-signature';
 import type { XmlLimits } from '../metadata/xml-limits';
 import { NAMEID_EMAIL, NAMEID_UNSPECIFIED, SAML_NS, SAMLP_NS, serviceProvider } from './sp';
 import { REQUEST_TTL_SECONDS } from './store';
@@ -400,9 +401,16 @@ function signingCandidates(posted: PostedResponse, pems: readonly string[]): str
         throw refused(401, `the SAML response is signed with ${quote(algorithm.replace(/^.*#/, ''), 60) || 'no algorithm'}, which is not accepted (SHA-1 and weaker are refused); set the IdP application's signature and digest algorithms to SHA-256.`);
       }
     }
+    const sig = new SignedXml();
     try {
-      const sig = new SignedXml();
       sig.loadSignature(signature);
+    } catch {
+      continue; // An unreadable signature: node-saml refuses it.
+    }
+    // node-saml's check runs every transform over the signed element before the signature value.
+    const transforms = transformsProblem(sig);
+    if (transforms !== null) throw refused(401, `the SAML response's signature is not accepted: ${transforms}.`);
+    try {
       // xml-crypto's own steps of checkSignature (not in its typings), so the canonical form is the one it checks.
       const internals = sig as unknown as { signatureValue: unknown; getCanonSignedInfoXml(doc: unknown): string; findSignatureAlgorithm(name: unknown): { verifySignature(data: string, key: string, value: unknown): boolean } };
       const canon = internals.getCanonSignedInfoXml(signature.ownerDocument);

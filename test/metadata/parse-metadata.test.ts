@@ -2,7 +2,13 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
 import { parseIdpMetadata, type ParsedMetadata } from '../../src/metadata/parse-metadata';
+import { SignedXml } from 'xml-crypto';
 import { fixture, REFERENCE_NOW } from './support/fixtures';
+import { idpMetadata, signer } from '../sso/support/idp-simulator';
+
+const ENVELOPED = 'http://www.w3.org/2000/09/xmldsig#enveloped-signature';
+const EXC_C14N = 'http://www.w3.org/2001/10/xml-exc-c14n#';
+const C14N = 'http://www.w3.org/TR/2001/REC-xml-c14n-20010315';
 
 const REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
 const POST = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST';
@@ -191,6 +197,29 @@ describe('signatures', () => {
     expect(err.message).toMatch(/cover the whole document/);
   });
 
+  it('refuses a signature whose reference lists more transforms than signers use, before running them', () => {
+    // Signed with a valid signature of its own key (a metadata signature is checked with the certificate it
+    // carries): xml-crypto runs each canonicalization over the whole document before the signature value.
+    const md = idpMetadata({ entityId: 'https://idp.test', ssoUrl: 'https://idp.test/sso', certs: [signer('idp-a')] }).replace('<md:EntityDescriptor ', '<md:EntityDescriptor ID="_md1" ');
+    const sign = (transforms: string[]) => {
+      const by = signer('stranger');
+      const sig = new SignedXml({ privateKey: by.key, publicCert: by.cert, signatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256', canonicalizationAlgorithm: EXC_C14N });
+      sig.addReference({ xpath: "//*[@ID='_md1']", digestAlgorithm: 'http://www.w3.org/2001/04/xmlenc#sha256', transforms });
+      sig.computeSignature(md, { location: { reference: "//*[@ID='_md1']", action: 'prepend' } });
+      return sig.getSignedXml();
+    };
+    expect(parse(sign([ENVELOPED, EXC_C14N])).signed).toBe(true);
+    expect(parse(sign([ENVELOPED])).signed).toBe(true);
+    for (const transforms of [[ENVELOPED, ...Array<string>(6).fill(C14N)], [ENVELOPED, ENVELOPED, EXC_C14N]]) {
+      const err = refusal(sign(transforms));
+      expect(err.code).toBe('bad_signature');
+      expect(err.message).toMatch(/its reference lists \d+ transforms, where signers use an enveloped-signature transform and one canonicalization/);
+    }
+    const xpathTransform = sign([ENVELOPED, EXC_C14N]).replace(`<Transform Algorithm="${EXC_C14N}"`, '<Transform Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116"');
+    const err = refusal(xpathTransform);
+    expect(err.message).toMatch(/uses a transform that is not accepted \(http:\/\/www.w3.org\/TR\/1999\/REC-xpath-19991116\)/);
+  });
+
   it('refuses a document whose ID is duplicated to smuggle in a second copy (signature wrapping)', () => {
     const original = fixture('adfs.xml');
     const id = (/<EntityDescriptor ID="([^"]+)"/.exec(original) ?? ['', ''])[1];
@@ -228,6 +257,28 @@ describe('XML safety', () => {
     const err = refusal(text);
     expect(err.code).toBe('not_xml');
     expect(err.message).toMatch(message);
+  });
+
+  it('refuses an unquoted attribute value or a stray quote in a start tag: the limits and the parser must read tags alike', () => {
+    // xmldom reads `b=x"y` as a value (a warning) and builds what follows as elements; the limits' scan took
+    // the '"' for a quoted value up to the next '"', so 100,000 elements nested 5,000 deep went uncounted.
+    const okta = fixture('okta.xml');
+    const hidden = "<c k='v'/>".repeat(3000) + '<d>'.repeat(100) + '</d>'.repeat(100);
+    const smuggled = okta.replace('<md:IDPSSODescriptor', `<md:Extensions><x b=x"y>${hidden}<w>"</w></x></md:Extensions><md:IDPSSODescriptor`);
+    for (const [xml, why] of [
+      [smuggled, /an attribute value without quotes in a start tag/],
+      [okta.replace('<md:IDPSSODescriptor', '<md:Extensions><x "b"="1"/></md:Extensions><md:IDPSSODescriptor'), /a quote where no attribute value starts/],
+      [okta.replace('<md:IDPSSODescriptor', '<md:Extensions><x b=="1"/></md:Extensions><md:IDPSSODescriptor'), /an attribute without a quoted value/],
+    ] as const) {
+      const err = refusal(xml);
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'not_xml', message: expect.stringMatching(why) });
+    }
+  });
+
+  it('refuses what xmldom only warns about (attributes without a space between them)', () => {
+    const err = refusal(fixture('okta.xml').replace('<md:IDPSSODescriptor', '<md:Extensions><x a="1"b="2"/></md:Extensions><md:IDPSSODescriptor'));
+    expect(err.code).toBe('not_xml');
+    expect(err.message).toMatch(/not well-formed XML/);
   });
 
   it('forgives blank lines before the XML declaration', () => {

@@ -200,6 +200,18 @@ test('a signature or digest with SHA-1 is refused, though the IdP\'s key made it
   await expect(validate(responseXml(s, signWith(assertionXml(s, id), id, A, RSA_SHA256, SHA256)))).resolves.toMatchObject({ nameId: 'alice@example.com' });
 });
 
+test('a signature whose reference lists more transforms than signers use is refused, though the IdP\'s key made it', async () => {
+  // node-saml's check runs each transform (a canonicalization: serialise and parse again) over the signed
+  // element before it looks at the signature value.
+  const s = spec();
+  const id = newId('a');
+  const sig = new SignedXml({ privateKey: A.key, publicCert: A.cert, signatureAlgorithm: RSA_SHA256, canonicalizationAlgorithm: 'http://www.w3.org/2001/10/xml-exc-c14n#' });
+  const c14n = 'http://www.w3.org/TR/2001/REC-xml-c14n-20010315';
+  sig.addReference({ xpath: `//*[@ID='${id}']`, digestAlgorithm: SHA256, transforms: ['http://www.w3.org/2000/09/xmldsig#enveloped-signature', c14n, c14n, c14n, c14n, c14n] });
+  sig.computeSignature(assertionXml(s, id), { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
+  expect(await message(() => validate(responseXml(s, sig.getSignedXml())))).toMatch(/signature is not accepted: its reference lists 6 transforms/);
+});
+
 test('an IdP certificate with a key under 2048 bits is not trusted: refused in metadata, and ignored if stored', async () => {
   const weak = signer('weak-1024');
   expect(() => parseIdpMetadata(idpMetadata({ entityId: 'https://idp.test', ssoUrl: 'https://idp.test/sso', certs: [weak] }), { now: new Date() })).toThrow(/1024-bit RSA key; keys that short can be broken/);
