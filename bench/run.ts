@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: this service against an Express 5 + `pg` baseline in the same run (bench/throughput.ts).
- * Options: --seconds <s per autocannon run> (default 8), --warmup <s of unmeasured load before each> (default
- * 16), --n <sequential PATCHes per consistency level>
+ * Options: --seconds <measured s per side and operation> (default 8), --rounds <interleaved slices they are
+ * taken in, the sides alternating> (default 4; 1: one run per side, in turn), --warmup <s of unmeasured load
+ * before each side's slices> (default 16), --n <sequential PATCHes per consistency level>
  * (default 200), --gap <ms between them, default 20; they also run back to back>, --backlog <changes> (default
  * 100000), --stored <credentials bulk-inserted first> (default 0), --packs off (the regions deliver one event per
  * inbox entry: config replicationPacks false).

@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: this service against the least an Express 5 + `pg` service does (bench/baseline.ts),
  * both started and loaded in the same run so the ratios hold on any machine.
- * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation, each after
- *    --warmup seconds (default 16) of the same load unmeasured: read one
+ * 1. Throughput: autocannon, 32 connections for --seconds (default 8) per side and operation, each side after
+ *    --warmup seconds (default 16) of the same load unmeasured, the measured seconds taken in --rounds
+ *    (default 4) slices per side, the sides alternating (ABBA), so that a busy minute of a shared host weighs
+ *    on both: read one
  *    credential, PATCH its label (both rotating over 64 rows), create one (rotating over 64 organizations;
  *    the service fetches, parses and validates IdP metadata from a local server). Only us-iowa runs; the two other regions are paused
  *    (SIGSTOP) so that the service gets the machine the baseline gets.
@@ -58,7 +60,10 @@ interface Target {
 type Op = 'read' | 'patch' | 'create';
 
 interface Measured {
+  /** Requests answered per second over the measured time. */
   rps: number;
+  requests: number;
+  seconds: number;
   p50: number;
   p99: number;
   non2xx: number;
@@ -66,6 +71,7 @@ interface Measured {
   load: string;
   /** CPU per request (µs) of the process, Postgres and Redis; null where /proc is not there. */
   cpu: CpuSample | null;
+  cpuSpent: CpuSample | null;
 }
 
 /** One autocannon run of `op` against `t`; reads and patches rotate over the 64 rows. */
@@ -89,8 +95,59 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
     headers: { ...t.headers, 'content-type': 'application/json' },
     requests: [request],
   });
-  const cpu = cpuPerRequest(before, sampleCpu(t.pid), res.requests.total);
-  return { rps: Math.round(res.requests.average), p50: res.latency.p50, p99: res.latency.p99, non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu };
+  const after = sampleCpu(t.pid);
+  const requests = res.requests.total;
+  return {
+    rps: Math.round(requests / res.duration), requests, seconds: res.duration, p50: res.latency.p50, p99: res.latency.p99,
+    non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu: cpuPerRequest(before, after, requests), cpuSpent: cpuSpent(before, after),
+  };
+}
+
+/** The CPU spent between two samples (µs), for summing over slices. */
+function cpuSpent(before: CpuSample | null, after: CpuSample | null): CpuSample | null {
+  return before && after ? { process: after.process - before.process, postgres: after.postgres - before.postgres, redis: after.redis - before.redis } : null;
+}
+
+/** Slices of one side taken together: requests over time, the median slice's p50, the worst p99, CPU over all requests. */
+function combine(slices: Measured[]): Measured {
+  const requests = slices.reduce((n, m) => n + m.requests, 0);
+  const seconds = slices.reduce((n, m) => n + m.seconds, 0);
+  const spent = slices.every((m) => m.cpuSpent)
+    ? slices.reduce((a, m) => ({ process: a.process + (m.cpuSpent?.process ?? 0), postgres: a.postgres + (m.cpuSpent?.postgres ?? 0), redis: a.redis + (m.cpuSpent?.redis ?? 0) }), { process: 0, postgres: 0, redis: 0 })
+    : null;
+  const per = (k: keyof CpuSample) => Math.round((spent?.[k] ?? 0) / Math.max(1, requests));
+  return {
+    rps: Math.round(requests / seconds), requests, seconds,
+    p50: percentile50(slices.map((m) => m.p50)), p99: Math.max(...slices.map((m) => m.p99)),
+    non2xx: slices.reduce((n, m) => n + m.non2xx, 0), errors: slices.reduce((n, m) => n + m.errors, 0),
+    load: slices.map((m) => m.load).join('→'), cpu: spent ? { process: per('process'), postgres: per('postgres'), redis: per('redis') } : null, cpuSpent: spent,
+  };
+}
+
+type Pair = { baseline: Measured; service: Measured; ratios: number[] };
+
+/**
+ * One operation, both sides interleaved: after each side's warm-up, `rounds` rounds of one slice of
+ * `seconds / rounds` per side, in the order baseline-service, service-baseline, ... (ABBA), so that a busy
+ * minute of a shared host weighs on both sides alike instead of on whichever ran in it. The ratio is that
+ * of the requests per second over all slices; `ratios` are the rounds' own, to show the spread.
+ */
+async function interleaved(sides: { baseline: Target; service: Target }, op: Op, seconds: number, warmup: number, rounds: number): Promise<Pair> {
+  await cannon(sides.baseline, op, warmup);
+  await cannon(sides.service, op, warmup);
+  const slice = Math.max(1, Math.round(seconds / rounds));
+  const b: Measured[] = [];
+  const s: Measured[] = [];
+  for (let r = 0; r < rounds; r++) {
+    if (r % 2 === 0) {
+      b.push(await cannon(sides.baseline, op, slice));
+      s.push(await cannon(sides.service, op, slice));
+    } else {
+      s.push(await cannon(sides.service, op, slice));
+      b.push(await cannon(sides.baseline, op, slice));
+    }
+  }
+  return { baseline: combine(b), service: combine(s), ratios: s.map((m, i) => m.rps / (b[i]?.rps ?? NaN)) };
 }
 
 /**
@@ -246,14 +303,15 @@ const TARGET: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
 const cpuCell = (c: CpuSample | null) => (c ? `${c.process} + ${c.postgres} + ${c.redis} µs` : 'n/a');
 
 /** Part 1's table: both sides, their ratio and its target, per operation. */
-function throughputTable(table: Partial<Record<Op, { baseline: Measured; service: Measured }>>, ops: readonly Op[], seconds: number, warmup: number): string {
+function throughputTable(table: Partial<Record<Op, Pair>>, ops: readonly Op[], seconds: number, warmup: number, rounds: number): string {
   const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
   const rows = ops.map((op) => {
-    const { baseline: b, service: s } = table[op] as { baseline: Measured; service: Measured };
-    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${b.load} / ${s.load} |\n`;
+    const { baseline: b, service: s, ratios } = table[op] as Pair;
+    const spread = ratios.length > 1 ? ` (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
+    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)}${spread} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${b.load} / ${s.load} |\n`;
   });
   return (
-    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per run after ${warmup} s of the same load unmeasured; one region (the others paused)\n` +
+    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per side in ${rounds} interleaved rounds (baseline and service alternating, ABBA) after ${warmup} s of each side's load unmeasured; one region (the others paused)\n` +
     '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | load avg |\n' +
     `| --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
     'CPU per request: µs of the HTTP process (all its threads) + of Postgres (all backends) + of Redis, from /proc; less noisy than requests per second.\n'
@@ -362,6 +420,8 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
   // isolates: the main thread and two parse workers) for 12-16 s of load, 10-18 % of the region's CPU in
   // the measured window after a 2 s warm-up (perf, 2026-12-01). The baseline's few functions compile at once.
   const WARMUP = arg(argv, 'warmup', 16);
+  // The measured seconds of each side are taken in this many interleaved rounds (1: one run each, in turn).
+  const ROUNDS = Math.max(1, arg(argv, 'rounds', 4));
   const N = arg(argv, 'n', 200);
   // Between the sequential writes of part 2 (ms): each starts once the one before it has replicated.
   const GAP = arg(argv, 'gap', 20);
@@ -428,21 +488,15 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     // 1. Throughput, one region: the others paused, so the service has the machine the baseline has.
     europe.pause();
     japan.pause();
-    const table: Partial<Record<Op, { baseline: Measured; service: Measured }>> = {};
-    for (const op of ops) {
-      // A warm-up of each side (JIT, pools, keep-alive), then the measured run.
-      await cannon(sides.baseline, op, WARMUP);
-      const b = await cannon(sides.baseline, op, SECONDS);
-      await cannon(sides.service, op, WARMUP);
-      const s = await cannon(sides.service, op, SECONDS);
-      table[op] = { baseline: b, service: s };
-    }
+    const table: Partial<Record<Op, Pair>> = {};
+    // A warm-up of each side (JIT, pools, keep-alive), then the measured slices, interleaved.
+    for (const op of ops) table[op] = await interleaved(sides, op, SECONDS, WARMUP, ROUNDS);
     // The serving region's memory once the runs are over, and its peak since it started.
     const rss = residentMb(iowa.pid);
     europe.resume();
     japan.resume();
     if (THROUGHPUT_ONLY) {
-      process.stdout.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}${rssLine(rss)}`);
+      process.stdout.write(`\n${throughputTable(table, ops, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
       return;
     }
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
@@ -456,9 +510,9 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
 
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
-    out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP)}${rssLine(rss)}`);
+    out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
     out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, applied)}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs, cpu_per_change_us: applied.cpu } })}\n`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs, cpu_per_change_us: applied.cpu } })}\n`);
   } finally {
     japan.resume();
     europe.resume();
