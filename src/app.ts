@@ -35,6 +35,11 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', false);
   app.use(requestId());
   app.use(requestLog(deps.log, deps.metrics));
+  // Express's routers answer an OPTIONS request themselves (200, text/plain, the path's methods) on any
+  // path they route, past the routes' authentication: the service takes no OPTIONS (no browser calls its
+  // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
+  // answer it in their own envelope (their router ends in a catch-all).
+  app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
   // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one

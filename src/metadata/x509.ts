@@ -20,7 +20,7 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 export const MAX_CERTIFICATE_CHARS = 32 * 1024;
 
 /**
- * The body of the first PEM block, found with indexOf (a backtracking pattern over repeated
+ * The body of the PEM block that `text` (trimmed) must be, found with indexOf (a backtracking pattern over repeated
  * "-----BEGIN A-----" lines costs one full scan per line).
  */
 function pemBody(text: string): string {
@@ -34,6 +34,11 @@ function pemBody(text: string): string {
   }
   if (label !== 'CERTIFICATE') {
     throw new MetadataError('invalid_certificate', `Expected a "BEGIN CERTIFICATE" block but found "BEGIN ${label}".`);
+  }
+  // One certificate, and nothing else: what is checked must be all that is kept (a stored value is shown and
+  // used as sent, so a second, expired certificate or any other text after the first would ride along).
+  if (begin !== 0 || end + endMarker.length !== text.length) {
+    throw new MetadataError('invalid_certificate', 'The value has text outside its one "BEGIN CERTIFICATE" block (a second certificate, or other text); send the one certificate alone.');
   }
   return text.slice(labelEnd + 5, end);
 }

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Db } from '../db/client';
 import { notFound } from '../http/errors';
+import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
 import { isUuid } from '../http/validate';
 import type { Replicator } from '../replication/replicator';
@@ -15,6 +16,7 @@ export const CHANGES_PATH = '/organizations/replication/changes';
  */
 export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
   const router = Router();
+  router.use(CHANGES_PATH, refuseUnstorableInput());
   router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
     const raw = String(req.params.changeId);
     const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), orgIdOf(res)) : null;

@@ -20,15 +20,17 @@ export function toOrganizationView(row: Row): OrganizationView {
 /** Creates an organization and its first API key in one replicated write. */
 export function createOrganization(db: Db, repl: Replicator, input: CreateOrganizationBody) {
   const key = generateApiKey();
+  // Ids are lower case wherever they are stored (a UUID's hex digits may come in either case).
+  const parentId = input.parent_id?.toLowerCase() ?? null;
   return repl.write(async (w) => {
-    if (input.parent_id && !(await findOrganization(db, input.parent_id))) {
-      throw notFound(`Parent organization ${input.parent_id} does not exist in this region.`);
+    if (parentId && !(await findOrganization(db, parentId))) {
+      throw notFound(`Parent organization ${parentId} does not exist in this region.`);
     }
     const now = new Date().toISOString();
     const org = await w.put(organizationsTable, {
       id: uuidv7(),
       name: input.name,
-      parent_id: input.parent_id ?? null,
+      parent_id: parentId,
       created_at: now,
     });
     await w.put(apiKeysTable, { org_id: org.id, key_id: key.keyId, key_hash: key.keyHash, created_at: now });

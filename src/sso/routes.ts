@@ -2,6 +2,7 @@ import express, { Router, type Request, type RequestHandler, type Response } fro
 import { jsonBody } from '../http/body';
 import { AppError, badRequest, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
+import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
 import { describeErrors, isUuid } from '../http/validate';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
@@ -44,6 +45,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
   const router = Router();
   const { db, repl } = deps;
   const settingsPath = `${CREDENTIALS_PATH}/:id/sso-settings`;
+  router.use(SSO_PATH, refuseUnstorableInput());
 
   router.get(settingsPath, slashidAuth(db), async (req, res) => {
     const id = credentialId(req);

@@ -1,0 +1,106 @@
+/**
+ * Edges of the request surface a review found (each answered wrongly before): body charsets other than
+ * UTF-8, an empty chunked body, an upper-case parent id, OPTIONS, unstorable text on the change and SSO
+ * paths, and a certificate field carrying more than its one certificate. One region in process.
+ */
+import http from 'node:http';
+import { adminHeaders, call, createOrg } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
+
+const P = '/organizations/sso/saml/provider-credentials';
+let r: InProcessRegion;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+let headers: Record<string, string>;
+let credentialId: string;
+let certs: TestCerts;
+
+beforeAll(async () => {
+  certs = makeCerts();
+  idp = await startIdpServer();
+  r = await startInProcess('request-edges', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
+  org = await createOrg(r.url, 'edges');
+  headers = { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key };
+  const created = await call(r.url, 'POST', P, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'before' }, headers });
+  credentialId = created.body.result.id;
+});
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+});
+
+/** A raw request: `body` undefined sends none; `chunked` sends it with Transfer-Encoding: chunked. */
+function raw(method: string, path: string, hdrs: Record<string, string>, body?: Buffer, chunked = false): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${r.url}${path}`, { method, headers: { ...hdrs, ...(chunked ? { 'transfer-encoding': 'chunked' } : body ? { 'content-length': String(body.length) } : {}) } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: Buffer.concat(parts).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const label = async () => (await call(r.url, 'GET', `${P}/${credentialId}`, { headers })).body.result.label;
+
+test('a JSON body in any charset but UTF-8 is a 400, and nothing is written (UTF-7 "+ADw-" would have been "<")', async () => {
+  for (const charset of ['utf-7', 'utf-16', 'UTF-16LE', 'utf-32', 'latin1']) {
+    const body = charset.toLowerCase().startsWith('utf-16') ? Buffer.from('{"label":"x"}', 'utf16le') : Buffer.from('{"label":"+ADw-script+AD4-x"}');
+    const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': `application/json; charset=${charset}` }, body);
+    expect({ charset, status: res.status, body: JSON.parse(res.body) }).toEqual({ charset, status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: 'The request body must be UTF-8 encoded JSON.' }] } });
+  }
+  expect(await label()).toBe('before');
+  for (const charset of ['utf-8', 'UTF-8', 'utf8', '"utf-8"']) {
+    const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': `application/json; charset=${charset}` }, Buffer.from(`{"label":"${charset.replace(/"/g, '')}"}`));
+    expect({ charset, status: res.status, body: res.body }).toEqual({ charset, status: 204, body: "" });
+  }
+});
+
+test('an empty body sent chunked is "a JSON request body is required", as with Content-Length: 0', async () => {
+  const token = await issueToken(r.url, org.id);
+  for (const [path, method, h] of [[SSO, 'POST', bearer(token)], [`${P}/${credentialId}`, 'PATCH', headers]] as const) {
+    for (const chunked of [true, false]) {
+      const res = await raw(method, path, { ...h, 'content-type': 'application/json' }, chunked ? Buffer.alloc(0) : Buffer.alloc(0), chunked);
+      expect({ path, chunked, status: res.status, message: res.body.includes('A JSON request body is required.') }).toEqual({ path, chunked, status: 400, message: true });
+    }
+  }
+});
+
+test('a parent id given in upper case is stored, answered and replicated in lower case', async () => {
+  const parent = await createOrg(r.url, 'parent');
+  const child = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'child', parent_id: parent.id.toUpperCase() }, headers: adminHeaders });
+  expect(child.status).toBe(201);
+  expect(child.body.parent_id).toBe(parent.id);
+  expect((await call(r.url, 'GET', `/admin/organizations/${child.body.id}`, { headers: adminHeaders })).body.parent_id).toBe(parent.id);
+});
+
+test('OPTIONS is answered like any method a path does not take, in the dialect\'s envelope', async () => {
+  for (const path of [P, `${P}/${credentialId}`, '/organizations/replication/changes/x', '/admin/organizations', '/sso/saml/jwks.json']) {
+    const res = await raw('OPTIONS', path, headers);
+    expect({ path, status: res.status, type: res.type.split(';')[0], body: JSON.parse(res.body) }).toEqual({ path, status: 404, type: 'application/json', body: { meta: {}, errors: [{ httpcode: 404, message: 'No such endpoint.' }] } });
+  }
+  const infisical = await raw('OPTIONS', SSO, {});
+  expect({ status: infisical.status, error: JSON.parse(infisical.body).error }).toEqual({ status: 404, error: 'NotFound' });
+});
+
+test('text Postgres cannot store is a 400 on the change and SSO paths too', async () => {
+  for (const path of ['/organizations/replication/changes/%00', '/sso/saml/%00/metadata', '/sso/saml/%ED%A0%80/login']) {
+    const res = await raw('GET', path, headers);
+    expect({ path, status: res.status, body: res.body }).toEqual({ path, status: 400, body: expect.stringMatching(/cannot be stored|malformed %-escape/) });
+  }
+});
+
+test('a certificate field with anything beside its one certificate is refused, and nothing is stored', async () => {
+  const token = await issueToken(r.url, (await createOrg(r.url, 'certs')).id);
+  const orgId = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')).sub as string;
+  for (const cert of [`${certs.pem}${certs.expiredPem}`, `not a certificate\n${certs.pem}`, `${certs.pem}trailing`]) {
+    const res = await call(r.url, 'POST', SSO, { body: configBody(orgId, cert), headers: bearer(token) });
+    expect(res.status).toBe(422);
+    expect(JSON.stringify(res.body.message)).toMatch(/text outside its one \\"BEGIN CERTIFICATE\\" block/);
+  }
+  expect((await call(r.url, 'GET', `${SSO}?organizationId=${orgId}`, { headers: bearer(token) })).status).toBe(404);
+  expect((await call(r.url, 'POST', SSO, { body: configBody(orgId, `\n${certs.pem}\n`), headers: bearer(token) })).status).toBe(200);
+});
