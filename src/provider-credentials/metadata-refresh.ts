@@ -45,6 +45,38 @@ const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, CASE 
   FROM saml_provider_credentials c
   LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
 
+/** Refreshes a tick runs at once (a quarter of a region's default fetch slots: API creates keep the rest). */
+export const REFRESH_CONCURRENCY = 4;
+
+/**
+ * Runs `work` on each item, at most `concurrency` at once and one per group at a time, taking the items in
+ * their order among those whose group is free; resolves when every item is done (`work` must not throw).
+ */
+export async function inTurns<T>(items: readonly T[], concurrency: number, groupOf: (item: T) => string, work: (item: T) => Promise<void>): Promise<void> {
+  const waiting = [...items];
+  const busy = new Set<string>();
+  let running = 0;
+  await new Promise<void>((resolve) => {
+    const next = (): void => {
+      while (running < concurrency) {
+        const i = waiting.findIndex((item) => !busy.has(groupOf(item)));
+        if (i < 0) break;
+        const [item] = waiting.splice(i, 1) as [T];
+        const group = groupOf(item);
+        busy.add(group);
+        running += 1;
+        void work(item).catch(() => undefined).finally(() => {
+          busy.delete(group);
+          running -= 1;
+          next();
+        });
+      }
+      if (running === 0 && waiting.length === 0) resolve();
+    };
+    next();
+  });
+}
+
 export class MetadataRefresher {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
@@ -132,8 +164,10 @@ export class MetadataRefresher {
     for (const id of first) if (!live.has(id)) this.found.delete(id);
     const due = [...picked, ...scheduled.filter((c) => !live.has(c.id))].slice(0, limit);
     // Each credential on its own: whatever one tenant's IdP serves (or makes the write throw), the others are
-    // still refreshed in this cycle, and the failing one is recorded, backed off and shown.
-    for (const c of due) {
+    // still refreshed in this cycle, and the failing one is recorded, backed off and shown. Several at once,
+    // but one per organization at a time: refreshed one after the other, one tenant's IdPs, each holding its
+    // fetch to the timeout, delayed every other tenant's refresh by the sum of them.
+    await inTurns(due, REFRESH_CONCURRENCY, (c) => c.org_id, async (c) => {
       const wasFound = this.found.delete(c.id);
       try {
         await this.refreshOne(c);
@@ -143,13 +177,13 @@ export class MetadataRefresher {
         if (err instanceof AppError && (err.code === 'too_many_metadata_fetches' || err.code === 'metadata_fetches_busy')) {
           if (wasFound) this.found.add(c.id);
           busy = true;
-          continue;
+          return;
         }
         await this.recordFailure(c, err).catch((e: Error) =>
           this.d.log.error({ credentialId: c.id, err: e.message }, 'could not record a failed IdP metadata refresh'),
         );
       }
-    }
+    });
     return { looked: due.length, busy };
   }
 

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { registerRefreshMetrics } from '../../src/provider-credentials/refresh-metrics';
-import { adminHeaders, call, slashidHeaders } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, type IdpServer } from '../support/idp-server';
 import type { InProcessRegion } from '../support/in-process';
 import { useRefreshRig } from '../support/refresh-rig';
@@ -203,3 +203,29 @@ test('metadata_refresh_due counts a found credential that is also due by schedul
     await held;
   }
 });
+
+test('one organization\'s slow IdPs do not hold back another organization\'s refresh in the same tick', async () => {
+  await r.region.db.$executeRawUnsafe('DELETE FROM saml_provider_credentials');
+  await r.region.db.$executeRawUnsafe('DELETE FROM metadata_refresh_state');
+  const slowOrg = await createOrg(r.url, 'slow idps');
+  const slow: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    idp.set(`slow-${i}.xml`, fixture('okta.xml'));
+    const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(`slow-${i}.xml`) }, headers: slashidHeaders(slowOrg) });
+    expect(res.status).toBe(201);
+    slow.push(res.body.result.id as string);
+  }
+  const other = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('sweep.xml'), label: 'other' }, headers: slashidHeaders(org) });
+  expect(other.status).toBe(201);
+  // All due, the slow organization's first (oldest first); each of its IdPs now takes 4 s to answer.
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '2 minutes', last_attempt_at = NULL WHERE credential_id = ANY($1::uuid[])", slow);
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute', last_attempt_at = NULL WHERE credential_id = $1::uuid", other.body.result.id);
+  for (let i = 0; i < 3; i++) idp.slow(`slow-${i}.xml`, 4000);
+  const tick = refresher.runOnce();
+  // The other organization's credential is refreshed while the slow organization's first fetch is still
+  // held, and only one of that organization's fetches is in flight at a time.
+  expect(await eventually(async () => (await attempted()).includes(other.body.result.id), 3000, 50)).toBe(true);
+  expect(idp.held()).toBe(1);
+  await tick;
+  expect((await attempted()).sort()).toEqual([...slow, other.body.result.id].sort());
+}, 60_000);
