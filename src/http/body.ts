@@ -1,3 +1,4 @@
+import { parse as parseContentType } from 'content-type';
 import express, { type RequestHandler } from 'express';
 import { badRequest } from './errors';
 import { refuseUnstorableBody } from './storable-text';
@@ -30,7 +31,13 @@ export function jsonBody(): RequestHandler {
     }
     // body-parser decodes any charset starting "utf-" (UTF-7 and UTF-16 included): text would arrive in a form
     // nothing upstream that reads the bytes saw (UTF-7's "+ADw-" is "<").
-    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.get('content-type') ?? '')?.[1]?.toLowerCase();
+    // Read as body-parser reads it (quoted parameters, the last of a repeated one), not with a pattern of our own.
+    let charset: string | undefined;
+    try {
+      charset = parseContentType(req.headers['content-type'] ?? '').parameters.charset?.toLowerCase();
+    } catch {
+      return next(badRequest(`Content-Type must be application/json (got '${(req.get('content-type') ?? 'none').slice(0, 100)}').`));
+    }
     if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return next(badRequest('The request body must be UTF-8 encoded JSON.'));
     // body-parser knows UTF-8 only by that name; "utf8" is the same encoding.
     if (charset === 'utf8') req.headers['content-type'] = 'application/json; charset=utf-8';

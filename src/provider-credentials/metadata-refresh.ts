@@ -45,19 +45,31 @@ const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, CASE 
   FROM saml_provider_credentials c
   LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
 
-/** Refreshes a tick runs at once (a quarter of a region's default fetch slots: API creates keep the rest). */
+/** Refreshes a tick runs at once, at most: a quarter of the region's fetch slots (API creates keep the rest), at least one. */
 export const REFRESH_CONCURRENCY = 4;
+
+export function refreshConcurrency(perRegion: number): number {
+  return Math.max(1, Math.min(REFRESH_CONCURRENCY, Math.floor(perRegion / 4)));
+}
 
 /**
  * Runs `work` on each item, at most `concurrency` at once and one per group at a time, taking the items in
- * their order among those whose group is free; resolves when every item is done (`work` must not throw).
+ * their order among those whose group is free; resolves when every item started is done (`work` must not
+ * throw). Once `stop()` answers true, no further item is started.
  */
-export async function inTurns<T>(items: readonly T[], concurrency: number, groupOf: (item: T) => string, work: (item: T) => Promise<void>): Promise<void> {
+export async function inTurns<T>(
+  items: readonly T[],
+  concurrency: number,
+  groupOf: (item: T) => string,
+  work: (item: T) => Promise<void>,
+  stop: () => boolean = () => false,
+): Promise<void> {
   const waiting = [...items];
   const busy = new Set<string>();
   let running = 0;
   await new Promise<void>((resolve) => {
     const next = (): void => {
+      if (stop()) waiting.length = 0;
       while (running < concurrency) {
         const i = waiting.findIndex((item) => !busy.has(groupOf(item)));
         if (i < 0) break;
@@ -167,7 +179,9 @@ export class MetadataRefresher {
     // still refreshed in this cycle, and the failing one is recorded, backed off and shown. Several at once,
     // but one per organization at a time: refreshed one after the other, one tenant's IdPs, each holding its
     // fetch to the timeout, delayed every other tenant's refresh by the sum of them.
-    await inTurns(due, REFRESH_CONCURRENCY, (c) => c.org_id, async (c) => {
+    const concurrency = refreshConcurrency(fetchLimiterFor(this.d.config).perRegion);
+    // Once a fetch slot was refused, the rest of the batch waits for a later tick (as one at a time did).
+    await inTurns(due, concurrency, (c) => c.org_id, async (c) => {
       const wasFound = this.found.delete(c.id);
       try {
         await this.refreshOne(c);
@@ -183,7 +197,7 @@ export class MetadataRefresher {
           this.d.log.error({ credentialId: c.id, err: e.message }, 'could not record a failed IdP metadata refresh'),
         );
       }
-    });
+    }, () => busy);
     return { looked: due.length, busy };
   }
 

@@ -275,6 +275,11 @@ describe('XML safety', () => {
     }
   });
 
+  it('reads U+FFFD like any other character (a Latin-1 name fetched as UTF-8 becomes one), though xmldom warns about it', () => {
+    const okta = fixture('okta.xml').replace('<md:IDPSSODescriptor', '<md:Organization><md:OrganizationName xml:lang="de">M\uFFFDller GmbH</md:OrganizationName><md:OrganizationDisplayName xml:lang="de">M\uFFFDller</md:OrganizationDisplayName><md:OrganizationURL xml:lang="de">https://example.com</md:OrganizationURL></md:Organization><md:IDPSSODescriptor');
+    expect(parse(okta).entityId).toBe('http://www.okta.com/exk9u78i8aMSxvkV70h7');
+  });
+
   it('refuses what xmldom only warns about (attributes without a space between them)', () => {
     const err = refusal(fixture('okta.xml').replace('<md:IDPSSODescriptor', '<md:Extensions><x a="1"b="2"/></md:Extensions><md:IDPSSODescriptor'));
     expect(err.code).toBe('not_xml');

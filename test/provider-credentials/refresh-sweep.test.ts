@@ -229,3 +229,24 @@ test('one organization\'s slow IdPs do not hold back another organization\'s ref
   await tick;
   expect((await attempted()).sort()).toEqual([...slow, other.body.result.id].sort());
 }, 60_000);
+
+test('a region with few fetch slots refreshes no more at once than a quarter of them, and a tick still gets through every due credential', async () => {
+  await r.region.db.$executeRawUnsafe('DELETE FROM saml_provider_credentials');
+  await r.region.db.$executeRawUnsafe('DELETE FROM metadata_refresh_state');
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const each = await createOrg(r.url, `few slots ${i}`);
+    idp.set(`few-${i}.xml`, fixture('keycloak.xml'));
+    const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(`few-${i}.xml`) }, headers: slashidHeaders(each) });
+    expect(res.status).toBe(201);
+    ids.push(res.body.result.id as string);
+  }
+  await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute', last_attempt_at = NULL");
+  for (let i = 0; i < 6; i++) idp.slow(`few-${i}.xml`, 300);
+  // Two slots: one refresh at a time (four at once took both slots and were refused the rest as busy, and
+  // the tick stopped after two).
+  const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 2, waitMs: 0 } };
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  await own.runTick(60_000);
+  expect((await attempted()).sort()).toEqual([...ids].sort());
+}, 60_000);

@@ -52,6 +52,9 @@ test('a JSON body in any charset but UTF-8 is a 400, and nothing is written (UTF
     const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': `application/json; charset=${charset}` }, body);
     expect({ charset, status: res.status, body: JSON.parse(res.body) }).toEqual({ charset, status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: 'The request body must be UTF-8 encoded JSON.' }] } });
   }
+  // A "charset=utf-8" inside another parameter's quoted value is that value: the charset is utf-7.
+  const hidden = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': 'application/json; x="; charset=utf-8"; charset=utf-7' }, Buffer.from('{"label":"+ADw-script+AD4-x"}'));
+  expect(hidden.status).toBe(400);
   expect(await label()).toBe('before');
   for (const charset of ['utf-8', 'UTF-8', 'utf8', '"utf-8"']) {
     const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': `application/json; charset=${charset}` }, Buffer.from(`{"label":"${charset.replace(/"/g, '')}"}`));

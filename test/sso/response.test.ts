@@ -200,6 +200,11 @@ test('a signature or digest with SHA-1 is refused, though the IdP\'s key made it
   await expect(validate(responseXml(s, signWith(assertionXml(s, id), id, A, RSA_SHA256, SHA256)))).resolves.toMatchObject({ nameId: 'alice@example.com' });
 });
 
+test('an attribute value with U+FFFD (directory data decoded with the wrong charset) does not stop a sign-in', async () => {
+  const a = await validate(signedResponse(spec({ attributes: { email: ['alice@example.com'], displayName: ['J\uFFFDrg M\uFFFDller'] } }), A));
+  expect(a.attributes.displayName).toEqual(['J\uFFFDrg M\uFFFDller']);
+});
+
 test('a signature whose reference lists more transforms than signers use is refused, though the IdP\'s key made it', async () => {
   // node-saml's check runs each transform (a canonicalization: serialise and parse again) over the signed
   // element before it looks at the signature value.
