@@ -363,6 +363,13 @@ export class OutboxRelay {
     return redis.get(keys.inboxBorn(dest));
   }
 
+  /** See keys.acksBornAt: set (if absent) to the last id of `dest`'s inbox now, and read. */
+  private async acksBornAt(dest: string, bounds: StreamBounds | null): Promise<string | null> {
+    const { links, keys } = this.d;
+    if (bounds) await links.own.set(keys.acksBornAt(dest), bounds.lastGeneratedId, 'NX');
+    return links.own.get(keys.acksBornAt(dest));
+  }
+
   /** Deliveries to `dest` long unconfirmed: delivered again if its inbox no longer holds them. */
   private async redeliverLost(dest: string, rows: { change_id: string; stream_id: string }[]): Promise<void> {
     const { db, links, keys, log } = this.d;
@@ -388,8 +395,18 @@ export class OutboxRelay {
     const ackRes = (await ackPipe.exec()) ?? [];
     const ackedNow = missing.filter((_, i) => ackRes[i]?.[0] === null && ackRes[i]?.[1] === 1);
     if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest })));
+    // Delivered before this Redis held our acks of deliveries there (it lost its data since, the acks with it),
+    // and below the floor a trim recorded (read and acknowledged by the destination, then trimmed): not a cap
+    // trim. Delivered again, the change is applied again as a duplicate and acked anew. (Taken for cap trims,
+    // such changes marked a healthy region `joining` after every loss of an origin's Redis, until someone
+    // re-seeded it.) Later deliveries keep the rule below: one read but not acked was refused (dead-lettered).
+    const acksBorn = await this.acksBornAt(dest, bounds);
+    const readBelow = acksBorn === null ? null : await redis.get(keys.inboxReadBelow(dest));
+    const ackLost = (r: { stream_id: string }) =>
+      readBelow !== null && acksBorn !== null && compareStreamIds(r.stream_id, readBelow) < 0 && compareStreamIds(r.stream_id, acksBorn) <= 0;
     const trimmed = missing.filter((r) => {
       if (ackedNow.includes(r) || born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
+      if (ackLost(r)) return false;
       return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
     });
     if (trimmed.length) {
@@ -450,11 +467,24 @@ export class OutboxRelay {
     const bounds = await streamBounds(redis, stream);
     if (!bounds) return 0;
     await this.markBorn(dest, bounds);
+    await this.acksBornAt(dest, bounds);
     const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
     if (!g) return 0;
     const floor = await groupFloor(redis, stream, g);
     const needed = floor.oldestPending ?? floor.lastDelivered;
     if (needed === '0-0') return 0;
+    // Recorded before the trim: what it removes was read and acknowledged (redeliverLost tells it from a cap trim).
+    await redis.eval(RAISE_STREAM_ID, 1, keys.inboxReadBelow(dest), needed);
     return Number(await redis.call('XTRIM', stream, 'MINID', needed));
   }
 }
+
+/** Sets KEYS[1] to the stream id ARGV[1] unless it holds a later one (trims of several origins' relays race). */
+const RAISE_STREAM_ID = `local cur = redis.call('GET', KEYS[1])
+if cur then
+  local cm, cs = string.match(cur, '^(%d+)-(%d+)$')
+  local nm, ns = string.match(ARGV[1], '^(%d+)-(%d+)$')
+  if cm and nm and (tonumber(nm) < tonumber(cm) or (tonumber(nm) == tonumber(cm) and tonumber(ns) <= tonumber(cs))) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`;
