@@ -9,28 +9,20 @@
  * Three regions, each with a Redis of its own; us-iowa is the origin whose Redis is lost.
  */
 import Redis from 'ioredis';
-import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
-import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { adminHeaders, call, eventually, type Cluster } from '../support/harness';
+import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const [ONE = '', TWO = '', THREE = ''] = REGIONS;
 let cluster: Cluster;
-const servers = new Map<string, OwnRedis>();
+let servers: Map<string, OwnRedis>;
+let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  for (const r of REGIONS) {
-    const s = await ownRedis();
-    await s.start();
-    servers.set(r, s);
-  }
-  cluster = await startCluster('origin-redis-loss', REGIONS, {
-    regionConfig: Object.fromEntries(REGIONS.map((r) => [r, { redisUrl: servers.get(r)?.url }])),
-  });
+  ({ cluster, redis: servers, stop } = await clusterWithOwnRedis('origin-redis-loss', REGIONS));
 }, 120_000);
 afterAll(async () => {
-  for (const r of REGIONS) cluster?.proc(r).resume();
-  await cluster?.stop();
-  for (const s of servers.values()) await s.kill();
+  await stop?.();
 });
 
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body;

@@ -6,27 +6,20 @@
  * acknowledged write everywhere, and every outbox confirms.
  */
 import { Client } from 'pg';
-import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
-import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, type Cluster } from '../support/harness';
+import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const [ONE = '', TWO = '', THREE = ''] = REGIONS;
 let cluster: Cluster;
-const redis = new Map<string, OwnRedis>();
+let redis: Map<string, OwnRedis>;
+let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  for (const r of REGIONS) {
-    const server = await ownRedis();
-    await server.start();
-    redis.set(r, server);
-  }
-  cluster = await startCluster('perregionredis', REGIONS, {
-    regionConfig: Object.fromEntries(REGIONS.map((r) => [r, { redisUrl: redis.get(r)?.url }])),
-  });
+  ({ cluster, redis, stop } = await clusterWithOwnRedis('perregionredis', REGIONS));
 }, 120_000);
 afterAll(async () => {
-  await cluster?.stop();
-  for (const s of redis.values()) await s.kill();
+  await stop?.();
 });
 
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body;

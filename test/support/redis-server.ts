@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import Redis from 'ioredis';
 import { freePorts } from './env';
+import { startCluster, type Cluster } from './harness';
 
 export interface OwnRedis {
   url: string;
@@ -44,6 +45,26 @@ export async function ownRedis(opts: { password?: string } = {}): Promise<OwnRed
       c.kill('SIGKILL');
       await exited;
       child = null;
+    },
+  };
+}
+
+/** A cluster whose every region has a Redis server of its own (started first; the regions' `redisUrl`). */
+export async function clusterWithOwnRedis(label: string, regions: string[]): Promise<{ cluster: Cluster; redis: Map<string, OwnRedis>; stop(): Promise<void> }> {
+  const redis = new Map<string, OwnRedis>();
+  for (const r of regions) {
+    const server = await ownRedis();
+    await server.start();
+    redis.set(r, server);
+  }
+  const cluster = await startCluster(label, regions, { regionConfig: Object.fromEntries(regions.map((r) => [r, { redisUrl: redis.get(r)?.url }])) });
+  return {
+    cluster,
+    redis,
+    async stop() {
+      for (const r of regions) cluster.proc(r).resume();
+      await cluster.stop();
+      for (const s of redis.values()) await s.kill();
     },
   };
 }
