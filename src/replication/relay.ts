@@ -363,6 +363,22 @@ export class OutboxRelay {
     return redis.get(keys.inboxBorn(dest));
   }
 
+  /**
+   * How far `dest`'s group has read and acknowledged: the later of what the trims recorded and its floor now
+   * (the cap may have removed entries it read since the last trim).
+   */
+  private async readBelow(dest: string): Promise<string | null> {
+    const { links, keys } = this.d;
+    const redis = links.to(dest);
+    const stream = keys.inbox(dest);
+    const recorded = await redis.get(keys.inboxReadBelow(dest));
+    const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
+    const floor = g ? await groupFloor(redis, stream, g) : null;
+    const now = floor ? (floor.oldestPending ?? floor.lastDelivered) : null;
+    if (now === null || now === '0-0') return recorded;
+    return recorded === null || compareStreamIds(now, recorded) > 0 ? now : recorded;
+  }
+
   /** See keys.acksBornAt: set (if absent) to the last id of `dest`'s inbox now, and read. */
   private async acksBornAt(dest: string, bounds: StreamBounds | null): Promise<string | null> {
     const { links, keys } = this.d;
@@ -401,7 +417,7 @@ export class OutboxRelay {
     // such changes marked a healthy region `joining` after every loss of an origin's Redis, until someone
     // re-seeded it.) Later deliveries keep the rule below: one read but not acked was refused (dead-lettered).
     const acksBorn = await this.acksBornAt(dest, bounds);
-    const readBelow = acksBorn === null ? null : await redis.get(keys.inboxReadBelow(dest));
+    const readBelow = acksBorn === null ? null : await this.readBelow(dest);
     const ackLost = (r: { stream_id: string }) =>
       readBelow !== null && acksBorn !== null && compareStreamIds(r.stream_id, readBelow) < 0 && compareStreamIds(r.stream_id, acksBorn) <= 0;
     const trimmed = missing.filter((r) => {

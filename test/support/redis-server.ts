@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import Redis from 'ioredis';
 import { freePorts } from './env';
+import type { ConfigFile } from '../../src/config';
 import { startCluster, type Cluster } from './harness';
 
 export interface OwnRedis {
@@ -50,14 +51,18 @@ export async function ownRedis(opts: { password?: string } = {}): Promise<OwnRed
 }
 
 /** A cluster whose every region has a Redis server of its own (started first; the regions' `redisUrl`). */
-export async function clusterWithOwnRedis(label: string, regions: string[]): Promise<{ cluster: Cluster; redis: Map<string, OwnRedis>; stop(): Promise<void> }> {
+export async function clusterWithOwnRedis(
+  label: string,
+  regions: string[],
+  extra: Partial<ConfigFile> = {},
+): Promise<{ cluster: Cluster; redis: Map<string, OwnRedis>; stop(): Promise<void> }> {
   const redis = new Map<string, OwnRedis>();
   for (const r of regions) {
     const server = await ownRedis();
     await server.start();
     redis.set(r, server);
   }
-  const cluster = await startCluster(label, regions, { regionConfig: Object.fromEntries(regions.map((r) => [r, { redisUrl: redis.get(r)?.url }])) });
+  const cluster = await startCluster(label, regions, { extra, regionConfig: Object.fromEntries(regions.map((r) => [r, { redisUrl: redis.get(r)?.url }])) });
   return {
     cluster,
     redis,
