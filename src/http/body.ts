@@ -26,17 +26,16 @@ export function jsonBody(): RequestHandler {
   return (req, res, next) => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (!hasBody) return next(badRequest(NO_BODY));
-    if (!req.is('application/json')) {
-      return next(badRequest(`Content-Type must be application/json (got '${(req.get('content-type') ?? 'none').slice(0, 100)}').`));
-    }
+    const wrongType = () => badRequest(`Content-Type must be application/json (got '${(req.get('content-type') ?? 'none').slice(0, 100)}').`);
+    if (!req.is('application/json')) return next(wrongType());
     // body-parser decodes any charset starting "utf-" (UTF-7 and UTF-16 included): text would arrive in a form
-    // nothing upstream that reads the bytes saw (UTF-7's "+ADw-" is "<").
-    // Read as body-parser reads it (quoted parameters, the last of a repeated one), not with a pattern of our own.
+    // nothing upstream that reads the bytes saw (UTF-7's "+ADw-" is "<"). The charset is read as body-parser
+    // reads it (quoted parameters, the last of a repeated one), not with a pattern of our own.
     let charset: string | undefined;
     try {
       charset = parseContentType(req.headers['content-type'] ?? '').parameters.charset?.toLowerCase();
     } catch {
-      return next(badRequest(`Content-Type must be application/json (got '${(req.get('content-type') ?? 'none').slice(0, 100)}').`));
+      return next(wrongType());
     }
     if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return next(badRequest('The request body must be UTF-8 encoded JSON.'));
     // body-parser knows UTF-8 only by that name; "utf8" is the same encoding.

@@ -412,7 +412,7 @@ export class OutboxRelay {
     const ackedNow = missing.filter((_, i) => ackRes[i]?.[0] === null && ackRes[i]?.[1] === 1);
     if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest })));
     // Delivered before this Redis held our acks of deliveries there (it lost its data since, the acks with it),
-    // and below the floor a trim recorded (read and acknowledged by the destination, then trimmed): not a cap
+    // and below how far the destination's group has read and acknowledged (readBelow), then trimmed: not a cap
     // trim. Delivered again, the change is applied again as a duplicate and acked anew. (Taken for cap trims,
     // such changes marked a healthy region `joining` after every loss of an origin's Redis, until someone
     // re-seeded it.) Later deliveries keep the rule below: one read but not acked was refused (dead-lettered).
