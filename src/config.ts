@@ -278,6 +278,11 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
+/** The secrets whose tokens are accepted: the signing one first, then TOKEN_ACCEPTED_SECRETS. */
+export function tokenSecrets(config: Pick<Config, 'tokenSigningSecret' | 'tokenAcceptedSecrets'>): string[] {
+  return [config.tokenSigningSecret, ...(config.tokenAcceptedSecrets ?? [])];
+}
+
 /** TOKEN_ACCEPTED_SECRETS: comma-separated, each as long as the signing secret must be; the signing secret itself is left out. */
 function acceptedSecrets(v: string | undefined, signing: string): string[] {
   const list = (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');

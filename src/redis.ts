@@ -33,8 +33,6 @@ export function replicationKeys(prefix: string) {
     deadLetter: `${prefix}{repl}:dead-letter`,
     /** The first entry id of this incarnation of a region's inbox (see relay.ts: trimmed or lost?). */
     inboxBorn: (region: string) => `${prefix}{repl}:changes-born:${region}`,
-    /** Entries of a region's inbox below this id were read and acknowledged by its group (set by the relays' trims). */
-    inboxReadBelow: (region: string) => `${prefix}{repl}:changes-read-below:${region}`,
     /**
      * In an origin's Redis: the last id of `region`'s inbox when this Redis first held the origin's acks of
      * deliveries there (set if absent): deliveries up to it may have had their acks in a Redis since lost.

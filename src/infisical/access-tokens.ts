@@ -1,10 +1,10 @@
 /**
  * Access tokens of the Infisical dialect: HS256 JWTs bound to one organization (`sub`), signed with the
  * deployment-wide `tokenSigningSecret`, so a token issued by any region is accepted by every region
- * without a lookup; during a rotation, tokens of the `tokenAcceptedSecrets` are accepted too (the
- * token's `kid` picks the secret). They cannot be revoked before `exp`; keep lifetimes short. Every token names its signing
- * key (`kid`, derived from the secret) and has an `exp` at most MAX_TOKEN_LIFETIME_SECONDS after its `iat`;
- * a token without either is refused, whoever signed it.
+ * without a lookup; during a rotation, tokens of the `tokenAcceptedSecrets` are accepted too (the token's
+ * `kid` picks the secret). They cannot be revoked before `exp`; keep lifetimes short. Every token names its
+ * signing key (`kid`, derived from the secret) and has an `exp` at most MAX_TOKEN_LIFETIME_SECONDS after its
+ * `iat`; a token without either is refused, whoever signed it.
  */
 import crypto from 'node:crypto';
 import type { RequestHandler, Response } from 'express';

@@ -1,3 +1,4 @@
+import { tokenSecrets } from '../config';
 import type { Feature } from '../feature';
 import { infisicalAdminRoutes, infisicalRoutes } from './routes';
 import { infisicalOperations } from './operations';
@@ -7,7 +8,7 @@ import { samlConfigsTable } from './store';
 export const infisicalFeature: Feature = {
   name: 'infisical-saml-config',
   tables: [samlConfigsTable],
-  routes: ({ db, repl, config, log }) => infisicalRoutes({ db, repl, tokenSigningSecret: config.tokenSigningSecret, tokenAcceptedSecrets: config.tokenAcceptedSecrets ?? [], log }),
+  routes: ({ db, repl, config, log }) => infisicalRoutes({ db, repl, tokenSecrets: tokenSecrets(config), log }),
   adminRoutes: ({ db, config }) => infisicalAdminRoutes({ db, tokenSigningSecret: config.tokenSigningSecret }),
   operations: infisicalOperations,
 };

@@ -73,18 +73,17 @@ function answerPrior(res: Response, prior: Prior): void {
 export interface InfisicalRouteDeps {
   db: Db;
   repl: Replicator;
-  tokenSigningSecret: string;
-  /** Secrets whose tokens are accepted too (a rotation's); see Config.tokenAcceptedSecrets. */
-  tokenAcceptedSecrets?: readonly string[];
+  /** The secrets whose access tokens are accepted, the signing one first (config.ts tokenSecrets). */
+  tokenSecrets: readonly string[];
   log: Logger;
 }
 
 /** Infisical's /api/v1 paths. Everything under /api/v1, unknown paths included, answers in its error shape. */
-export function infisicalRoutes({ db, repl, tokenSigningSecret, tokenAcceptedSecrets = [], log }: InfisicalRouteDeps): Router {
+export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteDeps): Router {
   const api = Router();
   api.use(refuseUnstorableInput());
   // Authentication runs before the body is parsed: an anonymous caller learns nothing about the body rules.
-  const auth = bearerAuth([tokenSigningSecret, ...tokenAcceptedSecrets]);
+  const auth = bearerAuth(tokenSecrets);
 
   api.post(SSO_CONFIG_PATH, auth, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));

@@ -364,19 +364,17 @@ export class OutboxRelay {
   }
 
   /**
-   * How far `dest`'s group has read and acknowledged: the later of what the trims recorded and its floor now
-   * (the cap may have removed entries it read since the last trim).
+   * How far `dest`'s group has read and acknowledged: its floor (the oldest pending entry, else the last one
+   * delivered), which only moves forward; null before it has read anything.
    */
   private async readBelow(dest: string): Promise<string | null> {
     const { links, keys } = this.d;
     const redis = links.to(dest);
     const stream = keys.inbox(dest);
-    const recorded = await redis.get(keys.inboxReadBelow(dest));
     const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
     const floor = g ? await groupFloor(redis, stream, g) : null;
-    const now = floor ? (floor.oldestPending ?? floor.lastDelivered) : null;
-    if (now === null || now === '0-0') return recorded;
-    return recorded === null || compareStreamIds(now, recorded) > 0 ? now : recorded;
+    const id = floor ? (floor.oldestPending ?? floor.lastDelivered) : null;
+    return id === '0-0' ? null : id;
   }
 
   /** See keys.acksBornAt: set (if absent) to the last id of `dest`'s inbox now, and read. */
@@ -412,10 +410,11 @@ export class OutboxRelay {
     const ackedNow = missing.filter((_, i) => ackRes[i]?.[0] === null && ackRes[i]?.[1] === 1);
     if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest })));
     // Delivered before this Redis held our acks of deliveries there (it lost its data since, the acks with it),
-    // and below how far the destination's group has read and acknowledged (readBelow), then trimmed: not a cap
-    // trim. Delivered again, the change is applied again as a duplicate and acked anew. (Taken for cap trims,
-    // such changes marked a healthy region `joining` after every loss of an origin's Redis, until someone
-    // re-seeded it.) Later deliveries keep the rule below: one read but not acked was refused (dead-lettered).
+    // and below how far the destination's group has read and acknowledged (readBelow), then trimmed by a
+    // routine trim or the cap: not a cap trim of unread entries. Delivered again, the change is applied again
+    // as a duplicate and acked anew. (Taken for cap trims, such changes marked a healthy region `joining` after
+    // every loss of an origin's Redis, until someone re-seeded it.) Later deliveries keep the rule below: one
+    // read but not acked was refused (dead-lettered).
     const acksBorn = await this.acksBornAt(dest, bounds);
     const readBelow = acksBorn === null ? null : await this.readBelow(dest);
     const ackLost = (r: { stream_id: string }) =>
@@ -484,23 +483,9 @@ export class OutboxRelay {
     if (!bounds) return 0;
     await this.markBorn(dest, bounds);
     await this.acksBornAt(dest, bounds);
-    const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
-    if (!g) return 0;
-    const floor = await groupFloor(redis, stream, g);
-    const needed = floor.oldestPending ?? floor.lastDelivered;
-    if (needed === '0-0') return 0;
-    // Recorded before the trim: what it removes was read and acknowledged (redeliverLost tells it from a cap trim).
-    await redis.eval(RAISE_STREAM_ID, 1, keys.inboxReadBelow(dest), needed);
+    const needed = await this.readBelow(dest);
+    if (needed === null) return 0;
     return Number(await redis.call('XTRIM', stream, 'MINID', needed));
   }
 }
 
-/** Sets KEYS[1] to the stream id ARGV[1] unless it holds a later one (trims of several origins' relays race). */
-const RAISE_STREAM_ID = `local cur = redis.call('GET', KEYS[1])
-if cur then
-  local cm, cs = string.match(cur, '^(%d+)-(%d+)$')
-  local nm, ns = string.match(ARGV[1], '^(%d+)-(%d+)$')
-  if cm and nm and (tonumber(nm) < tonumber(cm) or (tonumber(nm) == tonumber(cm) and tonumber(ns) <= tonumber(cs))) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1`;

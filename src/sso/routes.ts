@@ -1,4 +1,5 @@
 import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { tokenSecrets } from '../config';
 import { jsonBody } from '../http/body';
 import { AppError, badRequest, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
@@ -68,8 +69,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
   // the signing key first, then those of the secrets still accepted (a rotation's old or next key).
   router.get(`${SSO_PATH}/jwks.json`, (_req, res) => {
     res.setHeader('Cache-Control', 'public, max-age=3600');
-    const secrets = [deps.config.tokenSigningSecret, ...(deps.config.tokenAcceptedSecrets ?? [])];
-    res.json({ keys: secrets.map((s) => ssoTokenKey(s).jwk) });
+    res.json({ keys: tokenSecrets(deps.config).map((s) => ssoTokenKey(s).jwk) });
   });
 
   router.get(`${SSO_PATH}/:id/metadata`, async (req, res) => {
