@@ -137,13 +137,16 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
 
 /**
  * Removes a region from one Redis's record, and its inbox if it is in this Redis (so no one delivers to it
- * or waits for it). Stop the region and take it out of every config file first: a running region registers
+ * or waits for it), with the relay's records of that inbox. Stop the region and take it out of every config file first: a running region registers
  * itself again, and a config that names it keeps counting it.
  */
 export async function removeMember(redis: Redis, keys: ReplicationKeys, region: string): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
   const inboxDeleted = Number(await redis.del(keys.inbox(region))) === 1;
+  // The relay's records of that inbox's incarnation (relay.ts): a region added again under the same name
+  // starts a new inbox, and must not be judged by the old one's first id or acks.
+  await redis.del(keys.inboxBorn(region), keys.acksBornAt(region));
   await announce(redis, keys);
   return { removed, inboxDeleted };
 }

@@ -1,0 +1,78 @@
+/**
+ * Removing a region for good (README, Operations, "Removing a region"): stop it, roll a config without it
+ * onto the others, then `npm run members -- remove <region>`. Afterwards no region waits for it or delivers
+ * to it: a change it never acked completes, the origin's outbox confirms what was held for it, an
+ * all_regions write no longer names it, and nothing of it is left in Redis (its inbox, and the records of
+ * that inbox's incarnation that would mislead the relay if a region of that name were added again).
+ */
+import fs from 'node:fs';
+import { createRedis } from '../../src/redis';
+import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
+import { REDIS_URL } from '../support/env';
+
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const GONE = 'asia-japan';
+let cluster: Cluster;
+
+beforeAll(async () => {
+  cluster = await startCluster('remove-region', REGIONS);
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const status = async (url: string) => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body;
+const strict = (timeout: string) => ({ ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': timeout });
+
+test('a removed region is neither waited for nor delivered to, and leaves nothing behind in Redis', async () => {
+  const us = cluster.url('us-iowa');
+  const redis = createRedis(REDIS_URL, 'remove-region-test');
+  const prefix = cluster.deployment.file.redisKeyPrefix;
+  const leftOf = async () => (await redis.keys(`${prefix}*`)).filter((k) => k.endsWith(`:${GONE}`)).sort();
+  try {
+    // Every region has seen changes; the relay's trims have recorded the inboxes' incarnations.
+    expect((await call(us, 'POST', '/admin/organizations', { body: { name: 'before' }, headers: strict('20') })).status).toBe(201);
+    expect(await eventually(async () => (await leftOf()).some((k) => k.includes('changes-born')) && (await leftOf()).some((k) => k.includes('acks-born')), 45_000, 500)).toBe(true);
+
+    // 1. Stop it. A change it never gets is pending there.
+    await cluster.proc(GONE).stop(10_000);
+    const waited = await call(us, 'POST', '/admin/organizations', { body: { name: 'while it is gone' }, headers: strict('1') });
+    expect(waited.status).toBe(408);
+    const changeId = waited.headers.get('x-change-id') as string;
+    const change = async () => (await call(us, 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders })).body;
+    expect((await change()).pending_regions).toEqual([GONE]);
+
+    // 2. Roll a config without it onto the remaining regions.
+    const file = cluster.deployment.file;
+    fs.writeFileSync(cluster.deployment.configPath, JSON.stringify({ ...file, regions: file.regions.filter((r) => r.id !== GONE) }, null, 2));
+    for (const r of REGIONS.filter((x) => x !== GONE)) {
+      await cluster.proc(r).stop(10_000);
+      cluster.proc(r).start();
+      await cluster.proc(r).waitReady(60_000);
+    }
+
+    // 3. Remove it from the membership record.
+    const removed = await runScript(cluster, 'members', ['remove', GONE]);
+    expect(removed.stderr).toBe('');
+    expect(removed.status).toBe(0);
+    expect(JSON.parse(removed.stdout)).toEqual({ region: GONE, removed: true, inboxDeleted: true, unreachable: [] });
+
+    // No region counts it any longer, and the change it never got is complete.
+    for (const r of REGIONS.filter((x) => x !== GONE)) {
+      expect(await eventually(async () => !(await status(cluster.url(r))).members.some((m: { region: string }) => m.region === GONE), 10_000, 200)).toBe(true);
+    }
+    expect(await eventually(async () => (await change()).complete === true, 10_000, 200)).toBe(true);
+    // An all_regions write completes with the two regions left.
+    const after = await call(us, 'POST', '/admin/organizations', { body: { name: 'after' }, headers: strict('10') });
+    expect(after.status).toBe(201);
+    const afterChange = (await call(us, 'GET', `/admin/replication/changes/${after.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+    expect(Object.keys(afterChange.applied_at).sort()).toEqual(['europe-belgium', 'us-iowa']);
+    // The origin confirms (and so may delete) the outbox rows that waited for the removed region's ack.
+    expect(await eventually(async () => (await status(us)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
+    // Nothing of the removed region is left in Redis, and nothing recreates it.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await leftOf()).toEqual([]);
+  } finally {
+    redis.disconnect();
+  }
+}, 240_000);
