@@ -13,7 +13,7 @@ import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
-import { awaitChange, parseConsistency, writeWithConsistency } from '../replication/consistency';
+import { awaitChange, beforeWrite, parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
@@ -79,7 +79,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
-    const fetched = await fetchMetadata(res, orgId, body.idp_metadata_url, pins);
+    const fetched = await beforeWrite(consistency, fetchMetadata(res, orgId, body.idp_metadata_url, pins));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
     const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), doneValue, setChangeId(res));
     if (value.kind === 'replay') await awaitChange(repl, consistency, value);
@@ -147,7 +147,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     if (patch.idp_metadata_url !== undefined || pins) {
       const existing = await findCredential(db, orgIdOf(res), id);
       if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
-      fetched = await fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins);
+      fetched = await beforeWrite(consistency, fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins));
     }
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), (v) => v, setChangeId(res));
     res.status(204).end();

@@ -125,6 +125,29 @@ export async function awaitChange(
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp, response ? storedResult(response.body) : undefined);
 }
 
+/** The 408 of a request whose timeout ran out before its write started: nothing was written. */
+function unstartedError(c: Consistency): AppError {
+  return new AppError(
+    408,
+    'consistency_timeout',
+    `The request used up its ${c.timeoutSeconds} s timeout before the write could start (fetching the IdP metadata took that long); nothing was written. Retry with a longer SlashID-Required-Consistency-Timeout.`,
+  );
+}
+
+/**
+ * `work` (done before a write: the IdP metadata fetch), or that 408 at the request's deadline, when the
+ * timeout runs out first: the caller gets its answer when the timeout says, not when the IdP answers
+ * (up to its fetch timeout and a wait for a fetch slot later). The work is not written after that.
+ */
+export function beforeWrite<T>(c: Consistency, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(unstartedError(c)), Math.max(0, c.deadline - Date.now()));
+  });
+  work.catch(() => undefined); // its failure after the 408 has no one to tell
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Runs a replicated write and waits for the requested level. Resolves with the value when reached;
  * throws a 408 AppError (carrying `toResult(value)` when the write committed) when not.
@@ -137,15 +160,9 @@ export async function writeWithConsistency<T>(
   onChangeId: (changeId: string) => void = () => undefined,
   followUp: FollowUp = slashidFollowUp,
 ): Promise<WriteOutcome<T>> {
-  if (Date.now() >= c.deadline) {
-    // Work before the write (the IdP metadata fetch) used up the whole timeout: write nothing, so the
-    // caller knows exactly where it stands.
-    throw new AppError(
-      408,
-      'consistency_timeout',
-      `The request used up its ${c.timeoutSeconds} s timeout before the write could start (fetching the IdP metadata took that long); nothing was written. Retry with a longer SlashID-Required-Consistency-Timeout.`,
-    );
-  }
+  // Work before the write (the IdP metadata fetch) used up the whole timeout: write nothing, so the
+  // caller knows exactly where it stands.
+  if (Date.now() >= c.deadline) throw unstartedError(c);
   const { value, changeId } = await committedWithin(repl, c, write);
   if (changeId) onChangeId(changeId);
   if (c.level === 'local_region' || !changeId) return { value, changeId };

@@ -177,21 +177,47 @@ describe('refresh', () => {
   });
 });
 
-test('a metadata fetch that outlasts the consistency timeout answers 408 and writes nothing', async () => {
+test('a metadata fetch that outlasts the consistency timeout answers 408 at the deadline and writes nothing', async () => {
   const before = await count();
   // Only this URL is held: the refresher re-fetching okta.xml for an earlier test's credential used the
   // one-shot delay of the bare name up once, and this create then answered 201.
   const file = `okta.xml?outlasts=${Date.now()}`;
-  idp.slow(file, 1500);
+  idp.slow(file, 5000);
   const res = await call(r.url, 'POST', PATH, {
     body: { idp_metadata_url: idp.url(file) },
     headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
   });
+  // Answered while the IdP still holds the fetch: the timeout, not the IdP, decides when (it answered
+  // once the IdP did, up to the fetch timeout and a wait for a fetch slot after the deadline).
+  const stillHeld = idp.held();
   expect(res.status).toBe(408);
   expect(res.body.errors[0].message).toMatch(/nothing was written/);
   expect(res.body.result).toBeUndefined();
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(stillHeld).toBe(1);
+  // Nor is it written once the IdP answers.
+  expect(await eventually(async () => idp.held() === 0, 10_000)).toBe(true);
+  await new Promise((resolve) => setTimeout(resolve, 500));
   expect(await count()).toBe(before);
+});
+
+test('a PATCH whose new metadata URL outlasts the timeout answers 408 at the deadline and changes nothing', async () => {
+  const created = await create(idp.url('okta.xml'));
+  expect(created.status).toBe(201);
+  const id = created.body.result.id;
+  const file = `keycloak.xml?outlasts=${Date.now()}`;
+  idp.slow(file, 5000);
+  const res = await call(r.url, 'PATCH', `${PATH}/${id}`, {
+    body: { idp_metadata_url: idp.url(file) },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
+  });
+  const stillHeld = idp.held();
+  expect(res.status).toBe(408);
+  expect(res.body.errors[0].message).toMatch(/nothing was written/);
+  expect(stillHeld).toBe(1);
+  expect(await eventually(async () => idp.held() === 0, 10_000)).toBe(true);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+  expect(after.body.result.idp_metadata_url).toBe(idp.url('okta.xml'));
 });
 
 test('deeply nested metadata is refused with a 400, quickly', async () => {
