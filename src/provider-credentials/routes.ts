@@ -140,6 +140,12 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const id = credentialId(req);
     if (!validatePatchCredential(req.body)) throw invalidBody(validatePatchCredential.errors);
     const patch = req.body;
+    // Nothing to change: no write, no change to replicate or wait for; only a credential that is there.
+    if (Object.keys(patch).length === 0) {
+      if (!(await findCredential(db, orgIdOf(res), id))) throw notFound(`SAML provider credentials ${id} not found.`);
+      res.status(204).end();
+      return;
+    }
     // A new URL, or new pins (the owner's way to accept a held document): fetch and pin again. Only then is
     // the credential read first (a 404 before any fetch); otherwise the write's own lock answers 404.
     const pins = patch.idp_trusted_certificates ? callerPins(patch.idp_trusted_certificates) : null;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -187,8 +188,20 @@ describe('update and delete', () => {
     expect(got.body.result).toEqual({ ...c, label: 'renamed', email_claims: ['upn'] });
   });
 
+  test('an empty PATCH (every field is optional) answers 204 and writes nothing; 404 for a credential that is not there', async () => {
+    const c = (await create()).body.result;
+    const changes = async () => Number((await r.region.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_outbox'))[0]?.n);
+    const before = await changes();
+    const res = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: {}, headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }) });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('x-change-id')).toBeNull();
+    expect(await changes()).toBe(before);
+    expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result).toEqual(c);
+    const missing = await call(r.url, 'PATCH', `${PATH}/${randomUUID()}`, { body: {}, headers: slashidHeaders(org) });
+    expect(missing.status).toBe(404);
+  });
+
   test.each<[string, unknown]>([
-    ['an empty patch', {}],
     ['an unknown field', { nope: 1 }],
     ['a bad URL', { idp_metadata_url: 'gopher://x' }],
   ])('PATCH answers 400 for %s and changes nothing', async (_n, body) => {
