@@ -17,12 +17,13 @@ import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorB
 import {
   DEFAULT_TOKEN_LIFETIME_SECONDS,
   type SsoConfigView,
+  TRIMMED_FIELDS,
   validateCreateSsoConfig,
   validateGetSsoConfigQuery,
   validateIssueAccessToken,
   validatePatchSsoConfig,
 } from './schema';
-import { createSamlConfig, detailsFromModel, patchSamlConfig, settingIssues } from './service';
+import { checkGroupSync, createSamlConfig, detailsFromModel, patchSamlConfig, settingIssues } from './service';
 import { findSamlConfig } from './store';
 
 export const API_PREFIX = '/api/v1';
@@ -30,8 +31,20 @@ export const SSO_CONFIG_PATH = '/sso/config';
 /** The operation's name in idempotency keys; keys are unique per organization and operation. */
 export const CREATE_ENDPOINT = 'infisical:sso-config:create';
 
-/** Schema issues and our own checks together, so one 422 lists every problem of the body. */
-function checkBody<T>(validate: ValidateFunction<T>, body: unknown): T {
+/** A copy of a JSON object body (or query) with the fields Infisical trims trimmed; anything else as it is. */
+function trimmed(body: unknown): unknown {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  const out: Record<string, unknown> = { ...(body as Record<string, unknown>) };
+  for (const f of TRIMMED_FIELDS) if (typeof out[f] === 'string') out[f] = (out[f] as string).trim();
+  return out;
+}
+
+/**
+ * Schema issues and our own checks together, so one 422 lists every problem of the body; checked (and
+ * used) with its string fields trimmed, as Infisical's schema does.
+ */
+function checkBody<T>(validate: ValidateFunction<T>, raw: unknown): T {
+  const body = trimmed(raw);
   if (validate(body)) {
     const issues = settingIssues(body, []);
     if (issues.length) throw validationFailure(issues);
@@ -90,6 +103,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
     const key = parseIdempotencyKey(req);
     const body = checkBody(validateCreateSsoConfig, req.body);
     const orgId = await authorize(db, res, body.organizationId);
+    checkGroupSync(body);
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
     const prior = await findPrior(db, idem);
     if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior, followUp, storedConfig);
@@ -101,7 +115,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   });
 
   api.get(SSO_CONFIG_PATH, auth, async (req, res) => {
-    const query = req.query;
+    const query = trimmed(req.query);
     if (!validateGetSsoConfigQuery(query)) throw validationFailure(issuesFromAjv(validateGetSsoConfigQuery.errors));
     const orgId = await authorize(db, res, query.organizationId);
     const config = await findSamlConfig(db, orgId);

@@ -91,11 +91,24 @@ export const SsoConfigView = Type.Object(
 );
 export type SsoConfigView = Static<typeof SsoConfigView>;
 
-/** GET also returns the IdP settings, as Infisical does. */
+/** GET also returns the IdP settings, group sync and `organization` (the org id again), as Infisical's getSaml does. */
 export const SsoConfigDetails = Type.Object(
-  { ...SsoConfigView.properties, entryPoint: Type.String(), issuer: Type.String(), cert: Type.String() },
+  {
+    ...SsoConfigView.properties,
+    organization: Type.String({ format: 'uuid' }),
+    entryPoint: Type.String(),
+    issuer: Type.String(),
+    cert: Type.String(),
+    enableGroupSync: Type.Boolean(),
+  },
   { additionalProperties: false },
 );
+
+/** The string fields Infisical's schema trims (zod `.trim()`) before it checks them. */
+export const TRIMMED_FIELDS = ['organizationId', 'entryPoint', 'issuer', 'cert'] as const;
+
+/** The providers whose SAML group sync Infisical supports (others: 400). */
+export const GROUP_SYNC_PROVIDERS: readonly string[] = ['google-saml'];
 export type SsoConfigDetails = Static<typeof SsoConfigDetails>;
 
 export const AccessTokenView = Type.Object(

@@ -1,13 +1,13 @@
 import { v5 as uuidv5 } from 'uuid';
 import type { InfisicalSamlConfig } from '../generated/prisma/client';
-import { conflict, notFound } from '../http/errors';
+import { badRequest, conflict, notFound } from '../http/errors';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import { isMetadataError } from '../metadata/errors';
 import { parseCertificate } from '../metadata/x509';
 import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { ValidationIssue } from './errors';
-import type { CreateSsoConfigBody, PatchSsoConfigBody, SsoConfigDetails, SsoConfigView } from './schema';
+import { GROUP_SYNC_PROVIDERS, type CreateSsoConfigBody, type PatchSsoConfigBody, type SsoConfigDetails, type SsoConfigView } from './schema';
 import { samlConfigsTable } from './store';
 
 /**
@@ -101,10 +101,22 @@ export function detailsFromModel(m: InfisicalSamlConfig): SsoConfigDetails {
     createdAt: m.createdAt.toISOString(),
     updatedAt: m.updatedAt.toISOString(),
     authProvider: m.authProvider,
+    organization: m.orgId,
     entryPoint: m.entryPoint,
     issuer: m.issuer,
     cert: m.cert,
+    enableGroupSync: m.enableGroupSync === true,
   };
+}
+
+/** Infisical's 400 for group sync with a provider that has none. */
+function groupSyncRefused(provider: string) {
+  return badRequest(`Group sync is not supported for this SAML provider (${provider}); it is for ${GROUP_SYNC_PROVIDERS.join(', ')}.`);
+}
+
+/** The create's group-sync rule (a PATCH checks it against the stored config: patchSamlConfig). */
+export function checkGroupSync(body: Pick<CreateSsoConfigBody, 'authProvider' | 'enableGroupSync'>): void {
+  if (body.enableGroupSync === true && !GROUP_SYNC_PROVIDERS.includes(body.authProvider)) throw groupSyncRefused(body.authProvider);
 }
 
 /** With `idem`, a request that committed first with the same key answers instead (see runOnce). */
@@ -150,6 +162,11 @@ export function patchSamlConfig(repl: Replicator, body: PatchSsoConfigBody) {
     }
     // Nothing to change: answer without a write, so no empty change event travels to every region.
     if (Object.keys(changes).length === 0) return viewFromRow(current);
+    // Group sync turned on, or its provider changed while it stays on (a config stored before this rule
+    // with sync on can still have its other fields changed).
+    const provider = String(changes.auth_provider ?? current.auth_provider);
+    const syncing = (changes.enable_group_sync ?? current.enable_group_sync) === true;
+    if (syncing && (body.enableGroupSync === true || body.authProvider !== undefined) && !GROUP_SYNC_PROVIDERS.includes(provider)) throw groupSyncRefused(provider);
     const row = await w.put(samlConfigsTable, { ...current, ...changes, updated_at: new Date().toISOString() });
     return viewFromRow(row);
   });

@@ -42,7 +42,7 @@ test('an all_regions create is readable in every region as soon as it is answere
   for (const r of REGIONS) {
     const got = await getIn(r, org);
     expect(got.status).toBe(200);
-    expect(got.body).toMatchObject({ ...created.body, cert: certs.pem });
+    expect(got.body).toMatchObject({ ...created.body, cert: certs.pem.trim() });
   }
 });
 
@@ -120,7 +120,7 @@ test('two regions that accept a create for the same org at the same moment conve
     expect(final.body.id).toBe(samlConfigId(org.id));
     expect(['from-iowa', 'from-belgium']).toContain(final.body.issuer);
     // The winner carries its own certificate: rows are replaced whole, never mixed.
-    expect(final.body.cert).toBe(final.body.issuer === 'from-iowa' ? certs.pem : certs.otherPem);
+    expect(final.body.cert).toBe(final.body.issuer === 'from-iowa' ? certs.pem.trim() : certs.otherPem.trim());
   }
   // Make sure the race was really run: replication takes a stream round trip, a local commit does not.
   expect(bothAccepted).toBeGreaterThan(0);

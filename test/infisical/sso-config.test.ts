@@ -56,7 +56,7 @@ test('the seed validators are strict: an extra field or a wrong type fails them'
 describe('POST /api/v1/sso/config', () => {
   test('creates the config and answers 200 with exactly the seed fields', async () => {
     const org = await newOrg();
-    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { enableGroupSync: true }) });
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { enableGroupSync: false }) });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ orgId: org.id, isActive: true, lastUsed: null, authProvider: 'okta-saml' });
     expect(res.body.createdAt).toBe(res.body.updatedAt);
@@ -224,10 +224,42 @@ describe('GET and PATCH', () => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       ...created.body,
+      organization: org.id,
       entryPoint: 'https://idp.example.com/app/sso/saml',
       issuer: 'http://www.okta.com/exk1example',
-      cert: certs.pem,
+      cert: certs.pem.trim(), // trimmed, as Infisical trims it
+      enableGroupSync: false,
     });
+  });
+
+  test('string fields are trimmed before they are checked and stored, as Infisical trims them', async () => {
+    const org = await newOrg();
+    const res = await api('POST', SSO, org.token, {
+      body: configBody(` ${org.id} `, `\n${certs.pem}\n`, { entryPoint: ' https://idp.example.com/sso ', issuer: ' urn:spaced\t' }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.orgId).toBe(org.id);
+    expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, issuer: '  urn:patched ' } })).status).toBe(200);
+    const got = await api('GET', `${SSO}?organizationId=%20${org.id}%20`, org.token);
+    expect(got.body).toMatchObject({ entryPoint: 'https://idp.example.com/sso', issuer: 'urn:patched', cert: certs.pem.trim() });
+    // Blank after trimming is still missing.
+    expect(issues(await api('PATCH', SSO, org.token, { body: { organizationId: org.id, issuer: '   ' } })).map((i) => i.path)).toEqual([['issuer']]);
+  });
+
+  test('group sync is for the providers Infisical supports it for (google-saml): 400 for another, nothing written', async () => {
+    const org = await newOrg();
+    const refused = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { enableGroupSync: true }) });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ error: 'BadRequest', message: expect.stringMatching(/Group sync is not supported for this SAML provider/) });
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).status).toBe(404);
+    expect((await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) })).status).toBe(200);
+    // Turning it on for okta-saml, or moving a syncing config to okta-saml, is refused; google-saml takes it.
+    expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, enableGroupSync: true } })).status).toBe(400);
+    expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, enableGroupSync: true, authProvider: 'google-saml' } })).status).toBe(200);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({ authProvider: 'google-saml', enableGroupSync: true });
+    expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, authProvider: 'okta-saml' } })).status).toBe(400);
+    expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, authProvider: 'okta-saml', enableGroupSync: false } })).status).toBe(200);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({ authProvider: 'okta-saml', enableGroupSync: false });
   });
 
   test('GET of an org without a config is a 404', async () => {
@@ -248,7 +280,7 @@ describe('GET and PATCH', () => {
     expect(res.body).toMatchObject({ id: created.body.id, isActive: false, createdAt: created.body.createdAt, authProvider: 'okta-saml' });
     expect(Date.parse(res.body.updatedAt)).toBeGreaterThan(Date.parse(created.body.updatedAt));
     const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
-    expect(got.body).toMatchObject({ isActive: false, cert: certs.otherPem, entryPoint: 'https://idp.example.com/v2/sso', issuer: 'http://www.okta.com/exk1example' });
+    expect(got.body).toMatchObject({ isActive: false, cert: certs.otherPem.trim(), entryPoint: 'https://idp.example.com/v2/sso', issuer: 'http://www.okta.com/exk1example' });
   });
 
   test('PATCH with only organizationId changes nothing', async () => {
@@ -266,7 +298,7 @@ describe('GET and PATCH', () => {
     const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, cert: certs.expiredPem, authProvider: 'saml' } });
     expect(issues(res).map((i) => i.path[0]).sort()).toEqual(['authProvider', 'cert']);
     const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
-    expect(got.body.cert).toBe(certs.pem);
+    expect(got.body.cert).toBe(certs.pem.trim());
   });
 
   test('PATCH of an org without a config is a 404', async () => {

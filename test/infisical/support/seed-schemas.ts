@@ -68,8 +68,16 @@ function getSchema(): Schema {
   const required = base.required as string[];
   return {
     ...base,
-    properties: { ...props, entryPoint: { type: 'string' }, issuer: { type: 'string' }, cert: { type: 'string' } },
-    required: [...required, 'entryPoint', 'issuer', 'cert'],
+    // What Infisical's getSaml adds to the seed's fields (its public source; seeds/README names the three settings).
+    properties: {
+      ...props,
+      organization: { type: 'string', format: 'uuid' },
+      entryPoint: { type: 'string' },
+      issuer: { type: 'string' },
+      cert: { type: 'string' },
+      enableGroupSync: { type: 'boolean' },
+    },
+    required: [...required, 'organization', 'entryPoint', 'issuer', 'cert', 'enableGroupSync'],
   };
 }
 
