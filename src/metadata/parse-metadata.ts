@@ -164,10 +164,19 @@ function selectIdp(root: Element): EntityInContext {
 function isHttpUrl(text: string): boolean {
   try {
     const url = new URL(text);
-    return url.protocol === 'https:' || url.protocol === 'http:';
+    return (url.protocol === 'https:' || url.protocol === 'http:') && hasPlainHost(url);
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether the URL's host is a DNS name or an IP address and nothing else. The URL parser keeps `;`, `,`, `'`
+ * and `"` in a host, and a sign-on URL's origin goes into the login page's Content-Security-Policy header
+ * (form-action), where `;` would start another directive.
+ */
+export function hasPlainHost(url: URL): boolean {
+  return /^(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])$/i.test(url.hostname);
 }
 
 /** What is stored of the endpoints (SSO uses one): the first usable ones, each once, of a bounded length. */

@@ -14,6 +14,7 @@ import { findMetadata } from '../provider-credentials/store';
 import type { Redis } from '../redis';
 import { emailOf, notStarted, parseResponse, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
+import { hasPlainHost } from '../metadata/parse-metadata';
 import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
 import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, ssoKeys } from './store';
 
@@ -51,6 +52,10 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
   const { metadata } = await loadCredential(deps, id);
   const service = pickSsoService(metadata.sso_services);
   if (!service) throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no HTTP-Redirect or HTTP-POST sign-on endpoint; fix its metadata.`);
+  // Metadata stored before the parser checked hosts (parse-metadata.ts): its origin goes into a header.
+  if (!hasPlainHost(new URL(service.location))) {
+    throw new AppError(409, 'no_sso_service', `The sign-on endpoint of credential ${id}'s IdP has a host that is not a host name or an IP address; fix its metadata.`);
+  }
   const postBinding = !service.binding.endsWith(':HTTP-Redirect');
   const sp = serviceProvider({
     entityId: spEntityId(id),

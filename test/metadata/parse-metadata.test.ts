@@ -166,6 +166,29 @@ describe('MANIFEST verdicts at 2026-11-23', () => {
   });
 });
 
+describe('sign-on endpoints', () => {
+  // The URL parser keeps ; , ' and " in a host; the origin of the one used goes into a CSP header.
+  it.each([
+    'https://idp.example;sandbox;upgrade-insecure-requests/sso',
+    "https://idp.example,evil'/sso",
+  ])('skips an endpoint whose host is not a host name (%s), keeping the others', (bad) => {
+    const good = 'https://dev-599847.oktapreview.com/app/expresssaml2dev599847_esaml2sp_1/exk9u78i8aMSxvkV70h7/sso/saml';
+    const doc = fixture('okta.xml').replace(`Binding="${POST}" Location="${good}"`, `Binding="${POST}" Location="${bad.replace(/'/g, '&apos;')}"`);
+    expect(doc).toContain(bad.split('/')[2]?.replace(/'/g, '&apos;'));
+    const m = parse(doc);
+    expect(ssoUrl(m, POST)).toEqual([]);
+    expect(ssoUrl(m, REDIRECT)).toEqual([good]);
+  });
+
+  it('keeps IP-address, port and trailing-dot hosts', () => {
+    for (const host of ['192.0.2.10:8443', '[2001:db8::1]', 'idp.example.com.']) {
+      const location = `https://${host}/sso`;
+      const doc = fixture('okta.xml').replace(/Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="[^"]*"/, `Binding="${POST}" Location="${location}"`);
+      expect(ssoUrl(parse(doc), POST)).toEqual([location]);
+    }
+  });
+});
+
 describe('signatures', () => {
   it('accepts Entra metadata although the signer certificate expired, flagging the expired signing cert', () => {
     const m = parse(fixture('azure-entra.xml'));

@@ -140,6 +140,35 @@ describe('SP metadata and login', () => {
     expect(res.headers.get('content-security-policy')).toContain(`form-action http://${idp.hostPort}`);
   });
 
+  test('a stored sign-on endpoint whose host is not a host name is refused (409), never put into the CSP header', async () => {
+    // Stored before the parser skipped such endpoints: the URL parser keeps ';' in a host.
+    idp.set('post-only-2.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso-post`, certs: [A], bindings: [POST] }));
+    const id = await createCredential('post-only-2.xml');
+    const { Client } = await import('pg');
+    const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === EU)?.databaseUrl });
+    await db.connect();
+    const csp: string[] = [];
+    let message = '';
+    try {
+      // This cluster refreshes metadata every second, which may put the document back between the two steps.
+      expect(await eventually(async () => {
+        await db.query(
+          `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{sso_services}', $2::jsonb) WHERE credential_id = $1`,
+          [id, JSON.stringify([{ binding: POST, location: 'https://idp.example;sandbox;upgrade-insecure-requests/sso' }])],
+        );
+        const res = await fetch(`${cluster.url(EU)}/sso/saml/${id}/login`, { redirect: 'manual' });
+        csp.push(res.headers.get('content-security-policy') ?? '');
+        if (res.status !== 409) return false;
+        message = ((await res.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '';
+        return true;
+      }, 10_000)).toBe(true);
+    } finally {
+      await db.end();
+    }
+    expect(message).toMatch(/not a host name or an IP address/);
+    expect(csp.filter((h) => h.includes('sandbox'))).toEqual([]);
+  });
+
   test('an unknown credential is a 404 in the SlashID envelope', async () => {
     const res = await call(cluster.url(EU), 'GET', '/sso/saml/00000000-0000-7000-8000-000000000000/login');
     expect(res.status).toBe(404);
