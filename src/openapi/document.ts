@@ -108,7 +108,13 @@ function operationObject(op: Operation): Json {
     if (responses[String(status)]) continue;
     responses[String(status)] = {
       description: description ?? ERROR_TEXT[status] ?? 'Error',
-      headers: status === 503 ? { 'X-Request-Id': HEADERS['X-Request-Id'], 'Retry-After': RETRY_AFTER } : { 'X-Request-Id': HEADERS['X-Request-Id'] },
+      headers: {
+        'X-Request-Id': HEADERS['X-Request-Id'],
+        // 429 (a busy organization's IdP fetches) and 503 (admission) say when to retry.
+        ...(status === 503 || status === 429 ? { 'Retry-After': RETRY_AFTER } : {}),
+        // A 408 or 409 of a write that committed names its change (see consistency.ts).
+        ...(status === 408 || status === 409 ? { 'X-Change-Id': HEADERS['X-Change-Id'] } : {}),
+      },
       content: { 'application/json': { schema: errorSchema(op, status, result) } },
     };
   }

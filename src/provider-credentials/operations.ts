@@ -13,7 +13,7 @@ const fetchBusy = [
 const one = `${CREDENTIALS_PATH}/{id}`;
 const query = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50, description: ListQuery.properties.limit.description })),
-  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 999_999_999, default: 0 })),
 });
 
 /** The OpenAPI operations of routes.ts and of the metadata refresh status (metadata-refresh.ts). */

@@ -100,6 +100,14 @@ describe('GET /openapi.json', () => {
     expect(doc.paths['/admin/organizations'].post.security).toEqual([{ adminToken: [] }]);
     expect(doc.paths['/api/v1/sso/config'].get.security).toEqual([{ infisicalToken: [] }]);
   });
+
+  it('declares the headers the answers carry: Retry-After on 429 and 503, X-Change-Id on a write\'s 408 and 409; offset\'s bound', () => {
+    const create = doc.paths['/organizations/sso/saml/provider-credentials'].post;
+    for (const status of ['429', '503']) expect(Object.keys(create.responses[status].headers)).toContain('Retry-After');
+    for (const status of ['408', '409']) expect(Object.keys(create.responses[status].headers)).toContain('X-Change-Id');
+    const offset = (doc.paths['/organizations/sso/saml/provider-credentials'].get.parameters as Json[]).find((p) => p.name === 'offset');
+    expect(offset?.schema).toMatchObject({ minimum: 0, maximum: 999_999_999 });
+  });
 });
 
 describe('the Infisical part matches the contract (docs/contracts/infisical-create-sso-config.txt)', () => {
