@@ -86,6 +86,18 @@ export async function digest(c: RegionClient, adminToken: string): Promise<Diges
   return b.tables;
 }
 
+/**
+ * The credential a SlashID write answer names: the `result`'s id (201), else the id at the end of its
+ * `Location` (a 408 of a create that committed; SlashID's errors carry no `result`).
+ */
+export function writtenId(reply: { body: unknown; headers?: Record<string, string | string[] | undefined> }): string | null {
+  const fromResult = resultId(reply.body);
+  if (fromResult) return fromResult;
+  const location = reply.headers?.location;
+  const id = typeof location === 'string' ? location.split('/').pop() : undefined;
+  return id && /^[0-9a-f-]{36}$/.test(id) ? id : null;
+}
+
 /** The `result` of a SlashID envelope, if it has one with an id. */
 export function resultId(body: unknown): string | null {
   if (typeof body !== 'object' || body === null || !('result' in body)) return null;

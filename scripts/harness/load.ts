@@ -1,11 +1,11 @@
 /**
  * The write load of the fault schedule: concurrent clients, spread over the regions, each creating SAML
  * provider credentials one after another with a unique label. A client records what the service answered:
- * an id acknowledged by 201 (or by a 408 that carries the result) must survive every fault.
+ * an id acknowledged by 201 (or by a 408 whose Location names the credential it committed) must survive every fault.
  * A connection error or a timeout is not an answer; the client notes it, waits a moment and goes on.
  */
 import { sleep } from './common';
-import { CREDENTIALS_PATH, orgHeaders, resultId, type Org, type RegionClient } from './client';
+import { CREDENTIALS_PATH, orgHeaders, writtenId, type Org, type RegionClient } from './client';
 
 export interface LoadOptions {
   clients: number;
@@ -13,7 +13,7 @@ export interface LoadOptions {
   minCreates: number;
   /** ...and at least this long has passed. */
   minDurationMs: number;
-  /** Share of creates sent with all_regions (the rest local_region), to exercise 408-with-result. */
+  /** Share of creates sent with all_regions (the rest local_region), to exercise the 408 of a committed create. */
   allRegionsShare: number;
   allRegionsTimeoutS: number;
   idpUrl: string;
@@ -26,7 +26,7 @@ export interface LoadFigures {
   answered: number;
   acked201: number;
   acked408: number;
-  /** 408 without a result: the local commit did not finish in time; the outcome is unknown. */
+  /** 408 without a Location: the local commit did not finish in time; the outcome is unknown. */
   unanswered408: number;
   connectionErrors: number;
   timeouts: number;
@@ -116,7 +116,7 @@ export class Load {
         const res = await c.call('POST', CREDENTIALS_PATH, { headers, body });
         this.f.answered++;
         backoff = PAUSE_AFTER_ERROR_MS;
-        const id = resultId(res.body);
+        const id = writtenId(res);
         if (res.status === 201 && id) {
           this.f.acked201++;
           ok = true;

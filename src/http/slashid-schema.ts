@@ -27,7 +27,10 @@ export function Envelope<T extends TSchema>(result: T, opts: { paginated?: boole
   );
 }
 
-/** A failure: one error; `result` only where a write committed before the answer failed (408, 409). */
+/**
+ * A failure: one error. SlashID's API has no `result` in it (seeds/README); the admin API's 408 or 409 of a
+ * write that committed carries what was written (an organization's API key, shown only then).
+ */
 export function ErrorEnvelope(result?: TSchema) {
   return Type.Object(
     {

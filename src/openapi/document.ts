@@ -71,8 +71,9 @@ const SECURITY: Record<Operation['auth'], Json[]> = {
 };
 
 function errorSchema(op: Operation, status: number, declared?: TSchema): Json {
-  // A 408 or 409 of a write may carry what was written even where the operation does not type it.
-  const result = declared ?? (status === 408 || status === 409 ? Type.Unknown() : undefined);
+  // SlashID's API answers errors without `result` (seeds/README); elsewhere a 408 or 409 of a write may carry
+  // what was written even where the operation does not type it.
+  const result = op.auth === 'slashid' ? undefined : (declared ?? (status === 408 || status === 409 ? Type.Unknown() : undefined));
   return plain(op.dialect === 'infisical' ? InfisicalError(status, result) : ErrorEnvelope(result));
 }
 
@@ -104,7 +105,7 @@ function operationObject(op: Operation): Json {
   const gated = op.auth === 'slashid' || op.auth === 'infisical';
   const errors: ErrorSpec[] = [...(op.errors ?? []), 500, ...(gated ? [503] : [])];
   for (const e of errors) {
-    const { status, description, result } = typeof e === 'number' ? { status: e, description: undefined, result: undefined } : e;
+    const { status, description, result, headers } = typeof e === 'number' ? { status: e, description: undefined, result: undefined, headers: undefined } : e;
     if (responses[String(status)]) continue;
     responses[String(status)] = {
       description: description ?? ERROR_TEXT[status] ?? 'Error',
@@ -114,6 +115,7 @@ function operationObject(op: Operation): Json {
         ...(status === 503 || status === 429 ? { 'Retry-After': RETRY_AFTER } : {}),
         // A 408 or 409 of a write that committed names its change (see consistency.ts).
         ...(status === 408 || status === 409 ? { 'X-Change-Id': HEADERS['X-Change-Id'] } : {}),
+        ...Object.fromEntries((headers ?? []).map((h) => [h, HEADERS[h]])),
       },
       content: { 'application/json': { schema: errorSchema(op, status, result) } },
     };

@@ -13,7 +13,7 @@ import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
-import { awaitChange, beforeWrite, parseConsistency, writeWithConsistency } from '../replication/consistency';
+import { awaitChange, beforeWrite, parseConsistency, slashidFollowUp, slashidStoredResult, writeWithConsistency, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
@@ -48,6 +48,15 @@ function credentialId(req: Request): string {
 
 const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
+/**
+ * The body a 408 carries: none. SlashID answers errors without `result` (seeds/README, whose example is a
+ * 408); the credential a create committed is named by `Location` instead (its change by X-Change-Id).
+ */
+const located = (res: Response) => (credential: { id?: unknown } | null | undefined): undefined => {
+  if (typeof credential?.id === 'string') res.setHeader('Location', `${CREDENTIALS_PATH}/${credential.id}`);
+  return undefined;
+};
+
 function answerPrior(res: Response, prior: Prior): void {
   if (prior.kind === 'reused') throw keyReused(prior.message);
   sendReplay(res, prior.response, prior.changeId);
@@ -76,13 +85,14 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: CredentialView) => ({ status: 201, body: envelope(v) }));
     // Before the metadata fetch: a retry must not depend on the IdP being reachable again.
     const prior = await findPrior(db, idem);
-    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior);
+    const storedLocated: StoredResult = (stored) => located(res)(slashidStoredResult(stored) as { id?: unknown } | undefined);
+    if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior, slashidFollowUp, storedLocated);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
     const fetched = await beforeWrite(consistency, fetchMetadata(res, orgId, body.idp_metadata_url, pins));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
-    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), doneValue, setChangeId(res));
-    if (value.kind === 'replay') await awaitChange(repl, consistency, value);
+    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res));
+    if (value.kind === 'replay') await awaitChange(repl, consistency, value, slashidFollowUp, storedLocated);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.status(201).json(envelope(value.value));
   });
@@ -155,7 +165,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
       if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
       fetched = await beforeWrite(consistency, fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins));
     }
-    await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), (v) => v, setChangeId(res));
+    await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), () => undefined, setChangeId(res));
     res.status(204).end();
   });
 

@@ -61,7 +61,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
     const id = credentialId(req);
     if (!validateSettingsBody(req.body)) throw badRequest(`Invalid request body: ${describeErrors(validateSettingsBody.errors).join('; ')}.`);
     const body = req.body;
-    const { value } = await writeWithConsistency(repl, consistency, () => patchSettings(repl, orgIdOf(res), id, body), (v) => v, (changeId) => res.setHeader('X-Change-Id', changeId));
+    const { value } = await writeWithConsistency(repl, consistency, () => patchSettings(repl, orgIdOf(res), id, body), () => undefined, (changeId) => res.setHeader('X-Change-Id', changeId));
     res.json(envelope(value));
   });
 

@@ -119,6 +119,16 @@ export async function call<T = any>(
 
 export const adminHeaders = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
+/**
+ * The credential a SlashID create's 408 names in `Location` (SlashID's error envelope has no `result`);
+ * throws when there is none.
+ */
+export function locatedId(res: ApiResponse): string {
+  const id = (res.headers.get('location') ?? '').match(/\/organizations\/sso\/saml\/provider-credentials\/([0-9a-f-]{36})$/)?.[1];
+  if (!id) throw new Error(`no credential in Location: ${res.status} ${res.headers.get('location')} ${JSON.stringify(res.body)}`);
+  return id;
+}
+
 /** Creates an organization through the admin API of `baseUrl` and returns its id and key. */
 export async function createOrg(baseUrl: string, name = 'acme', extra: { parent_id?: string; headers?: Record<string, string> } = {}) {
   const res = await call(baseUrl, 'POST', '/admin/organizations', {
