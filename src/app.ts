@@ -1,10 +1,11 @@
 import crypto from 'node:crypto';
-import type { RequestListener } from 'node:http';
+import { STATUS_CODES, type RequestListener } from 'node:http';
+import type { Duplex } from 'node:stream';
 import express, { type Express, type Router } from 'express';
 import type { Feature, FeatureDeps } from './feature';
 import { adminAuth } from './http/admin-auth';
 import { withAdmissionBlock, type Admission } from './http/admission';
-import { notFound } from './http/errors';
+import { AppError, notFound } from './http/errors';
 import { requestId } from './http/request-id';
 import { errorEnvelope, slashidErrors } from './http/slashid';
 import { infisicalErrors, renderError } from './infisical/errors';
@@ -102,4 +103,33 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
     });
     res.end(JSON.stringify(body));
   };
+}
+
+const CLIENT_ERRORS: Record<number, string> = {
+  400: 'The request is not valid HTTP/1.1 (its request line, a header value or its body framing); nothing was done.',
+  408: 'The request did not arrive whole in time; nothing was done.',
+  413: 'The request is too large; nothing was done.',
+  431: 'The request headers are too large; nothing was done.',
+};
+
+/**
+ * The server's 'clientError': a request Node's parser refused (a control character in a header value, a
+ * malformed chunk, a header block too large, a body still arriving at the request timeout) gets its status
+ * in the envelope of the API it was sent to, as every other refusal does (Node's own answer is a bare
+ * status line). As Node does, nothing is written when an answer on that connection has started; then the
+ * connection is only closed.
+ */
+export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex): void {
+  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent) return void socket.destroy();
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
+  const refusal = new AppError(status, 'bad_request', CLIENT_ERRORS[status] ?? CLIENT_ERRORS[400] ?? '');
+  const id = crypto.randomUUID();
+  // The request line, when the parser got that far: its path picks the dialect.
+  const path = /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
+  const body = JSON.stringify(INFISICAL_PATH.test(path) ? renderError(refusal, id) : errorEnvelope(refusal));
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp, frontDoor } from './app';
+import { answerClientError, createApp, frontDoor } from './app';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
@@ -24,6 +24,10 @@ import { serverClasses } from './http/server-classes';
 
 /** The listening socket's accept queue (see the listen call). */
 export const LISTEN_BACKLOG = 4096;
+
+/** How long a client has to send a request's headers, and the whole request (see createRegion). */
+export const REQUEST_HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 /** How long a stopping region waits for in-flight requests (an all_regions wait may last 120 s). */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 125_000;
@@ -92,12 +96,18 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
 
   let draining = false;
   // Requests and responses built with Express's prototypes already in place (see server-classes.ts).
-  const server = http.createServer(serverClasses(app), (req, res) => {
+  // Node checks the request timeouts below every connectionsCheckingInterval (30 s by default).
+  const server = http.createServer({ ...serverClasses(app), connectionsCheckingInterval: 2000 }, (req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
     handle(req, res);
   });
   server.keepAliveTimeout = 5000;
+  // A request arrives whole within these (Node's defaults: 60 s for the headers, 300 s for all of it); the
+  // largest body taken is 512 KB. A request still arriving gets a 408 (answerClientError).
+  server.headersTimeout = REQUEST_HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission

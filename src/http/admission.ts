@@ -254,6 +254,33 @@ export async function outsideAdmission<T>(req: Request, work: () => Promise<T>):
   return value;
 }
 
+/** How long a request may take to send its body while it holds a slot (see receivingOutsideAdmission). */
+export const BODY_GRACE_MS = 500;
+
+/**
+ * `receive` (a body parser) with the request's slot, as long as the body arrives within BODY_GRACE_MS (every
+ * ordinary client: the body comes with the headers); a body still arriving then is received without the
+ * slot, which is taken again (queueing like a new request) once it is in. A client trickling bodies held a
+ * slot until Node's request timeout: six such connections to the ACS, with no credentials, stopped every
+ * write of the region for minutes.
+ */
+export function receivingOutsideAdmission(receive: RequestHandler): RequestHandler {
+  return (req, res, next) => {
+    let left = false;
+    const timer = setTimeout(() => {
+      if (req.complete || !(req as Gated)[SLOT]) return;
+      left = true;
+      leaveAdmission(req);
+    }, BODY_GRACE_MS);
+    receive(req, res, (err?: unknown) => {
+      clearTimeout(timer);
+      const readmit = (req as Gated)[READMIT];
+      if (err || !left || !readmit) return next(err);
+      readmit(req).then(() => next(), next);
+    });
+  };
+}
+
 export function overloaded(gate: string, reason: RefusalReason, retryAfterSeconds: number): AppError {
   const why = reason === 'queue_full' ? 'its queue is full' : 'no slot freed up in time';
   return new AppError(503, 'overloaded', `This region is at capacity for ${gate} (${why}); nothing was done. Retry in ${retryAfterSeconds} s.`, {

@@ -1,11 +1,14 @@
+import { isUtf8 } from 'node:buffer';
 import { parse as parseContentType } from 'content-type';
 import express, { type RequestHandler } from 'express';
-import { badRequest } from './errors';
+import { receivingOutsideAdmission } from './admission';
+import { AppError, badRequest } from './errors';
 import { refuseUnstorableBody } from './storable-text';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
 const NO_BODY = 'A JSON request body is required.';
+const NOT_UTF8 = 'The request body must be UTF-8 encoded JSON.';
 
 /**
  * Parses a JSON body; any other content type, a charset other than UTF-8 (JSON is UTF-8, RFC 8259), no body
@@ -21,8 +24,12 @@ export function jsonBody(): RequestHandler {
     // the marker says which 400 it is.)
     verify: (_req, _res, buf) => {
       if (buf.length === 0) throw Object.assign(new Error(NO_BODY), { emptyBody: true });
+      // Decoded as it is, a byte sequence that is not UTF-8 (a raw surrogate, 0xFF, an overlong form) became
+      // U+FFFD and was stored and replicated so, where the escaped form (\ud800) is refused.
+      if (!isUtf8(buf)) throw Object.assign(new Error(NOT_UTF8), { notUtf8: true });
     },
   });
+  const receive = receivingOutsideAdmission(parse);
   return (req, res, next) => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (!hasBody) return next(badRequest(NO_BODY));
@@ -37,11 +44,12 @@ export function jsonBody(): RequestHandler {
     } catch {
       return next(wrongType());
     }
-    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return next(badRequest('The request body must be UTF-8 encoded JSON.'));
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return next(badRequest(NOT_UTF8));
     // body-parser knows UTF-8 only by that name; "utf8" is the same encoding.
     if (charset === 'utf8') req.headers['content-type'] = 'application/json; charset=utf-8';
-    parse(req, res, (err?: unknown) => {
-      if (err) return next((err as { emptyBody?: boolean }).emptyBody ? badRequest(NO_BODY) : err);
+    receive(req, res, (err?: unknown) => {
+      const marked = err as { emptyBody?: boolean; notUtf8?: boolean } | undefined;
+      if (err) return next(marked?.emptyBody ? badRequest(NO_BODY) : marked?.notUtf8 ? badRequest(NOT_UTF8) : err);
       try {
         refuseUnstorableBody(req.body);
       } catch (refused) {
@@ -49,5 +57,33 @@ export function jsonBody(): RequestHandler {
       }
       next();
     });
+  };
+}
+
+/**
+ * For a write that takes no body: its handler runs once the request has arrived whole. Node hands a request
+ * over as soon as its headers are parsed, so a DELETE sent with a body (a malformed chunk, say) committed,
+ * and then Node answered the broken body with a bare 400: the client was told no, and the write was made. A
+ * body sent anyway is read and dropped (413 beyond BODY_LIMIT_BYTES); a request whose connection fails
+ * before it is whole goes no further (there is no one left to answer).
+ */
+export function noBody(): RequestHandler {
+  return (req, res, next) => {
+    if (req.complete || req.readableEnded) return next();
+    let bytes = 0;
+    const done = (err?: unknown) => {
+      req.off('data', onData).off('end', onEnd).off('close', onClose);
+      if (err !== null) next(err);
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > BODY_LIMIT_BYTES) {
+        req.pause();
+        done(new AppError(413, 'payload_too_large', 'This operation takes no request body.'));
+      }
+    };
+    const onEnd = () => done();
+    const onClose = () => done(req.complete ? undefined : null);
+    req.on('data', onData).once('end', onEnd).once('close', onClose);
   };
 }

@@ -8,7 +8,7 @@ import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
 import { AppError, asAppError } from '../http/errors';
 import { getRequestId } from '../http/request-id';
-import { UUID_PATTERN } from '../http/validate';
+import { firstProblems, UUID_PATTERN } from '../http/validate';
 
 export interface ValidationIssue {
   /** Zod's issue codes, so Infisical clients that branch on them keep working. */
@@ -49,38 +49,42 @@ function pathOf(instancePath: string): string[] {
 
 /** ajv errors as Zod-style issues whose message also names the field, because people read them too. */
 export function issuesFromAjv(errors: ErrorObject[] | null | undefined): ValidationIssue[] {
-  return (errors ?? []).map((e): ValidationIssue => {
-    const path = pathOf(e.instancePath);
-    const field = path.join('.') || 'body';
-    switch (e.keyword) {
-      case 'required': {
-        const missing = String(e.params.missingProperty);
-        return { code: 'invalid_type', path: [...path, missing], message: `${missing} is required` };
-      }
-      case 'additionalProperties': {
-        const extra = String(e.params.additionalProperty);
-        return { code: 'unrecognized_keys', path, keys: [extra], message: `Unrecognized key in ${field}: '${extra}'` };
-      }
-      case 'type':
-        return { code: 'invalid_type', path, message: `${field} must be of type ${String(e.params.type)}` };
-      case 'enum': {
-        const allowed = (e.params.allowedValues as unknown[]).map((v) => `'${String(v)}'`).join(' | ');
-        return { code: 'invalid_enum_value', path, message: `${field} must be one of ${allowed}` };
-      }
-      case 'format':
-        return { code: 'invalid_string', path, message: `${field} must be a valid ${String(e.params.format)}` };
-      case 'pattern':
-        return { code: 'invalid_string', path, message: e.params.pattern === UUID_PATTERN ? `${field} must be a valid uuid` : `${field} ${e.message ?? 'is invalid'}` };
-      case 'minLength':
-      case 'minimum':
-        return { code: 'too_small', path, message: `${field} ${e.message ?? 'is too small'}` };
-      case 'maxLength':
-      case 'maximum':
-        return { code: 'too_big', path, message: `${field} ${e.message ?? 'is too big'}` };
-      default:
-        return { code: 'custom', path, message: `${field} ${e.message ?? 'is invalid'}` };
+  const { listed, more } = firstProblems(errors ?? []);
+  const rest: ValidationIssue[] = more ? [{ code: 'custom', path: [], message: `and ${more} more issue${more === 1 ? '' : 's'}` }] : [];
+  return [...listed.map(issueFromAjv), ...rest];
+}
+
+function issueFromAjv(e: ErrorObject): ValidationIssue {
+  const path = pathOf(e.instancePath);
+  const field = path.join('.') || 'body';
+  switch (e.keyword) {
+    case 'required': {
+      const missing = String(e.params.missingProperty);
+      return { code: 'invalid_type', path: [...path, missing], message: `${missing} is required` };
     }
-  });
+    case 'additionalProperties': {
+      const extra = String(e.params.additionalProperty);
+      return { code: 'unrecognized_keys', path, keys: [extra], message: `Unrecognized key in ${field}: '${extra}'` };
+    }
+    case 'type':
+      return { code: 'invalid_type', path, message: `${field} must be of type ${String(e.params.type)}` };
+    case 'enum': {
+      const allowed = (e.params.allowedValues as unknown[]).map((v) => `'${String(v)}'`).join(' | ');
+      return { code: 'invalid_enum_value', path, message: `${field} must be one of ${allowed}` };
+    }
+    case 'format':
+      return { code: 'invalid_string', path, message: `${field} must be a valid ${String(e.params.format)}` };
+    case 'pattern':
+      return { code: 'invalid_string', path, message: e.params.pattern === UUID_PATTERN ? `${field} must be a valid uuid` : `${field} ${e.message ?? 'is invalid'}` };
+    case 'minLength':
+    case 'minimum':
+      return { code: 'too_small', path, message: `${field} ${e.message ?? 'is too small'}` };
+    case 'maxLength':
+    case 'maximum':
+      return { code: 'too_big', path, message: `${field} ${e.message ?? 'is too big'}` };
+    default:
+      return { code: 'custom', path, message: `${field} ${e.message ?? 'is invalid'}` };
+  }
 }
 
 export function renderError(err: AppError, reqId: string): InfisicalErrorBody {

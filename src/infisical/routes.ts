@@ -168,7 +168,8 @@ export function infisicalAdminRoutes({ db, tokenSigningSecret }: { db: Db; token
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
     if (!org) throw notFound(`Organization ${id} not found.`);
-    const body: unknown = req.body ?? {};
+    // No body means the defaults; a JSON body must be the object (`null` included: it is not one).
+    const body: unknown = hasBody(req) ? req.body : {};
     if (!validateIssueAccessToken(body)) {
       throw badRequest(`Invalid request body: ${describeErrors(validateIssueAccessToken.errors).join('; ')}.`);
     }

@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import type { Db } from '../db/client';
-import { jsonBody } from '../http/body';
+import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { describeErrors, isUuid } from '../http/validate';
@@ -33,7 +33,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     res.json({ id: org.id, name: org.name, parent_id: org.parentId, created_at: org.createdAt.toISOString() });
   });
 
-  router.post('/admin/organizations/:id/api-keys', async (req, res) => {
+  router.post('/admin/organizations/:id/api-keys', noBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = String(req.params.id);
     if (!isUuid(id)) throw notFound(`Organization ${id} not found.`);

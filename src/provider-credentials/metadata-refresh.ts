@@ -15,6 +15,7 @@ import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadat
 import { putMetadata } from './service';
 import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
 import { acceptHeld, decideRefresh, firstUse, type MetadataRecord, type RefreshOutcome } from './trust';
+import { noBody } from '../http/body';
 
 export interface RefreshDeps {
   db: Db;
@@ -324,7 +325,7 @@ interface AdminRow {
  */
 export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replicator): Router {
   const router = Router();
-  router.post('/admin/metadata-refresh/:credential_id/accept', async (req, res) => {
+  router.post('/admin/metadata-refresh/:credential_id/accept', noBody(), async (req, res) => {
     const id = String(req.params.credential_id).toLowerCase();
     const none = () => new AppError(404, 'not_found', `Credential ${id} has no held IdP metadata to accept.`);
     if (!repl || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw none();

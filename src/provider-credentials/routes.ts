@@ -3,7 +3,7 @@ import type { Db } from '../db/client';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
 import { callerPins, firstUse, type TrustedCertificate } from './trust';
-import { jsonBody } from '../http/body';
+import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission } from '../http/admission';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
@@ -169,7 +169,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     res.status(204).end();
   });
 
-  router.delete(`${CREDENTIALS_PATH}/:id`, async (req, res) => {
+  router.delete(`${CREDENTIALS_PATH}/:id`, noBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = credentialId(req);
     await writeWithConsistency(repl, consistency, () => deleteCredential(repl, orgIdOf(res), id), () => undefined, setChangeId(res));

@@ -13,6 +13,7 @@ import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
 import { collectionRecord, type TombstoneCollector } from './tombstones';
+import { noBody } from '../http/body';
 
 export interface ReplicationAdminDeps {
   db: Db;
@@ -43,7 +44,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   });
 
   // After an upgrade that lets this region apply parked events (it also retries them at start).
-  router.post('/admin/replication/parked/retry', async (_req, res) => {
+  router.post('/admin/replication/parked/retry', noBody(), async (_req, res) => {
     if (!d.applier) throw conflict('This process runs no applier; retry on a process of this region that does.');
     res.json({ region: d.region, ...(await d.applier.retryParked()) });
   });

@@ -1,5 +1,6 @@
 import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import { tokenSecrets } from '../config';
+import { receivingOutsideAdmission } from '../http/admission';
 import { jsonBody } from '../http/body';
 import { AppError, badRequest, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
@@ -29,8 +30,11 @@ function credentialId(req: Request): string {
 // A posted SAMLResponse is base64 of a signed XML document: tens of KiB, rarely more. The XML may be 256 KiB
 // (RESPONSE_LIMITS); its base64, form-encoded, is ~360 KB.
 const formParser = express.urlencoded({ extended: false, limit: '512kb', parameterLimit: 20 });
+// Received without an admission slot when it trickles in (receivingOutsideAdmission): the ACS takes no
+// credentials, and slow forms held the region's write slots.
+const receiveForm = receivingOutsideAdmission(formParser);
 const form: RequestHandler = (req, res, next) =>
-  formParser(req, res, (err?: unknown) => {
+  receiveForm(req, res, (err?: unknown) => {
     // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
     const tooLarge = typeof err === 'object' && err !== null && (err as { type?: unknown }).type === 'entity.too.large';
     next(tooLarge ? refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.') : err);

@@ -1,0 +1,139 @@
+/**
+ * How a request arrives, as a fuzzing review found it mattered (each case was answered or handled wrongly
+ * before): a body that is not UTF-8, a body on a write that takes none whose framing then fails (the write
+ * committed behind Node's bare 400), requests Node's parser refuses (answered with a bare status line),
+ * slow bodies holding the write slots, an unbounded list of validation problems, a JSON null where an
+ * object is due. One region in process, over real sockets.
+ */
+import net from 'node:net';
+import { adminHeaders, call, createOrg } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { bearer, issueToken, SSO } from '../infisical/support/fixtures';
+
+const P = '/organizations/sso/saml/provider-credentials';
+let r: InProcessRegion;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+let headers: Record<string, string>;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  r = await startInProcess('request-framing', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
+  org = await createOrg(r.url, 'framing');
+  headers = { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key };
+});
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+});
+
+const port = () => Number(new URL(r.url).port);
+
+/** Writes `bytes` on a fresh connection and collects what comes back until the server closes it (or `waitMs`). */
+function rawExchange(bytes: Buffer | string, waitMs = 3000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port(), '127.0.0.1', () => socket.write(bytes));
+    const parts: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(), waitMs);
+    socket.on('data', (d: Buffer) => parts.push(d));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(parts).toString('utf8'));
+    });
+  });
+}
+
+const head = (method: string, path: string, extra: Record<string, string>) =>
+  `${method} ${path} HTTP/1.1\r\nHost: x\r\n${Object.entries(extra).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+
+async function credential(label: string): Promise<string> {
+  const res = await call(r.url, 'POST', P, { body: { idp_metadata_url: idp.url('okta.xml'), label }, headers });
+  expect(res.status).toBe(201);
+  return res.body.result.id as string;
+}
+
+test('a JSON body that is not UTF-8 (a raw surrogate, 0xFF, an overlong form) is a 400; nothing is written', async () => {
+  const id = await credential('utf8');
+  for (const bytes of [Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xff]), Buffer.from([0xc0, 0xaf])]) {
+    const body = Buffer.concat([Buffer.from('{"label":"a'), bytes, Buffer.from('b"}')]);
+    const answer = await rawExchange(Buffer.concat([Buffer.from(head('PATCH', `${P}/${id}`, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(body.length), Connection: 'close' })), body]));
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer).toContain('{"meta":{},"errors":[{"httpcode":400,"message":"The request body must be UTF-8 encoded JSON."}]}');
+  }
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('utf8');
+});
+
+test('a DELETE (or a key rotation) whose body framing fails is not carried out', async () => {
+  const id = await credential('kept');
+  const answer = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked' }) + 'zz\r\n');
+  expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  // Answered in the envelope, not Node's bare status line.
+  expect(answer).toMatch(/"errors":\[\{"httpcode":400,"message":"The request is not valid HTTP\/1\.1/);
+  await new Promise((res) => setTimeout(res, 300));
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(200);
+
+  const rotated = await rawExchange(head('POST', `/admin/organizations/${org.id}/api-keys`, { ...adminHeaders, 'Transfer-Encoding': 'chunked' }) + 'zz\r\n');
+  expect(rotated.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  await new Promise((res) => setTimeout(res, 300));
+  // The organization's key still works: nothing was revoked.
+  expect((await call(r.url, 'GET', P, { headers })).status).toBe(200);
+  // A DELETE with a well-formed body still works (the body is read and dropped).
+  const deleted = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': '2', Connection: 'close' }) + '{}');
+  expect(deleted.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
+});
+
+test('requests Node refuses get their status in the envelope of the API they were sent to', async () => {
+  // A control character in a header value (an Idempotency-Key, say).
+  const slashid = await rawExchange(head('POST', P, { ...headers, 'Idempotency-Key': 'a\u0001', 'Content-Length': '0' }));
+  expect(slashid.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(JSON.parse(slashid.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('not valid HTTP/1.1') }] });
+  const infisical = await rawExchange(head('POST', SSO, { Authorization: 'Bearer x', 'Idempotency-Key': 'a\u0001', 'Content-Length': '0' }));
+  expect(JSON.parse(infisical.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 400, error: 'BadRequest' });
+  // Headers over Node's 16 KiB.
+  const huge = await rawExchange(head('GET', P, { ...headers, 'X-Filler': 'x'.repeat(20_000) }));
+  expect(huge.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+  expect(huge).toContain('"httpcode":431');
+});
+
+test('bodies that trickle in do not hold the write slots: other writes go on', async () => {
+  const id = await credential('slots');
+  // More slow forms than the region has write slots, to the ACS (which takes no credentials).
+  const slow = Array.from({ length: 10 }, () => {
+    const socket = net.connect(port(), '127.0.0.1', () =>
+      socket.write(head('POST', `/sso/saml/${id}/acs`, { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '100000' }) + 'S'),
+    );
+    socket.on('error', () => undefined);
+    return socket;
+  });
+  try {
+    await new Promise((res) => setTimeout(res, 1500));
+    const patched = await call(r.url, 'PATCH', `${P}/${id}`, { body: { label: 'while slow forms arrive' }, headers });
+    expect(patched.status).toBe(204);
+    const token = await issueToken(r.url, org.id);
+    expect((await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(404);
+  } finally {
+    for (const s of slow) s.destroy();
+  }
+});
+
+test('a body with thousands of problems lists the first of them and how many more', async () => {
+  const id = await credential('many');
+  const res = await call(r.url, 'PATCH', `${P}/${id}`, { body: { email_claims: Array.from({ length: 5000 }, () => '') }, headers });
+  expect(res.status).toBe(400);
+  expect(res.body.errors[0].message.length).toBeLessThan(3000);
+  expect(res.body.errors[0].message).toMatch(/and \d+ more problems/);
+  const token = await issueToken(r.url, org.id);
+  const unknown = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`k${i}`, 1]));
+  const infisical = await call(r.url, 'PATCH', SSO, { body: { organizationId: org.id, ...unknown }, headers: bearer(token) });
+  expect(infisical.status).toBe(422);
+  expect(infisical.body.message.length).toBeLessThanOrEqual(21);
+  expect(infisical.body.message.at(-1).message).toMatch(/and \d+ more issues/);
+});
+
+test('a JSON null is not an object: the access-token body is refused, not taken for no body', async () => {
+  const res = await call(r.url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { rawBody: 'null', headers: { ...adminHeaders, 'content-type': 'application/json' } });
+  expect(res.status).toBe(400);
+  expect((await call(r.url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders })).status).toBe(201);
+});
