@@ -1,11 +1,11 @@
 /**
- * One change's progress as the tracker and this region's outbox know it: per region applied (holds it),
+ * One change's progress as the tracker and this region's outbox (with its deliveries' acks) know it: per region applied (holds it),
  * superseded (lost to a state that outranks it) or pending. Served to operators (/admin) and to the
  * change's own organization (the dialects' org-scoped routes).
  */
 import type { Db } from '../db/client';
 import type { RedisLinks } from './links';
-import { acksOf, ORG_FIELD, type AckWinner, type Tracker } from './tracker';
+import { acksOf, ORG_FIELD, parseAck, type AckWinner, type Tracker } from './tracker';
 
 export interface ChangeStatus {
   change_id: string;
@@ -70,6 +70,16 @@ export async function changeStatus(
     if (owner === null || !(typeof orgId === 'string' ? owner === orgId : await orgId(owner))) return null;
   }
   const acks = acksOf(hash ?? {});
+  // The origin keeps each confirmed delivery's ack (relay.ts): what its Redis lost, or let expire, is read
+  // there. The origin itself committed the change. (Elsewhere only the origin's Redis can tell.)
+  if (outbox) {
+    if (!acks.has(d.region)) acks.set(d.region, { outcome: 'applied', at: outbox.createdAt.toISOString() });
+    const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null } }, select: { region: true, ack: true } });
+    for (const k of kept) {
+      const ack = !acks.has(k.region) && k.ack ? parseAck(k.ack) : null;
+      if (ack) acks.set(k.region, ack);
+    }
+  }
   const applied_at: Record<string, string | null> = {};
   const superseded: ChangeStatus['superseded'] = [];
   for (const r of d.regions) {

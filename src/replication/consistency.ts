@@ -116,6 +116,14 @@ export async function awaitChange(
   const { changeId, storedAt, origin, response } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined, origin: null, response: undefined };
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
+  // Made here: this region's outbox knows the outcome even when the acks in its Redis were lost.
+  if (!origin || origin === repl.region) {
+    const known = await repl.changeStatus(changeId, null).catch(() => null);
+    if (known?.state === 'complete') return;
+    if (known?.state === 'superseded') {
+      throw supersededError(changeId, { complete: false, applied: [], pending: [], superseded: known.superseded.map(({ region, winner }) => ({ region, winner })) });
+    }
+  }
   c.leave(); // waiting for other regions holds no database connection: give the slot back
   // The stored request may have been served first in another region: its acks are recorded in that
   // origin's Redis (named by the key row), and announced on its channel. This region's own ack is waited

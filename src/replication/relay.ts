@@ -283,24 +283,25 @@ export class OutboxRelay {
       // confirmed by then (next time round), and the re-seed covers the rest (membership.ts).
       const destinations = await this.destinations();
       const pipe = links.own.pipeline();
-      for (const r of rows) pipe.hkeys(keys.ack(r.change_id));
+      for (const r of rows) pipe.hgetall(keys.ack(r.change_id));
       const acks = (await pipe.exec()) ?? [];
       const confirmed: string[] = [];
-      const acked: { changeId: string; region: string }[] = [];
+      const acked: { changeId: string; region: string; ack?: string }[] = [];
       const ownAck: string[] = [];
       const missing = new Set<string>();
       const suspects = new Map<string, { change_id: string; stream_id: string }[]>();
       rows.forEach((r, i) => {
-        const [err, regionsAcked] = acks[i] ?? [new Error('missing reply')];
+        const [err, record] = acks[i] ?? [new Error('missing reply')];
         if (err) return;
-        const have = new Set(regionsAcked as string[]);
+        const ackOf = new Map(Object.entries((record ?? {}) as Record<string, string>));
+        const have = new Set(ackOf.keys());
         if (!have.has(region)) ownAck.push(r.change_id);
         let done = true;
         for (const dest of destinations) {
           const dl = r.deliveries[dest];
           if (dl?.confirmed) continue;
           if (have.has(dest)) {
-            acked.push({ changeId: r.change_id, region: dest });
+            acked.push({ changeId: r.change_id, region: dest, ack: ackOf.get(dest) });
             continue;
           }
           done = false;
@@ -328,13 +329,15 @@ export class OutboxRelay {
     );
   }
 
-  private async confirmDeliveries(acked: readonly { changeId: string; region: string }[]): Promise<void> {
+  /** Marks deliveries confirmed, each with the ack that confirmed it when known (see change-status.ts). */
+  private async confirmDeliveries(acked: readonly { changeId: string; region: string; ack?: string }[]): Promise<void> {
     if (acked.length === 0) return;
     await this.d.db.$executeRawUnsafe(
-      `UPDATE replication_deliveries d SET confirmed_at = now() FROM unnest($1::uuid[], $2::text[]) AS x(cid, region)
+      `UPDATE replication_deliveries d SET confirmed_at = now(), ack = x.ack FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(cid, region, ack)
         WHERE d.change_id = x.cid AND d.region = x.region AND d.confirmed_at IS NULL`,
       acked.map((a) => a.changeId),
       acked.map((a) => a.region),
+      acked.map((a) => a.ack ?? null),
     );
   }
 
@@ -405,10 +408,11 @@ export class OutboxRelay {
     const born = await this.markBorn(dest, bounds);
     // Acked since confirm() read the acks (applied and XACKed, then trimmed below the group's floor): done.
     const ackPipe = links.own.pipeline();
-    for (const r of missing) ackPipe.hexists(keys.ack(r.change_id), dest);
+    for (const r of missing) ackPipe.hget(keys.ack(r.change_id), dest);
     const ackRes = (await ackPipe.exec()) ?? [];
-    const ackedNow = missing.filter((_, i) => ackRes[i]?.[0] === null && ackRes[i]?.[1] === 1);
-    if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest })));
+    const ackNow = (i: number) => (ackRes[i]?.[0] === null && typeof ackRes[i]?.[1] === 'string' ? (ackRes[i]?.[1] as string) : undefined);
+    const ackedNow = missing.filter((_, i) => ackNow(i) !== undefined);
+    if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest, ack: ackNow(missing.indexOf(r)) })));
     // Delivered before this Redis held our acks of deliveries there (it lost its data since, the acks with it),
     // and below how far the destination's group has read and acknowledged (readBelow), then trimmed by a
     // routine trim or the cap: not a cap trim of unread entries. Delivered again, the change is applied again
