@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { STATUS_CODES, type RequestListener } from 'node:http';
+import { STATUS_CODES, type RequestListener, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type Express, type Router } from 'express';
 import type { Feature, FeatureDeps } from './feature';
@@ -116,20 +116,30 @@ const CLIENT_ERRORS: Record<number, string> = {
  * The server's 'clientError': a request Node's parser refused (a control character in a header value, a
  * malformed chunk, a header block too large, a body still arriving at the request timeout) gets its status
  * in the envelope of the API it was sent to, as every other refusal does (Node's own answer is a bare
- * status line). As Node does, nothing is written when an answer on that connection has started; then the
- * connection is only closed.
+ * status line), and the connection is closed. When an earlier request on the connection arrived whole and
+ * is being answered (a pipelined request after it failed), that answer is the client's: it is sent, then
+ * the connection closes, with nothing of ours written into it.
  */
 export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex): void {
-  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent) return void socket.destroy();
+  const answering = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+  if (answering && (answering.headersSent || answering.req?.complete)) {
+    if (answering.writableFinished) socket.destroy();
+    else answering.once('close', () => socket.destroy());
+    return;
+  }
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
   const refusal = new AppError(status, 'bad_request', CLIENT_ERRORS[status] ?? CLIENT_ERRORS[400] ?? '');
   const id = crypto.randomUUID();
-  // The request line, when the parser got that far: its path picks the dialect.
-  const path = /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
+  // The request it refused, when Node got as far as its headers; else the request line of the packet.
+  // (Express's routers strip their mount path from req.url as they go: originalUrl is the request's.)
+  const path = (answering?.req as { originalUrl?: string } | undefined)?.originalUrl ?? answering?.req?.url ?? /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
   const body = JSON.stringify(INFISICAL_PATH.test(path) ? renderError(refusal, id) : errorEnvelope(refusal));
+  // Closed once written, as Node does: a half-closed socket went on reading, and the request it refused
+  // (its body still arriving at the timeout) completed and was carried out after "nothing was done".
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
 }

@@ -43,6 +43,8 @@ export interface RegionOptions {
   operatorStalledAfterMs?: number;
   /** Longest time to wait for in-flight requests on stop. */
   drainTimeoutMs?: number;
+  /** How long a request has to arrive whole (default REQUEST_TIMEOUT_MS; tests shorten it). */
+  requestTimeoutMs?: number;
 }
 
 export async function startRegion(config: Config, opts: RegionOptions = {}) {
@@ -105,8 +107,8 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   server.keepAliveTimeout = 5000;
   // A request arrives whole within these (Node's defaults: 60 s for the headers, 300 s for all of it); the
   // largest body taken is 512 KB. A request still arriving gets a 408 (answerClientError).
-  server.headersTimeout = REQUEST_HEADERS_TIMEOUT_MS;
-  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  server.headersTimeout = Math.min(REQUEST_HEADERS_TIMEOUT_MS, server.requestTimeout);
   server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

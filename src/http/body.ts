@@ -68,7 +68,8 @@ export function jsonBody(): RequestHandler {
  * before it is whole goes no further (there is no one left to answer).
  */
 export function noBody(): RequestHandler {
-  return (req, res, next) => {
+  // Like a body parser, without the admission slot when the body trickles in (receivingOutsideAdmission).
+  return receivingOutsideAdmission((req, _res, next) => {
     if (req.complete || req.readableEnded) return next();
     let bytes = 0;
     const done = (err?: unknown) => {
@@ -85,5 +86,5 @@ export function noBody(): RequestHandler {
     const onEnd = () => done();
     const onClose = () => done(req.complete ? undefined : null);
     req.on('data', onData).once('end', onEnd).once('close', onClose);
-  };
+  });
 }

@@ -50,11 +50,11 @@ export type LoginStart = { kind: 'redirect'; location: string } | { kind: 'post'
 
 export async function startLogin(deps: SsoDeps, id: string, relayState: string | null): Promise<LoginStart> {
   const { metadata } = await loadCredential(deps, id);
-  const service = pickSsoService(metadata.sso_services);
-  if (!service) throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no HTTP-Redirect or HTTP-POST sign-on endpoint; fix its metadata.`);
-  // Metadata stored before the parser checked hosts (parse-metadata.ts): its origin goes into a header.
-  if (!hasPlainHost(new URL(service.location))) {
-    throw new AppError(409, 'no_sso_service', `The sign-on endpoint of credential ${id}'s IdP has a host that is not a host name or an IP address; fix its metadata.`);
+  // Metadata stored before the parser checked hosts (parse-metadata.ts) may list an endpoint whose host is
+  // not a host name or an IP address: its origin would go into a header. Such an endpoint is not used.
+  const service = pickSsoService(metadata.sso_services.filter((s) => plainHost(s.location)));
+  if (!service) {
+    throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no usable HTTP-Redirect or HTTP-POST sign-on endpoint (an http(s) URL whose host is a host name or an IP address); fix its metadata.`);
   }
   const postBinding = !service.binding.endsWith(':HTTP-Redirect');
   const sp = serviceProvider({
@@ -71,6 +71,14 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
   const fields = Object.fromEntries(Object.entries(message).filter(([, v]) => typeof v === 'string' && v !== '').map(([k, v]) => [k, String(v)]));
   const nonce = crypto.randomBytes(16).toString('base64');
   return { kind: 'post', html: postForm(service.location, fields, nonce), nonce, idpOrigin: new URL(service.location).origin };
+}
+
+function plainHost(location: string): boolean {
+  try {
+    return hasPlainHost(new URL(location));
+  } catch {
+    return false;
+  }
 }
 
 function decodeBase64Xml(encoded: string): string {

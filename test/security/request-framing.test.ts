@@ -19,7 +19,7 @@ let headers: Record<string, string>;
 
 beforeAll(async () => {
   idp = await startIdpServer();
-  r = await startInProcess('request-framing', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
+  r = await startInProcess('request-framing', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] }, undefined, { requestTimeoutMs: 3000 });
   org = await createOrg(r.url, 'framing');
   headers = { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key };
 });
@@ -111,8 +111,6 @@ test('bodies that trickle in do not hold the write slots: other writes go on', a
     await new Promise((res) => setTimeout(res, 1500));
     const patched = await call(r.url, 'PATCH', `${P}/${id}`, { body: { label: 'while slow forms arrive' }, headers });
     expect(patched.status).toBe(204);
-    const token = await issueToken(r.url, org.id);
-    expect((await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(404);
   } finally {
     for (const s of slow) s.destroy();
   }
@@ -136,4 +134,74 @@ test('a JSON null is not an object: the access-token body is refused, not taken 
   const res = await call(r.url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { rawBody: 'null', headers: { ...adminHeaders, 'content-type': 'application/json' } });
   expect(res.status).toBe(400);
   expect((await call(r.url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders })).status).toBe(201);
+});
+
+test('a request still arriving at the request timeout is a 408 in the envelope, its connection closed, and it is not carried out', async () => {
+  const id = await credential('before timeout');
+  const body = '{"label":"after the timeout"}';
+  // A client that keeps its side open after the server's answer, and sends the rest of the body then.
+  const socket = net.connect({ port: port(), host: '127.0.0.1', allowHalfOpen: true });
+  const got: Buffer[] = [];
+  socket.on('error', () => undefined);
+  const answered = new Promise<boolean>((res) => {
+    socket.on('data', (d: Buffer) => {
+      got.push(d);
+      res(true);
+    });
+    setTimeout(() => res(false), 10_000);
+  });
+  socket.write(head('PATCH', `${P}/${id}`, { ...headers, 'SlashID-Required-Consistency-Timeout': '60', 'Content-Type': 'application/json', 'Content-Length': String(body.length) }) + body.slice(0, 5));
+  expect(await answered).toBe(true);
+  // The rest, too late: the server closed the connection (it kept reading before, and carried the write out
+  // after its 408 said nothing was done).
+  socket.write(body.slice(5));
+  await new Promise((res) => setTimeout(res, 300));
+  socket.destroy();
+  const text = Buffer.concat(got).toString('utf8');
+  expect(text.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+  expect(text).toContain('"httpcode":408');
+  await new Promise((res) => setTimeout(res, 500));
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('before timeout');
+});
+
+test('a pipelined request Node refuses does not take the place of the answer to the whole request before it', async () => {
+  const id = await credential('pipelined');
+  const answer = await rawExchange(head('DELETE', `${P}/${id}`, headers) + head('GET', P, { ...headers, 'X-Bad': 'a\u0001' }));
+  // The DELETE is answered (and carried out); then the connection closes, with no 400 written into it.
+  expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
+  expect(answer).not.toContain('400');
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(404);
+});
+
+test('an Infisical request whose body framing fails is answered in Infisical\'s shape', async () => {
+  const token = await issueToken(r.url, org.id);
+  const socket = net.connect(port(), '127.0.0.1');
+  const got: Buffer[] = [];
+  socket.on('data', (d: Buffer) => got.push(d));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((res) => socket.on('close', () => res()));
+  socket.write(head('PATCH', SSO, { ...bearer(token), 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' }));
+  await new Promise((res) => setTimeout(res, 300));
+  socket.write('zz\r\n');
+  await closed;
+  const text = Buffer.concat(got).toString('utf8');
+  expect(JSON.parse(text.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 400, error: 'BadRequest' });
+});
+
+test('DELETE bodies that trickle in do not hold the write slots either', async () => {
+  const id = await credential('delete slots');
+  const slow = Array.from({ length: 8 }, () => {
+    const socket = net.connect(port(), '127.0.0.1', () => socket.write(head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked' }) + '1\r\nx\r\n'));
+    socket.on('error', () => undefined);
+    return socket;
+  });
+  try {
+    await new Promise((res) => setTimeout(res, 1000));
+    const patched = await call(r.url, 'PATCH', `${P}/${id}`, { body: { label: 'while slow deletes arrive' }, headers });
+    expect(patched.status).toBe(204);
+  } finally {
+    for (const s of slow) s.destroy();
+  }
+  await new Promise((res) => setTimeout(res, 300));
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('while slow deletes arrive');
 });

@@ -165,8 +165,26 @@ describe('SP metadata and login', () => {
     } finally {
       await db.end();
     }
-    expect(message).toMatch(/not a host name or an IP address/);
+    expect(message).toMatch(/no usable HTTP-Redirect or HTTP-POST sign-on endpoint/);
     expect(csp.filter((h) => h.includes('sandbox'))).toEqual([]);
+    // Next to a usable endpoint, such an endpoint is passed over, not the login refused.
+    const db2 = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === EU)?.databaseUrl });
+    await db2.connect();
+    try {
+      expect(await eventually(async () => {
+        await db2.query(
+          `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{sso_services}', $2::jsonb) WHERE credential_id = $1`,
+          [id, JSON.stringify([
+            { binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', location: 'https://idp.example;sandbox/sso' },
+            { binding: POST, location: `http://${idp.hostPort}/sso-post` },
+          ])],
+        );
+        const res = await fetch(`${cluster.url(EU)}/sso/saml/${id}/login`, { redirect: 'manual' });
+        return res.status === 200 && (res.headers.get('content-security-policy') ?? '').endsWith(`form-action http://${idp.hostPort}`);
+      }, 10_000)).toBe(true);
+    } finally {
+      await db2.end();
+    }
   });
 
   test('an unknown credential is a 404 in the SlashID envelope', async () => {
