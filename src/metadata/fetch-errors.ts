@@ -10,8 +10,11 @@ export class Deadline {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(readonly ms: number) {
+  /** `ended`: the caller's signal, which ends it early too (the request it fetches for was answered). */
+  constructor(readonly ms: number, ended?: AbortSignal) {
     this.timer = setTimeout(() => this.controller.abort(), ms);
+    if (ended?.aborted) this.controller.abort();
+    else ended?.addEventListener('abort', () => this.controller.abort(), { once: true });
   }
 
   get signal(): AbortSignal {

@@ -30,6 +30,8 @@ export interface FetchOptions {
   maxBytes?: number;
   /** default 3 */
   maxRedirects?: number;
+  /** Ends the fetch early when it aborts (the request it was for has been answered). */
+  signal?: AbortSignal;
 }
 
 export interface FetchResult {
@@ -363,7 +365,7 @@ export async function fetchMetadataWithResolver(
   resolveHost: ResolveHost,
 ): Promise<FetchResult> {
   const limits = limitsFrom(opts);
-  const deadline = new Deadline(limits.timeoutMs);
+  const deadline = new Deadline(limits.timeoutMs, opts.signal);
   try {
     const first = parseTargetUrl(url.trim());
     let hop: Hop = { url: first, allowListEligible: allowListEligible(url, first, true), from: null };

@@ -61,9 +61,10 @@ export function validationTime(config: MetadataConfig): Date {
 }
 
 /** Fetches and validates the metadata; a refusal is a 400 that says what was wrong. */
-export async function loadIdpMetadata(config: MetadataConfig, url: string): Promise<StoredMetadata> {
+/** `signal`: ends the fetch early (see FetchOptions). */
+export async function loadIdpMetadata(config: MetadataConfig, url: string, signal?: AbortSignal): Promise<StoredMetadata> {
   try {
-    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config) });
+    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), signal });
     return toStoredMetadata(r.metadata, r.fetchedAt, r.finalUrl);
   } catch (err) {
     if (isMetadataError(err)) throw new AppError(400, `idp_metadata_${err.code}`, `idp_metadata_url was refused: ${err.message}`);

@@ -65,10 +65,13 @@ function answerPrior(res: Response, prior: Prior): void {
 export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDeps): Router {
   const limiter = fetchLimiterFor(config);
   // The owner sets the URL (or the pins): trust on first use of this document, or the owner's certificates.
-  const fetchMetadata = async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null) => {
+  const fetchMetadata = async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null, answered: AbortSignal) => {
     // Without the request's admission slot: the fetch needs no database connection and its own limiter bounds
     // it, so one organization's slow IdP cannot hold the region's write slots (others' writes would get 503).
-    const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, () => loadIdpMetadata(config, url), res, limiter.orgWaitMs));
+    // Once the request was answered (beforeWrite's 408 at its deadline) nothing of it is used: a fetch under
+    // way ends, and one whose slot comes later does not start, so the retry the 408 invites finds the slot free.
+    const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, url, answered));
+    const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, load, res, limiter.orgWaitMs));
     const metadata = firstUse(fresh, pins);
     return { metadata, nextRefreshAt: nextRefreshAt(metadata, config) };
   };
@@ -89,7 +92,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     if (prior?.kind === 'replay') await awaitChange(repl, consistency, prior, slashidFollowUp, storedLocated);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
-    const fetched = await beforeWrite(consistency, fetchMetadata(res, orgId, body.idp_metadata_url, pins));
+    const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
     const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res));
     if (value.kind === 'replay') await awaitChange(repl, consistency, value, slashidFollowUp, storedLocated);
@@ -163,7 +166,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     if (patch.idp_metadata_url !== undefined || pins) {
       const existing = await findCredential(db, orgIdOf(res), id);
       if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
-      fetched = await beforeWrite(consistency, fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins));
+      fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins, answered));
     }
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), () => undefined, setChangeId(res));
     res.status(204).end();

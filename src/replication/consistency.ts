@@ -145,15 +145,21 @@ function unstartedError(c: Consistency): AppError {
 /**
  * `work` (done before a write: the IdP metadata fetch), or that 408 at the request's deadline, when the
  * timeout runs out first: the caller gets its answer when the timeout says, not when the IdP answers
- * (up to its fetch timeout and a wait for a fetch slot later). The work is not written after that.
+ * (up to its fetch timeout and a wait for a fetch slot later). `answered` aborts right after that 408, so
+ * the work can stop (the fetch gives its slot back); nothing of it is written.
  */
-export function beforeWrite<T>(c: Consistency, work: Promise<T>): Promise<T> {
+export function beforeWrite<T>(c: Consistency, work: (answered: AbortSignal) => Promise<T>): Promise<T> {
+  const answered = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unstartedError(c)), Math.max(0, c.deadline - Date.now()));
+    timer = setTimeout(() => {
+      reject(unstartedError(c));
+      answered.abort();
+    }, Math.max(0, c.deadline - Date.now()));
   });
-  work.catch(() => undefined); // its failure after the 408 has no one to tell
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  const running = work(answered.signal);
+  running.catch(() => undefined); // its failure after the 408 has no one to tell
+  return Promise.race([running, late]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -200,6 +200,22 @@ test('a metadata fetch that outlasts the consistency timeout answers 408 at the 
   expect(await count()).toBe(before);
 });
 
+test('fetches cut off by the 408 give their organization\'s fetch slots back: the retry it invites is not refused', async () => {
+  const mine = await createOrg(r.url, 'slots');
+  // As many slow creates as the organization has fetch slots (4), each answered 408 after 1 s.
+  const slow = await Promise.all(Array.from({ length: 4 }, (_, i) => {
+    const file = `okta.xml?slot=${i}-${Date.now()}`;
+    idp.slow(file, 8000);
+    return call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(file) }, headers: slashidHeaders(mine, { 'SlashID-Required-Consistency-Timeout': '1' }) });
+  }));
+  expect(slow.map((res) => res.status)).toEqual([408, 408, 408, 408]);
+  // Their fetches held those slots until the IdP answered (8 s), and the retry waited 5 s for one: 429.
+  const retry = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml') }, headers: slashidHeaders(mine) });
+  expect(retry.status).toBe(201);
+  // (The IdP server holds the cut-off requests to their end; the next tests count what it holds.)
+  expect(await eventually(async () => idp.held() === 0, 15_000)).toBe(true);
+});
+
 test('a PATCH whose new metadata URL outlasts the timeout answers 408 at the deadline and changes nothing', async () => {
   const created = await create(idp.url('okta.xml'));
   expect(created.status).toBe(201);
