@@ -117,8 +117,13 @@ export async function awaitChange(
   if (c.level === 'local_region' || !changeId) return;
   if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
   // Made here: this region's outbox knows the outcome even when the acks in its Redis were lost.
+  // Not past the deadline: with this region's Redis cut off, its ack record cannot be read in time.
   if (!origin || origin === repl.region) {
-    const known = await repl.changeStatus(changeId, null).catch(() => null);
+    let timer: NodeJS.Timeout | undefined;
+    const known = await Promise.race([
+      repl.changeStatus(changeId, null).catch(() => null),
+      new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, c.deadline - Date.now())))),
+    ]).finally(() => clearTimeout(timer));
     if (known?.state === 'complete') return;
     if (known?.state === 'superseded') {
       throw supersededError(changeId, { complete: false, applied: [], pending: [], superseded: known.superseded.map(({ region, winner }) => ({ region, winner })) });

@@ -9,6 +9,8 @@ import type { Replicator } from '../../src/replication/replicator';
 test('a replay waits hearing every origin, counting no region as holding the change yet', async () => {
   const waits: unknown[][] = [];
   const repl = {
+    // This region's own record of the change (awaitChange reads it first): none here.
+    changeStatus: async () => null,
     waitForAllRegions: async (...args: unknown[]) => {
       waits.push(args);
       return { complete: true, applied: ['us-iowa', 'europe-belgium'], pending: [], superseded: [] };
