@@ -97,23 +97,29 @@ test('requests Node refuses get their status in the envelope of the API they wer
   expect(huge).toContain('"httpcode":431');
 });
 
-test('bodies that trickle in do not hold the write slots: other writes go on', async () => {
-  const id = await credential('slots');
-  // More slow forms than the region has write slots, to the ACS (which takes no credentials).
-  const slow = Array.from({ length: 10 }, () => {
-    const socket = net.connect(port(), '127.0.0.1', () =>
-      socket.write(head('POST', `/sso/saml/${id}/acs`, { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '100000' }) + 'S'),
-    );
+/**
+ * `n` connections that each send `start` (a request's headers and the first bytes of its body) and then
+ * nothing; after `afterMs`, a PATCH of credential `id` labelled `label` must answer 204 (it found a write slot).
+ */
+async function patchWhileTrickling(n: number, start: string, afterMs: number, id: string, label: string): Promise<void> {
+  const slow = Array.from({ length: n }, () => {
+    const socket = net.connect(port(), '127.0.0.1', () => socket.write(start));
     socket.on('error', () => undefined);
     return socket;
   });
   try {
-    await new Promise((res) => setTimeout(res, 1500));
-    const patched = await call(r.url, 'PATCH', `${P}/${id}`, { body: { label: 'while slow forms arrive' }, headers });
-    expect(patched.status).toBe(204);
+    await new Promise((res) => setTimeout(res, afterMs));
+    expect((await call(r.url, 'PATCH', `${P}/${id}`, { body: { label }, headers })).status).toBe(204);
   } finally {
     for (const s of slow) s.destroy();
   }
+}
+
+test('bodies that trickle in do not hold the write slots: other writes go on', async () => {
+  const id = await credential('slots');
+  // More slow forms than the region has write slots, to the ACS (which takes no credentials).
+  const form = head('POST', `/sso/saml/${id}/acs`, { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '100000' }) + 'S';
+  await patchWhileTrickling(10, form, 1500, id, 'while slow forms arrive');
 });
 
 test('a body with thousands of problems lists the first of them and how many more', async () => {
@@ -190,18 +196,7 @@ test('an Infisical request whose body framing fails is answered in Infisical\'s 
 
 test('DELETE bodies that trickle in do not hold the write slots either', async () => {
   const id = await credential('delete slots');
-  const slow = Array.from({ length: 8 }, () => {
-    const socket = net.connect(port(), '127.0.0.1', () => socket.write(head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked' }) + '1\r\nx\r\n'));
-    socket.on('error', () => undefined);
-    return socket;
-  });
-  try {
-    await new Promise((res) => setTimeout(res, 1000));
-    const patched = await call(r.url, 'PATCH', `${P}/${id}`, { body: { label: 'while slow deletes arrive' }, headers });
-    expect(patched.status).toBe(204);
-  } finally {
-    for (const s of slow) s.destroy();
-  }
+  await patchWhileTrickling(8, head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked' }) + '1\r\nx\r\n', 1000, id, 'while slow deletes arrive');
   await new Promise((res) => setTimeout(res, 300));
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('while slow deletes arrive');
 });
