@@ -105,6 +105,9 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
   };
 }
 
+/** Marks a connection answerClientError is closing once its current answer is sent. */
+const CLOSING = Symbol('closing after its answer');
+
 const CLIENT_ERRORS: Record<number, string> = {
   400: 'The request is not valid HTTP/1.1 (its request line, a header value or its body framing); nothing was done.',
   408: 'The request did not arrive whole in time; nothing was done.',
@@ -124,6 +127,12 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
   const answering = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
   if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
   if (answering && (answering.headersSent || answering.req?.complete)) {
+    // Read nothing more (each further chunk would come back here, and a request after it could still
+    // complete and run); close once that answer is sent.
+    socket.pause();
+    const closing = socket as Duplex & { [CLOSING]?: boolean };
+    if (closing[CLOSING]) return;
+    closing[CLOSING] = true;
     if (answering.writableFinished) socket.destroy();
     else answering.once('close', () => socket.destroy());
     return;

@@ -74,7 +74,7 @@ export async function changeStatus(
   // there. The origin itself committed the change. (Elsewhere only the origin's Redis can tell.)
   if (outbox) {
     if (!acks.has(d.region)) acks.set(d.region, { outcome: 'applied', at: outbox.createdAt.toISOString() });
-    const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null } }, select: { region: true, ack: true } });
+    const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null }, confirmedAt: { not: null } }, select: { region: true, ack: true } });
     for (const k of kept) {
       const ack = !acks.has(k.region) && k.ack ? parseAck(k.ack) : null;
       if (ack) acks.set(k.region, ack);

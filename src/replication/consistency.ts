@@ -115,21 +115,25 @@ export async function awaitChange(
 ): Promise<void> {
   const { changeId, storedAt, origin, response } = typeof change === 'object' && change !== null ? change : { changeId: change, storedAt: undefined, origin: null, response: undefined };
   if (c.level === 'local_region' || !changeId) return;
-  if (storedAt && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS && !(await repl.changeStatus(changeId, null).catch(() => null))) return;
-  // Made here: this region's outbox knows the outcome even when the acks in its Redis were lost.
-  // Not past the deadline: with this region's Redis cut off, its ack record cannot be read in time.
-  if (!origin || origin === repl.region) {
-    let timer: NodeJS.Timeout | undefined;
-    const known = await Promise.race([
+  c.leave(); // what follows holds no database connection for long, and may wait: give the slot back
+  // What is known of the change, read once and not past the deadline (with this region's Redis cut off,
+  // its ack record cannot be read in time): for a key older than the follow-up window, whether the change
+  // is still known at all; for a change made here, its outcome, which this region's outbox keeps even when
+  // the acks in its Redis were lost.
+  const old = storedAt !== undefined && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS;
+  const mine = !origin || origin === repl.region;
+  let timer: NodeJS.Timeout | undefined;
+  const known = old || mine
+    ? await Promise.race([
       repl.changeStatus(changeId, null).catch(() => null),
       new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, c.deadline - Date.now())))),
-    ]).finally(() => clearTimeout(timer));
-    if (known?.state === 'complete') return;
-    if (known?.state === 'superseded') {
-      throw supersededError(changeId, { complete: false, applied: [], pending: [], superseded: known.superseded.map(({ region, winner }) => ({ region, winner })) });
-    }
+    ]).finally(() => clearTimeout(timer))
+    : null;
+  if (old && !known) return;
+  if (mine && known?.state === 'complete') return;
+  if (mine && known?.state === 'superseded') {
+    throw supersededError(changeId, { complete: false, applied: [], pending: [], superseded: known.superseded.map(({ region, winner }) => ({ region, winner })) });
   }
-  c.leave(); // waiting for other regions holds no database connection: give the slot back
   // The stored request may have been served first in another region: its acks are recorded in that
   // origin's Redis (named by the key row), and announced on its channel. This region's own ack is waited
   // for too: the key row came with the change, but a row of it may have lost here (superseded).

@@ -220,7 +220,7 @@ export class Deliverer {
 }
 
 /**
- * Records deliveries (a redelivery replaces the entry id and clears the confirmation) and marks the
+ * Records deliveries (a redelivery replaces the entry id and clears the confirmation and its ack) and marks the
  * outbox rows in `published` as published, in one statement.
  */
 export async function recordDeliveries(db: Db, deliveries: readonly Delivery[], published: readonly string[]): Promise<void> {
@@ -229,7 +229,7 @@ export async function recordDeliveries(db: Db, deliveries: readonly Delivery[], 
     `WITH d AS (
        INSERT INTO replication_deliveries (change_id, region, stream_id)
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
-       ON CONFLICT (change_id, region) DO UPDATE SET stream_id = EXCLUDED.stream_id, delivered_at = now(), confirmed_at = NULL
+       ON CONFLICT (change_id, region) DO UPDATE SET stream_id = EXCLUDED.stream_id, delivered_at = now(), confirmed_at = NULL, ack = NULL
      )
      UPDATE replication_outbox SET published_at = now() WHERE change_id = ANY($4::uuid[]) AND published_at IS NULL`,
     deliveries.map((d) => d.changeId),
