@@ -86,6 +86,11 @@ const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/;
 /** The Infisical dialect's paths, as Express matches them (any case; a query may follow the prefix). */
 const INFISICAL_PATH = new RegExp(`^${API_PREFIX.replaceAll('/', '\\/')}(?:[/?]|$)`, 'i');
 
+/** A refusal in the envelope of the API `url` belongs to: Infisical's under its prefix, else SlashID's. */
+function refusalBody(url: string, refusal: AppError, id: string) {
+  return INFISICAL_PATH.test(url) ? renderError(refusal, id) : errorEnvelope(refusal);
+}
+
 export function frontDoor(app: Express, admission: Admission | undefined): RequestListener {
   if (!admission) return app;
   return (req, res) => {
@@ -93,7 +98,7 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
     const refusal = UNGATED.test(url) ? null : admission.refuseAtOnce(req.method);
     if (!refusal) return void app(req, res);
     const id = crypto.randomUUID();
-    const body = INFISICAL_PATH.test(url) ? renderError(refusal, id) : errorEnvelope(refusal);
+    const body = refusalBody(url, refusal, id);
     res.writeHead(503, {
       'content-type': 'application/json; charset=utf-8',
       'x-request-id': id,
@@ -143,7 +148,7 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
   // The request it refused, when Node got as far as its headers; else the request line of the packet.
   // (Express's routers strip their mount path from req.url as they go: originalUrl is the request's.)
   const path = (answering?.req as { originalUrl?: string } | undefined)?.originalUrl ?? answering?.req?.url ?? /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
-  const body = JSON.stringify(INFISICAL_PATH.test(path) ? renderError(refusal, id) : errorEnvelope(refusal));
+  const body = JSON.stringify(refusalBody(path, refusal, id));
   // Closed once written, as Node does: a half-closed socket went on reading, and the request it refused
   // (its body still arriving at the timeout) completed and was carried out after "nothing was done".
   socket.end(

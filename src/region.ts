@@ -25,7 +25,7 @@ import { serverClasses } from './http/server-classes';
 /** The listening socket's accept queue (see the listen call). */
 export const LISTEN_BACKLOG = 4096;
 
-/** How long a client has to send a request's headers, and the whole request (see createRegion). */
+/** How long a client has to send a request's headers, and the whole request (see startRegion). */
 export const REQUEST_HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
 

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { parse as parseContentType } from 'content-type';
-import express, { type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler } from 'express';
 import { receivingOutsideAdmission } from './admission';
 import { AppError, badRequest } from './errors';
 import { refuseUnstorableBody } from './storable-text';
@@ -9,6 +9,10 @@ export const BODY_LIMIT_BYTES = 64 * 1024;
 
 const NO_BODY = 'A JSON request body is required.';
 const NOT_UTF8 = 'The request body must be UTF-8 encoded JSON.';
+
+/** Whether the request says it has a body (chunked, or a Content-Length above 0). */
+export const hasBody = (req: Request): boolean =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /**
  * Parses a JSON body; any other content type, a charset other than UTF-8 (JSON is UTF-8, RFC 8259), no body
@@ -31,8 +35,7 @@ export function jsonBody(): RequestHandler {
   });
   const receive = receivingOutsideAdmission(parse);
   return (req, res, next) => {
-    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    if (!hasBody) return next(badRequest(NO_BODY));
+    if (!hasBody(req)) return next(badRequest(NO_BODY));
     const wrongType = () => badRequest(`Content-Type must be application/json (got '${(req.get('content-type') ?? 'none').slice(0, 100)}').`);
     if (!req.is('application/json')) return next(wrongType());
     // body-parser decodes any charset starting "utf-" (UTF-7 and UTF-16 included): text would arrive in a form

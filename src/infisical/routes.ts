@@ -1,7 +1,7 @@
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type RequestHandler, type Response } from 'express';
 import type { ValidateFunction } from 'ajv';
 import type { Db } from '../db/client';
-import { jsonBody } from '../http/body';
+import { hasBody, jsonBody } from '../http/body';
 import { badRequest, forbidden, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
@@ -150,9 +150,6 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   router.use(API_PREFIX, api);
   return router;
 }
-
-const hasBody = (req: Request) =>
-  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 /** The body is optional here (every field has a default); when there is one, it must be JSON. */
 function optionalJsonBody(): RequestHandler {

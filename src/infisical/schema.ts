@@ -103,13 +103,13 @@ export const SsoConfigDetails = Type.Object(
   },
   { additionalProperties: false },
 );
+export type SsoConfigDetails = Static<typeof SsoConfigDetails>;
 
 /** The string fields Infisical's schema trims (zod `.trim()`) before it checks them. */
 export const TRIMMED_FIELDS = ['organizationId', 'entryPoint', 'issuer', 'cert'] as const;
 
 /** The providers whose SAML group sync Infisical supports (others: 400). */
 export const GROUP_SYNC_PROVIDERS: readonly string[] = ['google-saml'];
-export type SsoConfigDetails = Static<typeof SsoConfigDetails>;
 
 export const AccessTokenView = Type.Object(
   {

@@ -161,7 +161,8 @@ function selectIdp(root: Element): EntityInContext {
 
 // ---- SSO endpoints --------------------------------------------------------------------------
 
-function isHttpUrl(text: string): boolean {
+/** An http(s) URL whose host is plain (hasPlainHost): a sign-on endpoint the service may send users to. */
+export function isHttpUrl(text: string): boolean {
   try {
     const url = new URL(text);
     return (url.protocol === 'https:' || url.protocol === 'http:') && hasPlainHost(url);
@@ -175,7 +176,7 @@ function isHttpUrl(text: string): boolean {
  * and `"` in a host, and a sign-on URL's origin goes into the login page's Content-Security-Policy header
  * (form-action), where `;` would start another directive.
  */
-export function hasPlainHost(url: URL): boolean {
+function hasPlainHost(url: URL): boolean {
   return /^(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])$/i.test(url.hostname);
 }
 

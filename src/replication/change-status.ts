@@ -1,6 +1,6 @@
 /**
- * One change's progress as the tracker and this region's outbox (with its deliveries' acks) know it: per region applied (holds it),
- * superseded (lost to a state that outranks it) or pending. Served to operators (/admin) and to the
+ * One change's progress as the tracker and this region's outbox (with its deliveries' acks) know it: per
+ * region applied (holds it), superseded (lost to a state that outranks it) or pending. Served to operators (/admin) and to the
  * change's own organization (the dialects' org-scoped routes).
  */
 import type { Db } from '../db/client';
@@ -70,11 +70,11 @@ export async function changeStatus(
     if (owner === null || !(typeof orgId === 'string' ? owner === orgId : await orgId(owner))) return null;
   }
   const acks = acksOf(hash ?? {});
-  // The origin keeps each confirmed delivery's ack (relay.ts): what its Redis lost, or let expire, is read
-  // there. The origin itself committed the change. (Elsewhere only the origin's Redis can tell.)
+  // The origin keeps each confirmed delivery's ack (relay.ts; a redelivery clears it): what its Redis lost, or
+  // let expire, is read there (an ack that is no outcome, "parked", reads as pending). The origin itself committed the change. (Elsewhere only the origin's Redis can tell.)
   if (outbox) {
     if (!acks.has(d.region)) acks.set(d.region, { outcome: 'applied', at: outbox.createdAt.toISOString() });
-    const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null }, confirmedAt: { not: null } }, select: { region: true, ack: true } });
+    const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null } }, select: { region: true, ack: true } });
     for (const k of kept) {
       const ack = !acks.has(k.region) && k.ack ? parseAck(k.ack) : null;
       if (ack) acks.set(k.region, ack);

@@ -122,13 +122,8 @@ export async function awaitChange(
   // the acks in its Redis were lost.
   const old = storedAt !== undefined && Date.now() - storedAt.getTime() > FOLLOW_UP_WINDOW_MS;
   const mine = !origin || origin === repl.region;
-  let timer: NodeJS.Timeout | undefined;
-  const known = old || mine
-    ? await Promise.race([
-      repl.changeStatus(changeId, null).catch(() => null),
-      new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, c.deadline - Date.now())))),
-    ]).finally(() => clearTimeout(timer))
-    : null;
+  const read = old || mine ? await byDeadline(c.deadline, repl.changeStatus(changeId, null).catch(() => null)) : null;
+  const known = read && !read.late ? read.value : null;
   if (old && !known) return;
   if (mine && known?.state === 'complete') return;
   if (mine && known?.state === 'superseded') {
@@ -140,6 +135,21 @@ export async function awaitChange(
   const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { origin: origin ?? undefined, anyOrigin: origin !== repl.region });
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp, response ? storedResult(response.body) : undefined);
+}
+
+/**
+ * `work`'s outcome, or `{ late: true }` once `deadline` (epoch ms) passes first; `work` is not cancelled (a
+ * rejection it meets later is dropped: the caller has answered by then).
+ */
+async function byDeadline<T>(deadline: number, work: Promise<T>): Promise<{ late: false; value: T } | { late: true }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<{ late: true }>((resolve) => (timer = setTimeout(() => resolve({ late: true }), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([work.then((value) => ({ late: false as const, value })), late]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+  }
 }
 
 /** The 408 of a request whose timeout ran out before its write started: nothing was written. */
@@ -157,18 +167,12 @@ function unstartedError(c: Consistency): AppError {
  * (up to its fetch timeout and a wait for a fetch slot later). `answered` aborts right after that 408, so
  * the work can stop (the fetch gives its slot back); nothing of it is written.
  */
-export function beforeWrite<T>(c: Consistency, work: (answered: AbortSignal) => Promise<T>): Promise<T> {
+export async function beforeWrite<T>(c: Consistency, work: (answered: AbortSignal) => Promise<T>): Promise<T> {
   const answered = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(unstartedError(c));
-      answered.abort();
-    }, Math.max(0, c.deadline - Date.now()));
-  });
-  const running = work(answered.signal);
-  running.catch(() => undefined); // its failure after the 408 has no one to tell
-  return Promise.race([running, late]).finally(() => clearTimeout(timer));
+  const done = await byDeadline(c.deadline, work(answered.signal));
+  if (!done.late) return done.value;
+  answered.abort();
+  throw unstartedError(c);
 }
 
 /**
@@ -211,24 +215,14 @@ async function committedWithin<T>(
   c: Consistency,
   write: () => Promise<{ value: T; event: ChangeEvent | null }>,
 ): Promise<{ value: T; changeId: string | null }> {
-  const pending = write();
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), Math.max(0, c.deadline - Date.now()));
-  });
-  let committed: { value: T; event: ChangeEvent | null } | null;
-  try {
-    committed = await Promise.race([pending, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-  if (committed === null) {
-    pending.catch(() => undefined); // it finishes (or fails) on its own; the caller was told 408
+  // A write still under way at the deadline finishes (or fails) on its own; the caller is told 408.
+  const committed = await byDeadline(c.deadline, write());
+  if (committed.late) {
     throw new AppError(
       408,
       'consistency_timeout',
       `The write did not commit in ${repl.region} within ${c.timeoutSeconds} s. It was not cancelled and may still complete.`,
     );
   }
-  return { value: committed.value, changeId: committed.event?.changeId ?? null };
+  return { value: committed.value.value, changeId: committed.value.event?.changeId ?? null };
 }

@@ -137,8 +137,8 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
 
 /**
  * Removes a region from one Redis's record, and its inbox if it is in this Redis (so no one delivers to it
- * or waits for it), with the relay's records of that inbox. Stop the region and take it out of every config file first: a running region registers
- * itself again, and a config that names it keeps counting it.
+ * or waits for it), with the relay's records of that inbox. Stop the region and take it out of every config
+ * file first: a running region registers itself again, and a config that names it keeps counting it.
  */
 export async function removeMember(redis: Redis, keys: ReplicationKeys, region: string): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;

@@ -17,7 +17,7 @@ import { Deliverer, recordDeliveries, type Delivery } from './delivery';
 import { updateMember, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
 import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, type StreamBounds } from './stream';
-import { parseAck, type Tracker } from './tracker';
+import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { Loop } from './loop';
 import { IN_FLIGHT_MS } from './horizon';
@@ -61,14 +61,6 @@ const SWEEP_PAGES = 4;
 const SWEEP_BUDGET_MS = 2000;
 /** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
 const TAIL_HOLD_MS = 30_000;
-
-/**
- * The ack value a confirmed delivery keeps (change-status.ts): an applied or superseded outcome. A parked
- * one is not an outcome (the region applies the change later, and its ack then replaces it in Redis).
- */
-function outcomeOf(value: string | undefined): string | undefined {
-  return value !== undefined && parseAck(value) ? value : undefined;
-}
 
 export class OutboxRelay {
   private readonly loop: Loop;
@@ -309,7 +301,7 @@ export class OutboxRelay {
           const dl = r.deliveries[dest];
           if (dl?.confirmed) continue;
           if (have.has(dest)) {
-            acked.push({ changeId: r.change_id, region: dest, ack: outcomeOf(ackOf.get(dest)) });
+            acked.push({ changeId: r.change_id, region: dest, ack: ackOf.get(dest) });
             continue;
           }
           done = false;
@@ -418,9 +410,12 @@ export class OutboxRelay {
     const ackPipe = links.own.pipeline();
     for (const r of missing) ackPipe.hget(keys.ack(r.change_id), dest);
     const ackRes = (await ackPipe.exec()) ?? [];
-    const ackNow = (i: number) => (ackRes[i]?.[0] === null && typeof ackRes[i]?.[1] === 'string' ? (ackRes[i]?.[1] as string) : undefined);
-    const ackedNow = missing.filter((_, i) => ackNow(i) !== undefined);
-    if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest, ack: outcomeOf(ackNow(missing.indexOf(r))) })));
+    const ackNow = new Map(missing.flatMap((r, i) => {
+      const [err, ack] = ackRes[i] ?? [new Error('missing reply')];
+      return !err && typeof ack === 'string' ? [[r, ack] as const] : [];
+    }));
+    const ackedNow = missing.filter((r) => ackNow.has(r));
+    if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest, ack: ackNow.get(r) })));
     // Delivered before this Redis held our acks of deliveries there (it lost its data since, the acks with it),
     // and below how far the destination's group has read and acknowledged (readBelow), then trimmed by a
     // routine trim or the cap: not a cap trim of unread entries. Delivered again, the change is applied again

@@ -14,7 +14,7 @@ import { findMetadata } from '../provider-credentials/store';
 import type { Redis } from '../redis';
 import { emailOf, notStarted, parseResponse, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
-import { hasPlainHost } from '../metadata/parse-metadata';
+import { isHttpUrl } from '../metadata/parse-metadata';
 import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
 import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, ssoKeys } from './store';
 
@@ -52,7 +52,7 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
   const { metadata } = await loadCredential(deps, id);
   // Metadata stored before the parser checked hosts (parse-metadata.ts) may list an endpoint whose host is
   // not a host name or an IP address: its origin would go into a header. Such an endpoint is not used.
-  const service = pickSsoService(metadata.sso_services.filter((s) => plainHost(s.location)));
+  const service = pickSsoService(metadata.sso_services.filter((s) => isHttpUrl(s.location)));
   if (!service) {
     throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no usable HTTP-Redirect or HTTP-POST sign-on endpoint (an http(s) URL whose host is a host name or an IP address); fix its metadata.`);
   }
@@ -71,14 +71,6 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
   const fields = Object.fromEntries(Object.entries(message).filter(([, v]) => typeof v === 'string' && v !== '').map(([k, v]) => [k, String(v)]));
   const nonce = crypto.randomBytes(16).toString('base64');
   return { kind: 'post', html: postForm(service.location, fields, nonce), nonce, idpOrigin: new URL(service.location).origin };
-}
-
-function plainHost(location: string): boolean {
-  try {
-    return hasPlainHost(new URL(location));
-  } catch {
-    return false;
-  }
 }
 
 function decodeBase64Xml(encoded: string): string {

@@ -179,6 +179,46 @@ test('a pipelined request Node refuses does not take the place of the answer to 
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(404);
 });
 
+test('after a pipelined request Node refuses, the connection is read no further while the answer before it is sent', async () => {
+  const id = await credential('answered first');
+  const { Client } = await import('pg');
+  const holder = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await holder.connect();
+  // How often Node hands the connection's parse errors over: each chunk read after the first came back.
+  let refusals = 0;
+  const onRefusal = () => void (refusals += 1);
+  r.region.server.prependListener('clientError', onRefusal);
+  const socket = net.connect(port(), '127.0.0.1');
+  const got: Buffer[] = [];
+  socket.on('data', (d: Buffer) => got.push(d));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((res) => socket.on('close', () => res()));
+  try {
+    // The PATCH waits on the credential's lock, so its answer is still to come when the rest arrives.
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`saml_provider_credentials:${id}`]);
+    const body = '{"label":"patched"}';
+    socket.write(head('PATCH', `${P}/${id}`, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(body.length) }) + body);
+    const waiting = async () => (await holder.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows[0]?.n === 1;
+    while (!(await waiting())) await new Promise((res) => setTimeout(res, 20));
+    socket.write(head('GET', P, { ...headers, 'X-Bad': 'a\u0001' }));
+    // Each further chunk came back to the handler, which added a 'close' listener for each.
+    for (let i = 0; i < 15; i++) {
+      socket.write(`junk ${i}\r\n`);
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    await holder.query('COMMIT');
+    await closed;
+  } finally {
+    r.region.server.off('clientError', onRefusal);
+    socket.destroy();
+    await holder.end();
+  }
+  expect(Buffer.concat(got).toString('utf8').split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
+  expect(refusals).toBe(1);
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('patched');
+});
+
 test('an Infisical request whose body framing fails is answered in Infisical\'s shape', async () => {
   const token = await issueToken(r.url, org.id);
   const socket = net.connect(port(), '127.0.0.1');
