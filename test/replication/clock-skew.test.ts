@@ -113,7 +113,8 @@ describe('the applier', () => {
     // The physical clock catches up (simulated): the periodic retry applies it and forgets its parking.
     t.later(10 * 60_000);
     expect(await eventually(async () => (await orgName(ahead.orgId)) === 'parked, then on its own', 10_000, 50)).toBe(true);
-    expect(await parkedCount(ahead.changeId)).toBe(0);
+    // Its parking is forgotten by a statement after the apply's commit (parked.ts), so a moment later.
+    expect(await eventually(async () => (await parkedCount(ahead.changeId)) === 0, 5_000, 50)).toBe(true);
   }, 60_000);
 
   test('the periodic retry of many parked changes does not hold back the changes arriving meanwhile', async () => {
