@@ -127,15 +127,19 @@ export function doneValue<T>(o: Outcome<T>): T | undefined {
   return o.kind === 'done' ? o.value : undefined;
 }
 
-/** Sends the stored answer again, marked as a replay. */
 /**
- * The stored answer again, marked as a replay, with the X-Change-Id of the change that stored it (a client
- * whose first answer was lost learns it here, to follow the change up); none for a key stored before change
- * ids were recorded.
+ * Marks the answer to `res` as a replay, with the X-Change-Id of the change that stored it (a client whose
+ * first answer was lost learns it here, to follow the change up; none for a key stored before change ids
+ * were recorded). Set before a replay waits on its change, so that its 408 or 409 carries them too.
  */
-export function sendReplay(res: Response, response: StoredResponse, changeId: string | null = null): void {
+export function markReplay(res: Response, changeId: string | null): void {
   res.setHeader(REPLAYED_HEADER, 'true');
   if (changeId) res.setHeader('X-Change-Id', changeId);
+}
+
+/** The stored answer again, marked as a replay (markReplay). */
+export function sendReplay(res: Response, response: StoredResponse, changeId: string | null = null): void {
+  markReplay(res, changeId);
   res.status(response.status).json(response.body);
 }
 

@@ -14,7 +14,7 @@ export const infisicalOperations: Operation[] = [
     summary: 'Create SAML config',
     body: { schema: CreateSsoConfigBody },
     responses: { 200: { description: 'Created.', schema: SsoConfigView, headers: ['X-Change-Id', 'Idempotent-Replayed'] } },
-    errors: [400, 401, 403, 404, { status: 408, result: SsoConfigView }, { status: 409, description: 'The organization already has a SAML config, or this create lost to a concurrent one.' }, 422],
+    errors: [400, 401, 403, 404, { status: 408, result: SsoConfigView, headers: ['Idempotent-Replayed'] }, { status: 409, headers: ['Idempotent-Replayed'], description: 'The organization already has a SAML config, or this create lost to a concurrent one.' }, 422],
   },
   {
     method: 'get', path, tags, auth: 'infisical', dialect: 'infisical', query: GetSsoConfigQuery,

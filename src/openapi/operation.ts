@@ -28,7 +28,7 @@ export interface ResponseSpec {
  * An error status of the dialect's envelope; `result` types the `result` (admin API) or `details`
  * (Infisical) a 408 or 409 carries; `headers`, any beyond X-Request-Id (and X-Change-Id on a write's 408/409).
  */
-export type ErrorSpec = number | { status: number; description?: string; result?: TSchema; headers?: 'Location'[] };
+export type ErrorSpec = number | { status: number; description?: string; result?: TSchema; headers?: ('Location' | 'Idempotent-Replayed')[] };
 
 export interface Operation {
   method: 'get' | 'post' | 'patch' | 'delete';

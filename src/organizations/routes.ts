@@ -4,7 +4,7 @@ import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { describeErrors, isUuid } from '../http/validate';
-import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import { adminFollowUp, parseConsistency, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { validateCreateOrganization } from './schema';
 import { createOrganization, rotateApiKey } from './service';
@@ -21,7 +21,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     }
     const body = req.body;
     const { value } = await writeWithConsistency(
-      repl, consistency, () => createOrganization(db, repl, body), (v) => v, (id) => res.setHeader('X-Change-Id', id),
+      repl, consistency, () => createOrganization(db, repl, body), (v) => v, (id) => res.setHeader('X-Change-Id', id), adminFollowUp,
     );
     res.status(201).json(value);
   });
@@ -38,7 +38,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     const id = String(req.params.id);
     if (!isUuid(id)) throw notFound(`Organization ${id} not found.`);
     const { value } = await writeWithConsistency(
-      repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, (cid) => res.setHeader('X-Change-Id', cid),
+      repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, (cid) => res.setHeader('X-Change-Id', cid), adminFollowUp,
     );
     res.status(201).json(value);
   });

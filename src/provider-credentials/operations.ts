@@ -26,8 +26,8 @@ export const providerCredentialOperations: Operation[] = [
     errors: [
       { status: 400, description: 'A header or the body is invalid, or the IdP metadata was refused.' },
       401, 403,
-      { status: 408, headers: ['Location'], description: 'The requested consistency was not reached in time. When the credential was committed, Location names it (and X-Change-Id its change): the write is not cancelled and keeps replicating.' },
-      { status: 409, description: 'The write lost to a concurrent write, or the organization has as many credentials as it may (maxCredentialsPerOrg).' },
+      { status: 408, headers: ['Location', 'Idempotent-Replayed'], description: 'The requested consistency was not reached in time. When the credential was committed, Location names it (and X-Change-Id its change): the write is not cancelled and keeps replicating. A retry with the Idempotency-Key of such a create that is still pending answers 408 again, with Idempotent-Replayed.' },
+      { status: 409, headers: ['Idempotent-Replayed'], description: 'The write lost to a concurrent write (a retry with its Idempotency-Key answers the same, with Idempotent-Replayed), or the organization has as many credentials as it may (maxCredentialsPerOrg).' },
       { status: 422, description: 'The Idempotency-Key was used before with a different body.' },
       ...fetchBusy,
     ],

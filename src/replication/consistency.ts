@@ -51,6 +51,9 @@ export type FollowUp = (changeId: string) => string;
 export const slashidFollowUp: FollowUp = (id) =>
   `GET /organizations/replication/changes/${id} (with your SlashID-OrgID and SlashID-API-Key)`;
 
+/** The admin API's writes: the operator follows the change with the admin token. */
+export const adminFollowUp: FollowUp = (id) => `GET /admin/replication/changes/${id} (with the admin token)`;
+
 /**
  * The resource a stored answer holds, for the 408 of a replay that timed out as the first request's 408
  * carried it (`result` / `details`). The default reads SlashID's envelope; a dialect whose bodies are the

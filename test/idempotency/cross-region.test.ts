@@ -82,6 +82,10 @@ test('a retry after a 408 answers 201 with the id the 408 reported, and the cred
     expect(stillPending.status).toBe(408);
     expect(stillPending.body.result).toBeUndefined();
     expect(locatedId(stillPending)).toBe(id);
+    // It is the stored request's answer, for the same change: marked as a replay, with the first 408's change id.
+    expect(stillPending.headers.get('idempotent-replayed')).toBe('true');
+    expect(stillPending.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(stillPending.headers.get('x-change-id')).toBe(timedOut.headers.get('x-change-id'));
     // Belgium has the write too, so a retry there is also a replay.
     expect(await eventually(async () => (await idsIn('europe-belgium', org)).length === 1)).toBe(true);
     const elsewhere = await post('europe-belgium', org, body('during pause'), { 'Idempotency-Key': 'after-408' });
@@ -136,6 +140,9 @@ describe('Infisical dialect', () => {
       });
       expect(stillPending.status).toBe(408);
       expect(stillPending.body.details).toEqual(timedOut.body.details);
+      expect(stillPending.headers.get('idempotent-replayed')).toBe('true');
+      expect(stillPending.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(stillPending.headers.get('x-change-id')).toBe(timedOut.headers.get('x-change-id'));
     } finally {
       japan.resume();
     }

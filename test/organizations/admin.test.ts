@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
@@ -86,6 +87,22 @@ describe('API keys', () => {
     expect(rotated.body).toEqual({ api_key: expect.stringMatching(/^sidk_/) });
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(401);
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: rotated.body.api_key }) })).status).toBe(200);
+  });
+
+  test("a key's id with any other secret is refused, whether or not the key was just used (its hash is compared)", async () => {
+    const org = await createOrg(r.url, 'forged');
+    const [id, secret] = org.api_key.split('.') as [string, string];
+    const other = (s: string) => `${id}.${s}`;
+    // Well-formed: another random secret, and the real one with its last character changed.
+    const forgeries = [other(crypto.randomBytes(32).toString('base64url')), other(secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A'))];
+    // Before the key was ever looked up, and after (the region keeps looked-up keys in memory).
+    for (const forged of forgeries) expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: forged }) })).status).toBe(401);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(200);
+    for (const forged of forgeries) {
+      const res = await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: forged }) });
+      expect(res.status).toBe(401);
+      expect(res.body.errors[0].message).toBe('The API key in SlashID-API-Key is not valid.');
+    }
   });
 
   test('rotation for an unknown organization answers 404', async () => {

@@ -23,11 +23,14 @@ let cluster: Cluster;
 let added: RegionProcess | null = null;
 let addedDb = '';
 const addedLogs: string[] = [];
+/** The test's writer runs while this holds; cleared in afterAll too, so a failed assertion does not leave it looping. */
+let writing = false;
 
 beforeAll(async () => {
   cluster = await startCluster('add-region', OLD);
 }, 120_000);
 afterAll(async () => {
+  writing = false;
   await added?.stop(10_000);
   await cluster?.stop();
   if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
@@ -52,7 +55,7 @@ test('a 4th region joins three running regions under writes: identical regions, 
   const urls = OLD.map((r) => cluster.url(r));
   const acknowledged: string[] = [];
   let failures = 0;
-  let writing = true;
+  writing = true;
   // Continuous local_region writes in the three old regions, one after another, for the whole procedure.
   const writer = (async () => {
     for (let i = 0; writing; i++) {
@@ -129,6 +132,8 @@ test('a 4th region joins three running regions under writes: identical regions, 
     });
     expect(paused.status).toBe(408);
     expect(JSON.stringify(paused.body)).toContain(NEW);
+    // The operator is pointed at the admin API's own route for the change.
+    expect(paused.body.errors[0].message).toContain(`GET /admin/replication/changes/${paused.headers.get('x-change-id')} (with the admin token)`);
     await sleep(4000);
     const pending = (await call(urls[0] as string, 'GET', `/admin/replication/changes/${paused.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
     expect(pending.pending_regions).toEqual([NEW]);
