@@ -1,6 +1,8 @@
-// `npm test` runs this instead of `npm run build`: it builds (Prisma client + tsc) only when dist/ is missing or
-// older than one of its inputs. A developer never tests a stale dist/, and CI, which builds once before the
-// typecheck and the fault schedule, does not generate and compile a second time for the tests.
+// `npm test` (and `npm start`, `npm run cluster`, the operator commands, the bench) run this instead of `npm run
+// build`: it builds (Prisma client + tsc) only when dist/ is missing or older than one of its inputs. A developer
+// never runs a stale dist/, CI, which builds once before the typecheck and the fault schedule, does not generate
+// and compile a second time for the tests, and an operator command run beside a cluster does not rewrite the
+// dist/ the cluster runs from (it took 25-35 s, for nothing).
 // `npm run build` writes dist/.build-stamp when it succeeds; any input touched after that makes the build stale.
 // Plain JavaScript: it runs before anything is compiled.
 const { execSync } = require('node:child_process');
@@ -32,8 +34,9 @@ function staleReason() {
 
 const reason = staleReason();
 if (reason) {
-  console.log(`building: ${reason}`);
+  // On stderr: a command's own output (members list, say) stays alone on stdout.
+  console.error(`building: ${reason}`);
   execSync('npm run build', { cwd: ROOT, stdio: 'inherit' });
 } else {
-  console.log('dist/ is up to date with its inputs: not rebuilding');
+  console.error('dist/ is up to date with its inputs: not rebuilding');
 }

@@ -551,12 +551,14 @@ export class Applier {
    * depends on it).
    */
   private countApplied(events: readonly ChangeEvent[]): void {
-    for (const row of progressRows(events)) {
+    // When they were applied (committed just now), not when the count is written: the lag is the newest
+    // change's commit at its origin to its apply here.
+    for (const row of progressRows(events, new Date().toISOString())) {
       const p = this.progress.get(row.origin_region);
       if (!p) this.progress.set(row.origin_region, row);
       else {
         p.applied_count += row.applied_count;
-        if (row.last_event_at >= p.last_event_at) Object.assign(p, { last_change_id: row.last_change_id, last_event_at: row.last_event_at });
+        if (row.last_event_at >= p.last_event_at) Object.assign(p, { last_change_id: row.last_change_id, last_event_at: row.last_event_at, last_applied_at: row.last_applied_at });
       }
     }
     this.progressTimer ??= setTimeout(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
@@ -723,31 +725,34 @@ type Unfit = { p: Parsed; reason: ParkReason; error: string };
 
 const PROGRESS_SQL = `
 INSERT INTO replication_progress (origin_region, applied_count, last_change_id, last_event_at, last_applied_at)
-SELECT origin_region, applied_count, last_change_id, last_event_at, now()
-  FROM jsonb_to_recordset($1::jsonb) AS x(origin_region text, applied_count bigint, last_change_id uuid, last_event_at timestamptz)
+SELECT origin_region, applied_count, last_change_id, last_event_at, last_applied_at
+  FROM jsonb_to_recordset($1::jsonb) AS x(origin_region text, applied_count bigint, last_change_id uuid, last_event_at timestamptz, last_applied_at timestamptz)
  ORDER BY origin_region
 ON CONFLICT (origin_region) DO UPDATE SET
   applied_count = replication_progress.applied_count + EXCLUDED.applied_count,
   last_change_id = CASE WHEN EXCLUDED.last_event_at >= replication_progress.last_event_at
     THEN EXCLUDED.last_change_id ELSE replication_progress.last_change_id END,
   last_event_at = GREATEST(replication_progress.last_event_at, EXCLUDED.last_event_at),
-  last_applied_at = EXCLUDED.last_applied_at`;
+  last_applied_at = CASE WHEN EXCLUDED.last_event_at >= replication_progress.last_event_at
+    THEN EXCLUDED.last_applied_at ELSE replication_progress.last_applied_at END`;
 
 interface ProgressRow {
   origin_region: string;
   applied_count: number;
   last_change_id: string;
   last_event_at: string;
+  /** When the change of last_event_at was applied here. */
+  last_applied_at: string;
 }
 
 /** How often applied events are counted in replication_progress. */
 const PROGRESS_FLUSH_MS = 1000;
 
-function progressRows(events: readonly ChangeEvent[]): ProgressRow[] {
+function progressRows(events: readonly ChangeEvent[], appliedAt: string): ProgressRow[] {
   const byOrigin = new Map<string, ProgressRow>();
   for (const e of events) {
     const p = byOrigin.get(e.origin);
-    if (!p) byOrigin.set(e.origin, { origin_region: e.origin, applied_count: 1, last_change_id: e.changeId, last_event_at: e.createdAt });
+    if (!p) byOrigin.set(e.origin, { origin_region: e.origin, applied_count: 1, last_change_id: e.changeId, last_event_at: e.createdAt, last_applied_at: appliedAt });
     else {
       p.applied_count += 1;
       if (e.createdAt >= p.last_event_at) Object.assign(p, { last_change_id: e.changeId, last_event_at: e.createdAt });

@@ -1,5 +1,9 @@
-/** `npm run cluster`: starts every region of a custom config, says when they are ready, stops them all on SIGTERM. */
+/**
+ * `npm run cluster`: starts every region of a custom config (or the ones named), says when they are ready, stops
+ * them all on SIGTERM, and keeps the secrets it made up for its next start.
+ */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
@@ -11,8 +15,8 @@ beforeAll(async () => {
 });
 afterAll(() => dep.cleanup());
 
-function runCluster(env: Record<string, string>) {
-  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'cluster.js')], {
+function runCluster(env: Record<string, string>, regions: string[] = []) {
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'cluster.js'), ...regions], {
     env: { ...process.env, REGIONS_CONFIG: dep.configPath, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -57,4 +61,53 @@ test('starts three regions from a custom config, prints their URLs, stops them o
   expect((await call(url, 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(401);
   second.child.kill('SIGTERM');
   expect(await second.exited).toBe(0);
+}, 120_000);
+
+test('keeps the secrets it made up for the next start, and starts only the regions named', async () => {
+  const secretsFile = path.join(path.dirname(dep.configPath), '.cluster', `${path.basename(dep.configPath, '.json')}.env`);
+  fs.rmSync(secretsFile, { force: true });
+  const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
+  const exported = (out: string, name: string) => new RegExp(`export ${name}=(\\S+)`).exec(out)?.[1];
+
+  const first = runCluster(none);
+  await first.ready;
+  const token = exported(first.output(), 'ADMIN_TOKEN') as string;
+  const keys = exported(first.output(), 'REPLICATION_KEYS') as string;
+  expect(keys).toMatch(/^k1:/);
+  // Kept for the owner only, with the signing secret that is not printed.
+  expect(fs.statSync(secretsFile).mode & 0o777).toBe(0o600);
+  const kept = fs.readFileSync(secretsFile, 'utf8');
+  expect(kept).toContain(`ADMIN_TOKEN=${token}\n`);
+  expect(kept).toContain(`REPLICATION_KEYS=${keys}\n`);
+  expect(kept).toMatch(/^TOKEN_SIGNING_SECRET=\S{43}$/m);
+  const eu = `http://127.0.0.1:${dep.file.regions[1]?.port}`;
+  const org = await createOrg(eu, 'kept-secrets', { headers: { 'SlashID-Required-Consistency': 'all_regions', authorization: `Bearer ${token}` } });
+  // A token of the Infisical dialect, signed with the cluster's secret.
+  const issued = await call(eu, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: { authorization: `Bearer ${token}` } });
+  expect(issued.status).toBe(201);
+  first.child.kill('SIGTERM');
+  expect(await first.exited).toBe(0);
+
+  // One region alone, as after it crashed: the same secrets (the admin token, the access token it issued
+  // before, the replication key), and the other regions are not started.
+  const alone = runCluster(none, ['europe-belgium']);
+  await alone.ready;
+  expect(exported(alone.output(), 'ADMIN_TOKEN')).toBe(token);
+  expect(exported(alone.output(), 'REPLICATION_KEYS')).toBe(keys);
+  expect(alone.output()).toContain(`READY europe-belgium ${eu}`);
+  expect(alone.output()).not.toContain('READY us-iowa');
+  await expect(call(`http://127.0.0.1:${dep.file.regions[0]?.port}`, 'GET', '/healthz')).rejects.toThrow();
+  expect((await call(eu, 'GET', `/admin/organizations/${org.id}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+  // No config yet (404), but the token is taken: a new signing secret would make it a 401.
+  const sso = await call(eu, 'GET', `/api/v1/sso/config?organizationId=${org.id}`, { headers: { authorization: `Bearer ${issued.body.access_token}` } });
+  expect(sso.status).toBe(404);
+  alone.child.kill('SIGTERM');
+  expect(await alone.exited).toBe(0);
+  // The secrets file is unchanged by a start that made nothing up.
+  expect(fs.readFileSync(secretsFile, 'utf8')).toBe(kept);
+
+  const unknown = runCluster(none, ['mars-base']);
+  unknown.ready.catch(() => undefined); // it is not meant to get ready
+  expect(await unknown.exited).toBe(2);
+  expect(unknown.output()).toContain('mars-base not in');
 }, 120_000);

@@ -162,3 +162,24 @@ test('shows the metadata refresh schedule of the credentials a region is home to
   // Another region is not home to them.
   expect((await scrape(url('europe-belgium'))).value('metadata_refresh_failing')).toBe(0);
 });
+
+test("a region's lag is from the newest change's commit at its origin to its apply there, not to when the count was written", async () => {
+  const org = await call(url('us-iowa'), 'POST', '/admin/organizations', { body: { name: 'lag' }, headers: adminHeaders });
+  expect(org.status).toBe(201);
+  const changeId = org.headers.get('x-change-id');
+  const progress = async () =>
+    ((await call(url('europe-belgium'), 'GET', '/admin/replication', { headers: adminHeaders })).body.applied as { origin_region: string; last_change_id: string; last_event_at: string; last_applied_at: string; lag_ms: number }[])
+      .find((a) => a.origin_region === 'us-iowa');
+  // The count is written about a second after the apply.
+  expect(await eventually(async () => (await progress())?.last_change_id === changeId, 10_000, 100)).toBe(true);
+  const p = await progress();
+  const status = async () => (await call(url('us-iowa'), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders })).body;
+  expect(await eventually(async () => (await status()).applied_at['europe-belgium'] != null)).toBe(true);
+  const acked = (await status()).applied_at['europe-belgium'];
+  const at = (iso: string | null | undefined) => new Date(iso ?? NaN).getTime();
+  // Applied after its commit, and before the region acked it (the ack follows the apply's commit); the count
+  // was written later than both.
+  expect(at(p?.last_event_at)).toBeLessThanOrEqual(at(p?.last_applied_at));
+  expect(at(p?.last_applied_at)).toBeLessThanOrEqual(at(acked));
+  expect(p?.lag_ms).toBe(at(p?.last_applied_at) - at(p?.last_event_at));
+});
