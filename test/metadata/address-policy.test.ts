@@ -25,6 +25,7 @@ describe('blockedReason', () => {
     ['203.0.113.9', /^documentation/],
     ['198.18.0.1', /^benchmarking/],
     ['192.0.0.8', /IETF/],
+    ['192.88.99.1', /^6to4 relay/],
   ])('refuses IPv4 %s', (ip, reason) => {
     expect(blockedReason(ip)).toMatch(reason);
   });
@@ -50,6 +51,13 @@ describe('blockedReason', () => {
     ['2002:7f00:1::', /^6to4 form of loopback/],
     ['2001:db8::1', /^documentation/],
     ['2001:0:4136:e378::1', /^Teredo/],
+    // The rest of 2001::/23 (benchmarking 2001:2::/48, ORCHIDv2 2001:20::/28, ...) up to its last address.
+    ['2001:2::1', /^IETF protocol-assignment/],
+    ['2001:20::1', /^IETF protocol-assignment/],
+    ['2001:1ff:ffff::1', /^IETF protocol-assignment/],
+    ['3fff::1', /^documentation/],
+    ['3fff:fff:ffff::1', /^documentation/],
+    ['64:ff9b:1::a', /^local-use NAT64/],
     ['fec0::1', /^site-local/],
     ['100::1', /^discard-only/],
     ['4000::1', /^reserved IPv6/],
@@ -58,7 +66,7 @@ describe('blockedReason', () => {
     expect(blockedReason(ip)).toMatch(reason);
   });
 
-  it.each(['8.8.8.8', '93.184.215.14', '1.1.1.1', '172.32.0.1', '100.128.0.1', '169.255.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1'])(
+  it.each(['8.8.8.8', '93.184.215.14', '1.1.1.1', '172.32.0.1', '100.128.0.1', '169.255.0.1', '2606:4700:4700::1111', '2001:200::1', '3fff:1000::1', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1'])(
     'allows the public address %s',
     (ip) => {
       expect(blockedReason(ip)).toBeNull();

@@ -10,7 +10,7 @@ import Redis from 'ioredis';
 import { createLogger } from '../../src/logger';
 import { replicationKeys } from '../../src/redis';
 import { poolOf } from '../../src/db/client';
-import { Deliverer } from '../../src/replication/delivery';
+import { Deliverer, recordDeliveries } from '../../src/replication/delivery';
 import { RedisLinks } from '../../src/replication/links';
 import { OutboxRelay } from '../../src/replication/relay';
 import type { Tracker } from '../../src/replication/tracker';
@@ -135,4 +135,16 @@ test('after a restart, the tail starts before the rows of the last minute and a 
   const missed = await committed(1, [], '20 seconds'); // committed just before the process restarted
   await relay.publishPending(1000);
   expect(await deliveredToB(missed)).toBe(1);
+});
+
+test('a delivery recorded again starts over: its new entry, unconfirmed, without the ack of the one before', async () => {
+  await freshRelay();
+  const [id] = await committed(1, []);
+  // Delivered to b and confirmed by b's ack: a superseded judgement, kept for when Redis loses the acks.
+  await pool().query(`INSERT INTO replication_deliveries (change_id, region, stream_id, confirmed_at, ack) VALUES ($1, 'b', '1-0', now(), 'superseded:t:k:v@2026-12-02T00:00:00.000Z')`, [id]);
+  await recordDeliveries(m.db, [{ changeId: id as string, region: 'b', streamId: '7-0' }], [id as string]);
+  const row = (await pool().query(`SELECT stream_id, confirmed_at, ack FROM replication_deliveries WHERE change_id = $1 AND region = 'b'`, [id])).rows[0];
+  // Whatever b says of the new entry is what counts: the old ack is not read as its outcome.
+  expect(row).toEqual({ stream_id: '7-0', confirmed_at: null, ack: null });
+  expect((await pool().query('SELECT published_at FROM replication_outbox WHERE change_id = $1', [id])).rows[0].published_at).toBeInstanceOf(Date);
 });
