@@ -116,3 +116,19 @@ test('a queued request whose client goes away just as it is admitted gives its s
   // The slot is there for the next request.
   expect(request().passed()).toBe(true);
 });
+
+test('a gate queues exactly its queue bound: one more is refused queue_full, and counted', async () => {
+  const budget = new SlotBudget(8);
+  const writes = new Gate('writes', { concurrency: 1, queue: 2, queueWaitMs: 60_000 }, budget);
+  const held = await writes.acquire();
+  const queued = [oneMore(writes), oneMore(writes)];
+  expect(writes.queued).toBe(2);
+  // Refused at once, not queued (a queued one would still be waiting after this turn of the event loop).
+  const third = writes.acquire().then((release) => (release(), 'admitted'), (err: { reason?: string }) => err.reason);
+  expect(await Promise.race([third, new Promise((r) => setImmediate(() => r('queued')))])).toBe('queue_full');
+  expect(writes.queued).toBe(2);
+  expect(writes.refused.queue_full).toBe(1);
+  held();
+  for (const q of queued) (await q.granted)();
+  expect(budget.used).toBe(0);
+});
