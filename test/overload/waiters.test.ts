@@ -50,3 +50,33 @@ test('all_regions writes wait for a paused region without holding a write slot, 
   const answers = await Promise.all(writes);
   expect(answers.map((a) => a.status)).toEqual(Array(12).fill(204));
 }, 240_000);
+
+test('all_regions retries of a keyed create wait on its change without holding a write slot, and answer 201 once the region resumes', async () => {
+  const url = cluster.url('us-iowa');
+  const org = await createOrg(url, 'replays', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  const body = { idp_metadata_url: idp.url('okta.xml'), label: 'r' };
+  const post = (timeout: string) =>
+    call(url, 'POST', CRED, {
+      headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': timeout, 'Idempotency-Key': 'replayed-while-paused' }),
+      body,
+      timeoutMs: 150_000,
+    });
+  cluster.proc('asia-japan').pause();
+  let answers: Awaited<ReturnType<typeof post>>[];
+  try {
+    const first = await post('1');
+    expect(first.status).toBe(408);
+    const retries = Array.from({ length: 6 }, () => post('120'));
+    // Every retry is a replay waiting on the first request's change, and the single write slot is free.
+    const allWaiting = await eventually(async () => {
+      const s = await call(url, 'GET', '/admin/replication', { headers: adminHeaders });
+      return s.body.waiting_requests === 6 && s.body.admission.writes.in_flight === 0;
+    }, 30_000, 250);
+    expect(allWaiting).toBe(true);
+    cluster.proc('asia-japan').resume();
+    answers = await Promise.all(retries);
+  } finally {
+    cluster.proc('asia-japan').resume();
+  }
+  expect(answers.map((a) => [a.status, a.headers.get('idempotent-replayed')])).toEqual(Array(6).fill([201, 'true']));
+}, 240_000);

@@ -65,6 +65,25 @@ test('an ack stored before the waiter registered is not missed', async () => {
   expect(res.complete).toBe(true);
 });
 
+test('an ack stored before the waiter registered completes it at once, by the waiter\'s own check, with no sweep to find it', async () => {
+  // A tracker whose sweep of stored acks would come only after a minute, subscribed (and its start-up
+  // read of the stored acks done) before the ack is stored: only the waiter's own check can find it.
+  const sub = conn(true);
+  const cmd = conn();
+  await Promise.all([ready(sub), ready(cmd)]);
+  const unswept = new Tracker(cmd, sub, keys, 'a', pino({ level: 'silent' }), 60_000);
+  await unswept.start();
+  // Stored without an announcement, which a subscribed tracker could hear after the waiter registered.
+  await cmd.hset(keys.ack('c2-unswept'), 'b', `applied@${new Date().toISOString()}`);
+  let fallback: NodeJS.Timeout | undefined;
+  const hung = new Promise<'still waiting'>((resolve) => (fallback = setTimeout(() => resolve('still waiting'), 5000)));
+  const res = await Promise.race([unswept.wait('c2-unswept', ['a', 'b'], ['a'], Date.now() + 20_000), hung]);
+  clearTimeout(fallback);
+  expect(res).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+  expect(unswept.waiting).toBe(0);
+  await sub.unsubscribe();
+});
+
 test('times out at the deadline with the regions still pending, and leaves no waiter behind', async () => {
   const started = Date.now();
   const res = await tracker.wait('c3', ['a', 'b', 'c'], ['a'], Date.now() + 300);
