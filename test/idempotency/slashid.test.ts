@@ -208,6 +208,23 @@ describe('expiry', () => {
     expect(again.status).toBe(422);
   });
 
+  test('an all_regions retry of a key stored over an hour ago whose change is no longer known answers the stored 201 at once', async () => {
+    const org = await newOrg();
+    const first = await post(org, body('long ago'), 'hour-old');
+    expect(first.status).toBe(201);
+    const changeId = first.headers.get('x-change-id') as string;
+    // Stored 2 h ago (its lifetime counts from then), and its change's records gone since: the outbox row and
+    // the ack record are kept for an hour after every region acked the change, then deleted.
+    const id = idempotencyRowId(org.id, CREATE_ENDPOINT, 'hour-old');
+    await r.region.db.idempotencyKey.update({ where: { id }, data: { expiresAt: new Date(Date.now() + 22 * 3600_000) } });
+    await r.region.db.$executeRawUnsafe('DELETE FROM replication_outbox WHERE change_id = $1::uuid', changeId);
+    await r.region.replication.redis.del(r.region.replication.keys.ack(changeId));
+    const retry = await post(org, body('long ago'), 'hour-old', { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '2' });
+    // Not a 408 "keeps replicating" for a change nothing tracks any more: the stored answer is all there is.
+    expect([retry.status, retry.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+    expect(retry.body.result.id).toBe(first.body.result.id);
+  });
+
   test('an expired key may be reused with a different body', async () => {
     const org = await newOrg();
     await post(org, body('before'), 'recycled');
