@@ -177,6 +177,22 @@ describe('refresh', () => {
   });
 });
 
+test("a create's IdP fetch holds no write slot, and its write is admitted again once the fetch is done", async () => {
+  const writes = async () => (await call(r.url, 'GET', '/admin/replication', { headers: adminHeaders })).body.admission.writes;
+  const file = `okta.xml?outside-admission=${Date.now()}`;
+  idp.slow(file, 1500);
+  const before = (await writes()).admitted;
+  const created = call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(file) }, headers: slashidHeaders(org) });
+  expect(await eventually(async () => idp.held() === 1, 10_000, 20)).toBe(true);
+  // While the IdP holds the fetch, the request holds no write slot (a slow IdP would otherwise stop the region's writes).
+  expect((await writes()).in_flight).toBe(0);
+  expect((await created).status).toBe(201);
+  // Admitted twice: the request, then its write after the fetch (which waited for a slot like any other).
+  const after = await writes();
+  expect(after.admitted - before).toBe(2);
+  expect(after.in_flight).toBe(0);
+});
+
 test('a metadata fetch that outlasts the consistency timeout answers 408 at the deadline and writes nothing', async () => {
   const before = await count();
   // Only this URL is held: the refresher re-fetching okta.xml for an earlier test's credential used the
