@@ -76,6 +76,10 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   const problems = health.ok ? [ready, repl, refresh].flatMap((a) => (a.ok ? [] : [a.problem])) : [health.problem];
   if (health.ok && !up) problems.unshift(`/healthz answered as region ${health.body.region}`);
   const replication = up && repl.ok ? repl.body : null;
+  // What it says of itself: it lacks changes until someone re-seeds it.
+  if (replication?.needs_reseed?.includes(r.id)) {
+    problems.push(`needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${r.id}): its inbox lost changes it never applied, or it joined and was never re-seeded`);
+  }
   return {
     replication,
     status: {

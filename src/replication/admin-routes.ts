@@ -160,8 +160,13 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     })),
     pending: stream.groups,
     stream: { connected: stream.connected, length: stream.length, first_id: stream.firstId, dead_letters: stream.deadLetters, error: stream.error },
-    // Regions whose group fell behind the stream cap: re-seed each from a peer (README, Operations).
-    needs_reseed: stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
+    // Regions to re-seed from a peer (README, Operations): their group fell behind the stream cap, or they are
+    // members still `joining` (added and never re-seeded, or marked so by an origin that found changes
+    // trimmed from their inbox unread).
+    needs_reseed: [...new Set([
+      ...stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
+      ...figures.members.filter((m) => m.state === 'joining').map((m) => m.region),
+    ])],
     outbox: {
       unpublished: Number(o?.unpublished ?? 0),
       unconfirmed: Number(o?.unconfirmed ?? 0),

@@ -433,7 +433,7 @@ export class OutboxRelay {
     });
     if (trimmed.length) {
       await this.markBehind(dest);
-      log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes were trimmed by an inbox cap; that region needs a re-seed');
+      log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes are gone from a region\'s inbox unacked (trimmed by its cap, or refused there and dead-lettered); that region needs a re-seed');
       await this.confirmDeliveries(trimmed.map((r) => ({ changeId: r.change_id, region: dest })));
       this.trimmedUnconfirmed += trimmed.length;
     }

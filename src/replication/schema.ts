@@ -117,7 +117,7 @@ export const ReplicationStatus = Type.Object(
       },
       strict,
     ),
-    needs_reseed: Type.Array(Type.String(), { description: 'Regions whose consumer group fell behind the stream cap: re-seed them.' }),
+    needs_reseed: Type.Array(Type.String(), { description: 'Regions to re-seed from a peer: their consumer group fell behind the stream cap, or they are members still joining (never re-seeded since they were added, or found with changes trimmed from their inbox unread).' }),
     outbox: Type.Object(
       {
         unpublished: Count,

@@ -100,6 +100,10 @@ test('a 4th region joins three running regions under writes: identical regions, 
     return s.regions.includes(NEW) && s.members.find((m: { region: string }) => m.region === NEW)?.state === 'joining';
   }, 20_000, 200);
   expect({ joined, logs: joined ? [] : addedLogs.slice(-20) }).toEqual({ joined: true, logs: [] });
+  // Until it is re-seeded, operators are told it needs one: in every region's status and on the console.
+  expect((await status(urls[0] as string)).needs_reseed).toContain(NEW);
+  const deployment = (await call(newUrl, 'GET', '/admin/deployment', { headers: adminHeaders })).body;
+  expect(deployment.regions.find((r: { id: string }) => r.id === NEW).problems).toEqual([expect.stringMatching(/^needs a re-seed from a peer/)]);
 
   // 3. Re-seed it from a peer while the writes go on.
   const reseed = await runScript('reseed.js', ['--from', 'europe-belgium', '--to', NEW], { REGIONS_CONFIG: newConfig });
@@ -109,6 +113,7 @@ test('a 4th region joins three running regions under writes: identical regions, 
   // 4. The re-seed marked it active; every old region sees it (their config still names three).
   for (const url of urls) {
     expect(await eventually(async () => (await status(url)).members.find((m: { region: string }) => m.region === NEW)?.state === 'active', 10_000, 200)).toBe(true);
+    expect((await status(url)).needs_reseed).toEqual([]);
   }
 
   // An all_regions write in an old-config region waits for the new region and names it.
