@@ -36,7 +36,7 @@ const reason = staleReason();
 if (reason) {
   // On stderr: a command's own output (members list, say) stays alone on stdout.
   console.error(`building: ${reason}`);
-  execSync('npm run build', { cwd: ROOT, stdio: 'inherit' });
+  execSync('npm run build', { cwd: ROOT, stdio: ['ignore', process.stderr, 'inherit'] });
 } else {
   console.error('dist/ is up to date with its inputs: not rebuilding');
 }

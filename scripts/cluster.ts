@@ -25,40 +25,57 @@ function secretsPath(configPath: string): string {
   return path.join(path.dirname(configPath), '.cluster', `${path.basename(configPath, '.json')}.env`);
 }
 
+/** Its KEY=value lines, read as a shell reads them: `export ` before the name and one pair of quotes allowed. */
 function readSecrets(file: string): Map<string, string> {
   const out = new Map<string, string>();
   if (!fs.existsSync(file)) return out;
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = /^([A-Z_]+)=(.+)$/.exec(line.trim());
-    if (m && m[1] && m[2] && m[1] in SECRETS) out.set(m[1], m[2]);
+    const m = /^(?:export\s+)?([A-Z_]+)=(['"]?)(.*)\2$/.exec(line.trim());
+    if (m?.[1] && m[3] && m[1] in SECRETS) out.set(m[1], m[3]);
   }
   return out;
 }
 
-/** Each secret from the environment, else from the file, else made up and added to the file (mode 0600). */
-function clusterSecrets(configPath: string): Record<string, string> {
+/**
+ * Each secret from the environment, else from the file, else made up and added to the file (mode 0600).
+ * `alone` (regions named): nothing is made up, since the regions already running have theirs.
+ */
+function clusterSecrets(configPath: string, alone: boolean): Record<string, string> {
   const file = secretsPath(configPath);
+  const shown = path.relative(process.env.INIT_CWD ?? process.cwd(), file) || file;
   const kept = readSecrets(file);
-  const out: Record<string, string> = {};
-  const made: string[] = [];
-  for (const [name, make] of Object.entries(SECRETS)) {
-    const fromEnv = process.env[name];
-    if (fromEnv) out[name] = fromEnv;
-    else {
-      const value = kept.get(name) ?? make();
-      if (!kept.has(name)) made.push(name);
-      kept.set(name, value);
-      out[name] = value;
-      // TOKEN_SIGNING_SECRET is not printed: nothing but the regions needs it.
-      if (name !== 'TOKEN_SIGNING_SECRET') process.stdout.write(`${name} was not set; using the cluster's:\n  export ${name}=${value}\n`);
-    }
+  const missing = Object.keys(SECRETS).filter((name) => !process.env[name] && !kept.has(name));
+  if (missing.length && alone) {
+    process.stderr.write(
+      `${missing.join(', ')} not set, and not in ${shown}: a region started alone must use the secrets of the regions ` +
+        'already running (export them as their start had them), or it refuses their changes and they refuse its.\n',
+    );
+    process.exit(2);
   }
-  if (made.length) {
+  if (missing.length) {
+    const existing = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+    const lines = (existing && !existing.endsWith('\n') ? '\n' : '') + missing.map((name) => `${name}=${(SECRETS[name] as () => string)()}\n`).join('');
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(file, [...kept].map(([k, v]) => `${k}=${v}\n`).join(''), { mode: 0o600 });
-    process.stdout.write(`${made.join(', ')} made up and kept in ${file}\n`);
+    try {
+      // Added to a file there is (its other lines kept); a first start creates it, or finds that another start
+      // just did and takes its secrets.
+      fs.writeFileSync(file, lines, { mode: 0o600, flag: existing === null ? 'wx' : 'a' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return clusterSecrets(configPath, alone);
+      throw err;
+    }
+    const made = readSecrets(file);
+    for (const name of missing) {
+      // TOKEN_SIGNING_SECRET is not printed: nothing but the regions needs it.
+      if (name !== 'TOKEN_SIGNING_SECRET') process.stdout.write(`${name} was not set; made one up for this cluster:\n  export ${name}=${made.get(name)}\n`);
+    }
+    process.stdout.write(`${missing.join(', ')} kept in ${shown} for the next start\n`);
   }
-  if (kept.size) process.stdout.write(`(the next start uses the same; \`set -a; . ${path.relative(process.cwd(), file) || file}; set +a\` exports them in a shell)\n`);
+  const out: Record<string, string> = {};
+  const fromFile = readSecrets(file);
+  for (const name of Object.keys(SECRETS)) out[name] = process.env[name] || (fromFile.get(name) as string);
+  const taken = Object.keys(SECRETS).filter((name) => !process.env[name] && !missing.includes(name));
+  if (taken.length) process.stdout.write(`${taken.join(', ')} taken from ${shown} (\`set -a; . ${shown}; set +a\` exports them in a shell)\n`);
   return out;
 }
 
@@ -88,13 +105,18 @@ async function main(): Promise<void> {
     throw err;
   }
   // Regions named on the command line: only those (one started again after it stopped, say).
-  const named = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const named = process.argv.slice(2);
+  const options = named.filter((a) => a.startsWith('-'));
+  if (options.length) {
+    process.stderr.write(`usage: npm run cluster [-- <region id> ...] (no options; got ${options.join(' ')})\n`);
+    process.exit(2);
+  }
   const unknown = named.filter((id) => !file.regions.some((r) => r.id === id));
   if (unknown.length) {
     process.stderr.write(`configuration error: ${unknown.join(', ')} not in ${configPath} (its regions: ${file.regions.map((r) => r.id).join(', ')})\n`);
     process.exit(2);
   }
-  const secrets = clusterSecrets(configPath);
+  const secrets = clusterSecrets(configPath, named.length > 0);
   let stopping = false;
   const procs = file.regions.filter((r) => named.length === 0 || named.includes(r.id)).map(
     (r) =>
@@ -105,8 +127,8 @@ async function main(): Promise<void> {
         onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
         onExit: (code, signal) => {
           if (stopping) return;
-          const again = `${process.env.REGIONS_CONFIG ? `REGIONS_CONFIG=${process.env.REGIONS_CONFIG} ` : ''}npm run cluster -- ${r.id}`;
-          process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal}); start it again with \`${again}\` (same secrets; the others keep running)\n`);
+          const again = `${process.env.REGIONS_CONFIG ? `REGIONS_CONFIG='${process.env.REGIONS_CONFIG}' ` : ''}npm run cluster -- ${r.id}`;
+          process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal}); the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
         },
       }),
   );

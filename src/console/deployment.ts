@@ -78,7 +78,7 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   const replication = up && repl.ok ? repl.body : null;
   // What it says of itself: it lacks changes until someone re-seeds it.
   if (replication?.needs_reseed?.includes(r.id)) {
-    problems.push(`needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${r.id}): its inbox lost changes it never applied, or it joined and was never re-seeded`);
+    problems.push(`needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${r.id}), unless one is under way: its inbox lost changes it never applied, or it joined and was not re-seeded yet`);
   }
   return {
     replication,

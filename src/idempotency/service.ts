@@ -11,7 +11,8 @@
 import type { Response } from 'express';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
-import type { WriteContext } from '../replication/replicator';
+import { awaitChange, type Consistency, type FollowUp, type StoredResult } from '../replication/consistency';
+import type { Replicator, WriteContext } from '../replication/replicator';
 import { IDEMPOTENCY_HEADER, idempotencyRowId, REPLAYED_HEADER, requestHash } from './request';
 import { findStoredKey, idempotencyKeysTable, storedFromRow, type StoredKey } from './store';
 
@@ -135,6 +136,22 @@ export function doneValue<T>(o: Outcome<T>): T | undefined {
 export function markReplay(res: Response, changeId: string | null): void {
   res.setHeader(REPLAYED_HEADER, 'true');
   if (changeId) res.setHeader('X-Change-Id', changeId);
+}
+
+/**
+ * A replay under all_regions waits on the change that stored it (awaitChange), its answer marked as a replay
+ * whatever it is (markReplay): the stored answer after it, or the wait's 408 or 409.
+ */
+export async function awaitReplay(
+  res: Response,
+  repl: Replicator,
+  c: Consistency,
+  prior: Extract<Prior, { kind: 'replay' }>,
+  followUp: FollowUp,
+  storedResult: StoredResult,
+): Promise<void> {
+  markReplay(res, prior.changeId);
+  await awaitChange(repl, c, prior, followUp, storedResult);
 }
 
 /** The stored answer again, marked as a replay (markReplay). */

@@ -7,10 +7,10 @@ import { getRequestId, startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
-import { doneValue, findPrior, idempotentCall, markReplay, sendReplay, type Prior } from '../idempotency/service';
+import { awaitReplay, doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
 import { findOrganization, isSelfOrAncestor } from '../organizations/store';
-import { awaitChange, parseConsistency, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
+import { parseConsistency, setChangeId, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
 import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorBody } from './errors';
@@ -64,7 +64,6 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
   return target;
 }
 
-const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
 /** Where an Infisical client follows a change with its own access token. */
 export const CHANGES_PATH = '/replication/changes';
@@ -106,16 +105,10 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
     checkGroupSync(body);
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
     const prior = await findPrior(db, idem);
-    if (prior?.kind === 'replay') {
-      markReplay(res, prior.changeId);
-      await awaitChange(repl, consistency, prior, followUp, storedConfig);
-    }
+    if (prior?.kind === 'replay') await awaitReplay(res, repl, consistency, prior, followUp, storedConfig);
     if (prior) return answerPrior(res, prior);
     const { value } = await writeWithConsistency(repl, consistency, () => createSamlConfig(repl, body, idem), doneValue, setChangeId(res), followUp);
-    if (value.kind === 'replay') {
-      markReplay(res, value.changeId);
-      await awaitChange(repl, consistency, value, followUp, storedConfig);
-    }
+    if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, followUp, storedConfig);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.json(value.value);
   });

@@ -28,7 +28,7 @@ export const plain = (s: TSchema): Json => JSON.parse(JSON.stringify(s)) as Json
 const HEADERS = {
   'X-Request-Id': { description: "The request's id (yours when you sent a sane X-Request-Id)", schema: { type: 'string' } },
   'X-Change-Id': { description: 'The id of the replicated change this write made, to follow it up', schema: { type: 'string', format: 'uuid' } },
-  'Idempotent-Replayed': { description: 'true when this is the stored answer of an earlier request with the same Idempotency-Key', schema: { type: 'string', enum: ['true'] } },
+  'Idempotent-Replayed': { description: 'true when this answers a retry of an earlier request with the same Idempotency-Key (its stored answer, or the 408 or 409 of its wait under all_regions)', schema: { type: 'string', enum: ['true'] } },
   Location: { description: 'Where to go next', schema: { type: 'string' } },
 };
 

@@ -4,7 +4,7 @@ import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { describeErrors, isUuid } from '../http/validate';
-import { adminFollowUp, parseConsistency, writeWithConsistency } from '../replication/consistency';
+import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { validateCreateOrganization } from './schema';
 import { createOrganization, rotateApiKey } from './service';
@@ -21,7 +21,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     }
     const body = req.body;
     const { value } = await writeWithConsistency(
-      repl, consistency, () => createOrganization(db, repl, body), (v) => v, (id) => res.setHeader('X-Change-Id', id), adminFollowUp,
+      repl, consistency, () => createOrganization(db, repl, body), (v) => v, setChangeId(res), adminFollowUp,
     );
     res.status(201).json(value);
   });
@@ -38,7 +38,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     const id = String(req.params.id);
     if (!isUuid(id)) throw notFound(`Organization ${id} not found.`);
     const { value } = await writeWithConsistency(
-      repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, (cid) => res.setHeader('X-Change-Id', cid), adminFollowUp,
+      repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, setChangeId(res), adminFollowUp,
     );
     res.status(201).json(value);
   });

@@ -11,9 +11,9 @@ import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
 import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
-import { doneValue, findPrior, idempotentCall, keyReused, markReplay, sendReplay, type Prior } from '../idempotency/service';
+import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
-import { awaitChange, beforeWrite, parseConsistency, slashidFollowUp, slashidStoredResult, writeWithConsistency, type StoredResult } from '../replication/consistency';
+import { beforeWrite, parseConsistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
@@ -46,7 +46,6 @@ function credentialId(req: Request): string {
   return id.toLowerCase();
 }
 
-const setChangeId = (res: Response) => (changeId: string) => res.setHeader('X-Change-Id', changeId);
 
 /**
  * The body a 408 carries: none. SlashID answers errors without `result` (seeds/README, whose example is a
@@ -89,19 +88,13 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     // Before the metadata fetch: a retry must not depend on the IdP being reachable again.
     const prior = await findPrior(db, idem);
     const storedLocated: StoredResult = (stored) => located(res)(slashidStoredResult(stored) as { id?: unknown } | undefined);
-    if (prior?.kind === 'replay') {
-      markReplay(res, prior.changeId);
-      await awaitChange(repl, consistency, prior, slashidFollowUp, storedLocated);
-    }
+    if (prior?.kind === 'replay') await awaitReplay(res, repl, consistency, prior, slashidFollowUp, storedLocated);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
     const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
     const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res));
-    if (value.kind === 'replay') {
-      markReplay(res, value.changeId);
-      await awaitChange(repl, consistency, value, slashidFollowUp, storedLocated);
-    }
+    if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, slashidFollowUp, storedLocated);
     if (value.kind !== 'done') return answerPrior(res, value);
     res.status(201).json(envelope(value.value));
   });

@@ -161,8 +161,9 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     pending: stream.groups,
     stream: { connected: stream.connected, length: stream.length, first_id: stream.firstId, dead_letters: stream.deadLetters, error: stream.error },
     // Regions to re-seed from a peer (README, Operations): their group fell behind the stream cap, or they are
-    // members still `joining` (added and never re-seeded, or marked so by an origin that found changes
-    // trimmed from their inbox unread).
+    // members still `joining` (added and not re-seeded yet, or marked so by an origin that found changes
+    // gone from their inbox unacked; a re-seed under way marks its target joining too, and one that stopped
+    // half-way leaves it so).
     needs_reseed: [...new Set([
       ...stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
       ...figures.members.filter((m) => m.state === 'joining').map((m) => m.region),

@@ -552,13 +552,14 @@ export class Applier {
    */
   private countApplied(events: readonly ChangeEvent[]): void {
     // When they were applied (committed just now), not when the count is written: the lag is the newest
-    // change's commit at its origin to its apply here.
+    // change's commit at its origin to the last apply here (the same change's, unless an older one came later).
     for (const row of progressRows(events, new Date().toISOString())) {
       const p = this.progress.get(row.origin_region);
       if (!p) this.progress.set(row.origin_region, row);
       else {
         p.applied_count += row.applied_count;
-        if (row.last_event_at >= p.last_event_at) Object.assign(p, { last_change_id: row.last_change_id, last_event_at: row.last_event_at, last_applied_at: row.last_applied_at });
+        p.last_applied_at = row.last_applied_at;
+        if (row.last_event_at >= p.last_event_at) Object.assign(p, { last_change_id: row.last_change_id, last_event_at: row.last_event_at });
       }
     }
     this.progressTimer ??= setTimeout(() => void this.flushProgress(), PROGRESS_FLUSH_MS);
@@ -733,15 +734,14 @@ ON CONFLICT (origin_region) DO UPDATE SET
   last_change_id = CASE WHEN EXCLUDED.last_event_at >= replication_progress.last_event_at
     THEN EXCLUDED.last_change_id ELSE replication_progress.last_change_id END,
   last_event_at = GREATEST(replication_progress.last_event_at, EXCLUDED.last_event_at),
-  last_applied_at = CASE WHEN EXCLUDED.last_event_at >= replication_progress.last_event_at
-    THEN EXCLUDED.last_applied_at ELSE replication_progress.last_applied_at END`;
+  last_applied_at = GREATEST(replication_progress.last_applied_at, EXCLUDED.last_applied_at)`;
 
 interface ProgressRow {
   origin_region: string;
   applied_count: number;
   last_change_id: string;
   last_event_at: string;
-  /** When the change of last_event_at was applied here. */
+  /** When this region last applied a change from there (the batch that brought last_event_at, as a rule). */
   last_applied_at: string;
 }
 

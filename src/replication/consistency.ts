@@ -3,7 +3,7 @@
  * The deadline starts when the request arrives. A timeout never cancels the write: a local commit that
  * is still running goes on, and a committed change keeps replicating.
  */
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest } from '../http/errors';
 import type { Replicator } from './replicator';
@@ -50,6 +50,9 @@ export type FollowUp = (changeId: string) => string;
 
 export const slashidFollowUp: FollowUp = (id) =>
   `GET /organizations/replication/changes/${id} (with your SlashID-OrgID and SlashID-API-Key)`;
+
+/** Sets a write's X-Change-Id on its answer (writeWithConsistency's onChangeId). */
+export const setChangeId = (res: Response) => (changeId: string) => void res.setHeader('X-Change-Id', changeId);
 
 /** The admin API's writes: the operator follows the change with the admin token. */
 export const adminFollowUp: FollowUp = (id) => `GET /admin/replication/changes/${id} (with the admin token)`;

@@ -10,7 +10,7 @@ import { describeErrors, isUuid } from '../http/validate';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { CREDENTIALS_PATH } from '../provider-credentials/routes';
 import { findCredential } from '../provider-credentials/store';
-import { parseConsistency, writeWithConsistency } from '../replication/consistency';
+import { parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { refused, SamlRefusal } from './response';
@@ -65,7 +65,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
     const id = credentialId(req);
     if (!validateSettingsBody(req.body)) throw badRequest(`Invalid request body: ${describeErrors(validateSettingsBody.errors).join('; ')}.`);
     const body = req.body;
-    const { value } = await writeWithConsistency(repl, consistency, () => patchSettings(repl, orgIdOf(res), id, body), () => undefined, (changeId) => res.setHeader('X-Change-Id', changeId));
+    const { value } = await writeWithConsistency(repl, consistency, () => patchSettings(repl, orgIdOf(res), id, body), () => undefined, setChangeId(res));
     res.json(envelope(value));
   });
 

@@ -92,8 +92,9 @@ test('keeps the secrets it made up for the next start, and starts only the regio
   // before, the replication key), and the other regions are not started.
   const alone = runCluster(none, ['europe-belgium']);
   await alone.ready;
-  expect(exported(alone.output(), 'ADMIN_TOKEN')).toBe(token);
-  expect(exported(alone.output(), 'REPLICATION_KEYS')).toBe(keys);
+  // Not printed again: the file is named.
+  expect(exported(alone.output(), 'ADMIN_TOKEN')).toBeUndefined();
+  expect(alone.output()).toContain('ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS taken from');
   expect(alone.output()).toContain(`READY europe-belgium ${eu}`);
   expect(alone.output()).not.toContain('READY us-iowa');
   await expect(call(`http://127.0.0.1:${dep.file.regions[0]?.port}`, 'GET', '/healthz')).rejects.toThrow();
@@ -106,8 +107,28 @@ test('keeps the secrets it made up for the next start, and starts only the regio
   // The secrets file is unchanged by a start that made nothing up.
   expect(fs.readFileSync(secretsFile, 'utf8')).toBe(kept);
 
-  const unknown = runCluster(none, ['mars-base']);
-  unknown.ready.catch(() => undefined); // it is not meant to get ready
-  expect(await unknown.exited).toBe(2);
-  expect(unknown.output()).toContain('mars-base not in');
+  // Refused before anything starts: a region id not in the config, an option.
+  for (const [args, says] of [[['mars-base'], 'mars-base not in'], [['--help'], 'usage: npm run cluster']] as const) {
+    const refused = runCluster(none, [...args]);
+    refused.ready.catch(() => undefined); // it is not meant to get ready
+    expect(await refused.exited).toBe(2);
+    expect(refused.output()).toContain(says);
+  }
+
+  // A region started alone makes up no secret: the regions already running have theirs, and it would refuse
+  // their changes (and they its) under another replication key.
+  fs.rmSync(secretsFile);
+  const unset = runCluster(none, ['europe-belgium']);
+  unset.ready.catch(() => undefined);
+  expect(await unset.exited).toBe(2);
+  expect(unset.output()).toContain('ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS not set, and not in');
+  expect(fs.existsSync(secretsFile)).toBe(false);
+
+  // The file is read as a shell sources it: the `export` lines the cluster prints, quoted values.
+  fs.writeFileSync(secretsFile, kept.split('\n').filter(Boolean).map((line) => `export ${line.replace('=', '="')}"`).join('\n'), { mode: 0o600 });
+  const pasted = runCluster(none, ['europe-belgium']);
+  await pasted.ready;
+  expect((await call(eu, 'GET', `/admin/organizations/${org.id}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+  pasted.child.kill('SIGTERM');
+  expect(await pasted.exited).toBe(0);
 }, 120_000);
