@@ -251,3 +251,24 @@ test('an ack announced on the shared channel (a region still running the previou
   await cmd.publish(keys.sharedAckChannel, JSON.stringify({ region: 'b', ids: ['legacy-1'] }));
   expect(await waiting).toMatchObject({ complete: true, pending: [] });
 });
+
+test('a region announced as applied and later announced as superseded still counts as holding the change: the wait completes, nothing lost', async () => {
+  // A region's first judgement stands in the waiter's tally too, not only in the stored acks (the ack script
+  // keeps an earlier "applied" ack: ack-first-judgement.test.ts). An "applied" announcement may be all there
+  // is of the first judgement (its stored ack lost, or written by a region of a version without the script);
+  // a later "superseded" one of the same region must not answer the waiter as lost (an all_regions write
+  // answered 2xx, and held, would be replayed as a 409).
+  const cmd = conn();
+  await ready(cmd);
+  const id = 'judged-twice';
+  const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
+  const waiting = tracker.wait(id, ['a', 'b', 'c'], ['a'], Date.now() + 10_000);
+  await new Promise((r) => setTimeout(r, 50)); // registered, and its first check of the stored acks done
+  // Region b's first judgement, heard on the origin's channel only (no stored ack, so the script keeps nothing).
+  await cmd.publish(keys.ackChannel('a'), JSON.stringify({ region: 'b', ids: [id] }));
+  // Its second judgement, after a newer state of the row arrived: stored and announced as lost.
+  await recordAcks(cmd, keys, { origin: 'a', region: 'b' }, [id], { outcomes: new Map([[id, { outcome: 'superseded' as const, winner }]]) });
+  expect(parseAck((await tracker.status(id)).b ?? '')?.outcome).toBe('superseded');
+  await recordAcks(cmd, keys, { origin: 'a', region: 'c' }, [id]);
+  expect(await waiting).toEqual({ complete: true, applied: ['a', 'b', 'c'], pending: [], superseded: [] });
+});

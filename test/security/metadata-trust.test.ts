@@ -3,10 +3,18 @@
  * between fetches: a metadata signature counts only when made with a certificate trusted for the credential
  * (pinned on first use or supplied by the owner). A refresh that brings in an untrusted signing certificate
  * without a trusted signature is held: shown to the owner and operators, never used by SSO, until accepted.
+ * Over many refreshes: an IdP that rotates its signing certificate again and again (each new one signed by the
+ * last) keeps the newest 10 trusted, not the first ones pinned; one that serves an untrusted document (held)
+ * and then goes back to the trusted one clears the held document.
  */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { signRoot } from '../../bench/metadata-documents';
 import { parseCertificate } from '../../src/metadata';
 import type { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
+import { MAX_TRUSTED_CERTIFICATES } from '../../src/provider-credentials/trust';
 import { adminHeaders, call, slashidHeaders } from '../support/harness';
 import type { IdpServer } from '../support/idp-server';
 import type { InProcessRegion } from '../support/in-process';
@@ -166,5 +174,94 @@ describe('certificates supplied by the owner', () => {
     const md = await resource(id);
     expect(md.held_metadata).toBeNull();
     expect(md.trusted_certificates).toEqual([expect.objectContaining({ fingerprint_sha256: fp(STRANGER), source: 'caller' })]);
+  });
+});
+
+/** `n` fresh signing keys and their self-signed certificates (openssl, as an IdP would make them). */
+function makeSigners(n: number): Signer[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trust-rotations-'));
+  try {
+    return Array.from({ length: n }, (_, i) => {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', `/CN=idp-key-${i}.rotations.test`, '-keyout', `k${i}.key`, '-out', `k${i}.pem`], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      return { name: `key-${i}`, key: fs.readFileSync(path.join(dir, `k${i}.key`), 'utf8'), cert: fs.readFileSync(path.join(dir, `k${i}.pem`), 'utf8') };
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const trustedFingerprints = async (id: string): Promise<string[]> =>
+  ((await resource(id)).trusted_certificates as { fingerprint_sha256: string }[]).map((c) => c.fingerprint_sha256);
+
+describe('many signed rotations', () => {
+  let keys: Signer[];
+  let newest: Signer;
+  let id: string;
+  beforeAll(() => {
+    // The first key, then one more per rotation: two more than the pins kept.
+    keys = makeSigners(MAX_TRUSTED_CERTIFICATES + 2);
+    newest = keys[keys.length - 1] as Signer;
+  });
+
+  test('each rotation signed by the previous key is applied; afterwards the newest 10 certificates are trusted and the oldest dropped', async () => {
+    idp.set('rotating.xml', doc([keys[0] as Signer], keys[0] as Signer));
+    const res = await create('rotating.xml');
+    expect(res.status).toBe(201);
+    id = res.body.result.id;
+    for (let i = 1; i < keys.length; i++) {
+      idp.set('rotating.xml', doc([keys[i] as Signer], keys[i - 1] as Signer));
+      await refreshNow(id);
+      expect(await ssoCertificates(id)).toEqual([fp(keys[i] as Signer)]);
+      expect((await resource(id)).held_metadata).toBeNull();
+    }
+    const trusted = await trustedFingerprints(id);
+    expect(trusted).toHaveLength(MAX_TRUSTED_CERTIFICATES);
+    expect([...trusted].sort()).toEqual(keys.slice(-MAX_TRUSTED_CERTIFICATES).map(fp).sort());
+    expect(trusted).not.toContain(fp(keys[0] as Signer));
+    expect(trusted).not.toContain(fp(keys[1] as Signer));
+  });
+
+  test('after them, an unsigned document listing only the newest certificates is applied, not held', async () => {
+    const previous = keys[keys.length - 2] as Signer;
+    idp.set('rotating.xml', doc([previous, newest], null));
+    await refreshNow(id);
+    expect((await resource(id)).held_metadata).toBeNull();
+    expect(await ssoCertificates(id)).toEqual([fp(previous), fp(newest)]);
+  });
+
+  test('while one listing the first, dropped certificate is held', async () => {
+    idp.set('rotating.xml', doc([keys[0] as Signer], null));
+    await refreshNow(id);
+    const held = (await resource(id)).held_metadata;
+    expect(held).toMatchObject({ reason: expect.stringMatching(/not signed by a trusted certificate/) });
+    expect(held.metadata.signing_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256)).toEqual([fp(keys[0] as Signer)]);
+    expect(await ssoCertificates(id)).toEqual([fp(keys[keys.length - 2] as Signer), fp(newest)]);
+  });
+});
+
+describe('an IdP that goes back to the trusted document', () => {
+  test('the document it held meanwhile is cleared: no longer shown on the credential nor listed for operators', async () => {
+    idp.set('back.xml', doc([A], A));
+    const res = await create('back.xml');
+    expect(res.status).toBe(201);
+    const id = res.body.result.id as string;
+
+    idp.set('back.xml', doc([B], STRANGER));
+    await refreshNow(id);
+    expect((await resource(id)).held_metadata).toMatchObject({ metadata: { signed_by: fp(STRANGER) } });
+    const heldNow = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+    expect(heldNow.body.credentials).toContainEqual(expect.objectContaining({ credential_id: id, held_since: expect.any(String) }));
+
+    idp.set('back.xml', doc([A], A)); // the very document already applied and trusted
+    await refreshNow(id);
+    const md = await resource(id);
+    expect(md.held_metadata).toBeNull();
+    expect(md.metadata).toMatchObject({ signed: true, signed_by: fp(A) });
+    expect(md.trusted_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256)).toEqual([fp(A)]);
+    expect(await ssoCertificates(id)).toEqual([fp(A)]);
+    const admin = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+    expect(admin.body.credentials).toContainEqual(expect.objectContaining({ credential_id: id, held_since: null, held_reason: null }));
+    // Nothing left to accept.
+    expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(404);
   });
 });
