@@ -66,9 +66,20 @@ async function signIn(id: string, by: Signer): Promise<number> {
   await res.text();
   return res.status;
 }
+/**
+ * Refreshes the credential now. The region's own refresher ticks every 30 s: when its tick has the
+ * organization's fetch slot, this refresher passes the credential over (busy) and tries again; either one's
+ * refresh schedules the next one in the future.
+ */
 async function refreshNow(id: string) {
   await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid`, id);
-  await refresher.runOnce();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await refresher.runOnce();
+    const [state] = await r.region.db.$queryRawUnsafe<{ done: boolean }[]>('SELECT next_at > now() AS done FROM metadata_refresh_state WHERE credential_id = $1::uuid', id);
+    if (state?.done) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`credential ${id} was not refreshed`);
 }
 
 describe('trust on first use', () => {
