@@ -140,16 +140,33 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
  * or waits for it), with the relay's records of that inbox. Stop the region and take it out of every config
  * file first: a running region registers itself again, and a config that names it keeps counting it.
  */
-export async function removeMember(redis: Redis, keys: ReplicationKeys, region: string): Promise<{ removed: boolean; inboxDeleted: boolean }> {
+export async function removeMember(
+  redis: Redis,
+  keys: ReplicationKeys,
+  region: string,
+  graceMs = REMOVAL_GRACE_MS,
+): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
-  const inboxDeleted = Number(await redis.del(keys.inbox(region))) === 1;
-  // The relay's records of that inbox's incarnation (relay.ts): a region added again under the same name
-  // starts a new inbox, and must not be judged by the old one's first id or acks.
-  await redis.del(keys.inboxBorn(region), keys.acksBornAt(region));
+  // Announced first: the regions stop delivering to it as they hear of it.
   await announce(redis, keys);
-  return { removed, inboxDeleted };
+  // The inbox, and the relay's records of its incarnation (relay.ts): a region added again under the same
+  // name starts a new inbox, and must not be judged by the old one's first id or acks.
+  const dropInbox = async () => {
+    const deleted = Number(await redis.del(keys.inbox(region))) === 1;
+    await redis.del(keys.inboxBorn(region), keys.acksBornAt(region));
+    return deleted;
+  };
+  const first = await dropInbox();
+  // A delivery (or a relay's trim) that read the membership before the announcement reached its region can
+  // still write them, which recreates the inbox: once that is over, they are deleted again.
+  await new Promise((resolve) => setTimeout(resolve, graceMs));
+  const again = await dropInbox();
+  return { removed, inboxDeleted: first || again };
 }
+
+/** How long removeMember waits before it deletes the removed region's inbox again. */
+export const REMOVAL_GRACE_MS = 3000;
 
 async function announce(redis: Redis, keys: ReplicationKeys): Promise<void> {
   const generation = await redis.hincrby(keys.members, GENERATION, 1);
