@@ -64,15 +64,15 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return clusterSecrets(configPath, alone);
       throw err;
     }
-    const made = readSecrets(file);
-    for (const name of missing) {
-      // TOKEN_SIGNING_SECRET is not printed: nothing but the regions needs it.
-      if (name !== 'TOKEN_SIGNING_SECRET') process.stdout.write(`${name} was not set; made one up for this cluster:\n  export ${name}=${made.get(name)}\n`);
-    }
-    process.stdout.write(`${missing.join(', ')} kept in ${shown} for the next start\n`);
   }
+  // Read again after a write: what the file says is what this start uses (the last line of a name wins).
+  const fromFile = missing.length ? readSecrets(file) : kept;
+  for (const name of missing) {
+    // TOKEN_SIGNING_SECRET is not printed: nothing but the regions needs it.
+    if (name !== 'TOKEN_SIGNING_SECRET') process.stdout.write(`${name} was not set; made one up for this cluster:\n  export ${name}=${fromFile.get(name)}\n`);
+  }
+  if (missing.length) process.stdout.write(`${missing.join(', ')} kept in ${shown} for the next start\n`);
   const out: Record<string, string> = {};
-  const fromFile = readSecrets(file);
   for (const name of Object.keys(SECRETS)) out[name] = process.env[name] || (fromFile.get(name) as string);
   const taken = Object.keys(SECRETS).filter((name) => !process.env[name] && !missing.includes(name));
   if (taken.length) process.stdout.write(`${taken.join(', ')} taken from ${shown} (\`set -a; . ${shown}; set +a\` exports them in a shell)\n`);

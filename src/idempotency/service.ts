@@ -133,7 +133,7 @@ export function doneValue<T>(o: Outcome<T>): T | undefined {
  * first answer was lost learns it here, to follow the change up; none for a key stored before change ids
  * were recorded). Set before a replay waits on its change, so that its 408 or 409 carries them too.
  */
-export function markReplay(res: Response, changeId: string | null): void {
+function markReplay(res: Response, changeId: string | null): void {
   res.setHeader(REPLAYED_HEADER, 'true');
   if (changeId) res.setHeader('X-Change-Id', changeId);
 }

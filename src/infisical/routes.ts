@@ -64,7 +64,6 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
   return target;
 }
 
-
 /** Where an Infisical client follows a change with its own access token. */
 export const CHANGES_PATH = '/replication/changes';
 const followUp: FollowUp = (id) => `GET ${API_PREFIX}${CHANGES_PATH}/${id} (with your access token)`;

@@ -1,6 +1,7 @@
 /**
  * One change's progress as the tracker and this region's outbox (with its deliveries' acks) know it: per
- * region applied (holds it), superseded (lost to a state that outranks it) or pending. Served to operators (/admin) and to the
+ * region applied (holds it), superseded (lost to a state that outranks it) or pending. Served to operators
+ * (/admin) and to the
  * change's own organization (the dialects' org-scoped routes).
  */
 import type { Db } from '../db/client';
@@ -71,7 +72,8 @@ export async function changeStatus(
   }
   const acks = acksOf(hash ?? {});
   // The origin keeps each confirmed delivery's ack (relay.ts; a redelivery clears it): what its Redis lost, or
-  // let expire, is read there (an ack that is no outcome, "parked", reads as pending). The origin itself committed the change. (Elsewhere only the origin's Redis can tell.)
+  // let expire, is read there (an ack that is no outcome, "parked", reads as pending). The origin itself
+  // committed the change. (Elsewhere only the origin's Redis can tell.)
   if (outbox) {
     if (!acks.has(d.region)) acks.set(d.region, { outcome: 'applied', at: outbox.createdAt.toISOString() });
     const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null } }, select: { region: true, ack: true } });

@@ -144,7 +144,6 @@ export async function removeMember(
   redis: Redis,
   keys: ReplicationKeys,
   region: string,
-  graceMs = REMOVAL_GRACE_MS,
 ): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
@@ -160,7 +159,7 @@ export async function removeMember(
   const first = await dropInbox();
   // A delivery (or a relay's trim) that read the membership before the announcement reached its region can
   // still write them, which recreates the inbox: once that is over, they are deleted again.
-  await new Promise((resolve) => setTimeout(resolve, graceMs));
+  await new Promise((resolve) => setTimeout(resolve, REMOVAL_GRACE_MS));
   const again = await dropInbox();
   return { removed, inboxDeleted: first || again };
 }
