@@ -49,9 +49,10 @@ afterAll(async () => {
 const pool = () => poolOf(m.db);
 
 /** A relay of its own (its cursors start afresh) over an empty outbox. */
-async function freshRelay(): Promise<OutboxRelay> {
+async function freshRelay(opts: { sweepIdleMs?: number } = {}): Promise<OutboxRelay> {
   await pool().query('TRUNCATE replication_outbox CASCADE');
   return new OutboxRelay({
+    ...opts,
     db: m.db,
     links,
     keys,
@@ -112,9 +113,10 @@ test('rows written while a destination blips are delivered to it as soon as it i
   expect(await deliveredToB(blipped)).toBe(600);
 });
 
-test('the sweep finds a row the tail read past before it was visible (it committed late)', async () => {
-  const relay = await freshRelay();
-  await relay.publishPending(1000); // the tail starts on an empty outbox
+test('the sweep finds a row the tail read past before it was visible (it committed late), once its rest after a round that found nothing is over', async () => {
+  const relay = await freshRelay({ sweepIdleMs: 4000 });
+  const started = Date.now();
+  await relay.publishPending(1000); // the tail starts on an empty outbox; the sweep's round finds nothing
   const [early = ''] = await committed(1, []);
   // The tail reads past it: as if it had not committed yet, its row is hidden from that read.
   await pool().query("UPDATE replication_outbox SET created_at = now() + interval '1 hour' WHERE change_id = $1", [early]);
@@ -124,9 +126,23 @@ test('the sweep finds a row the tail read past before it was visible (it committ
   expect(cursors(relay).tail).toBeGreaterThan(earlyId);
   expect(await deliveredToB([early])).toBe(0);
   await pool().query("UPDATE replication_outbox SET created_at = now() - interval '1 minute' WHERE change_id = $1", [early]);
+  // Nothing failed and the last round found nothing: the sweep rests (here 4 s) before its next round.
+  await relay.publishPending(1000);
+  if (Date.now() - started < 3500) expect(await deliveredToB([early])).toBe(0);
+  await new Promise((r) => setTimeout(r, Math.max(0, started + 4100 - Date.now())));
   for (let cycle = 0; cycle < 3 && (await deliveredToB([early])) === 0; cycle++) await relay.publishPending(1000);
   expect(await deliveredToB([early])).toBe(1);
   expect(cursors(relay).tail).toBeGreaterThan(earlyId); // delivered by the sweep, not by the tail
+});
+
+test('the tail moves on past the rows the fast path published: its query does not walk them again every cycle', async () => {
+  const relay = await freshRelay();
+  const ids = await committed(50, ['b', 'c']); // a minute old: inside the window the tail starts before
+  await pool().query('UPDATE replication_outbox SET published_at = now() WHERE change_id = ANY($1::uuid[])', [ids]);
+  await committed(1, ['b', 'c'], '0 seconds'); // too young for the tail to read yet
+  await relay.publishPending(1000);
+  const newestRead = BigInt((await pool().query("SELECT max(id) AS id FROM replication_outbox WHERE created_at < now() - interval '1 second'")).rows[0].id);
+  expect(cursors(relay).tail).toBe(newestRead);
 });
 
 test('after a restart, the tail starts before the rows of the last minute and a half: one the fast path missed is delivered at once', async () => {
