@@ -45,6 +45,8 @@ export interface RelayDeps {
   deliverer?: Deliverer;
   /** See SWEEP_IDLE_MS (tests set less). */
   sweepIdleMs?: number;
+  /** See settledEnd: IN_FLIGHT_MS (tests set less). */
+  tailSettleMs?: number;
 }
 
 interface DeliveryState {
@@ -167,12 +169,11 @@ export class OutboxRelay {
         )
       )[0]?.start ?? 0n,
     );
-    // The newest row old enough for the tail to read, before its pages are read: each row up to it that is
-    // visible now is in them. When they end (a page not full), the tail moves on to it, past the rows the
-    // fast path published. (It used to stay where it was, and its query walked, every cycle, the index
-    // entries each row published since then left until a vacuum: 5 ms a cycle after a minute of PATCHes in
-    // `npm run bench`, growing with the time since the last vacuum.)
-    const end = await this.newestReadable(minAgeMs);
+    // Where the tail may move on to when its pages end (a page not full), past the rows the fast path
+    // published: the newest id seen at least tailSettleMs ago (see settledEnd). (It used to stay where it
+    // was, and its query walked, every cycle, the index entries each row published since then left until a
+    // vacuum: 5 ms a cycle after a minute of PATCHes in `npm run bench`, growing until a vacuum.)
+    const end = await this.settledEnd();
     // The tail never moves past a held row, even when a later page fails.
     let held: bigint | null = null;
     for (let i = 0, after = this.tail; i < TAIL_PAGES; i++) {
@@ -211,13 +212,27 @@ export class OutboxRelay {
     return total;
   }
 
-  /** The id of the newest outbox row created longer than `minAgeMs` ago (0 when none). */
-  private async newestReadable(minAgeMs: number): Promise<bigint> {
-    const rows = await this.d.db.$queryRawUnsafe<{ id: bigint | null }[]>(
-      'SELECT max(id) AS id FROM replication_outbox WHERE created_at < now() - make_interval(secs => $1::float8 / 1000)',
-      minAgeMs,
-    );
-    return BigInt(rows[0]?.id ?? 0n);
+  /** The newest outbox id, as read at times (ms): oldest first (see settledEnd). */
+  private readonly newestIds: { at: number; id: bigint }[] = [];
+
+  /**
+   * The newest outbox id this relay saw committed at least tailSettleMs (IN_FLIGHT_MS) ago, 0 when none;
+   * takes a new reading. Every lower id was taken before then by a transaction that has ended since (a
+   * write runs at most WRITE_TX_TIMEOUT_MS), so each such row is committed or never will be, and older
+   * than the tail's minimum age: when the tail's pages end, each of them that is unpublished was in them.
+   * (The newest row old enough by created_at is no such point: created_at is a transaction's start, and
+   * a younger transaction can take a lower id and commit after an older one took a higher.)
+   */
+  private async settledEnd(): Promise<bigint> {
+    const now = Date.now();
+    const rows = await this.d.db.$queryRawUnsafe<{ id: bigint | null }[]>('SELECT max(id) AS id FROM replication_outbox');
+    this.newestIds.push({ at: now, id: BigInt(rows[0]?.id ?? 0n) });
+    const settle = this.d.tailSettleMs ?? IN_FLIGHT_MS;
+    let end = 0n;
+    while (this.newestIds.length > 1 && (this.newestIds[0] as { at: number }).at <= now - settle) end = (this.newestIds.shift() as { id: bigint }).id;
+    const first = this.newestIds[0];
+    if (first && first.at <= now - settle) end = first.id;
+    return end;
   }
 
   /** Keyset cursors of publishPending's two passes over the unpublished rows. */
@@ -436,19 +451,22 @@ export class OutboxRelay {
     const { db, links, keys, log } = this.d;
     const redis = links.to(dest);
     const stream = keys.inbox(dest);
-    // An inbox only loses entries from its start (trims; nothing deletes one entry), so it holds an entry
-    // it was given exactly when the entry's id lies between its first entry and the last id it generated.
-    // A Redis that lost its data starts the inbox again empty (nothing is held), or with ids after every
-    // earlier one (the old ones are before its first). One read per inbox instead of one XRANGE per row.
-    const bounds = await streamBounds(redis, stream);
-    const holds = (id: string) =>
-      bounds !== null && bounds.firstId !== null && compareStreamIds(id, bounds.firstId) >= 0 && compareStreamIds(id, bounds.lastGeneratedId) <= 0;
-    const missing = rows.filter((r) => !holds(r.stream_id));
+    // Each entry looked up by its id: a Redis that restarts from an append-only file written once a second,
+    // or a replica promoted in its place, can lose entries in the middle of an inbox, which its bounds would
+    // not show.
+    const pipe = redis.pipeline();
+    for (const r of rows) pipe.xrange(stream, r.stream_id, r.stream_id);
+    const res = (await pipe.exec()) ?? [];
+    const missing = rows.filter((_, i) => {
+      const [err, found] = res[i] ?? [new Error('missing reply')];
+      return !err && Array.isArray(found) && found.length === 0;
+    });
     if (missing.length === 0) return;
     // Missing, and older than the oldest entry left but not than this inbox's birth: trimmed by the cap,
     // not lost by Redis. The destination needs a re-seed (its status shows it); delivering it again would
     // only feed the cap, so it counts as confirmed. (A Redis that lost its data lost the birth mark too:
     // the new mark is newer than every entry delivered before, which are lost.)
+    const bounds = await streamBounds(redis, stream);
     const born = await this.markBorn(dest, bounds);
     // Acked since confirm() read the acks (applied and XACKed, then trimmed below the group's floor): done.
     const ackPipe = links.own.pipeline();

@@ -158,3 +158,19 @@ test('an entry gone from the inbox because its region acked it meanwhile is conf
     r.close();
   }
 });
+
+test('an entry lost from the middle of an inbox (a Redis restarted from an append-only file a second behind, with entries added since) is delivered again', async () => {
+  const r = rig();
+  try {
+    const rows = await activeWithThree(r);
+    // The middle entry is gone while entries before and after it remain: the inbox's bounds still span it.
+    await r.redis.xdel(stream, rows[1]?.stream_id as string);
+    await r.redis.xadd(stream, '*', 'e', 'written since');
+    await r.redeliverLost(rows);
+    expect(r.redelivered).toEqual(['change-1']);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+  } finally {
+    r.close();
+  }
+});

@@ -49,7 +49,7 @@ afterAll(async () => {
 const pool = () => poolOf(m.db);
 
 /** A relay of its own (its cursors start afresh) over an empty outbox. */
-async function freshRelay(opts: { sweepIdleMs?: number } = {}): Promise<OutboxRelay> {
+async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number } = {}): Promise<OutboxRelay> {
   await pool().query('TRUNCATE replication_outbox CASCADE');
   return new OutboxRelay({
     ...opts,
@@ -114,9 +114,10 @@ test('rows written while a destination blips are delivered to it as soon as it i
 });
 
 test('the sweep finds a row the tail read past before it was visible (it committed late), once its rest after a round that found nothing is over', async () => {
-  const relay = await freshRelay({ sweepIdleMs: 4000 });
-  const started = Date.now();
+  const relay = await freshRelay({ sweepIdleMs: 6000 });
+  const before = Date.now();
   await relay.publishPending(1000); // the tail starts on an empty outbox; the sweep's round finds nothing
+  const after = Date.now(); // the rest began between the two
   const [early = ''] = await committed(1, []);
   // The tail reads past it: as if it had not committed yet, its row is hidden from that read.
   await pool().query("UPDATE replication_outbox SET created_at = now() + interval '1 hour' WHERE change_id = $1", [early]);
@@ -126,23 +127,46 @@ test('the sweep finds a row the tail read past before it was visible (it committ
   expect(cursors(relay).tail).toBeGreaterThan(earlyId);
   expect(await deliveredToB([early])).toBe(0);
   await pool().query("UPDATE replication_outbox SET created_at = now() - interval '1 minute' WHERE change_id = $1", [early]);
-  // Nothing failed and the last round found nothing: the sweep rests (here 4 s) before its next round.
+  // Nothing failed and the last round found nothing: the sweep rests (here 6 s) before its next round.
   await relay.publishPending(1000);
-  if (Date.now() - started < 3500) expect(await deliveredToB([early])).toBe(0);
-  await new Promise((r) => setTimeout(r, Math.max(0, started + 4100 - Date.now())));
+  if (Date.now() - before < 5500) expect(await deliveredToB([early])).toBe(0);
+  await new Promise((r) => setTimeout(r, Math.max(0, after + 6100 - Date.now())));
   for (let cycle = 0; cycle < 3 && (await deliveredToB([early])) === 0; cycle++) await relay.publishPending(1000);
   expect(await deliveredToB([early])).toBe(1);
   expect(cursors(relay).tail).toBeGreaterThan(earlyId); // delivered by the sweep, not by the tail
 });
 
-test('the tail moves on past the rows the fast path published: its query does not walk them again every cycle', async () => {
-  const relay = await freshRelay();
+const newestId = async () => BigInt((await pool().query('SELECT max(id) AS id FROM replication_outbox')).rows[0].id);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('the tail moves on past the rows the fast path published, to the newest id seen a settling time ago: its query does not walk them again every cycle', async () => {
+  const relay = await freshRelay({ tailSettleMs: 300 });
   const ids = await committed(50, ['b', 'c']); // a minute old: inside the window the tail starts before
   await pool().query('UPDATE replication_outbox SET published_at = now() WHERE change_id = ANY($1::uuid[])', [ids]);
-  await committed(1, ['b', 'c'], '0 seconds'); // too young for the tail to read yet
+  const seen = await newestId();
+  await relay.publishPending(1000); // reads the newest id; nothing is old enough to move on to yet
+  expect(cursors(relay).tail).toBeLessThan(seen);
+  await committed(5, ['b', 'c']);
+  await sleep(400);
   await relay.publishPending(1000);
-  const newestRead = BigInt((await pool().query("SELECT max(id) AS id FROM replication_outbox WHERE created_at < now() - interval '1 second'")).rows[0].id);
-  expect(cursors(relay).tail).toBe(newestRead);
+  expect(cursors(relay).tail).toBe(seen);
+});
+
+test('a row whose transaction began after another\'s but took a lower id, and whose fast path failed, is still read by the tail', async () => {
+  const relay = await freshRelay({ tailSettleMs: 300, sweepIdleMs: 600_000 }); // the sweep will not come round
+  await relay.publishPending(1000); // the tail starts; the sweep's round finds nothing and rests
+  // R took its id first but began later (created_at is a transaction's start): too young for the tail yet.
+  const [r = ''] = await committed(1, [], '0 seconds');
+  // E began earlier, took a higher id and committed; the fast path delivered it.
+  const [e = ''] = await committed(1, ['b', 'c'], '1 minute');
+  await pool().query('UPDATE replication_outbox SET published_at = now() WHERE change_id = $1', [e]);
+  expect(await idOf(e)).toBeGreaterThan(await idOf(r));
+  await sleep(400);
+  await relay.publishPending(1000); // E is old enough to read, R not: the tail must not move past R
+  expect(cursors(relay).tail).toBeLessThan(await idOf(r));
+  await pool().query("UPDATE replication_outbox SET created_at = now() - interval '2 seconds' WHERE change_id = $1", [r]);
+  await relay.publishPending(1000);
+  expect(await deliveredToB([r])).toBe(1);
 });
 
 test('after a restart, the tail starts before the rows of the last minute and a half: one the fast path missed is delivered at once', async () => {
