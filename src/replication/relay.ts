@@ -45,7 +45,7 @@ export interface RelayDeps {
   deliverer?: Deliverer;
   /** See SWEEP_IDLE_MS (tests set less). */
   sweepIdleMs?: number;
-  /** See settledEnd: IN_FLIGHT_MS (tests set less). */
+  /** See settledEnd: IN_FLIGHT_MS (tests set less; in a deployment it must exceed WRITE_TX_TIMEOUT_MS). */
   tailSettleMs?: number;
 }
 
@@ -212,7 +212,7 @@ export class OutboxRelay {
     return total;
   }
 
-  /** The newest outbox id, as read at times (ms): oldest first (see settledEnd). */
+  /** The newest outbox id, as read at times (performance.now(), ms): oldest first (see settledEnd). */
   private readonly newestIds: { at: number; id: bigint }[] = [];
 
   /**
@@ -224,15 +224,16 @@ export class OutboxRelay {
    * a younger transaction can take a lower id and commit after an older one took a higher.)
    */
   private async settledEnd(): Promise<bigint> {
-    const now = Date.now();
     const rows = await this.d.db.$queryRawUnsafe<{ id: bigint | null }[]>('SELECT max(id) AS id FROM replication_outbox');
+    // Timed once the answer is in (the query may have waited for a connection: its snapshot is no later
+    // than this), on a clock that no step of the wall clock moves.
+    const now = performance.now();
     this.newestIds.push({ at: now, id: BigInt(rows[0]?.id ?? 0n) });
-    const settle = this.d.tailSettleMs ?? IN_FLIGHT_MS;
-    let end = 0n;
-    while (this.newestIds.length > 1 && (this.newestIds[0] as { at: number }).at <= now - settle) end = (this.newestIds.shift() as { id: bigint }).id;
-    const first = this.newestIds[0];
-    if (first && first.at <= now - settle) end = first.id;
-    return end;
+    const settled = now - (this.d.tailSettleMs ?? IN_FLIGHT_MS);
+    // The newest settled reading stays first; the older ones are of no more use.
+    while (this.newestIds.length > 1 && (this.newestIds[1] as { at: number }).at <= settled) this.newestIds.shift();
+    const first = this.newestIds[0] as { at: number; id: bigint };
+    return first.at <= settled ? first.id : 0n;
   }
 
   /** Keyset cursors of publishPending's two passes over the unpublished rows. */

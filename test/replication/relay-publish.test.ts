@@ -152,6 +152,23 @@ test('the tail moves on past the rows the fast path published, to the newest id 
   expect(cursors(relay).tail).toBe(seen);
 });
 
+test('the tail\'s end is the newest reading at least the settling time old, and stays so until a newer one settles', async () => {
+  const relay = await freshRelay({ tailSettleMs: 1000 });
+  const settledEnd = () => (relay as unknown as { settledEnd(): Promise<bigint> }).settledEnd();
+  await committed(1, []);
+  const a = await newestId();
+  expect(await settledEnd()).toBe(0n); // a read now: nothing settled yet
+  await sleep(500);
+  await committed(1, []);
+  const b = await newestId();
+  expect(await settledEnd()).toBe(0n); // b read; a is half settled
+  await sleep(700);
+  expect(await settledEnd()).toBe(a); // a settled, b not yet
+  await sleep(500);
+  expect(await settledEnd()).toBe(b);
+  expect(await settledEnd()).toBe(b); // the newest settled reading stays
+});
+
 test('a row whose transaction began after another\'s but took a lower id, and whose fast path failed, is still read by the tail', async () => {
   const relay = await freshRelay({ tailSettleMs: 300, sweepIdleMs: 600_000 }); // the sweep will not come round
   await relay.publishPending(1000); // the tail starts; the sweep's round finds nothing and rests
