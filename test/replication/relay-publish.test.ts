@@ -205,3 +205,20 @@ test('a delivery recorded again starts over: its new entry, unconfirmed, without
   expect(row).toEqual({ stream_id: '7-0', confirmed_at: null, ack: null });
   expect((await pool().query('SELECT published_at FROM replication_outbox WHERE change_id = $1', [id])).rows[0].published_at).toBeInstanceOf(Date);
 });
+
+test('a confirm round confirms each delivery its destination acked (with the ack), and a row once every member did', async () => {
+  const relay = await freshRelay();
+  const [both = '', onlyB = ''] = await committed(2, ['b', 'c']);
+  await pool().query('UPDATE replication_outbox SET published_at = now()');
+  const at = new Date().toISOString();
+  for (const id of [both, onlyB]) await own.hset(keys.ack(id), 'a', `applied@${at}`, 'b', `applied@${at}`);
+  await own.hset(keys.ack(both), 'c', `applied@${at}`);
+  await relay.confirm();
+  const outbox = (await pool().query('SELECT change_id::text AS id, confirmed_at IS NOT NULL AS confirmed FROM replication_outbox')).rows;
+  expect(Object.fromEntries(outbox.map((r) => [r.id, r.confirmed]))).toEqual({ [both]: true, [onlyB]: false });
+  const deliveries = (await pool().query(`SELECT region, confirmed_at IS NOT NULL AS confirmed, ack FROM replication_deliveries WHERE change_id = $1 ORDER BY region`, [onlyB])).rows;
+  expect(deliveries).toEqual([
+    { region: 'b', confirmed: true, ack: `applied@${at}` },
+    { region: 'c', confirmed: false, ack: null },
+  ]);
+});
