@@ -1,8 +1,7 @@
 /**
  * One change's progress as the tracker and this region's outbox (with its deliveries' acks) know it: per
  * region applied (holds it), superseded (lost to a state that outranks it) or pending. Served to operators
- * (/admin) and to the
- * change's own organization (the dialects' org-scoped routes).
+ * (/admin) and to the change's own organization (the dialects' org-scoped routes).
  */
 import type { Db } from '../db/client';
 import type { RedisLinks } from './links';

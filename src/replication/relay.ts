@@ -57,6 +57,13 @@ interface DeliveryState {
   confirmed: boolean;
 }
 
+/** A published, unconfirmed outbox row and its deliveries by destination (confirm()). */
+interface UnconfirmedRow {
+  id: bigint;
+  change_id: string;
+  deliveries: Record<string, DeliveryState>;
+}
+
 /** Unpublished rows read per page; pages per call of the tail pass and of the sweep (see publishPending). */
 const PAGE_ROWS = 500;
 const TAIL_PAGES = 20;
@@ -70,8 +77,9 @@ const TAIL_HOLD_MS = 30_000;
 /**
  * How often the sweep starts a new round over the backlog after a round that found nothing to deliver while
  * no destination failed (publishPending). Each round's first query walks the unpublished-rows index from its
- * start, through the entries every published row leaves there until a vacuum: under a steady write load it
- * cost Postgres ~50 µs per write when it ran every cycle (pg_stat_statements, 2026-12-02).
+ * start, through the entries every published row leaves there until a vacuum: under a steady write load the
+ * sweep's and the tail's queries cost Postgres 23–51 µs per write when both ran every cycle
+ * (pg_stat_statements, 2026-12-02).
  */
 const SWEEP_IDLE_MS = 15_000;
 
@@ -183,8 +191,7 @@ export class OutboxRelay {
       total += page.published;
       held ??= page.heldFrom;
       if (page.last === null) {
-        if (held !== null) this.tail = held - 1n;
-        else if (end > this.tail) this.tail = end;
+        this.tail = held !== null ? held - 1n : end > this.tail ? end : this.tail;
         break;
       }
       after = page.last;
@@ -387,7 +394,7 @@ export class OutboxRelay {
    * destination. One row per delivery, gathered here: a jsonb object built per row in Postgres took three
    * times as long (2,000 rows with two deliveries each: 37 against 13 ms).
    */
-  private async unconfirmedPage(): Promise<{ id: bigint; change_id: string; deliveries: Record<string, DeliveryState> }[]> {
+  private async unconfirmedPage(): Promise<UnconfirmedRow[]> {
     const flat = await this.d.db.$queryRawUnsafe<
       { id: bigint; change_id: string; region: string | null; sid: string | null; confirmed: boolean | null; stale: boolean | null }[]
     >(
@@ -400,7 +407,7 @@ export class OutboxRelay {
       this.d.republishAfterMs ?? 10_000,
       this.confirmCursor,
     );
-    const rows: { id: bigint; change_id: string; deliveries: Record<string, DeliveryState> }[] = [];
+    const rows: UnconfirmedRow[] = [];
     for (const f of flat) {
       let row = rows[rows.length - 1];
       if (!row || row.change_id !== f.change_id) rows.push((row = { id: f.id, change_id: f.change_id, deliveries: {} }));

@@ -83,6 +83,8 @@ const deliveredToB = async (ids: string[]) =>
   Number((await pool().query(`SELECT count(*) AS n FROM replication_deliveries WHERE change_id = ANY($1::uuid[]) AND region = 'b'`, [ids])).rows[0].n);
 const idOf = async (changeId: string) => BigInt((await pool().query('SELECT id FROM replication_outbox WHERE change_id = $1', [changeId])).rows[0].id);
 const cursors = (relay: OutboxRelay) => relay as unknown as { tail: bigint | null; sweep: bigint };
+const newestId = async () => BigInt((await pool().query('SELECT max(id) AS id FROM replication_outbox')).rows[0].id);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('a row that a reachable destination lacks reaches it within a few cycles, behind a backlog that only the down destination lacks', async () => {
   const relay = await freshRelay();
@@ -130,14 +132,11 @@ test('the sweep finds a row the tail read past before it was visible (it committ
   // Nothing failed and the last round found nothing: the sweep rests (here 6 s) before its next round.
   await relay.publishPending(1000);
   if (Date.now() - before < 5500) expect(await deliveredToB([early])).toBe(0);
-  await new Promise((r) => setTimeout(r, Math.max(0, after + 6100 - Date.now())));
+  await sleep(Math.max(0, after + 6100 - Date.now()));
   for (let cycle = 0; cycle < 3 && (await deliveredToB([early])) === 0; cycle++) await relay.publishPending(1000);
   expect(await deliveredToB([early])).toBe(1);
   expect(cursors(relay).tail).toBeGreaterThan(earlyId); // delivered by the sweep, not by the tail
 });
-
-const newestId = async () => BigInt((await pool().query('SELECT max(id) AS id FROM replication_outbox')).rows[0].id);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('the tail moves on past the rows the fast path published, to the newest id seen a settling time ago: its query does not walk them again every cycle', async () => {
   const relay = await freshRelay({ tailSettleMs: 300 });
