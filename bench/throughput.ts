@@ -72,6 +72,16 @@ interface Measured {
   /** CPU per request (µs) of the process, Postgres and Redis; null where /proc is not there. */
   cpu: CpuSample | null;
   cpuSpent: CpuSample | null;
+  /** WAL Postgres wrote (bytes) over the measured time: the cluster's, and only the measured side writes then. */
+  wal: number;
+}
+
+/** One connection for reading the cluster's WAL position (pg_current_wal_lsn), opened on first use. */
+let walPool: pg.Pool | null = null;
+async function walPosition(): Promise<bigint> {
+  walPool ??= new pg.Pool({ connectionString: 'postgresql://postgres@127.0.0.1:5432/postgres', max: 1 });
+  const { rows } = await walPool.query<{ at: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS at");
+  return BigInt(rows[0]?.at.split('.')[0] ?? '0');
 }
 
 /** One autocannon run of `op` against `t`; reads and patches rotate over the 64 rows. */
@@ -87,6 +97,7 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
             path: PATH,
             setupRequest: (r) => ({ ...r, headers: { ...r.headers, ...t.creators[n % t.creators.length] }, body: JSON.stringify({ idp_metadata_url: t.idpUrl, label: `b${n++}` }) }),
           };
+  const walBefore = await walPosition();
   const before = sampleCpu(t.pid);
   const res = await autocannon({
     url: t.url,
@@ -96,10 +107,11 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
     requests: [request],
   });
   const after = sampleCpu(t.pid);
+  const wal = Number((await walPosition()) - walBefore);
   const requests = res.requests.total;
   return {
     rps: Math.round(requests / res.duration), requests, seconds: res.duration, p50: res.latency.p50, p99: res.latency.p99,
-    non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu: cpuPerRequest(before, after, requests), cpuSpent: cpuSpent(before, after),
+    non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu: cpuPerRequest(before, after, requests), cpuSpent: cpuSpent(before, after), wal,
   };
 }
 
@@ -121,6 +133,7 @@ function combine(slices: Measured[]): Measured {
     p50: percentile50(slices.map((m) => m.p50)), p99: Math.max(...slices.map((m) => m.p99)),
     non2xx: slices.reduce((n, m) => n + m.non2xx, 0), errors: slices.reduce((n, m) => n + m.errors, 0),
     load: slices.map((m) => m.load).join('→'), cpu: spent ? { process: per('process'), postgres: per('postgres'), redis: per('redis') } : null, cpuSpent: spent,
+    wal: slices.reduce((n, m) => n + m.wal, 0),
   };
 }
 
@@ -301,6 +314,7 @@ function percentile50(ms: number[]): number {
 const TARGET: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
 
 const cpuCell = (c: CpuSample | null) => (c ? `${c.process} + ${c.postgres} + ${c.redis} µs` : 'n/a');
+const walCell = (m: Measured) => `${Math.round(m.wal / Math.max(1, m.requests)).toLocaleString('en-US')} B`;
 
 /** Part 1's table: both sides, their ratio and its target, per operation. */
 function throughputTable(table: Partial<Record<Op, Pair>>, ops: readonly Op[], seconds: number, warmup: number, rounds: number): string {
@@ -308,13 +322,14 @@ function throughputTable(table: Partial<Record<Op, Pair>>, ops: readonly Op[], s
   const rows = ops.map((op) => {
     const { baseline: b, service: s, ratios } = table[op] as Pair;
     const spread = ratios.length > 1 ? ` (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
-    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)}${spread} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${b.load} / ${s.load} |\n`;
+    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)}${spread} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${walCell(b)} / ${walCell(s)} | ${b.load} / ${s.load} |\n`;
   });
   return (
     `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per side in ${rounds} interleaved rounds (baseline and service alternating, ABBA) after ${warmup} s of each side's load unmeasured; one region (the others paused)\n` +
-    '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | load avg |\n' +
-    `| --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
-    'CPU per request: µs of the HTTP process (all its threads) + of Postgres (all backends) + of Redis, from /proc; less noisy than requests per second.\n'
+    '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | WAL per request: baseline / service | load avg |\n' +
+    `| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
+    'CPU per request: µs of the HTTP process (all its threads) + of Postgres (all backends) + of Redis, from /proc; less noisy than requests per second.\n' +
+    'WAL per request: bytes Postgres wrote to its write-ahead log while the side ran (pg_current_wal_lsn; the other side idle, the other regions paused): what the host does not move at all.\n'
   );
 }
 
@@ -518,5 +533,7 @@ export async function runThroughputBench(argv: string[]): Promise<void> {
     europe.resume();
     await baseline?.stop();
     await d.cleanup();
+    await walPool?.end();
+    walPool = null;
   }
 }

@@ -15,7 +15,7 @@ import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
 import {
-  clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, type HorizonResult, type MemberView, type Watermark,
+  clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, wallOf, type HorizonResult, type MemberView, type Watermark,
 } from './horizon';
 import { eachRegion, type RedisLinks } from './links';
 import { Loop } from './loop';
@@ -38,6 +38,15 @@ export const DEFAULT_TOMBSTONE_COLLECTION: TombstoneCollectionOptions = { enable
 
 /** A report older than this many intervals no longer counts (its region may be down or cut off). */
 const REPORT_MAX_AGE_INTERVALS = 3;
+
+/**
+ * How much later than its version's wall-clock part a tombstone's deleted_at may be and still be found by
+ * the collection it is due in (collectBatch). A delete takes deleted_at from the clock before put stamps the
+ * version, and the hybrid clock never runs behind that clock, so deleted_at is at most the version's wall
+ * time unless the host's clock was stepped back in between; a tombstone beyond the margin is only collected
+ * later, when the cut-off has moved past it.
+ */
+const DELETED_AT_MARGIN_MS = 10 * 60_000;
 
 export interface CollectorDeps {
   db: Db;
@@ -190,15 +199,22 @@ export class TombstoneCollector {
     return total;
   }
 
+  /**
+   * Deletes up to batchSize tombstones of `table` whose version is below `cutoff`. They are found through the
+   * table's partial index on deleted_at (see the migration 20261202170000: an index keyed by version made
+   * every update of a live row a non-HOT one), up to the cut-off's wall time plus DELETED_AT_MARGIN_MS; the
+   * version decides what is deleted.
+   */
   private async collectBatch(table: ReplicatedTable, cutoff: string): Promise<number> {
     const t = `"${table.name}"`;
     const k = `"${table.key}"`;
     return this.d.db.$transaction(async (tx) => {
       const rows = await tx.$queryRawUnsafe<{ key: string }[]>(
-        `DELETE FROM ${t} WHERE ${k} IN (SELECT ${k} FROM ${t} WHERE deleted_at IS NOT NULL AND version < $1 ORDER BY version LIMIT $2)
+        `DELETE FROM ${t} WHERE ${k} IN (SELECT ${k} FROM ${t} WHERE deleted_at IS NOT NULL AND deleted_at < $4::timestamptz AND version < $1
+                                          ORDER BY deleted_at LIMIT $2)
             AND deleted_at IS NOT NULL AND version < $1 AND pg_try_advisory_xact_lock(hashtextextended($3 || ${k}::text, 0))
           RETURNING ${k}::text AS key`,
-        cutoff, this.d.options.batchSize, `${table.name}:`,
+        cutoff, this.d.options.batchSize, `${table.name}:`, new Date(wallOf(cutoff) + DELETED_AT_MARGIN_MS).toISOString(),
       );
       if (rows.length === 0) return 0;
       await tx.$executeRawUnsafe(
