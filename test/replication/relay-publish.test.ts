@@ -49,8 +49,8 @@ afterAll(async () => {
 const pool = () => poolOf(m.db);
 
 /** A relay of its own (its cursors start afresh) over an empty outbox. */
-async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number } = {}): Promise<OutboxRelay> {
-  await pool().query('TRUNCATE replication_outbox CASCADE');
+async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number; retentionMs?: number } = {}): Promise<OutboxRelay> {
+  await pool().query('TRUNCATE replication_outbox, replication_deliveries');
   return new OutboxRelay({
     ...opts,
     db: m.db,
@@ -203,6 +203,17 @@ test('a delivery recorded again starts over: its new entry, unconfirmed, without
   // Whatever b says of the new entry is what counts: the old ack is not read as its outcome.
   expect(row).toEqual({ stream_id: '7-0', confirmed_at: null, ack: null });
   expect((await pool().query('SELECT published_at FROM replication_outbox WHERE change_id = $1', [id])).rows[0].published_at).toBeInstanceOf(Date);
+});
+
+test('a confirmed row past its retention is deleted with its delivery rows; an unconfirmed one stays with its own', async () => {
+  const relay = await freshRelay({ retentionMs: 0 });
+  const [done = '', open = ''] = await committed(2, ['b', 'c']);
+  await pool().query('UPDATE replication_outbox SET published_at = now()');
+  await pool().query("UPDATE replication_outbox SET confirmed_at = now() - interval '1 second' WHERE change_id = $1", [done]);
+  await relay.confirm();
+  const left = async (sql: string) => (await pool().query(sql, [[done, open]])).rows.map((r: { id: string }) => r.id).sort();
+  expect(await left('SELECT change_id::text AS id FROM replication_outbox WHERE change_id = ANY($1::uuid[])')).toEqual([open]);
+  expect(await left('SELECT DISTINCT change_id::text AS id FROM replication_deliveries WHERE change_id = ANY($1::uuid[])')).toEqual([open]);
 });
 
 test('a confirm round confirms each delivery its destination acked (with the ack), and a row once every member did', async () => {
