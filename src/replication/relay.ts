@@ -383,11 +383,8 @@ export class OutboxRelay {
       }
       if (suspects.size) await eachRegion([...suspects.keys()], (dest) => this.redeliverLost(dest, suspects.get(dest) ?? []));
     }
-    // Confirmed rows past their retention go, with their delivery rows (no foreign key does it: its check
-    // locked the outbox row for each delivery, see the migration 20261202180000).
     await db.$executeRawUnsafe(
-      `WITH gone AS (DELETE FROM replication_outbox WHERE confirmed_at < now() - make_interval(secs => $1::float8 / 1000) RETURNING change_id)
-       DELETE FROM replication_deliveries d USING gone WHERE d.change_id = gone.change_id`,
+      `DELETE FROM replication_outbox WHERE confirmed_at < now() - make_interval(secs => $1::float8 / 1000)`,
       this.d.retentionMs ?? 3_600_000,
     );
   }
