@@ -185,6 +185,33 @@ test('a row whose transaction began after another\'s but took a lower id, and wh
   expect(await deliveredToB([r])).toBe(1);
 });
 
+test('a reading of the newest id taken while a transaction holding a lower one was in flight does not move the tail past that row before it settles', async () => {
+  const relay = await freshRelay({ tailSettleMs: 3000, sweepIdleMs: 600_000 }); // the sweep will not come round
+  await relay.publishPending(1000); // the tail starts on an empty outbox; the sweep's round finds nothing and rests
+  // T takes its id and stays in flight; its row is old enough for the tail once visible, and its fast path fails.
+  const t = await pool().connect();
+  let inFlight = '';
+  try {
+    await t.query('BEGIN');
+    inFlight = randomUUID();
+    const event = JSON.stringify(auth.sign({ changeId: inFlight, origin: 'a', createdAt: new Date().toISOString(), ops: [] }));
+    await t.query("INSERT INTO replication_outbox (change_id, event, created_at) VALUES ($1, $2::jsonb, now() - interval '1 minute')", [inFlight, event]);
+    // A later write takes a higher id, commits, and its fast path delivers it.
+    const [later = ''] = await committed(1, ['b', 'c']);
+    await pool().query('UPDATE replication_outbox SET published_at = now() WHERE change_id = $1', [later]);
+    for (let i = 0; i < 4; i++) {
+      await relay.publishPending(1000); // each reads the newest id: the later row's, while T's is not visible
+      await sleep(250);
+    }
+    await t.query('COMMIT');
+  } finally {
+    t.release();
+  }
+  // T committed within the settling time: the tail had not moved past its row, so it reads it now.
+  await relay.publishPending(1000);
+  expect(await deliveredToB([inFlight])).toBe(1);
+});
+
 test('after a restart, the tail starts before the rows of the last minute and a half: one the fast path missed is delivered at once', async () => {
   const relay = await freshRelay();
   await committed(10_000, ['b'], '10 minutes'); // c's backlog, the sweep's
