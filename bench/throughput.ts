@@ -80,8 +80,8 @@ interface Measured {
 let walPool: pg.Pool | null = null;
 async function walPosition(): Promise<bigint> {
   walPool ??= new pg.Pool({ connectionString: 'postgresql://postgres@127.0.0.1:5432/postgres', max: 1 });
-  const { rows } = await walPool.query<{ at: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS at");
-  return BigInt(rows[0]?.at.split('.')[0] ?? '0');
+  const { rows } = await walPool.query<{ at: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS at");
+  return BigInt(rows[0]?.at ?? '0');
 }
 
 /** One autocannon run of `op` against `t`; reads and patches rotate over the 64 rows. */

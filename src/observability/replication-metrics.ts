@@ -11,6 +11,7 @@ import type { ReplicationKeys } from '../redis';
 import { eachRegion, type RedisLinks } from '../replication/links';
 import { groupInfo, type GroupInfo } from '../replication/stream';
 import { wallOf } from '../replication/horizon';
+import { outboxBacklog } from '../replication/relay';
 import { collectionRecord } from '../replication/tombstones';
 import { shared } from './metrics';
 
@@ -58,11 +59,7 @@ interface RedisSnapshot {
 async function loadDb(db: Db): Promise<DbSnapshot> {
   const [progress, outbox, failures, record] = await Promise.all([
     db.replicationProgress.findMany(),
-    // Two counts over the outbox's partial indexes (unpublished, published but unconfirmed).
-    db.$queryRawUnsafe<{ unpublished: bigint; unconfirmed: bigint }[]>(
-      `SELECT (SELECT count(*) FROM replication_outbox WHERE published_at IS NULL) AS unpublished,
-              (SELECT count(*) FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed`,
-    ),
+    outboxBacklog(db),
     db.$queryRawUnsafe<{ origin_region: string; reason: string; failing: bigint; parked: bigint }[]>(
       `SELECT origin_region, reason, count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
          FROM replication_failures GROUP BY origin_region, reason`,
@@ -71,8 +68,8 @@ async function loadDb(db: Db): Promise<DbSnapshot> {
   ]);
   return {
     progress: progress.map((p) => ({ origin: p.originRegion, applied: Number(p.appliedCount), lastEventAt: p.lastEventAt, lastAppliedAt: p.lastAppliedAt })),
-    unpublished: Number(outbox[0]?.unpublished ?? 0),
-    unconfirmed: Number(outbox[0]?.unconfirmed ?? 0),
+    unpublished: outbox.unpublished,
+    unconfirmed: outbox.unconfirmed,
     failures: failures.map((f) => ({ origin: f.origin_region, reason: f.reason, failing: Number(f.failing), parked: Number(f.parked) })),
     collected: record.collected,
   };

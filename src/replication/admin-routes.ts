@@ -8,7 +8,7 @@ import { eachRegion, type RedisLinks } from './links';
 import type { Membership } from './membership';
 import { failureStatus } from './parked';
 import { changeStatus } from './change-status';
-import type { OutboxRelay } from './relay';
+import { outboxBacklog, type OutboxRelay } from './relay';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
@@ -135,18 +135,11 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     d.db.$queryRawUnsafe<{ origin_region: string; applied_count: bigint | string; last_change_id: string; last_event_at: Date; last_applied_at: Date }[]>(
       'SELECT origin_region, applied_count, last_change_id::text, last_event_at, last_applied_at FROM replication_progress ORDER BY origin_region',
     ),
-    d.db.$queryRawUnsafe<{ unpublished: bigint | string; unconfirmed: bigint | string; oldest_unpublished: Date | null }[]>(
-      // Each through its partial index: the table also keeps an hour of confirmed rows (a count with
-      // FILTERs read all of them on every call).
-      `SELECT (SELECT count(*) FROM replication_outbox WHERE published_at IS NULL) AS unpublished,
-              (SELECT count(*) FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed,
-              (SELECT min(created_at) FROM replication_outbox WHERE published_at IS NULL) AS oldest_unpublished`,
-    ),
+    outboxBacklog(d.db, { oldest: true }),
     streamStatus({ ...d, regions: figures.regions }),
     failureStatus(d.db),
     memory ? collectionRecord(d.db) : null,
   ]);
-  const o = outbox[0];
   return {
     region: d.region,
     regions: figures.regions,
@@ -170,9 +163,9 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
       ...figures.members.filter((m) => m.state === 'joining').map((m) => m.region),
     ])],
     outbox: {
-      unpublished: Number(o?.unpublished ?? 0),
-      unconfirmed: Number(o?.unconfirmed ?? 0),
-      oldest_unpublished_at: iso(o?.oldest_unpublished),
+      unpublished: outbox.unpublished,
+      unconfirmed: outbox.unconfirmed,
+      oldest_unpublished_at: iso(outbox.oldestUnpublished),
       published_by_relay: figures.published_by_relay,
       republished_after_loss: figures.republished_after_loss,
     },
