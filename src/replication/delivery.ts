@@ -16,7 +16,7 @@
  * goes as a single entry, so does everything while the length is not known yet, and so does an event read
  * from the outbox whose stored signature does not hold (a pack is signed anew: it must not launder it).
  */
-import type { Db } from '../db/client';
+import { poolOf, type Db } from '../db/client';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { EventAuth, SignedEvent } from './event-auth';
 import type { Outcome, RedisLinks } from './links';
@@ -219,22 +219,27 @@ export class Deliverer {
   }
 }
 
-/**
- * Records deliveries (a redelivery replaces the entry id and clears the confirmation and its ack) and marks the
- * outbox rows in `published` as published, in one statement.
- */
-export async function recordDeliveries(db: Db, deliveries: readonly Delivery[], published: readonly string[]): Promise<void> {
-  if (deliveries.length === 0 && published.length === 0) return;
-  await db.$executeRawUnsafe(
-    `WITH d AS (
+/** recordDeliveries' statement, prepared (parsed and planned once per connection). */
+const RECORD_DELIVERIES = {
+  name: 'record_deliveries',
+  text: `WITH d AS (
        INSERT INTO replication_deliveries (change_id, region, stream_id)
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
        ON CONFLICT (change_id, region) DO UPDATE SET stream_id = EXCLUDED.stream_id, delivered_at = now(), confirmed_at = NULL, ack = NULL
      )
      UPDATE replication_outbox SET published_at = now() WHERE change_id = ANY($4::uuid[]) AND published_at IS NULL`,
-    deliveries.map((d) => d.changeId),
-    deliveries.map((d) => d.region),
-    deliveries.map((d) => d.streamId),
-    published,
-  );
+};
+
+/**
+ * Records deliveries (a redelivery replaces the entry id and clears the confirmation and its ack) and marks the
+ * outbox rows in `published` as published, in one statement. On the pool, not through the ORM: the fast path
+ * records a batch of several hundred deliveries every 200 ms under load, and the ORM's handling of its
+ * arrays cost the region ~60 µs of CPU per PATCH in `npm run bench` (docs/performance.md, "sixteenth session").
+ */
+export async function recordDeliveries(db: Db, deliveries: readonly Delivery[], published: readonly string[]): Promise<void> {
+  if (deliveries.length === 0 && published.length === 0) return;
+  await poolOf(db).query({
+    ...RECORD_DELIVERIES,
+    values: [deliveries.map((d) => d.changeId), deliveries.map((d) => d.region), deliveries.map((d) => d.streamId), published],
+  });
 }

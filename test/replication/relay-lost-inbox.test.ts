@@ -25,6 +25,13 @@ beforeAll(async () => {
 });
 afterAll(() => server.kill());
 
+// The deliveries' records go straight to the pool under the client (recordDeliveries): the fake client
+// carries a fake pool that records them with the other statements.
+jest.mock('../../src/db/client', () => ({
+  ...jest.requireActual('../../src/db/client'),
+  poolOf: (db: { pool: unknown }) => db.pool,
+}));
+
 const keys = replicationKeys('relaylost:');
 const stream = keys.inbox('c');
 
@@ -42,11 +49,10 @@ function rig(): Rig {
   const links = new RedisLinks({ region: 'a', own: redis, name: 'relaylost', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
   const statements: string[] = [];
   const redelivered: string[] = [];
+  const record = (sql: string, args: unknown[]) => void statements.push(`${sql.trim().split(/\s+/).slice(0, 2).join(' ')} ${JSON.stringify(args[0])}`);
   const db = {
-    $executeRawUnsafe: async (sql: string, ...args: unknown[]) => {
-      statements.push(`${sql.trim().split(/\s+/).slice(0, 2).join(' ')} ${JSON.stringify(args[0])}`);
-      return 0;
-    },
+    $executeRawUnsafe: async (sql: string, ...args: unknown[]) => (record(sql, args), 0),
+    pool: { query: async (q: { text: string; values: unknown[] }) => (record(q.text, q.values), { rows: [], rowCount: 0 }) },
     $queryRawUnsafe: async (_sql: string, ids: string[]) => ids.map((id) => ({ change_id: id, event: { changeId: id } })),
   } as unknown as Db;
   const deliverer = {
