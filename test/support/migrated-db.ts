@@ -2,7 +2,7 @@
  * A test deployment's one region database, created and migrated, with a database client on it: for tests
  * of the data layer that need no region process. `close()` disconnects and drops what it made.
  */
-import { createDb, type Db } from '../../src/db/client';
+import { createDb, poolOf, type Db } from '../../src/db/client';
 import { ensureDatabase, migrate } from '../../src/db/migrate';
 import { createDeployment, type TestDeployment } from './env';
 
@@ -25,6 +25,10 @@ export async function migratedDb(label: string): Promise<MigratedDb> {
     db,
     async close() {
       await db.$disconnect();
+      // The client leaves its pool open when only the pool was used (poolOf): the database's drop would end
+      // its idle connections with an error nobody handles.
+      const pool = poolOf(db);
+      if (!pool.ended) await pool.end();
       await dep.cleanup();
     },
   };
