@@ -11,7 +11,7 @@ import type { ReplicationKeys } from '../redis';
 import { eachRegion, type RedisLinks } from '../replication/links';
 import { groupInfo, type GroupInfo } from '../replication/stream';
 import { wallOf } from '../replication/horizon';
-import { outboxBacklog } from '../replication/relay';
+import { outboxBacklog } from '../replication/outbox-backlog';
 import { collectionRecord } from '../replication/tombstones';
 import { shared } from './metrics';
 

@@ -10,7 +10,7 @@
  * - trim: each destination's inbox is trimmed below what its region's group has delivered and acked.
  * One destination that is down or cut off never holds back the others.
  */
-import type { Db, SqlReader } from '../db/client';
+import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
 import { Deliverer, recordDeliveries, type Delivery } from './delivery';
@@ -82,22 +82,6 @@ const TAIL_HOLD_MS = 30_000;
  * (pg_stat_statements, 2026-12-02).
  */
 const SWEEP_IDLE_MS = 15_000;
-
-/**
- * This region's outbox backlog: rows not yet delivered to every member (unpublished) and rows delivered but
- * not yet applied everywhere (unconfirmed), with `oldest` the creation of the oldest unpublished one. Each
- * figure through its partial index: the table also keeps an hour of confirmed rows, which one count with
- * FILTERs read on every call (the admin route's, polled every 3 s by the console).
- */
-export async function outboxBacklog(db: SqlReader, opts: { oldest?: boolean } = {}): Promise<{ unpublished: number; unconfirmed: number; oldestUnpublished: Date | null }> {
-  const rows = await db.$queryRawUnsafe<{ unpublished: bigint | string; unconfirmed: bigint | string; oldest: Date | null }[]>(
-    `SELECT (SELECT count(*) FROM replication_outbox WHERE published_at IS NULL) AS unpublished,
-            (SELECT count(*) FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL) AS unconfirmed,
-            ${opts.oldest ? '(SELECT min(created_at) FROM replication_outbox WHERE published_at IS NULL)' : 'NULL::timestamptz'} AS oldest`,
-  );
-  const r = rows[0];
-  return { unpublished: Number(r?.unpublished ?? 0), unconfirmed: Number(r?.unconfirmed ?? 0), oldestUnpublished: r?.oldest ?? null };
-}
 
 export class OutboxRelay {
   private readonly loop: Loop;

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { poolOf } from '../../src/db/client';
-import { outboxBacklog } from '../../src/replication/relay';
+import { outboxBacklog } from '../../src/replication/outbox-backlog';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
 
 let m: MigratedDb;
