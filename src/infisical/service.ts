@@ -34,7 +34,17 @@ export function entryPointProblem(value: string): string | null {
   if (url.protocol !== 'https:') {
     return `entryPoint must be an https URL; '${url.protocol.slice(0, -1)}' would send SAML requests unprotected or not at all (got '${shown(value)}').`;
   }
-  if (url.username || url.password) return 'entryPoint must not contain a user name or password.';
+  // The value is stored and handed out as sent, not as the WHATWG parser above repaired it: what it lets
+  // through (a line break, a space, a backslash for a slash, "https:host" without "//") is refused here, so
+  // that every URL parser (and a Location header) reads the value as the one checked.
+  const bad = /[\u0000-\u0020\u007f-\u009f\\]/.exec(value);
+  if (bad) {
+    const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : `a control character (U+${bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')})`;
+    return `entryPoint must not contain ${what}; percent-encode it (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
+  }
+  const authority = /^https:\/\/([^/?#]+)/i.exec(value)?.[1];
+  if (authority === undefined) return `entryPoint must be an absolute https URL such as https://idp.example.com/sso (got '${shown(value)}').`;
+  if (url.username || url.password || authority.includes('@')) return 'entryPoint must not contain a user name or password.';
   return null;
 }
 

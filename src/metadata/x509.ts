@@ -136,6 +136,14 @@ export function readCertificate(text: string): { info: CertificateInfo; weak: st
       `The text is base64 but not an X.509 certificate: the decoded bytes are not a DER-encoded certificate${why}.`,
     );
   }
+  // OpenSSL reads the first certificate of the bytes and ignores what follows it; the value is kept as sent,
+  // so a second certificate (an expired one, say) or other bytes after the first would ride along unchecked.
+  if (cert.raw.length !== der.length) {
+    throw new MetadataError(
+      'invalid_certificate',
+      `The decoded bytes hold ${der.length - cert.raw.length} byte(s) after the certificate (a second certificate, or other data); send the one certificate alone.`,
+    );
+  }
   const info: CertificateInfo = {
     pem: toPem(base64),
     subject: oneLineName(cert.subject),

@@ -137,7 +137,15 @@ describe('validation (422, Infisical shape)', () => {
     ['/sso/saml', 'must be an absolute https URL'],
     ['idp.example.com/sso', 'must be an absolute https URL'],
     ['https://user:pw@idp.example.com/sso', 'user name or password'],
-  ])('refuses entryPoint %s', async (entryPoint, why) => {
+    // What the WHATWG parser repairs, and the value would keep as sent (a review found them stored).
+    ['https://idp.example.com/\r\nSet-Cookie: x=1', 'a control character (U+000D)'],
+    ['https://idp.example.com/a\u0007b', 'a control character (U+0007)'],
+    ['https://idp.example.com/a b', 'a space'],
+    ['https:\\\\idp.example.com\\sso', 'a backslash'],
+    ['https://idp.example.com\\@evil.com/', 'a backslash'],
+    ['https:idp.example.com/sso', 'must be an absolute https URL'],
+    ['https:///path', 'must be an absolute https URL'],
+  ])('refuses entryPoint %j', async (entryPoint, why) => {
     const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { entryPoint }) });
     const list = issues(res);
     expect(list).toEqual([{ code: 'custom', path: ['entryPoint'], message: expect.stringContaining(why) }]);
@@ -299,6 +307,15 @@ describe('GET and PATCH', () => {
     expect(issues(res).map((i) => i.path[0]).sort()).toEqual(['authProvider', 'cert']);
     const got = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
     expect(got.body.cert).toBe(certs.pem.trim());
+  });
+
+  test('PATCH refuses an entryPoint with a line break in it (a header injection for whoever redirects to it) and keeps the old one', async () => {
+    const org = await newOrg();
+    await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) });
+    const before = (await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body.entryPoint;
+    const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, entryPoint: 'https://idp.example.com/\r\nSet-Cookie: x=1' } });
+    expect(issues(res)).toEqual([{ code: 'custom', path: ['entryPoint'], message: expect.stringContaining('a control character (U+000D)') }]);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body.entryPoint).toBe(before);
   });
 
   test('PATCH of an org without a config is a 404', async () => {

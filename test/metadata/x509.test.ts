@@ -56,6 +56,21 @@ describe('parseCertificate', () => {
     expect(parseCertificate(TEST_TLS_CERT).notAfter).toBe('2126-10-30T15:26:48.000Z');
   });
 
+  it('refuses bytes after the certificate in one base64 body: a second certificate, or junk (OpenSSL reads the first and ignores them)', () => {
+    const der = Buffer.from(OKTA_CERT_B64.replace(/\s+/g, ''), 'base64');
+    const other = Buffer.from(TEST_TLS_CERT.replace(/-----[A-Z ]+-----|\s+/g, ''), 'base64');
+    for (const bytes of [Buffer.concat([der, other]), Buffer.concat([der, Buffer.from('JUNKJUNKJUNK')])]) {
+      const b64 = bytes.toString('base64');
+      const pem = `-----BEGIN CERTIFICATE-----\n${b64.match(/.{1,64}/g)?.join('\n')}\n-----END CERTIFICATE-----\n`;
+      for (const text of [b64, pem]) {
+        const err = refusal(text);
+        expect(err.code).toBe('invalid_certificate');
+        expect(err.message).toContain(`${bytes.length - der.length} byte(s) after the certificate`);
+      }
+    }
+    expect(parseCertificate(der.toString('base64')).subject).toContain('CN=dev-599847');
+  });
+
   it('says "not base64" for text that is not base64', () => {
     const err = refusal('this is not a certificate!');
     expect(err.code).toBe('invalid_certificate');

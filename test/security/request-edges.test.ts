@@ -104,6 +104,15 @@ test('a certificate field with anything beside its one certificate is refused, a
     expect(res.status).toBe(422);
     expect(JSON.stringify(res.body.message)).toMatch(/text outside its one \\"BEGIN CERTIFICATE\\" block/);
   }
+  // The same inside one block: the base64 of two certificates' bytes, or of one with junk after it.
+  const derOf = (pem: string) => Buffer.from(pem.replace(/-----[A-Z ]+-----|\s+/g, ''), 'base64');
+  const block = (bytes: Buffer) => `-----BEGIN CERTIFICATE-----\n${bytes.toString('base64').match(/.{1,64}/g)?.join('\n')}\n-----END CERTIFICATE-----\n`;
+  for (const bytes of [Buffer.concat([derOf(certs.pem), derOf(certs.expiredPem)]), Buffer.concat([derOf(certs.pem), Buffer.from('JUNKJUNKJUNK')])]) {
+    for (const cert of [block(bytes), bytes.toString('base64')]) {
+      const res = await call(r.url, 'POST', SSO, { body: configBody(orgId, cert), headers: bearer(token) });
+      expect({ status: res.status, message: JSON.stringify(res.body.message) }).toEqual({ status: 422, message: expect.stringMatching(/byte\(s\) after the certificate/) });
+    }
+  }
   expect((await call(r.url, 'GET', `${SSO}?organizationId=${orgId}`, { headers: bearer(token) })).status).toBe(404);
   expect((await call(r.url, 'POST', SSO, { body: configBody(orgId, `\n${certs.pem}\n`), headers: bearer(token) })).status).toBe(200);
 });
