@@ -75,6 +75,25 @@ function errorCodes(err: unknown): string[] {
   return codes;
 }
 
+/**
+ * What a TLS failure says, without OpenSSL's decoration: its errors read
+ * "<thread id>:error:<code>:SSL routines:<function>:<reason>:<source file>:<line>:", and the thread id and
+ * the source path are not the caller's business. The reason alone, from the error (or a cause) that has one.
+ */
+function tlsReason(err: unknown): string | null {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    if ('code' in current && typeof current.code === 'string' && TLS_CODE.test(current.code)) {
+      if ('reason' in current && typeof current.reason === 'string' && current.reason !== '') return current.reason;
+      // Not `instanceof Error`: an error of Node's core can come from another realm (a vm context, jest).
+      const message = 'message' in current && typeof current.message === 'string' ? current.message : '';
+      return message !== '' && !/:error:[0-9A-F]+:/i.test(message) ? message : current.code;
+    }
+    current = 'cause' in current ? current.cause : null;
+  }
+  return null;
+}
+
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|HOSTNAME_MISMATCH)/;
 const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE']);
 const UNREACHABLE_CODES = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL']);
@@ -94,11 +113,15 @@ export function describeFailure(err: unknown, url: URL, limits: { connectTimeout
     return new MetadataError('unreachable', `Could not reach ${host}: the connection was refused. Check the host and port.`);
   }
   if (has((c) => TLS_CODE.test(c))) {
-    const why = excerpt(err instanceof Error ? err.message : (codes[0] ?? ''), 150);
-    return new MetadataError(
-      'tls_error',
-      `Could not establish a trusted https connection to ${host}: ${why}. The IdP needs a valid certificate for this host name.`,
-    );
+    const why = excerpt(tlsReason(err) ?? 'TLS error', 150);
+    // OpenSSL's own failures (ERR_SSL_*) are about the protocol, not the certificate: most often an
+    // https URL whose port speaks plain http.
+    const hint = has((c) => c === 'ERR_SSL_WRONG_VERSION_NUMBER' || c === 'ERR_SSL_PACKET_LENGTH_TOO_LONG')
+      ? 'The host did not answer with TLS on this port: is the URL http, or the port another service\'s?'
+      : has((c) => c.startsWith('ERR_SSL_'))
+        ? 'The IdP\'s TLS set-up could not be agreed on.'
+        : 'The IdP needs a valid certificate for this host name.';
+    return new MetadataError('tls_error', `Could not establish a trusted https connection to ${host}: ${why}. ${hint}`);
   }
   if (has((c) => CLOSED_CODES.has(c))) {
     return new MetadataError('unreachable', `The connection to ${host} closed before the metadata was received.`);

@@ -235,10 +235,35 @@ function discard(body: { on(event: 'error', listener: () => void): unknown; dest
   body.destroy();
 }
 
-function decodeBody(bytes: Buffer): string {
-  if (bytes[0] === 0xff && bytes[1] === 0xfe) return new TextDecoder('utf-16le').decode(bytes.subarray(2));
-  if (bytes[0] === 0xfe && bytes[1] === 0xff) return new TextDecoder('utf-16be').decode(bytes.subarray(2));
-  return new TextDecoder('utf-8').decode(bytes);
+/** The encoding an XML declaration names (`<?xml version="1.0" encoding="…"?>`), lower case, or null. */
+const DECLARED_ENCODING = /^(?:\uFEFF|\u00EF\u00BB\u00BF)?\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']/;
+
+/**
+ * The document's text. UTF-8 (a byte-order mark is dropped), or UTF-16 after its byte-order mark: the two
+ * encodings every XML processor reads. Bytes that are not valid in it are refused, as XML makes them a fatal
+ * error: replaced by U+FFFD they changed the entityID that was stored (a review found it). A document that
+ * declares another encoding is read only when all its bytes are ASCII, which every ASCII-based encoding
+ * reads alike; otherwise it is refused rather than read as UTF-8.
+ */
+function decodeBody(bytes: Buffer, url: URL): string {
+  const utf16 = bytes[0] === 0xff && bytes[1] === 0xfe ? 'utf-16le' : bytes[0] === 0xfe && bytes[1] === 0xff ? 'utf-16be' : null;
+  if (!utf16) {
+    const declared = DECLARED_ENCODING.exec(bytes.subarray(0, 256).toString('latin1'))?.[1]?.toLowerCase();
+    if (declared !== undefined && declared !== 'utf-8' && declared !== 'utf8' && bytes.some((b) => b > 0x7f)) {
+      throw new MetadataError(
+        'not_xml',
+        `The document at ${excerpt(url.href, 200)} declares the encoding "${excerpt(declared, 40)}" and has bytes outside ASCII; metadata is read as UTF-8 (or UTF-16 with a byte-order mark) only. Ask the IdP for its metadata in UTF-8.`,
+      );
+    }
+  }
+  try {
+    return new TextDecoder(utf16 ?? 'utf-8', { fatal: true }).decode(utf16 ? bytes.subarray(2) : bytes);
+  } catch {
+    throw new MetadataError(
+      'not_xml',
+      `The document at ${excerpt(url.href, 200)} is not valid ${utf16 ? 'UTF-16' : 'UTF-8'} text (bytes that encode no character), which XML does not allow; it was not read.`,
+    );
+  }
 }
 
 function tooLarge(url: URL, maxBytes: number, declared: number | null): MetadataError {
@@ -352,7 +377,7 @@ async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, de
       throw tooLarge(url, limits.maxBytes, declared);
     }
     const bytes = await readLimited(res.body, url, limits.maxBytes);
-    return { kind: 'body', body: decodeBody(bytes), contentType: header(res.headers, 'content-type') };
+    return { kind: 'body', body: decodeBody(bytes, url), contentType: header(res.headers, 'content-type') };
   } catch (err) {
     throw describeFailure(err, url, limits, deadline);
   }

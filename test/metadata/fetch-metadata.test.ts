@@ -7,7 +7,7 @@ import net from 'node:net';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
 import { fetchMetadata, type FetchOptions } from '../../src/metadata/fetch-metadata';
 import { fetchAndParse } from '../../src/metadata';
-import { canBind, OKTA_ENTITY_ID, OKTA_XML, startHttpServer, startHttpsServer, type LocalServer } from './support/local-servers';
+import { canBind, OKTA_ENTITY_ID, OKTA_XML, servedBytes, startHttpServer, startHttpsServer, type LocalServer } from './support/local-servers';
 import { REFERENCE_NOW } from './support/fixtures';
 
 const HAS_127_0_0_2 = canBind('127.0.0.2');
@@ -74,6 +74,44 @@ describe('allow-listed hosts', () => {
     const { metadata, finalUrl } = await fetchAndParse(`${main.origin}/metadata.xml`, { ...allowMain(), now: REFERENCE_NOW });
     expect(metadata.entityId).toBe(OKTA_ENTITY_ID);
     expect(finalUrl).toBe(`${main.origin}/metadata.xml`);
+  });
+
+  describe('the document\'s encoding', () => {
+    let served_ = 0;
+    const served = (bytes: Buffer) => {
+      const name = `doc${served_++}`;
+      servedBytes.set(name, bytes);
+      return `${main.origin}/bytes?name=${name}`;
+    };
+    const okta = Buffer.from(OKTA_XML, 'utf8');
+    // The entityID's host with one byte changed: "www.okta.com" -> "www.<byte>kta.com".
+    const withByte = (bytes: number[]) => {
+      const at = okta.indexOf('www.okta.com') + 4;
+      return Buffer.concat([okta.subarray(0, at), Buffer.from(bytes), okta.subarray(at + 1)]);
+    };
+    const declaring = (encoding: string, doc: Buffer) => Buffer.from(doc.toString('latin1').replace('encoding="UTF-8"', `encoding="${encoding}"`), 'latin1');
+
+    it('refuses bytes that are not UTF-8 instead of storing U+FFFD in their place (the entityID changed)', async () => {
+      expect(OKTA_XML).toContain('encoding="UTF-8"');
+      const err = await refusal(served(withByte([0xc3, 0x28])), allowMain());
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'not_xml', message: expect.stringContaining('is not valid UTF-8 text') });
+    });
+
+    it('refuses a document declaring another encoding when it has bytes outside ASCII, and reads it when it has none', async () => {
+      const err = await refusal(served(declaring('ISO-8859-1', withByte([0xe9]))), allowMain());
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'not_xml', message: expect.stringContaining('declares the encoding "iso-8859-1" and has bytes outside ASCII') });
+      const ascii = await fetchAndParse(served(declaring('ISO-8859-1', okta)), { ...allowMain(), now: REFERENCE_NOW });
+      expect(ascii.metadata.entityId).toBe(OKTA_ENTITY_ID);
+    });
+
+    it('reads UTF-8 after a byte-order mark, and UTF-16 after its byte-order mark', async () => {
+      const bom8 = await fetchMetadata(served(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), okta])), allowMain());
+      expect(bom8.body).toBe(OKTA_XML);
+      const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(OKTA_XML, 'utf16le')]);
+      expect((await fetchMetadata(served(le), allowMain())).body).toBe(OKTA_XML);
+      const err = await refusal(served(Buffer.concat([le, Buffer.from([0x00, 0xd8])])), allowMain());
+      expect(err.message).toContain('is not valid UTF-16 text');
+    });
   });
 
   it('names the URL when the fetched document is an HTML page', async () => {
@@ -228,6 +266,13 @@ describe('limits and failures', () => {
   it('verifies TLS certificates, also for allow-listed hosts', async () => {
     const err = await refusal(`https://localhost:${tls.port}/metadata.xml`, { allowedHosts: [`localhost:${tls.port}`] });
     expect(err.code).toBe('tls_error');
+    expect(err.message).toMatch(/self[- ]signed certificate.*The IdP needs a valid certificate for this host name\.$/);
     expect(tls.hits).toHaveLength(0);
+  });
+
+  it('says an https URL whose port speaks plain http is that, without OpenSSL\'s thread id and source path', async () => {
+    const err = await refusal(`https://127.0.0.1:${main.port}/metadata.xml`, allowMain());
+    expect(err.code).toBe('tls_error');
+    expect(err.message).toBe(`Could not establish a trusted https connection to 127.0.0.1:${main.port}: wrong version number. The host did not answer with TLS on this port: is the URL http, or the port another service's?`);
   });
 });

@@ -36,6 +36,9 @@ function streamForever(res: http.ServerResponse): void {
   pump();
 }
 
+/** What the route /bytes?name=<name> answers, by name. */
+export const servedBytes = new Map<string, Buffer>();
+
 /** The routes every test server answers; `target` query parameters are absolute URLs. */
 export function metadataRoutes(req: http.IncomingMessage, res: http.ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://local');
@@ -76,6 +79,11 @@ export function metadataRoutes(req: http.IncomingMessage, res: http.ServerRespon
       return; // headers and a few bytes, then nothing
     case '/huge':
       streamForever(res);
+      return;
+    case '/bytes':
+      // /bytes?name=…: exactly the bytes a test put in servedBytes (other encodings, bytes no encoding allows)
+      res.writeHead(200, { 'content-type': 'application/xml' });
+      res.end(servedBytes.get(url.searchParams.get('name') ?? '') ?? Buffer.alloc(0));
       return;
     case '/huge-declared':
       res.writeHead(200, { 'content-type': 'application/xml', 'content-length': String(50 * 1024 * 1024) });
