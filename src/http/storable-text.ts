@@ -15,17 +15,23 @@ export function isStorableText(s: string): boolean {
   return !UNSTORABLE.test(s);
 }
 
+/** What unstorableField found: where, and whether it is text that cannot be stored or nesting too deep to walk. */
+interface Unstorable {
+  where: string;
+  deep: boolean;
+}
+
 /** Where in `value` (a parsed JSON body, a query object) the first unstorable text is, or null. */
-export function unstorableField(value: unknown, root: string): string | null {
+export function unstorableField(value: unknown, root: string): Unstorable | null {
   const stack: { v: unknown; where: string; depth: number }[] = [{ v: value, where: root, depth: 0 }];
   while (stack.length > 0) {
     const { v, where, depth } = stack.pop() as { v: unknown; where: string; depth: number };
     if (typeof v === 'string') {
-      if (!isStorableText(v)) return where;
+      if (!isStorableText(v)) return { where, deep: false };
     } else if (v !== null && typeof v === 'object') {
-      if (depth >= MAX_DEPTH) return `${where} (nested more than ${MAX_DEPTH} deep)`;
+      if (depth >= MAX_DEPTH) return { where, deep: true };
       for (const [k, child] of Object.entries(v as Record<string, unknown>)) {
-        if (!isStorableText(k)) return `${where} (a field name)`;
+        if (!isStorableText(k)) return { where: `${where} (a field name)`, deep: false };
         stack.push({ v: child, where: Array.isArray(v) ? `${where}[${k}]` : `${where}.${k}`, depth: depth + 1 });
       }
     }
@@ -35,6 +41,14 @@ export function unstorableField(value: unknown, root: string): string | null {
 
 const refusal = (where: string) =>
   badRequest(`${where} contains text that cannot be stored: a NUL character or an unpaired UTF-16 surrogate.`);
+
+/** The refusal of what unstorableField found, `what` naming the input ("The request", "The query parameter"). */
+function refusalOf(found: Unstorable, what: string): ReturnType<typeof badRequest> {
+  if (!found.deep) return refusal(`${what} ${found.where}`);
+  // Shown up to a point: a path through 32 levels is long and says nothing more.
+  const where = found.where.length > 120 ? `${found.where.slice(0, 120)}…` : found.where;
+  return badRequest(`${what} ${where} is nested more than ${MAX_DEPTH} levels deep; no field of this API is.`);
+}
 
 function decodedPath(req: Request): string {
   const path = req.path;
@@ -51,8 +65,15 @@ export function refuseUnstorableInput(): RequestHandler {
   return (req, _res, next) => {
     if (!isStorableText(decodedPath(req))) throw refusal('The URL path');
     if (req.url.includes('?')) {
+      // The query parser keeps a malformed escape as it is ("%zz", or "%FF", which is no UTF-8): refused as
+      // in the path, so that no value is read other than as sent.
+      try {
+        decodeURIComponent(req.url.slice(req.url.indexOf('?') + 1).replace(/\+/g, ' '));
+      } catch {
+        throw badRequest('The query contains a malformed %-escape.');
+      }
       const inQuery = unstorableField(req.query, 'query');
-      if (inQuery) throw refusal(`The query parameter ${inQuery.replace(/^query\./, '')}`);
+      if (inQuery) throw refusalOf({ ...inQuery, where: inQuery.where.replace(/^query\./, '') }, 'The query parameter');
     }
     // One test over all header values; which one it was is looked for only when one is refused.
     if (!isStorableText(req.rawHeaders.join('\n'))) {
@@ -66,6 +87,6 @@ export function refuseUnstorableInput(): RequestHandler {
 
 /** For a parsed JSON body. */
 export function refuseUnstorableBody(body: unknown): void {
-  const where = unstorableField(body, 'body');
-  if (where) throw refusal(`The request ${where}`);
+  const found = unstorableField(body, 'body');
+  if (found) throw refusalOf(found, 'The request');
 }

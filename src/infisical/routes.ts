@@ -31,11 +31,14 @@ export const SSO_CONFIG_PATH = '/sso/config';
 /** The operation's name in idempotency keys; keys are unique per organization and operation. */
 export const CREATE_ENDPOINT = 'infisical:sso-config:create';
 
-/** A copy of a JSON object body (or query) with the fields Infisical trims trimmed; anything else as it is. */
+/** A copy of a JSON object body (or query) with the fields Infisical trims trimmed and the organization id in lower case; anything else as it is. */
 function trimmed(body: unknown): unknown {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
   const out: Record<string, unknown> = { ...(body as Record<string, unknown>) };
   for (const f of TRIMMED_FIELDS) if (typeof out[f] === 'string') out[f] = (out[f] as string).trim();
+  // A UUID in either case names the same organization (it is stored in lower case): an Idempotency-Key
+  // retry that spells it in the other case is the same request, and replays.
+  if (typeof out.organizationId === 'string') out.organizationId = out.organizationId.toLowerCase();
   return out;
 }
 
@@ -140,7 +143,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   });
 
   api.use((req) => {
-    throw notFound(`Route ${req.method}:${req.originalUrl.split('?')[0]} not found.`);
+    throw notFound(`Route ${req.method}:${(req.originalUrl.split('?')[0] ?? '').slice(0, 200)} not found.`);
   });
   api.use(infisicalErrors(log));
 
@@ -162,7 +165,7 @@ export function infisicalAdminRoutes({ db, tokenSigningSecret }: { db: Db; token
   router.post('/admin/organizations/:id/access-tokens', optionalJsonBody(), async (req, res) => {
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
-    if (!org) throw notFound(`Organization ${id} not found.`);
+    if (!org) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
     // No body means the defaults; a JSON body must be the object (`null` included: it is not one).
     const body: unknown = hasBody(req) ? req.body : {};
     if (!validateIssueAccessToken(body)) {

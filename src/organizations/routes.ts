@@ -29,14 +29,14 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
   router.get('/admin/organizations/:id', async (req, res) => {
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
-    if (!org) throw notFound(`Organization ${id} not found.`);
+    if (!org) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
     res.json({ id: org.id, name: org.name, parent_id: org.parentId, created_at: org.createdAt.toISOString() });
   });
 
   router.post('/admin/organizations/:id/api-keys', noBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = String(req.params.id);
-    if (!isUuid(id)) throw notFound(`Organization ${id} not found.`);
+    if (!isUuid(id)) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
     const { value } = await writeWithConsistency(
       repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, setChangeId(res), adminFollowUp,
     );

@@ -3,7 +3,8 @@ import { compile, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    // Not blank: an organization is told apart by its name in the console and the admin API's lists.
+    name: Type.String({ minLength: 1, maxLength: 200, pattern: '\\S' }),
     parent_id: Type.Optional(Uuid()),
   },
   { additionalProperties: false },

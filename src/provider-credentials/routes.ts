@@ -42,7 +42,7 @@ function invalidBody(errors: Parameters<typeof describeErrors>[0]) {
 
 function credentialId(req: Request): string {
   const id = String(req.params.id);
-  if (!isUuid(id)) throw notFound(`SAML provider credentials ${id} not found.`);
+  if (!isUuid(id)) throw notFound(`SAML provider credentials ${id.slice(0, 64)} not found.`);
   return id.toLowerCase();
 }
 

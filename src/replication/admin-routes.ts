@@ -52,7 +52,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
 
   router.get('/admin/replication/changes/:changeId', async (req, res) => {
     const changeId = String(req.params.changeId);
-    if (!isUuid(changeId)) throw notFound(`Change ${changeId} not found.`);
+    if (!isUuid(changeId)) throw notFound(`Change ${changeId.slice(0, 64)} not found.`);
     const status = await changeStatus({ ...d, regions: regions() }, changeId.toLowerCase(), null);
     if (!status) throw notFound(`Change ${changeId} is not known (or its record has expired).`);
     res.json(status);

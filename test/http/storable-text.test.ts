@@ -31,4 +31,7 @@ test('the query is checked when the URL has one; a path is decoded only when it 
   expect(check(req({ url: '/x?q=%00', query: { q: '\u0000' } }))).toMatch(/The query parameter q/);
   expect(check(req({ path: '/x%00', url: '/x%00' }))).toMatch(/The URL path contains text/);
   expect(check(req({ path: '/x%E0%A4%A', url: '/x%E0%A4%A' }))).toMatch(/malformed %-escape/);
+  // In the query too (the query parser kept them as they were: a 200 before).
+  for (const q of ['x=%zz', 'x=%FF', 'a=1&x=%E0%A4%A', '%zz=1']) expect(check(req({ url: `/x?${q}`, query: { x: 'kept' } }))).toBe('The query contains a malformed %-escape.');
+  expect(check(req({ url: '/x?x=a+b%20c%C3%A9', query: { x: 'a b cé' } }))).toBe('next');
 });

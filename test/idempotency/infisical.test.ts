@@ -53,6 +53,16 @@ test('a retry with the same key and body answers 200 with the same config, marke
   expect(await configs(org)).toBe(1);
 });
 
+test('a retry that spells organizationId in the other case is the same request and replays (it was a 422)', async () => {
+  const org = await newOrg();
+  const first = await post(org, configBody(org.id.toUpperCase(), certs.pem), 'sso-case');
+  expect(first.status).toBe(200);
+  const again = await post(org, configBody(org.id.toLowerCase(), certs.pem), 'sso-case');
+  expect({ status: again.status, replayed: again.headers.get('idempotent-replayed') }).toEqual({ status: 200, replayed: 'true' });
+  expect(again.body).toEqual(first.body);
+  expect(await configs(org)).toBe(1);
+});
+
 test('the same key with a different body answers 422 IdempotencyKeyReused and changes nothing', async () => {
   const org = await newOrg();
   await post(org, configBody(org.id, certs.pem), 'sso-2');

@@ -50,6 +50,7 @@ describe('organizations', () => {
   test.each([
     ['missing name', {}],
     ['empty name', { name: '' }],
+    ['a name of spaces only', { name: '  \t ' }],
     ['unknown field', { name: 'a', color: 'red' }],
     ['parent_id not a uuid', { name: 'a', parent_id: 'nope' }],
     ['name not a string', { name: 42 }],

@@ -89,6 +89,18 @@ describe('text Postgres cannot store is refused at the edge with a 400', () => {
     expectSlashIdError(await call(r.url, 'GET', `${PATH}?limit=%00`, { headers: slashidHeaders(org) }), 400, /query parameter limit/);
   });
 
+  test('a body nested deeper than 32 levels is a 400 that says so (it said "a NUL character"), in both dialects, nothing stored', async () => {
+    let deep: unknown = 'x';
+    for (let i = 0; i < 40; i++) deep = [deep];
+    const before = await credentials();
+    expectSlashIdError(await create(idp.url('okta.xml'), { label: 'deep', x: deep }), 400, /^The request body\.x\[0\].* is nested more than 32 levels deep; no field of this API is\.$/);
+    expect(await credentials()).toBe(before);
+    const token = await issueToken(r.url, org.id);
+    const infisical = await call(r.url, 'POST', SSO, { body: { organizationId: org.id, x: deep }, headers: bearer(token) });
+    expect(infisical.body).toEqual({ reqId: expect.any(String), statusCode: 400, message: expect.stringMatching(/nested more than 32 levels deep/), error: 'BadRequest' });
+    expect(infisical.body.message).not.toMatch(/NUL/);
+  });
+
   test('Infisical body and query: 400 in the Infisical envelope', async () => {
     const token = await issueToken(r.url, org.id);
     const body = await call(r.url, 'POST', SSO, { body: { organizationId: org.id, authProvider: 'okta-saml', issuer: 'a\u0000' }, headers: bearer(token) });

@@ -116,3 +116,19 @@ test('a certificate field with anything beside its one certificate is refused, a
   expect((await call(r.url, 'GET', `${SSO}?organizationId=${orgId}`, { headers: bearer(token) })).status).toBe(404);
   expect((await call(r.url, 'POST', SSO, { body: configBody(orgId, `\n${certs.pem}\n`), headers: bearer(token) })).status).toBe(200);
 });
+
+test('a 404 for an id that is no UUID quotes at most its first 64 characters (a 5,000-character id was echoed whole)', async () => {
+  const long = 'a'.repeat(5000);
+  const token = await issueToken(r.url, org.id);
+  for (const [path, hdrs] of [
+    [`${P}/${long}`, headers],
+    [`/admin/organizations/${long}`, adminHeaders],
+    [`/admin/organizations/${long}/access-tokens`, adminHeaders],
+    [`/admin/replication/changes/${long}`, adminHeaders],
+    [`/api/v1/${long}`, bearer(token)],
+  ] as const) {
+    const res = await raw(path.includes('access-tokens') ? 'POST' : 'GET', path, hdrs);
+    expect({ path: path.slice(0, 40), status: res.status }).toEqual({ path: path.slice(0, 40), status: 404 });
+    expect(res.body.length).toBeLessThan(600);
+  }
+});
