@@ -79,7 +79,8 @@ export function refused(status: number, message: string, libraryReason: string |
 
 /** A short, one-line, printable quote of text the IdP chose (an entity id, a status message). */
 function quote(text: string, max = 100): string {
-  const line = text.slice(0, max * 2).replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
+  // Controls and invisible format characters (bidi overrides, zero-width) would reorder or hide the quote.
+  const line = text.slice(0, max * 2).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, ' ').trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
@@ -309,6 +310,10 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const nameIdEl = subject ? firstChild(subject, SAML_NS, 'NameID') : null;
   const nameId = text(nameIdEl);
   if (nameIdEl === null || nameId === null) throw refused(401, 'the assertion has no (unencrypted) NameID in its Subject.');
+  // The Web Browser SSO profile (SAML 2.0 profiles, 4.1.4.2): the assertion must say the user authenticated.
+  if (firstChild(signed, SAML_NS, 'AuthnStatement') === null) {
+    throw refused(401, 'the assertion has no AuthnStatement: it does not say that the user signed in at the IdP, as the SAML Web Browser SSO profile requires; check the IdP application (an attribute query or a plain attribute assertion is not a sign-in).');
+  }
   const confirmation = checkRecipient(signed, exp);
   // node-saml looked up the Response's InResponseTo, which may be unsigned; the bearer confirmation's is signed.
   const inResponseTo = attr(response, 'InResponseTo');
@@ -319,13 +324,13 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   if (!assertionId) throw refused(400, 'the assertion has no ID.');
   const conditions = firstChild(signed, SAML_NS, 'Conditions');
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
-  const authn = firstChild(signed, SAML_NS, 'AuthnStatement');
+  const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
   return {
     assertionId,
     inResponseTo,
     nameId,
     nameIdFormat: attr(nameIdEl, 'Format'),
-    sessionIndex: authn ? attr(authn, 'SessionIndex') : null,
+    sessionIndex: attr(authn, 'SessionIndex'),
     attributes: attributeValues(profile),
     friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
@@ -434,7 +439,25 @@ function signingCandidates(posted: PostedResponse, pems: readonly string[]): str
   return verified.size ? pems.filter((p) => verified.has(p)) : null;
 }
 
-const EMAIL = /^[^\s@<>()[\],;:"]{1,64}@[^\s@<>()[\],;:"]{1,255}$/;
+/**
+ * An address a mail system would deliver to, as a sign-in's identity: a local part of 1–64 characters without
+ * spaces, controls (C0, DEL, C1), invisible format characters (bidi overrides, zero-width joiners: an address
+ * that reads like another) or the characters RFC 5322 reserves; a domain of dot-separated labels of letters,
+ * digits and hyphens (not at either end of a label), at most 63 each and 253 in all.
+ */
+const LOCAL_PART = /^[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}@<>()[\]\\,;:"]{1,64}$/u;
+const DOMAIN_LABEL = /^[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?$/u;
+
+/** The address with its domain in lower case (domains are case-insensitive), or null when it is none. */
+export function emailAddress(value: string): string | null {
+  const at = value.lastIndexOf('@');
+  if (at < 1) return null;
+  const local = value.slice(0, at);
+  const domain = value.slice(at + 1);
+  if (!LOCAL_PART.test(local) || local.startsWith('.') || local.endsWith('.') || local.includes('..')) return null;
+  if (domain.length === 0 || domain.length > 253 || !domain.split('.').every((label) => DOMAIN_LABEL.test(label))) return null;
+  return `${local}@${domain.toLowerCase()}`;
+}
 
 export type EmailOutcome = { email: string } | { problem: string };
 
@@ -445,11 +468,13 @@ export function emailOf(a: ValidatedAssertion, claims: readonly string[]): Email
     const name = Object.hasOwn(a.attributes, claim) ? claim : Object.hasOwn(a.friendlyNames, claim) ? a.friendlyNames[claim] : undefined;
     const value = name !== undefined && Object.hasOwn(a.attributes, name) ? a.attributes[name]?.find((v) => v !== '') : undefined;
     if (value === undefined) continue;
-    if (EMAIL.test(value)) return { email: value };
+    const email = emailAddress(value);
+    if (email !== null) return { email };
     return { problem: `the attribute "${quote(claim, 100)}" (the first of the credential's email_claims the IdP sent) holds "${quote(value, 100)}", which is not an email address. Map the user's email to it in the IdP, or change email_claims.` };
   }
   const format = a.nameIdFormat;
-  if ((format === null || format === NAMEID_EMAIL || format === NAMEID_UNSPECIFIED) && EMAIL.test(a.nameId)) return { email: a.nameId };
+  const fromNameId = format === null || format === NAMEID_EMAIL || format === NAMEID_UNSPECIFIED ? emailAddress(a.nameId) : null;
+  if (fromNameId !== null) return { email: fromNameId };
   const listed = claims.length ? `none of the credential's email_claims (${claims.map((c) => `"${quote(c, 60)}"`).join(', ')}) is among its attributes` : 'the credential has no email_claims';
   return {
     problem:

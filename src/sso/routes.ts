@@ -15,7 +15,7 @@ import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { refused, SamlRefusal } from './response';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
-import { validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
+import { MAX_IDP_RELAY_STATE, validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
 import { patchSettings } from './settings';
 import { SSO_PATH } from './sp';
 import { ssoTokenKey } from './token-key';
@@ -36,8 +36,13 @@ const receiveForm = receivingOutsideAdmission(formParser);
 const form: RequestHandler = (req, res, next) =>
   receiveForm(req, res, (err?: unknown) => {
     // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
-    const tooLarge = typeof err === 'object' && err !== null && (err as { type?: unknown }).type === 'entity.too.large';
-    next(tooLarge ? refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.') : err);
+    const type = typeof err === 'object' && err !== null ? (err as { type?: unknown }).type : undefined;
+    if (type === 'entity.too.large') return next(refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.'));
+    // The shared error mapping speaks of JSON bodies; this is a form.
+    if (type === 'charset.unsupported' || type === 'encoding.unsupported') {
+      return next(refused(400, 'the form must be sent in UTF-8 (or ISO-8859-1), without a Content-Encoding; post the IdP\'s response unchanged.'));
+    }
+    next(err);
   });
 
 const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
@@ -101,11 +106,11 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
   }, form, async (req, res) => {
     const id = credentialId(req);
     if (!validateAcsForm(req.body)) {
-      throw badRequest(`Invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState).`);
+      throw badRequest(`Invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState: printable ASCII, at most ${MAX_IDP_RELAY_STATE} characters).`);
     }
     // Every outcome is logged: the refusal's reason reaches the browser, and operators need it too.
     const audit = { requestId: getRequestId(res), credentialId: id };
-    const signIn = await consumeResponse(deps, id, req.body.SAMLResponse, req.body.RelayState ?? null).catch((err: unknown) => {
+    const signIn = await consumeResponse(deps, id, req.body.SAMLResponse, req.body.RelayState || null).catch((err: unknown) => {
       // node-saml's own wording (never sent to the client) helps tell its refusals apart.
       const library = err instanceof SamlRefusal && err.libraryReason ? { libraryReason: err.libraryReason } : {};
       if (err instanceof AppError) deps.log.info({ ...audit, status: err.status, reason: err.message, ...library }, 'saml sign-in refused');

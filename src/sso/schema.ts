@@ -3,6 +3,11 @@ import { compile } from '../http/validate';
 
 /** SAML bindings say RelayState SHOULD NOT exceed 80 bytes; IdPs may cut longer ones. */
 export const MAX_RELAY_STATE = 80;
+/**
+ * An IdP-initiated sign-in's RelayState is the IdP administrator's (often a deep link longer than 80), so it
+ * is allowed up to this length; a login's comes back as it was sent.
+ */
+export const MAX_IDP_RELAY_STATE = 1024;
 
 export const LoginQuery = Type.Object(
   { relay_state: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_RELAY_STATE, pattern: '^[\\x20-\\x7e]+$' })) },
@@ -12,7 +17,8 @@ export const LoginQuery = Type.Object(
 export const AcsForm = Type.Object(
   {
     SAMLResponse: Type.String({ minLength: 1, maxLength: 1024 * 1024 }),
-    RelayState: Type.Optional(Type.String({ maxLength: 1024 })),
+    // Printable ASCII: an IdP-initiated sign-in returns it to the application, which redirects with it.
+    RelayState: Type.Optional(Type.String({ maxLength: MAX_IDP_RELAY_STATE, pattern: '^[\\x20-\\x7e]*$' })),
   },
   { additionalProperties: true },
 );

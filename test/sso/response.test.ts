@@ -95,6 +95,11 @@ test('an HMAC "signature" keyed with the public certificate is refused (key conf
   expect(await message(() => validate(responseXml(s, sig.getSignedXml()), exp()))).toMatch(/signed with hmac-sha1, which is not accepted/);
 });
 
+test('an assertion without an AuthnStatement is no sign-in (SAML profiles 4.1.4.2), though signed and addressed to us', async () => {
+  expect(await message(() => validate(signedResponse(spec({ authnStatement: false }), A), exp()))).toMatch(/has no AuthnStatement/);
+  expect(await message(() => validate(signedResponse(spec({ authnStatement: false }), A, 'response'), exp()))).toMatch(/has no AuthnStatement/);
+});
+
 test('an IdP status other than Success is refused with the status named', async () => {
   const xml = signedResponse(spec(), A, 'response');
   const failed = xml.replace('status:Success', 'status:Requester');
@@ -113,6 +118,19 @@ describe('email', () => {
   test('a claim present but not an email address is named', async () => {
     const a = await assertion({ attributes: { email: ['not-an-email'] } });
     expect(emailOf(a, ['email'])).toEqual({ problem: expect.stringMatching(/"email".*not-an-email.*not an email address/) });
+  });
+  test('an address with controls, invisible format characters or a malformed domain is none; the domain is lower-cased', async () => {
+    const bad = ['a\u0085b@example.com', 'ad\u200dmin@example.com', 'admin@exa\u202emple.com', 'a\u007f@example.com', 'x@-', 'x@-example.com', 'x@example-.com', 'x@example..com', 'x@.com', '.x@example.com', 'x..y@example.com', 'x@exa_mple.com', 'x@'];
+    for (const value of bad) {
+      const a = await assertion({ nameId: 'ignored', nameIdFormat: PERSISTENT_FORMAT, attributes: { email: [value] } });
+      expect({ value, outcome: emailOf(a, ['email']) }).toEqual({ value, outcome: { problem: expect.stringMatching(/not an email address/) } });
+      // The refusal quotes the value without its controls and invisible characters.
+      expect('problem' in emailOf(a, ['email']) && /[\p{Cc}\p{Cf}]/u.test((emailOf(a, ['email']) as { problem: string }).problem)).toBe(false);
+    }
+    const good = await assertion({ attributes: { email: ['Alice.O+tag@Example.COM'] } });
+    expect(emailOf(good, ['email'])).toEqual({ email: 'Alice.O+tag@example.com' });
+    expect(emailOf(await assertion({ attributes: { email: ['jürgen@bücher.de'] } }), ['email'])).toEqual({ email: 'jürgen@bücher.de' });
+    expect(emailOf(await assertion({ attributes: {}, nameId: 'Bob@EXAMPLE.com' }), ['email'])).toEqual({ email: 'Bob@example.com' });
   });
   test('else an email NameID; a persistent NameID is never taken as the email', async () => {
     expect(emailOf(await assertion({ attributes: {} }), ['email'])).toEqual({ email: 'alice@example.com' });

@@ -65,11 +65,11 @@ async function login(region: string, id: string, relayState?: string) {
   return requestFromRedirect(res.headers.get('location') ?? '');
 }
 
-async function acs(region: string, id: string, xml: string) {
+async function acs(region: string, id: string, xml: string, relayState = 'from-idp') {
   const res = await fetch(`${cluster.url(region)}/sso/saml/${id}/acs`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ SAMLResponse: b64(xml), RelayState: 'from-idp' }),
+    body: new URLSearchParams({ SAMLResponse: b64(xml), RelayState: relayState }),
   });
   return { status: res.status, headers: res.headers, body: (await res.json()) as { errors: { message: string }[]; result?: Record<string, unknown>; token?: string } };
 }
@@ -326,6 +326,10 @@ describe('refusals', () => {
     const res = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'RelayState=x' });
     expect(res.status).toBe(400);
     expect(await refusal(EU, cred, '<!DOCTYPE x [<!ENTITY a "b">]><x/>', 400)).toMatch(/well-formed|DOCTYPE/);
+    // A form in another charset is answered as a form, not as a JSON body.
+    const utf16 = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-16' }, body: 'SAMLResponse=x' });
+    expect(utf16.status).toBe(400);
+    expect(((await utf16.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(/^Sign-in refused: the form must be sent in UTF-8/);
   });
 });
 
@@ -392,6 +396,16 @@ describe('IdP-initiated sign-in', () => {
     expect(first.status).toBe(200);
     expect(first.body.result).toMatchObject({ email: 'alice@example.com', relay_state: 'from-idp' });
     expect(await refusal(EU, id, xml, 401)).toMatch(/already used/);
+    // The IdP's RelayState goes to the application, which redirects with it: printable ASCII only, and an
+    // empty one is none. A refused one leaves the assertion unused.
+    const next = signedResponse(await answer(EU, id, { inResponseTo: null }), A);
+    for (const bad of ['/home\r\nSet-Cookie: a=b', '/home\u0000', '/caf\u00e9', '/\u202egnp.exe', 'x'.repeat(1025)]) {
+      const res = await acs(EU, id, next, bad);
+      expect({ bad, status: res.status, message: res.body.errors[0]?.message }).toEqual({ bad, status: 400, message: expect.stringMatching(/RelayState: printable ASCII, at most 1024 characters/) });
+    }
+    const empty = await acs(EU, id, next, '');
+    expect(empty.status).toBe(200);
+    expect(empty.body.result?.relay_state).toBeNull();
     // One usable for longer than its id is remembered (24 h) could be replayed after that: refused.
     const longLived = await answer(EU, id, { inResponseTo: null, notOnOrAfter: new Date(Date.now() + 3 * 24 * 3600_000) });
     expect(await refusal(EU, id, signedResponse(longLived, A), 401)).toMatch(/more than 24 h from now/);

@@ -68,6 +68,8 @@ export interface ResponseSpec {
   assertionId?: string;
   sessionIndex?: string;
   encrypted?: boolean;
+  /** false: an assertion without an AuthnStatement (attributes only). */
+  authnStatement?: boolean;
 }
 
 let counter = 0;
@@ -87,7 +89,9 @@ export function assertionXml(s: ResponseSpec, id = s.assertionId ?? newId('a')):
     `<saml:Subject><saml:NameID Format="${s.nameIdFormat ?? EMAIL_FORMAT}">${s.nameId}</saml:NameID>` +
     `<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData${irt} NotOnOrAfter="${notOnOrAfter}" Recipient="${s.recipient ?? s.acs}"/></saml:SubjectConfirmation></saml:Subject>` +
     `<saml:Conditions NotBefore="${notBefore}" NotOnOrAfter="${notOnOrAfter}"><saml:AudienceRestriction><saml:Audience>${s.audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions>` +
-    `<saml:AuthnStatement AuthnInstant="${new Date(now).toISOString()}" SessionIndex="${s.sessionIndex ?? '_session-1'}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>` +
+    (s.authnStatement === false
+      ? ''
+      : `<saml:AuthnStatement AuthnInstant="${new Date(now).toISOString()}" SessionIndex="${s.sessionIndex ?? '_session-1'}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`) +
     (attrs ? `<saml:AttributeStatement>${attrs}</saml:AttributeStatement>` : '') +
     '</saml:Assertion>'
   );
