@@ -100,6 +100,17 @@ test('an assertion without an AuthnStatement is no sign-in (SAML profiles 4.1.4.
   expect(await message(() => validate(signedResponse(spec({ authnStatement: false }), A, 'response'), exp()))).toMatch(/has no AuthnStatement/);
 });
 
+test("the Conditions' times as documented: none, or NotOnOrAfter alone, are accepted; NotBefore without NotOnOrAfter is refused (node-saml reads the lifetime from it)", async () => {
+  const signedWith = (edit: (xml: string) => string) => {
+    const s = spec();
+    const id = newId('a');
+    return responseXml(s, signElement(edit(assertionXml(s, id)), id, A));
+  };
+  await expect(validate(signedWith((x) => x.replace(/<saml:Conditions [^>]*>/, '<saml:Conditions>')), exp())).resolves.toMatchObject({ nameId: 'alice@example.com' });
+  await expect(validate(signedWith((x) => x.replace(/<saml:Conditions NotBefore="[^"]*"/, '<saml:Conditions')), exp())).resolves.toMatchObject({ nameId: 'alice@example.com' });
+  expect(await message(() => validate(signedWith((x) => x.replace(/(<saml:Conditions NotBefore="[^"]*") NotOnOrAfter="[^"]*"/, '$1')), exp()))).toMatch(/lacks a valid IssueInstant, or a NotOnOrAfter/);
+});
+
 test('an IdP status other than Success is refused with the status named', async () => {
   const xml = signedResponse(spec(), A, 'response');
   const failed = xml.replace('status:Success', 'status:Requester');
