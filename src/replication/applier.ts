@@ -195,7 +195,13 @@ export class Applier {
         if (pendingCursor !== null) {
           ({ entries, last: pendingCursor } = await this.read(['COUNT', count(), 'STREAMS', keys.inbox(region), pendingCursor]));
         } else if (claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
-          if (claimCursor === '0-0') this.lastClaim = Date.now();
+          if (claimCursor === '0-0') {
+            this.lastClaim = Date.now();
+            // What failed for another process of this region (its entries are what a claim takes), so
+            // that their failure rows are cleared when they apply here: otherwise such a row stays, and
+            // holds this region's watermark (every region's tombstone collection) for good.
+            await this.failures.load();
+          }
           ({ entries, next: claimCursor } = await this.claim(count(), claimCursor));
         } else {
           ({ entries } = await this.read(['COUNT', count(), 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));

@@ -27,7 +27,11 @@ export class FailureLog {
 
   constructor(private readonly db: Db) {}
 
-  /** Loads the ids that were failing before a restart, so their rows are cleared once they apply. */
+  /**
+   * Loads the ids failing (not parked) in this region, so their rows are cleared once they apply here: at
+   * start (failures of before a restart) and before each round of claims (those of the region's other
+   * processes, whose entries the claims take).
+   */
   async load(): Promise<void> {
     const rows = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
       'SELECT change_id::text FROM replication_failures WHERE parked_at IS NULL',

@@ -269,19 +269,23 @@ export class OutboxRelay {
     const delivered = 'ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered';
     const rows =
       'changeIds' in which
-        ? await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[] }[]>(
+        ? await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[]; stale?: string[] }[]>(
             `SELECT o.id, o.change_id::text, ${delivered} FROM replication_outbox o WHERE o.change_id = ANY($1::uuid[]) ORDER BY o.id`,
             which.changeIds,
           )
-        : await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[] }[]>(
+        : await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[]; stale?: string[] }[]>(
             // The events are read only for the rows that need a delivery: most rows of a backlog behind a
-            // down destination need none this time.
-            `SELECT o.id, o.change_id::text, ${delivered}
+            // down destination need none this time. `stale`: its deliveries long unconfirmed ("region id").
+            `SELECT o.id, o.change_id::text, ${delivered},
+                    ARRAY(SELECT d.region || ' ' || d.stream_id FROM replication_deliveries d
+                           WHERE d.change_id = o.change_id AND d.confirmed_at IS NULL
+                             AND d.delivered_at < now() - make_interval(secs => $3::float8 / 1000)) AS stale
                FROM replication_outbox o
               WHERE o.published_at IS NULL AND o.id > $2 AND o.created_at < now() - make_interval(secs => $1::float8 / 1000)
               ORDER BY o.id LIMIT ${PAGE_ROWS}`,
             which.minAgeMs,
             which.after,
+            this.d.republishAfterMs ?? 10_000,
           );
     // Per row, the destinations (not down) it lacks; the events only of the rows that lack one.
     const lacking = rows.map((r) => destinations.filter((dest) => !r.delivered.includes(dest) && !down.has(dest)));
@@ -318,6 +322,9 @@ export class OutboxRelay {
     // The origin's own ack is "applied": its transaction put every row.
     if (published.length) await tracker.ack(region, published).catch(() => undefined);
     this.published += published.length;
+    const stale = rows.flatMap((r) => (r.stale ?? []).map((s) => ({ change_id: r.change_id, region: s.slice(0, s.indexOf(' ')), stream_id: s.slice(s.indexOf(' ') + 1) })));
+    // Its failure (this region's Redis down) does not hold up the publishing; the next round tries again.
+    await this.checkStale(stale.filter((s) => !down.has(s.region))).catch((err: unknown) => this.d.log.debug({ err: (err as Error).message }, 'could not check stale deliveries; will retry'));
     // The first row a destination that only began failing lacks (see publishPending's tail).
     const blipping = [...down].filter((dest) => now - (this.failingSince.get(dest) ?? now) < TAIL_HOLD_MS);
     const heldRow = blipping.length ? rows.find((r) => blipping.some((dest) => !have.get(r.change_id)?.has(dest))) : undefined;
@@ -414,6 +421,34 @@ export class OutboxRelay {
       if (f.region !== null) row.deliveries[f.region] = { sid: f.sid ?? '', confirmed: f.confirmed === true, stale: f.stale === true };
     }
     return rows;
+  }
+
+  /**
+   * Deliveries of unpublished rows (a destination still lacks one: it is down), long unconfirmed: confirm()
+   * reads only published rows, so without this a delivery lost with its destination's Redis would wait
+   * for the down destination to return before it is sent again. The acked ones are confirmed; the others
+   * are looked up in their inboxes as confirm() does (redeliverLost).
+   */
+  private async checkStale(stale: readonly { change_id: string; region: string; stream_id: string }[]): Promise<void> {
+    if (stale.length === 0) return;
+    const { links, keys } = this.d;
+    const pipe = links.own.pipeline();
+    for (const s of stale) pipe.hget(keys.ack(s.change_id), s.region);
+    const res = (await pipe.exec()) ?? [];
+    const acked: { changeId: string; region: string; ack: string }[] = [];
+    const unacked = new Map<string, { change_id: string; stream_id: string }[]>();
+    stale.forEach((s, i) => {
+      const [err, ack] = res[i] ?? [new Error('missing reply')];
+      if (err) return;
+      if (typeof ack === 'string') acked.push({ changeId: s.change_id, region: s.region, ack });
+      else {
+        const list = unacked.get(s.region) ?? [];
+        list.push({ change_id: s.change_id, stream_id: s.stream_id });
+        unacked.set(s.region, list);
+      }
+    });
+    await this.confirmDeliveries(acked);
+    if (unacked.size) await eachRegion([...unacked.keys()], (dest) => this.redeliverLost(dest, unacked.get(dest) ?? []));
   }
 
   /** Marks deliveries confirmed, each with the ack that confirmed it when known (see change-status.ts). */

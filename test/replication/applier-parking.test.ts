@@ -3,7 +3,8 @@
  * counted in Postgres) and parked after a few, acknowledged to its origin as parked; later events apply
  * meanwhile; a restart with such an entry pending walks the pending list once instead of looping.
  */
-import { MAX_FAILURES } from '../../src/replication/parked';
+import { FailureLog, MAX_FAILURES } from '../../src/replication/parked';
+import { testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
 import { eventFor, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
 
@@ -81,4 +82,31 @@ test('a restart with a failing entry pending walks the pending list once, applie
   // A second restart: the count is durable, it goes on from 1.
   expect(await rereads()).toBeLessThanOrEqual(3);
   expect(await failureRow(bad.changeId)).toMatchObject({ failures: 2, parked: false });
+}, 60_000);
+
+test('a failure recorded by another process of the region is cleared when this one applies the event it claimed', async () => {
+  // This applier has started (its failures loaded: none) before the other process's failure.
+  const applier = await rig.applier({ consumer: 'survivor', claimIdleMs: 300, claimEveryMs: 200 });
+  applier.start();
+  try {
+    const warm = orgEvent('warm-up');
+    await rig.publish(warm);
+    expect(await eventually(async () => (await orgName(warm.orgId)) === 'warm-up', 10_000, 50)).toBe(true);
+    // Another process read the entry, failed to apply it (its failure row written as it writes it), and left
+    // it pending: it stopped, or moved on.
+    const event = orgEvent('failed elsewhere');
+    const failures = new FailureLog(rig.db);
+    // Added and read by the other consumer in one transaction: this applier's blocked read gets nothing.
+    const inbox = rig.keys.inbox(REGION);
+    const [[, added], [, stolen]] = ((await rig.redis.multi().xadd(inbox, '*', ...testEventAuth().entryFields(event)).xreadgroup('GROUP', REGION, 'other', 'COUNT', 100, 'STREAMS', inbox, '>').exec()) ?? []) as [unknown, unknown][];
+    const streamId = String(added);
+    expect(JSON.stringify(stolen)).toContain(streamId);
+    await failures.record(event, streamId, new Error('connection terminated'));
+    expect(await failureRow(event.changeId)).toMatchObject({ failures: 1, parked: false });
+    // This process claims it, applies it, and clears the failure.
+    expect(await eventually(async () => (await orgName(event.orgId)) === 'failed elsewhere', 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await failureRow(event.changeId)) === null, 5_000, 50)).toBe(true);
+  } finally {
+    await applier.stop();
+  }
 }, 60_000);

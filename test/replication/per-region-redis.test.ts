@@ -155,3 +155,44 @@ test('changes delivered into an inbox that its Redis then loses are delivered ag
   expect((await status(ONE)).outbox.republished_after_loss).toBeGreaterThan(0);
   expect(await eventually(async () => (await status(ONE)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
 }, 120_000);
+
+test('a delivery lost with its inbox is sent again while another destination is down (the change is not published until that one returns)', async () => {
+  const inboxLength = async (region: string) => {
+    const c = await import('ioredis').then((m) => new m.default(redis.get(region)?.url ?? ''));
+    try {
+      const key = (await c.keys('*{repl}:changes:*')).find((k) => k.endsWith(`:${region}`) && !k.includes('-born:'));
+      return key ? await c.xlen(key) : 0;
+    } finally {
+      c.disconnect();
+    }
+  };
+  const before = (await status(ONE)).outbox.republished_after_loss as number;
+  // Region 2 takes no deliveries (its Redis is down); region 3's applier is stopped, its inbox holds them.
+  await redis.get(TWO)?.kill();
+  cluster.proc(THREE).pause();
+  const ids: string[] = [];
+  try {
+    const base = await inboxLength(THREE);
+    for (let i = 0; i < 3; i++) {
+      const res = await write(ONE, `lost while another is down ${i}`);
+      expect(res.status).toBe(201);
+      ids.push(res.body.id);
+    }
+    expect(await eventually(async () => (await inboxLength(THREE)) >= base + 3, 10_000, 100)).toBe(true);
+    await redis.get(THREE)?.kill();
+    await redis.get(THREE)?.start();
+  } finally {
+    cluster.proc(THREE).resume();
+  }
+  try {
+    // Not published (region 2 lacks a delivery), yet region 1 finds its deliveries to region 3 gone and
+    // sends them again, without waiting for region 2.
+    const arrived = await eventually(async () => (await Promise.all(ids.map((id) => has(THREE, id)))).every(Boolean), 60_000, 250);
+    const s = (await status(ONE)).outbox;
+    expect({ arrived, unpublished: s.unpublished >= 3, republished: s.republished_after_loss > before }).toEqual({ arrived: true, unpublished: true, republished: true });
+  } finally {
+    await redis.get(TWO)?.start();
+  }
+  for (const id of ids) expect(await eventually(() => has(TWO, id), 60_000, 250)).toBe(true);
+  expect(await eventually(async () => (await status(ONE)).outbox.unconfirmed === 0 && (await status(ONE)).outbox.unpublished === 0, 60_000, 500)).toBe(true);
+}, 240_000);
