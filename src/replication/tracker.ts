@@ -453,14 +453,16 @@ async function runRecordAcks(redis: Redis, scriptKeys: readonly string[], args: 
 /**
  * Records in the origin's Redis that `region` parked these changes (it could not apply them): the origin's
  * relay counts the region as done, so it neither republishes them nor keeps them in the inbox, but no
- * waiter counts a parked change as applied (the value says "parked", and nothing is announced).
+ * waiter counts a parked change as applied (the value says "parked", and nothing is announced). A
+ * judgement already recorded stands (HSETNX): another process of the region may have applied the change
+ * meanwhile (the retry of parked events), and that "applied" must not turn back into "parked".
  */
 export async function recordParked(redis: Redis, keys: ReplicationKeys, region: string, changeIds: readonly string[], ttlSeconds = ACK_TTL_SECONDS): Promise<void> {
   if (changeIds.length === 0) return;
   const value = `${PARKED_PREFIX}${new Date().toISOString()}`;
   const pipe = redis.pipeline();
   for (const id of changeIds) {
-    pipe.hset(keys.ack(id), region, value);
+    pipe.hsetnx(keys.ack(id), region, value);
     pipe.expire(keys.ack(id), ttlSeconds);
   }
   await execAll(pipe);

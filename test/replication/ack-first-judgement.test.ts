@@ -48,3 +48,18 @@ test('an update acked applied stays applied after a newer update of its row arri
   expect((await rig.tracker.status(first.changeId))[REGION]).toMatch(/^applied@/);
   for (const m of announced.filter((x) => x.includes(first.changeId))) expect((JSON.parse(m) as { lost?: Record<string, string> }).lost?.[first.changeId]).toBeUndefined();
 });
+
+test('a change acked applied by one process of the region is not turned back into parked by another that parked it before', async () => {
+  const changeId = testId();
+  await rig.tracker.ack(REGION, [changeId]);
+  expect((await rig.tracker.status(changeId))[REGION]).toMatch(/^applied@/);
+  // The other process re-reads an entry holding the change it parked earlier, and acks it as parked again.
+  await rig.tracker.parked(REGION, [changeId]);
+  expect((await rig.tracker.status(changeId))[REGION]).toMatch(/^applied@/);
+  // A change parked first is recorded as parked, and an apply later (the retry of parked events) replaces it.
+  const later = testId();
+  await rig.tracker.parked(REGION, [later]);
+  expect((await rig.tracker.status(later))[REGION]).toMatch(/^parked /);
+  await rig.tracker.ack(REGION, [later]);
+  expect((await rig.tracker.status(later))[REGION]).toMatch(/^applied@/);
+});
