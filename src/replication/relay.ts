@@ -16,7 +16,7 @@ import type { ReplicationKeys } from '../redis';
 import { Deliverer, recordDeliveries, type Delivery } from './delivery';
 import { updateMember, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
-import { compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, type StreamBounds } from './stream';
+import { behindTrim, compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { Loop } from './loop';
@@ -489,18 +489,27 @@ export class OutboxRelay {
   }
 
   /**
-   * How far `dest`'s group has read and acknowledged: its floor (the oldest pending entry, else the last one
-   * delivered), which only moves forward; null before it has read anything.
+   * `dest`'s group: how far it has read and acknowledged (`readBelow`: its floor, the oldest pending entry,
+   * else the last one delivered, which only moves forward; null before it has read anything), and whether
+   * a trim took entries it had not read (`behind`: it fell behind the cap, see behindTrim).
    */
-  private async readBelow(dest: string): Promise<string | null> {
+  private async groupState(dest: string, bounds: StreamBounds | null): Promise<{ readBelow: string | null; behind: boolean }> {
+    if (!bounds) return { readBelow: null, behind: false }; // no inbox (XINFO GROUPS would fail)
     const { links, keys } = this.d;
     const redis = links.to(dest);
     const stream = keys.inbox(dest);
     const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
     const floor = g ? await groupFloor(redis, stream, g) : null;
     const id = floor ? (floor.oldestPending ?? floor.lastDelivered) : null;
-    return id === '0-0' ? null : id;
+    return { readBelow: id === '0-0' ? null : id, behind: g !== undefined && floor !== null && behindTrim(g, floor, bounds) };
   }
+
+  /**
+   * Changes (destination and change id) delivered again because they were gone from an inbox its group had
+   * read past, unacked: lost with the tail of an append-only file, or refused there (dead-lettered). Gone
+   * again, they were refused. The newest 10,000; a restart forgets them (one more delivery each).
+   */
+  private readonly redeliveredOnce = new Set<string>();
 
   /** See keys.acksBornAt: set (if absent) to the last id of `dest`'s inbox now, and read. */
   private async acksBornAt(dest: string, bounds: StreamBounds | null): Promise<string | null> {
@@ -548,14 +557,26 @@ export class OutboxRelay {
     // every loss of an origin's Redis, until someone re-seeded it.) Later deliveries keep the rule below: one
     // read but not acked was refused (dead-lettered).
     const acksBorn = await this.acksBornAt(dest, bounds);
-    const readBelow = acksBorn === null ? null : await this.readBelow(dest);
+    const group = await this.groupState(dest, bounds);
+    const readBelow = acksBorn === null ? null : group.readBelow;
     const ackLost = (r: { stream_id: string }) =>
       readBelow !== null && acksBorn !== null && compareStreamIds(r.stream_id, readBelow) < 0 && compareStreamIds(r.stream_id, acksBorn) <= 0;
-    const trimmed = missing.filter((r) => {
+    const beforeFirst = missing.filter((r) => {
       if (ackedNow.includes(r) || born === null || !bounds || compareStreamIds(r.stream_id, born) < 0) return false;
       if (ackLost(r)) return false;
       return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
     });
+    // Before the oldest entry left: trimmed by the cap when the group fell behind it. Otherwise the group read
+    // past it and a routine trim took it: it was refused there (dead-lettered), or lost before the group read
+    // it (a Redis back from an append-only file a second behind, which a later routine trim hid). Such a
+    // change is delivered again once; gone unacked again, it was refused.
+    const onceKey = (r: { change_id: string }) => `${dest} ${r.change_id}`;
+    const trimmed = group.behind ? beforeFirst : beforeFirst.filter((r) => this.redeliveredOnce.has(onceKey(r)));
+    for (const r of beforeFirst) {
+      if (trimmed.includes(r)) this.redeliveredOnce.delete(onceKey(r));
+      else this.redeliveredOnce.add(onceKey(r));
+    }
+    while (this.redeliveredOnce.size > 10_000) this.redeliveredOnce.delete(this.redeliveredOnce.values().next().value as string);
     if (trimmed.length) {
       await this.markBehind(dest);
       log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes are gone from a region\'s inbox unacked (trimmed by its cap, or refused there and dead-lettered); that region needs a re-seed');
@@ -615,7 +636,7 @@ export class OutboxRelay {
     if (!bounds) return 0;
     await this.markBorn(dest, bounds);
     await this.acksBornAt(dest, bounds);
-    const needed = await this.readBelow(dest);
+    const needed = (await this.groupState(dest, bounds)).readBelow;
     if (needed === null) return 0;
     return Number(await redis.call('XTRIM', stream, 'MINID', needed));
   }

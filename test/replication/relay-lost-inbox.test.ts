@@ -180,3 +180,62 @@ test('an entry lost from the middle of an inbox (a Redis restarted from an appen
     r.close();
   }
 });
+
+/** c's applier reads every new entry of its inbox and acks it (applied, or refused and dead-lettered). */
+async function readAndAck(r: Rig): Promise<string[]> {
+  const res = (await r.redis.xreadgroup('GROUP', 'c', 'c-1', 'COUNT', 100, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
+  const ids = (res?.[0]?.[1] ?? []).map((e) => e[0]);
+  if (ids.length) await r.redis.xack(stream, 'c', ...ids);
+  return ids;
+}
+
+test('an entry lost at the tail of an inbox (an append-only file a second behind) is delivered again, though a routine trim since leaves it before the oldest entry', async () => {
+  const r = rig();
+  try {
+    await activeWithThree(r);
+    await readAndAck(r);
+    const lost = { change_id: 'change-tail', stream_id: (await r.redis.xadd(stream, '*', 'e', 'tail')) as string };
+    // Redis comes back without it; entries arrive since, c reads and acks them all, and the routine trim
+    // removes what c has read: the lost entry's id is now below the oldest entry left.
+    await r.redis.xdel(stream, lost.stream_id);
+    await r.redis.xadd(stream, '*', 'e', 'written since');
+    await readAndAck(r);
+    await r.redis.xadd(stream, '*', 'e', 'unread');
+    await r.relay.trim(true);
+    await r.redeliverLost([lost]);
+    expect(r.redelivered).toEqual(['change-tail']);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+  } finally {
+    r.close();
+  }
+});
+
+test('an entry c read and refused (dead-lettered, acked in its group) is delivered again once; refused again, it is taken for what it is', async () => {
+  const r = rig();
+  try {
+    await activeWithThree(r);
+    await readAndAck(r);
+    const refused = { change_id: 'change-refused', stream_id: (await r.redis.xadd(stream, '*', 'e', 'refused')) as string };
+    const refuseAndTrim = async () => {
+      await readAndAck(r);
+      await r.redis.xadd(stream, '*', 'e', 'applied since');
+      await readAndAck(r);
+      await r.redis.xadd(stream, '*', 'e', 'unread');
+      await r.relay.trim(true);
+    };
+    await refuseAndTrim();
+    await r.redeliverLost([refused]);
+    expect(r.redelivered).toEqual(['change-refused']);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    // Its new entry is the last one (the fake deliverer's); refused again and trimmed.
+    const again = { ...refused, stream_id: (await r.redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0] as string };
+    await refuseAndTrim();
+    await r.redeliverLost([again]);
+    expect(r.redelivered).toEqual(['change-refused']);
+    expect(r.relay.trimmedUnconfirmed).toBe(1);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('joining');
+  } finally {
+    r.close();
+  }
+});
