@@ -50,6 +50,11 @@ export function asAppError(err: unknown): AppError | null {
   if ((err as { code?: unknown })?.code === 'P2028' || /Unable to start a transaction in the given time|timeout exceeded when trying to connect/.test(String((err as Error)?.message))) {
     return new AppError(503, 'overloaded', 'This region is at capacity (no database connection freed up in time); nothing was done. Retry shortly.', { retryAfterSeconds: 2 });
   }
+  // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
+  // (writeWithConsistency does, saying whether it was kept): by name, as this layer does not import that one.
+  if ((err as Error | null)?.name === 'TransactionPastBound') {
+    return new AppError(408, 'consistency_timeout', 'The write did not finish within the time a write transaction may run (the database was slow, or the row was locked); read the resource to see whether it was kept, or retry.');
+  }
   // The router's decoding of a path parameter with a malformed %-escape.
   if (err instanceof URIError) return badRequest('The URL contains a malformed %-escape.');
   // Any other client error from the HTTP plumbing (a body that does not inflate, a size that does not match):

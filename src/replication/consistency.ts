@@ -6,6 +6,7 @@
 import type { Request, Response } from 'express';
 import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest } from '../http/errors';
+import { TransactionPastBound } from './pg-tx';
 import type { Replicator } from './replicator';
 import type { ChangeEvent } from './tables';
 import type { WaitResult } from './tracker';
@@ -182,6 +183,29 @@ export async function beforeWrite<T>(c: Consistency, work: (answered: AbortSigna
 }
 
 /**
+ * The 408 of a write transaction that outran the bound every write has (WRITE_TX_TIMEOUT_MS), within the
+ * request's own timeout: rolled back (a lock held that long, a stalled database), or, when its COMMIT had
+ * gone out, not known (its change id is then given, to follow).
+ */
+function pastBoundError(region: string, err: TransactionPastBound, onChangeId: (changeId: string) => void): AppError {
+  const bound = `the ${Math.round(err.boundMs / 1000)} s a write transaction may run`;
+  if (err.commitSent && err.changeId) {
+    onChangeId(err.changeId);
+    return new AppError(
+      408,
+      'consistency_timeout',
+      `The write's commit in ${region} was not confirmed within ${bound} (this region or its database stalled); it may have been kept. ` +
+        `Follow its change (X-Change-Id), read the resource, or retry with the same Idempotency-Key.`,
+    );
+  }
+  return new AppError(
+    408,
+    'consistency_timeout',
+    `The write did not commit in ${region} within ${bound} (the database was slow, or another transaction held the row); nothing was written. Retry.`,
+  );
+}
+
+/**
  * Runs a replicated write and waits for the requested level. Resolves with the value when reached;
  * throws a 408 AppError (carrying `toResult(value)` when the write committed) when not.
  */
@@ -196,7 +220,7 @@ export async function writeWithConsistency<T>(
   // Work before the write (the IdP metadata fetch) used up the whole timeout: write nothing, so the
   // caller knows exactly where it stands.
   if (Date.now() >= c.deadline) throw unstartedError(c);
-  const { value, changeId } = await committedWithin(repl, c, write);
+  const { value, changeId } = await committedWithin(repl, c, write, onChangeId);
   if (changeId) onChangeId(changeId);
   if (c.level === 'local_region' || !changeId) return { value, changeId };
   // Committed: the transaction's connection is back in the pool and waiting for other regions needs none
@@ -220,9 +244,12 @@ async function committedWithin<T>(
   repl: Replicator,
   c: Consistency,
   write: () => Promise<{ value: T; event: ChangeEvent | null }>,
+  onChangeId: (changeId: string) => void,
 ): Promise<{ value: T; changeId: string | null }> {
   // A write still under way at the deadline finishes (or fails) on its own; the caller is told 408.
-  const committed = await byDeadline(c.deadline, write());
+  const committed = await byDeadline(c.deadline, write().catch((err: unknown) => {
+    throw err instanceof TransactionPastBound ? pastBoundError(repl.region, err, onChangeId) : err;
+  }));
   if (committed.late) {
     throw new AppError(
       408,

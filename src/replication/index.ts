@@ -36,6 +36,8 @@ export interface ReplicationOptions {
   /** Run the applier in this process (default true). */
   applier?: boolean;
   consumerName?: string;
+  /** See ReplicatorDeps. */
+  writeTxTimeoutMs?: number;
 }
 
 export async function createReplication(o: ReplicationOptions) {
@@ -64,7 +66,7 @@ export async function createReplication(o: ReplicationOptions) {
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
   // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
   const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });
-  const repl = new Replicator({ db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, log: o.log, auth });
+  const repl = new Replicator({ db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, log: o.log, auth, writeTxTimeoutMs: o.writeTxTimeoutMs });
   const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth, deliverer });
   const pool = o.applier === false ? null : createApplyPool(o.config.region.databaseUrl);
   const applier =

@@ -57,6 +57,38 @@ function isDeadlineError(err: unknown): boolean {
   return (err as { code?: string } | null)?.code === '22P02' && String((err as Error).message).includes(DEADLINE_MARKER);
 }
 
+/**
+ * A transaction of inPipeline that outran its bound (timeoutMs). `commitSent`: its COMMIT had gone to the
+ * server, which may have committed it (the client stopped listening: the process stalled past the bound,
+ * say); otherwise it was rolled back. `changeId`: the replicated write's change, set by the replicator when
+ * the commit was sent (the caller can follow it up).
+ */
+export class TransactionPastBound extends Error {
+  changeId: string | null = null;
+  constructor(readonly boundMs: number, readonly commitSent: boolean, readonly backendPid: number | null = null) {
+    super(`the transaction ran past its ${boundMs} ms and ${commitSent ? 'its commit was not confirmed' : 'was rolled back'}`);
+    this.name = 'TransactionPastBound';
+  }
+}
+
+/**
+ * Ends the server side of a transaction whose client gave up on it (TransactionPastBound: the connection
+ * was closed under it, which its backend only notices once its statements end, and one waiting on a lock
+ * waits on): terminates its backend and waits, up to `waitMs`, until it is gone. True once it is: whatever
+ * it committed is visible then, and nothing more will be. False when that could not be made sure.
+ */
+export async function endBackend(pool: Pool, pid: number, waitMs = 5000): Promise<boolean> {
+  try {
+    await pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    for (const until = Date.now() + waitMs; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
+      if ((await pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0) return true;
+    }
+  } catch {
+    // the database cannot be asked: not known
+  }
+  return false;
+}
+
 /** A transaction of inPipeline: a Pipeline, and raw queries one round trip each (see queryable). */
 export interface PipelineTx extends Pipeline {
   /** Like run, with each statement's full result (its row count too). */
@@ -86,7 +118,11 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
     expired = broken = true;
     (client as PoolClient & { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }, opts.timeoutMs);
-  const pastBound = () => new Error(`the transaction ran past its ${opts.timeoutMs} ms and was rolled back`);
+  // Whether COMMIT went to the server, and whether the server refused it (its deadline check): then the
+  // transaction is known to be rolled back.
+  let commitSent = false;
+  let refusedByServer = false;
+  const pastBound = () => new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, (client as PoolClient & { processID?: number | null }).processID ?? null);
   // How long the transaction may run on the server's clock from its BEGIN (set when BEGIN is sent).
   let serverBoundMs: number | null = null;
   const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {
@@ -128,6 +164,7 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
     }
     begun = true;
     ended = last;
+    if (last) commitSent = true;
     try {
       const results = await simpleQuery(client, texts);
       preparedStatements.done(client, preparing);
@@ -138,6 +175,7 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
       if (preparing.length || reset.length) preparedStatements.unknown(client);
       if (isDeadlineError(err)) {
         expired = true;
+        refusedByServer = true;
         throw pastBound();
       }
       throw err;

@@ -12,7 +12,7 @@ import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { AppError } from '../http/errors';
 import { isSchemaChange, type Queryable, type RowStore, type Statement, type Winner } from './row-store';
-import { inPipeline, queryable } from './pg-tx';
+import { endBackend, inPipeline, queryable, TransactionPastBound } from './pg-tx';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
@@ -89,6 +89,8 @@ export interface ReplicatorDeps {
   log: Logger;
   /** Signs each event where it is created: the outbox stores it signed (see event-auth.ts). */
   auth: EventAuth;
+  /** A write transaction's bound (default WRITE_TX_TIMEOUT_MS, which the horizon counts on: tests only shorten it). */
+  writeTxTimeoutMs?: number;
 }
 
 function refusedWrite(w: Winner): AppError {
@@ -129,6 +131,8 @@ export class Replicator {
     let guessing = true;
     // The keys the transaction attempted last built on guesses of (emptied as each attempt starts).
     const guessed: Array<[string, string]> = [];
+    // The attempt whose commit batch went out: what it returns once committed (see outcomeOf).
+    let sent: { value: T; event: SignedEvent } | null = null;
     const run = () => retryCollisions(() => inPipeline(
       poolOf(this.d.db),
       async (pipe) => {
@@ -220,6 +224,7 @@ export class Replicator {
         const event: SignedEvent = this.d.auth.sign({ changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema });
         // The held-back upserts, the outbox row and COMMIT: one round trip.
         const last = [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)', values: [event.changeId, JSON.stringify(event), orgId], exec: true, prepare: true }];
+        sent = { value, event };
         const results = await pipe.run(last, true);
         // Committed: the rows as written are the next guesses of their keys.
         last.forEach((st, i) => {
@@ -230,7 +235,7 @@ export class Replicator {
       },
       // The tombstone horizon counts on this bound (horizon.ts). A free connection is waited for up to the
       // pool's POOL_WAIT_MS (then 503).
-      { timeoutMs: WRITE_TX_TIMEOUT_MS },
+      { timeoutMs: Math.min(this.d.writeTxTimeoutMs ?? WRITE_TX_TIMEOUT_MS, WRITE_TX_TIMEOUT_MS) },
     ), this.d.log);
     let result: Awaited<ReturnType<typeof run>> | undefined;
     let reloaded = false;
@@ -247,11 +252,39 @@ export class Replicator {
           this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns and running the write again');
           await store.reload();
           reloaded = true;
+        } else if (err instanceof TransactionPastBound && err.commitSent && sent) {
+          // Its COMMIT went out and this process stopped listening (it stalled past the bound, say): what
+          // the database did decides the answer, as for any write.
+          const kept = await this.outcomeOf(err, changeId);
+          if (kept === true) result = sent;
+          else if (kept === false) throw new TransactionPastBound(err.boundMs, false);
+          else {
+            // Not known: the caller is given the change to follow.
+            err.changeId = changeId;
+            throw err;
+          }
         } else throw err;
       }
     }
     if (result.event) this.publish(result.event);
     return result;
+  }
+
+  /**
+   * Whether the transaction of a write that outran its bound after sending its COMMIT committed: its backend
+   * is ended first (endBackend), so that the answer is final; null when that cannot be made sure.
+   */
+  private async outcomeOf(err: TransactionPastBound, changeId: string): Promise<boolean | null> {
+    if (err.backendPid === null) return null;
+    const pool = poolOf(this.d.db);
+    if (!(await endBackend(pool, err.backendPid))) return null;
+    try {
+      const kept = (await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1::uuid', [changeId])).rowCount === 1;
+      this.d.log.warn({ changeId, kept }, kept ? 'a write\'s commit was confirmed late (past the transaction bound): it was kept' : 'a write ran past the transaction bound: rolled back');
+      return kept;
+    } catch {
+      return null;
+    }
   }
 
   /** Events committed since the last delivery round (see publish). */
