@@ -80,6 +80,8 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
 }
 
 function formatLine(region: string, line: string): string {
+  // LOG_FORMAT=json: each region's JSON lines as they are (for jq or a log shipper; each carries its region).
+  if (process.env.LOG_FORMAT === 'json' && line.startsWith('{')) return line;
   try {
     const j = JSON.parse(line) as Record<string, unknown>;
     const time = new Date(Number(j.time)).toISOString().slice(11, 23);

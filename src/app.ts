@@ -10,7 +10,7 @@ import { requestId } from './http/request-id';
 import { errorEnvelope, slashidErrors } from './http/slashid';
 import { infisicalErrors, renderError } from './infisical/errors';
 import { API_PREFIX } from './infisical/routes';
-import type { Metrics } from './observability/metrics';
+import { routePrefix, type Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
 import { requestLog } from './observability/request-log';
 import { adminGuard, healthRoutes } from './operator/routes';
@@ -50,7 +50,7 @@ export function createApp(deps: AppDeps): Express {
   operator.use(healthRoutes({ region: deps.config.region.id, health: deps.health, readiness: deps.readiness }));
   // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
   operator.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
-  operator.use('/admin', ...adminGuard(deps.config.adminToken));
+  operator.use('/admin', routePrefix(), ...adminGuard(deps.config.adminToken));
   const adminDeps = { ...deps, db: deps.adminDb ?? deps.db };
   for (const f of deps.features) if (f.adminRoutes) operator.use(f.adminRoutes(adminDeps));
   if (deps.admission) operator.get('/admin/replication', withAdmissionBlock(deps.admission));

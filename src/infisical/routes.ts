@@ -25,6 +25,7 @@ import {
 } from './schema';
 import { checkGroupSync, createSamlConfig, detailsFromModel, patchSamlConfig, settingIssues } from './service';
 import { findSamlConfig } from './store';
+import { routePrefix } from '../observability/metrics';
 
 export const API_PREFIX = '/api/v1';
 export const SSO_CONFIG_PATH = '/sso/config';
@@ -148,7 +149,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   api.use(infisicalErrors(log));
 
   const router = Router();
-  router.use(API_PREFIX, api);
+  router.use(API_PREFIX, routePrefix(), api);
   return router;
 }
 

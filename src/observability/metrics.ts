@@ -70,13 +70,26 @@ export function createMetrics(opts: { region: string }): Metrics {
 
 /**
  * The Express route pattern that answered (`/organizations/:orgId`), never the raw path, so ids do not
- * become label values. Requests answered before a route matched (404, an auth middleware's 401) share
- * one value. Routers are mounted at the root, so the pattern is the route's own path.
+ * become label values. A request answered before a route matched, under a prefix whose guards run first
+ * (routePrefix: the API key or admin token check, the URL check), is labelled with that prefix and `/*`;
+ * any other (404) shares one value. Routers are mounted at the root, so the pattern is the route's own path.
  */
 export function routePattern(req: Request): string {
   const route: unknown = req.route;
   if (route && typeof route === 'object' && 'path' in route && typeof route.path === 'string') return req.baseUrl + route.path;
-  return '(unmatched)';
+  const prefix: unknown = req.res?.locals.routePrefix;
+  return typeof prefix === 'string' ? `${prefix}/*` : '(unmatched)';
+}
+
+/**
+ * Mounted first among a prefix's guards (`router.use(prefix, routePrefix(), guard)`): notes the prefix, so
+ * that a request a guard answers (401, 403, 400) is logged and counted under it rather than unmatched.
+ */
+export function routePrefix(): RequestHandler {
+  return (req, res, next) => {
+    res.locals.routePrefix = req.baseUrl;
+    next();
+  };
 }
 
 /**

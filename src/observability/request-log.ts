@@ -36,7 +36,8 @@ function line(req: Request, res: Response, ms: number) {
   return {
     requestId: getRequestId(res),
     method: req.method,
-    path: req.path,
+    // The whole path: req.path is relative to the router the request is in when it is answered.
+    path: req.originalUrl.split('?', 1)[0],
     route: routePattern(req),
     status: res.statusCode,
     ms,

@@ -27,6 +27,7 @@ import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
 import { serverClasses } from '../http/server-classes';
 import { sessionConfig } from '../db/session';
+import { routePrefix } from '../observability/metrics';
 
 const d = workerData as OperatorWorkerData;
 const port = parentPort;
@@ -62,7 +63,7 @@ app.use(healthRoutes({
   }),
   readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown' }),
 }));
-app.use('/admin', ...adminGuard(d.adminToken));
+app.use('/admin', routePrefix(), ...adminGuard(d.adminToken));
 app.get('/admin/replication', async (_req, res) => {
   // Never null: the server listens once the first snapshot came.
   const s = snapshot as OperatorSnapshot;

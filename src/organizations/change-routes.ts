@@ -6,6 +6,7 @@ import { envelope } from '../http/slashid';
 import { isUuid } from '../http/validate';
 import type { Replicator } from '../replication/replicator';
 import { orgIdOf, slashidAuth } from './slashid-auth';
+import { routePrefix } from '../observability/metrics';
 
 export const CHANGES_PATH = '/organizations/replication/changes';
 
@@ -16,7 +17,7 @@ export const CHANGES_PATH = '/organizations/replication/changes';
  */
 export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
   const router = Router();
-  router.use(CHANGES_PATH, refuseUnstorableInput());
+  router.use(CHANGES_PATH, routePrefix(), refuseUnstorableInput());
   router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
     const raw = String(req.params.changeId);
     const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), orgIdOf(res)) : null;

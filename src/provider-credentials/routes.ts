@@ -25,6 +25,7 @@ import {
 } from './schema';
 import { createCredential, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
 import { findCredential, findMetadata, listCredentials } from './store';
+import { routePrefix } from '../observability/metrics';
 
 export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
 /** The operation's name in idempotency keys; keys are unique per organization and operation. */
@@ -76,7 +77,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
   };
 
   const router = Router();
-  router.use(CREDENTIALS_PATH, refuseUnstorableInput(), slashidAuth(db));
+  router.use(CREDENTIALS_PATH, routePrefix(), refuseUnstorableInput(), slashidAuth(db));
 
   router.post(CREDENTIALS_PATH, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));

@@ -233,7 +233,7 @@ export class Applier {
       } catch (err) {
         const message = (err as Error).message;
         if (message.includes('NOGROUP')) {
-          log.warn({ region }, 'consumer groups missing (Redis restarted empty?); recreating them');
+          log.warn('consumer groups missing (Redis restarted empty?); recreating them');
           groupsReady = false;
         } else {
           log.debug({ err: message, consumer }, 'applier: stream read failed; retrying');

@@ -20,6 +20,7 @@ import { patchSettings } from './settings';
 import { SSO_PATH } from './sp';
 import { ssoTokenKey } from './token-key';
 import { findSettings } from './store';
+import { routePrefix } from '../observability/metrics';
 
 function credentialId(req: Request): string {
   const id = String(req.params.id);
@@ -55,7 +56,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
   const router = Router();
   const { db, repl } = deps;
   const settingsPath = `${CREDENTIALS_PATH}/:id/sso-settings`;
-  router.use(SSO_PATH, refuseUnstorableInput());
+  router.use(SSO_PATH, routePrefix(), refuseUnstorableInput());
 
   router.get(settingsPath, slashidAuth(db), async (req, res) => {
     const id = credentialId(req);
@@ -100,13 +101,13 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
 
   router.post(`${SSO_PATH}/:id/acs`, (req, _res, next) => {
     if (!req.is('application/x-www-form-urlencoded')) {
-      return next(badRequest('The IdP must post the SAML response as an HTML form (application/x-www-form-urlencoded) with a SAMLResponse field.'));
+      return next(refused(400, 'the IdP must post the SAML response as an HTML form (application/x-www-form-urlencoded) with a SAMLResponse field.'));
     }
     next();
   }, form, async (req, res) => {
     const id = credentialId(req);
     if (!validateAcsForm(req.body)) {
-      throw badRequest(`Invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState: printable ASCII, at most ${MAX_IDP_RELAY_STATE} characters).`);
+      throw refused(400, `invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState: printable ASCII, at most ${MAX_IDP_RELAY_STATE} characters).`);
     }
     // Every outcome is logged: the refusal's reason reaches the browser, and operators need it too.
     const audit = { requestId: getRequestId(res), credentialId: id };

@@ -132,3 +132,22 @@ test('keeps the secrets it made up for the next start, and starts only the regio
   pasted.child.kill('SIGTERM');
   expect(await pasted.exited).toBe(0);
 }, 120_000);
+
+test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the JSON they are', async () => {
+  for (const format of ['', 'json']) {
+    const c = runCluster({ ADMIN_TOKEN, LOG_LEVEL: 'info', LOG_FORMAT: format });
+    try {
+      await c.ready;
+      const url = `http://127.0.0.1:${dep.file.regions[0]?.port}`;
+      await call(url, 'GET', '/healthz', { headers: { 'X-Request-Id': `log-format-${format || 'text'}` } });
+      const line = async () => c.output().split('\n').find((l) => l.includes(`log-format-${format || 'text'}`));
+      for (let i = 0; i < 100 && !(await line()); i++) await new Promise((r) => setTimeout(r, 50));
+      const found = (await line()) ?? '';
+      if (format === 'json') expect(JSON.parse(found)).toMatchObject({ region: 'us-iowa', msg: 'request', path: '/healthz', status: 200 });
+      else expect(found).toMatch(/^\[us-iowa\] \d\d:\d\d:\d\d\.\d{3} info request \{"requestId":"log-format-text",/);
+    } finally {
+      c.child.kill('SIGTERM');
+      await c.exited;
+    }
+  }
+}, 120_000);

@@ -79,11 +79,19 @@ test('takes the organization of an Infisical request from its access token, and 
     headers: { authorization: `Bearer ${token}`, 'X-Request-Id': 'log-test-2' },
   });
   expect(res.status).toBe(404);
-  expect(await lineOf('log-test-2')).toMatchObject({ route: '/api/v1/sso/config', status: 404, orgId: org.id });
+  // The whole path (it lacked the router's prefix: "/sso/config").
+  expect(await lineOf('log-test-2')).toMatchObject({ path: '/api/v1/sso/config', route: '/api/v1/sso/config', status: 404, orgId: org.id });
 
+  // Refused by a guard before a route matched: labelled with the guarded prefix, not "(unmatched)".
   await call(region.url, 'GET', CREDENTIALS, { headers: { 'SlashID-OrgID': org.id, 'X-Request-Id': 'log-test-3' } });
   const anonymous = await lineOf('log-test-3');
-  expect(anonymous).toMatchObject({ status: 401, route: '(unmatched)' });
+  expect(anonymous).toMatchObject({ path: CREDENTIALS, status: 401, route: `${CREDENTIALS}/*` });
+  await call(region.url, 'GET', `/admin/organizations/${org.id}`, { headers: { 'X-Request-Id': 'log-test-3a' } });
+  expect(await lineOf('log-test-3a')).toMatchObject({ path: `/admin/organizations/${org.id}`, status: 401, route: '/admin/*' });
+  await call(region.url, 'GET', '/api/v1/nope', { headers: { 'X-Request-Id': 'log-test-3b' } });
+  expect(await lineOf('log-test-3b')).toMatchObject({ path: '/api/v1/nope', status: 404, route: '/api/v1/*' });
+  await call(region.url, 'GET', '/nope', { headers: { 'X-Request-Id': 'log-test-3c' } });
+  expect(await lineOf('log-test-3c')).toMatchObject({ path: '/nope', status: 404, route: '(unmatched)' });
   expect(anonymous).not.toHaveProperty('orgId');
   expect(JSON.stringify(lines)).not.toContain(token);
 });

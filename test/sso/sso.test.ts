@@ -325,6 +325,10 @@ describe('refusals', () => {
   test('a form without SAMLResponse, and one that is not XML', async () => {
     const res = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'RelayState=x' });
     expect(res.status).toBe(400);
+    // Every refusal of the ACS starts as documented.
+    expect(((await res.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(/^Sign-in refused: invalid form: .*SAMLResponse/);
+    const json = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect({ status: json.status, message: ((await json.json()) as { errors: { message: string }[] }).errors[0]?.message }).toEqual({ status: 400, message: expect.stringMatching(/^Sign-in refused: the IdP must post the SAML response as an HTML form/) });
     expect(await refusal(EU, cred, '<!DOCTYPE x [<!ENTITY a "b">]><x/>', 400)).toMatch(/well-formed|DOCTYPE/);
     // A form in another charset is answered as a form, not as a JSON body.
     const utf16 = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-16' }, body: 'SAMLResponse=x' });
