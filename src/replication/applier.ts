@@ -21,7 +21,7 @@ import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { inPipeline } from './pg-tx';
-import { isSchemaChange, type RowStore } from './row-store';
+import { creatingOps, isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
 import { PACK_MAX_EVENTS } from './delivery';
 import type { ChangeEvent } from './tables';
@@ -525,7 +525,13 @@ export class Applier {
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
       // for this apply (or this apply for it) instead of racing it into a merge-rule refusal. Taken in the
       // round trip that reads the rows; the writes go with the commit unless held columns follow.
-      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, { lock: true, last: fills.length === 0 });
+      // A create of several rows is judged a create for each of them (ApplyOptions.creates).
+      const creating = batch.flatMap((b) => creatingOps(b.event.ops));
+      const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
+        lock: true,
+        last: fills.length === 0,
+        ...(creating.length ? { creates: new Set(creating) } : {}),
+      });
       // A change holds when every row it wrote holds it; the first row that does not names the winner.
       let i = 0;
       for (const b of batch) {

@@ -74,6 +74,12 @@ export interface ApplyOptions {
   lock?: boolean;
   /** Nothing follows in this transaction: a Pipeline commits with the writes' round trip. */
   last?: boolean;
+  /**
+   * Changes that create their row though their version is not its creation stamp: the second and later rows
+   * of a transaction that created several (each carries the stamp of the transaction's first write). See
+   * creatingOps.
+   */
+  creates?: ReadonlySet<RowChange>;
 }
 
 const HORIZON_SQL = 'SELECT collected_through AS through FROM replication_horizon WHERE id = 1';
@@ -507,7 +513,7 @@ export class RowStore {
       let k = 0;
       return { changed: r.changed, outcomes: pruned.map((p) => (p ? { applied: true } : (r.outcomes[k++] as OpOutcome))) };
     }
-    const norm = changes.map((c) => normalize(c, this.get(c.table)));
+    const norm = changes.map((c) => normalize(c, this.get(c.table), opts.creates?.has(c) === true));
     const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
     // The same lock keys as lock() and lockAll(): the keys as the changes name them.
     const lock = opts.lock ? lockAllStatement(changes) : null;
@@ -680,7 +686,7 @@ export class RowStore {
       if (cmp > 0) running.set(c.id, { ...c.state, originRegion: String(c.row.origin_region ?? '') });
       // Judged against what the row held before it, or, when a concurrent writer won the race, against that.
       const against = raced ?? held;
-      const holds = (raced ? compareStates(c.state, raced) >= 0 : cmp >= 0) || deletionHolds(c.state, against) || creationHolds(c.state, against);
+      const holds = (raced ? compareStates(c.state, raced) >= 0 : cmp >= 0) || deletionHolds(c.state, against) || creationHolds(c, against);
       if (holds || !final) return { applied: true };
       return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
     });
@@ -811,10 +817,12 @@ function deletionHolds(change: MergeState, held: MergeState | undefined): boolea
  * A create whose row is here, as a later state of the very row it created (same creation stamp): an update
  * or a deletion written where the create had been applied got here first. The create is not lost: the row
  * exists because of it. (Judged superseded, an all_regions create answered 409, "not kept", while every
- * region held the credential, and a client that retried made a second one.)
+ * region held the credential, and a client that retried made a second one.) Every row of a create of
+ * several counts (ApplyOptions.creates): its second row, judged superseded by a deletion of the credential
+ * that got here first, made the create's status "superseded" and its idempotent replay a 409.
  */
-function creationHolds(change: MergeState, held: MergeState | undefined): boolean {
-  return !change.deleted && change.version === change.createdVersion && held?.createdVersion === change.createdVersion;
+function creationHolds(change: Normalized, held: MergeState | undefined): boolean {
+  return change.creates && held?.createdVersion === change.state.createdVersion;
 }
 
 function finalState(before: Stored | undefined, newest: Normalized | undefined): Stored | undefined {
@@ -858,6 +866,8 @@ interface Normalized {
   rowKey: string;
   row: Row;
   state: MergeState;
+  /** The change creates its row (see creationHolds). */
+  creates: boolean;
 }
 
 /** What an upsert returns of each row it wrote by default: its key (as text) and version. */
@@ -876,10 +886,31 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-function normalize(c: RowChange, sql: TableSql): Normalized {
+function normalize(c: RowChange, sql: TableSql, creates = false): Normalized {
   const state = stateOf(c);
   // The row's own key column decides the conflict, so it (not c.key) matches the upsert's RETURNING.
   const key = String(c.row[sql.table.key]);
   const rowKey = sql.uuidKey ? key.toLowerCase() : key;
-  return { id: lockedId(c.table, rowKey), table: c.table, rowKey, row: { ...c.row, created_version: state.createdVersion }, state };
+  return {
+    id: lockedId(c.table, rowKey),
+    table: c.table,
+    rowKey,
+    row: { ...c.row, created_version: state.createdVersion },
+    state,
+    creates: creates || (!state.deleted && state.version === state.createdVersion),
+  };
+}
+
+/**
+ * The ops of an event that create their row with the stamp of an earlier write of the same transaction (a
+ * create of several rows: each row carries the version of the transaction's first write as its creation
+ * stamp). A later update of such a row carries the same stamp, but no op of its own event has that version.
+ */
+export function creatingOps(ops: readonly RowChange[]): RowChange[] {
+  if (ops.length < 2) return [];
+  const versions = new Set(ops.map((op) => op.version));
+  return ops.filter((op) => {
+    const stamp = op.row.created_version;
+    return typeof stamp === 'string' && stamp !== op.version && versions.has(stamp) && (op.row.deleted_at === null || op.row.deleted_at === undefined);
+  });
 }

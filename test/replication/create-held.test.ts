@@ -29,13 +29,18 @@ afterAll(async () => {
   await idp?.close();
 });
 
-test('an all_regions create whose own later update reached a region first is answered 201', async () => {
+test.each([
+  ['update', 'PATCH'],
+  ['deletion (of every row the create made, the credential and its metadata)', 'DELETE'],
+])('an all_regions create whose own later %s reached a region first is answered 201', async (_what, method) => {
   const locker = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === C)?.databaseUrl });
   await locker.connect();
   let locked = true;
   try {
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE saml_provider_credentials IN SHARE MODE');
+    // The credentials already there (an earlier case's).
+    const before = new Set((((await call(cluster.url(A), 'GET', PATH, { headers: slashidHeaders(org) })).body?.result ?? []) as { id: string }[]).map((c) => c.id));
     const creating = call(cluster.url(A), 'POST', PATH, {
       body: { idp_metadata_url: idp.url('okta.xml'), label: 'original' },
       headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '90' }),
@@ -43,19 +48,26 @@ test('an all_regions create whose own later update reached a region first is ans
     });
     let id = '';
     expect(await eventually(async () => {
-      id = (await call(cluster.url(B), 'GET', PATH, { headers: slashidHeaders(org) })).body?.result?.[0]?.id ?? '';
+      const listed = ((await call(cluster.url(B), 'GET', PATH, { headers: slashidHeaders(org) })).body?.result ?? []) as { id: string }[];
+      id = listed.find((c) => !before.has(c.id))?.id ?? '';
       return id !== '';
     }, 20_000)).toBe(true);
     // C's first apply of the create waits on the lock and times out; then the lock goes.
     await new Promise((r) => setTimeout(r, 3000));
     await locker.query('ROLLBACK');
     locked = false;
-    // The credential is PATCHed where it is held; C applies that before it claims the create again.
-    expect((await call(cluster.url(B), 'PATCH', `${PATH}/${id}`, { body: { label: 'patched' }, headers: slashidHeaders(org) })).status).toBe(204);
+    // The credential is PATCHed (or deleted) where it is held; C applies that before it claims the create again.
+    const later = await call(cluster.url(B), method, `${PATH}/${id}`, { ...(method === 'PATCH' ? { body: { label: 'patched' } } : {}), headers: slashidHeaders(org) });
+    expect(later.status).toBe(204);
     const res = await creating;
     expect({ status: res.status, body: res.status === 201 ? null : res.body }).toEqual({ status: 201, body: null });
+    // C's judgement of every row of the create holds, and so does its status (an idempotent replay reads it).
     for (const r of [A, B, C]) {
-      expect(await eventually(async () => (await call(cluster.url(r), 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body?.result?.label === 'patched', 20_000)).toBe(true);
+      const done = async () => {
+        const got = await call(cluster.url(r), 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+        return method === 'PATCH' ? got.body?.result?.label === 'patched' : got.status === 404;
+      };
+      expect(await eventually(done, 20_000)).toBe(true);
     }
     const status = await call(cluster.url(A), 'GET', `/admin/replication/changes/${res.headers.get('x-change-id')}`, { headers: adminHeaders });
     expect(status.body).toMatchObject({ complete: true, superseded: [] });
