@@ -61,6 +61,7 @@ interface DeliveryState {
 interface UnconfirmedRow {
   id: bigint;
   change_id: string;
+  org_id: string | null;
   deliveries: Record<string, DeliveryState>;
 }
 
@@ -269,14 +270,14 @@ export class OutboxRelay {
     const delivered = 'ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered';
     const rows =
       'changeIds' in which
-        ? await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[]; stale?: string[] }[]>(
-            `SELECT o.id, o.change_id::text, ${delivered} FROM replication_outbox o WHERE o.change_id = ANY($1::uuid[]) ORDER BY o.id`,
+        ? await db.$queryRawUnsafe<{ id: bigint; change_id: string; org_id: string | null; delivered: string[]; stale?: string[] }[]>(
+            `SELECT o.id, o.change_id::text, o.org_id::text, ${delivered} FROM replication_outbox o WHERE o.change_id = ANY($1::uuid[]) ORDER BY o.id`,
             which.changeIds,
           )
-        : await db.$queryRawUnsafe<{ id: bigint; change_id: string; delivered: string[]; stale?: string[] }[]>(
+        : await db.$queryRawUnsafe<{ id: bigint; change_id: string; org_id: string | null; delivered: string[]; stale?: string[] }[]>(
             // The events are read only for the rows that need a delivery: most rows of a backlog behind a
             // down destination need none this time. `stale`: its deliveries long unconfirmed ("region id").
-            `SELECT o.id, o.change_id::text, ${delivered},
+            `SELECT o.id, o.change_id::text, o.org_id::text, ${delivered},
                     ARRAY(SELECT d.region || ' ' || d.stream_id FROM replication_deliveries d
                            WHERE d.change_id = o.change_id AND d.confirmed_at IS NULL
                              AND d.delivered_at < now() - make_interval(secs => $3::float8 / 1000)) AS stale
@@ -319,8 +320,10 @@ export class OutboxRelay {
     for (const m of made) have.get(m.changeId)?.add(m.region);
     const published = rows.filter((r) => destinations.every((dest) => have.get(r.change_id)?.has(dest))).map((r) => r.change_id);
     await recordDeliveries(db, made, published);
-    // The origin's own ack is "applied": its transaction put every row.
-    if (published.length) await tracker.ack(region, published).catch(() => undefined);
+    // The origin's own ack is "applied": its transaction put every row. With the organization, which the
+    // change-status routes of the other regions check (the fast path's ack, which records it, failed).
+    const orgOf = new Map(rows.flatMap((r) => (r.org_id ? [[r.change_id, r.org_id] as const] : [])));
+    if (published.length) await tracker.ack(region, published, { orgs: orgOf }).catch(() => undefined);
     this.published += published.length;
     const stale = rows.flatMap((r) => (r.stale ?? []).map((s) => ({ change_id: r.change_id, region: s.slice(0, s.indexOf(' ')), stream_id: s.slice(s.indexOf(' ') + 1) })));
     // Its failure (this region's Redis down) does not hold up the publishing; the next round tries again.
@@ -377,7 +380,10 @@ export class OutboxRelay {
         }
         if (done) confirmed.push(r.change_id);
       });
-      if (ownAck.length) await this.d.tracker.ack(region, ownAck).catch(() => undefined);
+      if (ownAck.length) {
+        const orgs = new Map(rows.flatMap((r) => (r.org_id ? [[r.change_id, r.org_id] as const] : [])));
+        await this.d.tracker.ack(region, ownAck, { orgs }).catch(() => undefined);
+      }
       await this.confirmDeliveries(acked);
       if (confirmed.length) {
         await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);
@@ -403,11 +409,11 @@ export class OutboxRelay {
    */
   private async unconfirmedPage(): Promise<UnconfirmedRow[]> {
     const flat = await this.d.db.$queryRawUnsafe<
-      { id: bigint; change_id: string; region: string | null; sid: string | null; confirmed: boolean | null; stale: boolean | null }[]
+      { id: bigint; change_id: string; org_id: string | null; region: string | null; sid: string | null; confirmed: boolean | null; stale: boolean | null }[]
     >(
-      `SELECT o.id, o.change_id::text, d.region, d.stream_id AS sid, d.confirmed_at IS NOT NULL AS confirmed,
+      `SELECT o.id, o.change_id::text, o.org_id::text, d.region, d.stream_id AS sid, d.confirmed_at IS NOT NULL AS confirmed,
               d.delivered_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
-         FROM (SELECT id, change_id FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2
+         FROM (SELECT id, change_id, org_id FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2
                 ORDER BY id LIMIT ${CONFIRM_PAGE_ROWS}) o
          LEFT JOIN replication_deliveries d ON d.change_id = o.change_id
         ORDER BY o.id`,
@@ -417,7 +423,7 @@ export class OutboxRelay {
     const rows: UnconfirmedRow[] = [];
     for (const f of flat) {
       let row = rows[rows.length - 1];
-      if (!row || row.change_id !== f.change_id) rows.push((row = { id: f.id, change_id: f.change_id, deliveries: {} }));
+      if (!row || row.change_id !== f.change_id) rows.push((row = { id: f.id, change_id: f.change_id, org_id: f.org_id, deliveries: {} }));
       if (f.region !== null) row.deliveries[f.region] = { sid: f.sid ?? '', confirmed: f.confirmed === true, stale: f.stale === true };
     }
     return rows;

@@ -56,6 +56,7 @@ test('writes during a Redis outage are kept and reach every region after Redis r
   expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   expect(strict.body.result).toBeUndefined();
   acked.push(locatedId(strict));
+  const strictChange = strict.headers.get('x-change-id') as string;
   const status = await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders });
   expect(status.body.stream.connected).toBe(false);
   expect(status.body.outbox.unpublished).toBeGreaterThan(0);
@@ -74,6 +75,12 @@ test('writes during a Redis outage are kept and reach every region after Redis r
   const digests = async () =>
     new Set(await Promise.all(REGIONS.map(async (r) => JSON.stringify((await call(cluster.url(r), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables)))).size === 1;
   expect(await eventually(digests, 15_000, 500)).toBe(true);
+  // The change its 408 said to follow can be followed by the organization in any region, not only in its
+  // origin (which reads the organization from its outbox): the relay's ack of it names the organization.
+  for (const r of REGIONS) {
+    const follow = async () => (await call(cluster.url(r), 'GET', `/organizations/replication/changes/${strictChange}`, { headers: slashidHeaders(org) }));
+    expect(await eventually(async () => (await follow()).body?.result?.complete === true, 15_000, 250)).toBe(true);
+  }
   // The organization itself, created before the outage, survived Redis losing its data too.
   for (const r of REGIONS) expect((await call(cluster.url(r), 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(200);
 }, 120_000);
