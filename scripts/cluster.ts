@@ -137,7 +137,9 @@ async function main(): Promise<void> {
   const shutdown = async (sig: string) => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write(`\n${sig}: stopping ${procs.length} regions...\n`);
+    // Only its own that still run (one that exited and was started again on its own is not this command's).
+    const running = procs.filter((p) => p.running);
+    process.stdout.write(`\n${sig}: stopping ${running.length} region${running.length === 1 ? '' : 's'} (${running.map((p) => p.region).join(', ') || 'none left'})...\n`);
     await Promise.all(procs.map((p) => p.stop()));
     process.stdout.write('all regions stopped\n');
     process.exit(0);

@@ -47,6 +47,7 @@ test('starts three regions from a custom config, prints their URLs, stops them o
   const org = await createOrg(url, 'survivor', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
   first.child.kill('SIGTERM');
   expect(await first.exited).toBe(0);
+  expect(first.output()).toContain('SIGTERM: stopping 3 regions (us-iowa, europe-belgium, asia-japan)...');
   expect(first.output()).toContain('all regions stopped');
   await expect(call(url, 'GET', '/healthz')).rejects.toThrow();
 
