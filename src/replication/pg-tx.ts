@@ -65,6 +65,8 @@ function isDeadlineError(err: unknown): boolean {
  */
 export class TransactionPastBound extends Error {
   changeId: string | null = null;
+  /** When the transaction's connection was checked out (Date.now()): its backend had started by then. */
+  checkedOutAt = 0;
   constructor(readonly boundMs: number, readonly commitSent: boolean, readonly backendPid: number | null = null) {
     super(`the transaction ran past its ${boundMs} ms and ${commitSent ? 'its commit was not confirmed' : 'was rolled back'}`);
     this.name = 'TransactionPastBound';
@@ -77,11 +79,16 @@ export class TransactionPastBound extends Error {
  * waits on): terminates its backend and waits, up to `waitMs`, until it is gone. True once it is: whatever
  * it committed is visible then, and nothing more will be. False when that could not be made sure.
  */
-export async function endBackend(pool: Pool, pid: number, waitMs = 5000): Promise<boolean> {
+export async function endBackend(pool: Pool, pid: number, checkedOutAt: number, waitMs = 5000): Promise<boolean> {
+  // Only the backend of that connection: one that started before it was checked out (by the server's clock:
+  // that many seconds ago, less one), so a later backend that reused the pid once it exited is left alone.
+  // It lived at least until the bound, which is longer.
+  const ours = 'pid = $1 AND backend_start <= now() - make_interval(secs => greatest(0, $2::float8 - 1))';
+  const since = () => (Date.now() - checkedOutAt) / 1000;
   try {
-    await pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ${ours}`, [pid, since()]);
     for (const until = Date.now() + waitMs; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
-      if ((await pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0) return true;
+      if ((await pool.query(`SELECT 1 FROM pg_stat_activity WHERE ${ours}`, [pid, since()])).rowCount === 0) return true;
     }
   } catch {
     // the database cannot be asked: not known
@@ -122,7 +129,11 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
   // transaction is known to be rolled back.
   let commitSent = false;
   let refusedByServer = false;
-  const pastBound = () => new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, (client as PoolClient & { processID?: number | null }).processID ?? null);
+  const pastBound = () => {
+    const err = new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, (client as PoolClient & { processID?: number | null }).processID ?? null);
+    err.checkedOutAt = checkedOutAt;
+    return err;
+  };
   // How long the transaction may run on the server's clock from its BEGIN (set when BEGIN is sent).
   let serverBoundMs: number | null = null;
   const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {

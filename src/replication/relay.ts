@@ -327,7 +327,7 @@ export class OutboxRelay {
     this.published += published.length;
     const stale = rows.flatMap((r) => (r.stale ?? []).map((s) => ({ change_id: r.change_id, region: s.slice(0, s.indexOf(' ')), stream_id: s.slice(s.indexOf(' ') + 1) })));
     // Its failure (this region's Redis down) does not hold up the publishing; the next round tries again.
-    await this.checkStale(stale.filter((s) => !down.has(s.region))).catch((err: unknown) => this.d.log.debug({ err: (err as Error).message }, 'could not check stale deliveries; will retry'));
+    await this.checkStale(stale, destinations, down).catch((err: unknown) => this.d.log.debug({ err: (err as Error).message }, 'could not check stale deliveries; will retry'));
     // The first row a destination that only began failing lacks (see publishPending's tail).
     const blipping = [...down].filter((dest) => now - (this.failingSince.get(dest) ?? now) < TAIL_HOLD_MS);
     const heldRow = blipping.length ? rows.find((r) => blipping.some((dest) => !have.get(r.change_id)?.has(dest))) : undefined;
@@ -435,7 +435,9 @@ export class OutboxRelay {
    * for the down destination to return before it is sent again. The acked ones are confirmed; the others
    * are looked up in their inboxes as confirm() does (redeliverLost).
    */
-  private async checkStale(stale: readonly { change_id: string; region: string; stream_id: string }[]): Promise<void> {
+  private async checkStale(all: readonly { change_id: string; region: string; stream_id: string }[], destinations: readonly string[], down: ReadonlySet<string>): Promise<void> {
+    // Members only: a region removed since keeps its delivery rows, and must not get its inbox back.
+    const stale = all.filter((s) => destinations.includes(s.region) && !down.has(s.region));
     if (stale.length === 0) return;
     const { links, keys } = this.d;
     const pipe = links.own.pipeline();
@@ -513,9 +515,11 @@ export class OutboxRelay {
   /**
    * Changes (destination and change id) delivered again because they were gone from an inbox its group had
    * read past, unacked: lost with the tail of an append-only file, or refused there (dead-lettered). Gone
-   * again, they were refused. The newest 10,000; a restart forgets them (one more delivery each).
+   * again, they were refused. Each with the inbox entry of that delivery, kept once it went out and was
+   * recorded: only that entry gone again counts (a delivery that failed is tried again). The newest 10,000;
+   * a restart forgets them (one more delivery each).
    */
-  private readonly redeliveredOnce = new Set<string>();
+  private readonly redeliveredOnce = new Map<string, string>();
 
   /** See keys.acksBornAt: set (if absent) to the last id of `dest`'s inbox now, and read. */
   private async acksBornAt(dest: string, bounds: StreamBounds | null): Promise<string | null> {
@@ -577,12 +581,8 @@ export class OutboxRelay {
     // it (a Redis back from an append-only file a second behind, which a later routine trim hid). Such a
     // change is delivered again once; gone unacked again, it was refused.
     const onceKey = (r: { change_id: string }) => `${dest} ${r.change_id}`;
-    const trimmed = group.behind ? beforeFirst : beforeFirst.filter((r) => this.redeliveredOnce.has(onceKey(r)));
-    for (const r of beforeFirst) {
-      if (trimmed.includes(r)) this.redeliveredOnce.delete(onceKey(r));
-      else this.redeliveredOnce.add(onceKey(r));
-    }
-    while (this.redeliveredOnce.size > 10_000) this.redeliveredOnce.delete(this.redeliveredOnce.values().next().value as string);
+    const trimmed = group.behind ? beforeFirst : beforeFirst.filter((r) => this.redeliveredOnce.get(onceKey(r)) === r.stream_id);
+    for (const r of trimmed) this.redeliveredOnce.delete(onceKey(r));
     if (trimmed.length) {
       await this.markBehind(dest);
       log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes are gone from a region\'s inbox unacked (trimmed by its cap, or refused there and dead-lettered); that region needs a re-seed');
@@ -599,6 +599,11 @@ export class OutboxRelay {
     const ids = await this.deliverer.deliver(links, dest, events.map((e) => e.event));
     await recordDeliveries(db, events.map((e, i) => ({ changeId: e.change_id, region: dest, streamId: ids[i] as string })), []);
     this.republished += lost.length;
+    const once = new Set(beforeFirst.map((r) => r.change_id));
+    events.forEach((e, i) => {
+      if (once.has(e.change_id) && ids[i]) this.redeliveredOnce.set(onceKey(e), ids[i] as string);
+    });
+    while (this.redeliveredOnce.size > 10_000) this.redeliveredOnce.delete(this.redeliveredOnce.keys().next().value as string);
   }
 
   /**

@@ -277,7 +277,7 @@ export class Replicator {
   private async outcomeOf(err: TransactionPastBound, changeId: string): Promise<boolean | null> {
     if (err.backendPid === null) return null;
     const pool = poolOf(this.d.db);
-    if (!(await endBackend(pool, err.backendPid))) return null;
+    if (!(await endBackend(pool, err.backendPid, err.checkedOutAt))) return null;
     try {
       const kept = (await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1::uuid', [changeId])).rowCount === 1;
       this.d.log.warn({ changeId, kept }, kept ? 'a write\'s commit was confirmed late (past the transaction bound): it was kept' : 'a write ran past the transaction bound: rolled back');

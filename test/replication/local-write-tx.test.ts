@@ -8,7 +8,7 @@
 import type { Pool } from 'pg';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
-import { createApplyPool, inPipeline, queryable } from '../../src/replication/pg-tx';
+import { createApplyPool, endBackend, inPipeline, queryable } from '../../src/replication/pg-tx';
 import type { Statement } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
 import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
@@ -156,6 +156,25 @@ test('a transaction whose commit batch waits on a lock past its bound commits no
   }
   await serverDone('lock_marker_b8');
   expect((await stored(id))?.label).toBe('first');
+});
+
+test('ending the backend of a transaction past its bound spares a later session that reused its pid', async () => {
+  // A session started after the transaction's connection was checked out (10 s ago) has that pid now.
+  const later = await s.pool.connect();
+  try {
+    const pid = (await later.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
+    expect(await endBackend(s.pool, pid, Date.now() - 10_000)).toBe(true); // the transaction's backend is gone
+    expect((await later.query('SELECT 1 AS one')).rows[0]).toEqual({ one: 1 });
+    // The transaction's own backend (started before its checkout) is ended, and waited for.
+    const own = await s.pool.connect();
+    const ownPid = (await own.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid as number;
+    own.on('error', () => undefined);
+    expect(await endBackend(s.pool, ownPid, Date.now() + 5_000)).toBe(true);
+    await expect(own.query('SELECT 1')).rejects.toThrow();
+    own.release(true);
+  } finally {
+    later.release();
+  }
 });
 
 test('a transaction within its bound commits with the deadline check in its last batch', async () => {

@@ -41,6 +41,8 @@ interface Rig {
   statements: string[];
   redelivered: string[];
   redeliverLost(rows: { change_id: string; stream_id: string }[]): Promise<void>;
+  /** The next delivery fails (a Redis that just came back times out), once. */
+  failNextDelivery(): void;
   close(): void;
 }
 
@@ -55,8 +57,13 @@ function rig(): Rig {
     pool: { query: async (q: { text: string; values: unknown[] }) => (record(q.text, q.values), { rows: [], rowCount: 0 }) },
     $queryRawUnsafe: async (_sql: string, ids: string[]) => ids.map((id) => ({ change_id: id, event: { changeId: id } })),
   } as unknown as Db;
+  let failNext = false;
   const deliverer = {
     deliver: async (_links: unknown, dest: string, events: SignedEvent[]) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error('Command timed out');
+      }
       redelivered.push(...events.map((e) => e.changeId));
       return Promise.all(events.map((e) => redis.xadd(keys.inbox(dest), '*', 'e', e.changeId) as Promise<string>));
     },
@@ -80,6 +87,7 @@ function rig(): Rig {
     statements,
     redelivered,
     redeliverLost,
+    failNextDelivery: () => void (failNext = true),
     close: () => {
       links.disconnect();
       redis.disconnect();
@@ -235,6 +243,44 @@ test('an entry c read and refused (dead-lettered, acked in its group) is deliver
     expect(r.redelivered).toEqual(['change-refused']);
     expect(r.relay.trimmedUnconfirmed).toBe(1);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('joining');
+  } finally {
+    r.close();
+  }
+});
+
+test('a delivery again that failed is tried again: it does not count as the one delivery again', async () => {
+  const r = rig();
+  try {
+    await activeWithThree(r);
+    await readAndAck(r);
+    const lost = { change_id: 'change-retried', stream_id: (await r.redis.xadd(stream, '*', 'e', 'tail')) as string };
+    await r.redis.xdel(stream, lost.stream_id);
+    await r.redis.xadd(stream, '*', 'e', 'written since');
+    await readAndAck(r);
+    await r.redis.xadd(stream, '*', 'e', 'unread');
+    await r.relay.trim(true);
+    r.failNextDelivery();
+    await expect(r.redeliverLost([lost])).rejects.toThrow(/timed out/);
+    // Next round: the same delivery (its record unchanged) is still missing, and is delivered again.
+    await r.redeliverLost([lost]);
+    expect(r.redelivered).toEqual(['change-retried']);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+  } finally {
+    r.close();
+  }
+});
+
+test('a long-unconfirmed delivery to a region no longer a member is left alone: its inbox is not made again', async () => {
+  const r = rig();
+  try {
+    await activeWithThree(r);
+    const checkStale = (relay: OutboxRelay) =>
+      (relay as unknown as { checkStale(s: { change_id: string; region: string; stream_id: string }[], d: string[], down: Set<string>): Promise<void> }).checkStale.bind(relay);
+    await r.redis.hset(keys.ack('change-gone'), 'x', 'y'); // an ack record without the removed region's ack
+    await checkStale(r.relay)([{ change_id: 'change-gone', region: 'gone', stream_id: '1-0' }], ['c'], new Set());
+    expect(r.redelivered).toEqual([]);
+    expect(await r.redis.exists(keys.inbox('gone'))).toBe(0);
   } finally {
     r.close();
   }
