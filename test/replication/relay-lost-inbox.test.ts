@@ -197,23 +197,36 @@ async function readAndAck(r: Rig): Promise<string[]> {
   return ids;
 }
 
+/** Exactly these changes were delivered again; none counted as trimmed, and c is still active. */
+async function expectDeliveredAgain(r: Rig, changeIds: string[]): Promise<void> {
+  expect(r.redelivered).toEqual(changeIds);
+  expect(r.relay.trimmedUnconfirmed).toBe(0);
+  expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+}
+
+/**
+ * c active and caught up; then a delivery lost at the tail of its inbox: Redis comes back without it,
+ * entries arrive since, c reads and acks them all, and the routine trim removes what c has read, so the
+ * lost entry's id is below the oldest entry left.
+ */
+async function lostAtTheTail(r: Rig, changeId: string): Promise<{ change_id: string; stream_id: string }> {
+  await activeWithThree(r);
+  await readAndAck(r);
+  const lost = { change_id: changeId, stream_id: (await r.redis.xadd(stream, '*', 'e', 'tail')) as string };
+  await r.redis.xdel(stream, lost.stream_id);
+  await r.redis.xadd(stream, '*', 'e', 'written since');
+  await readAndAck(r);
+  await r.redis.xadd(stream, '*', 'e', 'unread');
+  await r.relay.trim(true);
+  return lost;
+}
+
 test('an entry lost at the tail of an inbox (an append-only file a second behind) is delivered again, though a routine trim since leaves it before the oldest entry', async () => {
   const r = rig();
   try {
-    await activeWithThree(r);
-    await readAndAck(r);
-    const lost = { change_id: 'change-tail', stream_id: (await r.redis.xadd(stream, '*', 'e', 'tail')) as string };
-    // Redis comes back without it; entries arrive since, c reads and acks them all, and the routine trim
-    // removes what c has read: the lost entry's id is now below the oldest entry left.
-    await r.redis.xdel(stream, lost.stream_id);
-    await r.redis.xadd(stream, '*', 'e', 'written since');
-    await readAndAck(r);
-    await r.redis.xadd(stream, '*', 'e', 'unread');
-    await r.relay.trim(true);
+    const lost = await lostAtTheTail(r, 'change-tail');
     await r.redeliverLost([lost]);
-    expect(r.redelivered).toEqual(['change-tail']);
-    expect(r.relay.trimmedUnconfirmed).toBe(0);
-    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+    await expectDeliveredAgain(r, ['change-tail']);
   } finally {
     r.close();
   }
@@ -251,21 +264,12 @@ test('an entry c read and refused (dead-lettered, acked in its group) is deliver
 test('a delivery again that failed is tried again: it does not count as the one delivery again', async () => {
   const r = rig();
   try {
-    await activeWithThree(r);
-    await readAndAck(r);
-    const lost = { change_id: 'change-retried', stream_id: (await r.redis.xadd(stream, '*', 'e', 'tail')) as string };
-    await r.redis.xdel(stream, lost.stream_id);
-    await r.redis.xadd(stream, '*', 'e', 'written since');
-    await readAndAck(r);
-    await r.redis.xadd(stream, '*', 'e', 'unread');
-    await r.relay.trim(true);
+    const lost = await lostAtTheTail(r, 'change-retried');
     r.failNextDelivery();
     await expect(r.redeliverLost([lost])).rejects.toThrow(/timed out/);
     // Next round: the same delivery (its record unchanged) is still missing, and is delivered again.
     await r.redeliverLost([lost]);
-    expect(r.redelivered).toEqual(['change-retried']);
-    expect(r.relay.trimmedUnconfirmed).toBe(0);
-    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+    await expectDeliveredAgain(r, ['change-retried']);
   } finally {
     r.close();
   }
