@@ -293,14 +293,25 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
   const parsed = parseXml(xml);
   checkRoot(parsed.root);
 
-  const signature = verifyRootSignature(parsed.text, parsed.root);
+  let signature = verifyRootSignature(parsed.text, parsed.root);
   // From here on, read only what the signature covered.
   const root = signature === null ? parsed.root : parseXml(signature.xml).root;
   checkRoot(root);
 
   // Staleness first: an expired aggregate is refused as such, whatever it contains.
   checkValidUntil([root], opts.now);
-  const { entity, groups } = selectIdp(root);
+  const selected = selectIdp(root);
+  const { groups } = selected;
+  let { entity } = selected;
+  if (signature === null && entity !== root) {
+    // An unsigned aggregate around an EntityDescriptor signed on its own (by its ID): that signature must
+    // verify as well, and what it covered is what is read.
+    const own = verifyRootSignature(parsed.text, entity);
+    if (own !== null) {
+      signature = own;
+      entity = parseXml(own.xml).root;
+    }
+  }
   const id = entityId(entity);
   const descriptors = childElements(entity, MD_NS, 'IDPSSODescriptor');
   const scope = [...groups, entity, ...descriptors];

@@ -80,7 +80,8 @@ export function transformsProblem(sig: SignedXml): string | null {
 }
 
 function coversRoot(uri: string, root: Element): boolean {
-  if (uri === '') return true;
+  // "" is the whole document: only the document's root element may be signed that way.
+  if (uri === '') return root.ownerDocument?.documentElement === root;
   const id = attr(root, 'ID');
   return id !== null && id !== '' && uri === `#${id}`;
 }

@@ -5,6 +5,7 @@ import { parseIdpMetadata, type ParsedMetadata } from '../../src/metadata/parse-
 import { SignedXml } from 'xml-crypto';
 import { fixture, REFERENCE_NOW } from './support/fixtures';
 import { idpMetadata, signer } from '../sso/support/idp-simulator';
+import { signEnveloped } from '../../bench/metadata-documents';
 
 const ENVELOPED = 'http://www.w3.org/2000/09/xmldsig#enveloped-signature';
 const EXC_C14N = 'http://www.w3.org/2001/10/xml-exc-c14n#';
@@ -386,5 +387,33 @@ describe('validity and content rules', () => {
     expect(err.message).toMatch(/2 identity providers/);
     expect(err.message).toContain('https://si-saai.ualg.pt/idp/shibboleth');
     expect(err.message).toContain('https://idp.fccn.pt/idp/shibboleth');
+  });
+});
+
+describe('an EntityDescriptor signed on its own inside an unsigned EntitiesDescriptor', () => {
+  const A = signer('idp-a');
+  const signedEntity = () => {
+    const entity = idpMetadata({ entityId: 'https://idp.wrapped.test', ssoUrl: 'https://idp.wrapped.test/sso', certs: [A] })
+      .replace(/^<\?xml[^>]*>/, '')
+      .replace('<md:EntityDescriptor ', '<md:EntityDescriptor ID="_wrapped1" ');
+    return signEnveloped(entity, A, "//*[@ID='_wrapped1']", { reference: "//*[@ID='_wrapped1']", action: 'prepend' });
+  };
+  const wrap = (inner: string) => `<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" Name="group">${inner}</md:EntitiesDescriptor>`;
+
+  test('is verified and counts as signed', () => {
+    const m = parse(wrap(signedEntity()));
+    expect({ signed: m.signed, signedBy: m.signedBy, sso: ssoUrl(m, REDIRECT) }).toEqual({ signed: true, signedBy: expect.stringMatching(/^[0-9a-f:]+$/i), sso: ['https://idp.wrapped.test/sso'] });
+  });
+
+  test('changed after signing, it is refused (it was read as unsigned)', () => {
+    const tampered = wrap(signedEntity().replace(/Location="https:\/\/idp\.wrapped\.test\/sso"/g, 'Location="https://evil.example/sso"'));
+    expect(tampered).toContain('evil.example');
+    expect(refusal(tampered).code).toBe('bad_signature');
+  });
+
+  test('a signature by reference to the whole document ("") on the inner entity is no signature of it', () => {
+    const entity = idpMetadata({ entityId: 'https://idp.wrapped.test', ssoUrl: 'https://idp.wrapped.test/sso', certs: [A] }).replace(/^<\?xml[^>]*>/, '');
+    const signedWhole = signEnveloped(entity, A, '/*', { reference: '/*', action: 'prepend' }).replace(/URI="[^"]*"/, 'URI=""');
+    expect(refusal(wrap(signedWhole)).code).toBe('bad_signature');
   });
 });
