@@ -56,6 +56,8 @@ async function main(): Promise<void> {
         }
       }
       result = { members: [...members.values()], unreachable: unreachable(res) };
+      // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
+      if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;
     }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {

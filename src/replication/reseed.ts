@@ -104,7 +104,8 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
   if (from === to) throw new Error('--from and --to must name two different regions');
   const keys = replicationKeys(file.redisKeyPrefix);
-  const redis = createRedis(redisUrlOf(file, to), `reseed:${process.pid}`, { queueWhileOffline: true });
+  // Bounded: a Redis that hangs or is down fails the re-seed (it waited for ever, printing nothing).
+  const redis = createRedis(redisUrlOf(file, to), `reseed:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
   const links = new RedisLinks({
     region: to, own: redis, name: `reseed:${process.pid}`, defaultUrl: file.redisUrl,
     configured: new Map(file.regions.map((r) => [r.id, redisUrlOf(file, r.id)])),
