@@ -8,7 +8,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
 import type { ReplicationKeys } from '../redis';
-import { eachRegion, type RedisLinks } from '../replication/links';
+import { eachRegion, redisWithin, type RedisLinks } from '../replication/links';
 import { groupInfo, type GroupInfo } from '../replication/stream';
 import { wallOf } from '../replication/horizon';
 import { outboxBacklog } from '../replication/outbox-backlog';
@@ -77,11 +77,12 @@ async function loadDb(db: Db): Promise<DbSnapshot> {
 
 async function loadRedis(s: ReplicationMetricSources): Promise<RedisSnapshot> {
   const own = s.links.own;
+  // Bounded: a Redis that hangs fails the scrape's Redis part (replication_redis_up 0), not the scrape.
   const [length, deadLetters, groups] = await Promise.all([
-    own.xlen(s.keys.inbox(s.region)),
-    own.xlen(s.keys.deadLetter),
+    redisWithin(own.xlen(s.keys.inbox(s.region))),
+    redisWithin(own.xlen(s.keys.deadLetter)),
     // Each region's group is on its own inbox, in its own Redis; one that does not answer is left out.
-    eachRegion(s.regions, async (r) => (await groupInfo(s.links.to(r), s.keys.inbox(r))).find((g) => g.name === r)),
+    eachRegion(s.regions, async (r) => (await redisWithin(groupInfo(s.links.to(r), s.keys.inbox(r)))).find((g) => g.name === r)),
   ]);
   return { length, deadLetters, groups: [...groups.values()].flatMap((g) => (g.ok && g.value ? [g.value] : [])) };
 }

@@ -4,7 +4,7 @@ import { conflict, notFound } from '../http/errors';
 import { isUuid } from '../http/validate';
 import type { ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
-import { eachRegion, type RedisLinks } from './links';
+import { eachRegion, redisWithin, type RedisLinks } from './links';
 import type { Membership } from './membership';
 import { failureStatus } from './parked';
 import { changeStatus } from './change-status';
@@ -180,25 +180,26 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
 
 /**
  * This region's inbox (in its own Redis) and, per member, its consumer group on its own inbox (in its
- * Redis; nulls when that Redis does not answer).
+ * Redis; nulls when that Redis does not answer, or not within REDIS_STATUS_MS).
  */
 async function streamStatus(d: { links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[] }) {
   const own = d.links.own;
   const inbox = d.keys.inbox(d.region);
-  const groups = await eachRegion(d.regions, async (r) => {
+  const groups = await eachRegion(d.regions, (r) => redisWithin(groupStatus(r)));
+  async function groupStatus(r: string) {
     const redis = d.links.to(r);
     const stream = d.keys.inbox(r);
     const [g, bounds] = await Promise.all([groupInfo(redis, stream).then((gs) => gs.find((x) => x.name === r)), streamBounds(redis, stream)]);
     // A group that lost entries to the inbox cap before reading them: re-seed it (npm run reseed).
     const needsReseed = g ? behindTrim(g, await groupFloor(redis, stream, g), bounds) : null;
     return { region: r, pending_acks: g?.pending ?? null, undelivered: g?.lag ?? null, last_delivered_id: g?.lastDeliveredId ?? null, needs_reseed: needsReseed };
-  });
+  }
   const perRegion = d.regions.map((r) => {
     const g = groups.get(r);
     return g?.ok ? g.value : { region: r, pending_acks: null, undelivered: null, last_delivered_id: null, needs_reseed: null };
   });
   try {
-    const [length, deadLetters, bounds] = await Promise.all([own.xlen(inbox), own.xlen(d.keys.deadLetter), streamBounds(own, inbox)]);
+    const [length, deadLetters, bounds] = await redisWithin(Promise.all([own.xlen(inbox), own.xlen(d.keys.deadLetter), streamBounds(own, inbox)]));
     return { connected: true, error: null, length, deadLetters, firstId: bounds?.firstId ?? null, groups: perRegion };
   } catch (err) {
     return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, firstId: null, groups: perRegion };

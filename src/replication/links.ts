@@ -8,6 +8,7 @@
  * default `redisUrl`), else the deployment's default `redisUrl`.
  */
 import { createRedis, type Redis } from '../redis';
+import { withTimeout } from '../db/timeout';
 
 /** How long a command to another region's Redis may go unanswered (a partition answers nothing). */
 export const PEER_COMMAND_TIMEOUT_MS = 2000;
@@ -86,6 +87,10 @@ export class RedisLinks {
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: Error };
 
 /** Runs `fn` for each region at once; a region whose Redis fails does not hold back the others. */
+/** How long a status read waits for a Redis: one that hangs (stopped, its connection open) fails the read. */
+export const REDIS_STATUS_MS = 2000;
+export const redisWithin = <T>(p: Promise<T>): Promise<T> => withTimeout(p, REDIS_STATUS_MS, `Redis did not answer within ${REDIS_STATUS_MS} ms`);
+
 export async function eachRegion<T>(regions: readonly string[], fn: (region: string) => Promise<T>): Promise<Map<string, Outcome<T>>> {
   const out = new Map<string, Outcome<T>>();
   await Promise.all(regions.map(async (r) => {

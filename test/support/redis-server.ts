@@ -11,6 +11,9 @@ export interface OwnRedis {
   start(): Promise<void>;
   /** Stops it abruptly; without persistence, everything it held is gone. */
   kill(): Promise<void>;
+  /** Freezes it (SIGSTOP): its connections stay open and nothing answers; resume() goes on. */
+  pause(): void;
+  resume(): void;
 }
 
 /** `password`: the server requires it (--requirepass); `url` carries it (redis://:password@host:port). */
@@ -38,6 +41,12 @@ export async function ownRedis(opts: { password?: string } = {}): Promise<OwnRed
       const password = opts.password ? ['--requirepass', opts.password] : [];
       child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...password], { stdio: 'ignore' });
       for (let i = 0; i < 100 && !(await ping()); i++) await new Promise((r) => setTimeout(r, 50));
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
     },
     async kill() {
       const c = child;
