@@ -76,6 +76,11 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   const problems = health.ok ? [ready, repl, refresh].flatMap((a) => (a.ok ? [] : [a.problem])) : [health.problem];
   if (health.ok && !up) problems.unshift(`/healthz answered as region ${health.body.region}`);
   const replication = up && repl.ok ? repl.body : null;
+  // Its Redis does not answer: nothing reaches it or leaves it, though every lag cell may read caught up
+  // (they compare what the regions applied, and nothing moves).
+  if (replication && !replication.stream.connected) {
+    problems.push(`its Redis does not answer (${replication.stream.error ?? 'no reason given'}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
+  }
   // What it says of itself: it lacks changes until someone re-seeds it.
   if (replication?.needs_reseed?.includes(r.id)) {
     problems.push(`needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${r.id}), unless one is under way: its inbox lost changes it never applied, or it joined and was not re-seeded yet`);

@@ -24,7 +24,7 @@ export const CONSOLE_HTML = `<!doctype html>
 <form id="login" hidden>
   <label>Admin token <input id="token" type="password" autocomplete="off" required></label>
   <button type="submit">Open</button>
-  <span id="login-error" class="bad"></span>
+  <span id="login-error" class="bad" role="alert"></span>
 </form>
 <main id="console" hidden>
   <section>
@@ -49,10 +49,11 @@ export const CONSOLE_HTML = `<!doctype html>
   <section>
     <h2>Follow a change</h2>
     <form id="follow">
-      <input id="change-id" placeholder="change id (X-Change-Id)" size="40" autocomplete="off" spellcheck="false">
+      <label for="change-id">Change id</label>
+      <input id="change-id" placeholder="X-Change-Id of a write" size="40" autocomplete="off" spellcheck="false">
       <button type="submit">Follow</button>
     </form>
-    <div id="change"></div>
+    <div id="change" aria-live="polite"></div>
   </section>
 </main>
 </body>
@@ -68,7 +69,7 @@ table { border-collapse: collapse; } th, td { border: 1px solid #d1d5da; padding
 th { background: #f6f8fa; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #116329; } .warn { color: #9a6700; } .bad { color: #cf222e; }
-td.ok { background: #dafbe1; } td.warn { background: #fff8c5; } td.bad { background: #ffebe9; } td.none { color: #8c959f; }
+td.ok { background: #dafbe1; } td.warn { background: #fff8c5; } td.bad { background: #ffebe9; } td.none { color: #57606a; } main.stale table { opacity: .5; }
 #meta { color: #586069; } ul { margin: 0; padding-left: 1.2rem; }
 `;
 
@@ -77,6 +78,7 @@ export const CONSOLE_JS = String.raw`(function () {
   'use strict';
   var KEY = 'saml-console-admin-token';
   var REFRESH_MS = 3000;
+  var API_TIMEOUT_MS = 10000;
   var timer = null;
   var followed = null;
   var byId = function (id) { return document.getElementById(id); };
@@ -100,7 +102,9 @@ export const CONSOLE_JS = String.raw`(function () {
   }
   function token() { return sessionStorage.getItem(KEY); }
   function api(path) {
-    return fetch(path, { headers: { Authorization: 'Bearer ' + token() }, cache: 'no-store' });
+    // Bounded: a region that hangs (stopped, its connection open) would otherwise leave the page on its
+    // last figures without a word.
+    return fetch(path, { headers: { Authorization: 'Bearer ' + token() }, cache: 'no-store', signal: AbortSignal.timeout(API_TIMEOUT_MS) });
   }
 
   function showLogin(message) {
@@ -219,14 +223,16 @@ export const CONSOLE_JS = String.raw`(function () {
       return res.json().then(function (d) {
         byId('meta').textContent = 'served by ' + d.region + ' · updated ' + new Date(d.generated_at).toLocaleTimeString();
         byId('meta').className = '';
+        byId('console').classList.remove('stale');
         renderRegions(d);
         renderLag(d);
         renderRefreshFailures(d);
         return refreshChange();
       });
     }).catch(function (err) {
-      byId('meta').textContent = 'this region did not answer (' + err.message + '); retrying';
+      byId('meta').textContent = 'this region did not answer (' + err.message + '); retrying; the figures below are from its last answer';
       byId('meta').className = 'bad';
+      byId('console').classList.add('stale');
     }).then(function () {
       if (token()) timer = setTimeout(poll, REFRESH_MS);
     });

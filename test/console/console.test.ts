@@ -210,6 +210,9 @@ test('in Chromium: a region cut off from Redis shows as lagging behind the origi
     expect(await page.getAttribute(`#lag td[data-origin="us-iowa"][data-region="asia-japan"]`, 'data-state')).toBe('caught-up');
     const d = await deployment('asia-japan');
     expect(regionOf(d, 'europe-belgium')).toMatchObject({ up: true, ready: true, replication: { stream_connected: false } });
+    // Named among its problems: the lag cells alone can read caught up while nothing moves.
+    expect(regionOf(d, 'europe-belgium').problems.join(' ')).toMatch(/its Redis does not answer/);
+    await page.waitForSelector('#regions tr[data-region="europe-belgium"]:has-text("its Redis does not answer")', { timeout: 15_000 });
     expect(d.lag.find((c) => c.origin === 'us-iowa' && c.region === 'europe-belgium')?.behind_ms).toBeGreaterThanOrEqual(300);
   } finally {
     belgiumRedis = redisLink(port);
@@ -219,3 +222,17 @@ test('in Chromium: a region cut off from Redis shows as lagging behind the origi
   expect(await lagStates(page, 'europe-belgium')).toEqual(['caught-up', 'caught-up']);
   await page.close();
 }, 120_000);
+
+test('in Chromium: when the region serving the page hangs, the page says so within its request timeout and dims what it last showed', async () => {
+  const page = await openConsole('us-iowa');
+  cluster.proc('us-iowa').pause();
+  try {
+    await page.waitForSelector('#meta.bad:has-text("this region did not answer")', { timeout: 20_000 });
+    expect(await page.getAttribute('#console', 'class')).toContain('stale');
+  } finally {
+    cluster.proc('us-iowa').resume();
+  }
+  await page.waitForSelector('#meta:not(.bad)', { timeout: 20_000 });
+  expect(await page.getAttribute('#console', 'class')).not.toContain('stale');
+  await page.close();
+}, 90_000);
