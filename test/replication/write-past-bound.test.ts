@@ -5,7 +5,7 @@
  * it was kept (the backend is ended, then the outbox row read).
  */
 import { Client } from 'pg';
-import { call, createOrg, slashidHeaders } from '../support/harness';
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
@@ -74,4 +74,22 @@ test('a write the database committed while this process stalled past the bound i
   const res = await answer;
   expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: null });
   expect(await label()).toBe('kept late');
+});
+
+test('a write outside the API\'s consistency handling (an operator\'s accept of held metadata) past the bound is a 408 too, never a 500', async () => {
+  // Another session holds the credential's per-key lock (the advisory lock every writer of the key takes).
+  const holder = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`saml_provider_credentials:${cred}`]);
+  try {
+    const res = await call(r.url, 'POST', `/admin/metadata-refresh/${cred}/accept`, { headers: adminHeaders });
+    expect({ status: res.status, body: res.body }).toEqual({
+      status: 408,
+      body: { meta: {}, errors: [{ httpcode: 408, message: expect.stringMatching(/did not finish within the time a write transaction may run/) }] },
+    });
+  } finally {
+    await holder.query('COMMIT');
+    await holder.end();
+  }
 });
