@@ -65,9 +65,8 @@ function isDeadlineError(err: unknown): boolean {
  */
 export class TransactionPastBound extends Error {
   changeId: string | null = null;
-  /** When the transaction's connection was checked out (Date.now()): its backend had started by then. */
-  checkedOutAt = 0;
-  constructor(readonly boundMs: number, readonly commitSent: boolean, readonly backendPid: number | null = null) {
+  /** `checkedOutAt`: when the transaction's connection was checked out (Date.now()); its backend had started by then. */
+  constructor(readonly boundMs: number, readonly commitSent: boolean, readonly backendPid: number | null = null, readonly checkedOutAt = 0) {
     super(`the transaction ran past its ${boundMs} ms and ${commitSent ? 'its commit was not confirmed' : 'was rolled back'}`);
     this.name = 'TransactionPastBound';
   }
@@ -129,11 +128,8 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
   // transaction is known to be rolled back.
   let commitSent = false;
   let refusedByServer = false;
-  const pastBound = () => {
-    const err = new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, (client as PoolClient & { processID?: number | null }).processID ?? null);
-    err.checkedOutAt = checkedOutAt;
-    return err;
-  };
+  const pastBound = () =>
+    new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, (client as PoolClient & { processID?: number | null }).processID ?? null, checkedOutAt);
   // How long the transaction may run on the server's clock from its BEGIN (set when BEGIN is sent).
   let serverBoundMs: number | null = null;
   const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {

@@ -65,6 +65,11 @@ interface UnconfirmedRow {
   deliveries: Record<string, DeliveryState>;
 }
 
+/** Each outbox row's organization by change id, for the origin's own ack (see tracker.ack's `orgs`). */
+function orgsOf(rows: readonly { change_id: string; org_id: string | null }[]): Map<string, string> {
+  return new Map(rows.flatMap((r) => (r.org_id ? [[r.change_id, r.org_id] as const] : [])));
+}
+
 /** Unpublished rows read per page; pages per call of the tail pass and of the sweep (see publishPending). */
 const PAGE_ROWS = 500;
 const TAIL_PAGES = 20;
@@ -322,8 +327,7 @@ export class OutboxRelay {
     await recordDeliveries(db, made, published);
     // The origin's own ack is "applied": its transaction put every row. With the organization, which the
     // change-status routes of the other regions check (the fast path's ack, which records it, failed).
-    const orgOf = new Map(rows.flatMap((r) => (r.org_id ? [[r.change_id, r.org_id] as const] : [])));
-    if (published.length) await tracker.ack(region, published, { orgs: orgOf }).catch(() => undefined);
+    if (published.length) await tracker.ack(region, published, { orgs: orgsOf(rows) }).catch(() => undefined);
     this.published += published.length;
     const stale = rows.flatMap((r) => (r.stale ?? []).map((s) => ({ change_id: r.change_id, region: s.slice(0, s.indexOf(' ')), stream_id: s.slice(s.indexOf(' ') + 1) })));
     // Its failure (this region's Redis down) does not hold up the publishing; the next round tries again.
@@ -380,10 +384,7 @@ export class OutboxRelay {
         }
         if (done) confirmed.push(r.change_id);
       });
-      if (ownAck.length) {
-        const orgs = new Map(rows.flatMap((r) => (r.org_id ? [[r.change_id, r.org_id] as const] : [])));
-        await this.d.tracker.ack(region, ownAck, { orgs }).catch(() => undefined);
-      }
+      if (ownAck.length) await this.d.tracker.ack(region, ownAck, { orgs: orgsOf(rows) }).catch(() => undefined);
       await this.confirmDeliveries(acked);
       if (confirmed.length) {
         await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);

@@ -95,6 +95,16 @@ function rig(): Rig {
   };
 }
 
+/** Runs `fn` with a rig of its own, closed after it. */
+async function withRig(fn: (r: Rig) => Promise<void>): Promise<void> {
+  const r = rig();
+  try {
+    await fn(r);
+  } finally {
+    r.close();
+  }
+}
+
 /** Three entries delivered into c's inbox and never acked; the origin's trim marks the inbox's birth. */
 async function deliveredThree(r: Rig) {
   await r.redis.xgroup('CREATE', stream, 'c', '0', 'MKSTREAM');
@@ -121,9 +131,8 @@ async function lostAndRecreated(r: Rig) {
   await r.redis.xgroup('CREATE', stream, 'c', '0', 'MKSTREAM');
 }
 
-test('entries an inbox lost with its Redis are delivered again even when a trim ran while the recreated inbox was empty', async () => {
-  const r = rig();
-  try {
+test('entries an inbox lost with its Redis are delivered again even when a trim ran while the recreated inbox was empty', () =>
+  withRig(async (r) => {
     const rows = await deliveredThree(r);
     await lostAndRecreated(r);
     // An origin's periodic trim while the new inbox is still empty: no birth mark from it.
@@ -136,14 +145,10 @@ test('entries an inbox lost with its Redis are delivered again even when a trim 
     expect(r.redelivered).toEqual(['change-0', 'change-1', 'change-2']);
     expect(r.relay.trimmedUnconfirmed).toBe(0);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
-  } finally {
-    r.close();
-  }
-});
+  }));
 
-test('an entry trimmed by the cap below the inbox\'s birth is still told apart (confirmed, the region marked for a re-seed)', async () => {
-  const r = rig();
-  try {
+test('an entry trimmed by the cap below the inbox\'s birth is still told apart (confirmed, the region marked for a re-seed)', () =>
+  withRig(async (r) => {
     const rows = await activeWithThree(r);
     // The cap trims the first two (never acked); the third is still there.
     await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
@@ -151,14 +156,10 @@ test('an entry trimmed by the cap below the inbox\'s birth is still told apart (
     expect(r.redelivered).toEqual([]);
     expect(r.relay.trimmedUnconfirmed).toBe(2);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('joining');
-  } finally {
-    r.close();
-  }
-});
+  }));
 
-test('an entry gone from the inbox because its region acked it meanwhile is confirmed, neither redelivered nor taken for trimmed', async () => {
-  const r = rig();
-  try {
+test('an entry gone from the inbox because its region acked it meanwhile is confirmed, neither redelivered nor taken for trimmed', () =>
+  withRig(async (r) => {
     const rows = await activeWithThree(r);
     // c applied and acked the first two after the relay read the acks; a trim removed them.
     for (const row of rows.slice(0, 2)) await r.redis.hset(keys.ack(row.change_id), 'c', `applied@${new Date().toISOString()}`);
@@ -168,14 +169,10 @@ test('an entry gone from the inbox because its region acked it meanwhile is conf
     expect(r.relay.trimmedUnconfirmed).toBe(0);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
     expect(r.statements.some((st) => st.startsWith('UPDATE replication_deliveries') && st.includes('change-0') && st.includes('change-1'))).toBe(true);
-  } finally {
-    r.close();
-  }
-});
+  }));
 
-test('an entry lost from the middle of an inbox (a Redis restarted from an append-only file a second behind, with entries added since) is delivered again', async () => {
-  const r = rig();
-  try {
+test('an entry lost from the middle of an inbox (a Redis restarted from an append-only file a second behind, with entries added since) is delivered again', () =>
+  withRig(async (r) => {
     const rows = await activeWithThree(r);
     // The middle entry is gone while entries before and after it remain: the inbox's bounds still span it.
     await r.redis.xdel(stream, rows[1]?.stream_id as string);
@@ -184,10 +181,7 @@ test('an entry lost from the middle of an inbox (a Redis restarted from an appen
     expect(r.redelivered).toEqual(['change-1']);
     expect(r.relay.trimmedUnconfirmed).toBe(0);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
-  } finally {
-    r.close();
-  }
-});
+  }));
 
 /** c's applier reads every new entry of its inbox and acks it (applied, or refused and dead-lettered). */
 async function readAndAck(r: Rig): Promise<string[]> {
@@ -221,20 +215,15 @@ async function lostAtTheTail(r: Rig, changeId: string): Promise<{ change_id: str
   return lost;
 }
 
-test('an entry lost at the tail of an inbox (an append-only file a second behind) is delivered again, though a routine trim since leaves it before the oldest entry', async () => {
-  const r = rig();
-  try {
+test('an entry lost at the tail of an inbox (an append-only file a second behind) is delivered again, though a routine trim since leaves it before the oldest entry', () =>
+  withRig(async (r) => {
     const lost = await lostAtTheTail(r, 'change-tail');
     await r.redeliverLost([lost]);
     await expectDeliveredAgain(r, ['change-tail']);
-  } finally {
-    r.close();
-  }
-});
+  }));
 
-test('an entry c read and refused (dead-lettered, acked in its group) is delivered again once; refused again, it is taken for what it is', async () => {
-  const r = rig();
-  try {
+test('an entry c read and refused (dead-lettered, acked in its group) is delivered again once; refused again, it is taken for what it is', () =>
+  withRig(async (r) => {
     await activeWithThree(r);
     await readAndAck(r);
     const refused = { change_id: 'change-refused', stream_id: (await r.redis.xadd(stream, '*', 'e', 'refused')) as string };
@@ -256,28 +245,20 @@ test('an entry c read and refused (dead-lettered, acked in its group) is deliver
     expect(r.redelivered).toEqual(['change-refused']);
     expect(r.relay.trimmedUnconfirmed).toBe(1);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('joining');
-  } finally {
-    r.close();
-  }
-});
+  }));
 
-test('a delivery again that failed is tried again: it does not count as the one delivery again', async () => {
-  const r = rig();
-  try {
+test('a delivery again that failed is tried again: it does not count as the one delivery again', () =>
+  withRig(async (r) => {
     const lost = await lostAtTheTail(r, 'change-retried');
     r.failNextDelivery();
     await expect(r.redeliverLost([lost])).rejects.toThrow(/timed out/);
     // Next round: the same delivery (its record unchanged) is still missing, and is delivered again.
     await r.redeliverLost([lost]);
     await expectDeliveredAgain(r, ['change-retried']);
-  } finally {
-    r.close();
-  }
-});
+  }));
 
-test('a long-unconfirmed delivery to a region no longer a member is left alone: its inbox is not made again', async () => {
-  const r = rig();
-  try {
+test('a long-unconfirmed delivery to a region no longer a member is left alone: its inbox is not made again', () =>
+  withRig(async (r) => {
     await activeWithThree(r);
     const checkStale = (relay: OutboxRelay) =>
       (relay as unknown as { checkStale(s: { change_id: string; region: string; stream_id: string }[], d: string[], down: Set<string>): Promise<void> }).checkStale.bind(relay);
@@ -285,7 +266,4 @@ test('a long-unconfirmed delivery to a region no longer a member is left alone: 
     await checkStale(r.relay)([{ change_id: 'change-gone', region: 'gone', stream_id: '1-0' }], ['c'], new Set());
     expect(r.redelivered).toEqual([]);
     expect(await r.redis.exists(keys.inbox('gone'))).toBe(0);
-  } finally {
-    r.close();
-  }
-});
+  }));
