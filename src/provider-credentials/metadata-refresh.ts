@@ -14,7 +14,7 @@ import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
 import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
-import { acceptHeld, decideRefresh, firstUse, type MetadataRecord, type RefreshOutcome } from './trust';
+import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustSettingOf, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
 
 export interface RefreshDeps {
@@ -28,6 +28,7 @@ interface Due {
   id: string;
   org_id: string;
   idp_metadata_url: string;
+  idp_trust: unknown;
   metadata: StoredMetadata | null;
 }
 
@@ -41,8 +42,16 @@ const MAX_BACKOFF_MS = 3600_000;
 const SWEEP_PAGE = 10_000;
 const SWEEP_START = '00000000-0000-0000-0000-000000000000';
 
-/** A credential to refresh, with its stored document when that is for its current URL. */
-const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, CASE WHEN m.idp_metadata_url = c.idp_metadata_url THEN m.metadata END AS metadata
+/**
+ * isCurrentMetadata (trust.ts) in SQL, of metadata row `m` and credential row `c`: for the credential's URL
+ * and, when both say, made under its current trust setting.
+ */
+const currentMetadata = (m: string, c: string) =>
+  `(${m}.idp_metadata_url = ${c}.idp_metadata_url AND (NOT (${m}.metadata ? 'trust_id') OR ${c}.idp_trust->>'id' IS NULL OR ${c}.idp_trust->>'url' IS NULL
+     OR ${m}.metadata->>'trust_id' = ${c}.idp_trust->>'id'))`;
+
+/** A credential to refresh, with its stored document when that is the credential's current one. */
+const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, c.idp_trust, CASE WHEN ${currentMetadata('m', 'c')} THEN m.metadata END AS metadata
   FROM saml_provider_credentials c
   LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
 
@@ -234,12 +243,12 @@ export class MetadataRefresher {
   /** One page of the sweep: home credentials of the page with no schedule or another URL's document. */
   private async sweep(region: string, page: number): Promise<void> {
     const rows = await this.d.db.$queryRawUnsafe<{ last: string | null; n: number; found: string[] | null }[]>(
-      `WITH page AS (SELECT id, idp_metadata_url, home_region, deleted_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
+      `WITH page AS (SELECT id, idp_metadata_url, idp_trust, home_region, deleted_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
        SELECT (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*)::int FROM page) AS n,
               ARRAY(SELECT p.id::text FROM page p
                       LEFT JOIN saml_credential_metadata m ON m.credential_id = p.id AND m.deleted_at IS NULL
                      WHERE p.home_region = $3 AND p.deleted_at IS NULL
-                       AND (m.idp_metadata_url IS DISTINCT FROM p.idp_metadata_url
+                       AND (m.credential_id IS NULL OR NOT ${currentMetadata('m', 'p')}
                             OR NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id))
                        -- One whose refresh failed waits out its back-off: its schedule brings it back.
                        AND NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id AND s.consecutive_failures > 0 AND s.next_at > now())
@@ -272,18 +281,22 @@ export class MetadataRefresher {
     const { db, repl, config, log } = this.d;
     const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.idp_metadata_url));
     const next = nextRefreshAt(fresh, config);
-    // Judged first on what the query read (most refreshes change nothing and write nothing), then again under the lock.
+    // Judged first on what the query read (most refreshes change nothing and write nothing), then again under
+    // the lock. Without a current document (a new URL or new pins set in another region, whose row a refresh
+    // here replaced): judged as the owner's setting says, by the owner's pins when there are (a document
+    // they do not vouch for is refused and recorded as a failed refresh), else on first use.
     const judge = (stored: MetadataRecord | null): { record: MetadataRecord; outcome: RefreshOutcome } =>
-      stored ? decideRefresh(stored, fresh) : { record: firstUse(fresh, null), outcome: 'applied' };
+      stored ? decideRefresh(stored, fresh) : { record: firstUse(fresh, pinsFor(c), trustSettingOf(c.idp_trust)?.id), outcome: 'applied' };
     let outcome = judge(c.metadata as MetadataRecord | null).outcome;
     if (outcome !== 'unchanged') {
       outcome = await repl.write(async (w) => {
         // Only the metadata row is written: the credential row, which users PATCH, is only read.
         const current = await w.lock(credentialsTable, c.id);
-        // Deleted or re-pointed meanwhile: this fetch is no longer the credential's metadata.
-        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url) return 'unchanged' as const;
+        // Deleted, re-pointed or re-pinned meanwhile: this fetch was judged for another setting.
+        const setting = (r: { idp_trust?: unknown }) => trustSettingOf(r.idp_trust)?.id;
+        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url || setting(current) !== setting(c)) return 'unchanged' as const;
         const row = await w.lock(metadataTable, c.id);
-        const stored = row && !row.deleted_at && row.idp_metadata_url === c.idp_metadata_url ? (row.metadata as MetadataRecord) : null;
+        const stored = row && !row.deleted_at && isCurrentMetadata(c, row as { idp_metadata_url: string; metadata: unknown }) ? (row.metadata as MetadataRecord) : null;
         const decided = judge(stored);
         if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next });
         return decided.outcome;
@@ -332,7 +345,8 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     await repl.write(async (w) => {
       const credential = await w.lock(credentialsTable, id);
       const row = await w.lock(metadataTable, id);
-      if (!credential || credential.deleted_at || !row || row.deleted_at || row.idp_metadata_url !== credential.idp_metadata_url) throw none();
+      if (!credential || credential.deleted_at || !row || row.deleted_at) throw none();
+      if (!isCurrentMetadata(credential as { idp_metadata_url: string }, row as { idp_metadata_url: string; metadata: unknown })) throw none();
       const accepted = acceptHeld(row.metadata as MetadataRecord);
       if (!accepted) throw none();
       await w.put(metadataTable, { ...row, metadata: accepted });

@@ -5,7 +5,7 @@
 import type { Config } from '../config';
 import { AppError } from '../http/errors';
 import { cacheDurationMs, fetchAndParse, isMetadataError, type ParsedMetadata } from '../metadata';
-import { trustedOf, type MetadataRecord } from './trust';
+import { documentOf, trustedOf, type MetadataRecord } from './trust';
 
 export interface StoredCertificate {
   subject: string;
@@ -91,7 +91,7 @@ export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, 
 /** What the org sees of a credential's metadata (the seed's `result` shape stays as it is). */
 export function metadataView(m: StoredMetadata | null, now: Date) {
   if (!m) return null;
-  const { trusted_certificates: _t, pending: _p, ...doc } = m as MetadataRecord;
+  const doc = documentOf(m as MetadataRecord);
   return {
     ...doc,
     signed_by: doc.signed_by ?? null,
@@ -109,9 +109,3 @@ export function trustView(m: StoredMetadata | null, now: Date) {
   };
 }
 
-/** Compares what matters of two fetches (not when they were made). */
-export function sameMetadata(a: StoredMetadata | null, b: StoredMetadata): boolean {
-  if (!a) return false;
-  const strip = ({ fetched_at: _f, ...rest }: StoredMetadata) => JSON.stringify(rest);
-  return strip(a) === strip(b);
-}

@@ -47,7 +47,7 @@ export const providerCredentialOperations: Operation[] = [
   {
     method: 'get', path: `${one}/metadata`, tags, auth: 'slashid', dialect: 'slashid',
     summary: "The credential's parsed IdP metadata and its refresh schedule",
-    responses: { 200: { description: 'The metadata (null until fetched for the current URL).', schema: Envelope(CredentialMetadataView) } },
+    responses: { 200: { description: 'The metadata (null until fetched for the current URL and trust setting).', schema: Envelope(CredentialMetadataView) } },
     errors: [400, 401, 403, 404],
   },
   {
@@ -55,7 +55,8 @@ export const providerCredentialOperations: Operation[] = [
     summary: 'Update a credential (the same fields as create, all optional)',
     description:
       'A new idp_metadata_url, or idp_trusted_certificates, fetches the metadata again and pins its trust again (trust on first use, ' +
-      'or the certificates given); this is how the owner accepts a held document.',
+      'or the certificates given); this is how the owner accepts a held document. New idp_trusted_certificates alone answer 409 ' +
+      'when another PATCH changed the URL while the document was fetched (nothing is written).',
     body: { schema: PatchCredentialBody },
     responses: { 204: { description: 'Updated.', headers: ['X-Change-Id'] } },
     errors: [400, 401, 403, 404, 408, 409, ...fetchBusy],

@@ -2,7 +2,8 @@ import { Router, type Request, type Response } from 'express';
 import type { Db } from '../db/client';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
-import { callerPins, firstUse, type TrustedCertificate } from './trust';
+import { v7 as uuidv7 } from 'uuid';
+import { callerPins, firstUse, isCurrentModel, type TrustedCertificate, type TrustSetting } from './trust';
 import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission } from '../http/admission';
 import { badRequest, notFound } from '../http/errors';
@@ -72,8 +73,10 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     // way ends, and one whose slot comes later does not start, so the retry the 408 invites finds the slot free.
     const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, url, answered));
     const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, load, res, limiter.orgWaitMs));
-    const metadata = firstUse(fresh, pins);
-    return { metadata, nextRefreshAt: nextRefreshAt(metadata, config) };
+    // A new trust setting: the metadata row says it was made under it (see TrustSetting).
+    const trust: TrustSetting = { id: uuidv7(), url, pins };
+    const metadata = firstUse(fresh, pins, trust.id);
+    return { metadata, nextRefreshAt: nextRefreshAt(metadata, config), trust };
   };
 
   const router = Router();
@@ -121,11 +124,13 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
   // The parsed IdP metadata: not part of the seed's result shape, so it has its own read-only resource.
   router.get(`${CREDENTIALS_PATH}/:id/metadata`, async (req, res) => {
     const id = credentialId(req);
-    const row = await findCredential(db, orgIdOf(res), id);
+    // With the trust setting, which the read of the credential alone (the hot path) leaves out.
+    const row = await db.samlProviderCredential.findFirst({ where: { id, orgId: orgIdOf(res), deletedAt: null } });
     if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
     const [metadata, refresh] = await Promise.all([findMetadata(db, id), db.metadataRefreshState.findUnique({ where: { credentialId: id } })]);
-    // A document fetched for a URL the credential no longer has is not shown (the home region re-fetches it).
-    const stored = (metadata && metadata.idpMetadataUrl === row.idpMetadataUrl ? metadata.metadata : null) as StoredMetadata | null;
+    // A document fetched for a URL the credential no longer has, or under an earlier trust setting, is not
+    // shown (the home region fetches it again).
+    const stored = (metadata && isCurrentModel(row, metadata) ? metadata.metadata : null) as StoredMetadata | null;
     res.json(
       envelope({
         id,

@@ -1,13 +1,14 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { SamlProviderCredential } from '../generated/prisma/client';
 import { pgCode } from '../db/pg-errors';
-import { AppError, notFound } from '../http/errors';
+import { AppError, conflict, notFound } from '../http/errors';
 import { organizationsTable } from '../organizations/store';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import type { PutOptions, Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
+import type { TrustSetting } from './trust';
 import { credentialsTable, limitCheck, LIMIT_SQLSTATE, metadataTable, refreshStatement } from './store';
 
 export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
@@ -34,6 +35,8 @@ export function viewFromRow(r: Row): CredentialView {
 export interface FetchedMetadata {
   metadata: StoredMetadata;
   nextRefreshAt: Date;
+  /** The owner's new trust setting, when the owner set the URL or the pins (not on a refresh). */
+  trust?: TrustSetting;
 }
 
 export const DEFAULT_MAX_CREDENTIALS_PER_ORG = 100;
@@ -61,6 +64,7 @@ export function createCredential(
         email_claims: body.email_claims ?? [],
         enable_in_slashid_oidc_authz_server: body.enable_in_slashid_oidc_authz_server ?? false,
         home_region: repl.region,
+        idp_trust: fetched.trust ?? null,
         created_at: new Date().toISOString(),
       }, { fresh: true });
       await putMetadata(w, row, fetched, { fresh: true });
@@ -108,9 +112,14 @@ async function lockOwned(w: Writer, orgId: string, id: string): Promise<Row> {
 export function patchCredential(repl: Replicator, orgId: string, id: string, patch: PatchCredentialBody, fetched: FetchedMetadata | null) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
-    // The pinned certificates live in the metadata row (trust.ts), not in the credential's columns.
+    // The pins go in the trust setting (with the URL they were set for) and the metadata row (trust.ts).
     const { idp_trusted_certificates: _pins, ...columns } = patch;
-    const row = await w.put(credentialsTable, { ...current, ...columns });
+    // New pins alone were judged against the document of the URL read before the fetch; another PATCH here
+    // may have changed the URL since. That document is not the new URL's: nothing is written.
+    if (fetched?.trust && (columns.idp_metadata_url ?? current.idp_metadata_url) !== fetched.trust.url) {
+      throw conflict(`The idp_metadata_url of SAML provider credentials ${id} changed while its metadata was fetched; nothing was written. Send the PATCH again.`);
+    }
+    const row = await w.put(credentialsTable, { ...current, ...columns, ...(fetched?.trust ? { idp_trust: fetched.trust } : {}) });
     if (fetched) await putMetadata(w, row, fetched);
     return viewFromRow(row);
   });
@@ -130,6 +139,7 @@ export function deleteCredential(repl: Replicator, orgId: string, id: string) {
       email_claims: [],
       enable_in_slashid_oidc_authz_server: false,
       home_region: current.home_region,
+      idp_trust: null,
       created_at: current.created_at,
       deleted_at: now,
     });

@@ -36,6 +36,54 @@ export interface HeldMetadata {
 export interface MetadataRecord extends StoredMetadata {
   trusted_certificates?: TrustedCertificate[];
   pending?: HeldMetadata | null;
+  /** The id of the credential's trust setting the record was made under (absent on rows of older versions). */
+  trust_id?: string;
+}
+
+/**
+ * The credential's `idp_trust` column: the owner's word on what to trust, written with every create and every
+ * PATCH of the URL or the pins, with a new id each time. The metadata row says which setting it was made
+ * under (`trust_id`); when another setting is the credential's (a refresh in the home region won over a
+ * PATCH made in another region at the same moment), the home region fetches again under this one's pins.
+ */
+export interface TrustSetting {
+  id: string;
+  /** The URL the owner set the pins for: pins of another URL (a PATCH by an older version) are not used. */
+  url: string;
+  /** The owner's certificates, or null: trust on first use. */
+  pins: TrustedCertificate[] | null;
+}
+
+/** The credential's trust setting, or null (a row of an older version, or an unreadable value). */
+export function trustSettingOf(column: unknown): TrustSetting | null {
+  const t = column as Partial<TrustSetting> | null | undefined;
+  if (!t || typeof t !== 'object' || typeof t.id !== 'string' || typeof t.url !== 'string') return null;
+  return { id: t.id, url: t.url, pins: Array.isArray(t.pins) ? t.pins : null };
+}
+
+/** The pins a fetch of the credential's current URL is judged by: the owner's, when set for that URL. */
+export function pinsFor(credential: { idp_metadata_url: string; idp_trust?: unknown }): TrustedCertificate[] | null {
+  const setting = trustSettingOf(credential.idp_trust);
+  return setting && setting.url === credential.idp_metadata_url ? setting.pins : null;
+}
+
+/**
+ * Whether a stored metadata row is the credential's: fetched for its URL, and (when both say) under its
+ * current trust setting. Rows of older versions carry no setting id and are judged by the URL alone.
+ */
+export function isCurrentMetadata(
+  credential: { idp_metadata_url: string; idp_trust?: unknown },
+  row: { idp_metadata_url: string; metadata: unknown },
+): boolean {
+  if (row.idp_metadata_url !== credential.idp_metadata_url) return false;
+  const made = (row.metadata as MetadataRecord | null)?.trust_id;
+  const setting = trustSettingOf(credential.idp_trust);
+  return made === undefined || setting === null || made === setting.id;
+}
+
+/** isCurrentMetadata of the rows as the Prisma client reads them. */
+export function isCurrentModel(credential: { idpMetadataUrl: string; idpTrust: unknown }, row: { idpMetadataUrl: string; metadata: unknown }): boolean {
+  return isCurrentMetadata({ idp_metadata_url: credential.idpMetadataUrl, idp_trust: credential.idpTrust }, { idp_metadata_url: row.idpMetadataUrl, metadata: row.metadata });
 }
 
 /** Pinned certificates kept per credential (the newest win when a signed rotation adds more). */
@@ -43,7 +91,7 @@ export const MAX_TRUSTED_CERTIFICATES = 10;
 
 /** The document alone, without the trust fields. */
 export function documentOf(r: MetadataRecord): StoredMetadata {
-  const { trusted_certificates: _t, pending: _p, ...doc } = r;
+  const { trusted_certificates: _t, pending: _p, trust_id: _i, ...doc } = r;
   return doc;
 }
 
@@ -105,12 +153,13 @@ export function callerPins(pems: string[]): TrustedCertificate[] {
  * The record of a document fetched when the owner sets the credential's URL or pins: trust on first use, or
  * the owner's certificates, which must vouch for the document (sign it, or be all it lists).
  */
-export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | null): MetadataRecord {
+export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | null, trustId?: string): MetadataRecord {
+  const made = trustId === undefined ? {} : { trust_id: trustId };
   if (pins === null) {
     const signer = fresh.signed_by && !fresh.signing_certificates.some((c) => c.fingerprint_sha256 === fresh.signed_by)
       ? [{ fingerprint_sha256: fresh.signed_by, subject: null, not_after: null, source: 'first_use' as const }]
       : [];
-    return { ...fresh, trusted_certificates: [...signer, ...pinsOf(fresh, 'first_use')], pending: null };
+    return { ...fresh, trusted_certificates: [...signer, ...pinsOf(fresh, 'first_use')], pending: null, ...made };
   }
   if (!signedByTrusted(fresh, pins) && !listsOnlyTrusted(fresh, pins)) {
     throw new AppError(
@@ -121,8 +170,11 @@ export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | nul
         'and lists signing certificates that are not among them.',
     );
   }
-  return { ...fresh, trusted_certificates: pins, pending: null };
+  return { ...fresh, trusted_certificates: pins, pending: null, ...made };
 }
+
+/** The setting id a record was made under, for a record made from it (none on rows of older versions). */
+const madeUnder = (r: MetadataRecord) => (r.trust_id === undefined ? {} : { trust_id: r.trust_id });
 
 export type RefreshOutcome = 'unchanged' | 'applied' | 'held';
 
@@ -132,7 +184,7 @@ export function decideRefresh(current: MetadataRecord, fresh: StoredMetadata, no
   const applied = documentOf(current);
   if (listsOnlyTrusted(fresh, trusted) || signedByTrusted(fresh, trusted)) {
     const pins = listsOnlyTrusted(fresh, trusted) ? trusted : merge(trusted, pinsOf(fresh, 'signed_refresh'));
-    const record = { ...fresh, trusted_certificates: pins, pending: null };
+    const record = { ...fresh, trusted_certificates: pins, pending: null, ...madeUnder(current) };
     const unchanged = sameDocument(applied, fresh) && !current.pending && current.trusted_certificates !== undefined;
     return { record, outcome: unchanged ? 'unchanged' : 'applied' };
   }
@@ -148,5 +200,5 @@ export function decideRefresh(current: MetadataRecord, fresh: StoredMetadata, no
 export function acceptHeld(current: MetadataRecord): MetadataRecord | null {
   if (!current.pending) return null;
   const fresh = current.pending.metadata;
-  return { ...fresh, trusted_certificates: merge(trustedOf(current), pinsOf(fresh, 'operator')), pending: null };
+  return { ...fresh, trusted_certificates: merge(trustedOf(current), pinsOf(fresh, 'operator')), pending: null, ...madeUnder(current) };
 }

@@ -11,6 +11,7 @@ import { TOKEN_ISSUER } from '../infisical/access-tokens';
 import { ssoTokenKey } from './token-key';
 import type { StoredMetadata } from '../provider-credentials/metadata';
 import { findMetadata } from '../provider-credentials/store';
+import { isCurrentModel } from '../provider-credentials/trust';
 import type { Redis } from '../redis';
 import { emailOf, notStarted, parseResponse, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
@@ -34,8 +35,9 @@ async function loadCredential(deps: SsoDeps, id: string) {
     throw notFound(`SAML provider credentials ${id} not found in this region (a credential created in another region moments ago may not have arrived yet).`);
   }
   const row = await findMetadata(deps.db, id);
-  // A document fetched for a URL the credential no longer has is not trusted (the home region re-fetches it).
-  if (!row || row.idpMetadataUrl !== credential.idpMetadataUrl) {
+  // A document fetched for a URL the credential no longer has, or under an earlier trust setting (the owner
+  // has pinned other certificates since), is not trusted: the home region fetches it again.
+  if (!row || !isCurrentModel(credential, row)) {
     throw new AppError(503, 'metadata_unavailable', `The IdP metadata of credential ${id} is not available in this region yet; try again in a moment.`);
   }
   return { credential, metadata: row.metadata as unknown as StoredMetadata };

@@ -252,6 +252,30 @@ test('a PATCH whose new metadata URL outlasts the timeout answers 408 at the dea
   expect(after.body.result.idp_metadata_url).toBe(idp.url('okta.xml'));
 });
 
+test('new pins alone, whose fetch of the URL outlasts a PATCH of the URL, are refused 409 and write nothing', async () => {
+  const created = await create(idp.url('okta.xml'));
+  expect(created.status).toBe(201);
+  const id = created.body.result.id;
+  const md = await call(r.url, 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) });
+  const pem = md.body.result.metadata.signing_certificates[0].pem as string;
+  // The pins are judged against okta.xml; the IdP holds that fetch while another PATCH points the credential elsewhere.
+  const file = `okta.xml?pins-race=${Date.now()}`;
+  await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: idp.url(file) }, headers: slashidHeaders(org) });
+  idp.slow(file, 1500);
+  const pinning = call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [pem] }, headers: slashidHeaders(org) });
+  expect(await eventually(async () => idp.held() === 1, 10_000, 20)).toBe(true);
+  const moved = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: idp.url('keycloak.xml') }, headers: slashidHeaders(org) });
+  expect(moved.status).toBe(204);
+  const res = await pinning;
+  expect(res.status).toBe(409);
+  expect(res.body.errors[0].message).toMatch(/changed while its metadata was fetched; nothing was written/);
+  // keycloak.xml's document stays the credential's, under trust on first use: okta.xml's pins went nowhere.
+  const after = await call(r.url, 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) });
+  expect(after.body.result.idp_metadata_url).toBe(idp.url('keycloak.xml'));
+  expect(after.body.result.metadata.entity_id).toMatch(/keycloak/i);
+  expect(after.body.result.trusted_certificates.map((c: { source: string }) => c.source)).not.toContain('caller');
+});
+
 test('deeply nested metadata is refused with a 400, quickly', async () => {
   const depth = 5000;
   const ns = 'urn:oasis:names:tc:SAML:2.0:metadata';

@@ -1,0 +1,157 @@
+/**
+ * The owner's pins survive a refresh in the home region that wins over a PATCH made in another region at
+ * the same moment (trust.ts, TrustSetting). Two regions, each with its own database and HTTP port, against
+ * one Redis, both in the test process: the home region's applier is stopped while the other region takes the
+ * PATCH, so that the home region's refresh is written without it and with a later stamp (the race, made
+ * certain); the region then starts again and applies the PATCH. Last writer wins keeps the refresh's
+ * metadata row everywhere, the owner's setting only in the credential row: the home region must find that
+ * and fetch again under the owner's pins, which before were lost (trust on first use of whatever the URL
+ * served then).
+ */
+import { createLogger } from '../../src/logger';
+import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
+import { startRegion, type RunningRegion } from '../../src/region';
+import { signRoot } from '../../bench/metadata-documents';
+import { parseCertificate } from '../../src/metadata';
+import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { createDeployment, type TestDeployment } from '../support/env';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { idpMetadata, signer, type Signer } from '../sso/support/idp-simulator';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const HOME = 'us-iowa';
+const OTHER = 'europe-belgium';
+const K1 = signer('idp-a');
+const K2 = signer('idp-b');
+const fp = (s: Signer) => parseCertificate(s.cert).fingerprintSha256;
+
+let idp: IdpServer;
+let deployment: TestDeployment;
+let home: RunningRegion;
+let other: RunningRegion;
+let org: { id: string; api_key: string };
+
+const start = (region: string) => startRegion(deployment.configFor(region), { port: 0, drainTimeoutMs: 5000 });
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  deployment = await createDeployment('trustrace', [HOME, OTHER], { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 3600 });
+  home = await start(HOME);
+  other = await start(OTHER);
+  org = await createOrg(home.url, 'trust-race');
+  expect(await eventually(async () => (await call(other.url, 'GET', PATH, { headers: slashidHeaders(org) })).status === 200)).toBe(true);
+});
+
+afterAll(async () => {
+  await home?.stop();
+  await other?.stop();
+  await deployment?.cleanup();
+  await idp?.close();
+});
+
+function doc(certs: Signer[], by: Signer | null): string {
+  const xml = idpMetadata({ entityId: 'https://idp.race.test/saml', ssoUrl: `http://${idp.hostPort}/sso`, certs }).replace('<md:EntityDescriptor ', '<md:EntityDescriptor ID="_md" ');
+  return by ? signRoot(xml, by) : xml;
+}
+
+const refresherOf = (r: RunningRegion) =>
+  new MetadataRefresher({ db: r.db, repl: r.replication.repl, config: deployment.configFor(HOME), log: createLogger({ level: 'silent' }) });
+
+const metadataRow = async (r: RunningRegion, id: string) => r.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } });
+const credentialUrl = async (r: RunningRegion, id: string) => (await r.db.samlProviderCredential.findUnique({ where: { id } }))?.idpMetadataUrl;
+const trusted = async (r: RunningRegion, id: string) => {
+  const res = await call(r.url, 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) });
+  return res.status === 200 && res.body.result.metadata
+    ? (res.body.result.trusted_certificates as { fingerprint_sha256: string; source: string }[]).map((c) => `${c.fingerprint_sha256}:${c.source}`)
+    : null;
+};
+
+/**
+ * Runs `patch` in the other region while the home region does not apply, then a refresh in the home region
+ * of what the IdP serves now (`served`: a changed document, so the refresh writes); starts the home region again and waits until
+ * the home region applied the PATCH and both regions hold the refresh's metadata row: the race as last
+ * writer wins leaves it.
+ */
+async function race(id: string, patch: () => Promise<void>, served: { file: string; xml: string }): Promise<void> {
+  await home.replication.applier?.stop();
+  await patch();
+  const patched = (await metadataRow(other, id))?.version;
+  idp.set(served.file, served.xml);
+  await home.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid`, id);
+  const before = (await metadataRow(home, id))?.version;
+  await refresherOf(home).runOnce();
+  const won = (await metadataRow(home, id))?.version;
+  expect(won).not.toBe(before);
+  // Written after the PATCH: its stamp is the later one.
+  expect(String(won) > String(patched)).toBe(true);
+  await home.stop();
+  home = await start(HOME);
+  const credential = async (r: RunningRegion) => (await r.db.samlProviderCredential.findUnique({ where: { id } }))?.version;
+  const patchedCredential = await credential(other);
+  expect(await eventually(async () => (await credential(home)) === patchedCredential, 20_000)).toBe(true);
+  expect(await eventually(async () => (await metadataRow(other, id))?.version === won && (await metadataRow(home, id))?.version === won, 20_000)).toBe(true);
+}
+
+test('a new URL with pins set in another region, raced by a refresh of the old URL in the home region: fetched again under the pins', async () => {
+  idp.set('one.xml', doc([K1], null));
+  idp.set('two.xml', doc([K2], null));
+  const created = await call(home.url, 'POST', PATH, {
+    body: { idp_metadata_url: idp.url('one.xml') },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+  });
+  expect(created.status).toBe(201);
+  const id = created.body.result.id as string;
+
+  await race(id, async () => {
+    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, {
+      body: { idp_metadata_url: idp.url('two.xml'), idp_trusted_certificates: [K2.cert] },
+      headers: slashidHeaders(org),
+    });
+    expect(res.status).toBe(204);
+    expect(await trusted(other, id)).toEqual([`${fp(K2)}:caller`]);
+  }, { file: 'one.xml', xml: doc([K1, K2], K1) });
+  // The PATCH's credential row, the refresh's metadata row: the home region has the PATCH applied now.
+  expect(await credentialUrl(home, id)).toBe(idp.url('two.xml'));
+  expect((await metadataRow(home, id))?.idpMetadataUrl).toBe(idp.url('one.xml'));
+
+  // The home region's sweep finds the other URL's document and fetches two.xml under the owner's pins.
+  const refresher = refresherOf(home);
+  expect(await eventually(async () => {
+    await refresher.runOnce();
+    return (await metadataRow(home, id))?.idpMetadataUrl === idp.url('two.xml');
+  }, 20_000)).toBe(true);
+  for (const r of [home, other]) {
+    expect(await eventually(async () => JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]), 20_000)).toBe(true);
+  }
+});
+
+test('new pins alone set in another region (dropping a certificate), raced by a refresh in the home region: the dropped one is not trusted again', async () => {
+  // Trusted on first use: K1. The IdP then rotates to K2, vouched for by K1's signature.
+  idp.set('pins.xml', doc([K1], null));
+  const created = await call(home.url, 'POST', PATH, {
+    body: { idp_metadata_url: idp.url('pins.xml') },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+  });
+  expect(created.status).toBe(201);
+  const id = created.body.result.id as string;
+  idp.set('pins.xml', doc([K2], K1));
+
+  // The owner pins K2 alone in the other region (K1 is to be trusted no more); the home region's refresh of
+  // the same document, judged by the old trust, applies the signed rotation and keeps K1 trusted.
+  await race(id, async () => {
+    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+  }, { file: 'pins.xml', xml: doc([K2], K1) });
+  const stale = ((await metadataRow(home, id))?.metadata as { trusted_certificates: { fingerprint_sha256: string }[] }).trusted_certificates;
+  expect(stale.map((c) => c.fingerprint_sha256)).toContain(fp(K1));
+  // Until the home region fetched again, neither region serves the refresh's record as the credential's.
+  expect(await trusted(other, id)).toBeNull();
+
+  const refresher = refresherOf(home);
+  for (const r of [home, other]) {
+    expect(await eventually(async () => {
+      if (r === home) await refresher.runOnce();
+      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]);
+    }, 20_000)).toBe(true);
+  }
+});
