@@ -17,6 +17,7 @@ import { createLogger, type Logger } from './logger';
 import { registerAdmissionMetrics } from './observability/admission-metrics';
 import { createMetrics } from './observability/metrics';
 import { createReadiness } from './observability/readiness';
+import { RedisLiveness } from './observability/redis-liveness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
@@ -69,13 +70,15 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   // Bounds the API's use of the database pool; overload is answered 503 at the door (src/http/admission.ts).
   const admission = createAdmission(admissionLimits(config), log);
   registerAdmissionMetrics(metrics.registry, admission);
+  // ioredis' status stays 'ready' while its Redis hangs; /healthz, /readyz and the operator port ask this.
+  const redisLiveness = new RedisLiveness(replication.redis);
   const app = createApp({
     ...deps,
     features,
     adminDb,
     extraAdminRoutes: [replication.adminRoutes(adminDb)],
-    health: async () => ({ redis: replication.redis.status }),
-    readiness: createReadiness({ db: adminDb, log, redisStatus: () => replication.redis.status }),
+    health: async () => ({ redis: redisLiveness.status() }),
+    readiness: createReadiness({ db: adminDb, log, redisStatus: () => redisLiveness.status() }),
     metrics,
     admission,
   });
@@ -93,7 +96,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
             keyPrefix: config.redisKeyPrefix, adminToken: config.adminToken, logLevel: config.logLevel,
             ...(opts.operatorStalledAfterMs !== undefined ? { stalledAfterMs: opts.operatorStalledAfterMs } : {}),
           },
-          snapshot: () => ({ redisStatus: replication.redis.status, replication: replication.figures(), admission: admission.status() }),
+          snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status() }),
         });
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
