@@ -10,3 +10,27 @@ export function pgCode(err: unknown): string | null {
 export function isTransient(err: unknown): boolean {
   return ['40P01', '40001', '55P03'].includes(pgCode(err) ?? '');
 }
+
+/** Errors of opening a connection to Postgres from the pg pool itself: the server is not there. */
+const CONNECT_ERRNOS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+/**
+ * SQLSTATEs Postgres refuses a new connection with: too many connections, starting up or shutting down, no
+ * such database, authentication. (55000 only with its wording: the same code is raised by statements too.)
+ */
+const REFUSED_CONNECT_CODES = new Set(['53300', '57P03', '3D000', '28000', '28P01']);
+/** The Prisma pg adapter's kinds for the same. */
+const REFUSED_CONNECT_KINDS = new Set(['DatabaseNotReachable', 'DatabaseDoesNotExist', 'TooManyConnections', 'AuthenticationFailed', 'DatabaseAccessDenied']);
+
+/**
+ * The database refused or could not be reached when a connection was being opened: no statement of the
+ * request ran on it, so nothing it asked for was done. (A connection lost in the middle of a transaction is
+ * not this: its COMMIT may have gone through.)
+ */
+export function isConnectRefused(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: string } } } } | null | undefined;
+  if (typeof e?.code === 'string' && CONNECT_ERRNOS.has(e.code)) return true;
+  if (REFUSED_CONNECT_KINDS.has(e?.meta?.driverAdapterError?.cause?.kind ?? '')) return true;
+  const code = pgCode(err);
+  if (code !== null && REFUSED_CONNECT_CODES.has(code)) return true;
+  return code === '55000' && /is not currently accepting connections/.test(String(e?.message));
+}

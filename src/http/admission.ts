@@ -396,7 +396,8 @@ export function createAdmission(limits: AdmissionLimits = DEFAULT_ADMISSION, log
 export function withAdmissionBlock(admission: Pick<Admission, 'status'>): RequestHandler {
   return (_req, res, next) => {
     const json = res.json.bind(res);
-    res.json = (body: unknown) => json(body !== null && typeof body === 'object' && !Array.isArray(body) ? { ...body, admission: admission.status() } : body);
+    // On the status only: an error keeps its dialect's envelope as it is.
+    res.json = (body: unknown) => json(res.statusCode < 400 && body !== null && typeof body === 'object' && !Array.isArray(body) ? { ...body, admission: admission.status() } : body);
     next();
   };
 }

@@ -2,6 +2,8 @@
  * One error type for every dialect: status, a stable code, a message that is safe to show. Each dialect
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
+import { isConnectRefused } from '../db/pg-errors';
+
 export class AppError extends Error {
   constructor(
     readonly status: number,
@@ -49,6 +51,12 @@ export function asAppError(err: unknown): AppError | null {
   // The same from the pg pool itself (its connectionTimeoutMillis, src/db/client.ts).
   if ((err as { code?: unknown })?.code === 'P2028' || /Unable to start a transaction in the given time|timeout exceeded when trying to connect/.test(String((err as Error)?.message))) {
     return new AppError(503, 'overloaded', 'This region is at capacity (no database connection freed up in time); nothing was done. Retry shortly.', { retryAfterSeconds: 2 });
+  }
+  // The database refused the connection or is not there (down, restarting, out of connections): nothing of
+  // the request ran, and it may well work in a moment. A 503 with Retry-After, not a 500 (a helper's review
+  // found every /admin route and the API answering 500 while the database refused connections).
+  if (isConnectRefused(err)) {
+    return new AppError(503, 'database_unavailable', "This region's database is not accepting connections right now; nothing was done. Retry shortly.", { retryAfterSeconds: 2 });
   }
   // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
   // (writeWithConsistency does, saying whether it was kept): by name, as this layer does not import that one.

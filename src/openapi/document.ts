@@ -19,7 +19,7 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'The write lost to a concurrent write and is not kept anywhere.',
   422: 'The request body failed validation, or an Idempotency-Key was reused with another body.',
   500: 'Internal error; the message quotes the request id.',
-  503: 'Temporarily unavailable; retry shortly.',
+  503: 'Temporarily unavailable (the region is at capacity, or its database does not accept connections); nothing was done. Retry after Retry-After seconds.',
 };
 
 /** Plain JSON: drops TypeBox's symbol keys. */
@@ -102,7 +102,8 @@ function operationObject(op: Operation): Json {
   const responses: Json = {};
   for (const [status, spec] of Object.entries(op.responses)) responses[status] = responseObject(spec);
   // An API operation passes admission control (src/http/admission.ts): beyond its bounds it answers 503.
-  const gated = op.auth === 'slashid' || op.auth === 'infisical';
+  // Those and the admin routes read the database: 503 too while it refuses connections (errors.ts).
+  const gated = op.auth === 'slashid' || op.auth === 'infisical' || op.auth === 'admin';
   const errors: ErrorSpec[] = [...(op.errors ?? []), 500, ...(gated ? [503] : [])];
   for (const e of errors) {
     const { status, description, result, headers } = typeof e === 'number' ? { status: e, description: undefined, result: undefined, headers: undefined } : e;
