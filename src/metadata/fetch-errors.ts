@@ -3,6 +3,7 @@
  * tls, the budget running out) into MetadataErrors that tell the admin which limit or which
  * network condition was hit.
  */
+import http from 'node:http';
 import { excerpt, MetadataError } from './errors';
 
 /** One budget for the whole fetch: DNS, every redirect hop and the body. */
@@ -129,6 +130,27 @@ export function describeFailure(err: unknown, url: URL, limits: { connectTimeout
   if (has((c) => UNREACHABLE_CODES.has(c))) {
     return new MetadataError('unreachable', `Could not reach ${host}: no route to the host.`);
   }
-  const detail = excerpt(codes[0] ?? (err instanceof Error ? err.message : 'unknown error'), 150);
-  return new MetadataError('unreachable', `Could not fetch ${url.href} (${detail}).`);
+  // The HTTP client's own wording is not shown (a helper's review: it quoted undici's parser): our words
+  // for what the IdP's server got wrong, an operating-system error code, or nothing more.
+  if (has((c) => c === 'UND_ERR_HEADERS_OVERFLOW')) {
+    return new MetadataError('unreachable', `The answer of ${host} has more header data than a fetch reads (${formatBytes(http.maxHeaderSize)}).`);
+  }
+  if (has((c) => c.startsWith('HPE_') || c === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') || namedInChain(err, 'HTTPParserError')) {
+    return new MetadataError(
+      'unreachable',
+      `The answer of ${host} is not valid HTTP/1.1 (a malformed status line or header, or a body whose length does not match its Content-Length).`,
+    );
+  }
+  const errno = codes.find((c) => /^E[A-Z0-9]{2,20}$/.test(c));
+  return new MetadataError('unreachable', `Could not fetch ${url.href}: the connection failed${errno ? ` (${errno})` : ''}.`);
+}
+
+/** Whether the error, or one of its causes, is of the class named `name` (undici's parser errors carry no code). */
+function namedInChain(err: unknown, name: string): boolean {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    if ((current as { name?: unknown }).name === name || (current as object).constructor?.name === name) return true;
+    current = 'cause' in current ? current.cause : null;
+  }
+  return false;
 }

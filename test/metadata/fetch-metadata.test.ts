@@ -270,6 +270,27 @@ describe('limits and failures', () => {
     expect(tls.hits).toHaveLength(0);
   });
 
+  // A helper's review: these quoted undici's own wording ("Response does not match the HTTP/1.1 protocol
+  // (Expected HTTP/, RTSP/ or ICE/)", "UND_ERR_HEADERS_OVERFLOW"), shown to the tenant and stored as last_error.
+  it.each([
+    ['a status line that is not HTTP', 'HTP/9 what\r\n\r\n', /^The answer of 127\.0\.0\.1:\d+ is not valid HTTP\/1\.1 \(a malformed status line or header/],
+    ['a control character in a header', 'HTTP/1.1 302 Found\r\nLocation: http://x/\x01y\r\nContent-Length: 0\r\n\r\n', /is not valid HTTP\/1\.1/],
+    ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', /is not valid HTTP\/1\.1/],
+    ['headers over the limit', `HTTP/1.1 200 OK\r\nX-A: ${'a'.repeat(20_000)}\r\n\r\n`, /^The answer of 127\.0\.0\.1:\d+ has more header data than a fetch reads \(16 KiB\)\.$/],
+  ])('says in its own words when the server answers with %s', async (_what, reply, message) => {
+    const raw = net.createServer((socket) => socket.once('data', () => socket.end(reply)));
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const port = (raw.address() as net.AddressInfo).port;
+    try {
+      const err = await refusal(`http://127.0.0.1:${port}/md.xml`, { allowedHosts: [`127.0.0.1:${port}`] });
+      expect(err.code).toBe('unreachable');
+      expect(err.message).toMatch(message);
+      expect(err.message).not.toMatch(/UND_ERR|RTSP|ICE\/|Invalid header value char|content-length header/);
+    } finally {
+      await new Promise((resolve) => raw.close(resolve));
+    }
+  });
+
   it('says an https URL whose port speaks plain http is that, without OpenSSL\'s thread id and source path', async () => {
     const err = await refusal(`https://127.0.0.1:${main.port}/metadata.xml`, allowMain());
     expect(err.code).toBe('tls_error');
