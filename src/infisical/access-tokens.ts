@@ -35,6 +35,9 @@ export function signingKeyId(secret: string): string {
  * The organization the token is bound to, or a 401 that says what is wrong with it. `secrets`: the signing
  * secret and any others still accepted (a rotation's); the token's `kid` picks which one checks it.
  */
+/** How far in the future a token's issue time may lie: the clock difference tolerated between regions. */
+export const ISSUED_AHEAD_SECONDS = 300;
+
 export function verifyAccessToken(secrets: string | readonly string[], token: string): string {
   const list = typeof secrets === 'string' ? [secrets] : secrets;
   // The header is read unverified only to pick the key; a token naming no accepted key is checked against the
@@ -62,6 +65,12 @@ export function verifyAccessToken(secrets: string | readonly string[], token: st
   }
   if (exp - iat > MAX_TOKEN_LIFETIME_SECONDS) {
     throw unauthorized(`The access token is not valid: its lifetime is longer than the ${MAX_TOKEN_LIFETIME_SECONDS} s allowed.`);
+  }
+  // The lifetime above is measured from the token's own iat: one dated in the future would outlive the bound
+  // (and a rotation's window) by as much (a helper's review). This service dates its tokens now; the regions'
+  // clocks may differ by a little.
+  if (iat > Date.now() / 1000 + ISSUED_AHEAD_SECONDS) {
+    throw unauthorized('The access token is not valid: its issue time (iat) is in the future.');
   }
   const sub = payload.sub;
   if (typeof sub !== 'string' || !isUuid(sub)) throw unauthorized('The access token does not name an organization.');

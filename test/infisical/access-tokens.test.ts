@@ -97,6 +97,8 @@ describe('401: no token, bad signature, expired', () => {
     ['a token without exp', () => bearer(sign(omit(claims(orgId), 'exp'))), 'no expiry (exp)'],
     ['a token without iat', () => bearer(sign(omit(claims(orgId), 'iat'), { noTimestamp: true })), 'no expiry (exp) or issue time (iat)'],
     ['a token living longer than 30 days', () => bearer(sign(claims(orgId, { exp: Math.floor(Date.now() / 1000) + 31 * 86400 }))), 'lifetime is longer'],
+    // Within the lifetime, but dated 3 years ahead: it would be valid for 3 years.
+    ['a token issued in the future', () => bearer(sign(claims(orgId, { iat: Math.floor(Date.now() / 1000) + 1e8, exp: Math.floor(Date.now() / 1000) + 1e8 + 10 }))), 'issue time (iat) is in the future'],
     ['a token without a key id', () => bearer(jwt.sign(claims(orgId), SECRET, { algorithm: 'HS256' })), 'does not name the key'],
     ['a token naming another key', () => bearer(sign(claims(orgId), { keyid: 'another-key' })), 'does not name the key'],
   ];
