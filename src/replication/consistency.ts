@@ -8,6 +8,7 @@ import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest } from '../http/errors';
 import { TransactionPastBound } from './pg-tx';
 import type { Replicator } from './replicator';
+import { parseVersion } from './hlc';
 import type { ChangeEvent } from './tables';
 import type { WaitResult } from './tracker';
 
@@ -75,8 +76,11 @@ export const slashidStoredResult: StoredResult = (body) =>
  */
 export function supersededError(changeId: string, waited: WaitResult, result?: unknown): AppError {
   const lost = waited.superseded[0];
+  // Said in the resource's terms: the winner's region and time, not its table and version (schema detail a
+  // client has no use for; a helper's review).
+  const when = lost ? wallTime(lost.winner.version) : null;
   const what = lost
-    ? `${lost.winner.table} ${lost.winner.key} holds version ${lost.winner.version} written in ${lost.winner.originRegion}` +
+    ? `a write made in ${lost.winner.originRegion}${when ? ` at ${when}` : ''} won` +
       ` (seen in ${waited.superseded.map((s) => s.region).join(', ')})`
     : 'another write won';
   return new AppError(
@@ -86,6 +90,15 @@ export function supersededError(changeId: string, waited: WaitResult, result?: u
       'Read the resource for its current state and retry the change if it still applies.',
     result === undefined ? {} : { result },
   );
+}
+
+/** The wall-clock time of a version, ISO 8601; null when it does not read as one. */
+function wallTime(version: string): string | null {
+  try {
+    return new Date(parseVersion(version).wall).toISOString();
+  } catch {
+    return null;
+  }
 }
 
 function pendingError(c: Consistency, changeId: string, waited: WaitResult, followUp: FollowUp, result?: unknown): AppError {

@@ -14,6 +14,9 @@ import { Client } from 'pg';
 import { DelayProxy, type DelayTable } from '../../scripts/harness/delay-proxy';
 import { bearer, configBody, issueToken, makeCerts, SSO } from '../infisical/support/fixtures';
 import { REDIS_URL } from '../support/env';
+
+/** A lost write's 409: which region's write won and when, in the resource's terms (not its table or version). */
+const LOST = /lost to a concurrent write and is not kept: (a write made in [a-z0-9-]+( at \d{4}-\d\d-\d\dT[\d:.]+Z)? won \(seen in [a-z0-9, -]+\)|another write won)\. /;
 import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 
 const A = 'us-iowa';
@@ -135,7 +138,7 @@ async function concurrentRound(round: number) {
       figures.allRegionsLosers++;
       // Lost after commit (superseded in a region), or refused before it (the other create had reached
       // this region first: Infisical's own 409); either way a 409 and nothing of it kept.
-      if (c.status === 409 && config.issuer !== mine && /lost to a concurrent write|already has a SAML config/.test(c.body.message)) figures.allRegionsLosersWith409++;
+      if (c.status === 409 && config.issuer !== mine && (LOST.test(c.body.message) || /already has a SAML config/.test(c.body.message))) figures.allRegionsLosersWith409++;
       else figures.unexpected.push(`round ${round}: create in ${[A, B][i]} answered ${c.status} ${JSON.stringify(c.body)}`);
     }
     // A committed write names its change (a write refused before commit has none).

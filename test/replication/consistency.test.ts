@@ -20,3 +20,17 @@ test('a replay waits hearing every origin, counting no region as holding the cha
   await awaitChange(repl, { level: 'all_regions', timeoutSeconds: 5, deadline, leave: () => undefined }, 'change-1');
   expect(waits).toEqual([['change-1', deadline, [], { anyOrigin: true }]]);
 });
+
+test("a write that lost is told which region's write won and when, in the resource's terms, not the table and version", async () => {
+  const winner = { table: 'saml_provider_credentials', key: '01a23b24-35b4-77e8-8d46-165176bf223d', version: '001796288028902.000003.europe-belgium', originRegion: 'europe-belgium' };
+  const repl = {
+    changeStatus: async () => null,
+    waitForAllRegions: async () => ({ complete: false, applied: ['us-iowa'], pending: [], superseded: [{ region: 'asia-japan', winner }] }),
+  } as unknown as Replicator;
+  const err = await awaitChange(repl, { level: 'all_regions', timeoutSeconds: 5, deadline: Date.now() + 5000, leave: () => undefined }, 'change-2').catch((e: unknown) => e);
+  expect(err).toMatchObject({ status: 409, code: 'write_superseded' });
+  expect((err as Error).message).toBe(
+    'This write (change change-2) lost to a concurrent write and is not kept: a write made in europe-belgium at 2026-12-03T08:53:48.902Z won (seen in asia-japan). ' +
+      'Read the resource for its current state and retry the change if it still applies.',
+  );
+});
