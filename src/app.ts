@@ -49,8 +49,9 @@ export function createApp(deps: AppDeps): Express {
   for (const f of deps.features) if (f.pages) operator.use(f.pages(deps));
   operator.use(healthRoutes({ region: deps.config.region.id, health: deps.health, readiness: deps.readiness }));
   // Prometheus sends the admin token with `authorization: { credentials: … }` in its scrape config.
-  operator.get('/metrics', adminAuth(deps.config.adminToken), deps.metrics.handler);
-  operator.use('/admin', routePrefix(), ...adminGuard(deps.config.adminToken));
+  const adminTokens = [deps.config.adminToken, ...deps.config.adminAcceptedTokens];
+  operator.get('/metrics', adminAuth(adminTokens), deps.metrics.handler);
+  operator.use('/admin', routePrefix(), ...adminGuard(adminTokens));
   const adminDeps = { ...deps, db: deps.adminDb ?? deps.db };
   for (const f of deps.features) if (f.adminRoutes) operator.use(f.adminRoutes(adminDeps));
   if (deps.admission) operator.get('/admin/replication', withAdmissionBlock(deps.admission));

@@ -138,6 +138,11 @@ export interface Config extends ConfigFile {
    */
   localRedisUrl?: string;
   adminToken: string;
+  /**
+   * Other admin tokens still accepted (ADMIN_TOKEN_ACCEPTED, comma-separated): a rotation's old token, or its
+   * next one before any region uses it. The region calls the others with adminToken.
+   */
+  adminAcceptedTokens: string[];
   /** Secret that signs Infisical-dialect access tokens (and, derived, the SSO tokens); the same in every region. */
   tokenSigningSecret: string;
   /**
@@ -208,7 +213,7 @@ function intFromEnv(env: Env, name: string): number | undefined {
 
 /**
  * Builds the process configuration. Environment variables override the file:
- * REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
+ * REGIONS_CONFIG, REGION, ADMIN_TOKEN, ADMIN_TOKEN_ACCEPTED, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
  * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
  * region only), LOG_LEVEL.
  */
@@ -224,6 +229,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (!region) throw new ConfigError(`REGION '${regionId}' is not in ${configPath}; known regions: ${file.regions.map((r) => r.id).join(', ')}`);
   const adminToken = env.ADMIN_TOKEN ?? '';
   if (adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be set to a secret of at least 16 characters');
+  const adminAcceptedTokens = [...new Set((env.ADMIN_TOKEN_ACCEPTED ?? '').split(',').map((x) => x.trim()).filter((x) => x !== ''))].filter((x) => x !== adminToken);
+  const shortToken = adminAcceptedTokens.findIndex((x) => x.length < 16);
+  if (shortToken >= 0) throw new ConfigError(`ADMIN_TOKEN_ACCEPTED: token ${shortToken + 1} is shorter than 16 characters; each is a token like ADMIN_TOKEN, separated by commas`);
   // Its own secret, not derived from ADMIN_TOKEN: every access token would otherwise let its holder
   // guess at the admin token offline.
   // HS256 keys shorter than the hash (32 bytes) make the tokens' security the key's, not the algorithm's.
@@ -269,6 +277,7 @@ export function loadConfig(env: Env = process.env): Config {
     region: merged,
     ...(env.REGION_REDIS_URL ? { localRedisUrl: env.REGION_REDIS_URL } : {}),
     adminToken,
+    adminAcceptedTokens,
     tokenSigningSecret,
     ...(tokenAcceptedSecrets.length ? { tokenAcceptedSecrets } : {}),
     replicationKeys,

@@ -93,7 +93,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
           data: {
             region: config.region.id, host: config.region.host ?? '127.0.0.1', port: operatorPort,
             databaseUrl: config.region.databaseUrl, redisUrls: replication.redisUrls, defaultRedisUrl: config.redisUrl,
-            keyPrefix: config.redisKeyPrefix, adminToken: config.adminToken, logLevel: config.logLevel,
+            keyPrefix: config.redisKeyPrefix, adminTokens: [config.adminToken, ...config.adminAcceptedTokens], logLevel: config.logLevel,
             ...(opts.operatorStalledAfterMs !== undefined ? { stalledAfterMs: opts.operatorStalledAfterMs } : {}),
           },
           snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status() }),

@@ -65,6 +65,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['no REGION', good, { REGION: '' }, /REGION is not set/],
   ['an unknown REGION', good, { REGION: 'mars' }, /REGION 'mars' is not in/],
   ['no ADMIN_TOKEN', good, { ADMIN_TOKEN: '' }, /ADMIN_TOKEN/],
+  ['a 15-character accepted admin token', good, { ADMIN_TOKEN_ACCEPTED: `${'a'.repeat(16)},${'b'.repeat(15)}` }, /ADMIN_TOKEN_ACCEPTED: token 2 is shorter than 16 characters/],
   ['no TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: '' }, /TOKEN_SIGNING_SECRET/],
   ['a 16-character TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(16) }, /TOKEN_SIGNING_SECRET must be set to a random secret of at least 32 bytes/],
   ['a 31-byte TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(31) }, /at least 32 bytes/],
@@ -98,6 +99,13 @@ test('TOKEN_ACCEPTED_SECRETS: comma-separated, trimmed, without repeats and with
   expect(loadConfig(env(write(good))).tokenAcceptedSecrets).toBeUndefined();
   const c = loadConfig(env(write(good), { TOKEN_ACCEPTED_SECRETS: ` ${'a'.repeat(32)} ,${'s'.repeat(32)},${'a'.repeat(32)},,${'b'.repeat(40)}` }));
   expect(c.tokenAcceptedSecrets).toEqual(['a'.repeat(32), 'b'.repeat(40)]);
+});
+
+test('ADMIN_TOKEN_ACCEPTED: comma-separated, trimmed, without repeats and without ADMIN_TOKEN', () => {
+  expect(loadConfig(env(write(good))).adminAcceptedTokens).toEqual([]);
+  const own = loadConfig(env(write(good))).adminToken;
+  const c = loadConfig(env(write(good), { ADMIN_TOKEN_ACCEPTED: ` ${'a'.repeat(16)} ,${own},${'a'.repeat(16)},,${'b'.repeat(20)}` }));
+  expect(c.adminAcceptedTokens).toEqual(['a'.repeat(16), 'b'.repeat(20)]);
 });
 
 test('without REGIONS_CONFIG and with no ./regions.config.json, the error names REGIONS_CONFIG', () => {

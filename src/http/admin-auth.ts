@@ -2,11 +2,19 @@ import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { unauthorized } from './errors';
 
-/** `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. */
-export function adminAuth(adminToken: string): RequestHandler {
+/**
+ * `Authorization: Bearer <ADMIN_TOKEN>` (or one of ADMIN_TOKEN_ACCEPTED: a rotation's), compared in constant
+ * time with every accepted token (no early exit: the time does not say which one matched, or how many there are
+ * before it).
+ */
+export function adminAuth(adminTokens: string | readonly string[]): RequestHandler {
+  const tokens = typeof adminTokens === 'string' ? [adminTokens] : adminTokens;
   return (req, _res, next) => {
     const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
-    if (!m?.[1] || !secretEquals(m[1].trim(), adminToken)) {
+    const sent = m?.[1]?.trim();
+    let ok = false;
+    if (sent) for (const t of tokens) ok = secretEquals(sent, t) || ok;
+    if (!ok) {
       throw unauthorized('Admin API: send Authorization: Bearer <ADMIN_TOKEN>.');
     }
     next();

@@ -30,8 +30,8 @@ export function healthRoutes(d: HealthDeps): Router {
 }
 
 /** What every /admin route passes first: no cache may keep its answer (some carry secrets), storable input, the admin token. */
-export function adminGuard(adminToken: string): RequestHandler[] {
-  return [noStore, refuseUnstorableInput(), adminAuth(adminToken)];
+export function adminGuard(adminTokens: readonly string[]): RequestHandler[] {
+  return [noStore, refuseUnstorableInput(), adminAuth(adminTokens)];
 }
 
 const noStore: RequestHandler = (_req, res, next) => {

@@ -30,7 +30,8 @@ export interface OperatorWorkerData {
   redisUrls: Record<string, string>;
   defaultRedisUrl: string;
   keyPrefix: string;
-  adminToken: string;
+  /** ADMIN_TOKEN first, then ADMIN_TOKEN_ACCEPTED's. */
+  adminTokens: string[];
   logLevel: string;
   /** STALLED_AFTER_MS unless given (tests). */
   stalledAfterMs?: number;

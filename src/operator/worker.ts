@@ -63,7 +63,7 @@ app.use(healthRoutes({
   }),
   readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown' }),
 }));
-app.use('/admin', routePrefix(), ...adminGuard(d.adminToken));
+app.use('/admin', routePrefix(), ...adminGuard(d.adminTokens));
 app.get('/admin/replication', async (_req, res) => {
   // Never null: the server listens once the first snapshot came.
   const s = snapshot as OperatorSnapshot;

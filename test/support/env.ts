@@ -89,6 +89,7 @@ export async function createDeployment(
         ...file,
         region: { ...r, host: '127.0.0.1' },
         adminToken: ADMIN_TOKEN,
+        adminAcceptedTokens: [],
         tokenSigningSecret: TEST_SIGNING_SECRET,
         replicationKeys: parseReplicationKeys(TEST_REPLICATION_KEYS),
         logLevel: process.env.TEST_LOG_LEVEL ?? 'silent',
