@@ -14,7 +14,7 @@ import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
 import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
-import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustSettingOf, type MetadataRecord, type RefreshOutcome } from './trust';
+import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, trustSettingOf, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
 
 export interface RefreshDeps {
@@ -29,6 +29,7 @@ interface Due {
   org_id: string;
   idp_metadata_url: string;
   idp_trust: unknown;
+  /** The stored document, when it is the credential's (isCurrentMetadata). */
   metadata: StoredMetadata | null;
 }
 
@@ -43,15 +44,18 @@ const SWEEP_PAGE = 10_000;
 const SWEEP_START = '00000000-0000-0000-0000-000000000000';
 
 /**
- * isCurrentMetadata (trust.ts) in SQL, of metadata row `m` and credential row `c`: for the credential's URL
- * and, when both say, made under its current trust setting.
+ * isCurrentMetadata (trust.ts) in SQL, of metadata row `m` and credential row `c`: for the credential's URL,
+ * and made under its trust setting or a newer one (the setting as trustSettingOf reads it: id and url strings).
+ * Reads the metadata row's small columns only, not its document.
  */
 const currentMetadata = (m: string, c: string) =>
-  `(${m}.idp_metadata_url = ${c}.idp_metadata_url AND (NOT (${m}.metadata ? 'trust_id') OR ${c}.idp_trust->>'id' IS NULL OR ${c}.idp_trust->>'url' IS NULL
-     OR ${m}.metadata->>'trust_id' = ${c}.idp_trust->>'id'))`;
+  `(${m}.idp_metadata_url = ${c}.idp_metadata_url AND (${m}.trust_id IS NULL
+     OR jsonb_typeof(${c}.idp_trust->'id') IS DISTINCT FROM 'string' OR jsonb_typeof(${c}.idp_trust->'url') IS DISTINCT FROM 'string'
+     OR ${m}.trust_id >= (${c}.idp_trust->>'id') COLLATE "C"))`;
 
 /** A credential to refresh, with its stored document when that is the credential's current one. */
-const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, c.idp_trust, CASE WHEN ${currentMetadata('m', 'c')} THEN m.metadata END AS metadata
+const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, c.idp_trust,
+    CASE WHEN ${currentMetadata('m', 'c')} THEN m.metadata END AS metadata
   FROM saml_provider_credentials c
   LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
 
@@ -286,7 +290,7 @@ export class MetadataRefresher {
     // here replaced): judged as the owner's setting says, by the owner's pins when there are (a document
     // they do not vouch for is refused and recorded as a failed refresh), else on first use.
     const judge = (stored: MetadataRecord | null): { record: MetadataRecord; outcome: RefreshOutcome } =>
-      stored ? decideRefresh(stored, fresh) : { record: firstUse(fresh, pinsFor(c), trustSettingOf(c.idp_trust)?.id), outcome: 'applied' };
+      stored ? decideRefresh(stored, fresh) : { record: firstUse(fresh, pinsFor(c)), outcome: 'applied' };
     let outcome = judge(c.metadata as MetadataRecord | null).outcome;
     if (outcome !== 'unchanged') {
       outcome = await repl.write(async (w) => {
@@ -296,9 +300,12 @@ export class MetadataRefresher {
         const setting = (r: { idp_trust?: unknown }) => trustSettingOf(r.idp_trust)?.id;
         if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url || setting(current) !== setting(c)) return 'unchanged' as const;
         const row = await w.lock(metadataTable, c.id);
-        const stored = row && !row.deleted_at && isCurrentMetadata(c, row as { idp_metadata_url: string; metadata: unknown }) ? (row.metadata as MetadataRecord) : null;
-        const decided = judge(stored);
-        if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next });
+        const live = row && !row.deleted_at && isCurrentMetadata(c, row as { idp_metadata_url: string; trust_id?: string | null }) ? row : null;
+        const decided = judge(live ? (live.metadata as MetadataRecord) : null);
+        // Made under the stored document's setting (it may be newer than the credential's: trust.ts), else the
+        // credential's; never null, which only older versions write.
+        const trustId = typeof live?.trust_id === 'string' ? live.trust_id : trustIdFor(current);
+        if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next }, trustId);
         return decided.outcome;
       }).then((r) => r.value);
       if (outcome === 'applied') log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
@@ -346,7 +353,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
       const credential = await w.lock(credentialsTable, id);
       const row = await w.lock(metadataTable, id);
       if (!credential || credential.deleted_at || !row || row.deleted_at) throw none();
-      if (!isCurrentMetadata(credential as { idp_metadata_url: string }, row as { idp_metadata_url: string; metadata: unknown })) throw none();
+      if (!isCurrentMetadata(credential as { idp_metadata_url: string }, row as { idp_metadata_url: string; trust_id?: string | null })) throw none();
       const accepted = acceptHeld(row.metadata as MetadataRecord);
       if (!accepted) throw none();
       await w.put(metadataTable, { ...row, metadata: accepted });

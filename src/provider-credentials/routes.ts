@@ -2,8 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import type { Db } from '../db/client';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
-import { v7 as uuidv7 } from 'uuid';
-import { callerPins, firstUse, isCurrentModel, type TrustedCertificate, type TrustSetting } from './trust';
+import { callerPins, firstUse, isCurrentModel, type TrustedCertificate } from './trust';
 import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission } from '../http/admission';
 import { badRequest, notFound } from '../http/errors';
@@ -73,10 +72,9 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     // way ends, and one whose slot comes later does not start, so the retry the 408 invites finds the slot free.
     const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, url, answered));
     const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, load, res, limiter.orgWaitMs));
-    // A new trust setting: the metadata row says it was made under it (see TrustSetting).
-    const trust: TrustSetting = { id: uuidv7(), url, pins };
-    const metadata = firstUse(fresh, pins, trust.id);
-    return { metadata, nextRefreshAt: nextRefreshAt(metadata, config), trust };
+    const metadata = firstUse(fresh, pins);
+    // The owner's choice: the write makes it the credential's trust setting (see TrustSetting).
+    return { metadata, nextRefreshAt: nextRefreshAt(metadata, config), trust: { url, pins } };
   };
 
   const router = Router();

@@ -8,7 +8,7 @@ import type { PutOptions, Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
-import type { TrustSetting } from './trust';
+import { trustIdFor, type TrustSetting } from './trust';
 import { credentialsTable, limitCheck, LIMIT_SQLSTATE, metadataTable, refreshStatement } from './store';
 
 export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
@@ -35,8 +35,11 @@ export function viewFromRow(r: Row): CredentialView {
 export interface FetchedMetadata {
   metadata: StoredMetadata;
   nextRefreshAt: Date;
-  /** The owner's new trust setting, when the owner set the URL or the pins (not on a refresh). */
-  trust?: TrustSetting;
+  /**
+   * The owner's choice when the owner set the URL or the pins (not on a refresh): the write makes it the
+   * credential's trust setting, with a new id.
+   */
+  trust?: Omit<TrustSetting, 'id'>;
 }
 
 export const DEFAULT_MAX_CREDENTIALS_PER_ORG = 100;
@@ -64,10 +67,10 @@ export function createCredential(
         email_claims: body.email_claims ?? [],
         enable_in_slashid_oidc_authz_server: body.enable_in_slashid_oidc_authz_server ?? false,
         home_region: repl.region,
-        idp_trust: fetched.trust ?? null,
+        idp_trust: settingOf(fetched),
         created_at: new Date().toISOString(),
       }, { fresh: true });
-      await putMetadata(w, row, fetched, { fresh: true });
+      await putMetadata(w, row, fetched, trustIdFor(row), { fresh: true });
       // The limit, counted under the organization's lock with the new row in: both with the commit.
       w.later(w.lockStatement(organizationsTable, orgId));
       w.later(limitCheck(orgId, maxPerOrg));
@@ -86,8 +89,16 @@ export function createCredential(
 
 type Writer = Parameters<Parameters<Replicator['write']>[0]>[0];
 
-/** Stores the fetched document for the credential (its own replicated row) and schedules the next fetch. */
-export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata, opts: PutOptions = {}): Promise<void> {
+/** A new trust setting from the owner's choice; its id is made in the write (a UUIDv7: ids sort by time). */
+function settingOf(fetched: FetchedMetadata | null): TrustSetting | null {
+  return fetched?.trust ? { id: uuidv7(), ...fetched.trust } : null;
+}
+
+/**
+ * Stores the fetched document for the credential (its own replicated row), made under the trust setting
+ * `trustId` (trust.ts), and schedules the next fetch.
+ */
+export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata, trustId: string, opts: PutOptions = {}): Promise<void> {
   const id = String(credential.id);
   // A new credential's metadata row is new too (keyed by the credential's fresh id).
   const current = opts.fresh ? null : await w.lock(metadataTable, id);
@@ -96,6 +107,7 @@ export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMe
     org_id: credential.org_id,
     idp_metadata_url: credential.idp_metadata_url,
     metadata: fetched.metadata,
+    trust_id: trustId,
     created_at: current?.created_at ?? new Date().toISOString(),
   }, opts);
   w.later(refreshStatement(id, fetched.nextRefreshAt, { ok: true }));
@@ -119,8 +131,9 @@ export function patchCredential(repl: Replicator, orgId: string, id: string, pat
     if (fetched?.trust && (columns.idp_metadata_url ?? current.idp_metadata_url) !== fetched.trust.url) {
       throw conflict(`The idp_metadata_url of SAML provider credentials ${id} changed while its metadata was fetched; nothing was written. Send the PATCH again.`);
     }
-    const row = await w.put(credentialsTable, { ...current, ...columns, ...(fetched?.trust ? { idp_trust: fetched.trust } : {}) });
-    if (fetched) await putMetadata(w, row, fetched);
+    const setting = settingOf(fetched);
+    const row = await w.put(credentialsTable, { ...current, ...columns, ...(setting ? { idp_trust: setting } : {}) });
+    if (fetched) await putMetadata(w, row, fetched, trustIdFor(row));
     return viewFromRow(row);
   });
 }
@@ -145,7 +158,7 @@ export function deleteCredential(repl: Replicator, orgId: string, id: string) {
     });
     const metadata = await w.lock(metadataTable, id);
     if (metadata && !metadata.deleted_at) {
-      await w.put(metadataTable, { credential_id: id, org_id: metadata.org_id, idp_metadata_url: '', metadata: {}, created_at: metadata.created_at, deleted_at: now });
+      await w.put(metadataTable, { credential_id: id, org_id: metadata.org_id, idp_metadata_url: '', metadata: {}, trust_id: null, created_at: metadata.created_at, deleted_at: now });
     }
     return { id };
   });

@@ -36,19 +36,22 @@ export interface HeldMetadata {
 export interface MetadataRecord extends StoredMetadata {
   trusted_certificates?: TrustedCertificate[];
   pending?: HeldMetadata | null;
-  /** The id of the credential's trust setting the record was made under (absent on rows of older versions). */
-  trust_id?: string;
 }
 
 /**
  * The credential's `idp_trust` column: the owner's word on what to trust, written with every create and every
- * PATCH of the URL or the pins, with a new id each time. The metadata row says which setting it was made
- * under (`trust_id`); when another setting is the credential's (a refresh in the home region won over a
- * PATCH made in another region at the same moment), the home region fetches again under this one's pins.
+ * PATCH of the URL or the pins, with a new id each time. The metadata row's `trust_id` column names the
+ * setting it was made under ('' for none). Rows replicate by last writer wins, each on its own, and a
+ * refresh writes only the metadata row, a PATCH of the label only the credential row (with the setting it
+ * read). So a refresh in the home region can win over a PATCH of the pins made in another region at the same
+ * moment, leaving a metadata row of the older setting; the home region then fetches again under this one's
+ * pins. A label PATCH can win over it the other way, leaving the credential row with the older setting and
+ * the metadata row with the newer: ids are UUIDv7, which sort by when they were made, and a metadata row made
+ * under a setting at least as new as the credential's is the credential's.
  */
 export interface TrustSetting {
   id: string;
-  /** The URL the owner set the pins for: pins of another URL (a PATCH by an older version) are not used. */
+  /** The URL the owner set the pins for: pins of another URL are not used. */
   url: string;
   /** The owner's certificates, or null: trust on first use. */
   pins: TrustedCertificate[] | null;
@@ -67,23 +70,29 @@ export function pinsFor(credential: { idp_metadata_url: string; idp_trust?: unkn
   return setting && setting.url === credential.idp_metadata_url ? setting.pins : null;
 }
 
+/** The trust_id a metadata row written now carries: the credential's setting's id, or '' for none. */
+export function trustIdFor(credential: { idp_trust?: unknown }): string {
+  return trustSettingOf(credential.idp_trust)?.id ?? '';
+}
+
 /**
- * Whether a stored metadata row is the credential's: fetched for its URL, and (when both say) under its
- * current trust setting. Rows of older versions carry no setting id and are judged by the URL alone.
+ * Whether a stored metadata row is the credential's: fetched for its URL, and made under its trust setting or
+ * a newer one. A row an older version wrote (trust_id null), or a credential without a setting, is judged by
+ * the URL alone. (The sweep's SQL says the same: metadata-refresh.ts.)
  */
 export function isCurrentMetadata(
   credential: { idp_metadata_url: string; idp_trust?: unknown },
-  row: { idp_metadata_url: string; metadata: unknown },
+  row: { idp_metadata_url: string; trust_id?: string | null },
 ): boolean {
   if (row.idp_metadata_url !== credential.idp_metadata_url) return false;
-  const made = (row.metadata as MetadataRecord | null)?.trust_id;
   const setting = trustSettingOf(credential.idp_trust);
-  return made === undefined || setting === null || made === setting.id;
+  const made = row.trust_id;
+  return setting === null || made === null || made === undefined || made >= setting.id;
 }
 
 /** isCurrentMetadata of the rows as the Prisma client reads them. */
-export function isCurrentModel(credential: { idpMetadataUrl: string; idpTrust: unknown }, row: { idpMetadataUrl: string; metadata: unknown }): boolean {
-  return isCurrentMetadata({ idp_metadata_url: credential.idpMetadataUrl, idp_trust: credential.idpTrust }, { idp_metadata_url: row.idpMetadataUrl, metadata: row.metadata });
+export function isCurrentModel(credential: { idpMetadataUrl: string; idpTrust: unknown }, row: { idpMetadataUrl: string; trustId: string | null }): boolean {
+  return isCurrentMetadata({ idp_metadata_url: credential.idpMetadataUrl, idp_trust: credential.idpTrust }, { idp_metadata_url: row.idpMetadataUrl, trust_id: row.trustId });
 }
 
 /** Pinned certificates kept per credential (the newest win when a signed rotation adds more). */
@@ -91,7 +100,7 @@ export const MAX_TRUSTED_CERTIFICATES = 10;
 
 /** The document alone, without the trust fields. */
 export function documentOf(r: MetadataRecord): StoredMetadata {
-  const { trusted_certificates: _t, pending: _p, trust_id: _i, ...doc } = r;
+  const { trusted_certificates: _t, pending: _p, ...doc } = r;
   return doc;
 }
 
@@ -153,13 +162,12 @@ export function callerPins(pems: string[]): TrustedCertificate[] {
  * The record of a document fetched when the owner sets the credential's URL or pins: trust on first use, or
  * the owner's certificates, which must vouch for the document (sign it, or be all it lists).
  */
-export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | null, trustId?: string): MetadataRecord {
-  const made = trustId === undefined ? {} : { trust_id: trustId };
+export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | null): MetadataRecord {
   if (pins === null) {
     const signer = fresh.signed_by && !fresh.signing_certificates.some((c) => c.fingerprint_sha256 === fresh.signed_by)
       ? [{ fingerprint_sha256: fresh.signed_by, subject: null, not_after: null, source: 'first_use' as const }]
       : [];
-    return { ...fresh, trusted_certificates: [...signer, ...pinsOf(fresh, 'first_use')], pending: null, ...made };
+    return { ...fresh, trusted_certificates: [...signer, ...pinsOf(fresh, 'first_use')], pending: null };
   }
   if (!signedByTrusted(fresh, pins) && !listsOnlyTrusted(fresh, pins)) {
     throw new AppError(
@@ -170,11 +178,8 @@ export function firstUse(fresh: StoredMetadata, pins: TrustedCertificate[] | nul
         'and lists signing certificates that are not among them.',
     );
   }
-  return { ...fresh, trusted_certificates: pins, pending: null, ...made };
+  return { ...fresh, trusted_certificates: pins, pending: null };
 }
-
-/** The setting id a record was made under, for a record made from it (none on rows of older versions). */
-const madeUnder = (r: MetadataRecord) => (r.trust_id === undefined ? {} : { trust_id: r.trust_id });
 
 export type RefreshOutcome = 'unchanged' | 'applied' | 'held';
 
@@ -184,7 +189,7 @@ export function decideRefresh(current: MetadataRecord, fresh: StoredMetadata, no
   const applied = documentOf(current);
   if (listsOnlyTrusted(fresh, trusted) || signedByTrusted(fresh, trusted)) {
     const pins = listsOnlyTrusted(fresh, trusted) ? trusted : merge(trusted, pinsOf(fresh, 'signed_refresh'));
-    const record = { ...fresh, trusted_certificates: pins, pending: null, ...madeUnder(current) };
+    const record = { ...fresh, trusted_certificates: pins, pending: null };
     const unchanged = sameDocument(applied, fresh) && !current.pending && current.trusted_certificates !== undefined;
     return { record, outcome: unchanged ? 'unchanged' : 'applied' };
   }
@@ -200,5 +205,5 @@ export function decideRefresh(current: MetadataRecord, fresh: StoredMetadata, no
 export function acceptHeld(current: MetadataRecord): MetadataRecord | null {
   if (!current.pending) return null;
   const fresh = current.pending.metadata;
-  return { ...fresh, trusted_certificates: merge(trustedOf(current), pinsOf(fresh, 'operator')), pending: null, ...madeUnder(current) };
+  return { ...fresh, trusted_certificates: merge(trustedOf(current), pinsOf(fresh, 'operator')), pending: null };
 }

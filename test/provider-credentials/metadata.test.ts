@@ -261,6 +261,8 @@ test('new pins alone, whose fetch of the URL outlasts a PATCH of the URL, are re
   // The pins are judged against okta.xml; the IdP holds that fetch while another PATCH points the credential elsewhere.
   const file = `okta.xml?pins-race=${Date.now()}`;
   await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: idp.url(file) }, headers: slashidHeaders(org) });
+  // Not due for a day: the region's own refresher (every 500 ms here) must not take the held fetch first.
+  await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() + interval '1 day' WHERE credential_id = $1::uuid`, id);
   idp.slow(file, 1500);
   const pinning = call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [pem] }, headers: slashidHeaders(org) });
   expect(await eventually(async () => idp.held() === 1, 10_000, 20)).toBe(true);

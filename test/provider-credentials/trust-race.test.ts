@@ -155,3 +155,65 @@ test('new pins alone set in another region (dropping a certificate), raced by a 
     }, 20_000)).toBe(true);
   }
 });
+
+test('new pins set in another region, raced by a PATCH of the label in the home region: the pins stay, no region stops serving the credential', async () => {
+  // The label's write carries the credential row with the setting it read (the older one) and wins that row;
+  // the pins' metadata row stays: made under a newer setting than the credential row names, it is current.
+  idp.set('label.xml', doc([K1], null));
+  const created = await call(home.url, 'POST', PATH, {
+    body: { idp_metadata_url: idp.url('label.xml') },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+  });
+  expect(created.status).toBe(201);
+  const id = created.body.result.id as string;
+  idp.set('label.xml', doc([K2], K1));
+  await home.replication.applier?.stop();
+  const pinned = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
+  expect(pinned.status).toBe(204);
+  const labelled = await call(home.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'renamed' }, headers: slashidHeaders(org) });
+  expect(labelled.status).toBe(204);
+  await home.stop();
+  home = await start(HOME);
+  const credential = async (r: RunningRegion) => r.db.samlProviderCredential.findUnique({ where: { id } });
+  expect(await eventually(async () => (await credential(home))?.version === (await credential(other))?.version
+    && (await metadataRow(home, id))?.version === (await metadataRow(other, id))?.version, 20_000)).toBe(true);
+  // The label won the credential row (with the setting it read), the pins the metadata row.
+  expect((await credential(other))?.label).toBe('renamed');
+  const setting = (await credential(other))?.idpTrust as { id: string };
+  expect(String((await metadataRow(other, id))?.trustId) > setting.id).toBe(true);
+  for (const r of [home, other]) expect(await trusted(r, id)).toEqual([`${fp(K2)}:caller`]);
+  // Nor does the home region's sweep fetch it again under the older setting.
+  const before = (await metadataRow(home, id))?.version;
+  await refresherOf(home).runOnce();
+  expect((await metadataRow(home, id))?.version).toBe(before);
+  for (const r of [home, other]) expect(await trusted(r, id)).toEqual([`${fp(K2)}:caller`]);
+});
+
+test('a credential written by an older version (no trust setting): new pins set in another region and raced by a refresh are not lost', async () => {
+  idp.set('legacy.xml', doc([K1], null));
+  const created = await call(home.url, 'POST', PATH, {
+    body: { idp_metadata_url: idp.url('legacy.xml') },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+  });
+  expect(created.status).toBe(201);
+  const id = created.body.result.id as string;
+  // As an older version left it in both regions: no setting, no trust id.
+  for (const r of [home, other]) {
+    await r.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_trust = NULL WHERE id = $1::uuid', id);
+    await r.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET trust_id = NULL WHERE credential_id = $1::uuid', id);
+  }
+  idp.set('legacy.xml', doc([K2], K1));
+  await race(id, async () => {
+    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+  }, { file: 'legacy.xml', xml: doc([K2], K1) });
+  // The refresh, judged without a setting, says so ('' sorts before every setting id): not the credential's.
+  expect((await metadataRow(home, id))?.trustId).toBe('');
+  const refresher = refresherOf(home);
+  for (const r of [home, other]) {
+    expect(await eventually(async () => {
+      if (r === home) await refresher.runOnce();
+      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]);
+    }, 20_000)).toBe(true);
+  }
+});
