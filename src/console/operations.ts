@@ -12,6 +12,7 @@ export const consoleOperations: Operation[] = [
   page('/admin/console', 'text/html', 'The deployment console (a web page)'),
   page('/admin/console.js', 'text/javascript', "The console's script"),
   page('/admin/console.css', 'text/css', "The console's stylesheet"),
+  page('/admin/console.svg', 'image/svg+xml', "The console's icon"),
   {
     method: 'get', path: '/admin/deployment', tags, auth: 'admin', dialect: 'slashid',
     summary: "Every configured region's status, gathered by this region",

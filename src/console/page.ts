@@ -13,6 +13,7 @@ export const CONSOLE_HTML = `<!doctype html>
 <meta name="referrer" content="no-referrer">
 <title>Deployment console</title>
 <link rel="stylesheet" href="/admin/console.css">
+<link rel="icon" href="/admin/console.svg" type="image/svg+xml">
 <script src="/admin/console.js" defer></script>
 </head>
 <body>
@@ -31,16 +32,16 @@ export const CONSOLE_HTML = `<!doctype html>
     <h2>Regions <small>* serves this page; every figure refreshes every 3 s</small></h2>
     <table id="regions">
       <thead><tr>
-        <th>Region</th><th>State</th><th>Answer</th><th>Redis</th><th title="unpublished / unconfirmed">Outbox</th>
-        <th title="stream entries not yet delivered / delivered but not acknowledged">Backlog</th>
-        <th title="failing / parked">Refused</th><th>Dead letters</th><th>Waiting requests</th><th>Metadata failing</th><th>Problems</th>
+        <th scope="col">Region</th><th scope="col">State</th><th scope="col">Answer</th><th scope="col">Redis</th><th scope="col" title="unpublished / unconfirmed">Outbox</th>
+        <th scope="col" title="stream entries not yet delivered / delivered but not acknowledged">Backlog</th>
+        <th scope="col" title="failing / parked">Refused</th><th scope="col">Dead letters</th><th scope="col">Waiting requests</th><th scope="col">Metadata failing</th><th scope="col">Problems</th>
       </tr></thead>
       <tbody></tbody>
     </table>
   </section>
   <section>
     <h2>Replication lag <small>origin (row) &rarr; region (column): how far behind the origin's newest event</small></h2>
-    <table id="lag"></table>
+    <table id="lag"><thead></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Failing metadata refreshes</h2>
@@ -71,7 +72,15 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #116329; } .warn { color: #9a6700; } .bad { color: #cf222e; }
 td.ok { background: #dafbe1; } td.warn { background: #fff8c5; } td.bad { background: #ffebe9; } td.none { color: #57606a; } main.stale table { opacity: .5; }
 #meta { color: #586069; } ul { margin: 0; padding-left: 1.2rem; }
+section { overflow-x: auto; }
+@media (max-width: 600px) {
+  body { margin: .5rem; font-size: 13px; } header { flex-wrap: wrap; gap: .5rem; }
+  th, td { padding: .2rem .3rem; } #change-id { width: 100%; box-sizing: border-box; }
+}
 `;
+
+/** The page's icon (a browser asks for one; without it, /favicon.ico answered 404 in the log). */
+export const CONSOLE_ICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#116329"/><path d="M4 8h8M8 4v8" stroke="#fff" stroke-width="2"/></svg>';
 
 // Plain ES2017 for any current browser; no template literals (this file is one).
 export const CONSOLE_JS = String.raw`(function () {
@@ -134,7 +143,7 @@ export const CONSOLE_JS = String.raw`(function () {
       var rep = r.replication;
       var meta = r.metadata_refresh;
       var row = el('tr', { 'data-region': r.id, 'data-state': state }, [
-        el('th', { text: r.id + (r.id === d.region ? ' *' : ''), title: r.url + (r.id === d.region ? ' (serves this page)' : '') }),
+        el('th', { scope: 'row', text: r.id + (r.id === d.region ? ' *' : ''), title: r.url + (r.id === d.region ? ' (serves this page)' : '') }),
         td(state, STATE_CLASS[state]),
         td(r.up ? ms(r.response_ms) : null, 'num'),
         td(r.redis, r.redis && r.redis !== 'ready' ? 'bad' : ''),
@@ -153,8 +162,10 @@ export const CONSOLE_JS = String.raw`(function () {
   function renderLag(d) {
     var ids = d.regions.map(function (r) { return r.id; });
     var table = byId('lag');
-    table.replaceChildren();
-    table.appendChild(el('tr', {}, [el('th', { text: 'origin \u2193 / region \u2192' })].concat(ids.map(function (id) { return el('th', { text: id }); }))));
+    var head = table.tHead;
+    var body = table.tBodies[0];
+    head.replaceChildren(el('tr', {}, [el('th', { text: 'origin \u2193 / region \u2192', scope: 'col' })].concat(ids.map(function (id) { return el('th', { text: id, scope: 'col' }); }))));
+    body.replaceChildren();
     ids.forEach(function (origin) {
       var cells = ids.map(function (region) {
         if (region === origin) return td('', 'none');
@@ -167,7 +178,7 @@ export const CONSOLE_JS = String.raw`(function () {
         cell.title = 'last event applied ' + (c.last_applied_at || 'never') + ', ' + ms(c.last_lag_ms) + ' after its commit';
         return cell;
       });
-      table.appendChild(el('tr', {}, [el('th', { text: origin })].concat(cells)));
+      body.appendChild(el('tr', {}, [el('th', { text: origin, scope: 'row' })].concat(cells)));
     });
   }
 
@@ -193,13 +204,14 @@ export const CONSOLE_JS = String.raw`(function () {
       var at = status.applied_at[region];
       var state = at ? 'applied' : superseded[region] ? 'superseded' : 'pending';
       var row = el('tr', { 'data-region': region, 'data-state': state }, [
-        el('th', { text: region }),
+        el('th', { text: region, scope: 'row' }),
         td(state, { applied: 'ok', superseded: 'warn', pending: 'bad' }[state]),
         td(at || (superseded[region] ? superseded[region].at : null)),
       ]);
       return row;
     });
-    box.appendChild(el('table', { id: 'change-regions' }, [el('tr', {}, [el('th', { text: 'Region' }), el('th', { text: 'State' }), el('th', { text: 'At' })])].concat(rows)));
+    var head = el('thead', {}, [el('tr', {}, [el('th', { text: 'Region', scope: 'col' }), el('th', { text: 'State', scope: 'col' }), el('th', { text: 'At', scope: 'col' })])]);
+    box.appendChild(el('table', { id: 'change-regions' }, [head, el('tbody', {}, rows)]));
   }
 
   function refreshChange() {

@@ -1,7 +1,7 @@
 import { Router, type Response } from 'express';
 import type { Config } from '../config';
 import { gatherDeployment } from './deployment';
-import { CONSOLE_CSS, CONSOLE_HTML, CONSOLE_JS } from './page';
+import { CONSOLE_CSS, CONSOLE_HTML, CONSOLE_ICON, CONSOLE_JS } from './page';
 
 // Nothing but this origin's own script and stylesheet may load, and the script may only call back home.
 const CSP = [
@@ -29,6 +29,7 @@ export function consolePages(): Router {
   router.get('/admin/console', (_req, res) => asset(res, 'html', CONSOLE_HTML));
   router.get('/admin/console.js', (_req, res) => asset(res, 'js', CONSOLE_JS));
   router.get('/admin/console.css', (_req, res) => asset(res, 'css', CONSOLE_CSS));
+  router.get('/admin/console.svg', (_req, res) => asset(res, 'svg', CONSOLE_ICON));
   return router;
 }
 

@@ -189,11 +189,12 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     new Gauge({
       name: 'replication_watermark_timestamp_seconds',
       help: "Per member region: its last reported watermark (wall-clock part, Unix time), as this process last read it.",
-      labelNames: ['region'] as const,
+      // Not `region`: that is the reporting region's, the registry's default label (it overrode it).
+      labelNames: ['member_region'] as const,
       registers,
       collect() {
         this.reset();
-        for (const m of tomb.last?.result.members ?? []) if (m.watermark) this.set({ region: m.region }, wallOf(m.watermark) / 1000);
+        for (const m of tomb.last?.result.members ?? []) if (m.watermark) this.set({ member_region: m.region }, wallOf(m.watermark) / 1000);
       },
     });
     fromCount('replication_events_below_horizon_total', 'Changes of rows whose tombstone was collected here, not applied (a late, redelivered or replayed event).', () => tomb.belowHorizon);

@@ -8,7 +8,7 @@ import type { PutOptions, Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
-import { trustIdFor, type TrustSetting } from './trust';
+import { trustIdFor, trustSettingOf, type TrustSetting } from './trust';
 import { credentialsTable, limitCheck, LIMIT_SQLSTATE, metadataTable, refreshStatement } from './store';
 
 export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
@@ -89,9 +89,22 @@ export function createCredential(
 
 type Writer = Parameters<Parameters<Replicator['write']>[0]>[0];
 
-/** A new trust setting from the owner's choice; its id is made in the write (a UUIDv7: ids sort by time). */
-function settingOf(fetched: FetchedMetadata | null): TrustSetting | null {
-  return fetched?.trust ? { id: uuidv7(), ...fetched.trust } : null;
+/**
+ * A new trust setting from the owner's choice, its id made in the write: a UUIDv7, and after every setting id
+ * the credential's rows carry here (`after`), whatever the clocks of the regions that made those (a helper's
+ * review: a region whose clock ran ahead made ids that later settings made elsewhere sorted before). So a
+ * setting sorts after the one it replaces, which trust.ts relies on.
+ */
+function settingOf(fetched: FetchedMetadata | null, after: readonly unknown[] = []): TrustSetting | null {
+  return fetched?.trust ? { id: nextSettingId(after), ...fetched.trust } : null;
+}
+
+export function nextSettingId(after: readonly unknown[]): string {
+  const floor = after.filter((x): x is string => typeof x === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-/.test(x)).sort().pop();
+  const id = uuidv7();
+  if (floor === undefined || id > floor) return id;
+  // The floor's millisecond (its first 48 bits), and one more.
+  return uuidv7({ msecs: parseInt(floor.slice(0, 8) + floor.slice(9, 13), 16) + 1 });
 }
 
 /**
@@ -131,7 +144,9 @@ export function patchCredential(repl: Replicator, orgId: string, id: string, pat
     if (fetched?.trust && (columns.idp_metadata_url ?? current.idp_metadata_url) !== fetched.trust.url) {
       throw conflict(`The idp_metadata_url of SAML provider credentials ${id} changed while its metadata was fetched; nothing was written. Send the PATCH again.`);
     }
-    const setting = settingOf(fetched);
+    // Locked first when a setting is made: its id sorts after the credential's setting and the metadata row's.
+    const metadata = fetched?.trust ? await w.lock(metadataTable, id) : null;
+    const setting = settingOf(fetched, [trustSettingOf(current.idp_trust)?.id, metadata?.trust_id]);
     const row = await w.put(credentialsTable, { ...current, ...columns, ...(setting ? { idp_trust: setting } : {}) });
     if (fetched) await putMetadata(w, row, fetched, trustIdFor(row));
     return viewFromRow(row);

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { Db, SqlReader } from '../db/client';
-import { conflict, notFound } from '../http/errors';
+import { AppError, conflict, notFound } from '../http/errors';
+import { isConnectRefused } from '../db/pg-errors';
 import { isUuid } from '../http/validate';
 import type { ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
@@ -47,7 +48,12 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   // After an upgrade that lets this region apply parked events (it also retries them at start).
   router.post('/admin/replication/parked/retry', noBody(), async (_req, res) => {
     if (!d.applier) throw conflict('This process runs no applier; retry on a process of this region that does.');
-    res.json({ region: d.region, ...(await d.applier.retryParked()) });
+    const result = await d.applier.retryParked().catch((err: unknown) => {
+      // Not errors.ts's "nothing was done": the events applied before the database went away stay applied.
+      if (!isConnectRefused(err)) throw err;
+      throw new AppError(503, 'database_unavailable', "This region's database stopped accepting connections during the retry; events applied before that stay applied (applying one again changes nothing). Retry shortly.", { retryAfterSeconds: 2 });
+    });
+    res.json({ region: d.region, ...result });
   });
 
   router.get('/admin/replication/changes/:changeId', async (req, res) => {

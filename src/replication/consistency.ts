@@ -8,7 +8,7 @@ import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest } from '../http/errors';
 import { TransactionPastBound } from './pg-tx';
 import type { Replicator } from './replicator';
-import { parseVersion } from './hlc';
+import { versionTime } from './hlc';
 import type { ChangeEvent } from './tables';
 import type { WaitResult } from './tracker';
 
@@ -78,7 +78,7 @@ export function supersededError(changeId: string, waited: WaitResult, result?: u
   const lost = waited.superseded[0];
   // Said in the resource's terms: the winner's region and time, not its table and version (schema detail a
   // client has no use for; a helper's review).
-  const when = lost ? wallTime(lost.winner.version) : null;
+  const when = lost ? versionTime(lost.winner.version) : null;
   const what = lost
     ? `a write made in ${lost.winner.originRegion}${when ? ` at ${when}` : ''} won` +
       ` (seen in ${waited.superseded.map((s) => s.region).join(', ')})`
@@ -90,15 +90,6 @@ export function supersededError(changeId: string, waited: WaitResult, result?: u
       'Read the resource for its current state and retry the change if it still applies.',
     result === undefined ? {} : { result },
   );
-}
-
-/** The wall-clock time of a version, ISO 8601; null when it does not read as one. */
-function wallTime(version: string): string | null {
-  try {
-    return new Date(parseVersion(version).wall).toISOString();
-  } catch {
-    return null;
-  }
 }
 
 function pendingError(c: Consistency, changeId: string, waited: WaitResult, followUp: FollowUp, result?: unknown): AppError {

@@ -114,3 +114,12 @@ export class HybridClock {
     }
   }
 }
+
+/** The wall-clock time of a version, ISO 8601 (for a message to a client); null when it does not read as one. */
+export function versionTime(version: string): string | null {
+  try {
+    return new Date(parseVersion(version).wall).toISOString();
+  } catch {
+    return null;
+  }
+}

@@ -8,7 +8,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { poolOf, type Db } from '../db/client';
 import type { Logger } from '../logger';
-import type { HybridClock } from './hlc';
+import { versionTime, type HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { AppError } from '../http/errors';
 import { isSchemaChange, type Queryable, type RowStore, type Statement, type Winner } from './row-store';
@@ -93,12 +93,13 @@ export interface ReplicatorDeps {
   writeTxTimeoutMs?: number;
 }
 
-function refusedWrite(w: Winner): AppError {
+export function refusedWrite(w: Winner): AppError {
   return new AppError(
     409,
     'write_superseded',
     `This write lost to a concurrent write from another region before it committed; nothing was written: ` +
-      `${w.table} ${w.key} holds version ${w.version} written in ${w.originRegion}${w.deleted ? ' (deleted)' : ''}. ` +
+      // In the resource's terms: which region's write won and when, not the table and version (schema detail).
+      `${w.deleted ? 'a deletion' : 'a write'} made in ${w.originRegion}${versionTime(w.version) ? ` at ${versionTime(w.version)}` : ''} won. ` +
       'Read the resource for its current state and retry the change if it still applies.',
   );
 }

@@ -131,6 +131,31 @@ async function lagStates(page: Page, region: string): Promise<string[]> {
   return page.$$eval(`#lag td[data-region="${region}"]`, (tds) => tds.map((td) => td.getAttribute('data-state') ?? ''));
 }
 
+test('in Chromium on a 375 px wide screen: nothing makes the page scroll sideways, the tables have their headers, every request of the page is answered', async () => {
+  const page = await browser.newPage({ viewport: { width: 375, height: 667 } });
+  const failed: string[] = [];
+  page.on('response', (res) => {
+    if (res.status() >= 400) failed.push(`${res.status()} ${res.url()}`);
+  });
+  try {
+    await page.goto(`${cluster.url('us-iowa')}/admin/console`);
+    await page.fill('#token', ADMIN_TOKEN);
+    await page.click('#login button[type=submit]');
+    for (const r of REGIONS) await page.waitForSelector(`#lag td[data-origin="${r}"]`, { timeout: 15_000 });
+    // A wide table scrolls inside its section; the page itself does not.
+    expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+    expect(await page.$$eval('#lag thead th[scope=col]', (ths) => ths.length)).toBe(REGIONS.length + 1);
+    expect(await page.$$eval('#lag tbody th[scope=row]', (ths) => ths.map((th) => th.textContent))).toEqual([...REGIONS]);
+    expect(await page.$$eval('#regions tbody th[scope=row]', (ths) => ths.length)).toBe(REGIONS.length);
+    // The icon (the browser asked /favicon.ico before, answered 404).
+    const icon = await fetch(`${cluster.url('us-iowa')}/admin/console.svg`);
+    expect({ status: icon.status, type: icon.headers.get('content-type') }).toEqual({ status: 200, type: expect.stringMatching(/^image\/svg\+xml/) });
+    expect(failed).toEqual([]);
+  } finally {
+    await page.close();
+  }
+});
+
 test('in Chromium: shows all three regions, a paused region as down while others write, and the lag clearing after it resumes', async () => {
   const context = await browser.newContext({ viewport: { width: 1180, height: 640 } });
   const page = await context.newPage();

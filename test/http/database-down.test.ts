@@ -61,6 +61,9 @@ test('every route that needs the database answers 503 in its own envelope while 
         body: { meta: {}, errors: [{ httpcode: 503, message: expect.stringMatching(/database is not accepting connections right now; nothing was done/) }] },
       });
     }
+    // The operator's retry of parked events may have applied some before the database went away: it says so.
+    const retry = await call(r.url, 'POST', '/admin/replication/parked/retry', { headers: adminHeaders });
+    expect({ status: retry.status, message: retry.body.errors?.[0]?.message }).toEqual({ status: 503, message: expect.stringMatching(/during the retry; events applied before that stay applied/) });
     const infisical = await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) });
     expect({ status: infisical.status, retry: infisical.headers.get('retry-after') }).toEqual({ status: 503, retry: '2' });
     expect(infisical.body).toMatchObject({ statusCode: 503, error: expect.any(String), message: expect.stringMatching(/database is not accepting connections/) });

@@ -18,6 +18,15 @@ import { createDeployment, type TestDeployment } from '../support/env';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { idpMetadata, signer, type Signer } from '../sso/support/idp-simulator';
 
+// A region whose clock runs ahead (within the 60 s the replication admits) makes UUIDv7s ahead: the test's
+// ids are made with explicit times, shifted by mockSkewMs (regions are processes of their own in production,
+// with no shared monotonic state).
+let mockSkewMs = 0;
+jest.mock('uuid', () => {
+  const real = jest.requireActual<typeof import('uuid')>('uuid');
+  return { ...real, v7: (...args: Parameters<typeof real.v7>) => (args.length ? real.v7(...args) : real.v7({ msecs: Date.now() + mockSkewMs })) };
+});
+
 const PATH = '/organizations/sso/saml/provider-credentials';
 const HOME = 'us-iowa';
 const OTHER = 'europe-belgium';
@@ -209,6 +218,37 @@ test('a credential written by an older version (no trust setting): new pins set 
   }, { file: 'legacy.xml', xml: doc([K2], K1) });
   // The refresh, judged without a setting, says so ('' sorts before every setting id): not the credential's.
   expect((await metadataRow(home, id))?.trustId).toBe('');
+  const refresher = refresherOf(home);
+  for (const r of [home, other]) {
+    expect(await eventually(async () => {
+      if (r === home) await refresher.runOnce();
+      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]);
+    }, 20_000)).toBe(true);
+  }
+});
+
+test("a setting made where the clock runs 30 s ahead is still replaced by a later one made elsewhere: the owner's new pins are not lost to a refresh", async () => {
+  idp.set('skew.xml', doc([K1], null));
+  mockSkewMs = 30_000;
+  let id: string;
+  try {
+    const created = await call(home.url, 'POST', PATH, {
+      body: { idp_metadata_url: idp.url('skew.xml') },
+      headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+    });
+    expect(created.status).toBe(201);
+    id = created.body.result.id as string;
+  } finally {
+    mockSkewMs = 0;
+  }
+  idp.set('skew.xml', doc([K2], K1));
+  await race(id, async () => {
+    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+  }, { file: 'skew.xml', xml: doc([K2], K1) });
+  // The later setting sorts after the earlier one although its region's clock is 30 s behind.
+  const setting = ((await other.db.samlProviderCredential.findUnique({ where: { id } }))?.idpTrust as { id: string }).id;
+  expect(String((await metadataRow(other, id))?.trustId) < setting).toBe(true);
   const refresher = refresherOf(home);
   for (const r of [home, other]) {
     expect(await eventually(async () => {

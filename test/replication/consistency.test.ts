@@ -4,7 +4,7 @@
  * tested in tracker.test.ts), where a fresh write's wait hears only its own region's.
  */
 import { awaitChange } from '../../src/replication/consistency';
-import type { Replicator } from '../../src/replication/replicator';
+import { refusedWrite, type Replicator } from '../../src/replication/replicator';
 
 test('a replay waits hearing every origin, counting no region as holding the change yet', async () => {
   const waits: unknown[][] = [];
@@ -31,6 +31,16 @@ test("a write that lost is told which region's write won and when, in the resour
   expect(err).toMatchObject({ status: 409, code: 'write_superseded' });
   expect((err as Error).message).toBe(
     'This write (change change-2) lost to a concurrent write and is not kept: a write made in europe-belgium at 2026-12-03T08:53:48.902Z won (seen in asia-japan). ' +
+      'Read the resource for its current state and retry the change if it still applies.',
+  );
+});
+
+test("a write refused before its commit (the merge rule kept a concurrent one) says so in the same terms", () => {
+  const version = '001796288028902.000003.europe-belgium';
+  const err = refusedWrite({ table: 'saml_provider_credentials', key: 'k', version, createdVersion: version, originRegion: 'europe-belgium', deleted: true });
+  expect({ status: err.status, code: err.code }).toEqual({ status: 409, code: 'write_superseded' });
+  expect(err.message).toBe(
+    'This write lost to a concurrent write from another region before it committed; nothing was written: a deletion made in europe-belgium at 2026-12-03T08:53:48.902Z won. ' +
       'Read the resource for its current state and retry the change if it still applies.',
   );
 });

@@ -116,6 +116,11 @@ test("a deleted credential's tombstone, and a rotated API key's, are collected i
   const metrics = await (await fetch(`${cluster.url('us-iowa')}/metrics`, { headers: adminHeaders })).text();
   expect(metrics).toMatch(/replication_tombstones_collected_total\{table="saml_provider_credentials",region="us-iowa"\} [1-9]/);
   expect(metrics).toMatch(/replication_tombstone_horizon_timestamp_seconds\{region="us-iowa"\} \d/);
+  // Each member's watermark, named by member_region; region stays the reporting region's (the member's
+  // name overrode it, so three samples read region="asia-japan" and so on).
+  for (const member of REGIONS) {
+    expect(metrics).toMatch(new RegExp(`^replication_watermark_timestamp_seconds\\{member_region="${member}",region="us-iowa"\\} \\d`, 'm'));
+  }
 }, 180_000);
 
 test('a replayed create of a collected credential (a signed entry recorded from the bus) does not bring it back', async () => {
