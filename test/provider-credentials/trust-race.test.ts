@@ -101,15 +101,39 @@ async function race(id: string, patch: () => Promise<void>, served: { file: stri
   expect(await eventually(async () => (await metadataRow(other, id))?.version === won && (await metadataRow(home, id))?.version === won, 20_000)).toBe(true);
 }
 
-test('a new URL with pins set in another region, raced by a refresh of the old URL in the home region: fetched again under the pins', async () => {
-  idp.set('one.xml', doc([K1], null));
-  idp.set('two.xml', doc([K2], null));
+/** A credential created in the home region from `file` (served as `xml`), replicated everywhere; its id. */
+async function createdAtHome(file: string, xml: string): Promise<string> {
+  idp.set(file, xml);
   const created = await call(home.url, 'POST', PATH, {
-    body: { idp_metadata_url: idp.url('one.xml') },
+    body: { idp_metadata_url: idp.url(file) },
     headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
   });
   expect(created.status).toBe(201);
-  const id = created.body.result.id as string;
+  return created.body.result.id as string;
+}
+
+/** The owner pins K2 alone, in the other region. */
+async function pinK2(id: string): Promise<void> {
+  const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
+  expect(res.status).toBe(204);
+}
+
+const ONLY_K2 = () => [`${fp(K2)}:caller`];
+
+/** Until both regions trust the owner's K2 alone, the home region's sweep running meanwhile. */
+async function expectOnlyK2Everywhere(id: string): Promise<void> {
+  const refresher = refresherOf(home);
+  for (const r of [home, other]) {
+    expect(await eventually(async () => {
+      if (r === home) await refresher.runOnce();
+      return JSON.stringify(await trusted(r, id)) === JSON.stringify(ONLY_K2());
+    }, 20_000)).toBe(true);
+  }
+}
+
+test('a new URL with pins set in another region, raced by a refresh of the old URL in the home region: fetched again under the pins', async () => {
+  idp.set('two.xml', doc([K2], null));
+  const id = await createdAtHome('one.xml', doc([K1], null));
 
   await race(id, async () => {
     const res = await call(other.url, 'PATCH', `${PATH}/${id}`, {
@@ -117,7 +141,7 @@ test('a new URL with pins set in another region, raced by a refresh of the old U
       headers: slashidHeaders(org),
     });
     expect(res.status).toBe(204);
-    expect(await trusted(other, id)).toEqual([`${fp(K2)}:caller`]);
+    expect(await trusted(other, id)).toEqual(ONLY_K2());
   }, { file: 'one.xml', xml: doc([K1, K2], K1) });
   // The PATCH's credential row, the refresh's metadata row: the home region has the PATCH applied now.
   expect(await credentialUrl(home, id)).toBe(idp.url('two.xml'));
@@ -129,56 +153,32 @@ test('a new URL with pins set in another region, raced by a refresh of the old U
     await refresher.runOnce();
     return (await metadataRow(home, id))?.idpMetadataUrl === idp.url('two.xml');
   }, 20_000)).toBe(true);
-  for (const r of [home, other]) {
-    expect(await eventually(async () => JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]), 20_000)).toBe(true);
-  }
+  await expectOnlyK2Everywhere(id);
 });
 
 test('new pins alone set in another region (dropping a certificate), raced by a refresh in the home region: the dropped one is not trusted again', async () => {
   // Trusted on first use: K1. The IdP then rotates to K2, vouched for by K1's signature.
-  idp.set('pins.xml', doc([K1], null));
-  const created = await call(home.url, 'POST', PATH, {
-    body: { idp_metadata_url: idp.url('pins.xml') },
-    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
-  });
-  expect(created.status).toBe(201);
-  const id = created.body.result.id as string;
+  const id = await createdAtHome('pins.xml', doc([K1], null));
   idp.set('pins.xml', doc([K2], K1));
 
   // The owner pins K2 alone in the other region (K1 is to be trusted no more); the home region's refresh of
   // the same document, judged by the old trust, applies the signed rotation and keeps K1 trusted.
-  await race(id, async () => {
-    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
-    expect(res.status).toBe(204);
-  }, { file: 'pins.xml', xml: doc([K2], K1) });
+  await race(id, () => pinK2(id), { file: 'pins.xml', xml: doc([K2], K1) });
   const stale = ((await metadataRow(home, id))?.metadata as { trusted_certificates: { fingerprint_sha256: string }[] }).trusted_certificates;
   expect(stale.map((c) => c.fingerprint_sha256)).toContain(fp(K1));
   // Until the home region fetched again, neither region serves the refresh's record as the credential's.
   expect(await trusted(other, id)).toBeNull();
 
-  const refresher = refresherOf(home);
-  for (const r of [home, other]) {
-    expect(await eventually(async () => {
-      if (r === home) await refresher.runOnce();
-      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]);
-    }, 20_000)).toBe(true);
-  }
+  await expectOnlyK2Everywhere(id);
 });
 
 test('new pins set in another region, raced by a PATCH of the label in the home region: the pins stay, no region stops serving the credential', async () => {
   // The label's write carries the credential row with the setting it read (the older one) and wins that row;
   // the pins' metadata row stays: made under a newer setting than the credential row names, it is current.
-  idp.set('label.xml', doc([K1], null));
-  const created = await call(home.url, 'POST', PATH, {
-    body: { idp_metadata_url: idp.url('label.xml') },
-    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
-  });
-  expect(created.status).toBe(201);
-  const id = created.body.result.id as string;
+  const id = await createdAtHome('label.xml', doc([K1], null));
   idp.set('label.xml', doc([K2], K1));
   await home.replication.applier?.stop();
-  const pinned = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
-  expect(pinned.status).toBe(204);
+  await pinK2(id);
   const labelled = await call(home.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'renamed' }, headers: slashidHeaders(org) });
   expect(labelled.status).toBe(204);
   await home.stop();
@@ -190,70 +190,35 @@ test('new pins set in another region, raced by a PATCH of the label in the home 
   expect((await credential(other))?.label).toBe('renamed');
   const setting = (await credential(other))?.idpTrust as { id: string };
   expect(String((await metadataRow(other, id))?.trustId) > setting.id).toBe(true);
-  for (const r of [home, other]) expect(await trusted(r, id)).toEqual([`${fp(K2)}:caller`]);
+  for (const r of [home, other]) expect(await trusted(r, id)).toEqual(ONLY_K2());
   // Nor does the home region's sweep fetch it again under the older setting.
   const before = (await metadataRow(home, id))?.version;
   await refresherOf(home).runOnce();
   expect((await metadataRow(home, id))?.version).toBe(before);
-  for (const r of [home, other]) expect(await trusted(r, id)).toEqual([`${fp(K2)}:caller`]);
+  for (const r of [home, other]) expect(await trusted(r, id)).toEqual(ONLY_K2());
 });
 
 test('a credential written by an older version (no trust setting): new pins set in another region and raced by a refresh are not lost', async () => {
-  idp.set('legacy.xml', doc([K1], null));
-  const created = await call(home.url, 'POST', PATH, {
-    body: { idp_metadata_url: idp.url('legacy.xml') },
-    headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
-  });
-  expect(created.status).toBe(201);
-  const id = created.body.result.id as string;
+  const id = await createdAtHome('legacy.xml', doc([K1], null));
   // As an older version left it in both regions: no setting, no trust id.
   for (const r of [home, other]) {
     await r.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_trust = NULL WHERE id = $1::uuid', id);
     await r.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET trust_id = NULL WHERE credential_id = $1::uuid', id);
   }
   idp.set('legacy.xml', doc([K2], K1));
-  await race(id, async () => {
-    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
-    expect(res.status).toBe(204);
-  }, { file: 'legacy.xml', xml: doc([K2], K1) });
+  await race(id, () => pinK2(id), { file: 'legacy.xml', xml: doc([K2], K1) });
   // The refresh, judged without a setting, says so ('' sorts before every setting id): not the credential's.
   expect((await metadataRow(home, id))?.trustId).toBe('');
-  const refresher = refresherOf(home);
-  for (const r of [home, other]) {
-    expect(await eventually(async () => {
-      if (r === home) await refresher.runOnce();
-      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]);
-    }, 20_000)).toBe(true);
-  }
+  await expectOnlyK2Everywhere(id);
 });
 
 test("a setting made where the clock runs 30 s ahead is still replaced by a later one made elsewhere: the owner's new pins are not lost to a refresh", async () => {
-  idp.set('skew.xml', doc([K1], null));
   mockSkewMs = 30_000;
-  let id: string;
-  try {
-    const created = await call(home.url, 'POST', PATH, {
-      body: { idp_metadata_url: idp.url('skew.xml') },
-      headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
-    });
-    expect(created.status).toBe(201);
-    id = created.body.result.id as string;
-  } finally {
-    mockSkewMs = 0;
-  }
+  const id = await createdAtHome('skew.xml', doc([K1], null)).finally(() => (mockSkewMs = 0));
   idp.set('skew.xml', doc([K2], K1));
-  await race(id, async () => {
-    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K2.cert] }, headers: slashidHeaders(org) });
-    expect(res.status).toBe(204);
-  }, { file: 'skew.xml', xml: doc([K2], K1) });
+  await race(id, () => pinK2(id), { file: 'skew.xml', xml: doc([K2], K1) });
   // The later setting sorts after the earlier one although its region's clock is 30 s behind.
   const setting = ((await other.db.samlProviderCredential.findUnique({ where: { id } }))?.idpTrust as { id: string }).id;
   expect(String((await metadataRow(other, id))?.trustId) < setting).toBe(true);
-  const refresher = refresherOf(home);
-  for (const r of [home, other]) {
-    expect(await eventually(async () => {
-      if (r === home) await refresher.runOnce();
-      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K2)}:caller`]);
-    }, 20_000)).toBe(true);
-  }
+  await expectOnlyK2Everywhere(id);
 });
