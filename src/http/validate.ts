@@ -4,6 +4,19 @@ import addFormats from 'ajv-formats';
 import { Type, type TSchema, type Static } from '@sinclair/typebox';
 
 export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri', 'uuid', 'date-time', 'email']);
+/**
+ * `iri` (ajv-formats has none): an absolute IRI as the WHATWG URL parser reads it (a host name in any script
+ * becomes its punycode there), with no white space or control character (which that parser would drop
+ * silently, so the URL used would not be the one sent).
+ */
+ajv.addFormat('iri', (s: string) => {
+  if (/[\s\u0000-\u001f\u007f-\u009f]/.test(s)) return false;
+  try {
+    return new URL(s).href.length > 0;
+  } catch {
+    return false;
+  }
+});
 
 /**
  * A UUID as Postgres and Prisma take it. (ajv-formats' `uuid` also accepts a `urn:uuid:` prefix, which

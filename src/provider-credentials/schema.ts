@@ -4,10 +4,11 @@ import { compile } from '../http/validate';
 const fields = {
   label: Type.String({ maxLength: 256, description: 'A friendly free-form label.' }),
   idp_metadata_url: Type.String({
-    format: 'uri',
+    // An IRI: a host name in any script (an IDN) is looked up as its punycode (WHATWG URL parsing).
+    format: 'iri',
     pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]',
     maxLength: 2048,
-    description: "The SAML IdP's metadata URL (absolute http or https).",
+    description: "The SAML IdP's metadata URL (absolute http or https; an internationalized host name is allowed).",
   }),
   email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: '\\S' }), {
     maxItems: 3,

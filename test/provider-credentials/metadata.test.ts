@@ -278,6 +278,21 @@ test('new pins alone, whose fetch of the URL outlasts a PATCH of the URL, are re
   expect(after.body.result.trusted_certificates.map((c: { source: string }) => c.source)).not.toContain('caller');
 });
 
+test('an internationalized host name is taken (as its punycode), and no Unicode spelling of an internal host gets through', async () => {
+  const before = await count();
+  const refusal = async (url: string) => (await create(url)).body.errors?.[0]?.message as string;
+  // Past validation (it was "must match format uri"): looked up as punycode, which does not resolve here.
+  expect(await refusal('http://bücher.invalid/md.xml')).toMatch(/Could not resolve the host "xn--bcher-kva\.invalid"/);
+  expect(await refusal('https://例え.テスト/メタ.xml')).toMatch(/xn--r8jz45g\.xn--zckzah\/%E3%83%A1%E3%82%BF\.xml/);
+  // Full-width letters and circled digits read as localhost and 127.0.0.1: refused as such.
+  expect(await refusal('http://ｌｏｃａｌｈｏｓｔ:9400/x')).toMatch(/the host "localhost" does not resolve to a public address/);
+  expect(await refusal('http://①②⑦.0.0.1/x')).toMatch(/loopback address 127\.0\.0\.1/);
+  // White space the URL parser would drop silently is refused by validation.
+  expect(await refusal('http://idp.example/a b.xml')).toMatch(/idp_metadata_url: must match format "iri"/);
+  expect(await refusal('http://idp.example/\tmd.xml')).toMatch(/must match format "iri"/);
+  expect(await count()).toBe(before);
+});
+
 test('deeply nested metadata is refused with a 400, quickly', async () => {
   const depth = 5000;
   const ns = 'urn:oasis:names:tc:SAML:2.0:metadata';
