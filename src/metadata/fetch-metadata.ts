@@ -247,6 +247,19 @@ const DECLARED_ENCODING = /^(?:\uFEFF|\u00EF\u00BB\u00BF)?\s*<\?xml\s[^>]*?\benc
  */
 function decodeBody(bytes: Buffer, url: URL): string {
   const utf16 = bytes[0] === 0xff && bytes[1] === 0xfe ? 'utf-16le' : bytes[0] === 0xfe && bytes[1] === 0xff ? 'utf-16be' : null;
+  // Two shapes whose generic refusal (a NUL character, not XML) said nothing useful: said for what they are.
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    throw new MetadataError(
+      'not_xml',
+      `The document at ${excerpt(url.href, 200)} is gzip-compressed data without a Content-Encoding saying so (it was not asked for compressed). Ask the IdP for plain XML.`,
+    );
+  }
+  if (!utf16 && ((bytes[0] === 0x3c && bytes[1] === 0x00) || (bytes[0] === 0x00 && bytes[1] === 0x3c))) {
+    throw new MetadataError(
+      'not_xml',
+      `The document at ${excerpt(url.href, 200)} looks like UTF-16 text without a byte-order mark; metadata is read as UTF-8, or UTF-16 with a byte-order mark. Ask the IdP for its metadata in UTF-8.`,
+    );
+  }
   if (!utf16) {
     const declared = DECLARED_ENCODING.exec(bytes.subarray(0, 256).toString('latin1'))?.[1]?.toLowerCase();
     if (declared !== undefined && declared !== 'utf-8' && declared !== 'utf8' && bytes.some((b) => b > 0x7f)) {

@@ -90,13 +90,35 @@ function refuseNonXml(text: string): void {
   }
 }
 
+/**
+ * The parser's (xmldom's) complaints, said in the service's words: [its message, ours]. Ours may quote names
+ * from the document, shortened and printable.
+ */
+const PARSE_PROBLEMS: [RegExp, (m: RegExpExecArray) => string][] = [
+  [/HierarchyRequestError|Only one element can be added|Extra content at the end/i, () => 'there is more after its root element ends (another element, or text)'],
+  [/attribute value no end/i, () => 'an attribute value is not closed (a quote is missing)'],
+  [/unclosed xml tag\(s\):\s*([^\n]*)/i, (m) => `it ends before these elements are closed: ${name(m[1])}`],
+  [/entity not found:\s*&?([^;\s]*)/i, (m) => `it uses the entity &${name(m[1])}; which XML does not define (only &lt; &gt; &amp; &quot; &apos; and character references)`],
+  [/tag mismatch:\s*"([^"]*)"\s*!=\s*"([^"]*)"/i, (m) => `the element <${name(m[1])}> is closed by </${name(m[2])}>`],
+  [/Attribute\s+(\S+)\s+redefined/i, (m) => `the attribute ${name(m[1])} appears twice on one element`],
+  [/invalid tagName:\s*(\S*)/i, (m) => `"${name(m[1])}" is not a valid element name`],
+  [/Unescaped '<' not allowed in attributes values/i, () => 'an attribute value contains "<" (XML requires &lt;)'],
+];
+
+const name = (s: string | undefined) => excerpt(s ?? '', 80);
+
 function describeParseError(message: string): string {
-  // The parser's message may quote the document: keep a short, printable excerpt of it.
-  const clean = excerpt(message.slice(0, 400).replace(/[ \t]*\n@#\[line:\d+,col:\d+\]/g, ''), 200);
+  const clean = message.slice(0, 400).replace(/[ \t]*\n@#\[line:\d+,col:\d+\]/g, '');
   const truncated = /unclosed xml tag|missing root element|unexpected end/i.test(clean)
     ? ' It seems to end early; was the download cut off?'
     : '';
-  return `The document is not well-formed XML (${clean}).${truncated}`;
+  for (const [pattern, say] of PARSE_PROBLEMS) {
+    const m = pattern.exec(clean);
+    if (m) return `The document is not well-formed XML: ${say(m)}.${truncated}`;
+  }
+  // Any other: the parser's own words, without its error class names (they may quote the document: a
+  // short, printable excerpt).
+  return `The document is not well-formed XML (${excerpt(clean.replace(/\b(?:[A-Za-z]*Error|element parse error):\s*/g, ''), 200)}).${truncated}`;
 }
 
 export function parseXml(input: string, limits: XmlLimits = XML_LIMITS): ParsedXml {

@@ -4,6 +4,7 @@
  * never requested. No test sends traffic anywhere but loopback.
  */
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
 import { fetchMetadata, type FetchOptions } from '../../src/metadata/fetch-metadata';
 import { fetchAndParse } from '../../src/metadata';
@@ -286,6 +287,23 @@ describe('limits and failures', () => {
       expect(err.code).toBe('unreachable');
       expect(err.message).toMatch(message);
       expect(err.message).not.toMatch(/UND_ERR|RTSP|ICE\/|Invalid header value char|content-length header/);
+    } finally {
+      await new Promise((resolve) => raw.close(resolve));
+    }
+  });
+
+  it.each([
+    ['gzip data it was not asked for', zlib.gzipSync(Buffer.from(OKTA_XML)), /is gzip-compressed data without a Content-Encoding saying so/],
+    ['UTF-16 without a byte-order mark', Buffer.from(OKTA_XML, 'utf16le'), /looks like UTF-16 text without a byte-order mark/],
+  ])('names %s for what it is', async (_what, body, message) => {
+    const raw = net.createServer((socket) => socket.once('data', () => {
+      socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: ${body.length}\r\n\r\n`), body]));
+    }));
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const port = (raw.address() as net.AddressInfo).port;
+    try {
+      const err = await refusal(`http://127.0.0.1:${port}/md.xml`, { allowedHosts: [`127.0.0.1:${port}`] });
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'not_xml', message: expect.stringMatching(message) });
     } finally {
       await new Promise((resolve) => raw.close(resolve));
     }

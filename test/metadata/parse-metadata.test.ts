@@ -283,6 +283,23 @@ describe('XML safety', () => {
     expect(err.message).toMatch(message);
   });
 
+  // The parser's own wording (xmldom's "HierarchyRequestError: Only one element can be added…", "element parse
+  // error: Error: attribute value no end '"' match") reached the tenant; said in the service's words now.
+  it.each([
+    ['a second root element', '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="a"></md:EntityDescriptor><x/>', /: there is more after its root element ends \(another element, or text\)\.$/],
+    ['text after the root', '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="a"/>junk', /there is more after its root element ends/],
+    ['an attribute cut off', '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="a', /: an attribute value is not closed \(a quote is missing\)\.$/],
+    ['an undefined entity', '<a b="x&foo;"/>', /: it uses the entity &foo; which XML does not define/],
+    ['a mismatched end tag', '<a><b></a>', /: the element <b> is closed by <\/a>\.$/],
+    ['a repeated attribute', '<a b="1" b="2"/>', /: the attribute b appears twice on one element\.$/],
+    ['a bad element name', '<1a/>', /: "1a" is not a valid element name\.$/],
+    ['a < in an attribute', '<a b="x<y"/>', /: an attribute value contains "<" \(XML requires &lt;\)\.$/],
+  ])('says what is wrong with %s in its own words', (_what, text, message) => {
+    const err = refusal(text);
+    expect({ code: err.code, message: err.message }).toEqual({ code: 'not_xml', message: expect.stringMatching(message) });
+    expect(err.message).not.toMatch(/Error:|HierarchyRequestError|element parse error|no end '"' match/);
+  });
+
   it('refuses an unquoted attribute value or a stray quote in a start tag: the limits and the parser must read tags alike', () => {
     // xmldom reads `b=x"y` as a value (a warning) and builds what follows as elements; the limits' scan took
     // the '"' for a quoted value up to the next '"', so 100,000 elements nested 5,000 deep went uncounted.
