@@ -122,8 +122,8 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   countFromDb('replication_events_applied_total', 'Per origin region: change events applied by this region (durable: kept in replication_progress).', ['origin_region'], (d) =>
     d.progress.map((p) => [{ origin_region: p.origin }, p.applied]),
   );
-  fromDb('replication_outbox_unpublished', 'Changes committed here and not yet published to the stream.', [], (g, d) => g.set(d.unpublished));
-  fromDb('replication_outbox_unconfirmed', 'Changes published and not yet applied (or parked) by every region.', [], (g, d) => g.set(d.unconfirmed));
+  fromDb('replication_outbox_unpublished', 'Changes committed here and not yet delivered to every region.', [], (g, d) => g.set(d.unpublished));
+  fromDb('replication_outbox_unconfirmed', 'Changes delivered to every region and not yet applied (or parked) by every one (disjoint from unpublished).', [], (g, d) => g.set(d.unconfirmed));
   fromDb('replication_events_parked', 'Per origin region and reason: change events this region parked unapplied (replication_failures).', ['origin_region', 'reason'], (g, d) => {
     for (const f of d.failures) if (f.parked > 0) g.set({ origin_region: f.origin, reason: f.reason }, f.parked);
   });
