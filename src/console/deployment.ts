@@ -57,7 +57,7 @@ async function getJson<T>(
   }
 }
 
-interface Gathered {
+export interface Gathered {
   status: RegionStatus;
   replication: PeerReplication | null;
 }
@@ -80,10 +80,6 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   // (they compare what the regions applied, and nothing moves).
   if (replication && !replication.stream.connected) {
     problems.push(`its Redis does not answer (${replication.stream.error ?? 'no reason given'}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
-  }
-  // What it says of itself: it lacks changes until someone re-seeds it.
-  if (replication?.needs_reseed?.includes(r.id)) {
-    problems.push(`needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${r.id}), unless one is under way: its inbox lost changes it never applied, or it joined and was not re-seeded yet`);
   }
   return {
     replication,
@@ -165,6 +161,46 @@ export function lagMatrix(regions: readonly Gathered[]): LagCell[] {
 
 export async function gatherDeployment(config: Pick<Config, 'region' | 'regions' | 'adminToken'>, timeoutMs = PEER_TIMEOUT_MS): Promise<DeploymentStatus> {
   const gathered = await Promise.all(config.regions.map((r) => gatherRegion(r, config.adminToken, timeoutMs)));
+  return assembleDeployment(config.region.id, gathered, timeoutMs);
+}
+
+/**
+ * The answer from what each configured region said: what regions say of each other goes to the region it is
+ * about (a region that needs a re-seed, said by any region: a down one cannot say it of itself), and a member
+ * of the deployment that this region's config lacks (one added elsewhere, joining) gets a row of its own,
+ * without figures: its address is not known here.
+ */
+export function assembleDeployment(serving: string, gathered: Gathered[], timeoutMs: number): DeploymentStatus {
+  const saidBy = new Map<string, string[]>();
+  const unconfigured = new Map<string, { state: string; by: string[] }>();
+  for (const g of gathered) {
+    for (const id of g.replication?.needs_reseed ?? []) saidBy.set(id, [...(saidBy.get(id) ?? []), g.status.id]);
+    for (const m of g.replication?.members ?? []) {
+      if (gathered.some((x) => x.status.id === m.region)) continue;
+      const u = unconfigured.get(m.region) ?? { state: m.state, by: [] };
+      u.by.push(g.status.id);
+      unconfigured.set(m.region, u);
+    }
+  }
+  for (const g of gathered) {
+    const by = saidBy.get(g.status.id);
+    if (!by) continue;
+    const whom = by.length === 1 && by[0] === g.status.id ? 'says so itself' : `says ${by.join(', ')}`;
+    g.status.problems.push(
+      `needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${g.status.id}), unless one is under way (${whom}): its inbox lost changes it never applied, or it joined and was not re-seeded yet`,
+    );
+  }
+  // The lag matrix of the regions that answered for themselves; members without figures have no cells.
+  const lag = lagMatrix(gathered);
+  for (const [id, u] of unconfigured) {
+    gathered.push({
+      replication: null,
+      status: {
+        id, url: '', up: false, ready: null, response_ms: null, redis: null, database: null, replication: null, metadata_refresh: null, backlog: null,
+        problems: [`a member of the deployment (${u.state}, says ${u.by.join(', ')}) that this region's config does not list: its address is not known here, so its figures are not shown; add it to every region's config`],
+      },
+    });
+  }
   // Every region reads the one shared stream; the first that could read it tells each region's backlog.
   const view = gathered.find((g) => g.replication?.stream.connected)?.replication;
   for (const g of gathered) {
@@ -172,10 +208,10 @@ export async function gatherDeployment(config: Pick<Config, 'region' | 'regions'
     g.status.backlog = p ? { undelivered: p.undelivered, pending_acks: p.pending_acks } : null;
   }
   return {
-    region: config.region.id,
+    region: serving,
     generated_at: new Date().toISOString(),
     timeout_ms: timeoutMs,
     regions: gathered.map((g) => g.status),
-    lag: lagMatrix(gathered),
+    lag,
   };
 }

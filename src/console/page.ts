@@ -127,13 +127,15 @@ export const CONSOLE_JS = String.raw`(function () {
   }
 
   function regionState(r, lag) {
+    // A member this region's config lacks: no address, so no figures (its problem says so).
+    if (!r.url) return 'unknown';
     if (!r.up) return 'down';
     if (r.ready === false) return 'not-ready';
     var backlog = r.backlog ? (r.backlog.undelivered || 0) + (r.backlog.pending_acks || 0) : 0;
     var behind = lag.some(function (c) { return c.region === r.id && c.state === 'behind'; });
     return backlog > 0 || behind ? 'lagging' : 'up';
   }
-  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'not-ready': 'bad', down: 'bad' };
+  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'not-ready': 'bad', down: 'bad', unknown: 'warn' };
 
   function renderRegions(d) {
     var body = byId('regions').tBodies[0];
@@ -170,6 +172,8 @@ export const CONSOLE_JS = String.raw`(function () {
       var cells = ids.map(function (region) {
         if (region === origin) return td('', 'none');
         var c = d.lag.find(function (x) { return x.origin === origin && x.region === region; });
+        // A member without figures (not in the serving region's config) has no cells.
+        if (!c) return td('unknown', 'none');
         var text = c.state === 'caught-up' ? 'caught up' : c.state === 'behind' ? (c.behind_ms === null ? 'behind' : 'behind ' + ms(c.behind_ms)) : c.state;
         var cell = td(text, { 'caught-up': 'ok', behind: 'warn', down: 'bad', unknown: 'none' }[c.state]);
         cell.setAttribute('data-origin', origin);

@@ -30,8 +30,9 @@ export const PeerReplication = Type.Object({
   outbox: Type.Object({ unpublished: Type.Integer(), unconfirmed: Type.Integer(), oldest_unpublished_at: Time }),
   failures: Type.Object({ failing: Type.Integer(), parked: Type.Integer() }),
   waiting_requests: Type.Integer(),
-  // Optional: a peer of an older version does not send it.
+  // Optional: a peer of an older version does not send them.
   needs_reseed: Type.Optional(Type.Array(Type.String())),
+  members: Type.Optional(Type.Array(Type.Object({ region: Type.String(), state: Type.String() }))),
 });
 export const PeerMetadataRefresh = Type.Object({
   failing: Type.Integer(),

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { lagMatrix } from '../../src/console/deployment';
+import { assembleDeployment, lagMatrix } from '../../src/console/deployment';
 import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
 import { DelayProxy } from '../../scripts/harness/delay-proxy';
 import { ADMIN_TOKEN, REDIS_URL } from '../support/env';
@@ -112,6 +112,25 @@ test('a behind region is measured in event time against the newest event any reg
   expect(cells.find((c) => c.origin === 'a' && c.region === 'b')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
   expect(cells.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'behind', behind_ms: 6000 });
   expect(cells.find((c) => c.origin === 'b' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
+});
+
+test("what regions say of each other goes to the region it is about: a down region's need of a re-seed, a member missing from the config", () => {
+  const status = (id: string, up: boolean) => ({ id, url: `http://${id}`, up, ready: up, response_ms: up ? 1 : null, problems: up ? [] : ['/healthz: unreachable'], redis: null, database: null, replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
+  const replication = (id: string, extra: object) => ({ region: id, applied: [], pending: [], stream: { connected: true, dead_letters: 0, error: null }, outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0, ...extra }) as never;
+  const d = assembleDeployment('a', [
+    { status: status('a', true), replication: replication('a', { needs_reseed: ['c'], members: [{ region: 'a', state: 'active' }, { region: 'd', state: 'joining' }] }) },
+    { status: status('b', true), replication: replication('b', { needs_reseed: ['c', 'b'], members: [{ region: 'd', state: 'joining' }] }) },
+    { status: status('c', false), replication: null },
+  ], 1500);
+  const problems = (id: string) => d.regions.find((r) => r.id === id)?.problems;
+  // c is down and cannot say it; a and b do.
+  expect(problems('c')).toEqual(['/healthz: unreachable', expect.stringMatching(/^needs a re-seed from a peer \(npm run reseed -- --from <peer> --to c\), unless one is under way \(says a, b\)/)]);
+  expect(problems('b')).toEqual([expect.stringMatching(/--to b\), unless one is under way \(says b\)/)]);
+  expect(problems('a')).toEqual([]);
+  // d joined elsewhere: a row without figures, and no lag cells.
+  expect(d.regions.map((r) => r.id)).toEqual(['a', 'b', 'c', 'd']);
+  expect(d.regions[3]).toMatchObject({ id: 'd', url: '', up: false, problems: [expect.stringMatching(/^a member of the deployment \(joining, says a, b\) that this region's config does not list/)] });
+  expect(d.lag.some((c) => c.origin === 'd' || c.region === 'd')).toBe(false);
 });
 
 /** A page of the console served by `region`, logged in, once it shows every region up and caught up. */

@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,8 +22,12 @@ beforeAll(async () => {
 });
 afterAll(() => region?.stop());
 
-/** The validator is ESM only; it runs in its own node process, which reads the document from a file. */
-function validateOpenApi(document: unknown): { valid: boolean; version: string; errors: unknown } {
+/**
+ * The validator is ESM only; it runs in its own node process, which reads the document from a file. Waited for
+ * without blocking: the region runs in this process (a blocked loop lets its keep-alive timers close an idle
+ * connection under the next request).
+ */
+async function validateOpenApi(document: unknown): Promise<{ valid: boolean; version: string; errors: unknown }> {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'openapi-')), 'openapi.json');
   fs.writeFileSync(file, JSON.stringify(document));
   try {
@@ -31,7 +36,7 @@ function validateOpenApi(document: unknown): { valid: boolean; version: string; 
       const v = new Validator();
       const r = await v.validate(JSON.parse(fs.readFileSync(process.argv[1], 'utf8')));
       process.stdout.write(JSON.stringify({ valid: r.valid, version: v.version, errors: r.errors ?? null }));`;
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script, file], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+    const { stdout: out } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script, file], { cwd: PROJECT_ROOT, encoding: 'utf8' });
     return JSON.parse(out) as { valid: boolean; version: string; errors: unknown };
   } finally {
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
@@ -80,9 +85,9 @@ function expectSameFields(ours: Json, seed: Json, kind: 'request' | 'response'):
 }
 
 describe('GET /openapi.json', () => {
-  it('is a valid OpenAPI 3.1 document', () => {
+  it('is a valid OpenAPI 3.1 document', async () => {
     expect(doc.openapi).toBe('3.1.0');
-    const result = validateOpenApi(doc);
+    const result = await validateOpenApi(doc);
     expect(result).toMatchObject({ valid: true, version: '3.1' });
   });
 

@@ -7,10 +7,11 @@
  * last) keeps the newest 10 trusted, not the first ones pinned; one that serves an untrusted document (held)
  * and then goes back to the trusted one clears the held document.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { signRoot } from '../../bench/metadata-documents';
 import { parseCertificate } from '../../src/metadata';
 import type { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
@@ -21,6 +22,7 @@ import type { InProcessRegion } from '../support/in-process';
 import { useRefreshRig } from '../support/refresh-rig';
 import { b64, idpMetadata, requestFromRedirect, signedResponse, signer, type Signer } from '../sso/support/idp-simulator';
 
+const execFileAsync = promisify(execFile);
 const PATH = '/organizations/sso/saml/provider-credentials';
 const ENTITY = 'https://idp.trust.test/saml';
 const A = signer('idp-a');
@@ -188,14 +190,18 @@ describe('certificates supplied by the owner', () => {
   });
 });
 
-/** `n` fresh signing keys and their self-signed certificates (openssl, as an IdP would make them). */
-function makeSigners(n: number): Signer[] {
+/**
+ * `n` fresh signing keys and their self-signed certificates (openssl, as an IdP would make them). Not with
+ * execFileSync: the region runs in this process, and a loop blocked for seconds made its keep-alive timers
+ * close the test's idle connection under the next request (ECONNRESET, twice in a loaded run).
+ */
+async function makeSigners(n: number): Promise<Signer[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trust-rotations-'));
   try {
-    return Array.from({ length: n }, (_, i) => {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', `/CN=idp-key-${i}.rotations.test`, '-keyout', `k${i}.key`, '-out', `k${i}.pem`], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    return await Promise.all(Array.from({ length: n }, async (_, i) => {
+      await execFileAsync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', `/CN=idp-key-${i}.rotations.test`, '-keyout', `k${i}.key`, '-out', `k${i}.pem`], { cwd: dir });
       return { name: `key-${i}`, key: fs.readFileSync(path.join(dir, `k${i}.key`), 'utf8'), cert: fs.readFileSync(path.join(dir, `k${i}.pem`), 'utf8') };
-    });
+    }));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -208,9 +214,9 @@ describe('many signed rotations', () => {
   let keys: Signer[];
   let newest: Signer;
   let id: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     // The first key, then one more per rotation: two more than the pins kept.
-    keys = makeSigners(MAX_TRUSTED_CERTIFICATES + 2);
+    keys = await makeSigners(MAX_TRUSTED_CERTIFICATES + 2);
     newest = keys[keys.length - 1] as Signer;
   });
 
