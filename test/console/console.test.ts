@@ -125,7 +125,7 @@ test("what regions say of each other goes to the region it is about: a down regi
   const problems = (id: string) => d.regions.find((r) => r.id === id)?.problems;
   // c is down and cannot say it; a and b do.
   expect(problems('c')).toEqual(['/healthz: unreachable', expect.stringMatching(/^needs a re-seed from a peer \(npm run reseed -- --from <peer> --to c\), unless one is under way \(says a, b\)/)]);
-  expect(problems('b')).toEqual([expect.stringMatching(/--to b\), unless one is under way \(says b\)/)]);
+  expect(problems('b')).toEqual([expect.stringMatching(/--to b\), unless one is under way \(says so itself\)/)]);
   expect(problems('a')).toEqual([]);
   // d joined elsewhere: a row without figures, and no lag cells.
   expect(d.regions.map((r) => r.id)).toEqual(['a', 'b', 'c', 'd']);
