@@ -125,6 +125,14 @@ function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metad
 const time = (iso: string | null | undefined) => (iso ? Date.parse(iso) : null);
 
 /**
+ * A region this close behind an origin's newest applied event reads caught up: each region records what it
+ * applied at most once a second (the applier's progress flush), so under a steady load two regions that are
+ * both caught up differ by up to about that much, and the matrix flickered "behind 400 ms" (a helper's review).
+ * behind_ms still says the figure.
+ */
+export const CAUGHT_UP_WITHIN_MS = 2000;
+
+/**
  * Lag from each origin to each other region. A region is behind an origin when it has not applied the
  * newest event of that origin that some region has applied; the gap is measured in event time, so it
  * grows with the writes a stalled region misses and is 0 once it has caught up.
@@ -151,7 +159,7 @@ export function lagMatrix(regions: readonly Gathered[]): LagCell[] {
         cell.last_applied_at = a?.last_applied_at ?? null;
         // Nothing from this origin has been applied anywhere yet: nothing to be behind on.
         cell.behind_ms = top === null ? 0 : mine === null ? null : Math.max(0, top - mine);
-        cell.state = cell.behind_ms === 0 ? 'caught-up' : 'behind';
+        cell.state = cell.behind_ms !== null && cell.behind_ms <= CAUGHT_UP_WITHIN_MS ? 'caught-up' : 'behind';
       }
       cells.push(cell);
     }

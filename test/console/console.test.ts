@@ -111,6 +111,13 @@ test('a behind region is measured in event time against the newest event any reg
   ]);
   expect(cells.find((c) => c.origin === 'a' && c.region === 'b')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
   expect(cells.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'behind', behind_ms: 6000 });
+  // Within the progress records' granularity (each region writes what it applied once a second): caught up.
+  const close = lagMatrix([
+    region('a', []),
+    region('b', [{ origin_region: 'a', last_event_at: '2026-01-01T00:00:10.000Z' }]),
+    region('c', [{ origin_region: 'a', last_event_at: '2026-01-01T00:00:09.200Z' }]),
+  ]);
+  expect(close.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: 800 });
   expect(cells.find((c) => c.origin === 'b' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: 0 });
 });
 
