@@ -22,14 +22,11 @@ export interface RefreshDeps {
   repl: Replicator;
   config: MetadataConfig;
   log: Logger;
-  /** How long a credential of another region keeps a stale metadata row before this one repairs it (REPAIR_AFTER_MS). */
-  repairAfterMs?: number;
 }
 
 interface Due {
   id: string;
   org_id: string;
-  home_region: string;
   idp_metadata_url: string;
   idp_trust: unknown;
   /** The stored document, when it is the credential's (isCurrentMetadata). */
@@ -37,18 +34,6 @@ interface Due {
 }
 
 const MAX_BACKOFF_MS = 3600_000;
-
-/**
- * A credential of another region whose metadata row is not its current one (another URL's, an older trust
- * setting's: a race, see trust.ts), and has stayed so this long with neither row written meanwhile, is
- * repaired by any region that sees it: its home region, which does that within a tick or two, is down, or on
- * an older version during a rolling upgrade (a helper's upgrade run: SSO answered 503 in the upgraded regions
- * until the home region was upgraded). Several regions may repair at once; last writer wins among the same
- * document. Such repairs back off in memory, from REPAIR_AFTER_MS up to MAX_BACKOFF_MS, and write no schedule.
- */
-export const REPAIR_AFTER_MS = 120_000;
-/** Repairs a batch takes at most: the rest of the batch stays the home credentials'. */
-const REPAIRS_PER_BATCH = 4;
 
 /**
  * Credentials per sweep page: each tick looks at one page (while fewer than a tick's worth of found ones
@@ -69,7 +54,7 @@ const currentMetadata = (m: string, c: string) =>
      OR ${m}.trust_id >= (${c}.idp_trust->>'id') COLLATE "C"))`;
 
 /** A credential to refresh, with its stored document when that is the credential's current one. */
-const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.home_region, c.idp_metadata_url, c.idp_trust,
+const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, c.idp_trust,
     CASE WHEN ${currentMetadata('m', 'c')} THEN m.metadata END AS metadata
   FROM saml_provider_credentials c
   LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
@@ -131,9 +116,6 @@ export class MetadataRefresher {
    * another region raced a refresh here): refreshed before anything due by schedule.
    */
   private readonly found = new Set<string>();
-  /** Credentials of other regions to repair (see REPAIR_AFTER_MS), by id: when to try next, and the back-off. */
-  private readonly repairs = new Map<string, { at: number; backoffMs: number }>();
-  repaired = 0;
   /** Where the next sweep page starts (credential ids in order; wraps to the start). */
   private sweepCursor = SWEEP_START;
 
@@ -207,7 +189,6 @@ export class MetadataRefresher {
     const live = new Set(picked.map((p) => p.id));
     for (const id of first) if (!live.has(id)) this.found.delete(id);
     const due = [...picked, ...scheduled.filter((c) => !live.has(c.id))].slice(0, limit);
-    due.push(...(await this.repairsDue(region)));
     // Each credential on its own: whatever one tenant's IdP serves (or makes the write throw), the others are
     // still refreshed in this cycle, and the failing one is recorded, backed off and shown. Several at once,
     // but one per organization at a time: refreshed one after the other, one tenant's IdPs, each holding its
@@ -215,7 +196,6 @@ export class MetadataRefresher {
     const concurrency = refreshConcurrency(fetchLimiterFor(this.d.config).perRegion);
     // Once a fetch slot was refused, the rest of the batch waits for a later tick (as one at a time did).
     await inTurns(due, concurrency, (c) => c.org_id, async (c) => {
-      if (c.home_region !== region) return this.repair(c);
       const wasFound = this.found.delete(c.id);
       try {
         await this.refreshOne(c);
@@ -264,43 +244,10 @@ export class MetadataRefresher {
     return db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) ORDER BY array_position($1::uuid[], c.id)`, mine);
   }
 
-  /** Credentials of other regions whose repair is due (their back-off passed), live and still of another region. */
-  private async repairsDue(region: string): Promise<Due[]> {
-    const now = Date.now();
-    const ids = [...this.repairs].filter(([, r]) => r.at <= now).map(([id]) => id).slice(0, REPAIRS_PER_BATCH);
-    if (ids.length === 0) return [];
-    const rows = await this.d.db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) AND c.home_region <> $2 AND c.deleted_at IS NULL`, ids, region);
-    const live = new Set(rows.map((r) => r.id));
-    for (const id of ids) if (!live.has(id)) this.repairs.delete(id);
-    return rows;
-  }
-
-  /** Fetches a credential of another region again (see REPAIR_AFTER_MS); a failure backs off, in memory only. */
-  private async repair(c: Due): Promise<void> {
-    const entry = this.repairs.get(c.id);
-    try {
-      await this.refreshOne(c, false);
-      this.repairs.delete(c.id);
-      this.repaired += 1;
-      this.d.log.warn({ credentialId: c.id, homeRegion: c.home_region }, "repaired another region's credential whose metadata row had stayed stale (its home region did not)");
-    } catch (err) {
-      const backoffMs = Math.min(MAX_BACKOFF_MS, (entry?.backoffMs ?? this.repairAfterMs) * 2);
-      this.repairs.set(c.id, { at: Date.now() + backoffMs, backoffMs });
-      this.d.log.warn({ credentialId: c.id, homeRegion: c.home_region, err: (err as Error).message }, "could not repair another region's credential with a stale metadata row; trying again later");
-    }
-  }
-
-  private get repairAfterMs(): number {
-    return this.d.repairAfterMs ?? REPAIR_AFTER_MS;
-  }
-
-  /**
-   * One page of the sweep: home credentials of the page with no schedule or another URL's document, and
-   * other regions' credentials to repair (REPAIR_AFTER_MS).
-   */
+  /** One page of the sweep: home credentials of the page with no schedule or another URL's document. */
   private async sweep(region: string, page: number): Promise<void> {
-    const rows = await this.d.db.$queryRawUnsafe<{ last: string | null; n: number; found: string[] | null; repair: string[] | null }[]>(
-      `WITH page AS (SELECT id, idp_metadata_url, idp_trust, home_region, deleted_at, updated_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
+    const rows = await this.d.db.$queryRawUnsafe<{ last: string | null; n: number; found: string[] | null }[]>(
+      `WITH page AS (SELECT id, idp_metadata_url, idp_trust, home_region, deleted_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
        SELECT (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*)::int FROM page) AS n,
               ARRAY(SELECT p.id::text FROM page p
                       LEFT JOIN saml_credential_metadata m ON m.credential_id = p.id AND m.deleted_at IS NULL
@@ -309,24 +256,15 @@ export class MetadataRefresher {
                             OR NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id))
                        -- One whose refresh failed waits out its back-off: its schedule brings it back.
                        AND NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id AND s.consecutive_failures > 0 AND s.next_at > now())
-                     ORDER BY p.id) AS found,
-              ARRAY(SELECT p.id::text FROM page p
-                      LEFT JOIN saml_credential_metadata m ON m.credential_id = p.id AND m.deleted_at IS NULL
-                     WHERE p.home_region <> $3 AND p.deleted_at IS NULL
-                       AND (m.credential_id IS NULL OR NOT ${currentMetadata('m', 'p')})
-                       AND p.updated_at < now() - $4 * interval '1 millisecond'
-                       AND (m.updated_at IS NULL OR m.updated_at < now() - $4 * interval '1 millisecond')
-                     ORDER BY p.id LIMIT 100) AS repair`,
+                     ORDER BY p.id) AS found`,
       this.sweepCursor,
       page,
       region,
-      this.repairAfterMs,
     );
     const r = rows[0];
     // A short page was the table's end: the next tick starts over (a table of one page is swept whole every tick).
     this.sweepCursor = r?.last && r.n >= page ? r.last : SWEEP_START;
     for (const id of r?.found ?? []) this.found.add(id);
-    for (const id of r?.repair ?? []) if (!this.repairs.has(id)) this.repairs.set(id, { at: 0, backoffMs: 0 });
   }
 
   private async recordFailure(c: Due, err: unknown): Promise<void> {
@@ -343,8 +281,7 @@ export class MetadataRefresher {
     log.warn({ credentialId: c.id, code: e.code, err: e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
   }
 
-  /** `home`: a refresh of a home credential (schedules the next one); else a repair (writes no schedule). */
-  private async refreshOne(c: Due, home = true): Promise<void> {
+  private async refreshOne(c: Due): Promise<void> {
     const { db, repl, config, log } = this.d;
     const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.idp_metadata_url));
     const next = nextRefreshAt(fresh, config);
@@ -368,7 +305,7 @@ export class MetadataRefresher {
         // Made under the stored document's setting (it may be newer than the credential's: trust.ts), else the
         // credential's; never null, which only older versions write.
         const trustId = typeof live?.trust_id === 'string' ? live.trust_id : trustIdFor(current);
-        if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next }, trustId, {}, home);
+        if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next }, trustId);
         return decided.outcome;
       }).then((r) => r.value);
       if (outcome === 'applied') log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
@@ -377,7 +314,6 @@ export class MetadataRefresher {
         log.warn({ credentialId: c.id }, 'IdP metadata changes the signing certificates without a trusted signature; held, not applied');
       }
     }
-    if (!home) return;
     await recordRefresh(db, c.id, next, { ok: true });
     this.refreshed += 1;
   }

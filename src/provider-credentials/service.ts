@@ -109,9 +109,9 @@ export function nextSettingId(after: readonly unknown[]): string {
 
 /**
  * Stores the fetched document for the credential (its own replicated row), made under the trust setting
- * `trustId` (trust.ts), and (`schedule`) schedules the next fetch in this region.
+ * `trustId` (trust.ts), and schedules the next fetch.
  */
-export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata, trustId: string, opts: PutOptions = {}, schedule = true): Promise<void> {
+export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMetadata, trustId: string, opts: PutOptions = {}): Promise<void> {
   const id = String(credential.id);
   // A new credential's metadata row is new too (keyed by the credential's fresh id).
   const current = opts.fresh ? null : await w.lock(metadataTable, id);
@@ -123,7 +123,7 @@ export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMe
     trust_id: trustId,
     created_at: current?.created_at ?? new Date().toISOString(),
   }, opts);
-  if (schedule) w.later(refreshStatement(id, fetched.nextRefreshAt, { ok: true }));
+  w.later(refreshStatement(id, fetched.nextRefreshAt, { ok: true }));
 }
 
 async function lockOwned(w: Writer, orgId: string, id: string): Promise<Row> {

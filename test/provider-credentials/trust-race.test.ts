@@ -222,28 +222,3 @@ test("a setting made where the clock runs 30 s ahead is still replaced by a late
   expect(String((await metadataRow(other, id))?.trustId) < setting).toBe(true);
   await expectOnlyK2Everywhere(id);
 });
-
-test('while the home region is down, another region repairs a metadata row left stale by a race once it has stayed so (not before)', async () => {
-  const id = await createdAtHome('orphan.xml', doc([K1], null));
-  await home.stop();
-  try {
-    // As a race leaves it (the metadata row of another URL), in the region still running.
-    await other.db.$executeRawUnsafe("UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid", id);
-    expect(await trusted(other, id)).toBeNull();
-    const repairer = new MetadataRefresher({ db: other.db, repl: other.replication.repl, config: deployment.configFor(OTHER), log: createLogger({ level: 'silent' }) });
-    // Just written (as a race's rows are): the home region is given its time first.
-    await repairer.runOnce();
-    expect((await metadataRow(other, id))?.idpMetadataUrl).toBe('https://old.example/md.xml');
-    // Stale for longer than REPAIR_AFTER_MS, neither row written since: this region fetches the document itself.
-    for (const table of ['saml_provider_credentials', 'saml_credential_metadata']) {
-      await other.db.$executeRawUnsafe(`UPDATE ${table} SET updated_at = now() - interval '10 minutes' WHERE ${table === 'saml_credential_metadata' ? 'credential_id' : 'id'} = $1::uuid`, id);
-    }
-    await repairer.runOnce();
-    expect((await metadataRow(other, id))?.idpMetadataUrl).toBe(idp.url('orphan.xml'));
-    expect(await trusted(other, id)).toEqual([`${fp(K1)}:first_use`]);
-    // A repair schedules nothing here: refreshing stays the home region's.
-    expect(await other.db.metadataRefreshState.count({ where: { credentialId: id } })).toBe(0);
-  } finally {
-    home = await start(HOME);
-  }
-});
