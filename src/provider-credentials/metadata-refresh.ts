@@ -14,7 +14,7 @@ import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
 import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
-import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, trustSettingOf, type MetadataRecord, type RefreshOutcome } from './trust';
+import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
 
 export interface RefreshDeps {
@@ -297,8 +297,7 @@ export class MetadataRefresher {
         // Only the metadata row is written: the credential row, which users PATCH, is only read.
         const current = await w.lock(credentialsTable, c.id);
         // Deleted, re-pointed or re-pinned meanwhile: this fetch was judged for another setting.
-        const setting = (r: { idp_trust?: unknown }) => trustSettingOf(r.idp_trust)?.id;
-        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url || setting(current) !== setting(c)) return 'unchanged' as const;
+        if (!current || current.deleted_at || current.idp_metadata_url !== c.idp_metadata_url || trustIdFor(current) !== trustIdFor(c)) return 'unchanged' as const;
         const row = await w.lock(metadataTable, c.id);
         const live = row && !row.deleted_at && isCurrentMetadata(c, row as { idp_metadata_url: string; trust_id?: string | null }) ? row : null;
         const decided = judge(live ? (live.metadata as MetadataRecord) : null);

@@ -99,7 +99,7 @@ function settingOf(fetched: FetchedMetadata | null, after: readonly unknown[] = 
   return fetched?.trust ? { id: nextSettingId(after), ...fetched.trust } : null;
 }
 
-export function nextSettingId(after: readonly unknown[]): string {
+function nextSettingId(after: readonly unknown[]): string {
   const floor = after.filter((x): x is string => typeof x === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-/.test(x)).sort().pop();
   const id = uuidv7();
   if (floor === undefined || id > floor) return id;
