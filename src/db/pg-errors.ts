@@ -34,3 +34,26 @@ export function isConnectRefused(err: unknown): boolean {
   if (code !== null && REFUSED_CONNECT_CODES.has(code)) return true;
   return code === '55000' && /is not currently accepting connections/.test(String(e?.message));
 }
+
+/**
+ * SQLSTATEs of a session the server ended (an administrator's pg_terminate_backend, a shutdown, another
+ * backend's crash) and of a connection that failed: the statement under way did not finish on it.
+ */
+const LOST_CODES = new Set(['57P01', '57P02', '57P05', '08000', '08003', '08006']);
+/** node-postgres's own wording when the socket closed with no error from the server first. */
+const LOST_WORDING = /\bConnection terminated\b|Client has encountered a connection error and is not queryable|Client was closed and is not queryable/;
+
+/**
+ * The connection a statement ran on was lost under it (the database restarted, or ended the session):
+ * unlike isConnectRefused, the statement may have started, and a COMMIT sent with it may have gone
+ * through. A read can be run again on another connection (see retryingReads); a write cannot be told
+ * "nothing was done" without finding out (see Replicator.write).
+ */
+export function isConnectionLost(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: string } } } } | null | undefined;
+  if ((err as Error | null)?.name === 'ConnectionLost') return true; // replication/pg-tx.ts
+  if (e?.code === 'ECONNRESET' || e?.code === 'EPIPE' || e?.code === 'P1017') return true;
+  if (e?.meta?.driverAdapterError?.cause?.kind === 'ConnectionClosed') return true;
+  if (LOST_CODES.has(pgCode(err) ?? '')) return true;
+  return LOST_WORDING.test(String(e?.message ?? ''));
+}

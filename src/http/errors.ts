@@ -2,7 +2,7 @@
  * One error type for every dialect: status, a stable code, a message that is safe to show. Each dialect
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
-import { isConnectRefused } from '../db/pg-errors';
+import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
 
 export class AppError extends Error {
   constructor(
@@ -57,6 +57,13 @@ export function asAppError(err: unknown): AppError | null {
   // found every /admin route and the API answering 500 while the database refused connections).
   if (isConnectRefused(err)) {
     return new AppError(503, 'database_unavailable', "This region's database is not accepting connections right now; nothing was done. Retry shortly.", { retryAfterSeconds: 2 });
+  }
+  // The connection a statement ran on was lost under it (the database restarted, or ended the session):
+  // reads were tried again on other connections already (retryingReads), and a replicated write found out
+  // what became of it (Replicator.write); what is left here may have been carried out or not. A 503: the
+  // database is most likely coming back (a restart), and the client decides whether to look or retry.
+  if (isConnectionLost(err)) {
+    return new AppError(503, 'database_unavailable', "This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; a write may or may not have been carried out: read the resource to see.", { retryAfterSeconds: 2 });
   }
   // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
   // (writeWithConsistency does, saying whether it was kept): by name, as this layer does not import that one.

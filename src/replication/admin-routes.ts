@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { Db, SqlReader } from '../db/client';
 import { AppError, conflict, notFound } from '../http/errors';
-import { isConnectRefused } from '../db/pg-errors';
+import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
 import { isUuid } from '../http/validate';
 import type { ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
@@ -50,8 +50,8 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
     if (!d.applier) throw conflict('This process runs no applier; retry on a process of this region that does.');
     const result = await d.applier.retryParked().catch((err: unknown) => {
       // Not errors.ts's "nothing was done": the events applied before the database went away stay applied.
-      if (!isConnectRefused(err)) throw err;
-      throw new AppError(503, 'database_unavailable', "This region's database stopped accepting connections during the retry; events applied before that stay applied (applying one again changes nothing). Retry shortly.", { retryAfterSeconds: 2 });
+      if (!isConnectRefused(err) && !isConnectionLost(err)) throw err;
+      throw new AppError(503, 'database_unavailable', "This region's database stopped accepting connections, or ended the retry's connection, during the retry; events applied before that stay applied (applying one again changes nothing). Retry shortly.", { retryAfterSeconds: 2 });
     });
     res.json({ region: d.region, ...result });
   });

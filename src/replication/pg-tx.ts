@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { Pool, type PoolClient, type QueryResult } from 'pg';
 import { sessionConfig } from '../db/session';
+import { isConnectionLost } from '../db/pg-errors';
 import type { Pipeline, Queryable, Statement } from './row-store';
 
 /** A small pool of the applier's own (two batches at a time; a parked retry waits for one of them). */
@@ -69,6 +70,18 @@ export class TransactionPastBound extends Error {
   constructor(readonly boundMs: number, readonly commitSent: boolean, readonly backendPid: number | null = null, readonly checkedOutAt = 0) {
     super(`the transaction ran past its ${boundMs} ms and ${commitSent ? 'its commit was not confirmed' : 'was rolled back'}`);
     this.name = 'TransactionPastBound';
+  }
+}
+
+/**
+ * A transaction of inPipeline whose connection was lost under it (the database restarted, or ended the
+ * session): rolled back if its COMMIT had not been sent (`commitSent` false); otherwise it may have
+ * committed, and what the database did is found out as for TransactionPastBound (endBackend, then a look).
+ */
+export class ConnectionLost extends Error {
+  constructor(readonly commitSent: boolean, readonly backendPid: number | null, readonly checkedOutAt: number, cause: unknown) {
+    super(`the transaction's database connection was lost (${String((cause as Error | null)?.message ?? cause).slice(0, 200)}); ${commitSent ? 'its commit was not confirmed' : 'it was rolled back'}`, { cause });
+    this.name = 'ConnectionLost';
   }
 }
 
@@ -184,6 +197,10 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
         expired = true;
         refusedByServer = true;
         throw pastBound();
+      }
+      if (!expired && isConnectionLost(err)) {
+        broken = true;
+        throw new ConnectionLost(commitSent, (client as PoolClient & { processID?: number | null }).processID ?? null, checkedOutAt, err);
       }
       throw err;
     }

@@ -12,7 +12,7 @@ import { versionTime, type HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { AppError } from '../http/errors';
 import { isSchemaChange, type Queryable, type RowStore, type Statement, type Winner } from './row-store';
-import { endBackend, inPipeline, queryable, TransactionPastBound } from './pg-tx';
+import { ConnectionLost, endBackend, inPipeline, queryable, TransactionPastBound } from './pg-tx';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
 import type { Tracker, WaitResult } from './tracker';
@@ -24,6 +24,8 @@ import { STALE_GUESS } from './row-guesses';
 import { WRITE_TX_TIMEOUT_MS } from './horizon';
 
 const COLLISION_ATTEMPTS = 5;
+/** Times a write runs again after its connection was lost before it committed (see write). */
+const LOST_ATTEMPTS = 2;
 
 /** How often fast-path deliveries are recorded (see markDelivered). */
 const MARK_DELIVERED_MS = 200;
@@ -240,6 +242,8 @@ export class Replicator {
     ), this.d.log);
     let result: Awaited<ReturnType<typeof run>> | undefined;
     let reloaded = false;
+    // Runs again after a connection lost under the transaction, once known not to have committed.
+    let lostAgain = 0;
     while (!result) {
       try {
         result = await run();
@@ -253,6 +257,21 @@ export class Replicator {
           this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns and running the write again');
           await store.reload();
           reloaded = true;
+        } else if (err instanceof ConnectionLost && lostAgain < LOST_ATTEMPTS) {
+          // The database restarted, or ended the session (the pool's idle connections are all dead after
+          // either, and one may be checked out before the pool hears of it). Not committed: run it again on
+          // another connection (the same change id: nothing went out under it). COMMIT sent: what the
+          // database did decides, as past the bound; kept, it is the answer, and not kept, it runs again.
+          const kept = err.commitSent && sent ? await this.outcomeOf(err, changeId) : false;
+          if (kept === null) {
+            this.d.log.warn({ changeId, err: err.message }, 'a write\'s connection was lost as it committed, and whether it was kept could not be found out');
+            throw err;
+          }
+          if (kept) result = sent ?? undefined;
+          else {
+            lostAgain++;
+            this.d.log.info({ changeId, err: err.message, commitSent: err.commitSent }, 'a write\'s database connection was lost before it committed; running it again');
+          }
         } else if (err instanceof TransactionPastBound && err.commitSent && sent) {
           // Its COMMIT went out and this process stopped listening (it stalled past the bound, say): what
           // the database did decides the answer, as for any write.
@@ -275,13 +294,14 @@ export class Replicator {
    * Whether the transaction of a write that outran its bound after sending its COMMIT committed: its backend
    * is ended first (endBackend), so that the answer is final; null when that cannot be made sure.
    */
-  private async outcomeOf(err: TransactionPastBound, changeId: string): Promise<boolean | null> {
+  private async outcomeOf(err: TransactionPastBound | ConnectionLost, changeId: string): Promise<boolean | null> {
     if (err.backendPid === null) return null;
     const pool = poolOf(this.d.db);
     if (!(await endBackend(pool, err.backendPid, err.checkedOutAt))) return null;
     try {
       const kept = (await pool.query('SELECT 1 FROM replication_outbox WHERE change_id = $1::uuid', [changeId])).rowCount === 1;
-      this.d.log.warn({ changeId, kept }, kept ? 'a write\'s commit was confirmed late (past the transaction bound): it was kept' : 'a write ran past the transaction bound: rolled back');
+      const why = err instanceof ConnectionLost ? 'its connection was lost as it committed' : 'it ran past the transaction bound';
+      this.d.log.warn({ changeId, kept }, `a write's commit was not confirmed (${why}): ${kept ? 'it was kept' : 'rolled back'}`);
       return kept;
     } catch {
       return null;

@@ -43,8 +43,8 @@ test('every route that needs the database answers 503 in its own envelope while 
   await pg.query(`ALTER DATABASE "${database}" ALLOW_CONNECTIONS false`);
   await pg.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
   try {
-    // A pooled connection ended under the region may fail one request before its pool drops it (a lost
-    // connection, not a refused one: that is a 500, see the stop 38 note); then every new connection is refused.
+    // A read on a pooled connection ended under the region runs again on another (database-lost.test.ts),
+    // which is refused: every route below answers 503 once the pool has no live connection left.
     expect(await eventually(async () => (await call(r.url, 'GET', PATH, { headers: slashidHeaders(org) })).status === 503, 10_000, 100)).toBe(true);
     const slashid: [string, string, string, Record<string, string>, unknown?][] = [
       [r.url, 'GET', PATH, slashidHeaders(org)],

@@ -1,0 +1,180 @@
+/**
+ * When the database ends the region's sessions under running statements (a restart, an administrator's
+ * pg_terminate_backend), a read runs again on another connection and a write whose transaction did not
+ * commit runs again, so the client sees neither the lost connection nor a 500 (the stop 38 note: every
+ * read on a connection ended under the pool answered 500, 25 of 100 reads sent as the sessions were ended).
+ *
+ * Deterministic: the statements are held on a lock taken from a session of the test's own, their backends
+ * ended while they wait, and the lock released afterwards.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Client } from 'pg';
+import { startRegion, type RunningRegion } from '../../src/region';
+import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { isConnectionLost } from '../../src/db/pg-errors';
+import { asAppError } from '../../src/http/errors';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+let r: InProcessRegion;
+let idp: IdpServer;
+let locker: Client;
+let admin: Client;
+let database: string;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  idp.set('lost.xml', fixture('okta.xml'));
+  r = await startInProcess('dblost', ['us-iowa', 'europe-belgium'], { metadataAllowedHosts: [idp.hostPort] });
+  const url = r.deployment.configFor('us-iowa').region.databaseUrl;
+  database = new URL(url).pathname.slice(1);
+  locker = new Client({ connectionString: url });
+  admin = new Client({ connectionString: url });
+  await locker.connect();
+  await admin.connect();
+});
+afterAll(async () => {
+  await locker?.end();
+  await admin?.end();
+  await r?.stop();
+  await idp?.close();
+});
+
+/** Backends of the region (not the test's) waiting on a lock in a statement that names `table`. */
+async function waiting(table: string): Promise<number[]> {
+  const res = await admin.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid NOT IN ($2, pg_backend_pid()) AND wait_event_type = 'Lock' AND query ILIKE '%' || $3 || '%'`,
+    [database, (locker as Client & { processID: number }).processID, table],
+  );
+  return res.rows.map((row) => row.pid);
+}
+
+/** Backends ended so far (one still listed while it exits is not counted again). */
+const ended = new Set<number>();
+
+async function endWhenWaiting(table: string, count: number): Promise<void> {
+  let pids: number[] = [];
+  expect(await eventually(async () => (pids = (await waiting(table)).filter((pid) => !ended.has(pid))).length >= count, 10_000, 20)).toBe(true);
+  pids.forEach((pid) => ended.add(pid));
+  await admin.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+}
+
+async function credential(org: { id: string; api_key: string }, label: string): Promise<string> {
+  const created = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('lost.xml'), label }, headers: slashidHeaders(org) });
+  expect(created.status).toBe(201);
+  return created.body.result.id as string;
+}
+
+test('a read whose connection is ended under it is answered from another connection', async () => {
+  const org = await createOrg(r.url, 'dblost-read');
+  const id = await credential(org, 'read');
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE saml_provider_credentials IN ACCESS EXCLUSIVE MODE');
+  // One credential on the pool's prepared read; the list through the ORM (a page and its count).
+  const one = call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+  const list = call(r.url, 'GET', PATH, { headers: slashidHeaders(org) });
+  try {
+    await endWhenWaiting('saml_provider_credentials', 3);
+  } finally {
+    await locker.query('COMMIT');
+  }
+  expect({ status: (await one).status, label: (await one).body.result?.label }).toEqual({ status: 200, label: 'read' });
+  expect({ status: (await list).status, ids: (await list).body.result?.map((c: { id: string }) => c.id) }).toEqual({ status: 200, ids: [id] });
+});
+
+test('a write whose connection is ended before it commits runs again and is kept once', async () => {
+  const org = await createOrg(r.url, 'dblost-write');
+  const id = await credential(org, 'before');
+  // Warm the row's guess: the PATCH is then one round trip carrying its COMMIT (sent, not confirmed).
+  expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status).toBe(200);
+  await locker.query('BEGIN');
+  await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [id]);
+  const patch = call(r.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'after' }, headers: slashidHeaders(org) });
+  try {
+    await endWhenWaiting('saml_provider_credentials', 1);
+    // It runs again on another connection, waits on the same lock, and is ended again (twice in all).
+    await endWhenWaiting('saml_provider_credentials', 1);
+  } finally {
+    await locker.query('COMMIT');
+  }
+  const res = await patch;
+  expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: null });
+  const read = await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+  expect(read.body.result.label).toBe('after');
+});
+
+/**
+ * A TCP proxy to Postgres that, once armed with a text, forwards the first client batch carrying it and
+ * COMMIT, then closes both sides before the server's answer comes back: the commit goes through and the
+ * region never hears of it.
+ */
+function commitCutter(): Promise<{ server: Server; port: number; arm(text: string): Promise<void> }> {
+  const pairs = new Set<Socket>();
+  let armed: { text: string; done(): void } | null = null;
+  const server = createServer((client) => {
+    const upstream = connect(5432, '127.0.0.1');
+    pairs.add(client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+    upstream.pipe(client);
+    client.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      if (armed && text.includes(armed.text) && text.includes('COMMIT')) {
+        const { done } = armed;
+        armed = null;
+        upstream.unpipe(client);
+        upstream.write(chunk, () => setTimeout(() => (close(), done()), 300));
+        return;
+      }
+      upstream.write(chunk);
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, port: (server.address() as { port: number }).port, arm: (text) => new Promise((done) => (armed = { text, done })) }),
+    ),
+  );
+}
+
+test('a write whose commit went through as its connection was lost is answered as kept, and not run again', async () => {
+  const cutter = await commitCutter();
+  const config = r.deployment.configFor('us-iowa');
+  const proxied = new URL(config.region.databaseUrl);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(cutter.port);
+  let region: RunningRegion | null = null;
+  try {
+    region = await startRegion({ ...config, region: { ...config.region, databaseUrl: proxied.toString() } }, { port: 0, drainTimeoutMs: 5000 });
+    const org = await createOrg(region.url, 'dblost-commit');
+    const created = await call(region.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('lost.xml'), label: 'before' }, headers: slashidHeaders(org) });
+    expect(created.status).toBe(201);
+    const id = created.body.result.id as string;
+    const label = `kept-${id.slice(-8)}`;
+    const cut = cutter.arm(label);
+    const res = await call(region.url, 'PATCH', `${PATH}/${id}`, { body: { label }, headers: slashidHeaders(org) });
+    await cut;
+    expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: null });
+    // Committed once: the one change of the PATCH is in the outbox (not delivered: the other region is not running).
+    const events = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM replication_outbox WHERE event::text LIKE '%' || $1 || '%'`, [label]);
+    expect(events.rows[0]?.n).toBe(1);
+    expect((await call(region.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.label).toBe(label);
+  } finally {
+    await region?.stop();
+    await new Promise((resolve) => cutter.server.close(resolve));
+  }
+});
+
+test('a lost connection the region could not recover from is a 503 saying the outcome is not known, not a 500', () => {
+  const lost = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', severity: 'FATAL' });
+  expect(isConnectionLost(lost)).toBe(true);
+  expect(isConnectionLost(new Error('Connection terminated unexpectedly'))).toBe(true);
+  expect(isConnectionLost(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
+  const answer = asAppError(lost);
+  expect({ status: answer?.status, code: answer?.code, retry: answer?.extra.retryAfterSeconds }).toEqual({ status: 503, code: 'database_unavailable', retry: 2 });
+  expect(answer?.message).toMatch(/may or may not have been carried out/);
+});
