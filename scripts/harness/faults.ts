@@ -7,6 +7,9 @@
  *   every other region are cut off from it);
  * - once, kill Redis (SIGKILL by default, so up to a second of its append-only file is lost) and start it
  *   again on the same data dir: with a Redis per region, one region's Redis; else the shared one.
+ * - once, restart one region's Postgres (SIGINT: a fast shutdown, which ends every session; SIGQUIT: an
+ *   immediate one, as a crash, recovered from the WAL at start) and start it again after a second: the
+ *   region's pooled connections all die under it (see the README's "Database restarts").
  * `stop()` ends the schedule and brings everything back: heals, restarts what is down, waits until it serves.
  */
 import { sleep } from './common';
@@ -25,6 +28,9 @@ export interface FaultOptions {
   /** When to restart Redis (a region's own, or the shared one); null disables. */
   redisRestartAtMs: number | null;
   redisSignal: NodeJS.Signals;
+  /** When to restart a region's Postgres; null disables. */
+  postgresRestartAtMs: number | null;
+  postgresSignal: NodeJS.Signals;
 }
 
 export interface FaultEvent {
@@ -42,6 +48,9 @@ export class FaultSchedule {
   kills = 0;
   partitions = 0;
   redisRestarts = 0;
+  postgresRestarts = 0;
+  /** Each Postgres restart: the region, from its stop to when it accepted connections again (Date.now()). */
+  readonly databaseOutages: Array<{ region: string; from: number; to: number }> = [];
   failures: string[] = [];
 
   constructor(
@@ -56,6 +65,7 @@ export class FaultSchedule {
     if (this.o.partitionMs > 0) this.loops.push(this.at(this.o.partitionAtMs, () => this.partition(this.o.partitionMode, this.o.partitionMs)));
     if (this.o.isolateMs > 0) this.loops.push(this.at(this.o.isolateAtMs, () => this.partition('link', this.o.isolateMs)));
     if (this.o.redisRestartAtMs !== null) this.loops.push(this.at(this.o.redisRestartAtMs, () => this.restartRedis()));
+    if (this.o.postgresRestartAtMs !== null) this.loops.push(this.at(this.o.postgresRestartAtMs, () => this.restartPostgres()));
   }
 
   /** Ends the faults; resolves once every region and Redis is back, connected and serving. */
@@ -148,5 +158,28 @@ export class FaultSchedule {
     await this.stack.startService(target);
     this.redisRestarts++;
     this.event(`${target} is back`);
+  }
+
+  private async restartPostgres(): Promise<void> {
+    // A region that is up and reachable, so that its clients are served while its database goes away.
+    // Not one being restarted, and the killer leaves it alone meanwhile (a region does not start without
+    // its database).
+    const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
+    const region = up[Math.floor(Math.random() * up.length)];
+    if (!region) return this.fail('no region was up to restart the Postgres of');
+    this.restarting.add(region);
+    const outage = { region, from: Date.now(), to: Number.MAX_SAFE_INTEGER };
+    this.databaseOutages.push(outage);
+    try {
+      await this.stack.kill(`postgres@${region}`, this.o.postgresSignal);
+      this.event(`postgres@${region} stopped with ${this.o.postgresSignal}`);
+      await sleep(1000);
+      await this.stack.startService(`postgres@${region}`);
+    } finally {
+      outage.to = Date.now();
+      this.restarting.delete(region);
+    }
+    this.postgresRestarts++;
+    this.event(`postgres@${region} is back`);
   }
 }

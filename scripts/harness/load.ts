@@ -31,6 +31,11 @@ export interface LoadFigures {
   connectionErrors: number;
   timeouts: number;
   server5xx: number;
+  /**
+   * 503s with Retry-After saying the region's database is not there or ended the connection (not in
+   * server5xx): the fault schedule excuses those that came while that region's Postgres was restarted.
+   */
+  databaseUnavailable: number;
   /** 400 because the region could not fetch the IdP metadata (expected while it is partitioned). */
   metadataRefused: number;
   otherStatus: number;
@@ -43,6 +48,8 @@ export interface LoadResult {
   figures: LoadFigures;
   /** Every acknowledged id, with the region that acknowledged it. */
   acked: Map<string, string>;
+  /** When each of figures.databaseUnavailable came (Date.now()), and from which region. */
+  databaseUnavailable: Array<{ region: string; at: number }>;
 }
 
 const PAUSE_AFTER_ERROR_MS = 150;
@@ -52,8 +59,9 @@ export class Load {
   private started = 0;
   private readonly acked = new Map<string, string>();
   private readonly latencies = new Map<string, number[]>();
+  private readonly unavailable: Array<{ region: string; at: number }> = [];
   private readonly f: LoadFigures = {
-    tried: 0, answered: 0, acked201: 0, acked408: 0, unanswered408: 0, connectionErrors: 0, timeouts: 0, server5xx: 0, metadataRefused: 0,
+    tried: 0, answered: 0, acked201: 0, acked408: 0, unanswered408: 0, connectionErrors: 0, timeouts: 0, server5xx: 0, databaseUnavailable: 0, metadataRefused: 0,
     otherStatus: 0, perRegion: {}, samples: [],
   };
 
@@ -85,7 +93,7 @@ export class Load {
       const r = this.f.perRegion[region];
       if (r) Object.assign(r, { p50Ms: l[Math.floor(l.length / 2)] ?? 0, p99Ms: l[Math.max(0, Math.ceil(l.length * 0.99) - 1)] ?? 0 });
     }
-    return { figures: this.f, acked: this.acked };
+    return { figures: this.f, acked: this.acked, databaseUnavailable: this.unavailable };
   }
 
   stop(): void {
@@ -125,7 +133,10 @@ export class Load {
           this.f.acked408++;
           ok = true;
         } else if (res.status === 408) this.f.unanswered408++;
-        else if (res.status >= 500) {
+        else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
+          this.f.databaseUnavailable++;
+          this.unavailable.push({ region: c.region, at: Date.now() });
+        } else if (res.status >= 500) {
           this.f.server5xx++;
           this.sample(`${c.region} ${res.status} ${JSON.stringify(res.body)}`);
         } else if (res.status === 400 && JSON.stringify(res.body).includes('idp_metadata_url was refused')) {

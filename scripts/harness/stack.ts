@@ -263,8 +263,14 @@ export class Stack {
     this.pushDelays();
   }
 
-  /** The process of a service: a host's main one (a region, the shared Redis) or `redis@<region>`. */
+  /** The process of a service: a host's main one (a region, the shared Redis), `redis@<region>` or `postgres@<region>`. */
   private proc(service: string): HostProcess {
+    const pg = /^postgres@(.+)$/.exec(service)?.[1];
+    if (pg) {
+      const p = this.host(pg).postgres;
+      if (!p) throw new Error(`${pg} has no Postgres`);
+      return p;
+    }
     const m = /^redis@(.+)$/.exec(service);
     if (!m?.[1]) return this.host(service).service;
     const p = this.host(m[1]).redis;
@@ -272,10 +278,12 @@ export class Stack {
     return p;
   }
 
-  /** Starts a service (a region, a region's Redis, the shared Redis) if it is not running, and waits until it serves. */
+  /** Starts a service (a region, a region's Redis or Postgres, the shared Redis) if it is not running, and waits until it serves. */
   async startService(service: string, timeoutMs = 60_000): Promise<void> {
     const p = this.proc(service);
     if (!p.running) p.start();
+    const pg = /^postgres@(.+)$/.exec(service)?.[1];
+    if (pg) return waitPostgres(p, this.host(pg).link.ns, timeoutMs);
     const region = /^redis@(.+)$/.exec(service)?.[1];
     if (service === REDIS_HOST) await waitRedis(p, this.redisUrl(), timeoutMs);
     else if (region) await waitRedis(p, this.redisUrl(region), timeoutMs);
@@ -306,7 +314,7 @@ export class Stack {
     this.proc(service).resume();
   }
 
-  /** kill -9 (or `signal`) of a region or a Redis; resolves when it has exited. */
+  /** kill -9 (or `signal`) of a region, a Redis or a Postgres; resolves when it has exited. */
   async kill(service: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     await this.proc(service).stop(signal);
   }
