@@ -198,7 +198,8 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
         refusedByServer = true;
         throw pastBound();
       }
-      if (!expired && isConnectionLost(err)) {
+      // Any socket error (EHOSTUNREACH, ETIMEDOUT…) is one of a connection that was open: lost, not refused.
+      if (!expired && (isConnectionLost(err) || typeof (err as { syscall?: unknown } | null)?.syscall === 'string')) {
         broken = true;
         throw new ConnectionLost(commitSent, (client as PoolClient & { processID?: number | null }).processID ?? null, checkedOutAt, err);
       }

@@ -8,7 +8,8 @@
 import type { Pool } from 'pg';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
-import { createApplyPool, endBackend, inPipeline, queryable } from '../../src/replication/pg-tx';
+import { asAppError } from '../../src/http/errors';
+import { ConnectionLost, createApplyPool, endBackend, inPipeline, queryable } from '../../src/replication/pg-tx';
 import type { Statement } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
 import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
@@ -246,4 +247,29 @@ describe('prepared statements (Statement.prepare)', () => {
     await inPipeline(one, (tx) => tx.run([{ ...failing, values: [4, 2] }], true));
     expect((await byName()).rows).toEqual([{ label: 'read by name' }]);
   });
+});
+
+test('a socket error on the open connection of a transaction is a lost connection (not "refused: nothing was done"), with whether COMMIT was sent', async () => {
+  const pool = createApplyPool(s.m.url, 1);
+  try {
+    // The connection is open; its next round trip fails as a socket whose host became unreachable would.
+    const failNext = (client: { query: (...a: unknown[]) => unknown }) => {
+      const real = client.query.bind(client);
+      client.query = (...a: unknown[]) => {
+        client.query = real;
+        return Promise.reject(Object.assign(new Error('read EHOSTUNREACH'), { code: 'EHOSTUNREACH', errno: -113, syscall: 'read' }));
+      };
+    };
+    for (const last of [false, true]) {
+      // The pool's one connection (a new one after the failure before: a broken connection is dropped).
+      const client = await pool.connect();
+      client.release();
+      failNext(client as unknown as { query: (...a: unknown[]) => unknown });
+      const err = await inPipeline(pool, (tx) => tx.run([{ sql: 'SELECT 1', values: [] }], last)).catch((e: unknown) => e);
+      expect({ name: (err as Error).name, commitSent: (err as ConnectionLost).commitSent }).toEqual({ name: 'ConnectionLost', commitSent: last });
+      expect(asAppError(err)?.message).toMatch(/may or may not have been carried out/);
+    }
+  } finally {
+    await pool.end();
+  }
 });
