@@ -32,6 +32,7 @@ export function isConnectRefused(err: unknown): boolean {
   if (REFUSED_CONNECT_KINDS.has(e?.meta?.driverAdapterError?.cause?.kind ?? '')) return true;
   const code = pgCode(err);
   if (code !== null && REFUSED_CONNECT_CODES.has(code)) return true;
+  if (/Connection terminated due to connection timeout/.test(String(e?.message))) return true; // pg's connectionTimeoutMillis
   return code === '55000' && /is not currently accepting connections/.test(String(e?.message));
 }
 
@@ -40,8 +41,11 @@ export function isConnectRefused(err: unknown): boolean {
  * backend's crash) and of a connection that failed: the statement under way did not finish on it.
  */
 const LOST_CODES = new Set(['57P01', '57P02', '57P05', '08000', '08003', '08006']);
-/** node-postgres's own wording when the socket closed with no error from the server first. */
-const LOST_WORDING = /\bConnection terminated\b|Client has encountered a connection error and is not queryable|Client was closed and is not queryable/;
+/**
+ * node-postgres's own wording when the socket closed with no error from the server first. Not its
+ * "Connection terminated due to connection timeout": that one is of opening a connection (isConnectRefused).
+ */
+const LOST_WORDING = /\bConnection terminated(?! due to connection timeout)\b|Client has encountered a connection error and is not queryable|Client was closed and is not queryable/;
 
 /**
  * The connection a statement ran on was lost under it (the database restarted, or ended the session):
@@ -53,7 +57,10 @@ export function isConnectionLost(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: string } } } } | null | undefined;
   if ((err as Error | null)?.name === 'ConnectionLost') return true; // replication/pg-tx.ts
   if (e?.code === 'ECONNRESET' || e?.code === 'EPIPE' || e?.code === 'P1017') return true;
-  if (e?.meta?.driverAdapterError?.cause?.kind === 'ConnectionClosed') return true;
+  const kind = e?.meta?.driverAdapterError?.cause?.kind;
+  if (kind === 'ConnectionClosed' || kind === 'SocketTimeout') return true;
+  // A socket that timed out while open (keepalive, retransmissions), not one that never connected.
+  if (e?.code === 'ETIMEDOUT' && ['read', 'write'].includes(String((err as { syscall?: unknown }).syscall))) return true;
   if (LOST_CODES.has(pgCode(err) ?? '')) return true;
   return LOST_WORDING.test(String(e?.message ?? ''));
 }

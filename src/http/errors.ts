@@ -62,6 +62,11 @@ export function asAppError(err: unknown): AppError | null {
   // reads were tried again on other connections already (retryingReads), and a replicated write found out
   // what became of it (Replicator.write); what is left here may have been carried out or not. A 503: the
   // database is most likely coming back (a restart), and the client decides whether to look or retry.
+  // A write's transaction that lost its connection before its COMMIT was sent (and ran again, as often
+  // as it may: replication/pg-tx.ts, by name as above): rolled back.
+  if ((err as { name?: unknown } | null)?.name === 'ConnectionLost' && (err as { commitSent?: unknown }).commitSent === false) {
+    return new AppError(503, 'database_unavailable', "This region's database ended the write's connection before it committed (the database restarted, or ended the session); nothing was done. Retry shortly.", { retryAfterSeconds: 2 });
+  }
   if (isConnectionLost(err)) {
     return new AppError(503, 'database_unavailable', "This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; a write may or may not have been carried out: read the resource to see.", { retryAfterSeconds: 2 });
   }

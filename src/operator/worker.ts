@@ -27,6 +27,7 @@ import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
 import { serverClasses } from '../http/server-classes';
 import { sessionConfig } from '../db/session';
+import { retryingReads } from '../db/retrying-reads';
 import { routePrefix } from '../observability/metrics';
 
 const d = workerData as OperatorWorkerData;
@@ -34,7 +35,8 @@ const port = parentPort;
 if (!port) throw new Error('src/operator/worker.ts runs as a worker thread (src/operator/listener.ts starts it)');
 
 const log = createLogger({ level: d.logLevel, region: d.region }).child({ listener: 'operator' });
-const pool = new Pool({ ...sessionConfig(d.databaseUrl), max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 });
+// Reads run again on another connection when a database restart ended the one they ran on (as the API's).
+const pool = retryingReads(new Pool({ ...sessionConfig(d.databaseUrl), max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 }));
 // An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
 pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
 const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };

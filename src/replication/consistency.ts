@@ -6,7 +6,7 @@
 import type { Request, Response } from 'express';
 import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest } from '../http/errors';
-import { TransactionPastBound } from './pg-tx';
+import { ConnectionLost, TransactionPastBound } from './pg-tx';
 import type { Replicator } from './replicator';
 import { versionTime } from './hlc';
 import type { ChangeEvent } from './tables';
@@ -210,6 +210,22 @@ function pastBoundError(region: string, err: TransactionPastBound, onChangeId: (
 }
 
 /**
+ * The 503 of a write whose connection the database ended after its COMMIT went out, when the region could
+ * not find out whether it was kept (the database did not answer the look: still down, say). As for a
+ * commit past its bound, the change id is given to follow.
+ */
+function unknownOutcomeError(region: string, changeId: string, onChangeId: (changeId: string) => void): AppError {
+  onChangeId(changeId);
+  return new AppError(
+    503,
+    'database_unavailable',
+    `The database of ${region} ended the write's connection as it committed, and whether it was kept could not be found out (the database is not answering). ` +
+      'Follow its change (X-Change-Id), read the resource, or retry with the same Idempotency-Key.',
+    { retryAfterSeconds: 2 },
+  );
+}
+
+/**
  * Runs a replicated write and waits for the requested level. Resolves with the value when reached;
  * throws a 408 AppError (carrying `toResult(value)` when the write committed) when not.
  */
@@ -252,7 +268,9 @@ async function committedWithin<T>(
 ): Promise<{ value: T; changeId: string | null }> {
   // A write still under way at the deadline finishes (or fails) on its own; the caller is told 408.
   const committed = await byDeadline(c.deadline, write().catch((err: unknown) => {
-    throw err instanceof TransactionPastBound ? pastBoundError(repl.region, err, onChangeId) : err;
+    if (err instanceof TransactionPastBound) throw pastBoundError(repl.region, err, onChangeId);
+    if (err instanceof ConnectionLost && err.changeId) throw unknownOutcomeError(repl.region, err.changeId, onChangeId);
+    throw err;
   }));
   if (committed.late) {
     throw new AppError(

@@ -79,6 +79,8 @@ export class TransactionPastBound extends Error {
  * committed, and what the database did is found out as for TransactionPastBound (endBackend, then a look).
  */
 export class ConnectionLost extends Error {
+  /** The replicated write's change, when its outcome could not be found out (set by the replicator). */
+  changeId: string | null = null;
   constructor(readonly commitSent: boolean, readonly backendPid: number | null, readonly checkedOutAt: number, cause: unknown) {
     super(`the transaction's database connection was lost (${String((cause as Error | null)?.message ?? cause).slice(0, 200)}); ${commitSent ? 'its commit was not confirmed' : 'it was rolled back'}`, { cause });
     this.name = 'ConnectionLost';
@@ -140,14 +142,17 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
   // Whether COMMIT went to the server, and whether the server refused it (its deadline check): then the
   // transaction is known to be rolled back.
   let commitSent = false;
+  const backendPid = () => (client as PoolClient & { processID?: number | null }).processID ?? null;
   let refusedByServer = false;
   const pastBound = () =>
-    new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, (client as PoolClient & { processID?: number | null }).processID ?? null, checkedOutAt);
+    new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, backendPid(), checkedOutAt);
   // How long the transaction may run on the server's clock from its BEGIN (set when BEGIN is sent).
   let serverBoundMs: number | null = null;
   const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {
     if (ended) throw new Error('this transaction has ended');
     if (expired) throw pastBound();
+    // The connection died between two round trips (its error event): nothing of this batch can be sent.
+    if (broken) throw new ConnectionLost(false, backendPid(), checkedOutAt, new Error('the connection failed between two round trips'));
     const texts: string[] = [];
     // Statements of this registry the connection may hold under names it no longer knows are dropped first,
     // inside the transaction: before BEGIN they would run in an implicit transaction of the database's
@@ -201,7 +206,7 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
       // Any socket error (EHOSTUNREACH, ETIMEDOUT…) is one of a connection that was open: lost, not refused.
       if (!expired && (isConnectionLost(err) || typeof (err as { syscall?: unknown } | null)?.syscall === 'string')) {
         broken = true;
-        throw new ConnectionLost(commitSent, (client as PoolClient & { processID?: number | null }).processID ?? null, checkedOutAt, err);
+        throw new ConnectionLost(commitSent, backendPid(), checkedOutAt, err);
       }
       throw err;
     }

@@ -20,12 +20,13 @@ import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
 import type { RedisLinks } from './links';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { isTransient, pgCode } from '../db/pg-errors';
+import { afterLostConnection } from '../db/retrying-reads';
 import { STALE_GUESS } from './row-guesses';
 import { WRITE_TX_TIMEOUT_MS } from './horizon';
 
 const COLLISION_ATTEMPTS = 5;
 /** Times a write runs again after its connection was lost before it committed (see write). */
-const LOST_ATTEMPTS = 2;
+const LOST_ATTEMPTS = 3;
 
 /** How often fast-path deliveries are recorded (see markDelivered). */
 const MARK_DELIVERED_MS = 200;
@@ -139,6 +140,7 @@ export class Replicator {
     const run = () => retryCollisions(() => inPipeline(
       poolOf(this.d.db),
       async (pipe) => {
+        sent = null;
         // Upserts put() holds back (deferredPut): they go with the next statement, at the latest with COMMIT.
         const pending: Statement[] = [];
         const tx = queryable(pipe, pending);
@@ -257,20 +259,24 @@ export class Replicator {
           this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns and running the write again');
           await store.reload();
           reloaded = true;
-        } else if (err instanceof ConnectionLost && lostAgain < LOST_ATTEMPTS) {
+        } else if (err instanceof ConnectionLost) {
           // The database restarted, or ended the session (the pool's idle connections are all dead after
-          // either, and one may be checked out before the pool hears of it). Not committed: run it again on
-          // another connection (the same change id: nothing went out under it). COMMIT sent: what the
-          // database did decides, as past the bound; kept, it is the answer, and not kept, it runs again.
+          // either, and one may be checked out before the pool hears of it). COMMIT sent: what the database
+          // did decides, as past the bound; kept, it is the answer. Not committed: run it again on another
+          // connection (the same change id: nothing went out under it), once the pool has heard of the other
+          // connections the database ended with this one (afterLostConnection).
           const kept = err.commitSent && sent ? await this.outcomeOf(err, changeId) : false;
           if (kept === null) {
             this.d.log.warn({ changeId, err: err.message }, 'a write\'s connection was lost as it committed, and whether it was kept could not be found out');
+            err.changeId = changeId;
             throw err;
           }
           if (kept) result = sent ?? undefined;
+          else if (lostAgain >= LOST_ATTEMPTS) throw new ConnectionLost(false, err.backendPid, err.checkedOutAt, err.cause);
           else {
             lostAgain++;
             this.d.log.info({ changeId, err: err.message, commitSent: err.commitSent }, 'a write\'s database connection was lost before it committed; running it again');
+            await afterLostConnection(lostAgain);
           }
         } else if (err instanceof TransactionPastBound && err.commitSent && sent) {
           // Its COMMIT went out and this process stopped listening (it stalled past the bound, say): what

@@ -7,13 +7,14 @@
  * Deterministic: the statements are held on a lock taken from a session of the test's own, their backends
  * ended while they wait, and the lock released afterwards.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, type Server } from 'node:net';
 import { Client } from 'pg';
 import { startRegion, type RunningRegion } from '../../src/region';
-import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
-import { isConnectionLost } from '../../src/db/pg-errors';
+import { isConnectionLost, isConnectRefused } from '../../src/db/pg-errors';
+import { ConnectionLost } from '../../src/replication/pg-tx';
 import { asAppError } from '../../src/http/errors';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -26,7 +27,7 @@ let database: string;
 beforeAll(async () => {
   idp = await startIdpServer();
   idp.set('lost.xml', fixture('okta.xml'));
-  r = await startInProcess('dblost', ['us-iowa', 'europe-belgium'], { metadataAllowedHosts: [idp.hostPort] });
+  r = await startInProcess('dblost', ['us-iowa', 'europe-belgium'], { metadataAllowedHosts: [idp.hostPort] }, 'us-iowa', { operatorPort: 0 });
   const url = r.deployment.configFor('us-iowa').region.databaseUrl;
   database = new URL(url).pathname.slice(1);
   locker = new Client({ connectionString: url });
@@ -53,11 +54,19 @@ async function waiting(table: string): Promise<number[]> {
 /** Backends ended so far (one still listed while it exits is not counted again). */
 const ended = new Set<number>();
 
-async function endWhenWaiting(table: string, count: number): Promise<void> {
+/**
+ * Ends the sessions of `count` statements waiting on `table` once they wait; with `idleToo`, every idle
+ * session of the region at the same moment (as a restart does: the pool's idle connections die with them).
+ */
+async function endWhenWaiting(table: string, count: number, idleToo = false): Promise<void> {
   let pids: number[] = [];
   expect(await eventually(async () => (pids = (await waiting(table)).filter((pid) => !ended.has(pid))).length >= count, 10_000, 20)).toBe(true);
   pids.forEach((pid) => ended.add(pid));
-  await admin.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  await admin.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE pid = ANY($1::int[]) OR ($2 AND datname = $3 AND state = 'idle' AND pid NOT IN ($4, pg_backend_pid()))`,
+    [pids, idleToo, database, (locker as Client & { processID: number }).processID],
+  );
 }
 
 async function credential(org: { id: string; api_key: string }, label: string): Promise<string> {
@@ -83,6 +92,21 @@ test('a read whose connection is ended under it is answered from another connect
   expect({ status: (await list).status, ids: (await list).body.result?.map((c: { id: string }) => c.id) }).toEqual({ status: 200, ids: [id] });
 });
 
+test('the operator port\'s reads (its own pool, in its own thread) run again on another connection too', async () => {
+  const operator = r.region.operatorUrl as string;
+  expect((await call(operator, 'GET', '/readyz')).status).toBe(200); // its pool has a connection now
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE "_prisma_migrations" IN ACCESS EXCLUSIVE MODE');
+  const ready = call(operator, 'GET', '/readyz');
+  try {
+    await endWhenWaiting('_prisma_migrations', 1);
+  } finally {
+    await locker.query('COMMIT');
+  }
+  const res = await ready;
+  expect({ status: res.status, ready: res.body.ready, database: res.body.database }).toEqual({ status: 200, ready: true, database: 'ok' });
+});
+
 test('a write whose connection is ended before it commits runs again and is kept once', async () => {
   const org = await createOrg(r.url, 'dblost-write');
   const id = await credential(org, 'before');
@@ -104,31 +128,71 @@ test('a write whose connection is ended before it commits runs again and is kept
   expect(read.body.result.label).toBe('after');
 });
 
+test('a write whose first round trip is ended with every idle connection of the pool runs again on a live one', async () => {
+  const org = await createOrg(r.url, 'dblost-idle');
+  const id = await credential(org, 'before');
+  // A second process of the region, which has seen no row: its PATCH is two round trips (lock and read,
+  // then the write with COMMIT), and the first is ended before any COMMIT was sent.
+  const fresh = await startRegion(r.deployment.configFor('us-iowa'), { port: 0, drainTimeoutMs: 5000 });
+  try {
+    // Idle connections in its pool, all of which the database ends with the write's.
+    await Promise.all(Array.from({ length: 12 }, () => call(fresh.url, 'GET', PATH, { headers: slashidHeaders(org) })));
+    await locker.query('BEGIN');
+    await locker.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`saml_provider_credentials:${id}`]);
+    const patch = call(fresh.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'after idle' }, headers: slashidHeaders(org) });
+    try {
+      await endWhenWaiting('saml_provider_credentials', 1, true);
+    } finally {
+      await locker.query('COMMIT');
+    }
+    const res = await patch;
+    expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: null });
+    expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.label).toBe('after idle');
+  } finally {
+    await fresh.stop();
+  }
+});
+
 /**
  * A TCP proxy to Postgres that, once armed with a text, forwards the first client batch carrying it and
  * COMMIT, then closes both sides before the server's answer comes back: the commit goes through and the
- * region never hears of it.
+ * region never hears of it. Armed with `refuseMs`, it then closes every connection and refuses new ones
+ * for that long, as a database that went away would.
  */
-function commitCutter(): Promise<{ server: Server; port: number; arm(text: string): Promise<void> }> {
-  const pairs = new Set<Socket>();
-  let armed: { text: string; done(): void } | null = null;
+function commitCutter(): Promise<{ server: Server; port: number; arm(text: string, refuseMs?: number): Promise<void> }> {
+  let armed: { text: string; refuseMs: number; done(): void } | null = null;
+  // Until then, a new connection is closed at once (the database does not answer).
+  let refuseUntil = 0;
+  const open = new Set<() => void>();
   const server = createServer((client) => {
+    if (Date.now() < refuseUntil) return void client.destroy();
     const upstream = connect(5432, '127.0.0.1');
-    pairs.add(client);
     const close = () => {
       client.destroy();
       upstream.destroy();
+      open.delete(close);
     };
+    open.add(close);
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
     upstream.pipe(client);
     client.on('data', (chunk: Buffer) => {
       const text = chunk.toString('latin1');
       if (armed && text.includes(armed.text) && text.includes('COMMIT')) {
-        const { done } = armed;
+        const { done, refuseMs } = armed;
         armed = null;
         upstream.unpipe(client);
-        upstream.write(chunk, () => setTimeout(() => (close(), done()), 300));
+        upstream.write(chunk, () =>
+          setTimeout(() => {
+            close();
+            // With refuseMs, the database stops answering altogether for that long: every connection closed.
+            if (refuseMs > 0) {
+              refuseUntil = Date.now() + refuseMs;
+              for (const other of [...open]) other();
+            }
+            done();
+          }, 300),
+        );
         return;
       }
       upstream.write(chunk);
@@ -136,37 +200,67 @@ function commitCutter(): Promise<{ server: Server; port: number; arm(text: strin
   });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () =>
-      resolve({ server, port: (server.address() as { port: number }).port, arm: (text) => new Promise((done) => (armed = { text, done })) }),
+      resolve({ server, port: (server.address() as { port: number }).port, arm: (text, refuseMs = 0) => new Promise((done) => (armed = { text, refuseMs, done })) }),
     ),
   );
 }
 
-test('a write whose commit went through as its connection was lost is answered as kept, and not run again', async () => {
-  const cutter = await commitCutter();
-  const config = r.deployment.configFor('us-iowa');
-  const proxied = new URL(config.region.databaseUrl);
-  proxied.hostname = '127.0.0.1';
-  proxied.port = String(cutter.port);
-  let region: RunningRegion | null = null;
-  try {
+describe('a write whose COMMIT went out as its connection was lost (a proxy cuts it before the answer)', () => {
+  let cutter: Awaited<ReturnType<typeof commitCutter>>;
+  let region: RunningRegion;
+  let org: { id: string; api_key: string };
+  beforeAll(async () => {
+    cutter = await commitCutter();
+    const config = r.deployment.configFor('us-iowa');
+    const proxied = new URL(config.region.databaseUrl);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(cutter.port);
     region = await startRegion({ ...config, region: { ...config.region, databaseUrl: proxied.toString() } }, { port: 0, drainTimeoutMs: 5000 });
-    const org = await createOrg(region.url, 'dblost-commit');
-    const created = await call(region.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('lost.xml'), label: 'before' }, headers: slashidHeaders(org) });
+    org = await createOrg(region.url, 'dblost-commit');
+  });
+  afterAll(async () => {
+    await region?.stop();
+    await new Promise((resolve) => cutter?.server.close(resolve));
+  });
+  const create = async (label: string) => {
+    const created = await call(region.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('lost.xml'), label }, headers: slashidHeaders(org) });
     expect(created.status).toBe(201);
-    const id = created.body.result.id as string;
+    return created.body.result.id as string;
+  };
+  const outboxed = async (label: string) =>
+    (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM replication_outbox WHERE event::text LIKE '%' || $1 || '%'`, [label])).rows[0]?.n;
+
+  test('found kept: answered as done, and not run again', async () => {
+    const id = await create('before');
     const label = `kept-${id.slice(-8)}`;
     const cut = cutter.arm(label);
     const res = await call(region.url, 'PATCH', `${PATH}/${id}`, { body: { label }, headers: slashidHeaders(org) });
     await cut;
     expect({ status: res.status, body: res.body }).toEqual({ status: 204, body: null });
     // Committed once: the one change of the PATCH is in the outbox (not delivered: the other region is not running).
-    const events = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM replication_outbox WHERE event::text LIKE '%' || $1 || '%'`, [label]);
-    expect(events.rows[0]?.n).toBe(1);
+    expect(await outboxed(label)).toBe(1);
     expect((await call(region.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.label).toBe(label);
-  } finally {
-    await region?.stop();
-    await new Promise((resolve) => cutter.server.close(resolve));
-  }
+  });
+
+  test('not to be found out (the database does not answer): a 503 naming the change to follow', async () => {
+    const id = await create('before');
+    const label = `unknown-${id.slice(-8)}`;
+    const cut = cutter.arm(label, 1500);
+    const res = await call(region.url, 'PATCH', `${PATH}/${id}`, { body: { label }, headers: slashidHeaders(org) });
+    await cut;
+    const changeId = res.headers.get('x-change-id');
+    expect({ status: res.status, retry: res.headers.get('retry-after'), changeId, message: res.body?.errors?.[0]?.message }).toEqual({
+      status: 503,
+      retry: '2',
+      changeId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      message: expect.stringMatching(/whether it was kept could not be found out .*Follow its change \(X-Change-Id\)/),
+    });
+    // It was kept; once the database answers, the change says so and the resource shows it.
+    expect(await eventually(async () => (await call(region.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body?.result?.label === label)).toBe(true);
+    const change = await call(region.url, 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders });
+    expect(change.status).toBe(200);
+    expect(await outboxed(label)).toBe(1);
+  });
 });
 
 test('a lost connection the region could not recover from is a 503 saying the outcome is not known, not a 500', () => {
@@ -177,4 +271,14 @@ test('a lost connection the region could not recover from is a 503 saying the ou
   const answer = asAppError(lost);
   expect({ status: answer?.status, code: answer?.code, retry: answer?.extra.retryAfterSeconds }).toEqual({ status: 503, code: 'database_unavailable', retry: 2 });
   expect(answer?.message).toMatch(/may or may not have been carried out/);
+  // A write's transaction known not to have committed says so.
+  expect(asAppError(new ConnectionLost(false, null, 0, lost))?.message).toMatch(/before it committed .*nothing was done/);
+  expect(asAppError(new ConnectionLost(true, null, 0, lost))?.message).toMatch(/may or may not have been carried out/);
+  // pg's timeout of opening a connection is of a connection never made: refused, and a read is not tried again.
+  const timedOut = new Error('Connection terminated due to connection timeout');
+  expect({ lost: isConnectionLost(timedOut), refused: isConnectRefused(timedOut), message: asAppError(timedOut)?.message }).toEqual({
+    lost: false,
+    refused: true,
+    message: expect.stringMatching(/nothing was done/),
+  });
 });

@@ -255,7 +255,7 @@ test('a socket error on the open connection of a transaction is a lost connectio
     // The connection is open; its next round trip fails as a socket whose host became unreachable would.
     const failNext = (client: { query: (...a: unknown[]) => unknown }) => {
       const real = client.query.bind(client);
-      client.query = (...a: unknown[]) => {
+      client.query = () => {
         client.query = real;
         return Promise.reject(Object.assign(new Error('read EHOSTUNREACH'), { code: 'EHOSTUNREACH', errno: -113, syscall: 'read' }));
       };
@@ -267,8 +267,25 @@ test('a socket error on the open connection of a transaction is a lost connectio
       failNext(client as unknown as { query: (...a: unknown[]) => unknown });
       const err = await inPipeline(pool, (tx) => tx.run([{ sql: 'SELECT 1', values: [] }], last)).catch((e: unknown) => e);
       expect({ name: (err as Error).name, commitSent: (err as ConnectionLost).commitSent }).toEqual({ name: 'ConnectionLost', commitSent: last });
-      expect(asAppError(err)?.message).toMatch(/may or may not have been carried out/);
+      expect(asAppError(err)?.message).toMatch(last ? /may or may not have been carried out/ : /before it committed .*nothing was done/);
     }
+  } finally {
+    await pool.end();
+  }
+});
+
+test('a connection that died between two round trips fails the next one without sending it: COMMIT not sent', async () => {
+  const pool = createApplyPool(s.m.url, 1);
+  try {
+    const err = await inPipeline(pool, async (tx) => {
+      const [[own]] = (await tx.run([{ sql: 'SELECT pg_backend_pid() AS pid', values: [] }])) as [[{ pid: number }]];
+      await s.pool.query('SELECT pg_terminate_backend($1)', [own.pid]);
+      // The connection hears of it (its error event) before the transaction's next round trip.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await tx.run([{ sql: 'SELECT 1', values: [] }], true);
+    }).catch((e: unknown) => e);
+    expect({ name: (err as Error).name, commitSent: (err as ConnectionLost).commitSent }).toEqual({ name: 'ConnectionLost', commitSent: false });
+    expect(asAppError(err)?.message).toMatch(/nothing was done/);
   } finally {
     await pool.end();
   }
