@@ -362,24 +362,30 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
   router.get('/admin/metadata-refresh', async (_req, res) => {
     // Failing first, then held documents (both wait for someone), then by schedule; each part read through
     // an index and capped, so the answer costs the same whatever the number of credentials (the console
-    // asks every region for it every few seconds while it is open).
+    // asks every region for it every few seconds while it is open). A held document is shown (and counted)
+    // only in a metadata row that is the credential's current one, as accept takes it: one of another URL
+    // or of an older trust setting (a race the sweep repairs) is not the owner's to accept.
     const listed = (from: string) => `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
               s.last_error, s.last_error_code, s.consecutive_failures,
               m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
-         FROM ${from} LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
+         FROM ${from} LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL AND ${currentMetadata('m', 'c')}`;
     const [failingFirst, heldNext, scheduled, failing, held] = await Promise.all([
       db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, region),
       // From the held ones (few) to their schedules: ordering every schedule by next_at and filtering would
       // walk them all when fewer than the cap are held.
       db.$queryRawUnsafe<AdminRow[]>(
         `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed(`held JOIN ${HOME_SCHEDULES} ON s.credential_id = held.credential_id`)}
-          WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`,
+          WHERE s.consecutive_failures = 0 AND m.credential_id IS NOT NULL ORDER BY s.next_at LIMIT ${LISTED}`,
         region,
       ),
       db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, region),
       // Counted apart from the list, which is capped (each through its partial index).
       db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0`, region),
-      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM saml_provider_credentials c WHERE c.home_region = $1 AND c.deleted_at IS NULL AND c.id IN (${HELD_IDS})`, region),
+      db.$queryRawUnsafe<{ n: bigint }[]>(
+        `SELECT count(*) AS n FROM saml_provider_credentials c JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL
+          WHERE c.home_region = $1 AND c.deleted_at IS NULL AND c.id IN (${HELD_IDS}) AND ${currentMetadata('m', 'c')}`,
+        region,
+      ),
     ]);
     const seen = new Set<string>();
     const rows = [...failingFirst, ...heldNext, ...scheduled].filter((r) => !seen.has(r.credential_id) && seen.add(r.credential_id)).slice(0, LISTED);

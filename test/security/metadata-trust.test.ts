@@ -133,6 +133,22 @@ describe('trust on first use', () => {
     expect(md.held_metadata.reason).toMatch(/signed by a certificate not trusted/);
   });
 
+  test('a held document in a metadata row of an older trust setting is neither listed nor counted for operators (accept would refuse it)', async () => {
+    // As a race leaves it until the home region's sweep fetches again (README, IdP metadata trust): the
+    // row's trust id older than the credential's setting.
+    const [{ trust_id: trustId }] = await r.region.db.$queryRawUnsafe<{ trust_id: string }[]>('SELECT trust_id FROM saml_credential_metadata WHERE credential_id = $1::uuid', id);
+    await r.region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET trust_id = '' WHERE credential_id = $1::uuid`, id);
+    try {
+      const admin = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+      expect(admin.body.held).toBe(0);
+      expect(admin.body.credentials.filter((c: { credential_id: string }) => c.credential_id === id)).toEqual([expect.objectContaining({ held_since: null, held_reason: null })]);
+      expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(404);
+    } finally {
+      await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET trust_id = $2 WHERE credential_id = $1::uuid', id, trustId);
+    }
+    expect((await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body.held).toBe(1);
+  });
+
   test('fetching the same held document again writes nothing', async () => {
     const before = (await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } }))?.version;
     await refreshNow(id); // the same held document
