@@ -6,11 +6,11 @@ import type { Pool } from 'pg';
 import { isConnectionLost } from './pg-errors';
 
 /**
- * One SELECT, nothing after it: running it again repeats no effect (a row lock it took ended with its
- * statement, outside a transaction). Anything else (several statements, a leading comment, a CTE) is
- * not run again.
+ * One SELECT, nothing after it, or one with a WITH list that names no data-modifying statement: running
+ * it again repeats no effect (a row lock it took ended with its statement, outside a transaction).
+ * Anything else (several statements, a leading comment) is not run again.
  */
-const READ_ONLY = /^\s*SELECT\b[^;]*;?\s*$/i;
+const READ_ONLY = /^\s*(?:SELECT\b|WITH\b(?![^;]*\b(?:INSERT|UPDATE|DELETE|MERGE)\b))[^;]*;?\s*$/i;
 /** Connections a read is tried on before its error is the request's: the pool's idle ones may all be dead. */
 const READ_ATTEMPTS = 3;
 

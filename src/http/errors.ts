@@ -30,7 +30,7 @@ interface BodyParserError {
 }
 
 /** Maps errors thrown by the JSON body parser (and our own) to AppError; null for unknown errors. */
-export function asAppError(err: unknown): AppError | null {
+export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if (err instanceof AppError) return err;
   const bp = err as BodyParserError;
   switch (bp?.type) {
@@ -68,7 +68,9 @@ export function asAppError(err: unknown): AppError | null {
     return new AppError(503, 'database_unavailable', "This region's database ended the write's connection before it committed (the database restarted, or ended the session); nothing was done. Retry shortly.", { retryAfterSeconds: 2 });
   }
   if (isConnectionLost(err)) {
-    return new AppError(503, 'database_unavailable', "This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; a write may or may not have been carried out: read the resource to see.", { retryAfterSeconds: 2 });
+    // A read changes nothing; a write whose outcome is not known says so (the 503 of the API documents).
+    const outcome = method === 'GET' || method === 'HEAD' ? 'nothing was changed' : 'a write may or may not have been carried out: read the resource to see';
+    return new AppError(503, 'database_unavailable', `This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; ${outcome}.`, { retryAfterSeconds: 2 });
   }
   // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
   // (writeWithConsistency does, saying whether it was kept): by name, as this layer does not import that one.

@@ -28,7 +28,7 @@ export function errorEnvelope(err: AppError) {
 
 export function slashidErrors(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const known = asAppError(err);
+    const known = asAppError(err, req.method);
     if (!known) {
       log.error({ err, requestId: getRequestId(res), method: req.method, path: req.path }, 'unhandled error');
     }

@@ -102,7 +102,7 @@ export function renderError(err: AppError, reqId: string): InfisicalErrorBody {
 export function infisicalErrors(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const reqId = getRequestId(res);
-    const known = asAppError(err);
+    const known = asAppError(err, req.method);
     // A 503 (overload, see src/http/admission.ts) is an answer, not a failure: no stack in the log.
     const answer = known && (known.status < 500 || known.status === 503) ? known : null;
     if (!answer) {

@@ -19,7 +19,7 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'The write lost to a concurrent write and is not kept anywhere.',
   422: 'The request body failed validation, or an Idempotency-Key was reused with another body.',
   500: 'Internal error; the message quotes the request id.',
-  503: 'Temporarily unavailable (the region is at capacity, or its database does not accept connections); nothing was done. Retry after Retry-After seconds.',
+  503: 'Temporarily unavailable (the region is at capacity, or its database does not accept connections); nothing was done. Retry after Retry-After seconds. Rarely, for a write, the message says instead that the database connection was lost during it and that it may or may not have been carried out: read the resource before retrying.',
 };
 
 /** Plain JSON: drops TypeBox's symbol keys. */

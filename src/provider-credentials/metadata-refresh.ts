@@ -381,9 +381,12 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
       db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, region),
       // Counted apart from the list, which is capped (each through its partial index).
       db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0`, region),
+      // From the held rows (the partial index) to their credentials: joined the other way round, the planner
+      // walked every credential of the region once thousands were held (a review: 217 ms at 20,000 held).
       db.$queryRawUnsafe<{ n: bigint }[]>(
-        `SELECT count(*) AS n FROM saml_provider_credentials c JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL
-          WHERE c.home_region = $1 AND c.deleted_at IS NULL AND c.id IN (${HELD_IDS}) AND ${currentMetadata('m', 'c')}`,
+        `SELECT count(*) AS n FROM saml_credential_metadata h JOIN saml_provider_credentials c ON c.id = h.credential_id
+          WHERE h.deleted_at IS NULL AND jsonb_typeof(h.metadata->'pending') = 'object'
+            AND c.home_region = $1 AND c.deleted_at IS NULL AND ${currentMetadata('h', 'c')}`,
         region,
       ),
     ]);

@@ -210,18 +210,17 @@ function pastBoundError(region: string, err: TransactionPastBound, onChangeId: (
 }
 
 /**
- * The 503 of a write whose connection the database ended after its COMMIT went out, when the region could
- * not find out whether it was kept (the database did not answer the look: still down, say). As for a
- * commit past its bound, the change id is given to follow.
+ * The 408 of a write whose connection to the database was lost after its COMMIT went out, when the region
+ * could not find out whether it was kept (the database did not answer the look: still down, say): not
+ * known, as for a commit past its bound, so the same answer: its change id, to follow.
  */
 function unknownOutcomeError(region: string, changeId: string, onChangeId: (changeId: string) => void): AppError {
   onChangeId(changeId);
   return new AppError(
-    503,
-    'database_unavailable',
-    `The database of ${region} ended the write's connection as it committed, and whether it was kept could not be found out (the database is not answering). ` +
-      'Follow its change (X-Change-Id), read the resource, or retry with the same Idempotency-Key.',
-    { retryAfterSeconds: 2 },
+    408,
+    'consistency_timeout',
+    `The write's commit in ${region} was not confirmed: the connection to the database was lost as it committed, and the database did not answer the look that followed; it may have been kept. ` +
+      'Follow its change (X-Change-Id), read the resource, or retry (a create with the same Idempotency-Key).',
   );
 }
 

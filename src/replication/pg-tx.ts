@@ -124,7 +124,10 @@ export interface PipelineTx extends Pipeline {
  * error stops the batch and rolls the transaction back.
  */
 export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<T>, opts: PipelineOptions = {}): Promise<T> {
-  const client = await pool.connect();
+  // A connection closed while it was being opened (a database going away, a pooler): nothing was sent.
+  const client = await pool.connect().catch((err: unknown) => {
+    throw isConnectionLost(err) ? new ConnectionLost(false, null, Date.now(), err) : err;
+  });
   const checkedOutAt = Date.now();
   let begun = false;
   let ended = false;
