@@ -133,7 +133,7 @@ export class Load {
           this.f.acked408++;
           ok = true;
         } else if (res.status === 408) this.f.unanswered408++;
-        else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database|The database of \S+ ended/.test(JSON.stringify(res.body))) {
+        else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
           this.f.databaseUnavailable++;
           this.unavailable.push({ region: c.region, at: Date.now() });
         } else if (res.status >= 500) {
