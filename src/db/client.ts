@@ -37,4 +37,3 @@ export function poolOf(db: Db): Pool {
   if (!pool) throw new Error('this database client was not made by createDb');
   return pool;
 }
-

@@ -58,17 +58,16 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if (isConnectRefused(err)) {
     return new AppError(503, 'database_unavailable', "This region's database is not accepting connections right now; nothing was done. Retry shortly.", { retryAfterSeconds: 2 });
   }
-  // The connection a statement ran on was lost under it (the database restarted, or ended the session):
-  // reads were tried again on other connections already (retryingReads), and a replicated write found out
-  // what became of it (Replicator.write); what is left here may have been carried out or not. A 503: the
-  // database is most likely coming back (a restart), and the client decides whether to look or retry.
-  // A write's transaction that lost its connection before its COMMIT was sent (and ran again, as often
-  // as it may: replication/pg-tx.ts, by name as above): rolled back.
+  // A replicated write's transaction that lost its connection before its COMMIT was sent, as often as it may
+  // run again (replication/pg-tx.ts; by name, as for TransactionPastBound below): rolled back.
   if ((err as { name?: unknown } | null)?.name === 'ConnectionLost' && (err as { commitSent?: unknown }).commitSent === false) {
     return new AppError(503, 'database_unavailable', "This region's database ended the write's connection before it committed (the database restarted, or ended the session); nothing was done. Retry shortly.", { retryAfterSeconds: 2 });
   }
+  // Any other connection lost under a statement (the database restarted, or ended the session): reads were
+  // tried again on other connections already (retryingReads), and a replicated write found out what became
+  // of it (Replicator.write). A 503: the database is most likely coming back. A read changed nothing; a
+  // write's outcome is not known here, and the message says so (as the API documents its 503).
   if (isConnectionLost(err)) {
-    // A read changes nothing; a write whose outcome is not known says so (the 503 of the API documents).
     const outcome = method === 'GET' || method === 'HEAD' ? 'nothing was changed' : 'a write may or may not have been carried out: read the resource to see';
     return new AppError(503, 'database_unavailable', `This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; ${outcome}.`, { retryAfterSeconds: 2 });
   }

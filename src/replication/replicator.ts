@@ -297,8 +297,9 @@ export class Replicator {
   }
 
   /**
-   * Whether the transaction of a write that outran its bound after sending its COMMIT committed: its backend
-   * is ended first (endBackend), so that the answer is final; null when that cannot be made sure.
+   * Whether the transaction of a write whose COMMIT went out unconfirmed (it outran its bound, or its
+   * connection was lost) committed: its backend is ended first (endBackend), so that the answer is final;
+   * null when that cannot be made sure.
    */
   private async outcomeOf(err: TransactionPastBound | ConnectionLost, changeId: string): Promise<boolean | null> {
     if (err.backendPid === null) return null;
