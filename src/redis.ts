@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import Redis from 'ioredis';
 
 export type { Redis };
@@ -19,6 +20,22 @@ export function createRedis(url: string, name: string, opts: { queueWhileOffline
   // Connection errors are expected during a Redis outage; the loops that use the client report them.
   client.on('error', () => undefined);
   return client;
+}
+
+/**
+ * A Lua script run by its hash (EVALSHA); a Redis that does not hold it yet (new, restarted, flushed) gets it
+ * whole once (EVAL caches it there).
+ */
+export function luaScript(text: string): (redis: Redis, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown> {
+  const sha = createHash('sha1').update(text).digest('hex');
+  return async (redis, keys, args) => {
+    try {
+      return await redis.evalsha(sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!/NOSCRIPT/.test(String((err as Error).message))) throw err;
+      return redis.eval(text, keys.length, ...keys, ...args);
+    }
+  };
 }
 
 /**

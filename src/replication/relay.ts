@@ -16,7 +16,7 @@ import type { ReplicationKeys } from '../redis';
 import { Deliverer, recordDeliveries, type Delivery } from './delivery';
 import { updateMember, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
-import { behindTrim, compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, type StreamBounds } from './stream';
+import { behindTrim, compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, streamHolds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { Loop } from './loop';
@@ -536,14 +536,9 @@ export class OutboxRelay {
     const stream = keys.inbox(dest);
     // Each entry looked up by its id: a Redis that restarts from an append-only file written once a second,
     // or a replica promoted in its place, can lose entries in the middle of an inbox, which its bounds would
-    // not show.
-    const pipe = redis.pipeline();
-    for (const r of rows) pipe.xrange(stream, r.stream_id, r.stream_id);
-    const res = (await pipe.exec()) ?? [];
-    const missing = rows.filter((_, i) => {
-      const [err, found] = res[i] ?? [new Error('missing reply')];
-      return !err && Array.isArray(found) && found.length === 0;
-    });
+    // not show. Whether each is there, not its bytes (streamHolds).
+    const held = await streamHolds(redis, stream, rows.map((r) => r.stream_id));
+    const missing = rows.filter((_, i) => !held[i]);
     if (missing.length === 0) return;
     // Missing, and older than the oldest entry left but not than this inbox's birth: trimmed by the cap,
     // not lost by Redis. The destination needs a re-seed (its status shows it); delivering it again would

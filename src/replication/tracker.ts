@@ -13,8 +13,7 @@
  * Each region's tracker lives in its own Redis: the regions that apply a change write their acks into
  * the Redis of the change's origin (recordAcks), where its waiters are.
  */
-import { createHash } from 'node:crypto';
-import type { Redis, ReplicationKeys } from '../redis';
+import { luaScript, type Redis, type ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
 import { Deadlines, type Timed } from './deadlines';
 
@@ -438,17 +437,8 @@ end
 redis.call('PUBLISH', ARGV[4], announcement)
 return #KEYS`;
 
-const RECORD_ACKS_SHA = createHash('sha1').update(RECORD_ACKS).digest('hex');
-
 /** Runs RECORD_ACKS by its hash; a Redis that does not have it yet (new, restarted) gets it whole. */
-async function runRecordAcks(redis: Redis, scriptKeys: readonly string[], args: readonly (string | number)[]): Promise<void> {
-  try {
-    await redis.evalsha(RECORD_ACKS_SHA, scriptKeys.length, ...scriptKeys, ...args);
-  } catch (err) {
-    if (!/NOSCRIPT/.test(String((err as Error).message))) throw err;
-    await redis.eval(RECORD_ACKS, scriptKeys.length, ...scriptKeys, ...args);
-  }
-}
+const runRecordAcks = luaScript(RECORD_ACKS);
 
 /**
  * Records in the origin's Redis that `region` parked these changes (it could not apply them): the origin's
