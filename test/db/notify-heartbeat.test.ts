@@ -100,7 +100,7 @@ test('stopping over a connection the network stopped carrying does not wait for 
   while (!up && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   expect(up).toBe(true);
   proxy.freezeAll();
-  const started = Date.now();
+  // The frozen connection never answers the goodbye and TCP gives up on it only after minutes: a stop that
+  // waited for it would fail this test by its time limit.
   await frozenListener.stop();
-  expect(Date.now() - started).toBeLessThan(4000);
 }, 20_000);

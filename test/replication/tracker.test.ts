@@ -137,24 +137,23 @@ test('a waiter whose announcement was lost is still released by the sweep of sto
   const waiting = tracker.wait('c4', ['a', 'b'], ['a'], Date.now() + 5000);
   // Store the ack without announcing it, as if the pub/sub message had been dropped.
   await conns[0]?.hset(keys.ack('c4'), 'b', new Date().toISOString());
-  const started = Date.now();
+  // Complete: released by the sweep (at its deadline it would answer incomplete, 'b' pending).
   const res = await waiting;
   expect(res.complete).toBe(true);
-  expect(Date.now() - started).toBeLessThan(4000);
 });
 
 describe('applied and superseded acks', () => {
   const winner = { table: 'infisical_saml_configs', key: 'k1', version: '000000000001000.000000.europe-belgium', originRegion: 'europe-belgium' };
 
   test('a superseded ack answers the waiter at once, naming the winner, without waiting for the others', async () => {
-    const waiting = tracker.wait('s1', ['a', 'b', 'c'], ['a'], Date.now() + 5000);
-    const started = Date.now();
+    // 'c' never acks and the deadline is far past the test's own time limit: a waiter that waited for either
+    // fails the test by that limit.
+    const waiting = tracker.wait('s1', ['a', 'b', 'c'], ['a'], Date.now() + 3_600_000);
     await other.ack('b', ['s1'], { outcomes: new Map([['s1', { outcome: 'superseded' as const, winner }]]) });
     const res = await waiting;
-    expect(Date.now() - started).toBeLessThan(1000);
     expect(res).toEqual({ complete: false, applied: ['a'], pending: ['c'], superseded: [{ region: 'b', winner }] });
     expect(tracker.waiting).toBe(0);
-  });
+  }, 20_000);
 
   test('a superseded ack stored before the waiter registered is found by its first check', async () => {
     await other.ack('b', ['s2'], { outcomes: new Map([['s2', { outcome: 'superseded' as const, winner }]]) });
