@@ -1,4 +1,5 @@
 import type { Feature } from '../feature';
+import { replicationKeys } from '../redis';
 import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
 import { providerCredentialOperations } from './operations';
 import { registerRefreshMetrics } from './refresh-metrics';
@@ -12,7 +13,7 @@ export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
-  adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region, repl),
+  adminRoutes: ({ db, repl, redis, config }) => metadataRefreshAdminRoutes(db, repl.region, repl, { redis, keys: replicationKeys(config.redisKeyPrefix) }),
   metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region, () => refreshers.get(repl)?.foundWaiting ?? []),
   operations: providerCredentialOperations,
   start: (deps) => {
