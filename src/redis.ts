@@ -23,8 +23,8 @@ export function createRedis(url: string, name: string, opts: { queueWhileOffline
 }
 
 /**
- * A Lua script run by its hash (EVALSHA); a Redis that does not hold it yet (new, restarted, flushed) gets it
- * whole once (EVAL caches it there).
+ * A Lua script run by its hash (EVALSHA); a Redis that does not hold it (new, restarted, its scripts flushed
+ * or evicted) gets it whole (EVAL, which caches it there again).
  */
 export function luaScript(text: string): (redis: Redis, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown> {
   const sha = createHash('sha1').update(text).digest('hex');

@@ -395,7 +395,7 @@ export class OutboxRelay {
         await db.$executeRawUnsafe('UPDATE replication_outbox SET published_at = NULL WHERE change_id = ANY($1::uuid[])', [...missing]);
         await this.publishPage({ changeIds: [...missing] }, destinations, new Set());
       }
-      if (suspects.size) await eachRegion([...suspects.keys()], (dest) => this.redeliverLost(dest, suspects.get(dest) ?? []));
+      if (suspects.size) await this.redeliverLostEach(suspects);
     }
     await db.$executeRawUnsafe(
       `DELETE FROM replication_outbox WHERE confirmed_at < now() - make_interval(secs => $1::float8 / 1000)`,
@@ -457,7 +457,7 @@ export class OutboxRelay {
       }
     });
     await this.confirmDeliveries(acked);
-    if (unacked.size) await eachRegion([...unacked.keys()], (dest) => this.redeliverLost(dest, unacked.get(dest) ?? []));
+    if (unacked.size) await this.redeliverLostEach(unacked);
   }
 
   /** Marks deliveries confirmed, each with the ack that confirmed it when known (see change-status.ts). */
@@ -527,6 +527,14 @@ export class OutboxRelay {
     const { links, keys } = this.d;
     if (bounds) await links.own.set(keys.acksBornAt(dest), bounds.lastGeneratedId, 'NX');
     return links.own.get(keys.acksBornAt(dest));
+  }
+
+  /** redeliverLost for each destination at once; one whose Redis fails is tried again next round (logged). */
+  private async redeliverLostEach(byDest: Map<string, { change_id: string; stream_id: string }[]>): Promise<void> {
+    const outcomes = await eachRegion([...byDest.keys()], (dest) => this.redeliverLost(dest, byDest.get(dest) ?? []));
+    for (const [dest, o] of outcomes) {
+      if (!o.ok) this.d.log.debug({ destination: dest, err: o.error.message }, 'could not look up long-unconfirmed deliveries in a region\'s inbox; will retry');
+    }
   }
 
   /** Deliveries to `dest` long unconfirmed: delivered again if its inbox no longer holds them. */

@@ -100,7 +100,9 @@ test('stopping over a connection the network stopped carrying does not wait for 
   while (!up && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   expect(up).toBe(true);
   proxy.freezeAll();
-  // The frozen connection never answers the goodbye and TCP gives up on it only after minutes: a stop that
-  // waited for it would fail this test by its time limit.
+  // The frozen connection never answers the goodbye (the proxy's sockets stay open): a stop that waited for it
+  // would never end. Its own bound is 2 s; this only tells "ended" from "hung", with a wide margin.
+  const started = Date.now();
   await frozenListener.stop();
+  expect(Date.now() - started).toBeLessThan(10_000);
 }, 20_000);
