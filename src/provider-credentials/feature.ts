@@ -1,5 +1,4 @@
 import type { Feature } from '../feature';
-import { replicationKeys } from '../redis';
 import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
 import { providerCredentialOperations } from './operations';
 import { registerRefreshMetrics } from './refresh-metrics';
@@ -13,7 +12,7 @@ export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
-  adminRoutes: ({ db, repl, redis, config }) => metadataRefreshAdminRoutes(db, repl.region, repl, { redis, keys: replicationKeys(config.redisKeyPrefix) }),
+  adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region, repl),
   metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region, () => refreshers.get(repl)?.foundWaiting ?? []),
   operations: providerCredentialOperations,
   start: (deps) => {

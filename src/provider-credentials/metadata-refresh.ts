@@ -7,7 +7,7 @@
  */
 import { Router } from 'express';
 import type { Db } from '../db/client';
-import { AppError, badRequest } from '../http/errors';
+import { AppError } from '../http/errors';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
@@ -15,11 +15,7 @@ import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadat
 import { putMetadata } from './service';
 import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
 import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
-import { jsonBody, noBody } from '../http/body';
-import { describeErrors } from '../http/validate';
-import type { Redis, ReplicationKeys } from '../redis';
-import { groupInfo } from '../replication/stream';
-import { validateAdopt } from './schema';
+import { noBody } from '../http/body';
 
 export interface RefreshDeps {
   db: Db;
@@ -322,70 +318,6 @@ export class MetadataRefresher {
   }
 }
 
-/** Live credentials adopted per write: one change of that many credential rows. */
-const ADOPT_BATCH = 100;
-
-/**
- * Takes over the refresh of every live credential whose home is `from` (a region removed from the
- * deployment, which refreshed them): each credential's home_region becomes this region (a replicated write,
- * so every region learns it; batches of ADOPT_BATCH), and its schedule here is due at once. The write is made
- * on this region's copy of each row, so it is made once this region holds every change of those rows
- * (refuseWhileBehind). Returns how many were adopted; running it again adopts what is left.
- */
-export async function adoptCredentials(db: Db, repl: Replicator, from: string): Promise<number> {
-  let adopted = 0;
-  let after = SWEEP_START;
-  for (;;) {
-    // Through the primary key from the last id: one pass over the table in all, whatever its size.
-    const page = await db.$queryRawUnsafe<{ id: string }[]>(
-      `SELECT id::text FROM saml_provider_credentials WHERE id > $1::uuid AND home_region = $2 AND deleted_at IS NULL ORDER BY id LIMIT ${ADOPT_BATCH}`,
-      after,
-      from,
-    );
-    const last = page[page.length - 1];
-    if (!last) return adopted;
-    after = last.id;
-    const { value } = await repl.write(async (w) => {
-      let n = 0;
-      for (const { id } of page) {
-        const current = await w.lock(credentialsTable, id);
-        // Deleted or re-homed since the page was read: left as it is.
-        if (!current || current.deleted_at || current.home_region !== from) continue;
-        await w.put(credentialsTable, { ...current, home_region: repl.region });
-        w.later({
-          sql: 'INSERT INTO metadata_refresh_state (credential_id, next_at) VALUES ($1::uuid, now()) ON CONFLICT (credential_id) DO UPDATE SET next_at = now()',
-          values: [id],
-          exec: true,
-        });
-        n += 1;
-      }
-      return n;
-    });
-    adopted += value;
-  }
-}
-
-/**
- * 409 while this region's inbox holds changes it has not applied (delivered and unacknowledged, or not yet
- * read): an adoption written on a copy behind the other regions' would replace their newer rows. A region
- * cut off from the others has an empty inbox too; the README asks the operator to look at its replication
- * status first.
- */
-async function refuseWhileBehind(redis: Redis, keys: ReplicationKeys, region: string): Promise<void> {
-  let waiting: number;
-  try {
-    const g = (await groupInfo(redis, keys.inbox(region))).find((x) => x.name === region);
-    waiting = (g?.pending ?? 0) + (g?.lag ?? 0);
-  } catch (err) {
-    // No inbox yet: nothing was ever delivered here.
-    if (/no such key/i.test(String((err as Error).message))) return;
-    throw new AppError(503, 'unavailable', "This region's Redis did not answer: whether it has applied every change delivered to it cannot be told. Retry once it is back.");
-  }
-  if (waiting > 0) {
-    throw new AppError(409, 'not_caught_up', `This region has ${waiting} delivered changes not yet applied: adopt once it has applied them (GET /admin/replication).`);
-  }
-}
-
 /** Credentials listed by GET /admin/metadata-refresh. */
 const LISTED = 500;
 /** The credentials holding a document for an operator (the partial index saml_credential_metadata_held_idx). */
@@ -410,20 +342,8 @@ interface AdminRow {
  * POST /admin/metadata-refresh/{credential_id}/accept: an operator applies a held document (its signing
  * certificates become trusted); 404 when the credential holds none.
  */
-export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replicator, inbox?: { redis: Redis; keys: ReplicationKeys }): Router {
+export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replicator): Router {
   const router = Router();
-  router.post('/admin/metadata-refresh/adopt', jsonBody(), async (req, res) => {
-    if (!validateAdopt(req.body)) throw badRequest(`Invalid request body: ${describeErrors(validateAdopt.errors).join('; ')}.`);
-    const from = req.body.from_region;
-    if (!repl) throw new AppError(404, 'not_found', 'No such endpoint.');
-    if (from === region) throw new AppError(409, 'conflict', `${region} is this region: its credentials are home here already.`);
-    if (repl.regions.includes(from)) {
-      throw new AppError(409, 'region_is_member', `${from} is a member of the deployment, and refreshes its own credentials: only a removed region's are adopted (stop it, roll a config without it, then npm run members -- remove ${from}).`);
-    }
-    if (inbox) await refuseWhileBehind(inbox.redis, inbox.keys, region);
-    const adopted = await adoptCredentials(db, repl, from);
-    res.json({ region, from_region: from, adopted });
-  });
   router.post('/admin/metadata-refresh/:credential_id/accept', noBody(), async (req, res) => {
     const id = String(req.params.credential_id).toLowerCase();
     const none = () => new AppError(404, 'not_found', `Credential ${id} has no held IdP metadata to accept.`);

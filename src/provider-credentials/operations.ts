@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { Envelope } from '../http/slashid-schema';
 import type { Operation } from '../openapi/operation';
 import { CREDENTIALS_PATH } from './routes';
-import { AdoptBody, AdoptResult, CreateCredentialBody, CredentialMetadataView, CredentialView, ListQuery, MetadataRefreshStatus, PatchCredentialBody } from './schema';
+import { CreateCredentialBody, CredentialMetadataView, CredentialView, ListQuery, MetadataRefreshStatus, PatchCredentialBody } from './schema';
 
 const tags = ['SlashID SAML provider credentials'];
 // The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts).
@@ -78,22 +78,5 @@ export const providerCredentialOperations: Operation[] = [
     summary: "Accept a credential's held IdP metadata: it is applied and its signing certificates become trusted",
     responses: { 204: { description: 'Applied (and replicated).' } },
     errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, { status: 408, description: 'The write did not finish within the time a write transaction may run (its row was locked that long, say).' }, 409],
-  },
-  {
-    method: 'post', path: '/admin/metadata-refresh/adopt', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid',
-    summary: "Make this region the home of a removed region's credentials: it refreshes their IdP metadata from now on",
-    description:
-      'Only a credential\'s home region (the one that created it) refreshes its metadata. After a region is removed from the deployment ' +
-      '(npm run members -- remove), one remaining region adopts its live credentials: each is written again with this region as its home ' +
-      '(replicated to every region) and is due for refresh here at once. Run it once this region has applied every change of the removed ' +
-      'region (GET /admin/replication); running it again adopts whatever is left.',
-    body: { schema: AdoptBody },
-    responses: { 200: { description: 'Adopted (and replicated).', schema: AdoptResult } },
-    errors: [
-      400, 401,
-      { status: 408, description: 'A write did not finish within the time a write transaction may run; what was adopted before it stays adopted: run it again.' },
-      { status: 409, description: 'The region named is this one, or still a member of the deployment; or this region has delivered changes it has not applied yet; or a write lost to a concurrent write (run it again).' },
-      { status: 503, description: "This region's Redis (or its database) did not answer." },
-    ],
   },
 ];

@@ -165,19 +165,3 @@ export const MetadataRefreshStatus = Type.Object(
   },
   { additionalProperties: false },
 );
-
-/** POST /admin/metadata-refresh/adopt: the removed region whose credentials this region takes over. */
-export const AdoptBody = Type.Object(
-  { from_region: Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'A region removed from the deployment (npm run members -- remove).' }) },
-  { additionalProperties: false },
-);
-export const validateAdopt = compile(AdoptBody);
-
-export const AdoptResult = Type.Object(
-  {
-    region: Type.String({ description: 'This region: the credentials\' home now.' }),
-    from_region: Type.String(),
-    adopted: Type.Integer({ minimum: 0, description: 'Live credentials whose home this region became; each is refreshed on the next tick of its refresh job.' }),
-  },
-  { additionalProperties: false },
-);
