@@ -29,6 +29,8 @@ beforeAll(async () => {
   // process hits): a SUBSCRIBE sent then used to be lost with the connection.
   await new Promise((resolve) => lateSub.once('connect', resolve));
   await other.start();
+  // The command connections fail fast until ready (no offline queue): a test run alone starts right away.
+  await Promise.all(conns.map(ready));
 });
 afterAll(async () => {
   for (const c of conns) c.disconnect();
