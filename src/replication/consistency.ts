@@ -187,40 +187,33 @@ export async function beforeWrite<T>(c: Consistency, work: (answered: AbortSigna
 }
 
 /**
+ * The 408 of a write whose COMMIT went out and was not confirmed (`why`): it may have been kept, so its change
+ * id is given, to follow.
+ */
+function unconfirmedCommitError(region: string, changeId: string, why: string, onChangeId: (changeId: string) => void): AppError {
+  onChangeId(changeId);
+  return new AppError(
+    408,
+    'consistency_timeout',
+    `The write's commit in ${region} was not confirmed${why}; it may have been kept. ` +
+      'Follow its change (X-Change-Id), read the resource, or retry (a create with the same Idempotency-Key).',
+  );
+}
+
+/**
  * The 408 of a write transaction that outran the bound every write has (WRITE_TX_TIMEOUT_MS), within the
  * request's own timeout: rolled back (a lock held that long, a stalled database), or, when its COMMIT had
- * gone out, not known (its change id is then given, to follow).
+ * gone out, not known.
  */
 function pastBoundError(region: string, err: TransactionPastBound, onChangeId: (changeId: string) => void): AppError {
   const bound = `the ${Math.round(err.boundMs / 1000)} s a write transaction may run`;
   if (err.commitSent && err.changeId) {
-    onChangeId(err.changeId);
-    return new AppError(
-      408,
-      'consistency_timeout',
-      `The write's commit in ${region} was not confirmed within ${bound} (this region or its database stalled); it may have been kept. ` +
-        `Follow its change (X-Change-Id), read the resource, or retry with the same Idempotency-Key.`,
-    );
+    return unconfirmedCommitError(region, err.changeId, ` within ${bound} (this region or its database stalled)`, onChangeId);
   }
   return new AppError(
     408,
     'consistency_timeout',
     `The write did not commit in ${region} within ${bound} (the database was slow, or another transaction held the row); nothing was written. Retry.`,
-  );
-}
-
-/**
- * The 408 of a write whose connection to the database was lost after its COMMIT went out, when the region
- * could not find out whether it was kept (the database did not answer the look: still down, say): not
- * known, as for a commit past its bound, so the same answer: its change id, to follow.
- */
-function unknownOutcomeError(region: string, changeId: string, onChangeId: (changeId: string) => void): AppError {
-  onChangeId(changeId);
-  return new AppError(
-    408,
-    'consistency_timeout',
-    `The write's commit in ${region} was not confirmed: the connection to the database was lost as it committed, and the database did not answer the look that followed; it may have been kept. ` +
-      'Follow its change (X-Change-Id), read the resource, or retry (a create with the same Idempotency-Key).',
   );
 }
 
@@ -268,7 +261,9 @@ async function committedWithin<T>(
   // A write still under way at the deadline finishes (or fails) on its own; the caller is told 408.
   const committed = await byDeadline(c.deadline, write().catch((err: unknown) => {
     if (err instanceof TransactionPastBound) throw pastBoundError(repl.region, err, onChangeId);
-    if (err instanceof ConnectionLost && err.changeId) throw unknownOutcomeError(repl.region, err.changeId, onChangeId);
+    if (err instanceof ConnectionLost && err.changeId) {
+      throw unconfirmedCommitError(repl.region, err.changeId, ': the connection to the database was lost as it committed, and the database did not answer the look that followed', onChangeId);
+    }
     throw err;
   }));
   if (committed.late) {
