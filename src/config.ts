@@ -59,6 +59,11 @@ export const ConfigFileSchema = Type.Object(
     metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
     /** How often each region re-fetches the IdP metadata of the credentials it created. */
     metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    /**
+     * How long the deployment's members must stay unchanged before the remaining regions adopt the credentials
+     * of a region removed from it, refreshing their IdP metadata (seconds, default 600; src/replication/departures.ts).
+     */
+    adoptAfterSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
     /** Live SAML provider credentials an organization may hold (counted in the region that takes the create; default 100). */
     maxCredentialsPerOrg: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
     /**

@@ -13,7 +13,7 @@ export const providerCredentialsFeature: Feature = {
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
   adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region, repl),
-  metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region, () => refreshers.get(repl)?.foundWaiting ?? []),
+  metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region, () => refreshers.get(repl)?.foundWaiting ?? [], () => repl.departures()),
   operations: providerCredentialOperations,
   start: (deps) => {
     const refresher = new MetadataRefresher(deps);

@@ -1,6 +1,8 @@
 /**
  * Background refresh of IdP metadata, run by each region for the credentials it is home to (the region
- * that created them). A changed document (a rotated certificate, say) is written like any other change and
+ * that created them), and for those it adopted: credentials whose home region left the deployment are
+ * refreshed by one of the remaining regions each (store.ts refreshedHere), once that region has applied
+ * what the departed region sent it (replication/departures.ts). A changed document (a rotated certificate, say) is written like any other change and
  * replicates; an unchanged one only moves the local schedule. A failed refresh keeps the last good
  * metadata, backs off, and shows up in GET /admin/metadata-refresh — it is never silent. A document that
  * changes the signing certificates without a trusted signature is held, not applied (trust.ts).
@@ -13,7 +15,8 @@ import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
-import { credentialsTable, HOME_SCHEDULES, metadataTable, recordRefresh } from './store';
+import type { DepartureState } from '../replication/departures';
+import { credentialsTable, metadataTable, recordRefresh, refreshedHere, refreshedSchedules, refreshScope } from './store';
 import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
 
@@ -34,6 +37,9 @@ interface Due {
 }
 
 const MAX_BACKOFF_MS = 3600_000;
+
+/** refreshedHere's parameters (store.ts): this region, the members, the adopters. */
+type RefreshScope = ReturnType<typeof refreshScope>;
 
 /**
  * Credentials per sweep page: each tick looks at one page (while fewer than a tick's worth of found ones
@@ -171,10 +177,11 @@ export class MetadataRefresher {
   /** runOnce, and whether a fetch slot was busy (the tick goes no further then). */
   private async batch(limit: number, sweepPage: number): Promise<{ looked: number; busy: boolean }> {
     const { db, repl } = this.d;
-    const region = repl.region;
+    // Which credentials are this region's to refresh: its home ones, and those it adopts now.
+    const scope = refreshScope(repl.region, await repl.departures());
     let busy = false;
-    if (this.found.size < limit) await this.sweep(region, sweepPage);
-    const scheduled = await this.dueBySchedule(region, limit);
+    if (this.found.size < limit) await this.sweep(scope, sweepPage);
+    const scheduled = await this.dueBySchedule(scope, limit);
     // Found ones first, but those due by schedule (failures backing off among them) keep half the slots.
     const slots = limit - Math.min(scheduled.filter((c) => !this.found.has(c.id)).length, Math.floor(limit / 2));
     const first: string[] = [];
@@ -183,9 +190,9 @@ export class MetadataRefresher {
       first.push(id);
     }
     const picked = first.length
-      ? await db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) AND c.home_region = $2 AND c.deleted_at IS NULL`, first, region)
+      ? await db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) AND ${refreshedHere('c', 2)} AND c.deleted_at IS NULL`, first, ...scope)
       : [];
-    // Found ones no longer home and live need nothing; the others leave the list once attempted.
+    // Found ones no longer this region's and live need nothing; the others leave the list once attempted.
     const live = new Set(picked.map((p) => p.id));
     for (const id of first) if (!live.has(id)) this.found.delete(id);
     const due = [...picked, ...scheduled.filter((c) => !live.has(c.id))].slice(0, limit);
@@ -216,17 +223,18 @@ export class MetadataRefresher {
   }
 
   /**
-   * Up to `limit` home credentials due by schedule, oldest first, through the next_at index. The due
-   * schedules met on the way that belong to credentials this region does not refresh (another region's
-   * home, deleted, gone) are dropped, so each is passed over once, and a tick reads a bounded number.
+   * Up to `limit` credentials this region refreshes that are due by schedule, oldest first, through the
+   * next_at index. The due schedules met on the way that belong to credentials this region does not refresh
+   * (another region's home, or adopted by another region, deleted, gone; or adopted here while adoption
+   * waits) are dropped, so each is passed over once, and a tick reads a bounded number.
    */
-  private async dueBySchedule(region: string, limit: number): Promise<Due[]> {
+  private async dueBySchedule(scope: RefreshScope, limit: number): Promise<Due[]> {
     const { db } = this.d;
     const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean }[]>(
-      `SELECT s.credential_id::text AS id, coalesce(c.home_region = $1 AND c.deleted_at IS NULL, false) AS mine
+      `SELECT s.credential_id::text AS id, coalesce(${refreshedHere('c', 1)} AND c.deleted_at IS NULL, false) AS mine
          FROM metadata_refresh_state s LEFT JOIN saml_provider_credentials c ON c.id = s.credential_id
-        WHERE s.next_at <= now() ORDER BY s.next_at LIMIT $2`,
-      region,
+        WHERE s.next_at <= now() ORDER BY s.next_at LIMIT $4`,
+      ...scope,
       limit * 4,
     );
     const foreign = heads.filter((h) => !h.mine).map((h) => h.id);
@@ -234,9 +242,9 @@ export class MetadataRefresher {
       // Checked again under the delete: a schedule written meanwhile (not due any more) stays.
       await db.$executeRawUnsafe(
         `DELETE FROM metadata_refresh_state s WHERE s.credential_id = ANY($1::uuid[]) AND s.next_at <= now()
-            AND NOT EXISTS (SELECT 1 FROM saml_provider_credentials c WHERE c.id = s.credential_id AND c.home_region = $2 AND c.deleted_at IS NULL)`,
+            AND NOT EXISTS (SELECT 1 FROM saml_provider_credentials c WHERE c.id = s.credential_id AND ${refreshedHere('c', 2)} AND c.deleted_at IS NULL)`,
         foreign,
-        region,
+        ...scope,
       );
     }
     const mine = heads.filter((h) => h.mine).slice(0, limit).map((h) => h.id);
@@ -244,14 +252,14 @@ export class MetadataRefresher {
     return db.$queryRawUnsafe<Due[]>(`${DUE_SELECT} WHERE c.id = ANY($1::uuid[]) ORDER BY array_position($1::uuid[], c.id)`, mine);
   }
 
-  /** One page of the sweep: home credentials of the page with no schedule or another URL's document. */
-  private async sweep(region: string, page: number): Promise<void> {
+  /** One page of the sweep: credentials of the page this region refreshes with no schedule or another URL's document. */
+  private async sweep(scope: RefreshScope, page: number): Promise<void> {
     const rows = await this.d.db.$queryRawUnsafe<{ last: string | null; n: number; found: string[] | null }[]>(
       `WITH page AS (SELECT id, idp_metadata_url, idp_trust, home_region, deleted_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
        SELECT (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*)::int FROM page) AS n,
               ARRAY(SELECT p.id::text FROM page p
                       LEFT JOIN saml_credential_metadata m ON m.credential_id = p.id AND m.deleted_at IS NULL
-                     WHERE p.home_region = $3 AND p.deleted_at IS NULL
+                     WHERE ${refreshedHere('p', 3)} AND p.deleted_at IS NULL
                        AND (m.credential_id IS NULL OR NOT ${currentMetadata('m', 'p')}
                             OR NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = p.id))
                        -- One whose refresh failed waits out its back-off: its schedule brings it back.
@@ -259,7 +267,7 @@ export class MetadataRefresher {
                      ORDER BY p.id) AS found`,
       this.sweepCursor,
       page,
-      region,
+      ...scope,
     );
     const r = rows[0];
     // A short page was the table's end: the next tick starts over (a table of one page is swept whole every tick).
@@ -326,6 +334,7 @@ const HELD_IDS = `SELECT h.credential_id FROM saml_credential_metadata h WHERE h
 interface AdminRow {
   credential_id: string;
   org_id: string;
+  home_region: string;
   idp_metadata_url: string;
   next_at: Date;
   last_attempt_at: Date | null;
@@ -360,34 +369,40 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     res.status(204).end();
   });
   router.get('/admin/metadata-refresh', async (_req, res) => {
+    // The credentials this region refreshes: its home ones, and those it adopted (see the file's comment).
+    const departures: DepartureState = repl
+      ? await repl.departures()
+      : { members: [region], adopters: [], ready: false, waiting: 'this process does not follow the membership' };
+    const scope = refreshScope(region, departures);
+    const HOME_SCHEDULES = refreshedSchedules(1);
     // Failing first, then held documents (both wait for someone), then by schedule; each part read through
     // an index and capped, so the answer costs the same whatever the number of credentials (the console
     // asks every region for it every few seconds while it is open). A held document is shown (and counted)
     // only in a metadata row that is the credential's current one, as accept takes it: one of another URL
     // or of an older trust setting (a race the sweep repairs) is not the owner's to accept.
-    const listed = (from: string) => `SELECT s.credential_id::text, c.org_id::text, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
+    const listed = (from: string) => `SELECT s.credential_id::text, c.org_id::text, c.home_region, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
               s.last_error, s.last_error_code, s.consecutive_failures,
               m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
          FROM ${from} LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL AND ${currentMetadata('m', 'c')}`;
     const [failingFirst, heldNext, scheduled, failing, held] = await Promise.all([
-      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, region),
+      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, ...scope),
       // From the held ones (few) to their schedules: ordering every schedule by next_at and filtering would
       // walk them all when fewer than the cap are held.
       db.$queryRawUnsafe<AdminRow[]>(
         `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed(`held JOIN ${HOME_SCHEDULES} ON s.credential_id = held.credential_id`)}
           WHERE s.consecutive_failures = 0 AND m.credential_id IS NOT NULL ORDER BY s.next_at LIMIT ${LISTED}`,
-        region,
+        ...scope,
       ),
-      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, region),
+      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, ...scope),
       // Counted apart from the list, which is capped (each through its partial index).
-      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0`, region),
+      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0`, ...scope),
       // From the held rows (the partial index) to their credentials: joined the other way round, the planner
       // walked every credential of the region once thousands were held (a review: 217 ms at 20,000 held).
       db.$queryRawUnsafe<{ n: bigint }[]>(
         `SELECT count(*) AS n FROM saml_credential_metadata h JOIN saml_provider_credentials c ON c.id = h.credential_id
           WHERE h.deleted_at IS NULL AND jsonb_typeof(h.metadata->'pending') = 'object'
-            AND c.home_region = $1 AND c.deleted_at IS NULL AND ${currentMetadata('h', 'c')}`,
-        region,
+            AND ${refreshedHere('c', 1)} AND c.deleted_at IS NULL AND ${currentMetadata('h', 'c')}`,
+        ...scope,
       ),
     ]);
     const seen = new Set<string>();
@@ -396,6 +411,8 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
       region,
       failing: Number(failing[0]?.n ?? 0),
       held: Number(held[0]?.n ?? 0),
+      // Whether this region adopts now the credentials of regions that left the deployment, and why not.
+      adoption: { ready: departures.ready, waiting: departures.waiting, adopters: departures.adopters },
       credentials: rows.map((r) => ({
         ...r,
         held_since: r.held_since ? new Date(r.held_since).toISOString() : null,

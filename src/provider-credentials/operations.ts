@@ -70,7 +70,7 @@ export const providerCredentialOperations: Operation[] = [
   {
     method: 'get', path: '/admin/metadata-refresh', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid',
     summary: "This region's IdP metadata refresh schedule, failures first, held documents next",
-    responses: { 200: { description: 'The schedule of the credentials this region is home of.', schema: MetadataRefreshStatus } },
+    responses: { 200: { description: 'The schedule of the credentials this region refreshes: those it is home of, and those it adopted from regions removed from the deployment.', schema: MetadataRefreshStatus } },
     errors: [400, 401],
   },
   {

@@ -1,12 +1,13 @@
 /**
  * IdP metadata refresh figures for /metrics, read from metadata_refresh_state when Prometheus scrapes:
- * what GET /admin/metadata-refresh shows, as numbers an alert can use. Only credentials this region is
- * home to (the ones it refreshes).
+ * what GET /admin/metadata-refresh shows, as numbers an alert can use. Only credentials this region
+ * refreshes (its home credentials, and those it adopted from a region that left the deployment).
  */
 import { Gauge, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
 import { shared } from '../observability/metrics';
-import { HOME_SCHEDULES } from './store';
+import type { DepartureState } from '../replication/departures';
+import { refreshedSchedules, refreshScope } from './store';
 
 interface RefreshFigures {
   due: number;
@@ -19,22 +20,30 @@ interface RefreshFigures {
  * `waiting`: the credentials the refresher's sweep found (no schedule, another URL's document) and has yet to
  * refresh; those of them also due by schedule are counted once.
  */
-export function registerRefreshMetrics(registry: Registry, db: Db, region: string, waiting: () => readonly string[] = () => []): void {
+export function registerRefreshMetrics(
+  registry: Registry,
+  db: Db,
+  region: string,
+  waiting: () => readonly string[] = () => [],
+  /** Whether this region adopts the credentials of regions that left (Replicator.departures). */
+  scope: () => Promise<DepartureState> = async () => ({ members: [region], adopters: [], ready: false, waiting: null }),
+): void {
   // The gauges of one scrape share one query.
   const figures = shared(async (): Promise<RefreshFigures | null> => {
     // Each figure through an index (next_at, the failing ones, last_success_at), joined to the credentials
     // for their home: a scrape costs the same at a million credentials as at ten (the join of every
     // credential it replaced took 0.45 s of Postgres per scrape at 200,000).
+    const HOME_SCHEDULES = refreshedSchedules(1);
     const rows = await db.$queryRawUnsafe<{ due: bigint; failing: bigint; last_success: Date | null; oldest_success: Date | null }[]>(
       // "Due": by schedule, plus the credentials the refresher's sweep found that are not (a few ids, at most
       // one sweep page's worth).
       `SELECT (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.next_at <= now())
-                + (SELECT count(*) FROM unnest($2::uuid[]) f(id)
+                + (SELECT count(*) FROM unnest($4::uuid[]) f(id)
                     WHERE NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = f.id AND s.next_at <= now())) AS due,
               (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0) AS failing,
               (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
               (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at ASC LIMIT 1) AS oldest_success`,
-      region,
+      ...refreshScope(region, await scope()),
       waiting(),
     );
     const r = rows[0];

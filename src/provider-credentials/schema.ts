@@ -144,11 +144,20 @@ export const MetadataRefreshStatus = Type.Object(
     failing: Type.Integer({ minimum: 0 }),
     /** Credentials whose last fetched document is held (untrusted change of signing certificates). */
     held: Type.Integer({ minimum: 0 }),
+    adoption: Type.Object(
+      {
+        ready: Type.Boolean({ description: 'Whether this region refreshes now the credentials it adopts (those whose home region left the deployment).' }),
+        waiting: Type.Union([Type.String(), Type.Null()], { description: 'Why it does not yet (null when ready).' }),
+        adopters: Type.Array(Type.String(), { description: 'The regions among which the adopted credentials are shared (empty while not ready).' }),
+      },
+      { additionalProperties: false },
+    ),
     credentials: Type.Array(
       Type.Object(
         {
           credential_id: Type.String(),
           org_id: Type.String(),
+          home_region: Type.String({ description: 'The region that created it; another than this one for an adopted credential.' }),
           idp_metadata_url: Type.String(),
           next_at: Time,
           last_attempt_at: NullableTime,

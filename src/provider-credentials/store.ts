@@ -43,10 +43,28 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
 }
 
 /**
- * The refresh schedules (alias `s`) of the live credentials (alias `c`) this region is home to, the region
- * as `$1`: what the refresher, its admin route and its /metrics figures read.
+ * Whether this region refreshes credential `c` (an alias with `home_region` and `id`): it is the credential's
+ * home, or the home left the deployment and this region is the one of the adopters that rendezvous hashing
+ * picks for the credential (each credential its own pick, so the adopted ones spread over the regions, and a
+ * change of the adopters moves only the credentials of the regions that come or go). Parameters from `$p`:
+ * this region, the members, the adopters (DepartureState: none while this region may not adopt, and then
+ * the home alone counts). No region adopts a credential whose home is a member, in whatever state.
  */
-export const HOME_SCHEDULES = `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND c.home_region = $1 AND c.deleted_at IS NULL`;
+export const refreshedHere = (c: string, p: number): string =>
+  `(${c}.home_region = $${p} OR (${c}.home_region <> ALL($${p + 1}::text[])
+     AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))`;
+
+/** refreshedHere's parameters, in order. */
+export function refreshScope(region: string, scope: { members: readonly string[]; adopters: readonly string[] }): [string, string[], string[]] {
+  return [region, [...scope.members], [...scope.adopters]];
+}
+
+/**
+ * The refresh schedules (alias `s`) of the live credentials (alias `c`) this region refreshes (refreshedHere,
+ * its parameters from `$p`): what the refresher, its admin route and its /metrics figures read.
+ */
+export const refreshedSchedules = (p: number): string =>
+  `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND ${refreshedHere('c', p)} AND c.deleted_at IS NULL`;
 
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
 

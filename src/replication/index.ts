@@ -16,6 +16,7 @@ import { createApplyPool } from './pg-tx';
 import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
 import { RedisLinks } from './links';
+import { DEFAULT_ADOPT_AFTER_SECONDS, Departures } from './departures';
 import { Membership } from './membership';
 import { OutboxRelay } from './relay';
 import { Replicator } from './replicator';
@@ -28,7 +29,7 @@ import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 export interface ReplicationOptions {
   config: Pick<
     Config,
-    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection'
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds'
   >;
   db: Db;
   log: Logger;
@@ -66,7 +67,14 @@ export async function createReplication(o: ReplicationOptions) {
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
   // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
   const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });
-  const repl = new Replicator({ db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, log: o.log, auth, writeTxTimeoutMs: o.writeTxTimeoutMs });
+  // Whether this region may take over the work of regions removed from the deployment (departures.ts).
+  const departures = new Departures({
+    db: o.db, redis, inbox: keys.inbox(region), region, membership,
+    graceMs: (o.config.adoptAfterSeconds ?? DEFAULT_ADOPT_AFTER_SECONDS) * 1000,
+  });
+  const repl = new Replicator({
+    db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, departures, log: o.log, auth, writeTxTimeoutMs: o.writeTxTimeoutMs,
+  });
   const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth, deliverer });
   const pool = o.applier === false ? null : createApplyPool(o.config.region.databaseUrl);
   const applier =

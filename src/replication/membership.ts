@@ -196,6 +196,8 @@ export class Membership {
   private lastPropagated = 0;
   private propagating = false;
   generation = 0;
+  /** When this process last read the record from its Redis (ms since the epoch; 0: never). */
+  readAt = 0;
 
   constructor(private readonly d: MembershipDeps) {
     this.known = this.union(new Map());
@@ -238,6 +240,7 @@ export class Membership {
       for (const m of members.values()) links.learn(m.region, m.redisUrl);
       this.generation = generation;
       this.known = this.union(members);
+      this.readAt = Date.now();
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership refresh failed; using the last known members');
     }

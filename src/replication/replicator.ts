@@ -9,6 +9,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { poolOf, type Db } from '../db/client';
 import type { Logger } from '../logger';
 import { versionTime, type HybridClock } from './hlc';
+import type { Departures, DepartureState } from './departures';
 import type { Membership } from './membership';
 import { AppError } from '../http/errors';
 import { isSchemaChange, type Queryable, type RowStore, type Statement, type Winner } from './row-store';
@@ -89,6 +90,8 @@ export interface ReplicatorDeps {
   regions: readonly string[];
   /** The deployment's members; without it, `regions`. */
   membership?: Pick<Membership, 'regions'>;
+  /** Regions removed from the deployment, and whether this region may take over their work (departures.ts). */
+  departures?: Pick<Departures, 'state'>;
   log: Logger;
   /** Signs each event where it is created: the outbox stores it signed (see event-auth.ts). */
   auth: EventAuth;
@@ -117,6 +120,12 @@ export class Replicator {
   /** The deployment's regions (its members: a region being added counts as soon as it joined). */
   get regions(): readonly string[] {
     return this.d.membership?.regions() ?? this.d.regions;
+  }
+
+  /** Whether this region may take over the work of regions that left the deployment (without it: never). */
+  async departures(): Promise<DepartureState> {
+    if (this.d.departures) return this.d.departures.state();
+    return { members: [...this.regions].sort(), adopters: [], ready: false, waiting: 'this process does not follow the membership' };
   }
 
   async write<T>(fn: (ctx: WriteContext) => Promise<T>): Promise<{ value: T; event: ChangeEvent | null }> {

@@ -1,0 +1,123 @@
+/**
+ * A removed region's credentials are adopted (README, Operations, "Removing a region"): only a credential's
+ * home region refreshes its IdP metadata, so a region removed for good would leave its credentials without
+ * refresh. Once the members have been unchanged for `adoptAfterSeconds` and a remaining region has applied
+ * what the removed one sent it, that region refreshes the removed region's credentials that rendezvous
+ * hashing gives it (each credential exactly one adopter), without writing the credential rows users PATCH.
+ * Three region processes; asia-japan is removed as the README says (stopped, a config without it rolled
+ * onto the others, `npm run members -- remove`).
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { Client } from 'pg';
+import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
+const STAYING = ['europe-belgium', 'us-iowa'];
+const GONE = 'asia-japan';
+const ALL = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '30' };
+
+let idp: IdpServer;
+let cluster: Cluster;
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  // Refreshes every second (a quarter of the interval); adoption after 2 s of unchanged members.
+  cluster = await startCluster('adopt', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 4, adoptAfterSeconds: 2 } });
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await idp?.close();
+});
+
+interface Listed {
+  credential_id: string;
+  home_region: string;
+  last_success_at: string | null;
+}
+const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body as {
+  adoption: { ready: boolean; waiting: string | null; adopters: string[] };
+  credentials: Listed[];
+};
+/** The ids a region refreshes (listed with a successful fetch made there). */
+const refreshedBy = async (region: string) => new Set((await status(region)).credentials.filter((c) => c.last_success_at).map((c) => c.credential_id));
+/** The adopter rendezvous hashing picks (README): the highest md5 of `<region>/<credential id>`. */
+const pick = (id: string) => [...STAYING].sort((a, b) => (createHash('md5').update(`${b}/${id}`).digest('hex') > createHash('md5').update(`${a}/${id}`).digest('hex') ? 1 : -1))[0];
+
+async function sql(region: string, text: string, values: unknown[] = []): Promise<void> {
+  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
+  await db.connect();
+  try {
+    await db.query(text, values);
+  } finally {
+    await db.end();
+  }
+}
+
+test("a removed region's live credentials are refreshed by one remaining region each, once it applied what that region sent", async () => {
+  const gone = cluster.url(GONE);
+  const org = await createOrg(cluster.url('us-iowa'), 'adopt', { headers: ALL });
+  const create = async (region: string, label: string) => {
+    const res = await call(cluster.url(region), 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label }, headers: slashidHeaders(org, ALL) });
+    expect(res.status).toBe(201);
+    return res.body.result.id as string;
+  };
+  // Orphans-to-be until each remaining region is the pick of at least two.
+  const orphans: string[] = [];
+  while (STAYING.some((r) => orphans.filter((id) => pick(id) === r).length < 2)) orphans.push(await create(GONE, `made in ${GONE} ${orphans.length}`));
+  const deleted = await create(GONE, 'deleted');
+  expect((await call(gone, 'DELETE', `${PATH}/${deleted}`, { headers: slashidHeaders(org, ALL) })).status).toBe(204);
+  const own = await create('europe-belgium', 'made in europe-belgium');
+
+  // While asia-japan is a member its credentials are its own: adoption is ready, with nothing to adopt.
+  expect(await eventually(async () => (await status('us-iowa')).adoption.ready, 20_000, 200)).toBe(true);
+  for (const r of STAYING) expect((await status(r)).credentials.map((c) => c.credential_id)).not.toEqual(expect.arrayContaining([orphans[0]]));
+
+  // europe-belgium holds a parked change of asia-japan's (as an older version parks one it cannot apply).
+  await sql('europe-belgium', `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+                               VALUES ('01a2a000-0000-7000-8000-0000000000aa', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now())`, [GONE]);
+
+  // Removed as the README says.
+  await cluster.proc(GONE).stop(10_000);
+  const file = cluster.deployment.file;
+  fs.writeFileSync(cluster.deployment.configPath, JSON.stringify({ ...file, regions: file.regions.filter((r) => r.id !== GONE) }, null, 2));
+  for (const r of STAYING) {
+    await cluster.proc(r).stop(10_000);
+    cluster.proc(r).start();
+    await cluster.proc(r).waitReady(60_000);
+  }
+  const removed = await runScript(cluster, 'members', ['remove', GONE]);
+  expect(removed.status).toBe(0);
+
+  // us-iowa adopts its share; europe-belgium waits for its parked change, and says so.
+  const mine = (r: string) => orphans.filter((id) => pick(id) === r);
+  const refreshesAll = async (region: string, ids: string[]) => {
+    const got = await refreshedBy(region);
+    return ids.every((id) => got.has(id));
+  };
+  expect(await eventually(() => refreshesAll('us-iowa', mine('us-iowa')), 30_000, 300)).toBe(true);
+  const usStatus = await status('us-iowa');
+  expect(usStatus.adoption).toEqual({ ready: true, waiting: null, adopters: STAYING });
+  expect(usStatus.credentials.filter((c) => orphans.includes(c.credential_id)).every((c) => c.home_region === GONE)).toBe(true);
+  const waiting = await status('europe-belgium');
+  expect(waiting.adoption).toMatchObject({ ready: false, adopters: [], waiting: expect.stringMatching(/^1 change from regions that are no longer members is failing or parked here/) });
+  expect(waiting.credentials.map((c) => c.credential_id).filter((id) => orphans.includes(id))).toEqual([]);
+  // Not europe-belgium's share, nor the deleted one, nor another member's credential.
+  const us = await refreshedBy('us-iowa');
+  for (const id of [...mine('europe-belgium'), deleted, own]) expect(us.has(id)).toBe(false);
+
+  // The parked change dealt with (here: discarded), europe-belgium adopts its share, and only that.
+  await sql('europe-belgium', `DELETE FROM replication_failures WHERE origin_region = $1`, [GONE]);
+  expect(await eventually(() => refreshesAll('europe-belgium', mine('europe-belgium')), 30_000, 300)).toBe(true);
+  const eu = await refreshedBy('europe-belgium');
+  for (const id of [...mine('us-iowa'), deleted]) expect(eu.has(id)).toBe(false);
+  expect(eu.has(own)).toBe(true);
+
+  // The credential rows were not written: their home is still the removed region, everywhere.
+  for (const r of STAYING) {
+    const md = await call(cluster.url(r), 'GET', `${PATH}/${orphans[0]}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.refresh.home_region).toBe(GONE);
+  }
+}, 240_000);

@@ -1,0 +1,133 @@
+/**
+ * Departures (src/replication/departures.ts): when a region may take over the work of regions removed from
+ * the deployment. Against a real Redis (the region's inbox and its consumer group) and a migrated
+ * database (replication_failures); the membership and the clock are the test's, so the grace is told by
+ * the answer, not by waiting.
+ */
+import { randomUUID } from 'node:crypto';
+import { createRedis, type Redis } from '../../src/redis';
+import { Departures } from '../../src/replication/departures';
+import type { Member } from '../../src/replication/membership';
+import { REDIS_URL } from '../support/env';
+import { migratedDb, type MigratedDb } from '../support/migrated-db';
+
+let m: MigratedDb;
+let redis: Redis;
+const base = `departures-test-${randomUUID()}`;
+/** The inbox of the test of inbox entries; the others have none (no stream: nothing waits in it). */
+const inbox = `${base}:changes:us-iowa`;
+
+beforeAll(async () => {
+  m = await migratedDb('departures');
+  redis = createRedis(REDIS_URL, 'departures-test');
+  // The client does not queue commands while it connects.
+  if (redis.status !== 'ready') await new Promise((res) => redis.once('ready', res));
+}, 60_000);
+afterAll(async () => {
+  await redis.del(inbox).catch(() => 0);
+  redis.disconnect();
+  await m?.close();
+});
+
+const member = (region: string, state: Member['state'] = 'active'): Member => ({ region, state, joinedAt: null, redisUrl: null, registered: true, reseed: null });
+
+function rig(members: Member[], stream = `${base}:no-inbox`) {
+  let now = 1_000_000;
+  const membership = { members: () => members, readAt: now };
+  const departures = new Departures({ db: m.db, redis, inbox: stream, region: 'us-iowa', membership, graceMs: 60_000, now: () => now });
+  return {
+    departures,
+    members,
+    membership,
+    /** Moves the clock (and the membership's last read with it: the record is read every second). */
+    at(ms: number) {
+      now = ms;
+      membership.readAt = ms;
+    },
+  };
+}
+
+test('ready once the members stayed unchanged for the grace; a change of members or of a state starts it again; adopters are the active members', async () => {
+  const r = rig([member('us-iowa'), member('europe-belgium'), member('asia-japan', 'joining')]);
+  const first = await r.departures.state();
+  expect(first).toMatchObject({ ready: false, adopters: [], members: ['asia-japan', 'europe-belgium', 'us-iowa'] });
+  expect(first.waiting).toMatch(/the members changed 0 s ago; nothing is adopted until they have been unchanged for 60 s/);
+  r.at(1_059_000);
+  expect((await r.departures.state()).ready).toBe(false);
+  r.at(1_060_000);
+  expect(await r.departures.state()).toEqual({ ready: true, waiting: null, adopters: ['europe-belgium', 'us-iowa'], members: ['asia-japan', 'europe-belgium', 'us-iowa'] });
+
+  // asia-japan becomes active: the members changed.
+  r.members[2] = member('asia-japan');
+  expect((await r.departures.state()).ready).toBe(false);
+  r.at(1_120_000);
+  expect((await r.departures.state()).adopters).toEqual(['asia-japan', 'europe-belgium', 'us-iowa']);
+
+  // One is removed.
+  r.members.pop();
+  expect((await r.departures.state()).ready).toBe(false);
+  r.at(1_180_000);
+  expect((await r.departures.state()).ready).toBe(true);
+});
+
+test('not ready while the membership record has not been read lately (only the config is known then)', async () => {
+  const r = rig([member('us-iowa')]);
+  await r.departures.state();
+  r.at(2_000_000);
+  expect((await r.departures.state()).ready).toBe(true);
+  r.membership.readAt = 2_000_000 - 16_000;
+  expect(await r.departures.state()).toMatchObject({ ready: false, adopters: [], waiting: expect.stringMatching(/could not be read from Redis lately/) });
+});
+
+test('waits until every inbox entry added before the grace ended was read and acknowledged; later entries do not hold it', async () => {
+  await redis.xgroup('CREATE', inbox, 'us-iowa', '0', 'MKSTREAM');
+  const before = String(await redis.xadd(inbox, '*', 'e', 'from the departed region'));
+  const r = rig([member('us-iowa')], inbox);
+  await r.departures.state();
+  r.at(3_000_000);
+  // Not read yet.
+  expect((await r.departures.state()).waiting).toMatch(/has not yet applied every change delivered to it/);
+  // Read, not acknowledged (an applier at work on it).
+  await redis.xreadgroup('GROUP', 'us-iowa', 'applier', 'COUNT', 1, 'STREAMS', inbox, '>');
+  expect((await r.departures.state()).ready).toBe(false);
+  // An entry added after the mark, unread: not what the departed region sent.
+  await redis.xadd(inbox, '*', 'e', 'from a member, later');
+  await redis.xack(inbox, 'us-iowa', before);
+  expect((await r.departures.state()).ready).toBe(true);
+});
+
+test('not ready while a change from a region that is no longer a member is failing or parked here', async () => {
+  const r = rig([member('us-iowa'), member('europe-belgium')]);
+  await r.departures.state();
+  r.at(4_000_000);
+  const failure = async (id: string, origin: string, parked: boolean) =>
+    m.db.$executeRawUnsafe(
+      `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+       VALUES ($1::uuid, $2, '{}'::jsonb, 1, 'apply-failed', 'test', ${parked ? 'now()' : 'NULL'})`,
+      id,
+      origin,
+    );
+  // A member's failing change is not a departed region's.
+  await failure('01a2a000-0000-7000-8000-000000000001', 'europe-belgium', false);
+  expect((await r.departures.state()).ready).toBe(true);
+  await failure('01a2a000-0000-7000-8000-000000000002', 'asia-japan', true);
+  await failure('01a2a000-0000-7000-8000-000000000003', 'asia-japan', false);
+  expect((await r.departures.state()).waiting).toMatch(/^2 changes from regions that are no longer members are failing or parked here/);
+  await m.db.$executeRawUnsafe(`DELETE FROM replication_failures WHERE origin_region = 'asia-japan'`);
+  expect((await r.departures.state()).ready).toBe(true);
+});
+
+test('a Redis error is an answer (not ready, and why), not a thrown error', async () => {
+  const broken = createRedis('redis://127.0.0.1:1', 'departures-test-broken');
+  try {
+    const membership = { members: () => [member('us-iowa')], readAt: 5_000_000 };
+    let now = 5_000_000;
+    const d = new Departures({ db: m.db, redis: broken, inbox, region: 'us-iowa', membership, graceMs: 1, now: () => now });
+    await d.state();
+    now += 10;
+    membership.readAt = now;
+    expect(await d.state()).toMatchObject({ ready: false, waiting: expect.stringMatching(/^could not check that this region applied what departed regions sent it/) });
+  } finally {
+    broken.disconnect();
+  }
+});
