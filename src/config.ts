@@ -57,7 +57,7 @@ export const ConfigFileSchema = Type.Object(
     regions: Type.Array(RegionSchema, { minItems: 1, maxItems: 32 }),
     /** host:port pairs whose IdP metadata may be fetched over http and at private addresses. */
     metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
-    /** How often each region re-fetches the IdP metadata of the credentials it created. */
+    /** How often each region re-fetches the IdP metadata of the credentials it created (and of those it adopted from a removed region). */
     metadataRefreshIntervalSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
     /**
      * How long the deployment's members must stay unchanged before the remaining regions adopt the credentials

@@ -66,6 +66,11 @@ export function replicationKeys(prefix: string) {
     /** The deployment's members (see replication/membership.ts) and the channel announcing changes. */
     members: `${prefix}{repl}:members`,
     membersChannel: `${prefix}{repl}:members-changed`,
+    /**
+     * Regions removed from the deployment (`npm run members -- remove`): region -> when. A positive record,
+     * so that a region is taken for gone only when an operator said so (see replication/departures.ts).
+     */
+    departed: `${prefix}{repl}:departed`,
     /** Each member's watermark for the tombstone horizon (see replication/horizon.ts). */
     watermarks: `${prefix}{repl}:watermarks`,
   };

@@ -15,7 +15,7 @@ import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { putMetadata } from './service';
-import type { DepartureState } from '../replication/departures';
+import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
 import { credentialsTable, metadataTable, recordRefresh, refreshedHere, refreshedSchedules, refreshScope } from './store';
 import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
@@ -38,7 +38,10 @@ interface Due {
 
 const MAX_BACKOFF_MS = 3600_000;
 
-/** refreshedHere's parameters (store.ts): this region, the members, the adopters. */
+/** How far a due schedule of a removed region's credential is put off while this region's adoption waits (at most the refresh interval). */
+const ADOPTION_WAIT_MS = 60_000;
+
+/** refreshedHere's parameters (store.ts): this region, the departed regions, the adopters. */
 type RefreshScope = ReturnType<typeof refreshScope>;
 
 /**
@@ -225,19 +228,31 @@ export class MetadataRefresher {
   /**
    * Up to `limit` credentials this region refreshes that are due by schedule, oldest first, through the
    * next_at index. The due schedules met on the way that belong to credentials this region does not refresh
-   * (another region's home, or adopted by another region, deleted, gone; or adopted here while adoption
-   * waits) are dropped, so each is passed over once, and a tick reads a bounded number.
+   * (another region's home, or adopted by another region, deleted, gone) are dropped, so each is passed
+   * over once, and a tick reads a bounded number. While adoption waits (no adopters: departures.ts), the
+   * schedules of a removed region's live credentials are put off instead (ADOPTION_WAIT_MS): their failures
+   * and back-off are kept for when this region adopts again (a restart, any change of the members).
    */
   private async dueBySchedule(scope: RefreshScope, limit: number): Promise<Due[]> {
     const { db } = this.d;
-    const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean }[]>(
-      `SELECT s.credential_id::text AS id, coalesce(${refreshedHere('c', 1)} AND c.deleted_at IS NULL, false) AS mine
+    const waiting = scope[1].length > 0 && scope[2].length === 0;
+    const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean; adoptable: boolean }[]>(
+      `SELECT s.credential_id::text AS id, coalesce(${refreshedHere('c', 1)} AND c.deleted_at IS NULL, false) AS mine,
+              coalesce(c.home_region = ANY($2::text[]) AND c.deleted_at IS NULL, false) AS adoptable
          FROM metadata_refresh_state s LEFT JOIN saml_provider_credentials c ON c.id = s.credential_id
         WHERE s.next_at <= now() ORDER BY s.next_at LIMIT $4`,
       ...scope,
       limit * 4,
     );
-    const foreign = heads.filter((h) => !h.mine).map((h) => h.id);
+    const later = waiting ? heads.filter((h) => !h.mine && h.adoptable).map((h) => h.id) : [];
+    if (later.length) {
+      await db.$executeRawUnsafe(
+        `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => $2::float8 / 1000) WHERE credential_id = ANY($1::uuid[]) AND next_at <= now()`,
+        later,
+        Math.min(ADOPTION_WAIT_MS, (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000),
+      );
+    }
+    const foreign = heads.filter((h) => !h.mine && !later.includes(h.id)).map((h) => h.id);
     if (foreign.length) {
       // Checked again under the delete: a schedule written meanwhile (not due any more) stays.
       await db.$executeRawUnsafe(
@@ -370,9 +385,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
   });
   router.get('/admin/metadata-refresh', async (_req, res) => {
     // The credentials this region refreshes: its home ones, and those it adopted (see the file's comment).
-    const departures: DepartureState = repl
-      ? await repl.departures()
-      : { members: [region], adopters: [], ready: false, waiting: 'this process does not follow the membership' };
+    const departures: DepartureState = repl ? await repl.departures() : NO_DEPARTURES;
     const scope = refreshScope(region, departures);
     const HOME_SCHEDULES = refreshedSchedules(1);
     // Failing first, then held documents (both wait for someone), then by schedule; each part read through
@@ -412,7 +425,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
       failing: Number(failing[0]?.n ?? 0),
       held: Number(held[0]?.n ?? 0),
       // Whether this region adopts now the credentials of regions that left the deployment, and why not.
-      adoption: { ready: departures.ready, waiting: departures.waiting, adopters: departures.adopters },
+      adoption: { departed: departures.departed, ready: departures.ready, waiting: departures.waiting, adopters: departures.adopters },
       credentials: rows.map((r) => ({
         ...r,
         held_since: r.held_since ? new Date(r.held_since).toISOString() : null,

@@ -137,7 +137,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
         ...trustView(stored, validationTime(config)),
         refresh: {
           home_region: row.homeRegion,
-          // The schedule lives in the home region only.
+          // The schedule lives in the region that refreshes it only (the home region, or its adopter).
           ...(refresh
             ? {
                 next_at: refresh.nextAt.toISOString(),

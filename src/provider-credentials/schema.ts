@@ -125,7 +125,7 @@ export const CredentialMetadataView = Type.Object(
     refresh: Type.Object(
       {
         home_region: Type.String(),
-        // Present in the home region only, where the schedule lives.
+        // Present only in the region that refreshes it (the home region, or its adopter), where the schedule lives.
         next_at: Type.Optional(Time),
         last_success_at: Type.Optional(NullableTime),
         last_error: Type.Optional(Type.Union([Type.String(), Type.Null()])),
@@ -146,6 +146,7 @@ export const MetadataRefreshStatus = Type.Object(
     held: Type.Integer({ minimum: 0 }),
     adoption: Type.Object(
       {
+        departed: Type.Array(Type.String(), { description: 'Regions removed from the deployment (npm run members -- remove), whose credentials the remaining regions adopt.' }),
         ready: Type.Boolean({ description: 'Whether this region refreshes now the credentials it adopts (those whose home region left the deployment).' }),
         waiting: Type.Union([Type.String(), Type.Null()], { description: 'Why it does not yet (null when ready).' }),
         adopters: Type.Array(Type.String(), { description: 'The regions among which the adopted credentials are shared (empty while not ready).' }),

@@ -44,19 +44,19 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
 
 /**
  * Whether this region refreshes credential `c` (an alias with `home_region` and `id`): it is the credential's
- * home, or the home left the deployment and this region is the one of the adopters that rendezvous hashing
- * picks for the credential (each credential its own pick, so the adopted ones spread over the regions, and a
- * change of the adopters moves only the credentials of the regions that come or go). Parameters from `$p`:
- * this region, the members, the adopters (DepartureState: none while this region may not adopt, and then
- * the home alone counts). No region adopts a credential whose home is a member, in whatever state.
+ * home, or its home was removed from the deployment and this region is the one of the adopters that
+ * rendezvous hashing picks for the credential (each credential its own pick, so the adopted ones spread over
+ * the regions, and a change of the adopters moves only the credentials of the regions that come or go).
+ * Parameters from `$p`: this region, the departed regions, the adopters (DepartureState; no adopters while
+ * this region may not adopt, and then the home alone counts).
  */
 export const refreshedHere = (c: string, p: number): string =>
-  `(${c}.home_region = $${p} OR (${c}.home_region <> ALL($${p + 1}::text[])
+  `(${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
      AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))`;
 
 /** refreshedHere's parameters, in order. */
-export function refreshScope(region: string, scope: { members: readonly string[]; adopters: readonly string[] }): [string, string[], string[]] {
-  return [region, [...scope.members], [...scope.adopters]];
+export function refreshScope(region: string, scope: { departed: readonly string[]; adopters: readonly string[] }): [string, string[], string[]] {
+  return [region, [...scope.departed], [...scope.adopters]];
 }
 
 /**

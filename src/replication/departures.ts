@@ -1,6 +1,9 @@
 /**
- * Regions that left the deployment (removed for good: README, Operations, "Removing a region"), as this
- * region sees them: whether it may take over their background work now. The provider-credentials feature
+ * Regions that left the deployment (removed for good by `npm run members -- remove`, which records them in
+ * keys.departed: README, Operations, "Removing a region"), as this region sees them: whether it may take
+ * over their background work now. Only a recorded removal counts: a home region this process does not know
+ * (one added at runtime whose entry has not reached this Redis yet, or lost with a Redis restarted empty)
+ * is not taken for gone. The provider-credentials feature
  * uses it to adopt the credentials whose home region left (their IdP metadata is refreshed by the home
  * region only). A region takes such work over only once it has applied whatever the departed regions
  * delivered to it: a refresh judged on a stale copy of a credential could replace the departed region's
@@ -10,13 +13,16 @@
  * - it read the membership record from its Redis in the last MEMBERS_FRESH_MS (a process that cannot read
  *   the record knows only its config, which leaves out regions added at runtime: their credentials would
  *   look orphaned);
- * - the members (and their states) have not changed for `graceMs`: the removal has settled, and every
- *   process has heard of it;
+ * - the members, their states and the departed regions have not changed for `graceMs`: the removal has
+ *   settled, and every process has heard of it;
  * - this region's consumer group has read and acknowledged every entry of its inbox up to the mark, the
  *   inbox's last id once the grace had passed (a departed region delivered everything it ever delivered
  *   before it was removed, so before the mark);
- * - no change from a region that is not a member is failing or parked here (acknowledged, not applied).
- * Nothing here writes: a region that is not ready simply does not adopt yet, and says why.
+ * - no change from a departed region is failing or parked here (acknowledged, not applied). Entries the
+ *   applier refused (dead letters: a bad signature, unreadable) do not hold it: they would never apply.
+ * Nothing here writes: a region that is not ready simply does not adopt yet, and says why. A Redis restarted
+ * empty loses the record of removals with the inbox: nothing is adopted then until the removal is run again
+ * (which an operator does knowing what that Redis lost).
  */
 import type { Db } from '../db/client';
 import type { Redis } from '../redis';
@@ -29,8 +35,8 @@ export const MEMBERS_FRESH_MS = 15_000;
 export const DEFAULT_ADOPT_AFTER_SECONDS = 600;
 
 export interface DepartureState {
-  /** The members, in every state, sorted: work whose region is one of them is that region's. */
-  members: string[];
+  /** The regions recorded as removed that are not members (again), sorted: their work is adopted. */
+  departed: string[];
   /** The active members, sorted, when ready (one of them takes each departed region's item); else none. */
   adopters: string[];
   ready: boolean;
@@ -38,13 +44,16 @@ export interface DepartureState {
   waiting: string | null;
 }
 
+/** What a process that does not follow the membership sees: no region removed. */
+export const NO_DEPARTURES: DepartureState = Object.freeze({ departed: [], adopters: [], ready: true, waiting: null });
+
 export interface DeparturesDeps {
   db: Db;
   /** This region's own Redis, where its inbox is. */
   redis: Redis;
   inbox: string;
   region: string;
-  membership: { members(): Member[]; readAt: number };
+  membership: { members(): Member[]; departed: readonly string[]; readAt: number };
   graceMs: number;
   now?: () => number;
 }
@@ -55,6 +64,8 @@ export class Departures {
   private since: number;
   private mark: string | null = null;
   private caughtUp = false;
+  /** The check in progress: callers at the same time (the refresher, /metrics, the admin route) share it. */
+  private running: Promise<DepartureState> | null = null;
 
   constructor(private readonly d: DeparturesDeps) {
     this.since = this.now();
@@ -64,18 +75,32 @@ export class Departures {
     return this.d.now?.() ?? Date.now();
   }
 
-  async state(): Promise<DepartureState> {
+  /**
+   * Whether this region may adopt now, and why not. One check at a time: a check that waited on Redis
+   * must not mark the inbox caught up for members another call has meanwhile seen change.
+   */
+  state(): Promise<DepartureState> {
+    this.running ??= this.check().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async check(): Promise<DepartureState> {
     const now = this.now();
     const all = [...this.d.membership.members()].sort((a, b) => (a.region < b.region ? -1 : a.region > b.region ? 1 : 0));
-    const members = all.map((m) => m.region);
-    const seen = all.map((m) => `${m.region}:${m.state}`).join(',');
+    const members = new Set(all.map((m) => m.region));
+    const departed = [...new Set(this.d.membership.departed)].filter((r) => !members.has(r)).sort();
+    const seen = `${all.map((m) => `${m.region}:${m.state}`).join(',')} departed ${departed.join(',')}`;
     if (seen !== this.seen) {
       this.seen = seen;
       this.since = now;
       this.mark = null;
       this.caughtUp = false;
     }
-    const not = (waiting: string): DepartureState => ({ members, adopters: [], ready: false, waiting });
+    // No region removed: nothing to adopt, nothing to check.
+    if (departed.length === 0) return { departed, adopters: [], ready: true, waiting: null };
+    const not = (waiting: string): DepartureState => ({ departed, adopters: [], ready: false, waiting });
     if (now - this.d.membership.readAt > MEMBERS_FRESH_MS) return not('the membership record could not be read from Redis lately');
     const settled = now - this.since;
     if (settled < this.d.graceMs) {
@@ -83,23 +108,21 @@ export class Departures {
     }
     try {
       if (!this.caughtUp) {
+        // (Only this check runs now: nothing resets the mark or the flag under it.)
         this.mark ??= (await streamBounds(this.d.redis, this.d.inbox))?.lastGeneratedId ?? '0-0';
         const behind = await this.unapplied(this.mark);
         if (behind) return not(behind);
         this.caughtUp = true;
       }
-      const rows = await this.d.db.$queryRawUnsafe<{ n: bigint }[]>(
-        'SELECT count(*) AS n FROM replication_failures WHERE origin_region <> ALL($1::text[])',
-        members,
-      );
+      const rows = await this.d.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_failures WHERE origin_region = ANY($1::text[])', departed);
       const failing = Number(rows[0]?.n ?? 0);
       if (failing > 0) {
-        return not(`${failing} change${failing === 1 ? '' : 's'} from regions that are no longer members ${failing === 1 ? 'is' : 'are'} failing or parked here (GET /admin/replication)`);
+        return not(`${failing} change${failing === 1 ? '' : 's'} from removed regions ${failing === 1 ? 'is' : 'are'} failing or parked here (GET /admin/replication)`);
       }
     } catch (err) {
       return not(`could not check that this region applied what departed regions sent it: ${(err as Error).message}`);
     }
-    return { members, adopters: all.filter((m) => m.state === 'active').map((m) => m.region), ready: true, waiting: null };
+    return { departed, adopters: all.filter((m) => m.state === 'active').map((m) => m.region), ready: true, waiting: null };
   }
 
   /** Why the inbox is not caught up with `mark` (null when every entry up to it was read and acknowledged). */

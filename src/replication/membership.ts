@@ -147,6 +147,9 @@ export async function removeMember(
 ): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
+  // Recorded as gone (the other regions adopt its credentials: departures.ts); a region added again under
+  // this name is a member again, which outranks the record.
+  await redis.hset(keys.departed, region, new Date().toISOString());
   // Announced first: the regions stop delivering to it as they hear of it.
   await announce(redis, keys);
   // The inbox, and the relay's records of its incarnation (relay.ts): a region added again under the same
@@ -198,6 +201,8 @@ export class Membership {
   generation = 0;
   /** When this process last read the record from its Redis (ms since the epoch; 0: never). */
   readAt = 0;
+  /** The regions recorded as removed (keys.departed) when the record was last read, members among them too. */
+  departed: string[] = [];
 
   constructor(private readonly d: MembershipDeps) {
     this.known = this.union(new Map());
@@ -223,7 +228,7 @@ export class Membership {
   async refresh(): Promise<Member[]> {
     const { links, keys, region } = this.d;
     try {
-      const { members, generation } = await readMembers(links.own, keys);
+      const [{ members, generation }, departed] = await Promise.all([readMembers(links.own, keys), links.own.hkeys(keys.departed)]);
       // This Redis lost the record (restarted empty): register again, in the state last known (a region
       // marked joining stays so until it is re-seeded: tombstone collection waits for it, horizon.ts), and
       // put back every member this process knew from it. A region added at runtime is in no config here:
@@ -240,6 +245,7 @@ export class Membership {
       for (const m of members.values()) links.learn(m.region, m.redisUrl);
       this.generation = generation;
       this.known = this.union(members);
+      this.departed = departed;
       this.readAt = Date.now();
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership refresh failed; using the last known members');

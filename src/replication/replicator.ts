@@ -9,7 +9,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { poolOf, type Db } from '../db/client';
 import type { Logger } from '../logger';
 import { versionTime, type HybridClock } from './hlc';
-import type { Departures, DepartureState } from './departures';
+import { NO_DEPARTURES, type Departures, type DepartureState } from './departures';
 import type { Membership } from './membership';
 import { AppError } from '../http/errors';
 import { isSchemaChange, type Queryable, type RowStore, type Statement, type Winner } from './row-store';
@@ -124,8 +124,7 @@ export class Replicator {
 
   /** Whether this region may take over the work of regions that left the deployment (without it: never). */
   async departures(): Promise<DepartureState> {
-    if (this.d.departures) return this.d.departures.state();
-    return { members: [...this.regions].sort(), adopters: [], ready: false, waiting: 'this process does not follow the membership' };
+    return this.d.departures ? this.d.departures.state() : NO_DEPARTURES;
   }
 
   async write<T>(fn: (ctx: WriteContext) => Promise<T>): Promise<{ value: T; event: ChangeEvent | null }> {

@@ -38,19 +38,24 @@ interface Listed {
   last_success_at: string | null;
 }
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body as {
-  adoption: { ready: boolean; waiting: string | null; adopters: string[] };
+  adoption: { departed: string[]; ready: boolean; waiting: string | null; adopters: string[] };
   credentials: Listed[];
+};
+/** Whether `region` refreshed credential `id` after `since` (a tick of its refresher ran since then). */
+const refreshedSince = async (region: string, id: string, since: number) => {
+  const c = (await status(region)).credentials.find((x) => x.credential_id === id);
+  return Boolean(c?.last_success_at && Date.parse(c.last_success_at) > since);
 };
 /** The ids a region refreshes (listed with a successful fetch made there). */
 const refreshedBy = async (region: string) => new Set((await status(region)).credentials.filter((c) => c.last_success_at).map((c) => c.credential_id));
 /** The adopter rendezvous hashing picks (README): the highest md5 of `<region>/<credential id>`. */
 const pick = (id: string) => [...STAYING].sort((a, b) => (createHash('md5').update(`${b}/${id}`).digest('hex') > createHash('md5').update(`${a}/${id}`).digest('hex') ? 1 : -1))[0];
 
-async function sql(region: string, text: string, values: unknown[] = []): Promise<void> {
+async function sql<T = unknown>(region: string, text: string, values: unknown[] = []): Promise<T[]> {
   const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
   await db.connect();
   try {
-    await db.query(text, values);
+    return (await db.query(text, values)).rows as T[];
   } finally {
     await db.end();
   }
@@ -70,10 +75,18 @@ test("a removed region's live credentials are refreshed by one remaining region 
   const deleted = await create(GONE, 'deleted');
   expect((await call(gone, 'DELETE', `${PATH}/${deleted}`, { headers: slashidHeaders(org, ALL) })).status).toBe(204);
   const own = await create('europe-belgium', 'made in europe-belgium');
+  const usOwn = await create('us-iowa', 'made in us-iowa');
 
-  // While asia-japan is a member its credentials are its own: adoption is ready, with nothing to adopt.
-  expect(await eventually(async () => (await status('us-iowa')).adoption.ready, 20_000, 200)).toBe(true);
-  for (const r of STAYING) expect((await status(r)).credentials.map((c) => c.credential_id)).not.toEqual(expect.arrayContaining([orphans[0]]));
+  // While asia-japan is a member its credentials are its own: nothing is recorded as removed, and the
+  // remaining regions' refreshers (each has refreshed its own credential since) leave them alone.
+  const created = Date.now();
+  expect(await eventually(() => refreshedSince('europe-belgium', own, created), 20_000, 300)).toBe(true);
+  expect(await eventually(() => refreshedSince('us-iowa', usOwn, created), 20_000, 300)).toBe(true);
+  for (const r of STAYING) {
+    const st = await status(r);
+    expect(st.adoption).toEqual({ departed: [], ready: true, waiting: null, adopters: [] });
+    expect(st.credentials.map((c) => c.credential_id).filter((id) => orphans.includes(id) || id === deleted)).toEqual([]);
+  }
 
   // europe-belgium holds a parked change of asia-japan's (as an older version parks one it cannot apply).
   await sql('europe-belgium', `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
@@ -93,20 +106,22 @@ test("a removed region's live credentials are refreshed by one remaining region 
 
   // us-iowa adopts its share; europe-belgium waits for its parked change, and says so.
   const mine = (r: string) => orphans.filter((id) => pick(id) === r);
+  expect(await eventually(async () => /^1 change from removed regions is failing or parked here/.test((await status('europe-belgium')).adoption.waiting ?? ''), 30_000, 300)).toBe(true);
   const refreshesAll = async (region: string, ids: string[]) => {
     const got = await refreshedBy(region);
     return ids.every((id) => got.has(id));
   };
   expect(await eventually(() => refreshesAll('us-iowa', mine('us-iowa')), 30_000, 300)).toBe(true);
   const usStatus = await status('us-iowa');
-  expect(usStatus.adoption).toEqual({ ready: true, waiting: null, adopters: STAYING });
+  expect(usStatus.adoption).toEqual({ departed: [GONE], ready: true, waiting: null, adopters: STAYING });
   expect(usStatus.credentials.filter((c) => orphans.includes(c.credential_id)).every((c) => c.home_region === GONE)).toBe(true);
   const waiting = await status('europe-belgium');
-  expect(waiting.adoption).toMatchObject({ ready: false, adopters: [], waiting: expect.stringMatching(/^1 change from regions that are no longer members is failing or parked here/) });
+  expect(waiting.adoption).toMatchObject({ departed: [GONE], ready: false, adopters: [], waiting: expect.stringMatching(/^1 change from removed regions is failing or parked here/) });
   expect(waiting.credentials.map((c) => c.credential_id).filter((id) => orphans.includes(id))).toEqual([]);
   // Not europe-belgium's share, nor the deleted one, nor another member's credential.
   const us = await refreshedBy('us-iowa');
   for (const id of [...mine('europe-belgium'), deleted, own]) expect(us.has(id)).toBe(false);
+  expect(us.has(usOwn)).toBe(true);
 
   // The parked change dealt with (here: discarded), europe-belgium adopts its share, and only that.
   await sql('europe-belgium', `DELETE FROM replication_failures WHERE origin_region = $1`, [GONE]);
@@ -115,9 +130,34 @@ test("a removed region's live credentials are refreshed by one remaining region 
   for (const id of [...mine('us-iowa'), deleted]) expect(eu.has(id)).toBe(false);
   expect(eu.has(own)).toBe(true);
 
+  // us-iowa waits again (a parked change of asia-japan's): the schedules of its share are put off, not
+  // dropped (their failures and back-off are kept for when it adopts again), and it adopts again after.
+  await sql('us-iowa', `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+                        VALUES ('01a2a000-0000-7000-8000-0000000000ab', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now())`, [GONE]);
+  expect(await eventually(async () => (await status('us-iowa')).adoption.ready === false, 30_000, 300)).toBe(true);
+  // A refresh batch that began before (its scope read while still ready) ends within ms here; then none adopts.
+  await new Promise((res) => setTimeout(res, 1500));
+  const waitingSince = new Date();
+  // Each came due and was put off (next_at moved past a refresh interval from then) without a fetch.
+  const putOff = async () => {
+    const rows = await sql<{ n: number }>(
+      'us-iowa',
+      `SELECT count(*)::int AS n FROM metadata_refresh_state WHERE credential_id = ANY($1::uuid[])
+          AND next_at > $2::timestamptz + interval '4 seconds' AND last_attempt_at < $2::timestamptz`,
+      [mine('us-iowa'), waitingSince],
+    );
+    return rows[0]?.n === mine('us-iowa').length;
+  };
+  expect(await eventually(putOff, 30_000, 300)).toBe(true);
+  const resumed = Date.now();
+  await sql('us-iowa', `DELETE FROM replication_failures WHERE origin_region = $1`, [GONE]);
+  expect(await eventually(async () => (await Promise.all(mine('us-iowa').map((id) => refreshedSince('us-iowa', id, resumed)))).every(Boolean), 90_000, 500)).toBe(true);
+
   // The credential rows were not written: their home is still the removed region, everywhere.
   for (const r of STAYING) {
     const md = await call(cluster.url(r), 'GET', `${PATH}/${orphans[0]}/metadata`, { headers: slashidHeaders(org) });
     expect(md.body.result.refresh.home_region).toBe(GONE);
+    // The schedule is shown where it lives: in the adopter.
+    expect(md.body.result.refresh.next_at !== undefined).toBe(r === pick(orphans[0] as string));
   }
 }, 240_000);
