@@ -76,6 +76,11 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   const problems = health.ok ? [ready, repl, refresh].flatMap((a) => (a.ok ? [] : [a.problem])) : [health.problem];
   if (health.ok && !up) problems.unshift(`/healthz answered as region ${health.body.region}`);
   const replication = up && repl.ok ? repl.body : null;
+  // A removed region's credentials that this region does not adopt yet (its share is then refreshed by no one).
+  const adoption = up && refresh.ok ? refresh.body.adoption : undefined;
+  if (adoption && !adoption.ready && adoption.departed.length > 0) {
+    problems.push(`does not adopt yet the credentials of ${adoption.departed.join(', ')} (removed): ${adoption.waiting ?? 'no reason given'}`);
+  }
   // Its Redis does not answer: nothing reaches it or leaves it, though every lag cell may read caught up
   // (they compare what the regions applied, and nothing moves).
   if (replication && !replication.stream.connected) {

@@ -36,6 +36,8 @@ export const PeerReplication = Type.Object({
 });
 export const PeerMetadataRefresh = Type.Object({
   failing: Type.Integer(),
+  /** Absent from regions of versions before adoption (2026-12-03). */
+  adoption: Type.Optional(Type.Object({ departed: Type.Array(Type.String()), ready: Type.Boolean(), waiting: Nullable(Type.String()) })),
   credentials: Type.Array(
     Type.Object({
       credential_id: Type.String(),

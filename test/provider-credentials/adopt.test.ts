@@ -118,6 +118,12 @@ test("a removed region's live credentials are refreshed by one remaining region 
   const waiting = await status('europe-belgium');
   expect(waiting.adoption).toMatchObject({ departed: [GONE], ready: false, adopters: [], waiting: expect.stringMatching(/^1 change from removed regions is failing or parked here/) });
   expect(waiting.credentials.map((c) => c.credential_id).filter((id) => orphans.includes(id))).toEqual([]);
+  // The console names it among that region's problems.
+  const deployment = (await call(cluster.url('us-iowa'), 'GET', '/admin/deployment', { headers: adminHeaders })).body as { regions: { id: string; problems: string[] }[] };
+  expect(deployment.regions.find((r) => r.id === 'europe-belgium')?.problems).toEqual([
+    expect.stringMatching(/^does not adopt yet the credentials of asia-japan \(removed\): 1 change from removed regions is failing or parked here/),
+  ]);
+  expect(deployment.regions.find((r) => r.id === 'us-iowa')?.problems).toEqual([]);
   // Not europe-belgium's share, nor the deleted one, nor another member's credential.
   const us = await refreshedBy('us-iowa');
   for (const id of [...mine('europe-belgium'), deleted, own]) expect(us.has(id)).toBe(false);
