@@ -1,9 +1,10 @@
 /**
  * Background refresh of IdP metadata, run by each region for the credentials it is home to (the region
- * that created them), and for those it adopted: credentials whose home region left the deployment are
- * refreshed by one of the remaining regions each (store.ts refreshedHere), once that region has applied
- * what the departed region sent it (replication/departures.ts). A changed document (a rotated certificate, say) is written like any other change and
- * replicates; an unchanged one only moves the local schedule. A failed refresh keeps the last good
+ * that created them), and for those it adopted: credentials whose home region was removed from the
+ * deployment are refreshed by one of the remaining regions each (store.ts refreshedHere), once that region
+ * has applied what the removed region sent it (replication/departures.ts). A changed document (a rotated
+ * certificate, say) is written like any other change and replicates; an unchanged one only moves the local
+ * schedule. A failed refresh keeps the last good
  * metadata, backs off, and shows up in GET /admin/metadata-refresh — it is never silent. A document that
  * changes the signing certificates without a trusted signature is held, not applied (trust.ts).
  */
@@ -14,8 +15,8 @@ import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
-import { putMetadata } from './service';
 import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
+import { putMetadata } from './service';
 import { credentialsTable, metadataTable, recordRefresh, refreshedHere, refreshedSchedules, refreshScope } from './store';
 import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
