@@ -25,6 +25,7 @@
  * (which an operator does knowing what that Redis lost).
  */
 import type { Db } from '../db/client';
+import type { Logger } from '../logger';
 import type { Redis } from '../redis';
 import type { Member } from './membership';
 import { compareStreamIds, groupFloor, groupInfo, streamBounds } from './stream';
@@ -55,6 +56,7 @@ export interface DeparturesDeps {
   region: string;
   membership: { members(): Member[]; departed: readonly string[]; readAt: number };
   graceMs: number;
+  log?: Logger;
   now?: () => number;
 }
 
@@ -120,7 +122,9 @@ export class Departures {
         return not(`${failing} change${failing === 1 ? '' : 's'} from removed regions ${failing === 1 ? 'is' : 'are'} failing or parked here (GET /admin/replication)`);
       }
     } catch (err) {
-      return not(`could not check that this region applied what departed regions sent it: ${(err as Error).message}`);
+      // The answer goes to the admin API: the error's own words (a database's may quote SQL) go to the log.
+      this.d.log?.warn({ err: (err as Error).message }, 'could not check whether removed regions can be adopted');
+      return not('could not check that this region applied what removed regions sent it: its Redis or its database did not answer (see the region log)');
     }
     return { departed, adopters: all.filter((m) => m.state === 'active').map((m) => m.region), ready: true, waiting: null };
   }

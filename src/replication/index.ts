@@ -69,7 +69,7 @@ export async function createReplication(o: ReplicationOptions) {
   const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });
   // Whether this region may take over the work of regions removed from the deployment (departures.ts).
   const departures = new Departures({
-    db: o.db, redis, inbox: keys.inbox(region), region, membership,
+    db: o.db, redis, inbox: keys.inbox(region), region, membership, log: o.log,
     graceMs: (o.config.adoptAfterSeconds ?? DEFAULT_ADOPT_AFTER_SECONDS) * 1000,
   });
   const repl = new Replicator({

@@ -153,7 +153,7 @@ test('a Redis error is an answer (not ready, and why), not a thrown error', asyn
     await d.state();
     now += 10;
     membership.readAt = now;
-    expect(await d.state()).toMatchObject({ ready: false, waiting: expect.stringMatching(/^could not check that this region applied what departed regions sent it/) });
+    expect(await d.state()).toMatchObject({ ready: false, waiting: expect.stringMatching(/^could not check that this region applied what removed regions sent it: its Redis or its database did not answer \(see the region log\)$/) });
   } finally {
     broken.disconnect();
   }
