@@ -71,6 +71,11 @@ export function replicationKeys(prefix: string) {
      * so that a region is taken for gone only when an operator said so (see replication/departures.ts).
      */
     departed: `${prefix}{repl}:departed`,
+    /**
+     * Per member, the removals its processes know (a JSON array of regions, sorted): a region adopts a removed
+     * region's work only alongside members that know of the removal too (see replication/departures.ts).
+     */
+    departedKnown: `${prefix}{repl}:departed-known`,
     /** Each member's watermark for the tombstone horizon (see replication/horizon.ts). */
     watermarks: `${prefix}{repl}:watermarks`,
   };

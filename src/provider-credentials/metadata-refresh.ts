@@ -40,7 +40,9 @@ interface Due {
 const MAX_BACKOFF_MS = 3600_000;
 
 /** How far a due schedule of a removed region's credential is put off while this region's adoption waits (at most the refresh interval). */
-const ADOPTION_WAIT_MS = 60_000;
+const ADOPTION_WAIT_MS = 600_000;
+/** Schedules put off per batch at most (see dueBySchedule). */
+const PUT_OFF_BATCH = 5_000;
 
 /** refreshedHere's parameters (store.ts): this region, the departed regions, the adopters. */
 type RefreshScope = ReturnType<typeof refreshScope>;
@@ -231,12 +233,27 @@ export class MetadataRefresher {
    * next_at index. The due schedules met on the way that belong to credentials this region does not refresh
    * (another region's home, or adopted by another region, deleted, gone) are dropped, so each is passed
    * over once, and a tick reads a bounded number. While adoption waits (no adopters: departures.ts), the
-   * schedules of a removed region's live credentials are put off instead (ADOPTION_WAIT_MS): their failures
-   * and back-off are kept for when this region adopts again (a restart, any change of the members).
+   * schedules of a removed region's live credentials are put off instead (ADOPTION_WAIT_MS, at most the
+   * refresh interval): their failures and back-off are kept for when this region adopts again (after a
+   * restart, any change of the members).
    */
   private async dueBySchedule(scope: RefreshScope, limit: number): Promise<Due[]> {
     const { db } = this.d;
     const waiting = scope[1].length > 0 && scope[2].length === 0;
+    if (waiting) {
+      // Put off in one bounded statement (oldest first, through the next_at index), ahead of the heads: one
+      // by one among them, they would crowd out this region's own due schedules while adoption waits.
+      await db.$executeRawUnsafe(
+        `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => $3::float8 / 1000)
+          WHERE credential_id IN (SELECT s.credential_id FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
+                                   WHERE s.next_at <= now() AND c.home_region = ANY($2::text[]) AND c.home_region <> $1 AND c.deleted_at IS NULL
+                                   ORDER BY s.next_at LIMIT $4)`,
+        scope[0],
+        scope[1],
+        Math.min(ADOPTION_WAIT_MS, (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000),
+        PUT_OFF_BATCH,
+      );
+    }
     const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean; adoptable: boolean }[]>(
       `SELECT s.credential_id::text AS id, coalesce(${refreshedHere('c', 1)} AND c.deleted_at IS NULL, false) AS mine,
               coalesce(c.home_region = ANY($2::text[]) AND c.deleted_at IS NULL, false) AS adoptable
@@ -245,15 +262,9 @@ export class MetadataRefresher {
       ...scope,
       limit * 4,
     );
-    const later = waiting ? heads.filter((h) => !h.mine && h.adoptable).map((h) => h.id) : [];
-    if (later.length) {
-      await db.$executeRawUnsafe(
-        `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => $2::float8 / 1000) WHERE credential_id = ANY($1::uuid[]) AND next_at <= now()`,
-        later,
-        Math.min(ADOPTION_WAIT_MS, (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000),
-      );
-    }
-    const foreign = heads.filter((h) => !h.mine && !later.includes(h.id)).map((h) => h.id);
+    // While adoption waits, a removed region's schedule met here (more were due than one put-off takes) is
+    // left for the next one, neither dropped nor refreshed.
+    const foreign = heads.filter((h) => !h.mine && !(waiting && h.adoptable)).map((h) => h.id);
     if (foreign.length) {
       // Checked again under the delete: a schedule written meanwhile (not due any more) stays.
       await db.$executeRawUnsafe(

@@ -13,8 +13,11 @@
  * - it read the membership record from its Redis in the last MEMBERS_FRESH_MS (a process that cannot read
  *   the record knows only its config, which leaves out regions added at runtime: their credentials would
  *   look orphaned);
- * - the members, their states and the departed regions have not changed for `graceMs`: the removal has
- *   settled, and every process has heard of it;
+ * - the members, their states, the departed regions and the adopters have not changed for `graceMs`: the
+ *   removal has settled, and every process has heard of it. The adopters are the active members that
+ *   recorded (keys.departedKnown) that they know of every removal this process knows: a member that has not
+ *   heard of one, or runs a version that does not adopt, is left out rather than given a share it would
+ *   never refresh;
  * - this region's consumer group has read and acknowledged every entry of its inbox up to the mark, the
  *   inbox's last id once the grace had passed (a departed region delivered everything it ever delivered
  *   before it was removed, so before the mark);
@@ -54,7 +57,7 @@ export interface DeparturesDeps {
   redis: Redis;
   inbox: string;
   region: string;
-  membership: { members(): Member[]; departed: readonly string[]; readAt: number };
+  membership: { members(): Member[]; departed: readonly string[]; departedKnown: ReadonlyMap<string, readonly string[]>; readAt: number };
   graceMs: number;
   log?: Logger;
   now?: () => number;
@@ -93,7 +96,11 @@ export class Departures {
     const all = [...this.d.membership.members()].sort((a, b) => (a.region < b.region ? -1 : a.region > b.region ? 1 : 0));
     const members = new Set(all.map((m) => m.region));
     const departed = [...new Set(this.d.membership.departed)].filter((r) => !members.has(r)).sort();
-    const seen = `${all.map((m) => `${m.region}:${m.state}`).join(',')} departed ${departed.join(',')}`;
+    // The members that may adopt: active, and knowing of every removal this process knows (a member whose
+    // processes have not heard of one yet, or run a version that does not adopt, would leave its share to no one).
+    const known = this.d.membership.departedKnown;
+    const adopters = all.filter((m) => m.state === 'active' && departed.every((r) => known.get(m.region)?.includes(r))).map((m) => m.region);
+    const seen = `${all.map((m) => `${m.region}:${m.state}`).join(',')} departed ${departed.join(',')} adopters ${adopters.join(',')}`;
     if (seen !== this.seen) {
       this.seen = seen;
       this.since = now;
@@ -126,7 +133,8 @@ export class Departures {
       this.d.log?.warn({ err: (err as Error).message }, 'could not check whether removed regions can be adopted');
       return not('could not check that this region applied what removed regions sent it: its Redis or its database did not answer (see the region log)');
     }
-    return { departed, adopters: all.filter((m) => m.state === 'active').map((m) => m.region), ready: true, waiting: null };
+    if (!adopters.includes(this.d.region)) return not('this region has not yet recorded that it knows of every removal');
+    return { departed, adopters, ready: true, waiting: null };
   }
 
   /** Why the inbox is not caught up with `mark` (null when every entry up to it was read and acknowledged). */

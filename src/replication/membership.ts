@@ -147,9 +147,11 @@ export async function removeMember(
 ): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
-  // Recorded as gone (the other regions adopt its credentials: departures.ts); a region added again under
-  // this name is a member again, which outranks the record.
-  await redis.hset(keys.departed, region, new Date().toISOString());
+  // Recorded as gone (the other regions adopt its credentials: departures.ts), where it was a member: a
+  // name that was never one records nothing. The regions' processes copy the record into every member's
+  // Redis (Membership.propagate); a region added again under this name is a member again, which outranks it.
+  if (removed) await redis.hset(keys.departed, region, new Date().toISOString());
+  await redis.hdel(keys.departedKnown, region);
   // Announced first: the regions stop delivering to it as they hear of it.
   await announce(redis, keys);
   // The inbox, and the relay's records of its incarnation (relay.ts): a region added again under the same
@@ -165,6 +167,16 @@ export async function removeMember(
   await new Promise((resolve) => setTimeout(resolve, REMOVAL_GRACE_MS));
   const again = await dropInbox();
   return { removed, inboxDeleted: first || again };
+}
+
+/** A member's list of known removals (keys.departedKnown); anything unreadable counts as knowing none. */
+function parseKnown(raw: string): string[] {
+  try {
+    const v: unknown = JSON.parse(raw);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 /** How long removeMember waits before it deletes the removed region's inbox again. */
@@ -197,12 +209,20 @@ export class Membership {
   private timer: NodeJS.Timeout | null = null;
   private joined = false;
   private lastPropagated = 0;
-  private propagating = false;
+  /** The propagation under way: a caller meanwhile waits for it rather than starting another. */
+  private propagating: Promise<void> | null = null;
   generation = 0;
   /** When this process last read the record from its Redis (ms since the epoch; 0: never). */
   readAt = 0;
-  /** The regions recorded as removed (keys.departed) when the record was last read, members among them too. */
+  /** The regions recorded as removed (keys.departed) when the record was last read, sorted; members among them too. */
   departed: string[] = [];
+  /** The removal record as read (region -> when), which propagate copies where it is missing. */
+  private departedAt: Record<string, string> = {};
+  /** Per member, the removals its processes know (keys.departedKnown), as last read. */
+  departedKnown = new Map<string, string[]>();
+  /** Reads started, and the latest whose result was kept (a slower, older read does not overwrite a newer one). */
+  private reads = 0;
+  private kept = 0;
 
   constructor(private readonly d: MembershipDeps) {
     this.known = this.union(new Map());
@@ -227,8 +247,13 @@ export class Membership {
   /** Reads this region's copy of the record now; on a Redis error keeps (and returns) the last known members. */
   async refresh(): Promise<Member[]> {
     const { links, keys, region } = this.d;
+    const read = ++this.reads;
     try {
-      const [{ members, generation }, departed] = await Promise.all([readMembers(links.own, keys), links.own.hkeys(keys.departed)]);
+      const [{ members, generation }, departedAt, known] = await Promise.all([
+        readMembers(links.own, keys),
+        links.own.hgetall(keys.departed),
+        links.own.hgetall(keys.departedKnown),
+      ]);
       // This Redis lost the record (restarted empty): register again, in the state last known (a region
       // marked joining stays so until it is re-seeded: tombstone collection waits for it, horizon.ts), and
       // put back every member this process knew from it. A region added at runtime is in no config here:
@@ -242,11 +267,22 @@ export class Membership {
         await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true);
         return this.refresh();
       }
-      for (const m of members.values()) links.learn(m.region, m.redisUrl);
-      this.generation = generation;
-      this.known = this.union(members);
-      this.departed = departed;
-      this.readAt = Date.now();
+      if (read > this.kept) {
+        this.kept = read;
+        for (const m of members.values()) links.learn(m.region, m.redisUrl);
+        this.generation = generation;
+        this.known = this.union(members);
+        this.departedAt = departedAt;
+        this.departed = Object.keys(departedAt).sort();
+        this.departedKnown = new Map(Object.entries(known).map(([r, raw]) => [r, parseKnown(raw)]));
+        this.readAt = Date.now();
+        // This region's processes say which removals they know (their own Redis first; propagate copies it).
+        const mine = JSON.stringify(this.departed);
+        if (this.joined && known[region] !== mine) {
+          await links.own.hset(keys.departedKnown, region, mine);
+          this.departedKnown.set(region, [...this.departed]);
+        }
+      }
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership refresh failed; using the last known members');
     }
@@ -265,24 +301,37 @@ export class Membership {
 
   /**
    * Copies this region's entry, as its own Redis holds it, into every other region's Redis where it is
-   * missing or differs. A Redis that is down is tried again next time.
+   * missing or differs, with the removals it knows (see below). A Redis that is down is tried again next time.
    */
-  async propagate(): Promise<void> {
-    if (this.propagating) return;
-    this.propagating = true;
+  propagate(): Promise<void> {
+    this.propagating ??= this.propagateNow().finally(() => {
+      this.propagating = null;
+    });
+    return this.propagating;
+  }
+
+  private async propagateNow(): Promise<void> {
     this.lastPropagated = Date.now();
     const { links, keys, region } = this.d;
     try {
       const mine = await links.own.hget(keys.members, region);
       if (mine === null) return;
+      const known = await links.own.hget(keys.departedKnown, region);
+      const departedAt = Object.entries(this.departedAt);
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
         if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false);
+        // The removals this region knows, and the record of each where it is missing (a Redis the removal did
+        // not reach, one restarted empty, a region added since): every member learns of every removal.
+        if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
+        if (departedAt.length) {
+          const pipe = to.pipeline();
+          for (const [r, at] of departedAt) pipe.hsetnx(keys.departed, r, at);
+          await pipe.exec();
+        }
       });
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');
-    } finally {
-      this.propagating = false;
     }
   }
 

@@ -24,7 +24,7 @@ beforeAll(async () => {
   if (redis.status !== 'ready') await new Promise((res) => redis.once('ready', res));
 }, 60_000);
 afterAll(async () => {
-  await redis.del(inbox).catch(() => 0);
+  await redis.del(inbox, `${base}:race`, `${base}:unread-inbox`).catch(() => 0);
   redis.disconnect();
   await m?.close();
 });
@@ -33,7 +33,9 @@ const member = (region: string, state: Member['state'] = 'active'): Member => ({
 
 function rig(members: Member[], stream = `${base}:no-inbox`, departed = ['asia-japan']) {
   let now = 1_000_000;
-  const membership = { members: () => members, departed, readAt: now };
+  // Every member knows of every removal unless a test says otherwise.
+  const departedKnown = new Map<string, string[]>(['us-iowa', 'europe-belgium', 'eu-north'].map((r) => [r, [...departed]]));
+  const membership = { members: () => members, departed, departedKnown, readAt: now };
   const departures = new Departures({ db: m.db, redis, inbox: stream, region: 'us-iowa', membership, graceMs: 60_000, now: () => now });
   return {
     departures,
@@ -69,6 +71,27 @@ test('ready once the members and removals stayed unchanged for the grace; any ch
   expect((await r.departures.state()).ready).toBe(false);
   r.at(1_180_000);
   expect(await r.departures.state()).toEqual({ ready: true, waiting: null, adopters: ['europe-belgium', 'us-iowa'], departed: ['asia-japan', 'eu-north'] });
+});
+
+test('adopters are only the members that recorded they know of every removal; a change of that starts the grace again', async () => {
+  const r = rig([member('us-iowa'), member('europe-belgium'), member('eu-north')], undefined, ['asia-japan', 'sa-east']);
+  // eu-north runs a version that records nothing; europe-belgium knows of one removal only.
+  r.membership.departedKnown.delete('eu-north');
+  r.membership.departedKnown.set('europe-belgium', ['asia-japan']);
+  await r.departures.state();
+  r.at(7_000_000);
+  expect(await r.departures.state()).toEqual({ ready: true, waiting: null, adopters: ['us-iowa'], departed: ['asia-japan', 'sa-east'] });
+  // europe-belgium hears of the other one: the adopters change, and so the grace starts again.
+  r.membership.departedKnown.set('europe-belgium', ['asia-japan', 'sa-east']);
+  expect((await r.departures.state()).ready).toBe(false);
+  r.at(7_060_000);
+  expect((await r.departures.state()).adopters).toEqual(['europe-belgium', 'us-iowa']);
+  // This region itself has not recorded it yet (its own record is written as it reads the removal).
+  r.membership.departedKnown.set('us-iowa', ['asia-japan']);
+  r.at(7_200_000);
+  await r.departures.state();
+  r.at(7_300_000);
+  expect(await r.departures.state()).toMatchObject({ ready: false, waiting: 'this region has not yet recorded that it knows of every removal' });
 });
 
 test('a home region that is not a member is not taken for gone unless its removal is recorded; with none recorded there is nothing to check', async () => {
@@ -147,7 +170,7 @@ test('not ready while a change from a region that is no longer a member is faili
 test('a Redis error is an answer (not ready, and why), not a thrown error', async () => {
   const broken = createRedis('redis://127.0.0.1:1', 'departures-test-broken');
   try {
-    const membership = { members: () => [member('us-iowa')], departed: ['asia-japan'], readAt: 5_000_000 };
+    const membership = { members: () => [member('us-iowa')], departed: ['asia-japan'], departedKnown: new Map([['us-iowa', ['asia-japan']]]), readAt: 5_000_000 };
     let now = 5_000_000;
     const d = new Departures({ db: m.db, redis: broken, inbox, region: 'us-iowa', membership, graceMs: 1, now: () => now });
     await d.state();

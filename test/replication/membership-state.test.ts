@@ -8,7 +8,7 @@ import Redis from 'ioredis';
 import pino from 'pino';
 import { replicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
-import { activateAfterReseed, Membership, readMembers, updateMember, writeMember } from '../../src/replication/membership';
+import { activateAfterReseed, Membership, readMembers, removeMember, updateMember, writeMember } from '../../src/replication/membership';
 import { deleteKeys, REDIS_URL } from '../support/env';
 
 const prefix = `test-membership-${randomUUID().slice(0, 8)}:`;
@@ -150,4 +150,31 @@ test('a re-seed marks its target active only if nothing marked it behind again w
   await updateMember(redis, keys, 'asia-japan', { state: 'joining' });
   expect(await activateAfterReseed(redis, keys, 'asia-japan', 'copy-2')).toBe(false);
   expect(await stateIn('asia-japan')).toBe('joining');
+});
+
+test('removals reach every member\'s Redis: each process records which it knows, and copies the record where it is missing', async () => {
+  await withPeers({ 'europe-belgium': inDb(7) }, async (fresh, [peer]) => {
+    try {
+      await writeMember(peer as Redis, keys, 'europe-belgium', { state: 'active', redis_url: inDb(7) });
+      // A removal that reached this region's Redis only (the peer's was down then, or joined since).
+      await redis.hset(keys.departed, 'sa-east', '2026-12-03T10:00:00.000Z');
+      await fresh.join();
+      expect(fresh.departed).toContain('sa-east');
+      expect(fresh.departedKnown.get('us-iowa')).toContain('sa-east');
+      expect(await (peer as Redis).hget(keys.departed, 'sa-east')).toBe('2026-12-03T10:00:00.000Z');
+      expect(JSON.parse((await (peer as Redis).hget(keys.departedKnown, 'us-iowa')) ?? '[]')).toContain('sa-east');
+    } finally {
+      await (peer as Redis).del(keys.departed, keys.departedKnown);
+      await redis.hdel(keys.departed, 'sa-east');
+    }
+  });
+});
+
+test('removing a region that is not a member records no removal', async () => {
+  const res = await removeMember(redis, keys, 'no-such-region');
+  expect(res.removed).toBe(false);
+  expect(await redis.hget(keys.departed, 'no-such-region')).toBeNull();
+  await writeMember(redis, keys, 'sa-west', { state: 'active' });
+  expect((await removeMember(redis, keys, 'sa-west')).removed).toBe(true);
+  expect(await redis.hget(keys.departed, 'sa-west')).not.toBeNull();
 });

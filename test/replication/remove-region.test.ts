@@ -3,7 +3,8 @@
  * onto the others, then `npm run members -- remove <region>`. Afterwards no region waits for it or delivers
  * to it: a change it never acked completes, the origin's outbox confirms what was held for it, an
  * all_regions write no longer names it, and nothing of it is left in Redis (its inbox, and the records of
- * that inbox's incarnation that would mislead the relay if a region of that name were added again).
+ * that inbox's incarnation that would mislead the relay if a region of that name were added again) but the
+ * record that it was removed.
  */
 import fs from 'node:fs';
 import { createRedis } from '../../src/redis';
@@ -74,6 +75,11 @@ test('a removed region is neither waited for nor delivered to, and leaves nothin
     expect(await leftOf()).toEqual([]);
     await new Promise((r) => setTimeout(r, 32_000));
     expect(await leftOf()).toEqual([]);
+    // Except the record that it was removed (its credentials are adopted: test/provider-credentials/adopt.test.ts),
+    // with no record of removals known in its name.
+    expect(await redis.hget(`${prefix}{repl}:departed`, GONE)).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(await redis.hget(`${prefix}{repl}:departed-known`, GONE)).toBeNull();
+    expect(JSON.parse((await redis.hget(`${prefix}{repl}:departed-known`, 'us-iowa')) ?? '[]')).toEqual([GONE]);
   } finally {
     redis.disconnect();
   }
