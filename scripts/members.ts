@@ -1,7 +1,8 @@
 /**
  * `npm run members -- list | activate <region> | remove <region>`: the deployment's membership record
  * (src/replication/membership.ts), of which every region's Redis holds a copy. `list` prints, per member,
- * the regions whose Redis knows it and its state there; `activate` marks a joined region active (the
+ * the regions whose Redis knows it and its state there, and the regions removed for good (where that is
+ * recorded); `activate` marks a joined region active (the
  * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
  * Redis, and its inbox — so the other regions stop waiting for it and delivering to it. Stop the region
  * and take it out of every config file first. A Redis that does not answer is named in `unreachable`:
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
       const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
       result = { region, removed, inboxDeleted, unreachable: unreachable(res) };
     } else {
-      const res = await each((redis) => readMembers(redis, keys));
+      const res = await each(async (redis) => ({ ...(await readMembers(redis, keys)), departed: await redis.hgetall(keys.departed) }));
       const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();
       for (const [url, r] of res) {
         if (!r.ok) continue;
@@ -55,7 +56,21 @@ async function main(): Promise<void> {
           members.set(m.region, entry);
         }
       }
-      result = { members: [...members.values()], unreachable: unreachable(res) };
+      // The regions removed for good, and the Redis that hold the record (the regions' processes copy it into
+      // the others: their credentials are adopted once every member knows, README "Removing a region").
+      const departed = new Map<string, { region: string; removed_at: string; known_in: string[] }>();
+      for (const [url, r] of res) {
+        if (!r.ok) continue;
+        for (const [region, at] of Object.entries(r.value.departed)) {
+          if (members.has(region)) continue;
+          const entry = departed.get(region) ?? { region, removed_at: at, known_in: [] };
+          if (at < entry.removed_at) entry.removed_at = at;
+          entry.known_in.push(...(servers.get(url) ?? []));
+          departed.set(region, entry);
+        }
+      }
+      for (const d of departed.values()) d.known_in.sort();
+      result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res) };
       // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
       if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;
     }

@@ -103,6 +103,8 @@ test("a removed region's live credentials are refreshed by one remaining region 
   }
   const removed = await runScript(cluster, 'members', ['remove', GONE]);
   expect(removed.status).toBe(0);
+  const listed = JSON.parse((await runScript(cluster, 'members', ['list'])).stdout) as { departed: { region: string; removed_at: string; known_in: string[] }[] };
+  expect(listed.departed).toEqual([{ region: GONE, removed_at: expect.stringMatching(/^\d{4}-/), known_in: STAYING }]);
 
   // us-iowa adopts its share; europe-belgium waits for its parked change, and says so.
   const mine = (r: string) => orphans.filter((id) => pick(id) === r);
