@@ -1,18 +1,17 @@
 /**
  * Regions that left the deployment (removed for good by `npm run members -- remove`, which records them in
- * keys.departed: README, Operations, "Removing a region"), as this region sees them: whether it may take
- * over their background work now. Only a recorded removal counts: a home region this process does not know
- * (one added at runtime whose entry has not reached this Redis yet, or lost with a Redis restarted empty)
- * is not taken for gone. The provider-credentials feature
- * uses it to adopt the credentials whose home region left (their IdP metadata is refreshed by the home
- * region only). A region takes such work over only once it has applied whatever the departed regions
- * delivered to it: a refresh judged on a stale copy of a credential could replace the departed region's
- * newer rows (last writer wins), or trust on first use a document the departed region had held.
+ * keys.departed; the regions' processes copy that record into every member's Redis: README, Operations,
+ * "Removing a region"), as this region sees them: whether it may take over their background work now. Only
+ * a recorded removal counts: a home region this process does not know (one added at runtime whose entry
+ * has not reached this Redis yet) is not taken for gone. The provider-credentials feature uses it to adopt
+ * the credentials whose home region left (their IdP metadata is refreshed by the home region only). A
+ * region takes such work over only once it has applied whatever the departed regions delivered to it: a
+ * refresh judged on a stale copy of a credential could replace the departed region's newer rows (last
+ * writer wins), or trust on first use a document the departed region had held.
  *
  * Ready when, as this process sees it:
  * - it read the membership record from its Redis in the last MEMBERS_FRESH_MS (a process that cannot read
- *   the record knows only its config, which leaves out regions added at runtime: their credentials would
- *   look orphaned);
+ *   it does not know of the members, removals and adopters since);
  * - the members, their states, the departed regions and the adopters have not changed for `graceMs`: the
  *   removal has settled, and every process has heard of it. The adopters are the active members that
  *   recorded (keys.departedKnown) that they know of every removal this process knows: a member that has not
@@ -24,8 +23,8 @@
  * - no change from a departed region is failing or parked here (acknowledged, not applied). Entries the
  *   applier refused (dead letters: a bad signature, unreadable) do not hold it: they would never apply.
  * Nothing here writes: a region that is not ready simply does not adopt yet, and says why. A Redis restarted
- * empty loses the record of removals with the inbox: nothing is adopted then until the removal is run again
- * (which an operator does knowing what that Redis lost).
+ * empty loses the inbox with what the departed region had delivered into it and was not applied yet; that
+ * is lost with the region (it cannot deliver again), and the check then finds nothing to wait for.
  */
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
@@ -41,7 +40,7 @@ export const DEFAULT_ADOPT_AFTER_SECONDS = 600;
 export interface DepartureState {
   /** The regions recorded as removed that are not members (again), sorted: their work is adopted. */
   departed: string[];
-  /** The active members, sorted, when ready (one of them takes each departed region's item); else none. */
+  /** The active members that know of every removal, sorted, when ready (one of them takes each departed region's item); else none. */
   adopters: string[];
   ready: boolean;
   /** Why this region does not adopt yet (null when ready). */
@@ -64,7 +63,7 @@ export interface DeparturesDeps {
 }
 
 export class Departures {
-  /** The members as last seen (regions and states), when they were first seen so, and the inbox's mark. */
+  /** The members, removals and adopters as last seen, when they were first seen so, and the inbox's mark. */
   private seen = '';
   private since: number;
   private mark: string | null = null;
