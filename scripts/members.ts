@@ -4,7 +4,9 @@
  * the regions whose Redis knows it and its state there, and the regions removed for good (where that is
  * recorded); `activate` marks a joined region active (the
  * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
- * Redis, and its inbox — so the other regions stop waiting for it and delivering to it. Stop the region
+ * Redis, and its inbox — so the other regions stop waiting for it and delivering to it, and records the
+ * removal (its credentials are adopted); `--force` records it also where the region is no longer a member
+ * (a Redis that lost the record while no process remembered it). Stop the region
  * and take it out of every config file first. A Redis that does not answer is named in `unreachable`:
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix; prints JSON.
@@ -16,9 +18,10 @@ import { eachRegion } from '../src/replication/links';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
 
 async function main(): Promise<void> {
-  const [command, region] = process.argv.slice(2);
-  if (command !== 'list' && !((command === 'activate' || command === 'remove') && region)) {
-    process.stderr.write('usage: npm run members -- list | activate <region> | remove <region>\n');
+  const [command, region, ...rest] = process.argv.slice(2);
+  const force = command === 'remove' && rest.length === 1 && rest[0] === '--force';
+  if ((command !== 'list' && !((command === 'activate' || command === 'remove') && region)) || (rest.length > 0 && !force)) {
+    process.stderr.write('usage: npm run members -- list | activate <region> | remove <region> [--force]\n');
     process.exit(2);
   }
   const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
@@ -41,7 +44,7 @@ async function main(): Promise<void> {
       result = { region, state: 'active', unreachable: unreachable(res) };
     } else if (command === 'remove') {
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
-      const res = await each((redis) => removeMember(redis, keys, region as string));
+      const res = await each((redis) => removeMember(redis, keys, region as string, force));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);
       const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
       result = { region, removed, inboxDeleted, unreachable: unreachable(res) };

@@ -240,20 +240,6 @@ export class MetadataRefresher {
   private async dueBySchedule(scope: RefreshScope, limit: number): Promise<Due[]> {
     const { db } = this.d;
     const waiting = scope[1].length > 0 && scope[2].length === 0;
-    if (waiting) {
-      // Put off in one bounded statement (oldest first, through the next_at index), ahead of the heads: one
-      // by one among them, they would crowd out this region's own due schedules while adoption waits.
-      await db.$executeRawUnsafe(
-        `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => $3::float8 / 1000)
-          WHERE credential_id IN (SELECT s.credential_id FROM metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id
-                                   WHERE s.next_at <= now() AND c.home_region = ANY($2::text[]) AND c.home_region <> $1 AND c.deleted_at IS NULL
-                                   ORDER BY s.next_at LIMIT $4)`,
-        scope[0],
-        scope[1],
-        Math.min(ADOPTION_WAIT_MS, (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000),
-        PUT_OFF_BATCH,
-      );
-    }
     const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean; adoptable: boolean }[]>(
       `SELECT s.credential_id::text AS id, coalesce(${refreshedHere('c', 1)} AND c.deleted_at IS NULL, false) AS mine,
               coalesce(c.home_region = ANY($2::text[]) AND c.deleted_at IS NULL, false) AS adoptable
@@ -262,6 +248,21 @@ export class MetadataRefresher {
       ...scope,
       limit * 4,
     );
+    if (waiting && heads.some((h) => !h.mine && h.adoptable)) {
+      // Put off in one statement over a bounded slice of the oldest due schedules (through the next_at
+      // index): one by one among the heads they would crowd out this region's own due schedules while
+      // adoption waits. SKIP LOCKED: another process of the region may be at the same rows.
+      await db.$executeRawUnsafe(
+        `WITH due AS (SELECT credential_id FROM metadata_refresh_state WHERE next_at <= now() ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+         UPDATE metadata_refresh_state s SET next_at = now() + make_interval(secs => $3::float8 / 1000)
+           FROM due JOIN saml_provider_credentials c ON c.id = due.credential_id
+          WHERE s.credential_id = due.credential_id AND c.home_region = ANY($2::text[]) AND c.home_region <> $1 AND c.deleted_at IS NULL`,
+        scope[0],
+        scope[1],
+        Math.min(ADOPTION_WAIT_MS, (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000),
+        PUT_OFF_BATCH,
+      );
+    }
     // While adoption waits, a removed region's schedule met here (more were due than one put-off takes) is
     // left for the next one, neither dropped nor refreshed.
     const foreign = heads.filter((h) => !h.mine && !(waiting && h.adoptable)).map((h) => h.id);

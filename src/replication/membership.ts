@@ -144,13 +144,15 @@ export async function removeMember(
   redis: Redis,
   keys: ReplicationKeys,
   region: string,
+  /** Record the removal even where the region is no longer a member (`remove --force`: a Redis that lost the record). */
+  force = false,
 ): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   const removed = (await redis.hdel(keys.members, region)) === 1;
   await redis.hdel(keys.watermarks, region);
   // Recorded as gone (the other regions adopt its credentials: departures.ts), where it was a member: a
   // name that was never one records nothing. The regions' processes copy the record into every member's
   // Redis (Membership.propagate); a region added again under this name is a member again, which outranks it.
-  if (removed) await redis.hset(keys.departed, region, new Date().toISOString());
+  if (removed || force) await redis.hsetnx(keys.departed, region, new Date().toISOString());
   await redis.hdel(keys.departedKnown, region);
   // Announced first: the regions stop delivering to it as they hear of it.
   await announce(redis, keys);
@@ -265,6 +267,13 @@ export class Membership {
           await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true);
         }
         await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true);
+        // And the removals it knew: never deleted, so a Redis without them lost them.
+        const known = Object.entries(this.departedAt);
+        if (known.length) {
+          const pipe = links.own.pipeline();
+          for (const [r, at] of known) pipe.hsetnx(keys.departed, r, at);
+          await pipe.exec();
+        }
         return this.refresh();
       }
       if (read > this.kept) {
@@ -272,15 +281,18 @@ export class Membership {
         for (const m of members.values()) links.learn(m.region, m.redisUrl);
         this.generation = generation;
         this.known = this.union(members);
-        this.departedAt = departedAt;
-        this.departed = Object.keys(departedAt).sort();
+        // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
+        // stays known, and propagate copies it back.
+        this.departedAt = { ...this.departedAt, ...departedAt };
+        this.departed = Object.keys(this.departedAt).sort();
         this.departedKnown = new Map(Object.entries(known).map(([r, raw]) => [r, parseKnown(raw)]));
         this.readAt = Date.now();
-        // This region's processes say which removals they know (their own Redis first; propagate copies it).
-        const mine = JSON.stringify(this.departed);
+        // This region's processes say which removals they know and take for gone (their own Redis first;
+        // propagate copies it): not a region this process still counts as a member (its config names it).
+        const mine = JSON.stringify(this.departed.filter((r) => !this.known.has(r)));
         if (this.joined && known[region] !== mine) {
           await links.own.hset(keys.departedKnown, region, mine);
-          this.departedKnown.set(region, [...this.departed]);
+          this.departedKnown.set(region, JSON.parse(mine) as string[]);
         }
       }
     } catch (err) {

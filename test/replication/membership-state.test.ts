@@ -178,3 +178,24 @@ test('removing a region that is not a member records no removal', async () => {
   expect((await removeMember(redis, keys, 'sa-west')).removed).toBe(true);
   expect(await redis.hget(keys.departed, 'sa-west')).not.toBeNull();
 });
+
+test('a Redis that lost its data gets back the removals this process knew; remove --force records one again where no process remembers it', async () => {
+  await redis.hset(keys.departed, 'sa-north', '2026-12-03T11:00:00.000Z');
+  await membership.refresh();
+  expect(membership.departed).toContain('sa-north');
+  // The Redis restarted empty: the members and the removals are gone from it.
+  await redis.del(keys.members, keys.departed, keys.departedKnown);
+  await membership.refresh();
+  expect(await redis.hget(keys.departed, 'sa-north')).toBe('2026-12-03T11:00:00.000Z');
+  expect(JSON.parse((await redis.hget(keys.departedKnown, 'us-iowa')) ?? '[]')).toContain('sa-north');
+  // A region known as a member here (its config names it) is not said to be known as removed.
+  await redis.hset(keys.departed, 'europe-belgium', '2026-12-03T11:00:00.000Z');
+  await membership.refresh();
+  expect(JSON.parse((await redis.hget(keys.departedKnown, 'us-iowa')) ?? '[]')).not.toContain('europe-belgium');
+  await redis.hdel(keys.departed, 'europe-belgium');
+  // Nobody remembers sa-south's removal: without --force, removing a non-member records nothing; with it, it does.
+  expect((await removeMember(redis, keys, 'sa-south')).removed).toBe(false);
+  expect(await redis.hget(keys.departed, 'sa-south')).toBeNull();
+  await removeMember(redis, keys, 'sa-south', true);
+  expect(await redis.hget(keys.departed, 'sa-south')).not.toBeNull();
+}, 30_000);
