@@ -171,6 +171,15 @@ export async function removeMember(
   return { removed, inboxDeleted: first || again };
 }
 
+/** Writes the removal records (region -> when) into `redis` where it lacks them (removals are never deleted). */
+async function copyRemovals(redis: Redis, keys: ReplicationKeys, removals: Record<string, string>): Promise<void> {
+  const entries = Object.entries(removals);
+  if (entries.length === 0) return;
+  const pipe = redis.pipeline();
+  for (const [r, at] of entries) pipe.hsetnx(keys.departed, r, at);
+  await pipe.exec();
+}
+
 /** A member's list of known removals (keys.departedKnown); anything unreadable counts as knowing none. */
 function parseKnown(raw: string): string[] {
   try {
@@ -268,12 +277,7 @@ export class Membership {
         }
         await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true);
         // And the removals it knew: never deleted, so a Redis without them lost them.
-        const known = Object.entries(this.departedAt);
-        if (known.length) {
-          const pipe = links.own.pipeline();
-          for (const [r, at] of known) pipe.hsetnx(keys.departed, r, at);
-          await pipe.exec();
-        }
+        await copyRemovals(links.own, keys, this.departedAt);
         return this.refresh();
       }
       if (read > this.kept) {
@@ -329,18 +333,14 @@ export class Membership {
       const mine = await links.own.hget(keys.members, region);
       if (mine === null) return;
       const known = await links.own.hget(keys.departedKnown, region);
-      const departedAt = Object.entries(this.departedAt);
+      const departedAt = this.departedAt;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
         if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false);
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
-        if (departedAt.length) {
-          const pipe = to.pipeline();
-          for (const [r, at] of departedAt) pipe.hsetnx(keys.departed, r, at);
-          await pipe.exec();
-        }
+        await copyRemovals(to, keys, departedAt);
       });
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');
