@@ -78,6 +78,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a tombstone collection interval above 5 minutes', { ...good, tombstoneCollection: { intervalMs: 300_001 } }, {}, /tombstoneCollection\.intervalMs/],
   ['a negative tombstone minimum age', { ...good, tombstoneCollection: { minAgeMs: -1 } }, {}, /tombstoneCollection\.minAgeMs/],
   ['an unknown tombstone collection field', { ...good, tombstoneCollection: { horizon: 'now' } }, {}, /tombstoneCollection: .*additional properties 'horizon'/],
+  ['an adoptAfterSeconds of 0', { ...good, adoptAfterSeconds: 0 }, {}, /adoptAfterSeconds/],
   ['a replicationPacks that is not a boolean', { ...good, replicationPacks: 'off' }, {}, /replicationPacks/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],

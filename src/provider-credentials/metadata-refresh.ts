@@ -239,7 +239,8 @@ export class MetadataRefresher {
    */
   private async dueBySchedule(scope: RefreshScope, limit: number): Promise<Due[]> {
     const { db } = this.d;
-    const waiting = scope[1].length > 0 && scope[2].length === 0;
+    const [region, departed, adopters] = scope;
+    const waiting = departed.length > 0 && adopters.length === 0;
     const heads = await db.$queryRawUnsafe<{ id: string; mine: boolean; adoptable: boolean }[]>(
       `SELECT s.credential_id::text AS id, coalesce(${refreshedHere('c', 1)} AND c.deleted_at IS NULL, false) AS mine,
               coalesce(c.home_region = ANY($2::text[]) AND c.deleted_at IS NULL, false) AS adoptable
@@ -257,8 +258,8 @@ export class MetadataRefresher {
          UPDATE metadata_refresh_state s SET next_at = now() + make_interval(secs => $3::float8 / 1000)
            FROM due JOIN saml_provider_credentials c ON c.id = due.credential_id
           WHERE s.credential_id = due.credential_id AND c.home_region = ANY($2::text[]) AND c.home_region <> $1 AND c.deleted_at IS NULL`,
-        scope[0],
-        scope[1],
+        region,
+        departed,
         Math.min(ADOPTION_WAIT_MS, (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000),
         PUT_OFF_BATCH,
       );

@@ -225,9 +225,7 @@ export class Membership {
   generation = 0;
   /** When this process last read the record from its Redis (ms since the epoch; 0: never). */
   readAt = 0;
-  /** The regions recorded as removed (keys.departed) when the record was last read, sorted; members among them too. */
-  departed: string[] = [];
-  /** The removal record as read (region -> when), which propagate copies where it is missing. */
+  /** The removals this process knows (region -> when): read from keys.departed, never forgotten; propagate copies them. */
   private departedAt: Record<string, string> = {};
   /** Per member, the removals its processes know (keys.departedKnown), as last read. */
   departedKnown = new Map<string, string[]>();
@@ -246,6 +244,11 @@ export class Membership {
 
   members(): Member[] {
     return [...this.known.values()];
+  }
+
+  /** The regions recorded as removed, sorted; members among them too (a region added again under its name). */
+  get departed(): string[] {
+    return Object.keys(this.departedAt).sort();
   }
 
   private union(stored: Map<string, Member>): Map<string, Member> {
@@ -288,7 +291,6 @@ export class Membership {
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
         // stays known, and propagate copies it back.
         this.departedAt = { ...this.departedAt, ...departedAt };
-        this.departed = Object.keys(this.departedAt).sort();
         this.departedKnown = new Map(Object.entries(known).map(([r, raw]) => [r, parseKnown(raw)]));
         this.readAt = Date.now();
         // This region's processes say which removals they know and take for gone (their own Redis first;

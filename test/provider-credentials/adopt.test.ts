@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { scrape } from '../observability/support';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -105,6 +106,13 @@ test("a removed region's live credentials are refreshed by one remaining region 
   expect(removed.status).toBe(0);
   const listed = JSON.parse((await runScript(cluster, 'members', ['list'])).stdout) as { departed: { region: string; removed_at: string; known_in: string[] }[] };
   expect(listed.departed).toEqual([{ region: GONE, removed_at: expect.stringMatching(/^\d{4}-/), known_in: STAYING }]);
+  // An unknown flag is refused with the usage, nothing done; --force records the removal where it is
+  // missing and keeps the time where it is not.
+  const bad = await runScript(cluster, 'members', ['remove', GONE, '--forse']);
+  expect({ status: bad.status, stderr: bad.stderr }).toEqual({ status: 2, stderr: expect.stringMatching(/^usage: npm run members -- list \| activate <region> \| remove <region> \[--force\]/) });
+  expect((await runScript(cluster, 'members', ['remove', GONE, '--force'])).status).toBe(0);
+  const again = JSON.parse((await runScript(cluster, 'members', ['list'])).stdout) as typeof listed;
+  expect(again.departed).toEqual(listed.departed);
 
   // us-iowa adopts its share; europe-belgium waits for its parked change, and says so.
   const mine = (r: string) => orphans.filter((id) => pick(id) === r);
@@ -120,6 +128,9 @@ test("a removed region's live credentials are refreshed by one remaining region 
   const waiting = await status('europe-belgium');
   expect(waiting.adoption).toMatchObject({ departed: [GONE], ready: false, adopters: [], waiting: expect.stringMatching(/^1 change from removed regions is failing or parked here/) });
   expect(waiting.credentials.map((c) => c.credential_id).filter((id) => orphans.includes(id))).toEqual([]);
+  // The gauge counts the removed region waiting in europe-belgium, and none in us-iowa.
+  expect((await scrape(cluster.url('europe-belgium'))).value('metadata_refresh_adoption_waiting')).toBe(1);
+  expect((await scrape(cluster.url('us-iowa'))).value('metadata_refresh_adoption_waiting')).toBe(0);
   // The console names it among that region's problems.
   const deployment = (await call(cluster.url('us-iowa'), 'GET', '/admin/deployment', { headers: adminHeaders })).body as { regions: { id: string; problems: string[] }[] };
   expect(deployment.regions.find((r) => r.id === 'europe-belgium')?.problems).toEqual([
