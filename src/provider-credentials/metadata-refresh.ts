@@ -17,7 +17,7 @@ import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
 import { putMetadata } from './service';
-import { credentialsTable, metadataTable, recordRefresh, refreshedHere, refreshedSchedules, refreshScope } from './store';
+import { credentialsTable, metadataTable, recordRefresh, refreshedHere, REFRESHED_SCHEDULES, refreshScope } from './store';
 import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
 
@@ -401,7 +401,6 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     // The credentials this region refreshes: its home ones, and those it adopted (see the file's comment).
     const departures: DepartureState = repl ? await repl.departures() : NO_DEPARTURES;
     const scope = refreshScope(region, departures);
-    const HOME_SCHEDULES = refreshedSchedules(1);
     // Failing first, then held documents (both wait for someone), then by schedule; each part read through
     // an index and capped, so the answer costs the same whatever the number of credentials (the console
     // asks every region for it every few seconds while it is open). A held document is shown (and counted)
@@ -412,17 +411,17 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
               m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
          FROM ${from} LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL AND ${currentMetadata('m', 'c')}`;
     const [failingFirst, heldNext, scheduled, failing, held] = await Promise.all([
-      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, ...scope),
+      db.$queryRawUnsafe<AdminRow[]>(`${listed(REFRESHED_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, ...scope),
       // From the held ones (few) to their schedules: ordering every schedule by next_at and filtering would
       // walk them all when fewer than the cap are held.
       db.$queryRawUnsafe<AdminRow[]>(
-        `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed(`held JOIN ${HOME_SCHEDULES} ON s.credential_id = held.credential_id`)}
+        `WITH held AS MATERIALIZED (${HELD_IDS}) ${listed(`held JOIN ${REFRESHED_SCHEDULES} ON s.credential_id = held.credential_id`)}
           WHERE s.consecutive_failures = 0 AND m.credential_id IS NOT NULL ORDER BY s.next_at LIMIT ${LISTED}`,
         ...scope,
       ),
-      db.$queryRawUnsafe<AdminRow[]>(`${listed(HOME_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, ...scope),
+      db.$queryRawUnsafe<AdminRow[]>(`${listed(REFRESHED_SCHEDULES)} WHERE s.consecutive_failures = 0 ORDER BY s.next_at LIMIT ${LISTED}`, ...scope),
       // Counted apart from the list, which is capped (each through its partial index).
-      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0`, ...scope),
+      db.$queryRawUnsafe<{ n: bigint }[]>(`SELECT count(*) AS n FROM ${REFRESHED_SCHEDULES} WHERE s.consecutive_failures > 0`, ...scope),
       // From the held rows (the partial index) to their credentials: joined the other way round, the planner
       // walked every credential of the region once thousands were held (a review: 217 ms at 20,000 held).
       db.$queryRawUnsafe<{ n: bigint }[]>(

@@ -7,7 +7,7 @@ import { Gauge, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
 import { shared } from '../observability/metrics';
 import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
-import { refreshedSchedules, refreshScope } from './store';
+import { REFRESHED_SCHEDULES, refreshScope } from './store';
 
 interface RefreshFigures {
   /** Regions removed from the deployment whose credentials wait for this region to adopt its share (departures.ts). */
@@ -35,17 +35,16 @@ export function registerRefreshMetrics(
     // Each figure through an index (next_at, the failing ones, last_success_at), joined to the credentials
     // for their home: a scrape costs the same at a million credentials as at ten (the join of every
     // credential it replaced took 0.45 s of Postgres per scrape at 200,000).
-    const HOME_SCHEDULES = refreshedSchedules(1);
     const departures = await scope();
     const rows = await db.$queryRawUnsafe<{ due: bigint; failing: bigint; last_success: Date | null; oldest_success: Date | null }[]>(
       // "Due": by schedule, plus the credentials the refresher's sweep found that are not (a few ids, at most
       // one sweep page's worth).
-      `SELECT (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.next_at <= now())
+      `SELECT (SELECT count(*) FROM ${REFRESHED_SCHEDULES} WHERE s.next_at <= now())
                 + (SELECT count(*) FROM unnest($4::uuid[]) f(id)
                     WHERE NOT EXISTS (SELECT 1 FROM metadata_refresh_state s WHERE s.credential_id = f.id AND s.next_at <= now())) AS due,
-              (SELECT count(*) FROM ${HOME_SCHEDULES} WHERE s.consecutive_failures > 0) AS failing,
-              (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
-              (SELECT s.last_success_at FROM ${HOME_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at ASC LIMIT 1) AS oldest_success`,
+              (SELECT count(*) FROM ${REFRESHED_SCHEDULES} WHERE s.consecutive_failures > 0) AS failing,
+              (SELECT s.last_success_at FROM ${REFRESHED_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at DESC LIMIT 1) AS last_success,
+              (SELECT s.last_success_at FROM ${REFRESHED_SCHEDULES} WHERE s.last_success_at IS NOT NULL ORDER BY s.last_success_at ASC LIMIT 1) AS oldest_success`,
       ...refreshScope(region, departures),
       waiting(),
     );

@@ -61,10 +61,9 @@ export function refreshScope(region: string, scope: { departed: readonly string[
 
 /**
  * The refresh schedules (alias `s`) of the live credentials (alias `c`) this region refreshes (refreshedHere,
- * its parameters from `$p`): what the refresher, its admin route and its /metrics figures read.
+ * its parameters as `$1`–`$3`): what the refresher's admin route and its /metrics figures read.
  */
-export const refreshedSchedules = (p: number): string =>
-  `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND ${refreshedHere('c', p)} AND c.deleted_at IS NULL`;
+export const REFRESHED_SCHEDULES = `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND ${refreshedHere('c', 1)} AND c.deleted_at IS NULL`;
 
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
 
