@@ -1,13 +1,15 @@
 import { Router } from 'express';
 import type { Db, SqlReader } from '../db/client';
-import { AppError, conflict, notFound } from '../http/errors';
+import { AppError, badRequest, conflict, notFound } from '../http/errors';
 import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
-import { isUuid } from '../http/validate';
+import { describeErrors, isUuid } from '../http/validate';
+import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
 import { eachRegion, redisWithin, type RedisLinks } from './links';
 import type { Membership } from './membership';
-import { failureStatus } from './parked';
+import { discardParked, failureStatus } from './parked';
+import { validateParkedDiscard } from './schema';
 import { changeStatus } from './change-status';
 import { outboxBacklog } from './outbox-backlog';
 import type { OutboxRelay } from './relay';
@@ -15,7 +17,7 @@ import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
 import { collectionRecord, type TombstoneCollector } from './tombstones';
-import { noBody } from '../http/body';
+import { jsonBody, noBody } from '../http/body';
 
 export interface ReplicationAdminDeps {
   db: Db;
@@ -32,6 +34,7 @@ export interface ReplicationAdminDeps {
   /** The deployment's members; without it, `regions`. */
   membership?: Pick<Membership, 'regions' | 'members'>;
   tables: readonly ReplicatedTable[];
+  log: Logger;
 }
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
@@ -54,6 +57,19 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
       throw new AppError(503, 'database_unavailable', "This region's database stopped accepting connections, or ended the retry's connection, during the retry; events applied before that stay applied (applying one again changes nothing). Retry shortly.", { retryAfterSeconds: 2 });
     });
     res.json({ region: d.region, ...result });
+  });
+
+  // For a parked change no upgrade will apply: it stops holding the horizon and a removed region's adoption.
+  router.post('/admin/replication/parked/discard', jsonBody(), async (req, res) => {
+    if (!validateParkedDiscard(req.body)) {
+      throw badRequest(`Invalid request body: ${describeErrors(validateParkedDiscard.errors).join('; ')}.`);
+    }
+    const ids = req.body.change_ids.map((id) => id.toLowerCase());
+    if (new Set(ids).size !== ids.length) throw badRequest('Invalid request body: change_ids names a change twice.');
+    const { discarded, notParked } = await discardParked(d.db, ids);
+    // The record of what this region gave up on (the answer may not be kept).
+    for (const e of discarded) d.log.warn({ discarded: e }, 'parked change event discarded by an operator: it will never apply in this region');
+    res.json({ region: d.region, discarded, not_parked: notParked });
   });
 
   router.get('/admin/replication/changes/:changeId', async (req, res) => {

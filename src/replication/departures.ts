@@ -125,7 +125,7 @@ export class Departures {
       const rows = await this.d.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_failures WHERE origin_region = ANY($1::text[])', departed);
       const failing = Number(rows[0]?.n ?? 0);
       if (failing > 0) {
-        return not(`${failing} change${failing === 1 ? '' : 's'} from removed regions ${failing === 1 ? 'is' : 'are'} failing or parked here (GET /admin/replication)`);
+        return not(`${failing} change${failing === 1 ? '' : 's'} from removed regions ${failing === 1 ? 'is' : 'are'} failing or parked here (GET /admin/replication; upgrade and retry, or POST /admin/replication/parked/discard)`);
       }
     } catch (err) {
       // The answer goes to the admin API: the error's own words (a database's may quote SQL) go to the log.

@@ -1,7 +1,7 @@
 import { Uuid } from '../http/validate';
 import { OPERATOR_PORT_NOTE } from '../observability/operations';
 import type { Operation } from '../openapi/operation';
-import { ChangeStatusSchema, DigestResult, ParkedRetryResult, ReplicationStatus } from './schema';
+import { ChangeStatusSchema, DigestResult, ParkedDiscardBody, ParkedDiscardResult, ParkedRetryResult, ReplicationStatus } from './schema';
 
 const tags = ['Replication (admin)'];
 
@@ -19,6 +19,17 @@ export const replicationOperations: Operation[] = [
     summary: 'Apply parked change events again (after an upgrade)',
     responses: { 200: { description: 'How many applied and how many stay parked.', schema: ParkedRetryResult } },
     errors: [400, 401, { status: 409, description: 'This process runs no applier.' }],
+  },
+  {
+    method: 'post', path: '/admin/replication/parked/discard', tags, auth: 'admin', dialect: 'slashid',
+    summary: 'Give up on parked change events in this region (they will never apply here)',
+    description: 'For a parked change that no upgrade or retry will apply. The change is lost in this region: its rows keep '
+      + 'what they hold here until a later change of them arrives, and the digests differ from the other regions meanwhile. '
+      + 'The answer and the log carry each discarded event whole. It no longer holds the tombstone horizon or the adoption of '
+      + 'a removed region\'s credentials.',
+    body: { schema: ParkedDiscardBody },
+    responses: { 200: { description: 'What was discarded, and the named ids that were not parked here.', schema: ParkedDiscardResult } },
+    errors: [400, 401],
   },
   {
     method: 'get', path: '/admin/replication/changes/{changeId}', tags, auth: 'admin', dialect: 'slashid',

@@ -135,3 +135,35 @@ export async function failureStatus(db: SqlReader, limit = 20) {
     })),
   };
 }
+
+/** One parked event an operator gave up on (POST /admin/replication/parked/discard), as the answer shows it. */
+export interface DiscardedEvent {
+  change_id: string;
+  origin_region: string;
+  tables: string[];
+  reason: string;
+  error: string;
+  parked_at: string;
+  event: ChangeEvent;
+}
+
+/**
+ * Deletes parked events (never failing ones: those are still being retried) and returns them whole. The
+ * change then never applies in this region; its rows stay as they are here until a later change of them
+ * arrives. Ids not parked here come back in `notParked`.
+ */
+export async function discardParked(db: Db, changeIds: readonly string[]): Promise<{ discarded: DiscardedEvent[]; notParked: string[] }> {
+  const rows = await db.$queryRawUnsafe<{ change_id: string; origin_region: string; reason: string; last_error: string; parked_at: Date; event: ChangeEvent }[]>(
+    `DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NOT NULL
+     RETURNING change_id::text, origin_region, reason, last_error, parked_at, event`,
+    changeIds,
+  );
+  const discarded = rows
+    .map((r) => ({
+      change_id: r.change_id, origin_region: r.origin_region, tables: [...new Set((r.event.ops ?? []).map((op) => op.table))],
+      reason: r.reason, error: r.last_error, parked_at: new Date(r.parked_at).toISOString(), event: r.event,
+    }))
+    .sort((a, b) => a.parked_at.localeCompare(b.parked_at) || a.change_id.localeCompare(b.change_id));
+  const gone = new Set(discarded.map((r) => r.change_id));
+  return { discarded, notParked: changeIds.filter((id) => !gone.has(id)) };
+}

@@ -1,6 +1,7 @@
 /** Schemas of the replication module's answers (admin status, one change's progress, digests), for the OpenAPI document. */
 import { Type, type TSchema } from '@sinclair/typebox';
 import { AdmissionStatus } from '../http/admission-schema';
+import { compile, Uuid } from '../http/validate';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Time = Type.String({ format: 'date-time' });
@@ -197,6 +198,39 @@ export const ReplicationStatus = Type.Object(
 
 /** POST /admin/replication/parked/retry. */
 export const ParkedRetryResult = Type.Object({ region: Type.String(), applied: Count, parked: Count }, strict);
+
+/** The most change ids one discard names (each answered with its whole event). */
+export const DISCARD_MAX_IDS = 100;
+
+/** POST /admin/replication/parked/discard: the parked changes to give up on in this region. */
+export const ParkedDiscardBody = Type.Object(
+  { change_ids: Type.Array(Uuid(), { minItems: 1, maxItems: DISCARD_MAX_IDS, uniqueItems: true }) },
+  strict,
+);
+export const validateParkedDiscard = compile(ParkedDiscardBody);
+
+/** Its answer: each discarded change whole (its event, to keep or replay by hand), and the ids that were not parked here. */
+export const ParkedDiscardResult = Type.Object(
+  {
+    region: Type.String(),
+    discarded: Type.Array(
+      Type.Object(
+        {
+          change_id: Type.String({ format: 'uuid' }),
+          origin_region: Type.String(),
+          tables: Type.Array(Type.String()),
+          reason: Type.String(),
+          error: Type.String(),
+          parked_at: Time,
+          event: Type.Object({}, { additionalProperties: true, description: 'The change event as it was parked (signed fields, ops).' }),
+        },
+        strict,
+      ),
+    ),
+    not_parked: Type.Array(Type.String({ format: 'uuid' }), { description: 'Named ids with no parked event here (never parked, applied since, already discarded, or still failing).' }),
+  },
+  strict,
+);
 
 /** GET /admin/replication/digest: per replicated table, its row count and an md5 of its rows (equal everywhere once caught up). */
 export const DigestResult = Type.Object(

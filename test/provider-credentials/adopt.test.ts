@@ -142,8 +142,11 @@ test("a removed region's live credentials are refreshed by one remaining region 
   for (const id of [...mine('europe-belgium'), deleted, own]) expect(us.has(id)).toBe(false);
   expect(us.has(usOwn)).toBe(true);
 
-  // The parked change dealt with (here: discarded), europe-belgium adopts its share, and only that.
-  await sql('europe-belgium', `DELETE FROM replication_failures WHERE origin_region = $1`, [GONE]);
+  // The parked change dealt with (here: discarded by the operator), europe-belgium adopts its share, and only that.
+  const discarded = await call(cluster.url('europe-belgium'), 'POST', '/admin/replication/parked/discard', {
+    headers: adminHeaders, body: { change_ids: ['01a2a000-0000-7000-8000-0000000000aa'] },
+  });
+  expect(discarded.body).toMatchObject({ discarded: [{ change_id: '01a2a000-0000-7000-8000-0000000000aa', origin_region: GONE }], not_parked: [] });
   expect(await eventually(() => refreshesAll('europe-belgium', mine('europe-belgium')), 30_000, 300)).toBe(true);
   const eu = await refreshedBy('europe-belgium');
   for (const id of [...mine('us-iowa'), deleted]) expect(eu.has(id)).toBe(false);

@@ -1,0 +1,91 @@
+/**
+ * POST /admin/replication/parked/discard: an operator gives up on a parked change that no upgrade will
+ * apply. One region in the test process (real HTTP, Postgres and Redis); the events are put on the stream
+ * as another region, one version ahead, would.
+ */
+import { Client } from 'pg';
+import { v4 as uuidv4 } from 'uuid';
+import { createRedis, replicationKeys, type Redis } from '../../src/redis';
+import { REDIS_URL, testEventAuth } from '../support/env';
+import { adminHeaders, call, eventually } from '../support/harness';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { eventFor, REGION } from '../support/applier-rig';
+
+let region: InProcessRegion;
+let redis: Redis;
+let pg: Client;
+
+afterAll(async () => {
+  redis?.disconnect();
+  await pg?.end();
+  await region?.stop();
+});
+
+const status = async () => (await call(region.url, 'GET', '/admin/replication', { headers: adminHeaders })).body;
+const discard = (body: unknown, headers: Record<string, string> = adminHeaders) =>
+  call(region.url, 'POST', '/admin/replication/parked/discard', { headers, ...(body === undefined ? {} : { body }) });
+const rowsOf = async (ids: string[]) =>
+  (await pg.query('SELECT change_id::text, parked_at IS NOT NULL AS parked FROM replication_failures WHERE change_id = ANY($1::uuid[]) ORDER BY change_id', [ids])).rows;
+
+test('parked events named by an operator are discarded whole; failing ones, other ids and bad requests are not', async () => {
+  region = await startInProcess('parkeddiscard', ['us-iowa', REGION], {}, REGION);
+  redis = createRedis(REDIS_URL, 'parked-discard-test');
+  await new Promise((r) => redis.once('ready', r));
+  pg = new Client({ connectionString: region.deployment.configFor(REGION).region.databaseUrl });
+  await pg.connect();
+  const keys = replicationKeys(region.deployment.file.redisKeyPrefix);
+  const gone = eventFor('gadgets', 'g1', { id: 'g1', color: 'red' });
+  const kept = eventFor('gadgets', 'g2', { id: 'g2', color: 'green' });
+  for (const e of [gone, kept]) await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(e));
+  expect(await eventually(async () => (await status()).failures?.parked === 2, 10_000)).toBe(true);
+  // A change still being retried (failing, not parked) is not the operator's to discard.
+  const failing = uuidv4();
+  await pg.query(
+    `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error)
+     VALUES ($1, 'us-iowa', '1-0', $2::jsonb, 1, 'apply-failed', 'boom')`,
+    [failing, JSON.stringify({ ...eventFor('gadgets', 'g3', { id: 'g3' }), changeId: failing })],
+  );
+  const all = [gone.changeId, kept.changeId, failing];
+  const before = await rowsOf(all);
+  expect(before).toHaveLength(3);
+
+  // Refused, in the SlashID envelope, with nothing deleted.
+  const refusals: [unknown, RegExp][] = [
+    [undefined, /body/i],
+    [{}, /change_ids/],
+    [{ change_ids: [] }, /change_ids/],
+    [{ change_ids: ['not-a-uuid'] }, /change_ids/],
+    [{ change_ids: [gone.changeId], force: true }, /force|additional/i],
+    [{ change_ids: [gone.changeId, gone.changeId.toUpperCase()] }, /twice/],
+    [{ change_ids: Array.from({ length: 101 }, () => uuidv4()) }, /change_ids/],
+  ];
+  for (const [body, message] of refusals) {
+    const res = await discard(body);
+    expect({ body, status: res.status }).toEqual({ body, status: 400 });
+    expect(res.body.errors[0]).toMatchObject({ httpcode: 400 });
+    expect(res.body.errors[0].message).toMatch(message);
+  }
+  const { authorization: _, ...noToken } = adminHeaders;
+  expect((await discard({ change_ids: [gone.changeId] }, noToken)).status).toBe(401);
+  expect(await rowsOf(all)).toEqual(before);
+
+  // The discard: the parked one named goes, with its event; the failing one and an unknown id stay "not parked".
+  const unknown = uuidv4();
+  const res = await discard({ change_ids: [gone.changeId.toUpperCase(), failing, unknown] });
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ region: REGION, not_parked: [failing, unknown] });
+  expect(res.body.discarded).toHaveLength(1);
+  expect(res.body.discarded[0]).toMatchObject({
+    change_id: gone.changeId, origin_region: 'us-iowa', tables: ['gadgets'], reason: 'unknown-table',
+    event: { changeId: gone.changeId, ops: [expect.objectContaining({ table: 'gadgets', key: 'g1' })] },
+  });
+  expect(await rowsOf(all)).toEqual([{ change_id: kept.changeId, parked: true }, { change_id: failing, parked: false }].sort((a, b) => a.change_id.localeCompare(b.change_id)));
+  const after = (await status()).failures;
+  expect(after).toMatchObject({ parked: 1, failing: 1 });
+  expect(after.oldest_parked.map((p: { change_id: string }) => p.change_id)).toEqual([kept.changeId]);
+
+  // Once discarded, it is not applied by a retry, and discarding it again finds nothing.
+  const retry = await call(region.url, 'POST', '/admin/replication/parked/retry', { headers: adminHeaders });
+  expect(retry.body).toMatchObject({ applied: 0, parked: 1 });
+  expect((await discard({ change_ids: [gone.changeId] })).body).toEqual({ region: REGION, discarded: [], not_parked: [gone.changeId] });
+}, 60_000);
