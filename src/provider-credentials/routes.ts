@@ -24,7 +24,7 @@ import {
   validatePatchCredential,
 } from './schema';
 import { createCredential, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
-import { findCredential, findMetadata, listCredentials } from './store';
+import { findCredential, findMetadata, listCredentials, refreshScheduleHere } from './store';
 import { routePrefix } from '../observability/metrics';
 
 export const CREDENTIALS_PATH = '/organizations/sso/saml/provider-credentials';
@@ -125,7 +125,8 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     // With the trust setting, which the read of the credential alone (the hot path) leaves out.
     const row = await db.samlProviderCredential.findFirst({ where: { id, orgId: orgIdOf(res), deletedAt: null } });
     if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
-    const [metadata, refresh] = await Promise.all([findMetadata(db, id), db.metadataRefreshState.findUnique({ where: { credentialId: id } })]);
+    // The schedule only where it is acted on: a region that stopped adopting the credential keeps its row until due.
+    const [metadata, refresh] = await Promise.all([findMetadata(db, id), repl.departures().then((scope) => refreshScheduleHere(db, id, repl.region, scope))]);
     // A document fetched for a URL the credential no longer has, or under an earlier trust setting, is not
     // shown (the home region fetches it again).
     const stored = (metadata && isCurrentModel(row, metadata) ? metadata.metadata : null) as StoredMetadata | null;
@@ -140,10 +141,10 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
           // The schedule lives in the region that refreshes it only (the home region, or its adopter).
           ...(refresh
             ? {
-                next_at: refresh.nextAt.toISOString(),
-                last_success_at: refresh.lastSuccessAt?.toISOString() ?? null,
-                last_error: refresh.lastError,
-                consecutive_failures: refresh.consecutiveFailures,
+                next_at: new Date(refresh.next_at).toISOString(),
+                last_success_at: refresh.last_success_at ? new Date(refresh.last_success_at).toISOString() : null,
+                last_error: refresh.last_error,
+                consecutive_failures: refresh.consecutive_failures,
               }
             : {}),
         },

@@ -1,4 +1,4 @@
-import { poolOf, type Db } from '../db/client';
+import { poolOf, type Db, type SqlReader } from '../db/client';
 import type { Queryable, Statement } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 
@@ -54,8 +54,10 @@ export const refreshedHere = (c: string, p: number): string =>
   `(${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
      AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))`;
 
+type DepartureScope = { departed: readonly string[]; adopters: readonly string[] };
+
 /** refreshedHere's parameters, in order. */
-export function refreshScope(region: string, scope: { departed: readonly string[]; adopters: readonly string[] }): [string, string[], string[]] {
+export function refreshScope(region: string, scope: DepartureScope): [string, string[], string[]] {
   return [region, [...scope.departed], [...scope.adopters]];
 }
 
@@ -64,6 +66,15 @@ export function refreshScope(region: string, scope: { departed: readonly string[
  * its parameters as `$1`–`$3`): what the refresher's admin route and its /metrics figures read.
  */
 export const REFRESHED_SCHEDULES = `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND ${refreshedHere('c', 1)} AND c.deleted_at IS NULL`;
+
+/** A credential's refresh schedule, when this region refreshes it (its home, or its adopter now): else null. */
+export async function refreshScheduleHere(db: SqlReader, id: string, region: string, scope: DepartureScope) {
+  const rows = await db.$queryRawUnsafe<{ next_at: Date; last_success_at: Date | null; last_error: string | null; consecutive_failures: number }[]>(
+    `SELECT s.next_at, s.last_success_at, s.last_error, s.consecutive_failures FROM ${REFRESHED_SCHEDULES} WHERE s.credential_id = $4::uuid`,
+    ...refreshScope(region, scope), id,
+  );
+  return rows[0] ?? null;
+}
 
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
 

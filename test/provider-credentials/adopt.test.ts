@@ -171,6 +171,9 @@ test("a removed region's live credentials are refreshed by one remaining region 
     return rows[0]?.n === mine('us-iowa').length;
   };
   expect(await eventually(putOff, 30_000, 300)).toBe(true);
+  // While it waits, the put-off schedule is not shown as one: us-iowa does not refresh the credential now.
+  const waitingView = await call(cluster.url('us-iowa'), 'GET', `${PATH}/${mine('us-iowa')[0]}/metadata`, { headers: slashidHeaders(org) });
+  expect(waitingView.body.result.refresh).toEqual({ home_region: GONE });
   const resumed = Date.now();
   await sql('us-iowa', `DELETE FROM replication_failures WHERE origin_region = $1`, [GONE]);
   expect(await eventually(async () => (await Promise.all(mine('us-iowa').map((id) => refreshedSince('us-iowa', id, resumed)))).every(Boolean), 90_000, 500)).toBe(true);
