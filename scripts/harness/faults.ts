@@ -164,8 +164,16 @@ export class FaultSchedule {
     // A region that is up and reachable, so that its clients are served while its database goes away.
     // Not one being restarted, and the killer leaves it alone meanwhile (a region does not start without
     // its database).
-    const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
-    const region = up[Math.floor(Math.random() * up.length)];
+    // The killer and the partitions can leave none such at its moment (two regions down, the third cut off):
+    // it waits for one, as long as the killer's restarts take to bring a region back and more.
+    const waitUntil = Date.now() + Math.max(15_000, 3 * this.o.restartAfterMs);
+    let region: string | undefined;
+    for (;;) {
+      const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
+      region = up[Math.floor(Math.random() * up.length)];
+      if (region || Date.now() > waitUntil) break;
+      if (await this.nap(250)) return;
+    }
     if (!region) return this.fail('no region was up to restart the Postgres of');
     this.restarting.add(region);
     const outage = { region, from: Date.now(), to: Number.MAX_SAFE_INTEGER };
