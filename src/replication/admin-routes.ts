@@ -8,7 +8,7 @@ import type { ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
 import { eachRegion, redisWithin, type RedisLinks } from './links';
 import type { Membership } from './membership';
-import { discardParked, failureStatus } from './parked';
+import { discardedEvent, discardParked, failureStatus } from './parked';
 import { validateParkedDiscard } from './schema';
 import { changeStatus } from './change-status';
 import { outboxBacklog } from './outbox-backlog';
@@ -67,9 +67,15 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
     const ids = req.body.change_ids.map((id) => id.toLowerCase());
     if (new Set(ids).size !== ids.length) throw badRequest('Invalid request body: change_ids names a change twice.');
     const { discarded, notParked } = await discardParked(d.db, ids);
-    // The record of what this region gave up on (the answer may not be kept).
-    for (const e of discarded) d.log.warn({ discarded: e }, 'parked change event discarded by an operator: it will never apply in this region');
+    for (const e of discarded) d.log.warn({ discarded: e }, 'parked change event discarded by an operator: not applied in this region');
     res.json({ region: d.region, discarded, not_parked: notParked });
+  });
+
+  router.get('/admin/replication/parked/discarded/:changeId', async (req, res) => {
+    const changeId = String(req.params.changeId);
+    const found = isUuid(changeId) ? await discardedEvent(d.db, changeId.toLowerCase()) : null;
+    if (!found) throw notFound(`No discarded change ${changeId.slice(0, 64)} in this region.`);
+    res.json({ region: d.region, ...found });
   });
 
   router.get('/admin/replication/changes/:changeId', async (req, res) => {

@@ -1,7 +1,7 @@
 import { Uuid } from '../http/validate';
 import { OPERATOR_PORT_NOTE } from '../observability/operations';
 import type { Operation } from '../openapi/operation';
-import { ChangeStatusSchema, DigestResult, ParkedDiscardBody, ParkedDiscardResult, ParkedRetryResult, ReplicationStatus } from './schema';
+import { ChangeStatusSchema, DigestResult, ParkedDiscardBody, ParkedDiscardedEvent, ParkedDiscardResult, ParkedRetryResult, ReplicationStatus } from './schema';
 
 const tags = ['Replication (admin)'];
 
@@ -23,13 +23,21 @@ export const replicationOperations: Operation[] = [
   {
     method: 'post', path: '/admin/replication/parked/discard', tags, auth: 'admin', dialect: 'slashid',
     summary: 'Give up on parked change events in this region (they will never apply here)',
-    description: 'For a parked change that no upgrade or retry will apply. The change is lost in this region: its rows keep '
-      + 'what they hold here until a later change of them arrives, and the digests differ from the other regions meanwhile. '
-      + 'The answer and the log carry each discarded event whole. It no longer holds the tombstone horizon or the adoption of '
-      + 'a removed region\'s credentials.',
+    description: 'For a parked change that no upgrade or retry will apply. The change is not applied in this region: its rows keep '
+      + 'what they hold here (a discarded delete or create leaves the region apart from the others until the rows are written '
+      + 'again). It no longer holds the tombstone horizon or the adoption of a removed region\'s credentials. Each discarded '
+      + 'event is kept in this region (GET /admin/replication/parked/discarded/{changeId}); a copy of it delivered again is '
+      + 'not parked again.',
     body: { schema: ParkedDiscardBody },
     responses: { 200: { description: 'What was discarded, and the named ids that were not parked here.', schema: ParkedDiscardResult } },
     errors: [400, 401],
+  },
+  {
+    method: 'get', path: '/admin/replication/parked/discarded/{changeId}', tags, auth: 'admin', dialect: 'slashid',
+    summary: 'A change event this region discarded, whole',
+    pathParams: { changeId: Uuid() },
+    responses: { 200: { description: 'The discarded change and its event.', schema: ParkedDiscardedEvent } },
+    errors: [400, 401, 404],
   },
   {
     method: 'get', path: '/admin/replication/changes/{changeId}', tags, auth: 'admin', dialect: 'slashid',

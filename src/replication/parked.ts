@@ -56,10 +56,15 @@ export class FailureLog {
   /** Parks events (keeping their failure count). */
   async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<void> {
     if (items.length === 0) return;
+    // A change an operator discarded here, delivered again (its origin's Redis lost the ack), is acked as
+    // parked like any other but not kept: the discard stands, and its failing row, if any, goes.
     await this.db.$executeRawUnsafe(
-      `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
+      `WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
+            discarded AS (DELETE FROM replication_failures f USING replication_discarded d, x
+                           WHERE d.change_id = f.change_id AND x.change_id = f.change_id RETURNING f.change_id)
+       INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
        SELECT x.change_id, x.origin_region, x.stream_id, x.event, 1, x.reason, x.last_error, now()
-         FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)
+         FROM x WHERE NOT EXISTS (SELECT 1 FROM replication_discarded d WHERE d.change_id = x.change_id)
        ON CONFLICT (change_id) DO UPDATE SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
          stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()`,
       JSON.stringify(items.map((i) => ({
@@ -115,8 +120,9 @@ export class FailureLog {
 /** For the admin status: how many events are failing and parked, and the oldest parked ones. */
 export async function failureStatus(db: SqlReader, limit = 20) {
   const [counts, oldest] = await Promise.all([
-    db.$queryRawUnsafe<{ failing: bigint; parked: bigint }[]>(
-      `SELECT count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+    db.$queryRawUnsafe<{ failing: bigint; parked: bigint; discarded: bigint }[]>(
+      `SELECT count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
+              (SELECT count(*) FROM replication_discarded) AS discarded
          FROM replication_failures`,
     ),
     db.$queryRawUnsafe<{ change_id: string; origin_region: string; stream_id: string | null; reason: string; failures: number; last_error: string; parked_at: Date; tables: string[] }[]>(
@@ -129,6 +135,7 @@ export async function failureStatus(db: SqlReader, limit = 20) {
   return {
     failing: Number(counts[0]?.failing ?? 0),
     parked: Number(counts[0]?.parked ?? 0),
+    discarded: Number(counts[0]?.discarded ?? 0),
     oldest_parked: oldest.map((p) => ({
       change_id: p.change_id, origin_region: p.origin_region, stream_id: p.stream_id, tables: p.tables, reason: p.reason,
       failures: p.failures, error: p.last_error, parked_at: new Date(p.parked_at).toISOString(),
@@ -136,34 +143,57 @@ export async function failureStatus(db: SqlReader, limit = 20) {
   };
 }
 
-/** One parked event an operator gave up on (POST /admin/replication/parked/discard), as the answer shows it. */
+/** One parked event an operator gave up on (POST /admin/replication/parked/discard), as the answers show it. */
 export interface DiscardedEvent {
   change_id: string;
   origin_region: string;
+  stream_id: string | null;
   tables: string[];
-  reason: string;
+  reason: ParkReason;
+  failures: number;
   error: string;
+  first_failed_at: string;
   parked_at: string;
-  event: ChangeEvent;
+  discarded_at: string;
 }
 
+type DiscardedRow = {
+  change_id: string; origin_region: string; stream_id: string | null; tables: string[]; reason: ParkReason; failures: number;
+  last_error: string; first_failed_at: Date; parked_at: Date; discarded_at: Date; event?: ChangeEvent;
+};
+
+const DISCARDED_COLUMNS = `change_id::text, origin_region, stream_id, reason, failures, last_error, first_failed_at, parked_at, discarded_at,
+  ARRAY(SELECT DISTINCT op->>'table' FROM jsonb_array_elements(COALESCE(event->'ops', '[]'::jsonb)) op ORDER BY 1) AS tables`;
+
+const discardedView = (r: DiscardedRow): DiscardedEvent => ({
+  change_id: r.change_id, origin_region: r.origin_region, stream_id: r.stream_id, tables: r.tables, reason: r.reason,
+  failures: r.failures, error: r.last_error, first_failed_at: new Date(r.first_failed_at).toISOString(),
+  parked_at: new Date(r.parked_at).toISOString(), discarded_at: new Date(r.discarded_at).toISOString(),
+});
+
 /**
- * Deletes parked events (never failing ones: those are still being retried) and returns them whole. The
- * change then never applies in this region; its rows stay as they are here until a later change of them
- * arrives. Ids not parked here come back in `notParked`.
+ * Moves parked events (never failing ones: those are still being retried) into replication_discarded, in one
+ * statement. The change then is not applied in this region; its rows keep what they hold here. Ids not
+ * parked here come back in `notParked`.
  */
 export async function discardParked(db: Db, changeIds: readonly string[]): Promise<{ discarded: DiscardedEvent[]; notParked: string[] }> {
-  const rows = await db.$queryRawUnsafe<{ change_id: string; origin_region: string; reason: string; last_error: string; parked_at: Date; event: ChangeEvent }[]>(
-    `DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NOT NULL
-     RETURNING change_id::text, origin_region, reason, last_error, parked_at, event`,
+  const rows = await db.$queryRawUnsafe<DiscardedRow[]>(
+    `WITH gone AS (DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NOT NULL RETURNING *),
+          kept AS (INSERT INTO replication_discarded (change_id, origin_region, stream_id, event, failures, reason, last_error, first_failed_at, parked_at)
+                   SELECT change_id, origin_region, stream_id, event, failures, reason, last_error, first_failed_at, parked_at FROM gone
+                   ON CONFLICT (change_id) DO UPDATE SET discarded_at = now()
+                   RETURNING *)
+     SELECT ${DISCARDED_COLUMNS} FROM kept ORDER BY parked_at, change_id`,
     changeIds,
   );
-  const discarded = rows
-    .map((r) => ({
-      change_id: r.change_id, origin_region: r.origin_region, tables: [...new Set((r.event.ops ?? []).map((op) => op.table))],
-      reason: r.reason, error: r.last_error, parked_at: new Date(r.parked_at).toISOString(), event: r.event,
-    }))
-    .sort((a, b) => a.parked_at.localeCompare(b.parked_at) || a.change_id.localeCompare(b.change_id));
+  const discarded = rows.map(discardedView);
   const gone = new Set(discarded.map((r) => r.change_id));
   return { discarded, notParked: changeIds.filter((id) => !gone.has(id)) };
+}
+
+/** One discarded event, with the event itself; null when this region discarded no such change. */
+export async function discardedEvent(db: SqlReader, changeId: string): Promise<(DiscardedEvent & { event: ChangeEvent }) | null> {
+  const rows = await db.$queryRawUnsafe<DiscardedRow[]>(`SELECT ${DISCARDED_COLUMNS}, event FROM replication_discarded WHERE change_id = $1::uuid`, changeId);
+  const r = rows[0];
+  return r ? { ...discardedView(r), event: r.event as ChangeEvent } : null;
 }

@@ -133,6 +133,7 @@ export const ReplicationStatus = Type.Object(
       {
         failing: Count,
         parked: Count,
+        discarded: Count,
         oldest_parked: Type.Array(
           Type.Object(
             {
@@ -209,25 +210,40 @@ export const ParkedDiscardBody = Type.Object(
 );
 export const validateParkedDiscard = compile(ParkedDiscardBody);
 
-/** Its answer: each discarded change whole (its event, to keep or replay by hand), and the ids that were not parked here. */
+const ParkReasonSchema = Type.Union([Type.Literal('apply-failed'), Type.Literal('unknown-table'), Type.Literal('clock-skew'), Type.Literal('schema-ahead')]);
+
+/** A discarded change as the discard and its read answer it (parked.ts DiscardedEvent). */
+const DiscardedFields = {
+  change_id: Type.String({ format: 'uuid' }),
+  origin_region: Type.String(),
+  stream_id: Nullable(Type.String()),
+  tables: Type.Array(Type.String()),
+  reason: ParkReasonSchema,
+  failures: Count,
+  error: Type.String(),
+  first_failed_at: Time,
+  parked_at: Time,
+  discarded_at: Time,
+};
+
+/** Its answer: what was discarded (each event is kept in this region, see ParkedDiscardedEvent), and the named ids that were not parked here. */
 export const ParkedDiscardResult = Type.Object(
   {
     region: Type.String(),
-    discarded: Type.Array(
-      Type.Object(
-        {
-          change_id: Type.String({ format: 'uuid' }),
-          origin_region: Type.String(),
-          tables: Type.Array(Type.String()),
-          reason: Type.String(),
-          error: Type.String(),
-          parked_at: Time,
-          event: Type.Object({}, { additionalProperties: true, description: 'The change event as it was parked (signed fields, ops).' }),
-        },
-        strict,
-      ),
-    ),
-    not_parked: Type.Array(Type.String({ format: 'uuid' }), { description: 'Named ids with no parked event here (never parked, applied since, already discarded, or still failing).' }),
+    discarded: Type.Array(Type.Object(DiscardedFields, strict)),
+    not_parked: Type.Array(Type.String({ format: 'uuid' }), {
+      description: 'Named ids (in lower case) with no parked event here: never parked, applied since, already discarded, or still failing (retried).',
+    }),
+  },
+  strict,
+);
+
+/** GET /admin/replication/parked/discarded/{changeId}: one discarded change, with its event. */
+export const ParkedDiscardedEvent = Type.Object(
+  {
+    region: Type.String(),
+    ...DiscardedFields,
+    event: Type.Object({}, { additionalProperties: true, description: 'The change event as it was parked (its ops hold the rows it writes).' }),
   },
   strict,
 );

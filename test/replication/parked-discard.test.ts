@@ -6,24 +6,28 @@
 import { Client } from 'pg';
 import { v4 as uuidv4 } from 'uuid';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
+import { startRegion, type RunningRegion } from '../../src/region';
 import { REDIS_URL, testEventAuth } from '../support/env';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { eventFor, REGION } from '../support/applier-rig';
 
 let region: InProcessRegion;
+let restarted: RunningRegion | null = null;
 let redis: Redis;
 let pg: Client;
 
 afterAll(async () => {
+  await restarted?.stop();
   redis?.disconnect();
   await pg?.end();
   await region?.stop();
 });
 
-const status = async () => (await call(region.url, 'GET', '/admin/replication', { headers: adminHeaders })).body;
+const url = () => restarted?.url ?? region.url;
+const status = async () => (await call(url(), 'GET', '/admin/replication', { headers: adminHeaders })).body;
 const discard = (body: unknown, headers: Record<string, string> = adminHeaders) =>
-  call(region.url, 'POST', '/admin/replication/parked/discard', { headers, ...(body === undefined ? {} : { body }) });
+  call(url(), 'POST', '/admin/replication/parked/discard', { headers, ...(body === undefined ? {} : { body }) });
 const rowsOf = async (ids: string[]) =>
   (await pg.query('SELECT change_id::text, parked_at IS NOT NULL AS parked FROM replication_failures WHERE change_id = ANY($1::uuid[]) ORDER BY change_id', [ids])).rows;
 
@@ -74,18 +78,32 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   const res = await discard({ change_ids: [gone.changeId.toUpperCase(), failing, unknown] });
   expect(res.status).toBe(200);
   expect(res.body).toMatchObject({ region: REGION, not_parked: [failing, unknown] });
-  expect(res.body.discarded).toHaveLength(1);
-  expect(res.body.discarded[0]).toMatchObject({
-    change_id: gone.changeId, origin_region: 'us-iowa', tables: ['gadgets'], reason: 'unknown-table',
-    event: { changeId: gone.changeId, ops: [expect.objectContaining({ table: 'gadgets', key: 'g1' })] },
-  });
+  expect(res.body.discarded).toEqual([{
+    change_id: gone.changeId, origin_region: 'us-iowa', stream_id: expect.stringMatching(/^\d+-\d+$/), tables: ['gadgets'],
+    reason: 'unknown-table', failures: 1, error: expect.any(String), first_failed_at: expect.any(String), parked_at: expect.any(String),
+    discarded_at: expect.any(String),
+  }]);
   expect(await rowsOf(all)).toEqual([{ change_id: kept.changeId, parked: true }, { change_id: failing, parked: false }].sort((a, b) => a.change_id.localeCompare(b.change_id)));
   const after = (await status()).failures;
-  expect(after).toMatchObject({ parked: 1, failing: 1 });
+  expect(after).toMatchObject({ parked: 1, failing: 1, discarded: 1 });
   expect(after.oldest_parked.map((p: { change_id: string }) => p.change_id)).toEqual([kept.changeId]);
-
-  // Once discarded, it is not applied by a retry, and discarding it again finds nothing.
-  const retry = await call(region.url, 'POST', '/admin/replication/parked/retry', { headers: adminHeaders });
-  expect(retry.body).toMatchObject({ applied: 0, parked: 1 });
+  // The event is kept in the region, whole.
+  const read = await call(url(), 'GET', `/admin/replication/parked/discarded/${gone.changeId.toUpperCase()}`, { headers: adminHeaders });
+  expect(read.status).toBe(200);
+  expect(read.body).toMatchObject({ region: REGION, change_id: gone.changeId, tables: ['gadgets'], event: { changeId: gone.changeId, ops: [expect.objectContaining({ table: 'gadgets', key: 'g1', row: expect.objectContaining({ color: 'red' }) })] } });
+  for (const id of [kept.changeId, 'nope']) {
+    expect((await call(url(), 'GET', `/admin/replication/parked/discarded/${id}`, { headers: adminHeaders })).status).toBe(404);
+  }
+  // Discarding it again finds nothing parked.
   expect((await discard({ change_ids: [gone.changeId] })).body).toEqual({ region: REGION, discarded: [], not_parked: [gone.changeId] });
+
+  // Delivered again (as when its origin's Redis lost the ack) to a process that did not park it (restarted):
+  // acked as parked again, and not kept as parked.
+  await region.region.stop();
+  restarted = await startRegion(region.deployment.configFor(REGION), { port: 0, drainTimeoutMs: 5000 });
+  await redis.del(keys.ack(gone.changeId));
+  await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(gone));
+  expect(await eventually(async () => /^parked /.test((await redis.hgetall(keys.ack(gone.changeId)))[REGION] ?? ''), 15_000)).toBe(true);
+  expect((await status()).failures).toMatchObject({ parked: 1, failing: 1, discarded: 1 });
+  expect(await rowsOf([gone.changeId])).toEqual([]);
 }, 60_000);
