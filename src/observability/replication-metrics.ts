@@ -46,6 +46,8 @@ interface DbSnapshot {
   unconfirmed: number;
   /** Per origin and reason (apply-failed, unknown-table, clock-skew: a version too far ahead is refused and parked). */
   failures: { origin: string; reason: string; failing: number; parked: number }[];
+  /** Per origin: parked changes an operator discarded here (replication_discarded). */
+  discarded: { origin: string; count: number }[];
   /** Tombstones this region collected, per table (durable: replication_horizon). */
   collected: Record<string, number>;
 }
@@ -57,13 +59,14 @@ interface RedisSnapshot {
 }
 
 async function loadDb(db: Db): Promise<DbSnapshot> {
-  const [progress, outbox, failures, record] = await Promise.all([
+  const [progress, outbox, failures, discarded, record] = await Promise.all([
     db.replicationProgress.findMany(),
     outboxBacklog(db),
     db.$queryRawUnsafe<{ origin_region: string; reason: string; failing: bigint; parked: bigint }[]>(
       `SELECT origin_region, reason, count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
          FROM replication_failures GROUP BY origin_region, reason`,
     ),
+    db.$queryRawUnsafe<{ origin_region: string; n: bigint }[]>('SELECT origin_region, count(*) AS n FROM replication_discarded GROUP BY origin_region'),
     collectionRecord(db),
   ]);
   return {
@@ -71,6 +74,7 @@ async function loadDb(db: Db): Promise<DbSnapshot> {
     unpublished: outbox.unpublished,
     unconfirmed: outbox.unconfirmed,
     failures: failures.map((f) => ({ origin: f.origin_region, reason: f.reason, failing: Number(f.failing), parked: Number(f.parked) })),
+    discarded: discarded.map((d) => ({ origin: d.origin_region, count: Number(d.n) })),
     collected: record.collected,
   };
 }
@@ -126,6 +130,9 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   fromDb('replication_outbox_unconfirmed', 'Changes delivered to every region and not yet applied (or parked) by every one (disjoint from unpublished).', [], (g, d) => g.set(d.unconfirmed));
   fromDb('replication_events_parked', 'Per origin region and reason: change events this region parked unapplied (replication_failures).', ['origin_region', 'reason'], (g, d) => {
     for (const f of d.failures) if (f.parked > 0) g.set({ origin_region: f.origin, reason: f.reason }, f.parked);
+  });
+  fromDb('replication_events_discarded', 'Per origin region: parked change events an operator discarded here (replication_discarded): never applied in this region.', ['origin_region'], (g, d) => {
+    for (const x of d.discarded) g.set({ origin_region: x.origin }, x.count);
   });
   fromDb('replication_events_failing', 'Per origin region: change events that failed to apply here and are being retried.', ['origin_region'], (g, d) => {
     for (const f of d.failures) if (f.failing > 0) g.inc({ origin_region: f.origin }, f.failing);

@@ -33,24 +33,33 @@ export class FailureLog {
    * processes, whose entries the claims take).
    */
   async load(): Promise<void> {
+    // A row of a change an operator discarded, made by a park or a failure counted at the moment of the
+    // discard (neither saw it yet), goes here: it would hold the horizon and a removed region's adoption.
+    await this.db.$executeRawUnsafe('DELETE FROM replication_failures f USING replication_discarded d WHERE d.change_id = f.change_id');
     const rows = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
       'SELECT change_id::text FROM replication_failures WHERE parked_at IS NULL',
     );
     for (const r of rows) this.failing.add(r.change_id);
   }
 
-  /** Counts one failure of an event; returns how many times it has failed so far. */
+  /**
+   * Counts one failure of an event; returns how many times it has failed so far. A change an operator
+   * discarded here (delivered again) is not counted: MAX_FAILURES at once, so it is acked as parked.
+   */
   async record(event: ChangeEvent, streamId: string, err: Error): Promise<number> {
     const rows = await this.db.$queryRawUnsafe<{ failures: number }[]>(
       `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error)
-       VALUES ($1::uuid, $2, $3, $4::jsonb, 1, 'apply-failed', $5)
+       SELECT $1::uuid, $2, $3, $4::jsonb, 1, 'apply-failed', $5
+        WHERE NOT EXISTS (SELECT 1 FROM replication_discarded WHERE change_id = $1::uuid)
        ON CONFLICT (change_id) DO UPDATE SET failures = replication_failures.failures + 1, stream_id = EXCLUDED.stream_id,
          last_error = EXCLUDED.last_error, last_failed_at = now()
        RETURNING failures`,
       event.changeId, event.origin, streamId, JSON.stringify(event), err.message.slice(0, ERROR_MAX_CHARS),
     );
+    const counted = rows[0];
+    if (!counted) return MAX_FAILURES;
     this.failing.add(event.changeId);
-    return rows[0]?.failures ?? 1;
+    return counted.failures;
   }
 
   /** Parks events (keeping their failure count). */
@@ -59,7 +68,7 @@ export class FailureLog {
     // A change an operator discarded here, delivered again (its origin's Redis lost the ack), is acked as
     // parked like any other but not kept: the discard stands, and its failing row, if any, goes.
     await this.db.$executeRawUnsafe(
-      `WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
+      `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
             discarded AS (DELETE FROM replication_failures f USING replication_discarded d, x
                            WHERE d.change_id = f.change_id AND x.change_id = f.change_id RETURNING f.change_id)
        INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
@@ -181,7 +190,9 @@ export async function discardParked(db: Db, changeIds: readonly string[]): Promi
     `WITH gone AS (DELETE FROM replication_failures WHERE change_id = ANY($1::uuid[]) AND parked_at IS NOT NULL RETURNING *),
           kept AS (INSERT INTO replication_discarded (change_id, origin_region, stream_id, event, failures, reason, last_error, first_failed_at, parked_at)
                    SELECT change_id, origin_region, stream_id, event, failures, reason, last_error, first_failed_at, parked_at FROM gone
-                   ON CONFLICT (change_id) DO UPDATE SET discarded_at = now()
+                   ON CONFLICT (change_id) DO UPDATE SET origin_region = EXCLUDED.origin_region, stream_id = EXCLUDED.stream_id,
+                     event = EXCLUDED.event, failures = EXCLUDED.failures, reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
+                     first_failed_at = EXCLUDED.first_failed_at, parked_at = EXCLUDED.parked_at, discarded_at = now()
                    RETURNING *)
      SELECT ${DISCARDED_COLUMNS} FROM kept ORDER BY parked_at, change_id`,
     changeIds,

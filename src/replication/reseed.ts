@@ -58,6 +58,13 @@ export interface ReseedOptions {
  * parked. The target gets none of these from its inbox if the cap trimmed
  * them there, so a copy made now would miss them for good. Empty when caught up.
  */
+/** How many changes the peer's operator discarded (replication_discarded; none in a database of an older version). */
+async function discardedIn(peerDb: Client): Promise<number> {
+  const t = await peerDb.query<{ t: string | null }>(`SELECT to_regclass('replication_discarded')::text AS t`);
+  if (!t.rows[0]?.t) return 0;
+  return (await peerDb.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_discarded')).rows[0]?.n ?? 0;
+}
+
 async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys): Promise<string[]> {
   const lacks: string[] = [];
   const failures = await peerDb.query<{ failing: number; parked: number }>(
@@ -139,6 +146,11 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     // The peer must hold every change the target may have lost: what any origin committed before now.
     // Later changes reach the target through its inbox (it is a member), whatever the peer holds.
     if (!opts.force) {
+      // A change the peer's operator discarded is missing there for good: waiting would not help.
+      const discarded = await discardedIn(peerDb);
+      if (discarded > 0) {
+        throw new Error(`${from} discarded ${discarded} change(s) it could not apply (GET /admin/replication/parked/discarded/<id> on ${from}), so a copy from it would lack them: re-seed from another region; --force copies anyway`);
+      }
       const befores = new Map<string, Date>();
       const until = Date.now() + (opts.waitMs ?? 30_000);
       let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);

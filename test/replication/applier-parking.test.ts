@@ -110,3 +110,35 @@ test('a failure recorded by another process of the region is cleared when this o
     await applier.stop();
   }
 }, 60_000);
+
+test('a change an operator discarded here, delivered again, is acked as parked at its first failure and leaves no row; a row of one left by a race goes at the next claim round', async () => {
+  const discardedRow = (changeId: string) => rig.db.$executeRawUnsafe(
+    `INSERT INTO replication_discarded (change_id, origin_region, event, failures, reason, last_error, first_failed_at, parked_at)
+     VALUES ($1::uuid, 'us-iowa', '{}'::jsonb, 3, 'apply-failed', 'test', now(), now())`,
+    changeId,
+  );
+  const bad = orgEvent(undefined);
+  await discardedRow(bad.changeId);
+  await rig.publish(bad);
+  // No claims: without the discard check the entry would stay pending, its failure counted, until claimed.
+  const applier = await rig.applier({ consumer: 'after-discard', claimIdleMs: 600_000, claimEveryMs: 600_000 });
+  applier.start();
+  try {
+    expect(await eventually(async () => /^parked /.test((await rig.tracker.status(bad.changeId))[REGION] ?? ''), 10_000, 50)).toBe(true);
+    expect(await failureRow(bad.changeId)).toBeNull();
+    expect(await rig.pendingCount()).toBe(0);
+  } finally {
+    await applier.stop();
+  }
+  // A park or a failure count that ran at the moment of the discard left a row: the next load removes it.
+  const raced = orgEvent(undefined);
+  await discardedRow(raced.changeId);
+  await new FailureLog(rig.db).park([{ event: raced, streamId: '1-0', reason: 'apply-failed', error: 'test' }]);
+  expect(await failureRow(raced.changeId)).toBeNull();
+  await rig.db.$executeRawUnsafe(
+    `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at) VALUES ($1::uuid, 'us-iowa', '{}'::jsonb, 3, 'apply-failed', 'race', now())`,
+    raced.changeId,
+  );
+  await new FailureLog(rig.db).load();
+  expect(await failureRow(raced.changeId)).toBeNull();
+}, 60_000);

@@ -11,6 +11,7 @@ import { REDIS_URL, testEventAuth } from '../support/env';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { eventFor, REGION } from '../support/applier-rig';
+import { scrape } from '../observability/support';
 
 let region: InProcessRegion;
 let restarted: RunningRegion | null = null;
@@ -87,6 +88,9 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   const after = (await status()).failures;
   expect(after).toMatchObject({ parked: 1, failing: 1, discarded: 1 });
   expect(after.oldest_parked.map((p: { change_id: string }) => p.change_id)).toEqual([kept.changeId]);
+  const metrics = await scrape(url());
+  expect(metrics.value('replication_events_discarded', { origin_region: 'us-iowa' })).toBe(1);
+  expect(metrics.value('replication_events_parked', { origin_region: 'us-iowa', reason: 'unknown-table' })).toBe(1);
   // The event is kept in the region, whole.
   const read = await call(url(), 'GET', `/admin/replication/parked/discarded/${gone.changeId.toUpperCase()}`, { headers: adminHeaders });
   expect(read.status).toBe(200);

@@ -5,6 +5,7 @@
  * the copy, so a copy from a peer that lacks it would lose it for good. The command waits (--wait) for the
  * peer, then refuses, naming what is missing; --force copies anyway.
  */
+import { Client } from 'pg';
 import { updateMember } from '../../src/replication/membership';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { adminHeaders, call, createOrg, runReseed, startCluster, type Cluster } from '../support/harness';
@@ -59,6 +60,23 @@ test('an origin whose process is down (its database and Redis up) does not hold 
     expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
   } finally {
     cluster.proc(ORIGIN).resume();
+  }
+}, 120_000);
+
+test('a peer that discarded a change is refused (it lacks that change for good); --force copies anyway', async () => {
+  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
+  await peer.connect();
+  try {
+    await peer.query(`INSERT INTO replication_discarded (change_id, origin_region, event, failures, reason, last_error, first_failed_at, parked_at)
+                      VALUES ('01a2a000-0000-7000-8000-0000000000dd', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now(), now())`, [ORIGIN]);
+    const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`${PEER} discarded 1 change\\(s\\) it could not apply.*re-seed from another region; --force copies anyway`));
+    const forced = await runReseed(cluster, PEER, TARGET, ['--force']);
+    expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
+  } finally {
+    await peer.query('DELETE FROM replication_discarded');
+    await peer.end();
   }
 }, 120_000);
 
