@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { STATUS_CODES, type RequestListener, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express, { type Express, type Router } from 'express';
 import type { Feature, FeatureDeps } from './feature';
@@ -41,6 +41,10 @@ export function createApp(deps: AppDeps): Express {
   // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
   // answer it in their own envelope (their router ends in a catch-all).
   app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
+  // Node's own check answered a bare 400 (the server is made with requireHostHeader off, see nodeRefusals).
+  app.use((req, _res, next) => (req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1)
+    ? next(new AppError(400, 'bad_request', 'An HTTP/1.1 request needs a Host header; nothing was done.'))
+    : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
   // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one
@@ -149,12 +153,41 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
   // The request it refused, when Node got as far as its headers; else the request line of the packet.
   // (Express's routers strip their mount path from req.url as they go: originalUrl is the request's.)
   const path = (answering?.req as { originalUrl?: string } | undefined)?.originalUrl ?? answering?.req?.url ?? /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
+  answerOnSocket(socket, path, refusal, id);
+}
+
+/** Writes `refusal` in the envelope of `path`'s API straight on `socket`, then closes it. */
+function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = crypto.randomUUID()): void {
   const body = JSON.stringify(refusalBody(path, refusal, id));
   // Closed once written, as Node does: a half-closed socket went on reading, and the request it refused
   // (its body still arriving at the timeout) completed and was carried out after "nothing was done".
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
+    `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
+}
+
+/** The options of a server whose requests nodeRefusals answers (with requireHostHeader off: the app refuses a missing Host). */
+export const SERVER_OPTIONS = { requireHostHeader: false } as const;
+
+/**
+ * What Node answers by itself, bare or not at all, answered in the envelope of the API the request was
+ * sent to (as a fuzzing review found): an `Expect` other than 100-continue (a bare 417), a CONNECT (the
+ * connection closed without an answer). And headers past Node's count cap (maxHeadersCount, about 1,000 headers) are no longer
+ * dropped without a word: a consistency or Idempotency-Key header after 1,000 others was not seen (an
+ * all_regions write answered as local_region). The size cap (16 KiB, a 431) bounds them instead.
+ */
+export function nodeRefusals(server: Server): void {
+  server.maxHeadersCount = 0;
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const id = crypto.randomUUID();
+    const refusal = new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got "${String(req.headers.expect).slice(0, 64)}"); nothing was done.`);
+    const body = JSON.stringify(refusalBody(req.url ?? '/', refusal, id));
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': id, connection: 'close' });
+    res.end(body);
+  });
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    answerOnSocket(socket, req.url ?? '/', new AppError(405, 'bad_request', 'CONNECT is not supported; nothing was done.'));
+  });
 }

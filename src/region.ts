@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { answerClientError, createApp, frontDoor } from './app';
+import { answerClientError, createApp, frontDoor, nodeRefusals, SERVER_OPTIONS } from './app';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
@@ -104,7 +104,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   let draining = false;
   // Requests and responses built with Express's prototypes already in place (see server-classes.ts).
   // Node checks the request timeouts below every connectionsCheckingInterval (30 s by default).
-  const server = http.createServer({ ...serverClasses(app), connectionsCheckingInterval: 2000 }, (req, res) => {
+  const server = http.createServer({ ...serverClasses(app), ...SERVER_OPTIONS, connectionsCheckingInterval: 2000 }, (req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
     handle(req, res);
@@ -115,6 +115,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   server.requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   server.headersTimeout = Math.min(REQUEST_HEADERS_TIMEOUT_MS, server.requestTimeout);
   server.on('clientError', answerClientError);
+  nodeRefusals(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission

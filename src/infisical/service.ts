@@ -37,9 +37,12 @@ export function entryPointProblem(value: string): string | null {
   // The value is stored and handed out as sent, not as the WHATWG parser above repaired it: what it lets
   // through (a line break, a space, a backslash for a slash, "https:host" without "//") is refused here, so
   // that every URL parser (and a Location header) reads the value as the one checked.
-  const bad = /[\u0000-\u0020\u007f-\u009f\\]/.exec(value);
+  // Also Unicode's spaces, line and paragraph separators and invisible format characters (U+2028, U+00A0,
+  // U+200B, a right-to-left override): stored raw, they hide or break the URL where it is shown (a fuzzing review).
+  const bad = /[\u0000-\u0020\u007f-\u009f\\\p{Z}\p{Cf}]/u.exec(value);
   if (bad) {
-    const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : `a control character (U+${bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')})`;
+    const code = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+    const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : /[\p{Z}\p{Cf}]/u.test(bad[0]) ? `an invisible or space character (${code})` : `a control character (${code})`;
     return `entryPoint must not contain ${what}; percent-encode it (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
   }
   const authority = /^https:\/\/([^/?#]+)/i.exec(value)?.[1];

@@ -136,7 +136,7 @@ export async function failureStatus(db: SqlReader, limit = 20) {
     ),
     db.$queryRawUnsafe<{ change_id: string; origin_region: string; stream_id: string | null; reason: string; failures: number; last_error: string; parked_at: Date; tables: string[] }[]>(
       `SELECT change_id::text, origin_region, stream_id, reason, failures, last_error, parked_at,
-              ARRAY(SELECT DISTINCT op->>'table' FROM jsonb_array_elements(event->'ops') op) AS tables
+              ${TABLES_OF_EVENT} AS tables
          FROM replication_failures WHERE parked_at IS NOT NULL ORDER BY parked_at, change_id LIMIT $1`,
       limit,
     ),
@@ -151,6 +151,10 @@ export async function failureStatus(db: SqlReader, limit = 20) {
     })),
   };
 }
+
+/** The tables a stored event's ops write (none for an event without a list of ops: a status read never fails on one). */
+const TABLES_OF_EVENT = `ARRAY(SELECT DISTINCT op->>'table' FROM jsonb_array_elements(CASE jsonb_typeof(event->'ops') WHEN 'array' THEN event->'ops' ELSE '[]'::jsonb END) op
+  WHERE jsonb_typeof(op) = 'object' ORDER BY 1)`;
 
 /** One parked event an operator gave up on (POST /admin/replication/parked/discard), as the answers show it. */
 export interface DiscardedEvent {
@@ -172,7 +176,7 @@ type DiscardedRow = {
 };
 
 const DISCARDED_COLUMNS = `change_id::text, origin_region, stream_id, reason, failures, last_error, first_failed_at, parked_at, discarded_at,
-  ARRAY(SELECT DISTINCT op->>'table' FROM jsonb_array_elements(COALESCE(event->'ops', '[]'::jsonb)) op ORDER BY 1) AS tables`;
+  ${TABLES_OF_EVENT} AS tables`;
 
 const discardedView = (r: DiscardedRow): DiscardedEvent => ({
   change_id: r.change_id, origin_region: r.origin_region, stream_id: r.stream_id, tables: r.tables, reason: r.reason,

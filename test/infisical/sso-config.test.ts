@@ -141,6 +141,12 @@ describe('validation (422, Infisical shape)', () => {
     ['https://idp.example.com/\r\nSet-Cookie: x=1', 'a control character (U+000D)'],
     ['https://idp.example.com/a\u0007b', 'a control character (U+0007)'],
     ['https://idp.example.com/a b', 'a space'],
+    // Unicode's separators and invisible characters, which the WHATWG parser percent-encodes (a fuzzing review found them stored raw).
+    ['https://idp.example.com/a\u2028b', 'an invisible or space character (U+2028)'],
+    ['https://idp.example.com/a\u00a0b', 'an invisible or space character (U+00A0)'],
+    ['https://idp.example.com/a\u3000b', 'an invisible or space character (U+3000)'],
+    ['https://idp.example.com/a\u202eb', 'an invisible or space character (U+202E)'],
+    ['https://idp.example.com/a\u200bb', 'an invisible or space character (U+200B)'],
     ['https:\\\\idp.example.com\\sso', 'a backslash'],
     ['https://idp.example.com\\@evil.com/', 'a backslash'],
     ['https:idp.example.com/sso', 'must be an absolute https URL'],

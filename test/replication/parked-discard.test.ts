@@ -110,4 +110,13 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   expect(await eventually(async () => /^parked /.test((await redis.hgetall(keys.ack(gone.changeId)))[REGION] ?? ''), 15_000)).toBe(true);
   expect((await status()).failures).toMatchObject({ parked: 1, failing: 1, discarded: 1 });
   expect(await rowsOf([gone.changeId])).toEqual([]);
+
+  // A stored event whose ops are not a list (no version writes one; a hand-made row) does not break the reads.
+  const odd = uuidv4();
+  await pg.query(`INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+                  VALUES ($1, 'us-iowa', '{"ops": {"table": "x"}}'::jsonb, 1, 'apply-failed', 'odd', now())`, [odd]);
+  const listed = await call(url(), 'GET', '/admin/replication', { headers: adminHeaders });
+  expect(listed.status).toBe(200);
+  expect(listed.body.failures.oldest_parked.find((p: { change_id: string }) => p.change_id === odd)).toMatchObject({ tables: [] });
+  expect((await discard({ change_ids: [odd] })).body.discarded).toEqual([expect.objectContaining({ change_id: odd, tables: [] })]);
 }, 60_000);

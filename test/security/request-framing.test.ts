@@ -97,6 +97,38 @@ test('requests Node refuses get their status in the envelope of the API they wer
   expect(huge).toContain('"httpcode":431');
 });
 
+test('what Node answered by itself (an Expect it does not know, a missing Host, a CONNECT) is answered in the envelope', async () => {
+  const body = (answer: string) => JSON.parse(answer.split('\r\n\r\n')[1] ?? '') as unknown;
+  const expectNope = await rawExchange(head('GET', P, { ...headers, Expect: 'nope', Connection: 'close' }));
+  expect(expectNope.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
+  expect(body(expectNope)).toEqual({ meta: {}, errors: [{ httpcode: 417, message: expect.stringContaining('100-continue') }] });
+  const expectInfisical = await rawExchange(head('GET', SSO, { Authorization: 'Bearer x', Expect: 'nope', Connection: 'close' }));
+  expect(body(expectInfisical)).toMatchObject({ statusCode: 417 });
+
+  const noHost = await rawExchange(`GET ${P} HTTP/1.1\r\nSlashID-OrgID: ${org.id}\r\nSlashID-API-Key: ${org.api_key}\r\nConnection: close\r\n\r\n`);
+  expect(noHost.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(body(noHost)).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('Host header') }] });
+  // HTTP/1.0 needs none.
+  expect((await rawExchange(`GET /healthz HTTP/1.0\r\n\r\n`)).split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+
+  for (const [target, shape] of [[P, { meta: {}, errors: [{ httpcode: 405, message: expect.stringContaining('CONNECT') }] }], [SSO, { statusCode: 405 }]] as const) {
+    const connect = await rawExchange(`CONNECT ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(connect.split('\r\n')[0]).toBe('HTTP/1.1 405 Method Not Allowed');
+    expect(body(connect)).toMatchObject(shape);
+  }
+});
+
+test('headers past Node\'s count cap are read: a consistency or Idempotency-Key header after 1,100 others counts', async () => {
+  const id = await credential('many headers');
+  const filler = Object.fromEntries(Array.from({ length: 1100 }, (_, i) => [`X${i}`, '1']));
+  const refused = await rawExchange(head('PATCH', `${P}/${id}`, {
+    ...headers, 'Content-Type': 'application/json', 'Content-Length': '14', ...filler, 'SlashID-Required-Consistency': 'bogus', Connection: 'close',
+  }) + '{"label":"p2"}');
+  expect(refused.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(refused).toMatch(/SlashID-Required-Consistency/i);
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('many headers');
+});
+
 /**
  * `n` connections that each send `start` (a request's headers and the first bytes of its body) and then
  * nothing; after `afterMs`, a PATCH of credential `id` labelled `label` must answer 204 (it found a write slot).
