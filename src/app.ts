@@ -41,10 +41,20 @@ export function createApp(deps: AppDeps): Express {
   // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
   // answer it in their own envelope (their router ends in a catch-all).
   app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
-  // Node's own check answered a bare 400 (the server is made with requireHostHeader off, see nodeRefusals).
-  app.use((req, _res, next) => (req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1)
-    ? next(new AppError(400, 'bad_request', 'An HTTP/1.1 request needs a Host header; nothing was done.'))
-    : next()));
+  // What Node answered bare (see nodeRefusals), and what it would have dropped: answered in the envelope.
+  app.use((req, _res, next) => {
+    if (req.rawHeaders.length >= 2 * MAX_REQUEST_HEADERS) {
+      return next(new AppError(431, 'bad_request', `A request may carry at most ${MAX_REQUEST_HEADERS - 1} headers; nothing was done.`));
+    }
+    if (req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1)) {
+      return next(new AppError(400, 'bad_request', 'An HTTP/1.1 request needs a Host header; nothing was done.'));
+    }
+    const expect = req.headers.expect;
+    if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
+      return next(new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got "${expect.slice(0, 64)}"); nothing was done.`));
+    }
+    next();
+  });
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
   // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one
@@ -158,6 +168,10 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
 
 /** Writes `refusal` in the envelope of `path`'s API straight on `socket`, then closes it. */
 function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = crypto.randomUUID()): void {
+  // Node takes its own error listener off a socket it hands over (a CONNECT's): a reset while this is
+  // written must not become an uncaught exception, which ends the process (a review's finding).
+  socket.on('error', () => socket.destroy());
+  if (!socket.writable) return void socket.destroy();
   const body = JSON.stringify(refusalBody(path, refusal, id));
   // Closed once written, as Node does: a half-closed socket went on reading, and the request it refused
   // (its body still arriving at the timeout) completed and was carried out after "nothing was done".
@@ -168,25 +182,25 @@ function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = cr
   );
 }
 
+/**
+ * The most header lines a request may carry: Node keeps this many and drops the rest without a word (a
+ * consistency or Idempotency-Key header after them went unseen: an all_regions write answered as
+ * local_region), so a request that reaches the count is refused (431) instead. Without a count cap, 16,000
+ * empty headers fit in Node's 16 KiB (it counts names and values only) and cost ~850 KB of heap each.
+ */
+export const MAX_REQUEST_HEADERS = 200;
+
 /** The options of a server whose requests nodeRefusals answers (with requireHostHeader off: the app refuses a missing Host). */
 export const SERVER_OPTIONS = { requireHostHeader: false } as const;
 
 /**
  * What Node answers by itself, bare or not at all, answered in the envelope of the API the request was
- * sent to (as a fuzzing review found): an `Expect` other than 100-continue (a bare 417), a CONNECT (the
- * connection closed without an answer). And headers past Node's count cap (maxHeadersCount, about 1,000 headers) are no longer
- * dropped without a word: a consistency or Idempotency-Key header after 1,000 others was not seen (an
- * all_regions write answered as local_region). The size cap (16 KiB, a 431) bounds them instead.
+ * sent to (as a fuzzing review found): an `Expect` other than 100-continue (a bare 417: the request goes to
+ * `handler`, and the app answers it like any refusal), a CONNECT (the connection closed without an answer).
  */
-export function nodeRefusals(server: Server): void {
-  server.maxHeadersCount = 0;
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const id = crypto.randomUUID();
-    const refusal = new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got "${String(req.headers.expect).slice(0, 64)}"); nothing was done.`);
-    const body = JSON.stringify(refusalBody(req.url ?? '/', refusal, id));
-    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': id, connection: 'close' });
-    res.end(body);
-  });
+export function nodeRefusals(server: Server, handler: RequestListener): void {
+  server.maxHeadersCount = MAX_REQUEST_HEADERS;
+  server.on('checkExpectation', handler);
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     answerOnSocket(socket, req.url ?? '/', new AppError(405, 'bad_request', 'CONNECT is not supported; nothing was done.'));
   });

@@ -104,18 +104,19 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   let draining = false;
   // Requests and responses built with Express's prototypes already in place (see server-classes.ts).
   // Node checks the request timeouts below every connectionsCheckingInterval (30 s by default).
-  const server = http.createServer({ ...serverClasses(app), ...SERVER_OPTIONS, connectionsCheckingInterval: 2000 }, (req, res) => {
+  const onRequest: http.RequestListener = (req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
     handle(req, res);
-  });
+  };
+  const server = http.createServer({ ...serverClasses(app), ...SERVER_OPTIONS, connectionsCheckingInterval: 2000 }, onRequest);
   server.keepAliveTimeout = 5000;
   // A request arrives whole within these (Node's defaults: 60 s for the headers, 300 s for all of it); the
   // largest body taken is 512 KB. A request still arriving gets a 408 (answerClientError).
   server.requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   server.headersTimeout = Math.min(REQUEST_HEADERS_TIMEOUT_MS, server.requestTimeout);
   server.on('clientError', answerClientError);
-  nodeRefusals(server);
+  nodeRefusals(server, onRequest);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission

@@ -39,11 +39,14 @@ export function entryPointProblem(value: string): string | null {
   // that every URL parser (and a Location header) reads the value as the one checked.
   // Also Unicode's spaces, line and paragraph separators and invisible format characters (U+2028, U+00A0,
   // U+200B, a right-to-left override): stored raw, they hide or break the URL where it is shown (a fuzzing review).
-  const bad = /[\u0000-\u0020\u007f-\u009f\\\p{Z}\p{Cf}]/u.exec(value);
+  // (The joiners U+200C and U+200D pass: IDNA allows them in Persian and Indic names.)
+  const bad = /(?![\u200c\u200d])[\u0000-\u0020\u007f-\u009f\\\p{Z}\p{Cf}]/u.exec(value);
   if (bad) {
     const code = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
     const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : /[\p{Z}\p{Cf}]/u.test(bad[0]) ? `an invisible or space character (${code})` : `a control character (${code})`;
-    return `entryPoint must not contain ${what}; percent-encode it (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
+    // Echoed escaped: the message must not carry the right-to-left override or line separator it refuses.
+    const echoed = JSON.stringify(value).slice(1, -1).replace(/[\p{Z}\p{Cf}]/gu, (c) => (c === ' ' ? c : `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`));
+    return `entryPoint must not contain ${what}; percent-encode it (in a host name, use its xn-- form) (got '${shown(echoed)}').`;
   }
   const authority = /^https:\/\/([^/?#]+)/i.exec(value)?.[1];
   if (authority === undefined) return `entryPoint must be an absolute https URL such as https://idp.example.com/sso (got '${shown(value)}').`;

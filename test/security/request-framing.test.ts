@@ -118,15 +118,46 @@ test('what Node answered by itself (an Expect it does not know, a missing Host, 
   }
 });
 
-test('headers past Node\'s count cap are read: a consistency or Idempotency-Key header after 1,100 others counts', async () => {
+test('a request with as many headers as Node keeps is refused (431), not read with the rest dropped; fewer are all read', async () => {
   const id = await credential('many headers');
-  const filler = Object.fromEntries(Array.from({ length: 1100 }, (_, i) => [`X${i}`, '1']));
-  const refused = await rawExchange(head('PATCH', `${P}/${id}`, {
-    ...headers, 'Content-Type': 'application/json', 'Content-Length': '14', ...filler, 'SlashID-Required-Consistency': 'bogus', Connection: 'close',
+  const patch = (n: number, consistency: string) => rawExchange(head('PATCH', `${P}/${id}`, {
+    ...headers, 'Content-Type': 'application/json', 'Content-Length': '14',
+    ...Object.fromEntries(Array.from({ length: n }, (_, i) => [`X${i}`, '1'])), 'SlashID-Required-Consistency': consistency, Connection: 'close',
   }) + '{"label":"p2"}');
-  expect(refused.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
-  expect(refused).toMatch(/SlashID-Required-Consistency/i);
+  // Before: Node kept the first ~1,000 and dropped the rest, the consistency header among them (an
+  // all_regions write answered as local_region).
+  const refused = await patch(1100, 'bogus');
+  expect(refused.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+  expect(JSON.parse(refused.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 431, message: expect.stringContaining('at most 199 headers') }] });
+  // Thousands of empty headers fit in Node's 16 KiB (it counts names and values only): refused too.
+  const empty = await rawExchange(`GET ${P} HTTP/1.1\r\nHost: x\r\n${'a:\r\n'.repeat(16_000)}\r\n`);
+  expect(empty.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+  // Under the cap, the last header is read like the first.
+  const read = await patch(150, 'bogus');
+  expect(read.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(read).toMatch(/SlashID-Required-Consistency/i);
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('many headers');
+});
+
+test('a CONNECT whose connection is reset while it is answered does not take the region down; a request after a 417 is answered', async () => {
+  for (let i = 0; i < 5; i++) {
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(port(), '127.0.0.1', () => {
+        socket.write(`CONNECT ${P} HTTP/1.1\r\nHost: x\r\n\r\n${'z'.repeat(100_000)}`);
+        setImmediate(() => {
+          socket.resetAndDestroy();
+          resolve();
+        });
+      });
+      socket.on('error', () => undefined);
+    });
+  }
+  expect((await call(r.url, 'GET', '/healthz')).status).toBe(200);
+  // Pipelined behind a refused Expect, a request is carried out and answered on the same connection.
+  const id = await credential('after expect');
+  const both = await rawExchange(head('GET', P, { ...headers, Expect: 'nope' }) + head('DELETE', `${P}/${id}`, { ...headers, Connection: 'close' }));
+  expect(both.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 417 ', 'HTTP/1.1 204 ']);
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(404);
 });
 
 /**
