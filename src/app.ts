@@ -40,21 +40,9 @@ export function createApp(deps: AppDeps): Express {
   // path they route, past the routes' authentication: the service takes no OPTIONS (no browser calls its
   // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
   // answer it in their own envelope (their router ends in a catch-all).
-  app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
   // What Node answered bare (see nodeRefusals), and what it would have dropped: answered in the envelope.
-  app.use((req, _res, next) => {
-    if (req.rawHeaders.length >= 2 * MAX_REQUEST_HEADERS) {
-      return next(new AppError(431, 'bad_request', `A request may carry at most ${MAX_REQUEST_HEADERS - 1} headers; nothing was done.`));
-    }
-    if (req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1)) {
-      return next(new AppError(400, 'bad_request', 'An HTTP/1.1 request needs a Host header; nothing was done.'));
-    }
-    const expect = req.headers.expect;
-    if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
-      return next(new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got "${expect.slice(0, 64)}"); nothing was done.`));
-    }
-    next();
-  });
+  app.use((req, _res, next) => next(edgeRefusal(req) ?? undefined));
+  app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
   // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one
@@ -172,6 +160,10 @@ function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = cr
   // written must not become an uncaught exception, which ends the process (a review's finding).
   socket.on('error', () => socket.destroy());
   if (!socket.writable) return void socket.destroy();
+  // What the client still sends is read and dropped (closing on unread bytes resets the connection, and the
+  // answer with it); the timer ends a client that never stops.
+  socket.resume();
+  setTimeout(() => socket.destroy(), 2000).unref();
   const body = JSON.stringify(refusalBody(path, refusal, id));
   // Closed once written, as Node does: a half-closed socket went on reading, and the request it refused
   // (its body still arriving at the timeout) completed and was carried out after "nothing was done".
@@ -190,6 +182,21 @@ function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = cr
  */
 export const MAX_REQUEST_HEADERS = 200;
 
+/** Why a request is refused before any route (a refusal Node would have answered bare, or headers it dropped); null when it is not. */
+export function edgeRefusal(req: IncomingMessage): AppError | null {
+  if (req.rawHeaders.length >= 2 * MAX_REQUEST_HEADERS) {
+    return new AppError(431, 'bad_request', `A request may carry at most ${MAX_REQUEST_HEADERS - 1} headers; nothing was done.`);
+  }
+  if (req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1)) {
+    return new AppError(400, 'bad_request', 'An HTTP/1.1 request needs a Host header; nothing was done.');
+  }
+  const expect = req.headers.expect;
+  if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
+    return new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got "${expect.slice(0, 64)}"); nothing was done.`);
+  }
+  return null;
+}
+
 /** The options of a server whose requests nodeRefusals answers (with requireHostHeader off: the app refuses a missing Host). */
 export const SERVER_OPTIONS = { requireHostHeader: false } as const;
 
@@ -201,6 +208,11 @@ export const SERVER_OPTIONS = { requireHostHeader: false } as const;
 export function nodeRefusals(server: Server, handler: RequestListener): void {
   server.maxHeadersCount = MAX_REQUEST_HEADERS;
   server.on('checkExpectation', handler);
+  // Node would send 100 Continue for any Expect naming it, and the app then refuse the body it asked for.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (!edgeRefusal(req)) res.writeContinue();
+    handler(req, res);
+  });
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     answerOnSocket(socket, req.url ?? '/', new AppError(405, 'bad_request', 'CONNECT is not supported; nothing was done.'));
   });

@@ -107,6 +107,9 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const onRequest: http.RequestListener = (req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
+    // Node's parser stays in upgrade mode after a request asking for one (answered as a plain request: the
+    // service takes no upgrade), so a request pipelined after it would never be read: close after it.
+    else if (req.headers.upgrade !== undefined) res.setHeader('Connection', 'close');
     handle(req, res);
   };
   const server = http.createServer({ ...serverClasses(app), ...SERVER_OPTIONS, connectionsCheckingInterval: 2000 }, onRequest);

@@ -40,12 +40,12 @@ export function entryPointProblem(value: string): string | null {
   // Also Unicode's spaces, line and paragraph separators and invisible format characters (U+2028, U+00A0,
   // U+200B, a right-to-left override): stored raw, they hide or break the URL where it is shown (a fuzzing review).
   // (The joiners U+200C and U+200D pass: IDNA allows them in Persian and Indic names.)
-  const bad = /(?![\u200c\u200d])[\u0000-\u0020\u007f-\u009f\\\p{Z}\p{Cf}]/u.exec(value);
+  const bad = /(?![\u200c\u200d])[\u0000-\u0020\u007f-\u009f\\\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.exec(value);
   if (bad) {
     const code = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
-    const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : /[\p{Z}\p{Cf}]/u.test(bad[0]) ? `an invisible or space character (${code})` : `a control character (${code})`;
+    const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : /[\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.test(bad[0]) ? `an invisible or space character (${code})` : `a control character (${code})`;
     // Echoed escaped: the message must not carry the right-to-left override or line separator it refuses.
-    const echoed = JSON.stringify(value).slice(1, -1).replace(/[\p{Z}\p{Cf}]/gu, (c) => (c === ' ' ? c : `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`));
+    const echoed = JSON.stringify(value).slice(1, -1).replace(/[\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, (c) => (c === ' ' ? c : `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`));
     return `entryPoint must not contain ${what}; percent-encode it (in a host name, use its xn-- form) (got '${shown(echoed)}').`;
   }
   const authority = /^https:\/\/([^/?#]+)/i.exec(value)?.[1];

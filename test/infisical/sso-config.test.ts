@@ -147,6 +147,8 @@ describe('validation (422, Infisical shape)', () => {
     ['https://idp.example.com/a\u3000b', 'an invisible or space character (U+3000)'],
     ['https://idp.example.com/a\u202eb', 'an invisible or space character (U+202E)'],
     ['https://idp.example.com/a\u200bb', 'an invisible or space character (U+200B)'],
+    ['https://a\u034fb.example.com/', 'an invisible or space character (U+034F)'],
+    ['https://idp.example.com/a\ufe0fb', 'an invisible or space character (U+FE0F)'],
     ['https://idp.example.com/a\u{e0001}b', "an invisible or space character (U+E0001); percent-encode it (in a host name, use its xn-- form) (got 'https://idp.example.com/a<U+E0001>b')"],
     ['https:\\\\idp.example.com\\sso', 'a backslash'],
     ['https://idp.example.com\\@evil.com/', 'a backslash'],

@@ -118,6 +118,20 @@ test('what Node answered by itself (an Expect it does not know, a missing Host, 
   }
 });
 
+test('no 100 Continue for a request that is then refused; an OPTIONS is refused like the rest; an upgrade request closes its connection', async () => {
+  // Node sent 100 Continue for any Expect naming it, and the app then refused the body it had asked for.
+  const mixed = await rawExchange(head('POST', P, { ...headers, Expect: '100-continue, foo', 'Content-Type': 'application/json', 'Content-Length': '2' }), 1500);
+  expect(mixed.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
+  expect(mixed).not.toContain('100 Continue');
+  const options = await rawExchange(`OPTIONS ${P} HTTP/1.1\r\nConnection: close\r\n\r\n`);
+  expect(options.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  // A request pipelined after an upgrade request was never read (Node's parser stays in upgrade mode): the
+  // connection closes after the first answer instead of hanging until the keep-alive timeout.
+  const upgrade = await rawExchange(head('GET', '/healthz', { Upgrade: 'websocket', Connection: 'Upgrade' }) + head('GET', '/healthz', {}), 4000);
+  expect(upgrade.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 200 ']);
+  expect(upgrade).toMatch(/\r\nconnection: close\r\n/i);
+});
+
 test('a request with as many headers as Node keeps is refused (431), not read with the rest dropped; fewer are all read', async () => {
   const id = await credential('many headers');
   const patch = (n: number, consistency: string) => rawExchange(head('PATCH', `${P}/${id}`, {
