@@ -41,7 +41,12 @@ export function createApp(deps: AppDeps): Express {
   // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
   // answer it in their own envelope (their router ends in a catch-all).
   // What Node answered bare (see nodeRefusals), and what it would have dropped: answered in the envelope.
-  app.use((req, _res, next) => next(edgeRefusal(req) ?? undefined));
+  app.use((req, res, next) => {
+    const refusal = edgeRefusal(req);
+    if (refusal) return next(refusal);
+    if ((req as { [CONTINUE_DUE]?: boolean })[CONTINUE_DUE]) res.writeContinue();
+    next();
+  });
   app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
@@ -113,6 +118,9 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
   };
 }
 
+/** Marks a request whose client waits for 100 Continue (Node left it to us: nodeRefusals). */
+const CONTINUE_DUE = Symbol('100 Continue due');
+
 /** Marks a connection answerClientError is closing once its current answer is sent. */
 const CLOSING = Symbol('closing after its answer');
 
@@ -154,24 +162,27 @@ export function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buf
   answerOnSocket(socket, path, refusal, id);
 }
 
-/** Writes `refusal` in the envelope of `path`'s API straight on `socket`, then closes it. */
-function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = crypto.randomUUID()): void {
+/**
+ * Writes `refusal` in the envelope of `path`'s API straight on `socket`, then closes it. `drain`: for a
+ * socket Node's parser has let go of (a CONNECT's), what the client still sends is read and dropped until
+ * it closes (at most 2 s), so that closing on unread bytes does not reset the connection and the answer
+ * with it. Otherwise closed once written, as Node does: a half-closed socket that Node still parses went on
+ * reading, and the request it refused (its body still arriving at the timeout) completed and was carried
+ * out after "nothing was done".
+ */
+function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = crypto.randomUUID(), drain = false): void {
   // Node takes its own error listener off a socket it hands over (a CONNECT's): a reset while this is
   // written must not become an uncaught exception, which ends the process (a review's finding).
   socket.on('error', () => socket.destroy());
   if (!socket.writable) return void socket.destroy();
-  // What the client still sends is read and dropped (closing on unread bytes resets the connection, and the
-  // answer with it); the timer ends a client that never stops.
-  socket.resume();
-  setTimeout(() => socket.destroy(), 2000).unref();
   const body = JSON.stringify(refusalBody(path, refusal, id));
-  // Closed once written, as Node does: a half-closed socket went on reading, and the request it refused
-  // (its body still arriving at the timeout) completed and was carried out after "nothing was done".
-  socket.end(
-    `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    () => socket.destroy(),
-  );
+  const answer = `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  if (!drain) return void socket.end(answer, () => socket.destroy());
+  socket.once('end', () => socket.destroy());
+  setTimeout(() => socket.destroy(), 2000).unref();
+  socket.resume();
+  socket.end(answer);
 }
 
 /**
@@ -208,12 +219,13 @@ export const SERVER_OPTIONS = { requireHostHeader: false } as const;
 export function nodeRefusals(server: Server, handler: RequestListener): void {
   server.maxHeadersCount = MAX_REQUEST_HEADERS;
   server.on('checkExpectation', handler);
-  // Node would send 100 Continue for any Expect naming it, and the app then refuse the body it asked for.
+  // Node would send 100 Continue for any Expect naming it, before the front door's overload 503 or the
+  // app's refusal of the body it had asked for: the app sends it once the request passed both (createApp).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (!edgeRefusal(req)) res.writeContinue();
+    (req as IncomingMessage & { [CONTINUE_DUE]?: boolean })[CONTINUE_DUE] = true;
     handler(req, res);
   });
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-    answerOnSocket(socket, req.url ?? '/', new AppError(405, 'bad_request', 'CONNECT is not supported; nothing was done.'));
+    answerOnSocket(socket, req.url ?? '/', new AppError(405, 'bad_request', 'CONNECT is not supported; nothing was done.'), undefined, true);
   });
 }

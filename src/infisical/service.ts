@@ -20,7 +20,9 @@ export function samlConfigId(orgId: string): string {
   return uuidv5(orgId, CONFIG_ID_NAMESPACE);
 }
 
-const shown = (s: string) => (s.length > 120 ? `${s.slice(0, 120)}…` : s);
+/** A value echoed in a message: cut at 120 characters, its invisible, space-like and control characters named (<U+202E>) so the message does not carry them. */
+const shown = (s: string) =>
+  (s.length > 120 ? `${s.slice(0, 120)}…` : s).replace(/(?! )[\p{Z}\p{Cf}\p{Cc}\p{Default_Ignorable_Code_Point}]/gu, (c) => `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`);
 
 /** Why `entryPoint` cannot be used, or null. Browsers are sent there with the SAML request: https only. */
 export function entryPointProblem(value: string): string | null {
@@ -44,9 +46,8 @@ export function entryPointProblem(value: string): string | null {
   if (bad) {
     const code = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
     const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : /[\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.test(bad[0]) ? `an invisible or space character (${code})` : `a control character (${code})`;
-    // Echoed escaped: the message must not carry the right-to-left override or line separator it refuses.
-    const echoed = JSON.stringify(value).slice(1, -1).replace(/[\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, (c) => (c === ' ' ? c : `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`));
-    return `entryPoint must not contain ${what}; percent-encode it (in a host name, use its xn-- form) (got '${shown(echoed)}').`;
+    // Echoed escaped (shown): the message must not carry the right-to-left override or line separator it refuses.
+    return `entryPoint must not contain ${what}; percent-encode it (in a host name, use its xn-- form) (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
   }
   const authority = /^https:\/\/([^/?#]+)/i.exec(value)?.[1];
   if (authority === undefined) return `entryPoint must be an absolute https URL such as https://idp.example.com/sso (got '${shown(value)}').`;

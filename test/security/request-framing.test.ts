@@ -123,6 +123,24 @@ test('no 100 Continue for a request that is then refused; an OPTIONS is refused 
   const mixed = await rawExchange(head('POST', P, { ...headers, Expect: '100-continue, foo', 'Content-Type': 'application/json', 'Content-Length': '2' }), 1500);
   expect(mixed.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
   expect(mixed).not.toContain('100 Continue');
+  // A plain 100-continue still gets its 100, then its body is read and the write carried out.
+  const id = await credential('continue');
+  const body = '{"label":"continued"}';
+  const continued = await new Promise<string>((resolve) => {
+    let got = '';
+    const socket = net.connect(port(), '127.0.0.1', () => socket.write(head('PATCH', `${P}/${id}`, {
+      ...headers, Expect: '100-continue', 'Content-Type': 'application/json', 'Content-Length': String(body.length), Connection: 'close',
+    })));
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('utf8');
+      if (got.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !got.includes('204')) socket.write(body);
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(got));
+    setTimeout(() => socket.destroy(), 5000);
+  });
+  expect(continued.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 100 ', 'HTTP/1.1 204 ']);
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('continued');
   const options = await rawExchange(`OPTIONS ${P} HTTP/1.1\r\nConnection: close\r\n\r\n`);
   expect(options.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
   // A request pipelined after an upgrade request was never read (Node's parser stays in upgrade mode): the
