@@ -36,17 +36,18 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', false);
   app.use(requestId());
   app.use(requestLog(deps.log, deps.metrics));
-  // Express's routers answer an OPTIONS request themselves (200, text/plain, the path's methods) on any
-  // path they route, past the routes' authentication: the service takes no OPTIONS (no browser calls its
-  // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
-  // answer it in their own envelope (their router ends in a catch-all).
-  // What Node answered bare (see nodeRefusals), and what it would have dropped: answered in the envelope.
+  // What Node answered bare (see nodeRefusals), and what it would have dropped: answered in the envelope,
+  // before anything else (the OPTIONS answer below included).
   app.use((req, res, next) => {
     const refusal = edgeRefusal(req);
     if (refusal) return next(refusal);
     if ((req as { [CONTINUE_DUE]?: boolean })[CONTINUE_DUE]) res.writeContinue();
     next();
   });
+  // Express's routers answer an OPTIONS request themselves (200, text/plain, the path's methods) on any
+  // path they route, past the routes' authentication: the service takes no OPTIONS (no browser calls its
+  // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
+  // answer it in their own envelope (their router ends in a catch-all).
   app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
@@ -189,7 +190,8 @@ function answerOnSocket(socket: Duplex, path: string, refusal: AppError, id = cr
  * The most header lines a request may carry: Node keeps this many and drops the rest without a word (a
  * consistency or Idempotency-Key header after them went unseen: an all_regions write answered as
  * local_region), so a request that reaches the count is refused (431) instead. Without a count cap, 16,000
- * empty headers fit in Node's 16 KiB (it counts names and values only) and cost ~850 KB of heap each.
+ * empty headers fit in Node's 16 KiB (it counts the URL, names and values, not the line framing) and cost
+ * ~850 KB of heap each.
  */
 export const MAX_REQUEST_HEADERS = 200;
 

@@ -20,9 +20,16 @@ export function samlConfigId(orgId: string): string {
   return uuidv5(orgId, CONFIG_ID_NAMESPACE);
 }
 
-/** A value echoed in a message: cut at 120 characters, its invisible, space-like and control characters named (<U+202E>) so the message does not carry them. */
-const shown = (s: string) =>
-  (s.length > 120 ? `${s.slice(0, 120)}…` : s).replace(/(?! )[\p{Z}\p{Cf}\p{Cc}\p{Default_Ignorable_Code_Point}]/gu, (c) => `<U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}>`);
+/** Unicode's spaces, separators and invisible characters (U+00A0, U+2028, U+200B, a right-to-left override, U+034F). */
+const INVISIBLE = '\\p{Z}\\p{Cf}\\p{Default_Ignorable_Code_Point}';
+const INVISIBLE_CHAR = new RegExp(`[${INVISIBLE}]`, 'u');
+/** What entryPoint may not hold: controls, space, backslash, the invisible ones (the IDNA joiners U+200C and U+200D pass: Persian and Indic names use them). */
+const NOT_IN_ENTRY_POINT = new RegExp(`(?![\\u200c\\u200d])[\\u0000-\\u0020\\u007f-\\u009f\\\\${INVISIBLE}]`, 'u');
+const ECHOED_ESCAPED = new RegExp(`(?! )[${INVISIBLE}\\p{Cc}]`, 'gu');
+const codePoint = (c: string) => `U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+
+/** A value echoed in a message: cut at 120 characters, its invisible and control characters named (<U+202E>) so the message does not carry them. */
+const shown = (s: string) => (s.length > 120 ? `${s.slice(0, 120)}…` : s).replace(ECHOED_ESCAPED, (c) => `<${codePoint(c)}>`);
 
 /** Why `entryPoint` cannot be used, or null. Browsers are sent there with the SAML request: https only. */
 export function entryPointProblem(value: string): string | null {
@@ -41,11 +48,10 @@ export function entryPointProblem(value: string): string | null {
   // that every URL parser (and a Location header) reads the value as the one checked.
   // Also Unicode's spaces, line and paragraph separators and invisible format characters (U+2028, U+00A0,
   // U+200B, a right-to-left override): stored raw, they hide or break the URL where it is shown (a fuzzing review).
-  // (The joiners U+200C and U+200D pass: IDNA allows them in Persian and Indic names.)
-  const bad = /(?![\u200c\u200d])[\u0000-\u0020\u007f-\u009f\\\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.exec(value);
+  const bad = NOT_IN_ENTRY_POINT.exec(value);
   if (bad) {
-    const code = `U+${(bad[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
-    const what = bad[0] === '\\' ? 'a backslash' : bad[0] === ' ' ? 'a space' : /[\p{Z}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.test(bad[0]) ? `an invisible or space character (${code})` : `a control character (${code})`;
+    const c = bad[0];
+    const what = c === '\\' ? 'a backslash' : c === ' ' ? 'a space' : INVISIBLE_CHAR.test(c) ? `an invisible or space character (${codePoint(c)})` : `a control character (${codePoint(c)})`;
     // Echoed escaped (shown): the message must not carry the right-to-left override or line separator it refuses.
     return `entryPoint must not contain ${what}; percent-encode it (in a host name, use its xn-- form) (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
   }

@@ -9,7 +9,9 @@
 import type { Db, SqlReader } from '../db/client';
 import type { ChangeEvent } from './tables';
 
-export type ParkReason = 'apply-failed' | 'unknown-table' | 'clock-skew' | 'schema-ahead';
+/** Why an event is parked (the admin answers' `reason`; schema.ts builds its schema from this list). */
+export const PARK_REASONS = ['apply-failed', 'unknown-table', 'clock-skew', 'schema-ahead'] as const;
+export type ParkReason = (typeof PARK_REASONS)[number];
 
 export const MAX_FAILURES = 3;
 

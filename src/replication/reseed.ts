@@ -51,13 +51,6 @@ export interface ReseedOptions {
   waitMs?: number;
 }
 
-/**
- * What the peer still lacks, as far as its origins and its own database show: per other region, changes it
- * committed before the first look (`befores`, on its own clock) that the peer has not acked (neither its
- * delivery to the peer confirmed nor the peer's ack in its Redis), and the changes the peer holds failing or
- * parked. The target gets none of these from its inbox if the cap trimmed
- * them there, so a copy made now would miss them for good. Empty when caught up.
- */
 /** How many changes the peer's operator discarded (replication_discarded; none in a database of an older version). */
 async function discardedIn(peerDb: Client): Promise<number> {
   const t = await peerDb.query<{ t: string | null }>(`SELECT to_regclass('replication_discarded')::text AS t`);
@@ -65,6 +58,13 @@ async function discardedIn(peerDb: Client): Promise<number> {
   return (await peerDb.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_discarded')).rows[0]?.n ?? 0;
 }
 
+/**
+ * What the peer still lacks, as far as its origins and its own database show: per other region, changes it
+ * committed before the first look (`befores`, on its own clock) that the peer has not acked (neither its
+ * delivery to the peer confirmed nor the peer's ack in its Redis), and the changes the peer holds failing or
+ * parked. The target gets none of these from its inbox if the cap trimmed
+ * them there, so a copy made now would miss them for good. Empty when caught up.
+ */
 async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys): Promise<string[]> {
   const lacks: string[] = [];
   const failures = await peerDb.query<{ failing: number; parked: number }>(

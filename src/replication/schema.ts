@@ -2,6 +2,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { AdmissionStatus } from '../http/admission-schema';
 import { compile, Uuid } from '../http/validate';
+import { PARK_REASONS } from './parked';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Time = Type.String({ format: 'date-time' });
@@ -200,7 +201,7 @@ export const ReplicationStatus = Type.Object(
 /** POST /admin/replication/parked/retry. */
 export const ParkedRetryResult = Type.Object({ region: Type.String(), applied: Count, parked: Count }, strict);
 
-/** The most change ids one discard names (each answered with its whole event). */
+/** The most change ids one discard names. */
 export const DISCARD_MAX_IDS = 100;
 
 /** POST /admin/replication/parked/discard: the parked changes to give up on in this region. */
@@ -210,7 +211,7 @@ export const ParkedDiscardBody = Type.Object(
 );
 export const validateParkedDiscard = compile(ParkedDiscardBody);
 
-const ParkReasonSchema = Type.Union([Type.Literal('apply-failed'), Type.Literal('unknown-table'), Type.Literal('clock-skew'), Type.Literal('schema-ahead')]);
+const ParkReasonSchema = Type.Union(PARK_REASONS.map((r) => Type.Literal(r)));
 
 /** A discarded change as the discard and its read answer it (parked.ts DiscardedEvent). */
 const DiscardedFields = {
