@@ -5,7 +5,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { answerClientError, createApp, frontDoor, nodeRefusals, SERVER_OPTIONS } from './app';
+import { createApp, frontDoor, refusalBody } from './app';
+import { guardServer, REQUEST_HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SERVER_OPTIONS } from './http/edges';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
 import { ensureDatabase, migrate } from './db/migrate';
@@ -25,10 +26,6 @@ import { serverClasses } from './http/server-classes';
 
 /** The listening socket's accept queue (see the listen call). */
 export const LISTEN_BACKLOG = 4096;
-
-/** How long a client has to send a request's headers, and the whole request (see startRegion). */
-export const REQUEST_HEADERS_TIMEOUT_MS = 10_000;
-export const REQUEST_TIMEOUT_MS = 30_000;
 
 /** How long a stopping region waits for in-flight requests (an all_regions wait may last 120 s). */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 125_000;
@@ -107,19 +104,15 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const onRequest: http.RequestListener = (req, res) => {
     // While draining, end keep-alive connections after their current request so the server can close.
     if (draining) res.setHeader('Connection', 'close');
-    // Node's parser stays in upgrade mode after a request asking for one (answered as a plain request: the
-    // service takes no upgrade), so a request pipelined after it would never be read: close after it.
-    else if (req.headers.upgrade !== undefined) res.setHeader('Connection', 'close');
     handle(req, res);
   };
   const server = http.createServer({ ...serverClasses(app), ...SERVER_OPTIONS, connectionsCheckingInterval: 2000 }, onRequest);
   server.keepAliveTimeout = 5000;
   // A request arrives whole within these (Node's defaults: 60 s for the headers, 300 s for all of it); the
-  // largest body taken is 512 KB. A request still arriving gets a 408 (answerClientError).
+  // largest body taken is 512 KB. A request still arriving gets a 408 (guardServer).
   server.requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   server.headersTimeout = Math.min(REQUEST_HEADERS_TIMEOUT_MS, server.requestTimeout);
-  server.on('clientError', answerClientError);
-  nodeRefusals(server, onRequest);
+  guardServer(server, onRequest, refusalBody);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission

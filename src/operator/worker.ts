@@ -16,7 +16,8 @@ import { Pool } from 'pg';
 import type { SqlReader } from '../db/client';
 import { notFound } from '../http/errors';
 import { requestId } from '../http/request-id';
-import { slashidErrors } from '../http/slashid';
+import { edgeChecks, guardServer, REQUEST_HEADERS_TIMEOUT_MS, SERVER_OPTIONS } from '../http/edges';
+import { errorEnvelope, slashidErrors } from '../http/slashid';
 import { createLogger } from '../logger';
 import { createReadiness } from '../observability/readiness';
 import { requestLog } from '../observability/request-log';
@@ -56,6 +57,7 @@ app.disable('x-powered-by');
 app.set('trust proxy', false);
 app.use(requestId());
 app.use(requestLog(log));
+app.use(edgeChecks());
 app.use(healthRoutes({
   region: d.region,
   health: async () => ({
@@ -81,8 +83,12 @@ app.use(() => {
 });
 app.use(slashidErrors(log));
 
-const server = http.createServer(serverClasses(app), app);
+const server = http.createServer({ ...serverClasses(app), ...SERVER_OPTIONS, connectionsCheckingInterval: 2000 }, app);
 server.keepAliveTimeout = 5000;
+// Its requests are GETs without a body: the headers' time is the whole request's.
+server.requestTimeout = server.headersTimeout = REQUEST_HEADERS_TIMEOUT_MS;
+// The region port's answers to what Node answers bare or not at all, in the admin API's envelope.
+guardServer(server, app, (_path, refusal) => errorEnvelope(refusal));
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') {

@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { ADMIN_TOKEN } from '../support/env';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { rawExchangeWith } from '../support/raw-http';
 
 let r: InProcessRegion;
 let operator: string;
@@ -112,6 +113,39 @@ test('the operator port refuses a missing or wrong admin token like the region p
   const other = await call(operator, 'GET', '/admin/organizations', { headers: adminHeaders });
   expect(other.status).toBe(404);
   expect(other.body.errors[0].message).toMatch(/operator port serves GET \/healthz, \/readyz and \/admin\/replication/);
+});
+
+test('the operator port answers what Node would answer bare or not at all in the envelope, as the region port does', async () => {
+  const raw = (bytes: string, waitMs?: number) => rawExchangeWith(Number(new URL(operator).port), bytes, waitMs);
+  const status = (answer: string) => answer.split('\r\n')[0];
+  const body = (answer: string) => JSON.parse(answer.split('\r\n\r\n').at(-1) ?? '') as unknown;
+  const envelope = (httpcode: number, message: string) => ({ meta: {}, errors: [{ httpcode, message: expect.stringContaining(message) }] });
+  // Before: a bare "HTTP/1.1 400 Bad Request" with no body, a bare 417, a CONNECT closed without an answer,
+  // a 100 Continue sent for an Expect the server then ignored, and every header past Node's 2,000 dropped.
+  const badHeader = await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\u0001\r\n\r\n');
+  expect(status(badHeader)).toBe('HTTP/1.1 400 Bad Request');
+  expect(body(badHeader)).toEqual(envelope(400, 'not valid HTTP/1.1'));
+  const expectNope = await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: nope\r\nConnection: close\r\n\r\n');
+  expect(status(expectNope)).toBe('HTTP/1.1 417 Expectation Failed');
+  expect(body(expectNope)).toEqual(envelope(417, '100-continue'));
+  const mixed = await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue, foo\r\nConnection: close\r\n\r\n', 1500);
+  expect(mixed).not.toContain('100 Continue');
+  expect(status(mixed)).toBe('HTTP/1.1 417 Expectation Failed');
+  const noHost = await raw('GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n');
+  expect(body(noHost)).toEqual(envelope(400, 'Host header'));
+  const connect = await raw('CONNECT /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  expect(status(connect)).toBe('HTTP/1.1 405 Method Not Allowed');
+  expect(body(connect)).toEqual(envelope(405, 'CONNECT'));
+  const many = await raw(`GET /admin/replication HTTP/1.1\r\nHost: x\r\n${'a:\r\n'.repeat(300)}Authorization: ${adminHeaders.authorization}\r\nConnection: close\r\n\r\n`);
+  expect(status(many)).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+  expect(body(many)).toEqual(envelope(431, 'at most 199 headers'));
+  // An upgrade request is answered as a plain one, and its connection closed after it (a request pipelined
+  // behind it would never be read).
+  const upgrade = await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 4000);
+  expect(upgrade.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 200 ']);
+  expect(upgrade).toMatch(/\r\nconnection: close\r\n/i);
+  // The port still answers its own requests.
+  expect((await call(operator, 'GET', '/healthz')).status).toBe(200);
 });
 
 test('while the main event loop is blocked, the operator port answers and the region port does not', async () => {

@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import { adminHeaders, call, createOrg } from '../support/harness';
+import { rawExchangeWith } from '../support/raw-http';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { bearer, issueToken, SSO } from '../infisical/support/fixtures';
@@ -30,20 +31,8 @@ afterAll(async () => {
 
 const port = () => Number(new URL(r.url).port);
 
-/** Writes `bytes` on a fresh connection and collects what comes back until the server closes it (or `waitMs`). */
-function rawExchange(bytes: Buffer | string, waitMs = 3000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port(), '127.0.0.1', () => socket.write(bytes));
-    const parts: Buffer[] = [];
-    const timer = setTimeout(() => socket.destroy(), waitMs);
-    socket.on('data', (d: Buffer) => parts.push(d));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(parts).toString('utf8'));
-    });
-  });
-}
+/** Writes `bytes` on a fresh connection to the region and collects what comes back (see rawExchangeWith). */
+const rawExchange = (bytes: Buffer | string, waitMs = 3000) => rawExchangeWith(port(), bytes, waitMs);
 
 const head = (method: string, path: string, extra: Record<string, string>) =>
   `${method} ${path} HTTP/1.1\r\nHost: x\r\n${Object.entries(extra).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
