@@ -64,3 +64,13 @@ export function isConnectionLost(err: unknown): boolean {
   if (LOST_CODES.has(pgCode(err) ?? '')) return true;
   return LOST_WORDING.test(String(e?.message ?? ''));
 }
+
+/**
+ * The database's trouble, not the statement's: it could not be reached or refused a connection
+ * (isConnectRefused), ended the session under it (isConnectionLost), or ran out of a resource (class 53:
+ * too many connections, disk full, out of memory) or met a system error (class 58: I/O). Says nothing about
+ * what was asked of it, so nothing may be counted against that (the applier's failures).
+ */
+export function isDatabaseTrouble(err: unknown): boolean {
+  return isConnectRefused(err) || isConnectionLost(err) || /^5[38]/.test(pgCode(err) ?? '');
+}

@@ -11,7 +11,7 @@
  */
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
-import { isTransient } from '../db/pg-errors';
+import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
 import { withTimeout } from '../db/timeout';
 import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
@@ -53,6 +53,8 @@ export interface ApplierDeps {
   claimEveryMs?: number;
   /** How often changes parked for clock skew are tried again (default SKEW_RETRY_MS). */
   skewRetryEveryMs?: number;
+  /** How often changes parked as apply-failed are tried again (default FAILED_RETRY_MS). */
+  failedRetryEveryMs?: number;
   /** Verifies each entry's signature before anything else reads it (see event-auth.ts). */
   auth: EventAuth;
 }
@@ -87,6 +89,13 @@ const BATCH_SIZE = 250;
  */
 export const SKEW_RETRY_MS = 60_000;
 
+/**
+ * Changes parked as apply-failed are tried again this often (and at start, and on the admin retry): what
+ * failed for a reason that has gone since (a schema fixed by hand, a row in the way removed, or a database
+ * trouble no check recognised) applies without an operator, and the region converges.
+ */
+export const FAILED_RETRY_MS = 600_000;
+
 /** Batches applied at once: one in the database while the next is read, verified and parsed. */
 const BATCHES_IN_FLIGHT = 2;
 
@@ -97,9 +106,10 @@ export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
-  private lastSkewRetry = Date.now();
+  /** When each periodic retry of parked changes last ran (see periodicRetry). */
+  private readonly lastRetry = new Map<ParkReason, number>([['clock-skew', Date.now()], ['apply-failed', Date.now()]]);
   /** The periodic retry of clock-skew parks while it runs (one at a time). */
-  private skewRetry: Promise<void> | null = null;
+  private periodicRetry: Promise<void> | null = null;
   private readonly failures: FailureLog;
   /** Batches being applied (see run). */
   private readonly applying = new Set<Promise<void>>();
@@ -148,7 +158,7 @@ export class Applier {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
-    await this.skewRetry;
+    await this.periodicRetry;
     await Promise.all(this.applying);
     await this.flushProgress();
     await Promise.all(this.acking);
@@ -180,17 +190,7 @@ export class Applier {
           if (retried.applied || retried.parked) log.info(retried, 'retried parked change events');
           started = true;
         }
-        if (!this.skewRetry && Date.now() - this.lastSkewRetry > (this.d.skewRetryEveryMs ?? SKEW_RETRY_MS)) {
-          this.lastSkewRetry = Date.now();
-          // Beside the reads, not in their way: a clock ahead for minutes parks all its region sent meanwhile,
-          // and applying those one by one held the inbox back for as long (a review measured 6 s for 3,000).
-          this.skewRetry = this.retryParked({ reason: 'clock-skew' })
-            .then(
-              (retried) => void (retried.applied && log.info(retried, 'applied change events parked for clock skew: the clocks agree again')),
-              (err: Error) => log.warn({ err: err.message }, 'retrying the changes parked for clock skew failed; trying again later'),
-            )
-            .finally(() => (this.skewRetry = null));
-        }
+        if (!this.periodicRetry) this.periodicRetry = this.retryDue();
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
           ({ entries, last: pendingCursor } = await this.read(['COUNT', count(), 'STREAMS', keys.inbox(region), pendingCursor]));
@@ -359,7 +359,7 @@ export class Applier {
       } catch (err) {
         // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
         // and count nothing against them. What committed before it is acked now.
-        if (!(await this.databaseUp())) {
+        if (isDatabaseTrouble(err) || !(await this.databaseUp())) {
           await this.settleBeforeOutage(own, applied, outcomes);
           throw err;
         }
@@ -370,6 +370,12 @@ export class Applier {
             await this.apply([p], outcomes);
             applied.push(p);
           } catch (e) {
+            // The database's trouble (it refused the connection: too many; it ended the session) is not the
+            // event's: the rest stays pending, nothing counted (a review parked good changes on 53300).
+            if (isDatabaseTrouble(e)) {
+              await this.settleBeforeOutage(own, applied, outcomes);
+              throw e;
+            }
             // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
             if (!isTransient(e)) failed.push({ p, err: e as Error });
           }
@@ -436,13 +442,38 @@ export class Applier {
     return out;
   }
 
+  /**
+   * Whether the database answers on the applier's own pool: the one its batches failed on (the main pool
+   * can be up when this one cannot open a connection, e.g. at the connection limit, as a review found).
+   */
   private databaseUp(): Promise<boolean> {
-    return withTimeout(this.d.db.$queryRawUnsafe('SELECT 1'), 5000).then(() => true, () => false);
+    return withTimeout(this.d.pool.query('SELECT 1'), 5000).then(() => true, () => false);
+  }
+
+  /**
+   * The periodic retry of parked changes whose time has come (clock-skew every SKEW_RETRY_MS, apply-failed
+   * every FAILED_RETRY_MS), beside the reads, not in their way: a clock ahead for minutes parks all its region
+   * sent meanwhile, and applying those one by one held the inbox back for as long (a review measured 6 s
+   * for 3,000). Null when none is due.
+   */
+  private retryDue(): Promise<void> | null {
+    const every: [ParkReason, number][] = [['clock-skew', this.d.skewRetryEveryMs ?? SKEW_RETRY_MS], ['apply-failed', this.d.failedRetryEveryMs ?? FAILED_RETRY_MS]];
+    const due = every.find(([reason, ms]) => Date.now() - (this.lastRetry.get(reason) ?? 0) > ms);
+    if (!due) return null;
+    const [reason] = due;
+    this.lastRetry.set(reason, Date.now());
+    const { log } = this.d;
+    return this.retryParked({ reason })
+      .then(
+        (retried) => void (retried.applied && log.info({ ...retried, reason }, 'applied change events parked earlier: what stopped them has gone')),
+        (err: Error) => log.warn({ err: err.message, reason }, 'retrying parked changes failed; trying again later'),
+      )
+      .finally(() => (this.periodicRetry = null));
   }
 
   /**
    * Re-applies parked events (at start, and on POST /admin/replication/parked/retry; those of one reason
-   * every SKEW_RETRY_MS for clock-skew): those this version can now apply leave the parked list and are
+   * periodically, see retryDue): those this version can now apply leave the parked list and are
    * acked as applied; the others stay, with their latest error.
    */
   async retryParked(opts: { reason?: ParkReason } = {}): Promise<{ applied: number; parked: number }> {
@@ -470,7 +501,7 @@ export class Applier {
             done.push(p);
             continue;
           } catch (err) {
-            if (!(await this.databaseUp())) throw err;
+            if (isDatabaseTrouble(err) || !(await this.databaseUp())) throw err;
             // A deadlock or lock timeout with a batch applied meanwhile says nothing about the event: it
             // keeps its reason (and its place in the periodic retry of its reason).
             if (!isTransient(err)) await this.failures.stillParked(r.change_id, 'apply-failed', (err as Error).message);

@@ -4,6 +4,7 @@
  * meanwhile; a restart with such an entry pending walks the pending list once instead of looping.
  */
 import { FailureLog, MAX_FAILURES } from '../../src/replication/parked';
+import { createApplyPool } from '../../src/replication/pg-tx';
 import { testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
 import { eventFor, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
@@ -141,4 +142,64 @@ test('a change an operator discarded here, delivered again, is acked as parked a
   );
   await new FailureLog(rig.db).load();
   expect(await failureRow(raced.changeId)).toBeNull();
+}, 60_000);
+
+test('a database refusing the applier\'s connections (too many for its role) counts nothing against the events; they apply once it lets them in', async () => {
+  // A role of its own at its connection limit: the applier's pool cannot open a connection (53300) while
+  // the region's other pool, and so a probe through it, still answers (a review parked good changes so).
+  const role = `parking_limited_${process.pid}`;
+  await rig.db.$executeRawUnsafe(`DROP ROLE IF EXISTS ${role}`);
+  await rig.db.$executeRawUnsafe(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 0`);
+  await rig.db.$executeRawUnsafe(`GRANT pg_read_all_data, pg_write_all_data TO ${role}`);
+  const url = new URL(rig.databaseUrl);
+  url.username = role;
+  const pool = createApplyPool(url.toString());
+  const events = [orgEvent('refused-1'), orgEvent('refused-2'), orgEvent('refused-3')];
+  for (const e of events) await rig.publish(e);
+  const applier = await rig.applier({ consumer: 'limited', pool });
+  applier.start();
+  try {
+    // Attempts every half second and claims every 100 ms: three failures each would have parked them.
+    await new Promise((r) => setTimeout(r, 4000));
+    for (const e of events) {
+      expect(await failureRow(e.changeId)).toBeNull();
+      expect(await orgName(e.orgId)).toBeNull();
+    }
+    expect(applier.parkedEvents).toBe(0);
+    await rig.db.$executeRawUnsafe(`ALTER ROLE ${role} CONNECTION LIMIT -1`);
+    expect(await eventually(async () => (await Promise.all(events.map((e) => orgName(e.orgId)))).join() === 'refused-1,refused-2,refused-3', 15_000, 50)).toBe(true);
+    for (const e of events) expect((await rig.tracker.status(e.changeId))[REGION]).not.toMatch(/^parked /);
+  } finally {
+    await applier.stop();
+    await pool.end();
+    await rig.db.$executeRawUnsafe(`DROP OWNED BY ${role}`);
+    await rig.db.$executeRawUnsafe(`DROP ROLE ${role}`);
+  }
+}, 60_000);
+
+test('a change parked as apply-failed is tried again by itself, and applies once what stopped it has gone', async () => {
+  // A row in the way that an operator then removes: here a trigger refusing this organization's name.
+  await rig.db.$executeRawUnsafe(`CREATE FUNCTION refuse_org() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`);
+  await rig.db.$executeRawUnsafe(`CREATE TRIGGER refuse_org BEFORE INSERT ON organizations FOR EACH ROW WHEN (NEW.name = 'blocked') EXECUTE FUNCTION refuse_org()`);
+  const blocked = orgEvent('blocked');
+  await rig.publish(blocked);
+  const applier = await rig.applier({ consumer: 'periodic', failedRetryEveryMs: 1000 });
+  applier.start();
+  try {
+    expect(await eventually(async () => (await failureRow(blocked.changeId))?.parked === true, 15_000, 50)).toBe(true);
+    expect(await failureRow(blocked.changeId)).toMatchObject({ reason: 'apply-failed', last_error: expect.stringContaining('refused by the test') });
+    expect((await rig.tracker.status(blocked.changeId))[REGION]).toMatch(/^parked /);
+    // Still refused: the periodic retry keeps it parked with its reason.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await failureRow(blocked.changeId)).toMatchObject({ reason: 'apply-failed', parked: true });
+    await rig.db.$executeRawUnsafe('DROP TRIGGER refuse_org ON organizations');
+    // Before: only a restart or the operator's retry applied it.
+    expect(await eventually(async () => (await orgName(blocked.orgId)) === 'blocked', 15_000, 50)).toBe(true);
+    expect(await failureRow(blocked.changeId)).toBeNull();
+    expect((await rig.tracker.status(blocked.changeId))[REGION]).not.toMatch(/^parked /);
+  } finally {
+    await applier.stop();
+    await rig.db.$executeRawUnsafe('DROP TRIGGER IF EXISTS refuse_org ON organizations');
+    await rig.db.$executeRawUnsafe('DROP FUNCTION IF EXISTS refuse_org()');
+  }
 }, 60_000);
