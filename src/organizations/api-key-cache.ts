@@ -3,8 +3,13 @@
  * rarely, so each process keeps the rows it looked up. It keeps them only while it listens to its
  * database's `auth_changed` channel (a trigger on api_keys and organizations notifies it when a change
  * commits, whichever way it arrived: a local write, a change replicated from another region, a re-seed),
- * and drops all of them on every notification and whenever the LISTEN connection is down. A rotated or
- * revoked key therefore stops working in a region as soon as the region has committed the change. Should
+ * and drops all of them on every notification and whenever the LISTEN connection is down. The
+ * notification reaches the listener a moment after the commit, later than the writer's answer at times (a
+ * CI run saw a key rotated in this process still work on the next request): so a process also drops them
+ * itself when a key or organization change it made or applied commits (dropCachedKeys, the tables'
+ * onCommitted), before it answers or acks. A rotated or revoked key therefore stops working in the process
+ * that rotated it, and in each region's applying process, before the rotation's writer is answered (with
+ * all_regions, in every region); another process of a region, on the notification. Should
  * notifications stop arriving while the connection still answers (a pooler between the region and its
  * database that does not relay them, say), an entry is also dropped once it is MAX_AGE_MS old: that bounds
  * how long a revoked key can go on working then.
@@ -49,7 +54,17 @@ export class ApiKeyCache {
     this.invalidate();
   }
 
+  /** A notification of a committed change (or the listener's state changed): drops every key held. */
   invalidate(): void {
+    this.clear();
+  }
+
+  /** A change this process committed (see dropCachedKeys): the same, without waiting for its notification. */
+  committedHere(): void {
+    this.clear();
+  }
+
+  private clear(): void {
     this.generation++;
     this.entries.clear();
   }
@@ -77,6 +92,11 @@ export class ApiKeyCache {
 
 /** The cache of each database client whose region listens for key changes (see startApiKeyCache). */
 const caches = new WeakMap<Db, ApiKeyCache>();
+
+/** Drops the keys held for `db`'s region: a change of keys or organizations committed there by this process (the tables' onCommitted). */
+export function dropCachedKeys(db: Db): void {
+  caches.get(db)?.committedHere();
+}
 
 export function apiKeyCacheOf(db: Db): ApiKeyCache | null {
   return caches.get(db) ?? null;

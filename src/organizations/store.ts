@@ -1,10 +1,13 @@
 import type { Db } from '../db/client';
 import type { Queryable } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
+import { dropCachedKeys } from './api-key-cache';
 
-export const organizationsTable = defineTable('organizations', 'id', { orgColumn: 'id' });
+// A key's check reads both tables (a key of a deleted organization is no key): changes of either drop the
+// keys this process holds once committed here (api-key-cache.ts).
+export const organizationsTable = defineTable('organizations', 'id', { orgColumn: 'id', onCommitted: dropCachedKeys });
 /** One row per key: an organization may hold several live keys (see rotateApiKey). */
-export const apiKeysTable = defineTable('api_keys', 'key_id');
+export const apiKeysTable = defineTable('api_keys', 'key_id', { onCommitted: dropCachedKeys });
 
 export function findOrganization(db: Db, id: string) {
   return db.organization.findFirst({ where: { id, deletedAt: null } });

@@ -527,6 +527,8 @@ export class Applier {
       await this.d.store.reload();
       await this.applyOnce(batch, outcomes);
     }
+    // Before the acks: a change waited on with all_regions is in effect here when its writer is answered.
+    this.d.store.committed(batch.flatMap((p) => p.event.ops));
   }
 
   /**

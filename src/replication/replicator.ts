@@ -300,7 +300,10 @@ export class Replicator {
         } else throw err;
       }
     }
-    if (result.event) this.publish(result.event);
+    if (result.event) {
+      store.committed(result.event.ops);
+      this.publish(result.event);
+    }
     return result;
   }
 

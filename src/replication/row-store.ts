@@ -373,6 +373,11 @@ export class RowStore {
     return lockedId(tableName, this.get(tableName).uuidKey ? key.toLowerCase() : key);
   }
 
+  /** Runs the onCommitted hook of each table the changes touched (see ReplicatedTable.onCommitted). */
+  committed(changes: readonly Pick<RowChange, 'table'>[]): void {
+    for (const name of new Set(changes.map((c) => c.table))) this.sql.get(name)?.table.onCommitted?.(this.db);
+  }
+
   has(tableName: string): boolean {
     return this.sql.has(tableName);
   }

@@ -1,3 +1,4 @@
+import type { Db } from '../db/client';
 /**
  * Declarations of replicated tables. A feature declares its table here-by-value (name and key column);
  * the replication module owns how rows are written, versioned, published and applied.
@@ -24,6 +25,13 @@ export interface ReplicatedTable {
    * and takes a change of a row that is as applied without storing it (see RowStore.apply).
    */
   readonly prunable?: Prunable;
+  /**
+   * Called in this process once a write or an apply that changed rows of the table has committed, before
+   * the write is answered or the apply acked: an in-process copy of the table (the API keys') drops what it
+   * holds, so the change is in effect in this process by the time its caller learns of it. `db`: the
+   * region's database client (the one its row store was loaded with).
+   */
+  readonly onCommitted?: (db: Db) => void;
 }
 
 export interface Prunable {
@@ -72,7 +80,7 @@ export interface ChangeEvent {
 export function defineTable(
   name: string,
   key: string,
-  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: Prunable } = {},
+  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: Prunable; onCommitted?: (db: Db) => void } = {},
 ): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
   if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn)) || (opts.prunable !== undefined && !ok(opts.prunable.column))) {
@@ -84,5 +92,6 @@ export function defineTable(
     ...(opts.orgColumn ? { orgColumn: opts.orgColumn } : {}),
     ...(opts.prunedLocally ? { prunedLocally: true } : {}),
     ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
+    ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
   };
 }
