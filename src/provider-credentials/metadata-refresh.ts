@@ -20,6 +20,9 @@ import { putMetadata } from './service';
 import { credentialsTable, metadataTable, recordRefresh, refreshedHere, REFRESHED_SCHEDULES, refreshScope } from './store';
 import { acceptHeld, decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 import { noBody } from '../http/body';
+import { startedAt } from '../http/request-id';
+import { isUuid } from '../http/validate';
+import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 
 export interface RefreshDeps {
   db: Db;
@@ -385,8 +388,11 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
   router.post('/admin/metadata-refresh/:credential_id/accept', noBody(), async (req, res) => {
     const id = String(req.params.credential_id).toLowerCase();
     const none = () => new AppError(404, 'not_found', `Credential ${id} has no held IdP metadata to accept.`);
-    if (!repl || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw none();
-    await repl.write(async (w) => {
+    // A write like any other: the consistency headers, X-Change-Id, a 408 to follow up (a fuzzing review
+    // found them ignored here: an operator could not wait for every region to trust the new certificate).
+    const consistency = parseConsistency(req, startedAt(res));
+    if (!repl || !isUuid(id)) throw none();
+    const write = () => repl.write(async (w) => {
       const credential = await w.lock(credentialsTable, id);
       const row = await w.lock(metadataTable, id);
       if (!credential || credential.deleted_at || !row || row.deleted_at) throw none();
@@ -395,6 +401,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
       if (!accepted) throw none();
       await w.put(metadataTable, { ...row, metadata: accepted });
     });
+    await writeWithConsistency(repl, consistency, write, () => null, setChangeId(res), adminFollowUp);
     res.status(204).end();
   });
   router.get('/admin/metadata-refresh', async (_req, res) => {

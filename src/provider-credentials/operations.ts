@@ -74,9 +74,9 @@ export const providerCredentialOperations: Operation[] = [
     errors: [400, 401],
   },
   {
-    method: 'post', path: '/admin/metadata-refresh/{credential_id}/accept', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid',
+    method: 'post', path: '/admin/metadata-refresh/{credential_id}/accept', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid', headers: ['consistency'],
     summary: "Accept a credential's held IdP metadata: it is applied and its signing certificates become trusted",
-    responses: { 204: { description: 'Applied (and replicated).' } },
-    errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, { status: 408, description: 'The write did not finish within the time a write transaction may run (its row was locked that long, say).' }, 409],
+    responses: { 204: { description: 'Applied (and replicated: with all_regions, applied in every region).', headers: ['X-Change-Id'] } },
+    errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, 408, 409],
   },
 ];

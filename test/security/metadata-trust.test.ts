@@ -155,8 +155,15 @@ describe('trust on first use', () => {
     expect((await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } }))?.version).toBe(before);
   });
 
-  test('an operator accepts the held document: applied, its certificate trusted', async () => {
-    expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(204);
+  test('an operator accepts the held document: applied, its certificate trusted; the consistency headers are a write\'s', async () => {
+    // Before: the headers were ignored (a bad one applied the document) and no X-Change-Id was sent.
+    const bad = await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'bogus' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.errors[0].message).toMatch(/SlashID-Required-Consistency/);
+    expect((await resource(id)).held_metadata).not.toBeNull();
+    const accepted = await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
+    expect(accepted.status).toBe(204);
+    expect(accepted.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
     expect(await ssoCertificates(id)).toEqual([fp(STRANGER)]);
     expect(await signIn(id, STRANGER)).toBe(200);
     const md = await resource(id);
