@@ -1,12 +1,12 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../db/client';
-import { notFound } from '../http/errors';
+import { badRequest, notFound } from '../http/errors';
 import type { Replicator } from '../replication/replicator';
 import type { Row } from '../replication/tables';
 import { apiKeyCacheOf } from './api-key-cache';
 import { generateApiKey, keyIdOf, keyMatches } from './api-keys';
 import type { CreateOrganizationBody, OrganizationView } from './schema';
-import { apiKeysTable, findLiveApiKey, findOrganization, liveKeyIds, organizationsTable } from './store';
+import { apiKeysTable, depthOf, findLiveApiKey, liveKeyIds, MAX_ORG_DEPTH, organizationsTable } from './store';
 
 export function toOrganizationView(row: Row): OrganizationView {
   return {
@@ -23,8 +23,10 @@ export function createOrganization(db: Db, repl: Replicator, input: CreateOrgani
   // Ids are lower case wherever they are stored (a UUID's hex digits may come in either case).
   const parentId = input.parent_id?.toLowerCase() ?? null;
   return repl.write(async (w) => {
-    if (parentId && !(await findOrganization(db, parentId))) {
-      throw notFound(`Parent organization ${parentId} does not exist in this region.`);
+    if (parentId) {
+      const depth = await depthOf(db, parentId);
+      if (depth === null) throw notFound(`Parent organization ${parentId} does not exist in this region.`);
+      if (depth + 1 > MAX_ORG_DEPTH) throw badRequest(`Organizations nest at most ${MAX_ORG_DEPTH} levels below their root; parent_id ${parentId} is at the deepest level already. Nothing was created.`);
     }
     const now = new Date().toISOString();
     const org = await w.put(organizationsTable, {

@@ -33,19 +33,30 @@ export async function liveKeyIds(db: Pick<Queryable, '$queryRawUnsafe'>, orgId: 
   return rows.map((r) => r.key_id);
 }
 
-/** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */
-export async function isSelfOrAncestor(db: Db, ancestorId: string, orgId: string): Promise<boolean> {
-  if (ancestorId === orgId) return (await findOrganization(db, orgId)) !== null;
-  const rows = await db.$queryRawUnsafe<{ found: boolean }[]>(
-    `WITH RECURSIVE chain(id, parent_id, depth) AS (
+/**
+ * How deep organizations nest: one may be at most this many levels below its root. A parent's key reaches
+ * this far down (isSelfOrAncestor walks up as far), so creating an organization deeper is refused (a
+ * fuzzing review found keys and tokens refused 65 levels down, the organization created all the same).
+ */
+export const MAX_ORG_DEPTH = 64;
+
+/** The organization's chain of ancestors here, itself first (depth 0), at most MAX_ORG_DEPTH + 1 levels up. */
+const CHAIN = `WITH RECURSIVE chain(id, parent_id, depth) AS (
        SELECT id, parent_id, 0 FROM organizations WHERE id = $1::uuid AND deleted_at IS NULL
        UNION ALL
        SELECT o.id, o.parent_id, c.depth + 1 FROM organizations o JOIN chain c ON o.id = c.parent_id
-        WHERE o.deleted_at IS NULL AND c.depth < 64
-     )
-     SELECT EXISTS (SELECT 1 FROM chain WHERE id = $2::uuid) AS found`,
-    orgId,
-    ancestorId,
-  );
+        WHERE o.deleted_at IS NULL AND c.depth <= ${MAX_ORG_DEPTH}
+     )`;
+
+/** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */
+export async function isSelfOrAncestor(db: Db, ancestorId: string, orgId: string): Promise<boolean> {
+  if (ancestorId === orgId) return (await findOrganization(db, orgId)) !== null;
+  const rows = await db.$queryRawUnsafe<{ found: boolean }[]>(`${CHAIN} SELECT EXISTS (SELECT 1 FROM chain WHERE id = $2::uuid) AS found`, orgId, ancestorId);
   return rows[0]?.found === true;
+}
+
+/** How many levels below its root the organization is (0: a root; past MAX_ORG_DEPTH, MAX_ORG_DEPTH + 1), or null when it does not exist here. */
+export async function depthOf(db: Pick<Queryable, '$queryRawUnsafe'>, orgId: string): Promise<number | null> {
+  const rows = await db.$queryRawUnsafe<{ depth: number | null }[]>(`${CHAIN} SELECT max(depth)::int AS depth FROM chain`, orgId);
+  return rows[0]?.depth ?? null;
 }

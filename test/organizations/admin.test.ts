@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { MAX_ORG_DEPTH } from '../../src/organizations/store';
 
 let r: InProcessRegion;
 beforeAll(async () => {
@@ -118,5 +119,18 @@ describe('API keys', () => {
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: grandchild.id, api_key: parent.api_key }) })).status).toBe(200);
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: child.id, api_key: parent.api_key }) })).status).toBe(200);
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: parent.id, api_key: child.api_key }) })).status).toBe(403);
+  });
+});
+
+describe('nesting', () => {
+  test('a root\'s key reaches its organizations at the deepest level allowed; one below that is not created', async () => {
+    const root = await createOrg(r.url, 'depth-root');
+    let parent = root.id;
+    for (let level = 1; level <= MAX_ORG_DEPTH; level++) parent = (await createOrg(r.url, `depth-${level}`, { parent_id: parent })).id;
+    // Before: created 65 levels down, and the root's key refused there (its ancestors were walked 64 up).
+    const deeper = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'too deep', parent_id: parent }, headers: adminHeaders });
+    expect(deeper.status).toBe(400);
+    expect(deeper.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining(`at most ${MAX_ORG_DEPTH} levels`) }] });
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(root, { 'SlashID-OrgID': parent }) })).status).toBe(200);
   });
 });
