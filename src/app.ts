@@ -43,7 +43,7 @@ export function createApp(deps: AppDeps): Express {
   // path they route, past the routes' authentication: the service takes no OPTIONS (no browser calls its
   // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
   // answer it in their own envelope (their router ends in a catch-all).
-  app.use((req, _res, next) => (req.method === 'OPTIONS' && !INFISICAL_PATH.test(req.url) ? next(notFound('No such endpoint.')) : next()));
+  app.use((req, _res, next) => (req.method === 'OPTIONS' && !isInfisical(req.url) ? next(notFound('No such endpoint.')) : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
   // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one
@@ -59,7 +59,7 @@ export function createApp(deps: AppDeps): Express {
   for (const f of deps.features) if (f.adminRoutes) operator.use(f.adminRoutes(adminDeps));
   if (deps.admission) operator.get('/admin/replication', withAdmissionBlock(deps.admission));
   for (const r of deps.extraAdminRoutes) operator.use(r);
-  app.use((req, res, next) => (UNGATED.test(req.url) ? operator(req, res, next) : next()));
+  app.use((req, res, next) => (isUngated(req.url) ? operator(req, res, next) : next()));
 
   if (deps.admission) {
     // A refusal leaves in the envelope of the API it was sent to: Infisical's under its prefix, else SlashID's.
@@ -78,7 +78,16 @@ export function createApp(deps: AppDeps): Express {
 }
 
 /** Paths the gates never see (they are answered before admission in createApp). */
-const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/;
+const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/i;
+
+/**
+ * A request target's path and query: an absolute-form target (`http://host/path`, which RFC 9112 has a
+ * server accept, and Express routes by its path) without its scheme and authority.
+ */
+const pathOf = (url: string) => url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
+
+/** Whether `url` is one of the UNGATED paths, matched as Express matches routes (any case, absolute form too; a fuzzing review found them 404 so). */
+const isUngated = (url: string) => UNGATED.test(pathOf(url));
 
 /**
  * The server's request handler: `app`, behind a front door that answers an API request the gates would
@@ -89,17 +98,18 @@ const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/;
  */
 /** The Infisical dialect's paths, as Express matches them (any case; a query may follow the prefix). */
 const INFISICAL_PATH = new RegExp(`^${API_PREFIX.replaceAll('/', '\\/')}(?:[/?]|$)`, 'i');
+const isInfisical = (url: string) => INFISICAL_PATH.test(pathOf(url));
 
 /** A refusal in the envelope of the API `url` belongs to: Infisical's under its prefix, else SlashID's. */
 export function refusalBody(url: string, refusal: AppError, id: string) {
-  return INFISICAL_PATH.test(url) ? renderError(refusal, id) : errorEnvelope(refusal);
+  return isInfisical(url) ? renderError(refusal, id) : errorEnvelope(refusal);
 }
 
 export function frontDoor(app: Express, admission: Admission | undefined): RequestListener {
   if (!admission) return app;
   return (req, res) => {
     const url = req.url ?? '/';
-    const refusal = UNGATED.test(url) ? null : admission.refuseAtOnce(req.method);
+    const refusal = isUngated(url) ? null : admission.refuseAtOnce(req.method);
     if (!refusal) return void app(req, res);
     const id = crypto.randomUUID();
     const body = refusalBody(url, refusal, id);

@@ -325,3 +325,16 @@ test('DELETE bodies that trickle in do not hold the write slots either', async (
   await new Promise((res) => setTimeout(res, 300));
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('while slow deletes arrive');
 });
+
+test('the health, admin and OpenAPI paths answer in absolute form and in any case, as the API\'s do', async () => {
+  const status = (answer: string) => answer.split('\r\n')[0];
+  // Before: 404 "No such endpoint" for each (the API's own paths answered).
+  for (const target of [`http://127.0.0.1:${port()}/healthz`, '/HEALTHZ', `http://x/openapi.json`]) {
+    expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 200 OK');
+  }
+  for (const target of [`http://127.0.0.1:${port()}/admin/replication`, '/ADMIN/replication']) {
+    expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: ${adminHeaders.authorization}\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 200 OK');
+    // Still behind the admin token.
+    expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 401 Unauthorized');
+  }
+});
