@@ -168,7 +168,7 @@ function unstartedError(c: Consistency): AppError {
   return new AppError(
     408,
     'consistency_timeout',
-    `The request used up its ${c.timeoutSeconds} s timeout before the write could start (fetching the IdP metadata took that long); nothing was written. Retry with a longer SlashID-Required-Consistency-Timeout.`,
+    `The request used up its ${c.timeoutSeconds} s timeout before the write could start (receiving its body, waiting for a write slot, or fetching IdP metadata took that long); nothing was written. Retry with a longer SlashID-Required-Consistency-Timeout.`,
   );
 }
 

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Ajv from 'ajv';
 import { PROJECT_ROOT } from '../../src/paths';
 import { call } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -89,6 +90,13 @@ describe('GET /openapi.json', () => {
     expect(doc.openapi).toBe('3.1.0');
     const result = await validateOpenApi(doc);
     expect(result).toMatchObject({ valid: true, version: '3.1' });
+  });
+
+  it('describes its own answer (an object the 200 schema holds; a string before)', () => {
+    const schema = doc.paths['/openapi.json'].get.responses['200'].content['application/json'].schema;
+    const valid = new Ajv({ strict: false }).compile(schema);
+    expect(valid(doc)).toBe(true);
+    expect(valid('a string')).toBe(false);
   });
 
   it('is served by every region without a token, and describes both dialects and the admin API', () => {
