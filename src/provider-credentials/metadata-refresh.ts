@@ -139,6 +139,10 @@ export class MetadataRefresher {
   start(): void {
     const periodMs = (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
     const tickMs = Math.min(30_000, Math.max(500, periodMs / 4));
+    this.running = this.boundSchedules(periodMs).then(
+      (n) => void (n && this.d.log.info({ schedules: n }, 'metadata refresh schedules set under a longer interval brought within this one')),
+      (err: Error) => this.d.log.warn({ err: err.message }, 'could not bring the metadata refresh schedules within the interval'),
+    );
     const tick = async () => {
       this.running = this.runTick(tickMs / 2).then(() => undefined, (err: Error) => this.d.log.warn({ err: err.message }, 'metadata refresh cycle failed'));
       await this.running;
@@ -160,6 +164,20 @@ export class MetadataRefresher {
       total += looked;
       if (looked < limit || busy || this.stopped || Date.now() >= until) return total;
     }
+  }
+
+  /**
+   * Schedules due later than `periodMs` from now (set under a longer metadataRefreshIntervalSeconds: the
+   * setting was lowered, as an operator does to pick up a certificate rotation sooner) are moved within it,
+   * spread over it so that the IdPs are not all asked at once. Without this a lowered interval took effect
+   * only after the old one (a fuzzing review: a day). Through the next_at index: nothing to do costs nothing.
+   */
+  async boundSchedules(periodMs: number): Promise<number> {
+    return this.d.db.$executeRawUnsafe(
+      `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => random() * $1::float8 / 1000)
+        WHERE next_at > now() + make_interval(secs => $1::float8 / 1000)`,
+      periodMs,
+    );
   }
 
   async stop(): Promise<void> {

@@ -250,3 +250,19 @@ test('a region with few fetch slots refreshes no more at once than a quarter of 
   await own.runTick(60_000);
   expect((await attempted()).sort()).toEqual([...ids].sort());
 }, 60_000);
+
+test('a refresher started with a shorter interval brings the schedules set under a longer one within it, spread over it', async () => {
+  await threeCredentials(); // due in a day
+  const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 60 };
+  const shorter = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: r.region.log });
+  shorter.start();
+  try {
+    // Before: still a day away (a lowered interval took effect only after the old one ran out).
+    const within = async () => (await r.region.db.$queryRawUnsafe<{ n: number }[]>("SELECT count(*)::int AS n FROM metadata_refresh_state WHERE next_at <= now() + interval '60 seconds'"))[0]?.n === 3;
+    expect(await eventually(within, 5000, 50)).toBe(true);
+    const spread = await r.region.db.$queryRawUnsafe<{ n: number }[]>('SELECT count(DISTINCT next_at)::int AS n FROM metadata_refresh_state');
+    expect(spread[0]?.n).toBe(3);
+  } finally {
+    await shorter.stop();
+  }
+});
