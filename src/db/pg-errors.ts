@@ -66,11 +66,22 @@ export function isConnectionLost(err: unknown): boolean {
 }
 
 /**
+ * SQLSTATEs of the database's trouble rather than the statement's: a connection failed or was ended, a
+ * system (I/O) error, the disk full, too many connections, no such database, authentication. Not 53200
+ * (out of memory, or of shared memory for locks) nor 53400 (a configured limit): a statement can cause those
+ * itself (a batch taking too many locks), and one run alone may go through.
+ */
+const SERVER_TROUBLE = /^(08|57P0[1-5]|58|53100|53300|3D000|28)/;
+
+/**
  * The database's trouble, not the statement's: it could not be reached or refused a connection
- * (isConnectRefused), ended the session under it (isConnectionLost), or ran out of a resource (class 53:
- * too many connections, disk full, out of memory) or met a system error (class 58: I/O). Says nothing about
- * what was asked of it, so nothing may be counted against that (the applier's failures).
+ * (isConnectRefused), ended the session under it (isConnectionLost), or reported a SERVER_TROUBLE code.
+ * Says nothing about what was asked of it, so nothing may be counted against that (the applier's
+ * failures). An error the server reported is judged by its SQLSTATE alone: its message may quote a value
+ * that reads like a lost connection.
  */
 export function isDatabaseTrouble(err: unknown): boolean {
-  return isConnectRefused(err) || isConnectionLost(err) || /^5[38]/.test(pgCode(err) ?? '');
+  const code = pgCode(err);
+  if ((err as { severity?: unknown } | null)?.severity !== undefined && code !== null) return SERVER_TROUBLE.test(code) || isConnectRefused(err);
+  return isConnectRefused(err) || isConnectionLost(err);
 }

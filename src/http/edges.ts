@@ -118,9 +118,10 @@ function edgeRefusal(req: IncomingMessage): AppError | null {
  */
 export function edgeChecks(): RequestHandler {
   return (req, res, next) => {
+    // First: a refused upgrade request's connection must close too (a review's finding).
+    if (req.headers.upgrade !== undefined) res.setHeader('Connection', 'close');
     const refusal = edgeRefusal(req);
     if (refusal) return next(refusal);
-    if (req.headers.upgrade !== undefined) res.setHeader('Connection', 'close');
     if ((req as { [CONTINUE_DUE]?: boolean })[CONTINUE_DUE]) res.writeContinue();
     next();
   };

@@ -7,7 +7,9 @@
  * a cursor, and entries left pending (by a dead consumer, or by a failed apply) are reclaimed with
  * XAUTOCLAIM, also with a cursor: an entry that cannot be applied is passed over, never re-read in a loop.
  * An event that keeps failing while the database answers is parked (see parked.ts); while the database
- * does not answer (SELECT 1 fails), nothing is counted against any event.
+ * does not answer or refuses (isDatabaseTrouble, or SELECT 1 fails on the applier's pool), nothing is
+ * counted against any event. Parked events are tried again at start, on the admin retry, and periodically
+ * (retryDue).
  */
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
@@ -106,9 +108,9 @@ export class Applier {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private lastClaim = 0;
-  /** When each periodic retry of parked changes last ran (see periodicRetry). */
+  /** When each periodic retry of parked changes last started (see retryDue). */
   private readonly lastRetry = new Map<ParkReason, number>([['clock-skew', Date.now()], ['apply-failed', Date.now()]]);
-  /** The periodic retry of clock-skew parks while it runs (one at a time). */
+  /** The periodic retry of parked changes while it runs (one reason at a time, see retryDue). */
   private periodicRetry: Promise<void> | null = null;
   private readonly failures: FailureLog;
   /** Batches being applied (see run). */
@@ -458,7 +460,9 @@ export class Applier {
    */
   private retryDue(): Promise<void> | null {
     const every: [ParkReason, number][] = [['clock-skew', this.d.skewRetryEveryMs ?? SKEW_RETRY_MS], ['apply-failed', this.d.failedRetryEveryMs ?? FAILED_RETRY_MS]];
-    const due = every.find(([reason, ms]) => Date.now() - (this.lastRetry.get(reason) ?? 0) > ms);
+    const since = (reason: ParkReason) => Date.now() - (this.lastRetry.get(reason) ?? 0);
+    // Of those due, the one waiting longest: neither starves the other when a run outlasts the other's period.
+    const due = every.filter(([reason, ms]) => since(reason) > ms).sort(([a], [b]) => since(b) - since(a))[0];
     if (!due) return null;
     const [reason] = due;
     this.lastRetry.set(reason, Date.now());
@@ -489,6 +493,12 @@ export class Applier {
       after = { parkedAt: last.parked_at, changeId: last.change_id };
       const done: Parsed[] = [];
       const outcomes = new Map<string, AckOutcome>();
+      // Those applied leave the parked list and are acked, also when the database failed under a later one.
+      const settle = async () => {
+        await this.failures.unpark(done.map((p) => p.event.changeId));
+        applied += done.length;
+        if (done.length) await this.acknowledge(done, outcomes);
+      };
       for (const r of rows) {
         // The periodic retry (a reason given) gives way to a stop; the rest waits for the next one.
         if (opts.reason && this.stopped) break;
@@ -501,7 +511,10 @@ export class Applier {
             done.push(p);
             continue;
           } catch (err) {
-            if (isDatabaseTrouble(err) || !(await this.databaseUp())) throw err;
+            if (isDatabaseTrouble(err) || !(await this.databaseUp())) {
+              await settle().catch(() => undefined);
+              throw err;
+            }
             // A deadlock or lock timeout with a batch applied meanwhile says nothing about the event: it
             // keeps its reason (and its place in the periodic retry of its reason).
             if (!isTransient(err)) await this.failures.stillParked(r.change_id, 'apply-failed', (err as Error).message);
@@ -509,9 +522,7 @@ export class Applier {
         } else if (!(opts.reason && why.reason === r.reason)) await this.failures.stillParked(r.change_id, why.reason, why.error);
         parked += 1;
       }
-      await this.failures.unpark(done.map((p) => p.event.changeId));
-      applied += done.length;
-      if (done.length) await this.acknowledge(done, outcomes);
+      await settle();
     }
     return { applied, parked };
   }

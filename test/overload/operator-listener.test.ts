@@ -144,9 +144,18 @@ test('the operator port answers what Node would answer bare or not at all in the
   const upgrade = await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 4000);
   expect(upgrade.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 200 ']);
   expect(upgrade).toMatch(/\r\nconnection: close\r\n/i);
+  const refusedUpgrade = await raw('GET /healthz HTTP/1.1\r\nUpgrade: websocket\r\nExpect: nope\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 4000);
+  expect(refusedUpgrade.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 400 ']);
+  expect(refusedUpgrade).toMatch(/\r\nconnection: close\r\n/i);
   // The port still answers its own requests.
   expect((await call(operator, 'GET', '/healthz')).status).toBe(200);
 });
+
+test('a request that has not arrived whole within 10 s gets a 408 in the envelope on the operator port (Node waited 300 s)', async () => {
+  const answer = await rawExchangeWith(Number(new URL(operator).port), 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a', 20_000);
+  expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+  expect(JSON.parse(answer.split('\r\n\r\n').at(-1) ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 408, message: expect.stringContaining('did not arrive whole in time') }] });
+}, 30_000);
 
 test('while the main event loop is blocked, the operator port answers and the region port does not', async () => {
   const seen = await whileMainThreadBlocked(

@@ -137,6 +137,10 @@ test('no 100 Continue for a request that is then refused; an OPTIONS is refused 
   const upgrade = await rawExchange(head('GET', '/healthz', { Upgrade: 'websocket', Connection: 'Upgrade' }) + head('GET', '/healthz', {}), 4000);
   expect(upgrade.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 200 ']);
   expect(upgrade).toMatch(/\r\nconnection: close\r\n/i);
+  // Refused at the edge (no Host here), it closes too: it was kept alive, the request behind it unread.
+  const refusedUpgrade = await rawExchange(`GET /healthz HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n${head('GET', '/healthz', {})}`, 4000);
+  expect(refusedUpgrade.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 400 ']);
+  expect(refusedUpgrade).toMatch(/\r\nconnection: close\r\n/i);
 });
 
 test('a request with as many headers as Node keeps is refused (431), not read with the rest dropped; fewer are all read', async () => {
