@@ -77,6 +77,9 @@ export const providerCredentialOperations: Operation[] = [
     method: 'post', path: '/admin/metadata-refresh/{credential_id}/accept', tags: ['Operations (admin)'], auth: 'admin', dialect: 'slashid', headers: ['consistency'],
     summary: "Accept a credential's held IdP metadata: it is applied and its signing certificates become trusted",
     responses: { 204: { description: 'Applied (and replicated: with all_regions, applied in every region).', headers: ['X-Change-Id'] } },
-    errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, 408, 409],
+    errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, {
+      status: 408,
+      description: 'With all_regions: applied here, not yet in every region in time; it keeps replicating (follow X-Change-Id). Or the write could not start or commit in time: nothing was written (the message says which).',
+    }, 409],
   },
 ];

@@ -251,6 +251,11 @@ export class Replicator {
       { timeoutMs: Math.min(this.d.writeTxTimeoutMs ?? WRITE_TX_TIMEOUT_MS, WRITE_TX_TIMEOUT_MS) },
     ), this.d.log);
     let result: Awaited<ReturnType<typeof run>> | undefined;
+    // A commit whose outcome is not known: what a commit of its rows invalidates here goes all the same.
+    const mayHaveCommitted = () => {
+      const attempt = sent as { event: SignedEvent } | null;
+      if (attempt) store.committed(attempt.event.ops);
+    };
     let reloaded = false;
     // Runs again after a connection lost under the transaction, once known not to have committed.
     let lostAgain = 0;
@@ -275,6 +280,8 @@ export class Replicator {
           // connections the database ended with this one (afterLostConnection).
           const kept = err.commitSent && sent ? await this.outcomeOf(err, changeId) : false;
           if (kept === null) {
+            // It may have committed: what a commit here invalidates goes (harmless if it did not).
+            mayHaveCommitted();
             this.d.log.warn({ changeId, err: err.message }, 'a write\'s connection was lost as it committed, and whether it was kept could not be found out');
             err.changeId = changeId;
             throw err;
@@ -293,7 +300,8 @@ export class Replicator {
           if (kept === true) result = sent;
           else if (kept === false) throw new TransactionPastBound(err.boundMs, false);
           else {
-            // Not known: the caller is given the change to follow.
+            // Not known: the caller is given the change to follow (and what a commit invalidates goes, as above).
+            mayHaveCommitted();
             err.changeId = changeId;
             throw err;
           }

@@ -5,6 +5,7 @@
  * the region does not refresh are dropped as they come due. The region's own refresher ticks every 30 s;
  * these tests run their own, tick by tick.
  */
+import { Client } from 'pg';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
@@ -263,6 +264,31 @@ test('a refresher started with a shorter interval brings the schedules set under
     const spread = await r.region.db.$queryRawUnsafe<{ n: number }[]>('SELECT count(DISTINCT next_at)::int AS n FROM metadata_refresh_state');
     expect(spread[0]?.n).toBe(3);
   } finally {
+    await shorter.stop();
+  }
+});
+
+test('bringing the schedules within a shorter interval goes a page at a time and does not wait for a row a writer holds', async () => {
+  await r.region.db.$executeRawUnsafe('DELETE FROM metadata_refresh_state');
+  // More schedules than a page, due in a day; one of them held by a writer's open transaction.
+  await r.region.db.$executeRawUnsafe(
+    `INSERT INTO metadata_refresh_state (credential_id, next_at) SELECT gen_random_uuid(), now() + interval '1 day' FROM generate_series(1, 2500)`,
+  );
+  const holder = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await holder.connect();
+  await holder.query('BEGIN');
+  const [held] = (await holder.query<{ id: string }>('SELECT credential_id::text AS id FROM metadata_refresh_state ORDER BY credential_id LIMIT 1 FOR UPDATE')).rows;
+  const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 60 };
+  const shorter = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: r.region.log });
+  try {
+    shorter.start();
+    const late = async () => (await r.region.db.$queryRawUnsafe<{ id: string }[]>("SELECT credential_id::text AS id FROM metadata_refresh_state WHERE next_at > now() + interval '60 seconds'")).map((x) => x.id);
+    // Before: one statement over every row, waiting for the held one (and holding the others meanwhile).
+    expect(await eventually(async () => (await late()).length === 1, 10_000, 50)).toBe(true);
+    expect(await late()).toEqual([held?.id]);
+  } finally {
+    await holder.query('COMMIT');
+    await holder.end();
     await shorter.stop();
   }
 });
