@@ -246,6 +246,11 @@ export class Membership {
     return [...this.known.values()];
   }
 
+  /** Whether this process has joined (join(): its own Redis holds the members it and its peers know). */
+  get hasJoined(): boolean {
+    return this.joined;
+  }
+
   /** The regions recorded as removed, sorted; members among them too (a region added again under its name). */
   get departed(): string[] {
     return Object.keys(this.departedAt).sort();

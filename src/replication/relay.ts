@@ -30,7 +30,7 @@ export interface RelayDeps {
   region: string;
   regions: readonly string[];
   /** The deployment's members (read fresh before confirming); without it, `regions`. */
-  membership?: Pick<Membership, 'refresh' | 'regions'>;
+  membership?: Pick<Membership, 'refresh' | 'regions' | 'hasJoined'>;
   log: Logger;
   intervalMs?: number;
   /** Published but unconfirmed for this long: check the stream still has it. */
@@ -346,6 +346,10 @@ export class OutboxRelay {
 
   async confirm(): Promise<void> {
     const { db, links, keys, region } = this.d;
+    // Not before this process has joined (the applier's first step): a Redis restarted empty holds no record
+    // of a region added at runtime until join() copies it back from the peers' copies, and a row confirmed
+    // meanwhile, without that region, would never be delivered to it (a review's reasoning).
+    if (this.d.membership && !this.d.membership.hasJoined) return;
     const rows = await this.unconfirmedPage();
     this.confirmCursor = rows.length === CONFIRM_PAGE_ROWS ? (rows[rows.length - 1]?.id ?? 0n) : 0n;
     if (rows.length) {

@@ -267,3 +267,30 @@ test('a long-unconfirmed delivery to a region no longer a member is left alone: 
     expect(r.redelivered).toEqual([]);
     expect(await r.redis.exists(keys.inbox('gone'))).toBe(0);
   }));
+
+test('the relay confirms nothing before its process has joined (a runtime-added member may still be missing from an emptied Redis)', async () => {
+  const redis = new Redis(server.url);
+  const links = new RedisLinks({ region: 'a', own: redis, name: 'relayjoin', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
+  const reads: string[] = [];
+  const db = {
+    $queryRawUnsafe: async (sql: string) => (reads.push(sql.trim().split(/\s+/).slice(0, 2).join(' ')), []),
+    $executeRawUnsafe: async () => 0,
+  } as unknown as Db;
+  let joined = false;
+  const membership = { get hasJoined() { return joined; }, refresh: async () => [], regions: () => ['a', 'c'] };
+  const relay = new OutboxRelay({
+    db, links, keys, tracker: {} as Tracker, region: 'a', regions: ['a', 'c'], membership,
+    log: createLogger({ level: 'silent' }), auth: {} as EventAuth, deliverer: {} as Deliverer,
+  });
+  try {
+    // Before: the round read its unconfirmed rows and judged them by the members it had (those of the config).
+    await relay.confirm();
+    expect(reads).toEqual([]);
+    joined = true;
+    await relay.confirm();
+    expect(reads.length).toBeGreaterThan(0);
+  } finally {
+    links.disconnect();
+    redis.disconnect();
+  }
+});
