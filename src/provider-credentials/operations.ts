@@ -79,7 +79,7 @@ export const providerCredentialOperations: Operation[] = [
     responses: { 204: { description: 'Applied (and replicated: with all_regions, applied in every region).', headers: ['X-Change-Id'] } },
     errors: [400, 401, { status: 404, description: 'No such credential, or it holds no document.' }, {
       status: 408,
-      description: 'With all_regions: applied here, not yet in every region in time; it keeps replicating (follow X-Change-Id). Or the write could not start or commit in time: nothing was written (the message says which).',
+      description: 'As for every write (the message says which): applied here and not yet in every region in time with all_regions (it keeps replicating: follow X-Change-Id); the local commit not finished in time or its outcome not known (it may have been kept: follow X-Change-Id); or nothing was written (the write could not start, or ran past the time a write transaction may run).',
     }, 409],
   },
 ];
