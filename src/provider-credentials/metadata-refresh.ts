@@ -187,7 +187,7 @@ export class MetadataRefresher {
     for (let pass = 0; pass < 3 && !this.stopped; pass++) {
       if (pass > 0) await new Promise((r) => setTimeout(r, 100));
       let after: { at: Date; id: string } | null = null;
-      let late = 0;
+      const movedBefore = moved;
       while (!this.stopped) {
         const rows: { n: number; at: Date | null; id: string | null }[] = await this.d.db.$queryRawUnsafe(
           `WITH late AS (SELECT credential_id, next_at FROM metadata_refresh_state
@@ -202,12 +202,11 @@ export class MetadataRefresher {
         );
         const page = rows[0];
         moved += page?.n ?? 0;
-        late += page?.n ?? 0;
         if (!page?.at || !page.id) break;
         after = { at: page.at, id: page.id };
       }
       // Nothing moved in this pass: none left, or only rows a writer holds (left to the next start).
-      if (late === 0) break;
+      if (moved === movedBefore) break;
     }
     return moved;
   }
@@ -216,7 +215,6 @@ export class MetadataRefresher {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.bounding;
-    if (this.timer) clearTimeout(this.timer);
     await this.running;
   }
 
