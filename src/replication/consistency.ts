@@ -20,6 +20,21 @@ export interface Consistency {
   deadline: number;
   /** Gives the request's admission slot back (it only waits for other regions from then on). */
   leave: () => void;
+  /** The request: an all_regions wait ends when its client goes away (see untilGone). */
+  req?: Request;
+}
+
+/**
+ * Ends a wait (`stop`) when the request's client has gone away: nobody is left to answer, and a waiter kept
+ * to its deadline (up to 120 s) holds the request's objects and counts as waiting in the metrics.
+ */
+function untilGone(req: Request | undefined): ((stop: () => void) => void) | undefined {
+  const res = req?.res;
+  if (!res) return undefined;
+  return (stop) => {
+    if (res.destroyed || req.socket?.destroyed) stop();
+    else res.once('close', stop);
+  };
 }
 
 export const DEFAULT_TIMEOUT_SECONDS = 30;
@@ -39,7 +54,7 @@ export function parseConsistency(req: Request, startedAt = Date.now()): Consiste
     }
     timeoutSeconds = Number(rawTimeout);
   }
-  return { level, timeoutSeconds, deadline: startedAt + timeoutSeconds * 1000, leave: () => leaveAdmission(req) };
+  return { level, timeoutSeconds, deadline: startedAt + timeoutSeconds * 1000, leave: () => leaveAdmission(req), req };
 }
 
 export interface WriteOutcome<T> {
@@ -143,7 +158,7 @@ export async function awaitChange(
   // The stored request may have been served first in another region: its acks are recorded in that
   // origin's Redis (named by the key row), and announced on its channel. This region's own ack is waited
   // for too: the key row came with the change, but a row of it may have lost here (superseded).
-  const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { origin: origin ?? undefined, anyOrigin: origin !== repl.region });
+  const waited = await repl.waitForAllRegions(changeId, c.deadline, [], { origin: origin ?? undefined, anyOrigin: origin !== repl.region, abandoned: untilGone(c.req) });
   if (waited.superseded.length) throw supersededError(changeId, waited);
   if (!waited.complete) throw pendingError(c, changeId, waited, followUp, response ? storedResult(response.body) : undefined);
 }
@@ -239,7 +254,7 @@ export async function writeWithConsistency<T>(
   // (the tracker waits on Redis acks), so the request gives its admission slot back too.
   c.leave();
   // Returned, not awaited: this function's frame is not kept for as long as the other regions take.
-  return repl.waitForAllRegions(changeId, c.deadline).then((waited) => {
+  return repl.waitForAllRegions(changeId, c.deadline, undefined, { abandoned: untilGone(c.req) }).then((waited) => {
     if (waited.complete) return { value, changeId };
     // A lost write answers 409 without `result`: nothing of it is kept.
     if (waited.superseded.length) throw supersededError(changeId, waited);

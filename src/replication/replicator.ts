@@ -16,7 +16,7 @@ import { isSchemaChange, type Queryable, type RowStore, type Statement, type Win
 import { ConnectionLost, endBackend, inPipeline, queryable, TransactionPastBound } from './pg-tx';
 import type { ChangeEvent, ReplicatedTable, Row, RowChange } from './tables';
 import { changeStatus, type ChangeStatus } from './change-status';
-import type { Tracker, WaitResult } from './tracker';
+import type { Tracker, WaitOptions, WaitResult } from './tracker';
 import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
 import type { RedisLinks } from './links';
 import type { EventAuth, SignedEvent } from './event-auth';
@@ -443,14 +443,14 @@ export class Replicator {
     changeId: string,
     deadline: number,
     alreadyApplied: readonly string[] = [this.d.region],
-    opts: { anyOrigin?: boolean; origin?: string } = {},
+    opts: WaitOptions & { origin?: string } = {},
   ): Promise<WaitResult> {
     const { tracker, links, region } = this.d;
     // A current member's Redis only (a removed region's address may no longer be known).
     const remote = opts.origin !== undefined && opts.origin !== region && this.regions.includes(opts.origin) && !links.sharesOwn(opts.origin);
     const elsewhere = remote ? links.to(opts.origin as string) : null;
     const wait = (regions: readonly string[], applied: readonly string[]) =>
-      elsewhere ? tracker.waitReading(elsewhere, changeId, regions, applied, deadline) : tracker.wait(changeId, regions, applied, deadline, opts);
+      elsewhere ? tracker.waitReading(elsewhere, changeId, regions, applied, deadline, opts) : tracker.wait(changeId, regions, applied, deadline, opts);
     // A region that joined while we waited counts too: never answer complete without a current member.
     const withJoined = (waited: WaitResult): WaitResult | Promise<WaitResult> => {
       const joined = this.regions.filter((r) => !waited.applied.includes(r) && !waited.pending.includes(r));

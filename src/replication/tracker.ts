@@ -160,6 +160,20 @@ export interface AckOptions {
   orgs?: ReadonlyMap<string, string>;
 }
 
+export interface WaitOptions {
+  /**
+   * The change may have been made in another region (the replay of an idempotent request first served
+   * there); see Tracker.wait.
+   */
+  anyOrigin?: boolean;
+  /**
+   * Called once with a function that ends the wait at once (answered with what is known then), for when
+   * nobody waits for the answer any more: the request's client went away. Without it a waiter stayed until
+   * its deadline (up to 120 s), holding its request's objects.
+   */
+  abandoned?: (stop: () => void) => void;
+}
+
 export class Tracker {
   /** Per change, its waiter (almost always one) or waiters. */
   private readonly waiters = new Map<string, Waiter | Waiter[]>();
@@ -239,7 +253,7 @@ export class Tracker {
    * made in another region (the replay of an idempotent request first served there), whose acks are
    * announced on that region's channel; while such a waiter waits, this process hears every origin's.
    */
-  wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: { anyOrigin?: boolean } = {}): Promise<WaitResult> {
+  wait(changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: WaitOptions = {}): Promise<WaitResult> {
     const waiter = new Waiter(changeId, regions, alreadyApplied, opts.anyOrigin === true);
     if (waiter.held) return Promise.resolve(waiter.result(true));
     const answered = new Promise<WaitResult>((resolve) => (waiter.resolve = resolve));
@@ -252,6 +266,8 @@ export class Tracker {
     // Every origin's channel heard first: an ack announced before then is in the stored acks.
     if (waiter.hearsEveryOrigin) void this.joinEveryOrigin().then(() => this.recheck(changeId));
     else void this.recheck(changeId);
+    // Answered with what is known now once nobody waits for the answer (finish() is a no-op when answered).
+    opts.abandoned?.(() => this.finish(waiter, false));
     return answered;
   }
 
@@ -277,8 +293,10 @@ export class Tracker {
    * `regions` holds the change, one superseded it, or `deadline`. Never rejects: with that Redis down it
    * times out.
    */
-  async waitReading(redis: Redis, changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number): Promise<WaitResult> {
+  async waitReading(redis: Redis, changeId: string, regions: readonly string[], alreadyApplied: readonly string[], deadline: number, opts: Pick<WaitOptions, 'abandoned'> = {}): Promise<WaitResult> {
     const p = new Tally(regions, alreadyApplied);
+    let gone = false;
+    opts.abandoned?.(() => (gone = true));
     for (;;) {
       let over = p.held;
       try {
@@ -287,7 +305,7 @@ export class Tracker {
         this.log.debug({ err: (err as Error).message, changeId }, 'could not read the acks in the origin\'s Redis; will retry');
       }
       const left = deadline - Date.now();
-      if (over || left <= 0) return p.result();
+      if (over || left <= 0 || gone) return p.result();
       await new Promise((r) => setTimeout(r, Math.min(READ_EVERY_MS, left)));
     }
   }

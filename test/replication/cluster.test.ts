@@ -7,6 +7,7 @@ import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL, testEventAuth } from '../support/env';
+import { scrape } from '../observability/support';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -100,6 +101,33 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
   } finally {
     paused.resume();
   }
+});
+
+test('an all_regions write whose client goes away stops waiting at once, and still replicates', async () => {
+  const us = cluster.url('us-iowa');
+  const c = (await call(us, 'POST', PATH, { body: body('client gone'), headers: slashidHeaders(org, ALL) })).body.result;
+  const waiting = async () => (await scrape(us)).value('replication_waiting_requests');
+  expect(await waiting()).toBe(0);
+  const paused = cluster.proc('asia-japan');
+  paused.pause();
+  try {
+    const client = new AbortController();
+    const patch = fetch(`${us}${PATH}/${c.id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, 'SlashID-Required-Consistency-Timeout': '120' }) },
+      body: JSON.stringify({ label: 'client gone' }),
+      signal: client.signal,
+    }).catch((err: unknown) => err);
+    expect(await eventually(async () => (await waiting()) === 1)).toBe(true);
+    client.abort();
+    expect(await patch).toMatchObject({ name: 'AbortError' });
+    // Released when the client went away, not at its 120 s timeout (the bound only tells the two apart).
+    expect(await eventually(async () => (await waiting()) === 0, 30_000)).toBe(true);
+    expect((await get('us-iowa', c.id)).body.result.label).toBe('client gone');
+  } finally {
+    paused.resume();
+  }
+  expect(await eventually(async () => (await get('asia-japan', c.id)).body.result?.label === 'client gone')).toBe(true);
 });
 
 test('kill -9 of regions during a stream of writes loses no acknowledged write', async () => {

@@ -144,6 +144,29 @@ test('a waiter whose announcement was lost is still released by the sweep of sto
   expect(res.complete).toBe(true);
 });
 
+test('an abandoned wait answers at once with what is known, and only its own waiter goes', async () => {
+  let stop = (): void => undefined;
+  // A deadline far past the test's own time limit: a waiter kept to it fails the test by that limit.
+  const gone = tracker.wait('g1', ['a', 'b', 'c'], ['a'], Date.now() + 3_600_000, { abandoned: (s) => (stop = s) });
+  const kept = tracker.wait('g1', ['a', 'b'], ['a'], Date.now() + 5000);
+  await other.ack('c', ['g1']);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(tracker.waiting).toBe(2);
+  stop();
+  expect(await gone).toEqual({ complete: false, applied: expect.arrayContaining(['a', 'c']), pending: ['b'], superseded: [] });
+  expect(tracker.waiting).toBe(1);
+  stop(); // a second call, or one after the answer, does nothing
+  await other.ack('b', ['g1']);
+  expect((await kept).complete).toBe(true);
+  expect(tracker.waiting).toBe(0);
+
+  // Reading another origin's Redis: the loop ends at its next turn.
+  let stopReading = (): void => undefined;
+  const reading = tracker.waitReading(conns[0] as Redis, 'g2', ['a', 'b'], ['a'], Date.now() + 3_600_000, { abandoned: (s) => (stopReading = s) });
+  stopReading();
+  expect(await reading).toEqual({ complete: false, applied: ['a'], pending: ['b'], superseded: [] });
+}, 20_000);
+
 describe('applied and superseded acks', () => {
   const winner = { table: 'infisical_saml_configs', key: 'k1', version: '000000000001000.000000.europe-belgium', originRegion: 'europe-belgium' };
 
