@@ -16,6 +16,7 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { isConnectionLost, isConnectRefused } from '../../src/db/pg-errors';
 import { ConnectionLost } from '../../src/replication/pg-tx';
 import { asAppError } from '../../src/http/errors';
+import { apiKeyCacheOf } from '../../src/organizations/api-key-cache';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
@@ -277,6 +278,25 @@ describe('a write whose COMMIT went out as its connection was lost (a proxy cuts
     expect(change.status).toBe(200);
     expect(await outboxed(label)).toBe(1);
   });
+
+  test('a key rotation whose outcome is not known drops the cached keys: the previous key does not work once it is found kept', async () => {
+    const owner = await createOrg(region.url, 'dblost-rotate');
+    const cache = apiKeyCacheOf(region.db);
+    expect(await eventually(async () => cache?.active === true)).toBe(true);
+    for (let i = 0; i < 2; i++) expect((await call(region.url, 'GET', PATH, { headers: slashidHeaders(owner) })).status).toBe(200);
+    // The database's notifications (and the listener's own drop when it reconnects) come 20 s late, so only
+    // what the writing process does itself can take the old key out.
+    const late = cache?.invalidate.bind(cache);
+    if (cache && late) cache.invalidate = () => void setTimeout(late, 20_000).unref();
+    // The batch of the outbox row (its event names the key table) carries the COMMIT.
+    const cut = cutter.arm('"api_keys"', 1500);
+    const rotated = await call(region.url, 'POST', `/admin/organizations/${owner.id}/api-keys`, { headers: adminHeaders });
+    await cut;
+    expect({ status: rotated.status, message: rotated.body?.errors?.[0]?.message }).toEqual({ status: 408, message: expect.stringMatching(/may have been kept/) });
+    // Once the database answers and the listener listens again (the cache is in use again), it was kept.
+    expect(await eventually(async () => cache?.active === true && (await call(region.url, 'GET', '/readyz')).status === 200)).toBe(true);
+    expect((await call(region.url, 'GET', PATH, { headers: slashidHeaders(owner) })).status).toBe(401);
+  }, 30_000);
 });
 
 test('a lost connection the region could not recover from is a 503 saying the outcome is not known, not a 500', () => {
