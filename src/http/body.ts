@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { parse as parseContentType } from 'content-type';
 import express, { type Request, type RequestHandler } from 'express';
 import { receivingOutsideAdmission } from './admission';
-import { AppError, badRequest } from './errors';
+import { badRequest } from './errors';
 import { refuseUnstorableBody } from './storable-text';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -67,7 +67,7 @@ export function jsonBody(): RequestHandler {
  * For a write that takes no body: its handler runs once the request has arrived whole. Node hands a request
  * over as soon as its headers are parsed, so a DELETE sent with a body (a malformed chunk, say) committed,
  * and then Node answered the broken body with a bare 400: the client was told no, and the write was made. A
- * body sent anyway is read and dropped (413 beyond BODY_LIMIT_BYTES); a request whose connection fails
+ * body sent anyway is read and dropped (400 beyond BODY_LIMIT_BYTES); a request whose connection fails
  * before it is whole goes no further (there is no one left to answer).
  */
 export function noBody(): RequestHandler {
@@ -83,7 +83,8 @@ export function noBody(): RequestHandler {
       bytes += chunk.length;
       if (bytes > BODY_LIMIT_BYTES) {
         req.pause();
-        done(new AppError(413, 'payload_too_large', 'This operation takes no request body.'));
+        // A 400, as a body over the limit is for the operations that take one (and as the OpenAPI lists).
+        done(badRequest(`This operation takes no request body, and this one is over ${BODY_LIMIT_BYTES / 1024} KiB.`));
       }
     };
     const onEnd = () => done();

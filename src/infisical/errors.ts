@@ -33,7 +33,11 @@ const ERROR_NAMES: Record<number, string> = {
   404: 'NotFound',
   408: 'RequestTimeout',
   409: 'Conflict',
+  // Answered before any route, by the listener's edge checks (src/http/edges.ts).
+  413: 'PayloadTooLarge',
+  417: 'ExpectationFailed',
   422: 'ValidationFailure',
+  431: 'RequestHeaderFieldsTooLarge',
   500: 'InternalServerError',
   503: 'ServiceUnavailable',
 };

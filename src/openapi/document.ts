@@ -17,7 +17,10 @@ const ERROR_TEXT: Record<number, string> = {
   404: 'No such resource (in this organization).',
   408: 'The requested consistency was not reached in time. The write is not cancelled: it keeps replicating.',
   409: 'The write lost to a concurrent write and is not kept anywhere.',
+  413: 'A chunked body whose chunk extensions are too large (refused by the listener before any route); nothing was done.',
+  417: 'An Expect header other than 100-continue (refused by the listener before any route); nothing was done.',
   422: 'The request body failed validation, or an Idempotency-Key was reused with another body.',
+  431: 'Too many request headers, or headers too large (refused by the listener before any route); nothing was done.',
   500: 'Internal error; the message quotes the request id.',
   503: 'Temporarily unavailable (the region is at capacity, or its database does not accept connections); nothing was done. Retry after Retry-After seconds. Rarely, for a write, the message says instead that the database connection was lost during it and that it may or may not have been carried out: read the resource before retrying.',
 };
@@ -104,7 +107,8 @@ function operationObject(op: Operation): Json {
   // An API operation passes admission control (src/http/admission.ts): beyond its bounds it answers 503.
   // Those and the admin routes read the database: 503 too while it refuses connections (errors.ts).
   const gated = op.auth === 'slashid' || op.auth === 'infisical' || op.auth === 'admin';
-  const errors: ErrorSpec[] = [...(op.errors ?? []), 500, ...(gated ? [503] : [])];
+  // The listener's edge checks (src/http/edges.ts) answer these on every path, in the path's dialect.
+  const errors: ErrorSpec[] = [...(op.errors ?? []), 413, 417, 431, 500, ...(gated ? [503] : [])];
   for (const e of errors) {
     const { status, description, result, headers } = typeof e === 'number' ? { status: e, description: undefined, result: undefined, headers: undefined } : e;
     if (responses[String(status)]) continue;

@@ -49,7 +49,8 @@ export function parseConsistency(req: Request, startedAt = Date.now()): Consiste
   const rawTimeout = req.get('SlashID-Required-Consistency-Timeout');
   let timeoutSeconds = DEFAULT_TIMEOUT_SECONDS;
   if (rawTimeout !== undefined) {
-    if (!/^\d{1,3}$/.test(rawTimeout.trim()) || Number(rawTimeout) < 1 || Number(rawTimeout) > 120) {
+    // Digits only, leading zeros allowed ("005" and "0005" alike), at most 10 of them.
+    if (!/^\d{1,10}$/.test(rawTimeout.trim()) || Number(rawTimeout) < 1 || Number(rawTimeout) > 120) {
       throw badRequest(`SlashID-Required-Consistency-Timeout must be a whole number of seconds from 1 to 120 (got '${rawTimeout}').`);
     }
     timeoutSeconds = Number(rawTimeout);

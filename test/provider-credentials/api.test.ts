@@ -171,7 +171,7 @@ describe('validation: 400 in the envelope and nothing written', () => {
   });
 
   test('valid consistency headers are accepted', async () => {
-    for (const [level, timeout] of [['local_region', '1'], ['all_regions', '120'], ['local_region', '30']]) {
+    for (const [level, timeout] of [['local_region', '1'], ['all_regions', '120'], ['local_region', '30'], ['local_region', '005'], ['local_region', '0005'], ['all_regions', '00120']]) {
       const res = await create(validBody(), org, { 'SlashID-Required-Consistency': level ?? '', 'SlashID-Required-Consistency-Timeout': timeout ?? '' });
       expect(res.status).toBe(201);
     }
@@ -242,6 +242,13 @@ describe('update and delete', () => {
     const res = await call(r.url, 'PATCH', `${PATH}/${c.id}`, { body: { label: 'found' }, headers: slashidHeaders(org) });
     expect(res.status).toBe(204);
     expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result.label).toBe('found');
+  });
+
+  test('a DELETE with a body over 64 KiB is a 400, as for the operations that take a body, and deletes nothing', async () => {
+    const c = (await create()).body.result;
+    const res = await call(r.url, 'DELETE', `${PATH}/${c.id}`, { rawBody: 'x'.repeat(70_000), headers: slashidHeaders(org) });
+    expect({ status: res.status, body: res.body }).toEqual({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('64 KiB') }] } });
+    expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(200);
   });
 
   test('PATCH and DELETE of an unknown id answer 404', async () => {
