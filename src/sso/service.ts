@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import type { Config } from '../config';
+import { tokenSecrets, type Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError, notFound } from '../http/errors';
 import { TOKEN_ISSUER } from '../infisical/access-tokens';
@@ -17,7 +17,7 @@ import { emailOf, notStarted, parseResponse, refused, validateResponse } from '.
 import type { SsoResult } from './schema';
 import { isHttpUrl } from '../metadata/parse-metadata';
 import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
-import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, ssoKeys } from './store';
+import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, RequestIds, ssoKeys } from './store';
 
 export const DEFAULT_SKEW_SECONDS = 60;
 export const SSO_TOKEN_AUDIENCE = 'saml-sso';
@@ -28,6 +28,9 @@ export interface SsoDeps {
   redis: Redis;
   config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets'>;
 }
+
+/** The login request ids of credential `id` in this region (store.ts). */
+const requestIds = (deps: SsoDeps, id: string) => new RequestIds(tokenSecrets(deps.config), deps.config.region.id, id);
 
 async function loadCredential(deps: SsoDeps, id: string) {
   const credential = await findCredentialById(deps.db, id);
@@ -59,12 +62,14 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
     throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no usable HTTP-Redirect or HTTP-POST sign-on endpoint (an http(s) URL whose host is a host name or an IP address); fix its metadata.`);
   }
   const postBinding = !service.binding.endsWith(':HTTP-Redirect');
+  const ids = requestIds(deps, id);
   const sp = serviceProvider({
     entityId: spEntityId(id),
     acsUrl: acsUrl(deps.config.region, id),
     idpCertificates: metadata.signing_certificates.map((c) => c.pem),
-    // node-saml saves the request id (with the relay state) here as it writes the AuthnRequest.
-    requests: new RequestCache(deps.redis, ssoKeys(deps.config.redisKeyPrefix, deps.config.region.id), id, relayState),
+    // Nothing is stored as a login starts: its request id carries its time and relay state (store.ts).
+    requests: new RequestCache(deps.redis, ssoKeys(deps.config.redisKeyPrefix, deps.config.region.id), id, ids),
+    requestId: () => ids.issue(relayState),
     ssoUrl: service.location,
     postBinding,
   });
@@ -89,8 +94,9 @@ export interface SignIn {
 }
 
 /**
- * Validates a posted SAMLResponse. The relay state returned is the one the login was started with; the posted
- * RelayState (not signed) is only used for IdP-initiated sign-in, where there is no other.
+ * Validates a posted SAMLResponse. The relay state returned is the one the login was started with: the posted
+ * RelayState (not signed) when the login's request id vouches for it, else none; for IdP-initiated sign-in,
+ * where there is no login, the posted one.
  */
 export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: string, postedRelayState: string | null): Promise<SignIn> {
   const { credential, metadata } = await loadCredential(deps, id);
@@ -100,7 +106,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   // Before node-saml takes the request it answers, so that a replay is refused as such. The id read here is
   // not verified yet: it can only lead to this refusal, for an id that was accepted from this IdP before.
   if (posted.assertionId && (await alreadyUsed(deps.redis, keys, id, metadata.entity_id, posted.assertionId))) throw replayed();
-  const requests = new RequestCache(deps.redis, keys, id);
+  const requests = new RequestCache(deps.redis, keys, id, requestIds(deps, id));
   const assertion = await validateResponse(posted, {
     idpEntityId: metadata.entity_id,
     spEntityId: spEntityId(id),
@@ -129,9 +135,9 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   let relayState = postedRelayState;
   if (assertion.inResponseTo !== null) {
     // node-saml found the request outstanding; taking it makes "answered once" atomic across responses.
-    const request = await requests.take(assertion.inResponseTo);
+    const request = await requests.take(assertion.inResponseTo, postedRelayState);
     if (request === null) throw notStarted();
-    relayState = request.relay_state;
+    relayState = request.relayState;
   }
   const email = emailOf(assertion, credential.emailClaims);
   if ('problem' in email) throw refused(422, email.problem);

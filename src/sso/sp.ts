@@ -62,6 +62,8 @@ export interface SpOptions {
   idpCertificates: readonly string[];
   /** The outstanding login requests of this region (store.ts). */
   requests: CacheProvider;
+  /** Logins: the id of the AuthnRequest (store.ts RequestIds: it carries what the login has to remember). */
+  requestId?: () => string;
   /** Logins: the IdP's sign-on URL and whether it takes HTTP-POST (no deflate) rather than HTTP-Redirect. */
   ssoUrl?: string;
   postBinding?: boolean;
@@ -89,6 +91,7 @@ export function serviceProvider(o: SpOptions): SAML {
     validateInResponseTo: ValidateInResponseTo.ifPresent,
     requestIdExpirationPeriodMs: REQUEST_TTL_SECONDS * 1000,
     cacheProvider: o.requests,
+    ...(o.requestId ? { generateUniqueId: o.requestId } : {}),
   });
 }
 

@@ -23,7 +23,7 @@ export const REQUEST_TTL_SECONDS = 600;
 /** Bounds how long an assertion id is kept, whatever NotOnOrAfter the IdP chose. */
 export const MAX_REPLAY_TTL_MS = 24 * 3600 * 1000;
 
-/** A started login as stored: when node-saml issued it (it checks the age too), and the relay state to return. */
+/** A started login as versions before 2026-12-04 stored it (read for the 10 minutes such a login lasts). */
 interface PendingRequest {
   created_at: string;
   relay_state: string | null;
@@ -33,7 +33,10 @@ const assertionHash = (issuer: string, id: string) => crypto.createHash('sha256'
 
 export function ssoKeys(prefix: string, region: string) {
   return {
+    /** A login started by a version before 2026-12-04 (stored as it started). */
     request: (credentialId: string, id: string) => `${prefix}sso:${region}:request:${credentialId}:${id}`,
+    /** A login answered (its request id is this service's own, see RequestIds): written once it signed in. */
+    answered: (credentialId: string, id: string) => `${prefix}sso:${region}:answered:${credentialId}:${id}`,
     // Per credential (an assertion is addressed to one: its audience and Recipient), so that another
     // organization's IdP claiming the same entity ID cannot mark this IdP's assertion ids as used. Hashed:
     // the id is the IdP's text, of any length.
@@ -54,28 +57,102 @@ async function orUnavailable<T>(op: Promise<T>): Promise<T> {
 }
 
 /**
- * node-saml's cache provider for the outstanding requests of one credential in this region: it saves the id
- * of each AuthnRequest it writes, and looks up the InResponseTo of each response (and checks its age).
- * node-saml also removes a request after any response to it, even one it refused; here a refused response
- * does not cancel the user's login (a forged post would), so removal is take(), once the response was
- * accepted: GETDEL, so that of two responses to one request only one signs in.
+ * Login request ids that carry what a login has to remember, so that starting one stores nothing: the login
+ * endpoint takes no credentials, and a record per request (600 s in Redis) let anyone fill the Redis that
+ * replication shares (a helper's review: ~1,850 records in 5 s from one client). An id is `_r1` and, in
+ * base64url: the time it was issued (ms, 6 bytes), a nonce (10), a tag of the relay state (8: the first bytes
+ * of an HMAC of it; zeros for none), and an HMAC (16) of those with the region and the credential. The key
+ * is derived from TOKEN_SIGNING_SECRET (HKDF), and the keys of TOKEN_ACCEPTED_SECRETS are accepted, so a
+ * rotation of the secret does not refuse the logins under way. Only what a login needs to be answered once
+ * is written: after a response to it was accepted (signed by the IdP), so nobody can write it unauthenticated.
+ */
+export class RequestIds {
+  private readonly keys: Buffer[];
+
+  constructor(
+    secrets: readonly string[],
+    private readonly region: string,
+    private readonly credentialId: string,
+  ) {
+    this.keys = secrets.map(requestIdKey);
+  }
+
+  /** A new request id for a login with `relayState`. */
+  issue(relayState: string | null, now = Date.now()): string {
+    const key = this.keys[0] as Buffer;
+    const body = Buffer.alloc(BODY_BYTES);
+    body.writeUIntBE(now, 0, 6);
+    crypto.randomFillSync(body, 6, 10);
+    relayTag(key, relayState).copy(body, 16);
+    return ID_PREFIX + Buffer.concat([body, this.mac(key, body)]).toString('base64url');
+  }
+
+  /** What an id of this service says (null: not one, or not this region's and credential's, or altered). */
+  read(id: string): { issuedAt: number; relayState: (posted: string | null) => string | null } | null {
+    if (!id.startsWith(ID_PREFIX) || id.length !== ID_LENGTH) return null;
+    const raw = Buffer.from(id.slice(ID_PREFIX.length), 'base64url');
+    if (raw.length !== BODY_BYTES + MAC_BYTES) return null;
+    const body = raw.subarray(0, BODY_BYTES);
+    const mac = raw.subarray(BODY_BYTES);
+    const key = this.keys.find((k) => crypto.timingSafeEqual(this.mac(k, body), mac));
+    if (!key) return null;
+    const tag = body.subarray(16, 24);
+    return {
+      issuedAt: body.readUIntBE(0, 6),
+      // The IdP returns the RelayState it was sent (SAML bindings); one that is not the login's is none.
+      relayState: (posted) => (posted !== null && crypto.timingSafeEqual(relayTag(key, posted), tag) ? posted : null),
+    };
+  }
+
+  private mac(key: Buffer, body: Buffer): Buffer {
+    return crypto.createHmac('sha256', key).update(`request\0${this.region}\0${this.credentialId}\0`).update(body).digest().subarray(0, MAC_BYTES);
+  }
+}
+
+const ID_PREFIX = '_r1';
+const BODY_BYTES = 24;
+const MAC_BYTES = 16;
+const ID_LENGTH = ID_PREFIX.length + Math.ceil(((BODY_BYTES + MAC_BYTES) * 4) / 3);
+
+const idKeys = new Map<string, Buffer>();
+function requestIdKey(secret: string): Buffer {
+  let key = idKeys.get(secret);
+  if (!key) idKeys.set(secret, (key = Buffer.from(crypto.hkdfSync('sha256', secret, 'saml-credential-service', 'sso-request-id', 32))));
+  return key;
+}
+
+function relayTag(key: Buffer, relayState: string | null): Buffer {
+  if (relayState === null) return Buffer.alloc(8);
+  return crypto.createHmac('sha256', key).update(`relay\0${relayState}`).digest().subarray(0, 8);
+}
+
+/**
+ * node-saml's cache provider for the logins of one credential in this region. It saves nothing (the request
+ * id carries what a login needs, see RequestIds), and looks up the InResponseTo of each response: an id of
+ * this region's and credential's, not older than REQUEST_TTL_SECONDS, not answered yet. node-saml also
+ * removes a request after any response to it, even one it refused; here a refused response does not cancel
+ * the user's login (a forged post would), so the answer is recorded by take(), once a response was accepted:
+ * SET NX, so that of two responses to one request only one signs in.
  */
 export class RequestCache implements CacheProvider {
   constructor(
     private readonly redis: Redis,
     private readonly keys: SsoKeys,
     private readonly credentialId: string,
-    /** Saved with the requests of a login. */
-    private readonly relayState: string | null = null,
+    private readonly ids: RequestIds,
   ) {}
 
-  async saveAsync(id: string, createdAt: string): Promise<CacheItem> {
-    const request: PendingRequest = { created_at: createdAt, relay_state: this.relayState };
-    await orUnavailable(this.redis.set(this.keys.request(this.credentialId, id), JSON.stringify(request), 'EX', REQUEST_TTL_SECONDS));
+  async saveAsync(_id: string, createdAt: string): Promise<CacheItem> {
     return { value: createdAt, createdAt: Date.now() };
   }
 
   async getAsync(id: string): Promise<string | null> {
+    const ours = this.ids.read(id);
+    if (ours) {
+      if (!live(ours.issuedAt)) return null;
+      const answered = await orUnavailable(this.redis.exists(this.keys.answered(this.credentialId, id)));
+      return answered ? null : new Date(ours.issuedAt).toISOString();
+    }
     const raw = await orUnavailable(this.redis.get(this.keys.request(this.credentialId, id)));
     return raw === null ? null : (JSON.parse(raw) as PendingRequest).created_at;
   }
@@ -84,11 +161,27 @@ export class RequestCache implements CacheProvider {
     return null;
   }
 
-  /** The outstanding request `id`, removed as it is read (a request is answered once). */
-  async take(id: string): Promise<PendingRequest | null> {
+  /**
+   * Records login `id` answered (null: it was already, or is not outstanding) and gives its relay state:
+   * `posted` when it is the one the login was started with, else none.
+   */
+  async take(id: string, posted: string | null): Promise<{ relayState: string | null } | null> {
+    const ours = this.ids.read(id);
+    if (ours) {
+      const left = ours.issuedAt + REQUEST_TTL_SECONDS * 1000 - Date.now();
+      if (!live(ours.issuedAt)) return null;
+      // Kept as long as the id could be answered (and a minute of clock difference between processes).
+      const first = await orUnavailable(this.redis.set(this.keys.answered(this.credentialId, id), '1', 'PX', Math.ceil(left) + 60_000, 'NX'));
+      return first === 'OK' ? { relayState: ours.relayState(posted) } : null;
+    }
     const raw = await orUnavailable(this.redis.getdel(this.keys.request(this.credentialId, id)));
-    return raw === null ? null : (JSON.parse(raw) as PendingRequest);
+    return raw === null ? null : { relayState: (JSON.parse(raw) as PendingRequest).relay_state };
   }
+}
+
+/** Whether a login issued at `issuedAt` may still be answered (an id from the future is a clock's fault: a minute). */
+function live(issuedAt: number, now = Date.now()): boolean {
+  return issuedAt <= now + 60_000 && now - issuedAt < REQUEST_TTL_SECONDS * 1000;
 }
 
 /** Whether an assertion id was already accepted (before validating a response: a replay is named as such). */

@@ -30,7 +30,7 @@ import {
   type ResponseSpec,
 } from './support/idp-simulator';
 import { createRedis } from '../../src/redis';
-import { alreadyUsed, firstUse, ssoKeys } from '../../src/sso/store';
+import { alreadyUsed, firstUse, RequestIds, ssoKeys } from '../../src/sso/store';
 import { REDIS_URL } from '../support/env';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -124,7 +124,8 @@ describe('SP metadata and login', () => {
     expect(req.acs).toBe(`${cluster.url(EU)}/sso/saml/${cred}/acs`);
     expect(req.issuer).toBe(`urn:saml-credential-service:sp:${cred}`);
     expect(req.relayState).toBe('/after-login?x=1');
-    expect(req.id).toMatch(/^_[0-9a-f]{40}$/);
+    // The id carries the login's time and relay state, authenticated (store.ts RequestIds).
+    expect(req.id).toMatch(/^_r1[A-Za-z0-9_-]{54}$/);
   });
 
   test('an IdP that only takes HTTP-POST gets an auto-submitting form', async () => {
@@ -201,7 +202,8 @@ describe('signing in', () => {
     const acsUrl = /Location="([^"]+)" index="0"/.exec(metadata)?.[1] ?? '';
     const req = await login(EU, cred, 'back-to-app');
     const spec: ResponseSpec = { issuer: ENTITY, audience: req.issuer, acs: acsUrl, inResponseTo: req.id, nameId: 'u-123', nameIdFormat: PERSISTENT_FORMAT, attributes: { email: ['alice@example.com'], groups: ['a', 'b'] } };
-    const res = await acs(EU, cred, signedResponse(spec, A));
+    // The IdP returns the login's RelayState with its response (SAML bindings).
+    const res = await acs(EU, cred, signedResponse(spec, A), 'back-to-app');
     expect(res.status).toBe(200);
     // The answer carries a token: no cache (browser, proxy) may keep it.
     expect(res.headers.get('cache-control')).toBe('no-store');
@@ -357,6 +359,87 @@ describe('the login a response answers', () => {
     expect((await acs(EU, cred, signedResponse(spec, A))).status).toBe(200);
     // Another assertion for the same, now answered, login.
     expect(await refusal(EU, cred, signedResponse(spec, A), 401)).toMatch(/did not start/);
+  });
+
+  test('is not stored anywhere as it starts: anyone may start logins, and they cost nothing', async () => {
+    const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
+    const prefix = cluster.deployment.file.redisKeyPrefix ?? '';
+    const count = async () => {
+      let n = 0;
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}sso:*`, 'COUNT', 1000);
+        cursor = next;
+        n += keys.length;
+      } while (cursor !== '0');
+      return n;
+    };
+    try {
+      const before = await count();
+      for (let i = 0; i < 30; i++) await login(EU, cred, `/page-${i}`);
+      // Before 2026-12-04 each login left a record in Redis for 600 s: 30 more here.
+      expect(await count()).toBe(before);
+      // Answered, it is recorded (once, and only after the IdP's signature was accepted).
+      const spec = await answer(EU, cred);
+      expect((await acs(EU, cred, signedResponse(spec, A))).status).toBe(200);
+      expect(await count()).toBe(before + 2); // the login answered, and the assertion id
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  test('returns the relay state it was started with when the IdP returns it; another one, or none, is null', async () => {
+    const req = await login(EU, cred, '/deep/link');
+    const spec: ResponseSpec = { issuer: ENTITY, audience: req.issuer, acs: req.acs, inResponseTo: req.id, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] } };
+    const changed = await acs(EU, cred, signedResponse(spec, A), '/somewhere-else');
+    expect({ status: changed.status, relay: changed.body.result?.relay_state }).toEqual({ status: 200, relay: null });
+    const again = await login(EU, cred, '/deep/link');
+    const returned = await acs(EU, cred, signedResponse({ ...spec, inResponseTo: again.id }, A), '/deep/link');
+    expect({ status: returned.status, relay: returned.body.result?.relay_state }).toEqual({ status: 200, relay: '/deep/link' });
+    const none = await login(EU, cred);
+    const dropped = await acs(EU, cred, signedResponse({ ...spec, inResponseTo: none.id }, A), '');
+    expect({ status: dropped.status, relay: dropped.body.result?.relay_state }).toEqual({ status: 200, relay: null });
+  });
+
+  test('is this credential\'s, unaltered, and not past its 10 minutes', async () => {
+    idp.set('second.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+    const other = await createCredential('second.xml');
+    const theirs = await login(EU, other);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: theirs.id }), A), 401)).toMatch(/did not start/);
+    const mine = await login(EU, cred);
+    const flipped = mine.id.slice(0, 10) + (mine.id[10] === 'A' ? 'B' : 'A') + mine.id.slice(11);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: flipped }), A), 401)).toMatch(/did not start/);
+    // Issued 11 minutes ago with this deployment's key (as the region would have).
+    const old = new RequestIds([TEST_SIGNING_SECRET], EU, cred).issue(null, Date.now() - 11 * 60_000);
+    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: old }), A), 401)).toMatch(/did not start/);
+    const recent = new RequestIds([TEST_SIGNING_SECRET], EU, cred).issue('/r', Date.now() - 9 * 60_000);
+    const signedIn = await acs(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: recent }), A), '/r');
+    expect({ status: signedIn.status, relay: signedIn.body.result?.relay_state }).toEqual({ status: 200, relay: '/r' });
+  });
+
+  test('its id is read under the accepted token secrets, so a rotation of the secret keeps the logins under way', () => {
+    const [before, after] = ['a'.repeat(32), 'b'.repeat(32)];
+    const id = new RequestIds([before], EU, 'c1').issue('/x');
+    expect(new RequestIds([after, before], EU, 'c1').read(id)?.relayState('/x')).toBe('/x');
+    expect(new RequestIds([after], EU, 'c1').read(id)).toBeNull();
+    // Bound to its region and credential.
+    expect(new RequestIds([before], US, 'c1').read(id)).toBeNull();
+    expect(new RequestIds([before], EU, 'c2').read(id)).toBeNull();
+  });
+
+  test('started by a version before 2026-12-04 (stored in Redis as it started) signs in once, with its stored relay state', async () => {
+    const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
+    const keys = ssoKeys(cluster.deployment.file.redisKeyPrefix ?? '', EU);
+    const id = `_${crypto.randomBytes(20).toString('hex')}`;
+    try {
+      await redis.set(keys.request(cred, id), JSON.stringify({ created_at: new Date().toISOString(), relay_state: '/stored' }), 'EX', 600);
+      const spec = await answer(EU, cred, { inResponseTo: id });
+      const res = await acs(EU, cred, signedResponse(spec, A), '/posted');
+      expect({ status: res.status, relay: res.body.result?.relay_state }).toEqual({ status: 200, relay: '/stored' });
+      expect(await refusal(EU, cred, signedResponse({ ...spec, assertionId: newId('a') }, A), 401)).toMatch(/did not start/);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   test('answered by two responses at once: one signs in', async () => {
