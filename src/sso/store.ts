@@ -1,9 +1,11 @@
 /**
- * What a login keeps between its start and the IdP's answer, and the replay cache, both in the region's
- * Redis with a TTL: expiry needs no cleanup job, GETDEL and SET NX make "answered once" and "accepted once"
- * atomic, and nothing here needs to survive longer than a login. Outstanding requests are keyed by region
- * (and credential): only the region that started a login accepts its answer (its ACS URL is the one the
- * request named). The replay cache is the region's too (with a Redis per region, per region): an
+ * What a login has to remember between its start and the IdP's answer, and the replay cache. A login's
+ * request id carries what it needs (RequestIds), so starting one stores nothing; once answered, it is
+ * recorded in the region's Redis, as accepted assertion ids are, with a TTL: expiry needs no cleanup job,
+ * SET NX makes "answered once" and "accepted once" atomic, and nothing here needs to survive longer than a
+ * login or an assertion. A request id is bound to its region and credential: only the region that started
+ * a login accepts its answer (its ACS URL is the one the request named). The replay cache is the region's
+ * too (with a Redis per region, per region): an
  * assertion is accepted once in a region, and only in one region, since its Recipient must be that
  * region's ACS URL (response.ts). An IdP-initiated one usable longer than MAX_REPLAY_TTL_MS is refused
  * (service.ts): it could be replayed once its id is forgotten.
@@ -87,11 +89,17 @@ export class RequestIds {
     return ID_PREFIX + Buffer.concat([body, this.mac(key, body)]).toString('base64url');
   }
 
-  /** What an id of this service says (null: not one, or not this region's and credential's, or altered). */
+  /**
+   * What an id of this service says (null: not one, or not this region's and credential's, or altered). Only
+   * the one spelling issue() writes is read: Node's decoder also takes `+` and `/`, and ignores the unused
+   * bits of the last character, so other strings decode to the same bytes, and each would be answered once
+   * (the answered record is keyed by the string; a review reproduced three sign-ins with one login).
+   */
   read(id: string): { issuedAt: number; relayState: (posted: string | null) => string | null } | null {
     if (!id.startsWith(ID_PREFIX) || id.length !== ID_LENGTH) return null;
-    const raw = Buffer.from(id.slice(ID_PREFIX.length), 'base64url');
-    if (raw.length !== BODY_BYTES + MAC_BYTES) return null;
+    const encoded = id.slice(ID_PREFIX.length);
+    const raw = Buffer.from(encoded, 'base64url');
+    if (raw.length !== BODY_BYTES + MAC_BYTES || raw.toString('base64url') !== encoded) return null;
     const body = raw.subarray(0, BODY_BYTES);
     const mac = raw.subarray(BODY_BYTES);
     const key = this.keys.find((k) => crypto.timingSafeEqual(this.mac(k, body), mac));
@@ -170,8 +178,9 @@ export class RequestCache implements CacheProvider {
     if (ours) {
       const left = ours.issuedAt + REQUEST_TTL_SECONDS * 1000 - Date.now();
       if (!live(ours.issuedAt)) return null;
-      // Kept as long as the id could be answered (and a minute of clock difference between processes).
-      const first = await orUnavailable(this.redis.set(this.keys.answered(this.credentialId, id), '1', 'PX', Math.ceil(left) + 60_000, 'NX'));
+      // Kept as long as the id could be answered, and as long again: should this host's clock step back
+      // (live() reads it; Redis's expiry does not), the id must not outlive its record.
+      const first = await orUnavailable(this.redis.set(this.keys.answered(this.credentialId, id), '1', 'PX', Math.ceil(left) + REQUEST_TTL_SECONDS * 1000, 'NX'));
       return first === 'OK' ? { relayState: ours.relayState(posted) } : null;
     }
     const raw = await orUnavailable(this.redis.getdel(this.keys.request(this.credentialId, id)));

@@ -409,12 +409,39 @@ describe('the login a response answers', () => {
     const mine = await login(EU, cred);
     const flipped = mine.id.slice(0, 10) + (mine.id[10] === 'A' ? 'B' : 'A') + mine.id.slice(11);
     expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: flipped }), A), 401)).toMatch(/did not start/);
-    // Issued 11 minutes ago with this deployment's key (as the region would have).
-    const old = new RequestIds([TEST_SIGNING_SECRET], EU, cred).issue(null, Date.now() - 11 * 60_000);
-    expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: old }), A), 401)).toMatch(/did not start/);
+    // Issued 11 minutes ago, or 2 minutes from now (more than a clock's minute), with this deployment's key.
+    const ids = new RequestIds([TEST_SIGNING_SECRET], EU, cred);
+    for (const at of [Date.now() - 11 * 60_000, Date.now() + 2 * 60_000]) {
+      expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: ids.issue(null, at) }), A), 401)).toMatch(/did not start/);
+    }
     const recent = new RequestIds([TEST_SIGNING_SECRET], EU, cred).issue('/r', Date.now() - 9 * 60_000);
     const signedIn = await acs(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: recent }), A), '/r');
     expect({ status: signedIn.status, relay: signedIn.body.result?.relay_state }).toEqual({ status: 200, relay: '/r' });
+  });
+
+  test('is answered once, whatever spelling of its id the response carries; the record lasts past the id', async () => {
+    const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
+    try {
+      // An id with a character base64url and base64 spell differently ('-' or '_'), to try both spellings.
+      let req = await login(EU, cred, '/once');
+      for (let i = 0; i < 20 && !/[-_]/.test(req.id); i++) req = await login(EU, cred, '/once');
+      const spec = (inResponseTo: string): ResponseSpec => ({ issuer: ENTITY, audience: req.issuer, acs: req.acs, inResponseTo, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] } });
+      expect((await acs(EU, cred, signedResponse(spec(req.id), A), '/once')).status).toBe(200);
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      // The last character's low four bits are not part of the id's 40 bytes: another one decodes the same.
+      const last = alphabet[alphabet.indexOf(req.id.slice(-1)) ^ 1] ?? '';
+      const spellings = [req.id.slice(0, -1) + last, req.id.replace(/-/g, '+').replace(/_/g, '/')].filter((v) => v !== req.id);
+      expect(spellings.length).toBeGreaterThan(0);
+      for (const variant of spellings) {
+        expect(new RequestIds([TEST_SIGNING_SECRET], EU, cred).read(variant)).toBeNull();
+        expect(await refusal(EU, cred, signedResponse(spec(variant), A), 401)).toMatch(/did not start/);
+      }
+      // Kept for the id's remaining life and as long again (a clock that steps back must not revive it).
+      const ttl = await redis.pttl(ssoKeys(cluster.deployment.file.redisKeyPrefix ?? '', EU).answered(cred, req.id));
+      expect(ttl).toBeGreaterThan(600_000);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   test('its id is read under the accepted token secrets, so a rotation of the secret keeps the logins under way', () => {
