@@ -5,7 +5,7 @@
  */
 import type { Db } from '../db/client';
 import type { RedisLinks } from './links';
-import { acksOf, ORG_FIELD, parseAck, type AckWinner, type Tracker } from './tracker';
+import { acksOf, ORG_FIELD, PARKED_PREFIX, parseAck, type AckWinner, type Tracker } from './tracker';
 
 export interface ChangeStatus {
   change_id: string;
@@ -15,6 +15,11 @@ export interface ChangeStatus {
   /** Per region: when it applied the change and held it, or null. */
   applied_at: Record<string, string | null>;
   pending_regions: string[];
+  /**
+   * Of the pending regions, those that parked the change (they could not apply it): it waits there for an
+   * upgrade or an operator (README, Parked events), not for delivery.
+   */
+  parked_regions: string[];
   superseded: { region: string; at: string; winner: AckWinner }[];
   tracker_available: boolean;
   /** Present when this region is the change's origin. */
@@ -73,12 +78,14 @@ export async function changeStatus(
   // The origin keeps each confirmed delivery's ack (relay.ts; a redelivery clears it): what its Redis lost, or
   // let expire, is read there (an ack that is no outcome, "parked", reads as pending). The origin itself
   // committed the change. (Elsewhere only the origin's Redis can tell.)
+  const parked = new Set(Object.entries(hash ?? {}).filter(([field, value]) => field !== ORG_FIELD && value.startsWith(PARKED_PREFIX)).map(([field]) => field));
   if (outbox) {
     if (!acks.has(d.region)) acks.set(d.region, { outcome: 'applied', at: outbox.createdAt.toISOString() });
     const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null } }, select: { region: true, ack: true } });
     for (const k of kept) {
       const ack = !acks.has(k.region) && k.ack ? parseAck(k.ack) : null;
       if (ack) acks.set(k.region, ack);
+      else if (k.ack?.startsWith(PARKED_PREFIX)) parked.add(k.region);
     }
   }
   const applied_at: Record<string, string | null> = {};
@@ -96,6 +103,7 @@ export async function changeStatus(
     complete,
     applied_at,
     pending_regions: pending,
+    parked_regions: pending.filter((r) => parked.has(r)),
     superseded,
     tracker_available: hash !== null,
     origin: outbox

@@ -17,6 +17,9 @@ export const ChangeStatusSchema = Type.Object(
     complete: Type.Boolean(),
     applied_at: Type.Record(Type.String(), Nullable(Time), { description: 'Per region: when it applied the change and held it, or null.' }),
     pending_regions: Type.Array(Type.String()),
+    parked_regions: Type.Array(Type.String(), {
+      description: 'Of the pending regions, those that parked the change (could not apply it): it waits there for an upgrade or an operator, not for delivery.',
+    }),
     superseded: Type.Array(
       Type.Object(
         {

@@ -43,6 +43,10 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   const kept = eventFor('gadgets', 'g2', { id: 'g2', color: 'green' });
   for (const e of [gone, kept]) await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(e));
   expect(await eventually(async () => (await status()).failures?.parked === 2, 10_000)).toBe(true);
+  // The change's status says where it is parked (pending there, for an operator; the origin, not running
+  // here, has no ack of its own either).
+  const parkedStatus = await call(url(), 'GET', `/admin/replication/changes/${kept.changeId}`, { headers: adminHeaders });
+  expect(parkedStatus.body).toMatchObject({ state: 'pending', pending_regions: expect.arrayContaining([REGION]), parked_regions: [REGION] });
   // A change still being retried (failing, not parked) is not the operator's to discard.
   const failing = uuidv4();
   await pg.query(
