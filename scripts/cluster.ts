@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
-import { ConfigError, readConfigFile } from '../src/config';
+import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
 
 /** The secrets a cluster needs, and how one is made up. */
 const SECRETS: Record<string, () => string> = {
@@ -74,9 +74,30 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
   if (missing.length) process.stdout.write(`${missing.join(', ')} kept in ${shown} for the next start\n`);
   const out: Record<string, string> = {};
   for (const name of Object.keys(SECRETS)) out[name] = process.env[name] || (fromFile.get(name) as string);
+  // A secret the environment sets otherwise than the file (a rotation's next step, README Security): the file
+  // follows, so that a later start, of the cluster or of one region alone, does not go back to the old one.
+  const changed = Object.keys(SECRETS).filter((name) => process.env[name] && fromFile.has(name) && fromFile.get(name) !== process.env[name]);
+  if (changed.length) {
+    keepSecrets(file, out, fromFile, changed);
+    process.stdout.write(`${changed.join(', ')} from the environment differ${changed.length === 1 ? 's' : ''} from ${shown}: kept there now for the next start (the previous value as a comment)\n`);
+  }
   const taken = Object.keys(SECRETS).filter((name) => !process.env[name] && !missing.includes(name));
   if (taken.length) process.stdout.write(`${taken.join(', ')} taken from ${shown} (\`set -a; . ${shown}; set +a\` exports them in a shell)\n`);
   return out;
+}
+
+/** Rewrites the secrets file with `now`, the previous values of `changed` kept as comments (mode 0600, whole or not at all). */
+function keepSecrets(file: string, now: Record<string, string>, before: Map<string, string>, changed: string[]): void {
+  const previous = fs.readFileSync(file, 'utf8').split('\n').filter((line) => line.startsWith('#'));
+  const at = new Date().toISOString();
+  const lines = [
+    ...previous,
+    ...changed.map((name) => `# ${name} until ${at}: ${before.get(name)}`),
+    ...Object.keys(SECRETS).map((name) => `${name}=${now[name]}`),
+  ];
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, lines.join('\n') + '\n', { mode: 0o600 });
+  fs.renameSync(tmp, file);
 }
 
 function formatLine(region: string, line: string): string {
@@ -95,7 +116,7 @@ function formatLine(region: string, line: string): string {
 }
 
 async function main(): Promise<void> {
-  const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
+  const configPath = regionsConfigPath();
   let file;
   try {
     file = readConfigFile(configPath);
@@ -129,6 +150,11 @@ async function main(): Promise<void> {
         onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
         onExit: (code, signal) => {
           if (stopping) return;
+          // Stopped as asked (a SIGTERM sent to the whole process group reaches the regions first): not a crash.
+          if (code === 0 && signal === null) {
+            process.stdout.write(`[${r.id}] stopped\n`);
+            return;
+          }
           const again = `${process.env.REGIONS_CONFIG ? `REGIONS_CONFIG='${process.env.REGIONS_CONFIG}' ` : ''}npm run cluster -- ${r.id}`;
           process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal}); the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
         },

@@ -11,8 +11,7 @@
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix; prints JSON.
  */
-import path from 'node:path';
-import { ConfigError, readConfigFile, redisUrlOf } from '../src/config';
+import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath } from '../src/config';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { eachRegion } from '../src/replication/links';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
@@ -24,7 +23,7 @@ async function main(): Promise<void> {
     process.stderr.write('usage: npm run members -- list | activate <region> | remove <region> [--force]\n');
     process.exit(2);
   }
-  const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
+  const configPath = regionsConfigPath();
   const connections = new Map<string, Redis>();
   try {
     const file = readConfigFile(configPath);

@@ -3,8 +3,7 @@
  * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
  * REGIONS_CONFIG (default ./regions.config.json); prints what it copied as JSON. See src/replication/reseed.ts.
  */
-import path from 'node:path';
-import { ConfigError, readConfigFile } from '../src/config';
+import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
 import { FEATURES } from '../src/features';
 import { reseed } from '../src/replication/reseed';
 
@@ -20,7 +19,7 @@ async function main(): Promise<void> {
     process.stderr.write('usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--wait <seconds the peer may take to catch up, default 30>] [--force]\n');
     process.exit(2);
   }
-  const configPath = path.resolve(process.env.REGIONS_CONFIG || './regions.config.json');
+  const configPath = regionsConfigPath();
   try {
     const file = readConfigFile(configPath);
     const wait = arg('wait');

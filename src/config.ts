@@ -217,13 +217,22 @@ function intFromEnv(env: Env, name: string): number | undefined {
 }
 
 /**
+ * The deployment's regions file: REGIONS_CONFIG, a relative one from the directory the command was run in
+ * (npm runs scripts in the package's root and says where it was called in INIT_CWD), else
+ * ./regions.config.json of the package.
+ */
+export function regionsConfigPath(env: Env = process.env): string {
+  return env.REGIONS_CONFIG ? path.resolve(env.INIT_CWD ?? process.cwd(), env.REGIONS_CONFIG) : path.resolve('./regions.config.json');
+}
+
+/**
  * Builds the process configuration. Environment variables override the file:
  * REGIONS_CONFIG, REGION, ADMIN_TOKEN, ADMIN_TOKEN_ACCEPTED, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
  * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
  * region only), LOG_LEVEL.
  */
 export function loadConfig(env: Env = process.env): Config {
-  const configPath = path.resolve(env.REGIONS_CONFIG || './regions.config.json');
+  const configPath = regionsConfigPath(env);
   if (!env.REGIONS_CONFIG && !fs.existsSync(configPath)) {
     throw new ConfigError(`REGIONS_CONFIG is not set and there is no ${configPath}; point REGIONS_CONFIG at the deployment's regions file`);
   }

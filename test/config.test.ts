@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, redisUrlOf } from '../src/config';
+import { loadConfig, redisUrlOf, regionsConfigPath } from '../src/config';
 import { PROJECT_ROOT } from '../src/paths';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-config-'));
@@ -124,4 +124,15 @@ test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-z
   const res = spawnSync(process.execPath, [main], { env: { ...process.env, REGIONS_CONFIG: write(good), REGION: 'us-iowa', ADMIN_TOKEN: '' }, encoding: 'utf8' });
   expect(res.status).toBe(2);
   expect(res.stderr).toMatch(/configuration error: ADMIN_TOKEN/);
+});
+
+test('a relative REGIONS_CONFIG is read from the directory the command was run in (npm runs scripts in the root)', () => {
+  expect(regionsConfigPath({ REGIONS_CONFIG: '../regions.x.json', INIT_CWD: '/srv/app/deploy' })).toBe('/srv/app/regions.x.json');
+  expect(regionsConfigPath({ REGIONS_CONFIG: '/etc/saml/regions.json', INIT_CWD: '/srv/app/deploy' })).toBe('/etc/saml/regions.json');
+  // Without npm, from the process's own directory; without REGIONS_CONFIG, the package's file.
+  expect(regionsConfigPath({ REGIONS_CONFIG: 'r.json' })).toBe(path.resolve('r.json'));
+  expect(regionsConfigPath({ INIT_CWD: '/srv/app/deploy' })).toBe(path.resolve('regions.config.json'));
+  const file = write(good);
+  const config = loadConfig({ REGIONS_CONFIG: path.basename(file), INIT_CWD: path.dirname(file), REGION: 'us-iowa', ADMIN_TOKEN: 'a'.repeat(32), TOKEN_SIGNING_SECRET: 'b'.repeat(32), REPLICATION_KEYS: `k1:${'c'.repeat(32)}` });
+  expect(config.region.id).toBe('us-iowa');
 });

@@ -15,10 +15,12 @@ beforeAll(async () => {
 });
 afterAll(() => dep.cleanup());
 
-function runCluster(env: Record<string, string>, regions: string[] = []) {
+/** `group`: in a process group of its own (as in a terminal), so that a signal can reach the regions too. */
+function runCluster(env: Record<string, string>, regions: string[] = [], group = false) {
   const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'cluster.js'), ...regions], {
     env: { ...process.env, REGIONS_CONFIG: dep.configPath, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: group,
   });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -132,6 +134,43 @@ test('keeps the secrets it made up for the next start, and starts only the regio
   expect((await call(eu, 'GET', `/admin/organizations/${org.id}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
   pasted.child.kill('SIGTERM');
   expect(await pasted.exited).toBe(0);
+}, 120_000);
+
+test('a secret set in the environment otherwise than in the file (a rotation) is kept in the file for the next start', async () => {
+  const secretsFile = path.join(path.dirname(dep.configPath), '.cluster', `${path.basename(dep.configPath, '.json')}.env`);
+  fs.rmSync(secretsFile, { force: true });
+  const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
+  const first = runCluster(none, [], true);
+  await first.ready;
+  const old = /export ADMIN_TOKEN=(\S+)/.exec(first.output())?.[1] as string;
+  // SIGTERM to the whole process group (a terminal's Ctrl-C does that): the regions get it too, and may stop
+  // before the cluster's own handler runs. A clean stop is not reported as a crash.
+  process.kill(-(first.child.pid as number), 'SIGTERM');
+  expect(await first.exited).toBe(0);
+  expect(first.output()).not.toContain('exited unexpectedly');
+  const before = fs.readFileSync(secretsFile, 'utf8');
+
+  const rotated = 'rotated-admin-token-0123456789';
+  const rotating = runCluster({ ...none, ADMIN_TOKEN: rotated }, ['europe-belgium']);
+  await rotating.ready;
+  expect(rotating.output()).toContain('ADMIN_TOKEN from the environment differs from');
+  rotating.child.kill('SIGTERM');
+  expect(await rotating.exited).toBe(0);
+  const after = fs.readFileSync(secretsFile, 'utf8');
+  expect(after).toContain(`ADMIN_TOKEN=${rotated}\n`);
+  expect(after).toMatch(new RegExp(`^# ADMIN_TOKEN until \\S+: ${old}$`, 'm'));
+  // The other two as they were; the file still the owner's only.
+  for (const name of ['TOKEN_SIGNING_SECRET', 'REPLICATION_KEYS']) expect(after).toContain(new RegExp(`^${name}=\\S+$`, 'm').exec(before)?.[0]);
+  expect(fs.statSync(secretsFile).mode & 0o777).toBe(0o600);
+
+  // The next start alone, with nothing in its environment, uses the rotated token: the old one is refused.
+  const eu = `http://127.0.0.1:${dep.file.regions[1]?.port}`;
+  const later = runCluster(none, ['europe-belgium']);
+  await later.ready;
+  expect((await call(eu, 'GET', '/admin/replication', { headers: { authorization: `Bearer ${rotated}` } })).status).toBe(200);
+  expect((await call(eu, 'GET', '/admin/replication', { headers: { authorization: `Bearer ${old}` } })).status).toBe(401);
+  later.child.kill('SIGTERM');
+  expect(await later.exited).toBe(0);
 }, 120_000);
 
 test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the JSON they are', async () => {
