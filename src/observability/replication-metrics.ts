@@ -185,7 +185,7 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   if (tomb) {
     new Gauge({
       name: 'replication_tombstone_horizon_timestamp_seconds',
-      help: 'The replication horizon this process last computed (wall-clock part, Unix time); no sample while a member holds it back.',
+      help: 'The replication horizon this process last computed (wall-clock part, Unix time); 0 before the first computation and while a member holds it back.',
       registers,
       collect() {
         this.reset();
