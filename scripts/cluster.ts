@@ -74,30 +74,16 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
   if (missing.length) process.stdout.write(`${missing.join(', ')} kept in ${shown} for the next start\n`);
   const out: Record<string, string> = {};
   for (const name of Object.keys(SECRETS)) out[name] = process.env[name] || (fromFile.get(name) as string);
-  // A secret the environment sets otherwise than the file (a rotation's next step, README Security): the file
-  // follows, so that a later start, of the cluster or of one region alone, does not go back to the old one.
+  // A secret the environment sets otherwise than the file (a rotation's next step, README Security): said, since
+  // a later start from the file would go back to the file's (the operator updates the file; it is not
+  // rewritten here, where the value is not checked yet and the file may hold lines of the operator's own).
   const changed = Object.keys(SECRETS).filter((name) => process.env[name] && fromFile.has(name) && fromFile.get(name) !== process.env[name]);
   if (changed.length) {
-    keepSecrets(file, out, fromFile, changed);
-    process.stdout.write(`${changed.join(', ')} from the environment differ${changed.length === 1 ? 's' : ''} from ${shown}: kept there now for the next start (the previous value as a comment)\n`);
+    process.stdout.write(`${changed.join(', ')} from the environment differ${changed.length === 1 ? 's' : ''} from ${shown}: put the new value${changed.length === 1 ? '' : 's'} there too, or a later start from the file goes back to the old\n`);
   }
   const taken = Object.keys(SECRETS).filter((name) => !process.env[name] && !missing.includes(name));
   if (taken.length) process.stdout.write(`${taken.join(', ')} taken from ${shown} (\`set -a; . ${shown}; set +a\` exports them in a shell)\n`);
   return out;
-}
-
-/** Rewrites the secrets file with `now`, the previous values of `changed` kept as comments (mode 0600, whole or not at all). */
-function keepSecrets(file: string, now: Record<string, string>, before: Map<string, string>, changed: string[]): void {
-  const previous = fs.readFileSync(file, 'utf8').split('\n').filter((line) => line.startsWith('#'));
-  const at = new Date().toISOString();
-  const lines = [
-    ...previous,
-    ...changed.map((name) => `# ${name} until ${at}: ${before.get(name)}`),
-    ...Object.keys(SECRETS).map((name) => `${name}=${now[name]}`),
-  ];
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, lines.join('\n') + '\n', { mode: 0o600 });
-  fs.renameSync(tmp, file);
 }
 
 function formatLine(region: string, line: string): string {

@@ -36,12 +36,6 @@ export interface ReseedResult {
   to: string;
   /** Pending entries of the target that the cap had trimmed, acked. */
   trimmedPendingAcked: number;
-  /**
-   * The target's records of changes its operator discarded, removed: the target now holds what the peer
-   * holds, those changes included (the peer was checked to have applied every change committed before the
-   * copy), so it may be a re-seed peer itself again. None with --force (the peer was not checked).
-   */
-  discardedCleared: number;
   /** Per table: rows copied from the peer, rows that changed here, rows removed (collected in the peer). */
   tables: Record<string, { rows: number; changed: number; removed: number }>;
 }
@@ -225,8 +219,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
       );
     }
     await setState(links, keys, file.regions.filter((r) => !links.sharesOwn(r.id)).map((r) => r.id), to, 'active');
-    const discardedCleared = opts.force ? 0 : await db.$executeRawUnsafe('DELETE FROM replication_discarded');
-    return { from, to, trimmedPendingAcked, discardedCleared, tables: copied };
+    return { from, to, trimmedPendingAcked, tables: copied };
   } finally {
     links.disconnect();
     redis.disconnect();

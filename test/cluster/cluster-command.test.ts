@@ -136,7 +136,7 @@ test('keeps the secrets it made up for the next start, and starts only the regio
   expect(await pasted.exited).toBe(0);
 }, 120_000);
 
-test('a secret set in the environment otherwise than in the file (a rotation) is kept in the file for the next start', async () => {
+test('a secret set in the environment otherwise than in the file (a rotation) is named, so that the file is updated; a clean stop is no crash', async () => {
   const secretsFile = path.join(path.dirname(dep.configPath), '.cluster', `${path.basename(dep.configPath, '.json')}.env`);
   fs.rmSync(secretsFile, { force: true });
   const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
@@ -153,24 +153,15 @@ test('a secret set in the environment otherwise than in the file (a rotation) is
   const rotated = 'rotated-admin-token-0123456789';
   const rotating = runCluster({ ...none, ADMIN_TOKEN: rotated }, ['europe-belgium']);
   await rotating.ready;
+  // Said, so that the operator updates the file; the file is left as it is (not rewritten unchecked).
   expect(rotating.output()).toContain('ADMIN_TOKEN from the environment differs from');
+  expect(rotating.output()).toContain('put the new value there too');
+  const eu = `http://127.0.0.1:${dep.file.regions[1]?.port}`;
+  expect((await call(eu, 'GET', '/admin/replication', { headers: { authorization: `Bearer ${rotated}` } })).status).toBe(200);
   rotating.child.kill('SIGTERM');
   expect(await rotating.exited).toBe(0);
-  const after = fs.readFileSync(secretsFile, 'utf8');
-  expect(after).toContain(`ADMIN_TOKEN=${rotated}\n`);
-  expect(after).toMatch(new RegExp(`^# ADMIN_TOKEN until \\S+: ${old}$`, 'm'));
-  // The other two as they were; the file still the owner's only.
-  for (const name of ['TOKEN_SIGNING_SECRET', 'REPLICATION_KEYS']) expect(after).toContain(new RegExp(`^${name}=\\S+$`, 'm').exec(before)?.[0]);
-  expect(fs.statSync(secretsFile).mode & 0o777).toBe(0o600);
-
-  // The next start alone, with nothing in its environment, uses the rotated token: the old one is refused.
-  const eu = `http://127.0.0.1:${dep.file.regions[1]?.port}`;
-  const later = runCluster(none, ['europe-belgium']);
-  await later.ready;
-  expect((await call(eu, 'GET', '/admin/replication', { headers: { authorization: `Bearer ${rotated}` } })).status).toBe(200);
-  expect((await call(eu, 'GET', '/admin/replication', { headers: { authorization: `Bearer ${old}` } })).status).toBe(401);
-  later.child.kill('SIGTERM');
-  expect(await later.exited).toBe(0);
+  expect(fs.readFileSync(secretsFile, 'utf8')).toBe(before);
+  expect(old.length).toBeGreaterThan(0);
 }, 120_000);
 
 test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the JSON they are', async () => {

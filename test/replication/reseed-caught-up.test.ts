@@ -80,25 +80,6 @@ test('a peer that discarded a change is refused (it lacks that change for good);
   }
 }, 120_000);
 
-test('a re-seed clears what the target discarded (it now holds the peer\'s state), so it can be a peer again', async () => {
-  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
-  await target.connect();
-  try {
-    await target.query(`INSERT INTO replication_discarded (change_id, origin_region, event, failures, reason, last_error, first_failed_at, parked_at)
-                        VALUES ('01a2a000-0000-7000-8000-0000000000ee', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now(), now())`, [ORIGIN]);
-    expect((await runReseed(cluster, TARGET, PEER, ['--wait', '1'])).stderr).toMatch(new RegExp(`${TARGET} discarded 1 change`));
-    const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
-    expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
-    expect(JSON.parse(copied.stdout)).toMatchObject({ discardedCleared: 1 });
-    expect((await target.query('SELECT count(*)::int AS n FROM replication_discarded')).rows[0]?.n).toBe(0);
-    const back = await runReseed(cluster, TARGET, PEER, ['--wait', '30']);
-    expect({ status: back.status, stderr: back.stderr }).toEqual({ status: 0, stderr: '' });
-  } finally {
-    await target.query('DELETE FROM replication_discarded');
-    await target.end();
-  }
-}, 120_000);
-
 test('a peer that needs a re-seed itself is refused (its origins count what its cap trimmed as confirmed)', async () => {
   const redis = createRedis(REDIS_URL, 'reseed-test', { queueWhileOffline: true });
   const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
