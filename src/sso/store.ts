@@ -54,7 +54,7 @@ async function orUnavailable<T>(op: Promise<T>): Promise<T> {
     return await op;
   } catch {
     // Fail closed: without the request store and the replay cache no response can be judged.
-    throw new AppError(503, 'sso_unavailable', 'Single sign-on is unavailable for a moment (its session store cannot be reached); try again shortly.');
+    throw new AppError(503, 'sso_unavailable', 'Single sign-on is unavailable for a moment (its session store cannot be reached); try again shortly.', { retryAfterSeconds: 2 });
   }
 }
 
@@ -83,9 +83,9 @@ export class RequestIds {
   issue(relayState: string | null, now = Date.now()): string {
     const key = this.keys[0] as Buffer;
     const body = Buffer.alloc(BODY_BYTES);
-    body.writeUIntBE(now, 0, 6);
-    crypto.randomFillSync(body, 6, 10);
-    relayTag(key, relayState).copy(body, 16);
+    body.writeUIntBE(now, 0, TIME_BYTES);
+    crypto.randomFillSync(body, NONCE_AT, NONCE_BYTES);
+    relayTag(key, relayState).copy(body, TAG_AT);
     return ID_PREFIX + Buffer.concat([body, this.mac(key, body)]).toString('base64url');
   }
 
@@ -104,9 +104,9 @@ export class RequestIds {
     const mac = raw.subarray(BODY_BYTES);
     const key = this.keys.find((k) => crypto.timingSafeEqual(this.mac(k, body), mac));
     if (!key) return null;
-    const tag = body.subarray(16, 24);
+    const tag = body.subarray(TAG_AT, BODY_BYTES);
     return {
-      issuedAt: body.readUIntBE(0, 6),
+      issuedAt: body.readUIntBE(0, TIME_BYTES),
       // The IdP returns the RelayState it was sent (SAML bindings); one that is not the login's is none.
       relayState: (posted) => (posted !== null && crypto.timingSafeEqual(relayTag(key, posted), tag) ? posted : null),
     };
@@ -118,7 +118,13 @@ export class RequestIds {
 }
 
 const ID_PREFIX = '_r1';
-const BODY_BYTES = 24;
+// The body: issue time, nonce, relay-state tag; then the MAC over it.
+const TIME_BYTES = 6;
+const NONCE_BYTES = 10;
+const TAG_BYTES = 8;
+const NONCE_AT = TIME_BYTES;
+const TAG_AT = NONCE_AT + NONCE_BYTES;
+const BODY_BYTES = TAG_AT + TAG_BYTES;
 const MAC_BYTES = 16;
 const ID_LENGTH = ID_PREFIX.length + Math.ceil(((BODY_BYTES + MAC_BYTES) * 4) / 3);
 
@@ -130,8 +136,8 @@ function requestIdKey(secret: string): Buffer {
 }
 
 function relayTag(key: Buffer, relayState: string | null): Buffer {
-  if (relayState === null) return Buffer.alloc(8);
-  return crypto.createHmac('sha256', key).update(`relay\0${relayState}`).digest().subarray(0, 8);
+  if (relayState === null) return Buffer.alloc(TAG_BYTES);
+  return crypto.createHmac('sha256', key).update(`relay\0${relayState}`).digest().subarray(0, TAG_BYTES);
 }
 
 /**
@@ -176,8 +182,8 @@ export class RequestCache implements CacheProvider {
   async take(id: string, posted: string | null): Promise<{ relayState: string | null } | null> {
     const ours = this.ids.read(id);
     if (ours) {
-      const left = ours.issuedAt + REQUEST_TTL_SECONDS * 1000 - Date.now();
       if (!live(ours.issuedAt)) return null;
+      const left = ours.issuedAt + REQUEST_TTL_SECONDS * 1000 - Date.now();
       // Kept as long as the id could be answered, and as long again: should this host's clock step back
       // (live() reads it; Redis's expiry does not), the id must not outlive its record.
       const first = await orUnavailable(this.redis.set(this.keys.answered(this.credentialId, id), '1', 'PX', Math.ceil(left) + REQUEST_TTL_SECONDS * 1000, 'NX'));

@@ -2,7 +2,7 @@
  * `npm run cluster`: starts every region of a custom config (or the ones named), says when they are ready, stops
  * them all on SIGTERM, and keeps the secrets it made up for its next start.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
@@ -143,6 +143,17 @@ test('a secret set in the environment otherwise than in the file (a rotation) is
   const first = runCluster(none, [], true);
   await first.ready;
   const old = /export ADMIN_TOKEN=(\S+)/.exec(first.output())?.[1] as string;
+  // One region stopped on its own (`kill <pid>`): said as a stop, not as a crash, and the others keep running.
+  try {
+    const regionPid = Number(execFileSync('pgrep', ['-P', String(first.child.pid)]).toString().trim().split('\n')[0]);
+    process.kill(regionPid, 'SIGTERM');
+    for (let i = 0; i < 200 && !/\] (stopped|exited unexpectedly)/.test(first.output()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(first.output()).toMatch(/\[(us-iowa|europe-belgium|asia-japan)\] stopped\n/);
+    expect(first.output()).not.toContain('exited unexpectedly');
+  } catch (err) {
+    process.kill(-(first.child.pid as number), 'SIGKILL');
+    throw err;
+  }
   // SIGTERM to the whole process group (a terminal's Ctrl-C does that): the regions get it too, and may stop
   // before the cluster's own handler runs. A clean stop is not reported as a crash.
   process.kill(-(first.child.pid as number), 'SIGTERM');

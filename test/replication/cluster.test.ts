@@ -130,6 +130,41 @@ test('an all_regions write whose client goes away stops waiting at once, and sti
   expect(await eventually(async () => (await get('asia-japan', c.id)).body.result?.label === 'client gone')).toBe(true);
 });
 
+test('an all_regions write whose client went away before its commit does not wait at all', async () => {
+  const us = cluster.url('us-iowa');
+  const c = (await call(us, 'POST', PATH, { body: body('gone early'), headers: slashidHeaders(org, ALL) })).body.result;
+  const waiting = async () => (await scrape(us)).value('replication_waiting_requests');
+  const paused = cluster.proc('asia-japan');
+  const locker = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl });
+  await locker.connect();
+  paused.pause();
+  try {
+    // The row held, so the PATCH's commit waits; the client goes away meanwhile, and only then is it let go:
+    // the wait starts with the connection already closed.
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [c.id]);
+    const client = new AbortController();
+    const patch = fetch(`${us}${PATH}/${c.id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, 'SlashID-Required-Consistency-Timeout': '120' }) },
+      body: JSON.stringify({ label: 'gone early' }),
+      signal: client.signal,
+    }).catch((err: unknown) => err);
+    await new Promise((r) => setTimeout(r, 500));
+    client.abort();
+    expect(await patch).toMatchObject({ name: 'AbortError' });
+    await new Promise((r) => setTimeout(r, 500));
+    await locker.query('ROLLBACK');
+    expect(await eventually(async () => (await get('us-iowa', c.id)).body.result?.label === 'gone early')).toBe(true);
+    // Not kept waiting to its 120 s timeout (the bound only tells the two apart).
+    expect(await eventually(async () => (await waiting()) === 0, 30_000)).toBe(true);
+  } finally {
+    await locker.end();
+    paused.resume();
+  }
+  expect(await eventually(async () => (await get('asia-japan', c.id)).body.result?.label === 'gone early')).toBe(true);
+});
+
 test('kill -9 of regions during a stream of writes loses no acknowledged write', async () => {
   const acked: string[] = [];
   const writers = ['us-iowa', 'europe-belgium'];
