@@ -165,6 +165,32 @@ test('an all_regions write whose client went away before its commit does not wai
   expect(await eventually(async () => (await get('asia-japan', c.id)).body.result?.label === 'gone early')).toBe(true);
 });
 
+test('the all_regions replay of an idempotent write stops waiting when its client goes away', async () => {
+  const us = cluster.url('us-iowa');
+  const waiting = async () => (await scrape(us)).value('replication_waiting_requests');
+  const key = { 'Idempotency-Key': `replay-gone-${Date.now()}` };
+  const paused = cluster.proc('asia-japan');
+  paused.pause();
+  try {
+    const first = await call(us, 'POST', PATH, { body: body('replay gone'), headers: slashidHeaders(org, key) });
+    expect(first.status).toBe(201);
+    // The replay waits on the stored change, which asia-japan does not have yet.
+    const client = new AbortController();
+    const replay = fetch(`${us}${PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, ...key, 'SlashID-Required-Consistency-Timeout': '120' }) },
+      body: JSON.stringify(body('replay gone')),
+      signal: client.signal,
+    }).catch((err: unknown) => err);
+    expect(await eventually(async () => (await waiting()) === 1)).toBe(true);
+    client.abort();
+    expect(await replay).toMatchObject({ name: 'AbortError' });
+    expect(await eventually(async () => (await waiting()) === 0, 30_000)).toBe(true);
+  } finally {
+    paused.resume();
+  }
+});
+
 test('kill -9 of regions during a stream of writes loses no acknowledged write', async () => {
   const acked: string[] = [];
   const writers = ['us-iowa', 'europe-belgium'];
