@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { parse as parseContentType } from 'content-type';
 import express, { type Request, type RequestHandler } from 'express';
 import { receivingOutsideAdmission } from './admission';
-import { badRequest } from './errors';
+import { badRequest, shownHeader } from './errors';
 import { refuseUnstorableBody } from './storable-text';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -36,7 +36,7 @@ export function jsonBody(): RequestHandler {
   const receive = receivingOutsideAdmission(parse);
   return (req, res, next) => {
     if (!hasBody(req)) return next(badRequest(NO_BODY));
-    const wrongType = () => badRequest(`Content-Type must be application/json (got '${(req.get('content-type') ?? 'none').slice(0, 100)}').`);
+    const wrongType = () => badRequest(`Content-Type must be application/json (got '${shownHeader(req.get('content-type') ?? 'none', 100)}').`);
     if (!req.is('application/json')) return next(wrongType());
     // body-parser decodes any charset starting "utf-" (UTF-7 and UTF-16 included): text would arrive in a form
     // nothing upstream that reads the bytes saw (UTF-7's "+ADw-" is "<"). The charset is read as body-parser

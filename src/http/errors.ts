@@ -2,6 +2,7 @@
  * One error type for every dialect: status, a stable code, a message that is safe to show. Each dialect
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
+import { isUtf8 } from 'node:buffer';
 import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
 
 export class AppError extends Error {
@@ -85,4 +86,17 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
     return badRequest(`The request body could not be read${typeof bp.type === 'string' ? ` (${bp.type.slice(0, 40)})` : ''}.`);
   }
   return null;
+}
+
+/**
+ * A request header's value as an error message may quote it. Node reads header bytes as latin-1, so a UTF-8
+ * value read back as UTF-8 shows as sent (not as mojibake); other bytes and control characters show as `?`,
+ * and a long value is cut (a message stays a message, whatever was sent).
+ */
+export function shownHeader(value: string, max = 64): string {
+  const bytes = Buffer.from(value, 'latin1');
+  const text = !/[\x80-\xff]/.test(value) ? value : isUtf8(bytes) ? bytes.toString('utf8') : value.replace(/[\x80-\xff]/g, '?');
+  const chars = [...text];
+  const clean = chars.slice(0, max).join('').replace(/[\x00-\x1f\x7f-\x9f\ufffd]/g, '?');
+  return chars.length > max ? `${clean}… (${chars.length} characters)` : clean;
 }

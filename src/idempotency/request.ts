@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import type { Request } from 'express';
-import { badRequest } from '../http/errors';
+import { badRequest, shownHeader } from '../http/errors';
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 export const REPLAYED_HEADER = 'Idempotent-Replayed';
@@ -17,8 +17,7 @@ export function parseIdempotencyKey(req: Request): string | null {
   const raw = req.get(IDEMPOTENCY_HEADER);
   if (raw === undefined) return null;
   if (!KEY.test(raw)) {
-    const got = raw.length > 40 ? `${raw.length} characters` : `'${raw.replace(/[^\x20-\x7e]/g, '?')}'`;
-    throw badRequest(`${IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters, without spaces (got ${got}).`);
+    throw badRequest(`${IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters, without spaces (got '${shownHeader(raw, 40)}').`);
   }
   return raw;
 }

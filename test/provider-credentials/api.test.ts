@@ -90,6 +90,24 @@ describe('authentication and isolation', () => {
     expect((await call(r.url, 'GET', PATH, { headers: { 'SlashID-API-Key': org.api_key, 'SlashID-OrgID': 'acme' } })).status).toBe(400);
   });
 
+  test('quotes a refused header value as it was sent (UTF-8 read as UTF-8), and cut when long', async () => {
+    // Header bytes reach the server as sent; a client puts UTF-8 there (fetch takes the bytes as latin-1 text).
+    const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+    const before = await count();
+    const level = await create(validBody(), org, { 'SlashID-Required-Consistency': utf8('toutes_régions') });
+    expect(level.status).toBe(400);
+    expect(level.body.errors[0].message).toContain("(got 'toutes_régions')");
+    const long = await call(r.url, 'GET', PATH, { headers: { 'SlashID-API-Key': org.api_key, 'SlashID-OrgID': 'x'.repeat(5000) } });
+    expect(long.status).toBe(400);
+    expect(long.body.errors[0].message).toContain(`got '${'x'.repeat(64)}… (5000 characters)'`);
+    expect(long.body.errors[0].message.length).toBeLessThan(200);
+    // Bytes that are not UTF-8 show as '?', not as other letters.
+    const latin = await create(validBody(), org, { 'SlashID-Required-Consistency-Timeout': '1\u00e9' });
+    expect(latin.status).toBe(400);
+    expect(latin.body.errors[0].message).toContain("(got '1?')");
+    expect(await count()).toBe(before);
+  });
+
   test("answers 403 for a valid key used on another organization, and writes nothing", async () => {
     const before = await count();
     const res = await call(r.url, 'POST', PATH, { body: validBody(), headers: slashidHeaders({ id: other.id, api_key: org.api_key }) });
