@@ -186,6 +186,17 @@ describe('validation (422, Infisical shape)', () => {
     expect(issues(res).map((i) => i.path[0]).sort()).toEqual(['cert', 'entryPoint', 'isActive']);
   });
 
+  test('an issuer over 1,024 characters is a too_big 422 and stores nothing; 1,024 is taken', async () => {
+    const own = await newOrg('issuer bound');
+    const long = await api('POST', SSO, own.token, { body: configBody(own.id, certs.pem, { issuer: `https://idp.example.com/${'i'.repeat(1001)}` }) });
+    expect(issues(long)).toEqual([expect.objectContaining({ code: 'too_big', path: ['issuer'] })]);
+    expect((await api('GET', `${SSO}?organizationId=${own.id}`, own.token)).status).toBe(404);
+    const at = `https://idp.example.com/${'i'.repeat(1000)}`;
+    expect(at).toHaveLength(1024);
+    expect((await api('POST', SSO, own.token, { body: configBody(own.id, certs.pem, { issuer: at }) })).status).toBe(200);
+    expect((await api('GET', `${SSO}?organizationId=${own.id}`, own.token)).body.issuer).toBe(at);
+  });
+
   test('a body that is JSON but not an object is a 422', async () => {
     const res = await api('POST', SSO, org.token, { body: ['x'] });
     expect(issues(res)[0]?.message).toBe('body must be of type object');

@@ -186,6 +186,16 @@ describe('redirects', () => {
     expect(result.body).toBe(OKTA_XML);
   });
 
+  it('does not let a redirect to an odd spelling of an allow-listed address use the allow-list entry', async () => {
+    const target = `http://2130706433:${main.port}/metadata.xml`;
+    const before = main.hits.length;
+    const err = await refusal(`${main.origin}/redirect?target=${encodeURIComponent(target)}`, allowMain());
+    expect(err.code).toBe('blocked_address');
+    expect(err.message).toMatch(/applies only when the address is written as 127\.0\.0\.1/);
+    // The redirect was fetched; its target was not.
+    expect(main.hits.length).toBe(before + 1);
+  });
+
   it('refuses a redirect to a non-http scheme', async () => {
     const err = await refusal(`${main.origin}/redirect?target=${encodeURIComponent('file:///etc/passwd')}`, allowMain());
     expect(err.code).toBe('scheme_not_allowed');

@@ -30,7 +30,7 @@ import {
   type ResponseSpec,
 } from './support/idp-simulator';
 import { createRedis } from '../../src/redis';
-import { alreadyUsed, firstUse, RequestIds, ssoKeys } from '../../src/sso/store';
+import { alreadyUsed, firstUse, RequestCache, RequestIds, ssoKeys } from '../../src/sso/store';
 import { REDIS_URL } from '../support/env';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -454,6 +454,28 @@ describe('the login a response answers', () => {
     expect(new RequestIds([before], EU, 'c2').read(id)).toBeNull();
   });
 
+  test('its own check of the 10 minutes (not only node-saml\'s): an id past them, or from the future, is neither outstanding nor taken', async () => {
+    const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
+    const keys = ssoKeys(`sso-live-${Date.now()}:`, EU);
+    const ids = new RequestIds([TEST_SIGNING_SECRET], EU, 'c1');
+    const cache = new RequestCache(redis, keys, 'c1', ids);
+    try {
+      for (const at of [Date.now() - 11 * 60_000, Date.now() + 2 * 60_000]) {
+        const id = ids.issue('/x', at);
+        expect(await cache.getAsync(id)).toBeNull();
+        expect(await cache.take(id, '/x')).toBeNull();
+        expect(await redis.exists(keys.answered('c1', id))).toBe(0);
+      }
+      const recent = ids.issue('/x', Date.now() - 9 * 60_000);
+      expect(await cache.getAsync(recent)).not.toBeNull();
+      expect(await cache.take(recent, '/x')).toEqual({ relayState: '/x' });
+      expect(await cache.take(recent, '/x')).toBeNull();
+      await redis.del(keys.answered('c1', recent));
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   test('started by a version before 2026-12-04 (stored in Redis as it started) signs in once, with its stored relay state', async () => {
     const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
     const keys = ssoKeys(cluster.deployment.file.redisKeyPrefix ?? '', EU);
@@ -523,6 +545,21 @@ describe('IdP-initiated sign-in', () => {
     // One usable for longer than its id is remembered (24 h) could be replayed after that: refused.
     const longLived = await answer(EU, id, { inResponseTo: null, notOnOrAfter: new Date(Date.now() + 3 * 24 * 3600_000) });
     expect(await refusal(EU, id, signedResponse(longLived, A), 401)).toMatch(/more than 24 h from now/);
+    // Turned off again (the settings row stays, saying false): refused again, in every region.
+    const off = await call(cluster.url(US), 'PATCH', settings(id), {
+      body: { allow_idp_initiated: false },
+      headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }),
+    });
+    expect(off.body.result).toEqual({ credential_id: id, allow_idp_initiated: false });
+    for (const r of [EU, US]) expect(await refusal(r, id, signedResponse(await answer(r, id, { inResponseTo: null }), A), 403)).toMatch(/IdP-initiated/);
+  });
+
+  test("another organization cannot read a credential's SSO settings", async () => {
+    const other = await createOrg(cluster.url(US), 'settings reader');
+    for (const r of [US, EU]) {
+      const res = await call(cluster.url(r), 'GET', settings(cred), { headers: slashidHeaders(other) });
+      expect({ r, status: res.status, result: res.body.result }).toEqual({ r, status: 404, result: undefined });
+    }
   });
 });
 
