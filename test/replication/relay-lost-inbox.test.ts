@@ -294,3 +294,17 @@ test('the relay confirms nothing before its process has joined (a runtime-added 
     redis.disconnect();
   }
 });
+
+test('the routine trim keeps entries read but not acked (a failing event awaiting its retry), and everything after them', () =>
+  withRig(async (r) => {
+    const rows = await activeWithThree(r);
+    // c reads all three; it acks the first and the third; the second fails and waits, pending, for its retry.
+    const res = (await r.redis.xreadgroup('GROUP', 'c', 'c-1', 'COUNT', 100, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
+    expect((res?.[0]?.[1] ?? []).map((e) => e[0])).toEqual(rows.map((x) => x.stream_id));
+    await r.redis.xack(stream, 'c', rows[0]?.stream_id as string, rows[2]?.stream_id as string);
+    expect(await r.relay.trim(true)).toBe(1);
+    // Only the first is gone: the pending one is kept for its retry, and so is what follows it.
+    const left = ((await r.redis.xrange(stream, '-', '+')) as [string, string[]][]).map((e) => e[0]);
+    expect(left).toEqual([rows[1]?.stream_id, rows[2]?.stream_id]);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+  }));

@@ -127,6 +127,20 @@ export function rowStoreCases(pipelined: boolean): void {
     expect(outcomes.map((o) => o.applied)).toEqual([true, false, false]);
   });
 
+  test('an update applied twice (a redelivery, a pack read again) is reported applied both times, not lost', async () => {
+    const id = '01a20904-0000-7000-8000-000000000998';
+    const created = v(1000);
+    await applyTo(store, [change(id, created, { created_version: created })]);
+    const update = change(id, v(2000, 'europe-belgium'), { created_version: created, label: 'patched' });
+    const first = await applyTo(store, [update]);
+    const again = await applyTo(store, [update]);
+    expect(first.outcomes.map((o) => o.applied)).toEqual([true]);
+    // The row holds this very version: the change is applied here (a "superseded" would answer its writer 409).
+    expect(again.outcomes.map((o) => o.applied)).toEqual([true]);
+    expect(again.changed).toBe(0);
+    expect((await stateOf(id))?.label).toBe('patched');
+  });
+
   describe('earliest create wins, and each change learns whether the row holds it', () => {
     // Two regions create the same key concurrently; each then updates its own create.
     const created = (id: string, at: number, region: string, fields: Record<string, unknown> = {}) =>
