@@ -251,3 +251,26 @@ test('a parked change applied by a retry stays applied (unparked, acked) when th
     await pool.end();
   }
 }, 60_000);
+
+test('an event of this very schema (or of none) carrying a column this region lacks is held as schema-ahead, never applied partially', async () => {
+  await rig.reset();
+  const { RowStore } = await import('../../src/replication/row-store');
+  const { FEATURES } = await import('../../src/features');
+  const schema = (await RowStore.load(rig.db, FEATURES.flatMap((f) => f.tables))).schema;
+  const same = { ...orgEvent('same schema'), schema };
+  const none = orgEvent('no schema');
+  for (const e of [same, none]) {
+    const op = e.ops[0];
+    if (op) op.row = { ...op.row, colour: 'blue' };
+    await rig.publish(e);
+  }
+  const applier = await rig.applier();
+  applier.start();
+  for (const e of [same, none]) {
+    expect(await eventually(async () => (await failureRow(e.changeId))?.parked === true, 10_000, 50)).toBe(true);
+    expect(await failureRow(e.changeId)).toMatchObject({ reason: 'schema-ahead', parked: true });
+    // Not applied without the column: the organization is not there at all.
+    expect(await orgName(e.orgId)).toBeNull();
+  }
+  await applier.stop();
+}, 60_000);
