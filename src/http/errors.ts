@@ -3,7 +3,7 @@
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
 import { isUtf8 } from 'node:buffer';
-import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
+import { isConnectionLost, isConnectRefused, isTransient } from '../db/pg-errors';
 
 export class AppError extends Error {
   constructor(
@@ -71,6 +71,12 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if (isConnectionLost(err)) {
     const outcome = method === 'GET' || method === 'HEAD' ? 'nothing was changed' : 'a write may or may not have been carried out: read the resource to see';
     return new AppError(503, 'database_unavailable', `This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; ${outcome}.`, { retryAfterSeconds: 2 });
+  }
+  // A deadlock, serialization failure or lock timeout that outlasted the retries (a local write runs again
+  // up to five times when it collides with an apply, replicator.ts): rolled back, so nothing was done, and
+  // it is likely to go through in a moment. A 503 with Retry-After, not a 500.
+  if (isTransient(err)) {
+    return new AppError(503, 'contention', 'The request collided with concurrent changes of the same data more often than it is retried; nothing was done. Retry shortly.', { retryAfterSeconds: 1 });
   }
   // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
   // (writeWithConsistency does, saying whether it was kept): by name, as this layer does not import that one.

@@ -44,3 +44,23 @@ test("a write refused before its commit (the merge rule kept a concurrent one) s
       'Read the resource for its current state and retry the change if it still applies.',
   );
 });
+
+test('an all_regions wait is not complete while a region that joined during it lacks the change', async () => {
+  const { Replicator: Repl } = await import('../../src/replication/replicator');
+  let members = ['us-iowa', 'europe-belgium'];
+  const waits: string[][] = [];
+  const tracker = {
+    wait: async (_id: string, regions: string[], applied: string[]) => {
+      waits.push([...regions]);
+      // asia-japan joins while the first wait is under way; the two first regions hold the change.
+      members = ['us-iowa', 'europe-belgium', 'asia-japan'];
+      const has = regions.filter((r) => r !== 'asia-japan');
+      return { complete: has.length === regions.length, applied: [...new Set([...applied, ...has])], pending: regions.filter((r) => !has.includes(r)), superseded: [] };
+    },
+  };
+  const repl = new Repl({ region: 'us-iowa', regions: members, tracker, links: { sharesOwn: () => true }, membership: { regions: () => members } } as unknown as ConstructorParameters<typeof Repl>[0]);
+  const result = await repl.waitForAllRegions('change-1', Date.now() + 5000);
+  expect(waits).toEqual([['us-iowa', 'europe-belgium'], ['us-iowa', 'europe-belgium', 'asia-japan']]);
+  expect(result).toMatchObject({ complete: false, pending: ['asia-japan'] });
+  expect(result.applied.sort()).toEqual(['europe-belgium', 'us-iowa']);
+});
