@@ -103,6 +103,23 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
   }
 });
 
+/** An all_regions request (timeout 120 s) to us-iowa that the test can abandon: `gone()` aborts it and resolves to the abort. */
+function abandonable(method: string, path: string, body: unknown, headers: Record<string, string> = {}) {
+  const client = new AbortController();
+  const sent = fetch(`${cluster.url('us-iowa')}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, ...headers, 'SlashID-Required-Consistency-Timeout': '120' }) },
+    body: JSON.stringify(body),
+    signal: client.signal,
+  }).catch((err: unknown) => err);
+  return {
+    gone: async () => {
+      client.abort();
+      return sent;
+    },
+  };
+}
+
 test('an all_regions write whose client goes away stops waiting at once, and still replicates', async () => {
   const us = cluster.url('us-iowa');
   const c = (await call(us, 'POST', PATH, { body: body('client gone'), headers: slashidHeaders(org, ALL) })).body.result;
@@ -111,16 +128,9 @@ test('an all_regions write whose client goes away stops waiting at once, and sti
   const paused = cluster.proc('asia-japan');
   paused.pause();
   try {
-    const client = new AbortController();
-    const patch = fetch(`${us}${PATH}/${c.id}`, {
-      method: 'PATCH',
-      headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, 'SlashID-Required-Consistency-Timeout': '120' }) },
-      body: JSON.stringify({ label: 'client gone' }),
-      signal: client.signal,
-    }).catch((err: unknown) => err);
+    const patch = abandonable('PATCH', `${PATH}/${c.id}`, { label: 'client gone' });
     expect(await eventually(async () => (await waiting()) === 1)).toBe(true);
-    client.abort();
-    expect(await patch).toMatchObject({ name: 'AbortError' });
+    expect(await patch.gone()).toMatchObject({ name: 'AbortError' });
     // Released when the client went away, not at its 120 s timeout (the bound only tells the two apart).
     expect(await eventually(async () => (await waiting()) === 0, 30_000)).toBe(true);
     expect((await get('us-iowa', c.id)).body.result.label).toBe('client gone');
@@ -143,16 +153,9 @@ test('an all_regions write whose client went away before its commit does not wai
     // the wait starts with the connection already closed.
     await locker.query('BEGIN');
     await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [c.id]);
-    const client = new AbortController();
-    const patch = fetch(`${us}${PATH}/${c.id}`, {
-      method: 'PATCH',
-      headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, 'SlashID-Required-Consistency-Timeout': '120' }) },
-      body: JSON.stringify({ label: 'gone early' }),
-      signal: client.signal,
-    }).catch((err: unknown) => err);
+    const patch = abandonable('PATCH', `${PATH}/${c.id}`, { label: 'gone early' });
     await new Promise((r) => setTimeout(r, 500));
-    client.abort();
-    expect(await patch).toMatchObject({ name: 'AbortError' });
+    expect(await patch.gone()).toMatchObject({ name: 'AbortError' });
     await new Promise((r) => setTimeout(r, 500));
     await locker.query('ROLLBACK');
     expect(await eventually(async () => (await get('us-iowa', c.id)).body.result?.label === 'gone early')).toBe(true);
@@ -175,16 +178,9 @@ test('the all_regions replay of an idempotent write stops waiting when its clien
     const first = await call(us, 'POST', PATH, { body: body('replay gone'), headers: slashidHeaders(org, key) });
     expect(first.status).toBe(201);
     // The replay waits on the stored change, which asia-japan does not have yet.
-    const client = new AbortController();
-    const replay = fetch(`${us}${PATH}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...slashidHeaders(org, { ...ALL, ...key, 'SlashID-Required-Consistency-Timeout': '120' }) },
-      body: JSON.stringify(body('replay gone')),
-      signal: client.signal,
-    }).catch((err: unknown) => err);
+    const replay = abandonable('POST', PATH, body('replay gone'), key);
     expect(await eventually(async () => (await waiting()) === 1)).toBe(true);
-    client.abort();
-    expect(await replay).toMatchObject({ name: 'AbortError' });
+    expect(await replay.gone()).toMatchObject({ name: 'AbortError' });
     expect(await eventually(async () => (await waiting()) === 0, 30_000)).toBe(true);
   } finally {
     paused.resume();
