@@ -36,7 +36,10 @@ export function jsonBody(): RequestHandler {
   const receive = receivingOutsideAdmission(parse);
   return (req, res, next) => {
     if (!hasBody(req)) return next(badRequest(NO_BODY));
-    const wrongType = () => badRequest(`Content-Type must be application/json (got '${shownHeader(req.get('content-type') ?? 'none', 100)}').`);
+    const wrongType = () => {
+      const type = req.get('content-type');
+      return badRequest(`Content-Type must be application/json (got ${type === undefined ? 'none' : shownHeader(type)}).`);
+    };
     if (!req.is('application/json')) return next(wrongType());
     // body-parser decodes any charset starting "utf-" (UTF-7 and UTF-16 included): text would arrive in a form
     // nothing upstream that reads the bytes saw (UTF-7's "+ADw-" is "<"). The charset is read as body-parser

@@ -3,7 +3,7 @@
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
 import { isUtf8 } from 'node:buffer';
-import { isConnectionLost, isConnectRefused, isTransient } from '../db/pg-errors';
+import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
 
 export class AppError extends Error {
   constructor(
@@ -72,10 +72,12 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
     const outcome = method === 'GET' || method === 'HEAD' ? 'nothing was changed' : 'a write may or may not have been carried out: read the resource to see';
     return new AppError(503, 'database_unavailable', `This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; ${outcome}.`, { retryAfterSeconds: 2 });
   }
-  // A deadlock, serialization failure or lock timeout that outlasted the retries (a local write runs again
-  // up to five times when it collides with an apply, replicator.ts): rolled back, so nothing was done, and
-  // it is likely to go through in a moment. A 503 with Retry-After, not a 500.
-  if (isTransient(err)) {
+  // A local write that collided with concurrent changes on each of its attempts (replicator.ts,
+  // CollisionsExhausted; by name, as for TransactionPastBound below): every attempt rolled back, so nothing
+  // was done, and it is likely to go through in a moment. A 503 with Retry-After, not a 500. (Other
+  // deadlocks and serialization failures stay 500s: a route that ran several transactions cannot say
+  // nothing was done.)
+  if ((err as Error | null)?.name === 'CollisionsExhausted') {
     return new AppError(503, 'contention', 'The request collided with concurrent changes of the same data more often than it is retried; nothing was done. Retry shortly.', { retryAfterSeconds: 1 });
   }
   // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
@@ -95,14 +97,15 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
 }
 
 /**
- * A request header's value as an error message may quote it. Node reads header bytes as latin-1, so a UTF-8
- * value read back as UTF-8 shows as sent (not as mojibake); other bytes and control characters show as `?`,
- * and a long value is cut (a message stays a message, whatever was sent).
+ * A request header's value as an error message quotes it, in quotes. Node reads header bytes as latin-1, so a
+ * UTF-8 value read back as UTF-8 shows as sent (not as mojibake); other bytes above ASCII, control and
+ * invisible formatting characters (a right-to-left override, say) show as `?`; a long value is cut, its
+ * length said after the quotes (a message stays a message, whatever was sent).
  */
 export function shownHeader(value: string, max = 64): string {
   const bytes = Buffer.from(value, 'latin1');
   const text = !/[\x80-\xff]/.test(value) ? value : isUtf8(bytes) ? bytes.toString('utf8') : value.replace(/[\x80-\xff]/g, '?');
   const chars = [...text];
-  const clean = chars.slice(0, max).join('').replace(/[\x00-\x1f\x7f-\x9f\ufffd]/g, '?');
-  return chars.length > max ? `${clean}… (${chars.length} characters)` : clean;
+  const clean = chars.slice(0, max).join('').replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}\ufffd]/gu, '?');
+  return chars.length > max ? `'${clean}…' (${chars.length} characters)` : `'${clean}'`;
 }

@@ -22,7 +22,7 @@ const ERROR_TEXT: Record<number, string> = {
   422: 'The request body failed validation, or an Idempotency-Key was reused with another body.',
   431: 'Too many request headers, or headers too large (refused by the listener before any route); nothing was done.',
   500: 'Internal error; the message quotes the request id.',
-  503: 'Temporarily unavailable (the region is at capacity, or its database does not accept connections); nothing was done. Retry after Retry-After seconds. Rarely, for a write, the message says instead that the database connection was lost during it and that it may or may not have been carried out: read the resource before retrying.',
+  503: 'Temporarily unavailable (the region is at capacity, or its database does not accept connections, or a write collided with concurrent changes of the same data each time it was run); nothing was done. Retry after Retry-After seconds. Rarely, for a write, the message says instead that the database connection was lost during it and that it may or may not have been carried out: read the resource before retrying.',
 };
 
 /** Plain JSON: drops TypeBox's symbol keys. */

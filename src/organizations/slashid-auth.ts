@@ -18,7 +18,7 @@ export function slashidAuth(db: Db): RequestHandler {
     if (!keyOrg) throw unauthorized('The API key in SlashID-API-Key is not valid.');
     const orgId = req.get('SlashID-OrgID');
     if (!orgId) throw badRequest('Missing SlashID-OrgID header.');
-    if (!isUuid(orgId)) throw badRequest(`SlashID-OrgID must be an organization ID (a UUID), got '${shownHeader(orgId)}'.`);
+    if (!isUuid(orgId)) throw badRequest(`SlashID-OrgID must be an organization ID (a UUID), got ${shownHeader(orgId)}.`);
     // authenticateApiKey only returns organizations that exist, so the common case needs no query.
     if (keyOrg !== orgId.toLowerCase() && !(await isSelfOrAncestor(db, keyOrg, orgId.toLowerCase()))) {
       throw forbidden(`This API key is not valid for organization ${orgId}.`);

@@ -44,14 +44,14 @@ export function parseConsistency(req: Request, startedAt = Date.now()): Consiste
   // Absent means the default; present and empty is a value, and not one of the two.
   const level = rawLevel === undefined ? 'local_region' : rawLevel;
   if (level !== 'local_region' && level !== 'all_regions') {
-    throw badRequest(`SlashID-Required-Consistency must be 'local_region' or 'all_regions' (got '${shownHeader(level)}').`);
+    throw badRequest(`SlashID-Required-Consistency must be 'local_region' or 'all_regions' (got ${shownHeader(level)}).`);
   }
   const rawTimeout = req.get('SlashID-Required-Consistency-Timeout');
   let timeoutSeconds = DEFAULT_TIMEOUT_SECONDS;
   if (rawTimeout !== undefined) {
     // Digits only, leading zeros allowed ("005" and "0005" alike), at most 10 of them.
     if (!/^\d{1,10}$/.test(rawTimeout.trim()) || Number(rawTimeout) < 1 || Number(rawTimeout) > 120) {
-      throw badRequest(`SlashID-Required-Consistency-Timeout must be a whole number of seconds from 1 to 120 (got '${shownHeader(rawTimeout)}').`);
+      throw badRequest(`SlashID-Required-Consistency-Timeout must be a whole number of seconds from 1 to 120 (got ${shownHeader(rawTimeout)}).`);
     }
     timeoutSeconds = Number(rawTimeout);
   }

@@ -32,6 +32,17 @@ const LOST_ATTEMPTS = 3;
 /** How often fast-path deliveries are recorded (see markDelivered). */
 const MARK_DELIVERED_MS = 200;
 
+/**
+ * A local write that collided with concurrent changes on every one of its COLLISION_ATTEMPTS: each attempt
+ * was rolled back, so nothing was written (answered 503 with Retry-After, http/errors.ts).
+ */
+export class CollisionsExhausted extends Error {
+  override readonly name = 'CollisionsExhausted';
+  constructor(readonly last: unknown) {
+    super(`a local write collided with concurrent changes ${COLLISION_ATTEMPTS} times: ${(last as Error)?.message ?? String(last)}`);
+  }
+}
+
 /** Runs a local write's transaction again (up to COLLISION_ATTEMPTS in all) when it collided with an apply. */
 async function retryCollisions<T>(run: () => Promise<T>, log: Logger): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -39,7 +50,13 @@ async function retryCollisions<T>(run: () => Promise<T>, log: Logger): Promise<T
       return await run();
     } catch (err) {
       const collided = isTransient(err) || (err instanceof AppError && err.code === 'write_superseded') || /refused by the merge rule/.test(String((err as Error).message));
-      if (!collided || attempt >= COLLISION_ATTEMPTS) throw err;
+      if (!collided) throw err;
+      if (attempt >= COLLISION_ATTEMPTS) {
+        // A decided loss is answered as such (409); a collision every time is said to the operators.
+        if (err instanceof AppError) throw err;
+        log.warn({ err: (err as Error).message, attempts: attempt }, 'a local write collided with concurrent changes on every attempt; answered 503');
+        throw new CollisionsExhausted(err);
+      }
       log.debug({ err: (err as Error).message, attempt }, 'local write collided with an apply; running it again');
       await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 10 * attempt));
     }

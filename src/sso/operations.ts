@@ -6,7 +6,7 @@ import { AcsForm, LoginQuery, SettingsBody, SettingsView, SsoResult } from './sc
 import { SSO_PATH } from './sp';
 
 const tags = ['SAML single sign-on'];
-const unavailable = { status: 503, description: 'The metadata of the credential or the session store is not available in this region yet; retry after Retry-After seconds.' };
+const unavailable = { status: 503, description: 'The metadata of the credential is not available in this region yet, or the session store cannot be reached (then with Retry-After).' };
 
 /** The OpenAPI operations of routes.ts (browsers and IdPs call them: no API key). */
 export const ssoOperations: Operation[] = [

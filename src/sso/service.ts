@@ -41,7 +41,7 @@ async function loadCredential(deps: SsoDeps, id: string) {
   // A document fetched for a URL the credential no longer has, or under an earlier trust setting (the owner
   // has pinned other certificates since), is not trusted: the home region fetches it again.
   if (!row || !isCurrentModel(credential, row)) {
-    throw new AppError(503, 'metadata_unavailable', `The IdP metadata of credential ${id} is not available in this region yet; try again in a moment.`, { retryAfterSeconds: 2 });
+    throw new AppError(503, 'metadata_unavailable', `The IdP metadata of credential ${id} is not available in this region yet; try again in a moment.`);
   }
   return { credential, metadata: row.metadata as unknown as StoredMetadata };
 }

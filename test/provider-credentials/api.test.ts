@@ -99,12 +99,15 @@ describe('authentication and isolation', () => {
     expect(level.body.errors[0].message).toContain("(got 'toutes_régions')");
     const long = await call(r.url, 'GET', PATH, { headers: { 'SlashID-API-Key': org.api_key, 'SlashID-OrgID': 'x'.repeat(5000) } });
     expect(long.status).toBe(400);
-    expect(long.body.errors[0].message).toContain(`got '${'x'.repeat(64)}… (5000 characters)'`);
+    expect(long.body.errors[0].message).toContain(`got '${'x'.repeat(64)}…' (5000 characters)`);
     expect(long.body.errors[0].message.length).toBeLessThan(200);
     // Bytes that are not UTF-8 show as '?', not as other letters.
     const latin = await create(validBody(), org, { 'SlashID-Required-Consistency-Timeout': '1\u00e9' });
     expect(latin.status).toBe(400);
     expect(latin.body.errors[0].message).toContain("(got '1?')");
+    // Invisible formatting characters (a right-to-left override) show as '?', not as reversed text.
+    const rtl = await create(validBody(), org, { 'SlashID-Required-Consistency': utf8('abc\u202eevil') });
+    expect(rtl.body.errors[0].message).toContain("(got 'abc?evil')");
     expect(await count()).toBe(before);
   });
 
@@ -173,6 +176,9 @@ describe('validation: 400 in the envelope and nothing written', () => {
   test('the message names the offending field', async () => {
     const res = await create({ idp_metadata_url: url(), email_claims: ['a', 'b', 'c', 'd'] });
     expect(res.body.errors[0].message).toContain('email_claims');
+    // Six pins: refused by their count (five at most), before any of them is read.
+    const pins = await create({ idp_metadata_url: url(), idp_trusted_certificates: Array.from({ length: 6 }, () => 'MIIB') });
+    expect(pins.body.errors[0].message).toBe('Invalid request body: idp_trusted_certificates: must NOT have more than 5 items.');
   });
 
   test.each<[string, { rawBody?: string; headers: Record<string, string> }]>([

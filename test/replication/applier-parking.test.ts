@@ -266,11 +266,14 @@ test('an event of this very schema (or of none) carrying a column this region la
   }
   const applier = await rig.applier();
   applier.start();
-  for (const e of [same, none]) {
-    expect(await eventually(async () => (await failureRow(e.changeId))?.parked === true, 10_000, 50)).toBe(true);
-    expect(await failureRow(e.changeId)).toMatchObject({ reason: 'schema-ahead', parked: true });
-    // Not applied without the column: the organization is not there at all.
-    expect(await orgName(e.orgId)).toBeNull();
+  try {
+    for (const e of [same, none]) {
+      expect(await eventually(async () => (await failureRow(e.changeId))?.parked === true, 10_000, 50)).toBe(true);
+      expect(await failureRow(e.changeId)).toMatchObject({ reason: 'schema-ahead', parked: true });
+      // Not applied without the column: the organization is not there at all.
+      expect(await orgName(e.orgId)).toBeNull();
+    }
+  } finally {
+    await applier.stop();
   }
-  await applier.stop();
 }, 60_000);

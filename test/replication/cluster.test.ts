@@ -142,7 +142,7 @@ test('an all_regions write whose client goes away stops waiting at once, and sti
 
 test('an all_regions write whose client went away before its commit does not wait at all', async () => {
   const us = cluster.url('us-iowa');
-  const c = (await call(us, 'POST', PATH, { body: body('gone early'), headers: slashidHeaders(org, ALL) })).body.result;
+  const c = (await call(us, 'POST', PATH, { body: body('before'), headers: slashidHeaders(org, ALL) })).body.result;
   const waiting = async () => (await scrape(us)).value('replication_waiting_requests');
   const paused = cluster.proc('asia-japan');
   const locker = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl });
@@ -154,7 +154,9 @@ test('an all_regions write whose client went away before its commit does not wai
     await locker.query('BEGIN');
     await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [c.id]);
     const patch = abandonable('PATCH', `${PATH}/${c.id}`, { label: 'gone early' });
-    await new Promise((r) => setTimeout(r, 500));
+    // The PATCH waits on the row (a lock not granted), so it is past every check and will commit.
+    const blocked = async () => (await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))')).rows[0]?.n === 1;
+    expect(await eventually(blocked, 15_000, 50)).toBe(true);
     expect(await patch.gone()).toMatchObject({ name: 'AbortError' });
     await new Promise((r) => setTimeout(r, 500));
     await locker.query('ROLLBACK');
