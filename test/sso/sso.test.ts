@@ -555,7 +555,8 @@ describe('IdP-initiated sign-in', () => {
   });
 
   test("another organization cannot read a credential's SSO settings", async () => {
-    const other = await createOrg(cluster.url(US), 'settings reader');
+    // Created with all_regions, so that its key authenticates in both regions at once.
+    const other = await createOrg(cluster.url(US), 'settings reader', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
     for (const r of [US, EU]) {
       const res = await call(cluster.url(r), 'GET', settings(cred), { headers: slashidHeaders(other) });
       expect({ r, status: res.status, result: res.body.result }).toEqual({ r, status: 404, result: undefined });
