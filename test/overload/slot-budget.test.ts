@@ -54,6 +54,44 @@ test('each kind keeps the slots the other cannot take, and a slot the other kind
   expect(budget.used).toBe(0);
 });
 
+test('a queued request that timed out leaves the queue: its place and its slot are not lost', async () => {
+  const gate = new Gate('writes', { concurrency: 1, queue: 1, queueWaitMs: 20 });
+  const held = await gate.acquire();
+  await expect(gate.acquire()).rejects.toThrow();
+  expect(gate.refused.queue_timeout).toBe(1);
+  expect(gate.queued).toBe(0);
+  held();
+  // The slot is free again, and the queue has its one place: a new request is granted at once.
+  expect(gate.inFlight).toBe(0);
+  const next = gate.tryGrant();
+  expect(next).not.toBeNull();
+  next?.();
+  const queuedAgain = oneMore(gate);
+  await Promise.resolve();
+  expect(queuedAgain.admitted()).toBe(true);
+  (await queuedAgain.granted)();
+});
+
+test('slots freed one at a time go to the two kinds in turn, so that neither starves under the other\'s load', async () => {
+  const budget = new SlotBudget(2);
+  const writes = new Gate('writes', limits(2), budget);
+  const reads = new Gate('reads', limits(2), budget);
+  const held: (() => void)[] = await Promise.all([writes.acquire(), writes.acquire()]);
+  const order: string[] = [];
+  const track = (gate: Gate) => gate.acquire().then((release) => void (order.push(gate.name), held.push(release)));
+  const all = [track(writes), track(writes), track(writes), track(reads), track(reads), track(reads)];
+  // One slot comes back at a time; each goes to the kind whose turn it is.
+  for (let i = 0; i < 4; i++) {
+    held.shift()?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  expect(order).toEqual(['writes', 'reads', 'writes', 'reads']);
+  while (held.length) held.shift()?.();
+  await Promise.all(all);
+  while (held.length) held.shift()?.();
+  expect(budget.used).toBe(0);
+});
+
 /** An admission of one write slot, and PATCH requests through its middleware (fake request and response). */
 function oneWriteSlot() {
   const admission = createAdmission({

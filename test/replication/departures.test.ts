@@ -146,6 +146,16 @@ test('waits until every inbox entry added before the grace ended was read and ac
   expect((await r.departures.state()).ready).toBe(true);
 });
 
+test('an inbox holding entries but no consumer group yet (an applier not started) is not caught up', async () => {
+  const unread = `${base}:unread-inbox`;
+  await redis.del(unread);
+  await redis.xadd(unread, '*', 'e', 'from the departed region');
+  const r = rig([member('us-iowa')], unread);
+  await r.departures.state();
+  r.at(3_500_000);
+  expect(await r.departures.state()).toMatchObject({ ready: false, waiting: expect.stringMatching(/no consumer group yet/) });
+});
+
 test('not ready while a change from a region that is no longer a member is failing or parked here', async () => {
   const r = rig([member('us-iowa'), member('europe-belgium')]);
   await r.departures.state();
@@ -161,6 +171,7 @@ test('not ready while a change from a region that is no longer a member is faili
   await failure('01a2a000-0000-7000-8000-000000000001', 'europe-belgium', false);
   expect((await r.departures.state()).ready).toBe(true);
   await failure('01a2a000-0000-7000-8000-000000000002', 'asia-japan', true);
+  expect((await r.departures.state()).waiting).toMatch(/^1 change from removed regions is failing or parked here/);
   await failure('01a2a000-0000-7000-8000-000000000003', 'asia-japan', false);
   expect((await r.departures.state()).waiting).toMatch(/^2 changes from removed regions are failing or parked here/);
   await m.db.$executeRawUnsafe(`DELETE FROM replication_failures WHERE origin_region = 'asia-japan'`);

@@ -25,8 +25,9 @@ async function inspect(req: { method: string; path: string }, res: Response): Pr
 /**
  * A keep-alive connection the server closed at the moment the client reused it fails with "other side
  * closed" before any answer; on a loaded machine the client's idle timer can run late and lose that race.
- * Like browsers, an idempotent request (GET, HEAD) is sent once more on a fresh connection then; nothing
- * else is retried, since the server may have acted on it.
+ * Like browsers, an idempotent request (GET, HEAD) is sent once more on a fresh connection then, and so is
+ * one with an Idempotency-Key (the service answers its repetition as the first); nothing else is retried,
+ * since the server may have acted on it.
  */
 function closedBeforeAnswer(err: unknown): boolean {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -38,7 +39,8 @@ async function send(input: Parameters<typeof fetch>[0], init?: RequestInit): Pro
     return await original(input, init);
   } catch (err) {
     const { method } = describeRequest(input, init);
-    if ((method !== 'GET' && method !== 'HEAD') || !closedBeforeAnswer(err)) throw err;
+    const keyed = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined)).has('idempotency-key');
+    if ((method !== 'GET' && method !== 'HEAD' && !keyed) || !closedBeforeAnswer(err)) throw err;
     return original(input, init);
   }
 }
