@@ -292,3 +292,23 @@ test('bringing the schedules within a shorter interval goes a page at a time and
     await shorter.stop();
   }
 });
+
+test('a failing refresh backs off exponentially: after three failures the next try is 8 minutes away, not a minute', async () => {
+  const [x] = (await threeCredentials()) as [string, string, string];
+  idp.set('backoff.xml', fixture('keycloak.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('backoff.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('backoff.xml'));
+  idp.remove('backoff.xml');
+  await r.region.db.$executeRawUnsafe('UPDATE metadata_refresh_state SET consecutive_failures = 3 WHERE credential_id = $1::uuid', x);
+  await makeDue(x);
+  expect(await refresher.runOnce(5, 100)).toBe(1);
+  const state = async () =>
+    (await r.region.db.$queryRawUnsafe<{ failures: number; wait: number }[]>(
+      'SELECT consecutive_failures AS failures, EXTRACT(EPOCH FROM next_at - now())::float8 AS wait FROM metadata_refresh_state WHERE credential_id = $1::uuid', x,
+    ))[0];
+  const after = await state();
+  expect(after?.failures).toBe(4);
+  // 60 s × 2³, not a fixed minute (the region's refresh interval, which caps it, is longer here).
+  expect(after?.wait).toBeGreaterThan(7 * 60);
+  expect(after?.wait).toBeLessThanOrEqual(8 * 60);
+});
