@@ -31,6 +31,8 @@ export interface OperatorListenerOptions {
 export interface OperatorListener {
   url: string;
   port: number;
+  /** The listener's thread now (diagnostics, and tests that end it as a crash would: it is started again). */
+  thread(): Worker;
   stop(): Promise<void>;
 }
 
@@ -87,6 +89,7 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
   return {
     url,
     port,
+    thread: () => worker,
     async stop() {
       stopping = true;
       clearInterval(timer);

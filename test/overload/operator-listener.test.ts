@@ -198,3 +198,16 @@ test('the figures on the operator port are the main thread\'s: a change there sh
   }
   expect(admitted).toBe(before + 1);
 });
+
+test('a listener thread that ends (a crash) is started again on the same port, and answers as before', async () => {
+  const handle = r.region.operator;
+  if (!handle) throw new Error('no operator listener');
+  const before = handle.thread();
+  const exited = new Promise((resolve) => before.once('exit', resolve));
+  await before.terminate();
+  await exited;
+  expect(await eventually(async () => (await call(operator, 'GET', '/healthz')).status === 200, 15_000, 200)).toBe(true);
+  expect(handle.thread()).not.toBe(before);
+  expect(handle.thread().threadId).not.toBe(-1);
+  expect((await call(operator, 'GET', '/admin/replication', { headers: adminHeaders })).status).toBe(200);
+});
