@@ -151,7 +151,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       log.info('stopped');
     })());
 
-  return { server, url, port, operatorUrl: operator?.url ?? null, operator, db, replication, admission, log, stop };
+  return { server, url, port, operator, db, replication, admission, log, stop };
 }
 
 export type RunningRegion = Awaited<ReturnType<typeof startRegion>>;

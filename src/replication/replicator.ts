@@ -38,8 +38,8 @@ const MARK_DELIVERED_MS = 200;
  */
 export class CollisionsExhausted extends Error {
   override readonly name = 'CollisionsExhausted';
-  constructor(readonly last: unknown) {
-    super(`a local write collided with concurrent changes ${COLLISION_ATTEMPTS} times: ${(last as Error)?.message ?? String(last)}`);
+  constructor(last: unknown) {
+    super(`a local write collided with concurrent changes ${COLLISION_ATTEMPTS} times: ${(last as Error)?.message ?? String(last)}`, { cause: last });
   }
 }
 

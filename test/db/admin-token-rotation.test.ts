@@ -25,7 +25,7 @@ test('ADMIN_TOKEN and the accepted tokens open the admin routes on both ports; a
   const statuses = async (headers: Record<string, string>) => [
     (await call(region.url, 'GET', '/admin/replication', { headers })).status,
     (await call(region.url, 'GET', '/metrics', { headers })).status,
-    (await call(region.operatorUrl as string, 'GET', '/admin/replication', { headers })).status,
+    (await call(region.operator?.url as string, 'GET', '/admin/replication', { headers })).status,
   ];
   expect(await statuses(adminHeaders)).toEqual([200, 200, 200]);
   expect(await statuses(bearer(OLD))).toEqual([200, 200, 200]);

@@ -53,7 +53,7 @@ test('every route that needs the database answers 503 in its own envelope while 
       [r.url, 'POST', '/admin/organizations', adminHeaders, { name: 'during' }],
       [r.url, 'GET', '/admin/replication', adminHeaders],
       [r.url, 'GET', '/admin/metadata-refresh', adminHeaders],
-      [r.region.operatorUrl as string, 'GET', '/admin/replication', adminHeaders],
+      [r.region.operator?.url as string, 'GET', '/admin/replication', adminHeaders],
     ];
     for (const [base, method, path, headers, body] of slashid) {
       const res = await call(base, method, path, { headers, body });

@@ -110,7 +110,7 @@ test('an admin read whose statements (a WITH query among them) are ended under t
 });
 
 test('the operator port\'s reads (its own pool, in its own thread) run again on another connection too', async () => {
-  const operator = r.region.operatorUrl as string;
+  const operator = r.region.operator?.url as string;
   expect((await call(operator, 'GET', '/readyz')).status).toBe(200); // its pool has a connection now
   await locker.query('BEGIN');
   await locker.query('LOCK TABLE "_prisma_migrations" IN ACCESS EXCLUSIVE MODE');

@@ -42,7 +42,7 @@ test('/admin/replication and /metrics answer while Redis hangs, and say so', asy
 }, 60_000);
 
 test('/readyz and /healthz, on the region port and the operator port, say a hung Redis is not answering', async () => {
-  const operator = r.region.operatorUrl as string;
+  const operator = r.region.operator?.url as string;
   const redisOf = async (url: string, path: string) => (await call(url, 'GET', path, { timeoutMs: 15_000 })).body.redis;
   // (The PINGs of the previous test's pause are answered once Redis resumed.)
   for (const url of [r.url, operator]) expect(await eventually(async () => (await redisOf(url, '/readyz')).status === 'ready', 10_000, 250)).toBe(true);

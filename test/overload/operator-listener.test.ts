@@ -15,7 +15,7 @@ let r: InProcessRegion;
 let operator: string;
 beforeAll(async () => {
   r = await startInProcess('operator-listener', ['us-iowa'], {}, 'us-iowa', { operatorPort: 0, operatorStalledAfterMs: 1000 });
-  operator = r.region.operatorUrl as string;
+  operator = r.region.operator?.url as string;
 });
 afterAll(async () => {
   await r?.stop();
