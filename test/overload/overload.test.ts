@@ -2,6 +2,8 @@
  * Admission control through a real region process: a flood beyond tiny bounds is answered 2xx or 503 with
  * Retry-After in the dialect's envelope (never another 5xx), while /healthz and /admin/replication answer.
  */
+import net from 'node:net';
+import { Client } from 'pg';
 import { call, adminHeaders, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { issueToken, makeCerts, configBody, bearer, SSO } from '../infisical/support/fixtures';
@@ -120,6 +122,86 @@ test('one organization\'s slow IdP does not hold the write slots: another organi
   expect(patched.status).toBe(204);
   // The slow create takes a slot again once fetched, and is written.
   expect((await creating).status).toBe(201);
+}, 60_000);
+
+/** The region's writes gate, as /admin/replication reports it. */
+const writesGate = async () => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.admission.writes as { in_flight: number; queued: number };
+
+/**
+ * Runs `during` while a PATCH of credential `id` holds the region's one write slot: the test holds the row
+ * FOR UPDATE, so the PATCH, admitted, waits on it in its database phase. Then lets the row go; the PATCH
+ * answers 204.
+ */
+async function whileSlotHeld(org: { id: string; api_key: string }, id: string, during: () => Promise<void>): Promise<void> {
+  const locker = new Client({ connectionString: cluster.deployment.file.regions[0]?.databaseUrl });
+  await locker.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [id]);
+    const holder = call(url, 'PATCH', `${CRED}/${id}`, { headers: slashidHeaders(org), body: { label: 'held the slot' } });
+    const blocked = async () => (await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))')).rows[0]?.n === 1;
+    expect(await eventually(blocked, 15_000, 20)).toBe(true);
+    expect(await writesGate()).toMatchObject({ in_flight: 1 });
+    try {
+      await during();
+    } finally {
+      await locker.query('ROLLBACK');
+    }
+    expect((await holder).status).toBe(204);
+  } finally {
+    await locker.end();
+  }
+}
+
+test('a create whose IdP fetch ran outside admission takes a slot again before it writes: none frees up in time, so a 503 and nothing written', async () => {
+  const [slow, holder] = [await createOrg(url, 'refetch-slot'), await createOrg(url, 'slot-holder')];
+  const held = await call(url, 'POST', CRED, { headers: slashidHeaders(holder), body: { idp_metadata_url: idp.url('okta.xml'), label: 'holder' } });
+  expect(held.status).toBe(201);
+  idp.slow('okta.xml?slow=2', 4000);
+  const creating = call(url, 'POST', CRED, { headers: slashidHeaders(slow), body: { idp_metadata_url: idp.url('okta.xml?slow=2'), label: 'slow' } });
+  expect(await eventually(async () => idp.held() === 1, 5000, 20)).toBe(true);
+  // Fetching, it holds no slot.
+  expect(await writesGate()).toMatchObject({ in_flight: 0 });
+  await whileSlotHeld(holder, held.body.result.id, async () => {
+    // Still fetching when the slot was taken by the PATCH (else the case is not the one under test).
+    expect(idp.held()).toBe(1);
+    const created = await creating;
+    // Fetched, it queued for the slot the PATCH holds, 300 ms, and was refused: it did not write without one.
+    expect(created.status).toBe(503);
+    expect(created.body.errors[0].message).toContain('no slot freed up in time');
+  });
+  const listed = await call(url, 'GET', CRED, { headers: slashidHeaders(slow) });
+  expect(listed.body.result).toEqual([]);
+}, 60_000);
+
+test('a write whose body trickled in takes a slot again once the body is in: none frees up in time, so a 503 and nothing written', async () => {
+  const org = await createOrg(url, 'trickle-slot');
+  const make = async (label: string) => (await call(url, 'POST', CRED, { headers: slashidHeaders(org), body: { idp_metadata_url: idp.url('okta.xml'), label } })).body.result.id as string;
+  const [slowId, heldId] = [await make('before'), await make('holder')];
+  const body = '{"label":"trickled"}';
+  const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+  const got: Buffer[] = [];
+  socket.on('data', (d: Buffer) => got.push(d));
+  socket.on('error', () => undefined);
+  const answered = new Promise<string>((res) => socket.on('close', () => res(Buffer.concat(got).toString('utf8'))));
+  try {
+    await new Promise<void>((res) => socket.once('connect', () => res()));
+    const head = { ...slashidHeaders(org), 'Content-Type': 'application/json', 'Content-Length': String(body.length), Connection: 'close' };
+    socket.write(`PATCH ${CRED}/${slowId} HTTP/1.1\r\nHost: x\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body.slice(0, 5)}`);
+    // Past the grace a body may take with the slot, the request gives it back while the rest arrives.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await writesGate()).toMatchObject({ in_flight: 0 });
+    await whileSlotHeld(org, heldId, async () => {
+      socket.write(body.slice(5));
+      const text = await answered;
+      expect(text.split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
+      expect(text).toContain('no slot freed up in time');
+    });
+  } finally {
+    socket.destroy();
+  }
+  const after = await call(url, 'GET', `${CRED}/${slowId}`, { headers: slashidHeaders(org) });
+  expect(after.body.result.label).toBe('before');
 }, 60_000);
 
 test('/metrics reports admission in flight, queued and rejected', async () => {
