@@ -91,6 +91,27 @@ test('two organizations use the same key independently', async () => {
   expect(rb.body.id).not.toBe(ra.body.id);
 });
 
+test("a key is per target organization, whoever's token sends it: a parent's token may use one key for two children, and a child's retry of its own create replays", async () => {
+  const parent = await newOrg('idem parent');
+  const child = async (name: string): Promise<Org> => {
+    const org = await createOrg(r.url, name, { parent_id: parent.id });
+    return { ...org, token: await issueToken(r.url, org.id) };
+  };
+  const [a, b] = [await child('idem child a'), await child('idem child b')];
+  const forA = await post(parent, configBody(a.id, certs.pem), 'per-target');
+  expect(forA.status).toBe(200);
+  const forB = await post(parent, configBody(b.id, certs.pem), 'per-target');
+  expect(forB.status).toBe(200);
+  expect(forB.headers.get('idempotent-replayed')).toBeNull();
+  expect(forB.body.orgId).toBe(b.id);
+  // The same request for a, sent with a's own token: the same create, answered as the first.
+  const retried = await post(a, configBody(a.id, certs.pem), 'per-target');
+  expect(retried.status).toBe(200);
+  expect(retried.headers.get('idempotent-replayed')).toBe('true');
+  expect(retried.body.id).toBe(forA.body.id);
+  expect([await configs(a), await configs(b)]).toEqual([1, 1]);
+});
+
 test('a key is per endpoint: the same key on the SlashID create is a separate request', async () => {
   const org = await newOrg();
   const sso = await post(org, configBody(org.id, certs.pem), 'both-apis');

@@ -247,4 +247,20 @@ describe('expiry', () => {
     expect(left.map((k) => k.idempotencyKey).sort()).toEqual(['just-expired', 'live']);
     expect(await credentials(org)).toBe(3);
   });
+
+  test('one cleanup pass deletes a backlog larger than its batch (1,000), batch after batch', async () => {
+    const org = await newOrg();
+    await post(org, body('template'), 'template');
+    // 1,500 copies of the key's row, expired three days ago (as after a week without cleanup).
+    await r.region.db.$executeRawUnsafe(
+      `INSERT INTO idempotency_keys (id, org_id, endpoint, idempotency_key, request_hash, response_status, response_body, change_id, created_at, expires_at, updated_at, version, created_version, origin_region)
+       SELECT md5('bulk-' || i), k.org_id, k.endpoint, 'bulk-' || i, k.request_hash, k.response_status, k.response_body, k.change_id, k.created_at, now() - interval '3 days', k.updated_at, k.version, k.created_version, k.origin_region
+         FROM idempotency_keys k, generate_series(1, 1500) i WHERE k.id = $1`,
+      idempotencyRowId(org.id, CREATE_ENDPOINT, 'template'),
+    );
+    const deleted = await new IdempotencyKeyCleanup(r.region.db, r.region.log).runOnce();
+    expect(deleted).toBeGreaterThanOrEqual(1500);
+    expect(await r.region.db.idempotencyKey.count({ where: { idempotencyKey: { startsWith: 'bulk-' } } })).toBe(0);
+    expect(await r.region.db.idempotencyKey.count({ where: { orgId: org.id } })).toBe(1);
+  });
 });

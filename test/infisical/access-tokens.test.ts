@@ -8,6 +8,7 @@ import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '
 import { expectSeedShape } from './support/seed-schemas';
 
 import { signingKeyId } from '../../src/infisical/access-tokens';
+import { MAX_TOKEN_LIFETIME_SECONDS } from '../../src/infisical/schema';
 import { TEST_SIGNING_SECRET as SECRET } from '../support/env';
 
 /** Signs as the service does (HS256, with its key id) unless `opts` says otherwise. */
@@ -101,6 +102,9 @@ describe('401: no token, bad signature, expired', () => {
     ['a token issued in the future', () => bearer(sign(claims(orgId, { iat: Math.floor(Date.now() / 1000) + 1e8, exp: Math.floor(Date.now() / 1000) + 1e8 + 10 }))), 'issue time (iat) is in the future'],
     ['a token without a key id', () => bearer(jwt.sign(claims(orgId), SECRET, { algorithm: 'HS256' })), 'does not name the key'],
     ['a token naming another key', () => bearer(sign(claims(orgId), { keyid: 'another-key' })), 'does not name the key'],
+    ['a token from another issuer', () => bearer(sign(claims(orgId, { iss: 'someone-else' }))), 'not valid'],
+    // Just past the 5 minutes of clock difference tolerated between regions (a literal: the constant could drift).
+    ['a token issued 6 minutes ahead', () => bearer(sign(claims(orgId, { iat: Math.floor(Date.now() / 1000) + 360, exp: Math.floor(Date.now() / 1000) + 960 }))), 'issue time (iat) is in the future'],
   ];
 
   test.each(cases)('%s', async (_name, headers, why) => {
@@ -113,6 +117,19 @@ describe('401: no token, bad signature, expired', () => {
       expect(res.status).toBe(401);
       expect(res.body.error).toBe('UnauthorizedError');
       expect(res.body.message).toContain(why);
+    }
+  });
+
+  test('tokens at the bounds are accepted: the longest lifetime the admin API issues, and one dated a minute ahead (another region\'s clock)', async () => {
+    const org = await createOrg(url);
+    const longest = await call(url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders, body: { expires_in_seconds: MAX_TOKEN_LIFETIME_SECONDS } });
+    expect(longest.status).toBe(201);
+    const now = Math.floor(Date.now() / 1000);
+    const ahead = sign(claims(org.id, { iat: now + 60, exp: now + 660 }));
+    for (const token of [longest.body.access_token as string, ahead]) {
+      // Authenticated, authorized, and no config yet: 404, not 401.
+      const res = await api('GET', `${SSO}?organizationId=${org.id}`, bearer(token));
+      expect(res.status).toBe(404);
     }
   });
 
@@ -148,6 +165,18 @@ describe('403: the token is for another organization', () => {
     const token = await issueToken(url, mine.id);
     const res = await api('GET', `${SSO}?organizationId=00000000-0000-4000-8000-000000000000`, bearer(token));
     expect(res.status).toBe(403);
+  });
+
+  test('a token for an organization that does not exist (here: deleted, or not replicated yet) acts on nothing, not even on itself', async () => {
+    const ghost = '00000000-0000-4000-8000-00000000abcd';
+    const token = sign(claims(ghost));
+    const attempts = [
+      await api('POST', SSO, bearer(token), configBody(ghost, certs.pem)),
+      await api('GET', `${SSO}?organizationId=${ghost}`, bearer(token)),
+      await api('PATCH', SSO, bearer(token), { organizationId: ghost, isActive: false }),
+    ];
+    for (const res of attempts) expect(res).toMatchObject({ status: 403, body: { error: 'PermissionDenied' } });
+    expect(await region.region.db.infisicalSamlConfig.count({ where: { orgId: ghost } })).toBe(0);
   });
 
   test("a parent org's token works for its sub-organization, not the other way round", async () => {

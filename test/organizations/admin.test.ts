@@ -1,13 +1,20 @@
 import crypto from 'node:crypto';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { MAX_ORG_DEPTH } from '../../src/organizations/store';
+import { generateApiKey } from '../../src/organizations/api-keys';
 
 let r: InProcessRegion;
+let idp: IdpServer;
 beforeAll(async () => {
-  r = await startInProcess('admin');
+  idp = await startIdpServer();
+  r = await startInProcess('admin', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] });
 });
-afterAll(() => r.stop());
+afterAll(async () => {
+  await r.stop();
+  await idp.close();
+});
 
 const LIST = '/organizations/sso/saml/provider-credentials';
 
@@ -119,6 +126,38 @@ describe('API keys', () => {
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: grandchild.id, api_key: parent.api_key }) })).status).toBe(200);
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: child.id, api_key: parent.api_key }) })).status).toBe(200);
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: parent.id, api_key: child.api_key }) })).status).toBe(403);
+  });
+
+  test("a parent's key acts on the sub-organization SlashID-OrgID names: what it creates there is the child's, not the parent's", async () => {
+    const parent = await createOrg(r.url, 'acting parent');
+    const child = await createOrg(r.url, 'acted-on child', { parent_id: parent.id });
+    const made = await call(r.url, 'POST', LIST, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'for the child' }, headers: slashidHeaders({ id: child.id, api_key: parent.api_key }) });
+    expect(made.status).toBe(201);
+    const owned = (where: string) => r.region.db.samlProviderCredential.count({ where: { orgId: where, deletedAt: null } });
+    expect(await owned(child.id)).toBe(1);
+    expect(await owned(parent.id)).toBe(0);
+    const childList = await call(r.url, 'GET', LIST, { headers: slashidHeaders(child) });
+    expect(childList.body.result.map((c: { id: string }) => c.id)).toEqual([made.body.result.id]);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(parent) })).body.result).toEqual([]);
+  });
+
+  test('a rotation revokes every live key of the organization: both keys two concurrent rotations left', async () => {
+    const org = await createOrg(r.url, 'two live keys');
+    // The second live key a rotation in another region, concurrent with this region's last, would leave.
+    const other = generateApiKey();
+    await r.region.db.$executeRawUnsafe(
+      `INSERT INTO api_keys (key_id, org_id, key_hash, created_at, updated_at, version, created_version, origin_region)
+       SELECT $1, org_id, $2, created_at, updated_at, version, created_version, origin_region FROM api_keys WHERE org_id = $3::uuid`,
+      other.keyId,
+      other.keyHash,
+      org.id,
+    );
+    const before = [org.api_key, other.apiKey];
+    for (const key of before) expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: key }) })).status).toBe(200);
+    const rotated = await call(r.url, 'POST', `/admin/organizations/${org.id}/api-keys`, { headers: adminHeaders });
+    expect(rotated.status).toBe(201);
+    for (const key of before) expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: key }) })).status).toBe(401);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: rotated.body.api_key }) })).status).toBe(200);
   });
 });
 

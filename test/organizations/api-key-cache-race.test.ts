@@ -59,3 +59,15 @@ test('drops a key once it is older than its maximum age, even with no change ann
   await cache.find('k', load);
   expect(load).toHaveBeenCalledTimes(2);
 });
+
+test('forgets every key when the listener comes back: a change announced while it was down went unheard', async () => {
+  const cache = new ApiKeyCache();
+  cache.setListening(true);
+  const load = jest.fn(async () => KEY);
+  await cache.find('k', load);
+  // The LISTEN connection dropped and came back; a revocation committed meanwhile was announced to nobody.
+  cache.setListening(false);
+  cache.setListening(true);
+  await cache.find('k', load);
+  expect(load).toHaveBeenCalledTimes(2);
+});
