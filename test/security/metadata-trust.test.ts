@@ -149,6 +149,29 @@ describe('trust on first use', () => {
     expect((await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body.held).toBe(1);
   });
 
+  test('a metadata row of an older trust setting is not used to sign in: login and ACS answer 503 until the home region fetches again', async () => {
+    // The owner re-pinned (dropped a certificate, say) and this region's row predates it: its certificates
+    // are no longer the owner's choice.
+    const started = await fetch(`${r.url}/sso/saml/${id}/login`, { redirect: 'manual' });
+    expect(started.status).toBe(302);
+    const req = requestFromRedirect(started.headers.get('location') ?? '');
+    const [{ trust_id: trustId }] = await r.region.db.$queryRawUnsafe<{ trust_id: string }[]>('SELECT trust_id FROM saml_credential_metadata WHERE credential_id = $1::uuid', id);
+    await r.region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET trust_id = '' WHERE credential_id = $1::uuid`, id);
+    try {
+      const login = await fetch(`${r.url}/sso/saml/${id}/login`, { redirect: 'manual' });
+      expect(login.status).toBe(503);
+      expect(((await login.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(/not available in this region yet/);
+      const xml = signedResponse({ issuer: ENTITY, audience: req.issuer, acs: req.acs, inResponseTo: req.id, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] } }, B);
+      const res = await fetch(`${r.url}/sso/saml/${id}/acs`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ SAMLResponse: b64(xml) }) });
+      const body = (await res.json()) as { errors: { message: string }[]; token?: string };
+      expect(res.status).toBe(503);
+      expect(body.token).toBeUndefined();
+    } finally {
+      await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET trust_id = $2 WHERE credential_id = $1::uuid', id, trustId);
+    }
+    expect(await signIn(id, B)).toBe(200);
+  });
+
   test('fetching the same held document again writes nothing', async () => {
     const before = (await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } }))?.version;
     await refreshNow(id); // the same held document

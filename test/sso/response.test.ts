@@ -387,3 +387,61 @@ test('extra signatures are refused at once: more than one on an element (node-sa
   }
   expect({ status: (err as AppError | undefined)?.status, message: (err as Error | undefined)?.message }).toEqual({ status: 400, message: expect.stringMatching(/more than two XML signatures/) });
 });
+
+describe('what node-saml does not check (the profile\'s rules, checked here)', () => {
+  const withAssertion = (s: ResponseSpec, edit: (xml: string) => string) => {
+    const id = newId('a');
+    return responseXml(s, signElement(edit(assertionXml(s, id)), id, A));
+  };
+
+  test('a signed Response addressed to another Destination is refused', async () => {
+    const xml = signedResponse(spec({ destination: 'https://sp.test/sso/saml/c2/acs' }), A, 'response');
+    expect(await message(() => validate(xml))).toMatch(/the response is addressed to "https:\/\/sp\.test\/sso\/saml\/c2\/acs"/);
+  });
+
+  test("the Response's own Issuer is checked too, not only the assertion's", async () => {
+    // Only the first Issuer (the Response's) is replaced; the signed assertion's names the IdP.
+    const xml = withAssertion(spec(), (a) => a).replace('<saml:Issuer>https://idp.test</saml:Issuer>', '<saml:Issuer>https://other.test</saml:Issuer>');
+    expect(await message(() => validate(xml))).toMatch(/issued by "https:\/\/other\.test"/);
+  });
+
+  test.each([
+    ['no Recipient', (a: string) => a.replace(/ Recipient="[^"]*"/, ''), /addressed to no Recipient/],
+    ['the host\'s root ACS', (a: string) => a.replace(/ Recipient="[^"]*"/, ' Recipient="https://sp.test/acs"'), /addressed to "https:\/\/sp\.test\/acs"/],
+    ['another credential\'s ACS', (a: string) => a.replace(/ Recipient="[^"]*"/, ' Recipient="https://sp.test/sso/saml/c2/acs"'), /addressed to "https:\/\/sp\.test\/sso\/saml\/c2\/acs"/],
+  ])('a bearer confirmation addressed to %s is refused', async (_name, edit, why) => {
+    expect(await message(() => validate(withAssertion(spec(), edit)))).toMatch(why);
+  });
+
+  test('an expired bearer confirmation is refused, for an IdP-initiated response too (node-saml checks its times only for a login\'s)', async () => {
+    const past = new Date(Date.now() - 120_000).toISOString();
+    // The Conditions stay valid; only the confirmation's NotOnOrAfter is past (beyond the 30 s skew).
+    const xml = withAssertion(spec({ inResponseTo: null }), (a) => a.replace(/(<saml:SubjectConfirmationData[^>]*NotOnOrAfter=")[^"]+/, `$1${past}`));
+    expect(await message(() => validate(xml))).toMatch(/subject confirmation expired at/);
+  });
+
+  test('a confirmation that is not bearer (holder-of-key) is no browser sign-in', async () => {
+    const xml = withAssertion(spec(), (a) => a.replace('urn:oasis:names:tc:SAML:2.0:cm:bearer', 'urn:oasis:names:tc:SAML:2.0:cm:holder-of-key'));
+    expect(await message(() => validate(xml))).toMatch(/no bearer SubjectConfirmation/);
+  });
+
+  test('a bearer confirmation valid from a few seconds ahead (an IdP clock ahead, within the skew) is accepted', async () => {
+    const soon = new Date(Date.now() + 10_000).toISOString();
+    const xml = withAssertion(spec({ inResponseTo: null }), (a) => a.replace('<saml:SubjectConfirmationData', `<saml:SubjectConfirmationData NotBefore="${soon}"`));
+    expect((await validate(xml)).nameId).toBe('alice@example.com');
+  });
+
+  test('the assertion is usable (and its id remembered) until its NotOnOrAfter plus the skew it is accepted within', async () => {
+    const until = new Date(Date.now() + 5 * 60_000);
+    const a = await validate(signedResponse(spec({ notOnOrAfter: until }), A));
+    expect(a.usableUntil).toBe(until.getTime() + 30_000);
+  });
+
+  test('the request store failing (Redis down) while node-saml looks the login up is its 503, not a refusal of the response', async () => {
+    const down = new AppError(503, 'sso_unavailable', 'the session store is down', { retryAfterSeconds: 2 });
+    const requests: CacheProvider = { saveAsync: async () => null, removeAsync: async () => null, getAsync: async () => Promise.reject(down) };
+    const err = await validate(signedResponse(spec(), A), exp({ requests })).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).status).toBe(503);
+  });
+});

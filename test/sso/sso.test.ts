@@ -126,6 +126,9 @@ describe('SP metadata and login', () => {
     expect(req.relayState).toBe('/after-login?x=1');
     // The id carries the login's time and relay state, authenticated (store.ts RequestIds).
     expect(req.id).toMatch(/^_r1[A-Za-z0-9_-]{54}$/);
+    // Each login is its own request id and relay state: no cache may keep the redirect for another.
+    const res = await fetch(`${cluster.url(EU)}/sso/saml/${cred}/login`, { redirect: 'manual' });
+    expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
   test('an IdP that only takes HTTP-POST gets an auto-submitting form', async () => {
@@ -139,6 +142,7 @@ describe('SP metadata and login', () => {
     const encoded = /name="SAMLRequest" value="([^"]+)"/.exec(html)?.[1] ?? '';
     expect(fieldsOf(Buffer.from(encoded, 'base64').toString('utf8')).acs).toBe(`${cluster.url(EU)}/sso/saml/${id}/acs`);
     expect(res.headers.get('content-security-policy')).toContain(`form-action http://${idp.hostPort}`);
+    expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
   test('a stored sign-on endpoint whose host is not a host name is refused (409), never put into the CSP header', async () => {
@@ -399,6 +403,10 @@ describe('the login a response answers', () => {
     const none = await login(EU, cred);
     const dropped = await acs(EU, cred, signedResponse({ ...spec, inResponseTo: none.id }, A), '');
     expect({ status: dropped.status, relay: dropped.body.result?.relay_state }).toEqual({ status: 200, relay: null });
+    // Started without one: a RelayState posted with its answer was put there by someone else.
+    const bare = await login(EU, cred);
+    const injected = await acs(EU, cred, signedResponse({ ...spec, inResponseTo: bare.id }, A), '/injected');
+    expect({ status: injected.status, relay: injected.body.result?.relay_state }).toEqual({ status: 200, relay: null });
   });
 
   test('is this credential\'s, unaltered, and not past its 10 minutes', async () => {
@@ -552,6 +560,28 @@ describe('IdP-initiated sign-in', () => {
     });
     expect(off.body.result).toEqual({ credential_id: id, allow_idp_initiated: false });
     for (const r of [EU, US]) expect(await refusal(r, id, signedResponse(await answer(r, id, { inResponseTo: null }), A), 403)).toMatch(/IdP-initiated/);
+  });
+
+  test('one IdP-initiated assertion posted several times at once signs in once; its id is remembered as long as it is usable', async () => {
+    idp.set('idp-initiated-race.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+    const id = await createCredential('idp-initiated-race.xml');
+    const on = await call(cluster.url(US), 'PATCH', settings(id), { body: { allow_idp_initiated: true }, headers: slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' }) });
+    expect(on.status).toBe(200);
+    const assertionId = newId('race');
+    const until = Date.now() + 5 * 60_000;
+    const xml = signedResponse(await answer(EU, id, { inResponseTo: null, assertionId, notOnOrAfter: new Date(until) }), A);
+    // No login to take: the assertion id's first use (SET NX) is all that decides among them.
+    const answers = await Promise.all(Array.from({ length: 4 }, () => acs(EU, id, xml)));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 401, 401, 401]);
+    const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
+    try {
+      // Until NotOnOrAfter plus the 30 s of skew it is accepted within (ms, not s).
+      const ttl = await redis.pttl(ssoKeys(cluster.deployment.file.redisKeyPrefix ?? '', EU).assertion(id, ENTITY, assertionId));
+      expect(ttl).toBeGreaterThan(until + 30_000 - Date.now() - 10_000);
+      expect(ttl).toBeLessThanOrEqual(until + 30_000 - Date.now() + 1000);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   test("another organization cannot read a credential's SSO settings", async () => {
