@@ -208,6 +208,12 @@ describe('redirects', () => {
     expect(err.code).toBe('too_many_redirects');
   });
 
+  it.each([301, 303, 307, 308])('follows a %i redirect (a moved metadata URL, an upgrade to https)', async (status) => {
+    const ok = await fetchMetadata(`${main.origin}/redirect?status=${status}`, allowMain());
+    expect(ok.finalUrl).toBe(`${main.origin}/metadata.xml`);
+    expect(ok.body).toContain('EntityDescriptor');
+  });
+
   it('stops a redirect loop', async () => {
     const err = await refusal(`${main.origin}/loop`, allowMain());
     expect(err.code).toBe('too_many_redirects');

@@ -93,10 +93,15 @@ describe('the limits', () => {
 
   test('one element, one level or one character more is refused', () => {
     expect(refusal(padded({ elements: XML_LIMITS.maxElements + 1, chars: 200 * KiB })).code).toBe('too_large');
-    expect(refusal(deep(XML_LIMITS.maxDepth)).message).toMatch(/nests elements more than 40 deep/);
+    // deep(n) nests n levels inside the document's own 3: maxDepth - 2 is one level past the limit.
+    expect(refusal(deep(XML_LIMITS.maxDepth - 2)).message).toMatch(/nests elements more than 40 deep/);
     expect(refusal(padded().padEnd(XML_LIMITS.maxChars + 1, ' ')).code).toBe('too_large');
     const attrs = Array.from({ length: XML_LIMITS.maxAttributesPerElement + 1 }, (_, i) => `a${i}="1"`).join(' ');
     expect(refusal(padded({ elements: 20, chars: 4000 }).replace('<md:IDPSSODescriptor ', `<md:IDPSSODescriptor ${attrs} `)).message).toMatch(/attributes on one element/);
+    // Attributes in all: each element within its own bound, the document past the total.
+    const full = `<a ${Array.from({ length: XML_LIMITS.maxAttributesPerElement }, (_, i) => `a${i}="1"`).join(' ')}/>`;
+    const elements = Math.floor(XML_LIMITS.maxAttributes / XML_LIMITS.maxAttributesPerElement) + 1;
+    expect(() => checkXmlLimits(`<r>${full.repeat(elements)}</r>`)).toThrow(new RegExp(`more attributes than the ${XML_LIMITS.maxAttributes}`));
   });
 });
 
@@ -116,7 +121,11 @@ describe('the parse pool', () => {
   test('refuses a parse that runs past its time limit, terminating its worker', async () => {
     const pool = new ParsePool({ size: 1, timeoutMs: 1 });
     try {
-      await expect(pool.parse(largestAccepted()['max elements, size, signed'] ?? '', NOW)).rejects.toThrow(/could not be processed within the parser's limits/);
+      const err = await pool.parse(largestAccepted()['max elements, size, signed'] ?? '', NOW).then(() => null, (e: unknown) => e);
+      expect((err as Error).message).toMatch(/could not be processed within the parser's limits/);
+      // A MetadataError, so that the API answers it 400 (any other error is a 500).
+      expect(err).toBeInstanceOf(MetadataError);
+      expect(err).toMatchObject({ code: 'too_large' });
       expect(pool.stats.timedOut).toBe(1);
     } finally {
       await pool.close();

@@ -353,6 +353,30 @@ describe('validity and content rules', () => {
     expect(err.message).toMatch(/2026-11-22T23:59:59/);
   });
 
+  it('reports the earliest validUntil and the shortest cacheDuration of the entity and its IdP role', () => {
+    const xml = okta
+      .replace('<md:EntityDescriptor ', '<md:EntityDescriptor validUntil="2027-01-01T00:00:00Z" cacheDuration="PT6H" ')
+      .replace('<md:IDPSSODescriptor ', '<md:IDPSSODescriptor validUntil="2026-12-01T00:00:00Z" cacheDuration="PT1H" ');
+    expect(parse(xml)).toMatchObject({ validUntil: '2026-12-01T00:00:00.000Z', cacheDuration: 'PT1H' });
+  });
+
+  it("never trusts the keys of the entity's other roles: an SP role's signing certificate signs no IdP sign-in", () => {
+    const bare = signer('stranger').cert.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+    const sp =
+      '<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing">' +
+      `<ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>${bare}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>` +
+      `<md:AssertionConsumerService Binding="${POST}" Location="https://sp.example/acs" index="0"/></md:SPSSODescriptor>`;
+    const fingerprints = (xml: string) => parse(xml).signingCertificates.map((c) => c.fingerprintSha256);
+    expect(fingerprints(okta.replace('</md:IDPSSODescriptor>', `</md:IDPSSODescriptor>${sp}`))).toEqual(fingerprints(okta));
+  });
+
+  it('refuses more than 20 signing certificates (counted before duplicates are dropped: each is parsed)', () => {
+    const kd = /<md:KeyDescriptor use="signing">[\s\S]*?<\/md:KeyDescriptor>/.exec(okta)?.[0] ?? '';
+    expect(kd).not.toBe('');
+    expect(() => parse(okta.replace(kd, kd.repeat(21)))).toThrow(/lists 21 signing certificates; at most 20/);
+    expect(parse(okta.replace(kd, kd.repeat(20))).signingCertificates).toHaveLength(1);
+  });
+
   it('accepts metadata whose validUntil is still ahead and reports it', () => {
     expect(parse(withRootAttrs('validUntil="2026-11-24T00:00:00Z"')).validUntil).toBe('2026-11-24T00:00:00.000Z');
   });

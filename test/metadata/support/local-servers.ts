@@ -52,7 +52,7 @@ export function metadataRoutes(req: http.IncomingMessage, res: http.ServerRespon
       res.end(fixture('html-error-page.xml'));
       return;
     case '/redirect': {
-      res.writeHead(302, { location: url.searchParams.get('target') ?? '/metadata.xml' });
+      res.writeHead(Number(url.searchParams.get('status') ?? '302'), { location: url.searchParams.get('target') ?? '/metadata.xml' });
       res.end();
       return;
     }
