@@ -109,15 +109,49 @@ export function deleteKeys(prefix: string): Promise<void> {
   return deleteKeysWithPrefix(REDIS_URL, prefix);
 }
 
+/** The first port of the kernel's ephemeral range, which outgoing connections take their local ports from. */
+function ephemeralLow(): number {
+  try {
+    const low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 0 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+const LOWEST_TEST_PORT = 20_000;
+
+/**
+ * `n` ports free now, for servers a test starts later (a region of a config file, a Redis it stops and starts
+ * again on the same port). Chosen below the kernel's ephemeral range: a port of that range (what listening on
+ * port 0 gives) can be taken meanwhile as the local port of any process's outgoing connection, and a
+ * region then failed to start with EADDRINUSE (CI, under load). Each port is checked free by listening on
+ * it; two test files running at once pick the same one only by chance (1 in ~12,000). Where the ephemeral
+ * range starts lower than that, the kernel's choice (port 0) is taken as before.
+ */
 export async function freePorts(n: number): Promise<number[]> {
   const net = await import('node:net');
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<import('node:net').Server>((resolve) => {
+  const canListen = (port: number) =>
+    new Promise<boolean>((resolve) => {
       const s = net.createServer();
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+  const top = ephemeralLow();
+  const chosen: number[] = [];
+  for (let tries = 0; chosen.length < n && top > LOWEST_TEST_PORT + 1000 && tries < 1000; tries++) {
+    const port = LOWEST_TEST_PORT + crypto.randomInt(top - LOWEST_TEST_PORT);
+    if (!chosen.includes(port) && (await canListen(port))) chosen.push(port);
+  }
+  while (chosen.length < n) {
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const { port: got } = s.address() as import('node:net').AddressInfo;
+        s.close(() => resolve(got));
+      });
+    });
+    if (!chosen.includes(port)) chosen.push(port);
+  }
+  return chosen;
 }
