@@ -1,0 +1,41 @@
+/**
+ * scripts/members.ts against a deployment's Redis (no region processes): `activate` of a region that is no
+ * member fails and writes nothing; `list` does not show a region that is a member again as removed.
+ */
+import Redis from 'ioredis';
+import { replicationKeys } from '../../src/redis';
+import { readMembers, writeMember } from '../../src/replication/membership';
+import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { runScript } from '../support/harness';
+
+let deployment: TestDeployment;
+let redis: Redis;
+
+beforeAll(async () => {
+  deployment = await createDeployment('membersscript', ['us-iowa', 'europe-belgium']);
+  redis = new Redis(REDIS_URL);
+});
+afterAll(async () => {
+  redis?.disconnect();
+  await deployment?.cleanup();
+});
+
+test('activate names a region that is no member and fails, writing nothing', async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await writeMember(redis, keys, 'us-iowa', { state: 'active' });
+  const res = await runScript({ deployment } as never, 'members', ['activate', 'no-such-region']);
+  expect(res.status).toBe(1);
+  expect(res.stderr).toMatch(/no-such-region is not a member/);
+  expect((await readMembers(redis, keys)).members.has('no-such-region')).toBe(false);
+});
+
+test('list shows a region added again under a removed name as a member, not as removed', async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await writeMember(redis, keys, 'south-x', { state: 'active' });
+  await redis.hset(keys.departed, 'south-x', '2026-12-01T00:00:00.000Z', 'gone-y', '2026-12-02T00:00:00.000Z');
+  const res = await runScript({ deployment } as never, 'members', ['list']);
+  expect(res.status).toBe(0);
+  const out = JSON.parse(res.stdout);
+  expect(out.members.map((m: { region: string }) => m.region)).toContain('south-x');
+  expect(out.departed.map((d: { region: string }) => d.region)).toEqual(['gone-y']);
+});
