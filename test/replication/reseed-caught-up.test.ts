@@ -80,6 +80,23 @@ test('a peer that discarded a change is refused (it lacks that change for good);
   }
 }, 120_000);
 
+test('a peer holding a parked change is refused, naming it (it lacks that change until an upgrade or an operator resolves it); --force copies anyway', async () => {
+  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
+  await peer.connect();
+  try {
+    await peer.query(`INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+                      VALUES ('01a2a000-0000-7000-8000-0000000000ee', $1, '{}'::jsonb, 3, 'apply-failed', 'test', now())`, [ORIGIN]);
+    const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`${PEER} has not caught up.*${PEER} holds 0 change\\(s\\) failing and 1 parked`));
+    const forced = await runReseed(cluster, PEER, TARGET, ['--force']);
+    expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
+  } finally {
+    await peer.query('DELETE FROM replication_failures');
+    await peer.end();
+  }
+}, 120_000);
+
 test('a peer that needs a re-seed itself is refused (its origins count what its cap trimmed as confirmed)', async () => {
   const redis = createRedis(REDIS_URL, 'reseed-test', { queueWhileOffline: true });
   const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
