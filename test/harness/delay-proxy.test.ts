@@ -57,12 +57,15 @@ function roundTrip(s: net.Socket, msg: string): Promise<number> {
 
 test('bytes wait for the sender host’s delay each way, and the first ones also for the handshake', async () => {
   // The client (127.0.0.1) has 40 ms, the proxied host 60 ms: 100 ms round trip. The first message pays the
-  // handshake's round trip too (200 ms, less the moment between connect and write).
+  // handshake's round trip too: 200 ms counted from the connect (counted from the write, the moment between
+  // connect and write is left out, and on a loaded host that moment was 19 ms: CI read 181).
   const { proxy } = await proxyTo(echoPort, { self: 60, peers: { '127.0.0.1': 40 }, jitter: 0, cut: [] });
+  const connecting = Date.now();
   const s = await connect(proxy.port);
-  const first = await roundTrip(s, 'hello');
+  const sinceConnect = Date.now() - connecting;
+  const first = sinceConnect + (await roundTrip(s, 'hello'));
   const second = await roundTrip(s, 'again');
-  expect(first).toBeGreaterThanOrEqual(185);
+  expect(first).toBeGreaterThanOrEqual(198);
   expect(first).toBeLessThan(600);
   expect(second).toBeGreaterThanOrEqual(95);
   expect(second).toBeLessThan(450);
