@@ -42,6 +42,13 @@ async function main(): Promise<void> {
       if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
       result = { region, state: 'active', unreachable: unreachable(res) };
     } else if (command === 'remove') {
+      // The last member is never removed: no region would be left to adopt its credentials or to hold the
+      // record of the deployment (a slip of the operator's, not a way to take a deployment down).
+      const known = await each((redis) => readMembers(redis, keys));
+      const names = [...known.values()].flatMap((r) => (r.ok ? [...r.value.members.keys()] : []));
+      if (names.includes(region as string) && names.every((m) => m === region)) {
+        throw new Error(`${region} is the deployment's last member; removing it would leave no region to take over its credentials. Nothing was done.`);
+      }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
       const res = await each((redis) => removeMember(redis, keys, region as string, force));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);

@@ -1,6 +1,7 @@
 /**
  * scripts/members.ts against a deployment's Redis (no region processes): `activate` of a region that is no
- * member fails and writes nothing; `list` does not show a region that is a member again as removed.
+ * member fails and writes nothing; `list` does not show a region that is a member again as removed; the last
+ * member is not removed.
  */
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
@@ -39,3 +40,19 @@ test('list shows a region added again under a removed name as a member, not as r
   expect(out.members.map((m: { region: string }) => m.region)).toContain('south-x');
   expect(out.departed.map((d: { region: string }) => d.region)).toEqual(['gone-y']);
 });
+
+test('remove refuses the last member (nothing would be left to take over its credentials), and removes it once another is there', async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await redis.del(keys.members, keys.departed);
+  await writeMember(redis, keys, 'us-iowa', { state: 'active' });
+  const refused = await runScript({ deployment } as never, 'members', ['remove', 'us-iowa']);
+  expect(refused.status).toBe(1);
+  expect(refused.stderr).toMatch(/us-iowa is the deployment's last member; .*Nothing was done/);
+  expect((await readMembers(redis, keys)).members.has('us-iowa')).toBe(true);
+  expect(await redis.hget(keys.departed, 'us-iowa')).toBeNull();
+  await writeMember(redis, keys, 'europe-belgium', { state: 'active' });
+  const removed = await runScript({ deployment } as never, 'members', ['remove', 'us-iowa']);
+  expect(removed.status).toBe(0);
+  expect(JSON.parse(removed.stdout)).toMatchObject({ region: 'us-iowa', removed: true });
+  expect([...(await readMembers(redis, keys)).members.keys()]).toEqual(['europe-belgium']);
+}, 30_000);
