@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import { Client } from 'pg';
-import { call, adminHeaders, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { blocksAnother, call, adminHeaders, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { issueToken, makeCerts, configBody, bearer, SSO } from '../infisical/support/fixtures';
 
@@ -110,14 +110,23 @@ test('a flood of Infisical reads beyond the bounds answers 2xx or 503 with Retry
   }
 }, 60_000);
 
+/**
+ * Starts a create whose IdP serves `doc` after `ms`; resolves once its fetch is under way, with the create's
+ * answer still to come (wrapped: an async function returning the promise itself would wait for it).
+ */
+async function slowCreate(org: { id: string; api_key: string }, doc: string, ms: number) {
+  idp.slow(doc, ms);
+  const creating = call(url, 'POST', CRED, { headers: slashidHeaders(org), body: { idp_metadata_url: idp.url(doc), label: 'slow' } });
+  expect(await eventually(async () => idp.held() === 1, 5000, 20)).toBe(true);
+  return { creating };
+}
+
 test('one organization\'s slow IdP does not hold the write slots: another organization\'s write goes through meanwhile', async () => {
   const [slow, other] = [await createOrg(url, 'slow-idp'), await createOrg(url, 'bystander')];
   const mine = await call(url, 'POST', CRED, { headers: slashidHeaders(other), body: { idp_metadata_url: idp.url('okta.xml'), label: 'mine' } });
   expect(mine.status).toBe(201);
   // The region takes one write at a time (concurrency 1, 300 ms of queue): the slow create's fetch takes 3 s.
-  idp.slow('okta.xml?slow=1', 3000);
-  const creating = call(url, 'POST', CRED, { headers: slashidHeaders(slow), body: { idp_metadata_url: idp.url('okta.xml?slow=1'), label: 'slow' } });
-  expect(await eventually(async () => idp.held() === 1, 5000, 20)).toBe(true);
+  const { creating } = await slowCreate(slow, 'okta.xml?slow=1', 3000);
   const patched = await call(url, 'PATCH', `${CRED}/${mine.body.result.id}`, { headers: slashidHeaders(other), body: { label: 'still mine' } });
   expect(patched.status).toBe(204);
   // The slow create takes a slot again once fetched, and is written.
@@ -139,8 +148,7 @@ async function whileSlotHeld(org: { id: string; api_key: string }, id: string, d
     await locker.query('BEGIN');
     await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [id]);
     const holder = call(url, 'PATCH', `${CRED}/${id}`, { headers: slashidHeaders(org), body: { label: 'held the slot' } });
-    const blocked = async () => (await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))')).rows[0]?.n === 1;
-    expect(await eventually(blocked, 15_000, 20)).toBe(true);
+    expect(await eventually(() => blocksAnother(locker), 15_000, 20)).toBe(true);
     expect(await writesGate()).toMatchObject({ in_flight: 1 });
     try {
       await during();
@@ -157,9 +165,7 @@ test('a create whose IdP fetch ran outside admission takes a slot again before i
   const [slow, holder] = [await createOrg(url, 'refetch-slot'), await createOrg(url, 'slot-holder')];
   const held = await call(url, 'POST', CRED, { headers: slashidHeaders(holder), body: { idp_metadata_url: idp.url('okta.xml'), label: 'holder' } });
   expect(held.status).toBe(201);
-  idp.slow('okta.xml?slow=2', 4000);
-  const creating = call(url, 'POST', CRED, { headers: slashidHeaders(slow), body: { idp_metadata_url: idp.url('okta.xml?slow=2'), label: 'slow' } });
-  expect(await eventually(async () => idp.held() === 1, 5000, 20)).toBe(true);
+  const { creating } = await slowCreate(slow, 'okta.xml?slow=2', 4000);
   // Fetching, it holds no slot.
   expect(await writesGate()).toMatchObject({ in_flight: 0 });
   await whileSlotHeld(holder, held.body.result.id, async () => {

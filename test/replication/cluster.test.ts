@@ -4,7 +4,7 @@
  */
 import Redis from 'ioredis';
 import { Client } from 'pg';
-import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL, testEventAuth } from '../support/env';
 import { scrape } from '../observability/support';
@@ -155,8 +155,7 @@ test('an all_regions write whose client went away before its commit does not wai
     await locker.query('SELECT 1 FROM saml_provider_credentials WHERE id = $1 FOR UPDATE', [c.id]);
     const patch = abandonable('PATCH', `${PATH}/${c.id}`, { label: 'gone early' });
     // The PATCH waits on the row (a lock not granted), so it is past every check and will commit.
-    const blocked = async () => (await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))')).rows[0]?.n === 1;
-    expect(await eventually(blocked, 15_000, 50)).toBe(true);
+    expect(await eventually(() => blocksAnother(locker), 15_000, 50)).toBe(true);
     expect(await patch.gone()).toMatchObject({ name: 'AbortError' });
     await new Promise((r) => setTimeout(r, 500));
     await locker.query('ROLLBACK');

@@ -63,38 +63,39 @@ test('an origin whose process is down (its database and Redis up) does not hold 
   }
 }, 120_000);
 
-test('a peer that discarded a change is refused (it lacks that change for good); --force copies anyway', async () => {
+/** With a row the test writes into the peer's `table`, the re-seed is refused saying `why`; --force copies anyway. */
+async function refusedForPeerRow(table: string, insert: string, why: RegExp): Promise<void> {
   const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
   await peer.connect();
   try {
-    await peer.query(`INSERT INTO replication_discarded (change_id, origin_region, event, failures, reason, last_error, first_failed_at, parked_at)
-                      VALUES ('01a2a000-0000-7000-8000-0000000000dd', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now(), now())`, [ORIGIN]);
+    await peer.query(insert, [ORIGIN]);
     const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
     expect(refused.status).toBe(1);
-    expect(refused.stderr).toMatch(new RegExp(`${PEER} discarded 1 change\\(s\\) it could not apply.*re-seed from another region; --force copies anyway`));
+    expect(refused.stderr).toMatch(why);
     const forced = await runReseed(cluster, PEER, TARGET, ['--force']);
     expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
   } finally {
-    await peer.query('DELETE FROM replication_discarded');
+    await peer.query(`DELETE FROM ${table}`);
     await peer.end();
   }
+}
+
+test('a peer that discarded a change is refused (it lacks that change for good); --force copies anyway', async () => {
+  await refusedForPeerRow(
+    'replication_discarded',
+    `INSERT INTO replication_discarded (change_id, origin_region, event, failures, reason, last_error, first_failed_at, parked_at)
+     VALUES ('01a2a000-0000-7000-8000-0000000000dd', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now(), now())`,
+    new RegExp(`${PEER} discarded 1 change\\(s\\) it could not apply.*re-seed from another region; --force copies anyway`),
+  );
 }, 120_000);
 
 test('a peer holding a parked change is refused, naming it (it lacks that change until an upgrade or an operator resolves it); --force copies anyway', async () => {
-  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
-  await peer.connect();
-  try {
-    await peer.query(`INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
-                      VALUES ('01a2a000-0000-7000-8000-0000000000ee', $1, '{}'::jsonb, 3, 'apply-failed', 'test', now())`, [ORIGIN]);
-    const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
-    expect(refused.status).toBe(1);
-    expect(refused.stderr).toMatch(new RegExp(`${PEER} has not caught up.*${PEER} holds 0 change\\(s\\) failing and 1 parked`));
-    const forced = await runReseed(cluster, PEER, TARGET, ['--force']);
-    expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
-  } finally {
-    await peer.query('DELETE FROM replication_failures');
-    await peer.end();
-  }
+  await refusedForPeerRow(
+    'replication_failures',
+    `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
+     VALUES ('01a2a000-0000-7000-8000-0000000000ee', $1, '{}'::jsonb, 3, 'apply-failed', 'test', now())`,
+    new RegExp(`${PEER} has not caught up.*${PEER} holds 0 change\\(s\\) failing and 1 parked`),
+  );
 }, 120_000);
 
 test('a peer that needs a re-seed itself is refused (its origins count what its cap trimmed as confirmed)', async () => {
