@@ -261,6 +261,17 @@ describe('limits and failures', () => {
     expect(err.message).toMatch(/256 KiB/);
   });
 
+  it('takes a document of exactly maxBytes and refuses one byte more, streamed or declared', async () => {
+    const okta = Buffer.from(OKTA_XML, 'utf8');
+    servedBytes.set('exact-size', okta);
+    for (const declare of ['', '&declare']) {
+      const url = `${main.origin}/bytes?name=exact-size${declare}`;
+      expect((await fetchMetadata(url, { ...allowMain(), maxBytes: okta.length })).body).toBe(OKTA_XML);
+      const err = await refusal(url, { ...allowMain(), maxBytes: okta.length - 1 });
+      expect({ declare, code: err.code }).toEqual({ declare, code: 'too_large' });
+    }
+  });
+
   it('refuses a body whose Content-Length is over maxBytes without reading it', async () => {
     const err = await refusal(`${main.origin}/huge-declared`, allowMain());
     expect(err.code).toBe('too_large');

@@ -80,11 +80,14 @@ export function metadataRoutes(req: http.IncomingMessage, res: http.ServerRespon
     case '/huge':
       streamForever(res);
       return;
-    case '/bytes':
+    case '/bytes': {
       // /bytes?name=…: exactly the bytes a test put in servedBytes (other encodings, bytes no encoding allows)
-      res.writeHead(200, { 'content-type': 'application/xml' });
-      res.end(servedBytes.get(url.searchParams.get('name') ?? '') ?? Buffer.alloc(0));
+      // With &declare, the answer carries its Content-Length; without, it is sent chunked.
+      const bytes = servedBytes.get(url.searchParams.get('name') ?? '') ?? Buffer.alloc(0);
+      res.writeHead(200, { 'content-type': 'application/xml', ...(url.searchParams.has('declare') ? { 'content-length': String(bytes.length) } : {}) });
+      res.end(bytes);
       return;
+    }
     case '/huge-declared':
       res.writeHead(200, { 'content-type': 'application/xml', 'content-length': String(50 * 1024 * 1024) });
       res.write('<');
