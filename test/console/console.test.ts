@@ -6,7 +6,8 @@
  */
 import fs from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { assembleDeployment, lagMatrix } from '../../src/console/deployment';
+import { assembleDeployment, gatherDeployment, lagMatrix } from '../../src/console/deployment';
+import type { RegionConfig } from '../../src/config';
 import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
 import { DelayProxy } from '../../scripts/harness/delay-proxy';
 import { ADMIN_TOKEN, REDIS_URL } from '../support/env';
@@ -86,6 +87,17 @@ test('GET /admin/deployment needs the admin token and reports every region up, r
   }
   expect(d.lag).toHaveLength(6);
   expect(usToJapan(d)).toMatchObject({ state: 'caught-up', behind_ms: 0, last_lag_ms: expect.any(Number) });
+});
+
+test("a region whose address answers as another region is not up, and none of that region's figures are shown as its own", async () => {
+  // asia-japan configured at us-iowa's address (a wrong port in the config, say): the answers are us-iowa's.
+  const at = (id: string, url: string) => ({ id, port: 0, databaseUrl: '', publicUrl: url }) as unknown as RegionConfig;
+  const regions = [at('us-iowa', cluster.url('us-iowa')), at('asia-japan', cluster.url('us-iowa'))];
+  const d = await gatherDeployment({ region: regions[0] as RegionConfig, regions, adminToken: ADMIN_TOKEN }, 10_000);
+  expect(regionOf(d, 'us-iowa')).toMatchObject({ up: true, ready: true });
+  expect(regionOf(d, 'asia-japan')).toMatchObject({ up: false, ready: null, response_ms: null, redis: null, database: null, replication: null, metadata_refresh: null });
+  expect(regionOf(d, 'asia-japan').problems[0]).toBe('/healthz answered as region us-iowa');
+  expect(d.lag.filter((c) => c.region === 'asia-japan').map((c) => c.state)).toEqual(['down']);
 });
 
 test('the page itself needs no token, holds no data and may load nothing from elsewhere', async () => {
