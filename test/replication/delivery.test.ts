@@ -5,6 +5,7 @@
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { Deliverer, PACK_MAX_BYTES, PACK_MAX_EVENTS } from '../../src/replication/delivery';
 import { RedisLinks } from '../../src/replication/links';
+import { ensureGroup } from '../../src/replication/stream';
 import { REDIS_URL, deleteKeys, inboxEvents, testEventAuth, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('delivery')}:`;
@@ -170,4 +171,34 @@ test('an event read back from the outbox whose stored signature does not hold is
   expect((await inbox('laundry')).slice(1).map((e) => e.changeId)).toEqual([
     event(501).changeId, 'refused: bad-signature', 'refused: unknown-key', event(504).changeId, event(505).changeId, event(506).changeId,
   ]);
+});
+
+test('packs: destinations given different events in one call each get their own, packed, and none of the other\'s', async () => {
+  // The relay's pages: each destination lacks other rows (here b lacks 600-602, c lacks 610-613).
+  const deliverer = new Deliverer(keys, auth, 100_000, true);
+  await deliverer.deliverAll(links, new Map([['packs-b', [event(599)]], ['packs-c', [event(609)]]]));
+  const b = [event(600), event(601), event(602)];
+  const c = [event(610), event(611), event(612), event(613)];
+  const res = await deliverer.deliverAll(links, new Map([['packs-b', b], ['packs-c', c]]));
+  expect(await shapes('packs-b')).toEqual(['e', 'p3']);
+  expect(await shapes('packs-c')).toEqual(['e', 'p4']);
+  for (const [region, sent] of [['packs-b', b], ['packs-c', c]] as const) {
+    const events = (await inbox(region)).slice(1);
+    expect(events.map((e) => e.changeId)).toEqual(sent.map((e) => e.changeId));
+    const r = res.get(region);
+    expect(r?.ok && r.value).toEqual(events.map((e) => e.id));
+  }
+});
+
+test('an inbox its Redis lost and an origin\'s delivery made again, without the group, is read from its start by the group its region makes then', async () => {
+  const deliverer = new Deliverer(keys, auth, 1000);
+  await deliverer.deliverAll(links, new Map([['reborn', [event(700)]]]));
+  // The Redis loses its data; this origin made sure of the group before, so its next delivery makes the stream alone.
+  await redis.del(keys.inbox('reborn'));
+  await deliverer.deliverAll(links, new Map([['reborn', [event(701)]]]));
+  expect(await redis.xinfo('GROUPS', keys.inbox('reborn'))).toEqual([]);
+  // The region's applier makes its group (as at its start): it reads the entry delivered before it did.
+  await ensureGroup(redis, keys.inbox('reborn'), 'reborn');
+  const read = (await redis.xreadgroup('GROUP', 'reborn', 'reborn-1', 'COUNT', 10, 'STREAMS', keys.inbox('reborn'), '>')) as [string, [string, string[]][]][] | null;
+  expect(inboxEvents(auth, read?.[0]?.[1] ?? []).map((e) => e.changeId)).toEqual([event(701).changeId]);
 });

@@ -46,9 +46,11 @@ interface Rig {
   close(): void;
 }
 
-function rig(): Rig {
+/** `ownUrl`: region a's own Redis, when not c's (the rig's `redis` is c's). */
+function rig(ownUrl?: string): Rig {
   const redis = new Redis(server.url);
-  const links = new RedisLinks({ region: 'a', own: redis, name: 'relaylost', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
+  const own = ownUrl ? new Redis(ownUrl) : redis;
+  const links = new RedisLinks({ region: 'a', own, name: 'relaylost', defaultUrl: server.url, configured: new Map([['a', ownUrl ?? server.url], ['c', server.url]]) });
   const statements: string[] = [];
   const redelivered: string[] = [];
   const record = (sql: string, args: unknown[]) => void statements.push(`${sql.trim().split(/\s+/).slice(0, 2).join(' ')} ${JSON.stringify(args[0])}`);
@@ -91,13 +93,14 @@ function rig(): Rig {
     close: () => {
       links.disconnect();
       redis.disconnect();
+      own.disconnect();
     },
   };
 }
 
 /** Runs `fn` with a rig of its own, closed after it. */
-async function withRig(fn: (r: Rig) => Promise<void>): Promise<void> {
-  const r = rig();
+async function withRig(fn: (r: Rig) => Promise<void>, ownUrl?: string): Promise<void> {
+  const r = rig(ownUrl);
   try {
     await fn(r);
   } finally {
@@ -308,3 +311,62 @@ test('the routine trim keeps entries read but not acked (a failing event awaitin
     expect(left).toEqual([rows[1]?.stream_id, rows[2]?.stream_id]);
     expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
   }));
+
+test('the routine trim keeps every entry read but not acked: with two awaiting their retry, it trims below the older one', () =>
+  withRig(async (r) => {
+    const rows = await activeWithThree(r);
+    // c reads all three; the first two fail and wait, pending, for their retry; the third is applied and acked.
+    await r.redis.xreadgroup('GROUP', 'c', 'c-1', 'COUNT', 100, 'STREAMS', stream, '>');
+    await r.redis.xack(stream, 'c', rows[2]?.stream_id as string);
+    expect(await r.relay.trim(true)).toBe(0);
+    const left = ((await r.redis.xrange(stream, '-', '+')) as [string, string[]][]).map((e) => e[0]);
+    expect(left).toEqual(rows.map((x) => x.stream_id));
+  }));
+
+test('a region whose inbox\'s cap trimmed changes it never acked is marked for a re-seed in the origin\'s own Redis too, not only in its own', async () => {
+  // a's own Redis is another server than c's: each holds its copy of the membership record.
+  const aServer = await ownRedis();
+  await aServer.start();
+  const aRedis = new Redis(aServer.url);
+  try {
+    await writeMember(aRedis, keys, 'c', { state: 'active' });
+    await withRig(async (r) => {
+      const rows = await activeWithThree(r);
+      await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
+      await r.redeliverLost(rows);
+      expect(r.relay.trimmedUnconfirmed).toBe(2);
+      expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('joining');
+      expect((await readMembers(aRedis, keys)).members.get('c')?.state).toBe('joining');
+    }, aServer.url);
+  } finally {
+    aRedis.disconnect();
+    await aServer.kill();
+  }
+});
+
+test('a cycle whose database steps fail (the database refuses connections) still trims, and ends without an error: the relay keeps running', async () => {
+  const redis = new Redis(server.url);
+  const links = new RedisLinks({ region: 'a', own: redis, name: 'relaydbdown', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
+  const refused = async () => {
+    throw new Error('Can\'t reach database server');
+  };
+  const db = { $queryRawUnsafe: refused, $executeRawUnsafe: refused } as unknown as Db;
+  const relay = new OutboxRelay({
+    db, links, keys, tracker: {} as Tracker, region: 'a', regions: ['a', 'c'],
+    log: createLogger({ level: 'silent' }), auth: {} as EventAuth, deliverer: {} as Deliverer,
+  });
+  try {
+    await redis.flushall(); // the test's own server
+    await writeMember(redis, keys, 'c', { state: 'active' });
+    await redis.xgroup('CREATE', stream, 'c', '0', 'MKSTREAM');
+    for (let i = 0; i < 3; i++) await redis.xadd(stream, '*', 'e', `applied ${i}`);
+    const res = (await redis.xreadgroup('GROUP', 'c', 'c-1', 'COUNT', 100, 'STREAMS', stream, '>')) as [string, [string, string[]][]][];
+    await redis.xack(stream, 'c', ...(res[0]?.[1] ?? []).map((e) => e[0]));
+    // The publishing and confirm steps fail; the trim, which needs only Redis, runs all the same.
+    await expect(relay.cycle()).resolves.toBeUndefined();
+    expect(await redis.xlen(stream)).toBe(1);
+  } finally {
+    links.disconnect();
+    redis.disconnect();
+  }
+});

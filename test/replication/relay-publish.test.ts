@@ -48,15 +48,19 @@ afterAll(async () => {
 
 const pool = () => poolOf(m.db);
 
+/** The acks the relays recorded for their own region (the tracker's ack), oldest first; emptied by freshRelay. */
+const ownAcks: { region: string; ids: string[]; orgs: Record<string, string> }[] = [];
+
 /** A relay of its own (its cursors start afresh) over an empty outbox. */
 async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number; retentionMs?: number } = {}): Promise<OutboxRelay> {
   await pool().query('TRUNCATE replication_outbox, replication_deliveries');
+  ownAcks.length = 0;
   return new OutboxRelay({
     ...opts,
     db: m.db,
     links,
     keys,
-    tracker: { ack: async () => undefined } as unknown as Tracker,
+    tracker: { ack: async (region: string, ids: string[], o?: { orgs?: Map<string, string> }) => void ownAcks.push({ region, ids, orgs: Object.fromEntries(o?.orgs ?? []) }) } as unknown as Tracker,
     region: 'a',
     regions: ['a', 'b', 'c'],
     log: createLogger({ level: 'silent' }),
@@ -258,4 +262,96 @@ test('a confirm round confirms each delivery its destination acked (with the ack
     { region: 'b', confirmed: true, ack: `applied@${at}` },
     { region: 'c', confirmed: false, ack: null },
   ]);
+});
+
+test('a member with no delivery of a published, unconfirmed row (it joined since) gets one at the next confirm round', async () => {
+  const relay = await freshRelay();
+  // Published when the members were a and c: b joined since.
+  const [id = ''] = await committed(1, ['c']);
+  await pool().query('UPDATE replication_outbox SET published_at = now()');
+  await relay.confirm();
+  expect(await deliveredToB([id])).toBe(1);
+  // Its entry is in b's inbox, in b's Redis.
+  const sid = (await pool().query(`SELECT stream_id FROM replication_deliveries WHERE change_id = $1 AND region = 'b'`, [id])).rows[0].stream_id;
+  expect(((await links.to('b').xrange(keys.inbox('b'), sid, sid)) as unknown[]).length).toBe(1);
+});
+
+test('rows stuck on a destination that never acks (a page of them and more) do not keep a newer row every member acked from being confirmed', async () => {
+  const relay = await freshRelay();
+  // 2,000 rows c never acks (a confirm round reads 2,000), then one every member acked.
+  await committed(2000, ['b', 'c']);
+  const [fresh = ''] = await committed(1, ['b', 'c']);
+  await pool().query('UPDATE replication_outbox SET published_at = now()');
+  const at = new Date().toISOString();
+  await own.hset(keys.ack(fresh), 'a', `applied@${at}`, 'b', `applied@${at}`, 'c', `applied@${at}`);
+  for (let round = 0; round < 3; round++) await relay.confirm();
+  expect((await pool().query('SELECT confirmed_at IS NOT NULL AS confirmed FROM replication_outbox WHERE change_id = $1', [fresh])).rows[0].confirmed).toBe(true);
+  expect(Number((await pool().query('SELECT count(*) AS n FROM replication_outbox WHERE confirmed_at IS NOT NULL')).rows[0].n)).toBe(1);
+});
+
+test('a confirmed row\'s ack record in Redis expires with the row\'s retention, not the ack TTL', async () => {
+  const relay = await freshRelay({ retentionMs: 60_000 });
+  const [id = ''] = await committed(1, ['b', 'c']);
+  await pool().query('UPDATE replication_outbox SET published_at = now()');
+  const at = new Date().toISOString();
+  await own.hset(keys.ack(id), 'a', `applied@${at}`, 'b', `applied@${at}`, 'c', `applied@${at}`);
+  await own.expire(keys.ack(id), 24 * 3600); // as the tracker records it
+  await relay.confirm();
+  const ttl = await own.ttl(keys.ack(id));
+  expect(ttl).toBeGreaterThan(0);
+  expect(ttl).toBeLessThanOrEqual(60);
+});
+
+test('a row whose origin\'s own ack is missing (the fast path\'s ack failed) gets it at a confirm round, with its organization', async () => {
+  const relay = await freshRelay();
+  const [id = ''] = await committed(1, ['b', 'c']);
+  const org = randomUUID();
+  await pool().query('UPDATE replication_outbox SET published_at = now(), org_id = $1', [org]);
+  const at = new Date().toISOString();
+  await own.hset(keys.ack(id), 'b', `applied@${at}`, 'c', `applied@${at}`);
+  await relay.confirm();
+  expect(ownAcks).toEqual([{ region: 'a', ids: [id], orgs: { [id]: org } }]);
+});
+
+test('a destination that failed once and came back is not taken for long down when it blips again half a minute later: the tail waits for it', async () => {
+  const relay = await freshRelay();
+  await committed(10_000, ['b'], '10 minutes'); // c's backlog, the sweep's (c is down throughout)
+  await relay.publishPending(1000);
+  // b blips: a row's delivery to it fails; then b is back, and the row reaches it by the fast path.
+  await bServer.kill();
+  const [first = ''] = await committed(1, ['c']);
+  await relay.publishPending(1000);
+  expect(await deliveredToB([first])).toBe(0);
+  await bServer.start();
+  await links.ready('b', 5000);
+  await pool().query(`INSERT INTO replication_deliveries (change_id, region, stream_id) VALUES ($1, 'b', '1-0')`, [first]);
+  await relay.publishPending(1000); // b has nothing to take, and does not fail
+  // Half a minute later, b blips again: rows written meanwhile wait for it in the tail, as at its first blip.
+  const realNow = Date.now.bind(Date);
+  const later = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 31_000);
+  try {
+    await bServer.kill();
+    const blipped = await committed(600, []);
+    await relay.publishPending(1000);
+    expect(await deliveredToB(blipped)).toBe(0);
+    await bServer.start();
+    await links.ready('b', 5000);
+    await relay.publishPending(1000);
+    expect(await deliveredToB(blipped)).toBe(600);
+  } finally {
+    later.mockRestore();
+  }
+});
+
+test('a confirmed delivery of a row another destination still lacks is not delivered again once its ack record expired (a destination down longer than the ack TTL)', async () => {
+  const relay = await freshRelay();
+  // b applied and acked it long ago (its delivery confirmed with the ack); c is down and lacks it; the ack record expired.
+  const [id = ''] = await committed(1, ['b']);
+  await pool().query(
+    `UPDATE replication_deliveries SET delivered_at = now() - interval '1 day', confirmed_at = now() - interval '1 day', ack = 'applied@2026-12-01T00:00:00.000Z' WHERE change_id = $1`,
+    [id],
+  );
+  for (let cycle = 0; cycle < 2; cycle++) await relay.publishPending(1000);
+  const row = (await pool().query(`SELECT stream_id, confirmed_at IS NOT NULL AS confirmed, ack FROM replication_deliveries WHERE change_id = $1 AND region = 'b'`, [id])).rows[0];
+  expect(row).toEqual({ stream_id: '1-0', confirmed: true, ack: 'applied@2026-12-01T00:00:00.000Z' });
 });
