@@ -19,7 +19,7 @@ import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
-import type { HybridClock } from './hlc';
+import { isVersion, type HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { inPipeline } from './pg-tx';
@@ -873,6 +873,6 @@ function validEvent(v: unknown): v is ChangeEvent {
   return (
     typeof e === 'object' && e !== null &&
     typeof e.changeId === 'string' && typeof e.origin === 'string' && typeof e.createdAt === 'string' && !Number.isNaN(Date.parse(e.createdAt)) && Array.isArray(e.ops) &&
-    e.ops.every((op) => typeof op.table === 'string' && typeof op.version === 'string' && /^\d{15}\.\d{6}\./.test(op.version) && typeof op.row === 'object' && op.row !== null)
+    e.ops.every((op) => typeof op.table === 'string' && isVersion(op.version) && typeof op.row === 'object' && op.row !== null)
   );
 }

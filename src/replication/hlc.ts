@@ -36,6 +36,17 @@ export function parseVersion(v: string): Stamp {
   return { wall: Number(v.slice(0, WALL_DIGITS)), counter: Number(v.slice(WALL_DIGITS + 1, WALL_DIGITS + 1 + COUNTER_DIGITS)), region };
 }
 
+/** Whether `v` is a version parseVersion reads (a change carrying another is unreadable: dead-lettered). */
+export function isVersion(v: unknown): v is string {
+  if (typeof v !== 'string') return false;
+  try {
+    parseVersion(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const DOT = 46;
 /** What a regular expression's `.` does not match: a region id holds none of them. */
 const LINE_BREAK = /[\n\r\u2028\u2029]/;

@@ -1,0 +1,85 @@
+/**
+ * Entries the applier will never apply are settled once, not left pending: one refused for its signature,
+ * and one whose event does not read as an event (a version that is not "<15 digits>.<6 digits>.<region>"),
+ * are dead-lettered and XACKed, once each, and the entries read with them apply. Left pending, such an
+ * entry would be taken over again at every claim round (refused and counted again, or failing its whole
+ * batch), and would pin the inbox's trim floor.
+ */
+import { testEventAuth } from '../support/env';
+import { eventually } from '../support/harness';
+import { ORIGIN, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
+
+let rig: ApplierRig;
+beforeAll(async () => {
+  rig = await startApplierRig('settled');
+});
+afterEach(async () => {
+  await rig.reset();
+});
+afterAll(async () => {
+  await rig.cleanup();
+});
+
+const auth = testEventAuth();
+const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
+/** The dead-letter entries copied from inbox entry `id`. */
+const deadLettersOf = async (id: string) =>
+  ((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')) as [string, string[]][]).map(([, f]) => f).filter((f) => f[1] === REGION && f[3] === id);
+
+test('an entry refused for its signature is dead-lettered and XACKed once; claim rounds do not refuse it again', async () => {
+  const [e, body, ...sig] = auth.entryFields(orgEvent('forged')) as string[];
+  const forged = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', e!, body!.replace('forged', 'FORGED'), ...sig));
+  const after = orgEvent('after the forged one');
+  await rig.publish(after);
+  // Claim rounds every 100 ms, taking over what has been pending for 50 ms.
+  const applier = await rig.applier();
+  applier.start();
+  expect(await eventually(async () => (await orgName(after.orgId)) === 'after the forged one', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
+  expect(applier.refusedEvents).toBe(1);
+  expect(applier.recentRefused.map((r) => [r.streamId, r.reason])).toEqual([[forged, 'bad-signature']]);
+  expect((await deadLettersOf(forged)).map((f) => f.slice(4, 6))).toEqual([['refused', 'bad-signature']]);
+  await applier.stop();
+}, 30_000);
+
+test('a refused entry claiming an origin that is not a member is counted under "unknown", not under the name it claims', async () => {
+  const stranger = { ...orgEvent('from a stranger'), origin: 'x'.repeat(40) };
+  const [e, body, k, , s, mac] = auth.entryFields(stranger) as string[];
+  const forged = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', e!, body!, k!, 'no-such-key', s!, mac!));
+  const member = orgEvent('from a member');
+  const [e2, body2, ...sig2] = auth.entryFields(member) as string[];
+  const altered = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', e2!, body2!.replace('member', 'MEMBER'), ...sig2));
+  const applier = await rig.applier();
+  const counted: [string, string][] = [];
+  applier.onRefused = (origin, reason) => counted.push([origin, reason]);
+  applier.start();
+  expect(await eventually(async () => applier.refusedEvents === 2, 10_000, 50)).toBe(true);
+  // The metric's label: a known region, else 'unknown' (a label per claimed name would let whoever can write to Redis add series at will).
+  expect(counted).toEqual([['unknown', 'unknown-key'], [ORIGIN, 'bad-signature']]);
+  // The listing shows what the entry claims.
+  expect(applier.recentRefused.map((r) => [r.streamId, r.origin])).toEqual([[forged, stranger.origin], [altered, ORIGIN]]);
+  await applier.stop();
+}, 30_000);
+
+// The first is refused by its shape; the other two have the shape and failed parseVersion inside the batch's
+// apply, which failed the whole batch, left it pending and took it over again at every claim round (helper-114).
+test.each([
+  ['too few digits', '1796120408762.1.us-iowa'],
+  ['an empty region', '001796120408762.000000.'],
+  ['a line break in the region', '001796120408762.000000.us\niowa'],
+])('an event whose version does not read as one (%s) is dead-lettered, and does not hold back the entries read with it', async (_what, malformed) => {
+  const bad = orgEvent('bad version');
+  const op = bad.ops[0]!;
+  bad.ops[0] = { ...op, version: malformed, row: { ...op.row, version: malformed } };
+  const badId = await rig.publish(bad);
+  const good = orgEvent('read with it');
+  await rig.publish(good);
+  const applier = await rig.applier();
+  applier.start();
+  expect(await eventually(async () => (await orgName(good.orgId)) === 'read with it', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
+  expect(await orgName(bad.orgId)).toBeNull();
+  expect(await deadLettersOf(badId)).toHaveLength(1);
+  expect(applier.appliedEvents).toBe(1);
+  await applier.stop();
+}, 30_000);
