@@ -4,6 +4,7 @@ const UNIT = [
   'test/harness/delay-proxy.test.ts',
   'test/replication/consistency.test.ts',
   'test/replication/hlc.test.ts',
+  'test/replication/hlc-next.test.ts',
   'test/http/*.test.ts',
   'test/idempotency/request.test.ts',
   'test/infisical/errors.test.ts',
