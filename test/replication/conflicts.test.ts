@@ -290,4 +290,28 @@ describe('following a change with the organization\'s own credentials', () => {
     expect(replay.status).toBe(200);
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
   });
+
+  test('a create that lost, replayed under all_regions in the region whose write won, answers 409 there too, not 408 "keeps replicating"', async () => {
+    const org = await createOrg(cluster.url(A), 'lost-elsewhere', { headers: ALL });
+    const token = await issueToken(cluster.url(A), org.id);
+    const body = configBody(org.id, cert, { issuer: 'lost' });
+    const headers = bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '2', 'Idempotency-Key': 'lost-replayed-elsewhere' });
+    partition();
+    let first;
+    try {
+      expect((await call(cluster.url(A), 'POST', SSO, { body: configBody(org.id, cert, { issuer: 'kept' }), headers: bearer(token) })).status).toBe(200);
+      first = await call(cluster.url(B), 'POST', SSO, { body, headers });
+      expect(first.status).toBe(408);
+    } finally {
+      heal();
+    }
+    expect((await converged(org.id, token)).issuer).toBe('kept');
+    // us-iowa applied europe-belgium's change (its key row with it) and judged its config superseded.
+    const changeId = first.headers.get('x-change-id') ?? '';
+    expect(await eventually(async () => (await call(cluster.url(A), 'GET', `/api/v1/replication/changes/${changeId}`, { headers: bearer(token) })).body.state === 'superseded')).toBe(true);
+    // The retry in us-iowa replays the key europe-belgium stored: its change lost, in us-iowa itself.
+    const replay = await call(cluster.url(A), 'POST', SSO, { body, headers: { ...headers, 'SlashID-Required-Consistency-Timeout': '20' } });
+    expect({ status: replay.status, replayed: replay.headers.get('idempotent-replayed') }).toEqual({ status: 409, replayed: 'true' });
+    expect(replay.body.message).toMatch(LOST);
+  });
 });
