@@ -4,6 +4,7 @@
  * applied), so a late copy of an old key row never replaces the newer row of a reuse by its earlier create.
  */
 import { formatVersion } from '../../src/replication/hlc';
+import { createApplyPool, inPipeline } from '../../src/replication/pg-tx';
 import { RowStore } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
 import { idempotencyKeysTable } from '../../src/idempotency/store';
@@ -46,6 +47,21 @@ test('a stored key row past the cleanup\'s cutoff does not outrank a newer creat
   const { outcomes } = await store.apply(m.db, [change(fresh)]);
   expect(outcomes).toEqual([{ applied: true }]);
   expect(await statusOf('reused-1')).toBe(202);
+});
+
+test('so too through the applier\'s one-round-trip apply (its locks, the statement that reads and writes, COMMIT)', async () => {
+  const pool = createApplyPool(m.url);
+  try {
+    const now = Date.now();
+    const old = keyRow('reused-4', now - 4 * DAY, now - 4 * DAY, 201);
+    await m.db.$executeRawUnsafe('INSERT INTO idempotency_keys SELECT * FROM jsonb_populate_record(NULL::idempotency_keys, $1::jsonb)', JSON.stringify(old));
+    const fresh = keyRow('reused-4', now - 1000, now - 1000, 202);
+    const { outcomes } = await inPipeline(pool, (tx) => store.apply(tx, [change(fresh)], undefined, { lock: true, last: true }));
+    expect(outcomes).toEqual([{ applied: true }]);
+    expect(await statusOf('reused-4')).toBe(202);
+  } finally {
+    await pool.end();
+  }
 });
 
 test('a late copy of a key row past the cutoff is taken as applied and does not replace the newer row', async () => {

@@ -9,10 +9,12 @@ import type { Pool } from 'pg';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { asAppError } from '../../src/http/errors';
+import { formatVersion } from '../../src/replication/hlc';
 import { ConnectionLost, createApplyPool, endBackend, inPipeline, queryable } from '../../src/replication/pg-tx';
 import type { Statement } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
 import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
+import { eventually } from '../support/harness';
 
 const s = useCredentialStore('localwritetx');
 
@@ -65,6 +67,17 @@ test('held-back statements go ahead of the next query of the transaction, which 
   expect(label).toBe('seen');
 });
 
+test('lock() with upserts held back for its round trip reads its own row, not theirs', async () => {
+  const [held, next] = ['01a20904-0000-7000-8000-0000000000be', '01a20904-0000-7000-8000-0000000000bf'];
+  const first = row(held, v(1000), 'first');
+  await s.store.apply(s.db, [change(first), change(row(next, v(1000), 'the next row'))]);
+  // A write of two rows: the first one's upsert is held back, then the second row is locked and read.
+  const pending: Statement[] = [s.store.deferredPut(change(row(held, v(2000), 'written')), first) as Statement];
+  const read = await inPipeline(s.pool, (tx) => s.store.lock(queryable(tx, pending), credentialsTable, next));
+  expect(pending).toHaveLength(0);
+  expect(read?.label).toBe('the next row');
+});
+
 test('lock() takes the key\'s lock and reads the row in one round trip, after the lock\'s previous holder committed', async () => {
   const id = '01a20904-0000-7000-8000-0000000000ba';
   await s.store.apply(s.db, [change(row(id, v(1000), 'first'))]);
@@ -93,6 +106,43 @@ test('lock() takes the key\'s lock and reads the row in one round trip, after th
   await a;
   expect((await b)?.label).toBe('by the holder');
   expect(roundTrips).toBe(1);
+});
+
+test('an apply taking its per-key locks waits for a local write that holds the key\'s lock, and is judged against what it committed', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000bb';
+  const first = row(id, v(1000), 'first');
+  await s.store.apply(s.db, [change(first)]);
+  let release = () => undefined as void;
+  const holding = new Promise<void>((r) => (release = r));
+  let locked = () => undefined as void;
+  const hasLock = new Promise<void>((r) => (locked = r));
+  // A local write locked and read the row, and commits a newer version once let go.
+  const local = inPipeline(s.pool, async (tx) => {
+    const current = await s.store.lock(queryable(tx), credentialsTable, id);
+    locked();
+    await holding;
+    await tx.run([s.store.deferredPut(change(row(id, v(3000), 'local')), current) as Statement, outbox('01a20904-0000-7000-8000-0000000000cb')], true);
+  });
+  await hasLock;
+  // A remote change of the same key, applied as the applier does (lockAll in its first round trip).
+  let settled = false;
+  const remote = change({ ...row(id, formatVersion({ wall: 2000, counter: 0, region: 'europe-belgium' }), 'remote'), origin_region: 'europe-belgium' });
+  const applying = inPipeline(s.pool, (tx) => s.store.apply(tx, [remote], undefined, { lock: true, last: true })).finally(() => (settled = true));
+  try {
+    // It waits on the key's lock (or, without it, has applied already).
+    const waiting = async () =>
+      settled ||
+      Number((await s.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'")).rows[0]?.n) > 0;
+    expect(await eventually(waiting, 10_000, 20)).toBe(true);
+    expect(settled).toBe(false);
+  } finally {
+    release();
+    await local.catch(() => undefined);
+  }
+  expect(await stored(id)).toEqual({ label: 'local', version: v(3000) });
+  expect((await applying).outcomes).toEqual([
+    { applied: false, winner: { table: credentialsTable.name, key: id, version: v(3000), createdVersion: v(1000), originRegion: 'us-iowa', deleted: false } },
+  ]);
 });
 
 /** Until no other backend of this database runs a statement containing `marker` (the server has finished it). */
@@ -192,6 +242,13 @@ test('ending the backend of a transaction past its bound spares a later session 
   }
 });
 
+test('a backend that does not go when ended is not reported gone', async () => {
+  // The checkpointer is not a client backend: the server refuses to terminate it, and it stays.
+  const pid = (await s.pool.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")).rows[0]?.pid as number;
+  expect(pid).toEqual(expect.any(Number));
+  expect(await endBackend(s.pool, pid, Date.now(), 500)).toBe(false);
+});
+
 test('a transaction within its bound commits with the deadline check in its last batch', async () => {
   const id = '01a20904-0000-7000-8000-0000000000b9';
   await s.store.apply(s.db, [change(row(id, v(1000), 'first'))]);
@@ -221,6 +278,19 @@ describe('prepared statements (Statement.prepare)', () => {
     }
     const mine = (await prepared()).filter((p) => p.statement.includes('SELECT label FROM saml_provider_credentials'));
     expect(mine).toHaveLength(1);
+  });
+
+  test('a statement new to the connection that a batch carries twice (the locks of two keys) is prepared once, and both run', async () => {
+    const fresh = createApplyPool(s.m.url, 1);
+    try {
+      const [a, b] = ['01a20904-0000-7000-8000-0000000000bc', '01a20904-0000-7000-8000-0000000000bd'];
+      await s.store.apply(s.db, [change(row(a, v(1000), 'a')), change(row(b, v(1000), 'b'))]);
+      const read: Statement = { ...labelOf, values: [b] };
+      const rows = await inPipeline(fresh, async (tx) => (await tx.run([s.store.lockStatement(credentialsTable, a), s.store.lockStatement(credentialsTable, b), read], true))[2]);
+      expect(rows).toEqual([{ label: 'b' }]);
+    } finally {
+      await fresh.end();
+    }
   });
 
   test('a batch that failed after its PREPARE leaves the connection usable: it drops its own statements and starts over', async () => {

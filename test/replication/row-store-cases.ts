@@ -7,10 +7,11 @@ import type { Db } from '../../src/db/client';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { formatVersion, HybridClock } from '../../src/replication/hlc';
 import { clockFloor } from '../../src/replication/horizon';
-import { RowStore } from '../../src/replication/row-store';
+import { creatingOps, RowStore, type ApplyOptions } from '../../src/replication/row-store';
 import type { RowChange } from '../../src/replication/tables';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
-import type { Pool } from 'pg';
+import { blocksAnother, eventually } from '../support/harness';
+import { Client, type Pool } from 'pg';
 import { createApplyPool, inPipeline } from '../../src/replication/pg-tx';
 
 export function rowStoreCases(pipelined: boolean): void {
@@ -24,8 +25,8 @@ export function rowStoreCases(pipelined: boolean): void {
    * Applies through a Prisma client, one round trip per statement, or `pipelined` as the applier does
    * (pg-tx.ts: locks and reads in one round trip, writes and commit in the next).
    */
-  const applyTo = (s: RowStore, changes: RowChange[]) =>
-    pool ? inPipeline(pool, (tx) => s.apply(tx, changes, undefined, { lock: true, last: true })) : s.apply(db, changes);
+  const applyTo = (s: RowStore, changes: RowChange[], opts: ApplyOptions = {}) =>
+    pool ? inPipeline(pool, (tx) => s.apply(tx, changes, undefined, { ...opts, lock: true, last: true })) : s.apply(db, changes, undefined, opts);
 
   beforeAll(async () => {
     m = await migratedDb(pipelined ? 'rowstorepipe' : 'rowstore');
@@ -141,6 +142,84 @@ export function rowStoreCases(pipelined: boolean): void {
     expect((await stateOf(id))?.label).toBe('patched');
   });
 
+  test('a batch whose rows carry different columns (regions on two schema versions) sets only the columns each row carries', async () => {
+    const [mine, older] = ['01a20904-0000-7000-8000-000000000990', '01a20904-0000-7000-8000-000000000991'];
+    const created = v(1000);
+    const trust = { id: 'trust-1', url: 'https://idp.example.com/md', pins: [] };
+    await applyTo(store, [change(mine, created, { created_version: created }), change(older, created, { created_version: created, idp_trust: trust })]);
+    // One update from a region whose schema has idp_trust, one from a region whose schema lacks it.
+    const { outcomes } = await applyTo(store, [
+      change(mine, v(2000, 'europe-belgium'), { created_version: created, label: 'newer schema', idp_trust: { ...trust, id: 'trust-2' } }),
+      change(older, v(2000, 'asia-japan'), { created_version: created, label: 'older schema' }),
+    ]);
+    expect(outcomes).toEqual([{ applied: true }, { applied: true }]);
+    const trustOf = async (id: string) => (await db.samlProviderCredential.findUnique({ where: { id } }))?.idpTrust;
+    expect(await trustOf(mine)).toEqual({ ...trust, id: 'trust-2' });
+    // The update that does not carry the column leaves its value as it was.
+    expect(await trustOf(older)).toEqual(trust);
+    expect((await stateOf(older))?.label).toBe('older schema');
+  });
+
+  test('a change that a writer outside the per-key locks outran while it waited is superseded, and names that writer\'s state', async () => {
+    const id = '01a20904-0000-7000-8000-000000000992';
+    const created = v(1000);
+    await applyTo(store, [change(id, created, { created_version: created })]);
+    // A hand-made fix (no per-key lock) holds the row, uncommitted, when the apply comes.
+    const holder = new Client({ connectionString: m.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query("UPDATE saml_provider_credentials SET version = $2, origin_region = 'asia-japan', label = 'fixed by hand' WHERE id = $1", [id, v(9000, 'asia-japan')]);
+      const applying = applyTo(store, [change(id, v(5000, 'europe-belgium'), { created_version: created, label: 'remote' })]);
+      // The apply read the row as committed before the fix, and waits on the fixed row's lock.
+      expect(await eventually(() => blocksAnother(holder), 10_000, 20)).toBe(true);
+      await holder.query('COMMIT');
+      const { changed, outcomes } = await applying;
+      expect(changed).toBe(0);
+      expect(outcomes).toEqual([
+        { applied: false, winner: { table: credentialsTable.name, key: id, version: v(9000, 'asia-japan'), createdVersion: created, originRegion: 'asia-japan', deleted: false } },
+      ]);
+    } finally {
+      await holder.end();
+    }
+    expect((await stateOf(id))?.label).toBe('fixed by hand');
+  });
+
+  test('an event updating the rows of an earlier create of several is judged as updates: older than what is stored, it is superseded', async () => {
+    const [r1, r2] = ['01a20904-0000-7000-8000-000000000993', '01a20904-0000-7000-8000-000000000994'];
+    // One create of two rows: each carries the stamp of the transaction's first write.
+    const created = v(1000);
+    const create = [change(r1, created, { created_version: created }), change(r2, v(1000, 'us-iowa', 1), { created_version: created })];
+    expect((await applyTo(store, create, { creates: new Set(creatingOps(create)) })).outcomes).toEqual([{ applied: true }, { applied: true }]);
+    await applyTo(store, [change(r1, v(5000), { created_version: created, label: 'newer' }), change(r2, v(5000, 'us-iowa', 1), { created_version: created, label: 'newer' })]);
+    // A concurrent update of both rows, from another region, older than the stored one.
+    const late = [
+      change(r1, v(3000, 'europe-belgium'), { created_version: created, label: 'late' }),
+      change(r2, v(3000, 'europe-belgium', 1), { created_version: created, label: 'late' }),
+    ];
+    // As the applier calls it: the ops of the event that create their row.
+    const { outcomes } = await applyTo(store, late, { creates: new Set(creatingOps(late)) });
+    expect(outcomes.map((o) => o.applied)).toEqual([false, false]);
+    expect((await stateOf(r1))?.label).toBe('newer');
+  });
+
+  test('columns filled in after an upgrade (fillColumns) go only to a row of the same create', async () => {
+    const [same, other] = ['01a20904-0000-7000-8000-000000000995', '01a20904-0000-7000-8000-000000000996'];
+    const trust = { id: 'trust-held', url: 'https://idp.example.com/md', pins: [] };
+    // Each row was written here, before the upgrade, by a version later than the held event's.
+    await applyTo(store, [change(same, v(3000), { created_version: v(1000) }), change(other, v(3000), { created_version: v(2000, 'europe-belgium') })]);
+    const fill = async (id: string) => {
+      const st = store.fillColumns(change(id, v(2500, 'asia-japan'), { created_version: v(1000), idp_trust: trust }), ['idp_trust'], v(4000));
+      if (st) await db.$executeRawUnsafe(st.sql, ...st.values);
+    };
+    await fill(same);
+    await fill(other);
+    const trustOf = async (id: string) => (await db.samlProviderCredential.findUnique({ where: { id } }))?.idpTrust ?? null;
+    expect(await trustOf(same)).toEqual(trust);
+    // Another create of the key (the one here) is not the held event's row.
+    expect(await trustOf(other)).toBeNull();
+  });
+
   describe('earliest create wins, and each change learns whether the row holds it', () => {
     // Two regions create the same key concurrently; each then updates its own create.
     const created = (id: string, at: number, region: string, fields: Record<string, unknown> = {}) =>
@@ -206,6 +285,20 @@ export function rowStoreCases(pipelined: boolean): void {
       expect((await applyTo(store, [b])).outcomes).toEqual([{ applied: true }]);
       expect((await stateOf(id))?.version).toBe(v(3000));
     });
+
+    test('a deletion of a later create of the key does not hold on the tombstone of the earlier create', async () => {
+      const id = '01a20904-0000-7000-8000-000000000502';
+      await applyTo(store, [created(id, 1000, 'us-iowa')]);
+      const gone = updated(id, 1000, 'us-iowa', 3000, 'us-iowa', 'x');
+      gone.row.deleted_at = '2026-11-23T00:00:03.000Z';
+      await applyTo(store, [gone]);
+      // Another region's concurrent create of the same key, deleted there: its deletion lost with its create.
+      const other = updated(id, 2000, 'europe-belgium', 4000, 'europe-belgium', 'y');
+      other.row.deleted_at = '2026-11-23T00:00:04.000Z';
+      expect((await applyTo(store, [other])).outcomes).toEqual([
+        { applied: false, winner: { table: credentialsTable.name, key: id, version: v(3000), createdVersion: v(1000), originRegion: 'us-iowa', deleted: true } },
+      ]);
+    });
   });
 
   describe('hybrid logical clock', () => {
@@ -270,6 +363,19 @@ export function rowStoreCases(pipelined: boolean): void {
       expect((await stateOf(fresh))?.label).toBe('created in europe-belgium');
       expect((await applyTo(store, [updated(existing, 1000, 6000, 'asia-japan', 'updated')])).outcomes).toEqual([{ applied: true }]);
       expect((await stateOf(existing))?.label).toBe('updated');
+    });
+
+    test('a late update of a collected row is not applied in a batch with changes of a row still held either', async () => {
+      const gone = '01a20904-0000-7000-8000-000000000604';
+      // Two changes of one row make the batch one that reads what is stored before it writes.
+      const { outcomes } = await applyTo(store, [
+        updated(existing, 1000, 8000, 'asia-japan', 'updated again'),
+        updated(existing, 1000, 8500, 'asia-japan', 'and again'),
+        updated(gone, 1000, 5000, 'asia-japan', 'a late update'),
+      ]);
+      expect(outcomes.map((o) => o.applied)).toEqual([true, true, false]);
+      expect(await stateOf(gone)).toBeNull();
+      expect((await stateOf(existing))?.label).toBe('and again');
     });
 
     test('a table whose rows each region prunes itself applies a change of an absent row whatever its age', async () => {
