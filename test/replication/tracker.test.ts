@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { parseAck, recordAcks, Tracker } from '../../src/replication/tracker';
+import { parseAck, recordAcks, Tracker, type WaitResult } from '../../src/replication/tracker';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('tracker')}:`;
@@ -295,4 +295,39 @@ test('a region announced as applied and later announced as superseded still coun
   expect(parseAck((await tracker.status(id)).b ?? '')?.outcome).toBe('superseded');
   await recordAcks(cmd, keys, { origin: 'a', region: 'c' }, [id]);
   expect(await waiting).toEqual({ complete: true, applied: ['a', 'b', 'c'], pending: [], superseded: [] });
+});
+
+/** `p`'s answer, or 'still waiting' after `ms` (the bound only tells an answer from a hang). */
+async function answerOf(p: Promise<WaitResult>, ms = 10_000): Promise<WaitResult | 'still waiting'> {
+  let fallback: NodeJS.Timeout | undefined;
+  const hung = new Promise<'still waiting'>((resolve) => (fallback = setTimeout(() => resolve('still waiting'), ms)));
+  try {
+    return await Promise.race([p, hung]);
+  } finally {
+    clearTimeout(fallback);
+  }
+}
+
+test('a waiter answered and then abandoned (its client closes after the 408) takes no other waiter of its change with it', async () => {
+  // Three replays of one request wait on its change; the first times out. The 'close' of its answered
+  // response then calls its stop(), which must find nothing to do: the two others still wait, and both are
+  // answered when the region acks.
+  let stopFirst = (): void => undefined;
+  const first = tracker.wait('answered-then-gone', ['a', 'b'], ['a'], Date.now() + 200, { abandoned: (s) => (stopFirst = s) });
+  const second = tracker.wait('answered-then-gone', ['a', 'b'], ['a'], Date.now() + 60_000);
+  const third = tracker.wait('answered-then-gone', ['a', 'b'], ['a'], Date.now() + 60_000);
+  expect(await first).toEqual({ complete: false, applied: ['a'], pending: ['b'], superseded: [] });
+  stopFirst();
+  expect(tracker.waiting).toBe(2);
+  await tracker.ack('b', ['answered-then-gone']);
+  expect(await answerOf(second)).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+  expect(await answerOf(third)).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+  expect(tracker.waiting).toBe(0);
+}, 30_000);
+
+test('a region given as already holding the change counts only if the wait needs it: the change is not complete while a needed region lacks it', async () => {
+  // 'a' holds the change but is not among the regions waited for (b and c): b's ack alone completes nothing.
+  const waiting = tracker.wait('not-needed', ['b', 'c'], ['a'], Date.now() + 1000);
+  await tracker.ack('b', ['not-needed']);
+  expect(await waiting).toEqual({ complete: false, applied: ['b'], pending: ['c'], superseded: [] });
 });
