@@ -134,8 +134,13 @@ export class Applier {
   private readonly deadLettered = new Set<string>();
   /** Applied events whose failure rows could not be cleared (the database went away): cleared with the next batch. */
   private unclearedIds: string[] = [];
-  /** Stream ids of the entries of batches being applied: XAUTOCLAIM must not hand them out again. */
+  /** Stream ids of the entries of batches being applied or acked: XAUTOCLAIM must not hand them out again. */
   private readonly inFlight = new Set<string>();
+  /**
+   * Entries that left inFlight while an XAUTOCLAIM was under way: Redis may have handed them out before their
+   * XACK, and its answer arrives after. Null when no claim is under way.
+   */
+  private endedDuringClaim: Set<string> | null = null;
   appliedEvents = 0;
   parkedEvents = 0;
   /** Pending entries found deleted from the stream before this region applied them (see relay trim). */
@@ -217,9 +222,7 @@ export class Applier {
             .catch((err: Error) => {
               this.batchError ??= err;
             })
-            .finally(() => {
-              for (const e of entries) this.inFlight.delete(e[0]);
-            });
+            .finally(() => this.leaveFlight(entries));
           this.applying.add(applying);
           void applying.finally(() => this.applying.delete(applying));
           // The batch's transaction goes to Postgres first (in this turn's microtasks), the next read after
@@ -245,6 +248,20 @@ export class Applier {
     }
   }
 
+  /**
+   * A batch's entries stay in flight (out of XAUTOCLAIM's reach) until their XACKs, which its acks to the
+   * origins run in the background (toOrigins), are done or failed: a claim in between would hand out an
+   * entry already applied, and it would be applied (and counted) again.
+   */
+  private leaveFlight(entries: StreamEntry[]): void {
+    void Promise.allSettled([...this.acking]).then(() => {
+      for (const e of entries) {
+        this.inFlight.delete(e[0]);
+        this.endedDuringClaim?.add(e[0]);
+      }
+    });
+  }
+
   /** One page of XREADGROUP; `last` is the id of the last entry returned (null when none). */
   private async read(args: (string | number)[]): Promise<{ entries: StreamEntry[]; last: string | null }> {
     const { reader, region, consumer } = this.d;
@@ -259,13 +276,20 @@ export class Applier {
   /** One page of XAUTOCLAIM from `start`; `next` is where the following page starts (0-0 once wrapped). */
   private async claim(count: number, start: string): Promise<{ entries: StreamEntry[]; next: string }> {
     const { reader, keys, region, consumer } = this.d;
-    const res = (await reader.call(
-      'XAUTOCLAIM', keys.inbox(region), region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
-    )) as [string, StreamEntry[], string[]?];
+    const ended = (this.endedDuringClaim = new Set<string>());
+    let res: [string, StreamEntry[], string[]?];
+    try {
+      res = (await reader.call(
+        'XAUTOCLAIM', keys.inbox(region), region, consumer, this.d.claimIdleMs ?? 15_000, start, 'COUNT', count,
+      )) as [string, StreamEntry[], string[]?];
+    } finally {
+      this.endedDuringClaim = null;
+    }
     // Redis 7 drops entries deleted from the stream from the pending list itself and names them here.
     if (res[2]?.length) await this.lost(res[2], false);
-    // An entry of a batch still being applied here (a slow apply outlasts claimIdleMs) is not taken twice.
-    return { entries: (res[1] ?? []).filter((e) => Array.isArray(e[1]) && !this.inFlight.has(e[0])), next: String(res[0] ?? '0-0') };
+    // An entry of a batch still being applied here (a slow apply outlasts claimIdleMs), or whose batch ended
+    // (applied and acked) while the claim was under way, is not taken twice.
+    return { entries: (res[1] ?? []).filter((e) => Array.isArray(e[1]) && !this.inFlight.has(e[0]) && !ended.has(e[0])), next: String(res[0] ?? '0-0') };
   }
 
   /** Pending entries trimmed from the stream before this region applied them: nothing left to apply. */
