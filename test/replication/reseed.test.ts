@@ -93,6 +93,12 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   const peerCutoff = await horizonOf('us-iowa', `${own || '000000000000001.000000.'}0`);
   expect(peerCutoff > own).toBe(true);
 
+  // Every delivery to asia-japan confirmed (applied and acked, or found trimmed from its inbox unacked): no
+  // relay round can find more of them trimmed and mark it behind again during the copy, which the re-seed
+  // would answer with "run the re-seed again". Under load the writes above take long enough that the last
+  // trimmed deliveries (found once unconfirmed for 10 s) were still being found when the re-seed started.
+  expect(await eventually(async () => (await status('us-iowa')).outbox.unconfirmed === 0, 60_000, 500)).toBe(true);
+
   // asia-japan's process paused meanwhile: its own collector, free to run once it is active again, would
   // raise its cut-off too and hide what the re-seed did.
   cluster.proc('asia-japan').pause();
