@@ -7,7 +7,7 @@ import pino from 'pino';
 import { Client } from 'pg';
 import type { Db } from '../../src/db/client';
 import { credentialsTable } from '../../src/provider-credentials/store';
-import { collectionRecord, TombstoneCollector } from '../../src/replication/tombstones';
+import { collectionRecord, RAISE_COLLECTED_THROUGH_SQL, TombstoneCollector } from '../../src/replication/tombstones';
 import { formatVersion } from '../../src/replication/hlc';
 import type { ReplicatedTable } from '../../src/replication/tables';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
@@ -71,4 +71,15 @@ test('a tombstone whose key is locked (a write or an apply of that row under way
   } finally {
     await holder.end();
   }
+});
+
+test("a re-seed raising the cut-off to a peer's lower one keeps this region's own", async () => {
+  const own = (await collectionRecord(db)).collectedThrough;
+  expect(own).not.toBe('');
+  // The peer collected less far than this region: taking its cut-off over must not lower this one, or
+  // this region would apply a late change of a row it collected (and hold that row alone).
+  await db.$executeRawUnsafe(RAISE_COLLECTED_THROUGH_SQL, v(T0));
+  expect((await collectionRecord(db)).collectedThrough).toBe(own);
+  await db.$executeRawUnsafe(RAISE_COLLECTED_THROUGH_SQL, v(T0 + 60_000));
+  expect((await collectionRecord(db)).collectedThrough).toBe(v(T0 + 60_000));
 });

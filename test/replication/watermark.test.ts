@@ -73,3 +73,12 @@ test('a row confirmed long ago does not hold it; a row confirmed within the sett
   );
   expect((await collector.report()).watermark).toBe(v(old + 100, 'asia-japan'));
 });
+
+test('a row confirmed longer ago than a report may be old, but within the settle time, still holds it', async () => {
+  // A peer's report used now may be up to maxAgeMs old, made before it parked this change: the row must
+  // hold the watermark past that, or the change's tombstones could be collected while a region holds it.
+  const older = Date.now() - 7_200_000;
+  const confirmedSecondsAgo = collector.maxAgeMs / 1000 + 1;
+  await outbox('01a20904-0000-7000-8000-000000000005', confirmedSecondsAgo, v(older, 'us-iowa'));
+  expect((await collector.report()).watermark).toBe(v(older, 'us-iowa'));
+});
