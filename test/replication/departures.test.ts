@@ -24,7 +24,7 @@ beforeAll(async () => {
   if (redis.status !== 'ready') await new Promise((res) => redis.once('ready', res));
 }, 60_000);
 afterAll(async () => {
-  await redis.del(inbox, `${base}:race`, `${base}:unread-inbox`).catch(() => 0);
+  await redis.del(inbox, `${base}:race`, `${base}:unread-inbox`, `${base}:two-entries`).catch(() => 0);
   redis.disconnect();
   await m?.close();
 });
@@ -144,6 +144,24 @@ test('waits until every inbox entry added before the grace ended was read and ac
   await redis.xadd(inbox, '*', 'e', 'from a member, later');
   await redis.xack(inbox, 'us-iowa', before);
   expect((await r.departures.state()).ready).toBe(true);
+});
+
+test('the mark is the inbox\'s last entry, not its first: an earlier entry applied does not stand for a later one not read yet', async () => {
+  const stream = `${base}:two-entries`;
+  await redis.xgroup('CREATE', stream, 'us-iowa', '0', 'MKSTREAM');
+  const first = String(await redis.xadd(stream, '*', 'e', 'from the departed region, first'));
+  const last = String(await redis.xadd(stream, '*', 'e', 'from the departed region, last'));
+  // The first is read and acknowledged; the last is not read yet.
+  await redis.xreadgroup('GROUP', 'us-iowa', 'applier', 'COUNT', 1, 'STREAMS', stream, '>');
+  await redis.xack(stream, 'us-iowa', first);
+  const r = rig([member('us-iowa')], stream);
+  await r.departures.state();
+  r.at(3_700_000);
+  expect((await r.departures.state()).waiting).toMatch(/has not yet applied every change delivered to it/);
+  // Read and acknowledged too: nothing the departed region sent waits any more.
+  await redis.xreadgroup('GROUP', 'us-iowa', 'applier', 'COUNT', 1, 'STREAMS', stream, '>');
+  await redis.xack(stream, 'us-iowa', last);
+  expect(await r.departures.state()).toEqual({ ready: true, waiting: null, adopters: ['us-iowa'], departed: ['asia-japan'] });
 });
 
 test('an inbox holding entries but no consumer group yet (an applier not started) is not caught up', async () => {

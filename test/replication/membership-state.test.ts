@@ -10,6 +10,7 @@ import { replicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
 import { activateAfterReseed, Membership, readMembers, removeMember, updateMember, writeMember } from '../../src/replication/membership';
 import { deleteKeys, REDIS_URL } from '../support/env';
+import { eventually } from '../support/harness';
 
 const prefix = `test-membership-${randomUUID().slice(0, 8)}:`;
 const keys = replicationKeys(prefix);
@@ -152,6 +153,68 @@ test('a re-seed marks its target active only if nothing marked it behind again w
   expect(await stateIn('asia-japan')).toBe('joining');
 });
 
+test('a re-seed\'s marks (joining with its token, then active) keep the Redis a region added at runtime recorded for itself', async () => {
+  // The other regions' processes find that region's Redis only in its entry (it is in no config of theirs):
+  // an entry without it sends a process started later to the default Redis, where no one reads its inbox.
+  const own = inDb(5);
+  await writeMember(redis, keys, 'south-uruguay', { state: 'active', redis_url: own });
+  expect(await updateMember(redis, keys, 'south-uruguay', { state: 'joining', reseed: 'copy-3' })).toBe(true);
+  expect((await readMembers(redis, keys)).members.get('south-uruguay')).toMatchObject({ state: 'joining', reseed: 'copy-3', redisUrl: own });
+  expect(await activateAfterReseed(redis, keys, 'south-uruguay', 'copy-3')).toBe(true);
+  expect((await readMembers(redis, keys)).members.get('south-uruguay')).toMatchObject({ state: 'active', reseed: null, redisUrl: own });
+});
+
+test('a peer\'s Redis that lost this region\'s entry after it joined (restarted empty) gets it back from the periodic copy', async () => {
+  const peerUrl = inDb(7);
+  const peer = new Redis(peerUrl);
+  const peerLinks = new RedisLinks({
+    region: 'us-iowa', own: redis, name: 'membership-test-propagate', defaultUrl: REDIS_URL,
+    configured: new Map([['us-iowa', REDIS_URL], ['europe-belgium', peerUrl]]),
+  });
+  // Copied at every refresh (propagateMs 0), rather than every 5 s.
+  const fresh = new Membership({ links: peerLinks, subscriber, keys, region: 'us-iowa', configured: ['us-iowa', 'europe-belgium'], ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }), propagateMs: 0 });
+  try {
+    await writeMember(peer, keys, 'europe-belgium', { state: 'active', redis_url: peerUrl });
+    await fresh.join();
+    const mine = await redis.hget(keys.members, 'us-iowa');
+    expect(await peer.hget(keys.members, 'us-iowa')).toBe(mine);
+    // The peer's Redis restarts empty; nothing else writes us-iowa's entry there (europe-belgium's processes
+    // are not running): only us-iowa's own processes put it back, as they refresh.
+    await peer.del(keys.members);
+    const back = async () => {
+      await fresh.refresh();
+      return (await peer.hget(keys.members, 'us-iowa')) === mine;
+    };
+    expect(await eventually(back, 10_000, 100)).toBe(true);
+  } finally {
+    fresh.stop();
+    peerLinks.disconnect();
+    await peer.del(keys.members, keys.departed, keys.departedKnown);
+    peer.disconnect();
+  }
+});
+
+test('a mark behind that lands between the re-seed\'s read of the entry and its activation is not overwritten', async () => {
+  await writeMember(redis, keys, 'asia-korea', { state: 'active' });
+  await updateMember(redis, keys, 'asia-korea', { state: 'joining', reseed: 'copy-4' });
+  // A relay marks the target behind (relay.ts markBehind) just as the re-seed activates it: after the
+  // re-seed read its entry, before it writes (the interleaving is forced here: the write is the eval).
+  const racing = new Proxy(redis, {
+    get(target, prop) {
+      if (prop === 'eval') {
+        return async (...args: Parameters<Redis['eval']>) => {
+          await updateMember(redis, keys, 'asia-korea', { state: 'joining' });
+          return target.eval(...args);
+        };
+      }
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  expect(await activateAfterReseed(racing, keys, 'asia-korea', 'copy-4')).toBe(false);
+  expect(await stateIn('asia-korea')).toBe('joining');
+});
+
 test('removals reach every member\'s Redis: each process records which it knows, and copies the record where it is missing', async () => {
   await withPeers({ 'europe-belgium': inDb(7) }, async (fresh, [peer]) => {
     try {
@@ -199,3 +262,25 @@ test('a Redis that lost its data gets back the removals this process knew; remov
   await removeMember(redis, keys, 'sa-south', true);
   expect(await redis.hget(keys.departed, 'sa-south')).not.toBeNull();
 }, 30_000);
+
+test('a removal its Redis no longer holds while the members are still there (an append-only file a second behind) stays known to the process', async () => {
+  await redis.hset(keys.departed, 'sa-far', '2026-12-03T12:00:00.000Z');
+  await membership.refresh();
+  expect(membership.departed).toContain('sa-far');
+  await redis.hdel(keys.departed, 'sa-far');
+  await membership.refresh();
+  // Still taken for gone (its credentials stay adopted), and this region still says it knows of it.
+  expect(membership.departed).toContain('sa-far');
+  expect(JSON.parse((await redis.hget(keys.departedKnown, 'us-iowa')) ?? '[]')).toContain('sa-far');
+});
+
+test('a region known only from the config (never registered) is not registered on its behalf when this region\'s Redis lost the record', async () => {
+  // europe-belgium is in the config here and has never registered in this Redis: its own join decides
+  // whether it is joining (new to a running deployment) or active; an entry written for it would decide that.
+  expect(membership.members().find((m) => m.region === 'europe-belgium')?.registered).toBe(false);
+  await redis.del(keys.members);
+  await membership.refresh();
+  const { members } = await readMembers(redis, keys);
+  expect(members.has('us-iowa')).toBe(true);
+  expect(members.has('europe-belgium')).toBe(false);
+});

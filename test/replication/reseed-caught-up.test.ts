@@ -6,9 +6,10 @@
  * peer, then refuses, naming what is missing; --force copies anyway.
  */
 import { Client } from 'pg';
-import { updateMember } from '../../src/replication/membership';
+import { readMembers, updateMember } from '../../src/replication/membership';
+import { RAISE_COLLECTED_THROUGH_SQL } from '../../src/replication/tombstones';
 import { createRedis, replicationKeys } from '../../src/redis';
-import { adminHeaders, call, createOrg, runReseed, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, runReseed, startCluster, type Cluster } from '../support/harness';
 import { REDIS_URL } from '../support/env';
 
 const [ORIGIN, PEER, TARGET] = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -98,6 +99,15 @@ test('a peer holding a parked change is refused, naming it (it lacks that change
   );
 }, 120_000);
 
+test('a peer holding a change still failing there (not parked yet) is refused, naming it; --force copies anyway', async () => {
+  await refusedForPeerRow(
+    'replication_failures',
+    `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error)
+     VALUES ('01a2a000-0000-7000-8000-0000000000ef', $1, '{}'::jsonb, 1, 'apply-failed', 'test')`,
+    new RegExp(`${PEER} has not caught up.*${PEER} holds 1 change\\(s\\) failing and 0 parked`),
+  );
+}, 120_000);
+
 test('a peer that needs a re-seed itself is refused (its origins count what its cap trimmed as confirmed)', async () => {
   const redis = createRedis(REDIS_URL, 'reseed-test', { queueWhileOffline: true });
   const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
@@ -108,6 +118,90 @@ test('a peer that needs a re-seed itself is refused (its origins count what its 
     expect(refused.stderr).toMatch(new RegExp(`${PEER} is joining in .*re-seed from an active region`));
   } finally {
     await updateMember(redis, keys, PEER, { state: 'active' });
+    redis.disconnect();
+  }
+}, 120_000);
+
+test('copies every row of a table longer than one page of the copy: 1,200 organizations the target lacks', async () => {
+  // Rows the peer holds and the target lacks (the target's inbox cap trimmed their changes), made by hand
+  // in the peer's database: the copy reads 500 rows a page.
+  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
+  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
+  await peer.connect();
+  await target.connect();
+  const restored = async (db: Client) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM organizations WHERE name LIKE 'trimmed %'`)).rows[0]?.n;
+  try {
+    await peer.query(
+      `INSERT INTO organizations (id, name, created_at, updated_at, version, created_version, origin_region)
+       SELECT ('01a2c000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, 'trimmed ' || g, now(), now(), v, v, $2
+         FROM generate_series(1, 1200) g, LATERAL (SELECT $1 || '.' || lpad(g::text, 6, '0') || '.' || $2 AS v) x`,
+      [String(Date.now()).padStart(15, '0'), PEER],
+    );
+    expect(await restored(target)).toBe(0);
+    const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
+    expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(JSON.parse(copied.stdout).tables.organizations.rows).toBeGreaterThanOrEqual(1200);
+    expect(await restored(target)).toBe(1200);
+  } finally {
+    // Made by hand, they have no change to replicate: taken out of both again.
+    await peer.query(`DELETE FROM organizations WHERE name LIKE 'trimmed %'`);
+    await target.query(`DELETE FROM organizations WHERE name LIKE 'trimmed %'`);
+    await peer.end();
+    await target.end();
+  }
+}, 120_000);
+
+test('removes every stale row whose tombstone the peer collected, more than one page of them: 1,200 organizations', async () => {
+  // The target's database restored from an old backup: it holds rows created long ago that were deleted
+  // since, and whose tombstones the peer collected (below its cut-off). The removal reads 500 rows a page.
+  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
+  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
+  await peer.connect();
+  await target.connect();
+  const stale = async () => (await target.query<{ n: number }>(`SELECT count(*)::int AS n FROM organizations WHERE name LIKE 'restored %'`)).rows[0]?.n;
+  try {
+    await peer.query(RAISE_COLLECTED_THROUGH_SQL, ['000002000000000.000000.']);
+    await target.query(
+      `INSERT INTO organizations (id, name, created_at, updated_at, version, created_version, origin_region)
+       SELECT ('01a2d000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, 'restored ' || g, now(), now(), v, v, $1
+         FROM generate_series(1, 1200) g, LATERAL (SELECT '000001000000000.' || lpad(g::text, 6, '0') || '.' || $1 AS v) x`,
+      [TARGET],
+    );
+    const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
+    expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(JSON.parse(copied.stdout).tables.organizations.removed).toBe(1200);
+    expect(await stale()).toBe(0);
+  } finally {
+    await target.query(`DELETE FROM organizations WHERE name LIKE 'restored %'`);
+    await peer.end();
+    await target.end();
+  }
+}, 120_000);
+
+test('a target marked behind again while the copy runs stays joining, and the re-seed fails saying so (it does not report success)', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test-behind', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
+  await target.connect();
+  const entry = async () => (await readMembers(redis, keys)).members.get(TARGET);
+  try {
+    // The copy is held at its first table until the test lets it go.
+    await target.query('BEGIN');
+    await target.query('LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE');
+    const run = runReseed(cluster, PEER, TARGET, ['--wait', '30']);
+    // The re-seed marked the target joining under its token; a relay then finds the target's inbox trimmed
+    // past changes it had not applied, and marks it joining again (relay.ts markBehind): the copy may lack them.
+    expect(await eventually(async () => typeof (await entry())?.reseed === 'string', 30_000, 100)).toBe(true);
+    await updateMember(redis, keys, TARGET, { state: 'joining' });
+    await target.query('COMMIT');
+    const res = await run;
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(new RegExp(`${TARGET} was marked as needing a re-seed again while this one copied.*it stays joining; run the re-seed again`));
+    expect(await entry()).toMatchObject({ state: 'joining', reseed: null });
+  } finally {
+    await target.query('ROLLBACK').catch(() => undefined);
+    await target.end();
+    await updateMember(redis, keys, TARGET, { state: 'active' });
     redis.disconnect();
   }
 }, 120_000);
