@@ -128,6 +128,12 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
         throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
       });
       if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
+      // A member this config does not name (added at runtime while this config stayed as it was): its Redis
+      // would get no joining mark, and whether the peer lacks its changes would go unchecked.
+      const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m));
+      if (unnamed.length) {
+        throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?): re-seed with a config that names every member (README, "Adding a region"), or remove what is gone (npm run members -- remove)`);
+      }
       // A peer that needs a re-seed itself (its cap trimmed changes it never read; or it joined and was never
       // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
       const peerState = members.get(from)?.state;

@@ -6,7 +6,7 @@
  * peer, then refuses, naming what is missing; --force copies anyway.
  */
 import { Client } from 'pg';
-import { readMembers, updateMember } from '../../src/replication/membership';
+import { readMembers, updateMember, writeMember } from '../../src/replication/membership';
 import { RAISE_COLLECTED_THROUGH_SQL } from '../../src/replication/tombstones';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { adminHeaders, call, createOrg, eventually, runReseed, startCluster, type Cluster } from '../support/harness';
@@ -118,6 +118,23 @@ test('a peer that needs a re-seed itself is refused (its origins count what its 
     expect(refused.stderr).toMatch(new RegExp(`${PEER} is joining in .*re-seed from an active region`));
   } finally {
     await updateMember(redis, keys, PEER, { state: 'active' });
+    redis.disconnect();
+  }
+}, 120_000);
+
+test('a member the config does not name (added at runtime, the config left as it was) is refused: its Redis would get no mark, its changes no check', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  try {
+    await writeMember(redis, keys, 'mars-base', { state: 'active' });
+    const before = await redis.hget(keys.members, TARGET);
+    const refused = await runReseed(cluster, PEER, TARGET, ['--force']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/records mars-base as member, which this config does not name \(added at runtime\?\): re-seed with a config that names every member/);
+    // Refused before anything was done: the target's entry is as it was (a re-seed marks it joining first).
+    expect(await redis.hget(keys.members, TARGET)).toBe(before);
+  } finally {
+    await redis.hdel(keys.members, 'mars-base');
     redis.disconnect();
   }
 }, 120_000);
