@@ -11,6 +11,7 @@ import { createLogger } from '../../src/logger';
 import { fetchLimiterFor } from '../../src/provider-credentials/fetch-limiter';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { registerRefreshMetrics } from '../../src/provider-credentials/refresh-metrics';
+import { formatVersion } from '../../src/replication/hlc';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, type IdpServer } from '../support/idp-server';
 import type { InProcessRegion } from '../support/in-process';
@@ -311,4 +312,72 @@ test('a failing refresh backs off exponentially: after three failures the next t
   // 60 s × 2³, not a fixed minute (the region's refresh interval, which caps it, is longer here).
   expect(after?.wait).toBeGreaterThan(7 * 60);
   expect(after?.wait).toBeLessThanOrEqual(8 * 60);
+});
+
+test('a refresh that succeeds after failures clears the failure: no error is shown for it any more', async () => {
+  const [x] = (await threeCredentials()) as [string, string, string];
+  idp.set('recovers.xml', fixture('keycloak.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('recovers.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('recovers.xml'));
+  const shown = async () => {
+    const admin = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+    const listed = admin.body.credentials.find((c: { credential_id: string }) => c.credential_id === x);
+    const md = await call(r.url, 'GET', `${PATH}/${x}/metadata`, { headers: slashidHeaders(org) });
+    return { failing: admin.body.failing, listed: { failures: listed.consecutive_failures, error: listed.last_error, code: listed.last_error_code }, refresh: md.body.result.refresh.last_error };
+  };
+  idp.remove('recovers.xml');
+  await makeDue(x);
+  expect(await refresher.runOnce(5, 100)).toBe(1);
+  expect(await shown()).toEqual({ failing: 1, listed: { failures: 1, error: expect.stringMatching(/404/), code: expect.any(String) }, refresh: expect.stringMatching(/404/) });
+  // The IdP serves its document again: the next refresh succeeds, and the failure is gone from both views.
+  idp.set('recovers.xml', fixture('keycloak.xml'));
+  await makeDue(x);
+  expect(await refresher.runOnce(5, 100)).toBe(1);
+  expect(await shown()).toEqual({ failing: 0, listed: { failures: 0, error: null, code: null }, refresh: null });
+});
+
+test("a credential of an older version (no trust setting) re-pointed while its refresh fetched the old URL: the old URL's document is not stored as the new one's", async () => {
+  const [x] = (await threeCredentials()) as [string, string, string];
+  idp.set('legacy-old.xml', fixture('okta.xml'));
+  idp.set('legacy-new.xml', fixture('keycloak.xml'));
+  // As an older version left it: no trust setting, no trust id; pointed at legacy-old.xml, whose document
+  // (okta's) differs from the stored one (keycloak's), so the refresh goes on to write.
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_trust = NULL, idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('legacy-old.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET trust_id = NULL, idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('legacy-old.xml'));
+  await makeDue(x);
+  idp.slow('legacy-old.xml', 1500);
+  const tick = refresher.runOnce(5, 100);
+  expect(await eventually(async () => idp.held() === 1, 10_000, 20)).toBe(true);
+  // Meanwhile a PATCH of the URL made by a region of the older version is applied here (both rows, newer
+  // versions): the credential is legacy-new.xml's, with its document.
+  const later = formatVersion({ wall: Date.now() + 1000, counter: 0, region: 'europe-belgium' });
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2, version = $3 WHERE id = $1::uuid', x, idp.url('legacy-new.xml'), later);
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2, version = $3 WHERE credential_id = $1::uuid', x, idp.url('legacy-new.xml'), later);
+  await tick;
+  const md = await call(r.url, 'GET', `${PATH}/${x}/metadata`, { headers: slashidHeaders(org) });
+  expect(md.status).toBe(200);
+  expect(md.body.result.idp_metadata_url).toBe(idp.url('legacy-new.xml'));
+  expect(md.body.result.metadata.entity_id).toBe('https://lxapocd5.transplace.com:8443/auth/realms/SpringBootKeycloak');
+  const row = await r.region.db.samlCredentialMetadata.findUnique({ where: { credentialId: x } });
+  expect(row?.version).toBe(later);
+});
+
+test('the back-off of a failing refresh is capped by the refresh interval: a region refreshing every 2 minutes tries again within them', async () => {
+  const [x] = (await threeCredentials()) as [string, string, string];
+  idp.set('capped.xml', fixture('keycloak.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('capped.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('capped.xml'));
+  idp.remove('capped.xml');
+  await r.region.db.$executeRawUnsafe('UPDATE metadata_refresh_state SET consecutive_failures = 3 WHERE credential_id = $1::uuid', x);
+  await makeDue(x);
+  const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 120 };
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  expect(await own.runOnce(5, 100)).toBe(1);
+  const [after] = await r.region.db.$queryRawUnsafe<{ failures: number; wait: number }[]>(
+    'SELECT consecutive_failures AS failures, EXTRACT(EPOCH FROM next_at - now())::float8 AS wait FROM metadata_refresh_state WHERE credential_id = $1::uuid', x,
+  );
+  expect(after?.failures).toBe(4);
+  // 60 s × 2³ would be 8 minutes: the interval (2 minutes) caps it.
+  expect(after?.wait).toBeGreaterThan(60);
+  expect(after?.wait).toBeLessThanOrEqual(120);
 });

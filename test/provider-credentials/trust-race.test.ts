@@ -222,3 +222,38 @@ test("a setting made where the clock runs 30 s ahead is still replaced by a late
   expect(String((await metadataRow(other, id))?.trustId) < setting).toBe(true);
   await expectOnlyK2Everywhere(id);
 });
+
+test("new pins set after a label race left the metadata row's setting ahead of the credential's (a clock 30 s ahead made it) sort after both: a refresh racing them does not keep the older pins", async () => {
+  // The label race of the test above, the pins (K2) made where the clock runs 30 s ahead: the credential row
+  // keeps the first setting, the metadata row the pins' setting, which sorts 30 s ahead of this clock.
+  const id = await createdAtHome('ahead.xml', doc([K1], null));
+  idp.set('ahead.xml', doc([K2], K1));
+  await home.replication.applier?.stop();
+  mockSkewMs = 30_000;
+  await pinK2(id).finally(() => (mockSkewMs = 0));
+  expect((await call(home.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'ahead' }, headers: slashidHeaders(org) })).status).toBe(204);
+  await home.stop();
+  home = await start(HOME);
+  const credential = async (r: RunningRegion) => r.db.samlProviderCredential.findUnique({ where: { id } });
+  expect(await eventually(async () => (await credential(home))?.version === (await credential(other))?.version
+    && (await metadataRow(home, id))?.version === (await metadataRow(other, id))?.version, 20_000)).toBe(true);
+  const ahead = String((await metadataRow(other, id))?.trustId);
+  expect(ahead > ((await credential(other))?.idpTrust as { id: string }).id).toBe(true);
+
+  // The owner now pins K1 alone in the other region (its clock right), raced by a refresh in the home region
+  // that keeps the metadata row's setting (K2's) and holds what the IdP serves then.
+  await race(id, async () => {
+    const res = await call(other.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [K1.cert] }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(204);
+  }, { file: 'ahead.xml', xml: doc([K1, K2], K1) });
+  // The home region fetches again under the owner's K1, and every region trusts K1 alone.
+  const refresher = refresherOf(home);
+  for (const r of [home, other]) {
+    expect(await eventually(async () => {
+      if (r === home) await refresher.runOnce();
+      return JSON.stringify(await trusted(r, id)) === JSON.stringify([`${fp(K1)}:caller`]);
+    }, 20_000)).toBe(true);
+  }
+  // The new setting sorts after the one the refresh's row was made under, which was therefore not the credential's.
+  expect(((await credential(other))?.idpTrust as { id: string }).id > ahead).toBe(true);
+});

@@ -193,6 +193,12 @@ describe('trust on first use', () => {
     expect(md.held_metadata).toBeNull();
     expect(md.trusted_certificates).toContainEqual(expect.objectContaining({ fingerprint_sha256: fp(STRANGER), source: 'operator' }));
     expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(404);
+    // What was trusted before the accept stays trusted: the IdP going back to B's document is applied, not held.
+    expect(md.trusted_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256).sort()).toEqual([fp(A), fp(B), fp(STRANGER)].sort());
+    idp.set('tofu.xml', doc([B], null));
+    await refreshNow(id);
+    expect(await ssoCertificates(id)).toEqual([fp(B)]);
+    expect((await resource(id)).held_metadata).toBeNull();
   });
 });
 
@@ -326,5 +332,55 @@ describe('an IdP that goes back to the trusted document', () => {
     expect(admin.body.credentials).toContainEqual(expect.objectContaining({ credential_id: id, held_since: null, held_reason: null }));
     // Nothing left to accept.
     expect((await call(r.url, 'POST', `/admin/metadata-refresh/${id}/accept`, { headers: adminHeaders })).status).toBe(404);
+  });
+});
+
+describe('a document listing trusted certificates, alone or next to others', () => {
+  test('unsigned, on refresh: held, the untrusted certificate signs nothing in', async () => {
+    idp.set('beside.xml', doc([A], null));
+    const created = await create('beside.xml');
+    expect(created.status).toBe(201);
+    const id = created.body.result.id as string;
+    idp.set('beside.xml', doc([A, STRANGER], null));
+    await refreshNow(id);
+    expect(await ssoCertificates(id)).toEqual([fp(A)]);
+    const md = await resource(id);
+    expect(md.trusted_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256)).toEqual([fp(A)]);
+    expect(md.held_metadata).toMatchObject({ reason: expect.stringMatching(/not signed by a trusted certificate/), metadata: { signed: false } });
+    expect(await signIn(id, STRANGER)).toBe(401);
+    expect(await signIn(id, A)).toBe(200);
+  });
+
+  test("unsigned, at a create with the owner's certificates: refused, nothing written", async () => {
+    idp.set('beside-pinned.xml', doc([A, STRANGER], null));
+    const before = await r.region.db.samlProviderCredential.count();
+    const res = await create('beside-pinned.xml', { idp_trusted_certificates: [A.cert] });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(/not signed by any of idp_trusted_certificates/);
+    expect(await r.region.db.samlProviderCredential.count()).toBe(before);
+  });
+
+  test("unsigned, listing only the owner's certificates, at a create: taken (the owner's certificates vouch for it)", async () => {
+    idp.set('only-pinned.xml', doc([A], null));
+    const res = await create('only-pinned.xml', { idp_trusted_certificates: [A.cert] });
+    expect(res.status).toBe(201);
+    const md = await resource(res.body.result.id);
+    expect(md.trusted_certificates).toEqual([expect.objectContaining({ fingerprint_sha256: fp(A), source: 'caller' })]);
+  });
+
+  test('signed by the trusted certificate, on refresh: applied, and each certificate trusted once', async () => {
+    idp.set('rotation-beside.xml', doc([A], null));
+    const created = await create('rotation-beside.xml');
+    expect(created.status).toBe(201);
+    const id = created.body.result.id as string;
+    idp.set('rotation-beside.xml', doc([A, B], A));
+    await refreshNow(id);
+    expect((await ssoCertificates(id)).sort()).toEqual([fp(A), fp(B)].sort());
+    const md = await resource(id);
+    expect(md.held_metadata).toBeNull();
+    expect(md.trusted_certificates.map((c: { fingerprint_sha256: string; source: string }) => `${c.fingerprint_sha256}:${c.source}`)).toEqual([
+      `${fp(A)}:first_use`,
+      `${fp(B)}:signed_refresh`,
+    ]);
   });
 });

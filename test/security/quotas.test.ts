@@ -2,7 +2,8 @@
  * Quotas (issue H, item 4) through a region: what is stored of a document, credentials per organization, IdP
  * metadata fetches in flight per organization and per region, and tombstones without payload.
  */
-import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { Client } from 'pg';
+import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
@@ -120,6 +121,45 @@ describe('credentials per organization, creates at once', () => {
       // The organization's own create is in the outbox too.
       expect(rows[0]).toEqual({ credentials: 3, metadata: 3, refresh: 3, outbox: 4 });
     } finally {
+      await race.stop();
+    }
+  });
+});
+
+describe('credentials per organization, creates whose rows are all in before any is counted', () => {
+  test("six creates for three places, each held after its own row is in: the organization's lock still counts them one after the other (three 201, three 409)", async () => {
+    // A region of its own whose fetch limits let all six through to the write (six write slots: the default).
+    const race = await startInProcess('quotas-lock', ['us-iowa'], {
+      metadataAllowedHosts: [idp.hostPort],
+      metadataRefreshIntervalSeconds: 3600,
+      maxCredentialsPerOrg: MAX_CREDENTIALS,
+      metadataFetchConcurrency: { perOrg: 20, perRegion: 20 },
+    });
+    const locker = new Client({ connectionString: race.deployment.configFor('us-iowa').region.databaseUrl });
+    await locker.connect();
+    try {
+      const org = await createOrg(race.url, 'lock');
+      // A create's transaction is one round trip: its rows, its refresh schedule, the organization's lock, the
+      // count. Holding the schedules' table stops each create after its credential row is in and before it is
+      // counted, so those held are counted at once when it is let go: only the organization's lock orders them.
+      // The organization's key is read (and its first use written) before the table is held.
+      expect((await call(race.url, 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(200);
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE metadata_refresh_state IN EXCLUSIVE MODE');
+      const answers = Promise.all(
+        Array.from({ length: 6 }, () => call(race.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml') }, headers: slashidHeaders(org) })),
+      );
+      // Once one waits on the table, the others are given a moment to reach it too (a pipelined statement's text
+      // in pg_stat_activity is not yet its own, so they are counted by what blocks them). However many got
+      // there, three are taken: without the lock, every one held would be.
+      expect(await eventually(() => blocksAnother(locker), 15_000, 20)).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await locker.query('COMMIT');
+      expect((await answers).map((a) => a.status).sort()).toEqual([201, 201, 201, 409, 409, 409]);
+      expect(await race.region.db.samlProviderCredential.count({ where: { orgId: org.id, deletedAt: null } })).toBe(MAX_CREDENTIALS);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
       await race.stop();
     }
   });

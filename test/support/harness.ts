@@ -143,13 +143,13 @@ export function slashidHeaders(org: { id: string; api_key: string }, extra: Reco
   return { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key, ...extra };
 }
 
-/** Polls `fn` until it returns true or the time runs out. */
-/** Whether a statement of another connection now waits on a lock `locker`'s connection holds. */
+/** Whether a statement of another connection (one or more) now waits on a lock `locker`'s connection holds. */
 export async function blocksAnother(locker: Pick<import('pg').Client, 'query'>): Promise<boolean> {
   const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))');
-  return rows[0]?.n === 1;
+  return (rows[0]?.n ?? 0) >= 1;
 }
 
+/** Polls `fn` until it returns true or the time runs out. */
 export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000, stepMs = 100): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
