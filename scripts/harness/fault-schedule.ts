@@ -16,7 +16,7 @@ import { intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, ty
 import { FaultSchedule } from './faults';
 import { Load, type LoadFigures } from './load';
 import { Stack, type PartitionMode } from './stack';
-import { checkAcknowledged, waitConverged, type LossCheck } from './verify';
+import { AllRegionsProbe, checkAcknowledged, waitConverged, type LossCheck } from './verify';
 
 /** How long after its Postgres accepted connections again a region may still answer 503 "database unavailable". */
 const DATABASE_GRACE_MS = 5000;
@@ -39,9 +39,14 @@ const USAGE = `usage: npm run test:faults -- [--short] [options]
                        QUIT: immediate, as a crash) and start it again after a second (default INT); the
                        region's 503s with Retry-After while it is down, and until 5 s after, are expected
   --postgres-restart-at F   when: this fraction into --duration (default 0.45)
+  --stall S            three times (at 35, 65 and 90 % of --duration) lock a region's credential tables
+                       for S seconds, so that every write there waits, and kill -9 the region and end its database sessions meanwhile
+                       (default 1.5; 0 = never)
   --redis-aof yes|no   Redis persistence (default yes; no = a restart loses the inbox, acks and groups)
   --shared-redis       one Redis host for every region (the topology before per-region Redis)
-  --all-regions F      share of creates sent with all_regions and a 2 s timeout (default 0.1)
+  --all-regions F      share of writes sent with all_regions and a 2 s timeout (default 0.1)
+  --patches F          share of writes that PATCH a credential the client created (default 0.15)
+  --deletes F          share of writes that DELETE one (default 0.05)
   --converge-limit S   fail if the regions are not identical S seconds after the faults end (default 30)
   --conflicts N        afterwards, N rounds of the conflict test on the same stack (default 0; --short 50)
   --report PATH        also write the figures as JSON to PATH
@@ -63,7 +68,10 @@ interface Options {
   redisAof: boolean;
   postgresSignal: NodeJS.Signals | null;
   postgresRestartAt: number;
+  stallS: number;
   allRegions: number;
+  patches: number;
+  deletes: number;
   convergeLimitS: number;
   conflicts: number;
   report?: string;
@@ -91,7 +99,10 @@ function options(flags: Flags): Options {
     redisAof: flags.get('redis-aof') !== 'no',
     postgresSignal: pg === 'no' ? null : (`SIG${pg}` as NodeJS.Signals),
     postgresRestartAt: numFlag(flags, 'postgres-restart-at', 0.45, 0, 1),
+    stallS: numFlag(flags, 'stall', 1.5, 0, 60),
     allRegions: numFlag(flags, 'all-regions', 0.1, 0, 1),
+    patches: numFlag(flags, 'patches', 0.15, 0, 1),
+    deletes: numFlag(flags, 'deletes', 0.05, 0, 1),
     convergeLimitS: numFlag(flags, 'converge-limit', 30, 1, 3600),
     conflicts: intFlag(flags, 'conflicts', short ? 50 : 0, 0),
     report: flags.get('report'),
@@ -117,6 +128,8 @@ interface Report {
     postgresRestarts: number;
   };
   lost: LossCheck['lost'];
+  undeleted: LossCheck['undeleted'];
+  wrongLabel: LossCheck['wrongLabel'];
   events: { atMs: number; what: string }[];
   conflicts: ConflictFigures | null;
 }
@@ -135,6 +148,9 @@ function table(r: Report): string {
     ['503 database unavailable (Retry-After)', f.databaseUnavailable],
     ['400 metadata fetch refused', f.metadataRefused],
     ['other answers', f.otherStatus],
+    ['all_regions 201 missing in a region', f.allRegionsEarly],
+    ['PATCH / DELETE sent (acknowledged)', `${f.patches} (${f.patchesAcked}) / ${f.deletes} (${f.deletesAcked})`],
+    ['undeleted / wrong label', `${r.undeleted.length} / ${r.wrongLabel.length}`],
     ['LOST acknowledged writes', f.lost],
     ['committed, unacknowledged', f.committedUnacknowledged],
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
@@ -150,13 +166,15 @@ function table(r: Report): string {
     ...perRegion,
     ...f.samples.map((s) => `  sample: ${s}`),
     ...r.lost.slice(0, 20).map((l) => `  lost: ${l.id} (acknowledged by ${l.ackedBy}) missing in ${l.missingIn.join(', ')}`),
+    ...r.undeleted.slice(0, 10).map((u) => `  undeleted: ${u.id} live in ${u.liveIn.join(', ')}`),
+    ...r.wrongLabel.slice(0, 10).map((w) => `  wrong label: ${w.id} expected one of ${JSON.stringify(w.expected)}, got ${JSON.stringify(w.got)}`),
   ].join('\n');
 }
 
 async function main(): Promise<number> {
   const { flags } = parseFlags(
     process.argv.slice(2),
-    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'redis-aof', 'all-regions', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
+    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
     ['short', 'help', 'shared-redis'],
   );
   if (flags.has('help')) {
@@ -178,8 +196,15 @@ async function main(): Promise<number> {
   log(`stack ${stack.runId} up in ${((Date.now() - t0) / 1000).toFixed(1)} s; load: >= ${o.creates} creates, >= ${o.durationS} s, ${o.clients} clients`);
 
   const durationMs = o.durationS * 1000;
+  const dbUrls = Object.fromEntries(stack.regionIds.map((r) => [r, stack.dbUrl(r)]));
+  const probe = new AllRegionsProbe(dbUrls);
   const load = new Load(
-    { clients: o.clients, minCreates: o.creates, minDurationMs: durationMs, allRegionsShare: o.allRegions, allRegionsTimeoutS: 2, idpUrl: stack.idpUrl('okta.xml'), label: `faults-${stack.runId}` },
+    {
+      clients: o.clients, minCreates: o.creates, minDurationMs: durationMs, allRegionsShare: o.allRegions, allRegionsTimeoutS: 2, idpUrl: stack.idpUrl('okta.xml'), label: `faults-${stack.runId}`,
+      missingAfterAllRegions: (id) => probe.missingIn(id),
+      patchShare: o.patches,
+      deleteShare: o.deletes,
+    },
     clients,
     org,
   );
@@ -197,21 +222,24 @@ async function main(): Promise<number> {
       redisSignal: o.redisSignal ?? 'SIGKILL',
       postgresRestartAtMs: o.postgresSignal ? durationMs * o.postgresRestartAt : null,
       postgresSignal: o.postgresSignal ?? 'SIGINT',
+      stallAtMs: [0.35, 0.65, 0.9].map((f) => durationMs * f),
+      stallMs: o.stallS * 1000,
     },
     log,
   );
   const progress = setInterval(() => log(`load: ${load.tried} tried, ${load.acknowledged} acknowledged`), 10_000);
   const loadStart = Date.now();
   faults.start();
-  const { figures, acked, databaseUnavailable } = await load.run();
+  const { figures, acked, expected, databaseUnavailable } = await load.run();
   clearInterval(progress);
+  await probe.close();
+  log(`all_regions 201s checked in every region's database: ${probe.checked} (a region not readable: ${probe.unknown} times)`);
   await faults.stop();
   const faultsEnded = Date.now();
   log(`faults over after ${((faultsEnded - loadStart) / 1000).toFixed(1)} s; waiting for the regions to converge`);
 
   const conv = await waitConverged(clients, stack.adminToken, faultsEnded, o.convergeLimitS * 3000);
-  const dbUrls = Object.fromEntries(stack.regionIds.map((r) => [r, stack.dbUrl(r)]));
-  const loss = await checkAcknowledged(dbUrls, org.id, acked);
+  const loss = await checkAcknowledged(dbUrls, org.id, acked, expected);
   let conflicts: ConflictFigures | null = null;
   if (o.conflicts > 0) {
     log(`conflict test: ${o.conflicts} rounds`);
@@ -220,11 +248,14 @@ async function main(): Promise<number> {
 
   const failures: string[] = [];
   if (loss.lost.length) failures.push(`${loss.lost.length} acknowledged writes are missing in some region`);
+  if (loss.undeleted.length) failures.push(`${loss.undeleted.length} acknowledged DELETEs left the credential live in some region`);
+  if (loss.wrongLabel.length) failures.push(`${loss.wrongLabel.length} credentials hold a label no acknowledged-or-later write gave them in some region`);
   if (figures.server5xx) failures.push(`${figures.server5xx} answers were 5xx`);
   // A 503 saying the database is not there is expected from a region while its Postgres restarts, and
   // for a moment after (its pool opens connections again); from any other region, or at any other time, not.
   const unexcused = databaseUnavailable.filter((u) => !faults.databaseOutages.some((o) => o.region === u.region && u.at >= o.from && u.at <= o.to + DATABASE_GRACE_MS));
   if (unexcused.length) failures.push(`${unexcused.length} answers were 503 "database unavailable" outside a restart of that region's Postgres`);
+  if (figures.allRegionsEarly) failures.push(`${figures.allRegionsEarly} all_regions creates answered 201 were missing in some region's database right after the answer`);
   if (figures.otherStatus) failures.push(`${figures.otherStatus} answers had an unexpected status`);
   if (conv.ms === null || conv.ms > o.convergeLimitS * 1000) failures.push(`the regions did not converge within ${o.convergeLimitS} s`);
   if (faults.failures.length) failures.push(...faults.failures.map((f) => `fault schedule: ${f}`));
@@ -251,6 +282,8 @@ async function main(): Promise<number> {
       postgresRestarts: faults.postgresRestarts,
     },
     lost: loss.lost,
+    undeleted: loss.undeleted,
+    wrongLabel: loss.wrongLabel,
     events: faults.events,
     conflicts,
   };

@@ -10,8 +10,13 @@
  * - once, restart one region's Postgres (SIGINT: a fast shutdown, which ends every session; SIGQUIT: an
  *   immediate one, as a crash, recovered from the WAL at start) and start it again after a second: the
  *   region's pooled connections all die under it (see the README's "Database restarts").
+ * - at each of `stallAtMs`, stall one region's database (its credential tables locked EXCLUSIVE by the
+ *   harness: every write there, local or applied, waits) for `stallMs`, kill -9 the region and end its
+ *   database sessions while it is stalled, end the lock and start the region again: whatever the region had answered, acked or XACKed
+ *   for a transaction that had not committed is then gone (an acknowledgement before the commit).
  * `stop()` ends the schedule and brings everything back: heals, restarts what is down, waits until it serves.
  */
+import { Client } from 'pg';
 import { sleep } from './common';
 import { REDIS_HOST, regionRedis, type PartitionMode, type Stack } from './stack';
 
@@ -31,6 +36,9 @@ export interface FaultOptions {
   /** When to restart a region's Postgres; null disables. */
   postgresRestartAtMs: number | null;
   postgresSignal: NodeJS.Signals;
+  /** When (after the start) to stall a region's database and kill the region meanwhile, and how long the stall lasts before the kill. */
+  stallAtMs: number[];
+  stallMs: number;
 }
 
 export interface FaultEvent {
@@ -66,6 +74,7 @@ export class FaultSchedule {
     if (this.o.isolateMs > 0) this.loops.push(this.at(this.o.isolateAtMs, () => this.partition('link', this.o.isolateMs)));
     if (this.o.redisRestartAtMs !== null) this.loops.push(this.at(this.o.redisRestartAtMs, () => this.restartRedis()));
     if (this.o.postgresRestartAtMs !== null) this.loops.push(this.at(this.o.postgresRestartAtMs, () => this.restartPostgres()));
+    if (this.o.stallMs > 0) for (const t of this.o.stallAtMs) this.loops.push(this.at(t, () => this.stallAndKill()));
   }
 
   /** Ends the faults; resolves once every region and Redis is back, connected and serving. */
@@ -146,6 +155,40 @@ export class FaultSchedule {
     await sleep(ms);
     this.stack.heal(region);
     this.event(`heal ${region}`);
+  }
+
+  private async stallAndKill(): Promise<void> {
+    const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
+    const region = up[Math.floor(Math.random() * up.length)];
+    if (!region) return;
+    this.restarting.add(region);
+    try {
+      const db = new Client({ connectionString: this.stack.dbUrl(region), connectionTimeoutMillis: 5000 });
+      db.on('error', () => undefined);
+      try {
+        await db.connect();
+        await db.query('BEGIN');
+        await db.query('LOCK TABLE saml_provider_credentials, saml_credential_metadata IN EXCLUSIVE MODE');
+        this.event(`database of ${region} stalled (credential tables locked) for ${this.o.stallMs / 1000} s`);
+        await sleep(this.o.stallMs);
+        await this.stack.kill(region);
+        this.kills++;
+        // Its sessions end with it (as in a crash of its host): a transaction waiting on the lock, whose
+        // COMMIT went with its statements, would otherwise commit once the lock goes, client or not.
+        const ended = await db.query(
+          "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        );
+        this.event(`kill -9 ${region} and its ${String(ended.rows[0]?.n ?? 0)} database sessions while its database stalls`);
+        await db.query('ROLLBACK');
+      } finally {
+        await db.end().catch(() => undefined);
+      }
+      await sleep(this.o.restartAfterMs);
+      await this.stack.startService(region);
+      this.event(`${region} is back`);
+    } finally {
+      this.restarting.delete(region);
+    }
   }
 
   private async restartRedis(): Promise<void> {

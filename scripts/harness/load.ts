@@ -18,6 +18,30 @@ export interface LoadOptions {
   allRegionsTimeoutS: number;
   idpUrl: string;
   label: string;
+  /**
+   * Called right after an all_regions create answered 201: the regions that do not hold it (a 201 under
+   * all_regions says every region applied it). Optional.
+   */
+  missingAfterAllRegions?: (id: string) => Promise<string[]>;
+  /**
+   * Shares of a client's requests that PATCH (a new label) or DELETE one of the credentials it created
+   * (the rest create), with the same consistency mix. 0 by default.
+   */
+  patchShare?: number;
+  deleteShare?: number;
+}
+
+/**
+ * What a credential of the load must look like in every region at the end: deleted (an acknowledged
+ * DELETE), or live with one of `labels` (the last acknowledged write's label, or that of any PATCH whose
+ * answer was not a 204, which may land later). `deleted: 'maybe'`: a DELETE was sent and not acknowledged;
+ * not judged.
+ */
+export interface Expected {
+  labels: Set<string>;
+  /** Labels of PATCHes whose answer did not say 204: any may still land (a request held by a partition, say). */
+  unsure: Set<string>;
+  deleted: 'no' | 'acked' | 'maybe';
 }
 
 export interface LoadFigures {
@@ -39,6 +63,13 @@ export interface LoadFigures {
   /** 400 because the region could not fetch the IdP metadata (expected while it is partitioned). */
   metadataRefused: number;
   otherStatus: number;
+  /** PATCHes and DELETEs sent / acknowledged (204). */
+  patches: number;
+  patchesAcked: number;
+  deletes: number;
+  deletesAcked: number;
+  /** all_regions creates answered 201 that some region's database did not hold right after the answer. */
+  allRegionsEarly: number;
   perRegion: Record<string, { tried: number; acked: number; errors: number; p50Ms: number; p99Ms: number }>;
   /** A few 5xx / unexpected answers, for the report. */
   samples: string[];
@@ -48,6 +79,8 @@ export interface LoadResult {
   figures: LoadFigures;
   /** Every acknowledged id, with the region that acknowledged it. */
   acked: Map<string, string>;
+  /** The acknowledged creates' expected end states (see Expected). */
+  expected: Map<string, Expected>;
   /** When each of figures.databaseUnavailable came (Date.now()), and from which region. */
   databaseUnavailable: Array<{ region: string; at: number }>;
 }
@@ -60,9 +93,11 @@ export class Load {
   private readonly acked = new Map<string, string>();
   private readonly latencies = new Map<string, number[]>();
   private readonly unavailable: Array<{ region: string; at: number }> = [];
+  private readonly probes: Promise<void>[] = [];
+  private readonly expected = new Map<string, Expected>();
   private readonly f: LoadFigures = {
     tried: 0, answered: 0, acked201: 0, acked408: 0, unanswered408: 0, connectionErrors: 0, timeouts: 0, server5xx: 0, databaseUnavailable: 0, metadataRefused: 0,
-    otherStatus: 0, perRegion: {}, samples: [],
+    otherStatus: 0, patches: 0, patchesAcked: 0, deletes: 0, deletesAcked: 0, allRegionsEarly: 0, perRegion: {}, samples: [],
   };
 
   constructor(
@@ -88,12 +123,13 @@ export class Load {
   async run(): Promise<LoadResult> {
     this.started = Date.now();
     await Promise.all(Array.from({ length: this.o.clients }, (_, i) => this.client(i)));
+    await Promise.all(this.probes);
     for (const [region, l] of this.latencies) {
       l.sort((a, b) => a - b);
       const r = this.f.perRegion[region];
       if (r) Object.assign(r, { p50Ms: l[Math.floor(l.length / 2)] ?? 0, p99Ms: l[Math.max(0, Math.ceil(l.length * 0.99) - 1)] ?? 0 });
     }
-    return { figures: this.f, acked: this.acked, databaseUnavailable: this.unavailable };
+    return { figures: this.f, acked: this.acked, expected: this.expected, databaseUnavailable: this.unavailable };
   }
 
   stop(): void {
@@ -109,12 +145,60 @@ export class Load {
     if (!c) return;
     const stats = this.f.perRegion[c.region] ?? { tried: 0, acked: 0, errors: 0, p50Ms: 0, p99Ms: 0 };
     let backoff = PAUSE_AFTER_ERROR_MS;
+    // This client's live credentials (acknowledged creates not sent a DELETE since): it alone writes them.
+    const mine: string[] = [];
     for (let seq = 0; !this.done(); seq++) {
       const allRegions = Math.random() < this.o.allRegionsShare;
       const headers = orgHeaders(
         this.org,
         allRegions ? { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': String(this.o.allRegionsTimeoutS) } : {},
       );
+      const pick = Math.random();
+      const patchShare = this.o.patchShare ?? 0;
+      if (mine.length && pick < patchShare + (this.o.deleteShare ?? 0)) {
+        const at = Math.floor(Math.random() * mine.length);
+        const id = mine[at] ?? '';
+        const e = this.expected.get(id);
+        if (!e) continue;
+        const del = pick >= patchShare;
+        if (del) mine.splice(at, 1);
+        const label = `${this.o.label}-c${i}-${seq}-p`;
+        if (del) this.f.deletes++;
+        else this.f.patches++;
+        let acked = false;
+        try {
+          const res = await c.call(del ? 'DELETE' : 'PATCH', `${CREDENTIALS_PATH}/${id}`, { headers, ...(del ? {} : { body: { label } }) });
+          backoff = PAUSE_AFTER_ERROR_MS;
+          acked = res.status === 204;
+          if (acked) {
+            if (del) this.f.deletesAcked++;
+            else this.f.patchesAcked++;
+          } else if (res.status === 408) {
+            // not known whether it will hold (a 408 of a write that committed says so; one that did not may still commit)
+          } else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
+            this.f.databaseUnavailable++;
+            this.unavailable.push({ region: c.region, at: Date.now() });
+          } else if (res.status >= 500) {
+            this.f.server5xx++;
+            this.sample(`${c.region} ${del ? 'DELETE' : 'PATCH'} ${res.status} ${JSON.stringify(res.body)}`);
+          } else {
+            this.f.otherStatus++;
+            this.sample(`${c.region} ${del ? 'DELETE' : 'PATCH'} ${res.status} ${JSON.stringify(res.body)}`);
+          }
+          if (res.status >= 500) await sleep(PAUSE_AFTER_ERROR_MS);
+        } catch {
+          stats.errors++;
+          await sleep(backoff);
+          backoff = Math.min(1000, backoff * 2);
+        }
+        if (del) e.deleted = acked ? 'acked' : 'maybe';
+        else if (acked) e.labels = new Set([label, ...e.unsure]);
+        else {
+          e.unsure.add(label);
+          e.labels.add(label);
+        }
+        continue;
+      }
       const body = { idp_metadata_url: this.o.idpUrl, label: `${this.o.label}-c${i}-${seq}` };
       this.f.tried++;
       stats.tried++;
@@ -129,6 +213,15 @@ export class Load {
           this.f.acked201++;
           ok = true;
           this.latencies.get(c.region)?.push(Date.now() - t0);
+          const probe = this.o.missingAfterAllRegions;
+          if (allRegions && probe) {
+            const answeredAt = Date.now();
+            this.probes.push(probe(id).then((missing) => {
+              if (missing.length === 0) return;
+              this.f.allRegionsEarly++;
+              this.sample(`${c.region} answered 201 under all_regions for ${id}, which ${missing.join(', ')} did not hold ${Date.now() - answeredAt} ms later`);
+            }));
+          }
         } else if (res.status === 408 && id) {
           this.f.acked408++;
           ok = true;
@@ -148,6 +241,8 @@ export class Load {
         }
         if (ok && id) {
           this.acked.set(id, c.region);
+          this.expected.set(id, { labels: new Set([body.label]), unsure: new Set(), deleted: 'no' });
+          mine.push(id);
           stats.acked++;
         }
         if (res.status >= 500) await sleep(PAUSE_AFTER_ERROR_MS);
