@@ -294,14 +294,19 @@ test('bringing the schedules within a shorter interval goes a page at a time and
   }
 });
 
-test('a failing refresh backs off exponentially: after three failures the next try is 8 minutes away, not a minute', async () => {
-  const [x] = (await threeCredentials()) as [string, string, string];
-  idp.set('backoff.xml', fixture('keycloak.xml'));
-  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('backoff.xml'));
-  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('backoff.xml'));
-  idp.remove('backoff.xml');
+/** Points credential `x` at a document the IdP no longer serves, with three failures behind it, and makes it due. */
+async function failedThrice(x: string, name: string): Promise<void> {
+  idp.set(name, fixture('keycloak.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url(name));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url(name));
+  idp.remove(name);
   await r.region.db.$executeRawUnsafe('UPDATE metadata_refresh_state SET consecutive_failures = 3 WHERE credential_id = $1::uuid', x);
   await makeDue(x);
+}
+
+test('a failing refresh backs off exponentially: after three failures the next try is 8 minutes away, not a minute', async () => {
+  const [x] = (await threeCredentials()) as [string, string, string];
+  await failedThrice(x, 'backoff.xml');
   expect(await refresher.runOnce(5, 100)).toBe(1);
   const state = async () =>
     (await r.region.db.$queryRawUnsafe<{ failures: number; wait: number }[]>(
@@ -364,12 +369,7 @@ test("a credential of an older version (no trust setting) re-pointed while its r
 
 test('the back-off of a failing refresh is capped by the refresh interval: a region refreshing every 2 minutes tries again within them', async () => {
   const [x] = (await threeCredentials()) as [string, string, string];
-  idp.set('capped.xml', fixture('keycloak.xml'));
-  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('capped.xml'));
-  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('capped.xml'));
-  idp.remove('capped.xml');
-  await r.region.db.$executeRawUnsafe('UPDATE metadata_refresh_state SET consecutive_failures = 3 WHERE credential_id = $1::uuid', x);
-  await makeDue(x);
+  await failedThrice(x, 'capped.xml');
   const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 120 };
   const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
   expect(await own.runOnce(5, 100)).toBe(1);

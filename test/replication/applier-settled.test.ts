@@ -62,7 +62,7 @@ test('a refused entry claiming an origin that is not a member is counted under "
 }, 30_000);
 
 // The first is refused by its shape; the other two have the shape and failed parseVersion inside the batch's
-// apply, which failed the whole batch, left it pending and took it over again at every claim round (helper-114).
+// apply, which failed the whole batch, left it pending and took it over again at every claim round.
 test.each([
   ['too few digits', '1796120408762.1.us-iowa'],
   ['an empty region', '001796120408762.000000.'],

@@ -84,6 +84,17 @@ async function refreshNow(id: string) {
   throw new Error(`credential ${id} was not refreshed`);
 }
 
+/** A credential created from `first` (served as `name`), then refreshed once the IdP serves `then` instead. */
+async function createdThenRefreshed(name: string, first: string, then: string): Promise<string> {
+  idp.set(name, first);
+  const created = await create(name);
+  expect(created.status).toBe(201);
+  const id = created.body.result.id as string;
+  idp.set(name, then);
+  await refreshNow(id);
+  return id;
+}
+
 describe('trust on first use', () => {
   let id: string;
   test('the first document pins its signer and signing certificates', async () => {
@@ -337,12 +348,7 @@ describe('an IdP that goes back to the trusted document', () => {
 
 describe('a document listing trusted certificates, alone or next to others', () => {
   test('unsigned, on refresh: held, the untrusted certificate signs nothing in', async () => {
-    idp.set('beside.xml', doc([A], null));
-    const created = await create('beside.xml');
-    expect(created.status).toBe(201);
-    const id = created.body.result.id as string;
-    idp.set('beside.xml', doc([A, STRANGER], null));
-    await refreshNow(id);
+    const id = await createdThenRefreshed('beside.xml', doc([A], null), doc([A, STRANGER], null));
     expect(await ssoCertificates(id)).toEqual([fp(A)]);
     const md = await resource(id);
     expect(md.trusted_certificates.map((c: { fingerprint_sha256: string }) => c.fingerprint_sha256)).toEqual([fp(A)]);
@@ -369,12 +375,7 @@ describe('a document listing trusted certificates, alone or next to others', () 
   });
 
   test('signed by the trusted certificate, on refresh: applied, and each certificate trusted once', async () => {
-    idp.set('rotation-beside.xml', doc([A], null));
-    const created = await create('rotation-beside.xml');
-    expect(created.status).toBe(201);
-    const id = created.body.result.id as string;
-    idp.set('rotation-beside.xml', doc([A, B], A));
-    await refreshNow(id);
+    const id = await createdThenRefreshed('rotation-beside.xml', doc([A], null), doc([A, B], A));
     expect((await ssoCertificates(id)).sort()).toEqual([fp(A), fp(B)].sort());
     const md = await resource(id);
     expect(md.held_metadata).toBeNull();

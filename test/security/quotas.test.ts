@@ -95,15 +95,18 @@ describe('credentials per organization, over a limit lowered since', () => {
   });
 });
 
+/** A region of its own whose fetch limits let every create of a burst through to the write. */
+const raceRegion = (name: string) =>
+  startInProcess(name, ['us-iowa'], {
+    metadataAllowedHosts: [idp.hostPort],
+    metadataRefreshIntervalSeconds: 3600,
+    maxCredentialsPerOrg: MAX_CREDENTIALS,
+    metadataFetchConcurrency: { perOrg: 20, perRegion: 20 },
+  });
+
 describe('credentials per organization, creates at once', () => {
   test('ten concurrent creates for three places: three 201, seven 409, and nothing of the refused ones is stored', async () => {
-    // A region of its own whose fetch limits let all ten through to the write.
-    const race = await startInProcess('quotas-race', ['us-iowa'], {
-      metadataAllowedHosts: [idp.hostPort],
-      metadataRefreshIntervalSeconds: 3600,
-      maxCredentialsPerOrg: MAX_CREDENTIALS,
-      metadataFetchConcurrency: { perOrg: 20, perRegion: 20 },
-    });
+    const race = await raceRegion('quotas-race');
     try {
       const org = await createOrg(race.url, 'race');
       const answers = await Promise.all(
@@ -128,13 +131,7 @@ describe('credentials per organization, creates at once', () => {
 
 describe('credentials per organization, creates whose rows are all in before any is counted', () => {
   test("six creates for three places, each held after its own row is in: the organization's lock still counts them one after the other (three 201, three 409)", async () => {
-    // A region of its own whose fetch limits let all six through to the write (six write slots: the default).
-    const race = await startInProcess('quotas-lock', ['us-iowa'], {
-      metadataAllowedHosts: [idp.hostPort],
-      metadataRefreshIntervalSeconds: 3600,
-      maxCredentialsPerOrg: MAX_CREDENTIALS,
-      metadataFetchConcurrency: { perOrg: 20, perRegion: 20 },
-    });
+    const race = await raceRegion('quotas-lock');
     const locker = new Client({ connectionString: race.deployment.configFor('us-iowa').region.databaseUrl });
     await locker.connect();
     try {
