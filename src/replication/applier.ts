@@ -531,10 +531,12 @@ export class Applier {
         const why = this.unfit(r.event);
         if (!why) {
           try {
-            await this.apply([p], outcomes);
+            await this.apply([p], outcomes, r.change_id);
             done.push(p);
             continue;
           } catch (err) {
+            // Discarded by an operator, or retried by another process, since the page was read: not ours now.
+            if (err instanceof NoLongerParked) continue;
             if (isDatabaseTrouble(err) || !(await this.databaseUp())) {
               await settle().catch(() => undefined);
               throw err;
@@ -551,16 +553,22 @@ export class Applier {
     return { applied, parked };
   }
 
-  /** Applies the batch in one transaction; its changes' superseded outcomes go into `outcomes`. */
-  private async apply(batch: Parsed[], outcomes: Map<string, AckOutcome>): Promise<void> {
+  /**
+   * Applies the batch in one transaction; its changes' superseded outcomes go into `outcomes`.
+   * `parked`: the batch is that parked change's retry. Its parked row is deleted in the same transaction,
+   * first, and the apply is given up (NoLongerParked) when there is none: an operator's discard of it, or
+   * another process's retry, came between the read of the parked page and this apply. The row's lock
+   * orders the two: a discard that comes after it finds the change applied and not parked.
+   */
+  private async apply(batch: Parsed[], outcomes: Map<string, AckOutcome>, parked?: string): Promise<void> {
     try {
-      await this.applyOnce(batch, outcomes);
+      await this.applyOnce(batch, outcomes, parked);
     } catch (err) {
       // A migration changed a table under the cached statements: reload the column lists, try once more.
       if (!isSchemaChange(err)) throw err;
       this.d.log.warn({ err: (err as Error).message }, 'a migration changed a replicated table; reloading its columns');
       await this.d.store.reload();
-      await this.applyOnce(batch, outcomes);
+      await this.applyOnce(batch, outcomes, parked);
     }
     // Before the acks: a change waited on with all_regions is in effect here when its writer is answered.
     this.d.store.committed(batch.flatMap((p) => p.event.ops));
@@ -580,7 +588,7 @@ export class Applier {
     return at ? String(new Date(at).getTime()).padStart(15, '0') : null;
   }
 
-  private async applyOnce(batch: Parsed[], outcomes: Map<string, AckOutcome>): Promise<void> {
+  private async applyOnce(batch: Parsed[], outcomes: Map<string, AckOutcome>, parked?: string): Promise<void> {
     const { store, clock } = this.d;
     const started = performance.now();
     const lost = new Map<string, AckOutcome>();
@@ -590,6 +598,10 @@ export class Applier {
       if (before) fills.push({ p, before });
     }
     await inPipeline(this.d.pool, async (tx) => {
+      if (parked !== undefined) {
+        const [claimed] = await tx.send([{ sql: 'DELETE FROM replication_failures WHERE change_id = $1::uuid AND parked_at IS NOT NULL', values: [parked] }]);
+        if (!claimed?.rowCount) throw new NoLongerParked();
+      }
       // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
       // for this apply (or this apply for it) instead of racing it into a merge-rule refusal. Taken in the
       // round trip that reads the rows; the writes go with the commit unless held columns follow.
@@ -900,3 +912,6 @@ function validEvent(v: unknown): v is ChangeEvent {
     e.ops.every((op) => typeof op.table === 'string' && isVersion(op.version) && typeof op.row === 'object' && op.row !== null)
   );
 }
+
+/** A parked change's retry found its parked row gone (see Applier.apply). */
+class NoLongerParked extends Error {}

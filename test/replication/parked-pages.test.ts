@@ -1,9 +1,11 @@
 /**
  * Parked changes in numbers (src/replication/parked.ts) against a real database and Redis: more than a
  * page of them parked at once are all retried; one change delivered twice and read in one batch is parked
- * once and both its entries settled; the admin status lists the oldest parked first.
+ * once and both its entries settled; the admin status lists the oldest parked first; a retry does not apply
+ * a change discarded after it read its page, and two processes retrying at once apply a change once.
  */
-import { FailureLog, failureStatus } from '../../src/replication/parked';
+import type { Applier } from '../../src/replication/applier';
+import { discardParked, FailureLog, failureStatus } from '../../src/replication/parked';
 import { eventually } from '../support/harness';
 import { eventFor, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
 
@@ -83,5 +85,60 @@ test("the periodic retry of one reason's parked changes leaves those of other re
     expect(await orgName(failed.orgId)).toBe('parked as apply-failed');
   } finally {
     await applier.stop();
+  }
+}, 30_000);
+
+/** Runs `between` after the applier's retry has read a page of parked changes and before it applies them. */
+function afterPageRead(applier: Applier, between: () => Promise<void>): void {
+  const failures = (applier as unknown as { failures: FailureLog }).failures;
+  const read = failures.parked.bind(failures);
+  failures.parked = async (...args: Parameters<FailureLog['parked']>) => {
+    const rows = await read(...args);
+    if (rows.length) await between();
+    return rows;
+  };
+}
+
+test("a change an operator discards after the retry read its page is not applied: the discard stands", async () => {
+  await rig.db.$executeRawUnsafe('DELETE FROM replication_failures; DELETE FROM replication_discarded');
+  const event = orgEvent('discarded while the retry ran');
+  await new FailureLog(rig.db).park([{ event, streamId: '1-0', reason: 'apply-failed', error: 'test' }]);
+  const applier = await rig.applier({ consumer: 'discard-race' });
+  let discarded: string[] = [];
+  afterPageRead(applier, async () => {
+    discarded = (await discardParked(rig.db, [event.changeId])).discarded.map((d) => d.change_id);
+  });
+  try {
+    expect(await applier.retryParked()).toEqual({ applied: 0, parked: 0 });
+    expect(discarded).toEqual([event.changeId]);
+    expect(await orgName(event.orgId)).toBeNull();
+    const kept = await rig.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_discarded WHERE change_id = $1::uuid', event.changeId);
+    expect(Number(kept[0]?.n)).toBe(1);
+  } finally {
+    await applier.stop();
+  }
+}, 30_000);
+
+test('two processes of a region retrying the same parked change at once apply and count it once', async () => {
+  await rig.db.$executeRawUnsafe('DELETE FROM replication_failures; DELETE FROM replication_discarded');
+  const event = orgEvent('retried by two processes');
+  await new FailureLog(rig.db).park([{ event, streamId: '1-0', reason: 'apply-failed', error: 'test' }]);
+  const [a, b] = [await rig.applier({ consumer: 'retry-a' }), await rig.applier({ consumer: 'retry-b' })] as const;
+  // Each applies only once both have read the page: both hold the same parked row.
+  let read = 0;
+  let bothRead!: () => void;
+  const both = new Promise<void>((r) => (bothRead = r));
+  for (const applier of [a, b]) afterPageRead(applier, async () => {
+    if (++read === 2) bothRead();
+    await both;
+  });
+  try {
+    const results = await Promise.all([a.retryParked(), b.retryParked()]);
+    expect(results.reduce((n, r) => n + r.applied, 0)).toBe(1);
+    expect(results.reduce((n, r) => n + r.parked, 0)).toBe(0);
+    expect(await orgName(event.orgId)).toBe('retried by two processes');
+    expect(await parkedRows()).toBe(0);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
   }
 }, 30_000);
