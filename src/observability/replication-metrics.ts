@@ -32,6 +32,8 @@ export interface ReplicationMetricSources {
     onApplied?: (origins: readonly string[], seconds: number) => void;
     /** An event refused: unauthenticated (unsigned, unknown-key, bad-signature; origin 'unknown' unless a known region) or clock-skew. */
     onRefused?: (origin: string, reason: string) => void;
+    /** Pending entries found trimmed from the inbox before they were applied (since start). */
+    readonly lostEntries: number;
   } | null;
   /** The tombstone collector, when this process runs one. */
   tombstones?: {
@@ -225,5 +227,7 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
       for (const origin of new Set(origins)) batches.observe({ origin_region: origin }, seconds);
     };
     s.applier.onRefused = (origin, reason) => refused.inc({ origin_region: origin, reason });
+    const applier = s.applier;
+    fromCount('replication_entries_lost_total', 'Pending inbox entries trimmed before this region applied them (since start): re-seed the region.', () => applier.lostEntries);
   }
 }

@@ -127,6 +127,7 @@ test('shows the dead-letter stream and parked events', async () => {
   ]);
   expect(m.value('replication_events_failing', { origin_region: 'asia-japan' })).toBe(1);
   expect(m.text).toContain('# TYPE replication_events_refused_total counter');
+  expect(m.value('replication_entries_lost_total')).toBe(0);
 });
 
 test('shows the metadata refresh schedule of the credentials a region is home to', async () => {

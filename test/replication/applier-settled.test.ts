@@ -83,3 +83,26 @@ test.each([
   expect(applier.appliedEvents).toBe(1);
   await applier.stop();
 }, 30_000);
+
+test("pending entries trimmed from the inbox before they were applied are counted as lost, once, and leave the pending list", async () => {
+  const [lostA, lostB] = [orgEvent('trimmed while pending'), orgEvent('trimmed while pending too')];
+  const ids = [await rig.publish(lostA), await rig.publish(lostB)];
+  // Read (pending) by the applier's consumer and by another one, as by processes that died before applying them.
+  await rig.redis.call('XREADGROUP', 'GROUP', REGION, 'test', 'COUNT', 1, 'STREAMS', rig.keys.inbox(REGION), '>');
+  await rig.redis.call('XREADGROUP', 'GROUP', REGION, 'other', 'COUNT', 1, 'STREAMS', rig.keys.inbox(REGION), '>');
+  expect(await rig.pendingCount()).toBe(2);
+  // The origin's relay trims them past the inbox's cap (here: deleted by hand).
+  await rig.redis.xdel(rig.keys.inbox(REGION), ...ids);
+  const after = orgEvent('after the trimmed ones');
+  await rig.publish(after);
+  const applier = await rig.applier();
+  applier.start();
+  expect(await eventually(async () => (await orgName(after.orgId)) === 'after the trimmed ones', 10_000, 50)).toBe(true);
+  // Its own history names the first as deleted (XREADGROUP), a claim round the other's (XAUTOCLAIM).
+  expect(await eventually(async () => applier.lostEntries === 2 && (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
+  // Several claim rounds later, still counted once each.
+  await new Promise((r) => setTimeout(r, 500));
+  expect(applier.lostEntries).toBe(2);
+  expect(await orgName(lostA.orgId)).toBeNull();
+  await applier.stop();
+}, 30_000);
