@@ -1,7 +1,8 @@
 /**
  * The applier applies two batches at once; XAUTOCLAIM must not hand it the entries of a batch it is still
  * applying (an apply that outlasts claimIdleMs: here, one waiting for a row lock held from outside), nor
- * those of a batch applied whose XACK waits for its ack to the origin's Redis (sent in the background).
+ * those of a batch applied whose XACK waits for its ack to the origin's Redis (sent in the background),
+ * nor those of a batch that ended (acked, XACKed) while the claim's reply was on its way.
  */
 import { Client } from 'pg';
 import { DelayProxy, type DelayTable } from '../../scripts/harness/delay-proxy';
@@ -51,15 +52,20 @@ test('an entry whose apply waits on a lock past claimIdleMs is applied once, not
   expect((await rig.tracker.status(e.changeId))[REGION]).toMatch(/^applied@/);
 });
 
-test('an entry applied whose ack to its origin is still on its way is not claimed and applied again meanwhile', async () => {
-  await rig.reset();
-  const before = await counted(); // the test before counted its change
-  // The origin's Redis is reached through a proxy that can hold every byte (a cut), as a slow WAN link would.
+/** The origin's Redis reached through a proxy that can hold every byte (a cut), as a slow WAN link would. */
+async function originBehindProxy(name: string) {
   const table: DelayTable = { self: 0, peers: {}, jitter: 0, cut: [] };
   const target = new URL(REDIS_URL);
   const proxy = new DelayProxy({ listenHost: '127.0.0.1', listenPort: 0, targetHost: target.hostname, targetPort: Number(target.port || 6379), delays: () => table });
   await proxy.listen();
-  const links = new RedisLinks({ region: REGION, own: rig.redis, name: 'inflight-acks', defaultUrl: REDIS_URL, configured: new Map([[ORIGIN, `redis://127.0.0.1:${proxy.port}`]]) });
+  const links = new RedisLinks({ region: REGION, own: rig.redis, name, defaultUrl: REDIS_URL, configured: new Map([[ORIGIN, `redis://127.0.0.1:${proxy.port}`]]) });
+  return { table, links, close: async () => { links.disconnect(); await proxy.close(); } };
+}
+
+test('an entry applied whose ack to its origin is still on its way is not claimed and applied again meanwhile', async () => {
+  await rig.reset();
+  const before = await counted(); // the test before counted its change
+  const { table, links, close } = await originBehindProxy('inflight-acks');
   try {
     const applier = await rig.applier({ links, claimIdleMs: 50, claimEveryMs: 50 });
     applier.start();
@@ -83,7 +89,53 @@ test('an entry applied whose ack to its origin is still on its way is not claime
     expect(await counted()).toBe(before + 2);
     expect((await rig.tracker.status(e.changeId))[REGION]).toMatch(/^applied@/);
   } finally {
-    links.disconnect();
-    await proxy.close();
+    await close();
+  }
+});
+
+test('an entry whose batch ends (acked and XACKed) while a claim that took it is on its way is not applied again', async () => {
+  await rig.reset();
+  const before = await counted();
+  const { table, links, close } = await originBehindProxy('inflight-claim');
+  // The claim's reply that names the held entry is kept from the applier until the entry has left its
+  // batch (XACKed, out of flight): Redis answered the claim before the XACK reached it.
+  const reader = rig.redis.duplicate();
+  let held: string | null = null;
+  let heldReplies = 0;
+  let applier: Awaited<ReturnType<ApplierRig['applier']>> | null = null;
+  const call = reader.call.bind(reader) as (...args: unknown[]) => Promise<unknown>;
+  (reader as unknown as { call: (...args: unknown[]) => Promise<unknown> }).call = async (...args: unknown[]) => {
+    const res = await call(...args);
+    const id = held;
+    if (args[0] !== 'XAUTOCLAIM' || id === null || !(res as [string, [string, unknown][]])[1].some((e) => e[0] === id)) return res;
+    heldReplies++;
+    // Only now does the ack get through; then the batch ends.
+    table.cut = [];
+    const inFlight = (applier as unknown as { inFlight: Set<string> }).inFlight;
+    await eventually(async () => !inFlight.has(id) && (await rig.pendingCount()) === 0, 10_000, 10);
+    return res;
+  };
+  try {
+    applier = await rig.applier({ links, reader, claimIdleMs: 50, claimEveryMs: 50 });
+    applier.start();
+    const named = async (id: string, name: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name === name;
+    const first = orgEvent('first of the claim case');
+    await rig.publish(first);
+    expect(await eventually(async () => (await named(first.orgId, 'first of the claim case')) && (await rig.pendingCount()) === 0, 10_000, 20)).toBe(true);
+
+    table.cut = ['127.0.0.1'];
+    const e = orgEvent('ended during a claim');
+    held = await rig.publish(e);
+    expect(await eventually(() => named(e.orgId, 'ended during a claim'), 10_000, 20)).toBe(true);
+    expect(await eventually(async () => heldReplies === 1, 10_000, 20)).toBe(true);
+    expect(await eventually(async () => (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1500)); // the count is written about a second after an apply
+    expect(await counted()).toBe(before + 2);
+  } finally {
+    held = null;
+    table.cut = [];
+    await applier?.stop();
+    reader.disconnect();
+    await close();
   }
 });
