@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
-import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
+import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
 
 /** The secrets a cluster needs, and how one is made up. */
 const SECRETS: Record<string, () => string> = {
@@ -126,16 +126,30 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const secrets = clusterSecrets(configPath, named.length > 0);
+  const starting = file.regions.filter((r) => named.length === 0 || named.includes(r.id));
+  // PORT, DATABASE_URL… override one region's entry: they go to a region started alone (`OPERATOR_PORT=9183
+  // npm run cluster -- asia-japan`), never to several, which they would put on one port or one database.
+  const overrides = REGION_ENTRY_ENV.filter((name) => process.env[name]);
+  const own: Record<string, string> = starting.length === 1 ? Object.fromEntries(overrides.map((name) => [name, process.env[name] as string])) : {};
+  if (overrides.length && starting.length > 1) {
+    process.stdout.write(`${overrides.join(', ')} from the environment ignored: ${overrides.length === 1 ? 'it overrides' : 'they override'} one region's entry of ${path.basename(configPath)}, and this start runs ${starting.length} regions (name one region to use ${overrides.length === 1 ? 'it' : 'them'})\n`);
+  }
   let stopping = false;
-  const procs = file.regions.filter((r) => named.length === 0 || named.includes(r.id)).map(
+  let ready = false;
+  const procs = starting.map(
     (r) =>
       new RegionProcess({
         region: r.id,
         url: r.publicUrl ?? `http://${r.host ?? '127.0.0.1'}:${r.port}`,
-        env: { REGIONS_CONFIG: configPath, ...secrets, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+        env: { REGIONS_CONFIG: configPath, ...secrets, ...own, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
         onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
         onExit: (code, signal) => {
           if (stopping) return;
+          // During the start its own lines above say why; the start then stops every region.
+          if (!ready) {
+            process.stdout.write(`[${r.id}] exited while starting (code ${code}, signal ${signal})\n`);
+            return;
+          }
           // Stopped as asked (a SIGTERM sent to the whole process group reaches the regions first): not a crash.
           if (code === 0 && signal === null) {
             process.stdout.write(`[${r.id}] stopped\n`);
@@ -146,7 +160,7 @@ async function main(): Promise<void> {
         },
       }),
   );
-  const shutdown = async (sig: string) => {
+  const shutdown = async (sig: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
     // Only its own that still run (one that exited and was started again on its own is not this command's).
@@ -154,7 +168,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${sig}: stopping ${running.length} region${running.length === 1 ? '' : 's'} (${running.map((p) => p.region).join(', ') || 'none left'})...\n`);
     await Promise.all(procs.map((p) => p.stop()));
     process.stdout.write('all regions stopped\n');
-    process.exit(0);
+    process.exit(exitCode);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
@@ -167,9 +181,10 @@ async function main(): Promise<void> {
   const failed = results.filter((r) => r.status === 'rejected');
   if (failed.length) {
     process.stderr.write(`${failed.length} region(s) failed to start:\n${failed.map((f) => `  ${(f as PromiseRejectedResult).reason}`).join('\n')}\n`);
-    await shutdown('startup failure');
+    await shutdown('startup failure', 1);
     return;
   }
+  ready = true;
   process.stdout.write(`cluster ready: ${procs.map((p) => `${p.region}=${p.url}`).join(' ')} (Ctrl-C stops it)\n`);
 }
 

@@ -49,6 +49,13 @@ async function main(): Promise<void> {
       if (names.includes(region as string) && names.every((m) => m === region)) {
         throw new Error(`${region} is the deployment's last member; removing it would leave no region to take over its credentials. Nothing was done.`);
       }
+      // A name no Redis knows, as a member or as removed: a slip (a misspelt id), not a removal to record.
+      if (!force && !names.includes(region as string)) {
+        const departed = await each(async (redis) => (await redis.hexists(keys.departed, region as string)) === 1);
+        if (![...departed.values()].some((r) => r.ok && r.value)) {
+          throw new Error(`${region} is not a member, and no Redis that answered records it as removed (members: ${[...new Set(names)].sort().join(', ') || 'none'}). Nothing was done; \`remove ${region} --force\` records the removal all the same.`);
+        }
+      }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
       const res = await each((redis) => removeMember(redis, keys, region as string, force));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);

@@ -225,6 +225,9 @@ export function regionsConfigPath(env: Env = process.env): string {
   return env.REGIONS_CONFIG ? path.resolve(env.INIT_CWD ?? process.cwd(), env.REGIONS_CONFIG) : path.resolve('./regions.config.json');
 }
 
+/** Environment variables that override the entry of the process's own region (see loadConfig). */
+export const REGION_ENTRY_ENV = ['PORT', 'OPERATOR_PORT', 'HOST', 'DATABASE_URL', 'REGION_REDIS_URL'] as const;
+
 /**
  * Builds the process configuration. Environment variables override the file:
  * REGIONS_CONFIG, REGION, ADMIN_TOKEN, ADMIN_TOKEN_ACCEPTED, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),

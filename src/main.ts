@@ -56,7 +56,15 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
 }
 
-main().catch((err: Error) => {
+main().catch((err: Error & { code?: string; address?: string; port?: number }) => {
+  // A port already taken is the operator's to fix, not a bug: one line saying how, no stack.
+  if (err.code === 'EADDRINUSE') {
+    process.stderr.write(
+      `fatal: cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: the port is in use (this region or an earlier cluster still running?). ` +
+        'Stop that process, or give this region another port: "port" (or "operatorPort") of its entry in REGIONS_CONFIG, or PORT (OPERATOR_PORT) for this process.\n',
+    );
+    process.exit(1);
+  }
   process.stderr.write(`fatal: ${err.stack ?? err.message}\n`);
   process.exit(1);
 });

@@ -4,11 +4,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { REGION_ENTRY_ENV } from '../config';
 import { PROJECT_ROOT } from '../paths';
 
 export interface RegionProcessOptions {
   region: string;
   url: string;
+  /**
+   * Added to this process's environment. Of the variables that override one region's entry of the config
+   * (REGION_ENTRY_ENV: PORT, DATABASE_URL…) only those given here reach the region: inherited from the
+   * caller's shell (a DATABASE_URL exported for Prisma, say), they would put every region on one database.
+   */
   env: Record<string, string>;
   /** Receives each output line of the process. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
@@ -63,8 +69,10 @@ export class RegionProcess {
       ...(process.env.REGION_NODE_ARGS ? process.env.REGION_NODE_ARGS.split(' ').filter(Boolean) : []),
       ...(process.env.REGION_CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.REGION_CPU_PROFILE_DIR] : []),
     ];
+    const inherited = { ...process.env };
+    for (const name of REGION_ENTRY_ENV) delete inherited[name];
     const child = spawn(process.execPath, [...nodeArgs, entry], {
-      env: { ...process.env, ...this.opts.env, REGION: this.region },
+      env: { ...inherited, ...this.opts.env, REGION: this.region },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

@@ -4,6 +4,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
@@ -195,5 +196,36 @@ test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the J
       c.child.kill('SIGTERM');
       await c.exited;
     }
+  }
+}, 120_000);
+
+test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach several regions; a start that fails exits 1 and says why", async () => {
+  // Exported for another tool, they would put every region on one port and one database.
+  const shell = { ADMIN_TOKEN, PORT: '1', DATABASE_URL: 'postgresql://127.0.0.1:1/nowhere' };
+  const c = runCluster(shell);
+  try {
+    await c.ready;
+    expect(c.output()).toContain('PORT, DATABASE_URL from the environment ignored');
+    for (const r of dep.file.regions) expect(c.output()).toContain(`READY ${r.id} http://127.0.0.1:${r.port}`);
+  } finally {
+    c.child.kill('SIGTERM');
+    await c.exited;
+  }
+
+  // A region's port already taken: one line that says what to do, and a status a script can see.
+  const eu = dep.file.regions[1];
+  // It hangs up on whoever connects (the cluster's readiness probes): its close then waits for no one.
+  const squatter = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => squatter.listen(eu?.port, '127.0.0.1', resolve));
+  try {
+    const taken = runCluster({ ADMIN_TOKEN });
+    taken.ready.catch(() => undefined); // it is not meant to get ready
+    expect(await taken.exited).toBe(1);
+    expect(taken.output()).toContain(`cannot listen on 127.0.0.1:${eu?.port}: the port is in use`);
+    expect(taken.output()).toContain('[europe-belgium] exited while starting');
+    expect(taken.output()).not.toContain('the others keep running');
+    expect(taken.output()).not.toMatch(/\n\s+at /); // no stack trace
+  } finally {
+    await new Promise((r) => squatter.close(r));
   }
 }, 120_000);

@@ -7,7 +7,7 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from './support/fixtures';
 import { expectSeedShape } from './support/seed-schemas';
 
-import { signingKeyId } from '../../src/infisical/access-tokens';
+import { signingKeyId, verifyAccessToken } from '../../src/infisical/access-tokens';
 import { MAX_TOKEN_LIFETIME_SECONDS } from '../../src/infisical/schema';
 import { TEST_SIGNING_SECRET as SECRET } from '../support/env';
 
@@ -133,6 +133,27 @@ describe('401: no token, bad signature, expired', () => {
     }
   });
 
+  test('the Bearer scheme is matched in any case, as HTTP authentication schemes are', async () => {
+    const org = await createOrg(url);
+    const token = await issueToken(url, org.id);
+    for (const scheme of ['bearer', 'BEARER']) {
+      // Authenticated, authorized, and no config yet: 404, not 401.
+      const res = await api('GET', `${SSO}?organizationId=${org.id}`, { authorization: `${scheme} ${token}` });
+      expect(res.status).toBe(404);
+    }
+  });
+
+  test('during a rotation, a token naming no accepted key is told what is wrong with it as if the signing secret had signed it', () => {
+    const accepted = 'an-older-secret-still-accepted-for-a-while';
+    const secrets = [SECRET, accepted];
+    const now = Math.floor(Date.now() / 1000);
+    // The signing secret's own tokens, but without a key id, or expired and naming a key nobody knows.
+    const noKid = jwt.sign(claims('01a20904-0000-7000-8000-000000000000'), SECRET, { algorithm: 'HS256' });
+    const expired = sign(claims('01a20904-0000-7000-8000-000000000000', { iat: now - 600, exp: now - 60 }), { keyid: 'unknown' });
+    expect(() => verifyAccessToken(secrets, noKid)).toThrow(/does not name the key/);
+    expect(() => verifyAccessToken(secrets, expired)).toThrow(/expired at/);
+  });
+
   test('authentication comes before the body is looked at', async () => {
     const res = await api('POST', SSO, {}, { nonsense: true });
     expect(res.status).toBe(401);
@@ -186,6 +207,10 @@ describe('403: the token is for another organization', () => {
     const created = await api('POST', SSO, bearer(parentToken), configBody(child.id, certs.pem));
     expect(created.status).toBe(200);
     expect(created.body.orgId).toBe(child.id);
+    // The parent's token reads the child's config (the organization it names), not one of its own.
+    const read = await api('GET', `${SSO}?organizationId=${child.id}`, bearer(parentToken));
+    expect(read.status).toBe(200);
+    expect(read.body).toMatchObject({ id: created.body.id, orgId: child.id, organization: child.id });
     const childToken = await issueToken(url, child.id);
     expect((await api('GET', `${SSO}?organizationId=${child.id}`, bearer(childToken))).status).toBe(200);
     expect((await api('POST', SSO, bearer(childToken), configBody(parent.id, certs.pem))).status).toBe(403);

@@ -137,6 +137,8 @@ describe('validation (422, Infisical shape)', () => {
     ['/sso/saml', 'must be an absolute https URL'],
     ['idp.example.com/sso', 'must be an absolute https URL'],
     ['https://user:pw@idp.example.com/sso', 'user name or password'],
+    // An empty user name: the WHATWG parser drops it, but the stored value still carries the '@'.
+    ['https://@idp.example.com/sso', 'user name or password'],
     // What the WHATWG parser repairs, and the value would keep as sent (a review found them stored).
     ['https://idp.example.com/\r\nSet-Cookie: x=1', 'a control character (U+000D)'],
     ['https://idp.example.com/a\u0007b', 'a control character (U+0007)'],
@@ -288,6 +290,18 @@ describe('GET and PATCH', () => {
     expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, authProvider: 'okta-saml' } })).status).toBe(400);
     expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, authProvider: 'okta-saml', enableGroupSync: false } })).status).toBe(200);
     expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({ authProvider: 'okta-saml', enableGroupSync: false });
+  });
+
+  test('a config stored with group sync on before the provider rule existed can still have its other fields changed', async () => {
+    const org = await newOrg();
+    expect((await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) })).status).toBe(200);
+    // Made by hand: the API no longer lets okta-saml sync groups.
+    await region.region.db.$executeRawUnsafe('UPDATE infisical_saml_configs SET enable_group_sync = true WHERE org_id = $1::uuid', org.id);
+    const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, isActive: false, issuer: 'urn:still-syncing' } });
+    expect(res.status).toBe(200);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({
+      authProvider: 'okta-saml', enableGroupSync: true, isActive: false, issuer: 'urn:still-syncing',
+    });
   });
 
   test('GET of an org without a config is a 404', async () => {

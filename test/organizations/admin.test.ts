@@ -71,6 +71,14 @@ describe('organizations', () => {
     expect(await r.region.db.organization.count()).toBe(before);
   });
 
+  test('a parent_id in upper case names the same parent: the answer gives it in lower case, as every later read does', async () => {
+    const parent = await createOrg(r.url, 'upper-case parent');
+    const child = await createOrg(r.url, 'child of an upper-case id', { parent_id: parent.id.toUpperCase() });
+    expect(child.parent_id).toBe(parent.id);
+    const got = await call(r.url, 'GET', `/admin/organizations/${child.id}`, { headers: adminHeaders });
+    expect(got.body.parent_id).toBe(parent.id);
+  });
+
   test('answers 404 for a parent that does not exist', async () => {
     const res = await call(r.url, 'POST', '/admin/organizations', {
       body: { name: 'orphan', parent_id: '01a20904-0000-7000-8000-000000000000' },
@@ -114,6 +122,16 @@ describe('API keys', () => {
     }
   });
 
+  test('a key of an organization that was deleted is refused, though the key row itself is live', async () => {
+    // No API deletes an organization yet; a tombstone can still arrive by hand or from a later feature, and
+    // the key check must not depend on its keys having been tombstoned with it.
+    const org = await createOrg(r.url, 'deleted org');
+    await r.region.db.$executeRawUnsafe('UPDATE organizations SET deleted_at = now() WHERE id = $1::uuid', org.id);
+    const res = await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) });
+    expect(res.status).toBe(401);
+    expect(res.body.errors[0].message).toBe('The API key in SlashID-API-Key is not valid.');
+  });
+
   test('rotation for an unknown organization answers 404', async () => {
     const res = await call(r.url, 'POST', '/admin/organizations/01a20904-0000-7000-8000-000000000000/api-keys', { headers: adminHeaders });
     expect(res.status).toBe(404);
@@ -139,6 +157,22 @@ describe('API keys', () => {
     const childList = await call(r.url, 'GET', LIST, { headers: slashidHeaders(child) });
     expect(childList.body.result.map((c: { id: string }) => c.id)).toEqual([made.body.result.id]);
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(parent) })).body.result).toEqual([]);
+  });
+
+  test("an organization follows its own change with SlashID-OrgID in either case; another organization's key learns nothing of it", async () => {
+    const org = await createOrg(r.url, 'follows its change');
+    const made = await call(r.url, 'POST', LIST, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'followed' }, headers: slashidHeaders(org) });
+    expect(made.status).toBe(201);
+    const change = made.headers.get('x-change-id');
+    const follow = (headers: Record<string, string>) => call(r.url, 'GET', `/organizations/replication/changes/${change}`, { headers });
+    // A UUID's hex digits may come in either case; the organization's changes are recorded under the lower-case id.
+    for (const orgId of [org.id, org.id.toUpperCase()]) {
+      const own = await follow(slashidHeaders(org, { 'SlashID-OrgID': orgId }));
+      expect(own.status).toBe(200);
+      expect(own.body.result).toMatchObject({ change_id: change });
+    }
+    const stranger = await follow(slashidHeaders(await createOrg(r.url, 'stranger')));
+    expect(stranger.status).toBe(404);
   });
 
   test('a rotation revokes every live key of the organization: both keys two concurrent rotations left', async () => {

@@ -71,3 +71,37 @@ test('forgets every key when the listener comes back: a change announced while i
   await cache.find('k', load);
   expect(load).toHaveBeenCalledTimes(2);
 });
+
+test("measures a key's age from the start of its lookup: what it read is as old as that", async () => {
+  // The clock is driven by hand, so the test says exactly which moment the age is counted from.
+  let now = 1_000;
+  const clock = jest.spyOn(performance, 'now').mockImplementation(() => now);
+  try {
+    const cache = new ApiKeyCache(10_000, 50);
+    cache.setListening(true);
+    // The lookup takes 40 ms: the row it returns may have been revoked just after it was read.
+    await cache.find('k', async () => {
+      now += 40;
+      return KEY;
+    });
+    now += 20; // 60 ms after the read, 20 ms after the answer: past the maximum age
+    const load = jest.fn(async () => KEY);
+    await cache.find('k', load);
+    expect(load).toHaveBeenCalledTimes(1);
+  } finally {
+    clock.mockRestore();
+  }
+});
+
+test('holds at most its maximum number of keys: a lookup beyond it starts the cache over', async () => {
+  const cache = new ApiKeyCache(2);
+  cache.setListening(true);
+  const load = jest.fn(async () => KEY);
+  for (const id of ['a', 'b', 'c']) await cache.find(id, load);
+  expect(load).toHaveBeenCalledTimes(3);
+  // 'c' was kept after the two before it were dropped; 'a' is read again.
+  await cache.find('c', load);
+  expect(load).toHaveBeenCalledTimes(3);
+  await cache.find('a', load);
+  expect(load).toHaveBeenCalledTimes(4);
+});

@@ -56,3 +56,20 @@ test('remove refuses the last member (nothing would be left to take over its cre
   expect(JSON.parse(removed.stdout)).toMatchObject({ region: 'us-iowa', removed: true });
   expect([...(await readMembers(redis, keys)).members.keys()]).toEqual(['europe-belgium']);
 }, 30_000);
+
+test('remove of a name no Redis knows (a misspelt id) fails and records nothing; an already removed region is removed again quietly', async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await redis.del(keys.members, keys.departed);
+  await writeMember(redis, keys, 'us-iowa', { state: 'active' });
+  await writeMember(redis, keys, 'europe-belgium', { state: 'active' });
+  const typo = await runScript({ deployment } as never, 'members', ['remove', 'europe-belgum']);
+  expect(typo.status).toBe(1);
+  expect(typo.stderr).toMatch(/europe-belgum is not a member, .*\(members: europe-belgium, us-iowa\)\. Nothing was done/);
+  expect(await redis.hget(keys.departed, 'europe-belgum')).toBeNull();
+  expect([...(await readMembers(redis, keys)).members.keys()].sort()).toEqual(['europe-belgium', 'us-iowa']);
+  // Removed, then removed again (the README's "run the command again"): the second run is not refused.
+  expect((await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium'])).status).toBe(0);
+  const again = await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium']);
+  expect(again.status).toBe(0);
+  expect(JSON.parse(again.stdout)).toMatchObject({ region: 'europe-belgium', removed: false });
+}, 30_000);
