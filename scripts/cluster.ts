@@ -140,7 +140,8 @@ async function main(): Promise<void> {
     (r) =>
       new RegionProcess({
         region: r.id,
-        url: r.publicUrl ?? `http://${r.host ?? '127.0.0.1'}:${r.port}`,
+        // Where it listens: a PORT or HOST given for a region started alone moves it.
+        url: own.PORT || own.HOST ? `http://${own.HOST ?? r.host ?? '127.0.0.1'}:${own.PORT ?? r.port}` : r.publicUrl ?? `http://${r.host ?? '127.0.0.1'}:${r.port}`,
         env: { REGIONS_CONFIG: configPath, ...secrets, ...own, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
         onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
         onExit: (code, signal) => {

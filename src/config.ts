@@ -10,6 +10,8 @@ import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
 
 const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
+/** The file's redisKeyPrefix and REDIS_KEY_PREFIX alike: no glob characters (SCAN MATCH prefix*), no spaces. */
+const KEY_PREFIX_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
 
 export const RegionSchema = Type.Object(
   {
@@ -53,7 +55,7 @@ export const ADMISSION_RESERVED_CONNECTIONS = 2;
 export const ConfigFileSchema = Type.Object(
   {
     redisUrl: Type.String({ pattern: '^rediss?://' }),
-    redisKeyPrefix: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }),
+    redisKeyPrefix: Type.String({ pattern: KEY_PREFIX_PATTERN }),
     regions: Type.Array(RegionSchema, { minItems: 1, maxItems: 32 }),
     /** host:port pairs whose IdP metadata may be fetched over http and at private addresses. */
     metadataAllowedHosts: Type.Optional(Type.Array(Type.String({ pattern: '^[^\\s/]+:[0-9]{1,5}$' }))),
@@ -273,6 +275,9 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
   if (env.REGION_REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REGION_REDIS_URL)) throw new ConfigError(`REGION_REDIS_URL must start with redis:// or rediss://`);
+  if (env.REDIS_KEY_PREFIX && !new RegExp(KEY_PREFIX_PATTERN).test(env.REDIS_KEY_PREFIX)) {
+    throw new ConfigError(`REDIS_KEY_PREFIX must be 1 to 64 of A-Z a-z 0-9 _ . : -, got '${env.REDIS_KEY_PREFIX}'`);
+  }
   if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const port = intFromEnv(env, 'PORT');
   if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);

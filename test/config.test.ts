@@ -32,6 +32,18 @@ test('a valid file and environment give the region, with environment overrides a
   expect(c.regions.map((r) => r.id)).toEqual(['us-iowa', 'asia-japan']);
 });
 
+test('HOST, REDIS_URL and LOG_LEVEL override the file, and the region\'s own entry in the list of regions carries its overrides', () => {
+  const file = { ...good, regions: [{ ...good.regions[0], host: '10.0.0.5' }, good.regions[1]] };
+  const c = loadConfig(env(write(file), { HOST: '0.0.0.0', PORT: '9999', REDIS_URL: 'redis://10.0.0.9:6379', LOG_LEVEL: 'debug' }));
+  expect(c.region).toMatchObject({ host: '0.0.0.0', port: 9999 });
+  expect(c.redisUrl).toBe('redis://10.0.0.9:6379');
+  expect(c.logLevel).toBe('debug');
+  // What reaches a region through the list (the console, the SP metadata) must see the port it listens on.
+  expect(c.regions.find((r) => r.id === 'us-iowa')).toEqual(c.region);
+  expect(c.regions.find((r) => r.id === 'asia-japan')).toEqual(good.regions[1]);
+  expect(loadConfig(env(write(file))).region.host).toBe('10.0.0.5');
+});
+
 test('replicationPacks: unset by default (the region then packs), false when the file says so', () => {
   expect(loadConfig(env(write(good))).replicationPacks).toBeUndefined();
   expect(loadConfig(env(write({ ...good, replicationPacks: false }))).replicationPacks).toBe(false);
@@ -61,14 +73,20 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ["a bad region's Redis URL", { ...good, regions: [{ ...good.regions[0], redisUrl: 'http://x' }] }, {}, /regions\.0\.redisUrl/],
   ['a bad REGION_REDIS_URL', good, { REGION_REDIS_URL: 'localhost:6379' }, /REGION_REDIS_URL must start with redis:\/\//],
   ['a bad REDIS_URL', good, { REDIS_URL: 'localhost:6379' }, /REDIS_URL must start with redis:\/\//],
+  ['a REDIS_KEY_PREFIX the file would refuse', good, { REDIS_KEY_PREFIX: 'saml*' }, /REDIS_KEY_PREFIX must be 1 to 64 of A-Z a-z 0-9 _ \. : -, got 'saml\*'/],
+  ['a REDIS_KEY_PREFIX longer than 64 characters', good, { REDIS_KEY_PREFIX: 'p'.repeat(65) }, /REDIS_KEY_PREFIX must be 1 to 64/],
   ['a DATABASE_URL of another database', good, { DATABASE_URL: 'mysql://root@127.0.0.1/x' }, /DATABASE_URL must start with postgresql:\/\//],
   ['a PORT above 65535', good, { PORT: '70000' }, /PORT must be 1\.\.65535, got 70000/],
+  ['a PORT of 65536', good, { PORT: '65536' }, /PORT must be 1\.\.65535, got 65536/],
+  ['a PORT of 0 (any free port, where nothing would find the region)', good, { PORT: '0' }, /PORT must be 1\.\.65535, got 0/],
+  ['a PORT with trailing characters', good, { PORT: '8080x' }, /PORT must be an integer, got '8080x'/],
   ['an OPERATOR_PORT of 0', good, { OPERATOR_PORT: '0' }, /OPERATOR_PORT must be 1\.\.65535, got 0/],
   ['an unknown field', { ...good, colour: 'red' }, {}, /unknown|colour|additional/],
   ['a duplicate region', { ...good, regions: [good.regions[0], good.regions[0]] }, {}, /regions\.1\.id: duplicate/],
   ['no REGION', good, { REGION: '' }, /REGION is not set/],
   ['an unknown REGION', good, { REGION: 'mars' }, /REGION 'mars' is not in/],
   ['no ADMIN_TOKEN', good, { ADMIN_TOKEN: '' }, /ADMIN_TOKEN/],
+  ['a 15-character ADMIN_TOKEN', good, { ADMIN_TOKEN: 'x'.repeat(15) }, /ADMIN_TOKEN must be set to a secret of at least 16 characters/],
   ['a 15-character accepted admin token', good, { ADMIN_TOKEN_ACCEPTED: `${'a'.repeat(16)},${'b'.repeat(15)}` }, /ADMIN_TOKEN_ACCEPTED: token 2 is shorter than 16 characters/],
   ['no TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: '' }, /TOKEN_SIGNING_SECRET/],
   ['a 16-character TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(16) }, /TOKEN_SIGNING_SECRET must be set to a random secret of at least 32 bytes/],

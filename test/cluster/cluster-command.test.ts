@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
-import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
+import { ADMIN_TOKEN, createDeployment, freePorts, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg } from '../support/harness';
 
 let dep: TestDeployment;
@@ -210,6 +210,18 @@ test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach seve
   } finally {
     c.child.kill('SIGTERM');
     await c.exited;
+  }
+
+  // Started alone, a region takes them: here another port than its entry's.
+  const [moved] = await freePorts(1);
+  const alone = runCluster({ ADMIN_TOKEN, PORT: String(moved) }, ['europe-belgium']);
+  try {
+    await alone.ready;
+    expect(alone.output()).toContain(`READY europe-belgium http://127.0.0.1:${moved}`);
+    expect(alone.output()).not.toContain('from the environment ignored');
+  } finally {
+    alone.child.kill('SIGTERM');
+    await alone.exited;
   }
 
   // A region's port already taken: one line that says what to do, and a status a script can see.

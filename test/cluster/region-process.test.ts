@@ -10,6 +10,7 @@ import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase, ensureDatabase, migrate } from '../../src/db/migrate';
 import { PG_BASE, uniqueName } from '../support/env';
+import { eventually } from '../support/harness';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'region-process-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -44,6 +45,65 @@ test('a region that crashes is seen as exited: waitReady fails at once, and it c
   expect({ running: p.running, exits }).toEqual({ running: false, exits: [3] });
   expect(() => p.start()).not.toThrow();
   await p.kill();
+});
+
+/** A process started from `body` that prints "ready" once its signal handlers are in place; resolves when it did. */
+async function started(region: string, body: string) {
+  const exits: { code: number | null; signal: NodeJS.Signals | null }[] = [];
+  let ready!: () => void;
+  const printedReady = new Promise<void>((resolve) => (ready = resolve));
+  const p = new RegionProcess({
+    region, url: 'http://127.0.0.1:9', env: {}, entry: script(`${region}.js`, `${body}\nprocess.stdout.write('ready\\n');`),
+    onLine: (line) => line === 'ready' && ready(),
+    onExit: (code, signal) => exits.push({ code, signal }),
+  });
+  p.start();
+  await printedReady;
+  return { p, exits };
+}
+
+test('a region cannot be started twice: a second start while it runs is refused, and the first process is kept', async () => {
+  // Ends on its own, so that a second process started by mistake does not outlive the test.
+  const { p } = await started('r3', 'setTimeout(() => undefined, 30_000);');
+  const first = p.pid;
+  try {
+    expect(() => p.start()).toThrow(/r3 is already running/);
+    expect(p.pid).toBe(first);
+  } finally {
+    await p.kill();
+  }
+});
+
+test('stop ends a region that ignores SIGTERM with SIGKILL once its grace period is over', async () => {
+  const { p, exits } = await started('r4', "process.on('SIGTERM', () => undefined); setTimeout(() => undefined, 60_000);");
+  await p.stop(500);
+  expect({ running: p.running, exits }).toEqual({ running: false, exits: [{ code: null, signal: 'SIGKILL' }] });
+}, 20_000);
+
+test('stop resumes a paused region first, so that it shuts down gracefully rather than being killed', async () => {
+  // A SIGTERM handler does not run in a stopped process: without SIGCONT the grace period would run out.
+  const { p, exits } = await started('r5', "process.on('SIGTERM', () => process.exit(0)); setTimeout(() => undefined, 60_000);");
+  p.pause();
+  await p.stop(10_000);
+  expect(exits).toEqual([{ code: 0, signal: null }]);
+}, 30_000);
+
+test("each line of a region's output reaches onLine whole and once, however the output is split", async () => {
+  const lines: string[] = [];
+  const p = new RegionProcess({
+    region: 'r6', url: 'http://127.0.0.1:9', env: {},
+    // Several lines in one write, then a line split across two writes.
+    entry: script('lines.js', "process.stdout.write('one\\ntwo\\nthr'); process.stderr.write('oops\\n'); setTimeout(() => process.stdout.write('ee\\nfour\\n'), 200); setTimeout(() => undefined, 30_000);"),
+    onLine: (line, stream) => lines.push(`${stream}: ${line}`),
+  });
+  p.start();
+  try {
+    await eventually(async () => lines.length >= 5, 10_000);
+    expect(lines.filter((l) => l.startsWith('stdout'))).toEqual(['stdout: one', 'stdout: two', 'stdout: three', 'stdout: four']);
+    expect(lines.filter((l) => l.startsWith('stderr'))).toEqual(['stderr: oops']);
+  } finally {
+    await p.kill();
+  }
 });
 
 test('migrate refuses a migration changed after it was applied', async () => {

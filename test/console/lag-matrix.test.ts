@@ -1,8 +1,9 @@
 /**
  * lagMatrix (src/console/deployment.ts): a region that answers but has applied nothing from an origin whose
- * events other regions applied is behind (how far unknown), never "caught up".
+ * events other regions applied is behind (how far unknown), never "caught up"; one within the progress
+ * records' granularity (CAUGHT_UP_WITHIN_MS, that bound included) is caught up.
  */
-import { lagMatrix } from '../../src/console/deployment';
+import { CAUGHT_UP_WITHIN_MS, lagMatrix } from '../../src/console/deployment';
 import type { RegionStatus } from '../../src/console/schema';
 
 const region = (id: string, applied: { origin_region: string; last_event_at: string }[]) => ({
@@ -17,4 +18,13 @@ test('a region that applied nothing from an origin others applied from reads beh
     region('c', []),
   ]);
   expect(cells.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'behind', behind_ms: null });
+});
+
+test("a region exactly the progress records' granularity behind an origin reads caught up", () => {
+  const cells = lagMatrix([
+    region('a', []),
+    region('b', [{ origin_region: 'a', last_event_at: '2026-01-01T00:00:10.000Z' }]),
+    region('c', [{ origin_region: 'a', last_event_at: new Date(Date.parse('2026-01-01T00:00:10.000Z') - CAUGHT_UP_WITHIN_MS).toISOString() }]),
+  ]);
+  expect(cells.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: CAUGHT_UP_WITHIN_MS });
 });

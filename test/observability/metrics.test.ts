@@ -6,7 +6,7 @@ import Redis from 'ioredis';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
-import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { scrape } from './support';
 
 let deployment: TestDeployment;
@@ -103,29 +103,48 @@ test('counts consistency waits by level and outcome, and replication per origin 
   expect(be.value('consistency_wait_seconds_count', { level: 'all_regions', outcome: 'timeout' })).toBeUndefined();
 });
 
+test('a write whose consistency timeout ran out before it could start is counted as a timeout', async () => {
+  // The IdP answers after the request's 1 s: the create answers 408 having written nothing (no X-Change-Id).
+  const org = await createOrg(url('us-iowa'), 'unstarted');
+  idp.set('slow-unstarted.xml', fixture('okta.xml'));
+  idp.slow('slow-unstarted.xml', 2500);
+  const res = await call(url('us-iowa'), 'POST', '/organizations/sso/saml/provider-credentials', {
+    body: { idp_metadata_url: idp.url('slow-unstarted.xml') },
+    headers: slashidHeaders(org, { 'SlashID-Required-Consistency-Timeout': '1' }),
+  });
+  expect({ status: res.status, changeId: res.headers.get('x-change-id') }).toEqual({ status: 408, changeId: null });
+  const m = await scrape(url('us-iowa'));
+  expect(m.value('consistency_wait_seconds_count', { level: 'local_region', outcome: 'timeout' })).toBe(1);
+});
+
 test('shows the dead-letter stream and parked events', async () => {
   const redis = new Redis(REDIS_URL);
+  const inbox = `${deployment.file.redisKeyPrefix}{repl}:changes:europe-belgium`;
+  // One dead letter more than the region's inbox has entries, so the two figures cannot be mistaken for each other.
+  const deadLetters = (await redis.xlen(inbox)) + 1;
   try {
-    await redis.xadd(`${deployment.file.redisKeyPrefix}{repl}:dead-letter`, '*', 'region', 'asia-japan', 'e', 'not json');
+    for (let i = 0; i < deadLetters; i++) await redis.xadd(`${deployment.file.redisKeyPrefix}{repl}:dead-letter`, '*', 'region', 'asia-japan', 'e', 'not json');
   } finally {
     redis.disconnect();
   }
   const db = running.get('europe-belgium')?.db;
   if (!db) throw new Error('europe-belgium is not running');
-  // Two events from asia-japan parked (one of them refused for its clock), one still being retried.
+  // Two events from asia-japan parked (one of them refused for its clock), two still being retried (for two
+  // reasons: the failing figure is per origin, and one reason has nothing parked).
   await db.$executeRawUnsafe(
     `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
      VALUES (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 3, 'apply-failed', 'test', now()),
             (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 1, 'clock-skew', 'test', now()),
-            (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 1, 'apply-failed', 'test', NULL)`,
+            (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 1, 'apply-failed', 'test', NULL),
+            (gen_random_uuid(), 'asia-japan', '{}'::jsonb, 1, 'unknown-table', 'test', NULL)`,
   );
   const m = await scrape(url('europe-belgium'));
-  expect(m.value('replication_dead_letter_length')).toBe(1);
+  expect(m.value('replication_dead_letter_length')).toBe(deadLetters);
   expect(m.samples('replication_events_parked').map((x) => [x.labels.origin_region, x.labels.reason, x.value]).sort()).toEqual([
     ['asia-japan', 'apply-failed', 1],
     ['asia-japan', 'clock-skew', 1],
   ]);
-  expect(m.value('replication_events_failing', { origin_region: 'asia-japan' })).toBe(1);
+  expect(m.value('replication_events_failing', { origin_region: 'asia-japan' })).toBe(2);
   expect(m.text).toContain('# TYPE replication_events_refused_total counter');
   expect(m.value('replication_entries_lost_total')).toBe(0);
 });

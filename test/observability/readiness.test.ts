@@ -5,8 +5,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
+import pino from 'pino';
 import YAML from 'yaml';
+import { createDb } from '../../src/db/client';
 import { listMigrations } from '../../src/db/migrate';
+import { createReadiness } from '../../src/observability/readiness';
 import { PROJECT_ROOT } from '../../src/paths';
 import { startRegion } from '../../src/region';
 import { createDeployment, freePorts, PG_BASE } from '../support/env';
@@ -68,6 +71,24 @@ test('answers 503 naming a migration the database has not applied', async () => 
     await db.$executeRawUnsafe('UPDATE "_prisma_migrations" SET rolled_back_at = NULL WHERE migration_name = $1', last);
   }
   expect((await call(r.url, 'GET', '/readyz')).status).toBe(200);
+});
+
+test('a database that answers but was never migrated is reported as missing every migration, not as unreachable', async () => {
+  const name = `${dbName()}_empty`;
+  await admin(`CREATE DATABASE "${name}"`);
+  const db = createDb(`${PG_BASE}/${name}`);
+  try {
+    const check = createReadiness({ db, redisStatus: () => 'ready', log: pino({ level: 'silent' }) });
+    expect(await check()).toEqual({
+      ready: false,
+      database: 'ok',
+      missing_migrations: listMigrations().map((m) => m.name),
+      redis: { reachable: true, status: 'ready' },
+    });
+  } finally {
+    await db.$disconnect();
+    await admin(`DROP DATABASE "${name}"`);
+  }
 });
 
 test('stays ready without Redis, and says so', async () => {

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
+import { buildOpenApiDocument } from '../../src/openapi/document';
+import type { Operation } from '../../src/openapi/operation';
 import { PROJECT_ROOT } from '../../src/paths';
 import { call } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -120,6 +122,41 @@ describe('GET /openapi.json', () => {
     for (const status of ['408', '409']) expect(Object.keys(create.responses[status].headers)).toContain('X-Change-Id');
     const offset = (doc.paths['/organizations/sso/saml/provider-credentials'].get.parameters as Json[]).find((p) => p.name === 'offset');
     expect(offset?.schema).toMatchObject({ minimum: 0, maximum: 999_999_999 });
+  });
+  it("carries the service's version from package.json", () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(doc.info.version).toBe(pkg.version);
+  });
+
+  it('documents 503 with Retry-After on the admin routes too (they read the database)', () => {
+    const create = doc.paths['/admin/organizations'].post;
+    expect(Object.keys(create.responses['503'].headers)).toContain('Retry-After');
+  });
+
+  it('marks a required query parameter as required', () => {
+    const params = doc.paths['/api/v1/sso/config'].get.parameters as Json[];
+    expect(params.find((p) => p.name === 'organizationId')).toMatchObject({ in: 'query', required: true });
+  });
+
+  it("keeps an operation's own description of an error status over the generic one", () => {
+    // The create's 408 names the committed credential in Location (src/provider-credentials/operations.ts).
+    const timeout = doc.paths['/organizations/sso/saml/provider-credentials'].post.responses['408'];
+    expect(Object.keys(timeout.headers)).toEqual(expect.arrayContaining(['Location', 'Idempotent-Replayed', 'X-Change-Id']));
+    expect(timeout.description).toMatch(/Location names it/);
+    // Its 503 is also one the gated operations all get: the create's own reason is the one kept.
+    expect(doc.paths['/organizations/sso/saml/provider-credentials'].post.responses['503'].description).toMatch(/fetching as much IdP metadata/);
+  });
+
+  it("declares no result in SlashID-dialect errors, and the written resource in an admin write's 408", () => {
+    const errorSchema = (op: Json, status: string) => op.responses[status].content['application/json'].schema as Json;
+    const slashid = doc.paths['/organizations/sso/saml/provider-credentials'].post;
+    for (const status of ['408', '409']) expect(Object.keys(errorSchema(slashid, status).properties)).toEqual(['meta', 'errors']);
+    expect(Object.keys(errorSchema(doc.paths['/admin/organizations'].post, '408').properties)).toEqual(['meta', 'errors', 'result']);
+  });
+
+  it('refuses to build a document declaring one method and path twice', () => {
+    const op: Operation = { method: 'get', path: '/twice', tags: ['T'], auth: 'none', dialect: 'slashid', summary: 'Twice', responses: { 200: { description: 'OK.' } } };
+    expect(() => buildOpenApiDocument([op, op], { version: '1' })).toThrow('OpenAPI: GET /twice is declared twice');
   });
 });
 

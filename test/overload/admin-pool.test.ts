@@ -12,7 +12,8 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 let r: InProcessRegion;
 let holder: Client;
 beforeAll(async () => {
-  r = await startInProcess('admin-pool');
+  // One read at a time and one queued, held long enough for the test to fill the reads gate by hand.
+  r = await startInProcess('admin-pool', ['us-iowa'], { admission: { reads: { concurrency: 1, queue: 1, queueWaitMs: 60_000 } } });
   holder = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
   await holder.connect();
 });
@@ -37,15 +38,20 @@ async function takeMainPool(): Promise<() => Promise<void>> {
 }
 
 test('admin, readiness and metrics answer while every connection of the main pool is taken', async () => {
+  const org = await createOrg(r.url, 'admin-read');
   const release = await takeMainPool();
   try {
-    const [replication, ready, metrics] = await Promise.all([
+    const [replication, organization, ready, metrics] = await Promise.all([
       call(r.url, 'GET', '/admin/replication', { headers: adminHeaders }),
+      // A feature's admin route, not only the replication status: it reads through the admin pool too.
+      call(r.url, 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders }),
       call(r.url, 'GET', '/readyz'),
       fetch(`${r.url}/metrics`, { headers: adminHeaders }),
     ]);
     expect(replication.status).toBe(200);
     expect(replication.body.region).toBe('us-iowa');
+    expect(organization.status).toBe(200);
+    expect(organization.body.id).toBe(org.id);
     expect(ready.status).toBe(200);
     expect(metrics.status).toBe(200);
     expect(await metrics.text()).toMatch(/replication_outbox/);
@@ -78,3 +84,31 @@ test('an API write that gets no connection of the main pool in time answers 503 
   }
   expect(await outbox()).toBe(before);
 }, POOL_WAIT_MS + 20_000);
+
+test('while the reads gate is full, health, readiness, admin, metrics and the OpenAPI document pass the front door; an API read is refused there', async () => {
+  const org = await createOrg(r.url, 'gate-full');
+  const gate = r.region.admission.gates.reads;
+  const release = gate.tryGrant();
+  // The one place in the queue, left again below (it would otherwise wait for the slot held here).
+  let leave: () => void = () => undefined;
+  void gate.acquire((cancel) => (leave = cancel));
+  try {
+    expect(release).not.toBeNull();
+    expect(gate.full).toBe(true);
+    const [health, ready, replication, metrics, openapi, read] = await Promise.all([
+      call(r.url, 'GET', '/healthz'),
+      call(r.url, 'GET', '/readyz'),
+      call(r.url, 'GET', '/admin/replication', { headers: adminHeaders }),
+      fetch(`${r.url}/metrics`, { headers: adminHeaders }),
+      call(r.url, 'GET', '/openapi.json'),
+      call(r.url, 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders(org) }),
+    ]);
+    expect([health.status, ready.status, replication.status, metrics.status, openapi.status]).toEqual([200, 200, 200, 200, 200]);
+    await metrics.arrayBuffer();
+    expect(read.status).toBe(503);
+  } finally {
+    leave();
+    release?.();
+  }
+  expect(gate.full).toBe(false);
+});

@@ -16,6 +16,11 @@ test('admission fields left out take the defaults; given ones override them', ()
   const limits = admissionLimits(readConfigFile(write({ admission: { writes: { queue: 50 }, retryAfterSeconds: 7 } })));
   expect(limits.writes).toEqual({ ...DEFAULT_ADMISSION.writes, queue: 50 });
   expect(limits.retryAfterSeconds).toBe(7);
+  const more = admissionLimits(readConfigFile(write({ admission: { reads: { concurrency: 3 }, databaseSlots: 8 } })));
+  expect(more.reads).toEqual({ ...DEFAULT_ADMISSION.reads, concurrency: 3 });
+  expect(more.writes).toEqual(DEFAULT_ADMISSION.writes);
+  expect(more.databaseSlots).toBe(8);
+  expect(admissionLimits(readConfigFile(write({ admission: { databaseSlots: 3 } }))).databaseSlots).toBe(3);
 });
 
 test.each([
@@ -24,6 +29,7 @@ test.each([
   [{ writes: { burst: 3 } }, /admission\.writes: must NOT have additional properties 'burst'/],
   [{ retryAfterSeconds: 0 }, /admission\.retryAfterSeconds: must be >= 1/],
   [{ databaseSlots: 10 }, /admission\.databaseSlots is 10; it must be at most 8/],
+  [{ databaseSlots: 9 }, /admission\.databaseSlots is 9; it must be at most 8/],
 ])('refuses admission %j naming the field', (admission, message) => {
   expect(() => readConfigFile(write({ admission }))).toThrow(ConfigError);
   expect(() => readConfigFile(write({ admission }))).toThrow(message);

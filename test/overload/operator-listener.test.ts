@@ -89,7 +89,9 @@ test('the operator port answers /healthz, /readyz and /admin/replication like th
   expect(ready.status).toBe(200);
   expect(ready.body).toMatchObject({ region: 'us-iowa', ready: true, database: 'ok', missing_migrations: [] });
   expect(replication.status).toBe(200);
+  // Admin answers may carry secrets: no cache may keep them, on either port.
   expect(replication.headers.get('cache-control')).toBe('no-store');
+  expect(main.headers.get('cache-control')).toBe('no-store');
   // The same answer as the region's port, plus how old the main thread's figures are.
   const { snapshot, ...rest } = replication.body;
   expect(Object.keys(rest)).toEqual(Object.keys(main.body));
@@ -210,4 +212,14 @@ test('a listener thread that ends (a crash) is started again on the same port, a
   expect(handle.thread()).not.toBe(before);
   expect(handle.thread().threadId).not.toBe(-1);
   expect((await call(operator, 'GET', '/admin/replication', { headers: adminHeaders })).status).toBe(200);
+});
+
+test('once the region has stopped, its operator listener stays stopped: a stop is not taken for a crash', async () => {
+  const handle = r.region.operator;
+  if (!handle) throw new Error('no operator listener');
+  await r.region.stop();
+  expect(handle.thread().threadId).toBe(-1);
+  // A crashed thread is started again after a second (RESTART_DELAY_MS); a stopped one must not be.
+  expect(await eventually(async () => handle.thread().threadId !== -1, 5000)).toBe(false);
+  await expect(fetch(`${operator}/healthz`)).rejects.toThrow();
 });

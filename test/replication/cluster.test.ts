@@ -87,6 +87,13 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
     const changeId = res.headers.get('x-change-id') ?? '';
     const status = await call(cluster.url('us-iowa'), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders });
     expect(status.body).toMatchObject({ change_id: changeId, complete: false, pending_regions: ['asia-japan'] });
+    // An admin create's 408 carries what it created: the organization's API key is shown nowhere else.
+    const orgCreated = await call(cluster.url('us-iowa'), 'POST', '/admin/organizations', {
+      body: { name: 'during pause' },
+      headers: { ...adminHeaders, ...ALL, 'SlashID-Required-Consistency-Timeout': '1' },
+    });
+    expect(orgCreated.status).toBe(408);
+    expect(orgCreated.body.result).toMatchObject({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'during pause', api_key: expect.any(String) });
 
     const local = await call(cluster.url('europe-belgium'), 'POST', PATH, { body: body('local while paused'), headers: slashidHeaders(org) });
     expect(local.status).toBe(201);

@@ -99,6 +99,11 @@ describe('text Postgres cannot store is refused at the edge with a 400', () => {
     const infisical = await call(r.url, 'POST', SSO, { body: { organizationId: org.id, x: deep }, headers: bearer(token) });
     expect(infisical.body).toEqual({ reqId: expect.any(String), statusCode: 400, message: expect.stringMatching(/nested more than 32 levels deep/), error: 'BadRequest' });
     expect(infisical.body.message).not.toMatch(/NUL/);
+    // The bound exactly: 32 levels of nesting under the body are refused as too deep, 31 reach the schema.
+    const nested = (levels: number) => Array.from({ length: levels }).reduce<unknown>((inner) => [inner], 'x');
+    expectSlashIdError(await create(idp.url('okta.xml'), { label: 'deep', x: nested(32) }), 400, /nested more than 32 levels deep/);
+    expectSlashIdError(await create(idp.url('okta.xml'), { label: 'deep', x: nested(31) }), 400, /unknown field 'x'/);
+    expect(await credentials()).toBe(before);
   });
 
   test('Infisical body and query: 400 in the Infisical envelope', async () => {

@@ -89,6 +89,14 @@ test('OPTIONS is answered like any method a path does not take, in the dialect\'
   expect({ status: infisical.status, error: JSON.parse(infisical.body).error }).toEqual({ status: 404, error: 'NotFound' });
 });
 
+test('no answer names the framework that serves it (X-Powered-By), whichever route or error gives it', async () => {
+  for (const [method, path, hdrs] of [['GET', '/healthz', {}], ['GET', P, headers], ['GET', '/no/such/path', {}], ['OPTIONS', P, headers]] as const) {
+    const res = await fetch(`${r.url}${path}`, { method, headers: hdrs });
+    await res.arrayBuffer();
+    expect({ path, method, poweredBy: res.headers.get('x-powered-by') }).toEqual({ path, method, poweredBy: null });
+  }
+});
+
 test('text Postgres cannot store is a 400 on the change and SSO paths too', async () => {
   for (const path of ['/organizations/replication/changes/%00', '/sso/saml/%00/metadata', '/sso/saml/%ED%A0%80/login']) {
     const res = await raw('GET', path, headers);
@@ -130,5 +138,44 @@ test('a 404 for an id that is no UUID quotes at most its first 64 characters (a 
     const res = await raw(path.includes('access-tokens') ? 'POST' : 'GET', path, hdrs);
     expect({ path: path.slice(0, 40), status: res.status }).toEqual({ path: path.slice(0, 40), status: 404 });
     expect(res.body.length).toBeLessThan(600);
+  }
+});
+
+test('an id with anything after its UUID is no UUID: a 404 (a 400 for the organization header), not a query that fails in the database', async () => {
+  const before = await label();
+  for (const method of ['GET', 'PATCH', 'DELETE']) {
+    const res = await raw(method, `${P}/${credentialId}0`, { ...headers, 'content-type': 'application/json' }, method === 'PATCH' ? Buffer.from('{"label":"x"}') : undefined);
+    expect({ method, status: res.status }).toEqual({ method, status: 404 });
+  }
+  const res = await call(r.url, 'GET', P, { headers: { ...headers, 'SlashID-OrgID': `${org.id}0` } });
+  expect({ status: res.status, message: res.body.errors[0].message }).toEqual({ status: 400, message: expect.stringContaining('must be an organization ID') });
+  expect(await label()).toBe(before);
+});
+
+test('a metadata URL with white space inside is refused, not fetched and stored as the URL parser reads it without', async () => {
+  const before = await label();
+  for (const url of [idp.url('okta.xml').replace('okta', 'ok\tta'), idp.url('okta.xml').replace('okta', 'ok\nta')]) {
+    const res = await call(r.url, 'PATCH', `${P}/${credentialId}`, { body: { idp_metadata_url: url, label: 'tab' }, headers });
+    expect({ url, status: res.status, message: res.body.errors[0].message }).toEqual({ url, status: 400, message: expect.stringContaining('idp_metadata_url') });
+  }
+  expect(await label()).toBe(before);
+});
+
+test('a header value an error quotes shows invisible and control characters as "?" (a right-to-left override could disguise the message)', async () => {
+  const before = await label();
+  // Node reads header bytes as latin-1: the UTF-8 bytes of U+202E, sent as they are.
+  const rtl = Buffer.from('all\u202eregions', 'utf8').toString('latin1');
+  for (const [sent, shown] of [[rtl, "'all?regions'"], ['all\tregions', "'all?regions'"]] as const) {
+    const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': 'application/json', 'SlashID-Required-Consistency': sent }, Buffer.from('{"label":"x"}'));
+    expect({ status: res.status, message: JSON.parse(res.body).errors[0].message }).toEqual({ status: 400, message: `SlashID-Required-Consistency must be 'local_region' or 'all_regions' (got ${shown}).` });
+  }
+  expect(await label()).toBe(before);
+});
+
+test('a sane X-Request-Id is echoed; any other is replaced by one of the region\'s own', async () => {
+  expect((await call(r.url, 'GET', P, { headers: { ...headers, 'X-Request-Id': 'client.trace-1:a_b' } })).headers.get('x-request-id')).toBe('client.trace-1:a_b');
+  for (const given of ['r'.repeat(101), '../../etc', 'a b', '<script>']) {
+    const echoed = (await call(r.url, 'GET', P, { headers: { ...headers, 'X-Request-Id': given } })).headers.get('x-request-id');
+    expect({ given, echoed }).toEqual({ given, echoed: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/) });
   }
 });

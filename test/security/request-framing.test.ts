@@ -6,6 +6,8 @@
  * object is due. One region in process, over real sockets.
  */
 import net from 'node:net';
+import { BODY_GRACE_MS } from '../../src/http/admission';
+import { BODY_LIMIT_BYTES } from '../../src/http/body';
 import { adminHeaders, call, createOrg } from '../support/harness';
 import { rawExchangeWith } from '../support/raw-http';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
@@ -68,8 +70,12 @@ test('a DELETE (or a key rotation) whose body framing fails is not carried out',
   await new Promise((res) => setTimeout(res, 300));
   // The organization's key still works: nothing was revoked.
   expect((await call(r.url, 'GET', P, { headers })).status).toBe(200);
-  // A DELETE with a well-formed body still works (the body is read and dropped).
-  const deleted = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': '2', Connection: 'close' }) + '{}');
+  // A body one byte over the limit is refused; one of the limit exactly is read and dropped, and the DELETE
+  // carried out, as a body of the limit is taken by the operations that take one.
+  const over = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES + 1), Connection: 'close' }) + 'x'.repeat(BODY_LIMIT_BYTES + 1));
+  expect(over.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(200);
+  const deleted = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES), Connection: 'close' }) + 'x'.repeat(BODY_LIMIT_BYTES));
   expect(deleted.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
 });
 
@@ -87,6 +93,10 @@ test('requests Node refuses get their status in the envelope of the API they wer
   // Named in the Infisical dialect as its other errors are (it was 'BadRequest').
   const hugeInfisical = await rawExchange(head('GET', SSO, { Authorization: 'Bearer x', 'X-Filler': 'x'.repeat(20_000) }));
   expect(JSON.parse(hugeInfisical.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 431, error: 'RequestHeaderFieldsTooLarge' });
+  // Chunk extensions over Node's 16 KiB are a request too large (413), not a malformed one.
+  const extensions = await rawExchange(head('POST', P, { ...headers, 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' }) + `2;x=${'y'.repeat(20_000)}\r\n{}\r\n0\r\n\r\n`);
+  expect(extensions.split('\r\n')[0]).toBe('HTTP/1.1 413 Payload Too Large');
+  expect(JSON.parse(extensions.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 413, message: 'The request is too large; nothing was done.' }] });
 });
 
 test('what Node answered by itself (an Expect it does not know, a missing Host, a CONNECT) is answered in the envelope', async () => {
@@ -115,24 +125,27 @@ test('no 100 Continue for a request that is then refused; an OPTIONS is refused 
   const mixed = await rawExchange(head('POST', P, { ...headers, Expect: '100-continue, foo', 'Content-Type': 'application/json', 'Content-Length': '2' }), 1500);
   expect(mixed.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
   expect(mixed).not.toContain('100 Continue');
-  // A plain 100-continue still gets its 100, then its body is read and the write carried out.
+  // A plain 100-continue still gets its 100, then its body is read and the write carried out; in any case,
+  // as an expectation's value is case-insensitive (RFC 9110).
   const id = await credential('continue');
-  const body = '{"label":"continued"}';
-  const continued = await new Promise<string>((resolve) => {
-    let got = '';
-    const socket = net.connect(port(), '127.0.0.1', () => socket.write(head('PATCH', `${P}/${id}`, {
-      ...headers, Expect: '100-continue', 'Content-Type': 'application/json', 'Content-Length': String(body.length), Connection: 'close',
-    })));
-    socket.on('data', (d: Buffer) => {
-      got += d.toString('utf8');
-      if (got.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !got.includes('204')) socket.write(body);
+  for (const expectation of ['100-continue', '100-Continue']) {
+    const body = `{"label":"continued ${expectation}"}`;
+    const continued = await new Promise<string>((resolve) => {
+      let got = '';
+      const socket = net.connect(port(), '127.0.0.1', () => socket.write(head('PATCH', `${P}/${id}`, {
+        ...headers, Expect: expectation, 'Content-Type': 'application/json', 'Content-Length': String(body.length), Connection: 'close',
+      })));
+      socket.on('data', (d: Buffer) => {
+        got += d.toString('utf8');
+        if (got.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !got.includes('204')) socket.write(body);
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(got));
+      setTimeout(() => socket.destroy(), 5000);
     });
-    socket.on('error', () => undefined);
-    socket.on('close', () => resolve(got));
-    setTimeout(() => socket.destroy(), 5000);
-  });
-  expect(continued.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 100 ', 'HTTP/1.1 204 ']);
-  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('continued');
+    expect({ expectation, statuses: continued.match(/HTTP\/1\.1 \d{3} /g) }).toEqual({ expectation, statuses: ['HTTP/1.1 100 ', 'HTTP/1.1 204 '] });
+    expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe(`continued ${expectation}`);
+  }
   const options = await rawExchange(`OPTIONS ${P} HTTP/1.1\r\nConnection: close\r\n\r\n`);
   expect(options.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
   // A request pipelined after an upgrade request was never read (Node's parser stays in upgrade mode): the
@@ -331,6 +344,30 @@ test('DELETE bodies that trickle in do not hold the write slots either', async (
   await patchWhileTrickling(8, head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked' }) + '1\r\nx\r\n', 1000, id, 'while slow deletes arrive');
   await new Promise((res) => setTimeout(res, 300));
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('while slow deletes arrive');
+});
+
+test('a DELETE body that trickles in past the grace and then runs over the limit is refused, and the DELETE not carried out', async () => {
+  const id = await credential('trickled over');
+  const socket = net.connect(port(), '127.0.0.1');
+  const got: Buffer[] = [];
+  socket.on('data', (d: Buffer) => got.push(d));
+  socket.on('error', () => undefined);
+  const answered = new Promise<string>((res) => socket.on('close', () => res(Buffer.concat(got).toString('utf8'))));
+  try {
+    await new Promise<void>((res) => socket.once('connect', () => res()));
+    socket.write(head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked', Connection: 'close' }) + '1\r\nx\r\n');
+    // Past the grace a body may take with its slot: the rest is received without it (receivingOutsideAdmission).
+    await new Promise((res) => setTimeout(res, BODY_GRACE_MS + 300));
+    const rest = 'x'.repeat(BODY_LIMIT_BYTES);
+    socket.write(`${rest.length.toString(16)}\r\n${rest}\r\n0\r\n\r\n`);
+    const text = await answered;
+    expect(text.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(text).toContain('This operation takes no request body');
+  } finally {
+    socket.destroy();
+  }
+  await new Promise((res) => setTimeout(res, 300));
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('trickled over');
 });
 
 test('the health, admin and OpenAPI paths answer in absolute form and in any case, as the API\'s do', async () => {
