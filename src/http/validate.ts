@@ -27,6 +27,23 @@ export const Uuid = (opts: { description?: string } = {}) => Type.String({ patte
 
 const UUID = new RegExp(UUID_PATTERN);
 
+/** An absolute http or https URL with a host (the scheme in any case). */
+export const HTTP_URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]';
+/** Not empty and not only white space. */
+export const NOT_BLANK_PATTERN = '\\S';
+
+/** What a pattern or format means, said instead of ajv's "must match pattern <regular expression>". */
+const PATTERN_MEANS: Record<string, string> = {
+  [HTTP_URL_PATTERN]: 'must be an absolute http or https URL',
+  [UUID_PATTERN]: 'must be a UUID',
+  [NOT_BLANK_PATTERN]: 'must not be blank',
+  '^[\\x20-\\x7e]+$': 'must be printable ASCII characters',
+  '^[\\x20-\\x7e]*$': 'must be printable ASCII characters',
+};
+const FORMAT_MEANS: Record<string, string> = {
+  iri: 'must be an absolute URL, with no white space or control character',
+};
+
 export function isUuid(s: string): boolean {
   return UUID.test(s);
 }
@@ -62,6 +79,10 @@ function describeError(e: ErrorObject): string {
       return `${field === 'body' ? '' : field + ': '}unknown field '${String(e.params.additionalProperty)}'`;
     case 'required':
       return `${field === 'body' ? '' : field + ': '}missing required field '${String(e.params.missingProperty)}'`;
+    case 'pattern':
+      return `${field}: ${PATTERN_MEANS[String(e.params.pattern)] ?? e.message ?? 'is invalid'}`;
+    case 'format':
+      return `${field}: ${FORMAT_MEANS[String(e.params.format)] ?? e.message ?? 'is invalid'}`;
     default:
       return `${field}: ${e.message ?? 'is invalid'}`;
   }

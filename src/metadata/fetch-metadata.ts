@@ -170,7 +170,10 @@ function noPublicAddress(hop: Hop): MetadataError {
 function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError {
   const { url } = hop;
   if (isIP(bareHost(url)) === 0) return noPublicAddress(hop); // a name: listed names are not checked
-  const remedy = listed ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.` : allowListRemedy(url);
+  // No allow-list hint for the cloud metadata endpoint: it is never an IdP, and the one address the guard is most for.
+  const remedy = listed
+    ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.`
+    : reason.includes('cloud metadata address') ? 'Metadata URLs must reach a public host.' : allowListRemedy(url);
   return new MetadataError('blocked_address', `Refusing to fetch ${url.href}${viaText(hop.from)}: it points at ${reason}, which is not a public address. ${remedy}`);
 }
 

@@ -1,16 +1,16 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile } from '../http/validate';
+import { compile, HTTP_URL_PATTERN, NOT_BLANK_PATTERN } from '../http/validate';
 
 const fields = {
   label: Type.String({ maxLength: 256, description: 'A friendly free-form label.' }),
   idp_metadata_url: Type.String({
     // An IRI: a host name in any script (an IDN) is looked up as its punycode (WHATWG URL parsing).
     format: 'iri',
-    pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]',
+    pattern: HTTP_URL_PATTERN,
     maxLength: 2048,
     description: "The SAML IdP's metadata URL (absolute http or https; an internationalized host name is allowed).",
   }),
-  email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: '\\S' }), {
+  email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: NOT_BLANK_PATTERN }), {
     maxItems: 3,
     description: 'Names of the claims holding the user email addresses.',
   }),

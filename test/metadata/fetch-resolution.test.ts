@@ -140,6 +140,16 @@ describe('with connections forbidden', () => {
     expect(err.message).not.toContain('169.254');
   });
 
+  it('refuses the cloud metadata address written in the URL without suggesting to allow-list it', async () => {
+    const err = await refusal('http://169.254.169.254/latest/meta-data/', { allowedHosts: [] }, resolverFor({}));
+    expect(err.code).toBe('blocked_address');
+    expect(err.message).toMatch(/it points at cloud metadata address 169\.254\.169\.254, which is not a public address\. Metadata URLs must reach a public host\.$/);
+    expect(err.message).not.toContain('metadataAllowedHosts');
+    // Another internal address still gets the hint.
+    const privateOne = await refusal('http://10.1.2.3/md.xml', { allowedHosts: [] }, resolverFor({}));
+    expect(privateOne.message).toContain('adding "10.1.2.3:80" to metadataAllowedHosts');
+  });
+
   it('refuses a name that resolves to an IPv6 unique-local address', async () => {
     const resolve = resolverFor({ 'v6.test': ['fd00:ec2::254'] });
     expect((await refusal('https://v6.test/', { allowedHosts: [] }, resolve)).code).toBe('blocked_address');

@@ -288,8 +288,10 @@ test('an internationalized host name is taken (as its punycode), and no Unicode 
   expect(await refusal('http://ｌｏｃａｌｈｏｓｔ:9400/x')).toMatch(/the host "localhost" does not resolve to a public address/);
   expect(await refusal('http://①②⑦.0.0.1/x')).toMatch(/loopback address 127\.0\.0\.1/);
   // White space the URL parser would drop silently is refused by validation.
-  expect(await refusal('http://idp.example/a b.xml')).toMatch(/idp_metadata_url: must match format "iri"/);
-  expect(await refusal('http://idp.example/\tmd.xml')).toMatch(/must match format "iri"/);
+  expect(await refusal('http://idp.example/a b.xml')).toMatch(/idp_metadata_url: must be an absolute URL, with no white space or control character/);
+  expect(await refusal('http://idp.example/\tmd.xml')).toMatch(/with no white space or control character/);
+  // Another scheme is named as what it is not, not as the regular expression it fails.
+  expect(await refusal('ftp://idp.example/md.xml')).toBe('Invalid request body: idp_metadata_url: must be an absolute http or https URL.');
   expect(await count()).toBe(before);
 });
 

@@ -1,0 +1,27 @@
+/**
+ * describeErrors: ajv's errors as sentences a caller can act on. A pattern or format this service names
+ * is said as what it means, not as the regular expression the value failed.
+ */
+import { Type } from '@sinclair/typebox';
+import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK_PATTERN, Uuid } from '../../src/http/validate';
+
+const validate = compile(Type.Object({
+  url: Type.Optional(Type.String({ pattern: HTTP_URL_PATTERN, format: 'iri' })),
+  name: Type.Optional(Type.String({ pattern: NOT_BLANK_PATTERN })),
+  id: Type.Optional(Uuid()),
+  code: Type.Optional(Type.String({ pattern: '^[a-z]{2}$' })),
+}, { additionalProperties: false }));
+
+const problems = (body: unknown) => (validate(body) ? [] : describeErrors(validate.errors));
+
+test('says what a known pattern or format means', () => {
+  expect(problems({ url: 'ftp://idp.example/md.xml' })).toEqual(['url: must be an absolute http or https URL']);
+  expect(problems({ url: 'https://idp.example/a b' })).toEqual(['url: must be an absolute URL, with no white space or control character']);
+  expect(problems({ name: '   ' })).toEqual(['name: must not be blank']);
+  expect(problems({ id: 'not-a-uuid' })).toEqual(['id: must be a UUID']);
+});
+
+test("keeps ajv's words for a pattern it has no meaning for, and names an unknown field", () => {
+  expect(problems({ code: 'xyz' })).toEqual(['code: must match pattern "^[a-z]{2}$"']);
+  expect(problems({ other: 1 })).toEqual(["unknown field 'other'"]);
+});
