@@ -31,6 +31,8 @@ const ERROR_NAMES: Record<number, string> = {
   401: 'UnauthorizedError',
   403: 'PermissionDenied',
   404: 'NotFound',
+  // A CONNECT, refused by the listener's edge checks.
+  405: 'MethodNotAllowed',
   408: 'RequestTimeout',
   409: 'Conflict',
   // Answered before any route, by the listener's edge checks (src/http/edges.ts).
