@@ -10,6 +10,7 @@ const UNIT = [
   'test/infisical/errors.test.ts',
   'test/organizations/api-key-cache-race.test.ts',
   'test/overload/slot-budget.test.ts',
+  'test/provider-credentials/fetch-limiter.test.ts',
   'test/metadata/*.test.ts',
   'test/replication/horizon.test.ts',
   'test/replication/deadlines.test.ts',

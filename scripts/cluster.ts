@@ -4,7 +4,8 @@
  * URL once it is ready, and stops them all on Ctrl-C / SIGTERM.
  * ADMIN_TOKEN, TOKEN_SIGNING_SECRET and REPLICATION_KEYS come from the environment; one that is not set is
  * taken from the cluster's secrets file (`.cluster/<config name>.env` next to the config), or made up and
- * written there on the first start. The next start, or one region started alone after it stopped, uses the
+ * written there on the first start (a rotation's ADMIN_TOKEN_ACCEPTED and TOKEN_ACCEPTED_SECRETS are taken
+ * from it too, never made up). The next start, or one region started alone after it stopped, uses the
  * same ones: with a new replication key the other regions refuse the changes signed with the old one still
  * on their way (dead-lettered), and a new signing secret voids every access token issued before.
  */
@@ -21,6 +22,9 @@ const SECRETS: Record<string, () => string> = {
   REPLICATION_KEYS: () => `k1:${crypto.randomBytes(32).toString('base64url')}`,
 };
 
+/** A rotation's other accepted values (README, Security): taken from the file like the secrets, never made up. */
+const ROTATION_SECRETS = ['ADMIN_TOKEN_ACCEPTED', 'TOKEN_ACCEPTED_SECRETS'] as const;
+
 function secretsPath(configPath: string): string {
   return path.join(path.dirname(configPath), '.cluster', `${path.basename(configPath, '.json')}.env`);
 }
@@ -31,7 +35,7 @@ function readSecrets(file: string): Map<string, string> {
   if (!fs.existsSync(file)) return out;
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     const m = /^(?:export\s+)?([A-Z_]+)=(['"]?)(.*)\2$/.exec(line.trim());
-    if (m?.[1] && m[3] && m[1] in SECRETS) out.set(m[1], m[3]);
+    if (m?.[1] && m[3] && (m[1] in SECRETS || (ROTATION_SECRETS as readonly string[]).includes(m[1]))) out.set(m[1], m[3]);
   }
   return out;
 }
@@ -74,6 +78,13 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
   if (missing.length) process.stdout.write(`${missing.join(', ')} kept in ${shown} for the next start\n`);
   const out: Record<string, string> = {};
   for (const name of Object.keys(SECRETS)) out[name] = process.env[name] || (fromFile.get(name) as string);
+  // A rotation under way: the file's accepted tokens and secrets reach a region started from the file alone too.
+  for (const name of ROTATION_SECRETS) {
+    const value = process.env[name] || fromFile.get(name);
+    if (value) out[name] = value;
+  }
+  const rotating = ROTATION_SECRETS.filter((name) => !process.env[name] && fromFile.has(name));
+  if (rotating.length) process.stdout.write(`${rotating.join(', ')} taken from ${shown} too (a rotation under way)\n`);
   // A secret the environment sets otherwise than the file (a rotation's next step, README Security): said, since
   // a later start from the file would go back to the file's (the operator updates the file; it is not
   // rewritten here, where the value is not checked yet and the file may hold lines of the operator's own).

@@ -13,7 +13,7 @@
  */
 import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath } from '../src/config';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
-import { eachRegion } from '../src/replication/links';
+import { eachRegion, withCredentialsOf } from '../src/replication/links';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
 
 async function main(): Promise<void> {
@@ -58,9 +58,22 @@ async function main(): Promise<void> {
       }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
       const res = await each((redis) => removeMember(redis, keys, region as string, force));
-      const removed = [...res.values()].some((r) => r.ok && r.value.removed);
-      const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
-      result = { region, removed, inboxDeleted, unreachable: unreachable(res) };
+      // A region added at runtime had a Redis of its own that the config, with the region taken out of it,
+      // no longer names: its inbox and its copy of the record are there, at the address the record holds.
+      const recorded = [...known.values()].flatMap((r) => (r.ok ? [r.value.members.get(region as string)?.redisUrl ?? null] : [])).find((u) => u);
+      const own = recorded ? withCredentialsOf(recorded, file.redisUrl) : null;
+      const ownRes = own && !servers.has(own)
+        ? await (async () => {
+            const c = createRedis(own, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
+            connections.set(own, c);
+            servers.set(own, [region as string]);
+            return eachRegion([own], () => removeMember(c, keys, region as string, force));
+          })()
+        : new Map();
+      const all = [...res.values(), ...ownRes.values()];
+      const removed = all.some((r) => r.ok && r.value.removed);
+      const inboxDeleted = all.some((r) => r.ok && r.value.inboxDeleted);
+      result = { region, removed, inboxDeleted, unreachable: [...unreachable(res), ...unreachable(ownRes)] };
     } else {
       const res = await each(async (redis) => ({ ...(await readMembers(redis, keys)), departed: await redis.hgetall(keys.departed) }));
       const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();

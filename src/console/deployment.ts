@@ -6,6 +6,7 @@
  */
 import type { ValidateFunction } from 'ajv';
 import type { Config, RegionConfig } from '../config';
+import { PEER_COMMAND_TIMEOUT_MS } from '../replication/links';
 import {
   checkHealth,
   checkMetadataRefresh,
@@ -20,6 +21,12 @@ import {
 
 /** Each status call to a region gets this long; a SIGSTOPped region accepts the connection and never answers. */
 export const PEER_TIMEOUT_MS = 1500;
+/**
+ * /admin/replication gets longer: it reads every region's Redis, each read bounded by PEER_COMMAND_TIMEOUT_MS,
+ * its own region's in two steps. With one Redis hung, every region's answer waits for that bound; cut short,
+ * every region would read as not answering and the hung Redis would be named nowhere.
+ */
+const REPLICATION_EXTRA_MS = 2 * PEER_COMMAND_TIMEOUT_MS;
 /** Failing metadata refreshes listed per region (the count covers all of them). */
 const LISTED_FAILURES = 5;
 
@@ -67,7 +74,7 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   const [health, ready, repl, refresh] = await Promise.all([
     getJson(url, '/healthz', checkHealth, { timeoutMs }),
     getJson(url, '/readyz', checkReadiness, { timeoutMs, statuses: [200, 503] }),
-    getJson(url, '/admin/replication', checkReplication, { token, timeoutMs }),
+    getJson(url, '/admin/replication', checkReplication, { token, timeoutMs: timeoutMs + REPLICATION_EXTRA_MS }),
     getJson(url, '/admin/metadata-refresh', checkMetadataRefresh, { token, timeoutMs }),
   ]);
   // A region that answers under another id is misconfigured, not this region: never show its figures as ours.
@@ -83,8 +90,12 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   }
   // Its Redis does not answer: nothing reaches it or leaves it, though every lag cell may read caught up
   // (they compare what the regions applied, and nothing moves).
-  if (replication && !replication.stream.connected) {
-    problems.push(`its Redis does not answer (${replication.stream.error ?? 'no reason given'}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
+  const redisDown = replication && !replication.stream.connected
+    ? replication.stream.error ?? 'no reason given'
+    // Said by /healthz too (when the replication status could not be read at all).
+    : up && health.body.redis !== undefined && health.body.redis !== 'ready' && !replication ? `/healthz: ${health.body.redis}` : null;
+  if (redisDown !== null) {
+    problems.push(`its Redis does not answer (${redisDown}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
   }
   return {
     replication,

@@ -116,7 +116,8 @@ export function withoutCredentials(url: string): string {
 }
 
 /** `url` with the user and password of `from` when it carries none. */
-function withCredentialsOf(url: string, from: string): string {
+/** `url` reached with the credentials of `from` when it has none of its own (a membership record's address). */
+export function withCredentialsOf(url: string, from: string): string {
   try {
     const u = new URL(url);
     if (u.username || u.password) return url;

@@ -178,6 +178,20 @@ test('a secret set in the environment otherwise than in the file (a rotation) is
   expect(await rotating.exited).toBe(0);
   expect(fs.readFileSync(secretsFile, 'utf8')).toBe(before);
   expect(old.length).toBeGreaterThan(0);
+
+  // A rotation's accepted token kept in the file reaches a region started from the file alone.
+  const accepted = 'accepted-during-rotation-0123456789';
+  fs.appendFileSync(secretsFile, `ADMIN_TOKEN_ACCEPTED=${accepted}\n`);
+  const fromFile = runCluster(none, ['europe-belgium']);
+  try {
+    await fromFile.ready;
+    expect(fromFile.output()).toContain('ADMIN_TOKEN_ACCEPTED taken from');
+    for (const token of [old, accepted]) expect((await call(eu, 'GET', '/admin/replication', { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+  } finally {
+    fromFile.child.kill('SIGTERM');
+    await fromFile.exited;
+    fs.writeFileSync(secretsFile, before, { mode: 0o600 });
+  }
 }, 120_000);
 
 test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the JSON they are', async () => {

@@ -1,16 +1,17 @@
 /**
  * What the deployment console gathers from a region (src/console/deployment.ts), against one region in this
- * process: its failing metadata refreshes, a region that answers but is not ready, and whose view of the
- * shared stream tells each region's backlog.
+ * process: its failing metadata refreshes, a region that answers but is not ready, whose view of the
+ * shared stream tells each region's backlog, and a region whose Redis hangs.
  */
 import { assembleDeployment, gatherDeployment } from '../../src/console/deployment';
 import type { Config } from '../../src/config';
 import type { RegionStatus } from '../../src/console/schema';
 import { listMigrations } from '../../src/db/migrate';
 import { ADMIN_TOKEN } from '../support/env';
-import { call, createOrg, slashidHeaders } from '../support/harness';
+import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { ownRedis } from '../support/redis-server';
 
 let idp: IdpServer;
 let r: InProcessRegion;
@@ -87,3 +88,25 @@ test("each region's backlog is read from a region that could read the shared str
     ['b', { undelivered: 0, pending_acks: 0 }],
   ]);
 });
+
+test("a region whose Redis hangs is shown with that problem, not as a region whose replication status does not answer", async () => {
+  const own = await ownRedis();
+  await own.start();
+  const hung = await startInProcess('console-hung', ['us-iowa'], { redisUrl: own.url });
+  try {
+    const config: Config = hung.deployment.configFor('us-iowa');
+    const region = { ...config.region, publicUrl: hung.url };
+    own.pause();
+    // Its /healthz says so once a ping has gone unanswered past its bound.
+    expect(await eventually(async () => (await call(hung.url, 'GET', '/healthz')).body.redis === 'not answering', 15_000, 200)).toBe(true);
+    // With the console's own timeouts: its status reads wait for the Redis's bound, and get the time for it.
+    const d = await gatherDeployment({ region, regions: [region], adminToken: ADMIN_TOKEN });
+    const problems = d.regions[0]?.problems ?? [];
+    expect(problems.some((p) => p.startsWith('its Redis does not answer'))).toBe(true);
+    expect(problems.filter((p) => p.includes('no answer within'))).toEqual([]);
+  } finally {
+    own.resume();
+    await hung.stop();
+    await own.kill();
+  }
+}, 60_000);

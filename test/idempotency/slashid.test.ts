@@ -2,10 +2,11 @@
  * Idempotency-Key on POST /organizations/sso/saml/provider-credentials, on one region: replays, a key
  * reused with another body, per-organization scope, concurrent retries, expiry and the cleanup job.
  */
+import type { Db } from '../../src/db/client';
 import { IdempotencyKeyCleanup } from '../../src/idempotency/cleanup';
 import { idempotencyRowId } from '../../src/idempotency/request';
 import { CREATE_ENDPOINT } from '../../src/provider-credentials/routes';
-import { call, createOrg, slashidHeaders } from '../support/harness';
+import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
@@ -262,5 +263,58 @@ describe('expiry', () => {
     expect(deleted).toBeGreaterThanOrEqual(1500);
     expect(await r.region.db.idempotencyKey.count({ where: { idempotencyKey: { startsWith: 'bulk-' } } })).toBe(0);
     expect(await r.region.db.idempotencyKey.count({ where: { orgId: org.id } })).toBe(1);
+  });
+
+  test('a key reused while a cleanup pass waits on its row keeps its fresh row: the pass skips it', async () => {
+    const org = await newOrg();
+    await post(org, body('reused'), 'reused-under-cleanup');
+    const id = idempotencyRowId(org.id, CREATE_ENDPOINT, 'reused-under-cleanup');
+    await r.region.db.idempotencyKey.update({ where: { id }, data: { expiresAt: new Date(Date.now() - 25 * 3600_000) } });
+    const fresh = new Date(Date.now() + 24 * 3600_000);
+    let pass: Promise<number> | undefined;
+    // The reuse's write holds the row (as runOnce's lock and put do) while the pass's DELETE has already
+    // chosen it as past the cutoff; the reuse commits once the DELETE waits on the row.
+    await r.region.db.$transaction(
+      async (tx) => {
+        await tx.idempotencyKey.update({ where: { id }, data: { expiresAt: fresh } });
+        pass = new IdempotencyKeyCleanup(r.region.db, r.region.log).runOnce();
+        const waiting = await eventually(async () => {
+          const rows = await r.region.db.$queryRawUnsafe<{ n: number }[]>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM idempotency_keys%'`,
+          );
+          return rows[0]?.n === 1;
+        });
+        expect(waiting).toBe(true);
+      },
+      { timeout: 30_000 },
+    );
+    await pass;
+    const row = await r.region.db.idempotencyKey.findUnique({ where: { id } });
+    expect(row?.expiresAt.toISOString()).toBe(fresh.toISOString());
+  });
+
+  test('a cleanup stopped during a pass schedules no further pass (it would keep a stopped region running)', async () => {
+    let passes = 0;
+    let finish: (n: number) => void = () => undefined;
+    let started: () => void = () => undefined;
+    const inPass = new Promise<void>((resolve) => (started = resolve));
+    // A database stand-in, so that the pass can be held while stop() is called.
+    const db = {
+      $executeRawUnsafe: () => {
+        passes++;
+        started();
+        return new Promise<number>((resolve) => (finish = resolve));
+      },
+    } as unknown as Db;
+    const cleanup = new IdempotencyKeyCleanup(db, r.region.log, { intervalMs: 1 });
+    cleanup.start();
+    await inPass;
+    const stopped = cleanup.stop();
+    finish(0);
+    await stopped;
+    // A pass scheduled after the stop would be due within 1 ms, before this timer.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(passes).toBe(1);
   });
 });

@@ -3,6 +3,7 @@
  * refusal the fetcher fails to make would show up as a success; `hits` proves refused URLs were
  * never requested. No test sends traffic anywhere but loopback.
  */
+import http from 'node:http';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
@@ -69,6 +70,11 @@ describe('allow-listed hosts', () => {
     expect(result.finalUrl).toBe(`${main.origin}/metadata.xml`);
     expect(result.contentType).toBe('application/samlmetadata+xml');
     expect(result.fetchedAt).toBeInstanceOf(Date);
+  });
+
+  it('drops the fragment of the URL: the document is the URL\'s without it, and so is the URL stored', async () => {
+    const result = await fetchMetadata(`${main.origin}/metadata.xml#idp`, allowMain());
+    expect(result.finalUrl).toBe(`${main.origin}/metadata.xml`);
   });
 
   it('fetches and parses in one call', async () => {
@@ -218,6 +224,32 @@ describe('redirects', () => {
     const err = await refusal(`${main.origin}/loop`, allowMain());
     expect(err.code).toBe('too_many_redirects');
     expect(err.message).toMatch(/more than 3 times/);
+  });
+
+  it('follows a redirect to a URL of 4,096 characters and refuses one of 4,097 without requesting it', async () => {
+    // The target's URL ends up in the stored document (fetched_from) and in refusals stored as a refresh's
+    // last error: a redirect must not make either as long as an IdP likes. /<n> answers a redirect to main's
+    // metadata with a URL of n characters (the URL asked for stays short: the limit applies to it as well).
+    const target = (length: number) => {
+      const base = `${main.origin}/metadata.xml?`;
+      return `${base}${'q'.repeat(length - base.length)}`;
+    };
+    const redirecting = http.createServer((req, res) => res.writeHead(302, { location: target(Number(req.url?.slice(1))) }).end());
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(redirecting.address() as net.AddressInfo).port}`;
+    const opts = { allowedHosts: [`127.0.0.1:${main.port}`, origin.slice('http://'.length)] };
+    try {
+      const ok = await fetchMetadata(`${origin}/4096`, opts);
+      expect(ok.finalUrl).toBe(target(4096));
+      const before = main.hits.length;
+      const err = await refusal(`${origin}/4097`, opts);
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'invalid_url', message: expect.stringMatching(/is not a valid URL \(redirect from /) });
+      expect(err.message.length).toBeLessThan(1000);
+      expect(main.hits.length).toBe(before);
+    } finally {
+      redirecting.closeAllConnections();
+      await new Promise((resolve) => redirecting.close(resolve));
+    }
   });
 
   it('reports a redirect without a Location header', async () => {

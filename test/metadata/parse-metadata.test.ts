@@ -353,6 +353,12 @@ describe('validity and content rules', () => {
     expect(err.message).toMatch(/2026-11-22T23:59:59/);
   });
 
+  it('counts a validUntil of this very instant as passed (the document is valid until then, not at it)', () => {
+    expect(REFERENCE_NOW.toISOString()).toBe('2026-11-23T00:00:00.000Z');
+    expect(refusal(withRootAttrs('validUntil="2026-11-23T00:00:00Z"')).code).toBe('metadata_expired');
+    expect(parse(withRootAttrs('validUntil="2026-11-23T00:00:00.001Z"')).validUntil).toBe('2026-11-23T00:00:00.001Z');
+  });
+
   it('reports the earliest validUntil and the shortest cacheDuration of the entity and its IdP role', () => {
     const xml = okta
       .replace('<md:EntityDescriptor ', '<md:EntityDescriptor validUntil="2027-01-01T00:00:00Z" cacheDuration="PT6H" ')
@@ -375,6 +381,22 @@ describe('validity and content rules', () => {
     expect(kd).not.toBe('');
     expect(() => parse(okta.replace(kd, kd.repeat(21)))).toThrow(/lists 21 signing certificates; at most 20/);
     expect(parse(okta.replace(kd, kd.repeat(20))).signingCertificates).toHaveLength(1);
+  });
+
+  it('takes an entityID of 1,024 characters, the most SAML allows, and refuses one of 1,025', () => {
+    const withEntityId = (length: number) => okta.replace(/entityID="[^"]*"/, `entityID="urn:${'e'.repeat(length - 4)}"`);
+    expect(parse(withEntityId(1024)).entityId).toHaveLength(1024);
+    const err = refusal(withEntityId(1025));
+    expect({ code: err.code, message: err.message }).toEqual({ code: 'not_metadata', message: expect.stringMatching(/longer than the 1024 characters/) });
+  });
+
+  it('stores an endpoint listed twice once, so repeats take none of the eight places of distinct ones', () => {
+    const post = /<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"[^>]*>/.exec(okta)?.[0] ?? '';
+    expect(post).not.toBe('');
+    const others = Array.from({ length: 7 }, (_, i) => `https://idp.example/sso/${i}`);
+    const xml = okta.replace(post, post.repeat(3) + others.map((l) => `<md:SingleSignOnService Binding="${POST}" Location="${l}"/>`).join(''));
+    const services = parse(xml).ssoServices.filter((s) => s.binding === POST).map((s) => s.location);
+    expect(services).toEqual([/Location="([^"]+)"/.exec(post)?.[1], ...others]);
   });
 
   it('accepts metadata whose validUntil is still ahead and reports it', () => {

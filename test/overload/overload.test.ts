@@ -2,10 +2,10 @@
  * Admission control through a real region process: a flood beyond tiny bounds is answered 2xx or 503 with
  * Retry-After in the dialect's envelope (never another 5xx), while /healthz and /admin/replication answer.
  */
-import net from 'node:net';
 import { Client } from 'pg';
 import { blocksAnother, call, adminHeaders, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { rawConnection } from '../support/raw-http';
 import { issueToken, makeCerts, configBody, bearer, SSO } from '../infisical/support/fixtures';
 
 const REGION = 'us-iowa';
@@ -185,13 +185,9 @@ test('a write whose body trickled in takes a slot again once the body is in: non
   const make = async (label: string) => (await call(url, 'POST', CRED, { headers: slashidHeaders(org), body: { idp_metadata_url: idp.url('okta.xml'), label } })).body.result.id as string;
   const [slowId, heldId] = [await make('before'), await make('holder')];
   const body = '{"label":"trickled"}';
-  const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
-  const got: Buffer[] = [];
-  socket.on('data', (d: Buffer) => got.push(d));
-  socket.on('error', () => undefined);
-  const answered = new Promise<string>((res) => socket.on('close', () => res(Buffer.concat(got).toString('utf8'))));
+  const { socket, connected, answered } = rawConnection(Number(new URL(url).port));
   try {
-    await new Promise<void>((res) => socket.once('connect', () => res()));
+    await connected;
     const head = { ...slashidHeaders(org), 'Content-Type': 'application/json', 'Content-Length': String(body.length), Connection: 'close' };
     socket.write(`PATCH ${CRED}/${slowId} HTTP/1.1\r\nHost: x\r\n${Object.entries(head).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body.slice(0, 5)}`);
     // Past the grace a body may take with the slot, the request gives it back while the rest arrives.

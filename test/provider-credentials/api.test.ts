@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { call, createOrg, slashidHeaders } from '../support/harness';
-import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -67,6 +67,36 @@ describe('create and read', () => {
     expect(page.body.result.map((c: { id: string }) => c.id)).toEqual(ids.slice(3, 5));
   });
 
+  test('an offset of nine digits is taken and one of ten is a 400, not a query the database refuses', async () => {
+    const largest = await call(r.url, 'GET', `${PATH}?offset=999999999`, { headers: slashidHeaders(org) });
+    expect(largest.status).toBe(200);
+    expect(largest.body.result).toEqual([]);
+    for (const offset of ['1000000000', '9'.repeat(30)]) {
+      const res = await call(r.url, 'GET', `${PATH}?offset=${offset}`, { headers: slashidHeaders(org) });
+      expect({ offset, status: res.status, body: res.body }).toEqual({ offset, status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('offset') }] } });
+    }
+  });
+
+  test('a document that asks to be fetched again sooner than the refresh interval is: after its cacheDuration, or halfway to its validUntil', async () => {
+    const HOUR = 3600_000;
+    const scheduled = async (name: string, attributes: string) => {
+      idp.set(name, fixture('okta.xml').replace('<md:EntityDescriptor ', `<md:EntityDescriptor ${attributes} `));
+      const before = Date.now();
+      const c = (await create({ idp_metadata_url: idp.url(name) })).body.result;
+      const after = Date.now();
+      const md = await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) });
+      return { before, after, next: Date.parse(md.body.result.refresh.next_at) };
+    };
+    // The region refreshes daily (the default interval); these documents ask for three hours, and two.
+    const cached = await scheduled('cached.xml', 'cacheDuration="PT3H"');
+    expect(cached.next).toBeGreaterThanOrEqual(cached.before + 3 * HOUR - 1000);
+    expect(cached.next).toBeLessThanOrEqual(cached.after + 3 * HOUR + 1000);
+    const validUntil = Date.now() + 4 * HOUR;
+    const expiring = await scheduled('expiring.xml', `validUntil="${new Date(validUntil).toISOString()}"`);
+    expect(expiring.next).toBeGreaterThanOrEqual((expiring.before + validUntil) / 2 - 1000);
+    expect(expiring.next).toBeLessThanOrEqual((expiring.after + validUntil) / 2 + 1000);
+  });
+
   test.each(['limit=0', 'limit=201', 'limit=abc', 'offset=-1', 'limit=1.5', 'foo=bar'])('the list answers 400 for %s', async (q) => {
     const res = await call(r.url, 'GET', `${PATH}?${q}`, { headers: slashidHeaders(org) });
     expect(res.status).toBe(400);
@@ -83,6 +113,17 @@ describe('authentication and isolation', () => {
     const res = await call(r.url, 'GET', PATH, { headers });
     expect(res.status).toBe(status);
     expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: status, message: expect.any(String) }] });
+  });
+
+  test("a PATCH of the metadata URL of a credential that is not the caller's (or not there) is a 404, and fetches nothing", async () => {
+    const mine = (await create()).body.result;
+    const probe = 'patch-probe.xml';
+    for (const id of [mine.id, randomUUID()]) {
+      const res = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: idp.url(probe), label: 'stolen' }, headers: slashidHeaders(other) });
+      expect({ status: res.status, body: res.body }).toEqual({ status: 404, body: { meta: {}, errors: [{ httpcode: 404, message: expect.stringContaining('not found') }] } });
+    }
+    expect(idp.hits(probe)).toBe(0);
+    expect((await call(r.url, 'GET', `${PATH}/${mine.id}`, { headers: slashidHeaders(org) })).body.result).toEqual(mine);
   });
 
   test('answers 400 without SlashID-OrgID or with one that is not an id', async () => {
@@ -150,6 +191,7 @@ describe('validation: 400 in the envelope and nothing written', () => {
     ['a wrong type for label', () => ({ idp_metadata_url: url(), label: 5 })],
     ['four email claims', () => ({ idp_metadata_url: url(), email_claims: ['a', 'b', 'c', 'd'] })],
     ['an empty email claim', () => ({ idp_metadata_url: url(), email_claims: [''] })],
+    ['a blank email claim', () => ({ idp_metadata_url: url(), email_claims: ['   '] })],
     ['a non-string email claim', () => ({ idp_metadata_url: url(), email_claims: [1] })],
     ['a string for the boolean', () => ({ idp_metadata_url: url(), enable_in_slashid_oidc_authz_server: 'yes' })],
     ['a label over 256 characters', () => ({ idp_metadata_url: url(), label: 'x'.repeat(257) })],
@@ -291,6 +333,27 @@ describe('update and delete', () => {
     const res = await call(r.url, 'DELETE', `${PATH}/${c.id}`, { rawBody: 'x'.repeat(70_000), headers: slashidHeaders(org) });
     expect({ status: res.status, body: res.body }).toEqual({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('64 KiB') }] } });
     expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(200);
+  });
+
+  test('a deleted credential is neither listed nor counted in total_count', async () => {
+    const fresh = await createOrg(r.url, 'counted');
+    const kept = (await create(validBody(), fresh)).body.result;
+    const gone = (await create(validBody(), fresh)).body.result;
+    expect((await call(r.url, 'DELETE', `${PATH}/${gone.id}`, { headers: slashidHeaders(fresh) })).status).toBe(204);
+    const list = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
+    expect({ ids: list.body.result.map((c: { id: string }) => c.id), meta: list.body.meta }).toEqual({
+      ids: [kept.id],
+      meta: { pagination: { limit: 50, offset: 0, total_count: 1 } },
+    });
+  });
+
+  test('an id written in upper case names the same credential, and the answers name it as it was created', async () => {
+    const c = (await create()).body.result;
+    const upper = c.id.toUpperCase();
+    expect((await call(r.url, 'PATCH', `${PATH}/${upper}`, { body: { label: 'by upper case' }, headers: slashidHeaders(org) })).status).toBe(204);
+    expect((await call(r.url, 'GET', `${PATH}/${upper}`, { headers: slashidHeaders(org) })).body.result).toEqual({ ...c, label: 'by upper case' });
+    const md = await call(r.url, 'GET', `${PATH}/${upper}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.id).toBe(c.id);
   });
 
   test('PATCH and DELETE of an unknown id answer 404', async () => {

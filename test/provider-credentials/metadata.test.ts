@@ -158,6 +158,18 @@ describe('refresh', () => {
     expect(md.body.result.metadata.entity_id).toBe('urn:dev-tyj7qyzz.auth0.com');
   });
 
+  test('the metadata resource shows no document stored for another URL than the credential has, until the home region fetches it again', async () => {
+    idp.set('shown.xml', fixture('auth0.xml'));
+    const c = (await create(idp.url('shown.xml'))).body.result;
+    // The IdP goes away, so no refresh replaces the row below while the test reads it.
+    idp.remove('shown.xml');
+    // As if a refresh of the old URL had won over a PATCH of the URL made in another region.
+    await r.region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET idp_metadata_url = 'https://old.example/md.xml' WHERE credential_id = $1::uuid`, c.id);
+    const md = await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.status).toBe(200);
+    expect(md.body.result).toMatchObject({ idp_metadata_url: idp.url('shown.xml'), metadata: null, trusted_certificates: [], held_metadata: null });
+  });
+
   test('a failed refresh keeps the last good metadata and is visible to operators', async () => {
     idp.set('flaky.xml', fixture('keycloak.xml'));
     const c = (await create(idp.url('flaky.xml'))).body.result;

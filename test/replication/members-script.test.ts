@@ -8,6 +8,7 @@ import { replicationKeys } from '../../src/redis';
 import { readMembers, writeMember } from '../../src/replication/membership';
 import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
 import { runScript } from '../support/harness';
+import { ownRedis } from '../support/redis-server';
 
 let deployment: TestDeployment;
 let redis: Redis;
@@ -72,4 +73,29 @@ test('remove of a name no Redis knows (a misspelt id) fails and records nothing;
   const again = await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium']);
   expect(again.status).toBe(0);
   expect(JSON.parse(again.stdout)).toMatchObject({ region: 'europe-belgium', removed: false });
+}, 30_000);
+
+test("remove of a region added at runtime with a Redis of its own, once the config no longer names it, deletes its inbox there too", async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await redis.del(keys.members, keys.departed);
+  const south = await ownRedis();
+  await south.start();
+  const there = new Redis(south.url);
+  try {
+    // As it joined: its record (with its Redis's address) in every Redis, its inbox in its own.
+    for (const r of [redis, there]) {
+      await writeMember(r, keys, 'us-iowa', { state: 'active' });
+      await writeMember(r, keys, 'south-x', { state: 'active', redis_url: south.url });
+    }
+    await there.xadd(keys.inbox('south-x'), '*', 'e', '{}');
+    const res = await runScript({ deployment } as never, 'members', ['remove', 'south-x']);
+    expect(res.status).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ region: 'south-x', removed: true, inboxDeleted: true, unreachable: [] });
+    expect(await there.exists(keys.inbox('south-x'))).toBe(0);
+    expect((await readMembers(there, keys)).members.has('south-x')).toBe(false);
+    expect((await readMembers(redis, keys)).members.has('south-x')).toBe(false);
+  } finally {
+    there.disconnect();
+    await south.kill();
+  }
 }, 30_000);

@@ -8,6 +8,7 @@
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, type Cluster } from '../support/harness';
 import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
+import { scrape } from '../observability/support';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const [ONE = '', TWO = '', THREE = ''] = REGIONS;
@@ -152,7 +153,14 @@ test('changes delivered into an inbox that its Redis then loses are delivered ag
   // Region 1's relay finds its unconfirmed deliveries missing from region 3's inbox and delivers them again.
   const arrived = await eventually(async () => (await Promise.all(ids.map((id) => has(THREE, id)))).every(Boolean), 60_000, 250);
   expect({ arrived, logs: arrived ? [] : [...cluster.logs(ONE).slice(-10), ...cluster.logs(THREE).slice(-10)] }).toEqual({ arrived: true, logs: [] });
-  expect((await status(ONE)).outbox.republished_after_loss).toBeGreaterThan(0);
+  const before = (await status(ONE)).outbox;
+  expect(before.republished_after_loss).toBeGreaterThan(0);
+  // The metrics count the same (each read between two readings of the status: the relay may go on meanwhile).
+  const m = await scrape(cluster.url(ONE));
+  const after = (await status(ONE)).outbox;
+  const within = (v: number | undefined, lo: number, hi: number) => v !== undefined && v >= lo && v <= hi;
+  expect(within(m.value('replication_relay_republished_total'), before.republished_after_loss, after.republished_after_loss)).toBe(true);
+  expect(within(m.value('replication_relay_published_total'), before.published_by_relay, after.published_by_relay)).toBe(true);
   expect(await eventually(async () => (await status(ONE)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
 }, 120_000);
 

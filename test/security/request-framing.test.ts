@@ -9,7 +9,7 @@ import net from 'node:net';
 import { BODY_GRACE_MS } from '../../src/http/admission';
 import { BODY_LIMIT_BYTES } from '../../src/http/body';
 import { adminHeaders, call, createOrg } from '../support/harness';
-import { rawExchangeWith } from '../support/raw-http';
+import { rawConnection, rawExchangeWith } from '../support/raw-http';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { bearer, issueToken, SSO } from '../infisical/support/fixtures';
@@ -348,13 +348,9 @@ test('DELETE bodies that trickle in do not hold the write slots either', async (
 
 test('a DELETE body that trickles in past the grace and then runs over the limit is refused, and the DELETE not carried out', async () => {
   const id = await credential('trickled over');
-  const socket = net.connect(port(), '127.0.0.1');
-  const got: Buffer[] = [];
-  socket.on('data', (d: Buffer) => got.push(d));
-  socket.on('error', () => undefined);
-  const answered = new Promise<string>((res) => socket.on('close', () => res(Buffer.concat(got).toString('utf8'))));
+  const { socket, connected, answered } = rawConnection(port());
   try {
-    await new Promise<void>((res) => socket.once('connect', () => res()));
+    await connected;
     socket.write(head('DELETE', `${P}/${id}`, { ...headers, 'Transfer-Encoding': 'chunked', Connection: 'close' }) + '1\r\nx\r\n');
     // Past the grace a body may take with its slot: the rest is received without it (receivingOutsideAdmission).
     await new Promise((res) => setTimeout(res, BODY_GRACE_MS + 300));

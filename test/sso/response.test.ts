@@ -143,6 +143,18 @@ describe('email', () => {
     expect(emailOf(await assertion({ attributes: { email: ['jürgen@bücher.de'] } }), ['email'])).toEqual({ email: 'jürgen@bücher.de' });
     expect(emailOf(await assertion({ attributes: {}, nameId: 'Bob@EXAMPLE.com' }), ['email'])).toEqual({ email: 'Bob@example.com' });
   });
+  test('a NameID without a Format (SAML: unspecified) that is an email address is the email', async () => {
+    const s = spec({ attributes: {} });
+    const id = newId('a');
+    const xml = responseXml(s, signElement(assertionXml(s, id).replace(/ Format="[^"]*"/, ''), id, A));
+    expect(emailOf(await validate(xml), ['email'])).toEqual({ email: 'alice@example.com' });
+  });
+  test('of two attributes with one FriendlyName, a claim of that name reads the first', async () => {
+    const s = spec({ attributes: { 'urn:oid:0.9.2342.19200300.100.1.3': ['first@example.com'], 'urn:example:mail': ['second@example.com'] } });
+    const id = newId('a');
+    const xml = responseXml(s, signElement(assertionXml(s, id).replace(/<saml:Attribute Name="[^"]*"/g, '$& FriendlyName="mail"'), id, A));
+    expect(emailOf(await validate(xml), ['mail'])).toEqual({ email: 'first@example.com' });
+  });
   test('else an email NameID; a persistent NameID is never taken as the email', async () => {
     expect(emailOf(await assertion({ attributes: {} }), ['email'])).toEqual({ email: 'alice@example.com' });
     expect(emailOf(await assertion({ attributes: {}, nameId: 'x@y.test', nameIdFormat: PERSISTENT_FORMAT }), ['email'])).toEqual({ problem: expect.stringMatching(/no email address/) });
@@ -429,6 +441,19 @@ describe('what node-saml does not check (the profile\'s rules, checked here)', (
     const soon = new Date(Date.now() + 10_000).toISOString();
     const xml = withAssertion(spec({ inResponseTo: null }), (a) => a.replace('<saml:SubjectConfirmationData', `<saml:SubjectConfirmationData NotBefore="${soon}"`));
     expect((await validate(xml)).nameId).toBe('alice@example.com');
+  });
+
+  test('a bearer confirmation valid only from beyond the skew (90 s ahead, 30 s tolerated) is refused', async () => {
+    const ahead = new Date(Date.now() + 90_000).toISOString();
+    const xml = withAssertion(spec({ inResponseTo: null }), (a) => a.replace('<saml:SubjectConfirmationData', `<saml:SubjectConfirmationData NotBefore="${ahead}"`));
+    expect(await message(() => validate(xml))).toMatch(/subject confirmation is not valid before/);
+  });
+
+  test('when the Conditions end before the bearer confirmation, the assertion is usable (and its id remembered) until the Conditions end, plus the skew', async () => {
+    const conditionsEnd = new Date(Date.now() + 2 * 60_000);
+    const s = spec({ notOnOrAfter: new Date(Date.now() + 10 * 60_000) });
+    const xml = withAssertion(s, (a) => a.replace(/(<saml:Conditions NotBefore="[^"]*" NotOnOrAfter=")[^"]+/, `$1${conditionsEnd.toISOString()}`));
+    expect((await validate(xml)).usableUntil).toBe(conditionsEnd.getTime() + 30_000);
   });
 
   test('the assertion is usable (and its id remembered) until its NotOnOrAfter plus the skew it is accepted within', async () => {

@@ -499,6 +499,12 @@ describe('the login a response answers', () => {
     }
   });
 
+  test('may be answered by an assertion usable for days: the 24 h bound is for IdP-initiated responses, which no login vouches for', async () => {
+    const xml = signedResponse(await answer(EU, cred, { notOnOrAfter: new Date(Date.now() + 3 * 24 * 3600_000) }), A);
+    const res = await acs(EU, cred, xml);
+    expect([res.status, res.body.result?.email]).toEqual([200, 'alice@example.com']);
+  });
+
   test('answered by two responses at once: one signs in', async () => {
     const spec = await answer(EU, cred);
     const results = await Promise.all([signedResponse(spec, A), signedResponse(spec, A)].map((xml) => acs(EU, cred, xml)));
@@ -582,6 +588,14 @@ describe('IdP-initiated sign-in', () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  test("a deleted credential's SSO settings cannot be changed: 404, as for any unknown credential", async () => {
+    idp.set('deleted-settings.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+    const id = await createCredential('deleted-settings.xml');
+    expect((await call(cluster.url(US), 'DELETE', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status).toBe(204);
+    const res = await call(cluster.url(US), 'PATCH', settings(id), { body: { allow_idp_initiated: true }, headers: slashidHeaders(org) });
+    expect({ status: res.status, result: res.body.result }).toEqual({ status: 404, result: undefined });
   });
 
   test("another organization cannot read a credential's SSO settings", async () => {

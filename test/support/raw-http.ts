@@ -15,3 +15,17 @@ export function rawExchangeWith(port: number, bytes: Buffer | string, waitMs = 3
     });
   });
 }
+
+/**
+ * A connection to write to piece by piece: `connected` once it is open, `answered` with all it received once the
+ * server closes it.
+ */
+export function rawConnection(port: number): { socket: net.Socket; connected: Promise<void>; answered: Promise<string> } {
+  const socket = net.connect(port, '127.0.0.1');
+  const parts: Buffer[] = [];
+  socket.on('data', (d: Buffer) => parts.push(d));
+  socket.on('error', () => undefined);
+  const connected = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(Buffer.concat(parts).toString('utf8'))));
+  return { socket, connected, answered };
+}
