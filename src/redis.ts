@@ -96,3 +96,11 @@ export async function deleteKeysWithPrefix(url: string, prefix: string): Promise
     redis.disconnect();
   }
 }
+
+/**
+ * An error of a Redis command as an operator reads it: ioredis refuses commands while it has no connection
+ * (no offline queue) with a message about its own options; said here as what it means.
+ */
+export function redisProblem(err: Error): string {
+  return /Stream isn't writeable|Connection is closed/.test(err.message) ? 'not connected (refused, closed, or still connecting)' : err.message;
+}

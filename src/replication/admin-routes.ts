@@ -4,7 +4,7 @@ import { AppError, badRequest, conflict, notFound } from '../http/errors';
 import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
 import { describeErrors, isUuid } from '../http/validate';
 import type { Logger } from '../logger';
-import type { ReplicationKeys } from '../redis';
+import { redisProblem, type ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
 import { eachRegion, redisWithin, type RedisLinks } from './links';
 import type { Membership } from './membership';
@@ -215,6 +215,9 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
 async function streamStatus(d: { links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[] }) {
   const own = d.links.own;
   const inbox = d.keys.inbox(d.region);
+  // The inbox's figures alongside the groups' (not after them): a hung Redis costs one bound, not two.
+  const ownFigures = redisWithin(Promise.all([own.xlen(inbox), own.xlen(d.keys.deadLetter), streamBounds(own, inbox)]));
+  ownFigures.catch(() => undefined); // read below, after the groups
   const groups = await eachRegion(d.regions, (r) => redisWithin(groupStatus(r)));
   async function groupStatus(r: string) {
     const redis = d.links.to(r);
@@ -229,10 +232,10 @@ async function streamStatus(d: { links: Pick<RedisLinks, 'own' | 'to'>; keys: Re
     return g?.ok ? g.value : { region: r, pending_acks: null, undelivered: null, last_delivered_id: null, needs_reseed: null };
   });
   try {
-    const [length, deadLetters, bounds] = await redisWithin(Promise.all([own.xlen(inbox), own.xlen(d.keys.deadLetter), streamBounds(own, inbox)]));
+    const [length, deadLetters, bounds] = await ownFigures;
     return { connected: true, error: null, length, deadLetters, firstId: bounds?.firstId ?? null, groups: perRegion };
   } catch (err) {
-    return { connected: false, error: `Redis unavailable: ${(err as Error).message}`, length: null, deadLetters: null, firstId: null, groups: perRegion };
+    return { connected: false, error: `Redis unavailable: ${redisProblem(err as Error)}`, length: null, deadLetters: null, firstId: null, groups: perRegion };
   }
 }
 

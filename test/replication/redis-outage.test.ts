@@ -59,6 +59,8 @@ test('writes during a Redis outage are kept and reach every region after Redis r
   const strictChange = strict.headers.get('x-change-id') as string;
   const status = await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders });
   expect(status.body.stream.connected).toBe(false);
+  // Said as what it means, not as ioredis's words about its own options.
+  expect(status.body.stream.error).toBe('Redis unavailable: not connected (refused, closed, or still connecting)');
   expect(status.body.outbox.unpublished).toBeGreaterThan(0);
 
   await redis.start();
