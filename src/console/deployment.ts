@@ -22,9 +22,9 @@ import {
 /** Each status call to a region gets this long; a SIGSTOPped region accepts the connection and never answers. */
 export const PEER_TIMEOUT_MS = 1500;
 /**
- * /admin/replication gets longer: it reads every region's Redis, each read bounded by PEER_COMMAND_TIMEOUT_MS,
- * its own region's in two steps. With one Redis hung, every region's answer waits for that bound; cut short,
- * every region would read as not answering and the hung Redis would be named nowhere.
+ * /admin/replication gets longer: it reads every region's Redis at once, each read bounded by
+ * PEER_COMMAND_TIMEOUT_MS. With one Redis hung, every region's answer waits for that bound (twice it here, for a
+ * loaded region); cut short, every region would read as not answering and the hung Redis would be named nowhere.
  */
 const REPLICATION_EXTRA_MS = 2 * PEER_COMMAND_TIMEOUT_MS;
 /** Failing metadata refreshes listed per region (the count covers all of them). */
