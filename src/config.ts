@@ -246,6 +246,15 @@ export function loadConfig(env: Env = process.env): Config {
   if (!regionId) throw new ConfigError(`REGION is not set; it must be one of: ${file.regions.map((r) => r.id).join(', ')}`);
   const region = file.regions.find((r) => r.id === regionId);
   if (!region) throw new ConfigError(`REGION '${regionId}' is not in ${configPath}; known regions: ${file.regions.map((r) => r.id).join(', ')}`);
+  // Several unset at once (a first start by hand): named together, not one per attempt.
+  const unset = ['ADMIN_TOKEN', 'TOKEN_SIGNING_SECRET', 'REPLICATION_KEYS'].filter((name) => !env[name]);
+  if (unset.length > 1) {
+    throw new ConfigError(
+      `${unset.join(', ')} are not set. Each region needs ADMIN_TOKEN (at least 16 characters), TOKEN_SIGNING_SECRET ` +
+        `(at least ${MIN_SIGNING_SECRET_BYTES} bytes) and REPLICATION_KEYS (kid:secret), the last two the same in every region ` +
+        '(e.g. openssl rand -hex 32); npm run cluster makes them up for a cluster on one machine',
+    );
+  }
   const adminToken = env.ADMIN_TOKEN ?? '';
   if (adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be set to a secret of at least 16 characters');
   const adminAcceptedTokens = [...new Set((env.ADMIN_TOKEN_ACCEPTED ?? '').split(',').map((x) => x.trim()).filter((x) => x !== ''))].filter((x) => x !== adminToken);

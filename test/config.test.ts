@@ -93,6 +93,8 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a 31-byte TOKEN_SIGNING_SECRET', good, { TOKEN_SIGNING_SECRET: 's'.repeat(31) }, /at least 32 bytes/],
   ['a 31-byte accepted token secret', good, { TOKEN_ACCEPTED_SECRETS: `${'a'.repeat(32)},${'b'.repeat(31)}` }, /TOKEN_ACCEPTED_SECRETS: secret 2 is shorter than 32 bytes/],
   ['no REPLICATION_KEYS', good, { REPLICATION_KEYS: '' }, /REPLICATION_KEYS must be set/],
+  ['none of the three secrets (named together)', good, { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' }, /^ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS are not set\./],
+  ['two of the three secrets (named together)', good, { TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' }, /^TOKEN_SIGNING_SECRET, REPLICATION_KEYS are not set\./],
   ['a 31-byte replication secret', good, { REPLICATION_KEYS: `k1:${'r'.repeat(31)}` }, /REPLICATION_KEYS: the secret of key 'k1' must be at least 32 bytes/],
   ['a replication key without a key id', good, { REPLICATION_KEYS: 'r'.repeat(40) }, /REPLICATION_KEYS: entry 1 must be kid:secret/],
   ['a second replication key too short', good, { REPLICATION_KEYS: `k1:${'r'.repeat(32)},k2:short` }, /key 'k2' must be at least 32 bytes/],
