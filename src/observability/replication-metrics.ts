@@ -55,8 +55,9 @@ interface DbSnapshot {
 }
 
 interface RedisSnapshot {
-  length: number;
-  deadLetters: number;
+  /** This region's inbox figures; null when its own Redis does not answer (replication_redis_up 0). */
+  own: { length: number; deadLetters: number } | null;
+  /** Each region's group on its own inbox, in that region's Redis (those that answered). */
   groups: GroupInfo[];
 }
 
@@ -84,13 +85,13 @@ async function loadDb(db: Db): Promise<DbSnapshot> {
 async function loadRedis(s: ReplicationMetricSources): Promise<RedisSnapshot> {
   const own = s.links.own;
   // Bounded: a Redis that hangs fails the scrape's Redis part (replication_redis_up 0), not the scrape.
-  const [length, deadLetters, groups] = await Promise.all([
-    redisWithin(own.xlen(s.keys.inbox(s.region))),
-    redisWithin(own.xlen(s.keys.deadLetter)),
-    // Each region's group is on its own inbox, in its own Redis; one that does not answer is left out.
+  const [ownFigures, groups] = await Promise.all([
+    redisWithin(Promise.all([own.xlen(s.keys.inbox(s.region)), own.xlen(s.keys.deadLetter)])).then(([length, deadLetters]) => ({ length, deadLetters }), () => null),
+    // Each region's group is on its own inbox, in its own Redis; one that does not answer is left out (and
+    // the others are still shown when this region's own Redis is the one down).
     eachRegion(s.regions, async (r) => (await redisWithin(groupInfo(s.links.to(r), s.keys.inbox(r)))).find((g) => g.name === r)),
   ]);
-  return { length, deadLetters, groups: [...groups.values()].flatMap((g) => (g.ok && g.value ? [g.value] : [])) };
+  return { own: ownFigures, groups: [...groups.values()].flatMap((g) => (g.ok && g.value ? [g.value] : [])) };
 }
 
 export function registerReplicationMetrics(registry: Registry, s: ReplicationMetricSources): void {
@@ -140,8 +141,8 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     for (const f of d.failures) if (f.failing > 0) g.inc({ origin_region: f.origin }, f.failing);
   });
 
-  fromRedis('replication_stream_length', 'Entries in this region\'s inbox stream.', [], (g, r) => g.set(r.length));
-  fromRedis('replication_dead_letter_length', 'Entries in the dead-letter stream (unreadable events).', [], (g, r) => g.set(r.deadLetters));
+  fromRedis('replication_stream_length', 'Entries in this region\'s inbox stream.', [], (g, r) => r.own && g.set(r.own.length));
+  fromRedis('replication_dead_letter_length', 'Entries in the dead-letter stream (unreadable events).', [], (g, r) => r.own && g.set(r.own.deadLetters));
   fromRedis('replication_stream_pending', 'Per destination region: entries delivered to its consumer group and not yet acknowledged.', ['destination_region'], (g, r) => {
     for (const x of r.groups) if (s.regions.includes(x.name)) g.set({ destination_region: x.name }, x.pending);
   });
@@ -153,7 +154,7 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     help: '1 when this scrape could read the change stream from Redis, else 0.',
     registers,
     async collect() {
-      this.set((await redisSnapshot()) ? 1 : 0);
+      this.set((await redisSnapshot())?.own ? 1 : 0);
     },
   });
 

@@ -97,6 +97,10 @@ test('with region 1\'s Redis down, regions 2 and 3 replicate between themselves;
   expect(change.pending_regions).toEqual([ONE]);
   expect((await status(ONE)).stream.connected).toBe(false);
   expect((await status(TWO)).stream.connected).toBe(true);
+  // Region 1's metrics say its Redis is down, and still show the groups in the other regions' Redis.
+  const m = await scrape(cluster.url(ONE));
+  expect(m.value('replication_redis_up')).toBe(0);
+  for (const r of [TWO, THREE]) expect(m.value('replication_stream_pending', { destination_region: r })).toEqual(expect.any(Number));
 
   // Region 1's Redis returns, empty.
   await redis.get(ONE)?.start();
