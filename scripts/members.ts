@@ -32,7 +32,8 @@ async function main(): Promise<void> {
     // One connection per distinct Redis; each is named after the regions it serves.
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
-    for (const url of servers.keys()) connections.set(url, createRedis(url, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 }));
+    const connect = (url: string) => createRedis(url, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
+    for (const url of servers.keys()) connections.set(url, connect(url));
     const each = <T>(fn: (redis: Redis) => Promise<T>) =>
       eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
     const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
@@ -57,23 +58,18 @@ async function main(): Promise<void> {
         }
       }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
-      const res = await each((redis) => removeMember(redis, keys, region as string, force));
       // A region added at runtime had a Redis of its own that the config, with the region taken out of it,
       // no longer names: its inbox and its copy of the record are there, at the address the record holds.
       const recorded = [...known.values()].flatMap((r) => (r.ok ? [r.value.members.get(region as string)?.redisUrl ?? null] : [])).find((u) => u);
       const own = recorded ? withCredentialsOf(recorded, file.redisUrl) : null;
-      const ownRes = own && !servers.has(own)
-        ? await (async () => {
-            const c = createRedis(own, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
-            connections.set(own, c);
-            servers.set(own, [region as string]);
-            return eachRegion([own], () => removeMember(c, keys, region as string, force));
-          })()
-        : new Map();
-      const all = [...res.values(), ...ownRes.values()];
-      const removed = all.some((r) => r.ok && r.value.removed);
-      const inboxDeleted = all.some((r) => r.ok && r.value.inboxDeleted);
-      result = { region, removed, inboxDeleted, unreachable: [...unreachable(res), ...unreachable(ownRes)] };
+      if (own && !servers.has(own)) {
+        servers.set(own, [region as string]);
+        connections.set(own, connect(own));
+      }
+      const res = await each((redis) => removeMember(redis, keys, region as string, force));
+      const removed = [...res.values()].some((r) => r.ok && r.value.removed);
+      const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
+      result = { region, removed, inboxDeleted, unreachable: unreachable(res) };
     } else {
       const res = await each(async (redis) => ({ ...(await readMembers(redis, keys)), departed: await redis.hgetall(keys.departed) }));
       const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();

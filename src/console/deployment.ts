@@ -90,10 +90,10 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   }
   // Its Redis does not answer: nothing reaches it or leaves it, though every lag cell may read caught up
   // (they compare what the regions applied, and nothing moves).
-  const redisDown = replication && !replication.stream.connected
-    ? replication.stream.error ?? 'no reason given'
-    // Said by /healthz too (when the replication status could not be read at all).
-    : up && health.body.redis !== undefined && health.body.redis !== 'ready' && !replication ? `/healthz: ${health.body.redis}` : null;
+  // Said by its replication status, else (that status could not be read at all) by its /healthz.
+  let redisDown: string | null = null;
+  if (replication) redisDown = replication.stream.connected ? null : (replication.stream.error ?? 'no reason given');
+  else if (up && health.body.redis !== undefined && health.body.redis !== 'ready') redisDown = `/healthz: ${health.body.redis}`;
   if (redisDown !== null) {
     problems.push(`its Redis does not answer (${redisDown}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
   }

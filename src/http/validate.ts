@@ -31,14 +31,17 @@ const UUID = new RegExp(UUID_PATTERN);
 export const HTTP_URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]';
 /** Not empty and not only white space. */
 export const NOT_BLANK_PATTERN = '\\S';
+/** Printable ASCII only (a relay state): at least one character, or any number. */
+export const PRINTABLE_ASCII_PATTERN = '^[\\x20-\\x7e]+$';
+export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
 
 /** What a pattern or format means, said instead of ajv's "must match pattern <regular expression>". */
 const PATTERN_MEANS: Record<string, string> = {
   [HTTP_URL_PATTERN]: 'must be an absolute http or https URL',
   [UUID_PATTERN]: 'must be a UUID',
   [NOT_BLANK_PATTERN]: 'must not be blank',
-  '^[\\x20-\\x7e]+$': 'must be printable ASCII characters',
-  '^[\\x20-\\x7e]*$': 'must be printable ASCII characters',
+  [PRINTABLE_ASCII_PATTERN]: 'must be printable ASCII characters',
+  [PRINTABLE_ASCII_OR_EMPTY_PATTERN]: 'must be printable ASCII characters',
 };
 const FORMAT_MEANS: Record<string, string> = {
   iri: 'must be an absolute URL, with no white space or control character',

@@ -22,25 +22,25 @@ export function requestLog(log: Logger, metrics?: Pick<Metrics, 'observe'>): Req
       if (metrics && res.writableFinished) metrics.observe(req, res, ms / 1000);
       // A 503 is admission control refusing a request under overload (src/http/admission.ts): an answer, not
       // a failure, and one that can come thousands of times a second. Admission logs a summary of them.
-      const status = res.headersSent ? res.statusCode : 0;
-      const level = status >= 500 && status !== 503 ? 'error' : 'info';
+      // None when nothing was answered (the client went away first): statusCode would read its default, 200.
+      const status = res.headersSent ? res.statusCode : null;
+      const level = status !== null && status >= 500 && status !== 503 ? 'error' : 'info';
       if (!log.isLevelEnabled(level)) return;
       // The error itself was logged, with the request id, by the dialect's error middleware.
-      log[level](line(req, res, Math.round(ms * 1000) / 1000), 'request');
+      log[level](line(req, res, status, Math.round(ms * 1000) / 1000), 'request');
     });
     next();
   };
 }
 
-function line(req: Request, res: Response, ms: number) {
+function line(req: Request, res: Response, status: number | null, ms: number) {
   return {
     requestId: getRequestId(res),
     method: req.method,
     // The whole path: req.path is relative to the router the request is in when it is answered.
     path: req.originalUrl.split('?', 1)[0],
     route: routePattern(req),
-    // None when nothing was answered (the client went away first): statusCode would read its default, 200.
-    status: res.headersSent ? res.statusCode : null,
+    status,
     ms,
     // The client went away before the answer was written.
     ...(res.writableFinished ? {} : { aborted: true }),

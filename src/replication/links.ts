@@ -115,7 +115,6 @@ export function withoutCredentials(url: string): string {
   }
 }
 
-/** `url` with the user and password of `from` when it carries none. */
 /** `url` reached with the credentials of `from` when it has none of its own (a membership record's address). */
 export function withCredentialsOf(url: string, from: string): string {
   try {

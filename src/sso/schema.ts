@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile } from '../http/validate';
+import { compile, PRINTABLE_ASCII_OR_EMPTY_PATTERN, PRINTABLE_ASCII_PATTERN } from '../http/validate';
 
 /** SAML bindings say RelayState SHOULD NOT exceed 80 bytes; IdPs may cut longer ones. */
 export const MAX_RELAY_STATE = 80;
@@ -10,7 +10,7 @@ export const MAX_RELAY_STATE = 80;
 export const MAX_IDP_RELAY_STATE = 1024;
 
 export const LoginQuery = Type.Object(
-  { relay_state: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_RELAY_STATE, pattern: '^[\\x20-\\x7e]+$' })) },
+  { relay_state: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_RELAY_STATE, pattern: PRINTABLE_ASCII_PATTERN })) },
   { additionalProperties: false },
 );
 
@@ -18,7 +18,7 @@ export const AcsForm = Type.Object(
   {
     SAMLResponse: Type.String({ minLength: 1, maxLength: 1024 * 1024 }),
     // Printable ASCII: an IdP-initiated sign-in returns it to the application, which redirects with it.
-    RelayState: Type.Optional(Type.String({ maxLength: MAX_IDP_RELAY_STATE, pattern: '^[\\x20-\\x7e]*$' })),
+    RelayState: Type.Optional(Type.String({ maxLength: MAX_IDP_RELAY_STATE, pattern: PRINTABLE_ASCII_OR_EMPTY_PATTERN })),
   },
   { additionalProperties: true },
 );

@@ -3,13 +3,14 @@
  * is said as what it means, not as the regular expression the value failed.
  */
 import { Type } from '@sinclair/typebox';
-import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK_PATTERN, Uuid } from '../../src/http/validate';
+import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK_PATTERN, PRINTABLE_ASCII_PATTERN, Uuid } from '../../src/http/validate';
 
 const validate = compile(Type.Object({
   url: Type.Optional(Type.String({ pattern: HTTP_URL_PATTERN, format: 'iri' })),
   name: Type.Optional(Type.String({ pattern: NOT_BLANK_PATTERN })),
   id: Type.Optional(Uuid()),
   code: Type.Optional(Type.String({ pattern: '^[a-z]{2}$' })),
+  relay: Type.Optional(Type.String({ pattern: PRINTABLE_ASCII_PATTERN })),
 }, { additionalProperties: false }));
 
 const problems = (body: unknown) => (validate(body) ? [] : describeErrors(validate.errors));
@@ -19,6 +20,7 @@ test('says what a known pattern or format means', () => {
   expect(problems({ url: 'https://idp.example/a b' })).toEqual(['url: must be an absolute URL, with no white space or control character']);
   expect(problems({ name: '   ' })).toEqual(['name: must not be blank']);
   expect(problems({ id: 'not-a-uuid' })).toEqual(['id: must be a UUID']);
+  expect(problems({ relay: 'caf\u00e9' })).toEqual(['relay: must be printable ASCII characters']);
 });
 
 test("keeps ajv's words for a pattern it has no meaning for, and names an unknown field", () => {

@@ -22,6 +22,13 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** A connection to a region's database (the caller ends it). */
+async function databaseOf(region: string): Promise<Client> {
+  const db = new Client({ connectionString: cluster.deployment.configFor(region).region.databaseUrl });
+  await db.connect();
+  return db;
+}
+
 test('refuses to copy from a peer that has not applied an origin\'s change, and copies once it has', async () => {
   cluster.proc(PEER).pause();
   let refused;
@@ -66,8 +73,7 @@ test('an origin whose process is down (its database and Redis up) does not hold 
 
 /** With a row the test writes into the peer's `table`, the re-seed is refused saying `why`; --force copies anyway. */
 async function refusedForPeerRow(table: string, insert: string, why: RegExp): Promise<void> {
-  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
-  await peer.connect();
+  const peer = await databaseOf(PEER);
   try {
     await peer.query(insert, [ORIGIN]);
     const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
@@ -142,10 +148,7 @@ test('a member the config does not name (added at runtime, the config left as it
 test('copies every row of a table longer than one page of the copy: 1,200 organizations the target lacks', async () => {
   // Rows the peer holds and the target lacks (the target's inbox cap trimmed their changes), made by hand
   // in the peer's database: the copy reads 500 rows a page.
-  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
-  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
-  await peer.connect();
-  await target.connect();
+  const [peer, target] = await Promise.all([databaseOf(PEER), databaseOf(TARGET)]);
   const restored = async (db: Client) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM organizations WHERE name LIKE 'trimmed %'`)).rows[0]?.n;
   try {
     await peer.query(
@@ -171,10 +174,7 @@ test('copies every row of a table longer than one page of the copy: 1,200 organi
 test('removes every stale row whose tombstone the peer collected, more than one page of them: 1,200 organizations', async () => {
   // The target's database restored from an old backup: it holds rows created long ago that were deleted
   // since, and whose tombstones the peer collected (below its cut-off). The removal reads 500 rows a page.
-  const peer = new Client({ connectionString: cluster.deployment.configFor(PEER).region.databaseUrl });
-  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
-  await peer.connect();
-  await target.connect();
+  const [peer, target] = await Promise.all([databaseOf(PEER), databaseOf(TARGET)]);
   const stale = async () => (await target.query<{ n: number }>(`SELECT count(*)::int AS n FROM organizations WHERE name LIKE 'restored %'`)).rows[0]?.n;
   try {
     await peer.query(RAISE_COLLECTED_THROUGH_SQL, ['000002000000000.000000.']);
@@ -198,8 +198,7 @@ test('removes every stale row whose tombstone the peer collected, more than one 
 test('a target marked behind again while the copy runs stays joining, and the re-seed fails saying so (it does not report success)', async () => {
   const redis = createRedis(REDIS_URL, 'reseed-test-behind', { queueWhileOffline: true });
   const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
-  const target = new Client({ connectionString: cluster.deployment.configFor(TARGET).region.databaseUrl });
-  await target.connect();
+  const target = await databaseOf(TARGET);
   const entry = async () => (await readMembers(redis, keys)).members.get(TARGET);
   try {
     // The copy is held at its first table until the test lets it go.
