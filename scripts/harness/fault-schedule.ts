@@ -126,6 +126,8 @@ interface Report {
     partitions: number;
     redisRestarts: number;
     postgresRestarts: number;
+    /** Starts that a signal from outside the run ended (Stack.startService tried them again). */
+    outsideKills: number;
   };
   lost: LossCheck['lost'];
   undeleted: LossCheck['undeleted'];
@@ -155,6 +157,7 @@ function table(r: Report): string {
     ['committed, unacknowledged', f.committedUnacknowledged],
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
+    ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
     ['load and faults', `${f.faultSeconds.toFixed(1)} s`],
     ['whole run', `${f.totalSeconds.toFixed(1)} s`],
   ];
@@ -280,6 +283,7 @@ async function main(): Promise<number> {
       partitions: faults.partitions,
       redisRestarts: faults.redisRestarts,
       postgresRestarts: faults.postgresRestarts,
+      outsideKills: stack.outsideKills,
     },
     lost: loss.lost,
     undeleted: loss.undeleted,

@@ -32,6 +32,10 @@ export class HostProcess {
   private exitedP: Promise<void> = Promise.resolve();
   private log: fs.WriteStream | null = null;
   private readonly tail: string[] = [];
+  /** A signal that ends a process, sent by the harness to the current child (stop, teardown). */
+  private ended: NodeJS.Signals | null = null;
+  /** The signal that ended the last child when the harness had sent none: a kill from outside the run. */
+  private outsideSignal: NodeJS.Signals | null = null;
   paused = false;
 
   constructor(readonly opts: HostProcessOptions) {}
@@ -46,6 +50,14 @@ export class HostProcess {
 
   get running(): boolean {
     return this.child !== null;
+  }
+
+  /**
+   * The signal that ended the last child although the harness sent it none (an OOM kill, or a stray
+   * `kill -9` of a process group from outside the run); null if it exited by itself or by the harness's hand.
+   */
+  get killedFromOutside(): NodeJS.Signals | null {
+    return this.child ? null : this.outsideSignal;
   }
 
   /** The last lines the process printed, for failure messages. */
@@ -63,14 +75,19 @@ export class HostProcess {
       detached: true,
     });
     this.child = child;
+    this.ended = null;
+    this.outsideSignal = null;
     this.paused = false;
     if (this.opts.logFile && !this.log) this.log = fs.createWriteStream(this.opts.logFile, { flags: 'a' });
     for (const stream of [child.stdout, child.stderr]) forEachLine(stream, (line) => this.line(line));
     child.stdin?.on('error', () => undefined); // the process died; its exit is reported below
     this.exitedP = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        if (this.child === child) this.child = null;
-        this.line(`[exited: code ${code}, signal ${signal}]`);
+        if (this.child === child) {
+          this.child = null;
+          this.outsideSignal = signal && signal !== this.ended ? signal : null;
+        }
+        this.line(`[exited: code ${code}, signal ${signal}]${this.outsideSignal ? ' (not sent by the harness)' : ''}`);
         this.opts.onExit?.(code, signal);
         resolve();
       });
@@ -104,8 +121,12 @@ export class HostProcess {
     const child = this.child;
     if (!child) return;
     child.kill('SIGCONT');
+    this.ended = signal;
     child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const timer = setTimeout(() => {
+      this.ended = 'SIGKILL';
+      child.kill('SIGKILL');
+    }, graceMs);
     await this.exitedP;
     clearTimeout(timer);
   }
@@ -114,6 +135,7 @@ export class HostProcess {
   signalSync(signal: NodeJS.Signals): void {
     try {
       this.child?.kill('SIGCONT');
+      this.ended = signal;
       this.child?.kill(signal);
     } catch {
       // gone
@@ -123,5 +145,25 @@ export class HostProcess {
   closeLog(): void {
     this.log?.end();
     this.log = null;
+  }
+}
+
+/**
+ * Runs `start` (which starts `proc` and waits until it serves); if that fails because a signal from outside
+ * the run ended the process, calls `onOutsideKill` and runs `start` once more. Any other failure, and a second
+ * one, is thrown.
+ */
+export async function startAgainIfKilledFromOutside(
+  proc: HostProcess,
+  start: () => Promise<void>,
+  onOutsideKill: (signal: NodeJS.Signals) => void,
+): Promise<void> {
+  try {
+    await start();
+  } catch (err) {
+    const signal = proc.killedFromOutside;
+    if (!signal) throw err;
+    onOutsideKill(signal);
+    await start();
   }
 }

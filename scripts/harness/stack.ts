@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { ConfigFile } from '../../src/config';
 import { onTeardown } from './common';
 import type { DelayTable } from './delay-proxy';
-import type { HostProcess } from './host-process';
+import { startAgainIfKilledFromOutside, type HostProcess } from './host-process';
 import { startIdpServer, type IdpServer } from './idp-server';
 import { Network, removeLeftovers, reserveRun, type HostLink } from './netns';
 import { cloneData, initTemplate, PG_PORT, postgresProcess, waitPostgres } from './postgres';
@@ -278,8 +278,23 @@ export class Stack {
     return p;
   }
 
-  /** Starts a service (a region, a region's Redis or Postgres, the shared Redis) if it is not running, and waits until it serves. */
+  /**
+   * Starts a service (a region, a region's Redis or Postgres, the shared Redis) if it is not running, and waits
+   * until it serves. A start that something outside the run kills (a signal the harness did not send: seen once
+   * in CI, a SIGKILL of a region 1 s into its start, with the run's own faults elsewhere) is said and tried
+   * once more, and counted in `outsideKills`: it is no fault of the service, and the run goes on to judge it.
+   */
   async startService(service: string, timeoutMs = 60_000): Promise<void> {
+    await startAgainIfKilledFromOutside(this.proc(service), () => this.startOnce(service, timeoutMs), (signal) => {
+      this.outsideKills++;
+      this.o.say(`${service} was ended by ${signal} while it started, a signal the harness did not send; starting it again`);
+    });
+  }
+
+  /** Starts of a service that a signal from outside the run ended (see startService). */
+  outsideKills = 0;
+
+  private async startOnce(service: string, timeoutMs: number): Promise<void> {
     const p = this.proc(service);
     if (!p.running) p.start();
     const pg = /^postgres@(.+)$/.exec(service)?.[1];
