@@ -85,6 +85,7 @@ function tlsReason(err: unknown): string | null {
   let current: unknown = err;
   for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
     if ('code' in current && typeof current.code === 'string' && TLS_CODE.test(current.code)) {
+      if (current.code === 'ERR_TLS_CERT_ALTNAME_INVALID') return wrongHostReason(current);
       if ('reason' in current && typeof current.reason === 'string' && current.reason !== '') return current.reason;
       // Not `instanceof Error`: an error of Node's core can come from another realm (a vm context, jest).
       const message = 'message' in current && typeof current.message === 'string' ? current.message : '';
@@ -93,6 +94,22 @@ function tlsReason(err: unknown): string | null {
     current = 'cause' in current ? current.cause : null;
   }
   return null;
+}
+
+/**
+ * A certificate for another name, in our words: Node's reason reads "IP: 1.2.3.4 is not in the cert's list: "
+ * (an empty list shown as nothing) or "Host: a.example. is not cert's CN: b.example". The names the
+ * certificate is for come from its subject alternative names, else its common name.
+ */
+function wrongHostReason(err: object): string {
+  const host = 'host' in err && typeof err.host === 'string' ? err.host : null;
+  const cert = 'cert' in err && typeof err.cert === 'object' && err.cert !== null ? (err.cert as { subjectaltname?: unknown; subject?: { CN?: unknown } }) : null;
+  const alt = typeof cert?.subjectaltname === 'string' ? cert.subjectaltname.split(',').map((n) => n.trim().replace(/^(DNS|IP Address):/, '')).filter(Boolean) : [];
+  const cn = typeof cert?.subject?.CN === 'string' ? [cert.subject.CN] : [];
+  const names = alt.length > 0 ? alt : cn;
+  const shown = names.slice(0, 5).join(', ') + (names.length > 5 ? `, and ${names.length - 5} more` : '');
+  const which = host ? `the host name ${host}` : 'this host name';
+  return names.length > 0 ? `its certificate is not for ${which} but for ${shown}` : `its certificate names no host, so not ${which}`;
 }
 
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|HOSTNAME_MISMATCH)/;

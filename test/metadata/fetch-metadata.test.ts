@@ -5,8 +5,10 @@
  */
 import http from 'node:http';
 import net from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import zlib from 'node:zlib';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
+import { Deadline, describeFailure } from '../../src/metadata/fetch-errors';
 import { fetchMetadata, type FetchOptions } from '../../src/metadata/fetch-metadata';
 import { fetchAndParse } from '../../src/metadata';
 import { canBind, OKTA_ENTITY_ID, OKTA_XML, servedBytes, startHttpServer, startHttpsServer, type LocalServer } from './support/local-servers';
@@ -328,6 +330,22 @@ describe('limits and failures', () => {
     expect(err.code).toBe('tls_error');
     expect(err.message).toMatch(/self[- ]signed certificate.*The IdP needs a valid certificate for this host name\.$/);
     expect(tls.hits).toHaveLength(0);
+  });
+
+  // Node's own reason for a certificate of another name reads "IP: 1.2.3.4 is not in the cert's list: " (an
+  // empty list as nothing) or "Host: a. is not cert's CN: b": the errors here are Node's, from its own check.
+  it.each([
+    ['idp.example.com', { subject: { CN: 'other.example' }, subjectaltname: 'DNS:other.example, DNS:www.other.example' }, 'its certificate is not for the host name idp.example.com but for other.example, www.other.example'],
+    ['idp.example.com', { subject: { CN: 'other.example' } }, 'its certificate is not for the host name idp.example.com but for other.example'],
+    ['203.0.113.9', { subject: { CN: 'x.example' }, subjectaltname: 'IP Address:198.51.100.7' }, 'its certificate is not for the host name 203.0.113.9 but for 198.51.100.7'],
+    ['idp.example.com', { subject: {} }, 'its certificate names no host, so not the host name idp.example.com'],
+  ])('says which names a certificate for another host is for (%s, %j)', (host, cert, reason) => {
+    const err = checkServerIdentity(host, cert as unknown as PeerCertificate);
+    const deadline = new Deadline(10_000);
+    const described = describeFailure(new TypeError('fetch failed', { cause: err }), new URL(`https://${host}/metadata.xml`), { connectTimeoutMs: 1000 }, deadline);
+    deadline.clear();
+    expect(described.code).toBe('tls_error');
+    expect(described.message).toBe(`Could not establish a trusted https connection to ${host}: ${reason}. The IdP needs a valid certificate for this host name.`);
   });
 
   // A helper's review: these quoted undici's own wording ("Response does not match the HTTP/1.1 protocol
