@@ -202,4 +202,13 @@ test("a region's lag is from the newest change's commit at its origin to its app
   expect(at(p?.last_event_at)).toBeLessThanOrEqual(at(p?.last_applied_at));
   expect(at(p?.last_applied_at)).toBeLessThanOrEqual(at(acked));
   expect(p?.lag_ms).toBe(at(p?.last_applied_at) - at(p?.last_event_at));
+
+  // The metric is the same difference in seconds; with the origin's clock ahead of this region's (the commit
+  // reads later than the apply) it says 0, not a negative lag.
+  const db = running.get('europe-belgium')?.db;
+  const lagMetric = async () => (await scrape(url('europe-belgium'))).value('replication_lag_seconds', { origin_region: 'us-iowa' });
+  await db?.$executeRawUnsafe("UPDATE replication_progress SET last_event_at = last_applied_at - interval '2.5 seconds' WHERE origin_region = 'us-iowa'");
+  expect(await lagMetric()).toBe(2.5);
+  await db?.$executeRawUnsafe("UPDATE replication_progress SET last_event_at = last_applied_at + interval '5 seconds' WHERE origin_region = 'us-iowa'");
+  expect(await lagMetric()).toBe(0);
 });
