@@ -1,4 +1,6 @@
-import { readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
 import { parseIdpMetadata, type ParsedMetadata } from '../../src/metadata/parse-metadata';
@@ -381,6 +383,34 @@ describe('validity and content rules', () => {
     expect(kd).not.toBe('');
     expect(() => parse(okta.replace(kd, kd.repeat(21)))).toThrow(/lists 21 signing certificates; at most 20/);
     expect(parse(okta.replace(kd, kd.repeat(20))).signingCertificates).toHaveLength(1);
+  });
+
+  it('refuses signing certificates of more than 64 KiB of PEM in all, and takes what fits', () => {
+    // Certificates made large by a long subjectAltName list, each under the 32 KiB one certificate may have:
+    // ~24 KiB of PEM each, so two fit and three do not.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'big-cert-'));
+    const bigCert = (n: number): string => {
+      const names = Array.from({ length: 850 }, (_, i) => `DNS:h${i}.c${n}.example.com`).join(',');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650', '-subj', `/CN=big${n}`, '-addext', `subjectAltName=${names}`, '-keyout', `k${n}.pem`, '-out', `c${n}.pem`], { cwd: dir, stdio: 'ignore' });
+      return readFileSync(path.join(dir, `c${n}.pem`), 'utf8').replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+    };
+    try {
+      const [a, b, c] = [bigCert(1), bigCert(2), bigCert(3)];
+      const kd = /<md:KeyDescriptor use="signing">[\s\S]*?<\/md:KeyDescriptor>/.exec(okta)?.[0] ?? '';
+      const withCert = (der: string) => kd.replace(/<ds:X509Certificate>[\s\S]*?<\/ds:X509Certificate>/, `<ds:X509Certificate>${der}</ds:X509Certificate>`);
+      const two = parse(okta.replace(kd, withCert(a) + withCert(b))).signingCertificates;
+      expect(two).toHaveLength(2);
+      const pemChars = two.reduce((n, cert) => n + cert.pem.length, 0);
+      expect(pemChars).toBeLessThan(64 * 1024);
+      expect(pemChars * 1.5).toBeGreaterThan(64 * 1024);
+      const err = refusal(okta.replace(kd, withCert(a) + withCert(b) + withCert(c)));
+      expect({ code: err.code, message: err.message }).toEqual({
+        code: 'no_signing_certificate',
+        message: expect.stringMatching(/lists signing certificates of \d+ KiB in all; at most 64 KiB are accepted/),
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes an entityID of 1,024 characters, the most SAML allows, and refuses one of 1,025', () => {
