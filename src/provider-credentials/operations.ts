@@ -22,7 +22,7 @@ export const providerCredentialOperations: Operation[] = [
     method: 'post', path: CREDENTIALS_PATH, tags, auth: 'slashid', dialect: 'slashid', headers: ['consistency', 'idempotency'],
     summary: 'Create SAML provider credentials (the IdP metadata URL is fetched and validated first)',
     body: { schema: CreateCredentialBody },
-    responses: { 201: { description: 'Created.', schema: Envelope(CredentialView), headers: ['X-Change-Id', 'Idempotent-Replayed'] } },
+    responses: { 201: { description: 'Created. Location names the credential.', schema: Envelope(CredentialView), headers: ['Location', 'X-Change-Id', 'Idempotent-Replayed'] } },
     errors: [
       { status: 400, description: 'A header or the body is invalid, or the IdP metadata was refused.' },
       401, 403,

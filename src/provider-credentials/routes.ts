@@ -49,8 +49,9 @@ function credentialId(req: Request): string {
 
 
 /**
- * The body a 408 carries: none. SlashID answers errors without `result` (seeds/README, whose example is a
- * 408); the credential a create committed is named by `Location` instead (its change by X-Change-Id).
+ * `Location` names the credential a create made: on its 201 (and a replay of it), and on a 408, whose body
+ * carries none. SlashID answers errors without `result` (seeds/README, whose example is a 408), so there the
+ * header is how a client finds the committed credential (and X-Change-Id its change).
  */
 const located = (res: Response) => (credential: { id?: unknown } | null | undefined): undefined => {
   if (typeof credential?.id === 'string') res.setHeader('Location', `${CREDENTIALS_PATH}/${credential.id}`);
@@ -59,6 +60,7 @@ const located = (res: Response) => (credential: { id?: unknown } | null | undefi
 
 function answerPrior(res: Response, prior: Prior): void {
   if (prior.kind === 'reused') throw keyReused(prior.message);
+  if (prior.response.status === 201) located(res)(slashidStoredResult(prior.response.body) as { id?: unknown } | undefined);
   sendReplay(res, prior.response, prior.changeId);
 }
 
@@ -98,6 +100,7 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res));
     if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, slashidFollowUp, storedLocated);
     if (value.kind !== 'done') return answerPrior(res, value);
+    located(res)(value.value);
     res.status(201).json(envelope(value.value));
   });
 

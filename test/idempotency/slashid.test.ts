@@ -55,6 +55,7 @@ describe('a retry with the same key and body', () => {
     // The change that stored it, so a client whose first answer was lost can follow it up.
     expect(again.headers.get('x-change-id')).toBe(first.headers.get('x-change-id'));
     expect(again.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(again.headers.get('location')).toBe(`/organizations/sso/saml/provider-credentials/${String(first.body.result.id)}`);
     expect(await credentials(org)).toBe(1);
     expect(await keyRows(org)).toBe(1);
   });

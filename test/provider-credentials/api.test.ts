@@ -43,6 +43,7 @@ describe('create and read', () => {
       result: { id: expect.stringMatching(/^[0-9a-f-]{36}$/), ...validBody() },
     });
     expect(res.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(res.headers.get('location')).toBe(`${PATH}/${String(res.body.result.id)}`);
     const got = await call(r.url, 'GET', `${PATH}/${res.body.result.id}`, { headers: slashidHeaders(org) });
     expect(got.status).toBe(200);
     expect(got.body).toEqual({ meta: {}, errors: [], result: res.body.result });
