@@ -6,6 +6,9 @@
  * test runs on) in Atomics.wait until a client on another thread has its answers.
  */
 import { Worker } from 'node:worker_threads';
+import Redis from 'ioredis';
+import { replicationKeys } from '../../src/redis';
+import { writeMember } from '../../src/replication/membership';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { ADMIN_TOKEN } from '../support/env';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -199,6 +202,34 @@ test('the figures on the operator port are the main thread\'s: a change there sh
     admitted = (await call(operator, 'GET', '/admin/replication', { headers: adminHeaders })).body.admission.writes.admitted;
   }
   expect(admitted).toBe(before + 1);
+});
+
+test("a region added at runtime with a Redis of its own: the operator port reads its inbox's figures in that Redis, as the region port does", async () => {
+  // Its Redis: another database of the test's Redis server, holding its inbox with three entries its group has
+  // not read. The configured Redis has no such inbox: read there, its figures would be nulls.
+  const prefix = r.deployment.file.redisKeyPrefix ?? '';
+  const keys = replicationKeys(prefix);
+  const base = r.deployment.file.redisUrl ?? '';
+  const itsUrl = new URL(base);
+  itsUrl.pathname = '/9';
+  const own = new Redis(base);
+  const its = new Redis(itsUrl.toString());
+  try {
+    const inbox = keys.inbox('south-brazil');
+    for (let i = 0; i < 3; i++) await its.xadd(inbox, '*', 'e', String(i));
+    await its.xgroup('CREATE', inbox, 'south-brazil', '0');
+    await writeMember(own, keys, 'south-brazil', { state: 'active', redis_url: itsUrl.toString() });
+    type Group = { region: string; undelivered: number | null };
+    const undelivered = async (url: string) =>
+      ((await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.pending as Group[] | undefined)?.find((g) => g.region === 'south-brazil')?.undelivered;
+    expect(await eventually(async () => (await undelivered(r.url)) === 3, 15_000, 100)).toBe(true);
+    expect(await eventually(async () => (await undelivered(operator)) === 3, 15_000, 100)).toBe(true);
+  } finally {
+    const left = await its.keys(`${prefix}*`);
+    if (left.length) await its.del(...left);
+    own.disconnect();
+    its.disconnect();
+  }
 });
 
 test('a listener thread that ends (a crash) is started again on the same port, and answers as before', async () => {
