@@ -220,7 +220,7 @@ export function assembleDeployment(serving: string, gathered: Gathered[], timeou
     gathered.push({
       replication: null,
       status: {
-        id, url: '', up: false, ready: null, response_ms: null, redis: null, database: null, replication: null, metadata_refresh: null, backlog: null,
+        id, url: '', up: null, ready: null, response_ms: null, redis: null, database: null, replication: null, metadata_refresh: null, backlog: null,
         problems: [`a member of the deployment (${u.state}, says ${u.by.join(', ')}) that this region's config does not list: its address is not known here, so its figures are not shown; add it to every region's config`],
       },
     });

@@ -60,8 +60,8 @@ export const checkMetadataRefresh = compile(PeerMetadataRefresh);
 export const RegionStatus = Type.Object({
   id: Type.String(),
   url: Type.String(),
-  /** /healthz answered within the timeout. */
-  up: Type.Boolean(),
+  /** /healthz answered within the timeout; null for a member this region's config does not list (not asked). */
+  up: Nullable(Type.Boolean()),
   /** /readyz said ready (null when it did not answer). */
   ready: Nullable(Type.Boolean()),
   response_ms: Nullable(Type.Integer()),

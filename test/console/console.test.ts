@@ -148,7 +148,7 @@ test("what regions say of each other goes to the region it is about: a down regi
   expect(problems('a')).toEqual([]);
   // d joined elsewhere: a row without figures, and no lag cells.
   expect(d.regions.map((r) => r.id)).toEqual(['a', 'b', 'c', 'd']);
-  expect(d.regions[3]).toMatchObject({ id: 'd', url: '', up: false, problems: [expect.stringMatching(/^a member of the deployment \(joining, says a, b\) that this region's config does not list/)] });
+  expect(d.regions[3]).toMatchObject({ id: 'd', url: '', up: null, problems: [expect.stringMatching(/^a member of the deployment \(joining, says a, b\) that this region's config does not list/)] });
   expect(d.lag.some((c) => c.origin === 'd' || c.region === 'd')).toBe(false);
 });
 
