@@ -50,13 +50,22 @@ function storableText(text: string, max: number): string {
   return cut.replace(CONTROL, '?').replace(LONE_SURROGATE, '\ufffd');
 }
 
+/** Line and paragraph separators, Unicode's (U+2028, U+2029) too: a quote is one line. */
+const LINE_BREAKS = /[\t\n\r\u2028\u2029]+/g;
+/**
+ * Invisible format characters: bidi overrides and isolates, zero-width characters, the BOM. In a quote they
+ * reorder or hide what the admin reads (a page title whose U+202E turns the rest of the message around).
+ */
+const INVISIBLE = /\p{Cf}/gu;
+
 /**
  * A short, printable quote of text that came from a fetched document or a remote server (a page title,
- * an entity id, a library message that may echo the input): one line, at most `max` characters.
+ * an entity id, a library message that may echo the input): one line, at most `max` characters, controls
+ * and invisible format characters shown as "?".
  */
 export function excerpt(text: string, max = 100): string {
-  const head = text.slice(0, max * 4).replace(/[\t\n\r]+/g, ' ').trim();
-  return storableText(head, max);
+  const head = text.slice(0, max * 4).replace(LINE_BREAKS, ' ').trim();
+  return storableText(head, max).replace(INVISIBLE, '?');
 }
 
 export function isMetadataError(err: unknown): err is MetadataError {

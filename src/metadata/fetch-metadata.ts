@@ -127,7 +127,9 @@ async function resolveAddresses(hop: Hop, listed: boolean, resolveHost: ResolveH
     addresses = await deadline.race(resolveHost(host));
   } catch (err) {
     if (deadline.expired) throw deadline.error(url);
-    const code = err instanceof Error && 'code' in err ? String(err.code) : 'lookup failed';
+    // Not `instanceof Error`: Node's resolver errors can come from another realm (jest's), and were then taken
+    // for no code at all (helper-131).
+    const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'lookup failed';
     const missing = code === 'ENOTFOUND' || code === 'ENODATA';
     // An allow-listed host is the operator's own: it may be told plainly that the name does not resolve.
     if (missing && !listed) throw noPublicAddress(hop);
@@ -378,8 +380,11 @@ async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, de
     if (REDIRECT_STATUSES.has(res.statusCode)) {
       discard(res.body);
       const location = header(res.headers, 'location');
-      if (location === null) {
-        throw new MetadataError('http_status', `${url.href}${via} answered HTTP ${res.statusCode} without a Location header.`);
+      // An empty Location resolves to the URL itself: followed, it asked again until the redirect limit and
+      // then blamed "more than 3" redirects to nowhere.
+      if (location === null || location.trim() === '') {
+        const what = location === null ? 'without a Location header' : 'with an empty Location header';
+        throw new MetadataError('http_status', `${url.href}${via} answered HTTP ${res.statusCode} ${what}.`);
       }
       return { kind: 'redirect', location };
     }

@@ -257,6 +257,23 @@ describe('redirects', () => {
   it('reports a redirect without a Location header', async () => {
     expect((await refusal(`${main.origin}/redirect-without-location`, allowMain())).code).toBe('http_status');
   });
+
+  it('reports a redirect with an empty Location header as such, without following it to itself', async () => {
+    let hits = 0;
+    const raw = net.createServer((socket) => socket.once('data', () => {
+      hits += 1;
+      socket.end('HTTP/1.1 302 Found\r\nLocation: \r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    }));
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const port = (raw.address() as net.AddressInfo).port;
+    try {
+      const err = await refusal(`http://127.0.0.1:${port}/md.xml`, { allowedHosts: [`127.0.0.1:${port}`] });
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'http_status', message: `http://127.0.0.1:${port}/md.xml answered HTTP 302 with an empty Location header.` });
+      expect(hits).toBe(1);
+    } finally {
+      await new Promise((resolve) => raw.close(resolve));
+    }
+  });
 });
 
 describe('limits and failures', () => {
@@ -310,6 +327,11 @@ describe('limits and failures', () => {
     const err = await refusal(`${main.origin}/huge-declared`, allowMain());
     expect(err.code).toBe('too_large');
     expect(err.message).toMatch(/announces 50 MiB/);
+  });
+
+  it("answers a name the system's resolver does not know as one that is not public, whatever realm its error comes from", async () => {
+    const err = await refusal('https://no-such-host.invalid/metadata.xml', { allowedHosts: [] });
+    expect({ code: err.code, message: err.message }).toEqual({ code: 'blocked_address', message: expect.stringMatching(/the host "no-such-host\.invalid" does not resolve to a public address/) });
   });
 
   it('reports a 404 as http_status', async () => {
