@@ -115,6 +115,7 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
     const body = refusalBody(url, refusal, id);
     res.writeHead(503, {
       'content-type': 'application/json; charset=utf-8',
+      'x-content-type-options': 'nosniff',
       'x-request-id': id,
       'retry-after': String(refusal.extra.retryAfterSeconds ?? admission.limits.retryAfterSeconds),
       // The request's body is not read: this connection is not reused.

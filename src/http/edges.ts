@@ -77,7 +77,7 @@ function answerOnSocket(socket: Duplex, status: number, id: string, body: unknow
   socket.on('error', () => socket.destroy());
   if (!socket.writable) return void socket.destroy();
   const text = JSON.stringify(body);
-  const answer = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
+  const answer = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-content-type-options: nosniff\r\nx-request-id: ${id}\r\n` +
     `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
   if (!drain) return void socket.end(answer, () => socket.destroy());
   socket.once('end', () => socket.destroy());

@@ -11,6 +11,9 @@ export function requestId(): RequestHandler {
     res.locals.requestId = id;
     res.locals.startedAt = Date.now();
     res.setHeader('X-Request-Id', id);
+    // Every answer is JSON (or the console's HTML, which sets its type itself): no browser may guess another
+    // type from a body that quotes a request's input (helper-131).
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     next();
   };
 }

@@ -83,6 +83,8 @@ test('requests Node refuses get their status in the envelope of the API they wer
   // A control character in a header value (an Idempotency-Key, say).
   const slashid = await rawExchange(head('POST', P, { ...headers, 'Idempotency-Key': 'a\u0001', 'Content-Length': '0' }));
   expect(slashid.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  // Written on the socket itself, with the headers of every other answer.
+  expect(slashid.split('\r\n\r\n')[0]?.split('\r\n')).toContain('x-content-type-options: nosniff');
   expect(JSON.parse(slashid.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('not valid HTTP/1.1') }] });
   const infisical = await rawExchange(head('POST', SSO, { Authorization: 'Bearer x', 'Idempotency-Key': 'a\u0001', 'Content-Length': '0' }));
   expect(JSON.parse(infisical.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 400, error: 'BadRequest' });

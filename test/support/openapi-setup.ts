@@ -48,6 +48,10 @@ async function send(input: Parameters<typeof fetch>[0], init?: RequestInit): Pro
 globalThis.fetch = async (input, init) => {
   const res = await send(input, init);
   if (res.headers.has('x-request-id')) {
+    if (res.headers.get('x-content-type-options') !== 'nosniff') {
+      const { method, path } = describeRequest(input, init);
+      failures.push(`${method} ${path} -> ${res.status}: no "X-Content-Type-Options: nosniff"`);
+    }
     const p = inspect(describeRequest(input, init), res.clone()).catch((err: Error) => {
       failures.push(`checking an answer failed: ${err.message}`);
     });
