@@ -24,6 +24,17 @@ const CONTINUE_DUE = Symbol('100 Continue due');
 /** Marks a connection answerClientError is closing once its current answer is sent. */
 const CLOSING = Symbol('closing after its answer');
 
+/** The status answerClientError wrote on the socket for a request the app had already taken. */
+const EDGE_STATUS = Symbol('answered at the edge');
+
+/**
+ * The status the client got from answerClientError for this request, if it answered it: the app's own
+ * error handling of the same failure (its body read aborted) writes nothing that reaches the client.
+ */
+export function edgeAnsweredStatus(res: object): number | undefined {
+  return (res as { [EDGE_STATUS]?: number })[EDGE_STATUS];
+}
+
 const CLIENT_ERRORS: Record<number, string> = {
   400: 'The request is not valid HTTP/1.1 (its request line, a header value or its body framing); nothing was done.',
   408: 'The request did not arrive whole in time; nothing was done.',
@@ -59,7 +70,11 @@ function answerClientError(render: RenderRefusal) {
     // The request it refused, when Node got as far as its headers; else the request line of the packet.
     // (Express's routers strip their mount path from req.url as they go: originalUrl is the request's.)
     const path = (answering?.req as { originalUrl?: string } | undefined)?.originalUrl ?? answering?.req?.url ?? /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
-    const id = crypto.randomUUID();
+    // A request the app took already has its id (the caller's X-Request-Id, or one made for it) in its log
+    // line: the answer carries that one, so the reqId the client quotes finds the line.
+    const taken = (answering as { locals?: { requestId?: unknown } } | undefined)?.locals?.requestId;
+    const id = typeof taken === 'string' ? taken : crypto.randomUUID();
+    if (answering) (answering as { [EDGE_STATUS]?: number })[EDGE_STATUS] = status;
     answerOnSocket(socket, refusal.status, id, render(path, refusal, id));
   };
 }

@@ -28,6 +28,8 @@ interface BodyParserError {
   status?: number;
   statusCode?: number;
   limit?: number;
+  /** encoding.unsupported: the Content-Encoding, lower-cased. */
+  encoding?: string;
 }
 
 /** Maps errors thrown by the JSON body parser (and our own) to AppError; null for unknown errors. */
@@ -39,7 +41,9 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
       return badRequest('The request body is not valid JSON.');
     case 'entity.too.large':
       return badRequest(`The request body is too large (the limit is ${Math.round((bp.limit ?? 0) / 1024)} KiB).`);
+    // The body's compression, not its text: a UTF-8 body sent with an unknown Content-Encoding was told it is not UTF-8.
     case 'encoding.unsupported':
+      return badRequest(`Content-Encoding ${shownHeader(String(bp.encoding ?? ''))} is not supported: send the body uncompressed, or compressed with gzip, deflate or br.`);
     case 'charset.unsupported':
       return badRequest('The request body must be UTF-8 encoded JSON.');
     case 'request.aborted':

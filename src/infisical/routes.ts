@@ -62,10 +62,16 @@ function checkBody<T>(validate: ValidateFunction<T>, raw: unknown): T {
 async function authorize(db: Db, res: Response, orgId: string): Promise<string> {
   const tokenOrg = tokenOrgOf(res);
   const target = orgId.toLowerCase();
-  if (!(await isSelfOrAncestor(db, tokenOrg, target))) {
-    throw forbidden(`This access token is not valid for organization ${orgId}: it is bound to another organization.`);
+  if (await isSelfOrAncestor(db, tokenOrg, target)) return target;
+  // The token's own organization, not (yet) in this region: created elsewhere with local_region and still
+  // replicating, say. Saying so tells its holder nothing about other organizations; "bound to another
+  // organization" was untrue and sent them looking for a wrong token.
+  if (tokenOrg === target) {
+    throw forbidden(
+      `The organization ${target}, the one this access token is for, does not exist in this region: if it was just created in another region, it has not replicated here yet; retry shortly (create organizations with SlashID-Required-Consistency: all_regions to use them everywhere at once).`,
+    );
   }
-  return target;
+  throw forbidden(`This access token is not valid for organization ${orgId}: it is bound to another organization.`);
 }
 
 /** Where an Infisical client follows a change with its own access token. */

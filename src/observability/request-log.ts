@@ -7,6 +7,7 @@
  * whether or not the line is written (~8 % of a region's CPU on a read-heavy load, measured with --cpu-prof).
  */
 import type { Request, RequestHandler, Response } from 'express';
+import { edgeAnsweredStatus } from '../http/edges';
 import { getRequestId } from '../http/request-id';
 import type { Logger } from '../logger';
 import { routePattern, type Metrics } from './metrics';
@@ -23,7 +24,9 @@ export function requestLog(log: Logger, metrics?: Pick<Metrics, 'observe'>): Req
       // A 503 is admission control refusing a request under overload (src/http/admission.ts): an answer, not
       // a failure, and one that can come thousands of times a second. Admission logs a summary of them.
       // None when nothing was answered (the client went away first): statusCode would read its default, 200.
-      const status = res.headersSent ? res.statusCode : null;
+      // A request the listener's edge answered (its body did not arrive whole in time) logs that answer's status.
+      const edge = edgeAnsweredStatus(res);
+      const status = edge ?? (res.headersSent ? res.statusCode : null);
       const level = status !== null && status >= 500 && status !== 503 ? 'error' : 'info';
       if (!log.isLevelEnabled(level)) return;
       // The error itself was logged, with the request id, by the dialect's error middleware.
@@ -43,7 +46,7 @@ function line(req: Request, res: Response, status: number | null, ms: number) {
     status,
     ms,
     // The client went away before the answer was written.
-    ...(res.writableFinished ? {} : { aborted: true }),
+    ...(res.writableFinished || edgeAnsweredStatus(res) !== undefined ? {} : { aborted: true }),
     ...orgOf(res),
   };
 }

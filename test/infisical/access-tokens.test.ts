@@ -200,6 +200,25 @@ describe('403: the token is for another organization', () => {
     expect(await region.region.db.infisicalSamlConfig.count({ where: { orgId: ghost } })).toBe(0);
   });
 
+  test("a token whose own organization this region does not have is told so, not that it is bound to another organization", async () => {
+    const ghost = '00000000-0000-4000-8000-00000000abce';
+    const token = sign(claims(ghost));
+    const attempts = [
+      await api('POST', SSO, bearer(token), configBody(ghost, certs.pem)),
+      await api('GET', `${SSO}?organizationId=${ghost}`, bearer(token)),
+      await api('PATCH', SSO, bearer(token), { organizationId: ghost.toUpperCase(), isActive: false }),
+    ];
+    for (const res of attempts) {
+      expect(res).toMatchObject({ status: 403, body: { error: 'PermissionDenied' } });
+      expect(res.body.message).not.toContain('bound to another organization');
+      expect(res.body.message).toContain(`The organization ${ghost}, the one this access token is for, does not exist in this region`);
+    }
+    // Another organization's id is still answered alike whether or not it exists (nothing said about others).
+    const mine = await createOrg(url);
+    const res = await api('GET', `${SSO}?organizationId=${ghost}`, bearer(await issueToken(url, mine.id)));
+    expect(res.body.message).toContain('bound to another organization');
+  });
+
   test("a parent org's token works for its sub-organization, not the other way round", async () => {
     const parent = await createOrg(url, 'parent');
     const child = await createOrg(url, 'child', { parent_id: parent.id });

@@ -38,3 +38,15 @@ test('a body over the size limit is a 400 in Infisical shape', async () => {
   expectSeedShape('POST', res);
   expect(res.body.message).toContain('too large');
 });
+
+test('a Content-Encoding the service cannot decode is a 400 that names the encoding, not one that blames the charset', async () => {
+  const { app } = appThrowing(new Error('unreachable'));
+  const body = JSON.stringify({ a: 1 });
+  for (const encoding of ['compress', 'gzip, gzip']) {
+    const res = await request(app).post('/boom').set('content-type', 'application/json').set('content-encoding', encoding).send(body);
+    expect(res.status).toBe(400);
+    expectSeedShape('POST', res);
+    expect(res.body.error).toBe('BadRequest');
+    expect(res.body.message).toBe(`Content-Encoding '${encoding}' is not supported: send the body uncompressed, or compressed with gzip, deflate or br.`);
+  }
+});

@@ -1,0 +1,48 @@
+/**
+ * A request whose body does not arrive whole in time is answered 408 by the listener's edge (src/http/edges.ts),
+ * after the app took it: that answer is the request's, under its request id, and its log line says 408.
+ */
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { createOrg, eventually } from '../support/harness';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { rawExchangeWith } from '../support/raw-http';
+import { issueToken, SSO } from './support/fixtures';
+
+type Line = Record<string, unknown>;
+const lines: Line[] = [];
+const sink = new Writable({
+  write(chunk: Buffer, _enc, done) {
+    for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Line);
+    done();
+  },
+});
+
+let r: InProcessRegion;
+beforeAll(async () => {
+  const log = pino({ level: 'info', base: { region: 'us-iowa' } }, sink);
+  r = await startInProcess('infisical-slow', ['us-iowa'], {}, undefined, { requestTimeoutMs: 2000, log });
+});
+afterAll(async () => {
+  await r?.stop();
+});
+
+test('the 408 of a body that never arrives whole carries the request id the client chose, and the log line says 408', async () => {
+  const org = await createOrg(r.url, 'slow');
+  const token = await issueToken(r.url, org.id);
+  const head = [
+    `PATCH ${SSO} HTTP/1.1`, 'Host: x', 'X-Request-Id: slow-body-1', `Authorization: Bearer ${token}`,
+    'Content-Type: application/json', 'Content-Length: 100', '', '',
+  ].join('\r\n');
+  // 100 bytes announced, a few sent: the region's request timeout (2 s here) ends it.
+  const answer = await rawExchangeWith(Number(new URL(r.url).port), `${head}{"organizationId":`, 15_000);
+  expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+  expect(answer.toLowerCase()).toContain('\r\nx-request-id: slow-body-1\r\n');
+  const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+  expect(body).toEqual({ reqId: 'slow-body-1', statusCode: 408, message: 'The request did not arrive whole in time; nothing was done.', error: 'RequestTimeout' });
+
+  let line: Line | undefined;
+  await eventually(async () => (line = lines.find((l) => l.msg === 'request' && l.requestId === 'slow-body-1')) !== undefined, 5000, 20);
+  expect(line).toMatchObject({ method: 'PATCH', path: SSO, status: 408 });
+  expect(line).not.toHaveProperty('aborted');
+});
