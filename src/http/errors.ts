@@ -43,6 +43,7 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
       return badRequest(`The request body is too large (the limit is ${Math.round((bp.limit ?? 0) / 1024)} KiB).`);
     // The body's compression, not its text: a UTF-8 body sent with an unknown Content-Encoding was told it is not UTF-8.
     case 'encoding.unsupported':
+      // The body may well be UTF-8 JSON, compressed in a way the parser does not take (zstd, say, or two codings).
       return badRequest(`Content-Encoding ${shownHeader(String(bp.encoding ?? ''))} is not supported: send the body uncompressed, or compressed with gzip, deflate or br.`);
     case 'charset.unsupported':
       return badRequest('The request body must be UTF-8 encoded JSON.');
@@ -91,6 +92,10 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   }
   // The router's decoding of a path parameter with a malformed %-escape.
   if (err instanceof URIError) return badRequest('The URL contains a malformed %-escape.');
+  // A body that does not decompress as its Content-Encoding says (zlib's Z_* codes, brotli's ERR__ERROR_*).
+  if (bp?.status === 400 && /^(Z_|ERR__ERROR_)/.test(String((err as { code?: unknown }).code))) {
+    return badRequest('The request body could not be decompressed as its Content-Encoding says (corrupt or cut off, or not compressed at all).');
+  }
   // Any other client error from the HTTP plumbing (a body that does not inflate, a size that does not match):
   // a 400 with a fixed message, never the library's wording, which may quote the input.
   const status = bp?.status ?? bp?.statusCode;
@@ -109,6 +114,14 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
 export function shownHeader(value: string, max = 64): string {
   const bytes = Buffer.from(value, 'latin1');
   const text = !/[\x80-\xff]/.test(value) ? value : isUtf8(bytes) ? bytes.toString('utf8') : value.replace(/[\x80-\xff]/g, '?');
+  return shownText(text, max);
+}
+
+/**
+ * Text the client sent (already decoded: a query parameter, say) as an error message quotes it, in quotes:
+ * control and invisible formatting characters as `?`, a long value cut with its length after the quotes.
+ */
+export function shownText(text: string, max = 64): string {
   const chars = [...text];
   const clean = chars.slice(0, max).join('').replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}\ufffd]/gu, '?');
   return chars.length > max ? `'${clean}…' (${chars.length} characters)` : `'${clean}'`;

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { Envelope } from '../http/slashid-schema';
 import type { Operation } from '../openapi/operation';
 import { CREDENTIALS_PATH } from './routes';
-import { CreateCredentialBody, CredentialMetadataView, CredentialView, ListQuery, MetadataRefreshStatus, PatchCredentialBody } from './schema';
+import { CreateCredentialBody, CredentialMetadataView, CredentialView, DEFAULT_PAGE_LIMIT, ListQuery, MAX_PAGE_LIMIT, MAX_PAGE_OFFSET, MetadataRefreshStatus, PatchCredentialBody } from './schema';
 
 const tags = ['SlashID SAML provider credentials'];
 // The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts).
@@ -12,8 +12,8 @@ const fetchBusy = [
 ];
 const one = `${CREDENTIALS_PATH}/{id}`;
 const query = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50, description: ListQuery.properties.limit.description })),
-  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 999_999_999, default: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_LIMIT, default: DEFAULT_PAGE_LIMIT, description: ListQuery.properties.limit.description })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PAGE_OFFSET, default: 0, description: ListQuery.properties.offset.description })),
 });
 
 /** The OpenAPI operations of routes.ts and of the metadata refresh status (metadata-refresh.ts). */
@@ -26,7 +26,7 @@ export const providerCredentialOperations: Operation[] = [
     errors: [
       { status: 400, description: 'A header or the body is invalid, or the IdP metadata was refused.' },
       401, 403,
-      { status: 408, headers: ['Location', 'Idempotent-Replayed'], description: 'The requested consistency was not reached in time. When the credential was committed, Location names it (and X-Change-Id its change): the write is not cancelled and keeps replicating. A retry with the Idempotency-Key of such a create that is still pending answers 408 again, with Idempotent-Replayed.' },
+      { status: 408, headers: ['Location', 'Idempotent-Replayed'], description: 'The requested consistency was not reached in time. When the credential was committed, Location names it, and so does the message (X-Change-Id names its change): the write is not cancelled and keeps replicating. A retry with the Idempotency-Key of such a create that is still pending answers 408 again, with Idempotent-Replayed.' },
       { status: 409, headers: ['Idempotent-Replayed'], description: 'The write lost to a concurrent write (a retry with its Idempotency-Key answers the same, with Idempotent-Replayed), or the organization has as many credentials as it may (maxCredentialsPerOrg).' },
       { status: 422, description: 'The Idempotency-Key was used before with a different body.' },
       ...fetchBusy,

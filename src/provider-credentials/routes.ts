@@ -5,7 +5,7 @@ import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime
 import { callerPins, firstUse, isCurrentModel, type TrustedCertificate } from './trust';
 import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission } from '../http/admission';
-import { badRequest, notFound } from '../http/errors';
+import { badRequest, notFound, shownText } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
@@ -13,12 +13,13 @@ import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
-import { beforeWrite, parseConsistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type StoredResult } from '../replication/consistency';
+import { beforeWrite, parseConsistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
   DEFAULT_PAGE_LIMIT,
   MAX_PAGE_LIMIT,
+  MAX_PAGE_OFFSET,
   validateCreateCredential,
   validateListQuery,
   validatePatchCredential,
@@ -58,6 +59,44 @@ const located = (res: Response) => (credential: { id?: unknown } | null | undefi
   return undefined;
 };
 
+const PAGE_RANGES = { limit: `1 to ${MAX_PAGE_LIMIT}`, offset: `0 to ${MAX_PAGE_OFFSET}` };
+const PAGE_DEFAULTS = { limit: DEFAULT_PAGE_LIMIT, offset: 0 };
+
+/**
+ * The list's page, or a 400 that names the parameter, its range and the value sent (not the schema's regular
+ * expression: `limit=500` is a number, just too large).
+ */
+function listPage(query: Request['query']): { limit: number; offset: number } {
+  const wrong = (name: 'limit' | 'offset', value: string) =>
+    badRequest(`${name} must be a whole number from ${PAGE_RANGES[name]} (got ${shownText(value)}); leave it out for ${PAGE_DEFAULTS[name]}.`);
+  if (!validateListQuery(query)) {
+    const e = validateListQuery.errors?.[0];
+    const name = e?.instancePath.slice(1);
+    if (name === 'limit' || name === 'offset') {
+      const value: unknown = (query as Record<string, unknown>)[name];
+      if (typeof value === 'string') throw wrong(name, value);
+      throw badRequest(`The query parameter ${name} is given more than once; give it once, a whole number from ${PAGE_RANGES[name]}.`);
+    }
+    const unknown = e?.keyword === 'additionalProperties' ? `Unknown query parameter ${shownText(String(e.params.additionalProperty))}` : 'Invalid query';
+    throw badRequest(
+      `${unknown}. The list takes limit (a whole number from ${PAGE_RANGES.limit}, default ${PAGE_DEFAULTS.limit}) and offset (from ${PAGE_RANGES.offset}, default 0).`,
+    );
+  }
+  const limit = query.limit === undefined ? DEFAULT_PAGE_LIMIT : Number(query.limit);
+  if (limit < 1 || limit > MAX_PAGE_LIMIT) throw wrong('limit', query.limit ?? '');
+  return { limit, offset: query.offset === undefined ? 0 : Number(query.offset) };
+}
+
+/**
+ * A create's 408 follow-up: its change, and the credential it made, named in the message too (a client that
+ * shows only an error's body still finds it). `located` has set Location by then: pendingError takes the
+ * 408's result (located's call) as an argument, before it builds the message.
+ */
+const createdFollowUp = (res: Response): FollowUp => (changeId) => {
+  const location = res.getHeader('Location');
+  return `${slashidFollowUp(changeId)}${typeof location === 'string' ? `; the credential it created is ${location} (the Location header)` : ''}`;
+};
+
 function answerPrior(res: Response, prior: Prior): void {
   if (prior.kind === 'reused') throw keyReused(prior.message);
   if (prior.response.status === 201) located(res)(slashidStoredResult(prior.response.body) as { id?: unknown } | undefined);
@@ -92,25 +131,20 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     // Before the metadata fetch: a retry must not depend on the IdP being reachable again.
     const prior = await findPrior(db, idem);
     const storedLocated: StoredResult = (stored) => located(res)(slashidStoredResult(stored) as { id?: unknown } | undefined);
-    if (prior?.kind === 'replay') await awaitReplay(res, repl, consistency, prior, slashidFollowUp, storedLocated);
+    if (prior?.kind === 'replay') await awaitReplay(res, repl, consistency, prior, createdFollowUp(res), storedLocated);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
     const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
-    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res));
-    if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, slashidFollowUp, storedLocated);
+    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res), createdFollowUp(res));
+    if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, createdFollowUp(res), storedLocated);
     if (value.kind !== 'done') return answerPrior(res, value);
     located(res)(value.value);
     res.status(201).json(envelope(value.value));
   });
 
   router.get(CREDENTIALS_PATH, async (req, res) => {
-    if (!validateListQuery(req.query)) {
-      throw badRequest(`Invalid query: ${describeErrors(validateListQuery.errors).join('; ')}; limit and offset are non-negative integers.`);
-    }
-    const limit = req.query.limit === undefined ? DEFAULT_PAGE_LIMIT : Number(req.query.limit);
-    const offset = req.query.offset === undefined ? 0 : Number(req.query.offset);
-    if (limit < 1 || limit > MAX_PAGE_LIMIT) throw badRequest(`limit must be between 1 and ${MAX_PAGE_LIMIT} (got ${limit}).`);
+    const { limit, offset } = listPage(req.query);
     const { rows, total } = await listCredentials(db, orgIdOf(res), limit, offset);
     res.json(envelope(rows.map(viewFromModel), { pagination: { limit, offset, total_count: total } }));
   });

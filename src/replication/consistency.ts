@@ -286,7 +286,8 @@ async function committedWithin<T>(
     throw new AppError(
       408,
       'consistency_timeout',
-      `The write did not commit in ${repl.region} within ${c.timeoutSeconds} s. It was not cancelled and may still complete.`,
+      `The write did not commit in ${repl.region} within ${c.timeoutSeconds} s. It was not cancelled and may still complete: ` +
+        'read the resource to see whether it did, or retry a create with the same Idempotency-Key (it answers what this one became).',
     );
   }
   return { value: committed.value.value, changeId: committed.value.event?.changeId ?? null };

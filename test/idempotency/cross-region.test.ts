@@ -82,6 +82,7 @@ test('a retry after a 408 answers 201 with the id the 408 reported, and the cred
     expect(stillPending.status).toBe(408);
     expect(stillPending.body.result).toBeUndefined();
     expect(locatedId(stillPending)).toBe(id);
+    expect(stillPending.body.errors[0].message).toContain(`; the credential it created is ${stillPending.headers.get('location')} (the Location header).`);
     // It is the stored request's answer, for the same change: marked as a replay, with the first 408's change id.
     expect(stillPending.headers.get('idempotent-replayed')).toBe('true');
     expect(stillPending.headers.get('x-change-id')).toMatch(/^[0-9a-f-]{36}$/);

@@ -41,7 +41,8 @@ describe('checking an answer against the OpenAPI document', () => {
     const server = http.createServer((req, res) => {
       res.setHeader('X-Request-Id', 'r1');
       res.setHeader('Content-Type', 'application/json');
-      res.end(req.url === '/healthz' ? json({ status: 'ok', region: 'r', pid: 1, redis: 'ready' }) : json({}));
+      if (req.url !== '/healthz?sniffable') res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.end(req.url?.startsWith('/healthz') ? json({ status: 'ok', region: 'r', pid: 1, redis: 'ready' }) : json({}));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -50,6 +51,8 @@ describe('checking an answer against the OpenAPI document', () => {
       expect(await takeFailures()).toEqual([]);
       await fetch(`${base}/undocumented`, { method: 'POST' });
       expect(await takeFailures()).toEqual([expect.stringMatching(/POST \/undocumented → 200: no documented operation/)]);
+      await fetch(`${base}/healthz?sniffable`);
+      expect(await takeFailures()).toEqual(['GET /healthz → 200: no "X-Content-Type-Options: nosniff"']);
     } finally {
       await new Promise((r) => server.close(r));
     }

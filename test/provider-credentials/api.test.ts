@@ -105,6 +105,25 @@ describe('create and read', () => {
   });
 });
 
+describe('list query messages', () => {
+  const limit = (got: string) => `limit must be a whole number from 1 to 200 (got '${got}'); leave it out for 50.`;
+  const offset = (got: string) => `offset must be a whole number from 0 to 999999999 (got '${got}'); leave it out for 0.`;
+  test.each([
+    ['limit=10000', limit('10000')],
+    ['limit=500', limit('500')],
+    ['limit=0', limit('0')],
+    ['limit=-1', limit('-1')],
+    ['limit=', limit('')],
+    ['offset=1000000000', offset('1000000000')],
+    ['offset=1.5', offset('1.5')],
+    ['limit=1&limit=2', 'The query parameter limit is given more than once; give it once, a whole number from 1 to 200.'],
+    ['page=2', "Unknown query parameter 'page'. The list takes limit (a whole number from 1 to 200, default 50) and offset (from 0 to 999999999, default 0)."],
+  ])('%s names the parameter, its range and the value sent, not a regular expression', async (q, message) => {
+    const res = await call(r.url, 'GET', `${PATH}?${q}`, { headers: slashidHeaders(org) });
+    expect({ status: res.status, body: res.body }).toEqual({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message }] } });
+  });
+});
+
 describe('authentication and isolation', () => {
   test.each([
     ['no API key', { 'SlashID-OrgID': '01a20904-0000-7000-8000-000000000000' }, 401],
@@ -410,4 +429,31 @@ test('local_region answers 408 when the local commit outlasts the timeout, and t
   const done = async () => (await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result.label === 'slow';
   const { eventually } = await import('../support/harness');
   expect(await eventually(done, 5000)).toBe(true);
+});
+
+test("a create whose local commit outlasts the timeout answers a 408 that says how to find it, and a retry with its Idempotency-Key answers it", async () => {
+  const owner = await createOrg(r.url, 'slow-commit');
+  const key = randomUUID();
+  const headers = slashidHeaders(owner, { 'Idempotency-Key': key });
+  const { Client } = await import('pg');
+  const blocker = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await blocker.connect();
+  const orgLock = `organizations:${owner.id}`;
+  try {
+    // Hold the organization's lock, under which a create counts its credentials, as a long transaction would.
+    await blocker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [orgLock]);
+    const res = await call(r.url, 'POST', PATH, { body: validBody(), headers: { ...headers, 'SlashID-Required-Consistency-Timeout': '1' } });
+    expect({ status: res.status, body: res.body }).toEqual({
+      status: 408,
+      body: { meta: {}, errors: [{ httpcode: 408, message: expect.stringContaining('read the resource to see whether it did, or retry a create with the same Idempotency-Key') }] },
+    });
+    await blocker.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [orgLock]);
+  } finally {
+    await blocker.end();
+  }
+  // The retry the message points to: it waits for the first create if it still runs, and answers what it made.
+  const retry = await call(r.url, 'POST', PATH, { body: validBody(), headers });
+  expect({ status: retry.status, replayed: retry.headers.get('idempotent-replayed') }).toEqual({ status: 201, replayed: 'true' });
+  const list = await call(r.url, 'GET', PATH, { headers: slashidHeaders(owner) });
+  expect(list.body.result.map((x: { id: string }) => x.id)).toEqual([retry.body.result.id]);
 });

@@ -82,6 +82,8 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
     expect(res.body).toEqual({ meta: {}, errors: [expect.anything()] });
     const location = res.headers.get('location') ?? '';
     expect(location).toMatch(new RegExp(`^${PATH}/[0-9a-f-]{36}$`));
+    // The message names it too, for a client that shows only an error's body.
+    expect(res.body.errors[0].message).toContain(`; the credential it created is ${location} (the Location header).`);
     const created = { id: location.split('/').pop() as string, ...body('during pause'), email_claims: [], enable_in_slashid_oidc_authz_server: false };
     expect((await get('us-iowa', created.id)).body.result).toEqual(created);
     const changeId = res.headers.get('x-change-id') ?? '';

@@ -4,6 +4,7 @@
  * paths, and a certificate field carrying more than its one certificate. One region in process.
  */
 import http from 'node:http';
+import zlib from 'node:zlib';
 import { adminHeaders, call, createOrg } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -60,6 +61,31 @@ test('a JSON body in any charset but UTF-8 is a 400, and nothing is written (UTF
     const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': `application/json; charset=${charset}` }, Buffer.from(`{"label":"${charset.replace(/"/g, '')}"}`));
     expect({ charset, status: res.status, body: res.body }).toEqual({ charset, status: 204, body: "" });
   }
+});
+
+test('a compressed body is taken; an unsupported Content-Encoding or one that does not decompress says so, not "must be UTF-8"', async () => {
+  const json = Buffer.from('{"label":"compressed"}');
+  const patch = (encoding: string, body: Buffer) => raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': 'application/json', 'content-encoding': encoding }, body);
+  const unsupported = (encoding: string) => `Content-Encoding '${encoding}' is not supported: send the body uncompressed, or compressed with gzip, deflate or br.`;
+  const corrupt = 'The request body could not be decompressed as its Content-Encoding says (corrupt or cut off, or not compressed at all).';
+  const before = await label();
+  const cases: [string, Buffer, string][] = [
+    ['zstd', json, unsupported('zstd')],
+    ['gzip, br', zlib.brotliCompressSync(zlib.gzipSync(json)), unsupported('gzip, br')],
+    ['gzip', json, corrupt],
+    ['gzip', zlib.gzipSync(json).subarray(0, 12), corrupt],
+    ['br', json, corrupt],
+  ];
+  for (const [encoding, body, message] of cases) {
+    const res = await patch(encoding, body);
+    expect({ encoding, status: res.status, body: JSON.parse(res.body) }).toEqual({ encoding, status: 400, body: { meta: {}, errors: [{ httpcode: 400, message }] } });
+  }
+  expect(await label()).toBe(before);
+  for (const [encoding, body] of [['gzip', zlib.gzipSync(json)], ['br', zlib.brotliCompressSync(json)]] as const) {
+    expect({ encoding, status: (await patch(encoding, body)).status }).toEqual({ encoding, status: 204 });
+  }
+  expect(await label()).toBe('compressed');
+  await call(r.url, 'PATCH', `${P}/${credentialId}`, { body: { label: before }, headers });
 });
 
 test('an empty body sent chunked is "a JSON request body is required", as with Content-Length: 0', async () => {

@@ -50,7 +50,7 @@ globalThis.fetch = async (input, init) => {
   if (res.headers.has('x-request-id')) {
     if (res.headers.get('x-content-type-options') !== 'nosniff') {
       const { method, path } = describeRequest(input, init);
-      failures.push(`${method} ${path} -> ${res.status}: no "X-Content-Type-Options: nosniff"`);
+      failures.push(`${method} ${path} → ${res.status}: no "X-Content-Type-Options: nosniff"`);
     }
     const p = inspect(describeRequest(input, init), res.clone()).catch((err: Error) => {
       failures.push(`checking an answer failed: ${err.message}`);
