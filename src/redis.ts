@@ -76,6 +76,12 @@ export function replicationKeys(prefix: string) {
      * region's work only alongside members that know of the removal too (see replication/departures.ts).
      */
     departedKnown: `${prefix}{repl}:departed-known`,
+    /**
+     * In a region's own Redis: per origin, how many of its events the region's database has counted as
+     * applied (replication_progress), as last written: a database found behind it was restored from a
+     * backup (see replication/restore-check.ts).
+     */
+    appliedMark: (region: string) => `${prefix}{repl}:applied-mark:${region}`,
     /** Each member's watermark for the tombstone horizon (see replication/horizon.ts). */
     watermarks: `${prefix}{repl}:watermarks`,
   };

@@ -211,7 +211,7 @@ export function assembleDeployment(serving: string, gathered: Gathered[], timeou
     if (!by) continue;
     const whom = by.length === 1 && by[0] === g.status.id ? 'says so itself' : `says ${by.join(', ')}`;
     g.status.problems.push(
-      `needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${g.status.id}), unless one is under way (${whom}): its inbox lost changes it never applied, or it joined and was not re-seeded yet`,
+      `needs a re-seed from a peer (npm run reseed -- --from <peer> --to ${g.status.id}), unless one is under way (${whom}): its inbox lost changes it never applied, its database was restored from a backup, or it joined and was not re-seeded yet`,
     );
   }
   // The lag matrix of the regions that answered for themselves; members without figures have no cells.

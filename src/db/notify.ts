@@ -33,6 +33,11 @@ export interface ListenOptions {
 }
 
 export const HEARTBEAT_MS = 10_000;
+/**
+ * While the database stays unreachable, one warning per this many failed attempts (about a minute at the
+ * default retry), not one per attempt: an outage of a minute logged 55 identical lines per channel.
+ */
+export const REPEAT_WARNING_EVERY = 60;
 export const HEARTBEAT_TIMEOUT_MS = 5_000;
 
 export function listen(o: ListenOptions): ChannelListener {
@@ -41,6 +46,8 @@ export function listen(o: ListenOptions): ChannelListener {
   let client: Client | null = null;
   let retry: NodeJS.Timeout | null = null;
   let heartbeat: NodeJS.Timeout | null = null;
+  /** Connections lost or refused since the LISTEN was last in place. */
+  let failures = 0;
   const stopHeartbeat = () => {
     if (heartbeat) clearInterval(heartbeat);
     heartbeat = null;
@@ -53,7 +60,9 @@ export function listen(o: ListenOptions): ChannelListener {
     o.onState(false);
     c.end().catch(() => undefined);
     if (stopped) return;
-    o.log.warn({ err: err?.message, channel: o.channel }, 'lost the LISTEN connection; reconnecting');
+    failures += 1;
+    if (failures === 1) o.log.warn({ err: err?.message, channel: o.channel }, 'lost the LISTEN connection; reconnecting');
+    else if (failures % REPEAT_WARNING_EVERY === 0) o.log.warn({ err: err?.message, channel: o.channel, attempts: failures }, 'still cannot LISTEN; reconnecting');
     retry = setTimeout(connect, o.retryMs ?? 1000);
   };
 
@@ -71,6 +80,8 @@ export function listen(o: ListenOptions): ChannelListener {
       .then(() => c.query(`LISTEN ${o.channel}`))
       .then(() => {
         if (client !== c || stopped) return;
+        if (failures > 1) o.log.info({ channel: o.channel, attempts: failures }, 'LISTEN connection back');
+        failures = 0;
         o.onState(true);
         heartbeat = setInterval(() => beat(c), o.heartbeatMs ?? HEARTBEAT_MS);
         heartbeat.unref();

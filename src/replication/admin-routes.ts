@@ -11,7 +11,8 @@ import type { Membership } from './membership';
 import { discardedEvent, discardParked, failureStatus } from './parked';
 import { validateParkedDiscard } from './schema';
 import { changeStatus } from './change-status';
-import { outboxBacklog } from './outbox-backlog';
+import type { EventAuth } from './event-auth';
+import { outboxBacklog, outboxBacklogByKey } from './outbox-backlog';
 import type { OutboxRelay } from './relay';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
@@ -35,6 +36,8 @@ export interface ReplicationAdminDeps {
   membership?: Pick<Membership, 'regions' | 'members'>;
   tables: readonly ReplicatedTable[];
   log: Logger;
+  /** The replication keys: which signs, which are accepted (their ids only are shown). */
+  auth: Pick<EventAuth, 'signingKid' | 'kids'>;
 }
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
@@ -107,7 +110,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
  * applier's counters, the waiters, the last tombstone horizon computed, and where each member's Redis is.
  * Plain data: the operator listener (src/operator) answers from a copy the main thread publishes.
  */
-export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'tracker' | 'relay' | 'applier' | 'tombstones' | 'regions' | 'membership'>) {
+export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'tracker' | 'relay' | 'applier' | 'tombstones' | 'regions' | 'membership' | 'auth'>) {
   const regions = d.membership?.regions() ?? [...d.regions];
   const c = d.tombstones;
   const last = c?.last;
@@ -118,6 +121,9 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
       .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered })),
     /** Each member's Redis as this process reaches it (not answered: it may carry credentials). */
     redisUrls: Object.fromEntries(regions.map((r) => [r, d.links.urlOf(r)])),
+    // The replication key ids this process signs with and accepts (REPLICATION_KEYS; never the secrets), to
+    // check each step of a rotation in every region.
+    replication_keys: { signing: d.auth.signingKid, accepted: d.auth.kids },
     published_by_relay: d.relay.published,
     republished_after_loss: d.relay.republished,
     // Entries refused for their signature (unsigned, unknown key, altered) by this process's applier since
@@ -162,11 +168,12 @@ export type ReplicationFigures = ReturnType<typeof replicationFigures>;
  */
 export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string }, figures: ReplicationFigures) {
   const memory = figures.tombstones;
-  const [progress, outbox, stream, failures, record] = await Promise.all([
+  const [progress, outbox, outboxByKey, stream, failures, record] = await Promise.all([
     d.db.$queryRawUnsafe<{ origin_region: string; applied_count: bigint | string; last_change_id: string; last_event_at: Date; last_applied_at: Date }[]>(
       'SELECT origin_region, applied_count, last_change_id::text, last_event_at, last_applied_at FROM replication_progress ORDER BY origin_region',
     ),
     outboxBacklog(d.db, { oldest: true }),
+    outboxBacklogByKey(d.db),
     streamStatus({ ...d, regions: figures.regions }),
     failureStatus(d.db),
     memory ? collectionRecord(d.db) : null,
@@ -189,6 +196,7 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     // members still `joining` (added and not re-seeded yet, or marked so by an origin that found changes
     // gone from their inbox unacked; a re-seed under way marks its target joining too, and one that stopped
     // half-way leaves it so).
+    replication_keys: figures.replication_keys,
     needs_reseed: [...new Set([
       ...stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
       ...figures.members.filter((m) => m.state === 'joining').map((m) => m.region),
@@ -197,6 +205,9 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
       unpublished: outbox.unpublished,
       unconfirmed: outbox.unconfirmed,
       oldest_unpublished_at: iso(outbox.oldestUnpublished),
+      // Per replication key, this region's rows above (unpublished + unconfirmed) signed with it: a key
+      // rotation drops the old key once every region counts 0 under it (README, Security).
+      unsettled_by_key: outboxByKey,
       published_by_relay: figures.published_by_relay,
       republished_after_loss: figures.republished_after_loss,
     },

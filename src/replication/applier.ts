@@ -11,6 +11,7 @@
  * counted against any event. Parked events are tried again at start, on the admin retry, and periodically
  * (retryDue).
  */
+import { checkRestoredDatabase, raiseAppliedMark } from './restore-check';
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
@@ -191,6 +192,8 @@ export class Applier {
           pendingCursor = '0';
         }
         if (!started) {
+          // A database restored from a backup lacks what was applied since: the region needs a re-seed.
+          await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: this.d.membership?.regions() ?? this.d.regions, log });
           // After an upgrade, events parked by the previous version may apply now.
           await this.failures.load();
           const retried = await this.retryParked();
@@ -663,11 +666,18 @@ export class Applier {
     const rows = [...this.progress.values()].sort((a, b) => (a.origin_region < b.origin_region ? -1 : 1));
     this.progress = new Map();
     if (rows.length === 0) return;
+    let counts: { origin_region: string; applied_count: bigint | string }[];
     try {
-      await this.d.db.$executeRawUnsafe(PROGRESS_SQL, JSON.stringify(rows));
+      counts = await this.d.db.$queryRawUnsafe(PROGRESS_SQL, JSON.stringify(rows));
     } catch (err) {
       this.d.log.warn({ err: (err as Error).message, origins: rows.length }, 'could not count applied events in replication_progress');
+      return;
     }
+    // After the count committed (see restore-check.ts); a mark not raised now is raised by a later count.
+    const mark = counts.map((c) => ({ origin_region: c.origin_region, applied_count: Number(c.applied_count) }));
+    await raiseAppliedMark(this.d.links.own, this.d.keys, this.d.region, mark).catch((err: Error) => {
+      this.d.log.debug({ err: err.message }, 'could not record the applied counts in this region\'s Redis; the next count does');
+    });
   }
 
   /**
@@ -826,7 +836,8 @@ ON CONFLICT (origin_region) DO UPDATE SET
   last_change_id = CASE WHEN EXCLUDED.last_event_at >= replication_progress.last_event_at
     THEN EXCLUDED.last_change_id ELSE replication_progress.last_change_id END,
   last_event_at = GREATEST(replication_progress.last_event_at, EXCLUDED.last_event_at),
-  last_applied_at = GREATEST(replication_progress.last_applied_at, EXCLUDED.last_applied_at)`;
+  last_applied_at = GREATEST(replication_progress.last_applied_at, EXCLUDED.last_applied_at)
+RETURNING origin_region, applied_count`;
 
 interface ProgressRow {
   origin_region: string;

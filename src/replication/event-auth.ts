@@ -22,7 +22,8 @@
  *
  * Keys rotate without downtime: REPLICATION_KEYS lists `kid:secret` pairs; the first signs, all verify.
  * Roll out a new key to every region in second place first, then move it to first place everywhere,
- * then drop the old one once no event signed with it can still be in flight (the stream's retention).
+ * then drop the old one once no event signed with it can still be in flight: GET /admin/replication shows
+ * each region's keys (`replication_keys`) and its outbox rows not yet confirmed per key (`outbox.unsettled_by_key`).
  */
 import crypto from 'node:crypto';
 import type { ReplicationKey } from '../replication-keys';

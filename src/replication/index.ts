@@ -107,9 +107,9 @@ export async function createReplication(o: ReplicationOptions) {
     membership,
     /** `db`: the client the operator routes read through (the region gives them a pool of their own). */
     adminRoutes: (db: Db = o.db) =>
-      replicationAdminRoutes({ db, links, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables, log: o.log }),
+      replicationAdminRoutes({ db, links, keys, tracker, relay, applier, tombstones, region, regions, membership, tables: o.tables, log: o.log, auth }),
     /** The in-memory part of GET /admin/replication (what the operator listener gets a copy of). */
-    figures: () => replicationFigures({ links, tracker, relay, applier, tombstones, regions, membership }),
+    figures: () => replicationFigures({ links, tracker, relay, applier, tombstones, regions, membership, auth }),
     /** Per configured region, its Redis as this process reaches it. */
     redisUrls: Object.fromEntries(regions.map((r) => [r, links.urlOf(r)])),
     async start() {

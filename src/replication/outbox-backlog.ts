@@ -20,3 +20,23 @@ export async function outboxBacklog(db: SqlReader, opts: { oldest?: boolean } = 
   const r = rows[0];
   return { unpublished: Number(r?.unpublished ?? 0), unconfirmed: Number(r?.unconfirmed ?? 0), oldestUnpublished: r?.oldest ?? null };
 }
+
+/**
+ * This region's outbox rows not yet confirmed by every member (unpublished or unconfirmed), counted by the
+ * replication key each was signed with when it was written (README, Security: rotating REPLICATION_KEYS).
+ * Such a row may still be delivered with that signature (alone, or again after a loss), so a key may be
+ * dropped once no region counts a row under it. The key id is the row's own column (sig_kid), so a large
+ * backlog is counted without reading its events; a row written without it (before the column, or by an
+ * older version) is read from its event. Rows stored without a signature (a version before events were
+ * signed) are signed at delivery with the current key and are left out.
+ */
+export async function outboxBacklogByKey(db: SqlReader): Promise<Record<string, number>> {
+  const rows = await db.$queryRawUnsafe<{ kid: string; n: bigint | string }[]>(
+    `SELECT kid, count(*) AS n FROM (
+       SELECT coalesce(sig_kid, event->'sig'->>'kid') AS kid FROM replication_outbox WHERE published_at IS NULL
+       UNION ALL
+       SELECT coalesce(sig_kid, event->'sig'->>'kid') FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL
+     ) b WHERE kid IS NOT NULL GROUP BY kid ORDER BY kid`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.kid, Number(r.n)]));
+}

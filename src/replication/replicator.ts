@@ -253,7 +253,7 @@ export class Replicator {
         }
         const event: SignedEvent = this.d.auth.sign({ changeId, origin: region, createdAt: new Date().toISOString(), ops, orgId, schema: store.schema });
         // The held-back upserts, the outbox row and COMMIT: one round trip.
-        const last = [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id) VALUES ($1::uuid, $2::jsonb, $3::uuid)', values: [event.changeId, JSON.stringify(event), orgId], exec: true, prepare: true }];
+        const last = [...pending.splice(0), { sql: 'INSERT INTO replication_outbox (change_id, event, org_id, sig_kid) VALUES ($1::uuid, $2::jsonb, $3::uuid, $4)', values: [event.changeId, JSON.stringify(event), orgId, event.sig?.kid ?? null], exec: true, prepare: true }];
         sent = { value, event };
         const results = await pipe.run(last, true);
         // Committed: the rows as written are the next guesses of their keys.

@@ -122,12 +122,24 @@ export const ReplicationStatus = Type.Object(
       },
       strict,
     ),
+    replication_keys: Type.Object(
+      {
+        signing: Type.String({ description: 'The key id of REPLICATION_KEYS this region signs new events and packs with (its first).' }),
+        accepted: Type.Array(Type.String(), { description: 'Every key id of REPLICATION_KEYS this region accepts, in order (the secrets are never shown).' }),
+      },
+      strict,
+    ),
     needs_reseed: Type.Array(Type.String(), { description: 'Regions to re-seed from a peer: their consumer group fell behind the stream cap, or they are members still joining (never re-seeded since they were added, or found with changes trimmed from their inbox unread).' }),
     outbox: Type.Object(
       {
         unpublished: Count,
         unconfirmed: Count,
         oldest_unpublished_at: Nullable(Time),
+        unsettled_by_key: Type.Record(Type.String(), Count, {
+          description:
+            'Per replication key id, the rows above (unpublished and unconfirmed) signed with it when they were written: ' +
+            'they may still be delivered with that signature, so a rotation drops a key once every region counts 0 under it.',
+        }),
         published_by_relay: Count,
         republished_after_loss: Count,
       },

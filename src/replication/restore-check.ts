@@ -1,0 +1,61 @@
+/**
+ * A region whose database was restored from a backup lacks every change it applied after the backup was
+ * taken, and nothing brings them back: its inbox entries were acked, and their origins confirmed them. Its
+ * applier therefore records, in the region's own Redis, how many events of each origin the database has
+ * counted as applied (`replication_progress.applied_count`, which only grows), after each count commits.
+ * At start a database whose count of an origin is below that mark went back in time: the region marks
+ * itself `joining` in every member's Redis (needs_reseed, the console; no tombstone is collected
+ * meanwhile) and logs an error naming the re-seed. Then the mark is set to the database's counts, so that
+ * the next start, before or after the re-seed, does not find it again. A Redis that lost its data, or a
+ * count written to the database and not yet to Redis (a crash between the two), leaves the mark at or
+ * below the database's: never a false alarm.
+ */
+import type { SqlReader } from '../db/client';
+import type { Logger } from '../logger';
+import type { Redis, ReplicationKeys } from '../redis';
+import { eachRegion, type RedisLinks } from './links';
+import { updateMember } from './membership';
+
+/** Raises the mark of each origin to the database's count (never lowers it: ZADD GT). */
+export async function raiseAppliedMark(redis: Redis, keys: ReplicationKeys, region: string, counts: readonly { origin_region: string; applied_count: number }[]): Promise<void> {
+  if (counts.length === 0) return;
+  await redis.zadd(keys.appliedMark(region), 'GT', ...counts.flatMap((c) => [c.applied_count, c.origin_region]));
+}
+
+/** The origins whose count the database holds below the mark, with both figures; empty when none. */
+export async function countsBehindMark(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string) {
+  const [mark, rows] = await Promise.all([
+    redis.zrange(keys.appliedMark(region), 0, -1, 'WITHSCORES'),
+    db.$queryRawUnsafe<{ origin_region: string; applied_count: bigint | string }[]>('SELECT origin_region, applied_count FROM replication_progress'),
+  ]);
+  const held = new Map(rows.map((r) => [r.origin_region, Number(r.applied_count)]));
+  const behind: { origin: string; database: number; mark: number }[] = [];
+  for (let i = 0; i + 1 < mark.length; i += 2) {
+    const origin = mark[i] as string;
+    const marked = Number(mark[i + 1]);
+    const database = held.get(origin) ?? 0;
+    if (database < marked) behind.push({ origin, database, mark: marked });
+  }
+  return { behind, counts: [...held].map(([origin_region, applied_count]) => ({ origin_region, applied_count })) };
+}
+
+/**
+ * The check at the applier's start. Returns the origins found behind (empty: nothing done). Throws when
+ * Redis cannot be read or the mark cannot be written everywhere it must (the caller tries again).
+ */
+export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger }) {
+  const { behind, counts } = await countsBehindMark(d.db, d.links.own, d.keys, d.region);
+  if (behind.length === 0) return behind;
+  d.log.error(
+    { behind },
+    'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region,
+  );
+  // In its own Redis first (its processes copy its entry everywhere), then in each other member's.
+  await updateMember(d.links.own, d.keys, d.region, { state: 'joining' });
+  await eachRegion(d.regions.filter((r) => r !== d.region), (r) => updateMember(d.links.to(r), d.keys, d.region, { state: 'joining' }));
+  const mark = d.keys.appliedMark(d.region);
+  const reset = d.links.own.multi().del(mark);
+  if (counts.length) reset.zadd(mark, ...counts.flatMap((c) => [c.applied_count, c.origin_region]));
+  await reset.exec();
+  return behind;
+}

@@ -1,0 +1,72 @@
+/**
+ * A region whose database is restored from a backup lacks every change it applied since the backup: its
+ * inbox entries were acked and their origins confirmed them, so nothing delivers them again. At start it
+ * finds its database's applied counts below the mark its Redis holds, and marks itself as needing a re-seed
+ * (README, Operations: "Restoring a region's database from a backup"). A plain restart marks nothing.
+ */
+import { Client } from 'pg';
+import { createRedis, replicationKeys } from '../../src/redis';
+import { startRegion, type RunningRegion } from '../../src/region';
+import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { adminHeaders, call, createOrg, eventually } from '../support/harness';
+
+let dep: TestDeployment;
+const running = new Map<string, RunningRegion>();
+const redis = createRedis(REDIS_URL, 'restored-database-test');
+
+beforeAll(async () => {
+  dep = await createDeployment('restored-database', ['us-iowa', 'europe-belgium']);
+  for (const id of ['us-iowa', 'europe-belgium']) running.set(id, await startRegion(dep.configFor(id), { drainTimeoutMs: 5000 }));
+});
+afterAll(async () => {
+  for (const r of running.values()) await r.stop();
+  redis.disconnect();
+  await dep?.cleanup();
+});
+
+const url = (id: string) => (running.get(id) as RunningRegion).url;
+const keys = () => replicationKeys(dep.file.redisKeyPrefix);
+
+async function restart(id: string): Promise<void> {
+  await running.get(id)?.stop();
+  running.set(id, await startRegion(dep.configFor(id), { drainTimeoutMs: 5000 }));
+}
+
+async function sql(id: string, text: string): Promise<unknown[]> {
+  const c = new Client({ connectionString: dep.file.regions.find((r) => r.id === id)?.databaseUrl });
+  await c.connect();
+  try {
+    return (await c.query(text)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+async function stateOf(id: string): Promise<string | undefined> {
+  const s = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  return (s.members as { region: string; state: string }[]).find((m) => m.region === id)?.state;
+}
+
+test('a plain restart marks nothing; a database set back to an older state is marked as needing a re-seed, once', async () => {
+  // Two changes from us-iowa applied in europe-belgium, and counted there (the count is written about a second later).
+  await createOrg(url('us-iowa'), 'one', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  await createOrg(url('us-iowa'), 'two', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  expect(await eventually(async () => Number(await redis.zscore(keys().appliedMark('europe-belgium'), 'us-iowa')) === 2)).toBe(true);
+
+  await restart('europe-belgium');
+  await createOrg(url('us-iowa'), 'three', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  const applied = async () => (await call(url('europe-belgium'), 'GET', '/admin/replication', { headers: adminHeaders })).body.applied as { origin_region: string; events_applied: number }[];
+  expect(await eventually(async () => (await applied()).find((a) => a.origin_region === 'us-iowa')?.events_applied === 3)).toBe(true);
+  expect(await stateOf('europe-belgium')).toBe('active');
+
+  // "Restore a backup" taken after the first change: europe-belgium's database forgets the other two.
+  await running.get('europe-belgium')?.stop();
+  await sql('europe-belgium', "DELETE FROM organizations WHERE name <> 'one'");
+  await sql('europe-belgium', "UPDATE replication_progress SET applied_count = 1 WHERE origin_region = 'us-iowa'");
+  running.set('europe-belgium', await startRegion(dep.configFor('europe-belgium'), { drainTimeoutMs: 5000 }));
+  expect(await eventually(async () => (await stateOf('europe-belgium')) === 'joining')).toBe(true);
+  const status = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  expect(status.needs_reseed).toEqual(['europe-belgium']);
+  // The mark now follows the database: the next start does not find it again.
+  expect(Number(await redis.zscore(keys().appliedMark('europe-belgium'), 'us-iowa'))).toBe(1);
+});
