@@ -5,13 +5,15 @@ import type { Feature, FeatureDeps } from './feature';
 import { adminAuth } from './http/admin-auth';
 import { withAdmissionBlock, type Admission } from './http/admission';
 import { edgeChecks } from './http/edges';
-import { notFound, type AppError } from './http/errors';
+import { allowedMethodsOf } from './http/allowed-methods';
+import { methodNotAllowed, notFound, type AppError } from './http/errors';
 import { requestId } from './http/request-id';
 import { errorEnvelope, slashidErrors } from './http/slashid';
 import { infisicalErrors, renderError } from './infisical/errors';
 import { API_PREFIX } from './infisical/routes';
 import { routePrefix, type Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
+import { allOperations } from './openapi/feature';
 import { requestLog } from './observability/request-log';
 import { adminGuard, healthRoutes } from './operator/routes';
 
@@ -31,6 +33,13 @@ export interface AppDeps extends FeatureDeps {
 }
 
 export function createApp(deps: AppDeps): Express {
+  // A path of the service asked with a method it does not take there is a 405 naming those it takes (the
+  // Infisical dialect's paths answer 404 as Infisical's own server does: they end in its router's catch-all).
+  const allowedOn = allowedMethodsOf(allOperations(deps.features).filter((op) => !isInfisical(op.path)));
+  const noSuchEndpoint = (method: string, path: string): AppError => {
+    const allow = allowedOn(path);
+    return allow.length > 0 ? methodNotAllowed(method, allow) : notFound('No such endpoint.');
+  };
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -43,7 +52,7 @@ export function createApp(deps: AppDeps): Express {
   // path they route, past the routes' authentication: the service takes no OPTIONS (no browser calls its
   // APIs across origins), so it is answered like any other method a path does not take. Infisical's paths
   // answer it in their own envelope (their router ends in a catch-all).
-  app.use((req, _res, next) => (req.method === 'OPTIONS' && !isInfisical(req.url) ? next(notFound('No such endpoint.')) : next()));
+  app.use((req, _res, next) => (req.method === 'OPTIONS' && !isInfisical(req.url) ? next(noSuchEndpoint(req.method, req.path)) : next()));
 
   // The console's pages (under /admin, public: they ask for the token), /openapi.json, health, metrics and
   // the admin API: paths of their own (UNGATED), so an API request skips all their routers' layers in one
@@ -70,8 +79,8 @@ export function createApp(deps: AppDeps): Express {
   }
   for (const f of deps.features) if (f.routes) app.use(f.routes(deps));
 
-  app.use(() => {
-    throw notFound('No such endpoint.');
+  app.use((req) => {
+    throw noSuchEndpoint(req.method, req.path);
   });
   app.use(slashidErrors(deps.log));
   return app;

@@ -11,7 +11,7 @@ export class AppError extends Error {
     readonly code: string,
     message: string,
     /** Dialect-specific extras, e.g. the resource of a 408 or validation details. */
-    readonly extra: { result?: unknown; details?: unknown; retryAfterSeconds?: number } = {},
+    readonly extra: { result?: unknown; details?: unknown; retryAfterSeconds?: number; allow?: readonly string[] } = {},
   ) {
     super(message);
   }
@@ -22,6 +22,9 @@ export const unauthorized = (message: string) => new AppError(401, 'unauthorized
 export const forbidden = (message: string) => new AppError(403, 'forbidden', message);
 export const notFound = (message: string) => new AppError(404, 'not_found', message);
 export const conflict = (message: string) => new AppError(409, 'conflict', message);
+/** A path the service has, asked with a method it does not take there; `allow`: the methods it takes (the `Allow` header). */
+export const methodNotAllowed = (method: string, allow: readonly string[]) =>
+  new AppError(405, 'method_not_allowed', `This path does not take ${method.slice(0, 16)}; it takes ${allow.join(', ')}.`, { allow });
 
 interface BodyParserError {
   type?: string;

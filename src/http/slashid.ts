@@ -35,6 +35,7 @@ export function slashidErrors(log: Logger): ErrorRequestHandler {
     const e = known ?? new AppError(500, 'internal', `Internal error; quote request id ${getRequestId(res)} when reporting it.`);
     if (res.headersSent) return;
     if (e.extra.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(e.extra.retryAfterSeconds));
+    if (e.extra.allow) res.setHeader('Allow', e.extra.allow.join(', '));
     res.status(e.status).json(errorEnvelope(e));
   };
 }

@@ -30,6 +30,14 @@ describe('checking an answer against the OpenAPI document', () => {
     expect(answer('GET', '/admin/nothing-here', 200, json({}))).toMatch(/no documented operation/);
   });
 
+  it('wants a 405 for a documented path asked with another method, and a 404 for one of Infisical\'s', () => {
+    expect(answer('PUT', `/admin/organizations/${org.id}`, 405, slashidError(405))).toBeNull();
+    expect(answer('PUT', `/admin/organizations/${org.id}`, 404, slashidError(404))).toMatch(/no documented operation matches PUT .*\(expected 405\)/);
+    expect(answer('PUT', '/nothing-here', 405, slashidError(405))).toMatch(/\(expected 404\)/);
+    const infisical404 = json({ reqId: 'r', statusCode: 404, message: 'Route DELETE:/api/v1/sso/config not found.', error: 'NotFound' });
+    expect(answer('DELETE', '/api/v1/sso/config', 404, infisical404)).toBeNull();
+  });
+
   it("lets an unknown path's 404 through only in its dialect's envelope", () => {
     expect(answer('GET', '/nothing-here', 404, slashidError(404))).toBeNull();
     const infisical404 = json({ reqId: 'r', statusCode: 404, message: 'Route GET:/api/v1/nope not found.', error: 'NotFound' });

@@ -107,12 +107,38 @@ test('a parent id given in upper case is stored, answered and replicated in lowe
 });
 
 test('OPTIONS is answered like any method a path does not take, in the dialect\'s envelope', async () => {
-  for (const path of [P, `${P}/${credentialId}`, '/organizations/replication/changes/x', '/admin/organizations', '/sso/saml/jwks.json']) {
-    const res = await raw('OPTIONS', path, headers);
-    expect({ path, status: res.status, type: res.type.split(';')[0], body: JSON.parse(res.body) }).toEqual({ path, status: 404, type: 'application/json', body: { meta: {}, errors: [{ httpcode: 404, message: 'No such endpoint.' }] } });
+  for (const [path, allow] of [[P, 'GET, HEAD, POST'], [`${P}/${credentialId}`, 'DELETE, GET, HEAD, PATCH'], ['/organizations/replication/changes/x', 'GET, HEAD'], ['/admin/organizations', 'POST'], ['/sso/saml/jwks.json', 'GET, HEAD']]) {
+    const res = await fetch(`${r.url}${path}`, { method: 'OPTIONS', headers });
+    expect({ path, status: res.status, allow: res.headers.get('allow'), body: await res.json() }).toEqual({
+      path, status: 405, allow, body: { meta: {}, errors: [{ httpcode: 405, message: `This path does not take OPTIONS; it takes ${allow}.` }] },
+    });
   }
+  // Infisical's paths answer 404, as Infisical's own server does.
   const infisical = await raw('OPTIONS', SSO, {});
   expect({ status: infisical.status, error: JSON.parse(infisical.body).error }).toEqual({ status: 404, error: 'NotFound' });
+});
+
+test('a method a path does not take is a 405 naming those it takes (Allow), once authenticated; a path the service does not have stays a 404', async () => {
+  const cases: [string, string, string, Record<string, string>][] = [
+    ['PUT', `${P}/${credentialId}`, 'DELETE, GET, HEAD, PATCH', headers],
+    ['DELETE', P, 'GET, HEAD, POST', headers],
+    ['POST', `${P.toUpperCase()}/${credentialId}/`, 'DELETE, GET, HEAD, PATCH', headers],
+    ['PUT', '/admin/organizations/x', 'GET, HEAD', adminHeaders],
+  ];
+  for (const [method, path, allow, hdrs] of cases) {
+    const res = await fetch(`${r.url}${path}`, { method, headers: hdrs });
+    expect({ method, path, status: res.status, allow: res.headers.get('allow'), body: await res.json() }).toEqual({
+      method, path, status: 405, allow, body: { meta: {}, errors: [{ httpcode: 405, message: `This path does not take ${method}; it takes ${allow}.` }] },
+    });
+  }
+  for (const [method, path] of [['PUT', `${P}/${credentialId}/more`], ['GET', '/no/such/path']]) {
+    const res = await fetch(`${r.url}${path}`, { method, headers });
+    expect({ method, path, status: res.status, allow: res.headers.get('allow') }).toEqual({ method, path, status: 404, allow: null });
+    await res.arrayBuffer();
+  }
+  // Infisical's: 404 as Infisical answers.
+  const infisical = await fetch(`${r.url}${SSO}`, { method: 'DELETE' });
+  expect({ status: infisical.status, error: ((await infisical.json()) as { error: string }).error }).toEqual({ status: 404, error: 'NotFound' });
 });
 
 test('no answer names the framework that serves it (X-Powered-By), whichever route or error gives it', async () => {
