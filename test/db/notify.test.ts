@@ -43,6 +43,10 @@ test('reports a lost connection at once, listens again, and receives what is sen
   expect(await eventually(async () => payloads.includes('two'))).toBe(true);
   // Down was reported before up again: a cache drops everything in between.
   expect(states.indexOf(false)).toBeLessThan(states.lastIndexOf(true));
+  // Stopped, it no longer listens, and says so.
+  await listener.stop();
+  listener = null;
+  expect(states.at(-1)).toBe(false);
 });
 
 test('a database that refuses connections for a while is warned about once, not once per attempt, and its return is logged', async () => {

@@ -5,7 +5,7 @@
  */
 import type { Pool } from 'pg';
 import { retryingReads } from '../../src/db/retrying-reads';
-import { isConnectionLost, isConnectRefused } from '../../src/db/pg-errors';
+import { isConnectionLost, isConnectRefused, isTransient } from '../../src/db/pg-errors';
 import { asAppError } from '../../src/http/errors';
 
 const lost = () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', severity: 'FATAL' });
@@ -61,4 +61,25 @@ test('a socket reset by the peer (ECONNRESET) is a lost connection: a 503, not a
   const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', syscall: 'read' });
   expect(isConnectionLost(reset)).toBe(true);
   expect(asAppError(reset, 'GET')?.status).toBe(503);
+});
+
+test("node-postgres's connection timeout is a connection refused (nothing was sent), not one lost under a statement", () => {
+  // Its wording starts like the one of a socket closed under a statement ("Connection terminated"): taken
+  // for lost, a connection that was never opened would be handled as a statement cut short on it.
+  const timedOut = new Error('Connection terminated due to connection timeout');
+  expect(isConnectRefused(timedOut)).toBe(true);
+  expect(isConnectionLost(timedOut)).toBe(false);
+  expect(isConnectionLost(new Error('Connection terminated unexpectedly'))).toBe(true);
+});
+
+test('55000 from a statement (object not in prerequisite state) is not a refused connection: only with the wording of a database not accepting connections', () => {
+  const statement = Object.assign(new Error('cannot do that in the current state'), { code: '55000', severity: 'ERROR' });
+  expect(isConnectRefused(statement)).toBe(false);
+  const notAccepting = Object.assign(new Error('database "x" is not currently accepting connections'), { code: '55000', severity: 'FATAL' });
+  expect(isConnectRefused(notAccepting)).toBe(true);
+});
+
+test('deadlock, serialization failure and lock timeout say "try again"; a statement timeout does not', () => {
+  for (const code of ['40P01', '40001', '55P03']) expect(isTransient(Object.assign(new Error(code), { code, severity: 'ERROR' }))).toBe(true);
+  expect(isTransient(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014', severity: 'ERROR' }))).toBe(false);
 });

@@ -83,3 +83,11 @@ test('a URL node-postgres reads leniently (a raw % in the password) still connec
   expect(url).toContain('100%@');
   expect(await shown(sessionConfig(url), 'jit')).toBe('off');
 });
+
+test("the service's settings come after the operator's: a URL asking for JIT on still gets it off", async () => {
+  const url = new URL(m.url);
+  url.searchParams.set('options', '-c jit=on -c statement_timeout=4321');
+  const config = sessionConfig(url.toString());
+  expect(await shown(config, 'jit')).toBe('off');
+  expect(await shown(config, 'statement_timeout')).toBe('4321ms');
+});

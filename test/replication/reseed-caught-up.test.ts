@@ -9,7 +9,8 @@ import { Client } from 'pg';
 import { readMembers, updateMember, writeMember } from '../../src/replication/membership';
 import { RAISE_COLLECTED_THROUGH_SQL } from '../../src/replication/tombstones';
 import { createRedis, replicationKeys } from '../../src/redis';
-import { adminHeaders, call, createOrg, eventually, runReseed, startCluster, type Cluster } from '../support/harness';
+import { compareStreamIds } from '../../src/replication/stream';
+import { adminHeaders, call, createOrg, eventually, runReseed, runScript, startCluster, type Cluster } from '../support/harness';
 import { REDIS_URL } from '../support/env';
 
 const [ORIGIN, PEER, TARGET] = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -147,20 +148,24 @@ test('a member the config does not name (added at runtime, the config left as it
 
 test('copies every row of a table longer than one page of the copy: 1,200 organizations the target lacks', async () => {
   // Rows the peer holds and the target lacks (the target's inbox cap trimmed their changes), made by hand
-  // in the peer's database: the copy reads 500 rows a page.
+  // in the peer's database: the copy reads 500 rows a page. Inserted in descending key order, so that the
+  // table's physical order is not its key order: a page read without its ORDER BY would skip rows.
   const [peer, target] = await Promise.all([databaseOf(PEER), databaseOf(TARGET)]);
   const restored = async (db: Client) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM organizations WHERE name LIKE 'trimmed %'`)).rows[0]?.n;
   try {
     await peer.query(
       `INSERT INTO organizations (id, name, created_at, updated_at, version, created_version, origin_region)
        SELECT ('01a2c000-0000-7000-8000-' || lpad(g::text, 12, '0'))::uuid, 'trimmed ' || g, now(), now(), v, v, $2
-         FROM generate_series(1, 1200) g, LATERAL (SELECT $1 || '.' || lpad(g::text, 6, '0') || '.' || $2 AS v) x`,
+         FROM generate_series(1200, 1, -1) g, LATERAL (SELECT $1 || '.' || lpad(g::text, 6, '0') || '.' || $2 AS v) x`,
       [String(Date.now()).padStart(15, '0'), PEER],
     );
     expect(await restored(target)).toBe(0);
+    // No writes meanwhile: the copy reports each of the peer's rows once (a page boundary counted twice
+    // would over-report it).
+    const held = (await peer.query<{ n: number }>('SELECT count(*)::int AS n FROM organizations')).rows[0]?.n;
     const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
     expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
-    expect(JSON.parse(copied.stdout).tables.organizations.rows).toBeGreaterThanOrEqual(1200);
+    expect(JSON.parse(copied.stdout).tables.organizations.rows).toBe(held);
     expect(await restored(target)).toBe(1200);
   } finally {
     // Made by hand, they have no change to replicate: taken out of both again.
@@ -184,12 +189,36 @@ test('removes every stale row whose tombstone the peer collected, more than one 
          FROM generate_series(1, 1200) g, LATERAL (SELECT '000001000000000.' || lpad(g::text, 6, '0') || '.' || $1 AS v) x`,
       [TARGET],
     );
+    // And a row the target holds alone that was created after the peer's cut-off (its own write, or a
+    // third origin's, that has not reached the peer yet): the peer lacking it says nothing, so it stays.
+    const recent = `${String(Date.now()).padStart(15, '0')}.000001.${TARGET}`;
+    await target.query(
+      `INSERT INTO organizations (id, name, created_at, updated_at, version, created_version, origin_region)
+       VALUES ('01a2d000-0000-7000-8000-100000000001', 'recent, not at the peer yet', now(), now(), $1, $1, $2)`,
+      [recent, TARGET],
+    );
+    // An idempotency key the target holds and the peer lacks, created below the cut-off and not expired:
+    // each region prunes those itself, so an absent key in the peer says nothing of its deletion. It stays.
+    await target.query(
+      `INSERT INTO idempotency_keys (id, org_id, endpoint, idempotency_key, request_hash, response_status, response_body,
+                                     created_at, expires_at, updated_at, version, created_version, origin_region)
+       VALUES ('reseed-kept-key', '01a2d000-0000-7000-8000-100000000002', 'POST /test', 'k', 'h', 201, '{}'::jsonb,
+               now(), now() + interval '1 day', now(), $1, $1, $2)`,
+      ['000001000000000.000001.' + TARGET, TARGET],
+    );
     const copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
     expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
     expect(JSON.parse(copied.stdout).tables.organizations.removed).toBe(1200);
+    expect(JSON.parse(copied.stdout).tables.idempotency_keys.removed).toBe(0);
     expect(await stale()).toBe(0);
+    // The target took the peer's cut-off over (so it refuses from now on what the peer refuses).
+    const cutoff = async (db: Client) => (await db.query<{ t: string }>('SELECT collected_through AS t FROM replication_horizon WHERE id = 1')).rows[0]?.t ?? '';
+    expect(await cutoff(target) >= await cutoff(peer)).toBe(true);
+    expect((await target.query(`SELECT version FROM organizations WHERE id = '01a2d000-0000-7000-8000-100000000001'`)).rows).toEqual([{ version: recent }]);
+    expect((await target.query(`SELECT count(*)::int AS n FROM idempotency_keys WHERE id = 'reseed-kept-key'`)).rows).toEqual([{ n: 1 }]);
   } finally {
-    await target.query(`DELETE FROM organizations WHERE name LIKE 'restored %'`);
+    await target.query(`DELETE FROM idempotency_keys WHERE id = 'reseed-kept-key'`);
+    await target.query(`DELETE FROM organizations WHERE name LIKE 'restored %' OR id = '01a2d000-0000-7000-8000-100000000001'`);
     await peer.end();
     await target.end();
   }
@@ -220,4 +249,101 @@ test('a target marked behind again while the copy runs stays joining, and the re
     await updateMember(redis, keys, TARGET, { state: 'active' });
     redis.disconnect();
   }
+}, 120_000);
+
+test('bad arguments are refused before anything is done: no --to is a usage error (exit 2), a --wait that is not whole seconds exits 1 naming it', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test-args', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  try {
+    const before = await redis.hget(keys.members, TARGET);
+    const usage = await runScript(cluster, 'reseed', ['--from', PEER]);
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toMatch(/^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/);
+    const badWait = await runReseed(cluster, PEER, TARGET, ['--wait', 'soon']);
+    expect({ status: badWait.status, stdout: badWait.stdout }).toEqual({ status: 1, stdout: '' });
+    expect(badWait.stderr).toBe("reseed failed: --wait takes whole seconds (got 'soon')\n");
+    // Nothing was marked (a re-seed marks the target joining under a token first).
+    expect(await redis.hget(keys.members, TARGET)).toBe(before);
+  } finally {
+    redis.disconnect();
+  }
+}, 120_000);
+
+test('a pending entry the inbox still holds is not acked as trimmed, even when it is the oldest entry left: its change is still to be applied', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test-pending', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  const inbox = keys.inbox(TARGET);
+  const pending = async () => ((await redis.xpending(inbox, TARGET, '-', '+', 1000)) as [string, string, number, number][]).map((r) => r[0]);
+  cluster.proc(TARGET).pause();
+  let copied;
+  try {
+    // A change delivered to the target while it is paused, read and not acked yet (by its applier's blocked
+    // read, or else by a consumer of the test): pending, as an entry the applier has not applied yet. Made
+    // the oldest entry of the inbox.
+    const last = (await redis.xrevrange(inbox, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
+    await createOrg(cluster.url(ORIGIN), 'pending in the target inbox');
+    let ids: string[] = [];
+    expect(await eventually(async () => {
+      await redis.call('XREADGROUP', 'GROUP', TARGET, 'reseed-test', 'COUNT', '1000', 'STREAMS', inbox, '>');
+      ids = (await pending()).filter((id) => compareStreamIds(id, last) > 0);
+      return ids.length > 0;
+    }, 30_000, 100)).toBe(true);
+    await redis.xtrim(inbox, 'MINID', ids[0] as string);
+    copied = await runReseed(cluster, PEER, TARGET, ['--wait', '30']);
+    const still = await pending();
+    expect(ids.filter((id) => !still.includes(id))).toEqual([]);
+  } finally {
+    cluster.proc(TARGET).resume();
+    redis.disconnect();
+  }
+  expect({ status: copied?.status, stderr: copied?.stderr }).toEqual({ status: 0, stderr: '' });
+}, 120_000);
+
+test('a target no region\'s Redis records as a member (not started yet) is refused, naming it, and nothing is marked', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test-unregistered', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  // Paused, the target's processes cannot register it again meanwhile.
+  cluster.proc(TARGET).pause();
+  const entry = await redis.hget(keys.members, TARGET);
+  let refused;
+  try {
+    expect(entry).not.toBeNull();
+    await redis.hdel(keys.members, TARGET);
+    refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
+    expect(await redis.hget(keys.members, TARGET)).toBeNull();
+  } finally {
+    if (entry !== null) await redis.hset(keys.members, TARGET, entry);
+    cluster.proc(TARGET).resume();
+    redis.disconnect();
+  }
+  expect(refused?.status).toBe(1);
+  expect(refused?.stderr).toMatch(new RegExp(`${TARGET} is not registered in ${ORIGIN}'s Redis yet: start ${TARGET} first`));
+}, 120_000);
+
+test('a peer whose own inbox cap trimmed changes it had not applied is refused, even with --force (it lacks them for good)', async () => {
+  // Last in this file: the peer is left lacking a change (its origin's relay marks it behind afterwards).
+  const redis = createRedis(REDIS_URL, 'reseed-test-peer-behind', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  const inbox = keys.inbox(PEER);
+  cluster.proc(PEER).pause();
+  let refused;
+  try {
+    // Two changes delivered to the paused peer and read, not acked (pending); the older one then trimmed.
+    const last = (await redis.xrevrange(inbox, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
+    await createOrg(cluster.url(ORIGIN), 'trimmed from the peer inbox');
+    await createOrg(cluster.url(ORIGIN), 'left in the peer inbox');
+    let ids: string[] = [];
+    expect(await eventually(async () => {
+      await redis.call('XREADGROUP', 'GROUP', PEER, 'reseed-test', 'COUNT', '1000', 'STREAMS', inbox, '>');
+      ids = ((await redis.xpending(inbox, PEER, '-', '+', 1000)) as [string, string, number, number][]).map((r) => r[0]).filter((id) => compareStreamIds(id, last) > 0);
+      return ids.length >= 2;
+    }, 30_000, 100)).toBe(true);
+    await redis.xtrim(inbox, 'MINID', ids[ids.length - 1] as string);
+    refused = await runReseed(cluster, PEER, TARGET, ['--force']);
+  } finally {
+    cluster.proc(PEER).resume();
+    redis.disconnect();
+  }
+  expect(refused?.status).toBe(1);
+  expect(refused?.stderr).toMatch(new RegExp(`${PEER} fell behind its inbox cap too; re-seed from another region`));
 }, 120_000);
