@@ -189,9 +189,11 @@ function audienceRefusal(posted: PostedResponse, exp: Expectations, reason: stri
 
 function statusRefusal(response: Element, reason: string | null): SamlRefusal {
   const status = firstChild(response, SAMLP_NS, 'Status');
-  const code = status ? attr(firstChild(status, SAMLP_NS, 'StatusCode') ?? status, 'Value') : null;
+  const top = status ? firstChild(status, SAMLP_NS, 'StatusCode') : null;
+  // The second-level code (AuthnFailed, NoPassive, RequestDenied, …) is the one that says what went wrong.
+  const codes = [top, top ? firstChild(top, SAMLP_NS, 'StatusCode') : null].map((c) => (c ? attr(c, 'Value') : null)).filter((c): c is string => c !== null);
   const message = status ? text(firstChild(status, SAMLP_NS, 'StatusMessage')) : null;
-  const shown = code ? quote(code.replace(/^urn:oasis:names:tc:SAML:2\.0:status:/, ''), 80) : 'none';
+  const shown = codes.length ? codes.map((c) => quote(c.replace(/^urn:oasis:names:tc:SAML:2\.0:status:/, ''), 80)).join('/') : 'none';
   return refused(401, `the identity provider did not authenticate the user (status ${shown}${message ? `: ${quote(message, 200)}` : ''}). Sign in again or ask your IdP administrator.`, reason);
 }
 
@@ -476,9 +478,14 @@ export function emailOf(a: ValidatedAssertion, claims: readonly string[]): Email
   const fromNameId = format === null || format === NAMEID_EMAIL || format === NAMEID_UNSPECIFIED ? emailAddress(a.nameId) : null;
   if (fromNameId !== null) return { email: fromNameId };
   const listed = claims.length ? `none of the credential's email_claims (${claims.map((c) => `"${quote(c, 60)}"`).join(', ')}) is among its attributes` : 'the credential has no email_claims';
+  // A transient or persistent NameID may look like an address, but the IdP does not say it is the user's email.
+  const nameIdProblem =
+    format !== null && emailAddress(a.nameId) !== null
+      ? `the NameID's format is ${quote(format.replace(/^urn:oasis:names:tc:SAML:\d\.\d:nameid-format:/, ''), 100)}, not emailAddress (or unspecified), so it is not taken as the email`
+      : 'the NameID is not an email address';
   return {
     problem:
-      `the IdP sent no email address for the user: ${listed}, and the NameID is not an email address. ` +
+      `the IdP sent no email address for the user: ${listed}, and ${nameIdProblem}. ` +
       "Send the email as an attribute named in email_claims (or add that attribute's name to email_claims), or use the emailAddress NameID format.",
   };
 }

@@ -34,17 +34,26 @@ const formParser = express.urlencoded({ extended: false, limit: '512kb', paramet
 // Received without an admission slot when it trickles in (receivingOutsideAdmission): the ACS takes no
 // credentials, and slow forms held the region's write slots.
 const receiveForm = receivingOutsideAdmission(formParser);
-const form: RequestHandler = (req, res, next) =>
-  receiveForm(req, res, (err?: unknown) => {
-    // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
-    const type = typeof err === 'object' && err !== null ? (err as { type?: unknown }).type : undefined;
-    if (type === 'entity.too.large') return next(refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.'));
-    // The shared error mapping speaks of JSON bodies; this is a form.
-    if (type === 'charset.unsupported' || type === 'encoding.unsupported') {
-      return next(refused(400, 'the form must be sent in UTF-8 (or ISO-8859-1), without a Content-Encoding; post the IdP\'s response unchanged.'));
-    }
-    next(err);
-  });
+const form: RequestHandler = (req, res, next) => receiveForm(req, res, (err?: unknown) => (err === undefined || err === null ? next() : next(formRefusal(err))));
+
+/**
+ * The form parser's refusals as the ACS's own (every ACS refusal starts "Sign-in refused:" and says what to
+ * do); the shared error mapping speaks of JSON bodies. Errors of our own (the admission's) pass unchanged.
+ */
+function formRefusal(err: unknown): unknown {
+  if (err instanceof AppError || typeof err !== 'object' || err === null) return err;
+  const { type, status } = err as { type?: unknown; status?: unknown };
+  // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
+  if (type === 'entity.too.large') return refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.');
+  if (type === 'charset.unsupported') return refused(400, 'the form must be sent in UTF-8 (or ISO-8859-1); post the IdP\'s response unchanged.');
+  if (type === 'encoding.unsupported') return refused(400, 'the form\'s Content-Encoding is not one this service reads (gzip, deflate, br, or none); post the IdP\'s response unchanged.');
+  // An IdP's form has two fields (SAMLResponse, RelayState); the parser stops at 20.
+  if (type === 'parameters.too.many') return refused(400, 'the form has more than 20 fields; the IdP posts SAMLResponse (and RelayState) only.');
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return refused(400, 'the posted form could not be read (cut off, or not compressed as its Content-Encoding says); post the IdP\'s response unchanged.');
+  }
+  return err;
+}
 
 const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
 

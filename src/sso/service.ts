@@ -80,10 +80,19 @@ export async function startLogin(deps: SsoDeps, id: string, relayState: string |
   return { kind: 'post', html: postForm(service.location, fields, nonce), nonce, idpOrigin: new URL(service.location).origin };
 }
 
+const LATIN1_NAMES = new Set(['iso-8859-1', 'iso8859-1', 'iso_8859-1', 'latin1', 'us-ascii', 'ascii']);
+
+/**
+ * The posted XML as text: UTF-8, or ISO-8859-1 when its XML declaration says so (some IdPs write that).
+ * The signature covers the characters, so an accented name read in the wrong encoding would fail the signature.
+ */
 function decodeBase64Xml(encoded: string): string {
   const compact = encoded.replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) throw refused(400, 'SAMLResponse is not base64; post the IdP\'s form field unchanged.');
-  return Buffer.from(compact, 'base64').toString('utf8');
+  const bytes = Buffer.from(compact, 'base64');
+  const declared = /^<\?xml\s[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']/.exec(bytes.subarray(0, 200).toString('latin1'))?.[1]?.toLowerCase();
+  // Any other encoding is read as UTF-8, as before: right for ASCII, and a signature over anything else fails.
+  return bytes.toString(declared !== undefined && LATIN1_NAMES.has(declared) ? 'latin1' : 'utf8');
 }
 
 const replayed = () => refused(401, 'this assertion was already used to sign in (each is accepted once); sign in again.');

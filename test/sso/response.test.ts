@@ -120,6 +120,15 @@ test('an IdP status other than Success is refused with the status named', async 
   expect(await message(() => validate(signElement(unsigned, id, A), exp()))).toMatch(/status Requester/);
 });
 
+test('the second-level status code, which says what went wrong, is named with the first', async () => {
+  const xml = responseXml(spec(), '')
+    .replace(
+      '<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/>',
+      '<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"/></samlp:StatusCode><samlp:StatusMessage>User cancelled</samlp:StatusMessage>',
+    );
+  expect(await message(() => validate(xml))).toMatch(/did not authenticate the user \(status Responder\/AuthnFailed: User cancelled\)/);
+});
+
 describe('email', () => {
   const assertion = (over: Partial<ResponseSpec>) => validate(signedResponse(spec(over), A), exp());
   test('the first of email_claims present wins', async () => {
@@ -158,6 +167,13 @@ describe('email', () => {
   test('else an email NameID; a persistent NameID is never taken as the email', async () => {
     expect(emailOf(await assertion({ attributes: {} }), ['email'])).toEqual({ email: 'alice@example.com' });
     expect(emailOf(await assertion({ attributes: {}, nameId: 'x@y.test', nameIdFormat: PERSISTENT_FORMAT }), ['email'])).toEqual({ problem: expect.stringMatching(/no email address/) });
+  });
+  test('a refusal of a NameID that reads as an address says its format is why, not that it is no address', async () => {
+    const transient = await assertion({ attributes: {}, nameId: 'x@y.test', nameIdFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:transient' });
+    const outcome = emailOf(transient, ['email']) as { problem: string };
+    expect(outcome.problem).toMatch(/the NameID's format is transient, not emailAddress \(or unspecified\)/);
+    expect(outcome.problem).not.toMatch(/NameID is not an email address/);
+    expect(emailOf(await assertion({ attributes: {}, nameId: '00u1abc', nameIdFormat: PERSISTENT_FORMAT }), ['email'])).toEqual({ problem: expect.stringMatching(/the NameID is not an email address/) });
   });
 });
 
