@@ -312,7 +312,7 @@ export function loadConfig(env: Env = process.env): Config {
     tokenSigningSecret,
     ...(tokenAcceptedSecrets.length ? { tokenAcceptedSecrets } : {}),
     replicationKeys,
-    logLevel: env.LOG_LEVEL || 'info',
+    logLevel: logLevel(env.LOG_LEVEL),
     configPath,
     metadataValidationTime: validTime(env.METADATA_VALIDATION_TIME),
   };
@@ -331,6 +331,16 @@ function acceptedSecrets(v: string | undefined, signing: string): string[] {
     throw new ConfigError(`TOKEN_ACCEPTED_SECRETS: secret ${short + 1} is shorter than ${MIN_SIGNING_SECRET_BYTES} bytes; each is a secret like TOKEN_SIGNING_SECRET, separated by commas`);
   }
   return [...new Set(list)].filter((x) => x !== signing);
+}
+
+/** pino's levels; an unknown one made pino throw at the first logger, with a stack instead of a message. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function logLevel(v: string | undefined): string {
+  if (!v) return 'info';
+  const level = v.trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got '${v}'`);
+  return level;
 }
 
 function validTime(v: string | undefined): string | null {

@@ -1,8 +1,9 @@
 /** Process entry point: one region (REGION) of the deployment in REGIONS_CONFIG. */
+import os from 'node:os';
 import v8 from 'node:v8';
 import { ConfigError, loadConfig } from './config';
 import { createLogger, type Logger } from './logger';
-import { startRegion } from './region';
+import { startRegion, StartupError, type RunningRegion } from './region';
 
 /** A promise nobody handled or an exception nobody caught leaves the process in an unknown state: log it, exit. */
 function exitOnUnhandled(log: Logger): void {
@@ -44,27 +45,49 @@ async function main(): Promise<void> {
   }
   const log = createLogger({ level: config.logLevel, region: config.region.id });
   exitOnUnhandled(log);
-  const region = await startRegion(config, { log });
+  // In place before the start, which can wait on the database: as PID 1 of a container, node ignores a signal
+  // it has no handler for, so a stop during the start would wait for the runtime's SIGKILL.
+  let region: RunningRegion | null = null;
   let signals = 0;
-  const onSignal = (sig: string) => {
+  const onSignal = (sig: 'SIGTERM' | 'SIGINT') => {
     signals += 1;
     if (signals > 1) process.exit(1);
-    region.log.info({ signal: sig }, 'signal received');
+    log.info({ signal: sig }, 'signal received');
+    // Nothing is served yet: nothing to drain. The status a shell gives a process the signal ended.
+    if (!region) process.exit(128 + os.constants.signals[sig]);
     void region.stop().then(() => process.exit(0));
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  listenHost = config.region.host ?? '127.0.0.1';
+  region = await startRegion(config, { log });
 }
 
-main().catch((err: Error & { code?: string; address?: string; port?: number }) => {
+/** The host the region listens on, for the message of a failed listen. */
+let listenHost = '';
+
+/** One line for a start that failed for the operator's reasons (a port, a host, the database); null: a bug. */
+function startupFailure(err: Error & { code?: string; syscall?: string; address?: string; port?: number; hostname?: string }): string | null {
+  if (err instanceof StartupError) return err.message;
   // A port already taken is the operator's to fix, not a bug: one line saying how, no stack.
   if (err.code === 'EADDRINUSE') {
-    process.stderr.write(
-      `fatal: cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: the port is in use (this region or an earlier cluster still running?). ` +
-        'Stop that process, or give this region another port: "port" (or "operatorPort") of its entry in REGIONS_CONFIG, or PORT (OPERATOR_PORT) for this process.\n',
+    return (
+      `cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: the port is in use (this region or an earlier cluster still running?). ` +
+      'Stop that process, or give this region another port: "port" (or "operatorPort") of its entry in REGIONS_CONFIG, or PORT (OPERATOR_PORT) for this process.'
     );
-    process.exit(1);
   }
-  process.stderr.write(`fatal: ${err.stack ?? err.message}\n`);
+  if (err.syscall === 'listen' && (err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')) {
+    const why = err.code === 'EACCES' ? 'not permitted (a port below 1024 needs privileges this user lacks)' : 'no interface of this machine has that address';
+    return `cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: ${why}. Set "host" and "port" of its entry in REGIONS_CONFIG, or HOST and PORT.`;
+  }
+  if (err.syscall === 'getaddrinfo' && err.hostname === listenHost) {
+    return `cannot listen on ${listenHost}: the host name does not resolve (${err.code ?? 'unknown'}). Set "host" of its entry in REGIONS_CONFIG, or HOST.`;
+  }
+  return null;
+}
+
+main().catch((err: Error) => {
+  const line = startupFailure(err);
+  process.stderr.write(`fatal: ${line ?? err.stack ?? err.message}\n`);
   process.exit(1);
 });

@@ -47,11 +47,42 @@ export interface RegionOptions {
   writeTxTimeoutMs?: number;
 }
 
+/**
+ * A start that fails for a reason the operator fixes (the database refuses, a port cannot be bound): main.ts
+ * prints its message as one line, without a stack.
+ */
+export class StartupError extends Error {}
+
+/** The database's address for a message: host, port and name, never the user or password. */
+function databaseAddress(databaseUrl: string): string {
+  const u = new URL(databaseUrl);
+  return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
+}
+
+/** Creates the region's database if missing and migrates it; a failure names the database and what it said. */
+async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean; applied: string[] }> {
+  const failed = (err: unknown) => {
+    const e = err as Error & { code?: string };
+    return new StartupError(
+      `cannot prepare the region's database at ${databaseAddress(databaseUrl)} (its databaseUrl in REGIONS_CONFIG, or DATABASE_URL): ${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`,
+      { cause: err },
+    );
+  };
+  // Reaching the database: whatever fails here is the server's, the network's or TLS's answer (some carry no code).
+  const created = await ensureDatabase(databaseUrl).catch((err: unknown) => {
+    throw failed(err);
+  });
+  // Migrating it: what the database said is one line; a fault of ours keeps its stack.
+  const applied = await migrate(databaseUrl).catch((err: unknown) => {
+    throw typeof (err as { code?: unknown }).code === 'string' ? failed(err) : err;
+  });
+  return { created, applied };
+}
+
 export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, region: config.region.id });
   const features = opts.features ?? FEATURES;
-  const created = await ensureDatabase(config.region.databaseUrl);
-  const applied = await migrate(config.region.databaseUrl);
+  const { created, applied } = await prepareDatabase(config.region.databaseUrl);
   log.info({ created, applied }, 'database ready');
 
   const db = createDb(config.region.databaseUrl, { poolSize: DB_POOL_SIZE });
@@ -69,13 +100,15 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   registerAdmissionMetrics(metrics.registry, admission);
   // ioredis' status stays 'ready' while its Redis hangs; /healthz, /readyz and the operator port ask this.
   const redisLiveness = new RedisLiveness(replication.redis);
+  // Set by stop(): /readyz on either port answers 503 from then on.
+  let draining = false;
   const app = createApp({
     ...deps,
     features,
     adminDb,
     extraAdminRoutes: [replication.adminRoutes(adminDb)],
     health: async () => ({ redis: redisLiveness.status() }),
-    readiness: createReadiness({ db: adminDb, log, redisStatus: () => redisLiveness.status() }),
+    readiness: createReadiness({ db: adminDb, log, redisStatus: () => redisLiveness.status(), draining: () => draining }),
     metrics,
     admission,
   });
@@ -93,12 +126,11 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
             keyPrefix: config.redisKeyPrefix, adminTokens: [config.adminToken, ...config.adminAcceptedTokens], logLevel: config.logLevel,
             ...(opts.operatorStalledAfterMs !== undefined ? { stalledAfterMs: opts.operatorStalledAfterMs } : {}),
           },
-          snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status() }),
+          snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status(), draining }),
         });
   await replication.start();
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
-  let draining = false;
   // Requests and responses built with Express's prototypes already in place (see server-classes.ts).
   // Node checks the request timeouts below every connectionsCheckingInterval (30 s by default).
   const onRequest: http.RequestListener = (req, res) => {
@@ -132,6 +164,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     (stopping ??= (async () => {
       log.info('shutting down');
       draining = true;
+      operator?.publish();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const idleSweep = setInterval(() => server.closeIdleConnections(), 100);

@@ -110,6 +110,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a bad OPERATOR_PORT', good, { OPERATOR_PORT: '70000' }, /OPERATOR_PORT must be 1\.\.65535/],
   ['OPERATOR_PORT equal to PORT', good, { OPERATOR_PORT: '8081' }, /operator port \(8081\) must differ/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
+  ['a LOG_LEVEL pino does not know', good, { LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'verbose'/],
 ])('%s is refused with a message naming the field', (_n, content, extra, message) => {
   const file = content === null ? path.join(dir, 'absent.json') : write(content);
   expect(() => loadConfig(env(file, extra))).toThrow(message);
@@ -148,6 +149,18 @@ test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-z
   const res = spawnSync(process.execPath, [main], { env: { ...process.env, REGIONS_CONFIG: write(good), REGION: 'us-iowa', ADMIN_TOKEN: '' }, encoding: 'utf8' });
   expect(res.status).toBe(2);
   expect(res.stderr).toMatch(/configuration error: ADMIN_TOKEN/);
+});
+
+test('LOG_LEVEL is taken in any case; unset, info', () => {
+  expect(loadConfig(env(write(good), { LOG_LEVEL: 'WARN' })).logLevel).toBe('warn');
+  expect(loadConfig(env(write(good))).logLevel).toBe('info');
+});
+
+test('npm start refuses an unknown LOG_LEVEL with one line naming it (pino threw a stack), and exits non-zero', () => {
+  const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+  const res = spawnSync(process.execPath, [main], { env: { ...process.env, ...env(write(good), { LOG_LEVEL: 'verbose' }) }, encoding: 'utf8' });
+  expect(res.status).toBe(2);
+  expect(res.stderr).toBe("configuration error: LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'verbose'\n");
 });
 
 test('a relative REGIONS_CONFIG is read from the directory the command was run in (npm runs scripts in the root)', () => {

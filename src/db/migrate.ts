@@ -40,11 +40,14 @@ export function listMigrations(dir = MIGRATIONS_DIR): { name: string; sql: strin
     });
 }
 
-/** Creates the database named in the URL if it does not exist (connecting to the `postgres` database). */
+/** Creates the database named in the URL if it does not exist (connecting to the `postgres` database to create it). */
 export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   const url = new URL(databaseUrl);
   const dbName = decodeURIComponent(url.pathname.slice(1));
   if (!/^[A-Za-z0-9_-]{1,63}$/.test(dbName)) throw new Error(`unsupported database name '${dbName}'`);
+  // The database itself first: a deployment's role may be allowed into its own database only (pg_hba, a
+  // pooler that lists it alone, a managed server), and then the maintenance database below refuses it.
+  if (await databaseAnswers(databaseUrl)) return false;
   url.pathname = '/postgres';
   const admin = new Client({ connectionString: url.toString() });
   await admin.connect();
@@ -61,6 +64,20 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
     return true;
   } finally {
     await admin.end();
+  }
+}
+
+/** Whether the database exists and lets this role in; false only when the server says it does not exist. */
+async function databaseAnswers(databaseUrl: string): Promise<boolean> {
+  const client = new Client({ connectionString: databaseUrl });
+  try {
+    await client.connect();
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code === '3D000') return false;
+    throw err;
+  } finally {
+    await client.end().catch(() => undefined);
   }
 }
 

@@ -1,7 +1,9 @@
 /**
  * Readiness (GET /readyz): a region is ready to take traffic when its database answers and carries every
  * migration this build knows. Redis is reported but does not count: without it a region still serves
- * reads and local_region writes (the outbox holds them), only all_regions writes wait.
+ * reads and local_region writes (the outbox holds them), only all_regions writes wait. A region that is
+ * draining (SIGTERM) is not ready: its port takes no new connections, and a probe that still read it as ready
+ * (the operator port's, which answers until the drain ends) would keep traffic coming to it.
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
@@ -14,25 +16,45 @@ export interface ReadinessReport {
   /** Migrations this build has that the database has not applied (null when the database is unreachable). */
   missing_migrations: string[] | null;
   redis: { reachable: boolean; status: string };
+  /** Present (true) only while the region drains after SIGTERM: not ready, whatever the database says. */
+  draining?: true;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
 
-export function createReadiness(d: { db: SqlReader; redisStatus: () => string; log: Logger; timeoutMs?: number }): () => Promise<ReadinessReport> {
+export function createReadiness(d: {
+  db: SqlReader;
+  redisStatus: () => string;
+  log: Logger;
+  timeoutMs?: number;
+  /** Whether the region is draining (default: never). */
+  draining?: () => boolean;
+}): () => Promise<ReadinessReport> {
   // The migrations of this build are fixed for the life of the process.
   const expected = listMigrations().map((m) => m.name);
   return async () => {
     const status = d.redisStatus();
     const redis = { reachable: status === 'ready', status };
-    try {
-      const missing = await withTimeout(missingMigrations(d.db, expected), d.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-      return { ready: missing.length === 0, database: 'ok', missing_migrations: missing, redis };
-    } catch (err) {
-      // The reason stays in the log: /readyz needs no credentials and must not describe the database.
-      d.log.warn({ err: (err as Error).message }, 'readiness: the database does not answer');
-      return { ready: false, database: 'unreachable', missing_migrations: null, redis };
-    }
+    const report = await databaseReport(d.db, expected, d.timeoutMs ?? DEFAULT_TIMEOUT_MS, d.log);
+    if (d.draining?.()) return { ...report, ready: false, redis, draining: true };
+    return { ...report, redis };
   };
+}
+
+async function databaseReport(
+  db: SqlReader,
+  expected: readonly string[],
+  timeoutMs: number,
+  log: Logger,
+): Promise<Pick<ReadinessReport, 'ready' | 'database' | 'missing_migrations'>> {
+  try {
+    const missing = await withTimeout(missingMigrations(db, expected), timeoutMs);
+    return { ready: missing.length === 0, database: 'ok', missing_migrations: missing };
+  } catch (err) {
+    // The reason stays in the log: /readyz needs no credentials and must not describe the database.
+    log.warn({ err: (err as Error).message }, 'readiness: the database does not answer');
+    return { ready: false, database: 'unreachable', missing_migrations: null };
+  }
 }
 
 async function missingMigrations(db: SqlReader, expected: readonly string[]): Promise<string[]> {

@@ -26,6 +26,9 @@ export const ReadinessStatus = Type.Object(
     database: Type.Union([Type.Literal('ok'), Type.Literal('unreachable')]),
     missing_migrations: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'Null when the database does not answer.' }),
     redis: Type.Object({ reachable: Type.Boolean(), status: Type.String() }, { additionalProperties: false }),
+    draining: Type.Optional(
+      Type.Literal(true, { description: 'Only while the region drains after SIGTERM (503): it takes no new connections; send traffic elsewhere.' }),
+    ),
   },
   { additionalProperties: false },
 );

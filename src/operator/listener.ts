@@ -33,6 +33,8 @@ export interface OperatorListener {
   port: number;
   /** The listener's thread now (diagnostics, and tests that end it as a crash would: it is started again). */
   thread(): Worker;
+  /** Sends the main thread's figures now, not at the next interval (a change the probes must see at once). */
+  publish(): void;
   stop(): Promise<void>;
 }
 
@@ -90,6 +92,9 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
     url,
     port,
     thread: () => worker,
+    publish: () => {
+      if (!stopping) publish();
+    },
     async stop() {
       stopping = true;
       clearInterval(timer);

@@ -19,6 +19,8 @@ export interface OperatorSnapshot {
   replication: ReplicationFigures;
   /** The `admission` block of /admin/replication; null when the region runs without admission control. */
   admission: Record<string, unknown> | null;
+  /** The region drains after SIGTERM: /readyz answers 503 here too, while this port still answers. */
+  draining: boolean;
 }
 
 export interface OperatorWorkerData {

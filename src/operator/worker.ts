@@ -65,7 +65,7 @@ app.use(healthRoutes({
     redis: snapshot?.redisStatus ?? 'unknown',
     main_thread: { snapshot_age_ms: age() },
   }),
-  readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown' }),
+  readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true }),
 }));
 app.use('/admin', routePrefix(), ...adminGuard(d.adminTokens));
 app.get('/admin/replication', async (_req, res) => {

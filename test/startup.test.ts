@@ -1,0 +1,85 @@
+/**
+ * `npm start` (dist/src/main.js) failing to start for the operator's reasons, and stopped while it starts: what a
+ * process manager or a container runtime sees. A failure is one line naming what to fix (it was a stack trace),
+ * and a SIGTERM during the start ends the process (as PID 1 of a container, node ignored it: no handler yet).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { dropDatabase } from '../src/db/migrate';
+import { PROJECT_ROOT } from '../src/paths';
+import { freePorts, PG_BASE, REDIS_URL, uniqueName } from './support/env';
+
+const MAIN = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-startup-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function regionEnv(databaseUrl: string, port: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const file = path.join(dir, `${Math.random()}.json`);
+  const config = { redisUrl: REDIS_URL, redisKeyPrefix: `${uniqueName('startup')}:`, regions: [{ id: 'us-iowa', port, databaseUrl }] };
+  fs.writeFileSync(file, JSON.stringify(config));
+  return {
+    ...process.env, REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'a'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32),
+    REPLICATION_KEYS: `k1:${'r'.repeat(32)}`, LOG_LEVEL: 'warn', ...extra,
+  };
+}
+
+test('a database that refuses connections stops the start with one line naming the database (not its password), exit 1', async () => {
+  const [port, closed] = await freePorts(2);
+  const res = spawnSync(process.execPath, [MAIN], { env: regionEnv(`postgresql://saml:hunter2-secret@127.0.0.1:${closed}/saml_x`, port ?? 0), encoding: 'utf8' });
+  expect(res.status).toBe(1);
+  expect(res.stderr).toBe(
+    `fatal: cannot prepare the region's database at 127.0.0.1:${closed}/saml_x (its databaseUrl in REGIONS_CONFIG, or DATABASE_URL): ` +
+      `connect ECONNREFUSED 127.0.0.1:${closed} (ECONNREFUSED)\n`,
+  );
+});
+
+// The test Postgres runs without TLS (ssl = off).
+test('a databaseUrl that asks for TLS of a server without it stops the start with one line saying so, exit 1', async () => {
+  const [port] = await freePorts(1);
+  const res = spawnSync(process.execPath, [MAIN], { env: regionEnv(`${PG_BASE}/saml_tls?sslmode=verify-full`, port ?? 0), encoding: 'utf8' });
+  expect(res.status).toBe(1);
+  expect(res.stderr).toMatch(/^fatal: cannot prepare the region's database at [^ ]+\/saml_tls \(its databaseUrl in REGIONS_CONFIG, or DATABASE_URL\): .*SSL.*\n$/);
+});
+
+test('a HOST that does not resolve stops the start with one line naming HOST, exit 1', async () => {
+  const name = uniqueName('startup_host');
+  const [port] = await freePorts(1);
+  try {
+    const res = spawnSync(process.execPath, [MAIN], { env: regionEnv(`${PG_BASE}/${name}`, port ?? 0, { HOST: 'no-such-host.invalid' }), encoding: 'utf8' });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(/^fatal: cannot listen on no-such-host\.invalid: the host name does not resolve \(\w+\)\. Set "host" of its entry in REGIONS_CONFIG, or HOST\.\n$/);
+  } finally {
+    await dropDatabase(`${PG_BASE}/${name}`);
+  }
+});
+
+test('a SIGTERM while the start waits for the database ends the process, with the status of a process the signal ended', async () => {
+  // A "database" that takes the connection and never answers: the start waits there.
+  const held: net.Socket[] = [];
+  let connected!: () => void;
+  const reached = new Promise<void>((resolve) => (connected = resolve));
+  const silent = net.createServer((socket) => {
+    held.push(socket);
+    connected();
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const dbPort = (silent.address() as net.AddressInfo).port;
+  const [port] = await freePorts(1);
+  const child = spawn(process.execPath, [MAIN], { env: regionEnv(`postgresql://postgres@127.0.0.1:${dbPort}/saml_x`, port ?? 0, { LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await reached;
+    child.kill('SIGTERM');
+    expect(await exited).toEqual({ code: 128 + os.constants.signals.SIGTERM, signal: null });
+    expect(out).toMatch(/"signal":"SIGTERM","msg":"signal received"/);
+  } finally {
+    child.kill('SIGKILL');
+    for (const s of held) s.destroy();
+    silent.close();
+  }
+});
