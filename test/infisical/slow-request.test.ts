@@ -2,21 +2,15 @@
  * A request whose body does not arrive whole in time is answered 408 by the listener's edge (src/http/edges.ts),
  * after the app took it: that answer is the request's, under its request id, and its log line says 408.
  */
-import { Writable } from 'node:stream';
 import pino from 'pino';
 import { createOrg, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { rawExchangeWith } from '../support/raw-http';
 import { issueToken, SSO } from './support/fixtures';
+import { logLines, type LogLine } from '../support/log-lines';
 
-type Line = Record<string, unknown>;
-const lines: Line[] = [];
-const sink = new Writable({
-  write(chunk: Buffer, _enc, done) {
-    for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Line);
-    done();
-  },
-});
+type Line = LogLine;
+const { lines, sink } = logLines();
 
 let r: InProcessRegion;
 beforeAll(async () => {

@@ -8,21 +8,14 @@ import { MetadataError } from '../../src/metadata/errors';
 import { parseIdpMetadata } from '../../src/metadata/parse-metadata';
 import { ParsePool } from '../../src/metadata/parse-pool';
 import { parseCertificate } from '../../src/metadata/x509';
+import { metadataRefusal } from './support/fixtures';
 import { htmlTitle } from '../../src/metadata/xml-dom';
 import { checkXmlLimits, scanStats, XML_LIMITS } from '../../src/metadata/xml-limits';
 
 const NOW = new Date('2026-11-23T00:00:00Z');
 const KiB = 1024;
 
-function refusal(xml: string): MetadataError {
-  try {
-    parseIdpMetadata(xml, { now: NOW });
-  } catch (err) {
-    if (err instanceof MetadataError) return err;
-    throw err;
-  }
-  throw new Error('the document was accepted');
-}
+const refusal = (xml: string) => metadataRefusal(xml, NOW);
 
 /** Work the pre-scan does on `make(n)`, with every limit lifted so the whole text is scanned. */
 function work(make: (n: number) => string, n: number): number {

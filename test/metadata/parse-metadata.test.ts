@@ -2,10 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
+import type { MetadataErrorCode } from '../../src/metadata/errors';
 import { parseIdpMetadata, type ParsedMetadata } from '../../src/metadata/parse-metadata';
 import { SignedXml } from 'xml-crypto';
-import { fixture, REFERENCE_NOW } from './support/fixtures';
+import { fixture, metadataRefusal, REFERENCE_NOW } from './support/fixtures';
 import { idpMetadata, signer } from '../sso/support/idp-simulator';
 import { signEnveloped } from '../../bench/metadata-documents';
 
@@ -20,15 +20,7 @@ function parse(xml: string, now = REFERENCE_NOW): ParsedMetadata {
   return parseIdpMetadata(xml, { now });
 }
 
-function refusal(xml: string, now = REFERENCE_NOW): MetadataError {
-  try {
-    parse(xml, now);
-  } catch (err) {
-    if (err instanceof MetadataError) return err;
-    throw err;
-  }
-  throw new Error('the metadata was accepted');
-}
+const refusal = metadataRefusal;
 
 function ssoUrl(m: ParsedMetadata, binding: string): string[] {
   return m.ssoServices.filter((s) => s.binding === binding).map((s) => s.location);

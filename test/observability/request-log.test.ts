@@ -6,22 +6,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import pino from 'pino';
 import { RegionProcess } from '../../src/cluster/region-process';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
 import { adminHeaders, assertBuilt, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
+import { logLines, type LogLine } from '../support/log-lines';
 
-type Line = Record<string, unknown>;
-const lines: Line[] = [];
-const sink = new Writable({
-  write(chunk: Buffer, _enc, done) {
-    for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Line);
-    done();
-  },
-});
+type Line = LogLine;
+const { lines, sink } = logLines();
 
 let deployment: TestDeployment;
 let region: RunningRegion;

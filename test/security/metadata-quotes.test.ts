@@ -4,23 +4,15 @@
  * (the refresh job's last error) and in GET /admin/metadata-refresh: the quote must not reorder or hide the
  * rest of the message (bidi overrides, zero-width characters) nor break it into lines (U+2028, U+2029).
  */
-import { excerpt, MetadataError } from '../../src/metadata/errors';
-import { parseIdpMetadata } from '../../src/metadata/parse-metadata';
+import { excerpt } from '../../src/metadata/errors';
 import { fixture } from '../support/idp-server';
+import { metadataRefusal } from '../metadata/support/fixtures';
 
 const NOW = new Date('2026-11-23T00:00:00Z');
 /** Invisible format characters and Unicode's line and paragraph separators. */
 const HIDDEN = /[\p{Cf}\u2028\u2029]/u;
 
-function refusal(xml: string): MetadataError {
-  try {
-    parseIdpMetadata(xml, { now: NOW });
-  } catch (err) {
-    if (err instanceof MetadataError) return err;
-    throw err;
-  }
-  throw new Error('the document was accepted');
-}
+const refusal = (xml: string) => metadataRefusal(xml, NOW);
 
 describe('refusals quote the document without invisible characters', () => {
   test('an HTML page whose title carries a right-to-left override and a zero-width space', () => {

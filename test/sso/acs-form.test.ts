@@ -4,9 +4,10 @@
  * in ISO-8859-1 (as its XML declaration says) is read as such.
  */
 import zlib from 'node:zlib';
-import { call, createOrg, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { idpMetadata, requestFromRedirect, signedResponse, signer, type ResponseSpec } from './support/idp-simulator';
+import { ssoCredential } from './support/credential';
 
 const US = 'us-iowa';
 const ENTITY = 'https://idp.simulator.test/saml';
@@ -19,13 +20,7 @@ beforeAll(async () => {
   idp = await startIdpServer();
   idp.set('idp.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
   cluster = await startCluster('sso-acs-form', [US], { extra: { metadataAllowedHosts: [idp.hostPort] } });
-  const org = await createOrg(cluster.url(US), 'sso acs form');
-  const res = await call(cluster.url(US), 'POST', '/organizations/sso/saml/provider-credentials', {
-    body: { idp_metadata_url: idp.url('idp.xml'), email_claims: ['email'] },
-    headers: slashidHeaders(org),
-  });
-  expect(res.status).toBe(201);
-  cred = res.body.result.id as string;
+  cred = await ssoCredential(cluster.url(US), 'sso acs form', idp.url('idp.xml'));
 }, 120_000);
 afterAll(async () => {
   await cluster?.stop();

@@ -3,10 +3,11 @@
  * answered 503 with Retry-After in the SlashID envelope, never judged without its replay checks, and the
  * login is not used up: once Redis is back, the same response signs in, once.
  */
-import { call, createOrg, eventually, slashidHeaders, type Cluster } from '../support/harness';
+import { eventually, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 import { b64, idpMetadata, requestFromRedirect, signedResponse, signer, type ResponseSpec } from './support/idp-simulator';
+import { ssoCredential } from './support/credential';
 
 const US = 'us-iowa';
 const ENTITY = 'https://idp.simulator.test/saml';
@@ -23,13 +24,7 @@ beforeAll(async () => {
   let servers: Map<string, OwnRedis>;
   ({ cluster, redis: servers, stop } = await clusterWithOwnRedis('sso-redis-down', [US], { metadataAllowedHosts: [idp.hostPort] }));
   redis = servers.get(US) as OwnRedis;
-  const org = await createOrg(cluster.url(US), 'sso redis down');
-  const res = await call(cluster.url(US), 'POST', '/organizations/sso/saml/provider-credentials', {
-    body: { idp_metadata_url: idp.url('idp.xml'), email_claims: ['email'] },
-    headers: slashidHeaders(org),
-  });
-  expect(res.status).toBe(201);
-  cred = res.body.result.id as string;
+  cred = await ssoCredential(cluster.url(US), 'sso redis down', idp.url('idp.xml'));
 }, 120_000);
 afterAll(async () => {
   await stop?.();
