@@ -14,7 +14,8 @@ export interface Metrics {
    * Records a request that was answered (its duration by route pattern, method and status, and its
    * consistency wait): called once per request by the request observer (request-log.ts).
    */
-  observe(req: Request, res: Response, seconds: number): void;
+  /** `status`: the answer's, when it was not written through `res` (the listener's edge answered it). */
+  observe(req: Request, res: Response, seconds: number, status?: number): void;
   /** Answers GET /metrics (mount it behind the admin token). */
   handler: RequestHandler;
 }
@@ -45,9 +46,9 @@ export function createMetrics(opts: { region: string }): Metrics {
   // The labelled histogram per route, method and status, kept: prom-client hashes the label values of
   // every observe() it is given them on, where the kept child observes straight away.
   const children = new Map<string, ReturnType<typeof requests.labels>>();
-  const observe = (req: Request, res: Response, seconds: number) => {
+  const observe = (req: Request, res: Response, seconds: number, answered = res.statusCode) => {
     const route = routePattern(req);
-    const status = String(res.statusCode);
+    const status = String(answered);
     const key = `${route} ${req.method} ${status}`;
     let child = children.get(key);
     if (!child) {

@@ -19,13 +19,13 @@ export function requestLog(log: Logger, metrics?: Pick<Metrics, 'observe'>): Req
     // when the client went away first).
     res.once('close', () => {
       const ms = performance.now() - start;
-      // Only answered requests are timed (as before: on 'finish').
-      if (metrics && res.writableFinished) metrics.observe(req, res, ms / 1000);
+      // A request the listener's edge answered (its body did not arrive whole in time) has that answer's status.
+      const edge = edgeAnsweredStatus(res);
+      // Only answered requests are timed (as before: on 'finish'), the edge's answers included.
+      if (metrics && (res.writableFinished || edge !== undefined)) metrics.observe(req, res, ms / 1000, edge);
       // A 503 is admission control refusing a request under overload (src/http/admission.ts): an answer, not
       // a failure, and one that can come thousands of times a second. Admission logs a summary of them.
       // None when nothing was answered (the client went away first): statusCode would read its default, 200.
-      // A request the listener's edge answered (its body did not arrive whole in time) logs that answer's status.
-      const edge = edgeAnsweredStatus(res);
       const status = edge ?? (res.headersSent ? res.statusCode : null);
       const level = status !== null && status >= 500 && status !== 503 ? 'error' : 'info';
       if (!log.isLevelEnabled(level)) return;

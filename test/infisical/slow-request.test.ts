@@ -8,6 +8,7 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { rawExchangeWith } from '../support/raw-http';
 import { issueToken, SSO } from './support/fixtures';
 import { logLines, type LogLine } from '../support/log-lines';
+import { scrape } from '../observability/support';
 
 type Line = LogLine;
 const { lines, sink } = logLines();
@@ -39,4 +40,8 @@ test('the 408 of a body that never arrives whole carries the request id the clie
   await eventually(async () => (line = lines.find((l) => l.msg === 'request' && l.requestId === 'slow-body-1')) !== undefined, 5000, 20);
   expect(line).toMatchObject({ method: 'PATCH', path: SSO, status: 408 });
   expect(line).not.toHaveProperty('aborted');
+  // And it is counted in the request metrics, with that status (it was left out: nothing was written through res).
+  const m = await scrape(r.url);
+  const counted = m.samples('http_request_duration_seconds_count').filter((x) => x.labels.method === 'PATCH' && x.labels.status === '408');
+  expect(counted.reduce((n, x) => n + x.value, 0)).toBe(1);
 });
