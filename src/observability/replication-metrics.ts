@@ -141,8 +141,12 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     for (const f of d.failures) if (f.failing > 0) g.inc({ origin_region: f.origin }, f.failing);
   });
 
-  fromRedis('replication_stream_length', 'Entries in this region\'s inbox stream.', [], (g, r) => r.own && g.set(r.own.length));
-  fromRedis('replication_dead_letter_length', 'Entries in the dead-letter stream (unreadable events).', [], (g, r) => r.own && g.set(r.own.deadLetters));
+  fromRedis('replication_stream_length', 'Entries in this region\'s inbox stream.', [], (g, r) => {
+    if (r.own) g.set(r.own.length);
+  });
+  fromRedis('replication_dead_letter_length', 'Entries in the dead-letter stream (unreadable events).', [], (g, r) => {
+    if (r.own) g.set(r.own.deadLetters);
+  });
   fromRedis('replication_stream_pending', 'Per destination region: entries delivered to its consumer group and not yet acknowledged.', ['destination_region'], (g, r) => {
     for (const x of r.groups) if (s.regions.includes(x.name)) g.set({ destination_region: x.name }, x.pending);
   });

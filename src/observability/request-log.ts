@@ -21,8 +21,9 @@ export function requestLog(log: Logger, metrics?: Pick<Metrics, 'observe'>): Req
       const ms = performance.now() - start;
       // A request the listener's edge answered (its body did not arrive whole in time) has that answer's status.
       const edge = edgeAnsweredStatus(res);
+      const answered = res.writableFinished || edge !== undefined;
       // Only answered requests are timed (as before: on 'finish'), the edge's answers included.
-      if (metrics && (res.writableFinished || edge !== undefined)) metrics.observe(req, res, ms / 1000, edge);
+      if (metrics && answered) metrics.observe(req, res, ms / 1000, edge);
       // A 503 is admission control refusing a request under overload (src/http/admission.ts): an answer, not
       // a failure, and one that can come thousands of times a second. Admission logs a summary of them.
       // None when nothing was answered (the client went away first): statusCode would read its default, 200.
@@ -30,13 +31,13 @@ export function requestLog(log: Logger, metrics?: Pick<Metrics, 'observe'>): Req
       const level = status !== null && status >= 500 && status !== 503 ? 'error' : 'info';
       if (!log.isLevelEnabled(level)) return;
       // The error itself was logged, with the request id, by the dialect's error middleware.
-      log[level](line(req, res, status, Math.round(ms * 1000) / 1000), 'request');
+      log[level](line(req, res, status, answered, Math.round(ms * 1000) / 1000), 'request');
     });
     next();
   };
 }
 
-function line(req: Request, res: Response, status: number | null, ms: number) {
+function line(req: Request, res: Response, status: number | null, answered: boolean, ms: number) {
   return {
     requestId: getRequestId(res),
     method: req.method,
@@ -46,7 +47,7 @@ function line(req: Request, res: Response, status: number | null, ms: number) {
     status,
     ms,
     // The client went away before the answer was written.
-    ...(res.writableFinished || edgeAnsweredStatus(res) !== undefined ? {} : { aborted: true }),
+    ...(answered ? {} : { aborted: true }),
     ...orgOf(res),
   };
 }

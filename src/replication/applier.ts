@@ -11,7 +11,6 @@
  * counted against any event. Parked events are tried again at start, on the admin retry, and periodically
  * (retryDue).
  */
-import { checkRestoredDatabase, raiseAppliedMark } from './restore-check';
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
@@ -30,6 +29,7 @@ import { PACK_MAX_EVENTS } from './delivery';
 import type { ChangeEvent } from './tables';
 import { recordAcks, recordParked, type AckOutcome, type Tracker } from './tracker';
 import type { EventAuth, RefusalReason } from './event-auth';
+import { checkRestoredDatabase, raiseAppliedMark } from './restore-check';
 
 export interface ApplierDeps {
   db: Db;

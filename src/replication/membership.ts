@@ -112,6 +112,22 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
   return true;
 }
 
+/**
+ * Marks `region` joining (it needs a re-seed): first in `home`, its own Redis (its entry's authoritative copy,
+ * which its processes copy everywhere), then in every other member's Redis it can reach, each server once.
+ */
+export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, keys: ReplicationKeys, region: string, regions: readonly string[]): Promise<void> {
+  await updateMember(home, keys, region, { state: 'joining' });
+  const seen = new Set([home]);
+  const others = regions.filter((r) => {
+    const redis = links.to(r);
+    if (r === region || seen.has(redis)) return false;
+    seen.add(redis);
+    return true;
+  });
+  await eachRegion(others, (r) => updateMember(links.to(r), keys, region, { state: 'joining' }));
+}
+
 /** Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2]; bumps the generation. */
 const COMPARE_AND_SET = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])

@@ -14,7 +14,7 @@ import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
 import { Deliverer, recordDeliveries, type Delivery } from './delivery';
-import { updateMember, type Membership } from './membership';
+import { markJoining, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
 import { behindTrim, compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, streamHolds, type StreamBounds } from './stream';
 import type { Tracker } from './tracker';
@@ -624,17 +624,7 @@ export class OutboxRelay {
    */
   private async markBehind(dest: string): Promise<void> {
     const { links, keys } = this.d;
-    const home = links.to(dest);
-    await updateMember(home, keys, dest, { state: 'joining' });
-    const regions = this.d.membership?.regions() ?? this.d.regions;
-    const seen = new Set([home]);
-    const others = regions.filter((r) => {
-      const redis = links.to(r);
-      if (seen.has(redis)) return false;
-      seen.add(redis);
-      return true;
-    });
-    await eachRegion(others, (r) => updateMember(links.to(r), keys, dest, { state: 'joining' }));
+    await markJoining(links.to(dest), links, keys, dest, this.d.membership?.regions() ?? this.d.regions);
   }
 
   /** Trims each destination's inbox below the oldest entry its region still needs (its group's floor). */

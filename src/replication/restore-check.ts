@@ -13,14 +13,17 @@
 import type { SqlReader } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
-import { eachRegion, type RedisLinks } from './links';
-import { updateMember } from './membership';
+import type { RedisLinks } from './links';
+import { markJoining } from './membership';
 
 /** Raises the mark of each origin to the database's count (never lowers it: ZADD GT). */
 export async function raiseAppliedMark(redis: Redis, keys: ReplicationKeys, region: string, counts: readonly { origin_region: string; applied_count: number }[]): Promise<void> {
   if (counts.length === 0) return;
-  await redis.zadd(keys.appliedMark(region), 'GT', ...counts.flatMap((c) => [c.applied_count, c.origin_region]));
+  await redis.zadd(keys.appliedMark(region), 'GT', ...scored(counts));
 }
+
+/** ZADD's score-member pairs of the counts. */
+const scored = (counts: readonly { origin_region: string; applied_count: number }[]) => counts.flatMap((c) => [c.applied_count, c.origin_region]);
 
 /** The origins whose count the database holds below the mark, with both figures; empty when none. */
 export async function countsBehindMark(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string) {
@@ -40,8 +43,9 @@ export async function countsBehindMark(db: SqlReader, redis: Redis, keys: Replic
 }
 
 /**
- * The check at the applier's start. Returns the origins found behind (empty: nothing done). Throws when
- * Redis cannot be read or the mark cannot be written everywhere it must (the caller tries again).
+ * The check at the applier's start. Returns the origins found behind (empty: nothing done). Throws when its
+ * own Redis cannot be read or written (the caller tries again); another member's Redis that does not answer
+ * gets the mark from this region's processes, which copy its entry everywhere.
  */
 export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger }) {
   const { behind, counts } = await countsBehindMark(d.db, d.links.own, d.keys, d.region);
@@ -50,12 +54,10 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
     { behind },
     'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region,
   );
-  // In its own Redis first (its processes copy its entry everywhere), then in each other member's.
-  await updateMember(d.links.own, d.keys, d.region, { state: 'joining' });
-  await eachRegion(d.regions.filter((r) => r !== d.region), (r) => updateMember(d.links.to(r), d.keys, d.region, { state: 'joining' }));
+  await markJoining(d.links.own, d.links, d.keys, d.region, d.regions);
   const mark = d.keys.appliedMark(d.region);
   const reset = d.links.own.multi().del(mark);
-  if (counts.length) reset.zadd(mark, ...counts.flatMap((c) => [c.applied_count, c.origin_region]));
+  if (counts.length) reset.zadd(mark, ...scored(counts));
   await reset.exec();
   return behind;
 }
