@@ -121,13 +121,53 @@ function ephemeralLow(): number {
 
 const LOWEST_TEST_PORT = 20_000;
 
+/** Where the test processes of this machine reserve the ports they chose: one file per port, holding the pid. */
+export const PORT_RESERVATIONS = path.join(os.tmpdir(), 'saml-credentials-test-ports');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Reserve `port` for this process, across every process of the machine (jest's workers, the fault schedule):
+ * false when another living process holds it. A reservation lasts as long as the process that made it, because
+ * a test stops and starts its servers again on their ports, and a port free while its region is down must not
+ * go to another test file (CI: a region failed to start, its port in use).
+ */
+export function reservePort(port: number): boolean {
+  fs.mkdirSync(PORT_RESERVATIONS, { recursive: true });
+  const file = path.join(PORT_RESERVATIONS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number(fs.readFileSync(file, 'utf8'));
+    if (holder === process.pid || (Number.isInteger(holder) && holder > 0 && alive(holder))) return false;
+    fs.rmSync(file, { force: true }); // its process ended: the port is free to reserve again
+  }
+  return false;
+}
+
+const reserved = new Set<number>();
+process.once('exit', () => {
+  for (const port of reserved) fs.rmSync(path.join(PORT_RESERVATIONS, String(port)), { force: true });
+});
+
 /**
  * `n` ports free now, for servers a test starts later (a region of a config file, a Redis it stops and starts
  * again on the same port). Chosen below the kernel's ephemeral range: a port of that range (what listening on
  * port 0 gives) can be taken meanwhile as the local port of any process's outgoing connection, and a
  * region then failed to start with EADDRINUSE (CI, under load). Each port is checked free by listening on
- * it; two test files running at once pick the same one only by chance (1 in ~12,000). Where the ephemeral
- * range starts lower than that, the kernel's choice (port 0) is taken as before.
+ * it and reserved for this process (`reservePort`), so two test files running at once never choose the same one.
+ * Where the ephemeral range starts lower than that, the kernel's choice (port 0) is taken as before.
  */
 export async function freePorts(n: number): Promise<number[]> {
   const net = await import('node:net');
@@ -141,7 +181,9 @@ export async function freePorts(n: number): Promise<number[]> {
   const chosen: number[] = [];
   for (let tries = 0; chosen.length < n && top > LOWEST_TEST_PORT + 1000 && tries < 1000; tries++) {
     const port = LOWEST_TEST_PORT + crypto.randomInt(top - LOWEST_TEST_PORT);
-    if (!chosen.includes(port) && (await canListen(port))) chosen.push(port);
+    if (reserved.has(port) || !reservePort(port)) continue;
+    reserved.add(port);
+    if (await canListen(port)) chosen.push(port);
   }
   while (chosen.length < n) {
     const port = await new Promise<number>((resolve) => {
