@@ -4,6 +4,7 @@
  * OpenAPI document; a mismatch fails the test that received it. The service is told apart from other
  * servers in the tests (IdP fixtures, simulators) by the X-Request-Id every answer of it carries.
  */
+import { Agent } from 'undici';
 import { checkAgainstDocument } from './openapi-check';
 
 const failures: string[] = [];
@@ -23,6 +24,17 @@ async function inspect(req: { method: string; path: string }, res: Response): Pr
 }
 
 /**
+ * The service closes a keep-alive connection after 5 s idle and says so (`Keep-Alive: timeout=5`); fetch's
+ * own agent keeps it for 4 s, so a client timer running more than a second late (a loaded CI machine: two
+ * jest workers, a dozen region processes) could reuse a connection the region was closing. A POST without an
+ * Idempotency-Key cannot be sent again (below), and CI failed on one ("other side closed"). The tests' agent
+ * lets a connection go after 1 s idle: the timer must now be 4 s late to lose the race.
+ */
+const agent = new Agent({ keepAliveTimeout: 1000, keepAliveMaxTimeout: 1000 });
+/** fetch's init with the tests' agent (jest's sandbox has a global dispatcher of its own, which fetch does not read). */
+const withAgent = (init?: RequestInit): RequestInit => ({ dispatcher: agent, ...init }) as RequestInit;
+
+/**
  * A keep-alive connection the server closed at the moment the client reused it fails with "other side
  * closed" before any answer; on a loaded machine the client's idle timer can run late and lose that race.
  * Like browsers, an idempotent request (GET, HEAD) is sent once more on a fresh connection then, and so is
@@ -36,12 +48,12 @@ function closedBeforeAnswer(err: unknown): boolean {
 
 async function send(input: Parameters<typeof fetch>[0], init?: RequestInit): Promise<Response> {
   try {
-    return await original(input, init);
+    return await original(input, withAgent(init));
   } catch (err) {
     const { method } = describeRequest(input, init);
     const keyed = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined)).has('idempotency-key');
     if ((method !== 'GET' && method !== 'HEAD' && !keyed) || !closedBeforeAnswer(err)) throw err;
-    return original(input, init);
+    return original(input, withAgent(init));
   }
 }
 
