@@ -6,8 +6,9 @@
  * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
  * Redis, and its inbox — so the other regions stop waiting for it and delivering to it, and records the
  * removal (its credentials are adopted); `--force` records it also where the region is no longer a member
- * (a Redis that lost the record while no process remembered it). Stop the region
- * and take it out of every config file first. A Redis that does not answer is named in `unreachable`:
+ * (a Redis that lost the record while no process remembered it), and removes a region that still runs,
+ * which `remove` otherwise refuses (see runningConnection). Stop the region and take it out of every
+ * config file first. A Redis that does not answer is named in `unreachable`:
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix; prints JSON.
  */
@@ -15,6 +16,28 @@ import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath } from '../s
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
+
+/** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
+const ACTIVE_WITHIN_S = 10;
+
+/**
+ * A connection of the region's processes (named `<key prefix><region>:<pid>:…`, src/replication/index.ts) to
+ * any of these Redis that issued a command within ACTIVE_WITHIN_S, or null. A process that ended closed its
+ * connections; one paused (SIGSTOP) keeps them but issues nothing, so it counts as running only for as long.
+ * A Redis that does not answer, or refuses CLIENT LIST (an ACL), tells nothing (the removal names the former).
+ */
+async function runningConnection(servers: readonly Redis[], prefix: string, region: string): Promise<{ name: string; addr: string; idle: number } | null> {
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const ours = new RegExp(`^${escape(prefix)}${escape(region)}:\\d+:`);
+  const lists = await Promise.all(servers.map((r) => (r.client('LIST') as Promise<string>).catch(() => '')));
+  for (const line of lists.join('\n').split('\n')) {
+    const f = new Map(line.trim().split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const name = f.get('name') ?? '';
+    const idle = Number(f.get('idle'));
+    if (ours.test(name) && idle < ACTIVE_WITHIN_S) return { name, addr: f.get('addr') ?? '?', idle };
+  }
+  return null;
+}
 
 async function main(): Promise<void> {
   const [command, region, ...rest] = process.argv.slice(2);
@@ -28,7 +51,8 @@ async function main(): Promise<void> {
   try {
     const file = readConfigFile(configPath);
     if (process.env.REDIS_URL) file.redisUrl = process.env.REDIS_URL;
-    const keys = replicationKeys(process.env.REDIS_KEY_PREFIX || file.redisKeyPrefix);
+    const prefix = process.env.REDIS_KEY_PREFIX || file.redisKeyPrefix;
+    const keys = replicationKeys(prefix);
     // One connection per distinct Redis; each is named after the regions it serves.
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
@@ -65,6 +89,11 @@ async function main(): Promise<void> {
       if (own && !servers.has(own)) {
         servers.set(own, [region as string]);
         connections.set(own, connect(own));
+      }
+      // A region that still runs registers itself again seconds after its removal (membership.ts).
+      const running = force ? null : await runningConnection([...connections.values()], prefix, region as string);
+      if (running) {
+        throw new Error(`${region} is still running: its process's connection ${running.name} (from ${running.addr}) issued a command ${running.idle} s ago, and a running region registers itself again. Stop its processes (its /healthz no longer answers), then remove it; --force removes it all the same. Nothing was done.`);
       }
       const res = await each((redis) => removeMember(redis, keys, region as string, force));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);

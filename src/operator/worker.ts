@@ -41,7 +41,7 @@ const pool = retryingReads(new Pool({ ...sessionConfig(d.databaseUrl), max: OPER
 // An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
 pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
 const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };
-const name = `${d.region}:${process.pid}:operator`;
+const name = `${d.keyPrefix}${d.region}:${process.pid}:operator`;
 const links = new RedisLinks({
   region: d.region, name, defaultUrl: d.defaultRedisUrl, configured: new Map(Object.entries(d.redisUrls)),
   own: createRedis(d.redisUrls[d.region] ?? d.defaultRedisUrl, `${name}:cmd`, { commandTimeoutMs: PEER_COMMAND_TIMEOUT_MS }),

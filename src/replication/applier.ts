@@ -102,6 +102,9 @@ export const FAILED_RETRY_MS = 600_000;
 /** Batches applied at once: one in the database while the next is read, verified and parsed. */
 const BATCHES_IN_FLIGHT = 2;
 
+/** How often the acks of retried parked changes that did not reach their origin are sent again (unsentAcks). */
+const RESEND_ACKS_MS = 2000;
+
 /** Batches whose acks may be on their way at once before the applier waits for the oldest. */
 const MAX_ACKS_IN_FLIGHT = 32;
 
@@ -116,6 +119,15 @@ export class Applier {
   private readonly failures: FailureLog;
   /** Batches being applied (see run). */
   private readonly applying = new Set<Promise<void>>();
+  /**
+   * Parked changes this process applied on a retry whose ack did not reach their origin's Redis, sent again
+   * every RESEND_ACKS_MS until it takes them (resendDue): such a change has no inbox entry left to read again,
+   * and its origin confirmed it on the parked ack, so nothing delivers it again; its status showed this region
+   * as parked for good. Kept in memory: a restart meanwhile loses them.
+   */
+  private readonly unsentAcks = new Map<string, { p: Parsed; outcome: AckOutcome | undefined }>();
+  private lastResend = 0;
+  private resending: Promise<void> | null = null;
   /** The first failure of a batch applied in the background, for the loop to handle. */
   private batchError: Error | null = null;
   /** Acks on their way to origins' Redis (see toOrigins). */
@@ -201,6 +213,7 @@ export class Applier {
           started = true;
         }
         if (!this.periodicRetry) this.periodicRetry = this.retryDue();
+        this.resendDue();
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
           ({ entries, last: pendingCursor } = await this.read(['COUNT', count(), 'STREAMS', keys.inbox(region), pendingCursor]));
@@ -524,7 +537,7 @@ export class Applier {
       const settle = async () => {
         await this.failures.unpark(done.map((p) => p.event.changeId));
         applied += done.length;
-        if (done.length) await this.acknowledge(done, outcomes);
+        if (done.length) await this.acknowledgeRetried(done, outcomes);
       };
       for (const r of rows) {
         // The periodic retry (a reason given) gives way to a stop; the rest waits for the next one.
@@ -690,12 +703,39 @@ export class Applier {
     await this.toOrigins(batch, (redis, ids, origin) => recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
   }
 
+  /** Acks parked changes applied on a retry; those whose origin's Redis does not take the ack are kept to send again (unsentAcks). */
+  private async acknowledgeRetried(batch: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
+    const region = this.d.region;
+    for (const p of batch) this.unsentAcks.set(p.event.changeId, { p, outcome: outcomes.get(p.event.changeId) });
+    const send = async (redis: Redis, ids: string[], origin: string) => {
+      await recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds);
+      for (const id of ids) this.unsentAcks.delete(id);
+    };
+    await this.toOrigins(batch, send, 'applied (parked before)', `the ack is sent again every ${RESEND_ACKS_MS / 1000} s until it answers`);
+  }
+
+  /** Sends the acks kept in unsentAcks again, when RESEND_ACKS_MS passed since the last time (beside the reads). */
+  private resendDue(): void {
+    if (this.unsentAcks.size === 0 || this.resending || Date.now() - this.lastResend < RESEND_ACKS_MS) return;
+    this.lastResend = Date.now();
+    const items = [...this.unsentAcks.values()];
+    const outcomes = new Map(items.flatMap((i): [string, AckOutcome][] => (i.outcome ? [[i.p.event.changeId, i.outcome]] : [])));
+    this.resending = this.acknowledgeRetried(items.map((i) => i.p), outcomes)
+      .catch((err: Error) => this.d.log.warn({ err: err.message }, 'sending the acks of retried parked changes again failed; trying again later'))
+      .finally(() => (this.resending = null));
+  }
+
   /**
    * Runs `send` against each origin's Redis with its changes' ids, then XACKs the entries of the origins it
    * reached. An origin's Redis is a WAN round trip away: the next batch does not wait for the answer (the
    * origin has the ack half way through it), only for acks beyond MAX_ACKS_IN_FLIGHT batches.
    */
-  private async toOrigins(batch: Parsed[], send: (redis: Redis, changeIds: string[], origin: string) => Promise<void>, what: string): Promise<void> {
+  private async toOrigins(
+    batch: Parsed[],
+    send: (redis: Redis, changeIds: string[], origin: string) => Promise<void>,
+    what: string,
+    then = 'the events stay pending and are acked on redelivery',
+  ): Promise<void> {
     const { links, log } = this.d;
     const byOrigin = new Map<string, Parsed[]>();
     for (const b of batch) {
@@ -710,7 +750,7 @@ export class Applier {
         for (const i of items) if (i.entry && --i.entry.open === 0) settled.add(i.entry.id);
         if (settled.size) await this.xack([...settled]);
       } catch (err) {
-        log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; the events stay pending and are acked on redelivery`);
+        log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; ${then}`);
       }
     })).then(() => undefined);
     this.acking.add(sending);

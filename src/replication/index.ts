@@ -45,7 +45,9 @@ export async function createReplication(o: ReplicationOptions) {
   const region = o.config.region.id;
   const regions = o.config.regions.map((r) => r.id);
   const keys = replicationKeys(o.config.redisKeyPrefix);
-  const name = `${region}:${process.pid}`;
+  // Connection names (CLIENT LIST) carry the deployment's key prefix: `members remove` tells a running region
+  // by them, and two deployments may share a Redis and region names.
+  const name = `${o.config.redisKeyPrefix}${region}:${process.pid}`;
   // Where the other regions reach this region's Redis (recorded in its membership entry), and where this
   // process does (the same unless REGION_REDIS_URL says otherwise).
   const sharedUrl = redisUrlOf(o.config, region);

@@ -23,7 +23,7 @@ import { redisUrlOf, type ConfigFile } from '../config';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
-import { RedisLinks } from './links';
+import { eachRegion, RedisLinks } from './links';
 import { activateAfterReseed, readMembers, updateMember } from './membership';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
@@ -173,7 +173,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     // stale row would stay.
     // The entry names this re-seed: a relay that marks the target behind meanwhile rewrites it without.
     const token = randomUUID();
-    await setState(links, keys, file.regions.map((r) => r.id), to, 'joining', token);
+    await markJoining(links, keys, file.regions.map((r) => r.id), to, token);
     // Pending entries older than the oldest entry left were trimmed: nothing is left to read.
     const bounds = await streamBounds(redis, keys.inbox(to));
     const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.inbox(to), to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
@@ -224,7 +224,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
         `${to} was marked as needing a re-seed again while this one copied (its inbox cap trimmed changes it had not applied, or its entry changed): it stays joining; run the re-seed again`,
       );
     }
-    await setState(links, keys, file.regions.filter((r) => !links.sharesOwn(r.id)).map((r) => r.id), to, 'active');
+    await markActive(links, keys, file.regions.map((r) => r.id), to);
     return { from, to, trimmedPendingAcked, tables: copied };
   } finally {
     links.disconnect();
@@ -272,14 +272,34 @@ async function removeCollected(db: Db, peerDb: Client, store: RowStore, table: R
   }
 }
 
-/** Sets `region` joining in its own Redis, then in every other region's (`regions`); or active in `regions` (the own Redis is activateAfterReseed's). */
-async function setState(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, state: 'joining' | 'active', reseed?: string): Promise<boolean> {
-  if (state === 'joining' && !(await updateMember(links.own, keys, region, { state, reseed }))) return false;
-  // Joining must reach every Redis (or the re-seed stops): a region that missed it could collect during
-  // the copy. Active is best effort: the target's processes copy their entry everywhere.
-  const others = regions.filter((r) => !links.sharesOwn(r)).map((r) => updateMember(links.to(r), keys, region, { state, reseed }));
-  await Promise.all(state === 'joining' ? others : others.map((p) => p.catch(() => false)));
-  return true;
+/**
+ * Marks `region` joining for this re-seed in its own Redis, then in every other region's (`regions`), or
+ * throws, naming each Redis where it could not be written: a region whose Redis lacks the mark could
+ * collect during the copy a tombstone the target still lacks. Where the mark was written it stays (the
+ * target holds the horizon until a re-seed completes).
+ */
+async function markJoining(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, reseed: string): Promise<void> {
+  const patch = { state: 'joining' as const, reseed };
+  // Its own Redis first: its processes copy their entry from there (membership.ts).
+  const outcomes = await eachRegion([region], () => updateMember(links.own, keys, region, patch));
+  if (outcomes.get(region)?.ok) {
+    const others = await eachRegion(regions.filter((r) => r !== region && !links.sharesOwn(r)), (r) => updateMember(links.to(r), keys, region, patch));
+    for (const [r, o] of others) outcomes.set(r, o);
+  }
+  const failed = [...outcomes].filter(([, o]) => !o.ok || !o.value);
+  if (failed.length === 0) return;
+  const why = failed.map(([r, o]) => (o.ok ? `${r}'s Redis: it is not registered there (removed, or that Redis lost its data, since this re-seed began)` : `${r}'s Redis (${o.error.message})`));
+  const unregistered = failed.some(([, o]) => o.ok);
+  const written = outcomes.size - failed.length;
+  throw new Error(
+    `could not mark ${region} joining in ${why.join('; in ')}. Nothing was copied. ${unregistered ? `Start ${region} (it registers itself), then re-seed` : 'Re-seed once that Redis answers'}` +
+      (written > 0 ? ` (where the mark was written, ${region} stays joining, and tombstone collection waits, until a re-seed completes)` : ''),
+  );
+}
+
+/** Sets `region` active in `regions`' Redis, best effort: the target's processes copy their entry everywhere (its own Redis is activateAfterReseed's). */
+async function markActive(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string): Promise<void> {
+  await eachRegion(regions.filter((r) => !links.sharesOwn(r)), (r) => updateMember(links.to(r), keys, region, { state: 'active' }));
 }
 
 /** Acks the group's pending entries at or below `through` (all trimmed): nothing is left to read. */
