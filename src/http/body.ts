@@ -2,13 +2,28 @@ import { isUtf8 } from 'node:buffer';
 import { parse as parseContentType } from 'content-type';
 import express, { type Request, type RequestHandler } from 'express';
 import { receivingOutsideAdmission } from './admission';
-import { badRequest, shownHeader } from './errors';
+import { repeatedKey } from './duplicate-keys';
+import { badRequest, shownHeader, shownText } from './errors';
 import { refuseUnstorableBody } from './storable-text';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
 const NO_BODY = 'A JSON request body is required.';
 const NOT_UTF8 = 'The request body must be UTF-8 encoded JSON.';
+
+/** Each parsed body's text, for the repeated-key check (verify sees it; the parsed value does not keep it). */
+const bodyText = new WeakMap<Request, Buffer>();
+
+function repeatedKeyRefusal(req: Request): ReturnType<typeof badRequest> | null {
+  const raw = bodyText.get(req);
+  bodyText.delete(req);
+  const found = raw === undefined ? null : repeatedKey(raw.toString('utf8'), req.body);
+  if (found === null) return null;
+  const where = found.path ? ` in ${shownText(found.path, 120)}` : '';
+  return badRequest(
+    `The request body names the field ${shownText(found.key)} more than once${where}; send each field once (JSON parsers differ on which value counts).`,
+  );
+}
 
 /** Whether the request says it has a body (chunked, or a Content-Length above 0). */
 export const hasBody = (req: Request): boolean =>
@@ -26,11 +41,12 @@ export function jsonBody(): RequestHandler {
     strict: false,
     // An empty chunked body would otherwise be parsed as {}. (body-parser wraps what verify throws as a 403;
     // the marker says which 400 it is.)
-    verify: (_req, _res, buf) => {
+    verify: (req, _res, buf) => {
       if (buf.length === 0) throw Object.assign(new Error(NO_BODY), { emptyBody: true });
       // Decoded as it is, a byte sequence that is not UTF-8 (a raw surrogate, 0xFF, an overlong form) became
       // U+FFFD and was stored and replicated so, where the escaped form (\ud800) is refused.
       if (!isUtf8(buf)) throw Object.assign(new Error(NOT_UTF8), { notUtf8: true });
+      bodyText.set(req as Request, buf);
     },
   });
   const receive = receivingOutsideAdmission(parse);
@@ -59,9 +75,10 @@ export function jsonBody(): RequestHandler {
       try {
         refuseUnstorableBody(req.body);
       } catch (refused) {
+        bodyText.delete(req);
         return next(refused);
       }
-      next();
+      next(repeatedKeyRefusal(req) ?? undefined);
     });
   };
 }

@@ -71,8 +71,41 @@ export function firstProblems<T>(items: readonly T[]): { listed: T[]; more: numb
  * at most MAX_LISTED_PROBLEMS of them, then how many more there are.
  */
 export function describeErrors(errors: ErrorObject[] | null | undefined): string[] {
-  const { listed, more } = firstProblems(errors ?? []);
+  const { listed, more } = firstProblems(oneShapeProblemPerValue(errors ?? []));
   return [...listed.map(describeError), ...(more ? [`and ${more} more problem${more === 1 ? '' : 's'}`] : [])];
+}
+
+/** What a value failing both its pattern and its format must be, said once. */
+const PATTERN_AND_FORMAT_MEAN: Record<string, string> = {
+  [`${HTTP_URL_PATTERN} iri`]: 'must be an absolute http or https URL, with no white space or control character',
+};
+
+/**
+ * A value that fails its pattern and its format (a relative URL is neither "absolute http(s)" nor an absolute
+ * IRI) is one problem of that field, not two: one sentence for both rules, where the pattern's stood.
+ */
+function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] {
+  // One pass (a body can bring tens of thousands of errors): each value's shape errors, by its path.
+  const shapes = new Map<string, { pattern?: ErrorObject; format?: ErrorObject }>();
+  for (const e of errors) {
+    if (e.keyword !== 'pattern' && e.keyword !== 'format') continue;
+    const seen = shapes.get(e.instancePath) ?? {};
+    seen[e.keyword] ??= e;
+    shapes.set(e.instancePath, seen);
+  }
+  return errors.flatMap((e) => {
+    const seen = e.keyword === 'pattern' || e.keyword === 'format' ? shapes.get(e.instancePath) : undefined;
+    if (!seen?.pattern || !seen.format) return [e];
+    if (e !== seen.pattern) return [];
+    const both = PATTERN_AND_FORMAT_MEAN[`${String(seen.pattern.params.pattern)} ${String(seen.format.params.format)}`];
+    return [{ ...e, keyword: 'pattern_and_format', message: both ?? `${shapeMeaning(seen.pattern)}, and ${shapeMeaning(seen.format)}` }];
+  });
+}
+
+/** What a pattern or format error means, in words rather than the regular expression. */
+function shapeMeaning(e: ErrorObject): string {
+  const known = e.keyword === 'pattern' ? PATTERN_MEANS[String(e.params.pattern)] : FORMAT_MEANS[String(e.params.format)];
+  return known ?? e.message ?? 'is invalid';
 }
 
 function describeError(e: ErrorObject): string {
@@ -83,9 +116,8 @@ function describeError(e: ErrorObject): string {
     case 'required':
       return `${field === 'body' ? '' : field + ': '}missing required field '${String(e.params.missingProperty)}'`;
     case 'pattern':
-      return `${field}: ${PATTERN_MEANS[String(e.params.pattern)] ?? e.message ?? 'is invalid'}`;
     case 'format':
-      return `${field}: ${FORMAT_MEANS[String(e.params.format)] ?? e.message ?? 'is invalid'}`;
+      return `${field}: ${shapeMeaning(e)}`;
     default:
       return `${field}: ${e.message ?? 'is invalid'}`;
   }

@@ -2,12 +2,14 @@ import { fetchMetadata, type FetchOptions } from './fetch-metadata';
 import { excerpt, MetadataError } from './errors';
 import type { ParsedMetadata } from './parse-metadata';
 import { sharedParsePool } from './parse-pool';
+import { allowedSignOnServices } from './sign-on-policy';
 
 export { MetadataError, isMetadataError, type MetadataErrorCode } from './errors';
 export { blockedReason, isAllowListed } from './address-policy';
 export { fetchMetadata, type FetchOptions, type FetchResult } from './fetch-metadata';
 export { parseCertificate, type CertificateInfo } from './x509';
 export { ParsePool, sharedParsePool } from './parse-pool';
+export { isAllowedSignOnUrl, plainHttpSignOnProblem } from './sign-on-policy';
 export { parseIdpMetadata, cacheDurationMs, type ParsedMetadata } from './parse-metadata';
 
 /**
@@ -21,7 +23,9 @@ export async function fetchAndParse(
   const fetched = await fetchMetadata(url, opts);
   try {
     // Off the event loop: a signed document with a few hundred elements takes xml-crypto hundreds of ms.
-    const metadata = await sharedParsePool().parse(fetched.body, opts.now ?? fetched.fetchedAt);
+    const parsed = await sharedParsePool().parse(fetched.body, opts.now ?? fetched.fetchedAt);
+    // Users are sent to a sign-on endpoint: plain http only where the metadata itself may be (sign-on-policy.ts).
+    const metadata = { ...parsed, ssoServices: allowedSignOnServices(parsed.entityId, parsed.ssoServices, opts.allowedHosts) };
     return { metadata, fetchedAt: fetched.fetchedAt, finalUrl: fetched.finalUrl };
   } catch (err) {
     // The parser does not know where the document came from; the admin needs to.

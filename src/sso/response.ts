@@ -177,12 +177,17 @@ function postedTimes(posted: PostedResponse, attribute: string): number[] {
 
 function audienceRefusal(posted: PostedResponse, exp: Expectations, reason: string): SamlRefusal {
   const conditions = posted.assertion ? firstChild(posted.assertion, SAML_NS, 'Conditions') : null;
-  const seen = (conditions ? childElements(conditions, SAML_NS, 'AudienceRestriction') : [])
-    .flatMap((r) => childElements(r, SAML_NS, 'Audience'))
-    .map((a) => `"${quote(text(a) ?? '', 100)}"`);
+  const restrictions = (conditions ? childElements(conditions, SAML_NS, 'AudienceRestriction') : []).map((r) =>
+    childElements(r, SAML_NS, 'Audience').map((a) => a.textContent ?? ''),
+  );
+  // Every AudienceRestriction must name the SP (SAML core 2.5.1.4; compared untrimmed, as node-saml does): the
+  // ones that do are not the problem, and quoting them listed this SP's own entity ID among the audiences it is "not".
+  const named = restrictions.filter((r) => !r.includes(exp.spEntityId)).flatMap((r) => r.map((a) => a.trim()).filter((a) => a !== ''));
+  const seen = [...new Set(named)].map((a) => `"${quote(a, 100)}"`);
   return refused(
     401,
-    `the assertion is meant for audience ${seen.length ? seen.join(', ') : '(none)'}, not this service provider; set the audience (SP entity ID) of the IdP application to "${exp.spEntityId}".`,
+    `the assertion is meant for audience ${seen.length ? seen.join(', ') : '(none)'}, not this service provider; ` +
+      `its AudienceRestriction must name "${exp.spEntityId}": set the audience (SP entity ID) of the IdP application to it.`,
     reason,
   );
 }

@@ -15,6 +15,7 @@ import { isCurrentModel } from '../provider-credentials/trust';
 import type { Redis } from '../redis';
 import { emailOf, notStarted, parseResponse, refused, validateResponse } from './response';
 import type { SsoResult } from './schema';
+import { isAllowedSignOnUrl, plainHttpSignOnProblem } from '../metadata';
 import { isHttpUrl } from '../metadata/parse-metadata';
 import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
 import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, RequestIds, ssoKeys } from './store';
@@ -26,7 +27,7 @@ export const SSO_TOKEN_LIFETIME_SECONDS = 300;
 export interface SsoDeps {
   db: Db;
   redis: Redis;
-  config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets'>;
+  config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets' | 'metadataAllowedHosts'>;
 }
 
 /** The login request ids of credential `id` in this region (store.ts). */
@@ -56,8 +57,13 @@ export type LoginStart = { kind: 'redirect'; location: string } | { kind: 'post'
 export async function startLogin(deps: SsoDeps, id: string, relayState: string | null): Promise<LoginStart> {
   const { metadata } = await loadCredential(deps, id);
   // Metadata stored before the parser checked hosts (parse-metadata.ts) may list an endpoint whose host is
-  // not a host name or an IP address: its origin would go into a header. Such an endpoint is not used.
-  const service = pickSsoService(metadata.sso_services.filter((s) => isHttpUrl(s.location)));
+  // not a host name or an IP address: its origin would go into a header. Such an endpoint is not used; nor
+  // is a plain http one the deployment does not allow (stored before that was checked, or allowed no longer).
+  const listed = metadata.sso_services.filter((s) => isHttpUrl(s.location));
+  const service = pickSsoService(listed.filter((s) => isAllowedSignOnUrl(s.location, deps.config.metadataAllowedHosts ?? [])));
+  if (!service && listed.length > 0) {
+    throw new AppError(409, 'no_sso_service', `Credential ${id} cannot be used to sign in: ${plainHttpSignOnProblem(metadata.entity_id, listed.map((s) => s.location))}`);
+  }
   if (!service) {
     throw new AppError(409, 'no_sso_service', `The IdP of credential ${id} has no usable HTTP-Redirect or HTTP-POST sign-on endpoint (an http(s) URL whose host is a host name or an IP address); fix its metadata.`);
   }

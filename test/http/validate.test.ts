@@ -27,3 +27,8 @@ test("keeps ajv's words for a pattern it has no meaning for, and names an unknow
   expect(problems({ code: 'xyz' })).toEqual(['code: must match pattern "^[a-z]{2}$"']);
   expect(problems({ other: 1 })).toEqual(["unknown field 'other'"]);
 });
+
+test('a value failing its pattern and its format is one problem, in words for both', () => {
+  expect(problems({ url: '/metadata.xml' })).toEqual(['url: must be an absolute http or https URL, with no white space or control character']);
+  expect(problems({ url: '/metadata.xml', id: 'x', other: 1 })).toHaveLength(3);
+});

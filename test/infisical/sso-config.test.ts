@@ -229,6 +229,18 @@ describe('bad requests (400, Infisical shape)', () => {
     expect(res.body).toMatchObject({ error: 'BadRequest', message: 'The request body is not valid JSON.' });
   });
 
+  test('a field named twice, in POST and PATCH, naming it; nothing is written', async () => {
+    const own = await newOrg('twice');
+    const json = { 'content-type': 'application/json' };
+    const body = JSON.stringify(configBody(own.id, certs.pem));
+    const message = "The request body names the field 'isActive' more than once; send each field once (JSON parsers differ on which value counts).";
+    for (const method of ['POST', 'PATCH']) {
+      const res = await api(method, SSO, own.token, { rawBody: body.replace(/}$/, ',"isActive":false}'), headers: json });
+      expect({ status: res.status, body: res.body }).toEqual({ status: 400, body: { reqId: expect.any(String), statusCode: 400, message, error: 'BadRequest' } });
+    }
+    expect((await api('GET', `${SSO}?organizationId=${own.id}`, own.token)).status).toBe(404);
+  });
+
   test('a content type other than JSON', async () => {
     const res = await api('PATCH', SSO, org.token, { rawBody: 'organizationId=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(res.status).toBe(400);

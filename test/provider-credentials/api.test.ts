@@ -257,6 +257,40 @@ describe('validation: 400 in the envelope and nothing written', () => {
     expect(await count()).toBe(before);
   });
 
+  test('a body naming a field twice is refused, naming it, in create and patch; one that only looks so is taken', async () => {
+    const before = await count();
+    const json = { 'content-type': 'application/json' };
+    const post = (rawBody: string) => call(r.url, 'POST', PATH, { rawBody, headers: { ...slashidHeaders(org), ...json } });
+    const twice = (field: string, where = '') => ({
+      status: 400,
+      body: { meta: {}, errors: [{ httpcode: 400, message: `The request body names the field '${field}' more than once${where}; send each field once (JSON parsers differ on which value counts).` }] },
+    });
+    const answer = async (res: Promise<{ status: number; body: unknown }>) => {
+      const { status, body } = await res;
+      return { status, body };
+    };
+    const u = JSON.stringify(url());
+    expect(await answer(post(`{"idp_metadata_url":${u},"label":"a","label":"b"}`))).toEqual(twice('label'));
+    // Spelt differently, the same key ("\u006cabel" is "label").
+    expect(await answer(post(`{"label":"a","idp_metadata_url":${u},"\u006cabel":"b"}`))).toEqual(twice('label'));
+    expect(await answer(post(`{"idp_metadata_url":${u},"idp_metadata_url":"https://elsewhere.example/md.xml"}`))).toEqual(twice('idp_metadata_url'));
+    // Nested: said where (the schema would refuse the object anyway, but the repeated key is the first problem).
+    expect(await answer(post(`{"idp_metadata_url":${u},"email_claims":[{"a":1},{"b":1,"b":2}]}`))).toEqual(twice('b', " in 'email_claims[1]'"));
+    expect(await count()).toBe(before);
+    const created = await create({ idp_metadata_url: url(), label: 'kept' });
+    const id = String(created.body.result.id);
+    const patch = call(r.url, 'PATCH', `${PATH}/${id}`, { rawBody: '{"label":"x","email_claims":["e"],"label":"y"}', headers: { ...slashidHeaders(org), ...json } });
+    expect(await answer(patch)).toEqual(twice('label'));
+    expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.label).toBe('kept');
+    // Quotes and colons inside strings, and the same key in two objects, are not repeats.
+    const tricky = 'label\\":"label":\\';
+    const lookalike = await post(`{"idp_metadata_url":${u},"label":${JSON.stringify(tricky)},"email_claims":["label","label:"]}`);
+    expect({ status: lookalike.status, errors: lookalike.body.errors }).toEqual({ status: 201, errors: [] });
+    expect(lookalike.body.result.label).toBe(tricky);
+    const twoObjects = await post(`{"idp_metadata_url":${u},"email_claims":[{"b":1},{"b":2}]}`);
+    expect(twoObjects.body.errors[0].message).toMatch(/^Invalid request body: email_claims\.0: must be string/);
+  });
+
   test.each([
     ['SlashID-Required-Consistency', 'everywhere'],
     ['SlashID-Required-Consistency', 'ALL_REGIONS'],

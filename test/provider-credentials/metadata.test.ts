@@ -307,6 +307,27 @@ test('an internationalized host name is taken (as its punycode), and no Unicode 
   expect(await count()).toBe(before);
 });
 
+test('a relative or otherwise not absolute http(s) URL is one problem of idp_metadata_url, in create and patch', async () => {
+  const before = await count();
+  const created = await create(idp.url('okta.xml'));
+  expect(created.status).toBe(201);
+  const id = String(created.body.result.id);
+  const patch = (url: string) => call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: url }, headers: slashidHeaders(org) });
+  const oneProblem = (message: string) => ({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message }] } });
+  for (const send of [create, patch]) {
+    // A relative URL breaks both of the field's rules (absolute http(s), an IRI without white space), as does this ftp one.
+    for (const url of ['/metadata.xml', 'metadata.xml', 'ftp://idp.example/a b.xml']) {
+      const res = await send(url);
+      expect({ status: res.status, body: res.body }).toEqual(
+        oneProblem('Invalid request body: idp_metadata_url: must be an absolute http or https URL, with no white space or control character.'),
+      );
+    }
+  }
+  expect(await count()).toBe(before + 1);
+  const got = await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+  expect(got.body.result.idp_metadata_url).toBe(idp.url('okta.xml'));
+});
+
 test('deeply nested metadata is refused with a 400, quickly', async () => {
   const depth = 5000;
   const ns = 'urn:oasis:names:tc:SAML:2.0:metadata';

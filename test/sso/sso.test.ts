@@ -145,6 +145,53 @@ describe('SP metadata and login', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
+  test('a plain http sign-on endpoint at a host metadataAllowedHosts does not list is refused at create, passed over beside an https one, and never used at login', async () => {
+    // The metadata comes from an allowed host (the test IdP); its sign-on page would be elsewhere, over plain http.
+    idp.set('plain-http-sso.xml', idpMetadata({ entityId: ENTITY, ssoUrl: 'http://idp.example.test/sso', certs: [A] }));
+    const res = await call(cluster.url(US), 'POST', PATH, { body: { idp_metadata_url: idp.url('plain-http-sso.xml') }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toBe(
+      `idp_metadata_url was refused: The IdP "${ENTITY}" offers single sign-on only over plain http (http://idp.example.test/sso): users' browsers would carry their sign-in unencrypted. ` +
+        `Publish an https SingleSignOnService in the IdP's metadata; for an IdP inside your network, an operator can allow plain http by adding "idp.example.test:80" to metadataAllowedHosts. ` +
+        `(fetched from ${idp.url('plain-http-sso.xml')})`,
+    );
+    // Beside an https endpoint, the http one (HTTP-Redirect, which would be preferred) is not stored nor used.
+    const https = 'https://idp.example.test/sso-post';
+    const mixed = idpMetadata({ entityId: ENTITY, ssoUrl: https, certs: [A], bindings: [POST] }).replace(
+      '<md:SingleSignOnService ',
+      `<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="http://idp.example.test/sso"/><md:SingleSignOnService `,
+    );
+    idp.set('mixed-sso.xml', mixed);
+    const id = await createCredential('mixed-sso.xml');
+    const md = await call(cluster.url(US), 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.metadata.sso_services).toEqual([{ binding: POST, location: https }]);
+    const login = await fetch(`${cluster.url(US)}/sso/saml/${id}/login`, { redirect: 'manual' });
+    expect(login.status).toBe(200);
+    expect(await login.text()).toContain(`action="${https}"`);
+    // Stored before this was checked: the login is refused (409), saying why, not redirected to http.
+    const { Client } = await import('pg');
+    const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === EU)?.databaseUrl });
+    await db.connect();
+    let answer: { status: number; location: string | null; message?: string } = { status: 0, location: null };
+    try {
+      // This cluster refreshes metadata every second, which may put the document back between the two steps.
+      expect(await eventually(async () => {
+        await db.query(`UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{sso_services}', $2::jsonb) WHERE credential_id = $1`, [
+          id,
+          JSON.stringify([{ binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', location: 'http://idp.example.test/sso' }]),
+        ]);
+        const r = await fetch(`${cluster.url(EU)}/sso/saml/${id}/login`, { redirect: 'manual' });
+        answer = { status: r.status, location: r.headers.get('location') };
+        if (r.status !== 409) return false;
+        answer.message = ((await r.json()) as { errors: { message: string }[] }).errors[0]?.message;
+        return true;
+      }, 10_000)).toBe(true);
+    } finally {
+      await db.end();
+    }
+    expect(answer.message).toMatch(new RegExp(`^Credential ${id} cannot be used to sign in: The IdP "${ENTITY}" offers single sign-on only over plain http \\(http://idp\\.example\\.test/sso\\)`));
+  });
+
   test('a stored sign-on endpoint whose host is not a host name is refused (409), never put into the CSP header', async () => {
     // Stored before the parser skipped such endpoints: the URL parser keeps ';' in a host.
     idp.set('post-only-2.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso-post`, certs: [A], bindings: [POST] }));
@@ -297,6 +344,23 @@ describe('refusals', () => {
     const usAcs = `${cluster.url(US)}/sso/saml/${cred}/acs`;
     expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { acs: usAcs }), A), 401)).toMatch(/addressed to .*not to this region's ACS URL/);
     expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { recipient: usAcs }), A), 401)).toMatch(/addressed to .*not to this region's ACS URL/);
+  });
+
+  test('an audience refusal lists only the audiences of the restriction that leaves this SP out, and the one expected', async () => {
+    const sp = `urn:saml-credential-service:sp:${cred}`;
+    // Every AudienceRestriction must name the SP (SAML core 2.5.1.4): the second one here does not.
+    const spec = await answer(EU, cred, { audienceRestrictions: [[sp], ['https://someone-else', 'https://another']] });
+    const message = await refusal(EU, cred, signedResponse(spec, A), 401);
+    expect(message).toBe(
+      `Sign-in refused: the assertion is meant for audience "https://someone-else", "https://another", not this service provider; ` +
+        `its AudienceRestriction must name "${sp}": set the audience (SP entity ID) of the IdP application to it.`,
+    );
+    // A restriction that names no audience at all is said as such.
+    const empty = await answer(EU, cred, { audienceRestrictions: [[sp], ['']] });
+    expect(await refusal(EU, cred, signedResponse(empty, A), 401)).toBe(
+      `Sign-in refused: the assertion is meant for audience (none), not this service provider; ` +
+        `its AudienceRestriction must name "${sp}": set the audience (SP entity ID) of the IdP application to it.`,
+    );
   });
 
   test('an expired assertion and one not valid yet (beyond the configured skew)', async () => {

@@ -55,6 +55,8 @@ export function fieldsOf(requestXml: string): { id: string; acs: string; issuer:
 export interface ResponseSpec {
   issuer: string;
   audience: string;
+  /** The Conditions' AudienceRestriction elements, each with its Audience values (default: one naming `audience`). */
+  audienceRestrictions?: string[][];
   acs: string;
   inResponseTo: string | null;
   nameId: string;
@@ -80,6 +82,9 @@ export function assertionXml(s: ResponseSpec, id = s.assertionId ?? newId('a')):
   const notBefore = (s.notBefore ?? new Date(now - 30_000)).toISOString();
   const notOnOrAfter = (s.notOnOrAfter ?? new Date(now + 5 * 60_000)).toISOString();
   const irt = s.inResponseTo ? ` InResponseTo="${s.inResponseTo}"` : '';
+  const restrictions = (s.audienceRestrictions ?? [[s.audience]])
+    .map((r) => `<saml:AudienceRestriction>${r.map((a) => `<saml:Audience>${a}</saml:Audience>`).join('')}</saml:AudienceRestriction>`)
+    .join('');
   const attrs = Object.entries(s.attributes ?? {})
     .map(([name, values]) => `<saml:Attribute Name="${name}">${values.map((v) => `<saml:AttributeValue>${v}</saml:AttributeValue>`).join('')}</saml:Attribute>`)
     .join('');
@@ -88,7 +93,7 @@ export function assertionXml(s: ResponseSpec, id = s.assertionId ?? newId('a')):
     `<saml:Issuer>${s.issuer}</saml:Issuer>` +
     `<saml:Subject><saml:NameID Format="${s.nameIdFormat ?? EMAIL_FORMAT}">${s.nameId}</saml:NameID>` +
     `<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData${irt} NotOnOrAfter="${notOnOrAfter}" Recipient="${s.recipient ?? s.acs}"/></saml:SubjectConfirmation></saml:Subject>` +
-    `<saml:Conditions NotBefore="${notBefore}" NotOnOrAfter="${notOnOrAfter}"><saml:AudienceRestriction><saml:Audience>${s.audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions>` +
+    `<saml:Conditions NotBefore="${notBefore}" NotOnOrAfter="${notOnOrAfter}">${restrictions}</saml:Conditions>` +
     (s.authnStatement === false
       ? ''
       : `<saml:AuthnStatement AuthnInstant="${new Date(now).toISOString()}" SessionIndex="${s.sessionIndex ?? '_session-1'}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`) +
