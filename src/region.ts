@@ -9,7 +9,7 @@ import { createApp, frontDoor, refusalBody } from './app';
 import { guardServer, REQUEST_HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SERVER_OPTIONS } from './http/edges';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
-import { ensureDatabase, migrate } from './db/migrate';
+import { ensureDatabase, migrate, MigrationRefused } from './db/migrate';
 import type { Feature } from './feature';
 import { FEATURES } from './features';
 import { createAdmission } from './http/admission';
@@ -72,9 +72,10 @@ async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean;
   const created = await ensureDatabase(databaseUrl).catch((err: unknown) => {
     throw failed(err);
   });
-  // Migrating it: what the database said is one line; a fault of ours keeps its stack.
+  // Migrating it: what the database said, or a record of it this version refuses, is one line; a fault of
+  // ours keeps its stack.
   const applied = await migrate(databaseUrl).catch((err: unknown) => {
-    throw typeof (err as { code?: unknown }).code === 'string' ? failed(err) : err;
+    throw typeof (err as { code?: unknown }).code === 'string' || err instanceof MigrationRefused ? failed(err) : err;
   });
   return { created, applied };
 }

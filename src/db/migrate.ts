@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { PROJECT_ROOT } from '../paths';
+import { DROPPED_MIGRATIONS, EDITED_MIGRATIONS } from './edited-migrations';
 
 /** prisma/migrations, or the directory MIGRATIONS_DIR names (tests run two schema versions side by side with it). */
 export const MIGRATIONS_DIR = process.env.MIGRATIONS_DIR || path.join(PROJECT_ROOT, 'prisma', 'migrations');
@@ -94,7 +95,10 @@ export async function dropDatabase(databaseUrl: string): Promise<void> {
   }
 }
 
-/** Applies pending migrations; returns the names applied. Safe to run from several processes at once. */
+/**
+ * Applies pending migrations; returns the names applied (and, named so, those brought up to date from an
+ * earlier file or undone: see edited-migrations.ts). Safe to run from several processes at once.
+ */
 export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
   const client = new Client({ connectionString: databaseUrl });
   await client.connect();
@@ -106,31 +110,70 @@ export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promis
       'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
     );
     const doneByName = new Map(done.rows.map((r) => [r.migration_name, r.checksum]));
-    for (const m of listMigrations(dir)) {
+    const listed = listMigrations(dir);
+    for (const m of listed) {
       const seen = doneByName.get(m.name);
+      if (seen === m.checksum) continue;
       if (seen !== undefined) {
-        if (seen !== m.checksum) throw new Error(`migration ${m.name} was changed after it was applied (checksum mismatch)`);
+        applied.push(await catchUp(client, m, seen));
         continue;
       }
       const id = crypto.randomUUID();
-      await client.query('BEGIN');
-      try {
+      await inTransaction(client, m.name, async () => {
         await client.query(
           'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)',
           [id, m.checksum, m.name],
         );
         await client.query(m.sql);
         await client.query('UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1', [id]);
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK');
-        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`);
-      }
+      });
       applied.push(m.name);
+    }
+    for (const [name, dropped] of Object.entries(DROPPED_MIGRATIONS)) {
+      const seen = doneByName.get(name);
+      if (seen === undefined || !dropped.checksums.includes(seen) || listed.some((m) => m.name === name)) continue;
+      await inTransaction(client, name, async () => {
+        await client.query(dropped.undo);
+        await client.query('UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = $1 AND rolled_back_at IS NULL', [name]);
+      });
+      applied.push(`${name} (undone: no longer in prisma/migrations)`);
     }
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     await client.end();
   }
   return applied;
+}
+
+/** The database's record of a migration this version cannot stand by: the region must not start on it. */
+export class MigrationRefused extends Error {}
+
+/**
+ * A migration applied from another file than this version's: one an earlier commit of main shipped is brought
+ * up to date (edited-migrations.ts) and recorded with the current checksum; any other is refused.
+ */
+async function catchUp(client: Client, m: { name: string; checksum: string }, seen: string): Promise<string> {
+  const earlier = EDITED_MIGRATIONS[m.name]?.find((e) => e.checksum === seen);
+  if (!earlier) {
+    throw new MigrationRefused(
+      `migration ${m.name} was changed after it was applied (checksum mismatch): this database ran a file of that name that this version does not know; ` +
+        'start the version that migrated it, or put that file back in prisma/migrations',
+    );
+  }
+  await inTransaction(client, m.name, async () => {
+    await client.query(earlier.catchUp);
+    await client.query('UPDATE "_prisma_migrations" SET checksum = $1 WHERE migration_name = $2 AND checksum = $3', [m.checksum, m.name, seen]);
+  });
+  return `${m.name} (brought up to date from the file of ${earlier.commit})`;
+}
+
+async function inTransaction(client: Client, name: string, work: () => Promise<void>): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await work();
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw new Error(`migration ${name} failed: ${(err as Error).message}`);
+  }
 }

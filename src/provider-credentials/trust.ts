@@ -98,9 +98,12 @@ export function isCurrentModel(credential: { idpMetadataUrl: string; idpTrust: u
 /** Pinned certificates kept per credential (the newest win when a signed rotation adds more). */
 export const MAX_TRUSTED_CERTIFICATES = 10;
 
-/** The document alone, without the trust fields. */
+/**
+ * The document alone, without the trust fields (and the trust id 2d05ef9 kept in the record before it had a
+ * column: such a row, until its next refresh, is judged by its URL; see src/db/edited-migrations.ts).
+ */
 export function documentOf(r: MetadataRecord): StoredMetadata {
-  const { trusted_certificates: _t, pending: _p, ...doc } = r;
+  const { trusted_certificates: _t, pending: _p, trust_id: _i, ...doc } = r as MetadataRecord & { trust_id?: unknown };
   return doc;
 }
 
