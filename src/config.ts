@@ -282,12 +282,13 @@ export function loadConfig(env: Env = process.env): Config {
   } catch (err) {
     throw new ConfigError(`REPLICATION_KEYS: ${(err as Error).message}`);
   }
-  if (env.REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
-  if (env.REGION_REDIS_URL !== undefined && !/^rediss?:\/\//.test(env.REGION_REDIS_URL)) throw new ConfigError(`REGION_REDIS_URL must start with redis:// or rediss://`);
+  // An override set to '' is unset, as for PORT and HOST (and npm run cluster): compose passes an unset ${VAR} so.
+  if (env.REDIS_URL && !/^rediss?:\/\//.test(env.REDIS_URL)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://`);
+  if (env.REGION_REDIS_URL && !/^rediss?:\/\//.test(env.REGION_REDIS_URL)) throw new ConfigError(`REGION_REDIS_URL must start with redis:// or rediss://`);
   if (env.REDIS_KEY_PREFIX && !new RegExp(KEY_PREFIX_PATTERN).test(env.REDIS_KEY_PREFIX)) {
     throw new ConfigError(`REDIS_KEY_PREFIX must be 1 to 64 of A-Z a-z 0-9 _ . : -, got '${env.REDIS_KEY_PREFIX}'`);
   }
-  if (env.DATABASE_URL !== undefined && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
+  if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const port = intFromEnv(env, 'PORT');
   if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);
   const operatorPort = intFromEnv(env, 'OPERATOR_PORT');

@@ -58,6 +58,16 @@ test("each region's Redis: its own redisUrl, else the top-level default; REGION_
   expect(loadConfig(env(write(good))).localRedisUrl).toBeUndefined();
 });
 
+test('an override set to the empty string is as if unset (compose passes an unset ${VAR} so), as npm run cluster takes it', () => {
+  const file = { ...good, regions: [{ ...good.regions[0], operatorPort: 9181 }, good.regions[1]] };
+  const blank = { PORT: '', OPERATOR_PORT: '', HOST: '', DATABASE_URL: '', REDIS_URL: '', REGION_REDIS_URL: '', REDIS_KEY_PREFIX: '' };
+  const c = loadConfig(env(write(file), blank));
+  expect(c.region).toEqual({ ...file.regions[0], host: '127.0.0.1' });
+  expect(c.redisUrl).toBe(good.redisUrl);
+  expect(c.redisKeyPrefix).toBe(good.redisKeyPrefix);
+  expect(c.localRedisUrl).toBeUndefined();
+});
+
 test("the operator port: the region's operatorPort, OPERATOR_PORT over it, none by default", () => {
   const file = { ...good, regions: [{ ...good.regions[0], operatorPort: 9181 }, good.regions[1]] };
   expect(loadConfig(env(write(file))).region.operatorPort).toBe(9181);
@@ -81,6 +91,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a PORT of 0 (any free port, where nothing would find the region)', good, { PORT: '0' }, /PORT must be 1\.\.65535, got 0/],
   ['a PORT with trailing characters', good, { PORT: '8080x' }, /PORT must be an integer, got '8080x'/],
   ['an OPERATOR_PORT of 0', good, { OPERATOR_PORT: '0' }, /OPERATOR_PORT must be 1\.\.65535, got 0/],
+  ['an OPERATOR_PORT of 65536', good, { OPERATOR_PORT: '65536' }, /OPERATOR_PORT must be 1\.\.65535, got 65536/],
   ['an unknown field', { ...good, colour: 'red' }, {}, /unknown|colour|additional/],
   ['a duplicate region', { ...good, regions: [good.regions[0], good.regions[0]] }, {}, /regions\.1\.id: duplicate/],
   ['no REGION', good, { REGION: '' }, /REGION is not set/],
@@ -151,8 +162,9 @@ test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-z
   expect(res.stderr).toMatch(/configuration error: ADMIN_TOKEN/);
 });
 
-test('LOG_LEVEL is taken in any case; unset, info', () => {
+test('LOG_LEVEL is taken in any case and with spaces around it; unset, info', () => {
   expect(loadConfig(env(write(good), { LOG_LEVEL: 'WARN' })).logLevel).toBe('warn');
+  expect(loadConfig(env(write(good), { LOG_LEVEL: ' Debug ' })).logLevel).toBe('debug');
   expect(loadConfig(env(write(good))).logLevel).toBe('info');
 });
 

@@ -104,6 +104,11 @@ test("a region whose Redis hangs is shown with that problem, not as a region who
     const problems = d.regions[0]?.problems ?? [];
     expect(problems.some((p) => p.startsWith('its Redis does not answer'))).toBe(true);
     expect(problems.filter((p) => p.includes('no answer within'))).toEqual([]);
+    // Its replication status not read at all (the console's token refused there): its /healthz tells.
+    const refused = await gatherDeployment({ region, regions: [region], adminToken: 'not-the-admin-token-0123' });
+    expect(refused.regions[0]?.problems).toContain(
+      'its Redis does not answer (/healthz: not answering): no change reaches this region or leaves it until it does; the lag figures cannot show that',
+    );
   } finally {
     own.resume();
     await hung.stop();

@@ -212,3 +212,14 @@ test("a region's lag is from the newest change's commit at its origin to its app
   await db?.$executeRawUnsafe("UPDATE replication_progress SET last_event_at = last_applied_at + interval '5 seconds' WHERE origin_region = 'us-iowa'");
   expect(await lagMetric()).toBe(0);
 });
+
+test('counts the API requests admission control admitted, per gate', async () => {
+  const org = await createOrg(url('us-iowa'), 'admitted');
+  const admitted = async (gate: string) => (await scrape(url('us-iowa'))).value('admission_admitted_total', { gate }) ?? -1;
+  const [reads, writes] = [await admitted('reads'), await admitted('writes')];
+  for (let i = 0; i < 3; i++) {
+    expect((await call(url('us-iowa'), 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders(org) })).status).toBe(200);
+  }
+  expect(await admitted('reads')).toBe(reads + 3);
+  expect(await admitted('writes')).toBe(writes);
+});

@@ -254,3 +254,17 @@ test('once the region has stopped, its operator listener stays stopped: a stop i
   expect(await eventually(async () => handle.thread().threadId !== -1, 5000)).toBe(false);
   await expect(fetch(`${operator}/healthz`)).rejects.toThrow();
 });
+
+test('a region stopped while its listener thread is down (waiting to be started again) stops at once, and starts no thread', async () => {
+  const other = await startInProcess('operator-stop-crashed', ['us-iowa'], {}, 'us-iowa', { operatorPort: 0 });
+  const handle = other.region.operator;
+  if (!handle) throw new Error('no operator listener');
+  const crashed = handle.thread();
+  const exited = new Promise((resolve) => crashed.once('exit', resolve));
+  await crashed.terminate();
+  await exited;
+  // Within RESTART_DELAY_MS of the crash: nothing to wait for, and no thread may be started after the stop.
+  const stopped = await Promise.race([other.stop().then(() => true), new Promise((res) => setTimeout(() => res(false), 10_000))]);
+  expect(stopped).toBe(true);
+  expect(await eventually(async () => handle.thread().threadId !== -1, 3000)).toBe(false);
+});
