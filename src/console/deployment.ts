@@ -150,8 +150,9 @@ export const CAUGHT_UP_WITHIN_MS = 2000;
 
 /**
  * Lag from each origin to each other region. A region is behind an origin when it has not applied the
- * newest event of that origin that some region has applied; the gap is measured in event time, so it
- * grows with the writes a stalled region misses and is 0 once it has caught up.
+ * newest event of that origin that some region has applied, or has parked one of its events; the gap is
+ * measured in event time, so it grows with the writes a stalled region misses and is 0 once it has caught
+ * up (null with a parked event: its gap is not known here).
  */
 export function lagMatrix(regions: readonly Gathered[]): LagCell[] {
   const newest = new Map<string, number>();
@@ -176,6 +177,13 @@ export function lagMatrix(regions: readonly Gathered[]): LagCell[] {
         // Nothing from this origin has been applied anywhere yet: nothing to be behind on.
         cell.behind_ms = top === null ? 0 : mine === null ? null : Math.max(0, top - mine);
         cell.state = cell.behind_ms !== null && cell.behind_ms <= CAUGHT_UP_WITHIN_MS ? 'caught-up' : 'behind';
+        // A change of the origin this region parked (its clock too far ahead, a table or columns this
+        // version lacks) is not applied here: behind, by an unknown gap, however far its applies got (a
+        // fault drill's region with a clock 2 minutes ahead read as caught up everywhere, its changes parked).
+        if (g.replication.failures.oldest_parked?.some((p) => p.origin_region === origin)) {
+          cell.state = 'behind';
+          cell.behind_ms = null;
+        }
       }
       cells.push(cell);
     }

@@ -28,7 +28,12 @@ export const PeerReplication = Type.Object({
   pending: Type.Array(Type.Object({ region: Type.String(), pending_acks: Nullable(Type.Integer()), undelivered: Nullable(Type.Integer()) })),
   stream: Type.Object({ connected: Type.Boolean(), dead_letters: Nullable(Type.Integer()), error: Nullable(Type.String()) }),
   outbox: Type.Object({ unpublished: Type.Integer(), unconfirmed: Type.Integer(), oldest_unpublished_at: Time }),
-  failures: Type.Object({ failing: Type.Integer(), parked: Type.Integer() }),
+  failures: Type.Object({
+    failing: Type.Integer(),
+    parked: Type.Integer(),
+    // The oldest parked events (up to 20), for the origins they came from. Optional: not read from older peers.
+    oldest_parked: Type.Optional(Type.Array(Type.Object({ origin_region: Type.String() }))),
+  }),
   waiting_requests: Type.Integer(),
   // Optional: a peer of an older version does not send them.
   needs_reseed: Type.Optional(Type.Array(Type.String())),

@@ -85,3 +85,22 @@ export function isDatabaseTrouble(err: unknown): boolean {
   if ((err as { severity?: unknown } | null)?.severity !== undefined && code !== null) return SERVER_TROUBLE.test(code) || isConnectRefused(err);
   return isConnectRefused(err) || isConnectionLost(err);
 }
+
+/**
+ * Why the database refused a statement for its own state rather than for what the statement asked: it is
+ * read-only (a standby after a failover, or `default_transaction_read_only` set by an operator), it could not
+ * write (the disk full, an I/O error), or it canceled the statement (its `statement_timeout`, an
+ * administrator's `pg_cancel_backend`). The statement's transaction was rolled back. Null for any other error.
+ */
+export type DatabaseRefusal = 'read-only' | 'cannot-write' | 'canceled';
+
+const REFUSALS: Record<string, DatabaseRefusal> = {
+  '25006': 'read-only',
+  '53100': 'cannot-write',
+  '58030': 'cannot-write',
+  '57014': 'canceled',
+};
+
+export function databaseRefusal(err: unknown): DatabaseRefusal | null {
+  return REFUSALS[pgCode(err) ?? ''] ?? null;
+}

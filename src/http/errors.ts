@@ -3,7 +3,7 @@
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
 import { isUtf8 } from 'node:buffer';
-import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
+import { databaseRefusal, isConnectionLost, isConnectRefused, type DatabaseRefusal } from '../db/pg-errors';
 
 export class AppError extends Error {
   constructor(
@@ -34,6 +34,13 @@ interface BodyParserError {
   /** encoding.unsupported: the Content-Encoding, lower-cased. */
   encoding?: string;
 }
+
+/** What each kind of database refusal says to the client (src/db/pg-errors.ts, databaseRefusal). */
+const REFUSAL_REASONS: Record<DatabaseRefusal, string> = {
+  'read-only': "This region's database is read-only right now (a standby, or set read-only by an operator)",
+  'cannot-write': "This region's database could not write (its disk is full, or an I/O error)",
+  canceled: "This region's database canceled the statement (its statement_timeout ran out, or an administrator canceled it)",
+};
 
 /** Maps errors thrown by the JSON body parser (and our own) to AppError; null for unknown errors. */
 export function asAppError(err: unknown, method = 'POST'): AppError | null {
@@ -79,6 +86,13 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if (isConnectionLost(err)) {
     const outcome = method === 'GET' || method === 'HEAD' ? 'nothing was changed' : 'a write may or may not have been carried out: read the resource to see';
     return new AppError(503, 'database_unavailable', `This region lost its connection to its database while the request ran (the database restarted, or ended the session). Retry shortly; ${outcome}.`, { retryAfterSeconds: 2 });
+  }
+  // The database refused a statement for its own state (read-only, out of disk, its statement_timeout): the
+  // region cannot serve the request now, the request was not wrong. A 503 with Retry-After, not a 500 (a
+  // fault drill found every write answering 500 while the database was read-only).
+  const refusal = databaseRefusal(err);
+  if (refusal !== null) {
+    return new AppError(503, 'database_unavailable', `${REFUSAL_REASONS[refusal]}, so the request failed and its transaction was rolled back. Retry shortly, or send it to another region.`, { retryAfterSeconds: 2 });
   }
   // A local write that collided with concurrent changes on each of its attempts (replicator.ts,
   // CollisionsExhausted; by name, as for TransactionPastBound below): every attempt rolled back, so nothing

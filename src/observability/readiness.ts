@@ -1,6 +1,6 @@
 /**
- * Readiness (GET /readyz): a region is ready to take traffic when its database answers and carries every
- * migration this build knows. Redis is reported but does not count: without it a region still serves
+ * Readiness (GET /readyz): a region is ready to take traffic when its database answers, takes writes (not a
+ * standby or set read-only: every write would then fail) and carries every migration this build knows. Redis is reported but does not count: without it a region still serves
  * reads and local_region writes (the outbox holds them), only all_regions writes wait. A region that is
  * draining (SIGTERM) is not ready: its port takes no new connections, and a probe that still read it as ready
  * (the operator port's, which answers until the drain ends) would keep traffic coming to it.
@@ -12,7 +12,7 @@ import type { Logger } from '../logger';
 
 export interface ReadinessReport {
   ready: boolean;
-  database: 'ok' | 'unreachable';
+  database: 'ok' | 'read-only' | 'unreachable';
   /** Migrations this build has that the database has not applied (null when the database is unreachable). */
   missing_migrations: string[] | null;
   redis: { reachable: boolean; status: string };
@@ -48,8 +48,8 @@ async function databaseReport(
   log: Logger,
 ): Promise<Pick<ReadinessReport, 'ready' | 'database' | 'missing_migrations'>> {
   try {
-    const missing = await withTimeout(missingMigrations(db, expected), timeoutMs);
-    return { ready: missing.length === 0, database: 'ok', missing_migrations: missing };
+    const [missing, readOnly] = await withTimeout(Promise.all([missingMigrations(db, expected), readOnlyDatabase(db)]), timeoutMs);
+    return { ready: missing.length === 0 && !readOnly, database: readOnly ? 'read-only' : 'ok', missing_migrations: missing };
   } catch (err) {
     // The reason stays in the log: /readyz needs no credentials and must not describe the database.
     log.warn({ err: (err as Error).message }, 'readiness: the database does not answer');
@@ -72,3 +72,12 @@ async function missingMigrations(db: SqlReader, expected: readonly string[]): Pr
   return expected.filter((name) => !done.has(name));
 }
 
+
+/**
+ * Whether a new transaction of this session would be read-only: a hot standby (after a failover that left
+ * the region on one), or `default_transaction_read_only` set by an operator (a full disk's usual first aid).
+ */
+async function readOnlyDatabase(db: SqlReader): Promise<boolean> {
+  const [row] = await db.$queryRawUnsafe<{ ro: boolean }[]>("SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on' AS ro");
+  return row?.ro === true;
+}

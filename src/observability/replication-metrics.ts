@@ -9,7 +9,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../db/client';
 import type { ReplicationKeys } from '../redis';
 import { eachRegion, redisWithin, type RedisLinks } from '../replication/links';
-import { groupInfo, type GroupInfo } from '../replication/stream';
+import { groupInfo, streamBounds, undelivered, type GroupInfo } from '../replication/stream';
 import { wallOf } from '../replication/horizon';
 import { outboxBacklog } from '../replication/outbox-backlog';
 import { collectionRecord } from '../replication/tombstones';
@@ -89,7 +89,12 @@ async function loadRedis(s: ReplicationMetricSources): Promise<RedisSnapshot> {
     redisWithin(Promise.all([own.xlen(s.keys.inbox(s.region)), own.xlen(s.keys.deadLetter)])).then(([length, deadLetters]) => ({ length, deadLetters }), () => null),
     // Each region's group is on its own inbox, in its own Redis; one that does not answer is left out (and
     // the others are still shown when this region's own Redis is the one down).
-    eachRegion(s.regions, async (r) => (await redisWithin(groupInfo(s.links.to(r), s.keys.inbox(r)))).find((g) => g.name === r)),
+    eachRegion(s.regions, async (r) => {
+      const [groups, bounds] = await redisWithin(Promise.all([groupInfo(s.links.to(r), s.keys.inbox(r)), streamBounds(s.links.to(r), s.keys.inbox(r))]));
+      const g = groups.find((x) => x.name === r);
+      // Redis's lag, corrected where a trim made it count entries the group will never read (undelivered).
+      return g ? { ...g, lag: undelivered(g, bounds) } : undefined;
+    }),
   ]);
   return { own: ownFigures, groups: [...groups.values()].flatMap((g) => (g.ok && g.value ? [g.value] : [])) };
 }

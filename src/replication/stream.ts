@@ -119,6 +119,19 @@ export async function streamBounds(redis: Redis, stream: string): Promise<Stream
   };
 }
 
+/**
+ * Entries of the stream not yet delivered to the group; null when Redis cannot tell. Redis 7.0's group `lag`
+ * counts entries a trim took before the group read them as still to deliver, for good (its read counter
+ * adds only what the group reads): a region re-seeded after falling behind the cap read as hundreds of
+ * entries behind with nothing left to read. So a group that has read the newest entry has 0, and no group
+ * has more undelivered than the stream holds.
+ */
+export function undelivered(g: GroupInfo, b: StreamBounds | null): number | null {
+  if (b && compareStreamIds(g.lastDeliveredId, b.lastGeneratedId) >= 0) return 0;
+  if (g.lag === null) return null;
+  return b ? Math.min(g.lag, b.length) : g.lag;
+}
+
 /** The group's last delivered id and its oldest pending entry (null when none pending). */
 export async function groupFloor(redis: Redis, stream: string, g: GroupInfo): Promise<{ lastDelivered: string; oldestPending: string | null }> {
   if (g.pending === 0) return { lastDelivered: g.lastDeliveredId, oldestPending: null };

@@ -114,7 +114,7 @@ test('the page itself needs no token, holds no data and may load nothing from el
 test('a behind region is measured in event time against the newest event any region applied', () => {
   const region = (id: string, applied: { origin_region: string; last_event_at: string }[]) => ({
     status: { id, up: true } as RegionStatus,
-    replication: { applied: applied.map((a) => ({ ...a, events_applied: 1, last_change_id: null, last_applied_at: a.last_event_at, lag_ms: 5 })) } as never,
+    replication: { applied: applied.map((a) => ({ ...a, events_applied: 1, last_change_id: null, last_applied_at: a.last_event_at, lag_ms: 5 })), failures: { failing: 0, parked: 0 } } as never,
   });
   const cells = lagMatrix([
     region('a', []),

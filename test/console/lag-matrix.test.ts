@@ -8,7 +8,7 @@ import type { RegionStatus } from '../../src/console/schema';
 
 const region = (id: string, applied: { origin_region: string; last_event_at: string }[]) => ({
   status: { id, up: true } as RegionStatus,
-  replication: { applied: applied.map((a) => ({ ...a, events_applied: 1, last_change_id: null, last_applied_at: a.last_event_at, lag_ms: 5 })) } as never,
+  replication: { applied: applied.map((a) => ({ ...a, events_applied: 1, last_change_id: null, last_applied_at: a.last_event_at, lag_ms: 5 })), failures: { failing: 0, parked: 0 } } as never,
 });
 
 test('a region that applied nothing from an origin others applied from reads behind, not caught up', () => {
