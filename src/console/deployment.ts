@@ -180,7 +180,8 @@ export function lagMatrix(regions: readonly Gathered[]): LagCell[] {
         // A change of the origin this region parked (its clock too far ahead, a table or columns this
         // version lacks) is not applied here: behind, by an unknown gap, however far its applies got (a
         // fault drill's region with a clock 2 minutes ahead read as caught up everywhere, its changes parked).
-        if (g.replication.failures.oldest_parked?.some((p) => p.origin_region === origin)) {
+        const { parked_by_origin: byOrigin, oldest_parked: oldest } = g.replication.failures;
+        if (byOrigin ? (byOrigin[origin] ?? 0) > 0 : oldest?.some((p) => p.origin_region === origin)) {
           cell.state = 'behind';
           cell.behind_ms = null;
         }

@@ -31,7 +31,9 @@ export const PeerReplication = Type.Object({
   failures: Type.Object({
     failing: Type.Integer(),
     parked: Type.Integer(),
-    // The oldest parked events (up to 20), for the origins they came from. Optional: not read from older peers.
+    // Parked events per origin, and the oldest parked events (up to 20) for their origins, read from older
+    // peers without the former. Optional: not read from older peers.
+    parked_by_origin: Type.Optional(Type.Record(Type.String(), Type.Integer())),
     oldest_parked: Type.Optional(Type.Array(Type.Object({ origin_region: Type.String() }))),
   }),
   waiting_requests: Type.Integer(),

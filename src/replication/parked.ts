@@ -129,13 +129,16 @@ export class FailureLog {
   }
 }
 
-/** For the admin status: how many events are failing and parked, and the oldest parked ones. */
+/** For the admin status: how many events are failing and parked (in all, and per origin), and the oldest parked ones. */
 export async function failureStatus(db: SqlReader, limit = 20) {
-  const [counts, oldest] = await Promise.all([
+  const [counts, byOrigin, oldest] = await Promise.all([
     db.$queryRawUnsafe<{ failing: bigint; parked: bigint; discarded: bigint }[]>(
       `SELECT count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
               (SELECT count(*) FROM replication_discarded) AS discarded
          FROM replication_failures`,
+    ),
+    db.$queryRawUnsafe<{ origin_region: string; parked: bigint }[]>(
+      'SELECT origin_region, count(*) AS parked FROM replication_failures WHERE parked_at IS NOT NULL GROUP BY origin_region ORDER BY origin_region',
     ),
     db.$queryRawUnsafe<{ change_id: string; origin_region: string; stream_id: string | null; reason: string; failures: number; last_error: string; parked_at: Date; tables: string[] }[]>(
       `SELECT change_id::text, origin_region, stream_id, reason, failures, last_error, parked_at,
@@ -148,6 +151,7 @@ export async function failureStatus(db: SqlReader, limit = 20) {
     failing: Number(counts[0]?.failing ?? 0),
     parked: Number(counts[0]?.parked ?? 0),
     discarded: Number(counts[0]?.discarded ?? 0),
+    parked_by_origin: Object.fromEntries(byOrigin.map((r) => [r.origin_region, Number(r.parked)])) as Record<string, number>,
     oldest_parked: oldest.map((p) => ({
       change_id: p.change_id, origin_region: p.origin_region, stream_id: p.stream_id, tables: p.tables, reason: p.reason,
       failures: p.failures, error: p.last_error, parked_at: new Date(p.parked_at).toISOString(),

@@ -150,6 +150,9 @@ export const ReplicationStatus = Type.Object(
         failing: Count,
         parked: Count,
         discarded: Count,
+        parked_by_origin: Type.Record(Type.String(), Count, {
+          description: 'Parked events per region they came from (every parked event, where oldest_parked lists the oldest 20).',
+        }),
         oldest_parked: Type.Array(
           Type.Object(
             {

@@ -28,3 +28,13 @@ test("a region exactly the progress records' granularity behind an origin reads 
   ]);
   expect(cells.find((c) => c.origin === 'a' && c.region === 'c')).toMatchObject({ state: 'caught-up', behind_ms: CAUGHT_UP_WITHIN_MS });
 });
+
+test('a region that parked changes of an origin reads behind it, though the 20 oldest parked listed came from another origin', () => {
+  const at = '2026-01-01T00:00:10.000Z';
+  const parkedFromB = Array.from({ length: 20 }, () => ({ origin_region: 'b' }));
+  const c = region('c', [{ origin_region: 'a', last_event_at: at }, { origin_region: 'b', last_event_at: at }]);
+  (c.replication as { failures: object }).failures = { failing: 0, parked: 25, parked_by_origin: { a: 5, b: 20 }, oldest_parked: parkedFromB };
+  const cells = lagMatrix([region('a', []), region('b', [{ origin_region: 'a', last_event_at: at }]), c]);
+  expect(cells.find((x) => x.origin === 'a' && x.region === 'c')).toMatchObject({ state: 'behind', behind_ms: null });
+  expect(cells.find((x) => x.origin === 'b' && x.region === 'c')).toMatchObject({ state: 'behind', behind_ms: null });
+});

@@ -25,6 +25,7 @@ test('the lag matrix shows a region behind the origin whose changes it parked fo
   const ahead = await createOrg(cluster.url(AHEAD), 'from the region ahead');
   const parked = async () => (await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body.failures;
   expect(await eventually(async () => (await parked()).parked === 1, 15_000, 200)).toBe(true);
+  expect((await parked()).parked_by_origin).toEqual({ [AHEAD]: 1 });
   expect((await parked()).oldest_parked).toEqual([expect.objectContaining({ origin_region: AHEAD, reason: 'clock-skew', error: expect.stringMatching(/ms ahead of this region's clock \(maxClockSkewMs 60000\)/) })]);
   expect((await call(cluster.url('us-iowa'), 'GET', `/admin/organizations/${ahead.id}`, { headers: adminHeaders })).status).toBe(404);
 
