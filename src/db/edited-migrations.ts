@@ -3,8 +3,9 @@
  * migrated by such a commit records the earlier file's checksum, and lacks what the later file added: the
  * migrator refused to start the region on it ("changed after it was applied"), so that deployment could
  * not be upgraded at all. For each earlier file this says what brings a database that ran it to what the
- * current file makes; the migrator runs that and records the current checksum (migrate.ts). Each catch-up
- * is idempotent. A checksum not listed here is still refused: nobody knows what that file did.
+ * current file makes; the migrator runs that once and notes it in the record (its logs), which keeps the
+ * earlier checksum: that version's migrator still finds its own (migrate.ts). Each catch-up is idempotent.
+ * A checksum not listed here is still refused: nobody knows what that file did.
  *
  * Never edit a migration that is on main: add a new one. Should it happen anyway, add the earlier file's
  * checksum here with its catch-up, and a case to test/db/edited-migrations.test.ts.

@@ -106,16 +106,18 @@ export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promis
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(CREATE_MIGRATIONS_TABLE);
-    const done = await client.query<{ migration_name: string; checksum: string }>(
-      'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
+    const done = await client.query<{ migration_name: string; checksum: string; logs: string | null }>(
+      'SELECT migration_name, checksum, logs FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
     );
     const doneByName = new Map(done.rows.map((r) => [r.migration_name, r.checksum]));
+    const logsByName = new Map(done.rows.map((r) => [r.migration_name, r.logs ?? '']));
     const listed = listMigrations(dir);
     for (const m of listed) {
       const seen = doneByName.get(m.name);
       if (seen === m.checksum) continue;
       if (seen !== undefined) {
-        applied.push(await catchUp(client, m, seen));
+        const caughtUp = await catchUp(client, m, seen, logsByName.get(m.name) ?? '');
+        if (caughtUp) applied.push(caughtUp);
         continue;
       }
       const id = crypto.randomUUID();
@@ -148,11 +150,17 @@ export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promis
 /** The database's record of a migration this version cannot stand by: the region must not start on it. */
 export class MigrationRefused extends Error {}
 
+/** What the record of a migration applied from an earlier file says once it was brought up to date (its logs). */
+const caughtUpMark = (checksum: string) => `brought up to date with the file of checksum ${checksum}`;
+
 /**
  * A migration applied from another file than this version's: one an earlier commit of main shipped is brought
- * up to date (edited-migrations.ts) and recorded with the current checksum; any other is refused.
+ * up to date (edited-migrations.ts), once (the record's logs say so), or null when it was already; any other
+ * is refused. The record keeps the earlier file's checksum: the version that shipped that file compares it
+ * and refuses a database whose record differs, so a process of that version (a region rolled back, or one
+ * of its processes restarted before its upgrade) could not start on the database again.
  */
-async function catchUp(client: Client, m: { name: string; checksum: string }, seen: string): Promise<string> {
+async function catchUp(client: Client, m: { name: string; checksum: string }, seen: string, logs: string): Promise<string | null> {
   const earlier = EDITED_MIGRATIONS[m.name]?.find((e) => e.checksum === seen);
   if (!earlier) {
     throw new MigrationRefused(
@@ -160,9 +168,14 @@ async function catchUp(client: Client, m: { name: string; checksum: string }, se
         'start the version that migrated it, or put that file back in prisma/migrations',
     );
   }
+  if (logs.includes(caughtUpMark(m.checksum))) return null;
   await inTransaction(client, m.name, async () => {
     await client.query(earlier.catchUp);
-    await client.query('UPDATE "_prisma_migrations" SET checksum = $1 WHERE migration_name = $2 AND checksum = $3', [m.checksum, m.name, seen]);
+    await client.query(
+      `UPDATE "_prisma_migrations" SET logs = concat_ws(E'\n', logs, $1::text)
+        WHERE migration_name = $2 AND checksum = $3 AND finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+      [caughtUpMark(m.checksum), m.name, seen],
+    );
   });
   return `${m.name} (brought up to date from the file of ${earlier.commit})`;
 }

@@ -180,20 +180,28 @@ function hasPlainHost(url: URL): boolean {
   return /^(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])$/i.test(url.hostname);
 }
 
-/** What is stored of the endpoints (SSO uses one): the first usable ones, each once, of a bounded length. */
+/**
+ * What is stored of the endpoints (SSO uses one): the first usable ones, each once, of a bounded length,
+ * the https ones before the plain http ones (sign-on-policy.ts keeps plain http only at an allowed host:
+ * an https endpoint listed after MAX_STORED_SSO_SERVICES plain http ones was cut, and the document refused
+ * as offering plain http only).
+ */
 export const MAX_STORED_SSO_SERVICES = 8;
 const MAX_LOCATION_CHARS = 2048;
 
 function ssoServices(descriptors: Element[], entity: string): { binding: string; location: string }[] {
   const all = descriptors.flatMap((d) => childElements(d, MD_NS, 'SingleSignOnService'));
-  const usable: { binding: string; location: string }[] = [];
+  const https: { binding: string; location: string }[] = [];
+  const plain: { binding: string; location: string }[] = [];
   for (const el of all) {
     const s = { binding: attr(el, 'Binding')?.trim() ?? '', location: attr(el, 'Location')?.trim() ?? '' };
     if (!USABLE_BINDINGS.has(s.binding) || s.location.length > MAX_LOCATION_CHARS || !isHttpUrl(s.location)) continue;
-    if (usable.some((u) => u.binding === s.binding && u.location === s.location)) continue;
-    usable.push(s);
-    if (usable.length >= MAX_STORED_SSO_SERVICES) break;
+    const kept = new URL(s.location).protocol === 'https:' ? https : plain;
+    if (kept.length >= MAX_STORED_SSO_SERVICES || kept.some((u) => u.binding === s.binding && u.location === s.location)) continue;
+    kept.push(s);
+    if (https.length >= MAX_STORED_SSO_SERVICES) break;
   }
+  const usable = [...https, ...plain].slice(0, MAX_STORED_SSO_SERVICES);
   if (usable.length > 0) return usable;
   const others = [...new Set(all.slice(0, 20).map((el) => excerpt(shortBinding(attr(el, 'Binding') ?? '(none)'), 60)))].slice(0, 5);
   const detail =

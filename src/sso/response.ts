@@ -182,7 +182,18 @@ function audienceRefusal(posted: PostedResponse, exp: Expectations, reason: stri
   );
   // Every AudienceRestriction must name the SP (SAML core 2.5.1.4; compared untrimmed, as node-saml does): the
   // ones that do are not the problem, and quoting them listed this SP's own entity ID among the audiences it is "not".
-  const named = restrictions.filter((r) => !r.includes(exp.spEntityId)).flatMap((r) => r.map((a) => a.trim()).filter((a) => a !== ''));
+  const leavingOut = restrictions.filter((r) => !r.includes(exp.spEntityId));
+  // The SP's entity ID with white space around it (a pretty-printed assertion): quoted trimmed, it read as
+  // "meant for audience X, … must name X".
+  if (leavingOut.length > 0 && leavingOut.every((r) => r.some((a) => a.trim() === exp.spEntityId))) {
+    return refused(
+      401,
+      `the assertion's audience is "${exp.spEntityId}" with white space or line breaks around it, which is not this service provider's entity ID exactly; ` +
+        `have the IdP send the audience "${exp.spEntityId}" as it is, without white space around it.`,
+      reason,
+    );
+  }
+  const named = leavingOut.flatMap((r) => r.map((a) => a.trim()).filter((a) => a !== ''));
   const seen = [...new Set(named)].map((a) => `"${quote(a, 100)}"`);
   return refused(
     401,

@@ -27,10 +27,12 @@ const earlierFiles = fs.readdirSync(EARLIER).map((f) => {
 let cluster: Cluster;
 let idp: IdpServer;
 let pg: Client;
+/** prisma/migrations as the earlier commits had it. */
+let dir: string;
 
 beforeAll(async () => {
   // prisma/migrations as those commits had it: the edited files in their earlier form, the dropped one present.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edited-migrations-'));
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edited-migrations-'));
   fs.cpSync(MIGRATIONS_DIR, dir, { recursive: true });
   for (const f of earlierFiles.filter((e) => e.commit !== '8cbb036')) {
     fs.mkdirSync(path.join(dir, f.name), { recursive: true });
@@ -76,9 +78,14 @@ test('a database migrated with since-edited files is brought up to date at start
     throw new Error(`${err.message}\n${cluster.logs(REGION).slice(-20).join('\n')}`);
   });
 
-  const current = new Map(listMigrations().map((m) => [m.name, m.checksum]));
-  const recorded = (await pg.query(`SELECT migration_name, checksum FROM "_prisma_migrations" WHERE rolled_back_at IS NULL`)).rows as { migration_name: string; checksum: string }[];
+  // Each edited migration keeps the checksum of the file that ran (the version that shipped it compares it),
+  // and its record says it was brought up to date with the current file.
+  const current = listMigrations().map((m) => [m.name, EDITED_MIGRATIONS[m.name]?.[0]?.checksum ?? m.checksum]);
+  const recorded = (await pg.query(`SELECT migration_name, checksum, logs FROM "_prisma_migrations" WHERE rolled_back_at IS NULL`)).rows as { migration_name: string; checksum: string; logs: string | null }[];
   expect(Object.fromEntries(recorded.map((r) => [r.migration_name, r.checksum]))).toEqual(Object.fromEntries(current));
+  for (const m of listMigrations().filter((m) => EDITED_MIGRATIONS[m.name])) {
+    expect(recorded.find((r) => r.migration_name === m.name)?.logs).toBe(`brought up to date with the file of checksum ${m.checksum}`);
+  }
   expect(await one(`SELECT rolled_back_at IS NOT NULL AS undone FROM "_prisma_migrations" WHERE migration_name = '20261201150000_rows_inline'`)).toEqual({ undone: true });
   expect(await one(`SELECT count(*)::int AS n FROM pg_trigger WHERE tgname = 'replication_outbox_deleted'`)).toEqual({ n: 1 });
   expect(await one(`SELECT count(*)::int AS n FROM replication_deliveries`)).toEqual({ n: 0 });
@@ -115,6 +122,32 @@ test('a metadata row as 2d05ef9 wrote it (its trust id in the document) is shown
   expect(got.body.result.metadata.entity_id).toEqual(expect.any(String));
   expect(got.body.result.metadata).not.toHaveProperty('trust_id');
 });
+
+test('a region rolled back to the version that migrated it (or a process of it restarted before its upgrade) starts again, and the upgrade is not redone', async () => {
+  // That version's migrator compares each applied migration's recorded checksum with its file's and refuses
+  // a difference, as this one does for a checksum it does not know: this version run on that version's files
+  // stands for it. The catch-up had recorded the current file's checksum, which that version refused.
+  const url = cluster.deployment.configFor(REGION).region.databaseUrl;
+  const p = cluster.proc(REGION);
+  await p.stop();
+  p.opts.env.MIGRATIONS_DIR = dir;
+  p.start();
+  await p.waitReady(60_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${cluster.logs(REGION).slice(-5).join('\n')}`);
+  });
+  const edited = Object.keys(EDITED_MIGRATIONS);
+  const recorded = await pg.query(`SELECT migration_name, checksum FROM "_prisma_migrations" WHERE migration_name = ANY($1) AND rolled_back_at IS NULL ORDER BY 1`, [edited]);
+  expect(recorded.rows).toEqual(edited.sort().map((name) => ({ migration_name: name, checksum: EDITED_MIGRATIONS[name]?.[0]?.checksum })));
+  // Upgraded again: what the catch-ups made is there, so only the dropped migration that version applied again is undone.
+  await p.stop();
+  delete p.opts.env.MIGRATIONS_DIR;
+  p.start();
+  await p.waitReady(60_000);
+  expect(await migrate(url)).toEqual([]);
+  const logs = await pg.query(`SELECT logs FROM "_prisma_migrations" WHERE migration_name = ANY($1) AND rolled_back_at IS NULL`, [edited]);
+  for (const r of logs.rows) expect(String(r.logs).split('\n')).toHaveLength(1);
+  expect(await one(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'saml_credential_metadata' AND column_name = 'trust_id'`)).toEqual({ n: 1 });
+}, 180_000);
 
 test('a migration file this version does not know stops the region with one line saying what to do', async () => {
   const p = cluster.proc(REGION);

@@ -307,6 +307,20 @@ test('an internationalized host name is taken (as its punycode), and no Unicode 
   expect(await count()).toBe(before);
 });
 
+test('an https sign-on endpoint listed after many plain http ones is the one kept, not refused as "only over plain http"', async () => {
+  // Nine plain http endpoints (more than are stored) at a host metadataAllowedHosts does not list, then okta's https ones.
+  const plain = Array.from({ length: 9 }, (_, i) => `<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="http://idp${i}.example.test/sso"/>`).join('');
+  idp.set('http-first.xml', fixture('okta.xml').replace('<md:SingleSignOnService ', `${plain}<md:SingleSignOnService `));
+  const res = await create(idp.url('http-first.xml'));
+  expect({ status: res.status, errors: res.body.errors }).toEqual({ status: 201, errors: [] });
+  const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+  const https = 'https://dev-599847.oktapreview.com/app/expresssaml2dev599847_esaml2sp_1/exk9u78i8aMSxvkV70h7/sso/saml';
+  expect(md.body.result.metadata.sso_services).toEqual([
+    { binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', location: https },
+    { binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', location: https },
+  ]);
+});
+
 test('a relative or otherwise not absolute http(s) URL is one problem of idp_metadata_url, in create and patch', async () => {
   const before = await count();
   const created = await create(idp.url('okta.xml'));

@@ -363,6 +363,16 @@ describe('refusals', () => {
     );
   });
 
+  test('an audience that is this SP\'s entity ID with white space around it is refused saying so, not as another audience', async () => {
+    const sp = `urn:saml-credential-service:sp:${cred}`;
+    // A pretty-printed assertion: compared as sent (as node-saml does), the audience is not the SP's entity ID.
+    const spec = await answer(EU, cred, { audienceRestrictions: [[`\n      ${sp}\n    `]] });
+    expect(await refusal(EU, cred, signedResponse(spec, A), 401)).toBe(
+      `Sign-in refused: the assertion's audience is "${sp}" with white space or line breaks around it, which is not this service provider's entity ID exactly; ` +
+        `have the IdP send the audience "${sp}" as it is, without white space around it.`,
+    );
+  });
+
   test('an expired assertion and one not valid yet (beyond the configured skew)', async () => {
     const past = new Date(Date.now() - 120_000);
     expect(await refusal(EU, cred, signedResponse(await answer(EU, cred, { notOnOrAfter: past, notBefore: new Date(Date.now() - 600_000) }), A), 401)).toMatch(/expired at/);
