@@ -718,7 +718,17 @@ export class Applier {
   private resendDue(): void {
     if (this.unsentAcks.size === 0 || this.resending || Date.now() - this.lastResend < RESEND_ACKS_MS) return;
     this.lastResend = Date.now();
+    // An origin removed from the deployment meanwhile (recorded as departed, not registered again) takes no
+    // ack any more: its Redis may be gone for good. A removed region still in the config stays among regions().
+    const membership = this.d.membership;
+    const removed = new Set(membership ? membership.departed.filter((r) => !membership.members().some((m) => m.region === r && m.registered)) : []);
+    for (const [id, { p }] of this.unsentAcks) {
+      if (!removed.has(p.event.origin)) continue;
+      this.unsentAcks.delete(id);
+      this.d.log.info({ origin: p.event.origin, change_id: id }, 'the ack of a retried parked change is dropped: its origin was removed from the deployment');
+    }
     const items = [...this.unsentAcks.values()];
+    if (items.length === 0) return;
     const outcomes = new Map(items.flatMap((i): [string, AckOutcome][] => (i.outcome ? [[i.p.event.changeId, i.outcome]] : [])));
     this.resending = this.acknowledgeRetried(items.map((i) => i.p), outcomes)
       .catch((err: Error) => this.d.log.warn({ err: err.message }, 'sending the acks of retried parked changes again failed; trying again later'))

@@ -7,12 +7,15 @@
  * it held the change. One region in the test process (real HTTP, Postgres and Redis); its origin, not
  * running, has a Redis of its own that the test pauses.
  */
+import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
+import { removeMember } from '../../src/replication/membership';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, REDIS_URL, testEventAuth, type TestDeployment } from '../support/env';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 import { ORIGIN, REGION, testId, eventFor } from '../support/applier-rig';
+import { logLines } from '../support/log-lines';
 
 const SKEW_MS = 2000;
 let deployment: TestDeployment;
@@ -20,12 +23,13 @@ let region: RunningRegion;
 let originRedis: OwnRedis;
 let own: Redis;
 let theirs: Redis;
+const { lines, sink } = logLines();
 
 beforeAll(async () => {
   originRedis = await ownRedis();
   await originRedis.start();
   deployment = await createDeployment('parkedappliedack', [ORIGIN, REGION], { maxClockSkewMs: SKEW_MS }, { [ORIGIN]: { redisUrl: originRedis.url } });
-  region = await startRegion(deployment.configFor(REGION), { port: 0, drainTimeoutMs: 5000 });
+  region = await startRegion(deployment.configFor(REGION), { port: 0, drainTimeoutMs: 5000, log: pino({ level: 'info', base: { region: REGION } }, sink) });
   own = createRedis(REDIS_URL, 'parked-applied-ack-test', { queueWhileOffline: true });
   theirs = createRedis(originRedis.url, 'parked-applied-ack-test', { queueWhileOffline: true });
 }, 60_000);
@@ -68,4 +72,30 @@ test('a parked change applied while its origin\'s Redis does not answer is acked
   const after = await status();
   expect(after.parked_regions).toEqual([]);
   expect(after.applied_at[REGION]).toEqual(expect.any(String));
+}, 90_000);
+
+test('the ack of a parked change applied while its origin does not answer is dropped once that origin is removed from the deployment', async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  const id = testId();
+  const ahead = Date.now() + SKEW_MS + 3000;
+  const event = eventFor('organizations', id, { id, parent_id: null, name: 'from a region removed later' }, { wall: ahead });
+  await own.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(event));
+  expect(await eventually(async () => ((await theirs.hget(keys.ack(event.changeId), REGION)) ?? '').startsWith('parked '), 15_000, 100)).toBe(true);
+  const notSent = () => lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('applied (parked before), but could not ack')).length;
+  const dropped = () => lines.filter((l) => l.msg === "the ack of a retried parked change is dropped: its origin was removed from the deployment" && l.change_id === event.changeId);
+  originRedis.pause();
+  try {
+    await new Promise((r) => setTimeout(r, Math.max(0, ahead - SKEW_MS - Date.now()) + 200));
+    expect((await call(region.url, 'POST', '/admin/replication/parked/retry', { headers: adminHeaders })).status).toBe(200);
+    expect(await eventually(async () => notSent() > 0, 15_000, 100)).toBe(true);
+    // The origin leaves the deployment while its Redis does not answer (it may never again).
+    await removeMember(own, keys, ORIGIN, true);
+    expect(await eventually(async () => dropped().length === 1, 15_000, 100)).toBe(true);
+    const after = notSent();
+    await new Promise((r) => setTimeout(r, 5000));
+    expect(notSent()).toBe(after);
+    expect(dropped()).toHaveLength(1);
+  } finally {
+    originRedis.resume();
+  }
 }, 90_000);
