@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
 import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
+import { httpUrl } from '../src/http/url';
 
 /** The secrets a cluster needs, and how one is made up. */
 const SECRETS: Record<string, () => string> = {
@@ -152,7 +153,7 @@ async function main(): Promise<void> {
       new RegionProcess({
         region: r.id,
         // Where it listens: a PORT or HOST given for a region started alone moves it.
-        url: own.PORT || own.HOST ? `http://${own.HOST ?? r.host ?? '127.0.0.1'}:${own.PORT ?? r.port}` : r.publicUrl ?? `http://${r.host ?? '127.0.0.1'}:${r.port}`,
+        url: own.PORT || own.HOST ? httpUrl(own.HOST ?? r.host ?? '127.0.0.1', own.PORT ?? r.port) : r.publicUrl ?? httpUrl(r.host ?? '127.0.0.1', r.port),
         env: { REGIONS_CONFIG: configPath, ...secrets, ...own, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
         onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
         onExit: (code, signal) => {

@@ -7,9 +7,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, frontDoor, refusalBody } from './app';
 import { guardServer, REQUEST_HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SERVER_OPTIONS } from './http/edges';
+import { httpUrl } from './http/url';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
-import { ensureDatabase, migrate, MigrationRefused } from './db/migrate';
+import { ensureDatabase, migrate, MigrationFailed, MigrationRefused } from './db/migrate';
 import type { Feature } from './feature';
 import { FEATURES } from './features';
 import { createAdmission } from './http/admission';
@@ -72,10 +73,11 @@ async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean;
   const created = await ensureDatabase(databaseUrl).catch((err: unknown) => {
     throw failed(err);
   });
-  // Migrating it: what the database said, or a record of it this version refuses, is one line; a fault of
-  // ours keeps its stack.
+  // Migrating it: what the database said (to a migration's SQL too), or a record of it this version refuses,
+  // is one line; a fault of ours keeps its stack.
   const applied = await migrate(databaseUrl).catch((err: unknown) => {
-    throw typeof (err as { code?: unknown }).code === 'string' || err instanceof MigrationRefused ? failed(err) : err;
+    const theirs = typeof (err as { code?: unknown }).code === 'string' || err instanceof MigrationFailed || err instanceof MigrationRefused;
+    throw theirs ? failed(err) : err;
   });
   return { created, applied };
 }
@@ -157,7 +159,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     throw err;
   });
   const { port } = server.address() as AddressInfo;
-  const url = `http://${config.region.host ?? '127.0.0.1'}:${port}`;
+  const url = httpUrl(config.region.host ?? '127.0.0.1', port);
   log.info({ url }, 'region ready');
 
   let stopping: Promise<void> | null = null;

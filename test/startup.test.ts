@@ -83,3 +83,47 @@ test('a SIGTERM while the start waits for the database ends the process, with th
     silent.close();
   }
 });
+
+test('a migration whose SQL fails stops the start with one line naming the migration, what the database said and what to do, exit 1', async () => {
+  const name = uniqueName('startup_migration');
+  const migrations = path.join(dir, 'failing-migrations');
+  fs.cpSync(path.join(PROJECT_ROOT, 'prisma', 'migrations'), migrations, { recursive: true });
+  fs.mkdirSync(path.join(migrations, '29991231000000_bad'));
+  fs.writeFileSync(path.join(migrations, '29991231000000_bad', 'migration.sql'), 'ALTER TABLE "no_such_table" ADD COLUMN "x" TEXT;\n');
+  const [port] = await freePorts(1);
+  try {
+    const res = spawnSync(process.execPath, [MAIN], { env: regionEnv(`${PG_BASE}/${name}`, port ?? 0, { MIGRATIONS_DIR: migrations }), encoding: 'utf8' });
+    expect(res.status).toBe(1);
+    expect(res.stderr).toMatch(
+      new RegExp(
+        `^fatal: cannot prepare the region's database at [^ ]+/${name} \\(its databaseUrl in REGIONS_CONFIG, or DATABASE_URL\\): ` +
+          'migration 29991231000000_bad failed and was rolled back: relation "no_such_table" does not exist \\(42P01\\)\\. [^\\n]*\\n$',
+      ),
+    );
+  } finally {
+    await dropDatabase(`${PG_BASE}/${name}`);
+  }
+});
+
+test('the ready lines of a region listening on an IPv6 address bracket it in their URLs', async () => {
+  const name = uniqueName('startup_ipv6');
+  const [port, operatorPort] = await freePorts(2);
+  const env = regionEnv(`${PG_BASE}/${name}`, port ?? 0, { HOST: '::1', OPERATOR_PORT: String(operatorPort), LOG_LEVEL: 'info' });
+  const child = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const ready = new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (out.includes('"msg":"region ready"')) resolve();
+  }));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await Promise.race([ready, exited]);
+    const urlOf = (msg: string) => JSON.parse(out.split('\n').find((l) => l.includes(`"msg":"${msg}"`)) ?? '{}').url;
+    expect(urlOf('region ready')).toBe(`http://[::1]:${port}`);
+    expect(urlOf('operator listener ready')).toBe(`http://[::1]:${operatorPort}`);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+    await dropDatabase(`${PG_BASE}/${name}`);
+  }
+});

@@ -6,6 +6,8 @@
  */
 import type { ValidateFunction } from 'ajv';
 import type { Config, RegionConfig } from '../config';
+import { httpUrl } from '../http/url';
+import { UPGRADE_REASONS } from '../replication/held-log';
 import { PEER_COMMAND_TIMEOUT_MS } from '../replication/links';
 import {
   checkHealth,
@@ -34,7 +36,7 @@ const LISTED_FAILURES = 5;
 export function regionUrl(r: RegionConfig): string {
   if (r.publicUrl) return r.publicUrl.replace(/\/+$/, '');
   const host = r.host === undefined || r.host === '0.0.0.0' ? '127.0.0.1' : r.host === '::' ? '::1' : r.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${r.port}`;
+  return httpUrl(host, r.port);
 }
 
 type Answer<T> = { ok: true; body: T; ms: number } | { ok: false; problem: string };
@@ -114,6 +116,7 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
         oldest_unpublished_at: replication.outbox.oldest_unpublished_at,
         failing: replication.failures.failing,
         parked: replication.failures.parked,
+        parked_for_upgrade: [...UPGRADE_REASONS].reduce((n, reason) => n + (replication.failures.parked_by_reason?.[reason] ?? 0), 0),
         dead_letters: replication.stream.dead_letters,
         stream_connected: replication.stream.connected,
         waiting_requests: replication.waiting_requests,

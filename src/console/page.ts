@@ -102,6 +102,14 @@ export const CONSOLE_JS = String.raw`(function () {
     (children || []).forEach(function (c) { if (c !== null) e.appendChild(c); });
     return e;
   }
+  // Changes held only for this region's upgrade are expected during a rolling upgrade: shown, but not as a fault.
+  function refusedCell(rep) {
+    if (!rep) return td(null, 'num');
+    const upgradeOnly = rep.failing === 0 && rep.parked > 0 && rep.parked_for_upgrade === rep.parked;
+    const cell = td(rep.failing + ' / ' + rep.parked, upgradeOnly ? 'num warn' : rep.failing + rep.parked > 0 ? 'num bad' : 'num');
+    if (rep.parked_for_upgrade > 0) cell.title = rep.parked_for_upgrade + ' of the parked held until this region is upgraded (expected during a rolling upgrade)';
+    return cell;
+  }
   function td(text, cls) { return el('td', { text: text === null || text === undefined ? '—' : String(text), class: cls || '' }); }
   function ms(v) {
     if (v === null || v === undefined) return '—';
@@ -151,7 +159,7 @@ export const CONSOLE_JS = String.raw`(function () {
         td(r.redis, r.redis && r.redis !== 'ready' ? 'bad' : ''),
         td(rep ? rep.outbox_unpublished + ' / ' + rep.outbox_unconfirmed : null, rep && rep.outbox_unpublished > 0 ? 'num warn' : 'num'),
         td(r.backlog ? r.backlog.undelivered + ' / ' + r.backlog.pending_acks : null, state === 'lagging' || state === 'down' && r.backlog ? 'num warn' : 'num'),
-        td(rep ? rep.failing + ' / ' + rep.parked : null, rep && rep.failing + rep.parked > 0 ? 'num bad' : 'num'),
+        refusedCell(rep),
         td(rep ? rep.dead_letters : null, rep && rep.dead_letters > 0 ? 'num bad' : 'num'),
         td(rep ? rep.waiting_requests : null, 'num'),
         td(meta ? meta.failing : null, meta && meta.failing > 0 ? 'num bad' : 'num'),

@@ -31,8 +31,9 @@ export const PeerReplication = Type.Object({
   failures: Type.Object({
     failing: Type.Integer(),
     parked: Type.Integer(),
-    // Parked events per origin, and the oldest parked events (up to 20) for their origins, read from older
-    // peers without the former. Optional: not read from older peers.
+    // Parked events per reason and per origin, and the oldest parked events (up to 20) for their origins (read
+    // from older peers without parked_by_origin). Optional: absent from peers of older versions.
+    parked_by_reason: Type.Optional(Type.Record(Type.String(), Type.Integer())),
     parked_by_origin: Type.Optional(Type.Record(Type.String(), Type.Integer())),
     oldest_parked: Type.Optional(Type.Array(Type.Object({ origin_region: Type.String() }))),
   }),
@@ -83,6 +84,8 @@ export const RegionStatus = Type.Object({
       oldest_unpublished_at: Time,
       failing: Count,
       parked: Count,
+      /** Of `parked`, those held for this region's upgrade (schema-ahead, unknown-table): expected during a rolling upgrade. */
+      parked_for_upgrade: Count,
       dead_letters: Nullable(Type.Integer()),
       stream_connected: Type.Boolean(),
       waiting_requests: Count,

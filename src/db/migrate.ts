@@ -180,13 +180,23 @@ async function catchUp(client: Client, m: { name: string; checksum: string }, se
   return `${m.name} (brought up to date from the file of ${earlier.commit})`;
 }
 
+/** A migration's SQL that the database refused: rolled back, and the region must not start. */
+export class MigrationFailed extends Error {}
+
 async function inTransaction(client: Client, name: string, work: () => Promise<void>): Promise<void> {
   await client.query('BEGIN');
   try {
     await work();
     await client.query('COMMIT');
   } catch (err) {
-    await client.query('ROLLBACK');
-    throw new Error(`migration ${name} failed: ${(err as Error).message}`);
+    // A connection lost in the middle has nothing to roll back: the server already did.
+    await client.query('ROLLBACK').catch(() => undefined);
+    const e = err as Error & { code?: unknown };
+    throw new MigrationFailed(
+      `migration ${name} failed and was rolled back: ${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}. ` +
+        'The database is as it was before it; fix what the database names (an object or row in the way, a missing permission) and start again, ' +
+        'or start the previous version',
+      { cause: err },
+    );
   }
 }

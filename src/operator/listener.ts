@@ -11,12 +11,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { httpUrl } from '../http/url';
 import type { Logger } from '../logger';
 import { PROJECT_ROOT } from '../paths';
 import { SNAPSHOT_INTERVAL_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
 
-/** A worker that ended on its own is started again after this long. */
+/**
+ * A worker that ended on its own is started again after this long; a start that fails (its port taken
+ * meanwhile, the thread failing as it starts) is tried again after twice as long each time, up to the maximum.
+ */
 const RESTART_DELAY_MS = 1000;
+const RESTART_DELAY_MAX_MS = 30_000;
 /** How long a stopping listener waits for its worker to close its connections before terminating it. */
 const STOP_GRACE_MS = 2000;
 
@@ -49,6 +54,7 @@ function workerScript(): string {
 export async function startOperatorListener(o: OperatorListenerOptions): Promise<OperatorListener> {
   const script = workerScript();
   let stopping = false;
+  let restartTimer: NodeJS.Timeout | null = null;
   let worker: Worker;
   let bound = o.data.port;
   const publish = () => {
@@ -77,16 +83,32 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
         if (!listening) return reject(new Error(`the operator listener exited (code ${code}) before it listened`));
         if (stopping) return;
         o.log.error({ code }, 'operator listener exited; starting it again');
-        setTimeout(() => {
-          if (!stopping) spawn(bound).catch((err: Error) => o.log.error({ err: err.message }, 'operator listener could not start again'));
-        }, RESTART_DELAY_MS).unref();
+        restart(1);
       });
     });
+
+  // The operator port is what on-call reaches when the region's port does not answer: never given up on.
+  const restart = (attempt: number) => {
+    const delayMs = Math.min(RESTART_DELAY_MS * 2 ** (attempt - 1), RESTART_DELAY_MAX_MS);
+    restartTimer = setTimeout(() => {
+      restartTimer = null;
+      if (stopping) return;
+      spawn(bound).then(
+        () => void (attempt > 1 && o.log.info({ attempts: attempt }, 'operator listener started again')),
+        (err: Error) => {
+          if (stopping) return;
+          const nextInMs = Math.min(delayMs * 2, RESTART_DELAY_MAX_MS);
+          o.log.error({ err: err.message, attempts: attempt, next_attempt_in_ms: nextInMs }, 'operator listener could not start again; trying again');
+          restart(attempt + 1);
+        },
+      );
+    }, delayMs).unref();
+  };
 
   const port = await spawn(o.data.port);
   const timer = setInterval(publish, SNAPSHOT_INTERVAL_MS);
   timer.unref();
-  const url = `http://${o.data.host}:${port}`;
+  const url = httpUrl(o.data.host, port);
   o.log.info({ url }, 'operator listener ready');
   return {
     url,
@@ -98,6 +120,7 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
     async stop() {
       stopping = true;
       clearInterval(timer);
+      if (restartTimer) clearTimeout(restartTimer);
       const w = worker;
       if (w.threadId === -1) return;
       const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));

@@ -21,6 +21,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
 import { isVersion, type HybridClock } from './hlc';
 import type { Membership } from './membership';
+import { HeldLog, UPGRADE_REASONS } from './held-log';
 import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
 import { inPipeline } from './pg-tx';
 import { creatingOps, isSchemaChange, type RowStore } from './row-store';
@@ -58,6 +59,8 @@ export interface ApplierDeps {
   skewRetryEveryMs?: number;
   /** How often changes parked as apply-failed are tried again (default FAILED_RETRY_MS). */
   failedRetryEveryMs?: number;
+  /** How often changes still held for this region's upgrade are summed up in the log (default HELD_SUMMARY_MS). */
+  heldSummaryEveryMs?: number;
   /** Verifies each entry's signature before anything else reads it (see event-auth.ts). */
   auth: EventAuth;
 }
@@ -167,8 +170,12 @@ export class Applier {
   readonly refusedByReason: Partial<Record<RefusalReason, number>> = {};
   readonly recentRefused: RefusedEntry[] = [];
 
+  /** Changes held for this region's upgrade: warned of once per origin and tables, then summed up. */
+  private readonly heldLog: HeldLog;
+
   constructor(private readonly d: ApplierDeps) {
     this.failures = new FailureLog(d.db);
+    this.heldLog = new HeldLog(d.log, d.heldSummaryEveryMs);
   }
 
   start(): void {
@@ -214,6 +221,7 @@ export class Applier {
         }
         if (!this.periodicRetry) this.periodicRetry = this.retryDue();
         this.resendDue();
+        this.heldLog.summarize();
         let entries: StreamEntry[];
         if (pendingCursor !== null) {
           ({ entries, last: pendingCursor } = await this.read(['COUNT', count(), 'STREAMS', keys.inbox(region), pendingCursor]));
@@ -790,7 +798,11 @@ export class Applier {
     this.parkedEvents += items.length;
     // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
     for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
-    log.error({ changes: items.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
+    // Those an upgrade of this region resolves are expected during a rolling upgrade: not errors (HeldLog).
+    const upgrade = items.filter((i) => UPGRADE_REASONS.has(i.reason));
+    const others = items.filter((i) => !UPGRADE_REASONS.has(i.reason));
+    if (upgrade.length) this.heldLog.held(upgrade.map((i) => ({ event: i.p.event, reason: i.reason, error: i.error })));
+    if (others.length) log.error({ changes: others.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
     await this.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
   }
 

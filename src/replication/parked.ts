@@ -132,9 +132,11 @@ export class FailureLog {
 /** For the admin status: how many events are failing and parked (in all, and per origin), and the oldest parked ones. */
 export async function failureStatus(db: SqlReader, limit = 20) {
   const [counts, byOrigin, oldest] = await Promise.all([
-    db.$queryRawUnsafe<{ failing: bigint; parked: bigint; discarded: bigint }[]>(
+    db.$queryRawUnsafe<{ failing: bigint; parked: bigint; discarded: bigint; by_reason: Record<string, number> | null }[]>(
       `SELECT count(*) FILTER (WHERE parked_at IS NULL) AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
-              (SELECT count(*) FROM replication_discarded) AS discarded
+              (SELECT count(*) FROM replication_discarded) AS discarded,
+              (SELECT jsonb_object_agg(reason, n) FROM (SELECT reason, count(*) AS n FROM replication_failures
+                 WHERE parked_at IS NOT NULL GROUP BY reason) r) AS by_reason
          FROM replication_failures`,
     ),
     db.$queryRawUnsafe<{ origin_region: string; parked: bigint }[]>(
@@ -150,6 +152,7 @@ export async function failureStatus(db: SqlReader, limit = 20) {
   return {
     failing: Number(counts[0]?.failing ?? 0),
     parked: Number(counts[0]?.parked ?? 0),
+    parked_by_reason: Object.fromEntries(Object.entries(counts[0]?.by_reason ?? {}).map(([reason, n]) => [reason, Number(n)])),
     discarded: Number(counts[0]?.discarded ?? 0),
     parked_by_origin: Object.fromEntries(byOrigin.map((r) => [r.origin_region, Number(r.parked)])) as Record<string, number>,
     oldest_parked: oldest.map((p) => ({

@@ -149,6 +149,11 @@ export const ReplicationStatus = Type.Object(
       {
         failing: Count,
         parked: Count,
+        parked_by_reason: Type.Record(Type.String(), Count, {
+          description:
+            'The parked ones per reason (only reasons with any). schema-ahead and unknown-table are held for this region\'s upgrade ' +
+            '(expected in the regions not yet upgraded during a rolling upgrade: they apply when it starts on the newer version).',
+        }),
         discarded: Count,
         parked_by_origin: Type.Record(Type.String(), Count, {
           description: 'Parked events per region they came from (every parked event, where oldest_parked lists the oldest 20).',

@@ -238,6 +238,18 @@ test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach seve
     await alone.exited;
   }
 
+  // On an IPv6 address (HOST=::1): its URL has the address in brackets, and the cluster reaches it there.
+  const v6 = runCluster({ ADMIN_TOKEN, HOST: '::1' }, ['europe-belgium']);
+  try {
+    const within = new Promise<void>((_resolve, reject) => setTimeout(() => reject(new Error(`not ready in 30 s:\n${v6.output()}`)), 30_000).unref());
+    await Promise.race([v6.ready, within]);
+    expect(v6.output()).toContain(`READY europe-belgium http://[::1]:${dep.file.regions[1]?.port}`);
+    expect((await call(`http://[::1]:${dep.file.regions[1]?.port}`, 'GET', '/healthz')).status).toBe(200);
+  } finally {
+    v6.child.kill('SIGTERM');
+    await v6.exited;
+  }
+
   // A region's port already taken: one line that says what to do, and a status a script can see.
   const eu = dep.file.regions[1];
   // It hangs up on whoever connects (the cluster's readiness probes): its close then waits for no one.

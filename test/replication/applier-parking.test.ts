@@ -8,7 +8,9 @@ import { createApplyPool } from '../../src/replication/pg-tx';
 import { DatabaseError } from 'pg';
 import { isDatabaseTrouble } from '../../src/db/pg-errors';
 import { testEventAuth } from '../support/env';
+import pino from 'pino';
 import { eventually } from '../support/harness';
+import { logLines, type LogLine } from '../support/log-lines';
 import { eventFor, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
 
 let rig: ApplierRig;
@@ -273,6 +275,41 @@ test('an event of this very schema (or of none) carrying a column this region la
       // Not applied without the column: the organization is not there at all.
       expect(await orgName(e.orgId)).toBeNull();
     }
+  } finally {
+    await applier.stop();
+  }
+}, 60_000);
+
+test('changes held for an upgrade are warned of once per origin and tables, then summed up periodically; never logged as errors', async () => {
+  await rig.reset();
+  const { lines, sink } = logLines();
+  const log = pino({ level: 'info' }, sink);
+  const events = [0, 1, 2].map((i) => {
+    const e = orgEvent(`ahead ${i}`);
+    const op = e.ops[0];
+    if (op) op.row = { ...op.row, colour: 'blue' };
+    return e;
+  });
+  const widget = eventFor('widgets', 'w9', { id: 'w9' });
+  for (const e of [...events, widget]) await rig.publish(e);
+  const applier = await rig.applier({ log, heldSummaryEveryMs: 500 });
+  applier.start();
+  try {
+    for (const e of [...events, widget]) expect(await eventually(async () => (await failureRow(e.changeId))?.parked === true, 10_000, 50)).toBe(true);
+    const held = (l: LogLine) => String(l.msg).startsWith('change events held until this region is upgraded');
+    const summary = (l: LogLine) => String(l.msg).startsWith('still holding change events');
+    type Summed = { origin: string; reason: string; tables: string[]; count: number };
+    const summed = () => lines.filter(summary).flatMap((l) => l.held as Summed[]);
+    expect(await eventually(async () => summed().reduce((n, h) => n + h.count, 0) === 2, 10_000, 50)).toBe(true);
+    expect(lines.filter(held)).toEqual([
+      expect.objectContaining({ level: 40, reason: 'schema-ahead', tables: ['organizations'] }),
+      expect.objectContaining({ level: 40, reason: 'unknown-table', tables: ['widgets'] }),
+    ]);
+    // The two held after the first of their origin and table, in the summary (one line, unless the parks spread
+    // over more than its period).
+    expect(lines.filter(summary).every((l) => l.level === 40)).toBe(true);
+    expect(new Set(summed().map((h) => JSON.stringify([h.origin, h.reason, h.tables])))).toEqual(new Set([JSON.stringify([events[0]?.origin, 'schema-ahead', ['organizations']])]));
+    expect(lines.filter((l) => Number(l.level) >= 50)).toEqual([]);
   } finally {
     await applier.stop();
   }

@@ -89,7 +89,20 @@ test('two schema versions side by side: nothing erased, newer events held, conve
   expect(await eventually(async () => (await status(OLD)).failures?.parked >= 1, 15_000)).toBe(true);
   expect((await status(OLD)).failures.oldest_parked[0]).toMatchObject({ reason: 'schema-ahead', tables: ['saml_provider_credentials'] });
   expect((await status(OLD)).failures.oldest_parked[0].error).toMatch(/note/);
+  expect((await status(OLD)).failures.parked_by_reason).toEqual({ 'schema-ahead': (await status(OLD)).failures.parked });
   expect(await row(OLD, id)).toMatchObject({ label: 'first' });
+  // Expected during a rolling upgrade: one warning per origin and table, never an error line on-call is paged for.
+  const second = await call(cluster.url(NEW), 'PATCH', `${PATH}/${id}`, { body: { label: 'from-belgium-2' }, headers: slashidHeaders(org) });
+  expect(second.status).toBe(204);
+  expect(await eventually(async () => (await status(OLD)).failures?.parked >= 2, 15_000)).toBe(true);
+  const lines = cluster.logs(OLD).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string; reason?: string; origin?: string });
+  expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+  const heldLines = lines.filter((l) => l.msg.startsWith('change events held until this region is upgraded'));
+  expect(heldLines).toEqual([expect.objectContaining({ level: 40, reason: 'schema-ahead', origin: NEW, tables: ['saml_provider_credentials'] })]);
+  // The console shows them as held for the upgrade (a warning, not a fault): the deployment view counts them.
+  const view = await call(cluster.url(OLD), 'GET', '/admin/deployment', { headers: adminHeaders });
+  const parked = (await status(OLD)).failures.parked;
+  expect(view.body.regions.find((r: { id: string }) => r.id === OLD).replication).toMatchObject({ parked, parked_for_upgrade: parked, failing: 0 });
   // A change to a table both schemas have in full applies at once.
   const other = await createOrg(cluster.url(NEW), 'other', { headers: {} });
   expect(await eventually(async () => (await pg[OLD]?.query('SELECT 1 FROM organizations WHERE id = $1', [other.id]))?.rowCount === 1)).toBe(true);
