@@ -75,12 +75,16 @@ const SERVER_TROUBLE = /^(08|57P0[1-5]|58|53100|53300|3D000|28)/;
 
 /**
  * The database's trouble, not the statement's: it could not be reached or refused a connection
- * (isConnectRefused), ended the session under it (isConnectionLost), or reported a SERVER_TROUBLE code.
+ * (isConnectRefused), ended the session under it (isConnectionLost), refused the statement for its own state
+ * (databaseRefusal: read-only, canceled), or reported a SERVER_TROUBLE code.
  * Says nothing about what was asked of it, so nothing may be counted against that (the applier's
  * failures). An error the server reported is judged by its SQLSTATE alone: its message may quote a value
  * that reads like a lost connection.
  */
 export function isDatabaseTrouble(err: unknown): boolean {
+  // Read-only, or a statement canceled (a statement_timeout under a lock or load, pg_cancel_backend): the
+  // database's state too. Counted, MAX_FAILURES of them parked good changes as apply-failed.
+  if (databaseRefusal(err) !== null) return true;
   const code = pgCode(err);
   if ((err as { severity?: unknown } | null)?.severity !== undefined && code !== null) return SERVER_TROUBLE.test(code) || isConnectRefused(err);
   return isConnectRefused(err) || isConnectionLost(err);

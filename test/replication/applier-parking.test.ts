@@ -215,6 +215,8 @@ test('which errors are the database\'s and which the statement\'s: a batch out o
   expect(isDatabaseTrouble(server('57P01', 'terminating connection due to administrator command'))).toBe(true);
   expect(isDatabaseTrouble(server('53100', 'could not extend file: No space left on device'))).toBe(true);
   expect(isDatabaseTrouble(server('58030', 'could not read block'))).toBe(true);
+  expect(isDatabaseTrouble(server('25006', 'cannot execute INSERT in a read-only transaction'))).toBe(true);
+  expect(isDatabaseTrouble(server('57014', 'canceling statement due to statement timeout'))).toBe(true);
   expect(isDatabaseTrouble(new Error('Connection terminated unexpectedly'))).toBe(true);
   expect(isDatabaseTrouble(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }))).toBe(true);
   // A batch can cause these itself (its locks overflow the shared lock table): run alone, an event may go through.
