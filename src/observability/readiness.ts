@@ -48,7 +48,8 @@ async function databaseReport(
   log: Logger,
 ): Promise<Pick<ReadinessReport, 'ready' | 'database' | 'missing_migrations'>> {
   try {
-    const [missing, readOnly] = await withTimeout(Promise.all([missingMigrations(db, expected), readOnlyDatabase(db)]), timeoutMs);
+    // One after the other: on the operator listener's pool of two, a probe must not hold both connections.
+    const [readOnly, missing] = await withTimeout((async () => [await readOnlyDatabase(db), await missingMigrations(db, expected)] as const)(), timeoutMs);
     return { ready: missing.length === 0 && !readOnly, database: readOnly ? 'read-only' : 'ok', missing_migrations: missing };
   } catch (err) {
     // The reason stays in the log: /readyz needs no credentials and must not describe the database.
@@ -58,7 +59,6 @@ async function databaseReport(
 }
 
 async function missingMigrations(db: SqlReader, expected: readonly string[]): Promise<string[]> {
-  await db.$queryRawUnsafe('SELECT 1');
   const applied = await db
     .$queryRawUnsafe<{ migration_name: string }[]>(
       'SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
@@ -71,7 +71,6 @@ async function missingMigrations(db: SqlReader, expected: readonly string[]): Pr
   const done = new Set(applied.map((r) => r.migration_name));
   return expected.filter((name) => !done.has(name));
 }
-
 
 /**
  * Whether a new transaction of this session would be read-only: a hot standby (after a failover that left
