@@ -116,7 +116,7 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
         oldest_unpublished_at: replication.outbox.oldest_unpublished_at,
         failing: replication.failures.failing,
         parked: replication.failures.parked,
-        parked_for_upgrade: [...UPGRADE_REASONS].reduce((n, reason) => n + (replication.failures.parked_by_reason?.[reason] ?? 0), 0),
+        parked_for_upgrade: parkedForUpgrade(replication.failures),
         dead_letters: replication.stream.dead_letters,
         stream_connected: replication.stream.connected,
         waiting_requests: replication.waiting_requests,
@@ -125,6 +125,18 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
       backlog: null,
     },
   };
+}
+
+/**
+ * How many of a region's parked events wait for its upgrade (schema-ahead, unknown-table). A region of a version
+ * before parked_by_reason (2026-12-05) is read from its oldest parked events, which carry their reason: exact
+ * while it lists them all (up to 20), a lower bound after that (its Refused cell then stays red). Such a region is
+ * the older one of a rolling upgrade, the very one holding the newer regions' changes; read as 0, its cell was red.
+ */
+function parkedForUpgrade(failures: PeerReplication['failures']): number {
+  const byReason = failures.parked_by_reason;
+  if (byReason) return [...UPGRADE_REASONS].reduce((n, reason) => n + (byReason[reason] ?? 0), 0);
+  return (failures.oldest_parked ?? []).filter((p) => p.reason !== undefined && (UPGRADE_REASONS as ReadonlySet<string>).has(p.reason)).length;
 }
 
 function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metadata_refresh']> {

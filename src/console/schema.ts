@@ -31,11 +31,12 @@ export const PeerReplication = Type.Object({
   failures: Type.Object({
     failing: Type.Integer(),
     parked: Type.Integer(),
-    // Parked events per reason and per origin, and the oldest parked events (up to 20) for their origins (read
-    // from older peers without parked_by_origin). Optional: absent from peers of older versions.
+    // Parked events per reason and per origin, and the oldest parked events (up to 20) for their origins and
+    // reasons (read from older peers without parked_by_origin or parked_by_reason). Optional: absent from peers
+    // of older versions.
     parked_by_reason: Type.Optional(Type.Record(Type.String(), Type.Integer())),
     parked_by_origin: Type.Optional(Type.Record(Type.String(), Type.Integer())),
-    oldest_parked: Type.Optional(Type.Array(Type.Object({ origin_region: Type.String() }))),
+    oldest_parked: Type.Optional(Type.Array(Type.Object({ origin_region: Type.String(), reason: Type.Optional(Type.String()) }))),
   }),
   waiting_requests: Type.Integer(),
   // Optional: a peer of an older version does not send them.
