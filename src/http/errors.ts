@@ -3,7 +3,7 @@
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
 import { isUtf8 } from 'node:buffer';
-import { databaseRefusal, isConnectionLost, isConnectRefused, type DatabaseRefusal } from '../db/pg-errors';
+import { databaseRefusal, isConnectionLost, isConnectRefused, pgCode, type DatabaseRefusal } from '../db/pg-errors';
 
 export class AppError extends Error {
   constructor(
@@ -100,7 +100,12 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   // deadlocks and serialization failures stay 500s: a route that ran several transactions cannot say
   // nothing was done.)
   if ((err as Error | null)?.name === 'CollisionsExhausted') {
-    return new AppError(503, 'contention', 'The request collided with concurrent changes of the same data more often than it is retried; nothing was done. Retry shortly.', { retryAfterSeconds: 1 });
+    // The last attempt's error: a lock the database's lock_timeout gave up waiting for (55P03) is not a collision.
+    const lockWait = pgCode((err as Error).cause) === '55P03';
+    const what = lockWait
+      ? "The request waited for a lock held by another session of this region's database longer than the database's lock_timeout, on each of its attempts"
+      : 'The request collided with concurrent changes of the same data more often than it is retried';
+    return new AppError(503, 'contention', `${what}; nothing was done. Retry shortly.`, { retryAfterSeconds: 1 });
   }
   // A write transaction past its bound (replication/pg-tx.ts) on a path that did not answer it itself
   // (writeWithConsistency does, saying whether it was kept): by name, as this layer does not import that one.

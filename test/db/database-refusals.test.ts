@@ -149,3 +149,30 @@ test('a write the database cannot store (its disk full) answers 503 with Retry-A
   }
   expect((await db.query('SELECT count(*)::int AS n FROM saml_provider_credentials WHERE label = $1', ['full'])).rows[0].n).toBe(0);
 });
+
+test("a write that waits for a lock past the database's lock_timeout on each attempt answers 503 with Retry-After naming the lock wait, and nothing is written", async () => {
+  const org = await createOrg(url, 'refusals-lock');
+  const created = await call(url, 'POST', PATH, { body: { idp_metadata_url: idp.url('refusal.xml'), label: 'before' }, headers: slashidHeaders(org) });
+  expect(created.status).toBe(201);
+  const id = created.body.result.id as string;
+  await setForRegion("lock_timeout = '150ms'");
+  try {
+    expect(await eventually(async () => (await call(url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status === 200, 15_000, 200)).toBe(true);
+    await db.query('BEGIN');
+    await db.query('LOCK TABLE saml_provider_credentials IN EXCLUSIVE MODE');
+    let res;
+    try {
+      res = await call(url, 'PATCH', `${PATH}/${id}`, { headers: slashidHeaders(org), body: { label: 'during' } });
+    } finally {
+      await db.query('ROLLBACK');
+    }
+    expect({ status: res.status, retry: res.headers.get('retry-after'), body: res.body }).toEqual({
+      status: 503,
+      retry: '1',
+      body: { meta: {}, errors: [{ httpcode: 503, message: expect.stringMatching(/waited for a lock held by another session .* lock_timeout, on each of its attempts; nothing was done/) }] },
+    });
+  } finally {
+    await setForRegion(null);
+  }
+  expect((await db.query('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0].label).toBe('before');
+});
