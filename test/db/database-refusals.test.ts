@@ -110,29 +110,39 @@ test('while the database is read-only /readyz answers 503 saying so (every write
   expect(await readyz()).toEqual({ status: 200, ready: true, database: 'ok' });
 });
 
-test('a write whose statement the database cancels (its statement_timeout) answers 503 with Retry-After, and nothing is written', async () => {
-  const org = await createOrg(url, 'refusals-timeout');
+/**
+ * A credential PATCHed while a setting of the database (a timeout) is in force for the region's sessions and
+ * the test holds a lock on the credentials table: the answer, the credential's id, and its label afterwards.
+ */
+async function patchUnderLock(name: string, setting: string) {
+  const org = await createOrg(url, name);
   const created = await call(url, 'POST', PATH, { body: { idp_metadata_url: idp.url('refusal.xml'), label: 'before' }, headers: slashidHeaders(org) });
   expect(created.status).toBe(201);
   const id = created.body.result.id as string;
-  await setForRegion("statement_timeout = '400ms'");
+  await setForRegion(setting);
+  let res;
   try {
-    // Wait until the region's pool runs under the timeout (a cheap write goes through either way).
+    // Wait until the region's pool runs under the setting (a cheap read goes through either way).
     expect(await eventually(async () => (await call(url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status === 200, 15_000, 200)).toBe(true);
     // A lock in the way holds the write's statement past the timeout.
     await db.query('BEGIN');
     await db.query('LOCK TABLE saml_provider_credentials IN EXCLUSIVE MODE');
-    let res;
     try {
       res = await call(url, 'PATCH', `${PATH}/${id}`, { headers: slashidHeaders(org), body: { label: 'during' } });
     } finally {
       await db.query('ROLLBACK');
     }
-    expect({ status: res.status, retry: res.headers.get('retry-after'), body: res.body }).toEqual(unavailable(/database canceled the statement \(its statement_timeout ran out/));
   } finally {
     await setForRegion(null);
   }
-  expect((await db.query('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0].label).toBe('before');
+  const label = (await db.query('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0].label as string;
+  return { res, label };
+}
+
+test('a write whose statement the database cancels (its statement_timeout) answers 503 with Retry-After, and nothing is written', async () => {
+  const { res, label } = await patchUnderLock('refusals-timeout', "statement_timeout = '400ms'");
+  expect({ status: res.status, retry: res.headers.get('retry-after'), body: res.body }).toEqual(unavailable(/database canceled the statement \(its statement_timeout ran out/));
+  expect(label).toBe('before');
 });
 
 test('a write the database cannot store (its disk full) answers 503 with Retry-After saying so', async () => {
@@ -151,28 +161,11 @@ test('a write the database cannot store (its disk full) answers 503 with Retry-A
 });
 
 test("a write that waits for a lock past the database's lock_timeout on each attempt answers 503 with Retry-After naming the lock wait, and nothing is written", async () => {
-  const org = await createOrg(url, 'refusals-lock');
-  const created = await call(url, 'POST', PATH, { body: { idp_metadata_url: idp.url('refusal.xml'), label: 'before' }, headers: slashidHeaders(org) });
-  expect(created.status).toBe(201);
-  const id = created.body.result.id as string;
-  await setForRegion("lock_timeout = '150ms'");
-  try {
-    expect(await eventually(async () => (await call(url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status === 200, 15_000, 200)).toBe(true);
-    await db.query('BEGIN');
-    await db.query('LOCK TABLE saml_provider_credentials IN EXCLUSIVE MODE');
-    let res;
-    try {
-      res = await call(url, 'PATCH', `${PATH}/${id}`, { headers: slashidHeaders(org), body: { label: 'during' } });
-    } finally {
-      await db.query('ROLLBACK');
-    }
-    expect({ status: res.status, retry: res.headers.get('retry-after'), body: res.body }).toEqual({
-      status: 503,
-      retry: '1',
-      body: { meta: {}, errors: [{ httpcode: 503, message: expect.stringMatching(/waited for a lock held by another session .* lock_timeout, on each of its attempts; nothing was done/) }] },
-    });
-  } finally {
-    await setForRegion(null);
-  }
-  expect((await db.query('SELECT label FROM saml_provider_credentials WHERE id = $1', [id])).rows[0].label).toBe('before');
+  const { res, label } = await patchUnderLock('refusals-lock', "lock_timeout = '150ms'");
+  expect({ status: res.status, retry: res.headers.get('retry-after'), body: res.body }).toEqual({
+    status: 503,
+    retry: '1',
+    body: { meta: {}, errors: [{ httpcode: 503, message: expect.stringMatching(/waited for a lock held by another session .* lock_timeout, on each of its attempts; nothing was done/) }] },
+  });
+  expect(label).toBe('before');
 });

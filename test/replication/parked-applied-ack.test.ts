@@ -42,15 +42,26 @@ afterAll(async () => {
   await deployment?.cleanup();
 });
 
-test('a parked change applied while its origin\'s Redis does not answer is acked applied once it does, and its status no longer shows the region as parked', async () => {
+/**
+ * An organization's change from ORIGIN, ahead of this region's clock by more than the bound, put in this
+ * region's inbox and waited for until its origin's Redis holds the parked ack (clock-skew). `retryable()`
+ * waits until the clocks agree, so that the retry applies it.
+ */
+async function parkedChange(name: string) {
   const keys = replicationKeys(deployment.file.redisKeyPrefix);
   const id = testId();
-  // Ahead of this region's clock by more than the bound: parked (clock-skew) until the clocks agree.
   const ahead = Date.now() + SKEW_MS + 3000;
-  const event = eventFor('organizations', id, { id, parent_id: null, name: 'from the future' }, { wall: ahead });
+  const event = eventFor('organizations', id, { id, parent_id: null, name }, { wall: ahead });
   await own.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(event));
   const ack = async () => (await theirs.hget(keys.ack(event.changeId), REGION)) ?? '';
   expect(await eventually(async () => (await ack()).startsWith('parked '), 15_000, 100)).toBe(true);
+  const retryable = () => new Promise((r) => setTimeout(r, Math.max(0, ahead - SKEW_MS - Date.now()) + 200));
+  return { keys, id, event, ack, retryable };
+}
+
+test('a parked change applied while its origin\'s Redis does not answer is acked applied once it does, and its status no longer shows the region as parked', async () => {
+  // Ahead of this region's clock by more than the bound: parked (clock-skew) until the clocks agree.
+  const { id, event, ack, retryable } = await parkedChange('from the future');
   const status = async () => (await call(region.url, 'GET', `/admin/replication/changes/${event.changeId}`, { headers: adminHeaders })).body;
   expect(await status()).toMatchObject({ parked_regions: [REGION] });
 
@@ -58,7 +69,7 @@ test('a parked change applied while its origin\'s Redis does not answer is acked
   // origin's Redis does not answer, for longer than the ack's command may take.
   originRedis.pause();
   try {
-    await new Promise((r) => setTimeout(r, Math.max(0, ahead - SKEW_MS - Date.now()) + 200));
+    await retryable();
     const retried = await call(region.url, 'POST', '/admin/replication/parked/retry', { headers: adminHeaders });
     expect(retried.status).toBe(200);
     expect((await call(region.url, 'GET', `/admin/organizations/${id}`, { headers: adminHeaders })).body).toMatchObject({ name: 'from the future' });
@@ -75,17 +86,12 @@ test('a parked change applied while its origin\'s Redis does not answer is acked
 }, 90_000);
 
 test('the ack of a parked change applied while its origin does not answer is dropped once that origin is removed from the deployment', async () => {
-  const keys = replicationKeys(deployment.file.redisKeyPrefix);
-  const id = testId();
-  const ahead = Date.now() + SKEW_MS + 3000;
-  const event = eventFor('organizations', id, { id, parent_id: null, name: 'from a region removed later' }, { wall: ahead });
-  await own.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(event));
-  expect(await eventually(async () => ((await theirs.hget(keys.ack(event.changeId), REGION)) ?? '').startsWith('parked '), 15_000, 100)).toBe(true);
+  const { keys, event, retryable } = await parkedChange('from a region removed later');
   const notSent = () => lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('applied (parked before), but could not ack')).length;
   const dropped = () => lines.filter((l) => l.msg === "the ack of a retried parked change is dropped: its origin was removed from the deployment" && l.change_id === event.changeId);
   originRedis.pause();
   try {
-    await new Promise((r) => setTimeout(r, Math.max(0, ahead - SKEW_MS - Date.now()) + 200));
+    await retryable();
     expect((await call(region.url, 'POST', '/admin/replication/parked/retry', { headers: adminHeaders })).status).toBe(200);
     expect(await eventually(async () => notSent() > 0, 15_000, 100)).toBe(true);
     // The origin leaves the deployment while its Redis does not answer (it may never again).
