@@ -155,7 +155,7 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   fromRedis('replication_stream_pending', 'Per destination region: entries delivered to its consumer group and not yet acknowledged.', ['destination_region'], (g, r) => {
     for (const x of r.groups) if (s.regions.includes(x.name)) g.set({ destination_region: x.name }, x.pending);
   });
-  fromRedis('replication_stream_undelivered', 'Per destination region: entries not yet delivered to its consumer group.', ['destination_region'], (g, r) => {
+  fromRedis('replication_stream_undelivered', 'Per destination region: entries not yet delivered to its consumer group (at most: the inbox length when Redis cannot count them).', ['destination_region'], (g, r) => {
     for (const x of r.groups) if (s.regions.includes(x.name) && x.lag !== null) g.set({ destination_region: x.name }, x.lag);
   });
   new Gauge({

@@ -10,7 +10,8 @@
  */
 import { Router } from 'express';
 import type { Db } from '../db/client';
-import { AppError } from '../http/errors';
+import { AppError, asAppError } from '../http/errors';
+import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
@@ -359,16 +360,27 @@ export class MetadataRefresher {
 
   private async recordFailure(c: Due, err: unknown): Promise<void> {
     const { db, config, log } = this.d;
-    // Our own refusals (AppError) say what was wrong with the document; anything else is logged in full and
-    // recorded as an internal failure, without its wording (it may be a database message).
-    const e = err instanceof AppError ? err : new AppError(500, 'internal', 'The refresh failed inside the service (see the region log).');
-    if (!(err instanceof AppError)) log.error({ credentialId: c.id, err }, 'IdP metadata refresh failed');
+    // Our own refusals (AppError) say what was wrong with the document. A statement the database canceled
+    // (its statement_timeout), a lock wait past its lock_timeout, a read-only or unreachable database: the
+    // database's trouble, not the refresh's (nor the IdP's), recorded as the API calls it
+    // (database_unavailable) and tried again after the first back-off step, not after a back-off grown by
+    // earlier failures. Anything else is logged in full and recorded as an internal failure, without its
+    // wording (it may be a database message).
+    // A write that met a lock timeout on each of its attempts comes as CollisionsExhausted (replicator.ts).
+    const cause = (err as Error | null)?.name === 'CollisionsExhausted' ? (err as Error).cause : err;
+    const dbTrouble = !(err instanceof AppError) && (isDatabaseTrouble(cause) || isTransient(cause));
+    const e = err instanceof AppError
+      ? err
+      : dbTrouble
+        ? databaseTrouble(cause)
+        : new AppError(500, 'internal', 'The refresh failed inside the service (see the region log).');
+    if (!(err instanceof AppError) && !dbTrouble) log.error({ credentialId: c.id, err }, 'IdP metadata refresh failed');
     const state = await db.metadataRefreshState.findUnique({ where: { credentialId: c.id } });
-    const backoff = Math.min(MAX_BACKOFF_MS, 60_000 * 2 ** Math.min(20, state?.consecutiveFailures ?? 0));
+    const backoff = Math.min(MAX_BACKOFF_MS, 60_000 * 2 ** Math.min(20, dbTrouble ? 0 : (state?.consecutiveFailures ?? 0)));
     const period = (config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
     await recordRefresh(db, c.id, new Date(Date.now() + Math.min(backoff, period)), { ok: false, code: e.code, message: e.message });
     this.failed += 1;
-    log.warn({ credentialId: c.id, code: e.code, err: e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
+    log.warn({ credentialId: c.id, code: e.code, err: dbTrouble ? (err as Error).message : e.message }, 'IdP metadata refresh failed; keeping the last good metadata');
   }
 
   private async refreshOne(c: Due): Promise<void> {
@@ -506,4 +518,15 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     });
   });
   return router;
+}
+
+/**
+ * A refresh the database stopped (recordFailure): in the API's words for it (asAppError's database_unavailable,
+ * never the database's own message); a lock wait past the database's lock_timeout, which the API words as
+ * contention of a request, is the database's state here too.
+ */
+function databaseTrouble(err: unknown): AppError {
+  const known = asAppError(err);
+  if (known?.code === 'database_unavailable') return known;
+  return new AppError(503, 'database_unavailable', "This region's database did not let the refresh finish (a lock wait ran past its lock_timeout, or the statement collided with another); it is tried again shortly.");
 }

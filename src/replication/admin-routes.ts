@@ -14,7 +14,7 @@ import { changeStatus } from './change-status';
 import type { EventAuth } from './event-auth';
 import { outboxBacklog, outboxBacklogByKey } from './outbox-backlog';
 import type { OutboxRelay } from './relay';
-import { behindTrim, groupFloor, groupInfo, streamBounds, undelivered } from './stream';
+import { behindTrim, groupFloor, groupInfo, streamBounds, undelivered, undeliveredIsBound } from './stream';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
 import { collectionRecord, type TombstoneCollector } from './tombstones';
@@ -236,11 +236,11 @@ async function streamStatus(d: { links: Pick<RedisLinks, 'own' | 'to'>; keys: Re
     const [g, bounds] = await Promise.all([groupInfo(redis, stream).then((gs) => gs.find((x) => x.name === r)), streamBounds(redis, stream)]);
     // A group that lost entries to the inbox cap before reading them: re-seed it (npm run reseed).
     const needsReseed = g ? behindTrim(g, await groupFloor(redis, stream, g), bounds) : null;
-    return { region: r, pending_acks: g?.pending ?? null, undelivered: g ? undelivered(g, bounds) : null, last_delivered_id: g?.lastDeliveredId ?? null, needs_reseed: needsReseed };
+    return { region: r, pending_acks: g?.pending ?? null, undelivered: g ? undelivered(g, bounds) : null, undelivered_is_bound: g ? undeliveredIsBound(g, bounds) : null, last_delivered_id: g?.lastDeliveredId ?? null, needs_reseed: needsReseed };
   }
   const perRegion = d.regions.map((r) => {
     const g = groups.get(r);
-    return g?.ok ? g.value : { region: r, pending_acks: null, undelivered: null, last_delivered_id: null, needs_reseed: null };
+    return g?.ok ? g.value : { region: r, pending_acks: null, undelivered: null, undelivered_is_bound: null, last_delivered_id: null, needs_reseed: null };
   });
   try {
     const [length, deadLetters, bounds] = await ownFigures;

@@ -9,11 +9,13 @@
  * An event that keeps failing while the database answers is parked (see parked.ts); while the database
  * does not answer or refuses (isDatabaseTrouble, or SELECT 1 fails on the applier's pool), nothing is
  * counted against any event. Parked events are tried again at start, on the admin retry, and periodically
- * (retryDue).
+ * (retryDue). A statement the database canceled (its statement_timeout) is the database's trouble too, unless
+ * the change was applied alone and other changes committed since its previous cancellation: then it is the
+ * change's (its apply alone outlasts the timeout), counted, and parked after MAX_FAILURES (see canceledOwn).
  */
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
-import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
+import { databaseRefusal, isDatabaseTrouble, isTransient } from '../db/pg-errors';
 import { withTimeout } from '../db/timeout';
 import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
@@ -148,6 +150,10 @@ export class Applier {
   private eventsPerEntry = PACK_MAX_EVENTS;
   /** Packs whose unreadable events this process dead-lettered (the newest 10,000): not again on a re-read. */
   private readonly deadLettered = new Set<string>();
+  /** Apply transactions this process committed (see canceledOwn). */
+  private commits = 0;
+  /** Per change whose apply alone the database canceled: `commits` at its latest cancellation (see canceledOwn). */
+  private readonly canceledAt = new Map<string, number>();
   /** Applied events whose failure rows could not be cleared (the database went away): cleared with the next batch. */
   private unclearedIds: string[] = [];
   /** Stream ids of the entries of batches being applied or acked: XAUTOCLAIM must not hand them out again. */
@@ -403,29 +409,44 @@ export class Applier {
     const limit = this.d.batchSize ?? BATCH_SIZE;
     for (let i = 0; i < remote.length; i += limit) {
       const chunk = remote.slice(i, i + limit);
+      const since = this.commits;
       try {
         await this.apply(chunk, outcomes);
         applied.push(...chunk);
       } catch (err) {
         // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
-        // and count nothing against them. What committed before it is acked now.
-        if (isDatabaseTrouble(err) || !(await this.databaseUp())) {
+        // and count nothing against them. What committed before it is acked now. A canceled statement (its
+        // statement_timeout) may be one event's that always outlasts it: its events are tried one by one.
+        const canceled = isCanceled(err);
+        if ((isDatabaseTrouble(err) && !canceled) || !(await this.databaseUp())) {
           await this.settleBeforeOutage(own, applied, outcomes);
           throw err;
         }
         // One bad event must not block the rest: retry one by one.
         log.warn({ err: (err as Error).message, events: chunk.length }, 'batch apply failed; retrying its events one by one');
+        // Canceled in a row with nothing committed in between: the database is overloaded, not the events slow.
+        let canceledInRow = 0;
         for (const p of chunk) {
           try {
+            // A chunk of one event was that event's apply alone already.
+            if (canceled && chunk.length === 1) throw err;
             await this.apply([p], outcomes);
             applied.push(p);
+            canceledInRow = 0;
           } catch (e) {
+            if (isCanceled(e) && canceledInRow === 0) {
+              canceledInRow += 1;
+              // Counted only when other applies committed since its previous cancellation; else pending, uncounted.
+              if (this.canceledOwn(p, since)) failed.push({ p, err: timedOut(e as Error) });
+              continue;
+            }
             // The database's trouble (it refused the connection: too many; it ended the session) is not the
             // event's: the rest stays pending, nothing counted (a review parked good changes on 53300).
             if (isDatabaseTrouble(e)) {
               await this.settleBeforeOutage(own, applied, outcomes);
               throw e;
             }
+            canceledInRow = 0;
             // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
             if (!isTransient(e)) failed.push({ p, err: e as Error });
           }
@@ -547,6 +568,7 @@ export class Applier {
         applied += done.length;
         if (done.length) await this.acknowledgeRetried(done, outcomes);
       };
+      let canceledInRow = 0;
       for (const r of rows) {
         // The periodic retry (a reason given) gives way to a stop; the rest waits for the next one.
         if (opts.reason && this.stopped) break;
@@ -554,13 +576,24 @@ export class Applier {
         const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event, entry: null };
         const why = this.unfit(r.event);
         if (!why) {
+          const since = this.commits;
           try {
             await this.apply([p], outcomes, r.change_id);
             done.push(p);
+            canceledInRow = 0;
             continue;
           } catch (err) {
             // Discarded by an operator, or retried by another process, since the page was read: not ours now.
             if (err instanceof NoLongerParked) continue;
+            // A parked change whose apply alone still outlasts the statement_timeout stays parked, and the
+            // retry goes on with the others; a second cancellation in a row is the database's overload.
+            if (isCanceled(err) && canceledInRow === 0 && (await this.databaseUp())) {
+              canceledInRow += 1;
+              this.canceledOwn(p, since);
+              await this.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error).message);
+              parked += 1;
+              continue;
+            }
             if (isDatabaseTrouble(err) || !(await this.databaseUp())) {
               await settle().catch(() => undefined);
               throw err;
@@ -651,8 +684,12 @@ export class Applier {
       const sets = fills.flatMap(({ p, before }) => p.event.ops.map((op) => store.fillColumns(op, p.event.held?.columns[op.table] ?? [], before)));
       await tx.run(sets.filter((st) => st !== null), true);
     });
+    this.commits += 1;
     // Only a committed apply decides what the ack says.
-    for (const b of batch) outcomes.delete(b.event.changeId);
+    for (const b of batch) {
+      outcomes.delete(b.event.changeId);
+      if (this.canceledAt.size) this.canceledAt.delete(b.event.changeId);
+    }
     for (const [id, o] of lost) outcomes.set(id, o);
     for (const b of batch) for (const op of b.event.ops) clock.observe(op.version);
     this.countApplied(batch.map((b) => b.event));
@@ -774,6 +811,28 @@ export class Applier {
     this.acking.add(sending);
     void sending.finally(() => this.acking.delete(sending));
     while (this.acking.size > MAX_ACKS_IN_FLIGHT) await Promise.race(this.acking);
+  }
+
+  /**
+   * Whether the database's cancellation of this change's apply alone (its statement_timeout) is the change's
+   * own: other apply transactions committed since its previous cancellation (since `since`, the start of its
+   * batch, for its first). A database that cancels everything (overloaded) commits nothing meanwhile, so
+   * nothing is counted against any change; one change whose apply always outlasts the timeout, while others
+   * apply, is counted at each cancellation and parked after MAX_FAILURES (apply-failed, with the database's
+   * message), instead of staying pending, retried for good and shown nowhere.
+   */
+  private canceledOwn(p: Parsed, since: number): boolean {
+    const id = p.event.changeId;
+    const before = this.canceledAt.get(id) ?? since;
+    this.canceledAt.delete(id);
+    this.canceledAt.set(id, this.commits);
+    // The oldest goes first (insertion order): bounded, like deadLettered.
+    if (this.canceledAt.size > 10_000) this.canceledAt.delete(this.canceledAt.keys().next().value as string);
+    const own = this.commits > before;
+    this.d.log.warn({ changeId: id, counted: own }, own
+      ? "the database canceled this change's apply (statement_timeout) while other changes applied; counted as its failure"
+      : "the database canceled this change's apply (statement_timeout); left pending, not counted: nothing else committed meanwhile");
+    return own;
   }
 
   /**
@@ -988,3 +1047,13 @@ function validEvent(v: unknown): v is ChangeEvent {
 
 /** A parked change's retry found its parked row gone (see Applier.apply). */
 class NoLongerParked extends Error {}
+
+/** The database canceled the statement (its statement_timeout, or an administrator's pg_cancel_backend). */
+function isCanceled(err: unknown): boolean {
+  return databaseRefusal(err) === 'canceled';
+}
+
+/** The database's message, with what it means for the change (recorded as its failure, shown when parked). */
+function timedOut(err: Error): Error {
+  return new Error(`${err.message} (this change's apply alone ran past the database's statement_timeout while other changes applied)`);
+}

@@ -106,6 +106,8 @@ export const ReplicationStatus = Type.Object(
           region: Type.String(),
           pending_acks: Nullable(Count),
           undelivered: Nullable(Count),
+          /** True when `undelivered` is the inbox's length standing in for a count Redis could not make (an entry was deleted past the group's position). */
+          undelivered_is_bound: Type.Optional(Nullable(Type.Boolean())),
           last_delivered_id: Nullable(Type.String()),
           needs_reseed: Nullable(Type.Boolean()),
         },

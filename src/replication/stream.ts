@@ -120,16 +120,23 @@ export async function streamBounds(redis: Redis, stream: string): Promise<Stream
 }
 
 /**
- * Entries of the stream not yet delivered to the group; null when Redis cannot tell. Redis 7.0's group `lag`
- * counts entries a trim took before the group read them as still to deliver, for good (its read counter
- * adds only what the group reads): a region re-seeded after falling behind the cap read as hundreds of
- * entries behind with nothing left to read. So a group that has read the newest entry has 0, and no group
- * has more undelivered than the stream holds.
+ * Entries of the stream not yet delivered to the group; null only when Redis cannot tell and the stream's
+ * bounds are unknown. Redis 7.0's group `lag` counts entries a trim took before the group read them as still
+ * to deliver, for good (its read counter adds only what the group reads): a region re-seeded after falling
+ * behind the cap read as hundreds of entries behind with nothing left to read. So a group that has read the
+ * newest entry has 0, and no group has more undelivered than the stream holds. Redis answers no `lag` at all
+ * once an entry past the group's position was deleted (XDEL; see undeliveredIsBound): the stream's length
+ * is then the answer, an upper bound, rather than nothing.
  */
 export function undelivered(g: GroupInfo, b: StreamBounds | null): number | null {
   if (b && compareStreamIds(g.lastDeliveredId, b.lastGeneratedId) >= 0) return 0;
-  if (g.lag === null) return null;
+  if (g.lag === null) return b ? b.length : null;
   return b ? Math.min(g.lag, b.length) : g.lag;
+}
+
+/** Whether undelivered() is an upper bound (the stream's length standing in for a `lag` Redis could not count), not a count. */
+export function undeliveredIsBound(g: GroupInfo, b: StreamBounds | null): boolean {
+  return g.lag === null && b !== null && compareStreamIds(g.lastDeliveredId, b.lastGeneratedId) < 0;
 }
 
 /** The group's last delivered id and its oldest pending entry (null when none pending). */

@@ -381,3 +381,45 @@ test('the back-off of a failing refresh is capped by the refresh interval: a reg
   expect(after?.wait).toBeGreaterThan(60);
   expect(after?.wait).toBeLessThanOrEqual(120);
 });
+
+/**
+ * A refresh whose statement the database stops (its statement_timeout cancels it, a lock wait runs past its
+ * lock_timeout, it is read-only) failed for the database's state, not the IdP's nor the service's: recorded as
+ * database_unavailable (the API's word for it), with no database wording, and tried again after the first
+ * back-off step, not after a back-off its earlier failures grew.
+ */
+test.each([
+  ['57014', 'query_canceled', 'canceling statement due to statement timeout'],
+  ['55P03', 'lock_not_available', 'canceling statement due to lock timeout'],
+  ['25006', 'read_only_sql_transaction', 'cannot execute UPDATE in a read-only transaction'],
+])('a refresh the database stops with %s is recorded as the database\'s trouble and tried again soon', async (_code, errcode, wording) => {
+  const [x] = (await threeCredentials()) as [string, string, string];
+  // A changed document (okta's for keycloak's): the refresh writes the metadata row, and the database stops that write.
+  idp.set('db-trouble.xml', fixture('okta.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET idp_metadata_url = $2 WHERE id = $1::uuid', x, idp.url('db-trouble.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE saml_credential_metadata SET idp_metadata_url = $2 WHERE credential_id = $1::uuid', x, idp.url('db-trouble.xml'));
+  await r.region.db.$executeRawUnsafe('UPDATE metadata_refresh_state SET consecutive_failures = 3 WHERE credential_id = $1::uuid', x);
+  await makeDue(x);
+  await r.region.db.$executeRawUnsafe(`CREATE FUNCTION refresh_stopped() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION '${wording}' USING ERRCODE = '${errcode}'; END $$`);
+  await r.region.db.$executeRawUnsafe('CREATE TRIGGER refresh_stopped BEFORE INSERT OR UPDATE ON saml_credential_metadata FOR EACH ROW EXECUTE FUNCTION refresh_stopped()');
+  try {
+    expect(await refresher.runOnce(5, 100)).toBe(1);
+  } finally {
+    await r.region.db.$executeRawUnsafe('DROP TRIGGER refresh_stopped ON saml_credential_metadata');
+    await r.region.db.$executeRawUnsafe('DROP FUNCTION refresh_stopped()');
+  }
+  const [after] = await r.region.db.$queryRawUnsafe<{ failures: number; wait: number; code: string; error: string }[]>(
+    'SELECT consecutive_failures AS failures, EXTRACT(EPOCH FROM next_at - now())::float8 AS wait, last_error_code AS code, last_error AS error FROM metadata_refresh_state WHERE credential_id = $1::uuid', x,
+  );
+  expect({ failures: after?.failures, code: after?.code }).toEqual({ failures: 4, code: 'database_unavailable' });
+  expect(after?.error).toMatch(/database/);
+  expect(after?.error).not.toContain(wording);
+  // The first back-off step (a minute), not 60 s × 2³.
+  expect(after?.wait).toBeLessThanOrEqual(60);
+  // Tried again once due, and then it goes through.
+  await makeDue(x);
+  expect(await refresher.runOnce(5, 100)).toBe(1);
+  const listed = (await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body.credentials.find((c: { credential_id: string }) => c.credential_id === x);
+  expect({ failures: listed.consecutive_failures, code: listed.last_error_code }).toEqual({ failures: 0, code: null });
+});
