@@ -57,6 +57,11 @@ export function replicationKeys(prefix: string) {
     acksBornAt: (region: string) => `${prefix}{repl}:acks-born:${region}`,
     ack: (changeId: string) => `${prefix}{repl}:ack:${changeId}`,
     /**
+     * In an origin's Redis: "<change id> <region>" of its changes a region applied on a retry after parking
+     * them, for the origin's relay to copy that ack into the delivery it confirmed as parked (relay.ts).
+     */
+    unparked: (origin: string) => `${prefix}{repl}:unparked:${origin}`,
+    /**
      * Where the acks of an origin's changes are announced: one channel per origin, so that where regions
      * share a Redis each announcement wakes only the processes of the region waiting on it.
      */

@@ -24,13 +24,13 @@ import type { RedisLinks } from './links';
 import { isVersion, type HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { HeldLog, UPGRADE_REASONS } from './held-log';
-import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
+import { ackPaid, FailureLog, MAX_FAILURES, owedAckStatement, owedAcks, type ParkReason } from './parked';
 import { inPipeline } from './pg-tx';
 import { creatingOps, isSchemaChange, type RowStore } from './row-store';
 import { DEAD_LETTER_MAX_LENGTH, ensureGroup, type StreamEntry } from './stream';
 import { PACK_MAX_EVENTS } from './delivery';
 import type { ChangeEvent } from './tables';
-import { recordAcks, recordParked, type AckOutcome, type Tracker } from './tracker';
+import { recordAcks, recordParked, recordUnparked, type AckOutcome, type Tracker } from './tracker';
 import type { EventAuth, RefusalReason } from './event-auth';
 import { checkRestoredDatabase, raiseAppliedMark } from './restore-check';
 
@@ -110,6 +110,12 @@ const BATCHES_IN_FLIGHT = 2;
 /** How often the acks of retried parked changes that did not reach their origin are sent again (unsentAcks). */
 const RESEND_ACKS_MS = 2000;
 
+/**
+ * Owed acks recorded longer ago than this are another process's of this region when this one does not hold
+ * them (it stopped before their origin's Redis took them): a claim round takes them over (loadOwedAcks).
+ */
+const OWED_ACK_TAKEOVER_MS = 30_000;
+
 /** Batches whose acks may be on their way at once before the applier waits for the oldest. */
 const MAX_ACKS_IN_FLIGHT = 32;
 
@@ -125,12 +131,13 @@ export class Applier {
   /** Batches being applied (see run). */
   private readonly applying = new Set<Promise<void>>();
   /**
-   * Parked changes this process applied on a retry whose ack did not reach their origin's Redis, sent again
-   * every RESEND_ACKS_MS until it takes them (resendDue): such a change has no inbox entry left to read again,
-   * and its origin confirmed it on the parked ack, so nothing delivers it again; its status showed this region
-   * as parked for good. Kept in memory: a restart meanwhile loses them.
+   * Parked changes applied on a retry whose ack did not reach their origin's Redis, sent again every
+   * RESEND_ACKS_MS until it takes them (resendDue): such a change has no inbox entry left to read again, and
+   * its origin confirmed it on the parked ack, so nothing delivers it again; its status showed this region as
+   * parked for good. Each is also recorded in replication_retried_acks with its apply (parked.ts, OwedAck),
+   * so that a restart meanwhile does not lose it: loaded at start, and on claim rounds (loadOwedAcks).
    */
-  private readonly unsentAcks = new Map<string, { p: Parsed; outcome: AckOutcome | undefined }>();
+  private readonly unsentAcks = new Map<string, { p: Ackable; outcome: AckOutcome | undefined }>();
   private lastResend = 0;
   private resending: Promise<void> | null = null;
   /** The first failure of a batch applied in the background, for the loop to handle. */
@@ -223,6 +230,9 @@ export class Applier {
           await this.failures.load();
           const retried = await this.retryParked();
           if (retried.applied || retried.parked) log.info(retried, 'retried parked change events');
+          // Acks of retried parked changes that a process of this region (this one before a restart, say)
+          // could not deliver to their origins: sent again.
+          await this.loadOwedAcks();
           started = true;
         }
         if (!this.periodicRetry) this.periodicRetry = this.retryDue();
@@ -238,6 +248,7 @@ export class Applier {
             // that their failure rows are cleared when they apply here: otherwise such a row stays, and
             // holds this region's watermark (every region's tombstone collection) for good.
             await this.failures.load();
+            await this.loadOwedAcks(OWED_ACK_TAKEOVER_MS);
           }
           ({ entries, next: claimCursor } = await this.claim(count(), claimCursor));
         } else {
@@ -666,7 +677,7 @@ export class Applier {
       const creating = batch.flatMap((b) => creatingOps(b.event.ops));
       const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
         lock: true,
-        last: fills.length === 0,
+        last: fills.length === 0 && parked === undefined,
         ...(creating.length ? { creates: new Set(creating) } : {}),
       });
       // A change holds when every row it wrote holds it; the first row that does not names the winner.
@@ -680,9 +691,11 @@ export class Applier {
           }
         }
       }
-      if (fills.length === 0) return;
+      if (fills.length === 0 && parked === undefined) return;
       const sets = fills.flatMap(({ p, before }) => p.event.ops.map((op) => store.fillColumns(op, p.event.held?.columns[op.table] ?? [], before)));
-      await tx.run(sets.filter((st) => st !== null), true);
+      // A retried parked change owes its origin the ack: recorded with the apply, so a restart does not lose it.
+      const owed = parked === undefined ? [] : [owedAckStatement(batch.map((b) => ({ changeId: b.event.changeId, origin: b.event.origin, outcome: lost.get(b.event.changeId) ?? null })))];
+      await tx.run([...sets.filter((st) => st !== null), ...owed], true);
     });
     this.commits += 1;
     // Only a committed apply decides what the ack says.
@@ -748,15 +761,47 @@ export class Applier {
     await this.toOrigins(batch, (redis, ids, origin) => recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
   }
 
-  /** Acks parked changes applied on a retry; those whose origin's Redis does not take the ack are kept to send again (unsentAcks). */
-  private async acknowledgeRetried(batch: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
+  /**
+   * Acks parked changes applied on a retry; those whose origin's Redis does not take the ack are kept to send
+   * again (unsentAcks). Those it takes are no longer owed (their replication_retried_acks rows go; one that
+   * stays, the database down, is sent again at the next start: a second "applied" ack is harmless).
+   */
+  private async acknowledgeRetried(batch: Ackable[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
     const region = this.d.region;
     for (const p of batch) this.unsentAcks.set(p.event.changeId, { p, outcome: outcomes.get(p.event.changeId) });
     const send = async (redis: Redis, ids: string[], origin: string) => {
       await recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds);
+      // For the origin's relay: its delivery of the change, confirmed on the parked ack, takes this one.
+      await recordUnparked(redis, this.d.keys, origin, region, ids, this.d.tracker.ackTtlSeconds);
       for (const id of ids) this.unsentAcks.delete(id);
+      await ackPaid(this.d.db, ids).catch((err: Error) =>
+        this.d.log.warn({ err: err.message, origin, count: ids.length }, 'could not forget the acks of retried parked changes their origin took; they are sent again at the next start'));
     };
     await this.toOrigins(batch, send, 'applied (parked before)', `the ack is sent again every ${RESEND_ACKS_MS / 1000} s until it answers`);
+  }
+
+  /**
+   * Takes the owed acks of retried parked changes recorded in replication_retried_acks (older than
+   * `olderThanMs`: not those another live process of this region is sending now) into unsentAcks, for
+   * resendDue. A failed read is tried again on the next claim round.
+   */
+  private async loadOwedAcks(olderThanMs = 0): Promise<void> {
+    let owed;
+    try {
+      owed = await owedAcks(this.d.db, 10_000, olderThanMs);
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message }, 'could not read the acks owed for retried parked changes; trying again later');
+      return;
+    }
+    let taken = 0;
+    for (const a of owed) {
+      if (this.unsentAcks.has(a.changeId)) continue;
+      this.unsentAcks.set(a.changeId, { p: { event: { changeId: a.changeId, origin: a.origin }, entry: null }, outcome: a.outcome ?? undefined });
+      taken += 1;
+    }
+    if (taken === 0) return;
+    this.lastResend = 0;
+    this.d.log.info({ count: taken }, 'acks of parked changes applied on a retry are owed to their origins; sending them');
   }
 
   /** Sends the acks kept in unsentAcks again, when RESEND_ACKS_MS passed since the last time (beside the reads). */
@@ -767,11 +812,14 @@ export class Applier {
     // ack any more: its Redis may be gone for good. A removed region still in the config stays among regions().
     const membership = this.d.membership;
     const removed = new Set(membership ? membership.departed.filter((r) => !membership.members().some((m) => m.region === r && m.registered)) : []);
+    const dropped: string[] = [];
     for (const [id, { p }] of this.unsentAcks) {
       if (!removed.has(p.event.origin)) continue;
       this.unsentAcks.delete(id);
+      dropped.push(id);
       this.d.log.info({ origin: p.event.origin, change_id: id }, 'the ack of a retried parked change is dropped: its origin was removed from the deployment');
     }
+    if (dropped.length) void ackPaid(this.d.db, dropped).catch(() => undefined);
     const items = [...this.unsentAcks.values()];
     if (items.length === 0) return;
     const outcomes = new Map(items.flatMap((i): [string, AckOutcome][] => (i.outcome ? [[i.p.event.changeId, i.outcome]] : [])));
@@ -786,13 +834,13 @@ export class Applier {
    * origin has the ack half way through it), only for acks beyond MAX_ACKS_IN_FLIGHT batches.
    */
   private async toOrigins(
-    batch: Parsed[],
+    batch: Ackable[],
     send: (redis: Redis, changeIds: string[], origin: string) => Promise<void>,
     what: string,
     then = 'the events stay pending and are acked on redelivery',
   ): Promise<void> {
     const { links, log } = this.d;
-    const byOrigin = new Map<string, Parsed[]>();
+    const byOrigin = new Map<string, Ackable[]>();
     for (const b of batch) {
       const items = byOrigin.get(b.event.origin);
       if (items) items.push(b);
@@ -943,6 +991,8 @@ export class Applier {
  * to its origin): a pack whose event failed stays pending, and is read again whole.
  */
 type Parsed = { id: string; event: ChangeEvent; entry: EntryRef | null };
+/** What toOrigins needs of an event: its change and origin, and its inbox entry (null: none to XACK). */
+type Ackable = { event: Pick<ChangeEvent, 'changeId' | 'origin'>; entry: EntryRef | null };
 /** An inbox entry being applied, with how many of its events are not settled yet. */
 type EntryRef = { id: string; open: number };
 type Unfit = { p: Parsed; reason: ParkReason; error: string };

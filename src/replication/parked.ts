@@ -8,7 +8,9 @@
  * (clock-skew every minute, apply-failed every 10 minutes: Applier.retryDue).
  */
 import type { Db, SqlReader } from '../db/client';
+import type { Statement } from './row-store';
 import type { ChangeEvent } from './tables';
+import type { AckOutcome } from './tracker';
 
 /** Why an event is parked (the admin answers' `reason`; schema.ts builds its schema from this list). */
 export const PARK_REASONS = ['apply-failed', 'unknown-table', 'clock-skew', 'schema-ahead'] as const;
@@ -127,6 +129,45 @@ export class FailureLog {
       changeId, reason, error.slice(0, ERROR_MAX_CHARS),
     );
   }
+}
+
+/**
+ * An ack a parked event applied here on a retry owes its origin (replication_retried_acks): such a change
+ * has no inbox entry left, and its origin confirmed it on the parked ack, so nothing else would tell the
+ * origin. Recorded in the transaction that applies it, deleted once the origin's Redis took the ack; the
+ * applier sends what is left again (at start, and every few seconds while any is left).
+ */
+export interface OwedAck {
+  changeId: string;
+  origin: string;
+  /** The superseded outcome; null when the change applied and holds. */
+  outcome: AckOutcome | null;
+}
+
+/** The statement recording owed acks, for the apply's own transaction. */
+export function owedAckStatement(acks: readonly OwedAck[]): Statement {
+  return {
+    sql: `INSERT INTO replication_retried_acks (change_id, origin_region, outcome)
+          SELECT change_id, origin_region, outcome FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, outcome jsonb)
+          ON CONFLICT (change_id) DO UPDATE SET origin_region = EXCLUDED.origin_region, outcome = EXCLUDED.outcome, applied_at = now()`,
+    values: [JSON.stringify(acks.map((a) => ({ change_id: a.changeId, origin_region: a.origin, outcome: a.outcome })))],
+    exec: true,
+  };
+}
+
+/** Owed acks recorded at least `olderThanMs` ago (oldest first, at most `limit`). */
+export async function owedAcks(db: SqlReader, limit: number, olderThanMs = 0): Promise<OwedAck[]> {
+  const rows = await db.$queryRawUnsafe<{ change_id: string; origin_region: string; outcome: AckOutcome | null }[]>(
+    `SELECT change_id::text, origin_region, outcome FROM replication_retried_acks
+      WHERE applied_at <= now() - make_interval(secs => $2::float8 / 1000) ORDER BY applied_at, change_id LIMIT $1`,
+    limit, olderThanMs,
+  );
+  return rows.map((r) => ({ changeId: r.change_id, origin: r.origin_region, outcome: r.outcome }));
+}
+
+/** Forgets owed acks: their origin's Redis took them (or the origin left the deployment). */
+export async function ackPaid(db: Db, changeIds: readonly string[]): Promise<void> {
+  if (changeIds.length) await db.$executeRawUnsafe('DELETE FROM replication_retried_acks WHERE change_id = ANY($1::uuid[])', changeIds);
 }
 
 /** For the admin status: how many events are failing and parked (in all, and per origin), and the oldest parked ones. */

@@ -11,13 +11,14 @@
  * One destination that is down or cut off never holds back the others.
  */
 import type { Db } from '../db/client';
+import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
 import { Deliverer, recordDeliveries, type Delivery } from './delivery';
 import { markJoining, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
 import { behindTrim, compareStreamIds, DEFAULT_STREAM_MAX_LENGTH, groupFloor, groupInfo, streamBounds, streamHolds, type StreamBounds } from './stream';
-import type { Tracker } from './tracker';
+import { parseAck, type Tracker } from './tracker';
 import type { EventAuth, SignedEvent } from './event-auth';
 import { Loop } from './loop';
 import { IN_FLIGHT_MS } from './horizon';
@@ -76,6 +77,9 @@ const TAIL_PAGES = 20;
 const SWEEP_PAGES = 4;
 /** The longest one call's sweep reads on while it delivers. */
 const SWEEP_BUDGET_MS = 2000;
+/** Changes applied after they were parked, copied into their deliveries per call of unparked(). */
+const UNPARKED_PAGE = 500;
+
 /** Unconfirmed rows read per call of confirm(). */
 const CONFIRM_PAGE_ROWS = 2000;
 /** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
@@ -117,7 +121,7 @@ export class OutboxRelay {
   async cycle(): Promise<void> {
     const confirmDue = Date.now() - this.lastConfirm >= 2000;
     if (confirmDue) this.lastConfirm = Date.now();
-    for (const step of [() => this.publishPending(1000), () => (confirmDue ? this.confirm() : undefined), () => this.trim()]) {
+    for (const step of [() => this.publishPending(1000), () => (confirmDue ? this.confirm() : undefined), () => (confirmDue ? this.unparked() : undefined), () => this.trim()]) {
       try {
         await step();
       } catch (err) {
@@ -474,6 +478,42 @@ export class OutboxRelay {
       acked.map((a) => a.region),
       acked.map((a) => a.ack ?? null),
     );
+  }
+
+  /**
+   * Deliveries confirmed on a parked ack whose region has applied the change since (the retry of parked
+   * changes, applier.ts): that region names them in this Redis (keys.unparked), and the ack it recorded there
+   * replaces the parked one kept with the delivery. The change's status reads the delivery's once this Redis
+   * lost the ack records; it showed the region as parked again, until the outbox row's retention ended.
+   */
+  async unparked(): Promise<void> {
+    const { db, links, keys, region } = this.d;
+    const key = keys.unparked(region);
+    const members = await links.own.srandmember(key, UNPARKED_PAGE);
+    if (members.length === 0) return;
+    const named = members.map((m) => {
+      const [changeId = '', dest = ''] = m.split(' ');
+      return { m, changeId: changeId.toLowerCase(), dest };
+    });
+    const pipe = links.own.pipeline();
+    for (const n of named) pipe.hget(keys.ack(n.changeId), n.dest);
+    const res = (await pipe.exec()) ?? [];
+    const read = named.flatMap((n, i) => {
+      const [err, ack] = res[i] ?? [new Error('missing reply')];
+      return err ? [] : [{ ...n, ack: typeof ack === 'string' && parseAck(ack) ? ack : null }];
+    });
+    const acks = read.filter((n): n is typeof n & { ack: string } => n.ack !== null && isUuid(n.changeId));
+    if (acks.length) {
+      await db.$executeRawUnsafe(
+        `UPDATE replication_deliveries d SET ack = x.ack FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(cid, region, ack)
+          WHERE d.change_id = x.cid AND d.region = x.region AND d.ack LIKE 'parked %'`,
+        acks.map((a) => a.changeId),
+        acks.map((a) => a.dest),
+        acks.map((a) => a.ack),
+      );
+    }
+    // Those read (an outcome copied, or none left to copy); an unanswered read is tried again.
+    if (read.length) await links.own.srem(key, ...read.map((n) => n.m));
   }
 
   /**

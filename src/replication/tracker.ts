@@ -476,6 +476,19 @@ export async function recordParked(redis: Redis, keys: ReplicationKeys, region: 
   await execAll(pipe);
 }
 
+/**
+ * Records in the origin's Redis that `region` applied these changes after parking them (their acks are
+ * recorded first): the origin's relay copies the ack into the delivery it confirmed on the parked ack
+ * (Relay.unparked), which is what its status reads once its Redis lost the ack records.
+ */
+export async function recordUnparked(redis: Redis, keys: ReplicationKeys, origin: string, region: string, changeIds: readonly string[], ttlSeconds = ACK_TTL_SECONDS): Promise<void> {
+  if (changeIds.length === 0) return;
+  const pipe = redis.pipeline();
+  pipe.sadd(keys.unparked(origin), ...changeIds.map((id) => `${id} ${region}`));
+  pipe.expire(keys.unparked(origin), ttlSeconds);
+  await execAll(pipe);
+}
+
 async function execAll(pipe: ReturnType<Redis['pipeline']>): Promise<void> {
   const results = await pipe.exec();
   const failed = results?.find(([err]) => err);
