@@ -27,10 +27,11 @@ COPY --from=build /app/prisma ./prisma
 COPY deploy/regions.example.json ./config/regions.example.json
 USER node
 EXPOSE 8080
-# Ready: the database answers and is migrated (/readyz; /healthz is liveness only).
+# Ready: the database answers and is migrated (/readyz; /healthz is liveness only), asked on the port the region
+# listens on: PORT, else its entry's in REGIONS_CONFIG (src/healthcheck.ts resolves them as the region does).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Required: REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS. Optional: PORT (the HEALTHCHECK
-# asks it, 8080 when unset), OPERATOR_PORT, HOST, DATABASE_URL, REDIS_URL, REGION_REDIS_URL, REDIS_KEY_PREFIX (they override
+  CMD ["node", "dist/src/healthcheck.js"]
+# Required: REGIONS_CONFIG, REGION, ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS. Optional: PORT (else the port
+# of the region's entry in REGIONS_CONFIG), OPERATOR_PORT, HOST, DATABASE_URL, REDIS_URL, REGION_REDIS_URL, REDIS_KEY_PREFIX (they override
 # the file), ADMIN_TOKEN_ACCEPTED and TOKEN_ACCEPTED_SECRETS (rotations), LOG_LEVEL. Exec form: node is PID 1 and drains on SIGTERM.
 CMD ["node", "dist/src/main.js"]

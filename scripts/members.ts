@@ -14,6 +14,7 @@
  */
 import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath } from '../src/config';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
+import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
 
@@ -21,20 +22,18 @@ import { readMembers, removeMember, updateMember, type Member } from '../src/rep
 const ACTIVE_WITHIN_S = 10;
 
 /**
- * A connection of the region's processes (named `<key prefix><region>:<pid>:…`, src/replication/index.ts) to
+ * A connection of the region's processes (named `<key prefix><region>:<pid>:…`, src/replication/connection-names.ts) to
  * any of these Redis that issued a command within ACTIVE_WITHIN_S, or null. A process that ended closed its
  * connections; one paused (SIGSTOP) keeps them but issues nothing, so it counts as running only for as long.
  * A Redis that does not answer, or refuses CLIENT LIST (an ACL), tells nothing (the removal names the former).
  */
 async function runningConnection(servers: readonly Redis[], prefix: string, region: string): Promise<{ name: string; addr: string; idle: number } | null> {
-  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const ours = new RegExp(`^${escape(prefix)}${escape(region)}:\\d+:`);
   const lists = await Promise.all(servers.map((r) => (r.client('LIST') as Promise<string>).catch(() => '')));
   for (const line of lists.join('\n').split('\n')) {
     const f = new Map(line.trim().split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
     const name = f.get('name') ?? '';
     const idle = Number(f.get('idle'));
-    if (ours.test(name) && idle < ACTIVE_WITHIN_S) return { name, addr: f.get('addr') ?? '?', idle };
+    if (isConnectionOf(name, prefix, region) && idle < ACTIVE_WITHIN_S) return { name, addr: f.get('addr') ?? '?', idle };
   }
   return null;
 }

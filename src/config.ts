@@ -230,13 +230,8 @@ export function regionsConfigPath(env: Env = process.env): string {
 /** Environment variables that override the entry of the process's own region (see loadConfig). */
 export const REGION_ENTRY_ENV = ['PORT', 'OPERATOR_PORT', 'HOST', 'DATABASE_URL', 'REGION_REDIS_URL'] as const;
 
-/**
- * Builds the process configuration. Environment variables override the file:
- * REGIONS_CONFIG, REGION, ADMIN_TOKEN, ADMIN_TOKEN_ACCEPTED, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
- * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
- * region only), LOG_LEVEL.
- */
-export function loadConfig(env: Env = process.env): Config {
+/** The deployment's regions file (see regionsConfigPath), read and checked, and the entry of REGION in it. */
+function ownEntry(env: Env): { configPath: string; file: ConfigFile; region: RegionConfig } {
   const configPath = regionsConfigPath(env);
   if (!env.REGIONS_CONFIG && !fs.existsSync(configPath)) {
     throw new ConfigError(`REGIONS_CONFIG is not set and there is no ${configPath}; point REGIONS_CONFIG at the deployment's regions file`);
@@ -246,6 +241,33 @@ export function loadConfig(env: Env = process.env): Config {
   if (!regionId) throw new ConfigError(`REGION is not set; it must be one of: ${file.regions.map((r) => r.id).join(', ')}`);
   const region = file.regions.find((r) => r.id === regionId);
   if (!region) throw new ConfigError(`REGION '${regionId}' is not in ${configPath}; known regions: ${file.regions.map((r) => r.id).join(', ')}`);
+  return { configPath, file, region };
+}
+
+/** The host and port `region` listens on: its entry's, PORT and HOST overriding them (an override set to '' is unset). */
+function listenOverrides(env: Env, region: RegionConfig): { host: string; port: number } {
+  const port = intFromEnv(env, 'PORT');
+  if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);
+  return { host: env.HOST || region.host || '127.0.0.1', port: port ?? region.port };
+}
+
+/**
+ * The host and port the region of `env` (REGIONS_CONFIG, REGION, PORT, HOST) listens on, resolved as
+ * loadConfig resolves them, without the secrets loadConfig also checks: for the image's health check
+ * (src/healthcheck.ts), which must ask the port the region took, its config file's when PORT is unset.
+ */
+export function listenAddress(env: Env = process.env): { host: string; port: number } {
+  return listenOverrides(env, ownEntry(env).region);
+}
+
+/**
+ * Builds the process configuration. Environment variables override the file:
+ * REGIONS_CONFIG, REGION, ADMIN_TOKEN, ADMIN_TOKEN_ACCEPTED, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
+ * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
+ * region only), LOG_LEVEL.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const { configPath, file, region } = ownEntry(env);
   // Several unset at once (a first start by hand): named together, not one per attempt.
   const unset = ['ADMIN_TOKEN', 'TOKEN_SIGNING_SECRET', 'REPLICATION_KEYS'].filter((name) => !env[name]);
   if (unset.length > 1) {
@@ -289,15 +311,14 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`REDIS_KEY_PREFIX must be 1 to 64 of A-Z a-z 0-9 _ . : -, got '${env.REDIS_KEY_PREFIX}'`);
   }
   if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
-  const port = intFromEnv(env, 'PORT');
-  if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError(`PORT must be 1..65535, got ${port}`);
+  const listen = listenOverrides(env, region);
   const operatorPort = intFromEnv(env, 'OPERATOR_PORT');
   if (operatorPort !== undefined && (operatorPort < 1 || operatorPort > 65535)) throw new ConfigError(`OPERATOR_PORT must be 1..65535, got ${operatorPort}`);
   const merged: RegionConfig = {
     ...region,
-    port: port ?? region.port,
+    port: listen.port,
     ...(operatorPort !== undefined ? { operatorPort } : {}),
-    host: env.HOST || region.host || '127.0.0.1',
+    host: listen.host,
     databaseUrl: env.DATABASE_URL || region.databaseUrl,
   };
   if (merged.operatorPort === merged.port) throw new ConfigError(`the operator port (${merged.operatorPort}) must differ from the region's port`);

@@ -45,6 +45,13 @@ test('compose builds one image once, mounts the compose config, and waits longer
   expect(read('docker-compose.yml')).toMatch(/LOCAL DEMO ONLY/);
 });
 
+test('compose\'s health check is the image\'s (test/healthcheck.test.ts runs it against a region)', () => {
+  const compose = YAML.parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, { healthcheck?: { test?: string[] } }> };
+  const image = JSON.parse(/^HEALTHCHECK [^\n]*\\\n\s*CMD (\[.*\])\s*$/m.exec(read('Dockerfile'))?.[1] ?? 'null') as string[] | null;
+  expect(image).toEqual(['node', 'dist/src/healthcheck.js']);
+  for (const r of ['us-iowa', 'europe-belgium', 'asia-japan']) expect(compose.services[r]?.healthcheck?.test).toEqual(['CMD', ...(image ?? [])]);
+});
+
 test('compose runs a Redis per region, and each region names its own in the config it mounts', () => {
   const compose = YAML.parse(read('docker-compose.yml'), { merge: true }) as {
     services: Record<string, { image?: string; depends_on?: Record<string, unknown> }>;

@@ -7,6 +7,7 @@
  * string is a key's) are counted and compared with those the parsed value has; only a difference, which a
  * repeated key is the only cause of, leads to the slower walk that finds which key it was.
  */
+import { bodyPath } from './validate';
 
 /** A string token (escapes included) or one of JSON's structural characters outside strings. */
 const TOKENS = /"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\]:,]/g;
@@ -37,15 +38,11 @@ function keysParsed(value: unknown): number {
 /** One level of the walk: an object's keys so far, or an array's index. */
 type Level = { keys: Set<string>; key: string | null } | { index: number };
 
-/** The first repeated key, with the path to its object (field names and [index]es), in text JSON.parse accepted. */
+/** The first repeated key, with the path to its object (as validation messages name one: bodyPath), in text JSON.parse accepted. */
 function firstRepeat(text: string): { key: string; path: string } | null {
   const stack: Level[] = [];
   let pending: string | null = null;
-  const path = () =>
-    stack
-      .slice(0, -1)
-      .map((l) => ('keys' in l ? l.key : `[${l.index}]`))
-      .reduce((p: string, part) => (part === null ? p : part.startsWith('[') ? `${p}${part}` : p ? `${p}.${part}` : part), '');
+  const path = () => bodyPath(stack.slice(0, -1).flatMap((l): (string | number)[] => ('keys' in l ? (l.key === null ? [] : [l.key]) : [l.index])));
   TOKENS.lastIndex = 0;
   for (let m = TOKENS.exec(text); m !== null; m = TOKENS.exec(text)) {
     const token = m[0];

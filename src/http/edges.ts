@@ -24,6 +24,9 @@ const CONTINUE_DUE = Symbol('100 Continue due');
 /** Marks a connection answerClientError is closing once its current answer is sent. */
 const CLOSING = Symbol('closing after its answer');
 
+/** The first bytes of the request whose headers are still arriving on a connection (rememberRequestStarts). */
+const REQUEST_START = Symbol('start of the request arriving');
+
 /** The status answerClientError wrote on the socket for a request the app had already taken. */
 const EDGE_STATUS = Symbol('answered at the edge');
 
@@ -67,15 +70,52 @@ function answerClientError(render: RenderRefusal) {
     }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
     const refusal = new AppError(status, 'bad_request', CLIENT_ERRORS[status] ?? CLIENT_ERRORS[400] ?? '');
-    // The request it refused, when Node got as far as its headers; else the request line of the packet.
+    // The request it refused, when Node got as far as its headers; else the request line of the request whose
+    // headers were arriving (the headers timeout gives no packet), else of the packet.
     // (Express's routers strip their mount path from req.url as they go: originalUrl is the request's.)
-    const path = (answering?.req as { originalUrl?: string } | undefined)?.originalUrl ?? answering?.req?.url ?? /^[A-Za-z]+ (\S+)/.exec(err.rawPacket?.toString('latin1', 0, 256) ?? '')?.[1] ?? '/';
+    const path = (answering?.req as { originalUrl?: string } | undefined)?.originalUrl ?? answering?.req?.url ??
+      requestTarget((socket as { [REQUEST_START]?: string })[REQUEST_START]) ?? requestTarget(err.rawPacket?.toString('latin1', 0, 256)) ?? '/';
     // A request the app took already has its id (the caller's X-Request-Id, or one made for it) in its log
     // line: the answer carries that one, so the reqId the client quotes finds the line.
     const taken = (answering as { locals?: { requestId?: unknown } } | undefined)?.locals?.requestId;
     const id = typeof taken === 'string' ? taken : crypto.randomUUID();
     if (answering) (answering as { [EDGE_STATUS]?: number })[EDGE_STATUS] = status;
     answerOnSocket(socket, refusal.status, id, render(path, refusal, id));
+  };
+}
+
+/** The target of the request line `head` starts with (blank lines before a request are allowed), if it does. */
+const requestTarget = (head: string | undefined): string | undefined => (head === undefined ? undefined : /^(?:\r?\n)*[A-Za-z]+ (\S+)/.exec(head)?.[1]);
+
+/** What rememberRequestStarts uses of a connection's HTTP parser (Node's, internal: checked before use). */
+interface ConnectionParser {
+  headersCompleted(): boolean;
+  getCurrentBuffer(): Buffer;
+}
+
+/**
+ * Keeps on `socket` the first bytes of a request whose headers are still arriving after a read, so that a
+ * 408 of the headers timeout (for which Node hands clientError no packet) is answered in the envelope of the
+ * path the client sent, not SlashID's for '/'. Node's parser reads the socket natively (no 'data' events) and
+ * calls back after each read: that callback is wrapped. A read that completes a request's headers (nearly
+ * every one) costs a call and a native flag check; only a request whose headers span reads is copied, its
+ * first read once (up to 256 bytes kept). Where Node's parser does not look as expected, nothing is kept
+ * ('/' as before). Its limit: a request pipelined into the read that finished the one before it is read from
+ * the start of that read (the earlier request's path).
+ */
+function rememberRequestStarts(socket: Duplex): void {
+  const parser = (socket as { parser?: unknown }).parser;
+  if (typeof parser !== 'object' || parser === null) return;
+  const p = parser as ConnectionParser & Record<number, unknown>;
+  const kOnExecute = (parser.constructor as { kOnExecute?: unknown }).kOnExecute;
+  if (typeof kOnExecute !== 'number' || typeof p.headersCompleted !== 'function' || typeof p.getCurrentBuffer !== 'function') return;
+  const onExecute = p[kOnExecute];
+  if (typeof onExecute !== 'function') return;
+  const s = socket as Duplex & { [REQUEST_START]?: string };
+  p[kOnExecute] = function afterRead(this: unknown, ...args: unknown[]): unknown {
+    if (p.headersCompleted()) s[REQUEST_START] = undefined;
+    else s[REQUEST_START] ??= p.getCurrentBuffer().toString('latin1', 0, 256);
+    return (onExecute as (...a: unknown[]) => unknown).apply(this, args);
   };
 }
 
@@ -154,6 +194,8 @@ export const SERVER_OPTIONS = { requireHostHeader: false } as const;
 export function guardServer(server: Server, handler: RequestListener, render: RenderRefusal): void {
   server.maxHeadersCount = MAX_REQUEST_HEADERS;
   server.on('clientError', answerClientError(render));
+  // After Node's own 'connection' listener, which gives the socket its parser.
+  server.on('connection', rememberRequestStarts);
   server.on('checkExpectation', handler);
   // Node would send 100 Continue for any Expect naming it, before a front door's overload 503 or the
   // app's refusal of the body it had asked for: edgeChecks sends it once the request passed both.

@@ -108,8 +108,24 @@ function shapeMeaning(e: ErrorObject): string {
   return known ?? e.message ?? 'is invalid';
 }
 
+/**
+ * A path into a request body as messages name it: field names joined with '.', array indexes as '.0', and a name
+ * that is not a plain one (a '.', a '[', a space, a digit first, empty…) quoted as `["a.b"]`, so that a path
+ * reads back one way (`a.b` was the field "a.b" as well as b in a).
+ */
+export function bodyPath(segments: readonly (string | number)[]): string {
+  return segments.reduce<string>((path, s) => {
+    if (typeof s === 'number' || /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) return path ? `${path}.${s}` : String(s);
+    return `${path}[${JSON.stringify(s)}]`;
+  }, '');
+}
+
+/** The segments of an ajv instancePath (a JSON pointer); a number is an array's index (request schemas name their fields). */
+const pointerSegments = (pointer: string): (string | number)[] =>
+  pointer.slice(1).split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')));
+
 function describeError(e: ErrorObject): string {
-  const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : 'body';
+  const field = e.instancePath ? bodyPath(pointerSegments(e.instancePath)) : 'body';
   switch (e.keyword) {
     case 'additionalProperties':
       return `${field === 'body' ? '' : field + ': '}unknown field '${String(e.params.additionalProperty)}'`;

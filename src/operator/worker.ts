@@ -23,6 +23,7 @@ import { createReadiness } from '../observability/readiness';
 import { requestLog } from '../observability/request-log';
 import { createRedis, replicationKeys } from '../redis';
 import { replicationStatus } from '../replication/admin-routes';
+import { processConnectionName } from '../replication/connection-names';
 import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
 import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
@@ -41,7 +42,7 @@ const pool = retryingReads(new Pool({ ...sessionConfig(d.databaseUrl), max: OPER
 // An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
 pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
 const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };
-const name = `${d.keyPrefix}${d.region}:${process.pid}:operator`;
+const name = `${processConnectionName(d.keyPrefix, d.region)}:operator`;
 const links = new RedisLinks({
   region: d.region, name, defaultUrl: d.defaultRedisUrl, configured: new Map(Object.entries(d.redisUrls)),
   own: createRedis(d.redisUrls[d.region] ?? d.defaultRedisUrl, `${name}:cmd`, { commandTimeoutMs: PEER_COMMAND_TIMEOUT_MS }),

@@ -17,6 +17,7 @@ import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
 import { RedisLinks } from './links';
 import { DEFAULT_ADOPT_AFTER_SECONDS, Departures } from './departures';
+import { processConnectionName } from './connection-names';
 import { Membership } from './membership';
 import { OutboxRelay } from './relay';
 import { Replicator } from './replicator';
@@ -46,8 +47,8 @@ export async function createReplication(o: ReplicationOptions) {
   const regions = o.config.regions.map((r) => r.id);
   const keys = replicationKeys(o.config.redisKeyPrefix);
   // Connection names (CLIENT LIST) carry the deployment's key prefix: `members remove` tells a running region
-  // by them, and two deployments may share a Redis and region names.
-  const name = `${o.config.redisKeyPrefix}${region}:${process.pid}`;
+  // by them, and two deployments may share a Redis and region names (connection-names.ts).
+  const name = processConnectionName(o.config.redisKeyPrefix, region);
   // Where the other regions reach this region's Redis (recorded in its membership entry), and where this
   // process does (the same unless REGION_REDIS_URL says otherwise).
   const sharedUrl = redisUrlOf(o.config, region);

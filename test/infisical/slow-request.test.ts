@@ -1,11 +1,12 @@
 /**
  * A request whose body does not arrive whole in time is answered 408 by the listener's edge (src/http/edges.ts),
  * after the app took it: that answer is the request's, under its request id, and its log line says 408.
+ * Headers that do not arrive whole in time get their 408 in the envelope of the path the client sent.
  */
 import pino from 'pino';
 import { createOrg, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
-import { rawExchangeWith } from '../support/raw-http';
+import { rawConnection, rawExchangeWith } from '../support/raw-http';
 import { issueToken, SSO } from './support/fixtures';
 import { logLines, type LogLine } from '../support/log-lines';
 import { scrape } from '../observability/support';
@@ -44,4 +45,42 @@ test('the 408 of a body that never arrives whole carries the request id the clie
   const m = await scrape(r.url);
   const counted = m.samples('http_request_duration_seconds_count').filter((x) => x.labels.method === 'PATCH' && x.labels.status === '408');
   expect(counted.reduce((n, x) => n + x.value, 0)).toBe(1);
+});
+
+/** The status line and JSON body of a raw answer. */
+function parsed(answer: string): { status: string; body: unknown } {
+  return { status: answer.split('\r\n')[0] ?? '', body: JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as unknown };
+}
+
+test('headers that never arrive whole get their 408 in the envelope of the path the client sent: Infisical\'s under /api/v1, SlashID\'s elsewhere', async () => {
+  const port = Number(new URL(r.url).port);
+  // The request line and a header, never the blank line that ends them: the headers timeout (2 s here) ends it.
+  const infisical = parsed(await rawExchangeWith(port, `GET ${SSO}?organizationId=x HTTP/1.1\r\nHost: x\r\nX-Partial: y`, 15_000));
+  expect(infisical.status).toBe('HTTP/1.1 408 Request Timeout');
+  expect(infisical.body).toEqual({ reqId: expect.any(String), statusCode: 408, message: 'The request did not arrive whole in time; nothing was done.', error: 'RequestTimeout' });
+  const slashid = parsed(await rawExchangeWith(port, 'GET /organizations/sso/saml/provider-credentials HTTP/1.1\r\nHost: x\r\nX-Partial: y', 15_000));
+  expect(slashid.status).toBe('HTTP/1.1 408 Request Timeout');
+  expect(slashid.body).toEqual({ meta: {}, errors: [{ httpcode: 408, message: 'The request did not arrive whole in time; nothing was done.' }] });
+  // The request line alone, cut short (no version yet): still the path's envelope.
+  const cut = parsed(await rawExchangeWith(port, `GET ${SSO}`, 15_000));
+  expect(cut.body).toMatchObject({ statusCode: 408, error: 'RequestTimeout' });
+});
+
+test('on a kept-alive connection, the 408 of a second request whose headers never arrive whole is in that request\'s envelope, not the first one\'s', async () => {
+  const port = Number(new URL(r.url).port);
+  const { socket, connected, answered } = rawConnection(port);
+  await connected;
+  const first = new Promise<void>((resolve) => socket.once('data', () => resolve()));
+  // The first request's headers in two reads (what is kept of the first must not be taken for the second's).
+  socket.write('GET /organizations/sso/saml/provider-credentials HTTP/1.1\r\n');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  socket.write('Host: x\r\n\r\n');
+  await first; // its 401, the connection kept alive
+  socket.write(`GET ${SSO}?organizationId=x HTTP/1.1\r\nHost: x\r\nX-Partial: y`);
+  const answer = await answered;
+  const second = answer.slice(answer.lastIndexOf('HTTP/1.1 '));
+  expect(parsed(second)).toEqual({
+    status: 'HTTP/1.1 408 Request Timeout',
+    body: { reqId: expect.any(String), statusCode: 408, message: 'The request did not arrive whole in time; nothing was done.', error: 'RequestTimeout' },
+  });
 });

@@ -46,6 +46,21 @@ test('a replicated write answered 409 is counted as a conflict', async () => {
   expect(await count(m, 'consistency_wait_seconds', { level: 'all_regions', outcome: 'error' })).toBeUndefined();
 });
 
+test('a replicated write that committed and then failed (a 500 or 503 with its X-Change-Id) is counted as an error, under its level', async () => {
+  // A region answers so only on a fault after its commit: a wait whose Redis went away times out (408).
+  const m = createMetrics({ region: 'test' });
+  m.observe(...fakeReqRes(500, { changeId: 'c1', consistency: 'all_regions' }), 0.01);
+  m.observe(...fakeReqRes(503, { changeId: 'c2', consistency: 'all_regions' }), 0.01);
+  m.observe(...fakeReqRes(500, { changeId: 'c3' }), 0.01);
+  // Without a change id, a failure waited for nothing: not counted.
+  m.observe(...fakeReqRes(500, { consistency: 'all_regions' }), 0.01);
+  expect(await count(m, 'consistency_wait_seconds', { level: 'all_regions', outcome: 'error' })).toBe(2);
+  expect(await count(m, 'consistency_wait_seconds', { level: 'local_region', outcome: 'error' })).toBe(1);
+  for (const outcome of ['reached', 'timeout', 'conflict']) {
+    for (const level of ['all_regions', 'local_region']) expect(await count(m, 'consistency_wait_seconds', { level, outcome })).toBeUndefined();
+  }
+});
+
 test('a 500 is logged at error level (a 503 at info), with its request id', async () => {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({ write(c: Buffer, _e, done) { for (const l of c.toString().split('\n')) if (l) lines.push(JSON.parse(l)); done(); } });

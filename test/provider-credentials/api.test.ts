@@ -275,7 +275,10 @@ describe('validation: 400 in the envelope and nothing written', () => {
     expect(await answer(post(`{"label":"a","idp_metadata_url":${u},"\u006cabel":"b"}`))).toEqual(twice('label'));
     expect(await answer(post(`{"idp_metadata_url":${u},"idp_metadata_url":"https://elsewhere.example/md.xml"}`))).toEqual(twice('idp_metadata_url'));
     // Nested: said where (the schema would refuse the object anyway, but the repeated key is the first problem).
-    expect(await answer(post(`{"idp_metadata_url":${u},"email_claims":[{"a":1},{"b":1,"b":2}]}`))).toEqual(twice('b', " in 'email_claims[1]'"));
+    expect(await answer(post(`{"idp_metadata_url":${u},"email_claims":[{"a":1},{"b":1,"b":2}]}`))).toEqual(twice('b', " in 'email_claims.1'"));
+    // A name with a '.' or '[' is quoted, as it is not a path ("x.y" was b in y in x as well).
+    expect(await answer(post(`{"idp_metadata_url":${u},"x.y":{"b":1,"b":2}}`))).toEqual(twice('b', ` in '["x.y"]'`));
+    expect(await answer(post(`{"idp_metadata_url":${u},"x":{"[1]":{"b":1,"b":2}}}`))).toEqual(twice('b', ` in 'x["[1]"]'`));
     expect(await count()).toBe(before);
     const created = await create({ idp_metadata_url: url(), label: 'kept' });
     const id = String(created.body.result.id);

@@ -1,12 +1,14 @@
 /**
- * scripts/members.ts against a deployment's Redis (no region processes): `activate` of a region that is no
- * member fails and writes nothing; `list` does not show a region that is a member again as removed; the last
- * member is not removed.
+ * scripts/members.ts against a deployment's Redis (no region processes but those started in this one): `activate`
+ * of a region that is no member fails and writes nothing; `list` does not show a region that is a member again as
+ * removed; the last member is not removed; `remove` tells this deployment's running region exactly from another
+ * deployment's on the same Redis whose key prefix and region run together the same.
  */
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { readMembers, writeMember } from '../../src/replication/membership';
-import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { startRegion } from '../../src/region';
+import { createDeployment, freePorts, REDIS_URL, uniqueName, type TestDeployment } from '../support/env';
 import { runScript } from '../support/harness';
 import { ownRedis } from '../support/redis-server';
 
@@ -99,3 +101,44 @@ test("remove of a region added at runtime with a Redis of its own, once the conf
     await south.kill();
   }
 }, 30_000);
+
+/** Starts `region` of `d` in this process, with its operator thread (whose connections are named too). */
+async function startWithOperator(d: TestDeployment, region: string) {
+  const [operatorPort] = await freePorts(1);
+  return startRegion(d.configFor(region), { port: 0, operatorPort: operatorPort ?? null, drainTimeoutMs: 5000 });
+}
+
+test('remove does not take a running region of another deployment on the same Redis for this one\'s, where prefix and region run together the same', async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await redis.del(keys.members, keys.departed);
+  await writeMember(redis, keys, 'us-iowa', { state: 'active' });
+  await writeMember(redis, keys, 'europe-belgium', { state: 'active' });
+  // Key prefix '<ours>europe-' and region 'belgium': its connections were named '<ours>europe-belgium:<pid>:…', as
+  // a running europe-belgium of this deployment's are, and the removal of this one's (stopped) was refused.
+  const neighbour = await createDeployment('membersneighbour', ['belgium'], { redisKeyPrefix: `${deployment.file.redisKeyPrefix}europe-` });
+  const running = await startWithOperator(neighbour, 'belgium');
+  try {
+    const res = await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium']);
+    expect(res.stderr).not.toMatch(/still running/);
+    expect(res.status).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ region: 'europe-belgium', removed: true });
+  } finally {
+    await running.stop();
+    await neighbour.cleanup();
+  }
+}, 60_000);
+
+test('remove still refuses a running region of a deployment whose key prefix ends without ":"', async () => {
+  const d = await createDeployment('membersnocolon', ['us-iowa', 'europe-belgium'], { redisKeyPrefix: uniqueName('nocolon') });
+  const running = await startWithOperator(d, 'europe-belgium');
+  try {
+    await writeMember(redis, replicationKeys(d.file.redisKeyPrefix), 'us-iowa', { state: 'active' });
+    const res = await runScript({ deployment: d } as never, 'members', ['remove', 'europe-belgium']);
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain(`members failed: europe-belgium is still running: its process's connection ${d.file.redisKeyPrefix}/europe-belgium:${process.pid}:`);
+    expect((await readMembers(redis, replicationKeys(d.file.redisKeyPrefix))).members.has('europe-belgium')).toBe(true);
+  } finally {
+    await running.stop();
+    await d.cleanup();
+  }
+}, 60_000);
