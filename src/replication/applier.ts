@@ -597,11 +597,12 @@ export class Applier {
             // Discarded by an operator, or retried by another process, since the page was read: not ours now.
             if (err instanceof NoLongerParked) continue;
             // A parked change whose apply alone still outlasts the statement_timeout stays parked, and the
-            // retry goes on with the others; a second cancellation in a row is the database's overload.
+            // retry goes on with the others; a second cancellation in a row is the database's overload. Only
+            // a cancellation that is the change's own (canceledOwn) makes it apply-failed with that message;
+            // else it keeps its reason and message (a clock-skew one its every-minute retry).
             if (isCanceled(err) && canceledInRow === 0 && (await this.databaseUp())) {
               canceledInRow += 1;
-              this.canceledOwn(p, since);
-              await this.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error).message);
+              if (this.canceledOwn(p, since, true)) await this.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error).message);
               parked += 1;
               continue;
             }
@@ -869,7 +870,7 @@ export class Applier {
    * apply, is counted at each cancellation and parked after MAX_FAILURES (apply-failed, with the database's
    * message), instead of staying pending, retried for good and shown nowhere.
    */
-  private canceledOwn(p: Parsed, since: number): boolean {
+  private canceledOwn(p: Parsed, since: number, parked = false): boolean {
     const id = p.event.changeId;
     const before = this.canceledAt.get(id) ?? since;
     this.canceledAt.delete(id);
@@ -878,8 +879,8 @@ export class Applier {
     if (this.canceledAt.size > 10_000) this.canceledAt.delete(this.canceledAt.keys().next().value as string);
     const own = this.commits > before;
     this.d.log.warn({ changeId: id, counted: own }, own
-      ? "the database canceled this change's apply (statement_timeout) while other changes applied; counted as its failure"
-      : "the database canceled this change's apply (statement_timeout); left pending, not counted: nothing else committed meanwhile");
+      ? `the database canceled this change's apply (statement_timeout) while other changes applied; ${parked ? 'it stays parked as apply-failed' : 'counted as its failure'}`
+      : `the database canceled this change's apply (statement_timeout); ${parked ? 'it stays parked as it was' : 'left pending, not counted'}: nothing else committed meanwhile`);
     return own;
   }
 
