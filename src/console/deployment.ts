@@ -253,7 +253,7 @@ export function assembleDeployment(serving: string, gathered: Gathered[], timeou
   const view = gathered.find((g) => g.replication?.stream.connected)?.replication;
   for (const g of gathered) {
     const p = view?.pending.find((x) => x.region === g.status.id);
-    g.status.backlog = p ? { undelivered: p.undelivered, pending_acks: p.pending_acks } : null;
+    g.status.backlog = p ? { undelivered: p.undelivered, pending_acks: p.pending_acks, ...(p.undelivered_is_bound === true ? { undelivered_is_bound: true as const } : {}) } : null;
   }
   return {
     region: serving,

@@ -158,7 +158,7 @@ export const CONSOLE_JS = String.raw`(function () {
         td(r.up ? ms(r.response_ms) : null, 'num'),
         td(r.redis, r.redis && r.redis !== 'ready' ? 'bad' : ''),
         td(rep ? rep.outbox_unpublished + ' / ' + rep.outbox_unconfirmed : null, rep && rep.outbox_unpublished > 0 ? 'num warn' : 'num'),
-        td(r.backlog ? r.backlog.undelivered + ' / ' + r.backlog.pending_acks : null, state === 'lagging' || state === 'down' && r.backlog ? 'num warn' : 'num'),
+        td(r.backlog ? (r.backlog.undelivered_is_bound ? '\u2264 ' : '') + r.backlog.undelivered + ' / ' + r.backlog.pending_acks : null, state === 'lagging' || state === 'down' && r.backlog ? 'num warn' : 'num'),
         refusedCell(rep),
         td(rep ? rep.dead_letters : null, rep && rep.dead_letters > 0 ? 'num bad' : 'num'),
         td(rep ? rep.waiting_requests : null, 'num'),

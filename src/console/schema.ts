@@ -25,7 +25,7 @@ export const PeerReplication = Type.Object({
       lag_ms: Type.Integer(),
     }),
   ),
-  pending: Type.Array(Type.Object({ region: Type.String(), pending_acks: Nullable(Type.Integer()), undelivered: Nullable(Type.Integer()) })),
+  pending: Type.Array(Type.Object({ region: Type.String(), pending_acks: Nullable(Type.Integer()), undelivered: Nullable(Type.Integer()), undelivered_is_bound: Type.Optional(Nullable(Type.Boolean())) })),
   stream: Type.Object({ connected: Type.Boolean(), dead_letters: Nullable(Type.Integer()), error: Nullable(Type.String()) }),
   outbox: Type.Object({ unpublished: Type.Integer(), unconfirmed: Type.Integer(), oldest_unpublished_at: Time }),
   failures: Type.Object({
@@ -109,8 +109,12 @@ export const RegionStatus = Type.Object({
     }),
     Type.Null(),
   ]),
-  /** Entries of the shared stream not yet applied by this region (null: no region could read the stream). */
-  backlog: Type.Union([Type.Object({ undelivered: Nullable(Type.Integer()), pending_acks: Nullable(Type.Integer()) }), Type.Null()]),
+  /**
+   * Entries of the shared stream not yet applied by this region (null: no region could read the stream);
+   * `undelivered_is_bound` (only when true): `undelivered` is the inbox's length, an upper bound, where Redis
+   * could not count the group's lag (GET /admin/replication's field of that name).
+   */
+  backlog: Type.Union([Type.Object({ undelivered: Nullable(Type.Integer()), pending_acks: Nullable(Type.Integer()), undelivered_is_bound: Type.Optional(Type.Literal(true)) }), Type.Null()]),
 });
 
 export const LagCell = Type.Object({

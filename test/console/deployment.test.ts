@@ -89,6 +89,20 @@ test("each region's backlog is read from a region that could read the shared str
   ]);
 });
 
+test("a backlog Redis could not count is shown as the bound it is (the inbox's length), not as a count", () => {
+  const status = (id: string) => ({ id, url: `http://${id}`, up: true, ready: true, response_ms: 1, problems: [], redis: 'ready', database: 'ok', replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
+  const replication = (id: string, pending: object[]) =>
+    ({ region: id, applied: [], pending, stream: { connected: true, dead_letters: 0, error: null }, outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0 }) as never;
+  const d = assembleDeployment('b', [
+    { status: status('a'), replication: null },
+    { status: status('b'), replication: replication('b', [{ region: 'a', undelivered: 7, undelivered_is_bound: true, pending_acks: 0 }, { region: 'b', undelivered: 0, undelivered_is_bound: false, pending_acks: 0 }]) },
+  ], 1500);
+  expect(d.regions.map((x) => [x.id, x.backlog])).toEqual([
+    ['a', { undelivered: 7, pending_acks: 0, undelivered_is_bound: true }],
+    ['b', { undelivered: 0, pending_acks: 0 }],
+  ]);
+});
+
 test("a region whose Redis hangs is shown with that problem, not as a region whose replication status does not answer", async () => {
   const own = await ownRedis();
   await own.start();
