@@ -251,13 +251,26 @@ function listenOverrides(env: Env, region: RegionConfig): { host: string; port: 
   return { host: env.HOST || region.host || '127.0.0.1', port: port ?? region.port };
 }
 
+/** The region's operator port: OPERATOR_PORT, else its entry's `operatorPort` (undefined: none); never `port`. */
+function operatorOverride(env: Env, region: RegionConfig, port: number): number | undefined {
+  const given = intFromEnv(env, 'OPERATOR_PORT');
+  if (given !== undefined && (given < 1 || given > 65535)) throw new ConfigError(`OPERATOR_PORT must be 1..65535, got ${given}`);
+  const operatorPort = given ?? region.operatorPort;
+  if (operatorPort === port) throw new ConfigError(`the operator port (${operatorPort}) must differ from the region's port`);
+  return operatorPort;
+}
+
 /**
- * The host and port the region of `env` (REGIONS_CONFIG, REGION, PORT, HOST) listens on, resolved as
- * loadConfig resolves them, without the secrets loadConfig also checks: for the image's health check
- * (src/healthcheck.ts), which must ask the port the region took, its config file's when PORT is unset.
+ * The host and port the region of `env` (REGIONS_CONFIG, REGION, PORT, HOST, OPERATOR_PORT) listens on, and
+ * its operator port if it has one, resolved as loadConfig resolves them, without the secrets loadConfig also
+ * checks: for the image's health check (src/healthcheck.ts), which must ask the port the region took, its
+ * config file's when PORT is unset, and the operator port when there is one (it answers under a flood).
  */
-export function listenAddress(env: Env = process.env): { host: string; port: number } {
-  return listenOverrides(env, ownEntry(env).region);
+export function listenAddress(env: Env = process.env): { host: string; port: number; operatorPort?: number } {
+  const { region } = ownEntry(env);
+  const listen = listenOverrides(env, region);
+  const operatorPort = operatorOverride(env, region, listen.port);
+  return { ...listen, ...(operatorPort !== undefined ? { operatorPort } : {}) };
 }
 
 /**
@@ -312,8 +325,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
   const listen = listenOverrides(env, region);
-  const operatorPort = intFromEnv(env, 'OPERATOR_PORT');
-  if (operatorPort !== undefined && (operatorPort < 1 || operatorPort > 65535)) throw new ConfigError(`OPERATOR_PORT must be 1..65535, got ${operatorPort}`);
+  const operatorPort = operatorOverride(env, region, listen.port);
   const merged: RegionConfig = {
     ...region,
     port: listen.port,
@@ -321,7 +333,6 @@ export function loadConfig(env: Env = process.env): Config {
     host: listen.host,
     databaseUrl: env.DATABASE_URL || region.databaseUrl,
   };
-  if (merged.operatorPort === merged.port) throw new ConfigError(`the operator port (${merged.operatorPort}) must differ from the region's port`);
   return {
     ...file,
     redisUrl: env.REDIS_URL || file.redisUrl,

@@ -1,9 +1,17 @@
 /**
  * The image's HEALTHCHECK (`node dist/src/healthcheck.js`): asks /readyz of the region this container runs,
- * on the host and port it listens on, resolved from REGIONS_CONFIG, REGION, PORT and HOST as the region
- * resolves them (src/config.ts): its config file's port when PORT is unset (the check asked 8080 then, and a
- * region listening on its file's port was never healthy). Exits 0 when ready; 1 when not ready, not
- * answering or misconfigured (Docker reserves 2), with a line on stderr saying which.
+ * on the host and port it listens on, resolved from REGIONS_CONFIG, REGION, PORT, HOST and OPERATOR_PORT as the
+ * region resolves them (src/config.ts): its config file's port when PORT is unset (the check asked 8080 then,
+ * and a region listening on its file's port was never healthy).
+ *
+ * With an operator port (`operatorPort`, or OPERATOR_PORT) it asks there, not the region's port: a thread of
+ * its own answers there while the region's port is flooded (a check of the flooded port timed out, and a busy
+ * but healthy container was marked unhealthy, and restarted by whatever acts on that). That thread answers
+ * /readyz while the main thread is stuck, too: the check also asks its /healthz, which answers 503 `stalled`
+ * once the main thread has published nothing for 30 s (the region's port would not answer then either).
+ *
+ * Exits 0 when ready; 1 when not ready, stalled, not answering or misconfigured (Docker reserves 2), with a
+ * line on stderr saying which.
  */
 import { ConfigError, listenAddress } from './config';
 import { httpUrl } from './http/url';
@@ -14,26 +22,38 @@ const PROBE_TIMEOUT_MS = 2000;
 /** Where a client of this machine reaches a server listening on `host` (the wildcard addresses accept on loopback). */
 const probeHost = (host: string) => (host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host);
 
-async function check(): Promise<number> {
-  let url: string;
+/** What a non-2xx answer of each path means. */
+const NOT_OK: Record<string, string> = { '/readyz': 'not ready', '/healthz': "stalled: the region's main thread published nothing lately" };
+
+/** Null when `url` answers 2xx, else the line saying what it answered or why it did not. */
+async function probe(url: string, path: string, signal: AbortSignal): Promise<string | null> {
   try {
-    const { host, port } = listenAddress();
-    url = `${httpUrl(probeHost(host), port)}/readyz`;
+    const res = await fetch(`${url}${path}`, { signal });
+    await res.arrayBuffer();
+    return res.ok ? null : `${url}${path}: ${res.status} (${NOT_OK[path] ?? 'not ok'})`;
+  } catch (err) {
+    const cause = (err as { cause?: { code?: unknown } }).cause?.code;
+    return `${url}${path}: ${(err as Error).message}${typeof cause === 'string' ? ` (${cause})` : ''}`;
+  }
+}
+
+async function check(): Promise<number> {
+  let base: string;
+  let paths: string[];
+  try {
+    const { host, port, operatorPort } = listenAddress();
+    base = httpUrl(probeHost(host), operatorPort ?? port);
+    paths = operatorPort === undefined ? ['/readyz'] : ['/readyz', '/healthz'];
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`configuration error: ${err.message}\n`);
     return 1;
   }
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-    await res.arrayBuffer();
-    if (res.ok) return 0;
-    process.stderr.write(`${url}: ${res.status} (not ready)\n`);
-  } catch (err) {
-    const cause = (err as { cause?: { code?: unknown } }).cause?.code;
-    process.stderr.write(`${url}: ${(err as Error).message}${typeof cause === 'string' ? ` (${cause})` : ''}\n`);
-  }
-  return 1;
+  // Together, within one bound: the HEALTHCHECK's --timeout covers the whole check.
+  const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
+  const failures = (await Promise.all(paths.map((p) => probe(base, p, signal)))).filter((f) => f !== null);
+  for (const f of failures) process.stderr.write(`${f}\n`);
+  return failures.length ? 1 : 0;
 }
 
 void check().then((code) => process.exit(code));

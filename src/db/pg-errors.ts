@@ -6,7 +6,10 @@ export function pgCode(err: unknown): string | null {
     (typeof own === 'string' && /^[0-9A-Z]{5}$/.test(own) ? own : null);
 }
 
-/** Errors that say "try again", not "this is wrong": deadlock, serialization failure, lock timeout. */
+/**
+ * Errors that say "try again", not "this is wrong": deadlock, serialization failure, lock timeout. (The
+ * applier still counts a lock timeout against a change applied alone while others commit: Applier.canceledOwn.)
+ */
 export function isTransient(err: unknown): boolean {
   return ['40P01', '40001', '55P03'].includes(pgCode(err) ?? '');
 }

@@ -9,13 +9,14 @@
  * An event that keeps failing while the database answers is parked (see parked.ts); while the database
  * does not answer or refuses (isDatabaseTrouble, or SELECT 1 fails on the applier's pool), nothing is
  * counted against any event. Parked events are tried again at start, on the admin retry, and periodically
- * (retryDue). A statement the database canceled (its statement_timeout) is the database's trouble too, unless
- * the change was applied alone and other changes committed since its previous cancellation: then it is the
- * change's (its apply alone outlasts the timeout), counted, and parked after MAX_FAILURES (see canceledOwn).
+ * (retryDue). A statement the database canceled (its statement_timeout), or whose lock wait it gave up (its
+ * lock_timeout), is the database's trouble (or a collision) too, unless the change was applied alone and other
+ * changes committed since its previous such failure: then it is the change's (its apply alone outlasts the
+ * timeout, or waits on a lock held for good), counted, and parked after MAX_FAILURES (see canceledOwn).
  */
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
-import { databaseRefusal, isDatabaseTrouble, isTransient } from '../db/pg-errors';
+import { databaseRefusal, isDatabaseTrouble, isTransient, pgCode } from '../db/pg-errors';
 import { withTimeout } from '../db/timeout';
 import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
@@ -159,7 +160,7 @@ export class Applier {
   private readonly deadLettered = new Set<string>();
   /** Apply transactions this process committed (see canceledOwn). */
   private commits = 0;
-  /** Per change whose apply alone the database canceled: `commits` at its latest cancellation (see canceledOwn). */
+  /** Per change whose apply alone the database canceled or timed out on a lock: `commits` then (see canceledOwn). */
   private readonly canceledAt = new Map<string, number>();
   /** Applied events whose failure rows could not be cleared (the database went away): cleared with the next batch. */
   private unclearedIds: string[] = [];
@@ -427,15 +428,17 @@ export class Applier {
       } catch (err) {
         // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
         // and count nothing against them. What committed before it is acked now. A canceled statement (its
-        // statement_timeout) may be one event's that always outlasts it: its events are tried one by one.
-        const canceled = isCanceled(err);
+        // statement_timeout) or a lock wait given up (its lock_timeout) may be one event's that always outlasts
+        // it: its events are tried one by one.
+        const canceled = timeoutOf(err) !== null;
         if ((isDatabaseTrouble(err) && !canceled) || !(await this.databaseUp())) {
           await this.settleBeforeOutage(own, applied, outcomes);
           throw err;
         }
         // One bad event must not block the rest: retry one by one.
         log.warn({ err: (err as Error).message, events: chunk.length }, 'batch apply failed; retrying its events one by one');
-        // Canceled in a row with nothing committed in between: the database is overloaded, not the events slow.
+        // Canceled (or timed out on a lock) in a row with nothing committed in between: the database is
+        // overloaded (or a lock is held on more than one event's rows), not the events slow.
         let canceledInRow = 0;
         for (const p of chunk) {
           try {
@@ -445,10 +448,11 @@ export class Applier {
             applied.push(p);
             canceledInRow = 0;
           } catch (e) {
-            if (isCanceled(e) && canceledInRow === 0) {
+            const timeout = timeoutOf(e);
+            if (timeout && canceledInRow === 0) {
               canceledInRow += 1;
               // Counted only when other applies committed since its previous cancellation; else pending, uncounted.
-              if (this.canceledOwn(p, since)) failed.push({ p, err: timedOut(e as Error) });
+              if (this.canceledOwn(p, since, timeout)) failed.push({ p, err: timedOut(e as Error, timeout) });
               continue;
             }
             // The database's trouble (it refused the connection: too many; it ended the session) is not the
@@ -458,7 +462,8 @@ export class Applier {
               throw e;
             }
             canceledInRow = 0;
-            // A deadlock or serialization failure is a collision, not the event's fault: it stays pending.
+            // A deadlock or serialization failure is a collision, not the event's fault: it stays pending (so
+            // does a lock timeout right after another one, see canceledInRow).
             if (!isTransient(e)) failed.push({ p, err: e as Error });
           }
         }
@@ -596,13 +601,14 @@ export class Applier {
           } catch (err) {
             // Discarded by an operator, or retried by another process, since the page was read: not ours now.
             if (err instanceof NoLongerParked) continue;
-            // A parked change whose apply alone still outlasts the statement_timeout stays parked, and the
-            // retry goes on with the others; a second cancellation in a row is the database's overload. Only
-            // a cancellation that is the change's own (canceledOwn) makes it apply-failed with that message;
+            // A parked change whose apply alone still outlasts the statement_timeout (or the lock_timeout)
+            // stays parked, and the retry goes on with the others; a second in a row is the database's overload.
+            // Only a failure that is the change's own (canceledOwn) makes it apply-failed with that message;
             // else it keeps its reason and message (a clock-skew one its every-minute retry).
-            if (isCanceled(err) && canceledInRow === 0 && (await this.databaseUp())) {
+            const timeout = timeoutOf(err);
+            if (timeout && canceledInRow === 0 && (await this.databaseUp())) {
               canceledInRow += 1;
-              if (this.canceledOwn(p, since, true)) await this.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error).message);
+              if (this.canceledOwn(p, since, timeout, true)) await this.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error, timeout).message);
               parked += 1;
               continue;
             }
@@ -863,14 +869,16 @@ export class Applier {
   }
 
   /**
-   * Whether the database's cancellation of this change's apply alone (its statement_timeout) is the change's
-   * own: other apply transactions committed since its previous cancellation (since `since`, the start of its
-   * batch, for its first). A database that cancels everything (overloaded) commits nothing meanwhile, so
-   * nothing is counted against any change; one change whose apply always outlasts the timeout, while others
-   * apply, is counted at each cancellation and parked after MAX_FAILURES (apply-failed, with the database's
-   * message), instead of staying pending, retried for good and shown nowhere.
+   * Whether the database's cancellation of this change's apply alone (its statement_timeout), or its giving
+   * up a lock wait of it (its lock_timeout), is the change's own: other apply transactions committed since its
+   * previous such failure (since `since`, the start of its batch, for its first). A database that cancels
+   * everything (overloaded), or a lock that holds up every apply (a table's), commits nothing meanwhile, so
+   * nothing is counted against any change; one change whose apply always outlasts the timeout (or waits on a
+   * row some session holds for good, e.g. idle in a transaction), while others apply, is counted at each
+   * failure and parked after MAX_FAILURES (apply-failed, with the database's message), instead of staying
+   * pending, retried for good and shown nowhere.
    */
-  private canceledOwn(p: Parsed, since: number, parked = false): boolean {
+  private canceledOwn(p: Parsed, since: number, timeout: Timeout, parked = false): boolean {
     const id = p.event.changeId;
     const before = this.canceledAt.get(id) ?? since;
     this.canceledAt.delete(id);
@@ -878,9 +886,10 @@ export class Applier {
     // The oldest goes first (insertion order): bounded, like deadLettered.
     if (this.canceledAt.size > 10_000) this.canceledAt.delete(this.canceledAt.keys().next().value as string);
     const own = this.commits > before;
+    const what = timeout === 'lock_timeout' ? "gave up a lock wait of this change's apply (lock_timeout)" : "canceled this change's apply (statement_timeout)";
     this.d.log.warn({ changeId: id, counted: own }, own
-      ? `the database canceled this change's apply (statement_timeout) while other changes applied; ${parked ? 'it stays parked as apply-failed' : 'counted as its failure'}`
-      : `the database canceled this change's apply (statement_timeout); ${parked ? 'it stays parked as it was' : 'left pending, not counted'}: nothing else committed meanwhile`);
+      ? `the database ${what} while other changes applied; ${parked ? 'it stays parked as apply-failed' : 'counted as its failure'}`
+      : `the database ${what}; ${parked ? 'it stays parked as it was' : 'left pending, not counted'}: nothing else committed meanwhile`);
     return own;
   }
 
@@ -1099,12 +1108,18 @@ function validEvent(v: unknown): v is ChangeEvent {
 /** A parked change's retry found its parked row gone (see Applier.apply). */
 class NoLongerParked extends Error {}
 
-/** The database canceled the statement (its statement_timeout, or an administrator's pg_cancel_backend). */
-function isCanceled(err: unknown): boolean {
-  return databaseRefusal(err) === 'canceled';
+/**
+ * Which of the database's own bounds ended the statement: its statement_timeout (57014, also an
+ * administrator's pg_cancel_backend) or its lock_timeout (55P03: a lock wait given up); null for any other error.
+ */
+type Timeout = 'statement_timeout' | 'lock_timeout';
+function timeoutOf(err: unknown): Timeout | null {
+  if (databaseRefusal(err) === 'canceled') return 'statement_timeout';
+  return pgCode(err) === '55P03' ? 'lock_timeout' : null;
 }
 
 /** The database's message, with what it means for the change (recorded as its failure, shown when parked). */
-function timedOut(err: Error): Error {
-  return new Error(`${err.message} (this change's apply alone ran past the database's statement_timeout while other changes applied)`);
+function timedOut(err: Error, timeout: Timeout): Error {
+  const what = timeout === 'lock_timeout' ? "waited for a lock past the database's lock_timeout" : "ran past the database's statement_timeout";
+  return new Error(`${err.message} (this change's apply alone ${what} while other changes applied)`);
 }

@@ -5,16 +5,19 @@
  * changes apply, was left pending and retried for good, shown nowhere: it is counted at each cancellation
  * with other applies committed since the previous one, and parked after MAX_FAILURES (apply-failed, with the
  * database's message), where GET /admin/replication shows it. Both through real region processes, the target's
- * database with a statement_timeout of 1 s and a trigger that sleeps past it.
+ * database with a statement_timeout of 1 s and a trigger that sleeps past it. The target's applier takes its
+ * pending entries again within ~5 s rather than 15-20 s (hurryClaims): the run took ~110 s, ~35 s with it.
  */
 import { Client } from 'pg';
 import { MAX_FAILURES } from '../../src/replication/parked';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
+import { hurryClaims } from '../support/hurry-claims';
 
 const ORIGIN = 'us-iowa';
 const TARGET = 'asia-japan';
 let cluster: Cluster;
 let db: Client;
+let hurry: { stop(): Promise<void> } | undefined;
 
 beforeAll(async () => {
   cluster = await startCluster('applier-timeout', [ORIGIN, TARGET]);
@@ -42,8 +45,10 @@ beforeAll(async () => {
   await cluster.proc(TARGET).waitReady(60_000);
   db = new Client({ connectionString: dbUrl.toString(), options: '-c statement_timeout=0' });
   await db.connect();
+  hurry = hurryClaims(cluster, TARGET);
 }, 120_000);
 afterAll(async () => {
+  await hurry?.stop();
   await db?.end();
   await cluster?.stop();
 });
