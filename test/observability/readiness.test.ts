@@ -105,11 +105,13 @@ test('stays ready without Redis, and says so', async () => {
   }
 });
 
+// The image and compose run src/healthcheck.ts, which asks /readyz (test/healthcheck.test.ts runs it).
 test('the image and compose health checks ask /readyz', () => {
   const df = fs.readFileSync(path.join(PROJECT_ROOT, 'Dockerfile'), 'utf8');
-  expect(df).toMatch(/^HEALTHCHECK [^\n]*\\\n\s+CMD [^\n]*\/readyz/m);
+  expect(df).toMatch(/^HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "dist\/src\/healthcheck\.js"\]/m);
+  expect(fs.readFileSync(path.join(PROJECT_ROOT, 'src', 'healthcheck.ts'), 'utf8')).toMatch(/\/readyz/);
   const compose = YAML.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
     services: Record<string, { healthcheck?: { test?: string[] } }>;
   };
-  for (const s of ['us-iowa', 'europe-belgium', 'asia-japan']) expect(compose.services[s]?.healthcheck?.test?.join(' ')).toContain('/readyz');
+  for (const s of ['us-iowa', 'europe-belgium', 'asia-japan']) expect(compose.services[s]?.healthcheck?.test?.join(' ')).toContain('dist/src/healthcheck.js');
 });
