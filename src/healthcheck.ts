@@ -7,8 +7,9 @@
  * With an operator port (`operatorPort`, or OPERATOR_PORT) it asks there, not the region's port: a thread of
  * its own answers there while the region's port is flooded (a check of the flooded port timed out, and a busy
  * but healthy container was marked unhealthy, and restarted by whatever acts on that). That thread answers
- * /readyz while the main thread is stuck, too: the check also asks its /healthz, which answers 503 `stalled`
- * once the main thread has published nothing for 30 s (the region's port would not answer then either).
+ * while the main thread is stuck, too: its /readyz and its /healthz, which the check also asks, both answer
+ * 503 (`stalled`) once the main thread has published nothing for 30 s (the region's port would not answer
+ * then either; a region of an earlier build said so on /healthz only).
  *
  * Exits 0 when ready; 1 when not ready, stalled, not answering or misconfigured (Docker reserves 2), with a
  * line on stderr saying which.

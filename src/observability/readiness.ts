@@ -3,7 +3,9 @@
  * standby or set read-only: every write would then fail) and carries every migration this build knows. Redis is reported but does not count: without it a region still serves
  * reads and local_region writes (the outbox holds them), only all_regions writes wait. A region that is
  * draining (SIGTERM) is not ready: its port takes no new connections, and a probe that still read it as ready
- * (the operator port's, which answers until the drain ends) would keep traffic coming to it.
+ * (the operator port's, which answers until the drain ends) would keep traffic coming to it. Nor is a region
+ * whose main thread is stuck (the operator port's view: it published no figures for 30 s): that port's thread
+ * still answers, and a readiness probe there would keep a frozen region in service.
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
@@ -18,6 +20,8 @@ export interface ReadinessReport {
   redis: { reachable: boolean; status: string };
   /** Present (true) only while the region drains after SIGTERM: not ready, whatever the database says. */
   draining?: true;
+  /** Present (true) only on the operator port, while the region's main thread is stalled: not ready either. */
+  stalled?: true;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -29,6 +33,8 @@ export function createReadiness(d: {
   timeoutMs?: number;
   /** Whether the region is draining (default: never). */
   draining?: () => boolean;
+  /** Whether the region's main thread is stalled (the operator port's view; default: never). */
+  stalled?: () => boolean;
 }): () => Promise<ReadinessReport> {
   // The migrations of this build are fixed for the life of the process.
   const expected = listMigrations().map((m) => m.name);
@@ -36,8 +42,11 @@ export function createReadiness(d: {
     const status = d.redisStatus();
     const redis = { reachable: status === 'ready', status };
     const report = await databaseReport(d.db, expected, d.timeoutMs ?? DEFAULT_TIMEOUT_MS, d.log);
-    if (d.draining?.()) return { ...report, ready: false, redis, draining: true };
-    return { ...report, redis };
+    const draining = d.draining?.() === true;
+    // Asked after the database's answer: a main thread that stalled meanwhile is reported.
+    const stalled = d.stalled?.() === true;
+    if (!draining && !stalled) return { ...report, redis };
+    return { ...report, ready: false, redis, ...(draining ? { draining: true as const } : {}), ...(stalled ? { stalled: true as const } : {}) };
   };
 }
 

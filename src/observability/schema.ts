@@ -31,6 +31,11 @@ export const ReadinessStatus = Type.Object(
     draining: Type.Optional(
       Type.Literal(true, { description: 'Only while the region drains after SIGTERM (503): it takes no new connections; send traffic elsewhere.' }),
     ),
+    stalled: Type.Optional(
+      Type.Literal(true, {
+        description: "Only on the operator port (503), while the region's main thread has published no figures for 30 s (its event loop is stuck; the region's port does not answer).",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

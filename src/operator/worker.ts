@@ -66,7 +66,8 @@ app.use(healthRoutes({
     redis: snapshot?.redisStatus ?? 'unknown',
     main_thread: { snapshot_age_ms: age() },
   }),
-  readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true }),
+  // A stalled main thread fails readiness too: a probe here must not keep a frozen region in service.
+  readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled }),
 }));
 app.use('/admin', routePrefix(), ...adminGuard(d.adminTokens));
 app.get('/admin/replication', async (_req, res) => {

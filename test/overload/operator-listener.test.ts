@@ -200,6 +200,35 @@ test('while the main event loop is blocked, the operator port answers and the re
   expect(after.body.status).toBe('ok');
 });
 
+test('the operator port\'s /readyz answers 503 stalled once the main thread is stuck past the bound, and 200 once it turns again', async () => {
+  const seen = await whileMainThreadBlocked(
+    [
+      // Liveness says stalled first (its age only grows while the main thread stays blocked)...
+      { url: `${operator}/healthz`, until: 503 },
+      // ...then readiness, asked after it, must say so too: a probe here must take the frozen region out of service.
+      { url: `${operator}/readyz` },
+    ],
+    `${r.url}/readyz`,
+  );
+  expect(seen.error).toBeUndefined();
+  expect(seen.woke).toBe('ok');
+  expect(seen.mainAnswered).toBe(false);
+  const [health, ready] = seen.answers ?? [];
+  expect(health?.status).toBe(503);
+  expect(ready?.status).toBe(503);
+  expect(JSON.parse(ready?.body ?? '{}')).toEqual({
+    region: 'us-iowa', ready: false, database: 'ok', missing_migrations: [], redis: { reachable: true, status: 'ready' }, stalled: true,
+  });
+  // Unblocked, the main thread publishes again and the operator port's readiness recovers.
+  let after = await call(operator, 'GET', '/readyz');
+  for (let i = 0; i < 50 && after.status !== 200; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    after = await call(operator, 'GET', '/readyz');
+  }
+  expect(after.status).toBe(200);
+  expect(after.body).toEqual({ region: 'us-iowa', ready: true, database: 'ok', missing_migrations: [], redis: { reachable: true, status: 'ready' } });
+});
+
 test('the figures on the operator port are the main thread\'s: a change there shows in the next snapshot', async () => {
   const before = (await call(operator, 'GET', '/admin/replication', { headers: adminHeaders })).body.admission.writes.admitted as number;
   const org = await call(r.url, 'POST', '/admin/organizations', { headers: adminHeaders, body: { name: 'snap' } });
