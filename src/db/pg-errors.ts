@@ -8,7 +8,7 @@ export function pgCode(err: unknown): string | null {
 
 /**
  * Errors that say "try again", not "this is wrong": deadlock, serialization failure, lock timeout. (The
- * applier still counts a lock timeout against a change applied alone while others commit: Applier.canceledOwn.)
+ * applier still counts a lock timeout against a change applied alone while others commit: ApplyTimeouts.canceledOwn, apply-timeouts.ts.)
  */
 export function isTransient(err: unknown): boolean {
   return ['40P01', '40001', '55P03'].includes(pgCode(err) ?? '');
@@ -87,7 +87,7 @@ const SERVER_TROUBLE = /^(08|57P0[1-5]|58|53100|53300|3D000|28)/;
 export function isDatabaseTrouble(err: unknown): boolean {
   // Read-only, or a statement canceled (a statement_timeout under a lock or load, pg_cancel_backend): the
   // database's state too. Counted, MAX_FAILURES of them parked good changes as apply-failed. (The applier
-  // still counts a cancellation against a change applied alone while others commit: Applier.canceledOwn.)
+  // still counts a cancellation against a change applied alone while others commit: ApplyTimeouts.canceledOwn, apply-timeouts.ts.)
   if (databaseRefusal(err) !== null) return true;
   const code = pgCode(err);
   if ((err as { severity?: unknown } | null)?.severity !== undefined && code !== null) return SERVER_TROUBLE.test(code) || isConnectRefused(err);

@@ -2,7 +2,7 @@
  * Authenticated change events. Every event is signed where it is created (Replicator.write) with an
  * HMAC-SHA256 under the deployment's replication key, and every applier verifies it before it reads
  * anything else of the event: an event without a valid signature is never applied and never moves the
- * clock (see applier.ts, "refused").
+ * clock (see dead-letters.ts, "refuse").
  *
  * Canonical bytes: the event's JSON with its keys sorted (recursively) and without the `sig` field, as
  * produced by `canonicalJson`. The stream entry carries exactly those bytes and the signature as separate

@@ -5,7 +5,7 @@
  * or carries a version too far ahead of this region's clock. A parked event is acknowledged to its origin
  * as parked (so the origin confirms it instead of republishing it, and it no longer pins the stream), and
  * is re-applied after an upgrade: at start, on POST /admin/replication/parked/retry, and periodically
- * (clock-skew every minute, apply-failed every 10 minutes: Applier.retryDue).
+ * (clock-skew every minute, apply-failed every 10 minutes: ParkedRetry.retryDue, parked-retry.ts).
  */
 import type { Db, SqlReader } from '../db/client';
 import type { Statement } from './row-store';

@@ -482,7 +482,7 @@ export class OutboxRelay {
 
   /**
    * Deliveries confirmed on a parked ack whose region has applied the change since (the retry of parked
-   * changes, applier.ts): that region names them in this Redis (keys.unparked), and the ack it recorded there
+   * changes, parked-retry.ts): that region names them in this Redis (keys.unparked), and the ack it recorded there
    * replaces the parked one kept with the delivery. The change's status reads the delivery's once this Redis
    * lost the ack records; it showed the region as parked again, until the outbox row's retention ended.
    */

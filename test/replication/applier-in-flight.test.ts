@@ -111,7 +111,7 @@ test('an entry whose batch ends (acked and XACKed) while a claim that took it is
     heldReplies++;
     // Only now does the ack get through; then the batch ends.
     table.cut = [];
-    const inFlight = (applier as unknown as { inFlight: Set<string> }).inFlight;
+    const inFlight = (applier as unknown as { inbox: { inFlight: Set<string> } }).inbox.inFlight;
     await eventually(async () => !inFlight.has(id) && (await rig.pendingCount()) === 0, 10_000, 10);
     return res;
   };

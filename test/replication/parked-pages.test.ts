@@ -76,7 +76,7 @@ test("the periodic retry of one reason's parked changes leaves those of other re
   await new FailureLog(rig.db).park([{ event: failed, streamId: '1-0', reason: 'apply-failed', error: 'test' }]);
   const applier = await rig.applier({ consumer: 'by-reason' });
   try {
-    // The every-minute retry of clock-skew changes (Applier.retryDue) does not take it: apply-failed ones
+    // The every-minute retry of clock-skew changes (ParkedRetry.retryDue) does not take it: apply-failed ones
     // are retried every ten minutes, by a retry of their own.
     expect(await applier.retryParked({ reason: 'clock-skew' })).toEqual({ applied: 0, parked: 0 });
     expect(await parkedRows()).toBe(1);

@@ -2,7 +2,7 @@
  * A retry of a parked change whose apply the database cancels (its statement_timeout under a lock or load)
  * while nothing else committed says nothing about the change: it stays parked with the reason and message it
  * had (a change parked for clock skew keeps its every-minute retry), not relabeled apply-failed with a
- * message saying its apply alone ran past the timeout while other changes applied (Applier.canceledOwn).
+ * message saying its apply alone ran past the timeout while other changes applied (ApplyTimeouts.canceledOwn).
  * Against the rig's database, a trigger raising query_canceled on the change's organization.
  */
 import { FailureLog } from '../../src/replication/parked';

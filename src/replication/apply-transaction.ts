@@ -1,0 +1,82 @@
+/**
+ * One apply transaction of a batch of change events (pg-tx.ts pipelines it): the rows under the merge rule,
+ * with the same per-key locks as local writes; the columns of events held for a newer schema filled in; and
+ * for a parked change's retry, its parked row claimed first and the ack it owes its origin recorded with it.
+ */
+import type { Pool } from 'pg';
+import type { Db } from '../db/client';
+import type { Parsed } from './inbox-events';
+import { owedAckStatement } from './parked';
+import { inPipeline } from './pg-tx';
+import { creatingOps, type RowStore } from './row-store';
+import type { ChangeEvent } from './tables';
+import type { AckOutcome } from './tracker';
+
+/** A parked change's retry found its parked row gone (see Applier.apply). */
+export class NoLongerParked extends Error {}
+
+/**
+ * Applies the batch in one transaction and returns the superseded outcomes of its changes (none for those
+ * that hold). `parked`: the batch is that parked change's retry (see Applier.apply); NoLongerParked when
+ * its parked row is gone.
+ */
+export async function applyInTransaction(
+  d: { db: Db; pool: Pool; store: RowStore },
+  batch: readonly Parsed[],
+  parked?: string,
+): Promise<Map<string, AckOutcome>> {
+  const { store } = d;
+  const lost = new Map<string, AckOutcome>();
+  const fills: { p: Parsed; before: string }[] = [];
+  for (const p of batch) {
+    const before = p.event.held ? await upgradedAt(d.db, p.event.held) : null;
+    if (before) fills.push({ p, before });
+  }
+  await inPipeline(d.pool, async (tx) => {
+    if (parked !== undefined) {
+      const [claimed] = await tx.send([{ sql: 'DELETE FROM replication_failures WHERE change_id = $1::uuid AND parked_at IS NOT NULL', values: [parked] }]);
+      if (!claimed?.rowCount) throw new NoLongerParked();
+    }
+    // The same per-key locks as local writes, in a fixed order: a local write of the same key waits
+    // for this apply (or this apply for it) instead of racing it into a merge-rule refusal. Taken in the
+    // round trip that reads the rows; the writes go with the commit unless held columns follow.
+    // A create of several rows is judged a create for each of them (ApplyOptions.creates).
+    const creating = batch.flatMap((b) => creatingOps(b.event.ops));
+    const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
+      lock: true,
+      last: fills.length === 0 && parked === undefined,
+      ...(creating.length ? { creates: new Set(creating) } : {}),
+    });
+    // A change holds when every row it wrote holds it; the first row that does not names the winner.
+    let i = 0;
+    for (const b of batch) {
+      for (let k = 0; k < b.event.ops.length; k++) {
+        const o = outcomes[i++];
+        if (o && !o.applied && !lost.has(b.event.changeId)) {
+          const w = o.winner;
+          lost.set(b.event.changeId, { outcome: 'superseded', winner: { table: w.table, key: w.key, version: w.version, originRegion: w.originRegion } });
+        }
+      }
+    }
+    if (fills.length === 0 && parked === undefined) return;
+    const sets = fills.flatMap(({ p, before }) => p.event.ops.map((op) => store.fillColumns(op, p.event.held?.columns[op.table] ?? [], before)));
+    // A retried parked change owes its origin the ack: recorded with the apply, so a restart does not lose it.
+    const owed = parked === undefined ? [] : [owedAckStatement(batch.map((b) => ({ changeId: b.event.changeId, origin: b.event.origin, outcome: lost.get(b.event.changeId) ?? null })))];
+    await tx.run([...sets.filter((st) => st !== null), ...owed], true);
+  });
+  return lost;
+}
+
+/**
+ * For events held for a newer schema and now applied: the time (as a version prefix) this region's
+ * schema moved past the one it had when it held them. A write stored here before then could not set
+ * the held columns, so where such a write outranks the event, the event still sets those columns.
+ */
+async function upgradedAt(db: Db, held: NonNullable<ChangeEvent['held']>): Promise<string | null> {
+  const rows = await db.$queryRawUnsafe<{ at: Date | null }[]>(
+    `SELECT min(finished_at) AS at FROM "_prisma_migrations" WHERE migration_name > $1 AND finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+    held.schema,
+  );
+  const at = rows[0]?.at;
+  return at ? String(new Date(at).getTime()).padStart(15, '0') : null;
+}

@@ -1,0 +1,130 @@
+/**
+ * The entries this region does not apply: those whose signature does not hold (refused) and those it cannot
+ * read (whole entries, or single events of packs). Each is copied to the capped dead-letter stream with this
+ * region and its entry id; the refusals are also counted for /admin/replication and the metrics.
+ */
+import type { Logger } from '../logger';
+import type { ReplicationKeys } from '../redis';
+import type { RefusalReason } from './event-auth';
+import { claimedOrigin, namedChange } from './inbox-events';
+import type { RedisLinks } from './links';
+import type { Membership } from './membership';
+import { DEAD_LETTER_MAX_LENGTH, type StreamEntry } from './stream';
+import { recordParked, type Tracker } from './tracker';
+
+/** An entry refused for its signature, as /admin/replication shows it. */
+export interface RefusedEntry {
+  streamId: string;
+  /** The origin the entry claims (unauthenticated: it may be a lie), null when unreadable. */
+  origin: string | null;
+  reason: RefusalReason;
+  kid: string | null;
+  at: string;
+}
+
+/** How many refused entries /admin/replication lists (the newest). */
+export const RECENT_REFUSED = 20;
+
+/** An entry whose signature does not hold, with what the verification found. */
+export type Refused = { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null };
+
+export interface DeadLettersDeps {
+  links: RedisLinks;
+  keys: ReplicationKeys;
+  tracker: Tracker;
+  region: string;
+  regions: readonly string[];
+  membership?: Membership;
+  log: Logger;
+}
+
+export class DeadLetters {
+  /** Packs whose unreadable events this process dead-lettered (the newest 10,000): not again on a re-read. */
+  private readonly deadLettered = new Set<string>();
+  /** Entries refused for their signature since start, per reason, and the newest of them. */
+  refusedEvents = 0;
+  readonly refusedByReason: Partial<Record<RefusalReason, number>> = {};
+  readonly recentRefused: RefusedEntry[] = [];
+
+  /**
+   * `xack`: XACKs entries of this region's inbox; `onRefused`: the observer of each refused entry (its
+   * claimed origin, a known region, else 'unknown', and the reason).
+   */
+  constructor(
+    private readonly d: DeadLettersDeps,
+    private readonly xack: (ids: string[]) => Promise<void>,
+    private readonly onRefused: (origin: string, reason: string) => void,
+  ) {}
+
+  /** Whether this process dead-lettered the unreadable events of this pack already. */
+  hasPack(id: string): boolean {
+    return this.deadLettered.has(id);
+  }
+
+  /**
+   * Entries whose signature does not hold (missing, unknown key, altered): counted, remembered for
+   * /admin/replication, and dead-lettered with the reason (XACKed, so they do not pin the trim floor).
+   * Not parked: parked events live in Postgres and are retried by POST /admin/replication/parked/retry,
+   * which does not verify again; and whoever can write to Redis could fill this region's database.
+   * The dead-letter stream is capped. Nothing is acked to the tracker: the claimed origin may be a lie.
+   */
+  async refuse(items: Refused[]): Promise<void> {
+    const known = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
+    const at = new Date().toISOString();
+    for (const { entry, reason, kid, body } of items) {
+      const origin = claimedOrigin(body);
+      this.refusedEvents += 1;
+      this.refusedByReason[reason] = (this.refusedByReason[reason] ?? 0) + 1;
+      this.recentRefused.push({ streamId: entry[0], origin, reason, kid: kid === null ? null : kid.slice(0, 64), at });
+      if (this.recentRefused.length > RECENT_REFUSED) this.recentRefused.shift();
+      this.onRefused(origin !== null && known.has(origin) ? origin : 'unknown', reason);
+    }
+    this.d.log.error(
+      { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
+      'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
+    );
+    for (const { entry, reason } of items) {
+      await this.copy(entry[0], ['refused', reason, ...entry[1]]);
+      await this.xack([entry[0]]);
+    }
+  }
+
+  /**
+   * Unreadable events of packs whose other events apply: each copied alone (its pack's id and index), once
+   * per pack in this process; the pack is not XACKed here. One that names its change and a member as its
+   * origin (the pack's MAC holds: it is what that origin sent) is acked to it as parked, so that its
+   * relay confirms it instead of taking it, once the pack is trimmed, for lost to the inbox cap.
+   */
+  async fromPacks(packs: { id: string; items: { index: number; raw: string }[] }[]): Promise<void> {
+    const { links, keys, region, log } = this.d;
+    const members = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
+    const byOrigin = new Map<string, string[]>();
+    for (const { id, items } of packs) {
+      for (const i of items) {
+        await this.copy(id, ['index', String(i.index), 'e', i.raw]);
+        const named = namedChange(i.raw);
+        if (named && members.has(named.origin)) byOrigin.set(named.origin, [...(byOrigin.get(named.origin) ?? []), named.changeId]);
+      }
+      this.deadLettered.add(id);
+      if (this.deadLettered.size > 10_000) this.deadLettered.delete(this.deadLettered.values().next().value as string);
+    }
+    for (const [origin, ids] of byOrigin) {
+      await recordParked(links.to(origin), keys, region, ids, this.d.tracker.ackTtlSeconds).catch((err: Error) =>
+        log.warn({ err: err.message, origin, count: ids.length }, 'could not ack unreadable events to their origin as parked'));
+    }
+  }
+
+  /** Moves whole entries to the dead-letter stream (and XACKs them). */
+  async entries(entries: StreamEntry[]): Promise<void> {
+    for (const [id, fields] of entries) {
+      await this.copy(id, fields);
+      await this.xack([id]);
+    }
+  }
+
+  /** Copies an inbox entry (or a part of it) to the dead-letter stream, with this region and its entry id. */
+  private async copy(id: string, fields: string[]): Promise<void> {
+    const { links, keys, region } = this.d;
+    await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);
+  }
+}
