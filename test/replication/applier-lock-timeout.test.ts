@@ -10,6 +10,7 @@
 import { Client } from 'pg';
 import { MAX_FAILURES } from '../../src/replication/parked';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
+import { restartWithDatabaseSetting } from '../support/database-setting';
 import { hurryClaims } from '../support/hurry-claims';
 
 const ORIGIN = 'us-iowa';
@@ -20,16 +21,8 @@ let hurry: { stop(): Promise<void> } | undefined;
 
 beforeAll(async () => {
   cluster = await startCluster('applier-lock', [ORIGIN, TARGET]);
-  const dbUrl = new URL(cluster.deployment.configFor(TARGET).region.databaseUrl);
-  const admin = new Client({ connectionString: dbUrl.toString() });
-  await admin.connect();
   // Every new session of the target's database (the region's, once restarted) gives up a lock wait after 500 ms.
-  await admin.query(`ALTER DATABASE "${dbUrl.pathname.slice(1)}" SET lock_timeout = '500ms'`);
-  await admin.end();
-  await cluster.proc(TARGET).restart();
-  await cluster.proc(TARGET).waitReady(60_000);
-  db = new Client({ connectionString: dbUrl.toString(), options: '-c lock_timeout=0' });
-  await db.connect();
+  db = await restartWithDatabaseSetting(cluster, TARGET, 'lock_timeout', '500ms');
   hurry = hurryClaims(cluster, TARGET);
 }, 120_000);
 afterAll(async () => {

@@ -11,6 +11,7 @@
 import { Client } from 'pg';
 import { MAX_FAILURES } from '../../src/replication/parked';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
+import { restartWithDatabaseSetting } from '../support/database-setting';
 import { hurryClaims } from '../support/hurry-claims';
 
 const ORIGIN = 'us-iowa';
@@ -21,30 +22,22 @@ let hurry: { stop(): Promise<void> } | undefined;
 
 beforeAll(async () => {
   cluster = await startCluster('applier-timeout', [ORIGIN, TARGET]);
-  const dbUrl = new URL(cluster.deployment.configFor(TARGET).region.databaseUrl);
-  const dbName = dbUrl.pathname.slice(1);
-  const admin = new Client({ connectionString: dbUrl.toString() });
-  await admin.connect();
   // Every new session of the target's database (the region's, once restarted) cancels a statement after 1 s.
-  await admin.query(`ALTER DATABASE "${dbName}" SET statement_timeout = '1s'`);
-  // Applies of an organization named slow…, or of every organization while slow_all has a row, sleep past
-  // it; each such attempt is counted in a sequence (not rolled back with the canceled statement).
-  await admin.query('CREATE SEQUENCE slow_attempts');
-  await admin.query('CREATE TABLE slow_all (on_ boolean)');
-  await admin.query(`CREATE FUNCTION slow_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.name LIKE 'slow%' OR EXISTS (SELECT 1 FROM slow_all) THEN
-        PERFORM nextval('slow_attempts');
-        PERFORM pg_sleep(5);
-      END IF;
-      RETURN NEW;
-    END $$`);
-  await admin.query('CREATE TRIGGER slow_apply BEFORE INSERT OR UPDATE ON organizations FOR EACH ROW EXECUTE FUNCTION slow_apply()');
-  await admin.end();
-  await cluster.proc(TARGET).restart();
-  await cluster.proc(TARGET).waitReady(60_000);
-  db = new Client({ connectionString: dbUrl.toString(), options: '-c statement_timeout=0' });
-  await db.connect();
+  db = await restartWithDatabaseSetting(cluster, TARGET, 'statement_timeout', '1s', async (admin) => {
+    // Applies of an organization named slow…, or of every organization while slow_all has a row, sleep past
+    // it; each such attempt is counted in a sequence (not rolled back with the canceled statement).
+    await admin.query('CREATE SEQUENCE slow_attempts');
+    await admin.query('CREATE TABLE slow_all (on_ boolean)');
+    await admin.query(`CREATE FUNCTION slow_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.name LIKE 'slow%' OR EXISTS (SELECT 1 FROM slow_all) THEN
+          PERFORM nextval('slow_attempts');
+          PERFORM pg_sleep(5);
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await admin.query('CREATE TRIGGER slow_apply BEFORE INSERT OR UPDATE ON organizations FOR EACH ROW EXECUTE FUNCTION slow_apply()');
+  });
   hurry = hurryClaims(cluster, TARGET);
 }, 120_000);
 afterAll(async () => {
