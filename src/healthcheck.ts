@@ -15,13 +15,10 @@
  * line on stderr saying which.
  */
 import { ConfigError, listenAddress } from './config';
-import { httpUrl } from './http/url';
+import { httpUrl, localHost } from './http/url';
 
 /** Below the HEALTHCHECK's --timeout (3 s), so that a region that does not answer is reported as such. */
 const PROBE_TIMEOUT_MS = 2000;
-
-/** Where a client of this machine reaches a server listening on `host` (the wildcard addresses accept on loopback). */
-const probeHost = (host: string) => (host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host);
 
 /** What a non-2xx answer of each path means. */
 const NOT_OK: Record<string, string> = { '/readyz': 'not ready', '/healthz': "stalled: the region's main thread published nothing lately" };
@@ -43,7 +40,7 @@ async function check(): Promise<number> {
   let paths: string[];
   try {
     const { host, port, operatorPort } = listenAddress();
-    base = httpUrl(probeHost(host), operatorPort ?? port);
+    base = httpUrl(localHost(host), operatorPort ?? port);
     paths = operatorPort === undefined ? ['/readyz'] : ['/readyz', '/healthz'];
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

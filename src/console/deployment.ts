@@ -6,7 +6,7 @@
  */
 import type { ValidateFunction } from 'ajv';
 import type { Config, RegionConfig } from '../config';
-import { httpUrl } from '../http/url';
+import { httpUrl, localHost } from '../http/url';
 import { UPGRADE_REASONS } from '../replication/held-log';
 import { PEER_COMMAND_TIMEOUT_MS } from '../replication/links';
 import {
@@ -35,8 +35,7 @@ const LISTED_FAILURES = 5;
 /** Where a region is reached: its publicUrl, else http://host:port (a wildcard listen address means this host). */
 export function regionUrl(r: RegionConfig): string {
   if (r.publicUrl) return r.publicUrl.replace(/\/+$/, '');
-  const host = r.host === undefined || r.host === '0.0.0.0' ? '127.0.0.1' : r.host === '::' ? '::1' : r.host;
-  return httpUrl(host, r.port);
+  return httpUrl(localHost(r.host ?? '127.0.0.1'), r.port);
 }
 
 type Answer<T> = { ok: true; body: T; ms: number } | { ok: false; problem: string };
