@@ -5,9 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import Ajv from 'ajv';
 import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
+import { compile } from './http/validate';
 
 const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 /** The file's redisKeyPrefix and REDIS_KEY_PREFIX alike: no glob characters (SCAN MATCH prefix*), no spaces. */
@@ -88,6 +88,8 @@ export const ConfigFileSchema = Type.Object(
     samlClockSkewSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 600 })),
     /** Cap of the change stream (entries, XADD MAXLEN ~); a region further behind needs a re-seed. */
     streamMaxLength: Type.Optional(Type.Integer({ minimum: 100 })),
+    /** How often each region's relay trims the inboxes it delivers to below what their regions acknowledged (ms, default 30000). */
+    streamTrimIntervalMs: Type.Optional(Type.Integer({ minimum: 500, maximum: 600_000 })),
     /**
      * Whether an origin may deliver several events in one inbox entry (a pack; default true). An applier of a
      * version whose config has no such key dead-letters a pack (and its region then needs a re-seed): set
@@ -176,7 +178,7 @@ export class ConfigError extends Error {}
 
 export const MIN_SIGNING_SECRET_BYTES = 32;
 
-const validateFile = new Ajv({ allErrors: true }).compile<ConfigFile>(ConfigFileSchema);
+const validateFile = compile(ConfigFileSchema);
 
 export function readConfigFile(configPath: string): ConfigFile {
   let raw: unknown;
