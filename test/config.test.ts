@@ -113,6 +113,8 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a tombstone collection interval above 5 minutes', { ...good, tombstoneCollection: { intervalMs: 300_001 } }, {}, /tombstoneCollection\.intervalMs/],
   ['a negative tombstone minimum age', { ...good, tombstoneCollection: { minAgeMs: -1 } }, {}, /tombstoneCollection\.minAgeMs/],
   ['an unknown tombstone collection field', { ...good, tombstoneCollection: { horizon: 'now' } }, {}, /tombstoneCollection: .*additional properties 'horizon'/],
+  ['a stream trim interval below 500 ms', { ...good, streamTrimIntervalMs: 100 }, {}, /streamTrimIntervalMs: must be >= 500/],
+  ['a stream trim interval above 10 minutes', { ...good, streamTrimIntervalMs: 600_001 }, {}, /streamTrimIntervalMs: must be <= 600000/],
   ['an adoptAfterSeconds of 0', { ...good, adoptAfterSeconds: 0 }, {}, /adoptAfterSeconds/],
   ['a replicationPacks that is not a boolean', { ...good, replicationPacks: 'off' }, {}, /replicationPacks/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],

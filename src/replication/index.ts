@@ -30,7 +30,7 @@ import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 export interface ReplicationOptions {
   config: Pick<
     Config,
-    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds'
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds'
   >;
   db: Db;
   log: Logger;
@@ -64,7 +64,7 @@ export async function createReplication(o: ReplicationOptions) {
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds);
-  const { streamMaxLength, replicationPacks } = o.config;
+  const { streamMaxLength, streamTrimIntervalMs, replicationPacks } = o.config;
   // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
   const auth = new EventAuth(o.config.replicationKeys);
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
@@ -78,7 +78,7 @@ export async function createReplication(o: ReplicationOptions) {
   const repl = new Replicator({
     db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, departures, log: o.log, auth, writeTxTimeoutMs: o.writeTxTimeoutMs,
   });
-  const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, auth, deliverer });
+  const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, trimIntervalMs: streamTrimIntervalMs, auth, deliverer });
   const pool = o.applier === false ? null : createApplyPool(o.config.region.databaseUrl);
   const applier =
     pool === null

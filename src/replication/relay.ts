@@ -40,6 +40,8 @@ export interface RelayDeps {
   retentionMs?: number;
   /** Cap of the change stream (XADD MAXLEN ~). */
   streamMaxLength?: number;
+  /** How often trim() runs (default DEFAULT_TRIM_INTERVAL_MS). */
+  trimIntervalMs?: number;
   /** Events go out with the signature stored with them (see event-auth.ts). */
   auth: EventAuth;
   /** Shared with the fast path (Replicator.publish), so a destination's group is made sure of once. */
@@ -92,6 +94,8 @@ const TAIL_HOLD_MS = 30_000;
  * (pg_stat_statements, 2026-12-02).
  */
 const SWEEP_IDLE_MS = 15_000;
+/** How often the inboxes are trimmed (config streamTrimIntervalMs); each trim also records their incarnations. */
+export const DEFAULT_TRIM_INTERVAL_MS = 30_000;
 
 export class OutboxRelay {
   private readonly loop: Loop;
@@ -669,7 +673,7 @@ export class OutboxRelay {
 
   /** Trims each destination's inbox below the oldest entry its region still needs (its group's floor). */
   async trim(force = false): Promise<number> {
-    if (!force && Date.now() - this.lastTrim < 30_000) return 0;
+    if (!force && Date.now() - this.lastTrim < (this.d.trimIntervalMs ?? DEFAULT_TRIM_INTERVAL_MS)) return 0;
     this.lastTrim = Date.now();
     const res = await eachRegion(await this.destinations(), (dest) => this.trimInbox(dest));
     let total = 0;

@@ -23,7 +23,8 @@ function lossCase(label: string, extra: Partial<ConfigFile> = {}) {
   let servers: Map<string, OwnRedis>;
   let stop: () => Promise<void>;
   beforeAll(async () => {
-    ({ cluster, redis: servers, stop } = await clusterWithOwnRedis(label, REGIONS, extra));
+    // The relays trim every second (30 s by default), so the inboxes' birth marks and the routine trims come soon.
+    ({ cluster, redis: servers, stop } = await clusterWithOwnRedis(label, REGIONS, { streamTrimIntervalMs: 1000, ...extra }));
   }, 120_000);
   afterAll(async () => {
     await stop?.();
@@ -47,12 +48,12 @@ function lossCase(label: string, extra: Partial<ConfigFile> = {}) {
     withRedis,
     write,
     /**
-     * Every inbox gets entries and TWO's its birth mark (a relay's trim sets it; trims run every 30 s); then,
+     * Every inbox gets entries and TWO's its birth mark (a relay's trim sets it); then,
      * with TWO paused, ONE's five changes wait in its inbox while THREE applies them. Returns their ids.
      */
     async fiveChangesWaitingInTwo(): Promise<string[]> {
       for (const r of REGIONS) expect((await write(r, `warm ${r}`)).status).toBe(201);
-      expect(await eventually(() => withRedis(TWO, async (c) => (await c.keys('*changes-born:*')).length > 0), 90_000, 1000)).toBe(true);
+      expect(await eventually(() => withRedis(TWO, async (c) => (await c.keys('*changes-born:*')).length > 0), 20_000, 250)).toBe(true);
       cluster.proc(TWO).pause();
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) {
