@@ -97,6 +97,17 @@ export const ConfigFileSchema = Type.Object(
      * Upgrading to packs).
      */
     replicationPacks: Type.Optional(Type.Boolean()),
+    /**
+     * How long a write transaction may run (ms, default and most 20000; src/replication/horizon.ts). Each
+     * region's watermark stays this much and 10 s more behind its clock, so a shorter bound also lets
+     * tombstones be collected sooner.
+     */
+    writeTransactionTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 20_000 })),
+    /**
+     * How long a delivery may stay unconfirmed before its origin looks whether the destination's inbox still
+     * holds it, and delivers it again if not (ms, default 10000; src/replication/relay.ts).
+     */
+    republishAfterMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000 })),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */
     ackTtlSeconds: Type.Optional(Type.Integer({ minimum: 60 })),
     /**

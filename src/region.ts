@@ -44,8 +44,6 @@ export interface RegionOptions {
   drainTimeoutMs?: number;
   /** How long a request has to arrive whole (default REQUEST_TIMEOUT_MS; tests shorten it). */
   requestTimeoutMs?: number;
-  /** The bound of a write transaction (default WRITE_TX_TIMEOUT_MS; tests shorten it, never lengthen). */
-  writeTxTimeoutMs?: number;
 }
 
 /**
@@ -92,7 +90,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   // The operator's routes (admin, readiness, metrics) read through a small pool of their own, so that they
   // answer while API requests hold or queue for every connection of the main pool (src/http/admission.ts).
   const adminDb = createDb(config.region.databaseUrl, { poolSize: ADMIN_POOL_SIZE });
-  const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables), writeTxTimeoutMs: opts.writeTxTimeoutMs });
+  const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
   const deps = { config, db, repl: replication.repl, log, redis: replication.redis };
   // A registry of this region's own: figures are read at scrape time from what replication and features keep.
   const metrics = createMetrics({ region: config.region.id });

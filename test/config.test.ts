@@ -49,6 +49,12 @@ test('replicationPacks: unset by default (the region then packs), false when the
   expect(loadConfig(env(write({ ...good, replicationPacks: false }))).replicationPacks).toBe(false);
 });
 
+test('writeTransactionTimeoutMs and republishAfterMs: unset by default, taken from the file within their bounds', () => {
+  const unset = loadConfig(env(write(good)));
+  expect([unset.writeTransactionTimeoutMs, unset.republishAfterMs]).toEqual([undefined, undefined]);
+  expect(loadConfig(env(write({ ...good, writeTransactionTimeoutMs: 3000, republishAfterMs: 2000 })))).toMatchObject({ writeTransactionTimeoutMs: 3000, republishAfterMs: 2000 });
+});
+
 test("each region's Redis: its own redisUrl, else the top-level default; REGION_REDIS_URL is how this process reaches its own", () => {
   const file = { ...good, regions: [{ ...good.regions[0], redisUrl: 'redis://10.0.0.1:6379' }, good.regions[1]] };
   const c = loadConfig(env(write(file), { REGION_REDIS_URL: 'redis://127.0.0.1:6380' }));
@@ -116,6 +122,9 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a stream trim interval below 500 ms', { ...good, streamTrimIntervalMs: 100 }, {}, /streamTrimIntervalMs: must be >= 500/],
   ['a stream trim interval above 10 minutes', { ...good, streamTrimIntervalMs: 600_001 }, {}, /streamTrimIntervalMs: must be <= 600000/],
   ['an adoptAfterSeconds of 0', { ...good, adoptAfterSeconds: 0 }, {}, /adoptAfterSeconds/],
+  ['a writeTransactionTimeoutMs above 20 s (the tombstone horizon counts on at most that)', { ...good, writeTransactionTimeoutMs: 20_001 }, {}, /writeTransactionTimeoutMs/],
+  ['a writeTransactionTimeoutMs below 1 s', { ...good, writeTransactionTimeoutMs: 999 }, {}, /writeTransactionTimeoutMs/],
+  ['a republishAfterMs below 1 s', { ...good, republishAfterMs: 999 }, {}, /republishAfterMs/],
   ['a replicationPacks that is not a boolean', { ...good, replicationPacks: 'off' }, {}, /replicationPacks/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],

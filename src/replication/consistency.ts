@@ -217,7 +217,7 @@ function unconfirmedCommitError(region: string, changeId: string, why: string, o
 }
 
 /**
- * The 408 of a write transaction that outran the bound every write has (WRITE_TX_TIMEOUT_MS), within the
+ * The 408 of a write transaction that outran the bound every write has (writeTransactionTimeoutMs), within the
  * request's own timeout: rolled back (a lock held that long, a stalled database), or, when its COMMIT had
  * gone out, not known.
  */

@@ -20,11 +20,22 @@
  */
 import { formatVersion } from './hlc';
 
-/** How long a write transaction may run (replicator.ts): versions it took earlier are committed or gone. */
+/**
+ * How long a write transaction may run (replicator.ts): versions it took earlier are committed or gone. The
+ * default and the most a config's `writeTransactionTimeoutMs` may set.
+ */
 export const WRITE_TX_TIMEOUT_MS = 20_000;
 
-/** How far behind its clock a region's watermark stays: the write timeout and a margin. */
-export const IN_FLIGHT_MS = WRITE_TX_TIMEOUT_MS + 10_000;
+/** How far behind its clock a region's watermark stays beyond the write timeout in force. */
+const IN_FLIGHT_MARGIN_MS = 10_000;
+
+/** How far behind its clock a region's watermark stays where writes run at most `writeTxTimeoutMs`. */
+export function inFlightMs(writeTxTimeoutMs: number): number {
+  return writeTxTimeoutMs + IN_FLIGHT_MARGIN_MS;
+}
+
+/** The same with the default write timeout. */
+export const IN_FLIGHT_MS = inFlightMs(WRITE_TX_TIMEOUT_MS);
 
 export interface Watermark {
   /** A version (or version prefix): every event of this region below it is settled or gone. */

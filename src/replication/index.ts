@@ -12,6 +12,7 @@ import { createRedis, replicationKeys, type Redis } from '../redis';
 import { replicationAdminRoutes, replicationFigures } from './admin-routes';
 import { Applier } from './applier';
 import { Deliverer } from './delivery';
+import { inFlightMs, WRITE_TX_TIMEOUT_MS } from './horizon';
 import { createApplyPool } from './pg-tx';
 import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
@@ -30,7 +31,7 @@ import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 export interface ReplicationOptions {
   config: Pick<
     Config,
-    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds'
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
   >;
   db: Db;
   log: Logger;
@@ -38,8 +39,6 @@ export interface ReplicationOptions {
   /** Run the applier in this process (default true). */
   applier?: boolean;
   consumerName?: string;
-  /** See ReplicatorDeps. */
-  writeTxTimeoutMs?: number;
 }
 
 export async function createReplication(o: ReplicationOptions) {
@@ -64,7 +63,9 @@ export async function createReplication(o: ReplicationOptions) {
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds);
-  const { streamMaxLength, streamTrimIntervalMs, replicationPacks } = o.config;
+  const { streamMaxLength, streamTrimIntervalMs, replicationPacks, republishAfterMs } = o.config;
+  // The bound of this region's writes, which its watermark counts on (the collector's in-flight time).
+  const writeTxBoundMs = o.config.writeTransactionTimeoutMs ?? WRITE_TX_TIMEOUT_MS;
   // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
   const auth = new EventAuth(o.config.replicationKeys);
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
@@ -76,9 +77,11 @@ export async function createReplication(o: ReplicationOptions) {
     graceMs: (o.config.adoptAfterSeconds ?? DEFAULT_ADOPT_AFTER_SECONDS) * 1000,
   });
   const repl = new Replicator({
-    db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, departures, log: o.log, auth, writeTxTimeoutMs: o.writeTxTimeoutMs,
+    db: o.db, links, deliverer, store, clock, tracker, region, regions, membership, departures, log: o.log, auth, writeTxTimeoutMs: writeTxBoundMs,
   });
-  const relay = new OutboxRelay({ db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, trimIntervalMs: streamTrimIntervalMs, auth, deliverer });
+  const relay = new OutboxRelay({
+    db: o.db, links, keys, tracker, region, regions, membership, log: o.log, streamMaxLength, trimIntervalMs: streamTrimIntervalMs, republishAfterMs, auth, deliverer,
+  });
   const pool = o.applier === false ? null : createApplyPool(o.config.region.databaseUrl);
   const applier =
     pool === null
@@ -94,7 +97,7 @@ export async function createReplication(o: ReplicationOptions) {
       ? null
       : new TombstoneCollector({
           db: o.db, links, keys, region, regions, membership, store, tables: o.tables, log: o.log,
-          options: { ...DEFAULT_TOMBSTONE_COLLECTION, ...o.config.tombstoneCollection },
+          options: { ...DEFAULT_TOMBSTONE_COLLECTION, ...o.config.tombstoneCollection }, inFlightMs: inFlightMs(writeTxBoundMs),
         });
 
   return {

@@ -34,7 +34,7 @@ export interface RelayDeps {
   membership?: Pick<Membership, 'refresh' | 'regions' | 'hasJoined'>;
   log: Logger;
   intervalMs?: number;
-  /** Published but unconfirmed for this long: check the stream still has it. */
+  /** Delivered but unconfirmed for this long: check the stream still has it (default DEFAULT_REPUBLISH_AFTER_MS). */
   republishAfterMs?: number;
   /** Confirmed rows are kept this long for follow-up, then deleted; so are their ack records in Redis. */
   retentionMs?: number;
@@ -82,6 +82,8 @@ const SWEEP_BUDGET_MS = 2000;
 /** Changes applied after they were parked, copied into their deliveries per call of unparked(). */
 const UNPARKED_PAGE = 500;
 
+/** How long a delivery stays unconfirmed before its destination's inbox is searched for it (republishAfterMs). */
+export const DEFAULT_REPUBLISH_AFTER_MS = 10_000;
 /** Unconfirmed rows read per call of confirm(). */
 const CONFIRM_PAGE_ROWS = 2000;
 /** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
@@ -299,7 +301,7 @@ export class OutboxRelay {
               ORDER BY o.id LIMIT ${PAGE_ROWS}`,
             which.minAgeMs,
             which.after,
-            this.d.republishAfterMs ?? 10_000,
+            this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
           );
     // Per row, the destinations (not down) it lacks; the events only of the rows that lack one.
     const lacking = rows.map((r) => destinations.filter((dest) => !r.delivered.includes(dest) && !down.has(dest)));
@@ -430,7 +432,7 @@ export class OutboxRelay {
                 ORDER BY id LIMIT ${CONFIRM_PAGE_ROWS}) o
          LEFT JOIN replication_deliveries d ON d.change_id = o.change_id
         ORDER BY o.id`,
-      this.d.republishAfterMs ?? 10_000,
+      this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
       this.confirmCursor,
     );
     const rows: UnconfirmedRow[] = [];

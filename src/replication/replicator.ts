@@ -112,7 +112,10 @@ export interface ReplicatorDeps {
   log: Logger;
   /** Signs each event where it is created: the outbox stores it signed (see event-auth.ts). */
   auth: EventAuth;
-  /** A write transaction's bound (default WRITE_TX_TIMEOUT_MS, which the horizon counts on: tests only shorten it). */
+  /**
+   * A write transaction's bound (the config's writeTransactionTimeoutMs; default and at most WRITE_TX_TIMEOUT_MS).
+   * The horizon counts on it: the region's tombstone collector keeps its watermark inFlightMs of it behind.
+   */
   writeTxTimeoutMs?: number;
 }
 

@@ -61,6 +61,8 @@ export interface CollectorDeps {
   tables: readonly ReplicatedTable[];
   log: Logger;
   options: TombstoneCollectionOptions;
+  /** How far behind its clock this region's watermark stays (default IN_FLIGHT_MS): more than its write timeout. */
+  inFlightMs?: number;
 }
 
 /** The outbox rows not yet settled and the events held failing or parked: the oldest version of each. */
@@ -138,7 +140,7 @@ export class TombstoneCollector {
     const members = this.d.membership ? (await this.d.membership.refresh()).map((m) => m.region) : this.d.regions;
     const peers = members.filter((r) => !links.sharesOwn(r));
     const [at, peerTimes] = await Promise.all([this.redisNow(), eachRegion(peers, (r) => clockOf(links.to(r)))]);
-    const clock = clockFloor(Date.now() - IN_FLIGHT_MS);
+    const clock = clockFloor(Date.now() - (this.d.inFlightMs ?? IN_FLIGHT_MS));
     const inbox = keys.inbox(region);
     const [rows, groups, bounds] = await Promise.all([
       db.$queryRawUnsafe<{ outbox: string | null; failures: string | null }[]>(WATERMARK_SQL, this.settleMs),

@@ -2,11 +2,13 @@
  * Tombstone collection (issue H, item 4) through three region processes: a tombstone is collected in every
  * region once every region applied its deletion and the horizon passed it; while one region is paused no
  * region collects anything; a replayed older event of a collected row does not bring it back; and a
- * re-seed after collection converges. Minimum age 0 here, so the horizon (clock less 30 s) decides.
+ * re-seed after collection converges. Minimum age 0 here, so the horizon decides: every region's clock less
+ * the in-flight time, which follows the write transactions' bound (3 s here, so 13 s; 30 s by default).
  */
 import Redis from 'ioredis';
 import { Client } from 'pg';
 import { replicationKeys } from '../../src/redis';
+import { IN_FLIGHT_MS, inFlightMs, wallOf } from '../../src/replication/horizon';
 import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL, testEventAuth } from '../support/env';
@@ -14,7 +16,9 @@ import { REDIS_URL, testEventAuth } from '../support/env';
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
-/** Long enough for the horizon (every region's clock less 30 s, see horizon.ts) to pass a delete. */
+/** The write transactions' bound here: each region's watermark stays it and 10 s more behind its clock. */
+const WRITE_TX_MS = 3_000;
+/** Long enough for the horizon (every region's clock less the in-flight time, see horizon.ts) to pass a delete. */
 const COLLECTED_WITHIN_MS = 120_000;
 let cluster: Cluster;
 let idp: IdpServer;
@@ -25,7 +29,7 @@ const pg = new Map<string, Client>();
 beforeAll(async () => {
   idp = await startIdpServer();
   cluster = await startCluster('tombstones', REGIONS, {
-    extra: { metadataAllowedHosts: [idp.hostPort], tombstoneCollection: { intervalMs: 300, minAgeMs: 0, batchSize: 2 } },
+    extra: { metadataAllowedHosts: [idp.hostPort], tombstoneCollection: { intervalMs: 300, minAgeMs: 0, batchSize: 2 }, writeTransactionTimeoutMs: WRITE_TX_MS },
   });
   for (const r of cluster.deployment.file.regions) {
     const c = new Client({ connectionString: r.databaseUrl });
@@ -95,7 +99,7 @@ test("a deleted credential's tombstone, and a rotated API key's, are collected i
     (await everywhere((r) => credentialState(r, c.id), 'absent')) &&
     (await everywhere((r) => stateOf(r, 'saml_credential_metadata', 'credential_id', c.id), 'absent')) &&
     (await everywhere((r) => stateOf(r, 'api_keys', 'key_id', oldKeyId), 'absent'));
-  expect(await eventually(gone, COLLECTED_WITHIN_MS, 500)).toBe(true);
+  expect(await eventually(gone, COLLECTED_WITHIN_MS, 200)).toBe(true);
   collectedId = c.id;
 
   for (const r of REGIONS) {
@@ -104,6 +108,10 @@ test("a deleted credential's tombstone, and a rotated API key's, are collected i
     expect(t.enabled).toBe(true);
     expect(t.held_by).toEqual([]);
     expect(t.horizon).toMatch(/^\d{15}\.\d{6}\./);
+    // The horizon keeps the in-flight time of the configured bound behind the clock, and no more than the default's.
+    const behind = Date.parse(t.computed_at) - wallOf(t.horizon);
+    expect(behind).toBeGreaterThanOrEqual(inFlightMs(WRITE_TX_MS));
+    expect(behind).toBeLessThan(IN_FLIGHT_MS);
     expect(t.members.map((m: { region: string }) => m.region).sort()).toEqual([...REGIONS].sort());
     expect(t.collected_through).not.toBeNull();
     expect(t.collected.by_table.saml_provider_credentials).toBeGreaterThanOrEqual(1);
@@ -149,11 +157,12 @@ test('with one region paused no region collects a tombstone; once it is back and
     expect(del.status).toBe(204);
     const deletedAt = Date.now();
     // Wait for a horizon computed after the point where, without the pause, the delete would be below it
-    // (clock less 30 s, plus a few report intervals): the other regions say asia-japan holds it back.
+    // (clock less the in-flight time, plus more than the 3 report intervals, 0.9 s, a report in use may be
+    // old): the other regions say asia-japan holds it back.
     for (const r of ['us-iowa', 'europe-belgium']) {
       const held = async () => {
         const t = await tombstones(r);
-        return Date.parse(t.computed_at) > deletedAt + 35_000 && t.horizon === null &&
+        return Date.parse(t.computed_at) > deletedAt + inFlightMs(WRITE_TX_MS) + 2_000 && t.horizon === null &&
           t.held_by.some((h: { region: string; reason: string }) => h.region === 'asia-japan' && h.reason === 'stale-report');
       };
       expect(await eventually(held, 90_000, 500)).toBe(true);
@@ -165,7 +174,7 @@ test('with one region paused no region collects a tombstone; once it is back and
   } finally {
     asia.resume();
   }
-  expect(await eventually(() => everywhere((r) => credentialState(r, c.id), 'absent'), COLLECTED_WITHIN_MS, 500)).toBe(true);
+  expect(await eventually(() => everywhere((r) => credentialState(r, c.id), 'absent'), COLLECTED_WITHIN_MS, 200)).toBe(true);
   for (const r of REGIONS) expect((await call(cluster.url(r), 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(404);
 }, 240_000);
 

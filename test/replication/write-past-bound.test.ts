@@ -1,8 +1,8 @@
 /**
- * A write whose transaction outruns its bound (WRITE_TX_TIMEOUT_MS, 20 s; 1.5 s here) answers 408 in the
- * dialect's envelope, never 500, and says what happened: rolled back (its row stayed locked), or, when its
- * COMMIT had gone out and this process stalled past the bound while the database committed, the write as
- * it was kept (the backend is ended, then the outbox row read).
+ * A write whose transaction outruns its bound (writeTransactionTimeoutMs, 20 s by default; 1.5 s here)
+ * answers 408 in the dialect's envelope, never 500, and says what happened: rolled back (its row stayed
+ * locked), or, when its COMMIT had gone out and this process stalled past the bound while the database
+ * committed, the write as it was kept (the backend is ended, then the outbox row read).
  */
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
@@ -17,7 +17,7 @@ let cred: string;
 
 beforeAll(async () => {
   idp = await startIdpServer();
-  r = await startInProcess('pastbound', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort] }, 'us-iowa', { writeTxTimeoutMs: 1500 });
+  r = await startInProcess('pastbound', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort], writeTransactionTimeoutMs: 1500 });
   org = await createOrg(r.url, 'past the bound');
   const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'first' }, headers: slashidHeaders(org) });
   expect(res.status).toBe(201);

@@ -9,8 +9,9 @@ import type { Cluster } from './harness';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { REDIS_URL } from './env';
 
-export function hurryClaims(cluster: Cluster, region: string, opts: { everyMs?: number; afterMs?: number } = {}): { stop(): Promise<void> } {
-  const redis = createRedis(REDIS_URL, 'hurry-claims');
+/** `redisUrl`: the Redis that holds `region`'s inbox, when the region has one of its own (default the shared one). */
+export function hurryClaims(cluster: Cluster, region: string, opts: { everyMs?: number; afterMs?: number; redisUrl?: string } = {}): { stop(): Promise<void> } {
+  const redis = createRedis(opts.redisUrl ?? REDIS_URL, 'hurry-claims');
   const inbox = replicationKeys(cluster.deployment.file.redisKeyPrefix).inbox(region);
   const afterMs = opts.afterMs ?? 1500;
   let running: Promise<void> = Promise.resolve();

@@ -65,12 +65,12 @@ export async function clusterWithOwnRedis(
   regions: string[],
   extra: Partial<ConfigFile> = {},
 ): Promise<{ cluster: Cluster; redis: Map<string, OwnRedis>; stop(): Promise<void> }> {
-  const redis = new Map<string, OwnRedis>();
-  for (const r of regions) {
+  const servers = await Promise.all(regions.map(async () => {
     const server = await ownRedis();
     await server.start();
-    redis.set(r, server);
-  }
+    return server;
+  }));
+  const redis = new Map(regions.map((r, i) => [r, servers[i] as OwnRedis]));
   const cluster = await startCluster(label, regions, { extra, regionConfig: Object.fromEntries(regions.map((r) => [r, { redisUrl: redis.get(r)?.url }])) });
   return {
     cluster,
@@ -78,7 +78,7 @@ export async function clusterWithOwnRedis(
     async stop() {
       for (const r of regions) cluster.proc(r).resume();
       await cluster.stop();
-      for (const s of redis.values()) await s.kill();
+      await Promise.all([...redis.values()].map((s) => s.kill()));
     },
   };
 }
