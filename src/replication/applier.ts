@@ -172,6 +172,7 @@ export class Applier {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.inbox.interrupt(this.d.links.own);
     await this.loop;
     await this.retry.drain();
     await Promise.all(this.applying);
