@@ -35,5 +35,7 @@ module.exports = {
   ],
   testTimeout: 60000,
   maxWorkers: 2,
+  // The longest files first (test/support/durations.json), so no long file is left for the end of a run.
+  testSequencer: '<rootDir>/test/support/sequencer.js',
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };
