@@ -108,6 +108,11 @@ export const ConfigFileSchema = Type.Object(
      * holds it, and delivers it again if not (ms, default 10000; src/replication/relay.ts).
      */
     republishAfterMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000 })),
+    /**
+     * How often each region's applier takes back the inbox entries left pending past their 15 s idle bound: a
+     * failed apply's, to try it again, and a stopped process's, to take them over (ms, default 5000).
+     */
+    claimIntervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
     /** How long an ack record lives in Redis when its change is never confirmed (seconds). */
     ackTtlSeconds: Type.Optional(Type.Integer({ minimum: 60 })),
     /**

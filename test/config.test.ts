@@ -125,6 +125,8 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a writeTransactionTimeoutMs above 20 s (the tombstone horizon counts on at most that)', { ...good, writeTransactionTimeoutMs: 20_001 }, {}, /writeTransactionTimeoutMs/],
   ['a writeTransactionTimeoutMs below 1 s', { ...good, writeTransactionTimeoutMs: 999 }, {}, /writeTransactionTimeoutMs/],
   ['a republishAfterMs below 1 s', { ...good, republishAfterMs: 999 }, {}, /republishAfterMs/],
+  ['a claim interval below 100 ms', { ...good, claimIntervalMs: 99 }, {}, /claimIntervalMs: must be >= 100/],
+  ['a claim interval above a minute', { ...good, claimIntervalMs: 60_001 }, {}, /claimIntervalMs: must be <= 60000/],
   ['a replicationPacks that is not a boolean', { ...good, replicationPacks: 'off' }, {}, /replicationPacks/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],

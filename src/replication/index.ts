@@ -31,7 +31,7 @@ import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 export interface ReplicationOptions {
   config: Pick<
     Config,
-    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'claimIntervalMs' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
   >;
   db: Db;
   log: Logger;
@@ -88,7 +88,7 @@ export async function createReplication(o: ReplicationOptions) {
       ? null
       : new Applier({
           db: o.db, pool, reader, links, keys, store, clock, tracker, region, regions, membership, log: o.log,
-          consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth,
+          consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth, claimEveryMs: o.config.claimIntervalMs,
         });
 
   // Tombstones are collected by the processes that apply changes (see tombstones.ts).

@@ -10,7 +10,7 @@
 import { Client } from 'pg';
 import { MAX_FAILURES } from '../../src/replication/parked';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
-import { restartWithDatabaseSetting } from '../support/database-setting';
+import { clientWithout, databaseSetting } from '../support/database-setting';
 import { hurryClaims } from '../support/hurry-claims';
 
 const ORIGIN = 'us-iowa';
@@ -20,9 +20,13 @@ let db: Client;
 let hurry: { stop(): Promise<void> } | undefined;
 
 beforeAll(async () => {
-  cluster = await startCluster('applier-lock', [ORIGIN, TARGET]);
-  // Every new session of the target's database (the region's, once restarted) gives up a lock wait after 500 ms.
-  db = await restartWithDatabaseSetting(cluster, TARGET, 'lock_timeout', '500ms');
+  cluster = await startCluster('applier-lock', [ORIGIN, TARGET], {
+    // Every session of the target's database (all the region's) gives up a lock wait after 500 ms.
+    beforeStart: databaseSetting(TARGET, 'lock_timeout', '500ms'),
+    // The tests wait for the target's applier to try a change again, not for when: a claim round every 500 ms.
+    extra: { claimIntervalMs: 500 },
+  });
+  db = await clientWithout(cluster, TARGET, 'lock_timeout');
   hurry = hurryClaims(cluster, TARGET);
 }, 120_000);
 afterAll(async () => {
@@ -106,6 +110,6 @@ test('a lock that holds up every apply (its table locked) parks nothing and coun
     locked = false;
     await locker.end();
   }
-  expect(await eventually(async () => (await Promise.all(orgs.map(orgHere))).every(Boolean), 60_000, 500)).toBe(true);
+  expect(await eventually(async () => (await Promise.all(orgs.map(orgHere))).every(Boolean), 60_000, 200)).toBe(true);
   expect((await status()).failures).toMatchObject({ failing: 0, parked: 0 });
 }, 180_000);

@@ -6,12 +6,13 @@
  * with other applies committed since the previous one, and parked after MAX_FAILURES (apply-failed, with the
  * database's message), where GET /admin/replication shows it. Both through real region processes, the target's
  * database with a statement_timeout of 1 s and a trigger that sleeps past it. The target's applier takes its
- * pending entries again within ~5 s rather than 15-20 s (hurryClaims): the run took ~110 s, ~35 s with it.
+ * pending entries again within ~1 s rather than 15-20 s (hurryClaims, and a claim round every 500 ms): the
+ * run took ~110 s, ~35 s with hurryClaims alone (a claim round every 5 s).
  */
 import { Client } from 'pg';
 import { MAX_FAILURES } from '../../src/replication/parked';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
-import { restartWithDatabaseSetting } from '../support/database-setting';
+import { clientWithout, databaseSetting } from '../support/database-setting';
 import { hurryClaims } from '../support/hurry-claims';
 
 const ORIGIN = 'us-iowa';
@@ -21,9 +22,8 @@ let db: Client;
 let hurry: { stop(): Promise<void> } | undefined;
 
 beforeAll(async () => {
-  cluster = await startCluster('applier-timeout', [ORIGIN, TARGET]);
-  // Every new session of the target's database (the region's, once restarted) cancels a statement after 1 s.
-  db = await restartWithDatabaseSetting(cluster, TARGET, 'statement_timeout', '1s', async (admin) => {
+  // Every session of the target's database (all the region's) cancels a statement after 1 s.
+  const slowApplies = databaseSetting(TARGET, 'statement_timeout', '1s', async (admin) => {
     // Applies of an organization named slow…, or of every organization while slow_all has a row, sleep past
     // it; each such attempt is counted in a sequence (not rolled back with the canceled statement).
     await admin.query('CREATE SEQUENCE slow_attempts');
@@ -38,6 +38,9 @@ beforeAll(async () => {
       END $$`);
     await admin.query('CREATE TRIGGER slow_apply BEFORE INSERT OR UPDATE ON organizations FOR EACH ROW EXECUTE FUNCTION slow_apply()');
   });
+  // The tests wait for the target's applier to try a change again, not for when: a claim round every 500 ms.
+  cluster = await startCluster('applier-timeout', [ORIGIN, TARGET], { beforeStart: slowApplies, extra: { claimIntervalMs: 500 } });
+  db = await clientWithout(cluster, TARGET, 'statement_timeout');
   hurry = hurryClaims(cluster, TARGET);
 }, 120_000);
 afterAll(async () => {
@@ -57,7 +60,7 @@ test('a change whose apply alone always outlasts the statement_timeout, while ot
   const parked = await eventually(async () => {
     others.push((await createOrg(cluster.url(ORIGIN), `other ${others.length}`)).id);
     return (await status()).failures.parked > 0;
-  }, 150_000, 1000);
+  }, 150_000, 500);
   expect(parked).toBe(true);
   const f = (await status()).failures;
   expect(f).toMatchObject({ failing: 0, parked: 1, parked_by_reason: { 'apply-failed': 1 } });
@@ -96,6 +99,6 @@ test('a database whose statement_timeout cancels every apply (overloaded) parks 
   } finally {
     await db.query('DELETE FROM slow_all');
   }
-  expect(await eventually(async () => (await Promise.all(orgs.map(orgHere))).every(Boolean), 60_000, 500)).toBe(true);
+  expect(await eventually(async () => (await Promise.all(orgs.map(orgHere))).every(Boolean), 60_000, 200)).toBe(true);
   expect((await status()).failures).toMatchObject({ failing: 0, parked: 0 });
 }, 240_000);

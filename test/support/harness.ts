@@ -36,10 +36,16 @@ export async function startCluster(
     regionEnv?: Record<string, Record<string, string>>;
     /** Extra fields of some regions' config entries (e.g. `redisUrl`: a Redis of their own). */
     regionConfig?: Record<string, Partial<RegionConfig>>;
+    /** Runs once the deployment is made, before any region starts (e.g. databaseSetting's). */
+    beforeStart?: (deployment: TestDeployment) => Promise<void>;
   } = {},
 ): Promise<Cluster> {
   assertBuilt();
   const deployment = await createDeployment(label, regionIds, opts.extra, opts.regionConfig);
+  await opts.beforeStart?.(deployment).catch(async (err: unknown) => {
+    await deployment.cleanup();
+    throw err;
+  });
   const logs = new Map<string, string[]>(regionIds.map((r) => [r, []]));
   const procs = new Map<string, RegionProcess>();
   for (const r of deployment.file.regions) {
