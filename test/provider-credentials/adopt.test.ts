@@ -19,17 +19,19 @@ const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const STAYING = ['europe-belgium', 'us-iowa'];
 const GONE = 'asia-japan';
 const ALL = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '30' };
+/** The refresh interval: a put-off schedule moves this far. */
+const INTERVAL_SECONDS = 2;
 
 let idp: IdpServer;
 let cluster: Cluster;
 
 beforeAll(async () => {
   idp = await startIdpServer();
-  // Refreshes every second (a quarter of the interval); adoption after 2 s of unchanged members.
-  cluster = await startCluster('adopt', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 4, adoptAfterSeconds: 2 } });
+  // The refresher ticks every half second (a quarter of the interval, at least 500 ms); adoption after 2 s of unchanged members.
+  cluster = await startCluster('adopt', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: INTERVAL_SECONDS, adoptAfterSeconds: 2 } });
 }, 120_000);
 afterAll(async () => {
-  await cluster?.stop();
+  await cluster?.stop(0);
   await idp?.close();
 });
 
@@ -165,8 +167,8 @@ test("a removed region's live credentials are refreshed by one remaining region 
     const rows = await sql<{ n: number }>(
       'us-iowa',
       `SELECT count(*)::int AS n FROM metadata_refresh_state WHERE credential_id = ANY($1::uuid[])
-          AND next_at > $2::timestamptz + interval '4 seconds' AND last_attempt_at < $2::timestamptz`,
-      [mine('us-iowa'), waitingSince],
+          AND next_at > $2::timestamptz + make_interval(secs => $3) AND last_attempt_at < $2::timestamptz`,
+      [mine('us-iowa'), waitingSince, INTERVAL_SECONDS],
     );
     return rows[0]?.n === mine('us-iowa').length;
   };

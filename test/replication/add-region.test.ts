@@ -31,12 +31,10 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   writing = false;
-  await added?.stop(10_000);
-  await cluster?.stop();
+  await Promise.all([added?.stop(0), cluster?.stop(0)]);
   if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const status = async (url: string) => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body;
 const digest = async (url: string) => JSON.stringify((await call(url, 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables);
 
@@ -109,7 +107,7 @@ test('a 4th region joins three running regions under writes: identical regions, 
     const deployment = (await call(newUrl, 'GET', '/admin/deployment', { headers: adminHeaders })).body;
     problems = deployment.regions.find((r: { id: string }) => r.id === NEW).problems;
     return !problems.some((p) => /no answer within/.test(p));
-  }, 20_000, 500);
+  }, 20_000, 200);
   expect(problems).toEqual([expect.stringMatching(/^needs a re-seed from a peer/)]);
 
   // 3. Re-seed it from a peer while the writes go on.
@@ -146,15 +144,30 @@ test('a 4th region joins three running regions under writes: identical regions, 
     expect(JSON.stringify(paused.body)).toContain(NEW);
     // The operator is pointed at the admin API's own route for the change.
     expect(paused.body.errors[0].message).toContain(`GET /admin/replication/changes/${paused.headers.get('x-change-id')} (with the admin token)`);
-    await sleep(4000);
-    const pending = (await call(urls[0] as string, 'GET', `/admin/replication/changes/${paused.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+    // Once the origin's relay has recorded the old regions' acks (a confirm round that saw them), that same
+    // round would have confirmed the row had it left the new region out.
+    const changeId = paused.headers.get('x-change-id');
+    const origin = new Client({ connectionString: cluster.deployment.file.regions[0]?.databaseUrl });
+    await origin.connect();
+    try {
+      const oldAcksRecorded = async () => (await origin.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM replication_deliveries WHERE change_id = $1 AND region = ANY($2::text[]) AND confirmed_at IS NOT NULL',
+        [changeId, OLD.slice(1)],
+      )).rows[0]?.n === OLD.length - 1;
+      expect(await eventually(oldAcksRecorded, 30_000, 100)).toBe(true);
+    } finally {
+      await origin.end();
+    }
+    const pending = (await call(urls[0] as string, 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders })).body;
     expect(pending.pending_regions).toEqual([NEW]);
     expect(pending.origin.confirmed_at).toBeNull();
   } finally {
     added.resume();
   }
 
-  await sleep(2000);
+  // Writes go on in every old region after the resume, so some reach the new region as it catches up.
+  const resumedAt = acknowledged.length;
+  expect(await eventually(async () => acknowledged.length >= resumedAt + 2 * OLD.length, 30_000, 50)).toBe(true);
   writing = false;
   await writer;
   expect(failures).toBe(0);
@@ -164,7 +177,7 @@ test('a 4th region joins three running regions under writes: identical regions, 
   const converged = await eventually(async () => {
     const d = await Promise.all(all.map(digest));
     return d.every((x) => x === d[0]);
-  }, 60_000, 500);
+  }, 60_000, 200);
   expect(converged).toBe(true);
   for (const url of [urls[0] as string, newUrl]) {
     const db = url === newUrl ? addedDb : (cluster.deployment.file.regions[0]?.databaseUrl as string);
@@ -178,5 +191,5 @@ test('a 4th region joins three running regions under writes: identical regions, 
     }
   }
   // Every old region's outbox confirms once the new region acked (or was seeded with) each change.
-  for (const url of urls) expect(await eventually(async () => (await status(url)).outbox.unconfirmed === 0, 30_000, 500)).toBe(true);
+  for (const url of urls) expect(await eventually(async () => (await status(url)).outbox.unconfirmed === 0, 30_000, 200)).toBe(true);
 }, 300_000);

@@ -6,18 +6,23 @@
  * the re-seed (the region still holds the live row), and is collected in both once it is re-seeded.
  */
 import { Client } from 'pg';
+import { inFlightMs } from '../../src/replication/horizon';
 import { RAISE_COLLECTED_THROUGH_SQL } from '../../src/replication/tombstones';
 import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'asia-japan'];
 const CAP = 100;
+/** The regions' write bound: their watermarks stay inFlightMs of it (13 s) behind their clocks, not 30 s. */
+const WRITE_TX_MS = 3000;
 let cluster: Cluster;
 
 beforeAll(async () => {
-  cluster = await startCluster('reseed', REGIONS, { extra: { streamMaxLength: CAP, tombstoneCollection: { intervalMs: 300, minAgeMs: 0 } } });
+  cluster = await startCluster('reseed', REGIONS, {
+    extra: { streamMaxLength: CAP, tombstoneCollection: { intervalMs: 300, minAgeMs: 0 }, writeTransactionTimeoutMs: WRITE_TX_MS },
+  });
 }, 90_000);
 afterAll(async () => {
-  await cluster?.stop();
+  await cluster?.stop(0);
 });
 
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body;
@@ -73,14 +78,20 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   expect(await eventually(async () => (await memberState('asia-japan')) === 'joining', 30_000, 200)).toBe(true);
   cluster.proc('asia-japan').start();
   await cluster.proc('asia-japan').waitReady(60_000);
-  // What the stream still holds arrives; what the cap trimmed does not.
-  await new Promise((r) => setTimeout(r, 2000));
+  // What the stream still holds arrives (asia-japan's group has read and acked its whole inbox); what the
+  // cap trimmed does not.
+  const caughtUp = async () => {
+    const g = (await status('us-iowa')).pending.find((x: { region: string }) => x.region === 'asia-japan');
+    return g?.pending_acks === 0 && g?.undelivered === 0;
+  };
+  expect(await eventually(caughtUp, 30_000, 100)).toBe(true);
   expect(await digest('asia-japan')).not.toBe(await digest('us-iowa'));
   const held = async () => {
     const t = (await status('us-iowa')).tombstones;
-    return Date.parse(t.computed_at) > revokedAt + 35_000 && t.horizon === null && t.held_by.some((h: { region: string; reason: string }) => h.region === 'asia-japan' && h.reason === 'joining');
+    // Computed after a horizon without asia-japan's hold would have passed the revocation (and 5 s more).
+    return Date.parse(t.computed_at) > revokedAt + inFlightMs(WRITE_TX_MS) + 5000 && t.horizon === null && t.held_by.some((h: { region: string; reason: string }) => h.region === 'asia-japan' && h.reason === 'joining');
   };
-  expect(await eventually(held, 90_000, 500)).toBe(true);
+  expect(await eventually(held, 90_000, 200)).toBe(true);
   expect(await keyState('us-iowa', oldKey)).toBe('tombstone');
   // (asia-japan may or may not hold the revocation yet: that depends on which of its deliveries the inbox
   // cap trimmed and which its origin delivered again as lost. Either way it stays joining until re-seeded.)
@@ -97,7 +108,7 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   // relay round can find more of them trimmed and mark it behind again during the copy, which the re-seed
   // would answer with "run the re-seed again". Under load the writes above take long enough that the last
   // trimmed deliveries (found once unconfirmed for 10 s) were still being found when the re-seed started.
-  expect(await eventually(async () => (await status('us-iowa')).outbox.unconfirmed === 0, 60_000, 500)).toBe(true);
+  expect(await eventually(async () => (await status('us-iowa')).outbox.unconfirmed === 0, 60_000, 200)).toBe(true);
 
   // asia-japan's process paused meanwhile: its own collector, free to run once it is active again, would
   // raise its cut-off too and hide what the re-seed did.
@@ -115,7 +126,7 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   expect((await status('us-iowa')).needs_reseed).toEqual([]);
   expect(await memberState('asia-japan')).toBe('active');
   // The re-seed brought the tombstone; now both regions collect it, and the old key stays refused.
-  expect(await eventually(async () => (await keyState('us-iowa', oldKey)) === 'absent' && (await keyState('asia-japan', oldKey)) === 'absent', 90_000, 500)).toBe(true);
+  expect(await eventually(async () => (await keyState('us-iowa', oldKey)) === 'absent' && (await keyState('asia-japan', oldKey)) === 'absent', 90_000, 200)).toBe(true);
   expect((await call(cluster.url('asia-japan'), 'GET', '/organizations/sso/saml/provider-credentials', { headers: slashidHeaders(keyed) })).status).toBe(401);
   // Replication goes on: a later write reaches the re-seeded region, and an early key works there.
   const after = await createOrg(us, 'after', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });

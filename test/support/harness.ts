@@ -19,7 +19,11 @@ export interface Cluster {
   url(region: string): string;
   /** Last lines each region printed (for failure messages). */
   logs(region: string): string[];
-  stop(): Promise<void>;
+  /**
+   * Stops every region (SIGTERM, then kill -9 after `graceMs`) and drops what the cluster made. A file that
+   * checks nothing about its regions' shutdown may pass 0: the drop does not need them to have drained.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export function assertBuilt(): void {
@@ -93,8 +97,8 @@ export async function startCluster(
     proc,
     url: (region) => proc(region).url,
     logs: (region) => logs.get(region) ?? [],
-    async stop() {
-      await Promise.all([...procs.values()].map((p) => p.stop(10_000)));
+    async stop(graceMs = 10_000) {
+      await Promise.all([...procs.values()].map((p) => p.stop(graceMs)));
       await deployment.cleanup();
     },
   };
