@@ -14,6 +14,7 @@ const UNIT = [
   'test/metadata/*.test.ts',
   'test/replication/horizon.test.ts',
   'test/replication/deadlines.test.ts',
+  'test/tables.test.ts',
 ];
 
 const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';

@@ -4,7 +4,7 @@
  * REGIONS_CONFIG (default ./regions.config.json); prints what it copied as JSON. See src/replication/reseed.ts.
  */
 import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
-import { FEATURES } from '../src/features';
+import { REPLICATED_TABLES } from '../src/tables';
 import { reseed } from '../src/replication/reseed';
 
 function arg(name: string): string | undefined {
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     const file = readConfigFile(configPath);
     const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
-    const result = await reseed(file, from, to, FEATURES.flatMap((f) => f.tables), {
+    const result = await reseed(file, from, to, REPLICATED_TABLES, {
       force: process.argv.includes('--force'),
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
     });
