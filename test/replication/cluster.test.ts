@@ -67,6 +67,11 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
   const paused = cluster.proc('asia-japan');
   paused.pause();
   try {
+    // An admin create under all_regions, sent alongside: it waits out its own timeout meanwhile (checked below).
+    const orgCreating = call(cluster.url('us-iowa'), 'POST', '/admin/organizations', {
+      body: { name: 'during pause' },
+      headers: { ...adminHeaders, ...ALL, 'SlashID-Required-Consistency-Timeout': '1' },
+    });
     const started = Date.now();
     const res = await call(cluster.url('us-iowa'), 'POST', PATH, {
       body: body('during pause'),
@@ -90,10 +95,7 @@ test('with one region paused, all_regions answers 408 at its timeout and the wri
     const status = await call(cluster.url('us-iowa'), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders });
     expect(status.body).toMatchObject({ change_id: changeId, complete: false, pending_regions: ['asia-japan'] });
     // An admin create's 408 carries what it created: the organization's API key is shown nowhere else.
-    const orgCreated = await call(cluster.url('us-iowa'), 'POST', '/admin/organizations', {
-      body: { name: 'during pause' },
-      headers: { ...adminHeaders, ...ALL, 'SlashID-Required-Consistency-Timeout': '1' },
-    });
+    const orgCreated = await orgCreating;
     expect(orgCreated.status).toBe(408);
     expect(orgCreated.body.result).toMatchObject({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'during pause', api_key: expect.any(String) });
 

@@ -168,11 +168,14 @@ async function partitionRound(round: number) {
     // The cut-off region accepts a later create under all_regions: it cannot reach the level, so 408.
     const idemKey = `round-${round}`;
     const laterBody = configBody(org.id, cert, { issuer: `later in ${B}` });
-    const later = await call(cluster.url(B), 'POST', SSO, {
-      body: laterBody,
-      headers: bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '2', 'Idempotency-Key': idemKey }),
-    });
-    const rotatedB = await rotate(B, org.id, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '2' });
+    // Both sent at once: neither can reach all_regions while the cut lasts, so each waits out its own timeout.
+    const [later, rotatedB] = await Promise.all([
+      call(cluster.url(B), 'POST', SSO, {
+        body: laterBody,
+        headers: bearer(token, { ...ALL, 'SlashID-Required-Consistency-Timeout': '2', 'Idempotency-Key': idemKey }),
+      }),
+      rotate(B, org.id, { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '2' }),
+    ]);
     for (const r of [first, patched, rotatedA]) {
       if (r.status === 200 || r.status === 201) figures.successAnswers++;
       else figures.unexpected.push(`round ${round}: connected-side write answered ${r.status}`);
