@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { DROPPED_MIGRATIONS, EDITED_MIGRATIONS } from '../../src/db/edited-migrations';
-import { listMigrations, migrate, MIGRATIONS_DIR } from '../../src/db/migrate';
+import { ensureDatabase, listMigrations, migrate, MIGRATIONS_DIR } from '../../src/db/migrate';
 import { PROJECT_ROOT } from '../../src/paths';
 import { call, createOrg, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
@@ -29,6 +29,8 @@ let idp: IdpServer;
 let pg: Client;
 /** prisma/migrations as the earlier commits had it. */
 let dir: string;
+/** What the earlier commits' migrations left, read before the region of this version started on it. */
+let beforeUpgrade: Record<string, unknown>;
 
 beforeAll(async () => {
   // prisma/migrations as those commits had it: the edited files in their earlier form, the dropped one present.
@@ -39,7 +41,28 @@ beforeAll(async () => {
     fs.writeFileSync(path.join(dir, f.name, 'migration.sql'), f.sql);
   }
   idp = await startIdpServer();
-  cluster = await startCluster('editedmig', [REGION], { extra: { metadataAllowedHosts: [idp.hostPort] }, regionEnv: { [REGION]: { MIGRATIONS_DIR: dir } } });
+  // The database as those commits left it, made before the region of this version first starts on it (the
+  // upgrade): migrated with their files, and a delivery row whose outbox row the relay of such a version deleted.
+  cluster = await startCluster('editedmig', [REGION], {
+    extra: { metadataAllowedHosts: [idp.hostPort] },
+    beforeStart: async (deployment) => {
+      const url = deployment.configFor(REGION).region.databaseUrl;
+      await ensureDatabase(url);
+      await migrate(url, dir);
+      const earlier = new Client({ connectionString: url });
+      await earlier.connect();
+      try {
+        const q = async (sql: string) => (await earlier.query(sql)).rows[0] as Record<string, unknown> | undefined;
+        beforeUpgrade = {
+          trustIdColumns: await q(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'saml_credential_metadata' AND column_name = 'trust_id'`),
+          trustSettingChecksum: await q(`SELECT checksum FROM "_prisma_migrations" WHERE migration_name = '20261203090000_credential_trust_setting'`),
+        };
+        await earlier.query(`INSERT INTO replication_deliveries (change_id, region, stream_id) VALUES ($1, 'europe-belgium', '1-0')`, [crypto.randomUUID()]);
+      } finally {
+        await earlier.end();
+      }
+    },
+  });
   pg = new Client({ connectionString: cluster.deployment.configFor(REGION).region.databaseUrl });
   await pg.connect();
 }, 120_000);
@@ -62,20 +85,10 @@ test('every earlier file listed is one of the fixtures, with its checksum', () =
 
 test('a database migrated with since-edited files is brought up to date at start, and the region serves', async () => {
   // What those commits left: the earlier checksums, no trust_id column, no delivery trigger, no statistics,
-  // rows kept inline; and a delivery row whose outbox row the relay of such a version deleted.
-  expect(await one(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'saml_credential_metadata' AND column_name = 'trust_id'`)).toEqual({ n: 0 });
-  expect(await one(`SELECT checksum FROM "_prisma_migrations" WHERE migration_name = '20261203090000_credential_trust_setting'`)).toEqual({
+  // rows kept inline. The region of this version (this version's files) has started on it: the upgrade.
+  expect(beforeUpgrade.trustIdColumns).toEqual({ n: 0 });
+  expect(beforeUpgrade.trustSettingChecksum).toEqual({
     checksum: EDITED_MIGRATIONS['20261203090000_credential_trust_setting']?.[0]?.checksum,
-  });
-  const p = cluster.proc(REGION);
-  await p.stop();
-  await pg.query(`INSERT INTO replication_deliveries (change_id, region, stream_id) VALUES ($1, 'europe-belgium', '1-0')`, [crypto.randomUUID()]);
-
-  // The upgrade: this version's files.
-  delete p.opts.env.MIGRATIONS_DIR;
-  p.start();
-  await p.waitReady(60_000).catch((err: Error) => {
-    throw new Error(`${err.message}\n${cluster.logs(REGION).slice(-20).join('\n')}`);
   });
 
   // Each edited migration keeps the checksum of the file that ran (the version that shipped it compares it),
