@@ -48,7 +48,7 @@ export function replicationKeys(prefix: string) {
     /** A region's inbox: the changes every other region delivers to it, in that region's Redis. */
     inbox: (region: string) => `${prefix}{repl}:changes:${region}`,
     deadLetter: `${prefix}{repl}:dead-letter`,
-    /** The first entry id of this incarnation of a region's inbox (see relay.ts: trimmed or lost?). */
+    /** The first entry id of this incarnation of a region's inbox (see relay-trim.ts markBorn: trimmed or lost?). */
     inboxBorn: (region: string) => `${prefix}{repl}:changes-born:${region}`,
     /**
      * In an origin's Redis: the last id of `region`'s inbox when this Redis first held the origin's acks of
@@ -58,7 +58,7 @@ export function replicationKeys(prefix: string) {
     ack: (changeId: string) => `${prefix}{repl}:ack:${changeId}`,
     /**
      * In an origin's Redis: "<change id> <region>" of its changes a region applied on a retry after parking
-     * them, for the origin's relay to copy that ack into the delivery it confirmed as parked (relay.ts).
+     * them, for the origin's relay to copy that ack into the delivery it confirmed as parked (relay-confirm.ts unparked).
      */
     unparked: (origin: string) => `${prefix}{repl}:unparked:${origin}`,
     /**

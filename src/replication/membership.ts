@@ -137,7 +137,7 @@ return 1`;
 /**
  * The end of a re-seed: marks the region active in one Redis only if its entry is still the one the
  * re-seed wrote (joining, with its token). A relay that found the region's inbox trimmed past changes it
- * had not applied marks it joining again meanwhile (relay.ts markBehind), which clears the token: then
+ * had not applied marks it joining again meanwhile (relay-confirm.ts markBehind), which clears the token: then
  * the copy may lack those changes, the region stays joining, and this answers false.
  */
 export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, region: string, token: string): Promise<boolean> {
@@ -172,7 +172,7 @@ export async function removeMember(
   await redis.hdel(keys.departedKnown, region);
   // Announced first: the regions stop delivering to it as they hear of it.
   await announce(redis, keys);
-  // The inbox, and the relay's records of its incarnation (relay.ts): a region added again under the same
+  // The inbox, and the relay's records of its incarnation (relay-trim.ts): a region added again under the same
   // name starts a new inbox, and must not be judged by the old one's first id or acks.
   const dropInbox = async () => {
     const deleted = Number(await redis.del(keys.inbox(region))) === 1;

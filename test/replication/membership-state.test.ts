@@ -146,7 +146,7 @@ test('a re-seed marks its target active only if nothing marked it behind again w
   expect(await stateIn('asia-japan')).toBe('active');
   expect((await readMembers(redis, keys)).members.get('asia-japan')?.reseed).toBeNull();
   // The next re-seed; during its copy a relay finds the target's inbox trimmed past changes it had not
-  // applied and marks it joining again (relay.ts markBehind): the copy may lack them.
+  // applied and marks it joining again (relay-confirm.ts markBehind): the copy may lack them.
   await updateMember(redis, keys, 'asia-japan', { state: 'joining', reseed: 'copy-2' });
   await updateMember(redis, keys, 'asia-japan', { state: 'joining' });
   expect(await activateAfterReseed(redis, keys, 'asia-japan', 'copy-2')).toBe(false);
@@ -197,7 +197,7 @@ test('a peer\'s Redis that lost this region\'s entry after it joined (restarted 
 test('a mark behind that lands between the re-seed\'s read of the entry and its activation is not overwritten', async () => {
   await writeMember(redis, keys, 'asia-korea', { state: 'active' });
   await updateMember(redis, keys, 'asia-korea', { state: 'joining', reseed: 'copy-4' });
-  // A relay marks the target behind (relay.ts markBehind) just as the re-seed activates it: after the
+  // A relay marks the target behind (relay-confirm.ts markBehind) just as the re-seed activates it: after the
   // re-seed read its entry, before it writes (the interleaving is forced here: the write is the eval).
   const racing = new Proxy(redis, {
     get(target, prop) {

@@ -15,6 +15,7 @@ import type { EventAuth, SignedEvent } from '../../src/replication/event-auth';
 import { RedisLinks } from '../../src/replication/links';
 import { readMembers, writeMember } from '../../src/replication/membership';
 import { OutboxRelay } from '../../src/replication/relay';
+import type { DeliveryConfirmer } from '../../src/replication/relay-confirm';
 import type { Tracker } from '../../src/replication/tracker';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
@@ -82,7 +83,7 @@ function rig(ownUrl?: string): Rig {
     deliverer,
   });
   const redeliverLost = (rows: { change_id: string; stream_id: string }[]) =>
-    (relay as unknown as { redeliverLost(dest: string, r: typeof rows): Promise<void> }).redeliverLost('c', rows);
+    (relay as unknown as { confirmer: { redeliverLost(dest: string, r: typeof rows): Promise<void> } }).confirmer.redeliverLost('c', rows);
   return {
     redis,
     relay,
@@ -263,10 +264,9 @@ test('a delivery again that failed is tried again: it does not count as the one 
 test('a long-unconfirmed delivery to a region no longer a member is left alone: its inbox is not made again', () =>
   withRig(async (r) => {
     await activeWithThree(r);
-    const checkStale = (relay: OutboxRelay) =>
-      (relay as unknown as { checkStale(s: { change_id: string; region: string; stream_id: string }[], d: string[], down: Set<string>): Promise<void> }).checkStale.bind(relay);
+    const confirmerOf = (relay: OutboxRelay) => (relay as unknown as { confirmer: DeliveryConfirmer }).confirmer;
     await r.redis.hset(keys.ack('change-gone'), 'x', 'y'); // an ack record without the removed region's ack
-    await checkStale(r.relay)([{ change_id: 'change-gone', region: 'gone', stream_id: '1-0' }], ['c'], new Set());
+    await confirmerOf(r.relay).checkStale([{ change_id: 'change-gone', region: 'gone', stream_id: '1-0' }], ['c'], new Set());
     expect(r.redelivered).toEqual([]);
     expect(await r.redis.exists(keys.inbox('gone'))).toBe(0);
   }));

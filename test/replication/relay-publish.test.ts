@@ -86,7 +86,7 @@ async function committed(n: number, deliveredTo: string[], age = '1 minute'): Pr
 const deliveredToB = async (ids: string[]) =>
   Number((await pool().query(`SELECT count(*) AS n FROM replication_deliveries WHERE change_id = ANY($1::uuid[]) AND region = 'b'`, [ids])).rows[0].n);
 const idOf = async (changeId: string) => BigInt((await pool().query('SELECT id FROM replication_outbox WHERE change_id = $1', [changeId])).rows[0].id);
-const cursors = (relay: OutboxRelay) => relay as unknown as { tail: bigint | null; sweep: bigint };
+const cursors = (relay: OutboxRelay) => (relay as unknown as { publisher: { tail: bigint | null; sweep: bigint } }).publisher;
 const newestId = async () => BigInt((await pool().query('SELECT max(id) AS id FROM replication_outbox')).rows[0].id);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -165,7 +165,7 @@ test('the tail moves on past the rows the fast path published, to the newest id 
 
 test('the tail\'s end is the newest reading at least the settling time old, and stays so until a newer one settles', async () => {
   const relay = await freshRelay({ tailSettleMs: 1000 });
-  const settledEnd = () => (relay as unknown as { settledEnd(): Promise<bigint> }).settledEnd();
+  const settledEnd = () => (relay as unknown as { publisher: { settledEnd(): Promise<bigint> } }).publisher.settledEnd();
   await committed(1, []);
   const a = await newestId();
   expect(await settledEnd()).toBe(0n); // a read now: nothing settled yet

@@ -236,7 +236,7 @@ test('a target marked behind again while the copy runs stays joining, and the re
     await target.query('LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE');
     const run = runReseed(cluster, PEER, TARGET, ['--wait', '30']);
     // The re-seed marked the target joining under its token; a relay then finds the target's inbox trimmed
-    // past changes it had not applied, and marks it joining again (relay.ts markBehind): the copy may lack them.
+    // past changes it had not applied, and marks it joining again (relay-confirm.ts markBehind): the copy may lack them.
     expect(await eventually(async () => typeof (await entry())?.reseed === 'string', 30_000, 100)).toBe(true);
     await updateMember(redis, keys, TARGET, { state: 'joining' });
     await target.query('COMMIT');
