@@ -46,7 +46,7 @@ export class OriginAcks {
    * parked for good. Each is also recorded in replication_retried_acks with its apply (parked.ts, OwedAck),
    * so that a restart meanwhile does not lose it: loaded at start, and on claim rounds (loadOwedAcks).
    */
-  private readonly unsentAcks = new Map<string, { p: Ackable; outcome: AckOutcome | undefined }>();
+  private readonly unsentAcks = new Map<string, { p: Ackable; outcome: AckOutcome | undefined; at: string }>();
   private lastResend = 0;
   private resending: Promise<void> | null = null;
   /** Acks on their way to origins' Redis (see toOrigins). */
@@ -83,11 +83,19 @@ export class OriginAcks {
    * again (unsentAcks). Those it takes are no longer owed (their replication_retried_acks rows go; one that
    * stays, the database down, is sent again at the next start: a second "applied" ack is harmless).
    */
-  async acknowledgeRetried(batch: Ackable[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
+  async acknowledgeRetried(batch: Ackable[], outcomes: ReadonlyMap<string, AckOutcome>, appliedAt: ReadonlyMap<string, string> = new Map()): Promise<void> {
     const region = this.d.region;
-    for (const p of batch) this.unsentAcks.set(p.event.changeId, { p, outcome: outcomes.get(p.event.changeId) });
+    const now = new Date().toISOString();
+    // Each ack carries when its change was applied (the origin's status shows it), not when it was last sent.
+    const at = new Map<string, string>();
+    for (const p of batch) {
+      const id = p.event.changeId;
+      const when = appliedAt.get(id) ?? now;
+      this.unsentAcks.set(id, { p, outcome: outcomes.get(id), at: when });
+      at.set(id, when);
+    }
     const send = async (redis: Redis, ids: string[], origin: string) => {
-      await recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds);
+      await recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes, at }, this.d.tracker.ackTtlSeconds);
       // For the origin's relay: its delivery of the change, confirmed on the parked ack, takes this one.
       await recordUnparked(redis, this.d.keys, origin, region, ids, this.d.tracker.ackTtlSeconds);
       for (const id of ids) this.unsentAcks.delete(id);
@@ -113,7 +121,11 @@ export class OriginAcks {
     let taken = 0;
     for (const a of owed) {
       if (this.unsentAcks.has(a.changeId)) continue;
-      this.unsentAcks.set(a.changeId, { p: { event: { changeId: a.changeId, origin: a.origin }, entry: null }, outcome: a.outcome ?? undefined });
+      this.unsentAcks.set(a.changeId, {
+        p: { event: { changeId: a.changeId, origin: a.origin }, entry: null },
+        outcome: a.outcome ?? undefined,
+        at: (a.appliedAt ?? new Date()).toISOString(),
+      });
       taken += 1;
     }
     if (taken === 0) return;
@@ -140,7 +152,8 @@ export class OriginAcks {
     const items = [...this.unsentAcks.values()];
     if (items.length === 0) return;
     const outcomes = new Map(items.flatMap((i): [string, AckOutcome][] => (i.outcome ? [[i.p.event.changeId, i.outcome]] : [])));
-    this.resending = this.acknowledgeRetried(items.map((i) => i.p), outcomes)
+    const appliedAt = new Map(items.map((i) => [i.p.event.changeId, i.at]));
+    this.resending = this.acknowledgeRetried(items.map((i) => i.p), outcomes, appliedAt)
       .catch((err: Error) => this.d.log.warn({ err: err.message }, 'sending the acks of retried parked changes again failed; trying again later'))
       .finally(() => (this.resending = null));
   }

@@ -142,6 +142,8 @@ export interface OwedAck {
   origin: string;
   /** The superseded outcome; null when the change applied and holds. */
   outcome: AckOutcome | null;
+  /** When it was applied here (the row's applied_at): the ack says so, however late it is sent. */
+  appliedAt?: Date;
 }
 
 /** The statement recording owed acks, for the apply's own transaction. */
@@ -157,12 +159,12 @@ export function owedAckStatement(acks: readonly OwedAck[]): Statement {
 
 /** Owed acks recorded at least `olderThanMs` ago (oldest first, at most `limit`). */
 export async function owedAcks(db: SqlReader, limit: number, olderThanMs = 0): Promise<OwedAck[]> {
-  const rows = await db.$queryRawUnsafe<{ change_id: string; origin_region: string; outcome: AckOutcome | null }[]>(
-    `SELECT change_id::text, origin_region, outcome FROM replication_retried_acks
+  const rows = await db.$queryRawUnsafe<{ change_id: string; origin_region: string; outcome: AckOutcome | null; applied_at: Date }[]>(
+    `SELECT change_id::text, origin_region, outcome, applied_at FROM replication_retried_acks
       WHERE applied_at <= now() - make_interval(secs => $2::float8 / 1000) ORDER BY applied_at, change_id LIMIT $1`,
     limit, olderThanMs,
   );
-  return rows.map((r) => ({ changeId: r.change_id, origin: r.origin_region, outcome: r.outcome }));
+  return rows.map((r) => ({ changeId: r.change_id, origin: r.origin_region, outcome: r.outcome, appliedAt: r.applied_at }));
 }
 
 /** Forgets owed acks: their origin's Redis took them (or the origin left the deployment). */

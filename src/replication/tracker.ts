@@ -158,6 +158,8 @@ export interface AckOptions {
    * give V8 a new hidden class for every id it adds.
    */
   orgs?: ReadonlyMap<string, string>;
+  /** Per change id: when it was applied (ISO); changes left out, now. An ack sent again keeps its first time. */
+  at?: ReadonlyMap<string, string>;
 }
 
 export interface WaitOptions {
@@ -413,7 +415,7 @@ export async function recordAcks(
   const lost: Record<string, string> = {};
   const perChange: string[] = [];
   for (const id of changeIds) {
-    const value = formatAck(opts.outcomes?.get(id) ?? { outcome: 'applied' }, at);
+    const value = formatAck(opts.outcomes?.get(id) ?? { outcome: 'applied' }, opts.at?.get(id) ?? at);
     if (!value.startsWith('applied')) lost[id] = value;
     perChange.push(value, opts.orgs?.get(id) ?? '');
   }

@@ -25,15 +25,18 @@ test('a running process sends the acks another process of its region owed for mo
   expect(await eventually(async () => (await rig.redis.hget(rig.keys.ack(running.changeId), REGION))?.startsWith('applied') === true)).toBe(true);
 
   const [held, lost] = [testId(), testId()];
+  const appliedAt = new Date(Date.now() - 60_000);
   const winner = { table: 'organizations', key: testId(), version: '000000000000001.0000.asia-japan', originRegion: 'asia-japan' };
   await rig.db.$executeRawUnsafe(
     `INSERT INTO replication_retried_acks (change_id, origin_region, outcome, applied_at) VALUES
-       ($1::uuid, $3, NULL, now() - interval '1 minute'), ($2::uuid, $3, $4::jsonb, now() - interval '1 minute')`,
-    held, lost, ORIGIN, JSON.stringify({ outcome: 'superseded', winner }),
+       ($1::uuid, $3, NULL, $5::timestamptz), ($2::uuid, $3, $4::jsonb, $5::timestamptz)`,
+    held, lost, ORIGIN, JSON.stringify({ outcome: 'superseded', winner }), appliedAt.toISOString(),
   );
   const ack = (id: string) => rig.redis.hget(rig.keys.ack(id), REGION);
   expect(await eventually(async () => (await ack(held))?.startsWith('applied@') === true && (await ack(lost)) !== null, 15_000)).toBe(true);
   expect(await ack(lost)).toMatch(new RegExp(`^superseded:organizations:${winner.key}:${winner.version.replace(/\./g, '\\.')}@`));
+  // Each says when the change was applied here (the rows' applied_at, a minute ago), not when it was sent.
+  for (const id of [held, lost]) expect(String(await ack(id)).split('@').pop()).toBe(appliedAt.toISOString());
   // Named for the origin's relay, which copies them into its deliveries confirmed on the parked ack.
   expect((await rig.redis.smembers(rig.keys.unparked(ORIGIN))).sort()).toEqual([`${held} ${REGION}`, `${lost} ${REGION}`].sort());
   expect(await eventually(async () => (await rig.db.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM replication_retried_acks'))[0]?.n === 0)).toBe(true);
