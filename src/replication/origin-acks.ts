@@ -124,7 +124,7 @@ export class OriginAcks {
       this.unsentAcks.set(a.changeId, {
         p: { event: { changeId: a.changeId, origin: a.origin }, entry: null },
         outcome: a.outcome ?? undefined,
-        at: (a.appliedAt ?? new Date()).toISOString(),
+        at: a.appliedAt.toISOString(),
       });
       taken += 1;
     }

@@ -142,12 +142,12 @@ export interface OwedAck {
   origin: string;
   /** The superseded outcome; null when the change applied and holds. */
   outcome: AckOutcome | null;
-  /** When it was applied here (the row's applied_at): the ack says so, however late it is sent. */
-  appliedAt?: Date;
+  /** When it was applied here (the row's applied_at, the apply's transaction time): the ack says so, however late it is sent. */
+  appliedAt: Date;
 }
 
 /** The statement recording owed acks, for the apply's own transaction. */
-export function owedAckStatement(acks: readonly OwedAck[]): Statement {
+export function owedAckStatement(acks: readonly Omit<OwedAck, 'appliedAt'>[]): Statement {
   return {
     sql: `INSERT INTO replication_retried_acks (change_id, origin_region, outcome)
           SELECT change_id, origin_region, outcome FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, outcome jsonb)

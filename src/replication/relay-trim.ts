@@ -7,7 +7,7 @@ import { eachRegion, type RedisLinks } from './links';
 import { behindTrim, groupFloor, groupInfo, streamBounds, type StreamBounds } from './stream';
 
 /** How often the inboxes are trimmed (config streamTrimIntervalMs); each trim also records their incarnations. */
-export const DEFAULT_TRIM_INTERVAL_MS = 30_000;
+const DEFAULT_TRIM_INTERVAL_MS = 30_000;
 
 export interface InboxTrimsDeps {
   links: RedisLinks;
