@@ -15,6 +15,7 @@ const UNIT = [
   'test/replication/horizon.test.ts',
   'test/replication/deadlines.test.ts',
   'test/tables.test.ts',
+  'test/bench/options.test.ts',
 ];
 
 const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';

@@ -17,13 +17,10 @@ import path from 'node:path';
 import { forEachLine, type RegionProcess } from '../src/cluster/region-process';
 import { PROJECT_ROOT } from '../src/paths';
 import { benchDeployment } from './deployment';
+import type { OverloadOptions } from './options';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 
-function arg(argv: string[], name: string): number | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i > 0 ? Number(argv[i + 1]) : undefined;
-}
 
 /** Resident set size of a process (MB), from /proc. */
 function rssMb(pid: number | undefined): number {
@@ -115,18 +112,12 @@ function send(agent: http.Agent, url: string, method: string, headers: Record<st
   });
 }
 
-export async function runOverloadBench(argv: string[]): Promise<void> {
-  const report = await overload(argv);
+export async function runOverloadBench(o: OverloadOptions): Promise<void> {
+  const report = await overload(o);
   process.stdout.write(`\nOverload: ${report.requests} concurrent all_regions PATCHes to us-iowa, asia-japan paused${report.resumed_after_s === null ? '' : ` (resumed after ${report.resumed_after_s} s)`}\n`);
   for (const [k, v] of Object.entries(report)) process.stdout.write(`  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}\n`);
   process.stdout.write(`\n${JSON.stringify(report)}\n`);
 }
-
-/**
- * The part of `npm run bench` for J's waiter target: 10,000 all_regions PATCHes let through the write gate
- * (queue 10,000, 120 s wait) with a 90 s timeout, so that all of them commit and wait at once.
- */
-export const WAITERS_ARGS = ['--n', '10000', '--writes-queue', '10000', '--writes-queue-wait', '120000', '--timeout', '90'];
 
 /** One line for `npm run bench`'s summary. */
 export function waitersLine(r: Awaited<ReturnType<typeof overload>>): string {
@@ -136,13 +127,8 @@ export function waitersLine(r: Awaited<ReturnType<typeof overload>>): string {
   );
 }
 
-export async function overload(argv: string[]) {
-  const N = arg(argv, 'n') ?? 10_000;
-  const TIMEOUT = arg(argv, 'timeout') ?? 120;
-  const RESUME_AFTER = arg(argv, 'resume-after');
-  const CREDENTIALS = arg(argv, 'credentials') ?? 64;
-  const writesQueue = arg(argv, 'writes-queue');
-  const writesQueueWait = arg(argv, 'writes-queue-wait');
+export async function overload(o: OverloadOptions) {
+  const { n: N, timeout: TIMEOUT, resumeAfter: RESUME_AFTER, credentials: CREDENTIALS, writesQueue, writesQueueWait } = o;
   let unhandled = 0;
   const deployment = await benchDeployment({
     operatorPorts: true,

@@ -45,9 +45,7 @@ async function loopStall(pool: ParsePool, xml: string, rounds: number): Promise<
   return r1(Math.max(0, h.max / 1e6 - 1));
 }
 
-export async function runStallBench(argv: string[]): Promise<void> {
-  const i = argv.indexOf('--rounds');
-  const rounds = i > 0 ? Number(argv[i + 1]) : 20;
+export async function runStallBench(rounds: number): Promise<void> {
   const docs = Object.entries({ ...largestAccepted(), ...hostile() });
   // Every loop measurement first: garbage from parsing on this thread would be collected during them.
   const loop: number[] = [];

@@ -31,16 +31,13 @@ import { groupInfo } from '../src/replication/stream';
 import { seedBaseline } from './baseline';
 import { cpuPerRequest, residentMb, sampleCpu, type CpuSample } from './cpu';
 import { benchDeployment, type BenchDeployment } from './deployment';
+import type { Op, ThroughputOptions } from './options';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const CONNECTIONS = 32;
 const ROWS = 64;
 const ORGS = 64;
 
-const arg = (argv: string[], name: string, def: number) => {
-  const i = argv.indexOf(`--${name}`);
-  return i > 0 ? Number(argv[i + 1]) : def;
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const load = () => os.loadavg()[0]?.toFixed(1) ?? '?';
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -57,7 +54,6 @@ interface Target {
   idpUrl: string;
 }
 
-type Op = 'read' | 'patch' | 'create';
 
 interface Measured {
   /** Requests answered per second over the measured time. */
@@ -429,30 +425,28 @@ async function sequentialLatency(url: string, headers: Record<string, string>, i
   return { local_region: r1(percentile50(lat.local_region ?? [])), all_regions: r1(percentile50(lat.all_regions ?? [])), load: load() };
 }
 
-export async function runThroughputBench(argv: string[]): Promise<void> {
-  const SECONDS = arg(argv, 'seconds', 8);
+export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
+  const SECONDS = o.seconds;
   // Unmeasured load before each side's measured run: V8 was still compiling the service's code (three
   // isolates: the main thread and two parse workers) for 12-16 s of load, 10-18 % of the region's CPU in
   // the measured window after a 2 s warm-up (perf, 2026-12-01). The baseline's few functions compile at once.
-  const WARMUP = arg(argv, 'warmup', 16);
+  const WARMUP = o.warmup;
   // The measured seconds of each side are taken in this many interleaved rounds (1: one run each, in turn).
-  const ROUNDS = Math.max(1, arg(argv, 'rounds', 4));
-  const N = arg(argv, 'n', 200);
+  const ROUNDS = o.rounds;
+  const N = o.n;
   // Between the sequential writes of part 2 (ms): each starts once the one before it has replicated.
-  const GAP = arg(argv, 'gap', 20);
-  const BACKLOG = arg(argv, 'backlog', 100_000);
-  const STORED = arg(argv, 'stored', 0);
+  const GAP = o.gap;
+  const BACKLOG = o.backlog;
+  const STORED = o.stored;
   // --packs off: the regions deliver one event per inbox entry (config replicationPacks false), for an A/B.
-  const PACKS = argv.includes('--packs') ? argv[argv.indexOf('--packs') + 1] !== 'off' : true;
+  const PACKS = o.packs;
   // `npm run bench -- latency`: only part 2 (quick, to iterate on the replication path).
-  const LATENCY_ONLY = argv.includes('latency');
+  const LATENCY_ONLY = o.only === 'latency';
   // `npm run bench -- apply`: only part 3.
-  const APPLY_ONLY = argv.includes('apply');
+  const APPLY_ONLY = o.only === 'apply';
   // `npm run bench -- throughput [--ops read,patch]`: only part 1, for the operations named (default all).
-  const THROUGHPUT_ONLY = argv.includes('throughput');
-  const named = argv.includes('--ops') ? (argv[argv.indexOf('--ops') + 1] ?? '').split(',') : ['read', 'patch', 'create'];
-  const ops = named.filter((o): o is Op => o in TARGET);
-  if (ops.length !== named.length || ops.length === 0) throw new Error(`--ops takes a comma-separated list of ${Object.keys(TARGET).join(', ')} (got '${named.join(',')}')`);
+  const THROUGHPUT_ONLY = o.only === 'throughput';
+  const ops = o.ops;
   const d = await benchDeployment({
     extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 }, ...(PACKS ? {} : { replicationPacks: false }) },
   });
