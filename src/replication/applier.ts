@@ -16,7 +16,6 @@
  */
 import type { Pool } from 'pg';
 import type { Db } from '../db/client';
-import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
 import { withTimeout } from '../db/timeout';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
@@ -24,7 +23,7 @@ import type { RedisLinks } from './links';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
 import { HeldLog, UPGRADE_REASONS } from './held-log';
-import { FailureLog, MAX_FAILURES, type ParkReason } from './parked';
+import { FailureLog, type ParkReason } from './parked';
 import { isSchemaChange, type RowStore } from './row-store';
 import { ensureGroup, type StreamEntry } from './stream';
 import { PACK_MAX_EVENTS } from './delivery';
@@ -35,12 +34,14 @@ import { checkRestoredDatabase } from './restore-check';
 import { AppliedProgress } from './applied-progress';
 import { InboxReads } from './inbox-reads';
 import { OriginAcks, OWED_ACK_TAKEOVER_MS } from './origin-acks';
-import { schemaAhead, whyUnfit } from './event-fit';
+import { schemaAhead, whyUnfit, type Unfit } from './event-fit';
 import { applyInTransaction } from './apply-transaction';
 import { ParkedRetry } from './parked-retry';
-import { ApplyTimeouts, timedOut, timeoutOf } from './apply-timeouts';
-import { DeadLetters, type Refused, type RefusedEntry } from './dead-letters';
-import { parseEvent, readPack, type EntryRef, type Parsed } from './inbox-events';
+import { ApplyTimeouts } from './apply-timeouts';
+import { RemoteApply } from './apply-remote';
+import { DeadLetters, type RefusedEntry } from './dead-letters';
+import type { Parsed } from './inbox-events';
+import { sortEntries } from './inbox-sort';
 
 export { parseEvent, readPack } from './inbox-events';
 export { RECENT_REFUSED, type RefusedEntry } from './dead-letters';
@@ -99,7 +100,7 @@ export class Applier {
   private readonly failures: FailureLog;
   /** The retries of parked changes: at start, on the admin retry, and periodically per reason. */
   private readonly retry: ParkedRetry;
-  /** Batches being applied (see run). */
+  /** Batches being applied (see launch). */
   private readonly applying = new Set<Promise<void>>();
   /** The first failure of a batch applied in the background, for the loop to handle. */
   private batchError: Error | null = null;
@@ -119,8 +120,8 @@ export class Applier {
   private eventsPerEntry = PACK_MAX_EVENTS;
   /** The database's cancellations of applies (statement_timeout, lock_timeout): whose they are (see canceledOwn). */
   private readonly timeouts: ApplyTimeouts;
-  /** Applied events whose failure rows could not be cleared (the database went away): cleared with the next batch. */
-  private unclearedIds: string[] = [];
+  /** The apply of other regions' events of a batch (see applyBatch). */
+  private readonly remote: RemoteApply;
   appliedEvents = 0;
   parkedEvents = 0;
   /** Pending entries found deleted from the stream before this region applied them (see relay trim). */
@@ -164,6 +165,14 @@ export class Applier {
       databaseUp: () => this.databaseUp(),
       stopped: () => this.stopped,
     });
+    this.remote = new RemoteApply({ log: d.log, batchSize: d.batchSize ?? BATCH_SIZE }, {
+      failures: this.failures,
+      timeouts: this.timeouts,
+      acks: this.acks,
+      apply: (batch, outcomes) => this.apply(batch, outcomes),
+      databaseUp: () => this.databaseUp(),
+      park: (items) => this.park(items),
+    });
   }
 
   start(): void {
@@ -181,73 +190,21 @@ export class Applier {
   }
 
   private async run(): Promise<void> {
-    const { keys, region, consumer, log } = this.d;
+    const { consumer, log } = this.d;
     const events = this.d.batchSize ?? BATCH_SIZE;
     // Entries per read: about `events` events, as many entries as the recent packs leave room for.
     const count = () => Math.max(1, Math.floor(events / this.eventsPerEntry));
-    let groupsReady = false;
-    let started = false;
     // Cursors: our own pending entries are walked once (null when done); XAUTOCLAIM scans the pending
     // list from claimCursor and wraps to 0-0. An entry that fails stays pending and the cursor moves on.
-    let pendingCursor: string | null = '0';
-    let claimCursor = '0-0';
+    const s: ReadState = { groupsReady: false, started: false, pendingCursor: '0', claimCursor: '0-0' };
     while (!this.stopped) {
       try {
-        if (!groupsReady) {
-          await this.d.membership?.join();
-          await ensureGroup(this.d.links.own, keys.inbox(region), region);
-          groupsReady = true;
-          pendingCursor = '0';
-        }
-        if (!started) {
-          // A database restored from a backup lacks what was applied since: the region needs a re-seed.
-          await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: this.d.membership?.regions() ?? this.d.regions, log });
-          // After an upgrade, events parked by the previous version may apply now.
-          await this.failures.load();
-          const retried = await this.retry.retryParked();
-          if (retried.applied || retried.parked) log.info(retried, 'retried parked change events');
-          // Acks of retried parked changes that a process of this region (this one before a restart, say)
-          // could not deliver to their origins: sent again.
-          await this.acks.loadOwedAcks();
-          started = true;
-        }
+        await this.prepare(s);
         this.retry.startDue();
         this.acks.resendDue();
         this.heldLog.summarize();
-        let entries: StreamEntry[];
-        if (pendingCursor !== null) {
-          ({ entries, last: pendingCursor } = await this.inbox.read(['COUNT', count(), 'STREAMS', keys.inbox(region), pendingCursor]));
-        } else if (claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
-          if (claimCursor === '0-0') {
-            this.lastClaim = Date.now();
-            // What failed for another process of this region (its entries are what a claim takes), so
-            // that their failure rows are cleared when they apply here: otherwise such a row stays, and
-            // holds this region's watermark (every region's tombstone collection) for good.
-            await this.failures.load();
-            await this.acks.loadOwedAcks(OWED_ACK_TAKEOVER_MS);
-          }
-          ({ entries, next: claimCursor } = await this.inbox.claim(count(), claimCursor));
-        } else {
-          ({ entries } = await this.inbox.read(['COUNT', count(), 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
-        }
-        if (entries.length) {
-          // The next batch is read (and verified and parsed) while this one is in the database: up to
-          // BATCHES_IN_FLIGHT batches at once. Their order does not matter (the merge rule is a maximum)
-          // and each takes its rows' locks in one fixed order, so two batches never deadlock.
-          this.inbox.enter(entries);
-          const applying: Promise<void> = this.applyBatch(entries)
-            .catch((err: Error) => {
-              this.batchError ??= err;
-            })
-            .finally(() => this.inbox.leave(entries, this.acks.settled()));
-          this.applying.add(applying);
-          void applying.finally(() => this.applying.delete(applying));
-          // The batch's transaction goes to Postgres first (in this turn's microtasks), the next read after
-          // it: a socket write that wakes another process costs the writer ~0.1-0.25 ms on a small VM, and
-          // the read first held back every apply, so every all_regions wait, by that much.
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          while (this.applying.size >= BATCHES_IN_FLIGHT) await Promise.race(this.applying);
-        }
+        const entries = await this.readNext(s, count);
+        if (entries.length) await this.launch(entries);
         // A batch that failed is handled as the loop's own failure (a lost group, a Redis error).
         const failed = this.batchError;
         this.batchError = null;
@@ -256,7 +213,7 @@ export class Applier {
         const message = (err as Error).message;
         if (message.includes('NOGROUP')) {
           log.warn('consumer groups missing (Redis restarted empty?); recreating them');
-          groupsReady = false;
+          s.groupsReady = false;
         } else {
           log.debug({ err: message, consumer }, 'applier: stream read failed; retrying');
           await sleep(500);
@@ -265,61 +222,87 @@ export class Applier {
     }
   }
 
-  /**
-   * Sorts a read's entries by what becomes of their events: applied (`parsed`), dead-lettered (refused,
-   * unreadable, unreadable events of packs), acked as parked again (parked before), or parked (unfit).
-   */
-  private sortEntries(entries: StreamEntry[]): Sorted {
-    const parsed: Parsed[] = [];
-    const poison: StreamEntry[] = [];
-    const unfit: Unfit[] = [];
-    const refused: Refused[] = [];
-    const badInPacks: { id: string; items: { index: number; raw: string }[] }[] = [];
-    // Events this process parked before, read again (their pack was pending, or their ack did not reach the origin).
-    const parkedBefore: Parsed[] = [];
-    let largest = 0;
-    for (const entry of entries) {
-      // Nothing of an entry is read before its signature holds: a refused one is never applied, never
-      // observed by the clock, never acked to the tracker.
-      const v = this.d.auth.verify(entry[1]);
-      if (!v.ok) {
-        refused.push({ entry, reason: v.reason, kid: v.kid, body: v.body });
-        continue;
-      }
-      // A pack holds events of one origin under one MAC that holds: its readable events are applied, an
-      // unreadable one (a bug of its origin's version) is dead-lettered alone and counts as settled. An
-      // entry with nothing readable is dead-lettered whole.
-      const pack = v.packed ? readPack(v.body) : null;
-      const event = v.packed ? null : parseEvent(v.body);
-      const events = pack ? pack.events : event ? [event] : [];
-      if (events.length === 0) {
-        poison.push(entry);
-        continue;
-      }
-      // Read again (a pack whose event was not settled, an ack that did not reach the origin): what this
-      // process dead-lettered of it is not copied again; what it parked is acked as parked again, not
-      // parked or applied again (parked events apply through the retry of parked events).
-      if (pack?.unreadable.length && !this.deadLetters.hasPack(entry[0])) badInPacks.push({ id: entry[0], items: pack.unreadable });
-      largest = Math.max(largest, events.length + (pack?.unreadable.length ?? 0));
-      const ref: EntryRef = { id: entry[0], open: events.length };
-      for (const e of events) {
-        const p = { id: entry[0], event: e, entry: ref };
-        if (this.failures.parkedHere(e.changeId)) {
-          parkedBefore.push(p);
-          continue;
-        }
-        const why = e.origin === this.d.region ? null : whyUnfit(this.d, e);
-        if (why) unfit.push({ p, ...why });
-        else parsed.push(p);
-      }
+  /** Joins the deployment and creates the inbox's consumer group (again after NOGROUP); starts up once. */
+  private async prepare(s: ReadState): Promise<void> {
+    const { keys, region } = this.d;
+    if (!s.groupsReady) {
+      await this.d.membership?.join();
+      await ensureGroup(this.d.links.own, keys.inbox(region), region);
+      s.groupsReady = true;
+      s.pendingCursor = '0';
     }
-    if (largest) this.eventsPerEntry = Math.max(largest, Math.ceil(this.eventsPerEntry / 2));
-    return { parsed, poison, unfit, refused, badInPacks, parkedBefore };
+    if (!s.started) {
+      await this.startUp();
+      s.started = true;
+    }
+  }
+
+  /** Before the first read: what a restart or an upgrade left to check, to retry and to send again. */
+  private async startUp(): Promise<void> {
+    const { keys, region, log } = this.d;
+    // A database restored from a backup lacks what was applied since: the region needs a re-seed.
+    await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: this.d.membership?.regions() ?? this.d.regions, log });
+    // After an upgrade, events parked by the previous version may apply now.
+    await this.failures.load();
+    const retried = await this.retry.retryParked();
+    if (retried.applied || retried.parked) log.info(retried, 'retried parked change events');
+    // Acks of retried parked changes that a process of this region (this one before a restart, say)
+    // could not deliver to their origins: sent again.
+    await this.acks.loadOwedAcks();
+  }
+
+  /**
+   * The next read's entries (`count()` of them at most): our own pending ones until walked, then those left
+   * pending by others (XAUTOCLAIM, every claimEveryMs, a round at a time), else new ones (blocking 1 s).
+   */
+  private async readNext(s: ReadState, count: () => number): Promise<StreamEntry[]> {
+    const { keys, region } = this.d;
+    let entries: StreamEntry[];
+    if (s.pendingCursor !== null) {
+      ({ entries, last: s.pendingCursor } = await this.inbox.read(['COUNT', count(), 'STREAMS', keys.inbox(region), s.pendingCursor]));
+    } else if (s.claimCursor !== '0-0' || Date.now() - this.lastClaim > (this.d.claimEveryMs ?? 5000)) {
+      if (s.claimCursor === '0-0') {
+        this.lastClaim = Date.now();
+        // What failed for another process of this region (its entries are what a claim takes), so
+        // that their failure rows are cleared when they apply here: otherwise such a row stays, and
+        // holds this region's watermark (every region's tombstone collection) for good.
+        await this.failures.load();
+        await this.acks.loadOwedAcks(OWED_ACK_TAKEOVER_MS);
+      }
+      ({ entries, next: s.claimCursor } = await this.inbox.claim(count(), s.claimCursor));
+    } else {
+      ({ entries } = await this.inbox.read(['COUNT', count(), 'BLOCK', 1000, 'STREAMS', keys.inbox(region), '>']));
+    }
+    return entries;
+  }
+
+  /**
+   * Applies a read's entries in the background (a failure is kept in batchError for the loop), and waits
+   * while BATCHES_IN_FLIGHT batches are being applied.
+   */
+  private async launch(entries: StreamEntry[]): Promise<void> {
+    // The next batch is read (and verified and parsed) while this one is in the database: up to
+    // BATCHES_IN_FLIGHT batches at once. Their order does not matter (the merge rule is a maximum)
+    // and each takes its rows' locks in one fixed order, so two batches never deadlock.
+    this.inbox.enter(entries);
+    const applying: Promise<void> = this.applyBatch(entries)
+      .catch((err: Error) => {
+        this.batchError ??= err;
+      })
+      .finally(() => this.inbox.leave(entries, this.acks.settled()));
+    this.applying.add(applying);
+    void applying.finally(() => this.applying.delete(applying));
+    // The batch's transaction goes to Postgres first (in this turn's microtasks), the next read after
+    // it: a socket write that wakes another process costs the writer ~0.1-0.25 ms on a small VM, and
+    // the read first held back every apply, so every all_regions wait, by that much.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.applying.size >= BATCHES_IN_FLIGHT) await Promise.race(this.applying);
   }
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
     const { log } = this.d;
-    const { parsed, poison, unfit, refused, badInPacks, parkedBefore } = this.sortEntries(entries);
+    const { parsed, poison, unfit, refused, badInPacks, parkedBefore, largest } = sortEntries(this.d, { failures: this.failures, deadLetters: this.deadLetters }, entries);
+    if (largest) this.eventsPerEntry = Math.max(largest, Math.ceil(this.eventsPerEntry / 2));
     // A column this process does not know may be one its own database gained since it loaded the columns
     // (a migration by a newer process of this region): look again before holding the event.
     if (unfit.some((u) => u.reason === 'schema-ahead') && (await this.d.store.reloadIfStale())) {
@@ -345,90 +328,7 @@ export class Applier {
     const own = parsed.filter((p) => p.event.origin === this.d.region);
     const remote = parsed.filter((p) => p.event.origin !== this.d.region);
     if (remote.length === 0) return this.acks.acknowledge(own, new Map());
-    await this.applyRemote(own, remote);
-  }
-
-  /**
-   * Applies other regions' events in transactions of at most batchSize events, event by event where one
-   * fails, then acks them with our own (`own`); what failed alone is counted (failedAlone).
-   */
-  private async applyRemote(own: Parsed[], remote: Parsed[]): Promise<void> {
-    const { log } = this.d;
-    // Superseded outcomes of this batch's changes (applied when absent), for their acks.
-    const outcomes = new Map<string, AckOutcome>();
-    const applied: Parsed[] = [];
-    const failed: { p: Parsed; err: Error }[] = [];
-    // Packs can bring more events than a transaction should lock rows for: at most batchSize each. A chunk
-    // that fails is retried event by event; the chunks committed before it stay applied.
-    const limit = this.d.batchSize ?? BATCH_SIZE;
-    for (let i = 0; i < remote.length; i += limit) {
-      const chunk = remote.slice(i, i + limit);
-      const since = this.timeouts.commits;
-      try {
-        await this.apply(chunk, outcomes);
-        applied.push(...chunk);
-      } catch (err) {
-        // A database outage says nothing about the events: leave them pending (XAUTOCLAIM brings them back)
-        // and count nothing against them. What committed before it is acked now. A canceled statement (its
-        // statement_timeout) or a lock wait given up (its lock_timeout) may be one event's that always outlasts
-        // it: its events are tried one by one.
-        const canceled = timeoutOf(err) !== null;
-        if ((isDatabaseTrouble(err) && !canceled) || !(await this.databaseUp())) {
-          await this.settleBeforeOutage(own, applied, outcomes);
-          throw err;
-        }
-        // One bad event must not block the rest: retry one by one.
-        log.warn({ err: (err as Error).message, events: chunk.length }, 'batch apply failed; retrying its events one by one');
-        // Canceled (or timed out on a lock) in a row with nothing committed in between: the database is
-        // overloaded (or a lock is held on more than one event's rows), not the events slow.
-        let canceledInRow = 0;
-        for (const p of chunk) {
-          try {
-            // A chunk of one event was that event's apply alone already.
-            if (canceled && chunk.length === 1) throw err;
-            await this.apply([p], outcomes);
-            applied.push(p);
-            canceledInRow = 0;
-          } catch (e) {
-            const timeout = timeoutOf(e);
-            if (timeout && canceledInRow === 0) {
-              canceledInRow += 1;
-              // Counted only when other applies committed since its previous cancellation; else pending, uncounted.
-              if (this.timeouts.canceledOwn(p, since, timeout)) failed.push({ p, err: timedOut(e as Error, timeout) });
-              continue;
-            }
-            // The database's trouble (it refused the connection: too many; it ended the session) is not the
-            // event's: the rest stays pending, nothing counted (a review parked good changes on 53300).
-            if (isDatabaseTrouble(e)) {
-              await this.settleBeforeOutage(own, applied, outcomes);
-              throw e;
-            }
-            canceledInRow = 0;
-            // A deadlock or serialization failure is a collision, not the event's fault: it stays pending (so
-            // does a lock timeout right after another one, see canceledInRow).
-            if (!isTransient(e)) failed.push({ p, err: e as Error });
-          }
-        }
-        if (failed.length && !(await this.databaseUp())) {
-          await this.settleBeforeOutage(own, applied, outcomes);
-          throw err;
-        }
-      }
-    }
-    for (const f of failed) await this.failedAlone(f.p, f.err);
-    const uncleared = this.unclearedIds.splice(0);
-    await this.failures.cleared([...uncleared, ...applied.map((p) => p.event.changeId)]);
-    await this.acks.acknowledge([...own, ...applied], outcomes);
-  }
-
-  /**
-   * The database went away in the middle of a batch: what committed before is acked now (their failure
-   * rows, if any, are cleared with the next batch); the rest stays pending.
-   */
-  private async settleBeforeOutage(own: Parsed[], applied: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
-    if (applied.length === 0) return;
-    this.unclearedIds.push(...applied.map((p) => p.event.changeId));
-    await this.acks.acknowledge([...own, ...applied], outcomes).catch(() => undefined);
+    await this.remote.applyRemote(own, remote);
   }
 
   /**
@@ -479,16 +379,6 @@ export class Applier {
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
   }
 
-  /**
-   * An event that failed on its own while the database answers: the failure is counted durably and the
-   * event stays pending (XAUTOCLAIM retries it); after MAX_FAILURES it is parked.
-   */
-  private async failedAlone(p: Parsed, err: Error): Promise<void> {
-    const failures = await this.failures.record(p.event, p.id, err);
-    this.d.log.error({ err: err.message, changeId: p.event.changeId, failures }, 'change event failed to apply');
-    if (failures >= MAX_FAILURES) await this.park([{ p, reason: 'apply-failed', error: err.message }]);
-  }
-
   /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
   private async park(items: Unfit[]): Promise<void> {
     const { region, log } = this.d;
@@ -515,13 +405,5 @@ export class Applier {
   }
 }
 
-type Unfit = { p: Parsed; reason: ParkReason; error: string };
-/** A read's entries sorted by what becomes of their events (see sortEntries). */
-type Sorted = {
-  parsed: Parsed[];
-  poison: StreamEntry[];
-  unfit: Unfit[];
-  refused: Refused[];
-  badInPacks: { id: string; items: { index: number; raw: string }[] }[];
-  parkedBefore: Parsed[];
-};
+/** Where the loop's reads stand (see run): its consumer group, its start-up, and its cursors. */
+type ReadState = { groupsReady: boolean; started: boolean; pendingCursor: string | null; claimCursor: string };

@@ -3,9 +3,13 @@
  * rolling upgrade), or a version too far ahead of its clock. Such an event is parked at once (parked.ts).
  */
 import type { HybridClock } from './hlc';
+import type { Parsed } from './inbox-events';
 import type { ParkReason } from './parked';
 import type { RowStore } from './row-store';
 import type { ChangeEvent } from './tables';
+
+/** An event read from the inbox that is to be parked, and why (whyUnfit's reason, or apply-failed). */
+export type Unfit = { p: Parsed; reason: ParkReason; error: string };
 
 /** Why this region cannot apply an event as it is (then it is parked at once), or null. */
 export function whyUnfit(d: { store: RowStore; clock: HybridClock }, event: ChangeEvent): { reason: ParkReason; error: string } | null {

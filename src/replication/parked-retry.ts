@@ -105,62 +105,80 @@ export class ParkedRetry {
     // After an upgrade (a migration by this or another process): events held for a newer schema may fit now.
     if (!opts.reason) await this.d.store.reload();
     let after: { parkedAt: Date; changeId: string } | null = null;
-    let applied = 0;
-    let parked = 0;
+    const tally: Tally = { applied: 0, parked: 0 };
     while (!(opts.reason && this.host.stopped())) {
       const rows = await this.host.failures.parked(100, after, opts.reason);
       const last = rows[rows.length - 1];
       if (!last) break;
       after = { parkedAt: last.parked_at, changeId: last.change_id };
-      const done: Parsed[] = [];
-      const outcomes = new Map<string, AckOutcome>();
-      // Those applied leave the parked list and are acked, also when the database failed under a later one.
-      const settle = async () => {
-        await this.host.failures.unpark(done.map((p) => p.event.changeId));
-        applied += done.length;
-        if (done.length) await this.host.acks.acknowledgeRetried(done, outcomes);
-      };
-      let canceledInRow = 0;
-      for (const r of rows) {
-        // The periodic retry (a reason given) gives way to a stop; the rest waits for the next one.
-        if (opts.reason && this.host.stopped()) break;
-        // Its entry was settled when it was parked: nothing to XACK now.
-        const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event, entry: null };
-        const why = whyUnfit(this.d, r.event);
-        if (!why) {
-          const since = this.host.timeouts.commits;
-          try {
-            await this.host.apply([p], outcomes, r.change_id);
-            done.push(p);
-            canceledInRow = 0;
-            continue;
-          } catch (err) {
-            // Discarded by an operator, or retried by another process, since the page was read: not ours now.
-            if (err instanceof NoLongerParked) continue;
-            // A parked change whose apply alone still outlasts the statement_timeout (or the lock_timeout)
-            // stays parked, and the retry goes on with the others; a second in a row is the database's overload.
-            // Only a failure that is the change's own (canceledOwn) makes it apply-failed with that message;
-            // else it keeps its reason and message (a clock-skew one its every-minute retry).
-            const timeout = timeoutOf(err);
-            if (timeout && canceledInRow === 0 && (await this.host.databaseUp())) {
-              canceledInRow += 1;
-              if (this.host.timeouts.canceledOwn(p, since, timeout, true)) await this.host.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error, timeout).message);
-              parked += 1;
-              continue;
-            }
-            if (isDatabaseTrouble(err) || !(await this.host.databaseUp())) {
-              await settle().catch(() => undefined);
-              throw err;
-            }
-            // A deadlock or lock timeout with a batch applied meanwhile says nothing about the event: it
-            // keeps its reason (and its place in the periodic retry of its reason).
-            if (!isTransient(err)) await this.host.failures.stillParked(r.change_id, 'apply-failed', (err as Error).message);
-          }
-        } else if (!(opts.reason && why.reason === r.reason)) await this.host.failures.stillParked(r.change_id, why.reason, why.error);
-        parked += 1;
-      }
-      await settle();
+      await this.retryPage(rows, opts.reason, tally);
     }
-    return { applied, parked };
+    return { applied: tally.applied, parked: tally.parked };
+  }
+
+  /** One page of parked rows, in order; `reason`: the periodic retry's (see retryParked). */
+  private async retryPage(rows: ParkedRow[], reason: ParkReason | undefined, tally: Tally): Promise<void> {
+    const page: Page = { done: [], outcomes: new Map<string, AckOutcome>(), canceledInRow: 0 };
+    for (const r of rows) {
+      // The periodic retry (a reason given) gives way to a stop; the rest waits for the next one.
+      if (reason && this.host.stopped()) break;
+      // Its entry was settled when it was parked: nothing to XACK now.
+      const p: Parsed = { id: r.stream_id ?? '0-0', event: r.event, entry: null };
+      const why = whyUnfit(this.d, r.event);
+      if (!why) {
+        if (!(await this.retryOne(p, r, page, tally))) continue;
+      } else if (!(reason && why.reason === r.reason)) await this.host.failures.stillParked(r.change_id, why.reason, why.error);
+      tally.parked += 1;
+    }
+    await this.settle(page, tally);
+  }
+
+  /**
+   * Applies a parked change that fits now: whether it stays parked. A database's trouble settles the page
+   * so far (settle) and is rethrown.
+   */
+  private async retryOne(p: Parsed, r: ParkedRow, page: Page, tally: Tally): Promise<boolean> {
+    const since = this.host.timeouts.commits;
+    try {
+      await this.host.apply([p], page.outcomes, r.change_id);
+      page.done.push(p);
+      page.canceledInRow = 0;
+      return false;
+    } catch (err) {
+      // Discarded by an operator, or retried by another process, since the page was read: not ours now.
+      if (err instanceof NoLongerParked) return false;
+      // A parked change whose apply alone still outlasts the statement_timeout (or the lock_timeout)
+      // stays parked, and the retry goes on with the others; a second in a row is the database's overload.
+      // Only a failure that is the change's own (canceledOwn) makes it apply-failed with that message;
+      // else it keeps its reason and message (a clock-skew one its every-minute retry).
+      const timeout = timeoutOf(err);
+      if (timeout && page.canceledInRow === 0 && (await this.host.databaseUp())) {
+        page.canceledInRow += 1;
+        if (this.host.timeouts.canceledOwn(p, since, timeout, true)) await this.host.failures.stillParked(r.change_id, 'apply-failed', timedOut(err as Error, timeout).message);
+        return true;
+      }
+      if (isDatabaseTrouble(err) || !(await this.host.databaseUp())) {
+        await this.settle(page, tally).catch(() => undefined);
+        throw err;
+      }
+      // A deadlock or lock timeout with a batch applied meanwhile says nothing about the event: it
+      // keeps its reason (and its place in the periodic retry of its reason).
+      if (!isTransient(err)) await this.host.failures.stillParked(r.change_id, 'apply-failed', (err as Error).message);
+      return true;
+    }
+  }
+
+  /** Those applied leave the parked list and are acked, also when the database failed under a later one. */
+  private async settle(page: Page, tally: Tally): Promise<void> {
+    await this.host.failures.unpark(page.done.map((p) => p.event.changeId));
+    tally.applied += page.done.length;
+    if (page.done.length) await this.host.acks.acknowledgeRetried(page.done, page.outcomes);
   }
 }
+
+/** What a retry applied and left parked so far. */
+type Tally = { applied: number; parked: number };
+/** A parked row as FailureLog.parked reads it. */
+type ParkedRow = Awaited<ReturnType<FailureLog['parked']>>[number];
+/** One page of parked rows under way: the changes applied, their superseded outcomes, cancellations in a row. */
+type Page = { done: Parsed[]; outcomes: Map<string, AckOutcome>; canceledInRow: number };
