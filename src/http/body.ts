@@ -83,18 +83,34 @@ export function jsonBody(): RequestHandler {
   };
 }
 
+/** What a body sent to an operation that takes none may be: nothing, or JSON with nothing in it (`{}`, `null`). */
+function emptyJson(chunks: readonly Buffer[]): boolean {
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return true;
+  try {
+    const value: unknown = JSON.parse(text);
+    return value === null || (typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length === 0);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * For a write that takes no body: its handler runs once the request has arrived whole. Node hands a request
  * over as soon as its headers are parsed, so a DELETE sent with a body (a malformed chunk, say) committed,
  * and then Node answered the broken body with a bare 400: the client was told no, and the write was made. A
- * body sent anyway is read and dropped (400 beyond BODY_LIMIT_BYTES); a request whose connection fails
- * before it is whole goes no further (there is no one left to answer).
+ * body sent anyway may be empty, `{}` or `null` (clients that send one with every POST); anything else is a
+ * 400 and the write is not made: a client that sent fields (`{"revoke_old":false}`) or broken JSON to a key
+ * rotation meant something this operation does not do. A request whose connection fails before it is whole
+ * goes no further (there is no one left to answer).
  */
 export function noBody(): RequestHandler {
   // Like a body parser, without the admission slot when the body trickles in (receivingOutsideAdmission).
   return receivingOutsideAdmission((req, _res, next) => {
-    if (req.complete || req.readableEnded) return next();
+    // A body that arrived whole with the headers is still read: complete says it arrived, not that it was looked at.
+    if (req.readableEnded || !hasBody(req)) return next();
     let bytes = 0;
+    const chunks: Buffer[] = [];
     const done = (err?: unknown) => {
       req.off('data', onData).off('end', onEnd).off('close', onClose);
       if (err !== null) next(err);
@@ -105,9 +121,9 @@ export function noBody(): RequestHandler {
         req.pause();
         // A 400, as a body over the limit is for the operations that take one (and as the OpenAPI lists).
         done(badRequest(`This operation takes no request body, and this one is over ${BODY_LIMIT_BYTES / 1024} KiB.`));
-      }
+      } else chunks.push(chunk);
     };
-    const onEnd = () => done();
+    const onEnd = () => done(emptyJson(chunks) ? undefined : badRequest(`This operation takes no request body; send none (or {}), not ${bytes} bytes of something else.`));
     const onClose = () => done(req.complete ? undefined : null);
     req.on('data', onData).once('end', onEnd).once('close', onClose);
   });

@@ -106,6 +106,40 @@ describe('API keys', () => {
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: rotated.body.api_key }) })).status).toBe(200);
   });
 
+  test('a rotation sent with a body other than nothing, {} or null is a 400 and rotates nothing', async () => {
+    const org = await createOrg(r.url, 'rotation body');
+    const rotate = (rawBody: string | undefined, type = 'application/json') =>
+      call(r.url, 'POST', `/admin/organizations/${org.id}/api-keys`, { headers: { ...adminHeaders, ...(rawBody === undefined ? {} : { 'content-type': type }) }, rawBody });
+    for (const [body, type] of [['{bad', 'application/json'], ['hi', 'text/plain'], ['{"revoke_old":false}', 'application/json'], ['[]', 'application/json']] as const) {
+      const res = await rotate(body, type);
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: `This operation takes no request body; send none (or {}), not ${Buffer.byteLength(body)} bytes of something else.` }] });
+    }
+    // Nothing was rotated: the organization's one key still works.
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(200);
+    let key = org.api_key;
+    for (const body of [undefined, '', '{}', ' { } ', 'null']) {
+      const res = await rotate(body);
+      expect(res.status).toBe(201);
+      expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: key }) })).status).toBe(401);
+      key = res.body.api_key;
+      expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: key }) })).status).toBe(200);
+    }
+  });
+
+  test('a DELETE sent with a body that is not empty JSON is a 400 and deletes nothing', async () => {
+    const org = await createOrg(r.url, 'delete body');
+    const created = await call(r.url, 'POST', LIST, { headers: slashidHeaders(org), body: { idp_metadata_url: `http://${idp.hostPort}/okta.xml` } });
+    expect(created.status).toBe(201);
+    const one = `${LIST}/${created.body.result.id}`;
+    const refused = await call(r.url, 'DELETE', one, { headers: { ...slashidHeaders(org), 'content-type': 'application/json' }, rawBody: '{"force":true}' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.errors[0].message).toMatch(/^This operation takes no request body/);
+    expect((await call(r.url, 'GET', one, { headers: slashidHeaders(org) })).status).toBe(200);
+    expect((await call(r.url, 'DELETE', one, { headers: { ...slashidHeaders(org), 'content-type': 'application/json' }, rawBody: '{}' })).status).toBe(204);
+    expect((await call(r.url, 'GET', one, { headers: slashidHeaders(org) })).status).toBe(404);
+  });
+
   test("a key's id with any other secret is refused, whether or not the key was just used (its hash is compared)", async () => {
     const org = await createOrg(r.url, 'forged');
     const [id, secret] = org.api_key.split('.') as [string, string];

@@ -70,12 +70,17 @@ test('a DELETE (or a key rotation) whose body framing fails is not carried out',
   await new Promise((res) => setTimeout(res, 300));
   // The organization's key still works: nothing was revoked.
   expect((await call(r.url, 'GET', P, { headers })).status).toBe(200);
-  // A body one byte over the limit is refused; one of the limit exactly is read and dropped, and the DELETE
-  // carried out, as a body of the limit is taken by the operations that take one.
+  // A body one byte over the limit is refused, and so is one within it that is not empty JSON; an empty JSON
+  // object of the limit exactly is read and dropped, and the DELETE carried out, as a body of the limit is
+  // taken by the operations that take one.
   const over = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES + 1), Connection: 'close' }) + 'x'.repeat(BODY_LIMIT_BYTES + 1));
   expect(over.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(200);
-  const deleted = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES), Connection: 'close' }) + 'x'.repeat(BODY_LIMIT_BYTES));
+  const within = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES), Connection: 'close' }) + 'x'.repeat(BODY_LIMIT_BYTES));
+  expect(within.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).status).toBe(200);
+  const empty = `{${' '.repeat(BODY_LIMIT_BYTES - 2)}}`;
+  const deleted = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES), Connection: 'close' }) + empty);
   expect(deleted.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
 });
 
