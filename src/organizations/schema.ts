@@ -5,7 +5,8 @@ export const CreateOrganizationBody = Type.Object(
   {
     // Not blank: an organization is told apart by its name in the console and the admin API's lists.
     name: Type.String({ minLength: 1, maxLength: 200, pattern: NOT_BLANK_PATTERN }),
-    parent_id: Type.Optional(Uuid()),
+    // null: a root, as every answer shows one (a client may send back what it read).
+    parent_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
   },
   { additionalProperties: false },
 );

@@ -55,6 +55,13 @@ describe('organizations', () => {
     expect(child.parent_id).toBe(parent.id);
   });
 
+  test('parent_id null creates a root, so a client may send back what it read', async () => {
+    const res = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'explicit root', parent_id: null }, headers: adminHeaders });
+    expect(res.status).toBe(201);
+    expect(res.body.parent_id).toBeNull();
+    expect((await call(r.url, 'GET', `/admin/organizations/${res.body.id}`, { headers: adminHeaders })).body.parent_id).toBeNull();
+  });
+
   test.each([
     ['missing name', {}],
     ['empty name', { name: '' }],
