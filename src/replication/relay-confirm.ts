@@ -12,7 +12,7 @@ import { recordDeliveries, type Deliverer } from './delivery';
 import { markJoining, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
 import type { InboxTrims } from './relay-trim';
-import { compareStreamIds, streamBounds, streamHolds } from './stream';
+import { compareStreamIds, streamBounds, streamHolds, type StreamBounds } from './stream';
 import { parseAck, type Tracker } from './tracker';
 import type { SignedEvent } from './event-auth';
 
@@ -30,6 +30,61 @@ interface UnconfirmedRow {
   change_id: string;
   org_id: string | null;
   deliveries: Record<string, DeliveryState>;
+}
+
+/** A delivery: its change, and the inbox entry it was delivered as. */
+interface SentEntry {
+  change_id: string;
+  stream_id: string;
+}
+
+/** What confirm() makes of a page of rows and their ack records (judgeRows). */
+interface Judgement {
+  /** Rows every destination acked. */
+  confirmed: string[];
+  /** Deliveries acked but not yet confirmed. */
+  acked: { changeId: string; region: string; ack?: string }[];
+  /** Rows without the origin's own ack. */
+  ownAck: string[];
+  /** Rows a destination has no delivery of. */
+  missing: Set<string>;
+  /** Per destination, its long-unconfirmed deliveries. */
+  suspects: Map<string, SentEntry[]>;
+}
+
+/** confirm()'s judgement of each row by its ack record (`acks`, one reply per row; a failed read: not judged). */
+function judgeRows(rows: readonly UnconfirmedRow[], acks: readonly [Error | null, unknown][], destinations: readonly string[], region: string): Judgement {
+  const j: Judgement = { confirmed: [], acked: [], ownAck: [], missing: new Set(), suspects: new Map() };
+  rows.forEach((r, i) => {
+    const [err, record] = acks[i] ?? [new Error('missing reply')];
+    if (err) return;
+    const ackOf = new Map(Object.entries((record ?? {}) as Record<string, string>));
+    const have = new Set(ackOf.keys());
+    if (!have.has(region)) j.ownAck.push(r.change_id);
+    let done = true;
+    for (const dest of destinations) {
+      const dl = r.deliveries[dest];
+      if (dl?.confirmed) continue;
+      if (have.has(dest)) {
+        j.acked.push({ changeId: r.change_id, region: dest, ack: ackOf.get(dest) });
+        continue;
+      }
+      done = false;
+      if (!dl) j.missing.add(r.change_id);
+      else if (dl.stale) {
+        const list = j.suspects.get(dest);
+        if (list) list.push({ change_id: r.change_id, stream_id: dl.sid });
+        else j.suspects.set(dest, [{ change_id: r.change_id, stream_id: dl.sid }]);
+      }
+    }
+    if (done) j.confirmed.push(r.change_id);
+  });
+  return j;
+}
+
+/** A destination and change: the key of redeliveredOnce. */
+function onceKey(dest: string, r: { change_id: string }): string {
+  return `${dest} ${r.change_id}`;
 }
 
 /** Each outbox row's organization by change id, for the origin's own ack (see tracker.ack's `orgs`). */
@@ -82,66 +137,41 @@ export class DeliveryConfirmer {
   ) {}
 
   async confirm(): Promise<void> {
-    const { db, links, keys, region } = this.d;
     // Not before this process has joined (the applier's first step): a Redis restarted empty holds no record
     // of a region added at runtime until join() copies it back from the peers' copies, and a row confirmed
     // meanwhile, without that region, would never be delivered to it (a review's reasoning).
     if (this.d.membership && !this.d.membership.hasJoined) return;
     const rows = await this.unconfirmedPage();
     this.confirmCursor = rows.length === CONFIRM_PAGE_ROWS ? (rows[rows.length - 1]?.id ?? 0n) : 0n;
-    if (rows.length) {
-      // Read after the rows: a region that registers after this read gets a delivery of every row not
-      // confirmed by then (next time round), and the re-seed covers the rest (membership.ts).
-      const destinations = await this.host.destinations();
-      const pipe = links.own.pipeline();
-      for (const r of rows) pipe.hgetall(keys.ack(r.change_id));
-      const acks = (await pipe.exec()) ?? [];
-      const confirmed: string[] = [];
-      const acked: { changeId: string; region: string; ack?: string }[] = [];
-      const ownAck: string[] = [];
-      const missing = new Set<string>();
-      const suspects = new Map<string, { change_id: string; stream_id: string }[]>();
-      rows.forEach((r, i) => {
-        const [err, record] = acks[i] ?? [new Error('missing reply')];
-        if (err) return;
-        const ackOf = new Map(Object.entries((record ?? {}) as Record<string, string>));
-        const have = new Set(ackOf.keys());
-        if (!have.has(region)) ownAck.push(r.change_id);
-        let done = true;
-        for (const dest of destinations) {
-          const dl = r.deliveries[dest];
-          if (dl?.confirmed) continue;
-          if (have.has(dest)) {
-            acked.push({ changeId: r.change_id, region: dest, ack: ackOf.get(dest) });
-            continue;
-          }
-          done = false;
-          if (!dl) missing.add(r.change_id);
-          else if (dl.stale) {
-            const list = suspects.get(dest);
-            if (list) list.push({ change_id: r.change_id, stream_id: dl.sid });
-            else suspects.set(dest, [{ change_id: r.change_id, stream_id: dl.sid }]);
-          }
-        }
-        if (done) confirmed.push(r.change_id);
-      });
-      if (ownAck.length) await this.d.tracker.ack(region, ownAck, { orgs: orgsOf(rows) }).catch(() => undefined);
-      await this.confirmDeliveries(acked);
-      if (confirmed.length) {
-        await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);
-        await this.expireAcks(confirmed);
-      }
-      // Rows a member has no delivery of (it joined since they were published): deliver them now.
-      if (missing.size) {
-        await db.$executeRawUnsafe('UPDATE replication_outbox SET published_at = NULL WHERE change_id = ANY($1::uuid[])', [...missing]);
-        await this.host.publish([...missing], destinations);
-      }
-      if (suspects.size) await this.redeliverLostEach(suspects);
-    }
-    await db.$executeRawUnsafe(
+    if (rows.length) await this.confirmPage(rows);
+    await this.d.db.$executeRawUnsafe(
       `DELETE FROM replication_outbox WHERE confirmed_at < now() - make_interval(secs => $1::float8 / 1000)`,
       this.d.retentionMs ?? 3_600_000,
     );
+  }
+
+  /** confirm() of a page of rows: by the acks in this Redis, each delivery and row confirmed, or seen to. */
+  private async confirmPage(rows: UnconfirmedRow[]): Promise<void> {
+    const { db, links, keys, region } = this.d;
+    // Read after the rows: a region that registers after this read gets a delivery of every row not
+    // confirmed by then (next time round), and the re-seed covers the rest (membership.ts).
+    const destinations = await this.host.destinations();
+    const pipe = links.own.pipeline();
+    for (const r of rows) pipe.hgetall(keys.ack(r.change_id));
+    const acks = (await pipe.exec()) ?? [];
+    const { confirmed, acked, ownAck, missing, suspects } = judgeRows(rows, acks, destinations, region);
+    if (ownAck.length) await this.d.tracker.ack(region, ownAck, { orgs: orgsOf(rows) }).catch(() => undefined);
+    await this.confirmDeliveries(acked);
+    if (confirmed.length) {
+      await db.$executeRawUnsafe('UPDATE replication_outbox SET confirmed_at = now() WHERE change_id = ANY($1::uuid[])', confirmed);
+      await this.expireAcks(confirmed);
+    }
+    // Rows a member has no delivery of (it joined since they were published): deliver them now.
+    if (missing.size) {
+      await db.$executeRawUnsafe('UPDATE replication_outbox SET published_at = NULL WHERE change_id = ANY($1::uuid[])', [...missing]);
+      await this.host.publish([...missing], destinations);
+    }
+    if (suspects.size) await this.redeliverLostEach(suspects);
   }
 
   /**
@@ -278,8 +308,8 @@ export class DeliveryConfirmer {
   }
 
   /** Deliveries to `dest` long unconfirmed: delivered again if its inbox no longer holds them. */
-  private async redeliverLost(dest: string, rows: { change_id: string; stream_id: string }[]): Promise<void> {
-    const { db, links, keys, log } = this.d;
+  private async redeliverLost(dest: string, rows: SentEntry[]): Promise<void> {
+    const { links, keys } = this.d;
     const redis = links.to(dest);
     const stream = keys.inbox(dest);
     // Each entry looked up by its id: a Redis that restarts from an append-only file written once a second,
@@ -294,6 +324,17 @@ export class DeliveryConfirmer {
     // the new mark is newer than every entry delivered before, which are lost.)
     const bounds = await streamBounds(redis, stream);
     const born = await this.host.trims.markBorn(dest, bounds);
+    const ackedNow = await this.confirmAckedSince(dest, missing);
+    const { beforeFirst, behind } = await this.beforeFirst(dest, missing, ackedNow, bounds, born);
+    const trimmed = await this.confirmTrimmed(dest, beforeFirst, behind);
+    const lost = missing.filter((r) => !trimmed.includes(r) && !ackedNow.includes(r));
+    if (lost.length === 0) return;
+    await this.redeliver(dest, lost, beforeFirst);
+  }
+
+  /** Of the deliveries missing from `dest`'s inbox, those acked there since: confirmed, and returned. */
+  private async confirmAckedSince(dest: string, missing: SentEntry[]): Promise<SentEntry[]> {
+    const { links, keys } = this.d;
     // Acked since confirm() read the acks (applied and XACKed, then trimmed below the group's floor): done.
     const ackPipe = links.own.pipeline();
     for (const r of missing) ackPipe.hget(keys.ack(r.change_id), dest);
@@ -304,6 +345,20 @@ export class DeliveryConfirmer {
     }));
     const ackedNow = missing.filter((r) => ackNow.has(r));
     if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest, ack: ackNow.get(r) })));
+    return ackedNow;
+  }
+
+  /**
+   * Of the deliveries missing from `dest`'s inbox and not acked since, those older than its oldest entry left
+   * (redeliverLost); and whether `dest`'s group fell behind the cap.
+   */
+  private async beforeFirst(
+    dest: string,
+    missing: SentEntry[],
+    ackedNow: SentEntry[],
+    bounds: StreamBounds | null,
+    born: string | null,
+  ): Promise<{ beforeFirst: SentEntry[]; behind: boolean }> {
     // Delivered before this Redis held our acks of deliveries there (it lost its data since, the acks with it),
     // and below how far the destination's group has read and acknowledged (readBelow), then trimmed by a
     // routine trim or the cap: not a cap trim of unread entries. Delivered again, the change is applied again
@@ -320,21 +375,29 @@ export class DeliveryConfirmer {
       if (ackLost(r)) return false;
       return compareStreamIds(r.stream_id, bounds.firstId ?? bounds.lastGeneratedId) < 0 || (!bounds.firstId && r.stream_id === bounds.lastGeneratedId);
     });
+    return { beforeFirst, behind: group.behind };
+  }
+
+  /** Of those before the oldest entry left, the ones trimmed unacked: confirmed, `dest` marked behind; returned. */
+  private async confirmTrimmed(dest: string, beforeFirst: SentEntry[], behind: boolean): Promise<SentEntry[]> {
     // Before the oldest entry left: trimmed by the cap when the group fell behind it. Otherwise the group read
     // past it and a routine trim took it: it was refused there (dead-lettered), or lost before the group read
     // it (a Redis back from an append-only file a second behind, which a later routine trim hid). Such a
     // change is delivered again once; gone unacked again, it was refused.
-    const onceKey = (r: { change_id: string }) => `${dest} ${r.change_id}`;
-    const trimmed = group.behind ? beforeFirst : beforeFirst.filter((r) => this.redeliveredOnce.get(onceKey(r)) === r.stream_id);
-    for (const r of trimmed) this.redeliveredOnce.delete(onceKey(r));
+    const trimmed = behind ? beforeFirst : beforeFirst.filter((r) => this.redeliveredOnce.get(onceKey(dest, r)) === r.stream_id);
+    for (const r of trimmed) this.redeliveredOnce.delete(onceKey(dest, r));
     if (trimmed.length) {
       await this.markBehind(dest);
-      log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes are gone from a region\'s inbox unacked (trimmed by its cap, or refused there and dead-lettered); that region needs a re-seed');
+      this.d.log.warn({ count: trimmed.length, destination: dest }, 'unconfirmed changes are gone from a region\'s inbox unacked (trimmed by its cap, or refused there and dead-lettered); that region needs a re-seed');
       await this.confirmDeliveries(trimmed.map((r) => ({ changeId: r.change_id, region: dest })));
       this.host.counts.trimmedUnconfirmed += trimmed.length;
     }
-    const lost = missing.filter((r) => !trimmed.includes(r) && !ackedNow.includes(r));
-    if (lost.length === 0) return;
+    return trimmed;
+  }
+
+  /** Delivers the lost ones to `dest` again; those before the oldest entry left are remembered (redeliveredOnce). */
+  private async redeliver(dest: string, lost: SentEntry[], beforeFirst: SentEntry[]): Promise<void> {
+    const { db, links, log } = this.d;
     log.warn({ count: lost.length, destination: dest }, 'delivered changes are missing from a region\'s inbox and unconfirmed; delivering them again');
     const events = await db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(
       'SELECT change_id::text, event FROM replication_outbox WHERE change_id = ANY($1::uuid[]) ORDER BY id',
@@ -345,7 +408,7 @@ export class DeliveryConfirmer {
     this.host.counts.republished += lost.length;
     const once = new Set(beforeFirst.map((r) => r.change_id));
     events.forEach((e, i) => {
-      if (once.has(e.change_id) && ids[i]) this.redeliveredOnce.set(onceKey(e), ids[i] as string);
+      if (once.has(e.change_id) && ids[i]) this.redeliveredOnce.set(onceKey(dest, e), ids[i] as string);
     });
     while (this.redeliveredOnce.size > 10_000) this.redeliveredOnce.delete(this.redeliveredOnce.keys().next().value as string);
   }

@@ -24,6 +24,18 @@ const TAIL_HOLD_MS = 30_000;
  */
 const SWEEP_IDLE_MS = 15_000;
 
+/** Which rows publishPage reads: a page after an id, old enough; or named ones. */
+type PageQuery = { after: bigint; minAgeMs: number } | { changeIds: readonly string[] };
+
+/** An outbox row as publishPage reads it: the destinations that have a delivery of it; `stale`, see readPage. */
+interface PageRow {
+  id: bigint;
+  change_id: string;
+  org_id: string | null;
+  delivered: string[];
+  stale?: string[];
+}
+
 export interface OutboxPublisherDeps extends Pick<DeliveryConfirmerDeps, 'db' | 'links' | 'tracker' | 'region' | 'log' | 'republishAfterMs'> {
   /** See SWEEP_IDLE_MS (tests set less). */
   sweepIdleMs?: number;
@@ -87,16 +99,18 @@ export class OutboxPublisher {
     // Every cycle: the cached members will do (confirm() reads them fresh and delivers to newcomers).
     const destinations = await this.host.destinations(true);
     const down = new Set<string>();
+    let total = await this.tailPass(minAgeMs, destinations, down);
+    total += await this.sweepPass(minAgeMs, destinations, down);
+    // A destination that did not fail in this call is not failing (it had nothing to take, or took it): a
+    // later failure starts a new blip.
+    for (const dest of [...this.failingSince.keys()]) if (!down.has(dest)) this.failingSince.delete(dest);
+    return total;
+  }
+
+  /** publishPending's tail pass: up to TAIL_PAGES pages after the tail, which it moves on; returns the rows published. */
+  private async tailPass(minAgeMs: number, destinations: readonly string[], down: Set<string>): Promise<number> {
     let total = 0;
-    this.tail ??= BigInt(
-      (
-        await this.d.db.$queryRawUnsafe<{ start: bigint | null }[]>(
-          `SELECT COALESCE((SELECT min(id) - 1 FROM replication_outbox WHERE created_at > now() - make_interval(secs => $1::float8 / 1000)),
-                           (SELECT max(id) FROM replication_outbox), 0) AS start`,
-          IN_FLIGHT_MS + 60_000,
-        )
-      )[0]?.start ?? 0n,
-    );
+    this.tail ??= await this.firstTail();
     // Where the tail may move on to when its pages end (a page not full), past the rows the fast path
     // published: the newest id seen at least tailSettleMs ago (see settledEnd). (It used to stay where it
     // was, and its query walked, every cycle, the index entries each row published since then left until a
@@ -115,6 +129,22 @@ export class OutboxPublisher {
       after = page.last;
       this.tail = held === null ? after : held - 1n;
     }
+    return total;
+  }
+
+  /** Where the tail starts at the first call: before the rows of the last IN_FLIGHT_MS + a minute. */
+  private async firstTail(): Promise<bigint> {
+    const rows = await this.d.db.$queryRawUnsafe<{ start: bigint | null }[]>(
+      `SELECT COALESCE((SELECT min(id) - 1 FROM replication_outbox WHERE created_at > now() - make_interval(secs => $1::float8 / 1000)),
+                           (SELECT max(id) FROM replication_outbox), 0) AS start`,
+      IN_FLIGHT_MS + 60_000,
+    );
+    return BigInt(rows[0]?.start ?? 0n);
+  }
+
+  /** publishPending's sweep: pages from where the last call's stopped, within its budget; returns the rows published. */
+  private async sweepPass(minAgeMs: number, destinations: readonly string[], down: Set<string>): Promise<number> {
+    let total = 0;
     const sweepUntil = Date.now() + SWEEP_BUDGET_MS;
     // A new round only every SWEEP_IDLE_MS while the last one found nothing and nothing fails: what it is for
     // (rows behind a down destination, a commit that became visible after the tail passed its id and whose
@@ -133,9 +163,6 @@ export class OutboxPublisher {
         break;
       }
     }
-    // A destination that did not fail in this call is not failing (it had nothing to take, or took it): a
-    // later failure starts a new blip.
-    for (const dest of [...this.failingSince.keys()]) if (!down.has(dest)) this.failingSince.delete(dest);
     return total;
   }
 
@@ -179,38 +206,59 @@ export class OutboxPublisher {
    * not full (nothing after it).
    */
   async publishPage(
-    which: { after: bigint; minAgeMs: number } | { changeIds: readonly string[] },
+    which: PageQuery,
     destinations: readonly string[],
     down: Set<string>,
   ): Promise<{ published: number; made: number; heldFrom: bigint | null; last: bigint | null }> {
-    const { db, tracker, region } = this.d;
+    const rows = await this.readPage(which);
+    const needs = await this.needsOf(rows, destinations, down);
+    const { made, failed } = needs.size ? await this.deliverMissing(needs) : { made: [], failed: new Set<string>() };
+    const now = Date.now();
+    this.noteFailures(made, failed, down, now);
+    const { published, have } = await this.markPublished(rows, made, destinations);
+    await this.checkStaleOf(rows, destinations, down);
+    const last = rows[rows.length - 1];
+    return {
+      published: published.length,
+      made: made.length,
+      heldFrom: this.heldFrom(rows, have, down, now),
+      last: 'changeIds' in which || rows.length < PAGE_ROWS || !last ? null : last.id,
+    };
+  }
+
+  /** publishPage's rows: the named ones, or a page of unpublished ones old enough, after an id. */
+  private async readPage(which: PageQuery): Promise<PageRow[]> {
+    const { db } = this.d;
     const delivered = 'ARRAY(SELECT d.region FROM replication_deliveries d WHERE d.change_id = o.change_id) AS delivered';
-    const rows =
-      'changeIds' in which
-        ? await db.$queryRawUnsafe<{ id: bigint; change_id: string; org_id: string | null; delivered: string[]; stale?: string[] }[]>(
-            `SELECT o.id, o.change_id::text, o.org_id::text, ${delivered} FROM replication_outbox o WHERE o.change_id = ANY($1::uuid[]) ORDER BY o.id`,
-            which.changeIds,
-          )
-        : await db.$queryRawUnsafe<{ id: bigint; change_id: string; org_id: string | null; delivered: string[]; stale?: string[] }[]>(
-            // The events are read only for the rows that need a delivery: most rows of a backlog behind a
-            // down destination need none this time. `stale`: its deliveries long unconfirmed ("region id").
-            `SELECT o.id, o.change_id::text, o.org_id::text, ${delivered},
+    return 'changeIds' in which
+      ? await db.$queryRawUnsafe<PageRow[]>(
+          `SELECT o.id, o.change_id::text, o.org_id::text, ${delivered} FROM replication_outbox o WHERE o.change_id = ANY($1::uuid[]) ORDER BY o.id`,
+          which.changeIds,
+        )
+      : await db.$queryRawUnsafe<PageRow[]>(
+          // The events are read only for the rows that need a delivery: most rows of a backlog behind a
+          // down destination need none this time. `stale`: its deliveries long unconfirmed ("region id").
+          `SELECT o.id, o.change_id::text, o.org_id::text, ${delivered},
                     ARRAY(SELECT d.region || ' ' || d.stream_id FROM replication_deliveries d
                            WHERE d.change_id = o.change_id AND d.confirmed_at IS NULL
                              AND d.delivered_at < now() - make_interval(secs => $3::float8 / 1000)) AS stale
                FROM replication_outbox o
               WHERE o.published_at IS NULL AND o.id > $2 AND o.created_at < now() - make_interval(secs => $1::float8 / 1000)
               ORDER BY o.id LIMIT ${PAGE_ROWS}`,
-            which.minAgeMs,
-            which.after,
-            this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
-          );
+          which.minAgeMs,
+          which.after,
+          this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
+        );
+  }
+
+  /** Per destination, the rows it lacks, each with its event. */
+  private async needsOf(rows: readonly PageRow[], destinations: readonly string[], down: ReadonlySet<string>): Promise<Map<string, { changeId: string; event: SignedEvent }[]>> {
     // Per row, the destinations (not down) it lacks; the events only of the rows that lack one.
     const lacking = rows.map((r) => destinations.filter((dest) => !r.delivered.includes(dest) && !down.has(dest)));
     const wanted = rows.filter((_, i) => lacking[i]?.length).map((r) => r.change_id);
     const events = new Map<string, SignedEvent>();
     if (wanted.length) {
-      const read = await db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(
+      const read = await this.d.db.$queryRawUnsafe<{ change_id: string; event: SignedEvent }[]>(
         'SELECT change_id::text, event FROM replication_outbox WHERE change_id = ANY($1::uuid[])',
         wanted,
       );
@@ -226,13 +274,24 @@ export class OutboxPublisher {
         list.push({ changeId: r.change_id, event });
       }
     });
-    const { made, failed } = needs.size ? await this.deliverMissing(needs) : { made: [], failed: new Set<string>() };
-    const now = Date.now();
+    return needs;
+  }
+
+  /** The destinations that failed are down for the rest of this call, failing since now unless already; those that took a delivery are not. */
+  private noteFailures(made: readonly Delivery[], failed: ReadonlySet<string>, down: Set<string>, now: number): void {
     for (const f of failed) {
       down.add(f);
       if (!this.failingSince.has(f)) this.failingSince.set(f, now);
     }
     for (const m of made) this.failingSince.delete(m.region);
+  }
+
+  /**
+   * Records the deliveries made, and marks published the rows every destination now has; returns those and,
+   * per row, the destinations that have it.
+   */
+  private async markPublished(rows: readonly PageRow[], made: readonly Delivery[], destinations: readonly string[]): Promise<{ published: string[]; have: Map<string, Set<string>> }> {
+    const { db, tracker, region } = this.d;
     const have = new Map(rows.map((r) => [r.change_id, new Set(r.delivered)]));
     for (const m of made) have.get(m.changeId)?.add(m.region);
     const published = rows.filter((r) => destinations.every((dest) => have.get(r.change_id)?.has(dest))).map((r) => r.change_id);
@@ -241,18 +300,21 @@ export class OutboxPublisher {
     // change-status routes of the other regions check (the fast path's ack, which records it, failed).
     if (published.length) await tracker.ack(region, published, { orgs: orgsOf(rows) }).catch(() => undefined);
     this.host.counts.published += published.length;
+    return { published, have };
+  }
+
+  /** Hands the page's long-unconfirmed deliveries to checkStale. */
+  private async checkStaleOf(rows: readonly PageRow[], destinations: readonly string[], down: ReadonlySet<string>): Promise<void> {
     const stale = rows.flatMap((r) => (r.stale ?? []).map((s) => ({ change_id: r.change_id, region: s.slice(0, s.indexOf(' ')), stream_id: s.slice(s.indexOf(' ') + 1) })));
     // Its failure (this region's Redis down) does not hold up the publishing; the next round tries again.
     await this.host.checkStale(stale, destinations, down).catch((err: unknown) => this.d.log.debug({ err: (err as Error).message }, 'could not check stale deliveries; will retry'));
+  }
+
+  /** publishPage's heldFrom: the id of the row the tail must not move past, null when none. */
+  private heldFrom(rows: readonly PageRow[], have: Map<string, Set<string>>, down: ReadonlySet<string>, now: number): bigint | null {
     // The first row a destination that only began failing lacks (see publishPending's tail).
     const blipping = [...down].filter((dest) => now - (this.failingSince.get(dest) ?? now) < TAIL_HOLD_MS);
     const heldRow = blipping.length ? rows.find((r) => blipping.some((dest) => !have.get(r.change_id)?.has(dest))) : undefined;
-    const last = rows[rows.length - 1];
-    return {
-      published: published.length,
-      made: made.length,
-      heldFrom: heldRow ? BigInt(heldRow.id) : null,
-      last: 'changeIds' in which || rows.length < PAGE_ROWS || !last ? null : last.id,
-    };
+    return heldRow ? BigInt(heldRow.id) : null;
   }
 }
