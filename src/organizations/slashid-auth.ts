@@ -15,7 +15,7 @@ export function slashidAuth(db: Db): RequestHandler {
     const apiKey = req.get('SlashID-API-Key');
     if (!apiKey) throw unauthorized('Missing SlashID-API-Key header.');
     const keyOrg = await authenticateApiKey(db, apiKey);
-    if (!keyOrg) throw unauthorized('The API key in SlashID-API-Key is not valid.');
+    if (!keyOrg) throw unauthorized('The API key in SlashID-API-Key is not valid here: it is not a current key of an organization this region holds. A key created or rotated in another region moments ago may not have reached this one yet (a create or rotation with all_regions answers once every region has it).');
     const orgId = req.get('SlashID-OrgID');
     if (!orgId) throw badRequest('Missing SlashID-OrgID header.');
     if (!isUuid(orgId)) throw badRequest(`SlashID-OrgID must be an organization ID (a UUID), got ${shownHeader(orgId)}.`);

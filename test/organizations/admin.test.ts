@@ -159,7 +159,7 @@ describe('API keys', () => {
     for (const forged of forgeries) {
       const res = await call(r.url, 'GET', LIST, { headers: slashidHeaders({ id: org.id, api_key: forged }) });
       expect(res.status).toBe(401);
-      expect(res.body.errors[0].message).toBe('The API key in SlashID-API-Key is not valid.');
+      expect(res.body.errors[0].message).toBe('The API key in SlashID-API-Key is not valid here: it is not a current key of an organization this region holds. A key created or rotated in another region moments ago may not have reached this one yet (a create or rotation with all_regions answers once every region has it).');
     }
   });
 
@@ -170,7 +170,7 @@ describe('API keys', () => {
     await r.region.db.$executeRawUnsafe('UPDATE organizations SET deleted_at = now() WHERE id = $1::uuid', org.id);
     const res = await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) });
     expect(res.status).toBe(401);
-    expect(res.body.errors[0].message).toBe('The API key in SlashID-API-Key is not valid.');
+    expect(res.body.errors[0].message).toBe('The API key in SlashID-API-Key is not valid here: it is not a current key of an organization this region holds. A key created or rotated in another region moments ago may not have reached this one yet (a create or rotation with all_regions answers once every region has it).');
   });
 
   test('rotation for an unknown organization answers 404', async () => {
