@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import type { Db } from '../db/client';
 import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
@@ -10,12 +10,27 @@ import { validateCreateOrganization } from './schema';
 import { createOrganization, rotateApiKey } from './service';
 import { findOrganization } from './store';
 
+/**
+ * An organization's create and its key rotation answer with an API key that is stored hashed only, so a replay
+ * could not give the key back: a client that counts on Idempotency-Key to retry safely is told, not ignored
+ * (a retry would make a second organization, or revoke the key the lost answer carried).
+ */
+function refuseIdempotencyKey(req: Request): void {
+  if (req.get('Idempotency-Key') !== undefined) {
+    throw badRequest(
+      'Idempotency-Key is not taken here: the answer carries an API key that is stored only as a hash, so a replay could not return it. ' +
+        'Send the request without it; if an answer is lost, rotate the organization\'s key (POST /admin/organizations/{id}/api-keys) for a working one.',
+    );
+  }
+}
+
 /** Admin endpoints for organizations and their API keys (mounted behind adminAuth). */
 export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
   const router = Router();
 
   router.post('/admin/organizations', jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
+    refuseIdempotencyKey(req);
     if (!validateCreateOrganization(req.body)) {
       throw badRequest(`Invalid request body: ${describeErrors(validateCreateOrganization.errors).join('; ')}.`);
     }
@@ -35,6 +50,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
 
   router.post('/admin/organizations/:id/api-keys', noBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
+    refuseIdempotencyKey(req);
     const id = String(req.params.id);
     if (!isUuid(id)) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
     const { value } = await writeWithConsistency(

@@ -55,6 +55,19 @@ describe('organizations', () => {
     expect(child.parent_id).toBe(parent.id);
   });
 
+  test('an Idempotency-Key on a create or a key rotation is a 400 that says why, and nothing is made or rotated', async () => {
+    const before = await r.region.db.$queryRawUnsafe<{ n: number }[]>("SELECT count(*)::int AS n FROM organizations WHERE name = 'with a key'");
+    const res = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'with a key' }, headers: { ...adminHeaders, 'Idempotency-Key': 'k-1' } });
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(/^Idempotency-Key is not taken here: the answer carries an API key that is stored only as a hash/);
+    expect(await r.region.db.$queryRawUnsafe("SELECT count(*)::int AS n FROM organizations WHERE name = 'with a key'")).toEqual(before);
+    const org = await createOrg(r.url, 'rotated with a key');
+    const rotated = await call(r.url, 'POST', `/admin/organizations/${org.id}/api-keys`, { headers: { ...adminHeaders, 'Idempotency-Key': 'k-2' } });
+    expect(rotated.status).toBe(400);
+    expect(rotated.body.errors[0].message).toMatch(/^Idempotency-Key is not taken here/);
+    expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(200);
+  });
+
   test('parent_id null creates a root, so a client may send back what it read', async () => {
     const res = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'explicit root', parent_id: null }, headers: adminHeaders });
     expect(res.status).toBe(201);
