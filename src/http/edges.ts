@@ -42,7 +42,7 @@ const CLIENT_ERRORS: Record<number, string> = {
   400: 'The request is not valid HTTP/1.1 (its request line, a header value or its body framing); nothing was done.',
   408: 'The request did not arrive whole in time; nothing was done.',
   413: 'The request is too large; nothing was done.',
-  431: 'The request headers are too large; nothing was done.',
+  431: 'The request line and headers are too large (a long URL counts with them; together at most 16 KiB); nothing was done.',
 };
 
 /**

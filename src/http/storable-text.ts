@@ -6,6 +6,7 @@
  */
 import type { Request, RequestHandler } from 'express';
 import { badRequest } from './errors';
+import { bodyPath } from './validate';
 
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 /** The APIs' bodies are flat; a deeper one is refused rather than walked. */
@@ -15,24 +16,26 @@ export function isStorableText(s: string): boolean {
   return !UNSTORABLE.test(s);
 }
 
-/** What unstorableField found: where, and whether it is text that cannot be stored or nesting too deep to walk. */
+/** What unstorableField found: where (the path to it), whether in a field's name, and whether it is nesting too deep to walk. */
 interface Unstorable {
-  where: string;
+  path: (string | number)[];
+  inName: boolean;
   deep: boolean;
 }
 
 /** Where in `value` (a parsed JSON body, a query object) the first unstorable text is, or null. */
-export function unstorableField(value: unknown, root: string): Unstorable | null {
-  const stack: { v: unknown; where: string; depth: number }[] = [{ v: value, where: root, depth: 0 }];
+export function unstorableField(value: unknown): Unstorable | null {
+  const stack: { v: unknown; path: (string | number)[] }[] = [{ v: value, path: [] }];
   while (stack.length > 0) {
-    const { v, where, depth } = stack.pop() as { v: unknown; where: string; depth: number };
+    const { v, path } = stack.pop() as { v: unknown; path: (string | number)[] };
     if (typeof v === 'string') {
-      if (!isStorableText(v)) return { where, deep: false };
+      if (!isStorableText(v)) return { path, inName: false, deep: false };
     } else if (v !== null && typeof v === 'object') {
-      if (depth >= MAX_DEPTH) return { where, deep: true };
+      if (path.length >= MAX_DEPTH) return { path, inName: false, deep: true };
+      const array = Array.isArray(v);
       for (const [k, child] of Object.entries(v as Record<string, unknown>)) {
-        if (!isStorableText(k)) return { where: `${where} (a field name)`, deep: false };
-        stack.push({ v: child, where: Array.isArray(v) ? `${where}[${k}]` : `${where}.${k}`, depth: depth + 1 });
+        if (!isStorableText(k)) return { path, inName: true, deep: false };
+        stack.push({ v: child, path: [...path, array ? Number(k) : k] });
       }
     }
   }
@@ -42,12 +45,25 @@ export function unstorableField(value: unknown, root: string): Unstorable | null
 const refusal = (where: string) =>
   badRequest(`${where} contains text that cannot be stored: a NUL character or an unpaired UTF-16 surrogate.`);
 
-/** The refusal of what unstorableField found, `what` naming the input ("The request", "The query parameter"). */
-function refusalOf(found: Unstorable, what: string): ReturnType<typeof badRequest> {
-  if (!found.deep) return refusal(`${what} ${found.where}`);
-  // Shown up to a point: a path through 32 levels is long and says nothing more.
-  const where = found.where.length > 120 ? `${found.where.slice(0, 120)}…` : found.where;
-  return badRequest(`${what} ${where} is nested more than ${MAX_DEPTH} levels deep; no field of this API is.`);
+/** A path named as validation messages name it (email_claims.0), cut at 120 characters: 32 levels say nothing more. */
+function shownPath(path: readonly (string | number)[]): string {
+  const named = bodyPath(path);
+  return named.length > 120 ? `${named.slice(0, 120)}…` : named;
+}
+
+/** The refusal of what unstorableField found in the request body. */
+function bodyRefusal(found: Unstorable): ReturnType<typeof badRequest> {
+  const field = found.path.length ? `the field ${shownPath(found.path)} of the request body` : 'the request body';
+  const where = found.inName ? `A field name in ${field}` : field.charAt(0).toUpperCase() + field.slice(1);
+  if (!found.deep) return refusal(where);
+  return badRequest(`${where} is nested more than ${MAX_DEPTH} levels deep; no field of this API is.`);
+}
+
+/** The refusal of what unstorableField found in the query (its object: parameter, then what the parser made of it). */
+function queryRefusal(found: Unstorable): ReturnType<typeof badRequest> {
+  const where = found.inName || found.path.length === 0 ? 'A query parameter name' : `The query parameter ${shownPath(found.path)}`;
+  if (!found.deep) return refusal(where);
+  return badRequest(`${where} is nested more than ${MAX_DEPTH} levels deep; no parameter of this API is.`);
 }
 
 function decodedPath(req: Request): string {
@@ -72,8 +88,8 @@ export function refuseUnstorableInput(): RequestHandler {
       } catch {
         throw badRequest('The query contains a malformed %-escape.');
       }
-      const inQuery = unstorableField(req.query, 'query');
-      if (inQuery) throw refusalOf({ ...inQuery, where: inQuery.where.replace(/^query\./, '') }, 'The query parameter');
+      const inQuery = unstorableField(req.query);
+      if (inQuery) throw queryRefusal(inQuery);
     }
     // One test over all header values; which one it was is looked for only when one is refused.
     if (!isStorableText(req.rawHeaders.join('\n'))) {
@@ -87,6 +103,6 @@ export function refuseUnstorableInput(): RequestHandler {
 
 /** For a parsed JSON body. */
 export function refuseUnstorableBody(body: unknown): void {
-  const found = unstorableField(body, 'body');
-  if (found) throw refusalOf(found, 'The request');
+  const found = unstorableField(body);
+  if (found) throw bodyRefusal(found);
 }

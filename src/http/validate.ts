@@ -98,13 +98,17 @@ const PATTERN_AND_FORMAT_MEAN: Record<string, string> = {
 function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] {
   // One pass (a body can bring tens of thousands of errors): each value's shape errors, by its path.
   const shapes = new Map<string, { pattern?: ErrorObject; format?: ErrorObject }>();
+  // An empty value is too short and blank: one problem, said by its length.
+  const tooShort = new Set<string>();
   for (const e of errors) {
+    if (e.keyword === 'minLength') tooShort.add(e.instancePath);
     if (e.keyword !== 'pattern' && e.keyword !== 'format') continue;
     const seen = shapes.get(e.instancePath) ?? {};
     seen[e.keyword] ??= e;
     shapes.set(e.instancePath, seen);
   }
   return errors.flatMap((e) => {
+    if (e.keyword === 'pattern' && e.params.pattern === NOT_BLANK_PATTERN && tooShort.has(e.instancePath)) return [];
     const seen = e.keyword === 'pattern' || e.keyword === 'format' ? shapes.get(e.instancePath) : undefined;
     if (!seen?.pattern || !seen.format) return [e];
     if (e !== seen.pattern) return [];

@@ -17,6 +17,9 @@ export function parseIdempotencyKey(req: Request): string | null {
   const raw = req.get(IDEMPOTENCY_HEADER);
   if (raw === undefined) return null;
   if (!KEY.test(raw)) {
+    // Node joins a repeated header with ", ": two keys are not one malformed key.
+    const sent = req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === IDEMPOTENCY_HEADER.toLowerCase()).length;
+    if (sent > 1) throw badRequest(`${IDEMPOTENCY_HEADER} is given ${sent} times; send it once.`);
     throw badRequest(`${IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters, without spaces (got ${shownHeader(raw)}).`);
   }
   return raw;

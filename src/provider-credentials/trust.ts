@@ -156,7 +156,7 @@ export function callerPins(pems: string[]): TrustedCertificate[] {
     } catch (err) {
       // Our own refusal says what is wrong; anything else is not shown (it would be a library's wording).
       const why = isMetadataError(err) ? `: ${err.message}` : '.';
-      throw new AppError(400, 'bad_request', `idp_trusted_certificates[${i}] is not a readable X.509 certificate${why}`);
+      throw new AppError(400, 'bad_request', `idp_trusted_certificates.${i} is not a readable X.509 certificate${why}`);
     }
   });
 }

@@ -32,3 +32,11 @@ test('a value failing its pattern and its format is one problem, in words for bo
   expect(problems({ url: '/metadata.xml' })).toEqual(['url: must be an absolute http or https URL, with no white space or control character']);
   expect(problems({ url: '/metadata.xml', id: 'x', other: 1 })).toHaveLength(3);
 });
+
+test('an empty value that must not be blank is one problem, its length, not two', () => {
+  const named = compile(Type.Object({ name: Type.String({ minLength: 1, pattern: NOT_BLANK_PATTERN }) }));
+  named({ name: '' });
+  expect(describeErrors(named.errors)).toEqual(['name: must NOT have fewer than 1 characters']);
+  named({ name: '  ' });
+  expect(describeErrors(named.errors)).toEqual(['name: must not be blank']);
+});

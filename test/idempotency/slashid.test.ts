@@ -8,6 +8,7 @@ import { idempotencyRowId } from '../../src/idempotency/request';
 import { CREATE_ENDPOINT } from '../../src/provider-credentials/routes';
 import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
+import { rawExchangeWith } from '../support/raw-http';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -171,6 +172,19 @@ describe('an invalid Idempotency-Key header', () => {
     const res = await post(org, body(), key);
     expect(res.status).toBe(400);
     expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('Idempotency-Key must be 1 to 255 visible ASCII characters') }] });
+    expect(await credentials(org)).toBe(0);
+  });
+
+  test('the header sent twice is named as such, not as one malformed key, and nothing is written', async () => {
+    const org = await newOrg();
+    const json = JSON.stringify(body());
+    const head = [
+      `POST ${PATH} HTTP/1.1`, `Host: ${new URL(r.url).host}`, 'Content-Type: application/json', `Content-Length: ${Buffer.byteLength(json)}`,
+      ...Object.entries(slashidHeaders(org)).map(([k, v]) => `${k}: ${v}`), 'Idempotency-Key: a', 'Idempotency-Key: b', 'Connection: close',
+    ].join('\r\n');
+    const answer = await rawExchangeWith(Number(new URL(r.url).port), `${head}\r\n\r\n${json}`);
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ meta: {}, errors: [{ httpcode: 400, message: 'Idempotency-Key is given 2 times; send it once.' }] });
     expect(await credentials(org)).toBe(0);
   });
 

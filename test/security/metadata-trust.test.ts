@@ -221,7 +221,7 @@ describe('certificates supplied by the owner', () => {
     expect(refused.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringMatching(/not signed by any of idp_trusted_certificates/) }] });
     const bad = await create('pinned.xml', { idp_trusted_certificates: ['not a certificate'] });
     expect(bad.status).toBe(400);
-    expect(bad.body.errors[0].message).toMatch(/idp_trusted_certificates\[0\]/);
+    expect(bad.body.errors[0].message).toMatch(/idp_trusted_certificates\.0 is not a readable/);
 
     idp.set('pinned.xml', doc([A], B)); // signed by the pinned B, naming A
     const ok = await create('pinned.xml', { idp_trusted_certificates: [B.cert] });

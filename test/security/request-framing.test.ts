@@ -97,6 +97,10 @@ test('requests Node refuses get their status in the envelope of the API they wer
   const huge = await rawExchange(head('GET', P, { ...headers, 'X-Filler': 'x'.repeat(20_000) }));
   expect(huge.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
   expect(huge).toContain('"httpcode":431');
+  // A long URL counts with the headers, and the message says so (it said "headers" alone).
+  const longUrl = await rawExchange(head('GET', `${P}?x=${'y'.repeat(20_000)}`, headers));
+  expect(longUrl.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+  expect(longUrl).toContain('The request line and headers are too large (a long URL counts with them');
   // Named in the Infisical dialect as its other errors are (it was 'BadRequest').
   const hugeInfisical = await rawExchange(head('GET', SSO, { Authorization: 'Bearer x', 'X-Filler': 'x'.repeat(20_000) }));
   expect(JSON.parse(hugeInfisical.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 431, error: 'RequestHeaderFieldsTooLarge' });
