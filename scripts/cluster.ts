@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
 import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
+import { answerHelp } from './usage';
 import { httpUrl } from '../src/http/url';
 
 /** The secrets a cluster needs, and how one is made up. */
@@ -113,7 +114,10 @@ function formatLine(region: string, line: string): string {
   }
 }
 
+const USAGE = 'usage: npm run cluster [-- <region id> ...] (every region of REGIONS_CONFIG, default ./regions.config.json; or the ones named)';
+
 async function main(): Promise<void> {
+  answerHelp(process.argv.slice(2), USAGE);
   const configPath = regionsConfigPath();
   let file;
   try {
@@ -129,7 +133,7 @@ async function main(): Promise<void> {
   const named = process.argv.slice(2);
   const options = named.filter((a) => a.startsWith('-'));
   if (options.length) {
-    process.stderr.write(`usage: npm run cluster [-- <region id> ...] (no options; got ${options.join(' ')})\n`);
+    process.stderr.write(`${USAGE}: no options (got ${options.join(' ')})\n`);
     process.exit(2);
   }
   const unknown = named.filter((id) => !file.regions.some((r) => r.id === id));
@@ -163,12 +167,13 @@ async function main(): Promise<void> {
             process.stdout.write(`[${r.id}] exited while starting (code ${code}, signal ${signal})\n`);
             return;
           }
-          // Stopped as asked (a SIGTERM sent to the whole process group reaches the regions first): not a crash.
+          const again = `${process.env.REGIONS_CONFIG ? `REGIONS_CONFIG='${process.env.REGIONS_CONFIG}' ` : ''}npm run cluster -- ${r.id}`;
+          // Stopped as asked (a SIGTERM sent to the whole process group reaches the regions first, and then
+          // stopping is set before this line could be written; or one region stopped on its own): not a crash.
           if (code === 0 && signal === null) {
-            process.stdout.write(`[${r.id}] stopped\n`);
+            process.stdout.write(`[${r.id}] stopped; the others keep running: start it again with \`${again}\`\n`);
             return;
           }
-          const again = `${process.env.REGIONS_CONFIG ? `REGIONS_CONFIG='${process.env.REGIONS_CONFIG}' ` : ''}npm run cluster -- ${r.id}`;
           process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal}); the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
         },
       }),

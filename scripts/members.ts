@@ -16,6 +16,7 @@ import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath } from '../s
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
+import { answerHelp } from './usage';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
@@ -38,11 +39,14 @@ async function runningConnection(servers: readonly Redis[], prefix: string, regi
   return null;
 }
 
+const USAGE = 'usage: npm run members -- list | activate <region> | remove <region> [--force]';
+
 async function main(): Promise<void> {
+  answerHelp(process.argv.slice(2), USAGE);
   const [command, region, ...rest] = process.argv.slice(2);
   const force = command === 'remove' && rest.length === 1 && rest[0] === '--force';
   if ((command !== 'list' && !((command === 'activate' || command === 'remove') && region)) || (rest.length > 0 && !force)) {
-    process.stderr.write('usage: npm run members -- list | activate <region> | remove <region> [--force]\n');
+    process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
   const configPath = regionsConfigPath();

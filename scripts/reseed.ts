@@ -6,17 +6,21 @@
 import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
 import { REPLICATED_TABLES } from '../src/tables';
 import { reseed } from '../src/replication/reseed';
+import { answerHelp } from './usage';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--wait <seconds the peer may take to catch up, default 30>] [--force]';
+
 async function main(): Promise<void> {
+  answerHelp(process.argv.slice(2), USAGE);
   const from = arg('from');
   const to = arg('to');
   if (!from || !to) {
-    process.stderr.write('usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--wait <seconds the peer may take to catch up, default 30>] [--force]\n');
+    process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
   const configPath = regionsConfigPath();
