@@ -128,55 +128,82 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
   const client = await pool.connect().catch((err: unknown) => {
     throw isConnectionLost(err) ? new ConnectionLost(false, null, Date.now(), err) : err;
   });
-  const checkedOutAt = Date.now();
-  let begun = false;
-  let ended = false;
-  let broken = false;
-  let expired = false;
-  // A connection that dies while checked out between two round trips (a database restart) emits an
-  // error with no query to reject: caught here, and the next round trip fails instead.
-  const onError = () => (broken = true);
-  client.on('error', onError);
-  // Past the bound the connection is closed under whatever runs: its query fails, and nothing commits.
-  const timer = opts.timeoutMs === undefined ? null : setTimeout(() => {
-    expired = broken = true;
-    (client as PoolClient & { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-  }, opts.timeoutMs);
+  const txn = new PipelinedTransaction(client, opts.timeoutMs);
+  try {
+    const out = await fn(txn.tx);
+    if (!txn.ended) await txn.tx.run([], true);
+    return out;
+  } catch (err) {
+    if (txn.begun && !txn.broken) await client.query('ROLLBACK').catch(() => (txn.broken = true));
+    if (txn.expired) throw txn.pastBound();
+    throw err;
+  } finally {
+    txn.release();
+  }
+}
+
+/** One transaction of inPipeline: its checked-out connection, how far it got, and its round trips (send). */
+class PipelinedTransaction {
+  readonly checkedOutAt = Date.now();
+  begun = false;
+  ended = false;
+  broken = false;
+  expired = false;
   // Whether COMMIT went to the server, and whether the server refused it (its deadline check): then the
   // transaction is known to be rolled back.
-  let commitSent = false;
-  const backendPid = () => (client as PoolClient & { processID?: number | null }).processID ?? null;
-  let refusedByServer = false;
-  const pastBound = () =>
-    new TransactionPastBound(opts.timeoutMs ?? 0, commitSent && !refusedByServer, backendPid(), checkedOutAt);
+  private commitSent = false;
+  private refusedByServer = false;
   // How long the transaction may run on the server's clock from its BEGIN (set when BEGIN is sent).
-  let serverBoundMs: number | null = null;
-  const send = async (statements: readonly Statement[], last = false): Promise<QueryResult[]> => {
-    if (ended) throw new Error('this transaction has ended');
-    if (expired) throw pastBound();
-    // The connection died between two round trips (its error event): nothing of this batch can be sent.
-    if (broken) throw new ConnectionLost(false, backendPid(), checkedOutAt, new Error('the connection failed between two round trips'));
+  private serverBoundMs: number | null = null;
+  // A connection that dies while checked out between two round trips (a database restart) emits an
+  // error with no query to reject: caught here, and the next round trip fails instead.
+  private readonly onError = () => (this.broken = true);
+  private readonly timer: ReturnType<typeof setTimeout> | null;
+  /** What `fn` is given. */
+  readonly tx: PipelineTx = {
+    send: (statements, last) => this.send(statements, last),
+    run: async (statements, last = false) => (await this.send(statements, last)).map((r) => r.rows as unknown[]),
+  };
+
+  constructor(private readonly client: PoolClient, private readonly timeoutMs: number | undefined) {
+    client.on('error', this.onError);
+    // Past the bound the connection is closed under whatever runs: its query fails, and nothing commits.
+    this.timer = timeoutMs === undefined ? null : setTimeout(() => {
+      this.expired = this.broken = true;
+      (client as PoolClient & { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    }, timeoutMs);
+  }
+
+  pastBound(): TransactionPastBound {
+    return new TransactionPastBound(this.timeoutMs ?? 0, this.commitSent && !this.refusedByServer, this.backendPid(), this.checkedOutAt);
+  }
+
+  /** Gives the connection back to the pool; a broken one is dropped. */
+  release(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.client.off('error', this.onError);
+    this.client.release(this.broken);
+  }
+
+  private backendPid(): number | null {
+    return (this.client as PoolClient & { processID?: number | null }).processID ?? null;
+  }
+
+  /** One round trip: `statements` (after BEGIN if it is the first; before COMMIT if `last`), each one's result. */
+  private async send(statements: readonly Statement[], last = false): Promise<QueryResult[]> {
+    this.checkOpen();
+    const client = this.client;
     const texts: string[] = [];
     // Statements of this registry the connection may hold under names it no longer knows are dropped first,
     // inside the transaction: before BEGIN they would run in an implicit transaction of the database's
     // default isolation, after which BEGIN ISOLATION LEVEL fails (25001) on every transaction of this
     // connection. DEALLOCATE is not transactional, so a rollback does not bring them back.
-    const reset = begun ? [] : preparedStatements.reset(client);
+    const reset = this.begun ? [] : preparedStatements.reset(client);
     // Where each statement's own result is (a PREPARE before it has one too).
     const at: number[] = [];
     const preparing: string[] = [];
     try {
-      // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
-      // locks the statements before it waited for.
-      if (!begun) {
-        texts.push('BEGIN ISOLATION LEVEL READ COMMITTED', ...reset);
-        if (opts.timeoutMs !== undefined) {
-          // What is left of the bound when BEGIN leaves, less the time COMMIT and its reply may take: the
-          // server refuses to commit later than the client would still be listening.
-          const left = opts.timeoutMs - (Date.now() - checkedOutAt);
-          serverBoundMs = left - Math.min(COMMIT_MARGIN_MS, left / 10);
-        }
-      }
+      if (!this.begun) this.begin(texts, reset);
       for (const st of statements) {
         const text = preparedStatements.text(client, st, texts, preparing);
         at.push(texts.length);
@@ -187,12 +214,12 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
       throw err;
     }
     if (last) {
-      if (serverBoundMs !== null) texts.push(preparedStatements.text(client, deadlineCheck(serverBoundMs), texts, preparing));
+      if (this.serverBoundMs !== null) texts.push(preparedStatements.text(client, deadlineCheck(this.serverBoundMs), texts, preparing));
       texts.push('COMMIT');
     }
-    begun = true;
-    ended = last;
-    if (last) commitSent = true;
+    this.begun = true;
+    this.ended = last;
+    if (last) this.commitSent = true;
     try {
       const results = await simpleQuery(client, texts);
       preparedStatements.done(client, preparing);
@@ -201,35 +228,44 @@ export async function inPipeline<T>(pool: Pool, fn: (tx: PipelineTx) => Promise<
       // Whether a PREPARE or the DEALLOCATE of this batch took effect is not known: the connection starts
       // its next transaction by dropping this registry's statements (see preparedStatements.reset).
       if (preparing.length || reset.length) preparedStatements.unknown(client);
-      if (isDeadlineError(err)) {
-        expired = true;
-        refusedByServer = true;
-        throw pastBound();
-      }
-      // Any socket error (EHOSTUNREACH, ETIMEDOUT…) is one of a connection that was open: lost, not refused.
-      if (!expired && (isConnectionLost(err) || typeof (err as { syscall?: unknown } | null)?.syscall === 'string')) {
-        broken = true;
-        throw new ConnectionLost(commitSent, backendPid(), checkedOutAt, err);
-      }
-      throw err;
+      throw this.failure(err);
     }
-  };
-  const tx: PipelineTx = {
-    send,
-    run: async (statements, last = false) => (await send(statements, last)).map((r) => r.rows as unknown[]),
-  };
-  try {
-    const out = await fn(tx);
-    if (!ended) await tx.run([], true);
-    return out;
-  } catch (err) {
-    if (begun && !broken) await client.query('ROLLBACK').catch(() => (broken = true));
-    if (expired) throw pastBound();
-    throw err;
-  } finally {
-    if (timer) clearTimeout(timer);
-    client.off('error', onError);
-    client.release(broken);
+  }
+
+  /** Refuses a round trip that cannot be sent. */
+  private checkOpen(): void {
+    if (this.ended) throw new Error('this transaction has ended');
+    if (this.expired) throw this.pastBound();
+    // The connection died between two round trips (its error event): nothing of this batch can be sent.
+    if (this.broken) throw new ConnectionLost(false, this.backendPid(), this.checkedOutAt, new Error('the connection failed between two round trips'));
+  }
+
+  /** The start of the first batch; sets the bound the server checks before COMMIT (deadlineCheck). */
+  private begin(texts: string[], reset: readonly string[]): void {
+    // READ COMMITTED whatever the database's default: each statement's snapshot is taken after the
+    // locks the statements before it waited for.
+    texts.push('BEGIN ISOLATION LEVEL READ COMMITTED', ...reset);
+    if (this.timeoutMs !== undefined) {
+      // What is left of the bound when BEGIN leaves, less the time COMMIT and its reply may take: the
+      // server refuses to commit later than the client would still be listening.
+      const left = this.timeoutMs - (Date.now() - this.checkedOutAt);
+      this.serverBoundMs = left - Math.min(COMMIT_MARGIN_MS, left / 10);
+    }
+  }
+
+  /** What a failed round trip throws: a deadline the server refused, a lost connection, or the error itself. */
+  private failure(err: unknown): unknown {
+    if (isDeadlineError(err)) {
+      this.expired = true;
+      this.refusedByServer = true;
+      return this.pastBound();
+    }
+    // Any socket error (EHOSTUNREACH, ETIMEDOUT…) is one of a connection that was open: lost, not refused.
+    if (!this.expired && (isConnectionLost(err) || typeof (err as { syscall?: unknown } | null)?.syscall === 'string')) {
+      this.broken = true;
+      return new ConnectionLost(this.commitSent, this.backendPid(), this.checkedOutAt, err);
+    }
+    return err;
   }
 }
 

@@ -106,10 +106,7 @@ async function peerLacks(file: ConfigFile, from: string, to: string, befores: Ma
 }
 
 export async function reseed(file: ConfigFile, from: string, to: string, tables: readonly ReplicatedTable[], opts: ReseedOptions = {}): Promise<ReseedResult> {
-  const source = file.regions.find((r) => r.id === from);
-  const target = file.regions.find((r) => r.id === to);
-  if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
-  if (from === to) throw new Error('--from and --to must name two different regions');
+  const { source, target } = regionsOf(file, from, to);
   const keys = replicationKeys(file.redisKeyPrefix);
   // Bounded: a Redis that hangs or is down fails the re-seed (it waited for ever, printing nothing).
   const redis = createRedis(redisUrlOf(file, to), `reseed:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
@@ -121,53 +118,14 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   await ensureDatabase(target.databaseUrl);
   await migrate(target.databaseUrl);
   const db = createDb(target.databaseUrl, { poolSize: 2 });
+  const run: ReseedRun = { file, from, to, keys, links, peerDb, db };
   try {
-    for (const r of file.regions) {
-      await links.ready(r.id);
-      const { members } = await readMembers(links.to(r.id), keys).catch((err: Error) => {
-        throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
-      });
-      if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
-      // A member this config does not name (added at runtime while this config stayed as it was): its Redis
-      // would get no joining mark, and whether the peer lacks its changes would go unchecked.
-      const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m));
-      if (unnamed.length) {
-        throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?): re-seed with a config that names every member (README, "Adding a region"), or remove what is gone (npm run members -- remove)`);
-      }
-      // A peer that needs a re-seed itself (its cap trimmed changes it never read; or it joined and was never
-      // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
-      const peerState = members.get(from)?.state;
-      if (!opts.force && peerState !== 'active') {
-        throw new Error(`${from} is ${peerState ?? 'not a member'} in ${r.id}'s Redis (it needs a re-seed itself, or is not seeded yet): re-seed from an active region`);
-      }
-    }
-    const peerRedis = links.to(from);
-    const peerInbox = keys.inbox(from);
-    const peer = (await groupInfo(peerRedis, peerInbox)).find((g) => g.name === from);
-    if (!peer) throw new Error(`no consumer group for ${from}`);
-    if (behindTrim(peer, await groupFloor(peerRedis, peerInbox, peer), await streamBounds(peerRedis, peerInbox))) {
-      throw new Error(`${from} fell behind its inbox cap too; re-seed from another region`);
-    }
+    await checkMembers(run, opts);
+    await checkPeerInbox(run);
     await peerDb.connect();
     // The peer must hold every change the target may have lost: what any origin committed before now.
     // Later changes reach the target through its inbox (it is a member), whatever the peer holds.
-    if (!opts.force) {
-      // A change the peer's operator discarded is missing there for good: waiting would not help.
-      const discarded = await discardedIn(peerDb);
-      if (discarded > 0) {
-        throw new Error(`${from} discarded ${discarded} change(s) it could not apply (GET /admin/replication/parked/discarded/<id> on ${from}), so a copy from it would lack them: re-seed from another region; --force copies anyway`);
-      }
-      const befores = new Map<string, Date>();
-      const until = Date.now() + (opts.waitMs ?? 30_000);
-      let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
-      while (lacks.length && Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 500));
-        lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
-      }
-      if (lacks.length) {
-        throw new Error(`${from} has not caught up, so a copy from it now could miss changes ${to} lost for good: ${lacks.join('; ')}. Re-seed once it has (or from another region); --force copies anyway`);
-      }
-    }
+    if (!opts.force) await waitForPeer(run, opts);
     // Joining until the copy is done: no region collects tombstones meanwhile (horizon.ts). Without this a
     // region could collect a tombstone the target still lacks before the copy reaches it, and the target's
     // stale row would stay.
@@ -180,51 +138,9 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
 
     const store = await RowStore.load(db, tables);
     const copied: ReseedResult['tables'] = {};
-    for (const table of tables) {
-      const t = `"${table.name}"`;
-      const k = `"${table.key}"`;
-      let after: string | null = null;
-      const stats = { rows: 0, changed: 0, removed: 0 };
-      for (;;) {
-        const page: { rows: { key: string; row: Row }[] } = after === null
-          ? await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x ORDER BY ${k} LIMIT ${PAGE}`)
-          : await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x WHERE ${k} > $1 ORDER BY ${k} LIMIT ${PAGE}`, [after]);
-        if (page.rows.length === 0) break;
-        const changes: RowChange[] = page.rows.map((r) => ({ table: table.name, key: r.key, version: String(r.row.version), row: r.row }));
-        const res = await db.$transaction(async (tx) => {
-          await store.lockAll(tx, changes);
-          return store.apply(tx, changes);
-        });
-        stats.rows += changes.length;
-        stats.changed += res.changed;
-        after = page.rows[page.rows.length - 1]?.key ?? null;
-        if (page.rows.length < PAGE) break;
-      }
-      copied[table.name] = stats;
-    }
-    // Read after the copy: a tombstone the peer collected while a table was being copied counts too.
-    const through = await peerCollectedThrough(peerDb);
-    if (through) {
-      // Below the peer's cut-off the target holds what the peer holds once the rows below are removed, so
-      // it must also refuse what the peer refuses: a change of a row whose tombstone was collected
-      // (row-store.ts, collected()). Without the cut-off, a region added or restored after a collection
-      // applied a late or replayed create of a collected row, and held it alone for good. Written after
-      // the copy (which the cut-off would refuse rows of) and before the removal: the applier reads it under
-      // the per-key locks the removal takes, so a change applied before the write is removed, and none after.
-      await db.$executeRawUnsafe(RAISE_COLLECTED_THROUGH_SQL, through);
-      for (const table of tables) {
-        const stats = copied[table.name];
-        if (stats && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, through);
-      }
-    }
-    // Seeded: a region that joined a running deployment is now an active member, in its own Redis first
-    // (its processes copy its entry into any Redis missed here), unless it was marked behind during the copy.
-    if (!(await activateAfterReseed(links.own, keys, to, token))) {
-      throw new Error(
-        `${to} was marked as needing a re-seed again while this one copied (its inbox cap trimmed changes it had not applied, or its entry changed): it stays joining; run the re-seed again`,
-      );
-    }
-    await markActive(links, keys, file.regions.map((r) => r.id), to);
+    for (const table of tables) copied[table.name] = await copyTable(run, store, table);
+    await takeCutOff(run, store, tables, copied);
+    await activate(run, token);
     return { from, to, trimmedPendingAcked, tables: copied };
   } finally {
     links.disconnect();
@@ -232,6 +148,138 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     await peerDb.end().catch(() => undefined);
     await db.$disconnect();
   }
+}
+
+/** What the steps of one re-seed share: its regions, and the connections it opened. */
+interface ReseedRun {
+  file: ConfigFile;
+  from: string;
+  to: string;
+  keys: ReplicationKeys;
+  links: RedisLinks;
+  peerDb: Client;
+  db: Db;
+}
+
+/** The configs of the peer (`from`) and the target (`to`), or why they cannot be re-seeded one from the other. */
+function regionsOf(file: ConfigFile, from: string, to: string) {
+  const source = file.regions.find((r) => r.id === from);
+  const target = file.regions.find((r) => r.id === to);
+  if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
+  if (from === to) throw new Error('--from and --to must name two different regions');
+  return { source, target };
+}
+
+/**
+ * Checks each region's Redis: the target is registered there, every member is one the config names, and
+ * the peer is active (unless forced).
+ */
+async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: ReseedOptions): Promise<void> {
+  for (const r of file.regions) {
+    await links.ready(r.id);
+    const { members } = await readMembers(links.to(r.id), keys).catch((err: Error) => {
+      throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
+    });
+    if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
+    // A member this config does not name (added at runtime while this config stayed as it was): its Redis
+    // would get no joining mark, and whether the peer lacks its changes would go unchecked.
+    const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m));
+    if (unnamed.length) {
+      throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?): re-seed with a config that names every member (README, "Adding a region"), or remove what is gone (npm run members -- remove)`);
+    }
+    // A peer that needs a re-seed itself (its cap trimmed changes it never read; or it joined and was never
+    // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
+    const peerState = members.get(from)?.state;
+    if (!opts.force && peerState !== 'active') {
+      throw new Error(`${from} is ${peerState ?? 'not a member'} in ${r.id}'s Redis (it needs a re-seed itself, or is not seeded yet): re-seed from an active region`);
+    }
+  }
+}
+
+/** Refuses a peer whose own inbox cap trimmed entries it had not read. */
+async function checkPeerInbox({ from, keys, links }: ReseedRun): Promise<void> {
+  const peerRedis = links.to(from);
+  const peerInbox = keys.inbox(from);
+  const peer = (await groupInfo(peerRedis, peerInbox)).find((g) => g.name === from);
+  if (!peer) throw new Error(`no consumer group for ${from}`);
+  if (behindTrim(peer, await groupFloor(peerRedis, peerInbox, peer), await streamBounds(peerRedis, peerInbox))) {
+    throw new Error(`${from} fell behind its inbox cap too; re-seed from another region`);
+  }
+}
+
+/** Waits, up to `opts.waitMs`, until the peer lacks nothing (peerLacks); refuses one that discarded changes. */
+async function waitForPeer({ file, from, to, keys, links, peerDb }: ReseedRun, opts: ReseedOptions): Promise<void> {
+  // A change the peer's operator discarded is missing there for good: waiting would not help.
+  const discarded = await discardedIn(peerDb);
+  if (discarded > 0) {
+    throw new Error(`${from} discarded ${discarded} change(s) it could not apply (GET /admin/replication/parked/discarded/<id> on ${from}), so a copy from it would lack them: re-seed from another region; --force copies anyway`);
+  }
+  const befores = new Map<string, Date>();
+  const until = Date.now() + (opts.waitMs ?? 30_000);
+  let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
+  while (lacks.length && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 500));
+    lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
+  }
+  if (lacks.length) {
+    throw new Error(`${from} has not caught up, so a copy from it now could miss changes ${to} lost for good: ${lacks.join('; ')}. Re-seed once it has (or from another region); --force copies anyway`);
+  }
+}
+
+/** Copies every row of `table` from the peer's database into the target's, a page at a time. */
+async function copyTable({ peerDb, db }: ReseedRun, store: RowStore, table: ReplicatedTable): Promise<ReseedResult['tables'][string]> {
+  const t = `"${table.name}"`;
+  const k = `"${table.key}"`;
+  let after: string | null = null;
+  const stats = { rows: 0, changed: 0, removed: 0 };
+  for (;;) {
+    const page: { rows: { key: string; row: Row }[] } = after === null
+      ? await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x ORDER BY ${k} LIMIT ${PAGE}`)
+      : await peerDb.query(`SELECT ${k}::text AS key, to_jsonb(x) AS row FROM ${t} x WHERE ${k} > $1 ORDER BY ${k} LIMIT ${PAGE}`, [after]);
+    if (page.rows.length === 0) break;
+    const changes: RowChange[] = page.rows.map((r) => ({ table: table.name, key: r.key, version: String(r.row.version), row: r.row }));
+    const res = await db.$transaction(async (tx) => {
+      await store.lockAll(tx, changes);
+      return store.apply(tx, changes);
+    });
+    stats.rows += changes.length;
+    stats.changed += res.changed;
+    after = page.rows[page.rows.length - 1]?.key ?? null;
+    if (page.rows.length < PAGE) break;
+  }
+  return stats;
+}
+
+/** The target takes the peer's collection cut-off, then loses the rows the peer collected (counted in `copied`). */
+async function takeCutOff({ peerDb, db }: ReseedRun, store: RowStore, tables: readonly ReplicatedTable[], copied: ReseedResult['tables']): Promise<void> {
+  // Read after the copy: a tombstone the peer collected while a table was being copied counts too.
+  const through = await peerCollectedThrough(peerDb);
+  if (through) {
+    // Below the peer's cut-off the target holds what the peer holds once the rows below are removed, so
+    // it must also refuse what the peer refuses: a change of a row whose tombstone was collected
+    // (row-store.ts, collected()). Without the cut-off, a region added or restored after a collection
+    // applied a late or replayed create of a collected row, and held it alone for good. Written after
+    // the copy (which the cut-off would refuse rows of) and before the removal: the applier reads it under
+    // the per-key locks the removal takes, so a change applied before the write is removed, and none after.
+    await db.$executeRawUnsafe(RAISE_COLLECTED_THROUGH_SQL, through);
+    for (const table of tables) {
+      const stats = copied[table.name];
+      if (stats && !table.prunedLocally) stats.removed = await removeCollected(db, peerDb, store, table, through);
+    }
+  }
+}
+
+/**
+ * Seeded: a region that joined a running deployment is now an active member, in its own Redis first
+ * (its processes copy its entry into any Redis missed here), unless it was marked behind during the copy.
+ */
+async function activate({ file, to, keys, links }: ReseedRun, token: string): Promise<void> {
+  if (!(await activateAfterReseed(links.own, keys, to, token))) {
+    throw new Error(
+      `${to} was marked as needing a re-seed again while this one copied (its inbox cap trimmed changes it had not applied, or its entry changed): it stays joining; run the re-seed again`,
+    );
+  }
+  await markActive(links, keys, file.regions.map((r) => r.id), to);
 }
 
 /** The cut-off below which the peer collected tombstones ('' when it collected none; tombstones.ts). */
