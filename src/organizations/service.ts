@@ -51,7 +51,7 @@ export function rotateApiKey(db: Db, repl: Replicator, orgId: string) {
   return repl.write(async (w) => {
     // The organization's row lock serializes rotations in this region, so each revokes the one before.
     const org = await w.lock(organizationsTable, orgId);
-    if (!org || org.deleted_at) throw notFound(`Organization ${orgId} does not exist.`);
+    if (!org || org.deleted_at) throw notFound(`Organization ${orgId} not found.`);
     const now = new Date().toISOString();
     for (const keyId of await liveKeyIds(w.tx, orgId)) {
       const old = await w.lock(apiKeysTable, keyId);

@@ -189,6 +189,9 @@ describe('API keys', () => {
   test('rotation for an unknown organization answers 404', async () => {
     const res = await call(r.url, 'POST', '/admin/organizations/01a20904-0000-7000-8000-000000000000/api-keys', { headers: adminHeaders });
     expect(res.status).toBe(404);
+    // Worded as the read's 404 (it said "does not exist").
+    expect(res.body.errors[0].message).toBe('Organization 01a20904-0000-7000-8000-000000000000 not found.');
+    expect((await call(r.url, 'GET', '/admin/organizations/01a20904-0000-7000-8000-000000000000', { headers: adminHeaders })).body.errors[0].message).toBe(res.body.errors[0].message);
   });
 
   test("a parent's key works for its sub-organizations, but not the other way round", async () => {
