@@ -111,8 +111,8 @@ test('keeps the secrets it made up for the next start, and starts only the regio
   // The secrets file is unchanged by a start that made nothing up.
   expect(fs.readFileSync(secretsFile, 'utf8')).toBe(kept);
 
-  // Refused before anything starts: a region id not in the config, an option.
-  for (const [args, says] of [[['mars-base'], 'mars-base not in'], [['--help'], 'usage: npm run cluster']] as const) {
+  // Refused before anything starts: a region id not in the config, an option (--help is answered: cli-help.test.ts).
+  for (const [args, says] of [[['mars-base'], 'mars-base not in'], [['--verbose'], 'usage: npm run cluster [-- <region id> ...]']] as const) {
     const refused = runCluster(none, [...args]);
     refused.ready.catch(() => undefined); // it is not meant to get ready
     expect(await refused.exited).toBe(2);
