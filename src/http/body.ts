@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { parse as parseContentType } from 'content-type';
 import express, { type Request, type RequestHandler } from 'express';
 import { receivingOutsideAdmission } from './admission';
@@ -83,9 +84,37 @@ export function jsonBody(): RequestHandler {
   };
 }
 
+/**
+ * A body as sent, decompressed as its Content-Encoding says, as the body parser does for the operations that take
+ * one (gzip, deflate, br; README: a compressed body is taken). null for another coding, or a body that does not
+ * decompress, or not within the limit (a small body may inflate to a large one).
+ */
+function decompressed(encoding: string | undefined, body: Buffer): Buffer | null {
+  if (body.length === 0) return body;
+  const opts = { maxOutputLength: BODY_LIMIT_BYTES };
+  try {
+    switch ((encoding ?? 'identity').toLowerCase()) {
+      case 'identity':
+        return body;
+      case 'gzip':
+        return gunzipSync(body, opts);
+      case 'deflate':
+        return inflateSync(body, opts);
+      case 'br':
+        return brotliDecompressSync(body, opts);
+      default:
+        return null;
+    }
+  } catch {
+    return null;
+  }
+}
+
 /** What a body sent to an operation that takes none may be: nothing, or JSON with nothing in it (`{}`, `null`). */
-function emptyJson(chunks: readonly Buffer[]): boolean {
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+function emptyJson(encoding: string | undefined, chunks: readonly Buffer[]): boolean {
+  const body = decompressed(encoding, Buffer.concat(chunks));
+  if (body === null) return false;
+  const text = body.toString('utf8').trim();
   if (text === '') return true;
   try {
     const value: unknown = JSON.parse(text);
@@ -123,7 +152,7 @@ export function noBody(): RequestHandler {
         done(badRequest(`This operation takes no request body, and this one is over ${BODY_LIMIT_BYTES / 1024} KiB.`));
       } else chunks.push(chunk);
     };
-    const onEnd = () => done(emptyJson(chunks) ? undefined : badRequest(`This operation takes no request body; send none (or {}), not ${bytes} bytes of something else.`));
+    const onEnd = () => done(emptyJson(req.headers['content-encoding'], chunks) ? undefined : badRequest(`This operation takes no request body; send none (or {}), not ${bytes} bytes of something else.`));
     const onClose = () => done(req.complete ? undefined : null);
     req.on('data', onData).once('end', onEnd).once('close', onClose);
   });

@@ -48,7 +48,10 @@ const refusal = (where: string) =>
 /** A path named as validation messages name it (email_claims.0), cut at 120 characters: 32 levels say nothing more. */
 function shownPath(path: readonly (string | number)[]): string {
   const named = bodyPath(path);
-  return named.length > 120 ? `${named.slice(0, 120)}…` : named;
+  if (named.length <= 120) return named;
+  // Cut between characters: a cut inside a surrogate pair put an unpaired surrogate in the message that refuses one.
+  const cut = named.slice(0, /[\ud800-\udbff]/.test(named.charAt(119)) ? 119 : 120);
+  return `${cut}…`;
 }
 
 /** The refusal of what unstorableField found in the request body. */

@@ -5,6 +5,7 @@
  */
 import { hostile, padded } from '../../bench/metadata-documents';
 import { sharedParsePool } from '../../src/metadata/parse-pool';
+import { isStorableText } from '../../src/http/storable-text';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
@@ -77,6 +78,16 @@ describe('text Postgres cannot store is refused at the edge with a 400', () => {
   ])('SlashID create with %s', async (_name, extra, message) => {
     const before = await credentials();
     expectSlashIdError(await create(idp.url('okta.xml'), extra), 400, message);
+    expect(await credentials()).toBe(before);
+  });
+
+  test('a long field path is cut between characters: the refusal of text that cannot be stored is itself storable', async () => {
+    // 3 + 2n UTF-16 units: a cut at 120 falls inside a pair.
+    const name = `a${'\u{1F600}'.repeat(70)}`;
+    const before = await credentials();
+    const res = await create(idp.url('okta.xml'), { [name]: 'x\u0000' });
+    expectSlashIdError(res, 400, /^The field \["a(\u{1F600})+… of the request body contains text that cannot be stored/u);
+    expect(isStorableText(res.body.errors[0].message as string)).toBe(true);
     expect(await credentials()).toBe(before);
   });
 

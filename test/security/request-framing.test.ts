@@ -6,9 +6,10 @@
  * object is due. One region in process, over real sockets.
  */
 import net from 'node:net';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { BODY_GRACE_MS } from '../../src/http/admission';
 import { BODY_LIMIT_BYTES } from '../../src/http/body';
-import { adminHeaders, call, createOrg } from '../support/harness';
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { rawConnection, rawExchangeWith } from '../support/raw-http';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -82,6 +83,52 @@ test('a DELETE (or a key rotation) whose body framing fails is not carried out',
   const empty = `{${' '.repeat(BODY_LIMIT_BYTES - 2)}}`;
   const deleted = await rawExchange(head('DELETE', `${P}/${id}`, { ...headers, 'Content-Length': String(BODY_LIMIT_BYTES), Connection: 'close' }) + empty);
   expect(deleted.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
+});
+
+test('a key rotation whose body arrives in pieces is read whole: fields refuse it, {} in pieces is taken', async () => {
+  const o = await createOrg(r.url, 'rotation in pieces');
+  // Chunked, a piece at a time: the route is reached with the headers, long before the body is whole.
+  const rotateInPieces = async (pieces: string[]) => {
+    const c = rawConnection(port());
+    await c.connected;
+    c.socket.write(head('POST', `/admin/organizations/${o.id}/api-keys`, { ...adminHeaders, 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', Connection: 'close' }));
+    for (const piece of pieces) {
+      await new Promise((res) => setTimeout(res, 100));
+      c.socket.write(`${Buffer.byteLength(piece).toString(16)}\r\n${piece}\r\n`);
+    }
+    c.socket.write('0\r\n\r\n');
+    return c.answered;
+  };
+  const refused = await rotateInPieces(['{"revoke', '_old":', 'false}']);
+  expect(refused.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(refused).toContain('This operation takes no request body; send none (or {}), not 20 bytes of something else.');
+  // Nothing was rotated: the organization's one key still works.
+  expect((await call(r.url, 'GET', P, { headers: slashidHeaders(o) })).status).toBe(200);
+  const taken = await rotateInPieces(['{', ' ', '}']);
+  expect(taken.split('\r\n')[0]).toBe('HTTP/1.1 201 Created');
+  expect((await call(r.url, 'GET', P, { headers: slashidHeaders(o) })).status).toBe(401);
+});
+
+test('a compressed body sent to an operation that takes none is read decompressed: {} is taken however it is encoded, fields are not', async () => {
+  const o = await createOrg(r.url, 'rotation compressed');
+  const rotate = async (body: Buffer, encoding: string) => {
+    const answer = await rawExchange(Buffer.concat([Buffer.from(head('POST', `/admin/organizations/${o.id}/api-keys`, { ...adminHeaders, 'Content-Type': 'application/json', 'Content-Encoding': encoding, 'Content-Length': String(body.length), Connection: 'close' })), body]));
+    return { status: answer.split('\r\n')[0], body: answer.slice(answer.indexOf('\r\n\r\n') + 4) };
+  };
+  expect((await rotate(gzipSync('{"revoke_old":false}'), 'gzip')).status).toBe('HTTP/1.1 400 Bad Request');
+  // Bounded as a body that is taken: white space that inflates past the limit is refused, not read whole.
+  expect((await rotate(gzipSync(' '.repeat(BODY_LIMIT_BYTES + 1)), 'gzip')).status).toBe('HTTP/1.1 400 Bad Request');
+  expect((await rotate(Buffer.from('{}'), 'zstd')).status).toBe('HTTP/1.1 400 Bad Request');
+  // Nothing was rotated: the organization's one key still works.
+  expect((await call(r.url, 'GET', P, { headers: slashidHeaders(o) })).status).toBe(200);
+  let key = o.api_key;
+  for (const [body, encoding] of [[gzipSync('{}'), 'gzip'], [deflateSync('null'), 'deflate'], [brotliCompressSync(' { } '), 'br'], [gzipSync('{}'), 'GZIP'], [Buffer.from('{}'), 'identity']] as const) {
+    const res = await rotate(body, encoding);
+    expect(res.status).toBe('HTTP/1.1 201 Created');
+    expect((await call(r.url, 'GET', P, { headers: slashidHeaders({ id: o.id, api_key: key }) })).status).toBe(401);
+    key = (JSON.parse(res.body) as { api_key: string }).api_key;
+    expect((await call(r.url, 'GET', P, { headers: slashidHeaders({ id: o.id, api_key: key }) })).status).toBe(200);
+  }
 });
 
 test('requests Node refuses get their status in the envelope of the API they were sent to', async () => {
