@@ -9,6 +9,7 @@
  */
 import { createServer, connect, type Server } from 'node:net';
 import { Client } from 'pg';
+import type { Config } from '../../src/config';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
@@ -174,10 +175,11 @@ test('a write whose first round trip is ended with every idle connection of the 
  * A TCP proxy to Postgres that, once armed with a text, forwards the first client batch carrying it and
  * COMMIT, then closes both sides before the server's answer comes back: the commit goes through and the
  * region never hears of it. Armed with `refuseMs`, it then closes every connection and refuses new ones
- * for that long, as a database that went away would.
+ * for that long, as a database that went away would. With `hold`, the batch's own connection is left open
+ * and its answer withheld (the region waits on it until its bound), while the others go at once.
  */
-function commitCutter(): Promise<{ server: Server; port: number; arm(text: string, refuseMs?: number): Promise<void> }> {
-  let armed: { text: string; refuseMs: number; done(): void } | null = null;
+function commitCutter(): Promise<{ server: Server; port: number; arm(text: string, refuseMs?: number, hold?: boolean): Promise<void> }> {
+  let armed: { text: string; refuseMs: number; hold: boolean; done(): void } | null = null;
   // Until then, a new connection is closed at once (the database does not answer).
   let refuseUntil = 0;
   const open = new Set<() => void>();
@@ -196,9 +198,16 @@ function commitCutter(): Promise<{ server: Server; port: number; arm(text: strin
     client.on('data', (chunk: Buffer) => {
       const text = chunk.toString('latin1');
       if (armed && text.includes(armed.text) && text.includes('COMMIT')) {
-        const { done, refuseMs } = armed;
+        const { done, refuseMs, hold } = armed;
         armed = null;
         upstream.unpipe(client);
+        if (hold) {
+          return void upstream.write(chunk, () => {
+            refuseUntil = Date.now() + refuseMs;
+            for (const other of [...open]) if (other !== close) other();
+            done();
+          });
+        }
         upstream.write(chunk, () =>
           setTimeout(() => {
             close();
@@ -217,7 +226,7 @@ function commitCutter(): Promise<{ server: Server; port: number; arm(text: strin
   });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () =>
-      resolve({ server, port: (server.address() as { port: number }).port, arm: (text, refuseMs = 0) => new Promise((done) => (armed = { text, refuseMs, done })) }),
+      resolve({ server, port: (server.address() as { port: number }).port, arm: (text, refuseMs = 0, hold = false) => new Promise((done) => (armed = { text, refuseMs, hold, done })) }),
     ),
   );
 }
@@ -226,13 +235,16 @@ describe('a write whose COMMIT went out as its connection was lost (a proxy cuts
   let cutter: Awaited<ReturnType<typeof commitCutter>>;
   let region: RunningRegion;
   let org: { id: string; api_key: string };
+  /** The region's config with its database reached through the cutter. */
+  let throughCutter: Config;
   beforeAll(async () => {
     cutter = await commitCutter();
     const config = r.deployment.configFor('us-iowa');
     const proxied = new URL(config.region.databaseUrl);
     proxied.hostname = '127.0.0.1';
     proxied.port = String(cutter.port);
-    region = await startRegion({ ...config, region: { ...config.region, databaseUrl: proxied.toString() } }, { port: 0, drainTimeoutMs: 5000 });
+    throughCutter = { ...config, region: { ...config.region, databaseUrl: proxied.toString() } };
+    region = await startRegion(throughCutter, { port: 0, drainTimeoutMs: 5000 });
     org = await createOrg(region.url, 'dblost-commit');
   });
   afterAll(async () => {
@@ -278,6 +290,34 @@ describe('a write whose COMMIT went out as its connection was lost (a proxy cuts
     expect(change.status).toBe(200);
     expect(await outboxed(label)).toBe(1);
   });
+
+  test('past its bound with its COMMIT sent and the database not answering: a 408 naming the change to follow', async () => {
+    // A process of the region whose writes may run 1.5 s; its PATCH's one batch (the row's guess is warm)
+    // reaches the database, which commits it, and the answer never comes back.
+    const bounded = await startRegion({ ...throughCutter, writeTransactionTimeoutMs: 1500 }, { port: 0, drainTimeoutMs: 5000 });
+    try {
+      const created = await call(bounded.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('lost.xml'), label: 'before' }, headers: slashidHeaders(org) });
+      expect(created.status).toBe(201);
+      const id = created.body.result.id as string;
+      const label = `late-${id.slice(-8)}`;
+      // Past the bound the process asks the database whether it committed: no answer for 4 s (every connection closed).
+      const cut = cutter.arm(label, 4000, true);
+      const res = await call(bounded.url, 'PATCH', `${PATH}/${id}`, { body: { label }, headers: slashidHeaders(org) });
+      await cut;
+      const changeId = res.headers.get('x-change-id');
+      expect({ status: res.status, changeId, message: res.body?.errors?.[0]?.message }).toEqual({
+        status: 408,
+        changeId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        message: expect.stringMatching(/was not confirmed within the 2 s a write transaction may run .*may have been kept\. Follow its change \(X-Change-Id\)/),
+      });
+      // It was kept: once the database answers, the resource shows it, and the change named is the one in the outbox.
+      expect(await eventually(async () => (await call(bounded.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body?.result?.label === label)).toBe(true);
+      expect(await outboxed(label)).toBe(1);
+      expect((await admin.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount).toBe(1);
+    } finally {
+      await bounded.stop();
+    }
+  }, 30_000);
 
   test('a key rotation whose outcome is not known drops the cached keys: the previous key does not work once it is found kept', async () => {
     const owner = await createOrg(region.url, 'dblost-rotate');

@@ -2,13 +2,16 @@
  * The applier applies two batches at once; XAUTOCLAIM must not hand it the entries of a batch it is still
  * applying (an apply that outlasts claimIdleMs: here, one waiting for a row lock held from outside), nor
  * those of a batch applied whose XACK waits for its ack to the origin's Redis (sent in the background),
- * nor those of a batch that ended (acked, XACKed) while the claim's reply was on its way.
+ * nor those of a batch that ended (acked, XACKed) while the claim's reply was on its way. A batch that fails
+ * in the background is the loop's own failure.
  */
 import { Client } from 'pg';
+import pino from 'pino';
 import { DelayProxy, type DelayTable } from '../../scripts/harness/delay-proxy';
 import { RedisLinks } from '../../src/replication/links';
 import { REDIS_URL } from '../support/env';
 import { eventually } from '../support/harness';
+import { logLines } from '../support/log-lines';
 import { ORIGIN, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
 
 let rig: ApplierRig;
@@ -139,3 +142,25 @@ test('an entry whose batch ends (acked and XACKed) while a claim that took it is
     await close();
   }
 });
+
+test('a batch that fails in the background on the database\'s trouble is the loop\'s own failure: reported there, and its event applies once the database lets it', async () => {
+  await rig.reset();
+  await rig.db.$executeRawUnsafe(`CREATE FUNCTION trouble_org() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the test says the database is in trouble' USING ERRCODE = 'too_many_connections'; END $$`);
+  await rig.db.$executeRawUnsafe(`CREATE TRIGGER trouble_org BEFORE INSERT ON organizations FOR EACH ROW WHEN (NEW.name = 'in trouble') EXECUTE FUNCTION trouble_org()`);
+  const { lines, sink } = logLines();
+  const applier = await rig.applier({ consumer: 'trouble', log: pino({ level: 'debug' }, sink) });
+  applier.start();
+  const e = orgEvent('in trouble');
+  try {
+    await rig.publish(e);
+    // The batch's apply rethrows the database's trouble (the event stays pending): the loop handles it as a failed read.
+    const reported = () => lines.some((l) => l.msg === 'applier: stream read failed; retrying' && String(l.err).includes('the test says the database is in trouble'));
+    expect(await eventually(async () => reported(), 10_000, 50)).toBe(true);
+  } finally {
+    await rig.db.$executeRawUnsafe('DROP TRIGGER IF EXISTS trouble_org ON organizations');
+    await rig.db.$executeRawUnsafe('DROP FUNCTION IF EXISTS trouble_org()');
+  }
+  expect(await eventually(async () => (await rig.db.organization.findUnique({ where: { id: e.orgId } }))?.name === 'in trouble', 15_000, 50)).toBe(true);
+  await applier.stop();
+}, 60_000);

@@ -209,6 +209,34 @@ test('a change parked as apply-failed is tried again by itself, and applies once
   }
 }, 60_000);
 
+test('an event whose apply collides (a serialization failure) stays pending, is not counted as failing, and applies once it no longer collides', async () => {
+  await rig.reset();
+  await rig.db.$executeRawUnsafe(`CREATE FUNCTION collide_org() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'collided in the test' USING ERRCODE = 'serialization_failure'; END $$`);
+  await rig.db.$executeRawUnsafe(`CREATE TRIGGER collide_org BEFORE INSERT ON organizations FOR EACH ROW WHEN (NEW.name = 'colliding') EXECUTE FUNCTION collide_org()`);
+  const colliding = orgEvent('colliding');
+  const beside = orgEvent('beside it');
+  // One pack, so one batch: its transaction fails, and its events are applied one by one.
+  await rig.publishPack([colliding, beside]);
+  const applier = await rig.applier({ consumer: 'collisions' });
+  applier.start();
+  try {
+    // The batch's failures are counted before its applied events are acked.
+    expect(await eventually(async () => /^applied@/.test((await rig.tracker.status(beside.changeId))[REGION] ?? ''), 10_000, 50)).toBe(true);
+    // Claimed and tried again meanwhile (claimIdleMs 50): a collision every time, never counted.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await failureRow(colliding.changeId)).toBeNull();
+    expect(await orgName(colliding.orgId)).toBeNull();
+    expect(await rig.pendingCount()).toBe(1);
+  } finally {
+    await rig.db.$executeRawUnsafe('DROP TRIGGER IF EXISTS collide_org ON organizations');
+    await rig.db.$executeRawUnsafe('DROP FUNCTION IF EXISTS collide_org()');
+  }
+  expect(await eventually(async () => (await orgName(colliding.orgId)) === 'colliding', 15_000, 50)).toBe(true);
+  expect(await failureRow(colliding.changeId)).toBeNull();
+  expect(applier.parkedEvents).toBe(0);
+  await applier.stop();
+}, 60_000);
+
 test('which errors are the database\'s and which the statement\'s: a batch out of lock space is retried event by event, a value quoting a lost connection is the event\'s', () => {
   const server = (code: string, message: string) => Object.assign(new DatabaseError(message, 0, 'error'), { code, severity: 'ERROR' });
   expect(isDatabaseTrouble(server('53300', 'too many connections for role "x"'))).toBe(true);

@@ -3,17 +3,19 @@
  * with the outbox row and COMMIT (RowStore.deferredPut). Should a held-back upsert not write its row (a
  * writer that skips the per-key locks got there first), the whole transaction rolls back with a
  * serialization failure, which the replicator runs again. And a transaction past its time bound commits
- * nothing.
+ * nothing, nor does anything sent after its COMMIT.
  */
 import type { Pool } from 'pg';
 import { pgCode } from '../../src/db/pg-errors';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { asAppError } from '../../src/http/errors';
-import { formatVersion } from '../../src/replication/hlc';
+import { formatVersion, HybridClock } from '../../src/replication/hlc';
 import { ConnectionLost, createApplyPool, endBackend, inPipeline, queryable } from '../../src/replication/pg-tx';
-import type { Statement } from '../../src/replication/row-store';
+import { RowStore, type Statement } from '../../src/replication/row-store';
+import { WriteAttempt } from '../../src/replication/write-attempt';
 import type { Row } from '../../src/replication/tables';
 import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
+import { testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
 
 const s = useCredentialStore('localwritetx');
@@ -143,6 +145,52 @@ test('an apply taking its per-key locks waits for a local write that holds the k
   expect((await applying).outcomes).toEqual([
     { applied: false, winner: { table: credentialsTable.name, key: id, version: v(3000), createdVersion: v(1000), originRegion: 'us-iowa', deleted: false } },
   ]);
+});
+
+test('a put whose row a writer skipping the per-key locks deleted under it, in a database without replication_check, is refused: nothing written, no event', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000d1';
+  await s.store.apply(s.db, [change(row(id, v(1000), 'live'))]);
+  // A row store loaded while the database lacks replication_check (as before its migration): put() holds
+  // nothing back and applies each row at once (RowStore.apply), judged against what the write locked.
+  await s.pool.query('ALTER FUNCTION replication_check(boolean, text, text) RENAME TO replication_check_away');
+  let store: RowStore;
+  try {
+    store = await RowStore.load(s.db, [credentialsTable]);
+  } finally {
+    await s.pool.query('ALTER FUNCTION replication_check_away(boolean, text, text) RENAME TO replication_check');
+  }
+  expect(store.canDefer).toBe(false);
+  const changeId = '01a20904-0000-7000-8000-0000000000d2';
+  const theirs = formatVersion({ wall: Date.now() + 60_000, counter: 0, region: 'europe-belgium' });
+  const deps = { store, clock: new HybridClock('us-iowa'), region: 'us-iowa', auth: testEventAuth() };
+  const err = await inPipeline(s.pool, (pipe) =>
+    new WriteAttempt(pipe, { changeId, guessing: false, guessed: [], sent: null }, deps).run(async (w) => {
+      const current = await w.lock(credentialsTable, id);
+      // Another region's newer deletion lands without the key's lock, after the write read the row.
+      await s.pool.query("UPDATE saml_provider_credentials SET label = '', deleted_at = now(), version = $2, origin_region = 'europe-belgium' WHERE id = $1", [id, theirs]);
+      await w.put(credentialsTable, { ...current, deleted_at: new Date().toISOString() });
+    }),
+  ).catch((e: unknown) => e);
+  // The row store reports the deletion as holding (the row is deleted, deletionHolds) though it wrote nothing:
+  // put() takes that for a refusal, which write() runs again (retryCollisions).
+  expect({ refused: (err as Error | undefined)?.message, row: await stored(id), outbox: await inOutbox(s.pool, changeId) }).toEqual({
+    refused: `write to saml_provider_credentials ${id} was refused by the merge rule`,
+    row: { label: '', version: theirs },
+    outbox: 0,
+  });
+});
+
+test('a statement sent after the transaction\'s COMMIT is refused, and never runs outside the transaction', async () => {
+  const id = '01a20904-0000-7000-8000-0000000000d3';
+  await s.store.apply(s.db, [change(row(id, v(1000), 'first'))]);
+  const update = (label: string): Statement => ({ sql: 'UPDATE saml_provider_credentials SET label = $2 WHERE id = $1::uuid', values: [id, label], exec: true });
+  const err = await inPipeline(s.pool, async (tx) => {
+    await tx.run([update('committed')], true);
+    // A caller that kept the transaction past its last round trip (the connection would run it on its own).
+    await tx.run([update('after the commit')]);
+  }).catch((e: unknown) => e);
+  // Else the UPDATE ran on the connection by itself (autocommit), after the transaction had committed.
+  expect({ refused: (err as Error | undefined)?.message, label: (await stored(id))?.label }).toEqual({ refused: 'this transaction has ended', label: 'committed' });
 });
 
 /** Until no other backend of this database runs a statement containing `marker` (the server has finished it). */

@@ -321,6 +321,26 @@ test('a row whose origin\'s own ack is missing (the fast path\'s ack failed) get
   expect(ownAcks).toEqual([{ region: 'a', ids: [id], orgs: { [id]: org } }]);
 });
 
+test('a row whose ack record cannot be read is left unjudged at that round (not delivered again, no own ack), while the rest are judged', async () => {
+  const relay = await freshRelay();
+  // `unread` has no delivery to b yet (judged, b would be given one); its ack record is not a hash, so its read fails.
+  const [unread = ''] = await committed(1, ['c']);
+  const [acked = ''] = await committed(1, ['b', 'c']);
+  await pool().query('UPDATE replication_outbox SET published_at = now()');
+  const at = new Date().toISOString();
+  await own.hset(keys.ack(acked), 'a', `applied@${at}`, 'b', `applied@${at}`, 'c', `applied@${at}`);
+  await own.set(keys.ack(unread), 'not an ack record');
+  try {
+    await relay.confirm();
+    expect(await deliveredToB([unread])).toBe(0);
+    expect(ownAcks).toEqual([]);
+    const outbox = (await pool().query('SELECT change_id::text AS id, confirmed_at IS NOT NULL AS confirmed, published_at IS NOT NULL AS published FROM replication_outbox')).rows;
+    expect(Object.fromEntries(outbox.map((r) => [r.id, [r.confirmed, r.published]]))).toEqual({ [acked]: [true, true], [unread]: [false, true] });
+  } finally {
+    await own.del(keys.ack(unread));
+  }
+});
+
 test('a destination that failed once and came back is not taken for long down when it blips again half a minute later: the tail waits for it', async () => {
   const relay = await freshRelay();
   await committed(10_000, ['b'], '10 minutes'); // c's backlog, the sweep's (c is down throughout)

@@ -2,9 +2,13 @@
  * A local write whose transaction collides (a serialization failure or a deadlock with an apply, 40001 or
  * 40P01) runs again, up to five times in all (replicator.ts, retryCollisions): the client sees one answer.
  * The collisions are made by a trigger that fails the credential's update a set number of times (counted by
- * a sequence, which a rollback does not take back).
+ * a sequence, which a rollback does not take back). A write that loses to a state stored before it for good
+ * (a deletion another region made) is answered 409 once its attempts are spent, naming that deletion.
  */
 import { Client } from 'pg';
+import { AppError } from '../../src/http/errors';
+import { credentialsTable } from '../../src/provider-credentials/store';
+import { formatVersion, versionTime } from '../../src/replication/hlc';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -74,4 +78,30 @@ test('a PATCH that collides more often than that is answered 503 with Retry-Afte
   expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 503, message: expect.stringContaining('nothing was done') }] });
   expect(res.body.errors[0].message).not.toMatch(/40001|simulated/);
   expect((await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).body.result.label).toBe('kept');
+});
+
+test('a write that puts a row live over the deletion another region made of it is answered 409 naming that deletion, and nothing is written', async () => {
+  const c = (await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'deleted elsewhere' }, headers: slashidHeaders(org) })).body.result;
+  // europe-belgium's deletion, as the applier stores it: the row's tombstone, stamped there (same creation stamp).
+  const deletion = formatVersion({ wall: Date.now(), counter: 0, region: 'europe-belgium' });
+  await pg.query("UPDATE saml_provider_credentials SET label = '', deleted_at = now(), version = $2, origin_region = 'europe-belgium' WHERE id = $1", [c.id, deletion]);
+  let changeId = '';
+  // The region's guess of the row is the live one it created; the write runs again reading the tombstone,
+  // whose deletion outranks the live row put over it (put() applies it at once: deferredPut declines).
+  const err = await r.region.replication.repl
+    .write(async (w) => {
+      changeId = w.changeId;
+      const current = await w.lock(credentialsTable, c.id);
+      await w.put(credentialsTable, { ...current, label: 'revived', deleted_at: null });
+    })
+    .catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(AppError);
+  expect({ status: (err as AppError).status, code: (err as AppError).code, message: (err as AppError).message }).toEqual({
+    status: 409,
+    code: 'write_superseded',
+    message: expect.stringContaining(`a deletion made in europe-belgium at ${versionTime(deletion)} won`),
+  });
+  const stored = await pg.query('SELECT label, deleted_at IS NOT NULL AS deleted, version FROM saml_provider_credentials WHERE id = $1', [c.id]);
+  expect(stored.rows[0]).toEqual({ label: '', deleted: true, version: deletion });
+  expect((await pg.query('SELECT 1 FROM replication_outbox WHERE change_id = $1', [changeId])).rowCount).toBe(0);
 });
