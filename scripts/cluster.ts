@@ -171,7 +171,7 @@ async function main(): Promise<void> {
           // Stopped as asked (a SIGTERM sent to the whole process group reaches the regions first, and then
           // stopping is set before this line could be written; or one region stopped on its own): not a crash.
           if (code === 0 && signal === null) {
-            process.stdout.write(`[${r.id}] stopped; the others keep running: start it again with \`${again}\`\n`);
+            process.stdout.write(`[${r.id}] stopped; the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
             return;
           }
           process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal}); the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);

@@ -152,7 +152,7 @@ test('a secret set in the environment otherwise than in the file (a rotation) is
     process.kill(regionPid, 'SIGTERM');
     for (let i = 0; i < 400 && !/\] (stopped|exited unexpectedly)/.test(first.output()); i++) await new Promise((r) => setTimeout(r, 50));
     // With how to start it again (a region of another config file than the default: named).
-    expect(first.output()).toContain(`[${killed}] stopped; the others keep running: start it again with \`REGIONS_CONFIG='${dep.configPath}' npm run cluster -- ${killed}\`\n`);
+    expect(first.output()).toContain(`[${killed}] stopped; the others keep running: start it again with \`REGIONS_CONFIG='${dep.configPath}' npm run cluster -- ${killed}\`, with this cluster's secrets in its environment or its secrets file\n`);
     expect(first.output()).not.toContain('exited unexpectedly');
     // The others keep running.
     for (const r of dep.file.regions.filter((x) => x.id !== killed)) expect((await call(`http://127.0.0.1:${r.port}`, 'GET', '/healthz')).status).toBe(200);
