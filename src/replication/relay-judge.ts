@@ -1,0 +1,71 @@
+/**
+ * The confirm round's judgement of a page of unconfirmed outbox rows by their ack records (relay-confirm.ts):
+ * which rows every destination acked, which deliveries to confirm, which rows lack the origin's own ack,
+ * which a member has no delivery of, and which deliveries have stayed unconfirmed long enough to be looked for.
+ */
+
+export interface DeliveryState {
+  /** The inbox entry it was (last) delivered as. */
+  sid: string;
+  /** Delivered longer ago than republishAfterMs. */
+  stale: boolean;
+  confirmed: boolean;
+}
+
+/** A published, unconfirmed outbox row and its deliveries by destination (confirm()). */
+export interface UnconfirmedRow {
+  id: bigint;
+  change_id: string;
+  org_id: string | null;
+  deliveries: Record<string, DeliveryState>;
+}
+
+/** A delivery: its change, and the inbox entry it was delivered as. */
+export interface SentEntry {
+  change_id: string;
+  stream_id: string;
+}
+
+/** What confirm() makes of a page of rows and their ack records (judgeRows). */
+export interface Judgement {
+  /** Rows every destination acked. */
+  confirmed: string[];
+  /** Deliveries acked but not yet confirmed. */
+  acked: { changeId: string; region: string; ack?: string }[];
+  /** Rows without the origin's own ack. */
+  ownAck: string[];
+  /** Rows a destination has no delivery of. */
+  missing: Set<string>;
+  /** Per destination, its long-unconfirmed deliveries. */
+  suspects: Map<string, SentEntry[]>;
+}
+
+/** confirm()'s judgement of each row by its ack record (`acks`, one reply per row; a failed read: not judged). */
+export function judgeRows(rows: readonly UnconfirmedRow[], acks: readonly [Error | null, unknown][], destinations: readonly string[], region: string): Judgement {
+  const j: Judgement = { confirmed: [], acked: [], ownAck: [], missing: new Set(), suspects: new Map() };
+  rows.forEach((r, i) => {
+    const [err, record] = acks[i] ?? [new Error('missing reply')];
+    if (err) return;
+    const ackOf = new Map(Object.entries((record ?? {}) as Record<string, string>));
+    const have = new Set(ackOf.keys());
+    if (!have.has(region)) j.ownAck.push(r.change_id);
+    let done = true;
+    for (const dest of destinations) {
+      const dl = r.deliveries[dest];
+      if (dl?.confirmed) continue;
+      if (have.has(dest)) {
+        j.acked.push({ changeId: r.change_id, region: dest, ack: ackOf.get(dest) });
+        continue;
+      }
+      done = false;
+      if (!dl) j.missing.add(r.change_id);
+      else if (dl.stale) {
+        const list = j.suspects.get(dest);
+        if (list) list.push({ change_id: r.change_id, stream_id: dl.sid });
+        else j.suspects.set(dest, [{ change_id: r.change_id, stream_id: dl.sid }]);
+      }
+    }
+    if (done) j.confirmed.push(r.change_id);
+  });
+  return j;
+}
