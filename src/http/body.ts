@@ -1,5 +1,4 @@
 import { isUtf8 } from 'node:buffer';
-import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { parse as parseContentType } from 'content-type';
 import express, { type Request, type RequestHandler } from 'express';
 import { receivingOutsideAdmission } from './admission';
@@ -84,37 +83,9 @@ export function jsonBody(): RequestHandler {
   };
 }
 
-/**
- * A body as sent, decompressed as its Content-Encoding says, as the body parser does for the operations that take
- * one (gzip, deflate, br; README: a compressed body is taken). null for another coding, or a body that does not
- * decompress, or not within the limit (a small body may inflate to a large one).
- */
-function decompressed(encoding: string | undefined, body: Buffer): Buffer | null {
-  if (body.length === 0) return body;
-  const opts = { maxOutputLength: BODY_LIMIT_BYTES };
-  try {
-    switch ((encoding ?? 'identity').toLowerCase()) {
-      case 'identity':
-        return body;
-      case 'gzip':
-        return gunzipSync(body, opts);
-      case 'deflate':
-        return inflateSync(body, opts);
-      case 'br':
-        return brotliDecompressSync(body, opts);
-      default:
-        return null;
-    }
-  } catch {
-    return null;
-  }
-}
-
 /** What a body sent to an operation that takes none may be: nothing, or JSON with nothing in it (`{}`, `null`). */
-function emptyJson(encoding: string | undefined, chunks: readonly Buffer[]): boolean {
-  const body = decompressed(encoding, Buffer.concat(chunks));
-  if (body === null) return false;
-  const text = body.toString('utf8').trim();
+function emptyJson(body: unknown): boolean {
+  const text = Buffer.isBuffer(body) ? body.toString('utf8').trim() : '';
   if (text === '') return true;
   try {
     const value: unknown = JSON.parse(text);
@@ -128,32 +99,27 @@ function emptyJson(encoding: string | undefined, chunks: readonly Buffer[]): boo
  * For a write that takes no body: its handler runs once the request has arrived whole. Node hands a request
  * over as soon as its headers are parsed, so a DELETE sent with a body (a malformed chunk, say) committed,
  * and then Node answered the broken body with a bare 400: the client was told no, and the write was made. A
- * body sent anyway may be empty, `{}` or `null` (clients that send one with every POST); anything else is a
- * 400 and the write is not made: a client that sent fields (`{"revoke_old":false}`) or broken JSON to a key
- * rotation meant something this operation does not do. A request whose connection fails before it is whole
- * goes no further (there is no one left to answer).
+ * body sent anyway is read by the body parser, as the operations that take one read theirs (decompressed,
+ * within BODY_LIMIT_BYTES, an unknown Content-Encoding or a connection that fails before the body is whole
+ * refused), and may be empty, `{}` or `null` (clients that send one with every POST); anything else is a 400
+ * and the write is not made: a client that sent fields (`{"revoke_old":false}`) or broken JSON to a key
+ * rotation meant something this operation does not do.
  */
 export function noBody(): RequestHandler {
-  // Like a body parser, without the admission slot when the body trickles in (receivingOutsideAdmission).
-  return receivingOutsideAdmission((req, _res, next) => {
-    // A body that arrived whole with the headers is still read: complete says it arrived, not that it was looked at.
-    if (req.readableEnded || !hasBody(req)) return next();
-    let bytes = 0;
-    const chunks: Buffer[] = [];
-    const done = (err?: unknown) => {
-      req.off('data', onData).off('end', onEnd).off('close', onClose);
-      if (err !== null) next(err);
-    };
-    const onData = (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes > BODY_LIMIT_BYTES) {
-        req.pause();
+  // Like jsonBody, without the admission slot when the body trickles in (receivingOutsideAdmission).
+  const receive = receivingOutsideAdmission(express.raw({ type: () => true, limit: BODY_LIMIT_BYTES }));
+  return (req, res, next) => {
+    if (!hasBody(req)) return next();
+    receive(req, res, (err?: unknown) => {
+      if ((err as { type?: unknown } | undefined)?.type === 'entity.too.large') {
         // A 400, as a body over the limit is for the operations that take one (and as the OpenAPI lists).
-        done(badRequest(`This operation takes no request body, and this one is over ${BODY_LIMIT_BYTES / 1024} KiB.`));
-      } else chunks.push(chunk);
-    };
-    const onEnd = () => done(emptyJson(req.headers['content-encoding'], chunks) ? undefined : badRequest(`This operation takes no request body; send none (or {}), not ${bytes} bytes of something else.`));
-    const onClose = () => done(req.complete ? undefined : null);
-    req.on('data', onData).once('end', onEnd).once('close', onClose);
-  });
+        return next(badRequest(`This operation takes no request body, and this one is over ${BODY_LIMIT_BYTES / 1024} KiB.`));
+      }
+      if (err) return next(err);
+      const body: unknown = req.body;
+      req.body = undefined;
+      if (emptyJson(body)) return next();
+      next(badRequest(`This operation takes no request body; send none (or {}), not ${Buffer.isBuffer(body) ? body.length : 0} bytes of something else.`));
+    });
+  };
 }
