@@ -47,11 +47,9 @@ const refusal = (where: string) =>
 
 /** A path named as validation messages name it (email_claims.0), cut at 120 characters: 32 levels say nothing more. */
 function shownPath(path: readonly (string | number)[]): string {
-  const named = bodyPath(path);
-  if (named.length <= 120) return named;
-  // Cut between characters: a cut inside a surrogate pair put an unpaired surrogate in the message that refuses one.
-  const cut = named.slice(0, /[\ud800-\udbff]/.test(named.charAt(119)) ? 119 : 120);
-  return `${cut}…`;
+  // Cut by code points, as shownText cuts: a cut inside a surrogate pair put an unpaired surrogate in the message that refuses one.
+  const chars = [...bodyPath(path)];
+  return chars.length > 120 ? `${chars.slice(0, 120).join('')}…` : chars.join('');
 }
 
 /** The refusal of what unstorableField found in the request body. */

@@ -82,8 +82,8 @@ describe('text Postgres cannot store is refused at the edge with a 400', () => {
   });
 
   test('a long field path is cut between characters: the refusal of text that cannot be stored is itself storable', async () => {
-    // 3 + 2n UTF-16 units: a cut at 120 falls inside a pair.
-    const name = `a${'\u{1F600}'.repeat(70)}`;
+    // Longer than the 120 characters shown, and cut at 120 UTF-16 units it would fall inside a pair.
+    const name = `a${'\u{1F600}'.repeat(130)}`;
     const before = await credentials();
     const res = await create(idp.url('okta.xml'), { [name]: 'x\u0000' });
     expectSlashIdError(res, 400, /^The field \["a(\u{1F600})+… of the request body contains text that cannot be stored/u);
