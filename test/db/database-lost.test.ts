@@ -71,6 +71,17 @@ async function endWhenWaiting(table: string, count: number, idleToo = false): Pr
   );
 }
 
+/** A 408 whose message says the write may have been kept, with the change to follow (X-Change-Id): its id. */
+function followUp408(res: { status: number; body: any; headers: Headers }, message: RegExp): string | null {
+  const changeId = res.headers.get('x-change-id');
+  expect({ status: res.status, changeId, message: res.body?.errors?.[0]?.message }).toEqual({
+    status: 408,
+    changeId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    message: expect.stringMatching(message),
+  });
+  return changeId;
+}
+
 async function credential(org: { id: string; api_key: string }, label: string): Promise<string> {
   const created = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('lost.xml'), label }, headers: slashidHeaders(org) });
   expect(created.status).toBe(201);
@@ -277,13 +288,8 @@ describe('a write whose COMMIT went out as its connection was lost (a proxy cuts
     const cut = cutter.arm(label, 1500);
     const res = await call(region.url, 'PATCH', `${PATH}/${id}`, { body: { label }, headers: slashidHeaders(org) });
     await cut;
-    const changeId = res.headers.get('x-change-id');
     // As a commit past its bound: 408, its change to follow (a 503 says "nothing was done" by contract).
-    expect({ status: res.status, changeId, message: res.body?.errors?.[0]?.message }).toEqual({
-      status: 408,
-      changeId: expect.stringMatching(/^[0-9a-f-]{36}$/),
-      message: expect.stringMatching(/was not confirmed: the connection to the database was lost as it committed.*may have been kept\. Follow its change \(X-Change-Id\)/),
-    });
+    const changeId = followUp408(res, /was not confirmed: the connection to the database was lost as it committed.*may have been kept\. Follow its change \(X-Change-Id\)/);
     // It was kept; once the database answers, the change says so and the resource shows it.
     expect(await eventually(async () => (await call(region.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body?.result?.label === label)).toBe(true);
     const change = await call(region.url, 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders });
@@ -304,12 +310,7 @@ describe('a write whose COMMIT went out as its connection was lost (a proxy cuts
       const cut = cutter.arm(label, 4000, true);
       const res = await call(bounded.url, 'PATCH', `${PATH}/${id}`, { body: { label }, headers: slashidHeaders(org) });
       await cut;
-      const changeId = res.headers.get('x-change-id');
-      expect({ status: res.status, changeId, message: res.body?.errors?.[0]?.message }).toEqual({
-        status: 408,
-        changeId: expect.stringMatching(/^[0-9a-f-]{36}$/),
-        message: expect.stringMatching(/was not confirmed within the 2 s a write transaction may run .*may have been kept\. Follow its change \(X-Change-Id\)/),
-      });
+      const changeId = followUp408(res, /was not confirmed within the 2 s a write transaction may run .*may have been kept\. Follow its change \(X-Change-Id\)/);
       // It was kept: once the database answers, the resource shows it, and the change named is the one in the outbox.
       expect(await eventually(async () => (await call(bounded.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body?.result?.label === label)).toBe(true);
       expect(await outboxed(label)).toBe(1);
