@@ -6,9 +6,10 @@
  * the operator port answering bare status lines, sending 100 Continue for anything and hanging on CONNECT).
  */
 import crypto from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RequestHandler } from 'express';
+import { formatBytes } from '../format-bytes';
 import { AppError } from './errors';
 
 /** How long a client has to send a request's headers, and the whole request (a 408 after). */
@@ -42,7 +43,8 @@ const CLIENT_ERRORS: Record<number, string> = {
   400: 'The request is not valid HTTP/1.1 (its request line, a header value or its body framing); nothing was done.',
   408: 'The request did not arrive whole in time; nothing was done.',
   413: 'The request is too large; nothing was done.',
-  431: 'The request line and headers are too large (a long URL counts with them; together at most 16 KiB); nothing was done.',
+  // Node's limit, which --max-http-header-size (in NODE_OPTIONS too) changes.
+  431: `The request line and headers are too large (a long URL counts with them; together at most ${formatBytes(maxHeaderSize)}); nothing was done.`,
 };
 
 /**

@@ -4,6 +4,7 @@
  * network condition was hit.
  */
 import http from 'node:http';
+import { formatBytes } from '../format-bytes';
 import { excerpt, MetadataError } from './errors';
 
 /** One budget for the whole fetch: DNS, every redirect hop and the body. */
@@ -58,12 +59,6 @@ export class Deadline {
   clear(): void {
     clearTimeout(this.timer);
   }
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
-  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
-  return `${n} bytes`;
 }
 
 function errorCodes(err: unknown): string[] {

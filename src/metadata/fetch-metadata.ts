@@ -17,7 +17,8 @@ import { isIP, type LookupFunction } from 'node:net';
 import { Agent, request } from 'undici';
 import { blockedReason, isAllowListed } from './address-policy';
 import { excerpt, MetadataError } from './errors';
-import { Deadline, describeFailure, formatBytes } from './fetch-errors';
+import { formatBytes } from '../format-bytes';
+import { Deadline, describeFailure } from './fetch-errors';
 
 export interface FetchOptions {
   /** "host:port" entries from config `metadataAllowedHosts` */
