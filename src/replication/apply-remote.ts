@@ -11,7 +11,7 @@ import type { Unfit } from './event-fit';
 import type { Parsed } from './inbox-events';
 import type { OriginAcks } from './origin-acks';
 import { MAX_FAILURES, type FailureLog } from './parked';
-import type { AckOutcome } from './tracker';
+import type { AckOutcome } from './ack-records';
 
 export interface RemoteApplyDeps {
   log: Logger;

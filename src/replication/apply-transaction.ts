@@ -10,7 +10,7 @@ import { owedAckStatement } from './parked';
 import { inPipeline } from './pg-tx';
 import { creatingOps, type RowStore } from './row-store';
 import type { ChangeEvent } from './tables';
-import type { AckOutcome } from './tracker';
+import type { AckOutcome } from './ack-records';
 
 /** A parked change's retry found its parked row gone (see Applier.apply). */
 export class NoLongerParked extends Error {}

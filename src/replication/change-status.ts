@@ -5,7 +5,8 @@
  */
 import type { Db } from '../db/client';
 import type { RedisLinks } from './links';
-import { acksOf, ORG_FIELD, PARKED_PREFIX, parseAck, type AckWinner, type Tracker } from './tracker';
+import type { Tracker } from './tracker';
+import { acksOf, ORG_FIELD, PARKED_PREFIX, parseAck, type AckWinner } from './ack-records';
 
 export interface ChangeStatus {
   change_id: string;

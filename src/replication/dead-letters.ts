@@ -10,7 +10,8 @@ import { claimedOrigin, namedChange } from './inbox-events';
 import type { RedisLinks } from './links';
 import type { Membership } from './membership';
 import { DEAD_LETTER_MAX_LENGTH, type StreamEntry } from './stream';
-import { recordParked, type Tracker } from './tracker';
+import type { Tracker } from './tracker';
+import { recordParked } from './ack-records';
 
 /** An entry refused for its signature, as /admin/replication shows it. */
 export interface RefusedEntry {

@@ -11,7 +11,8 @@ import type { RedisLinks } from './links';
 import type { Membership } from './membership';
 import { ackPaid, owedAcks } from './parked';
 import type { ChangeEvent } from './tables';
-import { recordAcks, recordUnparked, type AckOutcome, type Tracker } from './tracker';
+import type { Tracker } from './tracker';
+import { recordAcks, recordUnparked, type AckOutcome } from './ack-records';
 
 /** How often the acks of retried parked changes that did not reach their origin are sent again (unsentAcks). */
 const RESEND_ACKS_MS = 2000;

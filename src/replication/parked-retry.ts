@@ -13,7 +13,7 @@ import type { Parsed } from './inbox-events';
 import type { OriginAcks } from './origin-acks';
 import type { FailureLog, ParkReason } from './parked';
 import type { RowStore } from './row-store';
-import type { AckOutcome } from './tracker';
+import type { AckOutcome } from './ack-records';
 
 /**
  * Changes parked because their origin's clock was ahead (clock-skew) are tried again this often: once the

@@ -10,7 +10,7 @@
 import type { Db, SqlReader } from '../db/client';
 import type { Statement } from './row-store';
 import type { ChangeEvent } from './tables';
-import type { AckOutcome } from './tracker';
+import type { AckOutcome } from './ack-records';
 
 /** Why an event is parked (the admin answers' `reason`; schema.ts builds its schema from this list). */
 export const PARK_REASONS = ['apply-failed', 'unknown-table', 'clock-skew', 'schema-ahead'] as const;

@@ -13,7 +13,8 @@ import { markJoining, type Membership } from './membership';
 import { eachRegion, type RedisLinks } from './links';
 import type { InboxTrims } from './relay-trim';
 import { compareStreamIds, streamBounds, streamHolds, type StreamBounds } from './stream';
-import { parseAck, type Tracker } from './tracker';
+import type { Tracker } from './tracker';
+import { parseAck } from './ack-records';
 import type { SignedEvent } from './event-auth';
 import { judgeRows, type SentEntry, type UnconfirmedRow } from './relay-judge';
 

@@ -4,7 +4,7 @@
  * outbox rows finds them through an index, not a sequential scan.
  */
 import { createRedis, replicationKeys } from '../../src/redis';
-import { ACK_TTL_SECONDS } from '../../src/replication/tracker';
+import { ACK_TTL_SECONDS } from '../../src/replication/ack-records';
 import { REDIS_URL } from '../support/env';
 import { createOrg, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';

@@ -4,7 +4,7 @@
  * kept as parked when its tracker record is gone (the Redis lost it, or it expired).
  */
 import { changeStatus, type ChangeStatusDeps } from '../../src/replication/change-status';
-import { PARKED_PREFIX } from '../../src/replication/tracker';
+import { PARKED_PREFIX } from '../../src/replication/ack-records';
 
 const ID = '01a2a000-0000-7000-8000-0000000000c5';
 const AT = '2026-01-01T00:00:00.000Z';

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { parseAck, recordAcks, Tracker, type WaitResult } from '../../src/replication/tracker';
+import { Tracker, type WaitResult } from '../../src/replication/tracker';
+import { parseAck, recordAcks } from '../../src/replication/ack-records';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('tracker')}:`;
