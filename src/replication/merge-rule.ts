@@ -58,7 +58,7 @@ export function compareStates(a: MergeState, b: MergeState): number {
 export function stateOf(c: Pick<RowChange, 'version' | 'row'>): MergeState {
   return {
     // Events from a region that predates creation stamps carry none: they rank as rows created before
-    // stamps existed, like the rows the migration stamped '' (see the migration and the README).
+    // stamps existed, like the rows the migration stamped '' (see the migration and docs/replication.md).
     createdVersion: typeof c.row.created_version === 'string' ? c.row.created_version : '',
     deleted: c.row.deleted_at !== null && c.row.deleted_at !== undefined,
     version: c.version,

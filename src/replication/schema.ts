@@ -38,7 +38,10 @@ export const ChangeStatusSchema = Type.Object(
   strict,
 );
 
-/** Tombstone collection (README, "Tombstones"): null when the process runs no collector. */
+/**
+ * Tombstone collection (docs/replication.md, "Tombstones and their collection"): null when the process runs
+ * no collector.
+ */
 const TombstoneStatus = Type.Object(
   {
     enabled: Type.Boolean(),

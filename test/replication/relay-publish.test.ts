@@ -1,9 +1,10 @@
 /**
  * The origin's relay delivers the rows its fast path missed. While one destination is down, every row
  * waits for it and the unpublished backlog grows; a row that another, reachable destination lacks must
- * still reach it within a few cycles, wherever it lies in that backlog (README: one destination that is
- * down never holds back the others). A migrated database of the test's own, a Redis of the test's own for
- * the reachable destination b (stopped to make it blip), and nothing where destination c's Redis should be.
+ * still reach it within a few cycles, wherever it lies in that backlog (docs/replication.md: one destination
+ * that is down never holds back the others). A migrated database of the test's own, a Redis of the test's
+ * own for the reachable destination b (stopped to make it blip), and nothing where destination c's Redis
+ * should be.
  */
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
