@@ -16,6 +16,7 @@ const UNIT = [
   'test/replication/deadlines.test.ts',
   'test/tables.test.ts',
   'test/bench/options.test.ts',
+  'test/readme/doc-links.test.ts',
 ];
 
 const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';

@@ -114,7 +114,7 @@ async function main(): Promise<void> {
         }
       }
       // The regions removed for good, and the Redis that hold the record (the regions' processes copy it into
-      // the others: their credentials are adopted once every member knows, README "Removing a region").
+      // the others: their credentials are adopted once every member knows, docs/operations.md, "Removing a region").
       const departed = new Map<string, { region: string; removed_at: string; known_in: string[] }>();
       for (const [url, r] of res) {
         if (!r.ok) continue;

@@ -93,8 +93,8 @@ export const ConfigFileSchema = Type.Object(
     /**
      * Whether an origin may deliver several events in one inbox entry (a pack; default true). An applier of a
      * version whose config has no such key dead-letters a pack (and its region then needs a re-seed): set
-     * false while such a version still runs anywhere, true once every region runs this one (README,
-     * Upgrading to packs).
+     * false while such a version still runs anywhere, true once every region runs this one (docs/operations.md,
+     * "Upgrading to packs").
      */
     replicationPacks: Type.Optional(Type.Boolean()),
     /**

@@ -9,7 +9,7 @@
  *   again on the same data dir: with a Redis per region, one region's Redis; else the shared one.
  * - once, restart one region's Postgres (SIGINT: a fast shutdown, which ends every session; SIGQUIT: an
  *   immediate one, as a crash, recovered from the WAL at start) and start it again after a second: the
- *   region's pooled connections all die under it (see the README's "Database restarts").
+ *   region's pooled connections all die under it (see docs/operations.md, "Database restarts").
  * - at each of `stallAtMs`, stall one region's database (its credential tables locked EXCLUSIVE by the
  *   harness: every write there, local or applied, waits) for `stallMs`, kill -9 the region and end its
  *   database sessions while it is stalled, end the lock and start the region again: whatever the region had answered, acked or XACKed

@@ -116,7 +116,7 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
   const last = c?.last;
   return {
     regions,
-    // The deployment's members (README, "Adding a region"): joining until re-seeded, then active.
+    // The deployment's members (docs/operations.md, "Adding a region"): joining until re-seeded, then active.
     members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active' as const, joinedAt: null, registered: false })))
       .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered })),
     /** Each member's Redis as this process reaches it (not answered: it may carry credentials). */
@@ -192,10 +192,10 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     })),
     pending: stream.groups,
     stream: { connected: stream.connected, length: stream.length, first_id: stream.firstId, dead_letters: stream.deadLetters, error: stream.error },
-    // Regions to re-seed from a peer (README, Operations): their group fell behind the stream cap, or they are
-    // members still `joining` (added and not re-seeded yet, or marked so by an origin that found changes
-    // gone from their inbox unacked; a re-seed under way marks its target joining too, and one that stopped
-    // half-way leaves it so).
+    // Regions to re-seed from a peer (docs/operations.md, "Re-seeding a region"): their group fell behind the
+    // stream cap, or they are members still `joining` (added and not re-seeded yet, or marked so by an origin
+    // that found changes gone from their inbox unacked; a re-seed under way marks its target joining too, and
+    // one that stopped half-way leaves it so).
     replication_keys: figures.replication_keys,
     needs_reseed: [...new Set([
       ...stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),

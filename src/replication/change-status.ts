@@ -18,7 +18,7 @@ export interface ChangeStatus {
   pending_regions: string[];
   /**
    * Of the pending regions, those that parked the change (they could not apply it): it waits there for an
-   * upgrade or an operator (README, Parked events), not for delivery.
+   * upgrade or an operator (docs/operations.md, "Parked events"), not for delivery.
    */
   parked_regions: string[];
   superseded: { region: string; at: string; winner: AckWinner }[];

@@ -1,6 +1,6 @@
 /**
  * Regions that left the deployment (removed for good by `npm run members -- remove`, which records them in
- * keys.departed; the regions' processes copy that record into every member's Redis: README, Operations,
+ * keys.departed; the regions' processes copy that record into every member's Redis: docs/operations.md,
  * "Removing a region"), as this region sees them: whether it may take over their background work now. Only
  * a recorded removal counts: a home region this process does not know (one added at runtime whose entry
  * has not reached this Redis yet) is not taken for gone. The provider-credentials feature uses it to adopt

@@ -105,7 +105,7 @@ export class InboxReads {
   /** Pending entries trimmed from the stream before this region applied them: nothing left to apply. */
   private async lost(ids: string[], ack: boolean): Promise<void> {
     this.lostEntries += ids.length;
-    this.d.log.error({ count: ids.length, first: ids[0] }, 'pending change events were trimmed from the stream before this region applied them; re-seed this region (see README, Operations)');
+    this.d.log.error({ count: ids.length, first: ids[0] }, 'pending change events were trimmed from the stream before this region applied them; re-seed this region (see docs/operations.md, "Re-seeding a region")');
     if (ack) await this.xack(ids);
   }
 }

@@ -429,7 +429,7 @@ export class Membership {
         await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true);
       }
     }
-    if (joining) log.warn('joined a running deployment: re-seed this region from a peer (npm run reseed), see README "Adding a region"');
+    if (joining) log.warn('joined a running deployment: re-seed this region from a peer (npm run reseed), see docs/operations.md, "Adding a region"');
     this.joined = true;
     for (const [r, m] of seen) links.learn(r, m.redisUrl);
     await this.refresh();

@@ -1,7 +1,7 @@
 /**
  * /readyz while a region drains after SIGTERM: its port takes no new connections, so no probe may read it as
  * ready. The operator port still answers then (until the drain ends), and a Kubernetes readiness probe or a load
- * balancer's health check pointed at it (as README, Operations, advises) kept reading `ready: true`.
+ * balancer's health check pointed at it (as docs/operations.md, "Operator port", advises) kept reading `ready: true`.
  */
 import { adminHeaders, call, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';

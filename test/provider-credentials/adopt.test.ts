@@ -1,10 +1,10 @@
 /**
- * A removed region's credentials are adopted (README, Operations, "Removing a region"): only a credential's
+ * A removed region's credentials are adopted (docs/operations.md, "Removing a region"): only a credential's
  * home region refreshes its IdP metadata, so a region removed for good would leave its credentials without
  * refresh. Once the members have been unchanged for `adoptAfterSeconds` and a remaining region has applied
  * what the removed one sent it, that region refreshes the removed region's credentials that rendezvous
  * hashing gives it (each credential exactly one adopter), without writing the credential rows users PATCH.
- * Three region processes; asia-japan is removed as the README says (stopped, a config without it rolled
+ * Three region processes; asia-japan is removed as docs/operations.md says (stopped, a config without it rolled
  * onto the others, `npm run members -- remove`).
  */
 import { createHash } from 'node:crypto';
@@ -51,7 +51,7 @@ const refreshedSince = async (region: string, id: string, since: number) => {
 };
 /** The ids a region refreshes (listed with a successful fetch made there). */
 const refreshedBy = async (region: string) => new Set((await status(region)).credentials.filter((c) => c.last_success_at).map((c) => c.credential_id));
-/** The adopter rendezvous hashing picks (README): the highest md5 of `<region>/<credential id>`. */
+/** The adopter rendezvous hashing picks (docs/operations.md, "Removing a region"): the highest md5 of `<region>/<credential id>`. */
 const pick = (id: string) => [...STAYING].sort((a, b) => (createHash('md5').update(`${b}/${id}`).digest('hex') > createHash('md5').update(`${a}/${id}`).digest('hex') ? 1 : -1))[0];
 
 async function sql<T = unknown>(region: string, text: string, values: unknown[] = []): Promise<T[]> {
@@ -95,7 +95,7 @@ test("a removed region's live credentials are refreshed by one remaining region 
   await sql('europe-belgium', `INSERT INTO replication_failures (change_id, origin_region, event, failures, reason, last_error, parked_at)
                                VALUES ('01a2a000-0000-7000-8000-0000000000aa', $1, '{}'::jsonb, 1, 'unknown-table', 'test', now())`, [GONE]);
 
-  // Removed as the README says.
+  // Removed as docs/operations.md says.
   await cluster.proc(GONE).stop(10_000);
   const file = cluster.deployment.file;
   fs.writeFileSync(cluster.deployment.configPath, JSON.stringify({ ...file, regions: file.regions.filter((r) => r.id !== GONE) }, null, 2));

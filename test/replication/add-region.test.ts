@@ -1,5 +1,5 @@
 /**
- * Adding a region to a running deployment (issue G, item 8; README, Operations, "Adding a region"):
+ * Adding a region to a running deployment (issue G, item 8; docs/operations.md, "Adding a region"):
  * three regions under continuous writes keep their 3-region config; a 4th starts with a config naming four,
  * joins the membership record, is re-seeded from a peer with `npm run reseed`, and becomes active. The old
  * regions count it from the moment it joined: an all_regions write waits for it (408 while it is paused,

@@ -70,7 +70,7 @@ test('remove of a name no Redis knows (a misspelt id) fails and records nothing;
   expect(typo.stderr).toMatch(/europe-belgum is not a member, .*\(members: europe-belgium, us-iowa\)\. Nothing was done/);
   expect(await redis.hget(keys.departed, 'europe-belgum')).toBeNull();
   expect([...(await readMembers(redis, keys)).members.keys()].sort()).toEqual(['europe-belgium', 'us-iowa']);
-  // Removed, then removed again (the README's "run the command again"): the second run is not refused.
+  // Removed, then removed again (docs/operations.md's "run the command again"): the second run is not refused.
   expect((await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium'])).status).toBe(0);
   const again = await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium']);
   expect(again.status).toBe(0);

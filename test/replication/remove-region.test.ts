@@ -1,5 +1,5 @@
 /**
- * Removing a region for good (README, Operations, "Removing a region"): stop it, roll a config without it
+ * Removing a region for good (docs/operations.md, "Removing a region"): stop it, roll a config without it
  * onto the others, then `npm run members -- remove <region>`. Afterwards no region waits for it or delivers
  * to it: a change it never acked completes, the origin's outbox confirms what was held for it, an
  * all_regions write no longer names it, and nothing of it is left in Redis (its inbox, and the records of

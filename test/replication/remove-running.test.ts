@@ -2,7 +2,7 @@
  * `npm run members -- remove <region>` refuses a region that still runs (its applier read its inbox during
  * the check): a running region registers itself again seconds later, so the removal did not hold, though it
  * answered "removed": true. `--force` removes it all the same; a region stopped just before is removed
- * at once (README, Operations, "Removing a region").
+ * at once (docs/operations.md, "Removing a region").
  */
 import { createRedis, replicationKeys } from '../../src/redis';
 import { readMembers } from '../../src/replication/membership';

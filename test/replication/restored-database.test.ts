@@ -2,7 +2,7 @@
  * A region whose database is restored from a backup lacks every change it applied since the backup: its
  * inbox entries were acked and their origins confirmed them, so nothing delivers them again. At start it
  * finds its database's applied counts below the mark its Redis holds, and marks itself as needing a re-seed
- * (README, Operations: "Restoring a region's database from a backup"). A plain restart marks nothing.
+ * (docs/operations.md, "Restoring a region's database from a backup"). A plain restart marks nothing.
  */
 import { Client } from 'pg';
 import { createRedis, replicationKeys } from '../../src/redis';

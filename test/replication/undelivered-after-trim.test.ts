@@ -45,7 +45,7 @@ test('a region re-seeded after the cap trimmed its unread entries shows nothing 
   expect(await eventually(async () => (await undeliveredTo('us-iowa', 'asia-japan')) === 0, 10_000, 200)).toBe(true);
   // Delivered is not yet acked: the rows came with the re-seed (the digests agree at once), so the applier's
   // batch of the inbox's entries may still be on its way when the group has read them all, and the origin
-  // still delivers the changes it has not confirmed to the re-seeded region (README, re-seed), which arrive
+  // still delivers the changes it has not confirmed to the re-seeded region (docs/operations.md, re-seed), which arrive
   // after (CI runs under load read 101, and 74 after a first 0). They are finite: all acked within the bound,
   // or the region is stuck and this fails.
   const own = async () => (await status('asia-japan')).pending.find((p: { region: string }) => p.region === 'asia-japan');

@@ -82,8 +82,9 @@ function parse(body: string): { ok: true; value: unknown } | { ok: false } {
 export function checkAgainstDocument(r: Observed): string | null {
   const c = load();
   const where = `${r.method} ${r.path} → ${r.status}`;
-  // The operator port serves three routes and answers 404 for every other path, documented ones included (README,
-  // Operations): its 404 is checked as an unknown path's, whatever the main port would answer there.
+  // The operator port serves three routes and answers 404 for every other path, documented ones included
+  // (docs/operations.md, "Operator port"): its 404 is checked as an unknown path's, whatever the main port
+  // would answer there.
   const operatorRefusal = r.status === 404 && /operator port serves GET/.test(r.body);
   const route = operatorRefusal ? undefined : c.routes.find((x) => x.method === r.method && x.regex.test(r.path));
   if (!route) {
