@@ -7,8 +7,7 @@
  * - an all_regions create that lost answered 409 (naming the winner), never 2xx;
  * - a create that answered 408 across the partition and lost answers 409 when replayed with its
  *   Idempotency-Key, and its change reads "superseded" on the org-scoped status route.
- * CONFLICT_ROUNDS (default 20) sets the number of rounds; the 200-round figures come from
- * `CONFLICT_ROUNDS=200 npx jest test/replication/conflicts.test.ts`.
+ * CONFLICT_ROUNDS (default 20) sets the number of rounds (`CONFLICT_ROUNDS=200 npx jest test/replication/conflicts.test.ts`).
  */
 import { Client } from 'pg';
 import { DelayProxy, type DelayTable } from '../../scripts/harness/delay-proxy';
@@ -53,7 +52,7 @@ afterAll(async () => {
   link.cut = [];
   await cluster?.stop();
   await proxy?.close();
-  // The figures of this run, for the record (the 200-round run's are quoted in the README).
+  // The figures of this run, for the record.
   process.stdout.write(`conflict figures: ${JSON.stringify(figures)}\n`);
 });
 
