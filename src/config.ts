@@ -196,6 +196,17 @@ export const MIN_SIGNING_SECRET_BYTES = 32;
 
 const validateFile = compile(ConfigFileSchema);
 
+/** A publicUrl as the place it names: scheme and host in any case, a trailing slash or not. */
+function samePlace(url: string): string {
+  let href = url;
+  try {
+    href = new URL(url).href;
+  } catch {
+    // The schema checked the scheme only; an unparsable URL is compared as written.
+  }
+  return href.replace(/\/+$/, '');
+}
+
 export function readConfigFile(configPath: string): ConfigFile {
   let raw: unknown;
   try {
@@ -212,10 +223,23 @@ export function readConfigFile(configPath: string): ConfigFile {
     throw new ConfigError(`invalid config file ${configPath}: ${problems.join('; ')}`);
   }
   const ids = new Set<string>();
+  // A URL shared by two regions (one name behind a global load balancer, say) would make their ACS URLs one:
+  // a sign-in started in one region and posted to the other is refused, and the console reaches one of them twice.
+  const publicUrls = new Map<string, string>();
   for (const [i, r] of raw.regions.entries()) {
     if (ids.has(r.id)) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.id: duplicate region id '${r.id}'`);
     ids.add(r.id);
     if (r.operatorPort === r.port) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.operatorPort: it must differ from port (${r.port})`);
+    if (r.publicUrl === undefined) continue;
+    const key = samePlace(r.publicUrl);
+    const other = publicUrls.get(key);
+    if (other !== undefined) {
+      throw new ConfigError(
+        `invalid config file ${configPath}: regions.${i}.publicUrl: '${r.publicUrl}' is also the publicUrl of region '${other}'; ` +
+          `each region needs its own (a SAML sign-in is answered only by the region that started it, at that region's ACS URL)`,
+      );
+    }
+    publicUrls.set(key, r.id);
   }
   const slots = raw.admission?.databaseSlots ?? DEFAULT_ADMISSION.databaseSlots;
   if (slots > DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS) {

@@ -131,6 +131,12 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],
   ['an operator port equal to the port', { ...good, regions: [{ ...good.regions[0], operatorPort: 8081 }] }, {}, /regions\.0\.operatorPort: it must differ from port/],
+  [
+    'two regions with one publicUrl (a sign-in is answered only by the region that started it)',
+    { ...good, regions: [{ ...good.regions[0], publicUrl: 'https://sso.example.com' }, { ...good.regions[1], publicUrl: 'https://SSO.example.com/' }] },
+    {},
+    /regions\.1\.publicUrl: 'https:\/\/SSO\.example\.com\/' is also the publicUrl of region 'us-iowa'; each region needs its own/,
+  ],
   ['a bad OPERATOR_PORT', good, { OPERATOR_PORT: '70000' }, /OPERATOR_PORT must be 1\.\.65535/],
   ['OPERATOR_PORT equal to PORT', good, { OPERATOR_PORT: '8081' }, /operator port \(8081\) must differ/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
@@ -166,6 +172,19 @@ test('without REGIONS_CONFIG and with no ./regions.config.json, the error names 
   } finally {
     process.chdir(cwd);
   }
+});
+
+test('npm start refuses a file where two regions share a publicUrl, naming the field, and exits non-zero', () => {
+  const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+  // Nothing reachable behind it: a region that did start (no such check) would fail on its own, not hang or write.
+  const shared = {
+    ...good,
+    redisUrl: 'redis://127.0.0.1:1',
+    regions: good.regions.map((r) => ({ ...r, databaseUrl: 'postgresql://postgres@127.0.0.1:1/none', publicUrl: 'https://sso.example.com' })),
+  };
+  const res = spawnSync(process.execPath, [main], { env: { ...process.env, ...env(write(shared)) }, encoding: 'utf8', timeout: 20_000 });
+  expect(res.status).toBe(2);
+  expect(res.stderr).toMatch(/configuration error: .*regions\.1\.publicUrl: 'https:\/\/sso\.example\.com' is also the publicUrl of region 'us-iowa'/);
 });
 
 test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-zero', () => {

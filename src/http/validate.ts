@@ -82,8 +82,35 @@ export function firstProblems<T>(items: readonly T[]): { listed: T[]; more: numb
  * at most MAX_LISTED_PROBLEMS of them, then how many more there are.
  */
 export function describeErrors(errors: ErrorObject[] | null | undefined): string[] {
-  const { listed, more } = firstProblems(oneShapeProblemPerValue(errors ?? []));
+  const { listed, more } = firstProblems(oneShapeProblemPerValue(oneProblemPerAnyOf(errors ?? [])));
   return [...listed.map(describeError), ...(more ? [`and ${more} more problem${more === 1 ? '' : 's'}`] : [])];
+}
+
+/**
+ * A value that matches no branch of an anyOf (`parent_id`: a UUID or null) is one problem, said as what it may
+ * be: "must be a UUID or null", not each branch's complaint and then "must match a schema in anyOf". Only the
+ * branches' errors about the value itself are folded; one about a field inside it stays as it is.
+ */
+function oneProblemPerAnyOf(errors: readonly ErrorObject[]): ErrorObject[] {
+  const anyOfs = errors.filter((e) => e.keyword === 'anyOf');
+  if (anyOfs.length === 0) return [...errors];
+  const branches = new Map<ErrorObject, ErrorObject[]>(anyOfs.map((a) => [a, []]));
+  const owner = (e: ErrorObject) => anyOfs.find((a) => a !== e && a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`));
+  const kept = errors.filter((e) => {
+    const a = owner(e);
+    if (a === undefined) return true;
+    branches.get(a)?.push(e);
+    return false;
+  });
+  return kept.map((e) => {
+    const folded = branches.get(e);
+    if (folded === undefined || folded.length === 0) return e;
+    const meanings = folded.map((b) => (b.keyword === 'pattern' || b.keyword === 'format' ? shapeMeaning(b) : (b.message ?? 'is invalid')));
+    const said = meanings.every((m) => m.startsWith('must be '))
+      ? `must be ${meanings.map((m) => m.slice('must be '.length)).join(' or ')}`
+      : meanings.join(', or ');
+    return { ...e, keyword: 'anyOf_folded', message: said };
+  });
 }
 
 /** What a value failing both its pattern and its format must be, said once. */

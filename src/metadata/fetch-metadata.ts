@@ -18,6 +18,7 @@ import { Agent, request } from 'undici';
 import { blockedReason, isAllowListed } from './address-policy';
 import { excerpt, MetadataError } from './errors';
 import { formatBytes } from '../format-bytes';
+import { decodeContentEncoding } from './content-encoding';
 import { Deadline, describeFailure } from './fetch-errors';
 
 export interface FetchOptions {
@@ -398,7 +399,7 @@ async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, de
       discard(res.body);
       throw tooLarge(url, limits.maxBytes, declared);
     }
-    const bytes = await readLimited(res.body, url, limits.maxBytes);
+    const bytes = decodeContentEncoding(await readLimited(res.body, url, limits.maxBytes), header(res.headers, 'content-encoding'), url, limits.maxBytes);
     return { kind: 'body', body: decodeBody(bytes, url), contentType: header(res.headers, 'content-type') };
   } catch (err) {
     throw describeFailure(err, url, limits, deadline);

@@ -161,8 +161,13 @@ function selectIdp(root: Element): EntityInContext {
 
 // ---- SSO endpoints --------------------------------------------------------------------------
 
-/** An http(s) URL whose host is plain (hasPlainHost): a sign-on endpoint the service may send users to. */
+/**
+ * An http(s) URL whose host is plain (hasPlainHost): a sign-on endpoint the service may send users to. Not one
+ * with a control character: the URL parser drops a tab or line break (`https://idp.exa&#10;mple.com`), so the
+ * URL users were sent to was not the one stored and shown, nor the AuthnRequest's Destination.
+ */
 export function isHttpUrl(text: string): boolean {
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) return false;
   try {
     const url = new URL(text);
     return (url.protocol === 'https:' || url.protocol === 'http:') && hasPlainHost(url);

@@ -91,6 +91,15 @@ describe('organizations', () => {
     expect(await r.region.db.organization.count()).toBe(before);
   });
 
+  test.each([
+    ['not a UUID', 'nope', 'Invalid request body: parent_id: must be a UUID or null.'],
+    ['a number', 7, 'Invalid request body: parent_id: must be string or null.'],
+  ])('a parent_id that is %s is one problem, said as what it may be', async (_n, parentId, message) => {
+    const res = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'a', parent_id: parentId }, headers: adminHeaders });
+    expect(res.status).toBe(400);
+    expect(res.body.errors).toEqual([{ httpcode: 400, message }]);
+  });
+
   test('a parent_id in upper case names the same parent: the answer gives it in lower case, as every later read does', async () => {
     const parent = await createOrg(r.url, 'upper-case parent');
     const child = await createOrg(r.url, 'child of an upper-case id', { parent_id: parent.id.toUpperCase() });

@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -13,6 +14,8 @@ let r: InProcessRegion;
 let idp: IdpServer;
 let decoy: http.Server;
 let decoyPort: number;
+let packed: http.Server;
+let packedHost: string;
 let org: { id: string; api_key: string };
 
 beforeAll(async () => {
@@ -21,14 +24,35 @@ beforeAll(async () => {
   decoy = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/xml' }).end(fixture('okta.xml')));
   await new Promise<void>((resolve) => decoy.listen(0, '0.0.0.0', () => resolve()));
   decoyPort = (decoy.address() as AddressInfo).port;
-  r = await startInProcess('metadata', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 1 });
+  // Compresses whatever the fetch asks for (it asks for identity), as some servers and CDNs do.
+  packed = http.createServer((req, res) => {
+    const okta = Buffer.from(fixture('okta.xml'));
+    const [encoding, body] = PACKED[(req.url ?? '/').slice(1)] ?? ['gzip', zlib.gzipSync(okta)];
+    res.writeHead(200, { 'content-type': 'application/samlmetadata+xml', 'content-encoding': encoding }).end(body);
+  });
+  await new Promise<void>((resolve) => packed.listen(0, '127.0.0.1', () => resolve()));
+  packedHost = `127.0.0.1:${(packed.address() as AddressInfo).port}`;
+  r = await startInProcess('metadata', ['us-iowa'], { metadataAllowedHosts: [idp.hostPort, packedHost], metadataRefreshIntervalSeconds: 1 });
   org = await createOrg(r.url, 'md');
 });
 afterAll(async () => {
   await r.stop();
   await idp.close();
   await new Promise((res) => decoy.close(res));
+  await new Promise((res) => packed.close(res));
 });
+
+const OKTA = () => Buffer.from(fixture('okta.xml'));
+const PACKED: Record<string, [string, Buffer]> = {
+  'gzip.xml': ['gzip', zlib.gzipSync(OKTA())],
+  'deflate.xml': ['deflate', zlib.deflateSync(OKTA())],
+  'raw-deflate.xml': ['deflate', zlib.deflateRawSync(OKTA())],
+  'br.xml': ['br', zlib.brotliCompressSync(OKTA())],
+  'twice.xml': ['gzip, br', zlib.brotliCompressSync(zlib.gzipSync(OKTA()))],
+  'bomb.xml': ['gzip', zlib.gzipSync(Buffer.alloc(3 * 1024 * 1024, ' '))],
+  'zstd.xml': ['zstd', OKTA()],
+  'liar.xml': ['gzip', OKTA()],
+};
 
 const count = () => r.region.db.samlProviderCredential.count({ where: { deletedAt: null } });
 const create = (url: string) => call(r.url, 'POST', PATH, { body: { idp_metadata_url: url }, headers: slashidHeaders(org) });
@@ -119,6 +143,27 @@ test('PATCH of idp_metadata_url fetches the new document; a refused one changes 
   expect(bad.status).toBe(400);
   const after = await call(r.url, 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) });
   expect(after.body.result.idp_metadata_url).toBe(idp.url('auth0.xml'));
+});
+
+describe('an answer compressed though the fetch asked for identity', () => {
+  test.each(['gzip', 'deflate', 'raw-deflate', 'br', 'twice'])('%s is read as a browser reads it', async (name) => {
+    const res = await create(`http://${packedHost}/${name}.xml`);
+    expect(res.status).toBe(201);
+    const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+    expect(md.body.result.metadata.entity_id).toBe('http://www.okta.com/exk9u78i8aMSxvkV70h7');
+  });
+
+  test.each([
+    ['bomb', /decompresses \(Content-Encoding "gzip"\) to more than the 1 MiB allowed/],
+    ['zstd', /sent with Content-Encoding "zstd", which the fetch did not ask for and does not read/],
+    ['liar', /sent with Content-Encoding "gzip" but is not compressed that way/],
+  ])('%s is refused with a 400 that says why, and nothing is written', async (name, why) => {
+    const before = await count();
+    const res = await create(`http://${packedHost}/${name}.xml`);
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0].message).toMatch(why);
+    expect(await count()).toBe(before);
+  });
 });
 
 describe('refresh', () => {
@@ -319,6 +364,24 @@ test('an https sign-on endpoint listed after many plain http ones is the one kep
     { binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', location: https },
     { binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', location: https },
   ]);
+});
+
+test('a sign-on endpoint with a line break or tab (which the URL parser drops) is skipped, not stored as one URL and used as another', async () => {
+  const okta = 'https://dev-599847.oktapreview.com/app/expresssaml2dev599847_esaml2sp_1/exk9u78i8aMSxvkV70h7/sso/saml';
+  const broken = fixture('okta.xml').replace(`Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="${okta}"`, 'Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.exa&#10;mple.test/sso&#13;&#10;Set-Cookie: a=1"');
+  expect(broken).toContain('&#10;');
+  idp.set('line-break-sso.xml', broken);
+  const res = await create(idp.url('line-break-sso.xml'));
+  expect(res.status).toBe(201);
+  const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+  expect(md.body.result.metadata.sso_services).toEqual([{ binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST', location: okta }]);
+
+  idp.set('only-line-break-sso.xml', broken.replace(`Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${okta}"`, 'Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.example.test/s&#9;so"'));
+  const before = await count();
+  const refused = await create(idp.url('only-line-break-sso.xml'));
+  expect(refused.status).toBe(400);
+  expect(refused.body.errors[0].message).toMatch(/has no usable single sign-on endpoint/);
+  expect(await count()).toBe(before);
 });
 
 test('a relative or otherwise not absolute http(s) URL is one problem of idp_metadata_url, in create and patch', async () => {
