@@ -152,6 +152,7 @@ async function main(): Promise<void> {
   }
   let stopping = false;
   let ready = false;
+  let crashed = false;
   const procs = starting.map(
     (r) =>
       new RegionProcess({
@@ -170,11 +171,15 @@ async function main(): Promise<void> {
           const again = `${process.env.REGIONS_CONFIG ? `REGIONS_CONFIG='${process.env.REGIONS_CONFIG}' ` : ''}npm run cluster -- ${r.id}`;
           // Stopped as asked (a SIGTERM sent to the whole process group reaches the regions first, and then
           // stopping is set before this line could be written; or one region stopped on its own): not a crash.
-          if (code === 0 && signal === null) {
-            process.stdout.write(`[${r.id}] stopped; the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
-            return;
-          }
-          process.stdout.write(`[${r.id}] exited unexpectedly (code ${code}, signal ${signal}); the others keep running: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
+          const clean = code === 0 && signal === null;
+          crashed ||= !clean;
+          // The last one of this command: it ends, with 1 after a crash (it ended with 0, saying "the others
+          // keep running", when the one region it ran crashed: a supervisor or script read it as success).
+          const last = !procs.some((p) => p.running);
+          const rest = last ? `no region of this command runs any more, so it exits${crashed ? ' 1' : ''}` : 'the others keep running';
+          const what = clean ? 'stopped' : `exited unexpectedly (code ${code}, signal ${signal})`;
+          process.stdout.write(`[${r.id}] ${what}; ${rest}: start it again with \`${again}\`, with this cluster's secrets in its environment or its secrets file\n`);
+          if (last) process.exit(crashed ? 1 : 0);
         },
       }),
   );

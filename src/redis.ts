@@ -87,6 +87,12 @@ export function replicationKeys(prefix: string) {
      * backup (see replication/restore-check.ts).
      */
     appliedMark: (region: string) => `${prefix}{repl}:applied-mark:${region}`,
+    /**
+     * In a region's own Redis: the identity of the database the region last ran on (the id of its first
+     * migration's record): a region started on another one (its database dropped and created again) lacks
+     * every row (see replication/restore-check.ts).
+     */
+    databaseIdentity: (region: string) => `${prefix}{repl}:database-identity:${region}`,
     /** Each member's watermark for the tombstone horizon (see replication/horizon.ts). */
     watermarks: `${prefix}{repl}:watermarks`,
   };

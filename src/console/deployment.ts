@@ -82,6 +82,10 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   const up = health.ok && health.body.region === r.id;
   // Down: one reason is enough (the other calls failed the same way).
   const problems = health.ok ? [ready, repl, refresh].flatMap((a) => (a.ok ? [] : [a.problem])) : [health.problem];
+  // Its other routes then answer 503 too; this says why, and that no waiting mends it.
+  if (up && ready.ok && ready.body.database === 'missing') {
+    problems.unshift(`its database does not exist (dropped?): restart the region, which creates and migrates it, then re-seed it (npm run reseed -- --from <peer> --to ${r.id})`);
+  }
   if (health.ok && !up) problems.unshift(`/healthz answered as region ${health.body.region}`);
   const replication = up && repl.ok ? repl.body : null;
   // A removed region's credentials that this region does not adopt yet (its share is then refreshed by no one).

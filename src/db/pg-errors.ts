@@ -40,6 +40,24 @@ export function isConnectRefused(err: unknown): boolean {
 }
 
 /**
+ * The region's database does not exist (dropped, or the URL names another): unlike a refusal, it does not
+ * come back by itself; the region's start creates and migrates it.
+ */
+export function isDatabaseMissing(err: unknown): boolean {
+  const kind = (err as { meta?: { driverAdapterError?: { cause?: { kind?: string } } } } | null | undefined)?.meta?.driverAdapterError?.cause?.kind;
+  return kind === 'DatabaseDoesNotExist' || pgCode(err) === '3D000';
+}
+
+/**
+ * The database lacks the service's tables (42P01): created again empty under a running region, say. A build's
+ * statements name only tables its migrations create, so a region's start (which migrates) mends it. Also a
+ * replicated table without its replication columns (replication/table-sql.ts, by name: SchemaMissing).
+ */
+export function isSchemaMissing(err: unknown): boolean {
+  return pgCode(err) === '42P01' || (err as Error | null)?.name === 'SchemaMissing';
+}
+
+/**
  * SQLSTATEs of a session the server ended (an administrator's pg_terminate_backend, a shutdown, another
  * backend's crash) and of a connection that failed: the statement under way did not finish on it.
  */

@@ -3,7 +3,7 @@
  * has one middleware that renders it in its own envelope; anything else becomes a generic 500.
  */
 import { isUtf8 } from 'node:buffer';
-import { databaseRefusal, isConnectionLost, isConnectRefused, pgCode, type DatabaseRefusal } from '../db/pg-errors';
+import { databaseRefusal, isConnectionLost, isConnectRefused, isDatabaseMissing, isSchemaMissing, pgCode, type DatabaseRefusal } from '../db/pg-errors';
 
 export class AppError extends Error {
   constructor(
@@ -67,6 +67,19 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   // The same from the pg pool itself (its connectionTimeoutMillis, src/db/client.ts).
   if ((err as { code?: unknown })?.code === 'P2028' || /Unable to start a transaction in the given time|timeout exceeded when trying to connect/.test(String((err as Error)?.message))) {
     return new AppError(503, 'overloaded', 'This region is at capacity (no database connection freed up in time); nothing was done. Retry shortly.', { retryAfterSeconds: 2 });
+  }
+  // The database is gone, or holds none of the service's tables (dropped, or created again empty under the
+  // running region): no retry mends that, its operator must restart the region (which creates and migrates
+  // it) and re-seed it. A 503 that says so, not "retry shortly" nor a 500 (a helper's operations pass found
+  // every route answering 500 once the database was created again empty).
+  if (isDatabaseMissing(err) || isSchemaMissing(err)) {
+    const what = isDatabaseMissing(err) ? 'does not exist (it was dropped, or the region is configured with another)' : 'lacks its tables (created again empty, or not migrated)';
+    return new AppError(
+      503,
+      'database_unavailable',
+      `This region's database ${what}; nothing was done. Send the request to another region: this one's operator must restart it, which creates and migrates its database, and then re-seed it.`,
+      { retryAfterSeconds: 30 },
+    );
   }
   // The database refused the connection or is not there (down, restarting, out of connections): nothing of
   // the request ran, and it may well work in a moment. A 503 with Retry-After, not a 500 (a helper's review

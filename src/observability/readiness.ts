@@ -9,12 +9,13 @@
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
+import { isDatabaseMissing } from '../db/pg-errors';
 import { withTimeout } from '../db/timeout';
 import type { Logger } from '../logger';
 
 export interface ReadinessReport {
   ready: boolean;
-  database: 'ok' | 'read-only' | 'unreachable';
+  database: 'ok' | 'read-only' | 'unreachable' | 'missing';
   /** Migrations this build has that the database has not applied (null when the database is unreachable). */
   missing_migrations: string[] | null;
   redis: { reachable: boolean; status: string };
@@ -63,7 +64,9 @@ async function databaseReport(
   } catch (err) {
     // The reason stays in the log: /readyz needs no credentials and must not describe the database.
     log.warn({ err: (err as Error).message }, 'readiness: the database does not answer');
-    return { ready: false, database: 'unreachable', missing_migrations: null };
+    // A database that does not exist (dropped) does not come back by itself: said apart, so that an operator
+    // restarts the region (which creates it) rather than waiting for Postgres.
+    return { ready: false, database: isDatabaseMissing(err) ? 'missing' : 'unreachable', missing_migrations: null };
   }
 }
 

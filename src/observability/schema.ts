@@ -23,8 +23,9 @@ export const ReadinessStatus = Type.Object(
   {
     region: Type.String(),
     ready: Type.Boolean(),
-    database: Type.Union([Type.Literal('ok'), Type.Literal('read-only'), Type.Literal('unreachable')], {
-      description: 'read-only: the database answers but takes no writes (a standby, or set read-only); the region is not ready (503), as every write would fail.',
+    database: Type.Union([Type.Literal('ok'), Type.Literal('read-only'), Type.Literal('unreachable'), Type.Literal('missing')], {
+      description:
+        'read-only: the database answers but takes no writes (a standby, or set read-only); the region is not ready (503), as every write would fail. missing: the database does not exist (dropped): restart the region, which creates and migrates it, then re-seed it.',
     }),
     missing_migrations: Type.Union([Type.Array(Type.String()), Type.Null()], { description: 'Null when the database does not answer.' }),
     redis: Type.Object({ reachable: Type.Boolean(), status: Type.String() }, { additionalProperties: false }),

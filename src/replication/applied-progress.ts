@@ -95,3 +95,36 @@ export class AppliedProgress {
     });
   }
 }
+
+type PeerQuery = { query<R extends object>(sql: string, values?: unknown[]): Promise<{ rows: R[] }> };
+
+/**
+ * What a re-seed's peer had applied of each origin, and its own newest change (its newest outbox row, while it
+ * keeps one), read before the copy: the copy then holds all of it. Origins other than the target.
+ */
+export async function peerProgress(peerDb: PeerQuery, from: string, to: string): Promise<ProgressRow[]> {
+  const { rows } = await peerDb.query<{ origin_region: string; last_change_id: string; last_event_at: Date; last_applied_at: Date }>(
+    'SELECT origin_region, last_change_id::text, last_event_at, last_applied_at FROM replication_progress WHERE origin_region <> $1',
+    [to],
+  );
+  const own = await peerDb.query<{ change_id: string; created_at: string }>(
+    "SELECT change_id::text, event->>'createdAt' AS created_at FROM replication_outbox ORDER BY id DESC LIMIT 1",
+  );
+  const progress = rows.map((r) => ({
+    origin_region: r.origin_region, applied_count: 0, last_change_id: r.last_change_id,
+    last_event_at: r.last_event_at.toISOString(), last_applied_at: r.last_applied_at.toISOString(),
+  }));
+  const newest = own.rows[0];
+  if (newest?.created_at) progress.push({ origin_region: from, applied_count: 0, last_change_id: newest.change_id, last_event_at: newest.created_at, last_applied_at: newest.created_at });
+  return progress;
+}
+
+/**
+ * After a re-seed copied them: the target holds each origin's changes as far as the peer had applied them, so
+ * the lag figures (the status's `applied`, the console's matrix) take the peer's, where newer than its own.
+ * With no count: nothing was applied here (the counts, and the applied mark with them, stay the applier's).
+ * Without this the console read a re-seeded region as behind every origin until that origin wrote again.
+ */
+export async function takePeerProgress(db: Db, progress: readonly ProgressRow[]): Promise<void> {
+  if (progress.length > 0) await db.$queryRawUnsafe(PROGRESS_SQL, JSON.stringify(progress));
+}

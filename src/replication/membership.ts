@@ -176,8 +176,9 @@ export async function removeMember(
   // name starts a new inbox, and must not be judged by the old one's first id or acks.
   const dropInbox = async () => {
     const deleted = Number(await redis.del(keys.inbox(region))) === 1;
-    // With them its applied-count mark (restore-check.ts): a region added again under this name starts anew.
-    await redis.del(keys.inboxBorn(region), keys.acksBornAt(region), keys.appliedMark(region));
+    // With them its applied-count mark and database identity (restore-check.ts): a region added again under
+    // this name starts anew.
+    await redis.del(keys.inboxBorn(region), keys.acksBornAt(region), keys.appliedMark(region), keys.databaseIdentity(region));
     return deleted;
   };
   const first = await dropInbox();

@@ -11,7 +11,8 @@
  * 2. Every row of every replicated table is copied from the peer's database into the target's, through
  *    the row store's merge rule and per-key locks, so the target keeps whatever it holds that is newer.
  * 3. The target takes the peer's collection cut-off as its own (if higher), then its rows whose tombstones
- *    the peer collected are removed (removeCollected).
+ *    the peer collected are removed (removeCollected), and the peer's applied progress per origin, read
+ *    before the copy (applied-progress.ts takePeerProgress: the lag figures).
  * All steps are idempotent, and the target may keep serving meanwhile. The target is marked joining
  * throughout (in its own Redis first, then in every other region's), so no region collects tombstones
  * meanwhile (horizon.ts).
@@ -23,8 +24,10 @@ import { redisUrlOf, type ConfigFile } from '../config';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
+import { peerProgress, takePeerProgress } from './applied-progress';
 import { eachRegion, RedisLinks } from './links';
 import { activateAfterReseed, readMembers, updateMember } from './membership';
+import { recordReseededDatabase } from './restore-check';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
@@ -137,9 +140,12 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.inbox(to), to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
 
     const store = await RowStore.load(db, tables);
+    const progress = await peerProgress(peerDb, from, to);
     const copied: ReseedResult['tables'] = {};
     for (const table of tables) copied[table.name] = await copyTable(run, store, table);
     await takeCutOff(run, store, tables, copied);
+    await takePeerProgress(db, progress);
+    await recordReseededDatabase(db, redis, keys, to);
     await activate(run, token);
     return { from, to, trimmedPendingAcked, tables: copied };
   } finally {

@@ -9,6 +9,13 @@
  * the next start, before or after the re-seed, does not find it again. A Redis that lost its data, or a
  * count written to the database and not yet to Redis (a crash between the two), leaves the mark at or
  * below the database's: never a false alarm.
+ *
+ * The counts miss a database dropped and created again (or swapped for another): a fresh database holds no
+ * count, and a mark holds only what the region applied from others, so a region that mostly originates writes,
+ * or that has applied nothing since a re-seed (which resets the mark), came back empty, `active` and ready. So
+ * the region also records, in its own Redis, its database's identity: the id of the record of its first
+ * migration (random when that migration ran; a backup restored with pg_dump keeps it, and the counts judge
+ * it). A database of another identity is marked `joining` the same way, and the record follows it.
  */
 import type { SqlReader } from '../db/client';
 import type { Logger } from '../logger';
@@ -42,22 +49,55 @@ export async function countsBehindMark(db: SqlReader, redis: Redis, keys: Replic
   return { behind, counts: [...held].map(([origin_region, applied_count]) => ({ origin_region, applied_count })) };
 }
 
+/** The database's identity: the id of the record of the first migration applied to it (src/db/migrate.ts). */
+export async function databaseIdentity(db: SqlReader): Promise<string | null> {
+  const rows = await db.$queryRawUnsafe<{ id: string }[]>('SELECT id FROM "_prisma_migrations" ORDER BY started_at, migration_name LIMIT 1');
+  return rows[0]?.id ?? null;
+}
+
 /**
- * The check at the applier's start. Returns the origins found behind (empty: nothing done). Throws when its
+ * The check at the applier's start. Returns the origins found behind and whether the database was replaced
+ * (neither: nothing marked). Throws when its
  * own Redis cannot be read or written (the caller tries again); another member's Redis that does not answer
  * gets the mark from this region's processes, which copy its entry everywhere.
  */
 export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger }) {
+  const reseed = 'marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region;
+  const [identity, recorded] = await Promise.all([databaseIdentity(d.db), d.links.own.get(d.keys.databaseIdentity(d.region))]);
   const { behind, counts } = await countsBehindMark(d.db, d.links.own, d.keys, d.region);
-  if (behind.length === 0) return behind;
-  d.log.error(
-    { behind },
-    'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region,
-  );
-  await markJoining(d.links.own, d.links, d.keys, d.region, d.regions);
+  const replaced = identity !== null && recorded !== null && identity !== recorded;
+  if (replaced) {
+    d.log.error(
+      { database: identity, before: recorded },
+      'this region\'s database is not the one it ran on before (dropped and created again, or another database): it lacks the rows written before, which nothing delivers again; ' + reseed,
+    );
+  } else if (behind.length > 0) {
+    d.log.error({ behind }, 'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; ' + reseed);
+  }
+  if (replaced || behind.length > 0) await markJoining(d.links.own, d.links, d.keys, d.region, d.regions);
+  // Both records now follow the database: the next start, before or after the re-seed, does not find it again.
   const mark = d.keys.appliedMark(d.region);
-  const reset = d.links.own.multi().del(mark);
-  if (counts.length) reset.zadd(mark, ...scored(counts));
+  const reset = d.links.own.multi();
+  if (behind.length > 0 || replaced) {
+    reset.del(mark);
+    if (counts.length) reset.zadd(mark, ...scored(counts));
+  }
+  if (identity !== null) reset.set(d.keys.databaseIdentity(d.region), identity);
   await reset.exec();
-  return behind;
+  return { behind, replaced };
+}
+
+/**
+ * After a re-seed copied a peer's rows into the region's database: that database is the region's now, whatever
+ * it held before (one the re-seed created, its old one lost while the region was down, say). Both records
+ * follow it, so that the region's next start does not mark it behind again (it did: a re-seed run before
+ * the region was started again was followed by a second one).
+ */
+export async function recordReseededDatabase(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string): Promise<void> {
+  const [identity, { counts }] = await Promise.all([databaseIdentity(db), countsBehindMark(db, redis, keys, region)]);
+  const mark = keys.appliedMark(region);
+  const reset = redis.multi().del(mark);
+  if (counts.length) reset.zadd(mark, ...scored(counts));
+  if (identity !== null) reset.set(keys.databaseIdentity(region), identity);
+  await reset.exec();
 }

@@ -60,7 +60,10 @@ export async function readTableSql(
     const odd = names.filter((n) => !/^[a-z_][a-z0-9_]*$/.test(n));
     if (odd.length) throw new Error(`replicated table ${table.name} has column name(s) this service does not write: ${odd.join(', ')}`);
     const missing = [...REQUIRED_COLUMNS, table.key].filter((c) => !names.includes(c));
-    if (missing.length) throw new Error(`replicated table ${table.name} lacks column(s) ${missing.join(', ')}`);
+    if (missing.length) {
+      // Named, so that an answer says what is wrong (db/pg-errors.ts isSchemaMissing): no table at all reads as no columns.
+      throw Object.assign(new Error(`replicated table ${table.name} lacks column(s) ${missing.join(', ')}`), { name: 'SchemaMissing' });
+    }
     // ON CONFLICT merges on the key only: any other unique index would turn a race into an error.
     const extra = await db.$queryRawUnsafe<{ name: string }[]>(
       `SELECT i.relname AS name FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid

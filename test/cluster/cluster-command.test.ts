@@ -195,6 +195,21 @@ test('a secret set in the environment otherwise than in the file (a rotation) is
   }
 }, 120_000);
 
+test('a crash of the last region the command runs ends it with exit 1, not 0 with "the others keep running"', async () => {
+  const env = { ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS };
+  const alone = runCluster(env, ['asia-japan']);
+  try {
+    await alone.ready;
+    process.kill(Number(execFileSync('pgrep', ['-P', String(alone.child.pid)]).toString().trim()), 'SIGKILL');
+  } catch (err) {
+    alone.child.kill('SIGKILL');
+    throw err;
+  }
+  expect(await alone.exited).toBe(1);
+  expect(alone.output()).toContain('[asia-japan] exited unexpectedly (code null, signal SIGKILL); no region of this command runs any more, so it exits 1: start it again with');
+  expect(alone.output()).not.toContain('the others keep running');
+}, 60_000);
+
 test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the JSON they are', async () => {
   // us-iowa alone: each line is formatted by itself, whatever else runs (the other regions cost two boots a format).
   // Its secrets given, so that it needs no secrets file from an earlier test.

@@ -2,10 +2,13 @@
  * A region whose database is restored from a backup lacks every change it applied since the backup: its
  * inbox entries were acked and their origins confirmed them, so nothing delivers them again. At start it
  * finds its database's applied counts below the mark its Redis holds, and marks itself as needing a re-seed
- * (docs/operations.md, "Restoring a region's database from a backup"). A plain restart marks nothing.
+ * (docs/operations.md, "Restoring a region's database from a backup"). A plain restart marks nothing. A
+ * database dropped and created again holds no counts at all; its identity gives it away.
  */
 import { Client } from 'pg';
+import { dropDatabase } from '../../src/db/migrate';
 import { createRedis, replicationKeys } from '../../src/redis';
+import { updateMember } from '../../src/replication/membership';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, eventually } from '../support/harness';
@@ -69,4 +72,27 @@ test('a plain restart marks nothing; a database set back to an older state is ma
   expect(status.needs_reseed).toEqual(['europe-belgium']);
   // The mark now follows the database: the next start does not find it again.
   expect(Number(await redis.zscore(keys().appliedMark('europe-belgium'), 'us-iowa'))).toBe(1);
+});
+
+test('a region started on its database dropped and created again is marked as needing a re-seed, though it applied nothing from others', async () => {
+  // us-iowa originates its writes: it applied no change of another region, so it has no applied mark.
+  await createOrg(url('us-iowa'), 'four', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
+  expect(await redis.zcard(keys().appliedMark('us-iowa'))).toBe(0);
+  await restart('us-iowa');
+  expect(await stateOf('us-iowa')).toBe('active');
+
+  // The database is lost; the region starts on an empty one (it creates and migrates it).
+  await running.get('us-iowa')?.stop();
+  await dropDatabase(dep.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl as string);
+  running.set('us-iowa', await startRegion(dep.configFor('us-iowa'), { drainTimeoutMs: 5000 }));
+  expect(await sql('us-iowa', 'SELECT id FROM organizations')).toEqual([]);
+  expect(await eventually(async () => (await stateOf('us-iowa')) === 'joining')).toBe(true);
+  const status = (await call(url('europe-belgium'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  expect(status.needs_reseed).toContain('us-iowa');
+
+  // The record follows the new database: once re-seeded (here: marked active), a plain restart marks nothing.
+  await updateMember(redis, keys(), 'us-iowa', { state: 'active' });
+  await restart('us-iowa');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  expect(await stateOf('us-iowa')).toBe('active');
 });
