@@ -12,11 +12,11 @@
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix; prints JSON.
  */
-import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath } from '../src/config';
+import { readConfigFile, redisUrlOf, regionsConfigPath } from '../src/config';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
-import { answerHelp } from './usage';
+import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
@@ -43,6 +43,7 @@ const USAGE = 'usage: npm run members -- list | activate <region> | remove <regi
 
 async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
+  quietOnClosedStdout();
   const [command, region, ...rest] = process.argv.slice(2);
   const force = command === 'remove' && rest.length === 1 && rest[0] === '--force';
   if ((command !== 'list' && !((command === 'activate' || command === 'remove') && region)) || (rest.length > 0 && !force)) {
@@ -133,8 +134,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
-    process.stderr.write(`members failed: ${err instanceof ConfigError ? err.message : (err as Error).message}\n`);
-    process.exitCode = 1;
+    process.stderr.write(`members failed: ${(err as Error).message}\n`);
+    process.exitCode = failureStatus(err);
   } finally {
     for (const c of connections.values()) c.disconnect();
   }

@@ -6,7 +6,7 @@
 import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
 import { REPLICATED_TABLES } from '../src/tables';
 import { reseed } from '../src/replication/reseed';
-import { answerHelp } from './usage';
+import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -17,6 +17,7 @@ const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-
 
 async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
+  quietOnClosedStdout();
   const from = arg('from');
   const to = arg('to');
   if (!from || !to) {
@@ -34,8 +35,8 @@ async function main(): Promise<void> {
     });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
-    process.stderr.write(`reseed failed: ${err instanceof ConfigError ? err.message : (err as Error).message}\n`);
-    process.exit(1);
+    process.stderr.write(`reseed failed: ${(err as Error).message}\n`);
+    process.exit(failureStatus(err));
   }
 }
 

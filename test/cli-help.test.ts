@@ -1,4 +1,7 @@
-/** The operator commands answer --help with their usage on stdout and exit 0, before reading any config. */
+/**
+ * The operator commands answer --help with their usage on stdout and exit 0, before reading any config; a
+ * config they cannot read is a configuration error (exit 2).
+ */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/paths';
@@ -18,4 +21,17 @@ test.each([
     expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
     expect(res.stdout).toMatch(usage);
   }
+});
+
+test.each([
+  ['reseed', ['--from', 'us-iowa', '--to', 'europe-belgium']],
+  ['members', ['list']],
+])('npm run %s with a config it cannot read exits 2, as a configuration error of the cluster or a region does', (script, args) => {
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, `dist/scripts/${script}.js`), ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, REGIONS_CONFIG: '/nonexistent/regions.json' },
+  });
+  expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
+  expect(res.stderr).toMatch(new RegExp(`^${script} failed: .*/nonexistent/regions\\.json`));
 });

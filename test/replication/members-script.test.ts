@@ -4,7 +4,10 @@
  * removed; the last member is not removed; `remove` tells this deployment's running region exactly from another
  * deployment's on the same Redis whose key prefix and region run together the same.
  */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import Redis from 'ioredis';
+import { PROJECT_ROOT } from '../../src/paths';
 import { replicationKeys } from '../../src/redis';
 import { readMembers, writeMember } from '../../src/replication/membership';
 import { startRegion } from '../../src/region';
@@ -142,3 +145,10 @@ test('remove still refuses a running region of a deployment whose key prefix end
     await d.cleanup();
   }
 }, 60_000);
+
+test('list into a reader that exits at once (a failed jq, `| head -c 0`) ends quietly: no EPIPE stack trace', async () => {
+  // The reader is gone before the list is written (reading Redis takes longer than `head -c 0` lives).
+  const script = `set -o pipefail; "${process.execPath}" "${path.join(PROJECT_ROOT, 'dist', 'scripts', 'members.js')}" list | head -c 0`;
+  const res = spawnSync('bash', ['-c', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, REGIONS_CONFIG: deployment.configPath } });
+  expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
+});

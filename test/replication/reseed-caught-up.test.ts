@@ -252,7 +252,7 @@ test('a target marked behind again while the copy runs stays joining, and the re
   }
 }, 120_000);
 
-test('bad arguments are refused before anything is done: no --to is a usage error (exit 2), a --wait that is not whole seconds exits 1 naming it', async () => {
+test('bad arguments are refused before anything is done: no --to is a usage error (exit 2), a --wait that is not whole seconds exits 2 naming it', async () => {
   const redis = createRedis(REDIS_URL, 'reseed-test-args', { queueWhileOffline: true });
   const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
   try {
@@ -261,7 +261,7 @@ test('bad arguments are refused before anything is done: no --to is a usage erro
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/);
     const badWait = await runReseed(cluster, PEER, TARGET, ['--wait', 'soon']);
-    expect({ status: badWait.status, stdout: badWait.stdout }).toEqual({ status: 1, stdout: '' });
+    expect({ status: badWait.status, stdout: badWait.stdout }).toEqual({ status: 2, stdout: '' });
     expect(badWait.stderr).toBe("reseed failed: --wait takes whole seconds (got 'soon')\n");
     // Nothing was marked (a re-seed marks the target joining under a token first).
     expect(await redis.hget(keys.members, TARGET)).toBe(before);
