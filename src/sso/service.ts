@@ -35,6 +35,7 @@ const requestIds = (deps: SsoDeps, id: string) => new RequestIds(tokenSecrets(de
 
 async function loadCredential(deps: SsoDeps, id: string) {
   const credential = await findCredentialById(deps.db, id);
+  if (credential?.deletedAt) throw notFound(`SAML provider credentials ${id} was deleted.`);
   if (!credential) {
     throw notFound(`SAML provider credentials ${id} not found in this region (a credential created in another region moments ago may not have arrived yet).`);
   }

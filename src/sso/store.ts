@@ -210,8 +210,9 @@ export async function firstUse(redis: Redis, keys: SsoKeys, credentialId: string
   return (await orUnavailable(redis.set(keys.assertion(credentialId, issuer, assertionId), '1', 'PX', ttl, 'NX'))) === 'OK';
 }
 
+/** The credential, or its tombstone (deletedAt set) while the region keeps it. */
 export function findCredentialById(db: Db, id: string) {
-  return db.samlProviderCredential.findFirst({ where: { id, deletedAt: null } });
+  return db.samlProviderCredential.findUnique({ where: { id } });
 }
 
 export async function findSettings(db: Db, credentialId: string) {

@@ -672,6 +672,16 @@ describe('IdP-initiated sign-in', () => {
     expect({ status: res.status, result: res.body.result }).toEqual({ status: 404, result: undefined });
   });
 
+  test('a deleted credential\'s login and SP metadata answer 404 saying it was deleted (not that it may not have arrived yet)', async () => {
+    idp.set('deleted-login.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+    const id = await createCredential('deleted-login.xml');
+    expect((await call(cluster.url(US), 'DELETE', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status).toBe(204);
+    for (const path of [`/sso/saml/${id}/login`, `/sso/saml/${id}/metadata`]) {
+      const res = await fetch(`${cluster.url(US)}${path}`, { redirect: 'manual' });
+      expect({ path, status: res.status, body: await res.json() }).toEqual({ path, status: 404, body: { meta: {}, errors: [{ httpcode: 404, message: `SAML provider credentials ${id} was deleted.` }] } });
+    }
+  });
+
   test("another organization cannot read a credential's SSO settings", async () => {
     // Created with all_regions, so that its key authenticates in both regions at once.
     const other = await createOrg(cluster.url(US), 'settings reader', { headers: { 'SlashID-Required-Consistency': 'all_regions' } });
