@@ -133,7 +133,7 @@ const SIGNED_LIMITS: XmlLimits = { ...RESPONSE_LIMITS, maxChars: 4 * RESPONSE_LI
 /** Parses a decoded SAMLResponse far enough to refuse what is not a SAML 2.0 Response (400). */
 export function parseResponse(xml: string): PostedResponse {
   if (xml.length > RESPONSE_LIMITS.maxChars) {
-    throw refused(413, `SAMLResponse is ${Math.ceil(xml.length / 1024)} KiB of XML; at most ${RESPONSE_LIMITS.maxChars / 1024} KiB are accepted (a SAML response is a few KiB).`);
+    throw refused(413, `SAMLResponse decodes to ${Math.ceil(xml.length / 1024)} KiB; at most ${RESPONSE_LIMITS.maxChars / 1024} KiB are accepted (a SAML response is a few KiB).`);
   }
   let response: Element;
   try {
