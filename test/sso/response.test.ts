@@ -329,7 +329,7 @@ test('a response over 256 KiB is refused before any parsing', async () => {
     err = e;
   }
   expect(err).toBeInstanceOf(AppError);
-  expect({ status: (err as AppError).status, message: (err as Error).message }).toEqual({ status: 413, message: expect.stringMatching(/^SAMLResponse decodes to \d+ KiB; at most 256 KiB are accepted/) });
+  expect({ status: (err as AppError).status, message: (err as Error).message }).toEqual({ status: 413, message: expect.stringMatching(/^Sign-in refused: SAMLResponse decodes to \d+ KiB; at most 256 KiB are accepted/) });
 });
 
 test('an assertion whose canonical form gains namespace declarations is read (it was a 500)', async () => {
