@@ -17,7 +17,7 @@ import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
-import { readMembers, removeMember, updateMember, type Member } from '../src/replication/membership';
+import { readMembers, removeMember, updateMember, type Member } from '../src/replication/member-record';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
 const ACTIVE_WITHIN_S = 10;

@@ -10,16 +10,17 @@
  *      checked addresses (agentFor): a later fetch whose host resolves to the same checked addresses
  *      reuses an idle connection (keep-alive); one that resolves differently gets an agent of its own.
  * Time (connect and total) and size are bounded, and each limit has its own error.
+ * Steps 1–3 are hop-check.ts's; reading and decoding the body is read-body.ts's.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
-import { isIP, type LookupFunction } from 'node:net';
+import type { LookupFunction } from 'node:net';
 import { Agent, request } from 'undici';
-import { blockedReason, isAllowListed } from './address-policy';
 import { excerpt, MetadataError } from './errors';
-import { formatBytes } from '../format-bytes';
 import { decodeContentEncoding } from './content-encoding';
 import { Deadline, describeFailure } from './fetch-errors';
+import { allowListEligible, bareHost, checkHop, parseTargetUrl, viaText, type Hop } from './hop-check';
+import { decodeBody, readLimited, tooLarge } from './read-body';
 
 export interface FetchOptions {
   /** "host:port" entries from config `metadataAllowedHosts` */
@@ -54,7 +55,6 @@ export interface Limits {
 }
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-const MAX_URL_LENGTH = 4096;
 
 const systemResolve: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
@@ -65,149 +65,6 @@ function limitsFrom(opts: FetchOptions): Limits {
     maxBytes: opts.maxBytes ?? 1024 * 1024,
     maxRedirects: opts.maxRedirects ?? 3,
   };
-}
-
-function parseTargetUrl(text: string, base?: URL): URL {
-  let url: URL;
-  try {
-    if (text.length > MAX_URL_LENGTH) throw new Error('too long');
-    url = new URL(text, base);
-  } catch {
-    const where = base ? ` (redirect from ${base.href})` : '';
-    throw new MetadataError('invalid_url', `"${excerpt(text, 200)}" is not a valid URL${where}.`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new MetadataError(
-      'scheme_not_allowed',
-      `Metadata can only be fetched over https; "${url.protocol.replace(/:$/, '')}" URLs are not allowed (${url.href}).`,
-    );
-  }
-  if (url.username !== '' || url.password !== '') {
-    throw new MetadataError('invalid_url', 'Metadata URLs must not contain a user name or password.');
-  }
-  if (url.hostname === '') throw new MetadataError('invalid_url', `"${url.href}" has no host.`);
-  url.hash = '';
-  return url;
-}
-
-/** The host as written in a URL or Location value, or null when the reference has no authority. */
-function writtenHost(text: string): string | null {
-  const cleaned = text.replace(/[\t\n\r]/g, '').trim();
-  const m = /^[a-z][a-z0-9+.-]*:[\\/]*([^\\/?#]*)/i.exec(cleaned) ?? /^[\\/]{2,}([^\\/?#]*)/.exec(cleaned);
-  if (!m) return null;
-  const authority = m[1].slice(m[1].lastIndexOf('@') + 1);
-  const host = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.split(':')[0];
-  return host.toLowerCase();
-}
-
-/**
- * The allow-list names addresses the way operators write them. An IPv4 host spelled any other way
- * ("2130706433", "0x7f000001", "127.1") is an obfuscation, not a reference to a trusted IdP, so
- * it never benefits from an allow-list entry even though it denotes the same address.
- */
-function allowListEligible(text: string, url: URL, inherited: boolean): boolean {
-  if (isIP(url.hostname) !== 4) return true;
-  const written = writtenHost(text);
-  return written === null ? inherited : written === url.hostname;
-}
-
-function hostPort(url: URL): string {
-  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
-}
-
-function bareHost(url: URL): string {
-  return url.hostname.replace(/^\[(.*)\]$/, '$1');
-}
-
-async function resolveAddresses(hop: Hop, listed: boolean, resolveHost: ResolveHost, deadline: Deadline): Promise<LookupAddress[]> {
-  const { url } = hop;
-  const host = bareHost(url);
-  const family = isIP(host);
-  if (family !== 0) return [{ address: host, family }];
-  let addresses: LookupAddress[];
-  try {
-    addresses = await deadline.race(resolveHost(host));
-  } catch (err) {
-    if (deadline.expired) throw deadline.error(url);
-    // Not `instanceof Error`: Node's resolver errors can come from another realm (jest's), and were then taken
-    // for no code at all (helper-131).
-    const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'lookup failed';
-    const missing = code === 'ENOTFOUND' || code === 'ENODATA';
-    // An allow-listed host is the operator's own: it may be told plainly that the name does not resolve.
-    if (missing && !listed) throw noPublicAddress(hop);
-    throw new MetadataError('unreachable', `Could not resolve the host "${host}" of ${url.href} (${missing ? 'no such host' : code}).`);
-  }
-  if (addresses.length === 0) throw listed ? new MetadataError('unreachable', `The host "${host}" of ${url.href} has no addresses.`) : noPublicAddress(hop);
-  return addresses;
-}
-
-interface Hop {
-  url: URL;
-  /** false when the URL spells an IPv4 host in a non-standard form */
-  allowListEligible: boolean;
-  from: URL | null;
-}
-
-function viaText(from: URL | null): string {
-  return from === null ? '' : ` (redirected from ${from.href})`;
-}
-
-function allowListRemedy(url: URL): string {
-  return `Metadata URLs must reach a public host; an operator can allow an internal IdP by adding "${hostPort(url)}" to metadataAllowedHosts.`;
-}
-
-/**
- * A host name that has no address and one whose addresses are not all public get the same refusal: which
- * internal names exist, and what they resolve to, is not the caller's to learn (any organization's user
- * can try URLs, and the answer is also stored as the refresh job's last error).
- */
-function noPublicAddress(hop: Hop): MetadataError {
-  const { url } = hop;
-  return new MetadataError(
-    'blocked_address',
-    `Refusing to fetch ${url.href}${viaText(hop.from)}: the host "${url.hostname}" does not resolve to a public address ` +
-      `(it has no address, or one that is not public; which of the two is not shown). Check the host name. ${allowListRemedy(url)}`,
-  );
-}
-
-/** An address the caller wrote itself is named, with its kind. */
-function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError {
-  const { url } = hop;
-  if (isIP(bareHost(url)) === 0) return noPublicAddress(hop); // a name: listed names are not checked
-  // No allow-list hint for the cloud metadata endpoint: it is never an IdP, and the one address the guard is most for.
-  const remedy = listed
-    ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.`
-    : reason.includes('cloud metadata address') ? 'Metadata URLs must reach a public host.' : allowListRemedy(url);
-  return new MetadataError('blocked_address', `Refusing to fetch ${url.href}${viaText(hop.from)}: it points at ${reason}, which is not a public address. ${remedy}`);
-}
-
-/**
- * Checks one hop and returns the addresses to connect to. The address rule is applied before the
- * scheme rule so that e.g. http://127.0.0.2 is reported as the blocked address it is.
- */
-async function checkHop(
-  hop: Hop,
-  allowedHosts: readonly string[],
-  resolveHost: ResolveHost,
-  deadline: Deadline,
-): Promise<LookupAddress[]> {
-  const { url } = hop;
-  const listed = isAllowListed(url, allowedHosts);
-  const addresses = await resolveAddresses(hop, listed, resolveHost, deadline);
-  if (listed && hop.allowListEligible) return addresses;
-  for (const { address } of addresses) {
-    const reason = blockedReason(address);
-    if (reason !== null) throw blockedError(hop, reason, listed);
-  }
-  if (url.protocol === 'http:') {
-    const via = viaText(hop.from);
-    throw new MetadataError(
-      'scheme_not_allowed',
-      `Refusing to fetch ${url.href}${via} over plain http; use https. ` +
-        `(Plain http is allowed only for hosts listed in metadataAllowedHosts.)`,
-    );
-  }
-  return addresses;
 }
 
 /** A lookup that answers only with the addresses that were checked, for the one expected host. */
@@ -240,70 +97,6 @@ function header(headers: Record<string, string | string[] | undefined>, name: st
 function discard(body: { on(event: 'error', listener: () => void): unknown; destroy(): unknown }): void {
   body.on('error', () => undefined);
   body.destroy();
-}
-
-/** The encoding an XML declaration names (`<?xml version="1.0" encoding="…"?>`), lower case, or null. */
-const DECLARED_ENCODING = /^(?:\uFEFF|\u00EF\u00BB\u00BF)?\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']/;
-
-/**
- * The document's text. UTF-8 (a byte-order mark is dropped), or UTF-16 after its byte-order mark: the two
- * encodings every XML processor reads. Bytes that are not valid in it are refused, as XML makes them a fatal
- * error: replaced by U+FFFD they changed the entityID that was stored (a review found it). A document that
- * declares another encoding is read only when all its bytes are ASCII, which every ASCII-based encoding
- * reads alike; otherwise it is refused rather than read as UTF-8.
- */
-function decodeBody(bytes: Buffer, url: URL): string {
-  const utf16 = bytes[0] === 0xff && bytes[1] === 0xfe ? 'utf-16le' : bytes[0] === 0xfe && bytes[1] === 0xff ? 'utf-16be' : null;
-  // Two shapes whose generic refusal (a NUL character, not XML) said nothing useful: said for what they are.
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    throw new MetadataError(
-      'not_xml',
-      `The document at ${excerpt(url.href, 200)} is gzip-compressed data without a Content-Encoding saying so (it was not asked for compressed). Ask the IdP for plain XML.`,
-    );
-  }
-  if (!utf16 && ((bytes[0] === 0x3c && bytes[1] === 0x00) || (bytes[0] === 0x00 && bytes[1] === 0x3c))) {
-    throw new MetadataError(
-      'not_xml',
-      `The document at ${excerpt(url.href, 200)} looks like UTF-16 text without a byte-order mark; metadata is read as UTF-8, or UTF-16 with a byte-order mark. Ask the IdP for its metadata in UTF-8.`,
-    );
-  }
-  if (!utf16) {
-    const declared = DECLARED_ENCODING.exec(bytes.subarray(0, 256).toString('latin1'))?.[1]?.toLowerCase();
-    if (declared !== undefined && declared !== 'utf-8' && declared !== 'utf8' && bytes.some((b) => b > 0x7f)) {
-      throw new MetadataError(
-        'not_xml',
-        `The document at ${excerpt(url.href, 200)} declares the encoding "${excerpt(declared, 40)}" and has bytes outside ASCII; metadata is read as UTF-8 (or UTF-16 with a byte-order mark) only. Ask the IdP for its metadata in UTF-8.`,
-      );
-    }
-  }
-  try {
-    return new TextDecoder(utf16 ?? 'utf-8', { fatal: true }).decode(utf16 ? bytes.subarray(2) : bytes);
-  } catch {
-    throw new MetadataError(
-      'not_xml',
-      `The document at ${excerpt(url.href, 200)} is not valid ${utf16 ? 'UTF-16' : 'UTF-8'} text (bytes that encode no character), which XML does not allow; it was not read.`,
-    );
-  }
-}
-
-function tooLarge(url: URL, maxBytes: number, declared: number | null): MetadataError {
-  const said = declared === null ? '' : ` (it announces ${formatBytes(declared)})`;
-  return new MetadataError(
-    'too_large',
-    `The document at ${url.href} is larger than the ${formatBytes(maxBytes)} allowed for metadata${said}.`,
-  );
-}
-
-async function readLimited(body: AsyncIterable<unknown>, url: URL, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += data.length;
-    if (size > maxBytes) throw tooLarge(url, maxBytes, null);
-    chunks.push(data);
-  }
-  return Buffer.concat(chunks);
 }
 
 function statusError(url: URL, status: number, via: string): MetadataError {

@@ -1,5 +1,6 @@
 import type { Feature } from '../feature';
-import { MetadataRefresher, metadataRefreshAdminRoutes } from './metadata-refresh';
+import { MetadataRefresher } from './metadata-refresh';
+import { metadataRefreshAdminRoutes } from './metadata-refresh-admin';
 import { providerCredentialOperations } from './operations';
 import { registerRefreshMetrics } from './refresh-metrics';
 import { providerCredentialRoutes } from './routes';

@@ -16,7 +16,7 @@ const query = Type.Object({
   offset: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PAGE_OFFSET, default: 0, description: ListQuery.properties.offset.description })),
 });
 
-/** The OpenAPI operations of routes.ts and of the metadata refresh status (metadata-refresh.ts). */
+/** The OpenAPI operations of routes.ts and of the metadata refresh status (metadata-refresh-admin.ts). */
 export const providerCredentialOperations: Operation[] = [
   {
     method: 'post', path: CREDENTIALS_PATH, tags, auth: 'slashid', dialect: 'slashid', headers: ['consistency', 'idempotency'],

@@ -67,6 +67,16 @@ export function refreshScope(region: string, scope: DepartureScope): [string, st
  */
 export const REFRESHED_SCHEDULES = `metadata_refresh_state s JOIN saml_provider_credentials c ON c.id = s.credential_id AND ${refreshedHere('c', 1)} AND c.deleted_at IS NULL`;
 
+/**
+ * isCurrentMetadata (trust.ts) in SQL, of metadata row `m` and credential row `c`: for the credential's URL,
+ * and made under its trust setting or a newer one (the setting as trustSettingOf reads it: id and url strings).
+ * Reads the metadata row's small columns only, not its document.
+ */
+export const currentMetadata = (m: string, c: string) =>
+  `(${m}.idp_metadata_url = ${c}.idp_metadata_url AND (${m}.trust_id IS NULL
+     OR jsonb_typeof(${c}.idp_trust->'id') IS DISTINCT FROM 'string' OR jsonb_typeof(${c}.idp_trust->'url') IS DISTINCT FROM 'string'
+     OR ${m}.trust_id >= (${c}.idp_trust->>'id') COLLATE "C"))`;
+
 /** A credential's refresh schedule, when this region refreshes it (its home, or its adopter now): else null. */
 export async function refreshScheduleHere(db: SqlReader, id: string, region: string, scope: DepartureScope) {
   const rows = await db.$queryRawUnsafe<{ next_at: Date; last_success_at: Date | null; last_error: string | null; consecutive_failures: number }[]>(

@@ -78,7 +78,7 @@ export function trustIdFor(credential: { idp_trust?: unknown }): string {
 /**
  * Whether a stored metadata row is the credential's: fetched for its URL, and made under its trust setting or
  * a newer one. A row an older version wrote (trust_id null), or a credential without a setting, is judged by
- * the URL alone. (The sweep's SQL says the same: metadata-refresh.ts.)
+ * the URL alone. (The sweep's SQL says the same: store.ts currentMetadata.)
  */
 export function isCurrentMetadata(
   credential: { idp_metadata_url: string; idp_trust?: unknown },

@@ -29,7 +29,7 @@
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis } from '../redis';
-import type { Member } from './membership';
+import type { Member } from './member-record';
 import { compareStreamIds, groupFloor, groupInfo, streamBounds } from './stream';
 
 /** The membership record must have been read this recently for the members to count as known. */

@@ -19,7 +19,7 @@ import {
 } from './horizon';
 import { eachRegion, type RedisLinks } from './links';
 import { Loop } from './loop';
-import type { Member } from './membership';
+import type { Member } from './member-record';
 import type { RowStore } from './row-store';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';

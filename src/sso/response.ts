@@ -13,16 +13,18 @@
  * returns: the issuer, the IdP's status, Destination and the bearer Recipient, and that InResponseTo is
  * signed. node-saml's error messages never reach the client: each is mapped to one of ours, which says what
  * to fix; every signature failure gets the same one, so a forger learns nothing about the other checks.
+ * The certificates node-saml is given are first narrowed by a cheap look at the signatures
+ * (signing-candidates.ts); the refusal itself is refusal.ts's, the user's email email.ts's.
  */
 import { SamlStatusError, type CacheProvider, type Profile } from '@node-saml/node-saml';
 import type { Element } from '@xmldom/xmldom';
-import { SignedXml } from 'xml-crypto';
 import { AppError } from '../http/errors';
 import { strongSigningKey } from '../metadata/x509';
-import { attr, childElements, DS_NS, is, parseXml } from '../metadata/xml-dom';
-import { transformsProblem } from '../metadata/xml-signature';
+import { attr, childElements, is, parseXml } from '../metadata/xml-dom';
 import type { XmlLimits } from '../metadata/xml-limits';
-import { NAMEID_EMAIL, NAMEID_UNSPECIFIED, SAML_NS, SAMLP_NS, serviceProvider } from './sp';
+import { quote, refused, type SamlRefusal } from './refusal';
+import { signingCandidates } from './signing-candidates';
+import { SAML_NS, SAMLP_NS, serviceProvider } from './sp';
 import { REQUEST_TTL_SECONDS } from './store';
 
 const STATUS_SUCCESS = 'urn:oasis:names:tc:SAML:2.0:status:Success';
@@ -60,28 +62,6 @@ export interface PostedResponse {
   /** Its single Assertion and that assertion's ID, unverified (null: none, or several). */
   assertion: Element | null;
   assertionId: string | null;
-}
-
-/** A refusal; `libraryReason` is node-saml's own wording, for the log only. */
-export class SamlRefusal extends AppError {
-  constructor(
-    status: number,
-    message: string,
-    readonly libraryReason: string | null = null,
-  ) {
-    super(status, 'saml_response_refused', `Sign-in refused: ${message}`);
-  }
-}
-
-export function refused(status: number, message: string, libraryReason: string | null = null): SamlRefusal {
-  return new SamlRefusal(status, message, libraryReason);
-}
-
-/** A short, one-line, printable quote of text the IdP chose (an entity id, a status message). */
-function quote(text: string, max = 100): string {
-  // Controls and invisible format characters (bidi overrides, zero-width) would reorder or hide the quote.
-  const line = text.slice(0, max * 2).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, ' ').trim();
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
 const NOT_SIGNED =
@@ -387,121 +367,4 @@ export async function validateResponse(posted: PostedResponse, exp: Expectations
   }
   if (profile === null) throw statusRefusal(posted.response, 'no profile');
   return checkAccepted(profile, posted, exp);
-}
-
-/** Signature and digest algorithms accepted (SHA-1 is not: collisions are practical). */
-const SIGNATURE_ALGORITHMS = new Set([
-  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
-  'http://www.w3.org/2001/04/xmldsig-more#rsa-sha512',
-  'http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1',
-]);
-const DIGEST_ALGORITHMS = new Set(['http://www.w3.org/2001/04/xmlenc#sha256', 'http://www.w3.org/2001/04/xmlenc#sha512']);
-
-/**
- * The IdP certificates worth handing to node-saml, which checks every certificate it is given in full: for
- * each, it parses the whole document again and digests the signed element before it looks at the signature
- * value, so 20 certificates cost 20 times the largest document. Here each signature node-saml would check
- * (the Response's, the Assertion's) has its SignedInfo canonicalized once, by xml-crypto as node-saml's check
- * does, and its value verified against each certificate (a public-key operation on a few hundred bytes):
- * only certificates that verify one are passed on, and they are what node-saml would accept anyway. Null
- * when the response is signed and no certificate verifies any of its signatures (validateResponse refuses it
- * without node-saml). A weak signature or digest algorithm is refused.
- */
-function signingCandidates(posted: PostedResponse, pems: readonly string[]): string[] | null {
-  const onResponse = childElements(posted.response, DS_NS, 'Signature');
-  const onAssertion = posted.assertion ? childElements(posted.assertion, DS_NS, 'Signature') : [];
-  // node-saml refuses an element with more than one signature, before any work per certificate.
-  if (onResponse.length > 1 || onAssertion.length > 1) return null;
-  const signatures = [...onResponse, ...onAssertion];
-  if (signatures.length === 0 || pems.length === 0) return [...pems];
-  const verified = new Set<string>();
-  for (const signature of signatures) {
-    const signedInfo = childElements(signature, DS_NS, 'SignedInfo')[0];
-    const algorithms = signedInfo ? [...childElements(signedInfo, DS_NS, 'SignatureMethod'), ...childElements(signedInfo, DS_NS, 'Reference').flatMap((r) => childElements(r, DS_NS, 'DigestMethod'))] : [];
-    for (const m of algorithms) {
-      const algorithm = attr(m, 'Algorithm') ?? '';
-      if (!(m.localName === 'SignatureMethod' ? SIGNATURE_ALGORITHMS : DIGEST_ALGORITHMS).has(algorithm)) {
-        throw refused(401, `the SAML response is signed with ${quote(algorithm.replace(/^.*#/, ''), 60) || 'no algorithm'}, which is not accepted (SHA-1 and weaker are refused); set the IdP application's signature and digest algorithms to SHA-256.`);
-      }
-    }
-    const sig = new SignedXml();
-    try {
-      sig.loadSignature(signature);
-    } catch {
-      continue; // An unreadable signature: node-saml refuses it.
-    }
-    // node-saml's check runs every transform over the signed element before the signature value.
-    const transforms = transformsProblem(sig);
-    if (transforms !== null) throw refused(401, `the SAML response's signature is not accepted: ${transforms}.`);
-    try {
-      // xml-crypto's own steps of checkSignature (not in its typings), so the canonical form is the one it checks.
-      const internals = sig as unknown as { signatureValue: unknown; getCanonSignedInfoXml(doc: unknown): string; findSignatureAlgorithm(name: unknown): { verifySignature(data: string, key: string, value: unknown): boolean } };
-      const canon = internals.getCanonSignedInfoXml(signature.ownerDocument);
-      const algorithm = internals.findSignatureAlgorithm(sig.signatureAlgorithm);
-      // The first certificate that verifies it is the one: another with the same key (a renewal) would only
-      // repeat node-saml's whole check.
-      for (const pem of pems) {
-        try {
-          if (algorithm.verifySignature(canon, pem, internals.signatureValue)) {
-            verified.add(pem);
-            break;
-          }
-        } catch {
-          // not this certificate
-        }
-      }
-    } catch {
-      // An unreadable signature: node-saml refuses it.
-    }
-  }
-  return verified.size ? pems.filter((p) => verified.has(p)) : null;
-}
-
-/**
- * An address a mail system would deliver to, as a sign-in's identity: a local part of 1–64 characters without
- * spaces, controls (C0, DEL, C1), invisible format characters (bidi overrides, zero-width joiners: an address
- * that reads like another) or the characters RFC 5322 reserves; a domain of dot-separated labels of letters,
- * digits and hyphens (not at either end of a label), at most 63 each and 253 in all.
- */
-const LOCAL_PART = /^[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}@<>()[\]\\,;:"]{1,64}$/u;
-const DOMAIN_LABEL = /^[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]{0,61}[\p{L}\p{M}\p{N}])?$/u;
-
-/** The address with its domain in lower case (domains are case-insensitive), or null when it is none. */
-export function emailAddress(value: string): string | null {
-  const at = value.lastIndexOf('@');
-  if (at < 1) return null;
-  const local = value.slice(0, at);
-  const domain = value.slice(at + 1);
-  if (!LOCAL_PART.test(local) || local.startsWith('.') || local.endsWith('.') || local.includes('..')) return null;
-  if (domain.length === 0 || domain.length > 253 || !domain.split('.').every((label) => DOMAIN_LABEL.test(label))) return null;
-  return `${local}@${domain.toLowerCase()}`;
-}
-
-export type EmailOutcome = { email: string } | { problem: string };
-
-/** The first of `claims` present among the attributes (by Name or FriendlyName), else an email-format NameID. */
-export function emailOf(a: ValidatedAssertion, claims: readonly string[]): EmailOutcome {
-  for (const claim of claims) {
-    // Own properties only: the IdP names the attributes ("constructor" is a name like any other).
-    const name = Object.hasOwn(a.attributes, claim) ? claim : Object.hasOwn(a.friendlyNames, claim) ? a.friendlyNames[claim] : undefined;
-    const value = name !== undefined && Object.hasOwn(a.attributes, name) ? a.attributes[name]?.find((v) => v !== '') : undefined;
-    if (value === undefined) continue;
-    const email = emailAddress(value);
-    if (email !== null) return { email };
-    return { problem: `the attribute "${quote(claim, 100)}" (the first of the credential's email_claims the IdP sent) holds "${quote(value, 100)}", which is not an email address. Map the user's email to it in the IdP, or change email_claims.` };
-  }
-  const format = a.nameIdFormat;
-  const fromNameId = format === null || format === NAMEID_EMAIL || format === NAMEID_UNSPECIFIED ? emailAddress(a.nameId) : null;
-  if (fromNameId !== null) return { email: fromNameId };
-  const listed = claims.length ? `none of the credential's email_claims (${claims.map((c) => `"${quote(c, 60)}"`).join(', ')}) is among its attributes` : 'the credential has no email_claims';
-  // A transient or persistent NameID may look like an address, but the IdP does not say it is the user's email.
-  const nameIdProblem =
-    format !== null && emailAddress(a.nameId) !== null
-      ? `the NameID's format is ${quote(format.replace(/^urn:oasis:names:tc:SAML:\d\.\d:nameid-format:/, ''), 100)}, not emailAddress (or unspecified), so it is not taken as the email`
-      : 'the NameID is not an email address';
-  return {
-    problem:
-      `the IdP sent no email address for the user: ${listed}, and ${nameIdProblem}. ` +
-      "Send the email as an attribute named in email_claims (or add that attribute's name to email_claims), or use the emailAddress NameID format.",
-  };
 }

@@ -13,7 +13,7 @@ import { findCredential } from '../provider-credentials/store';
 import { parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
-import { refused, SamlRefusal } from './response';
+import { refused, SamlRefusal } from './refusal';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
 import { MAX_IDP_RELAY_STATE, validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
 import { patchSettings } from './settings';

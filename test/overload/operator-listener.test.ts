@@ -9,7 +9,7 @@ import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
-import { writeMember } from '../../src/replication/membership';
+import { writeMember } from '../../src/replication/member-record';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { ADMIN_TOKEN } from '../support/env';
 import { startInProcess, type InProcessRegion } from '../support/in-process';

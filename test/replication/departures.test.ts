@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { createRedis, type Redis } from '../../src/redis';
 import { Departures } from '../../src/replication/departures';
-import type { Member } from '../../src/replication/membership';
+import type { Member } from '../../src/replication/member-record';
 import { REDIS_URL } from '../support/env';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import { PROJECT_ROOT } from '../../src/paths';
 import { replicationKeys } from '../../src/redis';
-import { readMembers, writeMember } from '../../src/replication/membership';
+import { readMembers, writeMember } from '../../src/replication/member-record';
 import { startRegion } from '../../src/region';
 import { createDeployment, freePorts, REDIS_URL, uniqueName, type TestDeployment } from '../support/env';
 import { runScript } from '../support/harness';

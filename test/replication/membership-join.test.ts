@@ -9,7 +9,8 @@ import Redis from 'ioredis';
 import pino from 'pino';
 import { replicationKeys, type ReplicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
-import { activateAfterReseed, Membership, readMembers, writeMember } from '../../src/replication/membership';
+import { activateAfterReseed, readMembers, writeMember } from '../../src/replication/member-record';
+import { Membership } from '../../src/replication/membership';
 import { deleteKeys, REDIS_URL } from '../support/env';
 
 const prefix = `test-membership-keep-${randomUUID().slice(0, 8)}:`;

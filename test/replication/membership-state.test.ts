@@ -8,7 +8,8 @@ import Redis from 'ioredis';
 import pino from 'pino';
 import { replicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
-import { activateAfterReseed, Membership, readMembers, removeMember, updateMember, writeMember } from '../../src/replication/membership';
+import { activateAfterReseed, readMembers, removeMember, updateMember, writeMember } from '../../src/replication/member-record';
+import { Membership } from '../../src/replication/membership';
 import { deleteKeys, REDIS_URL } from '../support/env';
 import { eventually } from '../support/harness';
 

@@ -9,7 +9,7 @@
  */
 import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { removeMember } from '../../src/replication/membership';
+import { removeMember } from '../../src/replication/member-record';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, REDIS_URL, testEventAuth, type TestDeployment } from '../support/env';
 import { adminHeaders, call, eventually } from '../support/harness';

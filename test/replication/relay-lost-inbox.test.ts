@@ -13,7 +13,7 @@ import type { Db } from '../../src/db/client';
 import type { Deliverer } from '../../src/replication/delivery';
 import type { EventAuth, SignedEvent } from '../../src/replication/event-auth';
 import { RedisLinks } from '../../src/replication/links';
-import { readMembers, writeMember } from '../../src/replication/membership';
+import { readMembers, writeMember } from '../../src/replication/member-record';
 import { OutboxRelay } from '../../src/replication/relay';
 import type { DeliveryConfirmer } from '../../src/replication/relay-confirm';
 import type { Tracker } from '../../src/replication/tracker';

@@ -5,7 +5,7 @@
  * at once (docs/operations.md, "Removing a region").
  */
 import { createRedis, replicationKeys } from '../../src/redis';
-import { readMembers } from '../../src/replication/membership';
+import { readMembers } from '../../src/replication/member-record';
 import { eventually, runScript, startCluster, type Cluster } from '../support/harness';
 import { REDIS_URL } from '../support/env';
 

@@ -6,7 +6,7 @@
  * peer, then refuses, naming what is missing; --force copies anyway.
  */
 import { Client } from 'pg';
-import { readMembers, updateMember, writeMember } from '../../src/replication/membership';
+import { readMembers, updateMember, writeMember } from '../../src/replication/member-record';
 import { RAISE_COLLECTED_THROUGH_SQL } from '../../src/replication/tombstones';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { compareStreamIds } from '../../src/replication/stream';

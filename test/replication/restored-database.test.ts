@@ -8,7 +8,7 @@
 import { Client } from 'pg';
 import { dropDatabase } from '../../src/db/migrate';
 import { createRedis, replicationKeys } from '../../src/redis';
-import { updateMember } from '../../src/replication/membership';
+import { updateMember } from '../../src/replication/member-record';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, eventually } from '../support/harness';

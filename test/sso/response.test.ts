@@ -8,7 +8,8 @@ import { SignedXml } from 'xml-crypto';
 import { AppError } from '../../src/http/errors';
 import { parseIdpMetadata } from '../../src/metadata/parse-metadata';
 import { signEnveloped } from '../../bench/metadata-documents';
-import { emailOf, parseResponse, validateResponse, type Expectations } from '../../src/sso/response';
+import { emailOf } from '../../src/sso/email';
+import { parseResponse, validateResponse, type Expectations } from '../../src/sso/response';
 import { assertionXml, idpMetadata, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
 
 const A = signer('idp-a');

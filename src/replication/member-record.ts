@@ -1,0 +1,198 @@
+/**
+ * The membership record as one Redis holds it (membership.ts describes the record and who writes it):
+ * reading, writing, re-marking and removing entries, each announced. The admin commands (npm run members,
+ * re-seed) and a region's processes (Membership, membership.ts) write through these.
+ */
+import type { Redis, ReplicationKeys } from '../redis';
+import { eachRegion, type RedisLinks } from './links';
+
+export type MemberState = 'joining' | 'active';
+
+export interface Member {
+  region: string;
+  state: MemberState;
+  joinedAt: string | null;
+  /** The Redis the region recorded for itself (null: not recorded; its config entry or the default). */
+  redisUrl: string | null;
+  /** False for a region known only from this process's config (not yet in the record). */
+  registered: boolean;
+  /** The re-seed that marked it joining (its token), while nothing else has rewritten the entry since. */
+  reseed: string | null;
+}
+
+const GENERATION = '~generation';
+
+interface Stored {
+  state?: string;
+  joined_at?: string;
+  redis_url?: string;
+  reseed?: string;
+}
+
+function parse(region: string, raw: string): Member {
+  let v: Stored = {};
+  try {
+    v = JSON.parse(raw) as Stored;
+  } catch {
+    // An unreadable entry still names a member; count it as needing everything.
+  }
+  return {
+    region,
+    state: v.state === 'joining' ? 'joining' : 'active',
+    joinedAt: typeof v.joined_at === 'string' ? v.joined_at : null,
+    redisUrl: typeof v.redis_url === 'string' && /^rediss?:\/\//.test(v.redis_url) ? v.redis_url : null,
+    registered: true,
+    reseed: typeof v.reseed === 'string' ? v.reseed : null,
+  };
+}
+
+/** The record as stored: members by region, and its generation. */
+export async function readMembers(redis: Redis, keys: ReplicationKeys): Promise<{ members: Map<string, Member>; generation: number }> {
+  const hash = await redis.hgetall(keys.members);
+  const members = new Map<string, Member>();
+  for (const [field, value] of Object.entries(hash)) if (field !== GENERATION) members.set(field, parse(field, value));
+  return { members, generation: Number(hash[GENERATION] ?? 0) };
+}
+
+export interface MemberEntry {
+  state: MemberState;
+  joined_at?: string;
+  redis_url?: string | null;
+  reseed?: string;
+}
+
+function encode(entry: MemberEntry): string {
+  return JSON.stringify({
+    state: entry.state,
+    joined_at: entry.joined_at ?? new Date().toISOString(),
+    ...(entry.redis_url ? { redis_url: entry.redis_url } : {}),
+    ...(entry.reseed ? { reseed: entry.reseed } : {}),
+  });
+}
+
+/** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
+export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false): Promise<boolean> {
+  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent);
+}
+
+export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean): Promise<boolean> {
+  const written = onlyIfAbsent ? (await redis.hsetnx(keys.members, region, value)) === 1 : (await redis.hset(keys.members, region, value), true);
+  if (written) await announce(redis, keys);
+  return written;
+}
+
+/**
+ * Changes a registered member's state in one Redis (keeping the rest); false when it is not a member there.
+ * `reseed` names the re-seed that sets it (see activateAfterReseed); any other update clears that name.
+ */
+export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }): Promise<boolean> {
+  const raw = await redis.hget(keys.members, region);
+  if (raw === null) return false;
+  const m = parse(region, raw);
+  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed });
+  return true;
+}
+
+/**
+ * Marks `region` joining (it needs a re-seed): first in `home`, its own Redis (its entry's authoritative copy,
+ * which its processes copy everywhere), then in every other member's Redis it can reach, each server once.
+ */
+export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, keys: ReplicationKeys, region: string, regions: readonly string[]): Promise<void> {
+  await updateMember(home, keys, region, { state: 'joining' });
+  const seen = new Set([home]);
+  const others = regions.filter((r) => {
+    const redis = links.to(r);
+    if (r === region || seen.has(redis)) return false;
+    seen.add(redis);
+    return true;
+  });
+  await eachRegion(others, (r) => updateMember(links.to(r), keys, region, { state: 'joining' }));
+}
+
+/** Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2]; bumps the generation. */
+const COMPARE_AND_SET = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[1], '${GENERATION}', 1)
+return 1`;
+
+/**
+ * The end of a re-seed: marks the region active in one Redis only if its entry is still the one the
+ * re-seed wrote (joining, with its token). A relay that found the region's inbox trimmed past changes it
+ * had not applied marks it joining again meanwhile (relay-confirm.ts markBehind), which clears the token: then
+ * the copy may lack those changes, the region stays joining, and this answers false.
+ */
+export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, region: string, token: string): Promise<boolean> {
+  const raw = await redis.hget(keys.members, region);
+  if (raw === null) return false;
+  const m = parse(region, raw);
+  if (m.state !== 'joining' || m.reseed !== token) return false;
+  const active = encode({ state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
+  const set = Number(await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, active)) === 1;
+  if (set) await redis.publish(keys.membersChannel, JSON.stringify({ members: Number(await redis.hget(keys.members, GENERATION)) }));
+  return set;
+}
+
+/**
+ * Removes a region from one Redis's record, and its inbox if it is in this Redis (so no one delivers to it
+ * or waits for it), with the relay's records of that inbox. Stop the region and take it out of every config
+ * file first: a running region registers itself again, and a config that names it keeps counting it.
+ */
+export async function removeMember(
+  redis: Redis,
+  keys: ReplicationKeys,
+  region: string,
+  /** Record the removal even where the region is no longer a member (`remove --force`: a Redis that lost the record). */
+  force = false,
+): Promise<{ removed: boolean; inboxDeleted: boolean }> {
+  const removed = (await redis.hdel(keys.members, region)) === 1;
+  await redis.hdel(keys.watermarks, region);
+  // Recorded as gone (the other regions adopt its credentials: departures.ts), where it was a member: a
+  // name that was never one records nothing. The regions' processes copy the record into every member's
+  // Redis (Membership.propagate); a region added again under this name is a member again, which outranks it.
+  if (removed || force) await redis.hsetnx(keys.departed, region, new Date().toISOString());
+  await redis.hdel(keys.departedKnown, region);
+  // Announced first: the regions stop delivering to it as they hear of it.
+  await announce(redis, keys);
+  // The inbox, and the relay's records of its incarnation (relay-trim.ts): a region added again under the same
+  // name starts a new inbox, and must not be judged by the old one's first id or acks.
+  const dropInbox = async () => {
+    const deleted = Number(await redis.del(keys.inbox(region))) === 1;
+    // With them its applied-count mark and database identity (restore-check.ts): a region added again under
+    // this name starts anew.
+    await redis.del(keys.inboxBorn(region), keys.acksBornAt(region), keys.appliedMark(region), keys.databaseIdentity(region));
+    return deleted;
+  };
+  const first = await dropInbox();
+  // A delivery (or a relay's trim) that read the membership before the announcement reached its region can
+  // still write them, which recreates the inbox: once that is over, they are deleted again.
+  await new Promise((resolve) => setTimeout(resolve, REMOVAL_GRACE_MS));
+  const again = await dropInbox();
+  return { removed, inboxDeleted: first || again };
+}
+
+/** Writes the removal records (region -> when) into `redis` where it lacks them (removals are never deleted). */
+export async function copyRemovals(redis: Redis, keys: ReplicationKeys, removals: Record<string, string>): Promise<void> {
+  const entries = Object.entries(removals);
+  if (entries.length === 0) return;
+  const pipe = redis.pipeline();
+  for (const [r, at] of entries) pipe.hsetnx(keys.departed, r, at);
+  await pipe.exec();
+}
+
+/** A member's list of known removals (keys.departedKnown); anything unreadable counts as knowing none. */
+export function parseKnown(raw: string): string[] {
+  try {
+    const v: unknown = JSON.parse(raw);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+/** How long removeMember waits before it deletes the removed region's inbox again. */
+export const REMOVAL_GRACE_MS = 3000;
+
+async function announce(redis: Redis, keys: ReplicationKeys): Promise<void> {
+  const generation = await redis.hincrby(keys.members, GENERATION, 1);
+  await redis.publish(keys.membersChannel, JSON.stringify({ members: generation }));
+}
