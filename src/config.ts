@@ -196,15 +196,21 @@ export const MIN_SIGNING_SECRET_BYTES = 32;
 
 const validateFile = compile(ConfigFileSchema);
 
-/** A publicUrl as the place it names: scheme and host in any case, a trailing slash or not. */
-function samePlace(url: string): string {
-  let href = url;
+/**
+ * A publicUrl as the place it names (scheme and host in any case, a default port or none, a trailing slash or
+ * not), or null when it is not one that paths can be appended to: the ACS URL, the SP metadata and the console's
+ * calls are publicUrl + path, so a query or fragment swallowed the path, and a URL that does not parse named
+ * no place at all (the schema checks the scheme only).
+ */
+function samePlace(url: string): string | null {
+  let parsed: URL;
   try {
-    href = new URL(url).href;
+    parsed = new URL(url);
   } catch {
-    // The schema checked the scheme only; an unparsable URL is compared as written.
+    return null;
   }
-  return href.replace(/\/+$/, '');
+  if (url.includes('?') || url.includes('#') || parsed.username !== '' || parsed.password !== '') return null;
+  return parsed.href.replace(/\/+$/, '');
 }
 
 export function readConfigFile(configPath: string): ConfigFile {
@@ -232,6 +238,12 @@ export function readConfigFile(configPath: string): ConfigFile {
     if (r.operatorPort === r.port) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.operatorPort: it must differ from port (${r.port})`);
     if (r.publicUrl === undefined) continue;
     const key = samePlace(r.publicUrl);
+    if (key === null) {
+      throw new ConfigError(
+        `invalid config file ${configPath}: regions.${i}.publicUrl: '${r.publicUrl}' must be an absolute http(s) URL with no query, fragment, user or password ` +
+          `(the region's paths are appended to it)`,
+      );
+    }
     const other = publicUrls.get(key);
     if (other !== undefined) {
       throw new ConfigError(

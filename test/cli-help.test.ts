@@ -3,6 +3,8 @@
  * config they cannot read is a configuration error (exit 2).
  */
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../src/paths';
 
@@ -34,4 +36,23 @@ test.each([
   });
   expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
   expect(res.stderr).toMatch(new RegExp(`^${script} failed: .*/nonexistent/regions\\.json`));
+});
+
+test.each([
+  ['a region the config does not name', ['--from', 'us-iowa', '--to', 'mars'], /^reseed failed: unknown region: mars \(known: us-iowa, europe-belgium\)/],
+  ['one region as both peer and target', ['--from', 'us-iowa', '--to', 'us-iowa'], /^reseed failed: --from and --to must name two different regions/],
+])('npm run reseed naming %s exits 2, a usage mistake, before connecting anywhere', (_what, args, message) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-reseed-'));
+  const config = path.join(dir, 'regions.json');
+  // Nothing listens at these addresses: a re-seed that went on would fail there, with another message.
+  const unreachable = { databaseUrl: 'postgresql://postgres@127.0.0.1:1/none' };
+  fs.writeFileSync(config, JSON.stringify({ redisUrl: 'redis://127.0.0.1:1', redisKeyPrefix: 'cli-reseed:', regions: [{ id: 'us-iowa', port: 8081, ...unreachable }, { id: 'europe-belgium', port: 8082, ...unreachable }] }));
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist/scripts/reseed.js'), ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, REGIONS_CONFIG: config },
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
+  expect(res.stderr).toMatch(message);
 });

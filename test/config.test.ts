@@ -137,6 +137,18 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
     {},
     /regions\.1\.publicUrl: 'https:\/\/SSO\.example\.com\/' is also the publicUrl of region 'us-iowa'; each region needs its own/,
   ],
+  // Paths are appended to it (the ACS URL, the SP metadata, the console's calls): a query or fragment swallowed them.
+  ...[
+    ['a query', 'https://sso.example.com/?region=us'],
+    ['a fragment', 'https://sso.example.com/#us'],
+    ['a user and password', 'https://user:secret@sso.example.com'],
+    ['a space in its host', 'https://sso.exa mple.com'],
+  ].map(([what, publicUrl]): [string, unknown, Record<string, string>, RegExp] => [
+    `a publicUrl with ${what}`,
+    { ...good, regions: [{ ...good.regions[0], publicUrl }, good.regions[1]] },
+    {},
+    /regions\.0\.publicUrl: '.*' must be an absolute http\(s\) URL with no query, fragment, user or password/,
+  ]),
   ['a bad OPERATOR_PORT', good, { OPERATOR_PORT: '70000' }, /OPERATOR_PORT must be 1\.\.65535/],
   ['OPERATOR_PORT equal to PORT', good, { OPERATOR_PORT: '8081' }, /operator port \(8081\) must differ/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],

@@ -93,6 +93,16 @@ function header(headers: Record<string, string | string[] | undefined>, name: st
   return value ?? null;
 }
 
+/**
+ * A list-valued header (Content-Encoding) as one list: HTTP reads several lines of it as their values joined
+ * by commas. Its first line alone left a body sent with `gzip` and `br` on two lines half decoded, refused as
+ * "not compressed that way".
+ */
+function headerList(headers: Record<string, string | string[] | undefined>, name: string): string | null {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : (value ?? null);
+}
+
 /** Drops a body we will not read; the stream reports its own abort, which is expected here. */
 function discard(body: { on(event: 'error', listener: () => void): unknown; destroy(): unknown }): void {
   body.on('error', () => undefined);
@@ -192,7 +202,7 @@ async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, de
       discard(res.body);
       throw tooLarge(url, limits.maxBytes, declared);
     }
-    const bytes = decodeContentEncoding(await readLimited(res.body, url, limits.maxBytes), header(res.headers, 'content-encoding'), url, limits.maxBytes);
+    const bytes = decodeContentEncoding(await readLimited(res.body, url, limits.maxBytes), headerList(res.headers, 'content-encoding'), url, limits.maxBytes);
     return { kind: 'body', body: decodeBody(bytes, url), contentType: header(res.headers, 'content-type') };
   } catch (err) {
     throw describeFailure(err, url, limits, deadline);

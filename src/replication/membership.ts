@@ -26,8 +26,6 @@ import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { copyRemovals, parseKnown, readMembers, writeMember, writeRaw, type Member, type MemberEntry, type MemberState } from './member-record';
 import { groupInfo, streamBounds } from './stream';
 
-// restore-check.ts and reseed.ts import these from here.
-export { activateAfterReseed, markJoining, readMembers, updateMember } from './member-record';
 
 export interface MembershipDeps {
   /** The process's Redis connections: its own region's record is read, every region's is written. */

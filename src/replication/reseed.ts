@@ -20,13 +20,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { redisUrlOf, type ConfigFile } from '../config';
+import { ConfigError, redisUrlOf, type ConfigFile } from '../config';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
 import { peerProgress, takePeerProgress } from './applied-progress';
 import { eachRegion, RedisLinks } from './links';
-import { activateAfterReseed, readMembers, updateMember } from './membership';
+import { activateAfterReseed, readMembers, updateMember } from './member-record';
 import { recordReseededDatabase } from './restore-check';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
@@ -135,6 +135,10 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     // The entry names this re-seed: a relay that marks the target behind meanwhile rewrites it without.
     const token = randomUUID();
     await markJoining(links, keys, file.regions.map((r) => r.id), to, token);
+    // The database being filled is the region's from now on (it is joining until the copy is done): a start of
+    // the region meanwhile (its supervisor restarting it once the database exists) must not mark it behind again,
+    // which cleared this re-seed's token and failed it at the end. Recorded again after the copy.
+    await recordReseededDatabase(db, redis, keys, to);
     // Pending entries older than the oldest entry left were trimmed: nothing is left to read.
     const bounds = await streamBounds(redis, keys.inbox(to));
     const trimmedPendingAcked = bounds ? await ackTrimmedPending(redis, keys.inbox(to), to, bounds.firstId ? previousStreamId(bounds.firstId) : bounds.lastGeneratedId) : 0;
@@ -171,8 +175,9 @@ interface ReseedRun {
 function regionsOf(file: ConfigFile, from: string, to: string) {
   const source = file.regions.find((r) => r.id === from);
   const target = file.regions.find((r) => r.id === to);
-  if (!source || !target) throw new Error(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
-  if (from === to) throw new Error('--from and --to must name two different regions');
+  // Usage mistakes (exit 2, scripts/usage.ts failureStatus), found before anything is connected to.
+  if (!source || !target) throw new ConfigError(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
+  if (from === to) throw new ConfigError('--from and --to must name two different regions');
   return { source, target };
 }
 

@@ -21,7 +21,7 @@ import type { SqlReader } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
-import { markJoining } from './membership';
+import { markJoining } from './member-record';
 
 /** Raises the mark of each origin to the database's count (never lowers it: ZADD GT). */
 export async function raiseAppliedMark(redis: Redis, keys: ReplicationKeys, region: string, counts: readonly { origin_region: string; applied_count: number }[]): Promise<void> {
@@ -88,7 +88,8 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
 }
 
 /**
- * After a re-seed copied a peer's rows into the region's database: that database is the region's now, whatever
+ * Once a re-seed marked the region joining, and again after it copied a peer's rows into the region's database
+ * (reseed.ts): that database is the region's now, whatever
  * it held before (one the re-seed created, its old one lost while the region was down, say). Both records
  * follow it, so that the region's next start does not mark it behind again (it did: a re-seed run before
  * the region was started again was followed by a second one).

@@ -4,6 +4,7 @@
  * matrix reads it caught up. Before, a region re-seeded after its database was lost read "behind" every
  * origin (no figure) until that origin wrote again, its digests equal to the others' all along.
  */
+import { Client } from 'pg';
 import { dropDatabase } from '../../src/db/migrate';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, type TestDeployment } from '../support/env';
@@ -72,3 +73,37 @@ test('a region whose database was lost while it was down, re-seeded before it st
   expect(status.needs_reseed).toEqual([]);
   expect(status.members.find((m: { region: string }) => m.region === 'asia-japan').state).toBe('active');
 }, 120_000);
+
+test('a region whose database was lost, started again while its re-seed copies, lets that re-seed finish', async () => {
+  await createOrg(url('us-iowa'), 'before the second loss', allRegions);
+  expect(await eventually(async () => ((await applied('asia-japan')).find((a) => a.origin_region === 'us-iowa')?.events_applied ?? 0) >= 1)).toBe(true);
+  await running.get('asia-japan')?.stop();
+  await dropDatabase(dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl as string);
+
+  // The copy waits on a lock of the peer's last table (one the peer itself does not touch here): the region starts
+  // (as its supervisor restarts it) meanwhile.
+  const peerUrl = dep.file.regions.find((r) => r.id === 'europe-belgium')?.databaseUrl;
+  const peer = new Client({ connectionString: peerUrl });
+  // Another session: pg_stat_activity is read once per transaction, and the lock's stays open.
+  const watch = new Client({ connectionString: peerUrl });
+  await Promise.all([peer.connect(), watch.connect()]);
+  try {
+    await peer.query('BEGIN');
+    await peer.query('LOCK TABLE saml_sso_settings IN ACCESS EXCLUSIVE MODE');
+    const reseed = runReseed({ deployment: dep } as Parameters<typeof runReseed>[0], 'europe-belgium', 'asia-japan');
+    const copying = async () =>
+      (await watch.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM "saml_sso_settings" x%'`)).rows[0]?.n === 1;
+    expect(await eventually(copying, 90_000)).toBe(true);
+    running.set('asia-japan', await startRegion(dep.configFor('asia-japan'), { drainTimeoutMs: 5000 }));
+    // Its start's check (before the applier's first read) runs on the database the re-seed is filling.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await peer.query('COMMIT');
+    const run = await reseed;
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
+  } finally {
+    await Promise.all([peer.end(), watch.end()]);
+  }
+  const status = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  expect(status.needs_reseed).toEqual([]);
+  expect(status.members.find((m: { region: string }) => m.region === 'asia-japan').state).toBe('active');
+}, 180_000);
