@@ -323,16 +323,31 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const conditions = firstChild(signed, SAML_NS, 'Conditions');
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
   const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
+  const sessionIndex = attr(authn, 'SessionIndex');
+  refuseLongSubject('NameID', nameId);
+  if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
     assertionId,
     inResponseTo,
     nameId,
     nameIdFormat: attr(nameIdEl, 'Format'),
-    sessionIndex: attr(authn, 'SessionIndex'),
+    sessionIndex,
     attributes: attributeValues(profile),
     friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
   };
+}
+
+/**
+ * The longest NameID and SessionIndex taken. Both go into the sign-in token, which a browser or an application
+ * carries in a header or cookie; a signed assertion bounded only by the post (256 KiB) made a token of ~135 KB
+ * from a 100,000-character SessionIndex. Real ones are tens of characters (an email, a persistent id).
+ */
+export const MAX_SUBJECT_CHARS = 1024;
+
+function refuseLongSubject(what: 'NameID' | 'SessionIndex', value: string): void {
+  if (value.length <= MAX_SUBJECT_CHARS) return;
+  throw refused(422, `the assertion's ${what} is ${value.length} characters long; at most ${MAX_SUBJECT_CHARS} are taken (it goes into the sign-in token). Check what the IdP application sends as its ${what}.`);
 }
 
 /**

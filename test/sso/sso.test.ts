@@ -290,6 +290,17 @@ describe('signing in', () => {
     expect(res.body.result).toMatchObject({ email: 'bob@example.com', name_id: 'bob@example.com' });
   });
 
+  test('a NameID or SessionIndex over 1024 characters is a 422 naming it (both go into the token); 1024 sign in', async () => {
+    const long = await answer(EU, cred, { nameId: `${'a'.repeat(1012)}@example.com`, sessionIndex: 's'.repeat(1024) });
+    const ok = await acs(EU, cred, signedResponse(long, A));
+    expect(ok.status).toBe(200);
+    expect(ok.body.result).toMatchObject({ name_id: long.nameId, session_index: long.sessionIndex });
+    const longer = await answer(EU, cred, { sessionIndex: 's'.repeat(100_000) });
+    expect(await refusal(EU, cred, signedResponse(longer, A), 422)).toBe("Sign-in refused: the assertion's SessionIndex is 100000 characters long; at most 1024 are taken (it goes into the sign-in token). Check what the IdP application sends as its SessionIndex.");
+    const nameId = await answer(EU, cred, { nameId: `${'a'.repeat(1013)}@example.com` });
+    expect(await refusal(EU, cred, signedResponse(nameId, A), 422)).toMatch(/^Sign-in refused: the assertion's NameID is 1025 characters long; at most 1024/);
+  });
+
   test('no email anywhere is a 422 that says what to send', async () => {
     const spec = await answer(EU, cred, { nameId: 'u-999', nameIdFormat: PERSISTENT_FORMAT, attributes: { mail2: ['x@example.com'] } });
     expect(await refusal(EU, cred, signedResponse(spec, A), 422)).toMatch(/no email address.*email_claims \("email"\)/);
