@@ -57,12 +57,19 @@ test('a region re-seeded after its database was lost reads caught up with every 
   expect(await eventually(async () => (await applied('asia-japan')).find((a) => a.origin_region === 'us-iowa')?.events_applied === 1)).toBe(true);
 }, 120_000);
 
-test('a region whose database was lost while it was down, re-seeded before it starts again, is not marked behind at its start', async () => {
-  await createOrg(url('us-iowa'), 'before the loss', allRegions);
-  // Counted in asia-japan, and marked in its Redis: its next database must not be judged by that mark.
+/**
+ * A write counted in asia-japan (and so marked in its Redis: its next database must not be judged by that mark),
+ * then asia-japan stopped and its database dropped.
+ */
+async function loseAsiaDatabase(label: string): Promise<void> {
+  await createOrg(url('us-iowa'), label, allRegions);
   expect(await eventually(async () => ((await applied('asia-japan')).find((a) => a.origin_region === 'us-iowa')?.events_applied ?? 0) >= 1)).toBe(true);
   await running.get('asia-japan')?.stop();
   await dropDatabase(dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl as string);
+}
+
+test('a region whose database was lost while it was down, re-seeded before it starts again, is not marked behind at its start', async () => {
+  await loseAsiaDatabase('before the loss');
   // The re-seed creates the database and fills it.
   const run = await runReseed({ deployment: dep } as Parameters<typeof runReseed>[0], 'europe-belgium', 'asia-japan');
   expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
@@ -75,10 +82,7 @@ test('a region whose database was lost while it was down, re-seeded before it st
 }, 120_000);
 
 test('a region whose database was lost, started again while its re-seed copies, lets that re-seed finish', async () => {
-  await createOrg(url('us-iowa'), 'before the second loss', allRegions);
-  expect(await eventually(async () => ((await applied('asia-japan')).find((a) => a.origin_region === 'us-iowa')?.events_applied ?? 0) >= 1)).toBe(true);
-  await running.get('asia-japan')?.stop();
-  await dropDatabase(dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl as string);
+  await loseAsiaDatabase('before the second loss');
 
   // The copy waits on a lock of the peer's last table (one the peer itself does not touch here): the region starts
   // (as its supervisor restarts it) meanwhile.
