@@ -24,7 +24,7 @@ const inflateEither: Decoder = (bytes, opts) => {
   }
 };
 
-const DECODERS: Record<string, Decoder> = {
+const DECODERS: Readonly<Record<string, Decoder>> = {
   gzip: zlib.gunzipSync,
   'x-gzip': zlib.gunzipSync,
   deflate: inflateEither,
@@ -40,7 +40,8 @@ export function decodeContentEncoding(bytes: Buffer, header: string | null, url:
   if (codings.length === 0) return bytes;
   const where = excerpt(url.href, 200);
   const named = excerpt(codings.join(', '), 60);
-  const unknown = codings.find((c) => !(c in DECODERS));
+  // Own keys only: `in` also found an object's inherited names (a coding named `constructor` read as none).
+  const unknown = codings.find((c) => !Object.hasOwn(DECODERS, c));
   if (unknown !== undefined || codings.length > MAX_CODINGS) {
     throw new MetadataError(
       'not_xml',

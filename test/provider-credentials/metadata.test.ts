@@ -55,6 +55,8 @@ const PACKED: Record<string, [string | string[], Buffer]> = {
   'bomb.xml': ['gzip', zlib.gzipSync(Buffer.alloc(3 * 1024 * 1024, ' '))],
   'zstd.xml': ['zstd', OKTA()],
   'liar.xml': ['gzip', OKTA()],
+  // A name every object inherits (a lookup by `in` found it, and the body was read as not encoded): no coding.
+  'constructor.xml': ['constructor', OKTA()],
 };
 
 const count = () => r.region.db.samlProviderCredential.count({ where: { deletedAt: null } });
@@ -160,6 +162,7 @@ describe('an answer compressed though the fetch asked for identity', () => {
     ['bomb', /decompresses \(Content-Encoding "gzip"\) to more than the 1 MiB allowed/],
     ['zstd', /sent with Content-Encoding "zstd", which the fetch did not ask for and does not read/],
     ['liar', /sent with Content-Encoding "gzip" but is not compressed that way/],
+    ['constructor', /sent with Content-Encoding "constructor", which the fetch did not ask for and does not read/],
   ])('%s is refused with a 400 that says why, and nothing is written', async (name, why) => {
     const before = await count();
     const res = await create(`http://${packedHost}/${name}.xml`);
