@@ -72,8 +72,9 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   // running region): no retry mends that, its operator must restart the region (which creates and migrates
   // it) and re-seed it. A 503 that says so, not "retry shortly" nor a 500 (a helper's operations pass found
   // every route answering 500 once the database was created again empty).
-  if (isDatabaseMissing(err) || isSchemaMissing(err)) {
-    const what = isDatabaseMissing(err) ? 'does not exist (it was dropped, or the region is configured with another)' : 'lacks its tables (created again empty, or not migrated)';
+  const databaseMissing = isDatabaseMissing(err);
+  if (databaseMissing || isSchemaMissing(err)) {
+    const what = databaseMissing ? 'does not exist (it was dropped, or the region is configured with another)' : 'lacks its tables (created again empty, or not migrated)';
     return new AppError(
       503,
       'database_unavailable',

@@ -5,6 +5,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type TSchema, type Static } from '@sinclair/typebox';
+import { CONTROL_CHARACTER } from '../control-characters';
 
 export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri', 'uuid', 'date-time', 'email']);
 /**
@@ -13,7 +14,7 @@ export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri'
  * silently, so the URL used would not be the one sent).
  */
 ajv.addFormat('iri', (s: string) => {
-  if (/[\s\u0000-\u001f\u007f-\u009f]/.test(s)) return false;
+  if (/\s/.test(s) || CONTROL_CHARACTER.test(s)) return false;
   try {
     return new URL(s).href.length > 0;
   } catch {

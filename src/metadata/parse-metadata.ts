@@ -4,6 +4,7 @@
  * and, when the document is signed, a signature that verifies.
  */
 import type { Element } from '@xmldom/xmldom';
+import { CONTROL_CHARACTER } from '../control-characters';
 import { excerpt, MetadataError } from './errors';
 import { cacheDurationMs } from './iso-duration';
 import { certificateLabel, parseCertificate, type CertificateInfo } from './x509';
@@ -167,7 +168,7 @@ function selectIdp(root: Element): EntityInContext {
  * URL users were sent to was not the one stored and shown, nor the AuthnRequest's Destination.
  */
 export function isHttpUrl(text: string): boolean {
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) return false;
+  if (CONTROL_CHARACTER.test(text)) return false;
   try {
     const url = new URL(text);
     return (url.protocol === 'https:' || url.protocol === 'http:') && hasPlainHost(url);

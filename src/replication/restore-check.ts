@@ -57,9 +57,9 @@ export async function databaseIdentity(db: SqlReader): Promise<string | null> {
 
 /**
  * The check at the applier's start. Returns the origins found behind and whether the database was replaced
- * (neither: nothing marked). Throws when its
- * own Redis cannot be read or written (the caller tries again); another member's Redis that does not answer
- * gets the mark from this region's processes, which copy its entry everywhere.
+ * (neither: nothing marked). Throws when its own Redis cannot be read or written (the caller tries again);
+ * another member's Redis that does not answer gets the mark from this region's processes, which copy its
+ * entry everywhere.
  */
 export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger }) {
   const reseed = 'marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region;
@@ -74,31 +74,32 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
   } else if (behind.length > 0) {
     d.log.error({ behind }, 'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; ' + reseed);
   }
-  if (replaced || behind.length > 0) await markJoining(d.links.own, d.links, d.keys, d.region, d.regions);
-  // Both records now follow the database: the next start, before or after the re-seed, does not find it again.
-  const mark = d.keys.appliedMark(d.region);
-  const reset = d.links.own.multi();
-  if (behind.length > 0 || replaced) {
-    reset.del(mark);
-    if (counts.length) reset.zadd(mark, ...scored(counts));
+  if (replaced || behind.length > 0) {
+    await markJoining(d.links.own, d.links, d.keys, d.region, d.regions);
+    // Both records now follow the database: the next start, before or after the re-seed, does not find it again.
+    await recordDatabase(d.links.own, d.keys, d.region, identity, counts);
+  } else if (identity !== null) {
+    await d.links.own.set(d.keys.databaseIdentity(d.region), identity);
   }
-  if (identity !== null) reset.set(d.keys.databaseIdentity(d.region), identity);
-  await reset.exec();
   return { behind, replaced };
 }
 
-/**
- * Once a re-seed marked the region joining, and again after it copied a peer's rows into the region's database
- * (reseed.ts): that database is the region's now, whatever
- * it held before (one the re-seed created, its old one lost while the region was down, say). Both records
- * follow it, so that the region's next start does not mark it behind again (it did: a re-seed run before
- * the region was started again was followed by a second one).
- */
-export async function recordReseededDatabase(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string): Promise<void> {
-  const [identity, { counts }] = await Promise.all([databaseIdentity(db), countsBehindMark(db, redis, keys, region)]);
+/** Sets both records to what the database holds: the mark to its counts, the identity to its own. */
+async function recordDatabase(redis: Redis, keys: ReplicationKeys, region: string, identity: string | null, counts: readonly { origin_region: string; applied_count: number }[]): Promise<void> {
   const mark = keys.appliedMark(region);
   const reset = redis.multi().del(mark);
   if (counts.length) reset.zadd(mark, ...scored(counts));
   if (identity !== null) reset.set(keys.databaseIdentity(region), identity);
   await reset.exec();
+}
+
+/**
+ * Once a re-seed marked the region joining, and again after it copied a peer's rows into the region's database
+ * (reseed.ts): that database is the region's now, whatever it held before (one the re-seed created, its old
+ * one lost while the region was down, say). Both records follow it, so that the region's next start does not
+ * mark it behind again (it did: a re-seed run before the region was started again was followed by a second one).
+ */
+export async function recordReseededDatabase(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string): Promise<void> {
+  const [identity, { counts }] = await Promise.all([databaseIdentity(db), countsBehindMark(db, redis, keys, region)]);
+  await recordDatabase(redis, keys, region, identity, counts);
 }
