@@ -123,7 +123,12 @@ export async function runOverloadBench(o: OverloadOptions): Promise<void> {
 export function waitersLine(r: Awaited<ReturnType<typeof overload>>): string {
   return (
     `${r.requests} concurrent all_regions PATCHes to one region (${r.waiters_peak} waiting at once at the peak): RSS +${r.rss_peak_above_idle_mb} MB above ${r.rss_idle_mb} MB idle ` +
-    `(target ≤ 200 MB), Redis connections ${r.redis_connections_idle} → ${r.redis_connections_peak} (target: constant); answers ${JSON.stringify(r.answers_by_status)}; load avg ${r.machine.replace(/.*load average /, '')}\n`
+    `(target ≤ 200 MB), Redis connections ${r.redis_connections_idle} → ${r.redis_connections_peak} (target: constant); answers ${JSON.stringify(r.answers_by_status)}` +
+    // A request with no HTTP answer says why (an error code, 'client timeout') and when it connected.
+    (r.client_errors_no_answer > 0
+      ? ` (no answer: ${JSON.stringify(r.client_errors_by_cause)}, ${r.client_errors_connected_after_30s_or_never} connected after 30 s or never; connect ms ${JSON.stringify(r.connect_ms)})`
+      : '') +
+    `; load avg ${r.machine.replace(/.*load average /, '')}\n`
   );
 }
 
