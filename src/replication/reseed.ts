@@ -202,7 +202,17 @@ async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: Re
     // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
     const peerState = members.get(from)?.state;
     if (!opts.force && peerState !== 'active') {
-      throw new Error(`${from} is ${peerState ?? 'not a member'} in ${r.id}'s Redis (it needs a re-seed itself, or is not seeded yet): re-seed from an active region`);
+      // None active: every region started on a database it had not run on (a new deployment on the Redis keys
+      // of an old one, every database dropped): there is no peer to copy from, only regions to declare current.
+      const noneActive = ![...members.values()].some((m) => m.state === 'active');
+      throw new Error(
+        `${from} is ${peerState ?? 'not a member'} in ${r.id}'s Redis (it needs a re-seed itself, or is not seeded yet): re-seed from an active region` +
+          (noneActive
+            ? '. No member is active there: if every region\'s database was replaced (a new deployment on the Redis keys of an old one), ' +
+              'mark the region that holds the data to keep active (npm run members -- activate <region>) and re-seed the others from it ' +
+              '(docs/operations.md, "Starting over on an old deployment\'s Redis")'
+            : ''),
+      );
     }
   }
 }

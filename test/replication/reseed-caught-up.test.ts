@@ -124,8 +124,24 @@ test('a peer that needs a re-seed itself is refused (its origins count what its 
     const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(new RegExp(`${PEER} is joining in .*re-seed from an active region`));
+    // Another member is active: the message sends the operator to it, not to marking regions active.
+    expect(refused.stderr).not.toMatch(/No member is active/);
   } finally {
     await updateMember(redis, keys, PEER, { state: 'active' });
+    redis.disconnect();
+  }
+}, 120_000);
+
+test('with every member joining (each region\'s database replaced at once), the refusal says how to start over: activate the one to keep', async () => {
+  const redis = createRedis(REDIS_URL, 'reseed-test', { queueWhileOffline: true });
+  const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
+  try {
+    for (const r of [ORIGIN, PEER, TARGET]) await updateMember(redis, keys, r, { state: 'joining' });
+    const refused = await runReseed(cluster, PEER, TARGET, ['--wait', '1']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(new RegExp(`${PEER} is joining in .*No member is active there.*npm run members -- activate <region>.*Starting over`));
+  } finally {
+    for (const r of [ORIGIN, PEER, TARGET]) await updateMember(redis, keys, r, { state: 'active' });
     redis.disconnect();
   }
 }, 120_000);
