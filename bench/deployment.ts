@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
-import type { ConfigFile } from '../src/config';
+import type { ConfigFile } from '../src/config-schema';
 import { dropDatabase } from '../src/db/migrate';
 import { deleteKeysWithPrefix } from '../src/redis';
 import { PROJECT_ROOT } from '../src/paths';

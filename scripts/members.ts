@@ -10,9 +10,9 @@
  * which `remove` otherwise refuses (see runningConnection). Stop the region and take it out of every
  * config file first. A Redis that does not answer is named in `unreachable`:
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
- * regions' Redis URLs and the key prefix; prints JSON.
+ * regions' Redis URLs and the key prefix, REDIS_URL and REDIS_KEY_PREFIX over them as a region takes them; prints JSON.
  */
-import { readConfigFile, redisUrlOf, regionsConfigPath } from '../src/config';
+import { readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
@@ -53,9 +53,8 @@ async function main(): Promise<void> {
   const configPath = regionsConfigPath();
   const connections = new Map<string, Redis>();
   try {
-    const file = readConfigFile(configPath);
-    if (process.env.REDIS_URL) file.redisUrl = process.env.REDIS_URL;
-    const prefix = process.env.REDIS_KEY_PREFIX || file.redisKeyPrefix;
+    const file = withRedisOverrides(readConfigFile(configPath));
+    const prefix = file.redisKeyPrefix;
     const keys = replicationKeys(prefix);
     // One connection per distinct Redis; each is named after the regions it serves.
     const servers = new Map<string, string[]>();

@@ -1,9 +1,10 @@
 /**
  * `npm run reseed -- --from <peer region> --to <region>`: re-seeds a region whose consumer group fell
  * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
- * REGIONS_CONFIG (default ./regions.config.json); prints what it copied as JSON. See src/replication/reseed.ts.
+ * REGIONS_CONFIG (default ./regions.config.json), with REDIS_URL and REDIS_KEY_PREFIX over the file's as a region
+ * takes them (withRedisOverrides); prints what it copied as JSON. See src/replication/reseed.ts.
  */
-import { ConfigError, readConfigFile, regionsConfigPath } from '../src/config';
+import { ConfigError, readConfigFile, regionsConfigPath, withRedisOverrides } from '../src/config';
 import { REPLICATED_TABLES } from '../src/tables';
 import { reseed } from '../src/replication/reseed';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   }
   const configPath = regionsConfigPath();
   try {
-    const file = readConfigFile(configPath);
+    const file = withRedisOverrides(readConfigFile(configPath));
     const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
     const result = await reseed(file, from, to, REPLICATED_TABLES, {

@@ -13,7 +13,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile } from '../../src/config-schema';
 import { onTeardown } from './common';
 import type { DelayTable } from './delay-proxy';
 import { startAgainIfKilledFromOutside, type HostProcess } from './host-process';

@@ -5,7 +5,8 @@
  * URLs are fetched, never one taken from a request, so the IdP-metadata address policy does not apply.
  */
 import type { ValidateFunction } from 'ajv';
-import type { Config, RegionConfig } from '../config';
+import type { Config } from '../config';
+import type { RegionConfig } from '../config-schema';
 import { httpUrl, localHost } from '../http/url';
 import { UPGRADE_REASONS } from '../replication/held-log';
 import { PEER_COMMAND_TIMEOUT_MS } from '../replication/links';

@@ -20,7 +20,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { ConfigError, redisUrlOf, type ConfigFile } from '../config';
+import { ConfigError, redisUrlOf } from '../config';
+import type { ConfigFile } from '../config-schema';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';

@@ -6,7 +6,7 @@
  * has no key, and IdPs do not require signed requests by default.
  */
 import { SAML, ValidateInResponseTo, type CacheProvider } from '@node-saml/node-saml';
-import type { RegionConfig } from '../config';
+import type { RegionConfig } from '../config-schema';
 import { regionUrl } from '../console/deployment';
 import { BINDING_POST, BINDING_REDIRECT } from '../metadata/parse-metadata';
 import { REQUEST_TTL_SECONDS } from './store';

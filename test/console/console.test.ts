@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { assembleDeployment, gatherDeployment, lagMatrix } from '../../src/console/deployment';
-import type { RegionConfig } from '../../src/config';
+import type { RegionConfig } from '../../src/config-schema';
 import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
 import { DelayProxy } from '../../scripts/harness/delay-proxy';
 import { ADMIN_TOKEN, REDIS_URL } from '../support/env';

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { RegionProcess } from '../../src/cluster/region-process';
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile } from '../../src/config-schema';
 import { dropDatabase } from '../../src/db/migrate';
 import { PROJECT_ROOT } from '../../src/paths';
 import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';

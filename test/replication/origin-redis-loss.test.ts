@@ -10,7 +10,7 @@
  * europe-belgium (TWO) the healthy destination. Each case has a cluster of its own.
  */
 import Redis from 'ioredis';
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile } from '../../src/config-schema';
 import { adminHeaders, call, eventually, type Cluster } from '../support/harness';
 import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../../src/cluster/region-process';
-import type { ConfigFile, RegionConfig } from '../../src/config';
+import type { ConfigFile, RegionConfig } from '../../src/config-schema';
 import { PROJECT_ROOT } from '../../src/paths';
 import { parseBody } from '../../scripts/harness/client';
 import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from './env';
@@ -170,16 +170,17 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000,
 }
 
 /**
- * Runs one of the compiled operator scripts (dist/scripts/<name>.js) against the cluster's config.
+ * Runs one of the compiled operator scripts (dist/scripts/<name>.js) against the cluster's config, `env` over
+ * this process's environment.
  * Asynchronous: a synchronous spawn would stop this process's event loop for the whole run, and a
  * keep-alive socket a region closed meanwhile would then be taken for the next request ("other side closed").
  */
-export function runScript(cluster: Pick<Cluster, 'deployment'>, name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runScript(cluster: Pick<Cluster, 'deployment'>, name: string, args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       [path.join(PROJECT_ROOT, 'dist', 'scripts', `${name}.js`), ...args],
-      { env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath }, encoding: 'utf8', timeout: 60_000 },
+      { env: { ...process.env, REGIONS_CONFIG: cluster.deployment.configPath, ...env }, encoding: 'utf8', timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (err as NodeJS.ErrnoException & { code?: unknown }).code : 0;
         if (err && typeof code !== 'number') return reject(err);

@@ -2,7 +2,7 @@
  * One region started inside the test process (real Postgres, real Redis, real HTTP on a free port),
  * for API tests that do not need several processes.
  */
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile } from '../../src/config-schema';
 import { startRegion, type RegionOptions, type RunningRegion } from '../../src/region';
 import { createDeployment, type TestDeployment } from './env';
 

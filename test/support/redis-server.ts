@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import Redis from 'ioredis';
 import { freePorts } from './env';
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile } from '../../src/config-schema';
 import { startCluster, type Cluster } from './harness';
 
 export interface OwnRedis {

@@ -4,7 +4,7 @@
  * region's own refresher ticks every 30 s at the earliest (a quarter of the refresh interval). Registers
  * its beforeAll/afterAll; the fields are set once beforeAll ran.
  */
-import type { ConfigFile } from '../../src/config';
+import type { ConfigFile } from '../../src/config-schema';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { createOrg } from './harness';
 import { startIdpServer, type IdpServer } from './idp-server';
