@@ -58,11 +58,15 @@ export const MIN_SIGNING_SECRET_BYTES = 32;
 
 const validateFile = compile(ConfigFileSchema);
 
+/** The ports http and https default to: with the scheme ignored, either is no other place. */
+const DEFAULT_PORTS = new Set(['', '80', '443']);
+
 /**
- * A publicUrl as the place it names (scheme and host in any case, a default port or none, a trailing slash or
- * not), or null when it is not one that paths can be appended to: the ACS URL, the SP metadata and the console's
- * calls are publicUrl + path, so a query or fragment swallowed the path, and a URL that does not parse named
- * no place at all (the schema checks the scheme only).
+ * A publicUrl as the place it names: its host (in any case) and path (a trailing slash or not), whatever the
+ * scheme and a default port (http://a.example, https://a.example and https://a.example:443 are one place for
+ * a browser: one host's cookies and users); or null when it is not one that paths can be appended to: the ACS
+ * URL, the SP metadata and the console's calls are publicUrl + path, so a query or fragment swallowed the path,
+ * and a URL that does not parse named no place at all (the schema checks the scheme only).
  */
 function samePlace(url: string): string | null {
   let parsed: URL;
@@ -72,7 +76,8 @@ function samePlace(url: string): string | null {
     return null;
   }
   if (url.includes('?') || url.includes('#') || parsed.username !== '' || parsed.password !== '') return null;
-  return parsed.href.replace(/\/+$/, '');
+  const port = DEFAULT_PORTS.has(parsed.port) ? '' : `:${parsed.port}`;
+  return `${parsed.hostname}${port}${parsed.pathname}`.replace(/\/+$/, '');
 }
 
 export function readConfigFile(configPath: string): ConfigFile {
@@ -93,7 +98,7 @@ export function readConfigFile(configPath: string): ConfigFile {
   const ids = new Set<string>();
   // A URL shared by two regions (one name behind a global load balancer, say) would make their ACS URLs one:
   // a sign-in started in one region and posted to the other is refused, and the console reaches one of them twice.
-  const publicUrls = new Map<string, string>();
+  const publicUrls = new Map<string, { id: string; url: string }>();
   for (const [i, r] of raw.regions.entries()) {
     if (ids.has(r.id)) throw new ConfigError(`invalid config file ${configPath}: regions.${i}.id: duplicate region id '${r.id}'`);
     ids.add(r.id);
@@ -108,12 +113,13 @@ export function readConfigFile(configPath: string): ConfigFile {
     }
     const other = publicUrls.get(key);
     if (other !== undefined) {
+      const spelled = other.url === r.publicUrl ? '' : `. Region '${other.id}' has '${other.url}': the same host and path (neither the scheme, a default port, the case of the host nor a trailing slash makes another place)`;
       throw new ConfigError(
-        `invalid config file ${configPath}: regions.${i}.publicUrl: '${r.publicUrl}' is also the publicUrl of region '${other}'; ` +
-          `each region needs its own (a SAML sign-in is answered only by the region that started it, at that region's ACS URL)`,
+        `invalid config file ${configPath}: regions.${i}.publicUrl: '${r.publicUrl}' is also the publicUrl of region '${other.id}'; ` +
+          `each region needs its own (a SAML sign-in is answered only by the region that started it, at that region's ACS URL)${spelled}`,
       );
     }
-    publicUrls.set(key, r.id);
+    publicUrls.set(key, { id: r.id, url: r.publicUrl });
   }
   const slots = raw.admission?.databaseSlots ?? DEFAULT_ADMISSION.databaseSlots;
   if (slots > DB_POOL_SIZE - ADMISSION_RESERVED_CONNECTIONS) {

@@ -23,6 +23,8 @@ function write(content: unknown, name = `${Math.random()}.json`): string {
   return p;
 }
 
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
 const env = (file: string, extra: Record<string, string> = {}) => ({ REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'x'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32), REPLICATION_KEYS: `k1:${'r'.repeat(32)}`, ...extra });
 
 test('a valid file and environment give the region, with environment overrides applied', () => {
@@ -137,6 +139,18 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
     {},
     /regions\.1\.publicUrl: 'https:\/\/SSO\.example\.com\/' is also the publicUrl of region 'us-iowa'; each region needs its own/,
   ],
+  // One host and path is one place for a browser (its cookies, its users), whatever the scheme or a default port.
+  ...[
+    ['schemes', 'https://sso.example.com', 'http://sso.example.com'],
+    ['schemes and default ports, with a path', 'https://SSO.example.com/sso/', 'http://sso.example.com:80/sso'],
+    ['a default port written out', 'https://sso.example.com', 'https://sso.example.com:443'],
+    ["the other scheme's default port", 'https://sso.example.com', 'http://sso.example.com:443'],
+  ].map(([what, first, second]): [string, unknown, Record<string, string>, RegExp] => [
+    `two regions whose publicUrls differ only in ${what}`,
+    { ...good, regions: [{ ...good.regions[0], publicUrl: first }, { ...good.regions[1], publicUrl: second }] },
+    {},
+    new RegExp(`regions\\.1\\.publicUrl: '${escaped(second)}' is also the publicUrl of region 'us-iowa'; each region needs its own .*\\. Region 'us-iowa' has '${escaped(first)}': the same host and path`),
+  ]),
   // Paths are appended to it (the ACS URL, the SP metadata, the console's calls): a query or fragment swallowed them.
   ...[
     ['a query', 'https://sso.example.com/?region=us'],
@@ -186,6 +200,13 @@ test('without REGIONS_CONFIG and with no ./regions.config.json, the error names 
   }
 });
 
+test('two regions at one host on other ports, or under other paths, are other places: accepted', () => {
+  for (const [first, second] of [['https://sso.example.com:8443', 'https://sso.example.com:9443'], ['https://sso.example.com/us', 'https://sso.example.com/asia'], ['https://sso.example.com', 'https://sso.example.com:8443']]) {
+    const file = { ...good, regions: [{ ...good.regions[0], publicUrl: first }, { ...good.regions[1], publicUrl: second }] };
+    expect(loadConfig(env(write(file))).regions.map((r) => r.publicUrl)).toEqual([first, second]);
+  }
+});
+
 test('npm start refuses a file where two regions share a publicUrl, naming the field, and exits non-zero', () => {
   const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
   // Nothing reachable behind it: a region that did start (no such check) would fail on its own, not hang or write.
@@ -197,6 +218,11 @@ test('npm start refuses a file where two regions share a publicUrl, naming the f
   const res = spawnSync(process.execPath, [main], { env: { ...process.env, ...env(write(shared)) }, encoding: 'utf8', timeout: 20_000 });
   expect(res.status).toBe(2);
   expect(res.stderr).toMatch(/configuration error: .*regions\.1\.publicUrl: 'https:\/\/sso\.example\.com' is also the publicUrl of region 'us-iowa'/);
+  // The same host by another scheme is refused so too.
+  const schemes = { ...shared, regions: shared.regions.map((r, i) => ({ ...r, publicUrl: i === 0 ? 'https://sso.example.com' : 'http://sso.example.com' })) };
+  const other = spawnSync(process.execPath, [main], { env: { ...process.env, ...env(write(schemes)) }, encoding: 'utf8', timeout: 20_000 });
+  expect(other.status).toBe(2);
+  expect(other.stderr).toMatch(/configuration error: .*regions\.1\.publicUrl: 'http:\/\/sso\.example\.com' is also the publicUrl of region 'us-iowa'/);
 });
 
 test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-zero', () => {

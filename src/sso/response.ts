@@ -10,9 +10,10 @@
  * assertions (it is given no decryption key).
  *
  * What node-saml leaves out is checked here, after it accepted the response, on the signed assertion it
- * returns: the issuer, the IdP's status, Destination and the bearer Recipient, and that InResponseTo is
- * signed. node-saml's error messages never reach the client: each is mapped to one of ours, which says what
- * to fix; every signature failure gets the same one, so a forger learns nothing about the other checks.
+ * returns: the Version, the issuer, the IdP's status, Destination and the bearer Recipient, and that
+ * InResponseTo is signed. node-saml's error messages never reach the client: each is mapped to one of ours,
+ * which says what to fix; every signature failure gets the same one, so a forger learns nothing about the
+ * other checks.
  * The certificates node-saml is given are first narrowed by a cheap look at the signatures
  * (signing-candidates.ts); the refusal itself is refusal.ts's, the user's email email.ts's.
  */
@@ -277,12 +278,24 @@ function checkRecipient(assertion: Element, exp: Expectations): { until: number;
 }
 
 /**
+ * SAML 2.0's Version (core 3.2.2, 2.3.3): node-saml reads a Response and an Assertion whatever Version they
+ * carry (or none). The Response's may be unsigned (the assertion signed alone): it is only used to refuse.
+ */
+function checkVersion(el: Element, what: 'Response' | 'assertion'): void {
+  const version = attr(el, 'Version');
+  if (version === '2.0') return;
+  const found = version === null ? 'has no Version attribute' : `has Version="${quote(version, 40)}"`;
+  throw refused(401, `the ${what} ${found}, not Version="2.0": this service takes SAML 2.0 only; set the IdP application to SAML 2.0 (see the SP metadata).`);
+}
+
+/**
  * What node-saml does not check, on the signed assertion it returned (and the posted Response's envelope).
  * The fields are read from that assertion's XML rather than from node-saml's profile, where an attribute of
  * the same name (say "nameID" or "issuer") fills a field the assertion lacks; only its attributes are used.
  */
 function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectations): ValidatedAssertion {
   const { response } = posted;
+  checkVersion(response, 'Response');
   const destination = attr(response, 'Destination');
   if (destination !== null && destination !== exp.acsUrl) {
     throw refused(401, `the response is addressed to "${quote(destination, 200)}", not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs.`);
@@ -297,6 +310,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
     throw refused(401, 'the signed assertion could not be read back within the size limits; check the IdP application against the SP metadata.');
   }
   if (!is(signed, SAML_NS, 'Assertion')) throw refused(401, NOT_SIGNED);
+  checkVersion(signed, 'assertion');
   const issuers = [text(firstChild(signed, SAML_NS, 'Issuer')), text(firstChild(response, SAML_NS, 'Issuer'))];
   if (issuers[0] === null) throw refused(401, 'the assertion names no Issuer.');
   for (const issuer of issuers) {

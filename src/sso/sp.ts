@@ -34,7 +34,11 @@ export function xmlEscape(s: string): string {
 
 /**
  * SP metadata as served by `region`: its own ACS is the default (index 0); the other regions' ACS URLs follow,
- * so an IdP that takes one metadata upload accepts logins started in any region.
+ * so an IdP that takes one metadata upload accepts logins started in any region. WantAssertionsSigned is
+ * "false" because that is what is enforced: a response signed on the Response alone is accepted (its
+ * signature covers the assertion inside it), as is one signed on the Assertion alone (serviceProvider below;
+ * one of the two must verify, response.ts). Saying "true" promised a check that is not made; metadata has no
+ * way to say "the Response or the Assertion".
  */
 export function spMetadataXml(credentialId: string, region: RegionConfig, regions: readonly RegionConfig[]): string {
   const others = regions.filter((r) => r.id !== region.id);
@@ -44,7 +48,7 @@ export function spMetadataXml(credentialId: string, region: RegionConfig, region
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="${xmlEscape(spEntityId(credentialId))}">`,
-    `  <md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="${SAMLP_NS}">`,
+    `  <md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="false" protocolSupportEnumeration="${SAMLP_NS}">`,
     ...[NAMEID_EMAIL, NAMEID_PERSISTENT, NAMEID_UNSPECIFIED].map((f) => `    <md:NameIDFormat>${f}</md:NameIDFormat>`),
     acs,
     '  </md:SPSSODescriptor>',

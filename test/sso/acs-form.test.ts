@@ -1,12 +1,12 @@
 /**
  * What an IdP or a browser may post to the ACS beyond the README's example: a form the parser refuses is
- * answered as every ACS refusal is ("Sign-in refused: …", in the SlashID envelope), and a response written
- * in ISO-8859-1 (as its XML declaration says) is read as such.
+ * answered as every ACS refusal is ("Sign-in refused: …", in the SlashID envelope), a response written
+ * in ISO-8859-1 (as its XML declaration says) is read as such, and one that is not SAML 2.0 is refused.
  */
 import zlib from 'node:zlib';
 import { startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
-import { idpMetadata, requestFromRedirect, signedResponse, signer, type ResponseSpec } from './support/idp-simulator';
+import { assertionXml, idpMetadata, newId, requestFromRedirect, responseXml, signedResponse, signElement, signer, type ResponseSpec } from './support/idp-simulator';
 import { ssoCredential } from './support/credential';
 
 const US = 'us-iowa';
@@ -85,5 +85,32 @@ describe('the XML encoding', () => {
       const res = await post(new URLSearchParams({ SAMLResponse: Buffer.from(xml, 'utf8').toString('base64') }).toString());
       expect({ bom, status: res.status, name: res.body.result?.attributes }).toEqual({ bom, status: 200, name: { email: ['alice@example.com'], name: ['Zoë Müller'] } });
     }
+  });
+});
+
+describe('the SAML Version', () => {
+  const form = (xml: string) => new URLSearchParams({ SAMLResponse: Buffer.from(xml, 'utf8').toString('base64') }).toString();
+  /** The answer to `spec` with its Response's (signed whole) or its assertion's (signed alone) Version edited. */
+  const withVersion = (spec: ResponseSpec, on: 'Response' | 'assertion', version: string | null) => {
+    const set = (xml: string) => xml.replace(/ Version="2\.0"/, version === null ? '' : ` Version="${version}"`);
+    const [assertionId, responseId] = [newId('a'), newId('r')];
+    const s = { ...spec, assertionId, responseId };
+    if (on === 'Response') return signElement(set(responseXml(s, assertionXml(s, assertionId))), responseId, A);
+    return responseXml(s, signElement(set(assertionXml(s, assertionId)), assertionId, A));
+  };
+
+  test.each([
+    ['a Response of Version="1.1"', 'Response', '1.1', /^Sign-in refused: the Response has Version="1\.1", not Version="2\.0"/],
+    ['a Response without Version', 'Response', null, /^Sign-in refused: the Response has no Version attribute, not Version="2\.0"/],
+    ['an assertion of Version="1.1"', 'assertion', '1.1', /^Sign-in refused: the assertion has Version="1\.1", not Version="2\.0"/],
+    ['an assertion without Version', 'assertion', null, /^Sign-in refused: the assertion has no Version attribute, not Version="2\.0"/],
+  ] as const)('%s is refused 401, naming it; the login is not used up', async (_name, on, version, message) => {
+    const spec = await answer();
+    const res = await post(form(withVersion(spec, on, version)));
+    expect({ status: res.status, message: res.body.errors[0]?.message, result: res.body.result }).toEqual({ status: 401, message: expect.stringMatching(message), result: undefined });
+    expect(res.body.errors[0]?.message).toContain('set the IdP application to SAML 2.0');
+    // The same login's SAML 2.0 answer still signs in.
+    const genuine = await post(form(signedResponse(spec, A)));
+    expect(genuine.status).toBe(200);
   });
 });

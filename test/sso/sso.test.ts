@@ -116,6 +116,10 @@ describe('SP metadata and login', () => {
     expect(defaultAcs(docs[0] ?? '')).toBe(`${cluster.url(US)}/sso/saml/${cred}/acs`);
     expect(docs[1]).toContain(`Binding="${POST}"`);
     expect(docs[1]).toContain('nameid-format:emailAddress');
+    // It says what is enforced: the assertion need not be signed itself when the Response around it is.
+    for (const doc of docs) expect(/<md:SPSSODescriptor [^>]*>/.exec(doc)?.[0]).toContain('AuthnRequestsSigned="false" WantAssertionsSigned="false"');
+    const topSigned = await acs(EU, cred, signedResponse(await answer(EU, cred), A, 'response'));
+    expect(topSigned.status).toBe(200);
   });
 
   test('login answers 302 to the IdP with a deflated AuthnRequest for this region and the relay state', async () => {
