@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { unauthorized } from './errors';
+import { timesSent } from './header-count';
 
 /**
  * `Authorization: Bearer <ADMIN_TOKEN>` (or one of ADMIN_TOKEN_ACCEPTED: a rotation's), compared in constant
@@ -10,6 +11,9 @@ import { unauthorized } from './errors';
 export function adminAuth(adminTokens: string | readonly string[]): RequestHandler {
   const tokens = typeof adminTokens === 'string' ? [adminTokens] : adminTokens;
   return (req, _res, next) => {
+    // Node keeps the first of two Authorization headers; a proxy in front may have checked the other.
+    const times = timesSent(req, 'authorization');
+    if (times > 1) throw unauthorized(`Admin API: the Authorization header is given ${times} times; send it once.`);
     const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
     const sent = m?.[1]?.trim();
     let ok = false;

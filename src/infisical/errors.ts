@@ -55,9 +55,29 @@ function pathOf(instancePath: string): string[] {
 
 /** ajv errors as Zod-style issues whose message also names the field, because people read them too. */
 export function issuesFromAjv(errors: ErrorObject[] | null | undefined): ValidationIssue[] {
-  const { listed, more } = firstProblems(errors ?? []);
+  const { listed, more } = firstProblems(oneTypeProblemPerValue(errors ?? []));
   const rest: ValidationIssue[] = more ? [{ code: 'custom', path: [], message: `and ${more} more issue${more === 1 ? '' : 's'}` }] : [];
   return [...listed.map(issueFromAjv), ...rest];
+}
+
+/**
+ * A value of the wrong type for an enum field (`authProvider: 1`) fails ajv's `type` and `enum` both: one
+ * problem of that field, as Zod reports it, said with the allowed values (the `enum` error) under the
+ * `invalid_type` code.
+ */
+function oneTypeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] {
+  const enums = new Map(errors.filter((e) => e.keyword === 'enum').map((e) => [e.instancePath, e]));
+  const typed = new Set(errors.filter((e) => e.keyword === 'type' && enums.has(e.instancePath)).map((e) => e.instancePath));
+  if (typed.size === 0) return [...errors];
+  return errors.flatMap((e) => {
+    if (!typed.has(e.instancePath)) return [e];
+    if (e.keyword === 'enum') return [];
+    return e.keyword === 'type' ? [{ ...e, keyword: 'type_of_enum', params: { ...e.params, allowedValues: enums.get(e.instancePath)?.params.allowedValues } }] : [e];
+  });
+}
+
+function allowedValues(e: ErrorObject): string {
+  return (e.params.allowedValues as unknown[]).map((v) => `'${String(v)}'`).join(' | ');
 }
 
 function issueFromAjv(e: ErrorObject): ValidationIssue {
@@ -74,10 +94,10 @@ function issueFromAjv(e: ErrorObject): ValidationIssue {
     }
     case 'type':
       return { code: 'invalid_type', path, message: `${field} must be of type ${String(e.params.type)}` };
-    case 'enum': {
-      const allowed = (e.params.allowedValues as unknown[]).map((v) => `'${String(v)}'`).join(' | ');
-      return { code: 'invalid_enum_value', path, message: `${field} must be one of ${allowed}` };
-    }
+    case 'type_of_enum':
+      return { code: 'invalid_type', path, message: `${field} must be of type ${String(e.params.type)}, one of ${allowedValues(e)}` };
+    case 'enum':
+      return { code: 'invalid_enum_value', path, message: `${field} must be one of ${allowedValues(e)}` };
     case 'format':
       return { code: 'invalid_string', path, message: `${field} must be a valid ${String(e.params.format)}` };
     case 'pattern':

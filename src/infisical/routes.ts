@@ -23,7 +23,7 @@ import {
   validateIssueAccessToken,
   validatePatchSsoConfig,
 } from './schema';
-import { checkGroupSync, createSamlConfig, detailsFromModel, patchSamlConfig, settingIssues } from './service';
+import { checkGroupSync, createSamlConfig, detailsFromModel, noSamlConfig, patchSamlConfig, settingIssues } from './service';
 import { findSamlConfig } from './store';
 import { routePrefix } from '../observability/metrics';
 
@@ -127,7 +127,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
     if (!validateGetSsoConfigQuery(query)) throw validationFailure(issuesFromAjv(validateGetSsoConfigQuery.errors));
     const orgId = await authorize(db, res, query.organizationId);
     const config = await findSamlConfig(db, orgId);
-    if (!config) throw notFound(`Organization ${orgId} has no SAML config.`);
+    if (!config) throw noSamlConfig(orgId);
     res.json(detailsFromModel(config));
   });
 

@@ -132,6 +132,17 @@ export function detailsFromModel(m: InfisicalSamlConfig): SsoConfigDetails {
   };
 }
 
+/**
+ * The 404 of GET and PATCH. It says what else it may mean: a config created moments ago in another region
+ * (with local_region) is not here yet, and a second create sent here meanwhile would lose to it once it
+ * arrives, after its 200 (the earlier create is kept).
+ */
+export function noSamlConfig(orgId: string) {
+  return notFound(
+    `Organization ${orgId} has no SAML config in this region; create one with POST /api/v1/sso/config. If one was just created in another region, it has not replicated here yet: retry shortly rather than create another, which would lose to it (create with SlashID-Required-Consistency: all_regions to have it in every region at once).`,
+  );
+}
+
 /** Infisical's 400 for group sync with a provider that has none. */
 function groupSyncRefused(provider: string) {
   return badRequest(`Group sync is not supported for this SAML provider (${provider}); it is for ${GROUP_SYNC_PROVIDERS.join(', ')}.`);
@@ -181,7 +192,7 @@ export function patchSamlConfig(repl: Replicator, body: PatchSsoConfigBody) {
   return repl.write(async (w) => {
     const current = await w.lock(samlConfigsTable, orgId);
     if (!current || current.deleted_at) {
-      throw notFound(`Organization ${orgId} has no SAML config; create one with POST /api/v1/sso/config.`);
+      throw noSamlConfig(orgId);
     }
     // Nothing to change: answer without a write, so no empty change event travels to every region.
     if (Object.keys(changes).length === 0) return viewFromRow(current);

@@ -3,6 +3,7 @@
  */
 import jwt from 'jsonwebtoken';
 import { call, createOrg, adminHeaders } from '../support/harness';
+import { rawExchangeWith } from '../support/raw-http';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from './support/fixtures';
 import { expectSeedShape } from './support/seed-schemas';
@@ -152,6 +153,35 @@ describe('401: no token, bad signature, expired', () => {
     const expired = sign(claims('01a20904-0000-7000-8000-000000000000', { iat: now - 600, exp: now - 60 }), { keyid: 'unknown' });
     expect(() => verifyAccessToken(secrets, noKid)).toThrow(/does not name the key/);
     expect(() => verifyAccessToken(secrets, expired)).toThrow(/expired at/);
+  });
+
+  test('two Authorization headers are a 401 whichever comes first: Node would take the first, a proxy in front perhaps the other', async () => {
+    const mine = await createOrg(url);
+    const theirs = await createOrg(url);
+    const [myToken, theirToken] = [await issueToken(url, mine.id), await issueToken(url, theirs.id)];
+    await api('POST', SSO, bearer(myToken), configBody(mine.id, certs.pem));
+    const exchange = (first: string, second: string) =>
+      rawExchangeWith(Number(new URL(url).port), [
+        `GET ${SSO}?organizationId=${mine.id} HTTP/1.1`, `Host: ${new URL(url).host}`, `Authorization: ${first}`, `Authorization: ${second}`, 'Connection: close', '', '',
+      ].join('\r\n'));
+    for (const [first, second] of [[`Bearer ${myToken}`, `Bearer ${theirToken}`], [`Bearer ${myToken}`, `Bearer ${myToken}`], ['Basic eDp5', `Bearer ${myToken}`]]) {
+      const answer = await exchange(first ?? '', second ?? '');
+      expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 401 Unauthorized');
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+      expect(body).toMatchObject({ statusCode: 401, error: 'UnauthorizedError', message: 'The Authorization header is given 2 times; send it once, with one access token.' });
+      expect(body.message).not.toContain(mine.id);
+    }
+  });
+
+  test('the admin API refuses two Authorization headers too, even when the first is the admin token', async () => {
+    const org = await createOrg(url);
+    const answer = await rawExchangeWith(Number(new URL(url).port), [
+      `POST /admin/organizations/${org.id}/access-tokens HTTP/1.1`, `Host: ${new URL(url).host}`, `Authorization: ${adminHeaders.authorization}`,
+      'Authorization: Bearer something-else', 'Content-Length: 0', 'Connection: close', '', '',
+    ].join('\r\n'));
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 401 Unauthorized');
+    expect(answer).toContain('the Authorization header is given 2 times');
+    expect(answer).not.toContain('access_token');
   });
 
   test('authentication comes before the body is looked at', async () => {

@@ -199,6 +199,13 @@ describe('validation (422, Infisical shape)', () => {
     expect((await api('GET', `${SSO}?organizationId=${own.id}`, own.token)).body.issuer).toBe(at);
   });
 
+  test.each([1, true, ['okta-saml'], null])('an authProvider of the wrong type (%j) is one issue naming the allowed values, not two', async (authProvider) => {
+    const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { authProvider }) });
+    expect(issues(res)).toEqual([
+      { code: 'invalid_type', path: ['authProvider'], message: expect.stringMatching(/^authProvider must be of type string, one of 'okta-saml' \| .*'auth0-saml'$/) },
+    ]);
+  });
+
   test('a body that is JSON but not an object is a 422', async () => {
     const res = await api('POST', SSO, org.token, { body: ['x'] });
     expect(issues(res)[0]?.message).toBe('body must be of type object');
@@ -321,6 +328,20 @@ describe('GET and PATCH', () => {
     const res = await api('GET', `${SSO}?organizationId=${org.id}`, org.token);
     expect(res.status).toBe(404);
     expect(res.body.error).toBe('NotFound');
+  });
+
+  // "create one with POST" alone sent a client whose create in another region had not replicated yet to create
+  // a second one here: answered 200, then discarded when the earlier create arrived.
+  test('the 404 of GET and PATCH says a config created in another region may not be here yet, and not to create a second', async () => {
+    const org = await newOrg();
+    for (const res of [
+      await api('GET', `${SSO}?organizationId=${org.id}`, org.token),
+      await api('PATCH', SSO, org.token, { body: { organizationId: org.id, isActive: false } }),
+    ]) {
+      expect(res).toMatchObject({ status: 404, body: { error: 'NotFound' } });
+      expect(res.body.message).toContain(`Organization ${org.id} has no SAML config in this region`);
+      expect(res.body.message).toContain('not replicated here yet: retry shortly rather than create another, which would lose to it');
+    }
   });
 
   test('PATCH changes only the given fields and moves updatedAt', async () => {

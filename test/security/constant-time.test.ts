@@ -26,7 +26,8 @@ test('an API key is checked against its hash with timingSafeEqual, and against n
 
 test('the admin token is compared with every accepted token with timingSafeEqual, whichever matches', () => {
   const check = adminAuth(['first-token-0123456789', 'second-token-0123456789', 'third-token-0123456789']);
-  const request = (token: string) => ({ get: (name: string) => (name.toLowerCase() === 'authorization' ? `Bearer ${token}` : undefined) }) as unknown as Request;
+  const request = (token: string) =>
+    ({ get: (name: string) => (name.toLowerCase() === 'authorization' ? `Bearer ${token}` : undefined), rawHeaders: ['Authorization', `Bearer ${token}`] }) as unknown as Request;
   for (const token of ['first-token-0123456789', 'third-token-0123456789']) {
     spy.mockClear();
     const next = jest.fn();
