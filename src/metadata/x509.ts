@@ -49,6 +49,13 @@ function base64Body(text: string): string {
   }
   const trimmed = text.trim();
   if (trimmed === '') throw new MetadataError('invalid_certificate', 'The certificate is empty.');
+  // A backslash belongs to neither PEM nor base64: a certificate copied out of a JSON string or a .env line.
+  if (/\\[nr]/.test(trimmed)) {
+    throw new MetadataError(
+      'invalid_certificate',
+      'The certificate holds a backslash and "n" (the two characters "\\n") where its line breaks belong (copied from a .env line or an escaped string?): send the PEM with real line breaks, or the base64 text alone.',
+    );
+  }
   const body = trimmed.includes('-----BEGIN') ? pemBody(trimmed) : trimmed;
   const compact = body.replace(/\s+/g, '');
   if (!BASE64.test(compact) || compact.length % 4 === 1) {

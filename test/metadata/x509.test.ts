@@ -88,6 +88,14 @@ describe('parseCertificate', () => {
     expect(err.message).toMatch(/found "BEGIN PRIVATE KEY"/);
   });
 
+  it('names the two characters "\\n" of a certificate copied from a .env line or an escaped string (it said "text outside its block")', () => {
+    for (const text of [TEST_TLS_CERT.trim().replace(/\n/g, '\\n'), TEST_TLS_CERT.trim().replace(/\n/g, '\\r\\n')]) {
+      const err = refusal(text);
+      expect(err.code).toBe('invalid_certificate');
+      expect(err.message).toMatch(/a backslash and "n" \(the two characters "\\n"\) where its line breaks belong/);
+    }
+  });
+
   it('refuses empty input and a truncated PEM block', () => {
     expect(refusal('   ').message).toMatch(/empty/);
     expect(refusal('-----BEGIN CERTIFICATE-----\nMIIB').message).toMatch(/without a matching "-----END/);
