@@ -46,6 +46,11 @@ const REFUSAL_REASONS: Record<DatabaseRefusal, string> = {
 export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if (err instanceof AppError) return err;
   const bp = err as BodyParserError;
+  return bodyParserError(bp) ?? databaseTrouble(err, method) ?? writeGivenUp(err) ?? clientError(err, bp);
+}
+
+/** The JSON body parser's errors, by their type. */
+function bodyParserError(bp: BodyParserError): AppError | null {
   switch (bp?.type) {
     case 'entity.parse.failed':
       return badRequest('The request body is not valid JSON.');
@@ -62,6 +67,11 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
     default:
       break;
   }
+  return null;
+}
+
+/** The database could not serve the request (overloaded, gone, down, restarted, refusing): a 503. */
+function databaseTrouble(err: unknown, method: string): AppError | null {
   // The pool had no connection for an interactive transaction within its maxWait (Prisma P2028). Admission
   // control (admission.ts) keeps the pool from running dry; should it happen anyway, it is overload: a 503.
   // The same from the pg pool itself (its connectionTimeoutMillis, src/db/client.ts).
@@ -108,6 +118,11 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if (refusal !== null) {
     return new AppError(503, 'database_unavailable', `${REFUSAL_REASONS[refusal]}, so the request failed and its transaction was rolled back. Retry shortly, or send it to another region.`, { retryAfterSeconds: 2 });
   }
+  return null;
+}
+
+/** A write given up on (collisions on every attempt, a transaction past its bound) where no route answered it. */
+function writeGivenUp(err: unknown): AppError | null {
   // A local write that collided with concurrent changes on each of its attempts (replicator.ts,
   // CollisionsExhausted; by name, as for TransactionPastBound below): every attempt rolled back, so nothing
   // was done, and it is likely to go through in a moment. A 503 with Retry-After, not a 500. (Other
@@ -126,6 +141,11 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   if ((err as Error | null)?.name === 'TransactionPastBound') {
     return new AppError(408, 'consistency_timeout', 'The write did not finish within the time a write transaction may run (the database was slow, or the row was locked); read the resource to see whether it was kept, or retry.');
   }
+  return null;
+}
+
+/** The HTTP plumbing's client errors: a malformed %-escape, a body that does not decompress or cannot be read. */
+function clientError(err: unknown, bp: BodyParserError): AppError | null {
   // The router's decoding of a path parameter with a malformed %-escape.
   if (err instanceof URIError) return badRequest('The URL contains a malformed %-escape.');
   // A body that does not decompress as its Content-Encoding says (zlib's Z_* codes, brotli's ERR__ERROR_*).
@@ -140,7 +160,6 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   }
   return null;
 }
-
 /**
  * A request header's value as an error message quotes it, in quotes. Node reads header bytes as latin-1, so a
  * UTF-8 value read back as UTF-8 shows as sent (not as mojibake); other bytes above ASCII, control and

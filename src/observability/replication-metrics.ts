@@ -99,7 +99,10 @@ async function loadRedis(s: ReplicationMetricSources): Promise<RedisSnapshot> {
   return { own: ownFigures, groups: [...groups.values()].flatMap((g) => (g.ok && g.value ? [g.value] : [])) };
 }
 
-export function registerReplicationMetrics(registry: Registry, s: ReplicationMetricSources): void {
+/** The families' makers, over snapshots shared by every family of a scrape (see registerReplicationMetrics). */
+type Makers = ReturnType<typeof makers>;
+
+function makers(registry: Registry, s: ReplicationMetricSources) {
   const dbSnapshot = shared(() => loadDb(s.db));
   const redisSnapshot = shared(() => loadRedis(s));
   const registers = [registry];
@@ -124,7 +127,16 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
       const r = await redisSnapshot();
       if (r) set(this, r);
     } });
+  const fromCount = (name: string, help: string, read: () => number) =>
+    new Counter({ name, help, registers, collect() {
+      this.reset();
+      this.inc(read());
+    } });
+  return { registers, redisSnapshot, fromDb, countFromDb, fromRedis, fromCount };
+}
 
+/** What this region applied, per origin (replication_progress). */
+function applyProgressMetrics({ fromDb, countFromDb }: Makers): void {
   fromDb('replication_lag_seconds', 'Per origin region: how long the last applied change took from its commit there to its apply here.', ['origin_region'], (g, d) => {
     for (const p of d.progress) g.set({ origin_region: p.origin }, Math.max(0, (p.lastAppliedAt.getTime() - p.lastEventAt.getTime()) / 1000));
   });
@@ -134,8 +146,16 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   countFromDb('replication_events_applied_total', 'Per origin region: change events applied by this region (durable: kept in replication_progress).', ['origin_region'], (d) =>
     d.progress.map((p) => [{ origin_region: p.origin }, p.applied]),
   );
+}
+
+/** This region's changes on their way to the others (the outbox). */
+function outboxMetrics({ fromDb }: Makers): void {
   fromDb('replication_outbox_unpublished', 'Changes committed here and not yet delivered to every region.', [], (g, d) => g.set(d.unpublished));
   fromDb('replication_outbox_unconfirmed', 'Changes delivered to every region and not yet applied (or parked) by every one (disjoint from unpublished).', [], (g, d) => g.set(d.unconfirmed));
+}
+
+/** Changes this region has not applied: parked, discarded by an operator, failing (replication_failures). */
+function unappliedMetrics({ fromDb }: Makers): void {
   fromDb('replication_events_parked', 'Per origin region and reason: change events this region parked unapplied (replication_failures).', ['origin_region', 'reason'], (g, d) => {
     for (const f of d.failures) if (f.parked > 0) g.set({ origin_region: f.origin, reason: f.reason }, f.parked);
   });
@@ -145,7 +165,10 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
   fromDb('replication_events_failing', 'Per origin region: change events that failed to apply here and are being retried.', ['origin_region'], (g, d) => {
     for (const f of d.failures) if (f.failing > 0) g.inc({ origin_region: f.origin }, f.failing);
   });
+}
 
+/** The inbox streams in Redis: this region's, and each region's consumer group on its own. */
+function streamMetrics({ registers, redisSnapshot, fromRedis }: Makers, s: ReplicationMetricSources): void {
   fromRedis('replication_stream_length', 'Entries in this region\'s inbox stream.', [], (g, r) => {
     if (r.own) g.set(r.own.length);
   });
@@ -166,7 +189,10 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
       this.set((await redisSnapshot())?.own ? 1 : 0);
     },
   });
+}
 
+/** The requests the tracker holds for all_regions. */
+function trackerMetrics({ registers }: Makers, s: ReplicationMetricSources): void {
   new Gauge({
     name: 'replication_waiting_requests',
     help: 'Requests waiting for all_regions consistency right now.',
@@ -175,11 +201,10 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
       this.set(s.tracker.waiting);
     },
   });
-  const fromCount = (name: string, help: string, read: () => number) =>
-    new Counter({ name, help, registers, collect() {
-      this.reset();
-      this.inc(read());
-    } });
+}
+
+/** What this process published (the relay) and delivered, per destination, since start. */
+function deliveryMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSources): void {
   fromCount('replication_relay_published_total', 'Changes the outbox relay published (those the write path could not publish at once).', () => s.relay.published);
   fromCount('replication_relay_republished_total', 'Changes published again because they went missing from the stream unconfirmed.', () => s.relay.republished);
   const deliveredCount = (name: string, help: string, read: (d: { entries: number; events: number }) => number) =>
@@ -189,7 +214,10 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     } });
   deliveredCount('replication_delivered_entries_total', 'Inbox entries this process delivered, per destination (since start).', (d) => d.entries);
   deliveredCount('replication_delivered_events_total', 'Changes this process delivered, per destination (since start); over replication_delivered_entries_total: the events per entry (packs).', (d) => d.events);
+}
 
+/** Tombstone collection: what was collected, the horizon and the members' watermarks. */
+function tombstoneMetrics({ registers, countFromDb, fromCount }: Makers, s: ReplicationMetricSources): void {
   countFromDb('replication_tombstones_collected_total', 'Per table: tombstones this region collected once older than the replication horizon (durable: replication_horizon).', ['table'], (d) =>
     Object.entries(d.collected).map(([table, n]) => [{ table }, Number(n)]),
   );
@@ -218,7 +246,10 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     });
     fromCount('replication_events_below_horizon_total', 'Changes of rows whose tombstone was collected here, not applied (a late, redelivered or replayed event).', () => tomb.belowHorizon);
   }
+}
 
+/** What the applier observes as it goes: its batches' durations, its refusals, entries lost to a trim. */
+function applierMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSources): void {
   const batches = new Histogram({
     name: 'replication_apply_batch_duration_seconds',
     help: 'Per origin region: how long applying a batch of change events took (one transaction).',
@@ -240,4 +271,16 @@ export function registerReplicationMetrics(registry: Registry, s: ReplicationMet
     const applier = s.applier;
     fromCount('replication_entries_lost_total', 'Pending inbox entries trimmed before this region applied them (since start): re-seed the region.', () => applier.lostEntries);
   }
+}
+
+export function registerReplicationMetrics(registry: Registry, s: ReplicationMetricSources): void {
+  const m = makers(registry, s);
+  applyProgressMetrics(m);
+  outboxMetrics(m);
+  unappliedMetrics(m);
+  streamMetrics(m, s);
+  trackerMetrics(m, s);
+  deliveryMetrics(m, s);
+  tombstoneMetrics(m, s);
+  applierMetrics(m, s);
 }

@@ -103,10 +103,13 @@ function answerPrior(res: Response, prior: Prior): void {
   sendReplay(res, prior.response, prior.changeId);
 }
 
-export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDeps): Router {
+/** What the handlers share: the routes' dependencies, and the IdP metadata fetch under its limiter. */
+type Handlers = CredentialRouteDeps & { fetchMetadata: ReturnType<typeof metadataFetch> };
+
+function metadataFetch(config: MetadataConfig) {
   const limiter = fetchLimiterFor(config);
   // The owner sets the URL (or the pins): trust on first use of this document, or the owner's certificates.
-  const fetchMetadata = async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null, answered: AbortSignal) => {
+  return async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null, answered: AbortSignal) => {
     // Without the request's admission slot: the fetch needs no database connection and its own limiter bounds
     // it, so one organization's slow IdP cannot hold the region's write slots (others' writes would get 503).
     // Once the request was answered (beforeWrite's 408 at its deadline) nothing of it is used: a fetch under
@@ -117,11 +120,10 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     // The owner's choice: the write makes it the credential's trust setting (see TrustSetting).
     return { metadata, nextRefreshAt: nextRefreshAt(metadata, config), trust: { url, pins } };
   };
+}
 
-  const router = Router();
-  router.use(CREDENTIALS_PATH, routePrefix(), refuseUnstorableInput(), slashidAuth(db));
-
-  router.post(CREDENTIALS_PATH, jsonBody(), async (req, res) => {
+function answerCreate({ db, repl, config, fetchMetadata }: Handlers) {
+  return async (req: Request, res: Response) => {
     const consistency = parseConsistency(req, startedAt(res));
     const key = parseIdempotencyKey(req);
     if (!validateCreateCredential(req.body)) throw invalidBody(validateCreateCredential.errors);
@@ -141,23 +143,28 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     if (value.kind !== 'done') return answerPrior(res, value);
     located(res)(value.value);
     res.status(201).json(envelope(value.value));
-  });
+  };
+}
 
-  router.get(CREDENTIALS_PATH, async (req, res) => {
+function answerList({ db }: Handlers) {
+  return async (req: Request, res: Response) => {
     const { limit, offset } = listPage(req.query);
     const { rows, total } = await listCredentials(db, orgIdOf(res), limit, offset);
     res.json(envelope(rows.map(viewFromModel), { pagination: { limit, offset, total_count: total } }));
-  });
+  };
+}
 
-  router.get(`${CREDENTIALS_PATH}/:id`, async (req, res) => {
+function answerRead({ db }: Handlers) {
+  return async (req: Request, res: Response) => {
     const id = credentialId(req);
     const row = await findCredential(db, orgIdOf(res), id);
     if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
     res.json(envelope(viewFromModel(row)));
-  });
+  };
+}
 
-  // The parsed IdP metadata: not part of the seed's result shape, so it has its own read-only resource.
-  router.get(`${CREDENTIALS_PATH}/:id/metadata`, async (req, res) => {
+function answerMetadata({ db, repl, config }: Handlers) {
+  return async (req: Request, res: Response) => {
     const id = credentialId(req);
     // With the trust setting, which the read of the credential alone (the hot path) leaves out.
     const row = await db.samlProviderCredential.findFirst({ where: { id, orgId: orgIdOf(res), deletedAt: null } });
@@ -187,9 +194,11 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
         },
       }),
     );
-  });
+  };
+}
 
-  router.patch(`${CREDENTIALS_PATH}/:id`, jsonBody(), async (req, res) => {
+function answerPatch({ db, repl, fetchMetadata }: Handlers) {
+  return async (req: Request, res: Response) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = credentialId(req);
     if (!validatePatchCredential(req.body)) throw invalidBody(validatePatchCredential.errors);
@@ -211,14 +220,28 @@ export function providerCredentialRoutes({ db, repl, config }: CredentialRouteDe
     }
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), () => undefined, setChangeId(res));
     res.status(204).end();
-  });
+  };
+}
 
-  router.delete(`${CREDENTIALS_PATH}/:id`, noBody(), async (req, res) => {
+function answerDelete({ repl }: Handlers) {
+  return async (req: Request, res: Response) => {
     const consistency = parseConsistency(req, startedAt(res));
     const id = credentialId(req);
     await writeWithConsistency(repl, consistency, () => deleteCredential(repl, orgIdOf(res), id), () => undefined, setChangeId(res));
     res.status(204).end();
-  });
+  };
+}
 
+export function providerCredentialRoutes(deps: CredentialRouteDeps): Router {
+  const h: Handlers = { ...deps, fetchMetadata: metadataFetch(deps.config) };
+  const router = Router();
+  router.use(CREDENTIALS_PATH, routePrefix(), refuseUnstorableInput(), slashidAuth(deps.db));
+  router.post(CREDENTIALS_PATH, jsonBody(), answerCreate(h));
+  router.get(CREDENTIALS_PATH, answerList(h));
+  router.get(`${CREDENTIALS_PATH}/:id`, answerRead(h));
+  // The parsed IdP metadata: not part of the seed's result shape, so it has its own read-only resource.
+  router.get(`${CREDENTIALS_PATH}/:id/metadata`, answerMetadata(h));
+  router.patch(`${CREDENTIALS_PATH}/:id`, jsonBody(), answerPatch(h));
+  router.delete(`${CREDENTIALS_PATH}/:id`, noBody(), answerDelete(h));
   return router;
 }

@@ -22,20 +22,17 @@ import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
 import type { HybridClock } from './hlc';
 import type { Membership } from './membership';
-import { HeldLog, UPGRADE_REASONS } from './held-log';
 import { FailureLog, type ParkReason } from './parked';
 import { isSchemaChange, type RowStore } from './row-store';
 import { ensureGroup, type StreamEntry } from './stream';
 import { PACK_MAX_EVENTS } from './delivery';
-import type { ChangeEvent } from './tables';
 import type { Tracker } from './tracker';
-import { recordParked, type AckOutcome } from './ack-records';
+import type { AckOutcome } from './ack-records';
 import type { EventAuth, RefusalReason } from './event-auth';
 import { checkRestoredDatabase } from './restore-check';
 import { AppliedProgress } from './applied-progress';
 import { InboxReads } from './inbox-reads';
 import { OriginAcks, OWED_ACK_TAKEOVER_MS } from './origin-acks';
-import { schemaAhead, whyUnfit, type Unfit } from './event-fit';
 import { applyInTransaction } from './apply-transaction';
 import { ParkedRetry } from './parked-retry';
 import { ApplyTimeouts } from './apply-timeouts';
@@ -43,6 +40,7 @@ import { RemoteApply } from './apply-remote';
 import { DeadLetters, type RefusedEntry } from './dead-letters';
 import type { Parsed } from './inbox-events';
 import { sortEntries } from './inbox-sort';
+import { SetAside } from './set-aside';
 
 export { parseEvent, readPack } from './inbox-events';
 export { RECENT_REFUSED, type RefusedEntry } from './dead-letters';
@@ -124,7 +122,9 @@ export class Applier {
   /** The apply of other regions' events of a batch (see applyBatch). */
   private readonly remote: RemoteApply;
   appliedEvents = 0;
-  parkedEvents = 0;
+  get parkedEvents(): number {
+    return this.setAside.parkedEvents;
+  }
   /** Pending entries found deleted from the stream before this region applied them (see relay trim). */
   get lostEntries(): number {
     return this.inbox.lostEntries;
@@ -147,17 +147,22 @@ export class Applier {
     return this.deadLetters.recentRefused;
   }
 
-  /** Changes held for this region's upgrade: warned of once per origin and tables, then summed up. */
-  private readonly heldLog: HeldLog;
+  /** What of a read does not apply now: dead-lettered, acked as parked again, or parked (see set-aside.ts). */
+  private readonly setAside: SetAside;
 
   constructor(private readonly d: ApplierDeps) {
     this.failures = new FailureLog(d.db);
-    this.heldLog = new HeldLog(d.log, d.heldSummaryEveryMs);
     this.progress = new AppliedProgress(d);
     this.timeouts = new ApplyTimeouts(d.log);
     this.inbox = new InboxReads(d, (ids) => this.xack(ids));
     this.acks = new OriginAcks(d, (ids) => this.xack(ids));
     this.deadLetters = new DeadLetters(d, (ids) => this.xack(ids), (origin, reason) => this.onRefused?.(origin, reason));
+    this.setAside = new SetAside(d, {
+      failures: this.failures,
+      deadLetters: this.deadLetters,
+      acks: this.acks,
+      onRefused: (origin, reason) => this.onRefused?.(origin, reason),
+    });
     this.retry = new ParkedRetry(d, {
       failures: this.failures,
       timeouts: this.timeouts,
@@ -172,7 +177,7 @@ export class Applier {
       acks: this.acks,
       apply: (batch, outcomes) => this.apply(batch, outcomes),
       databaseUp: () => this.databaseUp(),
-      park: (items) => this.park(items),
+      park: (items) => this.setAside.park(items),
     });
   }
 
@@ -203,7 +208,7 @@ export class Applier {
         await this.prepare(s);
         this.retry.startDue();
         this.acks.resendDue();
-        this.heldLog.summarize();
+        this.setAside.heldLog.summarize();
         const entries = await this.readNext(s, count);
         if (entries.length) await this.launch(entries);
         // A batch that failed is handled as the loop's own failure (a lost group, a Redis error).
@@ -301,29 +306,10 @@ export class Applier {
   }
 
   private async applyBatch(entries: StreamEntry[]): Promise<void> {
-    const { log } = this.d;
-    const { parsed, poison, unfit, refused, badInPacks, parkedBefore, largest } = sortEntries(this.d, { failures: this.failures, deadLetters: this.deadLetters }, entries);
+    const sorted = sortEntries(this.d, { failures: this.failures, deadLetters: this.deadLetters }, entries);
+    const { parsed, largest } = sorted;
     if (largest) this.eventsPerEntry = Math.max(largest, Math.ceil(this.eventsPerEntry / 2));
-    // A column this process does not know may be one its own database gained since it loaded the columns
-    // (a migration by a newer process of this region): look again before holding the event.
-    if (unfit.some((u) => u.reason === 'schema-ahead') && (await this.d.store.reloadIfStale())) {
-      for (const u of unfit.splice(0)) {
-        const why = whyUnfit(this.d, u.p.event);
-        if (why) unfit.push({ p: u.p, ...why });
-        else parsed.push(u.p);
-      }
-    }
-    if (refused.length) await this.deadLetters.refuse(refused);
-    if (poison.length) {
-      log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
-      await this.deadLetters.entries(poison);
-    }
-    if (badInPacks.length) {
-      log.error({ packs: badInPacks.map((b) => ({ id: b.id, indexes: b.items.map((i) => i.index) })) }, 'unreadable change events of packs moved to the dead-letter stream; the rest of each pack applies');
-      await this.deadLetters.fromPacks(badInPacks);
-    }
-    if (parkedBefore.length) await this.acks.toOrigins(parkedBefore, (redis, ids) => recordParked(redis, this.d.keys, this.d.region, ids, this.d.tracker.ackTtlSeconds), 'parked before');
-    if (unfit.length) await this.park(unfit);
+    await this.setAside.takeOut(sorted);
     if (parsed.length === 0) return;
     // Our own changes were committed here before they were published: they only need acking.
     const own = parsed.filter((p) => p.event.origin === this.d.region);
@@ -378,26 +364,6 @@ export class Applier {
     this.progress.count(batch.map((b) => b.event));
     this.appliedEvents += batch.length;
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
-  }
-
-  /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
-  private async park(items: Unfit[]): Promise<void> {
-    const { region, log } = this.d;
-    const { store } = this.d;
-    const held = (e: ChangeEvent): ChangeEvent => {
-      const columns = e.held ? null : schemaAhead(this.d.store, e);
-      return columns ? { ...e, held: { schema: store.schema, columns } } : e;
-    };
-    await this.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
-    this.parkedEvents += items.length;
-    // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
-    for (const i of items) if (i.reason === 'clock-skew') this.onRefused?.(i.p.event.origin, i.reason);
-    // Those an upgrade of this region resolves are expected during a rolling upgrade: not errors (HeldLog).
-    const upgrade = items.filter((i) => UPGRADE_REASONS.has(i.reason));
-    const others = items.filter((i) => !UPGRADE_REASONS.has(i.reason));
-    if (upgrade.length) this.heldLog.held(upgrade.map((i) => ({ event: i.p.event, reason: i.reason, error: i.error })));
-    if (others.length) log.error({ changes: others.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
-    await this.acks.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
   }
 
   /** XACKs entries of this region's inbox. */

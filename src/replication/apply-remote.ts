@@ -28,7 +28,7 @@ export interface RemoteApplyHost {
   apply(batch: Parsed[], outcomes: Map<string, AckOutcome>): Promise<void>;
   /** Whether the database answers on the applier's own pool. */
   databaseUp(): Promise<boolean>;
-  /** Parks events (Applier.park). */
+  /** Parks events (SetAside.park). */
   park(items: Unfit[]): Promise<void>;
 }
 

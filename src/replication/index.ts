@@ -41,10 +41,11 @@ export interface ReplicationOptions {
   consumerName?: string;
 }
 
-export async function createReplication(o: ReplicationOptions) {
-  const region = o.config.region.id;
-  const regions = o.config.regions.map((r) => r.id);
-  const keys = replicationKeys(o.config.redisKeyPrefix);
+/**
+ * This process's connections to its region's Redis (commands, the tracker's subscription, the applier's
+ * blocking reads) and its links to the other regions' Redis.
+ */
+function redisConnections(o: Pick<ReplicationOptions, 'config'>, region: string) {
   // Connection names (CLIENT LIST) carry the deployment's key prefix: `members remove` tells a running region
   // by them, and two deployments may share a Redis and region names (connection-names.ts).
   const name = processConnectionName(o.config.redisKeyPrefix, region);
@@ -60,6 +61,14 @@ export async function createReplication(o: ReplicationOptions) {
     region, own: redis, name, defaultUrl: o.config.redisUrl,
     configured: new Map(o.config.regions.map((r) => [r.id, r.id === region ? ownUrl : redisUrlOf(o.config, r.id)])),
   });
+  return { sharedUrl, redis, subscriber, reader, connections, links };
+}
+
+export async function createReplication(o: ReplicationOptions) {
+  const region = o.config.region.id;
+  const regions = o.config.regions.map((r) => r.id);
+  const keys = replicationKeys(o.config.redisKeyPrefix);
+  const { sharedUrl, redis, subscriber, reader, connections, links } = redisConnections(o, region);
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds);

@@ -1,7 +1,8 @@
-/** The two admission gates drawing from one budget of database slots (src/http/admission.ts), on their own. */
+/** The two admission gates drawing from one budget of database slots (src/http/admission-gate.ts), on their own. */
 import { EventEmitter } from 'node:events';
 import type { Request, Response } from 'express';
-import { createAdmission, Gate, leaveAdmission, SlotBudget } from '../../src/http/admission';
+import { createAdmission, leaveAdmission } from '../../src/http/admission';
+import { Gate, SlotBudget } from '../../src/http/admission-gate';
 
 const limits = (concurrency: number) => ({ concurrency, queue: 100, queueWaitMs: 60_000 });
 
