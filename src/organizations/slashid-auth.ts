@@ -5,6 +5,7 @@
 import type { RequestHandler, Response } from 'express';
 import type { Db } from '../db/client';
 import { badRequest, forbidden, shownHeader, unauthorized } from '../http/errors';
+import { timesSent } from '../http/header-count';
 import { isUuid } from '../http/validate';
 import { authenticateApiKey } from './service';
 import { isSelfOrAncestor } from './store';
@@ -12,16 +13,26 @@ import { isSelfOrAncestor } from './store';
 /** Resolves the organization the request acts on, or answers 401/400/403. */
 export function slashidAuth(db: Db): RequestHandler {
   return async (req, res, next) => {
+    // Node joins a repeated header with ", ", which no key matches: say so rather than call the key invalid
+    // (and a proxy in front may have judged the other one).
+    const keys = timesSent(req, 'SlashID-API-Key');
+    if (keys > 1) throw unauthorized(`SlashID-API-Key is given ${keys} times; send it once.`);
     const apiKey = req.get('SlashID-API-Key');
     if (!apiKey) throw unauthorized('Missing SlashID-API-Key header.');
     const keyOrg = await authenticateApiKey(db, apiKey);
     if (!keyOrg) throw unauthorized('The API key in SlashID-API-Key is not valid here: it is not a current key of an organization this region holds. A key created or rotated in another region moments ago may not have reached this one yet (a create or rotation with all_regions answers once every region has it).');
+    const orgIds = timesSent(req, 'SlashID-OrgID');
+    if (orgIds > 1) throw badRequest(`SlashID-OrgID is given ${orgIds} times; send it once.`);
     const orgId = req.get('SlashID-OrgID');
     if (!orgId) throw badRequest('Missing SlashID-OrgID header.');
     if (!isUuid(orgId)) throw badRequest(`SlashID-OrgID must be an organization ID (a UUID), got ${shownHeader(orgId)}.`);
     // authenticateApiKey only returns organizations that exist, so the common case needs no query.
     if (keyOrg !== orgId.toLowerCase() && !(await isSelfOrAncestor(db, keyOrg, orgId.toLowerCase()))) {
-      throw forbidden(`This API key is not valid for organization ${orgId}.`);
+      // The same words whether or not that organization exists here: a key says nothing of others. The hint
+      // is for a sub-organization created in another region (local_region) and used here at once.
+      throw forbidden(
+        `This API key is not valid for organization ${orgId}: it is the key of neither that organization nor one of its ancestors in this region. An organization created in another region moments ago may not have reached this one yet (a create with all_regions answers once every region has it).`,
+      );
     }
     res.locals.orgId = orgId.toLowerCase();
     next();

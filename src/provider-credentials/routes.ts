@@ -5,15 +5,16 @@ import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime
 import { callerPins, firstUse, isCurrentModel, type TrustedCertificate } from './trust';
 import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission } from '../http/admission';
-import { badRequest, notFound, shownText } from '../http/errors';
+import { AppError, badRequest, notFound, shownText } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
 import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
+import { idempotencyKeysTable } from '../idempotency/store';
 import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
-import { beforeWrite, parseConsistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
+import { beforeWrite, parseConsistency, SupersededError, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
@@ -24,7 +25,7 @@ import {
   validateListQuery,
   validatePatchCredential,
 } from './schema';
-import { createCredential, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
+import { createCredential, credentialNotFound, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
 import { findCredential, findMetadata, listCredentials, refreshScheduleHere } from './store';
 import { routePrefix } from '../observability/metrics';
 
@@ -103,6 +104,24 @@ function answerPrior(res: Response, prior: Prior): void {
   sendReplay(res, prior.response, prior.changeId);
 }
 
+/**
+ * The 409 of a keyed all_regions create that lost only its Idempotency-Key: the same key sent at once to
+ * another region, whose create came first. The credential this one made has an id of its own, so it is kept
+ * (a second credential), not "not kept" as a lost write's 409 says: the answer names it (and Location), and
+ * says that a retry with the key answers the winner's credential. Any other loss answers as it was.
+ */
+async function keyLost(db: Db, res: Response, orgId: string, key: string, made: CredentialView, err: unknown): Promise<unknown> {
+  if (!(err instanceof SupersededError) || !err.lostTables.every((t) => t === idempotencyKeysTable.name)) return err;
+  if (!(await findCredential(db, orgId, made.id))) return err;
+  located(res)(made);
+  return new AppError(
+    409,
+    'write_superseded',
+    `Idempotency-Key ${shownText(key)} was used at the same time in another region, whose create came first: a retry with this key and body answers that create's credential. ` +
+      `The credential this request created is kept as a second one, ${CREDENTIALS_PATH}/${made.id} (the Location header); delete it if you want one.`,
+  );
+}
+
 /** What the handlers share: the routes' dependencies, and the IdP metadata fetch under its limiter. */
 type Handlers = CredentialRouteDeps & { fetchMetadata: ReturnType<typeof metadataFetch> };
 
@@ -138,7 +157,13 @@ function answerCreate({ db, repl, config, fetchMetadata }: Handlers) {
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
     const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
-    const { value } = await writeWithConsistency(repl, consistency, () => createCredential(repl, orgId, body, fetched, idem, max), (v) => located(res)(doneValue(v)), setChangeId(res), createdFollowUp(res));
+    let made: CredentialView | undefined;
+    const write = () => createCredential(repl, orgId, body, fetched, idem, max).then((w) => ((made = doneValue(w.value)), w));
+    const { value } = await writeWithConsistency(repl, consistency, write, (v) => located(res)(doneValue(v)), setChangeId(res), createdFollowUp(res)).catch(
+      async (err: unknown) => {
+        throw key && made ? await keyLost(db, res, orgId, key, made, err) : err;
+      },
+    );
     if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, createdFollowUp(res), storedLocated);
     if (value.kind !== 'done') return answerPrior(res, value);
     located(res)(value.value);
@@ -158,7 +183,7 @@ function answerRead({ db }: Handlers) {
   return async (req: Request, res: Response) => {
     const id = credentialId(req);
     const row = await findCredential(db, orgIdOf(res), id);
-    if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
+    if (!row) throw credentialNotFound(id);
     res.json(envelope(viewFromModel(row)));
   };
 }
@@ -168,7 +193,7 @@ function answerMetadata({ db, repl, config }: Handlers) {
     const id = credentialId(req);
     // With the trust setting, which the read of the credential alone (the hot path) leaves out.
     const row = await db.samlProviderCredential.findFirst({ where: { id, orgId: orgIdOf(res), deletedAt: null } });
-    if (!row) throw notFound(`SAML provider credentials ${id} not found.`);
+    if (!row) throw credentialNotFound(id);
     // The schedule only where it is acted on: a region that stopped adopting the credential keeps its row until due.
     const [metadata, refresh] = await Promise.all([findMetadata(db, id), repl.departures().then((scope) => refreshScheduleHere(db, id, repl.region, scope))]);
     // A document fetched for a URL the credential no longer has, or under an earlier trust setting, is not
@@ -205,7 +230,7 @@ function answerPatch({ db, repl, fetchMetadata }: Handlers) {
     const patch = req.body;
     // Nothing to change: no write, no change to replicate or wait for; only a credential that is there.
     if (Object.keys(patch).length === 0) {
-      if (!(await findCredential(db, orgIdOf(res), id))) throw notFound(`SAML provider credentials ${id} not found.`);
+      if (!(await findCredential(db, orgIdOf(res), id))) throw credentialNotFound(id);
       res.status(204).end();
       return;
     }
@@ -215,7 +240,7 @@ function answerPatch({ db, repl, fetchMetadata }: Handlers) {
     let fetched: Awaited<ReturnType<typeof fetchMetadata>> | null = null;
     if (patch.idp_metadata_url !== undefined || pins) {
       const existing = await findCredential(db, orgIdOf(res), id);
-      if (!existing) throw notFound(`SAML provider credentials ${id} not found.`);
+      if (!existing) throw credentialNotFound(id);
       fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins, answered));
     }
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), () => undefined, setChangeId(res));

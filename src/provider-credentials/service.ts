@@ -126,10 +126,19 @@ export async function putMetadata(w: Writer, credential: Row, fetched: FetchedMe
   w.later(refreshStatement(id, fetched.nextRefreshAt, { ok: true }));
 }
 
+/**
+ * The 404 of a credential id: one message whether it never existed, is another organization's or was deleted
+ * (it says nothing of others), and names the case a client meets after a local_region create elsewhere.
+ */
+export const credentialNotFound = (id: string) =>
+  notFound(
+    `SAML provider credentials ${id} not found in this region: not one of this organization's, deleted, or created in another region moments ago and not arrived here yet (a create with all_regions answers once every region has it).`,
+  );
+
 async function lockOwned(w: Writer, orgId: string, id: string): Promise<Row> {
   const current = await w.lock(credentialsTable, id);
   if (!current || current.deleted_at || current.org_id !== orgId) {
-    throw notFound(`SAML provider credentials ${id} not found.`);
+    throw credentialNotFound(id);
   }
   return current;
 }

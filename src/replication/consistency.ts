@@ -6,6 +6,7 @@
 import type { Request, Response } from 'express';
 import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest, shownHeader } from '../http/errors';
+import { timesSent } from '../http/header-count';
 import { ConnectionLost, TransactionPastBound } from './pg-tx';
 import type { Replicator } from './replicator';
 import { versionTime } from './hlc';
@@ -40,6 +41,11 @@ function untilGone(req: Request | undefined): ((stop: () => void) => void) | und
 export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 export function parseConsistency(req: Request, startedAt = Date.now()): Consistency {
+  // Node joins a repeated header with ", ": two values are not one malformed value (which would the client mean?).
+  for (const name of ['SlashID-Required-Consistency', 'SlashID-Required-Consistency-Timeout']) {
+    const sent = timesSent(req, name);
+    if (sent > 1) throw badRequest(`${name} is given ${sent} times; send it once.`);
+  }
   const rawLevel = req.get('SlashID-Required-Consistency');
   // Absent means the default; present and empty is a value, and not one of the two.
   const level = rawLevel === undefined ? 'local_region' : rawLevel;
@@ -90,7 +96,16 @@ export const slashidStoredResult: StoredResult = (body) =>
  * it (an earlier create of the same key, a deletion, a newer update), so the write is not, and will not
  * become, the row's state anywhere.
  */
-export function supersededError(changeId: string, waited: WaitResult, result?: unknown): AppError {
+export class SupersededError extends AppError {
+  /** The tables of the rows that lost, as the regions that judged it named them (one row per region). */
+  readonly lostTables: readonly string[];
+  constructor(message: string, lostTables: readonly string[], result?: unknown) {
+    super(409, 'write_superseded', message, result === undefined ? {} : { result });
+    this.lostTables = lostTables;
+  }
+}
+
+export function supersededError(changeId: string, waited: WaitResult, result?: unknown): SupersededError {
   const lost = waited.superseded[0];
   // Said in the resource's terms: the winner's region and time, not its table and version (schema detail a
   // client has no use for; a helper's review).
@@ -99,12 +114,11 @@ export function supersededError(changeId: string, waited: WaitResult, result?: u
     ? `a write made in ${lost.winner.originRegion}${when ? ` at ${when}` : ''} won` +
       ` (seen in ${waited.superseded.map((s) => s.region).join(', ')})`
     : 'another write won';
-  return new AppError(
-    409,
-    'write_superseded',
+  return new SupersededError(
     `This write (change ${changeId}) lost to a concurrent write and is not kept: ${what}. ` +
       'Read the resource for its current state and retry the change if it still applies.',
-    result === undefined ? {} : { result },
+    waited.superseded.map((s) => s.winner.table),
+    result,
   );
 }
 

@@ -105,6 +105,33 @@ test('a retry after a 408 answers 201 with the id the 408 reported, and the cred
   expect(inJapan.body.result.id).toBe(id);
 }, 60_000);
 
+test('one key sent to two regions at once: a create that lost the key answers 409 naming the credential it kept, and no credential is left unnamed', async () => {
+  // Each region may commit before the other's key arrives: both credentials are kept (their ids differ), the
+  // earlier create wins the key. The loser's 409 said "not kept" of a credential every region kept.
+  let lost = 0;
+  for (let attempt = 0; attempt < 10 && lost === 0; attempt++) {
+    const org = await newOrg();
+    const key = `both-at-once-${attempt}`;
+    const answers = await Promise.all(['us-iowa', 'asia-japan'].map((r) => post(r, org, body(), { ...ALL, 'Idempotency-Key': key })));
+    const named = new Set<string>();
+    for (const a of answers) {
+      expect([201, 409]).toContain(a.status);
+      if (a.status === 201) named.add(a.body.result.id);
+      if (a.status !== 409) continue;
+      lost += 1;
+      const id = locatedId(a);
+      named.add(id);
+      expect(a.body.errors[0].message).toContain(`kept as a second one, ${PATH}/${id}`);
+      const retry = await post('europe-belgium', org, body(), { ...ALL, 'Idempotency-Key': key });
+      expect(retry.status).toBe(201);
+      expect(retry.body.result.id).not.toBe(id);
+    }
+    expect(await eventually(converged)).toBe(true);
+    for (const r of REGIONS) expect((await idsIn(r, org)).sort()).toEqual([...named].sort());
+  }
+  expect(lost).toBeGreaterThan(0);
+}, 90_000);
+
 describe('Infisical dialect', () => {
   async function infisicalOrg() {
     const org = await newOrg();
