@@ -10,6 +10,7 @@ import { describeErrors, isUuid } from '../http/validate';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { CREDENTIALS_PATH } from '../provider-credentials/routes';
 import { findCredential } from '../provider-credentials/store';
+import { credentialNotFound } from '../provider-credentials/service';
 import { parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
@@ -69,7 +70,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
 
   router.get(settingsPath, slashidAuth(db), async (req, res) => {
     const id = credentialId(req);
-    if (!(await findCredential(db, orgIdOf(res), id))) throw notFound(`SAML provider credentials ${id} not found.`);
+    if (!(await findCredential(db, orgIdOf(res), id))) throw credentialNotFound(id);
     const row = await findSettings(db, id);
     const view: SettingsView = { credential_id: id, allow_idp_initiated: row?.allowIdpInitiated ?? false };
     res.json(envelope(view));

@@ -2,7 +2,7 @@
  * The SSO options of a credential, set by its organization: a replicated row of their own (saml_sso_settings),
  * so they never race a PATCH of the credential or a metadata refresh.
  */
-import { notFound } from '../http/errors';
+import { credentialNotFound } from '../provider-credentials/service';
 import { credentialsTable } from '../provider-credentials/store';
 import type { Replicator } from '../replication/replicator';
 import type { SettingsBody, SettingsRow, SettingsView } from './schema';
@@ -11,7 +11,7 @@ import { settingsTable } from './store';
 export function patchSettings(repl: Replicator, orgId: string, credentialId: string, body: SettingsBody) {
   return repl.write(async (w): Promise<SettingsView> => {
     const credential = await w.lock(credentialsTable, credentialId);
-    if (!credential || credential.deleted_at || credential.org_id !== orgId) throw notFound(`SAML provider credentials ${credentialId} not found.`);
+    if (!credential || credential.deleted_at || credential.org_id !== orgId) throw credentialNotFound(credentialId);
     const current = await w.lock(settingsTable, credentialId);
     const live = current && !current.deleted_at ? current : null;
     const row: SettingsRow = {

@@ -613,6 +613,10 @@ describe('IdP-initiated sign-in', () => {
     const other = await createOrg(cluster.url(US), 'other');
     const foreign = await call(cluster.url(US), 'PATCH', settings(cred), { body: { allow_idp_initiated: true }, headers: slashidHeaders(other) });
     expect(foreign.status).toBe(404);
+    // The credential routes' 404, which names the case of a credential created elsewhere and not arrived yet.
+    expect(foreign.body.errors[0].message).toMatch(/not found in this region: not one of this organization's, deleted, or created in another region/);
+    const unread = await call(cluster.url(US), 'GET', settings(cred), { headers: slashidHeaders(other) });
+    expect({ status: unread.status, message: unread.body.errors[0].message }).toEqual({ status: 404, message: foreign.body.errors[0].message });
     for (const body of [{ allow_idp_initiated: 'yes' }, {}]) {
       const bad = await call(cluster.url(US), 'PATCH', settings(cred), { body, headers: slashidHeaders(org) });
       expect(bad.status).toBe(400);
