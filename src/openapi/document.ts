@@ -16,7 +16,7 @@ const ERROR_TEXT: Record<number, string> = {
   403: 'The credentials are valid but not for this organization.',
   404: 'No such resource (in this organization).',
   408: 'The requested consistency was not reached in time. The write is not cancelled: it keeps replicating.',
-  409: 'The write lost to a concurrent write and is not kept anywhere.',
+  409: 'The write lost to a concurrent write and is not kept anywhere (for a create that lost only its Idempotency-Key to the same key sent at once to another region, the message and Location name the credential it made, which is kept).',
   413: 'A chunked body whose chunk extensions are too large (refused by the listener before any route); nothing was done.',
   417: 'An Expect header other than 100-continue (refused by the listener before any route); nothing was done.',
   422: 'The request body failed validation, or an Idempotency-Key was reused with another body.',
