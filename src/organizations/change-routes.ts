@@ -6,6 +6,7 @@ import { envelope } from '../http/slashid';
 import { isUuid } from '../http/validate';
 import type { Replicator } from '../replication/replicator';
 import { orgIdOf, slashidAuth } from './slashid-auth';
+import { isSelfOrAncestor } from './store';
 import { routePrefix } from '../observability/metrics';
 
 export const CHANGES_PATH = '/organizations/replication/changes';
@@ -13,15 +14,19 @@ export const CHANGES_PATH = '/organizations/replication/changes';
 /**
  * SlashID dialect: an API client follows its own change (the X-Change-Id of a write) with its own
  * credentials: per region applied, superseded or pending. Only changes of the organization in
- * SlashID-OrgID are shown; any other change id answers 404, as an unknown one does.
+ * SlashID-OrgID or of one of its sub-organizations (which that organization's key may act on) are shown;
+ * any other change id answers 404, as an unknown one does.
  */
 export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
   const router = Router();
   router.use(CHANGES_PATH, routePrefix(), refuseUnstorableInput());
   router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
     const raw = String(req.params.changeId);
-    const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), orgIdOf(res)) : null;
-    if (!status) throw notFound(`Change ${raw} is not known for this organization (or its record has expired).`);
+    const org = orgIdOf(res);
+    // The owner test runs only for a change of another organization: the common case needs no query.
+    const mine = async (owner: string) => owner === org || isSelfOrAncestor(db, org, owner);
+    const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), mine) : null;
+    if (!status) throw notFound(`Change ${raw} is not known for this organization or its sub-organizations (or its record has expired).`);
     res.json(envelope(status));
   });
   return router;

@@ -241,6 +241,24 @@ describe('API keys', () => {
     expect(stranger.status).toBe(404);
   });
 
+  test("a parent follows a sub-organization's change with its own SlashID-OrgID (its key may act there); a child does not see its parent's", async () => {
+    const parent = await createOrg(r.url, 'follows its child');
+    const child = await createOrg(r.url, 'followed child', { parent_id: parent.id });
+    const follow = (change: string | null, as: { id: string; api_key: string }) => call(r.url, 'GET', `/organizations/replication/changes/${change}`, { headers: slashidHeaders(as) });
+    const childs = await call(r.url, 'POST', LIST, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'the child' }, headers: slashidHeaders(child) });
+    expect(childs.status).toBe(201);
+    const seen = await follow(childs.headers.get('x-change-id'), parent);
+    expect(seen.status).toBe(200);
+    expect(seen.body.result).toMatchObject({ change_id: childs.headers.get('x-change-id') });
+    const parents = await call(r.url, 'POST', LIST, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'the parent' }, headers: slashidHeaders(parent) });
+    expect(parents.status).toBe(201);
+    const hidden = await follow(parents.headers.get('x-change-id'), { id: child.id, api_key: child.api_key });
+    expect(hidden.status).toBe(404);
+    // Not a sibling's either.
+    const sibling = await createOrg(r.url, 'sibling', { parent_id: parent.id });
+    expect((await follow(childs.headers.get('x-change-id'), sibling)).status).toBe(404);
+  });
+
   test('a rotation revokes every live key of the organization: both keys two concurrent rotations left', async () => {
     const org = await createOrg(r.url, 'two live keys');
     // The second live key a rotation in another region, concurrent with this region's last, would leave.
