@@ -37,8 +37,10 @@ function staleReason() {
 
 const reason = staleReason();
 const asBuilt = process.argv.includes('--as-built');
-if (reason && asBuilt && fs.existsSync(STAMP)) {
-  console.error(`dist/ is older than its inputs (${reason}): running it as built, as the running regions do (npm run build rebuilds it)`);
+// A dist/ compiled without `npm run build` (no stamp: the Dockerfile's `npx tsc`) counts as built too.
+if (reason && asBuilt && fs.existsSync(path.join(ROOT, 'dist'))) {
+  const why = fs.existsSync(STAMP) ? `is older than its inputs (${reason})` : 'was compiled without npm run build';
+  console.error(`dist/ ${why}: running it as built, as the running regions do (npm run build rebuilds it)`);
 } else if (reason) {
   // On stderr: a command's own output (members list, say) stays alone on stdout.
   console.error(`building: ${reason}`);

@@ -50,6 +50,14 @@ test('--as-built (members, reseed) runs a stale dist/ as it is, saying so: the r
   expect(rebuilt()).toBe(false);
 });
 
+test('--as-built runs a dist/ compiled without npm run build (no stamp, as the Dockerfile compiles it) as it is', () => {
+  fs.mkdirSync(path.join(root, 'dist'));
+  const res = run('--as-built');
+  expect(res.status).toBe(0);
+  expect(res.stderr).toMatch(/dist\/ was compiled without npm run build: running it as built/);
+  expect(rebuilt()).toBe(false);
+});
+
 test('--as-built still builds a dist/ that was never built', () => {
   const res = run('--as-built');
   expect(res.status).toBe(0);

@@ -53,7 +53,7 @@ function base64Body(text: string): string {
   if (/\\[nr]/.test(trimmed)) {
     throw new MetadataError(
       'invalid_certificate',
-      'The certificate holds a backslash and "n" (the two characters "\\n") where its line breaks belong (copied from a .env line or an escaped string?): send the PEM with real line breaks, or the base64 text alone.',
+      'The certificate holds a backslash escape ("\\n" or "\\r", two characters) where its line breaks belong (copied from a .env line or an escaped string?): send the PEM with real line breaks, or the base64 text alone.',
     );
   }
   const body = trimmed.includes('-----BEGIN') ? pemBody(trimmed) : trimmed;

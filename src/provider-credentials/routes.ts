@@ -117,7 +117,7 @@ async function keyLost(db: Db, res: Response, orgId: string, key: string, made: 
   return new AppError(
     409,
     'write_superseded',
-    `Idempotency-Key ${shownText(key)} was used at the same time in another region, whose create came first: a retry with this key and body answers that create's credential. ` +
+    `Idempotency-Key ${shownText(key)} was used at the same time in another region, whose create came first: a retry with this key answers that create (a 422 if its body was another) once it has reached the region you retry in; until then a retry here replays this answer. ` +
       `The credential this request created is kept as a second one, ${CREDENTIALS_PATH}/${made.id} (the Location header); delete it if you want one.`,
   );
 }

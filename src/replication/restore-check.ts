@@ -64,7 +64,7 @@ export async function databaseIdentity(db: SqlReader): Promise<string | null> {
 export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger }) {
   const reseed =
     'marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region +
-    ' (every region\'s database new, none caught up: docs/operations.md, "Starting over on an old deployment\'s Redis")';
+    ' (if no region is caught up because every region\'s database is new, see docs/operations.md, "Starting over on an old deployment\'s Redis")';
   const [identity, recorded] = await Promise.all([databaseIdentity(d.db), d.links.own.get(d.keys.databaseIdentity(d.region))]);
   const { behind, counts } = await countsBehindMark(d.db, d.links.own, d.keys, d.region);
   const replaced = identity !== null && recorded !== null && identity !== recorded;

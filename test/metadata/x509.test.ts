@@ -92,7 +92,7 @@ describe('parseCertificate', () => {
     for (const text of [TEST_TLS_CERT.trim().replace(/\n/g, '\\n'), TEST_TLS_CERT.trim().replace(/\n/g, '\\r\\n')]) {
       const err = refusal(text);
       expect(err.code).toBe('invalid_certificate');
-      expect(err.message).toMatch(/a backslash and "n" \(the two characters "\\n"\) where its line breaks belong/);
+      expect(err.message).toMatch(/a backslash escape \("\\n" or "\\r", two characters\) where its line breaks belong/);
     }
   });
 
