@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { unauthorized } from './errors';
-import { timesSent } from './header-count';
+import { sentOnce } from './header-count';
 
 /**
  * `Authorization: Bearer <ADMIN_TOKEN>` (or one of ADMIN_TOKEN_ACCEPTED: a rotation's), compared in constant
@@ -12,8 +12,7 @@ export function adminAuth(adminTokens: string | readonly string[]): RequestHandl
   const tokens = typeof adminTokens === 'string' ? [adminTokens] : adminTokens;
   return (req, _res, next) => {
     // Node keeps the first of two Authorization headers; a proxy in front may have checked the other.
-    const times = timesSent(req, 'authorization');
-    if (times > 1) throw unauthorized(`Admin API: the Authorization header is given ${times} times; send it once.`);
+    sentOnce(req, 'authorization', unauthorized, 'Admin API: the Authorization header');
     const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
     const sent = m?.[1]?.trim();
     let ok = false;

@@ -1,4 +1,5 @@
 import type { Request } from 'express';
+import type { AppError } from './errors';
 
 /**
  * How many times the request sent the header `name`. Node keeps only the first of a repeated Authorization
@@ -10,4 +11,14 @@ export function timesSent(req: Request, name: string): number {
   let n = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === lower) n += 1;
   return n;
+}
+
+/**
+ * Throws `refusal` (the dialect's 400, or 401 for credentials) when `name` was sent more than once: two values
+ * are not one malformed value, and which one the client (or a proxy in front) meant is not known. The message
+ * is "<said> is given N times; send it once<after>."
+ */
+export function sentOnce(req: Request, name: string, refusal: (message: string) => AppError, said = name, after = ''): void {
+  const n = timesSent(req, name);
+  if (n > 1) throw refusal(`${said} is given ${n} times; send it once${after}.`);
 }

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import type { Request } from 'express';
 import { badRequest, shownHeader } from '../http/errors';
-import { timesSent } from '../http/header-count';
+import { sentOnce } from '../http/header-count';
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 export const REPLAYED_HEADER = 'Idempotent-Replayed';
@@ -19,8 +19,7 @@ export function parseIdempotencyKey(req: Request): string | null {
   if (raw === undefined) return null;
   if (!KEY.test(raw)) {
     // Node joins a repeated header with ", ": two keys are not one malformed key.
-    const sent = timesSent(req, IDEMPOTENCY_HEADER);
-    if (sent > 1) throw badRequest(`${IDEMPOTENCY_HEADER} is given ${sent} times; send it once.`);
+    sentOnce(req, IDEMPOTENCY_HEADER, badRequest);
     throw badRequest(`${IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters, without spaces (got ${shownHeader(raw)}).`);
   }
   return raw;

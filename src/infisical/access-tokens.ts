@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import type { RequestHandler, Response } from 'express';
 import jwt from 'jsonwebtoken';
 import { unauthorized } from '../http/errors';
-import { timesSent } from '../http/header-count';
+import { sentOnce } from '../http/header-count';
 import { isUuid } from '../http/validate';
 import { MAX_TOKEN_LIFETIME_SECONDS, type AccessTokenView } from './schema';
 
@@ -92,8 +92,7 @@ export function bearerAuth(secrets: readonly string[]): RequestHandler {
     const header = req.get('authorization');
     if (!header) throw unauthorized('Missing Authorization header: send Authorization: Bearer <access token>.');
     // Node keeps the first of two; a proxy in front may have checked the other. Which one counted is not known.
-    const sent = timesSent(req, 'authorization');
-    if (sent > 1) throw unauthorized(`The Authorization header is given ${sent} times; send it once, with one access token.`);
+    sentOnce(req, 'authorization', unauthorized, 'The Authorization header', ', with one access token');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!m?.[1]) throw unauthorized('The Authorization header must be "Bearer <access token>".');
     res.locals.tokenOrgId = verifyAccessToken(secrets, m[1]);

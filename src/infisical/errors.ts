@@ -70,9 +70,9 @@ function oneTypeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] {
   const typed = new Set(errors.filter((e) => e.keyword === 'type' && enums.has(e.instancePath)).map((e) => e.instancePath));
   if (typed.size === 0) return [...errors];
   return errors.flatMap((e) => {
-    if (!typed.has(e.instancePath)) return [e];
+    if (!typed.has(e.instancePath) || (e.keyword !== 'type' && e.keyword !== 'enum')) return [e];
     if (e.keyword === 'enum') return [];
-    return e.keyword === 'type' ? [{ ...e, keyword: 'type_of_enum', params: { ...e.params, allowedValues: enums.get(e.instancePath)?.params.allowedValues } }] : [e];
+    return [{ ...e, keyword: 'type_of_enum', params: { ...e.params, allowedValues: enums.get(e.instancePath)?.params.allowedValues } }];
   });
 }
 

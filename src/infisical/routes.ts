@@ -9,7 +9,7 @@ import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { awaitReplay, doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
-import { findOrganization, isSelfOrAncestor } from '../organizations/store';
+import { findOrganization, followsChangesOf, isSelfOrAncestor } from '../organizations/store';
 import { parseConsistency, setChangeId, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
@@ -143,8 +143,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   // token may write: authorize): applied, superseded or pending per region.
   api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
     const changeId = String(req.params.changeId).toLowerCase();
-    const tokenOrg = tokenOrgOf(res).toLowerCase();
-    const status = isUuid(changeId) ? await repl.changeStatus(changeId, async (owner) => owner === tokenOrg || isSelfOrAncestor(db, tokenOrg, owner)) : null;
+    const status = isUuid(changeId) ? await repl.changeStatus(changeId, followsChangesOf(db, tokenOrgOf(res).toLowerCase())) : null;
     if (!status) throw notFound(`Change ${String(req.params.changeId)} is not known for this organization (or its record has expired).`);
     res.json(status);
   });

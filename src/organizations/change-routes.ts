@@ -6,7 +6,7 @@ import { envelope } from '../http/slashid';
 import { isUuid } from '../http/validate';
 import type { Replicator } from '../replication/replicator';
 import { orgIdOf, slashidAuth } from './slashid-auth';
-import { isSelfOrAncestor } from './store';
+import { followsChangesOf } from './store';
 import { routePrefix } from '../observability/metrics';
 
 export const CHANGES_PATH = '/organizations/replication/changes';
@@ -22,10 +22,7 @@ export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router
   router.use(CHANGES_PATH, routePrefix(), refuseUnstorableInput());
   router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
     const raw = String(req.params.changeId);
-    const org = orgIdOf(res);
-    // The owner test runs only for a change of another organization: the common case needs no query.
-    const mine = async (owner: string) => owner === org || isSelfOrAncestor(db, org, owner);
-    const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), mine) : null;
+    const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), followsChangesOf(db, orgIdOf(res))) : null;
     if (!status) throw notFound(`Change ${raw} is not known for this organization or its sub-organizations (or its record has expired).`);
     res.json(envelope(status));
   });

@@ -5,7 +5,7 @@
 import type { RequestHandler, Response } from 'express';
 import type { Db } from '../db/client';
 import { badRequest, forbidden, shownHeader, unauthorized } from '../http/errors';
-import { timesSent } from '../http/header-count';
+import { sentOnce } from '../http/header-count';
 import { isUuid } from '../http/validate';
 import { authenticateApiKey } from './service';
 import { isSelfOrAncestor } from './store';
@@ -15,14 +15,12 @@ export function slashidAuth(db: Db): RequestHandler {
   return async (req, res, next) => {
     // Node joins a repeated header with ", ", which no key matches: say so rather than call the key invalid
     // (and a proxy in front may have judged the other one).
-    const keys = timesSent(req, 'SlashID-API-Key');
-    if (keys > 1) throw unauthorized(`SlashID-API-Key is given ${keys} times; send it once.`);
+    sentOnce(req, 'SlashID-API-Key', unauthorized);
     const apiKey = req.get('SlashID-API-Key');
     if (!apiKey) throw unauthorized('Missing SlashID-API-Key header.');
     const keyOrg = await authenticateApiKey(db, apiKey);
     if (!keyOrg) throw unauthorized('The API key in SlashID-API-Key is not valid here: it is not a current key of an organization this region holds. A key created or rotated in another region moments ago may not have reached this one yet (a create or rotation with all_regions answers once every region has it).');
-    const orgIds = timesSent(req, 'SlashID-OrgID');
-    if (orgIds > 1) throw badRequest(`SlashID-OrgID is given ${orgIds} times; send it once.`);
+    sentOnce(req, 'SlashID-OrgID', badRequest);
     const orgId = req.get('SlashID-OrgID');
     if (!orgId) throw badRequest('Missing SlashID-OrgID header.');
     if (!isUuid(orgId)) throw badRequest(`SlashID-OrgID must be an organization ID (a UUID), got ${shownHeader(orgId)}.`);

@@ -49,6 +49,12 @@ const CHAIN = `WITH RECURSIVE chain(id, parent_id, depth) AS (
      )`;
 
 /** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */
+/**
+ * Whose changes a caller acting as `orgId` may follow: that organization's and its sub-organizations' (which its
+ * key or token may act on); the first needs no query.
+ */
+export const followsChangesOf = (db: Db, orgId: string) => async (owner: string): Promise<boolean> => owner === orgId || isSelfOrAncestor(db, orgId, owner);
+
 export async function isSelfOrAncestor(db: Db, ancestorId: string, orgId: string): Promise<boolean> {
   if (ancestorId === orgId) return (await findOrganization(db, orgId)) !== null;
   const rows = await db.$queryRawUnsafe<{ found: boolean }[]>(`${CHAIN} SELECT EXISTS (SELECT 1 FROM chain WHERE id = $2::uuid) AS found`, orgId, ancestorId);

@@ -157,8 +157,13 @@ function answerCreate({ db, repl, config, fetchMetadata }: Handlers) {
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
     const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
+    // The credential the write committed: keyLost names it when the create lost only its key.
     let made: CredentialView | undefined;
-    const write = () => createCredential(repl, orgId, body, fetched, idem, max).then((w) => ((made = doneValue(w.value)), w));
+    const write = async () => {
+      const written = await createCredential(repl, orgId, body, fetched, idem, max);
+      made = doneValue(written.value);
+      return written;
+    };
     const { value } = await writeWithConsistency(repl, consistency, write, (v) => located(res)(doneValue(v)), setChangeId(res), createdFollowUp(res)).catch(
       async (err: unknown) => {
         throw key && made ? await keyLost(db, res, orgId, key, made, err) : err;

@@ -6,7 +6,7 @@
 import type { Request, Response } from 'express';
 import { leaveAdmission } from '../http/admission';
 import { AppError, badRequest, shownHeader } from '../http/errors';
-import { timesSent } from '../http/header-count';
+import { sentOnce } from '../http/header-count';
 import { ConnectionLost, TransactionPastBound } from './pg-tx';
 import type { Replicator } from './replicator';
 import { versionTime } from './hlc';
@@ -42,10 +42,7 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 export function parseConsistency(req: Request, startedAt = Date.now()): Consistency {
   // Node joins a repeated header with ", ": two values are not one malformed value (which would the client mean?).
-  for (const name of ['SlashID-Required-Consistency', 'SlashID-Required-Consistency-Timeout']) {
-    const sent = timesSent(req, name);
-    if (sent > 1) throw badRequest(`${name} is given ${sent} times; send it once.`);
-  }
+  for (const name of ['SlashID-Required-Consistency', 'SlashID-Required-Consistency-Timeout']) sentOnce(req, name, badRequest);
   const rawLevel = req.get('SlashID-Required-Consistency');
   // Absent means the default; present and empty is a value, and not one of the two.
   const level = rawLevel === undefined ? 'local_region' : rawLevel;
