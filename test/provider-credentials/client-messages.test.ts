@@ -8,6 +8,7 @@ import { call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { rawExchangeWith } from '../support/raw-http';
+import { TEST_TLS_CERT } from '../metadata/support/tls-material';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
@@ -93,4 +94,13 @@ test("a credential id that is not here answers GET, PATCH and DELETE with one 40
   expect([...messages]).toEqual([expect.stringContaining('not found in this region')]);
   expect([...messages][0]).toContain('created in another region moments ago and not arrived here yet');
   expect((await call(r.url, 'GET', `${PATH}/${others}`, { headers: slashidHeaders(other) })).body.result.label).toBe('');
+});
+
+test('a trusted certificate pasted with the two characters \\n for its line breaks is a 400 naming them, and nothing is written', async () => {
+  const before = await count();
+  const escaped = TEST_TLS_CERT.trim().replace(/\n/g, '\\n');
+  const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), idp_trusted_certificates: [escaped] }, headers: slashidHeaders(org) });
+  expect(res.status).toBe(400);
+  expect(res.body.errors[0].message).toMatch(/idp_trusted_certificates\.0 .*a backslash escape \("\\n" or "\\r", two characters\) where its line breaks belong/);
+  expect(await count()).toBe(before);
 });
