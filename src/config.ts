@@ -58,6 +58,16 @@ export const MIN_SIGNING_SECRET_BYTES = 32;
 
 const validateFile = compile(ConfigFileSchema);
 
+/**
+ * A URL as a refusal quotes it: as written, but for the password of its user, if any (`https://u:***@host`).
+ * The refusal is printed and goes wherever the start's output is logged; the password is the one thing in it
+ * the operator does not need to see again. Masked up to the last `@` before any query or fragment: a password
+ * with an unencoded `/` (which no parser reads as one) is masked too, at the cost of some path shown as `***`.
+ */
+function withoutPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#:@]*:)[^?#]*@/i, '$1***@');
+}
+
 /** The ports http and https default to: with the scheme ignored, either is no other place. */
 const DEFAULT_PORTS = new Set(['', '80', '443']);
 
@@ -107,7 +117,7 @@ export function readConfigFile(configPath: string): ConfigFile {
     const key = samePlace(r.publicUrl);
     if (key === null) {
       throw new ConfigError(
-        `invalid config file ${configPath}: regions.${i}.publicUrl: '${r.publicUrl}' must be an absolute http(s) URL with no query, fragment, user or password ` +
+        `invalid config file ${configPath}: regions.${i}.publicUrl: '${withoutPassword(r.publicUrl)}' must be an absolute http(s) URL with no query, fragment, user or password ` +
           `(the region's paths are appended to it)`,
       );
     }

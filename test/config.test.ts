@@ -225,6 +225,23 @@ test('npm start refuses a file where two regions share a publicUrl, naming the f
   expect(other.stderr).toMatch(/configuration error: .*regions\.1\.publicUrl: 'http:\/\/sso\.example\.com' is also the publicUrl of region 'us-iowa'/);
 });
 
+test('a publicUrl refused for its user and password is named without the password (the refusal is printed, and logged where the start is)', () => {
+  const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
+  const withSecret = {
+    ...good,
+    redisUrl: 'redis://127.0.0.1:1',
+    regions: good.regions.map((r, i) => ({ ...r, databaseUrl: 'postgresql://postgres@127.0.0.1:1/none', ...(i === 0 ? { publicUrl: 'https://console:hunter2-secret@sso.example.com/us' } : {}) })),
+  };
+  expect(() => loadConfig(env(write(withSecret)))).toThrow(/regions\.0\.publicUrl: 'https:\/\/console:\*\*\*@sso\.example\.com\/us' must be an absolute http\(s\) URL with no query, fragment, user or password/);
+  const res = spawnSync(process.execPath, [main], { env: { ...process.env, ...env(write(withSecret)) }, encoding: 'utf8', timeout: 20_000 });
+  expect(res.status).toBe(2);
+  expect(res.stderr).toMatch(/configuration error: .*regions\.0\.publicUrl: 'https:\/\/console:\*\*\*@sso\.example\.com\/us' must be/);
+  expect(res.stdout + res.stderr).not.toContain('hunter2-secret');
+  // A password with an unencoded '/' (no URL parser reads it as a password) is masked too.
+  const slashed = { ...withSecret, regions: [{ ...withSecret.regions[0], publicUrl: 'https://console:hunter2/secret@sso.example.com' }, withSecret.regions[1]] };
+  expect(() => loadConfig(env(write(slashed)))).toThrow(/regions\.0\.publicUrl: 'https:\/\/console:\*\*\*@sso\.example\.com' must be/);
+});
+
 test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-zero', () => {
   const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
   const res = spawnSync(process.execPath, [main], { env: { ...process.env, REGIONS_CONFIG: write(good), REGION: 'us-iowa', ADMIN_TOKEN: '' }, encoding: 'utf8' });
