@@ -180,10 +180,9 @@ export function deleteCredential(repl: Replicator, orgId: string, id: string) {
       created_at: current.created_at,
       deleted_at: now,
     });
-    const metadata = await w.lock(metadataTable, id);
-    if (metadata && !metadata.deleted_at) {
-      await w.put(metadataTable, { credential_id: id, org_id: metadata.org_id, idp_metadata_url: '', metadata: {}, trust_id: null, created_at: metadata.created_at, deleted_at: now });
-    }
+    // Its metadata and whatever other features declared part of it (the SSO settings): in this change, so
+    // every region applies the delete whole, and the tombstone collector later takes them all.
+    await w.deleteParts(credentialsTable, id, now);
     return { id };
   });
 }

@@ -3,7 +3,13 @@ import type { Queryable, Statement } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
-export const metadataTable = defineTable('saml_credential_metadata', 'credential_id');
+/** A credential's IdP metadata: deleted with the credential (its tombstone carries no document). */
+export const metadataTable = defineTable('saml_credential_metadata', 'credential_id', {
+  partOf: {
+    table: credentialsTable,
+    tombstone: (m, deletedAt) => ({ credential_id: m.credential_id, org_id: m.org_id, idp_metadata_url: '', metadata: {}, trust_id: null, created_at: m.created_at, deleted_at: deletedAt }),
+  },
+});
 
 export async function listCredentials(db: Db, orgId: string, limit: number, offset: number) {
   const where = { orgId, deletedAt: null };

@@ -21,6 +21,7 @@ import { DEFAULT_ADOPT_AFTER_SECONDS, Departures } from './departures';
 import { processConnectionName } from './connection-names';
 import { Membership } from './membership';
 import { OutboxRelay } from './relay';
+import { PartSweep } from './parts';
 import { Replicator } from './replicator';
 import { RowStore } from './row-store';
 import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
@@ -107,6 +108,7 @@ export async function createReplication(o: ReplicationOptions) {
       : new TombstoneCollector({
           db: o.db, links, keys, region, regions, membership, store, tables: o.tables, log: o.log,
           options: { ...DEFAULT_TOMBSTONE_COLLECTION, ...o.config.tombstoneCollection }, inFlightMs: inFlightMs(writeTxBoundMs),
+          parts: new PartSweep({ db: o.db, repl, store, tables: o.tables, log: o.log, pageSize: 500 }),
         });
 
   return {

@@ -20,7 +20,7 @@ import type { Pipeline, Queryable, Statement } from './queryable';
 import { RowApply, type ApplyOptions, type ApplyResult } from './row-apply';
 import { RowGuesses } from './row-guesses';
 import { columnSet, ident, lockAllStatement, lockedId, normalize, readTableSql, upsertFor, type TableSql } from './table-sql';
-import type { ReplicatedTable, Row, RowChange } from './tables';
+import type { PartOf, ReplicatedTable, Row, RowChange } from './tables';
 
 export type { Pipeline, Queryable, Statement } from './queryable';
 export type { ApplyOptions, ApplyResult } from './row-apply';
@@ -102,6 +102,16 @@ export class RowStore {
   /** The newest migration this database had when the columns were loaded ('' when none is recorded). */
   get schema(): string {
     return this.schemaVersion;
+  }
+
+  /** The tables declared part of `tableName`'s rows (ReplicatedTable.partOf), in the order the features list them. */
+  partsOf(tableName: string): Array<ReplicatedTable & { partOf: PartOf }> {
+    return this.tables.filter((t): t is ReplicatedTable & { partOf: PartOf } => t.partOf?.table === tableName);
+  }
+
+  /** The SQL type of the table's key column (uuid, text, ...), to cast parameters compared with it. */
+  keyTypeOf(tableName: string): string {
+    return this.get(tableName).keyType;
   }
 
   /** The table's columns in this database, as last loaded. */

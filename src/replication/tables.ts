@@ -32,6 +32,23 @@ export interface ReplicatedTable {
    * region's database client (the one its row store was loaded with).
    */
   readonly onCommitted?: (db: Db) => void;
+  /**
+   * Rows that belong to a row of another table, keyed by that row's key (a credential's SSO settings): a
+   * write deleting that row tombstones them in the same transaction and change (WriteContext.deleteParts),
+   * so every region applies both or neither. The owning feature need not know the part's feature: the part
+   * declares itself here, and the replication module finds it among the tables the features declared.
+   */
+  readonly partOf?: PartOf;
+}
+
+export interface PartOf {
+  /** The owning table's name. */
+  table: string;
+  /**
+   * The part's tombstone, from the row stored now: its key, deleted_at, and the minimums its NOT NULL
+   * columns need, no payload (deleted data is neither stored nor replicated).
+   */
+  tombstone(stored: Row, deletedAt: string): Row;
 }
 
 export interface Prunable {
@@ -80,7 +97,7 @@ export interface ChangeEvent {
 export function defineTable(
   name: string,
   key: string,
-  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: Prunable; onCommitted?: (db: Db) => void } = {},
+  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: Prunable; onCommitted?: (db: Db) => void; partOf?: { table: ReplicatedTable; tombstone: PartOf['tombstone'] } } = {},
 ): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
   if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn)) || (opts.prunable !== undefined && !ok(opts.prunable.column))) {
@@ -93,5 +110,6 @@ export function defineTable(
     ...(opts.prunedLocally ? { prunedLocally: true } : {}),
     ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
     ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
+    ...(opts.partOf ? { partOf: { table: opts.partOf.table.name, tombstone: opts.partOf.tombstone } } : {}),
   };
 }

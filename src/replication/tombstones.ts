@@ -20,6 +20,7 @@ import {
 import { eachRegion, type RedisLinks } from './links';
 import { Loop } from './loop';
 import type { Member } from './member-record';
+import type { PartSweep } from './parts';
 import type { RowStore } from './row-store';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
@@ -63,6 +64,8 @@ export interface CollectorDeps {
   options: TombstoneCollectionOptions;
   /** How far behind its clock this region's watermark stays (default IN_FLIGHT_MS): more than its write timeout. */
   inFlightMs?: number;
+  /** Tombstones the parts that outlived their owner (parts.ts), each cycle before collecting. */
+  parts?: Pick<PartSweep, 'sweep'>;
 }
 
 /** The outbox rows not yet settled and the events held failing or parked: the oldest version of each. */
@@ -186,6 +189,8 @@ export class TombstoneCollector {
     const result = await this.horizon();
     const cutoff = result.horizon === null ? null : collectionCutoff(result.horizon, this.d.options.minAgeMs);
     this.last = { at: new Date(), result, cutoff };
+    // First: a part it tombstones now is collected in a later cycle, once the horizon passed its tombstone.
+    await this.d.parts?.sweep(cutoff);
     if (cutoff === null) return 0;
     let total = 0;
     for (const table of this.d.tables) {

@@ -32,6 +32,12 @@ export interface WriteContext {
   later(statement: Statement): void;
   /** The per-key lock of `lock()` as a statement for `later()`: held from the last round trip only. */
   lockStatement(table: ReplicatedTable, key: string): Statement;
+  /**
+   * Tombstones the live rows of the tables declared part of `table`'s row `key` (ReplicatedTable.partOf),
+   * in this write: the caller deletes that row in it. Each part is locked after the owning row, the order
+   * every write of a part takes (it checks the owner first).
+   */
+  deleteParts(table: ReplicatedTable, key: string, deletedAt: string): Promise<void>;
 }
 
 export interface PutOptions {
@@ -143,6 +149,15 @@ export class WriteAttempt<T> implements WriteContext {
 
   lockStatement(table: ReplicatedTable, key: string): Statement {
     return this.d.store.lockStatement(table, key);
+  }
+
+  async deleteParts(table: ReplicatedTable, key: string, deletedAt: string): Promise<void> {
+    for (const part of this.d.store.partsOf(table.name)) {
+      const stored = await this.lock(part, key);
+      // None here, or deleted already: nothing to replicate. (A part created concurrently in a region that
+      // had not seen this delete yet outlives it: see the sweep in parts.ts.)
+      if (stored && !stored.deleted_at) await this.put(part, part.partOf.tombstone(stored, deletedAt));
+    }
   }
 
   async put(table: ReplicatedTable, row: Row, opts: PutOptions = {}): Promise<Row> {

@@ -14,11 +14,20 @@ import crypto from 'node:crypto';
 import type { CacheItem, CacheProvider } from '@node-saml/node-saml';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
+import { credentialsTable } from '../provider-credentials/store';
 import type { Redis } from '../redis';
 import { defineTable } from '../replication/tables';
 
-/** Per-credential SSO options (replicated). */
-export const settingsTable = defineTable('saml_sso_settings', 'credential_id');
+/**
+ * Per-credential SSO options (replicated). Part of the credential: its delete tombstones them in the same
+ * change (the provider-credentials feature knows nothing of this one; the declaration is enough).
+ */
+export const settingsTable = defineTable('saml_sso_settings', 'credential_id', {
+  partOf: {
+    table: credentialsTable,
+    tombstone: (s, deletedAt) => ({ credential_id: s.credential_id, org_id: s.org_id, allow_idp_initiated: false, created_at: s.created_at, deleted_at: deletedAt }),
+  },
+});
 
 /** How long a started login waits for the IdP's answer (the user may need to type a password and pass MFA). */
 export const REQUEST_TTL_SECONDS = 600;
