@@ -102,6 +102,8 @@ export async function runOnce<T>(w: WriteContext, call: IdempotentCall<T> | null
   if (prior) return prior;
   const value = await write();
   const response = call.respond(value);
+  // The key row goes last in the change: an ack that names it as the row that lost says the resource's rows
+  // held (ReplicatedTable.recordsWrite); the change status reads a create that lost only its key from that.
   const created = new Date();
   await w.put(idempotencyKeysTable, {
     id: call.id,

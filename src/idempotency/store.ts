@@ -22,6 +22,8 @@ export const idempotencyKeysTable = defineTable('idempotency_keys', 'id', {
   // A key row that old arriving late (a region catching up, a parked event retried) is not stored again
   // either: it would replace a newer key row of a reuse, by its earlier create.
   prunable: { column: 'expires_at', keepMs: KEEP_AFTER_EXPIRY_MS },
+  // runOnce writes the key row after the resource's rows, so a change whose key row lost kept the rest.
+  recordsWrite: true,
 });
 
 /** The parts of a stored key that decide what a new request with it gets. */

@@ -14,7 +14,7 @@ import { parseIdempotencyKey } from '../idempotency/request';
 import { idempotencyKeysTable } from '../idempotency/store';
 import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
-import { beforeWrite, parseConsistency, SupersededError, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
+import { beforeWrite, parseConsistency, SupersededError, type Consistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
@@ -122,6 +122,19 @@ async function keyLost(db: Db, res: Response, orgId: string, key: string, made: 
   );
 }
 
+/**
+ * Waits on a replayed create's change (awaitReplay); one that lost only its key answers keyLost's 409, as
+ * the first request did under all_regions (it said "not kept" of a credential every region keeps). The key
+ * here replays that create until the other create's key reaches this region.
+ */
+async function awaitCreateReplay(h: Handlers, res: Response, c: Consistency, prior: Extract<Prior, { kind: 'replay' }>, orgId: string, key: string | null): Promise<void> {
+  const storedLocated: StoredResult = (stored) => located(res)(slashidStoredResult(stored) as { id?: unknown } | undefined);
+  await awaitReplay(res, h.repl, c, prior, createdFollowUp(res), storedLocated).catch(async (err: unknown) => {
+    const made = prior.response.status === 201 ? (slashidStoredResult(prior.response.body) as CredentialView | undefined) : undefined;
+    throw key && typeof made?.id === 'string' ? await keyLost(h.db, res, orgId, key, made, err) : err;
+  });
+}
+
 /** What the handlers share: the routes' dependencies, and the IdP metadata fetch under its limiter. */
 type Handlers = CredentialRouteDeps & { fetchMetadata: ReturnType<typeof metadataFetch> };
 
@@ -141,7 +154,8 @@ function metadataFetch(config: MetadataConfig) {
   };
 }
 
-function answerCreate({ db, repl, config, fetchMetadata }: Handlers) {
+function answerCreate(h: Handlers) {
+  const { db, repl, config, fetchMetadata } = h;
   return async (req: Request, res: Response) => {
     const consistency = parseConsistency(req, startedAt(res));
     const key = parseIdempotencyKey(req);
@@ -151,8 +165,7 @@ function answerCreate({ db, repl, config, fetchMetadata }: Handlers) {
     const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: CredentialView) => ({ status: 201, body: envelope(v) }));
     // Before the metadata fetch: a retry must not depend on the IdP being reachable again.
     const prior = await findPrior(db, idem);
-    const storedLocated: StoredResult = (stored) => located(res)(slashidStoredResult(stored) as { id?: unknown } | undefined);
-    if (prior?.kind === 'replay') await awaitReplay(res, repl, consistency, prior, createdFollowUp(res), storedLocated);
+    if (prior?.kind === 'replay') await awaitCreateReplay(h, res, consistency, prior, orgId, key);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
     const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
@@ -169,7 +182,7 @@ function answerCreate({ db, repl, config, fetchMetadata }: Handlers) {
         throw key && made ? await keyLost(db, res, orgId, key, made, err) : err;
       },
     );
-    if (value.kind === 'replay') await awaitReplay(res, repl, consistency, value, createdFollowUp(res), storedLocated);
+    if (value.kind === 'replay') await awaitCreateReplay(h, res, consistency, value, orgId, key);
     if (value.kind !== 'done') return answerPrior(res, value);
     located(res)(value.value);
     res.status(201).json(envelope(value.value));

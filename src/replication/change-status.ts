@@ -4,14 +4,21 @@
  * (/admin) and to the change's own organization (the dialects' org-scoped routes).
  */
 import type { Db } from '../db/client';
+import { versionTime } from './hlc';
 import type { RedisLinks } from './links';
+import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
-import { acksOf, ORG_FIELD, PARKED_PREFIX, parseAck, type AckWinner } from './ack-records';
+import { acksOf, ORG_FIELD, PARKED_PREFIX, parseAck, type Ack, type AckWinner } from './ack-records';
+
+type Superseded = { region: string; at: string; winner: AckWinner };
 
 export interface ChangeStatus {
   change_id: string;
-  /** complete: every region holds the change; superseded: it lost somewhere (so everywhere); pending: neither yet. */
-  state: 'complete' | 'superseded' | 'pending';
+  /**
+   * complete: every region holds the change; superseded: it lost somewhere (so everywhere); pending: neither
+   * yet; discarded: every region that does not hold it discarded it (it never will).
+   */
+  state: 'complete' | 'superseded' | 'pending' | 'discarded';
   complete: boolean;
   /** Per region: when it applied the change and held it, or null. */
   applied_at: Record<string, string | null>;
@@ -21,7 +28,18 @@ export interface ChangeStatus {
    * upgrade or an operator (docs/operations.md, "Parked events"), not for delivery.
    */
   parked_regions: string[];
-  superseded: { region: string; at: string; winner: AckWinner }[];
+  /**
+   * Regions where an operator discarded the parked change: it is not applied there, and no longer pending.
+   * Only the discarding region records a discard, so only its own status lists it (elsewhere it reads parked).
+   */
+  discarded_regions: string[];
+  superseded: Superseded[];
+  /**
+   * Set when the change lost only its Idempotency-Key's record (the same key sent at once to another region,
+   * whose write came first): what it wrote is kept, and counted applied above; a retry with the key answers
+   * the other write. Null otherwise.
+   */
+  idempotency_key: { state: 'superseded'; superseded: Superseded[]; message: string } | null;
   tracker_available: boolean;
   /** Present when this region is the change's origin. */
   origin: { region: string; committed_at: string | null; published_at: string | null; confirmed_at: string | null } | null;
@@ -34,6 +52,8 @@ export interface ChangeStatusDeps {
   regions: readonly string[];
   /** The other regions' Redis, where a change originated elsewhere keeps its acks (a Redis per region). */
   links?: RedisLinks;
+  /** The replicated tables: those that record a write (recordsWrite) tell a lost key from a lost change. */
+  tables?: readonly ReplicatedTable[];
 }
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
@@ -89,6 +109,7 @@ export async function changeStatus(
       else if (k.ack?.startsWith(PARKED_PREFIX)) parked.add(k.region);
     }
   }
+  const keyLost = keptButKeyLost(acks, d.regions, d.tables ?? []);
   const applied_at: Record<string, string | null> = {};
   const superseded: ChangeStatus['superseded'] = [];
   for (const r of d.regions) {
@@ -96,19 +117,62 @@ export async function changeStatus(
     applied_at[r] = a?.outcome === 'applied' ? a.at : null;
     if (a?.outcome === 'superseded' && a.winner) superseded.push({ region: r, at: a.at, winner: a.winner });
   }
-  const pending = d.regions.filter((r) => !acks.has(r));
-  const complete = superseded.length === 0 && pending.length === 0;
+  const waiting = d.regions.filter((r) => !acks.has(r));
+  const discarded = waiting.includes(d.region) && (await discardedHere(d.db, changeId)) ? [d.region] : [];
+  const pending = waiting.filter((r) => !discarded.includes(r));
+  const complete = superseded.length === 0 && waiting.length === 0;
   return {
     change_id: changeId,
-    state: superseded.length ? 'superseded' : complete ? 'complete' : 'pending',
+    state: superseded.length ? 'superseded' : complete ? 'complete' : pending.length ? 'pending' : 'discarded',
     complete,
     applied_at,
     pending_regions: pending,
     parked_regions: pending.filter((r) => parked.has(r)),
+    discarded_regions: discarded,
     superseded,
+    idempotency_key: keyLost.length ? { state: 'superseded', superseded: keyLost, message: keyLostMessage(keyLost[0] as Superseded) } : null,
     tracker_available: hash !== null,
     origin: outbox
       ? { region: d.region, committed_at: iso(outbox.createdAt), published_at: iso(outbox.publishedAt), confirmed_at: iso(outbox.confirmedAt) }
       : null,
   };
+}
+
+/**
+ * Whether an operator discarded the change in this region (POST /admin/replication/parked/discard). The
+ * discard is recorded here only: the origin's ack record keeps "parked" for this region (its values are
+ * read by every release during a rolling upgrade: an older one would read a new value as no ack at all,
+ * neither parked nor applied), so it is read where it is stored. A discarded change applied later acks
+ * "applied", and is not asked about.
+ */
+async function discardedHere(db: Db, changeId: string): Promise<boolean> {
+  return (await db.replicationDiscarded.findUnique({ where: { changeId }, select: { changeId: true } })) !== null;
+}
+
+/**
+ * The regions whose ack says the change lost only the row recording it (ReplicatedTable.recordsWrite, the
+ * last row of its change; a region's ack names the first row that lost): every other row held there, so
+ * those acks become "applied" in `acks`. Derived from the acks as every version records them, so the ack
+ * format (read by every version during a rolling upgrade) is unchanged.
+ */
+function keptButKeyLost(acks: Map<string, Ack>, regions: readonly string[], tables: readonly ReplicatedTable[]): Superseded[] {
+  const records = new Set(tables.filter((t) => t.recordsWrite).map((t) => t.name));
+  const lost: Superseded[] = [];
+  for (const region of regions) {
+    const a = acks.get(region);
+    if (a?.outcome !== 'superseded' || !a.winner || !records.has(a.winner.table)) continue;
+    lost.push({ region, at: a.at, winner: a.winner });
+    acks.set(region, { outcome: 'applied', at: a.at });
+  }
+  return lost;
+}
+
+/** In the resource's terms, as the 409 of a lost write says it: the winner's region and time. */
+function keyLostMessage(lost: Superseded): string {
+  const when = versionTime(lost.winner.version);
+  return (
+    `Only this change's Idempotency-Key record was superseded: a write sent with the same key at the same time to ${lost.winner.originRegion}` +
+    `${when ? ` (at ${when})` : ''} came first, so a retry with that key answers that write, not this one. ` +
+    'What this change wrote was kept (applied_at shows where it is applied); if both writes created a resource, there are two now: delete the one you do not want.'
+  );
 }

@@ -163,9 +163,12 @@ export async function awaitChange(
   const read = old || mine ? await byDeadline(c.deadline, repl.changeStatus(changeId, null).catch(() => null)) : null;
   const known = read && !read.late ? read.value : null;
   if (old && !known) return;
-  if (mine && known?.state === 'complete') return;
-  if (mine && known?.state === 'superseded') {
-    throw supersededError(changeId, { complete: false, applied: [], pending: [], superseded: known.superseded.map(({ region, winner }) => ({ region, winner })) });
+  // A change that lost only its key record reads applied in its status, but its key now answers the other
+  // write: its replay answers the 409 it did before the status told the two apart (the route may word it).
+  const lost = known ? [...known.superseded, ...(known.idempotency_key?.superseded ?? [])] : [];
+  if (mine && known?.state === 'complete' && lost.length === 0) return;
+  if (mine && lost.length) {
+    throw supersededError(changeId, { complete: false, applied: [], pending: [], superseded: lost.map(({ region, winner }) => ({ region, winner })) });
   }
   // The stored request may have been served first in another region: its acks are recorded in that
   // origin's Redis (named by the key row), and announced on its channel. This region's own ack is waited

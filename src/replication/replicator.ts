@@ -362,6 +362,7 @@ export class Replicator {
 
   /** A change's progress, for its organization only (null: unknown here, or another organization's). */
   changeStatus(changeId: string, orgId: Parameters<typeof changeStatus>[2]): Promise<ChangeStatus | null> {
-    return changeStatus({ db: this.d.db, tracker: this.d.tracker, region: this.d.region, regions: this.regions, links: this.d.links }, changeId, orgId);
+    const { db, tracker, region, links, store } = this.d;
+    return changeStatus({ db, tracker, region, regions: this.regions, links, tables: store.tables }, changeId, orgId);
   }
 }

@@ -33,7 +33,8 @@ export class RowStore {
     /** The newest migration applied to this database when loaded: the schema version events carry. */
     private schemaVersion: string,
     private readonly db: Db,
-    private readonly tables: readonly ReplicatedTable[],
+    /** The replicated tables it was loaded with. */
+    readonly tables: readonly ReplicatedTable[],
     /** Whether this database records a tombstone collection horizon (replication_horizon). */
     private hasHorizon: boolean,
   ) {

@@ -9,25 +9,45 @@ const Time = Type.String({ format: 'date-time' });
 const Count = Type.Integer({ minimum: 0 });
 const strict = { additionalProperties: false } as const;
 
+/** A region that judged a change (or its key record) lost, and the state that won there. */
+const Superseded = Type.Object(
+  {
+    region: Type.String(),
+    at: Time,
+    winner: Type.Object({ table: Type.String(), key: Type.String(), version: Type.String(), originRegion: Type.String() }, strict),
+  },
+  strict,
+);
+
 /** One change: per region applied (and held), superseded (and by what), or pending. See change-status.ts. */
 export const ChangeStatusSchema = Type.Object(
   {
     change_id: Type.String({ format: 'uuid' }),
-    state: Type.Union([Type.Literal('complete'), Type.Literal('superseded'), Type.Literal('pending')]),
+    state: Type.Union([Type.Literal('complete'), Type.Literal('superseded'), Type.Literal('pending'), Type.Literal('discarded')]),
     complete: Type.Boolean(),
     applied_at: Type.Record(Type.String(), Nullable(Time), { description: 'Per region: when it applied the change and held it, or null.' }),
     pending_regions: Type.Array(Type.String()),
     parked_regions: Type.Array(Type.String(), {
       description: 'Of the pending regions, those that parked the change (could not apply it): it waits there for an upgrade or an operator, not for delivery.',
     }),
-    superseded: Type.Array(
+    discarded_regions: Type.Array(Type.String(), {
+      description:
+        'Regions where an operator discarded the parked change (not applied there, no longer pending). Only the region that discarded it knows: listed in its own answers only.',
+    }),
+    superseded: Type.Array(Superseded),
+    idempotency_key: Nullable(
       Type.Object(
         {
-          region: Type.String(),
-          at: Time,
-          winner: Type.Object({ table: Type.String(), key: Type.String(), version: Type.String(), originRegion: Type.String() }, strict),
+          state: Type.Literal('superseded'),
+          superseded: Type.Array(Superseded, { description: 'The regions that judged the key record lost, and to what.' }),
+          message: Type.String(),
         },
-        strict,
+        {
+          ...strict,
+          description:
+            'Set when the change lost only its Idempotency-Key record (the same key sent at once to another region, whose write came first): ' +
+            'what the change wrote is kept and counted in applied_at; a retry with the key answers the other write.',
+        },
       ),
     ),
     tracker_available: Type.Boolean(),

@@ -39,6 +39,13 @@ export interface ReplicatedTable {
    * declares itself here, and the replication module finds it among the tables the features declared.
    */
   readonly partOf?: PartOf;
+  /**
+   * Rows that record a write rather than hold what it wrote (an Idempotency-Key's stored answer), written as
+   * the last row of their change. A region judges a change by its first row that lost, so an ack naming
+   * such a row as the loser says every other row of the change held there: the change status reads that as
+   * applied, with only the record superseded (change-status.ts), from acks of any version.
+   */
+  readonly recordsWrite?: boolean;
 }
 
 export interface PartOf {
@@ -97,7 +104,14 @@ export interface ChangeEvent {
 export function defineTable(
   name: string,
   key: string,
-  opts: { orgColumn?: string; prunedLocally?: boolean; prunable?: Prunable; onCommitted?: (db: Db) => void; partOf?: { table: ReplicatedTable; tombstone: PartOf['tombstone'] } } = {},
+  opts: {
+    orgColumn?: string;
+    prunedLocally?: boolean;
+    prunable?: Prunable;
+    onCommitted?: (db: Db) => void;
+    partOf?: { table: ReplicatedTable; tombstone: PartOf['tombstone'] };
+    recordsWrite?: boolean;
+  } = {},
 ): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
   if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn)) || (opts.prunable !== undefined && !ok(opts.prunable.column))) {
@@ -111,5 +125,6 @@ export function defineTable(
     ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
     ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
     ...(opts.partOf ? { partOf: { table: opts.partOf.table.name, tombstone: opts.partOf.tombstone } } : {}),
+    ...(opts.recordsWrite ? { recordsWrite: true } : {}),
   };
 }

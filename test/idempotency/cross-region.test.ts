@@ -132,6 +132,60 @@ test('one key sent to two regions at once: a create that lost the key answers 40
   expect(lost).toBeGreaterThan(0);
 }, 90_000);
 
+/** A change's status as the organization's own route answers it in `region`. */
+async function statusOf(region: string, org: Org, changeId: string) {
+  const res = await call(cluster.url(region), 'GET', `/organizations/replication/changes/${changeId}`, { headers: slashidHeaders(org) });
+  if (res.status !== 200) throw new Error(`status in ${region}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.result;
+}
+
+test('one key sent to two regions at once under local_region: the create that lost only its key reads applied everywhere, and its status names the key as superseded', async () => {
+  // Both answer 201 (local_region waits for no region); the later create's key row loses to the earlier one's
+  // where they meet, while its credential is kept everywhere. Its status said "superseded", as if nothing was kept.
+  let checked = 0;
+  for (let attempt = 0; attempt < 10 && checked === 0; attempt++) {
+    const org = await newOrg();
+    const key = `local-both-${attempt}`;
+    const answers = await Promise.all(['us-iowa', 'asia-japan'].map((r) => post(r, org, body(), { ...LOCAL, 'Idempotency-Key': key })));
+    for (const a of answers) expect(a.status).toBe(201);
+    const ids = answers.map((a) => a.body.result.id as string);
+    // The second region saw the first's key before it wrote: a replay, no race to look at.
+    if (ids[0] === ids[1]) continue;
+    expect(await eventually(converged)).toBe(true);
+    for (const r of REGIONS) expect((await idsIn(r, org)).sort()).toEqual([...ids].sort());
+    const changes = answers.map((a) => a.headers.get('x-change-id') ?? '');
+    // Every region has judged both changes (acks are recorded in the origins' Redis, a moment after the apply).
+    const settled = async () => (await Promise.all(changes.map((c) => statusOf('europe-belgium', org, c)))).every((s) => s.pending_regions.length === 0);
+    expect(await eventually(settled)).toBe(true);
+    // The key went to the earlier create: a retry with it answers that one's credential, in every region.
+    const retries = await Promise.all(REGIONS.map((r) => post(r, org, body(), { ...LOCAL, 'Idempotency-Key': key })));
+    const winner = ids.indexOf(retries[0]?.body.result.id);
+    expect(winner).toBeGreaterThanOrEqual(0);
+    for (const retry of retries) expect({ status: retry.status, id: retry.body.result.id }).toEqual({ status: 201, id: ids[winner] });
+    const loser = 1 - winner;
+    const winnerRegion = ['us-iowa', 'asia-japan'][winner];
+    // Read the same in every region (the origin's outbox and the acks in its Redis).
+    for (const r of REGIONS) {
+      const lost = await statusOf(r, org, changes[loser] as string);
+      expect(lost).toMatchObject({ state: 'complete', complete: true, pending_regions: [], superseded: [] });
+      for (const region of REGIONS) expect(lost.applied_at[region]).toEqual(expect.any(String));
+      // The key record lost, to the winner's key row, in at least the winner's own region.
+      expect(lost.idempotency_key?.state).toBe('superseded');
+      expect(lost.idempotency_key.superseded.map((s: { region: string }) => s.region)).toContain(winnerRegion);
+      for (const s of lost.idempotency_key.superseded) expect(s.winner).toMatchObject({ table: 'idempotency_keys', originRegion: winnerRegion });
+      expect(lost.idempotency_key.message).toContain(`a write sent with the same key at the same time to ${winnerRegion}`);
+      expect(lost.idempotency_key.message).toContain('What this change wrote was kept');
+      // The operators' route reads it the same way.
+      const admin = await call(cluster.url(r), 'GET', `/admin/replication/changes/${changes[loser]}`, { headers: adminHeaders });
+      expect(admin.body).toMatchObject({ state: 'complete', superseded: [], idempotency_key: { state: 'superseded' } });
+      const won = await statusOf(r, org, changes[winner] as string);
+      expect(won).toMatchObject({ state: 'complete', complete: true, superseded: [], idempotency_key: null });
+    }
+    checked += 1;
+  }
+  expect(checked).toBeGreaterThan(0);
+}, 120_000);
+
 describe('Infisical dialect', () => {
   async function infisicalOrg() {
     const org = await newOrg();

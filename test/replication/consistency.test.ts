@@ -64,3 +64,18 @@ test('an all_regions wait is not complete while a region that joined during it l
   expect(result).toMatchObject({ complete: false, pending: ['asia-japan'] });
   expect(result.applied.sort()).toEqual(['europe-belgium', 'us-iowa']);
 });
+
+test('the replay of a create that lost only its key record still answers 409, though its status now reads complete', async () => {
+  // change-status.ts counts such a create applied (what it wrote is kept); its key answers the other write,
+  // so the stored answer must not be replayed as if the key were still its own.
+  const winner = { table: 'idempotency_keys', key: 'k', version: '001796288028902.000003.europe-belgium', originRegion: 'europe-belgium' };
+  const lost = { region: 'europe-belgium', at: '2026-12-03T08:53:49.000Z', winner };
+  const status = { state: 'complete', complete: true, superseded: [], idempotency_key: { state: 'superseded', superseded: [lost], message: '' } };
+  const repl = {
+    region: 'us-iowa',
+    changeStatus: async () => status,
+    waitForAllRegions: async () => ({ complete: true, applied: ['us-iowa', 'europe-belgium'], pending: [], superseded: [] }),
+  } as unknown as Replicator;
+  const err = await awaitChange(repl, { level: 'all_regions', timeoutSeconds: 5, deadline: Date.now() + 5000, leave: () => undefined }, 'change-3').catch((e: unknown) => e);
+  expect(err).toMatchObject({ status: 409, code: 'write_superseded', lostTables: ['idempotency_keys'] });
+});

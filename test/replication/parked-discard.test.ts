@@ -102,6 +102,14 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   for (const id of [kept.changeId, 'nope']) {
     expect((await call(url(), 'GET', `/admin/replication/parked/discarded/${id}`, { headers: adminHeaders })).status).toBe(404);
   }
+  // Its status here no longer reads pending (nor parked) in this region, which recorded the discard; once every
+  // other region holds it, it reads discarded: it will not complete (it read pending for as long as it was known).
+  const changeStatus = async (id: string) => (await call(url(), 'GET', `/admin/replication/changes/${id}`, { headers: adminHeaders })).body;
+  expect(await changeStatus(gone.changeId)).toMatchObject({ state: 'pending', complete: false, pending_regions: ['us-iowa'], parked_regions: [], discarded_regions: [REGION] });
+  await redis.hset(keys.ack(gone.changeId), 'us-iowa', `applied@${new Date().toISOString()}`);
+  expect(await changeStatus(gone.changeId)).toMatchObject({ state: 'discarded', complete: false, pending_regions: [], parked_regions: [], discarded_regions: [REGION] });
+  // The one still parked reads as it did.
+  expect(await changeStatus(kept.changeId)).toMatchObject({ state: 'pending', parked_regions: [REGION], discarded_regions: [] });
   // Discarding it again finds nothing parked.
   expect((await discard({ change_ids: [gone.changeId] })).body).toEqual({ region: REGION, discarded: [], not_parked: [gone.changeId] });
 
