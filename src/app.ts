@@ -10,7 +10,7 @@ import { methodNotAllowed, notFound, type AppError } from './http/errors';
 import { requestId } from './http/request-id';
 import { errorEnvelope, slashidErrors } from './http/slashid';
 import { infisicalErrors, renderError } from './infisical/errors';
-import { API_PREFIX } from './infisical/routes';
+import { API_ROOT } from './infisical/routes';
 import { routePrefix, type Metrics } from './observability/metrics';
 import type { ReadinessReport } from './observability/readiness';
 import { allOperations } from './openapi/feature';
@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps): Express {
     // A refusal leaves in the envelope of the API it was sent to: Infisical's under its prefix, else SlashID's.
     // Each refusal is rendered right behind the gate: under a flood thousands of them a second would
     // otherwise each walk every feature's router on the way to the error renderer at the end.
-    app.use(API_PREFIX, deps.admission.middleware, infisicalErrors(deps.log));
+    app.use(API_ROOT, deps.admission.middleware, infisicalErrors(deps.log));
     app.use(deps.admission.middleware, slashidErrors(deps.log));
   }
   for (const f of deps.features) if (f.routes) app.use(f.routes(deps));
@@ -105,8 +105,11 @@ const isUngated = (url: string) => UNGATED.test(pathOf(url));
  * free for the admin routes and the requests that were admitted. (Such refusals are counted by admission,
  * not in the per-route HTTP metrics.)
  */
-/** The Infisical dialect's paths, as Express matches them (any case; a query may follow the prefix). */
-const INFISICAL_PATH = new RegExp(`^${API_PREFIX.replaceAll('/', '\\/')}(?:[/?]|$)`, 'i');
+/**
+ * The Infisical dialect's paths, as Express matches them (any case; a query may follow the prefix): all of
+ * /api, not /api/v1 alone, so that a client of that dialect naming another version is answered in its shape.
+ */
+const INFISICAL_PATH = new RegExp(`^${API_ROOT.replaceAll('/', '\\/')}(?:[/?]|$)`, 'i');
 const isInfisical = (url: string) => INFISICAL_PATH.test(pathOf(url));
 
 /** A refusal in the envelope of the API `url` belongs to: Infisical's under its prefix, else SlashID's. */

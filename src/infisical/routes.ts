@@ -28,6 +28,8 @@ import { findSamlConfig } from './store';
 import { routePrefix } from '../observability/metrics';
 
 export const API_PREFIX = '/api/v1';
+/** The root of the paths this dialect owns: /api/v1, and every other /api path (answered 404 by otherVersion). */
+export const API_ROOT = '/api';
 export const SSO_CONFIG_PATH = '/sso/config';
 /** The operation's name in idempotency keys; keys are unique per organization and operation. */
 export const CREATE_ENDPOINT = 'infisical:sso-config:create';
@@ -90,6 +92,13 @@ function answerPrior(res: Response, prior: Prior): void {
   const body: InfisicalErrorBody = { reqId: getRequestId(res), statusCode: 422, message: prior.message, error: 'IdempotencyKeyReused' };
   res.status(422).json(body);
 }
+
+/** The 404 of a path under /api outside /api/v1, in the words of /api/v1's own 404, naming the version served. */
+const otherVersion: RequestHandler = (req) => {
+  throw notFound(
+    `Route ${req.method}:${(req.originalUrl.split('?')[0] ?? '').slice(0, 200)} not found. This service serves the Infisical-compatible API under ${API_PREFIX} only (POST, GET and PATCH ${API_PREFIX}${SSO_CONFIG_PATH}).`,
+  );
+};
 
 export interface InfisicalRouteDeps {
   db: Db;
@@ -155,6 +164,9 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
 
   const router = Router();
   router.use(API_PREFIX, routePrefix(), api);
+  // Any other path under /api is this dialect's too: a client of it that names another version (/api/v2)
+  // must get an error body it can parse, and be told which version this service serves.
+  router.use(API_ROOT, refuseUnstorableInput(), otherVersion, infisicalErrors(log));
   return router;
 }
 

@@ -1,5 +1,6 @@
 import { v5 as uuidv5 } from 'uuid';
 import type { InfisicalSamlConfig } from '../generated/prisma/client';
+import { CONTROL_CHARACTER } from '../control-characters';
 import { badRequest, conflict, notFound } from '../http/errors';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import { isMetadataError } from '../metadata/errors';
@@ -61,6 +62,17 @@ export function entryPointProblem(value: string): string | null {
   return null;
 }
 
+/**
+ * Why `issuer` cannot be used, or null: a control character (the rule entryPoint follows, in its words). An
+ * entity ID never holds one; stored, a tab or line break would never match the Issuer of the IdP's responses,
+ * and breaks the value wherever it is shown or logged. Not percent-encoded: the value must equal the IdP's.
+ */
+export function issuerProblem(value: string): string | null {
+  const bad = CONTROL_CHARACTER.exec(value);
+  if (!bad) return null;
+  return `issuer must not contain a control character (${codePoint(bad[0])}); copy the IdP's entity ID as its metadata gives it (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
+}
+
 /** Why `cert` cannot be used, or null: it must parse as X.509 (PEM or bare base64 DER) and not be expired. */
 export function certProblem(value: string, now = Date.now()): string | null {
   let notAfter: string;
@@ -84,11 +96,15 @@ export function certProblem(value: string, now = Date.now()): string | null {
 export function settingIssues(body: unknown, alreadyRefused: readonly ValidationIssue[], now = Date.now()): ValidationIssue[] {
   if (typeof body !== 'object' || body === null) return [];
   const refused = new Set(alreadyRefused.map((i) => i.path[0]));
-  const { entryPoint, cert } = body as Record<string, unknown>;
+  const { entryPoint, issuer, cert } = body as Record<string, unknown>;
   const issues: ValidationIssue[] = [];
   if (typeof entryPoint === 'string' && !refused.has('entryPoint')) {
     const why = entryPointProblem(entryPoint);
     if (why) issues.push({ code: 'custom', path: ['entryPoint'], message: why });
+  }
+  if (typeof issuer === 'string' && !refused.has('issuer')) {
+    const why = issuerProblem(issuer);
+    if (why) issues.push({ code: 'custom', path: ['issuer'], message: why });
   }
   if (typeof cert === 'string' && !refused.has('cert')) {
     const why = certProblem(cert, now);

@@ -176,7 +176,8 @@ export function buildOpenApiDocument(operations: readonly Operation[], info: Doc
       description:
         'Two API dialects over one replicated store: SlashID (/organizations/…, the {meta, errors, result} envelope) and ' +
         'Infisical-compatible (/api/v1/…, errors as {reqId, statusCode, message, error, details?}), plus the operator API ' +
-        'under /admin. Any other path answers 404 in the envelope of its dialect. Every region serves every operation.',
+        'under /admin. Any other path answers 404 in the envelope of its dialect (every path under /api is the Infisical ' +
+        "dialect's, another version than /api/v1 included). Every region serves every operation.",
     },
     servers: [{ url: info.serverUrl ?? '/' }],
     tags: [...new Set(operations.flatMap((o) => o.tags))].map((name) => ({ name })),

@@ -11,13 +11,33 @@ export const metadataTable = defineTable('saml_credential_metadata', 'credential
   },
 });
 
-export async function listCredentials(db: Db, orgId: string, limit: number, offset: number) {
-  const where = { orgId, deletedAt: null };
-  const [rows, total] = await Promise.all([
-    db.samlProviderCredential.findMany({ where, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], skip: offset, take: limit }),
-    db.samlProviderCredential.count({ where }),
-  ]);
-  return { rows, total };
+/** A row of LIST_CREDENTIALS: the organization's live count, and one credential of the page (null past its end). */
+type ListRow = { total: number } & (ListedCredential | { [K in keyof ListedCredential]: null });
+type ListedCredential = Omit<StoredCredential, 'homeRegion'>;
+
+/**
+ * The page and the total in one statement, so one snapshot: as two queries (they ran side by side on two
+ * connections), a write committed between them made `total_count` disagree with the page. The count is the
+ * outer side of the join, so a page past the end still carries it (one row of nulls). Both sides walk the
+ * (org_id, created_at, id) index. A prepared statement on the pool, as findCredential (see poolOf).
+ */
+const LIST_CREDENTIALS = {
+  name: 'list_credentials',
+  text: `SELECT n.total, c.id, c.label, c."idpMetadataUrl", c."emailClaims", c."enableInSlashidOidcAuthzServer"
+    FROM (SELECT count(*)::int AS total FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL) n
+    LEFT JOIN LATERAL (
+      SELECT id, label, idp_metadata_url AS "idpMetadataUrl", email_claims AS "emailClaims",
+        enable_in_slashid_oidc_authz_server AS "enableInSlashidOidcAuthzServer", created_at
+      FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL
+      ORDER BY created_at, id LIMIT $2::int OFFSET $3::int) c ON true
+    ORDER BY c.created_at, c.id`,
+};
+
+/** One page of the organization's live credentials (oldest first) and how many it has, read at one moment. */
+export async function listCredentials(db: Db, orgId: string, limit: number, offset: number): Promise<{ rows: ListedCredential[]; total: number }> {
+  const res = await poolOf(db).query<ListRow>({ ...LIST_CREDENTIALS, values: [orgId, limit, offset] });
+  const rows = res.rows.filter((r): r is ListRow & ListedCredential => r.id !== null).map(({ total: _total, ...credential }) => credential);
+  return { rows, total: res.rows[0]?.total ?? 0 };
 }
 
 export function findMetadata(db: Db, credentialId: string) {

@@ -385,6 +385,27 @@ describe('GET and PATCH', () => {
     expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body.entryPoint).toBe(before);
   });
 
+  test('refuses an issuer with a control character in it, as entryPoint is refused, in POST and PATCH; nothing is written', async () => {
+    const org = await newOrg();
+    for (const [issuer, c, shownAs] of [
+      ['http://www.okta.com/exk1\texample', 'U+0009', 'http://www.okta.com/exk1\\texample'],
+      ['urn:idp\r\nX-Injected: 1', 'U+000D', 'urn:idp\\r\\nX-Injected: 1'],
+      ['urn:idp\u0085next', 'U+0085', 'urn:idp<U+0085>next'],
+      ['urn:idp\u007f', 'U+007F', 'urn:idp<U+007F>'],
+    ]) {
+      const message = `issuer must not contain a control character (${c}); copy the IdP's entity ID as its metadata gives it (got '${shownAs}').`;
+      const created = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { issuer }) });
+      expect({ issuer, issues: issues(created) }).toEqual({ issuer, issues: [{ code: 'custom', path: ['issuer'], message }] });
+    }
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).status).toBe(404);
+
+    // Trimmed first, as Infisical trims it: a line break at either end is not kept, and not refused.
+    expect((await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { issuer: 'urn:idp:one\n' }) })).status).toBe(200);
+    const patched = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, issuer: 'urn:idp\u0007two', isActive: false } });
+    expect(issues(patched)).toEqual([{ code: 'custom', path: ['issuer'], message: expect.stringContaining('issuer must not contain a control character (U+0007)') }]);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({ issuer: 'urn:idp:one', isActive: true });
+  });
+
   test('PATCH of an org without a config is a 404', async () => {
     const org = await newOrg();
     const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, isActive: false } });
@@ -399,5 +420,36 @@ describe('GET and PATCH', () => {
       expect(res.status).toBe(404);
       expect(res.body.error).toBe('NotFound');
     }
+  });
+
+  test('another version under /api (a client that mistyped it) answers in Infisical shape, naming /api/v1', async () => {
+    const org = await newOrg();
+    const body = configBody(org.id, certs.pem);
+    const cases: [string, string, { body?: unknown }][] = [
+      ['GET', `/api/v2/sso/config?organizationId=${org.id}`, {}],
+      ['POST', '/api/v3/sso/config', { body }],
+      ['PATCH', '/API/V2/sso/config', { body: { organizationId: org.id, isActive: false } }],
+      ['OPTIONS', '/api/v2/sso/config', {}],
+      ['GET', '/api', {}],
+      ['GET', '/api/', {}],
+    ];
+    for (const [method, path, opts] of cases) {
+      const res = await api(method, path, org.token, opts);
+      const route = path.split('?')[0];
+      expect({ method, path, status: res.status, body: res.body }).toEqual({
+        method, path, status: 404,
+        body: {
+          reqId: expect.any(String), statusCode: 404, error: 'NotFound',
+          message: `Route ${method}:${route} not found. This service serves the Infisical-compatible API under /api/v1 only (POST, GET and PATCH /api/v1/sso/config).`,
+        },
+      });
+    }
+    // Without a token too (nothing to authenticate against on a path that does not exist), and nothing was written.
+    const anonymous = await call(url, 'POST', '/api/v2/sso/config', { body });
+    expect({ status: anonymous.status, error: anonymous.body.error }).toEqual({ status: 404, error: 'NotFound' });
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).status).toBe(404);
+    // A path that only starts with the letters is not this dialect's.
+    const slashid = await call(url, 'GET', '/apiv2/sso/config');
+    expect({ status: slashid.status, errors: slashid.body.errors?.[0]?.httpcode }).toEqual({ status: 404, errors: 404 });
   });
 });

@@ -95,12 +95,16 @@ test('a flood of Infisical reads beyond the bounds answers 2xx or 503 with Retry
   // After the flood before, a kept-alive connection may be closed as it is reused: keyed, so it may be sent again.
   const made = await call(url, 'POST', SSO, { headers: bearer(token, { 'Idempotency-Key': `flood-infisical-${org.id}` }), body: configBody(org.id, makeCerts().pem) });
   expect(made.status).toBe(200);
-  // Paths match without regard to case (Express's default), so the dialect's envelope must too.
-  const paths = [SSO, SSO.toUpperCase()];
-  const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => call(url, 'GET', `${paths[i % 2]}?organizationId=${org.id}`, { headers: bearer(token) })));
+  // Paths match without regard to case (Express's default), so the dialect's envelope must too; and every
+  // path under /api is the dialect's, another version (a client's typo: a 404 when admitted) included.
+  const paths = [SSO, SSO.toUpperCase(), '/api/v2/sso/config'];
+  const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => call(url, 'GET', `${paths[i % 3]}?organizationId=${org.id}`, { headers: bearer(token) })));
   const health = await call(url, 'GET', '/healthz');
   expect(health.status).toBe(200);
-  expect(answers.every((a) => (a.status >= 200 && a.status < 300) || a.status === 503)).toBe(true);
+  const otherVersion = answers.filter((_, i) => i % 3 === 2);
+  expect(answers.filter((_, i) => i % 3 !== 2).every((a) => (a.status >= 200 && a.status < 300) || a.status === 503)).toBe(true);
+  expect(otherVersion.every((a) => a.status === 404 || a.status === 503)).toBe(true);
+  for (const a of otherVersion.filter((x) => x.status === 404)) expect(a.body).toMatchObject({ statusCode: 404, error: 'NotFound' });
   const refused = answers.filter((a) => a.status === 503);
   expect(refused.length).toBeGreaterThan(0);
   for (const r of refused) {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { poolOf } from '../../src/db/client';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
@@ -66,6 +67,51 @@ describe('create and read', () => {
     const page = await call(r.url, 'GET', `${PATH}?limit=2&offset=3`, { headers: slashidHeaders(fresh) });
     expect(page.body.meta.pagination).toEqual({ limit: 2, offset: 3, total_count: 5 });
     expect(page.body.result.map((c: { id: string }) => c.id)).toEqual(ids.slice(3, 5));
+  });
+
+  test('the page and total_count are read at one moment: a write committed while the list is read changes neither alone', async () => {
+    const fresh = await createOrg(r.url, 'snapshot');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await create({ idp_metadata_url: idp.url('okta.xml'), label: `s${i}` }, fresh)).body.result.id);
+    // The list's reads of this organization's credentials run one after the other, and the first one done
+    // lets a deletion commit (on the pool, past this hook) before the next starts: the moment a concurrent
+    // write can land between two statements, made certain.
+    const pool = poolOf(r.region.db);
+    const query = pool.query;
+    const original = query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    let queue: Promise<unknown> = Promise.resolve();
+    let deleted = false;
+    const reads = (q: unknown) => {
+      const { text = '', values = [] } = (q ?? {}) as { text?: string; values?: unknown[] };
+      return text.includes('saml_provider_credentials') && values.includes(fresh.id);
+    };
+    pool.query = ((...args: unknown[]) => {
+      if (!reads(args[0])) return original(...args);
+      const run = queue.then(async () => {
+        const result = await original(...args);
+        if (!deleted) {
+          deleted = true;
+          await original({ text: 'UPDATE saml_provider_credentials SET deleted_at = now() WHERE id = $1', values: [ids[0]] });
+        }
+        return result;
+      });
+      queue = run.catch(() => undefined);
+      return run;
+    }) as typeof query;
+    let during;
+    try {
+      during = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
+    } finally {
+      pool.query = query;
+    }
+    expect(deleted).toBe(true);
+    // Before the deletion (3 of 3): the page and its count agree. Two statements answered 3 listed of 2.
+    expect({ listed: during.body.result.map((c: { id: string }) => c.id), total: during.body.meta.pagination.total_count }).toEqual({ listed: ids, total: 3 });
+    const after = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
+    expect({ listed: after.body.result.map((c: { id: string }) => c.id), total: after.body.meta.pagination.total_count }).toEqual({ listed: ids.slice(1), total: 2 });
+    // Past the end, the count still comes with the empty page.
+    const beyond = await call(r.url, 'GET', `${PATH}?offset=5`, { headers: slashidHeaders(fresh) });
+    expect({ result: beyond.body.result, meta: beyond.body.meta }).toEqual({ result: [], meta: { pagination: { limit: 50, offset: 5, total_count: 2 } } });
   });
 
   test('an offset of nine digits is taken and one of ten is a 400, not a query the database refuses', async () => {
@@ -233,6 +279,16 @@ describe('validation: 400 in the envelope and nothing written', () => {
     expect(res.status).toBe(201);
     expect(res.body.result).toMatchObject({ label: 'x'.repeat(256), email_claims: ['y'.repeat(256)] });
     expect(res.body.result.idp_metadata_url).toHaveLength(2048);
+  });
+
+  test('email claims named twice are kept as sent, in create and PATCH: the contract does not refuse them (no uniqueItems)', async () => {
+    const res = await create({ idp_metadata_url: url(), email_claims: ['email', 'email', 'Email'] });
+    expect(res.status).toBe(201);
+    expect(res.body.result.email_claims).toEqual(['email', 'email', 'Email']);
+    const id = String(res.body.result.id);
+    const patched = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { email_claims: ['mail', 'mail'] }, headers: slashidHeaders(org) });
+    expect(patched.status).toBe(204);
+    expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.email_claims).toEqual(['mail', 'mail']);
   });
 
   test('the message names the offending field', async () => {

@@ -118,6 +118,16 @@ test('OPTIONS is answered like any method a path does not take, in the dialect\'
   expect({ status: infisical.status, error: JSON.parse(infisical.body).error }).toEqual({ status: 404, error: 'NotFound' });
 });
 
+test('a CORS preflight is refused like any OPTIONS, with no Access-Control-Allow-* header: the API keys are for back ends, never a browser (README, API)', async () => {
+  const preflight = { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'slashid-api-key, slashid-orgid, content-type' };
+  for (const path of [P, SSO, '/sso/saml/jwks.json']) {
+    const res = await fetch(`${r.url}${path}`, { method: 'OPTIONS', headers: preflight });
+    const cors = [...res.headers.keys()].filter((h) => h.startsWith('access-control-'));
+    expect({ path, status: res.status, cors }).toEqual({ path, status: path === SSO ? 404 : 405, cors: [] });
+    await res.arrayBuffer();
+  }
+});
+
 test('a method a path does not take is a 405 naming those it takes (Allow), once authenticated; a path the service does not have stays a 404', async () => {
   const cases: [string, string, string, Record<string, string>][] = [
     ['PUT', `${P}/${credentialId}`, 'DELETE, GET, HEAD, PATCH', headers],

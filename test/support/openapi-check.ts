@@ -2,7 +2,7 @@
  * Checks answers of this service against its OpenAPI document (src/openapi): the operation is found by
  * method and path template, the status must be one it documents, and a JSON body must match that status's
  * schema (a non-JSON body, its content type). Each response schema is compiled once per test file.
- * A path no operation matches may only answer 404 (or 400) in its dialect's error envelope.
+ * A path no operation matches may only answer 404 (or 400, or an overload 503) in its dialect's error envelope.
  */
 import type { ValidateFunction } from 'ajv';
 
@@ -89,10 +89,11 @@ export function checkAgainstDocument(r: Observed): string | null {
   const route = operatorRefusal ? undefined : c.routes.find((x) => x.method === r.method && x.regex.test(r.path));
   if (!route) {
     // Unknown endpoints answer 404 (a malformed path 400) in the envelope of the path's dialect; a documented
-    // path asked with another method 405 (Infisical's paths: 404, as Infisical's own server answers).
-    const infisical = /^\/api\/v1(\/|$)/i.test(r.path);
+    // path asked with another method 405 (Infisical's paths, all of /api: 404, as Infisical's own server answers).
+    const infisical = /^\/api(\/|$)/i.test(r.path);
     const expected = !infisical && !operatorRefusal && c.routes.some((x) => x.regex.test(r.path)) ? 405 : 404;
-    if (r.status !== expected && r.status !== 400) return `${where}: no documented operation matches ${r.method} ${r.path} (expected ${expected})`;
+    // A 503: admission gates every API path, unknown ones too (refused in the path's dialect under overload).
+    if (r.status !== expected && r.status !== 400 && r.status !== 503) return `${where}: no documented operation matches ${r.method} ${r.path} (expected ${expected})`;
     const probe = c.routes.find((x) => x.template.startsWith('/api/v1/') === infisical && x.responses['404'] !== undefined);
     if (!probe) return `${where}: no operation documents the 404 envelope of this dialect`;
     return checkBody(c, `unknown ${infisical ? 'infisical' : 'slashid'} ${r.status}`, where, errorSchemaFor(probe, r.status), r);
