@@ -61,11 +61,12 @@ const validateFile = compile(ConfigFileSchema);
 /**
  * A URL as a refusal quotes it: as written, but for the password of its user, if any (`https://u:***@host`).
  * The refusal is printed and goes wherever the start's output is logged; the password is the one thing in it
- * the operator does not need to see again. Masked up to the last `@` before any query or fragment: a password
- * with an unencoded `/` (which no parser reads as one) is masked too, at the cost of some path shown as `***`.
+ * the operator does not need to see again. Masked up to the last `@`, wherever it is: a password with an
+ * unencoded `/`, `?` or `#` (which no parser reads as one, so the URL is refused and quoted) is masked too, at
+ * the cost of a port, path or query shown as `***` when an `@` follows them.
  */
 function withoutPassword(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#:@]*:)[^?#]*@/i, '$1***@');
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#:@]*:).*@/is, '$1***@');
 }
 
 /** The ports http and https default to: with the scheme ignored, either is no other place. */

@@ -240,6 +240,18 @@ test('a publicUrl refused for its user and password is named without the passwor
   // A password with an unencoded '/' (no URL parser reads it as a password) is masked too.
   const slashed = { ...withSecret, regions: [{ ...withSecret.regions[0], publicUrl: 'https://console:hunter2/secret@sso.example.com' }, withSecret.regions[1]] };
   expect(() => loadConfig(env(write(slashed)))).toThrow(/regions\.0\.publicUrl: 'https:\/\/console:\*\*\*@sso\.example\.com' must be/);
+  // So is one with an unencoded '?' or '#' (read as the start of a query or fragment, it hid the '@').
+  for (const secret of ['hunter2?secret', 'hunter2#secret', 'hun#ter2?sec@ret']) {
+    const odd = { ...withSecret, regions: [{ ...withSecret.regions[0], publicUrl: `https://console:${secret}@sso.example.com/us` }, withSecret.regions[1]] };
+    let message = '';
+    try {
+      loadConfig(env(write(odd)));
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect({ secret, message }).toEqual({ secret, message: expect.stringContaining("regions.0.publicUrl: 'https://console:***@sso.example.com/us' must be") });
+    expect(message).not.toContain('hunter2');
+  }
 });
 
 test('npm start refuses to start without ADMIN_TOKEN, naming it, and exits non-zero', () => {

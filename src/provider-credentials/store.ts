@@ -20,13 +20,14 @@ type ListedCredential = Omit<StoredCredential, 'homeRegion'>;
  * connections), a write committed between them made `total_count` disagree with the page. The count is the
  * outer side of the join, so a page past the end still carries it (one row of nulls). Both sides walk the
  * (org_id, created_at, id) index. A prepared statement on the pool, as findCredential (see poolOf).
+ * email_claims, a nullable column no API write leaves NULL, reads as [] when it is (as the ORM reads it).
  */
 const LIST_CREDENTIALS = {
   name: 'list_credentials',
   text: `SELECT n.total, c.id, c.label, c."idpMetadataUrl", c."emailClaims", c."enableInSlashidOidcAuthzServer"
     FROM (SELECT count(*)::int AS total FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL) n
     LEFT JOIN LATERAL (
-      SELECT id, label, idp_metadata_url AS "idpMetadataUrl", email_claims AS "emailClaims",
+      SELECT id, label, idp_metadata_url AS "idpMetadataUrl", COALESCE(email_claims, '{}') AS "emailClaims",
         enable_in_slashid_oidc_authz_server AS "enableInSlashidOidcAuthzServer", created_at
       FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL
       ORDER BY created_at, id LIMIT $2::int OFFSET $3::int) c ON true
@@ -54,10 +55,13 @@ export interface StoredCredential {
   homeRegion: string;
 }
 
-/** A prepared statement (named: parsed and planned once per connection). Both ids are validated UUIDs. */
+/**
+ * A prepared statement (named: parsed and planned once per connection). Both ids are validated UUIDs. A NULL
+ * email_claims reads as [], as in the list: the answer's field is an array.
+ */
 const FIND_CREDENTIAL = {
   name: 'find_credential',
-  text: `SELECT id, label, idp_metadata_url AS "idpMetadataUrl", email_claims AS "emailClaims",
+  text: `SELECT id, label, idp_metadata_url AS "idpMetadataUrl", COALESCE(email_claims, '{}') AS "emailClaims",
     enable_in_slashid_oidc_authz_server AS "enableInSlashidOidcAuthzServer", home_region AS "homeRegion"
     FROM saml_provider_credentials WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL`,
 };

@@ -5,13 +5,19 @@
  * not among them, and it arrives, or stays, live beside the owner's tombstone in every region. The merge
  * rule keeps it: it is a create the delete never saw. No answer shows it (every route of a part checks its
  * owner first, and an owner's key is never used again), but nothing would ever collect it. So the tombstone
- * collector calls this sweep each cycle, before collecting; it tombstones such parts with an ordinary
- * replicated write (several regions may each do it: their tombstones merge into one):
- * - a live part whose owner is a tombstone here: deletion is final, the owner never comes back;
- * - a live part whose owner is absent here and that was created below the cycle's collection cut-off. A part
- *   is written only where its owner is live, so the owner was created before it, below the cut-off too,
- *   and every region applied that create long ago: absent means its tombstone was collected. (A part above
- *   the cut-off may have arrived before its owner: left alone until the cut-off passes it.)
+ * collector calls this sweep each cycle, before collecting:
+ * - a live part whose owner is a tombstone here is tombstoned by an ordinary replicated write (several
+ *   regions may each do it: their tombstones merge into one). Deletion is final: the owner never comes
+ *   back, so the other regions may take the tombstone whatever they hold of the owner;
+ * - a live part whose owner is absent here and that was created below the cycle's collection cut-off is
+ *   deleted here only, as the collector deletes a tombstone, with no change. Its owner was created before
+ *   it (a part is written only where its owner is live), below the cut-off too, so every region got that
+ *   create long ago: absent, the owner was most likely collected. But absence is no proof of it: a region
+ *   can lack a row every other region holds live (an operator discarded its parked create, a dead-lettered
+ *   change, a database restored from an older backup), and a replicated tombstone would then delete the
+ *   part of a live owner in every region. Here only is enough where the owner was collected: it is a
+ *   tombstone or collected in every other region too, whose own sweep takes its copy. (A part above the
+ *   cut-off may have arrived before its owner: left alone until the cut-off passes it.)
  * The first kind is found through the owners' newest tombstones, the second by paging through the parts in
  * key order, `pageSize` a cycle, around and around: a cycle's cost stays bounded (~2 ms each at 500 rows,
  * measured with 200,000 parts).
@@ -21,6 +27,7 @@ import type { Logger } from '../logger';
 import type { Replicator } from './replicator';
 import type { RowStore } from './row-store';
 import { ident } from './table-sql';
+import { RAISE_COLLECTED_THROUGH_SQL } from './tombstones';
 import type { PartOf, ReplicatedTable } from './tables';
 
 type Part = ReplicatedTable & { partOf: PartOf };
@@ -38,7 +45,7 @@ export interface PartSweepDeps {
 export class PartSweep {
   /** Where each part table's paging resumes (its last key seen; '' from the start). */
   private readonly cursors = new Map<string, string>();
-  /** Parts this process tombstoned since it started. */
+  /** Parts this process tombstoned (replicated) or deleted (here only) since it started. */
   swept = 0;
 
   constructor(private readonly d: PartSweepDeps) {}
@@ -48,12 +55,13 @@ export class PartSweep {
     let n = 0;
     for (const owner of this.d.tables) {
       for (const part of this.d.store.partsOf(owner.name)) {
-        const keys = [...(await this.ownerDeleted(owner, part)), ...(cutoff === null ? [] : await this.ownerCollected(owner, part, cutoff))];
-        for (const key of new Set(keys)) n += await this.tombstone(owner, key, cutoff);
+        for (const key of await this.ownerDeleted(owner, part)) n += await this.tombstone(owner, key);
+        if (cutoff === null) continue;
+        for (const key of await this.ownerCollected(owner, part, cutoff)) n += await this.dropHere(owner, part, key, cutoff);
       }
     }
     this.swept += n;
-    if (n > 0) this.d.log.info({ swept: n }, 'tombstoned rows that outlived the row they belong to (written where its delete had not arrived yet)');
+    if (n > 0) this.d.log.info({ swept: n }, 'tombstoned or deleted rows that outlived the row they belong to (written where its delete had not arrived yet)');
     return n;
   }
 
@@ -88,19 +96,51 @@ export class PartSweep {
     return rows.filter((r) => r.orphan).map((r) => r.key);
   }
 
-  /** Tombstones `key`'s parts if its owner is still deleted or collected under the write's locks: 1 if it wrote. */
-  private async tombstone(owner: ReplicatedTable, key: string, cutoff: string | null): Promise<number> {
+  /** Tombstones `key`'s parts if its owner is still a tombstone under the write's locks: 1 if it wrote. */
+  private async tombstone(owner: ReplicatedTable, key: string): Promise<number> {
     try {
       const { event } = await this.d.repl.write(async (w) => {
         const stored = await w.lock(owner, key);
-        // Absent and not known collected: its create may be on its way (never taken for collected).
-        if (stored ? !stored.deleted_at : cutoff === null) return;
+        // Live again (never, for a key not used again) or absent: not this kind (see dropHere).
+        if (!stored?.deleted_at) return;
         await w.deleteParts(owner, key, new Date().toISOString());
       });
       return event ? 1 : 0;
     } catch (err) {
       // A collision or the database away: the next cycle finds the part again.
       this.d.log.debug({ err: (err as Error).message, table: owner.name, key }, 'could not tombstone a part of a deleted row; will retry');
+      return 0;
+    }
+  }
+
+  /**
+   * Deletes the live part `key` here, with no change, if its owner is still absent and it is still below
+   * `cutoff` (see the module comment: this region may merely lack a live owner). Under both rows' per-key
+   * locks, taken without waiting as the collector takes them (a row someone holds waits for the next cycle),
+   * and read after them. Raises the region's collection cut-off as a collection does: a late change of the
+   * part older than it is not applied here. 1 if it deleted.
+   */
+  private async dropHere(owner: ReplicatedTable, part: Part, key: string, cutoff: string): Promise<number> {
+    const o = ident(owner.name), p = ident(part.name), ok = ident(owner.key), pk = ident(part.key);
+    const type = this.d.store.keyTypeOf(part.name);
+    try {
+      return await this.d.db.$transaction(async (tx) => {
+        const [locked] = await tx.$queryRawUnsafe<{ ok: boolean }[]>(
+          'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AND pg_try_advisory_xact_lock(hashtextextended($2, 0)) AS ok',
+          `${owner.name}:${key}`, `${part.name}:${key}`,
+        );
+        if (!locked?.ok) return 0;
+        // A statement of its own: its snapshot is taken after the locks, so it sees an owner applied meanwhile.
+        const n = await tx.$executeRawUnsafe(
+          `DELETE FROM ${p} WHERE ${pk} = $1::${type} AND deleted_at IS NULL AND created_version < $2
+             AND NOT EXISTS (SELECT FROM ${o} WHERE ${ok} = $1::${type})`,
+          key, cutoff,
+        );
+        if (n > 0) await tx.$executeRawUnsafe(RAISE_COLLECTED_THROUGH_SQL, cutoff);
+        return n;
+      });
+    } catch (err) {
+      this.d.log.debug({ err: (err as Error).message, table: part.name, key }, 'could not delete a part whose owner is absent; will retry');
       return 0;
     }
   }

@@ -114,6 +114,16 @@ describe('create and read', () => {
     expect({ result: beyond.body.result, meta: beyond.body.meta }).toEqual({ result: [], meta: { pagination: { limit: 50, offset: 5, total_count: 2 } } });
   });
 
+  test('a stored credential without email claims (NULL, as the column allows) reads as [] in the list and alone, as the ORM read it', async () => {
+    const fresh = await createOrg(r.url, 'null-claims');
+    const id = (await create({ idp_metadata_url: idp.url('okta.xml') }, fresh)).body.result.id as string;
+    await r.region.db.$executeRawUnsafe('UPDATE saml_provider_credentials SET email_claims = NULL WHERE id = $1::uuid', id);
+    const list = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
+    expect(list.body.result.map((c: { email_claims: unknown }) => c.email_claims)).toEqual([[]]);
+    const one = await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(fresh) });
+    expect(one.body.result.email_claims).toEqual([]);
+  });
+
   test('an offset of nine digits is taken and one of ten is a 400, not a query the database refuses', async () => {
     const largest = await call(r.url, 'GET', `${PATH}?offset=999999999`, { headers: slashidHeaders(org) });
     expect(largest.status).toBe(200);

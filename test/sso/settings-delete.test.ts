@@ -44,6 +44,11 @@ async function settingsState(region: string, id: string): Promise<'live' | 'tomb
   if (r.rows.length === 0) return 'absent';
   return r.rows[0].deleted ? 'tombstone' : 'live';
 }
+/** The changes a region's outbox holds that carry a row of the settings of credential `id`. */
+async function outboxChangesOf(region: string, id: string): Promise<number> {
+  const r = await db(region).query(`SELECT count(*)::int AS n FROM replication_outbox WHERE event->'ops' @> jsonb_build_array(jsonb_build_object('table', 'saml_sso_settings', 'key', $1::text))`, [id]);
+  return r.rows[0].n;
+}
 const everywhere = async (id: string, want: string) => (await Promise.all(REGIONS.map((r) => settingsState(r, id)))).every((s) => s === want);
 
 async function credentialWithSettings(label: string): Promise<string> {
@@ -125,7 +130,7 @@ test('settings first set in a region the delete had not reached yet are tombston
   expect(await eventually(() => everywhere(id, 'absent'), COLLECTED_WITHIN_MS, 200)).toBe(true);
 }, 180_000);
 
-test("settings whose credential this region collected are tombstoned; settings whose credential has not arrived yet are not", async () => {
+test("settings whose credential this region collected are deleted there; settings whose credential has not arrived yet are not", async () => {
   // Made by hand in asia-japan, as the race above leaves them once the credential's tombstone is collected:
   // settings created long before the collection cut-off, their credential absent.
   const collected = '01a20904-0000-7000-8000-00000000c011';
@@ -137,15 +142,32 @@ test("settings whose credential this region collected are tombstoned; settings w
   await db('asia-japan').query(insert, [collected, org.id, old, 'europe-belgium']);
   await db('asia-japan').query(insert, [early, org.id, ahead, 'europe-belgium']);
   try {
-    expect(await eventually(async () => (await settingsState('asia-japan', collected)) === 'tombstone', 30_000, 100)).toBe(true);
+    // Deleted there only, as a collection deletes a tombstone: the other regions' sweeps take their own copies.
+    expect(await eventually(async () => (await settingsState('asia-japan', collected)) === 'absent', 30_000, 100)).toBe(true);
+    expect(await outboxChangesOf('asia-japan', collected)).toBe(0);
     expect(await settingsState('asia-japan', early)).toBe('live');
-    // The tombstone is an update of a row the other regions never held, created below their cut-off: they
-    // do not store it (test/replication/tombstones.test.ts); asia-japan collects its own in time.
-    // (Or store it, in a region that has collected nothing yet, and collect it in turn.)
-    expect(await eventually(() => everywhere(collected, 'absent'), COLLECTED_WITHIN_MS, 200)).toBe(true);
-    expect(await settingsState('asia-japan', early)).toBe('live');
+    expect(await everywhere(collected, 'absent')).toBe(true);
   } finally {
     // (Made by hand, it has no change to replicate.)
     await db('asia-japan').query('DELETE FROM saml_sso_settings WHERE credential_id = $1', [early]);
+  }
+}, 180_000);
+
+test('settings of a credential one region lacks while every other holds it live are not deleted anywhere else', async () => {
+  const id = await credentialWithSettings('lacking in one region');
+  // asia-japan loses the credential (and its metadata) by hand, as a region lacks a row when an operator
+  // discarded its parked create, its change was dead-lettered, or its database was restored from a backup
+  // older than it: the settings stay, created (like the credential) soon below the collection cut-off.
+  await db('asia-japan').query('DELETE FROM saml_credential_metadata WHERE credential_id = $1', [id]);
+  await db('asia-japan').query('DELETE FROM saml_provider_credentials WHERE id = $1', [id]);
+  // asia-japan's sweep takes its own copy once the cut-off passes the settings' creation...
+  expect(await eventually(async () => (await settingsState('asia-japan', id)) !== 'live', COLLECTED_WITHIN_MS, 200)).toBe(true);
+  // ...with no change: a replicated tombstone would delete the settings of a live credential everywhere.
+  expect(await outboxChangesOf('asia-japan', id)).toBe(0);
+  for (const r of ['us-iowa', 'europe-belgium']) {
+    expect(await settingsState(r, id)).toBe('live');
+    const read = await call(cluster.url(r), 'GET', settingsPath(id), { headers: slashidHeaders(org) });
+    expect(read.status).toBe(200);
+    expect(read.body.result).toMatchObject({ allow_idp_initiated: true });
   }
 }, 180_000);
