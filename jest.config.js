@@ -3,6 +3,7 @@
 const UNIT = [
   'test/harness/delay-proxy.test.ts',
   'test/replication/consistency.test.ts',
+  'test/replication/ack-auth.test.ts',
   'test/replication/hlc.test.ts',
   'test/replication/hlc-next.test.ts',
   'test/http/*.test.ts',

@@ -3,6 +3,7 @@
  * change's origin that it applied, superseded or parked the change, and how they are read back.
  */
 import { luaScript, type Redis, type ReplicationKeys } from '../redis';
+import { untaggedAck } from './ack-auth';
 
 /**
  * Default lifetime of an ack record. The origin's relay shortens it to the outbox retention once the change
@@ -37,9 +38,13 @@ export function formatAck(o: AckOutcome, at: string): string {
   return o.outcome === 'applied' ? `applied@${at}` : `superseded:${o.winner.table}:${o.winner.key}:${o.winner.version}@${at}`;
 }
 
-/** Reads an ack value; null for a value that is not an applied/superseded ack (e.g. a parked one). */
-export function parseAck(value: string): Ack | null {
-  const atSign = value.lastIndexOf('@');
+/**
+ * Reads an ack value; null for a value that is not an applied/superseded ack (e.g. a parked one). A signed
+ * value (ack-auth.ts) reads as its untagged value: its tag is not checked here.
+ */
+export function parseAck(tagged: string): Ack | null {
+  const atSign = tagged.lastIndexOf('@');
+  const value = untaggedAck(tagged, atSign);
   if (atSign < 0) return /^\d{4}-/.test(value) ? { outcome: 'applied', at: value } : null;
   const head = value.slice(0, atSign);
   const at = value.slice(atSign + 1);
@@ -47,6 +52,12 @@ export function parseAck(value: string): Ack | null {
   const [kind, table = '', key = '', version = ''] = head.split(':');
   if (kind !== 'superseded') return null;
   return { outcome: 'superseded', at, winner: { table, key, version, originRegion: version.split('.').slice(2).join('.') } };
+}
+
+/** The change's organization as its origin recorded it beside the acks (signed like an ack value, then read untagged). */
+export function orgOf(hash: Record<string, string> | null | undefined): string | null {
+  const org = hash?.[ORG_FIELD];
+  return org === undefined ? null : untaggedAck(org);
 }
 
 /** The applied/superseded acks of a change by region (other fields left out). */

@@ -8,7 +8,7 @@ import { versionTime } from './hlc';
 import type { RedisLinks } from './links';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
-import { acksOf, ORG_FIELD, PARKED_PREFIX, parseAck, type Ack, type AckWinner } from './ack-records';
+import { acksOf, ORG_FIELD, orgOf, PARKED_PREFIX, parseAck, type Ack, type AckWinner } from './ack-records';
 
 type Superseded = { region: string; at: string; winner: AckWinner };
 
@@ -92,7 +92,7 @@ export async function changeStatus(
   const hash = own && Object.keys(own).length === 0 && !outbox ? ((await elsewhere(d, changeId)) ?? own) : own;
   if ((!hash || Object.keys(hash).length === 0) && !outbox) return null;
   if (orgId !== null) {
-    const owner = (outbox?.orgId ?? hash?.[ORG_FIELD] ?? null)?.toLowerCase() ?? null;
+    const owner = (outbox?.orgId ?? orgOf(hash))?.toLowerCase() ?? null;
     if (owner === null || !(typeof orgId === 'string' ? owner === orgId : await orgId(owner))) return null;
   }
   const acks = acksOf(hash ?? {});

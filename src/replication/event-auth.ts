@@ -108,6 +108,15 @@ export class EventAuth {
     return crypto.createHmac('sha256', secret).update(`${context}${kid}\n`).update(body, 'utf8').digest();
   }
 
+  /**
+   * The MAC of `body` under key `kid` (default: the signing key) in the domain `context`, for the other
+   * signed records of the replication (ack values and announcements, ack-auth.ts), with the same key list:
+   * null for a key not known here. `context` must name its record type, so no two kinds of bytes pass for each other.
+   */
+  macOf(context: string, body: string, kid = this.signer.kid): Buffer | null {
+    return this.mac(kid, body, context);
+  }
+
   /** The event with its signature under the current signing key (any earlier `sig` replaced). */
   sign<E extends ChangeEvent>(event: E): E & { sig: EventSig } {
     const body = canonicalEventBytes(event);

@@ -17,6 +17,7 @@ import { ACK_TTL_SECONDS, acksOf, parseAck, recordAcks, recordParked, type Ack, 
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
 import { Deadlines, type Timed } from './deadlines';
+import { readAnnouncement } from './ack-auth';
 
 /** How often waitReading reads the acks in another region's Redis. */
 const READ_EVERY_MS = 100;
@@ -78,6 +79,47 @@ class Tally {
 }
 
 const unanswered = (): void => undefined;
+
+interface Announcement {
+  region: string;
+  ids: unknown[];
+  lost?: Record<string, unknown>;
+  /** Signed form only: the ids whose earlier applied ack the ack script kept (ack-auth.ts), with that value. */
+  kept?: Record<string, unknown>;
+}
+
+/**
+ * An ack announcement in either form: the JSON `{ region, ids, lost? }`, or the signed form (ack-auth.ts:
+ * a signature line, that JSON, and maybe a kept line). The signature is not checked yet: nothing requires
+ * it, and the stored acks the waiters also read are not checked either. Null for anything else.
+ */
+function announcementOf(message: string): Announcement | null {
+  const read = readAnnouncement(message);
+  const parsed = read ? (jsonOf(read.body) as Partial<Announcement> | null) : null;
+  if (!read || typeof parsed?.region !== 'string' || !Array.isArray(parsed.ids)) return null;
+  // A kept line that does not parse loses only what it would add.
+  const kept = read.kept === null ? null : jsonOf(read.kept);
+  return { ...(parsed as Announcement), kept: kept !== null && typeof kept === 'object' ? (kept as Record<string, unknown>) : undefined };
+}
+
+/** `text` parsed as JSON; null when it is not JSON. */
+function jsonOf(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What an announcement says of one id: the region's earlier applied ack when the script kept it (so the
+ * change is not lost there, whatever `lost` says), else its lost (superseded) value, else applied.
+ */
+function announcedAck(lost: unknown, kept: unknown): Ack {
+  const held = typeof kept === 'string' ? parseAck(kept) : null;
+  if (held?.outcome === 'applied') return held;
+  return (typeof lost === 'string' ? parseAck(lost) : null) ?? { outcome: 'applied', at: '' };
+}
 
 /** A waiting wait(): its tally, its deadline (in the tracker's heap) and how to answer it. */
 class Waiter extends Tally implements Timed {
@@ -267,21 +309,14 @@ export class Tracker {
   }
 
   private onMessage(message: string): void {
-    let parsed: { region?: unknown; ids?: unknown; lost?: Record<string, unknown> };
-    try {
-      parsed = JSON.parse(message) as typeof parsed;
-    } catch {
-      return;
-    }
-    const region = parsed.region;
-    if (typeof region !== 'string' || !Array.isArray(parsed.ids)) return;
-    for (const id of parsed.ids) {
+    const parsed = announcementOf(message);
+    if (!parsed) return;
+    const { region, ids, lost, kept } = parsed;
+    for (const id of ids) {
       // Every ack of this region's changes is announced here (and, while any-origin waiters wait, every
       // region's); most have no waiter in this process.
       if (typeof id !== 'string' || !this.waiters.has(id)) continue;
-      const lost = parsed.lost?.[id];
-      const ack = typeof lost === 'string' ? parseAck(lost) : null;
-      this.markAcked(id, new Map([[region, ack ?? { outcome: 'applied', at: '' }]]));
+      this.markAcked(id, new Map([[region, announcedAck(lost?.[id], kept?.[id])]]));
     }
   }
 

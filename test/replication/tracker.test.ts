@@ -1,7 +1,9 @@
 import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { Tracker, type WaitResult } from '../../src/replication/tracker';
-import { parseAck, recordAcks } from '../../src/replication/ack-records';
+import { formatAck, parseAck, recordAcks } from '../../src/replication/ack-records';
+import { signAck, signAnnouncement } from '../../src/replication/ack-auth';
+import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
 const prefix = `${uniqueName('tracker')}:`;
@@ -331,4 +333,44 @@ test('a region given as already holding the change counts only if the wait needs
   const waiting = tracker.wait('not-needed', ['b', 'c'], ['a'], Date.now() + 1000);
   await tracker.ack('b', ['not-needed']);
   expect(await waiting).toEqual({ complete: false, applied: ['b'], pending: ['c'], superseded: [] });
+});
+
+describe('the signed announcement form (written by a later version; readers accept it from this one on)', () => {
+  const auth = new EventAuth(parseReplicationKeys(`k1:${'a'.repeat(32)}`));
+
+  test('a signed announcement releases a waiter', async () => {
+    const cmd = conn();
+    await ready(cmd);
+    // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release it.
+    const waiting = tracker.wait('signed-1', ['a', 'b'], ['a'], Date.now() + 900);
+    await new Promise((r) => setTimeout(r, 50));
+    await cmd.publish(keys.ackChannel('a'), signAnnouncement(auth, JSON.stringify({ region: 'b', ids: ['signed-1'] })));
+    expect(await waiting).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+  });
+
+  test('its lost values are signed values: the waiter answers superseded with the winner as recorded', async () => {
+    const cmd = conn();
+    await ready(cmd);
+    const id = 'signed-lost';
+    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
+    const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, '2026-12-05T00:00:00.000Z'));
+    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
+    await new Promise((r) => setTimeout(r, 50));
+    await cmd.publish(keys.ackChannel('a'), signAnnouncement(auth, JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } })));
+    expect(await waiting).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
+  });
+
+  test('an id on its kept line (an applied ack the ack script kept over a superseded one) counts as applied, not lost', async () => {
+    const cmd = conn();
+    await ready(cmd);
+    const id = 'signed-kept';
+    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
+    const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, '2026-12-05T00:00:01.000Z'));
+    const kept = signAck(auth, id, 'b', 'applied@2026-12-05T00:00:00.000Z');
+    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
+    await new Promise((r) => setTimeout(r, 50));
+    const body = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } });
+    await cmd.publish(keys.ackChannel('a'), `${signAnnouncement(auth, body)}\n${JSON.stringify({ [id]: kept })}`);
+    expect(await waiting).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+  });
 });
