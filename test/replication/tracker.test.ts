@@ -373,4 +373,17 @@ describe('the signed announcement form (written by a later version; readers acce
     await cmd.publish(keys.ackChannel('a'), `${signAnnouncement(auth, body)}\n${JSON.stringify({ [id]: kept })}`);
     expect(await waiting).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
   });
+
+  test('a "kept" member inside plain JSON is no kept line: the lost value stands', async () => {
+    const cmd = conn();
+    await ready(cmd);
+    const id = 'plain-kept';
+    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
+    const lost = formatAck({ outcome: 'superseded', winner }, '2026-12-05T00:00:01.000Z');
+    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
+    await new Promise((r) => setTimeout(r, 50));
+    const plain = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost }, kept: { [id]: 'applied@2026-12-05T00:00:00.000Z' } });
+    await cmd.publish(keys.ackChannel('a'), plain);
+    expect(await waiting).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
+  });
 });
