@@ -17,7 +17,7 @@
  * This version reads both forms and writes neither yet, so that a later one may write them during a rolling upgrade.
  */
 import crypto from 'node:crypto';
-import type { EventAuth } from './event-auth';
+import type { EventAuth, RefusalReason } from './event-auth';
 
 export const ACK_MAC_CONTEXT = 'saml-credential-service/change-ack/v1\n';
 export const ACK_ANNOUNCEMENT_MAC_CONTEXT = 'saml-credential-service/ack-announcement/v1\n';
@@ -29,7 +29,8 @@ const MAC_BYTES = 16;
 /** A tag's shape; the MAC may be of any length here (a truncated one is a bad signature, not no tag). */
 const TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)$/;
 
-export type AckVerdict = 'signed' | 'unsigned' | 'bad-signature' | 'unknown-key';
+/** As a change event is judged (event-auth.ts): signed, or refused for the same reasons. */
+export type AckVerdict = 'signed' | RefusalReason;
 
 export interface CheckedAck {
   /** The value without its tag (as written before values were signed). */

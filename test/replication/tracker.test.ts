@@ -338,52 +338,47 @@ test('a region given as already holding the change counts only if the wait needs
 describe('the signed announcement form (written by a later version; readers accept it from this one on)', () => {
   const auth = new EventAuth(parseReplicationKeys(`k1:${'a'.repeat(32)}`));
 
-  test('a signed announcement releases a waiter', async () => {
+  const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
+  const superseded = (at: string) => formatAck({ outcome: 'superseded', winner }, at);
+
+  /**
+   * Waits on `id` (regions a and b, a's own ack in hand; announced only, nothing stored, and answered before
+   * the 1 s sweep, so only the announcement can release it), publishes `message` on a's channel, answers the wait.
+   */
+  async function waitAnnounced(id: string, message: string): Promise<WaitResult> {
     const cmd = conn();
     await ready(cmd);
-    // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release it.
-    const waiting = tracker.wait('signed-1', ['a', 'b'], ['a'], Date.now() + 900);
+    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
     await new Promise((r) => setTimeout(r, 50));
-    await cmd.publish(keys.ackChannel('a'), signAnnouncement(auth, JSON.stringify({ region: 'b', ids: ['signed-1'] })));
-    expect(await waiting).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+    await cmd.publish(keys.ackChannel('a'), message);
+    return waiting;
+  }
+
+  test('a signed announcement releases a waiter', async () => {
+    const answer = await waitAnnounced('signed-1', signAnnouncement(auth, JSON.stringify({ region: 'b', ids: ['signed-1'] })));
+    expect(answer).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
   });
 
   test('its lost values are signed values: the waiter answers superseded with the winner as recorded', async () => {
-    const cmd = conn();
-    await ready(cmd);
     const id = 'signed-lost';
-    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
-    const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, '2026-12-05T00:00:00.000Z'));
-    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
-    await new Promise((r) => setTimeout(r, 50));
-    await cmd.publish(keys.ackChannel('a'), signAnnouncement(auth, JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } })));
-    expect(await waiting).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
+    const lost = signAck(auth, id, 'b', superseded('2026-12-05T00:00:00.000Z'));
+    const answer = await waitAnnounced(id, signAnnouncement(auth, JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } })));
+    expect(answer).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
   });
 
   test('an id on its kept line (an applied ack the ack script kept over a superseded one) counts as applied, not lost', async () => {
-    const cmd = conn();
-    await ready(cmd);
     const id = 'signed-kept';
-    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
-    const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, '2026-12-05T00:00:01.000Z'));
+    const lost = signAck(auth, id, 'b', superseded('2026-12-05T00:00:01.000Z'));
     const kept = signAck(auth, id, 'b', 'applied@2026-12-05T00:00:00.000Z');
-    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
-    await new Promise((r) => setTimeout(r, 50));
     const body = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } });
-    await cmd.publish(keys.ackChannel('a'), `${signAnnouncement(auth, body)}\n${JSON.stringify({ [id]: kept })}`);
-    expect(await waiting).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
+    const answer = await waitAnnounced(id, `${signAnnouncement(auth, body)}\n${JSON.stringify({ [id]: kept })}`);
+    expect(answer).toEqual({ complete: true, applied: ['a', 'b'], pending: [], superseded: [] });
   });
 
   test('a "kept" member inside plain JSON is no kept line: the lost value stands', async () => {
-    const cmd = conn();
-    await ready(cmd);
     const id = 'plain-kept';
-    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
-    const lost = formatAck({ outcome: 'superseded', winner }, '2026-12-05T00:00:01.000Z');
-    const waiting = tracker.wait(id, ['a', 'b'], ['a'], Date.now() + 900);
-    await new Promise((r) => setTimeout(r, 50));
+    const lost = superseded('2026-12-05T00:00:01.000Z');
     const plain = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost }, kept: { [id]: 'applied@2026-12-05T00:00:00.000Z' } });
-    await cmd.publish(keys.ackChannel('a'), plain);
-    expect(await waiting).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
+    expect(await waitAnnounced(id, plain)).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
   });
 });
