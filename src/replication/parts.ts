@@ -45,8 +45,6 @@ export interface PartSweepDeps {
 export class PartSweep {
   /** Where each part table's paging resumes (its last key seen; '' from the start). */
   private readonly cursors = new Map<string, string>();
-  /** Parts this process tombstoned (replicated) or deleted (here only) since it started. */
-  swept = 0;
 
   constructor(private readonly d: PartSweepDeps) {}
 
@@ -60,7 +58,6 @@ export class PartSweep {
         for (const key of await this.ownerCollected(owner, part, cutoff)) n += await this.dropHere(owner, part, key, cutoff);
       }
     }
-    this.swept += n;
     if (n > 0) this.d.log.info({ swept: n }, 'tombstoned or deleted rows that outlived the row they belong to (written where its delete had not arrived yet)');
     return n;
   }
