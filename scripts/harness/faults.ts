@@ -126,10 +126,12 @@ export class FaultSchedule {
       const candidates = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
       const region = candidates[Math.floor(Math.random() * candidates.length)];
       if (!region) continue;
+      // Marked before the kill's first await: a stall-and-kill choosing meanwhile must not take the same
+      // region, or it kills the restart below during its start-up (a failed run, cc6 of 2026-12-05).
+      this.restarting.add(region);
       await this.stack.kill(region);
       this.kills++;
       this.event(`kill -9 ${region}`);
-      this.restarting.add(region);
       const restart = (async () => {
         await sleep(this.o.restartAfterMs);
         await this.stack.startService(region);
