@@ -87,6 +87,13 @@ export const ConfigFileSchema = Type.Object(
      */
     replicationPacks: Type.Optional(Type.Boolean()),
     /**
+     * Ack signatures (src/replication/ack-auth.ts; docs/operations.md, "Signing acks"): `off` writes acks
+     * unsigned (default, what every version before signing writes), `sign` writes them signed with the
+     * deployment's replication key and still accepts unsigned ones, `require` also ignores acks whose
+     * signature does not hold. Roll out `sign` region by region, then `require`.
+     */
+    ackSignatures: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('sign'), Type.Literal('require')])),
+    /**
      * How long a write transaction may run (ms, default and most 20000; src/replication/horizon.ts). Each
      * region's watermark stays this much and 10 s more behind its clock, so a shorter bound also lets
      * tombstones be collected sooner.

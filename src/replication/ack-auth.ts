@@ -29,6 +29,27 @@ const MAC_BYTES = 16;
 /** A tag's shape; the MAC may be of any length here (a truncated one is a bad signature, not no tag). */
 const TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)$/;
 
+/** Config `ackSignatures`: what this region writes, and what it accepts. */
+export type AckSignatures = 'off' | 'sign' | 'require';
+
+/** How this region signs the acks it writes and judges the ones it reads (config `ackSignatures`). */
+export class AckSigning {
+  constructor(
+    readonly auth: EventAuth,
+    readonly mode: AckSignatures = 'off',
+  ) {}
+
+  /** Whether acks, their organization field and announcements are written signed. */
+  get signs(): boolean {
+    return this.mode !== 'off';
+  }
+
+  /** Whether an ack or announcement counts only when its signature holds. */
+  get requires(): boolean {
+    return this.mode === 'require';
+  }
+}
+
 /** As a change event is judged (event-auth.ts): signed, or refused for the same reasons. */
 export type AckVerdict = 'signed' | RefusalReason;
 

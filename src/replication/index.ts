@@ -14,6 +14,7 @@ import { Applier } from './applier';
 import { Deliverer } from './delivery';
 import { inFlightMs, WRITE_TX_TIMEOUT_MS } from './horizon';
 import { createApplyPool } from './pg-tx';
+import { AckSigning } from './ack-auth';
 import { EventAuth } from './event-auth';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridClock } from './hlc';
 import { RedisLinks } from './links';
@@ -32,7 +33,7 @@ import { DEFAULT_TOMBSTONE_COLLECTION, TombstoneCollector } from './tombstones';
 export interface ReplicationOptions {
   config: Pick<
     Config,
-    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'claimIntervalMs' | 'replicationPacks' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
+    'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'claimIntervalMs' | 'replicationPacks' | 'ackSignatures' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
   >;
   db: Db;
   log: Logger;
@@ -72,12 +73,12 @@ export async function createReplication(o: ReplicationOptions) {
   const { sharedUrl, redis, subscriber, reader, connections, links } = redisConnections(o, region);
   const store = await RowStore.load(o.db, o.tables);
   const clock = new HybridClock(region, Date.now, o.config.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
-  const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds);
+  // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
+  const auth = new EventAuth(o.config.replicationKeys);
+  const tracker = new Tracker(redis, subscriber, keys, region, o.log, 1000, o.config.ackTtlSeconds, new AckSigning(auth, o.config.ackSignatures));
   const { streamMaxLength, streamTrimIntervalMs, replicationPacks, republishAfterMs } = o.config;
   // The bound of this region's writes, which its watermark counts on (the collector's in-flight time).
   const writeTxBoundMs = o.config.writeTransactionTimeoutMs ?? WRITE_TX_TIMEOUT_MS;
-  // Signs the events this region creates; verifies every event it applies (see event-auth.ts).
-  const auth = new EventAuth(o.config.replicationKeys);
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
   // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
   const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log });

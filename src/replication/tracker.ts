@@ -17,7 +17,7 @@ import { ACK_TTL_SECONDS, acksOf, parseAck, recordAcks, recordParked, type Ack, 
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
 import { Deadlines, type Timed } from './deadlines';
-import { readAnnouncement } from './ack-auth';
+import { readAnnouncement, type AckSigning } from './ack-auth';
 
 /** How often waitReading reads the acks in another region's Redis. */
 const READ_EVERY_MS = 100;
@@ -178,6 +178,8 @@ export class Tracker {
     private readonly log: Logger,
     private readonly sweepIntervalMs = 1000,
     readonly ackTtlSeconds = ACK_TTL_SECONDS,
+    /** How the acks this process writes are signed and the ones it reads judged (config `ackSignatures`); null: off. */
+    readonly signing: AckSigning | null = null,
   ) {}
 
   /**
