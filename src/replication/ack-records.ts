@@ -167,10 +167,10 @@ if #kept > 0 then
     for k = 1, #kept, 2 do a.lost[a.ids[kept[k]]] = nil end
     announcement = cjson.encode(a)
   else
-    local ids = cjson.decode(string.sub(announcement, string.find(announcement, '\n', 1, true) + 1)).ids
+    local ids = cjson.decode(string.sub(announcement, string.find(announcement, '\\n', 1, true) + 1)).ids
     local line = {}
     for k = 1, #kept, 2 do line[ids[kept[k]]] = kept[k + 1] end
-    announcement = announcement .. '\n' .. cjson.encode(line)
+    announcement = announcement .. '\\n' .. cjson.encode(line)
   end
 end
 redis.call('PUBLISH', ARGV[4], announcement)
