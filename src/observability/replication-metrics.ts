@@ -23,7 +23,7 @@ export interface ReplicationMetricSources {
   /** This process's region. */
   region: string;
   regions: readonly string[];
-  tracker: { readonly waiting: number };
+  tracker: { readonly waiting: number; readonly acksRepaired: number };
   relay: { readonly published: number; readonly republished: number };
   /** Entries and events this process delivered, per destination (a pack is one entry of several events). */
   deliverer?: { readonly delivered: ReadonlyMap<string, { entries: number; events: number }> };
@@ -191,8 +191,9 @@ function streamMetrics({ registers, redisSnapshot, fromRedis }: Makers, s: Repli
   });
 }
 
-/** The requests the tracker holds for all_regions. */
-function trackerMetrics({ registers }: Makers, s: ReplicationMetricSources): void {
+/** The requests the tracker holds for all_regions, and the ack values the writers replaced. */
+function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSources): void {
+  fromCount('replication_acks_repaired_total', "Ack values found kept in an origin's Redis without a valid signature and replaced with this region's signed judgement (since start).", () => s.tracker.acksRepaired);
   new Gauge({
     name: 'replication_waiting_requests',
     help: 'Requests waiting for all_regions consistency right now.',
