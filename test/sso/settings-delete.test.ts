@@ -7,6 +7,7 @@
 import { Client } from 'pg';
 import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { scrape } from '../observability/support';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -50,6 +51,10 @@ async function outboxChangesOf(region: string, id: string): Promise<number> {
   return r.rows[0].n;
 }
 const everywhere = async (id: string, want: string) => (await Promise.all(REGIONS.map((r) => settingsState(r, id)))).every((s) => s === want);
+/** What a region's part sweep took since its process started (GET /admin/replication). */
+async function partsSwept(region: string): Promise<{ tombstoned: number; deleted_here: number }> {
+  return (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body.tombstones.parts_swept;
+}
 
 async function credentialWithSettings(label: string): Promise<string> {
   const res = await call(cluster.url('us-iowa'), 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label }, headers: slashidHeaders(org, ALL) });
@@ -124,6 +129,9 @@ test('settings first set in a region the delete had not reached yet are tombston
   }
   // Every region ends with the settings tombstoned (each region's sweep writes it), and then collected.
   expect(await eventually(() => everywhere(id, 'tombstone'), 30_000, 100)).toBe(true);
+  // Only a sweep writes that tombstone: at least one region counts it (once its cycle ends).
+  const tombstoned = async () => (await Promise.all(REGIONS.map(async (r) => (await partsSwept(r)).tombstoned))).reduce((a, b) => a + b);
+  expect(await eventually(async () => (await tombstoned()) >= 1, 10_000, 100)).toBe(true);
   for (const r of REGIONS) {
     expect((await call(cluster.url(r), 'GET', settingsPath(id), { headers: slashidHeaders(org) })).status).toBe(404);
   }
@@ -146,6 +154,9 @@ test("settings whose credential this region collected are deleted there; setting
     expect(await eventually(async () => (await settingsState('asia-japan', collected)) === 'absent', 30_000, 100)).toBe(true);
     expect(await outboxChangesOf('asia-japan', collected)).toBe(0);
     expect(await settingsState('asia-japan', early)).toBe('live');
+    // Counted as deleted here (once its cycle ends), in GET /admin/replication and in the metrics.
+    expect(await eventually(async () => (await partsSwept('asia-japan')).deleted_here >= 1, 10_000, 100)).toBe(true);
+    expect((await scrape(cluster.url('asia-japan'))).value('replication_parts_swept_total', { kind: 'deleted_here' })).toBeGreaterThanOrEqual(1);
     expect(await everywhere(collected, 'absent')).toBe(true);
   } finally {
     // (Made by hand, it has no change to replicate.)
