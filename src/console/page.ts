@@ -210,14 +210,15 @@ export const CONSOLE_JS = String.raw`(function () {
     box.replaceChildren();
     if (!status) { box.appendChild(el('p', { text: message, class: 'bad' })); return; }
     box.appendChild(el('p', { text: 'Change ' + status.change_id + ': ' + status.state, 'data-change-state': status.state, class: status.complete ? 'ok' : 'warn' }));
+    if (status.idempotency_key) box.appendChild(el('p', { text: status.idempotency_key.message, id: 'change-idempotency-key', class: 'warn' }));
     var superseded = {};
     status.superseded.forEach(function (s) { superseded[s.region] = s; });
     var rows = Object.keys(status.applied_at).map(function (region) {
       var at = status.applied_at[region];
-      var state = at ? 'applied' : superseded[region] ? 'superseded' : 'pending';
+      var state = at ? 'applied' : superseded[region] ? 'superseded' : status.discarded_regions.indexOf(region) >= 0 ? 'discarded' : 'pending';
       var row = el('tr', { 'data-region': region, 'data-state': state }, [
         el('th', { text: region, scope: 'row' }),
-        td(state, { applied: 'ok', superseded: 'warn', pending: 'bad' }[state]),
+        td(state, { applied: 'ok', superseded: 'warn', discarded: 'warn', pending: 'bad' }[state]),
         td(at || (superseded[region] ? superseded[region].at : null)),
       ]);
       return row;

@@ -6,6 +6,7 @@ import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
 import { AppError, asAppError } from './errors';
 import { getRequestId } from './request-id';
+import { requestPath } from './url';
 
 export interface Pagination {
   limit: number;
@@ -30,7 +31,7 @@ export function slashidErrors(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const known = asAppError(err, req.method);
     if (!known) {
-      log.error({ err, requestId: getRequestId(res), method: req.method, path: req.path }, 'unhandled error');
+      log.error({ err, requestId: getRequestId(res), method: req.method, path: requestPath(req) }, 'unhandled error');
     }
     const e = known ?? new AppError(500, 'internal', `Internal error; quote request id ${getRequestId(res)} when reporting it.`);
     if (res.headersSent) return;

@@ -1,3 +1,5 @@
+import type { Request } from 'express';
+
 /** The http URL of a host and port: an IPv6 address goes in brackets (`http://[::1]:8080`), as a URL needs. */
 export function httpUrl(host: string, port: number | string): string {
   return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
@@ -6,4 +8,12 @@ export function httpUrl(host: string, port: number | string): string {
 /** Where a client on this machine reaches a server listening on `host`: a wildcard address accepts on loopback. */
 export function localHost(host: string): string {
   return host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+}
+
+/**
+ * The path a log line names for a request: the whole path as the client sent it (req.path is relative to
+ * the router answering it), without the query, which can carry secrets or personal data.
+ */
+export function requestPath(req: Pick<Request, 'originalUrl'>): string {
+  return req.originalUrl.split('?', 1)[0] ?? '';
 }

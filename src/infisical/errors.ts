@@ -8,6 +8,7 @@ import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
 import { AppError, asAppError } from '../http/errors';
 import { getRequestId } from '../http/request-id';
+import { requestPath } from '../http/url';
 import { firstProblems, UUID_PATTERN } from '../http/validate';
 
 export interface ValidationIssue {
@@ -132,7 +133,7 @@ export function infisicalErrors(log: Logger): ErrorRequestHandler {
     // A 503 (overload, see src/http/admission.ts) is an answer, not a failure: no stack in the log.
     const answer = known && (known.status < 500 || known.status === 503) ? known : null;
     if (!answer) {
-      log.error({ err, requestId: reqId, method: req.method, path: req.originalUrl }, 'unhandled error');
+      log.error({ err, requestId: reqId, method: req.method, path: requestPath(req) }, 'unhandled error');
     }
     if (res.headersSent) return;
     const e = answer ?? new AppError(500, 'internal', 'Something went wrong');

@@ -5,6 +5,7 @@ import { hasBody, jsonBody } from '../http/body';
 import { badRequest, forbidden, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
+import { requestPath } from '../http/url';
 import { describeErrors, isUuid } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { awaitReplay, doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
@@ -96,7 +97,7 @@ function answerPrior(res: Response, prior: Prior): void {
 /** The 404 of a path under /api outside /api/v1, in the words of /api/v1's own 404, naming the version served. */
 const otherVersion: RequestHandler = (req) => {
   throw notFound(
-    `Route ${req.method}:${(req.originalUrl.split('?')[0] ?? '').slice(0, 200)} not found. This service serves the Infisical-compatible API under ${API_PREFIX} only (POST, GET and PATCH ${API_PREFIX}${SSO_CONFIG_PATH}).`,
+    `Route ${req.method}:${requestPath(req).slice(0, 200)} not found. This service serves the Infisical-compatible API under ${API_PREFIX} only (POST, GET and PATCH ${API_PREFIX}${SSO_CONFIG_PATH}).`,
   );
 };
 
@@ -158,7 +159,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   });
 
   api.use((req) => {
-    throw notFound(`Route ${req.method}:${(req.originalUrl.split('?')[0] ?? '').slice(0, 200)} not found.`);
+    throw notFound(`Route ${req.method}:${requestPath(req).slice(0, 200)} not found.`);
   });
   api.use(infisicalErrors(log));
 

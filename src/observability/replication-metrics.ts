@@ -12,6 +12,7 @@ import { eachRegion, redisWithin, type RedisLinks } from '../replication/links';
 import { groupInfo, streamBounds, undelivered, type GroupInfo } from '../replication/stream';
 import { wallOf } from '../replication/horizon';
 import { outboxBacklog } from '../replication/outbox-backlog';
+import type { PartsSwept } from '../replication/parts';
 import { collectionRecord } from '../replication/tombstones';
 import { shared } from './metrics';
 
@@ -39,6 +40,7 @@ export interface ReplicationMetricSources {
   tombstones?: {
     readonly last: { result: { horizon: string | null; members: { region: string; watermark: string | null }[] } } | null;
     readonly belowHorizon: number;
+    readonly partsSwept: PartsSwept;
   } | null;
 }
 
@@ -246,6 +248,18 @@ function tombstoneMetrics({ registers, countFromDb, fromCount }: Makers, s: Repl
       },
     });
     fromCount('replication_events_below_horizon_total', 'Changes of rows whose tombstone was collected here, not applied (a late, redelivered or replayed event).', () => tomb.belowHorizon);
+    new Counter({
+      name: 'replication_parts_swept_total',
+      help: 'Parts (SSO settings) that outlived their owner, taken by the collection cycle since start: kind="tombstoned" by a replicated write (owner a tombstone here), kind="deleted_here" in this region only (owner absent).',
+      labelNames: ['kind'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const { tombstoned, deletedHere } = tomb.partsSwept;
+        this.inc({ kind: 'tombstoned' }, tombstoned);
+        this.inc({ kind: 'deleted_here' }, deletedHere);
+      },
+    });
   }
 }
 

@@ -9,6 +9,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { edgeAnsweredStatus } from '../http/edges';
 import { getRequestId } from '../http/request-id';
+import { requestPath } from '../http/url';
 import type { Logger } from '../logger';
 import { routePattern, type Metrics } from './metrics';
 
@@ -41,8 +42,7 @@ function line(req: Request, res: Response, status: number | null, answered: bool
   return {
     requestId: getRequestId(res),
     method: req.method,
-    // The whole path: req.path is relative to the router the request is in when it is answered.
-    path: req.originalUrl.split('?', 1)[0],
+    path: requestPath(req),
     route: routePattern(req),
     status,
     ms,

@@ -155,6 +155,8 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
           })),
           last_error: c.lastError,
           refused_below_horizon: c.belowHorizon,
+          // Parts that outlived their owner (parts.ts), since this process started.
+          parts_swept: { tombstoned: c.partsSwept.tombstoned, deleted_here: c.partsSwept.deletedHere },
         }
       : null,
   };
@@ -252,7 +254,7 @@ async function streamStatus(d: { links: Pick<RedisLinks, 'own' | 'to'>; keys: Re
 
 /** The tombstone block: the horizon as this process last computed it, and what this region collected (durable). */
 function tombstoneStatus(memory: NonNullable<ReplicationFigures['tombstones']>, record: Awaited<ReturnType<typeof collectionRecord>>) {
-  const { last_error, refused_below_horizon, ...computed } = memory;
+  const { last_error, refused_below_horizon, parts_swept, ...computed } = memory;
   return {
     ...computed,
     last_error,
@@ -260,5 +262,6 @@ function tombstoneStatus(memory: NonNullable<ReplicationFigures['tombstones']>, 
     last_collected_at: iso(record.lastCollectedAt),
     collected: { total: Object.values(record.collected).reduce((a, b) => a + Number(b), 0), by_table: record.collected },
     refused_below_horizon,
+    parts_swept,
   };
 }

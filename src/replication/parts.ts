@@ -42,23 +42,34 @@ export interface PartSweepDeps {
   pageSize: number;
 }
 
+/** Parts a sweep took: tombstoned by a replicated write (owner a tombstone here), deleted here only (owner absent). */
+export interface PartsSwept {
+  tombstoned: number;
+  deletedHere: number;
+}
+
 export class PartSweep {
   /** Where each part table's paging resumes (its last key seen; '' from the start). */
   private readonly cursors = new Map<string, string>();
+  /** What this process swept since it started (GET /admin/replication, /metrics). */
+  readonly swept: PartsSwept = { tombstoned: 0, deletedHere: 0 };
 
   constructor(private readonly d: PartSweepDeps) {}
 
   /** Tombstones the orphaned parts found this cycle; `cutoff`: the cycle's collection cut-off (null: none). */
   async sweep(cutoff: string | null): Promise<number> {
-    let n = 0;
+    const cycle: PartsSwept = { tombstoned: 0, deletedHere: 0 };
     for (const owner of this.d.tables) {
       for (const part of this.d.store.partsOf(owner.name)) {
-        for (const key of await this.ownerDeleted(owner, part)) n += await this.tombstone(owner, key);
+        for (const key of await this.ownerDeleted(owner, part)) cycle.tombstoned += await this.tombstone(owner, key);
         if (cutoff === null) continue;
-        for (const key of await this.ownerCollected(owner, part, cutoff)) n += await this.dropHere(owner, part, key, cutoff);
+        for (const key of await this.ownerCollected(owner, part, cutoff)) cycle.deletedHere += await this.dropHere(owner, part, key, cutoff);
       }
     }
-    if (n > 0) this.d.log.info({ swept: n }, 'tombstoned or deleted rows that outlived the row they belong to (written where its delete had not arrived yet)');
+    this.swept.tombstoned += cycle.tombstoned;
+    this.swept.deletedHere += cycle.deletedHere;
+    const n = cycle.tombstoned + cycle.deletedHere;
+    if (n > 0) this.d.log.info({ swept: cycle }, 'tombstoned or deleted rows that outlived the row they belong to (written where its delete had not arrived yet)');
     return n;
   }
 

@@ -89,6 +89,14 @@ const TombstoneStatus = Type.Object(
     last_collected_at: Nullable(Time),
     collected: Type.Object({ total: Count, by_table: Type.Record(Type.String(), Count) }, strict),
     refused_below_horizon: Count,
+    parts_swept: Type.Object(
+      { tombstoned: Count, deleted_here: Count },
+      {
+        ...strict,
+        description:
+          'Parts (SSO settings) that outlived their credential, taken by the collection cycle since this process started: tombstoned by a replicated write (the credential a tombstone here) or deleted here only (the credential absent).',
+      },
+    ),
   },
   strict,
 );

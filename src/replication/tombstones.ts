@@ -20,7 +20,7 @@ import {
 import { eachRegion, type RedisLinks } from './links';
 import { Loop } from './loop';
 import type { Member } from './member-record';
-import type { PartSweep } from './parts';
+import type { PartSweep, PartsSwept } from './parts';
 import type { RowStore } from './row-store';
 import { behindTrim, groupFloor, groupInfo, streamBounds } from './stream';
 import type { ReplicatedTable } from './tables';
@@ -65,7 +65,7 @@ export interface CollectorDeps {
   /** How far behind its clock this region's watermark stays (default IN_FLIGHT_MS): more than its write timeout. */
   inFlightMs?: number;
   /** Tombstones the parts that outlived their owner (parts.ts), each cycle before collecting. */
-  parts?: Pick<PartSweep, 'sweep'>;
+  parts?: Pick<PartSweep, 'sweep' | 'swept'>;
 }
 
 /** The outbox rows not yet settled and the events held failing or parked: the oldest version of each. */
@@ -103,6 +103,11 @@ export class TombstoneCollector {
 
   get belowHorizon(): number {
     return this.d.store.belowHorizon;
+  }
+
+  /** What the part sweep took since this process started (a copy; none without a sweep). */
+  get partsSwept(): PartsSwept {
+    return { ...(this.d.parts?.swept ?? { tombstoned: 0, deletedHere: 0 }) };
   }
 
   start(): void {

@@ -20,7 +20,6 @@ import { MAX_IDP_RELAY_STATE, validateAcsForm, validateLoginQuery, validateSetti
 import { patchSettings } from './settings';
 import { SSO_PATH } from './sp';
 import { ssoTokenKey } from './token-key';
-import { findSettings } from './store';
 import { routePrefix } from '../observability/metrics';
 
 function credentialId(req: Request): string {
@@ -71,7 +70,9 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
   router.get(settingsPath, slashidAuth(db), async (req, res) => {
     const id = credentialId(req);
     if (!(await findCredential(db, orgIdOf(res), id))) throw credentialNotFound(id);
-    const row = await findSettings(db, id);
+    const row = await db.samlSsoSettings.findUnique({ where: { credentialId: id } });
+    // A tombstone: the credential's delete is on its way here (see patchSettings).
+    if (row?.deletedAt) throw credentialNotFound(id);
     const view: SettingsView = { credential_id: id, allow_idp_initiated: row?.allowIdpInitiated ?? false };
     res.json(envelope(view));
   });

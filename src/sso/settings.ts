@@ -13,11 +13,14 @@ export function patchSettings(repl: Replicator, orgId: string, credentialId: str
     const credential = await w.lock(credentialsTable, credentialId);
     if (!credential || credential.deleted_at || credential.org_id !== orgId) throw credentialNotFound(credentialId);
     const current = await w.lock(settingsTable, credentialId);
-    const live = current && !current.deleted_at ? current : null;
+    // Settings are tombstoned only with their credential (its delete, or the part sweep of a region where the
+    // credential is a tombstone), and a delete is final: the credential's own delete is on its way here. So
+    // the 404 it will answer, not the 409 of a write the tombstone outranks.
+    if (current?.deleted_at) throw credentialNotFound(credentialId);
     const row: SettingsRow = {
       credential_id: credentialId,
       org_id: orgId,
-      allow_idp_initiated: body.allow_idp_initiated ?? live?.allow_idp_initiated === true,
+      allow_idp_initiated: body.allow_idp_initiated ?? current?.allow_idp_initiated === true,
       created_at: typeof current?.created_at === 'string' ? current.created_at : new Date().toISOString(),
     };
     await w.put(settingsTable, row);

@@ -4,18 +4,16 @@
  * shows as down while writes happen elsewhere; after it resumes it catches up and the lag clears.
  * CONSOLE_SCREENSHOT=docs/console.png also saves the screenshot the README shows.
  */
-import fs from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { assembleDeployment, gatherDeployment, lagMatrix } from '../../src/console/deployment';
 import type { RegionConfig } from '../../src/config-schema';
 import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
 import { DelayProxy } from '../../scripts/harness/delay-proxy';
+import { launchChromium } from '../support/chromium';
 import { ADMIN_TOKEN, REDIS_URL } from '../support/env';
 import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 
 let cluster: Cluster;
 let browser: Browser;
@@ -32,11 +30,10 @@ const redisLink = (listenPort: number) => {
   });
 };
 beforeAll(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
   belgiumRedis = redisLink(0);
   await belgiumRedis.listen();
   const regionEnv = { 'europe-belgium': { REDIS_URL: `redis://127.0.0.1:${belgiumRedis.port}` } };
-  [cluster, browser] = await Promise.all([startCluster('console', REGIONS, { regionEnv }), chromium.launch({ executablePath: CHROMIUM, args: ARGS })]);
+  [cluster, browser] = await Promise.all([startCluster('console', REGIONS, { regionEnv }), launchChromium()]);
 }, 120_000);
 afterAll(async () => {
   await browser?.close();

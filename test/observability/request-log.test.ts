@@ -33,11 +33,11 @@ afterAll(async () => {
 });
 
 const CREDENTIALS = '/organizations/sso/saml/provider-credentials';
-/** The request line of the request that went out with this X-Request-Id. */
-async function lineOf(requestId: string): Promise<Line> {
+/** The request line (or another line `msg`) of the request that went out with this X-Request-Id. */
+async function lineOf(requestId: string, msg = 'request'): Promise<Line> {
   let found: Line | undefined;
-  await eventually(async () => (found = lines.find((l) => l.msg === 'request' && l.requestId === requestId)) !== undefined, 5000, 20);
-  if (!found) throw new Error(`no request line for ${requestId}`);
+  await eventually(async () => (found = lines.find((l) => l.msg === msg && l.requestId === requestId)) !== undefined, 5000, 20);
+  if (!found) throw new Error(`no ${msg} line for ${requestId}`);
   return found;
 }
 
@@ -88,6 +88,28 @@ test('takes the organization of an Infisical request from its access token, and 
   expect(await lineOf('log-test-3c')).toMatchObject({ path: '/nope', status: 404, route: '(unmatched)' });
   expect(anonymous).not.toHaveProperty('orgId');
   expect(JSON.stringify(lines)).not.toContain(token);
+});
+
+test('an unhandled error is logged with the path and not the query (it can carry secrets or personal data), in either dialect', async () => {
+  const org = await createOrg(region.url, 'unhandled');
+  const token = (await call(region.url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders })).body.access_token as string;
+  const missing = '0190a4a8-0000-7000-8000-000000000002';
+  // A column each route reads, renamed for the while: the read fails with an error no dialect knows (a 500).
+  const renamed = [['infisical_saml_configs', 'issuer'], ['saml_provider_credentials', 'label']];
+  const rename = (from: string, to: string) => Promise.all(renamed.map(([t, c]) => region.db.$executeRawUnsafe(`ALTER TABLE ${t} RENAME COLUMN ${c}${from} TO ${c}${to}`)));
+  await rename('', '_gone');
+  try {
+    const infisical = await call(region.url, 'GET', `/api/v1/sso/config?organizationId=${org.id}`, { headers: { authorization: `Bearer ${token}`, 'X-Request-Id': 'log-test-500-infisical' } });
+    const slashid = await call(region.url, 'GET', `${CREDENTIALS}/${missing}?email=alice%40example.com`, { headers: slashidHeaders(org, { 'X-Request-Id': 'log-test-500-slashid' }) });
+    expect([infisical.status, slashid.status]).toEqual([500, 500]);
+  } finally {
+    await rename('_gone', '');
+  }
+  expect(await lineOf('log-test-500-infisical', 'unhandled error')).toMatchObject({ level: 50, method: 'GET', path: '/api/v1/sso/config' });
+  expect(await lineOf('log-test-500-slashid', 'unhandled error')).toMatchObject({ level: 50, method: 'GET', path: `${CREDENTIALS}/${missing}` });
+  // Nor does any other line of theirs (the request line comes after the answer).
+  for (const id of ['log-test-500-infisical', 'log-test-500-slashid']) await lineOf(id);
+  expect(JSON.stringify(lines.filter((l) => String(l.requestId).startsWith('log-test-500-')))).not.toMatch(/organizationId=|alice/);
 });
 
 test('a request whose client went away before the answer is logged as aborted and not timed in the metrics', async () => {

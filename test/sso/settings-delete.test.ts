@@ -4,9 +4,14 @@
  * the tombstone collector then takes the settings' tombstone too; the settings routes answer 404 as before.
  * Minimum age 0 and a 3 s write bound, as in test/replication/tombstones.test.ts, so the horizon decides.
  */
+import Redis from 'ioredis';
 import { Client } from 'pg';
+import { replicationKeys } from '../../src/redis';
+import { eventFor } from '../support/applier-rig';
+import { REDIS_URL, testEventAuth } from '../support/env';
 import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { scrape } from '../observability/support';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -50,6 +55,10 @@ async function outboxChangesOf(region: string, id: string): Promise<number> {
   return r.rows[0].n;
 }
 const everywhere = async (id: string, want: string) => (await Promise.all(REGIONS.map((r) => settingsState(r, id)))).every((s) => s === want);
+/** What a region's part sweep took since its process started (GET /admin/replication). */
+async function partsSwept(region: string): Promise<{ tombstoned: number; deleted_here: number }> {
+  return (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body.tombstones.parts_swept;
+}
 
 async function credentialWithSettings(label: string): Promise<string> {
   const res = await call(cluster.url('us-iowa'), 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label }, headers: slashidHeaders(org, ALL) });
@@ -97,6 +106,34 @@ test('the settings routes of a deleted credential answer 404 in every region, an
   }
 }, 60_000);
 
+test("the settings of a credential whose delete is on its way answer 404 where the part sweep's tombstone of them came first", async () => {
+  const id = await credentialWithSettings('tombstone first');
+  // asia-japan's part sweep tombstoned the settings (the credential is a tombstone there), and that change
+  // reaches europe-belgium before the credential's delete does: the tombstone as asia-japan writes it.
+  const [stored] = (await db('europe-belgium').query('SELECT org_id::text, created_at, created_version FROM saml_sso_settings WHERE credential_id = $1', [id])).rows;
+  const sweep = eventFor('saml_sso_settings', id, {
+    credential_id: id, org_id: stored.org_id, allow_idp_initiated: false, created_at: stored.created_at.toISOString(), created_version: stored.created_version, deleted_at: new Date().toISOString(),
+  }, { origin: 'asia-japan' });
+  const redis = new Redis(REDIS_URL);
+  try {
+    await redis.xadd(replicationKeys(cluster.deployment.file.redisKeyPrefix).inbox('europe-belgium'), '*', ...testEventAuth().entryFields(sweep));
+  } finally {
+    redis.disconnect();
+  }
+  expect(await eventually(async () => (await settingsState('europe-belgium', id)) === 'tombstone', 30_000, 100)).toBe(true);
+  expect((await call(cluster.url('europe-belgium'), 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).status).toBe(200);
+  // As once the delete lands (the test above), not a 409 of a write that lost to a deletion.
+  for (const method of ['PATCH', 'GET']) {
+    const res = await call(cluster.url('europe-belgium'), method, settingsPath(id), { headers: slashidHeaders(org), ...(method === 'PATCH' ? { body: { allow_idp_initiated: true } } : {}) });
+    expect({ method, status: res.status }).toEqual({ method, status: 404 });
+    expect(res.body.errors[0].message).toMatch(/not found in this region: not one of this organization's, deleted/);
+    expect(res.headers.get('x-change-id')).toBeNull();
+  }
+  expect(await settingsState('europe-belgium', id)).toBe('tombstone');
+  // The delete itself, for the other tests' regions.
+  expect((await call(cluster.url('us-iowa'), 'DELETE', `${PATH}/${id}`, { headers: slashidHeaders(org, ALL) })).status).toBe(204);
+}, 60_000);
+
 test('settings first set in a region the delete had not reached yet are tombstoned there and everywhere afterwards, then collected', async () => {
   const res = await call(cluster.url('us-iowa'), 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'raced' }, headers: slashidHeaders(org, ALL) });
   expect(res.status).toBe(201);
@@ -124,6 +161,9 @@ test('settings first set in a region the delete had not reached yet are tombston
   }
   // Every region ends with the settings tombstoned (each region's sweep writes it), and then collected.
   expect(await eventually(() => everywhere(id, 'tombstone'), 30_000, 100)).toBe(true);
+  // Only a sweep writes that tombstone: at least one region counts it (once its cycle ends).
+  const tombstoned = async () => (await Promise.all(REGIONS.map(async (r) => (await partsSwept(r)).tombstoned))).reduce((a, b) => a + b);
+  expect(await eventually(async () => (await tombstoned()) >= 1, 10_000, 100)).toBe(true);
   for (const r of REGIONS) {
     expect((await call(cluster.url(r), 'GET', settingsPath(id), { headers: slashidHeaders(org) })).status).toBe(404);
   }
@@ -146,6 +186,9 @@ test("settings whose credential this region collected are deleted there; setting
     expect(await eventually(async () => (await settingsState('asia-japan', collected)) === 'absent', 30_000, 100)).toBe(true);
     expect(await outboxChangesOf('asia-japan', collected)).toBe(0);
     expect(await settingsState('asia-japan', early)).toBe('live');
+    // Counted as deleted here (once its cycle ends), in GET /admin/replication and in the metrics.
+    expect(await eventually(async () => (await partsSwept('asia-japan')).deleted_here >= 1, 10_000, 100)).toBe(true);
+    expect((await scrape(cluster.url('asia-japan'))).value('replication_parts_swept_total', { kind: 'deleted_here' })).toBeGreaterThanOrEqual(1);
     expect(await everywhere(collected, 'absent')).toBe(true);
   } finally {
     // (Made by hand, it has no change to replicate.)
