@@ -110,7 +110,7 @@ export class DeadLetters {
       if (this.deadLettered.size > 10_000) this.deadLettered.delete(this.deadLettered.values().next().value as string);
     }
     for (const [origin, ids] of byOrigin) {
-      await recordParked(links.to(origin), keys, region, ids, this.d.tracker.ackTtlSeconds).catch((err: Error) =>
+      await recordParked(links.to(origin), keys, this.d.tracker, region, ids).catch((err: Error) =>
         log.warn({ err: err.message, origin, count: ids.length }, 'could not ack unreadable events to their origin as parked'));
     }
   }

@@ -76,7 +76,7 @@ export class OriginAcks {
    */
   async acknowledge(batch: Parsed[], outcomes: ReadonlyMap<string, AckOutcome>): Promise<void> {
     const region = this.d.region;
-    await this.toOrigins(batch, (redis, ids, origin) => recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes }, this.d.tracker.ackTtlSeconds), 'applied');
+    await this.toOrigins(batch, (redis, ids, origin) => recordAcks(redis, this.d.keys, this.d.tracker, { origin, region }, ids, { outcomes }), 'applied');
   }
 
   /**
@@ -96,7 +96,7 @@ export class OriginAcks {
       at.set(id, when);
     }
     const send = async (redis: Redis, ids: string[], origin: string) => {
-      await recordAcks(redis, this.d.keys, { origin, region }, ids, { outcomes, at }, this.d.tracker.ackTtlSeconds);
+      await recordAcks(redis, this.d.keys, this.d.tracker, { origin, region }, ids, { outcomes, at });
       // For the origin's relay: its delivery of the change, confirmed on the parked ack, takes this one.
       await recordUnparked(redis, this.d.keys, origin, region, ids, this.d.tracker.ackTtlSeconds);
       for (const id of ids) this.unsentAcks.delete(id);

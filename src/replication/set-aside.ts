@@ -74,7 +74,7 @@ export class SetAside {
       log.error({ packs: badInPacks.map((b) => ({ id: b.id, indexes: b.items.map((i) => i.index) })) }, 'unreadable change events of packs moved to the dead-letter stream; the rest of each pack applies');
       await deadLetters.fromPacks(badInPacks);
     }
-    if (parkedBefore.length) await acks.toOrigins(parkedBefore, (redis, ids) => recordParked(redis, this.d.keys, this.d.region, ids, this.d.tracker.ackTtlSeconds), 'parked before');
+    if (parkedBefore.length) await acks.toOrigins(parkedBefore, (redis, ids) => recordParked(redis, this.d.keys, this.d.tracker, this.d.region, ids), 'parked before');
     if (unfit.length) await this.park(unfit);
   }
 
@@ -95,6 +95,6 @@ export class SetAside {
     const others = items.filter((i) => !UPGRADE_REASONS.has(i.reason));
     if (upgrade.length) this.heldLog.held(upgrade.map((i) => ({ event: i.p.event, reason: i.reason, error: i.error })));
     if (others.length) log.error({ changes: others.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
-    await this.host.acks.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, region, ids, this.d.tracker.ackTtlSeconds), 'parked');
+    await this.host.acks.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, this.d.tracker, region, ids), 'parked');
   }
 }

@@ -13,7 +13,7 @@
  * Each region's tracker lives in its own Redis: the regions that apply a change write their acks into
  * the Redis of the change's origin (recordAcks, ack-records.ts), where its waiters are.
  */
-import { ACK_TTL_SECONDS, acksOf, parseAck, recordAcks, recordParked, type Ack, type AckOptions, type AckWinner } from './ack-records';
+import { ACK_TTL_SECONDS, acksOf, parseAck, recordAcks, recordParked, type Ack, type AckOptions, type AckWinner, type AckWriter } from './ack-records';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
 import { Deadlines, type Timed } from './deadlines';
@@ -161,7 +161,7 @@ export interface WaitOptions {
   abandoned?: (stop: () => void) => void;
 }
 
-export class Tracker {
+export class Tracker implements AckWriter {
   /** Per change, its waiter (almost always one) or waiters. */
   private readonly waiters = new Map<string, Waiter | Waiter[]>();
   private readonly deadlines = new Deadlines<Waiter>((w) => this.finish(w, false));
@@ -169,6 +169,8 @@ export class Tracker {
   /** Waiters whose change may have another origin, and the pattern subscription they share. */
   private anyOriginWaiters = 0;
   private everyOriginOn: Promise<void> | null = null;
+  /** Ack values this process found kept in an origin's Redis without a valid signature, and replaced (since start). */
+  acksRepaired = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -218,12 +220,18 @@ export class Tracker {
    * says superseded) and announces it.
    */
   ack(region: string, changeIds: readonly string[], opts: AckOptions = {}): Promise<void> {
-    return recordAcks(this.redis, this.keys, { origin: this.region, region }, changeIds, opts, this.ackTtlSeconds);
+    return recordAcks(this.redis, this.keys, this, { origin: this.region, region }, changeIds, opts);
   }
 
   /** Records that `region` parked these changes (see recordParked). */
   parked(region: string, changeIds: readonly string[]): Promise<void> {
-    return recordParked(this.redis, this.keys, region, changeIds, this.ackTtlSeconds);
+    return recordParked(this.redis, this.keys, this, region, changeIds);
+  }
+
+  /** Counts and tells the ack values the writers replaced (ack-records.ts, repairKept); any process's writes. */
+  repaired(region: string, changeIds: readonly string[]): void {
+    this.acksRepaired += changeIds.length;
+    this.log.warn({ region, change_ids: changeIds }, "ack values kept in an origin's Redis did not verify (planted?); replaced with the region's signed judgement");
   }
 
   /** The change's ack record in this region's Redis, or in `redis` (another origin's). */

@@ -246,7 +246,7 @@ test('an ack is announced on its origin\'s channel only: where regions share a R
     l.on('message', (ch: string, m: string) => (heard[`${origin} ${ch}`] ??= []).push(m));
     return l;
   }));
-  await recordAcks(cmd, keys, { origin: 'b', region: 'c' }, ['from-b']);
+  await recordAcks(cmd, keys, tracker, { origin: 'b', region: 'c' }, ['from-b']);
   const until = Date.now() + 2000;
   while (!heard[`b ${keys.ackChannel('b')}`] && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   await new Promise((r) => setTimeout(r, 100)); // anything heard elsewhere would be here by now
@@ -294,9 +294,9 @@ test('a region announced as applied and later announced as superseded still coun
   // Region b's first judgement, heard on the origin's channel only (no stored ack, so the script keeps nothing).
   await cmd.publish(keys.ackChannel('a'), JSON.stringify({ region: 'b', ids: [id] }));
   // Its second judgement, after a newer state of the row arrived: stored and announced as lost.
-  await recordAcks(cmd, keys, { origin: 'a', region: 'b' }, [id], { outcomes: new Map([[id, { outcome: 'superseded' as const, winner }]]) });
+  await recordAcks(cmd, keys, tracker, { origin: 'a', region: 'b' }, [id], { outcomes: new Map([[id, { outcome: 'superseded' as const, winner }]]) });
   expect(parseAck((await tracker.status(id)).b ?? '')?.outcome).toBe('superseded');
-  await recordAcks(cmd, keys, { origin: 'a', region: 'c' }, [id]);
+  await recordAcks(cmd, keys, tracker, { origin: 'a', region: 'c' }, [id]);
   expect(await waiting).toEqual({ complete: true, applied: ['a', 'b', 'c'], pending: [], superseded: [] });
 });
 
