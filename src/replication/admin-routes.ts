@@ -230,6 +230,7 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     failures,
     refused: figures.refused,
     waiting_requests: figures.waiting_requests,
+    ack_signatures: figures.ack_signatures,
     tombstones: memory && record ? tombstoneStatus(memory, record) : null,
   };
 }
