@@ -26,6 +26,7 @@ export interface ReplicationMetricSources {
   regions: readonly string[];
   tracker: {
     readonly waiting: number;
+    readonly acksRepaired: number;
     /** Config `ackSignatures` and its counts of acks that did not verify (null: off). */
     readonly signing: Pick<AckSigning, 'unverified' | 'confirmedUnverified'> | null;
   };
@@ -196,8 +197,12 @@ function streamMetrics({ registers, redisSnapshot, fromRedis }: Makers, s: Repli
   });
 }
 
-/** The requests the tracker holds for all_regions; the acks it and the relay read that did not verify. */
+/**
+ * The requests the tracker holds for all_regions, the ack values the writers replaced, and the acks the
+ * tracker and the relay read that did not verify.
+ */
 function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSources): void {
+  fromCount('replication_acks_repaired_total', "Ack values found kept in an origin's Redis without a valid signature and replaced with this region's signed judgement (since start).", () => s.tracker.acksRepaired);
   new Gauge({
     name: 'replication_waiting_requests',
     help: 'Requests waiting for all_regions consistency right now.',

@@ -14,7 +14,7 @@
  * ACK_ANNOUNCEMENT_MAC_CONTEXT. Not JSON on purpose: a tracker of an older version fails to parse it and
  * ignores it (its sweep of the stored acks still answers its waiters).
  *
- * This version reads both forms and writes neither yet, so that a later one may write them during a rolling upgrade.
+ * Every reader reads both forms; the writers (ack-records.ts) write the signed ones when `ackSignatures` signs.
  */
 import crypto from 'node:crypto';
 import type { EventAuth, RefusalReason } from './event-auth';

@@ -103,6 +103,7 @@ test('signing, a superseded ack answers its waiter as lost (the 409 of an all_re
   const waiting = t.wait('l-1', ['a', 'b'], ['a'], Date.now() + 10_000);
   await t.ack('b', ['l-1'], { outcomes: new Map([['l-1', superseded]]) });
   expect(await waiting).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
+  expect(checkAnnouncement(auth, await announcedOf('l-1'))?.verdict).toBe('signed');
 });
 
 describe('a kept value that does not verify is replaced with the region\'s own signed judgement', () => {
