@@ -15,6 +15,8 @@
  * ignores it (its sweep of the stored acks still answers its waiters).
  *
  * Every reader reads both forms; the writers (ack-records.ts) write the signed ones when `ackSignatures` signs.
+ * Readers judge what they read through readAck (and AckSigning.announcement): in `require` mode only what
+ * verifies counts; in `sign` and `require` modes what does not is counted (AckSigning.unverified).
  */
 import crypto from 'node:crypto';
 import type { EventAuth, RefusalReason } from './event-auth';
