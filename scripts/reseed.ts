@@ -2,9 +2,12 @@
  * `npm run reseed -- --from <peer region> --to <region>`: re-seeds a region whose consumer group fell
  * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
  * REGIONS_CONFIG (default ./regions.config.json), with REDIS_URL and REDIS_KEY_PREFIX over the file's as a region
- * takes them (withRedisOverrides); prints what it copied as JSON. See src/replication/reseed.ts.
+ * takes them (withRedisOverrides), and REPLICATION_KEYS when the file's `ackSignatures` is `require`; prints what it
+ * copied as JSON. See src/replication/reseed.ts.
  */
-import { ConfigError, readConfigFile, regionsConfigPath, withRedisOverrides } from '../src/config';
+import { ConfigError, readConfigFile, regionsConfigPath, replicationKeysOf, withRedisOverrides } from '../src/config';
+import { AckSigning } from '../src/replication/ack-auth';
+import { EventAuth } from '../src/replication/event-auth';
 import { REPLICATED_TABLES } from '../src/tables';
 import { reseed } from '../src/replication/reseed';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
@@ -33,6 +36,8 @@ async function main(): Promise<void> {
     const result = await reseed(file, from, to, REPLICATED_TABLES, {
       force: process.argv.includes('--force'),
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
+      // In `require` mode the peer's acks count only when signed: checking them takes REPLICATION_KEYS.
+      ...(file.ackSignatures === 'require' ? { signing: new AckSigning(new EventAuth(replicationKeysOf()), 'require') } : {}),
     });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {

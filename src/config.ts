@@ -252,18 +252,7 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
   const tokenAcceptedSecrets = acceptedSecrets(env.TOKEN_ACCEPTED_SECRETS, tokenSigningSecret);
-  // Change events are signed: anyone who can write to Redis could otherwise change every region's data.
-  if (!env.REPLICATION_KEYS) {
-    throw new ConfigError(
-      `REPLICATION_KEYS must be set to the key(s) that sign change events, kid:secret[,kid:secret...] with secrets of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. r1:$(openssl rand -hex 32)), the same in every region`,
-    );
-  }
-  let replicationKeys: ReplicationKey[];
-  try {
-    replicationKeys = parseReplicationKeys(env.REPLICATION_KEYS);
-  } catch (err) {
-    throw new ConfigError(`REPLICATION_KEYS: ${(err as Error).message}`);
-  }
+  const replicationKeys = replicationKeysOf(env);
   // An override set to '' is unset, as for PORT and HOST (and npm run cluster): compose passes an unset ${VAR} so.
   const redis = withRedisOverrides(file, env);
   if (env.REGION_REDIS_URL && !/^rediss?:\/\//.test(env.REGION_REDIS_URL)) throw new ConfigError(`REGION_REDIS_URL must start with redis:// or rediss://`);
@@ -291,6 +280,21 @@ export function loadConfig(env: Env = process.env): Config {
     configPath,
     metadataValidationTime: validTime(env.METADATA_VALIDATION_TIME),
   };
+}
+
+/** REPLICATION_KEYS, parsed; a ConfigError naming it when unset or malformed. */
+export function replicationKeysOf(env: Env = process.env): ReplicationKey[] {
+  // Change events are signed: anyone who can write to Redis could otherwise change every region's data.
+  if (!env.REPLICATION_KEYS) {
+    throw new ConfigError(
+      `REPLICATION_KEYS must be set to the key(s) that sign change events, kid:secret[,kid:secret...] with secrets of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. r1:$(openssl rand -hex 32)), the same in every region`,
+    );
+  }
+  try {
+    return parseReplicationKeys(env.REPLICATION_KEYS);
+  } catch (err) {
+    throw new ConfigError(`REPLICATION_KEYS: ${(err as Error).message}`);
+  }
 }
 
 /** The secrets whose tokens are accepted: the signing one first, then TOKEN_ACCEPTED_SECRETS. */

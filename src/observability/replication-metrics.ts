@@ -15,6 +15,7 @@ import { outboxBacklog } from '../replication/outbox-backlog';
 import type { PartsSwept } from '../replication/parts';
 import { collectionRecord } from '../replication/tombstones';
 import { shared } from './metrics';
+import type { AckSigning } from '../replication/ack-auth';
 
 export interface ReplicationMetricSources {
   db: Db;
@@ -24,7 +25,12 @@ export interface ReplicationMetricSources {
   /** This process's region. */
   region: string;
   regions: readonly string[];
-  tracker: { readonly waiting: number; readonly acksRepaired: number };
+  tracker: {
+    readonly waiting: number;
+    readonly acksRepaired: number;
+    /** Config `ackSignatures` and its counts of acks that did not verify (null: off). */
+    readonly signing: Pick<AckSigning, 'unverified' | 'confirmedUnverified'> | null;
+  };
   relay: { readonly published: number; readonly republished: number };
   /** Entries and events this process delivered, per destination (a pack is one entry of several events). */
   deliverer?: { readonly delivered: ReadonlyMap<string, { entries: number; events: number }> };
@@ -193,7 +199,10 @@ function streamMetrics({ registers, redisSnapshot, fromRedis }: Makers, s: Repli
   });
 }
 
-/** The requests the tracker holds for all_regions, and the ack values the writers replaced. */
+/**
+ * The requests the tracker holds for all_regions, the ack values the writers replaced, and the acks the
+ * tracker and the relay read that did not verify.
+ */
 function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSources): void {
   fromCount('replication_acks_repaired_total', "Ack values found kept in an origin's Redis without a valid signature and replaced with this region's signed judgement (since start).", () => s.tracker.acksRepaired);
   new Gauge({
@@ -204,6 +213,18 @@ function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSo
       this.set(s.tracker.waiting);
     },
   });
+  const signing = s.tracker.signing;
+  new Counter({
+    name: 'replication_acks_unverified_total',
+    help: 'Per reason: ack values and announcements read that did not verify (ackSignatures sign or require; since start). Switch to require once it stops growing in every region.',
+    labelNames: ['reason'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(signing?.unverified ?? {})) this.inc({ reason }, n);
+    },
+  });
+  fromCount('replication_deliveries_confirmed_unverified_total', 'Deliveries the relay confirmed on an ack value that did not verify (ackSignatures sign; since start).', () => signing?.confirmedUnverified ?? 0);
 }
 
 /** What this process published (the relay) and delivered, per destination, since start. */

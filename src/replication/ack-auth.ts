@@ -15,6 +15,8 @@
  * ignores it (its sweep of the stored acks still answers its waiters).
  *
  * Every reader reads both forms; the writers (ack-records.ts) write the signed ones when `ackSignatures` signs.
+ * Readers judge what they read through readAck (and AckSigning.announcement): in `require` mode only what
+ * verifies counts; in `sign` and `require` modes what does not is counted (AckSigning.unverified).
  */
 import crypto from 'node:crypto';
 import type { EventAuth, RefusalReason } from './event-auth';
@@ -48,6 +50,51 @@ export class AckSigning {
   get requires(): boolean {
     return this.mode === 'require';
   }
+
+  /**
+   * Ack values (the `~org` field's too) and announcements read that did not verify, by reason, since start;
+   * counted in `sign` and `require` modes (in `off` nothing is checked). The figure that says when `require`
+   * is safe: once it stops growing in every region (docs/operations.md, "Signing acks").
+   */
+  readonly unverified: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
+  /** Deliveries the relay confirmed on an ack value that did not verify (`sign` mode; `require` confirms none). */
+  confirmedUnverified = 0;
+
+  /** Whether a value read with `verdict` counts here; one that does not verify is counted in `unverified`. */
+  private takes(verdict: AckVerdict): boolean {
+    if (verdict === 'signed') return true;
+    this.unverified[verdict]++;
+    return !this.requires;
+  }
+
+  /** How `value`, the field `field` of `changeId`'s ack record, reads here (see readAck). */
+  read(changeId: string, field: string, value: string): AckReading {
+    if (!this.signs) return 'holds';
+    const { verdict } = checkAck(this.auth, changeId, field, value);
+    return verdict === 'signed' ? 'holds' : this.takes(verdict) ? 'unverified' : 'refused';
+  }
+
+  /** An announcement's body and kept line when it counts here (see readAck); null when it does not, or is none. */
+  announcement(message: string): { body: string; kept: string | null } | null {
+    if (!this.signs) return readAnnouncement(message);
+    const checked = checkAnnouncement(this.auth, message);
+    return checked && this.takes(checked.verdict) ? checked : null;
+  }
+}
+
+/**
+ * How a stored ack value reads: `holds` (its signature holds, or nothing is checked: `off`, or no signing
+ * given), `unverified` (it does not verify but counts: `sign`, a rolling upgrade), `refused` (`require`:
+ * the reader takes the field as absent).
+ */
+export type AckReading = 'holds' | 'unverified' | 'refused';
+
+/**
+ * The one check every reader of an ack record makes: how `value`, the field `field` (a region, or `~org`)
+ * of `changeId`'s record, reads under `signing` (null: unchecked). Values that do not verify are counted.
+ */
+export function readAck(signing: AckSigning | null | undefined, changeId: string, field: string, value: string): AckReading {
+  return signing ? signing.read(changeId, field, value) : 'holds';
 }
 
 /** As a change event is judged (event-auth.ts): signed, or refused for the same reasons. */

@@ -3,7 +3,7 @@
  * change's origin that it applied, superseded or parked the change, and how they are read back.
  */
 import { luaScript, type Redis, type ReplicationKeys } from '../redis';
-import { checkAck, signAck, signAnnouncement, untaggedAck, type AckSigning } from './ack-auth';
+import { checkAck, readAck, signAck, signAnnouncement, untaggedAck, type AckSigning } from './ack-auth';
 
 /**
  * Default lifetime of an ack record. The origin's relay shortens it to the outbox retention once the change
@@ -54,18 +54,32 @@ export function parseAck(tagged: string): Ack | null {
   return { outcome: 'superseded', at, winner: { table, key, version, originRegion: version.split('.').slice(2).join('.') } };
 }
 
-/** The change's organization as its origin recorded it beside the acks (signed like an ack value, then read untagged). */
-export function orgOf(hash: Record<string, string> | null | undefined): string | null {
-  const org = hash?.[ORG_FIELD];
-  return org === undefined ? null : untaggedAck(org);
+/** Which change an ack record is of, and the signing its values are read under (readAck); without it, unchecked. */
+export interface AckCheck {
+  changeId: string;
+  signing: AckSigning | null | undefined;
 }
 
-/** The applied/superseded acks of a change by region (other fields left out). */
-export function acksOf(hash: Record<string, string>): Map<string, Ack> {
+/** Whether `field`'s value counts under `check` (readAck: in `require` mode only when its signature holds). */
+export function counts(check: AckCheck | undefined, field: string, value: string): boolean {
+  return check === undefined || readAck(check.signing, check.changeId, field, value) !== 'refused';
+}
+
+/**
+ * The change's organization as its origin recorded it beside the acks (signed like an ack value, then read
+ * untagged); null when none counts (`check`): a planted one must not let an organization read the change.
+ */
+export function orgOf(hash: Record<string, string> | null | undefined, check?: AckCheck): string | null {
+  const org = hash?.[ORG_FIELD];
+  return org === undefined || !counts(check, ORG_FIELD, org) ? null : untaggedAck(org);
+}
+
+/** The applied/superseded acks of a change by region that count (`check`); other fields left out. */
+export function acksOf(hash: Record<string, string>, check?: AckCheck): Map<string, Ack> {
   const acks = new Map<string, Ack>();
   for (const [field, value] of Object.entries(hash)) {
     const ack = field === ORG_FIELD ? null : parseAck(value);
-    if (ack) acks.set(field, ack);
+    if (ack && counts(check, field, value)) acks.set(field, ack);
   }
   return acks;
 }

@@ -12,6 +12,7 @@ import { discardedEvent, discardParked, failureStatus } from './parked';
 import { validateParkedDiscard } from './schema';
 import { changeStatus } from './change-status';
 import type { EventAuth } from './event-auth';
+import type { AckSigning } from './ack-auth';
 import { outboxBacklog, outboxBacklogByKey } from './outbox-backlog';
 import type { OutboxRelay } from './relay';
 import { behindTrim, groupFloor, groupInfo, streamBounds, undelivered, undeliveredIsBound } from './stream';
@@ -136,6 +137,8 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
         }
       : null,
     waiting_requests: d.tracker.waiting,
+    // Acks read that did not verify (docs/operations.md, "Signing acks"): `require` is safe once these stop growing.
+    ack_signatures: ackSignatureFigures(d.tracker.signing),
     // The tombstone horizon as this process last computed it (what it collected is read from the database).
     tombstones: c
       ? {
@@ -159,6 +162,18 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
           parts_swept: { tombstoned: c.partsSwept.tombstoned, deleted_here: c.partsSwept.deletedHere },
         }
       : null,
+  };
+}
+
+/**
+ * Config `ackSignatures` and, since start (`sign` and `require` modes), the ack values and announcements read
+ * that did not verify, by reason, and the deliveries confirmed on an ack that did not verify.
+ */
+function ackSignatureFigures(signing: AckSigning | null) {
+  return {
+    mode: signing?.mode ?? 'off',
+    unverified: { ...(signing?.unverified ?? { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 }) },
+    confirmed_on_unverified: signing?.confirmedUnverified ?? 0,
   };
 }
 
@@ -217,6 +232,7 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     failures,
     refused: figures.refused,
     waiting_requests: figures.waiting_requests,
+    ack_signatures: figures.ack_signatures,
     tombstones: memory && record ? tombstoneStatus(memory, record) : null,
   };
 }

@@ -8,7 +8,7 @@ import { versionTime } from './hlc';
 import type { RedisLinks } from './links';
 import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
-import { acksOf, ORG_FIELD, orgOf, PARKED_PREFIX, parseAck, type Ack, type AckWinner } from './ack-records';
+import { acksOf, counts, ORG_FIELD, orgOf, PARKED_PREFIX, parseAck, type Ack, type AckWinner } from './ack-records';
 
 type Superseded = { region: string; at: string; winner: AckWinner };
 
@@ -91,15 +91,18 @@ export async function changeStatus(
   ]);
   const hash = own && Object.keys(own).length === 0 && !outbox ? ((await elsewhere(d, changeId)) ?? own) : own;
   if ((!hash || Object.keys(hash).length === 0) && !outbox) return null;
+  // Its fields count as the tracker's signing says (in `require` mode only those whose signature holds): a
+  // planted `~org` must not let an organization read the change, nor a planted ack read as applied.
+  const check = { changeId, signing: d.tracker.signing };
   if (orgId !== null) {
-    const owner = (outbox?.orgId ?? orgOf(hash))?.toLowerCase() ?? null;
+    const owner = (outbox?.orgId ?? orgOf(hash, check))?.toLowerCase() ?? null;
     if (owner === null || !(typeof orgId === 'string' ? owner === orgId : await orgId(owner))) return null;
   }
-  const acks = acksOf(hash ?? {});
+  const acks = acksOf(hash ?? {}, check);
   // The origin keeps each confirmed delivery's ack (relay.ts; a redelivery clears it): what its Redis lost, or
   // let expire, is read there (an ack that is no outcome, "parked", reads as pending). The origin itself
   // committed the change. (Elsewhere only the origin's Redis can tell.)
-  const parked = new Set(Object.entries(hash ?? {}).filter(([field, value]) => field !== ORG_FIELD && value.startsWith(PARKED_PREFIX)).map(([field]) => field));
+  const parked = new Set(Object.entries(hash ?? {}).filter(([field, value]) => field !== ORG_FIELD && value.startsWith(PARKED_PREFIX) && counts(check, field, value)).map(([field]) => field));
   if (outbox) {
     if (!acks.has(d.region)) acks.set(d.region, { outcome: 'applied', at: outbox.createdAt.toISOString() });
     const kept = await d.db.replicationDelivery.findMany({ where: { changeId, ack: { not: null } }, select: { region: true, ack: true } });

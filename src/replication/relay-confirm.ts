@@ -17,7 +17,8 @@ import { compareStreamIds, streamBounds, streamHolds, type StreamBounds } from '
 import type { Tracker } from './tracker';
 import { parseAck } from './ack-records';
 import type { SignedEvent } from './event-auth';
-import { judgeRows, type SentEntry, type UnconfirmedRow } from './relay-judge';
+import { judgeRows, type AckedDelivery, type SentEntry, type UnconfirmedRow } from './relay-judge';
+import { readAck } from './ack-auth';
 
 /** A destination and change: the key of redeliveredOnce. */
 function onceKey(dest: string, r: { change_id: string }): string {
@@ -96,7 +97,7 @@ export class DeliveryConfirmer {
     const pipe = links.own.pipeline();
     for (const r of rows) pipe.hgetall(keys.ack(r.change_id));
     const acks = (await pipe.exec()) ?? [];
-    const { confirmed, acked, ownAck, missing, suspects } = judgeRows(rows, acks, destinations, region);
+    const { confirmed, acked, ownAck, missing, suspects } = judgeRows(rows, acks, destinations, region, this.d.tracker.signing);
     if (ownAck.length) await this.d.tracker.ack(region, ownAck, { orgs: orgsOf(rows) }).catch(() => undefined);
     await this.confirmDeliveries(acked);
     if (confirmed.length) {
@@ -148,16 +149,13 @@ export class DeliveryConfirmer {
     // Members only: a region removed since keeps its delivery rows, and must not get its inbox back.
     const stale = all.filter((s) => destinations.includes(s.region) && !down.has(s.region));
     if (stale.length === 0) return;
-    const { links, keys } = this.d;
-    const pipe = links.own.pipeline();
-    for (const s of stale) pipe.hget(keys.ack(s.change_id), s.region);
-    const res = (await pipe.exec()) ?? [];
-    const acked: { changeId: string; region: string; ack: string }[] = [];
+    const res = await this.readAcks(stale.map((s) => ({ changeId: s.change_id, region: s.region })));
+    const acked: AckedDelivery[] = [];
     const unacked = new Map<string, { change_id: string; stream_id: string }[]>();
     stale.forEach((s, i) => {
-      const [err, ack] = res[i] ?? [new Error('missing reply')];
-      if (err) return;
-      if (typeof ack === 'string') acked.push({ changeId: s.change_id, region: s.region, ack });
+      const read = res[i];
+      if (read === undefined) return;
+      if (read) acked.push(read);
       else {
         const list = unacked.get(s.region) ?? [];
         list.push({ change_id: s.change_id, stream_id: s.stream_id });
@@ -168,9 +166,30 @@ export class DeliveryConfirmer {
     if (unacked.size) await this.redeliverLostEach(unacked);
   }
 
+  /**
+   * Each delivery's ack in this Redis, as it reads (readAck): the delivery with its value when it counts, null
+   * when there is none (or it does not count: `require` mode), undefined when the read failed.
+   */
+  private async readAcks(deliveries: readonly { changeId: string; region: string }[]): Promise<(AckedDelivery & { ack: string } | null | undefined)[]> {
+    const { links, keys } = this.d;
+    const pipe = links.own.pipeline();
+    for (const a of deliveries) pipe.hget(keys.ack(a.changeId), a.region);
+    const res = (await pipe.exec()) ?? [];
+    return deliveries.map((a, i) => {
+      const [err, ack] = res[i] ?? [new Error('missing reply')];
+      if (err) return undefined;
+      if (typeof ack !== 'string') return null;
+      const read = readAck(this.d.tracker.signing, a.changeId, a.region, ack);
+      return read === 'refused' ? null : { ...a, ack, unverified: read === 'unverified' };
+    });
+  }
+
   /** Marks deliveries confirmed, each with the ack that confirmed it when known (see change-status.ts). */
-  private async confirmDeliveries(acked: readonly { changeId: string; region: string; ack?: string }[]): Promise<void> {
+  private async confirmDeliveries(acked: readonly AckedDelivery[]): Promise<void> {
     if (acked.length === 0) return;
+    // The figure that says when `require` is safe (AckSigning.confirmedUnverified).
+    const signing = this.d.tracker.signing;
+    if (signing) signing.confirmedUnverified += acked.filter((a) => a.unverified).length;
     await this.d.db.$executeRawUnsafe(
       `UPDATE replication_deliveries d SET confirmed_at = now(), ack = x.ack FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(cid, region, ack)
         WHERE d.change_id = x.cid AND d.region = x.region AND d.confirmed_at IS NULL`,
@@ -195,12 +214,10 @@ export class DeliveryConfirmer {
       const [changeId = '', dest = ''] = m.split(' ');
       return { m, changeId: changeId.toLowerCase(), dest };
     });
-    const pipe = links.own.pipeline();
-    for (const n of named) pipe.hget(keys.ack(n.changeId), n.dest);
-    const res = (await pipe.exec()) ?? [];
+    const res = await this.readAcks(named.map((n) => ({ changeId: n.changeId, region: n.dest })));
     const read = named.flatMap((n, i) => {
-      const [err, ack] = res[i] ?? [new Error('missing reply')];
-      return err ? [] : [{ ...n, ack: typeof ack === 'string' && parseAck(ack) ? ack : null }];
+      const ack = res[i];
+      return ack === undefined ? [] : [{ ...n, ack: ack && parseAck(ack.ack) ? ack.ack : null }];
     });
     const acks = read.filter((n): n is typeof n & { ack: string } => n.ack !== null && isUuid(n.changeId));
     if (acks.length) {
@@ -271,18 +288,10 @@ export class DeliveryConfirmer {
 
   /** Of the deliveries missing from `dest`'s inbox, those acked there since: confirmed, and returned. */
   private async confirmAckedSince(dest: string, missing: SentEntry[]): Promise<SentEntry[]> {
-    const { links, keys } = this.d;
     // Acked since confirm() read the acks (applied and XACKed, then trimmed below the group's floor): done.
-    const ackPipe = links.own.pipeline();
-    for (const r of missing) ackPipe.hget(keys.ack(r.change_id), dest);
-    const ackRes = (await ackPipe.exec()) ?? [];
-    const ackNow = new Map(missing.flatMap((r, i) => {
-      const [err, ack] = ackRes[i] ?? [new Error('missing reply')];
-      return !err && typeof ack === 'string' ? [[r, ack] as const] : [];
-    }));
-    const ackedNow = missing.filter((r) => ackNow.has(r));
-    if (ackedNow.length) await this.confirmDeliveries(ackedNow.map((r) => ({ changeId: r.change_id, region: dest, ack: ackNow.get(r) })));
-    return ackedNow;
+    const res = await this.readAcks(missing.map((r) => ({ changeId: r.change_id, region: dest })));
+    await this.confirmDeliveries(res.filter((a) => !!a));
+    return missing.filter((_, i) => res[i]);
   }
 
   /**

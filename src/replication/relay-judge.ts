@@ -3,6 +3,7 @@
  * which rows every destination acked, which deliveries to confirm, which rows lack the origin's own ack,
  * which a member has no delivery of, and which deliveries have stayed unconfirmed long enough to be looked for.
  */
+import { readAck, type AckReading, type AckSigning } from './ack-auth';
 
 export interface DeliveryState {
   /** The inbox entry it was (last) delivered as. */
@@ -26,12 +27,20 @@ export interface SentEntry {
   stream_id: string;
 }
 
+/** A delivery acked: the ack value that confirms it, if known, and whether it did not verify (readAck). */
+export interface AckedDelivery {
+  changeId: string;
+  region: string;
+  ack?: string;
+  unverified?: boolean;
+}
+
 /** What confirm() makes of a page of rows and their ack records (judgeRows). */
 export interface Judgement {
   /** Rows every destination acked. */
   confirmed: string[];
   /** Deliveries acked but not yet confirmed. */
-  acked: { changeId: string; region: string; ack?: string }[];
+  acked: AckedDelivery[];
   /** Rows without the origin's own ack. */
   ownAck: string[];
   /** Rows a destination has no delivery of. */
@@ -40,21 +49,30 @@ export interface Judgement {
   suspects: Map<string, SentEntry[]>;
 }
 
-/** confirm()'s judgement of each row by its ack record (`acks`, one reply per row; a failed read: not judged). */
-export function judgeRows(rows: readonly UnconfirmedRow[], acks: readonly [Error | null, unknown][], destinations: readonly string[], region: string): Judgement {
+/**
+ * confirm()'s judgement of each row by its ack record (`acks`, one reply per row; a failed read: not judged).
+ * A field whose value does not count under `signing` (readAck: `require` mode) is absent: the change is
+ * delivered again, and the origin records its own ack again.
+ */
+export function judgeRows(rows: readonly UnconfirmedRow[], acks: readonly [Error | null, unknown][], destinations: readonly string[], region: string, signing: AckSigning | null = null): Judgement {
   const j: Judgement = { confirmed: [], acked: [], ownAck: [], missing: new Set(), suspects: new Map() };
   rows.forEach((r, i) => {
     const [err, record] = acks[i] ?? [new Error('missing reply')];
     if (err) return;
-    const ackOf = new Map(Object.entries((record ?? {}) as Record<string, string>));
-    const have = new Set(ackOf.keys());
-    if (!have.has(region)) j.ownAck.push(r.change_id);
+    const ackOf = (record ?? {}) as Record<string, string | undefined>;
+    const reading = (field: string): AckReading | null => {
+      const value = ackOf[field];
+      return value === undefined ? null : readAck(signing, r.change_id, field, value);
+    };
+    const own = reading(region);
+    if (own === null || own === 'refused') j.ownAck.push(r.change_id);
     let done = true;
     for (const dest of destinations) {
       const dl = r.deliveries[dest];
       if (dl?.confirmed) continue;
-      if (have.has(dest)) {
-        j.acked.push({ changeId: r.change_id, region: dest, ack: ackOf.get(dest) });
+      const read = reading(dest);
+      if (read !== null && read !== 'refused') {
+        j.acked.push({ changeId: r.change_id, region: dest, ack: ackOf[dest], unverified: read === 'unverified' });
         continue;
       }
       done = false;

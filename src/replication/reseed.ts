@@ -26,6 +26,7 @@ import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
 import { peerProgress, takePeerProgress } from './applied-progress';
+import { readAck, type AckSigning } from './ack-auth';
 import { eachRegion, RedisLinks } from './links';
 import { activateAfterReseed, readMembers, updateMember } from './member-record';
 import { recordReseededDatabase } from './restore-check';
@@ -53,6 +54,8 @@ export interface ReseedOptions {
   force?: boolean;
   /** How long to wait for the peer to catch up before refusing; default 30 s. */
   waitMs?: number;
+  /** How the peer's acks in its origins' Redis are read (config `ackSignatures`; in `require` mode only signed ones count). */
+  signing?: AckSigning;
 }
 
 /** How many changes the peer's operator discarded (replication_discarded; none in a database of an older version). */
@@ -69,7 +72,7 @@ async function discardedIn(peerDb: Client): Promise<number> {
  * parked. The target gets none of these from its inbox if the cap trimmed
  * them there, so a copy made now would miss them for good. Empty when caught up.
  */
-async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys): Promise<string[]> {
+async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys, signing?: AckSigning): Promise<string[]> {
   const lacks: string[] = [];
   const failures = await peerDb.query<{ failing: number; parked: number }>(
     'SELECT count(*) FILTER (WHERE parked_at IS NULL)::int AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL)::int AS parked FROM replication_failures',
@@ -94,11 +97,15 @@ async function peerLacks(file: ConfigFile, from: string, to: string, befores: Ma
         [from, before],
       );
       // The origin's relay records a delivery's ack every 2 s while it runs: an ack the peer already wrote
-      // into the origin's Redis counts too (the origin's process may be down with its database up).
+      // into the origin's Redis counts too (the origin's process may be down with its database up), if it
+      // counts (readAck: in `require` mode only a signed one).
       const pipe = links.to(origin.id).pipeline();
-      for (const row of r.rows) pipe.hexists(keys.ack(row.change_id), from);
+      for (const row of r.rows) pipe.hget(keys.ack(row.change_id), from);
       const acked = r.rows.length ? ((await pipe.exec()) ?? []) : [];
-      const n = r.rows.filter((_, i) => !(acked[i]?.[0] === null && acked[i]?.[1] === 1)).length;
+      const n = r.rows.filter((row, i) => {
+        const [err, ack] = acked[i] ?? [new Error('missing reply')];
+        return err || typeof ack !== 'string' || readAck(signing, row.change_id, from, ack) === 'refused';
+      }).length;
       if (n) lacks.push(`${origin.id} has ${n}${r.rows.length === LACK_LIMIT ? ' or more' : ''} change(s) ${from} has not applied yet`);
     } catch (err) {
       lacks.push(`${origin.id}'s database cannot be read (${(err as Error).message}), so whether ${from} has all its changes is unknown`);
@@ -238,10 +245,10 @@ async function waitForPeer({ file, from, to, keys, links, peerDb }: ReseedRun, o
   }
   const befores = new Map<string, Date>();
   const until = Date.now() + (opts.waitMs ?? 30_000);
-  let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
+  let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys, opts.signing);
   while (lacks.length && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 500));
-    lacks = await peerLacks(file, from, to, befores, peerDb, links, keys);
+    lacks = await peerLacks(file, from, to, befores, peerDb, links, keys, opts.signing);
   }
   if (lacks.length) {
     throw new Error(`${from} has not caught up, so a copy from it now could miss changes ${to} lost for good: ${lacks.join('; ')}. Re-seed once it has (or from another region); --force copies anyway`);

@@ -237,6 +237,17 @@ export const ReplicationStatus = Type.Object(
       ),
     ),
     waiting_requests: Count,
+    ack_signatures: Type.Object(
+      {
+        mode: Type.Union([Type.Literal('off'), Type.Literal('sign'), Type.Literal('require')], { description: 'Config ackSignatures.' }),
+        unverified: Type.Object(
+          { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count },
+          { ...strict, description: 'Ack values and announcements this process read that did not verify, by reason, since it started (sign and require modes; off checks none).' },
+        ),
+        confirmed_on_unverified: Type.Integer({ minimum: 0, description: "Deliveries this process's relay confirmed on an ack value that did not verify (sign mode)." }),
+      },
+      { ...strict, description: 'Switch every region to require once unverified and confirmed_on_unverified stop growing in every region (docs/operations.md, "Signing acks").' },
+    ),
     tombstones: Nullable(TombstoneStatus),
     admission: Type.Optional(AdmissionStatus),
     snapshot: Type.Optional(
@@ -246,7 +257,7 @@ export const ReplicationStatus = Type.Object(
           ...strict,
           description:
             'Only on the operator port: when the main thread published the in-memory figures of this answer (members, outbox.published_by_relay ' +
-            'and republished_after_loss, refused, waiting_requests, the tombstone horizon, admission); the rest is read when asked.',
+            'and republished_after_loss, refused, waiting_requests, ack_signatures, the tombstone horizon, admission); the rest is read when asked.',
         },
       ),
     ),

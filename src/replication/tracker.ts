@@ -17,7 +17,7 @@ import { ACK_TTL_SECONDS, acksOf, parseAck, recordAcks, recordParked, type Ack, 
 import type { Redis, ReplicationKeys } from '../redis';
 import type { Logger } from '../logger';
 import { Deadlines, type Timed } from './deadlines';
-import { readAnnouncement, type AckSigning } from './ack-auth';
+import { readAck, readAnnouncement, type AckSigning } from './ack-auth';
 
 /** How often waitReading reads the acks in another region's Redis. */
 const READ_EVERY_MS = 100;
@@ -90,11 +90,11 @@ interface Announcement {
 
 /**
  * An ack announcement in either form: the JSON `{ region, ids, lost? }`, or the signed form (ack-auth.ts:
- * a signature line, that JSON, and maybe a kept line). The signature is not checked yet: nothing requires
- * it, and the stored acks the waiters also read are not checked either. Null for anything else.
+ * a signature line, that JSON, and maybe a kept line), as `signing` takes it (in `require` mode only signed;
+ * null: unchecked). Null for anything else.
  */
-function announcementOf(message: string): Announcement | null {
-  const read = readAnnouncement(message);
+function announcementOf(message: string, signing: AckSigning | null): Announcement | null {
+  const read = signing ? signing.announcement(message) : readAnnouncement(message);
   const parsed = read ? (jsonOf(read.body) as Partial<Announcement> | null) : null;
   if (!read || typeof parsed?.region !== 'string' || !Array.isArray(parsed.ids)) return null;
   // A kept line that does not parse loses only what it would add.
@@ -120,11 +120,12 @@ function jsonOf(text: string): unknown {
 }
 
 /**
- * What an announcement says of one id: the region's earlier applied ack when the script kept it (so the
- * change is not lost there, whatever `lost` says), else its lost (superseded) value, else applied.
+ * What an announcement of `region` says of `id`: the region's earlier applied ack when the script kept it (so
+ * the change is not lost there, whatever `lost` says; the kept line is outside the announcement's MAC, so each
+ * value there is read as a stored one, readAck), else its lost (superseded) value, else applied.
  */
-function announcedAck(lost: unknown, kept: unknown): Ack {
-  const held = typeof kept === 'string' ? parseAck(kept) : null;
+function announcedAck(signing: AckSigning | null, id: string, region: string, lost: unknown, kept: unknown): Ack {
+  const held = typeof kept === 'string' && readAck(signing, id, region, kept) !== 'refused' ? parseAck(kept) : null;
   if (held?.outcome === 'applied') return held;
   return (typeof lost === 'string' ? parseAck(lost) : null) ?? { outcome: 'applied', at: '' };
 }
@@ -238,6 +239,11 @@ export class Tracker implements AckWriter {
     return redis.hgetall(this.keys.ack(changeId));
   }
 
+  /** The acks of `changeId`'s record `hash` that count here (in `require` mode: those whose signature holds). */
+  acksOf(changeId: string, hash: Record<string, string>): Map<string, Ack> {
+    return acksOf(hash, { changeId, signing: this.signing });
+  }
+
   /** The pattern of every origin's ack channel (the prefix's glob characters escaped). */
   private get everyOrigin(): string {
     return this.keys.ackChannel('').replace(/[*?[\]\\]/g, '\\$&') + '*';
@@ -296,7 +302,7 @@ export class Tracker implements AckWriter {
     for (;;) {
       let over = p.held;
       try {
-        over = p.take(acksOf(await redis.hgetall(this.keys.ack(changeId))));
+        over = p.take(this.acksOf(changeId, await redis.hgetall(this.keys.ack(changeId))));
       } catch (err) {
         this.log.debug({ err: (err as Error).message, changeId }, 'could not read the acks in the origin\'s Redis; will retry');
       }
@@ -327,14 +333,14 @@ export class Tracker implements AckWriter {
   }
 
   private onMessage(message: string): void {
-    const parsed = announcementOf(message);
+    const parsed = announcementOf(message, this.signing);
     if (!parsed) return;
     const { region, ids, lost, kept } = parsed;
     for (const id of ids) {
       // Every ack of this region's changes is announced here (and, while any-origin waiters wait, every
       // region's); most have no waiter in this process.
       if (typeof id !== 'string' || !this.waiters.has(id)) continue;
-      this.markAcked(id, new Map([[region, announcedAck(lost?.[id], kept?.[id])]]));
+      this.markAcked(id, new Map([[region, announcedAck(this.signing, id, region, lost?.[id], kept?.[id])]]));
     }
   }
 
@@ -347,8 +353,7 @@ export class Tracker implements AckWriter {
 
   private async recheck(changeId: string): Promise<void> {
     try {
-      const acks = await this.redis.hgetall(this.keys.ack(changeId));
-      this.markAcked(changeId, acksOf(acks));
+      this.markAcked(changeId, this.acksOf(changeId, await this.redis.hgetall(this.keys.ack(changeId))));
     } catch (err) {
       this.log.debug({ err: (err as Error).message, changeId }, 'tracker recheck failed; waiting for announcements');
     }
@@ -375,7 +380,7 @@ export class Tracker implements AckWriter {
         const res = (await pipe.exec()) ?? [];
         batch.forEach((id, j) => {
           const [err, acks] = res[j] ?? [null, {}];
-          if (!err && acks && typeof acks === 'object') this.markAcked(id, acksOf(acks as Record<string, string>));
+          if (!err && acks && typeof acks === 'object') this.markAcked(id, this.acksOf(id, acks as Record<string, string>));
         });
       } catch (err) {
         this.log.debug({ err: (err as Error).message }, 'tracker sweep failed; will retry');

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { Tracker, type WaitResult } from '../../src/replication/tracker';
 import { formatAck, parseAck, recordAcks } from '../../src/replication/ack-records';
-import { signAck, signAnnouncement } from '../../src/replication/ack-auth';
+import { AckSigning, signAck, signAnnouncement } from '../../src/replication/ack-auth';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { REDIS_URL, deleteKeys, uniqueName } from '../support/env';
 
@@ -380,5 +380,91 @@ describe('the signed announcement form (written by a later version; readers acce
     const lost = superseded('2026-12-05T00:00:01.000Z');
     const plain = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost }, kept: { [id]: 'applied@2026-12-05T00:00:00.000Z' } });
     expect(await waitAnnounced(id, plain)).toEqual({ complete: false, applied: ['a'], pending: [], superseded: [{ region: 'b', winner }] });
+  });
+});
+
+describe('ackSignatures require: only acks and announcements whose signature holds count', () => {
+  const auth = new EventAuth(parseReplicationKeys(`k1:${'a'.repeat(32)}`));
+  // The same key id under another secret (a bad signature), and a key id not known here.
+  const forger = new EventAuth(parseReplicationKeys(`k1:${'f'.repeat(32)}`));
+  const stranger = new EventAuth(parseReplicationKeys(`k9:${'a'.repeat(32)}`));
+  const at = '2026-12-05T00:00:00.000Z';
+  const applied = `applied@${at}`;
+  let strict: Tracker;
+  let signing: AckSigning;
+  let cmd: Redis;
+
+  beforeAll(async () => {
+    const sub = conn(true);
+    cmd = conn();
+    await Promise.all([ready(sub), ready(cmd)]);
+    signing = new AckSigning(auth, 'require');
+    // Region s: a channel of its own; a 100 ms sweep, so the stored acks are read again during each wait.
+    strict = new Tracker(cmd, sub, keys, 's', pino({ level: 'silent' }), 100, undefined, signing);
+    await strict.start();
+  });
+
+  test('a stored applied ack counts only when signed: unsigned, badly signed and unknown-key ones leave the waiter pending to its deadline; signed ones complete it', async () => {
+    const id = 'req-stored';
+    await cmd.hset(keys.ack(id), 'b', applied, 'c', signAck(forger, id, 'c', applied), 'd', signAck(stranger, id, 'd', applied));
+    const before = { ...signing.unverified };
+    const forged = await strict.wait(id, ['s', 'b', 'c', 'd'], ['s'], Date.now() + 400);
+    expect(forged).toEqual({ complete: false, applied: ['s'], pending: ['b', 'c', 'd'], superseded: [] });
+    expect(signing.unverified.unsigned).toBeGreaterThan(before.unsigned);
+    expect(signing.unverified['bad-signature']).toBeGreaterThan(before['bad-signature']);
+    expect(signing.unverified['unknown-key']).toBeGreaterThan(before['unknown-key']);
+    await cmd.hset(keys.ack(id), ...['b', 'c', 'd'].flatMap((r) => [r, signAck(auth, id, r, applied)]));
+    expect((await strict.wait(id, ['s', 'b', 'c', 'd'], ['s'], Date.now() + 5000)).complete).toBe(true);
+  });
+
+  test('an unsigned or badly signed announcement releases no waiter; a signed one does', async () => {
+    const id = 'req-announced';
+    const body = JSON.stringify({ region: 'b', ids: [id] });
+    const waiting = strict.wait(id, ['s', 'b'], ['s'], Date.now() + 400);
+    await cmd.publish(keys.ackChannel('s'), body);
+    await cmd.publish(keys.ackChannel('s'), signAnnouncement(forger, body));
+    expect(await waiting).toEqual({ complete: false, applied: ['s'], pending: ['b'], superseded: [] });
+    const again = strict.wait(id, ['s', 'b'], ['s'], Date.now() + 5000);
+    await cmd.publish(keys.ackChannel('s'), signAnnouncement(auth, body));
+    expect((await again).complete).toBe(true);
+  });
+
+  test('a value on a signed announcement\'s kept line counts only when signed for its change and the announcing region', async () => {
+    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
+    const announce = async (id: string, kept: string) => {
+      const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, at));
+      const body = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } });
+      const waiting = strict.wait(id, ['s', 'b'], ['s'], Date.now() + 5000);
+      await cmd.publish(keys.ackChannel('s'), `${signAnnouncement(auth, body)}\n${JSON.stringify({ [id]: kept })}`);
+      return waiting;
+    };
+    // Unsigned, and signed for another region: the lost value stands.
+    expect((await announce('req-kept-1', applied)).superseded).toEqual([{ region: 'b', winner }]);
+    expect((await announce('req-kept-2', signAck(auth, 'req-kept-2', 'c', applied))).superseded).toEqual([{ region: 'b', winner }]);
+    expect(await announce('req-kept-3', signAck(auth, 'req-kept-3', 'b', applied))).toEqual({ complete: true, applied: ['s', 'b'], pending: [], superseded: [] });
+  });
+
+  test('waitReading (acks in another region\'s Redis) counts only signed ones', async () => {
+    const id = 'req-read';
+    await cmd.hset(keys.ack(id), 'b', applied);
+    expect((await strict.waitReading(cmd, id, ['s', 'b'], ['s'], Date.now() + 300)).pending).toEqual(['b']);
+    await cmd.hset(keys.ack(id), 'b', signAck(auth, id, 'b', applied));
+    expect((await strict.waitReading(cmd, id, ['s', 'b'], ['s'], Date.now() + 5000)).complete).toBe(true);
+  });
+
+  test('in sign mode (a rolling upgrade) unsigned acks and announcements still count, and are counted', async () => {
+    const sub = conn(true);
+    const c = conn();
+    await Promise.all([ready(sub), ready(c)]);
+    const lenient = new AckSigning(auth, 'sign');
+    const t = new Tracker(c, sub, keys, 'g', pino({ level: 'silent' }), 60_000, undefined, lenient);
+    await t.start();
+    await c.hset(keys.ack('sign-stored'), 'b', applied);
+    expect((await t.wait('sign-stored', ['g', 'b'], ['g'], Date.now() + 5000)).complete).toBe(true);
+    expect(lenient.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0 });
+    const waiting = t.wait('sign-announced', ['g', 'b'], ['g'], Date.now() + 5000);
+    await c.publish(keys.ackChannel('g'), signAnnouncement(forger, JSON.stringify({ region: 'b', ids: ['sign-announced'] })));
+    expect((await waiting).complete).toBe(true);
+    expect(lenient.unverified).toEqual({ unsigned: 1, 'bad-signature': 1, 'unknown-key': 0 });
   });
 });
