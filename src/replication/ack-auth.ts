@@ -31,6 +31,9 @@ const MAC_BYTES = 16;
 /** A tag's shape; the MAC may be of any length here (a truncated one is a bad signature, not no tag). */
 const TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)$/;
 
+/** How many verified ack values AckSigning remembers (~150 bytes each). */
+const VERIFIED_KEPT = 50_000;
+
 /** Config `ackSignatures`: what this region writes, and what it accepts. */
 export type AckSignatures = 'off' | 'sign' | 'require';
 
@@ -67,11 +70,23 @@ export class AckSigning {
     return !this.requires;
   }
 
+  /**
+   * Values found signed, as `change id, field, value`, oldest first (at most VERIFIED_KEPT): the relay reads
+   * the acks of every unconfirmed row each round, and while a region is down its rows wait with the same
+   * signed acks of the others (~4 µs a check: a page of 2,000 rows was ~28 ms a round without this).
+   */
+  private readonly verified = new Set<string>();
+
   /** How `value`, the field `field` of `changeId`'s ack record, reads here (see readAck). */
   read(changeId: string, field: string, value: string): AckReading {
     if (!this.signs) return 'holds';
+    const seen = `${changeId}\n${field}\n${value}`;
+    if (this.verified.has(seen)) return 'holds';
     const { verdict } = checkAck(this.auth, changeId, field, value);
-    return verdict === 'signed' ? 'holds' : this.takes(verdict) ? 'unverified' : 'refused';
+    if (verdict !== 'signed') return this.takes(verdict) ? 'unverified' : 'refused';
+    if (this.verified.size >= VERIFIED_KEPT) this.verified.delete(this.verified.values().next().value as string);
+    this.verified.add(seen);
+    return 'holds';
   }
 
   /** An announcement's body and kept line when it counts here (see readAck); null when it does not, or is none. */

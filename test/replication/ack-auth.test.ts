@@ -1,11 +1,11 @@
 /**
  * Signed ack values and announcements (src/replication/ack-auth.ts), and the readers of this version that
- * must take a signed value as its unsigned one (parseAck, acksOf, orgOf): nothing writes them yet, so that a
- * later version may during a rolling upgrade without any reader of this one misreading them.
+ * must take a signed value as its unsigned one (parseAck, acksOf, orgOf): a region of the version before
+ * signing reads them so during a rolling upgrade; and AckSigning's reads (what `require` counts).
  */
 import { createHmac } from 'node:crypto';
 import {
-  ACK_ANNOUNCEMENT_MAC_CONTEXT, ACK_MAC_CONTEXT, checkAck, checkAnnouncement, readAnnouncement, signAck, signAnnouncement, untaggedAck,
+  ACK_ANNOUNCEMENT_MAC_CONTEXT, ACK_MAC_CONTEXT, AckSigning, checkAck, checkAnnouncement, readAnnouncement, signAck, signAnnouncement, untaggedAck,
 } from '../../src/replication/ack-auth';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { acksOf, formatAck, ORG_FIELD, orgOf, PARKED_PREFIX, parseAck } from '../../src/replication/ack-records';
@@ -139,5 +139,21 @@ describe('announcements', () => {
     const plain = JSON.stringify({ region: 'b', ids: [ID] });
     expect(checkAnnouncement(auth, plain)).toEqual({ body: plain, kept: null, verdict: 'unsigned' });
     expect(readAnnouncement(plain)).toEqual({ body: plain, kept: null, tag: null });
+  });
+});
+
+describe('AckSigning.read', () => {
+  test('a value found signed is not checked again (the relay reads waiting rows every round); one that is not, every time', () => {
+    const signing = new AckSigning(new EventAuth(parseReplicationKeys(`k1:${'a'.repeat(32)}`)), 'require');
+    const mac = jest.spyOn(signing.auth, 'macOf');
+    const value = signAck(signing.auth, ID, 'b', `applied@${AT}`);
+    mac.mockClear();
+    expect([signing.read(ID, 'b', value), signing.read(ID, 'b', value)]).toEqual(['holds', 'holds']);
+    expect(mac).toHaveBeenCalledTimes(1);
+    // Remembered by change, field and value: the same value for another change or region is checked, and refused.
+    expect([signing.read(OTHER_ID, 'b', value), signing.read(ID, 'c', value)]).toEqual(['refused', 'refused']);
+    expect(signing.read(OTHER_ID, 'b', value)).toBe('refused');
+    expect(mac).toHaveBeenCalledTimes(4);
+    expect(signing.unverified['bad-signature']).toBe(3);
   });
 });
