@@ -122,11 +122,15 @@ function jsonOf(text: string): unknown {
 /**
  * What an announcement of `region` says of `id`: the region's earlier applied ack when the script kept it (so
  * the change is not lost there, whatever `lost` says; the kept line is outside the announcement's MAC, so each
- * value there is read as a stored one, readAck), else its lost (superseded) value, else applied.
+ * value there is read as a stored one, readAck), else its lost (superseded) value, else applied. Null in
+ * `require` mode for a lost value: read the stored record instead. The kept line being outside the MAC, a
+ * Redis writer could publish a genuine announcement again without it, and a waiter would answer 409 for a
+ * change the region holds; the stored field is the region's first judgement, each value signed.
  */
-function announcedAck(signing: AckSigning | null, id: string, region: string, lost: unknown, kept: unknown): Ack {
+function announcedAck(signing: AckSigning | null, id: string, region: string, lost: unknown, kept: unknown): Ack | null {
   const held = typeof kept === 'string' && readAck(signing, id, region, kept) !== 'refused' ? parseAck(kept) : null;
   if (held?.outcome === 'applied') return held;
+  if (typeof lost === 'string' && signing?.requires) return null;
   return (typeof lost === 'string' ? parseAck(lost) : null) ?? { outcome: 'applied', at: '' };
 }
 
@@ -340,7 +344,9 @@ export class Tracker implements AckWriter {
       // Every ack of this region's changes is announced here (and, while any-origin waiters wait, every
       // region's); most have no waiter in this process.
       if (typeof id !== 'string' || !this.waiters.has(id)) continue;
-      this.markAcked(id, new Map([[region, announcedAck(this.signing, id, region, lost?.[id], kept?.[id])]]));
+      const ack = announcedAck(this.signing, id, region, lost?.[id], kept?.[id]);
+      if (ack) this.markAcked(id, new Map([[region, ack]]));
+      else void this.recheck(id);
     }
   }
 

@@ -390,6 +390,7 @@ describe('ackSignatures require: only acks and announcements whose signature hol
   const stranger = new EventAuth(parseReplicationKeys(`k9:${'a'.repeat(32)}`));
   const at = '2026-12-05T00:00:00.000Z';
   const applied = `applied@${at}`;
+  const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
   let strict: Tracker;
   let signing: AckSigning;
   let cmd: Redis;
@@ -430,18 +431,34 @@ describe('ackSignatures require: only acks and announcements whose signature hol
   });
 
   test('a value on a signed announcement\'s kept line counts only when signed for its change and the announcing region', async () => {
-    const winner = { table: 'organizations', key: 'k1', version: '000000000002000.000000.asia-japan', originRegion: 'asia-japan' };
     const announce = async (id: string, kept: string) => {
       const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, at));
       const body = JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } });
       const waiting = strict.wait(id, ['s', 'b'], ['s'], Date.now() + 5000);
+      // What the region's repair leaves stored in place of a kept value that does not verify (its superseded
+      // judgement), written after the waiter's first read: the announcement's lost value sends the waiter there.
+      await cmd.hset(keys.ack(id), 'b', lost);
       await cmd.publish(keys.ackChannel('s'), `${signAnnouncement(auth, body)}\n${JSON.stringify({ [id]: kept })}`);
       return waiting;
     };
-    // Unsigned, and signed for another region: the lost value stands.
+    // Unsigned, and signed for another region: the change lost there.
     expect((await announce('req-kept-1', applied)).superseded).toEqual([{ region: 'b', winner }]);
     expect((await announce('req-kept-2', signAck(auth, 'req-kept-2', 'c', applied))).superseded).toEqual([{ region: 'b', winner }]);
     expect(await announce('req-kept-3', signAck(auth, 'req-kept-3', 'b', applied))).toEqual({ complete: true, applied: ['s', 'b'], pending: [], superseded: [] });
+  });
+
+  test('a signed announcement published again without its kept line (by a Redis writer) answers no 409: its lost value is read back from the stored record', async () => {
+    const id = 'req-stripped';
+    const lost = signAck(auth, id, 'b', formatAck({ outcome: 'superseded', winner }, at));
+    const signed = signAnnouncement(auth, JSON.stringify({ region: 'b', ids: [id], lost: { [id]: lost } }));
+    const kept = signAck(auth, id, 'b', applied);
+    const waiting = strict.wait(id, ['s', 'b'], ['s'], Date.now() + 5000);
+    // The stripped copy reaches the waiter before it has read b's stored applied ack (the race a writer wins by
+    // publishing it over and over); then the announcement as the ack script published it, after storing.
+    await cmd.publish(keys.ackChannel('s'), signed);
+    await cmd.hset(keys.ack(id), 'b', kept);
+    await cmd.publish(keys.ackChannel('s'), `${signed}\n${JSON.stringify({ [id]: kept })}`);
+    expect(await waiting).toEqual({ complete: true, applied: ['s', 'b'], pending: [], superseded: [] });
   });
 
   test('waitReading (acks in another region\'s Redis) counts only signed ones', async () => {
