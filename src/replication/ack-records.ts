@@ -132,7 +132,8 @@ export async function recordAcks(
     if (auth) perChange.push(signAck(auth, id, region, value), org === undefined ? '' : signAck(auth, id, ORG_FIELD, org));
     else perChange.push(value, org ?? '');
   }
-  // Superseded outcomes travel with the announcement, so a waiter answers without reading them back.
+  // Superseded outcomes travel with the announcement, so a waiter answers without reading them back (but in
+  // `require` mode: announcedAck, tracker.ts).
   const body = JSON.stringify(Object.keys(lost).length ? { region, ids: changeIds, lost } : { region, ids: changeIds });
   const announcement = auth ? signAnnouncement(auth, body) : body;
   const ackKeys = changeIds.map((id) => keys.ack(id));

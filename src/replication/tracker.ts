@@ -122,10 +122,9 @@ function jsonOf(text: string): unknown {
 /**
  * What an announcement of `region` says of `id`: the region's earlier applied ack when the script kept it (so
  * the change is not lost there, whatever `lost` says; the kept line is outside the announcement's MAC, so each
- * value there is read as a stored one, readAck), else its lost (superseded) value, else applied. Null in
- * `require` mode for a lost value: read the stored record instead. The kept line being outside the MAC, a
- * Redis writer could publish a genuine announcement again without it, and a waiter would answer 409 for a
- * change the region holds; the stored field is the region's first judgement, each value signed.
+ * value there is read as a stored one, readAck), else its lost (superseded) value, else applied. Null for a
+ * lost value in `require` mode: the stored field is read instead, since a Redis writer could publish a genuine
+ * announcement again without its kept line and have a waiter answer 409 for a change the region holds.
  */
 function announcedAck(signing: AckSigning | null, id: string, region: string, lost: unknown, kept: unknown): Ack | null {
   const held = typeof kept === 'string' && readAck(signing, id, region, kept) !== 'refused' ? parseAck(kept) : null;
