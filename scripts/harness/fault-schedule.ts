@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import { regionSpecs } from './cli';
-import { createOrg, RegionClient } from './client';
+import { ackFigures, createOrg, RegionClient } from './client';
 import { conflictsOk, conflictTable, runConflicts, type ConflictFigures } from './conflicts';
 import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
 import { FaultSchedule } from './faults';
@@ -132,6 +132,8 @@ interface Report {
     postgresRestarts: number;
     /** Starts that a signal from outside the run ended (Stack.startService tried them again). */
     outsideKills: number;
+    /** Acks and announcements read that did not verify, per region since its last start (sign and require). */
+    acksUnverified: Record<string, number>;
   };
   lost: LossCheck['lost'];
   undeleted: LossCheck['undeleted'];
@@ -162,6 +164,7 @@ function table(r: Report): string {
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
     ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
+    ['acks read unverified (since each start)', Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
     ['load and faults', `${f.faultSeconds.toFixed(1)} s`],
     ['whole run', `${f.totalSeconds.toFixed(1)} s`],
   ];
@@ -247,6 +250,8 @@ async function main(): Promise<number> {
 
   const conv = await waitConverged(clients, stack.adminToken, faultsEnded, o.convergeLimitS * 3000);
   const loss = await checkAcknowledged(dbUrls, org.id, acked, expected);
+  const unverifiedIn = async (c: RegionClient) => Object.values((await ackFigures(c, stack.adminToken)).unverified).reduce((a, b) => a + b, 0);
+  const acksUnverified = Object.fromEntries(await Promise.all(clients.map(async (c) => [c.region, await unverifiedIn(c)] as const)));
   let conflicts: ConflictFigures | null = null;
   if (o.conflicts > 0) {
     log(`conflict test: ${o.conflicts} rounds`);
@@ -288,6 +293,7 @@ async function main(): Promise<number> {
       redisRestarts: faults.redisRestarts,
       postgresRestarts: faults.postgresRestarts,
       outsideKills: stack.outsideKills,
+      acksUnverified,
     },
     lost: loss.lost,
     undeleted: loss.undeleted,
