@@ -164,7 +164,7 @@ function table(r: Report): string {
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
     ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
-    ['acks read unverified (since each start)', Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
+    ['acks unverified (since each start)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
     ['load and faults', `${f.faultSeconds.toFixed(1)} s`],
     ['whole run', `${f.totalSeconds.toFixed(1)} s`],
   ];
