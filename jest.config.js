@@ -2,6 +2,7 @@
 // answers in seconds. `integration`: every other test, including a new file until it is listed here.
 const UNIT = [
   'test/harness/delay-proxy.test.ts',
+  'test/harness/ack-signatures-flag.test.ts',
   'test/replication/consistency.test.ts',
   'test/replication/ack-auth.test.ts',
   'test/replication/hlc.test.ts',

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import os from 'node:os';
 import { adminHeaders, createOrg, percentile, RegionClient } from './client';
-import { intFlag, log, numFlag, parseFlags, requireRoot, UsageError } from './common';
+import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, UsageError } from './common';
 import { DEFAULT_REGIONS, Stack } from './stack';
 
 const USAGE = `usage: npm run harness -- bench [options]
@@ -23,6 +23,7 @@ const USAGE = `usage: npm run harness -- bench [options]
   --gap MS          pause after each write (default 2 x RTT + 50 ms: the write has replicated everywhere
                     before the next starts, so both levels are timed on a quiet deployment; with 0 every
                     all_regions write competes with the replication of the local_region write just before it)
+  --ack-signatures M  the regions' config ackSignatures: off, sign or require (default require)
   --report PATH     also write the figures as JSON to PATH
 `;
 
@@ -57,7 +58,7 @@ async function timedCreate(c: RegionClient, token: string, name: string, level: 
 }
 
 export async function bench(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(argv, ['rtt', 'regions', 'writes', 'bound', 'report', 'gap'], ['shared-redis', 'help']);
+  const { flags } = parseFlags(argv, ['rtt', 'regions', 'writes', 'bound', 'report', 'gap', 'ack-signatures'], ['shared-redis', 'help']);
   if (flags.has('help')) {
     process.stdout.write(USAGE);
     return 0;
@@ -71,7 +72,7 @@ export async function bench(argv: string[]): Promise<number> {
   if (rtt < 0) throw new UsageError('--rtt must be >= 0');
   requireRoot('npm run harness -- bench');
   const regions = Array.from({ length: n }, (_, i) => ({ id: DEFAULT_REGIONS[i]?.id ?? `region-${i + 1}`, delayMs: rtt / 2 }));
-  const stack = await Stack.up({ regions, redisDelayMs: rtt / 2, jitterMs: 0, redisAppendOnly: false, sharedRedis, logLevel: 'warn', say: log });
+  const stack = await Stack.up({ regions, redisDelayMs: rtt / 2, jitterMs: 0, redisAppendOnly: false, sharedRedis, ackSignatures: ackSignaturesFlag(flags), logLevel: 'warn', say: log });
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), 1));
   try {
     const first = clients[0];

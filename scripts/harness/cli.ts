@@ -4,7 +4,7 @@
  * (bench.ts). `npm run harness -- cleanup` removes leftovers of dead runs.
  */
 import readline from 'node:readline';
-import { log, parseFlags, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
+import { ackSignaturesFlag, log, parseFlags, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
 import { bench } from './bench';
 import { removeLeftovers } from './netns';
 import { DEFAULT_REDIS_DELAY_MS, DEFAULT_REGIONS, REDIS_HOST, Stack, type RegionSpec, type StackOptions } from './stack';
@@ -22,6 +22,7 @@ options of up:
   --redis-latency MS   the shared Redis host's delay (default ${DEFAULT_REDIS_DELAY_MS})
   --jitter MS          random +-MS per packet burst (default 0; order is kept)
   --redis-aof yes|no   Redis append-only file, so 'restart redis' keeps the stream (default yes)
+  --ack-signatures M   the regions' config ackSignatures: off, sign or require (default require)
   --log-level LEVEL    the regions' LOG_LEVEL (default warn); their lines are echoed unless --quiet
   --logs DIR           keep every host's log in DIR (default: in the run's temp dir, removed at exit)
   --quiet              do not echo region output
@@ -146,6 +147,7 @@ async function up(flags: Flags): Promise<number> {
     jitterMs: numFlag(flags, 'jitter', 0, 0, 10_000),
     redisAppendOnly: aof === 'yes',
     sharedRedis: flags.has('shared-redis'),
+    ackSignatures: ackSignaturesFlag(flags),
     logLevel: flags.get('log-level') ?? 'warn',
     logDir: flags.get('logs'),
     onRegionLine: quiet ? undefined : (region, line) => process.stdout.write(`[${region}] ${line}\n`),
@@ -178,7 +180,7 @@ async function main(): Promise<number> {
   if (process.argv[2] === 'bench') return bench(process.argv.slice(3));
   const { flags, positional } = parseFlags(
     process.argv.slice(2),
-    ['regions', 'latency', 'redis-latency', 'jitter', 'redis-aof', 'log-level', 'logs'],
+    ['regions', 'latency', 'redis-latency', 'jitter', 'redis-aof', 'ack-signatures', 'log-level', 'logs'],
     ['quiet', 'help', 'shared-redis'],
   );
   const cmd = positional[0] ?? 'up';

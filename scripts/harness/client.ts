@@ -86,6 +86,20 @@ export async function digest(c: RegionClient, adminToken: string): Promise<Diges
   return b.tables;
 }
 
+/** A region's `ack_signatures` of GET /admin/replication: acks and announcements it read that did not verify, since it started. */
+export interface AckFigures {
+  mode: string;
+  unverified: Record<string, number>;
+  confirmed_on_unverified: number;
+}
+
+export async function ackFigures(c: RegionClient, adminToken: string): Promise<AckFigures> {
+  const res = await c.call('GET', '/admin/replication', { headers: adminHeaders(adminToken) });
+  const b = res.body as { ack_signatures?: AckFigures } | null;
+  if (res.status !== 200 || !b?.ack_signatures) throw new Error(`ack figures of ${c.region}: ${res.status} ${JSON.stringify(res.body)}`);
+  return b.ack_signatures;
+}
+
 /**
  * The credential a SlashID write answer names: the `result`'s id (201), else the id at the end of its
  * `Location` (a 408 of a create that committed; SlashID's errors carry no `result`).

@@ -3,6 +3,7 @@
  * runs on every way out (normal exit, Ctrl-C, SIGTERM, SIGHUP, an uncaught error), so a run never leaves
  * namespaces, links, processes or temp dirs behind.
  */
+import type { AckSignatures } from '../../src/replication/ack-auth';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -59,6 +60,16 @@ export function numFlag(flags: Flags, name: string, dflt: number, min = 0, max =
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`--${name} must be a number from ${min} to ${max}, got '${v}'`);
   return n;
+}
+
+const ACK_SIGNATURES: readonly AckSignatures[] = ['off', 'sign', 'require'];
+
+/** `--ack-signatures off|sign|require`: the regions' config `ackSignatures`; the harness runs `require` unless told. */
+export function ackSignaturesFlag(flags: Flags): AckSignatures {
+  const v = flags.get('ack-signatures') ?? 'require';
+  const mode = ACK_SIGNATURES.find((m) => m === v);
+  if (!mode) throw new UsageError(`--ack-signatures must be off, sign or require, got '${v}'`);
+  return mode;
 }
 
 /** Namespaces, veths and tc need root; say so plainly instead of failing halfway with EPERM. */

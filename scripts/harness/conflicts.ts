@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { regionSpecs } from './cli';
 import { CREDENTIALS_PATH, createOrg, orgHeaders, percentile, RegionClient, resultId, type Org } from './client';
-import { intFlag, log, numFlag, parseFlags, requireRoot, runMain, sleep } from './common';
+import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, sleep } from './common';
 import { Stack } from './stack';
 
 export interface ConflictFigures {
@@ -110,15 +110,15 @@ export function conflictTable(f: ConflictFigures): string {
   ].join('\n');
 }
 
-const USAGE = `usage: node dist/scripts/harness/conflicts.js [--rounds N] [--report PATH] [--latency LIST] [--redis-latency MS] [--jitter MS]\n`;
+const USAGE = `usage: node dist/scripts/harness/conflicts.js [--rounds N] [--report PATH] [--latency LIST] [--redis-latency MS] [--jitter MS] [--ack-signatures off|sign|require]\n`;
 
 async function main(): Promise<number> {
-  const { flags } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs']);
+  const { flags } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures']);
   requireRoot('the conflict test');
   const rounds = intFlag(flags, 'rounds', 1000, 1);
   const { regions, redisDelayMs } = regionSpecs(flags);
   const stack = await Stack.up({
-    regions, redisDelayMs, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: false, logLevel: 'warn', logDir: flags.get('logs'), say: log,
+    regions, redisDelayMs, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: false, ackSignatures: ackSignaturesFlag(flags), logLevel: 'warn', logDir: flags.get('logs'), say: log,
   });
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), 2));
   const first = clients[0];

@@ -10,12 +10,13 @@
  */
 import fs from 'node:fs';
 import { regionSpecs } from './cli';
-import { createOrg, RegionClient } from './client';
+import { ackFigures, createOrg, RegionClient } from './client';
 import { conflictsOk, conflictTable, runConflicts, type ConflictFigures } from './conflicts';
-import { intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
+import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
 import { FaultSchedule } from './faults';
 import { Load, type LoadFigures } from './load';
 import { Stack, type PartitionMode } from './stack';
+import type { AckSignatures } from '../../src/replication/ack-auth';
 import { AllRegionsProbe, checkAcknowledged, waitConverged, type LossCheck } from './verify';
 
 /** How long after its Postgres accepted connections again a region may still answer 503 "database unavailable". */
@@ -44,6 +45,7 @@ const USAGE = `usage: npm run test:faults -- [--short] [options]
                        (default 1.5; 0 = never)
   --redis-aof yes|no   Redis persistence (default yes; no = a restart loses the inbox, acks and groups)
   --shared-redis       one Redis host for every region (the topology before per-region Redis)
+  --ack-signatures M   the regions' config ackSignatures: off, sign or require (default require)
   --all-regions F      share of writes sent with all_regions and a 2 s timeout (default 0.1)
   --patches F          share of writes that PATCH a credential the client created (default 0.15)
   --deletes F          share of writes that DELETE one (default 0.05)
@@ -74,6 +76,7 @@ interface Options {
   deletes: number;
   convergeLimitS: number;
   conflicts: number;
+  ackSignatures: AckSignatures;
   report?: string;
 }
 
@@ -105,6 +108,7 @@ function options(flags: Flags): Options {
     deletes: numFlag(flags, 'deletes', 0.05, 0, 1),
     convergeLimitS: numFlag(flags, 'converge-limit', 30, 1, 3600),
     conflicts: intFlag(flags, 'conflicts', short ? 50 : 0, 0),
+    ackSignatures: ackSignaturesFlag(flags),
     report: flags.get('report'),
   };
 }
@@ -128,6 +132,8 @@ interface Report {
     postgresRestarts: number;
     /** Starts that a signal from outside the run ended (Stack.startService tried them again). */
     outsideKills: number;
+    /** Acks and announcements read that did not verify, per region since its last start (sign and require). */
+    acksUnverified: Record<string, number>;
   };
   lost: LossCheck['lost'];
   undeleted: LossCheck['undeleted'];
@@ -158,6 +164,7 @@ function table(r: Report): string {
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
     ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
+    ['acks unverified (since each start)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
     ['load and faults', `${f.faultSeconds.toFixed(1)} s`],
     ['whole run', `${f.totalSeconds.toFixed(1)} s`],
   ];
@@ -177,7 +184,7 @@ function table(r: Report): string {
 async function main(): Promise<number> {
   const { flags } = parseFlags(
     process.argv.slice(2),
-    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter'],
+    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter', 'ack-signatures'],
     ['short', 'help', 'shared-redis'],
   );
   if (flags.has('help')) {
@@ -189,14 +196,14 @@ async function main(): Promise<number> {
   requireRoot('npm run test:faults');
   const t0 = Date.now();
   const stack = await Stack.up({
-    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, sharedRedis: flags.has('shared-redis'), logLevel: 'warn', logDir: flags.get('logs'), say: log,
+    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, sharedRedis: flags.has('shared-redis'), ackSignatures: o.ackSignatures, logLevel: 'warn', logDir: flags.get('logs'), say: log,
   });
   const perRegion = Math.max(1, Math.ceil(o.clients / stack.regionIds.length));
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), perRegion));
   const first = clients[0];
   if (!first) throw new Error('no regions');
   const org = await createOrg(first, stack.adminToken, `faults-${stack.runId}`);
-  log(`stack ${stack.runId} up in ${((Date.now() - t0) / 1000).toFixed(1)} s; load: >= ${o.creates} creates, >= ${o.durationS} s, ${o.clients} clients`);
+  log(`stack ${stack.runId} up in ${((Date.now() - t0) / 1000).toFixed(1)} s; load: >= ${o.creates} creates, >= ${o.durationS} s, ${o.clients} clients; ackSignatures ${o.ackSignatures}`);
 
   const durationMs = o.durationS * 1000;
   const dbUrls = Object.fromEntries(stack.regionIds.map((r) => [r, stack.dbUrl(r)]));
@@ -243,6 +250,8 @@ async function main(): Promise<number> {
 
   const conv = await waitConverged(clients, stack.adminToken, faultsEnded, o.convergeLimitS * 3000);
   const loss = await checkAcknowledged(dbUrls, org.id, acked, expected);
+  const unverifiedIn = async (c: RegionClient) => Object.values((await ackFigures(c, stack.adminToken)).unverified).reduce((a, b) => a + b, 0);
+  const acksUnverified = Object.fromEntries(await Promise.all(clients.map(async (c) => [c.region, await unverifiedIn(c)] as const)));
   let conflicts: ConflictFigures | null = null;
   if (o.conflicts > 0) {
     log(`conflict test: ${o.conflicts} rounds`);
@@ -284,6 +293,7 @@ async function main(): Promise<number> {
       redisRestarts: faults.redisRestarts,
       postgresRestarts: faults.postgresRestarts,
       outsideKills: stack.outsideKills,
+      acksUnverified,
     },
     lost: loss.lost,
     undeleted: loss.undeleted,
@@ -291,7 +301,7 @@ async function main(): Promise<number> {
     events: faults.events,
     conflicts,
   };
-  process.stdout.write(`\nfault schedule, run ${stack.runId}: ${stack.regionIds.length} regions, ${o.clients} clients\n${table(report)}\n`);
+  process.stdout.write(`\nfault schedule, run ${stack.runId}: ${stack.regionIds.length} regions, ${o.clients} clients, ackSignatures ${o.ackSignatures}\n${table(report)}\n`);
   if (conflicts) process.stdout.write(conflictTable(conflicts) + '\n');
   process.stdout.write(report.ok ? 'RESULT: PASS\n' : `RESULT: FAIL\n${failures.map((f) => `  - ${f}`).join('\n')}\n`);
   if (o.report) fs.writeFileSync(o.report, JSON.stringify(report, null, 2) + '\n');

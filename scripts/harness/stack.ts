@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ConfigFile } from '../../src/config-schema';
+import type { AckSignatures } from '../../src/replication/ack-auth';
 import { onTeardown } from './common';
 import type { DelayTable } from './delay-proxy';
 import { startAgainIfKilledFromOutside, type HostProcess } from './host-process';
@@ -47,6 +48,8 @@ export interface StackOptions {
   redisAppendOnly: boolean;
   /** One Redis for every region, on a host of its own (default: a Redis per region, on its host). */
   sharedRedis?: boolean;
+  /** The regions' config `ackSignatures` (`--ack-signatures`; the harness's default is `require`). */
+  ackSignatures: AckSignatures;
   /** LOG_LEVEL of the regions. */
   logLevel: string;
   /** Keep the hosts' logs here; by default they live in the run's temp dir and go with it. */
@@ -183,6 +186,7 @@ export class Stack {
       maxCredentialsPerOrg: 100_000,
       metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 },
       metadataAllowedHosts: [this.idp.hostPort],
+      ackSignatures: o.ackSignatures,
     };
     fs.writeFileSync(this.configPath, JSON.stringify(file, null, 2));
     const template = initTemplate(path.join(tmp, 'pg'));

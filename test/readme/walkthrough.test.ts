@@ -9,6 +9,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { ConfigFile } from '../../src/config-schema';
 import { PROJECT_ROOT } from '../../src/paths';
 import { ADMIN_TOKEN } from '../support/env';
 import { call, startCluster, type Cluster } from '../support/harness';
@@ -99,7 +100,9 @@ describe('README walkthrough', () => {
     const [major = 0, minor = 0] = (/^curl (\d+)\.(\d+)/.exec(curl) ?? []).slice(1).map(Number);
     if (major < 7 || (major === 7 && minor < 84)) throw new Error(`the README walkthrough needs curl >= 7.84 (--fail-with-body, %header{}), found ${curl.split('\n')[0]}`);
     idp = await startIdpServer();
-    cluster = await startCluster('walkthrough', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort] } });
+    // Acks signed as the shipped regions.config.json says, which the walkthrough's `npm run cluster` runs.
+    const { ackSignatures } = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'regions.config.json'), 'utf8')) as ConfigFile;
+    cluster = await startCluster('walkthrough', REGIONS, { extra: { metadataAllowedHosts: [idp.hostPort], ackSignatures } });
   }, 120_000);
 
   afterAll(async () => {
