@@ -13,6 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
+import { readSecrets, secretsPath } from './cluster-secrets';
 import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
 import { answerHelp } from './usage';
 import { httpUrl } from '../src/http/url';
@@ -27,20 +28,8 @@ const SECRETS: Record<string, () => string> = {
 /** A rotation's other accepted values (README, Security): taken from the file like the secrets, never made up. */
 const ROTATION_SECRETS = ['ADMIN_TOKEN_ACCEPTED', 'TOKEN_ACCEPTED_SECRETS'] as const;
 
-function secretsPath(configPath: string): string {
-  return path.join(path.dirname(configPath), '.cluster', `${path.basename(configPath, '.json')}.env`);
-}
-
-/** Its KEY=value lines, read as a shell reads them: `export ` before the name and one pair of quotes allowed. */
-function readSecrets(file: string): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!fs.existsSync(file)) return out;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = /^(?:export\s+)?([A-Z_]+)=(['"]?)(.*)\2$/.exec(line.trim());
-    if (m?.[1] && m[3] && (m[1] in SECRETS || (ROTATION_SECRETS as readonly string[]).includes(m[1]))) out.set(m[1], m[3]);
-  }
-  return out;
-}
+/** The names the secrets file may hold. */
+const FILE_NAMES = [...Object.keys(SECRETS), ...ROTATION_SECRETS];
 
 /**
  * Each secret from the environment, else from the file, else made up and added to the file (mode 0600).
@@ -49,7 +38,7 @@ function readSecrets(file: string): Map<string, string> {
 function clusterSecrets(configPath: string, alone: boolean): Record<string, string> {
   const file = secretsPath(configPath);
   const shown = path.relative(process.env.INIT_CWD ?? process.cwd(), file) || file;
-  const kept = readSecrets(file);
+  const kept = readSecrets(file, FILE_NAMES);
   const missing = Object.keys(SECRETS).filter((name) => !process.env[name] && !kept.has(name));
   if (missing.length && alone) {
     process.stderr.write(
@@ -72,7 +61,7 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
     }
   }
   // Read again after a write: what the file says is what this start uses (the last line of a name wins).
-  const fromFile = missing.length ? readSecrets(file) : kept;
+  const fromFile = missing.length ? readSecrets(file, FILE_NAMES) : kept;
   for (const name of missing) {
     // TOKEN_SIGNING_SECRET is not printed: nothing but the regions needs it.
     if (name !== 'TOKEN_SIGNING_SECRET') process.stdout.write(`${name} was not set; made one up for this cluster:\n  export ${name}=${fromFile.get(name)}\n`);

@@ -8,6 +8,8 @@
  * GET /admin/replication and /metrics count them: the figure that says when `require` is safe.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Client } from 'pg';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { signAck, signAnnouncement } from '../../src/replication/ack-auth';
@@ -134,11 +136,11 @@ describe('ackSignatures: require', () => {
   test('a planted ~org lets no organization read a change on its status route; a signed one does', async () => {
     const owner = await createOrg(r.cluster.url(A), 'owner of the change', { headers: ALL });
     const changeId = crypto.randomUUID();
-    const path = `/organizations/replication/changes/${changeId}`;
+    const route = `/organizations/replication/changes/${changeId}`;
     await r.redis.hset(r.keys.ack(changeId), '~org', owner.id, A, signAck(auth, changeId, A, appliedNow()));
-    expect((await call(r.cluster.url(A), 'GET', path, { headers: slashidHeaders(owner) })).status).toBe(404);
+    expect((await call(r.cluster.url(A), 'GET', route, { headers: slashidHeaders(owner) })).status).toBe(404);
     await r.redis.hset(r.keys.ack(changeId), '~org', signAck(auth, changeId, '~org', owner.id));
-    const shown = await call(r.cluster.url(A), 'GET', path, { headers: slashidHeaders(owner) });
+    const shown = await call(r.cluster.url(A), 'GET', route, { headers: slashidHeaders(owner) });
     expect(shown.status).toBe(200);
     expect(shown.body.result.applied_at[A]).toEqual(expect.any(String));
   });
@@ -155,6 +157,15 @@ describe('ackSignatures: require', () => {
         const refused = await reseed(TEST_REPLICATION_KEYS);
         expect(refused.status).toBe(1);
         expect(refused.stderr).toContain(`${A} has 1 change(s) ${B} has not applied yet`);
+        // Not exported: the keys `npm run cluster` keeps in its secrets file next to the config are taken.
+        const secrets = path.join(path.dirname(r.cluster.deployment.configPath), '.cluster', `${path.basename(r.cluster.deployment.configPath, '.json')}.env`);
+        fs.mkdirSync(path.dirname(secrets), { recursive: true });
+        fs.writeFileSync(secrets, `ADMIN_TOKEN=unused\nexport REPLICATION_KEYS='${TEST_REPLICATION_KEYS}'\n`);
+        try {
+          expect(await reseed('')).toMatchObject({ status: 1, stderr: expect.stringContaining(`${A} has 1 change(s) ${B} has not applied yet`) });
+        } finally {
+          fs.rmSync(secrets);
+        }
         await r.redis.hset(r.keys.ack(changeId), B, signAck(auth, changeId, B, appliedNow()));
         const copied = await reseed(TEST_REPLICATION_KEYS);
         expect({ status: copied.status, stderr: copied.stderr }).toEqual({ status: 0, stderr: '' });
