@@ -4,6 +4,7 @@
  * so a misspelt option must not be found out after it).
  */
 import { parseArgs } from 'node:util';
+import type { AckSignatures } from '../src/replication/ack-auth';
 
 export const PARTS = ['throughput', 'latency', 'apply', 'overload', 'stall'] as const;
 export type Part = (typeof PARTS)[number];
@@ -28,6 +29,8 @@ export interface ThroughputOptions {
   stored: number;
   /** The regions deliver several events per inbox entry (config replicationPacks). */
   packs: boolean;
+  /** The regions' config ackSignatures (default require, as the shipped regions.config.json). */
+  ackSignatures: AckSignatures;
   /** The throughput operations. */
   ops: Op[];
   /** Which parts run: all three in a full run, else the one named. */
@@ -47,6 +50,8 @@ export interface OverloadOptions {
   /** The write gate's queue and its wait (config admission.writes), when set. */
   writesQueue?: number;
   writesQueueWait?: number;
+  /** The regions' config ackSignatures (default require, as the shipped regions.config.json). */
+  ackSignatures: AckSignatures;
 }
 
 export type BenchCommand =
@@ -57,7 +62,7 @@ export type BenchCommand =
   | { part: 'help' };
 
 /** J's waiter target at the end of a full run: all 10,000 let through the write gate, so that all wait at once. */
-export const WAITERS: OverloadOptions = { n: 10_000, timeout: 90, credentials: 64, writesQueue: 10_000, writesQueueWait: 120_000 };
+export const WAITERS: Omit<OverloadOptions, 'ackSignatures'> = { n: 10_000, timeout: 90, credentials: 64, writesQueue: 10_000, writesQueueWait: 120_000 };
 
 export class BenchUsageError extends Error {}
 
@@ -70,7 +75,10 @@ Parts (none: throughput, latency and apply, then the 10,000 waiters):
   overload     a flood of all_regions PATCHes: answers, memory, the operator port's latency
   stall        the event-loop stall of parsing the largest metadata documents
 
-Options (a number each, but --ops, --packs and --waiters):
+Options (a number each, but --ops, --packs, --waiters and --ack-signatures):
+  full run, throughput, latency, apply, overload:
+    --ack-signatures off|sign|require
+                        the regions' ackSignatures (require, as the shipped regions.config.json)
   full run, throughput, latency, apply:
     --seconds <s>       measured seconds per side and operation (8)
     --rounds <n>        slices they are taken in, the sides alternating (4)
@@ -110,17 +118,18 @@ const OPTIONS = {
   credentials: { type: 'string' },
   'writes-queue': { type: 'string' },
   'writes-queue-wait': { type: 'string' },
+  'ack-signatures': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 type Name = keyof typeof OPTIONS;
-const THROUGHPUT_NAMES: readonly Name[] = ['seconds', 'rounds', 'warmup', 'ops', 'n', 'gap', 'backlog', 'stored', 'packs'];
+const THROUGHPUT_NAMES: readonly Name[] = ['seconds', 'rounds', 'warmup', 'ops', 'n', 'gap', 'backlog', 'stored', 'packs', 'ack-signatures'];
 const ALLOWED: Record<Part | 'full', readonly Name[]> = {
   full: [...THROUGHPUT_NAMES, 'waiters'],
   throughput: THROUGHPUT_NAMES,
   latency: THROUGHPUT_NAMES,
   apply: THROUGHPUT_NAMES,
-  overload: ['n', 'timeout', 'resume-after', 'credentials', 'writes-queue', 'writes-queue-wait'],
+  overload: ['n', 'timeout', 'resume-after', 'credentials', 'writes-queue', 'writes-queue-wait', 'ack-signatures'],
   stall: ['rounds'],
 };
 
@@ -146,6 +155,15 @@ function onOff(values: Partial<Record<Name, string | boolean>>, name: Name): boo
   throw new BenchUsageError(`--${name} takes on or off (got '${String(raw)}')`);
 }
 
+const SIGNATURE_MODES: readonly AckSignatures[] = ['off', 'sign', 'require'];
+
+function ackSignatures(values: Partial<Record<Name, string | boolean>>): AckSignatures {
+  const raw = values['ack-signatures'];
+  if (raw === undefined) return 'require';
+  if ((SIGNATURE_MODES as readonly unknown[]).includes(raw)) return raw as AckSignatures;
+  throw new BenchUsageError(`--ack-signatures takes ${SIGNATURE_MODES.join(', ')} (got '${String(raw)}')`);
+}
+
 function throughputOptions(values: Partial<Record<Name, string | boolean>>, only: ThroughputOptions['only']): ThroughputOptions {
   const named = typeof values.ops === 'string' ? values.ops.split(',') : [...OPS];
   const ops = named.filter((o): o is Op => (OPS as readonly string[]).includes(o));
@@ -159,6 +177,7 @@ function throughputOptions(values: Partial<Record<Name, string | boolean>>, only
     backlog: count(values, 'backlog', 100_000),
     stored: count(values, 'stored', 0, 0),
     packs: onOff(values, 'packs'),
+    ackSignatures: ackSignatures(values),
     ops,
     only,
   };
@@ -197,6 +216,7 @@ export function parseBenchArgs(args: string[]): BenchCommand {
           credentials: count(values, 'credentials', 64),
           writesQueue: optional(values, 'writes-queue', 0),
           writesQueueWait: optional(values, 'writes-queue-wait', 0),
+          ackSignatures: ackSignatures(values),
         },
       };
     case 'stall':

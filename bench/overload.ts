@@ -140,14 +140,16 @@ export function waitersLine(r: Awaited<ReturnType<typeof overload>>): string {
 }
 
 export async function overload(o: OverloadOptions) {
-  const { n: N, timeout: TIMEOUT, resumeAfter: RESUME_AFTER, credentials: CREDENTIALS, writesQueue, writesQueueWait } = o;
+  const { n: N, timeout: TIMEOUT, resumeAfter: RESUME_AFTER, credentials: CREDENTIALS, writesQueue, writesQueueWait, ackSignatures } = o;
   let unhandled = 0;
   const deployment = await benchDeployment({
     operatorPorts: true,
-    extra:
-      writesQueue !== undefined || writesQueueWait !== undefined
+    extra: {
+      ackSignatures,
+      ...(writesQueue !== undefined || writesQueueWait !== undefined
         ? { admission: { writes: { ...(writesQueue !== undefined ? { queue: writesQueue } : {}), ...(writesQueueWait !== undefined ? { queueWaitMs: writesQueueWait } : {}) } } }
-        : {},
+        : {}),
+    },
     onLine: (line) => {
       if (/unhandled error/.test(line)) unhandled++;
     },

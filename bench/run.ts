@@ -24,7 +24,7 @@ async function run(cmd: BenchCommand): Promise<void> {
     case 'full':
       await runThroughputBench(cmd.throughput);
       // A deployment of its own, after the other parts: the flood's memory is the region's alone.
-      if (cmd.waiters) process.stdout.write(`\n${waitersLine(await overload(WAITERS))}`);
+      if (cmd.waiters) process.stdout.write(`\n${waitersLine(await overload({ ...WAITERS, ackSignatures: cmd.throughput.ackSignatures }))}`);
   }
 }
 

@@ -448,7 +448,7 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
   const THROUGHPUT_ONLY = o.only === 'throughput';
   const ops = o.ops;
   const d = await benchDeployment({
-    extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 }, ...(PACKS ? {} : { replicationPacks: false }) },
+    extra: { maxCredentialsPerOrg: 100_000, metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 }, ackSignatures: o.ackSignatures, ...(PACKS ? {} : { replicationPacks: false }) },
   });
   const [iowa, europe, japan] = d.procs as [RegionProcess, RegionProcess, RegionProcess];
   let baseline: Awaited<ReturnType<typeof startBaseline>> | null = null;
@@ -518,10 +518,10 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
     const { seconds: applySeconds, load: applyLoad } = applied;
 
     const out = process.stdout;
-    out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}\n`);
+    out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}; ackSignatures ${o.ackSignatures}\n`);
     out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
     out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, applied)}`);
-    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, stored: STORED, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs, cpu_per_change_us: applied.cpu } })}\n`);
+    out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, ack_signatures: o.ackSignatures, stored: STORED, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs, cpu_per_change_us: applied.cpu } })}\n`);
   } finally {
     japan.resume();
     europe.resume();
