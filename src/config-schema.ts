@@ -4,7 +4,11 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-const RegionId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
+/**
+ * Not `constructor`, the one such name an object inherits: code reads per-region fields of plain objects (a
+ * Redis hash's reply, a row's deliveries), where it would find Object's function for a region never written.
+ */
+const RegionId = Type.String({ pattern: '^(?!constructor$)[a-z][a-z0-9-]{0,62}$' });
 /** The file's redisKeyPrefix and REDIS_KEY_PREFIX alike: no glob characters (SCAN MATCH prefix*), no spaces. */
 export const KEY_PREFIX_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
 

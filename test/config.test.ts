@@ -87,6 +87,7 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a missing file', null, {}, /cannot read config file/],
   ['invalid JSON', '{"redisUrl": ', {}, /cannot read config file/],
   ['a bad port', { ...good, regions: [{ ...good.regions[0], port: 70000 }] }, {}, /regions\.0\.port/],
+  ['a region named constructor (every object has one: per-region fields would read as present)', { ...good, regions: [{ ...good.regions[0], id: 'constructor' }] }, {}, /regions\.0\.id/],
   ['a bad Redis URL', { ...good, redisUrl: 'http://x' }, {}, /redisUrl/],
   ["a bad region's Redis URL", { ...good, regions: [{ ...good.regions[0], redisUrl: 'http://x' }] }, {}, /regions\.0\.redisUrl/],
   ['a bad REGION_REDIS_URL', good, { REGION_REDIS_URL: 'localhost:6379' }, /REGION_REDIS_URL must start with redis:\/\//],
