@@ -216,7 +216,7 @@ function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSo
   const signing = s.tracker.signing;
   new Counter({
     name: 'replication_acks_unverified_total',
-    help: 'Per reason: ack values and announcements read that did not verify (ackSignatures sign or require; since start). Switch to require once it stops growing in every region.',
+    help: 'Per reason: ack values, announcements and watermark reports read that did not verify (ackSignatures sign or require; since start). Switch to require once it stops growing in every region.',
     labelNames: ['reason'] as const,
     registers,
     collect() {

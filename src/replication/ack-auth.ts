@@ -14,15 +14,22 @@
  * ACK_ANNOUNCEMENT_MAC_CONTEXT. Not JSON on purpose: a tracker of an older version fails to parse it and
  * ignores it (its sweep of the stored acks still answers its waiters).
  *
- * Every reader reads both forms; the writers (ack-records.ts) write the signed ones when `ackSignatures` signs.
- * Readers judge what they read through readAck (and AckSigning.announcement): in `require` mode only what
- * verifies counts; in `sign` and `require` modes what does not is counted (AckSigning.unverified).
+ * Watermark report (tombstones.ts, the field `region` of `<prefix>{repl}:watermarks`): its JSON followed by
+ * `#<kid>:<mac>`, the MAC over WATERMARK_REPORT_MAC_CONTEXT, the key id, the region and the JSON. Not JSON
+ * on purpose: a collector of an older version reads it as an unreadable report, which holds its horizon
+ * (horizon.ts, computeHorizon): never collecting early is the safe direction.
+ *
+ * Every reader reads both forms; the writers (ack-records.ts, tombstones.ts) write the signed ones when
+ * `ackSignatures` signs. Readers judge what they read through readAck, readReport (and
+ * AckSigning.announcement): in `require` mode only what verifies counts; in `sign` and `require` modes what
+ * does not is counted (AckSigning.unverified).
  */
 import crypto from 'node:crypto';
 import type { EventAuth, RefusalReason } from './event-auth';
 
 export const ACK_MAC_CONTEXT = 'saml-credential-service/change-ack/v1\n';
 export const ACK_ANNOUNCEMENT_MAC_CONTEXT = 'saml-credential-service/ack-announcement/v1\n';
+export const WATERMARK_REPORT_MAC_CONTEXT = 'saml-credential-service/watermark-report/v1\n';
 
 /** The first line of a signed announcement starts with this. */
 const ANNOUNCEMENT_MARK = 's1 ';
@@ -55,7 +62,7 @@ export class AckSigning {
   }
 
   /**
-   * Ack values (the `~org` field's too) and announcements read that did not verify, by reason, since start;
+   * Ack values (the `~org` field's too), announcements and watermark reports read that did not verify, by reason, since start;
    * counted in `sign` and `require` modes (in `off` nothing is checked). The figure that says when `require`
    * is safe: once it stops growing in every region (docs/operations.md, "Signing acks").
    */
@@ -94,6 +101,18 @@ export class AckSigning {
     if (!this.signs) return readAnnouncement(message);
     const checked = checkAnnouncement(this.auth, message);
     return checked && this.takes(checked.verdict) ? checked : null;
+  }
+
+  /** `region`'s watermark report (its JSON) as this region writes it: signed in `sign` and `require` modes. */
+  writtenReport(region: string, json: string): string {
+    return this.signs ? signReport(this.auth, region, json) : json;
+  }
+
+  /** The JSON of `stored`, the report in the field `region`, when it counts here (see readReport). */
+  report(region: string, stored: string): string | null {
+    if (!this.signs) return untaggedReport(stored);
+    const { value, verdict } = checkReport(this.auth, region, stored);
+    return verdict === 'signed' || this.takes(verdict) ? value : null;
   }
 }
 
@@ -165,6 +184,15 @@ function judge(auth: EventAuth, context: string, body: string, kid: string, mac:
   return sameMac(expected, mac) ? 'signed' : 'bad-signature';
 }
 
+/** Reads `tagged` whose tag starts at `hash` (-1: none): its untagged value, and whether the tag holds over `body(value)`. */
+function checkTag(auth: EventAuth, context: string, tagged: string, hash: number, body: (value: string) => string): CheckedAck {
+  if (hash < 0) return { value: tagged, verdict: 'unsigned' };
+  const value = tagged.slice(0, hash);
+  const tag = TAG.exec(tagged.slice(hash + 1));
+  if (!tag) return { value, verdict: 'bad-signature' };
+  return { value, verdict: judge(auth, context, body(value), tag[1] as string, tag[2] as string) };
+}
+
 /** `value` (untagged) as `region`'s ack of `changeId`, tagged under the current signing key. */
 export function signAck(auth: EventAuth, changeId: string, region: string, value: string): string {
   // It would read back as a shorter value under a tag that does not hold: no value written has one.
@@ -174,12 +202,34 @@ export function signAck(auth: EventAuth, changeId: string, region: string, value
 
 /** Reads a stored ack value of `region` for `changeId`: its untagged value and whether its tag holds. */
 export function checkAck(auth: EventAuth, changeId: string, region: string, tagged: string): CheckedAck {
-  const hash = tagStart(tagged);
-  if (hash < 0) return { value: tagged, verdict: 'unsigned' };
-  const value = tagged.slice(0, hash);
-  const tag = TAG.exec(tagged.slice(hash + 1));
-  if (!tag) return { value, verdict: 'bad-signature' };
-  return { value, verdict: judge(auth, ACK_MAC_CONTEXT, ackBody(changeId, region, value), tag[1] as string, tag[2] as string) };
+  return checkTag(auth, ACK_MAC_CONTEXT, tagged, tagStart(tagged), (value) => ackBody(changeId, region, value));
+}
+
+/** Where a report's tag starts (its `#`), or -1: after the JSON's last `}` (a tag holds none). */
+const reportTagStart = (stored: string): number => stored.indexOf('#', stored.lastIndexOf('}') + 1);
+
+/** A report's JSON without its tag (the report itself when it has none). */
+export function untaggedReport(stored: string): string {
+  const hash = reportTagStart(stored);
+  return hash < 0 ? stored : stored.slice(0, hash);
+}
+
+/** `json`, `region`'s watermark report, tagged under the current signing key. */
+export function signReport(auth: EventAuth, region: string, json: string): string {
+  return `${json}#${auth.signingKid}:${macText(auth, WATERMARK_REPORT_MAC_CONTEXT, `${region}\n${json}`) as string}`;
+}
+
+/** Reads the report stored in the field `region`: its JSON and whether its tag holds (bound to the field). */
+export function checkReport(auth: EventAuth, region: string, stored: string): CheckedAck {
+  return checkTag(auth, WATERMARK_REPORT_MAC_CONTEXT, stored, reportTagStart(stored), (json) => `${region}\n${json}`);
+}
+
+/**
+ * The one check every reader of the watermark reports makes: the JSON of `stored`, the field `region`, when
+ * it counts under `signing` (null: unchecked); null in `require` mode when its tag does not hold (counted).
+ */
+export function readReport(signing: AckSigning | null | undefined, region: string, stored: string): string | null {
+  return signing ? signing.report(region, stored) : untaggedReport(stored);
 }
 
 /** An announcement's JSON `body` in the signed form, under the current signing key. */

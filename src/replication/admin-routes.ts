@@ -166,8 +166,8 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
 }
 
 /**
- * Config `ackSignatures` and, since start (`sign` and `require` modes), the ack values and announcements read
- * that did not verify, by reason, and the deliveries confirmed on an ack that did not verify.
+ * Config `ackSignatures` and, since start (`sign` and `require` modes), the ack values, announcements and
+ * watermark reports read that did not verify, by reason, and the deliveries confirmed on an ack that did not verify.
  */
 function ackSignatureFigures(signing: AckSigning | null) {
   return {

@@ -50,7 +50,7 @@ export interface Watermark {
   inbox?: { group: boolean; behindTrim: boolean };
 }
 
-export type HoldReason = 'joining' | 'no-report' | 'stale-report' | 'no-group' | 'needs-reseed' | 'unreadable';
+export type HoldReason = 'joining' | 'no-report' | 'stale-report' | 'no-group' | 'needs-reseed' | 'unreadable' | 'unverified';
 
 export interface MemberView {
   region: string;
@@ -97,6 +97,8 @@ export function parseWatermark(raw: string | undefined | null): Watermark | null
 export function computeHorizon(input: {
   members: readonly MemberView[];
   reports: ReadonlyMap<string, Watermark | null>;
+  /** Regions whose report was set aside for its signature (`ackSignatures: require`; not in `reports`). */
+  unverified?: ReadonlySet<string>;
   now: number;
   maxAgeMs: number;
 }): HorizonResult {
@@ -112,6 +114,7 @@ export function computeHorizon(input: {
     if (m.state === 'joining') hold('joining');
     else if (!m.group) hold('no-group');
     else if (m.group.behindTrim) hold('needs-reseed');
+    else if (input.unverified?.has(m.region)) hold('unverified');
     else if (!input.reports.has(m.region)) hold('no-report');
     else if (!r) hold('unreadable');
     else if (ageMs === null || ageMs > input.maxAgeMs) hold('stale-report');

@@ -107,7 +107,7 @@ export async function createReplication(o: ReplicationOptions) {
     o.applier === false
       ? null
       : new TombstoneCollector({
-          db: o.db, links, keys, region, regions, membership, store, tables: o.tables, log: o.log,
+          db: o.db, links, keys, region, regions, membership, store, tables: o.tables, log: o.log, signing: tracker.signing,
           options: { ...DEFAULT_TOMBSTONE_COLLECTION, ...o.config.tombstoneCollection }, inFlightMs: inFlightMs(writeTxBoundMs),
           parts: new PartSweep({ db: o.db, repl, store, tables: o.tables, log: o.log, pageSize: 500 }),
         });

@@ -75,7 +75,9 @@ const TombstoneStatus = Type.Object(
       Type.Object(
         {
           region: Type.String(),
-          reason: Type.Union(['joining', 'no-report', 'stale-report', 'no-group', 'needs-reseed', 'unreadable'].map((r) => Type.Literal(r))),
+          reason: Type.Union(['joining', 'no-report', 'stale-report', 'no-group', 'needs-reseed', 'unreadable', 'unverified'].map((r) => Type.Literal(r)), {
+            description: 'unverified: its report in this Redis does not verify and this region requires signatures (ackSignatures require).',
+          }),
         },
         strict,
       ),
@@ -242,7 +244,7 @@ export const ReplicationStatus = Type.Object(
         mode: Type.Union([Type.Literal('off'), Type.Literal('sign'), Type.Literal('require')], { description: 'Config ackSignatures.' }),
         unverified: Type.Object(
           { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count },
-          { ...strict, description: 'Ack values and announcements this process read that did not verify, by reason, since it started (sign and require modes; off checks none).' },
+          { ...strict, description: 'Ack values, announcements and watermark reports this process read that did not verify, by reason, since it started (sign and require modes; off checks none).' },
         ),
         confirmed_on_unverified: Type.Integer({ minimum: 0, description: "Deliveries this process's relay confirmed on an ack value that did not verify (sign mode)." }),
       },

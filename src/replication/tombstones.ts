@@ -2,7 +2,8 @@
  * Tombstone collection, run by every region that runs an applier. Each cycle it
  * 1. reports this region's watermark, with the state of its own inbox, into every member's Redis
  *    (`<prefix>{repl}:watermarks`, see horizon.ts; a Redis it cannot reach keeps an older report, which
- *    goes stale there and holds collection back in that region), and
+ *    goes stale there and holds collection back in that region; signed under `ackSignatures`, see
+ *    ack-auth.ts, so that in `require` mode a Redis writer without the key cannot advance the horizon), and
  * 2. computes the deployment's horizon from every member's report, and deletes this region's tombstones
  *    older than the horizon less `minAgeMs`, a batch per transaction.
  * A batch takes each row's per-key lock (the one local writes and the applier take) without waiting,
@@ -14,6 +15,7 @@ import type { Db, SqlReader } from '../db/client';
 import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
+import { readReport, type AckSigning } from './ack-auth';
 import {
   clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, wallOf, type HorizonResult, type MemberView, type Watermark,
 } from './horizon';
@@ -64,6 +66,11 @@ export interface CollectorDeps {
   options: TombstoneCollectionOptions;
   /** How far behind its clock this region's watermark stays (default IN_FLIGHT_MS): more than its write timeout. */
   inFlightMs?: number;
+  /**
+   * How the reports are signed and judged (config `ackSignatures`, the tracker's; see ack-auth.ts): in `require`
+   * mode a report whose signature does not hold counts as none. Absent: written unsigned, read unchecked.
+   */
+  signing?: AckSigning | null;
   /** Tombstones the parts that outlived their owner (parts.ts), each cycle before collecting. */
   parts?: Pick<PartSweep, 'sweep' | 'swept'>;
 }
@@ -165,10 +172,14 @@ export class TombstoneCollector {
       at,
       inbox: { group: Boolean(g), behindTrim: g ? behindTrim(g, await groupFloor(own, inbox, g), bounds) : false },
     };
-    await own.hset(keys.watermarks, region, JSON.stringify(mark));
+    const stored = (m: Watermark) => {
+      const json = JSON.stringify(m);
+      return this.d.signing?.writtenReport(region, json) ?? json;
+    };
+    await own.hset(keys.watermarks, region, stored(mark));
     await eachRegion(peers, async (r) => {
       const t = peerTimes.get(r);
-      if (t?.ok) await links.to(r).hset(keys.watermarks, region, JSON.stringify({ ...mark, at: t.value }));
+      if (t?.ok) await links.to(r).hset(keys.watermarks, region, stored({ ...mark, at: t.value }));
     });
     return mark;
   }
@@ -179,14 +190,19 @@ export class TombstoneCollector {
     const members = this.d.membership ? await this.d.membership.refresh() : this.d.regions.map((region) => ({ region, state: 'active' as const }));
     const [raw, now] = await Promise.all([links.own.hgetall(keys.watermarks), this.redisNow()]);
     const reports = new Map<string, Watermark | null>();
-    for (const [region, value] of Object.entries(raw)) reports.set(region, parseWatermark(value));
+    const unverified = new Set<string>();
+    for (const [region, value] of Object.entries(raw)) {
+      const json = readReport(this.d.signing, region, value);
+      if (json === null) unverified.add(region);
+      else reports.set(region, parseWatermark(json));
+    }
     const views: MemberView[] = members.map((m) => {
       const r = reports.get(m.region);
       // Without a report the member is held as unreported (computeHorizon), not as groupless.
       const group = !r ? { behindTrim: false } : r.inbox?.group ? { behindTrim: r.inbox.behindTrim } : null;
       return { region: m.region, state: m.state, group };
     });
-    return computeHorizon({ members: views, reports, now, maxAgeMs: this.maxAgeMs });
+    return computeHorizon({ members: views, reports, unverified, now, maxAgeMs: this.maxAgeMs });
   }
 
   /** Computes the horizon and deletes this region's tombstones below its cut-off; returns how many. */

@@ -4,7 +4,7 @@
  * key plants acks here as an attacker would (unsigned, under a bad tag, announced unsigned or badly signed):
  * no all_regions write completes on them, the relay confirms no delivery, the change's status does not read
  * applied, a planted `~org` lets no organization read the change, and the re-seed's check does not take
- * them. Genuine (signed) acks complete everything as before. In `sign` mode unsigned ones still count, and
+ * them. Genuine (signed) acks complete everything as before; the tombstone watermark reports are signed too. In `sign` mode unsigned ones still count, and
  * GET /admin/replication and /metrics count them: the figure that says when `require` is safe.
  */
 import crypto from 'node:crypto';
@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
-import { signAck, signAnnouncement } from '../../src/replication/ack-auth';
+import { checkReport, signAck, signAnnouncement } from '../../src/replication/ack-auth';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth } from '../support/env';
@@ -79,6 +79,14 @@ describe('ackSignatures: require', () => {
     const res = await call(r.cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'signed' }, headers: { ...adminHeaders, ...ALL } });
     expect(res.status).toBe(201);
     expect((await statusOf(r, res.headers.get('x-change-id') ?? '')).complete).toBe(true);
+  });
+
+  test('every region writes its tombstone watermark report signed, bound to its region (report-signatures.test.ts: what a planted one does)', async () => {
+    const signed = async () => {
+      const stored = await r.redis.hgetall(r.keys.watermarks);
+      return [A, B, C].every((region) => checkReport(auth, region, stored[region] ?? '').verdict === 'signed');
+    };
+    expect(await eventually(signed)).toBe(true);
   });
 
   /**
