@@ -34,18 +34,10 @@ export const REQUEST_TTL_SECONDS = 600;
 /** Bounds how long an assertion id is kept, whatever NotOnOrAfter the IdP chose. */
 export const MAX_REPLAY_TTL_MS = 24 * 3600 * 1000;
 
-/** A started login as versions before 2026-12-04 stored it (read for the 10 minutes such a login lasts). */
-interface PendingRequest {
-  created_at: string;
-  relay_state: string | null;
-}
-
 const assertionHash = (issuer: string, id: string) => crypto.createHash('sha256').update(`${issuer}\0${id}`).digest('hex');
 
 export function ssoKeys(prefix: string, region: string) {
   return {
-    /** A login started by a version before 2026-12-04 (stored as it started). */
-    request: (credentialId: string, id: string) => `${prefix}sso:${region}:request:${credentialId}:${id}`,
     /** A login answered (its request id is this service's own, see RequestIds): written once it signed in. */
     answered: (credentialId: string, id: string) => `${prefix}sso:${region}:answered:${credentialId}:${id}`,
     // Per credential (an assertion is addressed to one: its audience and Recipient), so that another
@@ -155,7 +147,9 @@ function relayTag(key: Buffer, relayState: string | null): Buffer {
  * this region's and credential's, not older than REQUEST_TTL_SECONDS, not answered yet. node-saml also
  * removes a request after any response to it, even one it refused; here a refused response does not cancel
  * the user's login (a forged post would), so the answer is recorded by take(), once a response was accepted:
- * SET NX, so that of two responses to one request only one signs in.
+ * SET NX, so that of two responses to one request only one signs in. Only the ids of RequestIds are logins:
+ * the records versions before 2026-12-04 stored in Redis as a login started (600 s each) are not read, so a
+ * record planted there cannot pass a response by the checks of IdP-initiated sign-in, nor fail one (README, State).
  */
 export class RequestCache implements CacheProvider {
   constructor(
@@ -171,13 +165,9 @@ export class RequestCache implements CacheProvider {
 
   async getAsync(id: string): Promise<string | null> {
     const ours = this.ids.read(id);
-    if (ours) {
-      if (!live(ours.issuedAt)) return null;
-      const answered = await orUnavailable(this.redis.exists(this.keys.answered(this.credentialId, id)));
-      return answered ? null : new Date(ours.issuedAt).toISOString();
-    }
-    const raw = await orUnavailable(this.redis.get(this.keys.request(this.credentialId, id)));
-    return raw === null ? null : (JSON.parse(raw) as PendingRequest).created_at;
+    if (!ours || !live(ours.issuedAt)) return null;
+    const answered = await orUnavailable(this.redis.exists(this.keys.answered(this.credentialId, id)));
+    return answered ? null : new Date(ours.issuedAt).toISOString();
   }
 
   async removeAsync(): Promise<string | null> {
@@ -190,16 +180,12 @@ export class RequestCache implements CacheProvider {
    */
   async take(id: string, posted: string | null): Promise<{ relayState: string | null } | null> {
     const ours = this.ids.read(id);
-    if (ours) {
-      if (!live(ours.issuedAt)) return null;
-      const left = ours.issuedAt + REQUEST_TTL_SECONDS * 1000 - Date.now();
-      // Kept as long as the id could be answered, and as long again: should this host's clock step back
-      // (live() reads it; Redis's expiry does not), the id must not outlive its record.
-      const first = await orUnavailable(this.redis.set(this.keys.answered(this.credentialId, id), '1', 'PX', Math.ceil(left) + REQUEST_TTL_SECONDS * 1000, 'NX'));
-      return first === 'OK' ? { relayState: ours.relayState(posted) } : null;
-    }
-    const raw = await orUnavailable(this.redis.getdel(this.keys.request(this.credentialId, id)));
-    return raw === null ? null : { relayState: (JSON.parse(raw) as PendingRequest).relay_state };
+    if (!ours || !live(ours.issuedAt)) return null;
+    const left = ours.issuedAt + REQUEST_TTL_SECONDS * 1000 - Date.now();
+    // Kept as long as the id could be answered, and as long again: should this host's clock step back
+    // (live() reads it; Redis's expiry does not), the id must not outlive its record.
+    const first = await orUnavailable(this.redis.set(this.keys.answered(this.credentialId, id), '1', 'PX', Math.ceil(left) + REQUEST_TTL_SECONDS * 1000, 'NX'));
+    return first === 'OK' ? { relayState: ours.relayState(posted) } : null;
   }
 }
 

@@ -573,17 +573,41 @@ describe('the login a response answers', () => {
     }
   });
 
-  test('started by a version before 2026-12-04 (stored in Redis as it started) signs in once, with its stored relay state', async () => {
+  test('is never a record in Redis: one planted under a login id (corrupt, or as versions before 2026-12-04 wrote them) is no login, a 401, and the login in flight still signs in', async () => {
     const redis = createRedis(REDIS_URL, 'sso-test', { queueWhileOffline: true });
-    const keys = ssoKeys(cluster.deployment.file.redisKeyPrefix ?? '', EU);
-    const id = `_${crypto.randomBytes(20).toString('hex')}`;
+    // The key under which versions before 2026-12-04 stored a login as it started.
+    const requestKey = (id: string) => `${cluster.deployment.file.redisKeyPrefix ?? ''}sso:${EU}:request:${cred}:${id}`;
+    const inFlight = await login(EU, cred, '/mine');
+    const planted: Record<string, string> = {
+      'not JSON': '{not json',
+      'JSON null': 'null',
+      'wrong types': JSON.stringify({ created_at: 5, relay_state: '/evil' }),
+      'wrong relay state': JSON.stringify({ created_at: new Date().toISOString(), relay_state: { to: '/evil' } }),
+      // Read as a login, it would pass by allow_idp_initiated (off) and the 24 h bound, and set the relay state.
+      'well-formed': JSON.stringify({ created_at: new Date().toISOString(), relay_state: '/evil' }),
+    };
+    const written: string[] = [];
     try {
-      await redis.set(keys.request(cred, id), JSON.stringify({ created_at: new Date().toISOString(), relay_state: '/stored' }), 'EX', 600);
-      const spec = await answer(EU, cred, { inResponseTo: id });
-      const res = await acs(EU, cred, signedResponse(spec, A), '/posted');
-      expect({ status: res.status, relay: res.body.result?.relay_state }).toEqual({ status: 200, relay: '/stored' });
-      expect(await refusal(EU, cred, signedResponse({ ...spec, assertionId: newId('a') }, A), 401)).toMatch(/did not start/);
+      const answers: Record<string, unknown> = {};
+      for (const [what, value] of Object.entries(planted)) {
+        const id = `_${crypto.randomBytes(20).toString('hex')}`;
+        for (const target of [id, inFlight.id]) {
+          written.push(requestKey(target));
+          await redis.set(requestKey(target), value, 'EX', 600);
+        }
+        const spec = await answer(EU, cred, { inResponseTo: id, notOnOrAfter: new Date(Date.now() + 3 * 24 * 3600_000) });
+        // Signed by the IdP, and by a key it does not list (the login is looked up before node-saml runs).
+        for (const [by, key] of [['IdP', A], ['stranger', STRANGER]] as const) {
+          const res = await acs(EU, cred, signedResponse({ ...spec, assertionId: newId('a') }, key), '/posted');
+          answers[`${what}, signed by ${by}`] = { status: res.status, message: res.body.errors?.[0]?.message, result: res.body.result, token: res.body.token };
+        }
+      }
+      const refusedAsNotStarted = { status: 401, message: expect.stringMatching(/did not start/), result: undefined, token: undefined };
+      expect(answers).toEqual(Object.fromEntries(Object.keys(answers).map((what) => [what, refusedAsNotStarted])));
+      const mine = await acs(EU, cred, signedResponse(await answer(EU, cred, { inResponseTo: inFlight.id }), A), '/mine');
+      expect({ status: mine.status, relay: mine.body.result?.relay_state }).toEqual({ status: 200, relay: '/mine' });
     } finally {
+      if (written.length > 0) await redis.del(...written);
       redis.disconnect();
     }
   });
