@@ -3,7 +3,8 @@
  * reading, writing, re-marking and removing entries, each announced. The admin commands (npm run members,
  * re-seed) and a region's processes (Membership, membership.ts) write through these.
  */
-import type { Redis, ReplicationKeys } from '../redis';
+import type { Logger } from '../logger';
+import { luaScript, type Redis, type ReplicationKeys } from '../redis';
 import { eachRegion, type RedisLinks } from './links';
 
 export type MemberState = 'joining' | 'active';
@@ -70,14 +71,17 @@ function encode(entry: MemberEntry): string {
   });
 }
 
+/** Where a writer says it replaced a generation that was not an integer (see bumpGeneration). */
+type WarnLog = Pick<Logger, 'warn'>;
+
 /** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
-export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false): Promise<boolean> {
-  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent);
+export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false, log?: WarnLog): Promise<boolean> {
+  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent, log);
 }
 
-export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean): Promise<boolean> {
+export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean, log?: WarnLog): Promise<boolean> {
   const written = onlyIfAbsent ? (await redis.hsetnx(keys.members, region, value)) === 1 : (await redis.hset(keys.members, region, value), true);
-  if (written) await announce(redis, keys);
+  if (written) await announce(redis, keys, log);
   return written;
 }
 
@@ -85,11 +89,11 @@ export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: stri
  * Changes a registered member's state in one Redis (keeping the rest); false when it is not a member there.
  * `reseed` names the re-seed that sets it (see activateAfterReseed); any other update clears that name.
  */
-export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }): Promise<boolean> {
+export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }, log?: WarnLog): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
   const m = parse(region, raw);
-  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed });
+  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed }, false, log);
   return true;
 }
 
@@ -97,8 +101,8 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
  * Marks `region` joining (it needs a re-seed): first in `home`, its own Redis (its entry's authoritative copy,
  * which its processes copy everywhere), then in every other member's Redis it can reach, each server once.
  */
-export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, keys: ReplicationKeys, region: string, regions: readonly string[]): Promise<void> {
-  await updateMember(home, keys, region, { state: 'joining' });
+export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, keys: ReplicationKeys, region: string, regions: readonly string[], log?: WarnLog): Promise<void> {
+  await updateMember(home, keys, region, { state: 'joining' }, log);
   const seen = new Set([home]);
   const others = regions.filter((r) => {
     const redis = links.to(r);
@@ -106,14 +110,33 @@ export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, ke
     seen.add(redis);
     return true;
   });
-  await eachRegion(others, (r) => updateMember(links.to(r), keys, region, { state: 'joining' }));
+  await eachRegion(others, (r) => updateMember(links.to(r), keys, region, { state: 'joining' }, log));
 }
 
-/** Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2]; bumps the generation. */
-const COMPARE_AND_SET = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+/**
+ * Lua: bumps the generation of hash KEYS[1] into `g`. A value HINCRBY refuses (not an integer, planted or
+ * corrupt, or at the int64 limit) would fail the write that just landed: it is replaced by 1 instead (nothing
+ * acts on the value; it only tells announcements apart), and `was` holds its start for the warning.
+ */
+const BUMP = `local g = redis.pcall('HINCRBY', KEYS[1], '${GENERATION}', 1)
+local was = nil
+if type(g) == 'table' then
+  was = string.sub(redis.call('HGET', KEYS[1], '${GENERATION}') or '', 1, 100)
+  g = 1
+  redis.call('HSET', KEYS[1], '${GENERATION}', g)
+end
+`;
+
+/** Bumps the generation: {generation, the value it replaced (only if it replaced one)}. */
+const bumpGeneration = luaScript(`${BUMP}return {g, was}`);
+
+/**
+ * Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2], and bumps the generation:
+ * {} when it did not hold it, else as bumpGeneration.
+ */
+const compareAndSet = luaScript(`if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HINCRBY', KEYS[1], '${GENERATION}', 1)
-return 1`;
+${BUMP}return {g, was}`);
 
 /**
  * The end of a re-seed: marks the region active in one Redis only if its entry is still the one the
@@ -127,9 +150,10 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
   const m = parse(region, raw);
   if (m.state !== 'joining' || m.reseed !== token) return false;
   const active = encode({ state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
-  const set = Number(await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, active)) === 1;
-  if (set) await redis.publish(keys.membersChannel, JSON.stringify({ members: Number(await redis.hget(keys.members, GENERATION)) }));
-  return set;
+  const bumped = (await compareAndSet(redis, [keys.members], [region, raw, active])) as Bumped | [];
+  if (bumped.length === 0) return false;
+  await announced(redis, keys, bumped);
+  return true;
 }
 
 /**
@@ -192,7 +216,13 @@ export function parseKnown(raw: string): string[] {
 /** How long removeMember waits before it deletes the removed region's inbox again. */
 export const REMOVAL_GRACE_MS = 3000;
 
-async function announce(redis: Redis, keys: ReplicationKeys): Promise<void> {
-  const generation = await redis.hincrby(keys.members, GENERATION, 1);
+type Bumped = [generation: number, replaced?: string];
+
+async function announce(redis: Redis, keys: ReplicationKeys, log?: WarnLog): Promise<void> {
+  await announced(redis, keys, (await bumpGeneration(redis, [keys.members], [])) as Bumped, log);
+}
+
+async function announced(redis: Redis, keys: ReplicationKeys, [generation, replaced]: Bumped, log?: WarnLog): Promise<void> {
+  if (replaced !== undefined) log?.warn({ replaced, generation }, `the membership record's ${GENERATION} was not an integer: replaced`);
   await redis.publish(keys.membersChannel, JSON.stringify({ members: generation }));
 }

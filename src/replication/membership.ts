@@ -61,6 +61,9 @@ export class Membership {
   /** Reads started, and the latest whose result was kept (a slower, older read does not overwrite a newer one). */
   private reads = 0;
   private kept = 0;
+  /** refreshAfterAnnouncement: whether its refresh runs, and whether an announcement came since it started. */
+  private announcedRefreshing = false;
+  private announcedSince = false;
 
   constructor(private readonly d: MembershipDeps) {
     this.known = this.union(new Map());
@@ -110,9 +113,9 @@ export class Membership {
       if (this.joined && !members.has(region)) {
         for (const m of this.known.values()) {
           if (m.region === region || !m.registered) continue;
-          await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true);
+          await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true, this.d.log);
         }
-        await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true);
+        await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true, this.d.log);
         // And the removals it knew: never deleted, so a Redis without them lost them.
         await copyRemovals(links.own, keys, this.departedAt);
         return this.refresh();
@@ -172,7 +175,7 @@ export class Membership {
       const departedAt = this.departedAt;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
-        if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false);
+        if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false, this.d.log);
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
@@ -227,7 +230,7 @@ export class Membership {
     // New to a running deployment, or marked joining in some region's copy (it still needs its re-seed).
     const joining = (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
-    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active'), true);
+    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active'), true, log);
     // Its own copy lacks the region itself: new, or this Redis lost its data (an applier that met NOGROUP
     // joins again). Every other member found in a peer's copy or known to this process goes back in too,
     // as refresh() does: a region added at runtime is in no config here, and once this region's own entry
@@ -238,7 +241,7 @@ export class Membership {
       for (const [r, m] of seen) others.set(r, m);
       for (const m of others.values()) {
         if (m.region === region || members.has(m.region)) continue;
-        await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true);
+        await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true, log);
       }
     }
     if (joining) log.warn('joined a running deployment: re-seed this region from a peer (npm run reseed), see docs/operations.md, "Adding a region"');
@@ -248,11 +251,32 @@ export class Membership {
     await this.propagate();
   }
 
-  /** Refreshes every `refreshMs` and on each announcement. */
+  /**
+   * On an announcement: a refresh that starts after it. Announcements are coalesced (anyone who can publish
+   * on the channel could flood it): one refresh at a time, and at most one more after it for all those
+   * heard meanwhile.
+   */
+  private refreshAfterAnnouncement(): void {
+    this.announcedSince = true;
+    if (this.announcedRefreshing) return;
+    this.announcedRefreshing = true;
+    void (async () => {
+      try {
+        while (this.announcedSince) {
+          this.announcedSince = false;
+          await this.refresh();
+        }
+      } finally {
+        this.announcedRefreshing = false;
+      }
+    })();
+  }
+
+  /** Refreshes every `refreshMs` and on announcements (coalesced). */
   start(): void {
     const { subscriber, keys } = this.d;
     subscriber.on('message', (channel: string) => {
-      if (channel === keys.membersChannel) void this.refresh();
+      if (channel === keys.membersChannel) this.refreshAfterAnnouncement();
     });
     const subscribe = () => void subscriber.subscribe(keys.membersChannel).catch(() => undefined);
     subscriber.on('ready', subscribe);

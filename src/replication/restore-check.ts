@@ -77,7 +77,7 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
     d.log.error({ behind }, 'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; ' + reseed);
   }
   if (replaced || behind.length > 0) {
-    await markJoining(d.links.own, d.links, d.keys, d.region, d.regions);
+    await markJoining(d.links.own, d.links, d.keys, d.region, d.regions, d.log);
     // Both records now follow the database: the next start, before or after the re-seed, does not find it again.
     await recordDatabase(d.links.own, d.keys, d.region, identity, counts);
   } else if (identity !== null) {
