@@ -4,7 +4,7 @@
  * re-seed) and a region's processes (Membership, membership.ts) write through these.
  */
 import type { Logger } from '../logger';
-import { luaScript, type Redis, type ReplicationKeys } from '../redis';
+import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, type RedisLinks } from './links';
 
 export type MemberState = 'joining' | 'active';
@@ -71,7 +71,7 @@ function encode(entry: MemberEntry): string {
   });
 }
 
-/** Where a writer says it replaced a generation that was not an integer (see bumpGeneration). */
+/** Where a writer says it replaced a generation that was not an integer (see BUMP). */
 type WarnLog = Pick<Logger, 'warn'>;
 
 /** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
@@ -127,16 +127,16 @@ if type(g) == 'table' then
 end
 `;
 
-/** Bumps the generation: {generation, the value it replaced (only if it replaced one)}. */
-const bumpGeneration = luaScript(`${BUMP}return {g, was}`);
+/** Bumps the generation of hash KEYS[1]: {generation, the value it replaced (only if it replaced one)}. */
+const BUMP_GENERATION = `${BUMP}return {g, was}`;
 
 /**
  * Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2], and bumps the generation:
- * {} when it did not hold it, else as bumpGeneration.
+ * {} when it did not hold it, else as BUMP_GENERATION.
  */
-const compareAndSet = luaScript(`if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
+const COMPARE_AND_SET = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-${BUMP}return {g, was}`);
+${BUMP}return {g, was}`;
 
 /**
  * The end of a re-seed: marks the region active in one Redis only if its entry is still the one the
@@ -150,7 +150,7 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
   const m = parse(region, raw);
   if (m.state !== 'joining' || m.reseed !== token) return false;
   const active = encode({ state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
-  const bumped = (await compareAndSet(redis, [keys.members], [region, raw, active])) as Bumped | [];
+  const bumped = (await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, active)) as Bumped | [];
   if (bumped.length === 0) return false;
   await announced(redis, keys, bumped);
   return true;
@@ -219,7 +219,7 @@ export const REMOVAL_GRACE_MS = 3000;
 type Bumped = [generation: number, replaced?: string];
 
 async function announce(redis: Redis, keys: ReplicationKeys, log?: WarnLog): Promise<void> {
-  await announced(redis, keys, (await bumpGeneration(redis, [keys.members], [])) as Bumped, log);
+  await announced(redis, keys, (await redis.eval(BUMP_GENERATION, 1, keys.members)) as Bumped, log);
 }
 
 async function announced(redis: Redis, keys: ReplicationKeys, [generation, replaced]: Bumped, log?: WarnLog): Promise<void> {
