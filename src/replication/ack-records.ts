@@ -4,6 +4,7 @@
  */
 import { luaScript, type Redis, type ReplicationKeys } from '../redis';
 import { checkAck, readAck, signAck, signAnnouncement, untaggedAck, type AckSigning } from './ack-auth';
+import type { EventAuth } from './event-auth';
 
 /**
  * Default lifetime of an ack record. The origin's relay shortens it to the outbox retention once the change
@@ -93,6 +94,9 @@ export interface AckWriter {
   repaired(region: string, changeIds: readonly string[]): void;
 }
 
+/** The key `writer` signs with, or null when it writes unsigned (`off`, or no signing). */
+const signingAuth = (writer: AckWriter): EventAuth | null => (writer.signing?.signs ? writer.signing.auth : null);
+
 export interface AckOptions {
   /** Per change id; changes left out were applied. */
   outcomes?: ReadonlyMap<string, AckOutcome>;
@@ -120,7 +124,7 @@ export async function recordAcks(
   opts: AckOptions = {},
 ): Promise<void> {
   if (changeIds.length === 0) return;
-  const auth = writer.signing?.signs ? writer.signing.auth : null;
+  const auth = signingAuth(writer);
   const at = new Date().toISOString();
   const lost: Record<string, string> = {};
   const perChange: string[] = [];
@@ -204,7 +208,7 @@ const runRecordAcks = luaScript(RECORD_ACKS);
  */
 export async function recordParked(redis: Redis, keys: ReplicationKeys, writer: AckWriter, region: string, changeIds: readonly string[]): Promise<void> {
   if (changeIds.length === 0) return;
-  const auth = writer.signing?.signs ? writer.signing.auth : null;
+  const auth = signingAuth(writer);
   const value = `${PARKED_PREFIX}${new Date().toISOString()}`;
   const pipe = redis.pipeline();
   const own: string[] = [];

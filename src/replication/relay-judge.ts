@@ -60,19 +60,22 @@ export function judgeRows(rows: readonly UnconfirmedRow[], acks: readonly [Error
     const [err, record] = acks[i] ?? [new Error('missing reply')];
     if (err) return;
     const ackOf = (record ?? {}) as Record<string, string | undefined>;
+    // Own fields only: a region name that an object inherits (a member planted in the unsigned record as
+    // `toString`, say) must read as no ack, not as a function.
+    const valueOf = (field: string): string | undefined => (Object.hasOwn(ackOf, field) ? ackOf[field] : undefined);
     const reading = (field: string): AckReading | null => {
-      const value = ackOf[field];
+      const value = valueOf(field);
       return value === undefined ? null : readAck(signing, r.change_id, field, value);
     };
     const own = reading(region);
     if (own === null || own === 'refused') j.ownAck.push(r.change_id);
     let done = true;
     for (const dest of destinations) {
-      const dl = r.deliveries[dest];
+      const dl = Object.hasOwn(r.deliveries, dest) ? r.deliveries[dest] : undefined;
       if (dl?.confirmed) continue;
       const read = reading(dest);
       if (read !== null && read !== 'refused') {
-        j.acked.push({ changeId: r.change_id, region: dest, ack: ackOf[dest], unverified: read === 'unverified' });
+        j.acked.push({ changeId: r.change_id, region: dest, ack: valueOf(dest), unverified: read === 'unverified' });
         continue;
       }
       done = false;

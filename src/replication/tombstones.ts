@@ -191,7 +191,11 @@ export class TombstoneCollector {
     const [raw, now] = await Promise.all([links.own.hgetall(keys.watermarks), this.redisNow()]);
     const reports = new Map<string, Watermark | null>();
     const unverified = new Set<string>();
+    const memberRegions = new Set(members.map((m) => m.region));
     for (const [region, value] of Object.entries(raw)) {
+      // Only the members' reports count: a departed region's report left in this Redis (or any other field),
+      // judged every cycle, would keep the unverified figure growing for ever.
+      if (!memberRegions.has(region)) continue;
       const json = readReport(this.d.signing, region, value);
       if (json === null) unverified.add(region);
       else reports.set(region, parseWatermark(json));

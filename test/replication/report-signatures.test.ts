@@ -116,6 +116,15 @@ describe('ackSignatures: require', () => {
     expect(await tombstones()).toBe(1);
   });
 
+  test("a report in the field of a region that is no member (one removed, or planted) is not judged: the figure that says require is safe stays 0", async () => {
+    await tombstone(HOUR);
+    for (const r of [A, B, C]) await collector(r, 'require').c.report();
+    await redis.hset(keys().watermarks, 'removed-region', await farAhead());
+    const { c, signing } = collector(A, 'require');
+    expect(await c.collect()).toBe(1);
+    expect(signing.unverified).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 });
+  });
+
   test('genuine signed reports collect as before, and an older collector reads them as unreadable (it holds its horizon)', async () => {
     await tombstone(HOUR);
     for (const r of [A, B, C]) await collector(r, 'require').c.report();
