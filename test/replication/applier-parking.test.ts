@@ -331,10 +331,14 @@ test('changes held for an upgrade are warned of once per origin and tables, then
     type Summed = { origin: string; reason: string; tables: string[]; count: number };
     const summed = () => lines.filter(summary).flatMap((l) => l.held as Summed[]);
     expect(await eventually(async () => summed().reduce((n, h) => n + h.count, 0) === 2, 10_000, 50)).toBe(true);
-    expect(lines.filter(held)).toEqual([
-      expect.objectContaining({ level: 40, reason: 'schema-ahead', tables: ['organizations'] }),
-      expect.objectContaining({ level: 40, reason: 'unknown-table', tables: ['widgets'] }),
-    ]);
+    // One warning each, in whichever order the batch met them (cc4 saw the widget's first).
+    expect(lines.filter(held)).toHaveLength(2);
+    expect(lines.filter(held)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ level: 40, reason: 'schema-ahead', tables: ['organizations'] }),
+        expect.objectContaining({ level: 40, reason: 'unknown-table', tables: ['widgets'] }),
+      ]),
+    );
     // The two held after the first of their origin and table, in the summary (one line, unless the parks spread
     // over more than its period).
     expect(lines.filter(summary).every((l) => l.level === 40)).toBe(true);
