@@ -4,7 +4,7 @@
  * so a misspelt option must not be found out after it).
  */
 import { parseArgs } from 'node:util';
-import type { AckSignatures } from '../src/replication/ack-auth';
+import { ACK_SIGNATURE_MODES, ackSignatureMode, type AckSignatures } from '../src/config-schema';
 
 export const PARTS = ['throughput', 'latency', 'apply', 'overload', 'stall'] as const;
 export type Part = (typeof PARTS)[number];
@@ -155,13 +155,12 @@ function onOff(values: Partial<Record<Name, string | boolean>>, name: Name): boo
   throw new BenchUsageError(`--${name} takes on or off (got '${String(raw)}')`);
 }
 
-const SIGNATURE_MODES: readonly AckSignatures[] = ['off', 'sign', 'require'];
-
 function ackSignatures(values: Partial<Record<Name, string | boolean>>): AckSignatures {
   const raw = values['ack-signatures'];
   if (raw === undefined) return 'require';
-  if ((SIGNATURE_MODES as readonly unknown[]).includes(raw)) return raw as AckSignatures;
-  throw new BenchUsageError(`--ack-signatures takes ${SIGNATURE_MODES.join(', ')} (got '${String(raw)}')`);
+  const mode = ackSignatureMode(raw);
+  if (mode) return mode;
+  throw new BenchUsageError(`--ack-signatures takes ${ACK_SIGNATURE_MODES.join(', ')} (got '${String(raw)}')`);
 }
 
 function throughputOptions(values: Partial<Record<Name, string | boolean>>, only: ThroughputOptions['only']): ThroughputOptions {

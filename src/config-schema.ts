@@ -8,6 +8,13 @@ import { Type, type Static } from '@sinclair/typebox';
  * Not `constructor`, the one such name an object inherits: code reads per-region fields of plain objects (a
  * Redis hash's reply, a row's deliveries), where it would find Object's function for a region never written.
  */
+/** Config `ackSignatures`: its values (src/replication/ack-auth.ts says what each does). */
+export const ACK_SIGNATURE_MODES = ['off', 'sign', 'require'] as const;
+export type AckSignatures = (typeof ACK_SIGNATURE_MODES)[number];
+/** `value` as a mode of `ackSignatures`, or undefined when it is none. */
+export const ackSignatureMode = (value: unknown): AckSignatures | undefined => ACK_SIGNATURE_MODES.find((m) => m === value);
+const AckSignaturesSchema = Type.Union(ACK_SIGNATURE_MODES.map((m) => Type.Literal(m)));
+
 const RegionId = Type.String({ pattern: '^(?!constructor$)[a-z][a-z0-9-]{0,62}$' });
 /** The file's redisKeyPrefix and REDIS_KEY_PREFIX alike: no glob characters (SCAN MATCH prefix*), no spaces. */
 export const KEY_PREFIX_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
@@ -96,7 +103,7 @@ export const ConfigFileSchema = Type.Object(
      * deployment's replication key and still accepts unsigned ones, `require` also ignores acks whose
      * signature does not hold. Roll out `sign` region by region, then `require`.
      */
-    ackSignatures: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('sign'), Type.Literal('require')])),
+    ackSignatures: Type.Optional(AckSignaturesSchema),
     /**
      * How long a write transaction may run (ms, default and most 20000; src/replication/horizon.ts). Each
      * region's watermark stays this much and 10 s more behind its clock, so a shorter bound also lets

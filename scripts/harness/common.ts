@@ -3,7 +3,7 @@
  * runs on every way out (normal exit, Ctrl-C, SIGTERM, SIGHUP, an uncaught error), so a run never leaves
  * namespaces, links, processes or temp dirs behind.
  */
-import type { AckSignatures } from '../../src/replication/ack-auth';
+import { ackSignatureMode, type AckSignatures } from '../../src/config-schema';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -62,12 +62,10 @@ export function numFlag(flags: Flags, name: string, dflt: number, min = 0, max =
   return n;
 }
 
-const ACK_SIGNATURES: readonly AckSignatures[] = ['off', 'sign', 'require'];
-
 /** `--ack-signatures off|sign|require`: the regions' config `ackSignatures`; the harness runs `require` unless told. */
 export function ackSignaturesFlag(flags: Flags): AckSignatures {
   const v = flags.get('ack-signatures') ?? 'require';
-  const mode = ACK_SIGNATURES.find((m) => m === v);
+  const mode = ackSignatureMode(v);
   if (!mode) throw new UsageError(`--ack-signatures must be off, sign or require, got '${v}'`);
   return mode;
 }

@@ -25,6 +25,7 @@
  * does not is counted (AckSigning.unverified).
  */
 import crypto from 'node:crypto';
+import type { AckSignatures } from '../config-schema';
 import type { EventAuth, RefusalReason } from './event-auth';
 
 export const ACK_MAC_CONTEXT = 'saml-credential-service/change-ack/v1\n';
@@ -42,7 +43,7 @@ const TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)$/;
 const VERIFIED_KEPT = 50_000;
 
 /** Config `ackSignatures`: what this region writes, and what it accepts. */
-export type AckSignatures = 'off' | 'sign' | 'require';
+export type { AckSignatures } from '../config-schema';
 
 /** How this region signs the acks it writes and judges the ones it reads (config `ackSignatures`). */
 export class AckSigning {

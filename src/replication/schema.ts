@@ -1,5 +1,6 @@
 /** Schemas of the replication module's answers (admin status, one change's progress, digests), for the OpenAPI document. */
 import { Type, type TSchema } from '@sinclair/typebox';
+import { ACK_SIGNATURE_MODES } from '../config-schema';
 import { AdmissionStatus } from '../http/admission-schema';
 import { compile, Uuid } from '../http/validate';
 import { PARK_REASONS } from './parked';
@@ -241,7 +242,7 @@ export const ReplicationStatus = Type.Object(
     waiting_requests: Count,
     ack_signatures: Type.Object(
       {
-        mode: Type.Union([Type.Literal('off'), Type.Literal('sign'), Type.Literal('require')], { description: 'Config ackSignatures.' }),
+        mode: Type.Union(ACK_SIGNATURE_MODES.map((m) => Type.Literal(m)), { description: 'Config ackSignatures.' }),
         unverified: Type.Object(
           { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count },
           { ...strict, description: 'Ack values, announcements and watermark reports this process read that did not verify, by reason, since it started (sign and require modes; off checks none).' },
