@@ -5,7 +5,8 @@
  * recorded); `activate` marks a joined region active (the
  * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
  * Redis, and its inbox — so the other regions stop waiting for it and delivering to it, and records the
- * removal (its credentials are adopted); `--force` records it also where the region is no longer a member
+ * removal (its credentials are adopted), in the removed region's own Redis too when `--redis-url` names it (a
+ * region added at runtime; its membership entry's address is shown, never used: see main); `--force` records it also where the region is no longer a member
  * (a Redis that lost the record while no process remembered it), and removes a region that still runs,
  * which `remove` otherwise refuses (see runningConnection). Stop the region and take it out of every
  * config file first. A Redis that does not answer is named in `unreachable`:
@@ -39,17 +40,38 @@ async function runningConnection(servers: readonly Redis[], prefix: string, regi
   return null;
 }
 
-const USAGE = 'usage: npm run members -- list | activate <region> | remove <region> [--force]';
+/** `remove`'s flags (`--force`, `--redis-url <url>`, each at most once), or null when they do not parse. */
+function removeFlags(args: readonly string[]): { force: boolean; redisUrl: string | null } | null {
+  let force = false;
+  let redisUrl: string | null = null;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--force' && !force) force = true;
+    else if (args[i] === '--redis-url' && redisUrl === null && isRedisUrl(args[i + 1])) redisUrl = args[++i] as string;
+    else return null;
+  }
+  return { force, redisUrl };
+}
+
+function isRedisUrl(value: string | undefined): boolean {
+  try {
+    return value !== undefined && ['redis:', 'rediss:'].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+const USAGE = 'usage: npm run members -- list | activate <region> | remove <region> [--force] [--redis-url <url>]';
 
 async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
   quietOnClosedStdout();
   const [command, region, ...rest] = process.argv.slice(2);
-  const force = command === 'remove' && rest.length === 1 && rest[0] === '--force';
-  if ((command !== 'list' && !((command === 'activate' || command === 'remove') && region)) || (rest.length > 0 && !force)) {
+  const flags = command === 'remove' ? removeFlags(rest) : rest.length === 0 ? { force: false, redisUrl: null } : null;
+  if ((command !== 'list' && !((command === 'activate' || command === 'remove') && region)) || !flags) {
     process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
+  const { force } = flags;
   const configPath = regionsConfigPath();
   const connections = new Map<string, Redis>();
   try {
@@ -86,13 +108,17 @@ async function main(): Promise<void> {
       }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
       // A region added at runtime had a Redis of its own that the config, with the region taken out of it,
-      // no longer names: its inbox and its copy of the record are there, at the address the record holds.
-      const recorded = [...known.values()].flatMap((r) => (r.ok ? [r.value.members.get(region as string)?.redisUrl ?? null] : [])).find((u) => u);
-      const own = recorded ? withCredentialsOf(recorded, file.redisUrl) : null;
+      // no longer names: its inbox and its copy of the record are there. The record's address is not used
+      // on its own: anyone who can write to a Redis of the deployment can write it, and the tool would send
+      // it the default credentials. The operator names that Redis (--redis-url); else the output says where
+      // the record points and what was left there.
+      const recorded = [...known.values()].flatMap((r) => (r.ok ? [r.value.members.get(region as string)?.redisUrl ?? null] : [])).find((u) => u) ?? null;
+      const own = flags.redisUrl ? withCredentialsOf(flags.redisUrl, file.redisUrl) : null;
       if (own && !servers.has(own)) {
         servers.set(own, [region as string]);
         connections.set(own, connect(own));
       }
+      const notContacted = !own && recorded && !servers.has(withCredentialsOf(recorded, file.redisUrl)) ? recorded : null;
       // A region that still runs registers itself again seconds after its removal (membership.ts).
       const running = force ? null : await runningConnection([...connections.values()], prefix, region as string);
       if (running) {
@@ -101,7 +127,10 @@ async function main(): Promise<void> {
       const res = await each((redis) => removeMember(redis, keys, region as string, force));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);
       const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
-      result = { region, removed, inboxDeleted, unreachable: unreachable(res) };
+      result = { region, removed, inboxDeleted, unreachable: unreachable(res), ...(notContacted ? { not_contacted: notContacted } : {}) };
+      if (notContacted) {
+        process.stderr.write(`warning: ${region}'s membership entry records a Redis of its own at ${notContacted}, which no config names; it was not contacted (its inbox and its copy of the record stay there). To clear them, run the command again with --redis-url <that Redis's URL> (the default redisUrl's credentials are sent to it unless the URL carries its own)\n`);
+      }
     } else {
       const res = await each(async (redis) => ({ ...(await readMembers(redis, keys)), departed: await redis.hgetall(keys.departed) }));
       const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();

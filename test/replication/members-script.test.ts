@@ -5,6 +5,7 @@
  * deployment's on the same Redis whose key prefix and region run together the same.
  */
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { PROJECT_ROOT } from '../../src/paths';
@@ -93,9 +94,9 @@ test("remove of a region added at runtime with a Redis of its own, once the conf
       await writeMember(r, keys, 'south-x', { state: 'active', redis_url: south.url });
     }
     await there.xadd(keys.inbox('south-x'), '*', 'e', '{}');
-    const res = await runScript({ deployment } as never, 'members', ['remove', 'south-x']);
+    const res = await runScript({ deployment } as never, 'members', ['remove', 'south-x', '--redis-url', south.url]);
     expect(res.status).toBe(0);
-    expect(JSON.parse(res.stdout)).toMatchObject({ region: 'south-x', removed: true, inboxDeleted: true, unreachable: [] });
+    expect(JSON.parse(res.stdout)).toEqual({ region: 'south-x', removed: true, inboxDeleted: true, unreachable: [] });
     expect(await there.exists(keys.inbox('south-x'))).toBe(0);
     expect((await readMembers(there, keys)).members.has('south-x')).toBe(false);
     expect((await readMembers(redis, keys)).members.has('south-x')).toBe(false);
@@ -104,6 +105,45 @@ test("remove of a region added at runtime with a Redis of its own, once the conf
     await south.kill();
   }
 }, 30_000);
+
+test("remove does not connect to the Redis a membership entry records (anyone who writes to a Redis can plant it): it names it, and --redis-url reaches it", async () => {
+  const keys = replicationKeys(deployment.file.redisKeyPrefix);
+  await redis.del(keys.members, keys.departed);
+  // A listener standing for the planted address: it records whether anything connected.
+  const seen: string[] = [];
+  const listener = net.createServer((socket) => {
+    seen.push('connection');
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const planted = `redis://127.0.0.1:${(listener.address() as net.AddressInfo).port}`;
+  try {
+    await writeMember(redis, keys, 'us-iowa', { state: 'active' });
+    await writeMember(redis, keys, 'south-x', { state: 'active', redis_url: planted });
+    const res = await runScript({ deployment } as never, 'members', ['remove', 'south-x']);
+    expect(res.status).toBe(0);
+    expect(JSON.parse(res.stdout)).toEqual({ region: 'south-x', removed: true, inboxDeleted: false, unreachable: [], not_contacted: planted });
+    expect(res.stderr).toContain(`records a Redis of its own at ${planted}, which no config names; it was not contacted`);
+    expect(seen).toEqual([]);
+    expect((await readMembers(redis, keys)).members.has('south-x')).toBe(false);
+    // What the operator names is used (the listener hangs up: the command names it unreachable).
+    await writeMember(redis, keys, 'south-x', { state: 'active', redis_url: planted });
+    const named = await runScript({ deployment } as never, 'members', ['remove', 'south-x', '--redis-url', planted]);
+    expect(seen[0]).toBe('connection');
+    expect(JSON.parse(named.stdout)).toMatchObject({ region: 'south-x', removed: true, unreachable: ['south-x'] });
+    expect(JSON.parse(named.stdout)).not.toHaveProperty('not_contacted');
+  } finally {
+    await new Promise((resolve) => listener.close(resolve));
+  }
+}, 60_000);
+
+test('remove refuses flags it does not know, a repeated one, and a --redis-url that is no Redis URL (usage, exit 2)', async () => {
+  for (const args of [['--redis-url'], ['--redis-url', 'http://x:1'], ['--force', '--force'], ['--redis-url', 'redis://a:1', '--redis-url', 'redis://b:1'], ['--frce']]) {
+    const res = await runScript({ deployment } as never, 'members', ['remove', 'south-x', ...args]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(/^usage: npm run members -- .*\[--redis-url <url>\]/);
+  }
+});
 
 /** Starts `region` of `d` in this process, with its operator thread (whose connections are named too). */
 async function startWithOperator(d: TestDeployment, region: string) {
