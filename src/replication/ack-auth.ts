@@ -19,6 +19,11 @@
  * on purpose: a collector of an older version reads it as an unreadable report, which holds its horizon
  * (horizon.ts, computeHorizon): never collecting early is the safe direction.
  *
+ * Membership entry (member-record.ts, the field `region` of `<prefix>{repl}:members`): its JSON with a last
+ * member `"sig":"<kid>:<mac>"`, the MAC over MEMBER_ENTRY_MAC_CONTEXT, the key id, the region and the entry's
+ * bytes without that member (the stored text up to its `,"sig":"`, then `}`). Inside the JSON on purpose: a
+ * reader of an older version parses it and reads every field as written (docs/membership-signing.md, §2.3).
+ *
  * Every reader reads both forms; the writers (ack-records.ts, tombstones.ts) write the signed ones when
  * `ackSignatures` signs. Readers judge what they read through readAck, readReport (and
  * AckSigning.announcement): in `require` mode only what verifies counts; in `sign` and `require` modes what
@@ -31,6 +36,7 @@ import type { EventAuth, RefusalReason } from './event-auth';
 export const ACK_MAC_CONTEXT = 'saml-credential-service/change-ack/v1\n';
 export const ACK_ANNOUNCEMENT_MAC_CONTEXT = 'saml-credential-service/ack-announcement/v1\n';
 export const WATERMARK_REPORT_MAC_CONTEXT = 'saml-credential-service/watermark-report/v1\n';
+export const MEMBER_ENTRY_MAC_CONTEXT = 'saml-credential-service/member-entry/v1\n';
 
 /** The first line of a signed announcement starts with this. */
 const ANNOUNCEMENT_MARK = 's1 ';
@@ -263,4 +269,29 @@ export function checkAnnouncement(auth: EventAuth, message: string): CheckedAnno
   const parts = TAG.exec(tag);
   if (!parts) return { body, kept, verdict: 'bad-signature' };
   return { body, kept, verdict: judge(auth, ACK_ANNOUNCEMENT_MAC_CONTEXT, body, parts[1] as string, parts[2] as string) };
+}
+
+/** Where a member entry's signature member starts: a JSON string holds no raw `,"sig":"`, so only the structural one. */
+const MEMBER_SIG = ',"sig":"';
+/** The rest of a signed entry after MEMBER_SIG: the tag, and the object's end. */
+const MEMBER_TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)"}$/;
+
+/** `json` (an entry's JSON object, without `sig`), `region`'s membership entry, with its signature as the last member. */
+export function signMember(auth: EventAuth, region: string, json: string): string {
+  if (!json.endsWith('}') || json.includes(MEMBER_SIG)) throw new Error(`not an unsigned member entry: ${json}`);
+  const tag = `${auth.signingKid}:${macText(auth, MEMBER_ENTRY_MAC_CONTEXT, `${region}\n${json}`) as string}`;
+  return `${json.slice(0, -1)}${MEMBER_SIG}${tag}"}`;
+}
+
+/**
+ * Reads the entry stored in the field `region` of the membership record: its JSON without the signature
+ * member, and whether the signature holds (bound to the field). No `sig` member last: `unsigned`.
+ */
+export function checkMember(auth: EventAuth, region: string, stored: string): CheckedAck {
+  const at = stored.lastIndexOf(MEMBER_SIG);
+  if (at < 0) return { value: stored, verdict: 'unsigned' };
+  const value = `${stored.slice(0, at)}}`;
+  const tag = MEMBER_TAG.exec(stored.slice(at + MEMBER_SIG.length));
+  if (!tag) return { value, verdict: 'bad-signature' };
+  return { value, verdict: judge(auth, MEMBER_ENTRY_MAC_CONTEXT, `${region}\n${value}`, tag[1] as string, tag[2] as string) };
 }

@@ -5,6 +5,8 @@
  */
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
+import { checkMember, type AckVerdict } from './ack-auth';
+import type { EventAuth } from './event-auth';
 import { eachRegion, type RedisLinks } from './links';
 
 export type MemberState = 'joining' | 'active';
@@ -19,6 +21,12 @@ export interface Member {
   registered: boolean;
   /** The re-seed that marked it joining (its token), while nothing else has rewritten the entry since. */
   reseed: string | null;
+  /** The entry's revision (signed entries carry one; every signed rewrite raises it), null when it has none. */
+  rev: number | null;
+  /** The entry as stored (null when not registered): what a copier writes elsewhere, signature and all. */
+  raw: string | null;
+  /** Whether its signature holds (ack-auth.ts, checkMember); null when not checked (read without a key, or not registered). */
+  verified: AckVerdict | null;
 }
 
 const GENERATION = '~generation';
@@ -28,9 +36,10 @@ interface Stored {
   joined_at?: string;
   redis_url?: string;
   reseed?: string;
+  rev?: number;
 }
 
-function parse(region: string, raw: string): Member {
+function parse(region: string, raw: string, auth?: EventAuth | null): Member {
   let v: Stored = {};
   try {
     v = JSON.parse(raw) as Stored;
@@ -44,14 +53,17 @@ function parse(region: string, raw: string): Member {
     redisUrl: typeof v.redis_url === 'string' && /^rediss?:\/\//.test(v.redis_url) ? v.redis_url : null,
     registered: true,
     reseed: typeof v.reseed === 'string' ? v.reseed : null,
+    rev: Number.isSafeInteger(v.rev) && (v.rev as number) >= 0 ? (v.rev as number) : null,
+    raw,
+    verified: auth ? checkMember(auth, region, raw).verdict : null,
   };
 }
 
-/** The record as stored: members by region, and its generation. */
-export async function readMembers(redis: Redis, keys: ReplicationKeys): Promise<{ members: Map<string, Member>; generation: number }> {
+/** The record as stored: members by region (each entry checked when `auth` is given), and its generation. */
+export async function readMembers(redis: Redis, keys: ReplicationKeys, auth?: EventAuth | null): Promise<{ members: Map<string, Member>; generation: number }> {
   const hash = await redis.hgetall(keys.members);
   const members = new Map<string, Member>();
-  for (const [field, value] of Object.entries(hash)) if (field !== GENERATION) members.set(field, parse(field, value));
+  for (const [field, value] of Object.entries(hash)) if (field !== GENERATION) members.set(field, parse(field, value, auth));
   return { members, generation: Number(hash[GENERATION] ?? 0) };
 }
 
@@ -60,6 +72,8 @@ export interface MemberEntry {
   joined_at?: string;
   redis_url?: string | null;
   reseed?: string;
+  /** Written only by a signing writer (an entry without one is as every version before signing wrote it). */
+  rev?: number;
 }
 
 function encode(entry: MemberEntry): string {
@@ -68,6 +82,7 @@ function encode(entry: MemberEntry): string {
     joined_at: entry.joined_at ?? new Date().toISOString(),
     ...(entry.redis_url ? { redis_url: entry.redis_url } : {}),
     ...(entry.reseed ? { reseed: entry.reseed } : {}),
+    ...(entry.rev !== undefined ? { rev: entry.rev } : {}),
   });
 }
 

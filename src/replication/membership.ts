@@ -90,7 +90,7 @@ export class Membership {
 
   private union(stored: Map<string, Member>): Map<string, Member> {
     const out = new Map<string, Member>();
-    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null });
+    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null, rev: null, raw: null, verified: null });
     for (const r of [...stored.keys()].sort()) if (!out.has(r)) out.set(r, stored.get(r) as Member);
     return out;
   }
