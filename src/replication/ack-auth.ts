@@ -76,6 +76,13 @@ export class AckSigning {
   readonly unverified: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
   /** Deliveries the relay confirmed on an ack value that did not verify (`sign` mode; `require` confirms none). */
   confirmedUnverified = 0;
+  /**
+   * Entries of the membership record (this region's copy) that did not verify, by reason, since start (`sign`
+   * and `require` modes): each distinct stored value once, not once per refresh (see member).
+   */
+  readonly unverifiedMembers: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
+  /** Per member, the last stored entry judged (member): a value read again every second is counted once. */
+  private readonly membersJudged = new Map<string, string>();
 
   /** Whether a value read with `verdict` counts here; one that does not verify is counted in `unverified`. */
   private takes(verdict: AckVerdict): boolean {
@@ -113,6 +120,22 @@ export class AckSigning {
   /** `region`'s watermark report (its JSON) as this region writes it: signed in `sign` and `require` modes. */
   writtenReport(region: string, json: string): string {
     return this.signs ? signReport(this.auth, region, json) : json;
+  }
+
+  /** `json`, `region`'s membership entry, as this region writes it: signed in `sign` and `require` modes. */
+  writtenMember(region: string, json: string): string {
+    return this.signs ? signMember(this.auth, region, json) : json;
+  }
+
+  /**
+   * Counts `raw`, the entry of `region` read with `verdict`, when it does not verify and differs from the last
+   * one judged for that member. Every entry still counts as read (`require` refusing is a later step:
+   * docs/membership-signing.md).
+   */
+  member(region: string, raw: string, verdict: AckVerdict): void {
+    if (!this.signs || this.membersJudged.get(region) === raw) return;
+    this.membersJudged.set(region, raw);
+    if (verdict !== 'signed') this.unverifiedMembers[verdict]++;
   }
 
   /** The JSON of `stored`, the report in the field `region`, when it counts here (see readReport). */

@@ -3,12 +3,13 @@
  * signed entry verifies only in its own field, under its own context and key; the reader of the version
  * before signing (test/support/member-record-before-signing.ts, a frozen copy) reads a signed entry's
  * fields as written and rewrites it correctly (docs/membership-signing.md §2.3: no read-first release is
- * needed); `off` writes the bytes that version writes.
+ * needed); `sign` writers sign what they write with `rev` one above the entry they rewrite, and copy entries
+ * as stored; `off` writes the bytes that version writes. Region processes: member-signing.test.ts.
  */
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
-import { ACK_MAC_CONTEXT, checkMember, MEMBER_ENTRY_MAC_CONTEXT, signMember, WATERMARK_REPORT_MAC_CONTEXT } from '../../src/replication/ack-auth';
+import { ACK_MAC_CONTEXT, AckSigning, checkMember, MEMBER_ENTRY_MAC_CONTEXT, signMember, WATERMARK_REPORT_MAC_CONTEXT } from '../../src/replication/ack-auth';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import * as current from '../../src/replication/member-record';
 import * as before from '../support/member-record-before-signing';
@@ -109,6 +110,61 @@ describe('the version before signing, reading a signed entry', () => {
   });
 });
 
+describe('sign', () => {
+  const w = { signing: new AckSigning(auth, 'sign') };
+  const stored = async () => (await current.readMembers(redis, keys, auth)).members.get(B);
+
+  test('a new entry is signed, at revision 1 unless the writer knows a higher one', async () => {
+    await current.writeMember(redis, keys, B, { state: 'active', joined_at: JOINED, redis_url: 'redis://b.example:6380/' }, true, w);
+    expect(await stored()).toMatchObject({ state: 'active', rev: 1, verified: 'signed' });
+    await redis.del(keys.members);
+    await current.writeMember(redis, keys, B, { state: 'joining', rev: 8 }, true, w);
+    expect(await stored()).toMatchObject({ state: 'joining', rev: 8, verified: 'signed' });
+  });
+
+  test('updateMember and activateAfterReseed sign the entry they rewrite, one revision above it, keeping its fields', async () => {
+    await redis.hset(keys.members, B, signMember(auth, B, json));
+    expect(await current.activateAfterReseed(redis, keys, B, TOKEN, w)).toBe(true);
+    expect(await stored()).toMatchObject({ state: 'active', joinedAt: JOINED, redisUrl: 'redis://b.example:6380/', reseed: null, rev: 4, verified: 'signed' });
+    expect(await current.updateMember(redis, keys, B, { state: 'joining', reseed: 'r2' }, w)).toBe(true);
+    expect(await stored()).toMatchObject({ state: 'joining', joinedAt: JOINED, redisUrl: 'redis://b.example:6380/', reseed: 'r2', rev: 5, verified: 'signed' });
+  });
+
+  test('an unsigned entry (written before signing) is rewritten signed at revision 1', async () => {
+    await redis.hset(keys.members, B, JSON.stringify({ state: 'active', joined_at: JOINED }));
+    await current.updateMember(redis, keys, B, { state: 'joining' }, w);
+    expect(await stored()).toMatchObject({ state: 'joining', joinedAt: JOINED, rev: 1, verified: 'signed' });
+  });
+
+  test('a copy is written as stored, signature and revision (an unsigned one stays unsigned); off writes it again as before', async () => {
+    const signed = signMember(auth, B, json);
+    await redis.hset(keys.members, B, signed, A, '{"state":"active","joined_at":"2026-12-01T00:00:00.000Z","reseed":"x"}');
+    const { members } = await current.readMembers(redis, keys, auth);
+    await redis.del(keys.members);
+    for (const m of members.values()) await current.copyMember(redis, keys, m, w);
+    expect(await redis.hmget(keys.members, B, A)).toEqual([signed, members.get(A)?.raw]);
+    await redis.del(keys.members);
+    for (const m of members.values()) await current.copyMember(redis, keys, m, { signing: new AckSigning(auth, 'off') });
+    expect(await redis.hmget(keys.members, B, A)).toEqual([
+      JSON.stringify({ state: 'joining', joined_at: JOINED, redis_url: 'redis://b.example:6380/' }),
+      '{"state":"active","joined_at":"2026-12-01T00:00:00.000Z"}',
+    ]);
+  });
+
+  test('an entry that does not verify is counted once per stored value, not once per read', () => {
+    const signing = new AckSigning(auth, 'sign');
+    const unsigned = JSON.stringify({ state: 'active', joined_at: JOINED });
+    for (let i = 0; i < 3; i++) signing.member(B, unsigned, 'unsigned');
+    signing.member(A, signMember(auth, A, unsigned), 'signed');
+    signing.member(B, `${unsigned} `, 'unsigned');
+    signing.member(B, unsigned, 'unsigned');
+    expect(signing.unverifiedMembers).toEqual({ unsigned: 3, 'bad-signature': 0, 'unknown-key': 0 });
+    const off = new AckSigning(auth, 'off');
+    off.member(B, unsigned, 'unsigned');
+    expect(off.unverifiedMembers.unsigned).toBe(0);
+  });
+});
+
 describe('off', () => {
   /** What `write` leaves in the field `B` after writing it from `start`. */
   async function bytesAfter(start: string | null, write: (m: typeof current | typeof before) => Promise<unknown>, m: typeof current | typeof before): Promise<string | null> {
@@ -127,5 +183,15 @@ describe('off', () => {
     const then = await bytesAfter(start, write, before);
     expect(then).not.toBeNull();
     expect(await bytesAfter(start, write, current)).toBe(then);
+  });
+
+  test.each([
+    ['writeMember', (w: current.MemberWriter) => current.writeMember(redis, keys, B, { state: 'active', joined_at: JOINED, redis_url: 'redis://b.example:6380/', rev: 4 }, false, w)],
+    ['updateMember', (w: current.MemberWriter) => current.updateMember(redis, keys, B, { state: 'joining', reseed: 'r2' }, w)],
+    ['activateAfterReseed', (w: current.MemberWriter) => current.activateAfterReseed(redis, keys, B, TOKEN, w)],
+  ])('%s under ackSignatures off writes what it writes without signing: no rev, no sig', async (_name, write) => {
+    const plain = await bytesAfter(unsigned, () => write({}), current);
+    expect(await bytesAfter(unsigned, () => write({ signing: new AckSigning(auth, 'off') }), current)).toBe(plain);
+    expect(plain).not.toMatch(/"rev"|"sig"/);
   });
 });
