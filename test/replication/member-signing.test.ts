@@ -6,26 +6,32 @@
  * unsigned into a signing region's own Redis (as a version before signing, or a process still `off`, writes
  * it) is counted and written again, signed, by that region (trust on upgrade, docs/membership-signing.md
  * §3.3). `npm run members -- activate` and `npm run reseed` sign what they write, and need REPLICATION_KEYS
- * for it. (The codec and the writers against one Redis: member-signatures.test.ts.)
+ * for it. A region added at runtime registers signed, and every region learns its Redis from that entry.
+ * (The codec and the writers against one Redis: member-signatures.test.ts.)
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
+import { RegionProcess } from '../../src/cluster/region-process';
+import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
 import { checkMember } from '../../src/replication/ack-auth';
 import { readMembers, type Member } from '../../src/replication/member-record';
-import { TEST_REPLICATION_KEYS, testEventAuth, uniqueName } from '../support/env';
+import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth, uniqueName } from '../support/env';
 import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 import { scrape } from '../observability/support';
 
-const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'] as const;
-const REGIONS = [A, B, C];
+const [A, B, C, D] = ['us-iowa', 'europe-belgium', 'asia-japan', 'south-brazil'] as const;
+const REGIONS: string[] = [A, B, C];
 const ALL = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '20' };
 const auth = testEventAuth();
 const offConfig = path.join(os.tmpdir(), `${uniqueName('membersigning-off')}.json`);
 let cluster: Cluster;
+/** The region added at runtime (the last test), and its database. */
+let added: RegionProcess | null = null;
+let addedDb = '';
 const servers = new Map<string, OwnRedis>();
 const clients = new Map<string, Redis>();
 
@@ -44,8 +50,9 @@ beforeAll(async () => {
   });
 }, 120_000);
 afterAll(async () => {
-  for (const r of REGIONS) cluster?.proc(r).resume();
-  await cluster?.stop(0);
+  for (const r of [A, B, C]) cluster?.proc(r).resume();
+  await Promise.all([added?.stop(0), cluster?.stop(0)]);
+  if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
   for (const c of clients.values()) c.disconnect();
   await Promise.all([...servers.values()].map((s) => s.kill()));
   fs.rmSync(offConfig, { force: true });
@@ -109,7 +116,9 @@ test('`members activate` needs REPLICATION_KEYS where the regions sign (exit 2, 
   expect({ status: noKeys.status, stderr: noKeys.stderr }).toEqual({ status: 2, stderr: expect.stringContaining('REPLICATION_KEYS must be set') });
   expect(await Promise.all(REGIONS.map((r) => redisOf(r).hget(keys().members, B)))).toEqual(then);
   const revs = (await copiesOf(B)).map((m) => m?.rev ?? 0);
-  const done = await runScript(cluster, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  // Paused: its periodic copy of its own entry could land between the command's writes and count as one more revision.
+  cluster.proc(B).pause();
+  const done = await runScript(cluster, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS }).finally(() => cluster.proc(B).resume());
   expect({ status: done.status, stderr: done.stderr }).toEqual({ status: 0, stderr: '' });
   const after = await copiesOf(B);
   after.forEach((m, i) => expect(m).toMatchObject({ state: 'active', verified: 'signed', rev: (revs[i] ?? 0) + 1 }));
@@ -128,4 +137,34 @@ test('the re-seed needs REPLICATION_KEYS where the regions sign (exit 2, nothing
   expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
   // Marked joining (one revision), then active (one more), signed in every Redis.
   (await copiesOf(B)).forEach((m, i) => expect(m).toMatchObject({ state: 'active', verified: 'signed', reseed: null, rev: (revs[i] ?? 0) + 2 }));
+}, 120_000);
+
+test('a region added at runtime registers joining, signed, in every Redis, and the others learn its Redis from that entry', async () => {
+  const server = await ownRedis();
+  await server.start();
+  servers.set(D, server);
+  clients.set(D, new Redis(server.url));
+  const [port = 0] = await freePorts(1);
+  addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
+  const file = cluster.deployment.file;
+  const config = path.join(path.dirname(cluster.deployment.configPath), 'regions.4.config.json');
+  fs.writeFileSync(config, JSON.stringify({ ...file, regions: [...file.regions, { id: D, port, databaseUrl: addedDb, redisUrl: server.url }] }));
+  added = new RegionProcess({
+    region: D,
+    url: `http://127.0.0.1:${port}`,
+    env: {
+      REGIONS_CONFIG: config, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS,
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
+    },
+  });
+  added.start();
+  await added.waitReady(60_000);
+  REGIONS.push(D);
+  const registered = async () =>
+    (await copiesOf(D)).every((m) => m?.verified === 'signed' && m.state === 'joining' && m.rev === 1 && m.redisUrl?.startsWith(`redis://127.0.0.1:${server.port}`));
+  expect(await eventually(registered, 30_000, 200)).toBe(true);
+  // Its inbox, in its own Redis, is where the others deliver: they took its address from its signed entry.
+  const res = await call(cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'to the added region' }, headers: adminHeaders });
+  expect(res.status).toBe(201);
+  expect(await eventually(async () => (await redisOf(D).xlen(keys().inbox(D))) > 0, 30_000, 200)).toBe(true);
 }, 120_000);
