@@ -83,13 +83,14 @@ test("the signing regions' entries are signed in every region's Redis, bound to 
   expect(members.map((m) => [m.region, m.state])).toEqual(REGIONS.map((r) => [r, 'active']));
 }, 90_000);
 
-test("a signing region counts the off region's unsigned entry once, not once per read, in GET /admin/replication and /metrics; the off region counts nothing", async () => {
+test("a signing region counts the off region's unsigned entry, once, not once per read, in GET /admin/replication and /metrics; the off region counts nothing", async () => {
   expect(await eventually(async () => (await figures(A)).member_entries.unverified.unsigned >= 1, 15_000, 200)).toBe(true);
   const counted = await figures(A);
   // Every process re-reads the record every second: three more reads.
   await new Promise((r) => setTimeout(r, 3500));
   expect((await figures(A)).member_entries).toEqual(counted.member_entries);
-  expect(counted.member_entries.unverified).toMatchObject({ 'bad-signature': 0, 'unknown-key': 0 });
+  // The off region's entry, and nothing else: the signing regions wrote theirs signed from the start.
+  expect(counted.member_entries.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0 });
   expect((await scrape(cluster.url(A))).value('replication_member_entries_unverified_total', { reason: 'unsigned' })).toBe(counted.member_entries.unverified.unsigned);
   expect((await figures(C)).member_entries.unverified).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 });
 }, 30_000);
@@ -163,8 +164,26 @@ test('a region added at runtime registers joining, signed, in every Redis, and t
   const registered = async () =>
     (await copiesOf(D)).every((m) => m?.verified === 'signed' && m.state === 'joining' && m.rev === 1 && m.redisUrl?.startsWith(`redis://127.0.0.1:${server.port}`));
   expect(await eventually(registered, 30_000, 200)).toBe(true);
+  // Signed when it registered, not only once its processes wrote it again: of what it read, only the off region's entry is unsigned.
+  const addedFigures = (await call(added.url, 'GET', '/admin/replication', { headers: adminHeaders })).body.ack_signatures as Figures;
+  expect(addedFigures.member_entries.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0 });
   // Its inbox, in its own Redis, is where the others deliver: they took its address from its signed entry.
   const res = await call(cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'to the added region' }, headers: adminHeaders });
   expect(res.status).toBe(201);
   expect(await eventually(async () => (await redisOf(D).xlen(keys().inbox(D))) > 0, 30_000, 200)).toBe(true);
+}, 120_000);
+
+test('a region that finds at start a database other than the one it ran on marks itself joining, signed, in every Redis', async () => {
+  const before = await copiesOf(A);
+  const counted = (await figures(B)).member_entries;
+  // As a database dropped and created again looks to the restore check (restore-check.ts): another identity on record.
+  await redisOf(A).set(keys().databaseIdentity(A), 'a-database-it-never-ran-on');
+  const p = cluster.proc(A);
+  await p.stop(10_000);
+  p.start();
+  await p.waitReady(60_000);
+  const marked = async () => (await copiesOf(A)).every((m, i) => m?.verified === 'signed' && m.state === 'joining' && (m.rev ?? 0) > (before[i]?.rev ?? 0));
+  expect(await eventually(marked, 30_000, 200)).toBe(true);
+  // Signed when written, not only once its own processes wrote it again: the others read nothing unverified.
+  expect((await figures(B)).member_entries).toEqual(counted);
 }, 120_000);
