@@ -1,9 +1,14 @@
 /**
  * The cluster's secrets file: `.cluster/<config name>.env` next to the regions config, where `npm run cluster`
- * keeps the secrets it made up (scripts/cluster.ts), and where `npm run reseed` finds REPLICATION_KEYS.
+ * keeps the secrets it made up (scripts/cluster.ts), and where `npm run reseed` and `npm run members` find
+ * REPLICATION_KEYS.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { replicationKeysOf } from '../src/config';
+import type { AckSignatures } from '../src/config-schema';
+import { AckSigning } from '../src/replication/ack-auth';
+import { EventAuth } from '../src/replication/event-auth';
 
 export function secretsPath(configPath: string): string {
   return path.join(path.dirname(configPath), '.cluster', `${path.basename(configPath, '.json')}.env`);
@@ -21,4 +26,20 @@ export function readSecrets(file: string, names: readonly string[]): Map<string,
     if (m?.[1] && m[3] && names.includes(m[1])) out.set(m[1], m[3]);
   }
   return out;
+}
+
+/** REPLICATION_KEYS from the environment, else from the cluster's secrets file (what `npm run cluster` started the regions with). */
+export function replicationKeys(configPath: string) {
+  const fromFile = process.env.REPLICATION_KEYS ? undefined : readSecrets(secretsPath(configPath), ['REPLICATION_KEYS']).get('REPLICATION_KEYS');
+  return replicationKeysOf(fromFile === undefined ? process.env : { ...process.env, REPLICATION_KEYS: fromFile });
+}
+
+/**
+ * How an operator script signs the membership entries it writes, and judges the acks it reads, as the regions
+ * of config `ackSignatures` do: null when `off`; otherwise with the regions' keys (replicationKeys), which it
+ * then needs (a ConfigError without them: exit 2, before anything is done).
+ */
+export function scriptSigning(file: { ackSignatures?: AckSignatures }, configPath: string): AckSigning | null {
+  const mode = file.ackSignatures ?? 'off';
+  return mode === 'off' ? null : new AckSigning(new EventAuth(replicationKeys(configPath)), mode);
 }

@@ -11,13 +11,16 @@
  * which `remove` otherwise refuses (see runningConnection). Stop the region and take it out of every
  * config file first. A Redis that does not answer is named in `unreachable`:
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
- * regions' Redis URLs and the key prefix, REDIS_URL and REDIS_KEY_PREFIX over them as a region takes them; prints JSON.
+ * regions' Redis URLs and the key prefix, REDIS_URL and REDIS_KEY_PREFIX over them as a region takes them, and
+ * for `activate` in `sign` and `require` modes (`ackSignatures`) REPLICATION_KEYS, to sign the entry it
+ * writes (from the environment, else the cluster's secrets file); prints JSON.
  */
 import { readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
+import { scriptSigning } from './cluster-secrets';
 import { readMembers, removeMember, updateMember, type Member } from '../src/replication/member-record';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
@@ -78,6 +81,8 @@ async function main(): Promise<void> {
     const file = withRedisOverrides(readConfigFile(configPath));
     const prefix = file.redisKeyPrefix;
     const keys = replicationKeys(prefix);
+    // Before anything is read or written: `activate` signs what it writes where the regions sign.
+    const writer = { signing: command === 'activate' ? scriptSigning(file, configPath) : null };
     // One connection per distinct Redis; each is named after the regions it serves.
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
@@ -88,7 +93,7 @@ async function main(): Promise<void> {
     const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
     let result: unknown;
     if (command === 'activate') {
-      const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }));
+      const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }, writer));
       if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
       result = { region, state: 'active', unreachable: unreachable(res) };
     } else if (command === 'remove') {

@@ -2,17 +2,15 @@
  * `npm run reseed -- --from <peer region> --to <region>`: re-seeds a region whose consumer group fell
  * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
  * REGIONS_CONFIG (default ./regions.config.json), with REDIS_URL and REDIS_KEY_PREFIX over the file's as a region
- * takes them (withRedisOverrides), and REPLICATION_KEYS when the file's `ackSignatures` is `require` (from the
+ * takes them (withRedisOverrides), and REPLICATION_KEYS when the file's `ackSignatures` is `sign` or `require` (from the
  * environment, else from the cluster's secrets file that `npm run cluster` keeps); prints what it copied as JSON.
  * See src/replication/reseed.ts.
  */
-import { ConfigError, readConfigFile, regionsConfigPath, replicationKeysOf, withRedisOverrides } from '../src/config';
-import { AckSigning } from '../src/replication/ack-auth';
-import { EventAuth } from '../src/replication/event-auth';
+import { ConfigError, readConfigFile, regionsConfigPath, withRedisOverrides } from '../src/config';
 import { REPLICATED_TABLES } from '../src/tables';
 import { reseed } from '../src/replication/reseed';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
-import { readSecrets, secretsPath } from './cluster-secrets';
+import { scriptSigning } from './cluster-secrets';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,12 +18,6 @@ function arg(name: string): string | undefined {
 }
 
 const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--wait <seconds the peer may take to catch up, default 30>] [--force]';
-
-/** REPLICATION_KEYS from the environment, else from the cluster's secrets file (what `npm run cluster` started the regions with). */
-function replicationKeys(configPath: string) {
-  const fromFile = process.env.REPLICATION_KEYS ? undefined : readSecrets(secretsPath(configPath), ['REPLICATION_KEYS']).get('REPLICATION_KEYS');
-  return replicationKeysOf(fromFile === undefined ? process.env : { ...process.env, REPLICATION_KEYS: fromFile });
-}
 
 async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
@@ -41,11 +33,13 @@ async function main(): Promise<void> {
     const file = withRedisOverrides(readConfigFile(configPath));
     const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
+    // In `sign` and `require` modes the target's membership entry is written signed, and in `require` the
+    // peer's acks count only when signed: both take REPLICATION_KEYS.
+    const signing = scriptSigning(file, configPath);
     const result = await reseed(file, from, to, REPLICATED_TABLES, {
       force: process.argv.includes('--force'),
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
-      // In `require` mode the peer's acks count only when signed: checking them takes REPLICATION_KEYS.
-      ...(file.ackSignatures === 'require' ? { signing: new AckSigning(new EventAuth(replicationKeys(configPath)), 'require') } : {}),
+      ...(signing ? { signing } : {}),
     });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {

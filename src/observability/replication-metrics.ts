@@ -29,7 +29,7 @@ export interface ReplicationMetricSources {
     readonly waiting: number;
     readonly acksRepaired: number;
     /** Config `ackSignatures` and its counts of acks that did not verify (null: off). */
-    readonly signing: Pick<AckSigning, 'unverified' | 'confirmedUnverified'> | null;
+    readonly signing: Pick<AckSigning, 'unverified' | 'confirmedUnverified' | 'unverifiedMembers'> | null;
   };
   relay: { readonly published: number; readonly republished: number };
   /** Entries and events this process delivered, per destination (a pack is one entry of several events). */
@@ -214,16 +214,24 @@ function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSo
     },
   });
   const signing = s.tracker.signing;
-  new Counter({
-    name: 'replication_acks_unverified_total',
-    help: 'Per reason: ack values, announcements and watermark reports read that did not verify (ackSignatures sign or require; since start). Switch to require once it stops growing in every region.',
-    labelNames: ['reason'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [reason, n] of Object.entries(signing?.unverified ?? {})) this.inc({ reason }, n);
-    },
-  });
+  const byReason = (name: string, help: string, read: () => Record<string, number> | undefined) =>
+    new Counter({
+      name, help, labelNames: ['reason'] as const, registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(read() ?? {})) this.inc({ reason }, n);
+      },
+    });
+  byReason(
+    'replication_acks_unverified_total',
+    'Per reason: ack values, announcements and watermark reports read that did not verify (ackSignatures sign or require; since start). Switch to require once it stops growing in every region.',
+    () => signing?.unverified,
+  );
+  byReason(
+    'replication_member_entries_unverified_total',
+    "Per reason: entries of this region's copy of the membership record read that did not verify, each stored value once (ackSignatures sign or require; since start).",
+    () => signing?.unverifiedMembers,
+  );
   fromCount('replication_deliveries_confirmed_unverified_total', 'Deliveries the relay confirmed on an ack value that did not verify (ackSignatures sign; since start).', () => signing?.confirmedUnverified ?? 0);
 }
 

@@ -19,6 +19,11 @@
  * on purpose: a collector of an older version reads it as an unreadable report, which holds its horizon
  * (horizon.ts, computeHorizon): never collecting early is the safe direction.
  *
+ * Membership entry (member-record.ts, the field `region` of `<prefix>{repl}:members`): its JSON with a last
+ * member `"sig":"<kid>:<mac>"`, the MAC over MEMBER_ENTRY_MAC_CONTEXT, the key id, the region and the entry's
+ * bytes without that member (the stored text up to its `,"sig":"`, then `}`). Inside the JSON on purpose: a
+ * reader of an older version parses it and reads every field as written (docs/membership-signing.md, §2.3).
+ *
  * Every reader reads both forms; the writers (ack-records.ts, tombstones.ts) write the signed ones when
  * `ackSignatures` signs. Readers judge what they read through readAck, readReport (and
  * AckSigning.announcement): in `require` mode only what verifies counts; in `sign` and `require` modes what
@@ -31,6 +36,7 @@ import type { EventAuth, RefusalReason } from './event-auth';
 export const ACK_MAC_CONTEXT = 'saml-credential-service/change-ack/v1\n';
 export const ACK_ANNOUNCEMENT_MAC_CONTEXT = 'saml-credential-service/ack-announcement/v1\n';
 export const WATERMARK_REPORT_MAC_CONTEXT = 'saml-credential-service/watermark-report/v1\n';
+export const MEMBER_ENTRY_MAC_CONTEXT = 'saml-credential-service/member-entry/v1\n';
 
 /** The first line of a signed announcement starts with this. */
 const ANNOUNCEMENT_MARK = 's1 ';
@@ -70,6 +76,13 @@ export class AckSigning {
   readonly unverified: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
   /** Deliveries the relay confirmed on an ack value that did not verify (`sign` mode; `require` confirms none). */
   confirmedUnverified = 0;
+  /**
+   * Entries of the membership record (this region's copy) that did not verify, by reason, since start (`sign`
+   * and `require` modes): each distinct stored value once, not once per refresh (see member).
+   */
+  readonly unverifiedMembers: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
+  /** Per member, the last stored entry judged (member): a value read again every second is counted once. */
+  private readonly membersJudged = new Map<string, string>();
 
   /** Whether a value read with `verdict` counts here; one that does not verify is counted in `unverified`. */
   private takes(verdict: AckVerdict): boolean {
@@ -107,6 +120,22 @@ export class AckSigning {
   /** `region`'s watermark report (its JSON) as this region writes it: signed in `sign` and `require` modes. */
   writtenReport(region: string, json: string): string {
     return this.signs ? signReport(this.auth, region, json) : json;
+  }
+
+  /** `json`, `region`'s membership entry, as this region writes it: signed in `sign` and `require` modes. */
+  writtenMember(region: string, json: string): string {
+    return this.signs ? signMember(this.auth, region, json) : json;
+  }
+
+  /**
+   * Counts `raw`, the entry of `region` read with `verdict`, when it does not verify and differs from the last
+   * one judged for that member. Every entry still counts as read (`require` refusing is a later step:
+   * docs/membership-signing.md).
+   */
+  member(region: string, raw: string, verdict: AckVerdict): void {
+    if (!this.signs || this.membersJudged.get(region) === raw) return;
+    this.membersJudged.set(region, raw);
+    if (verdict !== 'signed') this.unverifiedMembers[verdict]++;
   }
 
   /** The JSON of `stored`, the report in the field `region`, when it counts here (see readReport). */
@@ -263,4 +292,29 @@ export function checkAnnouncement(auth: EventAuth, message: string): CheckedAnno
   const parts = TAG.exec(tag);
   if (!parts) return { body, kept, verdict: 'bad-signature' };
   return { body, kept, verdict: judge(auth, ACK_ANNOUNCEMENT_MAC_CONTEXT, body, parts[1] as string, parts[2] as string) };
+}
+
+/** Where a member entry's signature member starts: a JSON string holds no raw `,"sig":"`, so only the structural one. */
+const MEMBER_SIG = ',"sig":"';
+/** The rest of a signed entry after MEMBER_SIG: the tag, and the object's end. */
+const MEMBER_TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)"}$/;
+
+/** `json` (an entry's JSON object, without `sig`), `region`'s membership entry, with its signature as the last member. */
+export function signMember(auth: EventAuth, region: string, json: string): string {
+  if (!json.endsWith('}') || json.includes(MEMBER_SIG)) throw new Error(`not an unsigned member entry: ${json}`);
+  const tag = `${auth.signingKid}:${macText(auth, MEMBER_ENTRY_MAC_CONTEXT, `${region}\n${json}`) as string}`;
+  return `${json.slice(0, -1)}${MEMBER_SIG}${tag}"}`;
+}
+
+/**
+ * Reads the entry stored in the field `region` of the membership record: its JSON without the signature
+ * member, and whether the signature holds (bound to the field). No `sig` member last: `unsigned`.
+ */
+export function checkMember(auth: EventAuth, region: string, stored: string): CheckedAck {
+  const at = stored.lastIndexOf(MEMBER_SIG);
+  if (at < 0) return { value: stored, verdict: 'unsigned' };
+  const value = `${stored.slice(0, at)}}`;
+  const tag = MEMBER_TAG.exec(stored.slice(at + MEMBER_SIG.length));
+  if (!tag) return { value, verdict: 'bad-signature' };
+  return { value, verdict: judge(auth, MEMBER_ENTRY_MAC_CONTEXT, `${region}\n${value}`, tag[1] as string, tag[2] as string) };
 }

@@ -247,7 +247,7 @@ export class Applier {
   private async startUp(): Promise<void> {
     const { keys, region, log } = this.d;
     // A database restored from a backup lacks what was applied since: the region needs a re-seed.
-    await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: this.d.membership?.regions() ?? this.d.regions, log });
+    await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: this.d.membership?.regions() ?? this.d.regions, log, signing: this.d.tracker.signing });
     // After an upgrade, events parked by the previous version may apply now.
     await this.failures.load();
     const retried = await this.retry.retryParked();

@@ -5,6 +5,8 @@
  */
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
+import { checkMember, type AckSigning, type AckVerdict } from './ack-auth';
+import type { EventAuth } from './event-auth';
 import { eachRegion, type RedisLinks } from './links';
 
 export type MemberState = 'joining' | 'active';
@@ -19,6 +21,12 @@ export interface Member {
   registered: boolean;
   /** The re-seed that marked it joining (its token), while nothing else has rewritten the entry since. */
   reseed: string | null;
+  /** The entry's revision (signed entries carry one; every signed rewrite raises it), null when it has none. */
+  rev: number | null;
+  /** The entry as stored (null when not registered): what a copier writes elsewhere, signature and all. */
+  raw: string | null;
+  /** Whether its signature holds (ack-auth.ts, checkMember); null when not checked (read without a key, or not registered). */
+  verified: AckVerdict | null;
 }
 
 const GENERATION = '~generation';
@@ -28,9 +36,11 @@ interface Stored {
   joined_at?: string;
   redis_url?: string;
   reseed?: string;
+  rev?: number;
 }
 
-function parse(region: string, raw: string): Member {
+/** `raw`, the entry stored in the field `region`, as a member (its verdict checked when `auth` is given). */
+export function parseMember(region: string, raw: string, auth?: EventAuth | null): Member {
   let v: Stored = {};
   try {
     v = JSON.parse(raw) as Stored;
@@ -44,14 +54,17 @@ function parse(region: string, raw: string): Member {
     redisUrl: typeof v.redis_url === 'string' && /^rediss?:\/\//.test(v.redis_url) ? v.redis_url : null,
     registered: true,
     reseed: typeof v.reseed === 'string' ? v.reseed : null,
+    rev: Number.isSafeInteger(v.rev) && (v.rev as number) >= 0 ? (v.rev as number) : null,
+    raw,
+    verified: auth ? checkMember(auth, region, raw).verdict : null,
   };
 }
 
-/** The record as stored: members by region, and its generation. */
-export async function readMembers(redis: Redis, keys: ReplicationKeys): Promise<{ members: Map<string, Member>; generation: number }> {
+/** The record as stored: members by region (each entry checked when `auth` is given), and its generation. */
+export async function readMembers(redis: Redis, keys: ReplicationKeys, auth?: EventAuth | null): Promise<{ members: Map<string, Member>; generation: number }> {
   const hash = await redis.hgetall(keys.members);
   const members = new Map<string, Member>();
-  for (const [field, value] of Object.entries(hash)) if (field !== GENERATION) members.set(field, parse(field, value));
+  for (const [field, value] of Object.entries(hash)) if (field !== GENERATION) members.set(field, parseMember(field, value, auth));
   return { members, generation: Number(hash[GENERATION] ?? 0) };
 }
 
@@ -60,6 +73,8 @@ export interface MemberEntry {
   joined_at?: string;
   redis_url?: string | null;
   reseed?: string;
+  /** Written only by a signing writer (an entry without one is as every version before signing wrote it). */
+  rev?: number;
 }
 
 function encode(entry: MemberEntry): string {
@@ -68,32 +83,55 @@ function encode(entry: MemberEntry): string {
     joined_at: entry.joined_at ?? new Date().toISOString(),
     ...(entry.redis_url ? { redis_url: entry.redis_url } : {}),
     ...(entry.reseed ? { reseed: entry.reseed } : {}),
+    ...(entry.rev !== undefined ? { rev: entry.rev } : {}),
   });
 }
 
-/** Where a writer says it replaced a generation that was not an integer (see BUMP). */
-type WarnLog = Pick<Logger, 'warn'>;
-
-/** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
-export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false, log?: WarnLog): Promise<boolean> {
-  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent, log);
+/**
+ * A writer of the record: where it says it replaced a generation that was not an integer (see BUMP), and how
+ * it signs (config `ackSignatures`: `sign` and `require` sign every entry they write, with a `rev`; none, or
+ * `off`, writes the entry unsigned and without `rev`, byte for byte as before).
+ */
+export interface MemberWriter {
+  log?: Pick<Logger, 'warn'>;
+  signing?: AckSigning | null;
 }
 
-export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean, log?: WarnLog): Promise<boolean> {
-  const written = onlyIfAbsent ? (await redis.hsetnx(keys.members, region, value)) === 1 : (await redis.hset(keys.members, region, value), true);
-  if (written) await announce(redis, keys, log);
-  return written;
+/** `entry` as `w` writes it into the field `region`; `rev` is kept only when it signs. */
+function written(region: string, { rev, ...entry }: MemberEntry, w: MemberWriter): string {
+  return w.signing?.signs ? w.signing.writtenMember(region, encode({ ...entry, rev: rev ?? 1 })) : encode(entry);
+}
+
+/** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
+export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false, w: MemberWriter = {}): Promise<boolean> {
+  return writeRaw(redis, keys, region, written(region, entry, w), onlyIfAbsent, w);
+}
+
+export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean, w: MemberWriter = {}): Promise<boolean> {
+  const done = onlyIfAbsent ? (await redis.hsetnx(keys.members, region, value)) === 1 : (await redis.hset(keys.members, region, value), true);
+  if (done) await announce(redis, keys, w.log);
+  return done;
+}
+
+/**
+ * Puts a member read from another copy (or remembered) into one Redis where it is absent: a signing writer
+ * copies the entry as stored, so its signature and `rev` survive (and one that does not verify stays so); an
+ * unsigned one writes it again as every version before signing did.
+ */
+export async function copyMember(redis: Redis, keys: ReplicationKeys, m: Member, w: MemberWriter = {}): Promise<boolean> {
+  if (w.signing?.signs && m.raw !== null) return writeRaw(redis, keys, m.region, m.raw, true, w);
+  return writeMember(redis, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true, w);
 }
 
 /**
  * Changes a registered member's state in one Redis (keeping the rest); false when it is not a member there.
  * `reseed` names the re-seed that sets it (see activateAfterReseed); any other update clears that name.
  */
-export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }, log?: WarnLog): Promise<boolean> {
+export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }, w: MemberWriter = {}): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
-  const m = parse(region, raw);
-  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed }, false, log);
+  const m = parseMember(region, raw);
+  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed, rev: (m.rev ?? 0) + 1 }, false, w);
   return true;
 }
 
@@ -101,8 +139,8 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
  * Marks `region` joining (it needs a re-seed): first in `home`, its own Redis (its entry's authoritative copy,
  * which its processes copy everywhere), then in every other member's Redis it can reach, each server once.
  */
-export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, keys: ReplicationKeys, region: string, regions: readonly string[], log?: WarnLog): Promise<void> {
-  await updateMember(home, keys, region, { state: 'joining' }, log);
+export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, keys: ReplicationKeys, region: string, regions: readonly string[], w: MemberWriter = {}): Promise<void> {
+  await updateMember(home, keys, region, { state: 'joining' }, w);
   const seen = new Set([home]);
   const others = regions.filter((r) => {
     const redis = links.to(r);
@@ -110,7 +148,7 @@ export async function markJoining(home: Redis, links: Pick<RedisLinks, 'to'>, ke
     seen.add(redis);
     return true;
   });
-  await eachRegion(others, (r) => updateMember(links.to(r), keys, region, { state: 'joining' }, log));
+  await eachRegion(others, (r) => updateMember(links.to(r), keys, region, { state: 'joining' }, w));
 }
 
 /**
@@ -144,15 +182,19 @@ ${BUMP}return {g, was}`;
  * had not applied marks it joining again meanwhile (relay-confirm.ts markBehind), which clears the token: then
  * the copy may lack those changes, the region stays joining, and this answers false.
  */
-export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, region: string, token: string): Promise<boolean> {
+export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, region: string, token: string, w: MemberWriter = {}): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
-  const m = parse(region, raw);
+  const m = parseMember(region, raw);
   if (m.state !== 'joining' || m.reseed !== token) return false;
-  const active = encode({ state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
-  const bumped = (await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, active)) as Bumped | [];
+  return replaceMember(redis, keys, region, raw, { state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, rev: (m.rev ?? 0) + 1 }, w);
+}
+
+/** Writes `entry` into the field `region` of one Redis only if it still holds `raw` (announced); false when it does not. */
+export async function replaceMember(redis: Redis, keys: ReplicationKeys, region: string, raw: string, entry: MemberEntry, w: MemberWriter = {}): Promise<boolean> {
+  const bumped = (await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, written(region, entry, w))) as Bumped | [];
   if (bumped.length === 0) return false;
-  await announced(redis, keys, bumped);
+  await announced(redis, keys, bumped, w.log);
   return true;
 }
 
@@ -218,11 +260,11 @@ export const REMOVAL_GRACE_MS = 3000;
 
 type Bumped = [generation: number, replaced?: string];
 
-async function announce(redis: Redis, keys: ReplicationKeys, log?: WarnLog): Promise<void> {
+async function announce(redis: Redis, keys: ReplicationKeys, log?: MemberWriter['log']): Promise<void> {
   await announced(redis, keys, (await redis.eval(BUMP_GENERATION, 1, keys.members)) as Bumped, log);
 }
 
-async function announced(redis: Redis, keys: ReplicationKeys, [generation, replaced]: Bumped, log?: WarnLog): Promise<void> {
+async function announced(redis: Redis, keys: ReplicationKeys, [generation, replaced]: Bumped, log?: MemberWriter['log']): Promise<void> {
   if (replaced !== undefined) log?.warn({ replaced, generation }, `the membership record's ${GENERATION} was not an integer: replaced`);
   await redis.publish(keys.membersChannel, JSON.stringify({ members: generation }));
 }

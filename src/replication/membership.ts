@@ -13,6 +13,9 @@
  * default `redisUrl` are used), for regions whose config does not name it (a region added to a running
  * deployment).
  * - state: `joining` (it joined a running deployment and has not been seeded yet) or `active`.
+ * With config `ackSignatures` `sign` or `require` each entry is signed, bound to its region, with a revision
+ * `rev` (ack-auth.ts, signMember): written signed, copied as stored, and counted when it does not verify
+ * (docs/membership-signing.md: readers refusing such entries is a later step).
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
  * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
@@ -23,7 +26,8 @@
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
-import { copyRemovals, parseKnown, readMembers, writeMember, writeRaw, type Member, type MemberEntry, type MemberState } from './member-record';
+import type { AckSigning } from './ack-auth';
+import { copyMember, copyRemovals, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -42,6 +46,8 @@ export interface MembershipDeps {
   refreshMs?: number;
   /** How often this region's entry is copied into the other regions' Redis where it is missing or differs. */
   propagateMs?: number;
+  /** Config `ackSignatures` (the tracker's): how entries are written, and the count of those read that do not verify. */
+  signing?: AckSigning | null;
 }
 
 export class Membership {
@@ -69,6 +75,28 @@ export class Membership {
     this.known = this.union(new Map());
   }
 
+  /** How this process writes entries (signed in `sign` and `require` modes). */
+  private get writer(): MemberWriter {
+    return { log: this.d.log, signing: this.d.signing };
+  }
+
+  /** The key entries are checked with when this process signs (null: `off`, nothing checked). */
+  private get checking() {
+    return this.d.signing?.signs ? this.d.signing.auth : null;
+  }
+
+  /** Per member, the highest `rev` this process read in a signed entry of its own Redis's copy. */
+  private readonly revSeen = new Map<string, number>();
+
+  /**
+   * The highest `rev` of `region`'s entry this process read signed, among `copies` too (signed ones only: a
+   * planted `rev` does not steer it): what a rewrite of the entry goes above.
+   */
+  private revOf(region: string, copies: readonly (Member | undefined)[] = []): number {
+    const signed = copies.filter((m) => m?.verified === 'signed').map((m) => m?.rev ?? 0);
+    return Math.max(this.revSeen.get(region) ?? 0, ...signed);
+  }
+
   /** Region ids of the members (configured regions first, in config order; then the others, sorted). */
   regions(): string[] {
     return [...this.known.keys()];
@@ -90,7 +118,7 @@ export class Membership {
 
   private union(stored: Map<string, Member>): Map<string, Member> {
     const out = new Map<string, Member>();
-    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null });
+    for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null, rev: null, raw: null, verified: null });
     for (const r of [...stored.keys()].sort()) if (!out.has(r)) out.set(r, stored.get(r) as Member);
     return out;
   }
@@ -101,7 +129,7 @@ export class Membership {
     const read = ++this.reads;
     try {
       const [{ members, generation }, departedAt, known] = await Promise.all([
-        readMembers(links.own, keys),
+        readMembers(links.own, keys, this.checking),
         links.own.hgetall(keys.departed),
         links.own.hgetall(keys.departedKnown),
       ]);
@@ -113,16 +141,20 @@ export class Membership {
       if (this.joined && !members.has(region)) {
         for (const m of this.known.values()) {
           if (m.region === region || !m.registered) continue;
-          await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true, this.d.log);
+          await copyMember(links.own, keys, m, this.writer);
         }
-        await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active'), true, this.d.log);
+        await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active', this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
         await copyRemovals(links.own, keys, this.departedAt);
         return this.refresh();
       }
       if (read > this.kept) {
         this.kept = read;
-        for (const m of members.values()) links.learn(m.region, m.redisUrl);
+        for (const m of members.values()) {
+          links.learn(m.region, m.redisUrl);
+          if (m.raw !== null && m.verified !== null) this.d.signing?.member(m.region, m.raw, m.verified);
+          if (m.verified === 'signed' && (m.rev ?? 0) > (this.revSeen.get(m.region) ?? 0)) this.revSeen.set(m.region, m.rev ?? 0);
+        }
         this.generation = generation;
         this.known = this.union(members);
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
@@ -145,8 +177,8 @@ export class Membership {
     return this.members();
   }
 
-  private entry(state: MemberState): MemberEntry {
-    return { state, redis_url: withoutCredentials(this.d.ownRedisUrl) };
+  private entry(state: MemberState, rev: number): MemberEntry {
+    return { state, redis_url: withoutCredentials(this.d.ownRedisUrl), rev };
   }
 
   /** The other members whose Redis is not this region's own. */
@@ -169,13 +201,13 @@ export class Membership {
     this.lastPropagated = Date.now();
     const { links, keys, region } = this.d;
     try {
-      const mine = await links.own.hget(keys.members, region);
+      const mine = await this.repairedOwn(await links.own.hget(keys.members, region));
       if (mine === null) return;
       const known = await links.own.hget(keys.departedKnown, region);
       const departedAt = this.departedAt;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
-        if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false, this.d.log);
+        if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false, this.writer);
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
@@ -187,6 +219,28 @@ export class Membership {
   }
 
   /**
+   * `raw`, this region's entry in its own Redis, as propagate copies it. In `sign` mode an entry that does not
+   * verify (written by a version before signing, by a process still `off`, or by anything else that writes to
+   * this Redis), or that names another Redis, is written again, signed, with this region's own Redis and the
+   * state it says (trust on upgrade, as `sign` takes unsigned acks; it was counted when read): what turns a
+   * deployment's unsigned entries into signed ones. Only if the field still holds `raw` (a re-seed or a relay
+   * marking it joining meanwhile wins); then it is read again.
+   */
+  private async repairedOwn(raw: string | null): Promise<string | null> {
+    const auth = this.checking;
+    if (raw === null || !auth || this.d.signing?.mode !== 'sign') return raw;
+    const { links, keys, region, log } = this.d;
+    const m = parseMember(region, raw, auth);
+    const url = withoutCredentials(this.d.ownRedisUrl);
+    if (m.verified === 'signed' && m.redisUrl === url) return raw;
+    const entry = { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: url, reseed: m.reseed ?? undefined, rev: this.revOf(region, [m]) + 1 };
+    if (await replaceMember(links.own, keys, region, raw, entry, this.writer)) {
+      log.info({ verdict: m.verified, recorded_redis: m.redisUrl }, "this region's membership entry did not verify or named another Redis: written again, signed");
+    }
+    return links.own.hget(keys.members, region);
+  }
+
+  /**
    * Registers this region, in its own Redis and every other reachable region's. It joins a running
    * deployment (other members registered, another region's inbox has received changes, and no consumer
    * group of its own yet: no region has been delivering to it) as `joining`: the changes confirmed before
@@ -195,13 +249,13 @@ export class Membership {
    */
   async join(): Promise<void> {
     const { links, keys, region, log } = this.d;
-    const { members } = await readMembers(links.own, keys);
+    const { members } = await readMembers(links.own, keys, this.checking);
     // Every copy of each entry this region's own copy lacks: the one in the member's own Redis is its
     // authoritative copy (its processes write there first and copy from there); the others may lag.
     const copies = new Map<string, { own?: Member; others: Member[] }>();
     const peers = await eachRegion(this.regions().filter((r) => r !== region), async (peer) => {
       await links.ready(peer);
-      const { members: theirs } = await readMembers(links.to(peer), keys);
+      const { members: theirs } = await readMembers(links.to(peer), keys, this.checking);
       for (const [r, m] of theirs) {
         if (members.has(r)) continue;
         const c = copies.get(r) ?? { others: [] };
@@ -230,7 +284,10 @@ export class Membership {
     // New to a running deployment, or marked joining in some region's copy (it still needs its re-seed).
     const joining = (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
-    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active'), true, log);
+    // Above any revision of its entry it knows, a peer's copy included (a registration again after its Redis lost it).
+    const ownCopies = copies.get(region);
+    const rev = this.revOf(region, [members.get(region), ownCopies?.own, ...(ownCopies?.others ?? [])]) + 1;
+    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active', rev), true, this.writer);
     // Its own copy lacks the region itself: new, or this Redis lost its data (an applier that met NOGROUP
     // joins again). Every other member found in a peer's copy or known to this process goes back in too,
     // as refresh() does: a region added at runtime is in no config here, and once this region's own entry
@@ -241,7 +298,7 @@ export class Membership {
       for (const [r, m] of seen) others.set(r, m);
       for (const m of others.values()) {
         if (m.region === region || members.has(m.region)) continue;
-        await writeMember(links.own, keys, m.region, { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl }, true, log);
+        await copyMember(links.own, keys, m, this.writer);
       }
     }
     if (joining) log.warn('joined a running deployment: re-seed this region from a peer (npm run reseed), see docs/operations.md, "Adding a region"');

@@ -369,6 +369,6 @@ export class DeliveryConfirmer {
    */
   private async markBehind(dest: string): Promise<void> {
     const { links, keys } = this.d;
-    await markJoining(links.to(dest), links, keys, dest, this.d.membership?.regions() ?? this.d.regions, this.d.log);
+    await markJoining(links.to(dest), links, keys, dest, this.d.membership?.regions() ?? this.d.regions, { log: this.d.log, signing: this.d.tracker.signing });
   }
 }

@@ -28,7 +28,7 @@ import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '
 import { peerProgress, takePeerProgress } from './applied-progress';
 import { readAck, type AckSigning } from './ack-auth';
 import { eachRegion, RedisLinks } from './links';
-import { activateAfterReseed, readMembers, updateMember } from './member-record';
+import { activateAfterReseed, readMembers, updateMember, type MemberWriter } from './member-record';
 import { recordReseededDatabase } from './restore-check';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
@@ -129,7 +129,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   await ensureDatabase(target.databaseUrl);
   await migrate(target.databaseUrl);
   const db = createDb(target.databaseUrl, { poolSize: 2 });
-  const run: ReseedRun = { file, from, to, keys, links, peerDb, db };
+  const run: ReseedRun = { file, from, to, keys, links, peerDb, db, writer: { signing: opts.signing } };
   try {
     await checkMembers(run, opts);
     await checkPeerInbox(run);
@@ -142,7 +142,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     // stale row would stay.
     // The entry names this re-seed: a relay that marks the target behind meanwhile rewrites it without.
     const token = randomUUID();
-    await markJoining(links, keys, file.regions.map((r) => r.id), to, token);
+    await markJoining(run, token);
     // The database being filled is the region's from now on (it is joining until the copy is done): a start of
     // the region meanwhile (its supervisor restarting it once the database exists) must not mark it behind again,
     // which cleared this re-seed's token and failed it at the end. Recorded again after the copy.
@@ -177,6 +177,8 @@ interface ReseedRun {
   links: RedisLinks;
   peerDb: Client;
   db: Db;
+  /** How the target's membership entry is written (signed when the config's `ackSignatures` signs). */
+  writer: MemberWriter;
 }
 
 /** The configs of the peer (`from`) and the target (`to`), or why they cannot be re-seeded one from the other. */
@@ -302,13 +304,14 @@ async function takeCutOff({ peerDb, db }: ReseedRun, store: RowStore, tables: re
  * Seeded: a region that joined a running deployment is now an active member, in its own Redis first
  * (its processes copy its entry into any Redis missed here), unless it was marked behind during the copy.
  */
-async function activate({ file, to, keys, links }: ReseedRun, token: string): Promise<void> {
-  if (!(await activateAfterReseed(links.own, keys, to, token))) {
+async function activate({ file, to, keys, links, writer }: ReseedRun, token: string): Promise<void> {
+  if (!(await activateAfterReseed(links.own, keys, to, token, writer))) {
     throw new Error(
       `${to} was marked as needing a re-seed again while this one copied (its inbox cap trimmed changes it had not applied, or its entry changed): it stays joining; run the re-seed again`,
     );
   }
-  await markActive(links, keys, file.regions.map((r) => r.id), to);
+  // Then the others' Redis, best effort: the target's processes copy their entry everywhere.
+  await eachRegion(file.regions.map((r) => r.id).filter((r) => !links.sharesOwn(r)), (r) => updateMember(links.to(r), keys, to, { state: 'active' }, writer));
 }
 
 /** The cut-off below which the peer collected tombstones ('' when it collected none; tombstones.ts). */
@@ -355,12 +358,13 @@ async function removeCollected(db: Db, peerDb: Client, store: RowStore, table: R
  * collect during the copy a tombstone the target still lacks. Where the mark was written it stays (the
  * target holds the horizon until a re-seed completes).
  */
-async function markJoining(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string, reseed: string): Promise<void> {
+async function markJoining({ file, to: region, keys, links, writer }: ReseedRun, reseed: string): Promise<void> {
   const patch = { state: 'joining' as const, reseed };
+  const regions = file.regions.map((r) => r.id);
   // Its own Redis first: its processes copy their entry from there (membership.ts).
-  const outcomes = await eachRegion([region], () => updateMember(links.own, keys, region, patch));
+  const outcomes = await eachRegion([region], () => updateMember(links.own, keys, region, patch, writer));
   if (outcomes.get(region)?.ok) {
-    const others = await eachRegion(regions.filter((r) => r !== region && !links.sharesOwn(r)), (r) => updateMember(links.to(r), keys, region, patch));
+    const others = await eachRegion(regions.filter((r) => r !== region && !links.sharesOwn(r)), (r) => updateMember(links.to(r), keys, region, patch, writer));
     for (const [r, o] of others) outcomes.set(r, o);
   }
   const failed = [...outcomes].filter(([, o]) => !o.ok || !o.value);
@@ -372,11 +376,6 @@ async function markJoining(links: RedisLinks, keys: ReplicationKeys, regions: re
     `could not mark ${region} joining in ${why.join('; in ')}. Nothing was copied. ${unregistered ? `Start ${region} (it registers itself), then re-seed` : 'Re-seed once that Redis answers'}` +
       (written > 0 ? ` (where the mark was written, ${region} stays joining, and tombstone collection waits, until a re-seed completes)` : ''),
   );
-}
-
-/** Sets `region` active in `regions`' Redis, best effort: the target's processes copy their entry everywhere (its own Redis is activateAfterReseed's). */
-async function markActive(links: RedisLinks, keys: ReplicationKeys, regions: readonly string[], region: string): Promise<void> {
-  await eachRegion(regions.filter((r) => !links.sharesOwn(r)), (r) => updateMember(links.to(r), keys, region, { state: 'active' }));
 }
 
 /** Acks the group's pending entries at or below `through` (all trimmed): nothing is left to read. */

@@ -21,6 +21,7 @@ import type { SqlReader } from '../db/client';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
+import type { AckSigning } from './ack-auth';
 import { markJoining } from './member-record';
 
 /** Raises the mark of each origin to the database's count (never lowers it: ZADD GT). */
@@ -61,7 +62,7 @@ export async function databaseIdentity(db: SqlReader): Promise<string | null> {
  * another member's Redis that does not answer gets the mark from this region's processes, which copy its
  * entry everywhere.
  */
-export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger }) {
+export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger; signing?: AckSigning | null }) {
   const reseed =
     'marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region +
     ' (if no region is caught up because every region\'s database is new, see docs/operations.md, "Starting over on an old deployment\'s Redis")';
@@ -77,7 +78,7 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
     d.log.error({ behind }, 'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; ' + reseed);
   }
   if (replaced || behind.length > 0) {
-    await markJoining(d.links.own, d.links, d.keys, d.region, d.regions, d.log);
+    await markJoining(d.links.own, d.links, d.keys, d.region, d.regions, { log: d.log, signing: d.signing });
     // Both records now follow the database: the next start, before or after the re-seed, does not find it again.
     await recordDatabase(d.links.own, d.keys, d.region, identity, counts);
   } else if (identity !== null) {

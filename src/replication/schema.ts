@@ -248,8 +248,17 @@ export const ReplicationStatus = Type.Object(
           { ...strict, description: 'Ack values, announcements and watermark reports this process read that did not verify, by reason, since it started (sign and require modes; off checks none).' },
         ),
         confirmed_on_unverified: Type.Integer({ minimum: 0, description: "Deliveries this process's relay confirmed on an ack value that did not verify (sign mode)." }),
+        member_entries: Type.Object(
+          {
+            unverified: Type.Object(
+              { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count },
+              { ...strict, description: "Entries of this region's copy of the membership record that did not verify, by reason, since this process started (sign and require modes): each stored value once, not once per read." },
+            ),
+          },
+          strict,
+        ),
       },
-      { ...strict, description: 'Switch every region to require once unverified and confirmed_on_unverified stop growing in every region (docs/operations.md, "Signing acks").' },
+      { ...strict, description: 'Switch every region to require once unverified, confirmed_on_unverified and member_entries.unverified stop growing in every region (docs/operations.md, "Signing acks").' },
     ),
     tombstones: Nullable(TombstoneStatus),
     admission: Type.Optional(AdmissionStatus),

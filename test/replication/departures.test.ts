@@ -29,7 +29,7 @@ afterAll(async () => {
   await m?.close();
 });
 
-const member = (region: string, state: Member['state'] = 'active'): Member => ({ region, state, joinedAt: null, redisUrl: null, registered: true, reseed: null });
+const member = (region: string, state: Member['state'] = 'active'): Member => ({ region, state, joinedAt: null, redisUrl: null, registered: true, reseed: null, rev: null, raw: null, verified: null });
 
 function rig(members: Member[], stream = `${base}:no-inbox`, departed = ['asia-japan']) {
   let now = 1_000_000;

@@ -10,7 +10,8 @@ import { replicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
 import { activateAfterReseed, readMembers, removeMember, updateMember, writeMember } from '../../src/replication/member-record';
 import { Membership } from '../../src/replication/membership';
-import { deleteKeys, REDIS_URL } from '../support/env';
+import { AckSigning } from '../../src/replication/ack-auth';
+import { deleteKeys, REDIS_URL, testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
 
 const prefix = `test-membership-${randomUUID().slice(0, 8)}:`;
@@ -84,6 +85,28 @@ test('a region added at runtime stays a member when this region\'s Redis lost th
   await membership.refresh();
   expect(membership.regions()).toContain('south-chile');
   expect((await readMembers(redis, keys)).members.get('south-chile')).toMatchObject({ state: 'active', redisUrl: REDIS_URL });
+});
+
+test('signing (ackSignatures sign), a region whose Redis lost the record registers again signed, above the revision it read, and puts a runtime region back as stored', async () => {
+  const auth = testEventAuth();
+  const signing = new AckSigning(auth, 'sign');
+  const signed = new Membership({ links, subscriber, keys, region: 'us-iowa', configured: regions, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }), signing });
+  try {
+    await redis.del(keys.members);
+    await writeMember(redis, keys, 'south-uruguay', { state: 'active', redis_url: REDIS_URL, rev: 5 }, false, { signing });
+    const runtime = await redis.hget(keys.members, 'south-uruguay');
+    await signed.join();
+    const first = (await readMembers(redis, keys, auth)).members.get('us-iowa');
+    expect(first).toMatchObject({ state: 'active', verified: 'signed', rev: 1 });
+    await redis.del(keys.members);
+    await signed.refresh();
+    const { members } = await readMembers(redis, keys, auth);
+    expect(members.get('us-iowa')).toMatchObject({ state: 'active', verified: 'signed', rev: 2 });
+    expect(members.get('south-uruguay')?.raw).toBe(runtime);
+    expect(signing.unverifiedMembers).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 });
+  } finally {
+    signed.stop();
+  }
 });
 
 /**
