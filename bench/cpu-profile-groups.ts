@@ -8,6 +8,7 @@
  *   thread, the kernel's part of the system calls included, the measure to judge a change by.
  *
  *   node dist/bench/cpu-profile-groups.js <file> [--from <s>] [--to <s>] [--timeline] [--top <n>] [--detail <group>]
+ *     [--families]
  *
  * Two views of the same samples (a .cpuprofile's idle left out, each of its samples weighted by the time until
  * the next one):
@@ -19,7 +20,8 @@
  *   could change.
  * For a .cpuprofile, `--from`/`--to` keep the samples of that window (seconds after the profile's start;
  * `--timeline` prints the busy share per second to choose it), so a region's start-up can be left out.
- * `--detail <group>` adds the functions of one group of the self view.
+ * `--detail <group>` adds the functions of one group of the self view; `--families` folds packages into
+ * families (express and its middleware, the pg driver, ioredis, ajv, @prisma/*).
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -51,6 +53,16 @@ const NODE_FAMILIES: [RegExp, string][] = [
   [/^node:internal\/(modules|bootstrap)|^node:(fs|internal\/fs)/, 'node: module loading + fs'],
 ];
 
+/** With --families: packages folded into the family a reader thinks of (a package not named keeps its name). */
+const PACKAGE_FAMILIES: Record<string, string> = Object.fromEntries(
+  Object.entries({
+    'express + its middleware': ['express', 'router', 'body-parser', 'raw-body', 'iconv-lite', 'type-is', 'content-type', 'media-typer', 'mime-types', 'mime-db', 'parseurl', 'path-to-regexp', 'on-finished', 'finalhandler', 'debug', 'ms', 'depd', 'http-errors', 'statuses', 'accepts', 'negotiator', 'send', 'etag', 'fresh', 'vary', 'encodeurl', 'escape-html', 'qs', 'merge-descriptors', 'cookie', 'proxy-addr', 'forwarded', 'unpipe', 'bytes', 'setprototypeof', 'is-promise'],
+    'pg driver': ['pg', 'pg-protocol', 'pg-pool', 'pg-types', 'pg-int8', 'postgres-array', 'postgres-bytea', 'postgres-date', 'postgres-interval', 'pg-connection-string'],
+    'ioredis': ['ioredis', 'redis-parser', 'redis-errors', 'denque', 'standard-as-callback', 'cluster-key-slot', 'lodash.defaults', 'lodash.isarguments'],
+    'ajv': ['ajv', 'ajv-formats', 'fast-uri', 'fast-deep-equal', 'json-schema-traverse', 'require-from-string'],
+  }).flatMap(([family, names]) => names.map((n) => [n, family])),
+);
+
 interface Frame {
   /** The group of the frame's code: a package, one of our modules, a family of Node's modules. */
   group: string;
@@ -58,7 +70,7 @@ interface Frame {
   runtime: boolean;
 }
 
-function frameOf(node: ProfileNode): Frame {
+function frameOf(node: ProfileNode, families: boolean): Frame {
   const { url, functionName } = node.callFrame;
   if (url === '') {
     if (functionName === '(garbage collector)') return { group: 'V8: garbage collector', runtime: false };
@@ -73,7 +85,9 @@ function frameOf(node: ProfileNode): Frame {
   const modules = url.lastIndexOf('/node_modules/');
   if (modules >= 0) {
     const parts = url.slice(modules + '/node_modules/'.length).split('/');
-    return { group: parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0], runtime: false };
+    const name = parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0];
+    const family = !families ? name : name.startsWith('@prisma/') ? '@prisma/*' : (PACKAGE_FAMILIES[name] ?? name);
+    return { group: family, runtime: false };
   }
   const ours = /\/dist\/((?:src|bench|scripts)\/(?:generated\/[^/]+|[^/]+))/.exec(url);
   if (ours) return { group: ours[1].replace(/\.js$/, ''), runtime: false };
@@ -93,7 +107,7 @@ function functionName(node: ProfileNode): string {
 }
 
 /** For each node: its self group (a native frame takes its caller's) and the group it is charged to. */
-function groupNodes(profile: Profile): Map<number, Grouped> {
+function groupNodes(profile: Profile, families: boolean): Map<number, Grouped> {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -104,7 +118,7 @@ function groupNodes(profile: Profile): Map<number, Grouped> {
     const node = byId.get(id);
     const up = parent.get(id);
     if (!node) return { self: '?', charged: '?', name: '?' };
-    const frame = frameOf(node);
+    const frame = frameOf(node, families);
     const above = up === undefined ? null : resolve(up);
     const self = frame.group === '' ? `${above?.self ?? '?'} (native)`.replace(' (native) (native)', ' (native)') : frame.group;
     const callerIsCode = above !== null && above.charged !== '(root)' && !above.charged.startsWith('V8:');
@@ -126,8 +140,8 @@ interface Counted {
 }
 
 /** The samples of a .cpuprofile within [from, to) µs of its start, idle left out; and, per second, the busy share. */
-function cpuProfileSamples(profile: Profile, from: number, to: number): { samples: Counted[]; idle: number; perSecond: number[] } {
-  const groups = groupNodes(profile);
+function cpuProfileSamples(profile: Profile, from: number, to: number, families: boolean): { samples: Counted[]; idle: number; perSecond: number[] } {
+  const groups = groupNodes(profile, families);
   const idleIds = new Set(profile.nodes.filter((n) => n.callFrame.functionName === IDLE).map((n) => n.id));
   const samples: Counted[] = [];
   const seconds: { busy: number; all: number }[] = [];
@@ -156,7 +170,7 @@ const GC = /Heap::CollectGarbage|Scavenge|MarkCompact|ConcurrentMarking|Sweeper|
  * Garbage collection anywhere on a stack is its own group, apart on V8's helper threads; native and kernel
  * frames belong to the JavaScript below them, marked so.
  */
-function perfSamples(text: string): Counted[] {
+function perfSamples(text: string, families: boolean): Counted[] {
   const samples: Counted[] = [];
   for (const block of text.split(/\n\s*\n/)) {
     const lines = block.split('\n').filter((l) => l.trim() !== '');
@@ -172,7 +186,7 @@ function perfSamples(text: string): Counted[] {
     const where = !leaf ? '' : leaf[2].includes('kernel') ? ' (kernel)' : /JS:/.test(leaf[1]) ? '' : ' (native)';
     const weight = Number(head[3]) / 1000; // ns → µs
     const name = (f: { fn: string; url: string; line: string }) => `${f.fn} ${f.url.replace(/^.*\/(node_modules|dist)\//, '')}:${f.line}`;
-    const groupOf = (f: { url: string }) => frameOf({ id: 0, callFrame: { functionName: 'js', url: f.url, lineNumber: 0 } });
+    const groupOf = (f: { url: string }) => frameOf({ id: 0, callFrame: { functionName: 'js', url: f.url, lineNumber: 0 } }, families);
     let grouped: Grouped;
     if (frames.some((m) => GC.test(m[1]))) {
       const g = main ? 'V8: garbage collector' : 'V8: garbage collector (helper threads)';
@@ -198,7 +212,7 @@ function table(title: string, totals: Map<string, number>, busy: number, top: nu
   return [`${title}`, '| group | time | share |', '| --- | --- | --- |', ...shown.map(([g, us]) => line(g, us)), ...(rest > 0 ? [line(`${rows.length - top} more`, rest)] : [])].join('\n');
 }
 
-const USAGE = 'usage: node dist/bench/cpu-profile-groups.js <file.cpuprofile | perf script output> [--from <s>] [--to <s>] [--top <n>] [--timeline] [--detail <group>]';
+const USAGE = 'usage: node dist/bench/cpu-profile-groups.js <file.cpuprofile | perf script output> [--from <s>] [--to <s>] [--top <n>] [--timeline] [--detail <group>] [--families]';
 
 function main(): void {
   const { values, positionals } = parseArgs({
@@ -209,6 +223,7 @@ function main(): void {
       top: { type: 'string' },
       timeline: { type: 'boolean' },
       detail: { type: 'string' },
+      families: { type: 'boolean' },
     },
   });
   if (positionals.length !== 1) {
@@ -222,7 +237,7 @@ function main(): void {
   if (text.trimStart().startsWith('{')) {
     const from = Number(values.from ?? 0) * 1e6;
     const to = values.to === undefined ? Infinity : Number(values.to) * 1e6;
-    const read = cpuProfileSamples(JSON.parse(text) as Profile, from, to);
+    const read = cpuProfileSamples(JSON.parse(text) as Profile, from, to, values.families === true);
     if (values.timeline) {
       console.log(read.perSecond.map((share, i) => `${i}s ${(100 * share).toFixed(0)} %`).join('\n'));
       return;
@@ -230,7 +245,7 @@ function main(): void {
     samples = read.samples;
     note = `idle ${(read.idle / 1000).toFixed(0)} ms`;
   } else {
-    samples = perfSamples(text);
+    samples = perfSamples(text, values.families === true);
     note = 'CPU time of every thread (perf)';
   }
   const self = new Map<string, number>();
