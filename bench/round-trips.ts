@@ -11,6 +11,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 
 const totals = {
   at: 0,
@@ -61,7 +62,10 @@ for (const method of ['_write', '_writev'] as const) {
 }
 
 const file = path.join(process.env.ROUND_TRIPS_DIR ?? '/tmp', `round-trips-${process.pid}.jsonl`);
-setInterval(() => {
-  totals.at = Date.now();
-  fs.appendFileSync(file, `${JSON.stringify(totals)}\n`);
-}, 1000).unref();
+// The parse workers load the preload too (node passes --require on to them): only the main thread writes.
+if (isMainThread) {
+  setInterval(() => {
+    totals.at = Date.now();
+    fs.appendFileSync(file, `${JSON.stringify(totals)}\n`);
+  }, 1000).unref();
+}
