@@ -3,8 +3,12 @@ import type { Queryable, Statement } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 
 export const credentialsTable = defineTable('saml_provider_credentials', 'id');
-/** A credential's IdP metadata: deleted with the credential (its tombstone carries no document). */
+/**
+ * A credential's IdP metadata: deleted with the credential (its tombstone carries no document). Unguessed:
+ * a write keeps no copy of the document to build on (a PATCH of the URL, a refresh and a delete read it).
+ */
 export const metadataTable = defineTable('saml_credential_metadata', 'credential_id', {
+  unguessed: true,
   partOf: {
     table: credentialsTable,
     tombstone: (m, deletedAt) => ({ credential_id: m.credential_id, org_id: m.org_id, idp_metadata_url: '', metadata: {}, trust_id: null, created_at: m.created_at, deleted_at: deletedAt }),
