@@ -7,8 +7,8 @@
  * kept the version, a collected tombstone, a restore) the transaction fails with STALE_GUESS before
  * COMMIT and the write runs again, reading the row (Replicator.write).
  *
- * Bounded by count and by bytes (the rows' JSON text): a table with large rows (IdP metadata documents) is
- * mostly not kept. Kept: rows read under a local write's lock, and rows a local write stored, as Postgres
+ * Bounded by count and by bytes (the rows' JSON text); a table with large rows (IdP metadata documents) is
+ * declared unguessed and not kept at all (ReplicatedTable.unguessed). Kept: rows read under a local write's lock, and rows a local write stored, as Postgres
  * returned them (to_jsonb), never as the feature built them: a column the database filled in (a default)
  * is in the guess as it is in the table.
  */

@@ -190,11 +190,11 @@ export class RowStore {
     return this.seen(table.name, key, rows[0]?.row ?? null);
   }
 
-  /** A row read (or written) as JSON text: parsed, and kept as the next guess of its key. */
+  /** A row read (or written) as JSON text: parsed, and kept as the next guess of its key (unless its table is unguessed). */
   private seen(tableName: string, key: string, text: string | null): Row | null {
     if (text === null) return null;
     const row = JSON.parse(text) as Row;
-    if (typeof row.version === 'string') this.guesses.keep(this.lockedIdOf(tableName, key), text, row.version);
+    if (typeof row.version === 'string' && !this.sql.get(tableName)?.table.unguessed) this.guesses.keep(this.lockedIdOf(tableName, key), text, row.version);
     return row;
   }
 
@@ -255,8 +255,10 @@ export class RowStore {
     const c = normalize(change, s);
     if (current && compareStates(c.state, stateOf({ version: String(current.version), row: current })) <= 0) return null;
     return {
-      // The row as written comes back (as JSON text) to be the next guess of its key (see guess()).
-      sql: `WITH w AS (${upsertFor(s, columnSet(s, c), 'to_jsonb(cur)::text AS row')}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2::text), (SELECT row FROM w) AS row`,
+      // The row as written comes back (as JSON text) to be the next guess of its key (see guess()); not a
+      // row of an unguessed table: building and sending that copy of a metadata document cost Postgres and
+      // this process more than the round trip a later lock of it saves (docs/performance.md, 39th session).
+      sql: `WITH w AS (${upsertFor(s, columnSet(s, c), s.table.unguessed ? 'NULL::text AS row' : 'to_jsonb(cur)::text AS row')}) SELECT replication_check((SELECT count(*) FROM w) = 1, '40001', $2::text), (SELECT row FROM w) AS row`,
       values: [JSON.stringify([c.row]), `write to ${change.table} ${c.rowKey} was refused by the merge rule`],
       exec: true,
       prepare: true,

@@ -46,6 +46,11 @@ export interface ReplicatedTable {
    * applied, with only the record superseded (change-status.ts), from acks of any version.
    */
   readonly recordsWrite?: boolean;
+  /**
+   * Rows a local write never guesses (see RowStore.guess): too large for a guess to pay (an IdP metadata
+   * document). Their upsert returns no copy of the row, and a write that locks one reads it.
+   */
+  readonly unguessed?: boolean;
 }
 
 export interface PartOf {
@@ -111,6 +116,7 @@ export function defineTable(
     onCommitted?: (db: Db) => void;
     partOf?: { table: ReplicatedTable; tombstone: PartOf['tombstone'] };
     recordsWrite?: boolean;
+    unguessed?: boolean;
   } = {},
 ): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
@@ -126,5 +132,6 @@ export function defineTable(
     ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
     ...(opts.partOf ? { partOf: { table: opts.partOf.table.name, tombstone: opts.partOf.tombstone } } : {}),
     ...(opts.recordsWrite ? { recordsWrite: true } : {}),
+    ...(opts.unguessed ? { unguessed: true } : {}),
   };
 }

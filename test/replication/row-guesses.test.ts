@@ -3,10 +3,10 @@
  * saw it committed stands in for the read under the lock, and is checked, whole, in the commit's round trip.
  */
 import { pgCode } from '../../src/db/pg-errors';
-import { credentialsTable } from '../../src/provider-credentials/store';
+import { credentialsTable, metadataTable } from '../../src/provider-credentials/store';
 import { inPipeline, queryable } from '../../src/replication/pg-tx';
 import { RowGuesses, STALE_GUESS } from '../../src/replication/row-guesses';
-import type { Statement } from '../../src/replication/row-store';
+import { RowStore, type Statement } from '../../src/replication/row-store';
 import type { Row } from '../../src/replication/tables';
 import { change, credentialRow, inOutbox, outboxRow, useCredentialStore, v } from '../support/credential-rows';
 
@@ -105,4 +105,30 @@ describe('RowGuesses bounds', () => {
     expect(g.get('a')).toBeNull();
     expect(g.size).toBe(0);
   });
+});
+
+test('a metadata row is never guessed: its create sends no copy of the document back, and a lock of it reads it', async () => {
+  const store = await RowStore.load(s.db, [credentialsTable, metadataTable]);
+  const id = '01a20904-0000-7000-8000-0000000000d9';
+  const credential = row(id, v(1000), 'with metadata');
+  const metadata: Row = {
+    credential_id: id, org_id: ORG, idp_metadata_url: 'https://idp.example.com/md', metadata: { entity_id: 'https://idp.example.com', signing_certificates: [] },
+    trust_id: '', created_at: '2026-11-23T00:00:00.000Z', updated_at: '2026-11-23T00:00:00.000Z', deleted_at: null,
+    origin_region: 'us-iowa', version: v(1000), created_version: v(1000),
+  };
+  // A create of both rows, as createCredential's write sends it: the two upserts, the outbox row, COMMIT.
+  const upserts = [store.deferredPut(change(credential), null), store.deferredPut({ table: metadataTable.name, key: id, version: v(1000), row: metadata }, null)] as Statement[];
+  const results = await inPipeline(s.pool, (tx) => tx.run([...upserts, outbox('01a20904-0000-7000-8000-0000000000e9')], true));
+  const returned = results.slice(0, 2).map((r) => (r?.[0] as { row: string | null } | undefined)?.row ?? null);
+  store.keepWritten(credentialsTable.name, id, results[0]?.[0]);
+  store.keepWritten(metadataTable.name, id, results[1]?.[0]);
+  // The credential comes back and is the next guess of its key; the metadata row does not, and is not.
+  expect(JSON.parse(returned[0] ?? 'null')).toMatchObject({ id, label: 'with metadata' });
+  expect(store.guess(credentialsTable, id)?.row.label).toBe('with metadata');
+  expect(returned[1]).toBeNull();
+  expect(store.guess(metadataTable, id)).toBeNull();
+  // A write that locks it reads what is stored (and keeps no guess of it either).
+  const read = await inPipeline(s.pool, (tx) => store.lock(queryable(tx), metadataTable, id));
+  expect(read).toMatchObject({ credential_id: id, metadata: { entity_id: 'https://idp.example.com' } });
+  expect(store.guess(metadataTable, id)).toBeNull();
 });
