@@ -14,8 +14,8 @@ import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile } from '../../src/config-schema';
 import { dropDatabase } from '../../src/db/migrate';
 import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
-import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET } from '../support/env';
+import { adminHeaders, call, eventually, regionProcessEnv, startCluster, type Cluster } from '../support/harness';
+import { freePorts, PG_BASE } from '../support/env';
 
 const OLD = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const NEW = 'south-brazil';
@@ -81,10 +81,7 @@ test('a 4th region joins three running regions under writes: identical regions, 
   added = new RegionProcess({
     region: NEW,
     url: `http://127.0.0.1:${port}`,
-    env: {
-      REGIONS_CONFIG: newConfig, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS,
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
-    },
+    env: regionProcessEnv(newConfig),
     onLine: (line) => {
       addedLogs.push(line);
       if (addedLogs.length > 200) addedLogs.shift();

@@ -18,8 +18,8 @@ import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
 import { checkMember } from '../../src/replication/ack-auth';
 import { readMembers, type Member } from '../../src/replication/member-record';
-import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth, uniqueName } from '../support/env';
-import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
+import { freePorts, PG_BASE, TEST_REPLICATION_KEYS, testEventAuth, uniqueName } from '../support/env';
+import { adminHeaders, call, eventually, regionProcessEnv, runScript, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 import { scrape } from '../observability/support';
 
@@ -153,10 +153,7 @@ test('a region added at runtime registers joining, signed, in every Redis, and t
   added = new RegionProcess({
     region: D,
     url: `http://127.0.0.1:${port}`,
-    env: {
-      REGIONS_CONFIG: config, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS,
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
-    },
+    env: regionProcessEnv(config),
   });
   added.start();
   await added.waitReady(60_000);

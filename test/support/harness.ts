@@ -26,6 +26,18 @@ export interface Cluster {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** The environment a test's region process runs with: its config file, the test secrets, the log level, the fixtures' date. */
+export function regionProcessEnv(configPath: string): Record<string, string> {
+  return {
+    REGIONS_CONFIG: configPath,
+    ADMIN_TOKEN,
+    TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET,
+    REPLICATION_KEYS: TEST_REPLICATION_KEYS,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    METADATA_VALIDATION_TIME: FIXTURE_DATE,
+  };
+}
+
 export function assertBuilt(): void {
   const main = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
   if (!fs.existsSync(main)) throw new Error('dist/src/main.js is missing: run `npm run build` (npm test does it)');
@@ -58,16 +70,7 @@ export async function startCluster(
       new RegionProcess({
         region: r.id,
         url: `http://127.0.0.1:${r.port}`,
-        env: {
-          REGIONS_CONFIG: deployment.configPath,
-          ADMIN_TOKEN,
-          TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET,
-          REPLICATION_KEYS: TEST_REPLICATION_KEYS,
-          LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-          METADATA_VALIDATION_TIME: FIXTURE_DATE,
-          ...opts.env,
-          ...opts.regionEnv?.[r.id],
-        },
+        env: { ...regionProcessEnv(deployment.configPath), ...opts.env, ...opts.regionEnv?.[r.id] },
         onLine: (line) => {
           const buf = logs.get(r.id) ?? [];
           buf.push(line);
