@@ -14,8 +14,9 @@
  * deployment).
  * - state: `joining` (it joined a running deployment and has not been seeded yet) or `active`.
  * With config `ackSignatures` `sign` or `require` each entry is signed, bound to its region, with a revision
- * `rev` (ack-auth.ts, signMember): written signed, copied as stored, and counted when it does not verify
- * (docs/membership-signing.md: readers refusing such entries is a later step).
+ * `rev` (ack-auth.ts, signMember): written signed, copied as stored, and counted when it does not verify.
+ * In `require` an entry that does not verify still names a member, and nothing else of it is used: its
+ * `redis_url` is never learnt (docs/membership-signing.md §3).
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
  * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
@@ -97,6 +98,16 @@ export class Membership {
     return Math.max(this.revSeen.get(region) ?? 0, ...signed);
   }
 
+  /**
+   * Whether `m`'s fields count here beyond its name: in `require` only a verified entry's (a planted `redis_url`
+   * would get this process's connection, with the default Redis's credentials, and every change delivered;
+   * docs/membership-signing.md §3). An address learnt from a verified entry before is kept (links.learn never
+   * forgets), else the region is reached at the default `redisUrl`.
+   */
+  private trusted(m: Member): boolean {
+    return !this.d.signing?.requires || m.verified === 'signed';
+  }
+
   /** Region ids of the members (configured regions first, in config order; then the others, sorted). */
   regions(): string[] {
     return [...this.known.keys()];
@@ -151,7 +162,7 @@ export class Membership {
       if (read > this.kept) {
         this.kept = read;
         for (const m of members.values()) {
-          links.learn(m.region, m.redisUrl);
+          if (this.trusted(m)) links.learn(m.region, m.redisUrl);
           if (m.raw !== null && m.verified !== null) this.d.signing?.member(m.region, m.raw, m.verified);
           if (m.verified === 'signed' && (m.rev ?? 0) > (this.revSeen.get(m.region) ?? 0)) this.revSeen.set(m.region, m.rev ?? 0);
         }
@@ -303,7 +314,7 @@ export class Membership {
     }
     if (joining) log.warn('joined a running deployment: re-seed this region from a peer (npm run reseed), see docs/operations.md, "Adding a region"');
     this.joined = true;
-    for (const [r, m] of seen) links.learn(r, m.redisUrl);
+    for (const [r, m] of seen) if (this.trusted(m)) links.learn(r, m.redisUrl);
     await this.refresh();
     await this.propagate();
   }

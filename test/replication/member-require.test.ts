@@ -1,0 +1,113 @@
+/**
+ * `ackSignatures: require` and the membership record (docs/membership-signing.md §3): a member's `redis_url` is
+ * taken only from an entry whose signature holds. Two regions share the default Redis; entries planted there,
+ * unsigned or signed under a forger's key, name a listener of the test's as their Redis: the regions still
+ * deliver to those members (they are members), at the default Redis, and never connect to the listener (it
+ * would get the default Redis's credentials and every change). A region added at runtime with a Redis of its
+ * own is reached at the address its signed entry names, and kept there while a planted copy names another.
+ */
+import net from 'node:net';
+import path from 'node:path';
+import fs from 'node:fs';
+import Redis from 'ioredis';
+import { RegionProcess } from '../../src/cluster/region-process';
+import { dropDatabase } from '../../src/db/migrate';
+import { replicationKeys } from '../../src/redis';
+import { signMember } from '../../src/replication/ack-auth';
+import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
+import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, REDIS_URL, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth } from '../support/env';
+import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
+
+const [A, B, D] = ['us-iowa', 'europe-belgium', 'south-brazil'] as const;
+const [UNSIGNED, FORGED] = ['planted-unsigned', 'planted-forged'] as const;
+const auth = testEventAuth();
+const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
+let cluster: Cluster;
+let added: RegionProcess | null = null;
+let addedDb = '';
+let addedRedis: OwnRedis | null = null;
+const shared = new Redis(REDIS_URL);
+/** Connections the planted address received. */
+let connections = 0;
+const listener = net.createServer((socket) => {
+  connections++;
+  socket.on('error', () => undefined);
+  socket.destroy();
+});
+let listenerUrl = '';
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  listenerUrl = `redis://127.0.0.1:${(listener.address() as net.AddressInfo).port}/`;
+  cluster = await startCluster('member-require', [A, B], { extra: { ackSignatures: 'require' } });
+}, 120_000);
+afterAll(async () => {
+  await Promise.all([added?.stop(0), cluster?.stop(0)]);
+  if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
+  await addedRedis?.kill();
+  shared.disconnect();
+  await new Promise((resolve) => listener.close(resolve));
+});
+
+const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);
+const write = (region: string, name: string) => call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
+const unsigned = async (region: string) =>
+  ((await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body.ack_signatures as { member_entries: { unverified: { unsigned: number } } }).member_entries.unverified.unsigned;
+/** An entry naming the listener as its Redis, as anyone who can write to a Redis can plant it. */
+const planted = () => JSON.stringify({ state: 'active', joined_at: new Date().toISOString(), redis_url: listenerUrl });
+
+test("in require, members planted unsigned or badly signed are delivered to at the default Redis, never at the address they name", async () => {
+  await shared.hset(keys().members, UNSIGNED, planted());
+  await shared.hset(keys().members, FORGED, signMember(forger, FORGED, planted()));
+  await shared.publish(keys().membersChannel, '{"members":0}');
+  const delivered = async () => {
+    expect((await write(A, `after-plant-${Date.now()}`)).status).toBe(201);
+    return (await shared.xlen(keys().inbox(UNSIGNED))) > 0 && (await shared.xlen(keys().inbox(FORGED))) > 0;
+  };
+  expect(await eventually(delivered, 30_000, 500)).toBe(true);
+  expect(connections).toBe(0);
+}, 60_000);
+
+test('in require, a region added at runtime is reached at the Redis its signed entry names, and kept there while a planted copy names another', async () => {
+  addedRedis = await ownRedis();
+  await addedRedis.start();
+  const own = new Redis(addedRedis.url);
+  try {
+    const [port = 0] = await freePorts(1);
+    addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
+    const file = cluster.deployment.file;
+    const config = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
+    fs.writeFileSync(config, JSON.stringify({ ...file, regions: [...file.regions, { id: D, port, databaseUrl: addedDb, redisUrl: addedRedis.url }] }));
+    added = new RegionProcess({
+      region: D,
+      url: `http://127.0.0.1:${port}`,
+      env: {
+        REGIONS_CONFIG: config, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS,
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
+      },
+    });
+    added.start();
+    await added.waitReady(60_000);
+    const reached = async (region: string) => {
+      const before = await own.xlen(keys().inbox(D));
+      expect((await write(region, `to-the-added-${region}-${Date.now()}`)).status).toBe(201);
+      return eventually(async () => (await own.xlen(keys().inbox(D))) > before, 5_000, 200);
+    };
+    expect(await eventually(() => reached(A), 30_000, 200)).toBe(true);
+    expect(await eventually(() => reached(B), 30_000, 200)).toBe(true);
+    // Paused, so its processes do not copy their own entry back over the plant meanwhile.
+    added.pause();
+    const before = await unsigned(A);
+    await shared.hset(keys().members, D, planted());
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    // Once us-iowa has read the plant (it counts it), its deliveries still reach the added region's own Redis.
+    expect(await eventually(async () => (await unsigned(A)) > before, 15_000, 200)).toBe(true);
+    expect(await reached(A)).toBe(true);
+    expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
+    expect(connections).toBe(0);
+  } finally {
+    added?.resume();
+    own.disconnect();
+  }
+}, 120_000);
