@@ -27,6 +27,18 @@ export interface Member {
   raw: string | null;
   /** Whether its signature holds (ack-auth.ts, checkMember); null when not checked (read without a key, or not registered). */
   verified: AckVerdict | null;
+  /** Set by Membership: the entry counts by its name only (see countsByNameOnly). */
+  unverified?: boolean;
+}
+
+/**
+ * Whether `m` counts by its name only: `ackSignatures` `require` and a stored entry whose signature does not
+ * hold. It is still a member (delivered to, waited for, nothing confirmed without it), but never active (it
+ * holds tombstone collection, adopts nothing, is no re-seed peer) and its `redis_url` is never used
+ * (docs/membership-signing.md §3).
+ */
+export function countsByNameOnly(m: Pick<Member, 'verified'>, signing?: Pick<AckSigning, 'requires'> | null): boolean {
+  return !!signing?.requires && m.verified !== null && m.verified !== 'signed';
 }
 
 const GENERATION = '~generation';

@@ -28,7 +28,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import type { AckSigning } from './ack-auth';
-import { copyMember, copyRemovals, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, copyRemovals, countsByNameOnly, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -105,7 +105,7 @@ export class Membership {
    * forgets), else the region is reached at the default `redisUrl`.
    */
   private trusted(m: Member): boolean {
-    return !this.d.signing?.requires || m.verified === 'signed';
+    return !countsByNameOnly(m, this.d.signing);
   }
 
   /** Region ids of the members (configured regions first, in config order; then the others, sorted). */
@@ -131,6 +131,7 @@ export class Membership {
     const out = new Map<string, Member>();
     for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null, rev: null, raw: null, verified: null });
     for (const r of [...stored.keys()].sort()) if (!out.has(r)) out.set(r, stored.get(r) as Member);
+    for (const [r, m] of out) if (!this.trusted(m)) out.set(r, { ...m, unverified: true });
     return out;
   }
 

@@ -5,6 +5,8 @@
  * deliver to those members (they are members), at the default Redis, and never connect to the listener (it
  * would get the default Redis's credentials and every change). A region added at runtime with a Redis of its
  * own is reached at the address its signed entry names, and kept there while a planted copy names another.
+ * Such members are shown `verified: false` in GET /admin/replication and hold the tombstone horizon as
+ * `unverified` whatever state they say; a genuine region whose entry was replaced unsigned is no re-seed peer.
  */
 import net from 'node:net';
 import path from 'node:path';
@@ -16,7 +18,7 @@ import { replicationKeys } from '../../src/redis';
 import { signMember } from '../../src/replication/ack-auth';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, REDIS_URL, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth } from '../support/env';
-import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 const [A, B, D] = ['us-iowa', 'europe-belgium', 'south-brazil'] as const;
@@ -40,7 +42,7 @@ let listenerUrl = '';
 beforeAll(async () => {
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
   listenerUrl = `redis://127.0.0.1:${(listener.address() as net.AddressInfo).port}/`;
-  cluster = await startCluster('member-require', [A, B], { extra: { ackSignatures: 'require' } });
+  cluster = await startCluster('member-require', [A, B], { extra: { ackSignatures: 'require', tombstoneCollection: { intervalMs: 500 } } });
 }, 120_000);
 afterAll(async () => {
   await Promise.all([added?.stop(0), cluster?.stop(0)]);
@@ -52,10 +54,39 @@ afterAll(async () => {
 
 const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);
 const write = (region: string, name: string) => call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
-const unsigned = async (region: string) =>
-  ((await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body.ack_signatures as { member_entries: { unverified: { unsigned: number } } }).member_entries.unverified.unsigned;
+type Status = {
+  members: { region: string; state: string; verified: boolean | null }[];
+  ack_signatures: { member_entries: { unverified: { unsigned: number } } };
+  tombstones: { held_by: { region: string; reason: string }[] };
+};
+const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body as Status;
+const unsigned = async (region: string) => (await status(region)).ack_signatures.member_entries.unverified.unsigned;
+/** How `region` shows `member`: its entry's verdict and why it holds the tombstone horizon (null: it does not). */
+const shown = async (region: string, member: string) => {
+  const s = await status(region);
+  return { verified: s.members.find((m) => m.region === member)?.verified, held: s.tombstones.held_by.find((h) => h.region === member)?.reason ?? null };
+};
 /** An entry naming the listener as its Redis, as anyone who can write to a Redis can plant it. */
 const planted = () => JSON.stringify({ state: 'active', joined_at: new Date().toISOString(), redis_url: listenerUrl });
+
+test("in require, a genuine region's entry replaced by an unsigned active copy is held as unverified, never active, and is no re-seed peer", async () => {
+  const genuine = (await shared.hget(keys().members, B)) ?? '';
+  // Paused, so its processes do not write their entry again meanwhile.
+  cluster.proc(B).pause();
+  try {
+    const { sig: _sig, rev: _rev, ...fields } = JSON.parse(genuine) as Record<string, unknown>;
+    await shared.hset(keys().members, B, JSON.stringify({ ...fields, state: 'active' }));
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    expect(await eventually(async () => JSON.stringify(await shown(A, B)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
+    const run = await runScript(cluster, 'reseed', ['--from', B, '--to', A, '--wait', '5'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`${B}'s membership entry in ${A}'s Redis does not verify (unsigned)`) });
+  } finally {
+    await shared.hset(keys().members, B, genuine);
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    cluster.proc(B).resume();
+  }
+  expect(await eventually(async () => (await shown(A, B)).verified === true, 15_000, 200)).toBe(true);
+}, 90_000);
 
 test("in require, members planted unsigned or badly signed are delivered to at the default Redis, never at the address they name", async () => {
   await shared.hset(keys().members, UNSIGNED, planted());
@@ -67,6 +98,13 @@ test("in require, members planted unsigned or badly signed are delivered to at t
   };
   expect(await eventually(delivered, 30_000, 500)).toBe(true);
   expect(connections).toBe(0);
+}, 60_000);
+
+test('in require, planted members are shown unverified and hold the tombstone horizon as unverified, whatever state they say; the genuine ones verify', async () => {
+  for (const region of [A, B]) {
+    for (const member of [UNSIGNED, FORGED]) expect(await eventually(async () => JSON.stringify(await shown(region, member)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
+    expect((await status(region)).members.filter((m) => m.region === A || m.region === B).map((m) => m.verified)).toEqual([true, true]);
+  }
 }, 60_000);
 
 test('in require, a region added at runtime is reached at the Redis its signed entry names, and kept there while a planted copy names another', async () => {
