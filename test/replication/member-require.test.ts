@@ -7,6 +7,9 @@
  * own is reached at the address its signed entry names, and kept there while a planted copy names another.
  * Such members are shown `verified: false` in GET /admin/replication and hold the tombstone horizon as
  * `unverified` whatever state they say; a genuine region whose entry was replaced unsigned is no re-seed peer.
+ * Writers do not sign what does not verify (`members activate` refuses it), a region registers over an entry
+ * planted under its name before it first started, and its processes write their own entry again over an
+ * unsigned copy in the state they last read verified (joining, for the region added at runtime).
  */
 import net from 'node:net';
 import path from 'node:path';
@@ -16,6 +19,7 @@ import { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
 import { signMember } from '../../src/replication/ack-auth';
+import { readMembers } from '../../src/replication/member-record';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, REDIS_URL, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth } from '../support/env';
 import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
@@ -29,6 +33,8 @@ let cluster: Cluster;
 let added: RegionProcess | null = null;
 let addedDb = '';
 let addedRedis: OwnRedis | null = null;
+/** A client of the added region's own Redis. */
+let own: Redis | null = null;
 const shared = new Redis(REDIS_URL);
 /** Connections the planted address received. */
 let connections = 0;
@@ -47,6 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([added?.stop(0), cluster?.stop(0)]);
   if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
+  own?.disconnect();
   await addedRedis?.kill();
   shared.disconnect();
   await new Promise((resolve) => listener.close(resolve));
@@ -110,7 +117,16 @@ test('in require, planted members are shown unverified and hold the tombstone ho
 test('in require, a region added at runtime is reached at the Redis its signed entry names, and kept there while a planted copy names another', async () => {
   addedRedis = await ownRedis();
   await addedRedis.start();
-  const own = new Redis(addedRedis.url);
+  own = new Redis(addedRedis.url);
+  const ownClient = own;
+  const registered = async () =>
+    (await Promise.all([ownClient, shared].map((c) => readMembers(c, keys(), auth)))).every(({ members }) => {
+      const m = members.get(D);
+      return m?.verified === 'signed' && m.state === 'joining' && m.redisUrl?.startsWith(`redis://127.0.0.1:${addedRedis?.port}`);
+    });
+  // Planted under its name before it first starts, in its own Redis and the others': it registers over them.
+  await ownClient.hset(keys().members, D, planted());
+  await shared.hset(keys().members, D, planted());
   try {
     const [port = 0] = await freePorts(1);
     addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
@@ -127,10 +143,11 @@ test('in require, a region added at runtime is reached at the Redis its signed e
     });
     added.start();
     await added.waitReady(60_000);
+    expect(await eventually(registered, 30_000, 200)).toBe(true);
     const reached = async (region: string) => {
-      const before = await own.xlen(keys().inbox(D));
+      const before = await ownClient.xlen(keys().inbox(D));
       expect((await write(region, `to-the-added-${region}-${Date.now()}`)).status).toBe(201);
-      return eventually(async () => (await own.xlen(keys().inbox(D))) > before, 5_000, 200);
+      return eventually(async () => (await ownClient.xlen(keys().inbox(D))) > before, 5_000, 200);
     };
     expect(await eventually(() => reached(A), 30_000, 200)).toBe(true);
     expect(await eventually(() => reached(B), 30_000, 200)).toBe(true);
@@ -144,8 +161,27 @@ test('in require, a region added at runtime is reached at the Redis its signed e
     expect(await reached(A)).toBe(true);
     expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
     expect(connections).toBe(0);
+    // `members activate` does not sign what does not verify (nothing written where the plant is).
+    const run = await runScript(cluster, 'members', ['activate', D], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`${D}'s membership entry does not verify in the Redis of ${A}, ${B}: nothing was marked active`) });
+    expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
   } finally {
     added?.resume();
-    own.disconnect();
   }
+  // Its processes copy their own entry over the plant again.
+  expect(await eventually(registered, 30_000, 200)).toBe(true);
 }, 120_000);
+
+test("in require, an unsigned active copy of the joining added region's entry in its own Redis is written again by its processes, signed, joining, with its own Redis", async () => {
+  const ownClient = own as Redis;
+  const genuine = (await readMembers(ownClient, keys(), auth)).members.get(D);
+  expect(genuine).toMatchObject({ verified: 'signed', state: 'joining' });
+  await ownClient.hset(keys().members, D, planted());
+  await ownClient.publish(keys().membersChannel, '{"members":0}');
+  const repaired = async () => {
+    const m = (await readMembers(ownClient, keys(), auth)).members.get(D);
+    return m?.verified === 'signed' && m.state === 'joining' && m.redisUrl === genuine?.redisUrl && (m.rev ?? 0) > (genuine?.rev ?? 0);
+  };
+  expect(await eventually(repaired, 30_000, 200)).toBe(true);
+  expect(connections).toBe(0);
+}, 60_000);
