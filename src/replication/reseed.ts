@@ -206,7 +206,10 @@ async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: Re
     // would get no joining mark, and whether the peer lacks its changes would go unchecked.
     const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m));
     if (unnamed.length) {
-      throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?): re-seed with a config that names every member (docs/operations.md, "Adding a region"), or remove what is gone (npm run members -- remove)`);
+      // Under require, one whose entry does not verify may be planted rather than added: said so.
+      const unverified = unnamed.filter((m) => countsByNameOnly(members.get(m) ?? { verified: null }, opts.signing));
+      const planted = unverified.length ? `; the entry of ${unverified.join(', ')} does not verify (planted?)` : '';
+      throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?${planted}): re-seed with a config that names every member (docs/operations.md, "Adding a region"), or remove what is gone (npm run members -- remove)`);
     }
     // A peer that needs a re-seed itself (its cap trimmed changes it never read; or it joined and was never
     // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
