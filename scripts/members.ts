@@ -21,7 +21,7 @@ import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 import { scriptSigning } from './cluster-secrets';
-import { readMembers, removeMember, updateMember, type Member } from '../src/replication/member-record';
+import { readMembers, removeMember, UnverifiedMemberError, updateMember, type Member } from '../src/replication/member-record';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
 const ACTIVE_WITHIN_S = 10;
@@ -90,12 +90,17 @@ async function main(): Promise<void> {
     for (const url of servers.keys()) connections.set(url, connect(url));
     const each = <T>(fn: (redis: Redis) => Promise<T>) =>
       eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
-    const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
+    const unverified = (r: { ok: boolean; error?: Error }) => !r.ok && r.error instanceof UnverifiedMemberError;
+    const unreachable = (res: Map<string, { ok: boolean; error?: Error }>) => [...res].filter(([, r]) => !r.ok && !unverified(r)).flatMap(([url]) => servers.get(url) ?? []);
     let result: unknown;
     if (command === 'activate') {
       const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }, writer));
-      if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
-      result = { region, state: 'active', unreachable: unreachable(res) };
+      // Under require an entry that does not verify is not marked active (its region's processes write it again).
+      const notVerified = [...res].filter(([, r]) => unverified(r)).flatMap(([url]) => servers.get(url) ?? []);
+      if (![...res.values()].some((r) => r.ok && r.value)) {
+        throw new Error(notVerified.length ? `${region}'s membership entry does not verify in the Redis of ${notVerified.join(', ')}: nothing was marked active` : `${region} is not a member (it registers itself when it starts)`);
+      }
+      result = { region, state: 'active', unreachable: unreachable(res), ...(notVerified.length ? { not_verified: notVerified } : {}) };
     } else if (command === 'remove') {
       // The last member is never removed: no region would be left to adopt its credentials or to hold the
       // record of the deployment (a slip of the operator's, not a way to take a deployment down).

@@ -129,8 +129,8 @@ export class AckSigning {
 
   /**
    * Counts `raw`, the entry of `region` read with `verdict`, when it does not verify and differs from the last
-   * one judged for that member. Every entry still counts as read (`require` refusing is a later step:
-   * docs/membership-signing.md).
+   * one judged for that member. (What a reader uses of such an entry under `require`: member-record.ts,
+   * countsByNameOnly.)
    */
   member(region: string, raw: string, verdict: AckVerdict): void {
     if (!this.signs || this.membersJudged.get(region) === raw) return;

@@ -118,8 +118,8 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
   return {
     regions,
     // The deployment's members (docs/operations.md, "Adding a region"): joining until re-seeded, then active.
-    members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active' as const, joinedAt: null, registered: false })))
-      .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered })),
+    members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active' as const, joinedAt: null, registered: false, verified: null })))
+      .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered, verified: m.verified === null ? null : m.verified === 'signed' })),
     /** Each member's Redis as this process reaches it (not answered: it may carry credentials). */
     redisUrls: Object.fromEntries(regions.map((r) => [r, d.links.urlOf(r)])),
     // The replication key ids this process signs with and accepts (REPLICATION_KEYS; never the secrets), to

@@ -98,7 +98,7 @@ export class Departures {
     // The members that may adopt: active, and knowing of every removal this process knows (a member whose
     // processes have not heard of one yet, or run a version that does not adopt, would leave its share to no one).
     const known = this.d.membership.departedKnown;
-    const adopters = all.filter((m) => m.state === 'active' && departed.every((r) => known.get(m.region)?.includes(r))).map((m) => m.region);
+    const adopters = all.filter((m) => m.state === 'active' && !m.unverified && departed.every((r) => known.get(m.region)?.includes(r))).map((m) => m.region);
     const seen = `${all.map((m) => `${m.region}:${m.state}`).join(',')} departed ${departed.join(',')} adopters ${adopters.join(',')}`;
     if (seen !== this.seen) {
       this.seen = seen;

@@ -57,6 +57,8 @@ export interface MemberView {
   state: 'joining' | 'active';
   /** Null: it has no consumer group on its inbox (as its report says). */
   group: { behindTrim: boolean } | null;
+  /** Its membership entry does not verify (`ackSignatures: require`): held whatever it says. */
+  unverified?: boolean;
 }
 
 export interface HorizonResult {
@@ -111,7 +113,8 @@ export function computeHorizon(input: {
     const ageMs = r ? input.now - r.at : null;
     members.push({ region: m.region, watermark: r?.watermark ?? null, reportedAt: r?.at ?? null, ageMs });
     const hold = (reason: HoldReason) => heldBy.push({ region: m.region, reason });
-    if (m.state === 'joining') hold('joining');
+    if (m.unverified) hold('unverified');
+    else if (m.state === 'joining') hold('joining');
     else if (!m.group) hold('no-group');
     else if (m.group.behindTrim) hold('needs-reseed');
     else if (input.unverified?.has(m.region)) hold('unverified');

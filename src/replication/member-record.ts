@@ -27,6 +27,18 @@ export interface Member {
   raw: string | null;
   /** Whether its signature holds (ack-auth.ts, checkMember); null when not checked (read without a key, or not registered). */
   verified: AckVerdict | null;
+  /** Set by Membership: the entry counts by its name only (see countsByNameOnly). */
+  unverified?: boolean;
+}
+
+/**
+ * Whether `m` counts by its name only: `ackSignatures` `require` and a stored entry whose signature does not
+ * hold. It is still a member (delivered to, waited for, nothing confirmed without it), but never active (it
+ * holds tombstone collection, adopts nothing, is no re-seed peer) and its `redis_url` is never used
+ * (docs/membership-signing.md §3).
+ */
+export function countsByNameOnly(m: Pick<Member, 'verified'>, signing?: Pick<AckSigning, 'requires'> | null): boolean {
+  return !!signing?.requires && m.verified !== null && m.verified !== 'signed';
 }
 
 const GENERATION = '~generation';
@@ -130,9 +142,24 @@ export async function copyMember(redis: Redis, keys: ReplicationKeys, m: Member,
 export async function updateMember(redis: Redis, keys: ReplicationKeys, region: string, patch: { state: MemberState; reseed?: string }, w: MemberWriter = {}): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
-  const m = parseMember(region, raw);
+  const m = parseMember(region, raw, checkedBy(w));
+  // Under require nothing of an entry that does not verify is built on (signing it would launder its address
+  // and state): `joining`, the safe direction, is written afresh; `active` is refused.
+  if (countsByNameOnly(m, w.signing)) {
+    if (patch.state !== 'joining') throw new UnverifiedMemberError(`${region}'s membership entry there does not verify (${m.verified}): not marked ${patch.state}`);
+    await writeMember(redis, keys, region, { state: 'joining', reseed: patch.reseed, rev: (m.rev ?? 0) + 1 }, false, w);
+    return true;
+  }
   await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed, rev: (m.rev ?? 0) + 1 }, false, w);
   return true;
+}
+
+/** Thrown by updateMember: under `require` the entry it would mark active does not verify. */
+export class UnverifiedMemberError extends Error {}
+
+/** The key `w` checks entries with before it builds on them: only under `require` (in `sign` unsigned entries count). */
+function checkedBy(w: MemberWriter) {
+  return w.signing?.requires ? w.signing.auth : null;
 }
 
 /**
@@ -185,8 +212,8 @@ ${BUMP}return {g, was}`;
 export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, region: string, token: string, w: MemberWriter = {}): Promise<boolean> {
   const raw = await redis.hget(keys.members, region);
   if (raw === null) return false;
-  const m = parseMember(region, raw);
-  if (m.state !== 'joining' || m.reseed !== token) return false;
+  const m = parseMember(region, raw, checkedBy(w));
+  if (m.state !== 'joining' || m.reseed !== token || countsByNameOnly(m, w.signing)) return false;
   return replaceMember(redis, keys, region, raw, { state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, rev: (m.rev ?? 0) + 1 }, w);
 }
 

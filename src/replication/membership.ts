@@ -14,8 +14,10 @@
  * deployment).
  * - state: `joining` (it joined a running deployment and has not been seeded yet) or `active`.
  * With config `ackSignatures` `sign` or `require` each entry is signed, bound to its region, with a revision
- * `rev` (ack-auth.ts, signMember): written signed, copied as stored, and counted when it does not verify
- * (docs/membership-signing.md: readers refusing such entries is a later step).
+ * `rev` (ack-auth.ts, signMember): written signed, copied as stored, and counted when it does not verify.
+ * In `require` an entry that does not verify still names a member, and nothing else of it is used: its
+ * `redis_url` is never learnt, it is never active (countsByNameOnly), and a region writes its own entry over
+ * one (docs/membership-signing.md §3).
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
  * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
@@ -27,7 +29,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import type { AckSigning } from './ack-auth';
-import { copyMember, copyRemovals, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, copyRemovals, countsByNameOnly, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -85,6 +87,9 @@ export class Membership {
     return this.d.signing?.signs ? this.d.signing.auth : null;
   }
 
+  /** This region's entry as this process last read it verified in its own Redis (what `require` repairs to). */
+  private verifiedOwn: Member | null = null;
+
   /** Per member, the highest `rev` this process read in a signed entry of its own Redis's copy. */
   private readonly revSeen = new Map<string, number>();
 
@@ -95,6 +100,16 @@ export class Membership {
   private revOf(region: string, copies: readonly (Member | undefined)[] = []): number {
     const signed = copies.filter((m) => m?.verified === 'signed').map((m) => m?.rev ?? 0);
     return Math.max(this.revSeen.get(region) ?? 0, ...signed);
+  }
+
+  /**
+   * Whether `m`'s fields count here beyond its name: in `require` only a verified entry's (a planted `redis_url`
+   * would get this process's connection, with the default Redis's credentials, and every change delivered;
+   * docs/membership-signing.md §3). An address learnt from a verified entry before is kept (links.learn never
+   * forgets), else the region is reached at the default `redisUrl`.
+   */
+  private trusted(m: Member): boolean {
+    return !countsByNameOnly(m, this.d.signing);
   }
 
   /** Region ids of the members (configured regions first, in config order; then the others, sorted). */
@@ -120,6 +135,7 @@ export class Membership {
     const out = new Map<string, Member>();
     for (const r of this.d.configured) out.set(r, stored.get(r) ?? { region: r, state: 'active', joinedAt: null, redisUrl: null, registered: false, reseed: null, rev: null, raw: null, verified: null });
     for (const r of [...stored.keys()].sort()) if (!out.has(r)) out.set(r, stored.get(r) as Member);
+    for (const [r, m] of out) if (!this.trusted(m)) out.set(r, { ...m, unverified: true });
     return out;
   }
 
@@ -143,7 +159,8 @@ export class Membership {
           if (m.region === region || !m.registered) continue;
           await copyMember(links.own, keys, m, this.writer);
         }
-        await writeMember(links.own, keys, region, this.entry(this.known.get(region)?.state ?? 'active', this.revOf(region) + 1), true, this.writer);
+        const last = this.known.get(region);
+        await writeMember(links.own, keys, region, this.entry((last?.unverified ? this.verifiedOwn?.state : last?.state) ?? (last?.unverified ? 'joining' : 'active'), this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
         await copyRemovals(links.own, keys, this.departedAt);
         return this.refresh();
@@ -151,9 +168,10 @@ export class Membership {
       if (read > this.kept) {
         this.kept = read;
         for (const m of members.values()) {
-          links.learn(m.region, m.redisUrl);
+          if (this.trusted(m)) links.learn(m.region, m.redisUrl);
           if (m.raw !== null && m.verified !== null) this.d.signing?.member(m.region, m.raw, m.verified);
           if (m.verified === 'signed' && (m.rev ?? 0) > (this.revSeen.get(m.region) ?? 0)) this.revSeen.set(m.region, m.rev ?? 0);
+          if (m.verified === 'signed' && m.region === region) this.verifiedOwn = m;
         }
         this.generation = generation;
         this.known = this.union(members);
@@ -219,21 +237,25 @@ export class Membership {
   }
 
   /**
-   * `raw`, this region's entry in its own Redis, as propagate copies it. In `sign` mode an entry that does not
-   * verify (written by a version before signing, by a process still `off`, or by anything else that writes to
-   * this Redis), or that names another Redis, is written again, signed, with this region's own Redis and the
-   * state it says (trust on upgrade, as `sign` takes unsigned acks; it was counted when read): what turns a
-   * deployment's unsigned entries into signed ones. Only if the field still holds `raw` (a re-seed or a relay
+   * `raw`, this region's entry in its own Redis, as propagate copies it. In `sign` and `require` modes an entry
+   * that does not verify (written by a version before signing, by a process still `off`, or by anything else that
+   * writes to this Redis), or that names another Redis, is written again, signed, with this region's own Redis:
+   * in `sign` with the state it says (trust on upgrade, as `sign` takes unsigned acks; it was counted when read),
+   * what turns a deployment's unsigned entries into signed ones; in `require` with the last entry this process
+   * read verified, else joining. Only if the field still holds `raw` (a re-seed or a relay
    * marking it joining meanwhile wins); then it is read again.
    */
   private async repairedOwn(raw: string | null): Promise<string | null> {
     const auth = this.checking;
-    if (raw === null || !auth || this.d.signing?.mode !== 'sign') return raw;
+    if (raw === null || !auth) return raw;
     const { links, keys, region, log } = this.d;
     const m = parseMember(region, raw, auth);
     const url = withoutCredentials(this.d.ownRedisUrl);
     if (m.verified === 'signed' && m.redisUrl === url) return raw;
-    const entry = { state: m.state, joined_at: m.joinedAt ?? undefined, redis_url: url, reseed: m.reseed ?? undefined, rev: this.revOf(region, [m]) + 1 };
+    // Under require nothing of an entry that does not verify is taken: the last one this process read
+    // verified, else joining (only an operator or a re-seed makes it active again).
+    const base = countsByNameOnly(m, this.d.signing) ? this.verifiedOwn : m;
+    const entry = { state: base?.state ?? 'joining', joined_at: base?.joinedAt ?? undefined, redis_url: url, reseed: base?.reseed ?? undefined, rev: this.revOf(region, [m]) + 1 };
     if (await replaceMember(links.own, keys, region, raw, entry, this.writer)) {
       log.info({ verdict: m.verified, recorded_redis: m.redisUrl }, "this region's membership entry did not verify or named another Redis: written again, signed");
     }
@@ -266,10 +288,12 @@ export class Membership {
       return (await streamBounds(links.to(peer), keys.inbox(peer)))?.lastGeneratedId ?? '0-0';
     });
     // Without the member's own copy, a copy that says joining wins (it needs a re-seed until its own
-    // processes say otherwise; tombstone collection waits for it meanwhile).
+    // processes say otherwise; tombstone collection waits for it meanwhile). Under require a copy that
+    // verifies first; one that does not is copied as stored (it stays unverified), never for this region.
     const seen = new Map(members);
+    const ok = (x: Member | undefined): x is Member => x !== undefined && this.trusted(x);
     for (const [r, c] of copies) {
-      const m = c.own ?? c.others.find((x) => x.state === 'joining') ?? c.others[0];
+      const m = [c.own].find(ok) ?? c.others.find((x) => ok(x) && x.state === 'joining') ?? [c.own, ...c.others].find(ok) ?? (r === region ? undefined : c.own ?? c.others[0]);
       if (m) seen.set(r, m);
     }
     const hasGroup = await groupInfo(links.own, keys.inbox(region)).then(
@@ -281,13 +305,18 @@ export class Membership {
     );
     const running = [...peers.values()].some((p) => p.ok && p.value !== '0-0');
     const others = [...seen.keys()].some((r) => r !== region);
+    // Under require an entry of its own that does not verify (planted before it registered, or altered) is
+    // written over, joining: left alone, propagate would copy it everywhere as this region's.
+    const mine = members.get(region);
+    const overwrite = mine !== undefined && !this.trusted(mine);
     // New to a running deployment, or marked joining in some region's copy (it still needs its re-seed).
-    const joining = (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
+    const joining = overwrite || (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
     // Above any revision of its entry it knows, a peer's copy included (a registration again after its Redis lost it).
     const ownCopies = copies.get(region);
     const rev = this.revOf(region, [members.get(region), ownCopies?.own, ...(ownCopies?.others ?? [])]) + 1;
-    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active', rev), true, this.writer);
+    await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active', rev), !overwrite, this.writer);
+    if (overwrite) log.warn({ verdict: mine.verified, recorded_redis: mine.redisUrl }, "this region's membership entry did not verify: written over, joining (re-seed it, or npm run members -- activate)");
     // Its own copy lacks the region itself: new, or this Redis lost its data (an applier that met NOGROUP
     // joins again). Every other member found in a peer's copy or known to this process goes back in too,
     // as refresh() does: a region added at runtime is in no config here, and once this region's own entry
@@ -303,7 +332,7 @@ export class Membership {
     }
     if (joining) log.warn('joined a running deployment: re-seed this region from a peer (npm run reseed), see docs/operations.md, "Adding a region"');
     this.joined = true;
-    for (const [r, m] of seen) links.learn(r, m.redisUrl);
+    for (const [r, m] of seen) if (this.trusted(m)) links.learn(r, m.redisUrl);
     await this.refresh();
     await this.propagate();
   }

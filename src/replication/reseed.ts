@@ -28,7 +28,7 @@ import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '
 import { peerProgress, takePeerProgress } from './applied-progress';
 import { readAck, type AckSigning } from './ack-auth';
 import { eachRegion, RedisLinks } from './links';
-import { activateAfterReseed, readMembers, updateMember, type MemberWriter } from './member-record';
+import { activateAfterReseed, countsByNameOnly, readMembers, updateMember, type MemberWriter } from './member-record';
 import { recordReseededDatabase } from './restore-check';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
@@ -193,12 +193,12 @@ function regionsOf(file: ConfigFile, from: string, to: string) {
 
 /**
  * Checks each region's Redis: the target is registered there, every member is one the config names, and
- * the peer is active (unless forced).
+ * the peer is active (unless forced); under `ackSignatures: require` its entry must verify as well.
  */
 async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: ReseedOptions): Promise<void> {
   for (const r of file.regions) {
     await links.ready(r.id);
-    const { members } = await readMembers(links.to(r.id), keys).catch((err: Error) => {
+    const { members } = await readMembers(links.to(r.id), keys, opts.signing?.requires ? opts.signing.auth : null).catch((err: Error) => {
       throw new Error(`cannot read the members in ${r.id}'s Redis (${err.message}); re-seed once it is up`);
     });
     if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
@@ -206,15 +206,23 @@ async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: Re
     // would get no joining mark, and whether the peer lacks its changes would go unchecked.
     const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m));
     if (unnamed.length) {
-      throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?): re-seed with a config that names every member (docs/operations.md, "Adding a region"), or remove what is gone (npm run members -- remove)`);
+      // Under require, one whose entry does not verify may be planted rather than added: said so.
+      const unverified = unnamed.filter((m) => countsByNameOnly(members.get(m) ?? { verified: null }, opts.signing));
+      const planted = unverified.length ? `; the entry of ${unverified.join(', ')} does not verify (planted?)` : '';
+      throw new Error(`${r.id}'s Redis records ${unnamed.join(', ')} as member${unnamed.length > 1 ? 's' : ''}, which this config does not name (added at runtime?${planted}): re-seed with a config that names every member (docs/operations.md, "Adding a region"), or remove what is gone (npm run members -- remove)`);
     }
     // A peer that needs a re-seed itself (its cap trimmed changes it never read; or it joined and was never
     // seeded) lacks what it lost, and its origins count those as confirmed: nothing below would show it.
-    const peerState = members.get(from)?.state;
+    const peer = members.get(from);
+    // Under require an entry that does not verify says nothing of its state (docs/membership-signing.md §3).
+    if (!opts.force && peer && countsByNameOnly(peer, opts.signing)) {
+      throw new Error(`${from}'s membership entry in ${r.id}'s Redis does not verify (${peer.verified}): re-seed from a region whose entry does`);
+    }
+    const peerState = peer?.state;
     if (!opts.force && peerState !== 'active') {
       // None active: every region started on a database it had not run on (a new deployment on the Redis keys
       // of an old one, every database dropped): there is no peer to copy from, only regions to declare current.
-      const noneActive = ![...members.values()].some((m) => m.state === 'active');
+      const noneActive = ![...members.values()].some((m) => m.state === 'active' && !countsByNameOnly(m, opts.signing));
       throw new Error(
         `${from} is ${peerState ?? 'not a member'} in ${r.id}'s Redis (it needs a re-seed itself, or is not seeded yet): re-seed from an active region` +
           (noneActive

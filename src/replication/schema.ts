@@ -116,6 +116,12 @@ export const ReplicationStatus = Type.Object(
           state: Type.Union([Type.Literal('joining'), Type.Literal('active')]),
           joined_at: Nullable(Time),
           registered: Type.Boolean({ description: 'False: known only from this region\'s config file.' }),
+          verified: Nullable(
+            Type.Boolean({
+              description:
+                "Whether its entry's signature holds (ackSignatures sign/require); null when not checked (off, or not registered). Under require one that does not is a member by its name only: waited for and delivered to, never active (horizon hold `unverified`), its Redis address unused.",
+            }),
+          ),
         },
         strict,
       ),

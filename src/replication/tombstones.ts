@@ -59,7 +59,7 @@ export interface CollectorDeps {
   region: string;
   regions: readonly string[];
   /** The deployment's members, read fresh before each horizon; without it, `regions`, all active. */
-  membership?: { refresh(): Promise<Pick<Member, 'region' | 'state'>[]> };
+  membership?: { refresh(): Promise<Pick<Member, 'region' | 'state' | 'unverified'>[]> };
   store: Pick<RowStore, 'belowHorizon'>;
   tables: readonly ReplicatedTable[];
   log: Logger;
@@ -187,7 +187,7 @@ export class TombstoneCollector {
   /** The deployment's horizon now, from this region's Redis: the members and the reports they copied there. */
   async horizon(): Promise<HorizonResult> {
     const { links, keys } = this.d;
-    const members = this.d.membership ? await this.d.membership.refresh() : this.d.regions.map((region) => ({ region, state: 'active' as const }));
+    const members: Pick<Member, 'region' | 'state' | 'unverified'>[] = this.d.membership ? await this.d.membership.refresh() : this.d.regions.map((region) => ({ region, state: 'active' as const }));
     const [raw, now] = await Promise.all([links.own.hgetall(keys.watermarks), this.redisNow()]);
     const reports = new Map<string, Watermark | null>();
     const unverified = new Set<string>();
@@ -204,7 +204,7 @@ export class TombstoneCollector {
       const r = reports.get(m.region);
       // Without a report the member is held as unreported (computeHorizon), not as groupless.
       const group = !r ? { behindTrim: false } : r.inbox?.group ? { behindTrim: r.inbox.behindTrim } : null;
-      return { region: m.region, state: m.state, group };
+      return { region: m.region, state: m.state, group, unverified: m.unverified };
     });
     return computeHorizon({ members: views, reports, unverified, now, maxAgeMs: this.maxAgeMs });
   }

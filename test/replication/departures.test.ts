@@ -73,6 +73,13 @@ test('ready once the members and removals stayed unchanged for the grace; any ch
   expect(await r.departures.state()).toEqual({ ready: true, waiting: null, adopters: ['europe-belgium', 'us-iowa'], departed: ['asia-japan', 'eu-north'] });
 });
 
+test('a member whose entry does not verify under ackSignatures require (Membership marks it unverified) adopts nothing, whatever state it says', async () => {
+  const r = rig([member('us-iowa'), { ...member('europe-belgium'), verified: 'unsigned', unverified: true }, member('eu-north')]);
+  expect((await r.departures.state()).ready).toBe(false);
+  r.at(1_060_000);
+  expect(await r.departures.state()).toEqual({ ready: true, waiting: null, adopters: ['eu-north', 'us-iowa'], departed: ['asia-japan'] });
+});
+
 test('adopters are only the members that recorded they know of every removal; a change of that starts the grace again', async () => {
   const r = rig([member('us-iowa'), member('europe-belgium'), member('eu-north')], undefined, ['asia-japan', 'sa-east']);
   // eu-north runs a version that records nothing; europe-belgium knows of one removal only.

@@ -195,3 +195,33 @@ describe('off', () => {
     expect(plain).not.toMatch(/"rev"|"sig"/);
   });
 });
+
+describe('require: writers never build on an entry that does not verify', () => {
+  const w = { signing: new AckSigning(auth, 'require') };
+  /** B's entry planted: the re-seed's token, a foreign Redis, active or joining as given. */
+  const planted = (state: string, sign = (s: string) => s) => sign(JSON.stringify({ state, joined_at: JOINED, redis_url: 'redis://attacker.example:6379/', reseed: TOKEN, rev: 9 }));
+
+  test.each([
+    ['unsigned', planted('active')],
+    ['signed under the forger\'s key', planted('active', (s) => signMember(forger, B, s))],
+  ])('updateMember marking an entry %s joining writes a fresh signed entry: no redis_url or joined_at from it', async (_name, raw) => {
+    await redis.hset(keys.members, B, raw);
+    expect(await current.updateMember(redis, keys, B, { state: 'joining', reseed: 'r2' }, w)).toBe(true);
+    const m = (await current.readMembers(redis, keys, auth)).members.get(B);
+    expect(m).toMatchObject({ verified: 'signed', state: 'joining', redisUrl: null, reseed: 'r2' });
+    expect(m?.joinedAt).not.toBe(JOINED);
+  });
+
+  test('updateMember refuses to mark an unverified entry active (nothing written); activateAfterReseed answers false on one', async () => {
+    await redis.hset(keys.members, B, planted('active'));
+    await expect(current.updateMember(redis, keys, B, { state: 'active' }, w)).rejects.toBeInstanceOf(current.UnverifiedMemberError);
+    expect(await redis.hget(keys.members, B)).toBe(planted('active'));
+    await redis.hset(keys.members, B, planted('joining'));
+    expect(await current.activateAfterReseed(redis, keys, B, TOKEN, w)).toBe(false);
+    expect(await redis.hget(keys.members, B)).toBe(planted('joining'));
+    // The same entry signed with the regions' key is built on.
+    await redis.hset(keys.members, B, planted('joining', (s) => signMember(auth, B, s)));
+    expect(await current.activateAfterReseed(redis, keys, B, TOKEN, w)).toBe(true);
+    expect((await current.readMembers(redis, keys, auth)).members.get(B)).toMatchObject({ verified: 'signed', state: 'active', redisUrl: 'redis://attacker.example:6379/', rev: 10 });
+  });
+});

@@ -1,0 +1,190 @@
+/**
+ * `ackSignatures: require` and the membership record (docs/membership-signing.md §3): a member's `redis_url` is
+ * taken only from an entry whose signature holds. Two regions share the default Redis; entries planted there,
+ * unsigned or signed under a forger's key, name a listener of the test's as their Redis: the regions still
+ * deliver to those members (they are members), at the default Redis, and never connect to the listener (it
+ * would get the default Redis's credentials and every change). A region added at runtime with a Redis of its
+ * own is reached at the address its signed entry names, and kept there while a planted copy names another.
+ * Such members are shown `verified: false` in GET /admin/replication and hold the tombstone horizon as
+ * `unverified` whatever state they say; a genuine region whose entry was replaced unsigned is no re-seed peer.
+ * Writers do not sign what does not verify (`members activate` refuses it), a region registers over an entry
+ * planted under its name before it first started, and its processes write their own entry again over an
+ * unsigned copy in the state they last read verified (joining, for the region added at runtime).
+ */
+import net from 'node:net';
+import path from 'node:path';
+import fs from 'node:fs';
+import Redis from 'ioredis';
+import { RegionProcess } from '../../src/cluster/region-process';
+import { dropDatabase } from '../../src/db/migrate';
+import { replicationKeys } from '../../src/redis';
+import { signMember } from '../../src/replication/ack-auth';
+import { readMembers } from '../../src/replication/member-record';
+import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
+import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, REDIS_URL, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth } from '../support/env';
+import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
+
+const [A, B, D] = ['us-iowa', 'europe-belgium', 'south-brazil'] as const;
+const [UNSIGNED, FORGED] = ['planted-unsigned', 'planted-forged'] as const;
+const auth = testEventAuth();
+const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
+let cluster: Cluster;
+let added: RegionProcess | null = null;
+let addedDb = '';
+let addedRedis: OwnRedis | null = null;
+/** A client of the added region's own Redis. */
+let own: Redis | null = null;
+const shared = new Redis(REDIS_URL);
+/** Connections the planted address received. */
+let connections = 0;
+const listener = net.createServer((socket) => {
+  connections++;
+  socket.on('error', () => undefined);
+  socket.destroy();
+});
+let listenerUrl = '';
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  listenerUrl = `redis://127.0.0.1:${(listener.address() as net.AddressInfo).port}/`;
+  cluster = await startCluster('member-require', [A, B], { extra: { ackSignatures: 'require', tombstoneCollection: { intervalMs: 500 } } });
+}, 120_000);
+afterAll(async () => {
+  await Promise.all([added?.stop(0), cluster?.stop(0)]);
+  if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
+  own?.disconnect();
+  await addedRedis?.kill();
+  shared.disconnect();
+  await new Promise((resolve) => listener.close(resolve));
+});
+
+const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);
+const write = (region: string, name: string) => call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
+type Status = {
+  members: { region: string; state: string; verified: boolean | null }[];
+  ack_signatures: { member_entries: { unverified: { unsigned: number } } };
+  tombstones: { held_by: { region: string; reason: string }[] };
+};
+const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body as Status;
+const unsigned = async (region: string) => (await status(region)).ack_signatures.member_entries.unverified.unsigned;
+/** How `region` shows `member`: its entry's verdict and why it holds the tombstone horizon (null: it does not). */
+const shown = async (region: string, member: string) => {
+  const s = await status(region);
+  return { verified: s.members.find((m) => m.region === member)?.verified, held: s.tombstones.held_by.find((h) => h.region === member)?.reason ?? null };
+};
+/** An entry naming the listener as its Redis, as anyone who can write to a Redis can plant it. */
+const planted = () => JSON.stringify({ state: 'active', joined_at: new Date().toISOString(), redis_url: listenerUrl });
+
+test("in require, a genuine region's entry replaced by an unsigned active copy is held as unverified, never active, and is no re-seed peer", async () => {
+  const genuine = (await shared.hget(keys().members, B)) ?? '';
+  // Paused, so its processes do not write their entry again meanwhile.
+  cluster.proc(B).pause();
+  try {
+    const { sig: _sig, rev: _rev, ...fields } = JSON.parse(genuine) as Record<string, unknown>;
+    await shared.hset(keys().members, B, JSON.stringify({ ...fields, state: 'active' }));
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    expect(await eventually(async () => JSON.stringify(await shown(A, B)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
+    const run = await runScript(cluster, 'reseed', ['--from', B, '--to', A, '--wait', '5'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`${B}'s membership entry in ${A}'s Redis does not verify (unsigned)`) });
+  } finally {
+    await shared.hset(keys().members, B, genuine);
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    cluster.proc(B).resume();
+  }
+  expect(await eventually(async () => (await shown(A, B)).verified === true, 15_000, 200)).toBe(true);
+}, 90_000);
+
+test("in require, members planted unsigned or badly signed are delivered to at the default Redis, never at the address they name", async () => {
+  await shared.hset(keys().members, UNSIGNED, planted());
+  await shared.hset(keys().members, FORGED, signMember(forger, FORGED, planted()));
+  await shared.publish(keys().membersChannel, '{"members":0}');
+  const delivered = async () => {
+    expect((await write(A, `after-plant-${Date.now()}`)).status).toBe(201);
+    return (await shared.xlen(keys().inbox(UNSIGNED))) > 0 && (await shared.xlen(keys().inbox(FORGED))) > 0;
+  };
+  expect(await eventually(delivered, 30_000, 500)).toBe(true);
+  expect(connections).toBe(0);
+  // The re-seed refuses members its config does not name, and says which do not verify.
+  const run = await runScript(cluster, 'reseed', ['--from', A, '--to', B, '--wait', '5'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`the entry of ${UNSIGNED}, ${FORGED} does not verify (planted?)`) });
+}, 60_000);
+
+test('in require, planted members are shown unverified and hold the tombstone horizon as unverified, whatever state they say; the genuine ones verify', async () => {
+  for (const region of [A, B]) {
+    for (const member of [UNSIGNED, FORGED]) expect(await eventually(async () => JSON.stringify(await shown(region, member)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
+    expect((await status(region)).members.filter((m) => m.region === A || m.region === B).map((m) => m.verified)).toEqual([true, true]);
+  }
+}, 60_000);
+
+test('in require, a region added at runtime is reached at the Redis its signed entry names, and kept there while a planted copy names another', async () => {
+  addedRedis = await ownRedis();
+  await addedRedis.start();
+  own = new Redis(addedRedis.url);
+  const ownClient = own;
+  const registered = async () =>
+    (await Promise.all([ownClient, shared].map((c) => readMembers(c, keys(), auth)))).every(({ members }) => {
+      const m = members.get(D);
+      return m?.verified === 'signed' && m.state === 'joining' && m.redisUrl?.startsWith(`redis://127.0.0.1:${addedRedis?.port}`);
+    });
+  // Planted under its name before it first starts, in its own Redis and the others': it registers over them.
+  await ownClient.hset(keys().members, D, planted());
+  await shared.hset(keys().members, D, planted());
+  try {
+    const [port = 0] = await freePorts(1);
+    addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
+    const file = cluster.deployment.file;
+    const config = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
+    fs.writeFileSync(config, JSON.stringify({ ...file, regions: [...file.regions, { id: D, port, databaseUrl: addedDb, redisUrl: addedRedis.url }] }));
+    added = new RegionProcess({
+      region: D,
+      url: `http://127.0.0.1:${port}`,
+      env: {
+        REGIONS_CONFIG: config, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS,
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
+      },
+    });
+    added.start();
+    await added.waitReady(60_000);
+    expect(await eventually(registered, 30_000, 200)).toBe(true);
+    const reached = async (region: string) => {
+      const before = await ownClient.xlen(keys().inbox(D));
+      expect((await write(region, `to-the-added-${region}-${Date.now()}`)).status).toBe(201);
+      return eventually(async () => (await ownClient.xlen(keys().inbox(D))) > before, 5_000, 200);
+    };
+    expect(await eventually(() => reached(A), 30_000, 200)).toBe(true);
+    expect(await eventually(() => reached(B), 30_000, 200)).toBe(true);
+    // Paused, so its processes do not copy their own entry back over the plant meanwhile.
+    added.pause();
+    const before = await unsigned(A);
+    await shared.hset(keys().members, D, planted());
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    // Once us-iowa has read the plant (it counts it), its deliveries still reach the added region's own Redis.
+    expect(await eventually(async () => (await unsigned(A)) > before, 15_000, 200)).toBe(true);
+    expect(await reached(A)).toBe(true);
+    expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
+    expect(connections).toBe(0);
+    // `members activate` does not sign what does not verify (nothing written where the plant is).
+    const run = await runScript(cluster, 'members', ['activate', D], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`${D}'s membership entry does not verify in the Redis of ${A}, ${B}: nothing was marked active`) });
+    expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
+  } finally {
+    added?.resume();
+  }
+  // Its processes copy their own entry over the plant again.
+  expect(await eventually(registered, 30_000, 200)).toBe(true);
+}, 120_000);
+
+test("in require, an unsigned active copy of the joining added region's entry in its own Redis is written again by its processes, signed, joining, with its own Redis", async () => {
+  const ownClient = own as Redis;
+  const genuine = (await readMembers(ownClient, keys(), auth)).members.get(D);
+  expect(genuine).toMatchObject({ verified: 'signed', state: 'joining' });
+  await ownClient.hset(keys().members, D, planted());
+  await ownClient.publish(keys().membersChannel, '{"members":0}');
+  const repaired = async () => {
+    const m = (await readMembers(ownClient, keys(), auth)).members.get(D);
+    return m?.verified === 'signed' && m.state === 'joining' && m.redisUrl === genuine?.redisUrl && (m.rev ?? 0) > (genuine?.rev ?? 0);
+  };
+  expect(await eventually(repaired, 30_000, 200)).toBe(true);
+  expect(connections).toBe(0);
+}, 60_000);
