@@ -7,15 +7,12 @@
  * regions that applied it. At the end the four databases are identical and no acknowledged write is lost.
  */
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { RegionProcess } from '../../src/cluster/region-process';
-import type { ConfigFile } from '../../src/config-schema';
 import { dropDatabase } from '../../src/db/migrate';
 import { PROJECT_ROOT } from '../../src/paths';
-import { adminHeaders, call, eventually, regionProcessEnv, startCluster, type Cluster } from '../support/harness';
-import { freePorts, PG_BASE } from '../support/env';
+import { addedRegionProcess, adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
 
 const OLD = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const NEW = 'south-brazil';
@@ -70,23 +67,18 @@ test('a 4th region joins three running regions under writes: identical regions, 
   await eventually(async () => acknowledged.length >= 30, 30_000, 100);
 
   // 1. The new region's entry in a config file naming four regions (the old regions keep theirs).
-  const file = JSON.parse(fs.readFileSync(cluster.deployment.configPath, 'utf8')) as ConfigFile;
-  const [port] = await freePorts(1);
-  addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
-  const newFile: ConfigFile = { ...file, regions: [...file.regions, { id: NEW, port: port as number, databaseUrl: addedDb }] };
-  const newConfig = path.join(path.dirname(cluster.deployment.configPath), 'regions.4.config.json');
-  fs.writeFileSync(newConfig, JSON.stringify(newFile, null, 2));
-
-  // 2. Start it: it joins the membership record (joining) and creates its consumer group.
-  added = new RegionProcess({
-    region: NEW,
-    url: `http://127.0.0.1:${port}`,
-    env: regionProcessEnv(newConfig),
+  const region = await addedRegionProcess(cluster, NEW, {
+    configName: 'regions.4.config.json',
     onLine: (line) => {
       addedLogs.push(line);
       if (addedLogs.length > 200) addedLogs.shift();
     },
   });
+  added = region.process;
+  addedDb = region.databaseUrl;
+  const newConfig = region.configPath;
+
+  // 2. Start it: it joins the membership record (joining) and creates its consumer group.
   added.start();
   await added.waitReady(60_000);
   const newUrl = added.url;

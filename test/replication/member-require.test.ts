@@ -12,8 +12,6 @@
  * unsigned copy in the state they last read verified (joining, for the region added at runtime).
  */
 import net from 'node:net';
-import path from 'node:path';
-import fs from 'node:fs';
 import Redis from 'ioredis';
 import { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase } from '../../src/db/migrate';
@@ -21,8 +19,8 @@ import { replicationKeys } from '../../src/redis';
 import { signMember } from '../../src/replication/ack-auth';
 import { readMembers } from '../../src/replication/member-record';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
-import { ADMIN_TOKEN, FIXTURE_DATE, freePorts, PG_BASE, REDIS_URL, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, testEventAuth } from '../support/env';
-import { adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
+import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth } from '../support/env';
+import { addedRegionProcess, adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 const [A, B, D] = ['us-iowa', 'europe-belgium', 'south-brazil'] as const;
@@ -131,19 +129,9 @@ test('in require, a region added at runtime is reached at the Redis its signed e
   await ownClient.hset(keys().members, D, planted());
   await shared.hset(keys().members, D, planted());
   try {
-    const [port = 0] = await freePorts(1);
-    addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
-    const file = cluster.deployment.file;
-    const config = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
-    fs.writeFileSync(config, JSON.stringify({ ...file, regions: [...file.regions, { id: D, port, databaseUrl: addedDb, redisUrl: addedRedis.url }] }));
-    added = new RegionProcess({
-      region: D,
-      url: `http://127.0.0.1:${port}`,
-      env: {
-        REGIONS_CONFIG: config, ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS,
-        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', METADATA_VALIDATION_TIME: FIXTURE_DATE,
-      },
-    });
+    const region = await addedRegionProcess(cluster, D, { configName: 'regions.3.config.json', redisUrl: addedRedis.url });
+    added = region.process;
+    addedDb = region.databaseUrl;
     added.start();
     await added.waitReady(60_000);
     expect(await eventually(registered, 30_000, 200)).toBe(true);

@@ -18,8 +18,8 @@ import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
 import { checkMember } from '../../src/replication/ack-auth';
 import { readMembers, type Member } from '../../src/replication/member-record';
-import { freePorts, PG_BASE, TEST_REPLICATION_KEYS, testEventAuth, uniqueName } from '../support/env';
-import { adminHeaders, call, eventually, regionProcessEnv, runScript, startCluster, type Cluster } from '../support/harness';
+import { TEST_REPLICATION_KEYS, testEventAuth, uniqueName } from '../support/env';
+import { adminHeaders, call, addedRegionProcess, eventually, runScript, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 import { scrape } from '../observability/support';
 
@@ -145,16 +145,9 @@ test('a region added at runtime registers joining, signed, in every Redis, and t
   await server.start();
   servers.set(D, server);
   clients.set(D, new Redis(server.url));
-  const [port = 0] = await freePorts(1);
-  addedDb = `${PG_BASE}/${cluster.deployment.name}_south_brazil`;
-  const file = cluster.deployment.file;
-  const config = path.join(path.dirname(cluster.deployment.configPath), 'regions.4.config.json');
-  fs.writeFileSync(config, JSON.stringify({ ...file, regions: [...file.regions, { id: D, port, databaseUrl: addedDb, redisUrl: server.url }] }));
-  added = new RegionProcess({
-    region: D,
-    url: `http://127.0.0.1:${port}`,
-    env: regionProcessEnv(config),
-  });
+  const region = await addedRegionProcess(cluster, D, { configName: 'regions.4.config.json', redisUrl: server.url });
+  added = region.process;
+  addedDb = region.databaseUrl;
   added.start();
   await added.waitReady(60_000);
   REGIONS.push(D);

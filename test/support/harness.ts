@@ -10,7 +10,7 @@ import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile, RegionConfig } from '../../src/config-schema';
 import { PROJECT_ROOT } from '../../src/paths';
 import { parseBody } from '../../scripts/harness/client';
-import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from './env';
+import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, freePorts, PG_BASE, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from './env';
 
 export interface Cluster {
   deployment: TestDeployment;
@@ -36,6 +36,26 @@ export function regionProcessEnv(configPath: string): Record<string, string> {
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     METADATA_VALIDATION_TIME: FIXTURE_DATE,
   };
+}
+
+/**
+ * A region added to `cluster`'s deployment at runtime, as docs/operations.md "Adding a region" has it: a config
+ * file (`configName`, beside the deployment's) naming it after the others, with its own database (created by the
+ * region at start: the caller drops it) and, given `redisUrl`, a Redis of its own. Its process is not started.
+ */
+export async function addedRegionProcess(
+  cluster: Pick<Cluster, 'deployment'>,
+  region: string,
+  opts: { configName: string; redisUrl?: string; onLine?: (line: string) => void },
+): Promise<{ process: RegionProcess; databaseUrl: string; configPath: string }> {
+  const [port = 0] = await freePorts(1);
+  const file = JSON.parse(fs.readFileSync(cluster.deployment.configPath, 'utf8')) as ConfigFile;
+  const databaseUrl = `${PG_BASE}/${cluster.deployment.name}_${region.replace(/-/g, '_')}`;
+  const configPath = path.join(path.dirname(cluster.deployment.configPath), opts.configName);
+  const entry: RegionConfig = { id: region, port, databaseUrl, ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}) };
+  fs.writeFileSync(configPath, JSON.stringify({ ...file, regions: [...file.regions, entry] }, null, 2));
+  const proc = new RegionProcess({ region, url: `http://127.0.0.1:${port}`, env: regionProcessEnv(configPath), ...(opts.onLine ? { onLine: opts.onLine } : {}) });
+  return { process: proc, databaseUrl, configPath };
 }
 
 export function assertBuilt(): void {
