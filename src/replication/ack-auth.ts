@@ -306,6 +306,12 @@ export function signMember(auth: EventAuth, region: string, json: string): strin
   return `${json.slice(0, -1)}${MEMBER_SIG}${tag}"}`;
 }
 
+/** The key id a stored member entry is signed with (whether or not its signature holds), or null when it carries none. */
+export function memberSigningKid(stored: string): string | null {
+  const at = stored.lastIndexOf(MEMBER_SIG);
+  return at < 0 ? null : (MEMBER_TAG.exec(stored.slice(at + MEMBER_SIG.length))?.[1] ?? null);
+}
+
 /**
  * Reads the entry stored in the field `region` of the membership record: its JSON without the signature
  * member, and whether the signature holds (bound to the field). No `sig` member last: `unsigned`.

@@ -28,7 +28,7 @@
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
-import type { AckSigning } from './ack-auth';
+import { memberSigningKid, type AckSigning } from './ack-auth';
 import { copyMember, copyRemovals, countsByNameOnly, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { groupInfo, streamBounds } from './stream';
 
@@ -251,13 +251,15 @@ export class Membership {
     const { links, keys, region, log } = this.d;
     const m = parseMember(region, raw, auth);
     const url = withoutCredentials(this.d.ownRedisUrl);
-    if (m.verified === 'signed' && m.redisUrl === url) return raw;
+    // Signed with a key that is no longer the one this region signs with (a rotation's second step): signed
+    // again with the new one, as it stands (it verified), so that dropping the old key leaves it verifying.
+    if (m.verified === 'signed' && m.redisUrl === url && memberSigningKid(raw) === auth.signingKid) return raw;
     // Under require nothing of an entry that does not verify is taken: the last one this process read
     // verified, else joining (only an operator or a re-seed makes it active again).
     const base = countsByNameOnly(m, this.d.signing) ? this.verifiedOwn : m;
     const entry = { state: base?.state ?? 'joining', joined_at: base?.joinedAt ?? undefined, redis_url: url, reseed: base?.reseed ?? undefined, rev: this.revOf(region, [m]) + 1 };
     if (await replaceMember(links.own, keys, region, raw, entry, this.writer)) {
-      log.info({ verdict: m.verified, recorded_redis: m.redisUrl }, "this region's membership entry did not verify or named another Redis: written again, signed");
+      log.info({ verdict: m.verified, recorded_redis: m.redisUrl, signed_with: memberSigningKid(raw) }, "this region's membership entry did not verify, named another Redis or was signed with an older key: written again, signed");
     }
     return links.own.hget(keys.members, region);
   }
