@@ -107,6 +107,13 @@ function encode(entry: MemberEntry): string {
 export interface MemberWriter {
   log?: Pick<Logger, 'warn'>;
   signing?: AckSigning | null;
+  /**
+   * Under require, whether updateMember may write a fresh signed `joining` entry over one that does not verify
+   * (default true). False for a region the writer has no reason to think genuine (neither configured nor ever
+   * read signed): a fresh entry would turn a planted name into a signed member (what an operator's activate
+   * then takes); left alone, it is held as unverified, which holds as much as joining.
+   */
+  renewUnverified?: boolean;
 }
 
 /** `entry` as `w` writes it into the field `region`; `rev` is kept only when it signs. */
@@ -147,6 +154,7 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
   // and state): `joining`, the safe direction, is written afresh; `active` is refused.
   if (countsByNameOnly(m, w.signing)) {
     if (patch.state !== 'joining') throw new UnverifiedMemberError(`${region}'s membership entry there does not verify (${m.verified}): not marked ${patch.state}`);
+    if (w.renewUnverified === false) return false;
     await writeMember(redis, keys, region, { state: 'joining', reseed: patch.reseed, rev: (m.rev ?? 0) + 1 }, false, w);
     return true;
   }

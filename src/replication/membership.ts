@@ -112,6 +112,11 @@ export class Membership {
     return !countsByNameOnly(m, this.d.signing);
   }
 
+  /** Whether `region` is configured here or this process has read its entry signed: a member it has reason to think genuine. */
+  knownGenuine(region: string): boolean {
+    return this.d.configured.includes(region) || this.revSeen.has(region);
+  }
+
   /** Region ids of the members (configured regions first, in config order; then the others, sorted). */
   regions(): string[] {
     return [...this.known.keys()];

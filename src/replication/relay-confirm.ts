@@ -45,7 +45,7 @@ export interface DeliveryConfirmerDeps {
   tracker: Tracker;
   region: string;
   regions: readonly string[];
-  membership?: Pick<Membership, 'regions' | 'hasJoined'>;
+  membership?: Pick<Membership, 'regions' | 'hasJoined'> & Partial<Pick<Membership, 'knownGenuine'>>;
   log: Logger;
   /** Delivered but unconfirmed for this long: check the stream still has it (default DEFAULT_REPUBLISH_AFTER_MS). */
   republishAfterMs?: number;
@@ -369,6 +369,8 @@ export class DeliveryConfirmer {
    */
   private async markBehind(dest: string): Promise<void> {
     const { links, keys } = this.d;
-    await markJoining(links.to(dest), links, keys, dest, this.d.membership?.regions() ?? this.d.regions, { log: this.d.log, signing: this.d.tracker.signing });
+    // A planted name (never configured, never read signed) is not signed into the record as joining: it stays held as unverified.
+    const renewUnverified = this.d.membership?.knownGenuine?.(dest) ?? true;
+    await markJoining(links.to(dest), links, keys, dest, this.d.membership?.regions() ?? this.d.regions, { log: this.d.log, signing: this.d.tracker.signing, renewUnverified });
   }
 }

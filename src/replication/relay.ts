@@ -22,7 +22,7 @@ import { Loop } from './loop';
 /** Its parts' deps (each narrowed to what that part uses), and its own. */
 export interface RelayDeps extends OutboxPublisherDeps, DeliveryConfirmerDeps, InboxTrimsDeps {
   /** The deployment's members (read fresh before confirming); without it, `regions`. */
-  membership?: Pick<Membership, 'refresh' | 'regions' | 'hasJoined'>;
+  membership?: Pick<Membership, 'refresh' | 'regions' | 'hasJoined'> & Partial<Pick<Membership, 'knownGenuine'>>;
   intervalMs?: number;
   /** Cap of the change stream (XADD MAXLEN ~). */
   streamMaxLength?: number;

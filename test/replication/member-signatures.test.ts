@@ -212,6 +212,17 @@ describe('require: writers never build on an entry that does not verify', () => 
     expect(m?.joinedAt).not.toBe(JOINED);
   });
 
+  test("a writer with no reason to think the region genuine (the relay marking a planted name behind) leaves an unverified entry as it is: not signed into the record as joining", async () => {
+    await redis.hset(keys.members, B, planted('active'));
+    const links = { to: () => redis };
+    await current.markJoining(redis, links as never, keys, B, [A, B], { ...w, renewUnverified: false });
+    expect(await redis.hget(keys.members, B)).toBe(planted('active'));
+    expect((await current.readMembers(redis, keys, auth)).members.get(B)?.verified).toBe('unsigned');
+    // The same mark by a writer that knows it (configured, or read signed before) writes the fresh joining entry.
+    await current.markJoining(redis, links as never, keys, B, [A, B], w);
+    expect((await current.readMembers(redis, keys, auth)).members.get(B)).toMatchObject({ verified: 'signed', state: 'joining', redisUrl: null });
+  });
+
   test('updateMember refuses to mark an unverified entry active (nothing written); activateAfterReseed answers false on one', async () => {
     await redis.hset(keys.members, B, planted('active'));
     await expect(current.updateMember(redis, keys, B, { state: 'active' }, w)).rejects.toBeInstanceOf(current.UnverifiedMemberError);
