@@ -301,7 +301,8 @@ const MEMBER_TAG = /^([A-Za-z0-9._-]+):([A-Za-z0-9_-]*)"}$/;
 
 /** `json` (an entry's JSON object, without `sig`), `region`'s membership entry, with its signature as the last member. */
 export function signMember(auth: EventAuth, region: string, json: string): string {
-  if (!json.endsWith('}') || json.includes(MEMBER_SIG)) throw new Error(`not an unsigned member entry: ${json}`);
+  // An object with at least one member (`{}` would become `{,"sig":…}`: signed, yet no JSON a reader parses).
+  if (!json.startsWith('{"') || !json.endsWith('}') || json.includes(MEMBER_SIG)) throw new Error(`not an unsigned member entry: ${json}`);
   const tag = `${auth.signingKid}:${macText(auth, MEMBER_ENTRY_MAC_CONTEXT, `${region}\n${json}`) as string}`;
   return `${json.slice(0, -1)}${MEMBER_SIG}${tag}"}`;
 }

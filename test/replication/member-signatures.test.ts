@@ -70,6 +70,7 @@ describe('the codec', () => {
   test('what is not an unsigned entry is not signed', () => {
     expect(() => signMember(auth, B, signMember(auth, B, json))).toThrow(/not an unsigned member entry/);
     expect(() => signMember(auth, B, 'active')).toThrow(/not an unsigned member entry/);
+    expect(() => signMember(auth, B, '{}')).toThrow(/not an unsigned member entry/);
   });
 });
 
