@@ -93,6 +93,21 @@ test("in require, a genuine region's entry replaced by an unsigned active copy i
   expect(await eventually(async () => (await shown(A, B)).verified === true, 15_000, 200)).toBe(true);
 }, 90_000);
 
+test("in require, an unsigned copy of a running active region's own entry is written again by its processes, signed, active: the state they last read verified", async () => {
+  const genuine = (await shared.hget(keys().members, B)) ?? '';
+  expect(JSON.parse(genuine)).toMatchObject({ state: 'active', sig: expect.any(String) });
+  const { sig: _sig, rev: _rev, ...fields } = JSON.parse(genuine) as Record<string, unknown>;
+  // Joining in the copy, so that a repair taking the copy's state, or always joining, would not pass.
+  await shared.hset(keys().members, B, JSON.stringify({ ...fields, state: 'joining' }));
+  await shared.publish(keys().membersChannel, '{"members":0}');
+  const repaired = async () => {
+    const m = JSON.parse((await shared.hget(keys().members, B)) ?? '{}') as { state?: string; sig?: string };
+    return m.sig !== undefined && m.state === 'active';
+  };
+  expect(await eventually(repaired, 20_000, 200)).toBe(true);
+  expect(await eventually(async () => JSON.stringify(await shown(A, B)) === JSON.stringify({ verified: true, held: null }), 15_000, 200)).toBe(true);
+}, 60_000);
+
 test("in require, members planted unsigned or badly signed are delivered to at the default Redis, never at the address they name", async () => {
   await shared.hset(keys().members, UNSIGNED, planted());
   await shared.hset(keys().members, FORGED, signMember(forger, FORGED, planted()));
