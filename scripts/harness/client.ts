@@ -86,11 +86,15 @@ export async function digest(c: RegionClient, adminToken: string): Promise<Diges
   return b.tables;
 }
 
-/** A region's `ack_signatures` of GET /admin/replication: acks and announcements it read that did not verify, since it started. */
+/**
+ * A region's `ack_signatures` of GET /admin/replication: acks and announcements it read that did not verify,
+ * and membership entries that did not or were replayed, since it started.
+ */
 export interface AckFigures {
   mode: string;
   unverified: Record<string, number>;
   confirmed_on_unverified: number;
+  member_entries: { unverified: Record<string, number> };
 }
 
 export async function ackFigures(c: RegionClient, adminToken: string): Promise<AckFigures> {

@@ -134,6 +134,8 @@ interface Report {
     outsideKills: number;
     /** Acks and announcements read that did not verify, per region since its last start (sign and require). */
     acksUnverified: Record<string, number>;
+    /** Per region: membership entries read that did not verify, and of those replayed (a false replay holds a region). */
+    membersUnverified: Record<string, { unverified: number; replayed: number }>;
   };
   lost: LossCheck['lost'];
   undeleted: LossCheck['undeleted'];
@@ -165,6 +167,7 @@ function table(r: Report): string {
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
     ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
     ['acks unverified (since each start)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
+    ['member entries unverified (replayed)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.membersUnverified).map(([region, n]) => `${region} ${n.unverified} (${n.replayed})`).join(', ')],
     ['load and faults', `${f.faultSeconds.toFixed(1)} s`],
     ['whole run', `${f.totalSeconds.toFixed(1)} s`],
   ];
@@ -250,8 +253,10 @@ async function main(): Promise<number> {
 
   const conv = await waitConverged(clients, stack.adminToken, faultsEnded, o.convergeLimitS * 3000);
   const loss = await checkAcknowledged(dbUrls, org.id, acked, expected);
-  const unverifiedIn = async (c: RegionClient) => Object.values((await ackFigures(c, stack.adminToken)).unverified).reduce((a, b) => a + b, 0);
-  const acksUnverified = Object.fromEntries(await Promise.all(clients.map(async (c) => [c.region, await unverifiedIn(c)] as const)));
+  const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+  const signatures = await Promise.all(clients.map(async (c) => [c.region, await ackFigures(c, stack.adminToken)] as const));
+  const acksUnverified = Object.fromEntries(signatures.map(([region, f]) => [region, sum(f.unverified)]));
+  const membersUnverified = Object.fromEntries(signatures.map(([region, f]) => [region, { unverified: sum(f.member_entries.unverified), replayed: f.member_entries.unverified.replayed ?? 0 }]));
   let conflicts: ConflictFigures | null = null;
   if (o.conflicts > 0) {
     log(`conflict test: ${o.conflicts} rounds`);
@@ -263,6 +268,9 @@ async function main(): Promise<number> {
   if (loss.undeleted.length) failures.push(`${loss.undeleted.length} acknowledged DELETEs left the credential live in some region`);
   if (loss.wrongLabel.length) failures.push(`${loss.wrongLabel.length} credentials hold a label no acknowledged-or-later write gave them in some region`);
   if (figures.server5xx) failures.push(`${figures.server5xx} answers were 5xx`);
+  // Nothing in the run writes old membership entries back: any replay counted is a genuine entry taken for one.
+  const replayed = Object.values(membersUnverified).reduce((a, n) => a + n.replayed, 0);
+  if (replayed) failures.push(`${replayed} membership entries were read as replayed (nothing replays them here: a genuine one refused)`);
   // A 503 saying the database is not there is expected from a region while its Postgres restarts, and
   // for a moment after (its pool opens connections again); from any other region, or at any other time, not.
   const unexcused = databaseUnavailable.filter((u) => !faults.databaseOutages.some((o) => o.region === u.region && u.at >= o.from && u.at <= o.to + DATABASE_GRACE_MS));
@@ -294,6 +302,7 @@ async function main(): Promise<number> {
       postgresRestarts: faults.postgresRestarts,
       outsideKills: stack.outsideKills,
       acksUnverified,
+      membersUnverified,
     },
     lost: loss.lost,
     undeleted: loss.undeleted,

@@ -229,7 +229,7 @@ function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSo
   );
   byReason(
     'replication_member_entries_unverified_total',
-    "Per reason: entries of this region's copy of the membership record read that did not verify, each stored value once (ackSignatures sign or require; since start).",
+    "Per reason: entries of this region's copy of the membership record read that did not verify, each stored value once (ackSignatures sign or require; since start); replayed (require): signed but older than one this process took.",
     () => signing?.unverifiedMembers,
   );
   fromCount('replication_deliveries_confirmed_unverified_total', 'Deliveries the relay confirmed on an ack value that did not verify (ackSignatures sign; since start).', () => signing?.confirmedUnverified ?? 0);

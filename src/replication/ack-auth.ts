@@ -78,9 +78,10 @@ export class AckSigning {
   confirmedUnverified = 0;
   /**
    * Entries of the membership record (this region's copy) that did not verify, by reason, since start (`sign`
-   * and `require` modes): each distinct stored value once, not once per refresh (see member).
+   * and `require` modes): each distinct stored value once, not once per refresh (see member). `replayed`
+   * (`require`): signed, but below an entry of the same region this process took before (Membership).
    */
-  readonly unverifiedMembers: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
+  readonly unverifiedMembers: Record<Exclude<MemberVerdict, 'signed'>, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 };
   /** Per member, the last stored entry judged (member): a value read again every second is counted once. */
   private readonly membersJudged = new Map<string, string>();
 
@@ -132,7 +133,7 @@ export class AckSigning {
    * one judged for that member. (What a reader uses of such an entry under `require`: member-record.ts,
    * countsByNameOnly.)
    */
-  member(region: string, raw: string, verdict: AckVerdict): void {
+  member(region: string, raw: string, verdict: MemberVerdict): void {
     if (!this.signs || this.membersJudged.get(region) === raw) return;
     this.membersJudged.set(region, raw);
     if (verdict !== 'signed') this.unverifiedMembers[verdict]++;
@@ -163,6 +164,12 @@ export function readAck(signing: AckSigning | null | undefined, changeId: string
 
 /** As a change event is judged (event-auth.ts): signed, or refused for the same reasons. */
 export type AckVerdict = 'signed' | RefusalReason;
+
+/**
+ * How a reader takes a membership entry: its signature's verdict, or `replayed` (`require`): it verifies, but
+ * an entry of the same region this process took before is newer (Membership, docs/membership-signing.md §2.4).
+ */
+export type MemberVerdict = AckVerdict | 'replayed';
 
 export interface CheckedAck {
   /** The value without its tag (as written before values were signed). */

@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
-import { checkMember, type AckSigning, type AckVerdict } from './ack-auth';
+import { checkMember, type AckSigning, type MemberVerdict } from './ack-auth';
 import type { EventAuth } from './event-auth';
 import { eachRegion, type RedisLinks } from './links';
 
@@ -25,8 +25,11 @@ export interface Member {
   rev: number | null;
   /** The entry as stored (null when not registered): what a copier writes elsewhere, signature and all. */
   raw: string | null;
-  /** Whether its signature holds (ack-auth.ts, checkMember); null when not checked (read without a key, or not registered). */
-  verified: AckVerdict | null;
+  /**
+   * Whether its signature holds (ack-auth.ts, checkMember); null when not checked (read without a key, or not
+   * registered). `replayed`: set by Membership (require) for a signed entry below one it took before.
+   */
+  verified: MemberVerdict | null;
   /** Set by Membership: the entry counts by its name only (see countsByNameOnly). */
   unverified?: boolean;
 }

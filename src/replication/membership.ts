@@ -17,7 +17,7 @@
  * `rev` (ack-auth.ts, signMember): written signed, copied as stored, and counted when it does not verify.
  * In `require` an entry that does not verify still names a member, and nothing else of it is used: its
  * `redis_url` is never learnt, it is never active (countsByNameOnly), and a region writes its own entry over
- * one (docs/membership-signing.md §3).
+ * one (docs/membership-signing.md §3); likewise a signed entry older than one the process took (a replay, §2.4).
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
  * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
@@ -87,19 +87,45 @@ export class Membership {
     return this.d.signing?.signs ? this.d.signing.auth : null;
   }
 
-  /** This region's entry as this process last read it verified in its own Redis (what `require` repairs to). */
-  private verifiedOwn: Member | null = null;
-
-  /** Per member, the highest `rev` this process read in a signed entry of its own Redis's copy. */
-  private readonly revSeen = new Map<string, number>();
+  /**
+   * Per member, the newest signed entry this process took from its own Redis's copy (by `joined_at`, then `rev`):
+   * what a rewrite goes above, what `require` repairs this region's own entry to, and under `require` the mark a
+   * replay falls below (see replayed). Kept after a member is removed: its old entry written back is a replay too.
+   */
+  private readonly newest = new Map<string, Member>();
 
   /**
-   * The highest `rev` of `region`'s entry this process read signed, among `copies` too (signed ones only: a
+   * The highest `rev` of `region`'s entry this process took signed, among `copies` too (signed ones only: a
    * planted `rev` does not steer it): what a rewrite of the entry goes above.
    */
   private revOf(region: string, copies: readonly (Member | undefined)[] = []): number {
     const signed = copies.filter((m) => m?.verified === 'signed').map((m) => m?.rev ?? 0);
-    return Math.max(this.revSeen.get(region) ?? 0, ...signed);
+    return Math.max(this.newest.get(region)?.rev ?? 0, ...signed);
+  }
+
+  /**
+   * Under `require`, whether `m` verifies but is older than the entry of its region this process took: a
+   * genuine entry saved and written back (say the `active` one from before a restore-check or a relay marked
+   * the region joining; docs/membership-signing.md §2.4). A later `joined_at` is a new registration (added
+   * again, its Redis lost the record, written afresh over one that did not verify), whatever its `rev`.
+   * A process started after the replay has no mark yet and takes it (step 4b, not built).
+   */
+  private replayed(m: Member): boolean {
+    const top = this.newest.get(m.region);
+    return !!this.d.signing?.requires && m.verified === 'signed' && top !== undefined && older(m, top);
+  }
+
+  /**
+   * `m`, as read in this region's copy, as this process takes it: a replay stands for the entry it took before,
+   * marked `replayed` (so held, its address unused; a copier puts back the newer one); any other signed entry
+   * is the newest now.
+   */
+  private take(m: Member): Member {
+    if (m.verified !== 'signed') return m;
+    const top = this.newest.get(m.region);
+    if (top && this.replayed(m)) return { ...top, verified: 'replayed' };
+    if (!top || !older(m, top)) this.newest.set(m.region, m);
+    return m;
   }
 
   /**
@@ -109,12 +135,12 @@ export class Membership {
    * forgets), else the region is reached at the default `redisUrl`.
    */
   private trusted(m: Member): boolean {
-    return !countsByNameOnly(m, this.d.signing);
+    return !countsByNameOnly(m, this.d.signing) && !this.replayed(m);
   }
 
   /** Whether `region` is configured here or this process has read its entry signed: a member it has reason to think genuine. */
   knownGenuine(region: string): boolean {
-    return this.d.configured.includes(region) || this.revSeen.has(region);
+    return this.d.configured.includes(region) || this.newest.has(region);
   }
 
   /** Region ids of the members (configured regions first, in config order; then the others, sorted). */
@@ -165,21 +191,22 @@ export class Membership {
           await copyMember(links.own, keys, m, this.writer);
         }
         const last = this.known.get(region);
-        await writeMember(links.own, keys, region, this.entry((last?.unverified ? this.verifiedOwn?.state : last?.state) ?? (last?.unverified ? 'joining' : 'active'), this.revOf(region) + 1), true, this.writer);
+        await writeMember(links.own, keys, region, this.entry((last?.unverified ? this.newest.get(region)?.state : last?.state) ?? (last?.unverified ? 'joining' : 'active'), this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
         await copyRemovals(links.own, keys, this.departedAt);
         return this.refresh();
       }
       if (read > this.kept) {
         this.kept = read;
-        for (const m of members.values()) {
+        const taken = new Map<string, Member>();
+        for (const stored of members.values()) {
+          const m = this.take(stored);
+          taken.set(m.region, m);
           if (this.trusted(m)) links.learn(m.region, m.redisUrl);
-          if (m.raw !== null && m.verified !== null) this.d.signing?.member(m.region, m.raw, m.verified);
-          if (m.verified === 'signed' && (m.rev ?? 0) > (this.revSeen.get(m.region) ?? 0)) this.revSeen.set(m.region, m.rev ?? 0);
-          if (m.verified === 'signed' && m.region === region) this.verifiedOwn = m;
+          if (stored.raw !== null && m.verified !== null) this.d.signing?.member(m.region, stored.raw, m.verified);
         }
         this.generation = generation;
-        this.known = this.union(members);
+        this.known = this.union(taken);
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
         // stays known, and propagate copies it back.
         this.departedAt = { ...this.departedAt, ...departedAt };
@@ -246,8 +273,9 @@ export class Membership {
    * that does not verify (written by a version before signing, by a process still `off`, or by anything else that
    * writes to this Redis), or that names another Redis, is written again, signed, with this region's own Redis:
    * in `sign` with the state it says (trust on upgrade, as `sign` takes unsigned acks; it was counted when read),
-   * what turns a deployment's unsigned entries into signed ones; in `require` with the last entry this process
-   * read verified, else joining. Only if the field still holds `raw` (a re-seed or a relay
+   * what turns a deployment's unsigned entries into signed ones; in `require` with the newest entry this process
+   * took verified, else joining; likewise in `require` over a replay of an older one of its entries (see
+   * replayed). Only if the field still holds `raw` (a re-seed or a relay
    * marking it joining meanwhile wins); then it is read again.
    */
   private async repairedOwn(raw: string | null): Promise<string | null> {
@@ -256,15 +284,16 @@ export class Membership {
     const { links, keys, region, log } = this.d;
     const m = parseMember(region, raw, auth);
     const url = withoutCredentials(this.d.ownRedisUrl);
+    const replayed = this.replayed(m);
     // Signed with a key that is no longer the one this region signs with (a rotation's second step): signed
     // again with the new one, as it stands (it verified), so that dropping the old key leaves it verifying.
-    if (m.verified === 'signed' && m.redisUrl === url && memberSigningKid(raw) === auth.signingKid) return raw;
-    // Under require nothing of an entry that does not verify is taken: the last one this process read
-    // verified, else joining (only an operator or a re-seed makes it active again).
-    const base = countsByNameOnly(m, this.d.signing) ? this.verifiedOwn : m;
+    if (m.verified === 'signed' && !replayed && m.redisUrl === url && memberSigningKid(raw) === auth.signingKid) return raw;
+    // Under require nothing of an entry that does not verify, or is replayed, is taken: the newest one this
+    // process took, else joining (only an operator or a re-seed makes it active again).
+    const base = countsByNameOnly(m, this.d.signing) || replayed ? this.newest.get(region) : m;
     const entry = { state: base?.state ?? 'joining', joined_at: base?.joinedAt ?? undefined, redis_url: url, reseed: base?.reseed ?? undefined, rev: this.revOf(region, [m]) + 1 };
     if (await replaceMember(links.own, keys, region, raw, entry, this.writer)) {
-      log.info({ verdict: m.verified, recorded_redis: m.redisUrl, signed_with: memberSigningKid(raw) }, "this region's membership entry did not verify, named another Redis or was signed with an older key: written again, signed");
+      log.info({ verdict: replayed ? 'replayed' : m.verified, recorded_redis: m.redisUrl, signed_with: memberSigningKid(raw) }, "this region's membership entry did not verify, was replayed, named another Redis or was signed with an older key: written again, signed");
     }
     return links.own.hget(keys.members, region);
   }
@@ -315,7 +344,7 @@ export class Membership {
     // Under require an entry of its own that does not verify (planted before it registered, or altered) is
     // written over, joining: left alone, propagate would copy it everywhere as this region's.
     const mine = members.get(region);
-    const overwrite = mine !== undefined && !this.trusted(mine);
+    const overwrite = mine !== undefined && countsByNameOnly(mine, this.d.signing);
     // New to a running deployment, or marked joining in some region's copy (it still needs its re-seed).
     const joining = overwrite || (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
@@ -386,4 +415,10 @@ export class Membership {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
+}
+
+/** Whether `a` is an older entry of its region than `b`: an earlier `joined_at` (an earlier registration), else a lower `rev`. */
+function older(a: Member, b: Member): boolean {
+  const [ja, jb] = [a.joinedAt ?? '', b.joinedAt ?? ''];
+  return ja < jb || (ja === jb && (a.rev ?? 0) < (b.rev ?? 0));
 }

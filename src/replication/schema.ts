@@ -119,7 +119,7 @@ export const ReplicationStatus = Type.Object(
           verified: Nullable(
             Type.Boolean({
               description:
-                "Whether its entry's signature holds (ackSignatures sign/require); null when not checked (off, or not registered). Under require one that does not is a member by its name only: waited for and delivered to, never active (horizon hold `unverified`), its Redis address unused.",
+                "Whether its entry's signature holds (ackSignatures sign/require); null when not checked (off, or not registered). Under require one that does not, or is replayed (older than one this process took), is a member by its name only: waited for and delivered to, never active (horizon hold `unverified`), its Redis address unused.",
             }),
           ),
         },
@@ -257,8 +257,12 @@ export const ReplicationStatus = Type.Object(
         member_entries: Type.Object(
           {
             unverified: Type.Object(
-              { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count },
-              { ...strict, description: "Entries of this region's copy of the membership record that did not verify, by reason, since this process started (sign and require modes): each stored value once, not once per read." },
+              { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count, replayed: Count },
+              {
+                ...strict,
+                description:
+                  "Entries of this region's copy of the membership record that did not verify, by reason, since this process started (sign and require modes): each stored value once, not once per read. replayed (require): signed, but older than an entry of the same region this process took before (an earlier joined_at, or the same and a lower rev): held as unverified, and the newer entry is kept.",
+              },
             ),
           },
           strict,

@@ -7,6 +7,8 @@
  * own is reached at the address its signed entry names, and kept there while a planted copy names another.
  * Such members are shown `verified: false` in GET /admin/replication and hold the tombstone horizon as
  * `unverified` whatever state they say; a genuine region whose entry was replaced unsigned is no re-seed peer.
+ * A region's genuine older entry written back (a replay) is held likewise by the running processes, which keep
+ * the newer one's state, until its own processes write the newer one again (step 4).
  * Writers do not sign what does not verify (`members activate` refuses it), a region registers over an entry
  * planted under its name before it first started, and its processes write their own entry again over an
  * unsigned copy in the state they last read verified (joining, for the region added at runtime).
@@ -16,8 +18,8 @@ import Redis from 'ioredis';
 import { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
-import { signMember } from '../../src/replication/ack-auth';
-import { readMembers } from '../../src/replication/member-record';
+import { AckSigning, signMember } from '../../src/replication/ack-auth';
+import { readMembers, updateMember } from '../../src/replication/member-record';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth } from '../support/env';
 import { addedRegionProcess, adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
@@ -61,7 +63,8 @@ const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);
 const write = (region: string, name: string) => call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
 type Status = {
   members: { region: string; state: string; verified: boolean | null }[];
-  ack_signatures: { member_entries: { unverified: { unsigned: number } } };
+  needs_reseed: string[];
+  ack_signatures: { member_entries: { unverified: { unsigned: number; replayed: number } } };
   tombstones: { held_by: { region: string; reason: string }[] };
 };
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body as Status;
@@ -107,6 +110,48 @@ test("in require, an unsigned copy of a running active region's own entry is wri
   expect(await eventually(repaired, 20_000, 200)).toBe(true);
   expect(await eventually(async () => JSON.stringify(await shown(A, B)) === JSON.stringify({ verified: true, held: null }), 15_000, 200)).toBe(true);
 }, 60_000);
+
+test("in require, a region's genuine older entry written back after it was marked joining is held as replayed by the running processes, written again by the region's own, and a newer one is taken", async () => {
+  const entry = async () => (await readMembers(shared, keys(), auth)).members.get(B);
+  const saved = await entry();
+  expect(saved).toMatchObject({ verified: 'signed', state: 'active' });
+  /** How `region` shows B: state, verdict, hold, whether it lists it to re-seed. */
+  const seen = async (region: string) => {
+    const s = await status(region);
+    const m = s.members.find((x) => x.region === B);
+    return { state: m?.state, verified: m?.verified, held: s.tombstones.held_by.find((h) => h.region === B)?.reason ?? null, reseed: s.needs_reseed.includes(B) };
+  };
+  const shows = (region: string, expected: Partial<Awaited<ReturnType<typeof seen>>>) =>
+    eventually(async () => {
+      const got = await seen(region);
+      return Object.entries(expected).every(([k, v]) => got[k as keyof typeof got] === v);
+    }, 15_000, 200);
+  // Marked joining, signed, as a relay marks a region behind (markJoining: updateMember with the key).
+  expect(await updateMember(shared, keys(), B, { state: 'joining' }, { signing: new AckSigning(auth, 'require') })).toBe(true);
+  const marked = await entry();
+  for (const region of [A, B]) expect(await shows(region, { state: 'joining', verified: true })).toBe(true);
+  const before = (await status(A)).ack_signatures.member_entries.unverified.replayed;
+  // Paused, so its processes do not write their entry again meanwhile; the saved active entry still verifies.
+  cluster.proc(B).pause();
+  try {
+    await shared.hset(keys().members, B, saved?.raw ?? '');
+    await shared.publish(keys().membersChannel, '{"members":0}');
+    expect(await shows(A, { state: 'joining', verified: false, held: 'unverified', reseed: true })).toBe(true);
+    expect((await status(A)).ack_signatures.member_entries.unverified.replayed).toBe(before + 1);
+  } finally {
+    cluster.proc(B).resume();
+  }
+  // Its own processes write it again above what they took: joining, signed; every region takes that.
+  expect(await eventually(async () => {
+    const m = await entry();
+    return m?.verified === 'signed' && m.state === 'joining' && (m.rev ?? 0) > (marked?.rev ?? 0);
+  }, 30_000, 200)).toBe(true);
+  for (const region of [A, B]) expect(await shows(region, { state: 'joining', verified: true })).toBe(true);
+  // A newer genuine entry (the operator's activation) is taken.
+  const run = await runScript(cluster, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect(run.status).toBe(0);
+  for (const region of [A, B]) expect(await shows(region, { state: 'active', verified: true, reseed: false })).toBe(true);
+}, 120_000);
 
 test("in require, members planted unsigned or badly signed are delivered to at the default Redis, never at the address they name", async () => {
   await shared.hset(keys().members, UNSIGNED, planted());

@@ -159,7 +159,7 @@ describe('sign', () => {
     signing.member(A, signMember(auth, A, unsigned), 'signed');
     signing.member(B, `${unsigned} `, 'unsigned');
     signing.member(B, unsigned, 'unsigned');
-    expect(signing.unverifiedMembers).toEqual({ unsigned: 3, 'bad-signature': 0, 'unknown-key': 0 });
+    expect(signing.unverifiedMembers).toEqual({ unsigned: 3, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 });
     const off = new AckSigning(auth, 'off');
     off.member(B, unsigned, 'unsigned');
     expect(off.unverifiedMembers.unsigned).toBe(0);

@@ -90,9 +90,9 @@ test("a signing region counts the off region's unsigned entry, once, not once pe
   await new Promise((r) => setTimeout(r, 3500));
   expect((await figures(A)).member_entries).toEqual(counted.member_entries);
   // The off region's entry, and nothing else: the signing regions wrote theirs signed from the start.
-  expect(counted.member_entries.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0 });
+  expect(counted.member_entries.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 });
   expect((await scrape(cluster.url(A))).value('replication_member_entries_unverified_total', { reason: 'unsigned' })).toBe(counted.member_entries.unverified.unsigned);
-  expect((await figures(C)).member_entries.unverified).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 });
+  expect((await figures(C)).member_entries.unverified).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 });
 }, 30_000);
 
 test("an entry written unsigned into a signing region's own Redis, naming another Redis, is counted and written again by that region, signed, with its own Redis and the state it said; every copy follows", async () => {
@@ -156,7 +156,7 @@ test('a region added at runtime registers joining, signed, in every Redis, and t
   expect(await eventually(registered, 30_000, 200)).toBe(true);
   // Signed when it registered, not only once its processes wrote it again: of what it read, only the off region's entry is unsigned.
   const addedFigures = (await call(added.url, 'GET', '/admin/replication', { headers: adminHeaders })).body.ack_signatures as Figures;
-  expect(addedFigures.member_entries.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0 });
+  expect(addedFigures.member_entries.unverified).toEqual({ unsigned: 1, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 });
   // Its inbox, in its own Redis, is where the others deliver: they took its address from its signed entry.
   const res = await call(cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'to the added region' }, headers: adminHeaders });
   expect(res.status).toBe(201);

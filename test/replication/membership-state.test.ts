@@ -103,7 +103,7 @@ test('signing (ackSignatures sign), a region whose Redis lost the record registe
     const { members } = await readMembers(redis, keys, auth);
     expect(members.get('us-iowa')).toMatchObject({ state: 'active', verified: 'signed', rev: 2 });
     expect(members.get('south-uruguay')?.raw).toBe(runtime);
-    expect(signing.unverifiedMembers).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 });
+    expect(signing.unverifiedMembers).toEqual({ unsigned: 0, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 });
   } finally {
     signed.stop();
   }
