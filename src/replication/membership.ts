@@ -293,7 +293,11 @@ export class Membership {
     const base = countsByNameOnly(m, this.d.signing) || replayed ? this.newest.get(region) : m;
     const entry = { state: base?.state ?? 'joining', joined_at: base?.joinedAt ?? undefined, redis_url: url, reseed: base?.reseed ?? undefined, rev: this.revOf(region, [m]) + 1 };
     if (await replaceMember(links.own, keys, region, raw, entry, this.writer)) {
-      log.info({ verdict: replayed ? 'replayed' : m.verified, recorded_redis: m.redisUrl, signed_with: memberSigningKid(raw) }, "this region's membership entry did not verify, was replayed, named another Redis or was signed with an older key: written again, signed");
+      const fields = { verdict: replayed ? 'replayed' : m.verified, recorded_redis: m.redisUrl, signed_with: memberSigningKid(raw) };
+      // A state undone is an operator's concern: an older version's `members activate` or re-seed writes
+      // unsigned, and under require its `active` does not stand.
+      if (entry.state !== m.state) log.warn({ ...fields, state: entry.state, written_state: m.state }, `this region's membership entry did not verify or was replayed: written again, signed, ${entry.state} (it said ${m.state}; under require only a signed write, by this version's tools, changes it)`);
+      else log.info(fields, "this region's membership entry did not verify, was replayed, named another Redis or was signed with an older key: written again, signed");
     }
     return links.own.hget(keys.members, region);
   }
