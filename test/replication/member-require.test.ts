@@ -109,6 +109,8 @@ test("in require, an unsigned copy of a running active region's own entry is wri
   };
   expect(await eventually(repaired, 20_000, 200)).toBe(true);
   expect(await eventually(async () => JSON.stringify(await shown(A, B)) === JSON.stringify({ verified: true, held: null }), 15_000, 200)).toBe(true);
+  // The state it undid is a warning in its log (an older tool's write is undone so).
+  expect(cluster.logs(B).some((l) => l.includes('written again, signed, active (it said joining'))).toBe(true);
 }, 60_000);
 
 test("in require, a region's genuine older entry written back after it was marked joining is held as replayed by the running processes, written again by the region's own, and a newer one is taken", async () => {
