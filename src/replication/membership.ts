@@ -315,9 +315,13 @@ export class Membership {
     // Every copy of each entry this region's own copy lacks: the one in the member's own Redis is its
     // authoritative copy (its processes write there first and copy from there); the others may lag.
     const copies = new Map<string, { own?: Member; others: Member[] }>();
+    /** This region's entry in the peers' Redis (whether or not its own copy has it). */
+    const mineElsewhere: Member[] = [];
     const peers = await eachRegion(this.regions().filter((r) => r !== region), async (peer) => {
       await links.ready(peer);
       const { members: theirs } = await readMembers(links.to(peer), keys, this.checking);
+      const theirsOfMine = theirs.get(region);
+      if (theirsOfMine) mineElsewhere.push(theirsOfMine);
       for (const [r, m] of theirs) {
         if (members.has(r)) continue;
         const c = copies.get(r) ?? { others: [] };
@@ -346,17 +350,20 @@ export class Membership {
     const running = [...peers.values()].some((p) => p.ok && p.value !== '0-0');
     const others = [...seen.keys()].some((r) => r !== region);
     // Under require an entry of its own that does not verify (planted before it registered, or altered) is
-    // written over, joining: left alone, propagate would copy it everywhere as this region's.
+    // written over: left alone, propagate would copy it everywhere as this region's. With the state of the
+    // newest copy of it in a peer's Redis that verifies (what the region last wrote), else joining.
     const mine = members.get(region);
     const overwrite = mine !== undefined && countsByNameOnly(mine, this.d.signing);
+    const vouched = overwrite ? mineElsewhere.filter(ok).reduce<Member | undefined>((top, m) => (top && !older(top, m) ? top : m), undefined) : undefined;
     // New to a running deployment, or marked joining in some region's copy (it still needs its re-seed).
-    const joining = overwrite || (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
+    const joining = overwrite ? vouched?.state !== 'active' : (!seen.has(region) && !hasGroup && others && running) || seen.get(region)?.state === 'joining';
     // Every member's Redis: its own copy first (the one this region's processes read and copy from).
     // Above any revision of its entry it knows, a peer's copy included (a registration again after its Redis lost it).
     const ownCopies = copies.get(region);
-    const rev = this.revOf(region, [members.get(region), ownCopies?.own, ...(ownCopies?.others ?? [])]) + 1;
+    const rev = this.revOf(region, [members.get(region), ownCopies?.own, ...(ownCopies?.others ?? []), ...mineElsewhere]) + 1;
     await writeMember(links.own, keys, region, this.entry(joining ? 'joining' : 'active', rev), !overwrite, this.writer);
-    if (overwrite) log.warn({ verdict: mine.verified, recorded_redis: mine.redisUrl }, "this region's membership entry did not verify: written over, joining (re-seed it, or npm run members -- activate)");
+    if (overwrite && joining) log.warn({ verdict: mine.verified, recorded_redis: mine.redisUrl }, "this region's membership entry did not verify: written over, joining (re-seed it, or npm run members -- activate)");
+    else if (overwrite) log.warn({ verdict: mine.verified, recorded_redis: mine.redisUrl }, "this region's membership entry did not verify: written over, active, as a peer's Redis holds it signed");
     // Its own copy lacks the region itself: new, or this Redis lost its data (an applier that met NOGROUP
     // joins again). Every other member found in a peer's copy or known to this process goes back in too,
     // as refresh() does: a region added at runtime is in no config here, and once this region's own entry
