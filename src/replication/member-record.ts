@@ -230,9 +230,14 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
 
 /** Writes `entry` into the field `region` of one Redis only if it still holds `raw` (announced); false when it does not. */
 export async function replaceMember(redis: Redis, keys: ReplicationKeys, region: string, raw: string, entry: MemberEntry, w: MemberWriter = {}): Promise<boolean> {
-  const bumped = (await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, written(region, entry, w))) as Bumped | [];
+  return replaceRaw(redis, keys, region, raw, written(region, entry, w), w.log);
+}
+
+/** Writes `value` as it is into the field `region` of one Redis only if it still holds `raw` (announced); false when it does not. */
+export async function replaceRaw(redis: Redis, keys: ReplicationKeys, region: string, raw: string, value: string, log?: MemberWriter['log']): Promise<boolean> {
+  const bumped = (await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, value)) as Bumped | [];
   if (bumped.length === 0) return false;
-  await announced(redis, keys, bumped, w.log);
+  await announced(redis, keys, bumped, log);
   return true;
 }
 

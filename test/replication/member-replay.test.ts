@@ -5,41 +5,17 @@
  * taken: a region removed and registered again, an entry written afresh over one that did not verify, a Redis
  * that lost the record, a re-seed's activation. (With region processes: member-require.test.ts.)
  */
-import { randomUUID } from 'node:crypto';
-import Redis from 'ioredis';
-import pino from 'pino';
-import { replicationKeys } from '../../src/redis';
 import { AckSigning } from '../../src/replication/ack-auth';
-import { RedisLinks } from '../../src/replication/links';
 import { activateAfterReseed, readMembers, updateMember, writeMember } from '../../src/replication/member-record';
-import { Membership } from '../../src/replication/membership';
-import { deleteKeys, REDIS_URL, testEventAuth } from '../support/env';
+import { REDIS_URL, testEventAuth } from '../support/env';
+import { membershipRig } from '../support/membership-rig';
 
-const prefix = `test-member-replay-${randomUUID().slice(0, 8)}:`;
-const keys = replicationKeys(prefix);
 const [A, B, X] = ['us-iowa', 'europe-belgium', 'south-chile'] as const;
 const auth = testEventAuth();
 const signing = new AckSigning(auth, 'require');
 /** A holder of the key writing the record (a relay's mark, a re-seed, the operator). */
 const writer = { signing: new AckSigning(auth, 'require') };
-let redis: Redis;
-let subscriber: Redis;
-let links: RedisLinks;
-let membership: Membership;
-
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-  subscriber = new Redis(REDIS_URL);
-  links = new RedisLinks({ region: A, own: redis, name: 'member-replay-test', defaultUrl: REDIS_URL, configured: new Map([A, B].map((r) => [r, REDIS_URL])) });
-  membership = new Membership({ links, subscriber, keys, region: A, configured: [A, B], ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }), signing });
-});
-afterAll(async () => {
-  membership.stop();
-  links.disconnect();
-  await deleteKeys(prefix);
-  redis.disconnect();
-  subscriber.disconnect();
-});
+const { keys, redis, membership } = membershipRig('member-replay', A, [A, B], signing);
 
 const raw = async (region: string) => (await redis.hget(keys.members, region)) ?? '';
 const stored = async (region: string) => (await readMembers(redis, keys, auth)).members.get(region);

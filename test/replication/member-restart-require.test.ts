@@ -9,31 +9,23 @@ import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { readMembers } from '../../src/replication/member-record';
 import { testEventAuth } from '../support/env';
-import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
-import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { adminHeaders, call, eventually, type Cluster } from '../support/harness';
+import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 const [A, B] = ['us-iowa', 'europe-belgium'];
 const auth = testEventAuth();
 let cluster: Cluster;
-const servers = new Map<string, OwnRedis>();
+let stop: () => Promise<void>;
 const clients = new Map<string, Redis>();
 
 beforeAll(async () => {
-  for (const r of [A, B]) {
-    const s = await ownRedis();
-    await s.start();
-    servers.set(r, s);
-    clients.set(r, new Redis(s.url));
-  }
-  cluster = await startCluster('member-restart-require', [A, B], {
-    extra: { ackSignatures: 'require' },
-    regionConfig: Object.fromEntries([A, B].map((r) => [r, { redisUrl: servers.get(r)?.url }])),
-  });
+  let servers: Map<string, OwnRedis>;
+  ({ cluster, redis: servers, stop } = await clusterWithOwnRedis('member-restart-require', [A, B], { ackSignatures: 'require' }));
+  for (const [r, s] of servers) clients.set(r, new Redis(s.url));
 }, 120_000);
 afterAll(async () => {
-  await cluster?.stop(0);
   for (const c of clients.values()) c.disconnect();
-  await Promise.all([...servers.values()].map((s) => s.kill()));
+  await stop?.();
 });
 
 const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);

@@ -19,8 +19,8 @@ import { replicationKeys } from '../../src/redis';
 import { checkMember } from '../../src/replication/ack-auth';
 import { readMembers, type Member } from '../../src/replication/member-record';
 import { TEST_REPLICATION_KEYS, testEventAuth, uniqueName } from '../support/env';
-import { adminHeaders, call, addedRegionProcess, eventually, runScript, startCluster, type Cluster } from '../support/harness';
-import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { addedRegionProcess, adminHeaders, call, eventually, runScript, type Cluster } from '../support/harness';
+import { clusterWithOwnRedis, ownRedis, type OwnRedis } from '../support/redis-server';
 import { scrape } from '../observability/support';
 
 const [A, B, C, D] = ['us-iowa', 'europe-belgium', 'asia-japan', 'south-brazil'] as const;
@@ -32,29 +32,27 @@ let cluster: Cluster;
 /** The region added at runtime (the last test), and its database. */
 let added: RegionProcess | null = null;
 let addedDb = '';
+/** Each region's own Redis (the added region's too, once added). */
 const servers = new Map<string, OwnRedis>();
 const clients = new Map<string, Redis>();
+let stopCluster: () => Promise<void>;
 
 beforeAll(async () => {
-  for (const r of REGIONS) {
-    const s = await ownRedis();
-    await s.start();
+  let own: Map<string, OwnRedis>;
+  ({ cluster, redis: own, stop: stopCluster } = await clusterWithOwnRedis('membersigning', [...REGIONS], { ackSignatures: 'sign' }, {
+    regionEnv: { [C]: { REGIONS_CONFIG: offConfig } },
+    beforeStart: async (deployment) => fs.writeFileSync(offConfig, JSON.stringify({ ...deployment.file, ackSignatures: 'off' })),
+  }));
+  for (const [r, s] of own) {
     servers.set(r, s);
     clients.set(r, new Redis(s.url));
   }
-  cluster = await startCluster('membersigning', [...REGIONS], {
-    extra: { ackSignatures: 'sign' },
-    regionConfig: Object.fromEntries(REGIONS.map((r) => [r, { redisUrl: servers.get(r)?.url }])),
-    regionEnv: { [C]: { REGIONS_CONFIG: offConfig } },
-    beforeStart: async (deployment) => fs.writeFileSync(offConfig, JSON.stringify({ ...deployment.file, ackSignatures: 'off' })),
-  });
 }, 120_000);
 afterAll(async () => {
-  for (const r of [A, B, C]) cluster?.proc(r).resume();
-  await Promise.all([added?.stop(0), cluster?.stop(0)]);
+  await Promise.all([added?.stop(0), stopCluster?.()]);
   if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
   for (const c of clients.values()) c.disconnect();
-  await Promise.all([...servers.values()].map((s) => s.kill()));
+  await servers.get(D)?.kill();
   fs.rmSync(offConfig, { force: true });
 });
 

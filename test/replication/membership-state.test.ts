@@ -3,38 +3,18 @@
  * changes and needs a re-seed; tombstone collection waits for it) registers itself again as joining, never
  * as active; and the members it knew, a region added at runtime included, are put back.
  */
-import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import pino from 'pino';
-import { replicationKeys } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
 import { activateAfterReseed, readMembers, removeMember, updateMember, writeMember } from '../../src/replication/member-record';
 import { Membership } from '../../src/replication/membership';
 import { AckSigning } from '../../src/replication/ack-auth';
-import { deleteKeys, REDIS_URL, testEventAuth } from '../support/env';
+import { REDIS_URL, testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
+import { membershipRig } from '../support/membership-rig';
 
-const prefix = `test-membership-${randomUUID().slice(0, 8)}:`;
-const keys = replicationKeys(prefix);
 const regions = ['us-iowa', 'europe-belgium'];
-let redis: Redis;
-let subscriber: Redis;
-let membership: Membership;
-let links: RedisLinks;
-
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-  subscriber = new Redis(REDIS_URL);
-  links = new RedisLinks({ region: 'us-iowa', own: redis, name: 'membership-test', defaultUrl: REDIS_URL, configured: new Map(regions.map((r) => [r, REDIS_URL])) });
-  membership = new Membership({ links, subscriber, keys, region: 'us-iowa', configured: regions, ownRedisUrl: REDIS_URL, log: pino({ level: 'silent' }) });
-});
-afterAll(async () => {
-  membership.stop();
-  links.disconnect();
-  await deleteKeys(prefix);
-  redis.disconnect();
-  subscriber.disconnect();
-});
+const { keys, redis, subscriber, links, membership } = membershipRig('membership', 'us-iowa', regions);
 
 /** The shared Redis server's database `n` (a peer's Redis of its own for these tests). */
 const inDb = (n: number) => {

@@ -10,8 +10,8 @@
  */
 import path from 'node:path';
 import { Client } from 'pg';
-import { adminHeaders, call, eventually, startCluster, type Cluster } from '../support/harness';
-import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { adminHeaders, call, eventually, type Cluster } from '../support/harness';
+import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 const ORIGIN = 'us-iowa';
 const REGION = 'europe-belgium';
@@ -19,23 +19,16 @@ const SKEW_MS = 2000;
 /** How far the origin's clock runs ahead: its change applies in REGION once AHEAD_MS - SKEW_MS have passed. */
 const AHEAD_MS = 6000;
 let cluster: Cluster;
-const servers = new Map<string, OwnRedis>();
+let servers: Map<string, OwnRedis>;
+let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  for (const r of [ORIGIN, REGION]) {
-    const server = await ownRedis();
-    await server.start();
-    servers.set(r, server);
-  }
-  cluster = await startCluster('parked-ack-restart', [ORIGIN, REGION], {
-    extra: { maxClockSkewMs: SKEW_MS },
-    regionConfig: Object.fromEntries([...servers].map(([r, s]) => [r, { redisUrl: s.url }])),
+  ({ cluster, redis: servers, stop } = await clusterWithOwnRedis('parked-ack-restart', [ORIGIN, REGION], { maxClockSkewMs: SKEW_MS }, {
     regionEnv: { [ORIGIN]: { NODE_OPTIONS: `--require ${path.join(__dirname, '..', 'support', 'clock-ahead.cjs')}`, CLOCK_AHEAD_MS: String(AHEAD_MS) } },
-  });
+  }));
 }, 120_000);
 afterAll(async () => {
-  await cluster?.stop();
-  for (const s of servers.values()) await s.kill();
+  await stop?.();
 });
 
 /** One query in `region`'s database. */

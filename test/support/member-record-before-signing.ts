@@ -1,12 +1,16 @@
 /**
  * The membership record's reader and writers as they were before entries were signed: a frozen copy of
  * src/replication/member-record.ts at commit d663f36 (parse, readMembers, writeMember, updateMember,
- * activateAfterReseed; removal and markJoining left out). It stands for a region or tool of that version in
+ * activateAfterReseed; removal and markJoining left out; the writes of an entry's bytes imported, being
+ * unchanged). It stands for a region or tool of that version in
  * the rollout test (member-signatures.test.ts): what it reads from a signed entry, and what it writes back.
  * Never update it to follow the source.
  */
 import type { Logger } from '../../src/logger';
 import type { Redis, ReplicationKeys } from '../../src/redis';
+// Writing an entry's bytes (with the generation's bump and announcement, and the compare-and-set) is the same
+// in both versions (it carries no entry of its own): the source's.
+import { replaceRaw, writeRaw } from '../../src/replication/member-record';
 
 export type MemberState = 'joining' | 'active';
 
@@ -72,18 +76,12 @@ function encode(entry: MemberEntry): string {
   });
 }
 
-/** Where a writer says it replaced a generation that was not an integer (see BUMP). */
+/** Where a writer says it replaced a generation that was not an integer (member-record.ts, BUMP). */
 type WarnLog = Pick<Logger, 'warn'>;
 
 /** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
 export async function writeMember(redis: Redis, keys: ReplicationKeys, region: string, entry: MemberEntry, onlyIfAbsent = false, log?: WarnLog): Promise<boolean> {
-  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent, log);
-}
-
-export async function writeRaw(redis: Redis, keys: ReplicationKeys, region: string, value: string, onlyIfAbsent: boolean, log?: WarnLog): Promise<boolean> {
-  const written = onlyIfAbsent ? (await redis.hsetnx(keys.members, region, value)) === 1 : (await redis.hset(keys.members, region, value), true);
-  if (written) await announce(redis, keys, log);
-  return written;
+  return writeRaw(redis, keys, region, encode(entry), onlyIfAbsent, { log });
 }
 
 /**
@@ -99,31 +97,6 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
 }
 
 /**
- * Lua: bumps the generation of hash KEYS[1] into `g`. A value HINCRBY refuses (not an integer, planted or
- * corrupt, or at the int64 limit) would fail the write that just landed: it is replaced by 1 instead (nothing
- * acts on the value; it only tells announcements apart), and `was` holds its start for the warning.
- */
-const BUMP = `local g = redis.pcall('HINCRBY', KEYS[1], '${GENERATION}', 1)
-local was = nil
-if type(g) == 'table' then
-  was = string.sub(redis.call('HGET', KEYS[1], '${GENERATION}') or '', 1, 100)
-  g = 1
-  redis.call('HSET', KEYS[1], '${GENERATION}', g)
-end
-`;
-
-/** Bumps the generation of hash KEYS[1]: {generation, the value it replaced (only if it replaced one)}. */
-const BUMP_GENERATION = `${BUMP}return {g, was}`;
-
-/**
- * Sets field ARGV[1] of hash KEYS[1] to ARGV[3] only if it still holds ARGV[2], and bumps the generation:
- * {} when it did not hold it, else as BUMP_GENERATION.
- */
-const COMPARE_AND_SET = `if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-${BUMP}return {g, was}`;
-
-/**
  * The end of a re-seed: marks the region active in one Redis only if its entry is still the one the
  * re-seed wrote (joining, with its token). A relay that found the region's inbox trimmed past changes it
  * had not applied marks it joining again meanwhile (relay-confirm.ts markBehind), which clears the token: then
@@ -135,19 +108,5 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
   const m = parse(region, raw);
   if (m.state !== 'joining' || m.reseed !== token) return false;
   const active = encode({ state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl });
-  const bumped = (await redis.eval(COMPARE_AND_SET, 1, keys.members, region, raw, active)) as Bumped | [];
-  if (bumped.length === 0) return false;
-  await announced(redis, keys, bumped);
-  return true;
-}
-
-type Bumped = [generation: number, replaced?: string];
-
-async function announce(redis: Redis, keys: ReplicationKeys, log?: WarnLog): Promise<void> {
-  await announced(redis, keys, (await redis.eval(BUMP_GENERATION, 1, keys.members)) as Bumped, log);
-}
-
-async function announced(redis: Redis, keys: ReplicationKeys, [generation, replaced]: Bumped, log?: WarnLog): Promise<void> {
-  if (replaced !== undefined) log?.warn({ replaced, generation }, `the membership record's ${GENERATION} was not an integer: replaced`);
-  await redis.publish(keys.membersChannel, JSON.stringify({ members: generation }));
+  return replaceRaw(redis, keys, region, raw, active);
 }

@@ -59,11 +59,15 @@ export async function ownRedis(opts: { password?: string } = {}): Promise<OwnRed
   };
 }
 
-/** A cluster whose every region has a Redis server of its own (started first; the regions' `redisUrl`). */
+/**
+ * A cluster whose every region has a Redis server of its own (started first; the regions' `redisUrl`); `opts` as
+ * startCluster's (but regionConfig, which this sets).
+ */
 export async function clusterWithOwnRedis(
   label: string,
   regions: string[],
   extra: Partial<ConfigFile> = {},
+  opts: Omit<NonNullable<Parameters<typeof startCluster>[2]>, 'extra' | 'regionConfig'> = {},
 ): Promise<{ cluster: Cluster; redis: Map<string, OwnRedis>; stop(): Promise<void> }> {
   const servers = await Promise.all(regions.map(async () => {
     const server = await ownRedis();
@@ -71,7 +75,7 @@ export async function clusterWithOwnRedis(
     return server;
   }));
   const redis = new Map(regions.map((r, i) => [r, servers[i] as OwnRedis]));
-  const cluster = await startCluster(label, regions, { extra, regionConfig: Object.fromEntries(regions.map((r) => [r, { redisUrl: redis.get(r)?.url }])) });
+  const cluster = await startCluster(label, regions, { ...opts, extra, regionConfig: Object.fromEntries(regions.map((r) => [r, { redisUrl: redis.get(r)?.url }])) });
   return {
     cluster,
     redis,
