@@ -190,8 +190,10 @@ export class Membership {
           if (m.region === region || !m.registered) continue;
           await copyMember(links.own, keys, m, this.writer);
         }
+        // In the state it had; under require one it held as not verifying: the newest it took, else joining.
         const last = this.known.get(region);
-        await writeMember(links.own, keys, region, this.entry((last?.unverified ? this.newest.get(region)?.state : last?.state) ?? (last?.unverified ? 'joining' : 'active'), this.revOf(region) + 1), true, this.writer);
+        const state = last?.unverified ? (this.newest.get(region)?.state ?? 'joining') : (last?.state ?? 'active');
+        await writeMember(links.own, keys, region, this.entry(state, this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
         await copyRemovals(links.own, keys, this.departedAt);
         return this.refresh();
