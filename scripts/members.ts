@@ -1,8 +1,9 @@
 /**
  * `npm run members -- list | activate <region> | remove <region>`: the deployment's membership record
  * (src/replication/membership.ts), of which every region's Redis holds a copy. `list` prints, per member,
- * the regions whose Redis knows it and its state there, and the regions removed for good (where that is
- * recorded); `activate` marks a joined region active (the
+ * the regions whose Redis knows it and its state there (`known_in`), whether that copy's signature holds
+ * (`verified_in`; `verification` says whether copies were checked: not in `off`, nor without the regions' key),
+ * and the regions removed for good (where that is recorded); `activate` marks a joined region active (the
  * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
  * Redis, and its inbox — so the other regions stop waiting for it and delivering to it, and records the
  * removal (its credentials are adopted), in the removed region's own Redis too when `--redis-url` names it (a
@@ -12,10 +13,12 @@
  * config file first. A Redis that does not answer is named in `unreachable`:
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix, REDIS_URL and REDIS_KEY_PREFIX over them as a region takes them, and
- * for `activate` in `sign` and `require` modes (`ackSignatures`) REPLICATION_KEYS, to sign the entry it
- * writes (from the environment, else the cluster's secrets file); prints JSON.
+ * in `sign` and `require` modes (`ackSignatures`) REPLICATION_KEYS (from the environment, else the cluster's
+ * secrets file): `activate` needs them to sign the entry it writes, `list` checks the copies with them; prints JSON.
  */
-import { readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
+import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
+import type { ConfigFile } from '../src/config-schema';
+import type { EventAuth } from '../src/replication/event-auth';
 import { createRedis, replicationKeys, type Redis } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf } from '../src/replication/links';
@@ -60,6 +63,31 @@ function isRedisUrl(value: string | undefined): boolean {
     return value !== undefined && ['redis:', 'rediss:'].includes(new URL(value).protocol);
   } catch {
     return false;
+  }
+}
+
+/** A member as `list` prints it: per region whose Redis knows it, its state there and whether that copy verifies. */
+interface ListedMember {
+  region: string;
+  known_in: Record<string, Member['state']>;
+  /** Null for each when nothing was checked (`verification` says why). */
+  verified_in: Record<string, boolean | null>;
+  joined_at: string | null;
+}
+
+/**
+ * How `list` checks the copies: `off` (the regions write entries unsigned: nothing checked), `checked` (the
+ * regions' key), or `unknown` (they sign, and REPLICATION_KEYS is missing or unreadable here: listed unchecked,
+ * with a warning; the other commands that need the key refuse instead).
+ */
+function listChecking(file: ConfigFile, configPath: string): { auth: EventAuth | null; verification: 'off' | 'checked' | 'unknown' } {
+  try {
+    const signing = scriptSigning(file, configPath);
+    return signing ? { auth: signing.auth, verification: 'checked' } : { auth: null, verification: 'off' };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`warning: the regions sign their membership entries (ackSignatures ${file.ackSignatures}), and ${err.message}: listed without checking them (verified_in: null)\n`);
+    return { auth: null, verification: 'unknown' };
   }
 }
 
@@ -142,13 +170,20 @@ async function main(): Promise<void> {
         process.stderr.write(`warning: ${region}'s membership entry records a Redis of its own at ${notContacted}, which no config names; it was not contacted (its inbox and its copy of the record stay there). To clear them, run the command again with --redis-url <that Redis's URL> (the default redisUrl's credentials are sent to it unless the URL carries its own)\n`);
       }
     } else {
-      const res = await each(async (redis) => ({ ...(await readMembers(redis, keys)), departed: await redis.hgetall(keys.departed) }));
-      const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();
+      // In `sign` and `require` each copy is checked with the regions' key; without it the list is still shown.
+      const checked = listChecking(file, configPath);
+      const res = await each(async (redis) => ({ ...(await readMembers(redis, keys, checked.auth)), departed: await redis.hgetall(keys.departed) }));
+      const members = new Map<string, ListedMember>();
       for (const [url, r] of res) {
         if (!r.ok) continue;
         for (const m of r.value.members.values()) {
-          const entry = members.get(m.region) ?? { region: m.region, known_in: {}, joined_at: m.joinedAt };
-          for (const id of servers.get(url) ?? []) entry.known_in[id] = m.state;
+          const entry = members.get(m.region) ?? { region: m.region, known_in: {}, verified_in: {}, joined_at: m.joinedAt };
+          // The time it registered as a copy that verifies says it, where one does (an unverified copy's is anyone's).
+          if (m.verified === 'signed' && !Object.values(entry.verified_in).includes(true)) entry.joined_at = m.joinedAt;
+          for (const id of servers.get(url) ?? []) {
+            entry.known_in[id] = m.state;
+            entry.verified_in[id] = m.verified === null ? null : m.verified === 'signed';
+          }
           members.set(m.region, entry);
         }
       }
@@ -166,7 +201,7 @@ async function main(): Promise<void> {
         }
       }
       for (const d of departed.values()) d.known_in.sort();
-      result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res) };
+      result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res), verification: checked.verification };
       // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
       if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;
     }
