@@ -44,6 +44,12 @@ export function countsByNameOnly(m: Pick<Member, 'verified'>, signing?: Pick<Ack
   return !!signing?.requires && m.verified !== null && m.verified !== 'signed';
 }
 
+/** Whether `a` is an older entry of its region than `b`: an earlier `joined_at` (an earlier registration), else a lower `rev`. */
+export function older(a: Pick<Member, 'joinedAt' | 'rev'>, b: Pick<Member, 'joinedAt' | 'rev'>): boolean {
+  const [ja, jb] = [a.joinedAt ?? '', b.joinedAt ?? ''];
+  return ja < jb || (ja === jb && (a.rev ?? 0) < (b.rev ?? 0));
+}
+
 const GENERATION = '~generation';
 
 interface Stored {

@@ -7,7 +7,7 @@
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { AckSigning, type AckSignatures } from '../../src/replication/ack-auth';
-import { writeMember } from '../../src/replication/member-record';
+import { readMembers, writeMember } from '../../src/replication/member-record';
 import { createDeployment, REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, type TestDeployment } from '../support/env';
 import { runScript } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
@@ -89,4 +89,54 @@ test('in off, list checks nothing (verification off, verified_in null for every 
     expect(out.verification).toBe('off');
     expect(out.members).toEqual([{ region: A, known_in: { [A]: 'active', [B]: 'active' }, verified_in: { [A]: null, [B]: null }, joined_at: GENUINE }]);
   }
+}, 60_000);
+
+/** `region`'s entry in A's Redis and B's, read with the regions' key. */
+async function copiesOf(keys: ReturnType<typeof replicationKeys>, region: string) {
+  return Promise.all([shared, own].map(async (r) => (await readMembers(r, keys, auth)).members.get(region)));
+}
+const PLANTED_URL = 'redis://attacker.example:6379';
+
+test.each(['sign', 'require'] as const)('in %s, activate writes a fresh signed entry over every copy: rev above the highest that verifies, joined_at and redis_url from a copy that verifies, none from one that does not', async (mode) => {
+  const { d, keys, w } = await deploymentIn(mode);
+  const genuineUrl = `redis://127.0.0.1:${server.port}`;
+  await writeMember(own, keys, B, { state: 'joining', joined_at: GENUINE, redis_url: genuineUrl, reseed: 'r1', rev: 4 }, false, w);
+  // An older genuine copy in A's Redis, then a planted one over it: unsigned, with a huge rev and another Redis.
+  await writeMember(shared, keys, B, { state: 'joining', joined_at: GENUINE, redis_url: genuineUrl, rev: 3 }, false, w);
+  await shared.hset(keys.members, B, JSON.stringify({ state: 'joining', joined_at: PLANTED, redis_url: PLANTED_URL, reseed: 'r9', rev: 2 ** 40 }));
+  const res = await runScript({ deployment: d }, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(JSON.parse(res.stdout)).toEqual({ region: B, state: 'active', rev: 5, unreachable: [], not_verified: [A] });
+  for (const m of await copiesOf(keys, B)) {
+    expect(m).toMatchObject({ state: 'active', verified: 'signed', rev: 5, joinedAt: GENUINE, redisUrl: genuineUrl, reseed: null });
+  }
+}, 60_000);
+
+test('in require, activate of a configured region none of whose copies verifies writes a fresh entry: rev 1, the config\'s address without credentials, joined now', async () => {
+  const { d, keys } = await deploymentIn('require');
+  const started = new Date().toISOString();
+  for (const r of [shared, own]) await r.hset(keys.members, B, JSON.stringify({ state: 'joining', joined_at: PLANTED, redis_url: PLANTED_URL, rev: 2 ** 40 }));
+  const res = await runScript({ deployment: d }, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(JSON.parse(res.stdout)).toEqual({ region: B, state: 'active', rev: 1, unreachable: [], not_verified: [A, B] });
+  for (const m of await copiesOf(keys, B)) {
+    expect(m).toMatchObject({ state: 'active', verified: 'signed', rev: 1, redisUrl: `redis://127.0.0.1:${server.port}` });
+    expect((m?.joinedAt ?? '') >= started).toBe(true);
+  }
+}, 60_000);
+
+test.each(['sign', 'require'] as const)('in %s, activate of a region the config does not name whose copies all fail to verify is refused (exit 2, naming it); one copy that verifies is built on', async (mode) => {
+  const { d, keys, w } = await deploymentIn(mode);
+  const planted = JSON.stringify({ state: 'joining', joined_at: PLANTED, redis_url: PLANTED_URL });
+  for (const r of [shared, own]) await r.hset(keys.members, 'south-x', planted);
+  const refused = await runScript({ deployment: d }, 'members', ['activate', 'south-x'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toMatch(/^members failed: south-x's membership entry does not verify in any Redis that holds it \(us-iowa, europe-belgium\), and .* does not name it: .*nothing was written/);
+  expect(await Promise.all([shared, own].map((r) => r.hget(keys.members, 'south-x')))).toEqual([planted, planted]);
+  // Its genuine entry in its home Redis (say B's): taken from there into both.
+  const home = 'redis://south-x.example:6379';
+  await writeMember(own, keys, 'south-x', { state: 'joining', joined_at: GENUINE, redis_url: home, rev: 2 }, false, w);
+  const done = await runScript({ deployment: d }, 'members', ['activate', 'south-x'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect({ status: done.status, stderr: done.stderr }).toEqual({ status: 0, stderr: '' });
+  for (const m of await copiesOf(keys, 'south-x')) expect(m).toMatchObject({ state: 'active', verified: 'signed', rev: 3, joinedAt: GENUINE, redisUrl: home });
 }, 60_000);
