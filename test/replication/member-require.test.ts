@@ -177,6 +177,23 @@ test('in require, planted members are shown unverified and hold the tombstone ho
   }
 }, 60_000);
 
+test("in require, a member held by its name only is not listed to re-seed, whatever state its entry says: it shows unverified among the members instead", async () => {
+  const name = 'planted-joining';
+  await shared.hset(keys().members, name, JSON.stringify({ state: 'joining', joined_at: new Date().toISOString() }));
+  await shared.publish(keys().membersChannel, '{"members":0}');
+  try {
+    for (const region of [A, B]) {
+      expect(await eventually(async () => JSON.stringify(await shown(region, name)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
+      const s = await status(region);
+      expect(s.members.find((m) => m.region === name)).toEqual(expect.objectContaining({ state: 'joining', verified: false }));
+      expect(s.needs_reseed).not.toContain(name);
+    }
+  } finally {
+    await shared.hdel(keys().members, name);
+    await shared.publish(keys().membersChannel, '{"members":0}');
+  }
+}, 60_000);
+
 test('in require, a region added at runtime is reached at the Redis its signed entry names, and kept there while a planted copy names another', async () => {
   addedRedis = await ownRedis();
   await addedRedis.start();
