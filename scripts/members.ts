@@ -87,14 +87,17 @@ const ACTIVATE_ROUNDS = 3;
 async function activateSigned(a: { region: string; file: ConfigFile; configPath: string; keys: ReplicationKeys; signing: AckSigning; servers: Map<string, string[]>; redisOf: (url: string) => Redis }) {
   const { region, file, keys, signing, servers } = a;
   const configured = file.regions.some((r) => r.id === region);
-  const regionsOf = (urls: string[]) => urls.flatMap((url) => servers.get(url) ?? []);
+  // The regions of those Redis, in the config's order.
+  const regionsOf = (urls: string[]) => [...servers.keys()].filter((url) => urls.includes(url)).flatMap((url) => servers.get(url) ?? []);
   for (let round = 1; ; round++) {
     const read = await eachRegion([...servers.keys()], async (url) => {
       const raw = await a.redisOf(url).hget(keys.members, region);
       return raw === null ? null : parseMember(region, raw, signing.auth);
     });
-    const copies = [...read].flatMap(([url, r]) => (r.ok && r.value ? [{ url, m: r.value }] : []));
-    const unreachable = [...read].filter(([, r]) => !r.ok).map(([url]) => url);
+    // In the config's order (eachRegion's map is in the order the answers came).
+    const answers = [...servers.keys()].map((url) => [url, read.get(url) ?? { ok: false as const }] as const);
+    const copies = answers.flatMap(([url, r]) => (r.ok && r.value ? [{ url, m: r.value }] : []));
+    const unreachable = answers.filter(([, r]) => !r.ok).map(([url]) => url);
     if (copies.length === 0) throw new Error(`${region} is not a member (it registers itself when it starts)${unreachable.length ? `; the Redis of ${regionsOf(unreachable).join(', ')} did not answer` : ''}`);
     const verified = copies.filter(({ m }) => m.verified === 'signed').map(({ m }) => m);
     const notVerified = copies.filter(({ m }) => m.verified !== 'signed').map(({ url }) => url);
@@ -105,6 +108,7 @@ async function activateSigned(a: { region: string; file: ConfigFile; configPath:
     }
     const base = verified.reduce<Member | undefined>((top, m) => (top && !older(top, m) ? top : m), undefined);
     const rev = Math.max(0, ...verified.map((m) => m.rev ?? 0)) + 1;
+    if (!Number.isSafeInteger(rev)) throw new Error(`${region}'s membership entry verifies at rev ${rev - 1}, above which no safe integer is left: nothing was written (only a holder of the key writes that)`);
     const redisUrl = base?.redisUrl ?? (configured ? withoutCredentials(redisUrlOf(file, region)) : null);
     const entry = { state: 'active' as const, joined_at: base?.joinedAt ?? undefined, redis_url: redisUrl, rev };
     const written = await eachRegion(copies.map(({ url }) => url), async (url) => replaceMember(a.redisOf(url), keys, region, copies.find((c) => c.url === url)?.m.raw ?? '', entry, { signing }));

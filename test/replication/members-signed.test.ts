@@ -140,3 +140,12 @@ test.each(['sign', 'require'] as const)('in %s, activate of a region the config 
   expect({ status: done.status, stderr: done.stderr }).toEqual({ status: 0, stderr: '' });
   for (const m of await copiesOf(keys, 'south-x')) expect(m).toMatchObject({ state: 'active', verified: 'signed', rev: 3, joinedAt: GENUINE, redisUrl: home });
 }, 60_000);
+
+test('activate refuses to go above a rev no safe integer follows (only a holder of the key writes one): exit 1, nothing written', async () => {
+  const { d, keys, w } = await deploymentIn('require');
+  await writeMember(own, keys, B, { state: 'joining', joined_at: GENUINE, rev: Number.MAX_SAFE_INTEGER }, false, w);
+  const then = await own.hget(keys.members, B);
+  const res = await runScript({ deployment: d }, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`${B}'s membership entry verifies at rev ${Number.MAX_SAFE_INTEGER}, above which no safe integer is left: nothing was written`) });
+  expect(await own.hget(keys.members, B)).toBe(then);
+}, 60_000);
