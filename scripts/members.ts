@@ -1,9 +1,11 @@
 /**
  * `npm run members -- list | activate <region> | remove <region>`: the deployment's membership record
  * (src/replication/membership.ts), of which every region's Redis holds a copy. `list` prints, per member,
- * the regions whose Redis knows it and its state there, and the regions removed for good (where that is
- * recorded); `activate` marks a joined region active (the
- * re-seed does it too); `remove` takes a region out of the deployment for good — its entry in every
+ * the regions whose Redis knows it and its state there (`known_in`), whether that copy's signature holds
+ * (`verified_in`; `verification` says whether copies were checked: not in `off`, nor without the regions' key),
+ * and the regions removed for good (where that is recorded); `activate` marks a joined region active (the
+ * re-seed does it too; where the regions sign, with a fresh signed entry built only on the copies that verify:
+ * activateSigned); `remove` takes a region out of the deployment for good — its entry in every
  * Redis, and its inbox — so the other regions stop waiting for it and delivering to it, and records the
  * removal (its credentials are adopted), in the removed region's own Redis too when `--redis-url` names it (a
  * region added at runtime; its membership entry's address is shown, never used: see main); `--force` records it also where the region is no longer a member
@@ -12,16 +14,19 @@
  * config file first. A Redis that does not answer is named in `unreachable`:
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix, REDIS_URL and REDIS_KEY_PREFIX over them as a region takes them, and
- * for `activate` in `sign` and `require` modes (`ackSignatures`) REPLICATION_KEYS, to sign the entry it
- * writes (from the environment, else the cluster's secrets file); prints JSON.
+ * in `sign` and `require` modes (`ackSignatures`) REPLICATION_KEYS (from the environment, else the cluster's
+ * secrets file): `activate` needs them to sign the entry it writes, `list` checks the copies with them; prints JSON.
  */
-import { readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
-import { createRedis, replicationKeys, type Redis } from '../src/redis';
+import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
+import type { ConfigFile } from '../src/config-schema';
+import type { EventAuth } from '../src/replication/event-auth';
+import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../src/redis';
 import { isConnectionOf } from '../src/replication/connection-names';
-import { eachRegion, withCredentialsOf } from '../src/replication/links';
+import { eachRegion, withCredentialsOf, withoutCredentials } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 import { scriptSigning } from './cluster-secrets';
-import { readMembers, removeMember, UnverifiedMemberError, updateMember, type Member } from '../src/replication/member-record';
+import { older, parseMember, readMembers, removeMember, replaceMember, updateMember, type Member } from '../src/replication/member-record';
+import type { AckSigning } from '../src/replication/ack-auth';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
 const ACTIVE_WITHIN_S = 10;
@@ -63,6 +68,91 @@ function isRedisUrl(value: string | undefined): boolean {
   }
 }
 
+/** `activate` refused: no copy of a region the config does not name verifies (exit 2: nothing to build on). */
+class NothingVerifies extends Error {}
+
+/** How many times `activate` reads the copies again when one changed between its read and its write. */
+const ACTIVATE_ROUNDS = 3;
+
+/**
+ * `activate` where the regions sign (`sign`, `require`): a fresh signed `active` entry, written over each copy
+ * of the region's entry (where it is a member; compare-and-set on the copy read, read again when one changed
+ * meanwhile), built only on copies that verify, so that nothing a writer without the key planted is signed into
+ * the record (docs/membership-signing.md §3.2, §4): `rev` one above the highest `rev` of a copy that verifies;
+ * `joined_at` and `redis_url` from the newest copy that verifies (by `joined_at`, then `rev`), else (none verifies)
+ * `joined_at` now; for a region the config names, `redis_url` from the config (without credentials) when no copy
+ * that verifies records one; the re-seed token
+ * cleared, as every activation does. A region the config does not name with no copy that verifies is refused.
+ */
+async function activateSigned(a: { region: string; file: ConfigFile; configPath: string; keys: ReplicationKeys; signing: AckSigning; servers: Map<string, string[]>; redisOf: (url: string) => Redis }) {
+  const { region, file, keys, signing, servers } = a;
+  const configured = file.regions.some((r) => r.id === region);
+  // The regions of those Redis, in the config's order.
+  const regionsOf = (urls: string[]) => [...servers.keys()].filter((url) => urls.includes(url)).flatMap((url) => servers.get(url) ?? []);
+  for (let round = 1; ; round++) {
+    const read = await eachRegion([...servers.keys()], async (url) => {
+      const raw = await a.redisOf(url).hget(keys.members, region);
+      return raw === null ? null : parseMember(region, raw, signing.auth);
+    });
+    // In the config's order (eachRegion's map is in the order the answers came).
+    const answers = [...servers.keys()].map((url) => [url, read.get(url) ?? { ok: false as const }] as const);
+    const copies = answers.flatMap(([url, r]) => (r.ok && r.value ? [{ url, m: r.value }] : []));
+    const unreachable = answers.filter(([, r]) => !r.ok).map(([url]) => url);
+    if (copies.length === 0) throw new Error(`${region} is not a member (it registers itself when it starts)${unreachable.length ? `; the Redis of ${regionsOf(unreachable).join(', ')} did not answer` : ''}`);
+    const verified = copies.filter(({ m }) => m.verified === 'signed').map(({ m }) => m);
+    const notVerified = copies.filter(({ m }) => m.verified !== 'signed').map(({ url }) => url);
+    if (verified.length === 0 && !configured) {
+      throw new NothingVerifies(
+        `${region}'s membership entry does not verify in any Redis that holds it (${regionsOf(notVerified).join(', ')}), and ${a.configPath} does not name it: nothing of it is signed into the record, and nothing was written. A region added at runtime writes its entry again, signed, while it runs (within about 5 s); a name planted in the record is taken out with \`remove ${region}\`.`,
+      );
+    }
+    const base = verified.reduce<Member | undefined>((top, m) => (top && !older(top, m) ? top : m), undefined);
+    const rev = Math.max(0, ...verified.map((m) => m.rev ?? 0)) + 1;
+    if (!Number.isSafeInteger(rev)) throw new Error(`${region}'s membership entry verifies at rev ${rev - 1}, above which no safe integer is left: nothing was written (only a holder of the key writes that)`);
+    const redisUrl = base?.redisUrl ?? (configured ? withoutCredentials(redisUrlOf(file, region)) : null);
+    const entry = { state: 'active' as const, joined_at: base?.joinedAt ?? undefined, redis_url: redisUrl, rev };
+    const written = await eachRegion(copies.map(({ url }) => url), async (url) => replaceMember(a.redisOf(url), keys, region, copies.find((c) => c.url === url)?.m.raw ?? '', entry, { signing }));
+    const changed = [...written].filter(([, r]) => r.ok && !r.value).map(([url]) => url);
+    const failed = [...written].filter(([, r]) => !r.ok).map(([url]) => url);
+    if (changed.length > 0 && round < ACTIVATE_ROUNDS) continue;
+    if ([...written.values()].every((r) => !r.ok || !r.value)) throw new Error(`${region}'s membership entry changed in the Redis of ${regionsOf(changed).join(', ')} each time it was read (or did not answer): nothing was marked active; run the command again`);
+    return {
+      region,
+      state: 'active',
+      rev,
+      unreachable: regionsOf([...unreachable, ...failed]),
+      // Its copy there did not verify: written over with the fresh entry.
+      ...(notVerified.length ? { not_verified: regionsOf(notVerified) } : {}),
+      ...(changed.length ? { changed: regionsOf(changed) } : {}),
+    };
+  }
+}
+
+/** A member as `list` prints it: per region whose Redis knows it, its state there and whether that copy verifies. */
+interface ListedMember {
+  region: string;
+  known_in: Record<string, Member['state']>;
+  /** Null for each when nothing was checked (`verification` says why). */
+  verified_in: Record<string, boolean | null>;
+  joined_at: string | null;
+}
+
+/**
+ * How `list` checks the copies: `off` (the regions write entries unsigned: nothing checked), `checked` (the
+ * regions' key), or `unknown` (they sign, and REPLICATION_KEYS is missing or unreadable here: listed unchecked,
+ * with a warning; the other commands that need the key refuse instead).
+ */
+function listChecking(file: ConfigFile, configPath: string): { auth: EventAuth | null; verification: 'off' | 'checked' | 'unknown' } {
+  try {
+    const signing = scriptSigning(file, configPath);
+    return signing ? { auth: signing.auth, verification: 'checked' } : { auth: null, verification: 'off' };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`warning: the regions sign their membership entries (ackSignatures ${file.ackSignatures}), and ${err.message}: listed without checking them (verified_in: null)\n`);
+    return { auth: null, verification: 'unknown' };
+  }
+}
+
 const USAGE = 'usage: npm run members -- list | activate <region> | remove <region> [--force] [--redis-url <url>]';
 
 async function main(): Promise<void> {
@@ -90,17 +180,14 @@ async function main(): Promise<void> {
     for (const url of servers.keys()) connections.set(url, connect(url));
     const each = <T>(fn: (redis: Redis) => Promise<T>) =>
       eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
-    const unverified = (r: { ok: boolean; error?: Error }) => !r.ok && r.error instanceof UnverifiedMemberError;
-    const unreachable = (res: Map<string, { ok: boolean; error?: Error }>) => [...res].filter(([, r]) => !r.ok && !unverified(r)).flatMap(([url]) => servers.get(url) ?? []);
+    const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
     let result: unknown;
-    if (command === 'activate') {
+    if (command === 'activate' && writer.signing) {
+      result = await activateSigned({ region: region as string, file, configPath, keys, signing: writer.signing, servers, redisOf: (url) => connections.get(url) as Redis });
+    } else if (command === 'activate') {
       const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }, writer));
-      // Under require an entry that does not verify is not marked active (its region's processes write it again).
-      const notVerified = [...res].filter(([, r]) => unverified(r)).flatMap(([url]) => servers.get(url) ?? []);
-      if (![...res.values()].some((r) => r.ok && r.value)) {
-        throw new Error(notVerified.length ? `${region}'s membership entry does not verify in the Redis of ${notVerified.join(', ')}: nothing was marked active` : `${region} is not a member (it registers itself when it starts)`);
-      }
-      result = { region, state: 'active', unreachable: unreachable(res), ...(notVerified.length ? { not_verified: notVerified } : {}) };
+      if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
+      result = { region, state: 'active', unreachable: unreachable(res) };
     } else if (command === 'remove') {
       // The last member is never removed: no region would be left to adopt its credentials or to hold the
       // record of the deployment (a slip of the operator's, not a way to take a deployment down).
@@ -142,13 +229,20 @@ async function main(): Promise<void> {
         process.stderr.write(`warning: ${region}'s membership entry records a Redis of its own at ${notContacted}, which no config names; it was not contacted (its inbox and its copy of the record stay there). To clear them, run the command again with --redis-url <that Redis's URL> (the default redisUrl's credentials are sent to it unless the URL carries its own)\n`);
       }
     } else {
-      const res = await each(async (redis) => ({ ...(await readMembers(redis, keys)), departed: await redis.hgetall(keys.departed) }));
-      const members = new Map<string, { region: string; known_in: Record<string, Member['state']>; joined_at: string | null }>();
+      // In `sign` and `require` each copy is checked with the regions' key; without it the list is still shown.
+      const checked = listChecking(file, configPath);
+      const res = await each(async (redis) => ({ ...(await readMembers(redis, keys, checked.auth)), departed: await redis.hgetall(keys.departed) }));
+      const members = new Map<string, ListedMember>();
       for (const [url, r] of res) {
         if (!r.ok) continue;
         for (const m of r.value.members.values()) {
-          const entry = members.get(m.region) ?? { region: m.region, known_in: {}, joined_at: m.joinedAt };
-          for (const id of servers.get(url) ?? []) entry.known_in[id] = m.state;
+          const entry = members.get(m.region) ?? { region: m.region, known_in: {}, verified_in: {}, joined_at: m.joinedAt };
+          // The time it registered as a copy that verifies says it, where one does (an unverified copy's is anyone's).
+          if (m.verified === 'signed' && !Object.values(entry.verified_in).includes(true)) entry.joined_at = m.joinedAt;
+          for (const id of servers.get(url) ?? []) {
+            entry.known_in[id] = m.state;
+            entry.verified_in[id] = m.verified === null ? null : m.verified === 'signed';
+          }
           members.set(m.region, entry);
         }
       }
@@ -166,14 +260,14 @@ async function main(): Promise<void> {
         }
       }
       for (const d of departed.values()) d.known_in.sort();
-      result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res) };
+      result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res), verification: checked.verification };
       // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
       if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;
     }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
     process.stderr.write(`members failed: ${(err as Error).message}\n`);
-    process.exitCode = failureStatus(err);
+    process.exitCode = err instanceof NothingVerifies ? 2 : failureStatus(err);
   } finally {
     for (const c of connections.values()) c.disconnect();
   }

@@ -8,6 +8,7 @@ import { redisProblem, type ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
 import { eachRegion, redisWithin, type RedisLinks } from './links';
 import type { Membership } from './membership';
+import type { Member } from './member-record';
 import { discardedEvent, discardParked, failureStatus } from './parked';
 import { validateParkedDiscard } from './schema';
 import { changeStatus } from './change-status';
@@ -115,11 +116,16 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
   const regions = d.membership?.regions() ?? [...d.regions];
   const c = d.tombstones;
   const last = c?.last;
+  const members: Pick<Member, 'region' | 'state' | 'joinedAt' | 'registered' | 'verified' | 'unverified'>[] =
+    d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active' as const, joinedAt: null, registered: false, verified: null }));
   return {
     regions,
     // The deployment's members (docs/operations.md, "Adding a region"): joining until re-seeded, then active.
-    members: (d.membership?.members() ?? d.regions.map((region) => ({ region, state: 'active' as const, joinedAt: null, registered: false, verified: null })))
-      .map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered, verified: m.verified === null ? null : m.verified === 'signed' })),
+    members: members.map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered, verified: m.verified === null ? null : m.verified === 'signed' })),
+    // The members whose `joining` counts (needs_reseed): not one held by its name only, whose entry does not
+    // verify (require: the state it says is not taken; it shows under members with verified false, and holds the
+    // horizon as unverified). A replayed one counts: its state is the newer entry's, which verified.
+    joining: members.filter((m) => m.state === 'joining' && !(m.unverified && m.verified !== 'replayed')).map((m) => m.region),
     /** Each member's Redis as this process reaches it (not answered: it may carry credentials). */
     redisUrls: Object.fromEntries(regions.map((r) => [r, d.links.urlOf(r)])),
     // The replication key ids this process signs with and accepts (REPLICATION_KEYS; never the secrets), to
@@ -215,11 +221,11 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     // Regions to re-seed from a peer (docs/operations.md, "Re-seeding a region"): their group fell behind the
     // stream cap, or they are members still `joining` (added and not re-seeded yet, or marked so by an origin
     // that found changes gone from their inbox unacked; a re-seed under way marks its target joining too, and
-    // one that stopped half-way leaves it so).
+    // one that stopped half-way leaves it so), by an entry whose state this process takes (see joining).
     replication_keys: figures.replication_keys,
     needs_reseed: [...new Set([
       ...stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
-      ...figures.members.filter((m) => m.state === 'joining').map((m) => m.region),
+      ...figures.joining,
     ])],
     outbox: {
       unpublished: outbox.unpublished,

@@ -44,6 +44,12 @@ export function countsByNameOnly(m: Pick<Member, 'verified'>, signing?: Pick<Ack
   return !!signing?.requires && m.verified !== null && m.verified !== 'signed';
 }
 
+/** Whether `a` is an older entry of its region than `b`: an earlier `joined_at` (an earlier registration), else a lower `rev`. */
+export function older(a: Pick<Member, 'joinedAt' | 'rev'>, b: Pick<Member, 'joinedAt' | 'rev'>): boolean {
+  const [ja, jb] = [a.joinedAt ?? '', b.joinedAt ?? ''];
+  return ja < jb || (ja === jb && (a.rev ?? 0) < (b.rev ?? 0));
+}
+
 const GENERATION = '~generation';
 
 interface Stored {
@@ -69,7 +75,7 @@ export function parseMember(region: string, raw: string, auth?: EventAuth | null
     redisUrl: typeof v.redis_url === 'string' && /^rediss?:\/\//.test(v.redis_url) ? v.redis_url : null,
     registered: true,
     reseed: typeof v.reseed === 'string' ? v.reseed : null,
-    rev: Number.isSafeInteger(v.rev) && (v.rev as number) >= 0 ? (v.rev as number) : null,
+    rev: isRev(v.rev) ? v.rev : null,
     raw,
     verified: auth ? checkMember(auth, region, raw).verdict : null,
   };
@@ -121,7 +127,22 @@ export interface MemberWriter {
 
 /** `entry` as `w` writes it into the field `region`; `rev` is kept only when it signs. */
 function written(region: string, { rev, ...entry }: MemberEntry, w: MemberWriter): string {
+  // Never a revision a reader would not take (parseMember): it would read as none, below every one before it.
+  if (rev !== undefined && !isRev(rev)) throw new RangeError(`${region}'s membership entry: rev ${rev} is not a safe non-negative integer; nothing was written`);
   return w.signing?.signs ? w.signing.writtenMember(region, encode({ ...entry, rev: rev ?? 1 })) : encode(entry);
+}
+
+function isRev(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+/**
+ * The revision a rewrite of `m` (as read by a signing writer) takes: one above its `rev` only when it verifies.
+ * Anyone who can write to a Redis can store an entry with any `rev`; carried up, a planted one (say 2^53 - 1)
+ * would be signed into the record and every later genuine entry would go above it, up to no integer at all.
+ */
+function revAbove(m: Member): number {
+  return (m.verified === 'signed' ? (m.rev ?? 0) : 0) + 1;
 }
 
 /** Writes (or, with `onlyIfAbsent`, adds) a member's entry in one Redis, bumps its generation and announces it. */
@@ -158,19 +179,22 @@ export async function updateMember(redis: Redis, keys: ReplicationKeys, region: 
   if (countsByNameOnly(m, w.signing)) {
     if (patch.state !== 'joining') throw new UnverifiedMemberError(`${region}'s membership entry there does not verify (${m.verified}): not marked ${patch.state}`);
     if (w.renewUnverified === false) return false;
-    await writeMember(redis, keys, region, { state: 'joining', reseed: patch.reseed, rev: (m.rev ?? 0) + 1 }, false, w);
+    await writeMember(redis, keys, region, { state: 'joining', reseed: patch.reseed, rev: revAbove(m) }, false, w);
     return true;
   }
-  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed, rev: (m.rev ?? 0) + 1 }, false, w);
+  await writeMember(redis, keys, region, { state: patch.state, joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, reseed: patch.reseed, rev: revAbove(m) }, false, w);
   return true;
 }
 
 /** Thrown by updateMember: under `require` the entry it would mark active does not verify. */
 export class UnverifiedMemberError extends Error {}
 
-/** The key `w` checks entries with before it builds on them: only under `require` (in `sign` unsigned entries count). */
+/**
+ * The key `w` checks entries with before it builds on them, when it signs: under `require` only a verified entry
+ * is built on (countsByNameOnly); in `sign` an unsigned one is (trust on upgrade), but its `rev` is not (revAbove).
+ */
 function checkedBy(w: MemberWriter) {
-  return w.signing?.requires ? w.signing.auth : null;
+  return w.signing?.signs ? w.signing.auth : null;
 }
 
 /**
@@ -225,7 +249,7 @@ export async function activateAfterReseed(redis: Redis, keys: ReplicationKeys, r
   if (raw === null) return false;
   const m = parseMember(region, raw, checkedBy(w));
   if (m.state !== 'joining' || m.reseed !== token || countsByNameOnly(m, w.signing)) return false;
-  return replaceMember(redis, keys, region, raw, { state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, rev: (m.rev ?? 0) + 1 }, w);
+  return replaceMember(redis, keys, region, raw, { state: 'active', joined_at: m.joinedAt ?? undefined, redis_url: m.redisUrl, rev: revAbove(m) }, w);
 }
 
 /** Writes `entry` into the field `region` of one Redis only if it still holds `raw` (announced); false when it does not. */

@@ -29,7 +29,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
-import { copyMember, copyRemovals, countsByNameOnly, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, copyRemovals, countsByNameOnly, older, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -428,10 +428,4 @@ export class Membership {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
-}
-
-/** Whether `a` is an older entry of its region than `b`: an earlier `joined_at` (an earlier registration), else a lower `rev`. */
-function older(a: Member, b: Member): boolean {
-  const [ja, jb] = [a.joinedAt ?? '', b.joinedAt ?? ''];
-  return ja < jb || (ja === jb && (a.rev ?? 0) < (b.rev ?? 0));
 }

@@ -171,7 +171,7 @@ export const ReplicationStatus = Type.Object(
       },
       strict,
     ),
-    needs_reseed: Type.Array(Type.String(), { description: 'Regions to re-seed from a peer: their consumer group fell behind the stream cap, or they are members still joining (never re-seeded since they were added, or found with changes trimmed from their inbox unread).' }),
+    needs_reseed: Type.Array(Type.String(), { description: 'Regions to re-seed from a peer: their consumer group fell behind the stream cap, or they are members still joining (never re-seeded since they were added, or found with changes trimmed from their inbox unread). Under ackSignatures require not a member whose entry does not verify (whatever state it says; it shows under members with verified false), but a replayed one whose newer entry says joining.' }),
     outbox: Type.Object(
       {
         unpublished: Count,

@@ -177,6 +177,23 @@ test('in require, planted members are shown unverified and hold the tombstone ho
   }
 }, 60_000);
 
+test("in require, a member held by its name only is not listed to re-seed, whatever state its entry says: it shows unverified among the members instead", async () => {
+  const name = 'planted-joining';
+  await shared.hset(keys().members, name, JSON.stringify({ state: 'joining', joined_at: new Date().toISOString() }));
+  await shared.publish(keys().membersChannel, '{"members":0}');
+  try {
+    for (const region of [A, B]) {
+      expect(await eventually(async () => JSON.stringify(await shown(region, name)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
+      const s = await status(region);
+      expect(s.members.find((m) => m.region === name)).toEqual(expect.objectContaining({ state: 'joining', verified: false }));
+      expect(s.needs_reseed).not.toContain(name);
+    }
+  } finally {
+    await shared.hdel(keys().members, name);
+    await shared.publish(keys().membersChannel, '{"members":0}');
+  }
+}, 60_000);
+
 test('in require, a region added at runtime is reached at the Redis its signed entry names, and kept there while a planted copy names another', async () => {
   addedRedis = await ownRedis();
   await addedRedis.start();
@@ -214,9 +231,10 @@ test('in require, a region added at runtime is reached at the Redis its signed e
     expect(await reached(A)).toBe(true);
     expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
     expect(connections).toBe(0);
-    // `members activate` does not sign what does not verify (nothing written where the plant is).
+    // `members activate` does not sign what does not verify: a region its config does not name, with no copy
+    // that verifies where it looks, is refused (nothing written where the plant is).
     const run = await runScript(cluster, 'members', ['activate', D], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
-    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 1, stderr: expect.stringContaining(`${D}'s membership entry does not verify in the Redis of ${A}, ${B}: nothing was marked active`) });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 2, stderr: expect.stringContaining(`${D}'s membership entry does not verify in any Redis that holds it (${A}, ${B}), and `) });
     expect(await shared.hget(keys().members, D)).toContain(listenerUrl);
   } finally {
     added?.resume();

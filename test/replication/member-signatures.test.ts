@@ -137,6 +137,15 @@ describe('sign', () => {
     expect(await stored()).toMatchObject({ state: 'joining', joinedAt: JOINED, rev: 1, verified: 'signed' });
   });
 
+  test("an unsigned entry's rev is not built on (anyone who writes to a Redis can plant one): updateMember and activateAfterReseed go to revision 1, its other fields taken as before", async () => {
+    await redis.hset(keys.members, B, JSON.stringify({ state: 'active', joined_at: JOINED, redis_url: 'redis://b.example:6380/', rev: 2 ** 53 - 1 }));
+    expect(await current.updateMember(redis, keys, B, { state: 'joining', reseed: TOKEN }, w)).toBe(true);
+    expect(await stored()).toMatchObject({ state: 'joining', joinedAt: JOINED, redisUrl: 'redis://b.example:6380/', rev: 1, verified: 'signed' });
+    await redis.hset(keys.members, B, JSON.stringify({ state: 'joining', joined_at: JOINED, reseed: TOKEN, rev: 2 ** 40 }));
+    expect(await current.activateAfterReseed(redis, keys, B, TOKEN, w)).toBe(true);
+    expect(await stored()).toMatchObject({ state: 'active', joinedAt: JOINED, rev: 1, verified: 'signed' });
+  });
+
   test('a copy is written as stored, signature and revision (an unsigned one stays unsigned); off writes it again as before', async () => {
     const signed = signMember(auth, B, json);
     await redis.hset(keys.members, B, signed, A, '{"state":"active","joined_at":"2026-12-01T00:00:00.000Z","reseed":"x"}');
@@ -209,7 +218,8 @@ describe('require: writers never build on an entry that does not verify', () => 
     await redis.hset(keys.members, B, raw);
     expect(await current.updateMember(redis, keys, B, { state: 'joining', reseed: 'r2' }, w)).toBe(true);
     const m = (await current.readMembers(redis, keys, auth)).members.get(B);
-    expect(m).toMatchObject({ verified: 'signed', state: 'joining', redisUrl: null, reseed: 'r2' });
+    // Nor its rev (9): a fresh entry, at revision 1.
+    expect(m).toMatchObject({ verified: 'signed', state: 'joining', redisUrl: null, reseed: 'r2', rev: 1 });
     expect(m?.joinedAt).not.toBe(JOINED);
   });
 
@@ -235,5 +245,26 @@ describe('require: writers never build on an entry that does not verify', () => 
     await redis.hset(keys.members, B, planted('joining', (s) => signMember(auth, B, s)));
     expect(await current.activateAfterReseed(redis, keys, B, TOKEN, w)).toBe(true);
     expect((await current.readMembers(redis, keys, auth)).members.get(B)).toMatchObject({ verified: 'signed', state: 'active', redisUrl: 'redis://attacker.example:6379/', rev: 10 });
+  });
+});
+
+describe('rev', () => {
+  test.each(['off', 'sign', 'require'] as const)('in %s a writer refuses a rev that is not a safe non-negative integer (nothing written); readers take such a rev as none', async (mode) => {
+    const w = { signing: new AckSigning(auth, mode) };
+    for (const rev of [2 ** 53, -1, 1.5, Number.NaN]) {
+      await expect(current.writeMember(redis, keys, B, { state: 'active', rev }, false, w)).rejects.toBeInstanceOf(RangeError);
+    }
+    expect(await redis.hexists(keys.members, B)).toBe(0);
+    for (const rev of [2 ** 53, -1, 1.5, '7', '1e400']) {
+      await redis.hset(keys.members, B, `{"state":"active","rev":${rev === '7' ? '"7"' : String(rev)}}`);
+      expect((await current.readMembers(redis, keys, auth)).members.get(B)?.rev).toBeNull();
+    }
+  });
+
+  test('a signed entry at the last safe rev is not rewritten above it: updateMember throws, the entry stays', async () => {
+    const top = signMember(auth, B, JSON.stringify({ state: 'active', joined_at: JOINED, rev: Number.MAX_SAFE_INTEGER }));
+    await redis.hset(keys.members, B, top);
+    await expect(current.updateMember(redis, keys, B, { state: 'joining' }, { signing: new AckSigning(auth, 'sign') })).rejects.toBeInstanceOf(RangeError);
+    expect(await redis.hget(keys.members, B)).toBe(top);
   });
 });

@@ -138,6 +138,24 @@ test('the re-seed needs REPLICATION_KEYS where the regions sign (exit 2, nothing
   (await copiesOf(B)).forEach((m, i) => expect(m).toMatchObject({ state: 'active', verified: 'signed', reseed: null, rev: (revs[i] ?? 0) + 2 }));
 }, 120_000);
 
+test("the re-seed does not carry a planted rev: an unsigned copy of its target's entry with a huge rev is rewritten from revision 1 (its state taken, as sign takes unsigned entries), never above the plant", async () => {
+  const revs = (await copiesOf(B)).map((m) => m?.rev ?? 0);
+  // Paused first: its processes would copy their own entry over the plant. As anyone who writes to us-iowa's Redis plants it.
+  cluster.proc(B).pause();
+  try {
+    const { sig: _sig, rev: _rev, ...fields } = JSON.parse((await redisOf(A).hget(keys().members, B)) ?? '{}') as Record<string, unknown>;
+    await redisOf(A).hset(keys().members, B, JSON.stringify({ ...fields, rev: 2 ** 53 - 2 }));
+    const run = await runScript(cluster, 'reseed', ['--from', A, '--to', B, '--wait', '30'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
+    // Marked joining and activated (two revisions) in every Redis; in us-iowa's above no signed rev (the plant's was not taken).
+    const after = await copiesOf(B);
+    after.forEach((m) => expect(m).toMatchObject({ state: 'active', verified: 'signed', reseed: null }));
+    expect(after.map((m) => m?.rev)).toEqual([2, ...revs.slice(1).map((r) => r + 2)]);
+  } finally {
+    cluster.proc(B).resume();
+  }
+}, 120_000);
+
 test('a region added at runtime registers joining, signed, in every Redis, and the others learn its Redis from that entry', async () => {
   const server = await ownRedis();
   await server.start();
