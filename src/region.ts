@@ -44,7 +44,17 @@ export interface RegionOptions {
   drainTimeoutMs?: number;
   /** How long a request has to arrive whole (default REQUEST_TIMEOUT_MS; tests shorten it). */
   requestTimeoutMs?: number;
+  /** How long the start waits for the check of the region's database before it serves (default START_CHECK_WAIT_MS). */
+  startCheckWaitMs?: number;
 }
+
+/**
+ * How long the start waits for the check of its database (restore-check.ts) before its port opens. The check
+ * needs the region's own Redis (and tries the peers' for a couple of seconds each): within this it has run
+ * unless that Redis is down or hangs; then the region serves unchecked rather than not at all (without Redis
+ * it still serves reads and local_region writes), and the check runs once Redis answers.
+ */
+export const START_CHECK_WAIT_MS = 10_000;
 
 /**
  * A start that fails for a reason the operator fixes (the database refuses, a port cannot be bound): main.ts
@@ -130,6 +140,9 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
           snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status(), draining }),
         });
   await replication.start();
+  // A database restored from a backup or replaced is marked joining (needs_reseed) before the region serves:
+  // never served as `active` on it, nor counted so by its peers, for the second until the check ran.
+  await replication.startChecked(opts.startCheckWaitMs ?? START_CHECK_WAIT_MS);
   const stops = features.flatMap((f) => (f.start ? [f.start(deps)] : []));
 
   // Requests and responses built with Express's prototypes already in place (see server-classes.ts).

@@ -103,6 +103,10 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   if (redisDown !== null) {
     problems.push(`its Redis does not answer (${redisDown}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
   }
+  // It started while its Redis did not answer: a database restored or replaced meanwhile is served as current until the check runs.
+  if (replication?.start_check === 'pending') {
+    problems.push("its database is not checked since it started (its Redis did not answer then): one restored from a backup or replaced would be served as current until its Redis answers and the check marks it for a re-seed");
+  }
   return {
     replication,
     status: {

@@ -42,6 +42,7 @@ export const PeerReplication = Type.Object({
   // Optional: a peer of an older version does not send them.
   needs_reseed: Type.Optional(Type.Array(Type.String())),
   members: Type.Optional(Type.Array(Type.Object({ region: Type.String(), state: Type.String() }))),
+  start_check: Type.Optional(Type.Union([Type.String(), Type.Null()])),
 });
 export const PeerMetadataRefresh = Type.Object({
   failing: Type.Integer(),

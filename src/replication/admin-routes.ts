@@ -143,6 +143,8 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
         }
       : null,
     waiting_requests: d.tracker.waiting,
+    // Whether this process's start check of its database has run (restore-check.ts); null: it runs no applier.
+    start_check: d.applier ? d.applier.startCheck : null,
     // Acks read that did not verify (docs/operations.md, "Signing acks"): `require` is safe once these stop growing.
     ack_signatures: ackSignatureFigures(d.tracker.signing),
     // The tombstone horizon as this process last computed it (what it collected is read from the database).
@@ -227,6 +229,7 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
       ...stream.groups.filter((g) => g.needs_reseed).map((g) => g.region),
       ...figures.joining,
     ])],
+    start_check: figures.start_check,
     outbox: {
       unpublished: outbox.unpublished,
       unconfirmed: outbox.unconfirmed,

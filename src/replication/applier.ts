@@ -129,6 +129,14 @@ export class Applier {
   get lostEntries(): number {
     return this.inbox.lostEntries;
   }
+  /** Whether the check of this region's database at start (restore-check.ts) has run (see checkedAtStart). */
+  get startCheck(): 'pending' | 'done' {
+    return this.databaseChecked ? 'done' : 'pending';
+  }
+  private databaseChecked = false;
+  /** Resolves onChecked, once the start check has run (declared first: onChecked's initializer sets it). */
+  private markChecked: () => void = () => undefined;
+  private readonly onChecked = new Promise<void>((resolve) => (this.markChecked = resolve));
   /** Observer of each applied batch: its events' origins and how long it took (metrics set it). */
   onApplied?: (origins: readonly string[], seconds: number) => void;
   /** Observer of each refused entry: its claimed origin (a known region, else 'unknown') and reason. */
@@ -185,6 +193,15 @@ export class Applier {
     this.loop ??= this.run();
   }
 
+  /**
+   * Whether the start check has run within `waitMs` (the loop runs it first: its own Redis must answer). The
+   * region opens its port after it (region.ts), so that it is never served as `active` on a database that
+   * was replaced or restored from a backup; false: it has not (that Redis does not answer), the loop goes on trying.
+   */
+  checkedAtStart(waitMs: number): Promise<boolean> {
+    return withTimeout(this.onChecked, waitMs).then(() => true, () => false);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await this.inbox.interrupt(this.d.links.own);
@@ -237,17 +254,28 @@ export class Applier {
       s.groupsReady = true;
       s.pendingCursor = '0';
     }
+    if (!this.databaseChecked) await this.checkDatabase();
     if (!s.started) {
       await this.startUp();
       s.started = true;
     }
   }
 
-  /** Before the first read: what a restart or an upgrade left to check, to retry and to send again. */
+  /**
+   * A database restored from a backup, or replaced, lacks what was applied since: the region needs a re-seed.
+   * Once marked joining, this process's members say so before it serves (its next refresh is up to a second away).
+   */
+  private async checkDatabase(): Promise<void> {
+    const { keys, region, log, membership } = this.d;
+    const found = await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: membership?.regions() ?? this.d.regions, log, signing: this.d.tracker.signing });
+    if (found.replaced || found.behind.length > 0) await membership?.refresh();
+    this.databaseChecked = true;
+    this.markChecked();
+  }
+
+  /** Before the first read: what a restart or an upgrade left to retry and to send again. */
   private async startUp(): Promise<void> {
-    const { keys, region, log } = this.d;
-    // A database restored from a backup lacks what was applied since: the region needs a re-seed.
-    await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: this.d.membership?.regions() ?? this.d.regions, log, signing: this.d.tracker.signing });
+    const { log } = this.d;
     // After an upgrade, events parked by the previous version may apply now.
     await this.failures.load();
     const retried = await this.retry.retryParked();

@@ -138,6 +138,18 @@ export async function createReplication(o: ReplicationOptions) {
       applier?.start();
       tombstones?.start();
     },
+    /**
+     * Waits up to `waitMs` for the applier's start check (restore-check.ts); true once it has run, or when this
+     * process runs no applier (the check is an applier's). Logs a warning when it has not.
+     */
+    async startChecked(waitMs: number): Promise<boolean> {
+      if (!applier || (await applier.checkedAtStart(waitMs))) return true;
+      o.log.warn(
+        { waited_ms: waitMs },
+        "this region's database is not checked yet (restored from a backup, or replaced?): the check needs its Redis, which does not answer (or its database). Serving meanwhile; the check runs once they answer (start_check in GET /admin/replication)",
+      );
+      return false;
+    },
     /** Stops background work, publishing what the outbox still holds if Redis lets us. */
     async stop() {
       membership.stop();

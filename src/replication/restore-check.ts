@@ -16,6 +16,11 @@
  * the region also records, in its own Redis, its database's identity: the id of the record of its first
  * migration (random when that migration ran; a backup restored with pg_dump keeps it, and the counts judge
  * it). A database of another identity is marked `joining` the same way, and the record follows it.
+ *
+ * The applier runs the check first, after it joins; the region opens its port once it has run (region.ts,
+ * START_CHECK_WAIT_MS), so that it is never served, nor counted by its peers, as `active` on such a database
+ * (it was, for the second before the check ran). With its own Redis down or hung it serves unchecked once
+ * that wait ends (`start_check` pending in GET /admin/replication), and the check runs once Redis answers.
  */
 import type { SqlReader } from '../db/client';
 import type { Logger } from '../logger';

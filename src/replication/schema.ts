@@ -172,6 +172,13 @@ export const ReplicationStatus = Type.Object(
       strict,
     ),
     needs_reseed: Type.Array(Type.String(), { description: 'Regions to re-seed from a peer: their consumer group fell behind the stream cap, or they are members still joining (never re-seeded since they were added, or found with changes trimmed from their inbox unread). Under ackSignatures require not a member whose entry does not verify (whatever state it says; it shows under members with verified false), but a replayed one whose newer entry says joining.' }),
+    start_check: Nullable(
+      Type.Union([Type.Literal('pending'), Type.Literal('done')], {
+        description:
+          "Whether this process has checked its region's database at start (restored from a backup, or replaced: then it marked the region joining). " +
+          "The region's port opens after the check; pending: its Redis did not answer at start, and it serves unchecked until the check runs. Null when the process runs no applier.",
+      }),
+    ),
     outbox: Type.Object(
       {
         unpublished: Count,

@@ -45,8 +45,9 @@ async function sql(id: string, text: string): Promise<unknown[]> {
   }
 }
 
-async function stateOf(id: string): Promise<string | undefined> {
-  const s = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+/** `id`'s state as `by` (default us-iowa) sees it. */
+async function stateOf(id: string, by = 'us-iowa'): Promise<string | undefined> {
+  const s = (await call(url(by), 'GET', '/admin/replication', { headers: adminHeaders })).body;
   return (s.members as { region: string; state: string }[]).find((m) => m.region === id)?.state;
 }
 
@@ -67,6 +68,8 @@ test('a plain restart marks nothing; a database set back to an older state is ma
   await sql('europe-belgium', "DELETE FROM organizations WHERE name <> 'one'");
   await sql('europe-belgium', "UPDATE replication_progress SET applied_count = 1 WHERE origin_region = 'us-iowa'");
   running.set('europe-belgium', await startRegion(dep.configFor('europe-belgium'), { drainTimeoutMs: 5000 }));
+  // Marked before it serves: its own first answer says so (restore-check-start.test.ts has it with processes).
+  expect(await stateOf('europe-belgium', 'europe-belgium')).toBe('joining');
   expect(await eventually(async () => (await stateOf('europe-belgium')) === 'joining')).toBe(true);
   const status = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
   expect(status.needs_reseed).toEqual(['europe-belgium']);
@@ -85,6 +88,7 @@ test('a region started on its database dropped and created again is marked as ne
   await running.get('us-iowa')?.stop();
   await dropDatabase(dep.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl as string);
   running.set('us-iowa', await startRegion(dep.configFor('us-iowa'), { drainTimeoutMs: 5000 }));
+  expect(await stateOf('us-iowa', 'us-iowa')).toBe('joining');
   expect(await sql('us-iowa', 'SELECT id FROM organizations')).toEqual([]);
   expect(await eventually(async () => (await stateOf('us-iowa')) === 'joining')).toBe(true);
   const status = (await call(url('europe-belgium'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
