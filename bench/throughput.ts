@@ -29,7 +29,7 @@ import { createRedis, replicationKeys } from '../src/redis';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
 import { groupInfo } from '../src/replication/stream';
 import { seedBaseline } from './baseline';
-import { cpuPerRequest, residentMb, sampleCpu, type CpuSample } from './cpu';
+import { cpuPerRequest, redisServerPid, residentMb, sampleCpu, type CpuSample } from './cpu';
 import { DatabaseCpu } from './database-cpu';
 import { cleanupArms, enterArm, prepareArms, type Arm } from './arms';
 import { benchDeployment, type BenchDeployment } from './deployment';
@@ -50,6 +50,8 @@ interface Target {
   pid?: number;
   /** Its database (the CPU of its Postgres backends is measured: bench/database-cpu.ts). */
   database?: string;
+  /** The bench's Redis server (its CPU is measured; null: every Redis server on the host). */
+  redisPid?: number | null;
   orgId: string;
   headers: Record<string, string>;
   /** The organizations creates rotate over (their SlashID-OrgID and SlashID-API-Key headers). */
@@ -120,12 +122,12 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
   const walBefore = await walPosition();
   const backends = t.database ? await DatabaseCpu.open(serverPool(), t.database) : null;
   const polls = setInterval(() => void backends?.poll().catch(() => undefined), BACKEND_POLL_MS);
-  const before = sampleCpu(t.pid);
+  const before = sampleCpu(t.pid, t.redisPid);
   // autocannon's answer is a promise-like without finally.
   const res = await Promise.resolve(
     autocannon({ url: t.url, connections: CONNECTIONS, duration: seconds, headers: { ...t.headers, 'content-type': 'application/json' }, requests: [request] }),
   ).finally(() => clearInterval(polls));
-  const after = sampleCpu(t.pid);
+  const after = sampleCpu(t.pid, t.redisPid);
   const own = await backends?.close();
   const wal = Number((await walPosition()) - walBefore);
   const requests = res.requests.total;
@@ -377,7 +379,7 @@ function throughputTable(blocks: readonly Block[], seconds: number, warmup: numb
     `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per side in ${rounds} interleaved rounds (baseline and service alternating, ABBA) after ${warmup} s of each side's load unmeasured; one region (the others paused${armed ? ', but in the blocks marked running' : ''})\n` +
     '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | WAL per request: baseline / service | load avg |\n' +
     `| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
-    'CPU per request: µs of the HTTP process (all its threads) + of the Postgres backends of the side\'s own database + of Redis, from /proc; less noisy than requests per second.\n' +
+    'CPU per request: µs of the HTTP process (all its threads) + of the Postgres backends of the side\'s own database + of the bench\'s Redis server, from /proc; less noisy than requests per second.\n' +
     `  (server N): every Postgres process of the server, other databases' work included (the sum's middle term before 2026-12-06's fortieth session). Backends of the side's database that ended while it ran: ${ended} (each counted up to its last poll, every ${BACKEND_POLL_MS} ms).\n` +
     'WAL per request: bytes Postgres wrote to its write-ahead log while the side ran (pg_current_wal_lsn; the other side idle, the other regions paused): what the host does not move at all.\n' +
     (armed ? armSummary(blocks) : '')
@@ -424,6 +426,17 @@ type Applied = { seconds: number; load: string; entries: number | null; packs: b
 const applyLine = (backlog: number, a: Applied) =>
   `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n` +
   `  delivered in ${a.entries ?? '?'} inbox entries${a.entries ? `, ${r1(backlog / a.entries)} events per entry` : ''} (replicationPacks ${a.packs ? 'on' : 'off'}); CPU per change ${cpuCell(a.cpu)}\n`;
+
+/** The pid of the bench's Redis server on this host (null: not known, every Redis server is counted). */
+async function benchRedisPid(d: BenchDeployment): Promise<number | null> {
+  const redis = createRedis(d.file.redisUrl, 'bench-info');
+  try {
+    await new Promise((resolve) => redis.once('ready', resolve));
+    return redisServerPid(await redis.info('server'));
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** Entries of `region`'s inbox not yet delivered to its group (null when Redis cannot tell). */
 async function undelivered(d: BenchDeployment, region: string): Promise<number | null> {
@@ -564,7 +577,8 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
       return;
     }
     baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
-    const sides = { baseline: { ...baseline.target, headers, creators, idpUrl }, service: { url: iowa.url, pid: iowa.pid, database: databaseName(d.file.regions[0]?.databaseUrl ?? ''), orgId: org.id, headers, creators, ids, idpUrl } };
+    const redisPid = await benchRedisPid(d);
+    const sides = { baseline: { ...baseline.target, redisPid, headers, creators, idpUrl }, service: { url: iowa.url, pid: iowa.pid, redisPid, database: databaseName(d.file.regions[0]?.databaseUrl ?? ''), orgId: org.id, headers, creators, ids, idpUrl } };
 
     // 1. Throughput, one region: the others paused, so the service has the machine the baseline has (but in
     // the blocks of the `running` arm). A warm-up of each side (JIT, pools, keep-alive), then the measured
