@@ -1,6 +1,6 @@
 /**
  * CPU time spent by the processes of one side of a benchmark run (Linux, from /proc): the HTTP process,
- * every Postgres backend and Redis. Divided by the requests answered, it is the cost of one request, a
+ * every Postgres backend and Redis (the bench's own server when its pid is known: redisServerPid). Divided by the requests answered, it is the cost of one request, a
  * figure that a noisy shared machine moves much less than requests per second (another tenant's load
  * slows the run but does not add CPU time to these processes). Elsewhere than Linux, nothing is measured.
  */
@@ -45,10 +45,24 @@ function cpuOf(comm: string): number {
 
 export const cpuMeasured = os.platform() === 'linux' && fs.existsSync('/proc/self/stat');
 
-/** The CPU so far of `pid`, of Postgres and of Redis (µs). */
-export function sampleCpu(pid: number | undefined): CpuSample | null {
+/**
+ * The CPU so far of `pid`, of Postgres and of Redis (µs): with `redisPid`, that Redis server alone (and its
+ * reaped children: saves and rewrites), else every Redis server on the host (other tenants' test servers too).
+ */
+export function sampleCpu(pid: number | undefined, redisPid?: number | null): CpuSample | null {
   if (!cpuMeasured || pid === undefined) return null;
-  return { process: processCpu(pid), postgres: cpuOf('postgres'), redis: cpuOf('redis-server') };
+  return { process: processCpu(pid), postgres: cpuOf('postgres'), redis: redisPid ? processCpu(redisPid, true) : cpuOf('redis-server') };
+}
+
+/** The pid of the Redis server behind `info` (its INFO server section), when it runs on this host as `redis-server`; else null. */
+export function redisServerPid(info: string): number | null {
+  const pid = Number(/^process_id:(\d+)/m.exec(info)?.[1] ?? NaN);
+  if (!cpuMeasured || !Number.isInteger(pid)) return null;
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'redis-server' ? pid : null;
+  } catch {
+    return null; // another host, or another pid namespace (a container)
+  }
 }
 
 /** CPU per request (µs) between two samples. */

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ACK_SIGNATURE_MODES, ackSignatureMode, type AckSignatures } from '../src/config-schema';
+import { ARMS, type Arm } from './arms';
 
 export const PARTS = ['throughput', 'latency', 'apply', 'overload', 'stall'] as const;
 export type Part = (typeof PARTS)[number];
@@ -33,6 +34,8 @@ export interface ThroughputOptions {
   ackSignatures: AckSignatures;
   /** The throughput operations. */
   ops: Op[];
+  /** The states the throughput part's blocks run in, in order (bench/arms.ts); ['paused'] without --arms. */
+  arms: Arm[];
   /** Which parts run: all three in a full run, else the one named. */
   only: 'throughput' | 'latency' | 'apply' | null;
 }
@@ -90,6 +93,11 @@ Options (a number each, but --ops, --packs, --waiters and --ack-signatures):
     --stored <n>        credentials bulk-inserted in every region first (0)
     --packs on|off      several events per inbox entry (on)
     --waiters on|off    the full run's 10,000 waiters (on)
+  throughput:
+    --arms <list>       blocks of the run, each in one state, in order, comma-separated: paused (the
+                        other regions paused, as without it), no-confirm (paused, the serving region's
+                        confirm rounds skipped), running (the other regions up and caught up); e.g.
+                        paused,no-confirm,running,running,no-confirm,paused (paused)
   overload:
     --n <n>             concurrent all_regions PATCHes (10000)
     --timeout <s>       their consistency timeout (120)
@@ -119,6 +127,7 @@ const OPTIONS = {
   'writes-queue': { type: 'string' },
   'writes-queue-wait': { type: 'string' },
   'ack-signatures': { type: 'string' },
+  arms: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -126,7 +135,7 @@ type Name = keyof typeof OPTIONS;
 const THROUGHPUT_NAMES: readonly Name[] = ['seconds', 'rounds', 'warmup', 'ops', 'n', 'gap', 'backlog', 'stored', 'packs', 'ack-signatures'];
 const ALLOWED: Record<Part | 'full', readonly Name[]> = {
   full: [...THROUGHPUT_NAMES, 'waiters'],
-  throughput: THROUGHPUT_NAMES,
+  throughput: [...THROUGHPUT_NAMES, 'arms'],
   latency: THROUGHPUT_NAMES,
   apply: THROUGHPUT_NAMES,
   overload: ['n', 'timeout', 'resume-after', 'credentials', 'writes-queue', 'writes-queue-wait', 'ack-signatures'],
@@ -178,8 +187,17 @@ function throughputOptions(values: Partial<Record<Name, string | boolean>>, only
     packs: onOff(values, 'packs'),
     ackSignatures: ackSignatures(values),
     ops,
+    arms: arms(values),
     only,
   };
+}
+
+function arms(values: Partial<Record<Name, string | boolean>>): Arm[] {
+  if (values.arms === undefined) return ['paused'];
+  const named = String(values.arms).split(',');
+  const known = named.filter((a): a is Arm => (ARMS as readonly string[]).includes(a));
+  if (known.length !== named.length || known.length === 0) throw new BenchUsageError(`--arms takes a comma-separated list of ${ARMS.join(', ')} (got '${named.join(',')}')`);
+  return known;
 }
 
 /** The bench's command line (without node and the script), or a BenchUsageError that says what is wrong. */

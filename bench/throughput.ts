@@ -29,7 +29,9 @@ import { createRedis, replicationKeys } from '../src/redis';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
 import { groupInfo } from '../src/replication/stream';
 import { seedBaseline } from './baseline';
-import { cpuPerRequest, residentMb, sampleCpu, type CpuSample } from './cpu';
+import { cpuPerRequest, redisServerPid, residentMb, sampleCpu, type CpuSample } from './cpu';
+import { DatabaseCpu } from './database-cpu';
+import { cleanupArms, enterArm, prepareArms, type Arm } from './arms';
 import { benchDeployment, type BenchDeployment } from './deployment';
 import type { Op, ThroughputOptions } from './options';
 
@@ -46,6 +48,10 @@ interface Target {
   url: string;
   /** The process answering (its CPU per request is measured). */
   pid?: number;
+  /** Its database (the CPU of its Postgres backends is measured: bench/database-cpu.ts). */
+  database?: string;
+  /** The bench's Redis server (its CPU is measured; null: every Redis server on the host). */
+  redisPid?: number | null;
   orgId: string;
   headers: Record<string, string>;
   /** The organizations creates rotate over (their SlashID-OrgID and SlashID-API-Key headers). */
@@ -65,17 +71,37 @@ interface Measured {
   non2xx: number;
   errors: number;
   load: string;
-  /** CPU per request (µs) of the process, Postgres and Redis; null where /proc is not there. */
-  cpu: CpuSample | null;
-  cpuSpent: CpuSample | null;
+  /**
+   * CPU per request (µs) of the process, Postgres (every backend of the server), Redis, and the backends of
+   * the side's own database (`database`); null where /proc is not there.
+   */
+  cpu: SideCpu | null;
+  cpuSpent: SideCpu | null;
+  /** Backends of the side's database that ended during the measured time (counted up to their last poll). */
+  endedBackends: number;
   /** WAL Postgres wrote (bytes) over the measured time: the cluster's, and only the measured side writes then. */
   wal: number;
 }
 
-/** One connection for reading the cluster's WAL position (pg_current_wal_lsn), opened on first use. */
+interface SideCpu extends CpuSample {
+  database: number;
+}
+
+/**
+ * Connections to the server's `postgres` database, opened on first use: the cluster's WAL position
+ * (pg_current_wal_lsn) and the sides' backends (pg_stat_activity). Not on a side's database, so not counted.
+ */
 let walPool: pg.Pool | null = null;
+function serverPool(): pg.Pool {
+  walPool ??= new pg.Pool({ connectionString: 'postgresql://postgres@127.0.0.1:5432/postgres', max: 2 });
+  return walPool;
+}
+
+/** How often the backends of a side's database are listed and read while it runs (one that ends loses at most this). */
+const BACKEND_POLL_MS = 500;
+
 async function walPosition(): Promise<bigint> {
-  walPool ??= new pg.Pool({ connectionString: 'postgresql://postgres@127.0.0.1:5432/postgres', max: 1 });
+  const walPool = serverPool();
   const { rows } = await walPool.query<{ at: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS at");
   return BigInt(rows[0]?.at ?? '0');
 }
@@ -94,42 +120,50 @@ async function cannon(t: Target, op: Op, seconds: number): Promise<Measured> {
             setupRequest: (r) => ({ ...r, headers: { ...r.headers, ...t.creators[n % t.creators.length] }, body: JSON.stringify({ idp_metadata_url: t.idpUrl, label: `b${n++}` }) }),
           };
   const walBefore = await walPosition();
-  const before = sampleCpu(t.pid);
-  const res = await autocannon({
-    url: t.url,
-    connections: CONNECTIONS,
-    duration: seconds,
-    headers: { ...t.headers, 'content-type': 'application/json' },
-    requests: [request],
-  });
-  const after = sampleCpu(t.pid);
+  const backends = t.database ? await DatabaseCpu.open(serverPool(), t.database) : null;
+  const polls = setInterval(() => void backends?.poll().catch(() => undefined), BACKEND_POLL_MS);
+  const before = sampleCpu(t.pid, t.redisPid);
+  // autocannon's answer is a promise-like without finally.
+  const res = await Promise.resolve(
+    autocannon({ url: t.url, connections: CONNECTIONS, duration: seconds, headers: { ...t.headers, 'content-type': 'application/json' }, requests: [request] }),
+  ).finally(() => clearInterval(polls));
+  const after = sampleCpu(t.pid, t.redisPid);
+  const own = await backends?.close();
   const wal = Number((await walPosition()) - walBefore);
   const requests = res.requests.total;
+  const spent = cpuSpent(before, after, own?.cpu);
   return {
     rps: Math.round(requests / res.duration), requests, seconds: res.duration, p50: res.latency.p50, p99: res.latency.p99,
-    non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu: cpuPerRequest(before, after, requests), cpuSpent: cpuSpent(before, after), wal,
+    non2xx: res.non2xx, errors: res.errors + res.timeouts, load: load(), cpu: perRequest(spent, requests), cpuSpent: spent, wal,
+    endedBackends: own?.ended ?? 0,
   };
 }
 
-/** The CPU spent between two samples (µs), for summing over slices. */
-function cpuSpent(before: CpuSample | null, after: CpuSample | null): CpuSample | null {
-  return before && after ? { process: after.process - before.process, postgres: after.postgres - before.postgres, redis: after.redis - before.redis } : null;
+/** The CPU spent between two samples (µs), with that of the side's database's backends, for summing over slices. */
+function cpuSpent(before: CpuSample | null, after: CpuSample | null, database: number | undefined): SideCpu | null {
+  return before && after && database !== undefined
+    ? { process: after.process - before.process, postgres: after.postgres - before.postgres, redis: after.redis - before.redis, database }
+    : null;
+}
+
+function perRequest(spent: SideCpu | null, requests: number): SideCpu | null {
+  if (!spent) return null;
+  const per = (k: keyof SideCpu) => Math.round(spent[k] / Math.max(1, requests));
+  return { process: per('process'), postgres: per('postgres'), redis: per('redis'), database: per('database') };
 }
 
 /** Slices of one side taken together: requests over time, the median slice's p50, the worst p99, CPU over all requests. */
 function combine(slices: Measured[]): Measured {
   const requests = slices.reduce((n, m) => n + m.requests, 0);
   const seconds = slices.reduce((n, m) => n + m.seconds, 0);
-  const spent = slices.every((m) => m.cpuSpent)
-    ? slices.reduce((a, m) => ({ process: a.process + (m.cpuSpent?.process ?? 0), postgres: a.postgres + (m.cpuSpent?.postgres ?? 0), redis: a.redis + (m.cpuSpent?.redis ?? 0) }), { process: 0, postgres: 0, redis: 0 })
-    : null;
-  const per = (k: keyof CpuSample) => Math.round((spent?.[k] ?? 0) / Math.max(1, requests));
+  const add = (a: SideCpu, m: SideCpu): SideCpu => ({ process: a.process + m.process, postgres: a.postgres + m.postgres, redis: a.redis + m.redis, database: a.database + m.database });
+  const spent = slices.every((m) => m.cpuSpent) ? slices.reduce((a, m) => (m.cpuSpent ? add(a, m.cpuSpent) : a), { process: 0, postgres: 0, redis: 0, database: 0 }) : null;
   return {
     rps: Math.round(requests / seconds), requests, seconds,
     p50: percentile50(slices.map((m) => m.p50)), p99: Math.max(...slices.map((m) => m.p99)),
     non2xx: slices.reduce((n, m) => n + m.non2xx, 0), errors: slices.reduce((n, m) => n + m.errors, 0),
-    load: slices.map((m) => m.load).join('→'), cpu: spent ? { process: per('process'), postgres: per('postgres'), redis: per('redis') } : null, cpuSpent: spent,
-    wal: slices.reduce((n, m) => n + m.wal, 0),
+    load: slices.map((m) => m.load).join('→'), cpu: perRequest(spent, requests), cpuSpent: spent,
+    wal: slices.reduce((n, m) => n + m.wal, 0), endedBackends: slices.reduce((n, m) => n + m.endedBackends, 0),
   };
 }
 
@@ -168,6 +202,9 @@ function regionPool(databaseUrl: string, max: number): pg.Pool {
   return new pg.Pool({ ...sessionConfig(databaseUrl), max });
 }
 
+/** The database a connection string names. */
+const databaseName = (url: string) => decodeURIComponent(new URL(url).pathname.slice(1));
+
 /** The baseline as its own process on its own database, seeded with the 64 rows. */
 async function startBaseline(name: string, orgId: string): Promise<{ target: Omit<Target, 'idpUrl' | 'headers' | 'creators'>; stop(): Promise<void> }> {
   const databaseUrl = `postgresql://postgres@127.0.0.1:5432/${name}_baseline`;
@@ -187,7 +224,7 @@ async function startBaseline(name: string, orgId: string): Promise<{ target: Omi
     child.once('exit', () => reject(new Error('the baseline exited')));
   });
   return {
-    target: { url: `http://127.0.0.1:${port}`, pid: child.pid, orgId, ids },
+    target: { url: `http://127.0.0.1:${port}`, pid: child.pid, database: databaseName(databaseUrl), orgId, ids },
     async stop() {
       child.kill('SIGTERM');
       await dropDatabase(databaseUrl).catch(() => undefined);
@@ -293,6 +330,17 @@ async function unpublished(url: string): Promise<number> {
   }
 }
 
+/** Published rows of the outbox at `url` that are not confirmed yet. */
+async function unconfirmed(url: string): Promise<number> {
+  const pool = regionPool(url, 1);
+  try {
+    const r = await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL');
+    return Number(r.rows[0]?.n ?? 0);
+  } finally {
+    await pool.end();
+  }
+}
+
 /** Every other region applied at least as many of us-iowa's changes as us-iowa's outbox holds. */
 async function caughtUp(d: BenchDeployment): Promise<boolean> {
   const [iowa, ...others] = d.file.regions.map((r) => r.databaseUrl);
@@ -310,23 +358,48 @@ function percentile50(ms: number[]): number {
 const TARGET: Record<Op, number> = { read: 0.7, patch: 0.5, create: 0.3 };
 
 const cpuCell = (c: CpuSample | null) => (c ? `${c.process} + ${c.postgres} + ${c.redis} µs` : 'n/a');
+/** A side's CPU per request: its own database's backends in the sum, the whole server's beside it. */
+const sideCpuCell = (c: SideCpu | null) => (c ? `${c.process} + ${c.database} + ${c.redis} µs (server ${c.postgres})` : 'n/a');
 const walCell = (m: Measured) => `${Math.round(m.wal / Math.max(1, m.requests)).toLocaleString('en-US')} B`;
 
-/** Part 1's table: both sides, their ratio and its target, per operation. */
-function throughputTable(table: Partial<Record<Op, Pair>>, ops: readonly Op[], seconds: number, warmup: number, rounds: number): string {
+/** One block of part 1: an operation measured in one arm's state (bench/arms.ts). */
+type Block = { op: Op; arm: Arm; pair: Pair };
+
+/** Part 1's table: both sides, their ratio and its target, per operation (and arm, with several arms). */
+function throughputTable(blocks: readonly Block[], seconds: number, warmup: number, rounds: number): string {
   const errs = (m: Measured) => (m.non2xx || m.errors ? `, ${m.non2xx} non-2xx, ${m.errors} errors` : '');
-  const rows = ops.map((op) => {
-    const { baseline: b, service: s, ratios } = table[op] as Pair;
+  const armed = blocks.some((x) => x.arm !== 'paused');
+  const rows = blocks.map(({ op, arm, pair }) => {
+    const { baseline: b, service: s, ratios } = pair;
     const spread = ratios.length > 1 ? ` (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
-    return `| ${op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)}${spread} | ≥ ${TARGET[op]} | ${cpuCell(b.cpu)} | ${cpuCell(s.cpu)} | ${walCell(b)} / ${walCell(s)} | ${b.load} / ${s.load} |\n`;
+    return `| ${armed ? `${op} [${arm}]` : op} | ${b.rps}/s, p50 ${b.p50} ms${errs(b)} | ${s.rps}/s, p50 ${s.p50} ms${errs(s)} | ${(s.rps / b.rps).toFixed(2)}${spread} | ≥ ${TARGET[op]} | ${sideCpuCell(b.cpu)} | ${sideCpuCell(s.cpu)} | ${walCell(b)} / ${walCell(s)} | ${b.load} / ${s.load} |\n`;
   });
+  const ended = blocks.map((x) => `${x.op}${armed ? ` [${x.arm}]` : ''} ${x.pair.baseline.endedBackends} / ${x.pair.service.endedBackends}`).join(', ');
   return (
-    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per side in ${rounds} interleaved rounds (baseline and service alternating, ABBA) after ${warmup} s of each side's load unmeasured; one region (the others paused)\n` +
+    `Throughput: autocannon, ${CONNECTIONS} connections, ${seconds} s per side in ${rounds} interleaved rounds (baseline and service alternating, ABBA) after ${warmup} s of each side's load unmeasured; one region (the others paused${armed ? ', but in the blocks marked running' : ''})\n` +
     '| operation | baseline (Express + pg) | this service | ratio | target | baseline CPU per request | service CPU per request | WAL per request: baseline / service | load avg |\n' +
     `| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n${rows.join('')}` +
-    'CPU per request: µs of the HTTP process (all its threads) + of Postgres (all backends) + of Redis, from /proc; less noisy than requests per second.\n' +
-    'WAL per request: bytes Postgres wrote to its write-ahead log while the side ran (pg_current_wal_lsn; the other side idle, the other regions paused): what the host does not move at all.\n'
+    'CPU per request: µs of the HTTP process (all its threads) + of the Postgres backends of the side\'s own database + of the bench\'s Redis server, from /proc; less noisy than requests per second.\n' +
+    `  (server N): every Postgres process of the server, other databases' work included (the sum's middle term before 2026-12-06's fortieth session). Backends of the side's database that ended while it ran: ${ended} (each counted up to its last poll, every ${BACKEND_POLL_MS} ms).\n` +
+    'WAL per request: bytes Postgres wrote to its write-ahead log while the side ran (pg_current_wal_lsn; the other side idle, the other regions paused): what the host does not move at all.\n' +
+    (armed ? armSummary(blocks) : '')
   );
+}
+
+/** With several arms: per operation and arm, over its blocks, the service's CPU per request and its process's over the baseline's. */
+function armSummary(blocks: readonly Block[]): string {
+  const lines: string[] = [];
+  for (const op of [...new Set(blocks.map((x) => x.op))]) {
+    for (const arm of [...new Set(blocks.map((x) => x.arm))]) {
+      const of = blocks.filter((x) => x.op === op && x.arm === arm);
+      if (of.length === 0) continue;
+      const s = combine(of.flatMap((x) => [x.pair.service]));
+      const b = combine(of.flatMap((x) => [x.pair.baseline]));
+      const each = of.map((x) => ((x.pair.service.cpu?.process ?? NaN) / (x.pair.baseline.cpu?.process ?? NaN)).toFixed(2)).join(', ');
+      lines.push(`  ${op} [${arm}], ${of.length} block(s): service ${sideCpuCell(s.cpu)} per request; its process over the baseline's ${((s.cpu?.process ?? NaN) / (b.cpu?.process ?? NaN)).toFixed(2)} (blocks: ${each}); ratio ${(s.rps / b.rps).toFixed(2)}\n`);
+    }
+  }
+  return `Per arm:\n${lines.join('')}`;
 }
 
 type LatencyP50 = { local_region: number; all_regions: number; load: string };
@@ -353,6 +426,17 @@ type Applied = { seconds: number; load: string; entries: number | null; packs: b
 const applyLine = (backlog: number, a: Applied) =>
   `Apply: ${backlog} changes of distinct rows applied by asia-japan in ${a.seconds.toFixed(1)} s after it resumed: ${Math.round(backlog / a.seconds)} changes/s (target ≥ 20000/s, ≤ 10 s; load avg ${a.load})\n` +
   `  delivered in ${a.entries ?? '?'} inbox entries${a.entries ? `, ${r1(backlog / a.entries)} events per entry` : ''} (replicationPacks ${a.packs ? 'on' : 'off'}); CPU per change ${cpuCell(a.cpu)}\n`;
+
+/** The pid of the bench's Redis server on this host (null: not known, every Redis server is counted). */
+async function benchRedisPid(d: BenchDeployment): Promise<number | null> {
+  const redis = createRedis(d.file.redisUrl, 'bench-info');
+  try {
+    await new Promise((resolve) => redis.once('ready', resolve));
+    return redisServerPid(await redis.info('server'));
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** Entries of `region`'s inbox not yet delivered to its group (null when Redis cannot tell). */
 async function undelivered(d: BenchDeployment, region: string): Promise<number | null> {
@@ -453,6 +537,7 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
   const [iowa, europe, japan] = d.procs as [RegionProcess, RegionProcess, RegionProcess];
   let baseline: Awaited<ReturnType<typeof startBaseline>> | null = null;
   const started = { load: os.loadavg().map((x) => x.toFixed(1)).join(' ') };
+  const armFlag = prepareArms(o.arms);
   try {
     for (const p of d.procs) p.start();
     await Promise.all(d.procs.map((p) => p.waitReady(120_000)));
@@ -492,20 +577,25 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
       return;
     }
     baseline = await startBaseline(d.file.redisKeyPrefix.replace(/:$/, ''), org.id);
-    const sides = { baseline: { ...baseline.target, headers, creators, idpUrl }, service: { url: iowa.url, pid: iowa.pid, orgId: org.id, headers, creators, ids, idpUrl } };
+    const redisPid = await benchRedisPid(d);
+    const sides = { baseline: { ...baseline.target, redisPid, headers, creators, idpUrl }, service: { url: iowa.url, pid: iowa.pid, redisPid, database: databaseName(d.file.regions[0]?.databaseUrl ?? ''), orgId: org.id, headers, creators, ids, idpUrl } };
 
-    // 1. Throughput, one region: the others paused, so the service has the machine the baseline has.
-    europe.pause();
-    japan.pause();
-    const table: Partial<Record<Op, Pair>> = {};
-    // A warm-up of each side (JIT, pools, keep-alive), then the measured slices, interleaved.
-    for (const op of ops) table[op] = await interleaved(sides, op, SECONDS, WARMUP, ROUNDS);
+    // 1. Throughput, one region: the others paused, so the service has the machine the baseline has (but in
+    // the blocks of the `running` arm). A warm-up of each side (JIT, pools, keep-alive), then the measured
+    // slices, interleaved; per arm given, in its order.
+    const blocks: Block[] = [];
+    const armDeps = { others: [europe, japan], caughtUp: () => caughtUp(d), unconfirmed: () => unconfirmed(d.file.regions[0]?.databaseUrl ?? ''), until };
+    for (const arm of o.arms) {
+      await enterArm(arm, armFlag, armDeps);
+      for (const op of ops) blocks.push({ op, arm, pair: await interleaved(sides, op, SECONDS, WARMUP, ROUNDS) });
+    }
+    const table: Partial<Record<Op, Pair>> = Object.fromEntries(blocks.map((x) => [x.op, x.pair]));
     // The serving region's memory once the runs are over, and its peak since it started.
     const rss = residentMb(iowa.pid);
     europe.resume();
     japan.resume();
     if (THROUGHPUT_ONLY) {
-      process.stdout.write(`\n${throughputTable(table, ops, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
+      process.stdout.write(`\n${throughputTable(blocks, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
       return;
     }
     await until('the paused regions to catch up', () => caughtUp(d), 600_000, 1000);
@@ -519,7 +609,7 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
 
     const out = process.stdout;
     out.write(`\nMachine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}; load average at start ${started.load}${STORED ? `; ${STORED} stored credentials` : ''}; ackSignatures ${o.ackSignatures}\n`);
-    out.write(`\n${throughputTable(table, ops, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
+    out.write(`\n${throughputTable(blocks, SECONDS, WARMUP, ROUNDS)}${rssLine(rss)}`);
     out.write(`\n${latencyLine(N, GAP, p50, backToBack)}${applyLine(BACKLOG, applied)}`);
     out.write(`\n${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, load_at_start: started.load, ack_signatures: o.ackSignatures, stored: STORED, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP, throughput: table, serving_region_rss_mb: rss, latency_p50_ms: { ...p50, gap_ms: GAP, back_to_back: backToBack }, apply: { changes: BACKLOG, seconds: r1(applySeconds), per_second: Math.round(BACKLOG / applySeconds), load: applyLoad, entries: applied.entries, packs: applied.packs, cpu_per_change_us: applied.cpu } })}\n`);
   } finally {
@@ -529,5 +619,6 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
     await d.cleanup();
     await walPool?.end();
     walPool = null;
+    cleanupArms(armFlag);
   }
 }

@@ -4,7 +4,7 @@
  * a member with none yet gets one; one gone from its destination's inbox was trimmed by the cap (that
  * region needs a re-seed), refused there, or lost with that Redis (delivered again).
  */
-import type { Db } from '../db/client';
+import { poolOf, type Db } from '../db/client';
 import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
@@ -37,6 +37,17 @@ const UNPARKED_PAGE = 500;
 export const DEFAULT_REPUBLISH_AFTER_MS = 10_000;
 /** Unconfirmed rows read per call of confirm(). */
 const CONFIRM_PAGE_ROWS = 2000;
+
+/** A row of unconfirmedPage's query: an outbox row with one of its deliveries (none: region null). */
+interface PageRow {
+  id: string;
+  change_id: string;
+  org_id: string | null;
+  region: string | null;
+  sid: string | null;
+  confirmed: boolean | null;
+  stale: boolean | null;
+}
 
 export interface DeliveryConfirmerDeps {
   db: Db;
@@ -116,24 +127,42 @@ export class DeliveryConfirmer {
    * The next page of published, unconfirmed rows after the confirm cursor, each with its deliveries by
    * destination. One row per delivery, gathered here: a jsonb object built per row in Postgres took three
    * times as long (2,000 rows with two deliveries each: 37 against 13 ms).
+   *
+   * Read with bitmap and sequential scans off, on the pool (not through the ORM): each row confirmed leaves
+   * an entry in the partial index of unconfirmed rows until a vacuum, and a round that finds few rows starts
+   * over from the first id. The planner, expecting few rows, chose a bitmap scan, which visits the heap
+   * tuple of every such entry and marks none of them dead, so every round read every row confirmed since the
+   * last vacuum again (4,000 buffers and 30-200 ms of that database's CPU a round after a minute of PATCHes
+   * with every region up: docs/performance.md, "fortieth session"); a sequential scan reads the whole table.
+   * The index scan visits each such row once and marks its entry dead; later scans step over it in the index.
    */
   private async unconfirmedPage(): Promise<UnconfirmedRow[]> {
-    const flat = await this.d.db.$queryRawUnsafe<
-      { id: bigint; change_id: string; org_id: string | null; region: string | null; sid: string | null; confirmed: boolean | null; stale: boolean | null }[]
-    >(
-      `SELECT o.id, o.change_id::text, o.org_id::text, d.region, d.stream_id AS sid, d.confirmed_at IS NOT NULL AS confirmed,
-              d.delivered_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
-         FROM (SELECT id, change_id, org_id FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2
-                ORDER BY id LIMIT ${CONFIRM_PAGE_ROWS}) o
-         LEFT JOIN replication_deliveries d ON d.change_id = o.change_id
-        ORDER BY o.id`,
-      this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS,
-      this.confirmCursor,
-    );
+    const client = await poolOf(this.d.db).connect();
+    let failed: Error | undefined;
+    let flat: PageRow[];
+    try {
+      await client.query('BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off');
+      ({ rows: flat } = await client.query<PageRow>(
+        `SELECT o.id::text, o.change_id::text, o.org_id::text, d.region, d.stream_id AS sid, d.confirmed_at IS NOT NULL AS confirmed,
+                d.delivered_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
+           FROM (SELECT id, change_id, org_id FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2::bigint
+                  ORDER BY id LIMIT ${CONFIRM_PAGE_ROWS}) o
+           LEFT JOIN replication_deliveries d ON d.change_id = o.change_id
+          ORDER BY o.id`,
+        [this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS, this.confirmCursor.toString()],
+      ));
+      await client.query('COMMIT');
+    } catch (err) {
+      // The connection may be in a failed transaction, or gone: not returned to the pool.
+      failed = err as Error;
+      throw err;
+    } finally {
+      client.release(failed);
+    }
     const rows: UnconfirmedRow[] = [];
     for (const f of flat) {
       let row = rows[rows.length - 1];
-      if (!row || row.change_id !== f.change_id) rows.push((row = { id: f.id, change_id: f.change_id, org_id: f.org_id, deliveries: {} }));
+      if (!row || row.change_id !== f.change_id) rows.push((row = { id: BigInt(f.id), change_id: f.change_id, org_id: f.org_id, deliveries: {} }));
       if (f.region !== null) row.deliveries[f.region] = { sid: f.sid ?? '', confirmed: f.confirmed === true, stale: f.stale === true };
     }
     return rows;

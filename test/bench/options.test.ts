@@ -16,7 +16,7 @@ describe('npm run bench options', () => {
     expect(parseBenchArgs([])).toEqual({
       part: 'full',
       waiters: true,
-      throughput: { seconds: 8, rounds: 4, warmup: 16, n: 200, gap: 20, backlog: 100_000, stored: 0, packs: true, ackSignatures: 'require', ops: ['read', 'patch', 'create'], only: null },
+      throughput: { seconds: 8, rounds: 4, warmup: 16, n: 200, gap: 20, backlog: 100_000, stored: 0, packs: true, ackSignatures: 'require', ops: ['read', 'patch', 'create'], arms: ['paused'], only: null },
     });
   });
 
@@ -28,6 +28,7 @@ describe('npm run bench options', () => {
     expect(parseBenchArgs(['latency', '--gap', '0', '--n', '50'])).toMatchObject({ part: 'latency', throughput: { gap: 0, n: 50, only: 'latency' } });
     expect(parseBenchArgs(['--backlog', '2000', 'apply', '--packs', 'off'])).toMatchObject({ part: 'apply', throughput: { backlog: 2000, packs: false, only: 'apply' } });
     expect(parseBenchArgs(['--waiters', 'off'])).toMatchObject({ part: 'full', waiters: false });
+    expect(parseBenchArgs(['throughput', '--arms', 'paused,no-confirm,running,running'])).toMatchObject({ part: 'throughput', throughput: { arms: ['paused', 'no-confirm', 'running', 'running'] } });
     expect(parseBenchArgs(['apply', '--ack-signatures', 'off'])).toMatchObject({ part: 'apply', throughput: { ackSignatures: 'off' } });
     expect(parseBenchArgs(['overload', '--ack-signatures', 'sign'])).toMatchObject({ part: 'overload', overload: { ackSignatures: 'sign' } });
     expect(parseBenchArgs(['stall', '--rounds', '5'])).toEqual({ part: 'stall', rounds: 5 });
@@ -40,7 +41,7 @@ describe('npm run bench options', () => {
   test('--help and -h ask for the usage, which names every part and option', () => {
     expect(parseBenchArgs(['--help'])).toEqual({ part: 'help' });
     expect(parseBenchArgs(['overload', '-h'])).toEqual({ part: 'help' });
-    for (const word of ['throughput', 'latency', 'apply', 'overload', 'stall', '--seconds', '--rounds', '--warmup', '--ops', '--n', '--gap', '--backlog', '--stored', '--packs', '--waiters', '--timeout', '--resume-after', '--credentials', '--writes-queue', '--writes-queue-wait', '--ack-signatures']) {
+    for (const word of ['throughput', 'latency', 'apply', 'overload', 'stall', '--seconds', '--rounds', '--warmup', '--ops', '--n', '--gap', '--backlog', '--stored', '--packs', '--waiters', '--timeout', '--resume-after', '--credentials', '--writes-queue', '--writes-queue-wait', '--ack-signatures', '--arms', 'no-confirm']) {
       expect(USAGE).toContain(word);
     }
   });
@@ -62,6 +63,9 @@ describe('npm run bench options', () => {
     [['stall', '--n', '4', '--ops', 'read'], /--n, --ops do not apply to the stall part/],
     [['--timeout', '30'], /--timeout does not apply to the full run/],
     [['throughput', '--waiters', 'off'], /--waiters does not apply to the throughput part/],
+    [['throughput', '--arms', 'paused,stopped'], /--arms takes a comma-separated list of paused, no-confirm, running \(got 'paused,stopped'\)/],
+    [['--arms', 'running'], /--arms does not apply to the full run/],
+    [['latency', '--arms', 'running'], /--arms does not apply to the latency part/],
   ])('refuses %j: %s', (args, message) => {
     expect(refusal(args)).toMatch(message);
   });

@@ -275,9 +275,13 @@ test('the relay confirms nothing before its process has joined (a runtime-added 
   const redis = new Redis(server.url);
   const links = new RedisLinks({ region: 'a', own: redis, name: 'relayjoin', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
   const reads: string[] = [];
+  const read = (sql: string) => reads.push(sql.trim().split(/\s+/).slice(0, 2).join(' '));
+  // The page of unconfirmed rows is read on the pool (relay-confirm.ts unconfirmedPage), the rest through the client.
+  const client = { query: async (sql: string) => (read(sql), { rows: [] }), release: () => undefined };
   const db = {
-    $queryRawUnsafe: async (sql: string) => (reads.push(sql.trim().split(/\s+/).slice(0, 2).join(' ')), []),
+    $queryRawUnsafe: async (sql: string) => (read(sql), []),
     $executeRawUnsafe: async () => 0,
+    pool: { connect: async () => client },
   } as unknown as Db;
   let joined = false;
   const membership = { get hasJoined() { return joined; }, refresh: async () => [], regions: () => ['a', 'c'] };
