@@ -288,16 +288,6 @@ export async function copyRemovals(redis: Redis, keys: ReplicationKeys, removals
   await pipe.exec();
 }
 
-/** A member's list of known removals (keys.departedKnown); anything unreadable counts as knowing none. */
-export function parseKnown(raw: string): string[] {
-  try {
-    const v: unknown = JSON.parse(raw);
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
-}
-
 /** How long removeMember waits before it deletes the removed region's inbox again. */
 export const REMOVAL_GRACE_MS = 3000;
 

@@ -29,7 +29,8 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
-import { copyMember, copyRemovals, countsByNameOnly, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, copyRemovals, countsByNameOnly, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { parseKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
