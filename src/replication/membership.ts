@@ -30,7 +30,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
 import { copyMember, copyRemovals, countsByNameOnly, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
-import { parseKnown } from './removal-auth';
+import { parseKnown, supersedes, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -196,7 +196,7 @@ export class Membership {
         const state = last?.unverified ? (this.newest.get(region)?.state ?? 'joining') : (last?.state ?? 'active');
         await writeMember(links.own, keys, region, this.entry(state, this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
-        await copyRemovals(links.own, keys, this.departedAt);
+        await copyRemovals(links.own, keys, this.departedAt, this.d.signing);
         return this.refresh();
       }
       if (read > this.kept) {
@@ -211,16 +211,20 @@ export class Membership {
         this.generation = generation;
         this.known = this.union(taken);
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
-        // stays known, and propagate copies it back.
-        this.departedAt = { ...this.departedAt, ...departedAt };
+        // stays known, and propagate copies it back. Of two removals of a region the later one is kept.
+        const removals = { ...this.departedAt };
+        for (const [r, at] of Object.entries(departedAt)) if (supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
+        this.departedAt = removals;
         this.departedKnown = new Map(Object.entries(known).map(([r, raw]) => [r, parseKnown(raw)]));
         this.readAt = Date.now();
-        // This region's processes say which removals they know and take for gone (their own Redis first;
-        // propagate copies it): not a region this process still counts as a member (its config names it).
-        const mine = JSON.stringify(this.departed.filter((r) => !this.known.has(r)));
+        // This region's processes say which removals they know and take for gone (their own Redis first, signed
+        // where entries are; propagate copies it): not a region this process still counts as a member (its
+        // config names it).
+        const list = this.departed.filter((r) => !this.known.has(r));
+        const mine = writtenKnown(this.d.signing, region, list);
         if (this.joined && known[region] !== mine) {
           await links.own.hset(keys.departedKnown, region, mine);
-          this.departedKnown.set(region, JSON.parse(mine) as string[]);
+          this.departedKnown.set(region, list);
         }
       }
     } catch (err) {
@@ -264,7 +268,7 @@ export class Membership {
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
-        await copyRemovals(to, keys, departedAt);
+        await copyRemovals(to, keys, departedAt, this.d.signing);
       });
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');

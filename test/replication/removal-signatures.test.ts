@@ -12,7 +12,9 @@ import { EventAuth, parseReplicationKeys } from '../../src/replication/event-aut
 import {
   checkDeparture, checkKnown, DEPARTURE_MAC_CONTEXT, DEPARTURES_KNOWN_MAC_CONTEXT, departureTime, judgeDeparture, parseKnown, readKnown, signDeparture, signKnown, supersedes, writtenDeparture, writtenKnown,
 } from '../../src/replication/removal-auth';
+import { copyRemovals, removeMember, writeMember } from '../../src/replication/member-record';
 import { deleteKeys, REDIS_URL, testEventAuth } from '../support/env';
+import { membershipRig } from '../support/membership-rig';
 
 const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const prefix = `test-removalsig-${randomUUID().slice(0, 8)}:`;
@@ -42,7 +44,7 @@ afterAll(async () => {
   await deleteKeys(prefix);
   redis.disconnect();
 });
-afterEach(() => redis.del(keys.departed, keys.departedKnown));
+afterEach(() => redis.del(keys.departed, keys.departedKnown, keys.members));
 
 describe('departed', () => {
   test('a signed value is the time, then its tag: the MAC over the departure context, the key id, the field and the time', () => {
@@ -162,4 +164,76 @@ describe('the version before signing, reading what sign writes', () => {
     expect(Object.keys(stored)).toEqual([C]);
     expect(stored[C]?.startsWith(AT)).toBe(true);
   });
+});
+
+describe('writers', () => {
+  const sign = new AckSigning(auth, 'sign');
+  const require = new AckSigning(auth, 'require');
+
+  test('removeMember writes the removal signed where entries are signed, and the time alone under off', async () => {
+    for (const [w, check] of [
+      [{ signing: sign }, (v: string) => expect(checkDeparture(auth, C, v)).toEqual({ value: expect.stringMatching(/^\d{4}-/), verdict: 'signed' })],
+      [{ signing: require }, (v: string) => expect(checkDeparture(auth, C, v).verdict).toBe('signed')],
+      [{}, (v: string) => expect(v).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)],
+    ] as const) {
+      await redis.del(keys.departed);
+      await writeMember(redis, keys, C, { state: 'active' });
+      expect((await removeMember(redis, keys, C, false, w)).removed).toBe(true);
+      check((await redis.hget(keys.departed, C)) ?? '');
+    }
+  }, 30_000);
+
+  test('a region removed, added again and removed again is recorded as removed at the later time', async () => {
+    const w = { signing: require };
+    await writeMember(redis, keys, C, { state: 'active' });
+    await removeMember(redis, keys, C, false, w);
+    const first = (await redis.hget(keys.departed, C)) ?? '';
+    await writeMember(redis, keys, C, { state: 'joining' }, true, w);
+    await removeMember(redis, keys, C, false, w);
+    const second = (await redis.hget(keys.departed, C)) ?? '';
+    expect(departureTime(second) > departureTime(first)).toBe(true);
+    expect(checkDeparture(auth, C, second).verdict).toBe('signed');
+  }, 30_000);
+
+  test('copyRemovals writes a later removal over an earlier one and never the reverse, copies values as stored, and under require writes over one that does not verify', async () => {
+    const [early, late] = [signDeparture(auth, C, AT), signDeparture(auth, C, LATER)];
+    await copyRemovals(redis, keys, { [C]: early }, sign);
+    expect(await redis.hget(keys.departed, C)).toBe(early);
+    await copyRemovals(redis, keys, { [C]: late }, sign);
+    expect(await redis.hget(keys.departed, C)).toBe(late);
+    await copyRemovals(redis, keys, { [C]: early }, sign);
+    expect(await redis.hget(keys.departed, C)).toBe(late);
+    // Planted in the future, unsigned: sign keeps it (it counts there), require writes the signed one over it.
+    await redis.hset(keys.departed, C, '2999-01-01T00:00:00.000Z', B, 'garbage');
+    await copyRemovals(redis, keys, { [C]: late, [B]: signDeparture(auth, B, AT) }, sign);
+    expect(await redis.hmget(keys.departed, C, B)).toEqual(['2999-01-01T00:00:00.000Z', signDeparture(auth, B, AT)]);
+    await copyRemovals(redis, keys, { [C]: late }, require);
+    expect(await redis.hget(keys.departed, C)).toBe(late);
+    // Off (a process that does not sign) copies the later time too.
+    await copyRemovals(redis, keys, { [A]: AT }, null);
+    await copyRemovals(redis, keys, { [A]: LATER }, null);
+    await copyRemovals(redis, keys, { [A]: AT }, null);
+    expect(await redis.hget(keys.departed, A)).toBe(LATER);
+  });
+});
+
+describe('a region\'s processes (Membership)', () => {
+  const rig = membershipRig('removalsig-membership', A, [A, B], new AckSigning(auth, 'sign'));
+
+  test('write the removals they know signed, keep the later of two removals of a region, and write that one back over the earlier', async () => {
+    await rig.membership.join();
+    await rig.redis.hset(rig.keys.departed, C, signDeparture(auth, C, AT));
+    await rig.membership.refresh();
+    const own = (await rig.redis.hget(rig.keys.departedKnown, A)) ?? '';
+    expect(checkKnown(auth, A, own)).toEqual({ value: JSON.stringify([C]), verdict: 'signed' });
+    // Removed again later (added again meanwhile): the later removal is the one kept, in memory too.
+    await rig.redis.hset(rig.keys.departed, C, signDeparture(auth, C, LATER));
+    await rig.membership.refresh();
+    await rig.redis.hset(rig.keys.departed, C, signDeparture(auth, C, AT));
+    await rig.membership.refresh();
+    // Its Redis lost the record: the process puts back what it knew, the later removal over the earlier one.
+    await rig.redis.del(rig.keys.members);
+    await rig.membership.refresh();
+    expect(await rig.redis.hget(rig.keys.departed, C)).toBe(signDeparture(auth, C, LATER));
+  }, 30_000);
 });
