@@ -30,7 +30,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
 import { copyMember, copyRemovals, countsByNameOnly, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
-import { parseKnown, supersedes, writtenKnown } from './removal-auth';
+import { judgeDeparture, readKnown, supersedes, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -212,10 +212,17 @@ export class Membership {
         this.known = this.union(taken);
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
         // stays known, and propagate copies it back. Of two removals of a region the later one is kept.
+        // Under require a removal record that does not verify counts as absent (nothing adopted, no ack dropped,
+        // no member forgotten); in sign it counts; in both it is counted.
         const removals = { ...this.departedAt };
-        for (const [r, at] of Object.entries(departedAt)) if (supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
+        for (const [r, at] of Object.entries(departedAt)) {
+          if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
+        }
         this.departedAt = removals;
-        this.departedKnown = new Map(Object.entries(known).map(([r, raw]) => [r, parseKnown(raw)]));
+        this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
+          const list = readKnown(this.d.signing, r, raw, true);
+          return list ? [[r, list]] : [];
+        }));
         this.readAt = Date.now();
         // This region's processes say which removals they know and take for gone (their own Redis first, signed
         // where entries are; propagate copies it): not a region this process still counts as a member (its
@@ -260,7 +267,10 @@ export class Membership {
     try {
       const mine = await this.repairedOwn(await links.own.hget(keys.members, region));
       if (mine === null) return;
-      const known = await links.own.hget(keys.departedKnown, region);
+      // The removals this region knows as its processes wrote them (under require not one that does not verify:
+      // its processes write it again within a second).
+      const stored = await links.own.hget(keys.departedKnown, region);
+      const known = stored !== null && readKnown(this.d.signing, region, stored) !== null ? stored : null;
       const departedAt = this.departedAt;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);

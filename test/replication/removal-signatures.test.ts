@@ -237,3 +237,25 @@ describe('a region\'s processes (Membership)', () => {
     expect(await rig.redis.hget(rig.keys.departed, C)).toBe(signDeparture(auth, C, LATER));
   }, 30_000);
 });
+
+describe('a region\'s processes under require', () => {
+  const signing = new AckSigning(auth, 'require');
+  const rig = membershipRig('removalsig-require', A, [A, B], signing);
+
+  test('take a removal record that does not verify as absent, and count it once; a signed one counts', async () => {
+    await rig.membership.join();
+    await rig.redis.hset(rig.keys.departed, C, AT, 'sa-east', signDeparture(forger, 'sa-east', AT));
+    await rig.redis.hset(rig.keys.departedKnown, B, JSON.stringify([C]));
+    for (let i = 0; i < 3; i++) await rig.membership.refresh();
+    expect(rig.membership.departed).toEqual([]);
+    expect(rig.membership.departedKnown.has(B)).toBe(false);
+    expect(signing.unverifiedRemovals).toEqual({ unsigned: 2, 'bad-signature': 1, 'unknown-key': 0 });
+    // Its own list says it knows of none, signed.
+    expect(checkKnown(auth, A, (await rig.redis.hget(rig.keys.departedKnown, A)) ?? '')).toEqual({ value: '[]', verdict: 'signed' });
+    await rig.redis.hset(rig.keys.departed, C, signDeparture(auth, C, AT));
+    await rig.redis.hset(rig.keys.departedKnown, B, signKnown(auth, B, [C]));
+    await rig.membership.refresh();
+    expect(rig.membership.departed).toEqual([C]);
+    expect(rig.membership.departedKnown.get(B)).toEqual([C]);
+  });
+});
