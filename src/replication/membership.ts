@@ -30,7 +30,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
 import { copyMember, copyRemovals, countsByNameOnly, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
-import { judgeDeparture, readKnown, supersedes, writtenKnown } from './removal-auth';
+import { judgeDeparture, readKnown, removedAfter, supersedes, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -209,7 +209,6 @@ export class Membership {
           if (stored.raw !== null && m.verified !== null) this.d.signing?.member(m.region, stored.raw, m.verified);
         }
         this.generation = generation;
-        this.known = this.union(taken);
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
         // stays known, and propagate copies it back. Of two removals of a region the later one is kept.
         // Under require a removal record that does not verify counts as absent (nothing adopted, no ack dropped,
@@ -219,6 +218,8 @@ export class Membership {
           if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
         }
         this.departedAt = removals;
+        await this.keepUnremoved(taken);
+        this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
           const list = readKnown(this.d.signing, r, raw, true);
           return list ? [[r, list]] : [];
@@ -239,6 +240,28 @@ export class Membership {
     }
     if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
+  }
+
+  /**
+   * Under require, puts into `taken` (the members read now) each member this process counted, whose entry it took
+   * signed, that its Redis no longer holds while no verified removal names it later than that entry's
+   * registration: an entry deleted alone (anything that writes to this Redis can HDEL it; a removal's signature
+   * cannot be had without the key) would otherwise drop a genuine member from deliveries, waits and confirmation,
+   * until its own processes copy it back (never, while it is down). A process that has joined writes the entry
+   * back as stored. `npm run members -- remove` records the removal before it deletes the entry.
+   */
+  private async keepUnremoved(taken: Map<string, Member>): Promise<void> {
+    if (!this.d.signing?.requires) return;
+    const { links, keys, region, log } = this.d;
+    for (const [r, last] of this.newest) {
+      if (r === region || taken.has(r) || !this.known.get(r)?.registered) continue;
+      const removal = this.departedAt[r];
+      if (removal !== undefined && removedAfter(removal, last.joinedAt)) continue;
+      taken.set(r, last);
+      if (this.joined && (await copyMember(links.own, keys, last, this.writer))) {
+        log.warn({ member: r, joined_at: last.joinedAt, removal: removal ?? null }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
+      }
+    }
   }
 
   private entry(state: MemberState, rev: number): MemberEntry {

@@ -107,6 +107,12 @@ function timeOf(stored: string): number {
   return Number.isNaN(t) ? -Infinity : t;
 }
 
+/** Whether the removal `stored` is later than a registration at `joinedAt` (null: not recorded, so any removal is). */
+export function removedAfter(stored: string, joinedAt: string | null): boolean {
+  const joined = joinedAt === null ? NaN : Date.parse(joinedAt);
+  return Number.isNaN(joined) || timeOf(stored) > joined;
+}
+
 /**
  * Whether `value` should replace `current` (null: none) as the removal of `region`: the latest removal wins (a
  * region removed, added again and removed again is removed at the later time); at the same time a signed value
