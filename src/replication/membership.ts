@@ -30,7 +30,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
 import { copyMember, copyRemovals, countsByNameOnly, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
-import { judgeDeparture, readKnown, removedAfter, supersedes, writtenKnown } from './removal-auth';
+import { departureTime, judgeDeparture, readKnown, removedAfter, signDeparture, supersedes, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -218,6 +218,7 @@ export class Membership {
           if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
         }
         this.departedAt = removals;
+        await this.signRemovals(departedAt);
         await this.keepUnremoved(taken);
         this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
@@ -240,6 +241,23 @@ export class Membership {
     }
     if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
+  }
+
+  /**
+   * In `sign`, a process that has joined writes each removal record of its own Redis that does not verify again,
+   * signed, with the time it says (trust on upgrade, as `sign` takes it; it was counted when read): what turns
+   * the removals recorded before signing into signed ones, which `require` then still takes (and a region
+   * removed before then stays removed, its credentials adopted). Only where the field still holds what was read.
+   */
+  private async signRemovals(stored: Record<string, string>): Promise<void> {
+    const signing = this.d.signing;
+    if (!this.joined || !signing?.signs || signing.requires) return;
+    const again: Record<string, string> = {};
+    for (const [r, at] of Object.entries(stored)) {
+      const time = departureTime(at);
+      if (judgeDeparture(signing, r, at).verdict !== 'signed' && !Number.isNaN(Date.parse(time))) again[r] = signDeparture(signing.auth, r, time);
+    }
+    await copyRemovals(this.d.links.own, this.d.keys, again, signing);
   }
 
   /**

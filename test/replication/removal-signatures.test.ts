@@ -236,6 +236,14 @@ describe('a region\'s processes (Membership)', () => {
     await rig.membership.refresh();
     expect(await rig.redis.hget(rig.keys.departed, C)).toBe(signDeparture(auth, C, LATER));
   }, 30_000);
+
+  test('in sign, write a removal recorded unsigned (before signing) again, signed, with its time: require then still takes it', async () => {
+    if (!rig.membership.hasJoined) await rig.membership.join();
+    await rig.redis.hset(rig.keys.departed, 'sa-east', AT, 'sa-west', 'not a time');
+    await rig.membership.refresh();
+    expect(await rig.redis.hmget(rig.keys.departed, 'sa-east', 'sa-west')).toEqual([signDeparture(auth, 'sa-east', AT), 'not a time']);
+    expect(rig.membership.departed).toEqual(expect.arrayContaining(['sa-east', 'sa-west']));
+  });
 });
 
 describe('a region\'s processes under require', () => {
