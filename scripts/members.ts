@@ -15,7 +15,8 @@
  * run the command again once it is up. Reads REGIONS_CONFIG (default ./regions.config.json) for the
  * regions' Redis URLs and the key prefix, REDIS_URL and REDIS_KEY_PREFIX over them as a region takes them, and
  * in `sign` and `require` modes (`ackSignatures`) REPLICATION_KEYS (from the environment, else the cluster's
- * secrets file): `activate` needs them to sign the entry it writes, `list` checks the copies with them; prints JSON.
+ * secrets file): `activate` and `remove` need them to sign the entry or the removal record they write, `list`
+ * checks the copies with them; prints JSON.
  */
 import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
 import type { ConfigFile } from '../src/config-schema';
@@ -27,6 +28,7 @@ import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 import { scriptSigning } from './cluster-secrets';
 import { older, parseMember, readMembers, removeMember, replaceMember, updateMember, type Member } from '../src/replication/member-record';
 import type { AckSigning } from '../src/replication/ack-auth';
+import { departureTime } from '../src/replication/removal-auth';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
 const ACTIVE_WITHIN_S = 10;
@@ -171,8 +173,8 @@ async function main(): Promise<void> {
     const file = withRedisOverrides(readConfigFile(configPath));
     const prefix = file.redisKeyPrefix;
     const keys = replicationKeys(prefix);
-    // Before anything is read or written: `activate` signs what it writes where the regions sign.
-    const writer = { signing: command === 'activate' ? scriptSigning(file, configPath) : null };
+    // Before anything is read or written: `activate` and `remove` sign what they write where the regions sign.
+    const writer = { signing: command === 'list' ? null : scriptSigning(file, configPath) };
     // One connection per distinct Redis; each is named after the regions it serves.
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
@@ -221,7 +223,7 @@ async function main(): Promise<void> {
       if (running) {
         throw new Error(`${region} is still running: its process's connection ${running.name} (from ${running.addr}) issued a command ${running.idle} s ago, and a running region registers itself again. Stop its processes (its /healthz no longer answers), then remove it; --force removes it all the same. Nothing was done.`);
       }
-      const res = await each((redis) => removeMember(redis, keys, region as string, force));
+      const res = await each((redis) => removeMember(redis, keys, region as string, force, writer));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);
       const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
       result = { region, removed, inboxDeleted, unreachable: unreachable(res), ...(notContacted ? { not_contacted: notContacted } : {}) };
@@ -253,8 +255,10 @@ async function main(): Promise<void> {
         if (!r.ok) continue;
         for (const [region, at] of Object.entries(r.value.departed)) {
           if (members.has(region)) continue;
-          const entry = departed.get(region) ?? { region, removed_at: at, known_in: [] };
-          if (at < entry.removed_at) entry.removed_at = at;
+          // The latest removal (a region removed, added again and removed again), without its signature.
+          const time = departureTime(at);
+          const entry = departed.get(region) ?? { region, removed_at: time, known_in: [] };
+          if (time > entry.removed_at) entry.removed_at = time;
           entry.known_in.push(...(servers.get(url) ?? []));
           departed.set(region, entry);
         }

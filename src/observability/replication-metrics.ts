@@ -29,7 +29,7 @@ export interface ReplicationMetricSources {
     readonly waiting: number;
     readonly acksRepaired: number;
     /** Config `ackSignatures` and its counts of acks that did not verify (null: off). */
-    readonly signing: Pick<AckSigning, 'unverified' | 'confirmedUnverified' | 'unverifiedMembers'> | null;
+    readonly signing: Pick<AckSigning, 'unverified' | 'confirmedUnverified' | 'unverifiedMembers' | 'unverifiedRemovals'> | null;
   };
   relay: { readonly published: number; readonly republished: number };
   /** Entries and events this process delivered, per destination (a pack is one entry of several events). */
@@ -231,6 +231,11 @@ function trackerMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSo
     'replication_member_entries_unverified_total',
     "Per reason: entries of this region's copy of the membership record read that did not verify, each stored value once (ackSignatures sign or require; since start); replayed (require): signed but older than one this process took.",
     () => signing?.unverifiedMembers,
+  );
+  byReason(
+    'replication_removal_records_unverified_total',
+    "Per reason: removal records (departed, departed-known) in this region's Redis read that did not verify, each stored value once (ackSignatures sign or require; since start); under require such a record counts as absent.",
+    () => signing?.unverifiedRemovals,
   );
   fromCount('replication_deliveries_confirmed_unverified_total', 'Deliveries the relay confirmed on an ack value that did not verify (ackSignatures sign; since start).', () => signing?.confirmedUnverified ?? 0);
 }

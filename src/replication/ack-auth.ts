@@ -84,6 +84,13 @@ export class AckSigning {
   readonly unverifiedMembers: Record<Exclude<MemberVerdict, 'signed'>, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0, replayed: 0 };
   /** Per member, the last stored entry judged (member): a value read again every second is counted once. */
   private readonly membersJudged = new Map<string, string>();
+  /**
+   * Removal records (`departed` and `departed-known` fields of this region's Redis, removal-auth.ts) read that
+   * did not verify, by reason, since start (`sign` and `require` modes), each stored value once.
+   */
+  readonly unverifiedRemovals: Record<RefusalReason, number> = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
+  /** Per record and field, the last stored value judged (removal). */
+  private readonly removalsJudged = new Map<string, string>();
 
   /** Whether a value read with `verdict` counts here; one that does not verify is counted in `unverified`. */
   private takes(verdict: AckVerdict): boolean {
@@ -137,6 +144,18 @@ export class AckSigning {
     if (!this.signs || this.membersJudged.get(region) === raw) return;
     this.membersJudged.set(region, raw);
     if (verdict !== 'signed') this.unverifiedMembers[verdict]++;
+  }
+
+  /**
+   * Whether a removal record read with `verdict` counts here (`require`: only a signed one), counting one that
+   * does not verify when `count` and it differs from the last value judged for `record` (the hash and field).
+   */
+  removal(record: string, raw: string, verdict: AckVerdict, count: boolean): boolean {
+    if (count && this.removalsJudged.get(record) !== raw) {
+      this.removalsJudged.set(record, raw);
+      if (verdict !== 'signed') this.unverifiedRemovals[verdict]++;
+    }
+    return verdict === 'signed' || !this.requires;
   }
 
   /** The JSON of `stored`, the report in the field `region`, when it counts here (see readReport). */
@@ -212,6 +231,17 @@ function sameMac(expected: string, given: string): boolean {
   const a = Buffer.from(expected);
   const b = Buffer.from(given);
   return a.length === b.length && crypto.timingSafeEqual(a, b);
+}
+
+/** `kid:mac` over `body` under `context`, with the current signing key (for the codecs of other records: removal-auth.ts). */
+export function tagOver(auth: EventAuth, context: string, body: string): string {
+  return `${auth.signingKid}:${macText(auth, context, body) as string}`;
+}
+
+/** How `tag` (`kid:mac`) holds over `body` under `context`: `bad-signature` when it is not of that shape. */
+export function judgeTag(auth: EventAuth, context: string, body: string, tag: string): AckVerdict {
+  const parts = TAG.exec(tag);
+  return parts ? judge(auth, context, body, parts[1] as string, parts[2] as string) : 'bad-signature';
 }
 
 /** Checks `mac` under key `kid` over `body`: a known key is required, then an exact match. */

@@ -176,7 +176,8 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
 /**
  * Config `ackSignatures` and, since start (`sign` and `require` modes), the ack values, announcements and
  * watermark reports read that did not verify, by reason, the deliveries confirmed on an ack that did not verify,
- * and the membership entries read that did not verify or were replayed (each stored value once).
+ * the membership entries read that did not verify or were replayed, and the removal records (departed,
+ * departed-known) read that did not verify (each stored value once).
  */
 function ackSignatureFigures(signing: AckSigning | null) {
   const none = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
@@ -185,6 +186,7 @@ function ackSignatureFigures(signing: AckSigning | null) {
     unverified: { ...(signing?.unverified ?? none) },
     confirmed_on_unverified: signing?.confirmedUnverified ?? 0,
     member_entries: { unverified: { ...(signing?.unverifiedMembers ?? { ...none, replayed: 0 }) } },
+    removal_records: { unverified: { ...(signing?.unverifiedRemovals ?? none) } },
   };
 }
 

@@ -8,6 +8,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import { checkMember, type AckSigning, type MemberVerdict } from './ack-auth';
 import type { EventAuth } from './event-auth';
 import { eachRegion, type RedisLinks } from './links';
+import { judgeDeparture, supersedes, writtenDeparture } from './removal-auth';
 
 export type MemberState = 'joining' | 'active';
 
@@ -269,6 +270,9 @@ export async function replaceRaw(redis: Redis, keys: ReplicationKeys, region: st
  * Removes a region from one Redis's record, and its inbox if it is in this Redis (so no one delivers to it
  * or waits for it), with the relay's records of that inbox. Stop the region and take it out of every config
  * file first: a running region registers itself again, and a config that names it keeps counting it.
+ * The removal record (signed when `w` signs) is written before the entry goes: a process that finds the entry
+ * gone finds the record too (under require a member taken verified is forgotten only on a verified one, later
+ * than its registration: membership.ts).
  */
 export async function removeMember(
   redis: Redis,
@@ -276,13 +280,19 @@ export async function removeMember(
   region: string,
   /** Record the removal even where the region is no longer a member (`remove --force`: a Redis that lost the record). */
   force = false,
+  w: MemberWriter = {},
 ): Promise<{ removed: boolean; inboxDeleted: boolean }> {
-  const removed = (await redis.hdel(keys.members, region)) === 1;
-  await redis.hdel(keys.watermarks, region);
   // Recorded as gone (the other regions adopt its credentials: departures.ts), where it was a member: a
   // name that was never one records nothing. The regions' processes copy the record into every member's
   // Redis (Membership.propagate); a region added again under this name is a member again, which outranks it.
-  if (removed || force) await redis.hsetnx(keys.departed, region, new Date().toISOString());
+  // Where it is no longer a member (--force), a removal already recorded keeps its time.
+  const record = (keep: boolean) => copyRemovals(redis, keys, { [region]: writtenDeparture(w.signing, region, new Date().toISOString()) }, w.signing, keep);
+  const member = (await redis.hexists(keys.members, region)) === 1;
+  if (member || force) await record(!member);
+  const removed = (await redis.hdel(keys.members, region)) === 1;
+  // Registered between the two (it was running): recorded all the same.
+  if (removed && !member) await record(false);
+  await redis.hdel(keys.watermarks, region);
   await redis.hdel(keys.departedKnown, region);
   // Announced first: the regions stop delivering to it as they hear of it.
   await announce(redis, keys);
@@ -303,23 +313,38 @@ export async function removeMember(
   return { removed, inboxDeleted: first || again };
 }
 
-/** Writes the removal records (region -> when) into `redis` where it lacks them (removals are never deleted). */
-export async function copyRemovals(redis: Redis, keys: ReplicationKeys, removals: Record<string, string>): Promise<void> {
+/**
+ * Sets field ARGV[i] of hash KEYS[1] to ARGV[i+2] only if it still holds what ARGV[i+1] says (`0`: absent; `1`
+ * and a value: that value), for each triple i; returns how many it set.
+ */
+const SET_IF_UNCHANGED = `local n = 0
+for i = 1, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (cur == false and ARGV[i + 1] == '0') or (cur ~= false and ARGV[i + 1] == '1' .. cur) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    n = n + 1
+  end
+end
+return n`;
+
+/**
+ * Writes the removal records (region -> when, as stored) into `redis` where it lacks them or holds an earlier
+ * removal of the region (a region removed, added again and removed again: the later removal counts), or, under
+ * require, one that does not verify (removal-auth.ts, supersedes); never an earlier over a later one. Each only
+ * if the field still holds what was read (a removal written meanwhile is judged again next time). Removals are
+ * never deleted. The values are copied as stored: the caller passes only those it took as counting. `keep`:
+ * only where the field is missing (or, under require, does not verify).
+ */
+export async function copyRemovals(redis: Redis, keys: ReplicationKeys, removals: Record<string, string>, signing?: AckSigning | null, keep = false): Promise<void> {
   const entries = Object.entries(removals);
   if (entries.length === 0) return;
-  const pipe = redis.pipeline();
-  for (const [r, at] of entries) pipe.hsetnx(keys.departed, r, at);
-  await pipe.exec();
-}
-
-/** A member's list of known removals (keys.departedKnown); anything unreadable counts as knowing none. */
-export function parseKnown(raw: string): string[] {
-  try {
-    const v: unknown = JSON.parse(raw);
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
+  const current = await redis.hgetall(keys.departed);
+  const args = entries.flatMap(([r, value]) => {
+    const now = current[r] ?? null;
+    const write = keep ? now === null || !judgeDeparture(signing, r, now).counts : supersedes(signing, r, value, now);
+    return write ? [r, now === null ? '0' : `1${now}`, value] : [];
+  });
+  if (args.length) await redis.eval(SET_IF_UNCHANGED, 1, keys.departed, ...args);
 }
 
 /** How long removeMember waits before it deletes the removed region's inbox again. */

@@ -29,7 +29,8 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
-import { copyMember, copyRemovals, countsByNameOnly, older, parseKnown, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, copyRemovals, countsByNameOnly, older, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { departureTime, judgeDeparture, readKnown, removedAfter, signDeparture, supersedes, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -195,7 +196,7 @@ export class Membership {
         const state = last?.unverified ? (this.newest.get(region)?.state ?? 'joining') : (last?.state ?? 'active');
         await writeMember(links.own, keys, region, this.entry(state, this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
-        await copyRemovals(links.own, keys, this.departedAt);
+        await copyRemovals(links.own, keys, this.departedAt, this.d.signing);
         return this.refresh();
       }
       if (read > this.kept) {
@@ -208,18 +209,31 @@ export class Membership {
           if (stored.raw !== null && m.verified !== null) this.d.signing?.member(m.region, stored.raw, m.verified);
         }
         this.generation = generation;
-        this.known = this.union(taken);
         // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
-        // stays known, and propagate copies it back.
-        this.departedAt = { ...this.departedAt, ...departedAt };
-        this.departedKnown = new Map(Object.entries(known).map(([r, raw]) => [r, parseKnown(raw)]));
+        // stays known, and propagate copies it back. Of two removals of a region the later one is kept.
+        // Under require a removal record that does not verify counts as absent (nothing adopted, no ack dropped,
+        // no member forgotten); in sign it counts; in both it is counted.
+        const removals = { ...this.departedAt };
+        for (const [r, at] of Object.entries(departedAt)) {
+          if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
+        }
+        this.departedAt = removals;
+        await this.signRemovals(departedAt);
+        await this.keepUnremoved(taken);
+        this.known = this.union(taken);
+        this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
+          const list = readKnown(this.d.signing, r, raw, true);
+          return list ? [[r, list]] : [];
+        }));
         this.readAt = Date.now();
-        // This region's processes say which removals they know and take for gone (their own Redis first;
-        // propagate copies it): not a region this process still counts as a member (its config names it).
-        const mine = JSON.stringify(this.departed.filter((r) => !this.known.has(r)));
+        // This region's processes say which removals they know and take for gone (their own Redis first, signed
+        // where entries are; propagate copies it): not a region this process still counts as a member (its
+        // config names it).
+        const list = this.departed.filter((r) => !this.known.has(r));
+        const mine = writtenKnown(this.d.signing, region, list);
         if (this.joined && known[region] !== mine) {
           await links.own.hset(keys.departedKnown, region, mine);
-          this.departedKnown.set(region, JSON.parse(mine) as string[]);
+          this.departedKnown.set(region, list);
         }
       }
     } catch (err) {
@@ -227,6 +241,45 @@ export class Membership {
     }
     if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
+  }
+
+  /**
+   * In `sign`, a process that has joined writes each removal record of its own Redis that does not verify again,
+   * signed, with the time it says (trust on upgrade, as `sign` takes it; it was counted when read): what turns
+   * the removals recorded before signing into signed ones, which `require` then still takes (and a region
+   * removed before then stays removed, its credentials adopted). Only where the field still holds what was read.
+   */
+  private async signRemovals(stored: Record<string, string>): Promise<void> {
+    const signing = this.d.signing;
+    if (!this.joined || !signing?.signs || signing.requires) return;
+    const again: Record<string, string> = {};
+    for (const [r, at] of Object.entries(stored)) {
+      const time = departureTime(at);
+      if (judgeDeparture(signing, r, at).verdict !== 'signed' && !Number.isNaN(Date.parse(time))) again[r] = signDeparture(signing.auth, r, time);
+    }
+    await copyRemovals(this.d.links.own, this.d.keys, again, signing);
+  }
+
+  /**
+   * Under require, puts into `taken` (the members read now) each member this process counted, whose entry it took
+   * signed, that its Redis no longer holds while no verified removal names it later than that entry's
+   * registration: an entry deleted alone (anything that writes to this Redis can HDEL it; a removal's signature
+   * cannot be had without the key) would otherwise drop a genuine member from deliveries, waits and confirmation,
+   * until its own processes copy it back (never, while it is down). A process that has joined writes the entry
+   * back as stored. `npm run members -- remove` records the removal before it deletes the entry.
+   */
+  private async keepUnremoved(taken: Map<string, Member>): Promise<void> {
+    if (!this.d.signing?.requires) return;
+    const { links, keys, region, log } = this.d;
+    for (const [r, last] of this.newest) {
+      if (r === region || taken.has(r) || !this.known.get(r)?.registered) continue;
+      const removal = this.departedAt[r];
+      if (removal !== undefined && removedAfter(removal, last.joinedAt)) continue;
+      taken.set(r, last);
+      if (this.joined && (await copyMember(links.own, keys, last, this.writer))) {
+        log.warn({ member: r, joined_at: last.joinedAt, removal: removal ?? null }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
+      }
+    }
   }
 
   private entry(state: MemberState, rev: number): MemberEntry {
@@ -255,7 +308,10 @@ export class Membership {
     try {
       const mine = await this.repairedOwn(await links.own.hget(keys.members, region));
       if (mine === null) return;
-      const known = await links.own.hget(keys.departedKnown, region);
+      // The removals this region knows as its processes wrote them (under require not one that does not verify:
+      // its processes write it again within a second).
+      const stored = await links.own.hget(keys.departedKnown, region);
+      const known = stored !== null && readKnown(this.d.signing, region, stored) !== null ? stored : null;
       const departedAt = this.departedAt;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
@@ -263,7 +319,7 @@ export class Membership {
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
-        await copyRemovals(to, keys, departedAt);
+        await copyRemovals(to, keys, departedAt, this.d.signing);
       });
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');

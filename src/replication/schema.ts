@@ -274,8 +274,21 @@ export const ReplicationStatus = Type.Object(
           },
           strict,
         ),
+        removal_records: Type.Object(
+          {
+            unverified: Type.Object(
+              { unsigned: Count, 'unknown-key': Count, 'bad-signature': Count },
+              {
+                ...strict,
+                description:
+                  "Removal records in this region's Redis (departed: when a region was removed; departed-known: the removals a member knows) that did not verify, by reason, since this process started (sign and require modes): each stored value once. Under require such a record counts as absent: nothing is adopted, no owed ack dropped, no member forgotten on it.",
+              },
+            ),
+          },
+          strict,
+        ),
       },
-      { ...strict, description: 'Switch every region to require once unverified, confirmed_on_unverified and member_entries.unverified stop growing in every region (docs/operations.md, "Signing acks").' },
+      { ...strict, description: 'Switch every region to require once unverified, confirmed_on_unverified, member_entries.unverified and removal_records.unverified stop growing in every region (docs/operations.md, "Signing acks").' },
     ),
     tombstones: Nullable(TombstoneStatus),
     admission: Type.Optional(AdmissionStatus),

@@ -185,7 +185,7 @@ describe('ackSignatures: require', () => {
 describe('ackSignatures: sign (a rolling upgrade)', () => {
   const r = rig('acksign', [A, B], 'sign');
 
-  type Figures = { mode: string; unverified: Record<string, number>; confirmed_on_unverified: number; member_entries: { unverified: Record<string, number> } };
+  type Figures = { mode: string; unverified: Record<string, number>; confirmed_on_unverified: number; member_entries: { unverified: Record<string, number> }; removal_records: { unverified: Record<string, number> } };
   const figures = async () => (await call(r.cluster.url(A), 'GET', '/admin/replication', { headers: adminHeaders })).body.ack_signatures as Figures;
 
   test('genuine acks and membership entries are all signed: nothing counted unverified', async () => {
@@ -193,7 +193,7 @@ describe('ackSignatures: sign (a rolling upgrade)', () => {
     expect(res.status).toBe(201);
     expect(await eventually(async () => (await confirmedAt(r.db, res.headers.get('x-change-id') ?? '', B)) instanceof Date)).toBe(true);
     const none = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
-    expect(await figures()).toEqual({ mode: 'sign', unverified: none, confirmed_on_unverified: 0, member_entries: { unverified: { ...none, replayed: 0 } } });
+    expect(await figures()).toEqual({ mode: 'sign', unverified: none, confirmed_on_unverified: 0, member_entries: { unverified: { ...none, replayed: 0 } }, removal_records: { unverified: none } });
   });
 
   test('an unsigned ack still counts (confirms the delivery, reads applied) and is counted, in GET /admin/replication and /metrics', async () => {

@@ -7,6 +7,7 @@
  */
 import { AckSigning } from '../../src/replication/ack-auth';
 import { activateAfterReseed, readMembers, updateMember, writeMember } from '../../src/replication/member-record';
+import { signDeparture } from '../../src/replication/removal-auth';
 import { REDIS_URL, testEventAuth } from '../support/env';
 import { membershipRig } from '../support/membership-rig';
 
@@ -40,6 +41,8 @@ test('a genuine older entry written back is replayed: held as unverified, counte
 
 test('a region removed and registered again (a later joined_at, rev 1) is taken; its old entry written back is a replay', async () => {
   const old = await raw(X);
+  // Removed as `npm run members -- remove` does it: a signed removal record, then the entry deleted.
+  await redis.hset(keys.departed, X, signDeparture(auth, X, at(2)));
   await redis.hdel(keys.members, X);
   expect((await taken(X)) ?? null).toBeNull();
   await writeMember(redis, keys, X, { state: 'joining', joined_at: at(1), redis_url: REDIS_URL, rev: 1 }, false, writer);
