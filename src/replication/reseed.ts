@@ -204,7 +204,7 @@ async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: Re
     if (!members.has(to)) throw new Error(`${to} is not registered in ${r.id}'s Redis yet: start ${to} first (it registers itself in every region's Redis), then re-seed`);
     // A member this config does not name (added at runtime while this config stayed as it was): its Redis
     // would get no joining mark, and whether the peer lacks its changes would go unchecked.
-    const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m));
+    const unnamed = [...members.keys()].filter((m) => !file.regions.some((c) => c.id === m)).sort();
     if (unnamed.length) {
       // Under require, one whose entry does not verify may be planted rather than added: said so.
       const unverified = unnamed.filter((m) => countsByNameOnly(members.get(m) ?? { verified: null }, opts.signing));
