@@ -286,8 +286,10 @@ export async function removeMember(
   // name that was never one records nothing. The regions' processes copy the record into every member's
   // Redis (Membership.propagate); a region added again under this name is a member again, which outranks it.
   // Where it is no longer a member (--force), a removal already recorded keeps its time.
-  const record = (keep: boolean) => copyRemovals(redis, keys, { [region]: writtenDeparture(w.signing, region, new Date().toISOString()) }, w.signing, keep);
-  const member = (await redis.hexists(keys.members, region)) === 1;
+  const raw = await redis.hget(keys.members, region);
+  const member = raw !== null;
+  const at = removalTime(region, raw, w.signing);
+  const record = (keep: boolean) => copyRemovals(redis, keys, { [region]: writtenDeparture(w.signing, region, at) }, w.signing, keep);
   if (member || force) await record(!member);
   const removed = (await redis.hdel(keys.members, region)) === 1;
   // Registered between the two (it was running): recorded all the same.
@@ -311,6 +313,21 @@ export async function removeMember(
   await new Promise((resolve) => setTimeout(resolve, REMOVAL_GRACE_MS));
   const again = await dropInbox();
   return { removed, inboxDeleted: first || again };
+}
+
+/**
+ * When a removal of `region` is recorded: now, by the clock of the host that removes it, but after the
+ * registration of the entry it removes (`raw`; only one that verifies where entries are signed). Under require a
+ * removal counts against a member only if it is later than that entry's `joined_at` (removedAfter), which the
+ * region's own host stamped: with the remover's clock behind, the removal would not count, and every process
+ * would write the entry back.
+ */
+function removalTime(region: string, raw: string | null, signing?: AckSigning | null): string {
+  const now = Date.now();
+  if (raw === null) return new Date(now).toISOString();
+  const m = parseMember(region, raw, signing?.signs ? signing.auth : null);
+  const joined = m.verified === null || m.verified === 'signed' ? Date.parse(m.joinedAt ?? '') : NaN;
+  return new Date(Number.isNaN(joined) ? now : Math.max(now, joined + 1)).toISOString();
 }
 
 /**

@@ -53,6 +53,9 @@ export interface MembershipDeps {
   signing?: AckSigning | null;
 }
 
+/** How far ahead of this clock a removal record signRemovals signs may be dated. */
+const FUTURE_REMOVAL_SLACK_MS = 60_000;
+
 export class Membership {
   private known = new Map<string, Member>();
   private timer: NodeJS.Timeout | null = null;
@@ -218,7 +221,7 @@ export class Membership {
           if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
         }
         this.departedAt = removals;
-        await this.signRemovals(departedAt);
+        await this.signRemovals(departedAt, taken);
         await this.keepUnremoved(taken);
         this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
@@ -248,17 +251,35 @@ export class Membership {
    * signed, with the time it says (trust on upgrade, as `sign` takes it; it was counted when read): what turns
    * the removals recorded before signing into signed ones, which `require` then still takes (and a region
    * removed before then stays removed, its credentials adopted). Only where the field still holds what was read.
+   * Not one dated ahead of this clock, nor one later than the registration of a member this process reads or
+   * took signed (`members remove` deletes the entry it records as removed, and this version's tool signs): signed,
+   * either would count under require against a live region, for good (the later removal wins), once its entry
+   * was deleted. Such a value is logged once, and stays unsigned: absent under require.
    */
-  private async signRemovals(stored: Record<string, string>): Promise<void> {
+  private async signRemovals(stored: Record<string, string>, taken: ReadonlyMap<string, Member>): Promise<void> {
     const signing = this.d.signing;
     if (!this.joined || !signing?.signs || signing.requires) return;
     const again: Record<string, string> = {};
+    const latest = Date.now() + FUTURE_REMOVAL_SLACK_MS;
     for (const [r, at] of Object.entries(stored)) {
       const time = departureTime(at);
-      if (judgeDeparture(signing, r, at).verdict !== 'signed' && !Number.isNaN(Date.parse(time))) again[r] = signDeparture(signing.auth, r, time);
+      const t = Date.parse(time);
+      if (judgeDeparture(signing, r, at).verdict === 'signed' || Number.isNaN(t)) continue;
+      const live = taken.get(r) ?? this.newest.get(r);
+      if (t > latest || (live && removedAfter(at, live.joinedAt))) {
+        if (!this.unsignedRemovals.has(`${r} ${at}`)) {
+          this.unsignedRemovals.add(`${r} ${at}`);
+          this.d.log.warn({ member: r, removal: time, joined_at: live?.joinedAt ?? null }, "a removal record that does not verify names a member registered before it, or a time ahead of this clock: not signed (under require it counts as absent; remove a region with this version's npm run members -- remove)");
+        }
+        continue;
+      }
+      again[r] = signDeparture(signing.auth, r, time);
     }
     await copyRemovals(this.d.links.own, this.d.keys, again, signing);
   }
+
+  /** The unsigned removal records signRemovals left unsigned and logged (region and value). */
+  private readonly unsignedRemovals = new Set<string>();
 
   /**
    * Under require, puts into `taken` (the members read now) each member this process counted, whose entry it took

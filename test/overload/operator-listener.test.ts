@@ -188,7 +188,9 @@ test('while the main event loop is blocked, the operator port answers and the re
   const [replication, ready, health] = seen.answers ?? [];
   expect(replication?.status).toBe(200);
   expect(JSON.parse(replication?.body ?? '{}')).toMatchObject({ region: 'us-iowa', waiting_requests: 0, outbox: { unpublished: 0 } });
-  expect(ready?.status).toBe(200);
+  // Answered; ready unless the stall threshold (1 s) had passed by then (a loaded host: a stalled main thread fails
+  // readiness too), which it then names.
+  expect(ready?.status === 200 || (ready?.status === 503 && JSON.parse(ready.body).stalled === true)).toBe(true);
   expect(JSON.parse(health?.body ?? '{}')).toMatchObject({ status: 'stalled', region: 'us-iowa' });
   expect(JSON.parse(health?.body ?? '{}').main_thread.snapshot_age_ms).toBeGreaterThan(1000);
   // Unblocked, the main thread publishes again and the operator port's liveness recovers.

@@ -13,9 +13,8 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { checkReport, signAck, signAnnouncement } from '../../src/replication/ack-auth';
-import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
-import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth } from '../support/env';
+import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, forgerOf } from '../support/env';
 import { scrape } from '../observability/support';
 
 const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -23,7 +22,7 @@ const ALL = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-C
 const LOCAL = { 'SlashID-Required-Consistency': 'local_region' };
 /** The regions' key, as the test's attacker does not have it; and the same key id under another secret. */
 const auth = testEventAuth();
-const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
+const forger = forgerOf(auth);
 const appliedNow = () => `applied@${new Date().toISOString()}`;
 
 /** What a test shares of its cluster: it, a connection to the (one) Redis, its keys, a database client per region. */

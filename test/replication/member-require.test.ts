@@ -20,15 +20,14 @@ import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
 import { AckSigning, signMember } from '../../src/replication/ack-auth';
 import { readMembers, updateMember } from '../../src/replication/member-record';
-import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
-import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth } from '../support/env';
+import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, forgerOf } from '../support/env';
 import { addedRegionProcess, adminHeaders, call, eventually, runScript, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 const [A, B, D] = ['us-iowa', 'europe-belgium', 'south-brazil'] as const;
 const [UNSIGNED, FORGED] = ['planted-unsigned', 'planted-forged'] as const;
 const auth = testEventAuth();
-const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
+const forger = forgerOf(auth);
 let cluster: Cluster;
 let added: RegionProcess | null = null;
 let addedDb = '';

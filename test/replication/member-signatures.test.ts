@@ -10,18 +10,17 @@ import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { ACK_MAC_CONTEXT, AckSigning, checkMember, MEMBER_ENTRY_MAC_CONTEXT, signMember, WATERMARK_REPORT_MAC_CONTEXT } from '../../src/replication/ack-auth';
-import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import * as current from '../../src/replication/member-record';
 import * as before from '../support/member-record-before-signing';
-import { deleteKeys, REDIS_URL, testEventAuth } from '../support/env';
+import { deleteKeys, REDIS_URL, testEventAuth, forgerOf, strangerAuth } from '../support/env';
 
 const [A, B] = ['us-iowa', 'europe-belgium'];
 const prefix = `test-membersig-${randomUUID().slice(0, 8)}:`;
 const keys = replicationKeys(prefix);
 /** The regions' key; the attacker's guess (the same key id under another secret); a key id nobody has. */
 const auth = testEventAuth();
-const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
-const stranger = new EventAuth(parseReplicationKeys(`k9:${'e'.repeat(40)}`));
+const forger = forgerOf(auth);
+const stranger = strangerAuth();
 const JOINED = '2026-12-06T03:00:00.000Z';
 const TOKEN = 'reseed-7f3a';
 /** B's entry as a signing writer builds it: joining, marked by a re-seed, at revision 3. */

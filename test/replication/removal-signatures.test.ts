@@ -8,20 +8,19 @@ import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { AckSigning, MEMBER_ENTRY_MAC_CONTEXT } from '../../src/replication/ack-auth';
-import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import {
   checkDeparture, checkKnown, DEPARTURE_MAC_CONTEXT, DEPARTURES_KNOWN_MAC_CONTEXT, departureTime, judgeDeparture, parseKnown, readKnown, signDeparture, signKnown, supersedes, writtenDeparture, writtenKnown,
 } from '../../src/replication/removal-auth';
 import { copyRemovals, removeMember, writeMember } from '../../src/replication/member-record';
-import { deleteKeys, REDIS_URL, testEventAuth } from '../support/env';
+import { deleteKeys, REDIS_URL, testEventAuth, forgerOf, strangerAuth } from '../support/env';
 import { membershipRig } from '../support/membership-rig';
 
 const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const prefix = `test-removalsig-${randomUUID().slice(0, 8)}:`;
 const keys = replicationKeys(prefix);
 const auth = testEventAuth();
-const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
-const stranger = new EventAuth(parseReplicationKeys(`k9:${'e'.repeat(40)}`));
+const forger = forgerOf(auth);
+const stranger = strangerAuth();
 const AT = '2026-12-06T03:00:00.000Z';
 const LATER = '2026-12-06T04:00:00.000Z';
 const mac = (context: string, body: string) => auth.macOf(context, body)?.subarray(0, 16).toString('base64url') ?? '';
@@ -195,6 +194,24 @@ describe('writers', () => {
     expect(checkDeparture(auth, C, second).verdict).toBe('signed');
   }, 30_000);
 
+  test('a removal is recorded after the registration of the entry it removes (a remover\'s clock behind the region\'s), only by an entry that verifies', async () => {
+    const ahead = new Date(Date.now() + 3_600_000);
+    for (const [w, planted, expected] of [
+      [{ signing: require }, false, new Date(ahead.getTime() + 1).toISOString()],
+      [{ signing: require }, true, null],
+      [{}, false, new Date(ahead.getTime() + 1).toISOString()],
+    ] as const) {
+      await redis.del(keys.departed);
+      await writeMember(redis, keys, C, { state: 'active', joined_at: ahead.toISOString() }, false, planted ? {} : w);
+      const before = Date.now();
+      await removeMember(redis, keys, C, false, w);
+      const at = departureTime((await redis.hget(keys.departed, C)) ?? '');
+      // A planted entry (it does not verify) does not move the removal: the remover's own time.
+      if (expected === null) expect(Date.parse(at)).toBeLessThan(before + 60_000);
+      else expect(at).toBe(expected);
+    }
+  }, 30_000);
+
   test('copyRemovals writes a later removal over an earlier one and never the reverse, copies values as stored, and under require writes over one that does not verify', async () => {
     const [early, late] = [signDeparture(auth, C, AT), signDeparture(auth, C, LATER)];
     await copyRemovals(redis, keys, { [C]: early }, sign);
@@ -218,7 +235,8 @@ describe('writers', () => {
 });
 
 describe('a region\'s processes (Membership)', () => {
-  const rig = membershipRig('removalsig-membership', A, [A, B], new AckSigning(auth, 'sign'));
+  const signing = new AckSigning(auth, 'sign');
+  const rig = membershipRig('removalsig-membership', A, [A, B], signing);
 
   test('write the removals they know signed, keep the later of two removals of a region, and write that one back over the earlier', async () => {
     await rig.membership.join();
@@ -243,6 +261,20 @@ describe('a region\'s processes (Membership)', () => {
     await rig.membership.refresh();
     expect(await rig.redis.hmget(rig.keys.departed, 'sa-east', 'sa-west')).toEqual([signDeparture(auth, 'sa-east', AT), 'not a time']);
     expect(rig.membership.departed).toEqual(expect.arrayContaining(['sa-east', 'sa-west']));
+  });
+  test('in sign, leave unsigned a removal later than the registration of a member it reads, or dated ahead of its clock: signed, it would count under require', async () => {
+    if (!rig.membership.hasJoined) await rig.membership.join();
+    const now = new Date().toISOString();
+    const ahead = new Date(Date.now() + 3_600_000).toISOString();
+    await writeMember(rig.redis, rig.keys, B, { state: 'active', joined_at: AT, redis_url: REDIS_URL }, false, { signing });
+    await rig.redis.hset(rig.keys.departed, B, now, 'sa-north', ahead);
+    await rig.membership.refresh();
+    // Planted (B is registered, before the time it names; nobody took sa-north's entry, but its time is ahead): left as they are.
+    expect(await rig.redis.hmget(rig.keys.departed, B, 'sa-north')).toEqual([now, ahead]);
+    // B's entry deleted on the next read: the process took B signed, and still does not sign the removal.
+    await rig.redis.hdel(rig.keys.members, B);
+    await rig.membership.refresh();
+    expect(await rig.redis.hget(rig.keys.departed, B)).toBe(now);
   });
 });
 

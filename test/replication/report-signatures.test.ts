@@ -13,12 +13,12 @@ import type { Db } from '../../src/db/client';
 import { credentialsTable } from '../../src/provider-credentials/store';
 import { replicationKeys } from '../../src/redis';
 import { AckSigning, signReport, WATERMARK_REPORT_MAC_CONTEXT, type AckSignatures } from '../../src/replication/ack-auth';
-import { EventAuth, parseReplicationKeys, type RefusalReason } from '../../src/replication/event-auth';
+import type { RefusalReason } from '../../src/replication/event-auth';
 import { formatVersion } from '../../src/replication/hlc';
 import { clockFloor, parseWatermark } from '../../src/replication/horizon';
 import { ensureGroup } from '../../src/replication/stream';
 import { TombstoneCollector } from '../../src/replication/tombstones';
-import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, type TestDeployment } from '../support/env';
+import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, type TestDeployment, forgerOf } from '../support/env';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
 
 const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -27,7 +27,7 @@ const TOMBSTONE_ID = '01a20904-0000-7000-8000-0000000000e1';
 const PENDING_ID = '01a20904-0000-7000-8000-0000000000e2';
 /** The regions' key; and the attacker's guess: the same key id under another secret. */
 const auth = testEventAuth();
-const forger = new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
+const forger = forgerOf(auth);
 
 let m: MigratedDb;
 let dep: TestDeployment;

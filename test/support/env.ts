@@ -21,6 +21,10 @@ export const TEST_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
 export const TEST_REPLICATION_KEYS = 'test-k1:test-replication-secret-0123456789abcdef';
 /** Signs (and verifies) change events as the test regions do, for tests that publish events themselves. */
 export const testEventAuth = (keys = TEST_REPLICATION_KEYS) => new EventAuth(parseReplicationKeys(keys));
+/** An attacker's signer: the regions' key id under another secret (a guess of the key). */
+export const forgerOf = (auth: EventAuth) => new EventAuth(parseReplicationKeys(`${auth.signingKid}:${'f'.repeat(40)}`));
+/** An attacker's signer under a key id nobody has. */
+export const strangerAuth = () => new EventAuth(parseReplicationKeys(`k9:${'e'.repeat(40)}`));
 /**
  * The change ids an inbox entry carries, in order (one for a single event, several for a pack), verified
  * with `auth`; a refused entry reads as `refused: <reason>`.
