@@ -221,7 +221,9 @@ export class Membership {
           if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
         }
         this.departedAt = removals;
-        await this.signRemovals(departedAt, taken);
+        // Writes that fail (a Redis that serves reads and refuses writes: out of memory, a read-only replica) do
+        // not stop the read from taking effect: they are tried again on the next refresh.
+        await this.signRemovals(departedAt, taken).catch((err: Error) => this.d.log.debug({ err: err.message }, 'could not sign the removal records; will retry'));
         await this.keepUnremoved(taken);
         this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
@@ -297,7 +299,8 @@ export class Membership {
       const removal = this.departedAt[r];
       if (removal !== undefined && removedAfter(removal, last.joinedAt)) continue;
       taken.set(r, last);
-      if (this.joined && (await copyMember(links.own, keys, last, this.writer))) {
+      const written = this.joined && (await copyMember(links.own, keys, last, this.writer).catch((err: Error) => (log.debug({ member: r, err: err.message }, "could not write a member's entry back; will retry"), false)));
+      if (written) {
         log.warn({ member: r, joined_at: last.joinedAt, removal: removal ?? null }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
       }
     }

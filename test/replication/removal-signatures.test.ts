@@ -14,6 +14,10 @@ import {
 import { copyRemovals, removeMember, writeMember } from '../../src/replication/member-record';
 import { deleteKeys, REDIS_URL, testEventAuth, forgerOf, strangerAuth } from '../support/env';
 import { membershipRig } from '../support/membership-rig';
+import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { RedisLinks } from '../../src/replication/links';
+import { Membership } from '../../src/replication/membership';
+import pino from 'pino';
 
 const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const prefix = `test-removalsig-${randomUUID().slice(0, 8)}:`;
@@ -298,4 +302,47 @@ describe('a region\'s processes under require', () => {
     expect(rig.membership.departed).toEqual([C]);
     expect(rig.membership.departedKnown.get(B)).toEqual([C]);
   });
+});
+
+describe('a region\'s processes under require, over a Redis that refuses writes (out of memory)', () => {
+  const signing = new AckSigning(auth, 'require');
+  let server: OwnRedis;
+  let redis: Redis;
+  let subscriber: Redis;
+  let links: RedisLinks;
+  let membership: Membership;
+  const k = replicationKeys(`test-removalsig-oom-${randomUUID().slice(0, 8)}:`);
+  beforeAll(async () => {
+    server = await ownRedis();
+    await server.start();
+    [redis, subscriber] = [new Redis(server.url), new Redis(server.url)];
+    links = new RedisLinks({ region: A, own: redis, name: 'removalsig-oom-test', defaultUrl: server.url, configured: new Map([A, B].map((r) => [r, server.url])) });
+    membership = new Membership({ links, subscriber, keys: k, region: A, configured: [A, B], ownRedisUrl: server.url, log: pino({ level: 'silent' }), signing });
+  });
+  afterAll(async () => {
+    membership?.stop();
+    links?.disconnect();
+    redis?.disconnect();
+    subscriber?.disconnect();
+    await server?.kill();
+  });
+
+  test('a write that fails does not keep the read from taking effect: a member kept and a new one taken on the same read', async () => {
+    await membership.join();
+    await writeMember(redis, k, C, { state: 'active', joined_at: AT, redis_url: server.url }, false, { signing });
+    await membership.refresh();
+    expect(membership.regions()).toContain(C);
+    // Writes refused from now on; reads answered.
+    await redis.config('SET', 'maxmemory-policy', 'noeviction');
+    await redis.config('SET', 'maxmemory', '1');
+    await expect(redis.hset(k.members, 'probe', '1')).rejects.toThrow(/OOM/);
+    // C's entry deleted (it cannot be written back) and a new member's entry present: the read still takes effect.
+    await redis.config('SET', 'maxmemory', '0');
+    await redis.hdel(k.members, C);
+    await writeMember(redis, k, 'sa-east', { state: 'joining', joined_at: LATER, redis_url: server.url }, false, { signing });
+    await redis.config('SET', 'maxmemory', '1');
+    await membership.refresh();
+    expect(membership.regions()).toEqual(expect.arrayContaining([C, 'sa-east']));
+    await redis.config('SET', 'maxmemory', '0');
+  }, 30_000);
 });
