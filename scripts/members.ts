@@ -223,7 +223,9 @@ async function main(): Promise<void> {
       if (running) {
         throw new Error(`${region} is still running: its process's connection ${running.name} (from ${running.addr}) issued a command ${running.idle} s ago, and a running region registers itself again. Stop its processes (its /healthz no longer answers), then remove it; --force removes it all the same. Nothing was done.`);
       }
-      const res = await each((redis) => removeMember(redis, keys, region as string, force, writer));
+      // One removal, one time in every Redis (moved past the registration of the entry removed where that is later).
+      const at = Date.now();
+      const res = await each((redis) => removeMember(redis, keys, region as string, force, writer, at));
       const removed = [...res.values()].some((r) => r.ok && r.value.removed);
       const inboxDeleted = [...res.values()].some((r) => r.ok && r.value.inboxDeleted);
       result = { region, removed, inboxDeleted, unreachable: unreachable(res), ...(notContacted ? { not_contacted: notContacted } : {}) };

@@ -281,6 +281,8 @@ export async function removeMember(
   /** Record the removal even where the region is no longer a member (`remove --force`: a Redis that lost the record). */
   force = false,
   w: MemberWriter = {},
+  /** The removal's time (ms): one for every Redis a removal is recorded in; moved past the registration of the entry removed (removalTime). */
+  at = Date.now(),
 ): Promise<{ removed: boolean; inboxDeleted: boolean }> {
   // Recorded as gone (the other regions adopt its credentials: departures.ts), where it was a member: a
   // name that was never one records nothing. The regions' processes copy the record into every member's
@@ -288,8 +290,8 @@ export async function removeMember(
   // Where it is no longer a member (--force), a removal already recorded keeps its time.
   const raw = await redis.hget(keys.members, region);
   const member = raw !== null;
-  const at = removalTime(region, raw, w.signing);
-  const record = (keep: boolean) => copyRemovals(redis, keys, { [region]: writtenDeparture(w.signing, region, at) }, w.signing, keep);
+  const time = removalTime(region, raw, w.signing, at);
+  const record = (keep: boolean) => copyRemovals(redis, keys, { [region]: writtenDeparture(w.signing, region, time) }, w.signing, keep);
   if (member || force) await record(!member);
   const removed = (await redis.hdel(keys.members, region)) === 1;
   // Registered between the two (it was running): recorded all the same.
@@ -322,8 +324,7 @@ export async function removeMember(
  * region's own host stamped: with the remover's clock behind, the removal would not count, and every process
  * would write the entry back.
  */
-function removalTime(region: string, raw: string | null, signing?: AckSigning | null): string {
-  const now = Date.now();
+function removalTime(region: string, raw: string | null, signing: AckSigning | null | undefined, now: number): string {
   if (raw === null) return new Date(now).toISOString();
   const m = parseMember(region, raw, signing?.signs ? signing.auth : null);
   const joined = m.verified === null || m.verified === 'signed' ? Date.parse(m.joinedAt ?? '') : NaN;
