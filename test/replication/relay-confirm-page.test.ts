@@ -85,5 +85,7 @@ test('a confirm round marks dead the index entries of the rows confirmed since t
   await relay.confirm();
   expect((await pool().query('SELECT count(*)::int AS n FROM replication_outbox WHERE confirmed_at IS NULL')).rows[0].n).toBe(100);
   const after = await indexEntries();
-  expect(after.dead).toBeGreaterThanOrEqual(5900);
+  // Postgres marks an entry dead only once its row version is dead to every snapshot: the 300 rows confirmed
+  // just before the round may not count yet on a busy server (a clean-clone CI read 5,600). The old plan marks none.
+  expect(after.dead).toBeGreaterThanOrEqual(5600);
 });
