@@ -5,6 +5,7 @@
  * region needs a re-seed), refused there, or lost with that Redis (delivered again).
  */
 import { poolOf, type Db } from '../db/client';
+import { inPipeline } from './pg-tx';
 import { isUuid } from '../http/validate';
 import type { Logger } from '../logger';
 import type { ReplicationKeys } from '../redis';
@@ -137,28 +138,26 @@ export class DeliveryConfirmer {
    * The index scan visits each such row once and marks its entry dead; later scans step over it in the index.
    */
   private async unconfirmedPage(): Promise<UnconfirmedRow[]> {
-    const client = await poolOf(this.d.db).connect();
-    let failed: Error | undefined;
-    let flat: PageRow[];
-    try {
-      await client.query('BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off');
-      ({ rows: flat } = await client.query<PageRow>(
-        `SELECT o.id::text, o.change_id::text, o.org_id::text, d.region, d.stream_id AS sid, d.confirmed_at IS NOT NULL AS confirmed,
-                d.delivered_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
-           FROM (SELECT id, change_id, org_id FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2::bigint
-                  ORDER BY id LIMIT ${CONFIRM_PAGE_ROWS}) o
-           LEFT JOIN replication_deliveries d ON d.change_id = o.change_id
-          ORDER BY o.id`,
-        [this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS, this.confirmCursor.toString()],
-      ));
-      await client.query('COMMIT');
-    } catch (err) {
-      // The connection may be in a failed transaction, or gone: not returned to the pool.
-      failed = err as Error;
-      throw err;
-    } finally {
-      client.release(failed);
-    }
+    // One round trip: BEGIN, the two settings (for this transaction only), the page, COMMIT.
+    const [, , page] = await inPipeline(poolOf(this.d.db), (tx) =>
+      tx.run(
+        [
+          { sql: 'SET LOCAL enable_bitmapscan = off', values: [] },
+          { sql: 'SET LOCAL enable_seqscan = off', values: [] },
+          {
+            sql: `SELECT o.id::text, o.change_id::text, o.org_id::text, d.region, d.stream_id AS sid, d.confirmed_at IS NOT NULL AS confirmed,
+                         d.delivered_at < now() - make_interval(secs => $1::float8 / 1000) AS stale
+                    FROM (SELECT id, change_id, org_id FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL AND id > $2::bigint
+                           ORDER BY id LIMIT ${CONFIRM_PAGE_ROWS}) o
+                    LEFT JOIN replication_deliveries d ON d.change_id = o.change_id
+                   ORDER BY o.id`,
+            values: [this.d.republishAfterMs ?? DEFAULT_REPUBLISH_AFTER_MS, this.confirmCursor.toString()],
+          },
+        ],
+        true,
+      ),
+    );
+    const flat = (page ?? []) as PageRow[];
     const rows: UnconfirmedRow[] = [];
     for (const f of flat) {
       let row = rows[rows.length - 1];

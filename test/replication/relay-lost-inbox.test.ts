@@ -276,8 +276,10 @@ test('the relay confirms nothing before its process has joined (a runtime-added 
   const links = new RedisLinks({ region: 'a', own: redis, name: 'relayjoin', defaultUrl: server.url, configured: new Map([['a', server.url], ['c', server.url]]) });
   const reads: string[] = [];
   const read = (sql: string) => reads.push(sql.trim().split(/\s+/).slice(0, 2).join(' '));
-  // The page of unconfirmed rows is read on the pool (relay-confirm.ts unconfirmedPage), the rest through the client.
-  const client = { query: async (sql: string) => (read(sql), { rows: [] }), release: () => undefined };
+  // The page of unconfirmed rows is read on the pool, in a pipelined transaction (relay-confirm.ts unconfirmedPage), the rest through the client.
+  // A batch of several statements (the pipelined transaction) answers with a result for each.
+  const answer = (sql: string) => (sql.includes(';\n') ? sql.split(';\n').map(() => ({ rows: [] })) : { rows: [] });
+  const client = { query: async (sql: string) => (read(sql), answer(sql)), release: () => undefined, on: () => undefined, off: () => undefined };
   const db = {
     $queryRawUnsafe: async (sql: string) => (read(sql), []),
     $executeRawUnsafe: async () => 0,
