@@ -28,6 +28,7 @@ import { PROJECT_ROOT } from '../src/paths';
 import { createRedis, replicationKeys } from '../src/redis';
 import { EventAuth, parseReplicationKeys } from '../src/replication/event-auth';
 import { groupInfo } from '../src/replication/stream';
+import { outboxBacklog } from '../src/replication/outbox-backlog';
 import { seedBaseline } from './baseline';
 import { cpuPerRequest, redisServerPid, residentMb, sampleCpu, type CpuSample } from './cpu';
 import { DatabaseCpu } from './database-cpu';
@@ -320,22 +321,11 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-async function unpublished(url: string): Promise<number> {
+/** The outbox backlog of the region whose database is at `url`, as GET /admin/replication counts it (outboxBacklog). */
+async function backlogOf(url: string): Promise<{ unpublished: number; unconfirmed: number }> {
   const pool = regionPool(url, 1);
   try {
-    const r = await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM replication_outbox WHERE published_at IS NULL');
-    return Number(r.rows[0]?.n ?? 0);
-  } finally {
-    await pool.end();
-  }
-}
-
-/** Published rows of the outbox at `url` that are not confirmed yet. */
-async function unconfirmed(url: string): Promise<number> {
-  const pool = regionPool(url, 1);
-  try {
-    const r = await pool.query<{ n: string }>('SELECT count(*)::text AS n FROM replication_outbox WHERE published_at IS NOT NULL AND confirmed_at IS NULL');
-    return Number(r.rows[0]?.n ?? 0);
+    return await outboxBacklog({ $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T });
   } finally {
     await pool.end();
   }
@@ -459,7 +449,7 @@ async function applyBacklog(d: BenchDeployment, orgId: string, backlog: number):
     const ids = await commitBacklog(d, orgId, backlog);
     const iowaPool = regionPool(d.file.regions[0]?.databaseUrl ?? '', 1);
     const all = await heldRows(iowaPool, orgId, null).finally(() => iowaPool.end());
-    await until('us-iowa to publish the backlog', async () => (await unpublished(d.file.regions[0]?.databaseUrl ?? '')) === 0, 600_000, 500);
+    await until('us-iowa to publish the backlog', async () => (await backlogOf(d.file.regions[0]?.databaseUrl ?? '')).unpublished === 0, 600_000, 500);
     await until('europe-belgium to apply the backlog', async () => (await appliedFrom(d.file.regions[1]?.databaseUrl ?? '', 'us-iowa')) >= before + backlog, 600_000, 500);
     const applyLoad = load();
     const entries = await undelivered(d, 'asia-japan');
@@ -584,7 +574,7 @@ export async function runThroughputBench(o: ThroughputOptions): Promise<void> {
     // the blocks of the `running` arm). A warm-up of each side (JIT, pools, keep-alive), then the measured
     // slices, interleaved; per arm given, in its order.
     const blocks: Block[] = [];
-    const armDeps = { others: [europe, japan], caughtUp: () => caughtUp(d), unconfirmed: () => unconfirmed(d.file.regions[0]?.databaseUrl ?? ''), until };
+    const armDeps = { others: [europe, japan], caughtUp: () => caughtUp(d), unconfirmed: async () => (await backlogOf(d.file.regions[0]?.databaseUrl ?? '')).unconfirmed, until };
     for (const arm of o.arms) {
       await enterArm(arm, armFlag, armDeps);
       for (const op of ops) blocks.push({ op, arm, pair: await interleaved(sides, op, SECONDS, WARMUP, ROUNDS) });

@@ -270,6 +270,8 @@ export class Membership {
       const live = taken.get(r) ?? this.newest.get(r);
       if (t > latest || (live && removedAfter(at, live.joinedAt))) {
         if (!this.unsignedRemovals.has(`${r} ${at}`)) {
+          // Bounded: planted values are anyone's to vary; past the bound one may be logged again.
+          if (this.unsignedRemovals.size >= 1000) this.unsignedRemovals.clear();
           this.unsignedRemovals.add(`${r} ${at}`);
           this.d.log.warn({ member: r, removal: time, joined_at: live?.joinedAt ?? null }, "a removal record that does not verify names a member registered before it, or a time ahead of this clock: not signed (under require it counts as absent; remove a region with this version's npm run members -- remove)");
         }

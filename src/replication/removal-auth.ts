@@ -40,10 +40,9 @@ export function signDeparture(auth: EventAuth, region: string, at: string): stri
 
 /** Reads the departed value stored in the field `region`: its time and whether its tag holds (bound to the field). */
 export function checkDeparture(auth: EventAuth, region: string, stored: string): CheckedAck {
-  const hash = stored.indexOf('#');
-  if (hash < 0) return { value: stored, verdict: 'unsigned' };
-  const value = stored.slice(0, hash);
-  return { value, verdict: judgeTag(auth, DEPARTURE_MAC_CONTEXT, `${region}\n${value}`, stored.slice(hash + 1)) };
+  const value = departureTime(stored);
+  if (value === stored) return { value, verdict: 'unsigned' };
+  return { value, verdict: judgeTag(auth, DEPARTURE_MAC_CONTEXT, `${region}\n${value}`, stored.slice(value.length + 1)) };
 }
 
 /** A signed list's last element: its tag (group 2), after `,` or, for an empty list, `[` (group 1). */
