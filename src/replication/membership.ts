@@ -29,8 +29,9 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
-import { copyMember, copyRemovals, countsByNameOnly, older, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
-import { departureTime, judgeDeparture, readKnown, removedAfter, signDeparture, supersedes, writtenKnown } from './removal-auth';
+import { copyMember, countsByNameOnly, older, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { MemberRemovals } from './member-removals';
+import { readKnown, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
 
 
@@ -53,9 +54,6 @@ export interface MembershipDeps {
   signing?: AckSigning | null;
 }
 
-/** How far ahead of this clock a removal record signRemovals signs may be dated. */
-const FUTURE_REMOVAL_SLACK_MS = 60_000;
-
 export class Membership {
   private known = new Map<string, Member>();
   private timer: NodeJS.Timeout | null = null;
@@ -66,8 +64,8 @@ export class Membership {
   generation = 0;
   /** When this process last read the record from its Redis (ms since the epoch; 0: never). */
   readAt = 0;
-  /** The removals this process knows (region -> when): read from keys.departed, never forgotten; propagate copies them. */
-  private departedAt: Record<string, string> = {};
+  /** The removals this process knows: read from keys.departed, never forgotten; propagate copies them. */
+  private readonly removals: MemberRemovals;
   /** Per member, the removals its processes know (keys.departedKnown), as last read. */
   departedKnown = new Map<string, string[]>();
   /** Reads started, and the latest whose result was kept (a slower, older read does not overwrite a newer one). */
@@ -79,6 +77,7 @@ export class Membership {
 
   constructor(private readonly d: MembershipDeps) {
     this.known = this.union(new Map());
+    this.removals = new MemberRemovals({ links: d.links, keys: d.keys, region: d.region, log: d.log, signing: d.signing });
   }
 
   /** How this process writes entries (signed in `sign` and `require` modes). */
@@ -163,7 +162,7 @@ export class Membership {
 
   /** The regions recorded as removed, sorted; members among them too (a region added again under its name). */
   get departed(): string[] {
-    return Object.keys(this.departedAt).sort();
+    return this.removals.regions;
   }
 
   private union(stored: Map<string, Member>): Map<string, Member> {
@@ -199,7 +198,7 @@ export class Membership {
         const state = last?.unverified ? (this.newest.get(region)?.state ?? 'joining') : (last?.state ?? 'active');
         await writeMember(links.own, keys, region, this.entry(state, this.revOf(region) + 1), true, this.writer);
         // And the removals it knew: never deleted, so a Redis without them lost them.
-        await copyRemovals(links.own, keys, this.departedAt, this.d.signing);
+        await this.removals.copyTo(links.own);
         return this.refresh();
       }
       if (read > this.kept) {
@@ -212,19 +211,11 @@ export class Membership {
           if (stored.raw !== null && m.verified !== null) this.d.signing?.member(m.region, stored.raw, m.verified);
         }
         this.generation = generation;
-        // Removals are never deleted: one this process knew and its Redis no longer holds (it lost its data)
-        // stays known, and propagate copies it back. Of two removals of a region the later one is kept.
-        // Under require a removal record that does not verify counts as absent (nothing adopted, no ack dropped,
-        // no member forgotten); in sign it counts; in both it is counted.
-        const removals = { ...this.departedAt };
-        for (const [r, at] of Object.entries(departedAt)) {
-          if (judgeDeparture(this.d.signing, r, at, true).counts && supersedes(this.d.signing, r, at, removals[r] ?? null)) removals[r] = at;
-        }
-        this.departedAt = removals;
+        this.removals.take(departedAt);
         // Writes that fail (a Redis that serves reads and refuses writes: out of memory, a read-only replica) do
         // not stop the read from taking effect: they are tried again on the next refresh.
-        await this.signRemovals(departedAt, taken).catch((err: Error) => this.d.log.debug({ err: err.message }, 'could not sign the removal records; will retry'));
-        await this.keepUnremoved(taken);
+        await this.removals.sign(departedAt, this.joined, (r) => taken.get(r) ?? this.newest.get(r)).catch((err: Error) => this.d.log.debug({ err: err.message }, 'could not sign the removal records; will retry'));
+        await this.removals.keepUnremoved(taken, { newest: this.newest, registered: (r) => !!this.known.get(r)?.registered, joined: this.joined, writer: this.writer });
         this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
           const list = readKnown(this.d.signing, r, raw, true);
@@ -246,66 +237,6 @@ export class Membership {
     }
     if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
-  }
-
-  /**
-   * In `sign`, a process that has joined writes each removal record of its own Redis that does not verify again,
-   * signed, with the time it says (trust on upgrade, as `sign` takes it; it was counted when read): what turns
-   * the removals recorded before signing into signed ones, which `require` then still takes (and a region
-   * removed before then stays removed, its credentials adopted). Only where the field still holds what was read.
-   * Not one dated ahead of this clock, nor one later than the registration of a member this process reads or
-   * took signed (`members remove` deletes the entry it records as removed, and this version's tool signs): signed,
-   * either would count under require against a live region, for good (the later removal wins), once its entry
-   * was deleted. Such a value is logged once, and stays unsigned: absent under require.
-   */
-  private async signRemovals(stored: Record<string, string>, taken: ReadonlyMap<string, Member>): Promise<void> {
-    const signing = this.d.signing;
-    if (!this.joined || !signing?.signs || signing.requires) return;
-    const again: Record<string, string> = {};
-    const latest = Date.now() + FUTURE_REMOVAL_SLACK_MS;
-    for (const [r, at] of Object.entries(stored)) {
-      const time = departureTime(at);
-      const t = Date.parse(time);
-      if (judgeDeparture(signing, r, at).verdict === 'signed' || Number.isNaN(t)) continue;
-      const live = taken.get(r) ?? this.newest.get(r);
-      if (t > latest || (live && removedAfter(at, live.joinedAt))) {
-        if (!this.unsignedRemovals.has(`${r} ${at}`)) {
-          // Bounded: planted values are anyone's to vary; past the bound one may be logged again.
-          if (this.unsignedRemovals.size >= 1000) this.unsignedRemovals.clear();
-          this.unsignedRemovals.add(`${r} ${at}`);
-          this.d.log.warn({ member: r, removal: time, joined_at: live?.joinedAt ?? null }, "a removal record that does not verify names a member registered before it, or a time ahead of this clock: not signed (under require it counts as absent; remove a region with this version's npm run members -- remove)");
-        }
-        continue;
-      }
-      again[r] = signDeparture(signing.auth, r, time);
-    }
-    await copyRemovals(this.d.links.own, this.d.keys, again, signing);
-  }
-
-  /** The unsigned removal records signRemovals left unsigned and logged (region and value). */
-  private readonly unsignedRemovals = new Set<string>();
-
-  /**
-   * Under require, puts into `taken` (the members read now) each member this process counted, whose entry it took
-   * signed, that its Redis no longer holds while no verified removal names it later than that entry's
-   * registration: an entry deleted alone (anything that writes to this Redis can HDEL it; a removal's signature
-   * cannot be had without the key) would otherwise drop a genuine member from deliveries, waits and confirmation,
-   * until its own processes copy it back (never, while it is down). A process that has joined writes the entry
-   * back as stored. `npm run members -- remove` records the removal before it deletes the entry.
-   */
-  private async keepUnremoved(taken: Map<string, Member>): Promise<void> {
-    if (!this.d.signing?.requires) return;
-    const { links, keys, region, log } = this.d;
-    for (const [r, last] of this.newest) {
-      if (r === region || taken.has(r) || !this.known.get(r)?.registered) continue;
-      const removal = this.departedAt[r];
-      if (removal !== undefined && removedAfter(removal, last.joinedAt)) continue;
-      taken.set(r, last);
-      const written = this.joined && (await copyMember(links.own, keys, last, this.writer).catch((err: Error) => (log.debug({ member: r, err: err.message }, "could not write a member's entry back; will retry"), false)));
-      if (written) {
-        log.warn({ member: r, joined_at: last.joinedAt, removal: removal ?? null }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
-      }
-    }
   }
 
   private entry(state: MemberState, rev: number): MemberEntry {
@@ -338,14 +269,13 @@ export class Membership {
       // its processes write it again within a second).
       const stored = await links.own.hget(keys.departedKnown, region);
       const known = stored !== null && readKnown(this.d.signing, region, stored) !== null ? stored : null;
-      const departedAt = this.departedAt;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
         if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false, this.writer);
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
-        await copyRemovals(to, keys, departedAt, this.d.signing);
+        await this.removals.copyTo(to);
       });
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');
