@@ -119,7 +119,10 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     adminDb,
     extraAdminRoutes: [replication.adminRoutes(adminDb)],
     health: async () => ({ redis: redisLiveness.status() }),
-    readiness: createReadiness({ db: adminDb, log, redisStatus: () => redisLiveness.status(), draining: () => draining }),
+    readiness: createReadiness({
+      db: adminDb, log, redisStatus: () => redisLiveness.status(), draining: () => draining,
+      joining: () => replication.figures().joining.includes(config.region.id),
+    }),
     metrics,
     admission,
   });

@@ -5,7 +5,10 @@
  * draining (SIGTERM) is not ready: its port takes no new connections, and a probe that still read it as ready
  * (the operator port's, which answers until the drain ends) would keep traffic coming to it. Nor is a region
  * whose main thread is stuck (the operator port's view: it published no figures for 30 s): that port's thread
- * still answers, and a readiness probe there would keep a frozen region in service.
+ * still answers, and a readiness probe there would keep a frozen region in service. Nor is a region that is a
+ * joining member (added to a running deployment, restored from a backup, or found with changes trimmed from its
+ * inbox unread): it lacks changes until it is re-seeded (npm run reseed, which reaches its database and Redis,
+ * not its port), and would answer 404 for credentials its peers hold.
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
@@ -23,6 +26,8 @@ export interface ReadinessReport {
   draining?: true;
   /** Present (true) only on the operator port, while the region's main thread is stalled: not ready either. */
   stalled?: true;
+  /** Present (true) only while the region is a joining member (needs its re-seed): not ready either. */
+  joining?: true;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -36,6 +41,8 @@ export function createReadiness(d: {
   draining?: () => boolean;
   /** Whether the region's main thread is stalled (the operator port's view; default: never). */
   stalled?: () => boolean;
+  /** Whether the region is a joining member, not yet re-seeded (default: never). */
+  joining?: () => boolean;
 }): () => Promise<ReadinessReport> {
   // The migrations of this build are fixed for the life of the process.
   const expected = listMigrations().map((m) => m.name);
@@ -46,8 +53,12 @@ export function createReadiness(d: {
     const draining = d.draining?.() === true;
     // Asked after the database's answer: a main thread that stalled meanwhile is reported.
     const stalled = d.stalled?.() === true;
-    if (!draining && !stalled) return { ...report, redis };
-    return { ...report, ready: false, redis, ...(draining ? { draining: true as const } : {}), ...(stalled ? { stalled: true as const } : {}) };
+    const joining = d.joining?.() === true;
+    if (!draining && !stalled && !joining) return { ...report, redis };
+    return {
+      ...report, ready: false, redis,
+      ...(draining ? { draining: true as const } : {}), ...(stalled ? { stalled: true as const } : {}), ...(joining ? { joining: true as const } : {}),
+    };
   };
 }
 

@@ -67,7 +67,10 @@ app.use(healthRoutes({
     main_thread: { snapshot_age_ms: age() },
   }),
   // A stalled main thread fails readiness too: a probe here must not keep a frozen region in service.
-  readiness: createReadiness({ db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled }),
+  readiness: createReadiness({
+    db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
+    joining: () => snapshot?.replication.joining.includes(d.region) === true,
+  }),
 }));
 app.use('/admin', routePrefix(), ...adminGuard(d.adminTokens));
 app.get('/admin/replication', async (_req, res) => {

@@ -1,7 +1,7 @@
 /**
  * Adding a region to a running deployment (issue G, item 8; docs/operations.md, "Adding a region"):
  * three regions under continuous writes keep their 3-region config; a 4th starts with a config naming four,
- * joins the membership record, is re-seeded from a peer with `npm run reseed`, and becomes active. The old
+ * joins the membership record (its /readyz 503 meanwhile), is re-seeded from a peer with `npm run reseed`, and becomes active (ready). The old
  * regions count it from the moment it joined: an all_regions write waits for it (408 while it is paused,
  * and its outbox row is not confirmed without its ack), and one made after it joined names it among the
  * regions that applied it. At the end the four databases are identical and no acknowledged write is lost.
@@ -98,6 +98,10 @@ test('a 4th region joins three running regions under writes: identical regions, 
     return !problems.some((p) => /no answer within/.test(p));
   }, 20_000, 200);
   expect(problems).toEqual([expect.stringMatching(/^needs a re-seed from a peer/)]);
+  // And it is not ready: a load balancer sends it no traffic while it lacks the changes made before it joined.
+  const readiness = await call(newUrl, 'GET', '/readyz');
+  expect({ status: readiness.status, joining: readiness.body.joining, database: readiness.body.database }).toEqual({ status: 503, joining: true, database: 'ok' });
+  expect((await call(urls[0] as string, 'GET', '/readyz')).status).toBe(200);
 
   // 3. Re-seed it from a peer while the writes go on.
   const reseed = await runScript('reseed.js', ['--from', 'europe-belgium', '--to', NEW], { REGIONS_CONFIG: newConfig });
@@ -109,6 +113,8 @@ test('a 4th region joins three running regions under writes: identical regions, 
     expect(await eventually(async () => (await status(url)).members.find((m: { region: string }) => m.region === NEW)?.state === 'active', 10_000, 200)).toBe(true);
     expect((await status(url)).needs_reseed).toEqual([]);
   }
+  // Re-seeded and active, it is ready.
+  expect(await eventually(async () => (await call(newUrl, 'GET', '/readyz')).status === 200, 10_000, 200)).toBe(true);
 
   // An all_regions write in an old-config region waits for the new region and names it.
   const strict = await call(urls[2] as string, 'POST', '/admin/organizations', {

@@ -7,14 +7,18 @@
 import { dropDatabase } from '../../src/db/migrate';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { readMembers } from '../../src/replication/member-record';
-import { REDIS_URL } from '../support/env';
+import { freePorts, REDIS_URL } from '../support/env';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
 
 let cluster: Cluster;
+/** europe-belgium's operator port (its /readyz answers from a thread of its own). */
+let operatorUrl = '';
 const redis = createRedis(REDIS_URL, 'restore-check-start-test');
 
 beforeAll(async () => {
-  cluster = await startCluster('restore-check-start', ['us-iowa', 'europe-belgium']);
+  const [operatorPort] = await freePorts(1);
+  operatorUrl = `http://127.0.0.1:${operatorPort}`;
+  cluster = await startCluster('restore-check-start', ['us-iowa', 'europe-belgium'], { regionConfig: { 'europe-belgium': { operatorPort } } });
 }, 90_000);
 afterAll(async () => {
   await cluster?.stop();
@@ -44,7 +48,17 @@ test('a region started on a database dropped and created again is joining from t
   expect(cluster.logs('europe-belgium').filter((l) => l.includes('database is not checked yet'))).toEqual([]);
   const { members } = await readMembers(redis, keys());
   expect(members.get('europe-belgium')?.state).toBe('joining');
-  // It serves its (empty) database meanwhile, as a region marked for a re-seed does.
+  // Not ready from the first answer: a load balancer sends it no traffic until its re-seed. The operator port
+  // says so too, from the main thread's next published figures (every 250 ms).
+  const notReady = async (url: string) => {
+    const readiness = await call(url, 'GET', '/readyz');
+    return { status: readiness.status, ready: readiness.body.ready, joining: readiness.body.joining };
+  };
+  expect(await notReady(p.url)).toEqual({ status: 503, ready: false, joining: true });
+  expect(await eventually(async () => (await notReady(operatorUrl)).joining === true, 5_000, 50)).toBe(true);
+  expect(await notReady(operatorUrl)).toEqual({ status: 503, ready: false, joining: true });
+  expect((await call(cluster.url('us-iowa'), 'GET', '/readyz')).status).toBe(200);
+  // It serves its (empty) database meanwhile, as a region marked for a re-seed does (a request that reaches it).
   expect((await call(p.url, 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(404);
   // The peer learns it from its Redis's record (announced): needs_reseed there too.
   expect(await eventually(async () => ((await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body.needs_reseed as string[]).includes('europe-belgium'))).toBe(true);
