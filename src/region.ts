@@ -113,6 +113,8 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const redisLiveness = new RedisLiveness(replication.redis);
   // Set by stop(): /readyz on either port answers 503 from then on.
   let draining = false;
+  // Set once the region's port listens: until then the operator port (which listens first) says not ready.
+  let serving = false;
   const app = createApp({
     ...deps,
     features,
@@ -140,7 +142,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
             keyPrefix: config.redisKeyPrefix, adminTokens: [config.adminToken, ...config.adminAcceptedTokens], logLevel: config.logLevel,
             ...(opts.operatorStalledAfterMs !== undefined ? { stalledAfterMs: opts.operatorStalledAfterMs } : {}),
           },
-          snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status(), draining }),
+          snapshot: () => ({ redisStatus: redisLiveness.status(), replication: replication.figures(), admission: admission.status(), draining, serving }),
         });
   await replication.start();
   // A database restored from a backup or replaced is marked joining (needs_reseed) before the region serves:
@@ -174,6 +176,8 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   });
   const { port } = server.address() as AddressInfo;
   const url = httpUrl(config.region.host ?? '127.0.0.1', port);
+  serving = true;
+  operator?.publish();
   log.info({ url }, 'region ready');
 
   let stopping: Promise<void> | null = null;

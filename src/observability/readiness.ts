@@ -8,7 +8,8 @@
  * still answers, and a readiness probe there would keep a frozen region in service. Nor is a region that is a
  * joining member (added to a running deployment, restored from a backup, or found with changes trimmed from its
  * inbox unread): it lacks changes until it is re-seeded (npm run reseed, which reaches its database and Redis,
- * not its port), and would answer 404 for credentials its peers hold.
+ * not its port), and would answer 404 for credentials its peers hold. Nor, on the operator port (which listens
+ * first), is a region whose own port does not listen yet (its start check can wait up to 10 s for its Redis).
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
@@ -28,6 +29,8 @@ export interface ReadinessReport {
   stalled?: true;
   /** Present (true) only while the region is a joining member (needs its re-seed): not ready either. */
   joining?: true;
+  /** Present (true) only on the operator port, until the region's own port listens: not ready either. */
+  starting?: true;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -43,6 +46,8 @@ export function createReadiness(d: {
   stalled?: () => boolean;
   /** Whether the region is a joining member, not yet re-seeded (default: never). */
   joining?: () => boolean;
+  /** Whether the region's own port does not listen yet (the operator port's view; default: never). */
+  starting?: () => boolean;
 }): () => Promise<ReadinessReport> {
   // The migrations of this build are fixed for the life of the process.
   const expected = listMigrations().map((m) => m.name);
@@ -54,10 +59,12 @@ export function createReadiness(d: {
     // Asked after the database's answer: a main thread that stalled meanwhile is reported.
     const stalled = d.stalled?.() === true;
     const joining = d.joining?.() === true;
-    if (!draining && !stalled && !joining) return { ...report, redis };
+    const starting = d.starting?.() === true;
+    if (!draining && !stalled && !joining && !starting) return { ...report, redis };
     return {
       ...report, ready: false, redis,
       ...(draining ? { draining: true as const } : {}), ...(stalled ? { stalled: true as const } : {}), ...(joining ? { joining: true as const } : {}),
+      ...(starting ? { starting: true as const } : {}),
     };
   };
 }

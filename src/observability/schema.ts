@@ -37,6 +37,9 @@ export const ReadinessStatus = Type.Object(
         description: "Only on the operator port (503), while the region's main thread has published no figures for 30 s (its event loop is stuck; the region's port does not answer).",
       }),
     ),
+    starting: Type.Optional(
+      Type.Literal(true, { description: "Only on the operator port (503), until the region's own port listens (it starts after its start-up checks)." }),
+    ),
     joining: Type.Optional(
       Type.Literal(true, {
         description: 'Only while the region is a joining member (503): added to a running deployment, restored from a backup, or found with changes trimmed from its inbox unread, it lacks changes until it is re-seeded (npm run reseed; needs_reseed in GET /admin/replication).',

@@ -21,6 +21,8 @@ export interface OperatorSnapshot {
   admission: Record<string, unknown> | null;
   /** The region drains after SIGTERM: /readyz answers 503 here too, while this port still answers. */
   draining: boolean;
+  /** The region's own port listens (false until then: /readyz answers 503 here, `starting`). */
+  serving: boolean;
 }
 
 export interface OperatorWorkerData {

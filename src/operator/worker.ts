@@ -70,6 +70,7 @@ app.use(healthRoutes({
   readiness: createReadiness({
     db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
     joining: () => snapshot?.replication.joining.includes(d.region) === true,
+    starting: () => snapshot?.serving === false,
   }),
 }));
 app.use('/admin', routePrefix(), ...adminGuard(d.adminTokens));

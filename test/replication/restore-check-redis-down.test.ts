@@ -10,25 +10,24 @@ import { dropDatabase } from '../../src/db/migrate';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { readMembers } from '../../src/replication/member-record';
 import { startRegion, type RunningRegion } from '../../src/region';
-import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
+import { ADMIN_TOKEN, type TestDeployment } from '../support/env';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { logLines } from '../support/log-lines';
-import { ownRedis, type OwnRedis } from '../support/redis-server';
+import { deploymentWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 let redisServer: OwnRedis;
 let dep: TestDeployment;
+let rig: Awaited<ReturnType<typeof deploymentWithOwnRedis>> | null = null;
 let region: RunningRegion | null = null;
 
 beforeAll(async () => {
-  redisServer = await ownRedis();
-  await redisServer.start();
-  dep = await createDeployment('restore-check-redis-down', ['us-iowa'], { redisUrl: redisServer.url });
+  rig = await deploymentWithOwnRedis('restore-check-redis-down', ['us-iowa']);
+  ({ redis: redisServer, dep } = rig);
 });
 afterAll(async () => {
   redisServer?.resume();
   await region?.stop();
-  await redisServer?.kill();
-  await dep?.cleanup();
+  await rig?.cleanup();
 });
 
 const WAIT_MS = 1500;

@@ -1,7 +1,7 @@
 /** A Redis server of the test's own (so a test can stop and restart it without touching the shared one). */
 import { spawn, type ChildProcess } from 'node:child_process';
 import Redis from 'ioredis';
-import { freePorts } from './env';
+import { createDeployment, freePorts, type TestDeployment } from './env';
 import type { ConfigFile } from '../../src/config-schema';
 import { startCluster, type Cluster } from './harness';
 
@@ -83,6 +83,26 @@ export async function clusterWithOwnRedis(
       for (const r of regions) cluster.proc(r).resume();
       await cluster.stop();
       await Promise.all([...redis.values()].map((s) => s.kill()));
+    },
+  };
+}
+
+/**
+ * A deployment (createDeployment's) whose default `redisUrl` is a Redis server of the test's own, started: for
+ * regions run in the test's process that the test pauses or kills the Redis of. `cleanup()` resumes and
+ * kills that server and drops the deployment (stop the regions first).
+ */
+export async function deploymentWithOwnRedis(label: string, regions: string[]): Promise<{ redis: OwnRedis; dep: TestDeployment; cleanup(): Promise<void> }> {
+  const redis = await ownRedis();
+  await redis.start();
+  const dep = await createDeployment(label, regions, { redisUrl: redis.url });
+  return {
+    redis,
+    dep,
+    async cleanup() {
+      redis.resume();
+      await redis.kill();
+      await dep.cleanup();
     },
   };
 }
