@@ -28,7 +28,7 @@ import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 import { scriptSigning } from './cluster-secrets';
 import { older, parseMember, readMembers, removeMember, replaceMember, updateMember, type Member } from '../src/replication/member-record';
 import type { AckSigning } from '../src/replication/ack-auth';
-import { departureTime } from '../src/replication/removal-auth';
+import { checkDeparture, departureTime } from '../src/replication/removal-auth';
 
 /** A connection that issued a command this recently (s) is a running process's: each refreshes the members every second. */
 const ACTIVE_WITHIN_S = 10;
@@ -137,6 +137,16 @@ interface ListedMember {
   /** Null for each when nothing was checked (`verification` says why). */
   verified_in: Record<string, boolean | null>;
   joined_at: string | null;
+}
+
+/** A region removed for good, as `list` shows it. */
+interface ListedRemoval {
+  region: string;
+  /** Without its signature: the latest of the copies that verify, where one does. */
+  removed_at: string;
+  known_in: string[];
+  /** Per Redis, whether its removal record verifies; null for each when nothing was checked. */
+  verified_in: Record<string, boolean | null>;
 }
 
 /**
@@ -252,16 +262,24 @@ async function main(): Promise<void> {
       }
       // The regions removed for good, and the Redis that hold the record (the regions' processes copy it into
       // the others: their credentials are adopted once every member knows, docs/operations.md, "Removing a region").
-      const departed = new Map<string, { region: string; removed_at: string; known_in: string[] }>();
+      const departed = new Map<string, ListedRemoval>();
       for (const [url, r] of res) {
         if (!r.ok) continue;
         for (const [region, at] of Object.entries(r.value.departed)) {
           if (members.has(region)) continue;
-          // The latest removal (a region removed, added again and removed again), without its signature.
+          // Per Redis, whether its record verifies (under require one that does not counts as absent).
+          const verified = checked.auth ? checkDeparture(checked.auth, region, at).verdict === 'signed' : null;
+          // Without its signature. The latest removal (a region removed, added again and removed again), of the
+          // copies that verify where one does (an unverified copy's time is anyone's).
           const time = departureTime(at);
-          const entry = departed.get(region) ?? { region, removed_at: time, known_in: [] };
-          if (time > entry.removed_at) entry.removed_at = time;
-          entry.known_in.push(...(servers.get(url) ?? []));
+          const entry = departed.get(region) ?? { region, removed_at: time, known_in: [], verified_in: {} };
+          const anyVerified = Object.values(entry.verified_in).includes(true);
+          if (verified === true && !anyVerified) entry.removed_at = time;
+          else if ((verified === true || !anyVerified) && time > entry.removed_at) entry.removed_at = time;
+          for (const id of servers.get(url) ?? []) {
+            entry.known_in.push(id);
+            entry.verified_in[id] = verified;
+          }
           departed.set(region, entry);
         }
       }

@@ -8,6 +8,7 @@ import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { AckSigning, type AckSignatures } from '../../src/replication/ack-auth';
 import { readMembers, writeMember } from '../../src/replication/member-record';
+import { signDeparture } from '../../src/replication/removal-auth';
 import { createDeployment, REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, type TestDeployment } from '../support/env';
 import { runScript } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
@@ -89,6 +90,21 @@ test('in off, list checks nothing (verification off, verified_in null for every 
     expect(out.verification).toBe('off');
     expect(out.members).toEqual([{ region: A, known_in: { [A]: 'active', [B]: 'active' }, verified_in: { [A]: null, [B]: null }, joined_at: GENUINE }]);
   }
+}, 60_000);
+
+test.each(['sign', 'require'] as const)('in %s, list says per Redis whether each removal record verifies, and takes removed_at from one that does', async (mode) => {
+  const { d, keys } = await deploymentIn(mode);
+  const REMOVED = '2026-12-06T02:00:00.000Z';
+  // B's Redis holds the genuine removal, signed; A's a later one planted unsigned (under require: absent there).
+  await own.hset(keys.departed, 'gone', signDeparture(auth, 'gone', REMOVED));
+  await shared.hset(keys.departed, 'gone', '2030-01-01T00:00:00.000Z');
+  const res = await runScript({ deployment: d }, 'members', ['list'], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
+  expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(JSON.parse(res.stdout).departed).toEqual([{ region: 'gone', removed_at: REMOVED, known_in: [B, A].sort(), verified_in: { [A]: false, [B]: true } }]);
+  // Without the key nothing is checked: the latest time of any copy.
+  const unchecked = await runScript({ deployment: d }, 'members', ['list'], { REPLICATION_KEYS: '' });
+  expect(JSON.parse(unchecked.stdout).departed).toEqual([{ region: 'gone', removed_at: '2030-01-01T00:00:00.000Z', known_in: [B, A].sort(), verified_in: { [A]: null, [B]: null } }]);
+  await shared.hdel(keys.departed, 'gone');
 }, 60_000);
 
 /** `region`'s entry in A's Redis and B's, read with the regions' key. */
