@@ -27,7 +27,8 @@ COPY --from=build /app/prisma ./prisma
 COPY deploy/regions.example.json ./config/regions.example.json
 USER node
 EXPOSE 8080
-# Ready: the database answers and is migrated (/readyz; /healthz is liveness only), asked on the region's operator
+# Ready: the database answers and is migrated (/readyz; /healthz is liveness only; a region that needs its re-seed,
+# `joining`, counts as healthy: a restart would not seed it), asked on the region's operator
 # port when it has one (OPERATOR_PORT, else its entry's operatorPort: it answers while the region's port is flooded;
 # its /healthz too, 503 once the main thread is stalled), else on the port the region listens on: PORT, else its
 # entry's in REGIONS_CONFIG (src/healthcheck.ts resolves them as the region does).

@@ -11,8 +11,12 @@
  * 503 (`stalled`) once the main thread has published nothing for 30 s (the region's port would not answer
  * then either; a region of an earlier build said so on /healthz only).
  *
- * Exits 0 when ready; 1 when not ready, stalled, not answering or misconfigured (Docker reserves 2), with a
- * line on stderr saying which.
+ * A region that is not ready only because it is a joining member (it needs a re-seed: `joining` and nothing else
+ * wrong) is healthy: a restart would not seed it, and a platform that replaces unhealthy containers would
+ * restart a newly added region until its re-seed. Load balancers read /readyz itself.
+ *
+ * Exits 0 when ready (or joining); 1 when not ready, stalled, not answering or misconfigured (Docker reserves 2),
+ * with a line on stderr saying which.
  */
 import { ConfigError, listenAddress } from './config';
 import { httpUrl, localHost } from './http/url';
@@ -23,12 +27,24 @@ const PROBE_TIMEOUT_MS = 2000;
 /** What a non-2xx answer of each path means. */
 const NOT_OK: Record<string, string> = { '/readyz': 'not ready', '/healthz': "stalled: the region's main thread published nothing lately" };
 
+/** Whether a /readyz answer says the region is not ready only because it is a joining member. */
+function onlyJoining(text: string): boolean {
+  try {
+    const r = JSON.parse(text) as Record<string, unknown>;
+    const migrated = Array.isArray(r.missing_migrations) && r.missing_migrations.length === 0;
+    return r.joining === true && r.database === 'ok' && migrated && !r.draining && !r.stalled && !r.starting;
+  } catch {
+    return false;
+  }
+}
+
 /** Null when `url` answers 2xx, else the line saying what it answered or why it did not. */
 async function probe(url: string, path: string, signal: AbortSignal): Promise<string | null> {
   try {
     const res = await fetch(`${url}${path}`, { signal });
-    await res.arrayBuffer();
-    return res.ok ? null : `${url}${path}: ${res.status} (${NOT_OK[path] ?? 'not ok'})`;
+    const text = await res.text();
+    if (res.ok || (path === '/readyz' && onlyJoining(text))) return null;
+    return `${url}${path}: ${res.status} (${NOT_OK[path] ?? 'not ok'})`;
   } catch (err) {
     const cause = (err as { cause?: { code?: unknown } }).cause?.code;
     return `${url}${path}: ${(err as Error).message}${typeof cause === 'string' ? ` (${cause})` : ''}`;

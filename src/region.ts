@@ -18,7 +18,7 @@ import { closeIdpConnections } from './metadata/fetch-metadata';
 import { createLogger, type Logger } from './logger';
 import { registerAdmissionMetrics } from './observability/admission-metrics';
 import { createMetrics } from './observability/metrics';
-import { createReadiness } from './observability/readiness';
+import { createReadiness, joiningOf } from './observability/readiness';
 import { RedisLiveness } from './observability/redis-liveness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { startOperatorListener, type OperatorListener } from './operator/listener';
@@ -123,7 +123,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     health: async () => ({ redis: redisLiveness.status() }),
     readiness: createReadiness({
       db: adminDb, log, redisStatus: () => redisLiveness.status(), draining: () => draining,
-      joining: () => replication.figures().joining.includes(config.region.id),
+      joining: () => joiningOf(replication.figures(), config.region.id),
     }),
     metrics,
     admission,

@@ -131,6 +131,24 @@ test('an operator port whose /readyz says ready but whose /healthz says the main
   }
 });
 
+test('a region not ready only because it is a joining member (it needs a re-seed, not a restart) is healthy; joining with its database missing, or draining, is not', async () => {
+  let answer: Record<string, unknown> = {};
+  const server = http.createServer((_req, res) => res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify(answer)));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const joining = { region: 'us-iowa', ready: false, database: 'ok', missing_migrations: [], redis: { reachable: true, status: 'ready' }, joining: true };
+  try {
+    const at = String((server.address() as AddressInfo).port);
+    answer = joining;
+    expect(await healthCheck({ PORT: at })).toEqual({ status: 0, stderr: '' });
+    for (const other of [{ database: 'missing', missing_migrations: null }, { missing_migrations: ['20261206000000_x'] }, { draining: true }, { joining: undefined }]) {
+      answer = { ...joining, ...other };
+      expect({ other, res: await healthCheck({ PORT: at }) }).toEqual({ other, res: { status: 1, stderr: `http://127.0.0.1:${at}/readyz: 503 (not ready)\n` } });
+    }
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
 test('a health check that cannot resolve the region says why, exit 1 (Docker reserves 2)', async () => {
   const res = await healthCheck({ REGION: 'nowhere' });
   expect(res.status).toBe(1);

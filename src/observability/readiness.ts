@@ -7,9 +7,11 @@
  * whose main thread is stuck (the operator port's view: it published no figures for 30 s): that port's thread
  * still answers, and a readiness probe there would keep a frozen region in service. Nor is a region that is a
  * joining member (added to a running deployment, restored from a backup, or found with changes trimmed from its
- * inbox unread): it lacks changes until it is re-seeded (npm run reseed, which reaches its database and Redis,
- * not its port), and would answer 404 for credentials its peers hold. Nor, on the operator port (which listens
- * first), is a region whose own port does not listen yet (its start check can wait up to 10 s for its Redis).
+ * inbox unread) while another member is active: it lacks changes until it is re-seeded (npm run reseed, which
+ * reaches its database and Redis, not its port), and would answer 404 for credentials its peers hold. When no
+ * other member is active (every database restored, say) it stays ready, saying `joining`: serving what it holds
+ * beats every region refusing traffic. Nor, on the operator port (which listens first), is a region whose own
+ * port does not listen yet (its start check can wait up to 10 s for its Redis).
  */
 import type { SqlReader } from '../db/client';
 import { listMigrations } from '../db/migrate';
@@ -27,13 +29,27 @@ export interface ReadinessReport {
   draining?: true;
   /** Present (true) only on the operator port, while the region's main thread is stalled: not ready either. */
   stalled?: true;
-  /** Present (true) only while the region is a joining member (needs its re-seed): not ready either. */
+  /** Present (true) only while the region is a joining member (needs its re-seed): not ready if another member is active. */
   joining?: true;
   /** Present (true) only on the operator port, until the region's own port listens: not ready either. */
   starting?: true;
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
+
+export interface Joining {
+  /** The region is a joining member (needs_reseed). */
+  joining: boolean;
+  /** Another member is active (counted so: its entry verifies where entries are signed). */
+  othersActive: boolean;
+}
+const NOT_JOINING: Joining = { joining: false, othersActive: false };
+
+/** `region`'s Joining, from the in-memory replication figures (the main thread's, or the operator port's copy). */
+export function joiningOf(figures: { joining: readonly string[]; members: readonly { region: string; state: string; verified: boolean | null }[] }, region: string): Joining {
+  const joining = figures.joining.includes(region);
+  return { joining, othersActive: joining && figures.members.some((m) => m.region !== region && m.state === 'active' && m.verified !== false) };
+}
 
 export function createReadiness(d: {
   db: SqlReader;
@@ -44,8 +60,8 @@ export function createReadiness(d: {
   draining?: () => boolean;
   /** Whether the region's main thread is stalled (the operator port's view; default: never). */
   stalled?: () => boolean;
-  /** Whether the region is a joining member, not yet re-seeded (default: never). */
-  joining?: () => boolean;
+  /** Whether the region is a joining member, not yet re-seeded, and whether another member is active (default: never joining). */
+  joining?: () => Joining;
   /** Whether the region's own port does not listen yet (the operator port's view; default: never). */
   starting?: () => boolean;
 }): () => Promise<ReadinessReport> {
@@ -58,12 +74,12 @@ export function createReadiness(d: {
     const draining = d.draining?.() === true;
     // Asked after the database's answer: a main thread that stalled meanwhile is reported.
     const stalled = d.stalled?.() === true;
-    const joining = d.joining?.() === true;
+    const joining = d.joining?.() ?? NOT_JOINING;
     const starting = d.starting?.() === true;
-    if (!draining && !stalled && !joining && !starting) return { ...report, redis };
+    const held = draining || stalled || starting || (joining.joining && joining.othersActive);
     return {
-      ...report, ready: false, redis,
-      ...(draining ? { draining: true as const } : {}), ...(stalled ? { stalled: true as const } : {}), ...(joining ? { joining: true as const } : {}),
+      ...report, ready: report.ready && !held, redis,
+      ...(draining ? { draining: true as const } : {}), ...(stalled ? { stalled: true as const } : {}), ...(joining.joining ? { joining: true as const } : {}),
       ...(starting ? { starting: true as const } : {}),
     };
   };

@@ -42,7 +42,7 @@ export const ReadinessStatus = Type.Object(
     ),
     joining: Type.Optional(
       Type.Literal(true, {
-        description: 'Only while the region is a joining member (503): added to a running deployment, restored from a backup, or found with changes trimmed from its inbox unread, it lacks changes until it is re-seeded (npm run reseed; needs_reseed in GET /admin/replication).',
+        description: 'Only while the region is a joining member: added to a running deployment, restored from a backup, or found with changes trimmed from its inbox unread, it lacks changes until it is re-seeded (npm run reseed; needs_reseed in GET /admin/replication). Not ready (503) then while another member is active; when none is (every region joining) it stays ready, serving what it holds. The image\'s health check counts it healthy: it needs a re-seed, not a restart.',
       }),
     ),
   },

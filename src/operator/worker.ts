@@ -19,7 +19,7 @@ import { requestId } from '../http/request-id';
 import { edgeChecks, guardServer, REQUEST_HEADERS_TIMEOUT_MS, SERVER_OPTIONS } from '../http/edges';
 import { errorEnvelope, slashidErrors } from '../http/slashid';
 import { createLogger } from '../logger';
-import { createReadiness } from '../observability/readiness';
+import { createReadiness, joiningOf } from '../observability/readiness';
 import { requestLog } from '../observability/request-log';
 import { createRedis, replicationKeys } from '../redis';
 import { replicationStatus } from '../replication/admin-routes';
@@ -69,7 +69,7 @@ app.use(healthRoutes({
   // A stalled main thread fails readiness too: a probe here must not keep a frozen region in service.
   readiness: createReadiness({
     db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
-    joining: () => snapshot?.replication.joining.includes(d.region) === true,
+    joining: () => (snapshot ? joiningOf(snapshot.replication, d.region) : { joining: false, othersActive: false }),
     starting: () => snapshot?.serving === false,
   }),
 }));

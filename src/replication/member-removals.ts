@@ -125,16 +125,18 @@ export class MemberRemovals {
     for (const [r, last] of seen.newest) {
       if (r === region || taken.has(r) || !seen.registered(r)) continue;
       if (this.removedSince(r, last.joinedAt)) continue;
+      // As judged here: a refresh meanwhile may take a later one.
+      const removal = this.at[r] ?? null;
       taken.set(r, last);
       const written = seen.joined && (await copyMember(links.own, keys, last, seen.writer).catch((err: Error) => (log.debug({ member: r, err: err.message }, "could not write a member's entry back; will retry"), false)));
       if (written) {
-        log.warn({ member: r, joined_at: last.joinedAt, removal: this.at[r] ?? null }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
+        log.warn({ member: r, joined_at: last.joinedAt, removal }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
       }
     }
   }
 
-  /** Writes the removals known into `redis` where it lacks them or holds earlier ones (copyRemovals). */
-  copyTo(redis: Redis): Promise<void> {
-    return copyRemovals(redis, this.d.keys, this.at, this.d.signing);
+  /** Writes `records` (the removals known now unless given) into `redis` where it lacks them or holds earlier ones (copyRemovals). */
+  copyTo(redis: Redis, records: Readonly<Record<string, string>> = this.at): Promise<void> {
+    return copyRemovals(redis, this.d.keys, { ...records }, this.d.signing);
   }
 }

@@ -269,13 +269,15 @@ export class Membership {
       // its processes write it again within a second).
       const stored = await links.own.hget(keys.departedKnown, region);
       const known = stored !== null && readKnown(this.d.signing, region, stored) !== null ? stored : null;
+      // One set of removals for every peer of this round.
+      const removals = this.removals.records;
       await eachRegion(this.peers(), async (peer) => {
         const to = links.to(peer);
         if ((await to.hget(keys.members, region)) !== mine) await writeRaw(to, keys, region, mine, false, this.writer);
         // The removals this region knows, and the record of each where it is missing (a Redis the removal did
         // not reach, one restarted empty, a region added since): every member learns of every removal.
         if (known !== null && (await to.hget(keys.departedKnown, region)) !== known) await to.hset(keys.departedKnown, region, known);
-        await this.removals.copyTo(to);
+        await this.removals.copyTo(to, removals);
       });
     } catch (err) {
       this.d.log.debug({ err: (err as Error).message }, 'membership propagation failed; will retry');

@@ -6,8 +6,9 @@
  */
 import { dropDatabase } from '../../src/db/migrate';
 import { createRedis, replicationKeys } from '../../src/redis';
-import { readMembers } from '../../src/replication/member-record';
-import { freePorts, REDIS_URL } from '../support/env';
+import { AckSigning } from '../../src/replication/ack-auth';
+import { readMembers, updateMember } from '../../src/replication/member-record';
+import { freePorts, REDIS_URL, testEventAuth } from '../support/env';
 import { adminHeaders, call, createOrg, eventually, startCluster, type Cluster } from '../support/harness';
 
 let cluster: Cluster;
@@ -58,6 +59,17 @@ test('a region started on a database dropped and created again is joining from t
   expect(await eventually(async () => (await notReady(operatorUrl)).joining === true, 5_000, 50)).toBe(true);
   expect(await notReady(operatorUrl)).toEqual({ status: 503, ready: false, joining: true });
   expect((await call(cluster.url('us-iowa'), 'GET', '/readyz')).status).toBe(200);
+  // With every member joining (us-iowa's database restored too, say) it is ready again, saying joining: serving
+  // what it holds beats every region refusing traffic.
+  const mode = cluster.deployment.file.ackSignatures;
+  const writer = mode && mode !== 'off' ? { signing: new AckSigning(testEventAuth(), mode) } : {};
+  await updateMember(redis, keys(), 'us-iowa', { state: 'joining' }, writer);
+  for (const url of [p.url, cluster.url('us-iowa')]) {
+    expect(await eventually(async () => (await call(url, 'GET', '/readyz')).status === 200, 10_000, 100)).toBe(true);
+    expect((await call(url, 'GET', '/readyz')).body).toMatchObject({ ready: true, joining: true });
+  }
+  await updateMember(redis, keys(), 'us-iowa', { state: 'active' }, writer);
+  expect(await eventually(async () => (await call(p.url, 'GET', '/readyz')).status === 503, 10_000, 100)).toBe(true);
   // It serves its (empty) database meanwhile, as a region marked for a re-seed does (a request that reaches it).
   expect((await call(p.url, 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(404);
   // The peer learns it from its Redis's record (announced): needs_reseed there too.
