@@ -204,7 +204,7 @@ test('the database going away in the middle of a pack: the transactions committe
   applier.start();
   // The first transaction's two changes are acked as applied at once, while the pack stays pending (it is
   // taken over again only 3 s later).
-  expect(await eventually(async () => /^applied/.test((await rig.tracker.status(events[1]!.changeId))[REGION] ?? ''), 1500, 20)).toBe(true);
+  expect(await eventually(async () => /^applied/.test((await rig.tracker.status(events[1]!.changeId))[REGION] ?? ''), 2500, 20)).toBe(true);
   expect(await rig.pendingCount()).toBe(1);
   expect((await rig.tracker.status(events[2]!.changeId))[REGION]).toBeUndefined();
   expect(await eventually(async () => (await Promise.all(events.map((e) => orgName(e.orgId)))).every((n) => n !== null), 10_000, 50)).toBe(true);

@@ -165,18 +165,19 @@ test('the tail moves on past the rows the fast path published, to the newest id 
 });
 
 test('the tail\'s end is the newest reading at least the settling time old, and stays so until a newer one settles', async () => {
-  const relay = await freshRelay({ tailSettleMs: 1000 });
+  // Margins of 600 ms or more each way: a sleep on a loaded host can overrun by a few hundred.
+  const relay = await freshRelay({ tailSettleMs: 2000 });
   const settledEnd = () => (relay as unknown as { publisher: { settledEnd(): Promise<bigint> } }).publisher.settledEnd();
   await committed(1, []);
   const a = await newestId();
   expect(await settledEnd()).toBe(0n); // a read now: nothing settled yet
-  await sleep(500);
+  await sleep(1000);
   await committed(1, []);
   const b = await newestId();
   expect(await settledEnd()).toBe(0n); // b read; a is half settled
-  await sleep(700);
+  await sleep(1400);
   expect(await settledEnd()).toBe(a); // a settled, b not yet
-  await sleep(500);
+  await sleep(1000);
   expect(await settledEnd()).toBe(b);
   expect(await settledEnd()).toBe(b); // the newest settled reading stays
 });

@@ -259,7 +259,7 @@ test('a waiter on a change that may be another region\'s hears that origin\'s ch
   await ready(cmd);
   // Announced only (nothing stored, and before the 1 s sweep): only the announcement can release them.
   const anyOrigin = tracker.wait('foreign-1', ['a', 'b'], ['a'], Date.now() + 900, { anyOrigin: true });
-  await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 300)); // its subscription in place (more than enough on a loaded host)
   await cmd.publish(keys.ackChannel('b'), JSON.stringify({ region: 'b', ids: ['foreign-1'] }));
   expect(await anyOrigin).toMatchObject({ complete: true, pending: [] });
   // The last such waiter gone, the pattern goes too: another origin's announcement reaches no one here.
