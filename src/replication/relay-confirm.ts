@@ -36,6 +36,13 @@ const UNPARKED_PAGE = 500;
 
 /** How long a delivery stays unconfirmed before its destination's inbox is searched for it (republishAfterMs). */
 export const DEFAULT_REPUBLISH_AFTER_MS = 10_000;
+/**
+ * Marks deliveries confirmed, with their acks: $1 change ids, $2 regions, $3 acks. A HOT update on the row's own
+ * page (the table's fillfactor, migration 20261206110000; test/db/delivery-pages.test.ts).
+ */
+export const CONFIRM_DELIVERIES = `UPDATE replication_deliveries d SET confirmed_at = now(), ack = x.ack FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(cid, region, ack)
+  WHERE d.change_id = x.cid AND d.region = x.region AND d.confirmed_at IS NULL`;
+
 /** Unconfirmed rows read per call of confirm(). */
 const CONFIRM_PAGE_ROWS = 2000;
 
@@ -219,8 +226,7 @@ export class DeliveryConfirmer {
     const signing = this.d.tracker.signing;
     if (signing) signing.confirmedUnverified += acked.filter((a) => a.unverified).length;
     await this.d.db.$executeRawUnsafe(
-      `UPDATE replication_deliveries d SET confirmed_at = now(), ack = x.ack FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(cid, region, ack)
-        WHERE d.change_id = x.cid AND d.region = x.region AND d.confirmed_at IS NULL`,
+      CONFIRM_DELIVERIES,
       acked.map((a) => a.changeId),
       acked.map((a) => a.region),
       acked.map((a) => a.ack ?? null),
