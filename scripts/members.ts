@@ -263,27 +263,31 @@ async function main(): Promise<void> {
       // The regions removed for good, and the Redis that hold the record (the regions' processes copy it into
       // the others: their credentials are adopted once every member knows, docs/operations.md, "Removing a region").
       const departed = new Map<string, ListedRemoval>();
+      /** Per removed region, each copy's time (without its signature) and whether it verifies. */
+      const copies = new Map<string, { time: string; verified: boolean | null }[]>();
       for (const [url, r] of res) {
         if (!r.ok) continue;
         for (const [region, at] of Object.entries(r.value.departed)) {
           if (members.has(region)) continue;
           // Per Redis, whether its record verifies (under require one that does not counts as absent).
           const verified = checked.auth ? checkDeparture(checked.auth, region, at).verdict === 'signed' : null;
-          // Without its signature. The latest removal (a region removed, added again and removed again), of the
-          // copies that verify where one does (an unverified copy's time is anyone's).
-          const time = departureTime(at);
-          const entry = departed.get(region) ?? { region, removed_at: time, known_in: [], verified_in: {} };
-          const anyVerified = Object.values(entry.verified_in).includes(true);
-          if (verified === true && !anyVerified) entry.removed_at = time;
-          else if ((verified === true || !anyVerified) && time > entry.removed_at) entry.removed_at = time;
+          const entry = departed.get(region) ?? { region, removed_at: '', known_in: [], verified_in: {} };
           for (const id of servers.get(url) ?? []) {
             entry.known_in.push(id);
             entry.verified_in[id] = verified;
           }
           departed.set(region, entry);
+          copies.set(region, [...(copies.get(region) ?? []), { time: departureTime(at), verified }]);
         }
       }
-      for (const d of departed.values()) d.known_in.sort();
+      for (const d of departed.values()) {
+        d.known_in.sort();
+        // The latest removal (a region removed, added again and removed again), of the copies that verify where
+        // one does (an unverified copy's time is anyone's).
+        const all = copies.get(d.region) ?? [];
+        const trusted = all.filter((c) => c.verified === true);
+        d.removed_at = (trusted.length ? trusted : all).map((c) => c.time).sort().at(-1) ?? '';
+      }
       result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res), verification: checked.verification };
       // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
       if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;

@@ -60,8 +60,8 @@ export function createReadiness(d: {
   draining?: () => boolean;
   /** Whether the region's main thread is stalled (the operator port's view; default: never). */
   stalled?: () => boolean;
-  /** Whether the region is a joining member, not yet re-seeded, and whether another member is active (default: never joining). */
-  joining?: () => Joining;
+  /** Whether the region is a joining member, not yet re-seeded, and whether another member is active (undefined, the default: not joining). */
+  joining?: () => Joining | undefined;
   /** Whether the region's own port does not listen yet (the operator port's view; default: never). */
   starting?: () => boolean;
 }): () => Promise<ReadinessReport> {

@@ -69,7 +69,7 @@ app.use(healthRoutes({
   // A stalled main thread fails readiness too: a probe here must not keep a frozen region in service.
   readiness: createReadiness({
     db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
-    joining: () => (snapshot ? joiningOf(snapshot.replication, d.region) : { joining: false, othersActive: false }),
+    joining: () => (snapshot ? joiningOf(snapshot.replication, d.region) : undefined),
     starting: () => snapshot?.serving === false,
   }),
 }));

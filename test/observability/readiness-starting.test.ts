@@ -7,18 +7,16 @@ import pino from 'pino';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { freePorts } from '../support/env';
 import { call, eventually } from '../support/harness';
-import { deploymentWithOwnRedis, type OwnRedis } from '../support/redis-server';
+import { deploymentWithOwnRedis } from '../support/redis-server';
 
-let rig: Awaited<ReturnType<typeof deploymentWithOwnRedis>> | null = null;
-let redisServer: OwnRedis;
+let rig: Awaited<ReturnType<typeof deploymentWithOwnRedis>>;
 let region: RunningRegion | null = null;
 
 beforeAll(async () => {
   rig = await deploymentWithOwnRedis('readiness-starting', ['us-iowa']);
-  redisServer = rig.redis;
 });
 afterAll(async () => {
-  redisServer?.resume();
+  rig?.redis.resume();
   await region?.stop();
   await rig?.cleanup();
 });
@@ -30,8 +28,8 @@ test("the operator port's /readyz answers 503 starting: true until the region's 
   const [operatorPort = 0] = await freePorts(1);
   const operatorUrl = `http://127.0.0.1:${operatorPort}`;
   // With its Redis hung, the start waits for the start check: the operator port answers meanwhile.
-  redisServer.pause();
-  const starting = startRegion((rig as NonNullable<typeof rig>).dep.configFor('us-iowa'), { port: 0, operatorPort, drainTimeoutMs: 5000, startCheckWaitMs: WAIT_MS, log: pino({ level: 'silent' }) });
+  rig.redis.pause();
+  const starting = startRegion(rig.dep.configFor('us-iowa'), { port: 0, operatorPort, drainTimeoutMs: 5000, startCheckWaitMs: WAIT_MS, log: pino({ level: 'silent' }) });
   let started = false;
   void starting.then(() => (started = true), () => undefined);
   let early: { started: boolean; status: number; body: Record<string, unknown> } | null = null;
@@ -50,5 +48,5 @@ test("the operator port's /readyz answers 503 starting: true until the region's 
   expect((await call(region.url, 'GET', '/readyz')).status).toBe(200);
   expect(await eventually(async () => (await call(operatorUrl, 'GET', '/readyz')).status === 200, 5_000, 50)).toBe(true);
   expect((await call(operatorUrl, 'GET', '/readyz')).body.starting).toBeUndefined();
-  redisServer.resume();
+  rig.redis.resume();
 }, 60_000);
