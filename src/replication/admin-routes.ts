@@ -121,7 +121,9 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
   return {
     regions,
     // The deployment's members (docs/operations.md, "Adding a region"): joining until re-seeded, then active.
-    members: members.map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered, verified: m.verified === null ? null : m.verified === 'signed' })),
+    // `verified` says whether it counts; `verification` why not (an unsigned entry, a forged one, a key this
+    // region lacks, or a replay of an older signed entry all read `verified: false`).
+    members: members.map((m) => ({ region: m.region, state: m.state, joined_at: m.joinedAt, registered: m.registered, verified: m.verified === null ? null : m.verified === 'signed', verification: m.verified })),
     // The members whose `joining` counts (needs_reseed): not one held by its name only, whose entry does not
     // verify (require: the state it says is not taken; it shows under members with verified false, and holds the
     // horizon as unverified). A replayed one counts: its state is the newer entry's, which verified.

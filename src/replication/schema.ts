@@ -122,6 +122,12 @@ export const ReplicationStatus = Type.Object(
                 "Whether its entry's signature holds (ackSignatures sign/require); null when not checked (off, or not registered). Under require one that does not, or is replayed (older than one this process took), is a member by its name only: waited for and delivered to, never active (horizon hold `unverified`), its Redis address unused.",
             }),
           ),
+          verification: Nullable(
+            Type.Union(['signed', 'unsigned', 'bad-signature', 'unknown-key', 'replayed'].map((v) => Type.Literal(v)), {
+              description:
+                "How its entry read (null when not checked, as verified): signed; unsigned (written by a version before signing, or by a writer without the key); bad-signature (a signature that does not hold: altered, or planted); unknown-key (signed with a key this region does not hold: a REPLICATION_KEYS rotation not rolled out here); replayed (require: a signed entry older than one this process took before, written back over it).",
+            }),
+          ),
         },
         strict,
       ),

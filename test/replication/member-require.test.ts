@@ -61,18 +61,20 @@ afterAll(async () => {
 const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);
 const write = (region: string, name: string) => call(cluster.url(region), 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
 type Status = {
-  members: { region: string; state: string; verified: boolean | null }[];
+  members: { region: string; state: string; verified: boolean | null; verification: string | null }[];
   needs_reseed: string[];
   ack_signatures: { member_entries: { unverified: { unsigned: number; replayed: number } } };
   tombstones: { held_by: { region: string; reason: string }[] };
 };
 const status = async (region: string) => (await call(cluster.url(region), 'GET', '/admin/replication', { headers: adminHeaders })).body as Status;
 const unsigned = async (region: string) => (await status(region)).ack_signatures.member_entries.unverified.unsigned;
-/** How `region` shows `member`: its entry's verdict and why it holds the tombstone horizon (null: it does not). */
+/** How `region` shows `member`: whether its entry verifies, and why it holds the tombstone horizon (null: it does not). */
 const shown = async (region: string, member: string) => {
   const s = await status(region);
   return { verified: s.members.find((m) => m.region === member)?.verified, held: s.tombstones.held_by.find((h) => h.region === member)?.reason ?? null };
 };
+/** Each member's `verification` as `region` shows it. */
+const verifications = async (region: string) => Object.fromEntries((await status(region)).members.map((m) => [m.region, m.verification]));
 /** An entry naming the listener as its Redis, as anyone who can write to a Redis can plant it. */
 const planted = () => JSON.stringify({ state: 'active', joined_at: new Date().toISOString(), redis_url: listenerUrl });
 
@@ -120,7 +122,7 @@ test("in require, a region's genuine older entry written back after it was marke
   const seen = async (region: string) => {
     const s = await status(region);
     const m = s.members.find((x) => x.region === B);
-    return { state: m?.state, verified: m?.verified, held: s.tombstones.held_by.find((h) => h.region === B)?.reason ?? null, reseed: s.needs_reseed.includes(B) };
+    return { state: m?.state, verified: m?.verified, verification: m?.verification, held: s.tombstones.held_by.find((h) => h.region === B)?.reason ?? null, reseed: s.needs_reseed.includes(B) };
   };
   const shows = (region: string, expected: Partial<Awaited<ReturnType<typeof seen>>>) =>
     eventually(async () => {
@@ -130,14 +132,14 @@ test("in require, a region's genuine older entry written back after it was marke
   // Marked joining, signed, as a relay marks a region behind (markJoining: updateMember with the key).
   expect(await updateMember(shared, keys(), B, { state: 'joining' }, { signing: new AckSigning(auth, 'require') })).toBe(true);
   const marked = await entry();
-  for (const region of [A, B]) expect(await shows(region, { state: 'joining', verified: true })).toBe(true);
+  for (const region of [A, B]) expect(await shows(region, { state: 'joining', verified: true, verification: 'signed' })).toBe(true);
   const before = (await status(A)).ack_signatures.member_entries.unverified.replayed;
   // Paused, so its processes do not write their entry again meanwhile; the saved active entry still verifies.
   cluster.proc(B).pause();
   try {
     await shared.hset(keys().members, B, saved?.raw ?? '');
     await shared.publish(keys().membersChannel, '{"members":0}');
-    expect(await shows(A, { state: 'joining', verified: false, held: 'unverified', reseed: true })).toBe(true);
+    expect(await shows(A, { state: 'joining', verified: false, verification: 'replayed', held: 'unverified', reseed: true })).toBe(true);
     expect((await status(A)).ack_signatures.member_entries.unverified.replayed).toBe(before + 1);
   } finally {
     cluster.proc(B).resume();
@@ -147,7 +149,7 @@ test("in require, a region's genuine older entry written back after it was marke
     const m = await entry();
     return m?.verified === 'signed' && m.state === 'joining' && (m.rev ?? 0) > (marked?.rev ?? 0);
   }, 30_000, 200)).toBe(true);
-  for (const region of [A, B]) expect(await shows(region, { state: 'joining', verified: true })).toBe(true);
+  for (const region of [A, B]) expect(await shows(region, { state: 'joining', verified: true, verification: 'signed' })).toBe(true);
   // A newer genuine entry (the operator's activation) is taken.
   const run = await runScript(cluster, 'members', ['activate', B], { REPLICATION_KEYS: TEST_REPLICATION_KEYS });
   expect(run.status).toBe(0);
@@ -173,6 +175,8 @@ test('in require, planted members are shown unverified and hold the tombstone ho
   for (const region of [A, B]) {
     for (const member of [UNSIGNED, FORGED]) expect(await eventually(async () => JSON.stringify(await shown(region, member)) === JSON.stringify({ verified: false, held: 'unverified' }), 15_000, 200)).toBe(true);
     expect((await status(region)).members.filter((m) => m.region === A || m.region === B).map((m) => m.verified)).toEqual([true, true]);
+    // Why each does not verify, which `verified: false` alone does not say.
+    expect(await verifications(region)).toEqual(expect.objectContaining({ [A]: 'signed', [B]: 'signed', [UNSIGNED]: 'unsigned', [FORGED]: 'bad-signature' }));
   }
 }, 60_000);
 
