@@ -77,7 +77,7 @@ export function createMetrics(opts: { region: string }): Metrics {
  */
 export function routePattern(req: Request): string {
   const route: unknown = req.route;
-  if (route && typeof route === 'object' && 'path' in route && typeof route.path === 'string') return req.baseUrl + route.path;
+  if (route && typeof route === 'object' && 'path' in route && typeof route.path === 'string') return mountPath(req) + route.path;
   const prefix: unknown = req.res?.locals.routePrefix;
   return typeof prefix === 'string' ? `${prefix}/*` : '(unmatched)';
 }
@@ -88,9 +88,19 @@ export function routePattern(req: Request): string {
  */
 export function routePrefix(): RequestHandler {
   return (req, res, next) => {
-    res.locals.routePrefix = req.baseUrl;
+    res.locals.routePrefix = mountPath(req);
     next();
   };
+}
+
+/**
+ * The path the request's router is mounted at, as the service declares it. Express matches paths in any
+ * case and `req.baseUrl` keeps the client's (`/API/V1`): as a label it would make a series per spelling,
+ * which anyone could send without a token until a scrape weighed megabytes (a review, 2026-12-06). Every
+ * mount path the service declares is lower case.
+ */
+function mountPath(req: Request): string {
+  return req.baseUrl.toLowerCase();
 }
 
 /**

@@ -58,6 +58,22 @@ test('times requests by route pattern, method and status, never by raw path', as
   expect(other.value('http_request_duration_seconds_count', labels)).toBeUndefined();
 });
 
+test("a path spelled in another case (Express matches it) is counted under the route's own pattern: no label value per spelling", async () => {
+  const spellings = ['/api/v1/sso/config', '/API/V1/sso/config', '/Api/v1/sso/config', '/ORGANIZATIONS/sso/saml/provider-credentials', '/Organizations/SSO/SAML/Provider-Credentials'];
+  // Without a token: answered by the prefixes' guards (401), labelled with the prefix.
+  for (const path of spellings) expect((await call(url('us-iowa'), 'GET', path)).status).toBe(401);
+  const org = await createOrg(url('us-iowa'), 'route-case');
+  for (const path of ['/organizations/sso/saml/provider-credentials', '/ORGANIZATIONS/sso/saml/provider-credentials']) {
+    expect((await call(url('us-iowa'), 'GET', path, { headers: slashidHeaders(org) })).status).toBe(200);
+  }
+  const m = await scrape(url('us-iowa'));
+  expect(m.value('http_request_duration_seconds_count', { route: '/api/v1/sso/config', method: 'GET', status: '401' })).toBe(3);
+  expect(m.value('http_request_duration_seconds_count', { route: '/organizations/sso/saml/provider-credentials/*', method: 'GET', status: '401' })).toBe(2);
+  expect(m.value('http_request_duration_seconds_count', { route: '/organizations/sso/saml/provider-credentials', method: 'GET', status: '200' })).toBe(2);
+  expect(m.text.toLowerCase().split('\n').filter((l) => l.startsWith('http_request_duration_seconds_count') && l.includes('route="/api/v1')).length).toBe(1);
+  expect(m.text).not.toMatch(/route="[^"]*[A-Z]/);
+});
+
 test('counts consistency waits by level and outcome, and replication per origin and destination', async () => {
   // asia-japan is configured but not running: all_regions cannot be reached.
   const timedOut = await call(url('us-iowa'), 'POST', '/admin/organizations', {
