@@ -127,8 +127,6 @@ type HopResult = { kind: 'redirect'; location: string } | { kind: 'body'; body: 
 /** Agents kept for reuse (least recently used first); beyond MAX_AGENTS the oldest is closed. */
 const agents = new Map<string, Agent>();
 const MAX_AGENTS = 64;
-/** Connections per agent (per IdP origin and address set): concurrent fetches of one IdP need not queue. */
-const CONNECTIONS_PER_AGENT = 8;
 /** An idle connection to an IdP is closed after this long (undici's default is 4 s). */
 const KEEP_ALIVE_MS = 10_000;
 
@@ -147,7 +145,11 @@ function agentFor(url: URL, addresses: LookupAddress[], limits: Limits): Agent {
   }
   const agent = new Agent({
     connect: { lookup: pinnedLookup(bareHost(url), addresses), timeout: limits.connectTimeoutMs },
-    connections: CONNECTIONS_PER_AGENT,
+    // No bound per IdP: the region's fetch limiter (provider-credentials/fetch-limiter.ts) bounds the fetches
+    // in flight, so no more connections than that open to one IdP. A bound here below it (8, until a review
+    // on 2026-12-06) queued the fetches above it, waiting on the fetch's own clock: twelve creates of one IdP
+    // answering in 7 s got four "timed out" at 10 s.
+    connections: null,
     keepAliveTimeout: KEEP_ALIVE_MS,
     keepAliveMaxTimeout: KEEP_ALIVE_MS,
     headersTimeout: limits.timeoutMs,

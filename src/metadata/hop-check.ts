@@ -121,7 +121,7 @@ function blockedError(hop: Hop, reason: string, listed: boolean): MetadataError 
   if (isIP(bareHost(url)) === 0) return noPublicAddress(hop); // a name: listed names are not checked
   // No allow-list hint for the cloud metadata endpoint: it is never an IdP, and the one address the guard is most for.
   const remedy = listed
-    ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}.`
+    ? `The allow-list entry "${hostPort(url)}" applies only when the address is written as ${url.hostname}, and the URL wrote it in another form (127.1 or 2130706433 for 127.0.0.1, say; the URL above is shown normalized).`
     : reason.includes('cloud metadata address') ? 'Metadata URLs must reach a public host.' : allowListRemedy(url);
   return new MetadataError('blocked_address', `Refusing to fetch ${url.href}${viaText(hop.from)}: it points at ${reason}, which is not a public address. ${remedy}`);
 }

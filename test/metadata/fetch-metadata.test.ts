@@ -9,7 +9,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import zlib from 'node:zlib';
 import { MetadataError, type MetadataErrorCode } from '../../src/metadata/errors';
 import { Deadline, describeFailure } from '../../src/metadata/fetch-errors';
-import { fetchMetadata, type FetchOptions } from '../../src/metadata/fetch-metadata';
+import { closeIdpConnections, fetchMetadata, type FetchOptions } from '../../src/metadata/fetch-metadata';
 import { fetchAndParse } from '../../src/metadata';
 import { canBind, OKTA_ENTITY_ID, OKTA_XML, servedBytes, startHttpServer, startHttpsServer, type LocalServer } from './support/local-servers';
 import { REFERENCE_NOW } from './support/fixtures';
@@ -42,6 +42,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await closeIdpConnections();
   await Promise.all(servers.map((s) => s.close()));
 });
 
@@ -154,6 +155,9 @@ describe('refuses non-public addresses that are not allow-listed', () => {
   });
 
   it('does not let an odd spelling of an allow-listed IPv4 address use the allow-list entry', async () => {
+    // The written form is not the one the message's URL shows (normalized), so the message says so.
+    const short = await expectRefused(`http://127.1:${main.port}/metadata.xml`, allowMain(), 'blocked_address', main);
+    expect(short.message).toMatch(/applies only when the address is written as 127\.0\.0\.1, and the URL wrote it in another form/);
     const err = await expectRefused(`http://2130706433:${main.port}/metadata.xml`, allowMain(), 'blocked_address', main);
     expect(err.message).toMatch(/applies only when the address is written as 127\.0\.0\.1/);
   });
@@ -413,4 +417,14 @@ describe('limits and failures', () => {
     expect(err.code).toBe('tls_error');
     expect(err.message).toBe(`Could not establish a trusted https connection to 127.0.0.1:${main.port}: wrong version number. The host did not answer with TLS on this port: is the URL http, or the port another service's?`);
   });
+});
+
+
+test('fetches of one IdP in flight at once do not queue behind each other: each has its whole time limit', async () => {
+  // Sixteen fetches (the region's default bound, fetch-limiter.ts) of an IdP that answers in 600 ms, each
+  // allowed 1,000 ms: with fewer connections per IdP than that (8 until 2026-12-06) the rest waited for a
+  // free one on their own clock and timed out.
+  const opts = { ...allowMain(), timeoutMs: 1000 };
+  const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => fetchMetadata(`${main.origin}/slow?ms=600&n=${i}`, opts)));
+  expect(results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as Error).message))).toEqual(Array.from({ length: 16 }, () => 'ok'));
 });

@@ -332,6 +332,32 @@ test('a request still arriving at the request timeout is a 408 in the envelope, 
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('before timeout');
 });
 
+test('a body declared over the limit is a 400 before any of it is read, not a 408 once the declared bytes fail to come; nothing is written', async () => {
+  const id = await credential('declared');
+  // 100 MB declared, one byte sent: the answer comes at once (the request timeout here is 3 s), and the
+  // connection is closed after it.
+  const declared = (method: string) => rawExchange(head(method, `${P}/${id}`, { ...headers, 'Content-Type': 'application/json', 'Content-Length': '100000000' }) + '{', 10_000);
+  const patched = await declared('PATCH');
+  expect(patched.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(patched).toContain(`"message":"The request body is too large (the limit is ${BODY_LIMIT_BYTES / 1024} KiB)."`);
+  expect(patched).toMatch(/\r\nConnection: close\r\n/i);
+  const deleted = await declared('DELETE');
+  expect(deleted.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(deleted).toContain(`this one is over ${BODY_LIMIT_BYTES / 1024} KiB`);
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('declared');
+});
+
+test('a body sent with two Content-Types is a 400, whichever comes first; nothing is written', async () => {
+  const id = await credential('two types');
+  const body = '{"label":"changed"}';
+  for (const types of [['application/json', 'text/plain'], ['text/plain', 'application/json']]) {
+    const answer = await rawExchange(`PATCH ${P}/${id} HTTP/1.1\r\nHost: x\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}${types.map((t) => `Content-Type: ${t}\r\n`).join('')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer).toContain('"message":"Content-Type is given 2 times; send it once."');
+  }
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('two types');
+});
+
 test('a pipelined request Node refuses does not take the place of the answer to the whole request before it', async () => {
   const id = await credential('pipelined');
   const answer = await rawExchange(head('DELETE', `${P}/${id}`, headers) + head('GET', P, { ...headers, 'X-Bad': 'a\u0001' }));

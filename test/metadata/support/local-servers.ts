@@ -71,6 +71,15 @@ export function metadataRoutes(req: http.IncomingMessage, res: http.ServerRespon
       res.writeHead(302);
       res.end();
       return;
+    case '/slow': {
+      // /slow?ms=…: the metadata after that long (an IdP that takes its time; fetches of it overlap)
+      const timer = setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' });
+        res.end(OKTA_XML);
+      }, Number(url.searchParams.get('ms') ?? '0'));
+      res.on('close', () => clearTimeout(timer));
+      return;
+    }
     case '/hang':
       return; // never answers
     case '/stall-body':
