@@ -6,6 +6,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type TSchema, type Static } from '@sinclair/typebox';
 import { CONTROL_CHARACTER } from '../control-characters';
+import { shownText } from './errors';
 
 export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri', 'uuid', 'date-time', 'email']);
 /**
@@ -53,6 +54,14 @@ const FORMAT_MEANS: Record<string, string> = {
 
 export function isUuid(s: string): boolean {
   return UUID.test(s);
+}
+
+/**
+ * An id from a request's path as a message names it: a UUID as it is; anything else as shownText shows text a
+ * client sent (in quotes, control and formatting characters as `?`, a long one cut with its length).
+ */
+export function shownId(id: string): string {
+  return isUuid(id) ? id : shownText(id);
 }
 
 /** A validator of `schema`, compiled on its first call; like ajv's, it leaves the last call's problems in `errors`. */
@@ -171,7 +180,8 @@ function describeError(e: ErrorObject): string {
   const field = e.instancePath ? bodyPath(pointerSegments(e.instancePath)) : 'body';
   switch (e.keyword) {
     case 'additionalProperties':
-      return `${field === 'body' ? '' : field + ': '}unknown field '${String(e.params.additionalProperty)}'`;
+      // The name is the client's: shown as a client's text is (an escape sequence, a 60,000-character name).
+      return `${field === 'body' ? '' : field + ': '}unknown field ${shownText(String(e.params.additionalProperty))}`;
     case 'required':
       return `${field === 'body' ? '' : field + ': '}missing required field '${String(e.params.missingProperty)}'`;
     case 'pattern':

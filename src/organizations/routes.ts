@@ -3,7 +3,7 @@ import type { Db } from '../db/client';
 import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
 import { startedAt } from '../http/request-id';
-import { describeErrors, isUuid } from '../http/validate';
+import { describeErrors, isUuid, shownId } from '../http/validate';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { validateCreateOrganization } from './schema';
@@ -44,7 +44,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
   router.get('/admin/organizations/:id', async (req, res) => {
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
-    if (!org) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
+    if (!org) throw notFound(`Organization ${shownId(id)} not found.`);
     res.json({ id: org.id, name: org.name, parent_id: org.parentId, created_at: org.createdAt.toISOString() });
   });
 
@@ -52,7 +52,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     const consistency = parseConsistency(req, startedAt(res));
     refuseIdempotencyKey(req);
     const id = String(req.params.id);
-    if (!isUuid(id)) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
+    if (!isUuid(id)) throw notFound(`Organization ${shownId(id)} not found.`);
     const { value } = await writeWithConsistency(
       repl, consistency, () => rotateApiKey(db, repl, id.toLowerCase()), (v) => v, setChangeId(res), adminFollowUp,
     );

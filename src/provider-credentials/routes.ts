@@ -9,7 +9,7 @@ import { AppError, badRequest, notFound, shownText } from '../http/errors';
 import { startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
-import { describeErrors, isUuid } from '../http/validate';
+import { describeErrors, isUuid, shownId } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { idempotencyKeysTable } from '../idempotency/store';
 import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
@@ -45,7 +45,7 @@ function invalidBody(errors: Parameters<typeof describeErrors>[0]) {
 
 function credentialId(req: Request): string {
   const id = String(req.params.id);
-  if (!isUuid(id)) throw notFound(`SAML provider credentials ${id.slice(0, 64)} not found.`);
+  if (!isUuid(id)) throw notFound(`SAML provider credentials ${shownId(id)} not found.`);
   return id.toLowerCase();
 }
 

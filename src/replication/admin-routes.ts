@@ -2,7 +2,7 @@ import { Router } from 'express';
 import type { Db, SqlReader } from '../db/client';
 import { AppError, badRequest, conflict, notFound } from '../http/errors';
 import { isConnectionLost, isConnectRefused } from '../db/pg-errors';
-import { describeErrors, isUuid } from '../http/validate';
+import { describeErrors, isUuid, shownId } from '../http/validate';
 import type { Logger } from '../logger';
 import { redisProblem, type ReplicationKeys } from '../redis';
 import type { Applier } from './applier';
@@ -79,13 +79,13 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   router.get('/admin/replication/parked/discarded/:changeId', async (req, res) => {
     const changeId = String(req.params.changeId);
     const found = isUuid(changeId) ? await discardedEvent(d.db, changeId.toLowerCase()) : null;
-    if (!found) throw notFound(`No discarded change ${changeId.slice(0, 64)} in this region.`);
+    if (!found) throw notFound(`No discarded change ${shownId(changeId)} in this region.`);
     res.json({ region: d.region, ...found });
   });
 
   router.get('/admin/replication/changes/:changeId', async (req, res) => {
     const changeId = String(req.params.changeId);
-    if (!isUuid(changeId)) throw notFound(`Change ${changeId.slice(0, 64)} not found.`);
+    if (!isUuid(changeId)) throw notFound(`Change ${shownId(changeId)} not found.`);
     const status = await changeStatus({ ...d, regions: regions() }, changeId.toLowerCase(), null);
     if (!status) throw notFound(`Change ${changeId} is not known (or its record has expired).`);
     res.json(status);

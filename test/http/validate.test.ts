@@ -3,7 +3,7 @@
  * is said as what it means, not as the regular expression the value failed.
  */
 import { Type } from '@sinclair/typebox';
-import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK_PATTERN, PRINTABLE_ASCII_PATTERN, Uuid } from '../../src/http/validate';
+import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK_PATTERN, PRINTABLE_ASCII_PATTERN, shownId, Uuid } from '../../src/http/validate';
 
 const validate = compile(Type.Object({
   url: Type.Optional(Type.String({ pattern: HTTP_URL_PATTERN, format: 'iri' })),
@@ -26,6 +26,14 @@ test('says what a known pattern or format means', () => {
 test("keeps ajv's words for a pattern it has no meaning for, and names an unknown field", () => {
   expect(problems({ code: 'xyz' })).toEqual(['code: must match pattern "^[a-z]{2}$"']);
   expect(problems({ other: 1 })).toEqual(["unknown field 'other'"]);
+});
+
+test("an unknown field's name and an id from the path are shown as a client's text is: control and formatting characters as ?, a long one cut", () => {
+  expect(problems({ 'a\u001b[31mb\u202ec': 1 })).toEqual(["unknown field 'a?[31mb?c'"]);
+  const [long] = problems({ ['n'.repeat(60_000)]: 1 });
+  expect(long).toBe(`unknown field '${'n'.repeat(64)}…' (60000 characters)`);
+  expect(shownId('01a20904-0000-7000-8000-000000000000')).toBe('01a20904-0000-7000-8000-000000000000');
+  expect(shownId(`x\u202e${'y'.repeat(100)}`)).toBe(`'x?${'y'.repeat(62)}…' (102 characters)`);
 });
 
 test('a value failing its pattern and its format is one problem, in words for both', () => {
