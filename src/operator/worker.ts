@@ -14,7 +14,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import express from 'express';
 import { Pool } from 'pg';
 import type { SqlReader } from '../db/client';
-import { notFound } from '../http/errors';
+import { methodNotAllowed, notFound } from '../http/errors';
 import { requestId } from '../http/request-id';
 import { edgeChecks, guardServer, REQUEST_HEADERS_TIMEOUT_MS, SERVER_OPTIONS } from '../http/edges';
 import { errorEnvelope, slashidErrors } from '../http/slashid';
@@ -83,6 +83,10 @@ app.get('/admin/replication', async (_req, res) => {
     ...(s.admission ? { admission: s.admission } : {}),
     snapshot: { taken_at: new Date(s.at).toISOString(), age_ms: Date.now() - s.at },
   });
+});
+// Its own paths asked with another method: 405 naming the methods, as the region's port answers them.
+app.all(['/healthz', '/readyz', '/admin/replication'], (req) => {
+  throw methodNotAllowed(req.method, ['GET', 'HEAD']);
 });
 app.use(() => {
   throw notFound('The operator port serves GET /healthz, /readyz and /admin/replication; everything else is on the region\'s port.');

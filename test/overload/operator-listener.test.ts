@@ -128,6 +128,11 @@ test('the operator port refuses a missing or wrong admin token like the region p
   const other = await call(operator, 'GET', '/admin/organizations', { headers: adminHeaders });
   expect(other.status).toBe(404);
   expect(other.body.errors[0].message).toMatch(/operator port serves GET \/healthz, \/readyz and \/admin\/replication/);
+  // Its own paths with another method: 405 and Allow, as on the region's port.
+  for (const [path, headers] of [['/healthz', {}], ['/readyz', {}], ['/admin/replication', adminHeaders]] as const) {
+    const [onOperator, onMain] = await Promise.all([call(operator, 'POST', path, { headers }), call(r.url, 'POST', path, { headers })]);
+    expect({ status: onOperator.status, allow: onOperator.headers.get('allow'), main: onMain.headers.get('allow') }).toEqual({ status: 405, allow: 'GET, HEAD', main: 'GET, HEAD' });
+  }
 });
 
 test('the operator port answers what Node would answer bare or not at all in the envelope, as the region port does', async () => {
