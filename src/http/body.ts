@@ -140,7 +140,8 @@ export function noBody(): RequestHandler {
       const body: unknown = req.body;
       req.body = undefined;
       if (emptyJson(body)) return next();
-      next(badRequest(`This operation takes no request body; send none (or {}), not ${Buffer.isBuffer(body) ? body.length : 0} bytes of something else.`));
+      const bytes = Buffer.isBuffer(body) ? body.length : 0;
+      next(badRequest(`This operation takes no request body; send none (or {}), not ${bytes} ${bytes === 1 ? 'byte' : 'bytes'} of something else.`));
     });
   };
 }

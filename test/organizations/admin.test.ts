@@ -139,10 +139,11 @@ describe('API keys', () => {
     const org = await createOrg(r.url, 'rotation body');
     const rotate = (rawBody: string | undefined, type = 'application/json') =>
       call(r.url, 'POST', `/admin/organizations/${org.id}/api-keys`, { headers: { ...adminHeaders, ...(rawBody === undefined ? {} : { 'content-type': type }) }, rawBody });
-    for (const [body, type] of [['{bad', 'application/json'], ['hi', 'text/plain'], ['{"revoke_old":false}', 'application/json'], ['[]', 'application/json']] as const) {
+    for (const [body, type] of [['{bad', 'application/json'], ['hi', 'text/plain'], ['{"revoke_old":false}', 'application/json'], ['[]', 'application/json'], ['{', 'application/json']] as const) {
       const res = await rotate(body, type);
       expect(res.status).toBe(400);
-      expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: `This operation takes no request body; send none (or {}), not ${Buffer.byteLength(body)} bytes of something else.` }] });
+      const bytes = Buffer.byteLength(body);
+      expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: `This operation takes no request body; send none (or {}), not ${bytes === 1 ? '1 byte' : `${bytes} bytes`} of something else.` }] });
     }
     // Nothing was rotated: the organization's one key still works.
     expect((await call(r.url, 'GET', LIST, { headers: slashidHeaders(org) })).status).toBe(200);
