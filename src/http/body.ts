@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { parse as parseContentType } from 'content-type';
-import express, { type Request, type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import { receivingOutsideAdmission } from './admission';
 import { repeatedKey } from './duplicate-keys';
-import { badRequest, shownHeader, shownText } from './errors';
-import { timesSent } from './header-count';
+import { badRequest, bodyTooLarge, shownHeader, shownText } from './errors';
+import { sentOnce } from './header-count';
 import { refuseUnstorableBody } from './storable-text';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -27,21 +27,18 @@ function repeatedKeyRefusal(req: Request): ReturnType<typeof badRequest> | null 
 }
 
 /**
- * A body whose Content-Length (without a Content-Encoding: a decoded size shows only while reading) is over
- * the limit: refused before any of it is read. The body parser otherwise reads the declared bytes off first,
- * to keep the connection, so a client that declared 100 MB and sent one byte was answered 408 at the request
- * timeout instead of 400 (a review, 2026-12-06). The connection is closed after the answer: its unread body
- * would be read as the next request.
+ * Whether the body's Content-Length (without a Content-Encoding: a decoded size shows only while reading) is
+ * over the limit; if so, `res` will close the connection after its answer (the body is refused unread, and
+ * its bytes would otherwise be read as the next request). The body parser reads the declared bytes off
+ * before its refusal, to keep the connection: a client that declared 100 MB and sent one byte was answered
+ * 408 at the request timeout instead of 400 (a review, 2026-12-06).
  */
-function declaredTooLarge(req: Request): boolean {
+function declaredTooLarge(req: Request, res: Response): boolean {
   if (req.headers['content-encoding'] !== undefined) return false;
-  const length = Number(req.headers['content-length'] ?? 0);
-  if (!(length > BODY_LIMIT_BYTES)) return false;
-  req.res?.setHeader('Connection', 'close');
+  if (!(Number(req.headers['content-length'] ?? 0) > BODY_LIMIT_BYTES)) return false;
+  res.setHeader('Connection', 'close');
   return true;
 }
-
-const TOO_LARGE = `The request body is too large (the limit is ${BODY_LIMIT_BYTES / 1024} KiB).`;
 
 /** Whether the request says it has a body (chunked, or a Content-Length above 0). */
 export const hasBody = (req: Request): boolean =>
@@ -71,7 +68,7 @@ export function jsonBody(): RequestHandler {
   return (req, res, next) => {
     if (!hasBody(req)) return next(badRequest(NO_BODY));
     // Node keeps the first of two Content-Types; a proxy in front may have read the other.
-    if (timesSent(req, 'content-type') > 1) return next(badRequest(`Content-Type is given ${timesSent(req, 'content-type')} times; send it once.`));
+    sentOnce(req, 'Content-Type', badRequest);
     const wrongType = () => {
       const type = req.get('content-type');
       return badRequest(`Content-Type must be application/json (got ${type === undefined ? 'none' : shownHeader(type)}).`);
@@ -89,7 +86,7 @@ export function jsonBody(): RequestHandler {
     if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return next(badRequest(NOT_UTF8));
     // body-parser knows UTF-8 only by that name; "utf8" is the same encoding.
     if (charset === 'utf8') req.headers['content-type'] = 'application/json; charset=utf-8';
-    if (declaredTooLarge(req)) return next(badRequest(TOO_LARGE));
+    if (declaredTooLarge(req, res)) return next(bodyTooLarge(BODY_LIMIT_BYTES));
     receive(req, res, (err?: unknown) => {
       const marked = err as { emptyBody?: boolean; notUtf8?: boolean } | undefined;
       if (err) return next(marked?.emptyBody ? badRequest(NO_BODY) : marked?.notUtf8 ? badRequest(NOT_UTF8) : err);
@@ -132,7 +129,7 @@ export function noBody(): RequestHandler {
   const tooLarge = () => badRequest(`This operation takes no request body, and this one is over ${BODY_LIMIT_BYTES / 1024} KiB.`);
   return (req, res, next) => {
     if (!hasBody(req)) return next();
-    if (declaredTooLarge(req)) return next(tooLarge());
+    if (declaredTooLarge(req, res)) return next(tooLarge());
     receive(req, res, (err?: unknown) => {
       // A 400, as a body over the limit is for the operations that take one (and as the OpenAPI lists).
       if ((err as { type?: unknown } | undefined)?.type === 'entity.too.large') return next(tooLarge());

@@ -49,13 +49,18 @@ export function asAppError(err: unknown, method = 'POST'): AppError | null {
   return bodyParserError(bp) ?? databaseTrouble(err, method) ?? writeGivenUp(err) ?? clientError(err, bp);
 }
 
+/** A request body over `limit` bytes (the parser found it so, or its Content-Length said so). */
+export function bodyTooLarge(limit: number): AppError {
+  return badRequest(`The request body is too large (the limit is ${Math.round(limit / 1024)} KiB).`);
+}
+
 /** The JSON body parser's errors, by their type. */
 function bodyParserError(bp: BodyParserError): AppError | null {
   switch (bp?.type) {
     case 'entity.parse.failed':
       return badRequest('The request body is not valid JSON.');
     case 'entity.too.large':
-      return badRequest(`The request body is too large (the limit is ${Math.round((bp.limit ?? 0) / 1024)} KiB).`);
+      return bodyTooLarge(bp.limit ?? 0);
     // The body's compression, not its text: a UTF-8 body sent with an unknown Content-Encoding was told it is not UTF-8.
     case 'encoding.unsupported':
       // The body may well be UTF-8 JSON, compressed in a way the parser does not take (zstd, say, or two codings).

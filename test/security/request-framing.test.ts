@@ -347,6 +347,18 @@ test('a body declared over the limit is a 400 before any of it is read, not a 40
   expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('declared');
 });
 
+test("a field name or a path id of the client's comes back in a message as its header values do: control and formatting characters as ?, a long one cut", async () => {
+  const unknown = await call(r.url, 'POST', P, { body: { idp_metadata_url: idp.url('okta.xml'), 'a\u001b[31mb\u202ec': 1 }, headers });
+  expect(unknown.status).toBe(400);
+  expect(unknown.body.errors[0].message).toContain("unknown field 'a?[31mb?c'");
+  const long = await call(r.url, 'POST', P, { body: { idp_metadata_url: idp.url('okta.xml'), ['n'.repeat(60_000)]: 1 }, headers });
+  expect(long.body.errors[0].message).toContain(`unknown field '${'n'.repeat(64)}…' (60000 characters)`);
+  expect(JSON.stringify(long.body).length).toBeLessThan(1000);
+  const id = await call(r.url, 'GET', `${P}/x%1B%E2%80%AEy`, { headers });
+  expect(id.status).toBe(404);
+  expect(id.body.errors[0].message).toBe("SAML provider credentials 'x??y' not found.");
+});
+
 test('a body sent with two Content-Types is a 400, whichever comes first; nothing is written', async () => {
   const id = await credential('two types');
   const body = '{"label":"changed"}';
