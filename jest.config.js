@@ -39,6 +39,9 @@ module.exports = {
     { ...common, displayName: 'unit', testMatch: UNIT.map((glob) => `<rootDir>/${glob}`) },
     { ...common, displayName: 'integration', testMatch: ['**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', ...UNIT.map(asRegex)] },
   ],
+  // The OpenAPI document the answers are checked against, built once per run (test/support/openapi-check.ts).
+  globalSetup: '<rootDir>/test/support/openapi-global-setup.ts',
+  globalTeardown: '<rootDir>/test/support/openapi-global-teardown.ts',
   testTimeout: 60000,
   // Three files at a time on the 2-core hosts: most files wait on region processes, timers and Redis (with two,
   // a third of the CPU sat idle; the suite took 739 s with two and 520 s with three: README, after `npm test`).

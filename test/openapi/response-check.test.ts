@@ -4,7 +4,10 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { checkAgainstDocument } from '../support/openapi-check';
+import fs from 'node:fs';
+import { FEATURES } from '../../src/features';
+import { openApiDocument } from '../../src/openapi/feature';
+import { checkAgainstDocument, DOCUMENT_ENV } from '../support/openapi-check';
 import { takeFailures } from '../support/openapi-setup';
 
 const json = (body: unknown) => JSON.stringify(body);
@@ -14,6 +17,12 @@ const answer = (method: string, path: string, status: number, body: string, cont
   checkAgainstDocument({ method, path, status, contentType, body });
 
 describe('checking an answer against the OpenAPI document', () => {
+  it("checks against the service's current document, which the run's global setup wrote once", () => {
+    const file = process.env[DOCUMENT_ENV];
+    expect(file && fs.existsSync(file)).toBeTruthy();
+    expect(JSON.parse(fs.readFileSync(file as string, 'utf8'))).toEqual(JSON.parse(JSON.stringify(openApiDocument(FEATURES))));
+  });
+
   it('lets a documented status with a matching body through', () => {
     expect(answer('GET', `/admin/organizations/${org.id}`, 200, json(org))).toBeNull();
     expect(answer('GET', '/admin/organizations/x', 404, slashidError(404))).toBeNull();

@@ -4,6 +4,7 @@
  * schema (a non-JSON body, its content type). Each response schema is compiled once per test file.
  * A path no operation matches may only answer 404 (or 400, or an overload 503) in its dialect's error envelope.
  */
+import fs from 'node:fs';
 import type { ValidateFunction } from 'ajv';
 
 type Json = Record<string, any>;
@@ -24,16 +25,31 @@ interface Checker {
 
 let checker: Checker | null = null;
 
-function load(): Checker {
-  if (checker) return checker;
-  // Loaded on first use, so test files that never call the service do not compile the whole service.
+/** Names the file that holds the run's document (written by openapi-global-setup.ts). */
+export const DOCUMENT_ENV = 'TEST_OPENAPI_DOCUMENT';
+
+/**
+ * The document the run's global setup wrote (openapi-global-setup.ts); built here only when a file runs
+ * without it (a jest config of its own), since building it loads the whole service into the test file.
+ */
+function document(): Json {
+  const file = process.env[DOCUMENT_ENV];
+  if (file && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as Json;
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { FEATURES } = require('../../src/features') as typeof import('../../src/features');
   const { openApiDocument } = require('../../src/openapi/feature') as typeof import('../../src/openapi/feature');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return openApiDocument(FEATURES) as Json;
+}
+
+function load(): Checker {
+  if (checker) return checker;
+  // Loaded on first use, so test files that never call the service compile no validator.
+  /* eslint-disable @typescript-eslint/no-require-imports */
   const Ajv2020 = (require('ajv/dist/2020') as { default: typeof import('ajv/dist/2020').default }).default;
   const addFormats = (require('ajv-formats') as { default: typeof import('ajv-formats').default }).default;
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const doc = openApiDocument(FEATURES) as Json;
+  const doc = document();
   const routes: Route[] = [];
   for (const [template, item] of Object.entries(doc.paths as Json)) {
     const pattern = template.split(/\{[^}]+\}/).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[^/]+');
