@@ -8,7 +8,7 @@ import { Type, type TSchema, type Static } from '@sinclair/typebox';
 import { CONTROL_CHARACTER } from '../control-characters';
 import { shownText } from './errors';
 
-export const ajv = addFormats(new Ajv({ allErrors: true, strict: true }), ['uri', 'uuid', 'date-time', 'email']);
+export const ajv = addFormats(new Ajv({ allErrors: true, strict: true, verbose: true }), ['uri', 'uuid', 'date-time', 'email']);
 /**
  * `iri` (ajv-formats has none): an absolute IRI as the WHATWG URL parser reads it (a host name in any script
  * becomes its punycode there), with no white space or control character (which that parser would drop
@@ -187,6 +187,11 @@ function describeError(e: ErrorObject): string {
     case 'pattern':
     case 'format':
       return `${field}: ${shapeMeaning(e)}`;
+    case 'minProperties': {
+      // An object that must name something (a PATCH of options): which fields it takes, not a count.
+      const names = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      return names.length ? `${field === 'body' ? '' : field + ': '}names none of its fields; send at least one of: ${names.join(', ')}` : `${field}: ${e.message ?? 'is invalid'}`;
+    }
     default:
       return `${field}: ${e.message ?? 'is invalid'}`;
   }

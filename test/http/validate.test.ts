@@ -48,3 +48,12 @@ test('an empty value that must not be blank is one problem, its length, not two'
   named({ name: '  ' });
   expect(describeErrors(named.errors)).toEqual(['name: must not be blank']);
 });
+
+test('an object that must name a field names the fields it takes, not a count', () => {
+  const settings = compile(Type.Object({ on: Type.Optional(Type.Boolean()), off: Type.Optional(Type.Boolean()) }, { additionalProperties: false, minProperties: 1 }));
+  expect(settings({})).toBe(false);
+  expect(describeErrors(settings.errors)).toEqual(['names none of its fields; send at least one of: on, off']);
+  const nested = compile(Type.Object({ options: Type.Object({ on: Type.Optional(Type.Boolean()) }, { minProperties: 1 }) }));
+  expect(nested({ options: {} })).toBe(false);
+  expect(describeErrors(nested.errors)).toEqual(['options: names none of its fields; send at least one of: on']);
+});

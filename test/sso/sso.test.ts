@@ -641,9 +641,12 @@ describe('IdP-initiated sign-in', () => {
     expect(foreign.body.errors[0].message).toMatch(/not found in this region: not one of this organization's, deleted, or created in another region/);
     const unread = await call(cluster.url(US), 'GET', settings(cred), { headers: slashidHeaders(other) });
     expect({ status: unread.status, message: unread.body.errors[0].message }).toEqual({ status: 404, message: foreign.body.errors[0].message });
-    for (const body of [{ allow_idp_initiated: 'yes' }, {}]) {
+    for (const [body, message] of [
+      [{ allow_idp_initiated: 'yes' }, 'Invalid request body: allow_idp_initiated: must be boolean.'],
+      [{}, 'Invalid request body: names none of its fields; send at least one of: allow_idp_initiated.'],
+    ] as const) {
       const bad = await call(cluster.url(US), 'PATCH', settings(cred), { body, headers: slashidHeaders(org) });
-      expect(bad.status).toBe(400);
+      expect({ status: bad.status, message: bad.body.errors[0].message }).toEqual({ status: 400, message });
     }
   });
 
