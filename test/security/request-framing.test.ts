@@ -359,6 +359,27 @@ test("a field name or a path id of the client's comes back in a message as its h
   expect(id.body.errors[0].message).toBe("SAML provider credentials 'x??y' not found.");
 });
 
+test("every route's path id, and an Expect header, come back cleaned as well (the SSO, change and admin routes quoted them raw)", async () => {
+  const raw = 'x%1B%5B31m%E2%80%AEy';
+  const token = bearer(await issueToken(r.url, org.id));
+  const messages = [
+    ...await Promise.all(['metadata', 'login'].map(async (end) => (await call(r.url, 'GET', `/sso/saml/${raw}/${end}`)).body.errors[0].message)),
+    (await call(r.url, 'POST', `/sso/saml/${raw}/acs`, { rawBody: 'SAMLResponse=x', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } })).body.errors[0].message,
+    (await call(r.url, 'GET', `/organizations/replication/changes/${raw}`, { headers })).body.errors[0].message,
+    (await call(r.url, 'GET', `/api/v1/replication/changes/${raw}`, { headers: token })).body.message,
+    (await call(r.url, 'POST', `/admin/organizations/${raw}/access-tokens`, { headers: adminHeaders })).body.errors[0].message,
+    (await call(r.url, 'POST', `/admin/metadata-refresh/${raw}/accept`, { headers: adminHeaders })).body.errors[0].message,
+  ];
+  for (const message of messages) {
+    expect(message).toMatch(/'x\?\[31m\?y'/);
+    expect(message).not.toMatch(/[\u001b\u202e]/);
+  }
+  // Header bytes arrive as latin1: UTF-8 is shown as such (a right-to-left override as ?), not as latin1 with C1 controls.
+  const expectation = await rawExchange(Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: a\u202eéb\r\nConnection: close\r\n\r\n', 'utf8'));
+  expect(expectation.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
+  expect(JSON.parse(expectation.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 417, message: "Only \"Expect: 100-continue\" is supported (got 'a?éb'); nothing was done." }] });
+});
+
 test('a body sent with two Content-Types is a 400, whichever comes first; nothing is written', async () => {
   const id = await credential('two types');
   const body = '{"label":"changed"}';
