@@ -486,12 +486,17 @@ test('a DELETE body that trickles in past the grace and then runs over the limit
 test('the health, admin and OpenAPI paths answer in absolute form and in any case, as the API\'s do', async () => {
   const status = (answer: string) => answer.split('\r\n')[0];
   // Before: 404 "No such endpoint" for each (the API's own paths answered).
-  for (const target of [`http://127.0.0.1:${port()}/healthz`, '/HEALTHZ', `http://x/openapi.json`]) {
+  // A fragment (a client that does not strip it) as Express routes it: before, /healthz#x was a 405 "does not take GET; it takes GET, HEAD".
+  for (const target of [`http://127.0.0.1:${port()}/healthz`, '/HEALTHZ', `http://x/openapi.json`, '/healthz#x']) {
     expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 200 OK');
   }
-  for (const target of [`http://127.0.0.1:${port()}/admin/replication`, '/ADMIN/replication']) {
+  for (const target of [`http://127.0.0.1:${port()}/admin/replication`, '/ADMIN/replication', '/admin/replication#x']) {
     expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: ${adminHeaders.authorization}\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 200 OK');
     // Still behind the admin token.
     expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 401 Unauthorized');
   }
+  // And an Infisical path with one is answered in that dialect's shape.
+  const options = await rawExchange(`OPTIONS ${SSO}#x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  expect(status(options)).toBe('HTTP/1.1 404 Not Found');
+  expect(JSON.parse(options.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 404, error: 'NotFound' });
 });
