@@ -154,7 +154,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
     const changeId = String(req.params.changeId).toLowerCase();
     const status = isUuid(changeId) ? await repl.changeStatus(changeId, followsChangesOf(db, tokenOrgOf(res).toLowerCase())) : null;
-    if (!status) throw notFound(`Change ${shownId(String(req.params.changeId))} is not known for this organization (or its record has expired).`);
+    if (!status) throw notFound(`Change ${shownId(String(req.params.changeId))} is not known for this organization or its sub-organizations (or its record has expired).`);
     res.json(status);
   });
 
