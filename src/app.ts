@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps): Express {
 }
 
 /** Paths the gates never see (they are answered before admission in createApp). */
-const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|$)/i;
+const UNGATED = /^\/(admin|healthz|readyz|metrics|openapi\.json)(\/|\?|#|$)/i;
 
 /**
  * A request target's path and query: an absolute-form target (`http://host/path`, which RFC 9112 has a
@@ -109,7 +109,7 @@ const isUngated = (url: string) => UNGATED.test(pathOf(url));
  * The Infisical dialect's paths, as Express matches them (any case; a query may follow the prefix): all of
  * /api, not /api/v1 alone, so that a client of that dialect naming another version is answered in its shape.
  */
-const INFISICAL_PATH = new RegExp(`^${API_ROOT.replaceAll('/', '\\/')}(?:[/?]|$)`, 'i');
+const INFISICAL_PATH = new RegExp(`^${API_ROOT.replaceAll('/', '\\/')}(?:[/?#]|$)`, 'i');
 const isInfisical = (url: string) => INFISICAL_PATH.test(pathOf(url));
 
 /** A refusal in the envelope of the API `url` belongs to: Infisical's under its prefix, else SlashID's. */

@@ -10,7 +10,7 @@ import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type RequestListener
 import type { Duplex } from 'node:stream';
 import type { RequestHandler } from 'express';
 import { formatBytes } from '../format-bytes';
-import { AppError } from './errors';
+import { AppError, shownHeader } from './errors';
 
 /** How long a client has to send a request's headers, and the whole request (a 408 after). */
 export const REQUEST_HEADERS_TIMEOUT_MS = 10_000;
@@ -162,7 +162,7 @@ function edgeRefusal(req: IncomingMessage): AppError | null {
   }
   const expect = req.headers.expect;
   if (expect !== undefined && expect.toLowerCase() !== '100-continue') {
-    return new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got "${expect.slice(0, 64)}"); nothing was done.`);
+    return new AppError(417, 'bad_request', `Only "Expect: 100-continue" is supported (got ${shownHeader(expect)}); nothing was done.`);
   }
   return null;
 }

@@ -6,7 +6,7 @@ import { badRequest, forbidden, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { requestPath } from '../http/url';
-import { describeErrors, isUuid } from '../http/validate';
+import { describeErrors, isUuid, shownId } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { awaitReplay, doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
@@ -154,7 +154,7 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
     const changeId = String(req.params.changeId).toLowerCase();
     const status = isUuid(changeId) ? await repl.changeStatus(changeId, followsChangesOf(db, tokenOrgOf(res).toLowerCase())) : null;
-    if (!status) throw notFound(`Change ${String(req.params.changeId)} is not known for this organization (or its record has expired).`);
+    if (!status) throw notFound(`Change ${shownId(String(req.params.changeId))} is not known for this organization or its sub-organizations (or its record has expired).`);
     res.json(status);
   });
 
@@ -184,7 +184,7 @@ export function infisicalAdminRoutes({ db, tokenSigningSecret }: { db: Db; token
   router.post('/admin/organizations/:id/access-tokens', optionalJsonBody(), async (req, res) => {
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
-    if (!org) throw notFound(`Organization ${id.slice(0, 64)} not found.`);
+    if (!org) throw notFound(`Organization ${shownId(id)} not found.`);
     // No body means the defaults; a JSON body must be the object (`null` included: it is not one).
     const body: unknown = hasBody(req) ? req.body : {};
     if (!validateIssueAccessToken(body)) {

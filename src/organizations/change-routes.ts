@@ -3,7 +3,7 @@ import type { Db } from '../db/client';
 import { notFound } from '../http/errors';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
-import { isUuid } from '../http/validate';
+import { isUuid, shownId } from '../http/validate';
 import type { Replicator } from '../replication/replicator';
 import { orgIdOf, slashidAuth } from './slashid-auth';
 import { followsChangesOf } from './store';
@@ -23,7 +23,7 @@ export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router
   router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
     const raw = String(req.params.changeId);
     const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), followsChangesOf(db, orgIdOf(res))) : null;
-    if (!status) throw notFound(`Change ${raw} is not known for this organization or its sub-organizations (or its record has expired).`);
+    if (!status) throw notFound(`Change ${shownId(raw)} is not known for this organization or its sub-organizations (or its record has expired).`);
     res.json(envelope(status));
   });
   return router;

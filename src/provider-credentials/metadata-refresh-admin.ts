@@ -7,7 +7,7 @@ import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
 import { noBody } from '../http/body';
 import { startedAt } from '../http/request-id';
-import { isUuid } from '../http/validate';
+import { isUuid, shownId } from '../http/validate';
 import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
 import type { Replicator } from '../replication/replicator';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
@@ -43,7 +43,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
   const router = Router();
   router.post('/admin/metadata-refresh/:credential_id/accept', noBody(), async (req, res) => {
     const id = String(req.params.credential_id).toLowerCase();
-    const none = () => new AppError(404, 'not_found', `Credential ${id} has no held IdP metadata to accept.`);
+    const none = () => new AppError(404, 'not_found', `Credential ${shownId(id)} has no held IdP metadata to accept.`);
     // A write like any other: the consistency headers, X-Change-Id, a 408 to follow up (a fuzzing review
     // found them ignored here: an operator could not wait for every region to trust the new certificate).
     const consistency = parseConsistency(req, startedAt(res));

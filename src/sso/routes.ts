@@ -6,7 +6,7 @@ import { AppError, badRequest, notFound } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
-import { describeErrors, isUuid } from '../http/validate';
+import { describeErrors, isUuid, shownId } from '../http/validate';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { CREDENTIALS_PATH } from '../provider-credentials/routes';
 import { findCredential } from '../provider-credentials/store';
@@ -24,7 +24,7 @@ import { routePrefix } from '../observability/metrics';
 
 function credentialId(req: Request): string {
   const id = String(req.params.id);
-  if (!isUuid(id)) throw notFound(`SAML provider credentials ${id.slice(0, 64)} not found.`);
+  if (!isUuid(id)) throw notFound(`SAML provider credentials ${shownId(id)} not found.`);
   return id.toLowerCase();
 }
 

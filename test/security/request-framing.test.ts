@@ -359,6 +359,29 @@ test("a field name or a path id of the client's comes back in a message as its h
   expect(id.body.errors[0].message).toBe("SAML provider credentials 'x??y' not found.");
 });
 
+test("every route's path id, and an Expect header, come back cleaned as well (the SSO, change and admin routes quoted them raw)", async () => {
+  const raw = 'x%1B%5B31m%E2%80%AEy';
+  const token = bearer(await issueToken(r.url, org.id));
+  const messages = [
+    ...await Promise.all(['metadata', 'login'].map(async (end) => (await call(r.url, 'GET', `/sso/saml/${raw}/${end}`)).body.errors[0].message)),
+    (await call(r.url, 'POST', `/sso/saml/${raw}/acs`, { rawBody: 'SAMLResponse=x', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } })).body.errors[0].message,
+    (await call(r.url, 'GET', `/organizations/replication/changes/${raw}`, { headers })).body.errors[0].message,
+    (await call(r.url, 'GET', `/api/v1/replication/changes/${raw}`, { headers: token })).body.message,
+    (await call(r.url, 'POST', `/admin/organizations/${raw}/access-tokens`, { headers: adminHeaders })).body.errors[0].message,
+    (await call(r.url, 'POST', `/admin/metadata-refresh/${raw}/accept`, { headers: adminHeaders })).body.errors[0].message,
+  ];
+  // Both dialects' change routes follow the sub-organizations' changes too, and say so alike.
+  expect(messages[4]).toBe(messages[3]);
+  for (const message of messages) {
+    expect(message).toMatch(/'x\?\[31m\?y'/);
+    expect(message).not.toMatch(/[\u001b\u202e]/);
+  }
+  // Header bytes arrive as latin1: UTF-8 is shown as such (a right-to-left override as ?), not as latin1 with C1 controls.
+  const expectation = await rawExchange(Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: a\u202eéb\r\nConnection: close\r\n\r\n', 'utf8'));
+  expect(expectation.split('\r\n')[0]).toBe('HTTP/1.1 417 Expectation Failed');
+  expect(JSON.parse(expectation.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 417, message: "Only \"Expect: 100-continue\" is supported (got 'a?éb'); nothing was done." }] });
+});
+
 test('a body sent with two Content-Types is a 400, whichever comes first; nothing is written', async () => {
   const id = await credential('two types');
   const body = '{"label":"changed"}';
@@ -465,12 +488,17 @@ test('a DELETE body that trickles in past the grace and then runs over the limit
 test('the health, admin and OpenAPI paths answer in absolute form and in any case, as the API\'s do', async () => {
   const status = (answer: string) => answer.split('\r\n')[0];
   // Before: 404 "No such endpoint" for each (the API's own paths answered).
-  for (const target of [`http://127.0.0.1:${port()}/healthz`, '/HEALTHZ', `http://x/openapi.json`]) {
+  // A fragment (a client that does not strip it) as Express routes it: before, /healthz#x was a 405 "does not take GET; it takes GET, HEAD".
+  for (const target of [`http://127.0.0.1:${port()}/healthz`, '/HEALTHZ', `http://x/openapi.json`, '/healthz#x']) {
     expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 200 OK');
   }
-  for (const target of [`http://127.0.0.1:${port()}/admin/replication`, '/ADMIN/replication']) {
+  for (const target of [`http://127.0.0.1:${port()}/admin/replication`, '/ADMIN/replication', '/admin/replication#x']) {
     expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: ${adminHeaders.authorization}\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 200 OK');
     // Still behind the admin token.
     expect(status(await rawExchange(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))).toBe('HTTP/1.1 401 Unauthorized');
   }
+  // And an Infisical path with one is answered in that dialect's shape.
+  const options = await rawExchange(`OPTIONS ${SSO}#x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  expect(status(options)).toBe('HTTP/1.1 404 Not Found');
+  expect(JSON.parse(options.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 404, error: 'NotFound' });
 });
