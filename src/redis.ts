@@ -119,5 +119,6 @@ export async function deleteKeysWithPrefix(url: string, prefix: string): Promise
  * (no offline queue) with a message about its own options; said here as what it means.
  */
 export function redisProblem(err: Error): string {
-  return /Stream isn't writeable|Connection is closed/.test(err.message) ? 'not connected (refused, closed, or still connecting)' : err.message;
+  if (/Stream isn't writeable|Connection is closed|max retries per request/.test(err.message)) return 'not connected (refused, closed, or still connecting)';
+  return /Command timed out/.test(err.message) ? 'did not answer in time (hung, or cut off)' : err.message;
 }

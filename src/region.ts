@@ -19,7 +19,7 @@ import { createLogger, type Logger } from './logger';
 import { registerAdmissionMetrics } from './observability/admission-metrics';
 import { createMetrics } from './observability/metrics';
 import { createReadiness, joiningOf } from './observability/readiness';
-import { RedisLiveness } from './observability/redis-liveness';
+import { RedisLiveness, watchRedis } from './observability/redis-liveness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
@@ -179,11 +179,13 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   serving = true;
   operator?.publish();
   log.info({ url }, 'region ready');
+  const redisWatch = watchRedis(redisLiveness, log);
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       log.info('shutting down');
+      redisWatch.stop();
       draining = true;
       operator?.publish();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -5,6 +5,7 @@
  * out at most once a second while someone asks, and the status is `not answering` once one has waited longer
  * than the status reads' bound (REDIS_STATUS_MS). Synchronous, so the operator snapshot can carry it.
  */
+import type { Logger } from '../logger';
 import { REDIS_STATUS_MS } from '../replication/links';
 
 export class RedisLiveness {
@@ -33,4 +34,38 @@ export class RedisLiveness {
     }
     return this.pingSince !== null && now - this.pingSince > this.boundMs ? 'not answering' : 'ready';
   }
+}
+
+/**
+ * Logs the region's own Redis going away and coming back: one warning when it has not answered for
+ * `downAfterMs` (down, or hung with its connection open), one line when it answers again. The loops that use
+ * that Redis retry quietly (their failures are debug lines), so without this an outage of it, during which
+ * no change reaches or leaves the region, left no line at the default level. Asks once every `everyMs`,
+ * which keeps RedisLiveness pinging (so the first probe after a hang no longer reads `ready`).
+ */
+export function watchRedis(liveness: RedisLiveness, log: Logger, opts: { everyMs?: number; downAfterMs?: number } = {}): { stop(): void } {
+  const everyMs = opts.everyMs ?? 1000;
+  const downAfterMs = opts.downAfterMs ?? 2000;
+  let failingSince: number | null = null;
+  let warned = false;
+  const timer = setInterval(() => {
+    const status = liveness.status();
+    const now = Date.now();
+    if (status === 'ready') {
+      if (warned) log.info({ down_ms: now - (failingSince ?? now) }, "this region's Redis answers again");
+      failingSince = null;
+      warned = false;
+      return;
+    }
+    failingSince ??= now;
+    if (!warned && now - failingSince >= downAfterMs) {
+      warned = true;
+      log.warn(
+        { redis: status, since: new Date(failingSince).toISOString() },
+        "this region's Redis does not answer: the other regions' changes wait in their outboxes until it does (reads and local_region writes are served; all_regions writes here time out)",
+      );
+    }
+  }, everyMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }

@@ -5,7 +5,7 @@
  */
 import type { Db } from '../db/client';
 import type { Logger } from '../logger';
-import type { Redis, ReplicationKeys } from '../redis';
+import { redisProblem, type Redis, type ReplicationKeys } from '../redis';
 import type { EntryRef, Parsed } from './inbox-events';
 import type { RedisLinks } from './links';
 import type { Membership } from './membership';
@@ -184,7 +184,7 @@ export class OriginAcks {
         for (const i of items) if (i.entry && --i.entry.open === 0) settled.add(i.entry.id);
         if (settled.size) await this.xack([...settled]);
       } catch (err) {
-        log.warn({ err: (err as Error).message, origin, count: items.length }, `${what}, but could not ack to the origin's Redis; ${then}`);
+        log.warn({ err: redisProblem(err as Error), origin, count: items.length }, `${what}, but could not ack to the origin's Redis; ${then}`);
       }
     })).then(() => undefined);
     this.acking.add(sending);

@@ -2,6 +2,7 @@
  * The outbox relay's publishing (relay.ts): the unpublished outbox rows, those the fast path did not deliver
  * everywhere, delivered in order to the destinations that lack them, in two bounded passes (publishPending).
  */
+import { redisProblem } from '../redis';
 import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
 import { DEFAULT_REPUBLISH_AFTER_MS, orgsOf, type DeliveryConfirmerDeps } from './relay-confirm';
 import type { SignedEvent } from './event-auth';
@@ -55,10 +56,28 @@ export interface OutboxPublisherHost {
 }
 
 export class OutboxPublisher {
+  /** Per destination this process warned it could not deliver to: since when (ms), for one line when it recovers. */
+  private readonly warnedSince = new Map<string, number>();
+
   constructor(
     private readonly d: OutboxPublisherDeps,
     private readonly host: OutboxPublisherHost,
   ) {}
+
+  /** Each try is a debug line; the first of an outage a warning, so that a region cut off from a peer's Redis says so at the default level. */
+  private cannotDeliver(dest: string, err: Error): void {
+    this.d.log.debug({ err: err.message, destination: dest }, 'could not deliver to a region; will retry');
+    if (this.warnedSince.has(dest)) return;
+    this.warnedSince.set(dest, Date.now());
+    this.d.log.warn({ err: redisProblem(err), destination: dest }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
+  }
+
+  private deliveredAgain(dest: string): void {
+    const since = this.warnedSince.get(dest);
+    if (since === undefined) return;
+    this.warnedSince.delete(dest);
+    this.d.log.info({ destination: dest, failing_ms: Date.now() - since }, "delivering to a region's Redis again");
+  }
 
   /**
    * Delivers each event to each destination that lacks it, a destination at a time (at once for all);
@@ -70,10 +89,12 @@ export class OutboxPublisher {
     const res = await this.host.deliverer.deliverAll(this.d.links, new Map([...needs].map(([dest, items]) => [dest, items.map((i) => i.event)])));
     for (const [dest, r] of res) {
       const items = needs.get(dest) ?? [];
-      if (r.ok) r.value.forEach((streamId, k) => made.push({ changeId: items[k]?.changeId as string, region: dest, streamId }));
-      else {
+      if (r.ok) {
+        r.value.forEach((streamId, k) => made.push({ changeId: items[k]?.changeId as string, region: dest, streamId }));
+        this.deliveredAgain(dest);
+      } else {
         failed.add(dest);
-        this.d.log.debug({ err: r.error.message, destination: dest }, 'could not deliver to a region; will retry');
+        this.cannotDeliver(dest, r.error);
       }
     }
     return { made, failed };
