@@ -1,5 +1,5 @@
-// Two projects. `unit`: tests that need no Postgres, no Redis and no build (dist/), so `npm run test:unit`
-// answers in seconds. `integration`: every other test, including a new file until it is listed here.
+// Two projects. `unit`: tests that need no Postgres, no Redis and no build (dist/), only the generated Prisma
+// client (`npm run generate`: two of them import src/db), so `npm run test:unit` answers in seconds. `integration`: every other test, including a new file until it is listed here.
 const UNIT = [
   'test/harness/delay-proxy.test.ts',
   'test/harness/ack-signatures-flag.test.ts',
