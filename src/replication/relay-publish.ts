@@ -17,6 +17,11 @@ const SWEEP_BUDGET_MS = 2000;
 /** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
 const TAIL_HOLD_MS = 30_000;
 /**
+ * How long deliveries to a destination fail before that is a warning: one failed try (a Redis restarting, a
+ * connection to a region added at runtime still connecting on its first use) is a debug line.
+ */
+const WARN_AFTER_MS = 2000;
+/**
  * How often the sweep starts a new round over the backlog after a round that found nothing to deliver while
  * no destination failed (publishPending). Each round's first query walks the unpublished-rows index from its
  * start, through the entries every published row leaves there until a vacuum: under a steady write load the
@@ -56,7 +61,7 @@ export interface OutboxPublisherHost {
 }
 
 export class OutboxPublisher {
-  /** Per destination this process warned it could not deliver to: since when (ms), for one line when it recovers. */
+  /** Per destination this process warned it could not deliver to: since when it failed (ms), for one line when it recovers. */
   private readonly warnedSince = new Map<string, number>();
 
   constructor(
@@ -64,19 +69,24 @@ export class OutboxPublisher {
     private readonly host: OutboxPublisherHost,
   ) {}
 
-  /** Each try is a debug line; the first of an outage a warning, so that a region cut off from a peer's Redis says so at the default level. */
-  private cannotDeliver(dest: string, err: Error): void {
+  /**
+   * Each try is a debug line; a destination failing for WARN_AFTER_MS (since failingSince, which a call that
+   * does not fail there clears) a warning, once an outage, so that a region cut off from a peer's Redis says so
+   * at the default level.
+   */
+  private cannotDeliver(dest: string, err: Error, now: number): void {
     this.d.log.debug({ err: err.message, destination: dest }, 'could not deliver to a region; will retry');
-    if (this.warnedSince.has(dest)) return;
-    this.warnedSince.set(dest, Date.now());
+    const since = this.failingSince.get(dest);
+    if (since === undefined || now - since < WARN_AFTER_MS || this.warnedSince.has(dest)) return;
+    this.warnedSince.set(dest, since);
     this.d.log.warn({ err: redisProblem(err), destination: dest }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
   }
 
-  private deliveredAgain(dest: string): void {
+  private deliveredAgain(dest: string, now: number): void {
     const since = this.warnedSince.get(dest);
     if (since === undefined) return;
     this.warnedSince.delete(dest);
-    this.d.log.info({ destination: dest, failing_ms: Date.now() - since }, "delivering to a region's Redis again");
+    this.d.log.info({ destination: dest, failing_ms: now - since }, "delivering to a region's Redis again");
   }
 
   /**
@@ -87,14 +97,15 @@ export class OutboxPublisher {
     const made: Delivery[] = [];
     const failed = new Set<string>();
     const res = await this.host.deliverer.deliverAll(this.d.links, new Map([...needs].map(([dest, items]) => [dest, items.map((i) => i.event)])));
+    const now = Date.now();
     for (const [dest, r] of res) {
       const items = needs.get(dest) ?? [];
       if (r.ok) {
         r.value.forEach((streamId, k) => made.push({ changeId: items[k]?.changeId as string, region: dest, streamId }));
-        this.deliveredAgain(dest);
+        this.deliveredAgain(dest, now);
       } else {
         failed.add(dest);
-        this.cannotDeliver(dest, r.error);
+        this.cannotDeliver(dest, r.error, now);
       }
     }
     return { made, failed };

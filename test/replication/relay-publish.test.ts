@@ -8,7 +8,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
-import { createLogger } from '../../src/logger';
+import pino from 'pino';
+import { createLogger, type Logger } from '../../src/logger';
 import { replicationKeys } from '../../src/redis';
 import { poolOf } from '../../src/db/client';
 import { Deliverer, recordDeliveries } from '../../src/replication/delivery';
@@ -16,6 +17,7 @@ import { RedisLinks } from '../../src/replication/links';
 import { OutboxRelay } from '../../src/replication/relay';
 import type { Tracker } from '../../src/replication/tracker';
 import { freePorts, REDIS_URL, testEventAuth } from '../support/env';
+import { logLines } from '../support/log-lines';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
@@ -53,10 +55,11 @@ const pool = () => poolOf(m.db);
 const ownAcks: { region: string; ids: string[]; orgs: Record<string, string> }[] = [];
 
 /** A relay of its own (its cursors start afresh) over an empty outbox. */
-async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number; retentionMs?: number } = {}): Promise<OutboxRelay> {
+async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number; retentionMs?: number; log?: Logger } = {}): Promise<OutboxRelay> {
   await pool().query('TRUNCATE replication_outbox, replication_deliveries');
   ownAcks.length = 0;
   return new OutboxRelay({
+    log: createLogger({ level: 'silent' }),
     ...opts,
     db: m.db,
     links,
@@ -64,7 +67,6 @@ async function freshRelay(opts: { sweepIdleMs?: number; tailSettleMs?: number; r
     tracker: { ack: async (region: string, ids: string[], o?: { orgs?: Map<string, string> }) => void ownAcks.push({ region, ids, orgs: Object.fromEntries(o?.orgs ?? []) }) } as unknown as Tracker,
     region: 'a',
     regions: ['a', 'b', 'c'],
-    log: createLogger({ level: 'silent' }),
     auth,
     deliverer: new Deliverer(keys, auth, 1_000_000),
   });
@@ -380,3 +382,38 @@ test('a confirmed delivery of a row another destination still lacks is not deliv
   const row = (await pool().query(`SELECT stream_id, confirmed_at IS NOT NULL AS confirmed, ack FROM replication_deliveries WHERE change_id = $1 AND region = 'b'`, [id])).rows[0];
   expect(row).toEqual({ stream_id: '1-0', confirmed: true, ack: 'applied@2026-12-01T00:00:00.000Z' });
 });
+
+test("a destination's blip is no warning; one down for 2 s is, once, and its return is said once", async () => {
+  const { lines, sink } = logLines();
+  const relay = await freshRelay({ log: pino({ level: 'info' }, sink) });
+  const about = (start: string) => lines.filter((l) => l.destination === 'b' && String(l.msg).startsWith(start));
+  // c, down throughout, is given every row: only b is tried.
+  await bServer.kill();
+  const blipped = await committed(5, ['c']);
+  await relay.publishPending(1000);
+  await bServer.start();
+  await links.ready('b', 5000);
+  await relay.publishPending(1000);
+  expect(await deliveredToB(blipped)).toBe(5);
+  // Before: a warning and a recovery line for a failed try (as when a region added at runtime is first
+  // delivered to, its new connection still connecting).
+  expect(lines.filter((l) => l.destination === 'b')).toEqual([]);
+
+  await bServer.kill();
+  const outage = await committed(5, ['c']);
+  const started = Date.now();
+  while (Date.now() - started < 3500) {
+    await relay.publishPending(1000);
+    await sleep(250);
+  }
+  expect(about("could not deliver to a region's Redis")).toMatchObject([{ level: 40, err: 'not connected (refused, closed, or still connecting)' }]);
+  await bServer.start();
+  await links.ready('b', 5000);
+  await relay.publishPending(1000);
+  expect(await deliveredToB(outage)).toBe(5);
+  const [back, ...more] = about("delivering to a region's Redis again");
+  expect(more).toEqual([]);
+  expect(back?.failing_ms).toBeGreaterThanOrEqual(3000);
+  await relay.publishPending(1000);
+  expect(about("could not deliver to a region's Redis")).toHaveLength(1);
+}, 60_000);
