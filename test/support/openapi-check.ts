@@ -27,6 +27,8 @@ let checker: Checker | null = null;
 
 /** Names the file that holds the run's document (written by openapi-global-setup.ts). */
 export const DOCUMENT_ENV = 'TEST_OPENAPI_DOCUMENT';
+/** The temporary folder it is written in starts so (the teardown removes no other). */
+export const DOCUMENT_DIR_PREFIX = 'saml-openapi-';
 
 /**
  * The document the run's global setup wrote (openapi-global-setup.ts); built here only when a file runs

@@ -6,9 +6,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DOCUMENT_ENV } from './openapi-check';
+import { DOCUMENT_DIR_PREFIX, DOCUMENT_ENV } from './openapi-check';
 
-export default function globalSetup(): void {
+export default function globalSetup(globalConfig: { selectProjects?: string[] | null }): void {
+  // Only what this run writes is read (and removed by the teardown), never a path inherited from a shell.
+  delete process.env[DOCUMENT_ENV];
+  // `npm run test:unit`: no unit test receives an answer of the service; loading it would double the run.
+  if (globalConfig.selectProjects?.length && !globalConfig.selectProjects.includes('integration')) return;
   let doc: unknown;
   try {
     /* eslint-disable @typescript-eslint/no-require-imports */
@@ -21,7 +25,7 @@ export default function globalSetup(): void {
     // the service, and a file that does builds the document itself.
     return;
   }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-openapi-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), DOCUMENT_DIR_PREFIX));
   const file = path.join(dir, 'openapi.json');
   fs.writeFileSync(file, JSON.stringify(doc));
   process.env[DOCUMENT_ENV] = file;
