@@ -12,8 +12,9 @@ export function localHost(host: string): string {
 
 /**
  * The path a log line names for a request: the whole path as the client sent it (req.path is relative to
- * the router answering it), without the query, which can carry secrets or personal data.
+ * the router answering it), without the query, which can carry secrets or personal data, or a fragment.
  */
 export function requestPath(req: Pick<Request, 'originalUrl'>): string {
-  return req.originalUrl.split('?', 1)[0] ?? '';
+  // A fragment (a raw client may send one; Express routes by the path before it) is no part of the path either.
+  return req.originalUrl.split(/[?#]/, 1)[0] ?? '';
 }
