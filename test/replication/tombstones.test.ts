@@ -104,7 +104,10 @@ test("a deleted credential's tombstone, and a rotated API key's, are collected i
 
   for (const r of REGIONS) {
     expect((await call(cluster.url(r), 'GET', `${PATH}/${c.id}`, { headers: slashidHeaders(org) })).status).toBe(404);
-    const t = await tombstones(r);
+    // Nothing holds the horizon; a region's report can be a moment past its age bound on a loaded host (a
+    // clean CI run saw `stale-report` once, right after the collection), which holds it only until the next.
+    let t = await tombstones(r);
+    await eventually(async () => (t = await tombstones(r)).held_by.length === 0, 15_000, 200);
     expect(t.enabled).toBe(true);
     expect(t.held_by).toEqual([]);
     expect(t.horizon).toMatch(/^\d{15}\.\d{6}\./);
