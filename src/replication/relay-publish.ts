@@ -61,8 +61,8 @@ export interface OutboxPublisherHost {
 }
 
 export class OutboxPublisher {
-  /** Per destination this process warned it could not deliver to: since when it failed (ms), for one line when it recovers. */
-  private readonly warnedSince = new Map<string, number>();
+  /** The failing destinations this process warned of (cannotDeliver): their end is said once (notFailing). */
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly d: OutboxPublisherDeps,
@@ -77,16 +77,16 @@ export class OutboxPublisher {
   private cannotDeliver(dest: string, err: Error, now: number): void {
     this.d.log.debug({ err: err.message, destination: dest }, 'could not deliver to a region; will retry');
     const since = this.failingSince.get(dest);
-    if (since === undefined || now - since < WARN_AFTER_MS || this.warnedSince.has(dest)) return;
-    this.warnedSince.set(dest, since);
+    if (since === undefined || now - since < WARN_AFTER_MS || this.warned.has(dest)) return;
+    this.warned.add(dest);
     this.d.log.warn({ err: redisProblem(err), destination: dest }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
   }
 
-  private deliveredAgain(dest: string, now: number): void {
-    const since = this.warnedSince.get(dest);
-    if (since === undefined) return;
-    this.warnedSince.delete(dest);
-    this.d.log.info({ destination: dest, failing_ms: now - since }, "delivering to a region's Redis again");
+  /** `dest` is no longer failing (it took a delivery, or a call did not fail there): its outage, if warned of, is said to be over. */
+  private notFailing(dest: string, now: number): void {
+    const since = this.failingSince.get(dest);
+    this.failingSince.delete(dest);
+    if (since !== undefined && this.warned.delete(dest)) this.d.log.info({ destination: dest, failing_ms: now - since }, "delivering to a region's Redis again");
   }
 
   /**
@@ -100,10 +100,8 @@ export class OutboxPublisher {
     const now = Date.now();
     for (const [dest, r] of res) {
       const items = needs.get(dest) ?? [];
-      if (r.ok) {
-        r.value.forEach((streamId, k) => made.push({ changeId: items[k]?.changeId as string, region: dest, streamId }));
-        this.deliveredAgain(dest, now);
-      } else {
+      if (r.ok) r.value.forEach((streamId, k) => made.push({ changeId: items[k]?.changeId as string, region: dest, streamId }));
+      else {
         failed.add(dest);
         this.cannotDeliver(dest, r.error, now);
       }
@@ -135,7 +133,8 @@ export class OutboxPublisher {
     total += await this.sweepPass(minAgeMs, destinations, down);
     // A destination that did not fail in this call is not failing (it had nothing to take, or took it): a
     // later failure starts a new blip.
-    for (const dest of [...this.failingSince.keys()]) if (!down.has(dest)) this.failingSince.delete(dest);
+    const now = Date.now();
+    for (const dest of [...this.failingSince.keys()]) if (!down.has(dest)) this.notFailing(dest, now);
     return total;
   }
 
@@ -315,7 +314,7 @@ export class OutboxPublisher {
       down.add(f);
       if (!this.failingSince.has(f)) this.failingSince.set(f, now);
     }
-    for (const m of made) this.failingSince.delete(m.region);
+    for (const m of made) this.notFailing(m.region, now);
   }
 
   /**

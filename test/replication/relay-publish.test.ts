@@ -417,3 +417,24 @@ test("a destination's blip is no warning; one down for 2 s is, once, and its ret
   await relay.publishPending(1000);
   expect(about("could not deliver to a region's Redis")).toHaveLength(1);
 }, 60_000);
+
+test('a second outage of a destination is warned of again once the first was said to be over', async () => {
+  const { lines, sink } = logLines();
+  const relay = await freshRelay({ log: pino({ level: 'info' }, sink) });
+  const about = (start: string) => lines.filter((l) => l.destination === 'b' && String(l.msg).startsWith(start));
+  for (let outage = 1; outage <= 2; outage++) {
+    await bServer.kill();
+    const rows = await committed(3, ['c']);
+    const started = Date.now();
+    while (Date.now() - started < 2500) {
+      await relay.publishPending(1000);
+      await sleep(250);
+    }
+    await bServer.start();
+    await links.ready('b', 5000);
+    await relay.publishPending(1000);
+    expect(await deliveredToB(rows)).toBe(3);
+    expect(about("could not deliver to a region's Redis")).toHaveLength(outage);
+    expect(about("delivering to a region's Redis again")).toHaveLength(outage);
+  }
+}, 60_000);
