@@ -18,3 +18,12 @@ export function requestPath(req: Pick<Request, 'originalUrl'>): string {
   // A fragment (a raw client may send one; Express routes by the path before it) is no part of the path either.
   return req.originalUrl.split(/[?#]/, 1)[0] ?? '';
 }
+
+/**
+ * Whether the URL's host is a DNS name or an IP address and nothing else. The URL parser keeps `;`, `,`, `'`
+ * and `"` in a host, and a sign-on URL's origin goes into the login page's Content-Security-Policy header
+ * (form-action), where `;` would start another directive.
+ */
+export function hasPlainHost(url: URL): boolean {
+  return /^(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])$/i.test(url.hostname);
+}

@@ -2,6 +2,7 @@ import { v5 as uuidv5 } from 'uuid';
 import type { InfisicalSamlConfig } from '../generated/prisma/client';
 import { CONTROL_CHARACTER } from '../control-characters';
 import { badRequest, conflict, notFound } from '../http/errors';
+import { hasPlainHost } from '../http/url';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import { isMetadataError } from '../metadata/errors';
 import { parseCertificate } from '../metadata/x509';
@@ -59,6 +60,8 @@ export function entryPointProblem(value: string): string | null {
   const authority = /^https:\/\/([^/?#]+)/i.exec(value)?.[1];
   if (authority === undefined) return `entryPoint must be an absolute https URL such as https://idp.example.com/sso (got '${shown(value)}').`;
   if (url.username || url.password || authority.includes('@')) return 'entryPoint must not contain a user name or password.';
+  // The URL parser keeps `"`, `'`, `;`, `,` and more in a host name, which no DNS name holds (a security review).
+  if (!hasPlainHost(url)) return `entryPoint's host must be a DNS name or an IP address (letters, digits, '-', '_' and '.', or [IPv6]) (got '${shown(url.hostname)}').`;
   return null;
 }
 

@@ -5,6 +5,7 @@
  */
 import type { Element } from '@xmldom/xmldom';
 import { CONTROL_CHARACTER } from '../control-characters';
+import { hasPlainHost } from '../http/url';
 import { excerpt, MetadataError } from './errors';
 import { cacheDurationMs } from './iso-duration';
 import { certificateLabel, parseCertificate, type CertificateInfo } from './x509';
@@ -175,15 +176,6 @@ export function isHttpUrl(text: string): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Whether the URL's host is a DNS name or an IP address and nothing else. The URL parser keeps `;`, `,`, `'`
- * and `"` in a host, and a sign-on URL's origin goes into the login page's Content-Security-Policy header
- * (form-action), where `;` would start another directive.
- */
-function hasPlainHost(url: URL): boolean {
-  return /^(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])$/i.test(url.hostname);
 }
 
 /**

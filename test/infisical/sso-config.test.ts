@@ -156,6 +156,9 @@ describe('validation (422, Infisical shape)', () => {
     ['https://idp.example.com\\@evil.com/', 'a backslash'],
     ['https:idp.example.com/sso', 'must be an absolute https URL'],
     ['https:///path', 'must be an absolute https URL'],
+    // Characters the WHATWG parser keeps in a host name and no DNS name holds (a security review stored them).
+    ['https://a"b.com/', `entryPoint's host must be a DNS name or an IP address`],
+    ['https://idp.example.com;x/sso', `(got 'idp.example.com;x')`],
   ])('refuses entryPoint %j', async (entryPoint, why) => {
     const res = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { entryPoint }) });
     const list = issues(res);
