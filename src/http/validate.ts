@@ -34,8 +34,12 @@ const UUID = new RegExp(UUID_PATTERN);
 
 /** An absolute http or https URL with a host (the scheme in any case). */
 export const HTTP_URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]';
-/** Not empty and not only white space. */
-export const NOT_BLANK_PATTERN = '\\S';
+/**
+ * Not empty and not only white space: at least one character that is neither a space or separator (Unicode's
+ * too: U+00A0, U+3000), a control, nor an invisible one (a zero-width space, a right-to-left override, a joiner):
+ * a name of those alone shows as nothing in a list (a review stored one). ajv compiles patterns with the `u` flag.
+ */
+export const NOT_BLANK_PATTERN = '[^\\s\\p{Z}\\p{Cc}\\p{Cf}\\p{Default_Ignorable_Code_Point}]';
 /** Printable ASCII only (a relay state): at least one character, or any number. */
 export const PRINTABLE_ASCII_PATTERN = '^[\\x20-\\x7e]+$';
 export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
@@ -44,7 +48,7 @@ export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
 const PATTERN_MEANS: Record<string, string> = {
   [HTTP_URL_PATTERN]: 'must be an absolute http or https URL',
   [UUID_PATTERN]: 'must be a UUID',
-  [NOT_BLANK_PATTERN]: 'must not be blank',
+  [NOT_BLANK_PATTERN]: 'must not be blank (white space or invisible characters only)',
   [PRINTABLE_ASCII_PATTERN]: 'must be printable ASCII characters',
   [PRINTABLE_ASCII_OR_EMPTY_PATTERN]: 'must be printable ASCII characters',
 };

@@ -18,7 +18,12 @@ const problems = (body: unknown) => (validate(body) ? [] : describeErrors(valida
 test('says what a known pattern or format means', () => {
   expect(problems({ url: 'ftp://idp.example/md.xml' })).toEqual(['url: must be an absolute http or https URL']);
   expect(problems({ url: 'https://idp.example/a b' })).toEqual(['url: must be an absolute URL, with no white space or control character']);
-  expect(problems({ name: '   ' })).toEqual(['name: must not be blank']);
+  expect(problems({ name: '   ' })).toEqual(['name: must not be blank (white space or invisible characters only)']);
+  // Unicode's spaces and invisible characters alone are blank too; a name that has them beside a letter is not.
+  for (const name of ['\u200b', '\u00a0\u3000', '\u202e\u200d', '\ufeff', '\u2028', '\u034f', '\u0085']) {
+    expect(problems({ name })).toEqual(['name: must not be blank (white space or invisible characters only)']);
+  }
+  for (const name of ['a\u200b', '\u0645\u200c\u0647', '\u00e9', '\u{1f600}', '-']) expect(problems({ name })).toEqual([]);
   expect(problems({ id: 'not-a-uuid' })).toEqual(['id: must be a UUID']);
   expect(problems({ relay: 'caf\u00e9' })).toEqual(['relay: must be printable ASCII characters']);
 });
@@ -46,7 +51,7 @@ test('an empty value that must not be blank is one problem, its length, not two'
   named({ name: '' });
   expect(describeErrors(named.errors)).toEqual(['name: must NOT have fewer than 1 characters']);
   named({ name: '  ' });
-  expect(describeErrors(named.errors)).toEqual(['name: must not be blank']);
+  expect(describeErrors(named.errors)).toEqual(['name: must not be blank (white space or invisible characters only)']);
 });
 
 test('an object that must name a field names the fields it takes, not a count', () => {

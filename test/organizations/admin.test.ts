@@ -79,6 +79,9 @@ describe('organizations', () => {
     ['missing name', {}],
     ['empty name', { name: '' }],
     ['a name of spaces only', { name: '  \t ' }],
+    // Shows as nothing in the console and the admin API's lists (a review stored one).
+    ['a name of a zero-width space only', { name: '\u200b' }],
+    ['a name of Unicode spaces and a right-to-left override only', { name: '\u00a0\u3000\u202e' }],
     ['unknown field', { name: 'a', color: 'red' }],
     ['parent_id not a uuid', { name: 'a', parent_id: 'nope' }],
     ['name not a string', { name: 42 }],
