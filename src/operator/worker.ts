@@ -22,7 +22,7 @@ import { createLogger } from '../logger';
 import { createReadiness, joiningOf } from '../observability/readiness';
 import { requestLog } from '../observability/request-log';
 import { createRedis, replicationKeys } from '../redis';
-import { replicationStatus } from '../replication/admin-routes';
+import { replicationStatus } from '../replication/admin-status';
 import { processConnectionName } from '../replication/connection-names';
 import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
 import { adminGuard, healthRoutes } from './routes';
