@@ -7,7 +7,7 @@
  * string is a key's) are counted and compared with those the parsed value has; only a difference, which a
  * repeated key is the only cause of, leads to the slower walk that finds which key it was.
  */
-import { bodyPath } from './validate';
+import { bodyPath } from './body-path';
 
 /** A string token (escapes included) or one of JSON's structural characters outside strings. */
 const TOKENS = /"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\]:,]/g;

@@ -6,7 +6,7 @@
  */
 import type { Request, RequestHandler } from 'express';
 import { badRequest } from './errors';
-import { bodyPath } from './validate';
+import { bodyPath } from './body-path';
 
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 /** The APIs' bodies are flat; a deeper one is refused rather than walked. */

@@ -6,6 +6,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type TSchema, type Static } from '@sinclair/typebox';
 import { CONTROL_CHARACTER } from '../control-characters';
+import { bodyPath } from './body-path';
 import { shownText } from './errors';
 
 export const ajv = addFormats(new Ajv({ allErrors: true, strict: true, verbose: true }), ['uri', 'uuid', 'date-time', 'email']);
@@ -162,18 +163,6 @@ function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] 
 function shapeMeaning(e: ErrorObject): string {
   const known = e.keyword === 'pattern' ? PATTERN_MEANS[String(e.params.pattern)] : FORMAT_MEANS[String(e.params.format)];
   return known ?? e.message ?? 'is invalid';
-}
-
-/**
- * A path into a request body as messages name it: field names joined with '.', array indexes as '.0', and a name
- * that is not a plain one (a '.', a '[', a space, a digit first, empty…) quoted as `["a.b"]`, so that a path
- * reads back one way (`a.b` was the field "a.b" as well as b in a).
- */
-export function bodyPath(segments: readonly (string | number)[]): string {
-  return segments.reduce<string>((path, s) => {
-    if (typeof s === 'number' || /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) return path ? `${path}.${s}` : String(s);
-    return `${path}[${JSON.stringify(s)}]`;
-  }, '');
 }
 
 /** The segments of an ajv instancePath (a JSON pointer); a number is an array's index (request schemas name their fields). */

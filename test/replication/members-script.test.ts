@@ -79,7 +79,7 @@ test('remove of a name no Redis knows (a misspelt id) fails and records nothing;
   const again = await runScript({ deployment } as never, 'members', ['remove', 'europe-belgium']);
   expect(again.status).toBe(0);
   expect(JSON.parse(again.stdout)).toMatchObject({ region: 'europe-belgium', removed: false });
-}, 30_000);
+}, 60_000); // three runs of the script: ~25 s on a loaded host (a run beside two helpers' clusters timed out at 30)
 
 test("remove of a region added at runtime with a Redis of its own, once the config no longer names it, deletes its inbox there too", async () => {
   const keys = replicationKeys(deployment.file.redisKeyPrefix);
