@@ -36,11 +36,21 @@ const UUID = new RegExp(UUID_PATTERN);
 /** An absolute http or https URL with a host (the scheme in any case). */
 export const HTTP_URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]';
 /**
- * Not empty and not only white space: at least one character that is neither a space or separator (Unicode's
- * too: U+00A0, U+3000), a control, nor an invisible one (a zero-width space, a right-to-left override, a joiner):
- * a name of those alone shows as nothing in a list (a review stored one). ajv compiles patterns with the `u` flag.
+ * Not empty and not only white space, as the OpenAPI document shows the rule: `\S` reads the same in every
+ * regular-expression dialect a client may check a pattern with. The rest of it is the `visible` format below.
  */
-export const NOT_BLANK_PATTERN = '[^\\s\\p{Z}\\p{Cc}\\p{Cf}\\p{Default_Ignorable_Code_Point}]';
+export const NOT_BLANK_PATTERN = '\\S';
+/**
+ * `visible`: at least one character that is neither a space or separator (Unicode's too: U+00A0, U+3000), a
+ * control, nor an invisible one (a zero-width space, a right-to-left override, a joiner): a name of those alone
+ * shows as nothing in a list (a review stored one). A format, not the pattern: property escapes need the `u`
+ * flag (ajv's), and a client checking the published pattern without it read `\p{Z}` as `p`, `{`, `Z`, `}`, so
+ * that 'Paul' was blank; Python's re, Go's RE2 and Java's engine have no Default_Ignorable_Code_Point at all.
+ */
+ajv.addFormat('visible', /[^\s\p{Z}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u);
+/** A name's or a claim's rule (spread into a string schema): not blank, and not made only of invisible characters. */
+export const NOT_BLANK = { pattern: NOT_BLANK_PATTERN, format: 'visible' } as const;
+const BLANK = 'must not be blank (white space or invisible characters only)';
 /** Printable ASCII only (a relay state): at least one character, or any number. */
 export const PRINTABLE_ASCII_PATTERN = '^[\\x20-\\x7e]+$';
 export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
@@ -49,12 +59,13 @@ export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
 const PATTERN_MEANS: Record<string, string> = {
   [HTTP_URL_PATTERN]: 'must be an absolute http or https URL',
   [UUID_PATTERN]: 'must be a UUID',
-  [NOT_BLANK_PATTERN]: 'must not be blank (white space or invisible characters only)',
+  [NOT_BLANK_PATTERN]: BLANK,
   [PRINTABLE_ASCII_PATTERN]: 'must be printable ASCII characters',
   [PRINTABLE_ASCII_OR_EMPTY_PATTERN]: 'must be printable ASCII characters',
 };
 const FORMAT_MEANS: Record<string, string> = {
   iri: 'must be an absolute URL, with no white space or control character',
+  visible: BLANK,
 };
 
 export function isUuid(s: string): boolean {
@@ -131,6 +142,7 @@ function oneProblemPerAnyOf(errors: readonly ErrorObject[]): ErrorObject[] {
 /** What a value failing both its pattern and its format must be, said once. */
 const PATTERN_AND_FORMAT_MEAN: Record<string, string> = {
   [`${HTTP_URL_PATTERN} iri`]: 'must be an absolute http or https URL, with no white space or control character',
+  [`${NOT_BLANK_PATTERN} visible`]: BLANK,
 };
 
 /**
@@ -150,7 +162,8 @@ function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] 
     shapes.set(e.instancePath, seen);
   }
   return errors.flatMap((e) => {
-    if (e.keyword === 'pattern' && e.params.pattern === NOT_BLANK_PATTERN && tooShort.has(e.instancePath)) return [];
+    const blank = (e.keyword === 'pattern' && e.params.pattern === NOT_BLANK_PATTERN) || (e.keyword === 'format' && e.params.format === 'visible');
+    if (blank && tooShort.has(e.instancePath)) return [];
     const seen = e.keyword === 'pattern' || e.keyword === 'format' ? shapes.get(e.instancePath) : undefined;
     if (!seen?.pattern || !seen.format) return [e];
     if (e !== seen.pattern) return [];

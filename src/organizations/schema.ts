@@ -1,10 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile, NOT_BLANK_PATTERN, Uuid } from '../http/validate';
+import { compile, NOT_BLANK, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
   {
     // Not blank: an organization is told apart by its name in the console and the admin API's lists.
-    name: Type.String({ minLength: 1, maxLength: 200, pattern: NOT_BLANK_PATTERN }),
+    name: Type.String({ minLength: 1, maxLength: 200, ...NOT_BLANK }),
     // null: a root, as every answer shows one (a client may send back what it read).
     parent_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
   },

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile, HTTP_URL_PATTERN, NOT_BLANK_PATTERN } from '../http/validate';
+import { compile, HTTP_URL_PATTERN, NOT_BLANK } from '../http/validate';
 
 const fields = {
   label: Type.String({ maxLength: 256, description: 'A friendly free-form label.' }),
@@ -10,7 +10,7 @@ const fields = {
     maxLength: 2048,
     description: "The SAML IdP's metadata URL (absolute http or https; an internationalized host name is allowed).",
   }),
-  email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: NOT_BLANK_PATTERN }), {
+  email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, ...NOT_BLANK }), {
     maxItems: 3,
     description: 'Names of the claims holding the user email addresses.',
   }),

@@ -3,11 +3,11 @@
  * is said as what it means, not as the regular expression the value failed.
  */
 import { Type } from '@sinclair/typebox';
-import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK_PATTERN, PRINTABLE_ASCII_PATTERN, shownId, Uuid } from '../../src/http/validate';
+import { compile, describeErrors, HTTP_URL_PATTERN, NOT_BLANK, PRINTABLE_ASCII_PATTERN, shownId, Uuid } from '../../src/http/validate';
 
 const validate = compile(Type.Object({
   url: Type.Optional(Type.String({ pattern: HTTP_URL_PATTERN, format: 'iri' })),
-  name: Type.Optional(Type.String({ pattern: NOT_BLANK_PATTERN })),
+  name: Type.Optional(Type.String({ ...NOT_BLANK })),
   id: Type.Optional(Uuid()),
   code: Type.Optional(Type.String({ pattern: '^[a-z]{2}$' })),
   relay: Type.Optional(Type.String({ pattern: PRINTABLE_ASCII_PATTERN })),
@@ -47,7 +47,7 @@ test('a value failing its pattern and its format is one problem, in words for bo
 });
 
 test('an empty value that must not be blank is one problem, its length, not two', () => {
-  const named = compile(Type.Object({ name: Type.String({ minLength: 1, pattern: NOT_BLANK_PATTERN }) }));
+  const named = compile(Type.Object({ name: Type.String({ minLength: 1, ...NOT_BLANK }) }));
   named({ name: '' });
   expect(describeErrors(named.errors)).toEqual(['name: must NOT have fewer than 1 characters']);
   named({ name: '  ' });

@@ -94,6 +94,18 @@ describe('GET /openapi.json', () => {
     expect(result).toMatchObject({ valid: true, version: '3.1' });
   });
 
+  it("shows patterns a client's regular-expression engine reads as ajv does: no Unicode property escapes", () => {
+    // `\p{Z}` needs the `u` flag (ajv's): without it `[^\p{Z}…]` refused 'Paul', and Python's re, Go's RE2 and
+    // Java's engine refuse `\p` or Default_Ignorable_Code_Point (2026-12-06: a name's not-blank rule).
+    const patterns = new Set<string>();
+    JSON.stringify(doc, (key, value: unknown) => {
+      if (key === 'pattern' && typeof value === 'string') patterns.add(value);
+      return value;
+    });
+    expect(patterns.size).toBeGreaterThan(3);
+    for (const pattern of patterns) expect({ pattern, propertyEscape: /\\[pP]\{/.test(pattern) }).toEqual({ pattern, propertyEscape: false });
+  });
+
   it('describes its own answer (an object the 200 schema holds; a string before)', () => {
     const schema = doc.paths['/openapi.json'].get.responses['200'].content['application/json'].schema;
     const valid = new Ajv({ strict: false }).compile(schema);
