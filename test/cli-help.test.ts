@@ -12,6 +12,9 @@ test.each([
   ['cluster', /^usage: npm run cluster \[-- <region id> \.\.\.\]/],
   ['reseed', /^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/],
   ['members', /^usage: npm run members -- list \| activate <region> \| remove <region>/],
+  // The development IdPs: without it they started serving on their default ports.
+  ['idp-fixtures', /^usage: \[PORT=9400\] \[HOST=127\.0\.0\.1\] npm run idp:fixtures/],
+  ['idp-simulator', /^usage: \[PORT=9401\] \[HOST=127\.0\.0\.1\] \[USER_EMAIL=alice@example\.com\] npm run idp:simulator/],
 ])('npm run %s -- --help prints its usage and exits 0', (script, usage) => {
   for (const flag of ['--help', '-h']) {
     // A config that does not exist: --help must not need one.
