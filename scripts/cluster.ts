@@ -104,6 +104,16 @@ function formatLine(region: string, line: string): string {
   }
 }
 
+/**
+ * How long a stop waits for each region before kill -9. A region drains for up to 125 s (src/region.ts: an
+ * all_regions request answers by its own deadline, at most 120 s): killed after 30 s, as it was, its clients
+ * got an empty reply instead of their 201 or 408. docker-compose.yml gives regions 150 s too.
+ */
+const DRAIN_S = 125;
+const STOP_GRACE_MS = 150_000;
+/** Signals this close after the first are the same stop (a Ctrl-C reaches this command from npm and from the terminal). */
+const SAME_STOP_MS = 1_000;
+
 /** A listen address that takes every host's connections: it clashes with any other on its port. */
 const ANY_HOST = new Set(['0.0.0.0', '::', '[::]']);
 
@@ -186,6 +196,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${overrides.join(', ')} from the environment ignored: ${overrides.length === 1 ? 'it overrides' : 'they override'} one region's entry of ${path.basename(configPath)}, and this start runs ${starting.length} regions (name one region to use ${overrides.length === 1 ? 'it' : 'them'})\n`);
   }
   let stopping = false;
+  let stoppingAt = 0;
   let ready = false;
   let crashed = false;
   const procs = starting.map(
@@ -219,13 +230,25 @@ async function main(): Promise<void> {
       }),
   );
   const shutdown = async (sig: string, exitCode = 0) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl-C or SIGTERM: the regions still draining stop at once (a second signal ends a region).
+      // Not the same Ctrl-C: npm passes it on to this command, which the terminal has sent it already.
+      if ((sig === 'SIGINT' || sig === 'SIGTERM') && Date.now() - stoppingAt > SAME_STOP_MS) for (const p of procs) p.signal('SIGTERM');
+      return;
+    }
     stopping = true;
+    stoppingAt = Date.now();
     // Only its own that still run (one that exited and was started again on its own is not this command's).
     const running = procs.filter((p) => p.running);
     process.stdout.write(`\n${sig}: stopping ${running.length} region${running.length === 1 ? '' : 's'} (${running.map((p) => p.region).join(', ') || 'none left'})...\n`);
-    await Promise.all(procs.map((p) => p.stop()));
-    process.stdout.write('all regions stopped\n');
+    // A region draining its in-flight requests (an all_regions one waits up to its own timeout) is said once.
+    const draining = setTimeout(() => {
+      const still = procs.filter((p) => p.running).map((p) => p.region);
+      if (still.length) process.stdout.write(`waiting for ${still.join(', ')} to finish in-flight requests (up to ${DRAIN_S} s; Ctrl-C again ends them at once)\n`);
+    }, 5_000);
+    const killed = (await Promise.all(procs.map(async (p) => ((await p.stop(STOP_GRACE_MS)) ? p.region : null)))).filter((r) => r !== null);
+    clearTimeout(draining);
+    process.stdout.write(killed.length ? `all regions stopped (${killed.join(', ')} killed after ${STOP_GRACE_MS / 1000} s)\n` : 'all regions stopped\n');
     process.exit(exitCode);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
