@@ -15,6 +15,7 @@ import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
 import { readSecrets, secretsPath } from './cluster-secrets';
 import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
+import type { RegionConfig } from '../src/config-schema';
 import { answerHelp } from './usage';
 import { httpUrl } from '../src/http/url';
 
@@ -103,6 +104,56 @@ function formatLine(region: string, line: string): string {
   }
 }
 
+/**
+ * How long a stop waits for each region before kill -9. A region drains for up to 125 s (src/region.ts: an
+ * all_regions request answers by its own deadline, at most 120 s): killed after 30 s, as it was, its clients
+ * got an empty reply instead of their 201 or 408. docker-compose.yml gives regions 150 s too.
+ */
+const DRAIN_S = 125;
+const STOP_GRACE_MS = 150_000;
+/** Signals this close after the first are the same stop (a Ctrl-C reaches this command from npm and from the terminal). */
+const SAME_STOP_MS = 1_000;
+
+/** A listen address that takes every host's connections: it clashes with any other on its port. */
+const ANY_HOST = new Set(['0.0.0.0', '::', '[::]']);
+
+/**
+ * Two regions of one start on one port (`port` or `operatorPort`, on one host or a wildcard one) or on one
+ * database, said as what to change; null when there is none. The file itself may give regions one port
+ * (each on a host of its own, deploy/regions.example.json), but this command runs them all on this machine:
+ * without this, the region that came second to the port stopped with "the port is in use (… an earlier cluster
+ * still running?)", after it had migrated its database and joined the deployment, and two regions on one
+ * database each took the other's rows for its own.
+ */
+function sharedPlace(regions: readonly RegionConfig[]): string | null {
+  const listeners: { id: string; field: string; host: string; port: number }[] = [];
+  const databases = new Map<string, string>();
+  for (const r of regions) {
+    const host = (r.host ?? '127.0.0.1').toLowerCase();
+    for (const [field, port] of [['port', r.port], ['operatorPort', r.operatorPort]] as const) {
+      if (port === undefined) continue;
+      const other = listeners.find((l) => l.port === port && (l.host === host || ANY_HOST.has(l.host) || ANY_HOST.has(host)));
+      if (other) return `regions '${other.id}' (${other.field}) and '${r.id}' (${field}) both listen on ${host}:${port}, and this command runs them on one machine; give each its own port`;
+      listeners.push({ id: r.id, field, host, port });
+    }
+    const db = databasePlace(r.databaseUrl);
+    const other = databases.get(db);
+    if (other !== undefined) return `regions '${other}' and '${r.id}' have one database (${db}); each region needs its own databaseUrl`;
+    databases.set(db, r.id);
+  }
+  return null;
+}
+
+/** A databaseUrl as the database it names: host, port (default 5432) and name, whatever the user or options. */
+function databasePlace(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname.toLowerCase()}:${u.port || '5432'}${u.pathname}`;
+  } catch {
+    return url;
+  }
+}
+
 const USAGE = 'usage: npm run cluster [-- <region id> ...] (every region of REGIONS_CONFIG, default ./regions.config.json; or the ones named)';
 
 async function main(): Promise<void> {
@@ -130,8 +181,13 @@ async function main(): Promise<void> {
     process.stderr.write(`configuration error: ${unknown.join(', ')} not in ${configPath} (its regions: ${file.regions.map((r) => r.id).join(', ')})\n`);
     process.exit(2);
   }
-  const secrets = clusterSecrets(configPath, named.length > 0);
   const starting = file.regions.filter((r) => named.length === 0 || named.includes(r.id));
+  const clash = sharedPlace(starting);
+  if (clash) {
+    process.stderr.write(`configuration error: ${configPath}: ${clash}\n`);
+    process.exit(2);
+  }
+  const secrets = clusterSecrets(configPath, named.length > 0);
   // PORT, DATABASE_URL… override one region's entry: they go to a region started alone (`OPERATOR_PORT=9183
   // npm run cluster -- asia-japan`), never to several, which they would put on one port or one database.
   const overrides = REGION_ENTRY_ENV.filter((name) => process.env[name]);
@@ -140,6 +196,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${overrides.join(', ')} from the environment ignored: ${overrides.length === 1 ? 'it overrides' : 'they override'} one region's entry of ${path.basename(configPath)}, and this start runs ${starting.length} regions (name one region to use ${overrides.length === 1 ? 'it' : 'them'})\n`);
   }
   let stopping = false;
+  let stoppingAt = 0;
   let ready = false;
   let crashed = false;
   const procs = starting.map(
@@ -173,13 +230,25 @@ async function main(): Promise<void> {
       }),
   );
   const shutdown = async (sig: string, exitCode = 0) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl-C or SIGTERM: the regions still draining stop at once (a second signal ends a region).
+      // Not the same Ctrl-C: npm passes it on to this command, which the terminal has sent it already.
+      if ((sig === 'SIGINT' || sig === 'SIGTERM') && Date.now() - stoppingAt > SAME_STOP_MS) for (const p of procs) p.signal('SIGTERM');
+      return;
+    }
     stopping = true;
+    stoppingAt = Date.now();
     // Only its own that still run (one that exited and was started again on its own is not this command's).
     const running = procs.filter((p) => p.running);
     process.stdout.write(`\n${sig}: stopping ${running.length} region${running.length === 1 ? '' : 's'} (${running.map((p) => p.region).join(', ') || 'none left'})...\n`);
-    await Promise.all(procs.map((p) => p.stop()));
-    process.stdout.write('all regions stopped\n');
+    // A region draining its in-flight requests (an all_regions one waits up to its own timeout) is said once.
+    const draining = setTimeout(() => {
+      const still = procs.filter((p) => p.running).map((p) => p.region);
+      if (still.length) process.stdout.write(`waiting for ${still.join(', ')} to finish in-flight requests (up to ${DRAIN_S} s; Ctrl-C again ends them at once)\n`);
+    }, 5_000);
+    const killed = (await Promise.all(procs.map(async (p) => ((await p.stop(STOP_GRACE_MS)) ? p.region : null)))).filter((r) => r !== null);
+    clearTimeout(draining);
+    process.stdout.write(killed.length ? `all regions stopped (${killed.join(', ')} killed after ${STOP_GRACE_MS / 1000} s)\n` : 'all regions stopped\n');
     process.exit(exitCode);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -6,8 +6,12 @@
  */
 import fs from 'node:fs';
 import { FIXTURES_DIR, startIdpServer } from '../test/support/idp-server';
+import { answerHelp } from './usage';
+
+const USAGE = 'usage: [PORT=9400] [HOST=127.0.0.1] npm run idp:fixtures (serves the IdP metadata fixtures of test/fixtures/idp-metadata until Ctrl-C)';
 
 async function main(): Promise<void> {
+  answerHelp(process.argv.slice(2), USAGE);
   const host = process.env.HOST || '127.0.0.1';
   const port = Number(process.env.PORT || 9400);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {

@@ -7,14 +7,17 @@
  */
 import http from 'node:http';
 import { b64, idpMetadata, requestFromRedirect, signedResponse, signer } from '../test/sso/support/idp-simulator';
+import { answerHelp } from './usage';
 
 const ENTITY_ID = 'https://idp-simulator.invalid/saml';
+const USAGE = 'usage: [PORT=9401] [HOST=127.0.0.1] [USER_EMAIL=alice@example.com] npm run idp:simulator (a SAML IdP that signs in USER_EMAIL at once, with test keys, until Ctrl-C)';
 
 function escape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 }
 
 async function main(): Promise<void> {
+  answerHelp(process.argv.slice(2), USAGE);
   const host = process.env.HOST || '127.0.0.1';
   const port = Number(process.env.PORT || 9401);
   const email = process.env.USER_EMAIL || 'alice@example.com';

@@ -2,6 +2,7 @@
  * Deployment configuration: regions.config.json plus environment overrides.
  * Read and validated once at start; a bad value stops the process with a message naming the field.
  */
+import type { ErrorObject } from 'ajv';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigFileSchema, KEY_PREFIX_PATTERN, type ConfigFile, type RegionConfig } from './config-schema';
@@ -99,8 +100,16 @@ export function readConfigFile(configPath: string): ConfigFile {
     throw new ConfigError(`cannot read config file ${configPath}: ${(err as Error).message}`);
   }
   if (!validateFile(raw)) {
-    const problems = (validateFile.errors ?? []).map((e) => {
+    const errors = validateFile.errors ?? [];
+    // A field of a few values (ackSignatures) is a union of literals: its value failed each literal and then the
+    // union ("must be equal to constant" three times, "must match a schema in anyOf"). Said once, with the values.
+    const literals = (anyOf: ErrorObject) =>
+      errors.filter((e) => e.keyword === 'const' && e.instancePath === anyOf.instancePath && e.schemaPath.startsWith(`${anyOf.schemaPath}/`));
+    const folded = new Set(errors.filter((e) => e.keyword === 'anyOf').flatMap(literals));
+    const problems = errors.filter((e) => !folded.has(e)).map((e) => {
       const where = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(root)';
+      const values = e.keyword === 'anyOf' ? literals(e).map((l) => JSON.stringify(l.params.allowedValue)) : [];
+      if (values.length) return `${where}: must be one of ${values.join(', ')}, got ${JSON.stringify(e.data)}`;
       const extra = e.keyword === 'additionalProperties' ? ` '${String(e.params.additionalProperty)}'` : '';
       return `${where}: ${e.message}${extra}`;
     });

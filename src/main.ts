@@ -49,9 +49,18 @@ async function main(): Promise<void> {
   // it has no handler for, so a stop during the start would wait for the runtime's SIGKILL.
   let region: RunningRegion | null = null;
   let signals = 0;
+  let interruptedAt: number | null = null;
   const onSignal = (sig: 'SIGTERM' | 'SIGINT') => {
+    // A Ctrl-C reaches `npm run cluster` and its regions alike (one process group), and the cluster then sends
+    // each region its SIGTERM: the same stop, not a second signal (which made every region of a cluster stopped
+    // with Ctrl-C exit 1 at once, cutting its in-flight requests, instead of draining). Taken once only.
+    if (sig === 'SIGTERM' && interruptedAt !== null && Date.now() - interruptedAt < SAME_STOP_MS) {
+      interruptedAt = null;
+      return;
+    }
     signals += 1;
     if (signals > 1) process.exit(1);
+    if (sig === 'SIGINT') interruptedAt = Date.now();
     log.info({ signal: sig }, 'signal received');
     // Nothing is served yet: nothing to drain. The status a shell gives a process the signal ended.
     if (!region) process.exit(128 + os.constants.signals[sig]);
@@ -62,6 +71,9 @@ async function main(): Promise<void> {
   listenHost = config.region.host ?? '127.0.0.1';
   region = await startRegion(config, { log });
 }
+
+/** How soon after a SIGINT a SIGTERM is the cluster's of the same Ctrl-C (it sends it at once). */
+const SAME_STOP_MS = 1_000;
 
 /** The host the region listens on, for the message of a failed listen. */
 let listenHost = '';

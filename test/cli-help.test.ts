@@ -12,6 +12,9 @@ test.each([
   ['cluster', /^usage: npm run cluster \[-- <region id> \.\.\.\]/],
   ['reseed', /^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/],
   ['members', /^usage: npm run members -- list \| activate <region> \| remove <region>/],
+  // The development IdPs: without it they started serving on their default ports.
+  ['idp-fixtures', /^usage: \[PORT=9400\] \[HOST=127\.0\.0\.1\] npm run idp:fixtures/],
+  ['idp-simulator', /^usage: \[PORT=9401\] \[HOST=127\.0\.0\.1\] \[USER_EMAIL=alice@example\.com\] npm run idp:simulator/],
 ])('npm run %s -- --help prints its usage and exits 0', (script, usage) => {
   for (const flag of ['--help', '-h']) {
     // A config that does not exist: --help must not need one.
@@ -54,5 +57,27 @@ test.each([
   });
   fs.rmSync(dir, { recursive: true, force: true });
   expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
+  expect(res.stderr).toMatch(message);
+});
+
+test.each([
+  ['one port', { port: 8081 }, /^configuration error: .*: regions 'us-iowa' \(port\) and 'europe-belgium' \(port\) both listen on 127\.0\.0\.1:8081, and this command runs them on one machine; give each its own port$/m],
+  ["one's operator port on the other's port, on a wildcard host", { port: 8082, operatorPort: 8081, host: '0.0.0.0' }, /regions 'us-iowa' \(port\) and 'europe-belgium' \(operatorPort\) both listen on 0\.0\.0\.0:8081/],
+  ['one database', { port: 8082, databaseUrl: 'postgresql://other@127.0.0.1:1/none?sslmode=disable' }, /regions 'us-iowa' and 'europe-belgium' have one database \(127\.0\.0\.1:1\/none\); each region needs its own databaseUrl$/m],
+])('npm run cluster with two regions on %s exits 2, a configuration error, before starting any', (_what, second, message) => {
+  // The file may give regions one port (each on a host of its own), but the cluster runs them on one machine:
+  // the second to the port stopped with "the port is in use (… an earlier cluster still running?)".
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-cluster-'));
+  const config = path.join(dir, 'regions.json');
+  const unreachable = 'postgresql://postgres@127.0.0.1:1/none';
+  fs.writeFileSync(config, JSON.stringify({ redisUrl: 'redis://127.0.0.1:1', redisKeyPrefix: 'cli-cluster:', regions: [{ id: 'us-iowa', port: 8081, databaseUrl: unreachable }, { id: 'europe-belgium', databaseUrl: `${unreachable}2`, ...second }] }));
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist/scripts/cluster.js')], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, REGIONS_CONFIG: config },
+  });
+  const secretsMade = fs.existsSync(path.join(dir, '.cluster'));
+  fs.rmSync(dir, { recursive: true, force: true });
+  expect({ status: res.status, stdout: res.stdout, secretsMade }).toEqual({ status: 2, stdout: '', secretsMade: false });
   expect(res.stderr).toMatch(message);
 });

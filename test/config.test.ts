@@ -131,6 +131,8 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['a claim interval below 100 ms', { ...good, claimIntervalMs: 99 }, {}, /claimIntervalMs: must be >= 100/],
   ['a claim interval above a minute', { ...good, claimIntervalMs: 60_001 }, {}, /claimIntervalMs: must be <= 60000/],
   ['a replicationPacks that is not a boolean', { ...good, replicationPacks: 'off' }, {}, /replicationPacks/],
+  // One problem, naming the values: not "must be equal to constant" once per value and "must match a schema in anyOf".
+  ['an ackSignatures that is none of its values', { ...good, ackSignatures: 'yes' }, {}, /: ackSignatures: must be one of "off", "sign", "require", got "yes"$/],
   ['a bad PORT', good, { PORT: 'eighty' }, /PORT must be an integer/],
   ['a bad operator port', { ...good, regions: [{ ...good.regions[0], operatorPort: 0 }] }, {}, /regions\.0\.operatorPort/],
   ['an operator port equal to the port', { ...good, regions: [{ ...good.regions[0], operatorPort: 8081 }] }, {}, /regions\.0\.operatorPort: it must differ from port/],

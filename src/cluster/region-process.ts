@@ -112,6 +112,11 @@ export class RegionProcess {
     this.child?.kill('SIGCONT');
   }
 
+  /** Sends `signal` to the process, if it runs (a second SIGTERM ends a draining region at once). */
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
   /** kill -9: no shutdown code runs. */
   async kill(): Promise<void> {
     if (!this.child) return;
@@ -120,15 +125,20 @@ export class RegionProcess {
     await this.exited;
   }
 
-  /** SIGTERM and wait for the graceful exit (kill -9 after `graceMs`). */
-  async stop(graceMs = 30_000): Promise<void> {
+  /** SIGTERM and wait for the graceful exit (kill -9 after `graceMs`); true when it had to be killed. */
+  async stop(graceMs = 30_000): Promise<boolean> {
     const child = this.child;
-    if (!child) return;
+    if (!child) return false;
     child.kill('SIGCONT');
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, graceMs);
     await this.exited;
     clearTimeout(timer);
+    return killed;
   }
 
   async restart(): Promise<void> {

@@ -286,3 +286,36 @@ test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach seve
     await new Promise((r) => squatter.close(r));
   }
 }, 120_000);
+
+test('a stop drains: a request waiting for all_regions gets its answer, after a Ctrl-C (the terminal and the cluster both signal the region) and past 30 s', async () => {
+  // us-iowa alone: the other regions never run, so an all_regions write waits for its whole timeout.
+  const url = `http://127.0.0.1:${dep.file.regions[0]?.port}`;
+  const waiting = (seconds: number) =>
+    call(url, 'POST', '/admin/organizations', {
+      body: { name: `drain-${seconds}` },
+      headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': String(seconds) },
+      timeoutMs: 200_000,
+    }).then((res) => res.status, (err: Error) => err.message);
+
+  // Ctrl-C in a terminal: SIGINT to the whole process group; the cluster then sends each region its SIGTERM,
+  // which the region took for a second signal and exited 1 at once, the request unanswered.
+  const secrets = { ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS };
+  const ctrlC = runCluster(secrets, ['us-iowa'], true);
+  await ctrlC.ready;
+  const first = waiting(4);
+  await new Promise((r) => setTimeout(r, 500));
+  process.kill(-(ctrlC.child.pid as number), 'SIGINT');
+  expect(await first).toBe(408);
+  expect(await ctrlC.exited).toBe(0);
+
+  // SIGTERM to the command alone: it killed a region still draining after 30 s (a region drains up to 125 s).
+  const term = runCluster(secrets, ['us-iowa']);
+  await term.ready;
+  const second = waiting(35);
+  await new Promise((r) => setTimeout(r, 500));
+  term.child.kill('SIGTERM');
+  expect(await second).toBe(408);
+  expect(await term.exited).toBe(0);
+  expect(term.output()).toContain('waiting for us-iowa to finish in-flight requests');
+  expect(term.output()).toMatch(/all regions stopped\n/);
+}, 120_000);
