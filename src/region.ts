@@ -23,6 +23,7 @@ import { RedisLiveness, watchRedis } from './observability/redis-liveness';
 import { registerReplicationMetrics } from './observability/replication-metrics';
 import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
+import { withoutCredentials } from './replication/links';
 import { serverClasses } from './http/server-classes';
 
 /** The listening socket's accept queue (see the listen call). */
@@ -179,7 +180,8 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   serving = true;
   operator?.publish();
   log.info({ url }, 'region ready');
-  const redisWatch = watchRedis(redisLiveness, log);
+  const ownRedisUrl = replication.redisUrls[config.region.id];
+  const redisWatch = watchRedis(redisLiveness, log, ownRedisUrl ? { url: withoutCredentials(ownRedisUrl) } : {});
 
   let stopping: Promise<void> | null = null;
   const stop = () =>

@@ -43,16 +43,18 @@ export class RedisLiveness {
  * no change reaches or leaves the region, left no line at the default level. Asks once every `everyMs`,
  * which keeps RedisLiveness pinging (so the first probe after a hang no longer reads `ready`).
  */
-export function watchRedis(liveness: RedisLiveness, log: Logger, opts: { everyMs?: number; downAfterMs?: number } = {}): { stop(): void } {
+export function watchRedis(liveness: RedisLiveness, log: Logger, opts: { everyMs?: number; downAfterMs?: number; url?: string } = {}): { stop(): void } {
   const everyMs = opts.everyMs ?? 1000;
   const downAfterMs = opts.downAfterMs ?? 2000;
+  // Which Redis (its URL without credentials): a region may have one of its own (REGION_REDIS_URL, redisUrl).
+  const at = opts.url ? { redis_url: opts.url } : {};
   let failingSince: number | null = null;
   let warned = false;
   const timer = setInterval(() => {
     const status = liveness.status();
     const now = Date.now();
     if (status === 'ready') {
-      if (warned) log.info({ down_ms: now - (failingSince ?? now) }, "this region's Redis answers again");
+      if (warned) log.info({ ...at, down_ms: now - (failingSince ?? now) }, "this region's Redis answers again");
       failingSince = null;
       warned = false;
       return;
@@ -61,7 +63,7 @@ export function watchRedis(liveness: RedisLiveness, log: Logger, opts: { everyMs
     if (!warned && now - failingSince >= downAfterMs) {
       warned = true;
       log.warn(
-        { redis: status, since: new Date(failingSince).toISOString() },
+        { ...at, redis: status, since: new Date(failingSince).toISOString() },
         "this region's Redis does not answer: the other regions' changes wait in their outboxes until it does (reads and local_region writes are served; all_regions writes here time out)",
       );
     }

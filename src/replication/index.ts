@@ -146,7 +146,7 @@ export async function createReplication(o: ReplicationOptions) {
       if (!applier || (await applier.checkedAtStart(waitMs))) return true;
       o.log.warn(
         { waited_ms: waitMs },
-        "this region's database is not checked yet (restored from a backup, or replaced?): the check needs its Redis, which does not answer (or its database). Serving meanwhile; the check runs once they answer (start_check in GET /admin/replication)",
+        "this region's start check (whether its database was restored from a backup or replaced) has not run yet: it needs the region's Redis and database, and one of them does not answer. Serving meanwhile; the check runs once they answer (start_check in GET /admin/replication)",
       );
       return false;
     },

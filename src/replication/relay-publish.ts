@@ -7,6 +7,7 @@ import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
 import { DEFAULT_REPUBLISH_AFTER_MS, orgsOf, type DeliveryConfirmerDeps } from './relay-confirm';
 import type { SignedEvent } from './event-auth';
 import { IN_FLIGHT_MS } from './horizon';
+import { withoutCredentials } from './links';
 
 /** Unpublished rows read per page; pages per call of the tail pass and of the sweep (see publishPending). */
 const PAGE_ROWS = 500;
@@ -79,7 +80,7 @@ export class OutboxPublisher {
     const since = this.failingSince.get(dest);
     if (since === undefined || now - since < WARN_AFTER_MS || this.warned.has(dest)) return;
     this.warned.add(dest);
-    this.d.log.warn({ err: redisProblem(err), destination: dest }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
+    this.d.log.warn({ err: redisProblem(err), destination: dest, redis_url: withoutCredentials(this.d.links.urlOf(dest)) }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
   }
 
   /** `dest` is no longer failing (it took a delivery, or a call did not fail there): its outage, if warned of, is said to be over. */

@@ -14,7 +14,7 @@
 import type { Db, SqlReader } from '../db/client';
 import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
-import type { ReplicationKeys } from '../redis';
+import { redisProblem, type ReplicationKeys } from '../redis';
 import { readReport, type AckSigning } from './ack-auth';
 import {
   clockFloor, collectionCutoff, computeHorizon, IN_FLIGHT_MS, parseWatermark, regionWatermark, wallOf, type HorizonResult, type MemberView, type Watermark,
@@ -132,7 +132,10 @@ export class TombstoneCollector {
       this.lastError = null;
     } catch (err) {
       // Redis or the database unavailable: nothing is collected this time, which is always safe.
-      this.lastError = (err as Error).message;
+      // ioredis' words for a connection that is down ("Stream isn't writeable and enableOfflineQueue options is
+      // false") said as what they mean, naming Redis (an operator review read the raw one in GET /admin/replication).
+      const said = redisProblem(err as Error);
+      this.lastError = said === (err as Error).message ? said : `Redis ${said}`;
       this.d.log.debug({ err: this.lastError }, 'tombstone collection cycle failed; will retry');
     } finally {
       this.cycles += 1;

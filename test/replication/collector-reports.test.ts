@@ -131,3 +131,16 @@ test('one collection deletes every tombstone below the cut-off, batch after batc
   expect(await c.collect()).toBe(7);
   expect(await db.$queryRawUnsafe('SELECT id FROM saml_provider_credentials')).toEqual([]);
 });
+
+test("a cycle that cannot reach Redis records why in Redis's terms, not ioredis' option names", async () => {
+  // A connection that never connects and queues nothing, as the region's command connections are made.
+  const dead = new Redis({ port: 1, lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null });
+  try {
+    const c = collector({ links: { own: dead, to: () => dead as never, sharesOwn: () => true } });
+    await c.cycle();
+    // ioredis says "Stream isn't writeable and enableOfflineQueue options is false" (an operator review read it in GET /admin/replication).
+    expect(c.lastError).toBe('Redis not connected (refused, closed, or still connecting)');
+  } finally {
+    dead.disconnect();
+  }
+});

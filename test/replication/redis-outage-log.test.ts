@@ -19,7 +19,7 @@ afterAll(async () => {
   await stop?.();
 });
 
-type Line = { level?: number; msg?: string; destination?: string; down_ms?: number; failing_ms?: number; redis?: string; err?: string };
+type Line = { level?: number; msg?: string; destination?: string; down_ms?: number; failing_ms?: number; redis?: string; redis_url?: string; err?: string };
 const lines = (region: string): Line[] =>
   cluster.logs(region).flatMap((l) => {
     try {
@@ -46,8 +46,10 @@ test("a region whose Redis is down warns once, its peer warns once that it canno
   const [own] = saying(DOWN, OWN_DOWN);
   expect(own?.level).toBe(40);
   expect(own?.redis).not.toBe('ready');
+  // Which Redis (a region may have one of its own): an operator review found the lines did not say.
+  expect(own?.redis_url).toBe(server.url);
   const [delivery] = saying(PEER, CANNOT_DELIVER);
-  expect(delivery).toMatchObject({ level: 40, destination: DOWN, err: 'not connected (refused, closed, or still connecting)' });
+  expect(delivery).toMatchObject({ level: 40, destination: DOWN, redis_url: server.url, err: 'not connected (refused, closed, or still connecting)' });
   // The loops go on retrying every second or so: still one warning each.
   await new Promise((r) => setTimeout(r, 4000));
   expect(saying(DOWN, OWN_DOWN)).toHaveLength(1);
@@ -57,6 +59,7 @@ test("a region whose Redis is down warns once, its peer warns once that it canno
   await server.start();
   expect(await eventually(async () => saying(DOWN, OWN_BACK).length > 0 && saying(PEER, DELIVERING).length > 0, 20_000)).toBe(true);
   expect(saying(DOWN, OWN_BACK)[0]?.down_ms).toBeGreaterThanOrEqual(4000);
+  expect(saying(DOWN, OWN_BACK)[0]?.redis_url).toBe(server.url);
   expect(saying(PEER, DELIVERING)[0]).toMatchObject({ level: 30, destination: DOWN });
   expect(await eventually(async () => (await call(cluster.url(DOWN), 'GET', `/admin/organizations/${org.body.id as string}`, { headers: adminHeaders })).status === 200, 20_000, 500)).toBe(true);
 }, 90_000);

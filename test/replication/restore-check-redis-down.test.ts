@@ -46,7 +46,7 @@ async function stop(): Promise<void> {
 
 const status = async () => (await call((region as RunningRegion).url, 'GET', '/admin/replication', { headers: adminHeaders, timeoutMs: 10_000 })).body;
 const ownState = async () => ((await status()).members as { region: string; state: string }[]).find((m) => m.region === 'us-iowa')?.state;
-const warnedUnchecked = (log: ReturnType<typeof logLines>) => log.lines.some((l) => String(l.msg).includes('database is not checked yet'));
+const warnedUnchecked = (log: ReturnType<typeof logLines>) => log.lines.some((l) => String(l.msg).includes("this region's start check (whether its database"));
 /** What the deployment console lists among the region's problems. */
 async function consoleProblems(): Promise<string[]> {
   const config = dep.configFor('us-iowa');

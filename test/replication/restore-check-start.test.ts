@@ -46,7 +46,7 @@ test('a region started on a database dropped and created again is joining from t
   expect(status.needs_reseed).toEqual(['europe-belgium']);
   expect(status.start_check).toBe('done');
   // Its port opened once the check had run, not once the wait for it ran out.
-  expect(cluster.logs('europe-belgium').filter((l) => l.includes('database is not checked yet'))).toEqual([]);
+  expect(cluster.logs('europe-belgium').filter((l) => l.includes("this region's start check (whether its database"))).toEqual([]);
   const { members } = await readMembers(redis, keys());
   expect(members.get('europe-belgium')?.state).toBe('joining');
   // Not ready from the first answer: a load balancer sends it no traffic until its re-seed. The operator port
