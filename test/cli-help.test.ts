@@ -15,6 +15,10 @@ test.each([
   // The development IdPs: without it they started serving on their default ports.
   ['idp-fixtures', /^usage: \[PORT=9400\] \[HOST=127\.0\.0\.1\] npm run idp:fixtures/],
   ['idp-simulator', /^usage: \[PORT=9401\] \[HOST=127\.0\.0\.1\] \[USER_EMAIL=alice@example\.com\] npm run idp:simulator/],
+  // The harness's commands (runMain): test:conflicts said "unknown option --help" and exited 64.
+  ['harness/conflicts', /^usage: npm run test:conflicts -- \[--rounds N\]/],
+  // -h was taken for a positional argument and the whole schedule ran (as root: network namespaces).
+  ['harness/fault-schedule', /^usage: npm run test:faults -- \[--short\]/],
 ])('npm run %s -- --help prints its usage and exits 0', (script, usage) => {
   for (const flag of ['--help', '-h']) {
     // A config that does not exist: --help must not need one.

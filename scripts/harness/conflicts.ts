@@ -110,10 +110,14 @@ export function conflictTable(f: ConflictFigures): string {
   ].join('\n');
 }
 
-const USAGE = `usage: node dist/scripts/harness/conflicts.js [--rounds N] [--report PATH] [--latency LIST] [--redis-latency MS] [--jitter MS] [--ack-signatures off|sign|require]\n`;
+const USAGE = `usage: npm run test:conflicts -- [--rounds N] [--report PATH] [--latency LIST] [--redis-latency MS] [--jitter MS] [--ack-signatures off|sign|require]\n`;
 
 async function main(): Promise<number> {
-  const { flags } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures']);
+  const { flags, positional } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures'], ['help']);
+  if (flags.has('help') || positional.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   requireRoot('the conflict test');
   const rounds = intFlag(flags, 'rounds', 1000, 1);
   const { regions, redisDelayMs } = regionSpecs(flags);

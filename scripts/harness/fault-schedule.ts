@@ -185,12 +185,13 @@ function table(r: Report): string {
 }
 
 async function main(): Promise<number> {
-  const { flags } = parseFlags(
+  const { flags, positional } = parseFlags(
     process.argv.slice(2),
     ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter', 'ack-signatures'],
     ['short', 'help', 'shared-redis'],
   );
-  if (flags.has('help')) {
+  // `-h` too: it was taken for a positional argument, and the whole schedule ran.
+  if (flags.has('help') || positional.includes('-h')) {
     process.stdout.write(USAGE);
     return 0;
   }
