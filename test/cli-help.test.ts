@@ -19,6 +19,7 @@ test.each([
   ['harness/conflicts', /^usage: npm run test:conflicts -- \[--rounds N\]/],
   // -h was taken for a positional argument and the whole schedule ran (as root: network namespaces).
   ['harness/fault-schedule', /^usage: npm run test:faults -- \[--short\]/],
+  ['harness/cli', /^usage: npm run harness -- up \[options\]/],
 ])('npm run %s -- --help prints its usage and exits 0', (script, usage) => {
   for (const flag of ['--help', '-h']) {
     // A config that does not exist: --help must not need one.

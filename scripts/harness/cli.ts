@@ -184,7 +184,7 @@ async function main(): Promise<number> {
     ['quiet', 'help', 'shared-redis'],
   );
   const cmd = positional[0] ?? 'up';
-  if (flags.has('help') || cmd === 'help') {
+  if (flags.has('help') || cmd === 'help' || positional.includes('-h')) {
     process.stdout.write(USAGE);
     return 0;
   }
