@@ -103,12 +103,23 @@ export async function eachRegion<T>(regions: readonly string[], fn: (region: str
   return out;
 }
 
+/**
+ * The query parameters ioredis takes for a user or password (`redis://host:6379?password=…`: it reads the query
+ * as connection options), which a URL without credentials drops too.
+ */
+const CREDENTIAL_PARAM = /password|username/i;
+
+function credentialParams(u: URL): [string, string][] {
+  return [...u.searchParams].filter(([key]) => CREDENTIAL_PARAM.test(key));
+}
+
 /** A Redis URL without user and password: what a region records about itself in the shared membership record. */
 export function withoutCredentials(url: string): string {
   try {
     const u = new URL(url);
     u.username = '';
     u.password = '';
+    for (const [key] of credentialParams(u)) u.searchParams.delete(key);
     return u.toString();
   } catch {
     return url;
@@ -119,10 +130,11 @@ export function withoutCredentials(url: string): string {
 export function withCredentialsOf(url: string, from: string): string {
   try {
     const u = new URL(url);
-    if (u.username || u.password) return url;
+    if (u.username || u.password || credentialParams(u).length) return url;
     const f = new URL(from);
     u.username = f.username;
     u.password = f.password;
+    for (const [key, value] of credentialParams(f)) u.searchParams.append(key, value);
     return u.toString();
   } catch {
     return url;

@@ -41,3 +41,13 @@ test('credentials never reach the membership record', () => {
   expect(withoutCredentials('rediss://user:pw@redis.example:6380')).toBe('rediss://redis.example:6380');
   expect(withoutCredentials('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
 });
+
+test('a password or user in the query (which ioredis takes as its options) never reaches a log line or the record either', () => {
+  expect(withoutCredentials('redis://redis.example:6379/0?password=s3cret')).toBe('redis://redis.example:6379/0');
+  expect(withoutCredentials('rediss://redis.example:6380?username=app&password=s3cret&family=6')).toBe('rediss://redis.example:6380?family=6');
+  // …and a region learned from the record is reached with the default's, said the same way.
+  const l = links('redis://10.0.0.9:6379?password=secret');
+  l.learn('south-brazil', withoutCredentials('redis://10.0.0.7:6380?password=theirs'));
+  expect(l.urlOf('south-brazil')).toBe('redis://10.0.0.7:6380?password=secret');
+  l.disconnect();
+});
