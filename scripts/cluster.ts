@@ -16,6 +16,7 @@ import { RegionProcess } from '../src/cluster/region-process';
 import { readSecrets, secretsPath } from './cluster-secrets';
 import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
 import type { RegionConfig } from '../src/config-schema';
+import { databaseAddress } from '../src/db/address';
 import { answerHelp } from './usage';
 import { httpUrl } from '../src/http/url';
 
@@ -136,22 +137,12 @@ function sharedPlace(regions: readonly RegionConfig[]): string | null {
       if (other) return `regions '${other.id}' (${other.field}) and '${r.id}' (${field}) both listen on ${host}:${port}, and this command runs them on one machine; give each its own port`;
       listeners.push({ id: r.id, field, host, port });
     }
-    const db = databasePlace(r.databaseUrl);
+    const db = databaseAddress(r.databaseUrl);
     const other = databases.get(db);
     if (other !== undefined) return `regions '${other}' and '${r.id}' have one database (${db}); each region needs its own databaseUrl`;
     databases.set(db, r.id);
   }
   return null;
-}
-
-/** A databaseUrl as the database it names: host, port (default 5432) and name, whatever the user or options. */
-function databasePlace(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname.toLowerCase()}:${u.port || '5432'}${u.pathname}`;
-  } catch {
-    return url;
-  }
 }
 
 const USAGE = 'usage: npm run cluster [-- <region id> ...] (every region of REGIONS_CONFIG, default ./regions.config.json; or the ones named)';

@@ -24,6 +24,7 @@ import { registerReplicationMetrics } from './observability/replication-metrics'
 import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
 import { withoutCredentials } from './replication/links';
+import { databaseAddress } from './db/address';
 import { serverClasses } from './http/server-classes';
 
 /** The listening socket's accept queue (see the listen call). */
@@ -62,12 +63,6 @@ export const START_CHECK_WAIT_MS = 10_000;
  * prints its message as one line, without a stack.
  */
 export class StartupError extends Error {}
-
-/** The database's address for a message: host, port and name, never the user or password. */
-function databaseAddress(databaseUrl: string): string {
-  const u = new URL(databaseUrl);
-  return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
-}
 
 /** Creates the region's database if missing and migrates it; a failure names the database and what it said. */
 async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean; applied: string[] }> {

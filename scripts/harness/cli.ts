@@ -4,6 +4,7 @@
  * (bench.ts). `npm run harness -- cleanup` removes leftovers of dead runs.
  */
 import readline from 'node:readline';
+import { answerHelp } from '../usage';
 import { ackSignaturesFlag, log, parseFlags, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
 import { bench } from './bench';
 import { removeLeftovers } from './netns';
@@ -178,13 +179,14 @@ async function up(flags: Flags): Promise<number> {
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'bench') return bench(process.argv.slice(3));
+  answerHelp(process.argv.slice(2), USAGE.trimEnd());
   const { flags, positional } = parseFlags(
     process.argv.slice(2),
     ['regions', 'latency', 'redis-latency', 'jitter', 'redis-aof', 'ack-signatures', 'log-level', 'logs'],
-    ['quiet', 'help', 'shared-redis'],
+    ['quiet', 'shared-redis'],
   );
   const cmd = positional[0] ?? 'up';
-  if (flags.has('help') || cmd === 'help' || positional.includes('-h')) {
+  if (cmd === 'help') {
     process.stdout.write(USAGE);
     return 0;
   }

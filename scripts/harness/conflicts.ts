@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import { regionSpecs } from './cli';
 import { CREDENTIALS_PATH, createOrg, orgHeaders, percentile, RegionClient, resultId, type Org } from './client';
+import { answerHelp } from '../usage';
 import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, sleep } from './common';
 import { Stack } from './stack';
 
@@ -113,11 +114,8 @@ export function conflictTable(f: ConflictFigures): string {
 const USAGE = `usage: npm run test:conflicts -- [--rounds N] [--report PATH] [--latency LIST] [--redis-latency MS] [--jitter MS] [--ack-signatures off|sign|require]\n`;
 
 async function main(): Promise<number> {
-  const { flags, positional } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures'], ['help']);
-  if (flags.has('help') || positional.includes('-h')) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  answerHelp(process.argv.slice(2), USAGE.trimEnd());
+  const { flags } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures']);
   requireRoot('the conflict test');
   const rounds = intFlag(flags, 'rounds', 1000, 1);
   const { regions, redisDelayMs } = regionSpecs(flags);

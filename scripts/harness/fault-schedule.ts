@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import { regionSpecs } from './cli';
 import { ackFigures, createOrg, RegionClient } from './client';
 import { conflictsOk, conflictTable, runConflicts, type ConflictFigures } from './conflicts';
+import { answerHelp } from '../usage';
 import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
 import { FaultSchedule } from './faults';
 import { Load, type LoadFigures } from './load';
@@ -185,16 +186,13 @@ function table(r: Report): string {
 }
 
 async function main(): Promise<number> {
-  const { flags, positional } = parseFlags(
+  // `-h` too (answerHelp): taken for a positional argument, it ran the whole schedule.
+  answerHelp(process.argv.slice(2), USAGE.trimEnd());
+  const { flags } = parseFlags(
     process.argv.slice(2),
     ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter', 'ack-signatures'],
-    ['short', 'help', 'shared-redis'],
+    ['short', 'shared-redis'],
   );
-  // `-h` too: it was taken for a positional argument, and the whole schedule ran.
-  if (flags.has('help') || positional.includes('-h')) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
   const o = options(flags);
   const topology = regionSpecs(flags);
   requireRoot('npm run test:faults');

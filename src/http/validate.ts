@@ -5,7 +5,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Type, type TSchema, type Static } from '@sinclair/typebox';
-import { CONTROL_CHARACTER } from '../control-characters';
+import { CONTROL_CHARACTER, INVISIBLE_CLASS } from '../control-characters';
 import { bodyPath } from './body-path';
 import { shownText } from './errors';
 
@@ -47,7 +47,7 @@ export const NOT_BLANK_PATTERN = '\\S';
  * flag (ajv's), and a client checking the published pattern without it read `\p{Z}` as `p`, `{`, `Z`, `}`, so
  * that 'Paul' was blank; Python's re, Go's RE2 and Java's engine have no Default_Ignorable_Code_Point at all.
  */
-ajv.addFormat('visible', /[^\s\p{Z}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u);
+ajv.addFormat('visible', new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CLASS}]`, 'u'));
 /** A name's or a claim's rule (spread into a string schema): not blank, and not made only of invisible characters. */
 export const NOT_BLANK = { pattern: NOT_BLANK_PATTERN, format: 'visible' } as const;
 const BLANK = 'must not be blank (white space or invisible characters only)';

@@ -1,6 +1,6 @@
 import { v5 as uuidv5 } from 'uuid';
 import type { InfisicalSamlConfig } from '../generated/prisma/client';
-import { CONTROL_CHARACTER } from '../control-characters';
+import { CONTROL_CHARACTER, INVISIBLE_CLASS } from '../control-characters';
 import { badRequest, conflict, notFound } from '../http/errors';
 import { hasPlainHost } from '../http/url';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
@@ -22,12 +22,10 @@ export function samlConfigId(orgId: string): string {
   return uuidv5(orgId, CONFIG_ID_NAMESPACE);
 }
 
-/** Unicode's spaces, separators and invisible characters (U+00A0, U+2028, U+200B, a right-to-left override, U+034F). */
-const INVISIBLE = '\\p{Z}\\p{Cf}\\p{Default_Ignorable_Code_Point}';
-const INVISIBLE_CHAR = new RegExp(`[${INVISIBLE}]`, 'u');
+const INVISIBLE_CHAR = new RegExp(`[${INVISIBLE_CLASS}]`, 'u');
 /** What entryPoint may not hold: controls, space, backslash, the invisible ones (the IDNA joiners U+200C and U+200D pass: Persian and Indic names use them). */
-const NOT_IN_ENTRY_POINT = new RegExp(`(?![\\u200c\\u200d])[\\u0000-\\u0020\\u007f-\\u009f\\\\${INVISIBLE}]`, 'u');
-const ECHOED_ESCAPED = new RegExp(`(?! )[${INVISIBLE}\\p{Cc}]`, 'gu');
+const NOT_IN_ENTRY_POINT = new RegExp(`(?![\\u200c\\u200d])[\\u0000-\\u0020\\u007f-\\u009f\\\\${INVISIBLE_CLASS}]`, 'u');
+const ECHOED_ESCAPED = new RegExp(`(?! )[${INVISIBLE_CLASS}\\p{Cc}]`, 'gu');
 const codePoint = (c: string) => `U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** A value echoed in a message: cut at 120 characters, its invisible and control characters named (<U+202E>) so the message does not carry them. */

@@ -92,6 +92,14 @@ const idOf = async (changeId: string) => BigInt((await pool().query('SELECT id F
 const cursors = (relay: OutboxRelay) => (relay as unknown as { publisher: { tail: bigint | null; sweep: bigint } }).publisher;
 const newestId = async () => BigInt((await pool().query('SELECT max(id) AS id FROM replication_outbox')).rows[0].id);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The relay's publishing turns, every 250 ms for `ms` (a destination failing that long is warned of). */
+async function publishFor(relay: OutboxRelay, ms: number): Promise<void> {
+  const started = Date.now();
+  while (Date.now() - started < ms) {
+    await relay.publishPending(1000);
+    await sleep(250);
+  }
+}
 
 test('a row that a reachable destination lacks reaches it within a few cycles, behind a backlog that only the down destination lacks', async () => {
   const relay = await freshRelay();
@@ -401,11 +409,7 @@ test("a destination's blip is no warning; one down for 2 s is, once, and its ret
 
   await bServer.kill();
   const outage = await committed(5, ['c']);
-  const started = Date.now();
-  while (Date.now() - started < 3500) {
-    await relay.publishPending(1000);
-    await sleep(250);
-  }
+  await publishFor(relay, 3500);
   expect(about("could not deliver to a region's Redis")).toMatchObject([{ level: 40, err: 'not connected (refused, closed, or still connecting)' }]);
   await bServer.start();
   await links.ready('b', 5000);
@@ -425,11 +429,7 @@ test('a second outage of a destination is warned of again once the first was sai
   for (let outage = 1; outage <= 2; outage++) {
     await bServer.kill();
     const rows = await committed(3, ['c']);
-    const started = Date.now();
-    while (Date.now() - started < 2500) {
-      await relay.publishPending(1000);
-      await sleep(250);
-    }
+    await publishFor(relay, 2500);
     await bServer.start();
     await links.ready('b', 5000);
     await relay.publishPending(1000);
