@@ -5,7 +5,7 @@
  * CONSOLE_SCREENSHOT=docs/console.png also saves the screenshot the README shows.
  */
 import type { Browser, Page } from 'playwright-core';
-import { assembleDeployment, gatherDeployment, lagMatrix } from '../../src/console/deployment';
+import { assembleDeployment, CAUGHT_UP_WITHIN_MS, gatherDeployment, lagMatrix } from '../../src/console/deployment';
 import type { RegionConfig } from '../../src/config-schema';
 import type { DeploymentStatus, RegionStatus } from '../../src/console/schema';
 import { DelayProxy } from '../../scripts/harness/delay-proxy';
@@ -262,14 +262,19 @@ test('in Chromium: a region cut off from Redis shows as lagging behind the origi
   try {
     expect(await eventually(async () => (await lagStates(page, 'europe-belgium')).every((s) => s === 'caught-up'), 15_000)).toBe(true);
     await belgiumRedis.close();
-    // Two writes some time apart: europe-belgium misses both, so it is behind by at least the gap between
-    // the last write it applied and the newest.
+    // Two writes further apart than the matrix's caught-up allowance: europe-belgium misses both, so it is
+    // behind by more than the gap between them. (With 300 ms between them, and the last write it applied
+    // under 1.7 s before the first, the cell read caught up while the row was lagging on its backlog: CI,
+    // stop 59.)
+    const gap = CAUGHT_UP_WITHIN_MS + 500;
     await write('us-iowa', 'before the gap');
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, gap));
     await write('us-iowa', 'after the gap');
     await page.waitForSelector('#regions tr[data-region="europe-belgium"][data-state="lagging"]', { timeout: 15_000 });
+    // The region row can turn lagging on its backlog a poll before another region's applied record (flushed
+    // once a second) tells the matrix of the newest write: wait for the cell itself.
     const cell = '#lag td[data-origin="us-iowa"][data-region="europe-belgium"]';
-    expect(await page.getAttribute(cell, 'data-state')).toBe('behind');
+    await page.waitForSelector(`${cell}[data-state="behind"]`, { timeout: 15_000 });
     expect(await page.textContent(cell)).toMatch(/^behind \d/);
     expect(await page.getAttribute(`#lag td[data-origin="us-iowa"][data-region="asia-japan"]`, 'data-state')).toBe('caught-up');
     const d = await deployment('asia-japan');
@@ -277,7 +282,9 @@ test('in Chromium: a region cut off from Redis shows as lagging behind the origi
     // Named among its problems: the lag cells alone can read caught up while nothing moves.
     expect(regionOf(d, 'europe-belgium').problems.join(' ')).toMatch(/its Redis does not answer/);
     await page.waitForSelector('#regions tr[data-region="europe-belgium"]:has-text("its Redis does not answer")', { timeout: 15_000 });
-    expect(d.lag.find((c) => c.origin === 'us-iowa' && c.region === 'europe-belgium')?.behind_ms).toBeGreaterThanOrEqual(300);
+    // Once a region's applied record has the second write, the gap is at least the time between the two.
+    const behindMs = async () => (await deployment('asia-japan')).lag.find((c) => c.origin === 'us-iowa' && c.region === 'europe-belgium')?.behind_ms ?? 0;
+    expect(await eventually(async () => (await behindMs()) >= gap, 10_000)).toBe(true);
   } finally {
     belgiumRedis = redisLink(port);
     await belgiumRedis.listen();
