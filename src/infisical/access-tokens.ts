@@ -8,10 +8,11 @@
  */
 import crypto from 'node:crypto';
 import type { RequestHandler, Response } from 'express';
-import jwt from 'jsonwebtoken';
+import type { JwtPayload } from 'jsonwebtoken';
 import { unauthorized } from '../http/errors';
 import { sentOnce } from '../http/header-count';
 import { isUuid } from '../http/validate';
+import { jsonwebtoken as jwt } from '../on-first-use';
 import { MAX_TOKEN_LIFETIME_SECONDS, type AccessTokenView } from './schema';
 
 export const TOKEN_AUDIENCE = 'infisical-api';
@@ -20,7 +21,7 @@ export const TOKEN_ISSUER = 'saml-credential-service';
 export function issueAccessToken(secret: string, orgId: string, expiresInSeconds: number, now = Date.now()): AccessTokenView {
   const iat = Math.floor(now / 1000);
   const exp = iat + expiresInSeconds;
-  const token = jwt.sign({ sub: orgId, aud: TOKEN_AUDIENCE, iss: TOKEN_ISSUER, iat, exp }, secret, { algorithm: 'HS256', keyid: signingKeyId(secret) });
+  const token = jwt().sign({ sub: orgId, aud: TOKEN_AUDIENCE, iss: TOKEN_ISSUER, iat, exp }, secret, { algorithm: 'HS256', keyid: signingKeyId(secret) });
   return { access_token: token, token_type: 'Bearer', expires_at: new Date(exp * 1000).toISOString() };
 }
 
@@ -45,15 +46,15 @@ export function verifyAccessToken(secrets: string | readonly string[], token: st
   // signing secret, so that what it is told (expired, malformed, no kid) does not depend on the kid it names.
   const named = decodedKid(token);
   const secret = list.find((s) => named !== undefined && signingKeyId(s) === named) ?? list[0] ?? '';
-  let payload: string | jwt.JwtPayload;
+  let payload: string | JwtPayload;
   let kid: string | undefined;
   try {
     // Pinning the algorithm keeps "alg: none" and algorithm-confusion tokens out.
-    const decoded = jwt.verify(token, secret, { algorithms: ['HS256'], audience: TOKEN_AUDIENCE, issuer: TOKEN_ISSUER, complete: true });
+    const decoded = jwt().verify(token, secret, { algorithms: ['HS256'], audience: TOKEN_AUDIENCE, issuer: TOKEN_ISSUER, complete: true });
     payload = decoded.payload;
     kid = decoded.header.kid;
   } catch (err) {
-    if (err instanceof jwt.TokenExpiredError) {
+    if (err instanceof jwt().TokenExpiredError) {
       throw unauthorized(`The access token expired at ${err.expiredAt.toISOString()}; issue a new one.`);
     }
     throw unauthorized('The access token is not valid: it is malformed, not signed by this service, or not meant for this API.');
@@ -80,7 +81,7 @@ export function verifyAccessToken(secrets: string | readonly string[], token: st
 
 function decodedKid(token: string): unknown {
   try {
-    return jwt.decode(token, { complete: true })?.header.kid;
+    return jwt().decode(token, { complete: true })?.header.kid;
   } catch {
     return undefined;
   }

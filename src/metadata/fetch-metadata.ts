@@ -15,7 +15,8 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import { undici } from '../on-first-use';
 import { excerpt, MetadataError } from './errors';
 import { decodeContentEncoding } from './content-encoding';
 import { Deadline, describeFailure } from './fetch-errors';
@@ -143,7 +144,7 @@ function agentFor(url: URL, addresses: LookupAddress[], limits: Limits): Agent {
     agents.set(key, kept);
     return kept;
   }
-  const agent = new Agent({
+  const agent = new (undici().Agent)({
     connect: { lookup: pinnedLookup(bareHost(url), addresses), timeout: limits.connectTimeoutMs },
     // No bound per IdP: the region's fetch limiter (provider-credentials/fetch-limiter.ts) bounds the fetches
     // in flight, so no more connections than that open to one IdP. A bound here below it (8, until a review
@@ -174,7 +175,7 @@ export async function closeIdpConnections(): Promise<void> {
 async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, deadline: Deadline, via: string): Promise<HopResult> {
   const agent = agentFor(url, addresses, limits);
   try {
-    const res = await request(url, {
+    const res = await undici().request(url, {
       dispatcher: agent,
       method: 'GET',
       signal: deadline.signal,

@@ -4,7 +4,8 @@
  * one, and refusing it outright rules out entity expansion and external entities whatever the
  * parser would have done with them.
  */
-import { DOMParser, type Document, type Element } from '@xmldom/xmldom';
+import type { Document, Element } from '@xmldom/xmldom';
+import { xmldom } from '../on-first-use';
 import { excerpt, MetadataError } from './errors';
 import { checkXmlLimits, XML_LIMITS, type XmlLimits } from './xml-limits';
 
@@ -127,7 +128,7 @@ export function parseXml(input: string, limits: XmlLimits = XML_LIMITS): ParsedX
   refuseNonXml(text);
   checkXmlLimits(text, limits);
   let firstProblem: string | null = null;
-  const parser = new DOMParser({
+  const parser = new (xmldom().DOMParser)({
     onError: (level, msg) => {
       // U+FFFD is a legal character (a Latin-1 name read as UTF-8 becomes one): xmldom only notes it.
       if (level === 'warning' && msg.startsWith('Unicode replacement character')) return;

@@ -11,7 +11,8 @@
  * actually digested rather than from the original parse.
  */
 import type { Element } from '@xmldom/xmldom';
-import { SignedXml } from 'xml-crypto';
+import type { SignedXml } from 'xml-crypto';
+import { xmlCrypto } from '../on-first-use';
 import { excerpt, MetadataError } from './errors';
 import { childElements, descendantElements, DS_NS, attr } from './xml-dom';
 import { readCertificate, type CertificateInfo } from './x509';
@@ -108,7 +109,7 @@ export function verifyRootSignature(text: string, root: Element): { xml: string;
   const signature = signatures[0];
 
   const { info: signer, weak } = signerCertificate(signature);
-  const sig = new SignedXml({ publicCert: signer.pem });
+  const sig = new (xmlCrypto().SignedXml)({ publicCert: signer.pem });
   let valid: boolean;
   try {
     sig.loadSignature(signature);

@@ -17,9 +17,10 @@
  * The certificates node-saml is given are first narrowed by a cheap look at the signatures
  * (signing-candidates.ts); the refusal itself is refusal.ts's, the user's email email.ts's.
  */
-import { SamlStatusError, type CacheProvider, type Profile } from '@node-saml/node-saml';
+import type { CacheProvider, Profile } from '@node-saml/node-saml';
 import type { Element } from '@xmldom/xmldom';
 import { AppError } from '../http/errors';
+import { nodeSaml } from '../on-first-use';
 import { strongSigningKey } from '../metadata/x509';
 import { attr, childElements, is, parseXml } from '../metadata/xml-dom';
 import type { XmlLimits } from '../metadata/xml-limits';
@@ -201,7 +202,7 @@ function statusRefusal(response: Element, reason: string | null): SamlRefusal {
 function mapLibraryError(err: unknown, posted: PostedResponse, exp: Expectations): AppError {
   if (err instanceof AppError) return err; // the session store (503)
   const reason = err instanceof Error ? err.message : String(err);
-  if (err instanceof SamlStatusError) return statusRefusal(posted.response, reason);
+  if (err instanceof nodeSaml().SamlStatusError) return statusRefusal(posted.response, reason);
   if (/No decryption key/.test(reason)) {
     return refused(400, 'the assertion is encrypted, which this service does not support; turn off assertion encryption in the IdP application.', reason);
   }

@@ -3,7 +3,6 @@
  * response into a short-lived session token. Any region serves any credential it has replicated.
  */
 import crypto from 'node:crypto';
-import jwt from 'jsonwebtoken';
 import { tokenSecrets, type Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError, notFound } from '../http/errors';
@@ -20,6 +19,7 @@ import type { SsoResult } from './schema';
 import { isAllowedSignOnUrl, plainHttpSignOnProblem } from '../metadata';
 import { isHttpUrl } from '../metadata/parse-metadata';
 import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetadataXml } from './sp';
+import { jsonwebtoken as jwt } from '../on-first-use';
 import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, RequestIds, ssoKeys } from './store';
 
 export const DEFAULT_SKEW_SECONDS = 60;
@@ -190,5 +190,5 @@ export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): s
     exp: iat + SSO_TOKEN_LIFETIME_SECONDS,
   };
   const key = ssoTokenKey(secret);
-  return jwt.sign(claims, key.privateKey, { algorithm: 'ES256', keyid: key.kid });
+  return jwt().sign(claims, key.privateKey, { algorithm: 'ES256', keyid: key.kid });
 }

@@ -2,7 +2,7 @@
  * A cheap first look at a posted response's signatures (validateResponse, response.ts): which of the IdP's
  * certificates verify them, before node-saml's full check, and which algorithms are refused.
  */
-import { SignedXml } from 'xml-crypto';
+import { xmlCrypto } from '../on-first-use';
 import { attr, childElements, DS_NS } from '../metadata/xml-dom';
 import { transformsProblem } from '../metadata/xml-signature';
 import { quote, refused } from './refusal';
@@ -43,7 +43,7 @@ export function signingCandidates(posted: PostedResponse, pems: readonly string[
         throw refused(401, `the SAML response is signed with ${quote(algorithm.replace(/^.*#/, ''), 60) || 'no algorithm'}, which is not accepted (SHA-1 and weaker are refused); set the IdP application's signature and digest algorithms to SHA-256.`);
       }
     }
-    const sig = new SignedXml();
+    const sig = new (xmlCrypto().SignedXml)();
     try {
       sig.loadSignature(signature);
     } catch {

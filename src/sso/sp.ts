@@ -5,7 +5,8 @@
  * node-saml SP that writes the AuthnRequests and validates the responses. Requests are not signed: the SP
  * has no key, and IdPs do not require signed requests by default.
  */
-import { SAML, ValidateInResponseTo, type CacheProvider } from '@node-saml/node-saml';
+import type { CacheProvider, SAML } from '@node-saml/node-saml';
+import { nodeSaml } from '../on-first-use';
 import type { RegionConfig } from '../config-schema';
 import { regionUrl } from '../console/deployment';
 import { BINDING_POST, BINDING_REDIRECT } from '../metadata/parse-metadata';
@@ -76,7 +77,8 @@ export interface SpOptions {
 }
 
 export function serviceProvider(o: SpOptions): SAML {
-  return new SAML({
+  const saml = nodeSaml();
+  return new saml.SAML({
     issuer: o.entityId,
     audience: o.entityId,
     callbackUrl: o.acsUrl,
@@ -92,7 +94,7 @@ export function serviceProvider(o: SpOptions): SAML {
     wantAssertionsSigned: false,
     acceptedClockSkewMs: o.skewMs ?? 0,
     // A response without InResponseTo is IdP-initiated, which service.ts accepts only when enabled.
-    validateInResponseTo: ValidateInResponseTo.ifPresent,
+    validateInResponseTo: saml.ValidateInResponseTo.ifPresent,
     requestIdExpirationPeriodMs: REQUEST_TTL_SECONDS * 1000,
     cacheProvider: o.requests,
     ...(o.requestId ? { generateUniqueId: o.requestId } : {}),

@@ -1,0 +1,20 @@
+/**
+ * Packages loaded the first time a request needs them, not when the region starts: undici (metadata
+ * fetches), node-saml and jsonwebtoken (SSO and Infisical sign-ins), xmldom and xml-crypto (IdP metadata and
+ * SAML responses). They are ~0.3 s of a region's ~1.8 s of CPU to start, and many regions serve no such
+ * request for a long time (one that only applies replicated changes parses no XML). The first request that
+ * needs one pays its load once per process (~20–160 ms; docs/performance.md, "A region's start"). Modules
+ * import only types from these packages; test/on-first-use.test.ts checks that a started region has not
+ * loaded them.
+ */
+function onFirstUse<T>(id: string): () => T {
+  let loaded: T | undefined;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return () => (loaded ??= require(id) as T);
+}
+
+export const undici = onFirstUse<typeof import('undici')>('undici');
+export const jsonwebtoken = onFirstUse<typeof import('jsonwebtoken')>('jsonwebtoken');
+export const nodeSaml = onFirstUse<typeof import('@node-saml/node-saml')>('@node-saml/node-saml');
+export const xmldom = onFirstUse<typeof import('@xmldom/xmldom')>('@xmldom/xmldom');
+export const xmlCrypto = onFirstUse<typeof import('xml-crypto')>('xml-crypto');
