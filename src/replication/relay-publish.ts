@@ -80,14 +80,19 @@ export class OutboxPublisher {
     const since = this.failingSince.get(dest);
     if (since === undefined || now - since < WARN_AFTER_MS || this.warned.has(dest)) return;
     this.warned.add(dest);
-    this.d.log.warn({ err: redisProblem(err), destination: dest, redis_url: withoutCredentials(this.d.links.urlOf(dest)) }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
+    this.d.log.warn({ err: redisProblem(err), destination: dest, redis_url: this.redisUrlOf(dest) }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
+  }
+
+  /** Where `dest`'s Redis is, without credentials, for the outage's two lines. */
+  private redisUrlOf(dest: string): string {
+    return withoutCredentials(this.d.links.urlOf(dest));
   }
 
   /** `dest` is no longer failing (it took a delivery, or a call did not fail there): its outage, if warned of, is said to be over. */
   private notFailing(dest: string, now: number): void {
     const since = this.failingSince.get(dest);
     this.failingSince.delete(dest);
-    if (since !== undefined && this.warned.delete(dest)) this.d.log.info({ destination: dest, failing_ms: now - since }, "delivering to a region's Redis again");
+    if (since !== undefined && this.warned.delete(dest)) this.d.log.info({ destination: dest, redis_url: this.redisUrlOf(dest), failing_ms: now - since }, "delivering to a region's Redis again");
   }
 
   /**

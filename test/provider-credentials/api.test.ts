@@ -269,6 +269,7 @@ describe('validation: 400 in the envelope and nothing written', () => {
     ['an empty email claim', () => ({ idp_metadata_url: url(), email_claims: [''] })],
     ['a blank email claim', () => ({ idp_metadata_url: url(), email_claims: ['   '] })],
     ['an email claim of invisible characters only', () => ({ idp_metadata_url: url(), email_claims: ['\u200b\u00a0'] })],
+    ['an email claim of blank Braille patterns only (U+2800)', () => ({ idp_metadata_url: url(), email_claims: ['\u2800\u2800'] })],
     ['a non-string email claim', () => ({ idp_metadata_url: url(), email_claims: [1] })],
     ['a string for the boolean', () => ({ idp_metadata_url: url(), enable_in_slashid_oidc_authz_server: 'yes' })],
     ['a label over 256 characters', () => ({ idp_metadata_url: url(), label: 'x'.repeat(257) })],

@@ -60,6 +60,6 @@ test("a region whose Redis is down warns once, its peer warns once that it canno
   expect(await eventually(async () => saying(DOWN, OWN_BACK).length > 0 && saying(PEER, DELIVERING).length > 0, 20_000)).toBe(true);
   expect(saying(DOWN, OWN_BACK)[0]?.down_ms).toBeGreaterThanOrEqual(4000);
   expect(saying(DOWN, OWN_BACK)[0]?.redis_url).toBe(server.url);
-  expect(saying(PEER, DELIVERING)[0]).toMatchObject({ level: 30, destination: DOWN });
+  expect(saying(PEER, DELIVERING)[0]).toMatchObject({ level: 30, destination: DOWN, redis_url: server.url });
   expect(await eventually(async () => (await call(cluster.url(DOWN), 'GET', `/admin/organizations/${org.body.id as string}`, { headers: adminHeaders })).status === 200, 20_000, 500)).toBe(true);
 }, 90_000);
