@@ -115,6 +115,12 @@ export async function deleteKeysWithPrefix(url: string, prefix: string): Promise
 }
 
 /**
+ * How long a Redis (the region's own, or one it delivers into) fails to answer before that is a warning: a
+ * shorter failure (a Redis restarting, a connection still connecting on its first use) is a debug line.
+ */
+export const REDIS_OUTAGE_WARN_MS = 2000;
+
+/**
  * An error of a Redis command as an operator reads it: ioredis refuses commands while it has no connection
  * (no offline queue) with a message about its own options; said here as what it means.
  */

@@ -6,6 +6,7 @@
  * than the status reads' bound (REDIS_STATUS_MS). Synchronous, so the operator snapshot can carry it.
  */
 import type { Logger } from '../logger';
+import { REDIS_OUTAGE_WARN_MS } from '../redis';
 import { REDIS_STATUS_MS } from '../replication/links';
 
 export class RedisLiveness {
@@ -45,7 +46,7 @@ export class RedisLiveness {
  */
 export function watchRedis(liveness: RedisLiveness, log: Logger, opts: { everyMs?: number; downAfterMs?: number; url?: string } = {}): { stop(): void } {
   const everyMs = opts.everyMs ?? 1000;
-  const downAfterMs = opts.downAfterMs ?? 2000;
+  const downAfterMs = opts.downAfterMs ?? REDIS_OUTAGE_WARN_MS;
   // Which Redis (its URL without credentials): a region may have one of its own (REGION_REDIS_URL, redisUrl).
   const at = opts.url ? { redis_url: opts.url } : {};
   let failingSince: number | null = null;

@@ -2,7 +2,7 @@
  * The outbox relay's publishing (relay.ts): the unpublished outbox rows, those the fast path did not deliver
  * everywhere, delivered in order to the destinations that lack them, in two bounded passes (publishPending).
  */
-import { redisProblem } from '../redis';
+import { REDIS_OUTAGE_WARN_MS, redisProblem } from '../redis';
 import { recordDeliveries, type Deliverer, type Delivery } from './delivery';
 import { DEFAULT_REPUBLISH_AFTER_MS, orgsOf, type DeliveryConfirmerDeps } from './relay-confirm';
 import type { SignedEvent } from './event-auth';
@@ -17,11 +17,6 @@ const SWEEP_PAGES = 4;
 const SWEEP_BUDGET_MS = 2000;
 /** A destination failing for less than this is taken for a blip: the tail waits for it (publishPending). */
 const TAIL_HOLD_MS = 30_000;
-/**
- * How long deliveries to a destination fail before that is a warning: one failed try (a Redis restarting, a
- * connection to a region added at runtime still connecting on its first use) is a debug line.
- */
-const WARN_AFTER_MS = 2000;
 /**
  * How often the sweep starts a new round over the backlog after a round that found nothing to deliver while
  * no destination failed (publishPending). Each round's first query walks the unpublished-rows index from its
@@ -71,14 +66,14 @@ export class OutboxPublisher {
   ) {}
 
   /**
-   * Each try is a debug line; a destination failing for WARN_AFTER_MS (since failingSince, which a call that
+   * Each try is a debug line; a destination failing for REDIS_OUTAGE_WARN_MS (since failingSince, which a call that
    * does not fail there clears) a warning, once an outage, so that a region cut off from a peer's Redis says so
    * at the default level.
    */
   private cannotDeliver(dest: string, err: Error, now: number): void {
     this.d.log.debug({ err: err.message, destination: dest }, 'could not deliver to a region; will retry');
     const since = this.failingSince.get(dest);
-    if (since === undefined || now - since < WARN_AFTER_MS || this.warned.has(dest)) return;
+    if (since === undefined || now - since < REDIS_OUTAGE_WARN_MS || this.warned.has(dest)) return;
     this.warned.add(dest);
     this.d.log.warn({ err: redisProblem(err), destination: dest, redis_url: this.redisUrlOf(dest) }, "could not deliver to a region's Redis; its changes wait in this region's outbox until it answers");
   }
