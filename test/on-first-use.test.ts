@@ -2,12 +2,15 @@
  * Packages only some requests need are loaded by the first such request, not at a region's start
  * (src/on-first-use.ts): a started region that has served the API's plain requests has loaded none of
  * them, and the requests that need them load them and succeed. A region process of its own, with a preload
- * that records every package it loads (test/support/loaded-packages.cjs).
+ * that records every package it loads (test/support/loaded-packages.cjs). An installation without one of
+ * them still fails as the region's modules load, as it did when they were imported.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { adminHeaders, call, createOrg, slashidHeaders, startCluster, type Cluster } from './support/harness';
+import { PROJECT_ROOT } from '../src/paths';
+import { adminHeaders, assertBuilt, call, createOrg, slashidHeaders, startCluster, type Cluster } from './support/harness';
 import { startIdpServer, type IdpServer } from './support/idp-server';
 
 const ON_FIRST_USE = ['undici', '@node-saml/node-saml', 'jsonwebtoken', '@xmldom/xmldom', 'xml-crypto'];
@@ -56,8 +59,28 @@ test('the requests that need them load them, and succeed', async () => {
   expect(created.status).toBe(201);
   expect(lazyLoaded()).toEqual(expect.arrayContaining(['undici', '@xmldom/xmldom']));
   expect(lazyLoaded()).not.toContain('jsonwebtoken');
+  expect(lazyLoaded()).not.toContain('@node-saml/node-saml');
+  // An SSO sign-in's start: node-saml writes the AuthnRequest.
+  const login = await fetch(`${url}/sso/saml/${created.body.result.id}/login`, { redirect: 'manual' });
+  expect(login.status).toBe(302);
+  expect(lazyLoaded()).toContain('@node-saml/node-saml');
   // An Infisical access token: jsonwebtoken.
   const token = await call(url, 'POST', `/admin/organizations/${org.id}/access-tokens`, { headers: adminHeaders });
   expect(token.status).toBe(201);
   expect(lazyLoaded()).toContain('jsonwebtoken');
+});
+
+test.each(ON_FIRST_USE)('a region whose installation lacks %s fails as it loads, as with a static import', (id) => {
+  // Loaded on first use, a missing package would only show at the first request that needs it (a 500 from a
+  // region that started and reported ready); its path is resolved when the region's modules load instead.
+  assertBuilt();
+  const hide = `const M = require('node:module'); const r = M._resolveFilename;
+    M._resolveFilename = function (request, ...rest) {
+      if (request === ${JSON.stringify(id)}) throw Object.assign(new Error("Cannot find module '" + request + "'"), { code: 'MODULE_NOT_FOUND' });
+      return r.call(this, request, ...rest);
+    };
+    require(${JSON.stringify(path.join(PROJECT_ROOT, 'dist', 'src', 'region.js'))});`;
+  const run = spawnSync(process.execPath, ['-e', hide], { encoding: 'utf8', timeout: 30_000 });
+  expect(run.stderr).toContain(`Cannot find module '${id}'`);
+  expect(run.status).not.toBe(0);
 });
