@@ -107,10 +107,13 @@ test('off → sign → require, region by region under all_regions writes: nothi
   // After the rollout an all_regions write completes from every region, and nothing read goes unverified.
   // Acks written unsigned before a region signed are read (and counted) until their change is confirmed: first
   // the figures stop growing (over a confirm round, 2 s), as docs/operations.md tells an operator to watch.
+  // Each window spans 5 s: a round starts at the first relay cycle 2 s or more after the last one began, and
+  // the cycles run 500 ms apart after each ends, so with cycles of ~300 ms (a loaded host) rounds come ~2.6 s
+  // apart, and a 2.5 s window could hold none and read flat while unsigned acks were still being counted.
   let before = await Promise.all(REGIONS.map(figures));
   expect(
     await eventually(async () => {
-      await new Promise((r) => setTimeout(r, 2500));
+      await new Promise((r) => setTimeout(r, 5000));
       const now = await Promise.all(REGIONS.map(figures));
       const flat = JSON.stringify(now) === JSON.stringify(before);
       before = now;

@@ -408,12 +408,18 @@ test('a socket error on the open connection of a transaction is a lost connectio
 
 test('a connection that died between two round trips fails the next one without sending it: COMMIT not sent', async () => {
   const pool = createApplyPool(s.m.url, 1);
+  // The error event of the connection the transaction checks out (the one the transaction listens for).
+  const heard = new Promise<void>((resolve) => pool.once('acquire', (client) => client.once('error', () => resolve())));
   try {
     const err = await inPipeline(pool, async (tx) => {
       const [[own]] = (await tx.run([{ sql: 'SELECT pg_backend_pid() AS pid', values: [] }])) as [[{ pid: number }]];
       await s.pool.query('SELECT pg_terminate_backend($1)', [own.pid]);
-      // The connection hears of it (its error event) before the transaction's next round trip.
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The connection hears of it (its error event) before the transaction's next round trip: waited for,
+      // not assumed after a fixed 300 ms (a loaded host can take longer to end the backend and read its
+      // goodbye). Bounded, so that a connection that never hears of it fails below rather than hangs.
+      let bound: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([heard, new Promise((resolve) => (bound = setTimeout(resolve, 10_000)))]);
+      clearTimeout(bound);
       await tx.run([{ sql: 'SELECT 1', values: [] }], true);
     }).catch((e: unknown) => e);
     expect({ name: (err as Error).name, commitSent: (err as ConnectionLost).commitSent }).toEqual({ name: 'ConnectionLost', commitSent: false });
