@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
 import { ADMIN_TOKEN, createDeployment, freePorts, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from '../support/env';
-import { adminHeaders, call, createOrg } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually } from '../support/harness';
 
 let dep: TestDeployment;
 beforeAll(async () => {
@@ -296,14 +296,28 @@ test('a stop drains: a request waiting for all_regions gets its answer, after a 
       headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': String(seconds) },
       timeoutMs: 200_000,
     }).then((res) => res.status, (err: Error) => err.message);
+  // The write waits in the region (committed, its all_regions wait counted) before the signal is sent. A fixed
+  // 500 ms assumed it got there by then; on a loaded host it may not have, and a region stopping before the
+  // request arrives refuses it rather than drains it. (Its timeout runs from its arrival, and the first write
+  // of a region just started can take seconds to commit on a loaded host: hence 10 s for the first, not 4.)
+  const inFlight = async (c: ReturnType<typeof runCluster>) => {
+    const waitingNow = async () => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.waiting_requests === 1;
+    const seen = await eventually(waitingNow, 30_000, 50);
+    // Not seen: the cluster is stopped before the test fails, so that no region outlives it.
+    if (!seen) {
+      c.child.kill('SIGTERM');
+      await c.exited;
+    }
+    expect(seen).toBe(true);
+  };
 
   // Ctrl-C in a terminal: SIGINT to the whole process group; the cluster then sends each region its SIGTERM,
   // which the region took for a second signal and exited 1 at once, the request unanswered.
   const secrets = { ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS };
   const ctrlC = runCluster(secrets, ['us-iowa'], true);
   await ctrlC.ready;
-  const first = waiting(4);
-  await new Promise((r) => setTimeout(r, 500));
+  const first = waiting(10);
+  await inFlight(ctrlC);
   process.kill(-(ctrlC.child.pid as number), 'SIGINT');
   expect(await first).toBe(408);
   expect(await ctrlC.exited).toBe(0);
@@ -312,10 +326,10 @@ test('a stop drains: a request waiting for all_regions gets its answer, after a 
   const term = runCluster(secrets, ['us-iowa']);
   await term.ready;
   const second = waiting(35);
-  await new Promise((r) => setTimeout(r, 500));
+  await inFlight(term);
   term.child.kill('SIGTERM');
   expect(await second).toBe(408);
   expect(await term.exited).toBe(0);
   expect(term.output()).toContain('waiting for us-iowa to finish in-flight requests');
   expect(term.output()).toMatch(/all regions stopped\n/);
-}, 120_000);
+}, 180_000);

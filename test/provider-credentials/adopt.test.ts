@@ -162,15 +162,22 @@ test("a removed region's live credentials are refreshed by one remaining region 
   expect(await eventually(async () => (await status('us-iowa')).adoption.ready === false, 30_000, 300)).toBe(true);
   // A refresh batch that began before (its scope read while still ready) ends within ms here; then none adopts.
   await new Promise((res) => setTimeout(res, 1500));
-  const waitingSince = new Date();
+  let waitingSince = new Date();
   // Each came due and was put off (next_at moved past a refresh interval from then) without a fetch.
+  // On a loaded host that batch can end after the 1.5 s: the fetch it records (last_attempt_at is written as
+  // it ends) then falls after waitingSince, and read against that start the condition never held. Such a
+  // fetch moves the start of the wait to the present instead. A region that went on refreshing would move it
+  // every interval: a refresh sets next_at to its own attempt plus the interval, never past the new start plus
+  // the interval, so only schedules put off after the start count and the wait still fails then.
   const putOff = async () => {
-    const rows = await sql<{ n: number }>(
+    const rows = await sql<{ n: number; fetched: number }>(
       'us-iowa',
-      `SELECT count(*)::int AS n FROM metadata_refresh_state WHERE credential_id = ANY($1::uuid[])
-          AND next_at > $2::timestamptz + make_interval(secs => $3) AND last_attempt_at < $2::timestamptz`,
+      `SELECT count(*) FILTER (WHERE next_at > $2::timestamptz + make_interval(secs => $3) AND last_attempt_at < $2::timestamptz)::int AS n,
+              count(*) FILTER (WHERE last_attempt_at >= $2::timestamptz)::int AS fetched
+         FROM metadata_refresh_state WHERE credential_id = ANY($1::uuid[])`,
       [mine('us-iowa'), waitingSince, INTERVAL_SECONDS],
     );
+    if ((rows[0]?.fetched ?? 0) > 0) waitingSince = new Date();
     return rows[0]?.n === mine('us-iowa').length;
   };
   expect(await eventually(putOff, 30_000, 300)).toBe(true);

@@ -219,18 +219,20 @@ test('one organization\'s slow IdPs do not hold back another organization\'s ref
   }
   const other = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('sweep.xml'), label: 'other' }, headers: slashidHeaders(org) });
   expect(other.status).toBe(201);
-  // All due, the slow organization's first (oldest first); each of its IdPs now takes 4 s to answer.
+  // All due, the slow organization's first (oldest first); each of its IdPs now takes 8 s to answer. (4 s, with
+  // 3 s for the other credential's refresh to show, left a loaded host too little: its fetch, its parse in the
+  // worker pool and its write must all land while the first slow fetch is held.)
   await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '2 minutes', last_attempt_at = NULL WHERE credential_id = ANY($1::uuid[])", slow);
   await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute', last_attempt_at = NULL WHERE credential_id = $1::uuid", other.body.result.id);
-  for (let i = 0; i < 3; i++) idp.slow(`slow-${i}.xml`, 4000);
+  for (let i = 0; i < 3; i++) idp.slow(`slow-${i}.xml`, 8000);
   const tick = refresher.runOnce();
   // The other organization's credential is refreshed while the slow organization's first fetch is still
   // held, and only one of that organization's fetches is in flight at a time.
-  expect(await eventually(async () => (await attempted()).includes(other.body.result.id), 3000, 50)).toBe(true);
+  expect(await eventually(async () => (await attempted()).includes(other.body.result.id), 7000, 50)).toBe(true);
   expect(idp.held()).toBe(1);
   await tick;
   expect((await attempted()).sort()).toEqual([...slow, other.body.result.id].sort());
-}, 60_000);
+}, 90_000);
 
 test('a region with few fetch slots refreshes no more at once than a quarter of them, and a tick still gets through every due credential', async () => {
   await r.region.db.$executeRawUnsafe('DELETE FROM saml_provider_credentials');

@@ -165,19 +165,23 @@ describe('credentials per organization, creates whose rows are all in before any
 describe('IdP metadata fetches in flight', () => {
   test('per organization: a second fetch while one runs is a 429 with Retry-After; per region: a 503', async () => {
     const [a, b, c] = [await createOrg(r.url, 'fa'), await createOrg(r.url, 'fb'), await createOrg(r.url, 'fc')];
+    // After each slow create, the test waits until the IdP server holds its fetch, not a fixed 300 ms: on a loaded host the region
+    // could take longer than that to reach the fetch, and the request after it then took the free slot. Held
+    // for 5 s (under the fetch timeout of 10 s), so that the first still holds its slot while the requests after
+    // it are answered.
     for (const name of ['slow-a.xml', 'slow-b.xml']) {
       idp.set(name, okta);
-      idp.slow(name, 2000);
+      idp.slow(name, 5000);
     }
     const first = create(a, 'slow-a.xml');
-    await new Promise((res) => setTimeout(res, 300));
+    expect(await eventually(async () => idp.held() === 1, 15_000, 20)).toBe(true);
     const again = await create(a, 'okta.xml');
     expect(again.status).toBe(429);
     expect(again.headers.get('retry-after')).toMatch(/^[0-9]+$/);
     expect(again.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/IdP metadata fetches in progress \(the limit is 1\)/) }] });
 
     const second = create(b, 'slow-b.xml');
-    await new Promise((res) => setTimeout(res, 300));
+    expect(await eventually(async () => idp.held() === 2, 15_000, 20)).toBe(true);
     const busy = await create(c, 'okta.xml');
     expect(busy.status).toBe(503);
     expect(busy.headers.get('retry-after')).toMatch(/^[0-9]+$/);
