@@ -37,7 +37,12 @@ test('a running process sends the acks another process of its region owed for mo
   expect(await ack(lost)).toMatch(new RegExp(`^superseded:organizations:${winner.key}:${winner.version.replace(/\./g, '\\.')}@`));
   // Each says when the change was applied here (the rows' applied_at, a minute ago), not when it was sent.
   for (const id of [held, lost]) expect(String(await ack(id)).split('@').pop()).toBe(appliedAt.toISOString());
-  // Named for the origin's relay, which copies them into its deliveries confirmed on the parked ack.
-  expect((await rig.redis.smembers(rig.keys.unparked(ORIGIN))).sort()).toEqual([`${held} ${REGION}`, `${lost} ${REGION}`].sort());
+  // Named for the origin's relay, which copies them into its deliveries confirmed on the parked ack. Written
+  // after the acks (origin-acks.ts acknowledgeRetried: recordAcks, then recordUnparked), so waited for: read
+  // once, right after the acks show, it can be a round trip early.
+  const named = [`${held} ${REGION}`, `${lost} ${REGION}`].sort();
+  const unparked = async () => (await rig.redis.smembers(rig.keys.unparked(ORIGIN))).sort();
+  expect(await eventually(async () => JSON.stringify(await unparked()) === JSON.stringify(named), 15_000)).toBe(true);
+  expect(await unparked()).toEqual(named);
   expect(await eventually(async () => (await rig.db.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM replication_retried_acks'))[0]?.n === 0)).toBe(true);
 }, 60_000);

@@ -45,8 +45,11 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   expect(await eventually(async () => (await status()).failures?.parked === 2, 10_000)).toBe(true);
   // The change's status says where it is parked (pending there, for an operator; the origin, not running
   // here, has no ack of its own either).
-  const parkedStatus = await call(url(), 'GET', `/admin/replication/changes/${kept.changeId}`, { headers: adminHeaders });
-  expect(parkedStatus.body).toMatchObject({ state: 'pending', pending_regions: expect.arrayContaining([REGION]), parked_regions: [REGION] });
+  // The parked ack goes to the origin's Redis after the change is parked in the database (set-aside.ts park),
+  // which the count above reads: waited for.
+  const parkedStatus = async () => (await call(url(), 'GET', `/admin/replication/changes/${kept.changeId}`, { headers: adminHeaders })).body;
+  expect(await eventually(async () => (await parkedStatus()).parked_regions?.includes(REGION) === true, 10_000)).toBe(true);
+  expect(await parkedStatus()).toMatchObject({ state: 'pending', pending_regions: expect.arrayContaining([REGION]), parked_regions: [REGION] });
   // A change still being retried (failing, not parked) is not the operator's to discard.
   const failing = uuidv4();
   await pg.query(

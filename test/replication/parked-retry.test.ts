@@ -39,6 +39,9 @@ test('an event for a table this version lacks is parked, reported, and applied o
   expect((await status(first.url)).failures.oldest_parked[0]).toMatchObject({
     change_id: event.changeId, origin_region: 'us-iowa', tables: ['widgets'], reason: 'unknown-table',
   });
+  // The parked ack goes to the origin's Redis after the change is parked in the database (set-aside.ts park),
+  // which the count above reads: waited for.
+  expect(await eventually(async () => /^parked /.test((await redis.hgetall(keys.ack(event.changeId)))[REGION] ?? ''), 10_000)).toBe(true);
   expect((await redis.hgetall(keys.ack(event.changeId)))[REGION]).toMatch(/^parked /);
 
   // The upgrade, step 1: the table arrives, but with a NOT NULL column the event does not carry.

@@ -75,6 +75,9 @@ test("a member's entry deleted, with a removal planted unsigned or replayed from
     await new Promise((r) => setTimeout(r, 3000));
     for (const r of [A, B]) {
       expect(await countsC(r)).toBe(true);
+      // Written back by that region's processes at a refresh; waited for (a loaded host can stall a process
+      // past the 3 s above), and it must come back as it was.
+      expect(await eventually(async () => (await redisOf(r).hget(keys().members, C)) !== null, 10_000, 200)).toBe(true);
       expect(await redisOf(r).hget(keys().members, C)).toBe(entry);
     }
     // Still waited for: an all_regions write does not complete without it.

@@ -107,7 +107,11 @@ test('a region whose database was lost, started again while its re-seed copies, 
   } finally {
     await Promise.all([peer.end(), watch.end()]);
   }
-  const status = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  // The re-seed marks the target active in each Redis and exits; a region's own view follows on the record's
+  // announcement (or its refresh, every second), a moment later: waited for.
+  const seen = async () => (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  expect(await eventually(async () => (await seen()).needs_reseed?.length === 0, 15_000, 200)).toBe(true);
+  const status = await seen();
   expect(status.needs_reseed).toEqual([]);
   expect(status.members.find((m: { region: string }) => m.region === 'asia-japan').state).toBe('active');
 }, 180_000);

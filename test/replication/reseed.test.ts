@@ -123,6 +123,9 @@ test('a region that falls behind the stream cap is marked as needing a re-seed a
   expect(result.tables.organizations.rows).toBeGreaterThanOrEqual(4 * CAP + 1);
 
   expect(await eventually(async () => (await digest('asia-japan')) === (await digest('us-iowa')), 20_000, 200)).toBe(true);
+  // The re-seed marks asia-japan active in each Redis and exits (the digests agree at once: it copied the
+  // rows); us-iowa's view follows on the record's announcement, or its refresh every second: waited for.
+  expect(await eventually(async () => (await status('us-iowa')).needs_reseed?.length === 0, 15_000, 200)).toBe(true);
   expect((await status('us-iowa')).needs_reseed).toEqual([]);
   expect(await memberState('asia-japan')).toBe('active');
   // The re-seed brought the tombstone; now both regions collect it, and the old key stays refused.

@@ -204,8 +204,12 @@ test('a re-seed after collection converges: the target gets every live row and l
   expect(await credentialState('asia-japan', recentId)).toBe('live');
   // (Made by hand, it has no change to replicate: taken out again for the convergence below.)
   await db('asia-japan').query('DELETE FROM saml_provider_credentials WHERE id = $1', [recentId]);
-  const members = (await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body.members;
-  expect(members.find((m: { region: string }) => m.region === 'asia-japan').state).toBe('active');
+  // The re-seed marks asia-japan active in each Redis and exits; us-iowa's view follows on the record's
+  // announcement, or its refresh every second: waited for.
+  const members = async () => (await call(cluster.url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body.members;
+  const asiaState = async () => (await members()).find((m: { region: string }) => m.region === 'asia-japan')?.state;
+  expect(await eventually(async () => (await asiaState()) === 'active', 15_000, 200)).toBe(true);
+  expect(await asiaState()).toBe('active');
   expect(await eventually(async () => new Set(await Promise.all(REGIONS.map(digest))).size === 1, 30_000, 300)).toBe(true);
   expect(await credentialState('asia-japan', kept.id)).toBe('live');
   expect(await everywhere((r) => credentialState(r, collectedId), 'absent')).toBe(true);
