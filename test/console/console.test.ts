@@ -302,7 +302,12 @@ test('in Chromium: a region cut off from Redis shows as lagging behind the origi
     belgiumRedis = redisLink(port);
     await belgiumRedis.listen();
   }
-  await page.waitForSelector('#regions tr[data-region="europe-belgium"][data-state="up"]', { timeout: 20_000 });
+  // ~3 s on a quiet host and with four busy loops beside it; it once took over 20 s in a run of 32 files at
+  // three at a time (the row's state was not recorded): 45 s, and a timeout says what the row showed.
+  const row = '#regions tr[data-region="europe-belgium"]';
+  await page.waitForSelector(`${row}[data-state="up"]`, { timeout: 45_000 }).catch(async (err: Error) => {
+    throw new Error(`${err.message}\nthe row: ${await page.getAttribute(row, 'data-state')}: ${await page.textContent(row)}`);
+  });
   expect(await lagStates(page, 'europe-belgium')).toEqual(['caught-up', 'caught-up']);
   await page.close();
 }, 120_000);
