@@ -69,9 +69,9 @@ async function signIn(id: string, by: Signer): Promise<number> {
   return res.status;
 }
 /**
- * Refreshes the credential now. The region's own refresher ticks every 30 s: when its tick has the
- * organization's fetch slot, this refresher passes the credential over (busy) and tries again; either one's
- * refresh schedules the next one in the future.
+ * Refreshes the credential now: while the organization's fetch slot is taken (a refresh still finishing),
+ * this refresher passes the credential over (busy) and tries again; its refresh schedules the next one in the
+ * future. (The rig's region has no refresher of its own.)
  */
 async function refreshNow(id: string) {
   await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid`, id);

@@ -1,10 +1,14 @@
 /**
  * For tests of the metadata refresh job: one region in the test process that may fetch from a local IdP
  * server, an organization in it, and a MetadataRefresher of the test's own, ticked by hand (runOnce). The
- * region's own refresher ticks every 30 s at the earliest (a quarter of the refresh interval). Registers
- * its beforeAll/afterAll; the fields are set once beforeAll ran.
+ * region runs without its own refresher: that one ticks every 30 s, and a tick in the middle of a test
+ * refreshed a credential the test had made due (CI, stop 64: refresh-sweep's re-pointed legacy credential got a
+ * second write). Registers its beforeAll/afterAll; the fields are set once beforeAll ran.
  */
 import type { ConfigFile } from '../../src/config-schema';
+import type { Feature } from '../../src/feature';
+import { FEATURES } from '../../src/features';
+import { providerCredentialsFeature } from '../../src/provider-credentials/feature';
 import { MetadataRefresher } from '../../src/provider-credentials/metadata-refresh';
 import { createOrg } from './harness';
 import { startIdpServer, type IdpServer } from './idp-server';
@@ -17,11 +21,19 @@ export interface RefreshRig {
   refresher: MetadataRefresher;
 }
 
+/** The feature as it is, without what it starts (the provider-credentials feature: its refresher). */
+function withoutStart(f: Feature): Feature {
+  const copy = { ...f };
+  delete copy.start;
+  return copy;
+}
+
 export function useRefreshRig(label: string, extra: Partial<ConfigFile> = {}): RefreshRig {
   const rig = {} as RefreshRig;
   beforeAll(async () => {
     rig.idp = await startIdpServer();
-    rig.r = await startInProcess(label, ['us-iowa'], { metadataAllowedHosts: [rig.idp.hostPort], ...extra });
+    const features = FEATURES.map((f) => (f === providerCredentialsFeature ? withoutStart(f) : f));
+    rig.r = await startInProcess(label, ['us-iowa'], { metadataAllowedHosts: [rig.idp.hostPort], ...extra }, 'us-iowa', { features });
     rig.org = await createOrg(rig.r.url, label);
     rig.refresher = new MetadataRefresher({ db: rig.r.region.db, repl: rig.r.region.replication.repl, config: rig.r.deployment.configFor('us-iowa'), log: rig.r.region.log });
   });
