@@ -8,7 +8,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { createRedis, replicationKeys, type Redis } from '../../src/redis';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { REDIS_URL, testEventAuth } from '../support/env';
-import { adminHeaders, call, eventually } from '../support/harness';
+import { adminChangeStatus, adminHeaders, call, eventually } from '../support/harness';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { eventFor, REGION } from '../support/applier-rig';
 import { scrape } from '../observability/support';
@@ -47,7 +47,7 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   // here, has no ack of its own either).
   // The parked ack goes to the origin's Redis after the change is parked in the database (set-aside.ts park),
   // which the count above reads: waited for.
-  const parkedStatus = async () => (await call(url(), 'GET', `/admin/replication/changes/${kept.changeId}`, { headers: adminHeaders })).body;
+  const parkedStatus = () => adminChangeStatus(url(), kept.changeId);
   expect(await eventually(async () => (await parkedStatus()).parked_regions?.includes(REGION) === true, 10_000)).toBe(true);
   expect(await parkedStatus()).toMatchObject({ state: 'pending', pending_regions: expect.arrayContaining([REGION]), parked_regions: [REGION] });
   // A change still being retried (failing, not parked) is not the operator's to discard.

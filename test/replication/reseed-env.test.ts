@@ -5,7 +5,7 @@
  * bad REDIS_KEY_PREFIX went unnoticed. `npm run members` checks the prefix the same way now too.
  */
 import { createRedis } from '../../src/redis';
-import { adminHeaders, call, createOrg, eventually, runScript, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, call, createOrg, reseedSeen, runScript, startCluster, type Cluster } from '../support/harness';
 import { deleteKeys, REDIS_URL, uniqueName } from '../support/env';
 
 const [PEER, TARGET] = ['us-iowa', 'asia-japan'];
@@ -43,11 +43,9 @@ test('re-seeds a cluster run with REDIS_KEY_PREFIX set from that prefix, not the
   const run = await runScript(cluster, 'reseed', ['--from', PEER, '--to', TARGET], { REDIS_KEY_PREFIX: PREFIX });
   expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
   expect(JSON.parse(run.stdout).tables.organizations.rows).toBeGreaterThanOrEqual(1);
-  // The re-seed marks the target active in each Redis and exits; a region's own view follows on the record's
-  // announcement (or its refresh, every second), a moment later: waited for.
-  const seen = async () => (await call(cluster.url(PEER), 'GET', '/admin/replication', { headers: adminHeaders })).body;
-  expect(await eventually(async () => (await seen()).needs_reseed?.length === 0, 15_000, 200)).toBe(true);
-  const status = await seen();
+  // The region's own view follows the re-seed a moment later (reseedSeen).
+  expect(await reseedSeen(cluster.url(PEER))).toBe(true);
+  const status = (await call(cluster.url(PEER), 'GET', '/admin/replication', { headers: adminHeaders })).body;
   expect(status.needs_reseed).toEqual([]);
   expect(status.members.find((m: { region: string }) => m.region === TARGET)?.state).toBe('active');
   expect((await call(cluster.url(TARGET), 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(200);

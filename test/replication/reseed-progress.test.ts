@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import { dropDatabase } from '../../src/db/migrate';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { createDeployment, type TestDeployment } from '../support/env';
-import { adminHeaders, call, createOrg, eventually, runReseed } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, reseedSeen, runReseed } from '../support/harness';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 let dep: TestDeployment;
@@ -107,11 +107,9 @@ test('a region whose database was lost, started again while its re-seed copies, 
   } finally {
     await Promise.all([peer.end(), watch.end()]);
   }
-  // The re-seed marks the target active in each Redis and exits; a region's own view follows on the record's
-  // announcement (or its refresh, every second), a moment later: waited for.
-  const seen = async () => (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
-  expect(await eventually(async () => (await seen()).needs_reseed?.length === 0, 15_000, 200)).toBe(true);
-  const status = await seen();
+  // The region's own view follows the re-seed a moment later (reseedSeen).
+  expect(await reseedSeen(url('us-iowa'))).toBe(true);
+  const status = (await call(url('us-iowa'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
   expect(status.needs_reseed).toEqual([]);
   expect(status.members.find((m: { region: string }) => m.region === 'asia-japan').state).toBe('active');
 }, 180_000);

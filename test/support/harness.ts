@@ -192,6 +192,29 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000,
   return false;
 }
 
+/** A change's status as the region at `url` reports it (GET /admin/replication/changes/:id). */
+export async function adminChangeStatus(url: string, changeId: string): Promise<any> {
+  return (await call(url, 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders })).body;
+}
+
+/**
+ * Waits (up to 15 s) until the region at `url` reports `changeId` pending in `regions` alone. An all_regions
+ * write's 408 says only that not every region had acked within its timeout: on a loaded host a reachable
+ * region's ack can come after it too.
+ */
+export async function pendingOnlyIn(url: string, changeId: string, regions: string[]): Promise<boolean> {
+  return eventually(async () => JSON.stringify((await adminChangeStatus(url, changeId)).pending_regions) === JSON.stringify(regions), 15_000, 200);
+}
+
+/**
+ * Waits (up to 15 s) until the region at `url` counts no region as needing a re-seed. A re-seed marks its
+ * target active in each Redis and exits; a region's own view follows on the record's announcement (or its
+ * refresh, every second), a moment later.
+ */
+export async function reseedSeen(url: string): Promise<boolean> {
+  return eventually(async () => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.needs_reseed?.length === 0, 15_000, 200);
+}
+
 /**
  * Runs one of the compiled operator scripts (dist/scripts/<name>.js) against the cluster's config, `env` over
  * this process's environment.
