@@ -85,6 +85,34 @@ test('a DELETE (or a key rotation) whose body framing fails is not carried out',
   expect(deleted.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
 });
 
+test('a body sent with a transfer coding besides chunked (gzip, chunked; x-foo on a line of its own) is a 400 in the envelope; nothing is written', async () => {
+  const id = await credential('te-kept');
+  // Node frames such a body by its last coding, chunked, and hands on the bytes with the others still applied:
+  // read as they came, this JSON was taken and the PATCH carried out.
+  const chunked = (json: string) => `${Buffer.byteLength(json).toString(16)}\r\n${json}\r\n0\r\n\r\n`;
+  const patch = (te: Record<string, string>) => head('PATCH', `${P}/${id}`, { ...headers, 'Content-Type': 'application/json', ...te, Connection: 'close' }) + chunked('{"label":"te-changed"}');
+  for (const coding of ['gzip, chunked', 'x-foo, chunked', 'identity,chunked']) {
+    const answer = await rawExchange(patch({ 'Transfer-Encoding': coding }));
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer.toLowerCase()).toContain('connection: close');
+    expect(JSON.parse(answer.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('Transfer-Encoding') }] });
+  }
+  // Two header lines are one list: gzip, then chunked.
+  const twoLines = head('PATCH', `${P}/${id}`, { ...headers, 'Content-Type': 'application/json', 'Transfer-Encoding': 'gzip', Connection: 'close' }).replace('\r\n\r\n', '\r\nTransfer-Encoding: chunked\r\n\r\n');
+  expect((await rawExchange(twoLines + chunked('{"label":"te-changed"}'))).split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('te-kept');
+
+  const token = await issueToken(r.url, org.id);
+  const infisical = await rawExchange(head('PATCH', SSO, { ...bearer(token), 'Content-Type': 'application/json', 'Transfer-Encoding': 'gzip, chunked', Connection: 'close' }) + chunked(JSON.stringify({ organizationId: org.id, isActive: false })));
+  expect(infisical.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+  expect(JSON.parse(infisical.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 400, error: 'BadRequest', message: expect.stringContaining('Transfer-Encoding') });
+
+  // Chunked alone, in any case, is taken.
+  const taken = await rawExchange(patch({ 'Transfer-Encoding': 'Chunked' }));
+  expect(taken.split('\r\n')[0]).toBe('HTTP/1.1 204 No Content');
+  expect((await call(r.url, 'GET', `${P}/${id}`, { headers })).body.result.label).toBe('te-changed');
+});
+
 test('a key rotation whose body arrives in pieces is read whole: fields refuse it, {} in pieces is taken', async () => {
   const o = await createOrg(r.url, 'rotation in pieces');
   // Chunked, a piece at a time: the route is reached with the headers, long before the body is whole.
