@@ -35,6 +35,17 @@ const HEADERS = {
   Location: { description: 'Where to go next', schema: { type: 'string' } },
 };
 
+/** A conditional GET's answer when the representation is unchanged (see operationObject). */
+const NOT_MODIFIED: Json = {
+  description:
+    "Not Modified: the request's If-None-Match names the ETag of the answer it would get (or is *); no body. " +
+    'The ETag of a 200 is a weak hash of its body, so it changes whenever the body does.',
+  headers: {
+    'X-Request-Id': HEADERS['X-Request-Id'],
+    ETag: { description: 'The ETag of the unchanged answer', schema: { type: 'string' } },
+  },
+};
+
 const RETRY_AFTER = { description: 'Seconds to wait before retrying', schema: { type: 'string', pattern: '^[0-9]+$' } };
 
 const PARAMETERS: Record<string, Json> = {
@@ -104,6 +115,9 @@ function operationObject(op: Operation): Json {
 
   const responses: Json = {};
   for (const [status, spec] of Object.entries(op.responses)) responses[status] = responseObject(spec);
+  // Express gives every answer it sends a body an ETag (a weak hash of the body) and answers a GET whose
+  // If-None-Match matches it, or is `*`, with 304 and no body: the client asked to be told "unchanged".
+  if (op.method === 'get' && responses['200'] && !responses['304']) responses['304'] = NOT_MODIFIED;
   // An API operation passes admission control (src/http/admission.ts): beyond its bounds it answers 503.
   // Those and the admin routes read the database: 503 too while it refuses connections (errors.ts).
   const gated = op.auth === 'slashid' || op.auth === 'infisical' || op.auth === 'admin';
