@@ -14,6 +14,11 @@ export function requestId(): RequestHandler {
     // Every answer is JSON (or the console's HTML, which sets its type itself): no browser may guess another
     // type from a body that quotes a request's input (helper-131).
     res.setHeader('X-Content-Type-Options', 'nosniff');
+    // No cache keeps an answer unless its route says otherwise (the JWKS, the console's assets): the
+    // organization a request acts for is in its headers (SlashID-OrgID, the API key, a bearer token), not in
+    // its URL, and a shared cache in front that keys by URL (Varnish's defaults keep a 200 for two minutes
+    // whatever its headers but Authorization and Cookie) would hand one tenant's answer to the next caller.
+    res.setHeader('Cache-Control', 'no-store');
     next();
   };
 }

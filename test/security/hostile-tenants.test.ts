@@ -186,6 +186,25 @@ describe('secrets', () => {
     expect(token.headers.get('cache-control')).toBe('no-store');
   });
 
+  test("every tenant's answer says Cache-Control: no-store: the organization is in the headers, not the URL", async () => {
+    const made = await create(idp.url('okta.xml'));
+    const token = await issueToken(r.url, org.id);
+    expect(made.status).toBe(201);
+    const answers = [
+      made,
+      await call(r.url, 'GET', `${PATH}/${made.body.result.id}`, { headers: slashidHeaders(org) }),
+      await call(r.url, 'GET', PATH, { headers: slashidHeaders(org) }),
+      await call(r.url, 'GET', `${PATH}/${made.body.result.id}/metadata`, { headers: slashidHeaders(org) }),
+      await call(r.url, 'GET', `${PATH}/00000000-0000-4000-8000-000000000000`, { headers: slashidHeaders(org) }),
+      await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) }),
+      await call(r.url, 'GET', '/healthz'),
+    ];
+    expect(answers.map((a) => a.status)).toEqual([201, 200, 200, 200, 404, 404, 200]);
+    for (const a of answers) expect(a.headers.get('cache-control')).toBe('no-store');
+    // What may be kept says so itself.
+    expect((await call(r.url, 'GET', '/sso/saml/jwks.json')).headers.get('cache-control')).toBe('public, max-age=3600');
+  });
+
   test('errors quote a short, printable excerpt of what the IdP served', async () => {
     idp.set('long-title.html', `<!DOCTYPE html><html><head><title>Log in\u0007${'x'.repeat(190)}</title></head><body>${'y'.repeat(50_000)}</body></html>`);
     const page = await create(idp.url('long-title.html'));
