@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { replicationKeysOf } from '../src/config';
+import { ConfigError, replicationKeysOf } from '../src/config';
 import type { AckSignatures } from '../src/config-schema';
 import { AckSigning } from '../src/replication/ack-auth';
 import { EventAuth } from '../src/replication/event-auth';
@@ -28,9 +28,24 @@ export function readSecrets(file: string, names: readonly string[]): Map<string,
   return out;
 }
 
-/** REPLICATION_KEYS from the environment, else from the cluster's secrets file (what `npm run cluster` started the regions with). */
+/**
+ * REPLICATION_KEYS from the environment, else from the cluster's secrets file (what `npm run cluster` started the
+ * regions with). When neither has them, the ConfigError says where it looked and that they must be the regions'
+ * keys: the region's own message suggests making one up (`openssl rand`), which for a script acting on a running
+ * deployment would only sign entries the regions refuse.
+ */
 export function replicationKeys(configPath: string) {
-  const fromFile = process.env.REPLICATION_KEYS ? undefined : readSecrets(secretsPath(configPath), ['REPLICATION_KEYS']).get('REPLICATION_KEYS');
+  const file = secretsPath(configPath);
+  const fromFile = process.env.REPLICATION_KEYS ? undefined : readSecrets(file, ['REPLICATION_KEYS']).get('REPLICATION_KEYS');
+  if (!process.env.REPLICATION_KEYS && fromFile === undefined) {
+    const there = fs.existsSync(file) ? `${file} has no REPLICATION_KEYS line` : `there is no ${file}`;
+    throw new ConfigError(
+      `REPLICATION_KEYS must be set to the keys the regions run with: it is not in the environment, and ${there} ` +
+        `(where npm run cluster keeps the secrets of ${path.basename(configPath)}). Export the keys the regions run with ` +
+        "(a cluster started with another config keeps them in .cluster/<that config's name>.env next to it: set -a; . <that file>; set +a); " +
+        'a key made up here would not be theirs',
+    );
+  }
   return replicationKeysOf(fromFile === undefined ? process.env : { ...process.env, REPLICATION_KEYS: fromFile });
 }
 

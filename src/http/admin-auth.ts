@@ -13,12 +13,21 @@ export function adminAuth(adminTokens: string | readonly string[]): RequestHandl
   return (req, _res, next) => {
     // Node keeps the first of two Authorization headers; a proxy in front may have checked the other.
     sentOnce(req, 'authorization', unauthorized, 'Admin API: the Authorization header');
-    const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
+    const header = req.get('authorization');
+    const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
     const sent = m?.[1]?.trim();
     let ok = false;
     if (sent) for (const t of tokens) ok = secretEquals(sent, t) || ok;
     if (!ok) {
-      throw unauthorized('Admin API: send Authorization: Bearer <ADMIN_TOKEN>.');
+      // Which of the three it was says nothing of the token: only what the caller sent. A wrong token is the
+      // usual mistake (the secrets of another config's cluster, or from before a rotation), and "send one" would
+      // read as if none had arrived.
+      if (!header) throw unauthorized('Admin API: send Authorization: Bearer <ADMIN_TOKEN>.');
+      if (!sent) throw unauthorized('Admin API: the Authorization header must be "Bearer <ADMIN_TOKEN>".');
+      throw unauthorized(
+        "Admin API: the Bearer token is not this region's admin token (ADMIN_TOKEN, or one of ADMIN_TOKEN_ACCEPTED). " +
+          'npm run cluster keeps it next to its config file: .cluster/regions.config.env for regions.config.json.',
+      );
     }
     next();
   };

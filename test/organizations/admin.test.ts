@@ -28,6 +28,19 @@ describe('admin authentication', () => {
     expect(res.status).toBe(401);
     expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 401, message: expect.stringContaining('ADMIN_TOKEN') }] });
   });
+
+  // A wrong token (another cluster's secrets file, a token from before a rotation) was answered "send
+  // Authorization: Bearer <ADMIN_TOKEN>", as if nothing had been sent.
+  test.each([
+    ['no header', {}, 'Admin API: send Authorization: Bearer <ADMIN_TOKEN>.'],
+    ['not a bearer token', { authorization: 'Basic abc' }, 'Admin API: the Authorization header must be "Bearer <ADMIN_TOKEN>".'],
+    ['wrong token', { authorization: 'Bearer wrong-token-wrong-token' }, "Admin API: the Bearer token is not this region's admin token"],
+  ])('the 401 says what was wrong: %s', async (_name, headers, message) => {
+    for (const path of ['/admin/replication', '/metrics']) {
+      const res = await call(r.url, 'GET', path, { headers });
+      expect([path, res.status, res.body?.errors?.[0]?.message]).toEqual([path, 401, expect.stringContaining(message)]);
+    }
+  });
 });
 
 describe('organizations', () => {

@@ -4,6 +4,8 @@
  * whether each copy verifies, and lists without checking when the key is missing; `activate` writes a fresh
  * signed entry built only on copies that verify (docs/membership-signing.md §4).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import Redis from 'ioredis';
 import { replicationKeys } from '../../src/redis';
 import { AckSigning, type AckSignatures } from '../../src/replication/ack-auth';
@@ -11,6 +13,7 @@ import { readMembers, writeMember } from '../../src/replication/member-record';
 import { signDeparture } from '../../src/replication/removal-auth';
 import { createDeployment, REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, type TestDeployment } from '../support/env';
 import { runScript } from '../support/harness';
+import { secretsPath } from '../../scripts/cluster-secrets';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
 
 const [A, B] = ['us-iowa', 'europe-belgium'] as const;
@@ -70,6 +73,10 @@ test.each(['sign', 'require'] as const)('in %s, list says per Redis whether each
   const unchecked = await runScript({ deployment: d }, 'members', ['list'], { REPLICATION_KEYS: '' });
   expect(unchecked.status).toBe(0);
   expect(unchecked.stderr).toMatch(/^warning: the regions sign their membership entries .*REPLICATION_KEYS must be set.*listed without checking them/);
+  // It says where it looked, and not to make a key up (the regions' own message suggests openssl rand).
+  expect(unchecked.stderr).toContain(`it is not in the environment, and there is no ${secretsPath(d.configPath)}`);
+  expect(unchecked.stderr).toContain('a key made up here would not be theirs');
+  expect(unchecked.stderr).not.toContain('openssl rand');
   const plain = listed(unchecked.stdout);
   expect(plain.verification).toBe('unknown');
   expect(plain.members.map((m) => [m.region, m.known_in, m.verified_in])).toEqual([
@@ -139,6 +146,23 @@ test('in require, activate of a configured region none of whose copies verifies 
     expect(m).toMatchObject({ state: 'active', verified: 'signed', rev: 1, redisUrl: `redis://127.0.0.1:${server.port}` });
     expect((m?.joinedAt ?? '') >= started).toBe(true);
   }
+}, 60_000);
+
+test('in require, activate without the regions\' keys exits 2 before writing, naming the secrets file it looked in (none, or one without REPLICATION_KEYS) and not suggesting a new key', async () => {
+  const { d, keys } = await deploymentIn('require');
+  const file = secretsPath(d.configPath);
+  const first = await runScript({ deployment: d }, 'members', ['activate', B], { REPLICATION_KEYS: '' });
+  expect({ status: first.status, stderr: first.stderr }).toEqual({ status: 2, stderr: expect.stringContaining(`it is not in the environment, and there is no ${file}`) });
+  expect(first.stderr).not.toContain('openssl rand');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, 'ADMIN_TOKEN=unused\n');
+  try {
+    const second = await runScript({ deployment: d }, 'members', ['activate', B], { REPLICATION_KEYS: '' });
+    expect({ status: second.status, stderr: second.stderr }).toEqual({ status: 2, stderr: expect.stringContaining(`${file} has no REPLICATION_KEYS line`) });
+  } finally {
+    fs.rmSync(file);
+  }
+  expect(await copiesOf(keys, B)).toEqual([undefined, undefined]);
 }, 60_000);
 
 test.each(['sign', 'require'] as const)('in %s, activate of a region the config does not name whose copies all fail to verify is refused (exit 2, naming it); one copy that verifies is built on', async (mode) => {
