@@ -3,7 +3,8 @@ import { Uuid } from '../http/validate';
 import type { Operation } from '../openapi/operation';
 import { ChangeStatusSchema } from '../replication/schema';
 import { CHANGES_PATH } from './change-routes';
-import { CreatedOrganization, CreateOrganizationBody, OrganizationView, RotatedApiKey } from './schema';
+import { pageQueryDoc } from '../http/page-query';
+import { CreatedOrganization, CreateOrganizationBody, ORGANIZATION_FILTERS, OrganizationList, OrganizationView, RotatedApiKey } from './schema';
 
 const tags = ['Organizations (admin)'];
 
@@ -15,6 +16,12 @@ export const organizationOperations: Operation[] = [
     body: { schema: CreateOrganizationBody },
     responses: { 201: { description: 'Created; the API key is shown only here.', schema: CreatedOrganization, headers: ['X-Change-Id'] } },
     errors: [400, 401, { status: 404, description: 'parent_id names no organization in this region.' }, { status: 408, result: CreatedOrganization }, 409],
+  },
+  {
+    method: 'get', path: '/admin/organizations', tags, auth: 'admin', dialect: 'slashid', query: pageQueryDoc('Organizations', ORGANIZATION_FILTERS),
+    summary: 'List the organizations this region holds, oldest first (never their keys)',
+    responses: { 200: { description: 'A page of organizations, and how many match in all.', schema: OrganizationList } },
+    errors: [{ status: 400, description: 'A query parameter is unknown, given twice, or out of its range.' }, 401],
   },
   {
     method: 'get', path: '/admin/organizations/{id}', tags, auth: 'admin', dialect: 'slashid',

@@ -2,13 +2,14 @@ import { Router, type Request } from 'express';
 import type { Db } from '../db/client';
 import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
+import { pageQueryParser } from '../http/page-query';
 import { startedAt } from '../http/request-id';
 import { describeErrors, isUuid, shownId } from '../http/validate';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
-import { validateCreateOrganization } from './schema';
+import { ORGANIZATION_FILTERS, OrganizationListQuery, validateCreateOrganization } from './schema';
 import { createOrganization, rotateApiKey } from './service';
-import { findOrganization } from './store';
+import { findOrganization, listOrganizations } from './store';
 
 /**
  * An organization's create and its key rotation answer with an API key that is stored hashed only, so a replay
@@ -23,6 +24,15 @@ function refuseIdempotencyKey(req: Request): void {
     );
   }
 }
+
+const listPage = pageQueryParser(OrganizationListQuery, ORGANIZATION_FILTERS);
+
+const organizationView = (o: { id: string; name: string; parentId: string | null; createdAt: Date }) => ({
+  id: o.id,
+  name: o.name,
+  parent_id: o.parentId,
+  created_at: o.createdAt.toISOString(),
+});
 
 /** Admin endpoints for organizations and their API keys (mounted behind adminAuth). */
 export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
@@ -41,11 +51,17 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     res.status(201).json(value);
   });
 
+  router.get('/admin/organizations', async (req, res) => {
+    const { limit, offset, filters } = listPage(req.query as Record<string, unknown>);
+    const { rows, total } = await listOrganizations(db, { parentId: filters.parent_id?.toLowerCase(), name: filters.name }, limit, offset);
+    res.json({ organizations: rows.map(organizationView), pagination: { limit, offset, total_count: total } });
+  });
+
   router.get('/admin/organizations/:id', async (req, res) => {
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
     if (!org) throw notFound(`Organization ${shownId(id)} not found.`);
-    res.json({ id: org.id, name: org.name, parent_id: org.parentId, created_at: org.createdAt.toISOString() });
+    res.json(organizationView(org));
   });
 
   router.post('/admin/organizations/:id/api-keys', noBody(), async (req, res) => {

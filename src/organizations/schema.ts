@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { listQuerySchema, type ListFilter } from '../http/page-query';
 import { compile, NOT_BLANK, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
@@ -31,3 +32,22 @@ export const CreatedOrganization = Type.Object({ ...OrganizationView.properties,
 
 /** POST /admin/organizations/{id}/api-keys. */
 export const RotatedApiKey = Type.Object({ api_key: ApiKey }, { additionalProperties: false });
+
+/** GET /admin/organizations: its filters (besides limit and offset). */
+export const ORGANIZATION_FILTERS: Record<string, ListFilter> = {
+  parent_id: { schema: Uuid({ description: "Only this organization's direct sub-organizations." }), takes: 'an organization id, a UUID' },
+  name: { schema: Type.String({ minLength: 1, maxLength: 200, description: 'Only organizations of exactly this name.' }), takes: 'a name of 1 to 200 characters' },
+};
+export const OrganizationListQuery = listQuerySchema('Organizations', ORGANIZATION_FILTERS);
+
+/** GET /admin/organizations: a page, oldest first. */
+export const OrganizationList = Type.Object(
+  {
+    organizations: Type.Array(OrganizationView),
+    pagination: Type.Object(
+      { limit: Type.Integer({ minimum: 1 }), offset: Type.Integer({ minimum: 0 }), total_count: Type.Integer({ minimum: 0, format: 'int64' }) },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);

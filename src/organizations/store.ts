@@ -13,6 +13,27 @@ export function findOrganization(db: Db, id: string) {
   return db.organization.findFirst({ where: { id, deletedAt: null } });
 }
 
+/** A page of the organizations this region holds, oldest first, with how many match in all. */
+export async function listOrganizations(
+  db: Db,
+  filter: { parentId?: string; name?: string },
+  limit: number,
+  offset: number,
+): Promise<{ rows: { id: string; name: string; parentId: string | null; createdAt: Date }[]; total: number }> {
+  const where = { deletedAt: null, ...(filter.parentId ? { parentId: filter.parentId } : {}), ...(filter.name !== undefined ? { name: filter.name } : {}) };
+  const [rows, total] = await Promise.all([
+    db.organization.findMany({
+      where,
+      select: { id: true, name: true, parentId: true, createdAt: true },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      skip: offset,
+      take: limit,
+    }),
+    db.organization.count({ where }),
+  ]);
+  return { rows, total };
+}
+
 /** The key row with that id, if its organization exists (one query: this is on every request's path). */
 export async function findLiveApiKey(db: Db, keyId: string): Promise<{ orgId: string; keyHash: string } | null> {
   const rows = await db.$queryRawUnsafe<{ org_id: string; key_hash: string }[]>(

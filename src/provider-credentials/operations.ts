@@ -1,8 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import { Envelope } from '../http/slashid-schema';
+import { pageQueryDoc } from '../http/page-query';
 import type { Operation } from '../openapi/operation';
 import { CREDENTIALS_PATH } from './routes';
-import { CreateCredentialBody, CredentialMetadataView, CredentialView, DEFAULT_PAGE_LIMIT, ListQuery, MAX_PAGE_LIMIT, MAX_PAGE_OFFSET, MetadataRefreshStatus, PatchCredentialBody } from './schema';
+import { CreateCredentialBody, CredentialMetadataView, CredentialView, MetadataRefreshStatus, PatchCredentialBody } from './schema';
 
 const tags = ['SlashID SAML provider credentials'];
 // The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts).
@@ -11,10 +12,7 @@ const fetchBusy = [
   { status: 503, description: 'The region is fetching as much IdP metadata as it may at once (or is at capacity); retry after Retry-After seconds.' },
 ];
 const one = `${CREDENTIALS_PATH}/{id}`;
-const query = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_LIMIT, default: DEFAULT_PAGE_LIMIT, description: ListQuery.properties.limit.description })),
-  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PAGE_OFFSET, default: 0, description: ListQuery.properties.offset.description })),
-});
+const query = pageQueryDoc('Credentials');
 
 /** The OpenAPI operations of routes.ts and of the metadata refresh status (metadata-refresh-admin.ts). */
 export const providerCredentialOperations: Operation[] = [

@@ -6,6 +6,7 @@ import { callerPins, firstUse, isCurrentModel, type TrustedCertificate } from '.
 import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission } from '../http/admission';
 import { AppError, badRequest, notFound, shownText } from '../http/errors';
+import { pageQueryParser } from '../http/page-query';
 import { startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { envelope } from '../http/slashid';
@@ -18,11 +19,8 @@ import { beforeWrite, parseConsistency, SupersededError, type Consistency, setCh
 import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
-  DEFAULT_PAGE_LIMIT,
-  MAX_PAGE_LIMIT,
-  MAX_PAGE_OFFSET,
   validateCreateCredential,
-  validateListQuery,
+  ListQuery,
   validatePatchCredential,
 } from './schema';
 import { createCredential, credentialNotFound, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
@@ -60,33 +58,7 @@ const located = (res: Response) => (credential: { id?: unknown } | null | undefi
   return undefined;
 };
 
-const PAGE_RANGES = { limit: `1 to ${MAX_PAGE_LIMIT}`, offset: `0 to ${MAX_PAGE_OFFSET}` };
-const PAGE_DEFAULTS = { limit: DEFAULT_PAGE_LIMIT, offset: 0 };
-
-/**
- * The list's page, or a 400 that names the parameter, its range and the value sent (not the schema's regular
- * expression: `limit=500` is a number, just too large).
- */
-function listPage(query: Request['query']): { limit: number; offset: number } {
-  const wrong = (name: 'limit' | 'offset', value: string) =>
-    badRequest(`${name} must be a whole number from ${PAGE_RANGES[name]} (got ${shownText(value)}); leave it out for ${PAGE_DEFAULTS[name]}.`);
-  if (!validateListQuery(query)) {
-    const e = validateListQuery.errors?.[0];
-    const name = e?.instancePath.slice(1);
-    if (name === 'limit' || name === 'offset') {
-      const value: unknown = (query as Record<string, unknown>)[name];
-      if (typeof value === 'string') throw wrong(name, value);
-      throw badRequest(`The query parameter ${name} is given more than once; give it once, a whole number from ${PAGE_RANGES[name]}.`);
-    }
-    const unknown = e?.keyword === 'additionalProperties' ? `Unknown query parameter ${shownText(String(e.params.additionalProperty))}` : 'Invalid query';
-    throw badRequest(
-      `${unknown}. The list takes limit (a whole number from ${PAGE_RANGES.limit}, default ${PAGE_DEFAULTS.limit}) and offset (from ${PAGE_RANGES.offset}, default 0).`,
-    );
-  }
-  const limit = query.limit === undefined ? DEFAULT_PAGE_LIMIT : Number(query.limit);
-  if (limit < 1 || limit > MAX_PAGE_LIMIT) throw wrong('limit', query.limit ?? '');
-  return { limit, offset: query.offset === undefined ? 0 : Number(query.offset) };
-}
+const listPage = pageQueryParser(ListQuery);
 
 /**
  * A create's 408 follow-up: its change, and the credential it made, named in the message too (a client that
@@ -191,7 +163,7 @@ function answerCreate(h: Handlers) {
 
 function answerList({ db }: Handlers) {
   return async (req: Request, res: Response) => {
-    const { limit, offset } = listPage(req.query);
+    const { limit, offset } = listPage(req.query as Record<string, unknown>);
     const { rows, total } = await listCredentials(db, orgIdOf(res), limit, offset);
     res.json(envelope(rows.map(viewFromModel), { pagination: { limit, offset, total_count: total } }));
   };

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { listQuerySchema } from '../http/page-query';
 import { compile, HTTP_URL_PATTERN, NOT_BLANK } from '../http/validate';
 
 const fields = {
@@ -41,28 +42,11 @@ export type CreateCredentialBody = Static<typeof CreateCredentialBody>;
 export const PatchCredentialBody = Type.Partial(Type.Object(fields), { additionalProperties: false });
 export type PatchCredentialBody = Static<typeof PatchCredentialBody>;
 
-export const DEFAULT_PAGE_LIMIT = 50;
-export const MAX_PAGE_LIMIT = 200;
-/** The database takes an offset this large (a 32-bit one would also do; nine digits are plenty). */
-export const MAX_PAGE_OFFSET = 999_999_999;
-
-/** Digits, few enough that the number is exact (the route checks the limit's range). */
-const PAGE_NUMBER_PATTERN = '^[0-9]{1,9}$';
-
 /** The list's query parameters, as the query string has them (text). */
-export const ListQuery = Type.Object(
-  {
-    limit: Type.Optional(
-      Type.String({ pattern: PAGE_NUMBER_PATTERN, description: `Page size, a whole number from 1 to ${MAX_PAGE_LIMIT} (default ${DEFAULT_PAGE_LIMIT}).` }),
-    ),
-    offset: Type.Optional(Type.String({ pattern: PAGE_NUMBER_PATTERN, description: `Credentials to skip, a whole number from 0 to ${MAX_PAGE_OFFSET} (default 0).` })),
-  },
-  { additionalProperties: false },
-);
+export const ListQuery = listQuerySchema('Credentials', {});
 
 export const validateCreateCredential = compile(CreateCredentialBody);
 export const validatePatchCredential = compile(PatchCredentialBody);
-export const validateListQuery = compile(ListQuery);
 
 /** The seed's `result` shape, exactly. */
 export const CredentialView = Type.Object(

@@ -140,6 +140,57 @@ describe('organizations', () => {
   });
 });
 
+describe('listing organizations', () => {
+  const list = (query: string, headers: Record<string, string> = adminHeaders) => call(r.url, 'GET', `/admin/organizations${query}`, { headers });
+
+  test('pages through a parent\'s sub-organizations oldest first, with the total, and never a key', async () => {
+    const parent = await createOrg(r.url, `lister ${crypto.randomUUID()}`);
+    const children = [];
+    for (const n of ['a', 'b', 'c']) children.push(await createOrg(r.url, `child ${n}`, { parent_id: parent.id }));
+    const view = (o: { id: string; name: string; parent_id?: string | null; created_at: string }) => ({ id: o.id, name: o.name, parent_id: o.parent_id ?? null, created_at: o.created_at });
+
+    const first = await list(`?parent_id=${parent.id.toUpperCase()}&limit=2`);
+    expect(first.status).toBe(200);
+    expect(first.body).toEqual({ organizations: children.slice(0, 2).map(view), pagination: { limit: 2, offset: 0, total_count: 3 } });
+    const rest = await list(`?parent_id=${parent.id}&limit=2&offset=2`);
+    expect(rest.body).toEqual({ organizations: children.slice(2).map(view), pagination: { limit: 2, offset: 2, total_count: 3 } });
+    expect(JSON.stringify([first.body, rest.body])).not.toContain('sidk_');
+
+    // By its exact name (a lost id is found again), and the whole list holds it too.
+    const byName = await list(`?name=${encodeURIComponent(parent.name)}`);
+    expect(byName.body).toEqual({ organizations: [view(parent)], pagination: { limit: 50, offset: 0, total_count: 1 } });
+    const all = await list('?limit=200');
+    expect(all.body.pagination.total_count).toBeGreaterThanOrEqual(4);
+    expect(all.body.organizations.map((o: { id: string }) => o.id)).toEqual(expect.arrayContaining([parent.id, ...children.map((c) => c.id)]));
+  });
+
+  test('a deleted organization is not listed', async () => {
+    const org = await createOrg(r.url, `gone ${crypto.randomUUID()}`);
+    expect((await list(`?name=${encodeURIComponent(org.name)}`)).body.pagination.total_count).toBe(1);
+    await r.region.db.$executeRawUnsafe('UPDATE organizations SET deleted_at = now() WHERE id = $1::uuid', org.id);
+    expect((await list(`?name=${encodeURIComponent(org.name)}`)).body).toEqual({ organizations: [], pagination: { limit: 50, offset: 0, total_count: 0 } });
+  });
+
+  test.each([
+    ['?limit=0', "limit must be a whole number from 1 to 200 (got '0'); leave it out for 50."],
+    ['?offset=-1', "offset must be a whole number from 0 to 999999999 (got '-1'); leave it out for 0."],
+    ['?parent_id=nope', "parent_id must be an organization id, a UUID (got 'nope')."],
+    ['?name=a&name=b', 'The query parameter name is given more than once; give it once, a name of 1 to 200 characters.'],
+    [
+      '?page=2',
+      "Unknown query parameter 'page'. The list takes limit (a whole number from 1 to 200, default 50), offset (from 0 to 999999999, default 0), parent_id (an organization id, a UUID) and name (a name of 1 to 200 characters).",
+    ],
+  ])('%s is a 400 that says what the list takes', async (query, message) => {
+    const res = await list(query);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message }] });
+  });
+
+  test('needs the admin token', async () => {
+    expect((await list('', {})).status).toBe(401);
+  });
+});
+
 describe('API keys', () => {
   test('rotation issues a new key and the previous one stops working', async () => {
     const org = await createOrg(r.url, 'rotating');

@@ -169,7 +169,7 @@ export async function createOrg(baseUrl: string, name = 'acme', extra: { parent_
     headers: { ...adminHeaders, ...extra.headers },
   });
   if (res.status !== 201) throw new Error(`create org: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body as { id: string; name: string; parent_id: string | null; api_key: string };
+  return res.body as { id: string; name: string; parent_id: string | null; created_at: string; api_key: string };
 }
 
 export function slashidHeaders(org: { id: string; api_key: string }, extra: Record<string, string> = {}) {
