@@ -107,7 +107,7 @@ test('a parent id given in upper case is stored, answered and replicated in lowe
 });
 
 test('OPTIONS is answered like any method a path does not take, in the dialect\'s envelope', async () => {
-  for (const [path, allow] of [[P, 'GET, HEAD, POST'], [`${P}/${credentialId}`, 'DELETE, GET, HEAD, PATCH'], ['/organizations/replication/changes/x', 'GET, HEAD'], ['/admin/organizations', 'POST'], ['/sso/saml/jwks.json', 'GET, HEAD']]) {
+  for (const [path, allow] of [[P, 'GET, HEAD, POST'], [`${P}/${credentialId}`, 'DELETE, GET, HEAD, PATCH'], ['/organizations/replication/changes/x', 'GET, HEAD'], ['/admin/organizations', 'GET, HEAD, POST'], ['/sso/saml/jwks.json', 'GET, HEAD']]) {
     const res = await fetch(`${r.url}${path}`, { method: 'OPTIONS', headers });
     expect({ path, status: res.status, allow: res.headers.get('allow'), body: await res.json() }).toEqual({
       path, status: 405, allow, body: { meta: {}, errors: [{ httpcode: 405, message: `This path does not take OPTIONS; it takes ${allow}.` }] },
