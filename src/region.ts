@@ -204,7 +204,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       log.info('stopped');
     })());
 
-  return { server, url, port, operator, db, replication, admission, log, stop };
+  return { server, url, port, operator, db, adminDb, replication, admission, log, stop };
 }
 
 export type RunningRegion = Awaited<ReturnType<typeof startRegion>>;

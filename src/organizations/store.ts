@@ -1,4 +1,4 @@
-import type { Db } from '../db/client';
+import { poolOf, type Db } from '../db/client';
 import type { Queryable } from '../replication/row-store';
 import { defineTable } from '../replication/tables';
 import { dropCachedKeys } from './api-key-cache';
@@ -13,25 +13,40 @@ export function findOrganization(db: Db, id: string) {
   return db.organization.findFirst({ where: { id, deletedAt: null } });
 }
 
-/** A page of the organizations this region holds, oldest first, with how many match in all. */
+/** A row of listOrganizations' statement: how many match, and one organization of the page (null past its end). */
+type ListedOrganization = { id: string; name: string; parentId: string | null; createdAt: Date };
+type OrganizationListRow = { total: number } & (ListedOrganization | { [K in keyof ListedOrganization]: null });
+
+/**
+ * A page of the organizations this region holds, oldest first, with how many match in all: one statement, so
+ * one snapshot (as the credential list's, provider-credentials/store.ts). As two queries side by side, a
+ * create or delete committed between them made total_count disagree with the page, and the two took both
+ * connections of the admin pool, which readiness and metrics read through too. The count is the outer side of
+ * the join, so a page past the end still carries it. Only the filters given are in the WHERE (fixed text, the
+ * values as parameters), each statement planned for its own: a parent's list walks the parent_id index.
+ */
 export async function listOrganizations(
   db: Db,
   filter: { parentId?: string; name?: string },
   limit: number,
   offset: number,
-): Promise<{ rows: { id: string; name: string; parentId: string | null; createdAt: Date }[]; total: number }> {
-  const where = { deletedAt: null, ...(filter.parentId ? { parentId: filter.parentId } : {}), ...(filter.name !== undefined ? { name: filter.name } : {}) };
-  const [rows, total] = await Promise.all([
-    db.organization.findMany({
-      where,
-      select: { id: true, name: true, parentId: true, createdAt: true },
-      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-      skip: offset,
-      take: limit,
-    }),
-    db.organization.count({ where }),
-  ]);
-  return { rows, total };
+): Promise<{ rows: ListedOrganization[]; total: number }> {
+  const values: unknown[] = [];
+  const where = ['deleted_at IS NULL'];
+  if (filter.parentId !== undefined) where.push(`parent_id = $${values.push(filter.parentId)}::uuid`);
+  if (filter.name !== undefined) where.push(`name = $${values.push(filter.name)}`);
+  const matching = `FROM organizations WHERE ${where.join(' AND ')}`;
+  const res = await poolOf(db).query<OrganizationListRow>(
+    `SELECT n.total, o.id, o.name, o."parentId", o."createdAt"
+      FROM (SELECT count(*)::int AS total ${matching}) n
+      LEFT JOIN LATERAL (
+        SELECT id, name, parent_id AS "parentId", created_at AS "createdAt" ${matching}
+        ORDER BY created_at, id LIMIT $${values.push(limit)}::int OFFSET $${values.push(offset)}::int) o ON true
+      ORDER BY o."createdAt", o.id`,
+    values,
+  );
+  const rows = res.rows.filter((r): r is OrganizationListRow & ListedOrganization => r.id !== null).map(({ total: _total, ...org }) => org);
+  return { rows, total: res.rows[0]?.total ?? 0 };
 }
 
 /** The key row with that id, if its organization exists (one query: this is on every request's path). */

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { poolOf } from '../../src/db/client';
 import { MAX_ORG_DEPTH } from '../../src/organizations/store';
 import { generateApiKey } from '../../src/organizations/api-keys';
 
@@ -162,6 +163,49 @@ describe('listing organizations', () => {
     const all = await list('?limit=200');
     expect(all.body.pagination.total_count).toBeGreaterThanOrEqual(4);
     expect(all.body.organizations.map((o: { id: string }) => o.id)).toEqual(expect.arrayContaining([parent.id, ...children.map((c) => c.id)]));
+  });
+
+  test('the page and total_count are read at one moment: a delete committed while the list is read changes neither alone', async () => {
+    const parent = await createOrg(r.url, `snapshot ${crypto.randomUUID()}`);
+    const ids: string[] = [];
+    for (const n of ['a', 'b', 'c']) ids.push((await createOrg(r.url, `snapshot ${n}`, { parent_id: parent.id })).id);
+    // The list's reads of these organizations run one after the other, and the first one done lets a delete
+    // commit before the next starts: the moment a concurrent write can land between two statements, made certain.
+    const pool = poolOf(r.region.adminDb);
+    const query = pool.query;
+    const original = query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    let queue: Promise<unknown> = Promise.resolve();
+    let deleted = false;
+    const reads = (args: unknown[]) => JSON.stringify(args).includes('organizations') && JSON.stringify(args).includes(parent.id);
+    pool.query = ((...args: unknown[]) => {
+      if (!reads(args)) return original(...args);
+      const run = queue.then(async () => {
+        const result = await original(...args);
+        if (!deleted) {
+          deleted = true;
+          await original({ text: 'UPDATE organizations SET deleted_at = now() WHERE id = $1::uuid', values: [ids[0]] });
+        }
+        return result;
+      });
+      queue = run.catch(() => undefined);
+      return run;
+    }) as typeof query;
+    let during;
+    try {
+      during = await list(`?parent_id=${parent.id}`);
+    } finally {
+      pool.query = query;
+    }
+    expect(deleted).toBe(true);
+    // Before the delete (3 of 3): the page and its count agree. Two statements answered 3 listed of 2.
+    const listed = (res: { body: { organizations: { id: string }[]; pagination: { total_count: number } } }) => ({
+      listed: res.body.organizations.map((o) => o.id),
+      total: res.body.pagination.total_count,
+    });
+    expect(listed(during)).toEqual({ listed: ids, total: 3 });
+    expect(listed(await list(`?parent_id=${parent.id}`))).toEqual({ listed: ids.slice(1), total: 2 });
+    // Past the end, the count still comes with the empty page.
+    expect((await list(`?parent_id=${parent.id}&offset=5`)).body).toEqual({ organizations: [], pagination: { limit: 50, offset: 5, total_count: 2 } });
   });
 
   test('a deleted organization is not listed', async () => {
