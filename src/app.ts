@@ -128,6 +128,8 @@ export function frontDoor(app: Express, admission: Admission | undefined): Reque
     res.writeHead(503, {
       'content-type': 'application/json; charset=utf-8',
       'x-content-type-options': 'nosniff',
+      // As every answer of the app (request-id.ts).
+      'cache-control': 'no-store',
       'x-request-id': id,
       'retry-after': String(refusal.extra.retryAfterSeconds ?? admission.limits.retryAfterSeconds),
       // The request's body is not read: this connection is not reused.

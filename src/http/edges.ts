@@ -134,7 +134,8 @@ function answerOnSocket(socket: Duplex, status: number, id: string, body: unknow
   socket.on('error', () => socket.destroy());
   if (!socket.writable) return void socket.destroy();
   const text = JSON.stringify(body);
-  const answer = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-content-type-options: nosniff\r\nx-request-id: ${id}\r\n` +
+  // The headers every answer of the app carries (request-id.ts): a 405 is cacheable by default (RFC 9110, 15.5.6).
+  const answer = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\nx-request-id: ${id}\r\n` +
     `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
   if (!drain) return void socket.end(answer, () => socket.destroy());
   socket.once('end', () => socket.destroy());

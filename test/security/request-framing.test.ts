@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { BODY_GRACE_MS } from '../../src/http/admission';
+import { BODY_GRACE_MS, overloaded } from '../../src/http/admission';
 import { BODY_LIMIT_BYTES } from '../../src/http/body';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { rawConnection, rawExchangeWith } from '../support/raw-http';
@@ -164,7 +164,7 @@ test('requests Node refuses get their status in the envelope of the API they wer
   const slashid = await rawExchange(head('POST', P, { ...headers, 'Idempotency-Key': 'a\u0001', 'Content-Length': '0' }));
   expect(slashid.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
   // Written on the socket itself, with the headers of every other answer.
-  expect(slashid.split('\r\n\r\n')[0]?.split('\r\n')).toContain('x-content-type-options: nosniff');
+  expect(slashid.split('\r\n\r\n')[0]?.split('\r\n')).toEqual(expect.arrayContaining(['x-content-type-options: nosniff', 'cache-control: no-store']));
   expect(JSON.parse(slashid.split('\r\n\r\n')[1] ?? '')).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('not valid HTTP/1.1') }] });
   const infisical = await rawExchange(head('POST', SSO, { Authorization: 'Bearer x', 'Idempotency-Key': 'a\u0001', 'Content-Length': '0' }));
   expect(JSON.parse(infisical.split('\r\n\r\n')[1] ?? '')).toMatchObject({ statusCode: 400, error: 'BadRequest' });
@@ -202,8 +202,25 @@ test('what Node answered by itself (an Expect it does not know, a missing Host, 
   for (const [target, shape] of [[P, { meta: {}, errors: [{ httpcode: 405, message: expect.stringContaining('CONNECT') }] }], [SSO, { statusCode: 405, error: 'MethodNotAllowed' }]] as const) {
     const connect = await rawExchange(`CONNECT ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
     expect(connect.split('\r\n')[0]).toBe('HTTP/1.1 405 Method Not Allowed');
+    // A 405 is cacheable by default: it says no-store as every other answer does.
+    expect(connect.split('\r\n\r\n')[0]?.split('\r\n')).toContain('cache-control: no-store');
     expect(body(connect)).toMatchObject(shape);
   }
+});
+
+test('an overload 503 the front door answers at once says Cache-Control: no-store, as every answer of the app does', async () => {
+  // The front door's verdict forced (a full gate), so that its answer, written before the app, is the one read.
+  const admission = r.region.admission;
+  if (!admission) throw new Error('the region runs without admission control');
+  const refuseAtOnce = admission.refuseAtOnce;
+  admission.refuseAtOnce = () => overloaded('reads', 'queue_full', 2);
+  let res;
+  try {
+    res = await call(r.url, 'GET', P, { headers });
+  } finally {
+    admission.refuseAtOnce = refuseAtOnce;
+  }
+  expect({ status: res.status, cacheControl: res.headers.get('cache-control'), retryAfter: res.headers.get('retry-after') }).toEqual({ status: 503, cacheControl: 'no-store', retryAfter: '2' });
 });
 
 test('no 100 Continue for a request that is then refused; an OPTIONS is refused like the rest; an upgrade request closes its connection', async () => {
