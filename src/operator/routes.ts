@@ -29,12 +29,10 @@ export function healthRoutes(d: HealthDeps): Router {
   return router;
 }
 
-/** What every /admin route passes first: no cache may keep its answer (some carry secrets), storable input, the admin token. */
+/**
+ * What every /admin route passes first: storable input, the admin token. (No cache may keep an admin answer,
+ * some carry secrets: every answer says so already, request-id.ts.)
+ */
 export function adminGuard(adminTokens: readonly string[]): RequestHandler[] {
-  return [noStore, refuseUnstorableInput(), adminAuth(adminTokens)];
+  return [refuseUnstorableInput(), adminAuth(adminTokens)];
 }
-
-const noStore: RequestHandler = (_req, res, next) => {
-  res.setHeader('Cache-Control', 'no-store');
-  next();
-};

@@ -1,4 +1,4 @@
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import express, { Router, type Request, type RequestHandler } from 'express';
 import { tokenSecrets } from '../config';
 import { receivingOutsideAdmission } from '../http/admission';
 import { jsonBody } from '../http/body';
@@ -55,8 +55,6 @@ function formRefusal(err: unknown): unknown {
   return err;
 }
 
-const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store');
-
 /**
  * The SAML SP endpoints (browsers and IdPs call them, so they take no API key), and the credential's SSO
  * settings (the organization's, behind its API key, in the SlashID dialect).
@@ -104,7 +102,6 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
       throw badRequest(`Invalid query: ${describeErrors(validateLoginQuery.errors).join('; ')}; relay_state is optional, printable ASCII, at most 80 characters.`);
     }
     const start = await startLogin(deps, id, req.query.relay_state ?? null);
-    noStore(res);
     if (start.kind === 'redirect') return res.redirect(302, start.location);
     res.setHeader('Content-Security-Policy', `default-src 'none'; script-src 'nonce-${start.nonce}'; form-action ${start.idpOrigin}`);
     res.type('html').send(start.html);
@@ -130,7 +127,6 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
     });
     const { result, token } = signIn;
     deps.log.info({ ...audit, orgId: result.org_id, nameId: result.name_id }, 'saml sign-in');
-    noStore(res);
     res.json({ meta: {}, errors: [], result, token });
   });
 
