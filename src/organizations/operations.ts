@@ -21,7 +21,7 @@ export const organizationOperations: Operation[] = [
     method: 'get', path: '/admin/organizations', tags, auth: 'admin', dialect: 'slashid', query: pageQueryDoc('Organizations', ORGANIZATION_FILTERS),
     summary: 'List the organizations this region holds, oldest first (never their keys)',
     responses: { 200: { description: 'A page of organizations, and how many match in all.', schema: OrganizationList } },
-    errors: [{ status: 400, description: 'A query parameter is unknown, given twice, or out of its range.' }, 401],
+    errors: [{ status: 400, description: 'A query parameter is unknown, given twice, or not what it takes (limit or offset out of range, parent_id not a UUID, name empty or over 200 characters).' }, 401],
   },
   {
     method: 'get', path: '/admin/organizations/{id}', tags, auth: 'admin', dialect: 'slashid',
