@@ -26,7 +26,7 @@ export function adminAuth(adminTokens: string | readonly string[]): RequestHandl
       if (!sent) throw unauthorized('Admin API: the Authorization header must be "Bearer <ADMIN_TOKEN>".');
       throw unauthorized(
         "Admin API: the Bearer token is not this region's admin token (ADMIN_TOKEN, or one of ADMIN_TOKEN_ACCEPTED). " +
-          'npm run cluster keeps it next to its config file: .cluster/regions.config.env for regions.config.json.',
+          'A cluster started with npm run cluster keeps it in .cluster/<its config file\'s name>.env (.cluster/regions.config.env for regions.config.json).',
       );
     }
     next();

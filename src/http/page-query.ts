@@ -28,7 +28,7 @@ const limitText = `Page size, a whole number from 1 to ${MAX_PAGE_LIMIT} (defaul
 const offsetText = (items: string) => `${items} to skip, a whole number from 0 to ${MAX_PAGE_OFFSET} (default 0).`;
 
 /** The query string's schema (text, as it arrives) of a list of `items` with those filters. */
-export function listQuerySchema(items: string, filters: Record<string, ListFilter>): TObject {
+function listQuerySchema(items: string, filters: Record<string, ListFilter>): TObject {
   return Type.Object(
     {
       limit: Type.Optional(Type.String({ pattern: PAGE_NUMBER_PATTERN, description: limitText })),
@@ -48,9 +48,9 @@ export function pageQueryDoc(items: string, filters: Record<string, ListFilter> 
   });
 }
 
-/** A parser of a list's query: its page, and its filters as sent (each checked against its schema). */
-export function pageQueryParser(schema: TObject, filters: Record<string, ListFilter> = {}) {
-  const validate = compile(schema);
+/** A parser of the query of a list of `items`: its page, and its filters as sent (each checked against its schema). */
+export function pageQueryParser(items: string, filters: Record<string, ListFilter> = {}) {
+  const validate = compile(listQuerySchema(items, filters));
   const names = Object.keys(filters);
   const takes = [`limit (a whole number from ${PAGE_RANGES.limit}, default ${PAGE_DEFAULTS.limit})`, `offset (from ${PAGE_RANGES.offset}, default 0)`, ...names.map((n) => `${n} (${filters[n]?.takes})`)];
   const listed = `${takes.slice(0, -1).join(', ')} and ${takes[takes.length - 1]}`;

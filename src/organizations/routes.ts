@@ -7,7 +7,7 @@ import { startedAt } from '../http/request-id';
 import { describeErrors, isUuid, shownId } from '../http/validate';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
-import { ORGANIZATION_FILTERS, OrganizationListQuery, validateCreateOrganization } from './schema';
+import { ORGANIZATION_FILTERS, validateCreateOrganization } from './schema';
 import { createOrganization, rotateApiKey } from './service';
 import { findOrganization, listOrganizations } from './store';
 
@@ -25,7 +25,7 @@ function refuseIdempotencyKey(req: Request): void {
   }
 }
 
-const listPage = pageQueryParser(OrganizationListQuery, ORGANIZATION_FILTERS);
+const listPage = pageQueryParser('Organizations', ORGANIZATION_FILTERS);
 
 const organizationView = (o: { id: string; name: string; parentId: string | null; createdAt: Date }) => ({
   id: o.id,

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { listQuerySchema, type ListFilter } from '../http/page-query';
+import type { ListFilter } from '../http/page-query';
 import { compile, NOT_BLANK, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
@@ -38,7 +38,6 @@ export const ORGANIZATION_FILTERS: Record<string, ListFilter> = {
   parent_id: { schema: Uuid({ description: "Only this organization's direct sub-organizations." }), takes: 'an organization id, a UUID' },
   name: { schema: Type.String({ minLength: 1, maxLength: 200, description: 'Only organizations of exactly this name.' }), takes: 'a name of 1 to 200 characters' },
 };
-export const OrganizationListQuery = listQuerySchema('Organizations', ORGANIZATION_FILTERS);
 
 /** GET /admin/organizations: a page, oldest first. */
 export const OrganizationList = Type.Object(

@@ -20,7 +20,6 @@ import type { Replicator } from '../replication/replicator';
 import {
   type CredentialView,
   validateCreateCredential,
-  ListQuery,
   validatePatchCredential,
 } from './schema';
 import { createCredential, credentialNotFound, DEFAULT_MAX_CREDENTIALS_PER_ORG, deleteCredential, patchCredential, viewFromModel } from './service';
@@ -58,7 +57,7 @@ const located = (res: Response) => (credential: { id?: unknown } | null | undefi
   return undefined;
 };
 
-const listPage = pageQueryParser(ListQuery);
+const listPage = pageQueryParser('Credentials');
 
 /**
  * A create's 408 follow-up: its change, and the credential it made, named in the message too (a client that

@@ -1,5 +1,4 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { listQuerySchema } from '../http/page-query';
 import { compile, HTTP_URL_PATTERN, NOT_BLANK } from '../http/validate';
 
 const fields = {
@@ -41,9 +40,6 @@ export type CreateCredentialBody = Static<typeof CreateCredentialBody>;
 // Every field optional (the seed's PATCH): an empty one changes nothing (routes.ts answers it without a write).
 export const PatchCredentialBody = Type.Partial(Type.Object(fields), { additionalProperties: false });
 export type PatchCredentialBody = Static<typeof PatchCredentialBody>;
-
-/** The list's query parameters, as the query string has them (text). */
-export const ListQuery = listQuerySchema('Credentials', {});
 
 export const validateCreateCredential = compile(CreateCredentialBody);
 export const validatePatchCredential = compile(PatchCredentialBody);
