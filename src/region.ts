@@ -26,6 +26,7 @@ import { createReplication } from './replication';
 import { withoutCredentials } from './replication/links';
 import { databaseAddress } from './db/address';
 import { serverClasses } from './http/server-classes';
+import { checkListen } from './listen-check';
 
 /** The listening socket's accept queue (see the listen call). */
 export const LISTEN_BACKLOG = 4096;
@@ -89,6 +90,14 @@ async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean;
 export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, region: config.region.id });
   const features = opts.features ?? FEATURES;
+  // Its ports first: one taken fails the start before the database is created and migrated and before the
+  // region registers in the deployment (a new region registered joining is counted, and delivered every
+  // change, by the regions running, until it is removed or started). The listens below can still fail if
+  // another process takes a port meanwhile.
+  const host = config.region.host ?? '127.0.0.1';
+  const operatorPort = opts.operatorPort === undefined ? config.region.operatorPort : opts.operatorPort;
+  await checkListen(host, opts.port ?? config.region.port);
+  if (operatorPort !== undefined && operatorPort !== null) await checkListen(host, operatorPort);
   const { created, applied } = await prepareDatabase(config.region.databaseUrl);
   log.info({ created, applied }, 'database ready');
 
@@ -125,8 +134,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     admission,
   });
   const handle = frontDoor(app, admission);
-  // Before any background work starts: a taken operator port fails the start here.
-  const operatorPort = opts.operatorPort === undefined ? config.region.operatorPort : opts.operatorPort;
+  // Before any background work starts: an operator port taken since the check above fails the start here.
   const operator: OperatorListener | null =
     operatorPort === undefined || operatorPort === null
       ? null

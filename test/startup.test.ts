@@ -8,9 +8,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import Redis from 'ioredis';
+import { Client } from 'pg';
 import { dropDatabase } from '../src/db/migrate';
 import { PROJECT_ROOT } from '../src/paths';
-import { freePorts, PG_BASE, REDIS_URL, uniqueName } from './support/env';
+import { deleteKeys, freePorts, PG_BASE, REDIS_URL, uniqueName } from './support/env';
 
 const MAIN = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-startup-'));
@@ -52,6 +54,47 @@ test('a HOST that does not resolve stops the start with one line naming HOST, ex
     expect(res.status).toBe(1);
     expect(res.stderr).toMatch(/^fatal: cannot listen on no-such-host\.invalid: the host name does not resolve \(\w+\)\. Set "host" of its entry in REGIONS_CONFIG, or HOST\.\n$/);
   } finally {
+    await dropDatabase(`${PG_BASE}/${name}`);
+  }
+});
+
+test('a port taken (the region\'s or its operator port) stops the start with one line before the database is created or the region registers, exit 1', async () => {
+  const name = uniqueName('startup_port');
+  const [port, operatorPort] = await freePorts(2);
+  const databaseExists = async () => {
+    const client = new Client({ connectionString: `${PG_BASE}/postgres` });
+    await client.connect();
+    try {
+      return (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
+    } finally {
+      await client.end();
+    }
+  };
+  const redis = new Redis(REDIS_URL);
+  const prefixes: string[] = [];
+  try {
+    for (const taken of [port, operatorPort]) {
+      const squatter = net.createServer((socket) => socket.destroy());
+      await new Promise<void>((resolve) => squatter.listen(taken, '127.0.0.1', resolve));
+      try {
+        const env = regionEnv(`${PG_BASE}/${name}`, port ?? 0, { OPERATOR_PORT: String(operatorPort) });
+        const res = spawnSync(process.execPath, [MAIN], { env, encoding: 'utf8' });
+        expect(res.status).toBe(1);
+        expect(await databaseExists()).toBe(false);
+        const prefix = JSON.parse(fs.readFileSync(env.REGIONS_CONFIG as string, 'utf8')).redisKeyPrefix as string;
+        prefixes.push(prefix);
+        expect(await redis.keys(`${prefix}*`)).toEqual([]);
+        expect(res.stderr).toBe(
+          `fatal: cannot listen on 127.0.0.1:${taken}: the port is in use (this region or an earlier cluster still running?). ` +
+            'Stop that process, or give this region another port: "port" (or "operatorPort") of its entry in REGIONS_CONFIG, or PORT (OPERATOR_PORT) for this process.\n',
+        );
+      } finally {
+        await new Promise((r) => squatter.close(r));
+      }
+    }
+  } finally {
+    redis.disconnect();
+    for (const prefix of prefixes) await deleteKeys(prefix);
     await dropDatabase(`${PG_BASE}/${name}`);
   }
 });
