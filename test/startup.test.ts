@@ -99,6 +99,50 @@ test('a port taken (the region\'s or its operator port) stops the start with one
   }
 });
 
+test('a region started without its secrets names the file npm run cluster keeps them in for its REGIONS_CONFIG, whether it exists, and how to load it', () => {
+  const clusterDir = fs.mkdtempSync(path.join(dir, 'cluster-'));
+  const configPath = path.join(clusterDir, 'my.config.json');
+  fs.writeFileSync(configPath, JSON.stringify({ redisUrl: REDIS_URL, redisKeyPrefix: `${uniqueName('startup')}:`, regions: [{ id: 'us-iowa', port: 1, databaseUrl: `${PG_BASE}/unused` }] }));
+  const env = { ...process.env, REGIONS_CONFIG: 'my.config.json', INIT_CWD: clusterDir, REGION: 'us-iowa', ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
+  const start = (extra: Record<string, string> = {}) => spawnSync(process.execPath, [MAIN], { env: { ...env, ...extra }, encoding: 'utf8' });
+
+  // No cluster of this config ran here: said, with where a cluster of another config keeps them.
+  const none = start();
+  expect(none.status).toBe(2);
+  expect(none.stderr).toContain('ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS are not set.');
+  expect(none.stderr).toContain('npm run cluster keeps the secrets of a cluster of my.config.json in .cluster/my.config.env, and there is no such file');
+  expect(none.stderr).toContain('.cluster/<its name>.env next to it; load that with set -a; . <file>; set +a');
+
+  // The cluster's file (as npm run cluster writes it): named as the shell in INIT_CWD reaches it, with the command.
+  const secrets = `ADMIN_TOKEN=${'a'.repeat(20)}\nTOKEN_SIGNING_SECRET=${'s'.repeat(32)}\nREPLICATION_KEYS=k1:${'r'.repeat(32)}\n`;
+  fs.mkdirSync(path.join(clusterDir, '.cluster'));
+  fs.writeFileSync(path.join(clusterDir, '.cluster', 'my.config.env'), secrets, { mode: 0o600 });
+  const kept = start();
+  expect(kept.status).toBe(2);
+  expect(kept.stderr).toContain(
+    'npm run cluster keeps the secrets of my.config.json in .cluster/my.config.env, which exists: `set -a; . .cluster/my.config.env; set +a` exports them in this shell; then start again',
+  );
+  // One secret missing alone: the same, in its own message.
+  for (const [name, says] of [['REPLICATION_KEYS', 'REPLICATION_KEYS must be set'], ['TOKEN_SIGNING_SECRET', 'TOKEN_SIGNING_SECRET must be set'], ['ADMIN_TOKEN', 'ADMIN_TOKEN must be set']] as const) {
+    const given = { ADMIN_TOKEN: 'a'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32), REPLICATION_KEYS: `k1:${'r'.repeat(32)}`, [name]: '' };
+    const one = start(given);
+    expect(one.status).toBe(2);
+    expect(one.stderr).toContain(says);
+    expect(one.stderr).toContain('`set -a; . .cluster/my.config.env; set +a` exports them');
+  }
+  // What it says to run does export them (a shell in INIT_CWD).
+  const loaded = spawnSync('bash', ['-c', 'set -a; . .cluster/my.config.env; set +a; node -e "process.stdout.write(process.env.REPLICATION_KEYS)"'], { cwd: clusterDir, encoding: 'utf8' });
+  expect(loaded.stdout).toBe(`k1:${'r'.repeat(32)}`);
+  // A value given but refused is not a missing secret: no file named.
+  const short = start({ ADMIN_TOKEN: 'short', TOKEN_SIGNING_SECRET: 's'.repeat(32), REPLICATION_KEYS: `k1:${'r'.repeat(32)}` });
+  expect(short.stderr).toBe('configuration error: ADMIN_TOKEN must be set to a secret of at least 16 characters\n');
+
+  // A file without the secret asked for: said so, not "load it".
+  fs.writeFileSync(path.join(clusterDir, '.cluster', 'my.config.env'), 'OTHER=1\n');
+  const lacking = start();
+  expect(lacking.stderr).toContain('.cluster/my.config.env (where npm run cluster keeps the secrets of my.config.json) exists but has no ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS line');
+});
+
 test('a SIGTERM while the start waits for the database ends the process, with the status of a process the signal ended', async () => {
   // A "database" that takes the connection and never answers: the start waits there.
   const held: net.Socket[] = [];
