@@ -87,6 +87,24 @@ async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean;
   return { created, applied };
 }
 
+/**
+ * The start's last line. `region ready` (what scripts and tests wait for) only for a region that takes traffic:
+ * a joining member while another member is active answers /readyz 503 until it is re-seeded (readiness.ts), and
+ * its line says so, with the command that seeds it (README, "Adding a region"). One joining with no other member
+ * active serves what it holds: ready, saying joining.
+ */
+function logStarted(log: Logger, url: string, config: Config, figures: Parameters<typeof joiningOf>[0]): void {
+  const region = config.region.id;
+  const { joining, othersActive } = joiningOf(figures, region);
+  if (!joining || !othersActive) {
+    log.info({ url, ...(joining ? { joining: true } : {}) }, 'region ready');
+    return;
+  }
+  const peer = figures.members.find((m) => m.region !== region && m.state === 'active' && m.verified !== false)?.region ?? '<an active region>';
+  const reseed = `REGIONS_CONFIG=${config.configPath} npm run reseed -- --from ${peer} --to ${region}`;
+  log.warn({ url, joining: true, reseed }, `region up, not taking traffic until re-seeded (joining: /readyz answers 503): run ${reseed}`);
+}
+
 export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, region: config.region.id });
   const features = opts.features ?? FEATURES;
@@ -182,7 +200,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const url = httpUrl(config.region.host ?? '127.0.0.1', port);
   serving = true;
   operator?.publish();
-  log.info({ url }, 'region ready');
+  logStarted(log, url, config, replication.figures());
   const ownRedisUrl = replication.redisUrls[config.region.id];
   const redisWatch = watchRedis(redisLiveness, log, ownRedisUrl ? { url: withoutCredentials(ownRedisUrl) } : {});
 
