@@ -5,28 +5,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { readSecrets, secretsPath } from '../src/cluster/secrets-file';
 import { ConfigError, replicationKeysOf } from '../src/config';
 import type { AckSignatures } from '../src/config-schema';
 import { AckSigning } from '../src/replication/ack-auth';
 import { EventAuth } from '../src/replication/event-auth';
 
-export function secretsPath(configPath: string): string {
-  return path.join(path.dirname(configPath), '.cluster', `${path.basename(configPath, '.json')}.env`);
-}
-
-/**
- * Its KEY=value lines of the names in `names`, read as a shell reads them: `export ` before the name and one pair
- * of quotes allowed. Empty when there is no file.
- */
-export function readSecrets(file: string, names: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!fs.existsSync(file)) return out;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = /^(?:export\s+)?([A-Z_]+)=(['"]?)(.*)\2$/.exec(line.trim());
-    if (m?.[1] && m[3] && names.includes(m[1])) out.set(m[1], m[3]);
-  }
-  return out;
-}
+export { readSecrets, secretsPath };
 
 /**
  * REPLICATION_KEYS from the environment, else from the cluster's secrets file (what `npm run cluster` started the

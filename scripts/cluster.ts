@@ -19,6 +19,7 @@ import type { RegionConfig } from '../src/config-schema';
 import { databaseAddress } from '../src/db/address';
 import { answerHelp } from './usage';
 import { httpUrl } from '../src/http/url';
+import { checkListen } from '../src/listen-check';
 
 /** The secrets a cluster needs, and how one is made up. */
 const SECRETS: Record<string, () => string> = {
@@ -145,6 +146,34 @@ function sharedPlace(regions: readonly RegionConfig[]): string | null {
   return null;
 }
 
+/**
+ * Where each region of `starting` will listen (its entry, or PORT, OPERATOR_PORT and HOST for a region started
+ * alone), each checked by listening on it: one line per port that cannot be, naming the region, the port and
+ * what to change. A PORT that is no port is left to the region, which refuses it with its own message.
+ */
+async function portProblems(starting: readonly RegionConfig[], own: Record<string, string>, configPath: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (const r of starting) {
+    const host = own.HOST || r.host || '127.0.0.1';
+    const places = [
+      { field: 'port', env: 'PORT', port: own.PORT ? Number(own.PORT) : r.port },
+      { field: 'operatorPort', env: 'OPERATOR_PORT', port: own.OPERATOR_PORT ? Number(own.OPERATOR_PORT) : r.operatorPort },
+    ];
+    for (const { field, env, port } of places) {
+      if (port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) continue;
+      const err = await checkListen(host, port).then(() => null, (e: NodeJS.ErrnoException) => e);
+      if (!err) continue;
+      const change = `give it another: "${field}" of its entry in ${configPath}, or ${env} with the region named alone (npm run cluster -- ${r.id})`;
+      const where = `region '${r.id}' cannot listen on ${httpUrl(host, port).slice('http://'.length)} (its ${field})`;
+      if (err.code === 'EADDRINUSE') problems.push(`${where}: the port is in use (that region or an earlier cluster still running, or another program). Stop that process, or ${change}`);
+      else if (err.code === 'EACCES') problems.push(`${where}: not permitted (a port below 1024 needs privileges this user lacks); ${change}`);
+      else if (err.code === 'EADDRNOTAVAIL') problems.push(`${where}: no interface of this machine has that address; set "host" of its entry, or HOST with the region named alone`);
+      else problems.push(`${where}: ${err.message}${err.code ? ` (${err.code})` : ''}; check "host" of its entry, or HOST with the region named alone`);
+    }
+  }
+  return problems;
+}
+
 const USAGE = 'usage: npm run cluster [-- <region id> ...] (every region of REGIONS_CONFIG, default ./regions.config.json; or the ones named)';
 
 async function main(): Promise<void> {
@@ -178,7 +207,6 @@ async function main(): Promise<void> {
     process.stderr.write(`configuration error: ${configPath}: ${clash}\n`);
     process.exit(2);
   }
-  const secrets = clusterSecrets(configPath, named.length > 0);
   // PORT, DATABASE_URL… override one region's entry: they go to a region started alone (`OPERATOR_PORT=9183
   // npm run cluster -- asia-japan`), never to several, which they would put on one port or one database.
   const overrides = REGION_ENTRY_ENV.filter((name) => process.env[name]);
@@ -186,6 +214,14 @@ async function main(): Promise<void> {
   if (overrides.length && starting.length > 1) {
     process.stdout.write(`${overrides.join(', ')} from the environment ignored: ${overrides.length === 1 ? 'it overrides' : 'they override'} one region's entry of ${path.basename(configPath)}, and this start runs ${starting.length} regions (name one region to use ${overrides.length === 1 ? 'it' : 'them'})\n`);
   }
+  // Every port asked before anything is made: a region started is migrated and registered in the deployment
+  // before it listens, and the others had started meanwhile (README, "Ports").
+  const taken = await portProblems(starting, own, configPath);
+  if (taken.length) {
+    process.stderr.write(`${taken.join('\n')}\nNo region was started, and nothing was created or registered.\n`);
+    process.exit(1);
+  }
+  const secrets = clusterSecrets(configPath, named.length > 0);
   let stopping = false;
   let stoppingAt = 0;
   let ready = false;

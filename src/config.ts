@@ -5,6 +5,7 @@
 import type { ErrorObject } from 'ajv';
 import fs from 'node:fs';
 import path from 'node:path';
+import { readSecrets, secretsPath, shownPath } from './cluster/secrets-file';
 import { ConfigFileSchema, KEY_PREFIX_PATTERN, type ConfigFile, type RegionConfig } from './config-schema';
 import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
@@ -239,15 +240,17 @@ export function loadConfig(env: Env = process.env): Config {
   const { configPath, file, region } = ownEntry(env);
   // Several unset at once (a first start by hand): named together, not one per attempt.
   const unset = ['ADMIN_TOKEN', 'TOKEN_SIGNING_SECRET', 'REPLICATION_KEYS'].filter((name) => !env[name]);
+  // Where a cluster of this config keeps the unset ones among `names` ('' when they are set: a value refused).
+  const where = (...names: string[]) => clusterSecretsHint(configPath, names.filter((name) => !env[name]), env);
   if (unset.length > 1) {
     throw new ConfigError(
       `${unset.join(', ')} are not set. Each region needs ADMIN_TOKEN (at least 16 characters), TOKEN_SIGNING_SECRET ` +
         `(at least ${MIN_SIGNING_SECRET_BYTES} bytes) and REPLICATION_KEYS (kid:secret), the last two the same in every region ` +
-        '(e.g. openssl rand -hex 32); npm run cluster makes them up for a cluster on one machine',
+        `(e.g. openssl rand -hex 32); npm run cluster makes them up for a cluster on one machine${where(...unset)}`,
     );
   }
   const adminToken = env.ADMIN_TOKEN ?? '';
-  if (adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be set to a secret of at least 16 characters');
+  if (adminToken.length < 16) throw new ConfigError(`ADMIN_TOKEN must be set to a secret of at least 16 characters${where('ADMIN_TOKEN')}`);
   const adminAcceptedTokens = [...new Set((env.ADMIN_TOKEN_ACCEPTED ?? '').split(',').map((x) => x.trim()).filter((x) => x !== ''))].filter((x) => x !== adminToken);
   const shortToken = adminAcceptedTokens.findIndex((x) => x.length < 16);
   if (shortToken >= 0) throw new ConfigError(`ADMIN_TOKEN_ACCEPTED: token ${shortToken + 1} is shorter than 16 characters; each is a token like ADMIN_TOKEN, separated by commas`);
@@ -257,10 +260,12 @@ export function loadConfig(env: Env = process.env): Config {
   const tokenSigningSecret = env.TOKEN_SIGNING_SECRET ?? '';
   if (Buffer.byteLength(tokenSigningSecret, 'utf8') < MIN_SIGNING_SECRET_BYTES) {
     throw new ConfigError(
-      `TOKEN_SIGNING_SECRET must be set to a random secret of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. openssl rand -hex 32), the same in every region`,
+      `TOKEN_SIGNING_SECRET must be set to a random secret of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. openssl rand -hex 32), the same in every region${where('TOKEN_SIGNING_SECRET')}`,
     );
   }
   const tokenAcceptedSecrets = acceptedSecrets(env.TOKEN_ACCEPTED_SECRETS, tokenSigningSecret);
+  // With where a cluster of this config keeps them (an operator script says it its own way: cluster-secrets.ts).
+  if (!env.REPLICATION_KEYS) throw new ConfigError(`${REPLICATION_KEYS_UNSET}${where('REPLICATION_KEYS')}`);
   const replicationKeys = replicationKeysOf(env);
   // An override set to '' is unset, as for PORT and HOST (and npm run cluster): compose passes an unset ${VAR} so.
   const redis = withRedisOverrides(file, env);
@@ -291,14 +296,37 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
+/**
+ * For a region started without some of its secrets (`unset`; '' when none is), to end its message with: where `npm run cluster` keeps the
+ * secrets of this config, whether that file is there and holds them, and how to load it. A region started alone
+ * (`npm start`) after a cluster of the same config ran needs that cluster's secrets; it was left guessing where
+ * they were.
+ */
+function clusterSecretsHint(configPath: string, unset: readonly string[], env: Env): string {
+  if (!unset.length) return '';
+  const file = secretsPath(configPath);
+  const shown = shownPath(file, env.INIT_CWD ?? process.cwd());
+  const load = `\`set -a; . ${shown}; set +a\``;
+  const config = path.basename(configPath);
+  if (!fs.existsSync(file)) {
+    return `. npm run cluster keeps the secrets of a cluster of ${config} in ${shown}, and there is no such file: no cluster of this config ` +
+      `ran on this machine (a cluster of another config keeps them in .cluster/<its name>.env next to it; load that with set -a; . <file>; set +a), ` +
+      'or export the secrets the deployment\'s regions run with';
+  }
+  const kept = readSecrets(file, unset);
+  const lacking = unset.filter((name) => !kept.has(name));
+  if (lacking.length === unset.length) return `. ${shown} (where npm run cluster keeps the secrets of ${config}) exists but has no ${lacking.join(', ')} line; export the value the deployment's regions run with`;
+  const partly = lacking.length ? ` (it has no ${lacking.join(', ')} line: export that one as the deployment's regions have it)` : '';
+  return `. npm run cluster keeps the secrets of ${config} in ${shown}, which exists${partly}: ${load} exports them in this shell; then start again`;
+}
+
+const REPLICATION_KEYS_UNSET =
+  `REPLICATION_KEYS must be set to the key(s) that sign change events, kid:secret[,kid:secret...] with secrets of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. r1:$(openssl rand -hex 32)), the same in every region`;
+
 /** REPLICATION_KEYS, parsed; a ConfigError naming it when unset or malformed. */
 export function replicationKeysOf(env: Env = process.env): ReplicationKey[] {
   // Change events are signed: anyone who can write to Redis could otherwise change every region's data.
-  if (!env.REPLICATION_KEYS) {
-    throw new ConfigError(
-      `REPLICATION_KEYS must be set to the key(s) that sign change events, kid:secret[,kid:secret...] with secrets of at least ${MIN_SIGNING_SECRET_BYTES} bytes (e.g. r1:$(openssl rand -hex 32)), the same in every region`,
-    );
-  }
+  if (!env.REPLICATION_KEYS) throw new ConfigError(REPLICATION_KEYS_UNSET);
   try {
     return parseReplicationKeys(env.REPLICATION_KEYS);
   } catch (err) {

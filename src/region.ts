@@ -26,6 +26,7 @@ import { createReplication } from './replication';
 import { withoutCredentials } from './replication/links';
 import { databaseAddress } from './db/address';
 import { serverClasses } from './http/server-classes';
+import { checkListen } from './listen-check';
 
 /** The listening socket's accept queue (see the listen call). */
 export const LISTEN_BACKLOG = 4096;
@@ -86,9 +87,35 @@ async function prepareDatabase(databaseUrl: string): Promise<{ created: boolean;
   return { created, applied };
 }
 
+/**
+ * The start's last line. `region ready` (what scripts and tests wait for) only for a region that takes traffic:
+ * a joining member while another member is active answers /readyz 503 until it is re-seeded (readiness.ts), and
+ * its line says so, with the command that seeds it (README, "Adding a region"). One joining with no other member
+ * active serves what it holds: ready, saying joining.
+ */
+function logStarted(log: Logger, url: string, config: Config, figures: Parameters<typeof joiningOf>[0]): void {
+  const region = config.region.id;
+  const { joining, othersActive } = joiningOf(figures, region);
+  if (!joining || !othersActive) {
+    log.info({ url, ...(joining ? { joining: true } : {}) }, 'region ready');
+    return;
+  }
+  const peer = figures.members.find((m) => m.region !== region && m.state === 'active' && m.verified !== false)?.region ?? '<an active region>';
+  const reseed = `REGIONS_CONFIG=${config.configPath} npm run reseed -- --from ${peer} --to ${region}`;
+  log.warn({ url, joining: true, reseed }, `region up, not taking traffic until re-seeded (joining: /readyz answers 503): run ${reseed}`);
+}
+
 export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const log = opts.log ?? createLogger({ level: config.logLevel, region: config.region.id });
   const features = opts.features ?? FEATURES;
+  // Its ports first: one taken fails the start before the database is created and migrated and before the
+  // region registers in the deployment (a new region registered joining is counted, and delivered every
+  // change, by the regions running, until it is removed or started). The listens below can still fail if
+  // another process takes a port meanwhile.
+  const host = config.region.host ?? '127.0.0.1';
+  const operatorPort = opts.operatorPort === undefined ? config.region.operatorPort : opts.operatorPort;
+  await checkListen(host, opts.port ?? config.region.port);
+  if (operatorPort !== undefined && operatorPort !== null) await checkListen(host, operatorPort);
   const { created, applied } = await prepareDatabase(config.region.databaseUrl);
   log.info({ created, applied }, 'database ready');
 
@@ -125,8 +152,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     admission,
   });
   const handle = frontDoor(app, admission);
-  // Before any background work starts: a taken operator port fails the start here.
-  const operatorPort = opts.operatorPort === undefined ? config.region.operatorPort : opts.operatorPort;
+  // Before any background work starts: an operator port taken since the check above fails the start here.
   const operator: OperatorListener | null =
     operatorPort === undefined || operatorPort === null
       ? null
@@ -174,7 +200,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   const url = httpUrl(config.region.host ?? '127.0.0.1', port);
   serving = true;
   operator?.publish();
-  log.info({ url }, 'region ready');
+  logStarted(log, url, config, replication.figures());
   const ownRedisUrl = replication.redisUrls[config.region.id];
   const redisWatch = watchRedis(redisLiveness, log, ownRedisUrl ? { url: withoutCredentials(ownRedisUrl) } : {});
 

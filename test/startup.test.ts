@@ -8,9 +8,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import Redis from 'ioredis';
+import { Client } from 'pg';
 import { dropDatabase } from '../src/db/migrate';
 import { PROJECT_ROOT } from '../src/paths';
-import { freePorts, PG_BASE, REDIS_URL, uniqueName } from './support/env';
+import { deleteKeys, freePorts, PG_BASE, REDIS_URL, uniqueName } from './support/env';
 
 const MAIN = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-startup-'));
@@ -54,6 +56,91 @@ test('a HOST that does not resolve stops the start with one line naming HOST, ex
   } finally {
     await dropDatabase(`${PG_BASE}/${name}`);
   }
+});
+
+test('a port taken (the region\'s or its operator port) stops the start with one line before the database is created or the region registers, exit 1', async () => {
+  const name = uniqueName('startup_port');
+  const [port, operatorPort] = await freePorts(2);
+  const databaseExists = async () => {
+    const client = new Client({ connectionString: `${PG_BASE}/postgres` });
+    await client.connect();
+    try {
+      return (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
+    } finally {
+      await client.end();
+    }
+  };
+  const redis = new Redis(REDIS_URL);
+  const prefixes: string[] = [];
+  try {
+    for (const taken of [port, operatorPort]) {
+      const squatter = net.createServer((socket) => socket.destroy());
+      await new Promise<void>((resolve) => squatter.listen(taken, '127.0.0.1', resolve));
+      try {
+        const env = regionEnv(`${PG_BASE}/${name}`, port ?? 0, { OPERATOR_PORT: String(operatorPort) });
+        const res = spawnSync(process.execPath, [MAIN], { env, encoding: 'utf8' });
+        expect(res.status).toBe(1);
+        expect(await databaseExists()).toBe(false);
+        const prefix = JSON.parse(fs.readFileSync(env.REGIONS_CONFIG as string, 'utf8')).redisKeyPrefix as string;
+        prefixes.push(prefix);
+        expect(await redis.keys(`${prefix}*`)).toEqual([]);
+        expect(res.stderr).toBe(
+          `fatal: cannot listen on 127.0.0.1:${taken}: the port is in use (this region or an earlier cluster still running?). ` +
+            'Stop that process, or give this region another port: "port" (or "operatorPort") of its entry in REGIONS_CONFIG, or PORT (OPERATOR_PORT) for this process.\n',
+        );
+      } finally {
+        await new Promise((r) => squatter.close(r));
+      }
+    }
+  } finally {
+    redis.disconnect();
+    for (const prefix of prefixes) await deleteKeys(prefix);
+    await dropDatabase(`${PG_BASE}/${name}`);
+  }
+});
+
+test('a region started without its secrets names the file npm run cluster keeps them in for its REGIONS_CONFIG, whether it exists, and how to load it', () => {
+  const clusterDir = fs.mkdtempSync(path.join(dir, 'cluster-'));
+  const configPath = path.join(clusterDir, 'my.config.json');
+  fs.writeFileSync(configPath, JSON.stringify({ redisUrl: REDIS_URL, redisKeyPrefix: `${uniqueName('startup')}:`, regions: [{ id: 'us-iowa', port: 1, databaseUrl: `${PG_BASE}/unused` }] }));
+  const env = { ...process.env, REGIONS_CONFIG: 'my.config.json', INIT_CWD: clusterDir, REGION: 'us-iowa', ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
+  const start = (extra: Record<string, string> = {}) => spawnSync(process.execPath, [MAIN], { env: { ...env, ...extra }, encoding: 'utf8' });
+
+  // No cluster of this config ran here: said, with where a cluster of another config keeps them.
+  const none = start();
+  expect(none.status).toBe(2);
+  expect(none.stderr).toContain('ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS are not set.');
+  expect(none.stderr).toContain('npm run cluster keeps the secrets of a cluster of my.config.json in .cluster/my.config.env, and there is no such file');
+  expect(none.stderr).toContain('.cluster/<its name>.env next to it; load that with set -a; . <file>; set +a');
+
+  // The cluster's file (as npm run cluster writes it): named as the shell in INIT_CWD reaches it, with the command.
+  const secrets = `ADMIN_TOKEN=${'a'.repeat(20)}\nTOKEN_SIGNING_SECRET=${'s'.repeat(32)}\nREPLICATION_KEYS=k1:${'r'.repeat(32)}\n`;
+  fs.mkdirSync(path.join(clusterDir, '.cluster'));
+  fs.writeFileSync(path.join(clusterDir, '.cluster', 'my.config.env'), secrets, { mode: 0o600 });
+  const kept = start();
+  expect(kept.status).toBe(2);
+  expect(kept.stderr).toContain(
+    'npm run cluster keeps the secrets of my.config.json in .cluster/my.config.env, which exists: `set -a; . .cluster/my.config.env; set +a` exports them in this shell; then start again',
+  );
+  // One secret missing alone: the same, in its own message.
+  for (const [name, says] of [['REPLICATION_KEYS', 'REPLICATION_KEYS must be set'], ['TOKEN_SIGNING_SECRET', 'TOKEN_SIGNING_SECRET must be set'], ['ADMIN_TOKEN', 'ADMIN_TOKEN must be set']] as const) {
+    const given = { ADMIN_TOKEN: 'a'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32), REPLICATION_KEYS: `k1:${'r'.repeat(32)}`, [name]: '' };
+    const one = start(given);
+    expect(one.status).toBe(2);
+    expect(one.stderr).toContain(says);
+    expect(one.stderr).toContain('`set -a; . .cluster/my.config.env; set +a` exports them');
+  }
+  // What it says to run does export them (a shell in INIT_CWD).
+  const loaded = spawnSync('bash', ['-c', 'set -a; . .cluster/my.config.env; set +a; node -e "process.stdout.write(process.env.REPLICATION_KEYS)"'], { cwd: clusterDir, encoding: 'utf8' });
+  expect(loaded.stdout).toBe(`k1:${'r'.repeat(32)}`);
+  // A value given but refused is not a missing secret: no file named.
+  const short = start({ ADMIN_TOKEN: 'short', TOKEN_SIGNING_SECRET: 's'.repeat(32), REPLICATION_KEYS: `k1:${'r'.repeat(32)}` });
+  expect(short.stderr).toBe('configuration error: ADMIN_TOKEN must be set to a secret of at least 16 characters\n');
+
+  // A file without the secret asked for: said so, not "load it".
+  fs.writeFileSync(path.join(clusterDir, '.cluster', 'my.config.env'), 'OTHER=1\n');
+  const lacking = start();
+  expect(lacking.stderr).toContain('.cluster/my.config.env (where npm run cluster keeps the secrets of my.config.json) exists but has no ADMIN_TOKEN, TOKEN_SIGNING_SECRET, REPLICATION_KEYS line');
 });
 
 test('a SIGTERM while the start waits for the database ends the process, with the status of a process the signal ended', async () => {

@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/paths';
-import { ADMIN_TOKEN, createDeployment, freePorts, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from '../support/env';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { ADMIN_TOKEN, createDeployment, freePorts, PG_BASE, REDIS_URL, TEST_REPLICATION_KEYS, TEST_SIGNING_SECRET, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, eventually } from '../support/harness';
 
 let dep: TestDeployment;
@@ -278,12 +280,79 @@ test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach seve
     const taken = runCluster({ ADMIN_TOKEN });
     taken.ready.catch(() => undefined); // it is not meant to get ready
     expect(await taken.exited).toBe(1);
-    expect(taken.output()).toContain(`cannot listen on 127.0.0.1:${eu?.port}: the port is in use`);
-    expect(taken.output()).toContain('[europe-belgium] exited while starting');
+    expect(taken.output()).toContain(`region 'europe-belgium' cannot listen on 127.0.0.1:${eu?.port} (its port): the port is in use`);
+    // Refused before any region started (test below: nothing created or registered).
+    expect(taken.output()).not.toContain('exited while starting');
     expect(taken.output()).not.toContain('the others keep running');
     expect(taken.output()).not.toMatch(/\n\s+at /); // no stack trace
   } finally {
     await new Promise((r) => squatter.close(r));
+  }
+}, 120_000);
+
+test('a port taken (a region\'s or an operator port) refuses the start before any region starts: no database created, nothing registered in Redis, no secrets file; the next start is a first start', async () => {
+  const [operatorPort] = await freePorts(1);
+  const fresh = await createDeployment('cluster-ports', ['us-iowa', 'europe-belgium', 'asia-japan'], {}, { 'asia-japan': { operatorPort } });
+  const secretsFile = path.join(path.dirname(fresh.configPath), '.cluster', 'regions.config.env');
+  const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
+  const start = () => {
+    const c = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'cluster.js')], {
+      env: { ...process.env, REGIONS_CONFIG: fresh.configPath, LOG_LEVEL: 'warn', ...none },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    return { child: c, exited: new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code))), output: () => out };
+  };
+  const databases = async () => {
+    const client = new Client({ connectionString: `${PG_BASE}/postgres` });
+    await client.connect();
+    try {
+      const names = fresh.file.regions.map((r) => new URL(r.databaseUrl).pathname.slice(1));
+      return (await client.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname = ANY($1)', [names])).rows.map((x) => x.datname);
+    } finally {
+      await client.end();
+    }
+  };
+  const redis = new Redis(REDIS_URL);
+  const keys = () => redis.keys(`${fresh.file.redisKeyPrefix}*`);
+  try {
+    // europe-belgium's port, then asia-japan's operator port, taken by another program.
+    for (const [region, port, field] of [['europe-belgium', fresh.file.regions[1]?.port, 'port'], ['asia-japan', operatorPort, 'operatorPort']] as const) {
+      const squatter = net.createServer((socket) => socket.destroy());
+      await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+      try {
+        const refused = start();
+        expect(await refused.exited).toBe(1);
+        // A start of the regions whose ports were free created their databases and registered them.
+        expect(await databases()).toEqual([]);
+        expect(await keys()).toEqual([]);
+        expect(fs.existsSync(secretsFile)).toBe(false);
+        expect(refused.output()).toContain(`region '${region}' cannot listen on 127.0.0.1:${port} (its ${field}): the port is in use`);
+        expect(refused.output()).toContain('No region was started, and nothing was created or registered.');
+        // The regions whose ports were free were not started either: they would have been migrated and
+        // registered, and stopped again.
+        expect(refused.output()).not.toMatch(/READY|exited while starting/);
+      } finally {
+        await new Promise((r) => squatter.close(r));
+      }
+    }
+    // The ports free again: a first start, every region registered active.
+    const ok = start();
+    try {
+      for (let i = 0; i < 1200 && !ok.output().includes('cluster ready'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(ok.output()).toContain('cluster ready');
+      const members = await redis.hgetall(`${fresh.file.redisKeyPrefix}{repl}:members`);
+      const states = Object.fromEntries(Object.entries(members).filter(([k]) => !k.startsWith('~')).map(([k, v]) => [k, (JSON.parse(v) as { state: string }).state]));
+      expect(states).toEqual({ 'us-iowa': 'active', 'europe-belgium': 'active', 'asia-japan': 'active' });
+    } finally {
+      ok.child.kill('SIGTERM');
+      await ok.exited;
+    }
+  } finally {
+    redis.disconnect();
+    await fresh.cleanup();
   }
 }, 120_000);
 
