@@ -5,6 +5,7 @@ import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { poolOf } from '../../src/db/client';
 import { MAX_ORG_DEPTH } from '../../src/organizations/store';
 import { generateApiKey } from '../../src/organizations/api-keys';
+import { withWriteAfterFirstRead } from '../support/write-between-reads';
 
 let r: InProcessRegion;
 let idp: IdpServer;
@@ -171,32 +172,13 @@ describe('listing organizations', () => {
     for (const n of ['a', 'b', 'c']) ids.push((await createOrg(r.url, `snapshot ${n}`, { parent_id: parent.id })).id);
     // The list's reads of these organizations run one after the other, and the first one done lets a delete
     // commit before the next starts: the moment a concurrent write can land between two statements, made certain.
-    const pool = poolOf(r.region.adminDb);
-    const query = pool.query;
-    const original = query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
-    let queue: Promise<unknown> = Promise.resolve();
-    let deleted = false;
-    const reads = (args: unknown[]) => JSON.stringify(args).includes('organizations') && JSON.stringify(args).includes(parent.id);
-    pool.query = ((...args: unknown[]) => {
-      if (!reads(args)) return original(...args);
-      const run = queue.then(async () => {
-        const result = await original(...args);
-        if (!deleted) {
-          deleted = true;
-          await original({ text: 'UPDATE organizations SET deleted_at = now() WHERE id = $1::uuid', values: [ids[0]] });
-        }
-        return result;
-      });
-      queue = run.catch(() => undefined);
-      return run;
-    }) as typeof query;
-    let during;
-    try {
-      during = await list(`?parent_id=${parent.id}`);
-    } finally {
-      pool.query = query;
-    }
-    expect(deleted).toBe(true);
+    const { result: during, written } = await withWriteAfterFirstRead(
+      poolOf(r.region.adminDb),
+      (q) => q.text.includes('organizations') && q.values.includes(parent.id),
+      { text: 'UPDATE organizations SET deleted_at = now() WHERE id = $1::uuid', values: [ids[0]] },
+      () => list(`?parent_id=${parent.id}`),
+    );
+    expect(written).toBe(true);
     // Before the delete (3 of 3): the page and its count agree. Two statements answered 3 listed of 2.
     const listed = (res: { body: { organizations: { id: string }[]; pagination: { total_count: number } } }) => ({
       listed: res.body.organizations.map((o) => o.id),

@@ -3,6 +3,7 @@ import { poolOf } from '../../src/db/client';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { withWriteAfterFirstRead } from '../support/write-between-reads';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
@@ -76,35 +77,13 @@ describe('create and read', () => {
     // The list's reads of this organization's credentials run one after the other, and the first one done
     // lets a deletion commit (on the pool, past this hook) before the next starts: the moment a concurrent
     // write can land between two statements, made certain.
-    const pool = poolOf(r.region.db);
-    const query = pool.query;
-    const original = query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
-    let queue: Promise<unknown> = Promise.resolve();
-    let deleted = false;
-    const reads = (q: unknown) => {
-      const { text = '', values = [] } = (q ?? {}) as { text?: string; values?: unknown[] };
-      return text.includes('saml_provider_credentials') && values.includes(fresh.id);
-    };
-    pool.query = ((...args: unknown[]) => {
-      if (!reads(args[0])) return original(...args);
-      const run = queue.then(async () => {
-        const result = await original(...args);
-        if (!deleted) {
-          deleted = true;
-          await original({ text: 'UPDATE saml_provider_credentials SET deleted_at = now() WHERE id = $1', values: [ids[0]] });
-        }
-        return result;
-      });
-      queue = run.catch(() => undefined);
-      return run;
-    }) as typeof query;
-    let during;
-    try {
-      during = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
-    } finally {
-      pool.query = query;
-    }
-    expect(deleted).toBe(true);
+    const { result: during, written } = await withWriteAfterFirstRead(
+      poolOf(r.region.db),
+      (q) => q.text.includes('saml_provider_credentials') && q.values.includes(fresh.id),
+      { text: 'UPDATE saml_provider_credentials SET deleted_at = now() WHERE id = $1', values: [ids[0]] },
+      () => call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) }),
+    );
+    expect(written).toBe(true);
     // Before the deletion (3 of 3): the page and its count agree. Two statements answered 3 listed of 2.
     expect({ listed: during.body.result.map((c: { id: string }) => c.id), total: during.body.meta.pagination.total_count }).toEqual({ listed: ids, total: 3 });
     const after = await call(r.url, 'GET', PATH, { headers: slashidHeaders(fresh) });
