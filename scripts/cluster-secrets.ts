@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { readSecrets, secretsPath } from '../src/cluster/secrets-file';
+import { OTHER_CONFIG_SECRETS, readSecrets, secretsPath } from '../src/cluster/secrets-file';
 import { ConfigError, replicationKeysOf } from '../src/config';
 import type { AckSignatures } from '../src/config-schema';
 import { AckSigning } from '../src/replication/ack-auth';
@@ -27,7 +27,7 @@ export function replicationKeys(configPath: string) {
     throw new ConfigError(
       `REPLICATION_KEYS must be set to the keys the regions run with: it is not in the environment, and ${there} ` +
         `(where npm run cluster keeps the secrets of ${path.basename(configPath)}). Export the keys the regions run with ` +
-        "(a cluster started with another config keeps them in .cluster/<that config's name>.env next to it: set -a; . <that file>; set +a); " +
+        `(${OTHER_CONFIG_SECRETS}); ` +
         'a key made up here would not be theirs',
     );
   }

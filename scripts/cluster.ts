@@ -19,7 +19,7 @@ import type { RegionConfig } from '../src/config-schema';
 import { databaseAddress } from '../src/db/address';
 import { answerHelp } from './usage';
 import { httpUrl } from '../src/http/url';
-import { checkListen } from '../src/listen-check';
+import { checkListen, listenProblem } from '../src/listen-check';
 
 /** The secrets a cluster needs, and how one is made up. */
 const SECRETS: Record<string, () => string> = {
@@ -165,10 +165,11 @@ async function portProblems(starting: readonly RegionConfig[], own: Record<strin
       if (!err) continue;
       const change = `give it another: "${field}" of its entry in ${configPath}, or ${env} with the region named alone (npm run cluster -- ${r.id})`;
       const where = `region '${r.id}' cannot listen on ${httpUrl(host, port).slice('http://'.length)} (its ${field})`;
-      if (err.code === 'EADDRINUSE') problems.push(`${where}: the port is in use (that region or an earlier cluster still running, or another program). Stop that process, or ${change}`);
-      else if (err.code === 'EACCES') problems.push(`${where}: not permitted (a port below 1024 needs privileges this user lacks); ${change}`);
-      else if (err.code === 'EADDRNOTAVAIL') problems.push(`${where}: no interface of this machine has that address; set "host" of its entry, or HOST with the region named alone`);
-      else problems.push(`${where}: ${err.message}${err.code ? ` (${err.code})` : ''}; check "host" of its entry, or HOST with the region named alone`);
+      const why = listenProblem(err.code) ?? `${err.message}${err.code ? ` (${err.code})` : ''}`;
+      if (err.code === 'EADDRINUSE') problems.push(`${where}: ${why} (that region or an earlier cluster still running, or another program). Stop that process, or ${change}`);
+      else if (err.code === 'EACCES') problems.push(`${where}: ${why}; ${change}`);
+      else if (err.code === 'EADDRNOTAVAIL') problems.push(`${where}: ${why}; set "host" of its entry, or HOST with the region named alone`);
+      else problems.push(`${where}: ${why}; check "host" of its entry, or HOST with the region named alone`);
     }
   }
   return problems;

@@ -5,7 +5,7 @@
 import type { ErrorObject } from 'ajv';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readSecrets, secretsPath, shownPath } from './cluster/secrets-file';
+import { OTHER_CONFIG_SECRETS, readSecrets, secretsPath, shownPath } from './cluster/secrets-file';
 import { ConfigFileSchema, KEY_PREFIX_PATTERN, type ConfigFile, type RegionConfig } from './config-schema';
 import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
@@ -310,7 +310,7 @@ function clusterSecretsHint(configPath: string, unset: readonly string[], env: E
   const config = path.basename(configPath);
   if (!fs.existsSync(file)) {
     return `. npm run cluster keeps the secrets of a cluster of ${config} in ${shown}, and there is no such file: no cluster of this config ` +
-      `ran on this machine (a cluster of another config keeps them in .cluster/<its name>.env next to it; load that with set -a; . <file>; set +a), ` +
+      `ran on this machine (${OTHER_CONFIG_SECRETS}), ` +
       'or export the secrets the deployment\'s regions run with';
   }
   const kept = readSecrets(file, unset);

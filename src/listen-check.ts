@@ -20,3 +20,15 @@ export async function checkListen(host: string, port: number): Promise<void> {
   });
   await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
+
+/**
+ * Why a listen failed, said for the operator to fix (a port taken, one that needs privileges, an address no
+ * interface has); null for any other error. A region's start (main.ts) and `npm run cluster`'s check of every
+ * port say it with their own remedy.
+ */
+export function listenProblem(code: string | undefined): string | null {
+  if (code === 'EADDRINUSE') return 'the port is in use';
+  if (code === 'EACCES') return 'not permitted (a port below 1024 needs privileges this user lacks)';
+  if (code === 'EADDRNOTAVAIL') return 'no interface of this machine has that address';
+  return null;
+}

@@ -2,6 +2,7 @@
 import os from 'node:os';
 import v8 from 'node:v8';
 import { ConfigError, loadConfig } from './config';
+import { listenProblem } from './listen-check';
 import { createLogger, type Logger } from './logger';
 import { startRegion, StartupError, type RunningRegion } from './region';
 
@@ -82,14 +83,14 @@ let listenHost = '';
 function startupFailure(err: Error & { code?: string; syscall?: string; address?: string; port?: number; hostname?: string }): string | null {
   if (err instanceof StartupError) return err.message;
   // A port already taken is the operator's to fix, not a bug: one line saying how, no stack.
+  const why = listenProblem(err.code);
   if (err.code === 'EADDRINUSE') {
     return (
-      `cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: the port is in use (this region or an earlier cluster still running?). ` +
+      `cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: ${why} (this region or an earlier cluster still running?). ` +
       'Stop that process, or give this region another port: "port" (or "operatorPort") of its entry in REGIONS_CONFIG, or PORT (OPERATOR_PORT) for this process.'
     );
   }
-  if (err.syscall === 'listen' && (err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')) {
-    const why = err.code === 'EACCES' ? 'not permitted (a port below 1024 needs privileges this user lacks)' : 'no interface of this machine has that address';
+  if (err.syscall === 'listen' && why) {
     return `cannot listen on ${err.address ?? '?'}:${err.port ?? '?'}: ${why}. Set "host" and "port" of its entry in REGIONS_CONFIG, or HOST and PORT.`;
   }
   if (err.syscall === 'getaddrinfo' && err.hostname === listenHost) {

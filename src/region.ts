@@ -159,7 +159,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       : await startOperatorListener({
           log,
           data: {
-            region: config.region.id, host: config.region.host ?? '127.0.0.1', port: operatorPort,
+            region: config.region.id, host, port: operatorPort,
             databaseUrl: config.region.databaseUrl, redisUrls: replication.redisUrls, defaultRedisUrl: config.redisUrl,
             keyPrefix: config.redisKeyPrefix, adminTokens: [config.adminToken, ...config.adminAcceptedTokens], logLevel: config.logLevel,
             ...(opts.operatorStalledAfterMs !== undefined ? { stalledAfterMs: opts.operatorStalledAfterMs } : {}),
@@ -190,14 +190,14 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     server.once('error', reject);
     // A deep accept queue: under a flood, connections wait there to be answered (503 at once when admission
     // is full) instead of having their SYNs dropped and retried seconds later. The kernel caps it at somaxconn.
-    server.listen({ port: opts.port ?? config.region.port, host: config.region.host ?? '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve());
+    server.listen({ port: opts.port ?? config.region.port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   }).catch(async (err: unknown) => {
     // The operator listener's thread would otherwise keep a process that failed to start alive.
     await operator?.stop();
     throw err;
   });
   const { port } = server.address() as AddressInfo;
-  const url = httpUrl(config.region.host ?? '127.0.0.1', port);
+  const url = httpUrl(host, port);
   serving = true;
   operator?.publish();
   logStarted(log, url, config, replication.figures());

@@ -28,3 +28,6 @@ export function readSecrets(file: string, names: readonly string[]): Map<string,
 export function shownPath(file: string, cwd: string): string {
   return path.relative(cwd, file) || file;
 }
+
+/** Where a cluster started with another regions config keeps its secrets, and how to load them. */
+export const OTHER_CONFIG_SECRETS = 'a cluster of another config keeps them in .cluster/<its name>.env next to it; load that with set -a; . <file>; set +a';

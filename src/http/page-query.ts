@@ -27,13 +27,18 @@ export interface ListFilter {
 const limitText = `Page size, a whole number from 1 to ${MAX_PAGE_LIMIT} (default ${DEFAULT_PAGE_LIMIT}).`;
 const offsetText = (items: string) => `${items} to skip, a whole number from 0 to ${MAX_PAGE_OFFSET} (default 0).`;
 
+/** Each filter as an optional property (the query string's schema and the OpenAPI document's alike). */
+const optionalFilters = (filters: Record<string, ListFilter>) => Object.fromEntries(Object.entries(filters).map(([name, f]) => [name, Type.Optional(f.schema)]));
+
+const isPaging = (name: string): name is 'limit' | 'offset' => name === 'limit' || name === 'offset';
+
 /** The query string's schema (text, as it arrives) of a list of `items` with those filters. */
 function listQuerySchema(items: string, filters: Record<string, ListFilter>): TObject {
   return Type.Object(
     {
       limit: Type.Optional(Type.String({ pattern: PAGE_NUMBER_PATTERN, description: limitText })),
       offset: Type.Optional(Type.String({ pattern: PAGE_NUMBER_PATTERN, description: offsetText(items) })),
-      ...Object.fromEntries(Object.entries(filters).map(([name, f]) => [name, Type.Optional(f.schema)])),
+      ...optionalFilters(filters),
     },
     { additionalProperties: false },
   );
@@ -44,7 +49,7 @@ export function pageQueryDoc(items: string, filters: Record<string, ListFilter> 
   return Type.Object({
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_LIMIT, default: DEFAULT_PAGE_LIMIT, description: limitText })),
     offset: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PAGE_OFFSET, default: 0, description: offsetText(items) })),
-    ...Object.fromEntries(Object.entries(filters).map(([name, f]) => [name, Type.Optional(f.schema)])),
+    ...optionalFilters(filters),
   });
 }
 
@@ -61,13 +66,10 @@ export function pageQueryParser(items: string, filters: Record<string, ListFilte
       const e = validate.errors?.[0];
       const name = e?.instancePath.slice(1) ?? '';
       const value = query[name];
-      if (name === 'limit' || name === 'offset' || filters[name]) {
-        if (typeof value !== 'string') {
-          const what = name === 'limit' || name === 'offset' ? `a whole number from ${PAGE_RANGES[name]}` : filters[name]?.takes;
-          throw badRequest(`The query parameter ${name} is given more than once; give it once, ${what}.`);
-        }
-        if (name === 'limit' || name === 'offset') throw wrong(name, value);
-        throw badRequest(`${name} must be ${filters[name]?.takes} (got ${shownText(value)}).`);
+      if (isPaging(name) || filters[name]) {
+        const takes = isPaging(name) ? `a whole number from ${PAGE_RANGES[name]}` : filters[name]?.takes;
+        if (typeof value !== 'string') throw badRequest(`The query parameter ${name} is given more than once; give it once, ${takes}.`);
+        throw isPaging(name) ? wrong(name, value) : badRequest(`${name} must be ${takes} (got ${shownText(value)}).`);
       }
       const unknown = e?.keyword === 'additionalProperties' ? `Unknown query parameter ${shownText(String(e.params.additionalProperty))}` : 'Invalid query';
       throw badRequest(`${unknown}. The list takes ${listed}.`);
