@@ -16,11 +16,18 @@ import { deleteKeys, freePorts, PG_BASE, REDIS_URL, uniqueName } from './support
 
 const MAIN = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-startup-'));
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+/** The Redis key prefixes of the regions this file starts (regionEnv's): a region that got as far as Redis left keys. */
+const madePrefixes: string[] = [];
+afterAll(async () => {
+  fs.rmSync(dir, { recursive: true, force: true });
+  for (const prefix of madePrefixes) await deleteKeys(prefix);
+});
 
 function regionEnv(databaseUrl: string, port: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const file = path.join(dir, `${Math.random()}.json`);
-  const config = { redisUrl: REDIS_URL, redisKeyPrefix: `${uniqueName('startup')}:`, regions: [{ id: 'us-iowa', port, databaseUrl }] };
+  const redisKeyPrefix = `${uniqueName('startup')}:`;
+  madePrefixes.push(redisKeyPrefix);
+  const config = { redisUrl: REDIS_URL, redisKeyPrefix, regions: [{ id: 'us-iowa', port, databaseUrl }] };
   fs.writeFileSync(file, JSON.stringify(config));
   return {
     ...process.env, REGIONS_CONFIG: file, REGION: 'us-iowa', ADMIN_TOKEN: 'a'.repeat(20), TOKEN_SIGNING_SECRET: 's'.repeat(32),

@@ -16,7 +16,7 @@ import { Deliverer, recordDeliveries } from '../../src/replication/delivery';
 import { RedisLinks } from '../../src/replication/links';
 import { OutboxRelay } from '../../src/replication/relay';
 import type { Tracker } from '../../src/replication/tracker';
-import { freePorts, REDIS_URL, testEventAuth } from '../support/env';
+import { deleteKeys, freePorts, REDIS_URL, testEventAuth } from '../support/env';
 import { logLines } from '../support/log-lines';
 import { migratedDb, type MigratedDb } from '../support/migrated-db';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
@@ -25,7 +25,8 @@ let m: MigratedDb;
 let bServer: OwnRedis;
 let own: Redis;
 let links: RedisLinks;
-const keys = replicationKeys(`relaypub${process.pid}:`);
+const PREFIX = `relaypub${process.pid}:`;
+const keys = replicationKeys(PREFIX);
 const auth = testEventAuth();
 
 beforeAll(async () => {
@@ -47,6 +48,7 @@ afterAll(async () => {
   own.disconnect();
   await bServer.kill();
   await m.close();
+  await deleteKeys(PREFIX);
 });
 
 const pool = () => poolOf(m.db);
