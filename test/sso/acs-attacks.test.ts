@@ -3,8 +3,8 @@
  * Redis), each built from a response the IdP's key validly signed: the signature-wrapping variants XSW1–XSW8
  * and IDs that appear twice or under other attribute names, comments, processing instructions, CDATA and
  * XInclude inside signed text, DOCTYPEs, the algorithms and transforms a signature may name, a certificate
- * the message brings, and a response for one credential posted to
- * another's ACS. Each refusal is a 4xx "Sign-in refused: …" in the SlashID envelope with no token; where the
+ * the message brings or the metadata lists as expired, and a response for one credential posted to another's
+ * ACS. Each refusal is a 4xx "Sign-in refused: …" in the SlashID envelope with no token; where the
  * attack names a login, the genuine response still signs in afterwards (the refused one recorded nothing).
  * What sso.test.ts and response.test.ts already cover is not repeated here.
  */
@@ -12,7 +12,7 @@ import { SignedXml } from 'xml-crypto';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
-import { assertionXml, b64, idpMetadata, newId, PERSISTENT_FORMAT, requestFromRedirect, responseXml, signedResponse, signElement, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
+import { assertionXml, b64, expiredSigner, idpMetadata, newId, PERSISTENT_FORMAT, requestFromRedirect, responseXml, signedResponse, signElement, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const ENTITY = 'https://idp.attacks.test/saml';
@@ -30,6 +30,10 @@ let idp: IdpServer;
 /** A credential of the IdP (key A); a second one of another organization with the same IdP metadata. */
 let cred: string;
 let other: string;
+/** A credential whose IdP metadata lists A and a certificate that expired in 2020 (key `expired`). */
+let withExpired: string;
+let expired: Signer;
+
 async function credentialOf(orgName: string, doc: string): Promise<{ id: string; org: { id: string; api_key: string } }> {
   const org = await createOrg(r.url, orgName);
   const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(doc), email_claims: ['email'] }, headers: slashidHeaders(org) });
@@ -38,14 +42,17 @@ async function credentialOf(orgName: string, doc: string): Promise<{ id: string;
 }
 
 beforeAll(async () => {
+  expired = expiredSigner();
   idp = await startIdpServer();
   idp.set('idp.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A] }));
+  idp.set('with-expired.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A, expired] }));
   r = await startInProcess('sso-acs-attacks', ['us-iowa', 'europe-belgium'], { metadataAllowedHosts: [idp.hostPort], samlClockSkewSeconds: 30 });
   cred = (await credentialOf('victim', 'idp.xml')).id;
   const second = await credentialOf('neighbour', 'idp.xml');
   other = second.id;
   const on = await call(r.url, 'PATCH', `${PATH}/${other}/sso-settings`, { body: { allow_idp_initiated: true }, headers: slashidHeaders(second.org) });
   expect(on.status).toBe(200);
+  withExpired = (await credentialOf('rotating', 'with-expired.xml')).id;
 }, 120_000);
 afterAll(async () => {
   await r?.stop();
@@ -284,6 +291,19 @@ describe('what the signature names', () => {
     const xml = sig.getSignedXml();
     expect(xml).toContain('URI=""');
     expect(await refusal(cred, xml)).toMatch(NOT_SIGNED);
+  });
+});
+
+describe('certificates', () => {
+  test('a signature by a certificate the IdP metadata still lists but which has expired is refused, saying so; the current one signs in', async () => {
+    const s = await answer(withExpired);
+    expect(await refusal(withExpired, signedResponse(s, expired))).toBe(
+      'Sign-in refused: the SAML response is signed with the IdP\'s certificate "expired-idp", which expired on 2020-02-01: an expired certificate verifies no sign-in. ' +
+        'Have the IdP sign with its current certificate (listed in its metadata), then sign in again.',
+    );
+    // Over the Response too; and the login was not used up.
+    expect(await refusal(withExpired, signedResponse(s, expired, 'response'))).toMatch(/expired on 2020-02-01/);
+    expect(await signsIn(withExpired, signedResponse(s, A))).toMatchObject({ email: 'alice@example.com' });
   });
 });
 
