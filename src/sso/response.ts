@@ -10,10 +10,10 @@
  * other checks), and it refuses encrypted assertions (it is given no decryption key).
  *
  * What node-saml leaves out is checked here, after it accepted the response, on the signed assertion it
- * returns: the Version, the issuer, the IdP's status, Destination and the bearer Recipient, and that
- * InResponseTo is signed. node-saml's error messages never reach the client: each is mapped to one of ours,
- * which says what to fix; every signature failure gets the same one, so a forger learns nothing about the
- * other checks.
+ * returns: the Version, the issuer, the IdP's status, Destination and the bearer Recipient, that
+ * InResponseTo is signed, and the AuthnStatement's SessionNotOnOrAfter. node-saml's error messages never
+ * reach the client: each is mapped to one of ours, which says what to fix; every signature failure gets the
+ * same one, so a forger learns nothing about the other checks.
  * The certificates node-saml is given are first narrowed by a cheap look at the signatures
  * (signing-candidates.ts); the refusal itself is refusal.ts's, the user's email email.ts's.
  */
@@ -339,6 +339,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
   const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
   const sessionIndex = attr(authn, 'SessionIndex');
+  checkSessionEnd(authn, exp);
   refuseLongSubject('NameID', nameId);
   if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
@@ -351,6 +352,20 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
     friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
   };
+}
+
+/**
+ * The AuthnStatement's SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
+ * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused.
+ */
+function checkSessionEnd(authn: Element, exp: Expectations): void {
+  const raw = attr(authn, 'SessionNotOnOrAfter');
+  if (raw === null) return;
+  const end = parseTime(raw);
+  if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
+  if (end <= Date.now() - exp.skewMs) {
+    throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
+  }
 }
 
 /**

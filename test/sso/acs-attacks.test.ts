@@ -323,6 +323,27 @@ describe('the assertion itself', () => {
     expect(await refusal(cred, xml)).toMatch(NOT_SIGNED);
     expect(await signsIn(cred, responseXml(s, p.signed))).toMatchObject({ email: 'alice@example.com' });
   });
+
+  test('an AuthnStatement whose SessionNotOnOrAfter has passed (beyond the skew) is refused: the IdP says the session is over; a bad date too, and one still ahead signs in', async () => {
+    const s = await answer(cred);
+    const id = newId('a');
+    const ended = new Date(Date.now() - 10 * 60_000).toISOString();
+    const assertion = assertionXml(s, id).replace('<saml:AuthnStatement ', `<saml:AuthnStatement SessionNotOnOrAfter="${ended}" `);
+    expect(await refusal(cred, responseXml(s, signElement(assertion, id, A)))).toBe(
+      `Sign-in refused: the user's session at the IdP ended at ${ended} (the AuthnStatement's SessionNotOnOrAfter); sign in again (check that the IdP's and this service's clocks are right, then sign in again).`,
+    );
+    const notADate = assertionXml(s, id).replace('<saml:AuthnStatement ', '<saml:AuthnStatement SessionNotOnOrAfter="soon" ');
+    expect(await refusal(cred, responseXml(s, signElement(notADate, id, A)))).toMatch(/SessionNotOnOrAfter is not a valid date/);
+    // Ended 10 s ago, within the 30 s skew: an IdP clock behind this one's.
+    const justEnded = new Date(Date.now() - 10_000).toISOString();
+    const withinSkew = assertionXml(s, id).replace('<saml:AuthnStatement ', `<saml:AuthnStatement SessionNotOnOrAfter="${justEnded}" `);
+    expect(await signsIn(cred, responseXml(s, signElement(withinSkew, id, A)))).toMatchObject({ email: 'alice@example.com' });
+    const s2 = await answer(cred);
+    const id2 = newId('a');
+    const later = new Date(Date.now() + 10 * 60_000).toISOString();
+    const live = assertionXml(s2, id2).replace('<saml:AuthnStatement ', `<saml:AuthnStatement SessionNotOnOrAfter="${later}" `);
+    expect(await signsIn(cred, responseXml(s2, signElement(live, id2, A)))).toMatchObject({ email: 'alice@example.com' });
+  });
 });
 
 describe('a response addressed elsewhere', () => {
