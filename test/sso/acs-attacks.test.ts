@@ -139,6 +139,8 @@ describe('signature wrapping (XSW) of a signed assertion: refused, and the login
       `the signature on a forged assertion, the genuine one in Extensions under ${name}= instead of ID=`,
       (s, p) => responseXml(s, p.withSignature(p.evil(p.id))).replace('<samlp:Status>', `<samlp:Extensions>${p.unsigned.replace(` ID="${p.id}"`, ` xmlns:x="urn:x" ${name}="${p.id}"`)}</samlp:Extensions><samlp:Status>`),
     ]),
+    // The assertion's signature moved up onto the Response (its digest still matches: it references the assertion).
+    ['the assertion\'s signature moved onto the Response, beside a forged assertion', (s, p) => responseXml(s, p.evil()).replace('<samlp:Status>', `${p.signature}<samlp:Extensions>${p.unsigned}</samlp:Extensions><samlp:Status>`)],
     // A decoy under another attribute name beside the genuine, signed assertion: the ID no longer names one element.
     ['a decoy element carrying the signed ID as Id= beside the signed assertion', (s, p) => responseXml(s, p.signed).replace('<samlp:Status>', `<samlp:Extensions><x:e xmlns:x="urn:x" Id="${p.id}">mallory@example.com</x:e></samlp:Extensions><samlp:Status>`)],
   ];
@@ -168,6 +170,9 @@ describe('signature wrapping (XSW) of a signed Response', () => {
     ['XSW1: the genuine response inside the signature of a forged one', (s: ResponseSpec, p: ReturnType<typeof responseParts>) => forgedWith(s, p.signature.replace('</Signature>', `${p.unsigned}</Signature>`))],
     // XSW2: the genuine response before the signature, a sibling of it.
     ['XSW2: the genuine response before the signature of a forged one', (s: ResponseSpec, p: ReturnType<typeof responseParts>) => forgedWith(s, p.signature, p.unsigned)],
+    // The Response's signature moved into its assertion, now mallory's (the digest, over the Response less the
+    // signature, would have to match: it does not, and the signature must be its referenced element's child anyway).
+    ['the Response\'s signature moved into a forged assertion', (s: ResponseSpec, p: ReturnType<typeof responseParts>) => p.unsigned.replace(/<saml:Assertion[\s\S]*<\/saml:Assertion>/, assertionXml({ ...s, ...MALLORY }).replace(`<saml:Issuer>${s.issuer}</saml:Issuer>`, `<saml:Issuer>${s.issuer}</saml:Issuer>${p.signature}`))],
     // The signed Response's assertion replaced by mallory's.
     ['the assertion of a signed Response replaced', (s: ResponseSpec, p: ReturnType<typeof responseParts>) => p.signed.replace(/<saml:Assertion[\s\S]*<\/saml:Assertion>/, assertionXml({ ...s, ...MALLORY }))],
   ])('%s', async (_name, build) => {
