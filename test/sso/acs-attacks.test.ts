@@ -118,6 +118,17 @@ function assertionParts(s: ResponseSpec) {
   };
 }
 
+/** Alice's assertion `id` signed by `by` with the given algorithms and transforms (xml-crypto, as an IdP). */
+function signWith(s: ResponseSpec, o: { by?: Signer; signatureAlgorithm?: string; canonicalization?: string; transforms?: string[]; extraTransform?: [string, unknown] }): string {
+  const id = newId('a');
+  const by = o.by ?? A;
+  const sig = new SignedXml({ privateKey: by.key, publicCert: by.cert, signatureAlgorithm: o.signatureAlgorithm ?? RSA_SHA256, canonicalizationAlgorithm: o.canonicalization ?? EXC_C14N });
+  if (o.extraTransform) (sig.CanonicalizationAlgorithms as Record<string, unknown>)[o.extraTransform[0]] = o.extraTransform[1];
+  sig.addReference({ xpath: `//*[@ID='${id}']`, digestAlgorithm: SHA256, transforms: o.transforms ?? [ENVELOPED, EXC_C14N] });
+  sig.computeSignature(assertionXml(s, id), { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
+  return responseXml(s, sig.getSignedXml());
+}
+
 describe('signature wrapping (XSW) of a signed assertion: refused, and the login it names still signs in with the genuine response', () => {
   const variants: [string, (s: ResponseSpec, p: ReturnType<typeof assertionParts>) => string][] = [
     // XSW3: mallory's assertion (another ID, unsigned) before the signed one.
@@ -190,16 +201,26 @@ describe('markup injected into signed text (the CVE-2017-11428 family)', () => {
   test.each([
     ['a comment', '<!---->'],
     ['an empty CDATA section', '<![CDATA[]]>'],
-  ])('%s inside the NameID or the email attribute: the whole signed value is read, never its first part', async (_name, markup) => {
-    const asNameId = await answer(cred, { nameId: 'alice@example.com.evil.test', attributes: {} });
-    const nameIdXml = signedResponse(asNameId, A).replace('alice@example.com.evil.test</saml:NameID>', `alice@example.com${markup}.evil.test</saml:NameID>`);
-    expect(nameIdXml).toContain(markup);
-    expect(await signsIn(cred, nameIdXml)).toMatchObject({ email: 'alice@example.com.evil.test', name_id: 'alice@example.com.evil.test' });
-    const asAttribute = await answer(cred, { nameId: 'u-1', nameIdFormat: PERSISTENT_FORMAT, attributes: { email: ['alice@example.com.evil.test'] } });
-    const attributeXml = signedResponse(asAttribute, A).replace('alice@example.com.evil.test</saml:AttributeValue>', `alice@example.com${markup}.evil.test</saml:AttributeValue>`);
-    expect(attributeXml).toContain(markup);
-    const result = await signsIn(cred, attributeXml);
-    expect(result).toMatchObject({ email: 'alice@example.com.evil.test', attributes: { email: ['alice@example.com.evil.test'] } });
+  ])('%s inside the NameID or the email attribute: the whole signed value is read, never its first part (assertion or Response signed)', async (_name, markup) => {
+    for (const what of ['assertion', 'response'] as const) {
+      const asNameId = await answer(cred, { nameId: 'alice@example.com.evil.test', attributes: {} });
+      const nameIdXml = signedResponse(asNameId, A, what).replace('alice@example.com.evil.test</saml:NameID>', `alice@example.com${markup}.evil.test</saml:NameID>`);
+      expect(nameIdXml).toContain(markup);
+      expect({ what, result: await signsIn(cred, nameIdXml) }).toMatchObject({ what, result: { email: 'alice@example.com.evil.test', name_id: 'alice@example.com.evil.test' } });
+      const asAttribute = await answer(cred, { nameId: 'u-1', nameIdFormat: PERSISTENT_FORMAT, attributes: { email: ['alice@example.com.evil.test'] } });
+      const attributeXml = signedResponse(asAttribute, A, what).replace('alice@example.com.evil.test</saml:AttributeValue>', `alice@example.com${markup}.evil.test</saml:AttributeValue>`);
+      expect(attributeXml).toContain(markup);
+      const result = await signsIn(cred, attributeXml);
+      expect({ what, result }).toMatchObject({ what, result: { email: 'alice@example.com.evil.test', attributes: { email: ['alice@example.com.evil.test'] } } });
+    }
+  });
+
+  test('a comment inside a NameID signed with a #WithComments transform: the signature covers no comment (a same-document reference), and the whole value is read', async () => {
+    const s = await answer(cred, { nameId: 'alice@example.com.evil.test', attributes: {} });
+    const genuine = signWith(s, { transforms: [ENVELOPED, `${EXC_C14N}WithComments`] });
+    expect(genuine).toContain(`Algorithm="${EXC_C14N}WithComments"`);
+    const xml = genuine.replace('alice@example.com.evil.test</saml:NameID>', 'alice@example.com<!---->.evil.test</saml:NameID>');
+    expect(await signsIn(cred, xml)).toMatchObject({ email: 'alice@example.com.evil.test', name_id: 'alice@example.com.evil.test' });
   });
 
   test('a processing instruction or an XInclude inside the NameID changes what was signed: refused, and no file is read', async () => {
@@ -229,17 +250,6 @@ describe('markup injected into signed text (the CVE-2017-11428 family)', () => {
 });
 
 describe('what the signature names', () => {
-  /** Alice's assertion `id` signed by `by` with the given algorithms and transforms (xml-crypto, as an IdP). */
-  function signWith(s: ResponseSpec, o: { by?: Signer; signatureAlgorithm?: string; canonicalization?: string; transforms?: string[]; extraTransform?: [string, unknown] }): string {
-    const id = newId('a');
-    const by = o.by ?? A;
-    const sig = new SignedXml({ privateKey: by.key, publicCert: by.cert, signatureAlgorithm: o.signatureAlgorithm ?? RSA_SHA256, canonicalizationAlgorithm: o.canonicalization ?? EXC_C14N });
-    if (o.extraTransform) (sig.CanonicalizationAlgorithms as Record<string, unknown>)[o.extraTransform[0]] = o.extraTransform[1];
-    sig.addReference({ xpath: `//*[@ID='${id}']`, digestAlgorithm: SHA256, transforms: o.transforms ?? [ENVELOPED, EXC_C14N] });
-    sig.computeSignature(assertionXml(s, id), { location: { reference: `//*[@ID='${id}']/*[local-name(.)='Issuer']`, action: 'after' } });
-    return responseXml(s, sig.getSignedXml());
-  }
-
   test('a transform other than enveloped-signature and a canonicalization (an XPath filter, XSLT) is refused, though the IdP\'s key made the signature', async () => {
     // The transform runs as xml-crypto's enveloped-signature does, under the other name, so the IdP's key makes
     // a valid signature naming it.
