@@ -1,19 +1,19 @@
 /**
  * Validation of a SAML Response posted to an ACS (Web Browser SSO profile, HTTP-POST binding), on
  * @node-saml/node-saml. node-saml verifies the XML signature over the Response or its single Assertion with
- * the credential's current IdP certificates only (never one the message brings), refuses signature wrapping
- * (the signature must be a child of the element it references, that ID must be unique, one assertion), and
- * reads the assertion from the XML the signature digested. It checks NotBefore / NotOnOrAfter with the skew,
- * the audience, and InResponseTo against this region's outstanding requests (store.ts's cache provider; it
- * looks the Response's InResponseTo up before the signature, so a response to no outstanding login is refused
- * as such whatever its signature, which says nothing about the other checks), and it refuses encrypted
- * assertions (it is given no decryption key).
+ * the credential's current IdP certificates only (listed in its metadata, not expired; never one the message
+ * brings), refuses signature wrapping (the signature must be a child of the element it references, that ID
+ * must be unique, one assertion), and reads the assertion from the XML the signature digested. It checks
+ * NotBefore / NotOnOrAfter with the skew, the audience, and InResponseTo against this region's outstanding
+ * requests (store.ts's cache provider; it looks the Response's InResponseTo up before the signature, so a
+ * response to no outstanding login is refused as such whatever its signature, which says nothing about the
+ * other checks), and it refuses encrypted assertions (it is given no decryption key).
  *
  * What node-saml leaves out is checked here, after it accepted the response, on the signed assertion it
- * returns: the Version, the issuer, the IdP's status, Destination and the bearer Recipient, and that
- * InResponseTo is signed. node-saml's error messages never reach the client: each is mapped to one of ours,
- * which says what to fix; every signature failure gets the same one, so a forger learns nothing about the
- * other checks.
+ * returns: the Version, the issuer, the IdP's status, Destination and the bearer Recipient, that
+ * InResponseTo is signed, and the AuthnStatement's SessionNotOnOrAfter. node-saml's error messages never
+ * reach the client: each is mapped to one of ours, which says what to fix; every signature failure gets the
+ * same one, so a forger learns nothing about the other checks.
  * The certificates node-saml is given are first narrowed by a cheap look at the signatures
  * (signing-candidates.ts); the refusal itself is refusal.ts's, the user's email email.ts's.
  */
@@ -21,8 +21,8 @@ import type { CacheProvider, Profile } from '@node-saml/node-saml';
 import type { Element } from '@xmldom/xmldom';
 import { AppError } from '../http/errors';
 import { nodeSaml } from '../on-first-use';
-import { strongSigningKey } from '../metadata/x509';
-import { attr, childElements, is, parseXml } from '../metadata/xml-dom';
+import { certificateLabel, readCertificate, type CertificateInfo } from '../metadata/x509';
+import { attr, childElements, DS_NS, is, parseXml } from '../metadata/xml-dom';
 import type { XmlLimits } from '../metadata/xml-limits';
 import { quote, refused, type SamlRefusal } from './refusal';
 import { signingCandidates } from './signing-candidates';
@@ -339,6 +339,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
   const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
   const sessionIndex = attr(authn, 'SessionIndex');
+  checkSessionEnd(authn, exp);
   refuseLongSubject('NameID', nameId);
   if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
@@ -354,6 +355,20 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
 }
 
 /**
+ * The AuthnStatement's SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
+ * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused.
+ */
+function checkSessionEnd(authn: Element, exp: Expectations): void {
+  const raw = attr(authn, 'SessionNotOnOrAfter');
+  if (raw === null) return;
+  const end = parseTime(raw);
+  if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
+  if (end <= Date.now() - exp.skewMs) {
+    throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
+  }
+}
+
+/**
  * The longest NameID and SessionIndex taken. Both go into the sign-in token, which a browser or an application
  * carries in a header or cookie; a signed assertion bounded only by the post (256 KiB) made a token of ~135 KB
  * from a 100,000-character SessionIndex. Real ones are tens of characters (an email, a persistent id).
@@ -366,13 +381,54 @@ function refuseLongSubject(what: 'NameID' | 'SessionIndex', value: string): void
 }
 
 /**
+ * The credential's certificates that verify a sign-in: a strong key (x509.ts) within its validity. One past its
+ * notAfter verifies nothing: IdP metadata often keeps listing a certificate after a rotation, and its key, retired,
+ * is no longer guarded as the current one is (metadata whose every certificate expired is refused, parse-metadata.ts).
+ * The expired ones are kept to say so when one made the signature.
+ */
+function signingCertificates(certificates: Expectations['certificates'], now = Date.now()): { current: CertificateInfo[]; expired: CertificateInfo[] } {
+  const current: CertificateInfo[] = [];
+  const expired: CertificateInfo[] = [];
+  for (const { pem } of certificates) {
+    let read: ReturnType<typeof readCertificate>;
+    try {
+      read = readCertificate(pem);
+    } catch {
+      continue; // unreadable: verifies nothing (as strongSigningKey says)
+    }
+    if (read.weak !== null) continue;
+    // The PEM as stored: what node-saml and signingCandidates are given.
+    (Date.parse(read.info.notAfter) <= now ? expired : current).push({ ...read.info, pem });
+  }
+  return { current, expired };
+}
+
+/** The refusal of a response signed by an expired certificate of the IdP, or null when none of them made it. */
+function expiredSigner(posted: PostedResponse, expired: readonly CertificateInfo[]): SamlRefusal | null {
+  const signatures = [posted.response, ...(posted.assertion ? [posted.assertion] : [])].flatMap((el) => childElements(el, DS_NS, 'Signature'));
+  // (signingCandidates takes every certificate for a response that carries no signature.)
+  if (expired.length === 0 || signatures.length === 0) return null;
+  const signer = signingCandidates(posted, expired.map((c) => c.pem))?.[0];
+  const cert = expired.find((c) => c.pem === signer);
+  if (cert === undefined) return null;
+  return refused(
+    401,
+    `the SAML response is signed with the IdP's certificate ${certificateLabel(cert)}, which expired on ${cert.notAfter.slice(0, 10)}: an expired certificate verifies no sign-in. ` +
+      "Have the IdP sign with its current certificate (listed in its metadata), then sign in again.",
+    'signed by an expired certificate',
+  );
+}
+
+/**
  * Validates a parsed SAMLResponse for `exp`: node-saml, then our checks. Throws an AppError (4xx) that says
  * what to fix; the replay cache and the IdP-initiated rule are the caller's.
  */
 export async function validateResponse(posted: PostedResponse, exp: Expectations): Promise<ValidatedAssertion> {
-  const pems = exp.certificates.map((c) => c.pem).filter(strongSigningKey);
+  const { current, expired } = signingCertificates(exp.certificates);
+  const pems = current.map((c) => c.pem);
   const candidates = signingCandidates(posted, pems);
-  if (candidates === null && posted.assertion !== null) {
+  // (None at all: every certificate of the IdP expired, or is weak; node-saml would verify nothing either.)
+  if ((candidates === null || candidates.length === 0) && posted.assertion !== null) {
     // Signed, with one assertion, and no certificate of the IdP made any of its signatures: refused without
     // node-saml's full check (a parse and a digest of the whole document), so a forged post costs a parse.
     // Answered as node-saml would: a response to no outstanding login as such, whatever its signature; else
@@ -380,6 +436,8 @@ export async function validateResponse(posted: PostedResponse, exp: Expectations
     // assertion (an IdP's error status, an encrypted assertion) still goes to node-saml, which names those.
     const inResponseTo = attr(posted.response, 'InResponseTo');
     if (inResponseTo && (await exp.requests.getAsync(inResponseTo)) === null) throw notStarted('no outstanding request (checked before the signature)');
+    const byExpired = expiredSigner(posted, expired);
+    if (byExpired !== null) throw byExpired;
     throw refused(401, NOT_SIGNED, 'no certificate verifies a signature value');
   }
   const sp = serviceProvider({

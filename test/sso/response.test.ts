@@ -10,7 +10,7 @@ import { parseIdpMetadata } from '../../src/metadata/parse-metadata';
 import { signEnveloped } from '../../bench/metadata-documents';
 import { emailOf } from '../../src/sso/email';
 import { parseResponse, validateResponse, type Expectations } from '../../src/sso/response';
-import { assertionXml, idpMetadata, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
+import { assertionXml, expiredSigner, idpMetadata, newId, PERSISTENT_FORMAT, responseXml, signedResponse, signElement, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
 
 const A = signer('idp-a');
 const ACS = 'https://sp.test/sso/saml/c1/acs';
@@ -293,6 +293,14 @@ test('an IdP certificate with a key under 2048 bits is not trusted: refused in m
   const id = newId('a');
   const signed = responseXml(s, signElement(assertionXml(s, id), id, weak));
   expect(await message(() => validate(signed, exp({ certificates: [{ pem: weak.cert }] })))).toMatch(NOT_SIGNED);
+});
+
+test('when every certificate of the credential has expired, nothing verifies: a response signed by one is refused naming it, an unsigned one as not signed', async () => {
+  const expired = expiredSigner();
+  const only = exp({ certificates: [{ pem: expired.cert }] });
+  expect(await message(() => validate(signedResponse(spec(), expired), only))).toMatch(/signed with the IdP's certificate "expired-idp", which expired on 2020-02-01/);
+  expect(await message(() => validate(responseXml(spec(), assertionXml(spec())), only))).toMatch(NOT_SIGNED);
+  expect(await message(() => validate(signedResponse(spec(), signer('stranger')), only))).toMatch(NOT_SIGNED);
 });
 
 test('node-saml checks the signature with the certificate that made it only (each check parses and digests the whole document again)', async () => {

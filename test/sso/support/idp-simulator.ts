@@ -1,8 +1,11 @@
 /**
- * A SAML IdP simulator for tests: the test keys and certificates of test/fixtures/sso, the IdP metadata
- * naming them, and SAML Responses built and signed (xml-crypto) the way an IdP would, or tampered with.
+ * A SAML IdP simulator for tests: the test keys and certificates of test/fixtures/sso (and an expired one made
+ * with openssl), the IdP metadata naming them, and SAML Responses built and signed (xml-crypto) the way an IdP
+ * would, or tampered with.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { signEnveloped } from '../../../bench/metadata-documents';
@@ -25,6 +28,23 @@ export interface Signer {
 /** `idp-a`, `idp-b` (a rotation's old and new key), `stranger` (listed nowhere), `weak-1024` (too short a key). */
 export function signer(name: 'idp-a' | 'idp-b' | 'stranger' | 'weak-1024'): Signer {
   return { name, key: fs.readFileSync(path.join(DIR, `${name}.key.pem`), 'utf8'), cert: fs.readFileSync(path.join(DIR, `${name}.cert.pem`), 'utf8') };
+}
+
+/** A certificate valid January 2020 only, and its key (`req -x509` cannot back-date one in OpenSSL 3.0). */
+export function expiredSigner(): Signer {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'expired-signer-'));
+  const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  try {
+    fs.mkdirSync(path.join(dir, 'ca'));
+    fs.writeFileSync(path.join(dir, 'ca', 'index.txt'), '');
+    fs.writeFileSync(path.join(dir, 'ca', 'serial'), '01\n');
+    fs.writeFileSync(path.join(dir, 'ca.cnf'), ['[ca]', 'default_ca = x', '[x]', 'database = ca/index.txt', 'new_certs_dir = ca', 'serial = ca/serial', 'default_md = sha256', 'policy = p', 'unique_subject = no', '[p]', 'commonName = supplied', ''].join('\n'));
+    openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=expired-idp', '-keyout', 'old.key', '-out', 'old.csr']);
+    openssl(['ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile', 'old.key', '-in', 'old.csr', '-out', 'old.pem', '-startdate', '20200101000000Z', '-enddate', '20200201000000Z', '-notext']);
+    return { name: 'expired', key: fs.readFileSync(path.join(dir, 'old.key'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'old.pem'), 'utf8') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const bare = (pem: string) => pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
