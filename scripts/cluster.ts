@@ -283,9 +283,18 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   for (const p of procs) p.start();
+  // READY: it takes traffic (/readyz). A region that is up but does not (a joining one: added, or its database
+  // restored) is said so, and the cluster is then "up", not "ready".
+  const notReady: string[] = [];
   const results = await Promise.allSettled(procs.map(async (p) => {
     await p.waitReady(60_000);
-    process.stdout.write(`READY ${p.region} ${p.url}\n`);
+    const readiness = await p.readiness();
+    if (readiness.ready) {
+      process.stdout.write(`READY ${p.region} ${p.url}\n`);
+    } else {
+      notReady.push(p.region);
+      process.stdout.write(`UP ${p.region} ${p.url}, not ready: ${readiness.why}\n`);
+    }
   }));
   const failed = results.filter((r) => r.status === 'rejected');
   if (failed.length) {
@@ -294,7 +303,12 @@ async function main(): Promise<void> {
     return;
   }
   ready = true;
-  process.stdout.write(`cluster ready: ${procs.map((p) => `${p.region}=${p.url}`).join(' ')} (Ctrl-C stops it)\n`);
+  const urls = procs.map((p) => `${p.region}=${p.url}`).join(' ');
+  process.stdout.write(
+    notReady.length === 0
+      ? `cluster ready: ${urls} (Ctrl-C stops it)\n`
+      : `cluster up, not ready: ${urls}; ${notReady.join(', ')} take${notReady.length === 1 ? 's' : ''} no traffic yet (above) (Ctrl-C stops it)\n`,
+  );
 }
 
 void main();

@@ -38,6 +38,18 @@ export function forEachLine(stream: NodeJS.ReadableStream | null, onLine: (line:
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** What a /readyz 503 body (observability/readiness.ts) says is missing, in a few words. */
+function notReadyBecause(body: Record<string, unknown>): string {
+  if (body.joining === true) return 'joining: it takes no traffic until it is re-seeded (its log line names the command)';
+  const why: string[] = [];
+  if (body.draining === true) why.push('draining');
+  if (body.database !== undefined && body.database !== 'ok') why.push(`database ${String(body.database)}`);
+  if (Array.isArray(body.missing_migrations) && body.missing_migrations.length > 0) why.push(`${body.missing_migrations.length} migration(s) not applied`);
+  const redis = body.redis as { reachable?: unknown } | undefined;
+  if (redis?.reachable === false) why.push('Redis unreachable');
+  return why.length > 0 ? why.join(', ') : 'its /readyz answers 503';
+}
+
 export class RegionProcess {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
@@ -102,6 +114,29 @@ export class RegionProcess {
       await sleep(100);
     }
     throw new Error(`${this.region} was not ready within ${timeoutMs} ms`);
+  }
+
+  /**
+   * Whether the region takes traffic (GET /readyz), asked until it says 200 or says why not for a reason that
+   * lasts (`joining`: it needs its re-seed), for up to `settleMs`; a region whose /healthz answered but whose
+   * database or Redis is not there yet gets that time. `why` names what /readyz reported.
+   */
+  async readiness(settleMs = 5_000): Promise<{ ready: true } | { ready: false; joining: boolean; why: string }> {
+    const until = Date.now() + settleMs;
+    let last: { ready: false; joining: boolean; why: string } = { ready: false, joining: false, why: 'its /readyz did not answer' };
+    for (;;) {
+      try {
+        const res = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2_500) });
+        const body = (await res.json()) as Record<string, unknown>;
+        if (res.ok) return { ready: true };
+        last = { ready: false, joining: body.joining === true, why: notReadyBecause(body) };
+        if (last.joining) return last;
+      } catch {
+        // not answering (yet): asked again
+      }
+      if (Date.now() >= until || !this.child) return last;
+      await sleep(200);
+    }
   }
 
   pause(): void {

@@ -3,7 +3,7 @@
  * until it is re-seeded, so its line says that, with the re-seed command, instead of `region ready` (which
  * scripts and tests wait for as "takes traffic"). The command it prints seeds it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase } from '../../src/db/migrate';
@@ -13,12 +13,15 @@ import { addedRegionProcess, adminHeaders, call, eventually, startCluster, type 
 let cluster: Cluster;
 let added: RegionProcess | null = null;
 let addedDb = '';
+let viaCluster: ChildProcess | null = null;
+let viaClusterDb = '';
 beforeAll(async () => {
   cluster = await startCluster('joining-line', ['us-iowa', 'europe-belgium']);
 }, 120_000);
 afterAll(async () => {
+  viaCluster?.kill('SIGKILL');
   await Promise.all([added?.stop(0), cluster?.stop(0)]);
-  if (addedDb) await dropDatabase(addedDb).catch(() => undefined);
+  for (const db of [addedDb, viaClusterDb]) if (db) await dropDatabase(db).catch(() => undefined);
 });
 
 function reseed(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
@@ -76,3 +79,24 @@ test('a joining region says it is up but takes no traffic until re-seeded, with 
   expect(await eventually(async () => lines.some((l) => l.msg === 'region ready'), 10_000, 50)).toBe(true);
   expect(started()).toBeUndefined();
 }, 120_000);
+
+test('npm run cluster says a joining region is up but not ready (UP, not READY), and the cluster "up, not ready", not "cluster ready"', async () => {
+  const region = await addedRegionProcess(cluster, 'east-india', { configName: 'regions.4.config.json' });
+  viaClusterDb = region.databaseUrl;
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'cluster.js'), 'east-india'], {
+    env: { ...process.env, ...region.process.opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  viaCluster = child;
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  expect(await eventually(async () => /^cluster (ready|up)/m.test(out), 60_000, 50)).toBe(true);
+  expect(out).toContain(`UP east-india ${region.process.url}, not ready: joining: it takes no traffic until it is re-seeded`);
+  expect(out).not.toMatch(/^READY /m);
+  expect(out).toMatch(new RegExp(`^cluster up, not ready: east-india=${region.process.url.replace(/[.]/g, '\\.')}; east-india takes no traffic yet`, 'm'));
+  expect(out).not.toContain('cluster ready');
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+  viaCluster = null;
+}, 90_000);
