@@ -1,8 +1,29 @@
 import { poolOf, type Db, type SqlReader } from '../db/client';
 import type { Queryable, Statement } from '../replication/row-store';
-import { defineTable } from '../replication/tables';
+import { defineTable, type Row } from '../replication/tables';
+import { organizationsTable } from '../organizations/store';
 
-export const credentialsTable = defineTable('saml_provider_credentials', 'id');
+/**
+ * A credential's tombstone: the key, deleted_at and the NOT NULL minimums, not the payload (a deleted
+ * credential's label, URL and IdP metadata are neither stored nor replicated); put stamps the version.
+ */
+export const credentialTombstone = (c: Row, deletedAt: string): Row => ({
+  id: c.id,
+  org_id: c.org_id,
+  label: '',
+  idp_metadata_url: '',
+  email_claims: [],
+  enable_in_slashid_oidc_authz_server: false,
+  home_region: c.home_region,
+  idp_trust: null,
+  created_at: c.created_at,
+  deleted_at: deletedAt,
+});
+
+/** An organization's credentials: deleted with it (its delete's change, or the part sweep's batches). */
+export const credentialsTable = defineTable('saml_provider_credentials', 'id', {
+  ownedBy: { table: organizationsTable, column: 'org_id', tombstone: credentialTombstone },
+});
 /**
  * A credential's IdP metadata: deleted with the credential (its tombstone carries no document). Unguessed:
  * a write keeps no copy of the document to build on (a PATCH of the URL, a refresh and a delete read it).
@@ -83,10 +104,14 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
  * the regions, and a change of the adopters moves only the credentials of the regions that come or go).
  * Parameters from `$p`: this region, the departed regions, the adopters (DepartureState; no adopters while
  * this region may not adopt, and then the home alone counts).
+ * Only while the credential's organization is live here: a deleted organization's credentials (those its
+ * delete's change did not take, or one written in another region before the delete arrived) are never fetched
+ * for again, and their schedules are dropped as another region's are.
  */
 export const refreshedHere = (c: string, p: number): string =>
-  `(${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
-     AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))`;
+  `((${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
+     AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))
+    AND EXISTS (SELECT FROM organizations o WHERE o.id = ${c}.org_id AND o.deleted_at IS NULL))`;
 
 type DepartureScope = { departed: readonly string[]; adopters: readonly string[] };
 
