@@ -154,10 +154,13 @@ test('an organization larger than one change: the rest is unreachable at once, n
 
   const res = await del(org.id);
   expect(res.status).toBe(204);
-  const [{ n }] = await sql<{ n: number }>(
-    "SELECT count(*)::int AS n FROM replication_outbox, jsonb_array_elements(event->'ops') op WHERE change_id = $1 AND op->>'table' = 'saml_provider_credentials'",
+  const [{ n, bytes }] = await sql<{ n: number; bytes: number }>(
+    `SELECT count(*) FILTER (WHERE op->>'table' = 'saml_provider_credentials')::int AS n, max(length(event::text)) AS bytes
+       FROM replication_outbox, jsonb_array_elements(event->'ops') op WHERE change_id = $1`,
     [String(res.headers.get('x-change-id'))],
   );
+  // One stream entry: bounded however large the organization (129 KB measured; ~350 KB with every credential's parts).
+  expect(bytes).toBeLessThan(200 * 1024);
   // The key took one place of the batch.
   expect(n).toBe(OWNED_DELETE_BATCH - 1);
   const rest = await live();
