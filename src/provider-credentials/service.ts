@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { SamlProviderCredential } from '../generated/prisma/client';
 import { pgCode } from '../db/pg-errors';
-import { AppError, conflict, notFound } from '../http/errors';
+import { AppError, conflict, notFound, unauthorized } from '../http/errors';
 import { organizationsTable } from '../organizations/store';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import type { PutOptions, Replicator } from '../replication/replicator';
@@ -9,7 +9,7 @@ import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
 import { trustIdFor, trustSettingOf, type TrustSetting } from './trust';
-import { credentialsTable, credentialTombstone, limitCheck, LIMIT_SQLSTATE, metadataTable, refreshStatement } from './store';
+import { credentialsTable, credentialTombstone, limitCheck, LIMIT_SQLSTATE, metadataTable, ORG_DELETED_SQLSTATE, refreshStatement } from './store';
 
 export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
   return {
@@ -77,6 +77,9 @@ export function createCredential(
       return viewFromRow(row);
     }))
     .catch((err: unknown) => {
+      if (pgCode(err) === ORG_DELETED_SQLSTATE) {
+        throw unauthorized(`Organization ${orgId} was deleted while this request ran; nothing was created (its API keys are no longer valid).`);
+      }
       if (pgCode(err) !== LIMIT_SQLSTATE) throw err;
       const n = Number((err as Error).message) || maxPerOrg;
       throw new AppError(

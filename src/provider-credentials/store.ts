@@ -185,11 +185,14 @@ export function refreshStatement(credentialId: string, nextAt: Date, outcome: Re
 
 /** The SQLSTATE of a create that would take the organization past its credential limit (limitCheck). */
 export const LIMIT_SQLSTATE = 'SC001';
+/** The SQLSTATE of a create whose organization was deleted here before it committed (limitCheck). */
+export const ORG_DELETED_SQLSTATE = 'SC002';
 
 /**
- * Checks, under the organization's lock and after the create's own row, that the organization holds at
- * most `max` live credentials; fails the transaction with LIMIT_SQLSTATE and, as the message, how many it
- * held before this create. Sent with the create's last round trip (WriteContext.later), so the lock that
+ * Checks, under the organization's lock and after the create's own row, that the organization is live
+ * (ORG_DELETED_SQLSTATE: its delete committed here while the create ran, after the key was checked; the
+ * delete holds the same lock) and holds at most `max` live credentials; fails the transaction with
+ * LIMIT_SQLSTATE and, as the message, how many it held before this create. Sent with the create's last round trip (WriteContext.later), so the lock that
  * serializes an organization's creates in this region is held for that round trip only.
  */
 export function limitCheck(orgId: string, max: number): Statement {
@@ -197,7 +200,8 @@ export function limitCheck(orgId: string, max: number): Statement {
     // Counted up to max + 1 only (all of them for the refusal's message): the check costs what the limit
     // allows, however many rows the organization held before a lower limit was configured.
     sql: `WITH n AS (SELECT count(*) AS n FROM (SELECT FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL LIMIT $2::int + 1) live)
-      SELECT replication_check(n <= $2::int, '${LIMIT_SQLSTATE}', CASE WHEN n > $2::int THEN (SELECT count(*) - 1 FROM saml_provider_credentials
+      SELECT replication_check(EXISTS (SELECT FROM organizations WHERE id = $1::uuid AND deleted_at IS NULL), '${ORG_DELETED_SQLSTATE}', ''),
+        replication_check(n <= $2::int, '${LIMIT_SQLSTATE}', CASE WHEN n > $2::int THEN (SELECT count(*) - 1 FROM saml_provider_credentials
         WHERE org_id = $1::uuid AND deleted_at IS NULL)::text END) FROM n`,
     values: [orgId, max],
     exec: true,

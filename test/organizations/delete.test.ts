@@ -4,9 +4,11 @@
  * which no path serves and the part sweep tombstones. The collector's loop is off: its cycle runs when a test
  * calls it, so what the delete's change did alone is seen first.
  */
+import { Client } from 'pg';
 import { poolOf } from '../../src/db/client';
+import { apiKeyCacheOf } from '../../src/organizations/api-key-cache';
 import { OWNED_DELETE_BATCH } from '../../src/replication/tables';
-import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
 import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
@@ -50,8 +52,12 @@ test("one change tombstones the organization, its keys, credentials (metadata, S
   const config = await call(r.url, 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(token) });
   expect(config.status).toBe(200);
   // Twice: the second key check is answered from the API-key cache, which the delete must drop.
+  const cache = apiKeyCacheOf(r.region.db);
+  expect(cache?.active).toBe(true);
   expect((await call(r.url, 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(200);
+  const hits = cache?.hits ?? 0;
   expect((await call(r.url, 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(200);
+  expect(cache?.hits).toBe(hits + 1);
   expect((await sso(cred, 'metadata')).status).toBe(200);
   expect((await sso(cred, 'login')).status).toBe(302);
 
@@ -121,6 +127,33 @@ test('refuses (409) an organization with live sub-organizations, says how many a
   expect((await del(parent.id)).status).toBe(204);
 });
 
+test('a credential create that committed after the delete here is refused (401) and writes nothing', async () => {
+  const org = await createOrg(r.url, 'deleted mid-create');
+  // The organization's per-key lock, held: the delete waits for it first, then the create's commit-time check
+  // (taken under the same lock) queues behind the delete.
+  const holder = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await holder.connect();
+  const waiting = async (n: number) =>
+    (await holder.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))')).rows[0]?.n === n;
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`organizations:${org.id}`]);
+    const deleting = del(org.id);
+    expect(await eventually(() => waiting(1), 10_000, 20)).toBe(true);
+    const creating = call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'too late' }, headers: slashidHeaders(org) });
+    expect(await eventually(() => waiting(2), 10_000, 20)).toBe(true);
+    await holder.query('COMMIT');
+    expect((await deleting).status).toBe(204);
+    const created = await creating;
+    expect(created.status).toBe(401);
+    expect(created.body.errors[0].message).toBe(`Organization ${org.id} was deleted while this request ran; nothing was created (its API keys are no longer valid).`);
+    expect(created.headers.get('x-change-id')).toBeNull();
+  } finally {
+    await holder.end();
+  }
+  expect(await sql("SELECT 1 FROM saml_provider_credentials WHERE org_id = $1 AND label = 'too late'", [org.id])).toEqual([]);
+});
+
 test('takes no body and needs the admin token: refused without writing', async () => {
   const org = await createOrg(r.url, 'kept');
   const before = await outboxCount();
@@ -165,7 +198,15 @@ test('an organization larger than one change: the rest is unreachable at once, n
   expect(n).toBe(OWNED_DELETE_BATCH - 1);
   const rest = await live();
   expect(rest).toHaveLength(extra - n);
-  // Live rows of a deleted organization: no sign-in, no refresh.
+  // Live rows of a deleted organization: no sign-in, no refresh, no held document to accept.
+  await sql(
+    `INSERT INTO saml_credential_metadata (credential_id, org_id, idp_metadata_url, metadata, created_at, updated_at, version, created_version, origin_region)
+     VALUES ($1, $2, $3, '{"entity_id": "held", "signing_certificates": [], "pending": {"metadata": {"entity_id": "new", "signing_certificates": []}}}', now(), now(), $4, $4, 'us-iowa')`,
+    [rest[0], org.id, idp.url('okta.xml'), version],
+  );
+  const accept = await call(r.url, 'POST', `/admin/metadata-refresh/${rest[0]}/accept`, { headers: adminHeaders });
+  expect(accept.status).toBe(404);
+  expect(accept.body.errors[0].message).toMatch(/has no held IdP metadata to accept/);
   for (const what of ['metadata', 'login'] as const) expect((await sso(rest[0] as string, what)).status).toBe(404);
   expect(await refreshed()).toBe(0);
 
