@@ -8,6 +8,7 @@ import { Client } from 'pg';
 import { keyIdOf } from '../../src/organizations/api-keys';
 import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { bearer, issueToken, SSO } from '../infisical/support/fixtures';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const US = 'us-iowa';
@@ -43,9 +44,11 @@ async function credential(region: string, org: { id: string; api_key: string }, 
 const credentialState = async (region: string, id: string) =>
   (await db(region).query('SELECT deleted_at IS NOT NULL AS deleted FROM saml_provider_credentials WHERE id = $1', [id])).rows[0]?.deleted === true ? 'tombstone' : 'live';
 
-test('deleted with all_regions in one region: in the other the organization is gone, its key 401, its credential not served; the tables agree', async () => {
+test('deleted with all_regions in one region: in the other the organization is gone, its key and token 401, its credential not served; the tables agree', async () => {
   const org = await createOrg(cluster.url(US), 'leaving', { headers: ALL });
   const cred = await credential(US, org, ALL);
+  const token = await issueToken(cluster.url(EU), org.id);
+  expect((await call(cluster.url(EU), 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(404);
   expect((await signIn(EU, cred)).status).toBe(200);
   expect((await call(cluster.url(EU), 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(200);
 
@@ -56,6 +59,8 @@ test('deleted with all_regions in one region: in the other the organization is g
   expect((await call(cluster.url(EU), 'GET', PATH, { headers: slashidHeaders(org) })).status).toBe(401);
   expect((await signIn(EU, cred)).status).toBe(404);
   expect(await credentialState(EU, cred)).toBe('tombstone');
+  // An access token issued there before: refused there now.
+  expect((await call(cluster.url(EU), 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(401);
   // Its change, as every region reports it to the admin API: applied in both.
   const status = await call(cluster.url(EU), 'GET', `/admin/replication/changes/${String(res.headers.get('x-change-id'))}`, { headers: adminHeaders });
   expect(status.status).toBe(200);
