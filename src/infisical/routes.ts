@@ -66,14 +66,14 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
   const tokenOrg = tokenOrgOf(res);
   const target = orgId.toLowerCase();
   if (await isSelfOrAncestor(db, tokenOrg, target)) return target;
-  // The token's own organization, not (yet) in this region: created elsewhere with local_region and still
-  // replicating, say. Saying so tells its holder nothing about other organizations; "bound to another
-  // organization" was untrue and sent them looking for a wrong token.
-  // Deleted: the token is worth nothing anywhere (its holder is told, as a deleted organization's API key is).
-  // Asked on this refusal's path only: a live organization's request costs no query more.
+  // The token's organization was deleted: the token is worth nothing anywhere (its holder is told, as a deleted
+  // organization's API key is). Asked on this refusal's path only: a live organization's request costs no query more.
   if (await isDeletedOrganization(db, tokenOrg)) {
     throw unauthorized(`The access token is for organization ${tokenOrg}, which was deleted: it is not valid any more.`);
   }
+  // The token's own organization, not (yet) in this region: created elsewhere with local_region and still
+  // replicating, say. Saying so tells its holder nothing about other organizations; "bound to another
+  // organization" was untrue and sent them looking for a wrong token.
   if (tokenOrg === target) {
     throw forbidden(
       `The organization ${target}, the one this access token is for, does not exist in this region: if it was just created in another region, it has not replicated here yet; retry shortly (create organizations with SlashID-Required-Consistency: all_regions to use them everywhere at once).`,
