@@ -2,7 +2,7 @@ import { Router, type RequestHandler, type Response } from 'express';
 import type { ValidateFunction } from 'ajv';
 import type { Db } from '../db/client';
 import { hasBody, jsonBody } from '../http/body';
-import { badRequest, forbidden, notFound } from '../http/errors';
+import { badRequest, forbidden, notFound, unauthorized } from '../http/errors';
 import { getRequestId, startedAt } from '../http/request-id';
 import { refuseUnstorableInput } from '../http/storable-text';
 import { requestPath } from '../http/url';
@@ -10,7 +10,7 @@ import { describeErrors, isUuid, shownId } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { awaitReplay, doneValue, findPrior, idempotentCall, sendReplay, type Prior } from '../idempotency/service';
 import type { Logger } from '../logger';
-import { findOrganization, followsChangesOf, isSelfOrAncestor } from '../organizations/store';
+import { findOrganization, followsChangesOf, isDeletedOrganization, isSelfOrAncestor } from '../organizations/store';
 import { parseConsistency, setChangeId, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
@@ -66,6 +66,11 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
   const tokenOrg = tokenOrgOf(res);
   const target = orgId.toLowerCase();
   if (await isSelfOrAncestor(db, tokenOrg, target)) return target;
+  // The token's organization was deleted: the token is worth nothing anywhere (its holder is told, as a deleted
+  // organization's API key is). Asked on this refusal's path only: a live organization's request costs no query more.
+  if (await isDeletedOrganization(db, tokenOrg)) {
+    throw unauthorized(`The access token is for organization ${tokenOrg}, which was deleted: it is not valid any more.`);
+  }
   // The token's own organization, not (yet) in this region: created elsewhere with local_region and still
   // replicating, say. Saying so tells its holder nothing about other organizations; "bound to another
   // organization" was untrue and sent them looking for a wrong token.
@@ -153,7 +158,8 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   // token may write: authorize): applied, superseded or pending per region.
   api.get(`${CHANGES_PATH}/:changeId`, auth, async (req, res) => {
     const changeId = String(req.params.changeId).toLowerCase();
-    const status = isUuid(changeId) ? await repl.changeStatus(changeId, followsChangesOf(db, tokenOrgOf(res).toLowerCase())) : null;
+    // The token's organization may have been deleted since it was issued: checked with the change's owner.
+    const status = isUuid(changeId) ? await repl.changeStatus(changeId, followsChangesOf(db, tokenOrgOf(res).toLowerCase(), { live: false })) : null;
     if (!status) throw notFound(`Change ${shownId(String(req.params.changeId))} is not known for this organization or its sub-organizations (or its record has expired).`);
     res.json(status);
   });

@@ -284,7 +284,7 @@ function tombstoneMetrics({ registers, countFromDb, fromCount }: Makers, s: Repl
     fromCount('replication_events_below_horizon_total', 'Changes of rows whose tombstone was collected here, not applied (a late, redelivered or replayed event).', () => tomb.belowHorizon);
     new Counter({
       name: 'replication_parts_swept_total',
-      help: 'Parts (SSO settings) that outlived their owner, taken by the collection cycle since start: kind="tombstoned" by a replicated write (owner a tombstone here), kind="deleted_here" in this region only (owner absent).',
+      help: 'Parts (SSO settings) that outlived their owner, taken by the collection cycle since start: kind="tombstoned" by a replicated write (owner a tombstone here; also the changes tombstoning a deleted organization\'s remaining rows), kind="deleted_here" in this region only (owner absent).',
       labelNames: ['kind'] as const,
       registers,
       collect() {

@@ -30,6 +30,24 @@ export const organizationOperations: Operation[] = [
     errors: [400, 401, 404],
   },
   {
+    method: 'delete', path: '/admin/organizations/{id}', tags, auth: 'admin', dialect: 'slashid', headers: ['consistency'],
+    summary: 'Delete an organization, its API keys and its data (final)',
+    description:
+      'Tombstones the organization, its API keys, its Infisical SSO config and its SAML provider credentials (with their IdP metadata ' +
+      'and SSO settings) in one replicated change; an organization with more than 200 such rows has the rest tombstoned by each ' +
+      "region's tombstone collection cycle, in changes of 200. From the moment the change reaches a region, nothing of the organization " +
+      'is served there: its keys answer 401, a parent\'s key 403, its access tokens are refused, the sign-in endpoints of its credentials ' +
+      'answer 404 and their IdP metadata is no longer refreshed; rows another region wrote into it before the delete reached that region ' +
+      'are tombstoned by the same cycle. Takes no body.',
+    responses: { 204: { description: 'Deleted (with all_regions, in every region).', headers: ['X-Change-Id'] } },
+    errors: [
+      400, 401,
+      { status: 404, description: 'No organization with this id in this region (never created, deleted already, or not a UUID).' },
+      408,
+      { status: 409, description: 'The organization has live sub-organizations in this region (the message says how many; list them with GET /admin/organizations?parent_id={id} and delete them first), or the delete lost to a concurrent write.' },
+    ],
+  },
+  {
     method: 'post', path: '/admin/organizations/{id}/api-keys', tags, auth: 'admin', dialect: 'slashid', headers: ['consistency'],
     summary: "Rotate the organization's API key",
     description: "Adds a key and revokes the organization's keys this region knows, in each region as the change reaches it.",

@@ -8,7 +8,7 @@ import { describeErrors, isUuid, shownId } from '../http/validate';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { ORGANIZATION_FILTERS, validateCreateOrganization } from './schema';
-import { createOrganization, rotateApiKey } from './service';
+import { createOrganization, deleteOrganization, rotateApiKey } from './service';
 import { findOrganization, listOrganizations } from './store';
 
 /**
@@ -62,6 +62,16 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
     if (!org) throw notFound(`Organization ${shownId(id)} not found.`);
     res.json(organizationView(org));
+  });
+
+  // Deletes the organization, its keys and its data (service.ts deleteOrganization). Not idempotent by key:
+  // a retry of a delete that committed answers 404, which says the organization is gone.
+  router.delete('/admin/organizations/:id', noBody(), async (req, res) => {
+    const consistency = parseConsistency(req, startedAt(res));
+    const id = String(req.params.id);
+    if (!isUuid(id)) throw notFound(`Organization ${shownId(id)} not found.`);
+    await writeWithConsistency(repl, consistency, () => deleteOrganization(repl, id.toLowerCase()), () => undefined, setChangeId(res), adminFollowUp);
+    res.status(204).end();
   });
 
   router.post('/admin/organizations/:id/api-keys', noBody(), async (req, res) => {

@@ -1,13 +1,27 @@
 import { poolOf, type Db } from '../db/client';
 import type { Queryable } from '../replication/row-store';
-import { defineTable } from '../replication/tables';
+import { defineTable, type Row } from '../replication/tables';
 import { dropCachedKeys } from './api-key-cache';
 
 // A key's check reads both tables (a key of a deleted organization is no key): changes of either drop the
 // keys this process holds once committed here (api-key-cache.ts).
-export const organizationsTable = defineTable('organizations', 'id', { orgColumn: 'id', onCommitted: dropCachedKeys });
-/** One row per key: an organization may hold several live keys (see rotateApiKey). */
-export const apiKeysTable = defineTable('api_keys', 'key_id', { onCommitted: dropCachedKeys });
+// A sub-organization belongs to its parent: the delete of an organization with live sub-organizations here
+// is refused (deleteOrganization), so the sweep takes only those created where the delete had not arrived.
+export const organizationsTable = defineTable('organizations', 'id', {
+  orgColumn: 'id',
+  onCommitted: dropCachedKeys,
+  ownedBy: { table: 'organizations', column: 'parent_id', tombstone: (o, deletedAt) => organizationTombstone(o, deletedAt) },
+});
+/** One row per key: an organization may hold several live keys (see rotateApiKey). Deleted with it. */
+export const apiKeysTable = defineTable('api_keys', 'key_id', {
+  onCommitted: dropCachedKeys,
+  ownedBy: { table: organizationsTable, column: 'org_id', tombstone: (k, deletedAt) => ({ ...k, deleted_at: deletedAt }) },
+});
+
+/** An organization's tombstone: its key, parent, creation and deleted_at; not its name. */
+export function organizationTombstone(o: Row, deletedAt: string): Row {
+  return { id: o.id, name: '', parent_id: o.parent_id ?? null, created_at: o.created_at, deleted_at: deletedAt };
+}
 
 export function findOrganization(db: Db, id: string) {
   return db.organization.findFirst({ where: { id, deletedAt: null } });
@@ -49,6 +63,11 @@ export async function listOrganizations(
   return { rows, total: res.rows[0]?.total ?? 0 };
 }
 
+/** Whether the organization is a tombstone here (deleted; not merely absent). */
+export async function isDeletedOrganization(db: Db, id: string): Promise<boolean> {
+  return (await db.organization.count({ where: { id, deletedAt: { not: null } } })) > 0;
+}
+
 /** The key row with that id, if its organization exists (one query: this is on every request's path). */
 export async function findLiveApiKey(db: Db, keyId: string): Promise<{ orgId: string; keyHash: string } | null> {
   const rows = await db.$queryRawUnsafe<{ org_id: string; key_hash: string }[]>(
@@ -58,6 +77,12 @@ export async function findLiveApiKey(db: Db, keyId: string): Promise<{ orgId: st
   );
   const row = rows[0];
   return row ? { orgId: row.org_id, keyHash: row.key_hash } : null;
+}
+
+/** How many live sub-organizations the organization has in this region. */
+export async function liveChildCount(db: Pick<Queryable, '$queryRawUnsafe'>, orgId: string): Promise<number> {
+  const rows = await db.$queryRawUnsafe<{ n: number }[]>('SELECT count(*)::int AS n FROM organizations WHERE parent_id = $1::uuid AND deleted_at IS NULL', orgId);
+  return rows[0]?.n ?? 0;
 }
 
 /** The key ids of the organization's live keys in this region. */
@@ -87,9 +112,11 @@ const CHAIN = `WITH RECURSIVE chain(id, parent_id, depth) AS (
 /** True when `ancestorId` is `orgId` itself or one of its ancestors (parents are followed up to the root). */
 /**
  * Whose changes a caller acting as `orgId` may follow: that organization's and its sub-organizations' (which its
- * key or token may act on); the first needs no query.
+ * key or token may act on), while it is live here. `live`: the caller's authentication showed it is (an API
+ * key's does), so its own changes need no query; an access token's does not (its organization may be deleted).
  */
-export const followsChangesOf = (db: Db, orgId: string) => async (owner: string): Promise<boolean> => owner === orgId || isSelfOrAncestor(db, orgId, owner);
+export const followsChangesOf = (db: Db, orgId: string, { live = true } = {}) => async (owner: string): Promise<boolean> =>
+  (live && owner === orgId) || isSelfOrAncestor(db, orgId, owner);
 
 export async function isSelfOrAncestor(db: Db, ancestorId: string, orgId: string): Promise<boolean> {
   if (ancestorId === orgId) return (await findOrganization(db, orgId)) !== null;

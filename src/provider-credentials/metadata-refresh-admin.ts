@@ -13,6 +13,7 @@ import type { Replicator } from '../replication/replicator';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import { credentialsTable, currentMetadata, metadataTable, refreshedHere, REFRESHED_SCHEDULES, refreshScope } from './store';
 import { acceptHeld, isCurrentMetadata, type MetadataRecord } from './trust';
+import { organizationsTable } from '../organizations/store';
 
 /** Credentials listed by GET /admin/metadata-refresh. */
 const LISTED = 500;
@@ -52,6 +53,9 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
       const credential = await w.lock(credentialsTable, id);
       const row = await w.lock(metadataTable, id);
       if (!credential || credential.deleted_at || !row || row.deleted_at) throw none();
+      // A deleted organization's credential (one its delete's change did not take) is no one's to trust.
+      const org = await w.lock(organizationsTable, String(credential.org_id));
+      if (!org || org.deleted_at) throw none();
       if (!isCurrentMetadata(credential as { idp_metadata_url: string }, row as { idp_metadata_url: string; trust_id?: string | null })) throw none();
       const accepted = acceptHeld(row.metadata as MetadataRecord);
       if (!accepted) throw none();

@@ -279,7 +279,7 @@ export class MetadataRefresher {
   /** One page of the sweep: credentials of the page this region refreshes with no schedule or another URL's document. */
   private async sweep(scope: RefreshScope, page: number): Promise<void> {
     const rows = await this.d.db.$queryRawUnsafe<{ last: string | null; n: number; found: string[] | null }[]>(
-      `WITH page AS (SELECT id, idp_metadata_url, idp_trust, home_region, deleted_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
+      `WITH page AS (SELECT id, org_id, idp_metadata_url, idp_trust, home_region, deleted_at FROM saml_provider_credentials WHERE id > $1::uuid ORDER BY id LIMIT $2)
        SELECT (SELECT id::text FROM page ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*)::int FROM page) AS n,
               ARRAY(SELECT p.id::text FROM page p
                       LEFT JOIN saml_credential_metadata m ON m.credential_id = p.id AND m.deleted_at IS NULL

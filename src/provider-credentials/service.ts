@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { SamlProviderCredential } from '../generated/prisma/client';
 import { pgCode } from '../db/pg-errors';
-import { AppError, conflict, notFound } from '../http/errors';
+import { AppError, conflict, notFound, unauthorized } from '../http/errors';
 import { organizationsTable } from '../organizations/store';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import type { PutOptions, Replicator } from '../replication/replicator';
@@ -9,7 +9,7 @@ import type { Row } from '../replication/tables';
 import type { CreateCredentialBody, CredentialView, PatchCredentialBody } from './schema';
 import type { StoredMetadata } from './metadata';
 import { trustIdFor, trustSettingOf, type TrustSetting } from './trust';
-import { credentialsTable, limitCheck, LIMIT_SQLSTATE, metadataTable, refreshStatement } from './store';
+import { credentialsTable, credentialTombstone, limitCheck, LIMIT_SQLSTATE, metadataTable, ORG_DELETED_SQLSTATE, refreshStatement } from './store';
 
 export function viewFromModel(m: Pick<SamlProviderCredential, 'id' | 'label' | 'idpMetadataUrl' | 'emailClaims' | 'enableInSlashidOidcAuthzServer'>): CredentialView {
   return {
@@ -77,6 +77,9 @@ export function createCredential(
       return viewFromRow(row);
     }))
     .catch((err: unknown) => {
+      if (pgCode(err) === ORG_DELETED_SQLSTATE) {
+        throw unauthorized(`Organization ${orgId} was deleted while this request ran; nothing was created (its API keys are no longer valid).`);
+      }
       if (pgCode(err) !== LIMIT_SQLSTATE) throw err;
       const n = Number((err as Error).message) || maxPerOrg;
       throw new AppError(
@@ -166,20 +169,7 @@ export function deleteCredential(repl: Replicator, orgId: string, id: string) {
   return repl.write(async (w) => {
     const current = await lockOwned(w, orgId, id);
     const now = new Date().toISOString();
-    // Tombstones keep the key, the version (put stamps it), deleted_at and the NOT NULL minimums, not the
-    // payload: a deleted credential's label, URL and IdP metadata are neither stored nor replicated.
-    await w.put(credentialsTable, {
-      id,
-      org_id: current.org_id,
-      label: '',
-      idp_metadata_url: '',
-      email_claims: [],
-      enable_in_slashid_oidc_authz_server: false,
-      home_region: current.home_region,
-      idp_trust: null,
-      created_at: current.created_at,
-      deleted_at: now,
-    });
+    await w.put(credentialsTable, credentialTombstone(current, now));
     // Its metadata and whatever other features declared part of it (the SSO settings): in this change, so
     // every region applies the delete whole, and the tombstone collector later takes them all.
     await w.deleteParts(credentialsTable, id, now);

@@ -1,8 +1,29 @@
 import { poolOf, type Db, type SqlReader } from '../db/client';
 import type { Queryable, Statement } from '../replication/row-store';
-import { defineTable } from '../replication/tables';
+import { defineTable, type Row } from '../replication/tables';
+import { organizationsTable } from '../organizations/store';
 
-export const credentialsTable = defineTable('saml_provider_credentials', 'id');
+/**
+ * A credential's tombstone: the key, deleted_at and the NOT NULL minimums, not the payload (a deleted
+ * credential's label, URL and IdP metadata are neither stored nor replicated); put stamps the version.
+ */
+export const credentialTombstone = (c: Row, deletedAt: string): Row => ({
+  id: c.id,
+  org_id: c.org_id,
+  label: '',
+  idp_metadata_url: '',
+  email_claims: [],
+  enable_in_slashid_oidc_authz_server: false,
+  home_region: c.home_region,
+  idp_trust: null,
+  created_at: c.created_at,
+  deleted_at: deletedAt,
+});
+
+/** An organization's credentials: deleted with it (its delete's change, or the part sweep's batches). */
+export const credentialsTable = defineTable('saml_provider_credentials', 'id', {
+  ownedBy: { table: organizationsTable, column: 'org_id', tombstone: credentialTombstone },
+});
 /**
  * A credential's IdP metadata: deleted with the credential (its tombstone carries no document). Unguessed:
  * a write keeps no copy of the document to build on (a PATCH of the URL, a refresh and a delete read it).
@@ -83,10 +104,14 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
  * the regions, and a change of the adopters moves only the credentials of the regions that come or go).
  * Parameters from `$p`: this region, the departed regions, the adopters (DepartureState; no adopters while
  * this region may not adopt, and then the home alone counts).
+ * Only while the credential's organization is live here: a deleted organization's credentials (those its
+ * delete's change did not take, or one written in another region before the delete arrived) are never fetched
+ * for again, and their schedules are dropped as another region's are.
  */
 export const refreshedHere = (c: string, p: number): string =>
-  `(${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
-     AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))`;
+  `((${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
+     AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))
+    AND EXISTS (SELECT FROM organizations o WHERE o.id = ${c}.org_id AND o.deleted_at IS NULL))`;
 
 type DepartureScope = { departed: readonly string[]; adopters: readonly string[] };
 
@@ -160,11 +185,14 @@ export function refreshStatement(credentialId: string, nextAt: Date, outcome: Re
 
 /** The SQLSTATE of a create that would take the organization past its credential limit (limitCheck). */
 export const LIMIT_SQLSTATE = 'SC001';
+/** The SQLSTATE of a create whose organization was deleted here before it committed (limitCheck). */
+export const ORG_DELETED_SQLSTATE = 'SC002';
 
 /**
- * Checks, under the organization's lock and after the create's own row, that the organization holds at
- * most `max` live credentials; fails the transaction with LIMIT_SQLSTATE and, as the message, how many it
- * held before this create. Sent with the create's last round trip (WriteContext.later), so the lock that
+ * Checks, under the organization's lock and after the create's own row, that the organization is live
+ * (ORG_DELETED_SQLSTATE: its delete committed here while the create ran, after the key was checked; the
+ * delete holds the same lock) and holds at most `max` live credentials; fails the transaction with
+ * LIMIT_SQLSTATE and, as the message, how many it held before this create. Sent with the create's last round trip (WriteContext.later), so the lock that
  * serializes an organization's creates in this region is held for that round trip only.
  */
 export function limitCheck(orgId: string, max: number): Statement {
@@ -172,7 +200,8 @@ export function limitCheck(orgId: string, max: number): Statement {
     // Counted up to max + 1 only (all of them for the refusal's message): the check costs what the limit
     // allows, however many rows the organization held before a lower limit was configured.
     sql: `WITH n AS (SELECT count(*) AS n FROM (SELECT FROM saml_provider_credentials WHERE org_id = $1::uuid AND deleted_at IS NULL LIMIT $2::int + 1) live)
-      SELECT replication_check(n <= $2::int, '${LIMIT_SQLSTATE}', CASE WHEN n > $2::int THEN (SELECT count(*) - 1 FROM saml_provider_credentials
+      SELECT replication_check(EXISTS (SELECT FROM organizations WHERE id = $1::uuid AND deleted_at IS NULL), '${ORG_DELETED_SQLSTATE}', ''),
+        replication_check(n <= $2::int, '${LIMIT_SQLSTATE}', CASE WHEN n > $2::int THEN (SELECT count(*) - 1 FROM saml_provider_credentials
         WHERE org_id = $1::uuid AND deleted_at IS NULL)::text END) FROM n`,
     values: [orgId, max],
     exec: true,

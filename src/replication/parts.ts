@@ -28,14 +28,20 @@ import type { Replicator } from './replicator';
 import type { RowStore } from './row-store';
 import { ident } from './table-sql';
 import { RAISE_COLLECTED_THROUGH_SQL } from './tombstones';
-import type { PartOf, ReplicatedTable } from './tables';
+import { OWNED_DELETE_BATCH, type OwnedBy, type PartOf, type ReplicatedTable } from './tables';
 
 type Part = ReplicatedTable & { partOf: PartOf };
+type Owned = ReplicatedTable & { ownedBy: OwnedBy };
+
+/** Changes the sweep writes per cycle for rows that outlived their owner (ReplicatedTable.ownedBy), OWNED_DELETE_BATCH rows each. */
+const OWNED_WRITES_PER_CYCLE = 25;
+/** Where the paging through an owner's tombstones starts (before every deleted_at). */
+const OWNER_START = { at: '1970-01-01T00:00:00.000Z', key: '' };
 
 export interface PartSweepDeps {
   db: Db;
   repl: Pick<Replicator, 'write'>;
-  store: Pick<RowStore, 'partsOf' | 'keyTypeOf'>;
+  store: Pick<RowStore, 'partsOf' | 'ownedOf' | 'keyTypeOf'>;
   tables: readonly ReplicatedTable[];
   log: Logger;
   /** Parts looked at per table and cycle, of each kind. */
@@ -51,6 +57,8 @@ export interface PartsSwept {
 export class PartSweep {
   /** Where each part table's paging resumes (its last key seen; '' from the start). */
   private readonly cursors = new Map<string, string>();
+  /** Where the paging through each owner table's tombstones resumes (by deleted_at, then key). */
+  private readonly ownerCursors = new Map<string, { at: string; key: string }>();
   /** What this process swept since it started (GET /admin/replication, /metrics). */
   readonly swept: PartsSwept = { tombstoned: 0, deletedHere: 0 };
 
@@ -64,6 +72,17 @@ export class PartSweep {
         for (const key of await this.ownerDeleted(owner, part)) cycle.tombstoned += await this.tombstone(owner, key);
         if (cutoff === null) continue;
         for (const key of await this.ownerCollected(owner, part, cutoff)) cycle.deletedHere += await this.dropHere(owner, part, key, cutoff);
+      }
+    }
+    let writes = OWNED_WRITES_PER_CYCLE;
+    for (const owner of this.d.tables) {
+      const owned = this.d.store.ownedOf(owner.name);
+      if (owned.length === 0) continue;
+      for (const key of await this.ownersOfOutlived(owner, owned)) {
+        if (writes <= 0) break;
+        const n = await this.tombstoneOwned(owner, key, writes);
+        writes -= n;
+        cycle.tombstoned += n;
       }
     }
     this.swept.tombstoned += cycle.tombstoned;
@@ -102,6 +121,57 @@ export class PartSweep {
     // A short page reached the end: the next cycle starts again from the first key.
     this.cursors.set(part.name, rows.length < this.d.pageSize ? '' : (rows[rows.length - 1]?.key ?? ''));
     return rows.filter((r) => r.orphan).map((r) => r.key);
+  }
+
+  /**
+   * Owner tombstones with live owned rows (ReplicatedTable.ownedBy): among the owner's newest `pageSize`
+   * tombstones (a delete's remainder, rows written concurrently in another region), and among a page of all of
+   * them, paged by deleted_at around and around (an older one's), both through its partial index on
+   * deleted_at; an index probe per owned table each.
+   */
+  private async ownersOfOutlived(owner: ReplicatedTable, owned: readonly Owned[]): Promise<string[]> {
+    const o = ident(owner.name), ok = ident(owner.key);
+    const outlived = owned.map((t) => `EXISTS (SELECT FROM ${ident(t.name)} x WHERE x.${ident(t.ownedBy.column)} = t.k AND x.deleted_at IS NULL)`).join(' OR ');
+    const newest = await this.d.db.$queryRawUnsafe<{ key: string }[]>(
+      `WITH t AS (SELECT ${ok} AS k FROM ${o} WHERE deleted_at IS NOT NULL ORDER BY deleted_at DESC LIMIT $1)
+       SELECT t.k::text AS key FROM t WHERE ${outlived}`,
+      this.d.pageSize,
+    );
+    const from = this.ownerCursors.get(owner.name) ?? OWNER_START;
+    const page = await this.d.db.$queryRawUnsafe<{ key: string; at: Date; outlived: boolean }[]>(
+      `WITH t AS (SELECT ${ok} AS k, deleted_at AS at FROM ${o}
+                   WHERE deleted_at IS NOT NULL AND deleted_at >= $2::timestamptz AND (deleted_at > $2::timestamptz OR ${ok}::text > $3)
+                   ORDER BY deleted_at, ${ok}::text LIMIT $1)
+       SELECT t.k::text AS key, t.at, (${outlived}) AS outlived FROM t ORDER BY t.at, t.k::text`,
+      this.d.pageSize, from.at, from.key,
+    );
+    const last = page[page.length - 1];
+    this.ownerCursors.set(owner.name, page.length < this.d.pageSize || !last ? OWNER_START : { at: last.at.toISOString(), key: last.key });
+    return [...new Set([...newest.map((r) => r.key), ...page.filter((r) => r.outlived).map((r) => r.key)])];
+  }
+
+  /**
+   * Tombstones the live rows owned by `key` while it is still a tombstone under the write's locks, in changes
+   * of OWNED_DELETE_BATCH rows, at most `writes` of them: how many it wrote. Every region may do it; their
+   * tombstones merge into one.
+   */
+  private async tombstoneOwned(owner: ReplicatedTable, key: string, writes: number): Promise<number> {
+    let n = 0;
+    try {
+      while (n < writes) {
+        const { value: more, event } = await this.d.repl.write(async (w) => {
+          const stored = await w.lock(owner, key);
+          if (!stored?.deleted_at) return false;
+          return w.deleteOwned(owner, key, new Date().toISOString(), OWNED_DELETE_BATCH);
+        });
+        if (event) n++;
+        if (!more || !event) break;
+      }
+    } catch (err) {
+      // A collision or the database away: the next cycle finds the rows again.
+      this.d.log.debug({ err: (err as Error).message, table: owner.name, key }, 'could not tombstone the rows of a deleted row; will retry');
+    }
+    return n;
   }
 
   /** Tombstones `key`'s parts if its owner is still a tombstone under the write's locks: 1 if it wrote. */

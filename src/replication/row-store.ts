@@ -20,7 +20,7 @@ import type { Pipeline, Queryable, Statement } from './queryable';
 import { RowApply, type ApplyOptions, type ApplyResult } from './row-apply';
 import { RowGuesses } from './row-guesses';
 import { columnSet, ident, lockAllStatement, lockedId, normalize, readTableSql, upsertFor, type TableSql } from './table-sql';
-import type { PartOf, ReplicatedTable, Row, RowChange } from './tables';
+import type { OwnedBy, PartOf, ReplicatedTable, Row, RowChange } from './tables';
 
 export type { Pipeline, Queryable, Statement } from './queryable';
 export type { ApplyOptions, ApplyResult } from './row-apply';
@@ -108,6 +108,11 @@ export class RowStore {
   /** The tables declared part of `tableName`'s rows (ReplicatedTable.partOf), in the order the features list them. */
   partsOf(tableName: string): Array<ReplicatedTable & { partOf: PartOf }> {
     return this.tables.filter((t): t is ReplicatedTable & { partOf: PartOf } => t.partOf?.table === tableName);
+  }
+
+  /** The tables whose rows belong to `tableName`'s rows through a column (ReplicatedTable.ownedBy), in the order the features list them. */
+  ownedOf(tableName: string): Array<ReplicatedTable & { ownedBy: OwnedBy }> {
+    return this.tables.filter((t): t is ReplicatedTable & { ownedBy: OwnedBy } => t.ownedBy?.table === tableName);
   }
 
   /** The SQL type of the table's key column (uuid, text, ...), to cast parameters compared with it. */

@@ -97,7 +97,7 @@ const TombstoneStatus = Type.Object(
       {
         ...strict,
         description:
-          'Parts (SSO settings) that outlived their credential, taken by the collection cycle since this process started: tombstoned by a replicated write (the credential a tombstone here) or deleted here only (the credential absent).',
+          'Parts (SSO settings) that outlived their credential, taken by the collection cycle since this process started: tombstoned by a replicated write (the credential a tombstone here) or deleted here only (the credential absent). tombstoned also counts the changes that tombstoned the rows of a deleted organization (its remainder beyond its delete\'s change, rows written into it concurrently).',
       },
     ),
   },

@@ -40,6 +40,13 @@ export interface ReplicatedTable {
    */
   readonly partOf?: PartOf;
   /**
+   * Rows that belong to a row of another table through a column of theirs (an organization's credentials,
+   * keys and sub-organizations, by org_id or parent_id): a write deleting that row tombstones them in batches
+   * (WriteContext.deleteOwned), and the part sweep (parts.ts) tombstones those that outlived it (written in a
+   * region its delete had not reached yet, or beyond what its change took).
+   */
+  readonly ownedBy?: OwnedBy;
+  /**
    * Rows that record a write rather than hold what it wrote (an Idempotency-Key's stored answer), written as
    * the last row of their change. A region judges a change by its first row that lost, so an ack naming
    * such a row as the loser says every other row of the change held there: the change status reads that as
@@ -60,6 +67,25 @@ export interface PartOf {
    * The part's tombstone, from the row stored now: its key, deleted_at, and the minimums its NOT NULL
    * columns need, no payload (deleted data is neither stored nor replicated).
    */
+  tombstone(stored: Row, deletedAt: string): Row;
+}
+
+/**
+ * Owned rows one change tombstones at most (WriteContext.deleteOwned). Measured: a credential's tombstone is
+ * ~640 bytes of event, ~1.7 KB with its IdP metadata's and SSO settings' (test/organizations/delete.test.ts), so
+ * a change stays under ~350 KB and ~600 row locks. A change is one stream entry, one outbox row and one apply
+ * transaction in every region: an owner with more (an organization may hold up to maxCredentialsPerOrg,
+ * 100,000, credentials: ~170 MB as one change) has the rest taken by the part sweep, in changes as large. 200
+ * so that an organization within the default limit (100 credentials) with its keys and config is one change.
+ */
+export const OWNED_DELETE_BATCH = 200;
+
+export interface OwnedBy {
+  /** The owning table's name. */
+  table: string;
+  /** The column of this table holding the owning row's key. */
+  column: string;
+  /** The row's tombstone, from the row stored now (as PartOf.tombstone: no payload). */
   tombstone(stored: Row, deletedAt: string): Row;
 }
 
@@ -115,12 +141,14 @@ export function defineTable(
     prunable?: Prunable;
     onCommitted?: (db: Db) => void;
     partOf?: { table: ReplicatedTable; tombstone: PartOf['tombstone'] };
+    /** The owning table, or its name (a table owned by itself: sub-organizations). */
+    ownedBy?: { table: ReplicatedTable | string; column: string; tombstone: OwnedBy['tombstone'] };
     recordsWrite?: boolean;
     unguessed?: boolean;
   } = {},
 ): ReplicatedTable {
   const ok = (s: string) => /^[a-z_][a-z0-9_]*$/.test(s);
-  if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn)) || (opts.prunable !== undefined && !ok(opts.prunable.column))) {
+  if (!ok(name) || !ok(key) || (opts.orgColumn !== undefined && !ok(opts.orgColumn)) || (opts.prunable !== undefined && !ok(opts.prunable.column)) || (opts.ownedBy !== undefined && !ok(opts.ownedBy.column))) {
     throw new Error(`bad table declaration ${name}.${key}`);
   }
   return {
@@ -131,6 +159,7 @@ export function defineTable(
     ...(opts.prunedLocally && opts.prunable ? { prunable: opts.prunable } : {}),
     ...(opts.onCommitted ? { onCommitted: opts.onCommitted } : {}),
     ...(opts.partOf ? { partOf: { table: opts.partOf.table.name, tombstone: opts.partOf.tombstone } } : {}),
+    ...(opts.ownedBy ? { ownedBy: { table: typeof opts.ownedBy.table === 'string' ? opts.ownedBy.table : opts.ownedBy.table.name, column: opts.ownedBy.column, tombstone: opts.ownedBy.tombstone } } : {}),
     ...(opts.recordsWrite ? { recordsWrite: true } : {}),
     ...(opts.unguessed ? { unguessed: true } : {}),
   };

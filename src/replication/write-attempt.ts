@@ -9,6 +9,7 @@ import { queryable, type PipelineTx } from './pg-tx';
 import type { ApplyResult, Queryable, RowStore, Statement, Winner } from './row-store';
 import type { ReplicatedTable, Row, RowChange } from './tables';
 import type { EventAuth, SignedEvent } from './event-auth';
+import { ident } from './table-sql';
 
 export interface WriteContext {
   /** Raw queries in the write's transaction (one round trip each). */
@@ -38,6 +39,13 @@ export interface WriteContext {
    * every write of a part takes (it checks the owner first).
    */
   deleteParts(table: ReplicatedTable, key: string, deletedAt: string): Promise<void>;
+  /**
+   * Tombstones up to `limit` live rows of the tables declared owned by `table`'s row `key`
+   * (ReplicatedTable.ownedBy), each with its parts, in this write: the caller deletes that row in it (or it
+   * is a tombstone already: the part sweep's batches). Returns whether live owned rows remain beyond the
+   * limit (one change must stay small enough to deliver and apply: the caller or the sweep takes the rest).
+   */
+  deleteOwned(table: ReplicatedTable, key: string, deletedAt: string, limit: number): Promise<boolean>;
 }
 
 export interface PutOptions {
@@ -158,6 +166,29 @@ export class WriteAttempt<T> implements WriteContext {
       // had not seen this delete yet outlives it: see the sweep in parts.ts.)
       if (stored && !stored.deleted_at) await this.put(part, part.partOf.tombstone(stored, deletedAt));
     }
+  }
+
+  async deleteOwned(table: ReplicatedTable, key: string, deletedAt: string, limit: number): Promise<boolean> {
+    const { store } = this.d;
+    let left = limit;
+    for (const owned of store.ownedOf(table.name)) {
+      // Through the owned table's index on its column; in no order: each batch takes live rows only.
+      const rows = await this.tx.$queryRawUnsafe<{ k: string }[]>(
+        `SELECT ${ident(owned.key)}::text AS k FROM ${ident(owned.name)} WHERE ${ident(owned.ownedBy.column)} = $1::${store.keyTypeOf(table.name)} AND deleted_at IS NULL LIMIT $2`,
+        key, left + 1,
+      );
+      const batch = rows.slice(0, left);
+      for (const { k } of batch) {
+        const stored = await this.lock(owned, k);
+        // Deleted or moved meanwhile (read before the lock): not this write's.
+        if (!stored || stored.deleted_at || String(stored[owned.ownedBy.column]) !== key) continue;
+        await this.put(owned, owned.ownedBy.tombstone(stored, deletedAt));
+        await this.deleteParts(owned, k, deletedAt);
+        left--;
+      }
+      if (rows.length > batch.length) return true;
+    }
+    return false;
   }
 
   async put(table: ReplicatedTable, row: Row, opts: PutOptions = {}): Promise<Row> {

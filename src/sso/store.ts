@@ -205,9 +205,29 @@ export async function firstUse(redis: Redis, keys: SsoKeys, credentialId: string
   return (await orUnavailable(redis.set(keys.assertion(credentialId, issuer, assertionId), '1', 'PX', ttl, 'NX'))) === 'OK';
 }
 
-/** The credential, or its tombstone (deletedAt set) while the region keeps it. */
-export function findCredentialById(db: Db, id: string) {
-  return db.samlProviderCredential.findUnique({ where: { id } });
+/** What a sign-in reads of a credential (findCredentialById). */
+export interface SignInCredential {
+  orgId: string;
+  idpMetadataUrl: string;
+  idpTrust: unknown;
+  emailClaims: string[];
+  deletedAt: Date | null;
+}
+
+/**
+ * The credential, or its tombstone (deletedAt set) while the region keeps it; null when there is neither, or
+ * its organization is not live here (deleted: a credential its delete's change did not take, or one written in
+ * another region before the delete reached it, is no one's). The organization is checked in the same query.
+ */
+export async function findCredentialById(db: Db, id: string): Promise<SignInCredential | null> {
+  const rows = await db.$queryRawUnsafe<SignInCredential[]>(
+    `SELECT c.org_id::text AS "orgId", c.idp_metadata_url AS "idpMetadataUrl", c.idp_trust AS "idpTrust",
+            COALESCE(c.email_claims, '{}') AS "emailClaims", c.deleted_at AS "deletedAt"
+       FROM saml_provider_credentials c JOIN organizations o ON o.id = c.org_id AND o.deleted_at IS NULL
+      WHERE c.id = $1::uuid`,
+    id,
+  );
+  return rows[0] ?? null;
 }
 
 export async function findSettings(db: Db, credentialId: string) {
