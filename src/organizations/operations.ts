@@ -38,7 +38,7 @@ export const organizationOperations: Operation[] = [
       "region's tombstone collection cycle, in changes of 200. From the moment the change reaches a region, nothing of the organization " +
       'is served there: its keys answer 401, a parent\'s key 403, its access tokens are refused, the sign-in endpoints of its credentials ' +
       'answer 404 and their IdP metadata is no longer refreshed; rows another region wrote into it before the delete reached that region ' +
-      'are tombstoned by the same cycle. Takes no body.',
+      'are tombstoned by the same cycle. Takes no body, and no Idempotency-Key (400): a retry of a delete that committed answers 404.',
     responses: { 204: { description: 'Deleted (with all_regions, in every region).', headers: ['X-Change-Id'] } },
     errors: [
       400, 401,

@@ -13,16 +13,18 @@ import { findOrganization, listOrganizations } from './store';
 
 /**
  * An organization's create and its key rotation answer with an API key that is stored hashed only, so a replay
- * could not give the key back: a client that counts on Idempotency-Key to retry safely is told, not ignored
- * (a retry would make a second organization, or revoke the key the lost answer carried).
+ * could not give the key back; its delete keeps no answer to replay (a retry of one that committed answers 404).
+ * A client that counts on Idempotency-Key to retry safely is told, not ignored (a retry would make a second
+ * organization, revoke the key the lost answer carried, or read a 404 where it expected the replayed 204).
  */
-function refuseIdempotencyKey(req: Request): void {
-  if (req.get('Idempotency-Key') !== undefined) {
-    throw badRequest(
-      'Idempotency-Key is not taken here: the answer carries an API key that is stored only as a hash, so a replay could not return it. ' +
-        'Send the request without it; if an answer is lost, rotate the organization\'s key (POST /admin/organizations/{id}/api-keys) for a working one.',
-    );
-  }
+const KEY_IN_ANSWER =
+  'the answer carries an API key that is stored only as a hash, so a replay could not return it. ' +
+  'Send the request without it; if an answer is lost, rotate the organization\'s key (POST /admin/organizations/{id}/api-keys) for a working one.';
+const DELETE_NOT_REPLAYED =
+  'a delete is not replayed. Send the request without it; a retry of a delete that committed answers 404 (the organization is gone).';
+
+function refuseIdempotencyKey(req: Request, why: string): void {
+  if (req.get('Idempotency-Key') !== undefined) throw badRequest(`Idempotency-Key is not taken here: ${why}`);
 }
 
 const listPage = pageQueryParser('Organizations', ORGANIZATION_FILTERS);
@@ -40,7 +42,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
 
   router.post('/admin/organizations', jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
-    refuseIdempotencyKey(req);
+    refuseIdempotencyKey(req, KEY_IN_ANSWER);
     if (!validateCreateOrganization(req.body)) {
       throw badRequest(`Invalid request body: ${describeErrors(validateCreateOrganization.errors).join('; ')}.`);
     }
@@ -64,10 +66,11 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     res.json(organizationView(org));
   });
 
-  // Deletes the organization, its keys and its data (service.ts deleteOrganization). Not idempotent by key:
-  // a retry of a delete that committed answers 404, which says the organization is gone.
+  // Deletes the organization, its keys and its data (service.ts deleteOrganization). Not idempotent by key
+  // (refused, as the other admin writes refuse it): a retry of a delete that committed answers 404.
   router.delete('/admin/organizations/:id', noBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
+    refuseIdempotencyKey(req, DELETE_NOT_REPLAYED);
     const id = String(req.params.id);
     if (!isUuid(id)) throw notFound(`Organization ${shownId(id)} not found.`);
     await writeWithConsistency(repl, consistency, () => deleteOrganization(repl, id.toLowerCase()), () => undefined, setChangeId(res), adminFollowUp);
@@ -76,7 +79,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
 
   router.post('/admin/organizations/:id/api-keys', noBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
-    refuseIdempotencyKey(req);
+    refuseIdempotencyKey(req, KEY_IN_ANSWER);
     const id = String(req.params.id);
     if (!isUuid(id)) throw notFound(`Organization ${shownId(id)} not found.`);
     const { value } = await writeWithConsistency(

@@ -154,12 +154,23 @@ test('a credential create that committed after the delete here is refused (401) 
   expect(await sql("SELECT 1 FROM saml_provider_credentials WHERE org_id = $1 AND label = 'too late'", [org.id])).toEqual([]);
 });
 
-test('takes no body and needs the admin token: refused without writing', async () => {
+test('takes no body, no Idempotency-Key, only valid consistency headers, and needs the admin token: refused without writing', async () => {
   const org = await createOrg(r.url, 'kept');
   const before = await outboxCount();
   const withBody = await del(org.id, { body: { cascade: true } });
   expect(withBody.status).toBe(400);
   expect(withBody.body.errors[0].message).toMatch(/takes no request body/);
+  // A client that counts on the key to have a retry answer 204 again is told (a retry answers 404), not ignored.
+  for (const key of ['retry-1', '']) {
+    const keyed = await del(org.id, { headers: { 'Idempotency-Key': key } });
+    expect({ key, status: keyed.status }).toEqual({ key, status: 400 });
+    expect(keyed.body.errors[0].message).toMatch(/^Idempotency-Key is not taken here: a delete is not replayed/);
+  }
+  for (const headers of <Record<string, string>[]>[{ 'SlashID-Required-Consistency': 'everywhere' }, { 'SlashID-Required-Consistency': '' }, { 'SlashID-Required-Consistency-Timeout': '0' }]) {
+    const res = await del(org.id, { headers });
+    expect({ headers, status: res.status }).toEqual({ headers, status: 400 });
+    expect(res.body.errors[0].message).toMatch(/^SlashID-Required-Consistency/);
+  }
   const anonymous = await call(r.url, 'DELETE', `/admin/organizations/${org.id}`);
   expect(anonymous.status).toBe(401);
   expect(await outboxCount()).toBe(before);
