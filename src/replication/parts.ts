@@ -34,7 +34,7 @@ type Part = ReplicatedTable & { partOf: PartOf };
 type Owned = ReplicatedTable & { ownedBy: OwnedBy };
 
 /** Changes the sweep writes per cycle for rows that outlived their owner (ReplicatedTable.ownedBy), OWNED_DELETE_BATCH rows each. */
-const OWNED_WRITES_PER_CYCLE = 25;
+export const OWNED_WRITES_PER_CYCLE = 25;
 /** Where the paging through an owner's tombstones starts (before every deleted_at). */
 const OWNER_START = { at: '1970-01-01T00:00:00.000Z', key: '' };
 

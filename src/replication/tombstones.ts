@@ -243,9 +243,14 @@ export class TombstoneCollector {
   private async collectBatch(table: ReplicatedTable, cutoff: string): Promise<number> {
     const t = `"${table.name}"`;
     const k = `"${table.key}"`;
+    // An owner (a deleted organization) stays while rows it owns are live here: the part sweep finds those
+    // through its tombstone only (parts.ts), so collected first they would stay live, and its data, for ever.
+    // An index probe per owned table, for the tombstones of owner tables only.
+    const owners = this.d.tables.filter((o) => o.ownedBy?.table === table.name);
+    const outlived = owners.map((o) => ` AND NOT EXISTS (SELECT FROM "${o.name}" x WHERE x."${o.ownedBy?.column}" = ${t}.${k} AND x.deleted_at IS NULL)`).join('');
     return this.d.db.$transaction(async (tx) => {
       const rows = await tx.$queryRawUnsafe<{ key: string }[]>(
-        `DELETE FROM ${t} WHERE ${k} IN (SELECT ${k} FROM ${t} WHERE deleted_at IS NOT NULL AND deleted_at < $4::timestamptz AND version < $1
+        `DELETE FROM ${t} WHERE ${k} IN (SELECT ${k} FROM ${t} WHERE deleted_at IS NOT NULL AND deleted_at < $4::timestamptz AND version < $1${outlived}
                                           ORDER BY deleted_at LIMIT $2)
             AND deleted_at IS NOT NULL AND version < $1 AND pg_try_advisory_xact_lock(hashtextextended($3 || ${k}::text, 0))
           RETURNING ${k}::text AS key`,
