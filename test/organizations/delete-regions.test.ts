@@ -9,6 +9,7 @@ import { keyIdOf } from '../../src/organizations/api-keys';
 import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { bearer, issueToken, SSO } from '../infisical/support/fixtures';
+import { regionDatabases, type RegionDatabases } from '../support/region-databases';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const US = 'us-iowa';
@@ -16,24 +17,20 @@ const EU = 'europe-belgium';
 const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
 let cluster: Cluster;
 let idp: IdpServer;
-const pg = new Map<string, Client>();
+let dbs: RegionDatabases | undefined;
 
 beforeAll(async () => {
   idp = await startIdpServer();
   cluster = await startCluster('org-delete-x', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort], tombstoneCollection: { intervalMs: 300 } } });
-  for (const r of cluster.deployment.file.regions) {
-    const c = new Client({ connectionString: r.databaseUrl });
-    await c.connect();
-    pg.set(r.id, c);
-  }
+  dbs = await regionDatabases(cluster.deployment);
 }, 90_000);
 afterAll(async () => {
-  for (const c of pg.values()) await c.end();
+  await dbs?.end();
   await cluster?.stop();
   await idp?.close();
 });
 
-const db = (region: string) => pg.get(region) as Client;
+const db = (region: string) => (dbs as RegionDatabases).db(region);
 const digest = async (region: string) => JSON.stringify((await call(cluster.url(region), 'GET', '/admin/replication/digest', { headers: adminHeaders })).body.tables);
 const signIn = (region: string, id: string) => fetch(`${cluster.url(region)}/sso/saml/${id}/metadata`);
 async function credential(region: string, org: { id: string; api_key: string }, headers: Record<string, string> = {}): Promise<string> {

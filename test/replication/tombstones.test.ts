@@ -6,12 +6,12 @@
  * the in-flight time, which follows the write transactions' bound (3 s here, so 13 s; 30 s by default).
  */
 import Redis from 'ioredis';
-import { Client } from 'pg';
 import { replicationKeys } from '../../src/redis';
 import { IN_FLIGHT_MS, inFlightMs, wallOf } from '../../src/replication/horizon';
 import { adminHeaders, call, createOrg, eventually, runReseed, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { REDIS_URL, testEventAuth } from '../support/env';
+import { regionDatabases, type RegionDatabases } from '../support/region-databases';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -24,29 +24,25 @@ let cluster: Cluster;
 let idp: IdpServer;
 let org: { id: string; api_key: string };
 let redis: Redis;
-const pg = new Map<string, Client>();
+let dbs: RegionDatabases | undefined;
 
 beforeAll(async () => {
   idp = await startIdpServer();
   cluster = await startCluster('tombstones', REGIONS, {
     extra: { metadataAllowedHosts: [idp.hostPort], tombstoneCollection: { intervalMs: 300, minAgeMs: 0, batchSize: 2 }, writeTransactionTimeoutMs: WRITE_TX_MS },
   });
-  for (const r of cluster.deployment.file.regions) {
-    const c = new Client({ connectionString: r.databaseUrl });
-    await c.connect();
-    pg.set(r.id, c);
-  }
+  dbs = await regionDatabases(cluster.deployment);
   redis = new Redis(REDIS_URL);
   org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: ALL });
 }, 90_000);
 afterAll(async () => {
   redis?.disconnect();
-  for (const c of pg.values()) await c.end();
+  await dbs?.end();
   await cluster?.stop();
   await idp?.close();
 });
 
-const db = (region: string) => pg.get(region) as Client;
+const db = (region: string) => (dbs as RegionDatabases).db(region);
 /** What a region's database holds for a key: a live row, a tombstone, or nothing. */
 async function stateOf(region: string, table: string, keyColumn: string, key: string): Promise<'live' | 'tombstone' | 'absent'> {
   const r = await db(region).query(`SELECT deleted_at IS NOT NULL AS deleted FROM ${table} WHERE ${keyColumn} = $1`, [key]);

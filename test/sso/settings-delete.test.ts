@@ -12,6 +12,7 @@ import { REDIS_URL, testEventAuth } from '../support/env';
 import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { scrape } from '../observability/support';
+import { regionDatabases, type RegionDatabases } from '../support/region-databases';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -20,27 +21,23 @@ const COLLECTED_WITHIN_MS = 120_000;
 let cluster: Cluster;
 let idp: IdpServer;
 let org: { id: string; api_key: string };
-const pg = new Map<string, Client>();
+let dbs: RegionDatabases | undefined;
 
 beforeAll(async () => {
   idp = await startIdpServer();
   cluster = await startCluster('settings-delete', REGIONS, {
     extra: { metadataAllowedHosts: [idp.hostPort], tombstoneCollection: { intervalMs: 300, minAgeMs: 0, batchSize: 50 }, writeTransactionTimeoutMs: 3_000 },
   });
-  for (const r of cluster.deployment.file.regions) {
-    const c = new Client({ connectionString: r.databaseUrl });
-    await c.connect();
-    pg.set(r.id, c);
-  }
+  dbs = await regionDatabases(cluster.deployment);
   org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: ALL });
 }, 90_000);
 afterAll(async () => {
-  for (const c of pg.values()) await c.end();
+  await dbs?.end();
   await cluster?.stop();
   await idp?.close();
 });
 
-const db = (region: string) => pg.get(region) as Client;
+const db = (region: string) => (dbs as RegionDatabases).db(region);
 const settingsPath = (id: string) => `${PATH}/${id}/sso-settings`;
 
 /** What a region's database holds for a credential's settings: a live row, a tombstone, or nothing. */
