@@ -33,8 +33,13 @@ import { OWNED_DELETE_BATCH, type OwnedBy, type PartOf, type ReplicatedTable } f
 type Part = ReplicatedTable & { partOf: PartOf };
 type Owned = ReplicatedTable & { ownedBy: OwnedBy };
 
-/** Changes the sweep writes per cycle for rows that outlived their owner (ReplicatedTable.ownedBy), OWNED_DELETE_BATCH rows each. */
-export const OWNED_WRITES_PER_CYCLE = 25;
+/**
+ * Changes the sweep writes per cycle for rows that outlived their owner (ReplicatedTable.ownedBy),
+ * OWNED_DELETE_BATCH rows each: 1,000 rows a cycle. A change takes several round trips a row, so 25 of them
+ * (h234's review) kept one cycle, and with it the collection behind it, busy for tens of seconds; five keep a
+ * cycle to seconds, and a deleted organization's rows are unreachable while they wait.
+ */
+export const OWNED_WRITES_PER_CYCLE = 5;
 /** Where the paging through an owner's tombstones starts (before every deleted_at). */
 const OWNER_START = { at: '1970-01-01T00:00:00.000Z', key: '' };
 
