@@ -92,25 +92,36 @@ async function rotate(region: string, orgId: string, headers: Record<string, str
  * also the version of the tombstones it wrote, so the revoking rotation can be told from the rows.
  */
 async function expectKeysPresent(org: { id: string }, keys: string[]) {
-  const works = (k: string) => eventually(async () => (await keyWorks(A, org, k)) && (await keyWorks(B, org, k)), 15_000, 100);
-  const failing: string[] = [];
-  for (const k of keys) if (!(await works(k))) failing.push(k);
-  if (failing.length === 0) return true;
-  if (failing.length === keys.length) return false;
   const idOf = (k: string) => /^sidk_([^.]+)\./.exec(k)?.[1] ?? '';
   const pg = new Client({ connectionString: cluster.deployment.file.regions[0]?.databaseUrl });
   await pg.connect();
   try {
-    const rows = await pg.query<{ key_id: string; version: string; created_version: string; deleted: boolean }>(
-      'SELECT key_id, version, created_version, deleted_at IS NOT NULL AS deleted FROM api_keys WHERE key_id = ANY($1)',
-      [keys.map(idOf)],
-    );
-    const byId = new Map(rows.rows.map((r) => [r.key_id, r]));
-    return failing.every((k) => {
+    /** `k` was revoked by the other rotation, whose key is live (judged from the rows). */
+    const revokedByOther = async (k: string): Promise<boolean> => {
+      const rows = await pg.query<{ key_id: string; version: string; created_version: string; deleted: boolean }>(
+        'SELECT key_id, version, created_version, deleted_at IS NOT NULL AS deleted FROM api_keys WHERE key_id = ANY($1)',
+        [keys.map(idOf)],
+      );
+      const byId = new Map(rows.rows.map((r) => [r.key_id, r]));
       const revoked = byId.get(idOf(k));
       const others = keys.filter((o) => o !== k).map((o) => byId.get(idOf(o)));
       return revoked?.deleted === true && others.some((o) => o && !o.deleted && o.created_version === revoked.version);
-    });
+    };
+    // Each key works in both regions, or was revoked by the other rotation: judged as soon as either shows
+    // (waiting out the 15 s for a revoked key to work made a round of such an order 15 s longer).
+    const settled = async (k: string): Promise<'works' | 'revoked' | 'neither'> => {
+      let state: 'works' | 'revoked' | 'neither' = 'neither';
+      await eventually(async () => {
+        if ((await keyWorks(A, org, k)) && (await keyWorks(B, org, k))) state = 'works';
+        else if (await revokedByOther(k)) state = 'revoked';
+        return state !== 'neither';
+      }, 15_000, 100);
+      return state;
+    };
+    const states = [];
+    for (const k of keys) states.push(await settled(k));
+    // Not both revoked (each by the other), and none that neither works nor was revoked.
+    return states.includes('works') && !states.includes('neither');
   } finally {
     await pg.end();
   }
