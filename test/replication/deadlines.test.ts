@@ -28,7 +28,9 @@ test('entries expire in deadline order, each not before its deadline, whatever o
   offsets.forEach((ms, i) => add(entry(`e${i}`, now + ms)));
   expect(d.size).toBe(offsets.length);
   await sleep(600);
-  expect(expired.map((e) => e.name)).toEqual(['e3', 'e1', 'e7', 'e4', 'e5', 'e0', 'e6', 'e2']);
+  // e4 and e5 share a deadline: either may go first (their due times come from two readings of the clocks).
+  const names = expired.map((e) => e.name);
+  expect([...names.slice(0, 3), names.slice(3, 5).sort(), ...names.slice(5)]).toEqual(['e3', 'e1', 'e7', ['e4', 'e5'], 'e0', 'e6', 'e2']);
   for (const e of expired) expect(e.late).toBeGreaterThanOrEqual(0);
   expect(d.size).toBe(0);
   expect(d.armed).toBe(false);
