@@ -20,6 +20,7 @@
  */
 import { ConfigError, listenAddress } from './config';
 import { httpUrl, localHost } from './http/url';
+import { onlyJoining } from './observability/readiness-body';
 
 /** Below the HEALTHCHECK's --timeout (3 s), so that a region that does not answer is reported as such. */
 const PROBE_TIMEOUT_MS = 2000;
@@ -28,11 +29,9 @@ const PROBE_TIMEOUT_MS = 2000;
 const NOT_OK: Record<string, string> = { '/readyz': 'not ready', '/healthz': "stalled: the region's main thread published nothing lately" };
 
 /** Whether a /readyz answer says the region is not ready only because it is a joining member. */
-function onlyJoining(text: string): boolean {
+function onlyJoiningText(text: string): boolean {
   try {
-    const r = JSON.parse(text) as Record<string, unknown>;
-    const migrated = Array.isArray(r.missing_migrations) && r.missing_migrations.length === 0;
-    return r.joining === true && r.database === 'ok' && migrated && !r.draining && !r.stalled && !r.starting;
+    return onlyJoining(JSON.parse(text) as Record<string, unknown>);
   } catch {
     return false;
   }
@@ -43,7 +42,7 @@ async function probe(url: string, path: string, signal: AbortSignal): Promise<st
   try {
     const res = await fetch(`${url}${path}`, { signal });
     const text = await res.text();
-    if (res.ok || (path === '/readyz' && onlyJoining(text))) return null;
+    if (res.ok || (path === '/readyz' && onlyJoiningText(text))) return null;
     return `${url}${path}: ${res.status} (${NOT_OK[path] ?? 'not ok'})`;
   } catch (err) {
     const cause = (err as { cause?: { code?: unknown } }).cause?.code;

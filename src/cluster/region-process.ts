@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { REGION_ENTRY_ENV } from '../config';
+import { onlyJoining } from '../observability/readiness-body';
 import { PROJECT_ROOT } from '../paths';
 
 export interface RegionProcessOptions {
@@ -40,7 +41,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What a /readyz 503 body (observability/readiness.ts) says is missing, in a few words. */
 function notReadyBecause(body: Record<string, unknown>): string {
-  if (body.joining === true) return 'joining: it takes no traffic until it is re-seeded (its log line names the command)';
+  if (onlyJoining(body)) return 'joining: it takes no traffic until it is re-seeded (its log line names the command)';
   const why: string[] = [];
   if (body.draining === true) why.push('draining');
   if (body.database !== undefined && body.database !== 'ok') why.push(`database ${String(body.database)}`);
@@ -129,7 +130,7 @@ export class RegionProcess {
         const res = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2_500) });
         const body = (await res.json()) as Record<string, unknown>;
         if (res.ok) return { ready: true };
-        last = { ready: false, joining: body.joining === true, why: notReadyBecause(body) };
+        last = { ready: false, joining: onlyJoining(body), why: notReadyBecause(body) };
         if (last.joining) return last;
       } catch {
         // not answering (yet): asked again
