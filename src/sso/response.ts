@@ -10,7 +10,7 @@
  * other checks), and it refuses encrypted assertions (it is given no decryption key).
  *
  * What node-saml leaves out is checked here, after it accepted the response, on the signed assertion it
- * returns: the Version, the issuer, the IdP's status, Destination and the bearer Recipient, that
+ * returns: the Version, the issuer, the IdP's status, Destination (required on a signed Response) and the bearer Recipient, that
  * InResponseTo is signed, and the AuthnStatement's SessionNotOnOrAfter. node-saml's error messages never
  * reach the client: each is mapped to one of ours, which says what to fix; every signature failure gets the
  * same one, so a forger learns nothing about the other checks.
@@ -55,6 +55,8 @@ export interface ValidatedAssertion {
   friendlyNames: Record<string, string>;
   /** Until when the assertion could be presented (for the replay cache). */
   usableUntil: number;
+  /** The AuthnStatement's SessionNotOnOrAfter (ms), when it has one: the sign-in token ends by then. */
+  sessionEnd: number | null;
 }
 
 /** The posted document, read before node-saml judges it: the 400s, and what a refusal's message quotes. */
@@ -208,6 +210,13 @@ function mapLibraryError(err: unknown, posted: PostedResponse, exp: Expectations
   }
   if (/^(Subject)?InResponseTo is not valid/.test(reason)) return notStarted(reason);
   if (/InResponseTo does not match/.test(reason)) return refused(401, OTHER_REQUEST, reason);
+  // node-saml finds no usable subject confirmation for a login when none has times it can read (an empty
+  // <SubjectConfirmationData/> has none): say what is wrong with the bearer one rather than "expired".
+  if (/No valid subject confirmation|Error parsing NotOnOrAfter/.test(reason)) {
+    const problems = posted.assertion ? bearerData(posted.assertion).map((d) => judgeConfirmation(d, exp)) : [];
+    const last = problems.at(-1);
+    if (last !== undefined && problems.every((p) => 'problem' in p) && 'problem' in last) return refused(401, last.problem, reason);
+  }
   if (/not yet valid/.test(reason)) {
     const notBefore = Math.max(...postedTimes(posted, 'NotBefore'));
     return refused(401, `the assertion is not valid before ${Number.isFinite(notBefore) ? iso(notBefore) : 'its NotBefore'}; ${clockHint}.`, reason);
@@ -251,29 +260,45 @@ function friendlyNamesOf(assertion: Element): Record<string, string> {
   return friendly;
 }
 
+type Confirmation = { until: number; inResponseTo: string | null } | { problem: string };
+
+/** One bearer SubjectConfirmationData: usable for this ACS now (its NotOnOrAfter and InResponseTo), or what is wrong with it. */
+function judgeConfirmation(d: Element, exp: Expectations): Confirmation {
+  const recipient = attr(d, 'Recipient');
+  const rawUntil = attr(d, 'NotOnOrAfter');
+  const until = parseTime(rawUntil);
+  // node-saml checks a confirmation's NotBefore only for a response to a login; the profile forbids it on a
+  // bearer confirmation, and one in the future is not usable yet, whoever started the sign-in.
+  const notBefore = attr(d, 'NotBefore');
+  const from = notBefore === null ? null : parseTime(notBefore);
+  if (recipient === null && rawUntil === null) {
+    return {
+      problem:
+        "the assertion's bearer SubjectConfirmationData has neither a Recipient nor a NotOnOrAfter; the Web Browser SSO profile requires both " +
+        `(the ACS URL it is for, and when it stops being usable): check that the IdP application's ACS URL is "${exp.acsUrl}" (see the SP metadata).`,
+    };
+  }
+  if (notBefore !== null && (from === null || from > Date.now() + exp.skewMs)) {
+    return { problem: `the assertion's subject confirmation is not valid before ${from === null ? 'its NotBefore (not a date)' : iso(from)}; ${clockHint}.` };
+  }
+  if (recipient !== exp.acsUrl) {
+    return { problem: `the assertion is addressed to ${recipient ? `"${quote(recipient, 200)}"` : 'no Recipient'}, not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs (see the SP metadata).` };
+  }
+  if (rawUntil === null) return { problem: "the assertion's bearer SubjectConfirmationData has no NotOnOrAfter (the Web Browser SSO profile requires one); check the IdP." };
+  if (until === null) return { problem: `the assertion's bearer SubjectConfirmationData has NotOnOrAfter="${quote(rawUntil, 40)}", which is not a valid date; check the IdP.` };
+  if (until <= Date.now() - exp.skewMs) return { problem: `the assertion's subject confirmation expired at ${iso(until)}; sign in again (${clockHint}).` };
+  return { until, inResponseTo: attr(d, 'InResponseTo') };
+}
+
 /** A bearer SubjectConfirmation for this ACS, still usable; returns its NotOnOrAfter and InResponseTo. */
 function checkRecipient(assertion: Element, exp: Expectations): { until: number; inResponseTo: string | null } {
   const data = bearerData(assertion);
   if (data.length === 0) throw refused(401, 'the assertion has no bearer SubjectConfirmation (required by the Web Browser SSO profile).');
   let problem = '';
   for (const d of data) {
-    const recipient = attr(d, 'Recipient');
-    const until = parseTime(attr(d, 'NotOnOrAfter'));
-    // node-saml checks a confirmation's NotBefore only for a response to a login; the profile forbids it on a
-    // bearer confirmation, and one in the future is not usable yet, whoever started the sign-in.
-    const notBefore = attr(d, 'NotBefore');
-    const from = notBefore === null ? null : parseTime(notBefore);
-    if (notBefore !== null && (from === null || from > Date.now() + exp.skewMs)) {
-      problem = `the assertion's subject confirmation is not valid before ${from === null ? 'its NotBefore (not a date)' : iso(from)}; ${clockHint}.`;
-    } else if (recipient !== exp.acsUrl) {
-      problem = `the assertion is addressed to ${recipient ? `"${quote(recipient, 200)}"` : 'no Recipient'}, not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs (see the SP metadata).`;
-    } else if (until === null) {
-      problem = 'the assertion\'s SubjectConfirmationData has no valid NotOnOrAfter.';
-    } else if (until <= Date.now() - exp.skewMs) {
-      problem = `the assertion's subject confirmation expired at ${iso(until)}; sign in again (${clockHint}).`;
-    } else {
-      return { until, inResponseTo: attr(d, 'InResponseTo') };
-    }
+    const judged = judgeConfirmation(d, exp);
+    if (!('problem' in judged)) return judged;
+    problem = judged.problem;
   }
   throw refused(401, problem);
 }
@@ -285,6 +310,11 @@ function checkRecipient(assertion: Element, exp: Expectations): { until: number;
 function checkVersion(el: Element, what: 'Response' | 'assertion'): void {
   const version = attr(el, 'Version');
   if (version === '2.0') return;
+  if (version !== null && version.trim() === '2.0') {
+    // quote() trims: it would show Version="2.0" as the value refused.
+    const shown = version.slice(0, 40).replace(/[^\x20-\x7e]/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
+    throw refused(401, `the ${what} has Version="${shown}": "2.0" with white space around it, which is not Version="2.0" exactly; have the IdP send Version="2.0" without white space.`);
+  }
   const found = version === null ? 'has no Version attribute' : `has Version="${quote(version, 40)}"`;
   throw refused(401, `the ${what} ${found}, not Version="2.0": this service takes SAML 2.0 only; set the IdP application to SAML 2.0 (see the SP metadata).`);
 }
@@ -298,6 +328,16 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const { response } = posted;
   checkVersion(response, 'Response');
   const destination = attr(response, 'Destination');
+  // SAML Bindings 3.5.5.2: a signed message posted to an ACS must name it. A Response that carries a signature
+  // counts as signed even when only its assertion's verified (the signature is there; the refusal comes after
+  // node-saml accepted, so a forger learns nothing). An unsigned Response may omit it.
+  if (destination === null && childElements(response, DS_NS, 'Signature').length > 0) {
+    throw refused(
+      401,
+      `the Response is signed but has no Destination attribute, which SAML requires of a signed response posted to an ACS; ` +
+        `have the IdP application set Destination to this region's ACS URL "${exp.acsUrl}" (see the SP metadata).`,
+    );
+  }
   if (destination !== null && destination !== exp.acsUrl) {
     throw refused(401, `the response is addressed to "${quote(destination, 200)}", not to this region's ACS URL "${exp.acsUrl}"; add this URL to the IdP application's ACS URLs.`);
   }
@@ -339,7 +379,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
   const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
   const sessionIndex = attr(authn, 'SessionIndex');
-  checkSessionEnd(authn, exp);
+  const sessionEnd = checkSessionEnd(authn, exp);
   refuseLongSubject('NameID', nameId);
   if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
@@ -351,21 +391,24 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
     attributes: attributeValues(profile),
     friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
+    sessionEnd,
   };
 }
 
 /**
  * The AuthnStatement's SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
- * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused.
+ * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused. Returns it
+ * (null: none), since the sign-in token must not outlive it.
  */
-function checkSessionEnd(authn: Element, exp: Expectations): void {
+function checkSessionEnd(authn: Element, exp: Expectations): number | null {
   const raw = attr(authn, 'SessionNotOnOrAfter');
-  if (raw === null) return;
+  if (raw === null) return null;
   const end = parseTime(raw);
   if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
   if (end <= Date.now() - exp.skewMs) {
     throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
   }
+  return end;
 }
 
 /**

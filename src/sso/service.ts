@@ -168,16 +168,20 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     attributes: assertion.attributes,
     relay_state: relayState,
   };
-  return { result, token: issueSsoToken(config.tokenSigningSecret, result) };
+  return { result, token: issueSsoToken(config.tokenSigningSecret, result, Date.now(), assertion.sessionEnd) };
 }
 
 /**
  * A short-lived ES256 JWT for the org and user, signed with the key derived from the token secret
  * (token-key.ts) and checked with its public half (GET /sso/saml/jwks.json). Its own audience; the
- * Infisical API takes HS256 tokens of its own audience only.
+ * Infisical API takes HS256 tokens of its own audience only. It expires after SSO_TOKEN_LIFETIME_SECONDS, or
+ * when the user's session at the IdP ends (`sessionEnd`, the AuthnStatement's SessionNotOnOrAfter, in ms) if
+ * that is sooner: the IdP says the user is no longer signed in there from then on.
  */
-export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): string {
+export function issueSsoToken(secret: string, r: SsoResult, now = Date.now(), sessionEnd: number | null = null): string {
   const iat = Math.floor(now / 1000);
+  // Whole seconds down: "on or after" SessionNotOnOrAfter the session is over, as the token is from exp on.
+  const exp = Math.min(iat + SSO_TOKEN_LIFETIME_SECONDS, sessionEnd === null ? Infinity : Math.floor(sessionEnd / 1000));
   const claims = {
     iss: TOKEN_ISSUER,
     aud: SSO_TOKEN_AUDIENCE,
@@ -187,7 +191,7 @@ export function issueSsoToken(secret: string, r: SsoResult, now = Date.now()): s
     name_id: r.name_id,
     session_index: r.session_index,
     iat,
-    exp: iat + SSO_TOKEN_LIFETIME_SECONDS,
+    exp,
   };
   const key = ssoTokenKey(secret);
   return jwt().sign(claims, key.privateKey, { algorithm: 'ES256', keyid: key.kid });

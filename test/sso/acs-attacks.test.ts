@@ -97,6 +97,14 @@ async function signsIn(id: string, xml: string): Promise<Record<string, unknown>
   return res.body.result ?? {};
 }
 
+/** Signs in with `xml` and returns the sign-in token's claims. */
+async function tokenClaims(id: string, xml: string): Promise<{ iat: number; exp: number }> {
+  const res = await post(id, xml);
+  expect({ status: res.status, errors: res.body.errors }).toEqual({ status: 200, errors: [] });
+  const payload = (res.body.token ?? '').split('.')[1] ?? '';
+  return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iat: number; exp: number };
+}
+
 const SIGNATURE = /<Signature[\s\S]*<\/Signature>/;
 const signatureOf = (xml: string) => SIGNATURE.exec(xml)?.[0] ?? '';
 
@@ -323,6 +331,49 @@ describe('certificates', () => {
 });
 
 describe('the assertion itself', () => {
+  const withSessionEnd = (s: ResponseSpec, end: Date | null) => {
+    const id = newId('a');
+    const assertion = assertionXml(s, id).replace('<saml:AuthnStatement ', end === null ? '<saml:AuthnStatement ' : `<saml:AuthnStatement SessionNotOnOrAfter="${end.toISOString()}" `);
+    return responseXml(s, signElement(assertion, id, A));
+  };
+
+  test("the sign-in token expires when the user's session at the IdP ends (SessionNotOnOrAfter), if that is sooner than its 300 s", async () => {
+    // Ends in 2 minutes (and a fraction of a second: exp is whole seconds, not after the session's end).
+    const soon = new Date(Date.now() + 120_000 + 500);
+    const short = await tokenClaims(cred, withSessionEnd(await answer(cred), soon));
+    expect(short.exp).toBe(Math.floor(soon.getTime() / 1000));
+    expect(short.exp - short.iat).toBeLessThan(300);
+    // Ending after the 300 s, or not said: 300 s.
+    const later = await tokenClaims(cred, withSessionEnd(await answer(cred), new Date(Date.now() + 60 * 60_000)));
+    expect(later.exp - later.iat).toBe(300);
+    const unsaid = await tokenClaims(cred, withSessionEnd(await answer(cred), null));
+    expect(unsaid.exp - unsaid.iat).toBe(300);
+  });
+
+  test('an empty bearer SubjectConfirmationData (no Recipient, no NotOnOrAfter) is refused saying so, not as expired; a login\'s and an IdP-initiated one', async () => {
+    const empty = (s: ResponseSpec) => {
+      const id = newId('a');
+      const assertion = assertionXml(s, id).replace(/<saml:SubjectConfirmationData [^>]*\/>/, '<saml:SubjectConfirmationData/>');
+      expect(assertion).toContain('<saml:SubjectConfirmationData/>');
+      return responseXml(s, signElement(assertion, id, A));
+    };
+    const message = /^Sign-in refused: the assertion's bearer SubjectConfirmationData has neither a Recipient nor a NotOnOrAfter; the Web Browser SSO profile requires both/;
+    const forLogin = await answer(cred);
+    const idpInitiated = await answer(other, { inResponseTo: null });
+    for (const [id, s] of [[cred, forLogin], [other, idpInitiated]] as const) {
+      const refused = await refusal(id, empty(s));
+      expect(refused).toMatch(message);
+      expect(refused).not.toMatch(/expired/);
+    }
+    // With a Recipient but no NotOnOrAfter: that one is named.
+    const id = newId('a');
+    const noEnd = assertionXml(forLogin, id).replace(/(<saml:SubjectConfirmationData [^>]*) NotOnOrAfter="[^"]*"/, '$1');
+    expect(await refusal(cred, responseXml(forLogin, signElement(noEnd, id, A)))).toBe(
+      "Sign-in refused: the assertion's bearer SubjectConfirmationData has no NotOnOrAfter (the Web Browser SSO profile requires one); check the IdP.",
+    );
+    expect(await signsIn(cred, signedResponse(forLogin, A))).toMatchObject({ email: 'alice@example.com' });
+  });
+
   test('an assertion without a Subject is refused', async () => {
     const s = await answer(cred);
     const id = newId('a');
@@ -362,6 +413,32 @@ describe('the assertion itself', () => {
 });
 
 describe('a response addressed elsewhere', () => {
+  const NO_DESTINATION = /^Sign-in refused: the Response is signed but has no Destination attribute, which SAML requires of a signed response posted to an ACS; have the IdP application set Destination to this region's ACS URL "http:\/\/[^"]+\/sso\/saml\/[^"]+\/acs"/;
+  /** The answer to `s` without the Response's Destination, signed on the Response, the assertion or both (xml-crypto, as an IdP). */
+  const withoutDestination = (s: ResponseSpec, signed: { response: boolean; assertion: boolean; responseBy?: Signer }) => {
+    const [assertionId, responseId] = [newId('a'), newId('r')];
+    const spec = { ...s, assertionId, responseId };
+    const assertion = signed.assertion ? signElement(assertionXml(spec, assertionId), assertionId, A) : assertionXml(spec, assertionId);
+    const xml = responseXml(spec, assertion).replace(/ Destination="[^"]*"/, '');
+    expect(xml).not.toMatch(/<samlp:Response [^>]*Destination=/);
+    return signed.response ? signElement(xml, responseId, signed.responseBy ?? A) : xml;
+  };
+
+  test('a signed Response without a Destination is refused, naming it (SAML Bindings 3.5.5.2); the login is not used up', async () => {
+    const s = await answer(cred);
+    expect(await refusal(cred, withoutDestination(s, { response: true, assertion: false }))).toMatch(NO_DESTINATION);
+    expect(await refusal(cred, withoutDestination(s, { response: true, assertion: true }))).toMatch(NO_DESTINATION);
+    // A Response signature that does not verify (another key) beside a signed assertion: the Response is still a
+    // signed message, so it still needs its Destination.
+    expect(await refusal(cred, withoutDestination(s, { response: true, assertion: true, responseBy: STRANGER }))).toMatch(NO_DESTINATION);
+    expect(await signsIn(cred, signedResponse(s, A, 'response'))).toMatchObject({ email: 'alice@example.com' });
+  });
+
+  test('an unsigned Response whose assertion is signed may omit its Destination: it signs in', async () => {
+    const s = await answer(cred);
+    expect(await signsIn(cred, withoutDestination(s, { response: false, assertion: true }))).toMatchObject({ email: 'alice@example.com' });
+  });
+
   test("one credential's response posted to another credential's ACS, both of one IdP (the same certificate), is refused", async () => {
     // A login of `cred`, answered: `other` did not start that login.
     const login = await answer(cred);

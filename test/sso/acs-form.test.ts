@@ -113,4 +113,17 @@ describe('the SAML Version', () => {
     const genuine = await post(form(signedResponse(spec, A)));
     expect(genuine.status).toBe(200);
   });
+
+  test.each([
+    ['a Response', 'Response', ' 2.0', ' 2.0'],
+    ['an assertion', 'assertion', '2.0&#9;', '2.0\\u0009'],
+  ] as const)('%s whose Version is "2.0" with white space around it is refused, saying so (not that it is not "2.0")', async (_name, on, version, shown) => {
+    const spec = await answer();
+    const res = await post(form(withVersion(spec, on, version)));
+    expect({ status: res.status, message: res.body.errors[0]?.message }).toEqual({
+      status: 401,
+      message: `Sign-in refused: the ${on} has Version="${shown}": "2.0" with white space around it, which is not Version="2.0" exactly; have the IdP send Version="2.0" without white space.`,
+    });
+    expect((await post(form(signedResponse(spec, A)))).status).toBe(200);
+  });
 });
