@@ -121,6 +121,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
   const { config } = deps;
   const keys = ssoKeys(config.redisKeyPrefix, config.region.id);
   const posted = parseResponse(decodeBase64Xml(samlResponse));
+  const skewMs = (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000;
   // Before node-saml takes the request it answers, so that a replay is refused as such. The id read here is
   // not verified yet: it can only lead to this refusal, for an id that was accepted from this IdP before.
   if (posted.assertionId && (await alreadyUsed(deps.redis, keys, id, metadata.entity_id, posted.assertionId))) throw replayed();
@@ -130,7 +131,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     spEntityId: spEntityId(id),
     acsUrl: acsUrl(config.region, id),
     certificates: metadata.signing_certificates,
-    skewMs: (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000,
+    skewMs,
     requests,
   });
   if (assertion.inResponseTo === null && !(await findSettings(deps.db, id))?.allowIdpInitiated) {
@@ -168,15 +169,19 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     attributes: assertion.attributes,
     relay_state: relayState,
   };
-  return { result, token: issueSsoToken(config.tokenSigningSecret, result, Date.now(), assertion.sessionEnd) };
+  // The session's end on this service's clock may be up to the skew later than the IdP's (the rule that
+  // accepted the assertion): a session accepted within the skew of its end gets a token for what is left of it,
+  // not one expired at issue.
+  const sessionEnd = assertion.sessionEnd === null ? null : assertion.sessionEnd + skewMs;
+  return { result, token: issueSsoToken(config.tokenSigningSecret, result, Date.now(), sessionEnd) };
 }
 
 /**
  * A short-lived ES256 JWT for the org and user, signed with the key derived from the token secret
  * (token-key.ts) and checked with its public half (GET /sso/saml/jwks.json). Its own audience; the
  * Infisical API takes HS256 tokens of its own audience only. It expires after SSO_TOKEN_LIFETIME_SECONDS, or
- * when the user's session at the IdP ends (`sessionEnd`, the AuthnStatement's SessionNotOnOrAfter, in ms) if
- * that is sooner: the IdP says the user is no longer signed in there from then on.
+ * when the user's session at the IdP ends (`sessionEnd`, the AuthnStatement's SessionNotOnOrAfter plus the
+ * clock skew allowed, in ms) if that is sooner: the IdP says the user is no longer signed in there from then on.
  */
 export function issueSsoToken(secret: string, r: SsoResult, now = Date.now(), sessionEnd: number | null = null): string {
   const iat = Math.floor(now / 1000);

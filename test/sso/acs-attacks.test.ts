@@ -339,10 +339,17 @@ describe('the assertion itself', () => {
 
   test("the sign-in token expires when the user's session at the IdP ends (SessionNotOnOrAfter), if that is sooner than its 300 s", async () => {
     // Ends in 2 minutes (and a fraction of a second: exp is whole seconds, not after the session's end).
+    // exp allows the region's 30 s clock skew after it, as the rule that accepts the assertion does.
     const soon = new Date(Date.now() + 120_000 + 500);
     const short = await tokenClaims(cred, withSessionEnd(await answer(cred), soon));
-    expect(short.exp).toBe(Math.floor(soon.getTime() / 1000));
+    expect(short.exp).toBe(Math.floor((soon.getTime() + 30_000) / 1000));
     expect(short.exp - short.iat).toBeLessThan(300);
+    // Ended 10 s ago by the IdP's clock, within the skew: accepted, with a token for what the skew leaves
+    // (not one expired when issued).
+    const ended = new Date(Date.now() - 10_000);
+    const withinSkew = await tokenClaims(cred, withSessionEnd(await answer(cred), ended));
+    expect(withinSkew.exp).toBe(Math.floor((ended.getTime() + 30_000) / 1000));
+    expect(withinSkew.exp).toBeGreaterThan(withinSkew.iat);
     // Ending after the 300 s, or not said: 300 s.
     const later = await tokenClaims(cred, withSessionEnd(await answer(cred), new Date(Date.now() + 60 * 60_000)));
     expect(later.exp - later.iat).toBe(300);
