@@ -16,6 +16,7 @@ const UNIT = [
   'test/metadata/*.test.ts',
   'test/replication/horizon.test.ts',
   'test/replication/deadlines.test.ts',
+  'test/replication/owned-losses.test.ts',
   'test/tables.test.ts',
   'test/bench/options.test.ts',
   'test/readme/doc-links.test.ts',

@@ -39,12 +39,12 @@ export const organizationOperations: Operation[] = [
       'is served there: its keys answer 401, a parent\'s key 403, its access tokens are refused, the sign-in endpoints of its credentials ' +
       'answer 404 and their IdP metadata is no longer refreshed; rows another region wrote into it before the delete reached that region ' +
       'are tombstoned by the same cycle. Takes no body, and no Idempotency-Key (400): a retry of a delete that committed answers 404.',
-    responses: { 204: { description: 'Deleted (with all_regions, in every region).', headers: ['X-Change-Id'] } },
+    responses: { 204: { description: "Deleted (with all_regions, the organization's tombstone applied in every region; a row of it that another region had created first outlives the change there and is tombstoned by the cycle).", headers: ['X-Change-Id'] } },
     errors: [
       400, 401,
       { status: 404, description: 'No organization with this id in this region (never created, deleted already, or not a UUID).' },
       408,
-      { status: 409, description: 'The organization has live sub-organizations in this region (the message says how many; list them with GET /admin/organizations?parent_id={id} and delete them first), or the delete lost to a concurrent write.' },
+      { status: 409, description: 'The organization has live sub-organizations in this region (the message says how many; list them with GET /admin/organizations?parent_id={id} and delete them first), or, with all_regions, the organization\'s own tombstone lost to a concurrent write.' },
     ],
   },
   {

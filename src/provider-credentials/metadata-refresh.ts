@@ -10,14 +10,14 @@
  */
 import type { Db } from '../db/client';
 import { AppError, asAppError } from '../http/errors';
-import { isDatabaseTrouble, isTransient } from '../db/pg-errors';
+import { isDatabaseTrouble, isTransient, pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
 import { inTurns, refreshConcurrency } from './refresh-turns';
 import { putMetadata } from './service';
-import { credentialsTable, currentMetadata, metadataTable, recordRefresh, refreshedHere, refreshScope } from './store';
+import { credentialsTable, currentMetadata, metadataTable, ORG_DELETED_SQLSTATE, organizationLiveCheck, recordRefresh, refreshedHere, refreshScope } from './store';
 import { decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type MetadataRecord, type RefreshOutcome } from './trust';
 
 export interface RefreshDeps {
@@ -334,7 +334,7 @@ export class MetadataRefresher {
     // they do not vouch for is refused and recorded as a failed refresh), else on first use.
     const judge = (stored: MetadataRecord | null): { record: MetadataRecord; outcome: RefreshOutcome } =>
       stored ? decideRefresh(stored, fresh) : { record: firstUse(fresh, pinsFor(c)), outcome: 'applied' };
-    let outcome = judge(c.metadata as MetadataRecord | null).outcome;
+    let outcome: RefreshOutcome | 'deleted' = judge(c.metadata as MetadataRecord | null).outcome;
     if (outcome !== 'unchanged') {
       outcome = await repl.write(async (w) => {
         // Only the metadata row is written: the credential row, which users PATCH, is only read.
@@ -347,9 +347,21 @@ export class MetadataRefresher {
         // Made under the stored document's setting (it may be newer than the credential's: trust.ts), else the
         // credential's; never null, which only older versions write.
         const trustId = typeof live?.trust_id === 'string' ? live.trust_id : trustIdFor(current);
-        if (decided.outcome !== 'unchanged') await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next }, trustId);
+        if (decided.outcome !== 'unchanged') {
+          await putMetadata(w, current, { metadata: decided.record, nextRefreshAt: next }, trustId);
+          // Its organization deleted while the document was fetched: nothing is written (see the check).
+          w.later(organizationLiveCheck(String(current.org_id)));
+        }
         return decided.outcome;
-      }).then((r) => r.value);
+      }).then((r) => r.value, (err: unknown) => {
+        if (pgCode(err) === ORG_DELETED_SQLSTATE) return 'deleted' as const;
+        throw err;
+      });
+      if (outcome === 'deleted') {
+        // No schedule either: the next batch drops it (no longer this region's to refresh).
+        log.info({ credentialId: c.id }, "IdP metadata fetched for a credential whose organization was deleted meanwhile; not stored");
+        return;
+      }
       if (outcome === 'applied') log.info({ credentialId: c.id }, 'IdP metadata changed; replicated the new document');
       if (outcome === 'held') {
         this.held += 1;

@@ -189,6 +189,25 @@ export const LIMIT_SQLSTATE = 'SC001';
 export const ORG_DELETED_SQLSTATE = 'SC002';
 
 /**
+ * Fails the write (ORG_DELETED_SQLSTATE) unless the organization is live here: a metadata refresh's store, sent
+ * with its commit (WriteContext.later), so it costs no round trip. The refresh selected a credential of a live
+ * organization, but its fetch may take seconds; an organization deleted meanwhile, whose delete did not take
+ * this credential (past its batch, or written in another region before the delete arrived), would otherwise get
+ * a new document stored and replicated for it. A delete that commits after this statement's snapshot orders
+ * after the refresh, as if the refresh had finished a moment earlier: what it did not take is the sweep's, as
+ * before. Neither the organization's per-key lock nor its row lock (FOR SHARE) is taken: the refresh holds the
+ * credential's, which a delete takes after both (a deadlock).
+ */
+export function organizationLiveCheck(orgId: string): Statement {
+  return {
+    sql: `SELECT replication_check(EXISTS (SELECT FROM organizations WHERE id = $1::uuid AND deleted_at IS NULL), '${ORG_DELETED_SQLSTATE}', '')`,
+    values: [orgId],
+    exec: true,
+    prepare: true,
+  };
+}
+
+/**
  * Checks, under the organization's lock and after the create's own row, that the organization is live
  * (ORG_DELETED_SQLSTATE: its delete committed here while the create ran, after the key was checked; the
  * delete holds the same lock) and holds at most `max` live credentials; fails the transaction with

@@ -9,7 +9,7 @@ import type { Parsed } from './inbox-events';
 import { owedAckStatement } from './parked';
 import { inPipeline } from './pg-tx';
 import { creatingOps, type RowStore } from './row-store';
-import type { ChangeEvent } from './tables';
+import type { ChangeEvent, RowChange } from './tables';
 import type { AckOutcome } from './ack-records';
 
 /** A parked change's retry found its parked row gone (see Applier.apply). */
@@ -47,15 +47,19 @@ export async function applyInTransaction(
       last: fills.length === 0 && parked === undefined,
       ...(creating.length ? { creates: new Set(creating) } : {}),
     });
-    // A change holds when every row it wrote holds it; the first row that does not names the winner.
+    // A change holds when every row it wrote holds it, but for the rows it deletes with their owner (see
+    // deletedWithOwner); the first row that does not names the winner.
     let i = 0;
     for (const b of batch) {
+      let excused: ReadonlySet<number> | null = null;
       for (let k = 0; k < b.event.ops.length; k++) {
         const o = outcomes[i++];
-        if (o && !o.applied && !lost.has(b.event.changeId)) {
-          const w = o.winner;
-          lost.set(b.event.changeId, { outcome: 'superseded', winner: { table: w.table, key: w.key, version: w.version, originRegion: w.originRegion } });
-        }
+        if (!o || o.applied || lost.has(b.event.changeId)) continue;
+        // Worked out only for a change that lost a row (rare): most applies never look.
+        excused ??= deletedWithOwner(store, b.event.ops);
+        if (excused.has(k)) continue;
+        const w = o.winner;
+        lost.set(b.event.changeId, { outcome: 'superseded', winner: { table: w.table, key: w.key, version: w.version, originRegion: w.originRegion } });
       }
     }
     if (fills.length === 0 && parked === undefined) return;
@@ -65,6 +69,38 @@ export async function applyInTransaction(
     await tx.run([...sets.filter((st) => st !== null), ...owed], true);
   });
   return lost;
+}
+
+/**
+ * The ops of a change (by index) that tombstone a row the same change deletes the owner of
+ * (ReplicatedTable.ownedBy: an organization's delete takes its keys, Infisical config and credentials), or a
+ * part of such a row (a credential's metadata and SSO settings). Their losses are not the change's: what it
+ * deletes is the owner, whose own tombstone decides whether it held. Such a row loses where another region
+ * created it earlier than the delete's region did (the merge rule keeps the earlier create) and it outlives
+ * the owner there: the part sweep (parts.ts) tombstones it, as it does any row written where the delete had
+ * not arrived. Counted a loss, an organization's delete answered 409 under all_regions while the
+ * organization was deleted everywhere. Only a change that deletes an owner has such ops: the owned rows of
+ * any other write (a credential's delete, a key's rotation, the sweep's batches) count as before.
+ */
+export function deletedWithOwner(store: Pick<RowStore, 'tables' | 'has' | 'lockedIdOf'>, ops: readonly RowChange[]): Set<number> {
+  const excused = new Set<number>();
+  const tombstone = (op: RowChange) => store.has(op.table) && op.row.deleted_at !== null && op.row.deleted_at !== undefined;
+  const deleted = new Set(ops.filter(tombstone).map((op) => store.lockedIdOf(op.table, op.key)));
+  if (deleted.size < 2) return excused;
+  const tables = new Map(store.tables.map((t) => [t.name, t]));
+  const owned = new Set<string>();
+  ops.forEach((op, k) => {
+    const by = tables.get(op.table)?.ownedBy;
+    const owner = by ? op.row[by.column] : undefined;
+    if (!by || typeof owner !== 'string' || !tombstone(op) || !store.has(by.table) || !deleted.has(store.lockedIdOf(by.table, owner))) return;
+    excused.add(k);
+    owned.add(store.lockedIdOf(op.table, op.key));
+  });
+  ops.forEach((op, k) => {
+    const of = tables.get(op.table)?.partOf;
+    if (of && tombstone(op) && owned.has(store.lockedIdOf(of.table, op.key))) excused.add(k);
+  });
+  return excused;
 }
 
 /**

@@ -2,13 +2,16 @@
  * An organization's delete across two region processes: with all_regions, nothing of it is served in the
  * other region once answered; and a credential created in the other region while the delete was on its way
  * there (a live row of a deleted organization once both changes crossed) ends unreachable and tombstoned in
- * both, by each region's part sweep (a 300 ms collection cycle here).
+ * both, by each region's part sweep (a 300 ms collection cycle here); and a delete whose tombstone of an owned
+ * row lost in the other region (to a config created there first) answers for the organization, not that row.
  */
 import { Client } from 'pg';
+import { CREATE_ENDPOINT } from '../../src/infisical/routes';
+import { idempotencyRowId } from '../../src/idempotency/request';
 import { keyIdOf } from '../../src/organizations/api-keys';
 import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
-import { bearer, issueToken, SSO } from '../infisical/support/fixtures';
+import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
 import { regionDatabases, type RegionDatabases } from '../support/region-databases';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -18,8 +21,10 @@ const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
 let cluster: Cluster;
 let idp: IdpServer;
 let dbs: RegionDatabases | undefined;
+let certs: TestCerts;
 
 beforeAll(async () => {
+  certs = makeCerts();
   idp = await startIdpServer();
   cluster = await startCluster('org-delete-x', [US, EU], { extra: { metadataAllowedHosts: [idp.hostPort], tombstoneCollection: { intervalMs: 300 } } });
   dbs = await regionDatabases(cluster.deployment);
@@ -92,5 +97,42 @@ test('a credential created in another region while the delete was on its way the
     const live = await db(region).query("SELECT table_name FROM (SELECT 'metadata' AS table_name FROM saml_credential_metadata WHERE credential_id = $1 AND deleted_at IS NULL) x", [raced]);
     expect({ region, live: live.rows }).toEqual({ region, live: [] });
   }
+  expect(await eventually(async () => (await digest(US)) === (await digest(EU)), 20_000, 200)).toBe(true);
+}, 90_000);
+
+test('deleted with all_regions while the other region had created its Infisical config first: 204, and the sweep tombstones that config in both', async () => {
+  const org = await createOrg(cluster.url(US), 'config-race', { headers: ALL });
+  const key = `config-race-${org.id}`;
+  // us-iowa's applier takes the locks of europe-belgium's create in sorted order, its Idempotency-Key record's
+  // first: held here, that create waits while us-iowa creates a config of its own, stamped later. The earlier
+  // create wins in both regions, so the delete's tombstone of us-iowa's config loses in europe-belgium.
+  const holder = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === US)?.databaseUrl });
+  await holder.connect();
+  let del: Awaited<ReturnType<typeof call>>;
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`idempotency_keys:${idempotencyRowId(org.id, CREATE_ENDPOINT, key)}`]);
+    const first = await call(cluster.url(EU), 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(await issueToken(cluster.url(EU), org.id), { 'Idempotency-Key': key }) });
+    expect(first.status).toBe(200);
+    expect(await eventually(() => blocksAnother(holder), 30_000, 50)).toBe(true);
+    const second = await call(cluster.url(US), 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(await issueToken(cluster.url(US), org.id)) });
+    expect(second.status).toBe(200);
+    expect(second.body.id).toBe(first.body.id);
+
+    del = await call(cluster.url(US), 'DELETE', `/admin/organizations/${org.id}`, { headers: { ...adminHeaders, ...ALL } });
+    await holder.query('COMMIT');
+  } finally {
+    await holder.end();
+  }
+  // The organization's tombstone held everywhere: the delete answers so, and its change reads complete.
+  expect({ status: del.status, body: del.body }).toEqual({ status: 204, body: del.body });
+  const change = await call(cluster.url(US), 'GET', `/admin/replication/changes/${String(del.headers.get('x-change-id'))}`, { headers: adminHeaders });
+  expect(change.body).toMatchObject({ state: 'complete', superseded: [] });
+  for (const region of [US, EU]) expect((await call(cluster.url(region), 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(404);
+  expect((await call(cluster.url(US), 'DELETE', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(404);
+  // europe-belgium's config outlived the delete in both regions (the earlier create), until each region's sweep.
+  const configState = async (region: string) =>
+    (await db(region).query('SELECT deleted_at IS NOT NULL AS deleted FROM infisical_saml_configs WHERE org_id = $1', [org.id])).rows[0]?.deleted === true ? 'tombstone' : 'live';
+  expect(await eventually(async () => (await configState(US)) === 'tombstone' && (await configState(EU)) === 'tombstone', 30_000, 100)).toBe(true);
   expect(await eventually(async () => (await digest(US)) === (await digest(EU)), 20_000, 200)).toBe(true);
 }, 90_000);

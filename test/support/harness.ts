@@ -176,8 +176,14 @@ export function slashidHeaders(org: { id: string; api_key: string }, extra: Reco
   return { 'SlashID-OrgID': org.id, 'SlashID-API-Key': org.api_key, ...extra };
 }
 
-/** Whether a statement of another connection (one or more) now waits on a lock `locker`'s connection holds. */
+/**
+ * Whether a statement of another connection (one or more) now waits on a lock `locker`'s connection holds.
+ * The locker is in a transaction: the activity it reads is what the transaction's first look cached
+ * (Postgres keeps one snapshot of it per transaction), so that snapshot is dropped first. Without it, a poll
+ * that began before the other connection waited saw it not waiting, every time, until its time ran out.
+ */
 export async function blocksAnother(locker: Pick<import('pg').Client, 'query'>): Promise<boolean> {
+  await locker.query('SELECT pg_stat_clear_snapshot()');
   const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))');
   return (rows[0]?.n ?? 0) >= 1;
 }

@@ -29,7 +29,12 @@ export interface IdpServer {
    * that URL is held: a background refresh of the bare name elsewhere does not use the delay up.
    */
   slow(name: string, ms: number): void;
-  /** Requests being held by a delay of slow() right now. */
+  /**
+   * Hold answers to `/name` until the returned function is called (a fetch under way for as long as a test
+   * needs, whatever the machine's speed); requests for it meanwhile are answered then.
+   */
+  hold(name: string): () => void;
+  /** Requests being held by a delay of slow() or by hold() right now. */
   held(): number;
   hits(name: string): number;
   close(): Promise<void>;
@@ -41,6 +46,7 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
   const redirects = new Map<string, string>();
   const removed = new Set<string>();
   const delays = new Map<string, number>();
+  const gates = new Map<string, Promise<void>>();
   const hits = new Map<string, number>();
   let holding = 0;
   const server = http.createServer((req, res) => {
@@ -49,6 +55,15 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
     const asked = decodeURIComponent((req.url ?? '/').slice(1));
     const held = delays.has(asked) ? asked : name;
     const wait = delays.get(held);
+    const gate = gates.get(name);
+    if (gate) {
+      holding += 1;
+      void gate.then(() => {
+        holding -= 1;
+        server.emit('request', req, res);
+      });
+      return;
+    }
     if (wait) {
       delays.delete(held);
       holding += 1;
@@ -90,6 +105,11 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
     redirect: (name, location) => void redirects.set(name, location),
     remove: (name) => void removed.add(name),
     slow: (name, ms) => void delays.set(name, ms),
+    hold: (name) => {
+      let open = () => undefined as void;
+      gates.set(name, new Promise<void>((resolve) => (open = resolve)).then(() => void gates.delete(name)));
+      return () => open();
+    },
     held: () => holding,
     hits: (name) => hits.get(name) ?? 0,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
