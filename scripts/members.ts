@@ -22,6 +22,7 @@ import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath, withRedisOv
 import type { ConfigFile } from '../src/config-schema';
 import type { EventAuth } from '../src/replication/event-auth';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../src/redis';
+import { deploymentRedis, RedisUnreachable, unreachableRedis } from '../src/redis-reach';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf, withoutCredentials } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
@@ -189,13 +190,24 @@ async function main(): Promise<void> {
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
     const connect = (url: string) => createRedis(url, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
-    for (const url of servers.keys()) connections.set(url, connect(url));
-    const each = <T>(fn: (redis: Redis) => Promise<T>) =>
-      eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
+    // Each Redis asked once first: one that cannot be reached (refused, a wrong URL) is said at once, with why, and
+    // counted unreachable without waiting out the commands' bound; none reachable fails the command (see noneReached).
+    const down = await unreachableRedis(deploymentRedis(file, configPath));
+    const noneReached = down.size === servers.size;
+    // `activate` and `remove` with no Redis to act on: said as that (they said "<region> is not a member").
+    if (noneReached && command !== 'list') throw new RedisUnreachable(`no Redis of the deployment could be reached, so nothing was done: ${[...down.values()].join('; ')}`);
+    for (const line of down.values()) process.stderr.write(`warning: ${line}\n`);
+    for (const url of servers.keys()) if (!down.has(url)) connections.set(url, connect(url));
+    const redisOf = (url: string): Redis => {
+      const redis = connections.get(url);
+      if (!redis) throw new RedisUnreachable(down.get(url));
+      return redis;
+    };
+    const each = <T>(fn: (redis: Redis) => Promise<T>) => eachRegion([...servers.keys()], async (url) => fn(redisOf(url)));
     const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
     let result: unknown;
     if (command === 'activate' && writer.signing) {
-      result = await activateSigned({ region: region as string, file, configPath, keys, signing: writer.signing, servers, redisOf: (url) => connections.get(url) as Redis });
+      result = await activateSigned({ region: region as string, file, configPath, keys, signing: writer.signing, servers, redisOf });
     } else if (command === 'activate') {
       const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }, writer));
       if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
@@ -290,7 +302,10 @@ async function main(): Promise<void> {
       }
       result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res), verification: checked.verification };
       // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
-      if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;
+      if (![...res.values()].some((r) => r.ok)) {
+        process.exitCode = 1;
+        if (noneReached) process.stderr.write('members failed: no Redis of the deployment could be reached (above); the list is empty for that, not because there are no members\n');
+      }
     }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {
