@@ -26,6 +26,11 @@ export interface Config extends ConfigFile {
    * (REGION_REDIS_URL, e.g. a local address); unset: its config entry's `redisUrl`, else the default.
    */
   localRedisUrl?: string;
+  /**
+   * REDIS_URL and REDIS_KEY_PREFIX as the environment gave them (over the file's): an operator command run for this
+   * region needs the same ones (reseedCommand quotes them).
+   */
+  redisFromEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string };
   adminToken: string;
   /**
    * Other admin tokens still accepted (ADMIN_TOKEN_ACCEPTED, comma-separated): a rotation's old token, or its
@@ -285,6 +290,9 @@ export function loadConfig(env: Env = process.env): Config {
     regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),
     region: merged,
     ...(env.REGION_REDIS_URL ? { localRedisUrl: env.REGION_REDIS_URL } : {}),
+    ...(env.REDIS_URL || env.REDIS_KEY_PREFIX
+      ? { redisFromEnv: { ...(env.REDIS_URL ? { REDIS_URL: env.REDIS_URL } : {}), ...(env.REDIS_KEY_PREFIX ? { REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX } : {}) } }
+      : {}),
     adminToken,
     adminAcceptedTokens,
     tokenSigningSecret,
