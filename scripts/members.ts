@@ -18,11 +18,12 @@
  * secrets file): `activate` and `remove` need them to sign the entry or the removal record they write, `list`
  * checks the copies with them; prints JSON.
  */
-import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
+import { ConfigError, readRegionsConfig, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
 import type { ConfigFile } from '../src/config-schema';
 import type { EventAuth } from '../src/replication/event-auth';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../src/redis';
 import { deploymentRedis, RedisUnreachable, unreachableRedis } from '../src/redis-reach';
+import { operatorCommand } from '../src/replication/reseed-command';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf, withoutCredentials } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
@@ -106,7 +107,7 @@ async function activateSigned(a: { region: string; file: ConfigFile; configPath:
     const notVerified = copies.filter(({ m }) => m.verified !== 'signed').map(({ url }) => url);
     if (verified.length === 0 && !configured) {
       throw new NothingVerifies(
-        `${region}'s membership entry does not verify in any Redis that holds it (${regionsOf(notVerified).join(', ')}), and ${a.configPath} does not name it: nothing of it is signed into the record, and nothing was written. A region added at runtime writes its entry again, signed, while it runs (within about 5 s); a name planted in the record is taken out with \`remove ${region}\`.`,
+        `${region}'s membership entry does not verify in any Redis that holds it (${regionsOf(notVerified).join(', ')}), and ${a.configPath} does not name it: nothing of it is signed into the record, and nothing was written. A region added at runtime writes its entry again, signed, while it runs (within about 5 s); a name planted in the record is taken out with \`${operatorCommand(a.configPath, 'members', `remove ${region}`)}\`.`,
       );
     }
     const base = verified.reduce<Member | undefined>((top, m) => (top && !older(top, m) ? top : m), undefined);
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
   const configPath = regionsConfigPath();
   const connections = new Map<string, Redis>();
   try {
-    const file = withRedisOverrides(readConfigFile(configPath));
+    const file = withRedisOverrides(readRegionsConfig().file);
     const prefix = file.redisKeyPrefix;
     const keys = replicationKeys(prefix);
     // Before anything is read or written: `activate` and `remove` sign what they write where the regions sign.
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
       if (!force && !names.includes(region as string)) {
         const departed = await each(async (redis) => (await redis.hexists(keys.departed, region as string)) === 1);
         if (![...departed.values()].some((r) => r.ok && r.value)) {
-          throw new Error(`${region} is not a member, and no Redis that answered records it as removed (members: ${[...new Set(names)].sort().join(', ') || 'none'}). Nothing was done; \`remove ${region} --force\` records the removal all the same.`);
+          throw new Error(`${region} is not a member, and no Redis that answered records it as removed (members: ${[...new Set(names)].sort().join(', ') || 'none'}). Nothing was done; \`${operatorCommand(configPath, 'members', `remove ${region} --force`)}\` records the removal all the same.`);
         }
       }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);

@@ -178,13 +178,22 @@ export function regionsConfigPath(env: Env = process.env): string {
 /** Environment variables that override the entry of the process's own region (see loadConfig). */
 export const REGION_ENTRY_ENV = ['PORT', 'OPERATOR_PORT', 'HOST', 'DATABASE_URL', 'REGION_REDIS_URL'] as const;
 
-/** The deployment's regions file (see regionsConfigPath), read and checked, and the entry of REGION in it. */
-function ownEntry(env: Env): { configPath: string; file: ConfigFile; region: RegionConfig } {
+/**
+ * The deployment's regions file (see regionsConfigPath), read and checked, for a region and the operator commands
+ * alike: without REGIONS_CONFIG and with no ./regions.config.json, the message says to set it (the commands said
+ * only that ./regions.config.json could not be read: ENOENT).
+ */
+export function readRegionsConfig(env: Env = process.env): { configPath: string; file: ConfigFile } {
   const configPath = regionsConfigPath(env);
   if (!env.REGIONS_CONFIG && !fs.existsSync(configPath)) {
     throw new ConfigError(`REGIONS_CONFIG is not set and there is no ${configPath}; point REGIONS_CONFIG at the deployment's regions file`);
   }
-  const file = readConfigFile(configPath);
+  return { configPath, file: readConfigFile(configPath) };
+}
+
+/** The deployment's regions file (readRegionsConfig) and the entry of REGION in it. */
+function ownEntry(env: Env): { configPath: string; file: ConfigFile; region: RegionConfig } {
+  const { configPath, file } = readRegionsConfig(env);
   const regionId = env.REGION;
   if (!regionId) throw new ConfigError(`REGION is not set; it must be one of: ${file.regions.map((r) => r.id).join(', ')}`);
   const region = file.regions.find((r) => r.id === regionId);

@@ -36,3 +36,11 @@ export function reseedCommand(config: ReseedCommandConfig, to: string, from = '<
   if (REDIS_KEY_PREFIX) env.push(`REDIS_KEY_PREFIX=${shellWord(REDIS_KEY_PREFIX)}`);
   return [...env, `npm run reseed -- --from ${from} --to ${to}`].join(' ');
 }
+
+/**
+ * Another operator command as a command quotes it (`npm run members -- remove <region> --force`, say): with the
+ * regions file it was run with, so that it works as written from any directory (it quoted `remove <region>`).
+ */
+export function operatorCommand(configPath: string, script: string, args: string): string {
+  return `REGIONS_CONFIG=${shellWord(configPath)} npm run ${script} -- ${args}`;
+}
