@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RegionProcess } from '../src/cluster/region-process';
 import { readSecrets, secretsPath } from './cluster-secrets';
-import { ConfigError, readConfigFile, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
+import { ConfigError, readRegionsConfig, REGION_ENTRY_ENV, regionsConfigPath } from '../src/config';
 import type { RegionConfig } from '../src/config-schema';
 import { databaseAddress } from '../src/db/address';
 import { answerHelp } from './usage';
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
   const configPath = regionsConfigPath();
   let file;
   try {
-    file = readConfigFile(configPath);
+    file = readRegionsConfig().file;
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`configuration error: ${err.message}\n`);

@@ -18,10 +18,12 @@
  * secrets file): `activate` and `remove` need them to sign the entry or the removal record they write, `list`
  * checks the copies with them; prints JSON.
  */
-import { ConfigError, readConfigFile, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
+import { ConfigError, readRegionsConfig, redisUrlOf, regionsConfigPath, withRedisOverrides } from '../src/config';
 import type { ConfigFile } from '../src/config-schema';
 import type { EventAuth } from '../src/replication/event-auth';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../src/redis';
+import { deploymentRedis, RedisUnreachable, unreachableRedis } from '../src/redis-reach';
+import { operatorCommand } from '../src/replication/reseed-command';
 import { isConnectionOf } from '../src/replication/connection-names';
 import { eachRegion, withCredentialsOf, withoutCredentials } from '../src/replication/links';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
@@ -105,7 +107,7 @@ async function activateSigned(a: { region: string; file: ConfigFile; configPath:
     const notVerified = copies.filter(({ m }) => m.verified !== 'signed').map(({ url }) => url);
     if (verified.length === 0 && !configured) {
       throw new NothingVerifies(
-        `${region}'s membership entry does not verify in any Redis that holds it (${regionsOf(notVerified).join(', ')}), and ${a.configPath} does not name it: nothing of it is signed into the record, and nothing was written. A region added at runtime writes its entry again, signed, while it runs (within about 5 s); a name planted in the record is taken out with \`remove ${region}\`.`,
+        `${region}'s membership entry does not verify in any Redis that holds it (${regionsOf(notVerified).join(', ')}), and ${a.configPath} does not name it: nothing of it is signed into the record, and nothing was written. A region added at runtime writes its entry again, signed, while it runs (within about 5 s); a name planted in the record is taken out with \`${operatorCommand(a.configPath, 'members', `remove ${region}`)}\`.`,
       );
     }
     const base = verified.reduce<Member | undefined>((top, m) => (top && !older(top, m) ? top : m), undefined);
@@ -180,7 +182,7 @@ async function main(): Promise<void> {
   const configPath = regionsConfigPath();
   const connections = new Map<string, Redis>();
   try {
-    const file = withRedisOverrides(readConfigFile(configPath));
+    const file = withRedisOverrides(readRegionsConfig().file);
     const prefix = file.redisKeyPrefix;
     const keys = replicationKeys(prefix);
     // Before anything is read or written: `activate` and `remove` sign what they write where the regions sign.
@@ -189,13 +191,24 @@ async function main(): Promise<void> {
     const servers = new Map<string, string[]>();
     for (const r of file.regions) servers.set(redisUrlOf(file, r.id), [...(servers.get(redisUrlOf(file, r.id)) ?? []), r.id]);
     const connect = (url: string) => createRedis(url, `members:${process.pid}`, { queueWhileOffline: true, commandTimeoutMs: 5000 });
-    for (const url of servers.keys()) connections.set(url, connect(url));
-    const each = <T>(fn: (redis: Redis) => Promise<T>) =>
-      eachRegion([...servers.keys()], (url) => fn(connections.get(url) as Redis));
+    // Each Redis asked once first: one that cannot be reached (refused, a wrong URL) is said at once, with why, and
+    // counted unreachable without waiting out the commands' bound; none reachable fails the command (see noneReached).
+    const down = await unreachableRedis(deploymentRedis(file, configPath));
+    const noneReached = down.size === servers.size;
+    // `activate` and `remove` with no Redis to act on: said as that (they said "<region> is not a member").
+    if (noneReached && command !== 'list') throw new RedisUnreachable(`no Redis of the deployment could be reached, so nothing was done: ${[...down.values()].join('; ')}`);
+    for (const line of down.values()) process.stderr.write(`warning: ${line}\n`);
+    for (const url of servers.keys()) if (!down.has(url)) connections.set(url, connect(url));
+    const redisOf = (url: string): Redis => {
+      const redis = connections.get(url);
+      if (!redis) throw new RedisUnreachable(down.get(url));
+      return redis;
+    };
+    const each = <T>(fn: (redis: Redis) => Promise<T>) => eachRegion([...servers.keys()], async (url) => fn(redisOf(url)));
     const unreachable = (res: Map<string, { ok: boolean }>) => [...res].filter(([, r]) => !r.ok).flatMap(([url]) => servers.get(url) ?? []);
     let result: unknown;
     if (command === 'activate' && writer.signing) {
-      result = await activateSigned({ region: region as string, file, configPath, keys, signing: writer.signing, servers, redisOf: (url) => connections.get(url) as Redis });
+      result = await activateSigned({ region: region as string, file, configPath, keys, signing: writer.signing, servers, redisOf });
     } else if (command === 'activate') {
       const res = await each((redis) => updateMember(redis, keys, region as string, { state: 'active' }, writer));
       if (![...res.values()].some((r) => r.ok && r.value)) throw new Error(`${region} is not a member (it registers itself when it starts)`);
@@ -212,7 +225,7 @@ async function main(): Promise<void> {
       if (!force && !names.includes(region as string)) {
         const departed = await each(async (redis) => (await redis.hexists(keys.departed, region as string)) === 1);
         if (![...departed.values()].some((r) => r.ok && r.value)) {
-          throw new Error(`${region} is not a member, and no Redis that answered records it as removed (members: ${[...new Set(names)].sort().join(', ') || 'none'}). Nothing was done; \`remove ${region} --force\` records the removal all the same.`);
+          throw new Error(`${region} is not a member, and no Redis that answered records it as removed (members: ${[...new Set(names)].sort().join(', ') || 'none'}). Nothing was done; \`${operatorCommand(configPath, 'members', `remove ${region} --force`)}\` records the removal all the same.`);
         }
       }
       if (file.regions.some((r) => r.id === region)) process.stderr.write(`warning: ${configPath} still names ${region}; regions using it keep counting it\n`);
@@ -290,7 +303,10 @@ async function main(): Promise<void> {
       }
       result = { members: [...members.values()], departed: [...departed.values()], unreachable: unreachable(res), verification: checked.verification };
       // Nothing could be read: no list to trust (the JSON still says which Redis did not answer).
-      if (![...res.values()].some((r) => r.ok)) process.exitCode = 1;
+      if (![...res.values()].some((r) => r.ok)) {
+        process.exitCode = 1;
+        if (noneReached) process.stderr.write('members failed: no Redis of the deployment could be reached (above); the list is empty for that, not because there are no members\n');
+      }
     }
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {

@@ -4,11 +4,13 @@
  * REGIONS_CONFIG (default ./regions.config.json), with REDIS_URL and REDIS_KEY_PREFIX over the file's as a region
  * takes them (withRedisOverrides), and REPLICATION_KEYS when the file's `ackSignatures` is `sign` or `require` (from the
  * environment, else from the cluster's secrets file that `npm run cluster` keeps); prints what it copied as JSON.
+ * Every region's Redis must answer: one that cannot be reached is named at once, with why (src/redis-reach.ts), exit 1.
  * See src/replication/reseed.ts.
  */
-import { ConfigError, readConfigFile, regionsConfigPath, withRedisOverrides } from '../src/config';
+import { ConfigError, readRegionsConfig, regionsConfigPath, withRedisOverrides } from '../src/config';
 import { REPLICATED_TABLES } from '../src/tables';
-import { reseed } from '../src/replication/reseed';
+import { regionsOf, reseed } from '../src/replication/reseed';
+import { checkRedisReachable, deploymentRedis } from '../src/redis-reach';
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 import { scriptSigning } from './cluster-secrets';
 
@@ -30,12 +32,17 @@ async function main(): Promise<void> {
   }
   const configPath = regionsConfigPath();
   try {
-    const file = withRedisOverrides(readConfigFile(configPath));
+    const file = withRedisOverrides(readRegionsConfig().file);
     const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
     // In `sign` and `require` modes the target's membership entry is written signed, and in `require` the
     // peer's acks count only when signed: both take REPLICATION_KEYS.
     const signing = scriptSigning(file, configPath);
+    // Usage mistakes (exit 2) before any Redis is asked.
+    regionsOf(file, from, to);
+    // Every region's Redis, asked once before anything is created or read: one that refuses connections is
+    // named at once (the re-seed's own connections wait out their commands' bound, then say "Command timed out").
+    await checkRedisReachable(deploymentRedis(file, configPath));
     const result = await reseed(file, from, to, REPLICATED_TABLES, {
       force: process.argv.includes('--force'),
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),

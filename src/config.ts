@@ -26,6 +26,11 @@ export interface Config extends ConfigFile {
    * (REGION_REDIS_URL, e.g. a local address); unset: its config entry's `redisUrl`, else the default.
    */
   localRedisUrl?: string;
+  /**
+   * REDIS_URL and REDIS_KEY_PREFIX as the environment gave them (over the file's): an operator command run for this
+   * region needs the same ones (reseedCommand quotes them).
+   */
+  redisFromEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string };
   adminToken: string;
   /**
    * Other admin tokens still accepted (ADMIN_TOKEN_ACCEPTED, comma-separated): a rotation's old token, or its
@@ -173,13 +178,22 @@ export function regionsConfigPath(env: Env = process.env): string {
 /** Environment variables that override the entry of the process's own region (see loadConfig). */
 export const REGION_ENTRY_ENV = ['PORT', 'OPERATOR_PORT', 'HOST', 'DATABASE_URL', 'REGION_REDIS_URL'] as const;
 
-/** The deployment's regions file (see regionsConfigPath), read and checked, and the entry of REGION in it. */
-function ownEntry(env: Env): { configPath: string; file: ConfigFile; region: RegionConfig } {
+/**
+ * The deployment's regions file (see regionsConfigPath), read and checked, for a region and the operator commands
+ * alike: without REGIONS_CONFIG and with no ./regions.config.json, the message says to set it (the commands said
+ * only that ./regions.config.json could not be read: ENOENT).
+ */
+export function readRegionsConfig(env: Env = process.env): { configPath: string; file: ConfigFile } {
   const configPath = regionsConfigPath(env);
   if (!env.REGIONS_CONFIG && !fs.existsSync(configPath)) {
     throw new ConfigError(`REGIONS_CONFIG is not set and there is no ${configPath}; point REGIONS_CONFIG at the deployment's regions file`);
   }
-  const file = readConfigFile(configPath);
+  return { configPath, file: readConfigFile(configPath) };
+}
+
+/** The deployment's regions file (readRegionsConfig) and the entry of REGION in it. */
+function ownEntry(env: Env): { configPath: string; file: ConfigFile; region: RegionConfig } {
+  const { configPath, file } = readRegionsConfig(env);
   const regionId = env.REGION;
   if (!regionId) throw new ConfigError(`REGION is not set; it must be one of: ${file.regions.map((r) => r.id).join(', ')}`);
   const region = file.regions.find((r) => r.id === regionId);
@@ -285,6 +299,9 @@ export function loadConfig(env: Env = process.env): Config {
     regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),
     region: merged,
     ...(env.REGION_REDIS_URL ? { localRedisUrl: env.REGION_REDIS_URL } : {}),
+    ...(env.REDIS_URL || env.REDIS_KEY_PREFIX
+      ? { redisFromEnv: { ...(env.REDIS_URL ? { REDIS_URL: env.REDIS_URL } : {}), ...(env.REDIS_KEY_PREFIX ? { REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX } : {}) } }
+      : {}),
     adminToken,
     adminAcceptedTokens,
     tokenSigningSecret,

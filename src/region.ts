@@ -24,6 +24,7 @@ import { registerReplicationMetrics } from './observability/replication-metrics'
 import { startOperatorListener, type OperatorListener } from './operator/listener';
 import { createReplication } from './replication';
 import { withoutCredentials } from './replication/links';
+import { reseedCommand } from './replication/reseed-command';
 import { databaseAddress } from './db/address';
 import { serverClasses } from './http/server-classes';
 import { checkListen } from './listen-check';
@@ -101,7 +102,7 @@ function logStarted(log: Logger, url: string, config: Config, figures: Parameter
     return;
   }
   const peer = figures.members.find((m) => m.region !== region && m.state === 'active' && m.verified !== false)?.region ?? '<an active region>';
-  const reseed = `REGIONS_CONFIG=${config.configPath} npm run reseed -- --from ${peer} --to ${region}`;
+  const reseed = reseedCommand(config, region, peer);
   log.warn({ url, joining: true, reseed }, `region up, not taking traffic until re-seeded (joining: /readyz answers 503): run ${reseed}`);
 }
 

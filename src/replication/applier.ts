@@ -30,6 +30,7 @@ import type { Tracker } from './tracker';
 import type { AckOutcome } from './ack-records';
 import type { EventAuth, RefusalReason } from './event-auth';
 import { checkRestoredDatabase } from './restore-check';
+import type { ReseedCommandConfig } from './reseed-command';
 import { AppliedProgress } from './applied-progress';
 import { InboxReads } from './inbox-reads';
 import { OriginAcks, OWED_ACK_TAKEOVER_MS } from './origin-acks';
@@ -77,6 +78,8 @@ export interface ApplierDeps {
   heldSummaryEveryMs?: number;
   /** Verifies each entry's signature before anything else reads it (see event-auth.ts). */
   auth: EventAuth;
+  /** What the re-seed command its start check quotes needs of the configuration (reseed-command.ts). */
+  reseedCommand?: ReseedCommandConfig;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -267,7 +270,7 @@ export class Applier {
    */
   private async checkDatabase(): Promise<void> {
     const { keys, region, log, membership } = this.d;
-    const found = await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: membership?.regions() ?? this.d.regions, log, signing: this.d.tracker.signing });
+    const found = await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: membership?.regions() ?? this.d.regions, log, signing: this.d.tracker.signing, command: this.d.reseedCommand });
     if (found.replaced || found.behind.length > 0) await membership?.refresh();
     this.databaseChecked = true;
     this.markChecked();

@@ -34,7 +34,8 @@ export interface ReplicationOptions {
   config: Pick<
     Config,
     'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'claimIntervalMs' | 'replicationPacks' | 'ackSignatures' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
-  >;
+  > &
+    Partial<Pick<Config, 'configPath' | 'redisFromEnv'>>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];
@@ -100,6 +101,7 @@ export async function createReplication(o: ReplicationOptions) {
       : new Applier({
           db: o.db, pool, reader, links, keys, store, clock, tracker, region, regions, membership, log: o.log,
           consumer: o.consumerName ?? `${region}@${os.hostname()}`, auth, claimEveryMs: o.config.claimIntervalMs,
+          reseedCommand: o.config,
         });
 
   // Tombstones are collected by the processes that apply changes (see tombstones.ts).

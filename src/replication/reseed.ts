@@ -22,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { ConfigError, redisUrlOf } from '../config';
 import type { ConfigFile } from '../config-schema';
+import { databaseAddress } from '../db/address';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
 import { createRedis, replicationKeys, type Redis, type ReplicationKeys } from '../redis';
@@ -126,14 +127,17 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     configured: new Map(file.regions.map((r) => [r.id, redisUrlOf(file, r.id)])),
   });
   const peerDb = new Client(sessionConfig(source.databaseUrl));
-  await ensureDatabase(target.databaseUrl);
-  await migrate(target.databaseUrl);
+  await ensureDatabase(target.databaseUrl).then(() => migrate(target.databaseUrl)).catch((err: unknown) => {
+    throw databaseFailure('the target', to, target.databaseUrl, err);
+  });
   const db = createDb(target.databaseUrl, { poolSize: 2 });
   const run: ReseedRun = { file, from, to, keys, links, peerDb, db, writer: { signing: opts.signing } };
   try {
     await checkMembers(run, opts);
     await checkPeerInbox(run);
-    await peerDb.connect();
+    await peerDb.connect().catch((err: unknown) => {
+      throw databaseFailure('the peer', from, source.databaseUrl, err);
+    });
     // The peer must hold every change the target may have lost: what any origin committed before now.
     // Later changes reach the target through its inbox (it is a member), whatever the peer holds.
     if (!opts.force) await waitForPeer(run, opts);
@@ -168,6 +172,16 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   }
 }
 
+/**
+ * A database of the re-seed that could not be reached or prepared, said with whose it is and what to check: it said
+ * only what the driver did (`connect ECONNREFUSED 127.0.0.1:5433`).
+ */
+function databaseFailure(role: string, region: string, databaseUrl: string, err: unknown): Error {
+  const e = err as Error & { code?: unknown };
+  const why = e.code === 'ECONNREFUSED' ? 'connection refused: nothing listens at that address and port' : `${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+  return new Error(`${role} ${region}'s database at ${databaseAddress(databaseUrl)} cannot be reached or prepared (${why}). Check that Postgres runs there, and the databaseUrl of ${region} in the regions config`, { cause: err });
+}
+
 /** What the steps of one re-seed share: its regions, and the connections it opened. */
 interface ReseedRun {
   file: ConfigFile;
@@ -182,7 +196,7 @@ interface ReseedRun {
 }
 
 /** The configs of the peer (`from`) and the target (`to`), or why they cannot be re-seeded one from the other. */
-function regionsOf(file: ConfigFile, from: string, to: string) {
+export function regionsOf(file: Pick<ConfigFile, 'regions'>, from: string, to: string) {
   const source = file.regions.find((r) => r.id === from);
   const target = file.regions.find((r) => r.id === to);
   // Usage mistakes (exit 2, scripts/usage.ts failureStatus), found before anything is connected to.

@@ -28,6 +28,7 @@ import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
 import type { AckSigning } from './ack-auth';
 import { markJoining } from './member-record';
+import { reseedCommand, type ReseedCommandConfig } from './reseed-command';
 
 /** Raises the mark of each origin to the database's count (never lowers it: ZADD GT). */
 export async function raiseAppliedMark(redis: Redis, keys: ReplicationKeys, region: string, counts: readonly { origin_region: string; applied_count: number }[]): Promise<void> {
@@ -67,9 +68,11 @@ export async function databaseIdentity(db: SqlReader): Promise<string | null> {
  * another member's Redis that does not answer gets the mark from this region's processes, which copy its
  * entry everywhere.
  */
-export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger; signing?: AckSigning | null }) {
+export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<RedisLinks, 'own' | 'to'>; keys: ReplicationKeys; region: string; regions: readonly string[]; log: Logger; signing?: AckSigning | null; command?: ReseedCommandConfig }) {
+  // The command in full, as the start line of a joining region gives it (it lacked REGIONS_CONFIG, which a region
+  // run with a config other than ./regions.config.json needs).
   const reseed =
-    'marked as needing a re-seed: run npm run reseed -- --from <a caught-up region> --to ' + d.region +
+    `marked as needing a re-seed: run ${reseedCommand(d.command ?? {}, d.region)}` +
     ' (if no region is caught up because every region\'s database is new, see docs/operations.md, "Starting over on an old deployment\'s Redis")';
   const [identity, recorded] = await Promise.all([databaseIdentity(d.db), d.links.own.get(d.keys.databaseIdentity(d.region))]);
   const { behind, counts } = await countsBehindMark(d.db, d.links.own, d.keys, d.region);

@@ -1,0 +1,46 @@
+/**
+ * The `npm run reseed` command a region quotes for an operator to run for it (its start line while it is joining,
+ * region.ts; its start check on a database restored or replaced, restore-check.ts): with the regions file it runs
+ * with (REGIONS_CONFIG: the command reads ./regions.config.json otherwise, and found no such region or another
+ * deployment there), and the REDIS_URL and REDIS_KEY_PREFIX it took from its environment (the command would
+ * otherwise look in the file's Redis, under the file's prefix, and find the region not registered).
+ */
+
+/** What of the region's configuration the command needs (src/config.ts Config). */
+export interface ReseedCommandConfig {
+  configPath?: string;
+  redisFromEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string };
+}
+
+/** What an operator types for a value: as is when the shell reads it so, else single-quoted. */
+function shellWord(value: string): string {
+  return /^[\w./:@%+,=-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function hasCredentials(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.username !== '' || u.password !== '' || /password|username/i.test(u.search);
+  } catch {
+    return true;
+  }
+}
+
+/** The command that re-seeds `to` from `from` (a placeholder when the peer is for the operator to choose). */
+export function reseedCommand(config: ReseedCommandConfig, to: string, from = '<a caught-up region>'): string {
+  const env: string[] = [];
+  if (config.configPath) env.push(`REGIONS_CONFIG=${shellWord(config.configPath)}`);
+  const { REDIS_URL, REDIS_KEY_PREFIX } = config.redisFromEnv ?? {};
+  // A URL with a password is not logged: the operator puts in the one the region runs with.
+  if (REDIS_URL) env.push(`REDIS_URL=${hasCredentials(REDIS_URL) ? '<the REDIS_URL this region runs with>' : shellWord(REDIS_URL)}`);
+  if (REDIS_KEY_PREFIX) env.push(`REDIS_KEY_PREFIX=${shellWord(REDIS_KEY_PREFIX)}`);
+  return [...env, `npm run reseed -- --from ${from} --to ${to}`].join(' ');
+}
+
+/**
+ * Another operator command as a command quotes it (`npm run members -- remove <region> --force`, say): with the
+ * regions file it was run with, so that it works as written from any directory (it quoted `remove <region>`).
+ */
+export function operatorCommand(configPath: string, script: string, args: string): string {
+  return `REGIONS_CONFIG=${shellWord(configPath)} npm run ${script} -- ${args}`;
+}

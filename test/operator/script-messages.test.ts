@@ -1,0 +1,79 @@
+/**
+ * The operator commands' messages for common mistakes say what is wrong and what to do, and a command they quote
+ * works as written: a missing regions file names REGIONS_CONFIG (they said only that ./regions.config.json could not
+ * be read: ENOENT); a target database that refuses connections is named as the target's, with what to check (the
+ * re-seed said `connect ECONNREFUSED …`); `members -- remove` of an unknown name quotes the whole command (it
+ * quoted `remove <region> --force`). Each command runs as its own process (dist/), from an empty directory.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../../src/paths';
+import { createRedis, replicationKeys } from '../../src/redis';
+import { createDeployment, freePorts, REDIS_URL, type TestDeployment } from '../support/env';
+
+let dep: TestDeployment;
+let emptyDir: string;
+beforeAll(async () => {
+  const [port] = await freePorts(1);
+  // asia-japan's database at a port nothing listens on.
+  dep = await createDeployment('script-messages', ['us-iowa', 'asia-japan'], {}, { 'asia-japan': { databaseUrl: `postgresql://postgres@127.0.0.1:${port}/nothing_here` } });
+  emptyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'script-messages-'));
+});
+afterAll(async () => {
+  await dep?.cleanup();
+  fs.rmSync(emptyDir, { recursive: true, force: true });
+});
+
+/** Runs dist/scripts/<name>.js from an empty directory, with `env` over this process's (REGIONS_CONFIG and INIT_CWD left out). */
+function script(name: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  const base: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: '', REDIS_KEY_PREFIX: '' };
+  delete base.REGIONS_CONFIG;
+  delete base.INIT_CWD;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', `${name}.js`), ...args], { env: { ...base, ...env }, cwd: emptyDir, encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      resolve({ status: typeof code === 'number' ? code : err ? -1 : 0, stdout, stderr });
+    });
+  });
+}
+
+test.each([
+  ['reseed', ['--from', 'us-iowa', '--to', 'asia-japan'], 'reseed failed: '],
+  ['members', ['list'], 'members failed: '],
+  ['cluster', [], 'configuration error: '],
+])('npm run %s with no REGIONS_CONFIG and no ./regions.config.json says to set REGIONS_CONFIG (exit 2)', async (name, args, prefix) => {
+  const run = await script(name, args);
+  expect({ status: run.status, stderr: run.stderr }).toEqual({
+    status: 2,
+    stderr: `${prefix}REGIONS_CONFIG is not set and there is no ${path.join(fs.realpathSync(emptyDir), 'regions.config.json')}; point REGIONS_CONFIG at the deployment's regions file\n`,
+  });
+}, 60_000);
+
+test('npm run reseed names the target\'s database that refuses connections, and what to check', async () => {
+  const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan'], { REGIONS_CONFIG: dep.configPath });
+  const target = dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl ?? '';
+  const address = target.replace('postgresql://postgres@', '');
+  expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
+    status: 1,
+    stdout: '',
+    stderr: `reseed failed: the target asia-japan's database at ${address} cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and the databaseUrl of asia-japan in the regions config\n`,
+  });
+}, 60_000);
+
+test('npm run members -- remove of a name no Redis knows quotes the whole --force command, which works as written', async () => {
+  const run = await script('members', ['remove', 'no-such-region'], { REGIONS_CONFIG: dep.configPath });
+  expect(run.status).toBe(1);
+  const [, quoted = ''] = /Nothing was done; `([^`]*)` records the removal all the same\.\n$/.exec(run.stderr) ?? [];
+  expect(quoted).toBe(`REGIONS_CONFIG=${dep.configPath} npm run members -- remove no-such-region --force`);
+  const [, config = '', args = ''] = /^REGIONS_CONFIG=(\S+) npm run members -- (.*)$/.exec(quoted) ?? [];
+  const forced = await script('members', args.split(' '), { REGIONS_CONFIG: config });
+  expect({ status: forced.status, stderr: forced.stderr }).toEqual({ status: 0, stderr: '' });
+  const redis = createRedis(REDIS_URL, 'script-messages-test', { queueWhileOffline: true });
+  try {
+    expect(await redis.hexists(replicationKeys(dep.file.redisKeyPrefix).departed, 'no-such-region')).toBe(1);
+  } finally {
+    redis.disconnect();
+  }
+}, 60_000);
