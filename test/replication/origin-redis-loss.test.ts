@@ -7,24 +7,32 @@
  * floor of the destination's group (read and acknowledged) such changes are now delivered again, applied
  * again as duplicates and acked anew, and the region stays active.
  * Three regions, each with a Redis of its own; us-iowa (ONE) is the origin whose Redis is lost, and
- * europe-belgium (TWO) the healthy destination. Each case has a cluster of its own.
+ * europe-belgium (TWO) the healthy destination. The two cases share one cluster (its inbox cap, 100 entries, is
+ * reached only by the second case's writes), one after the other: each ends with every change of ONE confirmed
+ * and every region active, as the next one begins; each judges only the log lines of its own run.
  */
 import Redis from 'ioredis';
 import type { ConfigFile } from '../../src/config-schema';
+import { replicationKeys } from '../../src/redis';
 import { adminHeaders, call, eventually, type Cluster } from '../support/harness';
 import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const [ONE = '', TWO = '', THREE = ''] = REGIONS;
 
-/** A cluster for the describe block it is called in, and the steps both cases share. */
-function lossCase(label: string, extra: Partial<ConfigFile> = {}) {
+/** The cluster both cases run on, and the steps they share. */
+function lossCluster(label: string, extra: Partial<ConfigFile>) {
   let cluster: Cluster;
   let servers: Map<string, OwnRedis>;
   let stop: () => Promise<void>;
+  /** ONE's log lines since the current case began (the harness keeps only each region's last 200). */
+  let linesOfOne: string[] = [];
   beforeAll(async () => {
     // The relays trim every second (30 s by default), so the inboxes' birth marks and the routine trims come soon.
-    ({ cluster, redis: servers, stop } = await clusterWithOwnRedis(label, REGIONS, { streamTrimIntervalMs: 1000, ...extra }));
+    const onLine = (region: string, line: string) => {
+      if (region === ONE) linesOfOne.push(line);
+    };
+    ({ cluster, redis: servers, stop } = await clusterWithOwnRedis(label, REGIONS, { streamTrimIntervalMs: 1000, ...extra }, { onLine }));
   }, 120_000);
   afterAll(async () => {
     await stop?.();
@@ -48,34 +56,40 @@ function lossCase(label: string, extra: Partial<ConfigFile> = {}) {
     withRedis,
     write,
     /**
-     * Every inbox gets entries and TWO's its birth mark (a relay's trim sets it); then,
-     * with TWO paused, ONE's five changes wait in its inbox while THREE applies them. Returns their ids.
+     * A case begins: ONE's log lines from here on are its own. Every inbox gets entries and TWO's its birth mark (a
+     * relay's trim sets it); then, with TWO paused, ONE's five changes wait in its inbox while THREE applies them.
+     * Returns their ids (organizations, and the changes that made them).
      */
-    async fiveChangesWaitingInTwo(): Promise<string[]> {
+    async fiveChangesWaitingInTwo(): Promise<{ ids: string[]; changes: string[] }> {
+      linesOfOne = [];
       for (const r of REGIONS) expect((await write(r, `warm ${r}`)).status).toBe(201);
       expect(await eventually(() => withRedis(TWO, async (c) => (await c.keys('*changes-born:*')).length > 0), 20_000, 250)).toBe(true);
       cluster.proc(TWO).pause();
       const ids: string[] = [];
+      const changes: string[] = [];
       for (let i = 0; i < 5; i++) {
         const res = await write(ONE, `from one ${i}`);
         expect(res.status).toBe(201);
         ids.push(res.body.id);
+        changes.push(res.headers.get('x-change-id') ?? '');
       }
       for (const id of ids) expect(await eventually(() => has(THREE, id), 10_000, 100)).toBe(true);
       await new Promise((r) => setTimeout(r, 4000));
-      return ids;
+      return { ids, changes };
     },
     /** TWO resumes (ONE paused, so its relay reads none of the acks): it applies the changes and acks them into ONE's Redis. */
-    async twoAppliesThem(ids: string[]): Promise<void> {
+    async twoAppliesThem({ ids, changes }: { ids: string[]; changes: string[] }): Promise<void> {
       cluster.proc(TWO).resume();
       for (const id of ids) expect(await eventually(() => has(TWO, id), 10_000, 100)).toBe(true);
+      // These changes' acks (an earlier case's acks of TWO may still be in ONE's Redis).
+      const keys = replicationKeys(cluster.deployment.file.redisKeyPrefix);
       const acksOfTwo = () =>
         withRedis(ONE, async (c) => {
           let n = 0;
-          for (const k of await c.keys('*{repl}:ack:*')) if (await c.hexists(k, TWO)) n++;
+          for (const change of changes) if (await c.hexists(keys.ack(change), TWO)) n++;
           return n;
         });
-      expect(await eventually(async () => (await acksOfTwo()) >= ids.length, 30_000, 250)).toBe(true);
+      expect(await eventually(async () => (await acksOfTwo()) === changes.length, 30_000, 250)).toBe(true);
     },
     /** ONE's Redis restarts empty: the acks are gone. */
     async oneLosesItsRedis(): Promise<void> {
@@ -84,20 +98,23 @@ function lossCase(label: string, extra: Partial<ConfigFile> = {}) {
     },
     /** ONE (resumed) delivers the changes again, TWO acks them, every change of ONE is confirmed, and every region stays active. */
     async deliveredAgainAndAllActive(ids: string[]): Promise<void> {
-      expect(await eventually(async () => (await status(ONE)).outbox?.unconfirmed === 0 && cluster.logs(ONE).some((l) => /delivering them again/.test(l)), 120_000, 1000)).toBe(true);
-      expect(cluster.logs(ONE).filter((l) => /needs a re-seed/.test(l))).toEqual([]);
+      expect(await eventually(async () => (await status(ONE)).outbox?.unconfirmed === 0 && linesOfOne.some((l) => /delivering them again/.test(l)), 120_000, 1000)).toBe(true);
+      expect(linesOfOne.filter((l) => /needs a re-seed/.test(l))).toEqual([]);
       for (const r of REGIONS) expect({ seenBy: r, states: await statesSeenBy(r) }).toEqual({ seenBy: r, states: { [ONE]: 'active', [TWO]: 'active', [THREE]: 'active' } });
       for (const id of ids) expect(await has(TWO, id)).toBe(true);
     },
   };
 }
 
+// A small cap (100 entries): 130 writes of another region fill an inbox (the second case).
+const c = lossCluster('origin-redis-loss', { streamMaxLength: 100 });
+
 describe('the routine trims remove what the healthy region read', () => {
-  const c = lossCase('origin-redis-loss');
   test('its changes are delivered again, and it stays active', async () => {
-    const ids = await c.fiveChangesWaitingInTwo();
+    const five = await c.fiveChangesWaitingInTwo();
+    const { ids } = five;
     c.cluster().proc(ONE).pause();
-    await c.twoAppliesThem(ids);
+    await c.twoAppliesThem(five);
     // Until ONE's deliveries to TWO are old enough for its relay to look for them (republishAfterMs, 10 s).
     await new Promise((r) => setTimeout(r, 11_000));
     await c.oneLosesItsRedis();
@@ -109,8 +126,6 @@ describe('the routine trims remove what the healthy region read', () => {
 });
 
 describe('the inbox cap removes what the healthy region read', () => {
-  // A small cap (100 entries); 130 writes of another region fill the inbox.
-  const c = lossCase('origin-redis-loss-cap', { streamMaxLength: 100 });
   const olderThan = (a: string, b: string) => {
     const [am = 0n, as = 0n] = a.split('-').map(BigInt);
     const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
@@ -120,12 +135,13 @@ describe('the inbox cap removes what the healthy region read', () => {
     const cluster = c.cluster();
     const prefix = cluster.deployment.file.redisKeyPrefix;
     const inbox = `${prefix}{repl}:changes:${TWO}`;
-    const ids = await c.fiveChangesWaitingInTwo();
+    const five = await c.fiveChangesWaitingInTwo();
+    const { ids } = five;
     const last = await c.withRedis(TWO, async (r) => (await r.xrevrange(inbox, '+', '-', 'COUNT', 1))[0]?.[0]);
     expect(last).toBeDefined();
     // ONE paused; TWO applies them.
     cluster.proc(ONE).pause();
-    await c.twoAppliesThem(ids);
+    await c.twoAppliesThem(five);
     await c.oneLosesItsRedis();
     // THREE's writes fill TWO's inbox, and the cap removes ONE's entries.
     for (let i = 0; i < 130; i++) expect((await c.write(THREE, `from three ${i}`)).status).toBe(201);

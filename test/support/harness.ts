@@ -74,6 +74,8 @@ export async function startCluster(
     regionConfig?: Record<string, Partial<RegionConfig>>;
     /** Runs once the deployment is made, before any region starts (e.g. databaseSetting's). */
     beforeStart?: (deployment: TestDeployment) => Promise<void>;
+    /** Every line a region prints (`logs()` keeps only each region's last 200). */
+    onLine?: (region: string, line: string) => void;
   } = {},
 ): Promise<Cluster> {
   assertBuilt();
@@ -95,6 +97,7 @@ export async function startCluster(
           const buf = logs.get(r.id) ?? [];
           buf.push(line);
           if (buf.length > 200) buf.shift();
+          opts.onLine?.(r.id, line);
           if (process.env.TEST_LOG_LEVEL) process.stdout.write(`[${r.id}] ${line}\n`);
         },
       }),
