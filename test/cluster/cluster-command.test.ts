@@ -285,7 +285,8 @@ test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach seve
 
 test('a port taken (a region\'s or an operator port) refuses the start before any region starts: no database created, nothing registered in Redis, no secrets file (so the next start is a first start)', async () => {
   const [operatorPort] = await freePorts(1);
-  const fresh = await createDeployment('cluster-ports', ['us-iowa', 'europe-belgium', 'asia-japan'], {}, { 'asia-japan': { operatorPort } });
+  // No database made in advance: what is checked is that the refused start created none.
+  const fresh = await createDeployment('cluster-ports', ['us-iowa', 'europe-belgium', 'asia-japan'], {}, { 'asia-japan': { operatorPort } }, { absentDatabases: true });
   const secretsFile = path.join(path.dirname(fresh.configPath), '.cluster', 'regions.config.env');
   const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
   const start = () => {

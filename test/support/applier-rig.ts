@@ -63,7 +63,8 @@ export function orgEvent(name: string | undefined, opts: { wall?: number } = {})
 }
 
 export async function startApplierRig(label: string): Promise<ApplierRig> {
-  const dep = await createDeployment(label, [ORIGIN, REGION]);
+  // The origin is played by the test (no region runs there): no database of its own.
+  const dep = await createDeployment(label, [ORIGIN, REGION], {}, {}, { absentDatabases: [ORIGIN] });
   const databaseUrl = dep.file.regions[1]?.databaseUrl ?? '';
   await ensureDatabase(databaseUrl);
   await migrate(databaseUrl);

@@ -11,6 +11,7 @@ import type { ConfigFile, RegionConfig } from '../../src/config-schema';
 import { dropDatabase } from '../../src/db/migrate';
 import { deleteKeysWithPrefix } from '../../src/redis';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
+import { copyTemplate, usableTemplate } from './template-db';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -57,8 +58,19 @@ export interface TestDeployment {
   cleanup(): Promise<void>;
 }
 
+export interface DeploymentOptions {
+  /**
+   * Regions whose databases are not made in advance (true: every region's): absent until the region's start
+   * (or the test) creates and migrates them. By default each region's database is made a copy of the run's
+   * migrated template (template-db.ts), so the region's start finds it with nothing to migrate; a test of
+   * what a start does to a missing, empty or older database (migrations, "no database created") opts out.
+   */
+  absentDatabases?: boolean | readonly string[];
+}
+
 /**
- * A deployment of `regions` regions on free ports, with fresh database names and a fresh key prefix.
+ * A deployment of `regions` regions on free ports, with fresh databases (migrated copies of the run's
+ * template, unless `opts.absentDatabases`) and a fresh key prefix.
  * `regionConfig`: extra fields of some regions' entries (e.g. a Redis of their own).
  */
 export async function createDeployment(
@@ -66,6 +78,7 @@ export async function createDeployment(
   regions: string[],
   extra: Partial<ConfigFile> = {},
   regionConfig: Record<string, Partial<RegionConfig>> = {},
+  opts: DeploymentOptions = {},
 ): Promise<TestDeployment> {
   const name = uniqueName(label);
   const ports = await freePorts(regions.length);
@@ -80,6 +93,17 @@ export async function createDeployment(
     })),
     ...extra,
   };
+  const template = opts.absentDatabases === true ? null : usableTemplate();
+  if (template) {
+    const absent = new Set(Array.isArray(opts.absentDatabases) ? opts.absentDatabases : []);
+    // Only the databases named here: a region configured with another database (a shared one, say) keeps it.
+    const own = (id: string) => `${PG_BASE}/${name}_${id.replace(/-/g, '_')}`;
+    const copies = file.regions.filter((r) => !absent.has(r.id) && r.databaseUrl === own(r.id)).map((r) => r.databaseUrl);
+    await copyTemplate(PG_BASE, template, copies).catch(async (err: unknown) => {
+      await Promise.all(copies.map((u) => dropDatabase(u).catch(() => undefined)));
+      throw err;
+    });
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-test-'));
   const configPath = path.join(dir, 'regions.config.json');
   fs.writeFileSync(configPath, JSON.stringify(file, null, 2));

@@ -76,10 +76,17 @@ export async function startCluster(
     beforeStart?: (deployment: TestDeployment) => Promise<void>;
     /** Every line a region prints (`logs()` keeps only each region's last 200). */
     onLine?: (region: string, line: string) => void;
+    /**
+     * Regions whose databases the deployment leaves absent, for their start to create and migrate (see
+     * createDeployment); a region started with a MIGRATIONS_DIR of its own is always one of them.
+     */
+    absentDatabases?: boolean | readonly string[];
   } = {},
 ): Promise<Cluster> {
   assertBuilt();
-  const deployment = await createDeployment(label, regionIds, opts.extra, opts.regionConfig);
+  const ownMigrations = regionIds.filter((r) => (opts.regionEnv?.[r]?.MIGRATIONS_DIR ?? opts.env?.MIGRATIONS_DIR) !== undefined);
+  const absentDatabases = opts.absentDatabases === true || [...(Array.isArray(opts.absentDatabases) ? opts.absentDatabases : []), ...ownMigrations];
+  const deployment = await createDeployment(label, regionIds, opts.extra, opts.regionConfig, { absentDatabases });
   await opts.beforeStart?.(deployment).catch(async (err: unknown) => {
     await deployment.cleanup();
     throw err;

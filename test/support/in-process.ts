@@ -20,7 +20,8 @@ export async function startInProcess(
   which = regionIds[0],
   opts: RegionOptions = {},
 ): Promise<InProcessRegion> {
-  const deployment = await createDeployment(label, regionIds, extra);
+  // The regions not started here get a database only if a test starts them (their start creates it).
+  const deployment = await createDeployment(label, regionIds, extra, {}, { absentDatabases: regionIds.filter((r) => r !== which) });
   const region = await startRegion(deployment.configFor(which ?? 'us-iowa'), { port: 0, drainTimeoutMs: 5000, ...opts });
   return {
     deployment,

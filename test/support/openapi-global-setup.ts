@@ -1,17 +1,22 @@
 /**
  * Jest global setup: builds the service's OpenAPI document once per run and hands its path to every test
  * file (TEST_OPENAPI_DOCUMENT), so openapi-check.ts reads a JSON file instead of loading the whole service
- * (src/features: ~1,000 modules, ~1.2 s of CPU in each test file that receives an answer).
+ * (src/features: ~1,000 modules, ~1.2 s of CPU in each test file that receives an answer). It also makes the
+ * run's migrated template database, which test deployments copy their databases from (template-db.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { PG_BASE } from './env';
 import { DOCUMENT_DIR_PREFIX, DOCUMENT_ENV } from './openapi-check';
+import { createTemplate, TEMPLATE_ENV, TEMPLATE_MIGRATIONS_ENV } from './template-db';
 
-export default function globalSetup(globalConfig: { selectProjects?: string[] | null }): void {
+export default async function globalSetup(globalConfig: { selectProjects?: string[] | null }): Promise<void> {
   // Only what this run writes is read (and removed by the teardown), never a path inherited from a shell.
   delete process.env[DOCUMENT_ENV];
-  // `npm run test:unit`: no unit test receives an answer of the service; loading it would double the run.
+  delete process.env[TEMPLATE_ENV];
+  delete process.env[TEMPLATE_MIGRATIONS_ENV];
+  // `npm run test:unit`: no unit test receives an answer of the service or needs a database.
   if (globalConfig.selectProjects?.length && !globalConfig.selectProjects.includes('integration')) return;
   let doc: unknown;
   try {
@@ -25,6 +30,7 @@ export default function globalSetup(globalConfig: { selectProjects?: string[] | 
     // the service, and a file that does builds the document itself.
     return;
   }
+  await createTemplate(PG_BASE);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), DOCUMENT_DIR_PREFIX));
   const file = path.join(dir, 'openapi.json');
   fs.writeFileSync(file, JSON.stringify(doc));

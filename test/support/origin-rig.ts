@@ -36,7 +36,8 @@ export function originRig(label: string, extra: Partial<ConfigFile>, beforeStart
   beforeAll(async () => {
     rig.originRedis = await ownRedis();
     await rig.originRedis.start();
-    rig.deployment = await createDeployment(label, [ORIGIN, REGION], extra, { [ORIGIN]: { redisUrl: rig.originRedis.url } });
+    // The origin is played by the test (no region runs there): no database of its own.
+    rig.deployment = await createDeployment(label, [ORIGIN, REGION], extra, { [ORIGIN]: { redisUrl: rig.originRedis.url } }, { absentDatabases: [ORIGIN] });
     rig.own = createRedis(REDIS_URL, `${label}-test`, { queueWhileOffline: true });
     rig.theirs = createRedis(rig.originRedis.url, `${label}-test`, { queueWhileOffline: true });
     await beforeStart?.(rig);
