@@ -1,4 +1,4 @@
-import { ConfigError } from '../src/config';
+import { ConfigError } from '../src/config-error';
 
 /** The operator commands' `--help`: their usage on stdout and exit 0 (a usage after a mistake goes to stderr, exit 2). */
 export function answerHelp(args: readonly string[], usage: string): void {

@@ -5,6 +5,7 @@
 import type { ErrorObject } from 'ajv';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ConfigError } from './config-error';
 import { OTHER_CONFIG_SECRETS, readSecrets, secretsPath, shownPath } from './cluster/secrets-file';
 import { ConfigFileSchema, KEY_PREFIX_PATTERN, type ConfigFile, type RegionConfig } from './config-schema';
 import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
@@ -59,7 +60,7 @@ export interface Config extends ConfigFile {
   metadataValidationTime: string | null;
 }
 
-export class ConfigError extends Error {}
+export { ConfigError };
 
 export const MIN_SIGNING_SECRET_BYTES = 32;
 

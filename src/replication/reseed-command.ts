@@ -5,6 +5,8 @@
  * deployment there), and the REDIS_URL and REDIS_KEY_PREFIX it took from its environment (the command would
  * otherwise look in the file's Redis, under the file's prefix, and find the region not registered).
  */
+import { ConfigError } from '../config-error';
+import type { ConfigFile } from '../config-schema';
 
 /** What of the region's configuration the command needs (src/config.ts Config). */
 export interface ReseedCommandConfig {
@@ -43,4 +45,17 @@ export function reseedCommand(config: ReseedCommandConfig, to: string, from = '<
  */
 export function operatorCommand(configPath: string, script: string, args: string): string {
   return `REGIONS_CONFIG=${shellWord(configPath)} npm run ${script} -- ${args}`;
+}
+
+/**
+ * The configs of the peer (`from`) and the target (`to`), or why they cannot be re-seeded one from the other. Here,
+ * not in reseed.ts, so that the command says these mistakes before it loads the re-seed's Prisma, pg and ioredis.
+ */
+export function regionsOf(file: Pick<ConfigFile, 'regions'>, from: string, to: string) {
+  const source = file.regions.find((r) => r.id === from);
+  const target = file.regions.find((r) => r.id === to);
+  // Usage mistakes (exit 2, scripts/usage.ts failureStatus), found before anything is connected to.
+  if (!source || !target) throw new ConfigError(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
+  if (from === to) throw new ConfigError('--from and --to must name two different regions');
+  return { source, target };
 }

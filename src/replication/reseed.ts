@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { ConfigError, redisUrlOf } from '../config';
+import { redisUrlOf } from '../config';
 import type { ConfigFile } from '../config-schema';
 import { databaseAddress } from '../db/address';
 import { createDb, type Db } from '../db/client';
@@ -31,6 +31,7 @@ import { readAck, type AckSigning } from './ack-auth';
 import { eachRegion, RedisLinks } from './links';
 import { activateAfterReseed, countsByNameOnly, readMembers, updateMember, type MemberWriter } from './member-record';
 import { recordReseededDatabase } from './restore-check';
+import { regionsOf } from './reseed-command';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
 import type { ReplicatedTable, Row, RowChange } from './tables';
@@ -193,16 +194,6 @@ interface ReseedRun {
   db: Db;
   /** How the target's membership entry is written (signed when the config's `ackSignatures` signs). */
   writer: MemberWriter;
-}
-
-/** The configs of the peer (`from`) and the target (`to`), or why they cannot be re-seeded one from the other. */
-export function regionsOf(file: Pick<ConfigFile, 'regions'>, from: string, to: string) {
-  const source = file.regions.find((r) => r.id === from);
-  const target = file.regions.find((r) => r.id === to);
-  // Usage mistakes (exit 2, scripts/usage.ts failureStatus), found before anything is connected to.
-  if (!source || !target) throw new ConfigError(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
-  if (from === to) throw new ConfigError('--from and --to must name two different regions');
-  return { source, target };
 }
 
 /**

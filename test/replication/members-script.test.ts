@@ -5,7 +5,9 @@
  * deployment's on the same Redis whose key prefix and region run together the same.
  */
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { PROJECT_ROOT } from '../../src/paths';
@@ -46,6 +48,20 @@ test('list shows a region added again under a removed name as a member, not as r
   const out = JSON.parse(res.stdout);
   expect(out.members.map((m: { region: string }) => m.region)).toContain('south-x');
   expect(out.departed.map((d: { region: string }) => d.region)).toEqual(['gone-y']);
+});
+
+test('list reads only the regions\' Redis: it loads ioredis, and neither Prisma nor pg', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'members-loaded-'));
+  const file = path.join(dir, 'loaded');
+  const res = await runScript({ deployment } as never, 'members', ['list'], {
+    NODE_OPTIONS: `--require ${path.join(__dirname, '..', 'support', 'loaded-packages.cjs')}`,
+    LOADED_PACKAGES_FILE: file,
+  });
+  const loaded = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+  fs.rmSync(dir, { recursive: true, force: true });
+  expect(res.status).toBe(0);
+  expect(loaded).toContain('ioredis');
+  expect(loaded.filter((p) => ['@prisma/client', '@prisma/adapter-pg', 'pg'].includes(p))).toEqual([]);
 });
 
 test('remove refuses the last member (nothing would be left to take over its credentials), and removes it once another is there', async () => {
