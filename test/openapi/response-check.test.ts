@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import { FEATURES } from '../../src/features';
 import { openApiDocument } from '../../src/openapi/feature';
-import { checkAgainstDocument, DOCUMENT_ENV } from '../support/openapi-check';
+import { bodySchemas, checkAgainstDocument, DOCUMENT_ENV, newAjv, precompiledValidator, schemasCompiledHere } from '../support/openapi-check';
 import { takeFailures } from '../support/openapi-setup';
 
 const json = (body: unknown) => JSON.stringify(body);
@@ -32,6 +32,29 @@ describe('checking an answer against the OpenAPI document', () => {
   it('refuses a body that does not match, naming the field', () => {
     expect(answer('GET', `/admin/organizations/${org.id}`, 200, json({ ...org, api_key: 'leak' }))).toMatch(/additional properties.*api_key/);
     expect(answer('GET', `/admin/organizations/${org.id}`, 200, json({ ...org, created_at: 5 }))).toMatch(/created_at must be string/);
+  });
+
+  it('refuses a string not in its documented format', () => {
+    expect(answer('GET', `/admin/organizations/${org.id}`, 200, json({ ...org, created_at: 'yesterday' }))).toMatch(/created_at must match format "date-time"/);
+  });
+
+  it("validates with what the run's global setup compiled, each validator finding what ajv compiling the schema here finds", () => {
+    const doc = JSON.parse(fs.readFileSync(process.env[DOCUMENT_ENV] as string, 'utf8')) as Record<string, unknown>;
+    const ajv = newAjv();
+    const bodies = [{}, { unexpected: 1 }, [], 'x', 5, null];
+    const schemas = [...bodySchemas(doc)];
+    expect(schemas.length).toBeGreaterThan(100);
+    // A sample (compiling all ~350 here takes seconds): every eighth, and every unknown path's error envelope.
+    const sample = schemas.filter(([key], i) => i % 8 === 0 || key.startsWith('unknown '));
+    for (const [key, schema] of sample) {
+      const precompiled = precompiledValidator(key);
+      if (!precompiled) throw new Error(`no compiled validator for ${key}`);
+      const here = ajv.compile(schema);
+      const found = bodies.map((b) => ({ valid: precompiled(b), errors: precompiled.errors }));
+      expect({ key, found }).toEqual({ key, found: bodies.map((b) => ({ valid: here(b), errors: here.errors })) });
+    }
+    // The answers checked above went through those validators: this file compiled none through the check.
+    expect(schemasCompiledHere()).toBe(0);
   });
 
   it('refuses an undocumented status and an undocumented route', () => {

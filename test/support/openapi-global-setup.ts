@@ -1,14 +1,16 @@
 /**
  * Jest global setup: builds the service's OpenAPI document once per run and hands its path to every test
  * file (TEST_OPENAPI_DOCUMENT), so openapi-check.ts reads a JSON file instead of loading the whole service
- * (src/features: ~1,000 modules, ~1.2 s of CPU in each test file that receives an answer). It also makes the
- * run's migrated template database, which test deployments copy their databases from (template-db.ts).
+ * (src/features: ~1,000 modules, ~1.2 s of CPU in each test file that receives an answer), and compiles its
+ * response schemas once into modules beside it (openapi-validators.ts). It also makes the run's migrated
+ * template database, which test deployments copy their databases from (template-db.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PG_BASE } from './env';
 import { DOCUMENT_DIR_PREFIX, DOCUMENT_ENV } from './openapi-check';
+import { writeValidators } from './openapi-validators';
 import { createTemplate, TEMPLATE_ENV, TEMPLATE_MIGRATIONS_ENV } from './template-db';
 
 export default async function globalSetup(globalConfig: { selectProjects?: string[] | null }): Promise<void> {
@@ -34,5 +36,6 @@ export default async function globalSetup(globalConfig: { selectProjects?: strin
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), DOCUMENT_DIR_PREFIX));
   const file = path.join(dir, 'openapi.json');
   fs.writeFileSync(file, JSON.stringify(doc));
+  writeValidators(doc as Record<string, unknown>, dir);
   process.env[DOCUMENT_ENV] = file;
 }
