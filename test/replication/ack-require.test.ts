@@ -18,7 +18,13 @@ import { REDIS_URL, TEST_REPLICATION_KEYS, testEventAuth, forgerOf } from '../su
 import { scrape } from '../observability/support';
 
 const [A, B, C] = ['us-iowa', 'europe-belgium', 'asia-japan'];
+/** An all_regions write that must time out (a region paused): 2 s keeps those cases short. */
 const ALL = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '2' };
+/**
+ * An all_regions write that must complete: the first write of a cluster just started took over 2 s on a loaded
+ * CI host (408 in a clean-clone run), which says nothing of the acks' signatures.
+ */
+const ALL_DONE = { 'SlashID-Required-Consistency': 'all_regions', 'SlashID-Required-Consistency-Timeout': '30' };
 const LOCAL = { 'SlashID-Required-Consistency': 'local_region' };
 /** The regions' key, as the test's attacker does not have it; and the same key id under another secret. */
 const auth = testEventAuth();
@@ -75,7 +81,7 @@ describe('ackSignatures: require', () => {
   const r = rig('ackrequire', [A, B, C], 'require');
 
   test('with genuine (signed) acks an all_regions write answers 201 and its change reads complete, as without signatures', async () => {
-    const res = await call(r.cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'signed' }, headers: { ...adminHeaders, ...ALL } });
+    const res = await call(r.cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'signed' }, headers: { ...adminHeaders, ...ALL_DONE } });
     expect(res.status).toBe(201);
     expect((await statusOf(r, res.headers.get('x-change-id') ?? '')).complete).toBe(true);
   });
@@ -141,7 +147,7 @@ describe('ackSignatures: require', () => {
   });
 
   test('a planted ~org lets no organization read a change on its status route; a signed one does', async () => {
-    const owner = await createOrg(r.cluster.url(A), 'owner of the change', { headers: ALL });
+    const owner = await createOrg(r.cluster.url(A), 'owner of the change', { headers: ALL_DONE });
     const changeId = crypto.randomUUID();
     const route = `/organizations/replication/changes/${changeId}`;
     await r.redis.hset(r.keys.ack(changeId), '~org', owner.id, A, signAck(auth, changeId, A, appliedNow()));
@@ -188,7 +194,7 @@ describe('ackSignatures: sign (a rolling upgrade)', () => {
   const figures = async () => (await call(r.cluster.url(A), 'GET', '/admin/replication', { headers: adminHeaders })).body.ack_signatures as Figures;
 
   test('genuine acks and membership entries are all signed: nothing counted unverified', async () => {
-    const res = await call(r.cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'signed' }, headers: { ...adminHeaders, ...ALL } });
+    const res = await call(r.cluster.url(A), 'POST', '/admin/organizations', { body: { name: 'signed' }, headers: { ...adminHeaders, ...ALL_DONE } });
     expect(res.status).toBe(201);
     expect(await eventually(async () => (await confirmedAt(r.db, res.headers.get('x-change-id') ?? '', B)) instanceof Date)).toBe(true);
     const none = { unsigned: 0, 'bad-signature': 0, 'unknown-key': 0 };
