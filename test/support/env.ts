@@ -12,6 +12,7 @@ import { dropDatabase } from '../../src/db/migrate';
 import { deleteKeysWithPrefix } from '../../src/redis';
 import { EventAuth, parseReplicationKeys } from '../../src/replication/event-auth';
 import { copyTemplate, usableTemplate } from './template-db';
+import { alive } from './process-alive';
 
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -152,15 +153,6 @@ const LOWEST_TEST_PORT = 20_000;
 
 /** Where the test processes of this machine reserve the ports they chose: one file per port, holding the pid. */
 export const PORT_RESERVATIONS = path.join(os.tmpdir(), 'saml-credentials-test-ports');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Reserve `port` for this process, across every process of the machine (jest's workers, the fault schedule):

@@ -15,6 +15,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import { Client } from 'pg';
 import { listMigrations, migrate } from '../../src/db/migrate';
+import { alive } from './process-alive';
 
 /** The run's template database's name, for the test files (set by the global setup). */
 export const TEMPLATE_ENV = 'TEST_TEMPLATE_DATABASE';
@@ -42,15 +43,6 @@ async function withAdmin<T>(pgBase: string, work: (admin: Client) => Promise<T>)
     return await work(admin);
   } finally {
     await admin.end();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
