@@ -9,10 +9,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
-import { Client } from 'pg';
 import { dropDatabase } from '../src/db/migrate';
 import { PROJECT_ROOT } from '../src/paths';
 import { deleteKeys, freePorts, PG_BASE, REDIS_URL, uniqueName } from './support/env';
+import { databaseExists } from './support/region-databases';
 
 const MAIN = path.join(PROJECT_ROOT, 'dist', 'src', 'main.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'saml-startup-'));
@@ -68,15 +68,6 @@ test('a HOST that does not resolve stops the start with one line naming HOST, ex
 test('a port taken (the region\'s or its operator port) stops the start with one line before the database is created or the region registers, exit 1', async () => {
   const name = uniqueName('startup_port');
   const [port, operatorPort] = await freePorts(2);
-  const databaseExists = async () => {
-    const client = new Client({ connectionString: `${PG_BASE}/postgres` });
-    await client.connect();
-    try {
-      return (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
-    } finally {
-      await client.end();
-    }
-  };
   const redis = new Redis(REDIS_URL);
   const prefixes: string[] = [];
   try {
@@ -87,7 +78,7 @@ test('a port taken (the region\'s or its operator port) stops the start with one
         const env = regionEnv(`${PG_BASE}/${name}`, port ?? 0, { OPERATOR_PORT: String(operatorPort) });
         const res = spawnSync(process.execPath, [MAIN], { env, encoding: 'utf8' });
         expect(res.status).toBe(1);
-        expect(await databaseExists()).toBe(false);
+        expect(await databaseExists(name)).toBe(false);
         const prefix = JSON.parse(fs.readFileSync(env.REGIONS_CONFIG as string, 'utf8')).redisKeyPrefix as string;
         prefixes.push(prefix);
         expect(await redis.keys(`${prefix}*`)).toEqual([]);

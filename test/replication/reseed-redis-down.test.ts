@@ -7,11 +7,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { Client } from 'pg';
 import { FEATURES } from '../../src/features';
 import { PROJECT_ROOT } from '../../src/paths';
 import { reseed } from '../../src/replication/reseed';
-import { createDeployment, freePorts, PG_BASE, type TestDeployment } from '../support/env';
+import { createDeployment, freePorts, type TestDeployment } from '../support/env';
+import { databaseExists } from '../support/region-databases';
 
 let dep: TestDeployment;
 let refusedUrl: string;
@@ -27,16 +27,6 @@ function script(name: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', `${name}.js`), ...args], {
     env: { ...process.env, REDIS_URL: '', REDIS_KEY_PREFIX: '', REGIONS_CONFIG: dep.configPath, ...env }, encoding: 'utf8', timeout: 60_000,
   });
-}
-
-async function databaseExists(name: string): Promise<boolean> {
-  const pg = new Client({ connectionString: `${PG_BASE}/postgres` });
-  await pg.connect();
-  try {
-    return (await pg.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
-  } finally {
-    await pg.end();
-  }
 }
 
 const REFUSED = (url: string) => `Redis at ${url} (regions us-iowa, asia-japan) cannot be reached (connection refused: nothing listens at that address and port). Check that Redis runs there, and the redisUrl of `;
