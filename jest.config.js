@@ -45,7 +45,7 @@ module.exports = {
   globalTeardown: '<rootDir>/test/support/openapi-global-teardown.ts',
   testTimeout: 60000,
   // Three files at a time on the 2-core hosts: most files wait on region processes, timers and Redis (with two,
-  // a third of the CPU sat idle; the suite took 739 s with two and 520 s with three: README, after `npm test`).
+  // a third of the CPU sat idle; the suite took 739 s with two and 520 s with three: docs/testing.md).
   maxWorkers: 3,
   // The longest files first (test/support/durations.json), so no long file is left for the end of a run.
   testSequencer: '<rootDir>/test/support/sequencer.js',

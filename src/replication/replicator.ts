@@ -122,7 +122,7 @@ export class Replicator {
     // more after the row store reloaded its column lists.
     // The transaction runs on the pool under the database client (poolOf), pipelined: BEGIN goes with the
     // first statement and COMMIT with the outbox row. Through the ORM's interactive transaction a PATCH took
-    // five round trips and ~1 ms of CPU (its own bookkeeping around each statement); see J in the README.
+    // five round trips and ~1 ms of CPU (its own bookkeeping around each statement); see docs/performance.md.
     // A row the write locks is guessed (store.guess: as this process last saw it committed) and the guess
     // checked with the commit, which makes a PATCH one round trip; a stale guess fails the transaction before
     // COMMIT and the write runs again reading what it locks.
