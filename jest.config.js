@@ -21,6 +21,7 @@ const UNIT = [
   'test/bench/options.test.ts',
   'test/readme/doc-links.test.ts',
   'test/build-if-stale.test.ts',
+  'test/config-validate.test.ts',
 ];
 
 const asRegex = (glob) => '<rootDir>/' + glob.replace(/\./g, '\\.').replace(/\*/g, '[^/]*') + '$';

@@ -1,23 +1,21 @@
 /**
  * The schema of the deployment's regions file (regions.config.json) and the types derived from it. Read,
- * checked and merged with the environment in src/config.ts.
+ * checked and merged with the environment in src/config.ts, which checks it with the validator compiled from
+ * ConfigFileSchema (src/config-validate.ts, written by scripts/config-validator.ts): a change here needs
+ * `npm run config:validator`, and test/config-validate.test.ts fails until it is run.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { ACK_SIGNATURE_MODES, KEY_PREFIX_PATTERN } from './config-constants';
+
+export { ACK_SIGNATURE_MODES, ackSignatureMode, KEY_PREFIX_PATTERN, type AckSignatures } from './config-constants';
+
+const AckSignaturesSchema = Type.Union(ACK_SIGNATURE_MODES.map((m) => Type.Literal(m)));
 
 /**
  * Not `constructor`, the one such name an object inherits: code reads per-region fields of plain objects (a
  * Redis hash's reply, a row's deliveries), where it would find Object's function for a region never written.
  */
-/** Config `ackSignatures`: its values (src/replication/ack-auth.ts says what each does). */
-export const ACK_SIGNATURE_MODES = ['off', 'sign', 'require'] as const;
-export type AckSignatures = (typeof ACK_SIGNATURE_MODES)[number];
-/** `value` as a mode of `ackSignatures`, or undefined when it is none. */
-export const ackSignatureMode = (value: unknown): AckSignatures | undefined => ACK_SIGNATURE_MODES.find((m) => m === value);
-const AckSignaturesSchema = Type.Union(ACK_SIGNATURE_MODES.map((m) => Type.Literal(m)));
-
 const RegionId = Type.String({ pattern: '^(?!constructor$)[a-z][a-z0-9-]{0,62}$' });
-/** The file's redisKeyPrefix and REDIS_KEY_PREFIX alike: no glob characters (SCAN MATCH prefix*), no spaces. */
-export const KEY_PREFIX_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
 
 export const RegionSchema = Type.Object(
   {

@@ -2,15 +2,16 @@
  * Deployment configuration: regions.config.json plus environment overrides.
  * Read and validated once at start; a bad value stops the process with a message naming the field.
  */
-import type { ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './config-error';
 import { OTHER_CONFIG_SECRETS, readSecrets, secretsPath, shownPath } from './cluster/secrets-file';
-import { ConfigFileSchema, KEY_PREFIX_PATTERN, type ConfigFile, type RegionConfig } from './config-schema';
+import { KEY_PREFIX_PATTERN } from './config-constants';
+import type { ConfigFile, RegionConfig } from './config-schema';
+import { validate as precompiled } from './config-validate';
 import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
-import { compile } from './http/validate';
 
 /** The database pool's size (src/db/client.ts); the gates together must leave some of it to admin and replication. */
 export const DB_POOL_SIZE = 10;
@@ -64,7 +65,11 @@ export { ConfigError };
 
 export const MIN_SIGNING_SECRET_BYTES = 32;
 
-const validateFile = compile(ConfigFileSchema);
+/**
+ * ConfigFileSchema's validator, compiled ahead (src/config-validate.ts, scripts/config-validator.ts): TypeBox and
+ * ajv's compiler took ~190 ms of CPU of each process that read the config (docs/performance.md).
+ */
+const validateFile = precompiled as unknown as ValidateFunction<ConfigFile>;
 
 /**
  * A URL as a refusal quotes it: as written, but for the password of its user, if any (`https://u:***@host`).

@@ -9,7 +9,9 @@ import { CONTROL_CHARACTER, INVISIBLE_CLASS } from '../control-characters';
 import { bodyPath } from './body-path';
 import { shownText } from './errors';
 
-export const ajv = addFormats(new Ajv({ allErrors: true, strict: true, verbose: true }), ['uri', 'uuid', 'date-time', 'email']);
+/** The options of every validator of the service's: this ajv's, and the config file's compiled ahead (scripts/config-validator.ts). */
+export const AJV_OPTIONS = { allErrors: true, strict: true, verbose: true } as const;
+export const ajv = addFormats(new Ajv(AJV_OPTIONS), ['uri', 'uuid', 'date-time', 'email']);
 /**
  * `iri` (ajv-formats has none): an absolute IRI as the WHATWG URL parser reads it (a host name in any script
  * becomes its punycode there), with no white space or control character (which that parser would drop
