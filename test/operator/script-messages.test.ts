@@ -15,8 +15,11 @@ import { createDeployment, freePorts, REDIS_URL, type TestDeployment } from '../
 
 let dep: TestDeployment;
 let emptyDir: string;
+/** A port nothing listens on: asia-japan's database's, and a DATABASE_URL's. */
+let closedPort = 0;
 beforeAll(async () => {
-  const [port] = await freePorts(1);
+  const [port = 0] = await freePorts(1);
+  closedPort = port;
   // asia-japan's database at a port nothing listens on.
   dep = await createDeployment('script-messages', ['us-iowa', 'asia-japan'], {}, { 'asia-japan': { databaseUrl: `postgresql://postgres@127.0.0.1:${port}/nothing_here` } });
   emptyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'script-messages-'));
@@ -60,6 +63,19 @@ test('npm run reseed names the target\'s database that refuses connections, and 
     stdout: '',
     stderr: `reseed failed: the target asia-japan's database at ${address} cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and the databaseUrl of asia-japan in the regions config\n`,
   });
+}, 60_000);
+
+test('npm run reseed takes DATABASE_URL as its target\'s database, as a region started with it does, and names it when it refuses connections', async () => {
+  const databaseUrl = `postgresql://postgres@127.0.0.1:${closedPort}/region_own`;
+  const run = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: databaseUrl });
+  expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
+    status: 1,
+    stdout: '',
+    stderr: `reseed failed: the target us-iowa's database at 127.0.0.1:${closedPort}/region_own cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and DATABASE_URL (set in the environment, over the databaseUrl of us-iowa in the regions config)\n`,
+  });
+  // One a region would refuse, the region's message, exit 2.
+  const other = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: 'mysql://root@127.0.0.1/x' });
+  expect({ status: other.status, stderr: other.stderr }).toEqual({ status: 2, stderr: 'reseed failed: DATABASE_URL must start with postgresql://\n' });
 }, 60_000);
 
 test('npm run members -- remove of a name no Redis knows quotes the whole --force command, which works as written', async () => {
