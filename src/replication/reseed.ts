@@ -22,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { redisUrlOf } from '../config';
 import type { ConfigFile } from '../config-schema';
+import { CONNECTION_REFUSED } from '../connection-refused';
 import { databaseAddress } from '../db/address';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
@@ -181,7 +182,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
  */
 function databaseFailure(role: string, region: string, databaseUrl: string, err: unknown, check = `the databaseUrl of ${region} in the regions config`): Error {
   const e = err as Error & { code?: unknown };
-  const why = e.code === 'ECONNREFUSED' ? 'connection refused: nothing listens at that address and port' : `${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+  const why = e.code === 'ECONNREFUSED' ? CONNECTION_REFUSED : `${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
   return new Error(`${role} ${region}'s database at ${databaseAddress(databaseUrl)} cannot be reached or prepared (${why}). Check that Postgres runs there, and ${check}`, { cause: err });
 }
 
