@@ -15,7 +15,7 @@ import { createDeployment, freePorts, REDIS_URL, type TestDeployment } from '../
 
 let dep: TestDeployment;
 let emptyDir: string;
-/** A port nothing listens on: asia-japan's database's, and a DATABASE_URL's. */
+/** A port nothing listens on: asia-japan's database's, a DATABASE_URL's, and a removed region's Redis's. */
 let closedPort = 0;
 beforeAll(async () => {
   const [port = 0] = await freePorts(1);
@@ -92,4 +92,15 @@ test('npm run members -- remove of a name no Redis knows quotes the whole --forc
   } finally {
     redis.disconnect();
   }
+}, 60_000);
+
+test('npm run members -- remove names a --redis-url Redis that refuses connections, with why and what to check, and counts it unreachable', async () => {
+  const url = `redis://127.0.0.1:${closedPort}`;
+  const run = await script('members', ['remove', 'gone-region', '--force', '--redis-url', url], { REGIONS_CONFIG: dep.configPath });
+  expect({ status: run.status, stderr: run.stderr }).toEqual({
+    status: 0,
+    stderr: `warning: Redis at ${url} (region gone-region) cannot be reached (connection refused: nothing listens at that address and port). Check that Redis runs there, and the URL given with --redis-url\n`,
+  });
+  // Removed (recorded) in the deployment's Redis, which answered; its own is left for a run once it is up.
+  expect(JSON.parse(run.stdout)).toEqual({ region: 'gone-region', removed: false, inboxDeleted: false, unreachable: ['gone-region'] });
 }, 60_000);
