@@ -194,7 +194,14 @@ export async function runMembers(command: string, region: string | undefined, fl
       const own = flags.redisUrl ? withCredentialsOf(flags.redisUrl, file.redisUrl) : null;
       if (own && !servers.has(own)) {
         servers.set(own, [region as string]);
-        connections.set(own, connect(own));
+        // Asked once first, as the config's are: one that cannot be reached is said at once, with why, and
+        // counted unreachable (it was, after the commands' bound, with nothing said).
+        const [problem] = (await unreachableRedis([{ url: own, regions: [region as string], check: 'the URL given with --redis-url' }])).values();
+        if (problem === undefined) connections.set(own, connect(own));
+        else {
+          down.set(own, problem);
+          process.stderr.write(`warning: ${problem}\n`);
+        }
       }
       const notContacted = !own && recorded && !servers.has(withCredentialsOf(recorded, file.redisUrl)) ? recorded : null;
       // A region that still runs registers itself again seconds after its removal (membership.ts).

@@ -2,8 +2,10 @@
  * `npm run reseed -- --from <peer region> --to <region>`: re-seeds a region whose consumer group fell
  * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
  * REGIONS_CONFIG (default ./regions.config.json), with REDIS_URL and REDIS_KEY_PREFIX over the file's as a region
- * takes them (withRedisOverrides), and REPLICATION_KEYS when the file's `ackSignatures` is `sign` or `require` (from the
- * environment, else from the cluster's secrets file that `npm run cluster` keeps); prints what it copied as JSON.
+ * takes them (withRedisOverrides), DATABASE_URL over the databaseUrl of the --to region as that region takes it
+ * (withDatabaseOverride: a region started with it runs on that database, and quotes it), and REPLICATION_KEYS when
+ * the file's `ackSignatures` is `sign` or `require` (from the environment, else from the cluster's secrets file that
+ * `npm run cluster` keeps); prints what it copied as JSON.
  * Every region's Redis must answer: one that cannot be reached is named at once, with why (src/redis-reach.ts), exit 1.
  * See src/replication/reseed.ts.
  */
@@ -27,12 +29,12 @@ async function main(): Promise<void> {
   }
   // Loaded once the arguments parse (`--help` and a usage mistake load none of it), and the re-seed's own
   // modules (Prisma, pg, ioredis: ~0.2 s of CPU) only once the config and the regions named are found usable.
-  const { ConfigError, readRegionsConfig, regionsConfigPath, withRedisOverrides } = await import('../src/config');
+  const { ConfigError, readRegionsConfig, regionsConfigPath, withDatabaseOverride, withRedisOverrides } = await import('../src/config');
   const { scriptSigning } = await import('./cluster-secrets');
   const { regionsOf } = await import('../src/replication/reseed-command');
   const configPath = regionsConfigPath();
   try {
-    const file = withRedisOverrides(readRegionsConfig().file);
+    const file = withDatabaseOverride(withRedisOverrides(readRegionsConfig().file), to);
     const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
     // In `sign` and `require` modes the target's membership entry is written signed, and in `require` the
@@ -50,6 +52,7 @@ async function main(): Promise<void> {
       force: process.argv.includes('--force'),
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
       ...(signing ? { signing } : {}),
+      ...(process.env.DATABASE_URL ? { targetDatabaseFromEnv: true } : {}),
     });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {

@@ -29,10 +29,11 @@ export interface Config extends ConfigFile {
    */
   localRedisUrl?: string;
   /**
-   * REDIS_URL and REDIS_KEY_PREFIX as the environment gave them (over the file's): an operator command run for this
-   * region needs the same ones (reseedCommand quotes them).
+   * REDIS_URL, REDIS_KEY_PREFIX and DATABASE_URL as the environment gave them (over the file's): an operator command
+   * run for this region needs the same ones (reseedCommand quotes them). Not REGION_REDIS_URL: another address of the
+   * same Redis, for this process; the command reaches it where the other regions do.
    */
-  redisFromEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string };
+  operatorEnv?: OperatorEnv;
   adminToken: string;
   /**
    * Other admin tokens still accepted (ADMIN_TOKEN_ACCEPTED, comma-separated): a rotation's old token, or its
@@ -59,6 +60,13 @@ export interface Config extends ConfigFile {
    * For tests whose fixtures expire; leave unset in production.
    */
   metadataValidationTime: string | null;
+}
+
+/** The settings of a region's environment that `npm run reseed` takes as the region does (see Config.operatorEnv). */
+export interface OperatorEnv {
+  REDIS_URL?: string;
+  REDIS_KEY_PREFIX?: string;
+  DATABASE_URL?: string;
 }
 
 export { ConfigError };
@@ -251,6 +259,23 @@ export function withRedisOverrides(file: ConfigFile, env: Env = process.env): Co
 }
 
 /**
+ * The deployment's regions file with DATABASE_URL (checked as a region checks it; one set to '' is unset) over the
+ * databaseUrl of `regionId` only: what a region started with it runs on (loadConfig), and the database `npm run
+ * reseed` fills for its --to region. The other regions' entries stay as the file has them.
+ */
+export function withDatabaseOverride<F extends Pick<ConfigFile, 'regions'>>(file: F, regionId: string, env: Env = process.env): F {
+  const databaseUrl = databaseOverride(env);
+  return databaseUrl === undefined ? file : { ...file, regions: file.regions.map((r) => (r.id === regionId ? { ...r, databaseUrl } : r)) };
+}
+
+/** DATABASE_URL, checked; undefined when unset or ''. */
+function databaseOverride(env: Env): string | undefined {
+  if (!env.DATABASE_URL) return undefined;
+  if (!/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
+  return env.DATABASE_URL;
+}
+
+/**
  * Builds the process configuration. Environment variables override the file:
  * REGIONS_CONFIG, REGION, ADMIN_TOKEN, ADMIN_TOKEN_ACCEPTED, TOKEN_SIGNING_SECRET, TOKEN_ACCEPTED_SECRETS, REPLICATION_KEYS, REDIS_URL (the default Redis),
  * REDIS_KEY_PREFIX, PORT, OPERATOR_PORT, HOST, DATABASE_URL, REGION_REDIS_URL (the last five for this process's
@@ -290,7 +315,7 @@ export function loadConfig(env: Env = process.env): Config {
   // An override set to '' is unset, as for PORT and HOST (and npm run cluster): compose passes an unset ${VAR} so.
   const redis = withRedisOverrides(file, env);
   if (env.REGION_REDIS_URL && !/^rediss?:\/\//.test(env.REGION_REDIS_URL)) throw new ConfigError(`REGION_REDIS_URL must start with redis:// or rediss://`);
-  if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
+  const databaseUrl = databaseOverride(env) ?? region.databaseUrl;
   const listen = listenOverrides(env, region);
   const operatorPort = operatorOverride(env, region, listen.port);
   const merged: RegionConfig = {
@@ -298,16 +323,15 @@ export function loadConfig(env: Env = process.env): Config {
     port: listen.port,
     ...(operatorPort !== undefined ? { operatorPort } : {}),
     host: listen.host,
-    databaseUrl: env.DATABASE_URL || region.databaseUrl,
+    databaseUrl,
   };
+  const operatorEnv = Object.fromEntries((['REDIS_URL', 'REDIS_KEY_PREFIX', 'DATABASE_URL'] as const).flatMap((name) => (env[name] ? [[name, env[name]]] : []))) as OperatorEnv;
   return {
     ...redis,
     regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),
     region: merged,
     ...(env.REGION_REDIS_URL ? { localRedisUrl: env.REGION_REDIS_URL } : {}),
-    ...(env.REDIS_URL || env.REDIS_KEY_PREFIX
-      ? { redisFromEnv: { ...(env.REDIS_URL ? { REDIS_URL: env.REDIS_URL } : {}), ...(env.REDIS_KEY_PREFIX ? { REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX } : {}) } }
-      : {}),
+    ...(Object.keys(operatorEnv).length ? { operatorEnv } : {}),
     adminToken,
     adminAcceptedTokens,
     tokenSigningSecret,

@@ -6,6 +6,7 @@
  */
 import Redis from 'ioredis';
 import { redisUrlOf } from './config';
+import { CONNECTION_REFUSED } from './connection-refused';
 import type { ConfigFile } from './config-schema';
 import { withoutCredentials } from './replication/links';
 
@@ -42,7 +43,7 @@ export async function redisReachProblem(url: string, timeoutMs = REACH_TIMEOUT_M
 function reachProblem(err: Error & { code?: string }, timeoutMs: number): string {
   switch (err.code) {
     case 'ECONNREFUSED':
-      return 'connection refused: nothing listens at that address and port';
+      return CONNECTION_REFUSED;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return 'its host name does not resolve';

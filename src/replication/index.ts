@@ -35,7 +35,7 @@ export interface ReplicationOptions {
     Config,
     'redisUrl' | 'redisKeyPrefix' | 'regions' | 'region' | 'localRedisUrl' | 'maxClockSkewMs' | 'streamMaxLength' | 'streamTrimIntervalMs' | 'claimIntervalMs' | 'replicationPacks' | 'ackSignatures' | 'ackTtlSeconds' | 'replicationKeys' | 'tombstoneCollection' | 'adoptAfterSeconds' | 'writeTransactionTimeoutMs' | 'republishAfterMs'
   > &
-    Partial<Pick<Config, 'configPath' | 'redisFromEnv'>>;
+    Partial<Pick<Config, 'configPath' | 'operatorEnv'>>;
   db: Db;
   log: Logger;
   tables: readonly ReplicatedTable[];

@@ -2,8 +2,10 @@
  * The `npm run reseed` command a region quotes for an operator to run for it (its start line while it is joining,
  * region.ts; its start check on a database restored or replaced, restore-check.ts): with the regions file it runs
  * with (REGIONS_CONFIG: the command reads ./regions.config.json otherwise, and found no such region or another
- * deployment there), and the REDIS_URL and REDIS_KEY_PREFIX it took from its environment (the command would
- * otherwise look in the file's Redis, under the file's prefix, and find the region not registered).
+ * deployment there), the REDIS_URL and REDIS_KEY_PREFIX it took from its environment (the command would
+ * otherwise look in the file's Redis, under the file's prefix, and find the region not registered), and its
+ * DATABASE_URL (the command filled the database of the region's entry, and marked the region active on a
+ * database it had not filled).
  */
 import { ConfigError } from '../config-error';
 import type { ConfigFile } from '../config-schema';
@@ -11,7 +13,7 @@ import type { ConfigFile } from '../config-schema';
 /** What of the region's configuration the command needs (src/config.ts Config). */
 export interface ReseedCommandConfig {
   configPath?: string;
-  redisFromEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string };
+  operatorEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string; DATABASE_URL?: string };
 }
 
 /** What an operator types for a value: as is when the shell reads it so, else single-quoted. */
@@ -28,14 +30,26 @@ function hasCredentials(url: string): boolean {
   }
 }
 
+/** A Postgres URL's user name is no secret (the operator needs it), its password is. */
+function hasPassword(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.password !== '' || /password/i.test(u.search);
+  } catch {
+    return true;
+  }
+}
+
 /** The command that re-seeds `to` from `from` (a placeholder when the peer is for the operator to choose). */
 export function reseedCommand(config: ReseedCommandConfig, to: string, from = '<a caught-up region>'): string {
   const env: string[] = [];
   if (config.configPath) env.push(`REGIONS_CONFIG=${shellWord(config.configPath)}`);
-  const { REDIS_URL, REDIS_KEY_PREFIX } = config.redisFromEnv ?? {};
+  const { REDIS_URL, REDIS_KEY_PREFIX, DATABASE_URL } = config.operatorEnv ?? {};
   // A URL with a password is not logged: the operator puts in the one the region runs with.
   if (REDIS_URL) env.push(`REDIS_URL=${hasCredentials(REDIS_URL) ? '<the REDIS_URL this region runs with>' : shellWord(REDIS_URL)}`);
   if (REDIS_KEY_PREFIX) env.push(`REDIS_KEY_PREFIX=${shellWord(REDIS_KEY_PREFIX)}`);
+  // The command takes it for its --to region, this one (scripts/reseed.ts).
+  if (DATABASE_URL) env.push(`DATABASE_URL=${hasPassword(DATABASE_URL) ? '<the DATABASE_URL this region runs with>' : shellWord(DATABASE_URL)}`);
   return [...env, `npm run reseed -- --from ${from} --to ${to}`].join(' ');
 }
 

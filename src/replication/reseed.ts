@@ -22,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { redisUrlOf } from '../config';
 import type { ConfigFile } from '../config-schema';
+import { CONNECTION_REFUSED } from '../connection-refused';
 import { databaseAddress } from '../db/address';
 import { createDb, type Db } from '../db/client';
 import { ensureDatabase, migrate } from '../db/migrate';
@@ -58,6 +59,8 @@ export interface ReseedOptions {
   waitMs?: number;
   /** How the peer's acks in its origins' Redis are read (config `ackSignatures`; in `require` mode only signed ones count). */
   signing?: AckSigning;
+  /** DATABASE_URL gave the target's database, not its entry (scripts/reseed.ts): what to check when it cannot be reached. */
+  targetDatabaseFromEnv?: boolean;
 }
 
 /** How many changes the peer's operator discarded (replication_discarded; none in a database of an older version). */
@@ -129,7 +132,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   });
   const peerDb = new Client(sessionConfig(source.databaseUrl));
   await ensureDatabase(target.databaseUrl).then(() => migrate(target.databaseUrl)).catch((err: unknown) => {
-    throw databaseFailure('the target', to, target.databaseUrl, err);
+    throw databaseFailure('the target', to, target.databaseUrl, err, opts.targetDatabaseFromEnv ? `DATABASE_URL (set in the environment, over the databaseUrl of ${to} in the regions config)` : undefined);
   });
   const db = createDb(target.databaseUrl, { poolSize: 2 });
   const run: ReseedRun = { file, from, to, keys, links, peerDb, db, writer: { signing: opts.signing } };
@@ -177,10 +180,10 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
  * A database of the re-seed that could not be reached or prepared, said with whose it is and what to check: it said
  * only what the driver did (`connect ECONNREFUSED 127.0.0.1:5433`).
  */
-function databaseFailure(role: string, region: string, databaseUrl: string, err: unknown): Error {
+function databaseFailure(role: string, region: string, databaseUrl: string, err: unknown, check = `the databaseUrl of ${region} in the regions config`): Error {
   const e = err as Error & { code?: unknown };
-  const why = e.code === 'ECONNREFUSED' ? 'connection refused: nothing listens at that address and port' : `${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
-  return new Error(`${role} ${region}'s database at ${databaseAddress(databaseUrl)} cannot be reached or prepared (${why}). Check that Postgres runs there, and the databaseUrl of ${region} in the regions config`, { cause: err });
+  const why = e.code === 'ECONNREFUSED' ? CONNECTION_REFUSED : `${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+  return new Error(`${role} ${region}'s database at ${databaseAddress(databaseUrl)} cannot be reached or prepared (${why}). Check that Postgres runs there, and ${check}`, { cause: err });
 }
 
 /** What the steps of one re-seed share: its regions, and the connections it opened. */

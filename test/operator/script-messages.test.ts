@@ -15,8 +15,11 @@ import { createDeployment, freePorts, REDIS_URL, type TestDeployment } from '../
 
 let dep: TestDeployment;
 let emptyDir: string;
+/** A port nothing listens on: asia-japan's database's, a DATABASE_URL's, and a removed region's Redis's. */
+let closedPort = 0;
 beforeAll(async () => {
-  const [port] = await freePorts(1);
+  const [port = 0] = await freePorts(1);
+  closedPort = port;
   // asia-japan's database at a port nothing listens on.
   dep = await createDeployment('script-messages', ['us-iowa', 'asia-japan'], {}, { 'asia-japan': { databaseUrl: `postgresql://postgres@127.0.0.1:${port}/nothing_here` } });
   emptyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'script-messages-'));
@@ -62,6 +65,19 @@ test('npm run reseed names the target\'s database that refuses connections, and 
   });
 }, 60_000);
 
+test('npm run reseed takes DATABASE_URL as its target\'s database, as a region started with it does, and names it when it refuses connections', async () => {
+  const databaseUrl = `postgresql://postgres@127.0.0.1:${closedPort}/region_own`;
+  const run = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: databaseUrl });
+  expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
+    status: 1,
+    stdout: '',
+    stderr: `reseed failed: the target us-iowa's database at 127.0.0.1:${closedPort}/region_own cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and DATABASE_URL (set in the environment, over the databaseUrl of us-iowa in the regions config)\n`,
+  });
+  // One a region would refuse, the region's message, exit 2.
+  const other = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: 'mysql://root@127.0.0.1/x' });
+  expect({ status: other.status, stderr: other.stderr }).toEqual({ status: 2, stderr: 'reseed failed: DATABASE_URL must start with postgresql://\n' });
+}, 60_000);
+
 test('npm run members -- remove of a name no Redis knows quotes the whole --force command, which works as written', async () => {
   const run = await script('members', ['remove', 'no-such-region'], { REGIONS_CONFIG: dep.configPath });
   expect(run.status).toBe(1);
@@ -76,4 +92,15 @@ test('npm run members -- remove of a name no Redis knows quotes the whole --forc
   } finally {
     redis.disconnect();
   }
+}, 60_000);
+
+test('npm run members -- remove names a --redis-url Redis that refuses connections, with why and what to check, and counts it unreachable', async () => {
+  const url = `redis://127.0.0.1:${closedPort}`;
+  const run = await script('members', ['remove', 'gone-region', '--force', '--redis-url', url], { REGIONS_CONFIG: dep.configPath });
+  expect({ status: run.status, stderr: run.stderr }).toEqual({
+    status: 0,
+    stderr: `warning: Redis at ${url} (region gone-region) cannot be reached (connection refused: nothing listens at that address and port). Check that Redis runs there, and the URL given with --redis-url\n`,
+  });
+  // Removed (recorded) in the deployment's Redis, which answered; its own is left for a run once it is up.
+  expect(JSON.parse(run.stdout)).toEqual({ region: 'gone-region', removed: false, inboxDeleted: false, unreachable: ['gone-region'] });
 }, 60_000);

@@ -1,0 +1,125 @@
+/**
+ * A region started with DATABASE_URL over its entry of the regions file quotes an `npm run reseed` command that
+ * re-seeds the database it runs on. The command read the file alone: run as quoted (the start line of a region
+ * joining), it created the file's database for the region, copied the peer's rows into it, recorded it as the
+ * region's and marked the region active, exit 0, while the region served on its own database without those rows
+ * (the organization written before it joined answered 404 there). The command now takes DATABASE_URL for its
+ * --to region, and a region quotes it (a URL with a password as a placeholder).
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import { RegionProcess } from '../../src/cluster/region-process';
+import { dropDatabase } from '../../src/db/migrate';
+import { PROJECT_ROOT } from '../../src/paths';
+import { addedRegionProcess, adminHeaders, call, eventually, reseedSeen, startCluster, type Cluster } from '../support/harness';
+import { PG_BASE } from '../support/env';
+import { databaseExists } from '../support/region-databases';
+
+const [PEER, OTHER, ADDED] = ['us-iowa', 'europe-belgium', 'south-brazil'];
+let cluster: Cluster;
+let added: RegionProcess | null = null;
+const databases: string[] = [];
+const lines: string[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster('reseed-db-env', [PEER, OTHER]);
+}, 120_000);
+afterAll(async () => {
+  await Promise.all([added?.stop(0), cluster?.stop(0)]);
+  for (const url of databases) await dropDatabase(url).catch(() => undefined);
+});
+
+/** A database of this test's own, on the test Postgres (dropped in afterAll), with `password` in its URL if given. */
+function ownDatabase(suffix: string, password?: string): string {
+  const url = new URL(`${PG_BASE}/${cluster.deployment.name}_${suffix}`);
+  if (password) url.password = password;
+  databases.push(url.toString());
+  return url.toString();
+}
+
+/**
+ * Waits until `region`'s outbox holds no change unconfirmed (each one applied by every member), read in its database
+ * (GET /admin/replication may answer from a snapshot taken before the last write).
+ */
+async function confirmed(region: string): Promise<boolean> {
+  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
+  await db.connect();
+  try {
+    return await eventually(async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_outbox WHERE confirmed_at IS NULL')).rows[0]?.n === 0, 30_000, 200);
+  } finally {
+    await db.end();
+  }
+}
+
+/** The message of a region's JSON log line that starts with `start`, if it printed one. */
+function logged(start: string): string | undefined {
+  return lines.map((l) => (l.startsWith('{') ? String((JSON.parse(l) as { msg?: unknown }).msg) : '')).find((m) => m.startsWith(start));
+}
+
+/** Runs a command as a region quoted it (`NAME=value … npm run reseed -- <args>`), from an empty directory, with nothing else to find the deployment by. */
+function runQuoted(command: string): Promise<{ status: number; stderr: string }> {
+  const [, assignments = '', args = ''] = /^((?:[A-Z_]+=\S+ )*)npm run reseed -- (.*)$/.exec(command) ?? [];
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of ['REGIONS_CONFIG', 'REDIS_URL', 'REDIS_KEY_PREFIX', 'DATABASE_URL', 'INIT_CWD']) delete env[name];
+  for (const word of assignments.trim().split(' ').filter(Boolean)) env[word.slice(0, word.indexOf('='))] = word.slice(word.indexOf('=') + 1);
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'reseed-db-env-'));
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), ...args.split(' ')], { env, cwd, encoding: 'utf8', timeout: 60_000 }, (err, _stdout, stderr) => {
+      fs.rmSync(cwd, { recursive: true, force: true });
+      const code = (err as { code?: unknown } | null)?.code;
+      resolve({ status: typeof code === 'number' ? code : err ? -1 : 0, stderr });
+    });
+  });
+}
+
+test('a region joining on DATABASE_URL quotes a re-seed command that seeds the database it runs on, not its entry\'s', async () => {
+  const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-join' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
+  expect(org.status).toBe(201);
+  // Confirmed by every region before the new one registers: only the copy brings it there, not its inbox.
+  expect(await confirmed(PEER)).toBe(true);
+  const region = await addedRegionProcess(cluster, ADDED, { configName: 'regions.3.config.json', onLine: (line) => lines.push(line) });
+  databases.push(region.databaseUrl);
+  const own = ownDatabase('brazil_own');
+  added = new RegionProcess({ ...region.process.opts, env: { ...region.process.opts.env, DATABASE_URL: own } });
+  added.start();
+  await added.waitReady(60_000);
+  const startLine = () => logged('region up, not taking traffic until re-seeded');
+  expect(await eventually(async () => startLine() !== undefined, 10_000, 50)).toBe(true);
+  const command = /: run (.*)$/.exec(startLine() ?? '')?.[1] ?? '';
+
+  // Run as quoted (it exited 0 before too, having seeded the file's database).
+  expect(await runQuoted(command)).toEqual({ status: 0, stderr: '' });
+  expect(await reseedSeen(cluster.url(PEER))).toBe(true);
+  // The region has the row written before it joined, and the database its entry names was never made.
+  expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
+  expect(await databaseExists(new URL(region.databaseUrl).pathname.slice(1))).toBe(false);
+  expect(command).toBe(`REGIONS_CONFIG=${region.configPath} DATABASE_URL=${own} npm run reseed -- --from ${PEER} --to ${ADDED}`);
+}, 120_000);
+
+test('a region restarted on another DATABASE_URL with a password quotes it as a placeholder, and the command with the URL put in seeds that database', async () => {
+  expect(added).not.toBeNull();
+  const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-replace' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
+  expect(org.status).toBe(201);
+  expect(await confirmed(PEER)).toBe(true);
+  await added?.stop();
+  // Trust authentication: the password is never asked for, only carried in the URL.
+  const replaced = ownDatabase('brazil_replaced', 'not-to-be-logged');
+  added = new RegionProcess({ ...(added as RegionProcess).opts, env: { ...(added as RegionProcess).opts.env, DATABASE_URL: replaced } });
+  lines.length = 0;
+  added.start();
+  await added.waitReady(60_000);
+  const refusal = () => logged("this region's database is not the one it ran on before");
+  expect(await eventually(async () => refusal() !== undefined, 10_000, 100)).toBe(true);
+  expect(lines.join('\n')).not.toContain('not-to-be-logged');
+  const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
+  const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
+  expect(command).toBe(`REGIONS_CONFIG=${configPath} DATABASE_URL=<the DATABASE_URL this region runs with> npm run reseed -- --from <a caught-up region> --to ${ADDED}`);
+
+  const filled = command.replace('<the DATABASE_URL this region runs with>', replaced).replace('<a caught-up region>', PEER);
+  expect(await runQuoted(filled)).toEqual({ status: 0, stderr: '' });
+  expect(await reseedSeen(cluster.url(PEER))).toBe(true);
+  expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
+}, 120_000);
