@@ -2,8 +2,9 @@
  * `npm run reseed -- --from <peer region> --to <region>`: re-seeds a region whose consumer group fell
  * behind the stream cap (GET /admin/replication lists it under needs_reseed) from a peer region. Reads
  * REGIONS_CONFIG (default ./regions.config.json), with REDIS_URL and REDIS_KEY_PREFIX over the file's as a region
- * takes them (withRedisOverrides), DATABASE_URL over the databaseUrl of the --to region as that region takes it
- * (withDatabaseOverride: a region started with it runs on that database, and quotes it), and REPLICATION_KEYS when
+ * takes them (withRedisOverrides), --to-database-url over the databaseUrl of the --to region (withDatabaseOverride: a
+ * region started with DATABASE_URL runs on that database, and quotes it so; DATABASE_URL itself is not read, as one
+ * exported for another tool would re-seed that tool's database), and REPLICATION_KEYS when
  * the file's `ackSignatures` is `sign` or `require` (from the environment, else from the cluster's secrets file that
  * `npm run cluster` keeps); prints what it copied as JSON.
  * Every region's Redis must answer: one that cannot be reached is named at once, with why (src/redis-reach.ts), exit 1.
@@ -16,14 +17,15 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
-const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--wait <seconds the peer may take to catch up, default 30>] [--force]';
+const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--to-database-url <the database the region runs on, when not its entry\'s>] [--wait <seconds the peer may take to catch up, default 30>] [--force]';
 
 async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
   quietOnClosedStdout();
   const from = arg('from');
   const to = arg('to');
-  if (!from || !to) {
+  const toDatabaseUrl = arg('to-database-url');
+  if (!from || !to || (process.argv.includes('--to-database-url') && !toDatabaseUrl)) {
     process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
   const { regionsOf } = await import('../src/replication/reseed-command');
   const configPath = regionsConfigPath();
   try {
-    const file = withDatabaseOverride(withRedisOverrides(readRegionsConfig().file), to);
+    const file = withDatabaseOverride(withRedisOverrides(readRegionsConfig().file), to, toDatabaseUrl);
     const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
     // In `sign` and `require` modes the target's membership entry is written signed, and in `require` the
@@ -52,7 +54,7 @@ async function main(): Promise<void> {
       force: process.argv.includes('--force'),
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
       ...(signing ? { signing } : {}),
-      ...(process.env.DATABASE_URL ? { targetDatabaseFromEnv: true } : {}),
+      ...(toDatabaseUrl ? { targetDatabaseGiven: true } : {}),
     });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } catch (err) {

@@ -259,19 +259,24 @@ export function withRedisOverrides(file: ConfigFile, env: Env = process.env): Co
 }
 
 /**
- * The deployment's regions file with DATABASE_URL (checked as a region checks it; one set to '' is unset) over the
- * databaseUrl of `regionId` only: what a region started with it runs on (loadConfig), and the database `npm run
- * reseed` fills for its --to region. The other regions' entries stay as the file has them.
+ * The deployment's regions file with `databaseUrl` (`npm run reseed`'s --to-database-url, checked as a region checks
+ * DATABASE_URL) over the entry of `regionId` only: the database a region started with DATABASE_URL runs on, which
+ * `npm run reseed` fills for its --to region. The other regions' entries stay as the file has them.
  */
-export function withDatabaseOverride<F extends Pick<ConfigFile, 'regions'>>(file: F, regionId: string, env: Env = process.env): F {
-  const databaseUrl = databaseOverride(env);
-  return databaseUrl === undefined ? file : { ...file, regions: file.regions.map((r) => (r.id === regionId ? { ...r, databaseUrl } : r)) };
+export function withDatabaseOverride<F extends Pick<ConfigFile, 'regions'>>(file: F, regionId: string, databaseUrl: string | undefined): F {
+  if (databaseUrl === undefined) return file;
+  checkPostgresUrl(databaseUrl, '--to-database-url');
+  return { ...file, regions: file.regions.map((r) => (r.id === regionId ? { ...r, databaseUrl } : r)) };
+}
+
+function checkPostgresUrl(url: string, name: string): void {
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError(`${name} must start with postgresql://`);
 }
 
 /** DATABASE_URL, checked; undefined when unset or ''. */
 function databaseOverride(env: Env): string | undefined {
   if (!env.DATABASE_URL) return undefined;
-  if (!/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) throw new ConfigError(`DATABASE_URL must start with postgresql://`);
+  checkPostgresUrl(env.DATABASE_URL, 'DATABASE_URL');
   return env.DATABASE_URL;
 }
 

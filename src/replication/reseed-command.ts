@@ -4,8 +4,8 @@
  * with (REGIONS_CONFIG: the command reads ./regions.config.json otherwise, and found no such region or another
  * deployment there), the REDIS_URL and REDIS_KEY_PREFIX it took from its environment (the command would
  * otherwise look in the file's Redis, under the file's prefix, and find the region not registered), and its
- * DATABASE_URL (the command filled the database of the region's entry, and marked the region active on a
- * database it had not filled).
+ * DATABASE_URL as --to-database-url (the command filled the database of the region's entry, and marked the region
+ * active on a database it had not filled).
  */
 import { ConfigError } from '../config-error';
 import type { ConfigFile } from '../config-schema';
@@ -48,9 +48,9 @@ export function reseedCommand(config: ReseedCommandConfig, to: string, from = '<
   // A URL with a password is not logged: the operator puts in the one the region runs with.
   if (REDIS_URL) env.push(`REDIS_URL=${hasCredentials(REDIS_URL) ? '<the REDIS_URL this region runs with>' : shellWord(REDIS_URL)}`);
   if (REDIS_KEY_PREFIX) env.push(`REDIS_KEY_PREFIX=${shellWord(REDIS_KEY_PREFIX)}`);
-  // The command takes it for its --to region, this one (scripts/reseed.ts).
-  if (DATABASE_URL) env.push(`DATABASE_URL=${hasPassword(DATABASE_URL) ? '<the DATABASE_URL this region runs with>' : shellWord(DATABASE_URL)}`);
-  return [...env, `npm run reseed -- --from ${from} --to ${to}`].join(' ');
+  // A flag, not DATABASE_URL: the command reads no DATABASE_URL (one exported for another tool would be re-seeded).
+  const database = DATABASE_URL ? ` --to-database-url ${hasPassword(DATABASE_URL) ? '<the DATABASE_URL this region runs with>' : shellWord(DATABASE_URL)}` : '';
+  return [...env, `npm run reseed -- --from ${from} --to ${to}${database}`].join(' ');
 }
 
 /**

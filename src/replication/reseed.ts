@@ -59,8 +59,8 @@ export interface ReseedOptions {
   waitMs?: number;
   /** How the peer's acks in its origins' Redis are read (config `ackSignatures`; in `require` mode only signed ones count). */
   signing?: AckSigning;
-  /** DATABASE_URL gave the target's database, not its entry (scripts/reseed.ts): what to check when it cannot be reached. */
-  targetDatabaseFromEnv?: boolean;
+  /** --to-database-url gave the target's database, not its entry (scripts/reseed.ts): what to check when it cannot be reached. */
+  targetDatabaseGiven?: boolean;
 }
 
 /** How many changes the peer's operator discarded (replication_discarded; none in a database of an older version). */
@@ -132,7 +132,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   });
   const peerDb = new Client(sessionConfig(source.databaseUrl));
   await ensureDatabase(target.databaseUrl).then(() => migrate(target.databaseUrl)).catch((err: unknown) => {
-    throw databaseFailure('the target', to, target.databaseUrl, err, opts.targetDatabaseFromEnv ? `DATABASE_URL (set in the environment, over the databaseUrl of ${to} in the regions config)` : undefined);
+    throw databaseFailure('the target', to, target.databaseUrl, err, opts.targetDatabaseGiven ? `the URL given with --to-database-url (over the databaseUrl of ${to} in the regions config)` : undefined);
   });
   const db = createDb(target.databaseUrl, { poolSize: 2 });
   const run: ReseedRun = { file, from, to, keys, links, peerDb, db, writer: { signing: opts.signing } };

@@ -65,17 +65,30 @@ test('npm run reseed names the target\'s database that refuses connections, and 
   });
 }, 60_000);
 
-test('npm run reseed takes DATABASE_URL as its target\'s database, as a region started with it does, and names it when it refuses connections', async () => {
+test('npm run reseed takes --to-database-url as its target\'s database (a region started with DATABASE_URL quotes it so), and names it when it refuses connections', async () => {
   const databaseUrl = `postgresql://postgres@127.0.0.1:${closedPort}/region_own`;
-  const run = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: databaseUrl });
+  const run = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa', '--to-database-url', databaseUrl], { REGIONS_CONFIG: dep.configPath });
   expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
     status: 1,
     stdout: '',
-    stderr: `reseed failed: the target us-iowa's database at 127.0.0.1:${closedPort}/region_own cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and DATABASE_URL (set in the environment, over the databaseUrl of us-iowa in the regions config)\n`,
+    stderr: `reseed failed: the target us-iowa's database at 127.0.0.1:${closedPort}/region_own cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and the URL given with --to-database-url (over the databaseUrl of us-iowa in the regions config)\n`,
   });
-  // One a region would refuse, the region's message, exit 2.
-  const other = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: 'mysql://root@127.0.0.1/x' });
-  expect({ status: other.status, stderr: other.stderr }).toEqual({ status: 2, stderr: 'reseed failed: DATABASE_URL must start with postgresql://\n' });
+  // One a region would refuse as its DATABASE_URL, the region's message, exit 2.
+  const other = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa', '--to-database-url', 'mysql://root@127.0.0.1/x'], { REGIONS_CONFIG: dep.configPath });
+  expect({ status: other.status, stderr: other.stderr }).toEqual({ status: 2, stderr: 'reseed failed: --to-database-url must start with postgresql://\n' });
+  // The flag without its value: the usage, exit 2.
+  const bare = await script('reseed', ['--from', 'asia-japan', '--to', 'us-iowa', '--to-database-url'], { REGIONS_CONFIG: dep.configPath });
+  expect({ status: bare.status, stderr: bare.stderr }).toEqual({ status: 2, stderr: expect.stringMatching(/^usage: npm run reseed -- /) as unknown as string });
+}, 60_000);
+
+test('npm run reseed reads no DATABASE_URL of its environment: one exported for another tool does not become the target\'s database', async () => {
+  const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: `postgresql://postgres@127.0.0.1:5432/another_tools_database` });
+  const target = dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl ?? '';
+  // The target named is the regions file's entry (nothing listens there), not the exported one.
+  expect({ status: run.status, stderr: run.stderr }).toEqual({
+    status: 1,
+    stderr: `reseed failed: the target asia-japan's database at ${target.replace('postgresql://postgres@', '')} cannot be reached or prepared (connection refused: nothing listens at that address and port). Check that Postgres runs there, and the databaseUrl of asia-japan in the regions config\n`,
+  });
 }, 60_000);
 
 test('npm run members -- remove of a name no Redis knows quotes the whole --force command, which works as written', async () => {

@@ -3,8 +3,9 @@
  * re-seeds the database it runs on. The command read the file alone: run as quoted (the start line of a region
  * joining), it created the file's database for the region, copied the peer's rows into it, recorded it as the
  * region's and marked the region active, exit 0, while the region served on its own database without those rows
- * (the organization written before it joined answered 404 there). The command now takes DATABASE_URL for its
- * --to region, and a region quotes it (a URL with a password as a placeholder).
+ * (the organization written before it joined answered 404 there). The command now takes --to-database-url for its
+ * --to region, and a region quotes its DATABASE_URL so (a URL with a password as a placeholder). The command reads no
+ * DATABASE_URL of its own environment: one exported for another tool would have it re-seed that tool's database.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +20,8 @@ import { PG_BASE } from '../support/env';
 import { databaseExists } from '../support/region-databases';
 
 const [PEER, OTHER, ADDED] = ['us-iowa', 'europe-belgium', 'south-brazil'];
+/** A database nothing may create: the DATABASE_URL of the shell the quoted commands run in. */
+let STRAY_DATABASE_URL = '';
 let cluster: Cluster;
 let added: RegionProcess | null = null;
 const databases: string[] = [];
@@ -26,6 +29,8 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   cluster = await startCluster('reseed-db-env', [PEER, OTHER]);
+  STRAY_DATABASE_URL = `${PG_BASE}/${cluster.deployment.name}_stray`;
+  databases.push(STRAY_DATABASE_URL);
 }, 120_000);
 afterAll(async () => {
   await Promise.all([added?.stop(0), cluster?.stop(0)]);
@@ -63,7 +68,9 @@ function logged(start: string): string | undefined {
 function runQuoted(command: string): Promise<{ status: number; stderr: string }> {
   const [, assignments = '', args = ''] = /^((?:[A-Z_]+=\S+ )*)npm run reseed -- (.*)$/.exec(command) ?? [];
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of ['REGIONS_CONFIG', 'REDIS_URL', 'REDIS_KEY_PREFIX', 'DATABASE_URL', 'INIT_CWD']) delete env[name];
+  for (const name of ['REGIONS_CONFIG', 'REDIS_URL', 'REDIS_KEY_PREFIX', 'INIT_CWD']) delete env[name];
+  // An operator's shell with a DATABASE_URL exported for another tool: the command must not take it.
+  env.DATABASE_URL = STRAY_DATABASE_URL;
   for (const word of assignments.trim().split(' ').filter(Boolean)) env[word.slice(0, word.indexOf('='))] = word.slice(word.indexOf('=') + 1);
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'reseed-db-env-'));
   return new Promise((resolve) => {
@@ -96,7 +103,8 @@ test('a region joining on DATABASE_URL quotes a re-seed command that seeds the d
   // The region has the row written before it joined, and the database its entry names was never made.
   expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
   expect(await databaseExists(new URL(region.databaseUrl).pathname.slice(1))).toBe(false);
-  expect(command).toBe(`REGIONS_CONFIG=${region.configPath} DATABASE_URL=${own} npm run reseed -- --from ${PEER} --to ${ADDED}`);
+  expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
+  expect(command).toBe(`REGIONS_CONFIG=${region.configPath} npm run reseed -- --from ${PEER} --to ${ADDED} --to-database-url ${own}`);
 }, 120_000);
 
 test('a region restarted on another DATABASE_URL with a password quotes it as a placeholder, and the command with the URL put in seeds that database', async () => {
@@ -116,10 +124,11 @@ test('a region restarted on another DATABASE_URL with a password quotes it as a 
   expect(lines.join('\n')).not.toContain('not-to-be-logged');
   const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
   const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
-  expect(command).toBe(`REGIONS_CONFIG=${configPath} DATABASE_URL=<the DATABASE_URL this region runs with> npm run reseed -- --from <a caught-up region> --to ${ADDED}`);
+  expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from <a caught-up region> --to ${ADDED} --to-database-url <the DATABASE_URL this region runs with>`);
 
   const filled = command.replace('<the DATABASE_URL this region runs with>', replaced).replace('<a caught-up region>', PEER);
   expect(await runQuoted(filled)).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
   expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
+  expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
 }, 120_000);
