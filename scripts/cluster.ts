@@ -26,7 +26,7 @@ const SECRETS: Record<string, () => string> = {
   REPLICATION_KEYS: () => `k1:${crypto.randomBytes(32).toString('base64url')}`,
 };
 
-/** A rotation's other accepted values (README, Security): taken from the file like the secrets, never made up. */
+/** A rotation's other accepted values (README, Rotating the token secret and Rotating the admin token): taken from the file like the secrets, never made up. */
 const ROTATION_SECRETS = ['ADMIN_TOKEN_ACCEPTED', 'TOKEN_ACCEPTED_SECRETS'] as const;
 
 /** The names the secrets file may hold. */
@@ -77,7 +77,7 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
   }
   const rotating = ROTATION_SECRETS.filter((name) => !process.env[name] && fromFile.has(name));
   if (rotating.length) process.stdout.write(`${rotating.join(', ')} taken from ${shown} too (a rotation under way)\n`);
-  // A secret the environment sets otherwise than the file (a rotation's next step, README Security): said, since
+  // A secret the environment sets otherwise than the file (a rotation's next step, README, Secrets): said, since
   // a later start from the file would go back to the file's (the operator updates the file; it is not
   // rewritten here, where the value is not checked yet and the file may hold lines of the operator's own).
   const changed = Object.keys(SECRETS).filter((name) => process.env[name] && fromFile.has(name) && fromFile.get(name) !== process.env[name]);

@@ -104,7 +104,7 @@ export const CredentialMetadataView = Type.Object(
         },
         { additionalProperties: false },
       ),
-      { description: 'Certificates trusted to sign the metadata (pinned; see README, Security).' },
+      { description: 'Certificates trusted to sign the metadata (pinned; see README, IdP metadata trust).' },
     ),
     held_metadata: Type.Union(
       [Type.Object({ held_at: Time, reason: Type.String(), metadata: MetadataDocument }, { additionalProperties: false }), Type.Null()],

@@ -56,7 +56,7 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
       unconfirmed: outbox.unconfirmed,
       oldest_unpublished_at: iso(outbox.oldestUnpublished),
       // Per replication key, this region's rows above (unpublished + unconfirmed) signed with it: a key
-      // rotation drops the old key once every region counts 0 under it (README, Security).
+      // rotation drops the old key once every region counts 0 under it (docs/security.md, Rotating REPLICATION_KEYS).
       unsettled_by_key: outboxByKey,
       published_by_relay: figures.published_by_relay,
       republished_after_loss: figures.republished_after_loss,

@@ -23,7 +23,7 @@ export async function outboxBacklog(db: SqlReader, opts: { oldest?: boolean } = 
 
 /**
  * This region's outbox rows not yet confirmed by every member (unpublished or unconfirmed), counted by the
- * replication key each was signed with when it was written (README, Security: rotating REPLICATION_KEYS).
+ * replication key each was signed with when it was written (docs/security.md, Rotating REPLICATION_KEYS).
  * Such a row may still be delivered with that signature (alone, or again after a loss), so a key may be
  * dropped once no region counts a row under it. The key id is the row's own column (sig_kid), so a large
  * backlog is counted without reading its events; a row written without it (before the column, or by an

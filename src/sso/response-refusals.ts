@@ -1,7 +1,7 @@
 /**
  * The refusals of a posted SAML Response that need reading it: node-saml's errors mapped to messages that say
  * what to fix (its own wording never reaches the client), and the bearer subject confirmation judged for this
- * ACS. Split from response.ts, which validates; the messages are what the README's ACS table documents.
+ * ACS. Split from response.ts, which validates; the messages are what docs/sso.md's table of ACS refusals documents.
  */
 import type { Element } from '@xmldom/xmldom';
 import { AppError } from '../http/errors';

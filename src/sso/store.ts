@@ -149,7 +149,7 @@ function relayTag(key: Buffer, relayState: string | null): Buffer {
  * the user's login (a forged post would), so the answer is recorded by take(), once a response was accepted:
  * SET NX, so that of two responses to one request only one signs in. Only the ids of RequestIds are logins:
  * the records versions before 2026-12-04 stored in Redis as a login started (600 s each) are not read, so a
- * record planted there cannot pass a response by the checks of IdP-initiated sign-in, nor fail one (README, State).
+ * record planted there cannot pass a response by the checks of IdP-initiated sign-in, nor fail one (docs/sso.md, State).
  */
 export class RequestCache implements CacheProvider {
   constructor(

@@ -189,7 +189,7 @@ describe('refresh', () => {
     const held = async () => (await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) })).body.result.held_metadata !== null;
     expect(await eventually(held, 15_000, 200)).toBe(true);
     expect(await fingerprint()).toBe(first);
-    // An operator accepts it (README, Security: IdP metadata trust).
+    // An operator accepts it (README, IdP metadata trust).
     expect((await call(r.url, 'POST', `/admin/metadata-refresh/${c.id}/accept`, { headers: adminHeaders })).status).toBe(204);
     expect(await fingerprint()).not.toBe(first);
     // The new document is a replicated change of the metadata row; the credential row users PATCH is untouched.

@@ -1,5 +1,5 @@
 /**
- * A rotation of REPLICATION_KEYS (README, Security) is checkable step by step: GET /admin/replication names
+ * A rotation of REPLICATION_KEYS (docs/security.md) is checkable step by step: GET /admin/replication names
  * the key a region signs with and the keys it accepts, and counts its outbox rows not yet confirmed by every
  * region per key they were signed with, so the old key is dropped once every region counts 0 under it.
  * One region of a two-region deployment runs: its changes stay unconfirmed (europe-belgium never applies them).

@@ -1,5 +1,5 @@
 /**
- * A rotation of REPLICATION_KEYS (README, Security) under `ackSignatures: require` leaves every member active
+ * A rotation of REPLICATION_KEYS (docs/security.md) under `ackSignatures: require` leaves every member active
  * and verified. Membership entries are written when they change, not per change event, so each region signs its
  * own entry again with the new key once it signs with it (the rotation's second step): otherwise dropping the old
  * key made every entry unverifiable, and each region, restarted, registered itself joining (tombstone collection

@@ -1,5 +1,5 @@
 /**
- * The bus is authenticated (README, Security): whoever can write to Redis cannot change a region's data or
+ * The bus is authenticated (docs/security.md): whoever can write to Redis cannot change a region's data or
  * clock. Forged entries (a real event altered, one without a signature, one signed with a key the regions
  * do not hold, one with the right key id and a wrong secret) are refused by every region, counted, shown
  * in /admin/replication and dead-lettered; rows and clocks stay as they were. Keys rotate without downtime.
