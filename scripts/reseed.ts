@@ -12,9 +12,27 @@
  */
 import { answerHelp, failureStatus, quietOnClosedStdout } from './usage';
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
+/** The flags that take a value; `--force` takes none. */
+const VALUE_FLAGS = ['from', 'to', 'to-database-url', 'wait'] as const;
+type ValueFlag = (typeof VALUE_FLAGS)[number];
+
+/**
+ * The arguments, each flag at most once and each with its value; null when they do not parse. A flag given twice
+ * took the first silently, and one it did not know (`--to-database-url=…`, a misspelling) was ignored: the re-seed
+ * then filled the database of the region's entry, the one the flag was given to avoid.
+ */
+function parseArgs(args: readonly string[]): { values: Partial<Record<ValueFlag, string>>; force: boolean } | null {
+  const values: Partial<Record<ValueFlag, string>> = {};
+  let force = false;
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--(.+)$/.exec(args[i] as string)?.[1];
+    const flag = VALUE_FLAGS.find((f) => f === name);
+    const value = args[i + 1];
+    if (name === 'force' && !force) force = true;
+    else if (flag && values[flag] === undefined && value !== undefined && !value.startsWith('--')) values[flag] = args[++i];
+    else return null;
+  }
+  return { values, force };
 }
 
 const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-seed> [--to-database-url <the database the region runs on, when not its entry\'s>] [--wait <seconds the peer may take to catch up, default 30>] [--force]';
@@ -22,10 +40,9 @@ const USAGE = 'usage: npm run reseed -- --from <peer region> --to <region to re-
 async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
   quietOnClosedStdout();
-  const from = arg('from');
-  const to = arg('to');
-  const toDatabaseUrl = arg('to-database-url');
-  if (!from || !to || (process.argv.includes('--to-database-url') && !toDatabaseUrl)) {
+  const parsed = parseArgs(process.argv.slice(2));
+  const { from, to, 'to-database-url': toDatabaseUrl, wait } = parsed?.values ?? {};
+  if (!parsed || !from || !to) {
     process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
@@ -37,7 +54,6 @@ async function main(): Promise<void> {
   const configPath = regionsConfigPath();
   try {
     const file = withDatabaseOverride(withRedisOverrides(readRegionsConfig().file), to, toDatabaseUrl);
-    const wait = arg('wait');
     if (wait !== undefined && !/^\d+$/.test(wait)) throw new ConfigError(`--wait takes whole seconds (got '${wait}')`);
     // In `sign` and `require` modes the target's membership entry is written signed, and in `require` the
     // peer's acks count only when signed: both take REPLICATION_KEYS.
@@ -51,7 +67,7 @@ async function main(): Promise<void> {
     // named at once (the re-seed's own connections wait out their commands' bound, then say "Command timed out").
     await checkRedisReachable(deploymentRedis(file, configPath));
     const result = await reseed(file, from, to, REPLICATED_TABLES, {
-      force: process.argv.includes('--force'),
+      force: parsed.force,
       ...(wait !== undefined ? { waitMs: Number(wait) * 1000 } : {}),
       ...(signing ? { signing } : {}),
       ...(toDatabaseUrl ? { targetDatabaseGiven: true } : {}),

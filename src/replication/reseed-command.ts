@@ -9,6 +9,7 @@
  */
 import { ConfigError } from '../config-error';
 import type { ConfigFile } from '../config-schema';
+import { databaseAddress } from '../db/address';
 
 /** What of the region's configuration the command needs (src/config.ts Config). */
 export interface ReseedCommandConfig {
@@ -71,5 +72,15 @@ export function regionsOf(file: Pick<ConfigFile, 'regions'>, from: string, to: s
   // Usage mistakes (exit 2, scripts/usage.ts failureStatus), found before anything is connected to.
   if (!source || !target) throw new ConfigError(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
   if (from === to) throw new ConfigError('--from and --to must name two different regions');
+  // The re-seed records the database it fills as the target's and writes its progress there: filling another
+  // region's (a --to-database-url pasted from the peer's entry, say) left two regions on one database, each taking
+  // the other's rows for its own (scripts/cluster.ts refuses such a file for the same reason).
+  const address = databaseAddress(target.databaseUrl);
+  const owner = file.regions.find((r) => r.id !== to && databaseAddress(r.databaseUrl) === address);
+  if (owner) {
+    throw new ConfigError(
+      `the database to re-seed as ${to}'s (${address}) is ${owner.id}'s in the regions config; each region needs its own. Nothing was done: name the database ${to} runs on (--to-database-url, or its databaseUrl)`,
+    );
+  }
   return { source, target };
 }

@@ -81,6 +81,30 @@ test('npm run reseed takes --to-database-url as its target\'s database (a region
   expect({ status: bare.status, stderr: bare.stderr }).toEqual({ status: 2, stderr: expect.stringMatching(/^usage: npm run reseed -- /) as unknown as string });
 }, 60_000);
 
+test('npm run reseed refuses a --to-database-url naming another region\'s database, before touching it (exit 2)', async () => {
+  // us-iowa's database as its entry names it, written otherwise (another user, an option): the same database.
+  const peer = new URL(dep.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl ?? '');
+  const address = `${peer.hostname}:${peer.port || '5432'}${peer.pathname}`;
+  peer.username = 'someone';
+  peer.search = '?application_name=reseed';
+  const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan', '--to-database-url', peer.toString()], { REGIONS_CONFIG: dep.configPath });
+  expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
+    status: 2,
+    stdout: '',
+    stderr: `reseed failed: the database to re-seed as asia-japan's (${address}) is us-iowa's in the regions config; each region needs its own. Nothing was done: name the database asia-japan runs on (--to-database-url, or its databaseUrl)\n`,
+  });
+}, 60_000);
+
+test.each([
+  ['a flag given twice', ['--to-database-url', 'postgresql://postgres@127.0.0.1:1/first', '--to-database-url', 'postgresql://postgres@127.0.0.1:1/second']],
+  ['a flag written with =', ['--to-database-url=postgresql://postgres@127.0.0.1:1/region_own']],
+  ['an argument it does not know', ['--to-databse-url', 'postgresql://postgres@127.0.0.1:1/region_own']],
+])('npm run reseed answers %s with its usage, and does nothing (exit 2)', async (_what, extra) => {
+  // Each took the first value, or was ignored, and the re-seed went on with the database of the region's entry.
+  const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan', ...extra], { REGIONS_CONFIG: dep.configPath });
+  expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({ status: 2, stdout: '', stderr: expect.stringMatching(/^usage: npm run reseed -- [^\n]*\n$/) as unknown as string });
+}, 60_000);
+
 test('npm run reseed reads no DATABASE_URL of its environment: one exported for another tool does not become the target\'s database', async () => {
   const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: `postgresql://postgres@127.0.0.1:5432/another_tools_database` });
   const target = dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl ?? '';
