@@ -330,7 +330,11 @@ export function loadConfig(env: Env = process.env): Config {
     host: listen.host,
     databaseUrl,
   };
-  const operatorEnv = Object.fromEntries((['REDIS_URL', 'REDIS_KEY_PREFIX', 'DATABASE_URL'] as const).flatMap((name) => (env[name] ? [[name, env[name]]] : []))) as OperatorEnv;
+  // A DATABASE_URL that is the entry's own is the command's already: quoted, it asked the operator to type in a
+  // URL with a password for nothing.
+  const operatorEnv = Object.fromEntries(
+    (['REDIS_URL', 'REDIS_KEY_PREFIX', 'DATABASE_URL'] as const).flatMap((name) => (env[name] && !(name === 'DATABASE_URL' && env[name] === region.databaseUrl) ? [[name, env[name]]] : [])),
+  ) as OperatorEnv;
   return {
     ...redis,
     regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),

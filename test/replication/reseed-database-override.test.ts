@@ -6,6 +6,8 @@
  * (the organization written before it joined answered 404 there). The command now takes --to-database-url for its
  * --to region, and a region quotes its DATABASE_URL so (a URL with a password as a placeholder). The command reads no
  * DATABASE_URL of its own environment: one exported for another tool would have it re-seed that tool's database.
+ * A DATABASE_URL that is the entry's own is not quoted (it asked for a password typed in for nothing). The quoted
+ * commands run in bash, as pasted.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -26,6 +28,8 @@ let cluster: Cluster;
 let added: RegionProcess | null = null;
 const databases: string[] = [];
 const lines: string[] = [];
+/** The database the regions file names for ADDED (the region ran on others until the last test). */
+let entryDatabaseUrl = '';
 
 beforeAll(async () => {
   cluster = await startCluster('reseed-db-env', [PEER, OTHER]);
@@ -37,10 +41,11 @@ afterAll(async () => {
   for (const url of databases) await dropDatabase(url).catch(() => undefined);
 });
 
-/** A database of this test's own, on the test Postgres (dropped in afterAll), with `password` in its URL if given. */
-function ownDatabase(suffix: string, password?: string): string {
+/** A database of this test's own, on the test Postgres (dropped in afterAll), with `password` and `search` in its URL if given. */
+function ownDatabase(suffix: string, password?: string, search?: string): string {
   const url = new URL(`${PG_BASE}/${cluster.deployment.name}_${suffix}`);
   if (password) url.password = password;
+  if (search) url.search = search;
   databases.push(url.toString());
   return url.toString();
 }
@@ -64,17 +69,22 @@ function logged(start: string): string | undefined {
   return lines.map((l) => (l.startsWith('{') ? String((JSON.parse(l) as { msg?: unknown }).msg) : '')).find((m) => m.startsWith(start));
 }
 
-/** Runs a command as a region quoted it (`NAME=value … npm run reseed -- <args>`), from an empty directory, with nothing else to find the deployment by. */
+/**
+ * Runs a command as a region quoted it (`NAME=value … npm run reseed -- <args>`) in a shell, as an operator pastes
+ * it (its quoting read by bash: a URL with `?` and `&`), `npm run reseed --` being dist/scripts/reseed.js; from an
+ * empty directory, with nothing else to find the deployment by.
+ */
 function runQuoted(command: string): Promise<{ status: number; stderr: string }> {
-  const [, assignments = '', args = ''] = /^((?:[A-Z_]+=\S+ )*)npm run reseed -- (.*)$/.exec(command) ?? [];
+  const script = path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js');
+  const line = command.replace(/^((?:[A-Z_]+=\S+ )*)npm run reseed -- /, `$1'${process.execPath}' '${script}' `);
+  expect(line).not.toBe(command);
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of ['REGIONS_CONFIG', 'REDIS_URL', 'REDIS_KEY_PREFIX', 'INIT_CWD']) delete env[name];
   // An operator's shell with a DATABASE_URL exported for another tool: the command must not take it.
   env.DATABASE_URL = STRAY_DATABASE_URL;
-  for (const word of assignments.trim().split(' ').filter(Boolean)) env[word.slice(0, word.indexOf('='))] = word.slice(word.indexOf('=') + 1);
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'reseed-db-env-'));
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'scripts', 'reseed.js'), ...args.split(' ')], { env, cwd, encoding: 'utf8', timeout: 60_000 }, (err, _stdout, stderr) => {
+    execFile('/bin/bash', ['-c', line], { env, cwd, encoding: 'utf8', timeout: 60_000 }, (err, _stdout, stderr) => {
       fs.rmSync(cwd, { recursive: true, force: true });
       const code = (err as { code?: unknown } | null)?.code;
       resolve({ status: typeof code === 'number' ? code : err ? -1 : 0, stderr });
@@ -89,7 +99,9 @@ test('a region joining on DATABASE_URL quotes a re-seed command that seeds the d
   expect(await confirmed(PEER)).toBe(true);
   const region = await addedRegionProcess(cluster, ADDED, { configName: 'regions.3.config.json', onLine: (line) => lines.push(line) });
   databases.push(region.databaseUrl);
-  const own = ownDatabase('brazil_own');
+  entryDatabaseUrl = region.databaseUrl;
+  // With options whose `?` and `&` the shell would read: the command quotes the URL.
+  const own = ownDatabase('brazil_own', undefined, '?application_name=reseed-override&connect_timeout=10');
   added = new RegionProcess({ ...region.process.opts, env: { ...region.process.opts.env, DATABASE_URL: own } });
   added.start();
   await added.waitReady(60_000);
@@ -104,7 +116,7 @@ test('a region joining on DATABASE_URL quotes a re-seed command that seeds the d
   expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
   expect(await databaseExists(new URL(region.databaseUrl).pathname.slice(1))).toBe(false);
   expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
-  expect(command).toBe(`REGIONS_CONFIG=${region.configPath} npm run reseed -- --from ${PEER} --to ${ADDED} --to-database-url ${own}`);
+  expect(command).toBe(`REGIONS_CONFIG=${region.configPath} npm run reseed -- --from ${PEER} --to ${ADDED} --to-database-url '${own}'`);
 }, 120_000);
 
 test('a region restarted on another DATABASE_URL with a password quotes it as a placeholder, and the command with the URL put in seeds that database', async () => {
@@ -128,6 +140,30 @@ test('a region restarted on another DATABASE_URL with a password quotes it as a 
 
   const filled = command.replace('<the DATABASE_URL this region runs with>', replaced).replace('<a caught-up region>', PEER);
   expect(await runQuoted(filled)).toEqual({ status: 0, stderr: '' });
+  expect(await reseedSeen(cluster.url(PEER))).toBe(true);
+  expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
+  expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
+}, 120_000);
+
+test('a region started with a DATABASE_URL that is its entry\'s quotes no --to-database-url, and the command seeds that database', async () => {
+  expect(added).not.toBeNull();
+  const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-entry' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
+  expect(org.status).toBe(201);
+  expect(await confirmed(PEER)).toBe(true);
+  await added?.stop();
+  // The entry's database, never created so far: another database than the one the region ran on.
+  added = new RegionProcess({ ...(added as RegionProcess).opts, env: { ...(added as RegionProcess).opts.env, DATABASE_URL: entryDatabaseUrl } });
+  lines.length = 0;
+  added.start();
+  await added.waitReady(60_000);
+  const refusal = () => logged("this region's database is not the one it ran on before");
+  expect(await eventually(async () => refusal() !== undefined, 10_000, 100)).toBe(true);
+  const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
+  const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
+  // It quoted `--to-database-url <the entry's URL>`: the command's own database already, to be typed in for nothing.
+  expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from <a caught-up region> --to ${ADDED}`);
+
+  expect(await runQuoted(command.replace('<a caught-up region>', PEER))).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
   expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
   expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
