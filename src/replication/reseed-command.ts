@@ -41,16 +41,23 @@ function hasPassword(url: string): boolean {
   }
 }
 
+/**
+ * What the operator puts in, single-quoted: pasted unchanged, the command refuses it by name (exit 2); bare, bash read
+ * `<a caught-up region>` as a redirect from a file `a` (`No such file or directory`), and a URL typed in between the
+ * quotes keeps its `&` and `?` from the shell.
+ */
+const placeholder = (what: string): string => `'<${what}>'`;
+
 /** The command that re-seeds `to` from `from` (a placeholder when the peer is for the operator to choose). */
-export function reseedCommand(config: ReseedCommandConfig, to: string, from = '<a caught-up region>'): string {
+export function reseedCommand(config: ReseedCommandConfig, to: string, from = placeholder('a caught-up region')): string {
   const env: string[] = [];
   if (config.configPath) env.push(`REGIONS_CONFIG=${shellWord(config.configPath)}`);
   const { REDIS_URL, REDIS_KEY_PREFIX, DATABASE_URL } = config.operatorEnv ?? {};
   // A URL with a password is not logged: the operator puts in the one the region runs with.
-  if (REDIS_URL) env.push(`REDIS_URL=${hasCredentials(REDIS_URL) ? '<the REDIS_URL this region runs with>' : shellWord(REDIS_URL)}`);
+  if (REDIS_URL) env.push(`REDIS_URL=${hasCredentials(REDIS_URL) ? placeholder('the REDIS_URL this region runs with') : shellWord(REDIS_URL)}`);
   if (REDIS_KEY_PREFIX) env.push(`REDIS_KEY_PREFIX=${shellWord(REDIS_KEY_PREFIX)}`);
   // A flag, not DATABASE_URL: the command reads no DATABASE_URL (one exported for another tool would be re-seeded).
-  const database = DATABASE_URL ? ` --to-database-url ${hasPassword(DATABASE_URL) ? '<the DATABASE_URL this region runs with>' : shellWord(DATABASE_URL)}` : '';
+  const database = DATABASE_URL ? ` --to-database-url ${hasPassword(DATABASE_URL) ? placeholder('the DATABASE_URL this region runs with') : shellWord(DATABASE_URL)}` : '';
   return [...env, `npm run reseed -- --from ${from} --to ${to}${database}`].join(' ');
 }
 

@@ -136,9 +136,13 @@ test('a region restarted on another DATABASE_URL with a password quotes it as a 
   expect(lines.join('\n')).not.toContain('not-to-be-logged');
   const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
   const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
-  expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from <a caught-up region> --to ${ADDED} --to-database-url <the DATABASE_URL this region runs with>`);
+  expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from '<a caught-up region>' --to ${ADDED} --to-database-url '<the DATABASE_URL this region runs with>'`);
+  // Pasted unchanged, the command names what to put in (exit 2); bare, bash read `<a` as a redirect from a file.
+  const unchanged = await runQuoted(command);
+  expect({ status: unchanged.status, stderr: unchanged.stderr }).toEqual({ status: 2, stderr: 'reseed failed: --to-database-url must start with postgresql://\n' });
 
-  const filled = command.replace('<the DATABASE_URL this region runs with>', replaced).replace('<a caught-up region>', PEER);
+  // The URL typed in between the quotes, the peer's name over the other placeholder, quotes and all.
+  const filled = command.replace('<the DATABASE_URL this region runs with>', replaced).replace("'<a caught-up region>'", PEER);
   expect(await runQuoted(filled)).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
   expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
@@ -161,9 +165,12 @@ test('a region started with a DATABASE_URL that is its entry\'s quotes no --to-d
   const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
   const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
   // It quoted `--to-database-url <the entry's URL>`: the command's own database already, to be typed in for nothing.
-  expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from <a caught-up region> --to ${ADDED}`);
+  expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from '<a caught-up region>' --to ${ADDED}`);
+  // Pasted unchanged, the command names the peer it was given as unknown (exit 2).
+  const unchanged = await runQuoted(command);
+  expect({ status: unchanged.status, stderr: unchanged.stderr }).toEqual({ status: 2, stderr: expect.stringMatching(/^reseed failed: unknown region: <a caught-up region> \(known: /) as unknown as string });
 
-  expect(await runQuoted(command.replace('<a caught-up region>', PEER))).toEqual({ status: 0, stderr: '' });
+  expect(await runQuoted(command.replace("'<a caught-up region>'", PEER))).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
   expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
   expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);

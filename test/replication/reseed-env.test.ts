@@ -102,8 +102,8 @@ test('a region started on a replaced database quotes the re-seed command in full
   const refusal = () => cluster.logs(TARGET).map((l) => (l.startsWith('{') ? String(JSON.parse(l).msg) : '')).find((m) => m.startsWith("this region's database is not the one it ran on before"));
   expect(await eventually(async () => refusal() !== undefined, 10_000, 100)).toBe(true);
   const [, command = ''] = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '') ?? [];
-  expect(command).toBe(`REGIONS_CONFIG=${cluster.deployment.configPath} REDIS_KEY_PREFIX=${PREFIX} npm run reseed -- --from <a caught-up region> --to ${TARGET}`);
-  const seeded = await runQuoted(command.replace('<a caught-up region>', PEER));
+  expect(command).toBe(`REGIONS_CONFIG=${cluster.deployment.configPath} REDIS_KEY_PREFIX=${PREFIX} npm run reseed -- --from '<a caught-up region>' --to ${TARGET}`);
+  const seeded = await runQuoted(command.replace("'<a caught-up region>'", PEER));
   expect(seeded).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
   expect((await call(cluster.url(TARGET), 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(200);
