@@ -52,7 +52,9 @@ function ownDatabase(suffix: string, password?: string, search?: string): string
 
 /**
  * Waits until `region`'s outbox holds no change unconfirmed (each one applied by every member), read in its database
- * (GET /admin/replication may answer from a snapshot taken before the last write).
+ * (GET /admin/replication reads the same: its `outbox.unpublished` + `outbox.unconfirmed`; `unconfirmed` alone reads 0
+ * right after an all_regions write, which counts as unpublished until the origin records its deliveries;
+ * test/replication/outbox-figures.test.ts).
  */
 async function confirmed(region: string): Promise<boolean> {
   const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
