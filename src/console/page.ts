@@ -32,7 +32,7 @@ export const CONSOLE_HTML = `<!doctype html>
     <h2>Regions <small>* serves this page; every figure refreshes every 3 s</small></h2>
     <table id="regions">
       <thead><tr>
-        <th scope="col">Region</th><th scope="col">State</th><th scope="col">Answer</th><th scope="col">Redis</th><th scope="col" title="unpublished / unconfirmed: not yet delivered to every region / delivered but not yet applied everywhere">Outbox</th>
+        <th scope="col">Region</th><th scope="col">State</th><th scope="col">Answer</th><th scope="col">Redis</th><th scope="col" title="unpublished / unconfirmed: deliveries not yet recorded / delivered but not yet applied everywhere (their sum: not yet confirmed by every region)">Outbox</th>
         <th scope="col" title="stream entries not yet delivered / delivered but not acknowledged">Backlog</th>
         <th scope="col" title="failing / parked">Refused</th><th scope="col" title="entries of the dead-letter stream in the region's Redis (one stream per Redis: regions sharing one show the same); see docs/security.md, Refused entries">Dead letters</th><th scope="col">Waiting requests</th><th scope="col">Metadata failing</th><th scope="col">Problems</th>
       </tr></thead>

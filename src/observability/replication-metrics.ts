@@ -158,7 +158,7 @@ function applyProgressMetrics({ fromDb, countFromDb }: Makers): void {
 
 /** This region's changes on their way to the others (the outbox). */
 function outboxMetrics({ fromDb }: Makers): void {
-  fromDb('replication_outbox_unpublished', 'Changes committed here and not yet delivered to every region.', [], (g, d) => g.set(d.unpublished));
+  fromDb('replication_outbox_unpublished', 'Changes committed here whose deliveries to every region are not yet recorded (a write delivered at once is counted here for ~0.2 s). With unconfirmed (disjoint), the changes not yet confirmed by every region.', [], (g, d) => g.set(d.unpublished));
   fromDb('replication_outbox_unconfirmed', 'Changes delivered to every region and not yet applied (or parked) by every one (disjoint from unpublished).', [], (g, d) => g.set(d.unconfirmed));
 }
 
