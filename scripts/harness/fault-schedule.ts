@@ -4,7 +4,9 @@
  * every region while regions are killed -9 and restarted, one region is cut off from the others for a
  * while, another is partitioned entirely (its Redis with it), a region's Redis is killed and restarted, and
  * a region's Postgres is restarted. Then it checks that no acknowledged write was lost in any region and
- * that all regions converge to identical content (per-table digests) in time. Exits 0 only if lost = 0, no
+ * that all regions converge to identical content (per-table digests) in time. Alongside, a few other
+ * organizations are written from every region and half of them deleted during the faults (org-load.ts):
+ * afterwards a deleted one has no live row and is served nowhere, a kept one lost nothing. Exits 0 only if lost = 0, no
  * 5xx or unexpected answer (but a 503 "database unavailable" from a region while its Postgres restarts),
  * every fault recovered and convergence <= limit.
  */
@@ -16,9 +18,11 @@ import { answerHelp } from '../usage';
 import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
 import { FaultSchedule } from './faults';
 import { Load, type LoadFigures } from './load';
+import { OrgLoad } from './org-load';
+import { orgFailures, orgFigures, orgTable, type OrgFigures } from './org-report';
 import { Stack, type PartitionMode } from './stack';
 import type { AckSignatures } from '../../src/replication/ack-auth';
-import { AllRegionsProbe, checkAcknowledged, waitConverged, type LossCheck } from './verify';
+import { AllRegionsProbe, checkAcknowledged, verifyOrgs, waitConverged, type LossCheck } from './verify';
 
 /** How long after its Postgres accepted connections again a region may still answer 503 "database unavailable". */
 const DATABASE_GRACE_MS = 5000;
@@ -50,6 +54,11 @@ const USAGE = `usage: npm run test:faults -- [--short] [options]
   --all-regions F      share of writes sent with all_regions and a 2 s timeout (default 0.1)
   --patches F          share of writes that PATCH a credential the client created (default 0.15)
   --deletes F          share of writes that DELETE one (default 0.05)
+  --orgs N             other organizations, each written by --org-clients clients (default 6; --short 4)
+  --org-deletes F      share of them deleted during the faults, local_region and all_regions in turn (default 0.5)
+  --org-clients N      clients per other organization, one region after another (default 3)
+  --tombstone-interval S   the regions' tombstone collection interval, whose cycle also sweeps a deleted
+                       organization's rows written where its delete had not arrived (default 5)
   --converge-limit S   fail if the regions are not identical S seconds after the faults end (default 30)
   --conflicts N        afterwards, N rounds of the conflict test on the same stack (default 0; --short 50)
   --report PATH        also write the figures as JSON to PATH
@@ -75,6 +84,10 @@ interface Options {
   allRegions: number;
   patches: number;
   deletes: number;
+  orgs: number;
+  orgDeletes: number;
+  orgClients: number;
+  tombstoneIntervalS: number;
   convergeLimitS: number;
   conflicts: number;
   ackSignatures: AckSignatures;
@@ -107,6 +120,10 @@ function options(flags: Flags): Options {
     allRegions: numFlag(flags, 'all-regions', 0.1, 0, 1),
     patches: numFlag(flags, 'patches', 0.15, 0, 1),
     deletes: numFlag(flags, 'deletes', 0.05, 0, 1),
+    orgs: intFlag(flags, 'orgs', short ? 4 : 6, 0, 100),
+    orgDeletes: numFlag(flags, 'org-deletes', 0.5, 0, 1),
+    orgClients: intFlag(flags, 'org-clients', 3, 1, 100),
+    tombstoneIntervalS: numFlag(flags, 'tombstone-interval', 5, 0.1, 300),
     convergeLimitS: numFlag(flags, 'converge-limit', 30, 1, 3600),
     conflicts: intFlag(flags, 'conflicts', short ? 50 : 0, 0),
     ackSignatures: ackSignaturesFlag(flags),
@@ -143,6 +160,8 @@ interface Report {
   wrongLabel: LossCheck['wrongLabel'];
   events: { atMs: number; what: string }[];
   conflicts: ConflictFigures | null;
+  /** The other organizations: their load, their deletes and their verdict. */
+  orgs: OrgFigures;
 }
 
 function table(r: Report): string {
@@ -182,6 +201,7 @@ function table(r: Report): string {
     ...r.lost.slice(0, 20).map((l) => `  lost: ${l.id} (acknowledged by ${l.ackedBy}) missing in ${l.missingIn.join(', ')}`),
     ...r.undeleted.slice(0, 10).map((u) => `  undeleted: ${u.id} live in ${u.liveIn.join(', ')}`),
     ...r.wrongLabel.slice(0, 10).map((w) => `  wrong label: ${w.id} expected one of ${JSON.stringify(w.expected)}, got ${JSON.stringify(w.got)}`),
+    ...orgTable(r.orgs),
   ].join('\n');
 }
 
@@ -190,7 +210,7 @@ async function main(): Promise<number> {
   answerHelp(process.argv.slice(2), USAGE.trimEnd());
   const { flags } = parseFlags(
     process.argv.slice(2),
-    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter', 'ack-signatures'],
+    ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'orgs', 'org-deletes', 'org-clients', 'tombstone-interval', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter', 'ack-signatures'],
     ['short', 'shared-redis'],
   );
   const o = options(flags);
@@ -198,13 +218,15 @@ async function main(): Promise<number> {
   requireRoot('npm run test:faults');
   const t0 = Date.now();
   const stack = await Stack.up({
-    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, sharedRedis: flags.has('shared-redis'), ackSignatures: o.ackSignatures, logLevel: 'warn', logDir: flags.get('logs'), say: log,
+    ...topology, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: o.redisAof, sharedRedis: flags.has('shared-redis'), ackSignatures: o.ackSignatures, tombstoneIntervalMs: Math.round(o.tombstoneIntervalS * 1000), logLevel: 'warn', logDir: flags.get('logs'), say: log,
   });
   const perRegion = Math.max(1, Math.ceil(o.clients / stack.regionIds.length));
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), perRegion));
   const first = clients[0];
   if (!first) throw new Error('no regions');
   const org = await createOrg(first, stack.adminToken, `faults-${stack.runId}`);
+  // The other organizations' clients have connections of their own: sharing the main load's would queue them.
+  const orgClients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), Math.max(1, Math.ceil((o.orgs * o.orgClients) / stack.regionIds.length)) + 1));
   log(`stack ${stack.runId} up in ${((Date.now() - t0) / 1000).toFixed(1)} s; load: >= ${o.creates} creates, >= ${o.durationS} s, ${o.clients} clients; ackSignatures ${o.ackSignatures}`);
 
   const durationMs = o.durationS * 1000;
@@ -220,6 +242,10 @@ async function main(): Promise<number> {
     clients,
     org,
   );
+  const others = await OrgLoad.setup(orgClients, stack.adminToken, {
+    orgs: o.orgs, deleteShare: o.orgDeletes, clientsPerOrg: o.orgClients, durationMs, label: `faults-${stack.runId}`, say: log,
+    load: { allRegionsShare: o.allRegions, allRegionsTimeoutS: 2, idpUrl: stack.idpUrl('okta.xml'), missingAfterAllRegions: (id) => probe.missingIn(id), patchShare: o.patches, deleteShare: o.deletes },
+  });
   const faults = new FaultSchedule(
     stack,
     {
@@ -242,7 +268,9 @@ async function main(): Promise<number> {
   const progress = setInterval(() => log(`load: ${load.tried} tried, ${load.acknowledged} acknowledged`), 10_000);
   const loadStart = Date.now();
   faults.start();
+  others.start(loadStart);
   const { figures, acked, expected, databaseUnavailable } = await load.run();
+  await others.stopLoads();
   clearInterval(progress);
   await probe.close();
   log(`all_regions 201s checked in every region's database: ${probe.checked} (a region not readable: ${probe.unknown} times)`);
@@ -250,8 +278,10 @@ async function main(): Promise<number> {
   const faultsEnded = Date.now();
   log(`faults over after ${((faultsEnded - loadStart) / 1000).toFixed(1)} s; waiting for the regions to converge`);
 
+  const otherRun = await others.finish();
   const conv = await waitConverged(clients, stack.adminToken, faultsEnded, o.convergeLimitS * 3000);
   const loss = await checkAcknowledged(dbUrls, org.id, acked, expected);
+  const orgVerdict = await verifyOrgs(clients, stack.adminToken, dbUrls, otherRun.orgs, faultsEnded, o.convergeLimitS * 3000);
   const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
   const signatures = await Promise.all(clients.map(async (c) => [c.region, await ackFigures(c, stack.adminToken)] as const));
   const acksUnverified = Object.fromEntries(signatures.map(([region, f]) => [region, sum(f.unverified)]));
@@ -262,6 +292,7 @@ async function main(): Promise<number> {
     conflicts = await runConflicts(clients, org, stack.idpUrl('okta.xml'), o.conflicts, log);
   }
 
+  const otherOrgs = orgFigures(otherRun, orgVerdict);
   const failures: string[] = [];
   if (loss.lost.length) failures.push(`${loss.lost.length} acknowledged writes are missing in some region`);
   if (loss.undeleted.length) failures.push(`${loss.undeleted.length} acknowledged DELETEs left the credential live in some region`);
@@ -272,11 +303,12 @@ async function main(): Promise<number> {
   if (replayed) failures.push(`${replayed} membership entries were read as replayed (nothing replays them here: a genuine one refused)`);
   // A 503 saying the database is not there is expected from a region while its Postgres restarts, and
   // for a moment after (its pool opens connections again); from any other region, or at any other time, not.
-  const unexcused = databaseUnavailable.filter((u) => !faults.databaseOutages.some((o) => o.region === u.region && u.at >= o.from && u.at <= o.to + DATABASE_GRACE_MS));
+  const unexcused = [...databaseUnavailable, ...otherRun.databaseUnavailable, ...otherRun.orgs.flatMap((x) => x.load.databaseUnavailable)].filter((u) => !faults.databaseOutages.some((o) => o.region === u.region && u.at >= o.from && u.at <= o.to + DATABASE_GRACE_MS));
   if (unexcused.length) failures.push(`${unexcused.length} answers were 503 "database unavailable" outside a restart of that region's Postgres`);
   if (figures.allRegionsEarly) failures.push(`${figures.allRegionsEarly} all_regions creates answered 201 were missing in some region's database right after the answer`);
   if (figures.otherStatus) failures.push(`${figures.otherStatus} answers had an unexpected status`);
   if (conv.ms === null || conv.ms > o.convergeLimitS * 1000) failures.push(`the regions did not converge within ${o.convergeLimitS} s`);
+  failures.push(...orgFailures(otherOrgs, o.convergeLimitS));
   if (faults.failures.length) failures.push(...faults.failures.map((f) => `fault schedule: ${f}`));
   if (conflicts && !conflictsOk(conflicts)) failures.push('the conflict test failed');
   if (conv.ms === null) for (const [r, d] of Object.entries(conv.digests)) process.stdout.write(`  last digest of ${r}: ${JSON.stringify(d)}\n`);
@@ -308,12 +340,13 @@ async function main(): Promise<number> {
     wrongLabel: loss.wrongLabel,
     events: faults.events,
     conflicts,
+    orgs: otherOrgs,
   };
   process.stdout.write(`\nfault schedule, run ${stack.runId}: ${stack.regionIds.length} regions, ${o.clients} clients, ackSignatures ${o.ackSignatures}\n${table(report)}\n`);
   if (conflicts) process.stdout.write(conflictTable(conflicts) + '\n');
   process.stdout.write(report.ok ? 'RESULT: PASS\n' : `RESULT: FAIL\n${failures.map((f) => `  - ${f}`).join('\n')}\n`);
   if (o.report) fs.writeFileSync(o.report, JSON.stringify(report, null, 2) + '\n');
-  await Promise.all(clients.map((c) => c.close()));
+  await Promise.all([...clients, ...orgClients].map((c) => c.close()));
   return report.ok ? 0 : 1;
 }
 

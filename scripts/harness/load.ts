@@ -29,6 +29,12 @@ export interface LoadOptions {
    */
   patchShare?: number;
   deleteShare?: number;
+  /**
+   * When the organization's delete was first sent (Date.now()), null before; omitted for an organization
+   * the run never deletes. Once sent, a 401 (its key refused) and, for a PATCH or DELETE, a 404 (the
+   * credential went with it) are the answers of a write that lost to the delete, not failures.
+   */
+  deleteSentAt?: () => number | null;
 }
 
 /**
@@ -70,6 +76,12 @@ export interface LoadFigures {
   deletesAcked: number;
   /** all_regions creates answered 201 that some region's database did not hold right after the answer. */
   allRegionsEarly: number;
+  /** 401s, and 404s of PATCHes and DELETEs, answered after the organization's delete was sent (see deleteSentAt). */
+  refusedAfterDelete: number;
+  /** Writes answered 2xx after the organization's delete was sent: they raced it (and lost to it, or were first). */
+  ackedAfterDelete: number;
+  /** 2xx answers to requests sent after the same region had refused the organization's key (401): a deleted organization served again. */
+  servedAfterRefusal: number;
   perRegion: Record<string, { tried: number; acked: number; errors: number; p50Ms: number; p99Ms: number }>;
   /** A few 5xx / unexpected answers, for the report. */
   samples: string[];
@@ -86,6 +98,10 @@ export interface LoadResult {
 }
 
 const PAUSE_AFTER_ERROR_MS = 150;
+/** A client of a deleted organization keeps writing (another region may not have the delete yet), but does not spin on 401s... */
+const PAUSE_AFTER_REFUSAL_MS = 250;
+/** ...and stops this long after its region first refused the organization's key (the rest of a long run would only add 401s). */
+const WRITE_AFTER_REFUSAL_MS = 5000;
 
 export class Load {
   private stopped = false;
@@ -95,9 +111,11 @@ export class Load {
   private readonly unavailable: Array<{ region: string; at: number }> = [];
   private readonly probes: Promise<void>[] = [];
   private readonly expected = new Map<string, Expected>();
+  /** Per region, when it first refused the organization's key (401) after its delete was sent. */
+  private readonly refusedAt = new Map<string, number>();
   private readonly f: LoadFigures = {
     tried: 0, answered: 0, acked201: 0, acked408: 0, unanswered408: 0, connectionErrors: 0, timeouts: 0, server5xx: 0, databaseUnavailable: 0, metadataRefused: 0,
-    otherStatus: 0, patches: 0, patchesAcked: 0, deletes: 0, deletesAcked: 0, allRegionsEarly: 0, perRegion: {}, samples: [],
+    otherStatus: 0, patches: 0, patchesAcked: 0, deletes: 0, deletesAcked: 0, allRegionsEarly: 0, refusedAfterDelete: 0, ackedAfterDelete: 0, servedAfterRefusal: 0, perRegion: {}, samples: [],
   };
 
   constructor(
@@ -147,7 +165,7 @@ export class Load {
     let backoff = PAUSE_AFTER_ERROR_MS;
     // This client's live credentials (acknowledged creates not sent a DELETE since): it alone writes them.
     const mine: string[] = [];
-    for (let seq = 0; !this.done(); seq++) {
+    for (let seq = 0; !this.done() && !this.doneAfterRefusal(c.region); seq++) {
       const allRegions = Math.random() < this.o.allRegionsShare;
       const headers = orgHeaders(
         this.org,
@@ -166,15 +184,20 @@ export class Load {
         if (del) this.f.deletes++;
         else this.f.patches++;
         let acked = false;
+        const sentAt = Date.now();
         try {
           const res = await c.call(del ? 'DELETE' : 'PATCH', `${CREDENTIALS_PATH}/${id}`, { headers, ...(del ? {} : { body: { label } }) });
           backoff = PAUSE_AFTER_ERROR_MS;
           acked = res.status === 204;
+          this.judgeAfterDelete(c.region, res.status, sentAt, `${del ? 'DELETE' : 'PATCH'} ${id}`);
           if (acked) {
             if (del) this.f.deletesAcked++;
             else this.f.patchesAcked++;
           } else if (res.status === 408) {
             // not known whether it will hold (a 408 of a write that committed says so; one that did not may still commit)
+          } else if (this.lostToDelete(res.status, false)) {
+            // the organization's delete was sent: a write that lost to it
+            await sleep(PAUSE_AFTER_REFUSAL_MS);
           } else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
             this.f.databaseUnavailable++;
             this.unavailable.push({ region: c.region, at: Date.now() });
@@ -208,6 +231,7 @@ export class Load {
         const res = await c.call('POST', CREDENTIALS_PATH, { headers, body });
         this.f.answered++;
         backoff = PAUSE_AFTER_ERROR_MS;
+        this.judgeAfterDelete(c.region, res.status, t0, `create ${body.label}`);
         const id = writtenId(res);
         if (res.status === 201 && id) {
           this.f.acked201++;
@@ -226,7 +250,10 @@ export class Load {
           this.f.acked408++;
           ok = true;
         } else if (res.status === 408) this.f.unanswered408++;
-        else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
+        else if (this.lostToDelete(res.status, true)) {
+          // the organization's delete was sent: a create that lost to it
+          await sleep(PAUSE_AFTER_REFUSAL_MS);
+        } else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
           this.f.databaseUnavailable++;
           this.unavailable.push({ region: c.region, at: Date.now() });
         } else if (res.status >= 500) {
@@ -255,6 +282,34 @@ export class Load {
         await sleep(backoff);
         backoff = Math.min(1000, backoff * 2);
       }
+    }
+  }
+
+  private doneAfterRefusal(region: string): boolean {
+    const refused = this.refusedAt.get(region);
+    return refused !== undefined && Date.now() - refused > WRITE_AFTER_REFUSAL_MS;
+  }
+
+  /** A 401 (or a PATCH's or DELETE's 404) once the organization's delete was sent: counted, not a failure. */
+  private lostToDelete(status: number, create: boolean): boolean {
+    if (this.o.deleteSentAt?.() == null || !(status === 401 || (!create && status === 404))) return false;
+    this.f.refusedAfterDelete++;
+    return true;
+  }
+
+  /**
+   * A region that refused the organization's key after its delete holds the delete for good (a tombstone in
+   * its database; the key cache is dropped when it commits or applies): a 2xx there to a request sent after
+   * that refusal served a deleted organization.
+   */
+  private judgeAfterDelete(region: string, status: number, sentAt: number, what: string): void {
+    if (this.o.deleteSentAt?.() == null) return;
+    const refused = this.refusedAt.get(region);
+    if (status === 401 && refused === undefined) this.refusedAt.set(region, Date.now());
+    if (status >= 200 && status < 300) this.f.ackedAfterDelete++;
+    if (status >= 200 && status < 300 && refused !== undefined && sentAt > refused) {
+      this.f.servedAfterRefusal++;
+      this.sample(`${region} answered ${status} to ${what}, sent ${sentAt - refused} ms after it refused the deleted organization's key`);
     }
   }
 

@@ -52,6 +52,11 @@ export interface StackOptions {
   ackSignatures: AckSignatures;
   /** LOG_LEVEL of the regions. */
   logLevel: string;
+  /**
+   * The regions' `tombstoneCollection.intervalMs` (default: the service's, 60 s). Each cycle also sweeps the
+   * rows a deleted organization still owns (written where its delete had not arrived yet).
+   */
+  tombstoneIntervalMs?: number;
   /** Keep the hosts' logs here; by default they live in the run's temp dir and go with it. */
   logDir?: string;
   /** Receives every line a region prints. */
@@ -187,6 +192,7 @@ export class Stack {
       metadataFetchConcurrency: { perOrg: 100, perRegion: 1000 },
       metadataAllowedHosts: [this.idp.hostPort],
       ackSignatures: o.ackSignatures,
+      ...(o.tombstoneIntervalMs === undefined ? {} : { tombstoneCollection: { intervalMs: o.tombstoneIntervalMs } }),
     };
     fs.writeFileSync(this.configPath, JSON.stringify(file, null, 2));
     const template = initTemplate(path.join(tmp, 'pg'));
