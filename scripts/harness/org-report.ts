@@ -94,7 +94,7 @@ export function orgTable(f: OrgFigures): string[] {
     ['other organizations / deleted', `${f.orgs.length} / ${deleted.length} (${local} local_region, ${deleted.length - local} all_regions)`],
     ['  their creates tried / answered / acked', `${f.tried} / ${f.answered} / ${f.acknowledged}`],
     ['  PATCH / DELETE sent', `${f.patches} / ${f.deletes}`],
-    ['  after a delete: refused (401/404) / 2xx', `${f.refusedAfterDelete} / ${f.ackedAfterDelete}`],
+    ['  after a delete: refused (401/409/404) / 2xx', `${f.refusedAfterDelete} / ${f.ackedAfterDelete}`],
     ['  5xx / other / served after refusal', `${f.server5xx} / ${f.otherStatus} / ${f.servedAfterRefusal}`],
     ['  kept: lost / undeleted / wrong label', `${f.lost.length} / ${f.undeleted.length} / ${f.wrongLabel.length}`],
     ['  deleted: swept everywhere after', `${secs(f.sweptMs)} (credentials tombstoned after their organization: ${f.tombstonedAfter})`],
