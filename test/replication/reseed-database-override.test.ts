@@ -94,6 +94,27 @@ function runQuoted(command: string): Promise<{ status: number; stderr: string }>
   });
 }
 
+/**
+ * Writes an organization every region confirms (only a copy brings it to the added region), then restarts the added
+ * region on `databaseUrl`: returns the organization's id and the re-seed command the region's start check quotes.
+ */
+async function restartedOn(databaseUrl: string, orgName: string): Promise<{ orgId: string; command: string; region: RegionProcess }> {
+  expect(added).not.toBeNull();
+  const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: orgName }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
+  expect(org.status).toBe(201);
+  expect(await confirmed(PEER)).toBe(true);
+  await added?.stop();
+  const region = new RegionProcess({ ...(added as RegionProcess).opts, env: { ...(added as RegionProcess).opts.env, DATABASE_URL: databaseUrl } });
+  added = region;
+  lines.length = 0;
+  region.start();
+  await region.waitReady(60_000);
+  const refusal = () => logged("this region's database is not the one it ran on before");
+  expect(await eventually(async () => refusal() !== undefined, 10_000, 100)).toBe(true);
+  const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
+  return { orgId: String(org.body.id), command, region };
+}
+
 test('a region joining on DATABASE_URL quotes a re-seed command that seeds the database it runs on, not its entry\'s', async () => {
   const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-join' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
   expect(org.status).toBe(201);
@@ -122,21 +143,10 @@ test('a region joining on DATABASE_URL quotes a re-seed command that seeds the d
 }, 120_000);
 
 test('a region restarted on another DATABASE_URL with a password quotes it as a placeholder, and the command with the URL put in seeds that database', async () => {
-  expect(added).not.toBeNull();
-  const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-replace' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
-  expect(org.status).toBe(201);
-  expect(await confirmed(PEER)).toBe(true);
-  await added?.stop();
   // Trust authentication: the password is never asked for, only carried in the URL.
   const replaced = ownDatabase('brazil_replaced', 'not-to-be-logged');
-  added = new RegionProcess({ ...(added as RegionProcess).opts, env: { ...(added as RegionProcess).opts.env, DATABASE_URL: replaced } });
-  lines.length = 0;
-  added.start();
-  await added.waitReady(60_000);
-  const refusal = () => logged("this region's database is not the one it ran on before");
-  expect(await eventually(async () => refusal() !== undefined, 10_000, 100)).toBe(true);
+  const { orgId, command, region } = await restartedOn(replaced, 'before-replace');
   expect(lines.join('\n')).not.toContain('not-to-be-logged');
-  const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
   const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
   expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from '<a caught-up region>' --to ${ADDED} --to-database-url '<the DATABASE_URL this region runs with>'`);
   // Pasted unchanged, the command names what to put in (exit 2); bare, bash read `<a` as a redirect from a file.
@@ -147,24 +157,13 @@ test('a region restarted on another DATABASE_URL with a password quotes it as a 
   const filled = command.replace('<the DATABASE_URL this region runs with>', replaced).replace("'<a caught-up region>'", PEER);
   expect(await runQuoted(filled)).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
-  expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
+  expect((await call(region.url, 'GET', `/admin/organizations/${orgId}`, { headers: adminHeaders })).status).toBe(200);
   expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
 }, 120_000);
 
 test('a region started with a DATABASE_URL that is its entry\'s quotes no --to-database-url, and the command seeds that database', async () => {
-  expect(added).not.toBeNull();
-  const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-entry' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
-  expect(org.status).toBe(201);
-  expect(await confirmed(PEER)).toBe(true);
-  await added?.stop();
   // The entry's database, never created so far: another database than the one the region ran on.
-  added = new RegionProcess({ ...(added as RegionProcess).opts, env: { ...(added as RegionProcess).opts.env, DATABASE_URL: entryDatabaseUrl } });
-  lines.length = 0;
-  added.start();
-  await added.waitReady(60_000);
-  const refusal = () => logged("this region's database is not the one it ran on before");
-  expect(await eventually(async () => refusal() !== undefined, 10_000, 100)).toBe(true);
-  const command = /marked as needing a re-seed: run (.*?) \(if no region is caught up/.exec(refusal() ?? '')?.[1] ?? '';
+  const { orgId, command, region } = await restartedOn(entryDatabaseUrl, 'before-entry');
   const configPath = path.join(path.dirname(cluster.deployment.configPath), 'regions.3.config.json');
   // It quoted `--to-database-url <the entry's URL>`: the command's own database already, to be typed in for nothing.
   expect(command).toBe(`REGIONS_CONFIG=${configPath} npm run reseed -- --from '<a caught-up region>' --to ${ADDED}`);
@@ -174,6 +173,6 @@ test('a region started with a DATABASE_URL that is its entry\'s quotes no --to-d
 
   expect(await runQuoted(command.replace("'<a caught-up region>'", PEER))).toEqual({ status: 0, stderr: '' });
   expect(await reseedSeen(cluster.url(PEER))).toBe(true);
-  expect((await call(added.url, 'GET', `/admin/organizations/${String(org.body.id)}`, { headers: adminHeaders })).status).toBe(200);
+  expect((await call(region.url, 'GET', `/admin/organizations/${orgId}`, { headers: adminHeaders })).status).toBe(200);
   expect(await databaseExists(new URL(STRAY_DATABASE_URL).pathname.slice(1))).toBe(false);
 }, 120_000);
