@@ -46,7 +46,7 @@ function runCluster(env: Record<string, string>, regions: string[] = [], group =
   return { child, ready, exited, output: () => out };
 }
 
-test('starts every region of a custom config, prints their URLs, stops them on SIGTERM, and keeps the data', async () => {
+test("starts every region of a custom config, prints their URLs, stops them on SIGTERM, and keeps the data; one region's overrides in the shell (PORT, DATABASE_URL) do not reach several regions", async () => {
   const first = runCluster({ ADMIN_TOKEN });
   await first.ready;
   for (const r of dep.file.regions) expect(first.output()).toContain(`READY ${r.id} http://127.0.0.1:${r.port}`);
@@ -59,8 +59,13 @@ test('starts every region of a custom config, prints their URLs, stops them on S
   await expect(call(url, 'GET', '/healthz')).rejects.toThrow();
 
   // Without ADMIN_TOKEN it makes one up and prints it; the data is still there after the restart.
-  const second = runCluster({ ADMIN_TOKEN: '' });
+  // One region's overrides in the shell (PORT, DATABASE_URL), exported for another tool, would put every region
+  // on one port and one database: with several regions they are ignored, said so, and each region is on its
+  // entry's port with its own data (one start for both: a start of two regions is two region processes).
+  const second = runCluster({ ADMIN_TOKEN: '', PORT: '1', DATABASE_URL: 'postgresql://127.0.0.1:1/nowhere' });
   await second.ready;
+  expect(second.output()).toContain('PORT, DATABASE_URL from the environment ignored');
+  for (const r of dep.file.regions) expect(second.output()).toContain(`READY ${r.id} http://127.0.0.1:${r.port}`);
   const token = /export ADMIN_TOKEN=(\S+)/.exec(second.output())?.[1] ?? '';
   expect(token.length).toBeGreaterThanOrEqual(16);
   const got = await call(`http://127.0.0.1:${dep.file.regions[1]?.port}`, 'GET', `/admin/organizations/${org.id}`, { headers: { authorization: `Bearer ${token}` } });
@@ -236,19 +241,7 @@ test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the J
   }
 }, 120_000);
 
-test("one region's overrides in the shell (PORT, DATABASE_URL) do not reach several regions; a start that fails exits 1 and says why", async () => {
-  // Exported for another tool, they would put every region on one port and one database.
-  const shell = { ADMIN_TOKEN, PORT: '1', DATABASE_URL: 'postgresql://127.0.0.1:1/nowhere' };
-  const c = runCluster(shell);
-  try {
-    await c.ready;
-    expect(c.output()).toContain('PORT, DATABASE_URL from the environment ignored');
-    for (const r of dep.file.regions) expect(c.output()).toContain(`READY ${r.id} http://127.0.0.1:${r.port}`);
-  } finally {
-    c.child.kill('SIGTERM');
-    await c.exited;
-  }
-
+test("one region's overrides in the shell (PORT, HOST) reach a region started alone (several regions ignore them: the first test); a start that fails exits 1 and says why", async () => {
   // Started alone, a region takes them: here another port than its entry's, on an IPv6 address (HOST=::1; one start
   // for both): its URL has the address in brackets, and the cluster reaches it there.
   const [moved] = await freePorts(1);

@@ -12,6 +12,7 @@
  * and every region active, as the next one begins; each judges only the log lines of its own run.
  */
 import Redis from 'ioredis';
+import { Client } from 'pg';
 import type { ConfigFile } from '../../src/config-schema';
 import { replicationKeys } from '../../src/redis';
 import { adminHeaders, call, eventually, type Cluster } from '../support/harness';
@@ -19,6 +20,8 @@ import { clusterWithOwnRedis, type OwnRedis } from '../support/redis-server';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const [ONE = '', TWO = '', THREE = ''] = REGIONS;
+/** The relays' republishAfterMs in this file's cluster. */
+const REPUBLISH_AFTER_MS = 2000;
 
 /** The cluster both cases run on, and the steps they share. */
 function lossCluster(label: string, extra: Partial<ConfigFile>) {
@@ -28,11 +31,13 @@ function lossCluster(label: string, extra: Partial<ConfigFile>) {
   /** ONE's log lines since the current case began (the harness keeps only each region's last 200). */
   let linesOfOne: string[] = [];
   beforeAll(async () => {
-    // The relays trim every second (30 s by default), so the inboxes' birth marks and the routine trims come soon.
+    // The relays trim every second (30 s by default), so the inboxes' birth marks and the routine trims come soon;
+    // a delivery unconfirmed for 2 s (10 s by default) is looked for in its destination's inbox, so the first
+    // case waits 3 s for that, not 11.
     const onLine = (region: string, line: string) => {
       if (region === ONE) linesOfOne.push(line);
     };
-    ({ cluster, redis: servers, stop } = await clusterWithOwnRedis(label, REGIONS, { streamTrimIntervalMs: 1000, ...extra }, { onLine }));
+    ({ cluster, redis: servers, stop } = await clusterWithOwnRedis(label, REGIONS, { streamTrimIntervalMs: 1000, republishAfterMs: REPUBLISH_AFTER_MS, ...extra }, { onLine }));
   }, 120_000);
   afterAll(async () => {
     await stop?.();
@@ -57,8 +62,8 @@ function lossCluster(label: string, extra: Partial<ConfigFile>) {
     write,
     /**
      * A case begins: ONE's log lines from here on are its own. Every inbox gets entries and TWO's its birth mark (a
-     * relay's trim sets it); then, with TWO paused, ONE's five changes wait in its inbox while THREE applies them.
-     * Returns their ids (organizations, and the changes that made them).
+     * relay's trim sets it); then, with TWO paused, ONE's five changes wait in its inbox while THREE applies them
+     * and ONE's relay confirms its deliveries to THREE. Returns their ids (organizations, and the changes that made them).
      */
     async fiveChangesWaitingInTwo(): Promise<{ ids: string[]; changes: string[] }> {
       linesOfOne = [];
@@ -74,7 +79,17 @@ function lossCluster(label: string, extra: Partial<ConfigFile>) {
         changes.push(res.headers.get('x-change-id') ?? '');
       }
       for (const id of ids) expect(await eventually(() => has(THREE, id), 10_000, 100)).toBe(true);
-      await new Promise((r) => setTimeout(r, 4000));
+      // Until ONE's relay has confirmed THREE's acks (a fixed 4 s wait before): of these changes, only the
+      // deliveries to TWO are left unconfirmed.
+      const db = new Client({ connectionString: cluster.deployment.configFor(ONE).region.databaseUrl });
+      await db.connect();
+      try {
+        const confirmedInThree = async () =>
+          (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_deliveries WHERE region = $1 AND change_id = ANY($2::uuid[]) AND confirmed_at IS NOT NULL', [THREE, changes])).rows[0]?.n === changes.length;
+        expect(await eventually(confirmedInThree, 30_000, 100)).toBe(true);
+      } finally {
+        await db.end();
+      }
       return { ids, changes };
     },
     /** TWO resumes (ONE paused, so its relay reads none of the acks): it applies the changes and acks them into ONE's Redis. */
@@ -98,7 +113,7 @@ function lossCluster(label: string, extra: Partial<ConfigFile>) {
     },
     /** ONE (resumed) delivers the changes again, TWO acks them, every change of ONE is confirmed, and every region stays active. */
     async deliveredAgainAndAllActive(ids: string[]): Promise<void> {
-      expect(await eventually(async () => (await status(ONE)).outbox?.unconfirmed === 0 && linesOfOne.some((l) => /delivering them again/.test(l)), 120_000, 1000)).toBe(true);
+      expect(await eventually(async () => (await status(ONE)).outbox?.unconfirmed === 0 && linesOfOne.some((l) => /delivering them again/.test(l)), 120_000, 250)).toBe(true);
       expect(linesOfOne.filter((l) => /needs a re-seed/.test(l))).toEqual([]);
       for (const r of REGIONS) expect({ seenBy: r, states: await statesSeenBy(r) }).toEqual({ seenBy: r, states: { [ONE]: 'active', [TWO]: 'active', [THREE]: 'active' } });
       for (const id of ids) expect(await has(TWO, id)).toBe(true);
@@ -115,8 +130,8 @@ describe('the routine trims remove what the healthy region read', () => {
     const { ids } = five;
     c.cluster().proc(ONE).pause();
     await c.twoAppliesThem(five);
-    // Until ONE's deliveries to TWO are old enough for its relay to look for them (republishAfterMs, 10 s).
-    await new Promise((r) => setTimeout(r, 11_000));
+    // Until ONE's deliveries to TWO are old enough for its relay to look for them (republishAfterMs).
+    await new Promise((r) => setTimeout(r, REPUBLISH_AFTER_MS + 1000));
     await c.oneLosesItsRedis();
     c.cluster().proc(ONE).resume();
     // Ordinary traffic moves TWO's group on, and the relays' trims remove what it read.
