@@ -344,7 +344,9 @@ export class DeliveryConfirmer {
     // routine trim or the cap: not a cap trim of unread entries. Delivered again, the change is applied again
     // as a duplicate and acked anew. (Taken for cap trims, such changes marked a healthy region `joining` after
     // every loss of an origin's Redis, until someone re-seeded it.) Later deliveries keep the rule below: one
-    // read but not acked was refused (dead-lettered).
+    // read but not acked was refused (dead-lettered). Without ackLost such a change is still delivered again once
+    // (confirmTrimmed, unless the group is behind the cap), but counted as refused twice when that Redis is lost
+    // again before it holds the new ack: test/replication/origin-redis-loss.test.ts, its third case.
     const acksBorn = await this.host.trims.acksBornAt(dest, bounds);
     const group = await this.host.trims.groupState(dest, bounds);
     const readBelow = acksBorn === null ? null : group.readBelow;
