@@ -187,8 +187,13 @@ export const ReplicationStatus = Type.Object(
     ),
     outbox: Type.Object(
       {
-        unpublished: Count,
-        unconfirmed: Count,
+        unpublished: Type.Integer({
+          minimum: 0,
+          description:
+            "Changes committed here whose deliveries to every member are not yet recorded (a write delivered at once counts here for ~0.2 s, until its delivery records are written). " +
+            'Disjoint from unconfirmed: their sum is what every member has not yet confirmed, the figure to wait on.',
+        }),
+        unconfirmed: Type.Integer({ minimum: 0, description: 'Changes recorded as delivered to every member and not yet confirmed by every one (applied or parked, and the ack read).' }),
         oldest_unpublished_at: Nullable(Time),
         unsettled_by_key: Type.Record(Type.String(), Count, {
           description:
