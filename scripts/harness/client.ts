@@ -104,6 +104,10 @@ export async function ackFigures(c: RegionClient, adminToken: string): Promise<A
   return b.ack_signatures;
 }
 
+/** A 503 of a region whose database is down or restarting (with Retry-After): the fault schedule's, not a failure. */
+export const isDatabaseUnavailable = (res: Reply): boolean =>
+  res.status === 503 && !!res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body));
+
 /**
  * The credential a SlashID write answer names: the `result`'s id (201), else the id at the end of its
  * `Location` (a 408 of a create that committed; SlashID's errors carry no `result`).

@@ -5,7 +5,7 @@
  * A connection error or a timeout is not an answer; the client notes it, waits a moment and goes on.
  */
 import { sleep } from './common';
-import { CREDENTIALS_PATH, orgHeaders, writtenId, type Org, type RegionClient } from './client';
+import { CREDENTIALS_PATH, isDatabaseUnavailable, orgHeaders, writtenId, type Org, type RegionClient } from './client';
 
 export interface LoadOptions {
   clients: number;
@@ -198,7 +198,7 @@ export class Load {
           } else if (this.lostToDelete(res.status, false)) {
             // the organization's delete was sent: a write that lost to it
             await sleep(PAUSE_AFTER_REFUSAL_MS);
-          } else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
+          } else if (isDatabaseUnavailable(res)) {
             this.f.databaseUnavailable++;
             this.unavailable.push({ region: c.region, at: Date.now() });
           } else if (res.status >= 500) {
@@ -253,7 +253,7 @@ export class Load {
         else if (this.lostToDelete(res.status, true)) {
           // the organization's delete was sent: a create that lost to it
           await sleep(PAUSE_AFTER_REFUSAL_MS);
-        } else if (res.status === 503 && res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body))) {
+        } else if (isDatabaseUnavailable(res)) {
           this.f.databaseUnavailable++;
           this.unavailable.push({ region: c.region, at: Date.now() });
         } else if (res.status >= 500) {

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sleep } from './common';
-import { adminHeaders, createOrg, RegionClient, type Org, type Reply } from './client';
+import { adminHeaders, createOrg, isDatabaseUnavailable, RegionClient, type Org, type Reply } from './client';
 import { Load, type LoadOptions, type LoadResult } from './load';
 
 export const INFISICAL_CONFIG_PATH = '/api/v1/sso/config';
@@ -78,8 +78,6 @@ function expectStatus(res: Reply, status: number, what: string): Record<string, 
   if (res.status !== status) throw new Error(`${what}: ${res.status} ${JSON.stringify(res.body)}`);
   return (res.body ?? {}) as Record<string, unknown>;
 }
-
-const isDatabaseUnavailable = (res: Reply) => res.status === 503 && !!res.headers['retry-after'] && /region's database|its connection to its database/.test(JSON.stringify(res.body));
 
 export class OrgLoad {
   private readonly loads: Load[];

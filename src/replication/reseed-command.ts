@@ -8,13 +8,14 @@
  * active on a database it had not filled).
  */
 import { ConfigError } from '../config-error';
+import type { OperatorEnv } from '../config';
 import type { ConfigFile } from '../config-schema';
 import { databaseAddress } from '../db/address';
 
 /** What of the region's configuration the command needs (src/config.ts Config). */
 export interface ReseedCommandConfig {
   configPath?: string;
-  operatorEnv?: { REDIS_URL?: string; REDIS_KEY_PREFIX?: string; DATABASE_URL?: string };
+  operatorEnv?: OperatorEnv;
 }
 
 /** What an operator types for a value: as is when the shell reads it so, else single-quoted. */
@@ -22,20 +23,14 @@ function shellWord(value: string): string {
   return /^[\w./:@%+,=-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-function hasCredentials(url: string): boolean {
+/**
+ * Whether `url` holds a secret, and is quoted as a placeholder: its password; for Redis its user name too (an ACL
+ * user), where a Postgres URL's user name is no secret (the operator needs it). One that does not parse, to be safe.
+ */
+function holdsSecret(url: string, userIsSecret: boolean): boolean {
   try {
     const u = new URL(url);
-    return u.username !== '' || u.password !== '' || /password|username/i.test(u.search);
-  } catch {
-    return true;
-  }
-}
-
-/** A Postgres URL's user name is no secret (the operator needs it), its password is. */
-function hasPassword(url: string): boolean {
-  try {
-    const u = new URL(url);
-    return u.password !== '' || /password/i.test(u.search);
+    return u.password !== '' || (userIsSecret && u.username !== '') || (userIsSecret ? /password|username/i : /password/i).test(u.search);
   } catch {
     return true;
   }
@@ -54,10 +49,10 @@ export function reseedCommand(config: ReseedCommandConfig, to: string, from = pl
   if (config.configPath) env.push(`REGIONS_CONFIG=${shellWord(config.configPath)}`);
   const { REDIS_URL, REDIS_KEY_PREFIX, DATABASE_URL } = config.operatorEnv ?? {};
   // A URL with a password is not logged: the operator puts in the one the region runs with.
-  if (REDIS_URL) env.push(`REDIS_URL=${hasCredentials(REDIS_URL) ? placeholder('the REDIS_URL this region runs with') : shellWord(REDIS_URL)}`);
+  if (REDIS_URL) env.push(`REDIS_URL=${holdsSecret(REDIS_URL, true) ? placeholder('the REDIS_URL this region runs with') : shellWord(REDIS_URL)}`);
   if (REDIS_KEY_PREFIX) env.push(`REDIS_KEY_PREFIX=${shellWord(REDIS_KEY_PREFIX)}`);
   // A flag, not DATABASE_URL: the command reads no DATABASE_URL (one exported for another tool would be re-seeded).
-  const database = DATABASE_URL ? ` --to-database-url ${hasPassword(DATABASE_URL) ? placeholder('the DATABASE_URL this region runs with') : shellWord(DATABASE_URL)}` : '';
+  const database = DATABASE_URL ? ` --to-database-url ${holdsSecret(DATABASE_URL, false) ? placeholder('the DATABASE_URL this region runs with') : shellWord(DATABASE_URL)}` : '';
   return [...env, `npm run reseed -- --from ${from} --to ${to}${database}`].join(' ');
 }
 
