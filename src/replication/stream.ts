@@ -86,6 +86,28 @@ export async function streamHolds(redis: Redis, stream: string, ids: readonly st
   return ids.map((id) => held.get(id) === true);
 }
 
+/**
+ * For each id, whether it is in the group's pending list: read by a consumer of the group and not yet acked.
+ * An entry a trim took while pending stays in that list until a consumer acks it (the one applying it, which
+ * holds the event it read) or the group's next XAUTOCLAIM over it, or a restart's walk of its pending
+ * entries, finds it gone (Redis 7 drops it from the list then; inbox-reads.ts). None without the stream or group.
+ */
+export async function pendingIds(redis: Redis, stream: string, group: string, ids: readonly string[]): Promise<boolean[]> {
+  const distinct = [...new Set(ids)];
+  if (distinct.length === 0) return [];
+  const pipe = redis.pipeline();
+  for (const id of distinct) pipe.xpending(stream, group, id, id, 1);
+  const res = (await pipe.exec()) ?? [];
+  const pending = new Set<string>();
+  distinct.forEach((id, i) => {
+    const [err, reply] = res[i] ?? [new Error('missing reply')];
+    // No such stream or group (a Redis that lost its data, its applier not back yet): nothing is pending.
+    if (err && !String(err.message).includes('NOGROUP')) throw err;
+    if (!err && Array.isArray(reply) && reply.length > 0) pending.add(id);
+  });
+  return ids.map((id) => pending.has(id));
+}
+
 /** Default cap of the change stream (XADD MAXLEN ~): about 1,000,000 entries of ~1 kB, some 1 GB. */
 export const DEFAULT_STREAM_MAX_LENGTH = 1_000_000;
 /** Cap of the dead-letter stream. */

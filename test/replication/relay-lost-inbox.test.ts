@@ -376,3 +376,20 @@ test('a cycle whose database steps fail (the database refuses connections) still
     redis.disconnect();
   }
 });
+
+test('an entry c read and has not acked yet, trimmed by the cap meanwhile, is left to c; once it leaves c\'s pending list unacked it is delivered again once', () =>
+  withRig(async (r) => {
+    const rows = await activeWithThree(r);
+    // c's applier reads all three and is still applying them (its apply waits on a lock); the cap trims the first two.
+    await r.redis.xreadgroup('GROUP', 'c', 'c-1', 'COUNT', 100, 'STREAMS', stream, '>');
+    await r.redis.xadd(stream, '*', 'e', 'unread');
+    await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
+    await r.redeliverLost(rows);
+    expect(r.redelivered).toEqual([]);
+    expect(r.relay.trimmedUnconfirmed).toBe(0);
+    expect((await readMembers(r.redis, keys)).members.get('c')?.state).toBe('active');
+    // c's claim finds the first gone and drops it from the pending list, unapplied: delivered again.
+    await r.redis.xack(stream, 'c', rows[0]?.stream_id as string);
+    await r.redeliverLost(rows.slice(0, 2));
+    await expectDeliveredAgain(r, ['change-0']);
+  }));
