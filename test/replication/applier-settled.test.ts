@@ -5,8 +5,9 @@
  * entry would be taken over again at every claim round (refused and counted again, or failing its whole
  * batch), and would pin the inbox's trim floor.
  */
+import { Client } from 'pg';
 import { testEventAuth } from '../support/env';
-import { eventually } from '../support/harness';
+import { blocksAnother, eventually } from '../support/harness';
 import { ORIGIN, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
 
 let rig: ApplierRig;
@@ -105,4 +106,34 @@ test("pending entries trimmed from the inbox before they were applied are counte
   expect(applier.lostEntries).toBe(2);
   expect(await orgName(lostA.orgId)).toBeNull();
   await applier.stop();
+}, 30_000);
+
+test('an entry trimmed from the inbox while its apply here waits on a lock is not counted as lost: the apply holds it, and applies it', async () => {
+  const locker = new Client({ connectionString: rig.databaseUrl });
+  await locker.connect();
+  let locked = true;
+  try {
+    // Every apply of an organization waits while a session idle in a transaction holds the table.
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE organizations IN SHARE MODE');
+    const held = orgEvent('applied after its entry was trimmed');
+    const id = await rig.publish(held);
+    // Claim rounds every 100 ms, taking over what has been pending for 50 ms: they come while the apply waits.
+    const applier = await rig.applier();
+    applier.start();
+    expect(await eventually(() => blocksAnother(locker), 10_000, 50)).toBe(true);
+    // The origin's relay trims it past the inbox's cap (here: deleted by hand); a claim round finds it gone
+    // (XAUTOCLAIM names it and drops it from the pending list).
+    await rig.redis.xdel(rig.keys.inbox(REGION), id);
+    expect(await eventually(async () => (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
+    await locker.query('ROLLBACK');
+    locked = false;
+    expect(await eventually(async () => (await orgName(held.orgId)) === 'applied after its entry was trimmed', 10_000, 50)).toBe(true);
+    expect(applier.appliedEvents).toBe(1);
+    expect(applier.lostEntries).toBe(0);
+    await applier.stop();
+  } finally {
+    if (locked) await locker.query('ROLLBACK').catch(() => undefined);
+    await locker.end();
+  }
 }, 30_000);
