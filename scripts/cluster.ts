@@ -89,9 +89,9 @@ function clusterSecrets(configPath: string, alone: boolean): Record<string, stri
   return out;
 }
 
-function formatLine(region: string, line: string): string {
+function formatLine(region: string, line: string, json: boolean): string {
   // LOG_FORMAT=json: each region's JSON lines as they are (for jq or a log shipper; each carries its region).
-  if (process.env.LOG_FORMAT === 'json' && line.startsWith('{')) return line;
+  if (json && line.startsWith('{')) return line;
   try {
     const j = JSON.parse(line) as Record<string, unknown>;
     const time = new Date(Number(j.time)).toISOString().slice(11, 23);
@@ -179,12 +179,14 @@ async function main(): Promise<void> {
   answerHelp(process.argv.slice(2), USAGE);
   // Loaded after `--help`, which needs no config (its schema and validator are ~0.2 s of CPU). Nothing of what
   // only the regions run (Prisma, pg, ioredis, Express) is loaded here: each region is a process of its own.
-  const { ConfigError, readRegionsConfig, REGION_ENTRY_ENV, regionsConfigPath } = await import('../src/config');
+  const { ConfigError, jsonLogFormat, readRegionsConfig, REGION_ENTRY_ENV, regionsConfigPath } = await import('../src/config');
   const { RegionProcess } = await import('../src/cluster/region-process');
   const configPath = regionsConfigPath();
   let file;
+  let json;
   try {
     file = readRegionsConfig().file;
+    json = jsonLogFormat();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`configuration error: ${err.message}\n`);
@@ -236,7 +238,7 @@ async function main(): Promise<void> {
         // Where it listens: a PORT or HOST given for a region started alone moves it.
         url: own.PORT || own.HOST ? httpUrl(own.HOST ?? r.host ?? '127.0.0.1', own.PORT ?? r.port) : r.publicUrl ?? httpUrl(r.host ?? '127.0.0.1', r.port),
         env: { REGIONS_CONFIG: configPath, ...secrets, ...own, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
-        onLine: (line) => process.stdout.write(formatLine(r.id, line) + '\n'),
+        onLine: (line) => process.stdout.write(formatLine(r.id, line, json) + '\n'),
         onExit: (code, signal) => {
           if (stopping) return;
           // During the start its own lines above say why; the start then stops every region.

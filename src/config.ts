@@ -415,6 +415,17 @@ function logLevel(v: string | undefined): string {
   return level;
 }
 
+/**
+ * LOG_FORMAT of `npm run cluster`: `json` (any case, as LOG_LEVEL) prints the regions' JSON log lines as they
+ * are, unset the readable ones. Checked like the other variables: a typo printed the readable lines silently.
+ */
+export function jsonLogFormat(env: Env = process.env): boolean {
+  const v = env.LOG_FORMAT;
+  if (!v) return false;
+  if (v.trim().toLowerCase() === 'json') return true;
+  throw new ConfigError(`LOG_FORMAT must be json (the regions' JSON log lines as they are) or unset (readable lines), got '${v}'`);
+}
+
 function validTime(v: string | undefined): string | null {
   if (!v) return null;
   if (Number.isNaN(Date.parse(v))) throw new ConfigError(`METADATA_VALIDATION_TIME must be an ISO date-time, got '${v}'`);

@@ -239,6 +239,16 @@ test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the J
       await c.exited;
     }
   }
+  // Validated like every variable of the README's table: a typo (`jsno`) printed the readable lines without a word.
+  const typo = runCluster({ ...secrets, LOG_FORMAT: 'jsno' }, ['us-iowa']);
+  const outcome = await Promise.race([typo.exited, typo.ready.then(() => 'started' as const, () => typo.exited)]);
+  if (outcome === 'started') {
+    typo.child.kill('SIGTERM');
+    await typo.exited;
+  }
+  expect(outcome).toBe(2);
+  expect(typo.output()).toContain("configuration error: LOG_FORMAT must be json (the regions' JSON log lines as they are) or unset (readable lines), got 'jsno'");
+  expect(typo.output()).not.toContain('READY');
 }, 120_000);
 
 test("one region's overrides in the shell (PORT, HOST) reach a region started alone (several regions ignore them: the first test); a start that fails exits 1 and says why", async () => {
