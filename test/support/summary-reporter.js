@@ -1,4 +1,5 @@
-// Ends the run with "N passed, N failed" on its own line, so a run that executed no test is visible.
+// Prints "N passed, N failed" on its own line at the end of the run (jest adds its own totals after every
+// reporter's, so just above them), so a run that executed no test is visible.
 class SummaryReporter {
   onRunComplete(_contexts, results) {
     const skipped = results.numPendingTests + results.numTodoTests;
