@@ -55,6 +55,22 @@ test.each([
 });
 
 test.each([
+  ['harness/cli', ['up'], 'npm run harness -- up'],
+  ['harness/fault-schedule', [], 'npm run test:faults'],
+  // It said "e.g. sudo -E the conflict test", which is no command.
+  ['harness/conflicts', [], 'npm run test:conflicts'],
+])('npm run %s without root exits 2 and names the command to run as root', (script, args, command) => {
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, `dist/scripts/${script}.js`), ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: `--require ${path.join(__dirname, 'support', 'not-root.cjs')}` },
+  });
+  expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
+  expect(res.stderr).toContain(`${command} needs root: it creates network namespaces`);
+  expect(res.stderr).toContain(`Run it as root (e.g. sudo -E ${command}).`);
+});
+
+test.each([
   ['cluster', ['--help'], 0],
   ['reseed', ['--help'], 0],
   ['members', ['-h'], 0],

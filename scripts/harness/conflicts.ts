@@ -116,7 +116,7 @@ const USAGE = `usage: npm run test:conflicts -- [--rounds N] [--report PATH] [--
 async function main(): Promise<number> {
   answerHelp(process.argv.slice(2), USAGE.trimEnd());
   const { flags } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures']);
-  requireRoot('the conflict test');
+  requireRoot('npm run test:conflicts');
   const rounds = intFlag(flags, 'rounds', 1000, 1);
   const { regions, redisDelayMs } = regionSpecs(flags);
   const stack = await Stack.up({
