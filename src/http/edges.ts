@@ -173,7 +173,29 @@ function edgeRefusal(req: IncomingMessage): AppError | null {
       `Transfer-Encoding ${shownHeader(coding)} is not supported: only "chunked" alone is (compress a body with Content-Encoding: gzip, deflate or br); nothing was done.`,
     );
   }
+  const precondition = writePrecondition(req);
+  if (precondition) return new AppError(400, 'bad_request', precondition);
   return null;
+}
+
+/** The methods that write nothing (RFC 9110, 9.2.1): a precondition on them is Express's to answer (a GET's 304). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/**
+ * Why a write's precondition is refused, or null. The service evaluates none on a write: its ETags are weak
+ * (Express's hash of the body it answered), which If-Match never matches (it compares strongly, RFC 9110,
+ * 13.1.1), and a write does not compute the resource's current ETag for If-None-Match. Ignored, they let a
+ * client that guards against lost updates overwrite a change it never saw (a review's probe: a PATCH with
+ * `If-Match: "stale"` answered 204). `If-Match: *` asks only that the resource exist, which the route's 404
+ * answers: it is taken.
+ */
+function writePrecondition(req: IncomingMessage): string | null {
+  if (SAFE_METHODS.has(req.method ?? 'GET')) return null;
+  const ifMatch = req.headers['if-match'];
+  const ifNoneMatch = req.headers['if-none-match'];
+  const [name, value] = ifMatch !== undefined && ifMatch.trim() !== '*' ? ['If-Match', ifMatch] : ifNoneMatch !== undefined ? ['If-None-Match', ifNoneMatch] : [];
+  if (name === undefined) return null;
+  return `${name} ${shownHeader(value ?? '')} is not evaluated for a write: this service's ETags are weak and conditional writes are not supported; nothing was done. Send the write without it (If-Match: * is taken), after reading the resource if it may have changed.`;
 }
 
 /**

@@ -69,3 +69,29 @@ test('the document lists a 304 for each GET that answers 200, and for no other m
   expect(listed.filter((o) => o.answers200 !== o.has304)).toEqual([]);
   expect(listed.filter((o) => o.has304).map((o) => o.op)).toEqual(expect.arrayContaining([`get ${PATH}`, `get ${PATH}/{id}`, `get ${SSO}`]));
 });
+
+test('a write carrying If-Match (but *) or If-None-Match is a 400 in its dialect and writes nothing: the service evaluates no precondition on a write', async () => {
+  const org = await createOrg(r.url, 'conditional-write');
+  const created = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'kept' }, headers: slashidHeaders(org) });
+  const one = `${PATH}/${created.body.result.id as string}`;
+  const { headers: read } = await call(r.url, 'GET', one, { headers: slashidHeaders(org) });
+  const etag = read.get('etag') ?? '';
+  // Before, each was carried out (204): a client guarding against lost updates overwrote what it never saw.
+  for (const [name, value] of [['if-match', '"stale"'], ['if-match', etag], ['if-none-match', '*'], ['if-none-match', etag]] as const) {
+    const patched = await call(r.url, 'PATCH', one, { body: { label: 'overwritten' }, headers: slashidHeaders(org, { [name]: value }) });
+    expect({ status: patched.status, body: patched.body }).toEqual({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: expect.stringMatching(/^If-(None-)?Match .* is not evaluated for a write/) }] } });
+  }
+  expect((await call(r.url, 'DELETE', one, { headers: slashidHeaders(org, { 'if-match': '"stale"' }) })).status).toBe(400);
+  expect((await call(r.url, 'GET', one, { headers: slashidHeaders(org) })).body.result.label).toBe('kept');
+
+  const token = await issueToken(r.url, org.id);
+  const refused = await call(r.url, 'POST', SSO, { body: configBody(org.id, makeCerts().pem), headers: { ...bearer(token), 'if-none-match': '*' } });
+  expect(refused.body).toMatchObject({ statusCode: 400, error: 'BadRequest', message: expect.stringContaining('If-None-Match') });
+  expect((await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(404);
+  const renamed = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'x' }, headers: { ...adminHeaders, 'if-match': '"x"' } });
+  expect(renamed.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('If-Match') }] });
+
+  // If-Match: * asks only that the resource exist: taken, and a missing one is the route's 404.
+  expect((await call(r.url, 'PATCH', one, { body: { label: 'changed' }, headers: slashidHeaders(org, { 'if-match': '*' }) })).status).toBe(204);
+  expect((await call(r.url, 'PATCH', `${PATH}/00000000-0000-0000-0000-000000000000`, { body: { label: 'x' }, headers: slashidHeaders(org, { 'if-match': '*' }) })).status).toBe(404);
+});
