@@ -6,7 +6,7 @@
 import type { ErrorObject } from 'ajv';
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from '../logger';
-import { AppError, asAppError } from '../http/errors';
+import { AppError, asAppError, shownText } from '../http/errors';
 import { getRequestId } from '../http/request-id';
 import { requestPath } from '../http/url';
 import { firstProblems, UUID_PATTERN } from '../http/validate';
@@ -90,8 +90,10 @@ function issueFromAjv(e: ErrorObject): ValidationIssue {
       return { code: 'invalid_type', path: [...path, missing], message: `${missing} is required` };
     }
     case 'additionalProperties': {
+      // The name is the client's: `keys` holds it as sent (Zod's shape), the message quotes it as every error
+      // quotes client text (a 5,000-character name, or one with a right-to-left override, was quoted whole).
       const extra = String(e.params.additionalProperty);
-      return { code: 'unrecognized_keys', path, keys: [extra], message: `Unrecognized key in ${field}: '${extra}'` };
+      return { code: 'unrecognized_keys', path, keys: [extra], message: `Unrecognized key in ${field}: ${shownText(extra)}` };
     }
     case 'type':
       return { code: 'invalid_type', path, message: `${field} must be of type ${String(e.params.type)}` };

@@ -132,6 +132,17 @@ describe('validation (422, Infisical shape)', () => {
     expect(list.some((i) => i.code === 'unrecognized_keys' && i.message.includes("'extra'"))).toBe(true);
   });
 
+  test("an unknown field's message quotes its name as every other error quotes what the client sent: cut after 64 characters, control and invisible characters as ?; keys holds it as sent", async () => {
+    const long = 'k'.repeat(5000);
+    const disguised = 'isActive\u202e\u0007';
+    const res = await api('POST', SSO, org.token, { body: { ...configBody(org.id, certs.pem), [long]: 1, [disguised]: 1 } });
+    // Before, the message quoted the name whole: 5,000 characters, and a right-to-left override as it was.
+    expect(issues(res).filter((i) => i.code === 'unrecognized_keys')).toEqual([
+      { code: 'unrecognized_keys', path: [], keys: [long], message: `Unrecognized key in body: '${'k'.repeat(64)}…' (5000 characters)` },
+      { code: 'unrecognized_keys', path: [], keys: [disguised], message: "Unrecognized key in body: 'isActive??'" },
+    ]);
+  });
+
   test.each([
     ['http://idp.example.com/sso', "'http' would send SAML requests unprotected"],
     ['/sso/saml', 'must be an absolute https URL'],
