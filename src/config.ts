@@ -258,15 +258,22 @@ export function withRedisOverrides(file: ConfigFile, env: Env = process.env): Co
   return { ...file, redisUrl: env.REDIS_URL || file.redisUrl, redisKeyPrefix: env.REDIS_KEY_PREFIX || file.redisKeyPrefix };
 }
 
+/** A database given for one region on `npm run reseed`'s command line, and the flag that gave it (named in its messages). */
+export interface DatabaseOverride {
+  region: string;
+  url: string;
+  flag: string;
+}
+
 /**
- * The deployment's regions file with `databaseUrl` (`npm run reseed`'s --to-database-url, checked as a region checks
- * DATABASE_URL) over the entry of `regionId` only: the database a region started with DATABASE_URL runs on, which
- * `npm run reseed` fills for its --to region. The other regions' entries stay as the file has them.
+ * The deployment's regions file with each override's URL (`npm run reseed`'s --to-database-url, --from-database-url
+ * and --database-url, each checked as a region checks DATABASE_URL) over the `databaseUrl` of its region: the database
+ * a region started with DATABASE_URL runs on, which the re-seed fills (its --to region) or reads (its peer, and the
+ * other origins whose outboxes show whether the peer caught up). The other regions' entries stay as the file has them.
  */
-export function withDatabaseOverride<F extends Pick<ConfigFile, 'regions'>>(file: F, regionId: string, databaseUrl: string | undefined): F {
-  if (databaseUrl === undefined) return file;
-  checkPostgresUrl(databaseUrl, '--to-database-url');
-  return { ...file, regions: file.regions.map((r) => (r.id === regionId ? { ...r, databaseUrl } : r)) };
+export function withDatabaseOverrides<F extends Pick<ConfigFile, 'regions'>>(file: F, overrides: readonly DatabaseOverride[]): F {
+  for (const o of overrides) checkPostgresUrl(o.url, o.flag);
+  return { ...file, regions: file.regions.map((r) => ({ ...r, databaseUrl: overrides.find((o) => o.region === r.id)?.url ?? r.databaseUrl })) };
 }
 
 function checkPostgresUrl(url: string, name: string): void {

@@ -5,10 +5,12 @@
  * deployment there), the REDIS_URL and REDIS_KEY_PREFIX it took from its environment (the command would
  * otherwise look in the file's Redis, under the file's prefix, and find the region not registered), and its
  * DATABASE_URL as --to-database-url (the command filled the database of the region's entry, and marked the region
- * active on a database it had not filled).
+ * active on a database it had not filled). The peer's database is not quoted: the region cannot know it (the peer is
+ * the operator's to choose, and a peer on a DATABASE_URL of its own runs on what its environment says); the command
+ * refuses a peer's entry that is not the database the peer runs on, naming --from-database-url (reseed.ts).
  */
 import { ConfigError } from '../config-error';
-import type { OperatorEnv } from '../config';
+import type { DatabaseOverride, OperatorEnv } from '../config';
 import type { ConfigFile } from '../config-schema';
 import { databaseAddress } from '../db/address';
 
@@ -67,18 +69,27 @@ export function operatorCommand(configPath: string, script: string, args: string
 /**
  * The configs of the peer (`from`) and the target (`to`), or why they cannot be re-seeded one from the other. Here,
  * not in reseed.ts, so that the command says these mistakes before it loads the re-seed's Prisma, pg and ioredis.
+ * `given`: the databases the command line gave over their regions' entries (already in `file`), checked likewise.
  */
-export function regionsOf(file: Pick<ConfigFile, 'regions'>, from: string, to: string) {
+export function regionsOf(file: Pick<ConfigFile, 'regions'>, from: string, to: string, given: readonly DatabaseOverride[] = []) {
   const source = file.regions.find((r) => r.id === from);
   const target = file.regions.find((r) => r.id === to);
   // Usage mistakes (exit 2, scripts/usage.ts failureStatus), found before anything is connected to.
   if (!source || !target) throw new ConfigError(`unknown region: ${!source ? from : to} (known: ${file.regions.map((r) => r.id).join(', ')})`);
   if (from === to) throw new ConfigError('--from and --to must name two different regions');
+  const ownerOf = (region: string, url: string) => file.regions.find((r) => r.id !== region && databaseAddress(r.databaseUrl) === databaseAddress(url));
+  // A database given as the peer's (or an origin's) that is another region's would be read as this one's: its rows,
+  // progress and outbox taken for the peer's (the target's own entry pasted as --from-database-url, say). Checked
+  // before the target, whose check would otherwise blame the target for the flag's mistake.
+  for (const g of given.filter((o) => o.region !== to)) {
+    const other = ownerOf(g.region, g.url);
+    if (other) throw new ConfigError(`the database given with ${g.flag} for ${g.region} (${databaseAddress(g.url)}) is ${other.id}'s in the regions config; each region has its own. Nothing was done: name the database ${g.region} runs on`);
+  }
   // The re-seed records the database it fills as the target's and writes its progress there: filling another
   // region's (a --to-database-url pasted from the peer's entry, say) left two regions on one database, each taking
   // the other's rows for its own (scripts/cluster.ts refuses such a file for the same reason).
   const address = databaseAddress(target.databaseUrl);
-  const owner = file.regions.find((r) => r.id !== to && databaseAddress(r.databaseUrl) === address);
+  const owner = ownerOf(to, target.databaseUrl);
   if (owner) {
     throw new ConfigError(
       `the database to re-seed as ${to}'s (${address}) is ${owner.id}'s in the regions config; each region needs its own. Nothing was done: name the database ${to} runs on (--to-database-url, or its databaseUrl)`,

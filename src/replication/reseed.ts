@@ -31,7 +31,7 @@ import { peerProgress, takePeerProgress } from './applied-progress';
 import { readAck, type AckSigning } from './ack-auth';
 import { eachRegion, RedisLinks } from './links';
 import { activateAfterReseed, countsByNameOnly, readMembers, updateMember, type MemberWriter } from './member-record';
-import { recordReseededDatabase } from './restore-check';
+import { DATABASE_IDENTITY_SQL, recordReseededDatabase } from './restore-check';
 import { regionsOf } from './reseed-command';
 import { RowStore } from './row-store';
 import { behindTrim, compareStreamIds, groupFloor, groupInfo, previousStreamId, streamBounds } from './stream';
@@ -59,8 +59,11 @@ export interface ReseedOptions {
   waitMs?: number;
   /** How the peer's acks in its origins' Redis are read (config `ackSignatures`; in `require` mode only signed ones count). */
   signing?: AckSigning;
-  /** --to-database-url gave the target's database, not its entry (scripts/reseed.ts): what to check when it cannot be reached. */
-  targetDatabaseGiven?: boolean;
+  /**
+   * The regions whose database the command line gave over their entry (scripts/reseed.ts), with the flag that gave it:
+   * what to check when one cannot be reached, and what to give for one that was not.
+   */
+  given?: ReadonlyMap<string, string>;
 }
 
 /** How many changes the peer's operator discarded (replication_discarded; none in a database of an older version). */
@@ -77,7 +80,7 @@ async function discardedIn(peerDb: Client): Promise<number> {
  * parked. The target gets none of these from its inbox if the cap trimmed
  * them there, so a copy made now would miss them for good. Empty when caught up.
  */
-async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys, signing?: AckSigning): Promise<string[]> {
+async function peerLacks(file: ConfigFile, from: string, to: string, befores: Map<string, Date>, peerDb: Client, links: RedisLinks, keys: ReplicationKeys, opts: ReseedOptions): Promise<string[]> {
   const lacks: string[] = [];
   const failures = await peerDb.query<{ failing: number; parked: number }>(
     'SELECT count(*) FILTER (WHERE parked_at IS NULL)::int AS failing, count(*) FILTER (WHERE parked_at IS NOT NULL)::int AS parked FROM replication_failures',
@@ -85,9 +88,14 @@ async function peerLacks(file: ConfigFile, from: string, to: string, befores: Ma
   const f = failures.rows[0];
   if (f && (f.failing || f.parked)) lacks.push(`${from} holds ${f.failing} change(s) failing and ${f.parked} parked (GET /admin/replication on ${from}; retry or resolve them first)`);
   for (const origin of file.regions.filter((r) => r.id !== from && r.id !== to)) {
+    const hint = opts.given?.has(origin.id) ? '' : ` (if ${origin.id} runs on a DATABASE_URL of its own, give that one with --database-url ${origin.id}=<url>)`;
     const db = new Client(sessionConfig(origin.databaseUrl));
     try {
       await db.connect();
+      if (await notRunOn(links.to(origin.id), keys, origin.id, db)) {
+        lacks.push(`${origin.id}'s database at ${databaseAddress(origin.databaseUrl)} is not the one ${origin.id} runs on (its Redis records another), so whether ${from} has all its changes is unknown${hint}`);
+        continue;
+      }
       // The cut-off on the origin's own clock, taken at the first look (the command's host may differ).
       let before = befores.get(origin.id);
       if (!before) {
@@ -109,11 +117,11 @@ async function peerLacks(file: ConfigFile, from: string, to: string, befores: Ma
       const acked = r.rows.length ? ((await pipe.exec()) ?? []) : [];
       const n = r.rows.filter((row, i) => {
         const [err, ack] = acked[i] ?? [new Error('missing reply')];
-        return err || typeof ack !== 'string' || readAck(signing, row.change_id, from, ack) === 'refused';
+        return err || typeof ack !== 'string' || readAck(opts.signing, row.change_id, from, ack) === 'refused';
       }).length;
       if (n) lacks.push(`${origin.id} has ${n}${r.rows.length === LACK_LIMIT ? ' or more' : ''} change(s) ${from} has not applied yet`);
     } catch (err) {
-      lacks.push(`${origin.id}'s database cannot be read (${(err as Error).message}), so whether ${from} has all its changes is unknown`);
+      lacks.push(`${origin.id}'s database at ${databaseAddress(origin.databaseUrl)} cannot be read (${(err as Error).message}), so whether ${from} has all its changes is unknown${hint}`);
     } finally {
       await db.end().catch(() => undefined);
     }
@@ -132,7 +140,7 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
   });
   const peerDb = new Client(sessionConfig(source.databaseUrl));
   await ensureDatabase(target.databaseUrl).then(() => migrate(target.databaseUrl)).catch((err: unknown) => {
-    throw databaseFailure('the target', to, target.databaseUrl, err, opts.targetDatabaseGiven ? `the URL given with --to-database-url (over the databaseUrl of ${to} in the regions config)` : undefined);
+    throw databaseFailure('the target', to, target.databaseUrl, err, opts.given);
   });
   const db = createDb(target.databaseUrl, { poolSize: 2 });
   const run: ReseedRun = { file, from, to, keys, links, peerDb, db, writer: { signing: opts.signing } };
@@ -140,8 +148,14 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
     await checkMembers(run, opts);
     await checkPeerInbox(run);
     await peerDb.connect().catch((err: unknown) => {
-      throw databaseFailure('the peer', from, source.databaseUrl, err);
+      throw databaseFailure('the peer', from, source.databaseUrl, err, opts.given, '--from-database-url');
     });
+    if (await notRunOn(links.to(from), keys, from, peerDb)) {
+      const check = opts.given?.has(from)
+        ? 'check the URL given with --from-database-url'
+        : `${from} runs on a DATABASE_URL of its own, say, and this is its entry's. Nothing was copied: give the database ${from} runs on with --from-database-url`;
+      throw new Error(`the peer ${from}'s database at ${databaseAddress(source.databaseUrl)} is not the one ${from} runs on (${from}'s Redis records another): ${check}`);
+    }
     // The peer must hold every change the target may have lost: what any origin committed before now.
     // Later changes reach the target through its inbox (it is a member), whatever the peer holds.
     if (!opts.force) await waitForPeer(run, opts);
@@ -178,11 +192,17 @@ export async function reseed(file: ConfigFile, from: string, to: string, tables:
 
 /**
  * A database of the re-seed that could not be reached or prepared, said with whose it is and what to check: it said
- * only what the driver did (`connect ECONNREFUSED 127.0.0.1:5433`).
+ * only what the driver did (`connect ECONNREFUSED 127.0.0.1:5433`). `flag`: what gives the region's database when it
+ * runs on another than its entry's, said when the command line gave none (the peer's entry, read while the peer runs on
+ * a DATABASE_URL of its own, failed here).
  */
-function databaseFailure(role: string, region: string, databaseUrl: string, err: unknown, check = `the databaseUrl of ${region} in the regions config`): Error {
+function databaseFailure(role: string, region: string, databaseUrl: string, err: unknown, given: ReadonlyMap<string, string> = new Map(), flag?: string): Error {
   const e = err as Error & { code?: unknown };
   const why = e.code === 'ECONNREFUSED' ? CONNECTION_REFUSED : `${e.message}${typeof e.code === 'string' ? ` (${e.code})` : ''}`;
+  const givenFlag = given.get(region);
+  const check = givenFlag
+    ? `the URL given with ${givenFlag} (over the databaseUrl of ${region} in the regions config)`
+    : `the databaseUrl of ${region} in the regions config${flag ? ` (if ${region} runs on a DATABASE_URL of its own, give that one with ${flag})` : ''}`;
   return new Error(`${role} ${region}'s database at ${databaseAddress(databaseUrl)} cannot be reached or prepared (${why}). Check that Postgres runs there, and ${check}`, { cause: err });
 }
 
@@ -243,6 +263,18 @@ async function checkMembers({ file, from, to, keys, links }: ReseedRun, opts: Re
   }
 }
 
+/**
+ * Whether `db` is not the database `region` runs on, as far as the region's own Redis shows: the identity of its
+ * database recorded there (restore-check.ts) is another's. A region started with a DATABASE_URL of its own runs on a
+ * database its entry does not name, and the entry's (a stale copy, or one never used) was read as its own. Unknown (no
+ * record: a Redis that lost its data) counts as the one; so does a copy of its database (pg_dump keeps the identity).
+ */
+async function notRunOn(redis: Redis, keys: ReplicationKeys, region: string, db: Client): Promise<boolean> {
+  const [recorded, held] = await Promise.all([redis.get(keys.databaseIdentity(region)), db.query<{ id: string }>(DATABASE_IDENTITY_SQL)]);
+  const identity = held.rows[0]?.id;
+  return recorded !== null && identity !== undefined && identity !== recorded;
+}
+
 /** Refuses a peer whose own inbox cap trimmed entries it had not read. */
 async function checkPeerInbox({ from, keys, links }: ReseedRun): Promise<void> {
   const peerRedis = links.to(from);
@@ -263,10 +295,10 @@ async function waitForPeer({ file, from, to, keys, links, peerDb }: ReseedRun, o
   }
   const befores = new Map<string, Date>();
   const until = Date.now() + (opts.waitMs ?? 30_000);
-  let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys, opts.signing);
+  let lacks = await peerLacks(file, from, to, befores, peerDb, links, keys, opts);
   while (lacks.length && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 500));
-    lacks = await peerLacks(file, from, to, befores, peerDb, links, keys, opts.signing);
+    lacks = await peerLacks(file, from, to, befores, peerDb, links, keys, opts);
   }
   if (lacks.length) {
     throw new Error(`${from} has not caught up, so a copy from it now could miss changes ${to} lost for good: ${lacks.join('; ')}. Re-seed once it has (or from another region); --force copies anyway`);

@@ -57,8 +57,11 @@ export async function countsBehindMark(db: SqlReader, redis: Redis, keys: Replic
 }
 
 /** The database's identity: the id of the record of the first migration applied to it (src/db/migrate.ts). */
+export const DATABASE_IDENTITY_SQL = 'SELECT id FROM "_prisma_migrations" ORDER BY started_at, migration_name LIMIT 1';
+
+/** The database's identity (DATABASE_IDENTITY_SQL). */
 export async function databaseIdentity(db: SqlReader): Promise<string | null> {
-  const rows = await db.$queryRawUnsafe<{ id: string }[]>('SELECT id FROM "_prisma_migrations" ORDER BY started_at, migration_name LIMIT 1');
+  const rows = await db.$queryRawUnsafe<{ id: string }[]>(DATABASE_IDENTITY_SQL);
   return rows[0]?.id ?? null;
 }
 

@@ -105,6 +105,38 @@ test.each([
   expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({ status: 2, stdout: '', stderr: expect.stringMatching(/^usage: npm run reseed -- [^\n]*\n$/) as unknown as string });
 }, 60_000);
 
+test('npm run reseed refuses a mistaken --from-database-url or --database-url by name, before touching anything (exit 2)', async () => {
+  // A third region, so that --database-url has an origin to name besides the peer and the target.
+  const third = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'script-messages-3-')), 'regions.config.json');
+  const closed = `postgresql://postgres@127.0.0.1:${closedPort}`;
+  fs.writeFileSync(third, JSON.stringify({ ...dep.file, regions: [...dep.file.regions, { id: 'europe-belgium', port: closedPort, databaseUrl: `${closed}/belgium` }] }));
+  const target = new URL(dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl ?? '');
+  const mistakes: [string[], string][] = [
+    [['--from-database-url', 'mysql://root@127.0.0.1/x'], '--from-database-url must start with postgresql://'],
+    [['--database-url', `europe-belgium=mysql://root@127.0.0.1/x`], '--database-url must start with postgresql://'],
+    [['--database-url', `${closed}/belgium_own`], `--database-url takes <region>=<the database that region runs on> (got '${closed}/belgium_own')`],
+    [['--database-url', `nowhere=${closed}/x`], '--database-url: unknown region nowhere (known: us-iowa, asia-japan, europe-belgium)'],
+    [['--database-url', `us-iowa=${closed}/x`], '--database-url: us-iowa is the peer; give its database with --from-database-url'],
+    [['--database-url', `asia-japan=${closed}/x`], '--database-url: asia-japan is the target; give its database with --to-database-url'],
+    [['--database-url', `europe-belgium=${closed}/a`, '--database-url', `europe-belgium=${closed}/b`], '--database-url: europe-belgium is given twice'],
+    // The target's entry pasted as the peer's: the target's rows would be read as the peer's.
+    [['--from-database-url', target.toString()], `the database given with --from-database-url for us-iowa (${target.host}${target.pathname}) is asia-japan's in the regions config; each region has its own. Nothing was done: name the database us-iowa runs on`],
+  ];
+  try {
+    for (const [extra, message] of mistakes) {
+      const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan', ...extra], { REGIONS_CONFIG: third });
+      expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({ status: 2, stdout: '', stderr: `reseed failed: ${message}\n` });
+    }
+  } finally {
+    fs.rmSync(path.dirname(third), { recursive: true, force: true });
+  }
+  // Given twice, or without its value: the usage, as any flag.
+  for (const extra of [['--from-database-url', `${closed}/a`, '--from-database-url', `${closed}/b`], ['--database-url']]) {
+    const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan', ...extra], { REGIONS_CONFIG: dep.configPath });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 2, stderr: expect.stringMatching(/^usage: npm run reseed -- [^\n]*--from-database-url[^\n]*\n$/) as unknown as string });
+  }
+}, 60_000);
+
 test('npm run reseed reads no DATABASE_URL of its environment: one exported for another tool does not become the target\'s database', async () => {
   const run = await script('reseed', ['--from', 'us-iowa', '--to', 'asia-japan'], { REGIONS_CONFIG: dep.configPath, DATABASE_URL: `postgresql://postgres@127.0.0.1:5432/another_tools_database` });
   const target = dep.file.regions.find((r) => r.id === 'asia-japan')?.databaseUrl ?? '';

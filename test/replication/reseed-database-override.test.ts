@@ -13,11 +13,10 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
 import { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase } from '../../src/db/migrate';
 import { PROJECT_ROOT } from '../../src/paths';
-import { addedRegionProcess, adminHeaders, call, eventually, reseedSeen, startCluster, type Cluster } from '../support/harness';
+import { addedRegionProcess, adminHeaders, call, eventually, outboxConfirmed, reseedSeen, startCluster, type Cluster } from '../support/harness';
 import { PG_BASE } from '../support/env';
 import { databaseExists } from '../support/region-databases';
 
@@ -50,21 +49,8 @@ function ownDatabase(suffix: string, password?: string, search?: string): string
   return url.toString();
 }
 
-/**
- * Waits until `region`'s outbox holds no change unconfirmed (each one applied by every member), read in its database
- * (GET /admin/replication reads the same: its `outbox.unpublished` + `outbox.unconfirmed`; `unconfirmed` alone reads 0
- * right after an all_regions write, which counts as unpublished until the origin records its deliveries;
- * test/replication/outbox-figures.test.ts).
- */
-async function confirmed(region: string): Promise<boolean> {
-  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
-  await db.connect();
-  try {
-    return await eventually(async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_outbox WHERE confirmed_at IS NULL')).rows[0]?.n === 0, 30_000, 200);
-  } finally {
-    await db.end();
-  }
-}
+/** The database the regions file names for `region`. */
+const databaseOf = (region: string) => cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl ?? '';
 
 /** The message of a region's JSON log line that starts with `start`, if it printed one. */
 function logged(start: string): string | undefined {
@@ -102,7 +88,7 @@ async function restartedOn(databaseUrl: string, orgName: string): Promise<{ orgI
   expect(added).not.toBeNull();
   const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: orgName }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
   expect(org.status).toBe(201);
-  expect(await confirmed(PEER)).toBe(true);
+  expect(await outboxConfirmed(databaseOf(PEER))).toBe(true);
   await added?.stop();
   const region = new RegionProcess({ ...(added as RegionProcess).opts, env: { ...(added as RegionProcess).opts.env, DATABASE_URL: databaseUrl } });
   added = region;
@@ -119,7 +105,7 @@ test('a region joining on DATABASE_URL quotes a re-seed command that seeds the d
   const org = await call(cluster.url(PEER), 'POST', '/admin/organizations', { body: { name: 'before-join' }, headers: { ...adminHeaders, 'SlashID-Required-Consistency': 'all_regions' } });
   expect(org.status).toBe(201);
   // Confirmed by every region before the new one registers: only the copy brings it there, not its inbox.
-  expect(await confirmed(PEER)).toBe(true);
+  expect(await outboxConfirmed(databaseOf(PEER))).toBe(true);
   const region = await addedRegionProcess(cluster, ADDED, { configName: 'regions.3.config.json', onLine: (line) => lines.push(line) });
   databases.push(region.databaseUrl);
   entryDatabaseUrl = region.databaseUrl;

@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Client } from 'pg';
 import { RegionProcess } from '../../src/cluster/region-process';
 import type { ConfigFile, RegionConfig } from '../../src/config-schema';
 import { PROJECT_ROOT } from '../../src/paths';
@@ -229,6 +230,22 @@ export async function pendingOnlyIn(url: string, changeId: string, regions: stri
  */
 export async function reseedSeen(url: string): Promise<boolean> {
   return eventually(async () => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.needs_reseed?.length === 0, 15_000, 200);
+}
+
+/**
+ * Waits until the outbox in the region database at `databaseUrl` holds no change unconfirmed (each one applied by every
+ * member). GET /admin/replication reads the same: its `outbox.unpublished` + `outbox.unconfirmed`; `unconfirmed` alone
+ * reads 0 right after an all_regions write, which counts as unpublished until the origin records its deliveries
+ * (test/replication/outbox-figures.test.ts).
+ */
+export async function outboxConfirmed(databaseUrl: string): Promise<boolean> {
+  const db = new Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    return await eventually(async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM replication_outbox WHERE confirmed_at IS NULL')).rows[0]?.n === 0, 30_000, 200);
+  } finally {
+    await db.end();
+  }
 }
 
 /**
