@@ -42,7 +42,10 @@ export class InboxTrims {
   /**
    * `dest`'s group: how far it has read and acknowledged (`readBelow`: its floor, the oldest pending entry,
    * else the last one delivered, which only moves forward; null before it has read anything), and whether
-   * a trim took entries it had not read (`behind`: it fell behind the cap, see behindTrim).
+   * a trim took entries it had not read (`behind`: it fell behind the cap, see behindTrim). A pending entry
+   * the cap trimmed does not make it behind here: the consumer that read it holds its event, and once it
+   * leaves the pending list unacked it is delivered again once (relay-confirm.ts). Counted behind, every
+   * other delivery gone unacked (one refused there) was taken for trimmed unread, and the region marked.
    */
   async groupState(dest: string, bounds: StreamBounds | null): Promise<{ readBelow: string | null; behind: boolean }> {
     if (!bounds) return { readBelow: null, behind: false }; // no inbox (XINFO GROUPS would fail)
@@ -52,7 +55,7 @@ export class InboxTrims {
     const g = (await groupInfo(redis, stream)).find((x) => x.name === dest);
     const floor = g ? await groupFloor(redis, stream, g) : null;
     const id = floor ? (floor.oldestPending ?? floor.lastDelivered) : null;
-    return { readBelow: id === '0-0' ? null : id, behind: g !== undefined && floor !== null && behindTrim(g, floor, bounds) };
+    return { readBelow: id === '0-0' ? null : id, behind: g !== undefined && floor !== null && behindTrim(g, { ...floor, oldestPending: null }, bounds) };
   }
 
   /** See keys.acksBornAt: set (if absent) to the last id of `dest`'s inbox now, and read. */

@@ -393,3 +393,17 @@ test('an entry c read and has not acked yet, trimmed by the cap meanwhile, is le
     await r.redeliverLost(rows.slice(0, 2));
     await expectDeliveredAgain(r, ['change-0']);
   }));
+
+test('an entry c read past and refused is delivered again once, though the cap trimmed with it an entry c still applies: c is not taken for behind the cap', () =>
+  withRig(async (r) => {
+    const rows = await activeWithThree(r);
+    // c reads the first and is still applying it (its apply waits on a lock); it reads the other two and acks them, the
+    // second refused (dead-lettered: acked, no ack to the origin).
+    await r.redis.xreadgroup('GROUP', 'c', 'c-1', 'COUNT', 1, 'STREAMS', stream, '>');
+    expect(await readAndAck(r)).toEqual(rows.slice(1).map((x) => x.stream_id));
+    await r.redis.xadd(stream, '*', 'e', 'unread');
+    // The cap trims the first two: the one still pending, and the refused one c read past.
+    await r.redis.xtrim(stream, 'MINID', rows[2]?.stream_id as string);
+    await r.redeliverLost(rows.slice(0, 2));
+    await expectDeliveredAgain(r, ['change-1']);
+  }));
