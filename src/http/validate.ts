@@ -49,10 +49,21 @@ export const NOT_BLANK_PATTERN = '\\S';
  * flag (ajv's), and a client checking the published pattern without it read `\p{Z}` as `p`, `{`, `Z`, `}`, so
  * that 'Paul' was blank; Python's re, Go's RE2 and Java's engine have no Default_Ignorable_Code_Point at all.
  */
-ajv.addFormat('visible', new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CLASS}]`, 'u'));
+const VISIBLE = new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CLASS}]`, 'u');
+ajv.addFormat('visible', VISIBLE);
 /** A name's or a claim's rule (spread into a string schema): not blank, and not made only of invisible characters. */
 export const NOT_BLANK = { pattern: NOT_BLANK_PATTERN, format: 'visible' } as const;
 const BLANK = 'must not be blank (white space or invisible characters only)';
+/**
+ * What free text shown as it is (a credential's label) may not hold: a control character (an ESC starts a
+ * terminal's escape sequence, a line break forges a log line), a line or paragraph separator, or an invisible
+ * format character (a right-to-left override reorders what follows it, a zero-width space or a tag character
+ * hides text), but for the joiners U+200C and U+200D (emoji sequences, Persian and Indic words need them, as
+ * entryPoint lets them through).
+ */
+const HIDDEN_IN_TEXT = /(?![\u200c\u200d])[\p{Cc}\p{Zl}\p{Zp}\p{Cf}]/u;
+/** `plain-text`: empty (a label is optional), or not blank (as `visible`) and with none of HIDDEN_IN_TEXT. */
+ajv.addFormat('plain-text', (s: string) => s === '' || (VISIBLE.test(s) && !HIDDEN_IN_TEXT.test(s)));
 /** Printable ASCII only (a relay state): at least one character, or any number. */
 export const PRINTABLE_ASCII_PATTERN = '^[\\x20-\\x7e]+$';
 export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
@@ -68,6 +79,7 @@ const PATTERN_MEANS: Record<string, string> = {
 const FORMAT_MEANS: Record<string, string> = {
   iri: 'must be an absolute URL, with no white space or control character',
   visible: BLANK,
+  'plain-text': 'must not contain a control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space), nor be blank (white space or invisible characters only)',
 };
 
 export function isUuid(s: string): boolean {

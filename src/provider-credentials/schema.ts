@@ -2,7 +2,13 @@ import { Type, type Static } from '@sinclair/typebox';
 import { compile, HTTP_URL_PATTERN, NOT_BLANK } from '../http/validate';
 
 const fields = {
-  label: Type.String({ maxLength: 256, description: 'A friendly free-form label.' }),
+  label: Type.String({
+    maxLength: 256,
+    format: 'plain-text',
+    description:
+      'A friendly free-form label: empty, or text with a visible character and no control, line-break or invisible formatting character ' +
+      '(an ESC, a right-to-left override, a zero-width space; the joiners U+200C and U+200D are allowed).',
+  }),
   idp_metadata_url: Type.String({
     // An IRI: a host name in any script (an IDN) is looked up as its punycode (WHATWG URL parsing).
     format: 'iri',
@@ -48,6 +54,7 @@ export const validatePatchCredential = compile(PatchCredentialBody);
 export const CredentialView = Type.Object(
   {
     id: Type.String(),
+    // Without the format: a label stored before the rule (or replicated from a region without it) is still read.
     label: Type.String({ description: fields.label.description }),
     idp_metadata_url: Type.String({ description: fields.idp_metadata_url.description }),
     email_claims: Type.Array(Type.String(), { maxItems: 3, description: fields.email_claims.description }),

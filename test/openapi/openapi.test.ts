@@ -135,6 +135,17 @@ describe('GET /openapi.json', () => {
     const offset = (doc.paths['/organizations/sso/saml/provider-credentials'].get.parameters as Json[]).find((p) => p.name === 'offset');
     expect(offset?.schema).toMatchObject({ minimum: 0, maximum: 999_999_999 });
   });
+  it("says a credential's label refuses control and invisible characters in a write, and reads any stored label", () => {
+    const credentials = doc.paths['/organizations/sso/saml/provider-credentials'];
+    const written = [credentials.post, doc.paths['/organizations/sso/saml/provider-credentials/{id}'].patch].map((op: Json) => op.requestBody.content['application/json'].schema.properties.label);
+    for (const label of written) {
+      expect(label).toMatchObject({ format: 'plain-text', maxLength: 256 });
+      expect(label.description).toMatch(/no control, line-break or invisible formatting character/);
+    }
+    // A label stored before the rule is still answered: the answer's schema has no format to break on it.
+    expect(credentials.post.responses['201'].content['application/json'].schema.properties.result.properties.label.format).toBeUndefined();
+  });
+
   it("carries the service's version from package.json", () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(doc.info.version).toBe(pkg.version);

@@ -252,6 +252,12 @@ describe('validation: 400 in the envelope and nothing written', () => {
     ['a non-string email claim', () => ({ idp_metadata_url: url(), email_claims: [1] })],
     ['a string for the boolean', () => ({ idp_metadata_url: url(), enable_in_slashid_oidc_authz_server: 'yes' })],
     ['a label over 256 characters', () => ({ idp_metadata_url: url(), label: 'x'.repeat(257) })],
+    ['a label with an ESC (a terminal escape sequence)', () => ({ idp_metadata_url: url(), label: 'Okta \u001b[31mprod' })],
+    ['a label with a line break', () => ({ idp_metadata_url: url(), label: 'Okta\nprod' })],
+    ['a label with a right-to-left override', () => ({ idp_metadata_url: url(), label: 'Okta \u202edorp' })],
+    ['a label with a zero-width space', () => ({ idp_metadata_url: url(), label: 'Ok\u200bta' })],
+    ['a label with a line separator (U+2028)', () => ({ idp_metadata_url: url(), label: 'Okta\u2028prod' })],
+    ['a blank label', () => ({ idp_metadata_url: url(), label: ' \u00a0 ' })],
     ['an email claim over 256 characters', () => ({ idp_metadata_url: url(), email_claims: ['x'.repeat(257)] })],
     ['a URL over 2,048 characters', () => ({ idp_metadata_url: `${url()}?${'q'.repeat(2048 - url().length)}` })],
     ['six trusted certificates', () => ({ idp_metadata_url: url(), idp_trusted_certificates: Array.from({ length: 6 }, () => 'MIIB') })],
@@ -270,6 +276,34 @@ describe('validation: 400 in the envelope and nothing written', () => {
     expect(res.status).toBe(201);
     expect(res.body.result).toMatchObject({ label: 'x'.repeat(256), email_claims: ['y'.repeat(256)] });
     expect(res.body.result.idp_metadata_url).toHaveLength(2048);
+  });
+
+  test('a label takes any script, spaces and the joiners; one with a control or invisible character is refused in a PATCH too, and says why', async () => {
+    for (const label of ['', 'Okta prod', 'Okta\u3000本番', '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645', '\u{1f469}\u200d\u{1f4bb} team']) {
+      const res = await create({ idp_metadata_url: url(), label });
+      expect({ label, status: res.status }).toEqual({ label, status: 201 });
+      expect(res.body.result.label).toBe(label);
+    }
+    const id = String((await create()).body.result.id);
+    const patched = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'Okta \u202edorp' }, headers: slashidHeaders(org) });
+    expect(patched.status).toBe(400);
+    expect(patched.body.errors[0].message).toBe(
+      'Invalid request body: label: must not contain a control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space), nor be blank (white space or invisible characters only).',
+    );
+    expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.label).toBe(validBody().label);
+  });
+
+  test('a label stored before the rule (or replicated from a region without it) is still read, and the credential still patched', async () => {
+    const id = String((await create()).body.result.id);
+    const old = 'Okta \u001b[31m\u202edorp\u200b';
+    await r.region.db.samlProviderCredential.update({ where: { id }, data: { label: old } });
+    const got = await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+    expect({ status: got.status, label: got.body.result.label }).toEqual({ status: 200, label: old });
+    const listed = await call(r.url, 'GET', `${PATH}?limit=100`, { headers: slashidHeaders(org) });
+    expect(listed.status).toBe(200);
+    expect(listed.body.result.find((c: { id: string }) => c.id === id).label).toBe(old);
+    const patched = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { email_claims: ['mail'] }, headers: slashidHeaders(org) });
+    expect(patched.status).toBe(204);
   });
 
   test('email claims named twice are kept as sent, in create and PATCH: the contract does not refuse them (no uniqueItems)', async () => {
