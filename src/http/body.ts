@@ -40,6 +40,14 @@ function declaredTooLarge(req: Request, res: Response): boolean {
   return true;
 }
 
+/**
+ * A parameter of a Content-Type the content-type package parsed (so well formed: each parameter matches in
+ * turn), its name and value; a quoted value is taken whole, so a "charset=" inside one is not a parameter.
+ */
+const PARAMETER = /;\s*([^\s=;]+)\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;\s]*)/g;
+const timesNamed = (contentType: string, name: string): number =>
+  [...contentType.matchAll(PARAMETER)].filter((m) => m[1]?.toLowerCase() === name).length;
+
 /** Whether the request says it has a body (chunked, or a Content-Length above 0). */
 export const hasBody = (req: Request): boolean =>
   req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
@@ -76,12 +84,17 @@ export function jsonBody(): RequestHandler {
     if (!req.is('application/json')) return next(wrongType());
     // body-parser decodes any charset starting "utf-" (UTF-7 and UTF-16 included): text would arrive in a form
     // nothing upstream that reads the bytes saw (UTF-7's "+ADw-" is "<"). The charset is read as body-parser
-    // reads it (quoted parameters, the last of a repeated one), not with a pattern of our own.
+    // reads it (quoted parameters, the first of a repeated one), not with a pattern of our own.
     let charset: string | undefined;
+    const contentType = req.headers['content-type'] ?? '';
     try {
-      charset = parseContentType(req.headers['content-type'] ?? '').parameters.charset?.toLowerCase();
+      charset = parseContentType(contentType).parameters.charset?.toLowerCase();
     } catch {
       return next(wrongType());
+    }
+    // A proxy in front that reads another of two charsets decodes the body otherwise than it is read here.
+    if (timesNamed(contentType, 'charset') > 1) {
+      return next(badRequest(`The Content-Type names charset more than once (got ${shownHeader(contentType)}); send it once (parsers differ on which one counts).`));
     }
     if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') return next(badRequest(NOT_UTF8));
     // body-parser knows UTF-8 only by that name; "utf8" is the same encoding.

@@ -63,6 +63,24 @@ test('a JSON body in any charset but UTF-8 is a 400, and nothing is written (UTF
   }
 });
 
+test('a Content-Type naming charset twice is a 400 in either dialect, and nothing is written (which one counts depends on the parser)', async () => {
+  const twice = (type: string) => `The Content-Type names charset more than once (got '${type}'); send it once (parsers differ on which one counts).`;
+  const before = await label();
+  for (const type of ['application/json; charset=utf-8; charset=utf-16', 'application/json; charset="utf-8"; CHARSET=utf-8']) {
+    const res = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': type }, Buffer.from('{"label":"twice"}'));
+    expect({ status: res.status, body: JSON.parse(res.body) }).toEqual({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: twice(type) }] } });
+  }
+  expect(await label()).toBe(before);
+  const token = await issueToken(r.url, org.id);
+  const type = 'application/json; charset=utf-8; charset=utf-8';
+  const infisical = await raw('POST', SSO, { ...bearer(token), 'content-type': type }, Buffer.from(JSON.stringify(configBody(org.id, certs.pem))));
+  expect({ status: infisical.status, message: JSON.parse(infisical.body).message }).toEqual({ status: 400, message: twice(type) });
+  expect((await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(404);
+  // A "charset=" inside a quoted value is that value's text, not a second charset.
+  const quoted = await raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': 'application/json; x="; charset=utf-16"; charset=utf-8' }, Buffer.from('{"label":"quoted"}'));
+  expect(quoted.status).toBe(204);
+});
+
 test('a compressed body is taken; an unsupported Content-Encoding or one that does not decompress says so, not "must be UTF-8"', async () => {
   const json = Buffer.from('{"label":"compressed"}');
   const patch = (encoding: string, body: Buffer) => raw('PATCH', `${P}/${credentialId}`, { ...headers, 'content-type': 'application/json', 'content-encoding': encoding }, body);
