@@ -13,6 +13,7 @@ import standaloneCode from 'ajv/dist/standalone';
 import { ConfigFileSchema } from '../src/config-schema';
 import { AJV_OPTIONS } from '../src/http/validate';
 import { PROJECT_ROOT } from '../src/paths';
+import { answerHelp } from './usage';
 
 export const CONFIG_VALIDATOR_FILE = path.join(PROJECT_ROOT, 'src', 'config-validate.ts');
 
@@ -28,7 +29,13 @@ export function configValidatorSource(): string {
   return `${HEADER}${standaloneCode(ajv, ajv.compile(ConfigFileSchema))}\n`;
 }
 
+const USAGE = `usage: npm run config:validator
+
+Writes src/config-validate.ts, the regions file's validator, from ConfigFileSchema (src/config-schema.ts).`;
+
 if (require.main === module) {
+  // It wrote the file for --help too.
+  answerHelp(process.argv.slice(2), USAGE);
   fs.writeFileSync(CONFIG_VALIDATOR_FILE, configValidatorSource());
   process.stdout.write(`wrote ${path.relative(process.cwd(), CONFIG_VALIDATOR_FILE)}\n`);
 }

@@ -29,22 +29,43 @@ function runRecorded(script: string, args: string[], env: Record<string, string>
   return { ...res, loaded };
 }
 
-test.each([
-  ['cluster', /^usage: npm run cluster \[-- <region id> \.\.\.\]/],
-  ['reseed', /^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/],
-  ['members', /^usage: npm run members -- list \| activate <region> \| remove <region>/],
+/** package.json's scripts, by name. */
+const NPM_SCRIPTS = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+/** The project's file an npm script's command runs (build-if-stale, run first by many, is not the command), if any. */
+const commandFile = (script: string): string | undefined =>
+  [...(NPM_SCRIPTS[script] ?? '').matchAll(/\bnode (\S+\.js)\b/g)].map((m) => m[1]).filter((f) => f !== 'scripts/build-if-stale.js').at(-1);
+
+/** Each npm script that runs a file of the project's, and how its usage starts. */
+const USAGES: Record<string, RegExp> = {
+  cluster: /^usage: npm run cluster \[-- <region id> \.\.\.\]/,
+  reseed: /^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/,
+  members: /^usage: npm run members -- list \| activate <region> \| remove <region>/,
   // The development IdPs: without it they started serving on their default ports.
-  ['idp-fixtures', /^usage: \[PORT=9400\] \[HOST=127\.0\.0\.1\] npm run idp:fixtures/],
-  ['idp-simulator', /^usage: \[PORT=9401\] \[HOST=127\.0\.0\.1\] \[USER_EMAIL=alice@example\.com\] npm run idp:simulator/],
+  'idp:fixtures': /^usage: \[PORT=9400\] \[HOST=127\.0\.0\.1\] npm run idp:fixtures/,
+  'idp:simulator': /^usage: \[PORT=9401\] \[HOST=127\.0\.0\.1\] \[USER_EMAIL=alice@example\.com\] npm run idp:simulator/,
   // The harness's commands (runMain): test:conflicts said "unknown option --help" and exited 64.
-  ['harness/conflicts', /^usage: npm run test:conflicts -- \[--rounds N\]/],
+  'test:conflicts': /^usage: npm run test:conflicts -- \[--rounds N\]/,
   // -h was taken for a positional argument and the whole schedule ran (as root: network namespaces).
-  ['harness/fault-schedule', /^usage: npm run test:faults -- \[--short\]/],
-  ['harness/cli', /^usage: npm run harness -- up \[options\]/],
-])('npm run %s -- --help prints its usage and exits 0', (script, usage) => {
+  'test:faults': /^usage: npm run test:faults -- \[--short\]/,
+  harness: /^usage: npm run harness -- up \[options\]/,
+  bench: /^npm run bench \[-- <part>\] \[-- options\]/,
+  // It wrote src/config-validate.ts.
+  'config:validator': /^usage: npm run config:validator\n/,
+  // Plain JavaScript, outside dist/: it was in no list here, and crashed on --help with ENOENT (read as its report's path).
+  'test:durations': /^usage: npm run test:durations -- <jest --json report>/,
+};
+/** The region itself takes no arguments (its environment and the regions file configure it: README). */
+const WITHOUT_HELP = ['start'];
+
+test("every npm script that runs a file of the project's is asked for its --help below", () => {
+  const commands = Object.keys(NPM_SCRIPTS).filter((script) => commandFile(script) !== undefined && !WITHOUT_HELP.includes(script));
+  expect(commands.sort()).toEqual(Object.keys(USAGES).sort());
+});
+
+test.each(Object.entries(USAGES))('npm run %s -- --help prints its usage and exits 0', (script, usage) => {
   for (const flag of ['--help', '-h']) {
     // A config that does not exist: --help must not need one.
-    const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, `dist/scripts/${script}.js`), flag], {
+    const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, commandFile(script) ?? ''), flag], {
       encoding: 'utf8',
       timeout: 30_000,
       env: { ...process.env, REGIONS_CONFIG: '/nonexistent/regions.json' },
