@@ -19,8 +19,10 @@ export const CHANGES_PATH = '/organizations/replication/changes';
  */
 export function changeRoutes({ db, repl }: { db: Db; repl: Replicator }): Router {
   const router = Router();
-  router.use(CHANGES_PATH, routePrefix(), refuseUnstorableInput());
-  router.get(`${CHANGES_PATH}/:changeId`, slashidAuth(db), async (req, res) => {
+  // Authenticated before the method is looked at, as the credentials' paths are: a caller without a valid key
+  // is answered 401 whatever it asked, not 405 (README, the status table).
+  router.use(CHANGES_PATH, routePrefix(), refuseUnstorableInput(), slashidAuth(db));
+  router.get(`${CHANGES_PATH}/:changeId`, async (req, res) => {
     const raw = String(req.params.changeId);
     const status = isUuid(raw) ? await repl.changeStatus(raw.toLowerCase(), followsChangesOf(db, orgIdOf(res))) : null;
     if (!status) throw notFound(`Change ${shownId(raw)} is not known for this organization or its sub-organizations (or its record has expired).`);

@@ -169,6 +169,32 @@ test('a method a path does not take is a 405 naming those it takes (Allow), once
   expect({ status: infisical.status, error: ((await infisical.json()) as { error: string }).error }).toEqual({ status: 404, error: 'NotFound' });
 });
 
+test('without valid credentials a method a path does not take is a 401 on the SlashID and admin paths (credentials first); OPTIONS a 405 either way', async () => {
+  const cases: [string, string, Record<string, string>, number][] = [
+    ['PUT', `${P}/${credentialId}`, {}, 401],
+    ['PUT', `${P}/${credentialId}`, { ...headers, 'SlashID-API-Key': 'not-a-key' }, 401],
+    // The change path looked at the method first: a 405 naming GET, HEAD to a caller without a key.
+    ['PUT', '/organizations/replication/changes/x', {}, 401],
+    ['PUT', '/organizations/replication/changes/x', headers, 405],
+    ['PUT', '/admin/organizations/x', {}, 401],
+    ['OPTIONS', `${P}/${credentialId}`, {}, 405],
+    ['OPTIONS', '/organizations/replication/changes/x', {}, 405],
+    // The public paths have no credentials to check.
+    ['PUT', '/sso/saml/jwks.json', {}, 405],
+  ];
+  for (const [method, path, hdrs, status] of cases) {
+    const res = await fetch(`${r.url}${path}`, { method, headers: hdrs });
+    const body = (await res.json()) as { errors: { httpcode: number }[] };
+    expect({ method, path, status: res.status, httpcode: body.errors[0]?.httpcode }).toEqual({ method, path, status, httpcode: status });
+  }
+  // Infisical's paths: 404 with or without a token, as Infisical's own server answers a route it does not have.
+  const token = await issueToken(r.url, org.id);
+  for (const hdrs of [{}, bearer(token)]) {
+    const res = await fetch(`${r.url}${SSO}`, { method: 'DELETE', headers: hdrs });
+    expect({ status: res.status, error: ((await res.json()) as { error: string }).error }).toEqual({ status: 404, error: 'NotFound' });
+  }
+});
+
 test('no answer names the framework that serves it (X-Powered-By), whichever route or error gives it', async () => {
   for (const [method, path, hdrs] of [['GET', '/healthz', {}], ['GET', P, headers], ['GET', '/no/such/path', {}], ['OPTIONS', P, headers]] as const) {
     const res = await fetch(`${r.url}${path}`, { method, headers: hdrs });

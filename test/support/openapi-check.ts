@@ -19,6 +19,8 @@ interface Route {
   /** More literal segments win: /admin/console.js before a {param} path. */
   literals: number;
   responses: Json;
+  /** Whether the operation needs credentials: the SlashID dialect and the admin API check them before the method. */
+  authenticated: boolean;
 }
 
 interface Checker {
@@ -88,6 +90,7 @@ function routesOf(doc: Json): Route[] {
         regex: new RegExp(`^${pattern}/?$`, 'i'),
         literals: template.split('/').filter((s) => s && !s.includes('{')).length,
         responses: (op as Json).responses as Json,
+        authenticated: (((op as Json).security as unknown[] | undefined) ?? []).length > 0,
       });
     }
   }
@@ -103,7 +106,7 @@ function documentedSchema(route: Route, spec: Json): Json | undefined {
 const documentedKey = (route: Route, status: string) => `${route.method} ${route.template} ${status}`;
 const unknownKey = (infisical: boolean, status: number) => `unknown ${infisical ? 'infisical' : 'slashid'} ${status}`;
 /** The statuses an unknown path may answer with a body (checkAgainstDocument). */
-const UNKNOWN_PATH_STATUSES = [400, 404, 405, 503];
+const UNKNOWN_PATH_STATUSES = [400, 401, 404, 405, 503];
 
 /** The operation whose 404 gives the error envelope of a dialect (Infisical's: /api/v1/). */
 const dialectProbe = (routes: Route[], infisical: boolean) =>
@@ -184,8 +187,10 @@ export function checkAgainstDocument(r: Observed): string | null {
     // path asked with another method 405 (Infisical's paths, all of /api: 404, as Infisical's own server answers).
     const infisical = /^\/api(\/|$)/i.test(r.path);
     const expected = !infisical && !operatorRefusal && c.routes.some((x) => x.regex.test(r.path)) ? 405 : 404;
+    // A 401 where the path's operations need credentials: they are checked before the method (README, the status table).
+    const unauthenticated = r.status === 401 && expected === 405 && c.routes.filter((x) => x.regex.test(r.path)).every((x) => x.authenticated);
     // A 503: admission gates every API path, unknown ones too (refused in the path's dialect under overload).
-    if (r.status !== expected && r.status !== 400 && r.status !== 503) return `${where}: no documented operation matches ${r.method} ${r.path} (expected ${expected})`;
+    if (r.status !== expected && r.status !== 400 && r.status !== 503 && !unauthenticated) return `${where}: no documented operation matches ${r.method} ${r.path} (expected ${expected})`;
     const probe = dialectProbe(c.routes, infisical);
     if (!probe) return `${where}: no operation documents the 404 envelope of this dialect`;
     return checkBody(c, unknownKey(infisical, r.status), where, errorSchemaFor(probe, r.status), r);
