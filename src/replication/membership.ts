@@ -20,7 +20,9 @@
  * one (docs/membership-signing.md §3); likewise a signed entry older than one the process took (a replay, §2.4).
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
- * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
+ * explicit admin command (`npm run members -- remove <region>`), which records the removal and removes it from
+ * every Redis; an entry gone from this region's copy without a removal was lost, and is written back
+ * (MemberRemovals.keepUnremoved).
  * Each process caches the members, re-reads them every second and on an announcement, and keeps the last
  * known members while its Redis is down (local_region writes never wait for this). The relay re-reads them
  * fresh before it confirms.
@@ -215,7 +217,7 @@ export class Membership {
         // Writes that fail (a Redis that serves reads and refuses writes: out of memory, a read-only replica) do
         // not stop the read from taking effect: they are tried again on the next refresh.
         await this.removals.sign(departedAt, this.joined, (r) => taken.get(r) ?? this.newest.get(r)).catch((err: Error) => this.d.log.debug({ err: err.message }, 'could not sign the removal records; will retry'));
-        await this.removals.keepUnremoved(taken, { newest: this.newest, registered: (r) => !!this.known.get(r)?.registered, joined: this.joined, writer: this.writer });
+        await this.removals.keepUnremoved(taken, { newest: this.newest, known: this.known, joined: this.joined, writer: this.writer });
         this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
           const list = readKnown(this.d.signing, r, raw, true);
