@@ -31,7 +31,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
-import { copyMember, countsByNameOnly, older, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, countsByNameOnly, older, parseMember, readMembers, replaceMember, replaceRaw, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { MemberRemovals } from './member-removals';
 import { readKnown, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
@@ -204,6 +204,7 @@ export class Membership {
         return this.refresh();
       }
       if (read > this.kept) {
+        if (await this.markLost(members.get(region), generation)) return this.refresh();
         this.kept = read;
         const taken = new Map<string, Member>();
         for (const stored of members.values()) {
@@ -239,6 +240,26 @@ export class Membership {
     }
     if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
+  }
+
+  /**
+   * Whether this region's own Redis went back past a `joining` mark of its entry (a failover to a replica that
+   * lacked it, a restart from an older AOF/RDB), and the mark was written back. Every write to the record bumps
+   * its generation, so a record whose entry of this region changed while its generation did not pass the one
+   * this process last read lost writes; an `active` entry where this process last took `joining` is then the
+   * one from before the mark, not an activation (a re-seed's or an operator's, which bump it). Left, propagate
+   * would copy it over the peers' marks, and tombstones the region lacks could be collected. The mark is put
+   * back as stored, only if the field still holds `now`. Under require the older entry is a replay (`rev`).
+   * A process that did not take the mark before the Redis went back cannot tell (docs/replication.md).
+   */
+  private async markLost(now: Member | undefined, generation: number): Promise<boolean> {
+    const last = this.known.get(this.d.region);
+    if (!this.joined || this.d.signing?.requires || !now?.raw || !last?.raw || generation > this.generation) return false;
+    if (last.state !== 'joining' || now.state !== 'active' || now.raw === last.raw) return false;
+    const { links, keys, region, log } = this.d;
+    if (!(await replaceRaw(links.own, keys, region, now.raw, last.raw, log))) return false;
+    log.warn({ generation, last_read_generation: this.generation }, "this region's Redis went back to its membership entry from before a joining mark (it lost writes: a failover, an older snapshot): the mark is written back; re-seed this region (npm run reseed)");
+    return true;
   }
 
   private entry(state: MemberState, rev: number): MemberEntry {

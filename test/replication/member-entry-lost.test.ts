@@ -4,13 +4,15 @@
  * share the default Redis; a third, added at runtime with a Redis of its own, is in neither's config. Its entry is
  * deleted from the shared Redis by hand while its processes are paused (they would copy it back within seconds):
  * the others, which knew it registered and know no removal of it, write it back, and keep delivering to it and
- * waiting for it, so a change committed meanwhile reaches it.
+ * waiting for it, so a change committed meanwhile reaches it. Then the added region's own Redis goes back past a
+ * `joining` mark of its entry (the older `active` entry and `~generation` set back by hand): its processes write
+ * the mark back instead of copying the older entry over the others'.
  */
 import Redis from 'ioredis';
 import { RegionProcess } from '../../src/cluster/region-process';
 import { dropDatabase } from '../../src/db/migrate';
 import { replicationKeys } from '../../src/redis';
-import { readMembers } from '../../src/replication/member-record';
+import { readMembers, updateMember } from '../../src/replication/member-record';
 import { REDIS_URL } from '../support/env';
 import { addedRegionProcess, adminHeaders, call, eventually, pendingOnlyIn, startCluster, type Cluster } from '../support/harness';
 import { ownRedis, type OwnRedis } from '../support/redis-server';
@@ -20,13 +22,15 @@ let cluster: Cluster;
 let added: RegionProcess | null = null;
 let addedDb = '';
 let addedRedis: OwnRedis | null = null;
+/** What the added region printed (warnings and above). */
+const addedLines: string[] = [];
 const shared = new Redis(REDIS_URL);
 
 beforeAll(async () => {
   cluster = await startCluster('member-entry-lost', [A, B]);
   addedRedis = await ownRedis();
   await addedRedis.start();
-  const region = await addedRegionProcess(cluster, D, { configName: 'regions.3.config.json', redisUrl: addedRedis.url });
+  const region = await addedRegionProcess(cluster, D, { configName: 'regions.3.config.json', redisUrl: addedRedis.url, onLine: (line) => addedLines.push(line) });
   added = region.process;
   addedDb = region.databaseUrl;
   added.start();
@@ -41,7 +45,8 @@ afterAll(async () => {
 });
 
 const keys = () => replicationKeys(cluster.deployment.file.redisKeyPrefix);
-const members = async (url: string) => ((await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.members as { region: string; registered: boolean }[]).filter((m) => m.registered).map((m) => m.region);
+const status = async (url: string) => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body as { members: { region: string; state: string; registered: boolean }[]; needs_reseed: string[] };
+const members = async (url: string) => (await status(url)).members.filter((m) => m.registered).map((m) => m.region);
 const has = async (url: string, id: string) => (await call(url, 'GET', `/admin/organizations/${id}`, { headers: adminHeaders })).status === 200;
 
 test("a region added at runtime whose entry the others' Redis lost is written back there, and still gets the changes committed meanwhile", async () => {
@@ -74,3 +79,25 @@ test("a region added at runtime whose entry the others' Redis lost is written ba
   expect(await eventually(() => has(region.url, id), 30_000, 200)).toBe(true);
   expect(await eventually(async () => (await call(cluster.url(A), 'GET', `/admin/replication/changes/${changeId}`, { headers: adminHeaders })).body.complete === true, 30_000, 200)).toBe(true);
 }, 120_000);
+
+test("a region whose own Redis went back to its entry from before a joining mark writes the mark back, and does not copy the older active entry over the others'", async () => {
+  const region = added as RegionProcess;
+  const own = new Redis(addedRedis?.url ?? '');
+  try {
+    const state = async (c: Redis) => (await readMembers(c, keys())).members.get(D)?.state;
+    const before = await own.hmget(keys().members, D, '~generation');
+    expect(await state(own)).toBe('active');
+    // Marked joining (as the restore check or a relay marks it): its own Redis first, then the others'.
+    for (const c of [own, shared]) expect(await updateMember(c, keys(), D, { state: 'joining' })).toBe(true);
+    expect(await eventually(async () => (await status(region.url)).members.find((m) => m.region === D)?.state === 'joining', 15_000, 200)).toBe(true);
+    // Its own Redis fails over to a replica that lacks the mark: the older entry, and the generation from before it.
+    await own.hset(keys().members, D, before[0] ?? '', '~generation', before[1] ?? '0');
+    expect(await eventually(async () => (await state(own)) === 'joining', 15_000, 200)).toBe(true);
+    // The others still count it joining (it needs a re-seed; no tombstone is collected meanwhile).
+    expect(await state(shared)).toBe('joining');
+    expect((await status(cluster.url(A))).needs_reseed).toContain(D);
+    expect(addedLines.some((l) => l.includes('written back'))).toBe(true);
+  } finally {
+    own.disconnect();
+  }
+}, 60_000);
