@@ -29,8 +29,8 @@ export interface MemberRemovalsDeps {
 export interface MembersSeen {
   /** Per member, the newest signed entry this process took. */
   newest: ReadonlyMap<string, Member>;
-  /** Whether this process counted `region` as a registered member at its last read. */
-  registered(region: string): boolean;
+  /** The members this process counted at its last read (`registered`: read from the record, not only configured). */
+  known: ReadonlyMap<string, Member>;
   /** Whether this process has joined (only then does it write to its Redis). */
   joined: boolean;
   writer: MemberWriter;
@@ -112,25 +112,28 @@ export class MemberRemovals {
   }
 
   /**
-   * Under require, puts into `taken` (the members read now) each member this process counted, whose entry it took
-   * signed, that its Redis no longer holds while no verified removal names it later than that entry's
-   * registration: an entry deleted alone (anything that writes to this Redis can HDEL it; a removal's signature
-   * cannot be had without the key) would otherwise drop a genuine member from deliveries, waits and confirmation,
-   * until its own processes copy it back (never, while it is down). A process that has joined writes the entry
-   * back as stored. `npm run members -- remove` records the removal before it deletes the entry.
+   * Puts into `taken` (the members read now) each member this process counted as registered that its Redis no
+   * longer holds while no removal it knows names it later than that entry's registration. Removal is explicit
+   * (`npm run members -- remove` records it before it deletes the entry) and removals are never forgotten, so
+   * such an entry was lost (a failover to a replica that lacked it, a restart from an older snapshot) or deleted
+   * alone: dropped, the member would miss deliveries, waits and confirmation until its own processes copy it back
+   * (seconds; never, while it is down), and a change confirmed without it meanwhile would never reach it. Under
+   * require only a member whose entry this process took signed, on a verified removal (anything that writes to
+   * this Redis can HDEL an entry; a removal's signature cannot be had without the key); in `off` and `sign` the
+   * entry as last read. A process that has joined writes it back as stored.
    */
   async keepUnremoved(taken: Map<string, Member>, seen: MembersSeen): Promise<void> {
-    if (!this.d.signing?.requires) return;
     const { links, keys, region, log } = this.d;
-    for (const [r, last] of seen.newest) {
-      if (r === region || taken.has(r) || !seen.registered(r)) continue;
+    const requires = !!this.d.signing?.requires;
+    for (const [r, last] of requires ? seen.newest : seen.known) {
+      if (r === region || taken.has(r) || !seen.known.get(r)?.registered) continue;
       if (this.removedSince(r, last.joinedAt)) continue;
       // As judged here: a refresh meanwhile may take a later one.
       const removal = this.at[r] ?? null;
       taken.set(r, last);
       const written = seen.joined && (await copyMember(links.own, keys, last, seen.writer).catch((err: Error) => (log.debug({ member: r, err: err.message }, "could not write a member's entry back; will retry"), false)));
       if (written) {
-        log.warn({ member: r, joined_at: last.joinedAt, removal }, "a member's entry was gone from this region's Redis with no verified removal after its registration: written back (remove a region with npm run members -- remove)");
+        log.warn({ member: r, joined_at: last.joinedAt, removal }, `a member's entry was gone from this region's Redis with no ${requires ? 'verified ' : ''}removal after its registration: written back (remove a region with npm run members -- remove)`);
       }
     }
   }

@@ -20,7 +20,9 @@
  * one (docs/membership-signing.md §3); likewise a signed entry older than one the process took (a replay, §2.4).
  * The members a process uses are the record's regions united with its configured regions: membership never
  * shrinks below the config, and a config difference never removes a region. A region leaves only by the
- * explicit admin command (`npm run members -- remove <region>`), which removes it from every Redis.
+ * explicit admin command (`npm run members -- remove <region>`), which records the removal and removes it from
+ * every Redis; an entry gone from this region's copy without a removal was lost, and is written back
+ * (MemberRemovals.keepUnremoved).
  * Each process caches the members, re-reads them every second and on an announcement, and keeps the last
  * known members while its Redis is down (local_region writes never wait for this). The relay re-reads them
  * fresh before it confirms.
@@ -29,7 +31,7 @@ import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import { eachRegion, withoutCredentials, type RedisLinks } from './links';
 import { memberSigningKid, type AckSigning } from './ack-auth';
-import { copyMember, countsByNameOnly, older, parseMember, readMembers, replaceMember, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
+import { copyMember, countsByNameOnly, older, parseMember, readMembers, replaceMember, replaceRaw, writeMember, writeRaw, type Member, type MemberEntry, type MemberState, type MemberWriter } from './member-record';
 import { MemberRemovals } from './member-removals';
 import { readKnown, writtenKnown } from './removal-auth';
 import { groupInfo, streamBounds } from './stream';
@@ -202,6 +204,7 @@ export class Membership {
         return this.refresh();
       }
       if (read > this.kept) {
+        if (await this.markLost(members.get(region), generation)) return this.refresh();
         this.kept = read;
         const taken = new Map<string, Member>();
         for (const stored of members.values()) {
@@ -215,7 +218,7 @@ export class Membership {
         // Writes that fail (a Redis that serves reads and refuses writes: out of memory, a read-only replica) do
         // not stop the read from taking effect: they are tried again on the next refresh.
         await this.removals.sign(departedAt, this.joined, (r) => taken.get(r) ?? this.newest.get(r)).catch((err: Error) => this.d.log.debug({ err: err.message }, 'could not sign the removal records; will retry'));
-        await this.removals.keepUnremoved(taken, { newest: this.newest, registered: (r) => !!this.known.get(r)?.registered, joined: this.joined, writer: this.writer });
+        await this.removals.keepUnremoved(taken, { newest: this.newest, known: this.known, joined: this.joined, writer: this.writer });
         this.known = this.union(taken);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
           const list = readKnown(this.d.signing, r, raw, true);
@@ -237,6 +240,26 @@ export class Membership {
     }
     if (this.joined && Date.now() - this.lastPropagated >= (this.d.propagateMs ?? 5000)) void this.propagate();
     return this.members();
+  }
+
+  /**
+   * Whether this region's own Redis went back past a `joining` mark of its entry (a failover to a replica that
+   * lacked it, a restart from an older AOF/RDB), and the mark was written back. Every write to the record bumps
+   * its generation, so a record whose entry of this region changed while its generation did not pass the one
+   * this process last read lost writes; an `active` entry where this process last took `joining` is then the
+   * one from before the mark, not an activation (a re-seed's or an operator's, which bump it). Left, propagate
+   * would copy it over the peers' marks, and tombstones the region lacks could be collected. The mark is put
+   * back as stored, only if the field still holds `now`. Under require the older entry is a replay (`rev`).
+   * A process that did not take the mark before the Redis went back cannot tell (docs/replication.md).
+   */
+  private async markLost(now: Member | undefined, generation: number): Promise<boolean> {
+    const last = this.known.get(this.d.region);
+    if (!this.joined || this.d.signing?.requires || !now?.raw || !last?.raw || generation > this.generation) return false;
+    if (last.state !== 'joining' || now.state !== 'active' || now.raw === last.raw) return false;
+    const { links, keys, region, log } = this.d;
+    if (!(await replaceRaw(links.own, keys, region, now.raw, last.raw, log))) return false;
+    log.warn({ generation, last_read_generation: this.generation }, "this region's Redis went back to its membership entry from before a joining mark (it lost writes: a failover, an older snapshot): the mark is written back; re-seed this region (npm run reseed)");
+    return true;
   }
 
   private entry(state: MemberState, rev: number): MemberEntry {
