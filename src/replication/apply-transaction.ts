@@ -7,10 +7,11 @@ import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import type { Parsed } from './inbox-events';
 import { owedAckStatement } from './parked';
-import { inPipeline } from './pg-tx';
+import { inPipeline, type PipelineTx } from './pg-tx';
 import { creatingOps, type RowStore } from './row-store';
-import type { ChangeEvent, RowChange } from './tables';
-import type { AckOutcome } from './ack-records';
+import { ident } from './table-sql';
+import type { ChangeEvent, ReplicatedTable, RowChange } from './tables';
+import type { AckOutcome, AckWinner } from './ack-records';
 
 /** A parked change's retry found its parked row gone (see Applier.apply). */
 export class NoLongerParked extends Error {}
@@ -42,6 +43,7 @@ export async function applyInTransaction(
     // round trip that reads the rows; the writes go with the commit unless held columns follow.
     // A create of several rows is judged a create for each of them (ApplyOptions.creates).
     const creating = batch.flatMap((b) => creatingOps(b.event.ops));
+    const orphaned = await createdUnderDeletedOwner(tx, store, batch);
     const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
       lock: true,
       last: fills.length === 0 && parked === undefined,
@@ -54,7 +56,10 @@ export async function applyInTransaction(
       let excused: ReadonlySet<number> | null = null;
       for (let k = 0; k < b.event.ops.length; k++) {
         const o = outcomes[i++];
-        if (!o || o.applied || lost.has(b.event.changeId)) continue;
+        if (lost.has(b.event.changeId)) continue;
+        const deletedOwner = o?.applied ? orphaned.get(b.event.ops[k] as RowChange) : undefined;
+        if (deletedOwner) lost.set(b.event.changeId, { outcome: 'superseded', winner: deletedOwner });
+        if (!o || o.applied) continue;
         // Worked out only for a change that lost a row (rare): most applies never look.
         excused ??= deletedWithOwner(store, b.event.ops);
         if (excused.has(k)) continue;
@@ -69,6 +74,55 @@ export async function applyInTransaction(
     await tx.run([...sets.filter((st) => st !== null), ...owed], true);
   });
   return lost;
+}
+
+/**
+ * The live rows the batch creates whose owner is a tombstone here: a credential, key, Infisical config or
+ * sub-organization of an organization deleted here (ReplicatedTable.ownedBy), a part of a deleted row
+ * (partOf: a deleted credential's SSO settings), with the owner's tombstone as their winner. Such a row is
+ * stored, as every region stores it, but never served, and the part sweep tombstones it (parts.ts): the
+ * write did not hold here. Acked as held, a create made in another region while the delete was on its way
+ * there answered 201 under all_regions for a credential no region would ever serve. Only creates are
+ * looked at (a row the delete did not know of); the owners are read in one statement per owner table, a
+ * round trip of its own in a batch that creates such rows under an owner it does not write (a credential, a
+ * key rotation, an Infisical config) only.
+ */
+async function createdUnderDeletedOwner(tx: PipelineTx, store: RowStore, batch: readonly Parsed[]): Promise<Map<RowChange, AckWinner>> {
+  const byName = new Map(store.tables.map((t) => [t.name, t]));
+  const owners = new Map<string, Map<string, RowChange[]>>();
+  for (const b of batch) {
+    const versions = new Set(b.event.ops.map((op) => op.version));
+    const live = (op: RowChange) => op.row.deleted_at === null || op.row.deleted_at === undefined;
+    // An owner the change writes live itself (an organization with its first key, a credential with its parts) is not read.
+    const written = new Set(b.event.ops.filter(live).map((op) => `${op.table}\u0000${op.key}`));
+    for (const op of b.event.ops) {
+      const t = byName.get(op.table);
+      const owner = t?.ownedBy ? { table: t.ownedBy.table, key: op.row[t.ownedBy.column] } : t?.partOf ? { table: t.partOf.table, key: op.key } : null;
+      if (!owner || typeof owner.key !== 'string' || !live(op) || !versions.has(String(op.row.created_version)) || !store.has(owner.table)) continue;
+      if (written.has(`${owner.table}\u0000${owner.key}`)) continue;
+      const keys = owners.get(owner.table) ?? new Map<string, RowChange[]>();
+      keys.set(owner.key, [...(keys.get(owner.key) ?? []), op]);
+      owners.set(owner.table, keys);
+    }
+  }
+  const found = new Map<RowChange, AckWinner>();
+  if (owners.size === 0) return found;
+  const tables = [...owners];
+  const res = await tx.run(
+    tables.map(([name, keys]) => {
+      const key = ident((byName.get(name) as ReplicatedTable).key);
+      return {
+        sql: `SELECT ${key}::text AS key, version, origin_region FROM ${ident(name)} WHERE ${key} = ANY($1::${store.keyTypeOf(name)}[]) AND deleted_at IS NOT NULL`,
+        values: [[...keys.keys()]],
+      };
+    }),
+  );
+  tables.forEach(([table, keys], i) => {
+    for (const r of (res[i] ?? []) as { key: string; version: string; origin_region: string }[]) {
+      for (const op of keys.get(r.key) ?? []) found.set(op, { table, key: r.key, version: r.version, originRegion: r.origin_region });
+    }
+  });
+  return found;
 }
 
 /**
