@@ -7,8 +7,8 @@ import type { Pool } from 'pg';
 import type { Db } from '../db/client';
 import type { Parsed } from './inbox-events';
 import { owedAckStatement } from './parked';
-import { inPipeline, type PipelineTx } from './pg-tx';
-import { creatingOps, type RowStore } from './row-store';
+import { inPipeline } from './pg-tx';
+import { creatingOps, type RowStore, type Statement } from './row-store';
 import { ident } from './table-sql';
 import type { ChangeEvent, ReplicatedTable, RowChange } from './tables';
 import type { AckOutcome, AckWinner } from './ack-records';
@@ -43,12 +43,14 @@ export async function applyInTransaction(
     // round trip that reads the rows; the writes go with the commit unless held columns follow.
     // A create of several rows is judged a create for each of them (ApplyOptions.creates).
     const creating = batch.flatMap((b) => creatingOps(b.event.ops));
-    const orphaned = await createdUnderDeletedOwner(tx, store, batch);
-    const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
+    const owners = deletedOwners(store, batch);
+    const { outcomes, reads } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
       lock: true,
       last: fills.length === 0 && parked === undefined,
       ...(creating.length ? { creates: new Set(creating) } : {}),
+      ...(owners.reads.length ? { reads: owners.reads } : {}),
     });
+    const orphaned = owners.found(reads ?? []);
     // A change holds when every row it wrote holds it, but for the rows it deletes with their owner (see
     // deletedWithOwner); the first row that does not names the winner.
     let i = 0;
@@ -79,21 +81,20 @@ export async function applyInTransaction(
 /**
  * The live rows the batch creates whose owner is a tombstone here: a credential, key, Infisical config or
  * sub-organization of an organization deleted here (ReplicatedTable.ownedBy), a part of a deleted row
- * (partOf: a deleted credential's SSO settings), with the owner's tombstone as their winner. Such a row is
- * stored, as every region stores it, but never served, and the part sweep tombstones it (parts.ts): the
- * write did not hold here. Acked as held, a create made in another region while the delete was on its way
- * there answered 201 under all_regions for a credential no region would ever serve. Only creates are
- * looked at (a row the delete did not know of); the owners are read in one statement per owner table, a
- * round trip of its own in a batch that creates such rows under an owner it does not write (a credential, a
- * key rotation, an Infisical config) only.
+ * (partOf: a deleted credential's SSO settings). Such a row is stored, as every region stores it, but never
+ * served, and the part sweep tombstones it (parts.ts): the write did not hold here, and the owner's
+ * tombstone is its winner. Acked as held, a create made in another region while the delete was on its way
+ * there answered 201 under all_regions for a credential no region would ever serve. Only creates are looked
+ * at (a row the delete did not know of), under an owner the change does not write itself; the owners are
+ * read with the apply's first round trip (ApplyOptions.reads), one statement per owner table.
  */
-async function createdUnderDeletedOwner(tx: PipelineTx, store: RowStore, batch: readonly Parsed[]): Promise<Map<RowChange, AckWinner>> {
+function deletedOwners(store: RowStore, batch: readonly Parsed[]): { reads: Statement[]; found(rows: readonly unknown[][]): Map<RowChange, AckWinner> } {
   const byName = new Map(store.tables.map((t) => [t.name, t]));
   const owners = new Map<string, Map<string, RowChange[]>>();
   for (const b of batch) {
     const versions = new Set(b.event.ops.map((op) => op.version));
     const live = (op: RowChange) => op.row.deleted_at === null || op.row.deleted_at === undefined;
-    // An owner the change writes live itself (an organization with its first key, a credential with its parts) is not read.
+    // An owner the change writes live itself (an organization with its first key, a credential with its parts).
     const written = new Set(b.event.ops.filter(live).map((op) => `${op.table}\u0000${op.key}`));
     for (const op of b.event.ops) {
       const t = byName.get(op.table);
@@ -105,24 +106,26 @@ async function createdUnderDeletedOwner(tx: PipelineTx, store: RowStore, batch: 
       owners.set(owner.table, keys);
     }
   }
-  const found = new Map<RowChange, AckWinner>();
-  if (owners.size === 0) return found;
   const tables = [...owners];
-  const res = await tx.run(
-    tables.map(([name, keys]) => {
-      const key = ident((byName.get(name) as ReplicatedTable).key);
-      return {
-        sql: `SELECT ${key}::text AS key, version, origin_region FROM ${ident(name)} WHERE ${key} = ANY($1::${store.keyTypeOf(name)}[]) AND deleted_at IS NOT NULL`,
-        values: [[...keys.keys()]],
-      };
-    }),
-  );
-  tables.forEach(([table, keys], i) => {
-    for (const r of (res[i] ?? []) as { key: string; version: string; origin_region: string }[]) {
-      for (const op of keys.get(r.key) ?? []) found.set(op, { table, key: r.key, version: r.version, originRegion: r.origin_region });
-    }
+  const reads = tables.map(([name, keys]) => {
+    const key = ident((byName.get(name) as ReplicatedTable).key);
+    return {
+      sql: `SELECT ${key}::text AS key, version, origin_region FROM ${ident(name)} WHERE ${key} = ANY($1::${store.keyTypeOf(name)}[]) AND deleted_at IS NOT NULL`,
+      values: [[...keys.keys()]],
+    };
   });
-  return found;
+  return {
+    reads,
+    found: (rows) => {
+      const found = new Map<RowChange, AckWinner>();
+      tables.forEach(([table, keys], i) => {
+        for (const r of (rows[i] ?? []) as { key: string; version: string; origin_region: string }[]) {
+          for (const op of keys.get(r.key) ?? []) found.set(op, { table, key: r.key, version: r.version, originRegion: r.origin_region });
+        }
+      });
+      return found;
+    },
+  };
 }
 
 /**
