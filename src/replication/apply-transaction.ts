@@ -8,9 +8,10 @@ import type { Db } from '../db/client';
 import type { Parsed } from './inbox-events';
 import { owedAckStatement } from './parked';
 import { inPipeline } from './pg-tx';
-import { creatingOps, type RowStore } from './row-store';
-import type { ChangeEvent, RowChange } from './tables';
-import type { AckOutcome } from './ack-records';
+import { creatingOps, type RowStore, type Statement } from './row-store';
+import { ident } from './table-sql';
+import type { ChangeEvent, ReplicatedTable, RowChange } from './tables';
+import type { AckOutcome, AckWinner } from './ack-records';
 
 /** A parked change's retry found its parked row gone (see Applier.apply). */
 export class NoLongerParked extends Error {}
@@ -42,11 +43,14 @@ export async function applyInTransaction(
     // round trip that reads the rows; the writes go with the commit unless held columns follow.
     // A create of several rows is judged a create for each of them (ApplyOptions.creates).
     const creating = batch.flatMap((b) => creatingOps(b.event.ops));
-    const { outcomes } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
+    const owners = deletedOwners(store, batch);
+    const { outcomes, reads } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
       lock: true,
       last: fills.length === 0 && parked === undefined,
       ...(creating.length ? { creates: new Set(creating) } : {}),
+      ...(owners.reads.length ? { reads: owners.reads } : {}),
     });
+    const orphaned = owners.found(reads ?? []);
     // A change holds when every row it wrote holds it, but for the rows it deletes with their owner (see
     // deletedWithOwner); the first row that does not names the winner.
     let i = 0;
@@ -54,7 +58,10 @@ export async function applyInTransaction(
       let excused: ReadonlySet<number> | null = null;
       for (let k = 0; k < b.event.ops.length; k++) {
         const o = outcomes[i++];
-        if (!o || o.applied || lost.has(b.event.changeId)) continue;
+        if (lost.has(b.event.changeId)) continue;
+        const deletedOwner = o?.applied ? orphaned.get(b.event.ops[k] as RowChange) : undefined;
+        if (deletedOwner) lost.set(b.event.changeId, { outcome: 'superseded', winner: deletedOwner });
+        if (!o || o.applied) continue;
         // Worked out only for a change that lost a row (rare): most applies never look.
         excused ??= deletedWithOwner(store, b.event.ops);
         if (excused.has(k)) continue;
@@ -69,6 +76,56 @@ export async function applyInTransaction(
     await tx.run([...sets.filter((st) => st !== null), ...owed], true);
   });
   return lost;
+}
+
+/**
+ * The live rows the batch creates whose owner is a tombstone here: a credential, key, Infisical config or
+ * sub-organization of an organization deleted here (ReplicatedTable.ownedBy), a part of a deleted row
+ * (partOf: a deleted credential's SSO settings). Such a row is stored, as every region stores it, but never
+ * served, and the part sweep tombstones it (parts.ts): the write did not hold here, and the owner's
+ * tombstone is its winner. Acked as held, a create made in another region while the delete was on its way
+ * there answered 201 under all_regions for a credential no region would ever serve. Only creates are looked
+ * at (a row the delete did not know of), under an owner the change does not write itself; the owners are
+ * read with the apply's first round trip (ApplyOptions.reads), one statement per owner table.
+ */
+function deletedOwners(store: RowStore, batch: readonly Parsed[]): { reads: Statement[]; found(rows: readonly unknown[][]): Map<RowChange, AckWinner> } {
+  const byName = new Map(store.tables.map((t) => [t.name, t]));
+  const owners = new Map<string, Map<string, RowChange[]>>();
+  for (const b of batch) {
+    const versions = new Set(b.event.ops.map((op) => op.version));
+    const live = (op: RowChange) => op.row.deleted_at === null || op.row.deleted_at === undefined;
+    // An owner the change writes live itself (an organization with its first key, a credential with its parts).
+    const written = new Set(b.event.ops.filter(live).map((op) => `${op.table}\u0000${op.key}`));
+    for (const op of b.event.ops) {
+      const t = byName.get(op.table);
+      const owner = t?.ownedBy ? { table: t.ownedBy.table, key: op.row[t.ownedBy.column] } : t?.partOf ? { table: t.partOf.table, key: op.key } : null;
+      if (!owner || typeof owner.key !== 'string' || !live(op) || !versions.has(String(op.row.created_version)) || !store.has(owner.table)) continue;
+      if (written.has(`${owner.table}\u0000${owner.key}`)) continue;
+      const keys = owners.get(owner.table) ?? new Map<string, RowChange[]>();
+      keys.set(owner.key, [...(keys.get(owner.key) ?? []), op]);
+      owners.set(owner.table, keys);
+    }
+  }
+  const tables = [...owners];
+  const reads = tables.map(([name, keys]) => {
+    const key = ident((byName.get(name) as ReplicatedTable).key);
+    return {
+      sql: `SELECT ${key}::text AS key, version, origin_region FROM ${ident(name)} WHERE ${key} = ANY($1::${store.keyTypeOf(name)}[]) AND deleted_at IS NOT NULL`,
+      values: [[...keys.keys()]],
+    };
+  });
+  return {
+    reads,
+    found: (rows) => {
+      const found = new Map<RowChange, AckWinner>();
+      tables.forEach(([table, keys], i) => {
+        for (const r of (rows[i] ?? []) as { key: string; version: string; origin_region: string }[]) {
+          for (const op of keys.get(r.key) ?? []) found.set(op, { table, key: r.key, version: r.version, originRegion: r.origin_region });
+        }
+      });
+      return found;
+    },
+  };
 }
 
 /**

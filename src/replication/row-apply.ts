@@ -22,6 +22,8 @@ export interface ApplyOptions {
    * creatingOps.
    */
   creates?: ReadonlySet<RowChange>;
+  /** Reads of the caller's, sent at the head of the first round trip (none of their own): their rows in ApplyResult.reads. */
+  reads?: readonly Statement[];
 }
 
 export interface ApplyResult {
@@ -29,6 +31,8 @@ export interface ApplyResult {
   changed: number;
   /** One per change given, in the same order. */
   outcomes: OpOutcome[];
+  /** The rows of ApplyOptions.reads, in their order, when there were any (none when nothing was sent: every change pruned). */
+  reads?: unknown[][];
 }
 
 export class RowApply {
@@ -58,14 +62,14 @@ export class RowApply {
       const kept = changes.filter((_, i) => !pruned[i]);
       const r: ApplyResult = kept.length || opts.last ? await this.apply(tx, kept, locked, opts) : { changed: 0, outcomes: [] };
       let k = 0;
-      return { changed: r.changed, outcomes: pruned.map((p) => (p ? { applied: true } : (r.outcomes[k++] as OpOutcome))) };
+      return { changed: r.changed, outcomes: pruned.map((p) => (p ? { applied: true } : (r.outcomes[k++] as OpOutcome))), ...(r.reads ? { reads: r.reads } : {}) };
     }
     const norm = changes.map((c) => normalize(c, this.d.sqlOf(c.table), opts.creates?.has(c) === true));
     const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
     // The same lock keys as RowStore.lock and lockAll: the keys as the changes name them.
     const lock = opts.lock ? lockAllStatement(changes) : null;
     const single = pipelined && opts.last && !known ? this.singleTripGroups(norm) : null;
-    const r = single ? await this.applyInOneTrip(run, norm, single, lock) : await this.applyInSteps(run, norm, known, lock, opts, pipelined);
+    const r = single ? await this.applyInOneTrip(run, norm, single, lock, opts.reads ?? []) : await this.applyInSteps(run, norm, known, lock, opts, pipelined);
     // What this changed is not what a guess of these keys holds (a guess would fail its check; see RowStore.guess).
     for (const c of norm) this.d.guesses.forget(c.id);
     return this.judge(norm, r, opts.last && pipelined ? oneByOne(this.d.db) : run);
@@ -97,6 +101,7 @@ export class RowApply {
     norm: readonly Normalized[],
     groups: Map<string, { cols: string[]; changes: Normalized[] }>,
     lock: Statement | null,
+    extra: readonly Statement[],
   ): Promise<Gathered> {
     const tables = [...groups];
     const statements: Statement[] = tables.map(([table, g]) => ({
@@ -104,7 +109,7 @@ export class RowApply {
       prepare: true,
       values: [JSON.stringify(g.changes.map((c) => c.row)), g.changes.map((c) => c.rowKey)],
     }));
-    const ahead = [...(lock ? [lock] : []), ...this.prunes(norm)];
+    const ahead = [...extra, ...(lock ? [lock] : []), ...this.prunes(norm)];
     const res = await run.run([...ahead, ...statements], true);
     const before = new Map<string, Stored>();
     const through = new Map<string, string>();
@@ -120,7 +125,7 @@ export class RowApply {
     const below = this.horizon.ruledOut(norm, before, (t) => through.get(t) ?? '');
     const newest = new Map(norm.filter((c) => !below.changes.has(c)).map((c) => [c.id, c]));
     const toWrite = new Set([...newest.values()].filter((c) => !before.has(c.id) || compareStates(c.state, before.get(c.id) as Stored) > 0).map((c) => c.row));
-    return { before, below, newest, toWrite, written, changed };
+    return { before, below, newest, toWrite, written, changed, ...(extra.length ? { reads: res.slice(0, extra.length) } : {}) };
   }
 
   private async applyInSteps(
@@ -131,7 +136,7 @@ export class RowApply {
     opts: ApplyOptions,
     pipelined: boolean,
   ): Promise<Gathered> {
-    const first: Statement[] = [];
+    const first: Statement[] = [...(opts.reads ?? [])];
     if (lock) first.push(lock);
     // What this region's cleanup may delete goes first (not when the states are known: a local write's).
     if (!known) first.push(...this.prunes(norm));
@@ -174,7 +179,7 @@ export class RowApply {
       changed += rows.length;
       for (const w of rows) written.add(lockedId(g.table, w.key));
     });
-    return { before, below, newest, toWrite, written, changed };
+    return { before, below, newest, toWrite, written, changed, ...(opts.reads?.length ? { reads: got.slice(0, opts.reads.length) } : {}) };
   }
 
   /**
@@ -203,7 +208,7 @@ export class RowApply {
 
   /** Per change, whether the row holds it, from what was stored before and what was written. */
   private async judge(norm: readonly Normalized[], r: Gathered, readAfter: Pipeline): Promise<ApplyResult> {
-    const { before, below, newest, toWrite, written, changed } = r;
+    const { before, below, newest, toWrite, written, changed, reads } = r;
     // A row that should have been written but was not: a writer that does not take the per-key locks got
     // there first (a safety net: every writer takes them). Read it back, to name what won: in the same
     // transaction, or just after it when it has committed already.
@@ -237,7 +242,7 @@ export class RowApply {
       if (holds || !final) return { applied: true };
       return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
     });
-    return { changed, outcomes };
+    return { changed, outcomes, ...(reads ? { reads } : {}) };
   }
 
   /** Reads of the stored merge states of the rows these changes touch: one statement per table. */
@@ -270,6 +275,8 @@ interface Gathered {
   /** Rows written, by table and key. */
   written: Set<string>;
   changed: number;
+  /** The rows of ApplyOptions.reads, when there were any. */
+  reads?: unknown[][];
 }
 
 /** The stored states of rows this transaction holds the locks of and has read since (no need to read them again). */

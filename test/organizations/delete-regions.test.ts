@@ -9,7 +9,7 @@ import { Client } from 'pg';
 import { CREATE_ENDPOINT } from '../../src/infisical/routes';
 import { idempotencyRowId } from '../../src/idempotency/request';
 import { keyIdOf } from '../../src/organizations/api-keys';
-import { adminHeaders, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { adminHeaders, type ApiResponse, blocksAnother, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
 import { regionDatabases, type RegionDatabases } from '../support/region-databases';
@@ -97,6 +97,30 @@ test('a credential created in another region while the delete was on its way the
     const live = await db(region).query("SELECT table_name FROM (SELECT 'metadata' AS table_name FROM saml_credential_metadata WHERE credential_id = $1 AND deleted_at IS NULL) x", [raced]);
     expect({ region, live: live.rows }).toEqual({ region, live: [] });
   }
+  expect(await eventually(async () => (await digest(US)) === (await digest(EU)), 20_000, 200)).toBe(true);
+}, 90_000);
+
+test('a credential created with all_regions in another region while the delete was on its way there answers 409: the region that deleted the organization never serves it', async () => {
+  const org = await createOrg(cluster.url(US), 'racing-all', { headers: ALL });
+  // As above: europe-belgium's applier waits on the API key's lock with the delete, the organization live there.
+  const holder = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === EU)?.databaseUrl });
+  await holder.connect();
+  let res: ApiResponse;
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`api_keys:${keyIdOf(org.api_key)}`]);
+    expect((await call(cluster.url(US), 'DELETE', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(204);
+    expect(await eventually(() => blocksAnother(holder), 30_000, 50)).toBe(true);
+    // us-iowa applies the credential after the organization's tombstone: a row of a deleted organization,
+    // never served there and tombstoned by its sweep. Not held, so not a 201.
+    res = await call(cluster.url(EU), 'POST', PATH, { body: { idp_metadata_url: idp.url('okta.xml'), label: 'raced' }, headers: slashidHeaders(org, ALL) });
+    await holder.query('COMMIT');
+  } finally {
+    await holder.end();
+  }
+  expect({ status: res.status, message: res.body.errors?.[0]?.message }).toEqual({ status: 409, message: expect.stringContaining(`a write made in ${US}`) });
+  const change = await call(cluster.url(US), 'GET', `/admin/replication/changes/${String(res.headers.get('x-change-id'))}`, { headers: adminHeaders });
+  expect(change.body).toMatchObject({ state: 'superseded', superseded: [{ region: US, winner: expect.objectContaining({ table: 'organizations', key: org.id }) }] });
   expect(await eventually(async () => (await digest(US)) === (await digest(EU)), 20_000, 200)).toBe(true);
 }, 90_000);
 
