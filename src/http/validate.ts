@@ -39,31 +39,37 @@ const UUID = new RegExp(UUID_PATTERN);
 export const HTTP_URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]';
 /**
  * Not empty and not only white space, as the OpenAPI document shows the rule: `\S` reads the same in every
- * regular-expression dialect a client may check a pattern with. The rest of it is the `visible` format below.
+ * regular-expression dialect a client may check a pattern with. The rest of it is the `plain-text` format below.
  */
 export const NOT_BLANK_PATTERN = '\\S';
 /**
- * `visible`: at least one character that is neither a space or separator (Unicode's too: U+00A0, U+3000), a
- * control, nor an invisible one (a zero-width space, a right-to-left override, a joiner): a name of those alone
- * shows as nothing in a list (a review stored one). A format, not the pattern: property escapes need the `u`
- * flag (ajv's), and a client checking the published pattern without it read `\p{Z}` as `p`, `{`, `Z`, `}`, so
- * that 'Paul' was blank; Python's re, Go's RE2 and Java's engine have no Default_Ignorable_Code_Point at all.
+ * A visible character: one that is neither a space or separator (Unicode's too: U+00A0, U+3000), a control, nor
+ * an invisible one (a zero-width space, a right-to-left override, a joiner): a name of those alone shows as nothing
+ * in a list (a review stored one). Checked by a format, not the pattern: property escapes need the `u` flag
+ * (ajv's), and a client checking the published pattern without it read `\p{Z}` as `p`, `{`, `Z`, `}`, so that
+ * 'Paul' was blank; Python's re, Go's RE2 and Java's engine have no Default_Ignorable_Code_Point at all.
  */
 const VISIBLE = new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CLASS}]`, 'u');
-ajv.addFormat('visible', VISIBLE);
-/** A name's or a claim's rule (spread into a string schema): not blank, and not made only of invisible characters. */
-export const NOT_BLANK = { pattern: NOT_BLANK_PATTERN, format: 'visible' } as const;
 const BLANK = 'must not be blank (white space or invisible characters only)';
 /**
- * What free text shown as it is (a credential's label) may not hold: a control character (an ESC starts a
- * terminal's escape sequence, a line break forges a log line), a line or paragraph separator, or an invisible
+ * What free text shown as it is (a label, a name, an entity ID) may not hold: a control character (an ESC starts
+ * a terminal's escape sequence, a line break forges a log line), a line or paragraph separator, or an invisible
  * format character (a right-to-left override reorders what follows it, a zero-width space or a tag character
  * hides text), but for the joiners U+200C and U+200D (emoji sequences, Persian and Indic words need them, as
  * entryPoint lets them through).
  */
 const HIDDEN_IN_TEXT = /(?![\u200c\u200d])[\p{Cc}\p{Zl}\p{Zp}\p{Cf}]/u;
-/** `plain-text`: empty (a label is optional), or not blank (as `visible`) and with none of HIDDEN_IN_TEXT. */
-ajv.addFormat('plain-text', (s: string) => s === '' || (VISIBLE.test(s) && !HIDDEN_IN_TEXT.test(s)));
+/** Whether `s` has no visible character (VISIBLE). */
+export const isBlankText = (s: string): boolean => !VISIBLE.test(s);
+/** The first character of `s` that free text may not hold (HIDDEN_IN_TEXT), if any. */
+export const hiddenInText = (s: string): string | undefined => HIDDEN_IN_TEXT.exec(s)?.[0];
+/** `plain-text`: empty (a label is optional), or not blank and with none of HIDDEN_IN_TEXT. */
+ajv.addFormat('plain-text', (s: string) => s === '' || (!isBlankText(s) && hiddenInText(s) === undefined));
+/**
+ * A name's or a claim's rule (spread into a string schema with its minLength): plain text, not blank. The
+ * pattern shows "not blank" in the OpenAPI document in a form every regular-expression dialect reads.
+ */
+export const PLAIN_TEXT = { pattern: NOT_BLANK_PATTERN, format: 'plain-text' } as const;
 /** Printable ASCII only (a relay state): at least one character, or any number. */
 export const PRINTABLE_ASCII_PATTERN = '^[\\x20-\\x7e]+$';
 export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';
@@ -78,7 +84,6 @@ const PATTERN_MEANS: Record<string, string> = {
 };
 const FORMAT_MEANS: Record<string, string> = {
   iri: 'must be an absolute URL, with no white space or control character',
-  visible: BLANK,
   'plain-text': 'must not contain a control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space), nor be blank (white space or invisible characters only)',
 };
 
@@ -156,7 +161,7 @@ function oneProblemPerAnyOf(errors: readonly ErrorObject[]): ErrorObject[] {
 /** What a value failing both its pattern and its format must be, said once. */
 const PATTERN_AND_FORMAT_MEAN: Record<string, string> = {
   [`${HTTP_URL_PATTERN} iri`]: 'must be an absolute http or https URL, with no white space or control character',
-  [`${NOT_BLANK_PATTERN} visible`]: BLANK,
+  [`${NOT_BLANK_PATTERN} plain-text`]: BLANK,
 };
 
 /**
@@ -176,7 +181,7 @@ function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] 
     shapes.set(e.instancePath, seen);
   }
   return errors.flatMap((e) => {
-    const blank = (e.keyword === 'pattern' && e.params.pattern === NOT_BLANK_PATTERN) || (e.keyword === 'format' && e.params.format === 'visible');
+    const blank = e.keyword === 'pattern' && e.params.pattern === NOT_BLANK_PATTERN;
     if (blank && tooShort.has(e.instancePath)) return [];
     const seen = e.keyword === 'pattern' || e.keyword === 'format' ? shapes.get(e.instancePath) : undefined;
     if (!seen?.pattern || !seen.format) return [e];

@@ -20,7 +20,14 @@ const fields = {
   isActive: Type.Boolean({ description: 'Whether to enable or disable this SAML configuration.' }),
   // Shape only here; "absolute https URL" is checked in service.ts so the message can say why.
   entryPoint: Type.String({ minLength: 1, maxLength: 2048, description: 'The IdP URL users are sent to for SAML sign-in (https).' }),
-  issuer: Type.String({ minLength: 1, maxLength: 1024, description: 'The SAML provider issuer URL or entity ID.' }),
+  // Its text rule (a label's) is checked in service.ts, in this dialect's words.
+  issuer: Type.String({
+    minLength: 1,
+    maxLength: 1024,
+    description:
+      'The SAML provider issuer URL or entity ID: with a visible character and no control, line-break or invisible formatting character ' +
+      '(an ESC, a right-to-left override, a zero-width space; the joiners U+200C and U+200D are allowed).',
+  }),
   cert: Type.String({ minLength: 1, maxLength: 32 * 1024, description: "The IdP's signing certificate: PEM, or bare base64 DER." }),
   enableGroupSync: Type.Boolean({ description: 'Whether to synchronize group memberships from the SAML provider.' }),
 };

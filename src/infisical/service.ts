@@ -3,6 +3,7 @@ import type { InfisicalSamlConfig } from '../generated/prisma/client';
 import { CONTROL_CHARACTER, INVISIBLE_CLASS } from '../control-characters';
 import { badRequest, conflict, notFound } from '../http/errors';
 import { hasPlainHost } from '../http/url';
+import { hiddenInText, isBlankText } from '../http/validate';
 import { runOnce, type IdempotentCall } from '../idempotency/service';
 import { isMetadataError } from '../metadata/errors';
 import { parseCertificate } from '../metadata/x509';
@@ -26,6 +27,7 @@ const INVISIBLE_CHAR = new RegExp(`[${INVISIBLE_CLASS}]`, 'u');
 /** What entryPoint may not hold: controls, space, backslash, the invisible ones (the IDNA joiners U+200C and U+200D pass: Persian and Indic names use them). */
 const NOT_IN_ENTRY_POINT = new RegExp(`(?![\\u200c\\u200d])[\\u0000-\\u0020\\u007f-\\u009f\\\\${INVISIBLE_CLASS}]`, 'u');
 const ECHOED_ESCAPED = new RegExp(`(?! )[${INVISIBLE_CLASS}\\p{Cc}]`, 'gu');
+const LINE_SEPARATOR = /[\p{Zl}\p{Zp}]/u;
 const codePoint = (c: string) => `U+${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** A value echoed in a message: cut at 120 characters, its invisible and control characters named (<U+202E>) so the message does not carry them. */
@@ -64,14 +66,19 @@ export function entryPointProblem(value: string): string | null {
 }
 
 /**
- * Why `issuer` cannot be used, or null: a control character (the rule entryPoint follows, in its words). An
- * entity ID never holds one; stored, a tab or line break would never match the Issuer of the IdP's responses,
- * and breaks the value wherever it is shown or logged. Not percent-encoded: the value must equal the IdP's.
+ * Why `issuer` cannot be used, or null: the rule of free text (a SlashID label's, src/http/validate.ts), in the
+ * words entryPoint's message uses. An entity ID never holds a control character, a line separator or an
+ * invisible one: stored, it would never match the Issuer of the IdP's responses, and a line break or a
+ * right-to-left override breaks or disguises the value wherever it is shown or logged. Not percent-encoded:
+ * the value must equal the IdP's.
  */
 export function issuerProblem(value: string): string | null {
-  const bad = CONTROL_CHARACTER.exec(value);
-  if (!bad) return null;
-  return `issuer must not contain a control character (${codePoint(bad[0])}); copy the IdP's entity ID as its metadata gives it (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
+  const bad = hiddenInText(value);
+  if (bad !== undefined) {
+    const what = CONTROL_CHARACTER.test(bad) ? 'a control character' : LINE_SEPARATOR.test(bad) ? 'a line or paragraph separator' : 'an invisible formatting character';
+    return `issuer must not contain ${what} (${codePoint(bad)}); copy the IdP's entity ID as its metadata gives it (got '${shown(JSON.stringify(value).slice(1, -1))}').`;
+  }
+  return isBlankText(value) ? 'issuer must not be blank (white space or invisible characters only).' : null;
 }
 
 /** Why `cert` cannot be used, or null: it must parse as X.509 (PEM or bare base64 DER) and not be expired. */

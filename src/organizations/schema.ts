@@ -1,11 +1,18 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { ListFilter } from '../http/page-query';
-import { compile, NOT_BLANK, Uuid } from '../http/validate';
+import { compile, PLAIN_TEXT, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
   {
-    // Not blank: an organization is told apart by its name in the console and the admin API's lists.
-    name: Type.String({ minLength: 1, maxLength: 200, ...NOT_BLANK }),
+    // Plain text, not blank: an organization is told apart by its name in the console and the admin API's lists.
+    name: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      ...PLAIN_TEXT,
+      description:
+        'With a visible character and no control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space; ' +
+        'the joiners U+200C and U+200D are allowed).',
+    }),
     // null: a root, as every answer shows one (a client may send back what it read).
     parent_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),
   },
@@ -17,6 +24,7 @@ export const validateCreateOrganization = compile(CreateOrganizationBody);
 export const OrganizationView = Type.Object(
   {
     id: Uuid(),
+    // Without the rule: a name stored before it (or replicated from a region without it) is still read.
     name: Type.String(),
     parent_id: Type.Union([Uuid(), Type.Null()]),
     created_at: Type.String({ format: 'date-time' }),

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile, HTTP_URL_PATTERN, NOT_BLANK } from '../http/validate';
+import { compile, HTTP_URL_PATTERN, PLAIN_TEXT } from '../http/validate';
 
 const fields = {
   label: Type.String({
@@ -16,9 +16,11 @@ const fields = {
     maxLength: 2048,
     description: "The SAML IdP's metadata URL (absolute http or https; an internationalized host name is allowed).",
   }),
-  email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, ...NOT_BLANK }), {
+  email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, ...PLAIN_TEXT }), {
     maxItems: 3,
-    description: 'Names of the claims holding the user email addresses.',
+    description:
+      'Names of the claims holding the user email addresses: each with a visible character and no control, line-break or invisible formatting character ' +
+      '(as label; the joiners U+200C and U+200D are allowed).',
   }),
   enable_in_slashid_oidc_authz_server: Type.Boolean(),
   idp_trusted_certificates: Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), {
@@ -54,7 +56,7 @@ export const validatePatchCredential = compile(PatchCredentialBody);
 export const CredentialView = Type.Object(
   {
     id: Type.String(),
-    // Without the format: a label stored before the rule (or replicated from a region without it) is still read.
+    // Without the format (label, email_claims): a value stored before the rule (or replicated from a region without it) is still read.
     label: Type.String({ description: fields.label.description }),
     idp_metadata_url: Type.String({ description: fields.idp_metadata_url.description }),
     email_claims: Type.Array(Type.String(), { maxItems: 3, description: fields.email_claims.description }),

@@ -420,6 +420,37 @@ describe('GET and PATCH', () => {
     expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({ issuer: 'urn:idp:one', isActive: true });
   });
 
+  test('refuses an issuer with an invisible formatting character or a line separator, or a blank one, as a label is refused; the joiners are taken', async () => {
+    const org = await newOrg();
+    for (const [issuer, message] of [
+      ['urn:idp:\u202eeno', "issuer must not contain an invisible formatting character (U+202E); copy the IdP's entity ID as its metadata gives it (got 'urn:idp:<U+202E>eno')."],
+      ['urn:i\u200bdp', "issuer must not contain an invisible formatting character (U+200B); copy the IdP's entity ID as its metadata gives it (got 'urn:i<U+200B>dp')."],
+      ['urn:idp\u2028two', "issuer must not contain a line or paragraph separator (U+2028); copy the IdP's entity ID as its metadata gives it (got 'urn:idp<U+2028>two')."],
+      // A Hangul filler alone: not trimmed (no white space), and shows as nothing.
+      ['\u3164', 'issuer must not be blank (white space or invisible characters only).'],
+    ]) {
+      const created = await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { issuer }) });
+      expect({ issuer, issues: issues(created) }).toEqual({ issuer, issues: [{ code: 'custom', path: ['issuer'], message }] });
+    }
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).status).toBe(404);
+
+    const joined = 'urn:\u0645\u06cc\u200c\u062e:\u{1f469}\u200d\u{1f4bb}';
+    expect((await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem, { issuer: joined }) })).status).toBe(200);
+    const patched = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, issuer: 'urn:idp\u2060two' } });
+    expect(issues(patched)).toEqual([{ code: 'custom', path: ['issuer'], message: expect.stringContaining('issuer must not contain an invisible formatting character (U+2060)') }]);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body.issuer).toBe(joined);
+  });
+
+  test('an issuer stored before the rule (or replicated from a region without it) is still read, and the config still patched', async () => {
+    const org = await newOrg();
+    expect((await api('POST', SSO, org.token, { body: configBody(org.id, certs.pem) })).status).toBe(200);
+    const old = 'urn:idp:\u202eeno\u200b';
+    await region.region.db.infisicalSamlConfig.update({ where: { orgId: org.id }, data: { issuer: old } });
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body.issuer).toBe(old);
+    expect((await api('PATCH', SSO, org.token, { body: { organizationId: org.id, isActive: false } })).status).toBe(200);
+    expect((await api('GET', `${SSO}?organizationId=${org.id}`, org.token)).body).toMatchObject({ issuer: old, isActive: false });
+  });
+
   test('PATCH of an org without a config is a 404', async () => {
     const org = await newOrg();
     const res = await api('PATCH', SSO, org.token, { body: { organizationId: org.id, isActive: false } });

@@ -146,6 +146,23 @@ describe('GET /openapi.json', () => {
     expect(credentials.post.responses['201'].content['application/json'].schema.properties.result.properties.label.format).toBeUndefined();
   });
 
+  it('says the same of an organization name, each email claim and an Infisical issuer, and reads any stored one', () => {
+    const body = (op: Json) => op.requestBody.content['application/json'].schema.properties;
+    const answer = (op: Json, status: string) => op.responses[status].content['application/json'].schema.properties;
+    const credentials = doc.paths['/organizations/sso/saml/provider-credentials'];
+    const sso = doc.paths['/api/v1/sso/config'];
+    const written = [
+      body(doc.paths['/admin/organizations'].post).name,
+      ...[credentials.post, doc.paths['/organizations/sso/saml/provider-credentials/{id}'].patch].map((op: Json) => body(op).email_claims.items),
+    ];
+    for (const text of written) expect(text).toMatchObject({ format: 'plain-text', pattern: '\\S', minLength: 1 });
+    for (const described of [body(doc.paths['/admin/organizations'].post).name, body(credentials.post).email_claims, body(sso.post).issuer, body(sso.patch).issuer]) {
+      expect(described.description).toMatch(/no control, line-break or invisible formatting character/);
+    }
+    expect(answer(doc.paths['/admin/organizations'].post, '201').name.format).toBeUndefined();
+    expect(answer(credentials.post, '201').result.properties.email_claims.items.format).toBeUndefined();
+  });
+
   it("carries the service's version from package.json", () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(doc.info.version).toBe(pkg.version);

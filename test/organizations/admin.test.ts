@@ -109,6 +109,40 @@ describe('organizations', () => {
     expect(await r.region.db.organization.count()).toBe(before);
   });
 
+  const PLAIN_TEXT_MESSAGE =
+    'Invalid request body: name: must not contain a control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space), nor be blank (white space or invisible characters only).';
+
+  test.each([
+    ['an ESC (a terminal escape sequence)', 'Acme \u001b[31mCorp'],
+    ['a line break', 'Acme\nCorp'],
+    ['a tab', 'Acme\tCorp'],
+    ['a right-to-left override', 'Acme \u202eproC'],
+    ['a zero-width space', 'Ac\u200bme'],
+    ['a paragraph separator (U+2029)', 'Acme\u2029Corp'],
+  ])('a name with %s is a 400 that says why, as a credential label is, and creates nothing', async (_n, name) => {
+    const before = await r.region.db.organization.count();
+    const res = await call(r.url, 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
+    expect(res.body.errors).toEqual([{ httpcode: 400, message: PLAIN_TEXT_MESSAGE }]);
+    expect(await r.region.db.organization.count()).toBe(before);
+  });
+
+  test('a name takes any script, spaces and the joiners U+200C and U+200D', async () => {
+    for (const name of ['Acme Corp', 'Acme\u3000本社', '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645', '\u{1f469}\u200d\u{1f4bb} team']) {
+      const res = await call(r.url, 'POST', '/admin/organizations', { body: { name }, headers: adminHeaders });
+      expect({ name, status: res.status, stored: res.body.name }).toEqual({ name, status: 201, stored: name });
+    }
+  });
+
+  test('a name stored before the rule (or replicated from a region without it) is still read, listed and found by name', async () => {
+    const org = await createOrg(r.url, 'renamed below the API');
+    const old = 'Acme \u001b[31m\u202eproC\u200b';
+    await r.region.db.organization.update({ where: { id: org.id }, data: { name: old } });
+    const got = await call(r.url, 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders });
+    expect({ status: got.status, name: got.body.name }).toEqual({ status: 200, name: old });
+    const found = await call(r.url, 'GET', `/admin/organizations?name=${encodeURIComponent(old)}`, { headers: adminHeaders });
+    expect({ status: found.status, ids: found.body.organizations.map((o: { id: string }) => o.id) }).toEqual({ status: 200, ids: [org.id] });
+  });
+
   test.each([
     ['not a UUID', 'nope', 'Invalid request body: parent_id: must be a UUID or null.'],
     ['a number', 7, 'Invalid request body: parent_id: must be string or null.'],

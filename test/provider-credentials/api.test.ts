@@ -258,6 +258,9 @@ describe('validation: 400 in the envelope and nothing written', () => {
     ['a label with a zero-width space', () => ({ idp_metadata_url: url(), label: 'Ok\u200bta' })],
     ['a label with a line separator (U+2028)', () => ({ idp_metadata_url: url(), label: 'Okta\u2028prod' })],
     ['a blank label', () => ({ idp_metadata_url: url(), label: ' \u00a0 ' })],
+    ['an email claim with an ESC', () => ({ idp_metadata_url: url(), email_claims: ['mail\u001b[0m'] })],
+    ['an email claim with a right-to-left override', () => ({ idp_metadata_url: url(), email_claims: ['email', 'liam\u202e'] })],
+    ['an email claim with a zero-width space', () => ({ idp_metadata_url: url(), email_claims: ['e\u200bmail'] })],
     ['an email claim over 256 characters', () => ({ idp_metadata_url: url(), email_claims: ['x'.repeat(257)] })],
     ['a URL over 2,048 characters', () => ({ idp_metadata_url: `${url()}?${'q'.repeat(2048 - url().length)}` })],
     ['six trusted certificates', () => ({ idp_metadata_url: url(), idp_trusted_certificates: Array.from({ length: 6 }, () => 'MIIB') })],
@@ -304,6 +307,31 @@ describe('validation: 400 in the envelope and nothing written', () => {
     expect(listed.body.result.find((c: { id: string }) => c.id === id).label).toBe(old);
     const patched = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { email_claims: ['mail'] }, headers: slashidHeaders(org) });
     expect(patched.status).toBe(204);
+  });
+
+  test('email claims follow the label\'s rule: the joiners are taken, a control or invisible character is refused in a PATCH too, and says why', async () => {
+    const joined = ['\u0645\u06cc\u200c\u0644', 'mail\u3000addr'];
+    const res = await create({ idp_metadata_url: url(), email_claims: joined });
+    expect({ status: res.status, claims: res.body.result?.email_claims }).toEqual({ status: 201, claims: joined });
+    const id = String((await create()).body.result.id);
+    const patched = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { email_claims: ['email', 'liam\u202e'] }, headers: slashidHeaders(org) });
+    expect(patched.body.errors).toEqual([
+      {
+        httpcode: 400,
+        message:
+          'Invalid request body: email_claims.1: must not contain a control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space), nor be blank (white space or invisible characters only).',
+      },
+    ]);
+    expect((await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) })).body.result.email_claims).toEqual(validBody().email_claims);
+  });
+
+  test('email claims stored before the rule are still read, and the credential still patched', async () => {
+    const id = String((await create()).body.result.id);
+    const old = ['mail\u001b[0m', 'liam\u202e'];
+    await r.region.db.samlProviderCredential.update({ where: { id }, data: { emailClaims: old } });
+    const got = await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(org) });
+    expect({ status: got.status, claims: got.body.result.email_claims }).toEqual({ status: 200, claims: old });
+    expect((await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { label: 'renamed' }, headers: slashidHeaders(org) })).status).toBe(204);
   });
 
   test('email claims named twice are kept as sent, in create and PATCH: the contract does not refuse them (no uniqueItems)', async () => {
