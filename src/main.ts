@@ -32,7 +32,31 @@ function boundHeapGrowth(): void {
   v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
 }
 
+const USAGE = [
+  'usage: REGION=<region id> ADMIN_TOKEN=… TOKEN_SIGNING_SECRET=… REPLICATION_KEYS=… npm start',
+  'Runs one region of the deployment in REGIONS_CONFIG (default ./regions.config.json) in the foreground until SIGTERM or',
+  "Ctrl-C; npm run cluster runs every region. PORT, OPERATOR_PORT, HOST, DATABASE_URL, REDIS_URL and REGION_REDIS_URL override",
+  "the region's entry of the file, LOG_LEVEL its logging. Takes no arguments. Every variable: README.md, Configuration.",
+].join('\n');
+
+/**
+ * `--help` (or `-h`): the usage on stdout, exit 0. Any other argument: a mistake, exit 2 (as a configuration
+ * error), before anything starts. The region's environment and the regions file configure it; it read no
+ * argument, so `npm start -- --help` started a region.
+ */
+function answerArguments(args: readonly string[]): void {
+  if (args.length === 0) return;
+  // Anywhere among them, as the operator commands take it (scripts/usage.ts).
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  process.stderr.write(`npm start takes no arguments (got ${args.map((a) => `'${a}'`).join(' ')})\n${USAGE}\n`);
+  process.exit(2);
+}
+
 async function main(): Promise<void> {
+  answerArguments(process.argv.slice(2));
   boundHeapGrowth();
   let config;
   try {

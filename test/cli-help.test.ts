@@ -37,6 +37,8 @@ const commandFile = (script: string): string | undefined =>
 
 /** Each npm script that runs a file of the project's, and how its usage starts. */
 const USAGES: Record<string, RegExp> = {
+  // It ignored its arguments: `npm start -- --help` started a region.
+  start: /^usage: REGION=<region id> ADMIN_TOKEN=… TOKEN_SIGNING_SECRET=… REPLICATION_KEYS=… npm start\n/,
   cluster: /^usage: npm run cluster \[-- <region id> \.\.\.\]/,
   reseed: /^usage: npm run reseed -- --from <peer region> --to <region to re-seed>/,
   members: /^usage: npm run members -- list \| activate <region> \| remove <region>/,
@@ -54,11 +56,8 @@ const USAGES: Record<string, RegExp> = {
   // Plain JavaScript, outside dist/: it was in no list here, and crashed on --help with ENOENT (read as its report's path).
   'test:durations': /^usage: npm run test:durations -- <jest --json report>/,
 };
-/** The region itself takes no arguments (its environment and the regions file configure it: README). */
-const WITHOUT_HELP = ['start'];
-
 test("every npm script that runs a file of the project's is asked for its --help below", () => {
-  const commands = Object.keys(NPM_SCRIPTS).filter((script) => commandFile(script) !== undefined && !WITHOUT_HELP.includes(script));
+  const commands = Object.keys(NPM_SCRIPTS).filter((script) => commandFile(script) !== undefined);
   expect(commands.sort()).toEqual(Object.keys(USAGES).sort());
 });
 
@@ -73,6 +72,16 @@ test.each(Object.entries(USAGES))('npm run %s -- --help prints its usage and exi
     expect({ status: res.status, stderr: res.stderr }).toEqual({ status: 0, stderr: '' });
     expect(res.stdout).toMatch(usage);
   }
+});
+
+test.each([['us-iowa'], ['--port=8081'], ['--']])('npm start -- %s exits 2 with its usage, before reading any config: a region takes no arguments', (arg) => {
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, commandFile('start') ?? ''), arg], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, REGIONS_CONFIG: '/nonexistent/regions.json' },
+  });
+  expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
+  expect(res.stderr).toMatch(new RegExp(`^npm start takes no arguments \\(got '${arg}'\\)\n${USAGES.start.source.slice(1)}`));
 });
 
 test.each([
