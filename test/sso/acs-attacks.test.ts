@@ -381,6 +381,21 @@ describe('the assertion itself', () => {
     expect(await signsIn(cred, signedResponse(forLogin, A))).toMatchObject({ email: 'alice@example.com' });
   });
 
+  test('an attribute the IdP sends twice (two Attribute elements of one Name, in one AttributeStatement or two) is one attribute with every value in order: the email is the first', async () => {
+    // node-saml keeps the last element of a Name only: the second address signed the user in, and the first
+    // was missing from the attributes.
+    const twice = (s: ResponseSpec, where: 'same statement' | 'second statement') => {
+      const id = newId('a');
+      const extra = '<saml:Attribute Name="email"><saml:AttributeValue>second@example.org</saml:AttributeValue></saml:Attribute>';
+      const assertion = assertionXml(s, id).replace('</saml:AttributeStatement>', where === 'same statement' ? `${extra}</saml:AttributeStatement>` : `</saml:AttributeStatement><saml:AttributeStatement>${extra}</saml:AttributeStatement>`);
+      expect(assertion.match(/Name="email"/g)).toHaveLength(2);
+      return responseXml(s, signElement(assertion, id, A));
+    };
+    for (const where of ['same statement', 'second statement'] as const) {
+      expect(await signsIn(cred, twice(await answer(cred), where))).toMatchObject({ email: 'alice@example.com', attributes: { email: ['alice@example.com', 'second@example.org'] } });
+    }
+  });
+
   test('an assertion without a Subject is refused', async () => {
     const s = await answer(cred);
     const id = newId('a');
