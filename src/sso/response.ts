@@ -226,9 +226,9 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   if (!assertionId) throw refused(400, 'the assertion has no ID.');
   const conditions = firstChild(signed, SAML_NS, 'Conditions');
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
-  const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
-  const sessionIndex = attr(authn, 'SessionIndex');
-  const sessionEnd = checkSessionEnd(authn, exp);
+  const authns = childElements(signed, SAML_NS, 'AuthnStatement');
+  const sessionIndex = attr(authns[0] as Element, 'SessionIndex');
+  const sessionEnd = checkSessionEnd(authns, exp);
   refuseLongSubject('NameID', nameId);
   if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
@@ -245,19 +245,24 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
 }
 
 /**
- * The AuthnStatement's SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
- * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused. Returns it
+ * The AuthnStatements' SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
+ * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused. Each statement
+ * counts (the first alone let a second one, whose session the IdP said was over, pass). Returns the earliest
  * (null: none), since the sign-in token must not outlive it.
  */
-function checkSessionEnd(authn: Element, exp: Expectations): number | null {
-  const raw = attr(authn, 'SessionNotOnOrAfter');
-  if (raw === null) return null;
-  const end = parseTime(raw);
-  if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
-  if (end <= Date.now() - exp.skewMs) {
-    throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
+function checkSessionEnd(authns: readonly Element[], exp: Expectations): number | null {
+  let earliest: number | null = null;
+  for (const authn of authns) {
+    const raw = attr(authn, 'SessionNotOnOrAfter');
+    if (raw === null) continue;
+    const end = parseTime(raw);
+    if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
+    if (end <= Date.now() - exp.skewMs) {
+      throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
+    }
+    earliest = Math.min(end, earliest ?? end);
   }
-  return end;
+  return earliest;
 }
 
 /**

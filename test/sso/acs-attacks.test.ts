@@ -432,6 +432,27 @@ describe('the assertion itself', () => {
     const live = assertionXml(s2, id2).replace('<saml:AuthnStatement ', `<saml:AuthnStatement SessionNotOnOrAfter="${later}" `);
     expect(await signsIn(cred, responseXml(s2, signElement(live, id2, A)))).toMatchObject({ email: 'alice@example.com' });
   });
+
+  test("every AuthnStatement's SessionNotOnOrAfter counts, not only the first's: one that has passed refuses the assertion, the earliest ends the token", async () => {
+    // A second AuthnStatement (another authentication of the user) that says its session ended: the first,
+    // which says nothing of its end, signed the user in until 2026-12-07.
+    const second = (s: ResponseSpec, end: Date) => {
+      const id = newId('a');
+      const assertion = assertionXml(s, id).replace(
+        '</saml:AuthnStatement>',
+        `</saml:AuthnStatement><saml:AuthnStatement AuthnInstant="${new Date().toISOString()}" SessionNotOnOrAfter="${end.toISOString()}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`,
+      );
+      expect(assertion.match(/<saml:AuthnStatement /g)).toHaveLength(2);
+      return responseXml(s, signElement(assertion, id, A));
+    };
+    const ended = new Date(Date.now() - 10 * 60_000);
+    expect(await refusal(cred, second(await answer(cred), ended))).toBe(
+      `Sign-in refused: the user's session at the IdP ended at ${ended.toISOString()} (the AuthnStatement's SessionNotOnOrAfter); sign in again (check that the IdP's and this service's clocks are right, then sign in again).`,
+    );
+    const soon = new Date(Date.now() + 120_000);
+    const claims = await tokenClaims(cred, second(await answer(cred), soon));
+    expect(claims.exp).toBe(Math.floor((soon.getTime() + 30_000) / 1000));
+  });
 });
 
 describe('a response addressed elsewhere', () => {
