@@ -111,25 +111,42 @@ export function parseResponse(xml: string): PostedResponse {
   return { xml, response, assertion, assertionId: assertion ? attr(assertion, 'ID') : null };
 }
 
-/** node-saml's attribute values (a string, an array, or an object for a structured value) as strings. */
-function attributeValues(profile: Profile): Record<string, string[]> {
+/** The assertion's Attribute elements, in document order (every AttributeStatement's). */
+function attributeElements(assertion: Element): Element[] {
+  return childElements(assertion, SAML_NS, 'AttributeStatement').flatMap((statement) => childElements(statement, SAML_NS, 'Attribute'));
+}
+
+/**
+ * The attributes' values by Name, read from the signed assertion: an Attribute the IdP sends twice (in one
+ * AttributeStatement or two) is one attribute with the values of both, in order. node-saml's profile keeps
+ * the last element of a Name only, so its value, not the first, was the email, and the first was not listed.
+ * A value is its text (a structured value's own text only, as node-saml read it), trimmed.
+ */
+function attributesOf(assertion: Element): Record<string, string[]> {
   // No prototype: the IdP names the attributes ("constructor", "__proto__" are names like any other).
   const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
-  const asText = (v: unknown): string => (typeof v === 'string' ? v.trim() : typeof (v as { _?: unknown })?._ === 'string' ? String((v as { _: string })._).trim() : '');
-  for (const [name, value] of Object.entries((profile.attributes ?? {}) as Record<string, unknown>)) {
-    out[name] = (Array.isArray(value) ? value : [value]).map(asText);
+  for (const a of attributeElements(assertion)) {
+    const name = attr(a, 'Name');
+    const values = childElements(a, SAML_NS, 'AttributeValue').map((v) => ownText(v).trim());
+    // (An Attribute without values is not listed, as node-saml did not.)
+    if (name === null || values.length === 0) continue;
+    out[name] = [...(Object.hasOwn(out, name) ? (out[name] as string[]) : []), ...values];
   }
   return out;
 }
 
+function ownText(el: Element): string {
+  let t = '';
+  for (let n = el.firstChild; n !== null; n = n.nextSibling) if (n.nodeType === 3 || n.nodeType === 4) t += n.nodeValue ?? '';
+  return t;
+}
+
 function friendlyNamesOf(assertion: Element): Record<string, string> {
   const friendly: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const statement of childElements(assertion, SAML_NS, 'AttributeStatement')) {
-    for (const a of childElements(statement, SAML_NS, 'Attribute')) {
-      const name = attr(a, 'Name');
-      const f = attr(a, 'FriendlyName');
-      if (name && f && !Object.hasOwn(friendly, f)) friendly[f] = name;
-    }
+  for (const a of attributeElements(assertion)) {
+    const name = attr(a, 'Name');
+    const f = attr(a, 'FriendlyName');
+    if (name && f && !Object.hasOwn(friendly, f)) friendly[f] = name;
   }
   return friendly;
 }
@@ -153,7 +170,8 @@ function checkVersion(el: Element, what: 'Response' | 'assertion'): void {
 /**
  * What node-saml does not check, on the signed assertion it returned (and the posted Response's envelope).
  * The fields are read from that assertion's XML rather than from node-saml's profile, where an attribute of
- * the same name (say "nameID" or "issuer") fills a field the assertion lacks; only its attributes are used.
+ * the same name (say "nameID" or "issuer") fills a field the assertion lacks, and an attribute sent twice is
+ * its last element only (attributesOf).
  */
 function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectations): ValidatedAssertion {
   const { response } = posted;
@@ -208,9 +226,9 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   if (!assertionId) throw refused(400, 'the assertion has no ID.');
   const conditions = firstChild(signed, SAML_NS, 'Conditions');
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
-  const authn = firstChild(signed, SAML_NS, 'AuthnStatement') as Element;
-  const sessionIndex = attr(authn, 'SessionIndex');
-  const sessionEnd = checkSessionEnd(authn, exp);
+  const authns = childElements(signed, SAML_NS, 'AuthnStatement');
+  const sessionIndex = attr(authns[0] as Element, 'SessionIndex');
+  const sessionEnd = checkSessionEnd(authns, exp);
   refuseLongSubject('NameID', nameId);
   if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
@@ -219,7 +237,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
     nameId,
     nameIdFormat: attr(nameIdEl, 'Format'),
     sessionIndex,
-    attributes: attributeValues(profile),
+    attributes: attributesOf(signed),
     friendlyNames: friendlyNamesOf(signed),
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
     sessionEnd,
@@ -227,19 +245,24 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
 }
 
 /**
- * The AuthnStatement's SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
- * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused. Returns it
+ * The AuthnStatements' SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
+ * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused. Each statement
+ * counts (the first alone let a second one, whose session the IdP said was over, pass). Returns the earliest
  * (null: none), since the sign-in token must not outlive it.
  */
-function checkSessionEnd(authn: Element, exp: Expectations): number | null {
-  const raw = attr(authn, 'SessionNotOnOrAfter');
-  if (raw === null) return null;
-  const end = parseTime(raw);
-  if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
-  if (end <= Date.now() - exp.skewMs) {
-    throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
+function checkSessionEnd(authns: readonly Element[], exp: Expectations): number | null {
+  let earliest: number | null = null;
+  for (const authn of authns) {
+    const raw = attr(authn, 'SessionNotOnOrAfter');
+    if (raw === null) continue;
+    const end = parseTime(raw);
+    if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
+    if (end <= Date.now() - exp.skewMs) {
+      throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
+    }
+    earliest = Math.min(end, earliest ?? end);
   }
-  return end;
+  return earliest;
 }
 
 /**

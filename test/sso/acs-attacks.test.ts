@@ -381,6 +381,21 @@ describe('the assertion itself', () => {
     expect(await signsIn(cred, signedResponse(forLogin, A))).toMatchObject({ email: 'alice@example.com' });
   });
 
+  test('an attribute the IdP sends twice (two Attribute elements of one Name, in one AttributeStatement or two) is one attribute with every value in order: the email is the first', async () => {
+    // node-saml keeps the last element of a Name only: the second address signed the user in, and the first
+    // was missing from the attributes.
+    const twice = (s: ResponseSpec, where: 'same statement' | 'second statement') => {
+      const id = newId('a');
+      const extra = '<saml:Attribute Name="email"><saml:AttributeValue>second@example.org</saml:AttributeValue></saml:Attribute>';
+      const assertion = assertionXml(s, id).replace('</saml:AttributeStatement>', where === 'same statement' ? `${extra}</saml:AttributeStatement>` : `</saml:AttributeStatement><saml:AttributeStatement>${extra}</saml:AttributeStatement>`);
+      expect(assertion.match(/Name="email"/g)).toHaveLength(2);
+      return responseXml(s, signElement(assertion, id, A));
+    };
+    for (const where of ['same statement', 'second statement'] as const) {
+      expect(await signsIn(cred, twice(await answer(cred), where))).toMatchObject({ email: 'alice@example.com', attributes: { email: ['alice@example.com', 'second@example.org'] } });
+    }
+  });
+
   test('an assertion without a Subject is refused', async () => {
     const s = await answer(cred);
     const id = newId('a');
@@ -416,6 +431,27 @@ describe('the assertion itself', () => {
     const later = new Date(Date.now() + 10 * 60_000).toISOString();
     const live = assertionXml(s2, id2).replace('<saml:AuthnStatement ', `<saml:AuthnStatement SessionNotOnOrAfter="${later}" `);
     expect(await signsIn(cred, responseXml(s2, signElement(live, id2, A)))).toMatchObject({ email: 'alice@example.com' });
+  });
+
+  test("every AuthnStatement's SessionNotOnOrAfter counts, not only the first's: one that has passed refuses the assertion, the earliest ends the token", async () => {
+    // A second AuthnStatement (another authentication of the user) that says its session ended: the first,
+    // which says nothing of its end, signed the user in until 2026-12-07.
+    const second = (s: ResponseSpec, end: Date) => {
+      const id = newId('a');
+      const assertion = assertionXml(s, id).replace(
+        '</saml:AuthnStatement>',
+        `</saml:AuthnStatement><saml:AuthnStatement AuthnInstant="${new Date().toISOString()}" SessionNotOnOrAfter="${end.toISOString()}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`,
+      );
+      expect(assertion.match(/<saml:AuthnStatement /g)).toHaveLength(2);
+      return responseXml(s, signElement(assertion, id, A));
+    };
+    const ended = new Date(Date.now() - 10 * 60_000);
+    expect(await refusal(cred, second(await answer(cred), ended))).toBe(
+      `Sign-in refused: the user's session at the IdP ended at ${ended.toISOString()} (the AuthnStatement's SessionNotOnOrAfter); sign in again (check that the IdP's and this service's clocks are right, then sign in again).`,
+    );
+    const soon = new Date(Date.now() + 120_000);
+    const claims = await tokenClaims(cred, second(await answer(cred), soon));
+    expect(claims.exp).toBe(Math.floor((soon.getTime() + 30_000) / 1000));
   });
 });
 
