@@ -81,8 +81,12 @@ export async function createReplication(o: ReplicationOptions) {
   // The bound of this region's writes, which its watermark counts on (the collector's in-flight time).
   const writeTxBoundMs = o.config.writeTransactionTimeoutMs ?? WRITE_TX_TIMEOUT_MS;
   const deliverer = new Deliverer(keys, auth, streamMaxLength ?? DEFAULT_STREAM_MAX_LENGTH, replicationPacks ?? true);
-  // The deployment's members (the record in this region's Redis united with this config), not this config's list alone.
-  const membership = new Membership({ links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log, signing: tracker.signing });
+  // The deployment's members (the record in this region's Redis united with this config), not this config's list
+  // alone; the waits under way follow them (a region removed meanwhile is no longer waited for).
+  const membership = new Membership({
+    links, subscriber, keys, region, configured: regions, ownRedisUrl: sharedUrl, log: o.log, signing: tracker.signing,
+    onChange: (members) => tracker.narrow(members),
+  });
   // Whether this region may take over the work of regions removed from the deployment (departures.ts).
   const departures = new Departures({
     db: o.db, redis, inbox: keys.inbox(region), region, membership, log: o.log,

@@ -25,7 +25,8 @@
  * (MemberRemovals.keepUnremoved).
  * Each process caches the members, re-reads them every second and on an announcement, and keeps the last
  * known members while its Redis is down (local_region writes never wait for this). The relay re-reads them
- * fresh before it confirms.
+ * fresh before it confirms. A change of the members is told to `onChange` (the tracker: the all_regions waits
+ * under way stop waiting for a removed region).
  */
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
@@ -54,6 +55,8 @@ export interface MembershipDeps {
   propagateMs?: number;
   /** Config `ackSignatures` (the tracker's): how entries are written, and the count of those read that do not verify. */
   signing?: AckSigning | null;
+  /** Told the members' regions when they change (the tracker's waits stop waiting for a removed region). */
+  onChange?: (regions: readonly string[]) => void;
 }
 
 export class Membership {
@@ -219,7 +222,10 @@ export class Membership {
         // not stop the read from taking effect: they are tried again on the next refresh.
         await this.removals.sign(departedAt, this.joined, (r) => taken.get(r) ?? this.newest.get(r)).catch((err: Error) => this.d.log.debug({ err: err.message }, 'could not sign the removal records; will retry'));
         await this.removals.keepUnremoved(taken, { newest: this.newest, known: this.known, joined: this.joined, writer: this.writer });
+        const before = this.regions();
         this.known = this.union(taken);
+        const now = this.regions();
+        if (now.length !== before.length || now.some((r, i) => r !== before[i])) this.d.onChange?.(now);
         this.departedKnown = new Map(Object.entries(known).flatMap(([r, raw]): [string, string[]][] => {
           const list = readKnown(this.d.signing, r, raw, true);
           return list ? [[r, list]] : [];

@@ -39,14 +39,25 @@ export interface WaitResult {
  * tables for sets of three names.
  */
 class Tally {
-  readonly applied: string[];
+  applied: string[];
   superseded: [string, AckWinner][] | null = null;
 
   constructor(
-    readonly need: readonly string[],
+    public need: readonly string[],
     alreadyApplied: readonly string[],
   ) {
     this.applied = alreadyApplied.filter((r, i) => need.includes(r) && alreadyApplied.indexOf(r) === i);
+  }
+
+  /**
+   * Stops needing the regions that are not among `members` (removed from the deployment while it waited: "all
+   * regions" are the members); returns whether it now holds everywhere it is needed.
+   */
+  narrow(members: readonly string[]): boolean {
+    if (this.need.every((r) => members.includes(r))) return false;
+    this.need = this.need.filter((r) => members.includes(r));
+    this.applied = this.applied.filter((r) => members.includes(r));
+    return this.held;
   }
 
   get held(): boolean {
@@ -174,6 +185,8 @@ export class Tracker implements AckWriter {
   private everyOriginOn: Promise<void> | null = null;
   /** Ack values this process found kept in an origin's Redis without a valid signature, and replaced (since start). */
   acksRepaired = 0;
+  /** The deployment's members as membership last told (narrow); null: not told, every region waited for counts. */
+  private members: readonly string[] | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -303,6 +316,7 @@ export class Tracker implements AckWriter {
     let gone = false;
     opts.abandoned?.(() => (gone = true));
     for (;;) {
+      if (this.members !== null) p.narrow(this.members);
       let over = p.held;
       try {
         over = p.take(this.acksOf(changeId, await redis.hgetall(this.keys.ack(changeId))));
@@ -312,6 +326,19 @@ export class Tracker implements AckWriter {
       const left = deadline - Date.now();
       if (over || left <= 0 || gone) return p.result();
       await new Promise((r) => setTimeout(r, Math.min(READ_EVERY_MS, left)));
+    }
+  }
+
+  /**
+   * The deployment's members changed (membership.ts): the waits under way stop waiting for a region that is no
+   * longer one (removed by `npm run members -- remove`), and those every remaining member holds are answered
+   * complete now. Without it such a wait kept waiting for the removed region to its deadline and answered 408
+   * naming it. (A region that joined is not added here: Replicator.waitForAllRegions waits for it after.)
+   */
+  narrow(members: readonly string[]): void {
+    this.members = members;
+    for (const waiting of [...this.waiters.values()]) {
+      for (const w of Array.isArray(waiting) ? [...waiting] : [waiting]) if (w.narrow(members)) this.finish(w, true);
     }
   }
 

@@ -1,8 +1,8 @@
 /**
  * Removing a region for good (docs/operations.md, "Removing a region"): stop it, roll a config without it
  * onto the others, then `npm run members -- remove <region>`. Afterwards no region waits for it or delivers
- * to it: a change it never acked completes, the origin's outbox confirms what was held for it, an
- * all_regions write no longer names it, and nothing of it is left in Redis (its inbox, and the records of
+ * to it: a change it never acked completes, an all_regions write already waiting for it completes with the
+ * regions left, the origin's outbox confirms what was held for it, an all_regions write no longer names it, and nothing of it is left in Redis (its inbox, and the records of
  * that inbox's incarnation that would mislead the relay if a region of that name were added again) but the
  * record that it was removed.
  */
@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import { createRedis } from '../../src/redis';
 import { adminHeaders, call, eventually, pendingOnlyIn, runScript, startCluster, type Cluster } from '../support/harness';
 import { REDIS_URL } from '../support/env';
+import { scrape } from '../observability/support';
 
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
 const GONE = 'asia-japan';
@@ -56,11 +57,25 @@ test('a removed region is neither waited for nor delivered to, and leaves nothin
       await cluster.proc(r).waitReady(60_000);
     }
 
+    // An all_regions write made now waits for it: the regions still count it (the membership record names it).
+    const waiting = async () => (await scrape(us)).value('replication_waiting_requests');
+    const held = call(us, 'POST', '/admin/organizations', { body: { name: 'waiting at the removal' }, headers: strict('120'), timeoutMs: 130_000 });
+    expect(await eventually(async () => (await waiting()) === 1, 20_000, 100)).toBe(true);
+
     // 3. Remove it from the membership record.
     const removed = await runScript(cluster, 'members', ['remove', GONE]);
     expect(removed.stderr).toBe('');
     expect(removed.status).toBe(0);
     expect(JSON.parse(removed.stdout)).toEqual({ region: GONE, removed: true, inboxDeleted: true, unreachable: [] });
+
+    // The write under way stops waiting for it: every remaining member holds the change, so it completes
+    // (it waited for the region to its 120 s timeout and answered 408 naming it), and its change's status
+    // does not list the removed region.
+    const heldAnswer = await held;
+    expect(heldAnswer.status).toBe(201);
+    const heldChange = (await call(us, 'GET', `/admin/replication/changes/${heldAnswer.headers.get('x-change-id')}`, { headers: adminHeaders })).body;
+    expect(heldChange).toMatchObject({ state: 'complete', pending_regions: [] });
+    expect(Object.keys(heldChange.applied_at).sort()).toEqual(['europe-belgium', 'us-iowa']);
 
     // No region counts it any longer, and the change it never got is complete.
     for (const r of REGIONS.filter((x) => x !== GONE)) {

@@ -170,6 +170,32 @@ test('an abandoned wait answers at once with what is known, and only its own wai
   expect(await reading).toEqual({ complete: false, applied: ['a'], pending: ['b'], superseded: [] });
 }, 20_000);
 
+test('a region no longer among the members (removed while a wait is under way) is no longer waited for: a wait every remaining member holds completes', async () => {
+  // Its own tracker: the members it is told apply to every later wait of it.
+  const sub = conn(true);
+  const cmd = conn();
+  await Promise.all([ready(sub), ready(cmd)]);
+  const narrowed = new Tracker(cmd, sub, keys, 'a', pino({ level: 'silent' }));
+  await narrowed.start();
+  // 'c' never acks and the deadlines are far past the test's own time limit: a wait kept for 'c' fails the test by that limit.
+  const held = narrowed.wait('n1', ['a', 'b', 'c'], ['a'], Date.now() + 3_600_000);
+  const notYet = narrowed.wait('n2', ['a', 'b', 'c'], ['a'], Date.now() + 3_600_000);
+  // Reading another origin's Redis (here its own): the members told count at its next read.
+  const reading = narrowed.waitReading(cmd, 'n3', ['a', 'b', 'c'], ['a'], Date.now() + 3_600_000);
+  await other.ack('b', ['n1', 'n3']);
+  await other.ack('c', ['n2']);
+  await new Promise((r) => setTimeout(r, 300));
+  expect(narrowed.waiting).toBe(2);
+  narrowed.narrow(['a', 'b']);
+  const done = { complete: true, applied: ['a', 'b'], pending: [], superseded: [] };
+  expect(await held).toEqual(done);
+  expect(await reading).toEqual(done);
+  // A wait a remaining member still lacks keeps waiting, for it only.
+  expect(narrowed.waiting).toBe(1);
+  await other.ack('b', ['n2']);
+  expect(await notYet).toEqual(done);
+}, 20_000);
+
 describe('applied and superseded acks', () => {
   const winner = { table: 'infisical_saml_configs', key: 'k1', version: '000000000001000.000000.europe-belgium', originRegion: 'europe-belgium' };
 
