@@ -70,6 +70,10 @@ ajv.addFormat('plain-text', (s: string) => s === '' || (!isBlankText(s) && hidde
  * pattern shows "not blank" in the OpenAPI document in a form every regular-expression dialect reads.
  */
 export const PLAIN_TEXT = { pattern: NOT_BLANK_PATTERN, format: 'plain-text' } as const;
+/** The plain-text rule as the OpenAPI descriptions of the fields that follow it say it. */
+export const PLAIN_TEXT_RULE =
+  'a visible character and no control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space; ' +
+  'the joiners U+200C and U+200D are allowed)';
 /** Printable ASCII only (a relay state): at least one character, or any number. */
 export const PRINTABLE_ASCII_PATTERN = '^[\\x20-\\x7e]+$';
 export const PRINTABLE_ASCII_OR_EMPTY_PATTERN = '^[\\x20-\\x7e]*$';

@@ -3,7 +3,7 @@
  * POST /api/v1/sso/config (docs/contracts/infisical-create-sso-config.txt). Field names are Infisical's camelCase.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { compile, Uuid } from '../http/validate';
+import { compile, PLAIN_TEXT_RULE, Uuid } from '../http/validate';
 
 export const AUTH_PROVIDERS = ['okta-saml', 'azure-saml', 'jumpcloud-saml', 'google-saml', 'keycloak-saml', 'auth0-saml'] as const;
 export type AuthProvider = (typeof AUTH_PROVIDERS)[number];
@@ -21,13 +21,7 @@ const fields = {
   // Shape only here; "absolute https URL" is checked in service.ts so the message can say why.
   entryPoint: Type.String({ minLength: 1, maxLength: 2048, description: 'The IdP URL users are sent to for SAML sign-in (https).' }),
   // Its text rule (a label's) is checked in service.ts, in this dialect's words.
-  issuer: Type.String({
-    minLength: 1,
-    maxLength: 1024,
-    description:
-      'The SAML provider issuer URL or entity ID: with a visible character and no control, line-break or invisible formatting character ' +
-      '(an ESC, a right-to-left override, a zero-width space; the joiners U+200C and U+200D are allowed).',
-  }),
+  issuer: Type.String({ minLength: 1, maxLength: 1024, description: `The SAML provider issuer URL or entity ID: with ${PLAIN_TEXT_RULE}.` }),
   cert: Type.String({ minLength: 1, maxLength: 32 * 1024, description: "The IdP's signing certificate: PEM, or bare base64 DER." }),
   enableGroupSync: Type.Boolean({ description: 'Whether to synchronize group memberships from the SAML provider.' }),
 };

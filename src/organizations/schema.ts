@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { ListFilter } from '../http/page-query';
-import { compile, PLAIN_TEXT, Uuid } from '../http/validate';
+import { compile, PLAIN_TEXT, PLAIN_TEXT_RULE, Uuid } from '../http/validate';
 
 export const CreateOrganizationBody = Type.Object(
   {
@@ -9,9 +9,7 @@ export const CreateOrganizationBody = Type.Object(
       minLength: 1,
       maxLength: 200,
       ...PLAIN_TEXT,
-      description:
-        'With a visible character and no control, line-break or invisible formatting character (an ESC, a right-to-left override, a zero-width space; ' +
-        'the joiners U+200C and U+200D are allowed).',
+      description: `With ${PLAIN_TEXT_RULE}.`,
     }),
     // null: a root, as every answer shows one (a client may send back what it read).
     parent_id: Type.Optional(Type.Union([Uuid(), Type.Null()])),

@@ -1,13 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { compile, HTTP_URL_PATTERN, PLAIN_TEXT } from '../http/validate';
+import { compile, HTTP_URL_PATTERN, PLAIN_TEXT, PLAIN_TEXT_RULE } from '../http/validate';
 
 const fields = {
   label: Type.String({
     maxLength: 256,
     format: 'plain-text',
-    description:
-      'A friendly free-form label: empty, or text with a visible character and no control, line-break or invisible formatting character ' +
-      '(an ESC, a right-to-left override, a zero-width space; the joiners U+200C and U+200D are allowed).',
+    description: `A friendly free-form label: empty, or text with ${PLAIN_TEXT_RULE}.`,
   }),
   idp_metadata_url: Type.String({
     // An IRI: a host name in any script (an IDN) is looked up as its punycode (WHATWG URL parsing).
@@ -18,9 +16,7 @@ const fields = {
   }),
   email_claims: Type.Array(Type.String({ minLength: 1, maxLength: 256, ...PLAIN_TEXT }), {
     maxItems: 3,
-    description:
-      'Names of the claims holding the user email addresses: each with a visible character and no control, line-break or invisible formatting character ' +
-      '(as label; the joiners U+200C and U+200D are allowed).',
+    description: `Names of the claims holding the user email addresses: each with ${PLAIN_TEXT_RULE}.`,
   }),
   enable_in_slashid_oidc_authz_server: Type.Boolean(),
   idp_trusted_certificates: Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), {
