@@ -11,7 +11,8 @@
  *
  * What node-saml leaves out is checked here, after it accepted the response, on the signed assertion it
  * returns: the Version, the issuer, the IdP's status, Destination (required on a signed Response) and the bearer Recipient, that
- * InResponseTo is signed, and the AuthnStatement's SessionNotOnOrAfter. node-saml's error messages never
+ * InResponseTo is signed, one Subject with one identifier, and the instants node-saml does not read against
+ * the clock (response-times.ts). node-saml's error messages never
  * reach the client: each is mapped to one of ours, which says what to fix; every signature failure gets the
  * same one, so a forger learns nothing about the other checks.
  * The certificates node-saml is given are first narrowed by a cheap look at the signatures
@@ -24,7 +25,8 @@ import { certificateLabel, readCertificate, type CertificateInfo } from '../meta
 import { attr, childElements, DS_NS, is, parseXml } from '../metadata/xml-dom';
 import type { XmlLimits } from '../metadata/xml-limits';
 import { quote, refused, type SamlRefusal } from './refusal';
-import { checkRecipient, clockHint, firstChild, iso, mapLibraryError, NOT_SIGNED, notStarted, OTHER_REQUEST, parseTime, statusRefusal, text } from './response-refusals';
+import { checkRecipient, firstChild, mapLibraryError, NOT_SIGNED, notStarted, OTHER_REQUEST, parseTime, statusRefusal, text } from './response-refusals';
+import { checkIssued, checkSessionEnd } from './response-times';
 import { signingCandidates } from './signing-candidates';
 import { SAML_NS, SAMLP_NS, serviceProvider } from './sp';
 
@@ -167,6 +169,39 @@ function checkVersion(el: Element, what: 'Response' | 'assertion'): void {
   throw refused(401, `the ${what} ${found}, not Version="2.0": this service takes SAML 2.0 only; set the IdP application to SAML 2.0 (see the SP metadata).`);
 }
 
+const IDENTIFIERS = new Set(['BaseID', 'NameID', 'EncryptedID']);
+
+/** The children of `parent` with one of `names` as their local name, in any namespace (as node-saml reads them). */
+function childrenNamed(parent: Element, names: ReadonlySet<string>): Element[] {
+  const out: Element[] = [];
+  for (let n = parent.firstChild; n !== null; n = n.nextSibling) if (n.nodeType === 1 && names.has((n as Element).localName ?? '')) out.push(n as Element);
+  return out;
+}
+
+/**
+ * The NameID of the assertion's Subject (null: none). SAML core gives an assertion at most one Subject (2.3.3)
+ * and a Subject at most one identifier, a BaseID, a NameID or an EncryptedID (2.4.1); node-saml reads the first
+ * Subject's first NameID, as this did, so a second Subject or identifier made the user a matter of which one a
+ * reader takes first. Such an assertion is refused; counted by local name, since node-saml reads by local name.
+ */
+function theNameId(signed: Element): Element | null {
+  const subjects = childrenNamed(signed, new Set(['Subject']));
+  if (subjects.length > 1) {
+    throw refused(401, `the assertion has ${subjects.length} Subject elements; SAML allows one (the user the assertion is about), so which one is the user would be a guess. Check the IdP application.`);
+  }
+  const subject = subjects[0];
+  if (subject === undefined || !is(subject, SAML_NS, 'Subject')) return null;
+  const ids = childrenNamed(subject, IDENTIFIERS);
+  if (ids.length > 1) {
+    throw refused(
+      401,
+      `the assertion's Subject has ${ids.length} identifiers (${ids.map((el) => el.localName).join(', ')}); SAML allows one (a NameID, a BaseID or an EncryptedID), ` +
+        'so which one is the user would be a guess. Check the IdP application.',
+    );
+  }
+  return firstChild(subject, SAML_NS, 'NameID');
+}
+
 /**
  * What node-saml does not check, on the signed assertion it returned (and the posted Response's envelope).
  * The fields are read from that assertion's XML rather than from node-saml's profile, where an attribute of
@@ -208,8 +243,7 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
       throw refused(401, `the response was issued by "${quote(issuer, 200)}", but this credential's IdP is "${quote(exp.idpEntityId, 200)}". Post it to the credential of that IdP.`);
     }
   }
-  const subject = firstChild(signed, SAML_NS, 'Subject');
-  const nameIdEl = subject ? firstChild(subject, SAML_NS, 'NameID') : null;
+  const nameIdEl = theNameId(signed);
   const nameId = text(nameIdEl);
   if (nameIdEl === null || nameId === null) throw refused(401, 'the assertion has no (unencrypted) NameID in its Subject.');
   // The Web Browser SSO profile (SAML 2.0 profiles, 4.1.4.2): the assertion must say the user authenticated.
@@ -228,7 +262,8 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
   const conditionsUntil = conditions ? parseTime(attr(conditions, 'NotOnOrAfter')) : null;
   const authns = childElements(signed, SAML_NS, 'AuthnStatement');
   const sessionIndex = attr(authns[0] as Element, 'SessionIndex');
-  const sessionEnd = checkSessionEnd(authns, exp);
+  checkIssued(response, signed, authns, exp.skewMs);
+  const sessionEnd = checkSessionEnd(authns, exp.skewMs);
   refuseLongSubject('NameID', nameId);
   if (sessionIndex !== null) refuseLongSubject('SessionIndex', sessionIndex);
   return {
@@ -242,27 +277,6 @@ function checkAccepted(profile: Profile, posted: PostedResponse, exp: Expectatio
     usableUntil: Math.min(confirmation.until, conditionsUntil ?? Infinity) + exp.skewMs,
     sessionEnd,
   };
-}
-
-/**
- * The AuthnStatements' SessionNotOnOrAfter (SAML core 2.7.2): when the IdP says the user's session there ends.
- * node-saml does not read it; a sign-in for a session already over (beyond the skew) is refused. Each statement
- * counts (the first alone let a second one, whose session the IdP said was over, pass). Returns the earliest
- * (null: none), since the sign-in token must not outlive it.
- */
-function checkSessionEnd(authns: readonly Element[], exp: Expectations): number | null {
-  let earliest: number | null = null;
-  for (const authn of authns) {
-    const raw = attr(authn, 'SessionNotOnOrAfter');
-    if (raw === null) continue;
-    const end = parseTime(raw);
-    if (end === null) throw refused(401, 'the AuthnStatement\'s SessionNotOnOrAfter is not a valid date; check the IdP.');
-    if (end <= Date.now() - exp.skewMs) {
-      throw refused(401, `the user's session at the IdP ended at ${iso(end)} (the AuthnStatement's SessionNotOnOrAfter); sign in again (${clockHint}).`);
-    }
-    earliest = Math.min(end, earliest ?? end);
-  }
-  return earliest;
 }
 
 /**

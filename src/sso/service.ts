@@ -25,6 +25,8 @@ import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL
 export const DEFAULT_SKEW_SECONDS = 60;
 export const SSO_TOKEN_AUDIENCE = 'saml-sso';
 export const SSO_TOKEN_LIFETIME_SECONDS = 300;
+/** The least of the IdP's session a sign-in needs: the token's exp, whole seconds down, then follows its iat. */
+const MIN_TOKEN_MS = 1000;
 
 export interface SsoDeps {
   db: Db;
@@ -150,7 +152,20 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
         `an IdP-initiated response must expire within that time (its replays are refused that long); shorten the assertion lifetime in the IdP.`,
     );
   }
-  if (!(await firstUse(deps.redis, keys, id, metadata.entity_id, assertion.assertionId, assertion.usableUntil - Date.now()))) throw replayed();
+  // The session's end on this service's clock may be up to the skew later than the IdP's (the rule that
+  // accepted the assertion): a session accepted within the skew of its end gets a token for what is left of it.
+  const sessionEnd = assertion.sessionEnd === null ? null : assertion.sessionEnd + skewMs;
+  const now = Date.now();
+  // Less than a second left: the token, in whole seconds down, would expire as it is issued (exp == iat).
+  // Refused before the assertion and the login are used up; the user's session at the IdP is over.
+  if (sessionEnd !== null && sessionEnd - now < MIN_TOKEN_MS) {
+    throw refused(
+      401,
+      `the user's session at the IdP ends at ${new Date(sessionEnd - skewMs).toISOString()} (the AuthnStatement's SessionNotOnOrAfter): less than a second is left of it, ` +
+        `with the ${skewMs / 1000} s clock skew allowed, too little for a sign-in token; sign in again at the IdP (check that the IdP's and this service's clocks are right).`,
+    );
+  }
+  if (!(await firstUse(deps.redis, keys, id, metadata.entity_id, assertion.assertionId, assertion.usableUntil - now))) throw replayed();
   let relayState = postedRelayState;
   if (assertion.inResponseTo !== null) {
     // node-saml found the request outstanding; taking it makes "answered once" atomic across responses.
@@ -169,11 +184,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     attributes: assertion.attributes,
     relay_state: relayState,
   };
-  // The session's end on this service's clock may be up to the skew later than the IdP's (the rule that
-  // accepted the assertion): a session accepted within the skew of its end gets a token for what is left of it,
-  // not one expired at issue.
-  const sessionEnd = assertion.sessionEnd === null ? null : assertion.sessionEnd + skewMs;
-  return { result, token: issueSsoToken(config.tokenSigningSecret, result, Date.now(), sessionEnd) };
+  return { result, token: issueSsoToken(config.tokenSigningSecret, result, now, sessionEnd) };
 }
 
 /**

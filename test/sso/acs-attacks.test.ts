@@ -396,6 +396,91 @@ describe('the assertion itself', () => {
     }
   });
 
+  test('an assertion with two Subjects, or a Subject with two identifiers (NameID and NameID, EncryptedID or BaseID), is refused: SAML allows one, and which is the user would be a guess', async () => {
+    // node-saml (and this service until 2026-12-07) read the first Subject's first NameID: alice signed in, and
+    // whoever read the second would have taken mallory.
+    const s = await answer(cred);
+    const edited = (edit: (xml: string) => string) => {
+      const id = newId('a');
+      const assertion = edit(assertionXml(s, id));
+      return responseXml(s, signElement(assertion, id, A));
+    };
+    const subject = /<saml:Subject>[\s\S]*<\/saml:Subject>/;
+    const twoSubjects = edited((x) => x.replace(subject, (m) => `${m}${m.replace('alice@example.com', 'mallory@example.com')}`));
+    expect(twoSubjects.match(/<saml:Subject>/g)).toHaveLength(2);
+    expect(await refusal(cred, twoSubjects)).toBe(
+      'Sign-in refused: the assertion has 2 Subject elements; SAML allows one (the user the assertion is about), so which one is the user would be a guess. Check the IdP application.',
+    );
+    const second: Record<string, [string, string]> = {
+      'NameID, NameID': ['', '<saml:NameID>mallory@example.com</saml:NameID>'],
+      'NameID, EncryptedID': ['', '<saml:EncryptedID><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"/></saml:EncryptedID>'],
+      'BaseID, NameID': ['<saml:BaseID NameQualifier="https://idp.attacks.test/saml"/>', ''],
+    };
+    for (const [listed, [before, after]] of Object.entries(second)) {
+      const xml = edited((x) => x.replace(/<saml:NameID [^>]*>[^<]*<\/saml:NameID>/, (m) => `${before}${m}${after}`));
+      expect(await refusal(cred, xml)).toBe(
+        `Sign-in refused: the assertion's Subject has 2 identifiers (${listed}); SAML allows one (a NameID, a BaseID or an EncryptedID), so which one is the user would be a guess. Check the IdP application.`,
+      );
+    }
+    // The refusals used up nothing: the IdP's genuine answer to the login signs in.
+    expect(await signsIn(cred, signedResponse(s, A))).toMatchObject({ email: 'alice@example.com', name_id: 'alice@example.com' });
+  });
+
+  test("an IssueInstant (the Response's or the assertion's) or an AuthnInstant in the future beyond the skew is refused; one missing or not a date too; within the skew signs in", async () => {
+    // node-saml checks none of them against the clock: each of these signed in until 2026-12-07.
+    const s = await answer(cred);
+    const ahead = new Date(Date.now() + 10 * 60_000).toISOString();
+    const withTimes = (assertionEdit: (xml: string) => string, responseEdit: (xml: string) => string = (x) => x) => {
+      const id = newId('a');
+      const assertion = signElement(assertionEdit(assertionXml(s, id)), id, A);
+      return responseEdit(responseXml(s, assertion));
+    };
+    const responseIssued = /(<samlp:Response [^>]*)IssueInstant="[^"]*"/;
+    const assertionIssued = /(<saml:Assertion [^>]*)IssueInstant="[^"]*"/;
+    const authnInstant = /(<saml:AuthnStatement [^>]*)AuthnInstant="[^"]*"/;
+    const clocks = "check that the IdP's and this service's clocks are right, then sign in again";
+    const cases: [string, string][] = [
+      [withTimes((x) => x, (x) => x.replace(responseIssued, `$1IssueInstant="${ahead}"`)), `the Response was issued at ${ahead} (the Response's IssueInstant), which is in the future by this service's clock, beyond the 30 s clock skew allowed; ${clocks}.`],
+      [withTimes((x) => x.replace(assertionIssued, `$1IssueInstant="${ahead}"`)), `the assertion was issued at ${ahead} (the assertion's IssueInstant), which is in the future by this service's clock, beyond the 30 s clock skew allowed; ${clocks}.`],
+      [withTimes((x) => x.replace(authnInstant, `$1AuthnInstant="${ahead}"`)), `the user authenticated at the IdP at ${ahead} (the AuthnStatement's AuthnInstant), which is in the future by this service's clock, beyond the 30 s clock skew allowed; ${clocks}.`],
+      [withTimes((x) => x, (x) => x.replace(responseIssued, '$1')), "the Response's IssueInstant is missing (SAML requires it); check the IdP."],
+      [withTimes((x) => x.replace(authnInstant, '$1')), "the AuthnStatement's AuthnInstant is missing (SAML requires it); check the IdP."],
+      [withTimes((x) => x.replace(authnInstant, '$1AuthnInstant="yesterday"')), "the AuthnStatement's AuthnInstant \"yesterday\" is not a valid date; check the IdP."],
+    ];
+    for (const [xml, message] of cases) expect(await refusal(cred, xml)).toBe(`Sign-in refused: ${message}`);
+    // A second AuthnStatement counts as the first does.
+    const secondStatement = withTimes((x) =>
+      x.replace('</saml:AuthnStatement>', `</saml:AuthnStatement><saml:AuthnStatement AuthnInstant="${ahead}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`),
+    );
+    expect(await refusal(cred, secondStatement)).toMatch(/^Sign-in refused: the user authenticated at the IdP at .* \(the AuthnStatement's AuthnInstant\), which is in the future/);
+    // 10 s ahead, within the 30 s skew (an IdP clock ahead of this one): signs in, and nothing above used up the login.
+    const soon = new Date(Date.now() + 10_000).toISOString();
+    const within = withTimes((x) => x.replace(assertionIssued, `$1IssueInstant="${soon}"`).replace(authnInstant, `$1AuthnInstant="${soon}"`), (x) => x.replace(responseIssued, `$1IssueInstant="${soon}"`));
+    expect(await signsIn(cred, within)).toMatchObject({ email: 'alice@example.com' });
+  });
+
+  test('a session at the IdP with less than a second left (with the skew) is refused, not answered with a token that expires as it is issued (exp == iat); a second left signs in', async () => {
+    const s = await answer(cred);
+    // This service's clock pinned 200 ms into a second (in-process region: Date.now is the service's), so that
+    // what is left of the session is exact. node-saml reads new Date(), the real clock, which the assertion's
+    // Conditions (5 minutes) allow either way.
+    const at = Math.floor(Date.now() / 1000) * 1000 + 200;
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(at);
+    try {
+      // SessionNotOnOrAfter 29.5 s ago: 500 ms left with the 30 s skew; the token's exp would be its iat.
+      const nearlyOver = new Date(at - 30_000 + 500);
+      expect(await refusal(cred, withSessionEnd(s, nearlyOver))).toBe(
+        `Sign-in refused: the user's session at the IdP ends at ${nearlyOver.toISOString()} (the AuthnStatement's SessionNotOnOrAfter): less than a second is left of it, ` +
+          "with the 30 s clock skew allowed, too little for a sign-in token; sign in again at the IdP (check that the IdP's and this service's clocks are right).",
+      );
+      // A second left: a token of one second, and the refusal above used up neither the login nor anything else.
+      const claims = await tokenClaims(cred, withSessionEnd(s, new Date(at - 30_000 + 1000)));
+      expect(claims).toMatchObject({ iat: Math.floor(at / 1000), exp: Math.floor(at / 1000) + 1 });
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   test('an assertion without a Subject is refused', async () => {
     const s = await answer(cred);
     const id = newId('a');
