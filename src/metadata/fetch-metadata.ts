@@ -56,6 +56,12 @@ export interface Limits {
 }
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/**
+ * The answers whose body is the document asked for: 200, and 203 (the same, passed on by a transforming
+ * proxy). Until 2026-12-07 every 2xx was read as the metadata: a 206's part of a document (no range was asked),
+ * a 202's report on work still under way, a 204's nothing (refused as "the document is empty").
+ */
+const DOCUMENT_STATUSES = new Set([200, 203]);
 
 const systemResolve: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
@@ -196,7 +202,7 @@ async function fetchHop(url: URL, addresses: LookupAddress[], limits: Limits, de
       }
       return { kind: 'redirect', location };
     }
-    if (res.statusCode < 200 || res.statusCode >= 300) {
+    if (!DOCUMENT_STATUSES.has(res.statusCode)) {
       discard(res.body);
       throw statusError(url, res.statusCode, via);
     }

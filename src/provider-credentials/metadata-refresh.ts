@@ -8,13 +8,16 @@
  * metadata, backs off, and shows up in GET /admin/metadata-refresh (metadata-refresh-admin.ts) — it is never silent. A document that
  * changes the signing certificates without a trusted signature is held, not applied (trust.ts).
  */
+import type { Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError, asAppError } from '../http/errors';
 import { isDatabaseTrouble, isTransient, pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
+import type { Redis } from '../redis';
 import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
+import { refreshClaims, type RefreshClaims } from './refresh-claims';
 import { inTurns, refreshConcurrency } from './refresh-turns';
 import { putMetadata } from './service';
 import { credentialsTable, currentMetadata, metadataTable, ORG_DELETED_SQLSTATE, organizationLiveCheck, recordRefresh, refreshedHere, refreshScope } from './store';
@@ -23,8 +26,10 @@ import { decideRefresh, firstUse, isCurrentMetadata, pinsFor, trustIdFor, type M
 export interface RefreshDeps {
   db: Db;
   repl: Replicator;
-  config: MetadataConfig;
+  config: MetadataConfig & Pick<Config, 'redisKeyPrefix'>;
   log: Logger;
+  /** The region's Redis, shared by its processes: where they claim a credential before refreshing it (refresh-claims.ts). */
+  redis: Redis;
 }
 
 interface Due {
@@ -34,6 +39,8 @@ interface Due {
   idp_trust: unknown;
   /** The stored document, when it is the credential's (isCurrentMetadata). */
   metadata: StoredMetadata | null;
+  /** When its refresh was last tried (its schedule's), as read with it. */
+  last_attempt_at: Date | null;
 }
 
 const MAX_BACKOFF_MS = 3600_000;
@@ -56,9 +63,10 @@ const SWEEP_START = '00000000-0000-0000-0000-000000000000';
 
 /** A credential to refresh, with its stored document when that is the credential's current one. */
 const DUE_SELECT = `SELECT c.id::text, c.org_id::text, c.idp_metadata_url, c.idp_trust,
-    CASE WHEN ${currentMetadata('m', 'c')} THEN m.metadata END AS metadata
+    CASE WHEN ${currentMetadata('m', 'c')} THEN m.metadata END AS metadata, s.last_attempt_at
   FROM saml_provider_credentials c
-  LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL`;
+  LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL
+  LEFT JOIN metadata_refresh_state s ON s.credential_id = c.id`;
 
 /** Schedules boundSchedules moves per statement. */
 const BOUND_PAGE = 1000;
@@ -81,7 +89,11 @@ export class MetadataRefresher {
   /** Where the next sweep page starts (credential ids in order; wraps to the start). */
   private sweepCursor = SWEEP_START;
 
-  constructor(private readonly d: RefreshDeps) {}
+  private readonly claims: RefreshClaims;
+
+  constructor(private readonly d: RefreshDeps) {
+    this.claims = refreshClaims(d.redis, d.config.redisKeyPrefix);
+  }
 
   start(): void {
     const periodMs = (this.d.config.metadataRefreshIntervalSeconds ?? 86_400) * 1000;
@@ -107,9 +119,11 @@ export class MetadataRefresher {
     const until = Date.now() + budgetMs;
     let total = 0;
     for (;;) {
-      const { looked, busy } = await this.batch(limit, SWEEP_PAGE);
+      const { looked, busy, claimedElsewhere } = await this.batch(limit, SWEEP_PAGE);
       total += looked;
-      if (looked < limit || busy || this.stopped || Date.now() >= until) return total;
+      // Credentials another process of the region is refreshing stay at the head of the schedule until it is
+      // done: another batch now would meet them again.
+      if (looked < limit || busy || claimedElsewhere || this.stopped || Date.now() >= until) return total;
     }
   }
 
@@ -175,12 +189,16 @@ export class MetadataRefresher {
     return (await this.batch(limit, sweepPage)).looked;
   }
 
-  /** runOnce, and whether a fetch slot was busy (the tick goes no further then). */
-  private async batch(limit: number, sweepPage: number): Promise<{ looked: number; busy: boolean }> {
+  /**
+   * runOnce, whether a fetch slot was busy, and whether another process of the region held the claim of one of
+   * the credentials (either way the tick goes no further).
+   */
+  private async batch(limit: number, sweepPage: number): Promise<{ looked: number; busy: boolean; claimedElsewhere: boolean }> {
     const { db, repl } = this.d;
     // Which credentials are this region's to refresh: its home ones, and those it adopts now.
     const scope = refreshScope(repl.region, await repl.departures());
     let busy = false;
+    let claimedElsewhere = false;
     if (this.found.size < limit) await this.sweep(scope, sweepPage);
     const scheduled = await this.dueBySchedule(scope, limit);
     // Found ones first, but those due by schedule (failures backing off among them) keep half the slots.
@@ -205,6 +223,19 @@ export class MetadataRefresher {
     // Once a fetch slot was refused, the rest of the batch waits for a later tick (as one at a time did).
     await inTurns(due, concurrency, (c) => c.org_id, async (c) => {
       const wasFound = this.found.delete(c.id);
+      // Another process of the region is refreshing it: that one records the outcome (a found one that is still
+      // stale afterwards is found again).
+      const release = await this.claims.take(c.id);
+      if (release === null) {
+        claimedElsewhere = true;
+        return;
+      }
+      // Or it did, between this batch's read and the claim: its outcome is recorded, nothing is due.
+      if (await this.attemptedSince(c)) {
+        claimedElsewhere = true;
+        await release();
+        return;
+      }
       try {
         await this.refreshOne(c);
       } catch (err) {
@@ -218,9 +249,11 @@ export class MetadataRefresher {
         await this.recordFailure(c, err).catch((e: Error) =>
           this.d.log.error({ credentialId: c.id, err: e.message }, 'could not record a failed IdP metadata refresh'),
         );
+      } finally {
+        await release();
       }
     }, () => busy);
-    return { looked: due.length, busy };
+    return { looked: due.length, busy, claimedElsewhere };
   }
 
   /**
@@ -297,6 +330,16 @@ export class MetadataRefresher {
     // A short page was the table's end: the next tick starts over (a table of one page is swept whole every tick).
     this.sweepCursor = r?.last && r.n >= page ? r.last : SWEEP_START;
     for (const id of r?.found ?? []) this.found.add(id);
+  }
+
+  /** Whether a refresh of `c` was tried (here or by another process of the region) since the batch read it. */
+  private async attemptedSince(c: Due): Promise<boolean> {
+    const rows = await this.d.db.$queryRawUnsafe<{ last_attempt_at: Date | null }[]>(
+      'SELECT last_attempt_at FROM metadata_refresh_state WHERE credential_id = $1::uuid',
+      c.id,
+    );
+    const now = rows[0]?.last_attempt_at ?? null;
+    return now !== null && (c.last_attempt_at === null || now.getTime() > c.last_attempt_at.getTime());
   }
 
   private async recordFailure(c: Due, err: unknown): Promise<void> {

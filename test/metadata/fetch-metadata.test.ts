@@ -344,6 +344,16 @@ describe('limits and failures', () => {
     expect(err.message).toMatch(/HTTP 404/);
   });
 
+  it('reads the document of a 200 or a 203 only: a 202, a 206 (no range was asked) or a 204 is an http_status refusal', async () => {
+    for (const code of [200, 203]) {
+      expect((await fetchMetadata(`${main.origin}/status?code=${code}`, allowMain())).body).toBe(OKTA_XML);
+    }
+    for (const code of [201, 202, 204, 206, 226]) {
+      const err = await refusal(`${main.origin}/status?code=${code}`, allowMain());
+      expect({ code: err.code, message: err.message }).toEqual({ code: 'http_status', message: expect.stringContaining(`answered HTTP ${code}; expected 200 with the metadata XML`) });
+    }
+  });
+
   it('reports a refused connection as unreachable', async () => {
     const closed = required(await startHttpServer('127.0.0.1'), 'closed-port');
     await closed.close();

@@ -54,7 +54,7 @@ const makeDue = (id: string) => r.region.db.$executeRawUnsafe("UPDATE metadata_r
 /** A refresher of its own whose region may fetch one document at a time, and that slot taken until `release`. */
 function busyRefresher(): { own: MetadataRefresher; release: () => void; held: Promise<void> } {
   const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 1, waitMs: 0 } };
-  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, redis: r.region.replication.redis, config, log: createLogger({ level: 'silent' }) });
   let release = () => undefined as void;
   const held = fetchLimiterFor(config).run('someone-else', () => new Promise<void>((res) => (release = res)));
   return { own, release: () => release(), held };
@@ -250,7 +250,7 @@ test('a region with few fetch slots refreshes no more at once than a quarter of 
   // Two slots: one refresh at a time (four at once took both slots and were refused the rest as busy, and
   // the tick stopped after two).
   const config = { ...r.deployment.configFor('us-iowa'), metadataFetchConcurrency: { perOrg: 4, perRegion: 2, waitMs: 0 } };
-  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, redis: r.region.replication.redis, config, log: createLogger({ level: 'silent' }) });
   await own.runTick(60_000);
   expect((await attempted()).sort()).toEqual([...ids].sort());
 }, 60_000);
@@ -258,7 +258,7 @@ test('a region with few fetch slots refreshes no more at once than a quarter of 
 test('a refresher started with a shorter interval brings the schedules set under a longer one within it, spread over it', async () => {
   await threeCredentials(); // due in a day
   const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 60 };
-  const shorter = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: r.region.log });
+  const shorter = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, redis: r.region.replication.redis, config, log: r.region.log });
   shorter.start();
   try {
     // Before: still a day away (a lowered interval took effect only after the old one ran out).
@@ -282,7 +282,7 @@ test('bringing the schedules within a shorter interval goes a page at a time and
   await holder.query('BEGIN');
   const [held] = (await holder.query<{ id: string }>('SELECT credential_id::text AS id FROM metadata_refresh_state ORDER BY credential_id LIMIT 1 FOR UPDATE')).rows;
   const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 60 };
-  const shorter = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: r.region.log });
+  const shorter = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, redis: r.region.replication.redis, config, log: r.region.log });
   try {
     shorter.start();
     const late = async () => (await r.region.db.$queryRawUnsafe<{ id: string }[]>("SELECT credential_id::text AS id FROM metadata_refresh_state WHERE next_at > now() + interval '60 seconds'")).map((x) => x.id);
@@ -373,7 +373,7 @@ test('the back-off of a failing refresh is capped by the refresh interval: a reg
   const [x] = (await threeCredentials()) as [string, string, string];
   await failedThrice(x, 'capped.xml');
   const config = { ...r.deployment.configFor('us-iowa'), metadataRefreshIntervalSeconds: 120 };
-  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config, log: createLogger({ level: 'silent' }) });
+  const own = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, redis: r.region.replication.redis, config, log: createLogger({ level: 'silent' }) });
   expect(await own.runOnce(5, 100)).toBe(1);
   const [after] = await r.region.db.$queryRawUnsafe<{ failures: number; wait: number }[]>(
     'SELECT consecutive_failures AS failures, EXTRACT(EPOCH FROM next_at - now())::float8 AS wait FROM metadata_refresh_state WHERE credential_id = $1::uuid', x,

@@ -64,7 +64,7 @@ function doc(certs: Signer[], by: Signer | null): string {
 }
 
 const refresherOf = (r: RunningRegion) =>
-  new MetadataRefresher({ db: r.db, repl: r.replication.repl, config: deployment.configFor(HOME), log: createLogger({ level: 'silent' }) });
+  new MetadataRefresher({ db: r.db, repl: r.replication.repl, redis: r.replication.redis, config: deployment.configFor(HOME), log: createLogger({ level: 'silent' }) });
 
 const metadataRow = async (r: RunningRegion, id: string) => r.db.samlCredentialMetadata.findUnique({ where: { credentialId: id } });
 const credentialUrl = async (r: RunningRegion, id: string) => (await r.db.samlProviderCredential.findUnique({ where: { id } }))?.idpMetadataUrl;

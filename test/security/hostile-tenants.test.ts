@@ -152,7 +152,7 @@ describe('the metadata refresher isolates each credential', () => {
     await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 hour' WHERE credential_id = $1::uuid`, ids[0]);
     await r.region.db.$executeRawUnsafe(`UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = ANY($1::uuid[])`, ids.slice(1));
 
-    const refresher = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, config: r.deployment.configFor('us-iowa'), log: r.region.log });
+    const refresher = new MetadataRefresher({ db: r.region.db, repl: r.region.replication.repl, redis: r.region.replication.redis, config: r.deployment.configFor('us-iowa'), log: r.region.log });
     expect(await refresher.runOnce()).toBeGreaterThanOrEqual(3);
     expect(refresher.failed).toBe(1);
 

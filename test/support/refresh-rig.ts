@@ -35,7 +35,7 @@ export function useRefreshRig(label: string, extra: Partial<ConfigFile> = {}): R
     const features = FEATURES.map((f) => (f === providerCredentialsFeature ? withoutStart(f) : f));
     rig.r = await startInProcess(label, ['us-iowa'], { metadataAllowedHosts: [rig.idp.hostPort], ...extra }, 'us-iowa', { features });
     rig.org = await createOrg(rig.r.url, label);
-    rig.refresher = new MetadataRefresher({ db: rig.r.region.db, repl: rig.r.region.replication.repl, config: rig.r.deployment.configFor('us-iowa'), log: rig.r.region.log });
+    rig.refresher = new MetadataRefresher({ db: rig.r.region.db, repl: rig.r.region.replication.repl, redis: rig.r.region.replication.redis, config: rig.r.deployment.configFor('us-iowa'), log: rig.r.region.log });
   });
   afterAll(async () => {
     await rig.r?.stop();

@@ -47,6 +47,13 @@ export function metadataRoutes(req: http.IncomingMessage, res: http.ServerRespon
       res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' });
       res.end(OKTA_XML);
       return;
+    case '/status': {
+      // /status?code=…: the metadata under that status (none under 204 and 205, which carry no body)
+      const code = Number(url.searchParams.get('code') ?? '200');
+      res.writeHead(code, { 'content-type': 'application/samlmetadata+xml' });
+      res.end(code === 204 || code === 205 ? undefined : OKTA_XML);
+      return;
+    }
     case '/html':
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end(fixture('html-error-page.xml'));
