@@ -90,6 +90,9 @@ export const CONSOLE_JS = String.raw`(function () {
   var API_TIMEOUT_MS = 10000;
   var timer = null;
   var followed = null;
+  // Bumped at each login and each logout: an answer to a request of an earlier one is dropped. Handled, a
+  // mistyped token's late 401 sent the operator back to the login, the right token just entered wiped.
+  var session = 0;
   var byId = function (id) { return document.getElementById(id); };
 
   function el(tag, attrs, children) {
@@ -110,6 +113,15 @@ export const CONSOLE_JS = String.raw`(function () {
     if (rep.parked_for_upgrade > 0) cell.title = rep.parked_for_upgrade + ' of the parked held until this region is upgraded (expected during a rolling upgrade)';
     return cell;
   }
+  // A figure the serving region could not read (the region's consumer group is not there yet, or the Redis
+  // holding it did not answer) is null: shown as ?, and both unread as no figure at all (it read "null / null").
+  function backlogCell(b, state) {
+    if (!b || (b.undelivered === null && b.pending_acks === null)) return td(null, 'num');
+    var shown = function (n) { return n === null ? '?' : String(n); };
+    var cell = td((b.undelivered_is_bound ? '\u2264 ' : '') + shown(b.undelivered) + ' / ' + shown(b.pending_acks), state === 'lagging' || state === 'down' ? 'num warn' : 'num');
+    if (b.undelivered === null || b.pending_acks === null) cell.title = '?: not counted (the Redis holding this region\'s inbox did not tell)';
+    return cell;
+  }
   function td(text, cls) { return el('td', { text: text === null || text === undefined ? '—' : String(text), class: cls || '' }); }
   function ms(v) {
     if (v === null || v === undefined) return '—';
@@ -118,6 +130,18 @@ export const CONSOLE_JS = String.raw`(function () {
     return Math.round(v / 60000) + ' min';
   }
   function token() { return sessionStorage.getItem(KEY); }
+  // What fetch would refuse to send (a character beyond Latin-1, such as a zero-width space pasted with the
+  // token, or a control character), named; null when the token can be sent. Sent anyway, every request failed
+  // before leaving the page, which then said the region did not answer, every 3 s.
+  function unsendable(value) {
+    try {
+      new Headers({ Authorization: 'Bearer ' + value });
+      return null;
+    } catch (e) {
+      var bad = Array.from(value).find(function (c) { var n = c.codePointAt(0); return n > 0xff || n < 0x20 || n === 0x7f; });
+      return bad ? 'U+' + bad.codePointAt(0).toString(16).toUpperCase().padStart(4, '0') : 'a character';
+    }
+  }
   function api(path) {
     // Bounded: a region that hangs (stopped, its connection open) would otherwise leave the page on its
     // last figures without a word.
@@ -125,6 +149,7 @@ export const CONSOLE_JS = String.raw`(function () {
   }
 
   function showLogin(message) {
+    session++;
     clearTimeout(timer);
     sessionStorage.removeItem(KEY);
     byId('console').hidden = true;
@@ -158,7 +183,7 @@ export const CONSOLE_JS = String.raw`(function () {
         td(r.up ? ms(r.response_ms) : null, 'num'),
         td(r.redis, r.redis && r.redis !== 'ready' ? 'bad' : ''),
         td(rep ? rep.outbox_unpublished + ' / ' + rep.outbox_unconfirmed : null, rep && rep.outbox_unpublished > 0 ? 'num warn' : 'num'),
-        td(r.backlog ? (r.backlog.undelivered_is_bound ? '\u2264 ' : '') + r.backlog.undelivered + ' / ' + r.backlog.pending_acks : null, state === 'lagging' || state === 'down' && r.backlog ? 'num warn' : 'num'),
+        backlogCell(r.backlog, state),
         refusedCell(rep),
         td(rep ? rep.dead_letters : null, rep && rep.dead_letters > 0 ? 'num bad' : 'num'),
         td(rep ? rep.waiting_requests : null, 'num'),
@@ -198,9 +223,14 @@ export const CONSOLE_JS = String.raw`(function () {
     var list = byId('refresh-failures');
     list.replaceChildren();
     d.regions.forEach(function (r) {
-      (r.metadata_refresh ? r.metadata_refresh.failures : []).forEach(function (f) {
+      var m = r.metadata_refresh;
+      if (!m) return;
+      m.failures.forEach(function (f) {
         list.appendChild(el('li', { text: r.id + ': ' + f.idp_metadata_url + ' — ' + f.consecutive_failures + ' failures, last: ' + (f.last_error || '?') }));
       });
+      // Only the first few are sent: say how many more there are, and where they are listed.
+      var more = m.failing - m.failures.length;
+      if (more > 0) list.appendChild(el('li', { text: r.id + ': ' + more + ' more failing (GET /admin/metadata-refresh on ' + r.id + ' lists them)', 'data-more': String(more), class: 'bad' }));
     });
     if (!list.children.length) list.appendChild(el('li', { text: 'none', class: 'ok' }));
   }
@@ -230,8 +260,11 @@ export const CONSOLE_JS = String.raw`(function () {
   function refreshChange() {
     if (!followed) return Promise.resolve();
     var id = followed;
+    var mine = session;
+    // The browser resolves a path segment . or .. (however escaped): /changes/.. would ask /admin/replication.
+    if (id === '.' || id === '..') return Promise.resolve(renderChange(null, 'Change ' + id + ' not found: a change id is the X-Change-Id of a write.'));
     return api('/admin/replication/changes/' + encodeURIComponent(id)).then(function (res) {
-      if (id !== followed) return;
+      if (id !== followed || mine !== session) return;
       if (res.status === 401) return showLogin('The admin token was refused.');
       return res.json().then(function (body) {
         if (res.ok) renderChange(body);
@@ -242,10 +275,14 @@ export const CONSOLE_JS = String.raw`(function () {
 
   function poll() {
     clearTimeout(timer);
+    var mine = session;
+    var current = function () { return mine === session; };
     api('/admin/deployment').then(function (res) {
+      if (!current()) return;
       if (res.status === 401) return showLogin('The admin token was refused.');
       if (!res.ok) throw new Error('HTTP ' + res.status);
       return res.json().then(function (d) {
+        if (!current()) return;
         byId('meta').textContent = 'served by ' + d.region + ' · updated ' + new Date(d.generated_at).toLocaleTimeString();
         byId('meta').className = '';
         byId('console').classList.remove('stale');
@@ -255,15 +292,17 @@ export const CONSOLE_JS = String.raw`(function () {
         return refreshChange();
       });
     }).catch(function (err) {
+      if (!current()) return;
       byId('meta').textContent = 'this region did not answer (' + err.message + '); retrying; the figures below are from its last answer';
       byId('meta').className = 'bad';
       byId('console').classList.add('stale');
     }).then(function () {
-      if (token()) timer = setTimeout(poll, REFRESH_MS);
+      if (current() && token()) timer = setTimeout(poll, REFRESH_MS);
     });
   }
 
   function start() {
+    session++;
     byId('login').hidden = true;
     byId('console').hidden = false;
     byId('forget').hidden = false;
@@ -276,15 +315,20 @@ export const CONSOLE_JS = String.raw`(function () {
       var value = byId('token').value.trim();
       byId('token').value = '';
       if (!value) return;
+      var bad = unsendable(value);
+      if (bad) return showLogin('This token holds ' + bad + ', which no HTTP header can carry (pasted with it?): it is not an admin token.');
       sessionStorage.setItem(KEY, value);
       start();
     });
     byId('forget').addEventListener('click', function () { showLogin(''); });
     byId('follow').addEventListener('submit', function (e) {
       e.preventDefault();
-      followed = byId('change-id').value.trim() || null;
+      var id = followed = byId('change-id').value.trim() || null;
       byId('change').replaceChildren();
-      refreshChange();
+      // The next refresh asks again; until then, say why nothing shows.
+      refreshChange().catch(function (err) {
+        if (id === followed) renderChange(null, 'this region did not answer (' + err.message + ')');
+      });
     });
     if (token()) start(); else showLogin('');
   });

@@ -1,0 +1,156 @@
+/**
+ * The console's page in Chromium where an operator trips: a pasted token no HTTP header can carry, a login
+ * while an answer to the previous token is still on its way, a region whose backlog could not be counted,
+ * more failing metadata refreshes than the answer lists, and a change id the browser resolves as a path.
+ * us-iowa runs in this process (real HTTP, Postgres, Redis); europe-belgium is configured but never started.
+ */
+import type { Browser, Page } from 'playwright-core';
+import type { DeploymentStatus } from '../../src/console/schema';
+import { startRegion, type RunningRegion } from '../../src/region';
+import { launchChromium } from '../support/chromium';
+import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
+import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+
+let idp: IdpServer;
+let deployment: TestDeployment;
+let region: RunningRegion;
+let base: string;
+let browser: Browser;
+beforeAll(async () => {
+  idp = await startIdpServer();
+  deployment = await createDeployment('console-edges', ['us-iowa', 'europe-belgium'], { metadataAllowedHosts: [idp.hostPort] }, {}, { absentDatabases: ['europe-belgium'] });
+  const config = deployment.configFor('us-iowa');
+  [region, browser] = await Promise.all([startRegion(config, { drainTimeoutMs: 5000 }), launchChromium()]);
+  base = `http://127.0.0.1:${config.region.port}`;
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await region?.stop();
+  await deployment?.cleanup();
+  await idp?.close();
+});
+
+interface Opened {
+  page: Page;
+  errors: string[];
+  /** Paths of the page's requests, in the order it made them. */
+  asked: string[];
+}
+
+async function open(): Promise<Opened> {
+  const page = await browser.newPage({ viewport: { width: 1180, height: 640 } });
+  const errors: string[] = [];
+  const asked: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('request', (r) => asked.push(new URL(r.url()).pathname));
+  await page.goto(`${base}/admin/console`);
+  return { page, errors, asked };
+}
+
+async function logIn(page: Page, token: string): Promise<void> {
+  await page.fill('#token', token);
+  await page.click('#login button[type=submit]');
+}
+
+async function openLoggedIn(): Promise<Opened> {
+  const o = await open();
+  await logIn(o.page, ADMIN_TOKEN);
+  await o.page.waitForSelector('#regions tr[data-region="us-iowa"][data-state="up"]', { timeout: 20_000 });
+  return o;
+}
+
+/** Everything the page did with answers it had before this point (a request of its own, answered after them). */
+const settled = (page: Page) => page.evaluate(() => fetch('/healthz').then((r) => r.text()));
+
+test('a pasted token holding a character no HTTP header carries is refused at the login, the character named, not sent as if the region did not answer', async () => {
+  const { page, errors, asked } = await open();
+  // A zero-width space, as a chat or a document pastes it with the token (the field shows dots only).
+  await logIn(page, `${ADMIN_TOKEN}\u200b`);
+  await page.waitForSelector('#login-error:has-text("U+200B")', { timeout: 5000 });
+  expect(await page.isVisible('#login')).toBe(true);
+  expect(await page.isHidden('#console')).toBe(true);
+  expect(await page.evaluate('sessionStorage.length')).toBe(0);
+  await settled(page);
+  expect(asked).not.toContain('/admin/deployment');
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test("an answer to the token just forgotten is dropped: a mistyped token's late 401 does not log out the right one", async () => {
+  const { page, errors } = await open();
+  // The first /admin/deployment (the mistyped token's) is answered by the region at once, and its answer held
+  // from the page until the right token is in, as a busy region would hold it.
+  let release: () => Promise<void> = async () => undefined;
+  const first = new Promise<number>((resolve) => {
+    let seen = 0;
+    void page.route('**/admin/deployment', async (route) => {
+      if (seen++ > 0) return route.continue();
+      const response = await route.fetch();
+      release = () => route.fulfill({ response });
+      resolve(response.status());
+    });
+  });
+  await logIn(page, 'mistyped-admin-token-0123456789');
+  expect(await first).toBe(401);
+  await page.click('#forget');
+  await logIn(page, ADMIN_TOKEN);
+  await page.waitForSelector('#regions tr[data-region="us-iowa"][data-state="up"]', { timeout: 20_000 });
+
+  await release();
+  await settled(page);
+  expect(await page.textContent('#login-error')).toBe('');
+  expect(await page.isHidden('#login')).toBe(true);
+  expect(await page.evaluate('sessionStorage.getItem("saml-console-admin-token")')).toBe(ADMIN_TOKEN);
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test('a region whose backlog the serving region could not count shows no figure, not "null / null"', async () => {
+  // europe-belgium never started: its consumer group does not exist, so neither figure is known.
+  const d = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body;
+  expect(d.regions.find((r) => r.id === 'europe-belgium')?.backlog).toEqual({ undelivered: null, pending_acks: null });
+  const { page, errors } = await openLoggedIn();
+  const row = '#regions tr[data-region="europe-belgium"]';
+  await page.waitForSelector(`${row}[data-state="down"]`);
+  // Region, then State, Answer, Redis, Outbox, Backlog.
+  expect(await page.textContent(`${row} td:nth-of-type(5)`)).toBe('—');
+  expect(await page.textContent(row)).not.toContain('null');
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test('more failing metadata refreshes than the answer lists: the list says how many more, and where they are', async () => {
+  const org = await createOrg(base, 'refreshing');
+  const ids: string[] = [];
+  for (let i = 0; i < 7; i++) {
+    const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', {
+      body: { idp_metadata_url: idp.url('keycloak.xml'), label: `c${i}` },
+      headers: slashidHeaders(org),
+    });
+    expect(res.status).toBe(201);
+    ids.push(res.body.result.id as string);
+  }
+  await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 3, last_error = 'unreachable' WHERE credential_id = ANY($1::uuid[])", ids);
+  const { page, errors } = await openLoggedIn();
+  await page.waitForSelector('#refresh-failures li[data-more]', { timeout: 10_000 });
+  // Five listed (what /admin/deployment carries), and the other two counted.
+  const items = await page.$$eval('#refresh-failures li', (lis) => lis.map((li) => li.textContent ?? ''));
+  expect(items.filter((t) => t.includes(idp.url('keycloak.xml')))).toHaveLength(5);
+  expect(items[5]).toBe('us-iowa: 2 more failing (GET /admin/metadata-refresh on us-iowa lists them)');
+  expect(await page.textContent('#regions tr[data-region="us-iowa"] td:nth-of-type(9)')).toBe('7');
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test('following the change id ".." says it is not found rather than reading /admin/replication as a change', async () => {
+  const { page, errors, asked } = await openLoggedIn();
+  await page.fill('#change-id', '..');
+  await page.click('#follow button[type=submit]');
+  await page.waitForSelector('#change p.bad:has-text("not found")', { timeout: 10_000 });
+  expect(await page.$('[data-change-state]')).toBeNull();
+  await settled(page);
+  expect(asked).not.toContain('/admin/replication/');
+  expect(errors).toEqual([]);
+  await page.close();
+});
