@@ -9,6 +9,7 @@ export type MetadataErrorCode =
   | 'scheme_not_allowed'
   | 'blocked_address'
   | 'unreachable'
+  | 'dns_not_answering'
   | 'tls_error'
   | 'timeout'
   | 'too_large'

@@ -2,7 +2,8 @@
  * Server-side fetch of a user-supplied IdP metadata URL that cannot be turned against our own
  * network (SSRF). For every hop, redirects included:
  *   1. only http(s) URLs without credentials;
- *   2. the host is resolved once and every address is checked against the address policy
+ *   2. the host is resolved once (through lookup-gate.ts, which bounds lookups that do not answer) and every
+ *      address is checked against the address policy
  *      (skipped for hosts an operator allow-listed);
  *   3. plain http only for allow-listed hosts;
  *   4. the connection is pinned to the checked addresses through an undici Agent whose `lookup` answers
@@ -12,7 +13,6 @@
  * Time (connect and total) and size are bounded, and each limit has its own error.
  * Steps 1–3 are hop-check.ts's; reading and decoding the body is read-body.ts's.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import type { Agent } from 'undici';
@@ -21,6 +21,7 @@ import { excerpt, MetadataError } from './errors';
 import { decodeContentEncoding } from './content-encoding';
 import { Deadline, describeFailure } from './fetch-errors';
 import { allowListEligible, bareHost, checkHop, parseTargetUrl, viaText, type Hop } from './hop-check';
+import { sharedLookupGate } from './lookup-gate';
 import { decodeBody, readLimited, tooLarge } from './read-body';
 
 export interface FetchOptions {
@@ -45,8 +46,11 @@ export interface FetchResult {
   contentType: string | null;
 }
 
-/** Resolves a host name to all its addresses; replaceable so tests need no real DNS. */
-export type ResolveHost = (hostname: string) => Promise<LookupAddress[]>;
+/**
+ * Resolves a host name to all its addresses; replaceable so tests need no real DNS. `signal`: the fetch gave
+ * up (a resolver that waits before it looks up stops waiting; a lookup under way cannot be stopped).
+ */
+export type ResolveHost = (hostname: string, signal?: AbortSignal) => Promise<LookupAddress[]>;
 
 export interface Limits {
   timeoutMs: number;
@@ -62,8 +66,6 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
  * a 202's report on work still under way, a 204's nothing (refused as "the document is empty").
  */
 const DOCUMENT_STATUSES = new Set([200, 203]);
-
-const systemResolve: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
 
 function limitsFrom(opts: FetchOptions): Limits {
   return {
@@ -251,6 +253,7 @@ export async function fetchMetadataWithResolver(
   }
 }
 
+/** Host names are looked up through the process's lookup gate (lookup-gate.ts), which bounds lookups that do not answer. */
 export async function fetchMetadata(url: string, opts: FetchOptions): Promise<FetchResult> {
-  return fetchMetadataWithResolver(url, opts, systemResolve);
+  return fetchMetadataWithResolver(url, opts, (hostname, signal) => sharedLookupGate().lookup(hostname, signal));
 }

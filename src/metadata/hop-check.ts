@@ -71,9 +71,10 @@ async function resolveAddresses(hop: Hop, listed: boolean, resolveHost: ResolveH
   if (family !== 0) return [{ address: host, family }];
   let addresses: LookupAddress[];
   try {
-    addresses = await deadline.race(resolveHost(host));
+    addresses = await deadline.race(resolveHost(host, deadline.signal));
   } catch (err) {
     if (deadline.expired) throw deadline.error(url);
+    if (err instanceof MetadataError) throw err; // the lookup gate's refusal (lookup-gate.ts) says it all
     // Not `instanceof Error`: Node's resolver errors can come from another realm (jest's), and were then taken
     // for no code at all (helper-131).
     const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'lookup failed';

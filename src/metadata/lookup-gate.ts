@@ -1,0 +1,164 @@
+/**
+ * The host-name lookups of metadata fetches, bounded per process. dns.lookup is getaddrinfo on libuv's thread
+ * pool, and a lookup cannot be cancelled: when a fetch's time runs out it gives up, but its lookup keeps its
+ * thread until the system resolver gives up too (glibc: 5 s per try and server, or longer). libuv runs
+ * getaddrinfo on at most half the pool's threads (2 of the default 4); every further lookup of the process —
+ * other tenants' IdPs, the database's and Redis' host names on a reconnect — waits behind the ones running.
+ * Any organization chooses the host names fetched, so host names whose DNS never answers could hold those
+ * threads indefinitely, one fetch after another.
+ *
+ * So at most `lanes` lookups run at once (lookupLanes: one thread of libuv's lookup share is always left for
+ * the rest of the process, and the pool's other half for fs, crypto and zlib). A lookup that has not answered
+ * within `stallMs` is "not answering". A fetch that needs a lookup while every lane is held by ones not
+ * answering is refused at once (dns_not_answering), rather than queued behind them; while some lane-holder is
+ * still young it waits for a lane (healthy lookups take milliseconds), within its own deadline. A lookup of a
+ * name already being looked up shares that lookup (a refresh of many credentials of one IdP holds one thread),
+ * unless it is not answering: then the fetch is refused at once, naming the host.
+ */
+import { lookup as dnsLookup } from 'node:dns/promises';
+import type { LookupAddress } from 'node:dns';
+import { MetadataError } from './errors';
+import type { ResolveHost } from './fetch-metadata';
+
+/** How long a lookup may go unanswered before it counts as not answering (DNS answers in well under a second). */
+export const STALL_MS = 2000;
+const DEFAULT_POOL_SIZE = 4;
+
+/**
+ * The lanes for this process: libuv's share of the pool for lookups, (size + 1) / 2 threads, less one. The
+ * service does not set UV_THREADPOOL_SIZE, so by default 4 threads, 2 of them for lookups, 1 lane. An operator
+ * who raises UV_THREADPOOL_SIZE gets more (8 threads: 3 lanes).
+ */
+export function lookupLanes(env: NodeJS.ProcessEnv = process.env): number {
+  const size = Number(env.UV_THREADPOOL_SIZE);
+  const pool = Number.isInteger(size) && size >= 1 ? Math.min(size, 1024) : DEFAULT_POOL_SIZE;
+  return Math.max(1, Math.floor((pool + 1) / 2) - 1);
+}
+
+interface Running {
+  promise: Promise<LookupAddress[]>;
+  startedAt: number;
+  answering: boolean;
+}
+
+export interface LookupGateOptions {
+  lanes?: number;
+  stallMs?: number;
+}
+
+export class LookupGate {
+  private readonly running = new Map<string, Running>();
+  /** Fetches waiting for a lane, woken when a lookup ends or stops answering. */
+  private readonly waiting = new Set<() => void>();
+  readonly lanes: number;
+  readonly stallMs: number;
+
+  constructor(private readonly resolve: ResolveHost, opts: LookupGateOptions = {}) {
+    this.lanes = opts.lanes ?? lookupLanes();
+    this.stallMs = opts.stallMs ?? STALL_MS;
+  }
+
+  /** Lookups running now (fetches that gave up included), and how many of them are not answering. */
+  get stats(): { running: number; notAnswering: number } {
+    let notAnswering = 0;
+    for (const r of this.running.values()) if (!r.answering) notAnswering += 1;
+    return { running: this.running.size, notAnswering };
+  }
+
+  /** `signal`: the fetch gave up; a wait for a lane ends and no lookup is started for it. */
+  async lookup(hostname: string, signal?: AbortSignal): Promise<LookupAddress[]> {
+    const key = hostname.toLowerCase();
+    for (;;) {
+      const same = this.running.get(key);
+      if (same) {
+        if (!same.answering) throw hostNotAnswering(hostname, Date.now() - same.startedAt);
+        return same.promise;
+      }
+      if (this.running.size < this.lanes) return this.start(key, hostname);
+      if (this.stats.notAnswering >= this.running.size) throw this.lanesHeld(hostname);
+      await this.change(signal);
+    }
+  }
+
+  private start(key: string, hostname: string): Promise<LookupAddress[]> {
+    const promise = Promise.resolve().then(() => this.resolve(hostname));
+    const entry: Running = { promise, startedAt: Date.now(), answering: true };
+    const timer = setTimeout(() => {
+      entry.answering = false;
+      this.wake();
+    }, this.stallMs);
+    timer.unref();
+    const done = (): void => {
+      clearTimeout(timer);
+      if (this.running.get(key) === entry) this.running.delete(key);
+      this.wake();
+    };
+    void promise.then(done, done);
+    this.running.set(key, entry);
+    return promise;
+  }
+
+  private change(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.waiting.delete(wake);
+        reject(new Error('the fetch gave up waiting for a lookup'));
+      };
+      const wake = (): void => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      if (signal?.aborted) {
+        reject(new Error('the fetch gave up waiting for a lookup'));
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.add(wake);
+    });
+  }
+
+  private wake(): void {
+    const all = [...this.waiting];
+    this.waiting.clear();
+    for (const wake of all) wake();
+  }
+
+  /** Which other hosts hold the lanes is not the caller's to learn (they are other organizations' IdPs). */
+  private lanesHeld(hostname: string): MetadataError {
+    const n = this.running.size;
+    return new MetadataError(
+      'dns_not_answering',
+      `Could not look up the host "${hostname}" now: the DNS of the IdP hosts being looked up is not answering ` +
+        `(${n === 1 ? 'a lookup has' : `${n} lookups have`} had no answer for over ${seconds(this.stallMs)}, and this region runs at most ` +
+        `${this.lanes} at once so that they cannot hold the threads the rest of the service needs). Retry in a minute.`,
+    );
+  }
+}
+
+function hostNotAnswering(hostname: string, ms: number): MetadataError {
+  return new MetadataError(
+    'dns_not_answering',
+    `The DNS of "${hostname}" is not answering: a lookup of it started ${seconds(ms)} ago has no answer yet. ` +
+      'Check the host name and that its DNS servers answer, then retry.',
+  );
+}
+
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.floor(ms / 1000)} s`;
+}
+
+const systemResolve: ResolveHost = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
+
+let shared: LookupGate | null = null;
+
+/** The process's gate over the system resolver, created on first use. */
+export function sharedLookupGate(): LookupGate {
+  return (shared ??= new LookupGate(systemResolve));
+}
+
+/** Puts `gate` in the shared one's place (tests: a resolver without real DNS); returns the one it replaced. */
+export function replaceSharedLookupGate(gate: LookupGate | null): LookupGate | null {
+  const before = shared;
+  shared = gate;
+  return before;
+}

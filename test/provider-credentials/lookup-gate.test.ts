@@ -1,0 +1,153 @@
+/**
+ * Host-name lookups that never answer, through a region's API: they hold at most the gate's lanes, and a fetch
+ * that would need another lookup while every lane is held by one not answering is refused at once instead of
+ * waiting behind them (src/metadata/lookup-gate.ts). The resolver is a stand-in: names starting with "hung"
+ * answer only when the test lets them.
+ */
+import type { LookupAddress } from 'node:dns';
+import type { ResolveHost } from '../../src/metadata/fetch-metadata';
+import { LookupGate, lookupLanes, replaceSharedLookupGate } from '../../src/metadata/lookup-gate';
+import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { startInProcess, type InProcessRegion } from '../support/in-process';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const LOOPBACK: LookupAddress[] = [{ address: '127.0.0.1', family: 4 }];
+
+/** A resolver whose "hung*" names answer when released; "idp.test" answers at once with loopback. */
+function standInResolver() {
+  const calls: string[] = [];
+  const hung = new Map<string, () => void>();
+  const resolve: ResolveHost = (hostname) => {
+    calls.push(hostname);
+    if (hostname === 'idp.test') return Promise.resolve(LOOPBACK);
+    if (hostname.startsWith('hung')) return new Promise((answer) => hung.set(hostname, () => answer(LOOPBACK)));
+    return Promise.reject(Object.assign(new Error(`no ${hostname}`), { code: 'ENOTFOUND' }));
+  };
+  const release = (hostname: string): void => hung.get(hostname)?.();
+  return { resolve, calls, release, releaseAll: () => [...hung.keys()].forEach(release) };
+}
+
+describe('through the API of a region', () => {
+  let r: InProcessRegion;
+  let idp: IdpServer;
+  let before: LookupGate | null;
+  const dns = standInResolver();
+  // Two lanes, so that one lookup not answering leaves one for the others; "not answering" after 100 ms, so
+  // the test need not wait 2 s (it waits for the gate to say so, not for the time).
+  const gate = new LookupGate(dns.resolve, { lanes: 2, stallMs: 100 });
+  let a: { id: string; api_key: string };
+  let b: { id: string; api_key: string };
+
+  beforeAll(async () => {
+    before = replaceSharedLookupGate(gate);
+    idp = await startIdpServer();
+    const port = idp.hostPort.split(':')[1];
+    r = await startInProcess('lookup-gate', ['us-iowa'], { metadataAllowedHosts: [`idp.test:${port}`] });
+    a = await createOrg(r.url, 'hung-a');
+    b = await createOrg(r.url, 'hung-b');
+  });
+  afterAll(async () => {
+    dns.releaseAll();
+    await r.stop();
+    await idp.close();
+    replaceSharedLookupGate(before);
+  });
+
+  const healthyUrl = () => `http://idp.test:${idp.hostPort.split(':')[1]}/okta.xml`;
+  const create = (who: { id: string; api_key: string }, url: string) =>
+    call(r.url, 'POST', PATH, { body: { idp_metadata_url: url }, headers: slashidHeaders(who), timeoutMs: 30_000 });
+  /** Waits until the fetch of `host` has asked the resolver and the gate counts `n` lookups not answering. */
+  const notAnswering = async (host: string, n: number): Promise<void> => {
+    await eventually(async () => dns.calls.includes(host) && gate.stats.notAnswering === n, 5000);
+  };
+
+  test('lookups that do not answer hold at most the lanes; a further one is refused at once; the lanes free when they answer', async () => {
+    const first = create(a, 'https://hung-1.test/metadata.xml');
+    await notAnswering('hung-1.test', 1);
+
+    // (b) One lookup not answering leaves the other lane: a host that resolves is fetched.
+    const healthy = await create(b, healthyUrl());
+    expect(healthy.status).toBe(201);
+
+    const second = create(b, 'https://hung-2.test/metadata.xml');
+    await notAnswering('hung-2.test', 2);
+
+    // (a) Both lanes are held by lookups not answering: another organization's fetch of a new name is refused
+    // at once, without a lookup (not after the 10 s fetch time, as a timeout), in the dialect's envelope.
+    const refused = await create(a, 'https://hung-3.test/metadata.xml');
+    expect(refused.status).toBe(400);
+    expect(refused.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('idp_metadata_url was refused: Could not look up the host "hung-3.test" now: the DNS of the IdP hosts being looked up is not answering') }] });
+    expect(refused.body.errors[0].message).not.toMatch(/hung-1|hung-2/); // other tenants' hosts are not named
+    expect(dns.calls).not.toContain('hung-3.test');
+
+    // A name whose lookup is already under way and not answering is refused at once too, naming it.
+    const again = await create(b, 'https://hung-1.test/other.xml');
+    expect(again.status).toBe(400);
+    expect(again.body.errors[0].message).toMatch(/The DNS of "hung-1\.test" is not answering: a lookup of it started .* ago has no answer yet/);
+    expect(dns.calls.filter((h) => h === 'hung-1.test')).toHaveLength(1);
+
+    // (c) Once a lookup answers, its lane is free again.
+    dns.release('hung-1.test');
+    expect(await eventually(async () => gate.stats.running === 1)).toBe(true);
+    const after = await create(a, healthyUrl());
+    expect(after.status).toBe(201);
+
+    dns.release('hung-2.test');
+    // The first two fetches end as their hosts answered (a loopback address, not allow-listed under these names).
+    for (const res of await Promise.all([first, second])) {
+      expect(res.status).toBe(400);
+      expect(res.body.errors[0].message).toMatch(/does not resolve to a public address|Timed out/);
+    }
+    expect(gate.stats).toEqual({ running: 0, notAnswering: 0 });
+  });
+});
+
+describe('the gate', () => {
+  test('a lookup of a name already being looked up shares it: one lookup for any number of fetches', async () => {
+    const dns = standInResolver();
+    const gate = new LookupGate(dns.resolve, { lanes: 1, stallMs: 60_000 });
+    const all = Promise.all([gate.lookup('hung.test'), gate.lookup('HUNG.test'), gate.lookup('hung.test')]);
+    expect(gate.stats).toEqual({ running: 1, notAnswering: 0 });
+    await eventually(async () => dns.calls.length === 1);
+    dns.release('hung.test');
+    expect(await all).toEqual([LOOPBACK, LOOPBACK, LOOPBACK]);
+    expect(dns.calls).toEqual(['hung.test']);
+  });
+
+  test('a fetch waits for a lane held by a lookup still young, and gets it when that one answers', async () => {
+    const dns = standInResolver();
+    const gate = new LookupGate(dns.resolve, { lanes: 1, stallMs: 60_000 });
+    const first = gate.lookup('hung-a.test');
+    const second = gate.lookup('idp.test');
+    await eventually(async () => dns.calls.length === 1);
+    expect(dns.calls).toEqual(['hung-a.test']);
+    dns.release('hung-a.test');
+    expect(await Promise.all([first, second])).toEqual([LOOPBACK, LOOPBACK]);
+    expect(dns.calls).toEqual(['hung-a.test', 'idp.test']);
+  });
+
+  test('a fetch that gives up while waiting for a lane starts no lookup', async () => {
+    const dns = standInResolver();
+    const gate = new LookupGate(dns.resolve, { lanes: 1, stallMs: 60_000 });
+    void gate.lookup('hung-a.test');
+    await eventually(async () => dns.calls.length === 1);
+    const gaveUp = new AbortController();
+    const waiting = gate.lookup('idp.test', gaveUp.signal);
+    gaveUp.abort();
+    await expect(waiting).rejects.toThrow(/gave up/);
+    dns.release('hung-a.test');
+    await eventually(async () => gate.stats.running === 0);
+    expect(dns.calls).toEqual(['hung-a.test']);
+  });
+
+  test.each([
+    [undefined, 1],
+    ['4', 1],
+    ['8', 3],
+    ['2', 1],
+    ['junk', 1],
+  ])('UV_THREADPOOL_SIZE=%s gives %i lane(s): one thread of libuv\'s lookup half is always left', (size, lanes) => {
+    expect(lookupLanes(size === undefined ? {} : { UV_THREADPOOL_SIZE: size })).toBe(lanes);
+  });
+});
