@@ -1,4 +1,6 @@
 /** Process entry point: one region (REGION) of the deployment in REGIONS_CONFIG. */
+// First: sets libuv's pool size before anything uses the pool (threadpool.ts).
+import './threadpool';
 import os from 'node:os';
 import v8 from 'node:v8';
 import { ConfigError, loadConfig } from './config';

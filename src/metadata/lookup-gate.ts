@@ -25,9 +25,9 @@ export const STALL_MS = 2000;
 const DEFAULT_POOL_SIZE = 4;
 
 /**
- * The lanes for this process: libuv's share of the pool for lookups, (size + 1) / 2 threads, less one. The
- * service does not set UV_THREADPOOL_SIZE, so by default 4 threads, 2 of them for lookups, 1 lane. An operator
- * who raises UV_THREADPOOL_SIZE gets more (8 threads: 3 lanes).
+ * The lanes for this process: libuv's share of the pool for lookups, (size + 1) / 2 threads, less one. A region
+ * process sets UV_THREADPOOL_SIZE to 16 unless it is set (threadpool.ts): 8 threads for lookups, 7 lanes.
+ * libuv's own default, 4 threads (a process that did not load threadpool.ts, jest's), gives 1.
  */
 export function lookupLanes(env: NodeJS.ProcessEnv = process.env): number {
   const size = Number(env.UV_THREADPOOL_SIZE);
