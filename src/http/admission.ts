@@ -88,6 +88,16 @@ export async function outsideAdmission<T>(req: Request, work: () => Promise<T>):
   return value;
 }
 
+/**
+ * Takes the request's slot again after its work outside admission failed (outsideAdmission takes it again
+ * only when the work succeeds), for database work on that failure's path; rejects with the gate's 503 as a new
+ * request would meet it. A no-op for a request that holds its slot, or passed no gate.
+ */
+export async function readmitted(req: Request): Promise<void> {
+  const readmit = (req as Gated)[READMIT];
+  if (readmit && !(req as Gated)[SLOT]) await readmit(req);
+}
+
 /** How long a request may take to send its body while it holds a slot (see receivingOutsideAdmission). */
 export const BODY_GRACE_MS = 500;
 

@@ -92,6 +92,18 @@ export async function findPrior(db: Db, call: IdempotentCall<unknown> | null, no
 }
 
 /**
+ * The earlier request's decision once no write with the key is under way in this region: waits for the
+ * key's lock (a first request still committing holds it, as does an apply of its change) and reads the key
+ * again. For a request whose own work failed before its write: a retry racing the first request answers
+ * what that one became, not the failure of work the first one already did (its IdP fetch, say).
+ */
+export async function settledPrior(repl: Replicator, call: IdempotentCall<unknown> | null): Promise<Prior | null> {
+  if (!call) return null;
+  const { value } = await repl.write(async (w) => decide(await lockStored(w, call.id), call, new Date()));
+  return value;
+}
+
+/**
  * Runs `write` inside a replicated write unless a request with the same key committed first, and stores
  * the key with the answer in the same transaction. The key is locked before the write touches anything,
  * so every write of a feature takes its locks in the same order.

@@ -14,8 +14,9 @@ import { findOrganization, followsChangesOf, isDeletedOrganization, isSelfOrAnce
 import { parseConsistency, setChangeId, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import { bearerAuth, issueAccessToken, tokenOrgOf } from './access-tokens';
-import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorBody } from './errors';
+import { infisicalErrors, issuesFromAjv, validationFailure, type InfisicalErrorBody, type ValidationIssue } from './errors';
 import {
+  type CreateSsoConfigBody,
   DEFAULT_TOKEN_LIFETIME_SECONDS,
   type SsoConfigView,
   TRIMMED_FIELDS,
@@ -51,12 +52,15 @@ function trimmed(body: unknown): unknown {
  * used) with its string fields trimmed, as Infisical's schema does.
  */
 function checkBody<T>(validate: ValidateFunction<T>, raw: unknown): T {
+  const { body, issues } = checkSchema(validate, raw);
+  if (issues.length) throw validationFailure(issues);
+  return body;
+}
+
+/** checkBody, but a body the schema accepts comes back with our own checks' issues, for the caller to throw. */
+function checkSchema<T>(validate: ValidateFunction<T>, raw: unknown): { body: T; issues: ValidationIssue[] } {
   const body = trimmed(raw);
-  if (validate(body)) {
-    const issues = settingIssues(body, []);
-    if (issues.length) throw validationFailure(issues);
-    return body;
-  }
+  if (validate(body)) return { body, issues: settingIssues(body, []) };
   const schemaIssues = issuesFromAjv(validate.errors);
   throw validationFailure([...schemaIssues, ...settingIssues(body, schemaIssues)]);
 }
@@ -99,6 +103,22 @@ function answerPrior(res: Response, prior: Prior): void {
   res.status(422).json(body);
 }
 
+const respondConfig = (v: SsoConfigView) => ({ status: 200, body: v });
+type Replay = Extract<Prior, { kind: 'replay' }>;
+
+/**
+ * A create body that only our own checks refuse now may be the retry of a request answered before, those
+ * checks having changed their verdict since (its certificate has expired): with its Idempotency-Key, from a
+ * caller authorized for the organization, it replays that answer (as a replay depends on no IdP, it depends
+ * on no clock either). Otherwise the 422 stands, ahead of a 403 as for every refused body.
+ */
+async function replayDespite(db: Db, res: Response, key: string | null, body: CreateSsoConfigBody, issues: ValidationIssue[]): Promise<Replay> {
+  const orgId = key === null ? null : await authorize(db, res, body.organizationId).catch(() => null);
+  const prior = orgId === null ? null : await findPrior(db, idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, respondConfig));
+  if (prior?.kind !== 'replay') throw validationFailure(issues);
+  return prior;
+}
+
 /** The 404 of a path under /api outside /api/v1, in the words of /api/v1's own 404, naming the version served. */
 const otherVersion: RequestHandler = (req) => {
   throw notFound(
@@ -124,10 +144,15 @@ export function infisicalRoutes({ db, repl, tokenSecrets, log }: InfisicalRouteD
   api.post(SSO_CONFIG_PATH, auth, jsonBody(), async (req, res) => {
     const consistency = parseConsistency(req, startedAt(res));
     const key = parseIdempotencyKey(req);
-    const body = checkBody(validateCreateSsoConfig, req.body);
+    const { body, issues } = checkSchema(validateCreateSsoConfig, req.body);
+    if (issues.length) {
+      const replay = await replayDespite(db, res, key, body, issues);
+      await awaitReplay(res, repl, consistency, replay, followUp, storedConfig);
+      return answerPrior(res, replay);
+    }
     const orgId = await authorize(db, res, body.organizationId);
     checkGroupSync(body);
-    const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, (v: SsoConfigView) => ({ status: 200, body: v }));
+    const idem = idempotentCall(key, { orgId, endpoint: CREATE_ENDPOINT, body }, respondConfig);
     const prior = await findPrior(db, idem);
     if (prior?.kind === 'replay') await awaitReplay(res, repl, consistency, prior, followUp, storedConfig);
     if (prior) return answerPrior(res, prior);

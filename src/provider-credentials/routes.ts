@@ -4,7 +4,7 @@ import { fetchLimiterFor } from './fetch-limiter';
 import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
 import { callerPins, firstUse, isCurrentModel, type TrustedCertificate } from './trust';
 import { jsonBody, noBody } from '../http/body';
-import { outsideAdmission } from '../http/admission';
+import { outsideAdmission, readmitted } from '../http/admission';
 import { AppError, badRequest, notFound, shownText } from '../http/errors';
 import { pageQueryParser } from '../http/page-query';
 import { startedAt } from '../http/request-id';
@@ -13,7 +13,7 @@ import { envelope } from '../http/slashid';
 import { describeErrors, isUuid, shownId } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { idempotencyKeysTable } from '../idempotency/store';
-import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, type Prior } from '../idempotency/service';
+import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, settledPrior, type IdempotentCall, type Prior } from '../idempotency/service';
 import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { beforeWrite, parseConsistency, SupersededError, type Consistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
@@ -106,6 +106,23 @@ async function awaitCreateReplay(h: Handlers, res: Response, c: Consistency, pri
   });
 }
 
+/** Fetch failures that say "later": the request's time is up (408), or the region is busy (429, 503). */
+const LATER = new Set([408, 429, 503]);
+
+/**
+ * After the IdP fetch failed: a retry racing the first request found no key, but that request may be
+ * committing now, and what it became answers (settledPrior), not this fetch's failure. Not after a failure
+ * that says "later" (LATER): waiting on the database then would spend time or capacity the answer says is
+ * gone; nor when no write slot is free again (the fetch's failure stands then).
+ */
+const settledOr = (req: Request, repl: Replicator, idem: IdempotentCall<unknown> | null) => async (err: unknown): Promise<Prior> => {
+  if (!idem || (err instanceof AppError && LATER.has(err.status))) throw err;
+  const slot = await readmitted(req).then(() => true, () => false);
+  const settled = slot ? await settledPrior(repl, idem) : null;
+  if (!settled) throw err;
+  return settled;
+};
+
 /** What the handlers share: the routes' dependencies, and the IdP metadata fetch under its limiter. */
 type Handlers = CredentialRouteDeps & { fetchMetadata: ReturnType<typeof metadataFetch> };
 
@@ -139,7 +156,11 @@ function answerCreate(h: Handlers) {
     if (prior?.kind === 'replay') await awaitCreateReplay(h, res, consistency, prior, orgId, key);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
-    const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered));
+    const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered)).catch(settledOr(req, repl, idem));
+    if ('kind' in fetched) {
+      if (fetched.kind === 'replay') await awaitCreateReplay(h, res, consistency, fetched, orgId, key);
+      return answerPrior(res, fetched);
+    }
     const max = config.maxCredentialsPerOrg ?? DEFAULT_MAX_CREDENTIALS_PER_ORG;
     // The credential the write committed: keyLost names it when the create lost only its key.
     let made: CredentialView | undefined;

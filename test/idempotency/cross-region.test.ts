@@ -2,8 +2,11 @@
  * Idempotency-Key across three region processes: a retry sent to another region once the first write has
  * replicated, and a retry after a 408, in both dialects.
  */
+import { Client } from 'pg';
+import { idempotencyRowId } from '../../src/idempotency/request';
+import { CREATE_ENDPOINT } from '../../src/provider-credentials/routes';
 import { adminHeaders, call, createOrg, eventually, locatedId, slashidHeaders, startCluster, type Cluster } from '../support/harness';
-import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -61,6 +64,40 @@ test('a retry sent to another region after an all_regions create replays it ther
   expect(await eventually(converged)).toBe(true);
   for (const r of REGIONS) expect(await idsIn(r, org)).toEqual([first.body.result.id]);
 });
+
+test('a retry in another region while that region applies the first create replays it, though the IdP is down by then', async () => {
+  const org = await newOrg();
+  idp.set('applying.xml', fixture('okta.xml'));
+  const payload = { idp_metadata_url: idp.url('applying.xml') };
+  const locker = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === 'europe-belgium')?.databaseUrl });
+  await locker.connect();
+  try {
+    // The key's per-row lock in europe-belgium, held here: the apply of the create waits for it there.
+    await locker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`idempotency_keys:${idempotencyRowId(org.id, CREATE_ENDPOINT, 'applying')}`]);
+    const first = await post('us-iowa', org, payload, { ...LOCAL, 'Idempotency-Key': 'applying' });
+    expect(first.status).toBe(201);
+    expect(await eventually(async () => (await waitingOn(locker)) >= 1, 20_000, 50)).toBe(true);
+    idp.remove('applying.xml');
+    // No key there yet and its own fetch fails: it must wait for the apply, not answer the fetch's error.
+    let answered = false;
+    const retry = post('europe-belgium', org, payload, { 'Idempotency-Key': 'applying' }).finally(() => (answered = true));
+    expect(await eventually(async () => answered || (await waitingOn(locker)) >= 2, 20_000, 50)).toBe(true);
+    await locker.query('SELECT pg_advisory_unlock_all()');
+    const again = await retry;
+    expect({ status: again.status, replayed: again.headers.get('idempotent-replayed'), id: again.body.result?.id }).toEqual({ status: 201, replayed: 'true', id: first.body.result.id });
+    expect(await eventually(async () => (await idsIn('europe-belgium', org)).length === 1)).toBe(true);
+    expect(await idsIn('europe-belgium', org)).toEqual([first.body.result.id]);
+  } finally {
+    await locker.end();
+  }
+});
+
+/** How many statements of other connections now wait on a lock `locker`'s connection holds (see blocksAnother). */
+async function waitingOn(locker: Client): Promise<number> {
+  await locker.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))');
+  return rows[0]?.n ?? 0;
+}
 
 test('a retry after a 408 answers 201 with the id the 408 reported, and the credential exists once everywhere', async () => {
   const org = await newOrg();

@@ -7,7 +7,7 @@ import { CREATE_ENDPOINT } from '../../src/infisical/routes';
 import { call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
-import { bearer, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
+import { bearer, certValidUntil, configBody, issueToken, makeCerts, SSO, type TestCerts } from '../infisical/support/fixtures';
 import { expectSeedShape } from '../infisical/support/seed-schemas';
 
 let r: InProcessRegion;
@@ -61,6 +61,28 @@ test('a retry that spells organizationId in the other case is the same request a
   expect({ status: again.status, replayed: again.headers.get('idempotent-replayed') }).toEqual({ status: 200, replayed: 'true' });
   expect(again.body).toEqual(first.body);
   expect(await configs(org)).toBe(1);
+});
+
+test('a retry after the certificate it uploaded expired replays the 200, not a 422 for the certificate', async () => {
+  const [org, other] = [await newOrg(), await newOrg('other')];
+  const cert = certValidUntil(new Date(Date.now() + 10 * 60_000));
+  const body = configBody(org.id, cert);
+  const first = await post(org, body, 'cert-expires');
+  expect(first.status).toBe(200);
+  // Twenty minutes on (this process's clock, which the in-process region reads): the certificate has expired.
+  const realNow = Date.now.bind(Date);
+  const later = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 20 * 60_000);
+  try {
+    const again = await post(org, body, 'cert-expires');
+    expect({ status: again.status, replayed: again.headers.get('idempotent-replayed') }).toEqual({ status: 200, replayed: 'true' });
+    expect(again.body).toEqual(first.body);
+    // A new request with that certificate is still refused.
+    const fresh = await post(other, configBody(other.id, cert), 'cert-expires');
+    expect(fresh.status).toBe(422);
+    expect(JSON.stringify(fresh.body)).toContain('expired');
+  } finally {
+    later.mockRestore();
+  }
 });
 
 test('the same key with a different body answers 422 IdempotencyKeyReused and changes nothing', async () => {

@@ -2,6 +2,7 @@
  * Idempotency-Key on POST /organizations/sso/saml/provider-credentials, on one region: replays, a key
  * reused with another body, per-organization scope, concurrent retries, expiry and the cleanup job.
  */
+import { Client } from 'pg';
 import type { Db } from '../../src/db/client';
 import { IdempotencyKeyCleanup } from '../../src/idempotency/cleanup';
 import { idempotencyRowId } from '../../src/idempotency/request';
@@ -204,6 +205,40 @@ test('ten concurrent POSTs with one key create one credential and all answer wit
   expect(ids.size).toBe(1);
   expect(answers.filter((a) => a.headers.get('idempotent-replayed') === null)).toHaveLength(1);
   expect(await credentials(org)).toBe(1);
+});
+
+/** How many statements of other connections now wait on a lock `locker`'s connection holds (see blocksAnother). */
+async function waitingOn(locker: Client): Promise<number> {
+  await locker.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))');
+  return rows[0]?.n ?? 0;
+}
+
+test('a retry that arrives while the first request is still writing waits for it and replays it, though the IdP is down by then', async () => {
+  const org = await newOrg();
+  idp.set('in-flight.xml', fixture('okta.xml'));
+  const payload = { idp_metadata_url: idp.url('in-flight.xml') };
+  const locker = new Client({ connectionString: r.deployment.file.regions[0]?.databaseUrl });
+  await locker.connect();
+  try {
+    // The key's per-row lock, held here: the first request fetches, then its write waits for it (under way).
+    await locker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`idempotency_keys:${idempotencyRowId(org.id, CREATE_ENDPOINT, 'in-flight')}`]);
+    const first = post(org, payload, 'in-flight');
+    expect(await eventually(async () => (await waitingOn(locker)) === 1, 15_000, 20)).toBe(true);
+    idp.remove('in-flight.xml');
+    // The retry finds no key yet and its own fetch fails; it must wait for the first write, not answer that.
+    let answered = false;
+    const retry = post(org, payload, 'in-flight').finally(() => (answered = true));
+    expect(await eventually(async () => answered || (await waitingOn(locker)) === 2, 15_000, 20)).toBe(true);
+    await locker.query('SELECT pg_advisory_unlock_all()');
+    const [one, two] = await Promise.all([first, retry]);
+    expect(one.status).toBe(201);
+    expect({ status: two.status, replayed: two.headers.get('idempotent-replayed'), id: two.body.result?.id }).toEqual({ status: 201, replayed: 'true', id: one.body.result.id });
+    expect(two.headers.get('x-change-id')).toBe(one.headers.get('x-change-id'));
+    expect(await credentials(org)).toBe(1);
+  } finally {
+    await locker.end();
+  }
 });
 
 describe('expiry', () => {

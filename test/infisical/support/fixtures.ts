@@ -30,6 +30,21 @@ function selfSigned(dir: string, name: string, cn: string): string {
 
 /** `req -x509` cannot back-date a certificate in OpenSSL 3.0; `ca -selfsign` takes explicit dates. */
 function expired(dir: string): string {
+  return dated(dir, 'expired-idp', '20200101000000Z', '20200201000000Z');
+}
+
+/** A self-signed certificate valid from 2020-01-01 until `notAfter` (whole seconds), PEM. */
+export function certValidUntil(notAfter: Date): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'infisical-certs-'));
+  try {
+    // YYYYMMDDHHMMSSZ, as `openssl ca -enddate` takes it.
+    return dated(dir, 'soon-expired-idp', '20200101000000Z', notAfter.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function dated(dir: string, cn: string, start: string, end: string): string {
   fs.mkdirSync(path.join(dir, 'ca'));
   fs.writeFileSync(path.join(dir, 'ca', 'index.txt'), '');
   fs.writeFileSync(path.join(dir, 'ca', 'serial'), '01\n');
@@ -38,9 +53,9 @@ function expired(dir: string): string {
     ['[ca]', 'default_ca = x', '[x]', 'database = ca/index.txt', 'new_certs_dir = ca', 'serial = ca/serial',
       'default_md = sha256', 'policy = p', 'unique_subject = no', '[p]', 'commonName = supplied', ''].join('\n'),
   );
-  openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=expired-idp', '-keyout', 'old.key', '-out', 'old.csr'], dir);
+  openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', 'old.key', '-out', 'old.csr'], dir);
   openssl(['ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile', 'old.key', '-in', 'old.csr', '-out', 'old.pem',
-    '-startdate', '20200101000000Z', '-enddate', '20200201000000Z', '-notext'], dir);
+    '-startdate', start, '-enddate', end, '-notext'], dir);
   return fs.readFileSync(path.join(dir, 'old.pem'), 'utf8');
 }
 
