@@ -12,8 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import express from 'express';
-import { Pool } from 'pg';
-import type { SqlReader } from '../db/client';
+import { READINESS_POOL_SIZE, readerPool } from '../db/reader-pool';
 import { methodNotAllowed, notFound } from '../http/errors';
 import { requestId } from '../http/request-id';
 import { edgeChecks, guardServer, REQUEST_HEADERS_TIMEOUT_MS, SERVER_OPTIONS } from '../http/edges';
@@ -28,8 +27,6 @@ import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
 import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
 import { serverClasses } from '../http/server-classes';
-import { sessionConfig } from '../db/session';
-import { retryingReads } from '../db/retrying-reads';
 import { routePrefix } from '../observability/metrics';
 
 const d = workerData as OperatorWorkerData;
@@ -37,11 +34,10 @@ const port = parentPort;
 if (!port) throw new Error('src/operator/worker.ts runs as a worker thread (src/operator/listener.ts starts it)');
 
 const log = createLogger({ level: d.logLevel, region: d.region }).child({ listener: 'operator' });
-// Reads run again on another connection when a database restart ended the one they ran on (as the API's).
-const pool = retryingReads(new Pool({ ...sessionConfig(d.databaseUrl), max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 }));
-// An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
-pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
-const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };
+const connectionFailed = (err: Error) => log.warn({ err: err.message }, 'operator listener: a database connection failed');
+const db = readerPool(d.databaseUrl, OPERATOR_POOL_SIZE, connectionFailed);
+// /readyz's own: /admin/replication's reads (several at once) may hold every connection of the other.
+const readinessDb = readerPool(d.databaseUrl, READINESS_POOL_SIZE, connectionFailed);
 const name = `${processConnectionName(d.keyPrefix, d.region)}:operator`;
 const links = new RedisLinks({
   region: d.region, name, defaultUrl: d.defaultRedisUrl, configured: new Map(Object.entries(d.redisUrls)),
@@ -68,7 +64,7 @@ app.use(healthRoutes({
   }),
   // A stalled main thread fails readiness too: a probe here must not keep a frozen region in service.
   readiness: createReadiness({
-    db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
+    db: readinessDb, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
     joining: () => (snapshot ? joiningOf(snapshot.replication, d.region) : undefined),
     starting: () => snapshot?.serving === false,
   }),
@@ -118,7 +114,7 @@ async function stop(): Promise<void> {
   });
   links.disconnect();
   links.own.disconnect();
-  await pool.end().catch(() => undefined);
+  await Promise.all([db.end(), readinessDb.end()]).catch(() => undefined);
   port?.close();
 }
 
