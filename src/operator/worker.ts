@@ -49,12 +49,21 @@ let snapshot: OperatorSnapshot | null = null;
 const age = () => (snapshot ? Date.now() - snapshot.at : null);
 const stalled = () => snapshot === null || (age() ?? 0) > (d.stalledAfterMs ?? STALLED_AFTER_MS);
 
+const OWN_PATHS = ['/healthz', '/readyz', '/admin/replication'];
+const notServed = () => notFound('The operator port serves GET /healthz, /readyz and /admin/replication; everything else is on the region\'s port.');
+
 const app = express();
 app.disable('x-powered-by');
 app.set('trust proxy', false);
 app.use(requestId());
 app.use(requestLog(log));
 app.use(edgeChecks());
+// OPTIONS as the region's port answers it (app.ts): 405 on these paths, before the admin token; 404 elsewhere.
+// Left to the routers, Express answered it itself on /healthz and /readyz (200, text/plain, the methods).
+app.options(OWN_PATHS, (req) => {
+  throw methodNotAllowed(req.method, ['GET', 'HEAD']);
+});
+app.use((req, _res, next) => (req.method === 'OPTIONS' ? next(notServed()) : next()));
 app.use(healthRoutes({
   region: d.region,
   health: async () => ({
@@ -81,11 +90,11 @@ app.get('/admin/replication', async (_req, res) => {
   });
 });
 // Its own paths asked with another method: 405 naming the methods, as the region's port answers them.
-app.all(['/healthz', '/readyz', '/admin/replication'], (req) => {
+app.all(OWN_PATHS, (req) => {
   throw methodNotAllowed(req.method, ['GET', 'HEAD']);
 });
 app.use(() => {
-  throw notFound('The operator port serves GET /healthz, /readyz and /admin/replication; everything else is on the region\'s port.');
+  throw notServed();
 });
 app.use(slashidErrors(log));
 

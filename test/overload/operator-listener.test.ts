@@ -135,6 +135,24 @@ test('the operator port refuses a missing or wrong admin token like the region p
   }
 });
 
+test('OPTIONS on the operator port is answered as on the region port: 405 with Allow on its paths (before the token), 404 elsewhere', async () => {
+  // Before: Express's own OPTIONS answer, 200 text/plain "GET, HEAD", on /healthz and /readyz, and a 401 on
+  // /admin/replication without a token, where the region's port answers 405 in the envelope.
+  for (const [path, headers] of [['/healthz', {}], ['/readyz', {}], ['/admin/replication', {}], ['/admin/replication', adminHeaders], ['/HEALTHZ/', {}]] as const) {
+    const [onOperator, onMain] = await Promise.all([call(operator, 'OPTIONS', path, { headers }), call(r.url, 'OPTIONS', path, { headers })]);
+    expect({ path, status: onOperator.status, allow: onOperator.headers.get('allow'), type: onOperator.headers.get('content-type'), body: onOperator.body }).toEqual({
+      path, status: 405, allow: 'GET, HEAD', type: 'application/json; charset=utf-8', body: onMain.body,
+    });
+    expect(onMain.status).toBe(405);
+  }
+  // A path the operator port does not serve: 404 naming what it serves, with or without the token.
+  for (const headers of [{}, adminHeaders]) {
+    const other = await call(operator, 'OPTIONS', '/admin/organizations', { headers });
+    expect(other.status).toBe(404);
+    expect(other.body.errors[0].message).toMatch(/operator port serves GET \/healthz, \/readyz and \/admin\/replication/);
+  }
+});
+
 test('the operator port answers what Node would answer bare or not at all in the envelope, as the region port does', async () => {
   const raw = (bytes: string, waitMs?: number) => rawExchangeWith(Number(new URL(operator).port), bytes, waitMs);
   const status = (answer: string) => answer.split('\r\n')[0];
