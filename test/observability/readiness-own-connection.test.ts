@@ -21,9 +21,13 @@ afterAll(async () => {
   await r?.stop();
 });
 
-/** Reads of replication_progress waiting for the lock this test holds. */
+/** Reads of this database's replication_progress waiting for the lock this test holds (databases cloned from one template share its oid). */
 const waitingReads = async () =>
-  (await locker.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'replication_progress'::regclass AND NOT granted")).rows[0]?.n ?? 0;
+  (
+    await locker.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'replication_progress'::regclass AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+  ).rows[0]?.n ?? 0;
 
 for (const port of ['region', 'operator'] as const) {
   test(`the ${port} port's /readyz answers 200 while admin reads hold every connection of the admin pool`, async () => {
