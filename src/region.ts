@@ -10,6 +10,7 @@ import { guardServer, REQUEST_HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SERVER_OPT
 import { httpUrl } from './http/url';
 import { ADMIN_POOL_SIZE, admissionLimits, DB_POOL_SIZE, type Config } from './config';
 import { createDb } from './db/client';
+import { READINESS_POOL_SIZE, readerPool } from './db/reader-pool';
 import { ensureDatabase, migrate, MigrationFailed, MigrationRefused } from './db/migrate';
 import type { Feature } from './feature';
 import { FEATURES } from './features';
@@ -124,6 +125,9 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
   // The operator's routes (admin, readiness, metrics) read through a small pool of their own, so that they
   // answer while API requests hold or queue for every connection of the main pool (src/http/admission.ts).
   const adminDb = createDb(config.region.databaseUrl, { poolSize: ADMIN_POOL_SIZE });
+  // /readyz reads on a connection no other route uses: the admin routes' and /metrics' reads may hold every
+  // connection of adminDb (several at once per request), and a probe waiting behind them said "unreachable".
+  const readinessDb = readerPool(config.region.databaseUrl, READINESS_POOL_SIZE, (err) => log.warn({ err: err.message }, 'readiness: a database connection failed'));
   const replication = await createReplication({ config, db, log, tables: features.flatMap((f) => f.tables) });
   const deps = { config, db, repl: replication.repl, log, redis: replication.redis };
   // A registry of this region's own: figures are read at scrape time from what replication and features keep.
@@ -146,7 +150,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
     extraAdminRoutes: [replication.adminRoutes(adminDb)],
     health: async () => ({ redis: redisLiveness.status() }),
     readiness: createReadiness({
-      db: adminDb, log, redisStatus: () => redisLiveness.status(), draining: () => draining,
+      db: readinessDb, log, redisStatus: () => redisLiveness.status(), draining: () => draining,
       joining: () => joiningOf(replication.figures(), config.region.id),
     }),
     metrics,
@@ -226,6 +230,7 @@ export async function startRegion(config: Config, opts: RegionOptions = {}) {
       await replication.stop();
       await db.$disconnect();
       await adminDb.$disconnect();
+      await readinessDb.end();
       // Kept-alive connections to IdPs (shared by the process's regions: another one opens new ones).
       await closeIdpConnections();
       log.info('stopped');

@@ -18,10 +18,17 @@ import { SNAPSHOT_INTERVAL_MS, type FromWorker, type OperatorSnapshot, type Oper
 
 /**
  * A worker that ended on its own is started again after this long; a start that fails (its port taken
- * meanwhile, the thread failing as it starts) is tried again after twice as long each time, up to the maximum.
+ * meanwhile, the thread failing as it starts), or a thread that ends within STEADY_AFTER_MS of its start, is
+ * tried again after twice as long each time, up to the maximum.
  */
 const RESTART_DELAY_MS = 1000;
 const RESTART_DELAY_MAX_MS = 30_000;
+/**
+ * A thread that listened this long before it ended counts as having run: the next restart waits
+ * RESTART_DELAY_MS again. One that ends sooner is in a loop (ending at each start), not started again every second.
+ */
+const STEADY_AFTER_MS = 30_000;
+const restartDelay = (attempt: number) => Math.min(RESTART_DELAY_MS * 2 ** (attempt - 1), RESTART_DELAY_MAX_MS);
 /** How long a stopping listener waits for its worker to close its connections before terminating it. */
 const STOP_GRACE_MS = 2000;
 
@@ -57,6 +64,9 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
   let restartTimer: NodeJS.Timeout | null = null;
   let worker: Worker;
   let bound = o.data.port;
+  // Starts tried since the last thread that ran STEADY_AFTER_MS, and when the current thread began to listen.
+  let attempts = 0;
+  let listeningAt = 0;
   const publish = () => {
     const message: ToWorker = { type: 'snapshot', snapshot: { at: Date.now(), ...o.snapshot() } };
     worker.postMessage(message);
@@ -72,6 +82,7 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
       worker.on('message', (m: FromWorker) => {
         if (m.type !== 'listening') return;
         listening = true;
+        listeningAt = Date.now();
         bound = m.port;
         resolve(m.port);
       });
@@ -82,14 +93,16 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
       worker.on('exit', (code) => {
         if (!listening) return reject(new Error(`the operator listener exited (code ${code}) before it listened`));
         if (stopping) return;
-        o.log.error({ code }, 'operator listener exited; starting it again');
-        restart(1);
+        if (Date.now() - listeningAt >= STEADY_AFTER_MS) attempts = 0;
+        o.log.error({ code, next_attempt_in_ms: restartDelay(attempts + 1) }, 'operator listener exited; starting it again');
+        restart();
       });
     });
 
   // The operator port is what on-call reaches when the region's port does not answer: never given up on.
-  const restart = (attempt: number) => {
-    const delayMs = Math.min(RESTART_DELAY_MS * 2 ** (attempt - 1), RESTART_DELAY_MAX_MS);
+  const restart = () => {
+    attempts += 1;
+    const attempt = attempts;
     restartTimer = setTimeout(() => {
       restartTimer = null;
       if (stopping) return;
@@ -97,12 +110,11 @@ export async function startOperatorListener(o: OperatorListenerOptions): Promise
         () => void (attempt > 1 && o.log.info({ attempts: attempt }, 'operator listener started again')),
         (err: Error) => {
           if (stopping) return;
-          const nextInMs = Math.min(delayMs * 2, RESTART_DELAY_MAX_MS);
-          o.log.error({ err: err.message, attempts: attempt, next_attempt_in_ms: nextInMs }, 'operator listener could not start again; trying again');
-          restart(attempt + 1);
+          o.log.error({ err: err.message, attempts: attempt, next_attempt_in_ms: restartDelay(attempt + 1) }, 'operator listener could not start again; trying again');
+          restart();
         },
       );
-    }, delayMs).unref();
+    }, restartDelay(attempt)).unref();
   };
 
   const port = await spawn(o.data.port);

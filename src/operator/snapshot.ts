@@ -1,7 +1,7 @@
 /** What the main thread and the operator listener's thread (src/operator) exchange. */
 import type { ReplicationFigures } from '../replication/admin-routes';
 
-/** The operator listener's database pool: its status and readiness queries, one at a time or two. */
+/** The operator listener's database pool for /admin/replication's reads (/readyz reads on one of its own: src/db/reader-pool.ts). */
 export const OPERATOR_POOL_SIZE = 2;
 /** How often the main thread publishes its in-memory figures to the operator listener. */
 export const SNAPSHOT_INTERVAL_MS = 250;

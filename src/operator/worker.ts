@@ -12,8 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import express from 'express';
-import { Pool } from 'pg';
-import type { SqlReader } from '../db/client';
+import { READINESS_POOL_SIZE, readerPool } from '../db/reader-pool';
 import { methodNotAllowed, notFound } from '../http/errors';
 import { requestId } from '../http/request-id';
 import { edgeChecks, guardServer, REQUEST_HEADERS_TIMEOUT_MS, SERVER_OPTIONS } from '../http/edges';
@@ -28,8 +27,6 @@ import { PEER_COMMAND_TIMEOUT_MS, RedisLinks } from '../replication/links';
 import { adminGuard, healthRoutes } from './routes';
 import { OPERATOR_POOL_SIZE, STALLED_AFTER_MS, type FromWorker, type OperatorSnapshot, type OperatorWorkerData, type ToWorker } from './snapshot';
 import { serverClasses } from '../http/server-classes';
-import { sessionConfig } from '../db/session';
-import { retryingReads } from '../db/retrying-reads';
 import { routePrefix } from '../observability/metrics';
 
 const d = workerData as OperatorWorkerData;
@@ -37,11 +34,10 @@ const port = parentPort;
 if (!port) throw new Error('src/operator/worker.ts runs as a worker thread (src/operator/listener.ts starts it)');
 
 const log = createLogger({ level: d.logLevel, region: d.region }).child({ listener: 'operator' });
-// Reads run again on another connection when a database restart ended the one they ran on (as the API's).
-const pool = retryingReads(new Pool({ ...sessionConfig(d.databaseUrl), max: OPERATOR_POOL_SIZE, connectionTimeoutMillis: 5000 }));
-// An idle connection the server closed: the pool replaces it; without a listener it would end the thread.
-pool.on('error', (err) => log.warn({ err: err.message }, 'operator listener: a database connection failed'));
-const db: SqlReader = { $queryRawUnsafe: async <T>(sql: string, ...values: unknown[]) => (await pool.query(sql, values)).rows as T };
+const connectionFailed = (err: Error) => log.warn({ err: err.message }, 'operator listener: a database connection failed');
+const db = readerPool(d.databaseUrl, OPERATOR_POOL_SIZE, connectionFailed);
+// /readyz's own: /admin/replication's reads (several at once) may hold every connection of the other.
+const readinessDb = readerPool(d.databaseUrl, READINESS_POOL_SIZE, connectionFailed);
 const name = `${processConnectionName(d.keyPrefix, d.region)}:operator`;
 const links = new RedisLinks({
   region: d.region, name, defaultUrl: d.defaultRedisUrl, configured: new Map(Object.entries(d.redisUrls)),
@@ -53,12 +49,21 @@ let snapshot: OperatorSnapshot | null = null;
 const age = () => (snapshot ? Date.now() - snapshot.at : null);
 const stalled = () => snapshot === null || (age() ?? 0) > (d.stalledAfterMs ?? STALLED_AFTER_MS);
 
+const OWN_PATHS = ['/healthz', '/readyz', '/admin/replication'];
+const notServed = () => notFound('The operator port serves GET /healthz, /readyz and /admin/replication; everything else is on the region\'s port.');
+
 const app = express();
 app.disable('x-powered-by');
 app.set('trust proxy', false);
 app.use(requestId());
 app.use(requestLog(log));
 app.use(edgeChecks());
+// OPTIONS as the region's port answers it (app.ts): 405 on these paths, before the admin token; 404 elsewhere.
+// Left to the routers, Express answered it itself on /healthz and /readyz (200, text/plain, the methods).
+app.options(OWN_PATHS, (req) => {
+  throw methodNotAllowed(req.method, ['GET', 'HEAD']);
+});
+app.use((req, _res, next) => (req.method === 'OPTIONS' ? next(notServed()) : next()));
 app.use(healthRoutes({
   region: d.region,
   health: async () => ({
@@ -68,7 +73,7 @@ app.use(healthRoutes({
   }),
   // A stalled main thread fails readiness too: a probe here must not keep a frozen region in service.
   readiness: createReadiness({
-    db, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
+    db: readinessDb, log, redisStatus: () => snapshot?.redisStatus ?? 'unknown', draining: () => snapshot?.draining === true, stalled,
     joining: () => (snapshot ? joiningOf(snapshot.replication, d.region) : undefined),
     starting: () => snapshot?.serving === false,
   }),
@@ -85,11 +90,11 @@ app.get('/admin/replication', async (_req, res) => {
   });
 });
 // Its own paths asked with another method: 405 naming the methods, as the region's port answers them.
-app.all(['/healthz', '/readyz', '/admin/replication'], (req) => {
+app.all(OWN_PATHS, (req) => {
   throw methodNotAllowed(req.method, ['GET', 'HEAD']);
 });
 app.use(() => {
-  throw notFound('The operator port serves GET /healthz, /readyz and /admin/replication; everything else is on the region\'s port.');
+  throw notServed();
 });
 app.use(slashidErrors(log));
 
@@ -118,7 +123,7 @@ async function stop(): Promise<void> {
   });
   links.disconnect();
   links.own.disconnect();
-  await pool.end().catch(() => undefined);
+  await Promise.all([db.end(), readinessDb.end()]).catch(() => undefined);
   port?.close();
 }
 

@@ -8,11 +8,13 @@
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import Redis from 'ioredis';
+import pino from 'pino';
 import { replicationKeys } from '../../src/redis';
 import { writeMember } from '../../src/replication/member-record';
 import { adminHeaders, call, eventually } from '../support/harness';
 import { ADMIN_TOKEN } from '../support/env';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { logLines } from '../support/log-lines';
 import { rawExchangeWith } from '../support/raw-http';
 
 let r: InProcessRegion;
@@ -132,6 +134,24 @@ test('the operator port refuses a missing or wrong admin token like the region p
   for (const [path, headers] of [['/healthz', {}], ['/readyz', {}], ['/admin/replication', adminHeaders]] as const) {
     const [onOperator, onMain] = await Promise.all([call(operator, 'POST', path, { headers }), call(r.url, 'POST', path, { headers })]);
     expect({ status: onOperator.status, allow: onOperator.headers.get('allow'), main: onMain.headers.get('allow') }).toEqual({ status: 405, allow: 'GET, HEAD', main: 'GET, HEAD' });
+  }
+});
+
+test('OPTIONS on the operator port is answered as on the region port: 405 with Allow on its paths (before the token), 404 elsewhere', async () => {
+  // Before: Express's own OPTIONS answer, 200 text/plain "GET, HEAD", on /healthz and /readyz, and a 401 on
+  // /admin/replication without a token, where the region's port answers 405 in the envelope.
+  for (const [path, headers] of [['/healthz', {}], ['/readyz', {}], ['/admin/replication', {}], ['/admin/replication', adminHeaders], ['/HEALTHZ/', {}]] as const) {
+    const [onOperator, onMain] = await Promise.all([call(operator, 'OPTIONS', path, { headers }), call(r.url, 'OPTIONS', path, { headers })]);
+    expect({ path, status: onOperator.status, allow: onOperator.headers.get('allow'), type: onOperator.headers.get('content-type'), body: onOperator.body }).toEqual({
+      path, status: 405, allow: 'GET, HEAD', type: 'application/json; charset=utf-8', body: onMain.body,
+    });
+    expect(onMain.status).toBe(405);
+  }
+  // A path the operator port does not serve: 404 naming what it serves, with or without the token.
+  for (const headers of [{}, adminHeaders]) {
+    const other = await call(operator, 'OPTIONS', '/admin/organizations', { headers });
+    expect(other.status).toBe(404);
+    expect(other.body.errors[0].message).toMatch(/operator port serves GET \/healthz, \/readyz and \/admin\/replication/);
   }
 });
 
@@ -357,3 +377,27 @@ test('a region stopped while its listener thread is down (waiting to be started 
   expect(stopped).toBe(true);
   expect(await eventually(async () => handle.thread().threadId !== -1, 3000)).toBe(false);
 });
+
+test('a listener thread that ends again soon after each start waits 1, 2, then 4 s to be started again, not 1 s each time', async () => {
+  const { lines, sink } = logLines();
+  const other = await startInProcess('operator-crash-loop', ['us-iowa'], {}, 'us-iowa', { operatorPort: 0, log: pino({ level: 'info' }, sink) });
+  try {
+    const handle = other.region.operator;
+    if (!handle) throw new Error('no operator listener');
+    for (let crash = 1; crash <= 3; crash++) {
+      const before = handle.thread();
+      const exited = new Promise((resolve) => before.once('exit', resolve));
+      await before.terminate();
+      await exited;
+      // Started again, and listening, before the next crash: each one ends a thread that had just started.
+      const answers = async () => handle.thread() !== before && (await call(handle.url, 'GET', '/healthz').then((res) => res.status === 200, () => false));
+      expect(await eventually(answers, 30_000, 50)).toBe(true);
+    }
+    // Before: 1 s after every crash, however soon after its start the thread ended (a thread ending at each
+    // start was started again every second, for as long as the region ran).
+    const restarts = lines.filter((l) => l.msg === 'operator listener exited; starting it again').map((l) => l.next_attempt_in_ms);
+    expect(restarts).toEqual([1000, 2000, 4000]);
+  } finally {
+    await other.stop();
+  }
+}, 60_000);
