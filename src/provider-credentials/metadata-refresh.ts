@@ -231,7 +231,18 @@ export class MetadataRefresher {
         return;
       }
       // Or it did, between this batch's read and the claim: its outcome is recorded, nothing is due.
-      if (await this.attemptedSince(c)) {
+      let attempted: boolean;
+      try {
+        attempted = await this.attemptedSince(c);
+      } catch (err) {
+        // The claim goes back and the credential stays due (a later tick takes it). Kept, the claim turned this
+        // process and the others away from it for its lease, and a found one left the list.
+        if (wasFound) this.found.add(c.id);
+        await release();
+        this.d.log.warn({ credentialId: c.id, err: (err as Error).message }, 'could not read when an IdP metadata refresh was last tried; left for a later tick');
+        return;
+      }
+      if (attempted) {
         claimedElsewhere = true;
         await release();
         return;

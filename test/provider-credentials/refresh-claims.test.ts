@@ -88,3 +88,38 @@ test('a credential the sweep finds without a schedule is fetched by one process 
   expect(idp.hits('claimed-found.xml') - before).toBe(1);
   expect(await failures(id)).toBe(0);
 });
+
+test('a claim is given back when the check made under it fails, so the credential is refreshed at once after', async () => {
+  const { r, idp } = rig;
+  const id = await createCredential('claim-check-fails.xml');
+  await makeDue(id);
+  const before = idp.hits('claim-check-fails.xml');
+  // A process whose database fails the one statement run under the claim (attemptedSince's read), as a
+  // connection lost at that moment does; every other statement goes to the region's database.
+  const db = r.region.db;
+  let failed = 0;
+  const failing = new Proxy(db, {
+    get(target, prop) {
+      if (prop === '$queryRawUnsafe') {
+        return (query: string, ...values: unknown[]) => {
+          if (query.startsWith('SELECT last_attempt_at FROM metadata_refresh_state')) {
+            failed += 1;
+            return Promise.reject(new Error('Connection terminated unexpectedly'));
+          }
+          return target.$queryRawUnsafe(query, ...values);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const config = { ...r.deployment.configFor('us-iowa') };
+  const first = new MetadataRefresher({ db: failing, repl: r.region.replication.repl, redis: r.region.replication.redis, config, log: createLogger({ level: 'silent' }) });
+  await first.runOnce(5);
+  expect(failed).toBe(1);
+  expect(idp.hits('claim-check-fails.xml')).toBe(before);
+
+  // The other process takes it now, not after the claim's 2-minute lease.
+  expect(await secondProcess().runOnce(5)).toBe(1);
+  expect(idp.hits('claim-check-fails.xml')).toBe(before + 1);
+});
