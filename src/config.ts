@@ -342,6 +342,7 @@ export function loadConfig(env: Env = process.env): Config {
   const operatorEnv = Object.fromEntries(
     (['REDIS_URL', 'REDIS_KEY_PREFIX', 'DATABASE_URL'] as const).flatMap((name) => (env[name] && !(name === 'DATABASE_URL' && env[name] === region.databaseUrl) ? [[name, env[name]]] : [])),
   ) as OperatorEnv;
+  checkThreadPoolSize(env.UV_THREADPOOL_SIZE);
   return {
     ...redis,
     regions: file.regions.map((r) => (r.id === merged.id ? merged : r)),
@@ -431,6 +432,19 @@ export function jsonLogFormat(env: Env = process.env): boolean {
   if (!v) return false;
   if (v.trim().toLowerCase() === 'json') return true;
   throw new ConfigError(`LOG_FORMAT must be json (the regions' JSON log lines as they are) or unset (readable lines), got '${v}'`);
+}
+
+/**
+ * UV_THREADPOOL_SIZE, read by libuv itself (threadpool.ts sets 16 when unset): checked, not used. libuv takes
+ * anything: text it cannot read as a number gave 1 thread, which hung host-name lookups then held whole, while
+ * the metadata fetcher's lookup gate counted on libuv's default of 4.
+ */
+function checkThreadPoolSize(v: string | undefined): void {
+  if (v === undefined || v === '') return;
+  const n = /^[0-9]{1,4}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= 1024)) {
+    throw new ConfigError(`UV_THREADPOOL_SIZE must be a whole number from 1 to 1024 (threads of Node's pool; unset, a region process takes 16), got '${v}'`);
+  }
 }
 
 function validTime(v: string | undefined): string | null {

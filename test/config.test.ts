@@ -170,6 +170,12 @@ test.each<[string, unknown, Record<string, string>, RegExp]>([
   ['OPERATOR_PORT equal to PORT', good, { OPERATOR_PORT: '8081' }, /operator port \(8081\) must differ/],
   ['a bad METADATA_VALIDATION_TIME', good, { METADATA_VALIDATION_TIME: 'yesterday' }, /METADATA_VALIDATION_TIME/],
   ['a LOG_LEVEL pino does not know', good, { LOG_LEVEL: 'verbose' }, /LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got 'verbose'/],
+  ...['junk', '0', '1025', ' 8', '8.5'].map((size): [string, unknown, Record<string, string>, RegExp] => [
+    `UV_THREADPOOL_SIZE '${size}'`,
+    good,
+    { UV_THREADPOOL_SIZE: size },
+    /UV_THREADPOOL_SIZE must be a whole number from 1 to 1024 \(threads of Node's pool; unset, a region process takes 16\), got '/,
+  ]),
 ])('%s is refused with a message naming the field', (_n, content, extra, message) => {
   const file = content === null ? path.join(dir, 'absent.json') : write(content);
   expect(() => loadConfig(env(file, extra))).toThrow(message);
