@@ -9,6 +9,7 @@ import { blockedReason, isAllowListed } from './address-policy';
 import { excerpt, MetadataError } from './errors';
 import type { Deadline } from './fetch-errors';
 import type { ResolveHost } from './fetch-metadata';
+import { LookupsBusyError } from './lookup-gate';
 
 const MAX_URL_LENGTH = 4096;
 
@@ -74,7 +75,8 @@ async function resolveAddresses(hop: Hop, listed: boolean, resolveHost: ResolveH
     addresses = await deadline.race(resolveHost(host, deadline.signal));
   } catch (err) {
     if (deadline.expired) throw deadline.error(url);
-    if (err instanceof MetadataError) throw err; // the lookup gate's refusal (lookup-gate.ts) says it all
+    // The lookup gate's refusals (lookup-gate.ts) say it all; LookupsBusyError is the region's state, not the URL's.
+    if (err instanceof MetadataError || err instanceof LookupsBusyError) throw err;
     // Not `instanceof Error`: Node's resolver errors can come from another realm (jest's), and were then taken
     // for no code at all (helper-131).
     const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'lookup failed';

@@ -7,6 +7,7 @@ import { allowedSignOnServices } from './sign-on-policy';
 export { MetadataError, isMetadataError, type MetadataErrorCode } from './errors';
 export { blockedReason, isAllowListed } from './address-policy';
 export { fetchMetadata, type FetchOptions, type FetchResult } from './fetch-metadata';
+export { LookupsBusyError } from './lookup-gate';
 export { parseCertificate, type CertificateInfo } from './x509';
 export { ParsePool, sharedParsePool } from './parse-pool';
 export { isAllowedSignOnUrl, plainHttpSignOnProblem } from './sign-on-policy';

@@ -10,10 +10,12 @@
  * So at most `lanes` lookups run at once (lookupLanes: one thread of libuv's lookup share is always left for
  * the rest of the process, and the pool's other half for fs, crypto and zlib). A lookup that has not answered
  * within `stallMs` is "not answering". A fetch that needs a lookup while every lane is held by ones not
- * answering is refused at once (dns_not_answering), rather than queued behind them; while some lane-holder is
- * still young it waits for a lane (healthy lookups take milliseconds), within its own deadline. A lookup of a
- * name already being looked up shares that lookup (a refresh of many credentials of one IdP holds one thread),
- * unless it is not answering: then the fetch is refused at once, naming the host.
+ * answering is refused at once (LookupsBusyError), rather than queued behind them; while some lane-holder is
+ * still young it waits for a lane (healthy lookups take milliseconds), within its own deadline. That refusal
+ * is the region's state, not the fetched URL's fault (the lanes are held by other hosts' lookups): callers
+ * answer it as "busy, retry later", never as a refusal of the URL. A lookup of a name already being looked up
+ * shares that lookup (a refresh of many credentials of one IdP holds one thread), unless it is not answering:
+ * then the fetch is refused at once, naming the host (dns_not_answering: that host's own fault).
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
@@ -23,6 +25,21 @@ import type { ResolveHost } from './fetch-metadata';
 /** How long a lookup may go unanswered before it counts as not answering (DNS answers in well under a second). */
 export const STALL_MS = 2000;
 const DEFAULT_POOL_SIZE = 4;
+/**
+ * When to try again after LookupsBusyError: by then the lookups holding the lanes have ended, unless new ones
+ * came (glibc gives up on a name after 5 s per try and server: 30 s with two tries and three servers).
+ */
+export const LOOKUPS_BUSY_RETRY_SECONDS = 30;
+
+/**
+ * Every lane is held by lookups of other host names that are not answering: the fetch was not tried. Nothing
+ * is wrong with its URL; it may work in `retryAfterSeconds`. Not a MetadataError (those refuse the URL or the
+ * document). The message names only the caller's own host.
+ */
+export class LookupsBusyError extends Error {
+  override readonly name = 'LookupsBusyError';
+  readonly retryAfterSeconds = LOOKUPS_BUSY_RETRY_SECONDS;
+}
 
 /**
  * The lanes for this process: libuv's share of the pool for lookups, (size + 1) / 2 threads, less one. A region
@@ -124,13 +141,12 @@ export class LookupGate {
   }
 
   /** Which other hosts hold the lanes is not the caller's to learn (they are other organizations' IdPs). */
-  private lanesHeld(hostname: string): MetadataError {
+  private lanesHeld(hostname: string): LookupsBusyError {
     const n = this.running.size;
-    return new MetadataError(
-      'dns_not_answering',
-      `Could not look up the host "${hostname}" now: the DNS of the IdP hosts being looked up is not answering ` +
-        `(${n === 1 ? 'a lookup has' : `${n} lookups have`} had no answer for over ${seconds(this.stallMs)}, and this region runs at most ` +
-        `${this.lanes} at once so that they cannot hold the threads the rest of the service needs). Retry in a minute.`,
+    return new LookupsBusyError(
+      `Could not look up the host "${hostname}" now: ${n === 1 ? 'a lookup of another IdP host has' : `${n} lookups of other IdP hosts have`} had no ` +
+        `answer for over ${seconds(this.stallMs)}, and this region runs at most ${this.lanes} at once so that they cannot hold ` +
+        `the threads the rest of the service needs. Nothing is wrong with this request; retry in ${LOOKUPS_BUSY_RETRY_SECONDS} seconds.`,
     );
   }
 }

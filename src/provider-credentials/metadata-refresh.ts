@@ -44,6 +44,11 @@ interface Due {
 }
 
 const MAX_BACKOFF_MS = 3600_000;
+/**
+ * Refusals that say the region is busy, not that the credential is wrong (fetch-limiter.ts, and loadIdpMetadata
+ * for the lookup gate): not recorded as the credential's failure, and the batch stops (a later tick goes on).
+ */
+const BUSY_CODES = new Set(['too_many_metadata_fetches', 'metadata_fetches_busy', 'metadata_lookups_busy']);
 
 /** How far a due schedule of a removed region's credential is put off while this region's adoption waits (at most the refresh interval). */
 const ADOPTION_WAIT_MS = 600_000;
@@ -250,9 +255,10 @@ export class MetadataRefresher {
       try {
         await this.refreshOne(c);
       } catch (err) {
-        // No fetch slot (the region or the org is at its bound): still due, taken on a later tick (a found
-        // one goes back to the end of the list).
-        if (err instanceof AppError && (err.code === 'too_many_metadata_fetches' || err.code === 'metadata_fetches_busy')) {
+        // No fetch slot (the region or the org is at its bound), or no host-name lookup free (other hosts'
+        // lookups not answering hold them all): the region's state, not this credential's failure. Still due,
+        // taken on a later tick (a found one goes back to the end of the list).
+        if (err instanceof AppError && BUSY_CODES.has(err.code)) {
           if (wasFound) this.found.add(c.id);
           busy = true;
           return;

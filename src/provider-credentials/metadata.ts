@@ -4,7 +4,7 @@
  */
 import type { Config } from '../config';
 import { AppError } from '../http/errors';
-import { cacheDurationMs, fetchAndParse, isMetadataError, type ParsedMetadata } from '../metadata';
+import { cacheDurationMs, fetchAndParse, isMetadataError, LookupsBusyError, type ParsedMetadata } from '../metadata';
 import { documentOf, trustedOf, type MetadataRecord } from './trust';
 
 export interface StoredCertificate {
@@ -60,14 +60,21 @@ export function validationTime(config: MetadataConfig): Date {
   return config.metadataValidationTime ? new Date(config.metadataValidationTime) : new Date();
 }
 
-/** Fetches and validates the metadata; a refusal is a 400 that says what was wrong. */
-/** `signal`: ends the fetch early (see FetchOptions). */
+/**
+ * Fetches and validates the metadata; a refusal is a 400 that says what was wrong. No host-name lookup free
+ * (others' lookups not answering hold them: lookup-gate.ts) is the region's state, not the URL's fault: a 503
+ * `metadata_lookups_busy` with Retry-After, which the refresher takes as busy (as `metadata_fetches_busy`).
+ * `signal`: ends the fetch early (see FetchOptions).
+ */
 export async function loadIdpMetadata(config: MetadataConfig, url: string, signal?: AbortSignal): Promise<StoredMetadata> {
   try {
     const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), signal });
     return toStoredMetadata(r.metadata, r.fetchedAt, r.finalUrl);
   } catch (err) {
     if (isMetadataError(err)) throw new AppError(400, `idp_metadata_${err.code}`, `idp_metadata_url was refused: ${err.message}`);
+    if (err instanceof LookupsBusyError) {
+      throw new AppError(503, 'metadata_lookups_busy', `The IdP metadata was not fetched: ${err.message}`, { retryAfterSeconds: err.retryAfterSeconds });
+    }
     throw err;
   }
 }

@@ -6,10 +6,16 @@ import { CREDENTIALS_PATH } from './routes';
 import { CreateCredentialBody, CredentialMetadataView, CredentialView, MetadataRefreshStatus, PatchCredentialBody } from './schema';
 
 const tags = ['SlashID SAML provider credentials'];
-// The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts).
+// The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts), and its
+// host-name lookup a lane of the lookup gate (metadata/lookup-gate.ts).
 const fetchBusy = [
   { status: 429, description: 'The organization has as many IdP metadata fetches in progress as it may; retry after Retry-After seconds.' },
-  { status: 503, description: 'The region is fetching as much IdP metadata as it may at once (or is at capacity); retry after Retry-After seconds.' },
+  {
+    status: 503,
+    description:
+      'The region is fetching as much IdP metadata as it may at once, or every host-name lookup it may run is held by lookups of other ' +
+      'IdP hosts whose DNS does not answer (or the region is at capacity); nothing is wrong with the request: retry after Retry-After seconds.',
+  },
 ];
 const one = `${CREDENTIALS_PATH}/{id}`;
 const query = pageQueryDoc('Credentials');

@@ -185,6 +185,11 @@ describe('GET /openapi.json', () => {
     expect(timeout.description).toMatch(/Location names it/);
     // Its 503 is also one the gated operations all get: the create's own reason is the one kept.
     expect(doc.paths['/organizations/sso/saml/provider-credentials'].post.responses['503'].description).toMatch(/fetching as much IdP metadata/);
+    // And the lookup gate's "busy" (metadata_lookups_busy), on the create and on a re-pointing PATCH.
+    for (const op of [doc.paths['/organizations/sso/saml/provider-credentials'].post, doc.paths['/organizations/sso/saml/provider-credentials/{id}'].patch]) {
+      expect(op.responses['503'].description).toMatch(/every host-name lookup it may run is held by lookups of other IdP hosts/);
+      expect(Object.keys(op.responses['503'].headers)).toContain('Retry-After');
+    }
   });
 
   it("declares no result in SlashID-dialect errors, and the written resource in an admin write's 408", () => {

@@ -62,7 +62,7 @@ describe('through the API of a region', () => {
     await eventually(async () => dns.calls.includes(host) && gate.stats.notAnswering === n, 5000);
   };
 
-  test('lookups that do not answer hold at most the lanes; a further one is refused at once; the lanes free when they answer', async () => {
+  test('lookups that do not answer hold at most the lanes; a fetch needing another is answered 503 busy at once with Retry-After; the lanes free when they answer', async () => {
     const first = create(a, 'https://hung-1.test/metadata.xml');
     await notAnswering('hung-1.test', 1);
 
@@ -74,16 +74,24 @@ describe('through the API of a region', () => {
     await notAnswering('hung-2.test', 2);
 
     // (a) Both lanes are held by lookups not answering: another organization's fetch of a new name is refused
-    // at once, without a lookup (not after the 10 s fetch time, as a timeout), in the dialect's envelope.
+    // at once, without a lookup (not after the 10 s fetch time, as a timeout), in the dialect's envelope. Not a
+    // 400: nothing is wrong with the request (the lanes are others'), the region is busy; a 503 with Retry-After.
     const refused = await create(a, 'https://hung-3.test/metadata.xml');
-    expect(refused.status).toBe(400);
-    expect(refused.body).toEqual({ meta: {}, errors: [{ httpcode: 400, message: expect.stringContaining('idp_metadata_url was refused: Could not look up the host "hung-3.test" now: the DNS of the IdP hosts being looked up is not answering') }] });
-    expect(refused.body.errors[0].message).not.toMatch(/hung-1|hung-2/); // other tenants' hosts are not named
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('30');
+    expect(refused.body).toEqual({
+      meta: {},
+      errors: [{ httpcode: 503, message: expect.stringContaining('The IdP metadata was not fetched: Could not look up the host "hung-3.test" now: 2 lookups of other IdP hosts have had no answer') }],
+    });
+    expect(refused.body.errors[0].message).toMatch(/Nothing is wrong with this request; retry in 30 seconds\.$/);
+    expect(refused.body.errors[0].message).not.toMatch(/hung-1|hung-2|refused/); // other tenants' hosts are not named
     expect(dns.calls).not.toContain('hung-3.test');
 
-    // A name whose lookup is already under way and not answering is refused at once too, naming it.
+    // A name whose lookup is already under way and not answering is refused at once too, naming it: that host's
+    // own DNS is at fault, so a 400 that refuses the URL.
     const again = await create(b, 'https://hung-1.test/other.xml');
     expect(again.status).toBe(400);
+    expect(again.headers.get('retry-after')).toBeNull();
     expect(again.body.errors[0].message).toMatch(/The DNS of "hung-1\.test" is not answering: a lookup of it started .* ago has no answer yet/);
     expect(dns.calls.filter((h) => h === 'hung-1.test')).toHaveLength(1);
 

@@ -28,12 +28,14 @@ function withoutStart(f: Feature): Feature {
   return copy;
 }
 
-export function useRefreshRig(label: string, extra: Partial<ConfigFile> = {}): RefreshRig {
+/** `extra`: more configuration, or a function of the IdP server that returns it (to name its port). */
+export function useRefreshRig(label: string, extra: Partial<ConfigFile> | ((idp: IdpServer) => Partial<ConfigFile>) = {}): RefreshRig {
   const rig = {} as RefreshRig;
   beforeAll(async () => {
     rig.idp = await startIdpServer();
     const features = FEATURES.map((f) => (f === providerCredentialsFeature ? withoutStart(f) : f));
-    rig.r = await startInProcess(label, ['us-iowa'], { metadataAllowedHosts: [rig.idp.hostPort], ...extra }, 'us-iowa', { features });
+    const more = typeof extra === 'function' ? extra(rig.idp) : extra;
+    rig.r = await startInProcess(label, ['us-iowa'], { metadataAllowedHosts: [rig.idp.hostPort], ...more }, 'us-iowa', { features });
     rig.org = await createOrg(rig.r.url, label);
     rig.refresher = new MetadataRefresher({ db: rig.r.region.db, repl: rig.r.region.replication.repl, redis: rig.r.region.replication.redis, config: rig.r.deployment.configFor('us-iowa'), log: rig.r.region.log });
   });

@@ -1,0 +1,112 @@
+/**
+ * A refresh that finds every host-name lookup lane held by other hosts' lookups that are not answering
+ * (src/metadata/lookup-gate.ts) is the region being busy, not the credential failing: it is left due, with no
+ * failure counted, and refreshed once a lane frees. Before, it was recorded as the credential's own failure
+ * (idp_metadata_dns_not_answering): its back-off grew and it was listed as failing. The resolver is a stand-in:
+ * "idp.test" answers at once with loopback, names starting with "hung" only when the test lets them.
+ */
+import type { LookupAddress } from 'node:dns';
+import type { ResolveHost } from '../../src/metadata/fetch-metadata';
+import { LookupGate, replaceSharedLookupGate } from '../../src/metadata/lookup-gate';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { fixture } from '../support/idp-server';
+import { useRefreshRig } from '../support/refresh-rig';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const LOOPBACK: LookupAddress[] = [{ address: '127.0.0.1', family: 4 }];
+const portOf = (hostPort: string) => hostPort.split(':')[1];
+
+const calls: string[] = [];
+const hung = new Map<string, () => void>();
+const resolve: ResolveHost = (hostname) => {
+  calls.push(hostname);
+  if (hostname === 'idp.test') return Promise.resolve(LOOPBACK);
+  if (hostname.startsWith('hung')) return new Promise((answer) => hung.set(hostname, () => answer(LOOPBACK)));
+  return Promise.reject(Object.assign(new Error(`no ${hostname}`), { code: 'ENOTFOUND' }));
+};
+// One lane, so one lookup not answering holds them all; "not answering" after 100 ms (the test waits for the
+// gate to say so, not for the time).
+const gate = new LookupGate(resolve, { lanes: 1, stallMs: 100 });
+
+const rig = useRefreshRig('refresh-lookups-busy', (idp) => ({
+  metadataAllowedHosts: [idp.hostPort, `idp.test:${portOf(idp.hostPort)}`, `hung-idp.test:${portOf(idp.hostPort)}`],
+}));
+let before: LookupGate | null = null;
+beforeAll(() => {
+  before = replaceSharedLookupGate(gate);
+});
+afterAll(() => {
+  for (const answer of hung.values()) answer();
+  replaceSharedLookupGate(before);
+});
+
+interface State {
+  next_at: Date;
+  last_success_at: Date | null;
+  last_error: string | null;
+  last_error_code: string | null;
+  consecutive_failures: number;
+}
+async function stateOf(id: string): Promise<State | undefined> {
+  const rows = await rig.r.region.db.$queryRawUnsafe<State[]>(
+    'SELECT next_at, last_success_at, last_error, last_error_code, consecutive_failures FROM metadata_refresh_state WHERE credential_id = $1::uuid',
+    id,
+  );
+  return rows[0];
+}
+
+const makeDue = (id: string) => rig.r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute' WHERE credential_id = $1::uuid", id);
+
+async function createCredential(org: { id: string; api_key: string }, url: string): Promise<string> {
+  const res = await call(rig.r.url, 'POST', PATH, { body: { idp_metadata_url: url }, headers: slashidHeaders(org), timeoutMs: 30_000 });
+  expect(res.status).toBe(201);
+  return res.body.result.id as string;
+}
+
+test("a refresh meeting the lookup lanes held by another host's unanswered lookup records no failure and refreshes once a lane frees; one of that host counts a failure", async () => {
+  const { r, idp, org, refresher } = rig;
+  const port = portOf(idp.hostPort);
+  idp.set('busy.xml', fixture('okta.xml'));
+  const mine = await createCredential(org, `http://idp.test:${port}/busy.xml`);
+  // A credential of another organization's IdP host, whose DNS answers at its create (and hangs later).
+  const other = await createOrg(r.url, 'hung-other');
+  const creating = createCredential(other, `http://hung-idp.test:${port}/okta.xml`);
+  expect(await eventually(async () => calls.includes('hung-idp.test'), 5000)).toBe(true);
+  hung.get('hung-idp.test')?.();
+  const theirs = await creating;
+  expect(await eventually(async () => gate.stats.running === 0, 5000)).toBe(true);
+
+  // Another fetch of that host: its DNS does not answer now, and its lookup holds the one lane.
+  const othersFetch = createCredential(other, `http://hung-idp.test:${port}/okta.xml?again`);
+  expect(await eventually(async () => calls.filter((h) => h === 'hung-idp.test').length === 2 && gate.stats.notAnswering === 1, 5000)).toBe(true);
+
+  // The credential of that host: its own DNS is not answering, its own failure (counted, and shown).
+  await makeDue(theirs);
+  expect(await refresher.runOnce(5)).toBe(1);
+  expect(await stateOf(theirs)).toMatchObject({ consecutive_failures: 1, last_error_code: 'idp_metadata_dns_not_answering' });
+
+  // Another host's credential: the region is busy, as when no fetch slot is free. Not its failure, and still
+  // due for a later tick.
+  await makeDue(mine);
+  const hitsBefore = idp.hits('busy.xml');
+  expect(await refresher.runOnce(5)).toBe(1);
+  const busy = await stateOf(mine);
+  expect(busy).toMatchObject({ consecutive_failures: 0, last_error: null, last_error_code: null });
+  expect(busy?.next_at.getTime()).toBeLessThanOrEqual(Date.now());
+  expect(idp.hits('busy.xml')).toBe(hitsBefore);
+  const admin = await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+  expect(admin.status).toBe(200);
+  expect(admin.body.failing).toBe(1); // the other host's credential alone
+
+  // That host's DNS answers: the lane frees, and the next tick refreshes the credential.
+  hung.get('hung-idp.test')?.();
+  expect(await eventually(async () => gate.stats.running === 0, 5000)).toBe(true);
+  const tick = Date.now();
+  expect(await refresher.runOnce(5)).toBe(1);
+  expect(idp.hits('busy.xml')).toBe(hitsBefore + 1);
+  const after = await stateOf(mine);
+  expect(after).toMatchObject({ consecutive_failures: 0, last_error: null });
+  expect(after?.last_success_at?.getTime()).toBeGreaterThanOrEqual(tick);
+  expect(after?.next_at.getTime()).toBeGreaterThan(Date.now());
+  await othersFetch;
+});
