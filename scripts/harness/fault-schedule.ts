@@ -148,6 +148,8 @@ interface Report {
     partitions: number;
     redisRestarts: number;
     postgresRestarts: number;
+    /** Stalls of a region's database (with a kill -9 of the region) that ran. */
+    stalls: number;
     /** Starts that a signal from outside the run ended (Stack.startService tried them again). */
     outsideKills: number;
     /** Acks and announcements read that did not verify, per region since its last start (sign and require). */
@@ -185,6 +187,7 @@ function table(r: Report): string {
     ['committed, unacknowledged', f.committedUnacknowledged],
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
+    ['database stalls (each with a kill)', f.stalls],
     ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
     ['acks unverified (since each start)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
     ['member entries unverified (replayed)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.membersUnverified).map(([region, n]) => `${region} ${n.unverified} (${n.replayed})`).join(', ')],
@@ -336,6 +339,7 @@ async function main(): Promise<number> {
       partitions: faults.partitions,
       redisRestarts: faults.redisRestarts,
       postgresRestarts: faults.postgresRestarts,
+      stalls: faults.stalls,
       outsideKills: stack.outsideKills,
       acksUnverified,
       membersUnverified,
