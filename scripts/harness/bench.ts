@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import os from 'node:os';
 import { adminHeaders, createOrg, percentile, RegionClient } from './client';
-import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, UsageError } from './common';
+import { answerHelp } from '../usage';
+import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, refuseArguments, requireRoot, UsageError } from './common';
 import { DEFAULT_REGIONS, Stack } from './stack';
 
 const USAGE = `usage: npm run harness -- bench [options]
@@ -58,11 +59,10 @@ async function timedCreate(c: RegionClient, token: string, name: string, level: 
 }
 
 export async function bench(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(argv, ['rtt', 'regions', 'writes', 'bound', 'report', 'gap', 'ack-signatures'], ['shared-redis', 'help']);
-  if (flags.has('help')) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  // -h as well as --help: a word that is not an option was dropped, and `bench -h` ran the benchmark.
+  answerHelp(argv, USAGE.trimEnd());
+  const { flags, positional } = parseFlags(argv, ['rtt', 'regions', 'writes', 'bound', 'report', 'gap', 'ack-signatures'], ['shared-redis']);
+  refuseArguments(positional);
   const rtt = numFlag(flags, 'rtt', 30, 0, 10_000);
   const n = intFlag(flags, 'regions', 3, 2, 8);
   const writes = intFlag(flags, 'writes', 100, 1, 100_000);

@@ -5,7 +5,7 @@
  */
 import readline from 'node:readline';
 import { answerHelp } from '../usage';
-import { ackSignaturesFlag, log, parseFlags, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
+import { ackSignaturesFlag, log, parseFlags, refuseArguments, requireRoot, runMain, UsageError, type Flags, intFlag, numFlag } from './common';
 import { bench } from './bench';
 import { removeLeftovers } from './netns';
 import { DEFAULT_REDIS_DELAY_MS, DEFAULT_REGIONS, REDIS_HOST, Stack, type RegionSpec, type StackOptions } from './stack';
@@ -16,11 +16,12 @@ const USAGE = `usage: npm run harness -- up [options]      start the stack and k
 
 options of up:
   --regions N          number of regions, 1..8 (default 3: us-iowa, europe-belgium, asia-japan; more are region-4, ...)
-  --latency LIST       one-way delays in ms, e.g. us-iowa=5,europe-belgium=45,asia-japan=70,redis=2
-                       (defaults as shown; extra regions 30). Between two hosts the round trip is the sum.
+  --latency LIST       one-way delays in ms, e.g. us-iowa=5,europe-belgium=45,asia-japan=70 (defaults as
+                       shown; extra regions 30; redis=MS: the shared Redis host's, with --shared-redis only).
+                       Between two hosts the round trip is the sum. A region's own Redis has its host's delay.
   --shared-redis       one Redis on a host of its own for every region (the topology before per-region Redis);
                        default: each region host runs its own Redis
-  --redis-latency MS   the shared Redis host's delay (default ${DEFAULT_REDIS_DELAY_MS})
+  --redis-latency MS   the shared Redis host's delay (default ${DEFAULT_REDIS_DELAY_MS}; with --shared-redis only)
   --jitter MS          random +-MS per packet burst (default 0; order is kept)
   --redis-aof yes|no   Redis append-only file, so 'restart redis' keeps the stream (default yes)
   --ack-signatures M   the regions' config ackSignatures: off, sign or require (default require)
@@ -40,15 +41,26 @@ commands on stdin while up:
   quit                         stop everything and clean up (also Ctrl-C)
 `;
 
+/**
+ * The regions and their delays from --regions, --latency and --redis-latency. A Redis delay is the shared
+ * Redis host's (`--shared-redis`); without one each region's Redis is on its region's host and has its
+ * delay, so a Redis delay would have no effect: it is refused rather than ignored.
+ */
 export function regionSpecs(flags: Flags): { regions: RegionSpec[]; redisDelayMs: number } {
   const n = intFlag(flags, 'regions', DEFAULT_REGIONS.length, 1, 8);
   const regions: RegionSpec[] = Array.from({ length: n }, (_, i) => DEFAULT_REGIONS[i] ?? { id: `region-${i + 1}`, delayMs: 30 }).map((r) => ({ ...r }));
+  const shared = flags.has('shared-redis');
+  const noRedisHost = (what: string) =>
+    new UsageError(`${what}: there is no Redis host without --shared-redis (each region's Redis runs on its region's host, with that host's delay: set it with --latency REGION=MS)`);
+  if (flags.has('redis-latency') && !shared) throw noRedisHost('--redis-latency');
   let redisDelayMs = numFlag(flags, 'redis-latency', DEFAULT_REDIS_DELAY_MS, 0, 10_000);
   for (const item of (flags.get('latency') ?? '').split(',').filter(Boolean)) {
     const m = /^([a-z][a-z0-9-]*)=(\d+(?:\.\d+)?)$/.exec(item.trim());
     if (!m?.[1] || !m[2]) throw new UsageError(`--latency: '${item}' is not HOST=MS`);
-    if (m[1] === REDIS_HOST) redisDelayMs = Number(m[2]);
-    else {
+    if (m[1] === REDIS_HOST) {
+      if (!shared) throw noRedisHost(`--latency ${item.trim()}`);
+      redisDelayMs = Number(m[2]);
+    } else {
       const r = regions.find((x) => x.id === m[1]);
       if (!r) throw new UsageError(`--latency: no region '${m[1]}' (regions: ${regions.map((x) => x.id).join(', ')})`);
       r.delayMs = Number(m[2]);
@@ -137,12 +149,13 @@ async function command(stack: Stack, line: string): Promise<boolean> {
   return true;
 }
 
-async function up(flags: Flags): Promise<number> {
+/** `up`'s stack from its options; a mistake is a UsageError, found before anything runs. */
+export function upOptions(flags: Flags): StackOptions {
   const { regions, redisDelayMs } = regionSpecs(flags);
   const aof = flags.get('redis-aof') ?? 'yes';
   if (aof !== 'yes' && aof !== 'no') throw new UsageError('--redis-aof must be yes or no');
   const quiet = flags.has('quiet');
-  const opts: StackOptions = {
+  return {
     regions,
     redisDelayMs,
     jitterMs: numFlag(flags, 'jitter', 0, 0, 10_000),
@@ -154,6 +167,9 @@ async function up(flags: Flags): Promise<number> {
     onRegionLine: quiet ? undefined : (region, line) => process.stdout.write(`[${region}] ${line}\n`),
     say: log,
   };
+}
+
+async function up(opts: StackOptions): Promise<number> {
   const stack = await Stack.up(opts);
   process.stdout.write(describe(stack) + '\nType help for commands; Ctrl-C or quit stops everything.\n');
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
@@ -177,27 +193,39 @@ async function up(flags: Flags): Promise<number> {
   });
 }
 
-async function main(): Promise<number> {
-  if (process.argv[2] === 'bench') return bench(process.argv.slice(3));
-  answerHelp(process.argv.slice(2), USAGE.trimEnd());
+/**
+ * `up` or `cleanup` and, for `up`, its stack: the whole command line is checked before the root check and
+ * before anything runs (a word after the command, or options to `cleanup`, were ignored).
+ */
+export function harnessArgs(argv: readonly string[]): { cmd: 'up'; opts: StackOptions } | { cmd: 'cleanup' } | { cmd: 'help' } {
   const { flags, positional } = parseFlags(
-    process.argv.slice(2),
+    argv,
     ['regions', 'latency', 'redis-latency', 'jitter', 'redis-aof', 'ack-signatures', 'log-level', 'logs'],
     ['quiet', 'shared-redis'],
   );
-  const cmd = positional[0] ?? 'up';
-  if (cmd === 'help') {
+  const [cmd = 'up', ...rest] = positional;
+  if (cmd !== 'up' && cmd !== 'cleanup' && cmd !== 'help') throw new UsageError(`unknown command '${cmd}'`);
+  refuseArguments(rest);
+  if (cmd === 'up') return { cmd, opts: upOptions(flags) };
+  if (flags.size) throw new UsageError(`${cmd} takes no options`);
+  return { cmd };
+}
+
+async function main(): Promise<number> {
+  if (process.argv[2] === 'bench') return bench(process.argv.slice(3));
+  answerHelp(process.argv.slice(2), USAGE.trimEnd());
+  const args = harnessArgs(process.argv.slice(2));
+  if (args.cmd === 'help') {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (cmd !== 'up' && cmd !== 'cleanup') throw new UsageError(`unknown command '${cmd}'`);
-  requireRoot(`npm run harness -- ${cmd}`);
-  if (cmd === 'cleanup') {
+  requireRoot(`npm run harness -- ${args.cmd}`);
+  if (args.cmd === 'cleanup') {
     const removed = removeLeftovers();
     process.stdout.write(removed.length ? `removed leftovers of runs ${removed.join(', ')}\n` : 'nothing to clean up\n');
     return 0;
   }
-  return up(flags);
+  return up(args.opts);
 }
 
 if (require.main === module) runMain(main, USAGE);

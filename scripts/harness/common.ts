@@ -47,6 +47,15 @@ export function parseFlags(argv: readonly string[], known: readonly string[], sw
 
 export class UsageError extends Error {}
 
+/**
+ * These commands take options only. An argument that is not one was dropped, so a slip (`short` for
+ * `--short`, `-h` after `bench`) ran the default, longest schedule, as root.
+ */
+export function refuseArguments(positional: readonly string[]): void {
+  const first = positional[0];
+  if (first !== undefined) throw new UsageError(`unexpected argument '${first}': options start with --`);
+}
+
 export function intFlag(flags: Flags, name: string, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const v = flags.get(name);
   if (v === undefined) return dflt;

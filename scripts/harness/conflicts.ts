@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import { regionSpecs } from './cli';
 import { CREDENTIALS_PATH, createOrg, orgHeaders, percentile, RegionClient, resultId, type Org } from './client';
 import { answerHelp } from '../usage';
-import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, sleep } from './common';
-import { Stack } from './stack';
+import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, refuseArguments, requireRoot, runMain, sleep, type Flags } from './common';
+import { Stack, type StackOptions } from './stack';
 
 export interface ConflictFigures {
   rounds: number;
@@ -111,17 +111,29 @@ export function conflictTable(f: ConflictFigures): string {
   ].join('\n');
 }
 
-const USAGE = `usage: npm run test:conflicts -- [--rounds N] [--report PATH] [--latency LIST] [--redis-latency MS] [--jitter MS] [--ack-signatures off|sign|require]\n`;
+const USAGE = `usage: npm run test:conflicts -- [--rounds N] [--report PATH] [--regions N] [--latency LIST] [--jitter MS]
+       [--shared-redis [--redis-latency MS]] [--ack-signatures off|sign|require] [--logs DIR]
+  (default 1000 rounds; the stack options as for npm run harness)\n`;
+
+/** The command line, checked whole before the root check and before anything runs. */
+export function conflictArgs(argv: readonly string[]): { flags: Flags; rounds: number; stack: Omit<StackOptions, 'say'> } {
+  const { flags, positional } = parseFlags(argv, ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures'], ['shared-redis']);
+  refuseArguments(positional);
+  const rounds = intFlag(flags, 'rounds', 1000, 1);
+  const { regions, redisDelayMs } = regionSpecs(flags);
+  return {
+    flags,
+    rounds,
+    stack: { regions, redisDelayMs, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: false, sharedRedis: flags.has('shared-redis'), ackSignatures: ackSignaturesFlag(flags), logLevel: 'warn', logDir: flags.get('logs') },
+  };
+}
 
 async function main(): Promise<number> {
   answerHelp(process.argv.slice(2), USAGE.trimEnd());
-  const { flags } = parseFlags(process.argv.slice(2), ['rounds', 'report', 'regions', 'latency', 'redis-latency', 'jitter', 'logs', 'ack-signatures']);
+  const { flags, rounds, stack: options } = conflictArgs(process.argv.slice(2));
+  const { regions, redisDelayMs } = options;
   requireRoot('npm run test:conflicts');
-  const rounds = intFlag(flags, 'rounds', 1000, 1);
-  const { regions, redisDelayMs } = regionSpecs(flags);
-  const stack = await Stack.up({
-    regions, redisDelayMs, jitterMs: numFlag(flags, 'jitter', 0), redisAppendOnly: false, ackSignatures: ackSignaturesFlag(flags), logLevel: 'warn', logDir: flags.get('logs'), say: log,
-  });
+  const stack = await Stack.up({ ...options, say: log });
   const clients = stack.regionIds.map((r) => new RegionClient(r, stack.regionUrl(r), 2));
   const first = clients[0];
   if (!first) throw new Error('no regions');

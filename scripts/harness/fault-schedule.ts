@@ -15,7 +15,7 @@ import { regionSpecs } from './cli';
 import { ackFigures, createOrg, RegionClient } from './client';
 import { conflictsOk, conflictTable, runConflicts, type ConflictFigures } from './conflicts';
 import { answerHelp } from '../usage';
-import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, requireRoot, runMain, UsageError, type Flags } from './common';
+import { ackSignaturesFlag, intFlag, log, numFlag, parseFlags, refuseArguments, requireRoot, runMain, UsageError, type Flags } from './common';
 import { FaultSchedule } from './faults';
 import { Load, type LoadFigures } from './load';
 import { OrgLoad } from './org-load';
@@ -148,6 +148,8 @@ interface Report {
     partitions: number;
     redisRestarts: number;
     postgresRestarts: number;
+    /** Stalls of a region's database (with a kill -9 of the region) that ran. */
+    stalls: number;
     /** Starts that a signal from outside the run ended (Stack.startService tried them again). */
     outsideKills: number;
     /** Acks and announcements read that did not verify, per region since its last start (sign and require). */
@@ -185,6 +187,7 @@ function table(r: Report): string {
     ['committed, unacknowledged', f.committedUnacknowledged],
     ['time to converge', `${conv} (limit ${r.options.convergeLimitS} s)`],
     ['kills / partitions / Redis / Postgres restarts', `${f.kills} / ${f.partitions} / ${f.redisRestarts} / ${f.postgresRestarts}`],
+    ['database stalls (each with a kill)', f.stalls],
     ...(f.outsideKills > 0 ? [['starts killed from outside the run (tried again)', f.outsideKills] as [string, number]] : []),
     ['acks unverified (since each start)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.acksUnverified).map(([region, n]) => `${region} ${n}`).join(', ')],
     ['member entries unverified (replayed)', r.options.ackSignatures === 'off' ? 'not checked (off)' : Object.entries(f.membersUnverified).map(([region, n]) => `${region} ${n.unverified} (${n.replayed})`).join(', ')],
@@ -205,16 +208,21 @@ function table(r: Report): string {
   ].join('\n');
 }
 
-async function main(): Promise<number> {
-  // `-h` too (answerHelp): taken for a positional argument, it ran the whole schedule.
-  answerHelp(process.argv.slice(2), USAGE.trimEnd());
-  const { flags } = parseFlags(
-    process.argv.slice(2),
+/** The command line, checked whole before anything runs (a mistake is a UsageError). */
+export function faultScheduleArgs(argv: readonly string[]): { flags: Flags; o: Options; topology: ReturnType<typeof regionSpecs> } {
+  const { flags, positional } = parseFlags(
+    argv,
     ['creates', 'duration', 'clients', 'kill-every', 'restart-after', 'partition', 'partition-mode', 'isolate', 'redis-restart', 'redis-restart-at', 'postgres-restart', 'postgres-restart-at', 'stall', 'redis-aof', 'all-regions', 'patches', 'deletes', 'orgs', 'org-deletes', 'org-clients', 'tombstone-interval', 'converge-limit', 'conflicts', 'report', 'logs', 'regions', 'latency', 'redis-latency', 'jitter', 'ack-signatures'],
     ['short', 'shared-redis'],
   );
-  const o = options(flags);
-  const topology = regionSpecs(flags);
+  refuseArguments(positional);
+  return { flags, o: options(flags), topology: regionSpecs(flags) };
+}
+
+async function main(): Promise<number> {
+  // `-h` too (answerHelp): taken for a positional argument, it ran the whole schedule.
+  answerHelp(process.argv.slice(2), USAGE.trimEnd());
+  const { flags, o, topology } = faultScheduleArgs(process.argv.slice(2));
   requireRoot('npm run test:faults');
   const t0 = Date.now();
   const stack = await Stack.up({
@@ -331,6 +339,7 @@ async function main(): Promise<number> {
       partitions: faults.partitions,
       redisRestarts: faults.redisRestarts,
       postgresRestarts: faults.postgresRestarts,
+      stalls: faults.stalls,
       outsideKills: stack.outsideKills,
       acksUnverified,
       membersUnverified,

@@ -10,7 +10,7 @@
  * - once, restart one region's Postgres (SIGINT: a fast shutdown, which ends every session; SIGQUIT: an
  *   immediate one, as a crash, recovered from the WAL at start) and start it again after a second: the
  *   region's pooled connections all die under it (see docs/operations.md, "Database restarts").
- * - at each of `stallAtMs`, stall one region's database (its credential tables locked EXCLUSIVE by the
+ * - at each of `stallAtMs` (or once a region is up, if none is), stall one region's database (its credential tables locked EXCLUSIVE by the
  *   harness: every write there, local or applied, waits) for `stallMs`, kill -9 the region and end its
  *   database sessions while it is stalled, end the lock and start the region again: whatever the region had answered, acked or XACKed
  *   for a transaction that had not committed is then gone (an acknowledgement before the commit).
@@ -19,6 +19,9 @@
 import { Client } from 'pg';
 import { sleep } from './common';
 import { REDIS_HOST, regionRedis, type PartitionMode, type Stack } from './stack';
+
+/** What the schedule does to a stack (a test drives it over region processes of its own). */
+export type FaultTarget = Pick<Stack, 'regionIds' | 'hostNames' | 'sharedRedis' | 'isRunning' | 'isPartitioned' | 'partition' | 'heal' | 'kill' | 'startService' | 'dbUrl'>;
 
 export interface FaultOptions {
   killEveryMs: number;
@@ -57,12 +60,14 @@ export class FaultSchedule {
   partitions = 0;
   redisRestarts = 0;
   postgresRestarts = 0;
+  /** Stalls of a region's database that ran (each with its kill -9 of the region). */
+  stalls = 0;
   /** Each Postgres restart: the region, from its stop to when it accepted connections again (Date.now()). */
   readonly databaseOutages: Array<{ region: string; from: number; to: number }> = [];
   failures: string[] = [];
 
   constructor(
-    private readonly stack: Stack,
+    private readonly stack: FaultTarget,
     private readonly o: FaultOptions,
     private readonly say: (msg: string) => void,
   ) {}
@@ -159,9 +164,28 @@ export class FaultSchedule {
     this.event(`heal ${region}`);
   }
 
+  /**
+   * A region that is up, reachable and not being restarted, for a fault that needs one. The killer and the
+   * partitions can leave none such at the fault's moment (two regions down, the third cut off): it waits for
+   * one, as long as the killer's restarts take to bring a region back and more. None by then, or the schedule
+   * ending first, fails the run: a stall that returned here unseen let a run pass with one fewer (a --short
+   * run of 2026-12-07 had two of its three).
+   */
+  private async upRegion(fault: string): Promise<string | null> {
+    const waitUntil = Date.now() + Math.max(15_000, 3 * this.o.restartAfterMs);
+    for (;;) {
+      const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
+      const region = up[Math.floor(Math.random() * up.length)];
+      if (region) return region;
+      if (Date.now() > waitUntil || (await this.nap(250))) {
+        this.fail(`no region was up to ${fault}`);
+        return null;
+      }
+    }
+  }
+
   private async stallAndKill(): Promise<void> {
-    const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
-    const region = up[Math.floor(Math.random() * up.length)];
+    const region = await this.upRegion('stall the database of');
     if (!region) return;
     this.restarting.add(region);
     try {
@@ -175,6 +199,7 @@ export class FaultSchedule {
         await sleep(this.o.stallMs);
         await this.stack.kill(region);
         this.kills++;
+        this.stalls++;
         // Its sessions end with it (as in a crash of its host): a transaction waiting on the lock, whose
         // COMMIT went with its statements, would otherwise commit once the lock goes, client or not.
         const ended = await db.query(
@@ -209,17 +234,8 @@ export class FaultSchedule {
     // A region that is up and reachable, so that its clients are served while its database goes away.
     // Not one being restarted, and the killer leaves it alone meanwhile (a region does not start without
     // its database).
-    // The killer and the partitions can leave none such at its moment (two regions down, the third cut off):
-    // it waits for one, as long as the killer's restarts take to bring a region back and more.
-    const waitUntil = Date.now() + Math.max(15_000, 3 * this.o.restartAfterMs);
-    let region: string | undefined;
-    for (;;) {
-      const up = this.stack.regionIds.filter((r) => this.stack.isRunning(r) && !this.stack.isPartitioned(r) && !this.restarting.has(r));
-      region = up[Math.floor(Math.random() * up.length)];
-      if (region || Date.now() > waitUntil) break;
-      if (await this.nap(250)) return;
-    }
-    if (!region) return this.fail('no region was up to restart the Postgres of');
+    const region = await this.upRegion('restart the Postgres of');
+    if (!region) return;
     this.restarting.add(region);
     const outage = { region, from: Date.now(), to: Number.MAX_SAFE_INTEGER };
     this.databaseOutages.push(outage);
