@@ -24,11 +24,14 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const r of running.values()) await r.stop();
+  // The last test's copy of a database, should it have stopped before dropping it.
+  if (dep) await onServer(`DROP DATABASE IF EXISTS "${usIowaDb()}_bak"`).catch(() => undefined);
   redis.disconnect();
   await dep?.cleanup();
 });
 
 const url = (id: string) => (running.get(id) as RunningRegion).url;
+const usIowaDb = () => new URL(dep.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl as string).pathname.slice(1);
 const keys = () => replicationKeys(dep.file.redisKeyPrefix);
 
 async function restart(id: string): Promise<void> {
@@ -119,7 +122,7 @@ test('a database set back to before changes its region made itself is marked as 
   // us-iowa originates every change here (europe-belgium writes nothing): its applied counts never move.
   const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
   const doomed = await createOrg(url('us-iowa'), 'five', { headers: ALL });
-  const dbName = new URL(dep.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl as string).pathname.slice(1);
+  const dbName = usIowaDb();
   // Its backup: a copy of its database as it is now, taken while the region is stopped.
   await running.get('us-iowa')?.stop();
   await onServer(`CREATE DATABASE "${dbName}_bak" TEMPLATE "${dbName}"`);
