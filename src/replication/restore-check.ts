@@ -89,9 +89,14 @@ export async function recordOutboxMark(db: Pick<Db, '$queryRawUnsafe'>, redis: R
   return through;
 }
 
-/** The database's figure of replication_outbox_mark (0: none; a schema before it counts as none). */
+/**
+ * How far the database got in the region's own changes: replication_outbox_mark, or its newest outbox row when
+ * higher (a backup taken between a commit and the relay's record of it holds that row: no false alarm). 0: none;
+ * a schema before the mark counts as none.
+ */
 async function databaseOutboxMark(db: SqlReader): Promise<number> {
-  const rows = await db.$queryRawUnsafe<{ through: string }[]>('SELECT committed_through::text AS through FROM replication_outbox_mark WHERE id = 1').catch((err: unknown) => {
+  const sql = 'SELECT GREATEST((SELECT committed_through FROM replication_outbox_mark WHERE id = 1), (SELECT max(id) FROM replication_outbox), 0)::text AS through';
+  const rows = await db.$queryRawUnsafe<{ through: string }[]>(sql).catch((err: unknown) => {
     if (pgCode(err) === '42P01') return [];
     throw err;
   });
