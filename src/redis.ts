@@ -93,6 +93,12 @@ export function replicationKeys(prefix: string) {
      * every row (see replication/restore-check.ts).
      */
     databaseIdentity: (region: string) => `${prefix}{repl}:database-identity:${region}`,
+    /**
+     * In a region's own Redis: the highest id of its outbox rows its database had committed, as its relay last
+     * recorded it (replication_outbox_mark): a database found below it was set back, and lost changes the region
+     * made itself (see replication/restore-check.ts).
+     */
+    outboxMark: (region: string) => `${prefix}{repl}:outbox-mark:${region}`,
     /** Each member's watermark for the tombstone horizon (see replication/horizon.ts). */
     watermarks: `${prefix}{repl}:watermarks`,
   };

@@ -271,7 +271,7 @@ export class Applier {
   private async checkDatabase(): Promise<void> {
     const { keys, region, log, membership } = this.d;
     const found = await checkRestoredDatabase({ db: this.d.db, links: this.d.links, keys, region, regions: membership?.regions() ?? this.d.regions, log, signing: this.d.tracker.signing, command: this.d.reseedCommand });
-    if (found.replaced || found.behind.length > 0) await membership?.refresh();
+    if (found.replaced || found.behind.length > 0 || found.setBack) await membership?.refresh();
     this.databaseChecked = true;
     this.markChecked();
   }

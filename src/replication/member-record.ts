@@ -304,9 +304,9 @@ export async function removeMember(
   // name starts a new inbox, and must not be judged by the old one's first id or acks.
   const dropInbox = async () => {
     const deleted = Number(await redis.del(keys.inbox(region))) === 1;
-    // With them its applied-count mark and database identity (restore-check.ts): a region added again under
+    // With them its applied-count and outbox marks and database identity (restore-check.ts): a region added again under
     // this name starts anew.
-    await redis.del(keys.inboxBorn(region), keys.acksBornAt(region), keys.appliedMark(region), keys.databaseIdentity(region));
+    await redis.del(keys.inboxBorn(region), keys.acksBornAt(region), keys.appliedMark(region), keys.outboxMark(region), keys.databaseIdentity(region));
     return deleted;
   };
   const first = await dropInbox();

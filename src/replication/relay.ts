@@ -18,6 +18,7 @@ import { InboxTrims, type InboxTrimsDeps } from './relay-trim';
 import { DEFAULT_STREAM_MAX_LENGTH } from './stream';
 import type { EventAuth } from './event-auth';
 import { Loop } from './loop';
+import { recordOutboxMark } from './restore-check';
 
 /** Its parts' deps (each narrowed to what that part uses), and its own. */
 export interface RelayDeps extends OutboxPublisherDeps, DeliveryConfirmerDeps, InboxTrimsDeps {
@@ -42,6 +43,8 @@ export class OutboxRelay {
   republished = 0;
   /** Changes trimmed by an inbox's cap before its region acked them (that region needs a re-seed). */
   trimmedUnconfirmed = 0;
+  /** The outbox mark this process last saw in its Redis (restore-check.ts): Redis is written only when it rises. */
+  private outboxMarked = 0;
 
   constructor(private readonly d: RelayDeps) {
     this.loop = new Loop(() => this.cycle(), d.intervalMs ?? 500);
@@ -73,7 +76,11 @@ export class OutboxRelay {
   async cycle(): Promise<void> {
     const confirmDue = Date.now() - this.lastConfirm >= 2000;
     if (confirmDue) this.lastConfirm = Date.now();
-    for (const step of [() => this.publishPending(1000), () => (confirmDue ? this.confirm() : undefined), () => (confirmDue ? this.unparked() : undefined), () => this.trim()]) {
+    const steps = [
+      () => this.publishPending(1000), () => (confirmDue ? this.confirm() : undefined), () => (confirmDue ? this.unparked() : undefined), () => this.trim(),
+      () => (confirmDue ? this.markOutbox() : undefined),
+    ];
+    for (const step of steps) {
       try {
         await step();
       } catch (err) {
@@ -90,6 +97,14 @@ export class OutboxRelay {
     const m = this.d.membership;
     const regions = !m ? this.d.regions : cached ? m.regions() : (await m.refresh()).map((x) => x.region);
     return regions.filter((r) => r !== this.d.region);
+  }
+
+  /**
+   * Records how far this region's own changes got (the highest outbox id committed), in its database and then its
+   * Redis, so that a database later set back to an older state is found out at start (restore-check.ts).
+   */
+  async markOutbox(): Promise<void> {
+    this.outboxMarked = await recordOutboxMark(this.d.db, this.d.links.own, this.d.keys, this.d.region, this.outboxMarked);
   }
 
   /** See OutboxPublisher.publishPending. */

@@ -10,6 +10,13 @@
  * count written to the database and not yet to Redis (a crash between the two), leaves the mark at or
  * below the database's: never a false alarm.
  *
+ * The counts see only what the region applied from others: a region that originated the changes since the
+ * backup (deletes among them, which the others then applied, and whose tombstones they collect) and applied
+ * none came back `active` on a database that still served what it had deleted, and whose later changes of
+ * those rows the others refuse. So its relay also records the highest id of its outbox rows the database has
+ * committed, in the database (replication_outbox_mark: the outbox rows themselves go once confirmed) and then
+ * in its own Redis (recordOutboxMark). A database whose figure is below Redis's was set back the same way.
+ *
  * The counts miss a database dropped and created again (or swapped for another): a fresh database holds no
  * count, and a mark holds only what the region applied from others, so a region that mostly originates writes,
  * or that has applied nothing since a re-seed (which resets the mark), came back empty, `active` and ready. So
@@ -22,7 +29,8 @@
  * (it was, for the second before the check ran). With its own Redis down or hung it serves unchecked once
  * that wait ends (`start_check` pending in GET /admin/replication), and the check runs once Redis answers.
  */
-import type { SqlReader } from '../db/client';
+import type { Db, SqlReader } from '../db/client';
+import { pgCode } from '../db/pg-errors';
 import type { Logger } from '../logger';
 import type { Redis, ReplicationKeys } from '../redis';
 import type { RedisLinks } from './links';
@@ -41,10 +49,10 @@ const scored = (counts: readonly { origin_region: string; applied_count: number 
 
 /** The origins whose count the database holds below the mark, with both figures; empty when none. */
 export async function countsBehindMark(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string) {
-  const [mark, rows] = await Promise.all([
-    redis.zrange(keys.appliedMark(region), 0, -1, 'WITHSCORES'),
-    db.$queryRawUnsafe<{ origin_region: string; applied_count: bigint | string }[]>('SELECT origin_region, applied_count FROM replication_progress'),
-  ]);
+  // The mark first, then the database: a count is raised in Redis only after it committed, so a mark read first is
+  // never ahead of the database read after it, even while another process of the region counts (no false alarm).
+  const mark = await redis.zrange(keys.appliedMark(region), 0, -1, 'WITHSCORES');
+  const rows = await db.$queryRawUnsafe<{ origin_region: string; applied_count: bigint | string }[]>('SELECT origin_region, applied_count FROM replication_progress');
   const held = new Map(rows.map((r) => [r.origin_region, Number(r.applied_count)]));
   const behind: { origin: string; database: number; mark: number }[] = [];
   for (let i = 0; i + 1 < mark.length; i += 2) {
@@ -54,6 +62,45 @@ export async function countsBehindMark(db: SqlReader, redis: Redis, keys: Replic
     if (database < marked) behind.push({ origin, database, mark: marked });
   }
   return { behind, counts: [...held].map(([origin_region, applied_count]) => ({ origin_region, applied_count })) };
+}
+
+/** The member of the outbox mark (a sorted set of one, so that ZADD GT raises it atomically). */
+const OUTBOX_MARK_MEMBER = 'committed';
+
+/**
+ * Raises replication_outbox_mark to the highest outbox id committed (the primary key's last entry; nothing
+ * while the outbox is empty) and answers the figure it holds then (0: none yet).
+ */
+const RAISE_OUTBOX_MARK_SQL = `WITH m AS (SELECT max(id) AS through FROM replication_outbox),
+  up AS (INSERT INTO replication_outbox_mark AS k (id, committed_through) SELECT 1, through FROM m WHERE through IS NOT NULL
+         ON CONFLICT (id) DO UPDATE SET committed_through = EXCLUDED.committed_through WHERE k.committed_through < EXCLUDED.committed_through
+         RETURNING committed_through)
+SELECT GREATEST((SELECT committed_through FROM up), (SELECT committed_through FROM replication_outbox_mark WHERE id = 1), 0)::text AS through`;
+
+/**
+ * Records how far the region's own changes got: in the database first, then (never ahead of it) in its own
+ * Redis. Returns the figure Redis holds now (at least), for the caller to skip Redis while it stays the same.
+ */
+export async function recordOutboxMark(db: Pick<Db, '$queryRawUnsafe'>, redis: Redis, keys: ReplicationKeys, region: string, raised: number): Promise<number> {
+  const rows = await db.$queryRawUnsafe<{ through: string }[]>(RAISE_OUTBOX_MARK_SQL);
+  const through = Number(rows[0]?.through ?? 0);
+  if (through <= raised) return raised;
+  await redis.zadd(keys.outboxMark(region), 'GT', through, OUTBOX_MARK_MEMBER);
+  return through;
+}
+
+/**
+ * How far the database got in the region's own changes: replication_outbox_mark, or its newest outbox row when
+ * higher (a backup taken between a commit and the relay's record of it holds that row: no false alarm). 0: none;
+ * a schema before the mark counts as none.
+ */
+async function databaseOutboxMark(db: SqlReader): Promise<number> {
+  const sql = 'SELECT GREATEST((SELECT committed_through FROM replication_outbox_mark WHERE id = 1), (SELECT max(id) FROM replication_outbox), 0)::text AS through';
+  const rows = await db.$queryRawUnsafe<{ through: string }[]>(sql).catch((err: unknown) => {
+    if (pgCode(err) === '42P01') return [];
+    throw err;
+  });
+  return Number(rows[0]?.through ?? 0);
 }
 
 /** The database's identity: the id of the record of the first migration applied to it (src/db/migrate.ts). */
@@ -77,9 +124,13 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
   const reseed =
     `marked as needing a re-seed: run ${reseedCommand(d.command ?? {}, d.region)}` +
     ' (if no region is caught up because every region\'s database is new, see docs/operations.md, "Starting over on an old deployment\'s Redis")';
-  const [identity, recorded] = await Promise.all([databaseIdentity(d.db), d.links.own.get(d.keys.databaseIdentity(d.region))]);
+  // Redis's marks before the database's figures (see countsBehindMark): another process of the region may be raising them.
+  const [recorded, outboxMark] = await Promise.all([d.links.own.get(d.keys.databaseIdentity(d.region)), d.links.own.zscore(d.keys.outboxMark(d.region), OUTBOX_MARK_MEMBER)]);
   const { behind, counts } = await countsBehindMark(d.db, d.links.own, d.keys, d.region);
+  const [identity, outboxHeld] = await Promise.all([databaseIdentity(d.db), databaseOutboxMark(d.db)]);
   const replaced = identity !== null && recorded !== null && identity !== recorded;
+  // Its own changes: the database holds fewer of them than it had committed (null: nothing recorded).
+  const setBack = outboxMark !== null && Number(outboxMark) > outboxHeld ? { database: outboxHeld, mark: Number(outboxMark) } : null;
   if (replaced) {
     d.log.error(
       { database: identity, before: recorded },
@@ -87,22 +138,28 @@ export async function checkRestoredDatabase(d: { db: SqlReader; links: Pick<Redi
     );
   } else if (behind.length > 0) {
     d.log.error({ behind }, 'this region\'s database holds fewer applied changes than it had applied before (restored from a backup, or replaced): it lacks the changes since, which nothing delivers again; ' + reseed);
+  } else if (setBack) {
+    d.log.error(
+      { outbox: setBack },
+      'this region\'s database holds fewer of its own changes than it had committed before (restored from a backup, or replaced): it lacks the changes it made since (the other regions hold them), so it serves rows it deleted and misses what it wrote; ' + reseed,
+    );
   }
-  if (replaced || behind.length > 0) {
+  if (replaced || behind.length > 0 || setBack) {
     await markJoining(d.links.own, d.links, d.keys, d.region, d.regions, { log: d.log, signing: d.signing });
-    // Both records now follow the database: the next start, before or after the re-seed, does not find it again.
-    await recordDatabase(d.links.own, d.keys, d.region, identity, counts);
+    // The records now follow the database: the next start, before or after the re-seed, does not find it again.
+    await recordDatabase(d.links.own, d.keys, d.region, identity, counts, outboxHeld);
   } else if (identity !== null) {
     await d.links.own.set(d.keys.databaseIdentity(d.region), identity);
   }
-  return { behind, replaced };
+  return { behind, replaced, setBack };
 }
 
-/** Sets both records to what the database holds: the mark to its counts, the identity to its own. */
-async function recordDatabase(redis: Redis, keys: ReplicationKeys, region: string, identity: string | null, counts: readonly { origin_region: string; applied_count: number }[]): Promise<void> {
+/** Sets the records to what the database holds: the marks to its counts and outbox figure, the identity to its own. */
+async function recordDatabase(redis: Redis, keys: ReplicationKeys, region: string, identity: string | null, counts: readonly { origin_region: string; applied_count: number }[], outboxHeld: number): Promise<void> {
   const mark = keys.appliedMark(region);
-  const reset = redis.multi().del(mark);
+  const reset = redis.multi().del(mark, keys.outboxMark(region));
   if (counts.length) reset.zadd(mark, ...scored(counts));
+  if (outboxHeld > 0) reset.zadd(keys.outboxMark(region), outboxHeld, OUTBOX_MARK_MEMBER);
   if (identity !== null) reset.set(keys.databaseIdentity(region), identity);
   await reset.exec();
 }
@@ -114,6 +171,6 @@ async function recordDatabase(redis: Redis, keys: ReplicationKeys, region: strin
  * mark it behind again (it did: a re-seed run before the region was started again was followed by a second one).
  */
 export async function recordReseededDatabase(db: SqlReader, redis: Redis, keys: ReplicationKeys, region: string): Promise<void> {
-  const [identity, { counts }] = await Promise.all([databaseIdentity(db), countsBehindMark(db, redis, keys, region)]);
-  await recordDatabase(redis, keys, region, identity, counts);
+  const [identity, { counts }, outboxHeld] = await Promise.all([databaseIdentity(db), countsBehindMark(db, redis, keys, region), databaseOutboxMark(db)]);
+  await recordDatabase(redis, keys, region, identity, counts, outboxHeld);
 }

@@ -3,7 +3,8 @@
  * inbox entries were acked and their origins confirmed them, so nothing delivers them again. At start it
  * finds its database's applied counts below the mark its Redis holds, and marks itself as needing a re-seed
  * (docs/operations.md, "Restoring a region's database from a backup"). A plain restart marks nothing. A
- * database dropped and created again holds no counts at all; its identity gives it away.
+ * database dropped and created again holds no counts at all; its identity gives it away. A database set back to
+ * before changes its region made itself (and applied nothing since) holds its counts: its outbox mark gives it away.
  */
 import { Client } from 'pg';
 import { dropDatabase } from '../../src/db/migrate';
@@ -23,16 +24,32 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const r of running.values()) await r.stop();
+  // The last test's copy of a database, should it have stopped before dropping it.
+  if (dep) await onServer(`DROP DATABASE IF EXISTS "${usIowaDb()}_bak"`).catch(() => undefined);
   redis.disconnect();
   await dep?.cleanup();
 });
 
 const url = (id: string) => (running.get(id) as RunningRegion).url;
+const usIowaDb = () => new URL(dep.file.regions.find((r) => r.id === 'us-iowa')?.databaseUrl as string).pathname.slice(1);
 const keys = () => replicationKeys(dep.file.redisKeyPrefix);
 
 async function restart(id: string): Promise<void> {
   await running.get(id)?.stop();
   running.set(id, await startRegion(dep.configFor(id), { drainTimeoutMs: 5000 }));
+}
+
+/** Runs `text` on the server's maintenance database (CREATE and DROP DATABASE). */
+async function onServer(text: string): Promise<void> {
+  const u = new URL(dep.file.regions[0]?.databaseUrl as string);
+  u.pathname = '/postgres';
+  const c = new Client({ connectionString: u.toString() });
+  await c.connect();
+  try {
+    await c.query(text);
+  } finally {
+    await c.end();
+  }
 }
 
 async function sql(id: string, text: string): Promise<unknown[]> {
@@ -100,3 +117,42 @@ test('a region started on its database dropped and created again is marked as ne
   await new Promise((resolve) => setTimeout(resolve, 1500));
   expect(await stateOf('us-iowa')).toBe('active');
 });
+
+test('a database set back to before changes its region made itself is marked as needing a re-seed, though it applied nothing from others', async () => {
+  // us-iowa originates every change here (europe-belgium writes nothing): its applied counts never move.
+  const ALL = { 'SlashID-Required-Consistency': 'all_regions' };
+  const doomed = await createOrg(url('us-iowa'), 'five', { headers: ALL });
+  const dbName = usIowaDb();
+  // Its backup: a copy of its database as it is now, taken while the region is stopped.
+  await running.get('us-iowa')?.stop();
+  await onServer(`CREATE DATABASE "${dbName}_bak" TEMPLATE "${dbName}"`);
+  running.set('us-iowa', await startRegion(dep.configFor('us-iowa'), { drainTimeoutMs: 5000 }));
+
+  // Then it deletes the organization: every region applies the delete (and collects its tombstone later).
+  const del = await call(url('us-iowa'), 'DELETE', `/admin/organizations/${doomed.id}`, { headers: { ...adminHeaders, ...ALL } });
+  expect(del.status).toBe(204);
+  const changeId = String(del.headers.get('x-change-id'));
+  const confirmedId = async () =>
+    Number(((await sql('us-iowa', `SELECT id FROM replication_outbox WHERE change_id = '${changeId}' AND confirmed_at IS NOT NULL`))[0] as { id?: string } | undefined)?.id ?? 0);
+  expect(await eventually(async () => (await confirmedId()) > 0)).toBe(true);
+  const id = await confirmedId();
+  // Its relay records how far its own changes got, in its database and then in its Redis.
+  expect(await eventually(async () => Number(await redis.zscore(keys().outboxMark('us-iowa'), 'committed')) >= id)).toBe(true);
+
+  // The backup is restored: the organization is live in the database again, and the applied counts are the same.
+  await running.get('us-iowa')?.stop();
+  await onServer(`DROP DATABASE "${dbName}" WITH (FORCE)`);
+  await onServer(`CREATE DATABASE "${dbName}" TEMPLATE "${dbName}_bak"`);
+  await onServer(`DROP DATABASE "${dbName}_bak"`);
+  running.set('us-iowa', await startRegion(dep.configFor('us-iowa'), { drainTimeoutMs: 5000 }));
+  expect(await sql('us-iowa', `SELECT deleted_at FROM organizations WHERE id = '${doomed.id}'`)).toEqual([{ deleted_at: null }]);
+  // Before 2026-12-07 it came back active, serving the organization every other region had deleted.
+  expect(await stateOf('us-iowa', 'us-iowa')).toBe('joining');
+  expect(await eventually(async () => (await stateOf('us-iowa', 'europe-belgium')) === 'joining')).toBe(true);
+  const status = (await call(url('europe-belgium'), 'GET', '/admin/replication', { headers: adminHeaders })).body;
+  expect(status.needs_reseed).toContain('us-iowa');
+  // The mark now follows the database: once re-seeded (here: marked active), a plain restart marks nothing.
+  await updateMember(redis, keys(), 'us-iowa', { state: 'active' });
+  await restart('us-iowa');
+  expect(await stateOf('us-iowa', 'us-iowa')).toBe('active');
+}, 60_000);
