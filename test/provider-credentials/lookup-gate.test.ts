@@ -4,29 +4,14 @@
  * waiting behind them (src/metadata/lookup-gate.ts). The resolver is a stand-in: names starting with "hung"
  * answer only when the test lets them.
  */
-import type { LookupAddress } from 'node:dns';
-import type { ResolveHost } from '../../src/metadata/fetch-metadata';
 import { LookupGate, lookupLanes, replaceSharedLookupGate } from '../../src/metadata/lookup-gate';
 import { call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { standInResolver } from '../support/stand-in-resolver';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
-const LOOPBACK: LookupAddress[] = [{ address: '127.0.0.1', family: 4 }];
-
-/** A resolver whose "hung*" names answer when released; "idp.test" answers at once with loopback. */
-function standInResolver() {
-  const calls: string[] = [];
-  const hung = new Map<string, () => void>();
-  const resolve: ResolveHost = (hostname) => {
-    calls.push(hostname);
-    if (hostname === 'idp.test') return Promise.resolve(LOOPBACK);
-    if (hostname.startsWith('hung')) return new Promise((answer) => hung.set(hostname, () => answer(LOOPBACK)));
-    return Promise.reject(Object.assign(new Error(`no ${hostname}`), { code: 'ENOTFOUND' }));
-  };
-  const release = (hostname: string): void => hung.get(hostname)?.();
-  return { resolve, calls, release, releaseAll: () => [...hung.keys()].forEach(release) };
-}
+const LOOPBACK = [{ address: '127.0.0.1', family: 4 }];
 
 describe('through the API of a region', () => {
   let r: InProcessRegion;

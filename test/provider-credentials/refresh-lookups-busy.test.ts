@@ -5,28 +5,19 @@
  * (idp_metadata_dns_not_answering): its back-off grew and it was listed as failing. The resolver is a stand-in:
  * "idp.test" answers at once with loopback, names starting with "hung" only when the test lets them.
  */
-import type { LookupAddress } from 'node:dns';
-import type { ResolveHost } from '../../src/metadata/fetch-metadata';
 import { LookupGate, replaceSharedLookupGate } from '../../src/metadata/lookup-gate';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture } from '../support/idp-server';
 import { useRefreshRig } from '../support/refresh-rig';
+import { standInResolver } from '../support/stand-in-resolver';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
-const LOOPBACK: LookupAddress[] = [{ address: '127.0.0.1', family: 4 }];
 const portOf = (hostPort: string) => hostPort.split(':')[1];
 
-const calls: string[] = [];
-const hung = new Map<string, () => void>();
-const resolve: ResolveHost = (hostname) => {
-  calls.push(hostname);
-  if (hostname === 'idp.test') return Promise.resolve(LOOPBACK);
-  if (hostname.startsWith('hung')) return new Promise((answer) => hung.set(hostname, () => answer(LOOPBACK)));
-  return Promise.reject(Object.assign(new Error(`no ${hostname}`), { code: 'ENOTFOUND' }));
-};
+const dns = standInResolver();
 // One lane, so one lookup not answering holds them all; "not answering" after 100 ms (the test waits for the
 // gate to say so, not for the time).
-const gate = new LookupGate(resolve, { lanes: 1, stallMs: 100 });
+const gate = new LookupGate(dns.resolve, { lanes: 1, stallMs: 100 });
 
 const rig = useRefreshRig('refresh-lookups-busy', (idp) => ({
   metadataAllowedHosts: [idp.hostPort, `idp.test:${portOf(idp.hostPort)}`, `hung-idp.test:${portOf(idp.hostPort)}`],
@@ -36,7 +27,7 @@ beforeAll(() => {
   before = replaceSharedLookupGate(gate);
 });
 afterAll(() => {
-  for (const answer of hung.values()) answer();
+  dns.releaseAll();
   replaceSharedLookupGate(before);
 });
 
@@ -71,14 +62,14 @@ test("a refresh meeting the lookup lanes held by another host's unanswered looku
   // A credential of another organization's IdP host, whose DNS answers at its create (and hangs later).
   const other = await createOrg(r.url, 'hung-other');
   const creating = createCredential(other, `http://hung-idp.test:${port}/okta.xml`);
-  expect(await eventually(async () => calls.includes('hung-idp.test'), 5000)).toBe(true);
-  hung.get('hung-idp.test')?.();
+  expect(await eventually(async () => dns.calls.includes('hung-idp.test'), 5000)).toBe(true);
+  dns.release('hung-idp.test');
   const theirs = await creating;
   expect(await eventually(async () => gate.stats.running === 0, 5000)).toBe(true);
 
   // Another fetch of that host: its DNS does not answer now, and its lookup holds the one lane.
   const othersFetch = createCredential(other, `http://hung-idp.test:${port}/okta.xml?again`);
-  expect(await eventually(async () => calls.filter((h) => h === 'hung-idp.test').length === 2 && gate.stats.notAnswering === 1, 5000)).toBe(true);
+  expect(await eventually(async () => dns.calls.filter((h) => h === 'hung-idp.test').length === 2 && gate.stats.notAnswering === 1, 5000)).toBe(true);
 
   // The credential of that host: its own DNS is not answering, its own failure (counted, and shown).
   await makeDue(theirs);
@@ -99,7 +90,7 @@ test("a refresh meeting the lookup lanes held by another host's unanswered looku
   expect(admin.body.failing).toBe(1); // the other host's credential alone
 
   // That host's DNS answers: the lane frees, and the next tick refreshes the credential.
-  hung.get('hung-idp.test')?.();
+  dns.release('hung-idp.test');
   expect(await eventually(async () => gate.stats.running === 0, 5000)).toBe(true);
   const tick = Date.now();
   expect(await refresher.runOnce(5)).toBe(1);
