@@ -12,6 +12,7 @@ import type { ConfigFile, RegionConfig } from './config-schema';
 import { validate as precompiled } from './config-validate';
 import { parseReplicationKeys, type ReplicationKey } from './replication-keys';
 import { DEFAULT_ADMISSION, type AdmissionLimits } from './http/admission';
+import { DEFAULT_THREADPOOL_SIZE, threadPoolSize } from './threadpool-size';
 
 /** The database pool's size (src/db/client.ts); the gates together must leave some of it to admin and replication. */
 export const DB_POOL_SIZE = 10;
@@ -440,10 +441,8 @@ export function jsonLogFormat(env: Env = process.env): boolean {
  * the metadata fetcher's lookup gate counted on libuv's default of 4.
  */
 function checkThreadPoolSize(v: string | undefined): void {
-  if (v === undefined || v === '') return;
-  const n = /^[0-9]{1,4}$/.test(v) ? Number(v) : NaN;
-  if (!(n >= 1 && n <= 1024)) {
-    throw new ConfigError(`UV_THREADPOOL_SIZE must be a whole number from 1 to 1024 (threads of Node's pool; unset, a region process takes 16), got '${v}'`);
+  if (threadPoolSize(v) === null) {
+    throw new ConfigError(`UV_THREADPOOL_SIZE must be a whole number from 1 to 1024 (threads of Node's pool; unset, a region process takes ${DEFAULT_THREADPOOL_SIZE}), got '${v}'`);
   }
 }
 

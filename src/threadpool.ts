@@ -8,6 +8,6 @@
  * gate runs 7, and file reads, zlib and the other half of the pool keep 8. Idle threads cost no CPU and little
  * memory (their stacks are reserved, not touched).
  */
-export const DEFAULT_THREADPOOL_SIZE = 16;
+import { DEFAULT_THREADPOOL_SIZE } from './threadpool-size';
 
 if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(DEFAULT_THREADPOOL_SIZE);

@@ -21,10 +21,10 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import { MetadataError } from './errors';
 import type { ResolveHost } from './fetch-metadata';
+import { LIBUV_DEFAULT_THREADPOOL_SIZE, threadPoolSize } from '../threadpool-size';
 
 /** How long a lookup may go unanswered before it counts as not answering (DNS answers in well under a second). */
 export const STALL_MS = 2000;
-const DEFAULT_POOL_SIZE = 4;
 /**
  * When to try again after LookupsBusyError: by then the lookups holding the lanes have ended, unless new ones
  * came (glibc gives up on a name after 5 s per try and server: 30 s with two tries and three servers).
@@ -47,8 +47,8 @@ export class LookupsBusyError extends Error {
  * libuv's own default, 4 threads (a process that did not load threadpool.ts, jest's), gives 1.
  */
 export function lookupLanes(env: NodeJS.ProcessEnv = process.env): number {
-  const size = Number(env.UV_THREADPOOL_SIZE);
-  const pool = Number.isInteger(size) && size >= 1 ? Math.min(size, 1024) : DEFAULT_POOL_SIZE;
+  // A value out of bounds stops a region process at start (config.ts); anywhere else it counts as unset.
+  const pool = threadPoolSize(env.UV_THREADPOOL_SIZE) ?? LIBUV_DEFAULT_THREADPOOL_SIZE;
   return Math.max(1, Math.floor((pool + 1) / 2) - 1);
 }
 
