@@ -13,7 +13,7 @@ export const providerCredentialsFeature: Feature = {
   name: 'slashid-provider-credentials',
   tables: [credentialsTable, metadataTable],
   routes: ({ db, repl, config }) => providerCredentialRoutes({ db, repl, config }),
-  adminRoutes: ({ db, repl }) => metadataRefreshAdminRoutes(db, repl.region, repl),
+  adminRoutes: ({ db, repl, config }) => metadataRefreshAdminRoutes(db, repl.region, repl, config),
   metrics: ({ db, repl }, registry) => registerRefreshMetrics(registry, db, repl.region, () => refreshers.get(repl)?.foundWaiting ?? [], () => repl.departures()),
   operations: providerCredentialOperations,
   start: (deps) => {

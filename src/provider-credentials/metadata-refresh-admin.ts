@@ -3,6 +3,7 @@
  * its failures and held documents, and the accept of a held document.
  */
 import { Router } from 'express';
+import type { Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
 import { noBody } from '../http/body';
@@ -12,6 +13,7 @@ import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
 import type { Replicator } from '../replication/replicator';
 import { adminFollowUp, parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import { credentialsTable, currentMetadata, metadataTable, refreshedHere, REFRESHED_SCHEDULES, refreshScope } from './store';
+import { expiredAt, skewMsOf, validationTime } from './metadata';
 import { acceptHeld, isCurrentMetadata, type MetadataRecord } from './trust';
 import { organizationsTable } from '../organizations/store';
 
@@ -33,14 +35,17 @@ interface AdminRow {
   consecutive_failures: number;
   held_since: string | null;
   held_reason: string | null;
+  /** The applied document's validUntil (expired_since is made of it). */
+  valid_until: string | null;
 }
 
 /**
  * GET /admin/metadata-refresh: this region's refresh schedule, failures first, held documents next.
  * POST /admin/metadata-refresh/{credential_id}/accept: an operator applies a held document (its signing
- * certificates become trusted); 404 when the credential holds none.
+ * certificates become trusted); 404 when the credential holds none. `config`: the clock and skew a document's
+ * expiry is judged by, as SSO judges it.
  */
-export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replicator): Router {
+export function metadataRefreshAdminRoutes(db: Db, region: string, repl: Replicator | undefined, config: Pick<Config, 'metadataValidationTime' | 'samlClockSkewSeconds'>): Router {
   const router = Router();
   router.post('/admin/metadata-refresh/:credential_id/accept', noBody(), async (req, res) => {
     const id = String(req.params.credential_id).toLowerCase();
@@ -75,7 +80,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     // or of an older trust setting (a race the sweep repairs) is not the owner's to accept.
     const listed = (from: string) => `SELECT s.credential_id::text, c.org_id::text, c.home_region, c.idp_metadata_url, s.next_at, s.last_attempt_at, s.last_success_at,
               s.last_error, s.last_error_code, s.consecutive_failures,
-              m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason
+              m.metadata->'pending'->>'held_at' AS held_since, m.metadata->'pending'->>'reason' AS held_reason, m.metadata->>'valid_until' AS valid_until
          FROM ${from} LEFT JOIN saml_credential_metadata m ON m.credential_id = c.id AND m.deleted_at IS NULL AND ${currentMetadata('m', 'c')}`;
     const [failingFirst, heldNext, scheduled, failing, held] = await Promise.all([
       db.$queryRawUnsafe<AdminRow[]>(`${listed(REFRESHED_SCHEDULES)} WHERE s.consecutive_failures > 0 ORDER BY s.consecutive_failures DESC, (m.metadata->'pending'->>'held_at') IS NULL, s.next_at LIMIT ${LISTED}`, ...scope),
@@ -100,15 +105,18 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl?: Replic
     ]);
     const seen = new Set<string>();
     const rows = [...failingFirst, ...heldNext, ...scheduled].filter((r) => !seen.has(r.credential_id) && seen.add(r.credential_id)).slice(0, LISTED);
+    const now = validationTime(config);
+    const skewMs = skewMsOf(config);
     res.json({
       region,
       failing: Number(failing[0]?.n ?? 0),
       held: Number(held[0]?.n ?? 0),
       // Whether this region adopts now the credentials of regions that left the deployment, and why not.
       adoption: { departed: departures.departed, ready: departures.ready, waiting: departures.waiting, adopters: departures.adopters },
-      credentials: rows.map((r) => ({
+      credentials: rows.map(({ valid_until, ...r }) => ({
         ...r,
         held_since: r.held_since ? new Date(r.held_since).toISOString() : null,
+        expired_since: expiredAt({ valid_until }, now, skewMs),
         next_at: r.next_at.toISOString(),
         last_attempt_at: r.last_attempt_at?.toISOString() ?? null,
         last_success_at: r.last_success_at?.toISOString() ?? null,

@@ -53,11 +53,27 @@ export function toStoredMetadata(m: ParsedMetadata, fetchedAt: Date, finalUrl: s
 
 export type MetadataConfig = Pick<
   Config,
-  'metadataAllowedHosts' | 'metadataValidationTime' | 'metadataRefreshIntervalSeconds' | 'metadataFetchConcurrency' | 'maxCredentialsPerOrg'
+  'metadataAllowedHosts' | 'metadataValidationTime' | 'metadataRefreshIntervalSeconds' | 'metadataFetchConcurrency' | 'maxCredentialsPerOrg' | 'samlClockSkewSeconds'
 >;
 
-export function validationTime(config: MetadataConfig): Date {
+export function validationTime(config: Pick<Config, 'metadataValidationTime'>): Date {
   return config.metadataValidationTime ? new Date(config.metadataValidationTime) : new Date();
+}
+
+/** The clock skew allowed on the IdP's times (samlClockSkewSeconds): a response's, and its metadata's validUntil. */
+export const DEFAULT_SKEW_SECONDS = 60;
+export const skewMsOf = (config: Pick<Config, 'samlClockSkewSeconds'>): number => (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000;
+
+/**
+ * The document's validUntil once it has passed, beyond the skew, as of `now`; null while it has not, or when the
+ * document has none. Metadata past its validUntil must not be relied on (SAML metadata 2.0, 2.2.1 and 4.3): the
+ * fetch refuses such a document, and SSO refuses to sign in with a stored one whose refreshes did not replace
+ * it in time (sso/service.ts); the /metadata resource and GET /admin/metadata-refresh say so.
+ */
+export function expiredAt(m: Pick<StoredMetadata, 'valid_until'>, now: Date, skewMs: number): string | null {
+  if (!m.valid_until) return null;
+  const until = Date.parse(m.valid_until);
+  return until <= now.getTime() - skewMs ? new Date(until).toISOString() : null;
 }
 
 /**
@@ -95,24 +111,28 @@ export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, 
   return new Date(now.getTime() + Math.max(MIN_REFRESH_MS, wait));
 }
 
-/** What the org sees of a credential's metadata (the seed's `result` shape stays as it is). */
-export function metadataView(m: StoredMetadata | null, now: Date) {
+/**
+ * What the org sees of a credential's metadata (the seed's `result` shape stays as it is). `expired`: its
+ * validUntil passed beyond the skew (expiredAt), so SSO refuses sign-ins with it.
+ */
+export function metadataView(m: StoredMetadata | null, now: Date, skewMs: number) {
   if (!m) return null;
   const doc = documentOf(m as MetadataRecord);
   return {
     ...doc,
+    expired: expiredAt(doc, now, skewMs) !== null,
     signed_by: doc.signed_by ?? null,
     signing_certificates: doc.signing_certificates.map((c) => ({ ...c, expired: Date.parse(c.not_after) <= now.getTime() })),
   };
 }
 
 /** The trust half of the record: pinned certificates and a held document (trust.ts). */
-export function trustView(m: StoredMetadata | null, now: Date) {
+export function trustView(m: StoredMetadata | null, now: Date, skewMs: number) {
   if (!m) return { trusted_certificates: [], held_metadata: null };
   const r = m as MetadataRecord;
   return {
     trusted_certificates: trustedOf(r),
-    held_metadata: r.pending ? { held_at: r.pending.held_at, reason: r.pending.reason, metadata: metadataView(r.pending.metadata, now) } : null,
+    held_metadata: r.pending ? { held_at: r.pending.held_at, reason: r.pending.reason, metadata: metadataView(r.pending.metadata, now, skewMs) } : null,
   };
 }
 

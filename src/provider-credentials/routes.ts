@@ -1,7 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { Db } from '../db/client';
 import { fetchLimiterFor } from './fetch-limiter';
-import { loadIdpMetadata, metadataView, nextRefreshAt, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
+import { loadIdpMetadata, metadataView, nextRefreshAt, skewMsOf, trustView, validationTime, type MetadataConfig, type StoredMetadata } from './metadata';
 import { callerPins, firstUse, isCurrentModel, type TrustedCertificate } from './trust';
 import { jsonBody, noBody } from '../http/body';
 import { outsideAdmission, readmitted } from '../http/admission';
@@ -213,8 +213,8 @@ function answerMetadata({ db, repl, config }: Handlers) {
       envelope({
         id,
         idp_metadata_url: row.idpMetadataUrl,
-        metadata: metadataView(stored, validationTime(config)),
-        ...trustView(stored, validationTime(config)),
+        metadata: metadataView(stored, validationTime(config), skewMsOf(config)),
+        ...trustView(stored, validationTime(config), skewMsOf(config)),
         refresh: {
           home_region: row.homeRegion,
           // The schedule lives in the region that refreshes it only (the home region, or its adopter).

@@ -84,6 +84,11 @@ const MetadataDocument = Type.Object(
       ),
     ),
     valid_until: NullableTime,
+    expired: Type.Boolean({
+      description:
+        'Its valid_until has passed (beyond samlClockSkewSeconds): metadata past its validUntil is not relied on, so sign-ins with it are refused ' +
+        '(409) until a refresh brings a current document (fix idp_metadata_url, or have the IdP publish fresh metadata there).',
+    }),
     cache_duration: Type.Union([Type.String(), Type.Null()]),
     signed: Type.Boolean(),
     signed_by: Type.Union([Type.String({ description: 'SHA-256 fingerprint of the certificate the signature verified with (trusted or not).' }), Type.Null()]),
@@ -161,6 +166,9 @@ export const MetadataRefreshStatus = Type.Object(
           consecutive_failures: Type.Integer({ minimum: 0 }),
           held_since: NullableTime,
           held_reason: Type.Union([Type.String(), Type.Null()]),
+          expired_since: Type.Union([Time, Type.Null()], {
+            description: "The applied document's validUntil, once it has passed (beyond samlClockSkewSeconds): sign-ins with the credential are refused until a refresh brings a current document. Null while valid, or without a validUntil.",
+          }),
         },
         { additionalProperties: false },
       ),

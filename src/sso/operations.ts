@@ -45,7 +45,7 @@ export const ssoOperations: Operation[] = [
       200: { description: 'An auto-submitting form (HTTP-POST binding).', contentType: 'text/html' },
       302: { description: 'To the IdP with a deflated AuthnRequest (HTTP-Redirect binding).', headers: ['Location'] },
     },
-    errors: [400, 404, { status: 409, description: 'The IdP has no usable sign-on endpoint.' }, unavailable],
+    errors: [400, 404, { status: 409, description: 'The IdP has no usable sign-on endpoint, or its metadata expired (past its validUntil; idp_metadata_expired).' }, unavailable],
   },
   {
     method: 'post', path: `${SSO_PATH}/{id}/acs`, tags, auth: 'none', dialect: 'slashid',
@@ -61,7 +61,8 @@ export const ssoOperations: Operation[] = [
       },
     },
     errors: [
-      400, { status: 401, description: 'The SAML response was refused.' }, { status: 403, description: 'IdP-initiated sign-in, which is not enabled.' }, 404, 409,
+      400, { status: 401, description: 'The SAML response was refused.' }, { status: 403, description: 'IdP-initiated sign-in, which is not enabled.' }, 404,
+      { status: 409, description: "The credential's IdP metadata expired (past its validUntil): it is not relied on until a refresh stores a current document." },
       { status: 413, description: 'The form is over 512 KB, or its SAML response over 256 KiB.' },
       { status: 422, description: 'The assertion carries no usable email address.' }, unavailable,
     ],

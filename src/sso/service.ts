@@ -8,11 +8,12 @@ import type { Db } from '../db/client';
 import { AppError, notFound } from '../http/errors';
 import { TOKEN_ISSUER } from '../infisical/access-tokens';
 import { ssoTokenKey } from './token-key';
-import type { StoredMetadata } from '../provider-credentials/metadata';
+import { skewMsOf, type StoredMetadata } from '../provider-credentials/metadata';
 import { findMetadata } from '../provider-credentials/store';
 import { isCurrentModel } from '../provider-credentials/trust';
 import type { Redis } from '../redis';
 import { emailOf } from './email';
+import { expiredMetadataProblem } from './metadata-expiry';
 import { refused } from './refusal';
 import { notStarted, parseResponse, validateResponse } from './response';
 import type { SsoResult } from './schema';
@@ -22,7 +23,6 @@ import { acsUrl, pickSsoService, postForm, serviceProvider, spEntityId, spMetada
 import { jsonwebtoken as jwt } from '../on-first-use';
 import { alreadyUsed, findCredentialById, findSettings, firstUse, MAX_REPLAY_TTL_MS, RequestCache, RequestIds, ssoKeys } from './store';
 
-export const DEFAULT_SKEW_SECONDS = 60;
 export const SSO_TOKEN_AUDIENCE = 'saml-sso';
 export const SSO_TOKEN_LIFETIME_SECONDS = 300;
 /** The least of the IdP's session a sign-in needs: the token's exp, whole seconds down, then follows its iat. */
@@ -31,7 +31,10 @@ const MIN_TOKEN_MS = 1000;
 export interface SsoDeps {
   db: Db;
   redis: Redis;
-  config: Pick<Config, 'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets' | 'metadataAllowedHosts'>;
+  config: Pick<
+    Config,
+    'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets' | 'metadataAllowedHosts' | 'metadataValidationTime'
+  >;
 }
 
 /** The login request ids of credential `id` in this region (store.ts). */
@@ -52,6 +55,17 @@ async function loadCredential(deps: SsoDeps, id: string) {
   return { credential, metadata: row.metadata as unknown as StoredMetadata };
 }
 
+/**
+ * loadCredential, for a sign-in: metadata past its validUntil is not relied on (metadata-expiry.ts), a 409 in the
+ * form of the endpoint's refusals (`refusal`: the login's or the ACS's).
+ */
+async function signInCredential(deps: SsoDeps, id: string, refusal: (problem: string) => AppError) {
+  const loaded = await loadCredential(deps, id);
+  const expired = await expiredMetadataProblem(deps.db, deps.config, id, loaded.credential, loaded.metadata);
+  if (expired !== null) throw refusal(expired);
+  return loaded;
+}
+
 export async function spMetadata(deps: SsoDeps, id: string): Promise<string> {
   await loadCredential(deps, id);
   return spMetadataXml(id, deps.config.region, deps.config.regions);
@@ -60,7 +74,7 @@ export async function spMetadata(deps: SsoDeps, id: string): Promise<string> {
 export type LoginStart = { kind: 'redirect'; location: string } | { kind: 'post'; html: string; nonce: string; idpOrigin: string };
 
 export async function startLogin(deps: SsoDeps, id: string, relayState: string | null): Promise<LoginStart> {
-  const { metadata } = await loadCredential(deps, id);
+  const { metadata } = await signInCredential(deps, id, (problem) => new AppError(409, 'idp_metadata_expired', `Credential ${id} cannot be used to sign in: ${problem}`));
   // Metadata stored before the parser checked hosts (parse-metadata.ts) may list an endpoint whose host is
   // not a host name or an IP address: its origin would go into a header. Such an endpoint is not used; nor
   // is a plain http one the deployment does not allow (stored before that was checked, or allowed no longer).
@@ -119,11 +133,12 @@ export interface SignIn {
  * where there is no login, the posted one.
  */
 export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: string, postedRelayState: string | null): Promise<SignIn> {
-  const { credential, metadata } = await loadCredential(deps, id);
+  // Before the response is read: a credential that cannot be used now refuses any response alike.
+  const { credential, metadata } = await signInCredential(deps, id, (problem) => refused(409, problem));
   const { config } = deps;
   const keys = ssoKeys(config.redisKeyPrefix, config.region.id);
   const posted = parseResponse(decodeBase64Xml(samlResponse));
-  const skewMs = (config.samlClockSkewSeconds ?? DEFAULT_SKEW_SECONDS) * 1000;
+  const skewMs = skewMsOf(config);
   // Before node-saml takes the request it answers, so that a replay is refused as such. The id read here is
   // not verified yet: it can only lead to this refusal, for an id that was accepted from this IdP before.
   if (posted.assertionId && (await alreadyUsed(deps.redis, keys, id, metadata.entity_id, posted.assertionId))) throw replayed();

@@ -212,6 +212,8 @@ export interface SignInCredential {
   idpTrust: unknown;
   emailClaims: string[];
   deletedAt: Date | null;
+  /** The region that refreshes its metadata (unless it was removed from the deployment: then an adopter). */
+  homeRegion: string;
 }
 
 /**
@@ -222,7 +224,7 @@ export interface SignInCredential {
 export async function findCredentialById(db: Db, id: string): Promise<SignInCredential | null> {
   const rows = await db.$queryRawUnsafe<SignInCredential[]>(
     `SELECT c.org_id::text AS "orgId", c.idp_metadata_url AS "idpMetadataUrl", c.idp_trust AS "idpTrust",
-            COALESCE(c.email_claims, '{}') AS "emailClaims", c.deleted_at AS "deletedAt"
+            COALESCE(c.email_claims, '{}') AS "emailClaims", c.deleted_at AS "deletedAt", c.home_region AS "homeRegion"
        FROM saml_provider_credentials c JOIN organizations o ON o.id = c.org_id AND o.deleted_at IS NULL
       WHERE c.id = $1::uuid`,
     id,

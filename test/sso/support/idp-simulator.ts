@@ -49,13 +49,14 @@ export function expiredSigner(): Signer {
 
 const bare = (pem: string) => pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
 
-export function idpMetadata(o: { entityId: string; ssoUrl: string; certs: Signer[]; bindings?: string[] }): string {
+/** `validUntil`: the EntityDescriptor's (ISO), when the document should have one. */
+export function idpMetadata(o: { entityId: string; ssoUrl: string; certs: Signer[]; bindings?: string[]; validUntil?: string }): string {
   const keys = o.certs
     .map((s) => `<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>${bare(s.cert)}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>`)
     .join('');
   const services = (o.bindings ?? [REDIRECT, POST]).map((b) => `<md:SingleSignOnService Binding="${b}" Location="${o.ssoUrl}"/>`).join('');
   return (
-    `<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="${o.entityId}">` +
+    `<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="${o.entityId}"${o.validUntil ? ` validUntil="${o.validUntil}"` : ''}>` +
     `<md:IDPSSODescriptor protocolSupportEnumeration="${SAMLP}">${keys}<md:NameIDFormat>${EMAIL_FORMAT}</md:NameIDFormat>${services}</md:IDPSSODescriptor></md:EntityDescriptor>`
   );
 }

@@ -1,0 +1,159 @@
+/**
+ * IdP metadata past its validUntil is not relied on at sign-in (SAML metadata 2.0, 2.2.1 and 4.3). The two regions
+ * judge it by clocks two days apart (METADATA_VALIDATION_TIME): us-iowa, where the credentials are created and
+ * refreshed, at the fixtures' date, europe-belgium two days later, so a document valid for one day is current in
+ * one and expired in the other. In the home region a document whose refreshes keep failing is made to expire by
+ * setting its stored validUntil in the past.
+ */
+import { Client } from 'pg';
+import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
+import { FIXTURE_DATE } from '../support/env';
+import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { idpMetadata, signedResponse, signer, type ResponseSpec } from './support/idp-simulator';
+
+const PATH = '/organizations/sso/saml/provider-credentials';
+const US = 'us-iowa';
+const EU = 'europe-belgium';
+const ENTITY = 'https://idp.expiring.test/saml';
+const A = signer('idp-a');
+const at = (ms: number) => new Date(Date.parse(FIXTURE_DATE) + ms).toISOString();
+const DAY = 24 * 3600_000;
+/** europe-belgium's clock for metadata. */
+const EU_TIME = at(2 * DAY);
+const SKEW_SECONDS = 30;
+
+let cluster: Cluster;
+let idp: IdpServer;
+let org: { id: string; api_key: string };
+
+/** A credential of the IdP document served as `doc` (validUntil as given), created in us-iowa, IdP-initiated sign-in on. */
+async function credential(doc: string, validUntil?: string): Promise<string> {
+  idp.set(doc, idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A], ...(validUntil ? { validUntil } : {}) }));
+  const headers = slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' });
+  const res = await call(cluster.url(US), 'POST', PATH, { body: { idp_metadata_url: idp.url(doc), email_claims: ['email'] }, headers });
+  if (res.status !== 201) throw new Error(`create credential: ${res.status} ${JSON.stringify(res.body)}`);
+  const id = res.body.result.id as string;
+  // IdP-initiated: a response can be posted without a login, which an expired credential refuses too.
+  const on = await call(cluster.url(US), 'PATCH', `${PATH}/${id}/sso-settings`, { body: { allow_idp_initiated: true }, headers });
+  expect(on.status).toBe(200);
+  return id;
+}
+
+/** An IdP-initiated sign-in of alice at `region`'s ACS, signed by the IdP's current certificate. */
+async function signIn(region: string, id: string) {
+  const acs = `${cluster.url(region)}/sso/saml/${id}/acs`;
+  const spec: ResponseSpec = { issuer: ENTITY, audience: `urn:saml-credential-service:sp:${id}`, acs, inResponseTo: null, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] } };
+  const res = await fetch(acs, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ SAMLResponse: Buffer.from(signedResponse(spec, A)).toString('base64') }),
+  });
+  const body = (await res.json()) as { errors: { message: string }[]; token?: string };
+  return { status: res.status, message: body.errors[0]?.message ?? '', token: body.token };
+}
+
+async function login(region: string, id: string) {
+  const res = await fetch(`${cluster.url(region)}/sso/saml/${id}/login`, { redirect: 'manual' });
+  return { status: res.status, message: res.status === 302 ? '' : ((await res.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '' };
+}
+
+const metadataOf = async (region: string, id: string) => (await call(cluster.url(region), 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) })).body.result;
+
+async function sql(region: string, text: string, values: unknown[]): Promise<void> {
+  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === region)?.databaseUrl });
+  await db.connect();
+  try {
+    await db.query(text, values);
+  } finally {
+    await db.end();
+  }
+}
+
+beforeAll(async () => {
+  idp = await startIdpServer();
+  cluster = await startCluster('md-expiry', [US, EU], {
+    extra: { metadataAllowedHosts: [idp.hostPort], metadataRefreshIntervalSeconds: 1, samlClockSkewSeconds: SKEW_SECONDS },
+    regionEnv: { [EU]: { METADATA_VALIDATION_TIME: EU_TIME } },
+  });
+  org = await createOrg(cluster.url(US), 'expiring');
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await idp?.close();
+});
+
+test('a sign-in where the metadata is past its validUntil is refused 409, saying when it expired and where it is refreshed; where it is not, it signs in', async () => {
+  const until = at(DAY);
+  const id = await credential('one-day.xml', until);
+  expect((await signIn(US, id)).status).toBe(200);
+  expect((await login(US, id)).status).toBe(302);
+
+  const refused = await signIn(EU, id);
+  expect(refused.status).toBe(409);
+  expect(refused.token).toBeUndefined();
+  expect(refused.message).toMatch(new RegExp(`^Sign-in refused: the IdP metadata of this credential expired at ${until} \\(its validUntil\\), and metadata past its validUntil is not relied on: `));
+  // europe-belgium holds no schedule of it: it names the region that refreshes it, and the fix.
+  expect(refused.message).toContain(`its refreshes run in region ${US}, whose GET ${PATH}/${id}/metadata says how they fail`);
+  expect(refused.message).toContain("fix the credential's idp_metadata_url");
+  expect(refused.message).toContain('or have the IdP publish fresh metadata there');
+  const started = await login(EU, id);
+  expect(started.status).toBe(409);
+  expect(started.message).toMatch(new RegExp(`^Credential ${id} cannot be used to sign in: the IdP metadata of this credential expired at ${until} `));
+
+  // The org's view of the document says so where it is expired, and only there.
+  expect((await metadataOf(EU, id)).metadata).toMatchObject({ valid_until: until, expired: true });
+  expect((await metadataOf(US, id)).metadata).toMatchObject({ valid_until: until, expired: false });
+});
+
+test('metadata within the clock skew of its validUntil, or without one, still signs in', async () => {
+  const withinSkew = await credential('within-skew.xml', new Date(Date.parse(EU_TIME) - (SKEW_SECONDS - 10) * 1000).toISOString());
+  const timeless = await credential('timeless.xml');
+  for (const id of [withinSkew, timeless]) {
+    expect({ id, ...(await signIn(EU, id)) }).toMatchObject({ id, status: 200 });
+    expect((await login(EU, id)).status).toBe(302);
+    expect((await metadataOf(EU, id)).metadata.expired).toBe(false);
+  }
+});
+
+test('in its home region, the refusal says since when its refreshes have failed; /metadata and /admin/metadata-refresh report it expired', async () => {
+  const id = await credential('failing.xml', at(DAY));
+  expect((await signIn(US, id)).status).toBe(200);
+  // The IdP's metadata URL stops answering: every refresh fails from now on.
+  idp.remove('failing.xml');
+  expect(await eventually(async () => ((await metadataOf(US, id)).refresh.consecutive_failures ?? 0) > 0)).toBe(true);
+  const { last_success_at: lastSuccess } = (await metadataOf(US, id)).refresh;
+  // ... until the stored document's validUntil has passed.
+  const expired = at(-3600_000);
+  await sql(US, `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, [id, expired]);
+
+  const refused = await signIn(US, id);
+  expect(refused.status).toBe(409);
+  expect(refused.message).toMatch(new RegExp(`^Sign-in refused: the IdP metadata of this credential expired at ${expired} \\(its validUntil\\)`));
+  expect(refused.message).toMatch(new RegExp(`its refreshes have failed since ${lastSuccess} \\(\\d+ attempts?, the last at \\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z; GET ${PATH}/${id}/metadata says why\\)`));
+  expect(refused.message).toContain("fix the credential's idp_metadata_url");
+  expect((await login(US, id)).status).toBe(409);
+
+  expect((await metadataOf(US, id)).metadata).toMatchObject({ valid_until: expired, expired: true });
+  const admin = await call(cluster.url(US), 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+  expect(admin.status).toBe(200);
+  const listed = (admin.body.credentials as { credential_id: string; expired_since: string | null }[]).filter((c) => c.credential_id === id);
+  expect(listed).toEqual([expect.objectContaining({ credential_id: id, expired_since: expired })]);
+  // A credential whose document is current is listed with none.
+  const current = (admin.body.credentials as { expired_since: string | null }[]).filter((c) => c.expired_since === null);
+  expect(current.length).toBeGreaterThan(0);
+});
+
+test('a document whose refreshes are held (an untrusted change of certificates) says how to apply the newer one', async () => {
+  const id = await credential('rotating.xml', at(DAY));
+  // The IdP lists another certificate, unsigned: the refresh holds the document instead of applying it.
+  idp.set('rotating.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [signer('idp-b')], validUntil: at(DAY) }));
+  expect(await eventually(async () => (await metadataOf(US, id)).held_metadata !== null)).toBe(true);
+  const expired = at(-3600_000);
+  await sql(US, `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, [id, expired]);
+
+  const refused = await signIn(US, id);
+  expect(refused.status).toBe(409);
+  expect(refused.message).toMatch(new RegExp(`^Sign-in refused: the IdP metadata of this credential expired at ${expired} \\(its validUntil\\)`));
+  expect(refused.message).toContain("is held, not applied (it changes the IdP's signing certificates without a trusted signature)");
+  expect(refused.message).toContain(`POST /admin/metadata-refresh/${id}/accept`);
+});
