@@ -159,16 +159,24 @@ export const CONSOLE_JS = String.raw`(function () {
     byId('token').focus();
   }
 
+  // Green only on what was read: a figure the serving region could not read (null: a status call of the region
+  // timed out, failed or answered in a form this version does not read) is not taken for a good one. Read as
+  // good, a region whose /readyz did not answer showed green "up"; its problems said why.
   function regionState(r, lag) {
     // A member this region's config lacks: no address, so no figures (its problem says so).
     if (!r.url) return 'unknown';
     if (!r.up) return 'down';
     if (r.ready === false) return 'not-ready';
-    var backlog = r.backlog ? (r.backlog.undelivered || 0) + (r.backlog.pending_acks || 0) : 0;
+    if (r.ready !== true) return 'ready?';
+    var b = r.backlog;
+    var counted = b ? [b.undelivered, b.pending_acks].filter(function (n) { return n !== null && n !== undefined; }) : [];
+    var backlog = counted.reduce(function (sum, n) { return sum + n; }, 0);
     var behind = lag.some(function (c) { return c.region === r.id && c.state === 'behind'; });
-    return backlog > 0 || behind ? 'lagging' : 'up';
+    if (backlog > 0 || behind) return 'lagging';
+    // Its replication status unread (its failures, outbox and lag cells unknown), or its backlog not counted.
+    return !r.replication || counted.length < 2 ? 'lag?' : 'up';
   }
-  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'not-ready': 'bad', down: 'bad', unknown: 'warn' };
+  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'lag?': 'warn', 'ready?': 'warn', 'not-ready': 'bad', down: 'bad', unknown: 'warn' };
 
   function renderRegions(d) {
     var body = byId('regions').tBodies[0];
@@ -222,15 +230,20 @@ export const CONSOLE_JS = String.raw`(function () {
   function renderRefreshFailures(d) {
     var list = byId('refresh-failures');
     list.replaceChildren();
+    var unread = [];
     d.regions.forEach(function (r) {
       var m = r.metadata_refresh;
-      if (!m) return;
+      // A configured region whose refreshes could not be read (down, or its route failed): not shown as failing none.
+      if (!m) { if (r.url) unread.push(r.id); return; }
       m.failures.forEach(function (f) {
         list.appendChild(el('li', { text: r.id + ': ' + f.idp_metadata_url + ' — ' + f.consecutive_failures + ' failures, last: ' + (f.last_error || '?') }));
       });
       // Only the first few are sent: say how many more there are, and where they are listed.
       var more = m.failing - m.failures.length;
       if (more > 0) list.appendChild(el('li', { text: r.id + ': ' + more + ' more failing (GET /admin/metadata-refresh on ' + r.id + ' lists them)', 'data-more': String(more), class: 'bad' }));
+    });
+    unread.forEach(function (id) {
+      list.appendChild(el('li', { text: id + ': not read (its problems say why)', 'data-unread': id, class: 'warn' }));
     });
     if (!list.children.length) list.appendChild(el('li', { text: 'none', class: 'ok' }));
   }

@@ -1,14 +1,18 @@
 /**
  * The console's page in Chromium where an operator trips: a pasted token no HTTP header can carry, a login
  * while an answer to the previous token is still on its way, a region whose backlog could not be counted,
- * more failing metadata refreshes than the answer lists, and a change id the browser resolves as a path.
- * us-iowa runs in this process (real HTTP, Postgres, Redis); europe-belgium is configured but never started.
+ * more failing metadata refreshes than the answer lists, a change id the browser resolves as a path, and a
+ * region one of whose status routes does not answer (its figure missing, never shown as a good one).
+ * us-iowa runs in this process (real HTTP, Postgres, Redis); europe-belgium is configured but never started,
+ * its address answered by a stand-in in the tests that need it up.
  */
+import http from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import type { DeploymentStatus } from '../../src/console/schema';
+import { createRedis, replicationKeys } from '../../src/redis';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { launchChromium } from '../support/chromium';
-import { ADMIN_TOKEN, createDeployment, type TestDeployment } from '../support/env';
+import { ADMIN_TOKEN, createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 
@@ -118,6 +122,107 @@ test('a region whose backlog the serving region could not count shows no figure,
   expect(await page.textContent(row)).not.toContain('null');
   expect(errors).toEqual([]);
   await page.close();
+});
+
+const BELGIUM = 'europe-belgium';
+const STALL = Symbol('never answers');
+type Answers = Record<string, unknown>;
+
+/**
+ * europe-belgium's status routes answered by a stand-in at its address, as a region of this version answers
+ * them when all is well, but for `changed`: a body, a status code (a number) or STALL. Returns its close.
+ */
+async function standIn(changed: Answers): Promise<() => Promise<void>> {
+  const answers: Answers = {
+    '/healthz': { status: 'ok', region: BELGIUM, redis: 'ready' },
+    '/readyz': { ready: true, database: 'ok' },
+    '/admin/replication': {
+      region: BELGIUM, applied: [], pending: [], stream: { connected: true, dead_letters: 0, error: null },
+      outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0,
+    },
+    '/admin/metadata-refresh': { failing: 0, credentials: [] },
+    ...changed,
+  };
+  const server = http.createServer((req, res) => {
+    const answer = answers[req.url ?? ''];
+    if (answer === STALL) return;
+    if (typeof answer === 'number') return void res.writeHead(answer).end();
+    res.writeHead(answer ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(answer ?? {}));
+  });
+  await new Promise<void>((resolve) => server.listen(deployment.configFor(BELGIUM).region.port, '127.0.0.1', resolve));
+  return () => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}
+const belgiumRow = `#regions tr[data-region="${BELGIUM}"]`;
+
+test('a region whose /readyz does not answer is not shown up in green: its readiness is unknown, and its problem says why', async () => {
+  const close = await standIn({ '/readyz': STALL });
+  try {
+    const { page, errors } = await openLoggedIn();
+    // Rendered with the problem (its /healthz answered, its /readyz did not): that answer's state.
+    await page.waitForSelector(`${belgiumRow}:has-text("/readyz: no answer within 1500 ms")`, { timeout: 20_000 });
+    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('ready?');
+    expect(await page.getAttribute(`${belgiumRow} td:nth-of-type(1)`, 'class')).toBe('warn');
+    expect(errors).toEqual([]);
+    await page.close();
+  } finally {
+    await close();
+  }
+});
+
+test('a ready region whose backlog the serving region could not count reads "lag?", not up: whether it lags is not known', async () => {
+  const close = await standIn({});
+  try {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    // Its consumer group does not exist (it never ran): neither figure is known, though all it says is well.
+    expect(row).toMatchObject({ up: true, ready: true, backlog: { undelivered: null, pending_acks: null }, replication: { failing: 0, parked: 0 } });
+    const { page, errors } = await openLoggedIn();
+    // Every status answer read: its Problems cell (the tenth) is empty.
+    await page.waitForSelector(`${belgiumRow}:has(td:nth-of-type(10):empty)`, { timeout: 20_000 });
+    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('lag?');
+    expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('—');
+    expect(errors).toEqual([]);
+    await page.close();
+  } finally {
+    await close();
+  }
+});
+
+test('a ready region whose replication status did not answer reads "lag?", not up: its failures, outbox and lag are not known', async () => {
+  // Its consumer group, so that its backlog is counted (0 / 0): only its own replication status is missing.
+  const redis = createRedis(REDIS_URL, 'console-edges-test', { queueWhileOffline: true });
+  const inbox = replicationKeys(deployment.file.redisKeyPrefix).inbox(BELGIUM);
+  let close = async (): Promise<void> => undefined;
+  try {
+    await redis.xgroup('CREATE', inbox, BELGIUM, '$', 'MKSTREAM');
+    close = await standIn({ '/admin/replication': 500 });
+    const { page, errors } = await openLoggedIn();
+    await page.waitForSelector(`${belgiumRow}:has-text("/admin/replication answered 500")`, { timeout: 20_000 });
+    expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
+    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('lag?');
+    expect(await page.$$eval(`#lag td[data-region="${BELGIUM}"]`, (tds) => tds.map((td) => td.getAttribute('data-state')))).toEqual(['unknown']);
+    expect(errors).toEqual([]);
+    await page.close();
+  } finally {
+    await close();
+    await redis.xgroup('DESTROY', inbox, BELGIUM).finally(() => redis.disconnect());
+  }
+});
+
+test('a region whose metadata refreshes could not be read is listed as not read, not counted in a green "none"', async () => {
+  const close = await standIn({ '/admin/metadata-refresh': 500 });
+  try {
+    const { page, errors } = await openLoggedIn();
+    await page.waitForSelector(`${belgiumRow}:has-text("/admin/metadata-refresh answered 500")`, { timeout: 20_000 });
+    const items = await page.$$eval('#refresh-failures li', (lis) => lis.map((li) => [li.textContent, li.className]));
+    expect(items).toEqual([[`${BELGIUM}: not read (its problems say why)`, 'warn']]);
+    expect(errors).toEqual([]);
+    await page.close();
+  } finally {
+    await close();
+  }
 });
 
 test('more failing metadata refreshes than the answer lists: the list says how many more, and where they are', async () => {
