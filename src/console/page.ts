@@ -167,6 +167,10 @@ export const CONSOLE_JS = String.raw`(function () {
     if (!r.url) return 'unknown';
     if (!r.up) return 'down';
     if (r.ready === false) return 'not-ready';
+    // Its Redis not answering (as its /healthz or its replication status says): no change reaches it or leaves
+    // it, while its backlog and lag cells may read clean (nothing moves). It serves its own reads and writes.
+    var redisDown = (r.redis !== null && r.redis !== undefined && r.redis !== 'ready') || (r.replication && r.replication.stream_connected === false);
+    if (redisDown) return 'isolated';
     if (r.ready !== true) return 'ready?';
     var b = r.backlog;
     var counted = b ? [b.undelivered, b.pending_acks].filter(function (n) { return n !== null && n !== undefined; }) : [];
@@ -176,7 +180,7 @@ export const CONSOLE_JS = String.raw`(function () {
     // Its replication status unread (its failures, outbox and lag cells unknown), or its backlog not counted.
     return !r.replication || counted.length < 2 ? 'lag?' : 'up';
   }
-  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'lag?': 'warn', 'ready?': 'warn', 'not-ready': 'bad', down: 'bad', unknown: 'warn' };
+  var STATE_CLASS = { up: 'ok', lagging: 'warn', 'lag?': 'warn', 'ready?': 'warn', isolated: 'bad', 'not-ready': 'bad', down: 'bad', unknown: 'warn' };
 
   function renderRegions(d) {
     var body = byId('regions').tBodies[0];

@@ -211,6 +211,39 @@ test('a ready region whose replication status did not answer reads "lag?", not u
   }
 });
 
+test('a ready region whose Redis does not answer reads "isolated" in red, though its backlog and lag read clean: nothing reaches it or leaves it', async () => {
+  // Its consumer group, so that its backlog is counted (0 / 0) and every figure but its Redis reads well.
+  const redis = createRedis(REDIS_URL, 'console-edges-test', { queueWhileOffline: true });
+  const inbox = replicationKeys(deployment.file.redisKeyPrefix).inbox(BELGIUM);
+  let close = async (): Promise<void> => undefined;
+  try {
+    await redis.xgroup('CREATE', inbox, BELGIUM, '$', 'MKSTREAM');
+    const standInOk = await standIn({});
+    // The same stand-in first with its Redis ready: up, so that the state below is its Redis's alone.
+    const { page: okPage } = await openLoggedIn();
+    await okPage.waitForSelector(`${belgiumRow}[data-state="up"]`, { timeout: 20_000 });
+    await okPage.close();
+    await standInOk();
+    close = await standIn({
+      '/healthz': { status: 'ok', region: BELGIUM, redis: 'reconnecting' },
+      '/admin/replication': {
+        region: BELGIUM, applied: [], pending: [], stream: { connected: false, dead_letters: 0, error: 'connect ECONNREFUSED 127.0.0.1:6390' },
+        outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0,
+      },
+    });
+    const { page, errors } = await openLoggedIn();
+    await page.waitForSelector(`${belgiumRow}:has-text("its Redis does not answer")`, { timeout: 20_000 });
+    expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
+    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('isolated');
+    expect(await page.getAttribute(`${belgiumRow} td:nth-of-type(1)`, 'class')).toBe('bad');
+    expect(errors).toEqual([]);
+    await page.close();
+  } finally {
+    await close();
+    await redis.xgroup('DESTROY', inbox, BELGIUM).finally(() => redis.disconnect());
+  }
+});
+
 test('a region whose metadata refreshes could not be read is listed as not read, not counted in a green "none"', async () => {
   const close = await standIn({ '/admin/metadata-refresh': 500 });
   try {
