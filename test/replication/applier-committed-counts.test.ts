@@ -1,12 +1,15 @@
 /**
  * The applier's counters count what it settled, once: a change ruled out by the collection horizon
  * (`refused_below_horizon`, replication_events_below_horizon_total) when the transaction that ruled it out
- * commits, not in a transaction rolled back and tried again.
+ * commits, not in a transaction rolled back and tried again; an entry refused for its signature
+ * (`refused`, replication_events_refused_total) when it is in the dead-letter stream and XACKed, not at each
+ * attempt that failed to put it there.
  */
 import { FEATURES } from '../../src/features';
 import { formatVersion } from '../../src/replication/hlc';
 import { clockFloor } from '../../src/replication/horizon';
 import { RowStore } from '../../src/replication/row-store';
+import { testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
 import { eventFor, orgEvent, ORIGIN, REGION, startApplierRig, testId, type ApplierRig } from '../support/applier-rig';
 
@@ -64,5 +67,35 @@ test('a change the horizon rules out is counted once when its batch fails with a
     await rig.db.$executeRawUnsafe('DROP FUNCTION counts_trip()');
     await rig.db.$executeRawUnsafe('DROP SEQUENCE counts_trip');
     await rig.db.$executeRawUnsafe('DELETE FROM replication_horizon');
+  }
+}, 60_000);
+
+test('an entry refused for its signature is counted once, when it is dead-lettered, however often dead-lettering it failed before', async () => {
+  await rig.reset();
+  const fields = testEventAuth().entryFields(orgEvent('forged'));
+  fields[fields.length - 1] = 'zz'; // its MAC
+  // The dead-letter stream cannot be written (a key of another type): each attempt fails at its XADD.
+  await rig.redis.set(rig.keys.deadLetter, 'not a stream');
+  const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
+  const applier = await rig.applier();
+  const seen: string[] = [];
+  applier.onRefused = (_origin, reason) => seen.push(reason);
+  applier.start();
+  try {
+    // Read three times (the first read and two claims): the first two attempts have ended, failed.
+    const deliveries = async () => Number(((await rig.redis.xpending(rig.keys.inbox(REGION), REGION, '-', '+', 10)) as [string, string, number, number][]).find((p) => p[0] === id)?.[3] ?? 0);
+    expect(await eventually(async () => (await deliveries()) >= 3, 15_000, 20)).toBe(true);
+    await rig.redis.del(rig.keys.deadLetter);
+    expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+    const copies = (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id));
+    expect(copies).toHaveLength(1);
+    // Before: one per attempt.
+    expect(applier.refusedEvents).toBe(1);
+    expect(applier.refusedByReason).toEqual({ 'bad-signature': 1 });
+    expect(applier.recentRefused.map((r) => r.streamId)).toEqual([id]);
+    expect(seen).toEqual(['bad-signature']);
+  } finally {
+    await applier.stop();
+    await rig.redis.del(rig.keys.deadLetter);
   }
 }, 60_000);
