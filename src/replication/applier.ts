@@ -386,8 +386,10 @@ export class Applier {
   private async applyOnce(batch: Parsed[], outcomes: Map<string, AckOutcome>, parked?: string): Promise<void> {
     const { clock } = this.d;
     const started = performance.now();
-    const lost = await applyInTransaction(this.d, batch, parked);
+    const { lost, belowHorizon } = await applyInTransaction(this.d, batch, parked);
     this.timeouts.committed(batch);
+    // Counted once committed: a transaction rolled back (and its batch tried again, event by event) counts nothing.
+    this.d.store.countBelowHorizon(belowHorizon);
     // Only a committed apply decides what the ack says.
     for (const b of batch) outcomes.delete(b.event.changeId);
     for (const [id, o] of lost) outcomes.set(id, o);

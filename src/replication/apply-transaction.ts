@@ -16,18 +16,27 @@ import type { AckOutcome, AckWinner } from './ack-records';
 /** A parked change's retry found its parked row gone (see Applier.apply). */
 export class NoLongerParked extends Error {}
 
+/** What a committed apply transaction decided (see applyInTransaction). */
+export interface Applied {
+  /** The superseded outcomes of the batch's changes (none for those that hold). */
+  lost: Map<string, AckOutcome>;
+  /** Changes the collection horizon ruled out (ApplyResult.belowHorizon), for the caller to count now that they committed. */
+  belowHorizon: number;
+}
+
 /**
- * Applies the batch in one transaction and returns the superseded outcomes of its changes (none for those
- * that hold). `parked`: the batch is that parked change's retry (see Applier.apply); NoLongerParked when
- * its parked row is gone.
+ * Applies the batch in one transaction and returns, once it has committed, what became of its changes.
+ * `parked`: the batch is that parked change's retry (see Applier.apply); NoLongerParked when its parked
+ * row is gone.
  */
 export async function applyInTransaction(
   d: { db: Db; pool: Pool; store: RowStore },
   batch: readonly Parsed[],
   parked?: string,
-): Promise<Map<string, AckOutcome>> {
+): Promise<Applied> {
   const { store } = d;
   const lost = new Map<string, AckOutcome>();
+  let belowHorizon = 0;
   const fills: { p: Parsed; before: string }[] = [];
   for (const p of batch) {
     const before = p.event.held ? await upgradedAt(d.db, p.event.held) : null;
@@ -44,12 +53,13 @@ export async function applyInTransaction(
     // A create of several rows is judged a create for each of them (ApplyOptions.creates).
     const creating = batch.flatMap((b) => creatingOps(b.event.ops));
     const owners = deletedOwners(store, batch);
-    const { outcomes, reads } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
+    const { outcomes, reads, belowHorizon: ruledOut } = await store.apply(tx, batch.flatMap((b) => b.event.ops), undefined, {
       lock: true,
       last: fills.length === 0 && parked === undefined,
       ...(creating.length ? { creates: new Set(creating) } : {}),
       ...(owners.reads.length ? { reads: owners.reads } : {}),
     });
+    belowHorizon = ruledOut;
     const orphaned = owners.found(reads ?? []);
     // A change holds when every row it wrote holds it, but for the rows it deletes with their owner (see
     // deletedWithOwner); the first row that does not names the winner.
@@ -75,7 +85,7 @@ export async function applyInTransaction(
     const owed = parked === undefined ? [] : [owedAckStatement(batch.map((b) => ({ changeId: b.event.changeId, origin: b.event.origin, outcome: lost.get(b.event.changeId) ?? null })))];
     await tx.run([...sets.filter((st) => st !== null), ...owed], true);
   });
-  return lost;
+  return { lost, belowHorizon };
 }
 
 /**

@@ -68,25 +68,25 @@ export class DeadLetters {
    * Not parked: parked events live in Postgres and are retried by POST /admin/replication/parked/retry,
    * which does not verify again; and whoever can write to Redis could fill this region's database.
    * The dead-letter stream is capped. Nothing is acked to the tracker: the claimed origin may be a lie.
+   * Each is counted once XACKed: an attempt that fails before (the dead-letter stream cannot be written)
+   * leaves the entry pending, to be read and refused again, and counted then.
    */
   async refuse(items: Refused[]): Promise<void> {
     const known = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
     const at = new Date().toISOString();
+    this.d.log.error(
+      { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
+      'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
+    );
     for (const { entry, reason, kid, body } of items) {
+      await this.copy(entry[0], ['refused', reason, ...entry[1]]);
+      await this.xack([entry[0]]);
       const origin = claimedOrigin(body);
       this.refusedEvents += 1;
       this.refusedByReason[reason] = (this.refusedByReason[reason] ?? 0) + 1;
       this.recentRefused.push({ streamId: entry[0], origin, reason, kid: kid === null ? null : kid.slice(0, 64), at });
       if (this.recentRefused.length > RECENT_REFUSED) this.recentRefused.shift();
       this.onRefused(origin !== null && known.has(origin) ? origin : 'unknown', reason);
-    }
-    this.d.log.error(
-      { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
-      'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
-    );
-    for (const { entry, reason } of items) {
-      await this.copy(entry[0], ['refused', reason, ...entry[1]]);
-      await this.xack([entry[0]]);
     }
   }
 

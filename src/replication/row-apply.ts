@@ -31,6 +31,11 @@ export interface ApplyResult {
   changed: number;
   /** One per change given, in the same order. */
   outcomes: OpOutcome[];
+  /**
+   * Changes the collection horizon ruled out (not applied: their row's tombstone was collected here; see
+   * HorizonCheck). Counted by the caller once its transaction commits (RowStore.countBelowHorizon).
+   */
+  belowHorizon: number;
   /** The rows of ApplyOptions.reads, in their order, when there were any (none when nothing was sent: every change pruned). */
   reads?: unknown[][];
 }
@@ -40,14 +45,10 @@ export class RowApply {
 
   /**
    * `d`: each table's SQL and whether the database records a horizon, as last loaded (a reload replaces
-   * both), and the guesses an apply makes stale; `countBelow`: counts the changes the horizon rules out
-   * (RowStore.belowHorizon).
+   * both), and the guesses an apply makes stale.
    */
-  constructor(
-    private readonly d: { db: Db; guesses: RowGuesses; sqlOf(tableName: string): TableSql; hasHorizon(): boolean },
-    countBelow: (n: number) => void,
-  ) {
-    this.horizon = new HorizonCheck(d, countBelow);
+  constructor(private readonly d: { db: Db; guesses: RowGuesses; sqlOf(tableName: string): TableSql; hasHorizon(): boolean }) {
+    this.horizon = new HorizonCheck(d);
   }
 
   /** See RowStore.apply. */
@@ -60,9 +61,10 @@ export class RowApply {
     const pruned = changes.map((c) => isPrunable(this.d.sqlOf(c.table).table, c.row));
     if (pruned.some(Boolean)) {
       const kept = changes.filter((_, i) => !pruned[i]);
-      const r: ApplyResult = kept.length || opts.last ? await this.apply(tx, kept, locked, opts) : { changed: 0, outcomes: [] };
+      const r: ApplyResult = kept.length || opts.last ? await this.apply(tx, kept, locked, opts) : { changed: 0, outcomes: [], belowHorizon: 0 };
       let k = 0;
-      return { changed: r.changed, outcomes: pruned.map((p) => (p ? { applied: true } : (r.outcomes[k++] as OpOutcome))), ...(r.reads ? { reads: r.reads } : {}) };
+      const outcomes = pruned.map((p): OpOutcome => (p ? { applied: true } : (r.outcomes[k++] as OpOutcome)));
+      return { changed: r.changed, outcomes, belowHorizon: r.belowHorizon, ...(r.reads ? { reads: r.reads } : {}) };
     }
     const norm = changes.map((c) => normalize(c, this.d.sqlOf(c.table), opts.creates?.has(c) === true));
     const known = locked && norm.every((c) => locked.has(lockedId(c.table, c.rowKey))) ? knownStates(norm, locked) : null;
@@ -242,7 +244,7 @@ export class RowApply {
       if (holds || !final) return { applied: true };
       return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
     });
-    return { changed, outcomes, ...(reads ? { reads } : {}) };
+    return { changed, outcomes, belowHorizon: below.changes.size, ...(reads ? { reads } : {}) };
   }
 
   /** Reads of the stored merge states of the rows these changes touch: one statement per table. */

@@ -15,12 +15,10 @@ export interface Below {
 export class HorizonCheck {
   /**
    * `d`: each table's SQL and whether the database records a horizon, as last loaded (a reload replaces
-   * both); `countBelow`: counts the changes ruled out (RowStore.belowHorizon).
+   * both). What it rules out is not counted here: the apply's transaction may still roll back (and be tried
+   * again), so the caller counts it once committed (ApplyResult.belowHorizon, RowStore.countBelowHorizon).
    */
-  constructor(
-    private readonly d: { sqlOf(tableName: string): TableSql; hasHorizon(): boolean },
-    private readonly countBelow: (n: number) => void,
-  ) {}
+  constructor(private readonly d: { sqlOf(tableName: string): TableSql; hasHorizon(): boolean }) {}
 
   /**
    * Changes of a row created before this region's collection horizon (replication_horizon.collected_through)
@@ -52,7 +50,6 @@ export class HorizonCheck {
       const b = before.get(c.id);
       return through !== '' && this.mayBeBelow(c, before) && created(c.state) < through && (!b || created(b) >= through);
     });
-    this.countBelow(old.length);
     return { changes: new Set(old), throughOf };
   }
 }

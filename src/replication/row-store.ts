@@ -38,19 +38,27 @@ export class RowStore {
     /** Whether this database records a tombstone collection horizon (replication_horizon). */
     private hasHorizon: boolean,
   ) {
-    this.applying = new RowApply(
-      { db, guesses: this.guesses, sqlOf: (tableName) => this.get(tableName), hasHorizon: () => this.hasHorizon },
-      (n) => {
-        this.belowHorizon += n;
-      },
-    );
+    this.applying = new RowApply({ db, guesses: this.guesses, sqlOf: (tableName) => this.get(tableName), hasHorizon: () => this.hasHorizon });
   }
 
   /**
    * Changes not applied because their row's tombstone was collected here (see apply), since this store
-   * was loaded.
+   * was loaded: those of committed applies only (countBelowHorizon).
    */
-  belowHorizon = 0;
+  get belowHorizon(): number {
+    return this.below;
+  }
+
+  private below = 0;
+
+  /**
+   * Counts the changes an apply ruled out (ApplyResult.belowHorizon), once its transaction has committed:
+   * an apply rolled back and tried again (a serialization failure, a batch retried event by event) ruled
+   * them out again, and one that never commits ruled nothing out.
+   */
+  countBelowHorizon(n: number): void {
+    this.below += n;
+  }
 
   /** Whether the database has replication_check (a local write's upserts wait for its commit: deferredPut). */
   private checkFn = false;

@@ -1,0 +1,101 @@
+/**
+ * The applier's counters count what it settled, once: a change ruled out by the collection horizon
+ * (`refused_below_horizon`, replication_events_below_horizon_total) when the transaction that ruled it out
+ * commits, not in a transaction rolled back and tried again; an entry refused for its signature
+ * (`refused`, replication_events_refused_total) when it is in the dead-letter stream and XACKed, not at each
+ * attempt that failed to put it there.
+ */
+import { FEATURES } from '../../src/features';
+import { formatVersion } from '../../src/replication/hlc';
+import { clockFloor } from '../../src/replication/horizon';
+import { RowStore } from '../../src/replication/row-store';
+import { testEventAuth } from '../support/env';
+import { eventually } from '../support/harness';
+import { eventFor, orgEvent, ORIGIN, REGION, startApplierRig, testId, type ApplierRig } from '../support/applier-rig';
+
+let rig: ApplierRig;
+beforeAll(async () => {
+  rig = await startApplierRig('committed-counts');
+});
+afterAll(async () => {
+  await rig.cleanup();
+});
+
+const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
+
+test('a change the horizon rules out is counted once when its batch fails with a serialization failure and is applied event by event', async () => {
+  // Organizations created before this cut-off whose rows are absent here had their tombstones collected.
+  await rig.db.$executeRawUnsafe('INSERT INTO replication_horizon (id, collected_through) VALUES (1, $1)', clockFloor(3000));
+  // The first write of a row named 'trip' fails as a serialization failure would; a sequence, not a row,
+  // remembers it (its nextval is not rolled back with the transaction).
+  await rig.db.$executeRawUnsafe('CREATE SEQUENCE counts_trip');
+  await rig.db.$executeRawUnsafe(`CREATE FUNCTION counts_trip() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.name = 'trip' AND nextval('counts_trip') = 1 THEN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF;
+      RETURN NEW;
+    END $$`);
+  await rig.db.$executeRawUnsafe('CREATE TRIGGER counts_trip BEFORE INSERT OR UPDATE ON organizations FOR EACH ROW EXECUTE FUNCTION counts_trip()');
+  try {
+    // A late update of an organization created (at 1 s) before the cut-off and absent here: ruled out.
+    const lateId = testId();
+    const late = eventFor('organizations', lateId, { id: lateId, parent_id: null, name: 'late', created_version: formatVersion({ wall: 1000, counter: 0, region: ORIGIN }) }, { wall: 5000 });
+    // Two changes of one row: the batch reads what is stored (and rules the late update out) before it
+    // writes, and its write of 'trip' fails.
+    const created = orgEvent('trip');
+    const createdVersion = created.ops[0]?.version as string;
+    const wall = Date.now() + 1;
+    const renamed = eventFor('organizations', created.orgId, { id: created.orgId, parent_id: null, name: 'trip', created_version: createdVersion }, { wall });
+    // One entry: one batch, one transaction.
+    await rig.publishPack([late, created, renamed]);
+    const store = await RowStore.load(rig.db, FEATURES.flatMap((f) => f.tables));
+    const applier = await rig.applier({ store });
+    applier.start();
+    try {
+      expect(await eventually(async () => (await orgName(created.orgId)) === 'trip' && (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+      // The batch failed once (the sequence moved on), then its events applied one by one.
+      const [seq] = await rig.db.$queryRawUnsafe<{ last_value: bigint }[]>('SELECT last_value FROM counts_trip');
+      expect(Number(seq?.last_value)).toBeGreaterThan(1);
+      expect(await orgName(lateId)).toBeNull();
+      expect((await rig.tracker.status(late.changeId))[REGION]).toMatch(/superseded/);
+      // Before: 2, the rolled-back batch's count and the committed apply's.
+      expect(store.belowHorizon).toBe(1);
+    } finally {
+      await applier.stop();
+    }
+  } finally {
+    await rig.db.$executeRawUnsafe('DROP TRIGGER counts_trip ON organizations');
+    await rig.db.$executeRawUnsafe('DROP FUNCTION counts_trip()');
+    await rig.db.$executeRawUnsafe('DROP SEQUENCE counts_trip');
+    await rig.db.$executeRawUnsafe('DELETE FROM replication_horizon');
+  }
+}, 60_000);
+
+test('an entry refused for its signature is counted once, when it is dead-lettered, however often dead-lettering it failed before', async () => {
+  await rig.reset();
+  const fields = testEventAuth().entryFields(orgEvent('forged'));
+  fields[fields.length - 1] = 'zz'; // its MAC
+  // The dead-letter stream cannot be written (a key of another type): each attempt fails at its XADD.
+  await rig.redis.set(rig.keys.deadLetter, 'not a stream');
+  const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
+  const applier = await rig.applier();
+  const seen: string[] = [];
+  applier.onRefused = (_origin, reason) => seen.push(reason);
+  applier.start();
+  try {
+    // Read three times (the first read and two claims): the first two attempts have ended, failed.
+    const deliveries = async () => Number(((await rig.redis.xpending(rig.keys.inbox(REGION), REGION, '-', '+', 10)) as [string, string, number, number][]).find((p) => p[0] === id)?.[3] ?? 0);
+    expect(await eventually(async () => (await deliveries()) >= 3, 15_000, 20)).toBe(true);
+    await rig.redis.del(rig.keys.deadLetter);
+    expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+    const copies = (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id));
+    expect(copies).toHaveLength(1);
+    // Before: one per attempt.
+    expect(applier.refusedEvents).toBe(1);
+    expect(applier.refusedByReason).toEqual({ 'bad-signature': 1 });
+    expect(applier.recentRefused.map((r) => r.streamId)).toEqual([id]);
+    expect(seen).toEqual(['bad-signature']);
+  } finally {
+    await applier.stop();
+    await rig.redis.del(rig.keys.deadLetter);
+  }
+}, 60_000);
