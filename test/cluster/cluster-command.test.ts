@@ -46,6 +46,20 @@ function runCluster(env: Record<string, string>, regions: string[] = [], group =
   return { child, ready, exited, output: () => out };
 }
 
+/** The cluster's secrets file for the config of `dep`. */
+const secretsOf = () => path.join(path.dirname(dep.configPath), '.cluster', `${path.basename(dep.configPath, '.json')}.env`);
+const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
+const exported = (out: string, name: string) => new RegExp(`export ${name}=(\\S+)`).exec(out)?.[1];
+/** The first test's second start, which the second test goes on with (and stops). */
+let secondStart: ReturnType<typeof runCluster>;
+afterAll(async () => {
+  // Should the second test not get to stop it.
+  if (secondStart?.child.exitCode === null) {
+    secondStart.child.kill('SIGTERM');
+    await secondStart.exited;
+  }
+});
+
 test("starts every region of a custom config, prints their URLs, stops them on SIGTERM, and keeps the data; one region's overrides in the shell (PORT, DATABASE_URL) do not reach several regions", async () => {
   const first = runCluster({ ADMIN_TOKEN });
   await first.ready;
@@ -62,7 +76,11 @@ test("starts every region of a custom config, prints their URLs, stops them on S
   // One region's overrides in the shell (PORT, DATABASE_URL), exported for another tool, would put every region
   // on one port and one database: with several regions they are ignored, said so, and each region is on its
   // entry's port with its own data (one start for both: a start of two regions is two region processes).
-  const second = runCluster({ ADMIN_TOKEN: '', PORT: '1', DATABASE_URL: 'postgresql://127.0.0.1:1/nowhere' });
+  // The same start is the first of the test below (no secret set, no secrets file: all made up and kept), which
+  // goes on from here: each start of the whole config is two region processes more.
+  fs.rmSync(secretsOf(), { force: true });
+  secondStart = runCluster({ ...none, PORT: '1', DATABASE_URL: 'postgresql://127.0.0.1:1/nowhere' });
+  const second = secondStart;
   await second.ready;
   expect(second.output()).toContain('PORT, DATABASE_URL from the environment ignored');
   for (const r of dep.file.regions) expect(second.output()).toContain(`READY ${r.id} http://127.0.0.1:${r.port}`);
@@ -72,18 +90,12 @@ test("starts every region of a custom config, prints their URLs, stops them on S
   expect(got.status).toBe(200);
   expect(got.body.name).toBe('survivor');
   expect((await call(url, 'GET', `/admin/organizations/${org.id}`, { headers: adminHeaders })).status).toBe(401);
-  second.child.kill('SIGTERM');
-  expect(await second.exited).toBe(0);
 }, 120_000);
 
 test('keeps the secrets it made up for the next start, and starts only the regions named', async () => {
-  const secretsFile = path.join(path.dirname(dep.configPath), '.cluster', `${path.basename(dep.configPath, '.json')}.env`);
-  fs.rmSync(secretsFile, { force: true });
-  const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
-  const exported = (out: string, name: string) => new RegExp(`export ${name}=(\\S+)`).exec(out)?.[1];
-
-  const first = runCluster(none);
-  await first.ready;
+  const secretsFile = secretsOf();
+  // Started by the test above, with no secret set and no secrets file.
+  const first = secondStart;
   const token = exported(first.output(), 'ADMIN_TOKEN') as string;
   const keys = exported(first.output(), 'REPLICATION_KEYS') as string;
   expect(keys).toMatch(/^k1:/);
@@ -147,9 +159,8 @@ test('keeps the secrets it made up for the next start, and starts only the regio
 }, 120_000);
 
 test('a secret set in the environment otherwise than in the file (a rotation) is named, so that the file is updated; a clean stop is no crash', async () => {
-  const secretsFile = path.join(path.dirname(dep.configPath), '.cluster', `${path.basename(dep.configPath, '.json')}.env`);
+  const secretsFile = secretsOf();
   fs.rmSync(secretsFile, { force: true });
-  const none = { ADMIN_TOKEN: '', TOKEN_SIGNING_SECRET: '', REPLICATION_KEYS: '' };
   const first = runCluster(none, [], true);
   await first.ready;
   const old = /export ADMIN_TOKEN=(\S+)/.exec(first.output())?.[1] as string;
@@ -204,21 +215,6 @@ test('a secret set in the environment otherwise than in the file (a rotation) is
   }
 }, 120_000);
 
-test('a crash of the last region the command runs ends it with exit 1, not 0 with "the others keep running"', async () => {
-  const env = { ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS };
-  const alone = runCluster(env, ['europe-belgium']);
-  try {
-    await alone.ready;
-    process.kill(Number(execFileSync('pgrep', ['-P', String(alone.child.pid)]).toString().trim()), 'SIGKILL');
-  } catch (err) {
-    alone.child.kill('SIGKILL');
-    throw err;
-  }
-  expect(await alone.exited).toBe(1);
-  expect(alone.output()).toContain('[europe-belgium] exited unexpectedly (code null, signal SIGKILL); no region of this command runs any more, so it exits 1: start it again with');
-  expect(alone.output()).not.toContain('the others keep running');
-}, 60_000);
-
 test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the JSON they are', async () => {
   // us-iowa alone: each line is formatted by itself, whatever else runs (the other regions cost two boots a format).
   // Its secrets given, so that it needs no secrets file from an earlier test.
@@ -251,21 +247,28 @@ test('prints each region\'s log lines readable, or with LOG_FORMAT=json as the J
   expect(typo.output()).not.toContain('READY');
 }, 120_000);
 
-test("one region's overrides in the shell (PORT, HOST) reach a region started alone (several regions ignore them: the first test); a start that fails exits 1 and says why", async () => {
+test("one region's overrides in the shell (PORT, HOST) reach a region started alone (several regions ignore them: the first test); a crash of the last region the command runs ends it with exit 1, not 0 with \"the others keep running\"; a start that fails exits 1 and says why", async () => {
   // Started alone, a region takes them: here another port than its entry's, on an IPv6 address (HOST=::1; one start
-  // for both): its URL has the address in brackets, and the cluster reaches it there.
+  // for both): its URL has the address in brackets, and the cluster reaches it there. Its secrets given, so
+  // that it needs no secrets file from an earlier test.
   const [moved] = await freePorts(1);
-  const alone = runCluster({ ADMIN_TOKEN, PORT: String(moved), HOST: '::1' }, ['europe-belgium']);
+  const secrets = { ADMIN_TOKEN, TOKEN_SIGNING_SECRET: TEST_SIGNING_SECRET, REPLICATION_KEYS: TEST_REPLICATION_KEYS };
+  const alone = runCluster({ ...secrets, PORT: String(moved), HOST: '::1' }, ['europe-belgium']);
   try {
     const within = new Promise<void>((_resolve, reject) => setTimeout(() => reject(new Error(`not ready in 30 s:\n${alone.output()}`)), 30_000).unref());
     await Promise.race([alone.ready, within]);
     expect(alone.output()).toContain(`READY europe-belgium http://[::1]:${moved}`);
     expect(alone.output()).not.toContain('from the environment ignored');
     expect((await call(`http://[::1]:${moved}`, 'GET', '/healthz')).status).toBe(200);
-  } finally {
-    alone.child.kill('SIGTERM');
-    await alone.exited;
+    // The same start's region crashes (one start for both): it was the last region the command ran.
+    process.kill(Number(execFileSync('pgrep', ['-P', String(alone.child.pid)]).toString().trim()), 'SIGKILL');
+  } catch (err) {
+    alone.child.kill('SIGKILL');
+    throw err;
   }
+  expect(await alone.exited).toBe(1);
+  expect(alone.output()).toContain('[europe-belgium] exited unexpectedly (code null, signal SIGKILL); no region of this command runs any more, so it exits 1: start it again with');
+  expect(alone.output()).not.toContain('the others keep running');
 
   // A region's port already taken: one line that says what to do, and a status a script can see.
   const eu = dep.file.regions[1];

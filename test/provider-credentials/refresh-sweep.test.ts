@@ -219,17 +219,21 @@ test('one organization\'s slow IdPs do not hold back another organization\'s ref
   }
   const other = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('sweep.xml'), label: 'other' }, headers: slashidHeaders(org) });
   expect(other.status).toBe(201);
-  // All due, the slow organization's first (oldest first); each of its IdPs now takes 8 s to answer. (4 s, with
-  // 3 s for the other credential's refresh to show, left a loaded host too little: its fetch, its parse in the
-  // worker pool and its write must all land while the first slow fetch is held.)
+  // All due, the slow organization's first (oldest first); each of its IdPs holds its answer until released
+  // below, however long the other credential's fetch, its parse in the worker pool and its write take on a
+  // loaded host. (Each took 8 s before, and the tick waited out all three one after the other: 24 s.)
   await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '2 minutes', last_attempt_at = NULL WHERE credential_id = ANY($1::uuid[])", slow);
   await r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '1 minute', last_attempt_at = NULL WHERE credential_id = $1::uuid", other.body.result.id);
-  for (let i = 0; i < 3; i++) idp.slow(`slow-${i}.xml`, 8000);
+  const releases = [0, 1, 2].map((i) => idp.hold(`slow-${i}.xml`));
   const tick = refresher.runOnce();
-  // The other organization's credential is refreshed while the slow organization's first fetch is still
-  // held, and only one of that organization's fetches is in flight at a time.
-  expect(await eventually(async () => (await attempted()).includes(other.body.result.id), 7000, 50)).toBe(true);
-  expect(idp.held()).toBe(1);
+  try {
+    // The other organization's credential is refreshed while the slow organization's first fetch is still
+    // held, and only one of that organization's fetches is in flight at a time.
+    expect(await eventually(async () => (await attempted()).includes(other.body.result.id), 7000, 50)).toBe(true);
+    expect(idp.held()).toBe(1);
+  } finally {
+    for (const release of releases) release();
+  }
   await tick;
   expect((await attempted()).sort()).toEqual([...slow, other.body.result.id].sort());
 }, 90_000);

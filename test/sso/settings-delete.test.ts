@@ -22,6 +22,8 @@ let cluster: Cluster;
 let idp: IdpServer;
 let org: { id: string; api_key: string };
 let dbs: RegionDatabases | undefined;
+/** A credential whose rows asia-japan lost, while the other regions hold it live (the last test's). */
+let lacking = '';
 
 beforeAll(async () => {
   idp = await startIdpServer();
@@ -30,6 +32,13 @@ beforeAll(async () => {
   });
   dbs = await regionDatabases(cluster.deployment);
   org = await createOrg(cluster.url('us-iowa'), 'acme', { headers: ALL });
+  // The last test's credential, made first: its wait for the collection cut-off (13 s here) passes meanwhile.
+  lacking = await credentialWithSettings('lacking in one region');
+  // asia-japan loses the credential (and its metadata) by hand, as a region lacks a row when an operator
+  // discarded its parked create, its change was dead-lettered, or its database was restored from a backup
+  // older than it: the settings stay, created (like the credential) soon below the collection cut-off.
+  await db('asia-japan').query('DELETE FROM saml_credential_metadata WHERE credential_id = $1', [lacking]);
+  await db('asia-japan').query('DELETE FROM saml_provider_credentials WHERE id = $1', [lacking]);
 }, 90_000);
 afterAll(async () => {
   await dbs?.end();
@@ -176,6 +185,11 @@ test("settings whose credential this region collected are deleted there; setting
   // And settings whose credential may still be on its way: created above the cut-off (an hour ahead here).
   const ahead = `${String(Date.now() + 3_600_000).padStart(15, '0')}.000000.europe-belgium`;
   const insert = 'INSERT INTO saml_sso_settings (credential_id, org_id, allow_idp_initiated, created_at, updated_at, version, created_version, origin_region) VALUES ($1, $2, true, now(), now(), $3, $3, $4)';
+  // The last test's settings (beforeAll) are deleted here too, by the same sweep: counted (once its cycle ends)
+  // before these are made.
+  expect(await eventually(async () => (await settingsState('asia-japan', lacking)) !== 'live', COLLECTED_WITHIN_MS, 200)).toBe(true);
+  expect(await eventually(async () => (await partsSwept('asia-japan')).deleted_here >= 1, 10_000, 100)).toBe(true);
+  const deletedBefore = (await partsSwept('asia-japan')).deleted_here;
   await db('asia-japan').query(insert, [collected, org.id, old, 'europe-belgium']);
   await db('asia-japan').query(insert, [early, org.id, ahead, 'europe-belgium']);
   try {
@@ -184,8 +198,8 @@ test("settings whose credential this region collected are deleted there; setting
     expect(await outboxChangesOf('asia-japan', collected)).toBe(0);
     expect(await settingsState('asia-japan', early)).toBe('live');
     // Counted as deleted here (once its cycle ends), in GET /admin/replication and in the metrics.
-    expect(await eventually(async () => (await partsSwept('asia-japan')).deleted_here >= 1, 10_000, 100)).toBe(true);
-    expect((await scrape(cluster.url('asia-japan'))).value('replication_parts_swept_total', { kind: 'deleted_here' })).toBeGreaterThanOrEqual(1);
+    expect(await eventually(async () => (await partsSwept('asia-japan')).deleted_here >= deletedBefore + 1, 10_000, 100)).toBe(true);
+    expect((await scrape(cluster.url('asia-japan'))).value('replication_parts_swept_total', { kind: 'deleted_here' })).toBeGreaterThanOrEqual(deletedBefore + 1);
     expect(await everywhere(collected, 'absent')).toBe(true);
   } finally {
     // (Made by hand, it has no change to replicate.)
@@ -194,12 +208,8 @@ test("settings whose credential this region collected are deleted there; setting
 }, 180_000);
 
 test('settings of a credential one region lacks while every other holds it live are not deleted anywhere else', async () => {
-  const id = await credentialWithSettings('lacking in one region');
-  // asia-japan loses the credential (and its metadata) by hand, as a region lacks a row when an operator
-  // discarded its parked create, its change was dead-lettered, or its database was restored from a backup
-  // older than it: the settings stay, created (like the credential) soon below the collection cut-off.
-  await db('asia-japan').query('DELETE FROM saml_credential_metadata WHERE credential_id = $1', [id]);
-  await db('asia-japan').query('DELETE FROM saml_provider_credentials WHERE id = $1', [id]);
+  // Made and lost in asia-japan before the first test (beforeAll).
+  const id = lacking;
   // asia-japan's sweep takes its own copy once the cut-off passes the settings' creation...
   expect(await eventually(async () => (await settingsState('asia-japan', id)) !== 'live', COLLECTED_WITHIN_MS, 200)).toBe(true);
   // ...with no change: a replicated tombstone would delete the settings of a live credential everywhere.
