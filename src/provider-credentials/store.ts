@@ -138,8 +138,10 @@ export const currentMetadata = (m: string, c: string) =>
 
 /** A credential's refresh schedule, when this region refreshes it (its home, or its adopter now): else null. */
 export async function refreshScheduleHere(db: SqlReader, id: string, region: string, scope: DepartureScope) {
-  const rows = await db.$queryRawUnsafe<{ next_at: Date; last_success_at: Date | null; last_error: string | null; consecutive_failures: number }[]>(
-    `SELECT s.next_at, s.last_success_at, s.last_error, s.consecutive_failures FROM ${REFRESHED_SCHEDULES} WHERE s.credential_id = $4::uuid`,
+  const rows = await db.$queryRawUnsafe<
+    { next_at: Date; last_attempt_at: Date | null; last_success_at: Date | null; last_error: string | null; consecutive_failures: number }[]
+  >(
+    `SELECT s.next_at, s.last_attempt_at, s.last_success_at, s.last_error, s.consecutive_failures FROM ${REFRESHED_SCHEDULES} WHERE s.credential_id = $4::uuid`,
     ...refreshScope(region, scope), id,
   );
   return rows[0] ?? null;
