@@ -147,6 +147,16 @@ export async function refreshScheduleHere(db: SqlReader, id: string, region: str
   return rows[0] ?? null;
 }
 
+/**
+ * The adopter refreshedHere gives credential `id` of a removed region (rendezvous hashing over `adopters`), or
+ * null when there are none (this region does not know them while it waits to adopt: DepartureState.adopters).
+ */
+export async function adopterOf(db: SqlReader, id: string, adopters: readonly string[]): Promise<string | null> {
+  if (adopters.length === 0) return null;
+  const rows = await db.$queryRawUnsafe<{ a: string }[]>(`SELECT a FROM unnest($1::text[]) a ORDER BY md5(a || '/' || $2::uuid::text) DESC, a LIMIT 1`, [...adopters], id);
+  return rows[0]?.a ?? null;
+}
+
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };
 
 /**

@@ -10,7 +10,7 @@ import type { Db } from '../db/client';
 import { expiredAt, skewMsOf, validationTime, type StoredMetadata } from '../provider-credentials/metadata';
 import type { MetadataRecord } from '../provider-credentials/trust';
 import { CREDENTIALS_PATH } from '../provider-credentials/routes';
-import { refreshScheduleHere } from '../provider-credentials/store';
+import { adopterOf, refreshScheduleHere } from '../provider-credentials/store';
 import type { DepartureState } from '../replication/departures';
 import type { SignInCredential } from './store';
 
@@ -35,9 +35,18 @@ async function refreshesOf(db: Db, here: Here, id: string, credential: SignInCre
   const fix = "fix the credential's idp_metadata_url (PATCH it with the URL where the IdP publishes its current metadata), or have the IdP publish fresh metadata there";
   // Only a schedule this region acts on: one that stopped adopting the credential keeps its row until due
   // (as the credential's /metadata reads it), and its figures are not the credential's refreshes.
-  const schedule = await refreshScheduleHere(db, id, here.region, await here.departures());
+  const scope = await here.departures();
+  const schedule = await refreshScheduleHere(db, id, here.region, scope);
   if (!schedule) {
-    return `the stored document was fetched at ${iso(metadata.fetched_at)}, and its refreshes run in region ${credential.homeRegion}, whose GET ${CREDENTIALS_PATH}/${id}/metadata says how they fail; ${fix}`;
+    const fetched = `the stored document was fetched at ${iso(metadata.fetched_at)}`;
+    const says = `GET ${CREDENTIALS_PATH}/${id}/metadata says how they fail`;
+    if (!scope.departed.includes(credential.homeRegion)) return `${fetched}, and its refreshes run in region ${credential.homeRegion}, whose ${says}; ${fix}`;
+    // Its home was removed from the deployment: an adopter refreshes it (the home's /metadata answers no more).
+    const adopter = await adopterOf(db, id, scope.adopters);
+    const where = adopter
+      ? `its refreshes run in region ${adopter}, which adopted it from ${credential.homeRegion} (removed from the deployment), and whose ${says}`
+      : `its refreshes run in the region that adopts the credentials of ${credential.homeRegion} (removed from the deployment; GET /admin/metadata-refresh there lists it), whose ${says}`;
+    return `${fetched}, and ${where}; ${fix}`;
   }
   const since = iso(schedule.last_success_at ?? metadata.fetched_at);
   if (schedule.consecutive_failures > 0 && schedule.last_attempt_at) {
