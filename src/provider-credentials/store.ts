@@ -138,11 +138,23 @@ export const currentMetadata = (m: string, c: string) =>
 
 /** A credential's refresh schedule, when this region refreshes it (its home, or its adopter now): else null. */
 export async function refreshScheduleHere(db: SqlReader, id: string, region: string, scope: DepartureScope) {
-  const rows = await db.$queryRawUnsafe<{ next_at: Date; last_success_at: Date | null; last_error: string | null; consecutive_failures: number }[]>(
-    `SELECT s.next_at, s.last_success_at, s.last_error, s.consecutive_failures FROM ${REFRESHED_SCHEDULES} WHERE s.credential_id = $4::uuid`,
+  const rows = await db.$queryRawUnsafe<
+    { next_at: Date; last_attempt_at: Date | null; last_success_at: Date | null; last_error: string | null; consecutive_failures: number }[]
+  >(
+    `SELECT s.next_at, s.last_attempt_at, s.last_success_at, s.last_error, s.consecutive_failures FROM ${REFRESHED_SCHEDULES} WHERE s.credential_id = $4::uuid`,
     ...refreshScope(region, scope), id,
   );
   return rows[0] ?? null;
+}
+
+/**
+ * The adopter refreshedHere gives credential `id` of a removed region (rendezvous hashing over `adopters`), or
+ * null when there are none (this region does not know them while it waits to adopt: DepartureState.adopters).
+ */
+export async function adopterOf(db: SqlReader, id: string, adopters: readonly string[]): Promise<string | null> {
+  if (adopters.length === 0) return null;
+  const rows = await db.$queryRawUnsafe<{ a: string }[]>(`SELECT a FROM unnest($1::text[]) a ORDER BY md5(a || '/' || $2::uuid::text) DESC, a LIMIT 1`, [...adopters], id);
+  return rows[0]?.a ?? null;
 }
 
 export type RefreshOutcome = { ok: true } | { ok: false; code: string; message: string };

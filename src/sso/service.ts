@@ -14,6 +14,8 @@ import { isCurrentModel } from '../provider-credentials/trust';
 import type { Redis } from '../redis';
 import { emailOf } from './email';
 import { expiredMetadataProblem } from './metadata-expiry';
+import { NO_DEPARTURES } from '../replication/departures';
+import type { Replicator } from '../replication/replicator';
 import { refused } from './refusal';
 import { notStarted, parseResponse, validateResponse } from './response';
 import type { SsoResult } from './schema';
@@ -35,6 +37,8 @@ export interface SsoDeps {
     Config,
     'region' | 'regions' | 'redisKeyPrefix' | 'samlClockSkewSeconds' | 'tokenSigningSecret' | 'tokenAcceptedSecrets' | 'metadataAllowedHosts' | 'metadataValidationTime'
   >;
+  /** Which regions left the deployment (whether this region refreshes an adopted credential); none without it. */
+  repl?: Pick<Replicator, 'departures'>;
 }
 
 /** The login request ids of credential `id` in this region (store.ts). */
@@ -61,7 +65,8 @@ async function loadCredential(deps: SsoDeps, id: string) {
  */
 async function signInCredential(deps: SsoDeps, id: string, refusal: (problem: string) => AppError) {
   const loaded = await loadCredential(deps, id);
-  const expired = await expiredMetadataProblem(deps.db, deps.config, id, loaded.credential, loaded.metadata);
+  const here = { region: deps.config.region.id, departures: async () => (deps.repl ? deps.repl.departures() : NO_DEPARTURES) };
+  const expired = await expiredMetadataProblem(deps.db, deps.config, here, id, loaded.credential, loaded.metadata);
   if (expired !== null) throw refusal(expired);
   return loaded;
 }

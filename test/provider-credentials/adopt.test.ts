@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, startCluster, type Cluster } from '../support/harness';
-import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { FIXTURE_DATE } from '../support/env';
+import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { scrape } from '../observability/support';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
@@ -79,6 +80,10 @@ test("a removed region's live credentials are refreshed by one remaining region 
   expect((await call(gone, 'DELETE', `${PATH}/${deleted}`, { headers: slashidHeaders(org, ALL) })).status).toBe(204);
   const own = await create('europe-belgium', 'made in europe-belgium');
   const usOwn = await create('us-iowa', 'made in us-iowa');
+  // One of asia-japan's whose metadata URL stops answering: its refreshes fail from now on, wherever they run.
+  idp.set('adopted-expiring.xml', fixture('okta.xml'));
+  const expiring = (await call(gone, 'POST', PATH, { body: { idp_metadata_url: idp.url('adopted-expiring.xml'), label: 'expiring' }, headers: slashidHeaders(org, ALL) })).body.result.id as string;
+  idp.remove('adopted-expiring.xml');
 
   // While asia-japan is a member its credentials are its own: nothing is recorded as removed, and the
   // remaining regions' refreshers (each has refreshed its own credential since) leave them alone.
@@ -145,6 +150,20 @@ test("a removed region's live credentials are refreshed by one remaining region 
   for (const id of [...mine('europe-belgium'), deleted, own]) expect(us.has(id)).toBe(false);
   expect(us.has(usOwn)).toBe(true);
 
+  // Its stored metadata expired (by the regions' metadata clock, FIXTURE_DATE): a sign-in refused where it is not refreshed says where it is, not the removed
+  // home (whose /metadata answers no more). europe-belgium, waiting, does not know the adopters yet.
+  for (const r of STAYING) {
+    await sql(r, `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, [expiring, new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString()]);
+  }
+  const loginMessage = async (region: string) => {
+    const res = await fetch(`${cluster.url(region)}/sso/saml/${expiring}/login`, { redirect: 'manual' });
+    return { status: res.status, message: res.status === 409 ? ((await res.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '' : '' };
+  };
+  const unknownAdopter = await loginMessage('europe-belgium');
+  expect(unknownAdopter.status).toBe(409);
+  expect(unknownAdopter.message).toContain(`its refreshes run in the region that adopts the credentials of ${GONE} (removed from the deployment;`);
+  expect(unknownAdopter.message).not.toContain(`its refreshes run in region ${GONE}`);
+
   // The parked change dealt with (here: discarded by the operator), europe-belgium adopts its share, and only that.
   const discarded = await call(cluster.url('europe-belgium'), 'POST', '/admin/replication/parked/discard', {
     headers: adminHeaders, body: { change_ids: ['01a2a000-0000-7000-8000-0000000000aa'] },
@@ -154,6 +173,11 @@ test("a removed region's live credentials are refreshed by one remaining region 
   const eu = await refreshedBy('europe-belgium');
   for (const id of [...mine('us-iowa'), deleted]) expect(eu.has(id)).toBe(false);
   expect(eu.has(own)).toBe(true);
+  // Both adopt now: the region that does not refresh the expired credential names the one that does.
+  const notHere = STAYING.find((r) => r !== pick(expiring)) as string;
+  const named = await loginMessage(notHere);
+  expect(named.status).toBe(409);
+  expect(named.message).toContain(`its refreshes run in region ${pick(expiring)}, which adopted it from ${GONE} (removed from the deployment), and whose GET ${PATH}/${expiring}/metadata says how they fail`);
 
   // us-iowa waits again (a parked change of asia-japan's): the schedules of its share are put off, not
   // dropped (their failures and back-off are kept for when it adopts again), and it adopts again after.

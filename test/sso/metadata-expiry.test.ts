@@ -157,3 +157,24 @@ test('a document whose refreshes are held (an untrusted change of certificates) 
   expect(refused.message).toContain("is held, not applied (it changes the IdP's signing certificates without a trusted signature)");
   expect(refused.message).toContain(`POST /admin/metadata-refresh/${id}/accept`);
 });
+
+test('a schedule row kept by a region that does not refresh the credential (it stopped adopting it) is not reported as its refreshes', async () => {
+  const until = at(DAY);
+  const id = await credential('kept-schedule.xml', until);
+  // europe-belgium keeps a schedule of it, as a region that adopted it and stopped does until the row is due:
+  // its figures are no longer this credential's refreshes, which us-iowa runs.
+  await sql(
+    EU,
+    `INSERT INTO metadata_refresh_state (credential_id, next_at, last_attempt_at, last_success_at, consecutive_failures) VALUES ($1::uuid, $2, $3, $3, 3)`,
+    [id, at(30 * DAY), at(-DAY)],
+  );
+  expect((await metadataOf(EU, id)).refresh).toEqual({ home_region: US });
+
+  const refused = await signIn(EU, id);
+  expect(refused.status).toBe(409);
+  expect(refused.message).toContain(`its refreshes run in region ${US}, whose GET ${PATH}/${id}/metadata says how they fail`);
+  expect(refused.message).not.toContain('its refreshes have failed since');
+  const started = await login(EU, id);
+  expect(started.status).toBe(409);
+  expect(started.message).toContain(`its refreshes run in region ${US}`);
+});
