@@ -128,6 +128,24 @@ const BELGIUM = 'europe-belgium';
 const STALL = Symbol('never answers');
 type Answers = Record<string, unknown>;
 
+/** europe-belgium's GET /admin/replication as a region of this version answers it, with this stream status. */
+const replicationAnswer = (stream: { connected: boolean; dead_letters: number; error: string | null }) => ({
+  region: BELGIUM, applied: [], pending: [], stream,
+  outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0,
+});
+
+/** Runs `body` with europe-belgium's consumer group made, so that its backlog is counted (0 / 0); removed after. */
+async function withBelgiumGroup(body: () => Promise<void>): Promise<void> {
+  const redis = createRedis(REDIS_URL, 'console-edges-test', { queueWhileOffline: true });
+  const inbox = replicationKeys(deployment.file.redisKeyPrefix).inbox(BELGIUM);
+  try {
+    await redis.xgroup('CREATE', inbox, BELGIUM, '$', 'MKSTREAM');
+    await body();
+  } finally {
+    await redis.xgroup('DESTROY', inbox, BELGIUM).finally(() => redis.disconnect());
+  }
+}
+
 /**
  * europe-belgium's status routes answered by a stand-in at its address, as a region of this version answers
  * them when all is well, but for `changed`: a body, a status code (a number) or STALL. Returns its close.
@@ -136,10 +154,7 @@ async function standIn(changed: Answers): Promise<() => Promise<void>> {
   const answers: Answers = {
     '/healthz': { status: 'ok', region: BELGIUM, redis: 'ready' },
     '/readyz': { ready: true, database: 'ok' },
-    '/admin/replication': {
-      region: BELGIUM, applied: [], pending: [], stream: { connected: true, dead_letters: 0, error: null },
-      outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0,
-    },
+    '/admin/replication': replicationAnswer({ connected: true, dead_letters: 0, error: null }),
     '/admin/metadata-refresh': { failing: 0, credentials: [] },
     ...changed,
   };
@@ -192,56 +207,50 @@ test('a ready region whose backlog the serving region could not count reads "lag
 
 test('a ready region whose replication status did not answer reads "lag?", not up: its failures, outbox and lag are not known', async () => {
   // Its consumer group, so that its backlog is counted (0 / 0): only its own replication status is missing.
-  const redis = createRedis(REDIS_URL, 'console-edges-test', { queueWhileOffline: true });
-  const inbox = replicationKeys(deployment.file.redisKeyPrefix).inbox(BELGIUM);
-  let close = async (): Promise<void> => undefined;
-  try {
-    await redis.xgroup('CREATE', inbox, BELGIUM, '$', 'MKSTREAM');
-    close = await standIn({ '/admin/replication': 500 });
-    const { page, errors } = await openLoggedIn();
-    await page.waitForSelector(`${belgiumRow}:has-text("/admin/replication answered 500")`, { timeout: 20_000 });
-    expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
-    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('lag?');
-    expect(await page.$$eval(`#lag td[data-region="${BELGIUM}"]`, (tds) => tds.map((td) => td.getAttribute('data-state')))).toEqual(['unknown']);
-    expect(errors).toEqual([]);
-    await page.close();
-  } finally {
-    await close();
-    await redis.xgroup('DESTROY', inbox, BELGIUM).finally(() => redis.disconnect());
-  }
+  await withBelgiumGroup(async () => {
+    const close = await standIn({ '/admin/replication': 500 });
+    try {
+      const { page, errors } = await openLoggedIn();
+      await page.waitForSelector(`${belgiumRow}:has-text("/admin/replication answered 500")`, { timeout: 20_000 });
+      expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
+      expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('lag?');
+      expect(await page.$$eval(`#lag td[data-region="${BELGIUM}"]`, (tds) => tds.map((td) => td.getAttribute('data-state')))).toEqual(['unknown']);
+      expect(errors).toEqual([]);
+      await page.close();
+    } finally {
+      await close();
+    }
+  });
 });
 
 test('a ready region whose Redis does not answer reads "isolated" in red, though its backlog and lag read clean: nothing reaches it or leaves it', async () => {
   // Its consumer group, so that its backlog is counted (0 / 0) and every figure but its Redis reads well.
-  const redis = createRedis(REDIS_URL, 'console-edges-test', { queueWhileOffline: true });
-  const inbox = replicationKeys(deployment.file.redisKeyPrefix).inbox(BELGIUM);
-  let close = async (): Promise<void> => undefined;
-  try {
-    await redis.xgroup('CREATE', inbox, BELGIUM, '$', 'MKSTREAM');
-    const standInOk = await standIn({});
+  await withBelgiumGroup(async () => {
     // The same stand-in first with its Redis ready: up, so that the state below is its Redis's alone.
-    const { page: okPage } = await openLoggedIn();
-    await okPage.waitForSelector(`${belgiumRow}[data-state="up"]`, { timeout: 20_000 });
-    await okPage.close();
-    await standInOk();
-    close = await standIn({
+    const closeReady = await standIn({});
+    try {
+      const { page } = await openLoggedIn();
+      await page.waitForSelector(`${belgiumRow}[data-state="up"]`, { timeout: 20_000 });
+      await page.close();
+    } finally {
+      await closeReady();
+    }
+    const close = await standIn({
       '/healthz': { status: 'ok', region: BELGIUM, redis: 'reconnecting' },
-      '/admin/replication': {
-        region: BELGIUM, applied: [], pending: [], stream: { connected: false, dead_letters: 0, error: 'connect ECONNREFUSED 127.0.0.1:6390' },
-        outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0,
-      },
+      '/admin/replication': replicationAnswer({ connected: false, dead_letters: 0, error: 'connect ECONNREFUSED 127.0.0.1:6390' }),
     });
-    const { page, errors } = await openLoggedIn();
-    await page.waitForSelector(`${belgiumRow}:has-text("its Redis does not answer")`, { timeout: 20_000 });
-    expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
-    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('isolated');
-    expect(await page.getAttribute(`${belgiumRow} td:nth-of-type(1)`, 'class')).toBe('bad');
-    expect(errors).toEqual([]);
-    await page.close();
-  } finally {
-    await close();
-    await redis.xgroup('DESTROY', inbox, BELGIUM).finally(() => redis.disconnect());
-  }
+    try {
+      const { page, errors } = await openLoggedIn();
+      await page.waitForSelector(`${belgiumRow}:has-text("its Redis does not answer")`, { timeout: 20_000 });
+      expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
+      expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('isolated');
+      expect(await page.getAttribute(`${belgiumRow} td:nth-of-type(1)`, 'class')).toBe('bad');
+      expect(errors).toEqual([]);
+      await page.close();
+    } finally {
+      await close();
+    }
+  });
 });
 
 test('a region whose metadata refreshes could not be read is listed as not read, not counted in a green "none"', async () => {
