@@ -108,6 +108,17 @@ function lossCluster(label: string, extra: Partial<ConfigFile>) {
         });
       expect(await eventually(async () => (await acksOfTwo()) === changes.length, 30_000, 250)).toBe(true);
     },
+    /** The stream ids of ONE's deliveries of `changes` to TWO, as ONE's database records them (in `changes`' order). */
+    async deliveriesToTwo(changes: string[]): Promise<(string | null)[]> {
+      const db = new Client({ connectionString: cluster.deployment.configFor(ONE).region.databaseUrl });
+      await db.connect();
+      try {
+        const rows = (await db.query<{ change_id: string; sid: string }>('SELECT change_id::text, stream_id AS sid FROM replication_deliveries WHERE region = $1 AND change_id = ANY($2::uuid[])', [TWO, changes])).rows;
+        return changes.map((ch) => rows.find((r) => r.change_id === ch)?.sid ?? null);
+      } finally {
+        await db.end();
+      }
+    },
     /** From here on the log lines of ONE are judged afresh; whether one of them matches `re`. */
     linesFromNow(): (re: RegExp) => boolean {
       linesOfOne = [];
@@ -219,8 +230,13 @@ describe('the origin\'s Redis is lost again before its relay read the acks of th
     // TWO paused, so that ONE's relay, resumed, delivers the changes again and reads no ack of them.
     cluster.proc(TWO).pause();
     const saw = c.linesFromNow();
+    const deliveredBefore = await c.deliveriesToTwo(changes);
     cluster.proc(ONE).resume();
     expect(await eventually(async () => saw(/delivering them again/), 60_000, 100)).toBe(true);
+    // The line is logged before the deliveries are made: paused at once, ONE could stop between the two (CI once
+    // saw TWO never get them, so never ack them). Paused once its database records them, new entries in TWO's inbox.
+    const deliveredAgain = async () => (await c.deliveriesToTwo(changes)).every((sid, i) => sid !== null && sid !== deliveredBefore[i]);
+    expect(await eventually(deliveredAgain, 30_000, 100)).toBe(true);
     cluster.proc(ONE).pause();
     // TWO applies them again, acks them into ONE's Redis, reads past them; the trims remove them; ONE's Redis is lost again.
     await c.twoAppliesThem(five);
