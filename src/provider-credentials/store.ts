@@ -97,6 +97,9 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
   return res.rows[0] ?? null;
 }
 
+/** The adopter rendezvous hashing picks among `adopters` (an SQL text[]) for credential id `id` (SQL text): one query, null when none. */
+const adopterPick = (adopters: string, id: string): string => `(SELECT a FROM unnest(${adopters}) a ORDER BY md5(a || '/' || ${id}) DESC, a LIMIT 1)`;
+
 /**
  * Whether this region refreshes credential `c` (an alias with `home_region` and `id`): it is the credential's
  * home, or its home was removed from the deployment and this region is the one of the adopters that
@@ -110,7 +113,7 @@ export async function findCredential(db: Db, orgId: string, id: string): Promise
  */
 export const refreshedHere = (c: string, p: number): string =>
   `((${c}.home_region = $${p} OR (${c}.home_region = ANY($${p + 1}::text[])
-     AND $${p} = (SELECT a FROM unnest($${p + 2}::text[]) a ORDER BY md5(a || '/' || ${c}.id::text) DESC, a LIMIT 1)))
+     AND $${p} = ${adopterPick(`$${p + 2}::text[]`, `${c}.id::text`)}))
     AND EXISTS (SELECT FROM organizations o WHERE o.id = ${c}.org_id AND o.deleted_at IS NULL))`;
 
 type DepartureScope = { departed: readonly string[]; adopters: readonly string[] };
@@ -153,7 +156,7 @@ export async function refreshScheduleHere(db: SqlReader, id: string, region: str
  */
 export async function adopterOf(db: SqlReader, id: string, adopters: readonly string[]): Promise<string | null> {
   if (adopters.length === 0) return null;
-  const rows = await db.$queryRawUnsafe<{ a: string }[]>(`SELECT a FROM unnest($1::text[]) a ORDER BY md5(a || '/' || $2::uuid::text) DESC, a LIMIT 1`, [...adopters], id);
+  const rows = await db.$queryRawUnsafe<{ a: string | null }[]>(`SELECT ${adopterPick('$1::text[]', '$2::uuid::text')} AS a`, [...adopters], id);
   return rows[0]?.a ?? null;
 }
 

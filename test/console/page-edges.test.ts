@@ -148,9 +148,9 @@ async function withBelgiumGroup(body: () => Promise<void>): Promise<void> {
 
 /**
  * europe-belgium's status routes answered by a stand-in at its address, as a region of this version answers
- * them when all is well, but for `changed`: a body, a status code (a number) or STALL. Returns its close.
+ * them when all is well, but for `changed`: a body, a status code (a number) or STALL; closed after `body`.
  */
-async function standIn(changed: Answers): Promise<() => Promise<void>> {
+async function withStandIn(changed: Answers, body: () => Promise<void>): Promise<void> {
   const answers: Answers = {
     '/healthz': { status: 'ok', region: BELGIUM, redis: 'ready' },
     '/readyz': { ready: true, database: 'ok' },
@@ -165,16 +165,17 @@ async function standIn(changed: Answers): Promise<() => Promise<void>> {
     res.writeHead(answer ? 200 : 404, { 'content-type': 'application/json' }).end(JSON.stringify(answer ?? {}));
   });
   await new Promise<void>((resolve) => server.listen(deployment.configFor(BELGIUM).region.port, '127.0.0.1', resolve));
-  return () => new Promise<void>((resolve) => {
+  try {
+    await body();
+  } finally {
     server.closeAllConnections();
-    server.close(() => resolve());
-  });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 }
 const belgiumRow = `#regions tr[data-region="${BELGIUM}"]`;
 
 test('a region whose /readyz does not answer is not shown up in green: its readiness is unknown, and its problem says why', async () => {
-  const close = await standIn({ '/readyz': STALL });
-  try {
+  await withStandIn({ '/readyz': STALL }, async () => {
     const { page, errors } = await openLoggedIn();
     // Rendered with the problem (its /healthz answered, its /readyz did not): that answer's state.
     await page.waitForSelector(`${belgiumRow}:has-text("/readyz: no answer within 1500 ms")`, { timeout: 20_000 });
@@ -182,14 +183,11 @@ test('a region whose /readyz does not answer is not shown up in green: its readi
     expect(await page.getAttribute(`${belgiumRow} td:nth-of-type(1)`, 'class')).toBe('warn');
     expect(errors).toEqual([]);
     await page.close();
-  } finally {
-    await close();
-  }
+  });
 });
 
 test('a ready region whose backlog the serving region could not count reads "lag?", not up: whether it lags is not known', async () => {
-  const close = await standIn({});
-  try {
+  await withStandIn({}, async () => {
     const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
     // Its consumer group does not exist (it never ran): neither figure is known, though all it says is well.
     expect(row).toMatchObject({ up: true, ready: true, backlog: { undelivered: null, pending_acks: null }, replication: { failing: 0, parked: 0 } });
@@ -200,16 +198,13 @@ test('a ready region whose backlog the serving region could not count reads "lag
     expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('—');
     expect(errors).toEqual([]);
     await page.close();
-  } finally {
-    await close();
-  }
+  });
 });
 
 test('a ready region whose replication status did not answer reads "lag?", not up: its failures, outbox and lag are not known', async () => {
   // Its consumer group, so that its backlog is counted (0 / 0): only its own replication status is missing.
   await withBelgiumGroup(async () => {
-    const close = await standIn({ '/admin/replication': 500 });
-    try {
+    await withStandIn({ '/admin/replication': 500 }, async () => {
       const { page, errors } = await openLoggedIn();
       await page.waitForSelector(`${belgiumRow}:has-text("/admin/replication answered 500")`, { timeout: 20_000 });
       expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
@@ -217,9 +212,7 @@ test('a ready region whose replication status did not answer reads "lag?", not u
       expect(await page.$$eval(`#lag td[data-region="${BELGIUM}"]`, (tds) => tds.map((td) => td.getAttribute('data-state')))).toEqual(['unknown']);
       expect(errors).toEqual([]);
       await page.close();
-    } finally {
-      await close();
-    }
+    });
   });
 });
 
@@ -227,19 +220,15 @@ test('a ready region whose Redis does not answer reads "isolated" in red, though
   // Its consumer group, so that its backlog is counted (0 / 0) and every figure but its Redis reads well.
   await withBelgiumGroup(async () => {
     // The same stand-in first with its Redis ready: up, so that the state below is its Redis's alone.
-    const closeReady = await standIn({});
-    try {
+    await withStandIn({}, async () => {
       const { page } = await openLoggedIn();
       await page.waitForSelector(`${belgiumRow}[data-state="up"]`, { timeout: 20_000 });
       await page.close();
-    } finally {
-      await closeReady();
-    }
-    const close = await standIn({
+    });
+    await withStandIn({
       '/healthz': { status: 'ok', region: BELGIUM, redis: 'reconnecting' },
       '/admin/replication': replicationAnswer({ connected: false, dead_letters: 0, error: 'connect ECONNREFUSED 127.0.0.1:6390' }),
-    });
-    try {
+    }, async () => {
       const { page, errors } = await openLoggedIn();
       await page.waitForSelector(`${belgiumRow}:has-text("its Redis does not answer")`, { timeout: 20_000 });
       expect(await page.textContent(`${belgiumRow} td:nth-of-type(5)`)).toBe('0 / 0');
@@ -247,24 +236,19 @@ test('a ready region whose Redis does not answer reads "isolated" in red, though
       expect(await page.getAttribute(`${belgiumRow} td:nth-of-type(1)`, 'class')).toBe('bad');
       expect(errors).toEqual([]);
       await page.close();
-    } finally {
-      await close();
-    }
+    });
   });
 });
 
 test('a region whose metadata refreshes could not be read is listed as not read, not counted in a green "none"', async () => {
-  const close = await standIn({ '/admin/metadata-refresh': 500 });
-  try {
+  await withStandIn({ '/admin/metadata-refresh': 500 }, async () => {
     const { page, errors } = await openLoggedIn();
     await page.waitForSelector(`${belgiumRow}:has-text("/admin/metadata-refresh answered 500")`, { timeout: 20_000 });
     const items = await page.$$eval('#refresh-failures li', (lis) => lis.map((li) => [li.textContent, li.className]));
     expect(items).toEqual([[`${BELGIUM}: not read (its problems say why)`, 'warn']]);
     expect(errors).toEqual([]);
     await page.close();
-  } finally {
-    await close();
-  }
+  });
 });
 
 test('more failing metadata refreshes than the answer lists: the list says how many more, and where they are', async () => {
