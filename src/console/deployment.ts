@@ -157,6 +157,7 @@ function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metad
       consecutive_failures: c.consecutive_failures,
       last_error: c.last_error,
       last_success_at: c.last_success_at,
+      expired_since: c.expired_since ?? null,
     })),
   };
 }

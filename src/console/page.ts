@@ -240,7 +240,14 @@ export const CONSOLE_JS = String.raw`(function () {
       // A configured region whose refreshes could not be read (down, or its route failed): not shown as failing none.
       if (!m) { if (r.url) unread.push(r.id); return; }
       m.failures.forEach(function (f) {
-        list.appendChild(el('li', { text: r.id + ': ' + f.idp_metadata_url + ' — ' + f.consecutive_failures + ' failures, last: ' + (f.last_error || '?') }));
+        var item = { text: r.id + ': ' + f.idp_metadata_url + ' — ' + f.consecutive_failures + ' failures, last: ' + (f.last_error || '?') };
+        // Its refreshes failed until the stored document's validUntil passed: the credential signs no one in.
+        if (f.expired_since) {
+          item.text += '; its metadata expired at ' + f.expired_since + ' (sign-ins refused)';
+          item['data-expired-since'] = f.expired_since;
+          item.class = 'bad';
+        }
+        list.appendChild(el('li', item));
       });
       // Only the first few are sent: say how many more there are, and where they are listed.
       var more = m.failing - m.failures.length;

@@ -55,6 +55,8 @@ export const PeerMetadataRefresh = Type.Object({
       last_error: Nullable(Type.String()),
       consecutive_failures: Type.Integer(),
       last_success_at: Time,
+      /** Absent from regions of versions before metadata expiry (2026-12-07). */
+      expired_since: Type.Optional(Time),
     }),
   ),
 });
@@ -105,6 +107,8 @@ export const RegionStatus = Type.Object({
           consecutive_failures: Type.Integer(),
           last_error: Nullable(Type.String()),
           last_success_at: Time,
+          /** The applied document's validUntil once past (sign-ins with it are refused); null while valid, or not said. */
+          expired_since: Time,
         }),
       ),
     }),

@@ -12,19 +12,20 @@ export { parseCertificate, type CertificateInfo } from './x509';
 export { ParsePool, sharedParsePool } from './parse-pool';
 export { isAllowedSignOnUrl, plainHttpSignOnProblem } from './sign-on-policy';
 export { parseIdpMetadata, cacheDurationMs, type ParsedMetadata } from './parse-metadata';
+export { pastValidUntil } from './valid-until';
 
 /**
  * Fetches an IdP metadata URL and validates the document. `now` (default: the fetch time) is the
- * clock for certificate and validUntil checks.
+ * clock for certificate and validUntil checks, `skewMs` (default 0) the clock skew allowed on validUntil.
  */
 export async function fetchAndParse(
   url: string,
-  opts: FetchOptions & { now?: Date },
+  opts: FetchOptions & { now?: Date; skewMs?: number },
 ): Promise<{ metadata: ParsedMetadata; fetchedAt: Date; finalUrl: string }> {
   const fetched = await fetchMetadata(url, opts);
   try {
     // Off the event loop: a signed document with a few hundred elements takes xml-crypto hundreds of ms.
-    const parsed = await sharedParsePool().parse(fetched.body, opts.now ?? fetched.fetchedAt);
+    const parsed = await sharedParsePool().parse(fetched.body, opts.now ?? fetched.fetchedAt, opts.skewMs);
     // Users are sent to a sign-on endpoint: plain http only where the metadata itself may be (sign-on-policy.ts).
     const metadata = { ...parsed, ssoServices: allowedSignOnServices(parsed.entityId, parsed.ssoServices, opts.allowedHosts) };
     return { metadata, fetchedAt: fetched.fetchedAt, finalUrl: fetched.finalUrl };

@@ -8,6 +8,7 @@ import { CONTROL_CHARACTER } from '../control-characters';
 import { hasPlainHost } from '../http/url';
 import { excerpt, MetadataError } from './errors';
 import { cacheDurationMs } from './iso-duration';
+import { pastValidUntil } from './valid-until';
 import { certificateLabel, parseCertificate, type CertificateInfo } from './x509';
 import { attr, childElements, descendantElements, DS_NS, htmlPageError, is, MD_NS, parseXml } from './xml-dom';
 import { verifyRootSignature } from './xml-signature';
@@ -60,8 +61,8 @@ function parseDateTime(text: string): Date | null {
   return Number.isNaN(date.getTime()) ? null : date;
 }
 
-/** Checks validUntil on each element and returns the earliest one, as ISO. */
-function checkValidUntil(elements: Element[], now: Date): string | null {
+/** Checks validUntil on each element (pastValidUntil) and returns the earliest one, as ISO. */
+function checkValidUntil(elements: Element[], now: Date, skewMs: number): string | null {
   let earliest: Date | null = null;
   for (const el of elements) {
     const raw = attr(el, 'validUntil');
@@ -70,10 +71,11 @@ function checkValidUntil(elements: Element[], now: Date): string | null {
     if (date === null) {
       throw new MetadataError('not_metadata', `The metadata's validUntil "${excerpt(raw, 40)}" is not a valid date and time.`);
     }
-    if (date.getTime() <= now.getTime()) {
+    if (pastValidUntil(date.getTime(), now, skewMs)) {
+      const beyond = skewMs > 0 ? ` (beyond the ${skewMs / 1000} s clock skew allowed)` : '';
       throw new MetadataError(
         'metadata_expired',
-        `The metadata expired: its validUntil is ${date.toISOString()}, which has passed. ` +
+        `The metadata expired: its validUntil is ${date.toISOString()}, which has passed${beyond}. ` +
           'Ask the IdP for current metadata (a stale copy may list revoked certificates).',
       );
     }
@@ -294,8 +296,16 @@ function expiredError(certs: CertificateInfo[], entity: string): MetadataError {
 
 // ---- entry point ----------------------------------------------------------------------------
 
+export interface ParseOptions {
+  /** The time certificates and validUntil are judged at. */
+  now: Date;
+  /** The clock skew allowed on validUntil (pastValidUntil); default 0. */
+  skewMs?: number;
+}
+
 /** Parses and validates IdP metadata. Throws MetadataError with an admin-readable message. */
-export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetadata {
+export function parseIdpMetadata(xml: string, opts: ParseOptions): ParsedMetadata {
+  const skewMs = opts.skewMs ?? 0;
   const parsed = parseXml(xml);
   checkRoot(parsed.root);
 
@@ -305,7 +315,7 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
   checkRoot(root);
 
   // Staleness first: an expired aggregate is refused as such, whatever it contains.
-  checkValidUntil([root], opts.now);
+  checkValidUntil([root], opts.now, skewMs);
   const selected = selectIdp(root);
   const { groups } = selected;
   let { entity } = selected;
@@ -321,7 +331,7 @@ export function parseIdpMetadata(xml: string, opts: { now: Date }): ParsedMetada
   const id = entityId(entity);
   const descriptors = childElements(entity, MD_NS, 'IDPSSODescriptor');
   const scope = [...groups, entity, ...descriptors];
-  const validUntil = checkValidUntil(scope, opts.now);
+  const validUntil = checkValidUntil(scope, opts.now, skewMs);
   // The entity id as quoted in messages: the document chose it.
   const shown = excerpt(id, 100);
 

@@ -57,13 +57,14 @@ export class ParsePool {
     this.script = opts.script === undefined ? defaultWorkerScript() : opts.script;
   }
 
-  parse(xml: string, now: Date): Promise<ParsedMetadata> {
+  /** `now`, `skewMs`: as parseIdpMetadata takes them. */
+  parse(xml: string, now: Date, skewMs = 0): Promise<ParsedMetadata> {
     if (this.script === null) {
       this.stats.inline += 1;
-      return Promise.resolve().then(() => parseIdpMetadata(xml, { now }));
+      return Promise.resolve().then(() => parseIdpMetadata(xml, { now, skewMs }));
     }
     return new Promise<ParsedMetadata>((resolve, reject) => {
-      this.queue.push({ job: { id: this.nextId++, xml, now: now.getTime() }, resolve, reject });
+      this.queue.push({ job: { id: this.nextId++, xml, now: now.getTime(), skewMs }, resolve, reject });
       this.dispatch();
     });
   }

@@ -11,6 +11,7 @@ export interface ParseJob {
   id: number;
   xml: string;
   now: number;
+  skewMs: number;
 }
 
 export type ParseReply =
@@ -20,7 +21,7 @@ export type ParseReply =
 parentPort?.on('message', (job: ParseJob) => {
   let reply: ParseReply;
   try {
-    reply = { id: job.id, ok: true, metadata: parseIdpMetadata(job.xml, { now: new Date(job.now) }) };
+    reply = { id: job.id, ok: true, metadata: parseIdpMetadata(job.xml, { now: new Date(job.now), skewMs: job.skewMs }) };
   } catch (err) {
     reply = isMetadataError(err)
       ? { id: job.id, ok: false, code: err.code, message: err.message }

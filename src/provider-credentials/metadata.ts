@@ -4,7 +4,7 @@
  */
 import type { Config } from '../config';
 import { AppError } from '../http/errors';
-import { cacheDurationMs, fetchAndParse, isMetadataError, LookupsBusyError, type ParsedMetadata } from '../metadata';
+import { cacheDurationMs, fetchAndParse, isMetadataError, LookupsBusyError, pastValidUntil, type ParsedMetadata } from '../metadata';
 import { documentOf, trustedOf, type MetadataRecord } from './trust';
 
 export interface StoredCertificate {
@@ -67,13 +67,13 @@ export const skewMsOf = (config: Pick<Config, 'samlClockSkewSeconds'>): number =
 /**
  * The document's validUntil once it has passed, beyond the skew, as of `now`; null while it has not, or when the
  * document has none. Metadata past its validUntil must not be relied on (SAML metadata 2.0, 2.2.1 and 4.3): the
- * fetch refuses such a document, and SSO refuses to sign in with a stored one whose refreshes did not replace
+ * fetch refuses such a document (by this rule, pastValidUntil, with the same clock and skew), and SSO refuses to sign in with a stored one whose refreshes did not replace
  * it in time (sso/service.ts); the /metadata resource and GET /admin/metadata-refresh say so.
  */
 export function expiredAt(m: Pick<StoredMetadata, 'valid_until'>, now: Date, skewMs: number): string | null {
   if (!m.valid_until) return null;
   const until = Date.parse(m.valid_until);
-  return until <= now.getTime() - skewMs ? new Date(until).toISOString() : null;
+  return pastValidUntil(until, now, skewMs) ? new Date(until).toISOString() : null;
 }
 
 /**
@@ -84,7 +84,7 @@ export function expiredAt(m: Pick<StoredMetadata, 'valid_until'>, now: Date, ske
  */
 export async function loadIdpMetadata(config: MetadataConfig, url: string, signal?: AbortSignal): Promise<StoredMetadata> {
   try {
-    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), signal });
+    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), skewMs: skewMsOf(config), signal });
     return toStoredMetadata(r.metadata, r.fetchedAt, r.finalUrl);
   } catch (err) {
     if (isMetadataError(err)) throw new AppError(400, `idp_metadata_${err.code}`, `idp_metadata_url was refused: ${err.message}`);
@@ -104,8 +104,10 @@ export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, 
   const cache = m?.cache_duration ? cacheDurationMs(m.cache_duration) : null;
   if (cache !== null && cache > 0) wait = Math.min(wait, cache);
   if (m?.valid_until) {
-    // Refresh well before the document goes stale: half of the remaining time.
-    const left = Date.parse(m.valid_until) - now.getTime();
+    // Refresh well before the document goes stale (expiredAt: past validUntil beyond the skew): half of the
+    // remaining time. Without the skew, one fetched within it (taken, as a sign-in takes it) waited the whole
+    // period, and expired meanwhile.
+    const left = Date.parse(m.valid_until) + skewMsOf(config) - now.getTime();
     if (left > 0) wait = Math.min(wait, left / 2);
   }
   return new Date(now.getTime() + Math.max(MIN_REFRESH_MS, wait));

@@ -40,6 +40,12 @@ export interface Expectations {
   spEntityId: string;
   acsUrl: string;
   certificates: readonly { pem: string }[];
+  /**
+   * The time the certificates' notAfter is judged at: the metadata's clock (validationTime), by which the fetch
+   * judged them and the credential's /metadata shows them, not the response's (its times are judged by this
+   * region's clock, with skewMs).
+   */
+  certificatesAt: Date;
   skewMs: number;
   /** This region's outstanding requests of the credential (node-saml looks InResponseTo up there). */
   requests: CacheProvider;
@@ -297,7 +303,7 @@ function refuseLongSubject(what: 'NameID' | 'SessionIndex', value: string): void
  * is no longer guarded as the current one is (metadata whose every certificate expired is refused, parse-metadata.ts).
  * The expired ones are kept to say so when one made the signature.
  */
-function signingCertificates(certificates: Expectations['certificates'], now = Date.now()): { current: CertificateInfo[]; expired: CertificateInfo[] } {
+function signingCertificates(certificates: Expectations['certificates'], now: number): { current: CertificateInfo[]; expired: CertificateInfo[] } {
   const current: CertificateInfo[] = [];
   const expired: CertificateInfo[] = [];
   for (const { pem } of certificates) {
@@ -335,7 +341,7 @@ function expiredSigner(posted: PostedResponse, expired: readonly CertificateInfo
  * what to fix; the replay cache and the IdP-initiated rule are the caller's.
  */
 export async function validateResponse(posted: PostedResponse, exp: Expectations): Promise<ValidatedAssertion> {
-  const { current, expired } = signingCertificates(exp.certificates);
+  const { current, expired } = signingCertificates(exp.certificates, exp.certificatesAt.getTime());
   const pems = current.map((c) => c.pem);
   const candidates = signingCandidates(posted, pems);
   // (None at all: every certificate of the IdP expired, or is weak; node-saml would verify nothing either.)

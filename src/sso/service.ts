@@ -8,7 +8,7 @@ import type { Db } from '../db/client';
 import { AppError, notFound } from '../http/errors';
 import { TOKEN_ISSUER } from '../infisical/access-tokens';
 import { ssoTokenKey } from './token-key';
-import { skewMsOf, type StoredMetadata } from '../provider-credentials/metadata';
+import { skewMsOf, validationTime, type StoredMetadata } from '../provider-credentials/metadata';
 import { findMetadata } from '../provider-credentials/store';
 import { isCurrentModel } from '../provider-credentials/trust';
 import type { Redis } from '../redis';
@@ -153,6 +153,7 @@ export async function consumeResponse(deps: SsoDeps, id: string, samlResponse: s
     spEntityId: spEntityId(id),
     acsUrl: acsUrl(config.region, id),
     certificates: metadata.signing_certificates,
+    certificatesAt: validationTime(config),
     skewMs,
     requests,
   });

@@ -12,7 +12,7 @@ import type { DeploymentStatus } from '../../src/console/schema';
 import { createRedis, replicationKeys } from '../../src/redis';
 import { startRegion, type RunningRegion } from '../../src/region';
 import { launchChromium } from '../support/chromium';
-import { ADMIN_TOKEN, createDeployment, REDIS_URL, type TestDeployment } from '../support/env';
+import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, REDIS_URL, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 
@@ -272,6 +272,46 @@ test('more failing metadata refreshes than the answer lists: the list says how m
   expect(await page.textContent('#regions tr[data-region="us-iowa"] td:nth-of-type(9)')).toBe('7');
   expect(errors).toEqual([]);
   await page.close();
+});
+
+test("a failing credential whose metadata expired is listed in red with when it expired (/admin/metadata-refresh's expired_since)", async () => {
+  const org = await createOrg(base, 'expiring');
+  const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label: 'expiring' }, headers: slashidHeaders(org) });
+  expect(res.status).toBe(201);
+  const id = res.body.result.id as string;
+  // Its refreshes failed until its validUntil passed: an hour before the fixtures' date, the region's metadata clock.
+  const expired = new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString();
+  await region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, id, expired);
+  // More failures than the others (listed first, so among the five shown).
+  await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 9, last_error = 'unreachable' WHERE credential_id = $1::uuid", id);
+  const d = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body;
+  const failures = d.regions.find((r) => r.id === 'us-iowa')?.metadata_refresh?.failures ?? [];
+  expect(failures[0]).toMatchObject({ credential_id: id, expired_since: expired });
+  expect(failures.slice(1).every((f) => f.expired_since === null)).toBe(true);
+
+  const { page, errors } = await openLoggedIn();
+  await page.waitForSelector('#refresh-failures li[data-expired-since]', { timeout: 10_000 });
+  const items = await page.$$eval('#refresh-failures li', (lis) => lis.map((li) => [li.textContent, li.className, li.getAttribute('data-expired-since')]));
+  expect(items[0]).toEqual([`us-iowa: ${idp.url('keycloak.xml')} — 9 failures, last: unreachable; its metadata expired at ${expired} (sign-ins refused)`, 'bad', expired]);
+  // The others, current, say nothing of it.
+  expect(items.slice(1).filter(([text]) => text?.includes('expired'))).toEqual([]);
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test("a region's expired_since is shown as text, whatever it holds", async () => {
+  const hostile = '<img src=x onerror="window.injected=1">';
+  const credential = { credential_id: 'c1', idp_metadata_url: 'https://idp.example/md', last_error: 'unreachable', consecutive_failures: 2, last_success_at: null, expired_since: hostile };
+  await withStandIn({ '/admin/metadata-refresh': { failing: 1, credentials: [credential] } }, async () => {
+    const { page, errors } = await openLoggedIn();
+    const item = `#refresh-failures li:has-text("${BELGIUM}: https://idp.example/md")`;
+    await page.waitForSelector(item, { timeout: 20_000 });
+    expect(await page.textContent(item)).toContain(`its metadata expired at ${hostile} (sign-ins refused)`);
+    expect(await page.$('#refresh-failures img')).toBeNull();
+    expect(await page.evaluate('window.injected')).toBeUndefined();
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 });
 
 test('following the change id ".." says it is not found rather than reading /admin/replication as a change', async () => {

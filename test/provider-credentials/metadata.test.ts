@@ -6,8 +6,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
+import { FIXTURE_DATE } from '../support/env';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { startInProcess, type InProcessRegion } from '../support/in-process';
+import { idpMetadata, signer } from '../sso/support/idp-simulator';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
@@ -219,6 +221,40 @@ describe('refresh', () => {
     const md = await call(r.url, 'GET', `${PATH}/${c.id}/metadata`, { headers: slashidHeaders(org) });
     expect(md.status).toBe(200);
     expect(md.body.result).toMatchObject({ idp_metadata_url: idp.url('shown.xml'), metadata: null, trusted_certificates: [], held_metadata: null });
+  });
+
+  test('a document past its validUntil by less than the clock skew is taken at create and at refresh, as a sign-in takes it; one past the skew is refused', async () => {
+    // The region judges metadata at FIXTURE_DATE, with the default 60 s skew (as SSO does: metadata-expiry.ts).
+    const until = (secondsBefore: number) => new Date(Date.parse(FIXTURE_DATE) - secondsBefore * 1000).toISOString();
+    const serve = (name: string, validUntil: string) => idp.set(name, idpMetadata({ entityId: 'https://idp.skew.test/saml', ssoUrl: 'https://idp.skew.test/sso', certs: [signer('idp-a')], validUntil }));
+    const metadataOf = async (id: string) => (await call(r.url, 'GET', `${PATH}/${id}/metadata`, { headers: slashidHeaders(org) })).body.result;
+
+    serve('within-skew.xml', until(20));
+    const within = await create(idp.url('within-skew.xml'));
+    expect(within.status).toBe(201);
+    expect((await metadataOf(within.body.result.id)).metadata).toMatchObject({ valid_until: until(20), expired: false });
+
+    serve('beyond-skew.xml', until(90));
+    const before = await count();
+    const beyond = await create(idp.url('beyond-skew.xml'));
+    expect(beyond.status).toBe(400);
+    expect(beyond.body.errors[0].message).toContain(`its validUntil is ${until(90)}, which has passed (beyond the 60 s clock skew allowed)`);
+    expect(await count()).toBe(before);
+
+    // A refresh brings a document within the skew: applied, not a failure.
+    serve('refreshed.xml', new Date(Date.parse(FIXTURE_DATE) + 24 * 3600_000).toISOString());
+    const c = (await create(idp.url('refreshed.xml'))).body.result;
+    serve('refreshed.xml', until(20));
+    const applied = async () => (await metadataOf(c.id)).metadata.valid_until === until(20);
+    expect(await eventually(applied, 15_000, 200)).toBe(true);
+    expect(await metadataOf(c.id)).toMatchObject({ metadata: { expired: false }, refresh: { consecutive_failures: 0 } });
+    // Beyond the skew: the refresh fails, saying so, and the stored document stays.
+    serve('refreshed.xml', until(90));
+    const failing = async () => ((await metadataOf(c.id)).refresh.consecutive_failures ?? 0) > 0;
+    expect(await eventually(failing, 15_000, 200)).toBe(true);
+    const md = await metadataOf(c.id);
+    expect(md.refresh.last_error).toContain('beyond the 60 s clock skew allowed');
+    expect(md.metadata.valid_until).toBe(until(20));
   });
 
   test('a failed refresh keeps the last good metadata and is visible to operators', async () => {

@@ -14,6 +14,7 @@ import { registerRefreshMetrics } from '../../src/provider-credentials/refresh-m
 import { formatVersion } from '../../src/replication/hlc';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders } from '../support/harness';
 import { fixture, type IdpServer } from '../support/idp-server';
+import { idpMetadata, signer } from '../sso/support/idp-simulator';
 import type { InProcessRegion } from '../support/in-process';
 import { useRefreshRig } from '../support/refresh-rig';
 
@@ -428,4 +429,15 @@ test.each([
   expect(await refresher.runOnce(5, 100)).toBe(1);
   const listed = (await call(r.url, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body.credentials.find((c: { credential_id: string }) => c.credential_id === x);
   expect({ failures: listed.consecutive_failures, code: listed.last_error_code }).toEqual({ failures: 0, code: null });
+});
+
+test('a document taken within the clock skew of its validUntil is refreshed before the skew runs out, not a period later', async () => {
+  // Past its validUntil by the real clock the schedule runs on, by less than the default 60 s skew.
+  const validUntil = new Date(Date.now() - 5_000).toISOString();
+  idp.set('skew-schedule.xml', idpMetadata({ entityId: 'https://idp.skew.test/saml', ssoUrl: 'https://idp.skew.test/sso', certs: [signer('idp-a')], validUntil }));
+  const res = await call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url('skew-schedule.xml') }, headers: slashidHeaders(org) });
+  expect(res.status).toBe(201);
+  const md = await call(r.url, 'GET', `${PATH}/${res.body.result.id}/metadata`, { headers: slashidHeaders(org) });
+  // Within the minute the skew leaves it (half of it), not the day the period is.
+  expect(Date.parse(md.body.result.refresh.next_at)).toBeLessThan(Date.parse(validUntil) + 60_000);
 });

@@ -9,7 +9,7 @@ import { Client } from 'pg';
 import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster, type Cluster } from '../support/harness';
 import { FIXTURE_DATE } from '../support/env';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
-import { idpMetadata, signedResponse, signer, type ResponseSpec } from './support/idp-simulator';
+import { datedSigner, idpMetadata, signedResponse, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const US = 'us-iowa';
@@ -27,8 +27,8 @@ let idp: IdpServer;
 let org: { id: string; api_key: string };
 
 /** A credential of the IdP document served as `doc` (validUntil as given), created in us-iowa, IdP-initiated sign-in on. */
-async function credential(doc: string, validUntil?: string): Promise<string> {
-  idp.set(doc, idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [A], ...(validUntil ? { validUntil } : {}) }));
+async function credential(doc: string, validUntil?: string, certs: Signer[] = [A]): Promise<string> {
+  idp.set(doc, idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs, ...(validUntil ? { validUntil } : {}) }));
   const headers = slashidHeaders(org, { 'SlashID-Required-Consistency': 'all_regions' });
   const res = await call(cluster.url(US), 'POST', PATH, { body: { idp_metadata_url: idp.url(doc), email_claims: ['email'] }, headers });
   if (res.status !== 201) throw new Error(`create credential: ${res.status} ${JSON.stringify(res.body)}`);
@@ -39,14 +39,14 @@ async function credential(doc: string, validUntil?: string): Promise<string> {
   return id;
 }
 
-/** An IdP-initiated sign-in of alice at `region`'s ACS, signed by the IdP's current certificate. */
-async function signIn(region: string, id: string) {
+/** An IdP-initiated sign-in of alice at `region`'s ACS, signed by `by` (the IdP's current certificate). */
+async function signIn(region: string, id: string, by: Signer = A) {
   const acs = `${cluster.url(region)}/sso/saml/${id}/acs`;
   const spec: ResponseSpec = { issuer: ENTITY, audience: `urn:saml-credential-service:sp:${id}`, acs, inResponseTo: null, nameId: 'alice@example.com', attributes: { email: ['alice@example.com'] } };
   const res = await fetch(acs, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ SAMLResponse: Buffer.from(signedResponse(spec, A)).toString('base64') }),
+    body: new URLSearchParams({ SAMLResponse: Buffer.from(signedResponse(spec, by)).toString('base64') }),
   });
   const body = (await res.json()) as { errors: { message: string }[]; token?: string };
   return { status: res.status, message: body.errors[0]?.message ?? '', token: body.token };
@@ -113,6 +113,23 @@ test('metadata within the clock skew of its validUntil, or without one, still si
     expect((await login(EU, id)).status).toBe(302);
     expect((await metadataOf(EU, id)).metadata.expired).toBe(false);
   }
+});
+
+test("the IdP's certificates are judged by the metadata's clock (METADATA_VALIDATION_TIME), as its validUntil is, not by the real one", async () => {
+  // Expires between the two regions' metadata clocks; by the real clock (after 2026-12-07) it has expired.
+  const retiring = datedSigner('retiring-idp', '20260101000000Z', '20261124000000Z');
+  const id = await credential('retiring.xml', undefined, [A, retiring]);
+  // us-iowa judges at the fixtures' date, where it is current: it verifies the sign-in.
+  expect(await signIn(US, id, retiring)).toMatchObject({ status: 200, token: expect.any(String) });
+  // europe-belgium, two days later, where it has expired: refused, naming it.
+  const refused = await signIn(EU, id, retiring);
+  expect(refused.status).toBe(401);
+  expect(refused.message).toContain('"retiring-idp", which expired on 2026-11-24');
+  expect((await signIn(EU, id)).status).toBe(200);
+  // The credential's /metadata says the same in each region.
+  const expiredIn = async (region: string) => (await metadataOf(region, id)).metadata.signing_certificates.map((c: { expired: boolean }) => c.expired);
+  expect(await expiredIn(US)).toEqual([false, false]);
+  expect(await expiredIn(EU)).toEqual([false, true]);
 });
 
 test('in its home region, the refusal says since when its refreshes have failed; /metadata and /admin/metadata-refresh report it expired', async () => {

@@ -24,6 +24,7 @@ const exp = (over: Partial<Expectations> = {}): Expectations => ({
   spEntityId: 'urn:sp:c1',
   acsUrl: ACS,
   certificates: [{ pem: A.cert }],
+  certificatesAt: new Date(),
   skewMs: 30_000,
   requests: outstanding,
   ...over,

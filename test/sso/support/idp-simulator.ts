@@ -30,18 +30,26 @@ export function signer(name: 'idp-a' | 'idp-b' | 'stranger' | 'weak-1024'): Sign
   return { name, key: fs.readFileSync(path.join(DIR, `${name}.key.pem`), 'utf8'), cert: fs.readFileSync(path.join(DIR, `${name}.cert.pem`), 'utf8') };
 }
 
-/** A certificate valid January 2020 only, and its key (`req -x509` cannot back-date one in OpenSSL 3.0). */
+/** A certificate valid January 2020 only, and its key. */
 export function expiredSigner(): Signer {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'expired-signer-'));
+  return datedSigner('expired-idp', '20200101000000Z', '20200201000000Z');
+}
+
+/**
+ * A certificate with subject CN=`cn` valid from `start` to `end` (openssl's YYYYMMDDHHMMSSZ), and its key
+ * (`req -x509` cannot back-date one in OpenSSL 3.0).
+ */
+export function datedSigner(cn: string, start: string, end: string): Signer {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dated-signer-'));
   const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
   try {
     fs.mkdirSync(path.join(dir, 'ca'));
     fs.writeFileSync(path.join(dir, 'ca', 'index.txt'), '');
     fs.writeFileSync(path.join(dir, 'ca', 'serial'), '01\n');
     fs.writeFileSync(path.join(dir, 'ca.cnf'), ['[ca]', 'default_ca = x', '[x]', 'database = ca/index.txt', 'new_certs_dir = ca', 'serial = ca/serial', 'default_md = sha256', 'policy = p', 'unique_subject = no', '[p]', 'commonName = supplied', ''].join('\n'));
-    openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=expired-idp', '-keyout', 'old.key', '-out', 'old.csr']);
-    openssl(['ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile', 'old.key', '-in', 'old.csr', '-out', 'old.pem', '-startdate', '20200101000000Z', '-enddate', '20200201000000Z', '-notext']);
-    return { name: 'expired', key: fs.readFileSync(path.join(dir, 'old.key'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'old.pem'), 'utf8') };
+    openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', 'old.key', '-out', 'old.csr']);
+    openssl(['ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile', 'old.key', '-in', 'old.csr', '-out', 'old.pem', '-startdate', start, '-enddate', end, '-notext']);
+    return { name: cn === 'expired-idp' ? 'expired' : cn, key: fs.readFileSync(path.join(dir, 'old.key'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'old.pem'), 'utf8') };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
