@@ -399,9 +399,9 @@ export class Applier {
     this.onApplied?.(batch.map((b) => b.event.origin), (performance.now() - started) / 1000);
   }
 
-  /** XACKs entries of this region's inbox. */
-  private async xack(ids: string[]): Promise<void> {
-    await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...ids);
+  /** XACKs entries of this region's inbox; answers how many were still pending (another consumer may have acked them). */
+  private async xack(ids: string[]): Promise<number> {
+    return Number(await this.d.links.own.xack(this.d.keys.inbox(this.d.region), this.d.region, ...ids));
   }
 }
 

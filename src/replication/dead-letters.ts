@@ -48,12 +48,13 @@ export class DeadLetters {
   readonly recentRefused: RefusedEntry[] = [];
 
   /**
-   * `xack`: XACKs entries of this region's inbox; `onRefused`: the observer of each refused entry (its
-   * claimed origin, a known region, else 'unknown', and the reason).
+   * `xack`: XACKs entries of this region's inbox and answers how many it acknowledged (0 for one another
+   * consumer acknowledged first); `onRefused`: the observer of each refused entry (its claimed origin, a
+   * known region, else 'unknown', and the reason).
    */
   constructor(
     private readonly d: DeadLettersDeps,
-    private readonly xack: (ids: string[]) => Promise<void>,
+    private readonly xack: (ids: string[]) => Promise<number>,
     private readonly onRefused: (origin: string, reason: string) => void,
   ) {}
 
@@ -68,25 +69,36 @@ export class DeadLetters {
    * Not parked: parked events live in Postgres and are retried by POST /admin/replication/parked/retry,
    * which does not verify again; and whoever can write to Redis could fill this region's database.
    * The dead-letter stream is capped. Nothing is acked to the tracker: the claimed origin may be a lie.
-   * Each is counted once XACKed: an attempt that fails before (the dead-letter stream cannot be written)
-   * leaves the entry pending, to be read and refused again, and counted then.
+   * Each is counted and logged once, by the consumer whose XACK acknowledged it: an attempt that fails
+   * before (the dead-letter stream cannot be written) leaves the entry pending, to be read and refused
+   * again, and counted then; two consumers holding it at once (the processes of a rolling restart, a claim
+   * racing the first reader) may both copy it, but only one XACK acknowledges it.
    */
   async refuse(items: Refused[]): Promise<void> {
     const known = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
     const at = new Date().toISOString();
-    this.d.log.error(
-      { refused: items.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
-      'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
-    );
-    for (const { entry, reason, kid, body } of items) {
-      await this.copy(entry[0], ['refused', reason, ...entry[1]]);
-      await this.xack([entry[0]]);
-      const origin = claimedOrigin(body);
-      this.refusedEvents += 1;
-      this.refusedByReason[reason] = (this.refusedByReason[reason] ?? 0) + 1;
-      this.recentRefused.push({ streamId: entry[0], origin, reason, kid: kid === null ? null : kid.slice(0, 64), at });
-      if (this.recentRefused.length > RECENT_REFUSED) this.recentRefused.shift();
-      this.onRefused(origin !== null && known.has(origin) ? origin : 'unknown', reason);
+    const moved: Refused[] = [];
+    try {
+      for (const item of items) {
+        const { entry, reason, kid, body } = item;
+        await this.copy(entry[0], ['refused', reason, ...entry[1]]);
+        if ((await this.xack([entry[0]])) === 0) continue;
+        moved.push(item);
+        const origin = claimedOrigin(body);
+        this.refusedEvents += 1;
+        this.refusedByReason[reason] = (this.refusedByReason[reason] ?? 0) + 1;
+        this.recentRefused.push({ streamId: entry[0], origin, reason, kid: kid === null ? null : kid.slice(0, 64), at });
+        if (this.recentRefused.length > RECENT_REFUSED) this.recentRefused.shift();
+        this.onRefused(origin !== null && known.has(origin) ? origin : 'unknown', reason);
+      }
+    } finally {
+      // Those moved before an attempt failed are logged now: the retry skips them (no longer pending).
+      if (moved.length) {
+        this.d.log.error(
+          { refused: moved.map((i) => ({ id: i.entry[0], reason: i.reason, kid: i.kid?.slice(0, 64) ?? null, origin: claimedOrigin(i.body) })) },
+          'change events refused: their signature does not hold (see REPLICATION_KEYS); moved to the dead-letter stream',
+        );
+      }
     }
   }
 
@@ -115,11 +127,19 @@ export class DeadLetters {
     }
   }
 
-  /** Moves whole entries to the dead-letter stream (and XACKs them). */
+  /**
+   * Moves whole unreadable entries to the dead-letter stream (and XACKs them). Logged like the refusals:
+   * once, by the consumer whose XACK acknowledged each, not at every attempt.
+   */
   async entries(entries: StreamEntry[]): Promise<void> {
-    for (const [id, fields] of entries) {
-      await this.copy(id, fields);
-      await this.xack([id]);
+    const moved: string[] = [];
+    try {
+      for (const [id, fields] of entries) {
+        await this.copy(id, fields);
+        if ((await this.xack([id])) > 0) moved.push(id);
+      }
+    } finally {
+      if (moved.length) this.d.log.error({ ids: moved }, 'unreadable change events moved to the dead-letter stream');
     }
   }
 

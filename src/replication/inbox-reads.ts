@@ -34,7 +34,7 @@ export class InboxReads {
   /** `xack`: XACKs entries of this region's inbox. */
   constructor(
     private readonly d: InboxReadsDeps,
-    private readonly xack: (ids: string[]) => Promise<void>,
+    private readonly xack: (ids: string[]) => Promise<unknown>,
   ) {
     const learnId = () => {
       this.readerId = null;

@@ -56,7 +56,7 @@ export class OriginAcks {
   /** `xack`: XACKs entries of this region's inbox. */
   constructor(
     private readonly d: OriginAcksDeps,
-    private readonly xack: (ids: string[]) => Promise<void>,
+    private readonly xack: (ids: string[]) => Promise<unknown>,
   ) {}
 
   /** Settles once the acks on their way now are done or failed. */

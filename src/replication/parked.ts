@@ -26,7 +26,8 @@ export class FailureLog {
   /**
    * Change ids this process parked: read again (a pack is read again whole while one of its events is
    * unsettled; an entry whose ack did not reach its origin is read again), such an event is acked as
-   * parked again, not parked or applied again (the retry of parked events applies it).
+   * parked again, not parked or applied again (the retry of parked events applies it). Not a change an
+   * operator discarded here: it is not kept, so no retry would apply it, and a copy that now applies is applied.
    */
   private readonly parkedIds = new Set<string>();
 
@@ -67,12 +68,14 @@ export class FailureLog {
     return counted.failures;
   }
 
-  /** Parks events (keeping their failure count). */
-  async park(items: { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }[]): Promise<void> {
-    if (items.length === 0) return;
-    // A change an operator discarded here, delivered again (its origin's Redis lost the ack), is acked as
-    // parked like any other but not kept: the discard stands, and its failing row, if any, goes.
-    await this.db.$executeRawUnsafe(
+  /**
+   * Parks events (keeping their failure count); answers those it kept, once per change: what the parked
+   * figures count. A change an operator discarded here, delivered again (its origin's Redis lost the ack), is
+   * acked as parked like any other but not kept: the discard stands, and its failing row, if any, goes.
+   */
+  async park<T extends { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }>(items: T[]): Promise<T[]> {
+    if (items.length === 0) return [];
+    const rows = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
       `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
             discarded AS (DELETE FROM replication_failures f USING replication_discarded d, x
                            WHERE d.change_id = f.change_id AND x.change_id = f.change_id RETURNING f.change_id)
@@ -80,16 +83,23 @@ export class FailureLog {
        SELECT x.change_id, x.origin_region, x.stream_id, x.event, 1, x.reason, x.last_error, now()
          FROM x WHERE NOT EXISTS (SELECT 1 FROM replication_discarded d WHERE d.change_id = x.change_id)
        ON CONFLICT (change_id) DO UPDATE SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
-         stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()`,
+         stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()
+       RETURNING change_id::text`,
       JSON.stringify(items.map((i) => ({
         change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
         last_error: i.error.slice(0, ERROR_MAX_CHARS),
       }))),
     );
+    const stored = new Set(rows.map((r) => r.change_id));
+    const kept = new Map<string, T>();
     for (const i of items) {
       this.failing.delete(i.event.changeId);
+      const id = i.event.changeId.toLowerCase();
+      if (!stored.has(id) || kept.has(id)) continue;
+      kept.set(id, i);
       this.parkedIds.add(i.event.changeId);
     }
+    return [...kept.values()];
   }
 
   /** Forgets the failures of events that have now applied (only those known to have failed: no query otherwise). */

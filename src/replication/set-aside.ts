@@ -66,10 +66,7 @@ export class SetAside {
       }
     }
     if (refused.length) await deadLetters.refuse(refused);
-    if (poison.length) {
-      log.error({ ids: poison.map((p) => p[0]) }, 'unreadable change events moved to the dead-letter stream');
-      await deadLetters.entries(poison);
-    }
+    if (poison.length) await deadLetters.entries(poison);
     if (badInPacks.length) {
       log.error({ packs: badInPacks.map((b) => ({ id: b.id, indexes: b.items.map((i) => i.index) })) }, 'unreadable change events of packs moved to the dead-letter stream; the rest of each pack applies');
       await deadLetters.fromPacks(badInPacks);
@@ -78,7 +75,11 @@ export class SetAside {
     if (unfit.length) await this.park(unfit);
   }
 
-  /** Parks events: stored with their error, acked to their origin as parked, XACKed. */
+  /**
+   * Parks events: stored with their error, acked to their origin as parked, XACKed. Counted, observed and
+   * logged are those stored, once per change: not one an operator discarded here (delivered again, acked as
+   * parked but not kept), nor a second copy of one read in the same batch.
+   */
   async park(items: Unfit[]): Promise<void> {
     const { region, log } = this.d;
     const { store } = this.d;
@@ -86,13 +87,16 @@ export class SetAside {
       const columns = e.held ? null : schemaAhead(this.d.store, e);
       return columns ? { ...e, held: { schema: store.schema, columns } } : e;
     };
-    await this.host.failures.park(items.map((i) => ({ event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error })));
-    this.parkedEvents += items.length;
+    const kept = await this.host.failures.park(items.map((i) => ({
+      item: i, event: i.reason === 'schema-ahead' ? held(i.p.event) : i.p.event, streamId: i.p.id, reason: i.reason, error: i.error,
+    })));
+    const parked = kept.map((k) => k.item);
+    this.parkedEvents += parked.length;
     // A version too far ahead is refused too (parked until the clocks agree): counted with the refusals.
-    for (const i of items) if (i.reason === 'clock-skew') this.host.onRefused(i.p.event.origin, i.reason);
+    for (const i of parked) if (i.reason === 'clock-skew') this.host.onRefused(i.p.event.origin, i.reason);
     // Those an upgrade of this region resolves are expected during a rolling upgrade: not errors (HeldLog).
-    const upgrade = items.filter((i) => UPGRADE_REASONS.has(i.reason));
-    const others = items.filter((i) => !UPGRADE_REASONS.has(i.reason));
+    const upgrade = parked.filter((i) => UPGRADE_REASONS.has(i.reason));
+    const others = parked.filter((i) => !UPGRADE_REASONS.has(i.reason));
     if (upgrade.length) this.heldLog.held(upgrade.map((i) => ({ event: i.p.event, reason: i.reason, error: i.error })));
     if (others.length) log.error({ changes: others.map((i) => ({ changeId: i.p.event.changeId, reason: i.reason, error: i.error })) }, 'change events parked: this region cannot apply them yet');
     await this.host.acks.toOrigins(items.map((i) => i.p), (redis, ids) => recordParked(redis, this.d.keys, this.d.tracker, region, ids), 'parked');

@@ -2,14 +2,18 @@
  * The applier's counters count what it settled, once: a change ruled out by the collection horizon
  * (`refused_below_horizon`, replication_events_below_horizon_total) when the transaction that ruled it out
  * commits, not in a transaction rolled back and tried again; an entry refused for its signature
- * (`refused`, replication_events_refused_total) when it is in the dead-letter stream and XACKed, not at each
- * attempt that failed to put it there.
+ * (`refused`, replication_events_refused_total) when it is in the dead-letter stream and XACKed by this
+ * consumer, not at each attempt that failed to put it there nor by a second consumer that held it too; and
+ * the refused and unreadable entries' log lines likewise.
  */
+import pino from 'pino';
 import { FEATURES } from '../../src/features';
+import { createRedis } from '../../src/redis';
+import { RedisLinks } from '../../src/replication/links';
 import { formatVersion } from '../../src/replication/hlc';
 import { clockFloor } from '../../src/replication/horizon';
 import { RowStore } from '../../src/replication/row-store';
-import { testEventAuth } from '../support/env';
+import { REDIS_URL, testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
 import { eventFor, orgEvent, ORIGIN, REGION, startApplierRig, testId, type ApplierRig } from '../support/applier-rig';
 
@@ -22,6 +26,13 @@ afterAll(async () => {
 });
 
 const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
+/** A logger keeping the error lines it is given (the appliers': what they log of refused and unreadable entries). */
+const capturedLog = () => {
+  const lines: { msg: string; refused?: { id: string }[]; ids?: string[] }[] = [];
+  return { lines, log: pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) }) };
+};
+const REFUSED_LINE = /^change events refused/;
+const UNREADABLE_LINE = /^unreadable change events moved/;
 
 test('a change the horizon rules out is counted once when its batch fails with a serialization failure and is applied event by event', async () => {
   // Organizations created before this cut-off whose rows are absent here had their tombstones collected.
@@ -77,7 +88,8 @@ test('an entry refused for its signature is counted once, when it is dead-letter
   // The dead-letter stream cannot be written (a key of another type): each attempt fails at its XADD.
   await rig.redis.set(rig.keys.deadLetter, 'not a stream');
   const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
-  const applier = await rig.applier();
+  const { lines, log } = capturedLog();
+  const applier = await rig.applier({ log });
   const seen: string[] = [];
   applier.onRefused = (_origin, reason) => seen.push(reason);
   applier.start();
@@ -94,8 +106,92 @@ test('an entry refused for its signature is counted once, when it is dead-letter
     expect(applier.refusedByReason).toEqual({ 'bad-signature': 1 });
     expect(applier.recentRefused.map((r) => r.streamId)).toEqual([id]);
     expect(seen).toEqual(['bad-signature']);
+    // Logged once too, when moved (before: at each attempt).
+    expect(lines.filter((l) => REFUSED_LINE.test(l.msg)).map((l) => l.refused?.map((r) => r.id))).toEqual([[id]]);
   } finally {
     await applier.stop();
+    await rig.redis.del(rig.keys.deadLetter);
+  }
+}, 60_000);
+
+test('an unreadable entry is logged once, when it is dead-lettered, however often dead-lettering it failed before', async () => {
+  await rig.reset();
+  // Its version does not read as one: the entry is unreadable (inbox-sort.ts), copied to the dead-letter stream whole.
+  const bad = orgEvent('bad version');
+  const op = bad.ops[0]!;
+  bad.ops[0] = { ...op, version: '1796120408762.1.us-iowa', row: { ...op.row, version: '1796120408762.1.us-iowa' } };
+  await rig.redis.set(rig.keys.deadLetter, 'not a stream');
+  const id = await rig.publish(bad);
+  const { lines, log } = capturedLog();
+  const applier = await rig.applier({ log });
+  applier.start();
+  try {
+    const deliveries = async () => Number(((await rig.redis.xpending(rig.keys.inbox(REGION), REGION, '-', '+', 10)) as [string, string, number, number][]).find((p) => p[0] === id)?.[3] ?? 0);
+    expect(await eventually(async () => (await deliveries()) >= 3, 15_000, 20)).toBe(true);
+    await rig.redis.del(rig.keys.deadLetter);
+    expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+    expect((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id))).toHaveLength(1);
+    await applier.stop();
+    // Before: one line per attempt.
+    expect(lines.filter((l) => UNREADABLE_LINE.test(l.msg)).map((l) => l.ids)).toEqual([[id]]);
+  } finally {
+    await applier.stop();
+    await rig.redis.del(rig.keys.deadLetter);
+  }
+}, 60_000);
+
+test('an entry two consumers both refuse is counted, listed, observed and logged once: by the one whose XACK acknowledged it', async () => {
+  await rig.reset();
+  const fields = testEventAuth().entryFields(orgEvent('refused twice'));
+  fields[fields.length - 1] = 'zz'; // its MAC
+  const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
+  // The first consumer's XACK of it waits until the test lets it go: it has copied the entry and holds it
+  // while the second claims it (pending past claimIdleMs), refuses, copies and XACKs it.
+  const own = createRedis(REDIS_URL, 'committed-counts-gated');
+  let release = () => undefined as void;
+  const gate = new Promise<void>((r) => (release = r));
+  let holding = false;
+  let firstAcked: number | null = null;
+  const xack = own.xack.bind(own);
+  Object.assign(own, {
+    xack: async (key: string, group: string, ...ids: string[]) => {
+      if (!ids.includes(id)) return xack(key, group, ...ids);
+      holding = true;
+      await gate;
+      firstAcked = Number(await xack(key, group, ...ids));
+      return firstAcked;
+    },
+  });
+  const links = new RedisLinks({ region: REGION, own, name: 'committed-counts-gated', defaultUrl: REDIS_URL, configured: new Map() });
+  const { lines, log } = capturedLog();
+  const first = await rig.applier({ links, log, consumer: 'first' });
+  const second = await rig.applier({ log, consumer: 'second' });
+  const seen: [string, string][] = [];
+  for (const a of [first, second]) a.onRefused = (origin, reason) => seen.push([origin, reason]);
+  try {
+    first.start();
+    expect(await eventually(async () => holding, 15_000, 20)).toBe(true);
+    second.start();
+    expect(await eventually(async () => second.refusedEvents === 1 && (await rig.pendingCount()) === 0, 15_000, 20)).toBe(true);
+    release();
+    expect(await eventually(async () => firstAcked !== null, 15_000, 20)).toBe(true);
+    await first.stop();
+    await second.stop();
+    // Both copied it (each before its XACK); only the second's XACK acknowledged it.
+    expect((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id))).toHaveLength(2);
+    expect(firstAcked).toBe(0);
+    // Before: the first counted (listed, observed, logged) it as well.
+    expect([first.refusedEvents, second.refusedEvents]).toEqual([0, 1]);
+    expect(first.refusedByReason).toEqual({});
+    expect(first.recentRefused).toEqual([]);
+    expect(second.recentRefused.map((r) => r.streamId)).toEqual([id]);
+    expect(seen).toEqual([[ORIGIN, 'bad-signature']]);
+    expect(lines.filter((l) => REFUSED_LINE.test(l.msg)).map((l) => l.refused?.map((r) => r.id))).toEqual([[id]]);
+  } finally {
+    release();
+    await first.stop();
+    await second.stop();
+    own.disconnect();
     await rig.redis.del(rig.keys.deadLetter);
   }
 }, 60_000);

@@ -365,3 +365,22 @@ test('changes held for an upgrade are warned of once per origin and tables, then
     await applier.stop();
   }
 }, 60_000);
+
+test('a change delivered twice and parked from one read is counted as parked once', async () => {
+  await rig.reset();
+  // Two entries of one change (its origin republished it), read together: both acked as parked, one change parked.
+  const twice = eventFor('widgets', 'w2', { id: 'w2', color: 'green' });
+  await rig.publish(twice);
+  await rig.publish(twice);
+  const applier = await rig.applier();
+  applier.start();
+  try {
+    // Both acked as parked (the acks follow the count, set-aside.ts): neither is pending.
+    expect(await eventually(async () => (await rig.tracker.status(twice.changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
+    expect(await failureRow(twice.changeId)).toMatchObject({ reason: 'unknown-table', parked: true });
+    // Before: 2.
+    expect(applier.parkedEvents).toBe(1);
+  } finally {
+    await applier.stop();
+  }
+}, 30_000);
