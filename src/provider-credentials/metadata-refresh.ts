@@ -386,7 +386,7 @@ export class MetadataRefresher {
 
   private async refreshOne(c: Due): Promise<void> {
     const { db, repl, config, log } = this.d;
-    const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.idp_metadata_url));
+    const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.org_id, c.idp_metadata_url));
     const next = nextRefreshAt(fresh, config);
     // Judged first on what the query read (most refreshes change nothing and write nothing), then again under
     // the lock. Without a current document (a new URL or new pins set in another region, whose row a refresh
