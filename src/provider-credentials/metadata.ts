@@ -83,6 +83,13 @@ export function expiredAt(m: Pick<StoredMetadata, 'valid_until'>, now: Date, ske
  * `metadata_lookups_busy` with Retry-After, which the refresher takes as busy (as `metadata_fetches_busy`).
  * `signal`: ends the fetch early (see FetchOptions).
  */
+/**
+ * metadata_lookups_busy for one organization alone: its own share of the host-name lookup lanes is held by its
+ * lookups that are not answering (lookup-gate.ts), while other organizations' fetches still get lanes. The same
+ * answer to the client; the refresher goes on with the other organizations' credentials.
+ */
+export class OrganizationLookupsBusy extends AppError {}
+
 export async function loadIdpMetadata(config: MetadataConfig, orgId: string, url: string, signal?: AbortSignal): Promise<StoredMetadata> {
   try {
     const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), signal, organization: orgId });
@@ -90,7 +97,8 @@ export async function loadIdpMetadata(config: MetadataConfig, orgId: string, url
   } catch (err) {
     if (isMetadataError(err)) throw new AppError(400, `idp_metadata_${err.code}`, `idp_metadata_url was refused: ${err.message}`);
     if (err instanceof LookupsBusyError) {
-      throw new AppError(503, 'metadata_lookups_busy', `The IdP metadata was not fetched: ${err.message}`, { retryAfterSeconds: err.retryAfterSeconds });
+      const Busy = err.scope === 'organization' ? OrganizationLookupsBusy : AppError;
+      throw new Busy(503, 'metadata_lookups_busy', `The IdP metadata was not fetched: ${err.message}`, { retryAfterSeconds: err.retryAfterSeconds });
     }
     throw err;
   }
