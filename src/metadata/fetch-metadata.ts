@@ -37,6 +37,12 @@ export interface FetchOptions {
   maxRedirects?: number;
   /** Ends the fetch early when it aborts (the request it was for has been answered). */
   signal?: AbortSignal;
+  /**
+   * The organization the fetch is for: its host-name lookups take that organization's share of the lookup
+   * lanes (lookup-gate.ts). Every fetch made for an organization passes it; without one (tools, tests) only
+   * the lanes bound them.
+   */
+  organization?: string;
 }
 
 export interface FetchResult {
@@ -255,5 +261,5 @@ export async function fetchMetadataWithResolver(
 
 /** Host names are looked up through the process's lookup gate (lookup-gate.ts), which bounds lookups that do not answer. */
 export async function fetchMetadata(url: string, opts: FetchOptions): Promise<FetchResult> {
-  return fetchMetadataWithResolver(url, opts, (hostname, signal) => sharedLookupGate().lookup(hostname, signal));
+  return fetchMetadataWithResolver(url, opts, (hostname, signal) => sharedLookupGate().lookup(hostname, opts.organization ?? null, signal));
 }

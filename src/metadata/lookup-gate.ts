@@ -16,6 +16,17 @@
  * answer it as "busy, retry later", never as a refusal of the URL. A lookup of a name already being looked up
  * shares that lookup (a refresh of many credentials of one IdP holds one thread), unless it is not answering:
  * then the fetch is refused at once, naming the host (dns_not_answering: that host's own fault).
+ *
+ * The lanes are shared fairly between organizations, since any organization chooses the host names fetched: the
+ * lookups started for one organization hold at most `orgLanes` of them (organizationLanes: half, at least one),
+ * so one organization whose host names never answer cannot take every lane, and the others' lookups still get
+ * the rest. A fetch of an organization already holding its share with lookups that are not answering is
+ * refused at once as busy for that organization (LookupsBusyError, naming those hosts: they are its own), not
+ * as dns_not_answering (its new host was never asked). A lookup counts against the organization whose fetch
+ * started it only: another organization's fetch of the same name shares it without it counting against that
+ * one, so no organization's hung name can use up another's share. Lookups for no organization (tools, tests)
+ * are bounded by the lanes alone; the database's and Redis' names do not come here at all, and keep the thread
+ * of libuv's lookup share that lookupLanes leaves out.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
@@ -39,6 +50,14 @@ export const LOOKUPS_BUSY_RETRY_SECONDS = 30;
 export class LookupsBusyError extends Error {
   override readonly name = 'LookupsBusyError';
   readonly retryAfterSeconds = LOOKUPS_BUSY_RETRY_SECONDS;
+
+  /**
+   * `scope`: 'region' when every lane is held (by lookups of several organizations, or of none), 'organization'
+   * when the caller's organization holds its own share: only its fetches are refused, other organizations' go on.
+   */
+  constructor(message: string, readonly scope: 'region' | 'organization') {
+    super(message);
+  }
 }
 
 /**
@@ -52,14 +71,31 @@ export function lookupLanes(env: NodeJS.ProcessEnv = process.env): number {
   return Math.max(1, Math.floor((pool + 1) / 2) - 1);
 }
 
+/**
+ * The lanes one organization's lookups may hold: half, rounded down, at least one (3 of a region process's 7).
+ * Half rather than all but one or two: one organization's hung names leave the other half or more to everyone
+ * else, and it takes three organizations' at once, not two, to hold all 7. Healthy lookups answer in
+ * milliseconds and are shared by name, so an organization's own fetches (4 at once per organization by default,
+ * metadataFetchConcurrency) seldom need more than one or two lanes at once; what fills a share is lookups left
+ * behind by fetches that gave up. With one lane (libuv's default pool) there is nothing to share: it is that one.
+ */
+export function organizationLanes(lanes: number): number {
+  return Math.max(1, Math.floor(lanes / 2));
+}
+
 interface Running {
+  hostname: string;
   promise: Promise<LookupAddress[]>;
   startedAt: number;
   answering: boolean;
+  /** The organization whose fetch started it, the only one it counts against; null: for none. */
+  organization: string | null;
 }
 
 export interface LookupGateOptions {
   lanes?: number;
+  /** Lanes one organization's lookups may hold; default organizationLanes(lanes). */
+  orgLanes?: number;
   stallMs?: number;
 }
 
@@ -68,10 +104,12 @@ export class LookupGate {
   /** Fetches waiting for a lane, woken when a lookup ends or stops answering. */
   private readonly waiting = new Set<() => void>();
   readonly lanes: number;
+  readonly orgLanes: number;
   readonly stallMs: number;
 
   constructor(private readonly resolve: ResolveHost, opts: LookupGateOptions = {}) {
     this.lanes = opts.lanes ?? lookupLanes();
+    this.orgLanes = Math.min(this.lanes, opts.orgLanes ?? organizationLanes(this.lanes));
     this.stallMs = opts.stallMs ?? STALL_MS;
   }
 
@@ -82,8 +120,11 @@ export class LookupGate {
     return { running: this.running.size, notAnswering };
   }
 
-  /** `signal`: the fetch gave up; a wait for a lane ends and no lookup is started for it. */
-  async lookup(hostname: string, signal?: AbortSignal): Promise<LookupAddress[]> {
+  /**
+   * `organization`: the one the fetch is for (null: none), whose share of the lanes a lookup started here takes.
+   * `signal`: the fetch gave up; a wait for a lane ends and no lookup is started for it.
+   */
+  async lookup(hostname: string, organization: string | null, signal?: AbortSignal): Promise<LookupAddress[]> {
     const key = hostname.toLowerCase();
     for (;;) {
       const same = this.running.get(key);
@@ -91,15 +132,22 @@ export class LookupGate {
         if (!same.answering) throw hostNotAnswering(hostname, Date.now() - same.startedAt);
         return same.promise;
       }
-      if (this.running.size < this.lanes) return this.start(key, hostname);
-      if (this.stats.notAnswering >= this.running.size) throw this.lanesHeld(hostname);
+      const own = organization === null ? [] : [...this.running.values()].filter((r) => r.organization === organization);
+      if (own.length >= this.orgLanes) {
+        // Only its own lookups stand in its way: refused if none of them will answer soon, else wait as below.
+        if (own.every((r) => !r.answering)) throw this.shareHeld(hostname, own);
+      } else if (this.running.size < this.lanes) {
+        return this.start(key, hostname, organization);
+      } else if (this.stats.notAnswering >= this.running.size) {
+        throw this.lanesHeld(hostname);
+      }
       await this.change(signal);
     }
   }
 
-  private start(key: string, hostname: string): Promise<LookupAddress[]> {
+  private start(key: string, hostname: string, organization: string | null): Promise<LookupAddress[]> {
     const promise = Promise.resolve().then(() => this.resolve(hostname));
-    const entry: Running = { promise, startedAt: Date.now(), answering: true };
+    const entry: Running = { hostname, promise, startedAt: Date.now(), answering: true, organization };
     const timer = setTimeout(() => {
       entry.answering = false;
       this.wake();
@@ -147,6 +195,18 @@ export class LookupGate {
       `Could not look up the host "${hostname}" now: ${n === 1 ? 'a lookup of another IdP host has' : `${n} lookups of other IdP hosts have`} had no ` +
         `answer for over ${seconds(this.stallMs)}, and this region runs at most ${this.lanes} at once so that they cannot hold ` +
         `the threads the rest of the service needs. Nothing is wrong with this request; retry in ${LOOKUPS_BUSY_RETRY_SECONDS} seconds.`,
+      'region',
+    );
+  }
+
+  /** The hosts are named: the organization's own fetches asked for them (its URLs, or where they redirected). */
+  private shareHeld(hostname: string, own: readonly Running[]): LookupsBusyError {
+    const hosts = own.map((r) => `"${r.hostname}"`).join(', ');
+    return new LookupsBusyError(
+      `Could not look up the host "${hostname}" now: ${own.length === 1 ? `a lookup of another IdP host of this organization, ${hosts}, has` : `${own.length} lookups of other IdP hosts of this organization (${hosts}) have`} ` +
+        `had no answer for over ${seconds(this.stallMs)}, and this region runs at most ${this.orgLanes} at once for one organization so that ` +
+        `they cannot hold the lookups of the others. Check the DNS of ${own.length === 1 ? 'that host' : 'those hosts'}; retry in ${LOOKUPS_BUSY_RETRY_SECONDS} seconds.`,
+      'organization',
     );
   }
 }

@@ -16,7 +16,7 @@ import type { Logger } from '../logger';
 import type { Redis } from '../redis';
 import type { Replicator } from '../replication/replicator';
 import { fetchLimiterFor } from './fetch-limiter';
-import { loadIdpMetadata, nextRefreshAt, type MetadataConfig, type StoredMetadata } from './metadata';
+import { loadIdpMetadata, nextRefreshAt, OrganizationLookupsBusy, type MetadataConfig, type StoredMetadata } from './metadata';
 import { refreshClaims, type RefreshClaims } from './refresh-claims';
 import { inTurns, refreshConcurrency } from './refresh-turns';
 import { putMetadata } from './service';
@@ -195,14 +195,17 @@ export class MetadataRefresher {
   }
 
   /**
-   * runOnce, whether a fetch slot was busy, and whether another process of the region held the claim of one of
-   * the credentials (either way the tick goes no further).
+   * runOnce, whether a fetch slot or an organization's lookup lanes were busy, and whether another process of the
+   * region held the claim of one of the credentials (either way the tick goes no further).
    */
   private async batch(limit: number, sweepPage: number): Promise<{ looked: number; busy: boolean; claimedElsewhere: boolean }> {
     const { db, repl } = this.d;
     // Which credentials are this region's to refresh: its home ones, and those it adopts now.
     const scope = refreshScope(repl.region, await repl.departures());
     let busy = false;
+    // An organization's own lookup share was held: the batch goes on, the tick ends with it (another batch now
+    // would meet that organization's credentials again, refused at once, and spin).
+    let orgBusy = false;
     let claimedElsewhere = false;
     if (this.found.size < limit) await this.sweep(scope, sweepPage);
     const scheduled = await this.dueBySchedule(scope, limit);
@@ -255,6 +258,17 @@ export class MetadataRefresher {
       try {
         await this.refreshOne(c);
       } catch (err) {
+        // Its organization's own lookups not answering hold its share of the lookup lanes (lookup-gate.ts): not
+        // this credential's failure, and not the region's state, so the others' credentials go on. Stopping the
+        // batch here let one organization's hung names stop every organization's refreshes, tick after tick.
+        // Put off past the Retry-After rather than left due: left at the head of the schedule, that
+        // organization's due credentials, each refused at once, would take every batch's places.
+        if (err instanceof OrganizationLookupsBusy) {
+          orgBusy = true;
+          if (wasFound) this.found.add(c.id);
+          else await this.putOff(c.id, err.extra.retryAfterSeconds ?? 30);
+          return;
+        }
         // No fetch slot (the region or the org is at its bound), or no host-name lookup free (other hosts'
         // lookups not answering hold them all): the region's state, not this credential's failure. Still due,
         // taken on a later tick (a found one goes back to the end of the list).
@@ -270,7 +284,18 @@ export class MetadataRefresher {
         await release();
       }
     }, () => busy);
-    return { looked: due.length, busy, claimedElsewhere };
+    return { looked: due.length, busy: busy || orgBusy, claimedElsewhere };
+  }
+
+  /** Moves a due schedule `seconds` on, no attempt or failure recorded (a refusal that was not the credential's). */
+  private async putOff(credentialId: string, seconds: number): Promise<void> {
+    await this.d.db
+      .$executeRawUnsafe(
+        `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => $2::int) WHERE credential_id = $1::uuid AND next_at <= now()`,
+        credentialId,
+        seconds,
+      )
+      .catch((err: Error) => this.d.log.warn({ credentialId, err: err.message }, 'could not put off an IdP metadata refresh; it stays due'));
   }
 
   /**
@@ -386,7 +411,7 @@ export class MetadataRefresher {
 
   private async refreshOne(c: Due): Promise<void> {
     const { db, repl, config, log } = this.d;
-    const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.idp_metadata_url));
+    const fresh: StoredMetadata = await fetchLimiterFor(config).run(c.org_id, () => loadIdpMetadata(config, c.org_id, c.idp_metadata_url));
     const next = nextRefreshAt(fresh, config);
     // Judged first on what the query read (most refreshes change nothing and write nothing), then again under
     // the lock. Without a current document (a new URL or new pins set in another region, whose row a refresh

@@ -77,19 +77,28 @@ export function expiredAt(m: Pick<StoredMetadata, 'valid_until'>, now: Date, ske
 }
 
 /**
- * Fetches and validates the metadata; a refusal is a 400 that says what was wrong. No host-name lookup free
- * (others' lookups not answering hold them: lookup-gate.ts) is the region's state, not the URL's fault: a 503
+ * metadata_lookups_busy for one organization alone: its own share of the host-name lookup lanes is held by its
+ * lookups that are not answering (lookup-gate.ts), while other organizations' fetches still get lanes. The same
+ * answer to the client; the refresher goes on with the other organizations' credentials.
+ */
+export class OrganizationLookupsBusy extends AppError {}
+
+/**
+ * Fetches and validates the metadata for organization `orgId` (whose share of the host-name lookup lanes its
+ * lookups take); a refusal is a 400 that says what was wrong. No host-name lookup free (others' lookups not
+ * answering hold them, or the organization's own hold its share: lookup-gate.ts) is not the URL's fault: a 503
  * `metadata_lookups_busy` with Retry-After, which the refresher takes as busy (as `metadata_fetches_busy`).
  * `signal`: ends the fetch early (see FetchOptions).
  */
-export async function loadIdpMetadata(config: MetadataConfig, url: string, signal?: AbortSignal): Promise<StoredMetadata> {
+export async function loadIdpMetadata(config: MetadataConfig, orgId: string, url: string, signal?: AbortSignal): Promise<StoredMetadata> {
   try {
-    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), skewMs: skewMsOf(config), signal });
+    const r = await fetchAndParse(url, { allowedHosts: config.metadataAllowedHosts ?? [], now: validationTime(config), skewMs: skewMsOf(config), signal, organization: orgId });
     return toStoredMetadata(r.metadata, r.fetchedAt, r.finalUrl);
   } catch (err) {
     if (isMetadataError(err)) throw new AppError(400, `idp_metadata_${err.code}`, `idp_metadata_url was refused: ${err.message}`);
     if (err instanceof LookupsBusyError) {
-      throw new AppError(503, 'metadata_lookups_busy', `The IdP metadata was not fetched: ${err.message}`, { retryAfterSeconds: err.retryAfterSeconds });
+      const Busy = err.scope === 'organization' ? OrganizationLookupsBusy : AppError;
+      throw new Busy(503, 'metadata_lookups_busy', `The IdP metadata was not fetched: ${err.message}`, { retryAfterSeconds: err.retryAfterSeconds });
     }
     throw err;
   }

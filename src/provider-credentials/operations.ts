@@ -14,7 +14,8 @@ const fetchBusy = [
     status: 503,
     description:
       'The region is fetching as much IdP metadata as it may at once, or every host-name lookup it may run is held by lookups of other ' +
-      'IdP hosts whose DNS does not answer (or the region is at capacity); nothing is wrong with the request: retry after Retry-After seconds.',
+      "IdP hosts whose DNS does not answer, or the organization's own share of them is (the message names its hosts), or the region is " +
+      'at capacity; nothing is wrong with the request: retry after Retry-After seconds.',
   },
 ];
 const one = `${CREDENTIALS_PATH}/{id}`;

@@ -134,7 +134,7 @@ function metadataFetch(config: MetadataConfig) {
     // it, so one organization's slow IdP cannot hold the region's write slots (others' writes would get 503).
     // Once the request was answered (beforeWrite's 408 at its deadline) nothing of it is used: a fetch under
     // way ends, and one whose slot comes later does not start, so the retry the 408 invites finds the slot free.
-    const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, url, answered));
+    const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, orgId, url, answered));
     const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, load, res, limiter.orgWaitMs));
     const metadata = firstUse(fresh, pins);
     // The owner's choice: the write makes it the credential's trust setting (see TrustSetting).

@@ -2,7 +2,9 @@
  * A refresh that finds every host-name lookup lane held by other hosts' lookups that are not answering
  * (src/metadata/lookup-gate.ts) is the region being busy, not the credential failing: it is left due, with no
  * failure counted, and refreshed once a lane frees. Before, it was recorded as the credential's own failure
- * (idp_metadata_dns_not_answering): its back-off grew and it was listed as failing. The resolver is a stand-in:
+ * (idp_metadata_dns_not_answering): its back-off grew and it was listed as failing. One refused because its own
+ * organization's lookups not answering hold that organization's share of the lanes is put off, and the batch
+ * goes on with other organizations' credentials. The resolver is a stand-in:
  * "idp.test" answers at once with loopback, names starting with "hung" only when the test lets them.
  */
 import { LookupGate, replaceSharedLookupGate } from '../../src/metadata/lookup-gate';
@@ -19,8 +21,11 @@ const dns = standInResolver();
 // gate to say so, not for the time).
 const gate = new LookupGate(dns.resolve, { lanes: 1, stallMs: 100 });
 
+// Fetches per region 4, so that a tick refreshes one credential at a time (refresh-turns.ts): what one refusal
+// does to the rest of the batch shows.
 const rig = useRefreshRig('refresh-lookups-busy', (idp) => ({
   metadataAllowedHosts: [idp.hostPort, `idp.test:${portOf(idp.hostPort)}`, `hung-idp.test:${portOf(idp.hostPort)}`],
+  metadataFetchConcurrency: { perRegion: 4 },
 }));
 let before: LookupGate | null = null;
 beforeAll(() => {
@@ -100,4 +105,50 @@ test("a refresh meeting the lookup lanes held by another host's unanswered looku
   expect(after?.last_success_at?.getTime()).toBeGreaterThanOrEqual(tick);
   expect(after?.next_at.getTime()).toBeGreaterThan(Date.now());
   await othersFetch;
+});
+
+test("a refresh refused because its own organization's unanswered lookups hold that organization's share of the lanes is put off without a failure, and the batch goes on with other organizations' credentials", async () => {
+  const { r, idp, org, refresher } = rig;
+  const port = portOf(idp.hostPort);
+  // Two lanes, one organization's share one of them.
+  const fairDns = standInResolver();
+  const fair = new LookupGate(fairDns.resolve, { lanes: 2, stallMs: 100 });
+  expect(fair.orgLanes).toBe(1);
+  const was = replaceSharedLookupGate(fair);
+  try {
+    idp.set('share-theirs.xml', fixture('okta.xml'));
+    idp.set('share-mine.xml', fixture('okta.xml'));
+    const hungOrg = await createOrg(r.url, 'hung-share');
+    const theirs = await createCredential(hungOrg, `http://idp.test:${port}/share-theirs.xml`);
+    const mine = await createCredential(org, `http://idp.test:${port}/share-mine.xml`);
+    // That organization's create of a host whose DNS does not answer: its lookup holds the organization's lane.
+    const hanging = call(r.url, 'POST', PATH, { body: { idp_metadata_url: `http://hung-share.test:${port}/okta.xml` }, headers: slashidHeaders(hungOrg), timeoutMs: 30_000 });
+    expect(await eventually(async () => fairDns.calls.includes('hung-share.test') && fair.stats.notAnswering === 1, 5000)).toBe(true);
+
+    // Both due, that organization's first: a tick takes them in that order, one at a time.
+    await rig.r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '2 minutes' WHERE credential_id = $1::uuid", theirs);
+    await makeDue(mine);
+    const [theirsHits, mineHits] = [idp.hits('share-theirs.xml'), idp.hits('share-mine.xml')];
+    const tick = Date.now();
+    expect(await refresher.runOnce(5)).toBe(2);
+
+    // The other organization's credential is refreshed in the same batch (before, the refusal stopped it there).
+    expect(idp.hits('share-mine.xml')).toBe(mineHits + 1);
+    const refreshed = await stateOf(mine);
+    expect(refreshed).toMatchObject({ consecutive_failures: 0, last_error: null });
+    expect(refreshed?.last_success_at?.getTime()).toBeGreaterThanOrEqual(tick);
+
+    // That organization's: not fetched, no failure counted, and no longer due (put off, so that its refusals do
+    // not fill the next batches), not listed as failing.
+    expect(idp.hits('share-theirs.xml')).toBe(theirsHits);
+    const putOff = await stateOf(theirs);
+    expect(putOff).toMatchObject({ consecutive_failures: 0, last_error: null, last_error_code: null });
+    expect(putOff?.next_at.getTime()).toBeGreaterThan(Date.now());
+
+    fairDns.releaseAll();
+    expect((await hanging).status).toBe(400); // it resolved to loopback, which that host name may not use
+  } finally {
+    fairDns.releaseAll();
+    replaceSharedLookupGate(was);
+  }
 });
