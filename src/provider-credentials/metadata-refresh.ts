@@ -195,17 +195,19 @@ export class MetadataRefresher {
   }
 
   /**
-   * runOnce, whether a fetch slot or an organization's lookup lanes were busy, and whether another process of the
-   * region held the claim of one of the credentials (either way the tick goes no further).
+   * runOnce, whether a fetch slot or the lookup lanes were busy (or an organization's share of them, for a
+   * credential another batch would meet again), and whether another process of the region held the claim of one
+   * of the credentials (either way the tick goes no further).
    */
   private async batch(limit: number, sweepPage: number): Promise<{ looked: number; busy: boolean; claimedElsewhere: boolean }> {
     const { db, repl } = this.d;
     // Which credentials are this region's to refresh: its home ones, and those it adopts now.
     const scope = refreshScope(repl.region, await repl.departures());
     let busy = false;
-    // An organization's own lookup share was held: the batch goes on, the tick ends with it (another batch now
-    // would meet that organization's credentials again, refused at once, and spin).
-    let orgBusy = false;
+    // A credential refused for its organization's held lookup share that another batch now would meet again,
+    // refused at once (a found one, back on the list; a due one whose put-off failed): the tick ends with this
+    // batch, else it would spin. One put off is not met again: the tick goes on with the others' credentials.
+    let metAgain = false;
     let claimedElsewhere = false;
     if (this.found.size < limit) await this.sweep(scope, sweepPage);
     const scheduled = await this.dueBySchedule(scope, limit);
@@ -263,10 +265,11 @@ export class MetadataRefresher {
         // batch here let one organization's hung names stop every organization's refreshes, tick after tick.
         // Put off past the Retry-After rather than left due: left at the head of the schedule, that
         // organization's due credentials, each refused at once, would take every batch's places.
+        // Ending the tick on every such refusal let one organization's hung names cut every tick to one batch
+        // for as long as its share stayed held: the region's refreshes, every organization's, fell behind.
         if (err instanceof OrganizationLookupsBusy) {
-          orgBusy = true;
           if (wasFound) this.found.add(c.id);
-          else await this.putOff(c.id, err.extra.retryAfterSeconds ?? 30);
+          if (wasFound || !(await this.putOff(c.id, err.extra.retryAfterSeconds ?? 30))) metAgain = true;
           return;
         }
         // No fetch slot (the region or the org is at its bound), or no host-name lookup free (other hosts'
@@ -284,18 +287,27 @@ export class MetadataRefresher {
         await release();
       }
     }, () => busy);
-    return { looked: due.length, busy: busy || orgBusy, claimedElsewhere };
+    return { looked: due.length, busy: busy || metAgain, claimedElsewhere };
   }
 
-  /** Moves a due schedule `seconds` on, no attempt or failure recorded (a refusal that was not the credential's). */
-  private async putOff(credentialId: string, seconds: number): Promise<void> {
-    await this.d.db
+  /**
+   * Moves a due schedule `seconds` on, no attempt or failure recorded (a refusal that was not the credential's);
+   * answers false when it could not (the schedule stays due).
+   */
+  private async putOff(credentialId: string, seconds: number): Promise<boolean> {
+    return this.d.db
       .$executeRawUnsafe(
         `UPDATE metadata_refresh_state SET next_at = now() + make_interval(secs => $2::int) WHERE credential_id = $1::uuid AND next_at <= now()`,
         credentialId,
         seconds,
       )
-      .catch((err: Error) => this.d.log.warn({ credentialId, err: err.message }, 'could not put off an IdP metadata refresh; it stays due'));
+      .then(
+        () => true,
+        (err: Error) => {
+          this.d.log.warn({ credentialId, err: err.message }, 'could not put off an IdP metadata refresh; it stays due');
+          return false;
+        },
+      );
   }
 
   /**

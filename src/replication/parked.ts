@@ -69,14 +69,17 @@ export class FailureLog {
   }
 
   /**
-   * Parks events (keeping their failure count); answers those it kept, once per change: what the parked
+   * Parks events (keeping their failure count); answers those it parked now, once per change: what the parked
    * figures count. A change an operator discarded here, delivered again (its origin's Redis lost the ack), is
-   * acked as parked like any other but not kept: the discard stands, and its failing row, if any, goes.
+   * acked as parked like any other but not kept: the discard stands, and its failing row, if any, goes. One
+   * already parked (by another process of the region: a rolling restart's other one, or this one before a
+   * restart), delivered again, stays parked, but was counted when it was parked.
    */
   async park<T extends { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }>(items: T[]): Promise<T[]> {
     if (items.length === 0) return [];
-    const rows = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
+    const rows = await this.db.$queryRawUnsafe<{ change_id: string; again: boolean }[]>(
       `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
+            earlier AS (SELECT f.change_id FROM replication_failures f JOIN x ON x.change_id = f.change_id WHERE f.parked_at IS NOT NULL),
             discarded AS (DELETE FROM replication_failures f USING replication_discarded d, x
                            WHERE d.change_id = f.change_id AND x.change_id = f.change_id RETURNING f.change_id)
        INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
@@ -84,20 +87,22 @@ export class FailureLog {
          FROM x WHERE NOT EXISTS (SELECT 1 FROM replication_discarded d WHERE d.change_id = x.change_id)
        ON CONFLICT (change_id) DO UPDATE SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
          stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()
-       RETURNING change_id::text`,
+       RETURNING change_id::text, EXISTS (SELECT 1 FROM earlier e WHERE e.change_id = replication_failures.change_id) AS again`,
       JSON.stringify(items.map((i) => ({
         change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
         last_error: i.error.slice(0, ERROR_MAX_CHARS),
       }))),
     );
-    const stored = new Set(rows.map((r) => r.change_id));
+    // Each stored change, and whether it was parked before this statement (its snapshot: `earlier`).
+    const stored = new Map(rows.map((r) => [r.change_id, r.again]));
     const kept = new Map<string, T>();
     for (const i of items) {
       this.failing.delete(i.event.changeId);
       const id = i.event.changeId.toLowerCase();
-      if (!stored.has(id) || kept.has(id)) continue;
-      kept.set(id, i);
+      const again = stored.get(id);
+      if (again === undefined) continue;
       this.parkedIds.add(i.event.changeId);
+      if (!again && !kept.has(id)) kept.set(id, i);
     }
     return [...kept.values()];
   }

@@ -77,8 +77,9 @@ export class SetAside {
 
   /**
    * Parks events: stored with their error, acked to their origin as parked, XACKed. Counted, observed and
-   * logged are those stored, once per change: not one an operator discarded here (delivered again, acked as
-   * parked but not kept), nor a second copy of one read in the same batch.
+   * logged are those parked now, once per change: not one an operator discarded here (delivered again, acked
+   * as parked but not kept), nor a second copy of one read in the same batch, nor one another process of the
+   * region (or this one before a restart) parked already, delivered again: that one counted it.
    */
   async park(items: Unfit[]): Promise<void> {
     const { region, log } = this.d;

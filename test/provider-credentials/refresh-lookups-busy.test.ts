@@ -152,3 +152,41 @@ test("a refresh refused because its own organization's unanswered lookups hold t
     replaceSharedLookupGate(was);
   }
 });
+
+test("a tick goes on past a batch that put off a credential of an organization whose own lookups hold its share: the other organizations' due credentials are all refreshed in it", async () => {
+  const { r, idp, org, refresher } = rig;
+  const port = portOf(idp.hostPort);
+  const fairDns = standInResolver();
+  const fair = new LookupGate(fairDns.resolve, { lanes: 2, stallMs: 100 });
+  const was = replaceSharedLookupGate(fair);
+  try {
+    const hungOrg = await createOrg(r.url, 'hung-share-tick');
+    idp.set('tick-theirs.xml', fixture('okta.xml'));
+    const theirs = await createCredential(hungOrg, `http://idp.test:${port}/tick-theirs.xml`);
+    const mine: string[] = [];
+    for (const n of [1, 2, 3]) {
+      idp.set(`tick-mine-${n}.xml`, fixture('okta.xml'));
+      mine.push(await createCredential(org, `http://idp.test:${port}/tick-mine-${n}.xml`));
+    }
+    const hanging = call(r.url, 'POST', PATH, { body: { idp_metadata_url: `http://hung-tick.test:${port}/okta.xml` }, headers: slashidHeaders(hungOrg), timeoutMs: 30_000 });
+    expect(await eventually(async () => fairDns.calls.includes('hung-tick.test') && fair.stats.notAnswering === 1, 5000)).toBe(true);
+
+    // That organization's due first; batches of two, one credential at a time: the first batch puts it off.
+    await rig.r.region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET next_at = now() - interval '2 minutes' WHERE credential_id = $1::uuid", theirs);
+    for (const id of mine) await makeDue(id);
+    const tick = Date.now();
+    expect(await refresher.runTick(60_000, 2)).toBe(4);
+
+    // Before: the tick ended with the first batch, leaving two of them due (a tenant's hung DNS cut every
+    // tick to one batch, for as long as its share stayed held).
+    for (const id of mine) expect((await stateOf(id))?.last_success_at?.getTime()).toBeGreaterThanOrEqual(tick);
+    expect(await stateOf(theirs)).toMatchObject({ consecutive_failures: 0, last_error: null });
+    expect((await stateOf(theirs))?.next_at.getTime()).toBeGreaterThan(Date.now());
+
+    fairDns.releaseAll();
+    expect((await hanging).status).toBe(400);
+  } finally {
+    fairDns.releaseAll();
+    replaceSharedLookupGate(was);
+  }
+});

@@ -384,3 +384,31 @@ test('a change delivered twice and parked from one read is counted as parked onc
     await applier.stop();
   }
 }, 30_000);
+
+test('a change another process parked, delivered again and still not applying, is acked as parked but not counted, observed or logged as parked again', async () => {
+  await rig.reset();
+  // Too far ahead of this region's clock (clock-skew): refused and parked, as by the process that read it first.
+  const ahead = orgEvent('ahead', { wall: Date.now() + 3_600_000 });
+  // Its row as that process's park wrote it (a rolling restart's old process; the ack to its origin was lost).
+  await rig.db.$executeRawUnsafe(
+    `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
+     VALUES ($1::uuid, $2, '1-0', $3::jsonb, 1, 'clock-skew', 'ahead', now())`,
+    ahead.changeId, ahead.origin, JSON.stringify(ahead),
+  );
+  await rig.publish(ahead);
+  const { lines, sink } = logLines();
+  const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
+  const seen: string[] = [];
+  applier.onRefused = (_origin, reason) => seen.push(reason);
+  applier.start();
+  try {
+    expect(await eventually(async () => (await rig.tracker.status(ahead.changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
+    expect(await failureRow(ahead.changeId)).toMatchObject({ reason: 'clock-skew', parked: true });
+    // Before: counted as parked, and as refused (replication_events_refused_total) a second time in the region.
+    expect(applier.parkedEvents).toBe(0);
+    expect(seen).toEqual([]);
+    expect(lines.filter((l) => /^change events parked/.test(String(l.msg)))).toEqual([]);
+  } finally {
+    await applier.stop();
+  }
+}, 30_000);
