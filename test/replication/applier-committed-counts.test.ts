@@ -34,6 +34,19 @@ const capturedLog = () => {
 const REFUSED_LINE = /^change events refused/;
 const UNREADABLE_LINE = /^unreadable change events moved/;
 
+/**
+ * With the dead-letter stream unwritable (a key of another type), waits until entry `id` was read three times
+ * (the first read and two claims: two attempts ended, failed), then makes the stream writable again and waits
+ * until the entry is no longer pending; answers the dead-letter copies of it.
+ */
+async function deadLetteredAfterFailures(id: string): Promise<unknown[]> {
+  const deliveries = async () => Number(((await rig.redis.xpending(rig.keys.inbox(REGION), REGION, '-', '+', 10)) as [string, string, number, number][]).find((p) => p[0] === id)?.[3] ?? 0);
+  expect(await eventually(async () => (await deliveries()) >= 3, 15_000, 20)).toBe(true);
+  await rig.redis.del(rig.keys.deadLetter);
+  expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+  return (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id));
+}
+
 test('a change the horizon rules out is counted once when its batch fails with a serialization failure and is applied event by event', async () => {
   // Organizations created before this cut-off whose rows are absent here had their tombstones collected.
   await rig.db.$executeRawUnsafe('INSERT INTO replication_horizon (id, collected_through) VALUES (1, $1)', clockFloor(3000));
@@ -94,13 +107,7 @@ test('an entry refused for its signature is counted once, when it is dead-letter
   applier.onRefused = (_origin, reason) => seen.push(reason);
   applier.start();
   try {
-    // Read three times (the first read and two claims): the first two attempts have ended, failed.
-    const deliveries = async () => Number(((await rig.redis.xpending(rig.keys.inbox(REGION), REGION, '-', '+', 10)) as [string, string, number, number][]).find((p) => p[0] === id)?.[3] ?? 0);
-    expect(await eventually(async () => (await deliveries()) >= 3, 15_000, 20)).toBe(true);
-    await rig.redis.del(rig.keys.deadLetter);
-    expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
-    const copies = (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id));
-    expect(copies).toHaveLength(1);
+    expect(await deadLetteredAfterFailures(id)).toHaveLength(1);
     // Before: one per attempt.
     expect(applier.refusedEvents).toBe(1);
     expect(applier.refusedByReason).toEqual({ 'bad-signature': 1 });
@@ -126,11 +133,7 @@ test('an unreadable entry is logged once, when it is dead-lettered, however ofte
   const applier = await rig.applier({ log });
   applier.start();
   try {
-    const deliveries = async () => Number(((await rig.redis.xpending(rig.keys.inbox(REGION), REGION, '-', '+', 10)) as [string, string, number, number][]).find((p) => p[0] === id)?.[3] ?? 0);
-    expect(await eventually(async () => (await deliveries()) >= 3, 15_000, 20)).toBe(true);
-    await rig.redis.del(rig.keys.deadLetter);
-    expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
-    expect((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id))).toHaveLength(1);
+    expect(await deadLetteredAfterFailures(id)).toHaveLength(1);
     await applier.stop();
     // Before: one line per attempt.
     expect(lines.filter((l) => UNREADABLE_LINE.test(l.msg)).map((l) => l.ids)).toEqual([[id]]);
