@@ -33,8 +33,10 @@ commands on stdin while up:
   status                       hosts, addresses, pids, delays, partitions
   partition HOST [link|wan]    link (default): take the host's link down, nothing reaches it;
                                wan: cut it from the other hosts only (its clients and the IdP still reach it)
-  heal HOST                    end the partition (HOST: a region, or redis when shared)
-  pause SVC | resume SVC       SIGSTOP / SIGCONT a service: a region, redis@REGION (its Redis), or redis (shared)
+  heal HOST                    end the partition (HOST: a region, or redis when shared); a host not
+                               partitioned is an error that names those that are
+  pause SVC | resume SVC       SIGSTOP / SIGCONT a service: a region, redis@REGION (its Redis), or redis (shared);
+                               pausing one not running, or resuming one not paused, is an error saying its state
   kill SVC                     kill -9
   restart SVC                  kill -9 if running, start again, wait until it serves
   latency HOST MS              change a host's one-way delay
@@ -92,7 +94,8 @@ function statusTable(stack: Stack): string {
     .join('\n');
 }
 
-async function command(stack: Stack, line: string): Promise<boolean> {
+/** What to print for one command line, or null after quit; a refused command throws (see reply). */
+async function command(stack: Stack, line: string): Promise<string | null> {
   const [cmd = '', host = '', arg = ''] = line.trim().split(/\s+/);
   const needHost = () => {
     if (!stack.hostNames.includes(host)) throw new Error(`${cmd} needs a host: ${stack.hostNames.join(', ')}`);
@@ -102,10 +105,9 @@ async function command(stack: Stack, line: string): Promise<boolean> {
   };
   switch (cmd) {
     case '':
-      return true;
+      return '';
     case 'status':
-      process.stdout.write(statusTable(stack) + '\n');
-      return true;
+      return statusTable(stack) + '\n';
     case 'partition':
       needHost();
       if (arg !== '' && arg !== 'link' && arg !== 'wan') throw new Error('partition HOST [link|wan]');
@@ -138,15 +140,27 @@ async function command(stack: Stack, line: string): Promise<boolean> {
       break;
     case 'quit':
     case 'exit':
-      return false;
+      return null;
     case 'help':
-      process.stdout.write(USAGE.slice(USAGE.indexOf('commands on stdin')));
-      return true;
+      return USAGE.slice(USAGE.indexOf('commands on stdin'));
     default:
       throw new Error(`unknown command '${cmd}' (try help)`);
   }
-  process.stdout.write(`ok: ${line.trim()}\n`);
-  return true;
+  return `ok: ${line.trim()}\n`;
+}
+
+/**
+ * The answer to one line typed while `up` runs: what to print, and whether to read on (not after quit). A
+ * command refused (a mistake, or a fault that does not apply: a heal of a host not partitioned) is `error: …`
+ * and the stack keeps running: one typo must not end a run set up for minutes.
+ */
+export async function reply(stack: Stack, line: string): Promise<{ text: string; more: boolean }> {
+  try {
+    const text = await command(stack, line);
+    return text === null ? { text: '', more: false } : { text, more: true };
+  } catch (err) {
+    return { text: `error: ${(err as Error).message}\n`, more: true };
+  }
 }
 
 /** `up`'s stack from its options; a mistake is a UsageError, found before anything runs. */
@@ -179,14 +193,10 @@ async function up(opts: StackOptions): Promise<number> {
       // One command at a time, in the order typed: a restart finishes before the next partition.
       queue = queue.then(async (go) => {
         if (!go) return false;
-        try {
-          const more = await command(stack, line);
-          if (!more) resolve(0);
-          return more;
-        } catch (err) {
-          process.stdout.write(`error: ${(err as Error).message}\n`);
-          return true;
-        }
+        const { text, more } = await reply(stack, line);
+        process.stdout.write(text);
+        if (!more) resolve(0);
+        return more;
       });
     });
     // Without a terminal (stdin at EOF) keep running until a signal: `up` is a long-running command.

@@ -40,11 +40,11 @@ const USAGE = `usage: npm run test:faults -- [--short] [options]
                        regions) for S seconds, three quarters into the run (default 8; 0 = never)
   --redis-restart KILL|TERM|no   kill a region's Redis (the shared one with --shared-redis) once with this
                        signal and start it again (default KILL)
-  --redis-restart-at F when: this fraction into --duration (default 0.6)
+  --redis-restart-at F when: this fraction into --duration, from 0 (as the load starts) to below 1 (default 0.6)
   --postgres-restart INT|QUIT|no   stop a region's Postgres once (INT: fast shutdown, ending its sessions;
                        QUIT: immediate, as a crash) and start it again after a second (default INT); the
                        region's 503s with Retry-After while it is down, and until 5 s after, are expected
-  --postgres-restart-at F   when: this fraction into --duration (default 0.45)
+  --postgres-restart-at F   when: this fraction into --duration, from 0 to below 1 (default 0.45)
   --stall S            three times (at 35, 65 and 90 % of --duration) lock a region's credential tables
                        for S seconds, so that every write there waits, and kill -9 the region and end its database sessions meanwhile
                        (default 1.5; 0 = never)
@@ -94,6 +94,24 @@ interface Options {
   report?: string;
 }
 
+/**
+ * `--redis-restart-at` / `--postgres-restart-at`: a moment of the load, as a fraction of --duration. 1 is
+ * refused: the load may stop right at --duration (its --creates done by then), and the schedule with it, so a
+ * restart due then raced the schedule's stop and was skipped without a word when it lost; one that won hit
+ * a load already draining, so its 503s and recovery tested nothing under load either. Firing it at stop()
+ * instead would restart a database no client writes to, which is not what the flag promises. 0 is the start
+ * of the load (the schedule starts with it), a restart like any other.
+ */
+function restartAt(flags: Flags, name: string, dflt: number): number {
+  const v = flags.get(name);
+  if (v === undefined) return dflt;
+  const at = Number(v);
+  if (v.trim() === '' || !Number.isFinite(at) || at < 0 || at >= 1) {
+    throw new UsageError(`--${name} must be a fraction of --duration from 0 to below 1, got '${v}' (at 1 the restart would be due as the load ends, and the schedule ends with it)`);
+  }
+  return at;
+}
+
 function options(flags: Flags): Options {
   const short = flags.has('short');
   const redis = flags.get('redis-restart') ?? 'KILL';
@@ -112,10 +130,10 @@ function options(flags: Flags): Options {
     partitionMode: mode,
     isolateS: numFlag(flags, 'isolate', 8, 0, 3600),
     redisSignal: redis === 'no' ? null : (`SIG${redis}` as NodeJS.Signals),
-    redisRestartAt: numFlag(flags, 'redis-restart-at', 0.6, 0, 1),
+    redisRestartAt: restartAt(flags, 'redis-restart-at', 0.6),
     redisAof: flags.get('redis-aof') !== 'no',
     postgresSignal: pg === 'no' ? null : (`SIG${pg}` as NodeJS.Signals),
-    postgresRestartAt: numFlag(flags, 'postgres-restart-at', 0.45, 0, 1),
+    postgresRestartAt: restartAt(flags, 'postgres-restart-at', 0.45),
     stallS: numFlag(flags, 'stall', 1.5, 0, 60),
     allRegions: numFlag(flags, 'all-regions', 0.1, 0, 1),
     patches: numFlag(flags, 'patches', 0.15, 0, 1),

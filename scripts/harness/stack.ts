@@ -323,20 +323,42 @@ export class Stack {
     else this.pushDelays();
   }
 
+  /**
+   * Ends a host's partition. A host that is not partitioned is refused, saying which are: healing it did
+   * nothing and answered ok, so an operator who typed the wrong host believed the right one healed.
+   */
   heal(host: string): void {
     const h = this.host(host);
     const mode = h.partitioned;
+    if (!mode) {
+      const cut = [...this.hosts.values()].filter((x) => x.partitioned).map((x) => `${x.link.name} (${x.partitioned})`);
+      throw new Error(`${host} is not partitioned: nothing to heal (${cut.length ? `partitioned: ${cut.join(', ')}` : 'no host is partitioned'})`);
+    }
     h.partitioned = null;
     if (mode === 'link') this.net.setLink(host, true);
-    else if (mode === 'wan') this.pushDelays();
+    else this.pushDelays();
   }
 
+  /** SIGSTOP. A service that is down or already paused is refused, as a heal of a host not partitioned is. */
   pause(service: string): void {
+    const state = this.state(service);
+    if (state !== 'running') throw new Error(`${service} is ${state === 'down' ? 'down' : 'already paused'}: nothing to pause`);
     this.proc(service).pause();
   }
 
+  /** SIGCONT. A service that is not paused is refused, saying what it is and which are paused. */
   resume(service: string): void {
+    const state = this.state(service);
+    if (state !== 'paused') {
+      const paused = this.serviceNames.filter((n) => this.state(n) === 'paused');
+      throw new Error(`${service} is not paused: it is ${state} (${paused.length ? `paused: ${paused.join(', ')}` : 'no service is paused'})`);
+    }
     this.proc(service).resume();
+  }
+
+  private state(service: string): HostStatus['state'] {
+    const p = this.proc(service);
+    return !p.running ? 'down' : p.paused ? 'paused' : 'running';
   }
 
   /** kill -9 (or `signal`) of a region, a Redis or a Postgres; resolves when it has exited. */
@@ -361,13 +383,12 @@ export class Stack {
   status(): HostStatus[] {
     return this.serviceNames.map((name) => {
       const h = this.host(/^redis@(.+)$/.exec(name)?.[1] ?? name);
-      const p = this.proc(name);
       return {
         host: name,
         address: h.link.ip,
         delayMs: h.delayMs,
-        pid: p.pid ?? null,
-        state: !p.running ? 'down' : p.paused ? 'paused' : 'running',
+        pid: this.proc(name).pid ?? null,
+        state: this.state(name),
         partitioned: h.partitioned,
       };
     });

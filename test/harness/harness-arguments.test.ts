@@ -2,7 +2,8 @@
  * The harness commands (npm run harness, test:faults, test:conflicts) check their whole command line before
  * the root check and before anything runs: a word that is not an option, and a Redis delay where there is no
  * Redis host to delay, are usage errors (exit 64). Both were ignored: `npm run test:faults -- short` ran the
- * full schedule, `harness -- bench -h` the benchmark, and `--latency redis=5` left every delay as it was.
+ * full schedule, `harness -- bench -h` the benchmark, and `--latency redis=5` left every delay as it was. So
+ * is a Redis or Postgres restart at 1 of --duration, which was due as the schedule stopped and was skipped.
  *
  * Run as root (CI), the commands run as an unprivileged user when it can read them: were a mistake to go
  * unnoticed again, the command stops at the root check instead of building a stack of network namespaces.
@@ -43,6 +44,17 @@ test.each<[keyof typeof SCRIPTS, string[], string]>([
   expect(run(command, ...args)).toMatchObject({ status: 64, firstLine: message });
 });
 
+// A restart at 1 of --duration was due as the load ends, when the schedule stops with it: skipped without a word.
+test.each([['--redis-restart-at', '1'], ['--postgres-restart-at', '1.0'], ['--redis-restart-at', '1.5'], ['--postgres-restart-at', '-0.1']])(
+  'test:faults %s %s is refused: a restart is at a fraction of --duration from 0 to below 1',
+  (flag, value) => {
+    expect(run('test:faults', '--short', flag, value)).toMatchObject({
+      status: 64,
+      firstLine: `${flag} must be a fraction of --duration from 0 to below 1, got '${value}' (at 1 the restart would be due as the load ends, and the schedule ends with it)`,
+    });
+  },
+);
+
 test('harness -- bench -h prints the benchmark usage and exits 0', () => {
   const res = run('harness', 'bench', '-h');
   expect({ status: res.status, firstLine: res.firstLine }).toEqual({ status: 0, firstLine: '' });
@@ -65,6 +77,7 @@ test.each<[keyof typeof SCRIPTS, string[], string]>([
 (unprivileged ? test.each : test.skip.each)<[keyof typeof SCRIPTS, string[]]>([
   ['harness', ['up', '--shared-redis', '--latency', 'asia-japan=120,redis=5']],
   ['test:faults', ['--short', '--shared-redis', '--redis-latency', '5']],
+  ['test:faults', ['--short', '--redis-restart-at', '0', '--postgres-restart-at', '0.99']],
   ['test:conflicts', ['--rounds', '10', '--shared-redis', '--redis-latency', '5']],
 ])('%s %j is accepted: without root it stops at the root check (exit 2)', (command, args) => {
   const res = run(command, ...args);

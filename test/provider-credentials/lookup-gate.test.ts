@@ -147,6 +147,38 @@ describe('through the API of a region', () => {
       replaceSharedLookupGate(was);
     }
   });
+
+  test("a PATCH of idp_metadata_url takes its organization's share as a create does: with the share held, a PATCH to another hung host is 503 busy and changes nothing; another organization's PATCH goes on", async () => {
+    const patch = (who: { id: string; api_key: string }, id: string, url: string) =>
+      call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: url }, headers: slashidHeaders(who), timeoutMs: 30_000 });
+    const urlOf = async (who: { id: string; api_key: string }, id: string) =>
+      (await call(r.url, 'GET', `${PATH}/${id}`, { headers: slashidHeaders(who) })).body.result.idp_metadata_url as string;
+    const mine = (await create(c, healthyUrl())).body.result.id as string;
+    const theirs = (await create(b, healthyUrl())).body.result.id as string;
+
+    // The gate's two lanes, one per organization: c's hung lookup holds its share, and leaves the other lane.
+    expect(gate.orgLanes).toBe(1);
+    const held = create(c, 'https://hung-p1.test/metadata.xml');
+    await notAnswering('hung-p1.test', 1);
+
+    // Without its organization the PATCH's lookup would take the free lane and hang there (a 400 at the fetch's time).
+    const refused = await patch(c, mine, 'https://hung-p2.test/metadata.xml');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('30');
+    expect(refused.body).toEqual({ meta: {}, errors: [{ httpcode: 503, message: expect.any(String) }] });
+    expect(refused.body.errors[0].message).toMatch(/^The IdP metadata was not fetched: Could not look up the host "hung-p2\.test" now: .*"hung-p1\.test"/);
+    expect(dns.calls).not.toContain('hung-p2.test');
+    expect(await urlOf(c, mine)).toBe(healthyUrl());
+
+    // Another organization's PATCH gets the lane left, and its credential changes.
+    const moved = `${healthyUrl()}?patched=1`;
+    expect((await patch(b, theirs, moved)).status).toBe(204);
+    expect(await urlOf(b, theirs)).toBe(moved);
+
+    dns.release('hung-p1.test');
+    expect((await held).status).toBe(400);
+    expect(await eventually(async () => gate.stats.running === 0, 5000)).toBe(true);
+  });
 });
 
 describe('the gate', () => {
