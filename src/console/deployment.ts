@@ -30,7 +30,7 @@ export const PEER_TIMEOUT_MS = 1500;
  * loaded region); cut short, every region would read as not answering and the hung Redis would be named nowhere.
  */
 const REPLICATION_EXTRA_MS = 2 * PEER_COMMAND_TIMEOUT_MS;
-/** Failing metadata refreshes listed per region (the count covers all of them). */
+/** Failing metadata refreshes, and expired credentials not failing, listed per region (the counts cover all of them). */
 const LISTED_FAILURES = 5;
 
 /** Where a region is reached: its publicUrl, else http://host:port (a wildcard listen address means this host). */
@@ -96,10 +96,7 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
   }
   // Its Redis does not answer: nothing reaches it or leaves it, though every lag cell may read caught up
   // (they compare what the regions applied, and nothing moves).
-  // Said by its replication status, else (that status could not be read at all) by its /healthz.
-  let redisDown: string | null = null;
-  if (replication) redisDown = replication.stream.connected ? null : (replication.stream.error ?? 'no reason given');
-  else if (up && health.body.redis !== undefined && health.body.redis !== 'ready') redisDown = `/healthz: ${health.body.redis}`;
+  const redisDown = up ? redisDownOf(replication, health.body.redis) : null;
   if (redisDown !== null) {
     problems.push(`its Redis does not answer (${redisDown}): no change reaches this region or leaves it until it does; the lag figures cannot show that`);
   }
@@ -117,6 +114,7 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
       response_ms: up && health.ok ? health.ms : null,
       problems,
       redis: up && health.ok ? (health.body.redis ?? null) : null,
+      redis_down: redisDown,
       database: up && ready.ok ? ready.body.database : null,
       replication: replication && {
         outbox_unpublished: replication.outbox.unpublished,
@@ -136,6 +134,19 @@ async function gatherRegion(r: RegionConfig, token: string, timeoutMs: number): 
 }
 
 /**
+ * Why a region's Redis reads as not answering, or null. The one rule for it: its problem here and the page's
+ * `isolated` both read this (the page kept a copy of its own, which had drifted: a /healthz saying Redis was
+ * not ready beside a stream status that read it turned the row red with no problem saying why). Either read
+ * failing is enough: each asks the same Redis a moment apart, and a region of a version without /healthz's
+ * `redis` is judged by its stream status alone.
+ */
+function redisDownOf(replication: PeerReplication | null, healthRedis: string | undefined): string | null {
+  if (replication && !replication.stream.connected) return replication.stream.error ?? 'no reason given';
+  if (healthRedis !== undefined && healthRedis !== 'ready') return `/healthz: ${healthRedis}`;
+  return null;
+}
+
+/**
  * How many of a region's parked events wait for its upgrade (schema-ahead, unknown-table). A region of a version
  * before parked_by_reason (2026-12-05) is read from its oldest parked events, which carry their reason: exact
  * while it lists them all (up to 20), a lower bound after that (its Refused cell then stays red). Such a region is
@@ -147,8 +158,17 @@ function parkedForUpgrade(failures: PeerReplication['failures']): number {
   return (failures.oldest_parked ?? []).filter((p) => p.reason !== undefined && (UPGRADE_REASONS as ReadonlySet<string>).has(p.reason)).length;
 }
 
+/**
+ * A region's refreshes as the console shows them: the first few failing, and the credentials whose stored
+ * metadata expired. An expired one whose refreshes do not fail (a newer document held, or its refresh not due:
+ * the refresher stopped, or its schedule put off) signed no one in while the console showed nothing of it.
+ * Counted among the credentials its GET /admin/metadata-refresh lists (up to 500, failing and held first): a
+ * lower bound for a region holding more, as its failing count is not.
+ */
 function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metadata_refresh']> {
   const failures = m.credentials.filter((c) => c.consecutive_failures > 0).slice(0, LISTED_FAILURES);
+  const expired = m.credentials.flatMap((c) => (c.expired_since ? [{ ...c, expired_since: c.expired_since }] : []));
+  const expiredNotFailing = expired.filter((c) => c.consecutive_failures === 0).slice(0, LISTED_FAILURES);
   return {
     failing: m.failing,
     failures: failures.map((c) => ({
@@ -158,6 +178,14 @@ function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metad
       last_error: c.last_error,
       last_success_at: c.last_success_at,
       expired_since: c.expired_since ?? null,
+    })),
+    expired: expired.length,
+    expired_credentials: expiredNotFailing.map((c) => ({
+      credential_id: c.credential_id,
+      idp_metadata_url: c.idp_metadata_url,
+      expired_since: c.expired_since,
+      held_since: c.held_since ?? null,
+      next_at: c.next_at ?? null,
     })),
   };
 }
@@ -253,7 +281,7 @@ export function assembleDeployment(serving: string, gathered: Gathered[], timeou
     gathered.push({
       replication: null,
       status: {
-        id, url: '', up: null, ready: null, response_ms: null, redis: null, database: null, replication: null, metadata_refresh: null, backlog: null,
+        id, url: '', up: null, ready: null, response_ms: null, redis: null, redis_down: null, database: null, replication: null, metadata_refresh: null, backlog: null,
         problems: [`a member of the deployment (${u.state}, says ${u.by.join(', ')}) that this region's config does not list: its address is not known here, so its figures are not shown; add it to every region's config`],
       },
     });

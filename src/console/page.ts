@@ -44,7 +44,7 @@ export const CONSOLE_HTML = `<!doctype html>
     <table id="lag"><thead></thead><tbody></tbody></table>
   </section>
   <section>
-    <h2>Failing metadata refreshes</h2>
+    <h2>Failing metadata refreshes and expired metadata</h2>
     <ul id="refresh-failures"></ul>
   </section>
   <section>
@@ -167,10 +167,10 @@ export const CONSOLE_JS = String.raw`(function () {
     if (!r.url) return 'unknown';
     if (!r.up) return 'down';
     if (r.ready === false) return 'not-ready';
-    // Its Redis not answering (as its /healthz or its replication status says): no change reaches it or leaves
-    // it, while its backlog and lag cells may read clean (nothing moves). It serves its own reads and writes.
-    var redisDown = (r.redis !== null && r.redis !== undefined && r.redis !== 'ready') || (r.replication && r.replication.stream_connected === false);
-    if (redisDown) return 'isolated';
+    // Its Redis not answering: no change reaches it or leaves it, while its backlog and lag cells may read clean
+    // (nothing moves). It serves its own reads and writes. Judged by the serving region alone (redis_down, the
+    // reason its problem names), so the row and its problem cannot disagree.
+    if (typeof r.redis_down === 'string') return 'isolated';
     if (r.ready !== true) return 'ready?';
     var b = r.backlog;
     var counted = b ? [b.undelivered, b.pending_acks].filter(function (n) { return n !== null && n !== undefined; }) : [];
@@ -252,6 +252,17 @@ export const CONSOLE_JS = String.raw`(function () {
       // Only the first few are sent: say how many more there are, and where they are listed.
       var more = m.failing - m.failures.length;
       if (more > 0) list.appendChild(el('li', { text: r.id + ': ' + more + ' more failing (GET /admin/metadata-refresh on ' + r.id + ' lists them)', 'data-more': String(more), class: 'bad' }));
+      // Expired while its refreshes do not fail (a newer document held, or no refresh due): signs no one in all
+      // the same, and was listed nowhere, the list holding failing refreshes only.
+      m.expired_credentials.forEach(function (c) {
+        var why = c.held_since
+          ? 'a newer document is held since ' + c.held_since + ' (an operator accepts it: POST /admin/metadata-refresh/' + c.credential_id + '/accept)'
+          : 'its refreshes do not fail; the next is due at ' + (c.next_at || '?');
+        list.appendChild(el('li', { text: r.id + ': ' + c.idp_metadata_url + ' — its metadata expired at ' + c.expired_since + ' (sign-ins refused); ' + why, 'data-expired-since': c.expired_since, class: 'bad' }));
+      });
+      var shown = m.failures.filter(function (f) { return f.expired_since; }).length + m.expired_credentials.length;
+      var moreExpired = m.expired - shown;
+      if (moreExpired > 0) list.appendChild(el('li', { text: r.id + ': ' + moreExpired + ' more whose metadata expired (GET /admin/metadata-refresh on ' + r.id + ' lists them, with expired_since)', 'data-more-expired': String(moreExpired), class: 'bad' }));
     });
     unread.forEach(function (id) {
       list.appendChild(el('li', { text: id + ': not read (its problems say why)', 'data-unread': id, class: 'warn' }));

@@ -3,10 +3,10 @@
  * (checked, so a peer running another version shows as "unreadable" rather than as zeros), and the
  * GET /admin/deployment answer.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type SchemaOptions, type Static, type TSchema } from '@sinclair/typebox';
 import { compile } from '../http/validate';
 
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Nullable = <T extends TSchema>(t: T, options?: SchemaOptions) => Type.Union([t, Type.Null()], options);
 const Time = Nullable(Type.String());
 const Count = Type.Integer({ minimum: 0 });
 
@@ -57,6 +57,8 @@ export const PeerMetadataRefresh = Type.Object({
       last_success_at: Time,
       /** Absent from regions of versions before metadata expiry (2026-12-07). */
       expired_since: Type.Optional(Time),
+      held_since: Type.Optional(Time),
+      next_at: Type.Optional(Type.String()),
     }),
   ),
 });
@@ -80,6 +82,10 @@ export const RegionStatus = Type.Object({
   /** Why a figure is missing: the region or one of its status routes did not answer, or answered oddly. */
   problems: Type.Array(Type.String()),
   redis: Nullable(Type.String()),
+  redis_down: Nullable(Type.String(), {
+    description:
+      "Why this region's Redis reads as not answering (its replication status could not read its stream, or its /healthz says its Redis is not ready), or null: nothing reaches it or leaves it then. Judged here from what the region answered, so a region of any version gets it; null when the region is down or was not read.",
+  }),
   database: Nullable(Type.String()),
   replication: Type.Union([
     Type.Object({
@@ -110,6 +116,24 @@ export const RegionStatus = Type.Object({
           /** The applied document's validUntil once past (sign-ins with it are refused); null while valid, or not said. */
           expired_since: Time,
         }),
+      ),
+      expired: Type.Integer({
+        minimum: 0,
+        description:
+          "Credentials whose stored IdP metadata is past its validUntil (sign-ins refused, 409 idp_metadata_expired), failing or not, among those the region's GET /admin/metadata-refresh lists (up to 500: failing first, then held, then by schedule).",
+      }),
+      expired_credentials: Type.Array(
+        Type.Object({
+          credential_id: Type.String(),
+          idp_metadata_url: Type.String(),
+          expired_since: Type.String(),
+          held_since: Time,
+          next_at: Time,
+        }),
+        {
+          description:
+            'The first few expired credentials whose refreshes are not failing (held, or not due yet); the failing ones are in `failures`, with their `expired_since`.',
+        },
       ),
     }),
     Type.Null(),

@@ -77,9 +77,9 @@ test('GET /admin/deployment needs the admin token and reports every region up, r
   expect(d.region).toBe('europe-belgium');
   expect(d.regions.map((r) => r.id)).toEqual(REGIONS);
   for (const r of d.regions) {
-    expect(r).toMatchObject({ up: true, ready: true, problems: [], redis: 'ready', database: 'ok', url: cluster.url(r.id) });
+    expect(r).toMatchObject({ up: true, ready: true, problems: [], redis: 'ready', redis_down: null, database: 'ok', url: cluster.url(r.id) });
     expect(r.replication).toMatchObject({ outbox_unpublished: 0, failing: 0, parked: 0, dead_letters: 0, stream_connected: true, waiting_requests: 0 });
-    expect(r.metadata_refresh).toEqual({ failing: 0, failures: [] });
+    expect(r.metadata_refresh).toEqual({ failing: 0, failures: [], expired: 0, expired_credentials: [] });
     expect(r.backlog).toEqual({ undelivered: expect.any(Number), pending_acks: expect.any(Number) });
   }
   expect(d.lag).toHaveLength(6);
@@ -92,7 +92,7 @@ test("a region whose address answers as another region is not up, and none of th
   const regions = [at('us-iowa', cluster.url('us-iowa')), at('asia-japan', cluster.url('us-iowa'))];
   const d = await gatherDeployment({ region: regions[0] as RegionConfig, regions, adminToken: ADMIN_TOKEN }, 10_000);
   expect(regionOf(d, 'us-iowa')).toMatchObject({ up: true, ready: true });
-  expect(regionOf(d, 'asia-japan')).toMatchObject({ up: false, ready: null, response_ms: null, redis: null, database: null, replication: null, metadata_refresh: null });
+  expect(regionOf(d, 'asia-japan')).toMatchObject({ up: false, ready: null, response_ms: null, redis: null, redis_down: null, database: null, replication: null, metadata_refresh: null });
   expect(regionOf(d, 'asia-japan').problems[0]).toBe('/healthz answered as region us-iowa');
   expect(d.lag.filter((c) => c.region === 'asia-japan').map((c) => c.state)).toEqual(['down']);
 });
@@ -131,7 +131,7 @@ test('a behind region is measured in event time against the newest event any reg
 });
 
 test("what regions say of each other goes to the region it is about: a down region's need of a re-seed, a member missing from the config", () => {
-  const status = (id: string, up: boolean) => ({ id, url: `http://${id}`, up, ready: up, response_ms: up ? 1 : null, problems: up ? [] : ['/healthz: unreachable'], redis: null, database: null, replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
+  const status = (id: string, up: boolean) => ({ id, url: `http://${id}`, up, ready: up, response_ms: up ? 1 : null, problems: up ? [] : ['/healthz: unreachable'], redis: null, redis_down: null, database: null, replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
   const replication = (id: string, extra: object) => ({ region: id, applied: [], pending: [], stream: { connected: true, dead_letters: 0, error: null }, outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0, ...extra }) as never;
   const d = assembleDeployment('a', [
     { status: status('a', true), replication: replication('a', { needs_reseed: ['c'], members: [{ region: 'a', state: 'active' }, { region: 'd', state: 'joining' }] }) },

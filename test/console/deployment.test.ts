@@ -75,7 +75,7 @@ test('a region whose /readyz answers 503 is shown up and not ready, with its dat
 });
 
 test("each region's backlog is read from a region that could read the shared stream, not one cut off from it", () => {
-  const status = (id: string) => ({ id, url: `http://${id}`, up: true, ready: true, response_ms: 1, problems: [], redis: 'ready', database: 'ok', replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
+  const status = (id: string) => ({ id, url: `http://${id}`, up: true, ready: true, response_ms: 1, problems: [], redis: 'ready', redis_down: null, database: 'ok', replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
   const replication = (id: string, connected: boolean, pending: object[]) =>
     ({ region: id, applied: [], pending, stream: { connected, dead_letters: connected ? 0 : null, error: connected ? null : 'cut off' }, outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0 }) as never;
   // a cannot read the stream (it reports nothing pending); b can, and sees a three entries behind.
@@ -90,7 +90,7 @@ test("each region's backlog is read from a region that could read the shared str
 });
 
 test("a backlog Redis could not count is shown as the bound it is (the inbox's length), not as a count", () => {
-  const status = (id: string) => ({ id, url: `http://${id}`, up: true, ready: true, response_ms: 1, problems: [], redis: 'ready', database: 'ok', replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
+  const status = (id: string) => ({ id, url: `http://${id}`, up: true, ready: true, response_ms: 1, problems: [], redis: 'ready', redis_down: null, database: 'ok', replication: null, metadata_refresh: null, backlog: null }) as RegionStatus;
   const replication = (id: string, pending: object[]) =>
     ({ region: id, applied: [], pending, stream: { connected: true, dead_letters: 0, error: null }, outbox: { unpublished: 0, unconfirmed: 0, oldest_unpublished_at: null }, failures: { failing: 0, parked: 0 }, waiting_requests: 0 }) as never;
   const d = assembleDeployment('b', [

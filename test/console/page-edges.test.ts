@@ -1,8 +1,9 @@
 /**
  * The console's page in Chromium where an operator trips: a pasted token no HTTP header can carry, a login
  * while an answer to the previous token is still on its way, a region whose backlog could not be counted,
- * more failing metadata refreshes than the answer lists, a change id the browser resolves as a path, and a
- * region one of whose status routes does not answer (its figure missing, never shown as a good one).
+ * more failing metadata refreshes than the answer lists, expired metadata whose refreshes do not fail, a change
+ * id the browser resolves as a path, a region one of whose status routes does not answer (its figure missing,
+ * never shown as a good one), and a region's Redis judged by the answer's redis_down alone.
  * us-iowa runs in this process (real HTTP, Postgres, Redis); europe-belgium is configured but never started,
  * its address answered by a stand-in in the tests that need it up.
  */
@@ -240,6 +241,43 @@ test('a ready region whose Redis does not answer reads "isolated" in red, though
   });
 });
 
+test("a region whose /healthz says its Redis does not answer, its stream status read, is isolated with that problem: the row and its problems follow one rule", async () => {
+  await withStandIn({ '/healthz': { status: 'ok', region: BELGIUM, redis: 'not answering' } }, async () => {
+    const { page, errors } = await openLoggedIn();
+    // The page turned the row red on /healthz alone while the answer named no problem (it read the stream status only).
+    await page.waitForSelector(`${belgiumRow}:has-text("its Redis does not answer (/healthz: not answering)")`, { timeout: 20_000 });
+    expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('isolated');
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row).toMatchObject({ redis: 'not answering', redis_down: '/healthz: not answering', replication: { stream_connected: true } });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
+
+test("the page's isolated state is the answer's redis_down alone, not its own reading of the Redis figures", async () => {
+  // The serving region's real answer, with us-iowa's figures changed in flight: first redis_down alone set, then
+  // every other Redis figure bad with redis_down null (a disagreement only a second rule could produce).
+  let change = (r: DeploymentStatus['regions'][number]) => void Object.assign(r, { redis_down: 'stand-in reason' });
+  const { page, errors } = await open();
+  await page.route('**/admin/deployment', async (route) => {
+    const response = await route.fetch();
+    const d = (await response.json()) as DeploymentStatus;
+    const iowa = d.regions.find((r) => r.id === 'us-iowa');
+    if (iowa) change(iowa);
+    await route.fulfill({ response, json: d });
+  });
+  await logIn(page, ADMIN_TOKEN);
+  const iowaRow = '#regions tr[data-region="us-iowa"]';
+  await page.waitForSelector(`${iowaRow}[data-state="isolated"]`, { timeout: 20_000 });
+  change = (r) => {
+    Object.assign(r, { redis: 'reconnecting', redis_down: null });
+    if (r.replication) r.replication.stream_connected = false;
+  };
+  await page.waitForSelector(`${iowaRow}[data-state="up"]`, { timeout: 20_000 });
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
 test('a region whose metadata refreshes could not be read is listed as not read, not counted in a green "none"', async () => {
   await withStandIn({ '/admin/metadata-refresh': 500 }, async () => {
     const { page, errors } = await openLoggedIn();
@@ -307,6 +345,61 @@ test("a region's expired_since is shown as text, whatever it holds", async () =>
     const item = `#refresh-failures li:has-text("${BELGIUM}: https://idp.example/md")`;
     await page.waitForSelector(item, { timeout: 20_000 });
     expect(await page.textContent(item)).toContain(`its metadata expired at ${hostile} (sign-ins refused)`);
+    expect(await page.$('#refresh-failures img')).toBeNull();
+    expect(await page.evaluate('window.injected')).toBeUndefined();
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
+
+test('a credential whose metadata expired while its refreshes do not fail is listed in red with when it expired (it was listed nowhere)', async () => {
+  const org = await createOrg(base, 'expired-quietly');
+  const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label: 'expired quietly' }, headers: slashidHeaders(org) });
+  expect(res.status).toBe(201);
+  const id = res.body.result.id as string;
+  const expired = new Date(Date.parse(FIXTURE_DATE) - 7200_000).toISOString();
+  await region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, id, expired);
+  // Its refresh not due for a day (its schedule put off, or the refresher stopped): no failure to list it by.
+  await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 0, last_error = NULL, next_at = now() + interval '1 day' WHERE credential_id = $1::uuid", id);
+  const meta = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === 'us-iowa')?.metadata_refresh;
+  const listed = meta?.expired_credentials ?? [];
+  expect(listed.map((c) => [c.credential_id, c.expired_since, c.held_since])).toEqual([[id, expired, null]]);
+  const nextAt = listed[0]?.next_at ?? '';
+  expect(Date.parse(nextAt)).toBeGreaterThan(Date.now() + 3600_000);
+  // Counted with the failing ones that expired (listed among the failures, with their expired_since).
+  expect(meta?.expired).toBe((meta?.failures.filter((f) => f.expired_since !== null).length ?? 0) + 1);
+
+  const { page, errors } = await openLoggedIn();
+  const item = `#refresh-failures li[data-expired-since="${expired}"]`;
+  await page.waitForSelector(item, { timeout: 10_000 });
+  expect(await page.textContent(item)).toBe(`us-iowa: ${idp.url('keycloak.xml')} — its metadata expired at ${expired} (sign-ins refused); its refreshes do not fail; the next is due at ${nextAt}`);
+  expect(await page.getAttribute(item, 'class')).toBe('bad');
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+test('expired credentials not failing: the first five listed (a held one says so), the others counted, every string shown as text', async () => {
+  const hostile = '<img src=x onerror="window.injected=1">';
+  const credential = (i: number) => ({
+    credential_id: `c${i}`, idp_metadata_url: `https://idp.example/md${i}`, last_error: null, consecutive_failures: 0, last_success_at: null,
+    expired_since: i === 0 ? hostile : '2026-11-01T00:00:00.000Z', held_since: i === 1 ? hostile : null, next_at: '2026-12-01T00:00:00.000Z',
+  });
+  const credentials = Array.from({ length: 7 }, (_, i) => credential(i));
+  await withStandIn({ '/admin/metadata-refresh': { failing: 0, credentials } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ failing: 0, failures: [], expired: 7 });
+    expect(row?.metadata_refresh?.expired_credentials.map((c) => c.credential_id)).toEqual(['c0', 'c1', 'c2', 'c3', 'c4']);
+
+    const { page, errors } = await openLoggedIn();
+    await page.waitForSelector('#refresh-failures li[data-more-expired]', { timeout: 20_000 });
+    const items = await page.$$eval('#refresh-failures li', (lis) => lis.map((li) => [li.textContent ?? '', li.className]));
+    const belgium = items.filter(([text]) => text.startsWith(`${BELGIUM}:`));
+    expect(belgium).toEqual([
+      [`${BELGIUM}: https://idp.example/md0 — its metadata expired at ${hostile} (sign-ins refused); its refreshes do not fail; the next is due at 2026-12-01T00:00:00.000Z`, 'bad'],
+      [`${BELGIUM}: https://idp.example/md1 — its metadata expired at 2026-11-01T00:00:00.000Z (sign-ins refused); a newer document is held since ${hostile} (an operator accepts it: POST /admin/metadata-refresh/c1/accept)`, 'bad'],
+      ...[2, 3, 4].map((i) => [`${BELGIUM}: https://idp.example/md${i} — its metadata expired at 2026-11-01T00:00:00.000Z (sign-ins refused); its refreshes do not fail; the next is due at 2026-12-01T00:00:00.000Z`, 'bad']),
+      [`${BELGIUM}: 2 more whose metadata expired (GET /admin/metadata-refresh on ${BELGIUM} lists them, with expired_since)`, 'bad'],
+    ]);
     expect(await page.$('#refresh-failures img')).toBeNull();
     expect(await page.evaluate('window.injected')).toBeUndefined();
     expect(errors).toEqual([]);
