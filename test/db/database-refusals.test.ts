@@ -18,6 +18,8 @@ let idp: IdpServer;
 let admin: Client;
 let db: Client;
 let database: string;
+/** Made before any connection exists (openssl, synchronous: on a loaded host it outlasted the keep-alive of the connections it held idle). */
+const { pem } = makeCerts();
 
 beforeAll(async () => {
   idp = await startIdpServer();
@@ -58,7 +60,6 @@ test('while the database is read-only every write answers 503 with Retry-After s
   const created = await call(url, 'POST', PATH, { body: { idp_metadata_url: idp.url('refusal.xml'), label: 'before' }, headers: slashidHeaders(org) });
   expect(created.status).toBe(201);
   const id = created.body.result.id as string;
-  const { pem } = makeCerts();
 
   await setForRegion('default_transaction_read_only = on');
   try {

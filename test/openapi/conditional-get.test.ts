@@ -11,6 +11,12 @@ import { bearer, configBody, issueToken, makeCerts, SSO } from '../infisical/sup
 const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
 let idp: IdpServer;
+/**
+ * Made before any connection exists: makeCerts runs openssl synchronously, and on a loaded host that held the
+ * event loop past the region's 5 s keep-alive; the next request then went out on an idle connection whose
+ * close was overdue (the region is in this process: its timer ran right after) and met ECONNRESET.
+ */
+const certs = makeCerts();
 
 beforeAll(async () => {
   idp = await startIdpServer();
@@ -55,7 +61,7 @@ test('the SlashID reads answer a matching If-None-Match 304, documented; a chang
 test('the Infisical read and the admin API answer it too', async () => {
   const org = await createOrg(r.url, 'conditional-infisical');
   const token = await issueToken(r.url, org.id);
-  const created = await call(r.url, 'POST', SSO, { body: configBody(org.id, makeCerts().pem), headers: bearer(token) });
+  const created = await call(r.url, 'POST', SSO, { body: configBody(org.id, certs.pem), headers: bearer(token) });
   expect(created.status).toBe(200);
   await revalidates(`${SSO}?organizationId=${org.id}`, bearer(token));
   await revalidates(`/admin/organizations/${org.id}`, adminHeaders);
@@ -85,7 +91,7 @@ test('a write carrying If-Match (but *) or If-None-Match is a 400 in its dialect
   expect((await call(r.url, 'GET', one, { headers: slashidHeaders(org) })).body.result.label).toBe('kept');
 
   const token = await issueToken(r.url, org.id);
-  const refused = await call(r.url, 'POST', SSO, { body: configBody(org.id, makeCerts().pem), headers: { ...bearer(token), 'if-none-match': '*' } });
+  const refused = await call(r.url, 'POST', SSO, { body: configBody(org.id, certs.pem), headers: { ...bearer(token), 'if-none-match': '*' } });
   expect(refused.body).toMatchObject({ statusCode: 400, error: 'BadRequest', message: expect.stringContaining('If-None-Match') });
   expect((await call(r.url, 'GET', `${SSO}?organizationId=${org.id}`, { headers: bearer(token) })).status).toBe(404);
   const renamed = await call(r.url, 'POST', '/admin/organizations', { body: { name: 'x' }, headers: { ...adminHeaders, 'if-match': '"x"' } });
