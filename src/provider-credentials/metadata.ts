@@ -113,10 +113,11 @@ export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, 
   const cache = m?.cache_duration ? cacheDurationMs(m.cache_duration) : null;
   if (cache !== null && cache > 0) wait = Math.min(wait, cache);
   if (m?.valid_until) {
-    // Refresh well before the document goes stale (expiredAt: past validUntil beyond the skew): half of the
-    // remaining time. Without the skew, one fetched within it (taken, as a sign-in takes it) waited the whole
-    // period, and expired meanwhile.
-    const left = Date.parse(m.valid_until) + skewMsOf(config) - now.getTime();
+    // Refresh well before the document goes stale: half of the time left until its validUntil. One fetched
+    // after its validUntil, within the skew (taken, as a sign-in takes it: expiredAt), has none left: half of
+    // the time until the skew runs out, else it waited the whole period and expired meanwhile.
+    const until = Date.parse(m.valid_until);
+    const left = until > now.getTime() ? until - now.getTime() : until + skewMsOf(config) - now.getTime();
     if (left > 0) wait = Math.min(wait, left / 2);
   }
   return new Date(now.getTime() + Math.max(MIN_REFRESH_MS, wait));
