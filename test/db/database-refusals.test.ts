@@ -18,7 +18,7 @@ let idp: IdpServer;
 let admin: Client;
 let db: Client;
 let database: string;
-/** Made before any connection exists (openssl, synchronous: on a loaded host it outlasted the keep-alive of the connections it held idle). */
+/** Made before any connection exists (without the run's global setup, openssl, synchronous: on a loaded host it outlasted the keep-alive of the connections it held idle). */
 const { pem } = makeCerts();
 
 beforeAll(async () => {

@@ -12,8 +12,8 @@ const PATH = '/organizations/sso/saml/provider-credentials';
 let r: InProcessRegion;
 let idp: IdpServer;
 /**
- * Made before any connection exists: makeCerts runs openssl synchronously, and on a loaded host that held the
- * event loop past the region's 5 s keep-alive; the next request then went out on an idle connection whose
+ * Made before any connection exists: without the run's global setup makeCerts runs openssl synchronously,
+ * and on a loaded host that held the event loop past the region's 5 s keep-alive; the next request then went out on an idle connection whose
  * close was overdue (the region is in this process: its timer ran right after) and met ECONNRESET.
  */
 const certs = makeCerts();

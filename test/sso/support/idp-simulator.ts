@@ -1,15 +1,14 @@
 /**
- * A SAML IdP simulator for tests: the test keys and certificates of test/fixtures/sso (and an expired one made
- * with openssl), the IdP metadata naming them, and SAML Responses built and signed (xml-crypto) the way an IdP
- * would, or tampered with.
+ * A SAML IdP simulator for tests: the test keys and certificates of test/fixtures/sso (and the run's expired
+ * and dated ones, test/support/test-certs.ts), the IdP metadata naming them, and SAML Responses built and
+ * signed (xml-crypto) the way an IdP would, or tampered with.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { signEnveloped } from '../../../bench/metadata-documents';
 import { PROJECT_ROOT } from '../../../src/paths';
+import { datedCert, runCerts } from '../../support/test-certs';
 
 const DIR = path.join(PROJECT_ROOT, 'test', 'fixtures', 'sso');
 export const SAMLP = 'urn:oasis:names:tc:SAML:2.0:protocol';
@@ -30,29 +29,18 @@ export function signer(name: 'idp-a' | 'idp-b' | 'stranger' | 'weak-1024'): Sign
   return { name, key: fs.readFileSync(path.join(DIR, `${name}.key.pem`), 'utf8'), cert: fs.readFileSync(path.join(DIR, `${name}.cert.pem`), 'utf8') };
 }
 
-/** A certificate valid January 2020 only, and its key. */
+/** A certificate valid January 2020 only, and its key (the run's: test/support/test-certs.ts). */
 export function expiredSigner(): Signer {
-  return datedSigner('expired-idp', '20200101000000Z', '20200201000000Z');
+  const run = runCerts();
+  return { name: 'expired', key: run.expiredKey, cert: run.certs.expiredPem };
 }
 
 /**
  * A certificate with subject CN=`cn` valid from `start` to `end` (openssl's YYYYMMDDHHMMSSZ), and its key
- * (`req -x509` cannot back-date one in OpenSSL 3.0).
+ * (the run's dating key: no key is generated here).
  */
 export function datedSigner(cn: string, start: string, end: string): Signer {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dated-signer-'));
-  const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  try {
-    fs.mkdirSync(path.join(dir, 'ca'));
-    fs.writeFileSync(path.join(dir, 'ca', 'index.txt'), '');
-    fs.writeFileSync(path.join(dir, 'ca', 'serial'), '01\n');
-    fs.writeFileSync(path.join(dir, 'ca.cnf'), ['[ca]', 'default_ca = x', '[x]', 'database = ca/index.txt', 'new_certs_dir = ca', 'serial = ca/serial', 'default_md = sha256', 'policy = p', 'unique_subject = no', '[p]', 'commonName = supplied', ''].join('\n'));
-    openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', 'old.key', '-out', 'old.csr']);
-    openssl(['ca', '-batch', '-config', 'ca.cnf', '-selfsign', '-keyfile', 'old.key', '-in', 'old.csr', '-out', 'old.pem', '-startdate', start, '-enddate', end, '-notext']);
-    return { name: cn === 'expired-idp' ? 'expired' : cn, key: fs.readFileSync(path.join(dir, 'old.key'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'old.pem'), 'utf8') };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  return { name: cn, ...datedCert(cn, start, end) };
 }
 
 const bare = (pem: string) => pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
