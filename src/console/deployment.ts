@@ -32,6 +32,8 @@ export const PEER_TIMEOUT_MS = 1500;
 const REPLICATION_EXTRA_MS = 2 * PEER_COMMAND_TIMEOUT_MS;
 /** Failing metadata refreshes, and expired credentials not failing, listed per region (the counts cover all of them). */
 const LISTED_FAILURES = 5;
+/** Credentials a region's GET /admin/metadata-refresh lists at most (metadata-refresh-admin.ts). */
+const LISTED_BY_REGION = 500;
 
 /** Where a region is reached: its publicUrl, else http://host:port (a wildcard listen address means this host). */
 export function regionUrl(r: RegionConfig): string {
@@ -162,8 +164,8 @@ function parkedForUpgrade(failures: PeerReplication['failures']): number {
  * A region's refreshes as the console shows them: the first few failing, and the credentials whose stored
  * metadata expired. An expired one whose refreshes do not fail (a newer document held, or its refresh not due:
  * the refresher stopped, or its schedule put off) signed no one in while the console showed nothing of it.
- * Counted among the credentials its GET /admin/metadata-refresh lists (up to 500, failing and held first): a
- * lower bound for a region holding more, as its failing count is not.
+ * The region counts the expired ones; one of a version that does not (before 2026-12-07) is counted here among
+ * the credentials it lists (up to 500, failing and held first): a lower bound once it lists 500, said as such.
  */
 function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metadata_refresh']> {
   const failures = m.credentials.filter((c) => c.consecutive_failures > 0).slice(0, LISTED_FAILURES);
@@ -179,7 +181,8 @@ function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metad
       last_success_at: c.last_success_at,
       expired_since: c.expired_since ?? null,
     })),
-    expired: expired.length,
+    expired: m.expired ?? expired.length,
+    ...(m.expired === undefined && m.credentials.length >= LISTED_BY_REGION ? { expired_is_bound: true as const } : {}),
     expired_credentials: expiredNotFailing.map((c) => ({
       credential_id: c.credential_id,
       idp_metadata_url: c.idp_metadata_url,

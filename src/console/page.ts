@@ -262,7 +262,13 @@ export const CONSOLE_JS = String.raw`(function () {
       });
       var shown = m.failures.filter(function (f) { return f.expired_since; }).length + m.expired_credentials.length;
       var moreExpired = m.expired - shown;
-      if (moreExpired > 0) list.appendChild(el('li', { text: r.id + ': ' + moreExpired + ' more whose metadata expired (GET /admin/metadata-refresh on ' + r.id + ' lists them, with expired_since)', 'data-more-expired': String(moreExpired), class: 'bad' }));
+      if (m.expired_is_bound) {
+        // A region of a version that does not count them all: counted among the 500 it lists, maybe more.
+        var bound = (moreExpired > 0 ? 'at least ' + moreExpired : 'maybe') + ' more whose metadata expired';
+        list.appendChild(el('li', { text: r.id + ': ' + bound + ' (its version counts them only among the 500 credentials its GET /admin/metadata-refresh lists)', 'data-more-expired': String(Math.max(moreExpired, 0)), 'data-expired-bound': 'true', class: 'bad' }));
+      } else if (moreExpired > 0) {
+        list.appendChild(el('li', { text: r.id + ': ' + moreExpired + ' more whose metadata expired (GET /admin/metadata-refresh on ' + r.id + ' lists the first 500 credentials, with expired_since)', 'data-more-expired': String(moreExpired), class: 'bad' }));
+      }
     });
     unread.forEach(function (id) {
       list.appendChild(el('li', { text: id + ': not read (its problems say why)', 'data-unread': id, class: 'warn' }));

@@ -46,6 +46,8 @@ export const PeerReplication = Type.Object({
 });
 export const PeerMetadataRefresh = Type.Object({
   failing: Type.Integer(),
+  /** Absent from regions of versions before the exact count (2026-12-07). */
+  expired: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Absent from regions of versions before adoption (2026-12-03). */
   adoption: Type.Optional(Type.Object({ departed: Type.Array(Type.String()), ready: Type.Boolean(), waiting: Nullable(Type.String()) })),
   credentials: Type.Array(
@@ -120,8 +122,14 @@ export const RegionStatus = Type.Object({
       expired: Type.Integer({
         minimum: 0,
         description:
-          "Credentials whose stored IdP metadata is past its validUntil (sign-ins refused, 409 idp_metadata_expired), failing or not, among those the region's GET /admin/metadata-refresh lists (up to 500: failing first, then held, then by schedule).",
+          "Credentials the region refreshes whose stored IdP metadata is past its validUntil (sign-ins refused, 409 idp_metadata_expired), failing or not: all of them (its GET /admin/metadata-refresh's `expired`), or, from a region of a version before that count, those among the credentials it lists (up to 500: failing first, then held, then by schedule; `expired_is_bound` then says so).",
       }),
+      expired_is_bound: Type.Optional(
+        Type.Literal(true, {
+          description:
+            'Only when true: `expired` is a lower bound, counted among the credentials the region lists, as its version does not count them all (and the region lists 500, so some may be left out).',
+        }),
+      ),
       expired_credentials: Type.Array(
         Type.Object({
           credential_id: Type.String(),

@@ -142,6 +142,11 @@ export const MetadataRefreshStatus = Type.Object(
     failing: Type.Integer({ minimum: 0 }),
     /** Credentials whose last fetched document is held (untrusted change of signing certificates). */
     held: Type.Integer({ minimum: 0 }),
+    expired: Type.Integer({
+      minimum: 0,
+      description:
+        "Credentials this region refreshes whose stored IdP metadata is past its validUntil beyond samlClockSkewSeconds (as each listed one's `expired_since` says): sign-ins with them are refused (409 idp_metadata_expired). All of them, failing or not, listed or not (`credentials` stops at 500).",
+    }),
     adoption: Type.Object(
       {
         departed: Type.Array(Type.String(), { description: 'Regions removed from the deployment (npm run members -- remove), whose credentials the remaining regions adopt.' }),

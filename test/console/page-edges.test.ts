@@ -398,12 +398,59 @@ test('expired credentials not failing: the first five listed (a held one says so
       [`${BELGIUM}: https://idp.example/md0 — its metadata expired at ${hostile} (sign-ins refused); its refreshes do not fail; the next is due at 2026-12-01T00:00:00.000Z`, 'bad'],
       [`${BELGIUM}: https://idp.example/md1 — its metadata expired at 2026-11-01T00:00:00.000Z (sign-ins refused); a newer document is held since ${hostile} (an operator accepts it: POST /admin/metadata-refresh/c1/accept)`, 'bad'],
       ...[2, 3, 4].map((i) => [`${BELGIUM}: https://idp.example/md${i} — its metadata expired at 2026-11-01T00:00:00.000Z (sign-ins refused); its refreshes do not fail; the next is due at 2026-12-01T00:00:00.000Z`, 'bad']),
-      [`${BELGIUM}: 2 more whose metadata expired (GET /admin/metadata-refresh on ${BELGIUM} lists them, with expired_since)`, 'bad'],
+      [`${BELGIUM}: 2 more whose metadata expired (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`, 'bad'],
     ]);
     expect(await page.$('#refresh-failures img')).toBeNull();
     expect(await page.evaluate('window.injected')).toBeUndefined();
     expect(errors).toEqual([]);
     await page.close();
+  });
+});
+
+/** A not-failing credential of a stand-in's GET /admin/metadata-refresh, expired when `expired` (its refresh not due). */
+const quiet = (i: number, expired: boolean) => ({
+  credential_id: `q${i}`, idp_metadata_url: `https://idp.example/q${i}`, last_error: null, consecutive_failures: 0, last_success_at: null,
+  expired_since: expired ? '2026-11-01T00:00:00.000Z' : null, held_since: null, next_at: '2026-12-01T00:00:00.000Z',
+});
+
+test("a region's count of expired credentials is the console's, beyond the ones it lists", async () => {
+  // It lists 500 (here fewer, as a region whose others are current), and counts every expired one.
+  const credentials = Array.from({ length: 9 }, (_, i) => quiet(i, i < 6));
+  await withStandIn({ '/admin/metadata-refresh': { failing: 0, expired: 640, credentials } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ failing: 0, expired: 640 });
+    expect(row?.metadata_refresh).not.toHaveProperty('expired_is_bound');
+    expect(row?.metadata_refresh?.expired_credentials).toHaveLength(5);
+
+    const { page, errors } = await openLoggedIn();
+    const more = `#refresh-failures li[data-more-expired]:has-text("${BELGIUM}:")`;
+    await page.waitForSelector(more, { timeout: 20_000 });
+    expect(await page.textContent(more)).toBe(`${BELGIUM}: 635 more whose metadata expired (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`);
+    expect(await page.getAttribute(more, 'data-expired-bound')).toBeNull();
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
+
+test('a region of a version that does not count its expired credentials: those among the 500 it lists, said to be a lower bound', async () => {
+  const credentials = Array.from({ length: 500 }, (_, i) => quiet(i, i % 50 === 0));
+  await withStandIn({ '/admin/metadata-refresh': { failing: 0, credentials } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ failing: 0, expired: 10, expired_is_bound: true });
+
+    const { page, errors } = await openLoggedIn();
+    const more = `#refresh-failures li[data-more-expired]:has-text("${BELGIUM}:")`;
+    await page.waitForSelector(more, { timeout: 20_000 });
+    expect(await page.textContent(more)).toBe(`${BELGIUM}: at least 5 more whose metadata expired (its version counts them only among the 500 credentials its GET /admin/metadata-refresh lists)`);
+    expect(await page.getAttribute(more, 'data-expired-bound')).toBe('true');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+  // Listing fewer than 500, it listed them all: its count is exact.
+  await withStandIn({ '/admin/metadata-refresh': { failing: 0, credentials: credentials.slice(0, 499) } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ expired: 10 });
+    expect(row?.metadata_refresh).not.toHaveProperty('expired_is_bound');
   });
 });
 

@@ -69,6 +69,48 @@ async function sql(region: string, text: string, values: unknown[]): Promise<voi
   }
 }
 
+/**
+ * `n` copies in us-iowa of credential `id` (its row, its metadata row with validUntil `validUntil`, a schedule not
+ * due for a month and not failing), written to its database alone: the route reads them as any other, and
+ * nothing refreshes or replicates them. Returns their ids; dropCopies removes them.
+ */
+async function copies(id: string, validUntils: string[]): Promise<string[]> {
+  const db = new Client({ connectionString: cluster.deployment.file.regions.find((r) => r.id === US)?.databaseUrl });
+  await db.connect();
+  try {
+    const res = await db.query<{ id: string }>(
+      `WITH ids AS (SELECT gen_random_uuid() AS id, v.until, v.n FROM unnest($2::text[]) WITH ORDINALITY AS v(until, n)),
+       credential AS (INSERT INTO saml_provider_credentials
+         SELECT (jsonb_populate_record(NULL::saml_provider_credentials, to_jsonb(c) || jsonb_build_object('id', ids.id, 'label', 'copy ' || ids.n))).*
+           FROM saml_provider_credentials c CROSS JOIN ids WHERE c.id = $1::uuid),
+       metadata AS (INSERT INTO saml_credential_metadata
+         SELECT (jsonb_populate_record(NULL::saml_credential_metadata, to_jsonb(m) || jsonb_build_object('credential_id', ids.id, 'metadata', jsonb_set(m.metadata, '{valid_until}', to_jsonb(ids.until))))).*
+           FROM saml_credential_metadata m CROSS JOIN ids WHERE m.credential_id = $1::uuid)
+       INSERT INTO metadata_refresh_state (credential_id, next_at, consecutive_failures) SELECT id, now() + interval '30 days', 0 FROM ids RETURNING credential_id AS id`,
+      [id, validUntils],
+    );
+    return res.rows.map((r) => r.id);
+  } finally {
+    await db.end();
+  }
+}
+
+async function dropCopies(ids: string[]): Promise<void> {
+  for (const table of ['metadata_refresh_state', 'saml_credential_metadata']) await sql(US, `DELETE FROM ${table} WHERE credential_id = ANY($1::uuid[])`, [ids]);
+  await sql(US, 'DELETE FROM saml_provider_credentials WHERE id = ANY($1::uuid[])', [ids]);
+}
+
+interface RefreshStatus {
+  expired: number;
+  credentials: { credential_id: string; expired_since: string | null }[];
+}
+const refreshStatus = async () => {
+  const res = await call<RefreshStatus>(cluster.url(US), 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
+  expect(res.status).toBe(200);
+  return res.body;
+};
+const listedExpired = (status: RefreshStatus) => status.credentials.filter((c) => c.expired_since !== null).length;
+
 beforeAll(async () => {
   idp = await startIdpServer();
   cluster = await startCluster('md-expiry', [US, EU], {
@@ -194,4 +236,44 @@ test('a schedule row kept by a region that does not refresh the credential (it s
   const started = await login(EU, id);
   expect(started.status).toBe(409);
   expect(started.message).toContain(`its refreshes run in region ${US}`);
+});
+
+test("/admin/metadata-refresh counts a document at its validUntil less the skew as expired, and one a millisecond later not, as each one's expired_since says", async () => {
+  const id = await credential('boundary.xml', at(DAY));
+  // us-iowa's metadata clock is the fixtures' date: a validUntil at or before it less the skew has passed.
+  const bound = Date.parse(FIXTURE_DATE) - SKEW_SECONDS * 1000;
+  expect(new Date(bound).toISOString()).toBe('2026-11-22T23:59:30.000Z');
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const before = await refreshStatus();
+  expect(before.expired).toBe(listedExpired(before));
+  const past = [iso(bound), iso(bound - 1), '2026-11-22T23:59:30Z', '2026-11-23T01:59:30+02:00', '2026-11-22T23:59:29.9999999Z'];
+  // The same instants written otherwise (no fraction, an offset, digits past the millisecond, which Date.parse
+  // cuts), and a value that is no date at all (neither reading takes it as expired).
+  const within = [iso(bound + 1), '2026-11-23T01:59:30.001+02:00', '2026-11-22T23:59:30.0019Z', 'not a date'];
+  const ids = await copies(id, [...past, ...within]);
+  try {
+    const after = await refreshStatus();
+    // Every copy is listed (fewer than 500 credentials), each with the expired_since the count agrees with.
+    const since = new Map(after.credentials.map((c) => [c.credential_id, c.expired_since]));
+    expect(ids.map((c) => since.get(c) !== null)).toEqual([...past.map(() => true), ...within.map(() => false)]);
+    expect(after.expired).toBe(before.expired + past.length);
+    expect(after.expired).toBe(listedExpired(after));
+  } finally {
+    await dropCopies(ids);
+  }
+});
+
+test('/admin/metadata-refresh counts every expired credential, beyond the 500 it lists', async () => {
+  const id = await credential('many.xml', at(DAY));
+  const before = await refreshStatus();
+  const ids = await copies(id, Array.from({ length: 520 }, () => at(-DAY)));
+  try {
+    const after = await refreshStatus();
+    expect(after.credentials).toHaveLength(500);
+    expect(listedExpired(after)).toBeLessThan(before.expired + 520);
+    expect(after.expired).toBe(before.expired + 520);
+  } finally {
+    await dropCopies(ids);
+  }
+  expect((await refreshStatus()).expired).toBe(before.expired);
 });
