@@ -16,6 +16,7 @@ import { launchChromium } from '../support/chromium';
 import { ADMIN_TOKEN, createDeployment, FIXTURE_DATE, REDIS_URL, type TestDeployment } from '../support/env';
 import { adminHeaders, call, createOrg, slashidHeaders } from '../support/harness';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
+import { SET_VALID_UNTIL } from '../support/credential-rows';
 
 let idp: IdpServer;
 let deployment: TestDeployment;
@@ -319,7 +320,7 @@ test("a failing credential whose metadata expired is listed in red with when it 
   const id = res.body.result.id as string;
   // Its refreshes failed until its validUntil passed: an hour before the fixtures' date, the region's metadata clock.
   const expired = new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString();
-  await region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, id, expired);
+  await region.db.$executeRawUnsafe(SET_VALID_UNTIL, id, expired);
   // More failures than the others (listed first, so among the five shown).
   await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 9, last_error = 'unreachable' WHERE credential_id = $1::uuid", id);
   const d = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body;
@@ -358,7 +359,7 @@ test('a credential whose metadata expired while its refreshes do not fail is lis
   expect(res.status).toBe(201);
   const id = res.body.result.id as string;
   const expired = new Date(Date.parse(FIXTURE_DATE) - 7200_000).toISOString();
-  await region.db.$executeRawUnsafe(`UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, id, expired);
+  await region.db.$executeRawUnsafe(SET_VALID_UNTIL, id, expired);
   // Its refresh not due for a day (its schedule put off, or the refresher stopped): no failure to list it by.
   await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 0, last_error = NULL, next_at = now() + interval '1 day' WHERE credential_id = $1::uuid", id);
   const meta = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === 'us-iowa')?.metadata_refresh;

@@ -14,6 +14,7 @@ import { adminHeaders, call, createOrg, eventually, runScript, slashidHeaders, s
 import { FIXTURE_DATE } from '../support/env';
 import { fixture, startIdpServer, type IdpServer } from '../support/idp-server';
 import { scrape } from '../observability/support';
+import { SET_VALID_UNTIL } from '../support/credential-rows';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const REGIONS = ['us-iowa', 'europe-belgium', 'asia-japan'];
@@ -153,7 +154,7 @@ test("a removed region's live credentials are refreshed by one remaining region 
   // Its stored metadata expired (by the regions' metadata clock, FIXTURE_DATE): a sign-in refused where it is not refreshed says where it is, not the removed
   // home (whose /metadata answers no more). europe-belgium, waiting, does not know the adopters yet.
   for (const r of STAYING) {
-    await sql(r, `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, [expiring, new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString()]);
+    await sql(r, SET_VALID_UNTIL, [expiring, new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString()]);
   }
   const loginMessage = async (region: string) => {
     const res = await fetch(`${cluster.url(region)}/sso/saml/${expiring}/login`, { redirect: 'manual' });

@@ -10,11 +10,13 @@ import pino from 'pino';
 import { FEATURES } from '../../src/features';
 import { createRedis } from '../../src/redis';
 import { RedisLinks } from '../../src/replication/links';
+import type { Applier } from '../../src/replication/applier';
 import { formatVersion } from '../../src/replication/hlc';
 import { clockFloor } from '../../src/replication/horizon';
 import { RowStore } from '../../src/replication/row-store';
 import { REDIS_URL, testEventAuth } from '../support/env';
 import { eventually } from '../support/harness';
+import { logLines } from '../support/log-lines';
 import { eventFor, orgEvent, ORIGIN, REGION, startApplierRig, testId, type ApplierRig } from '../support/applier-rig';
 
 let rig: ApplierRig;
@@ -25,11 +27,10 @@ afterAll(async () => {
   await rig.cleanup();
 });
 
-const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 /** A logger keeping the error lines it is given (the appliers': what they log of refused and unreadable entries). */
 const capturedLog = () => {
-  const lines: { msg: string; refused?: { id: string }[]; ids?: string[] }[] = [];
-  return { lines, log: pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) }) };
+  const { lines, sink } = logLines();
+  return { lines: lines as { msg: string; refused?: { id: string }[]; ids?: string[] }[], log: pino({ level: 'error' }, sink) };
 };
 const REFUSED_LINE = /^change events refused/;
 const UNREADABLE_LINE = /^unreadable change events moved/;
@@ -45,6 +46,31 @@ async function deadLetteredAfterFailures(id: string): Promise<unknown[]> {
   await rig.redis.del(rig.keys.deadLetter);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
   return (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id));
+}
+
+/**
+ * Adds an entry (`add`) while the dead-letter stream cannot be written, runs an applier logging into `lines`
+ * until the entry was dead-lettered once after failed attempts (deadLetteredAfterFailures), then `inspect`s
+ * what it counted, observed (`seen`: its onRefused reasons) and logged; stops it and frees the stream after.
+ */
+async function afterFailedDeadLettering(
+  add: () => Promise<string>,
+  inspect: (r: { id: string; applier: Applier; lines: ReturnType<typeof capturedLog>['lines']; seen: string[] }) => Promise<void> | void,
+): Promise<void> {
+  await rig.redis.set(rig.keys.deadLetter, 'not a stream');
+  const id = await add();
+  const { lines, log } = capturedLog();
+  const applier = await rig.applier({ log });
+  const seen: string[] = [];
+  applier.onRefused = (_origin, reason) => seen.push(reason);
+  applier.start();
+  try {
+    expect(await deadLetteredAfterFailures(id)).toHaveLength(1);
+    await inspect({ id, applier, lines, seen });
+  } finally {
+    await applier.stop();
+    await rig.redis.del(rig.keys.deadLetter);
+  }
 }
 
 test('a change the horizon rules out is counted once when its batch fails with a serialization failure and is applied event by event', async () => {
@@ -75,11 +101,11 @@ test('a change the horizon rules out is counted once when its batch fails with a
     const applier = await rig.applier({ store });
     applier.start();
     try {
-      expect(await eventually(async () => (await orgName(created.orgId)) === 'trip' && (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+      expect(await eventually(async () => (await rig.orgName(created.orgId)) === 'trip' && (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
       // The batch failed once (the sequence moved on), then its events applied one by one.
       const [seq] = await rig.db.$queryRawUnsafe<{ last_value: bigint }[]>('SELECT last_value FROM counts_trip');
       expect(Number(seq?.last_value)).toBeGreaterThan(1);
-      expect(await orgName(lateId)).toBeNull();
+      expect(await rig.orgName(lateId)).toBeNull();
       expect((await rig.tracker.status(late.changeId))[REGION]).toMatch(/superseded/);
       // Before: 2, the rolled-back batch's count and the committed apply's.
       expect(store.belowHorizon).toBe(1);
@@ -99,15 +125,7 @@ test('an entry refused for its signature is counted once, when it is dead-letter
   const fields = testEventAuth().entryFields(orgEvent('forged'));
   fields[fields.length - 1] = 'zz'; // its MAC
   // The dead-letter stream cannot be written (a key of another type): each attempt fails at its XADD.
-  await rig.redis.set(rig.keys.deadLetter, 'not a stream');
-  const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
-  const { lines, log } = capturedLog();
-  const applier = await rig.applier({ log });
-  const seen: string[] = [];
-  applier.onRefused = (_origin, reason) => seen.push(reason);
-  applier.start();
-  try {
-    expect(await deadLetteredAfterFailures(id)).toHaveLength(1);
+  await afterFailedDeadLettering(async () => String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields)), ({ id, applier, lines, seen }) => {
     // Before: one per attempt.
     expect(applier.refusedEvents).toBe(1);
     expect(applier.refusedByReason).toEqual({ 'bad-signature': 1 });
@@ -115,10 +133,7 @@ test('an entry refused for its signature is counted once, when it is dead-letter
     expect(seen).toEqual(['bad-signature']);
     // Logged once too, when moved (before: at each attempt).
     expect(lines.filter((l) => REFUSED_LINE.test(l.msg)).map((l) => l.refused?.map((r) => r.id))).toEqual([[id]]);
-  } finally {
-    await applier.stop();
-    await rig.redis.del(rig.keys.deadLetter);
-  }
+  });
 }, 60_000);
 
 test('an unreadable entry is logged once, when it is dead-lettered, however often dead-lettering it failed before', async () => {
@@ -127,20 +142,11 @@ test('an unreadable entry is logged once, when it is dead-lettered, however ofte
   const bad = orgEvent('bad version');
   const op = bad.ops[0]!;
   bad.ops[0] = { ...op, version: '1796120408762.1.us-iowa', row: { ...op.row, version: '1796120408762.1.us-iowa' } };
-  await rig.redis.set(rig.keys.deadLetter, 'not a stream');
-  const id = await rig.publish(bad);
-  const { lines, log } = capturedLog();
-  const applier = await rig.applier({ log });
-  applier.start();
-  try {
-    expect(await deadLetteredAfterFailures(id)).toHaveLength(1);
+  await afterFailedDeadLettering(() => rig.publish(bad), async ({ id, applier, lines }) => {
     await applier.stop();
     // Before: one line per attempt.
     expect(lines.filter((l) => UNREADABLE_LINE.test(l.msg)).map((l) => l.ids)).toEqual([[id]]);
-  } finally {
-    await applier.stop();
-    await rig.redis.del(rig.keys.deadLetter);
-  }
+  });
 }, 60_000);
 
 test('an entry two consumers both refuse is counted, listed, observed and logged once: by the one whose XACK acknowledged it', async () => {

@@ -15,19 +15,18 @@ afterAll(async () => {
   await rig.cleanup();
 });
 
-const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 
 test('the applier makes its consumer group again when its inbox lost it, and applies what arrives after', async () => {
   const applier = await rig.applier();
   applier.start();
   const before = orgEvent('before the loss');
   await rig.publish(before);
-  expect(await eventually(async () => (await orgName(before.orgId)) === 'before the loss', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(before.orgId)) === 'before the loss', 10_000, 50)).toBe(true);
   // The inbox and its group are gone (Redis restarted empty); the next delivery makes the stream, not the group.
   await rig.redis.del(rig.keys.inbox(REGION));
   const after = orgEvent('after the loss');
   await rig.publish(after);
-  expect(await eventually(async () => (await orgName(after.orgId)) === 'after the loss', 15_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(after.orgId)) === 'after the loss', 15_000, 50)).toBe(true);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
   await applier.stop();
 }, 30_000);

@@ -25,7 +25,6 @@ afterAll(async () => {
   await rig.cleanup();
 });
 
-const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 const parked = async (changeId: string) =>
   (await rig.db.$queryRawUnsafe<{ reason: string }[]>('SELECT reason FROM replication_failures WHERE change_id = $1::uuid AND parked_at IS NOT NULL', changeId))[0]?.reason ?? null;
 const deadLetters = async () => (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')) as [string, string[]][];
@@ -43,8 +42,8 @@ test('every event of a pack is applied and acked to its origin; the entry is XAC
   const applier = await rig.applier();
   const xacks = jest.spyOn(rig.redis, 'xack');
   applier.start();
-  expect(await eventually(async () => (await orgName(events[2]!.orgId)) === 'p3', 10_000, 50)).toBe(true);
-  for (const e of events) expect(await orgName(e.orgId)).toBe(e.ops[0]?.row.name);
+  expect(await eventually(async () => (await rig.orgName(events[2]!.orgId)) === 'p3', 10_000, 50)).toBe(true);
+  for (const e of events) expect(await rig.orgName(e.orgId)).toBe(e.ops[0]?.row.name);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
   for (const e of events) expect((await rig.tracker.status(e.changeId))[REGION]).toMatch(/^applied/);
   expect(xacks.mock.calls.filter((c) => c.slice(2).includes(id))).toHaveLength(1);
@@ -60,8 +59,8 @@ test('an event of a pack that cannot apply keeps its pack pending until it is pa
   // The pack is taken over again 1.5 s after each failed attempt: slow enough to look at it in between.
   const applier = await rig.applier({ claimIdleMs: 1500, claimEveryMs: 200 });
   applier.start();
-  expect(await eventually(async () => (await orgName(good[1]!.orgId)) === 'q2', 10_000, 50)).toBe(true);
-  expect(await orgName(good[0]!.orgId)).toBe('q1');
+  expect(await eventually(async () => (await rig.orgName(good[1]!.orgId)) === 'q2', 10_000, 50)).toBe(true);
+  expect(await rig.orgName(good[0]!.orgId)).toBe('q1');
   expect(await eventually(async () => (await parked(unknownTable.changeId)) === 'unknown-table', 5000, 50)).toBe(true);
   // The failing event is not settled: its pack is still pending (re-read whole; the others apply again as no-ops).
   expect(await parked(failing.changeId)).toBeNull();
@@ -88,7 +87,7 @@ test('an event parked before whose ack did not reach its origin is acked as park
     throw new Error('origin Redis unreachable');
   }).mockImplementation(to);
   applier.start();
-  expect(await eventually(async () => (await orgName(good.orgId)) === 'y1', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(good.orgId)) === 'y1', 10_000, 50)).toBe(true);
   expect(await parked(unknownTable.changeId)).toBe('unknown-table');
   // Read again (taken over after claimIdleMs): the parked event is acked as parked; the pack is XACKed.
   expect(await eventually(async () => /^parked /.test((await rig.tracker.status(unknownTable.changeId))[REGION] ?? ''), 10_000, 50)).toBe(true);
@@ -108,9 +107,9 @@ test('an unreadable event of a pack is dead-lettered alone (with its pack\'s id 
   await rig.publish(after);
   const applier = await rig.applier();
   applier.start();
-  expect(await eventually(async () => (await orgName(after.orgId)) === 'r3', 10_000, 50)).toBe(true);
-  expect(await orgName(fine.orgId)).toBe('r1');
-  expect(await orgName(alsoFine.orgId)).toBe('r2');
+  expect(await eventually(async () => (await rig.orgName(after.orgId)) === 'r3', 10_000, 50)).toBe(true);
+  expect(await rig.orgName(fine.orgId)).toBe('r1');
+  expect(await rig.orgName(alsoFine.orgId)).toBe('r2');
   expect(await eventually(async () => (await parked(failing.changeId)) === 'apply-failed', 20_000, 50)).toBe(true);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
   // Read MAX_FAILURES times, dead-lettered once.
@@ -131,7 +130,7 @@ test('a refused pack is listed with the origin its first event claims', async ()
   applier.start();
   expect(await eventually(async () => applier.recentRefused.length === 1, 10_000, 50)).toBe(true);
   expect(applier.recentRefused[0]).toMatchObject({ origin: ORIGIN, reason: 'bad-signature' });
-  expect(await orgName(e.orgId)).toBeNull();
+  expect(await rig.orgName(e.orgId)).toBeNull();
   await applier.stop();
 }, 30_000);
 
@@ -141,7 +140,7 @@ test('a pack with more events than batchSize is applied in transactions of at mo
   const applier = await rig.applier({ batchSize: 2 });
   const batches = spyApply(applier, events);
   applier.start();
-  expect(await eventually(async () => (await Promise.all(events.map((e) => orgName(e.orgId)))).every((n) => n !== null), 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await Promise.all(events.map((e) => rig.orgName(e.orgId)))).every((n) => n !== null), 10_000, 50)).toBe(true);
   expect(batches().map((b) => b.length)).toEqual([2, 2, 1]);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
   await applier.stop();
@@ -155,10 +154,10 @@ test('a transaction of a pack that fails is retried event by event; what committ
   const applier = await rig.applier({ batchSize: 2, claimIdleMs: 600_000, claimEveryMs: 600_000 });
   const batches = spyApply(applier, [...ok, bad, ...rest]);
   applier.start();
-  expect(await eventually(async () => (await orgName(rest[1]!.orgId)) === 'u4', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(rest[1]!.orgId)) === 'u4', 10_000, 50)).toBe(true);
   const id = (e: ChangeEvent) => e.changeId;
   expect(batches()).toEqual([[id(ok[0]!), id(ok[1]!)], [id(bad), id(rest[0]!)], [id(bad)], [id(rest[0]!)], [id(rest[1]!)]]);
-  for (const e of [...ok, ...rest]) expect(await orgName(e.orgId)).toBe(e.ops[0]?.row.name);
+  for (const e of [...ok, ...rest]) expect(await rig.orgName(e.orgId)).toBe(e.ops[0]?.row.name);
   expect(await rig.pendingCount()).toBe(1); // the bad event keeps its pack pending
   await applier.stop();
 }, 30_000);
@@ -175,7 +174,7 @@ test('reads take batchSize / events-per-entry entries: few at start (packs may b
     return call(...args);
   };
   applier.start();
-  expect(await eventually(async () => (await orgName(events[299]!.orgId)) === 'v299', 20_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(events[299]!.orgId)) === 'v299', 20_000, 50)).toBe(true);
   await applier.stop();
   expect(counts[0]).toBe(Math.max(1, Math.floor(64 / PACK_MAX_EVENTS)));
   expect(counts).toContain(64);
@@ -212,7 +211,7 @@ test('the database going away in the middle of a pack: the transactions committe
   expect(await eventually(async () => /^applied/.test((await rig.tracker.status(events[1]!.changeId))[REGION] ?? ''), 2500, 20)).toBe(true);
   expect(await rig.pendingCount()).toBe(1);
   expect((await rig.tracker.status(events[2]!.changeId))[REGION]).toBeUndefined();
-  expect(await eventually(async () => (await Promise.all(events.map((e) => orgName(e.orgId)))).every((n) => n !== null), 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await Promise.all(events.map((e) => rig.orgName(e.orgId)))).every((n) => n !== null), 10_000, 50)).toBe(true);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
   for (const e of events) expect((await rig.tracker.status(e.changeId))[REGION]).toMatch(/^applied/);
   expect(xacks.mock.calls.filter((c) => c.slice(2).includes(id))).toHaveLength(1);

@@ -21,7 +21,6 @@ afterAll(async () => {
   await rig.cleanup();
 });
 
-const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 const failureRow = async (changeId: string) =>
   (await rig.db.$queryRawUnsafe<{ failures: number; reason: string; parked: boolean; last_error: string }[]>(
     'SELECT failures, reason, parked_at IS NOT NULL AS parked, last_error FROM replication_failures WHERE change_id = $1::uuid',
@@ -40,7 +39,7 @@ test('an event for an unknown table and one missing a NOT NULL column do not sto
   try {
     // Two batches are applied at once and their order is not kept (the merge rule is a maximum): "after" may
     // land before the batch holding "before" has retried its events one by one.
-    expect(await eventually(async () => (await orgName(after.orgId)) === 'after' && (await orgName(before.orgId)) === 'before', 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(after.orgId)) === 'after' && (await rig.orgName(before.orgId)) === 'before', 10_000, 50)).toBe(true);
     // The unknown table is parked at its first read; the NOT NULL violation after MAX_FAILURES failed attempts.
     expect(await eventually(async () => (await failureRow(unknownTable.changeId))?.parked === true, 10_000, 50)).toBe(true);
     expect(await failureRow(unknownTable.changeId)).toMatchObject({ reason: 'unknown-table', parked: true });
@@ -95,9 +94,9 @@ test('a restart with a failing entry pending walks the pending list once, applie
   const failures = async (n: number) => (await failureRow(bad.changeId))?.failures === n;
 
   // Before: the applier re-read its pending entries from 0 until the read came back empty, forever.
-  const goodApplied = async () => (await Promise.all(good.map(async (g) => (await orgName(g.orgId)) === g.ops[0]?.row.name))).every(Boolean);
+  const goodApplied = async () => (await Promise.all(good.map(async (g) => (await rig.orgName(g.orgId)) === g.ops[0]?.row.name))).every(Boolean);
   expect(await rereads(async () => (await goodApplied()) && (await failures(1)))).toBeLessThanOrEqual(3);
-  for (const g of good) expect(await orgName(g.orgId)).toBe(g.ops[0]?.row.name);
+  for (const g of good) expect(await rig.orgName(g.orgId)).toBe(g.ops[0]?.row.name);
   expect(await failureRow(bad.changeId)).toMatchObject({ failures: 1, parked: false });
   expect(await rig.pendingCount()).toBe(1);
 
@@ -113,7 +112,7 @@ test('a failure recorded by another process of the region is cleared when this o
   try {
     const warm = orgEvent('warm-up');
     await rig.publish(warm);
-    expect(await eventually(async () => (await orgName(warm.orgId)) === 'warm-up', 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(warm.orgId)) === 'warm-up', 10_000, 50)).toBe(true);
     // Another process read the entry, failed to apply it (its failure row written as it writes it), and left
     // it pending: it stopped, or moved on.
     const event = orgEvent('failed elsewhere');
@@ -126,7 +125,7 @@ test('a failure recorded by another process of the region is cleared when this o
     await failures.record(event, streamId, new Error('connection terminated'));
     expect(await failureRow(event.changeId)).toMatchObject({ failures: 1, parked: false });
     // This process claims it, applies it, and clears the failure.
-    expect(await eventually(async () => (await orgName(event.orgId)) === 'failed elsewhere', 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(event.orgId)) === 'failed elsewhere', 10_000, 50)).toBe(true);
     expect(await eventually(async () => (await failureRow(event.changeId)) === null, 5_000, 50)).toBe(true);
   } finally {
     await applier.stop();
@@ -184,11 +183,11 @@ test('a database refusing the applier\'s connections (too many for its role) cou
     await new Promise((r) => setTimeout(r, 4000));
     for (const e of events) {
       expect(await failureRow(e.changeId)).toBeNull();
-      expect(await orgName(e.orgId)).toBeNull();
+      expect(await rig.orgName(e.orgId)).toBeNull();
     }
     expect(applier.parkedEvents).toBe(0);
     await rig.db.$executeRawUnsafe(`ALTER ROLE ${role} CONNECTION LIMIT -1`);
-    expect(await eventually(async () => (await Promise.all(events.map((e) => orgName(e.orgId)))).join() === 'refused-1,refused-2,refused-3', 15_000, 50)).toBe(true);
+    expect(await eventually(async () => (await Promise.all(events.map((e) => rig.orgName(e.orgId)))).join() === 'refused-1,refused-2,refused-3', 15_000, 50)).toBe(true);
     // Acked as applied (the ack goes out after the commit).
     for (const e of events) expect(await eventually(async () => /^applied@/.test((await rig.tracker.status(e.changeId))[REGION] ?? ''), 5000, 50)).toBe(true);
   } finally {
@@ -216,7 +215,7 @@ test('a change parked as apply-failed is tried again by itself, and applies once
     expect(await failureRow(blocked.changeId)).toMatchObject({ reason: 'apply-failed', parked: true });
     await rig.db.$executeRawUnsafe('DROP TRIGGER refuse_org ON organizations');
     // Before: only a restart or the operator's retry applied it.
-    expect(await eventually(async () => (await orgName(blocked.orgId)) === 'blocked', 15_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(blocked.orgId)) === 'blocked', 15_000, 50)).toBe(true);
     expect(await eventually(async () => (await failureRow(blocked.changeId)) === null, 5000, 50)).toBe(true);
     expect(await eventually(async () => /^applied@/.test((await rig.tracker.status(blocked.changeId))[REGION] ?? ''), 5000, 50)).toBe(true);
   } finally {
@@ -242,13 +241,13 @@ test('an event whose apply collides (a serialization failure) stays pending, is 
     // Claimed and tried again meanwhile (claimIdleMs 50): a collision every time, never counted.
     await new Promise((r) => setTimeout(r, 1000));
     expect(await failureRow(colliding.changeId)).toBeNull();
-    expect(await orgName(colliding.orgId)).toBeNull();
+    expect(await rig.orgName(colliding.orgId)).toBeNull();
     expect(await rig.pendingCount()).toBe(1);
   } finally {
     await rig.db.$executeRawUnsafe('DROP TRIGGER IF EXISTS collide_org ON organizations');
     await rig.db.$executeRawUnsafe('DROP FUNCTION IF EXISTS collide_org()');
   }
-  expect(await eventually(async () => (await orgName(colliding.orgId)) === 'colliding', 15_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(colliding.orgId)) === 'colliding', 15_000, 50)).toBe(true);
   expect(await failureRow(colliding.changeId)).toBeNull();
   expect(applier.parkedEvents).toBe(0);
   await applier.stop();
@@ -288,12 +287,12 @@ test('a parked change applied by a retry stays applied (unparked, acked) when th
   const applier = await rig.applier({ consumer: 'retry-page', pool });
   try {
     await expect(applier.retryParked({ reason: 'apply-failed' })).rejects.toThrow(/too many connections/);
-    expect(await orgName(good.orgId)).toBe('retried-first');
+    expect(await rig.orgName(good.orgId)).toBe('retried-first');
     // Before: the first stayed parked (here and at its origin), applied all the same.
     expect(await failureRow(good.changeId)).toBeNull();
     expect(await eventually(async () => /^applied@/.test((await rig.tracker.status(good.changeId))[REGION] ?? ''), 5000, 50)).toBe(true);
     expect(await failureRow(later.changeId)).toMatchObject({ parked: true });
-    expect(await orgName(later.orgId)).toBeNull();
+    expect(await rig.orgName(later.orgId)).toBeNull();
   } finally {
     await applier.stop();
     (pool as unknown as { connect: () => Promise<unknown> }).connect = connect;
@@ -320,7 +319,7 @@ test('an event of this very schema (or of none) carrying a column this region la
       expect(await eventually(async () => (await failureRow(e.changeId))?.parked === true, 10_000, 50)).toBe(true);
       expect(await failureRow(e.changeId)).toMatchObject({ reason: 'schema-ahead', parked: true });
       // Not applied without the column: the organization is not there at all.
-      expect(await orgName(e.orgId)).toBeNull();
+      expect(await rig.orgName(e.orgId)).toBeNull();
     }
   } finally {
     await applier.stop();

@@ -22,7 +22,6 @@ afterAll(async () => {
 });
 
 const auth = testEventAuth();
-const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 /** The dead-letter entries copied from inbox entry `id`. */
 const deadLettersOf = async (id: string) =>
   ((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')) as [string, string[]][]).map(([, f]) => f).filter((f) => f[1] === REGION && f[3] === id);
@@ -35,7 +34,7 @@ test('an entry refused for its signature is dead-lettered and XACKed once; claim
   // Claim rounds every 100 ms, taking over what has been pending for 50 ms.
   const applier = await rig.applier();
   applier.start();
-  expect(await eventually(async () => (await orgName(after.orgId)) === 'after the forged one', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(after.orgId)) === 'after the forged one', 10_000, 50)).toBe(true);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
   expect(applier.refusedEvents).toBe(1);
   expect(applier.recentRefused.map((r) => [r.streamId, r.reason])).toEqual([[forged, 'bad-signature']]);
@@ -77,9 +76,9 @@ test.each([
   await rig.publish(good);
   const applier = await rig.applier();
   applier.start();
-  expect(await eventually(async () => (await orgName(good.orgId)) === 'read with it', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(good.orgId)) === 'read with it', 10_000, 50)).toBe(true);
   expect(await eventually(async () => (await rig.pendingCount()) === 0, 5000, 50)).toBe(true);
-  expect(await orgName(bad.orgId)).toBeNull();
+  expect(await rig.orgName(bad.orgId)).toBeNull();
   expect(await deadLettersOf(badId)).toHaveLength(1);
   expect(applier.appliedEvents).toBe(1);
   await applier.stop();
@@ -98,13 +97,13 @@ test("pending entries trimmed from the inbox before they were applied are counte
   await rig.publish(after);
   const applier = await rig.applier();
   applier.start();
-  expect(await eventually(async () => (await orgName(after.orgId)) === 'after the trimmed ones', 10_000, 50)).toBe(true);
+  expect(await eventually(async () => (await rig.orgName(after.orgId)) === 'after the trimmed ones', 10_000, 50)).toBe(true);
   // Its own history names the first as deleted (XREADGROUP), a claim round the other's (XAUTOCLAIM).
   expect(await eventually(async () => applier.lostEntries === 2 && (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
   // Several claim rounds later, still counted once each.
   await new Promise((r) => setTimeout(r, 500));
   expect(applier.lostEntries).toBe(2);
-  expect(await orgName(lostA.orgId)).toBeNull();
+  expect(await rig.orgName(lostA.orgId)).toBeNull();
   await applier.stop();
 }, 30_000);
 
@@ -128,7 +127,7 @@ test('an entry trimmed from the inbox while its apply here waits on a lock is no
     expect(await eventually(async () => (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
     await locker.query('ROLLBACK');
     locked = false;
-    expect(await eventually(async () => (await orgName(held.orgId)) === 'applied after its entry was trimmed', 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(held.orgId)) === 'applied after its entry was trimmed', 10_000, 50)).toBe(true);
     expect(applier.appliedEvents).toBe(1);
     expect(applier.lostEntries).toBe(0);
     await applier.stop();

@@ -71,7 +71,6 @@ describe('the applier', () => {
     Number((await rig.db.$queryRawUnsafe<{ n: number }[]>(
       'SELECT count(*)::int AS n FROM replication_failures WHERE parked_at IS NOT NULL AND ($1::uuid IS NULL OR change_id = $1::uuid)', changeId,
     ))[0]?.n);
-  const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 
   test('parks an event from a clock far ahead, unapplied and unobserved, reports it, and applies it once within the bound', async () => {
     let now = Date.now();
@@ -111,10 +110,10 @@ describe('the applier', () => {
     expect(await eventually(async () => (await parkedCount(ahead.changeId)) === 1, 10_000, 50)).toBe(true);
     // Tried again while still ahead: it stays parked.
     await new Promise((r) => setTimeout(r, 400));
-    expect(await orgName(ahead.orgId)).toBeNull();
+    expect(await rig.orgName(ahead.orgId)).toBeNull();
     // The physical clock catches up (simulated): the periodic retry applies it and forgets its parking.
     t.later(10 * 60_000);
-    expect(await eventually(async () => (await orgName(ahead.orgId)) === 'parked, then on its own', 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(ahead.orgId)) === 'parked, then on its own', 10_000, 50)).toBe(true);
     // Its parking is forgotten by a statement after the apply's commit (parked.ts), so a moment later.
     expect(await eventually(async () => (await parkedCount(ahead.changeId)) === 0, 5_000, 50)).toBe(true);
   }, 60_000);
@@ -132,7 +131,7 @@ describe('the applier', () => {
     expect(await eventually(async () => (await parkedCount()) < N, 10_000, 10)).toBe(true);
     const fresh = orgEvent('arrived during the retry', { wall: t.now });
     await rig.publish(fresh);
-    expect(await eventually(async () => (await orgName(fresh.orgId)) !== null, 10_000, 10)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(fresh.orgId)) !== null, 10_000, 10)).toBe(true);
     expect(await parkedCount()).toBeGreaterThan(0);
     expect(await eventually(async () => (await parkedCount()) === 0, 60_000, 100)).toBe(true);
   }, 120_000);

@@ -17,7 +17,6 @@ afterAll(async () => {
   await rig.cleanup();
 });
 
-const orgName = async (id: string) => (await rig.db.organization.findUnique({ where: { id } }))?.name ?? null;
 const parkedRows = async () => Number((await rig.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_failures WHERE parked_at IS NOT NULL'))[0]?.n ?? 0);
 
 test('more than a page of changes parked by one statement (one parked_at) are all retried and applied', async () => {
@@ -30,7 +29,7 @@ test('more than a page of changes parked by one statement (one parked_at) are al
   try {
     expect(await applier.retryParked()).toEqual({ applied: 150, parked: 0 });
     expect(await parkedRows()).toBe(0);
-    for (const e of [events[0], events[99], events[100], events[149]]) if (e) expect(await orgName(e.orgId)).toBe(e.ops[0]?.row.name);
+    for (const e of [events[0], events[99], events[100], events[149]]) if (e) expect(await rig.orgName(e.orgId)).toBe(e.ops[0]?.row.name);
   } finally {
     await applier.stop();
   }
@@ -45,7 +44,7 @@ test('one change delivered twice and read in one batch (its origin delivered it 
   const applier = await rig.applier({ consumer: 'twice' });
   applier.start();
   try {
-    expect(await eventually(async () => (await orgName(later.orgId)) === later.ops[0]?.row.name, 10_000, 50)).toBe(true);
+    expect(await eventually(async () => (await rig.orgName(later.orgId)) === later.ops[0]?.row.name, 10_000, 50)).toBe(true);
     expect(await eventually(async () => (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
     expect(await eventually(async () => /^parked /.test((await rig.tracker.status(twice.changeId))[REGION] ?? ''), 10_000, 50)).toBe(true);
     const rows = await rig.db.$queryRawUnsafe<{ reason: string }[]>('SELECT reason FROM replication_failures WHERE change_id = $1::uuid AND parked_at IS NOT NULL', twice.changeId);
@@ -80,9 +79,9 @@ test("the periodic retry of one reason's parked changes leaves those of other re
     // are retried every ten minutes, by a retry of their own.
     expect(await applier.retryParked({ reason: 'clock-skew' })).toEqual({ applied: 0, parked: 0 });
     expect(await parkedRows()).toBe(1);
-    expect(await orgName(failed.orgId)).toBeNull();
+    expect(await rig.orgName(failed.orgId)).toBeNull();
     expect(await applier.retryParked({ reason: 'apply-failed' })).toEqual({ applied: 1, parked: 0 });
-    expect(await orgName(failed.orgId)).toBe('parked as apply-failed');
+    expect(await rig.orgName(failed.orgId)).toBe('parked as apply-failed');
   } finally {
     await applier.stop();
   }
@@ -111,7 +110,7 @@ test("a change an operator discards after the retry read its page is not applied
   try {
     expect(await applier.retryParked()).toEqual({ applied: 0, parked: 0 });
     expect(discarded).toEqual([event.changeId]);
-    expect(await orgName(event.orgId)).toBeNull();
+    expect(await rig.orgName(event.orgId)).toBeNull();
     const kept = await rig.db.$queryRawUnsafe<{ n: bigint }[]>('SELECT count(*) AS n FROM replication_discarded WHERE change_id = $1::uuid', event.changeId);
     expect(Number(kept[0]?.n)).toBe(1);
   } finally {
@@ -136,7 +135,7 @@ test('two processes of a region retrying the same parked change at once apply an
     const results = await Promise.all([a.retryParked(), b.retryParked()]);
     expect(results.reduce((n, r) => n + r.applied, 0)).toBe(1);
     expect(results.reduce((n, r) => n + r.parked, 0)).toBe(0);
-    expect(await orgName(event.orgId)).toBe('retried by two processes');
+    expect(await rig.orgName(event.orgId)).toBe('retried by two processes');
     expect(await parkedRows()).toBe(0);
   } finally {
     await Promise.all([a.stop(), b.stop()]);

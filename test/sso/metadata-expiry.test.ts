@@ -10,6 +10,7 @@ import { adminHeaders, call, createOrg, eventually, slashidHeaders, startCluster
 import { FIXTURE_DATE } from '../support/env';
 import { startIdpServer, type IdpServer } from '../support/idp-server';
 import { datedSigner, idpMetadata, signedResponse, signer, type ResponseSpec, type Signer } from './support/idp-simulator';
+import { SET_VALID_UNTIL } from '../support/credential-rows';
 
 const PATH = '/organizations/sso/saml/provider-credentials';
 const US = 'us-iowa';
@@ -183,7 +184,7 @@ test('in its home region, the refusal says since when its refreshes have failed;
   const { last_success_at: lastSuccess } = (await metadataOf(US, id)).refresh;
   // ... until the stored document's validUntil has passed.
   const expired = at(-3600_000);
-  await sql(US, `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, [id, expired]);
+  await sql(US, SET_VALID_UNTIL, [id, expired]);
 
   const refused = await signIn(US, id);
   expect(refused.status).toBe(409);
@@ -208,7 +209,7 @@ test('a document whose refreshes are held (an untrusted change of certificates) 
   idp.set('rotating.xml', idpMetadata({ entityId: ENTITY, ssoUrl: `http://${idp.hostPort}/sso`, certs: [signer('idp-b')], validUntil: at(DAY) }));
   expect(await eventually(async () => (await metadataOf(US, id)).held_metadata !== null)).toBe(true);
   const expired = at(-3600_000);
-  await sql(US, `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`, [id, expired]);
+  await sql(US, SET_VALID_UNTIL, [id, expired]);
 
   const refused = await signIn(US, id);
   expect(refused.status).toBe(409);

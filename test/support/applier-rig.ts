@@ -34,6 +34,8 @@ export interface ApplierRig {
   /** Puts events on the stream in one entry (a pack, see event-auth.ts); `body` replaces the pack's bytes (signed as given). */
   publishPack(events: ChangeEvent[], body?: string): Promise<string>;
   pendingCount(): Promise<number>;
+  /** The name of organization `id` in REGION's database, or null when it has no row there (not applied). */
+  orgName(id: string): Promise<string | null>;
   /** Stops the appliers started so far and empties the inbox (its group made anew): a test's leftovers do not reach the next. */
   reset(): Promise<void>;
   cleanup(): Promise<void>;
@@ -102,6 +104,9 @@ export async function startApplierRig(label: string): Promise<ApplierRig> {
     async publishPack(events, body) {
       const auth = testEventAuth();
       return String(await redis.xadd(keys.inbox(REGION), '*', ...auth.packFields(body ?? `[${events.map((e) => auth.eventBytes(e)).join(',')}]`)));
+    },
+    async orgName(id) {
+      return (await db.organization.findUnique({ where: { id } }))?.name ?? null;
     },
     async pendingCount() {
       return Number(((await redis.xpending(keys.inbox(REGION), REGION)) as [number])[0]);

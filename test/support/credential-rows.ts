@@ -19,6 +19,12 @@ export const credentialRow = (org: string, id: string, version: string, label: s
   origin_region: 'us-iowa', version, created_version: v(1000),
 });
 
+/**
+ * Sets the validUntil of credential $1's stored IdP metadata to $2 (ISO): how the tests make a stored document
+ * expired (or about to) without an IdP serving one.
+ */
+export const SET_VALID_UNTIL = `UPDATE saml_credential_metadata SET metadata = jsonb_set(metadata, '{valid_until}', to_jsonb($2::text)) WHERE credential_id = $1::uuid`;
+
 export const change = (r: Row): RowChange => ({ table: credentialsTable.name, key: String(r.id), version: String(r.version), row: r });
 
 /** An outbox row of `org` (an empty event): what a write commits with its upserts. */
