@@ -37,7 +37,8 @@ commands on stdin while up:
                                partitioned is an error that names those that are
   pause SVC | resume SVC       SIGSTOP / SIGCONT a service: a region, redis@REGION (its Redis), or redis (shared);
                                pausing one not running, or resuming one not paused, is an error saying its state
-  kill SVC                     kill -9
+  kill SVC                     kill -9; killing one already down is an error that names those down
+  start SVC                    start one that is down, wait until it serves; one running or paused is an error
   restart SVC                  kill -9 if running, start again, wait until it serves
   latency HOST MS              change a host's one-way delay
   quit                         stop everything and clean up (also Ctrl-C)
@@ -94,6 +95,12 @@ function statusTable(stack: Stack): string {
     .join('\n');
 }
 
+/** The services that are down, for an error that a service is. */
+function downList(stack: Stack): string {
+  const down = stack.serviceNames.filter((n) => stack.state(n) === 'down');
+  return down.length ? `down: ${down.join(', ')}` : 'no service is down';
+}
+
 /** What to print for one command line, or null after quit; a refused command throws (see reply). */
 async function command(stack: Stack, line: string): Promise<string | null> {
   const [cmd = '', host = '', arg = ''] = line.trim().split(/\s+/);
@@ -125,13 +132,20 @@ async function command(stack: Stack, line: string): Promise<string | null> {
       break;
     case 'kill':
       needService();
+      // One already down is refused, as a heal of a host not partitioned is: an operator who typed the wrong
+      // service must not believe the right one was killed.
+      if (stack.state(host) === 'down') throw new Error(`${host} is already down: nothing to kill (${downList(stack)})`);
       await stack.kill(host);
       break;
     case 'restart':
     case 'start':
       needService();
       if (cmd === 'restart') await stack.restart(host);
-      else await stack.startService(host);
+      else {
+        const state = stack.state(host);
+        if (state !== 'down') throw new Error(`${host} is ${state === 'paused' ? 'paused: resume it' : 'already running: nothing to start'} (restart stops and starts it)`);
+        await stack.startService(host);
+      }
       break;
     case 'latency':
       needHost();

@@ -356,7 +356,8 @@ export class Stack {
     this.proc(service).resume();
   }
 
-  private state(service: string): HostStatus['state'] {
+  /** Whether a service runs, is paused (SIGSTOP) or is down. */
+  state(service: string): HostStatus['state'] {
     const p = this.proc(service);
     return !p.running ? 'down' : p.paused ? 'paused' : 'running';
   }

@@ -1,7 +1,8 @@
 /**
  * The commands typed while `npm run harness -- up` runs (scripts/harness/cli.ts), on a real harness stack: one
  * region and the shared Redis host, each in its network namespace. A heal of a host that is not partitioned,
- * a resume of a service that is not paused, a pause of one that is not running did nothing and answered
+ * a resume of a service that is not paused, a pause of one that is not running, a kill of one already down and
+ * a start of one running did nothing and answered
  * `ok:`, so an operator who typed the wrong host believed the right one healed; now each is an `error:` that
  * says the state, and the stack keeps running. The fault schedule's own heals (faults.ts heals only hosts it
  * finds partitioned) still work on it. Needs root (network namespaces), as the fault schedule does; CI runs
@@ -71,8 +72,23 @@ const stateOf = (service: string) => up().status().find((s) => s.host === servic
     expect(await typed('kill redis')).toEqual({ text: 'ok: kill redis\n', more: true });
     expect(await typed('resume redis')).toEqual({ text: 'error: redis is not paused: it is down (no service is paused)\n', more: true });
     expect(await typed('pause redis')).toEqual({ text: 'error: redis is down: nothing to pause\n', more: true });
+    expect(await typed('kill redis')).toEqual({ text: 'error: redis is already down: nothing to kill (down: redis)\n', more: true });
     expect(await typed('restart redis')).toEqual({ text: 'ok: restart redis\n', more: true });
     expect(stateOf('redis')?.state).toBe('running');
+    expect(await serves()).toBe(true);
+  }, 90_000);
+
+  test('a kill of a service already down, and a start of one running or paused, are errors; a start of one down starts it', async () => {
+    expect(await typed('start redis')).toEqual({ text: 'error: redis is already running: nothing to start (restart stops and starts it)\n', more: true });
+    expect(await typed('pause redis')).toEqual({ text: 'ok: pause redis\n', more: true });
+    expect(await typed('start redis')).toEqual({ text: 'error: redis is paused: resume it (restart stops and starts it)\n', more: true });
+    expect(await typed('kill redis')).toEqual({ text: 'ok: kill redis\n', more: true });
+    expect(await typed('kill redis')).toEqual({ text: 'error: redis is already down: nothing to kill (down: redis)\n', more: true });
+    expect(await typed('start redis')).toEqual({ text: 'ok: start redis\n', more: true });
+    expect(stateOf('redis')?.state).toBe('running');
+    expect(await typed(`kill ${US}`)).toEqual({ text: `ok: kill ${US}\n`, more: true });
+    expect(await typed(`kill ${US}`)).toEqual({ text: `error: ${US} is already down: nothing to kill (down: ${US})\n`, more: true });
+    expect(await typed(`start ${US}`)).toEqual({ text: `ok: start ${US}\n`, more: true });
     expect(await serves()).toBe(true);
   }, 90_000);
 
