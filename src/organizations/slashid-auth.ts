@@ -33,8 +33,20 @@ export function slashidAuth(db: Db): RequestHandler {
       );
     }
     res.locals.orgId = orgId.toLowerCase();
+    res.locals.keyOrgId = keyOrg;
     next();
   };
+}
+
+/**
+ * The organization whose API key authenticated the request: the one it acts on (orgIdOf), or an ancestor of
+ * it. Shares of the region that are per tenant (the IdP metadata fetches and host-name lookups) are counted
+ * against it, so a parent's key acting on many sub-organizations holds one share, not one per sub-organization.
+ */
+export function keyOrgIdOf(res: Response): string {
+  const id: unknown = res.locals.keyOrgId;
+  if (typeof id !== 'string') throw new Error('slashidAuth did not run before this handler');
+  return id;
 }
 
 export function orgIdOf(res: Response): string {

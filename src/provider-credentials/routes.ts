@@ -14,7 +14,7 @@ import { describeErrors, isUuid, shownId } from '../http/validate';
 import { parseIdempotencyKey } from '../idempotency/request';
 import { idempotencyKeysTable } from '../idempotency/store';
 import { awaitReplay, doneValue, findPrior, idempotentCall, keyReused, sendReplay, settledPrior, type IdempotentCall, type Prior } from '../idempotency/service';
-import { orgIdOf, slashidAuth } from '../organizations/slashid-auth';
+import { keyOrgIdOf, orgIdOf, slashidAuth } from '../organizations/slashid-auth';
 import { beforeWrite, parseConsistency, SupersededError, type Consistency, setChangeId, slashidFollowUp, slashidStoredResult, writeWithConsistency, type FollowUp, type StoredResult } from '../replication/consistency';
 import type { Replicator } from '../replication/replicator';
 import {
@@ -129,13 +129,16 @@ type Handlers = CredentialRouteDeps & { fetchMetadata: ReturnType<typeof metadat
 function metadataFetch(config: MetadataConfig) {
   const limiter = fetchLimiterFor(config);
   // The owner sets the URL (or the pins): trust on first use of this document, or the owner's certificates.
-  return async (res: Response, orgId: string, url: string, pins: TrustedCertificate[] | null, answered: AbortSignal) => {
+  return async (res: Response, url: string, pins: TrustedCertificate[] | null, answered: AbortSignal) => {
+    // Counted against the organization whose key sent it (keyOrgIdOf): a parent's key has one share of the
+    // fetches and of the host-name lookups for all the sub-organizations it acts on, not one per sub-organization.
+    const tenant = keyOrgIdOf(res);
     // Without the request's admission slot: the fetch needs no database connection and its own limiter bounds
     // it, so one organization's slow IdP cannot hold the region's write slots (others' writes would get 503).
     // Once the request was answered (beforeWrite's 408 at its deadline) nothing of it is used: a fetch under
     // way ends, and one whose slot comes later does not start, so the retry the 408 invites finds the slot free.
-    const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, orgId, url, answered));
-    const fresh = await outsideAdmission(res.req, () => limiter.run(orgId, load, res, limiter.orgWaitMs));
+    const load = () => (answered.aborted ? Promise.reject(new Error('the request was answered')) : loadIdpMetadata(config, tenant, url, answered));
+    const fresh = await outsideAdmission(res.req, () => limiter.run(tenant, load, res, limiter.orgWaitMs));
     const metadata = firstUse(fresh, pins);
     // The owner's choice: the write makes it the credential's trust setting (see TrustSetting).
     return { metadata, nextRefreshAt: nextRefreshAt(metadata, config), trust: { url, pins } };
@@ -156,7 +159,7 @@ function answerCreate(h: Handlers) {
     if (prior?.kind === 'replay') await awaitCreateReplay(h, res, consistency, prior, orgId, key);
     if (prior) return answerPrior(res, prior);
     const pins = body.idp_trusted_certificates ? callerPins(body.idp_trusted_certificates) : null;
-    const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgId, body.idp_metadata_url, pins, answered)).catch(settledOr(req, repl, idem));
+    const fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, body.idp_metadata_url, pins, answered)).catch(settledOr(req, repl, idem));
     if ('kind' in fetched) {
       if (fetched.kind === 'replay') await awaitCreateReplay(h, res, consistency, fetched, orgId, key);
       return answerPrior(res, fetched);
@@ -251,7 +254,7 @@ function answerPatch({ db, repl, fetchMetadata }: Handlers) {
     if (patch.idp_metadata_url !== undefined || pins) {
       const existing = await findCredential(db, orgIdOf(res), id);
       if (!existing) throw credentialNotFound(id);
-      fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, orgIdOf(res), patch.idp_metadata_url ?? existing.idpMetadataUrl, pins, answered));
+      fetched = await beforeWrite(consistency, (answered) => fetchMetadata(res, patch.idp_metadata_url ?? existing.idpMetadataUrl, pins, answered));
     }
     await writeWithConsistency(repl, consistency, () => patchCredential(repl, orgIdOf(res), id, patch, fetched), () => undefined, setChangeId(res));
     res.status(204).end();

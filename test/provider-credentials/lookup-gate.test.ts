@@ -148,6 +148,36 @@ describe('through the API of a region', () => {
     }
   });
 
+  test("a parent's key acting on sub-organizations holds one share of the lanes for them all: its lookups for three sub-organizations that do not answer fill it, and its next new host for a fourth is refused as busy", async () => {
+    const subDns = standInResolver();
+    const subGate = new LookupGate(subDns.resolve, { lanes: 7, stallMs: 100 });
+    const was = replaceSharedLookupGate(subGate);
+    try {
+      const parent = await createOrg(r.url, 'hung-parent');
+      const subs: { id: string; api_key: string }[] = [];
+      for (const i of [0, 1, 2, 3]) subs.push(await createOrg(r.url, `hung-sub-${i}`, { parent_id: parent.id }));
+      const byParent = (sub: { id: string }, url: string) => create({ id: sub.id, api_key: parent.api_key }, url);
+      const held = [0, 1, 2].map((i) => byParent(subs[i], `https://hung-s${i}.test/metadata.xml`));
+      expect(await eventually(async () => subGate.stats.notAnswering === 3, 5000)).toBe(true);
+
+      // Before, each sub-organization had a share of its own: this lookup took a fourth lane and hung there.
+      const refused = await byParent(subs[3], 'https://hung-s3.test/metadata.xml');
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('30');
+      expect(refused.body.errors[0].message).toMatch(/^The IdP metadata was not fetched: Could not look up the host "hung-s3\.test" now: 3 lookups of other IdP hosts/);
+      expect(subDns.calls).not.toContain('hung-s3.test');
+      // The fourth sub-organization's own key is another share, and gets a lane.
+      expect((await create(subs[3], healthyUrl())).status).toBe(201);
+
+      subDns.releaseAll();
+      for (const res of await Promise.all(held)) expect(res.status).toBe(400);
+      expect(await eventually(async () => subGate.stats.running === 0, 5000)).toBe(true);
+    } finally {
+      subDns.releaseAll();
+      replaceSharedLookupGate(was);
+    }
+  });
+
   test("a PATCH of idp_metadata_url takes its organization's share as a create does: with the share held, a PATCH to another hung host is 503 busy and changes nothing; another organization's PATCH goes on", async () => {
     const patch = (who: { id: string; api_key: string }, id: string, url: string) =>
       call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_metadata_url: url }, headers: slashidHeaders(who), timeoutMs: 30_000 });

@@ -192,6 +192,26 @@ describe('IdP metadata fetches in flight', () => {
     // The slots are given back.
     expect((await create(c, 'okta.xml')).status).toBe(201);
   });
+
+  test("per organization whose key sends it: a parent's key acting on two sub-organizations has one share, not one per sub-organization; a sub-organization's own key has its own", async () => {
+    const parent = await createOrg(r.url, 'fparent');
+    const [s1, s2] = [await createOrg(r.url, 'fsub1', { parent_id: parent.id }), await createOrg(r.url, 'fsub2', { parent_id: parent.id })];
+    const byParent = (sub: { id: string }, file: string) =>
+      call(r.url, 'POST', PATH, { body: { idp_metadata_url: idp.url(file) }, headers: slashidHeaders({ id: sub.id, api_key: parent.api_key }) });
+    idp.set('slow-p.xml', okta);
+    idp.slow('slow-p.xml', 5000);
+    const first = byParent(s1, 'slow-p.xml');
+    expect(await eventually(async () => idp.held() === 1, 15_000, 20)).toBe(true);
+    // Before, the share was the sub-organization's: this fetch took a second slot (201) while the first ran.
+    const other = await byParent(s2, 'okta.xml');
+    expect(other.status).toBe(429);
+    expect(other.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/IdP metadata fetches in progress \(the limit is 1\)/) }] });
+    expect(await r.region.db.samlProviderCredential.count({ where: { orgId: s2.id } })).toBe(0);
+    // The sub-organization's own key is another tenant's share.
+    expect((await create(s2, 'okta.xml')).status).toBe(201);
+    expect((await first).status).toBe(201);
+    expect((await byParent(s2, 'okta.xml')).status).toBe(201);
+  });
 });
 
 describe('tombstones', () => {
