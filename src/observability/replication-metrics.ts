@@ -41,6 +41,8 @@ export interface ReplicationMetricSources {
     onRefused?: (origin: string, reason: string) => void;
     /** Pending entries found trimmed from the inbox before they were applied (since start). */
     readonly lostEntries: number;
+    /** Changes this process parked, each once (since start). */
+    readonly parkedEvents: number;
   } | null;
   /** The tombstone collector, when this process runs one. */
   tombstones?: {
@@ -297,7 +299,7 @@ function tombstoneMetrics({ registers, countFromDb, fromCount }: Makers, s: Repl
   }
 }
 
-/** What the applier observes as it goes: its batches' durations, its refusals, entries lost to a trim. */
+/** What the applier observes as it goes: its batches' durations, its refusals and parks, entries lost to a trim. */
 function applierMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSources): void {
   const batches = new Histogram({
     name: 'replication_apply_batch_duration_seconds',
@@ -318,6 +320,7 @@ function applierMetrics({ registers, fromCount }: Makers, s: ReplicationMetricSo
     };
     s.applier.onRefused = (origin, reason) => refused.inc({ origin_region: origin, reason });
     const applier = s.applier;
+    fromCount('replication_applier_parked_total', 'Changes this process\'s applier parked (since start), each once: not one parked before, by it or by another process of the region, delivered again.', () => applier.parkedEvents);
     fromCount('replication_entries_lost_total', 'Pending inbox entries trimmed before this region applied them (since start): re-seed the region.', () => applier.lostEntries);
   }
 }

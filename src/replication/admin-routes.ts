@@ -141,6 +141,9 @@ export function replicationFigures(d: Pick<ReplicationAdminDeps, 'links' | 'trac
           recent: d.applier.recentRefused.map((r) => ({ stream_id: r.streamId, claimed_origin: r.origin, reason: r.reason, kid: r.kid, at: r.at })).reverse(),
         }
       : null,
+    // Changes this process's applier parked since it started, each once (not one parked before, by it or by
+    // another process of the region, delivered again; nor one discarded here). Null when it runs no applier.
+    parked_by_applier: d.applier ? d.applier.parkedEvents : null,
     waiting_requests: d.tracker.waiting,
     // Whether this process's start check of its database has run (restore-check.ts); null: it runs no applier.
     start_check: d.applier ? d.applier.startCheck : null,

@@ -64,6 +64,7 @@ export async function replicationStatus(d: { db: SqlReader; links: Pick<RedisLin
     // Events this region could not apply: failing (retried) and parked (kept, acked to origin as parked).
     failures,
     refused: figures.refused,
+    parked_by_applier: figures.parked_by_applier,
     waiting_requests: figures.waiting_requests,
     ack_signatures: figures.ack_signatures,
     tombstones: memory && record ? tombstoneStatus(memory, record) : null,

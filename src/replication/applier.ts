@@ -167,7 +167,7 @@ export class Applier {
     this.timeouts = new ApplyTimeouts(d.log);
     this.inbox = new InboxReads(d, (ids) => this.xack(ids));
     this.acks = new OriginAcks(d, (ids) => this.xack(ids));
-    this.deadLetters = new DeadLetters(d, (ids) => this.xack(ids), (origin, reason) => this.onRefused?.(origin, reason));
+    this.deadLetters = new DeadLetters(d, (origin, reason) => this.onRefused?.(origin, reason));
     this.setAside = new SetAside(d, {
       failures: this.failures,
       deadLetters: this.deadLetters,

@@ -4,7 +4,7 @@
  * region and its entry id; the refusals are also counted for /admin/replication and the metrics.
  */
 import type { Logger } from '../logger';
-import type { ReplicationKeys } from '../redis';
+import { luaScript, type ReplicationKeys } from '../redis';
 import type { RefusalReason } from './event-auth';
 import { claimedOrigin, namedChange } from './inbox-events';
 import type { RedisLinks } from './links';
@@ -29,6 +29,21 @@ export const RECENT_REFUSED = 20;
 /** An entry whose signature does not hold, with what the verification found. */
 export type Refused = { entry: StreamEntry; reason: RefusalReason; kid: string | null; body: string | null };
 
+/**
+ * Moves one entry of a region's inbox to the dead-letter stream, in one step: copied (XADD) and XACKed only
+ * while it is still pending in the group, else left alone (answers 0). Two consumers holding the same entry
+ * (a rolling restart's two processes, a claim racing the first reader) each run it; the first moves it, the
+ * second finds it acknowledged and copies nothing. The copy comes before the XACK: one that fails (the
+ * dead-letter stream cannot be written) ends the script with the entry still pending, to be moved again.
+ * KEYS: the inbox, the dead-letter stream; ARGV: the group, the entry id, the cap, then the copy's fields.
+ */
+const MOVE_ENTRY = `
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])`;
+const runMoveEntry = luaScript(MOVE_ENTRY);
+
 export interface DeadLettersDeps {
   links: RedisLinks;
   keys: ReplicationKeys;
@@ -47,14 +62,9 @@ export class DeadLetters {
   readonly refusedByReason: Partial<Record<RefusalReason, number>> = {};
   readonly recentRefused: RefusedEntry[] = [];
 
-  /**
-   * `xack`: XACKs entries of this region's inbox and answers how many it acknowledged (0 for one another
-   * consumer acknowledged first); `onRefused`: the observer of each refused entry (its claimed origin, a
-   * known region, else 'unknown', and the reason).
-   */
+  /** `onRefused`: the observer of each refused entry (its claimed origin, a known region, else 'unknown', and the reason). */
   constructor(
     private readonly d: DeadLettersDeps,
-    private readonly xack: (ids: string[]) => Promise<number>,
     private readonly onRefused: (origin: string, reason: string) => void,
   ) {}
 
@@ -69,10 +79,10 @@ export class DeadLetters {
    * Not parked: parked events live in Postgres and are retried by POST /admin/replication/parked/retry,
    * which does not verify again; and whoever can write to Redis could fill this region's database.
    * The dead-letter stream is capped. Nothing is acked to the tracker: the claimed origin may be a lie.
-   * Each is counted and logged once, by the consumer whose XACK acknowledged it: an attempt that fails
-   * before (the dead-letter stream cannot be written) leaves the entry pending, to be read and refused
-   * again, and counted then; two consumers holding it at once (the processes of a rolling restart, a claim
-   * racing the first reader) may both copy it, but only one XACK acknowledges it.
+   * Each is copied, counted and logged once, by the consumer that moved it (MOVE_ENTRY: copied and XACKed in
+   * one step while pending): an attempt that fails (the dead-letter stream cannot be written) leaves the
+   * entry pending, to be read and refused again, and counted then; of two consumers holding it at once (the
+   * processes of a rolling restart, a claim racing the first reader) the second finds it moved already.
    */
   async refuse(items: Refused[]): Promise<void> {
     const known = new Set<string>(this.d.membership?.regions() ?? this.d.regions);
@@ -81,8 +91,7 @@ export class DeadLetters {
     try {
       for (const item of items) {
         const { entry, reason, kid, body } = item;
-        await this.copy(entry[0], ['refused', reason, ...entry[1]]);
-        if ((await this.xack([entry[0]])) === 0) continue;
+        if (!(await this.move(entry[0], ['refused', reason, ...entry[1]]))) continue;
         moved.push(item);
         const origin = claimedOrigin(body);
         this.refusedEvents += 1;
@@ -128,22 +137,31 @@ export class DeadLetters {
   }
 
   /**
-   * Moves whole unreadable entries to the dead-letter stream (and XACKs them). Logged like the refusals:
-   * once, by the consumer whose XACK acknowledged each, not at every attempt.
+   * Moves whole unreadable entries to the dead-letter stream (copied and XACKed in one step). Copied and
+   * logged like the refusals: once, by the consumer that moved each, not at every attempt.
    */
   async entries(entries: StreamEntry[]): Promise<void> {
     const moved: string[] = [];
     try {
       for (const [id, fields] of entries) {
-        await this.copy(id, fields);
-        if ((await this.xack([id])) > 0) moved.push(id);
+        if (await this.move(id, fields)) moved.push(id);
       }
     } finally {
       if (moved.length) this.d.log.error({ ids: moved }, 'unreadable change events moved to the dead-letter stream');
     }
   }
 
-  /** Copies an inbox entry (or a part of it) to the dead-letter stream, with this region and its entry id. */
+  /**
+   * Moves an entry of this region's inbox to the dead-letter stream (MOVE_ENTRY), with this region and its
+   * entry id; false when it was no longer pending (another consumer of the group moved or applied it).
+   */
+  private async move(id: string, fields: string[]): Promise<boolean> {
+    const { links, keys, region } = this.d;
+    const moved = await runMoveEntry(links.own, [keys.inbox(region), keys.deadLetter], [region, id, DEAD_LETTER_MAX_LENGTH, 'region', region, 'id', id, ...fields]);
+    return Number(moved) > 0;
+  }
+
+  /** Copies a part of an inbox entry to the dead-letter stream, with this region and its entry id. */
   private async copy(id: string, fields: string[]): Promise<void> {
     const { links, keys, region } = this.d;
     await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);

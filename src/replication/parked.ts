@@ -73,13 +73,20 @@ export class FailureLog {
    * figures count. A change an operator discarded here, delivered again (its origin's Redis lost the ack), is
    * acked as parked like any other but not kept: the discard stands, and its failing row, if any, goes. One
    * already parked (by another process of the region: a rolling restart's other one, or this one before a
-   * restart), delivered again, stays parked, but was counted when it was parked.
+   * restart), delivered again, stays parked, but was counted when it was parked. Which is which is decided on
+   * the row itself, under its lock: of two processes parking the same change at once, the second waits for
+   * the first's row and finds it parked.
    */
   async park<T extends { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }>(items: T[]): Promise<T[]> {
     if (items.length === 0) return [];
-    const rows = await this.db.$queryRawUnsafe<{ change_id: string; again: boolean }[]>(
+    const parked = JSON.stringify(items.map((i) => ({
+      change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
+      last_error: i.error.slice(0, ERROR_MAX_CHARS),
+    })));
+    // Parked now: a new row, or a failing one (parked_at null, as read under the row's lock: the condition of
+    // DO UPDATE sees the latest version of a row another statement wrote, once that one committed).
+    const first = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
       `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
-            earlier AS (SELECT f.change_id FROM replication_failures f JOIN x ON x.change_id = f.change_id WHERE f.parked_at IS NOT NULL),
             discarded AS (DELETE FROM replication_failures f USING replication_discarded d, x
                            WHERE d.change_id = f.change_id AND x.change_id = f.change_id RETURNING f.change_id)
        INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
@@ -87,22 +94,29 @@ export class FailureLog {
          FROM x WHERE NOT EXISTS (SELECT 1 FROM replication_discarded d WHERE d.change_id = x.change_id)
        ON CONFLICT (change_id) DO UPDATE SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error,
          stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()
-       RETURNING change_id::text, EXISTS (SELECT 1 FROM earlier e WHERE e.change_id = replication_failures.change_id) AS again`,
-      JSON.stringify(items.map((i) => ({
-        change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
-        last_error: i.error.slice(0, ERROR_MAX_CHARS),
-      }))),
+         WHERE replication_failures.parked_at IS NULL
+       RETURNING change_id::text`,
+      parked,
     );
-    // Each stored change, and whether it was parked before this statement (its snapshot: `earlier`).
-    const stored = new Map(rows.map((r) => [r.change_id, r.again]));
+    const now = new Set(first.map((r) => r.change_id));
+    // The rest were parked before (or discarded here): those still parked take this park's reason and error.
+    const rest = items.filter((i) => !now.has(i.event.changeId.toLowerCase()));
+    const again = rest.length === 0 ? [] : await this.db.$queryRawUnsafe<{ change_id: string }[]>(
+      `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, stream_id text, reason text, last_error text))
+       UPDATE replication_failures f SET reason = x.reason, last_error = x.last_error, stream_id = COALESCE(x.stream_id, f.stream_id),
+              last_failed_at = now(), parked_at = now()
+         FROM x WHERE f.change_id = x.change_id AND f.parked_at IS NOT NULL
+       RETURNING f.change_id::text`,
+      JSON.stringify(rest.map((i) => ({ change_id: i.event.changeId, stream_id: i.streamId, reason: i.reason, last_error: i.error.slice(0, ERROR_MAX_CHARS) }))),
+    );
+    const stored = new Set(again.map((r) => r.change_id));
     const kept = new Map<string, T>();
     for (const i of items) {
       this.failing.delete(i.event.changeId);
       const id = i.event.changeId.toLowerCase();
-      const again = stored.get(id);
-      if (again === undefined) continue;
+      if (!now.has(id) && !stored.has(id)) continue;
       this.parkedIds.add(i.event.changeId);
-      if (!again && !kept.has(id)) kept.set(id, i);
+      if (now.has(id) && !kept.has(id)) kept.set(id, i);
     }
     return [...kept.values()];
   }

@@ -263,6 +263,14 @@ export const ReplicationStatus = Type.Object(
         strict,
       ),
     ),
+    parked_by_applier: Nullable(
+      Type.Integer({
+        minimum: 0,
+        description:
+          "Changes this process's applier parked since it started, each once: not one parked before (by this process before a restart, or by another of the region) and delivered again, nor one discarded here. " +
+          'failures.parked counts what the region holds parked. Null when the process runs no applier.',
+      }),
+    ),
     waiting_requests: Count,
     ack_signatures: Type.Object(
       {
@@ -310,7 +318,7 @@ export const ReplicationStatus = Type.Object(
           ...strict,
           description:
             'Only on the operator port: when the main thread published the in-memory figures of this answer (members, outbox.published_by_relay ' +
-            'and republished_after_loss, refused, waiting_requests, ack_signatures, the tombstone horizon, admission); the rest is read when asked.',
+            'and republished_after_loss, refused, parked_by_applier, waiting_requests, ack_signatures, the tombstone horizon, admission); the rest is read when asked.',
         },
       ),
     ),

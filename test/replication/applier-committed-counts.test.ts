@@ -3,8 +3,8 @@
  * (`refused_below_horizon`, replication_events_below_horizon_total) when the transaction that ruled it out
  * commits, not in a transaction rolled back and tried again; an entry refused for its signature
  * (`refused`, replication_events_refused_total) when it is in the dead-letter stream and XACKed by this
- * consumer, not at each attempt that failed to put it there nor by a second consumer that held it too; and
- * the refused and unreadable entries' log lines likewise.
+ * consumer, not at each attempt that failed to put it there nor by a second consumer that held it too (which
+ * copies nothing: the copy and the XACK are one step); and the refused and unreadable entries' log lines likewise.
  */
 import pino from 'pino';
 import { FEATURES } from '../../src/features';
@@ -149,28 +149,33 @@ test('an unreadable entry is logged once, when it is dead-lettered, however ofte
   });
 }, 60_000);
 
-test('an entry two consumers both refuse is counted, listed, observed and logged once: by the one whose XACK acknowledged it', async () => {
+test('an entry two consumers both refuse is moved to the dead-letter stream, counted, listed, observed and logged once: by the one that moved it', async () => {
   await rig.reset();
   const fields = testEventAuth().entryFields(orgEvent('refused twice'));
   fields[fields.length - 1] = 'zz'; // its MAC
   const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
-  // The first consumer's XACK of it waits until the test lets it go: it has copied the entry and holds it
-  // while the second claims it (pending past claimIdleMs), refuses, copies and XACKs it.
+  // The first consumer's move of it (any command writing it to the dead-letter stream) waits until the test
+  // lets it go: it holds the entry while the second claims it (pending past claimIdleMs), refuses and moves it.
   const own = createRedis(REDIS_URL, 'committed-counts-gated');
   let release = () => undefined as void;
   const gate = new Promise<void>((r) => (release = r));
   let holding = false;
-  let firstAcked: number | null = null;
-  const xack = own.xack.bind(own);
-  Object.assign(own, {
-    xack: async (key: string, group: string, ...ids: string[]) => {
-      if (!ids.includes(id)) return xack(key, group, ...ids);
-      holding = true;
-      await gate;
-      firstAcked = Number(await xack(key, group, ...ids));
-      return firstAcked;
-    },
-  });
+  let firstDone = false;
+  for (const name of ['xadd', 'evalsha', 'eval'] as const) {
+    const command = (own[name] as (...a: unknown[]) => Promise<unknown>).bind(own);
+    Object.assign(own, {
+      [name]: async (...args: unknown[]) => {
+        if (holding || !args.includes(rig.keys.deadLetter) || !args.includes(id)) return command(...args);
+        holding = true;
+        await gate;
+        try {
+          return await command(...args);
+        } finally {
+          firstDone = true;
+        }
+      },
+    });
+  }
   const links = new RedisLinks({ region: REGION, own, name: 'committed-counts-gated', defaultUrl: REDIS_URL, configured: new Map() });
   const { lines, log } = capturedLog();
   const first = await rig.applier({ links, log, consumer: 'first' });
@@ -183,13 +188,11 @@ test('an entry two consumers both refuse is counted, listed, observed and logged
     second.start();
     expect(await eventually(async () => second.refusedEvents === 1 && (await rig.pendingCount()) === 0, 15_000, 20)).toBe(true);
     release();
-    expect(await eventually(async () => firstAcked !== null, 15_000, 20)).toBe(true);
+    expect(await eventually(async () => firstDone, 15_000, 20)).toBe(true);
     await first.stop();
     await second.stop();
-    // Both copied it (each before its XACK); only the second's XACK acknowledged it.
-    expect((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id))).toHaveLength(2);
-    expect(firstAcked).toBe(0);
-    // Before: the first counted (listed, observed, logged) it as well.
+    // Before: both copied it (each before its XACK), and only the second's XACK acknowledged it.
+    expect((await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id))).toHaveLength(1);
     expect([first.refusedEvents, second.refusedEvents]).toEqual([0, 1]);
     expect(first.refusedByReason).toEqual({});
     expect(first.recentRefused).toEqual([]);

@@ -5,7 +5,8 @@
  */
 import { FailureLog, MAX_FAILURES } from '../../src/replication/parked';
 import { createApplyPool } from '../../src/replication/pg-tx';
-import { DatabaseError } from 'pg';
+import { Client, DatabaseError } from 'pg';
+import type { Db } from '../../src/db/client';
 import { isDatabaseTrouble } from '../../src/db/pg-errors';
 import { testEventAuth } from '../support/env';
 import pino from 'pino';
@@ -409,5 +410,36 @@ test('a change another process parked, delivered again and still not applying, i
     expect(lines.filter((l) => /^change events parked/.test(String(l.msg)))).toEqual([]);
   } finally {
     await applier.stop();
+  }
+}, 30_000);
+
+test('two processes parking the same change at once count it once: the second waits for the first\'s row and finds it parked', async () => {
+  await rig.reset();
+  // The first process's park runs in a transaction the test holds open (its own connection): the second's
+  // statement, on the rig's pool, waits on the row it wrote (a new one, or a failing one it parked).
+  const first = new Client({ connectionString: rig.databaseUrl });
+  await first.connect();
+  const held = { $queryRawUnsafe: async (sql: string, ...values: unknown[]) => (await first.query(sql, values)).rows } as unknown as Db;
+  const waitingOnLock = async () =>
+    (await rig.db.$queryRawUnsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%replication_failures%'`,
+    ))[0]?.n === 1;
+  try {
+    for (const failingBefore of [false, true]) {
+      const event = eventFor('widgets', `w-race-${String(failingBefore)}`, { id: 'w' });
+      const item = { event, streamId: '1-0', reason: 'unknown-table' as const, error: 'test' };
+      if (failingBefore) await new FailureLog(rig.db).record(event, '1-0', new Error('failed once'));
+      await first.query('BEGIN');
+      expect(await new FailureLog(held).park([item])).toEqual([item]);
+      const second = new FailureLog(rig.db).park([item]);
+      expect(await eventually(waitingOnLock, 10_000, 20)).toBe(true);
+      await first.query('COMMIT');
+      // Before: [item], its `earlier` snapshot taken before the first committed: counted twice in the region.
+      expect({ failingBefore, counted: await second }).toEqual({ failingBefore, counted: [] });
+      expect(await failureRow(event.changeId)).toMatchObject({ reason: 'unknown-table', parked: true, failures: 1 });
+    }
+  } finally {
+    await first.query('ROLLBACK').catch(() => undefined);
+    await first.end();
   }
 }, 30_000);

@@ -43,6 +43,9 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   const kept = eventFor('gadgets', 'g2', { id: 'g2', color: 'green' });
   for (const e of [gone, kept]) await redis.xadd(keys.inbox(REGION), '*', ...testEventAuth().entryFields(e));
   expect(await eventually(async () => (await status()).failures?.parked === 2, 10_000)).toBe(true);
+  // Counted by the applier that parked them, in the status beside the refusals and in the metrics.
+  expect((await status()).parked_by_applier).toBe(2);
+  expect((await scrape(url())).value('replication_applier_parked_total')).toBe(2);
   // The change's status says where it is parked (pending there, for an operator; the origin, not running
   // here, has no ack of its own either).
   // The parked ack goes to the origin's Redis after the change is parked in the database (set-aside.ts park),
@@ -130,6 +133,8 @@ test('parked events named by an operator are discarded whole; failing ones, othe
   // The ack to the origin follows the count (set-aside.ts park). Before: it counted the change as parked.
   expect(parkedBefore).toEqual(expect.any(Number));
   expect(applier?.parkedEvents).toBe(parkedBefore);
+  expect((await status()).parked_by_applier).toBe(parkedBefore);
+  expect((await scrape(url())).value('replication_applier_parked_total')).toBe(parkedBefore);
 
   // A stored event whose ops are not a list (no version writes one; a hand-made row) does not break the reads.
   const odd = uuidv4();
