@@ -164,11 +164,13 @@ function parkedForUpgrade(failures: PeerReplication['failures']): number {
  * A region's refreshes as the console shows them: the first few failing, and the credentials whose stored
  * metadata expired. An expired one whose refreshes do not fail (a newer document held, or its refresh not due:
  * the refresher stopped, or its schedule put off) signed no one in while the console showed nothing of it.
- * The region counts the expired ones; one of a version that does not (before 2026-12-07) is counted here among
- * the credentials it lists (up to 500, failing and held first): a lower bound once it lists 500, said as such.
+ * The region counts the expired ones, and those of them failing; one of a version that does not (before
+ * 2026-12-07) is counted here among the credentials it lists (up to 500, failing and held first): a lower bound
+ * once it lists 500 (or fewer failing ones than it has), said as such.
  */
 function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metadata_refresh']> {
-  const failures = m.credentials.filter((c) => c.consecutive_failures > 0).slice(0, LISTED_FAILURES);
+  const failing = m.credentials.filter((c) => c.consecutive_failures > 0);
+  const failures = failing.slice(0, LISTED_FAILURES);
   const expired = m.credentials.flatMap((c) => (c.expired_since ? [{ ...c, expired_since: c.expired_since }] : []));
   const expiredNotFailing = expired.filter((c) => c.consecutive_failures === 0).slice(0, LISTED_FAILURES);
   return {
@@ -183,6 +185,11 @@ function refreshSummary(m: PeerMetadataRefresh): NonNullable<RegionStatus['metad
     })),
     expired: m.expired ?? expired.length,
     ...(m.expired === undefined && m.credentials.length >= LISTED_BY_REGION ? { expired_is_bound: true as const } : {}),
+    // How many of the failing ones expired, so the page counts each credential once (as failing, or as expired
+    // while not failing). A region of a version that does not say: those it lists (failing first), exact while it
+    // lists every failing one.
+    failing_expired: m.failing_expired ?? failing.filter((c) => c.expired_since).length,
+    ...(m.failing_expired === undefined && failing.length < m.failing ? { failing_expired_is_bound: true as const } : {}),
     expired_credentials: expiredNotFailing.map((c) => ({
       credential_id: c.credential_id,
       idp_metadata_url: c.idp_metadata_url,

@@ -249,9 +249,24 @@ export const CONSOLE_JS = String.raw`(function () {
         }
         list.appendChild(el('li', item));
       });
-      // Only the first few are sent: say how many more there are, and where they are listed.
+      // Only the first few are sent: say how many more there are (how many of them expired), and where they are
+      // listed. Each credential is counted once: a failing one here, expired or not; below, those that expired
+      // while not failing (the region counts both apart: failing_expired).
       var more = m.failing - m.failures.length;
-      if (more > 0) list.appendChild(el('li', { text: r.id + ': ' + more + ' more failing (GET /admin/metadata-refresh on ' + r.id + ' lists them)', 'data-more': String(more), class: 'bad' }));
+      var shownFailingExpired = m.failures.filter(function (f) { return f.expired_since; }).length;
+      var moreFailingExpired = Math.min(Math.max(m.failing_expired - shownFailingExpired, 0), Math.max(more, 0));
+      if (more > 0) {
+        var ofThem = '';
+        if (m.failing_expired_is_bound) {
+          // A region of a version that does not count them: those among the failing ones it lists.
+          ofThem = moreFailingExpired > 0 ? 'at least ' + moreFailingExpired + ' of them expired, its version counting them only among those it lists; ' : 'its version does not say how many of them expired; ';
+        } else if (moreFailingExpired > 0) {
+          ofThem = moreFailingExpired + ' of them expired: sign-ins refused; ';
+        }
+        var moreItem = { text: r.id + ': ' + more + ' more failing (' + ofThem + 'GET /admin/metadata-refresh on ' + r.id + ' lists them)', 'data-more': String(more), 'data-more-failing-expired': String(moreFailingExpired), class: 'bad' };
+        if (m.failing_expired_is_bound) moreItem['data-failing-expired-bound'] = 'true';
+        list.appendChild(el('li', moreItem));
+      }
       // Expired while its refreshes do not fail (a newer document held, or no refresh due): signs no one in all
       // the same, and was listed nowhere, the list holding failing refreshes only.
       m.expired_credentials.forEach(function (c) {
@@ -260,14 +275,18 @@ export const CONSOLE_JS = String.raw`(function () {
           : 'its refreshes do not fail; the next is due at ' + (c.next_at || '?');
         list.appendChild(el('li', { text: r.id + ': ' + c.idp_metadata_url + ' — its metadata expired at ' + c.expired_since + ' (sign-ins refused); ' + why, 'data-expired-since': c.expired_since, class: 'bad' }));
       });
-      var shown = m.failures.filter(function (f) { return f.expired_since; }).length + m.expired_credentials.length;
-      var moreExpired = m.expired - shown;
+      // The expired ones not failing, less those listed above (the failing ones are counted on their own line).
+      var moreExpired = Math.max(m.expired - m.failing_expired, 0) - m.expired_credentials.length;
+      var notFailing = ' more whose metadata expired while their refreshes do not fail';
       if (m.expired_is_bound) {
         // A region of a version that does not count them all: counted among the 500 it lists, maybe more.
-        var bound = (moreExpired > 0 ? 'at least ' + moreExpired : 'maybe') + ' more whose metadata expired';
+        var bound = (moreExpired > 0 ? 'at least ' + moreExpired : 'maybe') + notFailing;
         list.appendChild(el('li', { text: r.id + ': ' + bound + ' (its version counts them only among the 500 credentials its GET /admin/metadata-refresh lists)', 'data-more-expired': String(Math.max(moreExpired, 0)), 'data-expired-bound': 'true', class: 'bad' }));
+      } else if (moreExpired > 0 && m.failing_expired_is_bound) {
+        // Its expired ones counted, but not which of them fail: the failing ones it does not list may be among them.
+        list.appendChild(el('li', { text: r.id + ': up to ' + moreExpired + notFailing + ' (its version does not say how many of its failing ones expired; GET /admin/metadata-refresh on ' + r.id + ' lists the first 500 credentials, with expired_since)', 'data-more-expired': String(moreExpired), 'data-expired-bound': 'upper', class: 'bad' }));
       } else if (moreExpired > 0) {
-        list.appendChild(el('li', { text: r.id + ': ' + moreExpired + ' more whose metadata expired (GET /admin/metadata-refresh on ' + r.id + ' lists the first 500 credentials, with expired_since)', 'data-more-expired': String(moreExpired), class: 'bad' }));
+        list.appendChild(el('li', { text: r.id + ': ' + moreExpired + notFailing + ' (GET /admin/metadata-refresh on ' + r.id + ' lists the first 500 credentials, with expired_since)', 'data-more-expired': String(moreExpired), class: 'bad' }));
       }
     });
     unread.forEach(function (id) {

@@ -48,6 +48,8 @@ export const PeerMetadataRefresh = Type.Object({
   failing: Type.Integer(),
   /** Absent from regions of versions before the exact count (2026-12-07). */
   expired: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Of `expired`, those failing too. Absent from regions of versions before it (2026-12-07). */
+  failing_expired: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Absent from regions of versions before adoption (2026-12-03). */
   adoption: Type.Optional(Type.Object({ departed: Type.Array(Type.String()), ready: Type.Boolean(), waiting: Nullable(Type.String()) })),
   credentials: Type.Array(
@@ -128,6 +130,17 @@ export const RegionStatus = Type.Object({
         Type.Literal(true, {
           description:
             'Only when true: `expired` is a lower bound, counted among the credentials the region lists, as its version does not count them all (and the region lists 500, so some may be left out).',
+        }),
+      ),
+      failing_expired: Type.Integer({
+        minimum: 0,
+        description:
+          "Of `expired`, the credentials whose refreshes are failing too (counted in `failing` as well, so `expired` − `failing_expired` expired while their refreshes do not fail): all of them (its GET /admin/metadata-refresh's `failing_expired`), or, from a region of a version before that count, those among the credentials it lists (`failing_expired_is_bound` then says when some failing ones are not listed).",
+      }),
+      failing_expired_is_bound: Type.Optional(
+        Type.Literal(true, {
+          description:
+            'Only when true: `failing_expired` is a lower bound, counted among the failing credentials the region lists, as its version does not count them all and it lists fewer than `failing`.',
         }),
       ),
       expired_credentials: Type.Array(

@@ -107,7 +107,13 @@ export async function loadIdpMetadata(config: MetadataConfig, orgId: string, url
 export const DEFAULT_REFRESH_SECONDS = 24 * 3600;
 const MIN_REFRESH_MS = 1000;
 
-/** When to fetch again: the configured period, sooner if the document's cacheDuration or validUntil ask. */
+/**
+ * When to fetch again: the configured period, sooner if the document's cacheDuration or validUntil ask. `now`: the
+ * real clock, which the schedule runs on. The time left until validUntil is measured at the clock its expiry is
+ * judged at (validationTime: METADATA_VALIDATION_TIME when set, as the fetch and sign-in judge it); measured at
+ * the real clock, a region whose validation time is in the past scheduled every document as if already expired
+ * (a period later), and one whose validation time is ahead as if it had longer left than it has.
+ */
 export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, now = new Date()): Date {
   let wait = (config.metadataRefreshIntervalSeconds ?? DEFAULT_REFRESH_SECONDS) * 1000;
   const cache = m?.cache_duration ? cacheDurationMs(m.cache_duration) : null;
@@ -116,8 +122,9 @@ export function nextRefreshAt(m: StoredMetadata | null, config: MetadataConfig, 
     // Refresh well before the document goes stale: half of the time left until its validUntil. One fetched
     // after its validUntil, within the skew (taken, as a sign-in takes it: expiredAt), has none left: half of
     // the time until the skew runs out, else it waited the whole period and expired meanwhile.
+    const judged = (config.metadataValidationTime ? validationTime(config) : now).getTime();
     const until = Date.parse(m.valid_until);
-    const left = until > now.getTime() ? until - now.getTime() : until + skewMsOf(config) - now.getTime();
+    const left = until > judged ? until - judged : until + skewMsOf(config) - judged;
     if (left > 0) wait = Math.min(wait, left / 2);
   }
   return new Date(now.getTime() + Math.max(MIN_REFRESH_MS, wait));

@@ -147,6 +147,10 @@ export const MetadataRefreshStatus = Type.Object(
       description:
         "Credentials this region refreshes whose stored IdP metadata is past its validUntil beyond samlClockSkewSeconds (as each listed one's `expired_since` says): sign-ins with them are refused (409 idp_metadata_expired). All of them, failing or not, listed or not (`credentials` stops at 500).",
     }),
+    failing_expired: Type.Integer({
+      minimum: 0,
+      description: 'Of `expired`, those whose refreshes are failing too (counted in `failing` as well): all of them, listed or not.',
+    }),
     adoption: Type.Object(
       {
         departed: Type.Array(Type.String(), { description: 'Regions removed from the deployment (npm run members -- remove), whose credentials the remaining regions adopt.' }),

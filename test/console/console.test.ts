@@ -79,7 +79,7 @@ test('GET /admin/deployment needs the admin token and reports every region up, r
   for (const r of d.regions) {
     expect(r).toMatchObject({ up: true, ready: true, problems: [], redis: 'ready', redis_down: null, database: 'ok', url: cluster.url(r.id) });
     expect(r.replication).toMatchObject({ outbox_unpublished: 0, failing: 0, parked: 0, dead_letters: 0, stream_connected: true, waiting_requests: 0 });
-    expect(r.metadata_refresh).toEqual({ failing: 0, failures: [], expired: 0, expired_credentials: [] });
+    expect(r.metadata_refresh).toEqual({ failing: 0, failures: [], expired: 0, failing_expired: 0, expired_credentials: [] });
     expect(r.backlog).toEqual({ undelivered: expect.any(Number), pending_acks: expect.any(Number) });
   }
   expect(d.lag).toHaveLength(6);

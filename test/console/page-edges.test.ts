@@ -338,6 +338,44 @@ test("a failing credential whose metadata expired is listed in red with when it 
   await page.close();
 });
 
+test('a failing credential whose metadata expired, beyond the five listed, is counted once: among the failing ones, said to have expired, not again among the expired', async () => {
+  const org = await createOrg(base, 'expiring-unlisted');
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label: `u${i}` }, headers: slashidHeaders(org) });
+    expect(res.status).toBe(201);
+    ids.push(res.body.result.id as string);
+  }
+  const [unlisted, ...others] = ids as [string, ...string[]];
+  await region.db.$executeRawUnsafe(SET_VALID_UNTIL, unlisted, new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString());
+  // Five others fail more often: listed ahead of it, so it is one of those counted on the "more failing" line.
+  await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 2, last_error = 'unreachable' WHERE credential_id = ANY($1::uuid[])", others);
+  await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 1, last_error = 'unreachable' WHERE credential_id = $1::uuid", unlisted);
+  // The region counts the failing ones whose metadata expired (here every one is listed: fewer than 500).
+  const admin = (await call<{ failing_expired: number; credentials: { consecutive_failures: number; expired_since: string | null }[] }>(base, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body;
+  expect(admin.failing_expired).toBe(admin.credentials.filter((c) => c.consecutive_failures > 0 && c.expired_since !== null).length);
+  const meta = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === 'us-iowa')?.metadata_refresh;
+  if (!meta) throw new Error('us-iowa: no metadata_refresh');
+  expect(meta.failures.map((f) => f.credential_id)).not.toContain(unlisted);
+  expect(meta.failing_expired).toBe(admin.failing_expired);
+  expect(meta).not.toHaveProperty('failing_expired_is_bound');
+  const more = meta.failing - meta.failures.length;
+  const moreExpired = meta.failing_expired - meta.failures.filter((f) => f.expired_since !== null).length;
+  expect(moreExpired).toBeGreaterThanOrEqual(1);
+  // Every expired one not failing is listed: nothing more to count.
+  expect(meta.expired - meta.failing_expired).toBe(meta.expired_credentials.length);
+
+  const { page, errors } = await openLoggedIn();
+  await page.waitForSelector('#refresh-failures li[data-more]', { timeout: 10_000 });
+  await settled(page);
+  expect(await page.textContent('#refresh-failures li[data-more]')).toBe(`us-iowa: ${more} more failing (${moreExpired} of them expired: sign-ins refused; GET /admin/metadata-refresh on us-iowa lists them)`);
+  expect(await page.getAttribute('#refresh-failures li[data-more]', 'data-more-failing-expired')).toBe(String(moreExpired));
+  // Not counted again as expired (the line said "1 more whose metadata expired" of the same credential).
+  expect(await page.$$eval('#refresh-failures li[data-more-expired]', (lis) => lis.map((li) => li.textContent))).toEqual([]);
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
 test("a region's expired_since is shown as text, whatever it holds", async () => {
   const hostile = '<img src=x onerror="window.injected=1">';
   const credential = { credential_id: 'c1', idp_metadata_url: 'https://idp.example/md', last_error: 'unreachable', consecutive_failures: 2, last_success_at: null, expired_since: hostile };
@@ -367,8 +405,8 @@ test('a credential whose metadata expired while its refreshes do not fail is lis
   expect(listed.map((c) => [c.credential_id, c.expired_since, c.held_since])).toEqual([[id, expired, null]]);
   const nextAt = listed[0]?.next_at ?? '';
   expect(Date.parse(nextAt)).toBeGreaterThan(Date.now() + 3600_000);
-  // Counted with the failing ones that expired (listed among the failures, with their expired_since).
-  expect(meta?.expired).toBe((meta?.failures.filter((f) => f.expired_since !== null).length ?? 0) + 1);
+  // Counted with the failing ones that expired (those of them listed among the failures, with their expired_since).
+  expect(meta?.expired).toBe((meta?.failing_expired ?? NaN) + 1);
 
   const { page, errors } = await openLoggedIn();
   const item = `#refresh-failures li[data-expired-since="${expired}"]`;
@@ -399,7 +437,7 @@ test('expired credentials not failing: the first five listed (a held one says so
       [`${BELGIUM}: https://idp.example/md0 — its metadata expired at ${hostile} (sign-ins refused); its refreshes do not fail; the next is due at 2026-12-01T00:00:00.000Z`, 'bad'],
       [`${BELGIUM}: https://idp.example/md1 — its metadata expired at 2026-11-01T00:00:00.000Z (sign-ins refused); a newer document is held since ${hostile} (an operator accepts it: POST /admin/metadata-refresh/c1/accept)`, 'bad'],
       ...[2, 3, 4].map((i) => [`${BELGIUM}: https://idp.example/md${i} — its metadata expired at 2026-11-01T00:00:00.000Z (sign-ins refused); its refreshes do not fail; the next is due at 2026-12-01T00:00:00.000Z`, 'bad']),
-      [`${BELGIUM}: 2 more whose metadata expired (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`, 'bad'],
+      [`${BELGIUM}: 2 more whose metadata expired while their refreshes do not fail (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`, 'bad'],
     ]);
     expect(await page.$('#refresh-failures img')).toBeNull();
     expect(await page.evaluate('window.injected')).toBeUndefined();
@@ -426,7 +464,7 @@ test("a region's count of expired credentials is the console's, beyond the ones 
     const { page, errors } = await openLoggedIn();
     const more = `#refresh-failures li[data-more-expired]:has-text("${BELGIUM}:")`;
     await page.waitForSelector(more, { timeout: 20_000 });
-    expect(await page.textContent(more)).toBe(`${BELGIUM}: 635 more whose metadata expired (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`);
+    expect(await page.textContent(more)).toBe(`${BELGIUM}: 635 more whose metadata expired while their refreshes do not fail (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`);
     expect(await page.getAttribute(more, 'data-expired-bound')).toBeNull();
     expect(errors).toEqual([]);
     await page.close();
@@ -442,7 +480,7 @@ test('a region of a version that does not count its expired credentials: those a
     const { page, errors } = await openLoggedIn();
     const more = `#refresh-failures li[data-more-expired]:has-text("${BELGIUM}:")`;
     await page.waitForSelector(more, { timeout: 20_000 });
-    expect(await page.textContent(more)).toBe(`${BELGIUM}: at least 5 more whose metadata expired (its version counts them only among the 500 credentials its GET /admin/metadata-refresh lists)`);
+    expect(await page.textContent(more)).toBe(`${BELGIUM}: at least 5 more whose metadata expired while their refreshes do not fail (its version counts them only among the 500 credentials its GET /admin/metadata-refresh lists)`);
     expect(await page.getAttribute(more, 'data-expired-bound')).toBe('true');
     expect(errors).toEqual([]);
     await page.close();
@@ -452,6 +490,72 @@ test('a region of a version that does not count its expired credentials: those a
     const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ expired: 10 });
     expect(row?.metadata_refresh).not.toHaveProperty('expired_is_bound');
+  });
+});
+
+/** A failing credential of a stand-in's GET /admin/metadata-refresh, expired when `expired`. */
+const failingOne = (i: number, expired: boolean) => ({
+  credential_id: `f${i}`, idp_metadata_url: `https://idp.example/f${i}`, last_error: 'unreachable', consecutive_failures: 3, last_success_at: null,
+  expired_since: expired ? '2026-11-01T00:00:00.000Z' : null, held_since: null, next_at: '2026-12-01T00:00:00.000Z',
+});
+/** The stand-in's lines of the refresh list, as [text, data-more-failing-expired, data-more-expired, data-failing-expired-bound, data-expired-bound]. */
+async function belgiumLines(page: Page): Promise<(string | null)[][]> {
+  await page.waitForSelector(`#refresh-failures li:has-text("${BELGIUM}:")`, { timeout: 20_000 });
+  await settled(page);
+  const items = await page.$$eval('#refresh-failures li', (lis) =>
+    lis.map((li) => [li.textContent, li.getAttribute('data-more-failing-expired'), li.getAttribute('data-more-expired'), li.getAttribute('data-failing-expired-bound'), li.getAttribute('data-expired-bound')]),
+  );
+  return items.filter(([text]) => text?.startsWith(`${BELGIUM}:`));
+}
+
+test("expired credentials beyond those listed are counted once each: the failing ones on the failing line (the region's failing_expired), the others on their own", async () => {
+  // 8 failing (5 listed, the first expired), 4 of them expired; 10 expired in all: 6 not failing, 2 of them listed.
+  const credentials = [...Array.from({ length: 5 }, (_, i) => failingOne(i, i === 0)), quiet(0, true), quiet(1, true)];
+  await withStandIn({ '/admin/metadata-refresh': { failing: 8, expired: 10, failing_expired: 4, credentials } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ failing: 8, expired: 10, failing_expired: 4 });
+    expect(row?.metadata_refresh).not.toHaveProperty('failing_expired_is_bound');
+    const { page, errors } = await openLoggedIn();
+    const lines = await belgiumLines(page);
+    expect(lines.filter(([, more, moreExpired]) => more !== null || moreExpired !== null)).toEqual([
+      // 3 failing not listed, 3 of them expired (4 less the one listed); 6 − 2 listed expired not failing. It said 7
+      // more expired (10 − 3 shown), the 3 failing ones counted twice.
+      [`${BELGIUM}: 3 more failing (3 of them expired: sign-ins refused; GET /admin/metadata-refresh on ${BELGIUM} lists them)`, '3', null, null, null],
+      [`${BELGIUM}: 4 more whose metadata expired while their refreshes do not fail (GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`, null, '4', null, null],
+    ]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
+
+test('a region of a version that does not count its failing expired credentials: those it lists, exact while it lists every failing one, else a bound said as such', async () => {
+  // Every failing one listed (6): 2 of them expired (f0, shown, and f5, not), and 1 expired not failing, listed.
+  const all = [...Array.from({ length: 6 }, (_, i) => failingOne(i, i === 0 || i === 5)), quiet(0, true)];
+  await withStandIn({ '/admin/metadata-refresh': { failing: 6, expired: 3, credentials: all } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ failing: 6, expired: 3, failing_expired: 2 });
+    expect(row?.metadata_refresh).not.toHaveProperty('failing_expired_is_bound');
+    const { page, errors } = await openLoggedIn();
+    const lines = await belgiumLines(page);
+    expect(lines.filter(([, more, moreExpired]) => more !== null || moreExpired !== null)).toEqual([
+      [`${BELGIUM}: 1 more failing (1 of them expired: sign-ins refused; GET /admin/metadata-refresh on ${BELGIUM} lists them)`, '1', null, null, null],
+    ]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+  // 700 failing, 500 listed (every fifth expired: 100), 650 expired in all: how many of the others fail is not said.
+  const listed = Array.from({ length: 500 }, (_, i) => failingOne(i, i % 5 === 0));
+  await withStandIn({ '/admin/metadata-refresh': { failing: 700, expired: 650, credentials: listed } }, async () => {
+    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    expect(row?.metadata_refresh).toMatchObject({ failing: 700, expired: 650, failing_expired: 100, failing_expired_is_bound: true });
+    const { page, errors } = await openLoggedIn();
+    const lines = await belgiumLines(page);
+    expect(lines.filter(([, more, moreExpired]) => more !== null || moreExpired !== null)).toEqual([
+      [`${BELGIUM}: 695 more failing (at least 99 of them expired, its version counting them only among those it lists; GET /admin/metadata-refresh on ${BELGIUM} lists them)`, '99', null, 'true', null],
+      [`${BELGIUM}: up to 550 more whose metadata expired while their refreshes do not fail (its version does not say how many of its failing ones expired; GET /admin/metadata-refresh on ${BELGIUM} lists the first 500 credentials, with expired_since)`, null, '550', null, 'upper'],
+    ]);
+    expect(errors).toEqual([]);
+    await page.close();
   });
 });
 

@@ -102,8 +102,10 @@ async function dropCopies(ids: string[]): Promise<void> {
 }
 
 interface RefreshStatus {
+  failing: number;
   expired: number;
-  credentials: { credential_id: string; expired_since: string | null }[];
+  failing_expired: number;
+  credentials: { credential_id: string; expired_since: string | null; consecutive_failures: number }[];
 }
 const refreshStatus = async () => {
   const res = await call<RefreshStatus>(cluster.url(US), 'GET', '/admin/metadata-refresh', { headers: adminHeaders });
@@ -273,8 +275,28 @@ test('/admin/metadata-refresh counts every expired credential, beyond the 500 it
     expect(after.credentials).toHaveLength(500);
     expect(listedExpired(after)).toBeLessThan(before.expired + 520);
     expect(after.expired).toBe(before.expired + 520);
+    expect(after.failing_expired).toBe(before.failing_expired);
   } finally {
     await dropCopies(ids);
   }
   expect((await refreshStatus()).expired).toBe(before.expired);
+});
+
+test('/admin/metadata-refresh counts the expired credentials whose refreshes fail too (failing_expired), beyond the 500 it lists', async () => {
+  const id = await credential('many-failing.xml', at(DAY));
+  const before = await refreshStatus();
+  // 530 expired copies, 510 of them failing, and 20 current copies failing: 530 failing, more than the list holds.
+  const expired = await copies(id, Array.from({ length: 530 }, () => at(-DAY)));
+  const current = await copies(id, Array.from({ length: 20 }, () => at(DAY)));
+  try {
+    await sql(US, "UPDATE metadata_refresh_state SET consecutive_failures = 2, last_error = 'unreachable' WHERE credential_id = ANY($1::uuid[])", [[...expired.slice(0, 510), ...current]]);
+    const after = await refreshStatus();
+    expect(after.credentials.filter((c) => c.consecutive_failures > 0)).toHaveLength(500);
+    expect(after.failing).toBe(before.failing + 530);
+    expect(after.expired).toBe(before.expired + 530);
+    expect(after.failing_expired).toBe(before.failing_expired + 510);
+  } finally {
+    await dropCopies([...expired, ...current]);
+  }
+  expect((await refreshStatus()).failing_expired).toBe(before.failing_expired);
 });
