@@ -43,6 +43,12 @@ if #pending == 0 then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])`;
 const runMoveEntry = luaScript(MOVE_ENTRY);
+/**
+ * The most fields of a copy MOVE_ENTRY takes: Lua's stack holds 8,000 values, and unpack of more fails the
+ * script at every attempt (the entry stayed pending, and every read that held it failed, the entries after it
+ * with it). An entry's own fields are a few; more are anyone's who can write to the inbox.
+ */
+const MOVE_MAX_FIELDS = 4096;
 
 export interface DeadLettersDeps {
   links: RedisLinks;
@@ -153,15 +159,21 @@ export class DeadLetters {
 
   /**
    * Moves an entry of this region's inbox to the dead-letter stream (MOVE_ENTRY), with this region and its
-   * entry id; false when it was no longer pending (another consumer of the group moved or applied it).
+   * entry id; false when it was no longer pending (another consumer of the group moved or applied it). One with
+   * more fields than the script takes (MOVE_MAX_FIELDS) is copied, then XACKed: moved by the consumer whose XACK
+   * acknowledged it, though two consumers holding it at once may both copy it.
    */
   private async move(id: string, fields: string[]): Promise<boolean> {
     const { links, keys, region } = this.d;
+    if (fields.length > MOVE_MAX_FIELDS) {
+      await this.copy(id, fields);
+      return Number(await links.own.xack(keys.inbox(region), region, id)) > 0;
+    }
     const moved = await runMoveEntry(links.own, [keys.inbox(region), keys.deadLetter], [region, id, DEAD_LETTER_MAX_LENGTH, 'region', region, 'id', id, ...fields]);
     return Number(moved) > 0;
   }
 
-  /** Copies a part of an inbox entry to the dead-letter stream, with this region and its entry id. */
+  /** Copies a part of an inbox entry (or a whole one too large for MOVE_ENTRY) to the dead-letter stream, with this region and its entry id. */
   private async copy(id: string, fields: string[]): Promise<void> {
     const { links, keys, region } = this.d;
     await links.own.xadd(keys.deadLetter, 'MAXLEN', '~', DEAD_LETTER_MAX_LENGTH, '*', 'region', region, 'id', id, ...fields);

@@ -207,3 +207,30 @@ test('an entry two consumers both refuse is moved to the dead-letter stream, cou
     await rig.redis.del(rig.keys.deadLetter);
   }
 }, 60_000);
+
+test('an entry with more fields than a Lua script can pass on is refused and moved to the dead-letter stream all the same, and the entries after it apply', async () => {
+  await rig.reset();
+  // Whoever can write to the inbox can add any number of fields: 10,000 here, past the 8,000 values Lua's stack
+  // holds, so a script cannot copy them (unpack: "too many results to unpack").
+  const fields = testEventAuth().entryFields(orgEvent('many fields'));
+  fields[fields.length - 1] = 'zz'; // its MAC
+  for (let i = 0; i < 5000; i++) fields.push(`x${i}`, 'y');
+  const id = String(await rig.redis.xadd(rig.keys.inbox(REGION), '*', ...fields));
+  const after = orgEvent('after the big one');
+  await rig.publish(after);
+  const { lines, log } = capturedLog();
+  const applier = await rig.applier({ log });
+  applier.start();
+  try {
+    // Before: the script failed at each attempt, the entry stayed pending (pinning the trim floor), never counted.
+    expect(await eventually(async () => (await rig.pendingCount()) === 0 && (await rig.orgName(after.orgId)) === 'after the big one', 15_000, 50)).toBe(true);
+    const copies = (await rig.redis.xrange(rig.keys.deadLetter, '-', '+')).filter(([, f]) => f.includes(id));
+    expect(copies).toHaveLength(1);
+    expect(copies[0]?.[1]).toEqual(['region', REGION, 'id', id, 'refused', 'bad-signature', ...fields]);
+    expect(applier.refusedEvents).toBe(1);
+    expect(lines.filter((l) => REFUSED_LINE.test(l.msg)).map((l) => l.refused?.map((r) => r.id))).toEqual([[id]]);
+  } finally {
+    await applier.stop();
+    await rig.redis.del(rig.keys.deadLetter);
+  }
+}, 60_000);
