@@ -199,11 +199,15 @@ export class LookupGate {
     );
   }
 
-  /** The hosts are named: the organization's own fetches asked for them (its URLs, or where they redirected). */
+  /**
+   * The hosts are named: the organization's own fetches asked for them (its URLs, or where they redirected). Said
+   * of the API key's organization: an API request's lookups count against it (provider-credentials/routes.ts), which
+   * may be a parent of the one the request acts on, and the hosts those of its other sub-organizations.
+   */
   private shareHeld(hostname: string, own: readonly Running[]): LookupsBusyError {
     const hosts = own.map((r) => `"${r.hostname}"`).join(', ');
     return new LookupsBusyError(
-      `Could not look up the host "${hostname}" now: ${own.length === 1 ? `a lookup of another IdP host of this organization, ${hosts}, has` : `${own.length} lookups of other IdP hosts of this organization (${hosts}) have`} ` +
+      `Could not look up the host "${hostname}" now: ${own.length === 1 ? `a lookup of another IdP host of this API key's organization, ${hosts}, has` : `${own.length} lookups of other IdP hosts of this API key's organization (${hosts}) have`} ` +
         `had no answer for over ${seconds(this.stallMs)}, and this region runs at most ${this.orgLanes} at once for one organization so that ` +
         `they cannot hold the lookups of the others. Check the DNS of ${own.length === 1 ? 'that host' : 'those hosts'}; retry in ${LOOKUPS_BUSY_RETRY_SECONDS} seconds.`,
       'organization',

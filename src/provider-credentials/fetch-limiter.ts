@@ -61,7 +61,7 @@ export class FetchLimiter {
           : new AppError(
               429,
               'too_many_metadata_fetches',
-              `This organization already has ${org} IdP metadata fetches in progress (the limit is ${this.perOrg}); retry in ${RETRY_AFTER_SECONDS} seconds.`,
+              `This API key's organization already has ${org} IdP metadata fetches in progress, for itself or the sub-organizations the key acts on (the limit is ${this.perOrg}); retry in ${RETRY_AFTER_SECONDS} seconds.`,
             );
       }
       await new Promise<void>((resolve) => {

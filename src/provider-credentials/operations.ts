@@ -9,7 +9,7 @@ const tags = ['SlashID SAML provider credentials'];
 // The IdP metadata fetch of a create or PATCH takes a slot of the fetch limiter (fetch-limiter.ts), and its
 // host-name lookup a lane of the lookup gate (metadata/lookup-gate.ts).
 const fetchBusy = [
-  { status: 429, description: 'The organization has as many IdP metadata fetches in progress as it may; retry after Retry-After seconds.' },
+  { status: 429, description: 'The organization whose API key sent the request (the one it acts on, or its ancestor) has as many IdP metadata fetches in progress as it may; retry after Retry-After seconds.' },
   {
     status: 503,
     description:

@@ -178,7 +178,7 @@ describe('IdP metadata fetches in flight', () => {
     const again = await create(a, 'okta.xml');
     expect(again.status).toBe(429);
     expect(again.headers.get('retry-after')).toMatch(/^[0-9]+$/);
-    expect(again.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/IdP metadata fetches in progress \(the limit is 1\)/) }] });
+    expect(again.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/^This API key's organization already has 1 IdP metadata fetches in progress, for itself or the sub-organizations the key acts on \(the limit is 1\)/) }] });
 
     const second = create(b, 'slow-b.xml');
     expect(await eventually(async () => idp.held() === 2, 15_000, 20)).toBe(true);
@@ -205,7 +205,9 @@ describe('IdP metadata fetches in flight', () => {
     // Before, the share was the sub-organization's: this fetch took a second slot (201) while the first ran.
     const other = await byParent(s2, 'okta.xml');
     expect(other.status).toBe(429);
-    expect(other.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/IdP metadata fetches in progress \(the limit is 1\)/) }] });
+    // Said of the key's organization: the sub-organization it acts on has none in progress (before: "This organization
+    // already has 1 …", of a sub-organization that had none).
+    expect(other.body).toEqual({ meta: {}, errors: [{ httpcode: 429, message: expect.stringMatching(/^This API key's organization already has 1 IdP metadata fetches in progress, for itself or the sub-organizations the key acts on \(the limit is 1\)/) }] });
     expect(await r.region.db.samlProviderCredential.count({ where: { orgId: s2.id } })).toBe(0);
     // The sub-organization's own key is another tenant's share.
     expect((await create(s2, 'okta.xml')).status).toBe(201);
