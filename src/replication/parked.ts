@@ -79,12 +79,30 @@ export class FailureLog {
    */
   async park<T extends { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }>(items: T[]): Promise<T[]> {
     if (items.length === 0) return [];
-    const parked = JSON.stringify(items.map((i) => ({
+    const rows = items.map((i) => ({
       change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
       last_error: i.error.slice(0, ERROR_MAX_CHARS),
-    })));
+    }));
+    // Two statements, the one that only touches rows parked before first: a statement that fails (the database
+    // went away between them) leaves nothing parked now that no one counted. The other order parked the new ones,
+    // then failed on the update of the others: the retry found them all parked before, and counted none.
+    // Parked before (by another process of the region, or this one before a restart): they stay parked, with this
+    // park's reason and error. Not one discarded here (a park racing the discard left its row): the next statement
+    // deletes that row.
+    const again = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
+      `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, stream_id text, reason text, last_error text))
+       UPDATE replication_failures f SET reason = x.reason, last_error = x.last_error, stream_id = COALESCE(x.stream_id, f.stream_id),
+              last_failed_at = now(), parked_at = now()
+         FROM x WHERE f.change_id = x.change_id AND f.parked_at IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM replication_discarded d WHERE d.change_id = f.change_id)
+       RETURNING f.change_id::text`,
+      JSON.stringify(rows.map(({ change_id, stream_id, reason, last_error }) => ({ change_id, stream_id, reason, last_error }))),
+    );
+    const stored = new Set(again.map((r) => r.change_id));
     // Parked now: a new row, or a failing one (parked_at null, as read under the row's lock: the condition of
-    // DO UPDATE sees the latest version of a row another statement wrote, once that one committed).
+    // DO UPDATE sees the latest version of a row another statement wrote, once that one committed). One parked
+    // by another process since the statement above is left as it is, counted by that process; one parked before
+    // is left too (its update was the statement above).
     const first = await this.db.$queryRawUnsafe<{ change_id: string }[]>(
       `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, origin_region text, stream_id text, event jsonb, reason text, last_error text)),
             discarded AS (DELETE FROM replication_failures f USING replication_discarded d, x
@@ -96,20 +114,9 @@ export class FailureLog {
          stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()
          WHERE replication_failures.parked_at IS NULL
        RETURNING change_id::text`,
-      parked,
+      JSON.stringify(rows),
     );
-    const now = new Set(first.map((r) => r.change_id));
-    // The rest were parked before (or discarded here): those still parked take this park's reason and error.
-    const rest = items.filter((i) => !now.has(i.event.changeId.toLowerCase()));
-    const again = rest.length === 0 ? [] : await this.db.$queryRawUnsafe<{ change_id: string }[]>(
-      `WITH x AS (SELECT DISTINCT ON (change_id) * FROM jsonb_to_recordset($1::jsonb) AS x(change_id uuid, stream_id text, reason text, last_error text))
-       UPDATE replication_failures f SET reason = x.reason, last_error = x.last_error, stream_id = COALESCE(x.stream_id, f.stream_id),
-              last_failed_at = now(), parked_at = now()
-         FROM x WHERE f.change_id = x.change_id AND f.parked_at IS NOT NULL
-       RETURNING f.change_id::text`,
-      JSON.stringify(rest.map((i) => ({ change_id: i.event.changeId, stream_id: i.streamId, reason: i.reason, last_error: i.error.slice(0, ERROR_MAX_CHARS) }))),
-    );
-    const stored = new Set(again.map((r) => r.change_id));
+    const now = new Set(first.map((r) => r.change_id).filter((id) => !stored.has(id)));
     const kept = new Map<string, T>();
     for (const i of items) {
       this.failing.delete(i.event.changeId);

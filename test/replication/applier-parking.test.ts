@@ -443,3 +443,48 @@ test('two processes parking the same change at once count it once: the second wa
     await first.end();
   }
 }, 30_000);
+
+test('a park that fails half way (the database errs on the update of a change parked before) counts the change it parks once, when it is retried', async () => {
+  await rig.reset();
+  // One change parked by another process (its row as that process wrote it), one new and too far ahead: in one
+  // pack, so one park takes both.
+  const before = eventFor('widgets', 'w-half', { id: 'w-half' });
+  await rig.db.$executeRawUnsafe(
+    `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
+     VALUES ($1::uuid, $2, '1-0', $3::jsonb, 1, 'unknown-table', 'no such table', now())`,
+    before.changeId, before.origin, JSON.stringify(before),
+  );
+  const ahead = orgEvent('ahead, parked half way', { wall: Date.now() + 3_600_000 });
+  const id = await rig.publishPack([before, ahead]);
+  // The first write of this entry's stream id into a parked row fails, as a lost connection or a statement
+  // timeout would; a sequence, not a row, remembers it (its nextval is not rolled back).
+  await rig.db.$executeRawUnsafe('CREATE SEQUENCE half_park');
+  await rig.db.$executeRawUnsafe(`CREATE FUNCTION half_park() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.stream_id = '${id}' AND nextval('half_park') = 1 THEN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF;
+      RETURN NEW;
+    END $$`);
+  await rig.db.$executeRawUnsafe('CREATE TRIGGER half_park BEFORE UPDATE ON replication_failures FOR EACH ROW EXECUTE FUNCTION half_park()');
+  const { lines, sink } = logLines();
+  const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
+  const seen: string[] = [];
+  applier.onRefused = (_origin, reason) => seen.push(reason);
+  applier.start();
+  try {
+    expect(await eventually(async () => (await rig.tracker.status(ahead.changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+    const [tried] = await rig.db.$queryRawUnsafe<{ last_value: bigint }[]>('SELECT last_value FROM half_park');
+    expect(Number(tried?.last_value)).toBeGreaterThan(1);
+    expect(await failureRow(ahead.changeId)).toMatchObject({ reason: 'clock-skew', parked: true });
+    expect(await failureRow(before.changeId)).toMatchObject({ reason: 'unknown-table', parked: true });
+    // Before: 0, nothing observed or logged. The first attempt parked the new change, then failed on the other's row;
+    // the retry found both parked before.
+    expect(applier.parkedEvents).toBe(1);
+    expect(seen).toEqual(['clock-skew']);
+    expect(lines.filter((l) => /^change events parked/.test(String(l.msg))).map((l) => (l as LogLine & { changes: { changeId: string }[] }).changes.map((c) => c.changeId))).toEqual([[ahead.changeId]]);
+  } finally {
+    await applier.stop();
+    await rig.db.$executeRawUnsafe('DROP TRIGGER half_park ON replication_failures');
+    await rig.db.$executeRawUnsafe('DROP FUNCTION half_park()');
+    await rig.db.$executeRawUnsafe('DROP SEQUENCE half_park');
+  }
+}, 30_000);
