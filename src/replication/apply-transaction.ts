@@ -102,18 +102,26 @@ function deletedOwners(store: RowStore, batch: readonly Parsed[]): { reads: Stat
   const byName = new Map(store.tables.map((t) => [t.name, t]));
   const owners = new Map<string, Map<string, RowChange[]>>();
   for (const b of batch) {
-    const versions = new Set(b.event.ops.map((op) => op.version));
-    const live = (op: RowChange) => op.row.deleted_at === null || op.row.deleted_at === undefined;
+    const ops = b.event.ops;
+    // A change of one row (most of them) is checked against that row; the sets are for a change of several.
+    const single = ops.length === 1 ? ops[0] : undefined;
+    const versions = single ? null : new Set(ops.map((op) => op.version));
     // An owner the change writes live itself (an organization with its first key, a credential with its parts).
-    const written = new Set(b.event.ops.filter(live).map((op) => `${op.table}\u0000${op.key}`));
-    for (const op of b.event.ops) {
+    const written = single ? null : new Set(ops.filter(isLive).map((op) => `${op.table}\u0000${op.key}`));
+    for (const op of ops) {
       const t = byName.get(op.table);
-      const owner = t?.ownedBy ? { table: t.ownedBy.table, key: op.row[t.ownedBy.column] } : t?.partOf ? { table: t.partOf.table, key: op.key } : null;
-      if (!owner || typeof owner.key !== 'string' || !live(op) || !versions.has(String(op.row.created_version)) || !store.has(owner.table)) continue;
-      if (written.has(`${owner.table}\u0000${owner.key}`)) continue;
-      const keys = owners.get(owner.table) ?? new Map<string, RowChange[]>();
-      keys.set(owner.key, [...(keys.get(owner.key) ?? []), op]);
-      owners.set(owner.table, keys);
+      const ownerTable = t?.ownedBy ? t.ownedBy.table : t?.partOf ? t.partOf.table : null;
+      const ownerKey = t?.ownedBy ? op.row[t.ownedBy.column] : op.key;
+      if (ownerTable === null || typeof ownerKey !== 'string' || !isLive(op) || !store.has(ownerTable)) continue;
+      const created = String(op.row.created_version);
+      if (single ? single.version !== created : !versions?.has(created)) continue;
+      if (single ? single.table === ownerTable && single.key === ownerKey : written?.has(`${ownerTable}\u0000${ownerKey}`)) continue;
+      let keys = owners.get(ownerTable);
+      if (!keys) owners.set(ownerTable, (keys = new Map<string, RowChange[]>()));
+      // Pushed, not copied: a batch of one organization's creates was quadratic in copies of its list.
+      const list = keys.get(ownerKey);
+      if (list) list.push(op);
+      else keys.set(ownerKey, [op]);
     }
   }
   const tables = [...owners];
@@ -137,6 +145,9 @@ function deletedOwners(store: RowStore, batch: readonly Parsed[]): { reads: Stat
     },
   };
 }
+
+/** A row change that writes its row live (not a tombstone). */
+const isLive = (op: RowChange): boolean => op.row.deleted_at === null || op.row.deleted_at === undefined;
 
 /**
  * The ops of a change (by index) that tombstone a row the same change deletes the owner of

@@ -225,23 +225,26 @@ export class RowApply {
         for (const id of lostRace) after.set(id, { version: '', createdVersion: '', originRegion: '', deleted: false });
       }
     }
-    const running = new Map<string, Stored | undefined>();
+    // The state each row held after the changes judged so far (only their merge states are compared). What a
+    // row holds at the end (finalState) is worked out only for a change that did not hold: its winner.
+    const running = new Map<string, MergeState | undefined>();
     const outcomes = norm.map((c): OpOutcome => {
       const raced = lostRace.has(c.id) ? after.get(c.id) : undefined;
-      const final = raced ?? finalState(before.get(c.id), newest.get(c.id));
       if (below.changes.has(c)) {
         // The row's tombstone was collected here: a deletion holds; anything else lost to it.
         if (c.state.deleted) return { applied: true };
-        const w = final ?? { version: below.throughOf(c.table), createdVersion: c.state.createdVersion, originRegion: '', deleted: true };
+        const w = raced ?? finalState(before.get(c.id), newest.get(c.id)) ?? { version: below.throughOf(c.table), createdVersion: c.state.createdVersion, originRegion: '', deleted: true };
         return { applied: false, winner: { table: c.table, key: c.rowKey, ...w } };
       }
       const held = running.has(c.id) ? running.get(c.id) : before.get(c.id);
       const cmp = held ? compareStates(c.state, held) : 1;
-      if (cmp > 0) running.set(c.id, { ...c.state, originRegion: String(c.row.origin_region ?? '') });
+      if (cmp > 0) running.set(c.id, c.state);
       // Judged against what the row held before it, or, when a concurrent writer won the race, against that.
       const against = raced ?? held;
       const holds = (raced ? compareStates(c.state, raced) >= 0 : cmp >= 0) || deletionHolds(c.state, against) || creationHolds(c, against);
-      if (holds || !final) return { applied: true };
+      if (holds) return { applied: true };
+      const final = raced ?? finalState(before.get(c.id), newest.get(c.id));
+      if (!final) return { applied: true };
       return { applied: false, winner: { table: c.table, key: c.rowKey, version: final.version, createdVersion: final.createdVersion, originRegion: final.originRegion, deleted: final.deleted } };
     });
     return { changed, outcomes, belowHorizon: below.changes.size, ...(reads ? { reads } : {}) };
