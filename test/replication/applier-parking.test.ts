@@ -12,7 +12,7 @@ import { testEventAuth } from '../support/env';
 import pino from 'pino';
 import { eventually } from '../support/harness';
 import { logLines, type LogLine } from '../support/log-lines';
-import { eventFor, orgEvent, REGION, startApplierRig, type ApplierRig } from '../support/applier-rig';
+import { eventFor, failFirstWrite, orgEvent, REGION, startApplierRig, storeParked, type ApplierRig } from '../support/applier-rig';
 
 let rig: ApplierRig;
 beforeAll(async () => {
@@ -390,11 +390,7 @@ test('a change another process parked, delivered again and still not applying, i
   // Too far ahead of this region's clock (clock-skew): refused and parked, as by the process that read it first.
   const ahead = orgEvent('ahead', { wall: Date.now() + 3_600_000 });
   // Its row as that process's park wrote it (a rolling restart's old process; the ack to its origin was lost).
-  await rig.db.$executeRawUnsafe(
-    `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
-     VALUES ($1::uuid, $2, '1-0', $3::jsonb, 1, 'clock-skew', 'ahead', now())`,
-    ahead.changeId, ahead.origin, JSON.stringify(ahead),
-  );
+  await storeParked(rig.db, ahead, 'clock-skew', 'ahead');
   await rig.publish(ahead);
   const { lines, sink } = logLines();
   const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
@@ -449,22 +445,12 @@ test('a park that fails half way (the database errs on the update of a change pa
   // One change parked by another process (its row as that process wrote it), one new and too far ahead: in one
   // pack, so one park takes both.
   const before = eventFor('widgets', 'w-half', { id: 'w-half' });
-  await rig.db.$executeRawUnsafe(
-    `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
-     VALUES ($1::uuid, $2, '1-0', $3::jsonb, 1, 'unknown-table', 'no such table', now())`,
-    before.changeId, before.origin, JSON.stringify(before),
-  );
+  await storeParked(rig.db, before, 'unknown-table', 'no such table');
   const ahead = orgEvent('ahead, parked half way', { wall: Date.now() + 3_600_000 });
   const id = await rig.publishPack([before, ahead]);
   // The first write of this entry's stream id into a parked row fails, as a lost connection or a statement
-  // timeout would; a sequence, not a row, remembers it (its nextval is not rolled back).
-  await rig.db.$executeRawUnsafe('CREATE SEQUENCE half_park');
-  await rig.db.$executeRawUnsafe(`CREATE FUNCTION half_park() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.stream_id = '${id}' AND nextval('half_park') = 1 THEN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF;
-      RETURN NEW;
-    END $$`);
-  await rig.db.$executeRawUnsafe('CREATE TRIGGER half_park BEFORE UPDATE ON replication_failures FOR EACH ROW EXECUTE FUNCTION half_park()');
+  // timeout would.
+  const half = await failFirstWrite(rig.db, 'half_park', 'replication_failures', 'UPDATE', `NEW.stream_id = '${id}'`);
   const { lines, sink } = logLines();
   const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
   const seen: string[] = [];
@@ -472,8 +458,7 @@ test('a park that fails half way (the database errs on the update of a change pa
   applier.start();
   try {
     expect(await eventually(async () => (await rig.tracker.status(ahead.changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
-    const [tried] = await rig.db.$queryRawUnsafe<{ last_value: bigint }[]>('SELECT last_value FROM half_park');
-    expect(Number(tried?.last_value)).toBeGreaterThan(1);
+    expect(await half.met()).toBeGreaterThan(1);
     expect(await failureRow(ahead.changeId)).toMatchObject({ reason: 'clock-skew', parked: true });
     expect(await failureRow(before.changeId)).toMatchObject({ reason: 'unknown-table', parked: true });
     // Before: 0, nothing observed or logged. The first attempt parked the new change, then failed on the other's row;
@@ -483,8 +468,6 @@ test('a park that fails half way (the database errs on the update of a change pa
     expect(lines.filter((l) => /^change events parked/.test(String(l.msg))).map((l) => (l as LogLine & { changes: { changeId: string }[] }).changes.map((c) => c.changeId))).toEqual([[ahead.changeId]]);
   } finally {
     await applier.stop();
-    await rig.db.$executeRawUnsafe('DROP TRIGGER half_park ON replication_failures');
-    await rig.db.$executeRawUnsafe('DROP FUNCTION half_park()');
-    await rig.db.$executeRawUnsafe('DROP SEQUENCE half_park');
+    await half.drop();
   }
 }, 30_000);

@@ -64,6 +64,38 @@ export function orgEvent(name: string | undefined, opts: { wall?: number } = {})
   return { ...eventFor('organizations', id, fields, opts), orgId: id };
 }
 
+/**
+ * Makes the first write of `table` that `when` (a condition on NEW) matches fail as a serialization failure
+ * would (40001), once: a sequence, not a row, remembers it (its nextval is not rolled back with the transaction).
+ * Answers how many times the condition was met, and the drop of the trigger, its function and the sequence.
+ */
+export async function failFirstWrite(db: Db, name: string, table: string, on: 'INSERT OR UPDATE' | 'UPDATE', when: string) {
+  await db.$executeRawUnsafe(`CREATE SEQUENCE ${name}`);
+  await db.$executeRawUnsafe(`CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF ${when} AND nextval('${name}') = 1 THEN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF;
+      RETURN NEW;
+    END $$`);
+  await db.$executeRawUnsafe(`CREATE TRIGGER ${name} BEFORE ${on} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}()`);
+  return {
+    met: async (): Promise<number> => Number((await db.$queryRawUnsafe<{ last_value: bigint }[]>(`SELECT last_value FROM ${name}`))[0]?.last_value),
+    drop: async (): Promise<void> => {
+      await db.$executeRawUnsafe(`DROP TRIGGER ${name} ON ${table}`);
+      await db.$executeRawUnsafe(`DROP FUNCTION ${name}()`);
+      await db.$executeRawUnsafe(`DROP SEQUENCE ${name}`);
+    },
+  };
+}
+
+/** Stores `event` parked, its row as another process's park (or this one's before a restart) wrote it. */
+export async function storeParked(db: Db, event: ChangeEvent, reason: string, error: string): Promise<void> {
+  await db.$executeRawUnsafe(
+    `INSERT INTO replication_failures (change_id, origin_region, stream_id, event, failures, reason, last_error, parked_at)
+     VALUES ($1::uuid, $2, '1-0', $3::jsonb, 1, $4, $5, now())`,
+    event.changeId, event.origin, JSON.stringify(event), reason, error,
+  );
+}
+
 export async function startApplierRig(label: string): Promise<ApplierRig> {
   // The origin is played by the test (no region runs there): no database of its own.
   const dep = await createDeployment(label, [ORIGIN, REGION], {}, {}, { absentDatabases: [ORIGIN] });
