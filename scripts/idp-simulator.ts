@@ -25,7 +25,14 @@ async function main(): Promise<void> {
   const metadata = idpMetadata({ entityId: ENTITY_ID, ssoUrl: `http://${host}:${port}/sso`, certs: [key] });
 
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', `http://${host}:${port}`);
+    // A request target the URL parser refuses (`//x:abc`, a port that is not a number) is a 400; its
+    // TypeError ended the process.
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', `http://${host}:${port}`);
+    } catch {
+      return void res.writeHead(400).end('not a URL path\n');
+    }
     if (url.pathname === '/metadata.xml') return void res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' }).end(metadata);
     if (url.pathname !== '/sso' || !url.searchParams.has('SAMLRequest')) return void res.writeHead(404).end('not found\n');
     let request;

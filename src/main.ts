@@ -37,8 +37,9 @@ function boundHeapGrowth(): void {
 const USAGE = [
   'usage: REGION=<region id> ADMIN_TOKEN=… TOKEN_SIGNING_SECRET=… REPLICATION_KEYS=… npm start',
   'Runs one region of the deployment in REGIONS_CONFIG (default ./regions.config.json) in the foreground until SIGTERM or',
-  "Ctrl-C; npm run cluster runs every region. PORT, OPERATOR_PORT, HOST, DATABASE_URL, REDIS_URL and REGION_REDIS_URL override",
-  "the region's entry of the file, LOG_LEVEL its logging. Takes no arguments. Every variable: README.md, Configuration.",
+  "Ctrl-C; npm run cluster runs every region. PORT, OPERATOR_PORT, HOST, DATABASE_URL and REGION_REDIS_URL override the",
+  "region's entry of the file, REDIS_URL and REDIS_KEY_PREFIX its default redisUrl (not an entry's own) and its",
+  'redisKeyPrefix, LOG_LEVEL its logging. Takes no arguments. Every variable: README.md, Configuration.',
 ].join('\n');
 
 /**

@@ -84,6 +84,15 @@ test.each([['us-iowa'], ['--port=8081'], ['--']])('npm start -- %s exits 2 with 
   expect(res.stderr).toMatch(new RegExp(`^npm start takes no arguments \\(got '${arg}'\\)\n${USAGES.start.source.slice(1)}`));
 });
 
+// It said REDIS_URL overrides "the region's entry of the file": it replaces the file's default redisUrl only
+// (loadConfig), so a region whose entry names its own Redis kept it, whatever an operator set.
+test('npm start -- --help says what REDIS_URL and REDIS_KEY_PREFIX override', () => {
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, commandFile('start') ?? ''), '--help'], { encoding: 'utf8', timeout: 30_000 });
+  const usage = res.stdout.replace(/\s+/g, ' ');
+  expect(usage).toContain("PORT, OPERATOR_PORT, HOST, DATABASE_URL and REGION_REDIS_URL override the region's entry of the file");
+  expect(usage).toContain('REDIS_URL and REDIS_KEY_PREFIX its default redisUrl (not an entry\'s own) and its redisKeyPrefix');
+});
+
 test.each([
   ['harness/cli', ['up'], 'npm run harness -- up'],
   ['harness/fault-schedule', [], 'npm run test:faults'],

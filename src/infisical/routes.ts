@@ -83,7 +83,12 @@ async function authorize(db: Db, res: Response, orgId: string): Promise<string> 
       `The organization ${target}, the one this access token is for, does not exist in this region: if it was just created in another region, it has not replicated here yet; retry shortly (create organizations with SlashID-Required-Consistency: all_regions to use them everywhere at once).`,
     );
   }
-  throw forbidden(`This access token is not valid for organization ${orgId}: it is bound to another organization.`);
+  // Said alike whether `target` exists or not (nothing told of other organizations), and with the one case its
+  // holder can act on: a sub-organization created in another region moments ago ("bound to another
+  // organization" sent a parent's token holder looking for another token instead of waiting).
+  throw forbidden(
+    `This access token is not valid for organization ${target}: it is for neither that organization nor one of its ancestors in this region. An organization created in another region moments ago may not have reached this one yet (a create with SlashID-Required-Consistency: all_regions answers once every region has it).`,
+  );
 }
 
 /** Where an Infisical client follows a change with its own access token. */

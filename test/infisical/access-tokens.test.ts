@@ -246,7 +246,28 @@ describe('403: the token is for another organization', () => {
     // Another organization's id is still answered alike whether or not it exists (nothing said about others).
     const mine = await createOrg(url);
     const res = await api('GET', `${SSO}?organizationId=${ghost}`, bearer(await issueToken(url, mine.id)));
-    expect(res.body.message).toContain('bound to another organization');
+    expect(res.body.message).toContain('it is for neither that organization nor one of its ancestors in this region');
+  });
+
+  test("a parent's token for a sub-organization this region does not have yet is told it may still be on its way", async () => {
+    // The sub-organization was created under the parent in another region, with local_region: this region has
+    // not received it (here: an id it has never seen, which it cannot tell apart). It said "bound to another
+    // organization", which sent the token's holder looking for another token instead of retrying.
+    const parent = await createOrg(url, 'parent-elsewhere');
+    const token = await issueToken(url, parent.id);
+    const notYetHere = '00000000-0000-4000-8000-00000000abcf';
+    const attempts = [
+      await api('POST', SSO, bearer(token), configBody(notYetHere, certs.pem)),
+      await api('GET', `${SSO}?organizationId=${notYetHere}`, bearer(token)),
+      await api('PATCH', SSO, bearer(token), { organizationId: notYetHere.toUpperCase(), isActive: false }),
+    ];
+    for (const res of attempts) {
+      expect(res).toMatchObject({ status: 403, body: { error: 'PermissionDenied' } });
+      expect(res.body.message).not.toContain('bound to another organization');
+      expect(res.body.message).toContain(`This access token is not valid for organization ${notYetHere}: it is for neither that organization nor one of its ancestors in this region.`);
+      expect(res.body.message).toContain('An organization created in another region moments ago may not have reached this one yet');
+    }
+    expect(await region.region.db.infisicalSamlConfig.count({ where: { orgId: notYetHere } })).toBe(0);
   });
 
   test("a parent org's token works for its sub-organization, not the other way round", async () => {

@@ -40,6 +40,15 @@ export interface IdpServer {
   close(): Promise<void>;
 }
 
+/** `text` with its %-escapes decoded, or undefined when one is malformed. */
+function decoded(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Listens on `host`:`port`; port 0 (the tests' default) picks a free one. Rejects when the port is taken. */
 export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpServer> {
   const docs = new Map<string, string>();
@@ -50,9 +59,15 @@ export async function startIdpServer(host = '127.0.0.1', port = 0): Promise<IdpS
   const hits = new Map<string, number>();
   let holding = 0;
   const server = http.createServer((req, res) => {
-    const name = decodeURIComponent((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
+    // A malformed %-escape (`/%zz`, `okta.xml?a=%zz`: a tenant's metadata URL can hold one) is a 400 for
+    // its path and kept as sent in its query; decodeURIComponent's URIError ended the process.
+    const name = decoded((req.url ?? '/').split('?')[0]?.slice(1) ?? '');
+    if (name === undefined) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('malformed %-escape in the path');
+      return;
+    }
     // A delay set for a name with its query holds that URL alone; one set for the bare name, any query.
-    const asked = decodeURIComponent((req.url ?? '/').slice(1));
+    const asked = decoded((req.url ?? '/').slice(1)) ?? (req.url ?? '/').slice(1);
     const held = delays.has(asked) ? asked : name;
     const wait = delays.get(held);
     const gate = gates.get(name);
