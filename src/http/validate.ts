@@ -175,7 +175,7 @@ const PATTERN_AND_FORMAT_MEAN: Record<string, string> = {
 function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] {
   // One pass (a body can bring tens of thousands of errors): each value's shape errors, by its path.
   const shapes = new Map<string, { pattern?: ErrorObject; format?: ErrorObject }>();
-  // An empty value is too short and blank: one problem, said by its length.
+  // The values too short (an empty one also fails its shape: see below).
   const tooShort = new Set<string>();
   for (const e of errors) {
     if (e.keyword === 'minLength') tooShort.add(e.instancePath);
@@ -185,6 +185,10 @@ function oneShapeProblemPerValue(errors: readonly ErrorObject[]): ErrorObject[] 
     shapes.set(e.instancePath, seen);
   }
   return errors.flatMap((e) => {
+    // An empty value is too short and fails its shape (blank, not printable ASCII, not a URL): one problem,
+    // said by its length; ajv's verbose errors carry the value.
+    const shape = e.keyword === 'pattern' || e.keyword === 'format';
+    if (shape && e.data === '' && tooShort.has(e.instancePath)) return [];
     const blank = e.keyword === 'pattern' && e.params.pattern === NOT_BLANK_PATTERN;
     if (blank && tooShort.has(e.instancePath)) return [];
     const seen = e.keyword === 'pattern' || e.keyword === 'format' ? shapes.get(e.instancePath) : undefined;

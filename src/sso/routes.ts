@@ -16,7 +16,7 @@ import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
 import { refused, SamlRefusal } from './refusal';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
-import { MAX_IDP_RELAY_STATE, validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
+import { MAX_IDP_RELAY_STATE, MAX_RELAY_STATE, validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
 import { patchSettings } from './settings';
 import { SSO_PATH } from './sp';
 import { ssoTokenKey } from './token-key';
@@ -99,7 +99,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
   router.get(`${SSO_PATH}/:id/login`, async (req, res) => {
     const id = credentialId(req);
     if (!validateLoginQuery(req.query)) {
-      throw badRequest(`Invalid query: ${describeErrors(validateLoginQuery.errors).join('; ')}; relay_state is optional, printable ASCII, at most 80 characters.`);
+      throw badRequest(`Invalid query: ${describeErrors(validateLoginQuery.errors).join('; ')}; relay_state is optional (leave it out for none) and, when given, 1 to ${MAX_RELAY_STATE} printable ASCII characters.`);
     }
     const start = await startLogin(deps, id, req.query.relay_state ?? null);
     if (start.kind === 'redirect') return res.redirect(302, start.location);

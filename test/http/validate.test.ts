@@ -56,6 +56,12 @@ test('an empty value that must not be blank is one problem, its length, not two'
   const named = compile(Type.Object({ name: Type.String({ minLength: 1, ...PLAIN_TEXT }) }));
   named({ name: '' });
   expect(describeErrors(named.errors)).toEqual(['name: must NOT have fewer than 1 characters']);
+  // Any shape an empty value fails (printable ASCII, an http URL) is left to its length too.
+  const relay = compile(Type.Object({ relay: Type.String({ minLength: 1, pattern: PRINTABLE_ASCII_PATTERN }), url: Type.String({ minLength: 1, pattern: HTTP_URL_PATTERN, format: 'iri' }) }));
+  relay({ relay: '', url: '' });
+  expect(describeErrors(relay.errors)).toEqual(['relay: must NOT have fewer than 1 characters', 'url: must NOT have fewer than 1 characters']);
+  relay({ relay: 'caf\u00e9', url: 'https://x' });
+  expect(describeErrors(relay.errors)).toEqual(['relay: must be printable ASCII characters']);
   named({ name: '  ' });
   expect(describeErrors(named.errors)).toEqual(['name: must not be blank (white space or invisible characters only)']);
 });

@@ -243,6 +243,16 @@ describe('SP metadata and login', () => {
     }
   });
 
+  test('an empty relay_state= is one 400 saying to leave it out (not also that it is not printable ASCII)', async () => {
+    const res = await call(cluster.url(EU), 'GET', `/sso/saml/${cred}/login?relay_state=`);
+    expect(res.status).toBe(400);
+    const messages = (res.body.errors as { message: string }[]).map((e) => e.message);
+    expect(messages).toEqual([
+      'Invalid query: relay_state: must NOT have fewer than 1 characters; relay_state is optional (leave it out for none) and, when given, 1 to 80 printable ASCII characters.',
+    ]);
+    expect(messages[0]).not.toMatch(/must be printable ASCII/);
+  });
+
   test('an unknown credential is a 404 in the SlashID envelope', async () => {
     const res = await call(cluster.url(EU), 'GET', '/sso/saml/00000000-0000-7000-8000-000000000000/login');
     expect(res.status).toBe(404);
