@@ -14,6 +14,7 @@ import { credentialNotFound } from '../provider-credentials/service';
 import { parseConsistency, setChangeId, writeWithConsistency } from '../replication/consistency';
 import type { Logger } from '../logger';
 import type { Replicator } from '../replication/replicator';
+import { formCharset, UNSUPPORTED_FORM_CHARSET } from './form-charset';
 import { refused, SamlRefusal } from './refusal';
 import { consumeResponse, spMetadata, startLogin, type SsoDeps } from './service';
 import { MAX_IDP_RELAY_STATE, MAX_RELAY_STATE, validateAcsForm, validateLoginQuery, validateSettingsBody, type SettingsView } from './schema';
@@ -45,7 +46,7 @@ function formRefusal(err: unknown): unknown {
   const { type, status } = err as { type?: unknown; status?: unknown };
   // 413 here (the API routes answer an oversized JSON body 400): the ACS documents its size limits.
   if (type === 'entity.too.large') return refused(413, 'the posted form is over 512 KB (a SAML response is a few KiB); post the IdP\'s response unchanged.');
-  if (type === 'charset.unsupported') return refused(400, 'the form must be sent in UTF-8 (or ISO-8859-1); post the IdP\'s response unchanged.');
+  if (type === 'charset.unsupported') return refused(400, UNSUPPORTED_FORM_CHARSET);
   if (type === 'encoding.unsupported') return refused(400, 'the form\'s Content-Encoding is not one this service reads (gzip, deflate, br, or none); post the IdP\'s response unchanged.');
   // An IdP's form has two fields (SAMLResponse, RelayState); the parser stops at 20.
   if (type === 'parameters.too.many') return refused(400, 'the form has more than 20 fields; the IdP posts SAMLResponse (and RelayState) only.');
@@ -112,7 +113,7 @@ export function ssoRoutes(deps: SsoDeps & { repl: Replicator; log: Logger }): Ro
       return next(refused(400, 'the IdP must post the SAML response as an HTML form (application/x-www-form-urlencoded) with a SAMLResponse field.'));
     }
     next();
-  }, form, async (req, res) => {
+  }, formCharset(), form, async (req, res) => {
     const id = credentialId(req);
     if (!validateAcsForm(req.body)) {
       throw refused(400, `invalid form: ${describeErrors(validateAcsForm.errors).join('; ')}; the IdP posts SAMLResponse (and RelayState: printable ASCII, at most ${MAX_IDP_RELAY_STATE} characters).`);

@@ -440,6 +440,27 @@ describe('refusals', () => {
     expect(utf16.status).toBe(400);
     expect(((await utf16.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(/^Sign-in refused: the form must be sent in UTF-8/);
   });
+
+  test('a form whose charset is any WHATWG label of UTF-8 or ISO-8859-1 (windows-1252), in any case, is read; the refusal of another lists them', async () => {
+    const post = (charset: string, body: string) =>
+      fetch(`${cluster.url(EU)}/sso/saml/${cred}/acs`, { method: 'POST', headers: { 'content-type': `application/x-www-form-urlencoded; charset=${charset}` }, body });
+    const form = async () => new URLSearchParams({ SAMLResponse: b64(signedResponse(await answer(EU, cred), A)) }).toString();
+    for (const charset of ['latin1', 'UTF8']) {
+      const res = await post(charset, await form());
+      expect({ charset, status: res.status }).toEqual({ charset, status: 200 });
+    }
+    // Each label is read as a form: 'x' is then refused as not base64 (or not XML), not for its charset.
+    for (const charset of ['iso-8859-1', 'ISO-8859-1', 'iso_8859-1', 'ISO8859-1', 'l1', 'cp819', 'IBM819', 'us-ascii', 'ascii', 'windows-1252', 'CP1252', '"latin1"', 'unicode-1-1-utf-8', 'utf-8']) {
+      const res = await post(charset, 'SAMLResponse=x');
+      const message = ((await res.json()) as { errors: { message: string }[] }).errors[0]?.message;
+      expect({ charset, status: res.status, message }).toEqual({ charset, status: 400, message: expect.not.stringMatching(/must be sent in/) });
+    }
+    for (const charset of ['utf-16', 'latin2', 'iso-8859-15', 'koi8-r']) {
+      const res = await post(charset, 'SAMLResponse=x');
+      const message = ((await res.json()) as { errors: { message: string }[] }).errors[0]?.message;
+      expect({ charset, status: res.status, message }).toEqual({ charset, status: 400, message: expect.stringMatching(/^Sign-in refused: the form must be sent in UTF-8 \(charset utf-8, utf8, .*\) or ISO-8859-1 \(charset iso-8859-1, .*latin1, .*us-ascii.*; any case\)/) });
+    }
+  });
 });
 
 describe("node-saml's own words", () => {
