@@ -147,17 +147,28 @@ const sameDocument = (a: StoredMetadata, b: StoredMetadata) => {
   return strip(a) === strip(b);
 };
 
-/** Certificates supplied by the owner (PEM or bare base64 DER), as pins; a bad one is a 400 naming it. */
+/**
+ * Certificates supplied by the owner (PEM or bare base64 DER), as pins; a bad one is a 400 naming it, and so
+ * is one given twice (the same DER, by its SHA-256, however its PEM or base64 is wrapped).
+ */
 export function callerPins(pems: string[]): TrustedCertificate[] {
+  const first = new Map<string, number>();
   return pems.map((pem, i) => {
+    let pin: TrustedCertificate;
     try {
       const c = parseCertificate(pem);
-      return { fingerprint_sha256: c.fingerprintSha256, subject: c.subject, not_after: c.notAfter, source: 'caller' as const };
+      pin = { fingerprint_sha256: c.fingerprintSha256, subject: c.subject, not_after: c.notAfter, source: 'caller' as const };
     } catch (err) {
       // Our own refusal says what is wrong; anything else is not shown (it would be a library's wording).
       const why = isMetadataError(err) ? `: ${err.message}` : '.';
       throw new AppError(400, 'bad_request', `idp_trusted_certificates.${i} is not a readable X.509 certificate${why}`);
     }
+    const earlier = first.get(pin.fingerprint_sha256);
+    if (earlier !== undefined) {
+      throw new AppError(400, 'bad_request', `idp_trusted_certificates.${i} is the same certificate as idp_trusted_certificates.${earlier}; list each certificate once.`);
+    }
+    first.set(pin.fingerprint_sha256, i);
+    return pin;
   });
 }
 

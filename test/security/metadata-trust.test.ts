@@ -29,6 +29,8 @@ const A = signer('idp-a');
 const B = signer('idp-b');
 const STRANGER = signer('stranger');
 const fp = (s: Signer) => parseCertificate(s.cert).fingerprintSha256;
+/** A PEM certificate's DER as bare base64 on one line (another wrapping of the same certificate). */
+const bareBase64 = (pem: string) => pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
 
 let r: InProcessRegion;
 let idp: IdpServer;
@@ -223,6 +225,16 @@ describe('certificates supplied by the owner', () => {
     expect(bad.status).toBe(400);
     expect(bad.body.errors[0].message).toMatch(/idp_trusted_certificates\.0 is not a readable/);
 
+    // The same certificate twice, however its base64 is wrapped, is a 400 naming the repeat; nothing is written.
+    const listed = async () => (await call(r.url, 'GET', PATH, { headers: slashidHeaders(org) })).body.result.length as number;
+    const before = await listed();
+    const twice = await create('pinned.xml', { idp_trusted_certificates: [B.cert, A.cert, bareBase64(B.cert)] });
+    expect({ status: twice.status, body: twice.body }).toEqual({
+      status: 400,
+      body: { meta: {}, errors: [{ httpcode: 400, message: 'idp_trusted_certificates.2 is the same certificate as idp_trusted_certificates.0; list each certificate once.' }] },
+    });
+    expect(await listed()).toBe(before);
+
     idp.set('pinned.xml', doc([A], B)); // signed by the pinned B, naming A
     const ok = await create('pinned.xml', { idp_trusted_certificates: [B.cert] });
     expect(ok.status).toBe(201);
@@ -243,6 +255,15 @@ describe('certificates supplied by the owner', () => {
     const wrong = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [A.cert] }, headers: slashidHeaders(org) });
     expect(wrong.status).toBe(400);
     expect(await ssoCertificates(id)).toEqual([fp(A)]);
+
+    // The same certificate twice (PEM, then its base64 on one line) is refused before any fetch; nothing changes.
+    const twice = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [STRANGER.cert, bareBase64(STRANGER.cert)] }, headers: slashidHeaders(org) });
+    expect({ status: twice.status, body: twice.body }).toEqual({
+      status: 400,
+      body: { meta: {}, errors: [{ httpcode: 400, message: 'idp_trusted_certificates.1 is the same certificate as idp_trusted_certificates.0; list each certificate once.' }] },
+    });
+    expect(await ssoCertificates(id)).toEqual([fp(A)]);
+    expect((await resource(id)).held_metadata).not.toBeNull();
 
     const res = await call(r.url, 'PATCH', `${PATH}/${id}`, { body: { idp_trusted_certificates: [STRANGER.cert] }, headers: slashidHeaders(org) });
     expect(res.status).toBe(204);
