@@ -1,5 +1,6 @@
 import { Router, type Response } from 'express';
 import type { Config } from '../config';
+import { noQuery } from '../http/no-query';
 import { gatherDeployment } from './deployment';
 import { CONSOLE_CSS, CONSOLE_HTML, CONSOLE_ICON, CONSOLE_JS } from './page';
 
@@ -36,7 +37,7 @@ export function consolePages(): Router {
 /** GET /admin/deployment: every configured region's status, gathered by this one (behind the admin token). */
 export function deploymentAdminRoutes(config: Pick<Config, 'region' | 'regions' | 'adminToken'>): Router {
   const router = Router();
-  router.get('/admin/deployment', async (_req, res) => {
+  router.get('/admin/deployment', noQuery(), async (_req, res) => {
     res.json(await gatherDeployment(config));
   });
   return router;

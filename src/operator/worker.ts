@@ -14,6 +14,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import express from 'express';
 import { READINESS_POOL_SIZE, readerPool } from '../db/reader-pool';
 import { methodNotAllowed, notFound } from '../http/errors';
+import { noQuery } from '../http/no-query';
 import { requestId } from '../http/request-id';
 import { edgeChecks, guardServer, REQUEST_HEADERS_TIMEOUT_MS, SERVER_OPTIONS } from '../http/edges';
 import { errorEnvelope, slashidErrors } from '../http/slashid';
@@ -79,7 +80,7 @@ app.use(healthRoutes({
   }),
 }));
 app.use('/admin', routePrefix(), ...adminGuard(d.adminTokens));
-app.get('/admin/replication', async (_req, res) => {
+app.get('/admin/replication', noQuery(), async (_req, res) => {
   // Never null: the server listens once the first snapshot came.
   const s = snapshot as OperatorSnapshot;
   const status = await replicationStatus({ db, links, keys, region: d.region }, s.replication);

@@ -2,6 +2,7 @@ import { Router, type Request } from 'express';
 import type { Db } from '../db/client';
 import { jsonBody, noBody } from '../http/body';
 import { badRequest, notFound } from '../http/errors';
+import { noQuery } from '../http/no-query';
 import { pageQueryParser } from '../http/page-query';
 import { startedAt } from '../http/request-id';
 import { describeErrors, isUuid, shownId } from '../http/validate';
@@ -59,7 +60,7 @@ export function organizationAdminRoutes({ db, repl }: { db: Db; repl: Replicator
     res.json({ organizations: rows.map(organizationView), pagination: { limit, offset, total_count: total } });
   });
 
-  router.get('/admin/organizations/:id', async (req, res) => {
+  router.get('/admin/organizations/:id', noQuery(), async (req, res) => {
     const id = String(req.params.id);
     const org = isUuid(id) ? await findOrganization(db, id.toLowerCase()) : null;
     if (!org) throw notFound(`Organization ${shownId(id)} not found.`);

@@ -7,6 +7,7 @@ import type { Config } from '../config';
 import type { Db } from '../db/client';
 import { AppError } from '../http/errors';
 import { noBody } from '../http/body';
+import { noQuery } from '../http/no-query';
 import { startedAt } from '../http/request-id';
 import { isUuid, shownId } from '../http/validate';
 import { NO_DEPARTURES, type DepartureState } from '../replication/departures';
@@ -69,7 +70,7 @@ export function metadataRefreshAdminRoutes(db: Db, region: string, repl: Replica
     await writeWithConsistency(repl, consistency, write, () => null, setChangeId(res), adminFollowUp);
     res.status(204).end();
   });
-  router.get('/admin/metadata-refresh', async (_req, res) => {
+  router.get('/admin/metadata-refresh', noQuery(), async (_req, res) => {
     // The credentials this region refreshes: its home ones, and those it adopted (see metadata-refresh.ts's comment).
     const departures: DepartureState = repl ? await repl.departures() : NO_DEPARTURES;
     const scope = refreshScope(region, departures);

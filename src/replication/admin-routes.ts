@@ -19,6 +19,7 @@ import type { ReplicatedTable } from './tables';
 import type { Tracker } from './tracker';
 import type { TombstoneCollector } from './tombstones';
 import { jsonBody, noBody } from '../http/body';
+import { noQuery } from '../http/no-query';
 import { iso, replicationStatus } from './admin-status';
 
 export interface ReplicationAdminDeps {
@@ -46,7 +47,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
   const router = Router();
   const regions = () => d.membership?.regions() ?? d.regions;
 
-  router.get('/admin/replication', async (_req, res) => {
+  router.get('/admin/replication', noQuery(), async (_req, res) => {
     res.json(await replicationStatus(d, replicationFigures(d)));
   });
 
@@ -73,14 +74,14 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
     res.json({ region: d.region, discarded, not_parked: notParked });
   });
 
-  router.get('/admin/replication/parked/discarded/:changeId', async (req, res) => {
+  router.get('/admin/replication/parked/discarded/:changeId', noQuery(), async (req, res) => {
     const changeId = String(req.params.changeId);
     const found = isUuid(changeId) ? await discardedEvent(d.db, changeId.toLowerCase()) : null;
     if (!found) throw notFound(`No discarded change ${shownId(changeId)} in this region.`);
     res.json({ region: d.region, ...found });
   });
 
-  router.get('/admin/replication/changes/:changeId', async (req, res) => {
+  router.get('/admin/replication/changes/:changeId', noQuery(), async (req, res) => {
     const changeId = String(req.params.changeId);
     if (!isUuid(changeId)) throw notFound(`Change ${shownId(changeId)} not found.`);
     const status = await changeStatus({ ...d, regions: regions() }, changeId.toLowerCase(), null);
@@ -88,7 +89,7 @@ export function replicationAdminRoutes(d: ReplicationAdminDeps): Router {
     res.json(status);
   });
 
-  router.get('/admin/replication/digest', async (_req, res) => {
+  router.get('/admin/replication/digest', noQuery(), async (_req, res) => {
     const tables: Record<string, { rows: number; digest: string }> = {};
     for (const t of d.tables) {
       const r = await d.db.$queryRawUnsafe<{ rows: bigint; digest: string | null }[]>(

@@ -251,6 +251,27 @@ describe('listing organizations', () => {
   });
 });
 
+describe('admin GET routes that take no query parameters', () => {
+  const id = '01a20904-0000-7000-8000-000000000000';
+  // Each of them (the list above takes its own); a misspelt parameter was ignored, answered 200.
+  test.each([
+    '/admin/organizations/{id}',
+    '/admin/metadata-refresh',
+    '/admin/replication',
+    '/admin/replication/digest',
+    '/admin/replication/changes/{id}',
+    '/admin/replication/parked/discarded/{id}',
+    '/admin/deployment',
+  ])('GET %s?x=1 is a 400 naming the parameter, in the admin envelope; without it, not a 400', async (route) => {
+    const path = route.replace('{id}', id);
+    const res = await call(r.url, 'GET', `${path}?x=1&limit=2`, { headers: adminHeaders });
+    expect({ status: res.status, body: res.body }).toEqual({ status: 400, body: { meta: {}, errors: [{ httpcode: 400, message: `Unknown query parameter 'x'. GET ${path} takes no query parameters.` }] } });
+    // Behind the admin token, as before.
+    expect((await call(r.url, 'GET', `${path}?x=1`, {})).status).toBe(401);
+    expect((await call(r.url, 'GET', path, { headers: adminHeaders })).status).not.toBe(400);
+  });
+});
+
 describe('API keys', () => {
   test('rotation issues a new key and the previous one stops working', async () => {
     const org = await createOrg(r.url, 'rotating');

@@ -127,6 +127,16 @@ test('the operator port refuses a missing or wrong admin token like the region p
     expect(onOperator.status).toBe(401);
     expect(onOperator.body).toEqual(onMain.body);
   }
+  // A query parameter /admin/replication does not take: the same 400 on both ports.
+  const [queried, queriedMain] = await Promise.all([
+    call(operator, 'GET', '/admin/replication?verbose=1', { headers: adminHeaders }),
+    call(r.url, 'GET', '/admin/replication?verbose=1', { headers: adminHeaders }),
+  ]);
+  expect({ status: queried.status, body: queried.body }).toEqual({
+    status: 400,
+    body: { meta: {}, errors: [{ httpcode: 400, message: "Unknown query parameter 'verbose'. GET /admin/replication takes no query parameters." }] },
+  });
+  expect(queriedMain.body).toEqual(queried.body);
   const other = await call(operator, 'GET', '/admin/organizations', { headers: adminHeaders });
   expect(other.status).toBe(404);
   expect(other.body.errors[0].message).toMatch(/operator port serves GET \/healthz, \/readyz and \/admin\/replication/);
