@@ -118,14 +118,17 @@ const SAME_STOP_MS = 1_000;
 const ANY_HOST = new Set(['0.0.0.0', '::', '[::]']);
 
 /**
- * Two regions of one start on one port (`port` or `operatorPort`, on one host or a wildcard one) or on one
- * database, said as what to change; null when there is none. The file itself may give regions one port
- * (each on a host of its own, deploy/regions.example.json), but this command runs them all on this machine:
- * without this, the region that came second to the port stopped with "the port is in use (… an earlier cluster
- * still running?)", after it had migrated its database and joined the deployment, and two regions on one
- * database each took the other's rows for its own.
+ * Every two regions of one start on one port (`port` or `operatorPort`, on one host or a wildcard one) or on
+ * one database, each said as what to change; none when there is none. Each listener or database that repeats
+ * an earlier one is one line, naming the first it repeats: a config with a shared port and a shared database
+ * is told both in one run, not the second only after the first is fixed. The file itself may give regions one
+ * port (each on a host of its own, deploy/regions.example.json), but this command runs them all on this
+ * machine: without this, the region that came second to the port stopped with "the port is in use (… an
+ * earlier cluster still running?)", after it had migrated its database and joined the deployment, and two
+ * regions on one database each took the other's rows for its own.
  */
-function sharedPlace(regions: readonly RegionConfig[]): string | null {
+function sharedPlaces(regions: readonly RegionConfig[]): string[] {
+  const clashes: string[] = [];
   const listeners: { id: string; field: string; host: string; port: number }[] = [];
   const databases = new Map<string, string>();
   for (const r of regions) {
@@ -133,15 +136,15 @@ function sharedPlace(regions: readonly RegionConfig[]): string | null {
     for (const [field, port] of [['port', r.port], ['operatorPort', r.operatorPort]] as const) {
       if (port === undefined) continue;
       const other = listeners.find((l) => l.port === port && (l.host === host || ANY_HOST.has(l.host) || ANY_HOST.has(host)));
-      if (other) return `regions '${other.id}' (${other.field}) and '${r.id}' (${field}) both listen on ${host}:${port}, and this command runs them on one machine; give each its own port`;
+      if (other) clashes.push(`regions '${other.id}' (${other.field}) and '${r.id}' (${field}) both listen on ${host}:${port}, and this command runs them on one machine; give each its own port`);
       listeners.push({ id: r.id, field, host, port });
     }
     const db = databaseAddress(r.databaseUrl);
     const other = databases.get(db);
-    if (other !== undefined) return `regions '${other}' and '${r.id}' have one database (${db}); each region needs its own databaseUrl`;
-    databases.set(db, r.id);
+    if (other !== undefined) clashes.push(`regions '${other}' and '${r.id}' have one database (${db}); each region needs its own databaseUrl`);
+    else databases.set(db, r.id);
   }
-  return null;
+  return clashes;
 }
 
 /**
@@ -207,9 +210,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const starting = file.regions.filter((r) => named.length === 0 || named.includes(r.id));
-  const clash = sharedPlace(starting);
-  if (clash) {
-    process.stderr.write(`configuration error: ${configPath}: ${clash}\n`);
+  const clashes = sharedPlaces(starting);
+  if (clashes.length) {
+    process.stderr.write(clashes.map((clash) => `configuration error: ${configPath}: ${clash}\n`).join(''));
     process.exit(2);
   }
   // PORT, DATABASE_URL… override one region's entry: they go to a region started alone (`OPERATOR_PORT=9183

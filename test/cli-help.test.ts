@@ -172,3 +172,24 @@ test.each([
   expect({ status: res.status, stdout: res.stdout, secretsMade }).toEqual({ status: 2, stdout: '', secretsMade: false });
   expect(res.stderr).toMatch(message);
 });
+
+test('npm run cluster reports every clash of its config in one run, one line each, before exiting 2', () => {
+  // A shared port and a shared database (and a third region on the first's port): three lines, not the first only.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-cluster-'));
+  const config = path.join(dir, 'regions.json');
+  const unreachable = 'postgresql://postgres@127.0.0.1:1/none';
+  const regions = [
+    { id: 'us-iowa', port: 8081, databaseUrl: unreachable },
+    { id: 'europe-belgium', port: 8081, databaseUrl: `${unreachable}2` },
+    { id: 'asia-japan', port: 8081, operatorPort: 9181, databaseUrl: unreachable },
+  ];
+  fs.writeFileSync(config, JSON.stringify({ redisUrl: 'redis://127.0.0.1:1', redisKeyPrefix: 'cli-cluster:', regions }));
+  const res = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'dist/scripts/cluster.js')], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, REGIONS_CONFIG: config } });
+  fs.rmSync(dir, { recursive: true, force: true });
+  expect({ status: res.status, stdout: res.stdout }).toEqual({ status: 2, stdout: '' });
+  expect(res.stderr.trimEnd().split('\n')).toEqual([
+    `configuration error: ${config}: regions 'us-iowa' (port) and 'europe-belgium' (port) both listen on 127.0.0.1:8081, and this command runs them on one machine; give each its own port`,
+    `configuration error: ${config}: regions 'us-iowa' (port) and 'asia-japan' (port) both listen on 127.0.0.1:8081, and this command runs them on one machine; give each its own port`,
+    `configuration error: ${config}: regions 'us-iowa' and 'asia-japan' have one database (127.0.0.1:1/none); each region needs its own databaseUrl`,
+  ]);
+});
