@@ -23,7 +23,8 @@ const fields = {
     minItems: 1,
     maxItems: 5,
     description:
-      "Certificates (PEM, or base64 DER) trusted to sign the IdP's metadata, pinned instead of trusting the first document fetched. " +
+      "Certificates (PEM, or base64 DER) trusted to sign the IdP's metadata, pinned instead of trusting the first document fetched, " +
+      'each once: the same certificate again, however its PEM or base64 is wrapped, is a 400 naming the repeat. ' +
       'The document fetched now must be signed by one of them or list only them as signing certificates; a later document that changes ' +
       'the signing certificates is applied only when signed by a trusted certificate, otherwise it is held. Write-only (see the metadata resource).',
   }),

@@ -146,6 +146,15 @@ describe('GET /openapi.json', () => {
     expect(credentials.post.responses['201'].content['application/json'].schema.properties.result.properties.label.format).toBeUndefined();
   });
 
+  it('says idp_trusted_certificates takes each certificate once, on create and PATCH (a repeat is a 400)', () => {
+    const credentials = doc.paths['/organizations/sso/saml/provider-credentials'];
+    for (const op of [credentials.post, doc.paths['/organizations/sso/saml/provider-credentials/{id}'].patch]) {
+      const pins = op.requestBody.content['application/json'].schema.properties.idp_trusted_certificates;
+      expect(pins).toMatchObject({ minItems: 1, maxItems: 5 });
+      expect(pins.description).toMatch(/each once: the same certificate again, however its PEM or base64 is wrapped, is a 400/);
+    }
+  });
+
   it('says the same of an organization name, each email claim and an Infisical issuer, and reads any stored one', () => {
     const body = (op: Json) => op.requestBody.content['application/json'].schema.properties;
     const answer = (op: Json, status: string) => op.responses[status].content['application/json'].schema.properties;
