@@ -79,6 +79,8 @@ test('a change the horizon rules out is counted once when its batch fails with a
   // The first write of a row named 'trip' fails as a serialization failure would.
   const trip = await failFirstWrite(rig.db, 'counts_trip', 'organizations', 'INSERT OR UPDATE', "NEW.name = 'trip'");
   try {
+    // Nothing written yet: met none (a fresh sequence's last_value reads 1 until its first nextval).
+    expect(await trip.met()).toBe(0);
     // A late update of an organization created (at 1 s) before the cut-off and absent here: ruled out.
     const lateId = testId();
     const late = eventFor('organizations', lateId, { id: lateId, parent_id: null, name: 'late', created_version: formatVersion({ wall: 1000, counter: 0, region: ORIGIN }) }, { wall: 5000 });

@@ -78,7 +78,8 @@ export async function failFirstWrite(db: Db, name: string, table: string, on: 'I
     END $$`);
   await db.$executeRawUnsafe(`CREATE TRIGGER ${name} BEFORE ${on} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}()`);
   return {
-    met: async (): Promise<number> => Number((await db.$queryRawUnsafe<{ last_value: bigint }[]>(`SELECT last_value FROM ${name}`))[0]?.last_value),
+    // last_value reads 1 before the first nextval too: is_called tells the two apart.
+    met: async (): Promise<number> => Number((await db.$queryRawUnsafe<{ met: bigint }[]>(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS met FROM ${name}`))[0]?.met),
     drop: async (): Promise<void> => {
       await db.$executeRawUnsafe(`DROP TRIGGER ${name} ON ${table}`);
       await db.$executeRawUnsafe(`DROP FUNCTION ${name}()`);
