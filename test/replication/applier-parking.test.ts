@@ -28,6 +28,20 @@ const failureRow = async (changeId: string) =>
     changeId,
   ))[0] ?? null;
 
+/** A started applier whose log lines and refusals (onRefused) the test reads. */
+const observedApplier = async () => {
+  const { lines, sink } = logLines();
+  const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
+  const seen: string[] = [];
+  applier.onRefused = (_origin, reason) => seen.push(reason);
+  applier.start();
+  return { applier, lines, seen };
+};
+
+/** Whether the change reads parked in this region's ack, with nothing left pending in the inbox. */
+const parkedHere = async (changeId: string) =>
+  (await rig.tracker.status(changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0;
+
 test('an event for an unknown table and one missing a NOT NULL column do not stop later events; both are parked and acked as parked', async () => {
   const before = orgEvent('before');
   const unknownTable = eventFor('widgets', 'w1', { id: 'w1', color: 'blue' });
@@ -392,13 +406,9 @@ test('a change another process parked, delivered again and still not applying, i
   // Its row as that process's park wrote it (a rolling restart's old process; the ack to its origin was lost).
   await storeParked(rig.db, ahead, 'clock-skew', 'ahead');
   await rig.publish(ahead);
-  const { lines, sink } = logLines();
-  const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
-  const seen: string[] = [];
-  applier.onRefused = (_origin, reason) => seen.push(reason);
-  applier.start();
+  const { applier, lines, seen } = await observedApplier();
   try {
-    expect(await eventually(async () => (await rig.tracker.status(ahead.changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0, 10_000, 50)).toBe(true);
+    expect(await eventually(() => parkedHere(ahead.changeId), 10_000, 50)).toBe(true);
     expect(await failureRow(ahead.changeId)).toMatchObject({ reason: 'clock-skew', parked: true });
     // Before: counted as parked, and as refused (replication_events_refused_total) a second time in the region.
     expect(applier.parkedEvents).toBe(0);
@@ -451,13 +461,9 @@ test('a park that fails half way (the database errs on the update of a change pa
   // The first write of this entry's stream id into a parked row fails, as a lost connection or a statement
   // timeout would.
   const half = await failFirstWrite(rig.db, 'half_park', 'replication_failures', 'UPDATE', `NEW.stream_id = '${id}'`);
-  const { lines, sink } = logLines();
-  const applier = await rig.applier({ log: pino({ level: 'info' }, sink) });
-  const seen: string[] = [];
-  applier.onRefused = (_origin, reason) => seen.push(reason);
-  applier.start();
+  const { applier, lines, seen } = await observedApplier();
   try {
-    expect(await eventually(async () => (await rig.tracker.status(ahead.changeId))[REGION]?.startsWith('parked ') === true && (await rig.pendingCount()) === 0, 15_000, 50)).toBe(true);
+    expect(await eventually(() => parkedHere(ahead.changeId), 15_000, 50)).toBe(true);
     expect(await half.met()).toBeGreaterThan(1);
     expect(await failureRow(ahead.changeId)).toMatchObject({ reason: 'clock-skew', parked: true });
     expect(await failureRow(before.changeId)).toMatchObject({ reason: 'unknown-table', parked: true });
