@@ -224,12 +224,20 @@ export async function pendingOnlyIn(url: string, changeId: string, regions: stri
 }
 
 /**
- * Waits (up to 15 s) until the region at `url` counts no region as needing a re-seed. A re-seed marks its
+ * Waits (up to 30 s) until the region at `url` counts no region as needing a re-seed. A re-seed marks its
  * target active in each Redis and exits; a region's own view follows on the record's announcement (or its
- * refresh, every second), a moment later.
+ * refresh, every second), a moment later, and a group that was behind the cap once the target's applier has
+ * read past the trim. Answers true, or what the region said last (its needs_reseed, members and groups), so
+ * that a failure shows which of them held it (15 s was once not enough in a clean-clone CI, 2026-12-08).
  */
-export async function reseedSeen(url: string): Promise<boolean> {
-  return eventually(async () => (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body.needs_reseed?.length === 0, 15_000, 200);
+export async function reseedSeen(url: string): Promise<true | Record<string, unknown>> {
+  let last: Record<string, unknown> = {};
+  const seen = await eventually(async () => {
+    const body = (await call(url, 'GET', '/admin/replication', { headers: adminHeaders })).body;
+    last = { needs_reseed: body.needs_reseed, members: body.members, pending: body.pending };
+    return body.needs_reseed?.length === 0;
+  }, 30_000, 200);
+  return seen ? true : last;
 }
 
 /**
