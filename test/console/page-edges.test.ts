@@ -69,6 +69,17 @@ async function openLoggedIn(): Promise<Opened> {
 /** Everything the page did with answers it had before this point (a request of its own, answered after them). */
 const settled = (page: Page) => page.evaluate(() => fetch('/healthz').then((r) => r.text()));
 
+/** A region's row of GET /admin/deployment, as this region gathers it. */
+const deploymentRow = async (id: string) =>
+  (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === id);
+
+/** Creates a credential of `org` on the fixtures' keycloak.xml (201) and answers its id. */
+async function keycloakCredential(org: { id: string; api_key: string }, label: string): Promise<string> {
+  const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label }, headers: slashidHeaders(org) });
+  expect(res.status).toBe(201);
+  return res.body.result.id as string;
+}
+
 test('a pasted token holding a character no HTTP header carries is refused at the login, the character named, not sent as if the region did not answer', async () => {
   const { page, errors, asked } = await open();
   // A zero-width space, as a chat or a document pastes it with the token (the field shows dots only).
@@ -190,7 +201,7 @@ test('a region whose /readyz does not answer is not shown up in green: its readi
 
 test('a ready region whose backlog the serving region could not count reads "lag?", not up: whether it lags is not known', async () => {
   await withStandIn({}, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     // Its consumer group does not exist (it never ran): neither figure is known, though all it says is well.
     expect(row).toMatchObject({ up: true, ready: true, backlog: { undelivered: null, pending_acks: null }, replication: { failing: 0, parked: 0 } });
     const { page, errors } = await openLoggedIn();
@@ -248,7 +259,7 @@ test("a region whose /healthz says its Redis does not answer, its stream status 
     // The page turned the row red on /healthz alone while the answer named no problem (it read the stream status only).
     await page.waitForSelector(`${belgiumRow}:has-text("its Redis does not answer (/healthz: not answering)")`, { timeout: 20_000 });
     expect(await page.getAttribute(belgiumRow, 'data-state')).toBe('isolated');
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row).toMatchObject({ redis: 'not answering', redis_down: '/healthz: not answering', replication: { stream_connected: true } });
     expect(errors).toEqual([]);
     await page.close();
@@ -293,14 +304,7 @@ test('a region whose metadata refreshes could not be read is listed as not read,
 test('more failing metadata refreshes than the answer lists: the list says how many more, and where they are', async () => {
   const org = await createOrg(base, 'refreshing');
   const ids: string[] = [];
-  for (let i = 0; i < 7; i++) {
-    const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', {
-      body: { idp_metadata_url: idp.url('keycloak.xml'), label: `c${i}` },
-      headers: slashidHeaders(org),
-    });
-    expect(res.status).toBe(201);
-    ids.push(res.body.result.id as string);
-  }
+  for (let i = 0; i < 7; i++) ids.push(await keycloakCredential(org, `c${i}`));
   await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 3, last_error = 'unreachable' WHERE credential_id = ANY($1::uuid[])", ids);
   const { page, errors } = await openLoggedIn();
   await page.waitForSelector('#refresh-failures li[data-more]', { timeout: 10_000 });
@@ -315,9 +319,7 @@ test('more failing metadata refreshes than the answer lists: the list says how m
 
 test("a failing credential whose metadata expired is listed in red with when it expired (/admin/metadata-refresh's expired_since)", async () => {
   const org = await createOrg(base, 'expiring');
-  const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label: 'expiring' }, headers: slashidHeaders(org) });
-  expect(res.status).toBe(201);
-  const id = res.body.result.id as string;
+  const id = await keycloakCredential(org, 'expiring');
   // Its refreshes failed until its validUntil passed: an hour before the fixtures' date, the region's metadata clock.
   const expired = new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString();
   await region.db.$executeRawUnsafe(SET_VALID_UNTIL, id, expired);
@@ -341,11 +343,7 @@ test("a failing credential whose metadata expired is listed in red with when it 
 test('a failing credential whose metadata expired, beyond the five listed, is counted once: among the failing ones, said to have expired, not again among the expired', async () => {
   const org = await createOrg(base, 'expiring-unlisted');
   const ids: string[] = [];
-  for (let i = 0; i < 6; i++) {
-    const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label: `u${i}` }, headers: slashidHeaders(org) });
-    expect(res.status).toBe(201);
-    ids.push(res.body.result.id as string);
-  }
+  for (let i = 0; i < 6; i++) ids.push(await keycloakCredential(org, `u${i}`));
   const [unlisted, ...others] = ids as [string, ...string[]];
   await region.db.$executeRawUnsafe(SET_VALID_UNTIL, unlisted, new Date(Date.parse(FIXTURE_DATE) - 3600_000).toISOString());
   // Five others fail more often: listed ahead of it, so it is one of those counted on the "more failing" line.
@@ -354,7 +352,7 @@ test('a failing credential whose metadata expired, beyond the five listed, is co
   // The region counts the failing ones whose metadata expired (here every one is listed: fewer than 500).
   const admin = (await call<{ failing_expired: number; credentials: { consecutive_failures: number; expired_since: string | null }[] }>(base, 'GET', '/admin/metadata-refresh', { headers: adminHeaders })).body;
   expect(admin.failing_expired).toBe(admin.credentials.filter((c) => c.consecutive_failures > 0 && c.expired_since !== null).length);
-  const meta = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === 'us-iowa')?.metadata_refresh;
+  const meta = (await deploymentRow('us-iowa'))?.metadata_refresh;
   if (!meta) throw new Error('us-iowa: no metadata_refresh');
   expect(meta.failures.map((f) => f.credential_id)).not.toContain(unlisted);
   expect(meta.failing_expired).toBe(admin.failing_expired);
@@ -393,14 +391,12 @@ test("a region's expired_since is shown as text, whatever it holds", async () =>
 
 test('a credential whose metadata expired while its refreshes do not fail is listed in red with when it expired (it was listed nowhere)', async () => {
   const org = await createOrg(base, 'expired-quietly');
-  const res = await call(base, 'POST', '/organizations/sso/saml/provider-credentials', { body: { idp_metadata_url: idp.url('keycloak.xml'), label: 'expired quietly' }, headers: slashidHeaders(org) });
-  expect(res.status).toBe(201);
-  const id = res.body.result.id as string;
+  const id = await keycloakCredential(org, 'expired quietly');
   const expired = new Date(Date.parse(FIXTURE_DATE) - 7200_000).toISOString();
   await region.db.$executeRawUnsafe(SET_VALID_UNTIL, id, expired);
   // Its refresh not due for a day (its schedule put off, or the refresher stopped): no failure to list it by.
   await region.db.$executeRawUnsafe("UPDATE metadata_refresh_state SET consecutive_failures = 0, last_error = NULL, next_at = now() + interval '1 day' WHERE credential_id = $1::uuid", id);
-  const meta = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === 'us-iowa')?.metadata_refresh;
+  const meta = (await deploymentRow('us-iowa'))?.metadata_refresh;
   const listed = meta?.expired_credentials ?? [];
   expect(listed.map((c) => [c.credential_id, c.expired_since, c.held_since])).toEqual([[id, expired, null]]);
   const nextAt = listed[0]?.next_at ?? '';
@@ -425,7 +421,7 @@ test('expired credentials not failing: the first five listed (a held one says so
   });
   const credentials = Array.from({ length: 7 }, (_, i) => credential(i));
   await withStandIn({ '/admin/metadata-refresh': { failing: 0, credentials } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ failing: 0, failures: [], expired: 7 });
     expect(row?.metadata_refresh?.expired_credentials.map((c) => c.credential_id)).toEqual(['c0', 'c1', 'c2', 'c3', 'c4']);
 
@@ -456,7 +452,7 @@ test("a region's count of expired credentials is the console's, beyond the ones 
   // It lists 500 (here fewer, as a region whose others are current), and counts every expired one.
   const credentials = Array.from({ length: 9 }, (_, i) => quiet(i, i < 6));
   await withStandIn({ '/admin/metadata-refresh': { failing: 0, expired: 640, credentials } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ failing: 0, expired: 640 });
     expect(row?.metadata_refresh).not.toHaveProperty('expired_is_bound');
     expect(row?.metadata_refresh?.expired_credentials).toHaveLength(5);
@@ -474,7 +470,7 @@ test("a region's count of expired credentials is the console's, beyond the ones 
 test('a region of a version that does not count its expired credentials: those among the 500 it lists, said to be a lower bound', async () => {
   const credentials = Array.from({ length: 500 }, (_, i) => quiet(i, i % 50 === 0));
   await withStandIn({ '/admin/metadata-refresh': { failing: 0, credentials } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ failing: 0, expired: 10, expired_is_bound: true });
 
     const { page, errors } = await openLoggedIn();
@@ -487,7 +483,7 @@ test('a region of a version that does not count its expired credentials: those a
   });
   // Listing fewer than 500, it listed them all: its count is exact.
   await withStandIn({ '/admin/metadata-refresh': { failing: 0, credentials: credentials.slice(0, 499) } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ expired: 10 });
     expect(row?.metadata_refresh).not.toHaveProperty('expired_is_bound');
   });
@@ -512,7 +508,7 @@ test("expired credentials beyond those listed are counted once each: the failing
   // 8 failing (5 listed, the first expired), 4 of them expired; 10 expired in all: 6 not failing, 2 of them listed.
   const credentials = [...Array.from({ length: 5 }, (_, i) => failingOne(i, i === 0)), quiet(0, true), quiet(1, true)];
   await withStandIn({ '/admin/metadata-refresh': { failing: 8, expired: 10, failing_expired: 4, credentials } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ failing: 8, expired: 10, failing_expired: 4 });
     expect(row?.metadata_refresh).not.toHaveProperty('failing_expired_is_bound');
     const { page, errors } = await openLoggedIn();
@@ -532,7 +528,7 @@ test('a region of a version that does not count its failing expired credentials:
   // Every failing one listed (6): 2 of them expired (f0, shown, and f5, not), and 1 expired not failing, listed.
   const all = [...Array.from({ length: 6 }, (_, i) => failingOne(i, i === 0 || i === 5)), quiet(0, true)];
   await withStandIn({ '/admin/metadata-refresh': { failing: 6, expired: 3, credentials: all } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ failing: 6, expired: 3, failing_expired: 2 });
     expect(row?.metadata_refresh).not.toHaveProperty('failing_expired_is_bound');
     const { page, errors } = await openLoggedIn();
@@ -546,7 +542,7 @@ test('a region of a version that does not count its failing expired credentials:
   // 700 failing, 500 listed (every fifth expired: 100), 650 expired in all: how many of the others fail is not said.
   const listed = Array.from({ length: 500 }, (_, i) => failingOne(i, i % 5 === 0));
   await withStandIn({ '/admin/metadata-refresh': { failing: 700, expired: 650, credentials: listed } }, async () => {
-    const row = (await call<DeploymentStatus>(base, 'GET', '/admin/deployment', { headers: adminHeaders })).body.regions.find((r) => r.id === BELGIUM);
+    const row = await deploymentRow(BELGIUM);
     expect(row?.metadata_refresh).toMatchObject({ failing: 700, expired: 650, failing_expired: 100, failing_expired_is_bound: true });
     const { page, errors } = await openLoggedIn();
     const lines = await belgiumLines(page);

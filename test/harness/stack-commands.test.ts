@@ -20,6 +20,16 @@ let stack: Stack | null = null;
 
 /** What `up` prints for the line, and whether it reads on. */
 const typed = (line: string) => reply(up(), line);
+/** What `up` prints for the line, which leaves it reading on (every command here but quit). */
+const answered = async (line: string): Promise<string> => {
+  const { text, more } = await typed(line);
+  expect(more).toBe(true);
+  return text;
+};
+/** The command is taken: `up` answers `ok: <line>`. */
+const taken = async (line: string): Promise<void> => {
+  expect(await answered(line)).toBe(`ok: ${line}\n`);
+};
 const up = (): Stack => {
   if (!stack) throw new Error('the stack is not up');
   return stack;
@@ -48,47 +58,47 @@ const stateOf = (service: string) => up().status().find((s) => s.host === servic
   });
 
   test('a heal of a host that is not partitioned is an error naming the hosts that are; a partitioned one heals', async () => {
-    expect(await typed(`heal ${US}`)).toEqual({ text: `error: ${US} is not partitioned: nothing to heal (no host is partitioned)\n`, more: true });
+    expect(await answered(`heal ${US}`)).toBe(`error: ${US} is not partitioned: nothing to heal (no host is partitioned)\n`);
 
-    expect(await typed(`partition ${US} link`)).toEqual({ text: `ok: partition ${US} link\n`, more: true });
-    expect(await typed('heal redis')).toEqual({ text: `error: redis is not partitioned: nothing to heal (partitioned: ${US} (link))\n`, more: true });
+    await taken(`partition ${US} link`);
+    expect(await answered('heal redis')).toBe(`error: redis is not partitioned: nothing to heal (partitioned: ${US} (link))\n`);
     expect(stateOf(US)?.partitioned).toBe('link');
 
-    expect(await typed(`heal ${US}`)).toEqual({ text: `ok: heal ${US}\n`, more: true });
+    await taken(`heal ${US}`);
     expect(stateOf(US)?.partitioned).toBeNull();
     expect(await serves()).toBe(true);
-    expect(await typed(`heal ${US}`)).toEqual({ text: `error: ${US} is not partitioned: nothing to heal (no host is partitioned)\n`, more: true });
+    expect(await answered(`heal ${US}`)).toBe(`error: ${US} is not partitioned: nothing to heal (no host is partitioned)\n`);
   }, 60_000);
 
   test('a resume of a service that is not paused, and a pause of one that is not running, are errors saying its state', async () => {
-    expect(await typed(`resume ${US}`)).toEqual({ text: `error: ${US} is not paused: it is running (no service is paused)\n`, more: true });
+    expect(await answered(`resume ${US}`)).toBe(`error: ${US} is not paused: it is running (no service is paused)\n`);
 
-    expect(await typed('pause redis')).toEqual({ text: 'ok: pause redis\n', more: true });
-    expect(await typed('pause redis')).toEqual({ text: 'error: redis is already paused: nothing to pause\n', more: true });
-    expect(await typed(`resume ${US}`)).toEqual({ text: `error: ${US} is not paused: it is running (paused: redis)\n`, more: true });
-    expect(await typed('resume redis')).toEqual({ text: 'ok: resume redis\n', more: true });
+    await taken('pause redis');
+    expect(await answered('pause redis')).toBe('error: redis is already paused: nothing to pause\n');
+    expect(await answered(`resume ${US}`)).toBe(`error: ${US} is not paused: it is running (paused: redis)\n`);
+    await taken('resume redis');
     expect(stateOf('redis')?.state).toBe('running');
 
-    expect(await typed('kill redis')).toEqual({ text: 'ok: kill redis\n', more: true });
-    expect(await typed('resume redis')).toEqual({ text: 'error: redis is not paused: it is down (no service is paused)\n', more: true });
-    expect(await typed('pause redis')).toEqual({ text: 'error: redis is down: nothing to pause\n', more: true });
-    expect(await typed('kill redis')).toEqual({ text: 'error: redis is already down: nothing to kill (down: redis)\n', more: true });
-    expect(await typed('restart redis')).toEqual({ text: 'ok: restart redis\n', more: true });
+    await taken('kill redis');
+    expect(await answered('resume redis')).toBe('error: redis is not paused: it is down (no service is paused)\n');
+    expect(await answered('pause redis')).toBe('error: redis is down: nothing to pause\n');
+    expect(await answered('kill redis')).toBe('error: redis is already down: nothing to kill (down: redis)\n');
+    await taken('restart redis');
     expect(stateOf('redis')?.state).toBe('running');
     expect(await serves()).toBe(true);
   }, 90_000);
 
   test('a kill of a service already down, and a start of one running or paused, are errors; a start of one down starts it', async () => {
-    expect(await typed('start redis')).toEqual({ text: 'error: redis is already running: nothing to start (restart stops and starts it)\n', more: true });
-    expect(await typed('pause redis')).toEqual({ text: 'ok: pause redis\n', more: true });
-    expect(await typed('start redis')).toEqual({ text: 'error: redis is paused: resume it (restart stops and starts it)\n', more: true });
-    expect(await typed('kill redis')).toEqual({ text: 'ok: kill redis\n', more: true });
-    expect(await typed('kill redis')).toEqual({ text: 'error: redis is already down: nothing to kill (down: redis)\n', more: true });
-    expect(await typed('start redis')).toEqual({ text: 'ok: start redis\n', more: true });
+    expect(await answered('start redis')).toBe('error: redis is already running: nothing to start (restart stops and starts it)\n');
+    await taken('pause redis');
+    expect(await answered('start redis')).toBe('error: redis is paused: resume it (restart stops and starts it)\n');
+    await taken('kill redis');
+    expect(await answered('kill redis')).toBe('error: redis is already down: nothing to kill (down: redis)\n');
+    await taken('start redis');
     expect(stateOf('redis')?.state).toBe('running');
-    expect(await typed(`kill ${US}`)).toEqual({ text: `ok: kill ${US}\n`, more: true });
-    expect(await typed(`kill ${US}`)).toEqual({ text: `error: ${US} is already down: nothing to kill (down: ${US})\n`, more: true });
-    expect(await typed(`start ${US}`)).toEqual({ text: `ok: start ${US}\n`, more: true });
+    await taken(`kill ${US}`);
+    expect(await answered(`kill ${US}`)).toBe(`error: ${US} is already down: nothing to kill (down: ${US})\n`);
+    await taken(`start ${US}`);
     expect(await serves()).toBe(true);
   }, 90_000);
 

@@ -35,6 +35,13 @@ async function api(method: string, path: string, headers: Record<string, string>
   return res;
 }
 
+/** A create, a read and an update of organization `orgId`'s config with `token` (the update naming it as `patchAs`). */
+const triesOn = async (token: string, orgId: string, patchAs = orgId) => [
+  await api('POST', SSO, bearer(token), configBody(orgId, certs.pem)),
+  await api('GET', `${SSO}?organizationId=${orgId}`, bearer(token)),
+  await api('PATCH', SSO, bearer(token), { organizationId: patchAs, isActive: false }),
+];
+
 const omit = (o: Record<string, unknown>, key: string) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== key));
 const claims = (orgId: string, over: Record<string, unknown> = {}) => ({
   sub: orgId, aud: 'infisical-api', iss: 'saml-credential-service', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, ...over,
@@ -198,11 +205,7 @@ describe('403: the token is for another organization', () => {
     expect((await api('POST', SSO, bearer(theirToken), configBody(theirs.id, certs.pem))).status).toBe(200);
 
     const token = await issueToken(url, mine.id);
-    const attempts = [
-      await api('POST', SSO, bearer(token), configBody(theirs.id, certs.pem)),
-      await api('GET', `${SSO}?organizationId=${theirs.id}`, bearer(token)),
-      await api('PATCH', SSO, bearer(token), { organizationId: theirs.id, isActive: false }),
-    ];
+    const attempts = await triesOn(token, theirs.id);
     for (const res of attempts) {
       expect(res.status).toBe(403);
       expect(res.body).toMatchObject({ error: 'PermissionDenied', message: expect.stringContaining(theirs.id) });
@@ -221,11 +224,7 @@ describe('403: the token is for another organization', () => {
   test('a token for an organization that does not exist (here: deleted, or not replicated yet) acts on nothing, not even on itself', async () => {
     const ghost = '00000000-0000-4000-8000-00000000abcd';
     const token = sign(claims(ghost));
-    const attempts = [
-      await api('POST', SSO, bearer(token), configBody(ghost, certs.pem)),
-      await api('GET', `${SSO}?organizationId=${ghost}`, bearer(token)),
-      await api('PATCH', SSO, bearer(token), { organizationId: ghost, isActive: false }),
-    ];
+    const attempts = await triesOn(token, ghost);
     for (const res of attempts) expect(res).toMatchObject({ status: 403, body: { error: 'PermissionDenied' } });
     expect(await region.region.db.infisicalSamlConfig.count({ where: { orgId: ghost } })).toBe(0);
   });
@@ -233,11 +232,7 @@ describe('403: the token is for another organization', () => {
   test("a token whose own organization this region does not have is told so, not that it is bound to another organization", async () => {
     const ghost = '00000000-0000-4000-8000-00000000abce';
     const token = sign(claims(ghost));
-    const attempts = [
-      await api('POST', SSO, bearer(token), configBody(ghost, certs.pem)),
-      await api('GET', `${SSO}?organizationId=${ghost}`, bearer(token)),
-      await api('PATCH', SSO, bearer(token), { organizationId: ghost.toUpperCase(), isActive: false }),
-    ];
+    const attempts = await triesOn(token, ghost, ghost.toUpperCase());
     for (const res of attempts) {
       expect(res).toMatchObject({ status: 403, body: { error: 'PermissionDenied' } });
       expect(res.body.message).not.toContain('bound to another organization');
@@ -256,11 +251,7 @@ describe('403: the token is for another organization', () => {
     const parent = await createOrg(url, 'parent-elsewhere');
     const token = await issueToken(url, parent.id);
     const notYetHere = '00000000-0000-4000-8000-00000000abcf';
-    const attempts = [
-      await api('POST', SSO, bearer(token), configBody(notYetHere, certs.pem)),
-      await api('GET', `${SSO}?organizationId=${notYetHere}`, bearer(token)),
-      await api('PATCH', SSO, bearer(token), { organizationId: notYetHere.toUpperCase(), isActive: false }),
-    ];
+    const attempts = await triesOn(token, notYetHere, notYetHere.toUpperCase());
     for (const res of attempts) {
       expect(res).toMatchObject({ status: 403, body: { error: 'PermissionDenied' } });
       expect(res.body.message).not.toContain('bound to another organization');
