@@ -38,19 +38,18 @@ export function slashidAuth(db: Db): RequestHandler {
   };
 }
 
+/** An organization id slashidAuth put in res.locals. */
+function authenticated(res: Response, key: 'orgId' | 'keyOrgId'): string {
+  const id: unknown = res.locals[key];
+  if (typeof id !== 'string') throw new Error('slashidAuth did not run before this handler');
+  return id;
+}
+
+export const orgIdOf = (res: Response): string => authenticated(res, 'orgId');
+
 /**
  * The organization whose API key authenticated the request: the one it acts on (orgIdOf), or an ancestor of
  * it. Shares of the region that are per tenant (the IdP metadata fetches and host-name lookups) are counted
  * against it, so a parent's key acting on many sub-organizations holds one share, not one per sub-organization.
  */
-export function keyOrgIdOf(res: Response): string {
-  const id: unknown = res.locals.keyOrgId;
-  if (typeof id !== 'string') throw new Error('slashidAuth did not run before this handler');
-  return id;
-}
-
-export function orgIdOf(res: Response): string {
-  const id: unknown = res.locals.orgId;
-  if (typeof id !== 'string') throw new Error('slashidAuth did not run before this handler');
-  return id;
-}
+export const keyOrgIdOf = (res: Response): string => authenticated(res, 'keyOrgId');

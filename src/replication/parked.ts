@@ -79,10 +79,11 @@ export class FailureLog {
    */
   async park<T extends { event: ChangeEvent; streamId: string | null; reason: ParkReason; error: string }>(items: T[]): Promise<T[]> {
     if (items.length === 0) return [];
-    const rows = items.map((i) => ({
+    // One parameter for both statements: each reads the fields it names (jsonb_to_recordset ignores the rest).
+    const rows = JSON.stringify(items.map((i) => ({
       change_id: i.event.changeId, origin_region: i.event.origin, stream_id: i.streamId, event: i.event, reason: i.reason,
       last_error: i.error.slice(0, ERROR_MAX_CHARS),
-    }));
+    })));
     // Two statements, the one that only touches rows parked before first: a statement that fails (the database
     // went away between them) leaves nothing parked now that no one counted. The other order parked the new ones,
     // then failed on the update of the others: the retry found them all parked before, and counted none.
@@ -96,7 +97,7 @@ export class FailureLog {
          FROM x WHERE f.change_id = x.change_id AND f.parked_at IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM replication_discarded d WHERE d.change_id = f.change_id)
        RETURNING f.change_id::text`,
-      JSON.stringify(rows.map(({ change_id, stream_id, reason, last_error }) => ({ change_id, stream_id, reason, last_error }))),
+      rows,
     );
     const stored = new Set(again.map((r) => r.change_id));
     // Parked now: a new row, or a failing one (parked_at null, as read under the row's lock: the condition of
@@ -114,7 +115,7 @@ export class FailureLog {
          stream_id = COALESCE(EXCLUDED.stream_id, replication_failures.stream_id), last_failed_at = now(), parked_at = now()
          WHERE replication_failures.parked_at IS NULL
        RETURNING change_id::text`,
-      JSON.stringify(rows),
+      rows,
     );
     const now = new Set(first.map((r) => r.change_id).filter((id) => !stored.has(id)));
     const kept = new Map<string, T>();
